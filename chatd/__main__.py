@@ -1,0 +1,5 @@
+"""``python -m chatd`` runs the daemon."""
+
+from chatd.cli import main
+
+raise SystemExit(main())

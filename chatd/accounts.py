@@ -1,0 +1,176 @@
+"""User accounts: registration, authentication and the online user directory.
+
+Password hashing is bcrypt, run in the default executor so a login never
+blocks the event loop. A wrong password and an unknown user fail alike, and
+take about as long, so replies reveal nothing about which accounts exist.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from typing import TYPE_CHECKING, Any
+
+import bcrypt
+
+from chatd import names
+from chatd.errors import ChatError, Code
+from chatd.ratelimit import TokenBucket
+from storage.api import Conflict, Storage
+from storage.records import UserRecord
+
+if TYPE_CHECKING:
+    from chatd.clock import Clock
+    from chatd.config import Config
+    from chatd.session import Session
+
+log = logging.getLogger(__name__)
+
+
+class User:
+    """An account as the daemon holds it in memory, with its live sessions."""
+
+    __slots__ = ("created_at", "id", "is_admin", "message_bucket", "name", "sessions", "settings")
+
+    def __init__(self, record: UserRecord, message_bucket: TokenBucket) -> None:
+        self.id = record.id
+        self.name = record.name
+        self.is_admin = record.is_admin
+        self.created_at = record.created_at
+        self.settings: dict[str, Any] = dict(record.settings)
+        self.sessions: list[Session] = []
+        # Shared by all the user's connections: limits the person, not the socket.
+        self.message_bucket = message_bucket
+
+    @property
+    def online(self) -> bool:
+        return bool(self.sessions)
+
+    def __repr__(self) -> str:
+        return f"<User {self.id} {self.name}>"
+
+
+class Accounts:
+    """Every account, by id and by case-insensitive name."""
+
+    def __init__(self, storage: Storage, config: Config, clock: Clock) -> None:
+        self._storage = storage
+        self._config = config
+        self._clock = clock
+        self._by_id: dict[int, User] = {}
+        self._by_key: dict[str, User] = {}
+        # Compared against when the account does not exist, so that failing takes as long.
+        self._dummy_hash = bcrypt.hashpw(b"-", bcrypt.gensalt(4))
+
+    def reconfigure(self, config: Config) -> None:
+        self._config = config
+        limits = config.limits
+        for user in self._by_id.values():
+            user.message_bucket.reconfigure(limits.message_rate, limits.message_burst)
+
+    async def load(self) -> None:
+        for record in await self._storage.list_users():
+            self._add(record)
+
+    def _add(self, record: UserRecord) -> User:
+        limits = self._config.limits
+        bucket = TokenBucket(limits.message_rate, limits.message_burst, self._clock.monotonic)
+        user = User(record, bucket)
+        self._by_id[user.id] = user
+        self._by_key[names.name_key(user.name)] = user
+        return user
+
+    def get(self, user_id: int) -> User | None:
+        return self._by_id.get(user_id)
+
+    def find(self, name: str) -> User | None:
+        return self._by_key.get(names.name_key(name))
+
+    def require(self, name: str) -> User:
+        user = self.find(name)
+        if user is None:
+            raise ChatError(Code.NO_SUCH_USER, f'there is no user "{name}".')
+        return user
+
+    def all(self) -> list[User]:
+        return list(self._by_id.values())
+
+    @property
+    def count(self) -> int:
+        return len(self._by_id)
+
+    async def create(self, name: str, password: str, is_admin: bool = False) -> User:
+        """Create an account; raises ``invalid-name`` or ``name-taken``."""
+        name = _valid_user_name(name)
+        _check_password(password)
+        if self.find(name) is not None:
+            raise _name_taken(name)
+        password_hash = await self._hash(password)
+        try:
+            record = await self._storage.create_user(name, password_hash, is_admin,
+                                                     self._clock.time())
+        except Conflict:
+            raise _name_taken(name) from None
+        return self._add(record)
+
+    async def authenticate(self, name: str, password: str) -> User:
+        """The user if the password matches; ``auth-failed`` otherwise."""
+        record = await self._storage.get_user_by_name(name) if _plausible(name) else None
+        stored = record.password_hash if record else self._dummy_hash
+        matches = await asyncio.get_running_loop().run_in_executor(
+            None, bcrypt.checkpw, password.encode(), stored)
+        user = self.get(record.id) if record else None
+        if not matches or user is None:
+            raise ChatError(Code.AUTH_FAILED, "wrong name or password.")
+        return user
+
+    async def change_password(self, user: User, old: str, new: str) -> None:
+        await self.authenticate(user.name, old)
+        _check_password(new)
+        await self._storage.set_password(user.id, await self._hash(new))
+
+    async def delete(self, user: User) -> None:
+        await self._storage.delete_user(user.id)
+        del self._by_id[user.id]
+        del self._by_key[names.name_key(user.name)]
+
+    async def set_admin(self, user: User, is_admin: bool) -> None:
+        await self._storage.set_admin(user.id, is_admin)
+        user.is_admin = is_admin
+
+    async def save_settings(self, user: User) -> None:
+        await self._storage.set_user_settings(user.id, user.settings)
+
+    async def _hash(self, password: str) -> bytes:
+        salt = bcrypt.gensalt(self._config.accounts.bcrypt_cost)
+        return await asyncio.get_running_loop().run_in_executor(
+            None, bcrypt.hashpw, password.encode(), salt)
+
+
+MAX_PASSWORD_BYTES = 72  # bcrypt ignores anything past 72 bytes; refuse rather than truncate
+
+
+def _name_taken(name: str) -> ChatError:
+    return ChatError(Code.NAME_TAKEN, f'the name "{name}" is taken; choose another.')
+
+
+def _check_password(password: str) -> None:
+    size = len(password.encode())
+    if size < 4 or size > MAX_PASSWORD_BYTES:
+        raise ChatError(Code.BAD_ARGUMENTS,
+                        f"a password has 4 to {MAX_PASSWORD_BYTES} bytes and no spaces.")
+
+
+def _valid_user_name(raw: str) -> str:
+    try:
+        return names.user_name(raw)
+    except names.InvalidName as exc:
+        raise ChatError(Code.INVALID_NAME, str(exc)) from None
+
+
+def _plausible(name: str) -> bool:
+    try:
+        names.user_name(name)
+    except names.InvalidName:
+        return False
+    return True

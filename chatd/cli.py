@@ -1,0 +1,148 @@
+"""The ``chatd`` command: run the daemon, or manage accounts offline.
+
+    chatd [serve] [--config FILE] [--host H] [--port P] [--db PATH]
+                  [--log-level LEVEL] [--log-format kv|json]
+    chatd useradd NAME [--admin] [--config FILE] [--db PATH]
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import getpass
+import logging
+import os
+import signal
+import sys
+from typing import Any
+
+from chatd import __version__
+from chatd.app import build_server
+from chatd.config import Config, ConfigError, load_config
+from chatd.errors import ChatError
+from chatd.logfmt import configure_logging
+
+log = logging.getLogger("chatd")
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    try:
+        config = load_config(args.config, _overrides(args))
+    except ConfigError as exc:
+        print(f"chatd: configuration error: {exc}", file=sys.stderr)
+        return 2
+    configure_logging(config.logging.level, config.logging.format)
+    if args.command == "useradd":
+        return _run(_useradd(config, args.name, args.admin, args.password_stdin))
+    return _run(serve(config, args.config))
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="chatd", description="A chat daemon for telnet and nc.")
+    parser.add_argument("--version", action="version", version=f"chatd {__version__}")
+    common = argparse.ArgumentParser(add_help=False)
+    common.add_argument("--config", help="YAML configuration file (default: built-in)")
+    common.add_argument("--db", help="SQLite database file (storage.path)")
+    common.add_argument("--log-level", choices=["debug", "info", "warning", "error"])
+    common.add_argument("--log-format", choices=["kv", "json"])
+    sub = parser.add_subparsers(dest="command")
+    run = sub.add_parser("serve", parents=[common], help="run the daemon (the default)")
+    run.add_argument("--host", help="address to listen on (listen.host)")
+    run.add_argument("--port", type=int, help="port to listen on (listen.port)")
+    add = sub.add_parser("useradd", parents=[common], help="create an account offline")
+    add.add_argument("name")
+    add.add_argument("--admin", action="store_true", help="make it a server admin")
+    add.add_argument("--password-stdin", action="store_true",
+                     help="read the password from standard input instead of prompting")
+    # Without a sub-command, chatd serves: accept serve's options at the top level too.
+    for action in run._actions:
+        if action.option_strings and action.dest != "help":
+            parser._add_action(action)
+    parser.set_defaults(command="serve")
+    return parser
+
+
+def _overrides(args: argparse.Namespace) -> dict[str, Any]:
+    pairs = {"listen.host": getattr(args, "host", None), "listen.port": getattr(args, "port", None),
+             "storage.path": args.db, "logging.level": args.log_level,
+             "logging.format": args.log_format}
+    return {key: value for key, value in pairs.items() if value is not None}
+
+
+def _run(coro: Any) -> int:
+    try:
+        import uvloop  # noqa: PLC0415 - optional speed-up; plain asyncio works the same
+
+        return int(uvloop.run(coro))
+    except ImportError:
+        return int(asyncio.run(coro))
+
+
+async def serve(config: Config, config_path: str | None) -> int:
+    """Run until SIGTERM or SIGINT; SIGHUP reloads ``config_path``."""
+    server = build_server(config)
+    try:
+        await server.start()
+    except OSError as exc:
+        log.error("cannot start", extra={"fields": {"error": str(exc)}})
+        return 1
+    loop = asyncio.get_running_loop()
+    stopping = asyncio.Event()
+
+    def on_stop_signal() -> None:
+        if stopping.is_set():
+            os._exit(1)  # a second signal: the operator wants out now
+        stopping.set()
+
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, on_stop_signal)
+    loop.add_signal_handler(signal.SIGHUP, lambda: _reload(server, config_path))
+    await stopping.wait()
+    await server.stop()
+    return 0
+
+
+def _reload(server: Any, config_path: str | None) -> None:
+    try:
+        config = load_config(config_path, _current_overrides(server.config))
+    except ConfigError as exc:
+        log.error("reload refused", extra={"fields": {"error": str(exc)}})
+        return
+    configure_logging(config.logging.level, config.logging.format)
+    server.reload(config)
+
+
+def _current_overrides(config: Config) -> dict[str, Any]:
+    # Listening address and database cannot change without a restart: keep them.
+    return {"listen.host": config.listen.host, "listen.port": config.listen.port,
+            "storage.path": config.storage.path}
+
+
+async def _useradd(config: Config, name: str, admin: bool, from_stdin: bool) -> int:
+    password = sys.stdin.readline().rstrip("\n") if from_stdin else _prompt_password()
+    server = build_server(config)
+    await server.storage.open()
+    try:
+        await server.services.accounts.load()
+        user = await server.services.accounts.create(name, password, is_admin=admin)
+        await server.services.audit.record("account-created", target=user.name,
+                                           reason="admin" if admin else "")
+    except ChatError as exc:
+        print(f"chatd: {exc.code}: {exc.message}", file=sys.stderr)
+        return 1
+    finally:
+        await server.storage.close()
+    print(f"created {'admin ' if admin else ''}account {user.name}")
+    return 0
+
+
+def _prompt_password() -> str:
+    first = getpass.getpass("password: ")
+    if getpass.getpass("again: ") != first:
+        raise SystemExit("chatd: the passwords differ")
+    return first
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,195 @@
+"""A small asyncio client for chatd's JSON format: for bots, tests and tools.
+
+    client = await ChatClient.connect("127.0.0.1", 7777)
+    await client.command("/login alice secret")
+    await client.command("/join general")
+    async for event in client.events():
+        ...
+
+Every command is sent with a fresh label, and :meth:`ChatClient.command`
+returns its final reply with the informational lines that came before it.
+Lines without a label (messages, events, notices) go to the event queue.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import itertools
+import json
+from collections.abc import AsyncIterator
+from dataclasses import dataclass, field
+from typing import Any
+
+DEFAULT_TIMEOUT = 10.0
+
+
+class ClientError(Exception):
+    """A command ended with an ``error`` reply (see :attr:`reply`)."""
+
+    def __init__(self, reply: dict[str, Any]) -> None:
+        super().__init__(f"{reply.get('code')}: {reply.get('message')}")
+        self.reply = reply
+        self.code: str = reply.get("code", "")
+
+
+@dataclass
+class Reply:
+    """A command's final line and the lines it produced before."""
+
+    final: dict[str, Any]
+    lines: list[dict[str, Any]] = field(default_factory=list)
+
+    @property
+    def ok(self) -> bool:
+        return self.final.get("type") == "ok"
+
+    def __getitem__(self, key: str) -> Any:
+        return self.final[key]
+
+    def get(self, key: str, default: Any = None) -> Any:
+        return self.final.get(key, default)
+
+
+class ChatClient:
+    """A JSON-mode connection to a chatd server."""
+
+    def __init__(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        self._reader = reader
+        self._writer = writer
+        self._labels = itertools.count(1)
+        self._waiting: dict[str, tuple[list[dict[str, Any]], asyncio.Future[dict[str, Any]]]] = {}
+        self._events: asyncio.Queue[dict[str, Any]] = asyncio.Queue()
+        self.banner = ""
+        self._task: asyncio.Task[None] | None = None
+
+    @classmethod
+    async def connect(cls, host: str = "127.0.0.1", port: int = 7777,
+                      timeout: float = DEFAULT_TIMEOUT, **tls: Any) -> ChatClient:
+        reader, writer = await asyncio.wait_for(
+            asyncio.open_connection(host, port, limit=1 << 22, **tls), timeout)
+        client = cls(reader, writer)
+        client.banner = (await asyncio.wait_for(reader.readline(), timeout)).decode().strip()
+        writer.write(b"/format json\r\n")
+        await asyncio.wait_for(reader.readline(), timeout)  # the format's own ok line
+        client._task = asyncio.ensure_future(client._read())
+        return client
+
+    async def _read(self) -> None:
+        try:
+            while line := await self._reader.readline():
+                self._dispatch(json.loads(line))
+        except (ConnectionError, asyncio.IncompleteReadError, ValueError):
+            pass
+        finally:
+            for _, future in self._waiting.values():
+                if not future.done():
+                    future.set_exception(ConnectionError("connection closed"))
+            self._events.put_nowait({"type": "closed"})
+
+    def _dispatch(self, obj: dict[str, Any]) -> None:
+        waiting = self._waiting.get(obj.get("label", ""))
+        if waiting is None:
+            self._events.put_nowait(obj)
+            return
+        lines, future = waiting
+        if obj.get("type") in ("ok", "error") and not future.done():
+            future.set_result(obj)
+        else:
+            lines.append(obj)
+
+    async def command(self, line: str, check: bool = True,
+                      timeout: float = DEFAULT_TIMEOUT) -> Reply:
+        """Send ``/command ...`` and wait for its final line."""
+        label = f"c{next(self._labels)}"
+        lines: list[dict[str, Any]] = []
+        future: asyncio.Future[dict[str, Any]] = asyncio.get_running_loop().create_future()
+        self._waiting[label] = (lines, future)
+        try:
+            self._writer.write(f"@{label} {line}\r\n".encode())
+            final = await asyncio.wait_for(future, timeout)
+        finally:
+            self._waiting.pop(label, None)
+        if check and final.get("type") == "error":
+            raise ClientError(final)
+        return Reply(final, lines)
+
+    def send_line(self, line: str) -> None:
+        """Send a raw line (a plain message, for example); no reply is awaited."""
+        self._writer.write(f"{line}\r\n".encode())
+
+    async def say(self, text: str, timeout: float = DEFAULT_TIMEOUT) -> dict[str, Any]:
+        """Send a plain line to the current room; returns its echoed ``message``."""
+        self.send_line(text if not text.startswith("/") else "/" + text)
+        return await self.next_event(lambda e: e.get("type") in ("message", "error")
+                                     and e.get("text", text) == text, timeout)
+
+    async def next_event(self, match: Any = None, timeout: float = DEFAULT_TIMEOUT
+                         ) -> dict[str, Any]:
+        """The next unlabelled line (matching ``match``, a predicate, if given)."""
+        async with asyncio.timeout(timeout):
+            while True:
+                event = await self._events.get()
+                if match is None or match(event) or event.get("type") == "closed":
+                    return event
+
+    async def events(self) -> AsyncIterator[dict[str, Any]]:
+        while True:
+            event = await self._events.get()
+            if event.get("type") == "closed":
+                return
+            yield event
+
+    def pending_events(self) -> list[dict[str, Any]]:
+        """Events already received and not yet taken."""
+        taken = []
+        while not self._events.empty():
+            taken.append(self._events.get_nowait())
+        return taken
+
+    async def close(self) -> None:
+        with contextlib.suppress(Exception):
+            self._writer.close()
+            await self._writer.wait_closed()
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+
+
+class LineClient:
+    """A raw text-mode connection, as a person on telnet has: lines in, lines out."""
+
+    def __init__(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        self.reader = reader
+        self.writer = writer
+
+    @classmethod
+    async def connect(cls, host: str = "127.0.0.1", port: int = 7777,
+                      timeout: float = DEFAULT_TIMEOUT) -> LineClient:
+        reader, writer = await asyncio.wait_for(
+            asyncio.open_connection(host, port, limit=1 << 22), timeout)
+        return cls(reader, writer)
+
+    def send(self, data: str | bytes) -> None:
+        self.writer.write(data if isinstance(data, bytes) else f"{data}\r\n".encode())
+
+    async def line(self, timeout: float = DEFAULT_TIMEOUT) -> str:
+        raw = await asyncio.wait_for(self.reader.readline(), timeout)
+        if not raw:
+            raise ConnectionError("connection closed")
+        return raw.decode().rstrip("\r\n")
+
+    async def until(self, predicate: Any, timeout: float = DEFAULT_TIMEOUT) -> list[str]:
+        """Read lines until one satisfies ``predicate``; returns all read."""
+        seen: list[str] = []
+        async with asyncio.timeout(timeout):
+            while True:
+                seen.append(await self.line(timeout))
+                if predicate(seen[-1]):
+                    return seen
+
+    async def close(self) -> None:
+        with contextlib.suppress(Exception):
+            self.writer.close()
+            await self.writer.wait_closed()

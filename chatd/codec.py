@@ -1,0 +1,369 @@
+"""The line codec: bytes from a client in, cleaned text lines out, and back.
+
+Wire rules (see ``LineFramer``): UTF-8 text lines ending in ``\\n`` or
+``\\r\\n``; telnet option negotiation is silently removed so a plain
+``telnet host port`` works; control characters never survive decoding, so no
+terminal escape sequence can travel from one user to another.
+
+Everything here is pure: no asyncio, no I/O, and no import from the rest of
+chatd (the codec is a leaf of the package).
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any, Final
+
+__all__ = [
+    "INVALID_UTF8",
+    "LINE_TOO_LONG",
+    "BadLine",
+    "LineFramer",
+    "ParsedLine",
+    "clean_text",
+    "encode_json",
+    "encode_line",
+    "iso_ts",
+    "parse_line",
+    "split_args",
+]
+
+LINE_TOO_LONG: Final = "line-too-long"
+INVALID_UTF8: Final = "invalid-utf8"
+
+DEFAULT_MAX_LINE: Final = 4096
+
+
+@dataclass(frozen=True, slots=True)
+class BadLine:
+    """A framing error to report to the client; the connection survives.
+
+    ``code`` is ``LINE_TOO_LONG`` or ``INVALID_UTF8``.
+    """
+
+    code: str
+
+
+# Shared instances: the dataclass is frozen and compares by value, so there is
+# no reason to allocate one per error.
+_TOO_LONG: Final = BadLine(LINE_TOO_LONG)
+_BAD_UTF8: Final = BadLine(INVALID_UTF8)
+
+# ---------------------------------------------------------------------------
+# Control characters
+# ---------------------------------------------------------------------------
+
+# C0 controls except TAB (handled separately), DEL and the C1 controls. ESC
+# (U+001B) and CSI (U+009B) are in here, which is what keeps terminal escape
+# sequences out of other users' screens.
+_CONTROL_RE: Final = re.compile("[\x00-\x08\x0a-\x1f\x7f-\x9f]")
+
+
+def clean_text(text: str) -> str:
+    """Remove control characters from user-supplied text.
+
+    C0 controls (U+0000-U+001F) are removed except TAB, which becomes a space;
+    DEL (U+007F) and the C1 controls (U+0080-U+009F) are removed too.
+    Whitespace is otherwise left alone (the framer strips trailing whitespace
+    itself).
+    """
+    # Fast path: isprintable() is a single C loop and is True for the vast
+    # majority of chat lines, which then need no copy at all.
+    if text.isprintable():
+        return text
+    if "\t" in text:
+        text = text.replace("\t", " ")
+    return _CONTROL_RE.sub("", text)
+
+
+# ---------------------------------------------------------------------------
+# Telnet filtering
+# ---------------------------------------------------------------------------
+
+_IAC_BYTE: Final = b"\xff"
+_SB: Final = 0xFA
+_SE: Final = 0xF0
+_NEGOTIATION: Final = frozenset({0xFB, 0xFC, 0xFD, 0xFE})  # WILL, WONT, DO, DONT
+
+# Telnet filter states. DATA and SUB are "long" states that skip ahead with
+# bytes.find; the others last exactly one byte and use the lookup tables.
+_T_DATA: Final = 0  # ordinary data
+_T_IAC: Final = 1  # just saw IAC in data
+_T_OPTION: Final = 2  # saw IAC WILL/WONT/DO/DONT, the option byte comes next
+_T_SUB: Final = 3  # inside IAC SB ... (dropped)
+_T_SUB_IAC: Final = 4  # saw IAC inside a subnegotiation
+
+
+def _transitions(state: int) -> bytes:
+    """The next state after each possible byte, for a one-byte state."""
+    table = bytearray(256)
+    for byte in range(256):
+        if state == _T_IAC:
+            # IAC IAC is an escaped 0xFF data byte: dropped, since 0xFF is never
+            # valid UTF-8. Any other command byte makes a 2-byte sequence.
+            if byte in _NEGOTIATION:
+                table[byte] = _T_OPTION
+            elif byte == _SB:
+                table[byte] = _T_SUB
+            else:
+                table[byte] = _T_DATA
+        elif state == _T_OPTION:
+            table[byte] = _T_DATA
+        else:  # _T_SUB_IAC: only IAC SE ends a subnegotiation
+            table[byte] = _T_DATA if byte == _SE else _T_SUB
+    return bytes(table)
+
+
+# Indexed by state; the entries for the "long" states are never used.
+_NEXT_STATE: Final = (
+    b"",
+    _transitions(_T_IAC),
+    _transitions(_T_OPTION),
+    b"",
+    _transitions(_T_SUB_IAC),
+)
+
+
+# ---------------------------------------------------------------------------
+# The framer
+# ---------------------------------------------------------------------------
+
+_NL: Final = b"\n"
+_CR: Final = b"\r"
+
+
+class LineFramer:
+    """Split a client's byte stream into cleaned text lines.
+
+    ``feed()`` returns, in order, the complete lines (``str``, cleaned with
+    ``clean_text`` and stripped of trailing whitespace, possibly ``""``) and
+    the framing errors (``BadLine``) found in the bytes received so far.
+
+    * Lines end in ``\\n`` or ``\\r\\n``; a telnet ``\\r\\0`` is just a
+      control sequence inside a line and is removed with the other controls.
+    * A line longer than ``max_line`` bytes (terminator not counted) is
+      dropped and reported once as ``LINE_TOO_LONG``; the framer then resyncs
+      at the next newline. The buffer never holds more than ``max_line + 1``
+      bytes (the ``+ 1`` leaves room for the ``\\r`` of a ``\\r\\n``).
+    * A line that is not valid UTF-8 is reported as ``INVALID_UTF8``.
+    * Telnet commands (IAC sequences, including whole subnegotiations) are
+      removed before framing, and may be split across ``feed()`` calls. A
+      client that opens a subnegotiation and never closes it loses the rest
+      of its input; only a misbehaving telnet client can do that, since 0xFF
+      never occurs in UTF-8 text.
+
+    Feeding a stream in any number of pieces gives the same result as feeding
+    it at once.
+    """
+
+    __slots__ = ("_buf", "_discarding", "_max", "_telnet")
+
+    def __init__(self, max_line: int = DEFAULT_MAX_LINE) -> None:
+        """Create a framer accepting lines of at most ``max_line`` bytes."""
+        if max_line < 1:
+            raise ValueError(f"max_line must be at least 1, not {max_line}")
+        self._max = max_line
+        self._buf = bytearray()  # the incomplete last line, telnet already removed
+        self._discarding = False  # inside an over-long line, waiting for its newline
+        self._telnet = _T_DATA
+
+    @property
+    def buffered(self) -> int:
+        """How many bytes of an incomplete line are held."""
+        return len(self._buf)
+
+    def feed(self, data: bytes) -> list[str | BadLine]:
+        """Consume ``data``; return the lines and errors it completes, in order."""
+        # `in` is a C-speed search; the byte-level state machine only runs when
+        # a telnet sequence is present or was cut by the previous feed.
+        if self._telnet != _T_DATA or _IAC_BYTE in data:
+            data = self._strip_telnet(data)
+        pos = 0
+        if self._discarding:
+            newline = data.find(_NL)
+            if newline < 0:
+                return []
+            self._discarding = False
+            pos = newline + 1
+        out: list[str | BadLine] = []
+        newline = data.find(_NL, pos)
+        while newline >= 0:
+            out.append(self._line(data, pos, newline))
+            pos = newline + 1
+            newline = data.find(_NL, pos)
+        self._keep(data, pos, out)
+        return out
+
+    def _keep(self, data: bytes, pos: int, out: list[str | BadLine]) -> None:
+        """Buffer the incomplete tail ``data[pos:]``, or report it as too long."""
+        if len(self._buf) + len(data) - pos > self._max + 1:
+            # Report now rather than at the newline, so the buffer stays bounded
+            # however much data arrives without one.
+            self._buf.clear()
+            self._discarding = True
+            out.append(_TOO_LONG)
+        elif pos < len(data):
+            self._buf += data[pos:]
+
+    def _line(self, data: bytes, start: int, end: int) -> str | BadLine:
+        """Complete the buffered line with ``data[start:end]`` and decode it."""
+        buf = self._buf
+        # Size check before any copy: one huge line must not be duplicated.
+        if len(buf) + end - start > self._max + 1:
+            buf.clear()
+            return _TOO_LONG
+        if buf:
+            buf += data[start:end]
+            raw = bytes(buf)
+            buf.clear()
+        else:
+            raw = data[start:end]
+        if raw.endswith(_CR):
+            raw = raw[:-1]
+        if len(raw) > self._max:
+            return _TOO_LONG
+        try:
+            text = raw.decode("utf-8")
+        except UnicodeDecodeError:
+            return _BAD_UTF8
+        return clean_text(text).rstrip()
+
+    def _strip_telnet(self, data: bytes) -> bytes:
+        """Remove telnet commands from ``data``, carrying state across calls."""
+        out = bytearray()
+        state = self._telnet
+        pos, size = 0, len(data)
+        while pos < size:
+            if state in (_T_DATA, _T_SUB):
+                # Jump to the next IAC; data before it is kept (or, inside a
+                # subnegotiation, dropped) in one slice.
+                iac = data.find(_IAC_BYTE, pos)
+                stop = size if iac < 0 else iac
+                if state == _T_DATA:
+                    out += data[pos:stop]
+                pos = stop + 1
+                if iac >= 0:
+                    state = _T_IAC if state == _T_DATA else _T_SUB_IAC
+            else:
+                state = _NEXT_STATE[state][data[pos]]
+                pos += 1
+        self._telnet = state
+        return bytes(out)
+
+
+# ---------------------------------------------------------------------------
+# Parsing a line
+# ---------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class ParsedLine:
+    """A client line, classified as a command or a message.
+
+    For a command, ``command`` is the lower-cased name without the slash
+    (``""`` for a bare ``/``), ``args`` is the raw text after it with leading
+    whitespace removed, and ``text`` is ``None``. For a message, ``command``
+    is ``None``, ``args`` is ``""`` and ``text`` is the message. ``label``
+    comes from an ``@label`` prefix (commands only).
+    """
+
+    label: str | None
+    command: str | None
+    args: str
+    text: str | None
+
+
+# "@label" then spaces then a single slash (a lookahead: the slash belongs to
+# the command). "//" after a label is not a command, so no label either.
+_LABEL_RE: Final = re.compile(r"@([A-Za-z0-9._:+\-]{1,64}) +(?=/(?!/))")
+# "/name" then the whitespace separating it from its arguments.
+_COMMAND_RE: Final = re.compile(r"/(\S*)\s*")
+
+
+def _command(line: str, label: str | None = None) -> ParsedLine:
+    """Parse ``line``, which starts with a slash, as a command."""
+    match = _COMMAND_RE.match(line)
+    assert match is not None  # always matches: the caller checked the slash
+    return ParsedLine(label, match.group(1).lower(), line[match.end() :], None)
+
+
+def _message(text: str) -> ParsedLine:
+    """A plain message."""
+    return ParsedLine(None, None, "", text)
+
+
+def parse_line(line: str) -> ParsedLine:
+    """Classify a cleaned line as a command or a message.
+
+    * ``/cmd args`` is the command ``cmd`` (lower-cased) with args ``args``.
+    * ``//text`` is the message ``/text``: the first slash escapes the second.
+    * ``@label /cmd args`` is a labelled command: the label (1-64 characters
+      of ``A-Za-z0-9._:+-``) must start the line and be followed by one or
+      more spaces and a single slash. Clients use labels to match replies to
+      requests.
+    * Anything else, including ``@bob hi there`` and ``@label //text``, is a
+      message whose text is the whole line. Labels on messages are not
+      supported: the label would be indistinguishable from a message that
+      happens to start with ``@``.
+    """
+    if line.startswith("/"):
+        if line.startswith("//"):
+            return _message(line[1:])
+        return _command(line)
+    if line.startswith("@"):
+        match = _LABEL_RE.match(line)
+        if match is not None:
+            return _command(line[match.end() :], match.group(1))
+    return _message(line)
+
+
+def split_args(args: str, max_parts: int) -> list[str]:
+    """Split ``args`` on runs of whitespace into at most ``max_parts`` parts.
+
+    The last part keeps the rest of the string verbatim (internal whitespace
+    preserved, surrounding whitespace stripped), so ``split_args("bob too
+    loud  here", 2)`` is ``["bob", "too loud  here"]``. ``max_parts <= 0``
+    means unlimited. Empty or whitespace-only input gives ``[]``.
+    """
+    if max_parts <= 0:
+        return args.split()
+    parts = args.split(None, max_parts - 1)
+    # str.split already dropped leading whitespace; the remainder keeps its
+    # trailing whitespace, which is not part of the argument.
+    if parts:
+        parts[-1] = parts[-1].rstrip()
+    return parts
+
+
+# ---------------------------------------------------------------------------
+# Output
+# ---------------------------------------------------------------------------
+
+
+def encode_line(text: str) -> bytes:
+    """Encode one output line: ``text`` + CRLF, in UTF-8.
+
+    Lone surrogates (which only buggy code could produce) become ``?`` rather
+    than raising inside a connection's writer.
+    """
+    return (text + "\r\n").encode("utf-8", "replace")
+
+
+def encode_json(obj: Mapping[str, Any]) -> bytes:
+    """Encode one compact JSON output line, CRLF-terminated, in UTF-8.
+
+    ``json.dumps`` escapes newlines inside strings, so the object is always a
+    single line on the wire.
+    """
+    text = json.dumps(obj, ensure_ascii=False, separators=(",", ":"))
+    return (text + "\r\n").encode("utf-8", "replace")
+
+
+def iso_ts(epoch: float) -> str:
+    """Format UNIX time as ISO 8601 UTC with milliseconds: ``2026-11-21T10:00:00.000Z``."""
+    moment = datetime.fromtimestamp(epoch, UTC)
+    return f"{moment:%Y-%m-%dT%H:%M:%S}.{moment.microsecond // 1000:03d}Z"

@@ -1,0 +1,202 @@
+"""Configuration: typed sections with defaults, loaded from YAML and validated.
+
+The defaults here are the embedded configuration: chatd runs without any
+file. ``conf/chatd.yaml`` documents every key with the same defaults (a test
+keeps the two in step). A bad key or value raises :class:`ConfigError`
+naming it, so start-up (or a reload) stops with a clear message.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import types
+import typing
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal, NewType, get_args, get_origin
+
+import yaml
+
+from chatd.names import parse_duration
+
+# A duration field accepts seconds as a number or a string like "30s", "7d".
+Seconds = NewType("Seconds", float)
+_T = typing.TypeVar("_T")
+
+
+class ConfigError(ValueError):
+    """The configuration names an unknown key or holds a bad value."""
+
+
+@dataclass(frozen=True, slots=True)
+class ServerConfig:
+    name: str = "chatd"
+    motd: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class ListenConfig:
+    host: str = "127.0.0.1"
+    port: int = 7777
+    max_line: int = 4096
+
+
+@dataclass(frozen=True, slots=True)
+class StorageConfig:
+    path: str = "chatd.db"
+    flush_interval: Seconds = Seconds(0.1)
+    max_batch: int = 5000
+
+
+@dataclass(frozen=True, slots=True)
+class AccountsConfig:
+    registration: Literal["open", "admin"] = "open"
+    bcrypt_cost: int = 12
+
+
+@dataclass(frozen=True, slots=True)
+class RoomsConfig:
+    page_size: int = 20
+    history_default: int = 20
+    history_max: int = 200
+    invitation_ttl: Seconds = Seconds(7 * 86400)
+
+
+@dataclass(frozen=True, slots=True)
+class LimitsConfig:
+    message_rate: float = 5.0
+    message_burst: float = 10.0
+    command_rate: float = 20.0
+    command_burst: float = 40.0
+    # Bounds within which a room's owner may set the room's own message rate.
+    room_message_rate_max: float = 20.0
+    room_message_burst_max: float = 40.0
+    # Sustained flooding: this many refused messages within flood_window...
+    flood_threshold: int = 20
+    flood_window: Seconds = Seconds(10)
+    # ...mutes the sender in that room for flood_mute, or disconnects them.
+    flood_action: Literal["mute", "disconnect"] = "mute"
+    flood_mute: Seconds = Seconds(60)
+    # Failed logins allowed per IP address and per account name, per auth_window.
+    auth_failures: int = 5
+    auth_window: Seconds = Seconds(60)
+    # Typing indicators per second per connection (they are never stored).
+    typing_rate: float = 1.0
+    output_buffer: int = 1024 * 1024
+    input_queue: int = 200
+    login_timeout: Seconds = Seconds(60)
+    # A logged-in connection that sends nothing for this long is closed (0: never).
+    idle_timeout: Seconds = Seconds(0)
+    # TCP keepalive probes detect peers that vanished without closing.
+    keepalive: bool = True
+    max_connections: int = 10000
+    max_connections_per_ip: int = 20
+
+
+@dataclass(frozen=True, slots=True)
+class HousekeepingConfig:
+    interval: Seconds = Seconds(3600)
+    notification_retention: Seconds = Seconds(30 * 86400)
+    association_retention: Seconds = Seconds(30 * 86400)
+    # Messages of terminated rooms are deleted this long after termination.
+    history_retention: Seconds = Seconds(90 * 86400)
+
+
+@dataclass(frozen=True, slots=True)
+class LoggingConfig:
+    level: Literal["debug", "info", "warning", "error"] = "info"
+    format: Literal["kv", "json"] = "kv"
+
+
+@dataclass(frozen=True, slots=True)
+class Config:
+    server: ServerConfig = field(default_factory=ServerConfig)
+    listen: ListenConfig = field(default_factory=ListenConfig)
+    storage: StorageConfig = field(default_factory=StorageConfig)
+    accounts: AccountsConfig = field(default_factory=AccountsConfig)
+    rooms: RoomsConfig = field(default_factory=RoomsConfig)
+    limits: LimitsConfig = field(default_factory=LimitsConfig)
+    housekeeping: HousekeepingConfig = field(default_factory=HousekeepingConfig)
+    logging: LoggingConfig = field(default_factory=LoggingConfig)
+
+
+def load_config(path: str | Path | None, overrides: dict[str, Any] | None = None) -> Config:
+    """Read ``path`` (None: embedded defaults) and apply dotted ``overrides``.
+
+    ``overrides`` maps ``"listen.port"``-style keys to values (command-line flags).
+    """
+    data: dict[str, Any] = {}
+    if path is not None:
+        try:
+            loaded = yaml.safe_load(Path(path).read_text(encoding="utf-8"))
+        except OSError as exc:
+            raise ConfigError(f"cannot read {path}: {exc.strerror}") from exc
+        except yaml.YAMLError as exc:
+            raise ConfigError(f"{path} is not valid YAML: {exc}") from exc
+        if loaded is not None and not isinstance(loaded, dict):
+            raise ConfigError(f"{path}: the top level must be a mapping of sections")
+        data = loaded or {}
+    for dotted, value in (overrides or {}).items():
+        section, _, key = dotted.partition(".")
+        data.setdefault(section, {})
+        if not isinstance(data[section], dict):
+            raise ConfigError(f"{section}: must be a mapping")
+        data[section][key] = value
+    return _build(Config, data, "")
+
+
+def _build(cls: type[_T], data: Any, where: str) -> _T:
+    if not isinstance(data, dict):
+        raise ConfigError(f"{where or 'configuration'}: expected a mapping")
+    hints = typing.get_type_hints(cls)
+    known = {f.name for f in dataclasses.fields(cls)}  # type: ignore[arg-type]
+    for key in data:
+        if key not in known:
+            raise ConfigError(f"{where}{key}: unknown key")
+    values = {key: _convert(hints[key], value, f"{where}{key}") for key, value in data.items()}
+    return cls(**values)
+
+
+def _convert(hint: Any, value: Any, where: str) -> Any:
+    if isinstance(hint, type) and dataclasses.is_dataclass(hint):
+        return _build(hint, value or {}, where + ".")
+    if hint is Seconds:
+        return _seconds(value, where)
+    if get_origin(hint) is Literal:
+        if value not in get_args(hint):
+            choices = ", ".join(str(a) for a in get_args(hint))
+            raise ConfigError(f"{where}: {value!r} is not one of {choices}")
+        return value
+    if get_origin(hint) in (types.UnionType, typing.Union):
+        if value is None and type(None) in get_args(hint):
+            return None
+        hint = next(a for a in get_args(hint) if a is not type(None))
+    return _scalar(hint, value, where)
+
+
+def _scalar(hint: Any, value: Any, where: str) -> Any:
+    if hint is float and isinstance(value, int | float) and not isinstance(value, bool):
+        return float(value)
+    if hint is int and isinstance(value, int) and not isinstance(value, bool):
+        return value
+    if hint is str and isinstance(value, str):
+        return value
+    if hint is bool and isinstance(value, bool):
+        return value
+    raise ConfigError(f"{where}: expected {hint.__name__}, got {value!r}")
+
+
+def _seconds(value: Any, where: str) -> Seconds:
+    if isinstance(value, int | float) and not isinstance(value, bool) and value >= 0:
+        return Seconds(float(value))
+    if isinstance(value, str):
+        try:
+            return Seconds(parse_duration(value))
+        except ValueError as exc:
+            raise ConfigError(f"{where}: {exc}") from exc
+    raise ConfigError(f"{where}: expected a duration like 30s, 10m, 2h or 7d, got {value!r}")
+
+
+def as_dict(config: Config) -> dict[str, Any]:
+    """The configuration as plain data (for logging and for the docs test)."""
+    return dataclasses.asdict(config)

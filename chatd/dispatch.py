@@ -1,0 +1,151 @@
+"""From a received line to exactly one final reply.
+
+The dispatcher parses the line, finds the command, enforces what the command
+declared (login state, admin flag, room role, rate limits, arguments), runs
+the handler and turns its result or its exception into one ``ok`` or
+``error`` line. Nothing else in the daemon writes final replies.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Awaitable, Coroutine
+from typing import TYPE_CHECKING, Any
+
+from chatd.codec import parse_line
+from chatd.context import Context
+from chatd.errors import ChatError, Code
+from chatd.params import parse as parse_params
+from chatd.registry import Command, CommandTable, Need, Ok
+from chatd.room import Role, Room
+
+if TYPE_CHECKING:
+    from chatd.services import Services
+    from chatd.session import Session
+
+log = logging.getLogger(__name__)
+
+
+class Dispatcher:
+    """Runs lines for sessions against a command table."""
+
+    def __init__(self, services: Services, table: CommandTable) -> None:
+        self._services = services
+        self._table = table
+
+    def handle(self, session: Session, line: str) -> Awaitable[None] | None:
+        """Handle one line; returns an awaitable when the command must wait."""
+        parsed = parse_line(line)
+        if parsed.command is None:
+            if parsed.text:
+                self._message(session, parsed.text)
+            return None
+        cmd = self._table.get(parsed.command)
+        ctx = Context(self._services, session, parsed.command, parsed.label)
+        try:
+            if cmd is None:
+                raise ChatError(Code.UNKNOWN_COMMAND,
+                                f"there is no command /{parsed.command}. /help lists them.")
+            ctx.command = cmd.name
+            self._check(cmd, session)
+            kwargs = self._arguments(cmd, ctx, parsed.args)
+            result = cmd.handler(ctx, **kwargs)
+        except ChatError as exc:
+            self._error(ctx, exc)
+            return None
+        except Exception:
+            self._crash(ctx)
+            return None
+        if isinstance(result, Coroutine):
+            return self._finish(ctx, result)
+        self._ok(ctx, result)  # type: ignore[arg-type]
+        return None
+
+    def _message(self, session: Session, text: str) -> None:
+        ctx = Context(self._services, session, "message", None)
+        try:
+            if not session.logged_in:
+                raise _login_first()
+            self._charge_message(session)
+            assert self._table.on_message is not None
+            self._table.on_message(ctx, text)
+        except ChatError as exc:
+            self._error(ctx, exc)
+        except Exception:
+            self._crash(ctx)
+
+    async def _finish(self, ctx: Context, pending: Coroutine[Any, Any, Ok | None]) -> None:
+        try:
+            result = await pending
+        except ChatError as exc:
+            self._error(ctx, exc)
+        except Exception:
+            self._crash(ctx)
+        else:
+            self._ok(ctx, result)
+
+    def _check(self, cmd: Command, session: Session) -> None:
+        wait = session.command_bucket.try_take()
+        if wait:
+            raise _rate_limited(wait, "commands")
+        if cmd.need is Need.LOGIN and not session.logged_in:
+            raise _login_first()
+        if cmd.need is Need.ANONYMOUS and session.logged_in:
+            raise ChatError(Code.ALREADY_LOGGED_IN,
+                            "you are already logged in; /logout first to change user.")
+        if cmd.server_admin and not (session.user and session.user.is_admin):
+            raise ChatError(Code.NOT_PERMITTED, f"only a server admin can use /{cmd.name}.")
+        if cmd.message:
+            self._charge_message(session)
+
+    def _arguments(self, cmd: Command, ctx: Context, args: str) -> dict[str, Any]:
+        kwargs = parse_params(cmd.params, ctx, args, cmd.usage)
+        if cmd.role is not None:
+            room = kwargs.get("room")
+            if isinstance(room, Room):
+                _require_role(ctx, room, cmd.role, cmd.name)
+        return kwargs
+
+    def _charge_message(self, session: Session) -> None:
+        assert session.user is not None
+        wait = session.user.message_bucket.try_take()
+        if wait:
+            raise _rate_limited(wait, "messages")
+
+    def _ok(self, ctx: Context, result: Ok | None) -> None:
+        result = result or Ok()
+        record = {"type": "ok", "command": ctx.command, "message": result.message,
+                  **result.fields}
+        ctx.session.send(record, ctx.label)
+
+    def _error(self, ctx: Context, exc: ChatError) -> None:
+        record = {"type": "error", "code": exc.code.value, "message": exc.message,
+                  "command": ctx.command, **exc.fields}
+        ctx.session.send(record, ctx.label)
+
+    def _crash(self, ctx: Context) -> None:
+        log.exception("command failed", extra={"fields": {
+            "session": ctx.session.id, "command": ctx.command}})
+        self._error(ctx, ChatError(Code.INTERNAL_ERROR,
+                                   "something went wrong on the server; it has been logged."))
+
+
+def _require_role(ctx: Context, room: Room, needed: Role, command: str) -> None:
+    user = ctx.user
+    if user.is_admin:
+        return
+    role = room.role_of(user.id)
+    if role is None or role.rank < needed.rank:
+        who = "the owner" if needed is Role.OWNER else "an admin or the owner"
+        raise ChatError(Code.NOT_PERMITTED, f"only {who} of #{room.name} can {command}.")
+
+
+def _login_first() -> ChatError:
+    return ChatError(Code.NOT_LOGGED_IN,
+                     "log in first: /login <name> <password>, or /register <name> <password>.")
+
+
+def _rate_limited(wait: float, what: str) -> ChatError:
+    retry_ms = max(1, round(wait * 1000))
+    return ChatError(Code.RATE_LIMITED,
+                     f"too many {what}; wait {retry_ms} ms and try again.", retry_ms=retry_ms)

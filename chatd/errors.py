@@ -1,0 +1,50 @@
+"""Errors that carry their wire-contract code.
+
+Anything in the daemon may raise :class:`ChatError`; the dispatcher turns it
+into exactly one ``error`` reply. Any other exception becomes
+``internal-error`` and is logged; the client never sees a traceback.
+"""
+
+from __future__ import annotations
+
+from enum import StrEnum
+from typing import Any
+
+
+class Code(StrEnum):
+    """Stable error codes. Add new ones; never rename or reuse one."""
+
+    UNKNOWN_COMMAND = "unknown-command"
+    BAD_ARGUMENTS = "bad-arguments"
+    NOT_LOGGED_IN = "not-logged-in"
+    ALREADY_LOGGED_IN = "already-logged-in"
+    AUTH_FAILED = "auth-failed"
+    NAME_TAKEN = "name-taken"
+    INVALID_NAME = "invalid-name"
+    NO_SUCH_USER = "no-such-user"
+    NO_SUCH_ROOM = "no-such-room"
+    NOT_IN_ROOM = "not-in-room"
+    NO_ROOM = "no-room"
+    NOT_PERMITTED = "not-permitted"
+    BANNED = "banned"
+    MUTED = "muted"
+    RATE_LIMITED = "rate-limited"
+    LINE_TOO_LONG = "line-too-long"
+    INVALID_UTF8 = "invalid-utf8"
+    REGISTRATION_CLOSED = "registration-closed"
+    TOO_MANY_CONNECTIONS = "too-many-connections"
+    FILE_TOO_LARGE = "file-too-large"
+    INTERNAL_ERROR = "internal-error"
+    # Added by chatd beyond the contract's initial list.
+    ALREADY_IN_ROOM = "already-in-room"
+    SHUTTING_DOWN = "shutting-down"
+
+
+class ChatError(Exception):
+    """A refusal to report to the client: a code, a sentence, optional fields."""
+
+    def __init__(self, code: Code, message: str, **fields: Any) -> None:
+        super().__init__(f"{code}: {message}")
+        self.code = code
+        self.message = message
+        self.fields = fields

@@ -1,0 +1,125 @@
+"""Room messages, direct messages and history.
+
+Posting is synchronous on purpose: the message gets an id from memory, is
+queued for the batched writer, formatted once per output style and appended
+to every member connection's buffer, all without awaiting anything.
+"""
+
+from __future__ import annotations
+
+import itertools
+from typing import TYPE_CHECKING, Any
+
+from chatd.codec import iso_ts
+from chatd.errors import ChatError, Code
+from chatd.names import format_duration
+from chatd.outgoing import Outgoing
+from storage.records import MessageRecord
+
+if TYPE_CHECKING:
+    from chatd.accounts import User
+    from chatd.clock import Clock
+    from chatd.delivery import Bus
+    from chatd.notifications import Notifier
+    from chatd.room import Room
+    from chatd.session import Session
+    from storage.api import Storage
+    from storage.writer import MessageWriter
+
+
+def message_record(msg: MessageRecord, room_name: str | None = None,
+                   to: str | None = None) -> dict[str, Any]:
+    """The contract's ``message`` object for a stored or new message."""
+    record: dict[str, Any] = {"type": "message"}
+    if room_name is not None:
+        record["room"] = room_name
+    if to is not None:
+        record["to"] = to
+    record |= {"from": msg.sender_name, "text": msg.text, "id": msg.id, "ts": iso_ts(msg.ts)}
+    if msg.kind == "action":
+        record["action"] = True
+    return record
+
+
+class Messaging:
+    """Sends messages and reads them back."""
+
+    def __init__(self, storage: Storage, writer: MessageWriter, bus: Bus, notifier: Notifier,
+                 clock: Clock) -> None:
+        self._storage = storage
+        self._writer = writer
+        self._bus = bus
+        self._notifier = notifier
+        self._clock = clock
+        self._ids = itertools.count(1)
+
+    async def load(self) -> None:
+        self._ids = itertools.count(await self._storage.max_message_id() + 1)
+
+    def post(self, session: Session, room: Room, text: str, action: bool = False,
+             label: str | None = None) -> int:
+        """Send ``text`` to every connection of every member of ``room``."""
+        user = session.user
+        assert user is not None
+        if user.id not in room.members:
+            raise ChatError(Code.NOT_IN_ROOM, f"you are not in #{room.name}; /join {room.name}.")
+        if user.id in room.mutes:
+            self._refuse_if_muted(room, user)
+        msg = MessageRecord(next(self._ids), user.id, user.name, text, self._clock.time(),
+                            room_id=room.id, kind="action" if action else "text")
+        self._writer.submit(msg)
+        record = message_record(msg, room_name=room.name)
+        if label is None:
+            self._bus.to_room(room, Outgoing(record, room.id))
+        else:
+            # The sender's own copy carries the label: it is their acknowledgement.
+            self._bus.to_room(room, Outgoing(record, room.id), skip=session)
+            session.send(record, label)
+        return msg.id
+
+    def _refuse_if_muted(self, room: Room, user: User) -> None:
+        now = self._clock.time()
+        mute = room.muted(user.id, now)
+        if mute is None:
+            return
+        left = "" if mute.until is None else f" for {format_duration(mute.until - now)} more"
+        raise ChatError(Code.MUTED, f"you are muted in #{room.name}{left}.", until=mute.until,
+                        retry_ms=None if mute.until is None else round((mute.until - now) * 1000))
+
+    async def direct(self, session: Session, target: User, text: str,
+                     label: str | None = None) -> int:
+        """Send ``text`` to every connection of ``target`` and of the sender."""
+        user = session.user
+        assert user is not None
+        online = target.online
+        msg = MessageRecord(next(self._ids), user.id, user.name, text, self._clock.time(),
+                            recipient_id=target.id, delivered=online)
+        self._writer.submit(msg)
+        record = message_record(msg, to=target.name)
+        item = Outgoing(record)
+        self._bus.to_user(target, item, skip=session)
+        if target is not user:
+            self._bus.to_user(user, item, skip=session)
+        session.send(record, label)
+        if not online:
+            await self._notifier.notify(target, "direct-message",
+                                        f"{user.name} sent you a direct message.",
+                                        sender=user.name, message_id=msg.id)
+        return msg.id
+
+    async def replay_direct(self, session: Session) -> int:
+        """Show a user who logs in the direct messages sent while they were away."""
+        user = session.user
+        assert user is not None
+        await self._writer.flush()
+        pending = await self._storage.undelivered_direct_messages(user.id)
+        for msg in pending:
+            session.send(message_record(msg, to=user.name) | {"offline": True})
+        await self._storage.mark_delivered([m.id for m in pending])
+        return len(pending)
+
+    async def history(self, room: Room, limit: int,
+                      before_id: int | None = None) -> list[dict[str, Any]]:
+        await self._writer.flush()
+        stored = await self._storage.room_history(room.id, limit, before_id)
+        return [message_record(m, room_name=room.name) | {"history": True} for m in stored]

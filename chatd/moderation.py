@@ -1,0 +1,198 @@
+"""Moderation: kick, ban, unban, mute, unmute, promote, demote and room modes.
+
+Every action re-checks the actor's permission under the room's lock, at the
+moment it runs, then persists, applies, tells the room (an ``event``), tells
+the target (a notification) and writes the audit log.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+from chatd.errors import ChatError, Code
+from chatd.names import format_duration
+from chatd.outgoing import Outgoing
+from chatd.permissions import Action, authorize
+from chatd.room import Mode, Role, Room
+from storage.records import SanctionRecord
+
+if TYPE_CHECKING:
+    from chatd.accounts import Accounts, User
+    from chatd.audit import AuditLog
+    from chatd.clock import Clock
+    from chatd.delivery import Bus
+    from chatd.notifications import Notifier
+    from chatd.rooms import Rooms
+    from storage.api import Storage
+
+SANCTION_KINDS = ("ban", "mute")
+
+
+class Moderation:
+    """The room-governance actions of admins, owners and server admins."""
+
+    def __init__(self, storage: Storage, rooms: Rooms, accounts: Accounts, bus: Bus,
+                 notifier: Notifier, audit: AuditLog, clock: Clock) -> None:
+        self._storage = storage
+        self._rooms = rooms
+        self._accounts = accounts
+        self._bus = bus
+        self._notifier = notifier
+        self._audit = audit
+        self._clock = clock
+
+    async def load(self) -> None:
+        for kind in SANCTION_KINDS:
+            for record in await self._storage.load_sanctions(kind):
+                room = self._rooms.get(record.room_id)
+                if room is not None:
+                    _table(room, kind)[record.user_id] = record
+
+    # -- removal -----------------------------------------------------------
+
+    async def kick(self, actor: User, room: Room, target: User, reason: str) -> None:
+        if not room.is_member(target.id):
+            raise ChatError(Code.NOT_IN_ROOM, f"{target.name} is not in #{room.name}.")
+        await self._rooms.remove(room, target, "kick", actor.name, reason,
+                                 authorize=lambda: authorize(Action.KICK, room, actor, target))
+        await self._notifier.notify(target, "kicked",
+                                    _sentence(f"{actor.name} kicked you from #{room.name}", reason),
+                                    room=room.name, room_id=room.id, actor=actor.name,
+                                    reason=reason)
+
+    async def ban(self, actor: User, room: Room, target: User, duration: float | None,
+                  reason: str) -> SanctionRecord:
+        """Ban ``target`` (a member or not) for ``duration`` seconds, or for good."""
+        authorize(Action.BAN, room, actor, target)
+        now = self._clock.time()
+        record = SanctionRecord(room.id, target.id, actor.id, reason, now,
+                                now + duration if duration else None)
+        await self._storage.put_sanction("ban", record)
+        room.bans[target.id] = record
+        await self._storage.delete_join_request(room.id, target.id)
+        if room.is_member(target.id):
+            await self._rooms.remove(room, target, "ban", actor.name, reason,
+                                     authorize=lambda: authorize(Action.BAN, room, actor, target))
+        else:
+            self._emit(room, "ban", target, actor.name, reason=reason)
+            await self._audit.record("ban", actor.name, target.name, room.name, reason)
+        await self._notifier.notify(
+            target, "banned", _sentence(f"you are banned from #{room.name}{_for(duration)}",
+                                        reason),
+            room=room.name, room_id=room.id, actor=actor.name, until=record.until, reason=reason)
+        return record
+
+    async def unban(self, actor: User, room: Room, target: User) -> None:
+        authorize(Action.UNBAN, room, actor, target)
+        await self._lift("ban", room, target, actor.name)
+
+    # -- mutes -------------------------------------------------------------
+
+    async def mute(self, actor: User, room: Room, target: User,
+                   duration: float | None) -> SanctionRecord:
+        if not room.is_member(target.id):
+            raise ChatError(Code.NOT_IN_ROOM, f"{target.name} is not in #{room.name}.")
+        authorize(Action.MUTE, room, actor, target)
+        now = self._clock.time()
+        record = SanctionRecord(room.id, target.id, actor.id, "", now,
+                                now + duration if duration else None)
+        await self._storage.put_sanction("mute", record)
+        room.mutes[target.id] = record
+        self._emit(room, "mute", target, actor.name, until=record.until)
+        await self._audit.record("mute", actor.name, target.name, room.name,
+                                 _for(duration).strip())
+        await self._notifier.notify(target, "muted",
+                                    f"you are muted in #{room.name}{_for(duration)}.",
+                                    room=room.name, room_id=room.id, actor=actor.name,
+                                    until=record.until)
+        return record
+
+    async def unmute(self, actor: User, room: Room, target: User) -> None:
+        authorize(Action.UNMUTE, room, actor, target)
+        await self._lift("mute", room, target, actor.name)
+
+    async def expire(self) -> int:
+        """Lift every ban and mute whose time is up; returns how many."""
+        count = 0
+        for kind in SANCTION_KINDS:
+            for record in await self._storage.delete_expired_sanctions(kind, self._clock.time()):
+                room, user = self._rooms.get(record.room_id), self._accounts.get(record.user_id)
+                if room is not None and user is not None:
+                    _table(room, kind).pop(user.id, None)
+                    await self._lifted(kind, room, user, actor=None)
+                count += 1
+        return count
+
+    async def _lift(self, kind: str, room: Room, target: User, actor: str) -> None:
+        existed = await self._storage.delete_sanction(kind, room.id, target.id)
+        active = _table(room, kind).pop(target.id, None)
+        if not (existed or active):
+            raise ChatError(Code.BAD_ARGUMENTS, f"{target.name} is not {kind}ned in #{room.name}.")
+        await self._lifted(kind, room, target, actor)
+
+    async def _lifted(self, kind: str, room: Room, target: User, actor: str | None) -> None:
+        event = f"un{kind}"
+        self._emit(room, event, target, actor or "the server")
+        await self._audit.record(event, actor, target.name, room.name,
+                                 "" if actor else "expired")
+        await self._notifier.notify(target, f"{event}ned",
+                                    f"you are no longer {kind}ned in #{room.name}.",
+                                    room=room.name, room_id=room.id)
+
+    # -- roles and modes -----------------------------------------------------
+
+    async def promote(self, actor: User, room: Room, target: User) -> None:
+        await self._set_role(Action.PROMOTE, actor, room, target, Role.MEMBER, Role.ADMIN)
+
+    async def demote(self, actor: User, room: Room, target: User) -> None:
+        await self._set_role(Action.DEMOTE, actor, room, target, Role.ADMIN, Role.MEMBER)
+
+    async def _set_role(self, action: Action, actor: User, room: Room, target: User,
+                        before: Role, after: Role) -> None:
+        async with room.lock:
+            authorize(action, room, actor, target)
+            if room.role_of(target.id) is not before:
+                what = "a member" if before is Role.MEMBER else "an admin"
+                raise ChatError(Code.BAD_ARGUMENTS if room.is_member(target.id)
+                                else Code.NOT_IN_ROOM,
+                                f"{target.name} is not {what} of #{room.name}.")
+            now = self._clock.time()
+            await self._storage.set_roles(room.id, [(target.id, after.value)], now)
+            room.set_roles([(target.id, after)], now)
+        self._emit(room, action.value, target, actor.name, role=after.value)
+        await self._audit.record(action.value, actor.name, target.name, room.name)
+        await self._notifier.notify(target, f"{action.value}d",
+                                    f"{actor.name} made you {after.value} of #{room.name}.",
+                                    room=room.name, room_id=room.id, role=after.value)
+
+    async def set_mode(self, actor: User, room: Room, mode: Mode) -> None:
+        authorize(Action.MODE, room, actor)
+        await self._storage.set_room_mode(room.id, mode.value)
+        room.mode = mode
+        self._emit(room, "mode", None, actor.name, mode=mode.value)
+        await self._audit.record("mode", actor.name, None, room.name, mode.value)
+
+    def _emit(self, room: Room, event: str, target: User | None, actor: str,
+              **fields: Any) -> None:
+        """Tell the room (and a target who is not a member) what happened."""
+        record: dict[str, Any] = {"type": "event", "event": event, "room": room.name,
+                                  "actor": actor}
+        if target is not None:
+            record["user"] = target.name
+        record |= {k: v for k, v in fields.items() if v not in (None, "")}
+        item = Outgoing(record, room.id)
+        self._bus.to_room(room, item)
+        if target is not None and not room.is_member(target.id):
+            self._bus.to_user(target, item)
+
+
+def _table(room: Room, kind: str) -> dict[int, SanctionRecord]:
+    return room.bans if kind == "ban" else room.mutes
+
+
+def _for(duration: float | None) -> str:
+    return f" for {format_duration(duration)}" if duration else ""
+
+
+def _sentence(text: str, reason: str) -> str:
+    return f"{text}: {reason}" if reason else f"{text}."

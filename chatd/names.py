@@ -1,0 +1,142 @@
+"""Validation of user and room names, and parsing and formatting of durations.
+
+Pure: no I/O and no import from the rest of chatd.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from typing import Final
+
+__all__ = [
+    "MAX_DURATION",
+    "InvalidName",
+    "format_duration",
+    "looks_like_duration",
+    "name_key",
+    "parse_duration",
+    "room_name",
+    "user_name",
+]
+
+USER_NAME_MAX: Final = 24
+ROOM_NAME_MAX: Final = 32
+
+# Character classes are spelled out (not \w) so that only ASCII is allowed:
+# non-ASCII letters would open the door to look-alike names.
+_USER_RE: Final = re.compile(rf"[A-Za-z0-9_-]{{1,{USER_NAME_MAX}}}")
+# Room names are checked before lower-casing: str.lower() maps some non-ASCII
+# characters to ASCII (the Kelvin sign U+212A becomes "k"), which would let
+# look-alikes through.
+_ROOM_RE: Final = re.compile(rf"[A-Za-z0-9_-]{{1,{ROOM_NAME_MAX}}}")
+
+
+class InvalidName(ValueError):
+    """A user or room name that breaks the naming rules; the message says which."""
+
+
+def user_name(raw: str) -> str:
+    """Validate a user name: 1-24 of ``A-Za-z0-9_-``. Returned unchanged (case kept)."""
+    if _USER_RE.fullmatch(raw) is None:
+        raise InvalidName(
+            f"invalid user name {raw!r}: use 1-{USER_NAME_MAX} characters,"
+            " letters A-Z a-z, digits 0-9, '_' or '-'"
+        )
+    return raw
+
+
+def room_name(raw: str) -> str:
+    """Validate a room name and return its canonical form.
+
+    One leading ``#`` is removed and the rest lower-cased; it must then be
+    1-32 of ``a-z0-9_-``.
+    """
+    bare = raw[1:] if raw.startswith("#") else raw
+    if _ROOM_RE.fullmatch(bare) is None:
+        raise InvalidName(
+            f"invalid room name {raw!r}: use an optional '#' then 1-{ROOM_NAME_MAX}"
+            " characters, letters a-z, digits 0-9, '_' or '-'"
+        )
+    return bare.lower()
+
+
+def name_key(name: str) -> str:
+    """The case-insensitive key under which a name is looked up and kept unique."""
+    return name.casefold()
+
+
+# ---------------------------------------------------------------------------
+# Durations
+# ---------------------------------------------------------------------------
+
+MINUTE: Final = 60
+HOUR: Final = 60 * MINUTE
+DAY: Final = 24 * HOUR
+WEEK: Final = 7 * DAY
+MAX_DURATION: Final = 3650 * DAY  # "10 years", counting 365-day years
+
+_UNITS: Final = {"s": 1, "m": MINUTE, "h": HOUR, "d": DAY, "w": WEEK}
+# Units used when formatting, largest first. Weeks are left out on purpose:
+# "7d" and "10d" read more naturally than "1w" and "1w 3d".
+_FORMAT_UNITS: Final = (("d", DAY), ("h", HOUR), ("m", MINUTE), ("s", 1))
+
+# Bounded so that a hostile argument cannot make int() or the regex expensive.
+_MAX_DURATION_TEXT: Final = 40
+_DURATION_RE: Final = re.compile(r"(?:[0-9]{1,10}[smhdw])+")
+_PART_RE: Final = re.compile(r"([0-9]+)([smhdw])")
+
+_DURATION_HELP: Final = (
+    "use a number and a unit (s, m, h, d or w), for example 30s, 10m, 2h, 7d, 1w or 1h30m"
+)
+
+
+def looks_like_duration(raw: str) -> bool:
+    """True when ``raw`` has the syntax of a duration, such as ``10m`` or ``1h30m``.
+
+    Only the syntax is checked: ``0s`` looks like a duration (and
+    ``parse_duration`` then rejects it with a clear message), which is what
+    commands taking an optional duration argument want.
+    """
+    return len(raw) <= _MAX_DURATION_TEXT and _DURATION_RE.fullmatch(raw) is not None
+
+
+def parse_duration(raw: str) -> float:
+    """Parse a duration such as ``30s``, ``10m``, ``2h``, ``7d``, ``1w`` or ``1h30m``.
+
+    Surrounding whitespace is ignored. Returns seconds. Raises ``ValueError``
+    unless the duration is well formed, positive and at most 10 years (3650
+    days).
+    """
+    text = raw.strip()
+    if not looks_like_duration(text):
+        raise ValueError(f"invalid duration {raw!r}: {_DURATION_HELP}")
+    seconds = sum(int(number) * _UNITS[unit] for number, unit in _PART_RE.findall(text))
+    if seconds <= 0:
+        raise ValueError(f"invalid duration {raw!r}: it must be longer than zero")
+    if seconds > MAX_DURATION:
+        raise ValueError(f"invalid duration {raw!r}: at most 10 years (3650d)")
+    return float(seconds)
+
+
+def format_duration(seconds: float) -> str:
+    """Format a duration for people: ``45s``, ``10m``, ``2h 5m``, ``7d``, ``1d 3h``.
+
+    The time is first rounded up to a whole second (so a ban with 0.2 s left
+    shows as ``1s``, not ``0s``). Then at most two units are shown: the
+    largest one and, when not zero, the next smaller one; smaller units are
+    dropped, so the result may be short by less than one of the second unit
+    (``1d 3h`` may mean up to 1d 3h 59m 59s). Negative times show as ``0s``.
+    """
+    if not math.isfinite(seconds):
+        raise ValueError(f"cannot format a duration of {seconds} seconds")
+    remaining = max(0, math.ceil(seconds))
+    for index, (unit, size) in enumerate(_FORMAT_UNITS):
+        if remaining >= size:
+            major = f"{remaining // size}{unit}"
+            if index + 1 == len(_FORMAT_UNITS):
+                return major
+            minor_unit, minor_size = _FORMAT_UNITS[index + 1]
+            minor = remaining % size // minor_size
+            return f"{major} {minor}{minor_unit}" if minor else major
+    return "0s"

@@ -1,0 +1,83 @@
+"""Who is connected and who is logged in where.
+
+Logging in attaches a session to its user's rooms (so membership survives
+disconnects: the rooms were the user's all along), tells the user what waits
+for them, and replays direct messages sent while they were away.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import TYPE_CHECKING, Any
+
+from chatd.session import SessionState
+
+if TYPE_CHECKING:
+    from chatd.accounts import User
+    from chatd.audit import AuditLog
+    from chatd.messaging import Messaging
+    from chatd.notifications import Notifier
+    from chatd.rooms import Rooms
+    from chatd.session import Session
+
+log = logging.getLogger(__name__)
+
+
+class Presence:
+    """Every session of this process and the logged-in users among them."""
+
+    def __init__(self, rooms: Rooms, messaging: Messaging, notifier: Notifier,
+                 audit: AuditLog) -> None:
+        self._rooms = rooms
+        self._messaging = messaging
+        self._notifier = notifier
+        self._audit = audit
+        self.sessions: set[Session] = set()
+        self._online: dict[int, User] = {}
+
+    @property
+    def users_online(self) -> int:
+        return len(self._online)
+
+    def connected(self, session: Session) -> None:
+        self.sessions.add(session)
+
+    async def login(self, session: Session, user: User) -> dict[str, Any]:
+        """Log ``session`` in as ``user``; returns what the welcome should say."""
+        session.user = user
+        session.state = SessionState.AUTHENTICATED
+        user.sessions.append(session)
+        self._online[user.id] = user
+        self._rooms.attach(session)
+        rooms = self._rooms.of_user(user)
+        if len(rooms) == 1:
+            session.current_room = rooms[0]
+        log.info("login", extra={"fields": {"session": session.id, "user": user.name,
+                                            "peer": session.peer}})
+        await self._audit.record("login", actor=user.name)
+        replayed = await self._messaging.replay_direct(session)
+        return {"user": user.name, "admin": user.is_admin,
+                "rooms": [r.name for r in rooms],
+                "notifications": await self._notifier.count(user),
+                "direct_messages": replayed}
+
+    def logout(self, session: Session) -> None:
+        """Detach ``session`` from its user; the user's memberships stay."""
+        user = session.user
+        if user is None:
+            return
+        self._rooms.detach(session)
+        if session in user.sessions:
+            user.sessions.remove(session)
+        if not user.sessions:
+            self._online.pop(user.id, None)
+        session.user = None
+        session.current_room = None
+        if session.state is SessionState.AUTHENTICATED:
+            session.state = SessionState.CONNECTED
+        log.info("logout", extra={"fields": {"session": session.id, "user": user.name}})
+
+    def disconnected(self, session: Session) -> None:
+        self.logout(session)
+        session.state = SessionState.CLOSING
+        self.sessions.discard(session)

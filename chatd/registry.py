@@ -1,0 +1,124 @@
+"""The command table: each command is one declarative record.
+
+A handler declares its name, parameters, what it needs (login state, a
+server-admin account, a role in the room argument) and whether it counts
+against the message rate limit. The dispatcher enforces all of that, so
+handlers only do their job. Usage lines are generated from the parameters and
+the one-line help from the handler's docstring, so ``/help`` cannot drift.
+"""
+
+from __future__ import annotations
+
+import inspect
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from enum import Enum
+from typing import TYPE_CHECKING, Any
+
+from chatd.params import Param
+from chatd.room import Role
+
+if TYPE_CHECKING:
+    from chatd.context import Context
+
+
+class Need(Enum):
+    """The session state a command accepts."""
+
+    ANY = "any"
+    ANONYMOUS = "anonymous"  # only before login (register, login)
+    LOGIN = "login"
+
+
+@dataclass(frozen=True, slots=True)
+class Ok:
+    """A successful command's final reply: a sentence for people, fields for bots."""
+
+    message: str = ""
+    fields: dict[str, Any] = field(default_factory=dict)
+
+
+def ok(message: str = "", **fields: Any) -> Ok:
+    return Ok(message, fields)
+
+
+Handler = Callable[..., Awaitable[Ok | None] | Ok | None]
+
+
+@dataclass(frozen=True, slots=True)
+class Command:
+    name: str
+    handler: Handler
+    params: tuple[Param, ...]
+    summary: str
+    need: Need = Need.LOGIN
+    role: Role | None = None  # least room role needed in the "room" argument
+    server_admin: bool = False
+    message: bool = False  # counts against the per-user message rate limit
+    aliases: tuple[str, ...] = ()
+    group: str = "general"
+
+    @property
+    def usage(self) -> str:
+        return " ".join([f"/{self.name}", *(p.usage for p in self.params)])
+
+    @property
+    def is_async(self) -> bool:
+        return inspect.iscoroutinefunction(self.handler)
+
+    @property
+    def needs_text(self) -> str:
+        """The 'Needs:' line of /help."""
+        if self.server_admin:
+            return "a server admin account."
+        if self.role is not None:
+            return "the owner of the room." if self.role is Role.OWNER else \
+                "admin or owner of the room."
+        return {Need.ANY: "nothing.", Need.ANONYMOUS: "not being logged in.",
+                Need.LOGIN: "being logged in."}[self.need]
+
+
+class CommandTable:
+    """Commands by name and alias."""
+
+    def __init__(self) -> None:
+        self._commands: dict[str, Command] = {}
+        self._names: dict[str, Command] = {}
+        self.on_message: Handler | None = None
+
+    def add(self, cmd: Command) -> None:
+        for name in (cmd.name, *cmd.aliases):
+            if name in self._names:
+                raise ValueError(f"command /{name} is declared twice")
+            self._names[name] = cmd
+        self._commands[cmd.name] = cmd
+
+    def get(self, name: str) -> Command | None:
+        return self._names.get(name)
+
+    def all(self) -> list[Command]:
+        return sorted(self._commands.values(), key=lambda c: c.name)
+
+
+COMMANDS = CommandTable()
+
+
+def command(name: str, *params: Param, need: Need = Need.LOGIN, role: Role | None = None,
+            server_admin: bool = False, message: bool = False, aliases: tuple[str, ...] = (),
+            group: str = "general", table: CommandTable = COMMANDS) -> Callable[[Handler], Handler]:
+    """Declare a command handler; its docstring's first line is its help."""
+
+    def register(handler: Handler) -> Handler:
+        doc = inspect.getdoc(handler) or ""
+        table.add(Command(name, handler, params, doc.split("\n")[0], need, role,
+                          server_admin, message, aliases, group))
+        return handler
+
+    return register
+
+
+def message_handler(handler: Callable[[Context, str], None],
+                    table: CommandTable = COMMANDS) -> Callable[[Context, str], None]:
+    """Declare what a plain (non-command) line does."""
+    table.on_message = handler
+    return handler

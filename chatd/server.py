@@ -1,0 +1,230 @@
+"""The daemon's lifecycle: start, serve, reload and an orderly shutdown.
+
+Start-up order: open storage (migrating it), load accounts, rooms and the
+message counter, start the batched writer, then bind the listeners; only
+then is the server ready. Shutdown runs the same steps backwards (see
+:meth:`ChatServer.stop`) within a time limit.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import socket
+from collections import Counter
+from typing import TYPE_CHECKING
+
+from chatd import __version__
+from chatd.accounts import Accounts
+from chatd.admission import Admission
+from chatd.audit import AuditLog
+from chatd.clock import Clock
+from chatd.connection import Connection, FlushScheduler
+from chatd.delivery import LocalBus
+from chatd.dispatch import Dispatcher
+from chatd.errors import Code
+from chatd.housekeeping import Housekeeping
+from chatd.messaging import Messaging
+from chatd.moderation import Moderation
+from chatd.notifications import Notifier
+from chatd.presence import Presence
+from chatd.rooms import Rooms
+from chatd.services import Services
+from storage.sqlite import SqliteStorage
+from storage.writer import MessageWriter
+
+if TYPE_CHECKING:
+    from chatd.config import Config
+    from chatd.registry import CommandTable
+    from storage.api import Storage
+
+log = logging.getLogger(__name__)
+
+SWEEP_INTERVAL = 1.0
+
+
+class ChatServer:
+    """One chatd process: its services, listeners and connections."""
+
+    def __init__(self, config: Config, table: CommandTable, clock: Clock | None = None,
+                 storage: Storage | None = None) -> None:
+        self.config = config
+        self.clock = clock or Clock()
+        self.storage: Storage = storage or SqliteStorage(config.storage.path)
+        self.services = _wire(config, self.clock, self.storage, table)
+        self.dispatcher = Dispatcher(self.services, table)
+        self.housekeeping = Housekeeping(self.services)
+        self.flusher: FlushScheduler
+        self._listeners: list[asyncio.Server] = []
+        self._connections: set[Connection] = set()
+        self._per_ip: Counter[str] = Counter()
+        self._sweeper: asyncio.Task[None] | None = None
+        self._stopped = asyncio.Event()
+
+    # -- lifecycle -------------------------------------------------------------
+
+    async def start(self, sockets: list[socket.socket] | None = None) -> None:
+        """Open storage, load state, then listen (on ``sockets`` if given)."""
+        self.flusher = FlushScheduler(asyncio.get_running_loop())
+        await self.storage.open()
+        await self.services.accounts.load()
+        await self.services.rooms.load()
+        await self.services.moderation.load()
+        await self.services.messaging.load()
+        await self.services.writer.start()
+        await self._listen(sockets)
+        self._sweeper = asyncio.ensure_future(self._sweep())
+        self.housekeeping.start()
+        log.info("started", extra={"fields": {
+            "version": __version__, "addresses": " ".join(self.addresses),
+            "users": self.services.accounts.count, "rooms": self.services.rooms.count}})
+
+    async def _listen(self, sockets: list[socket.socket] | None) -> None:
+        loop = asyncio.get_running_loop()
+        if sockets:
+            for sock in sockets:
+                self._listeners.append(await loop.create_server(
+                    lambda: Connection(self), sock=sock, backlog=1024))
+            return
+        listen = self.config.listen
+        self._listeners.append(await loop.create_server(
+            lambda: Connection(self), listen.host, listen.port, reuse_address=True,
+            backlog=1024))
+
+    @property
+    def addresses(self) -> list[str]:
+        found = []
+        for listener in self._listeners:
+            for sock in listener.sockets:
+                host, port = sock.getsockname()[:2]
+                found.append(f"[{host}]:{port}" if ":" in host else f"{host}:{port}")
+        return found
+
+    @property
+    def port(self) -> int:
+        """The first bound port (useful when configured as 0)."""
+        return int(self._listeners[0].sockets[0].getsockname()[1])
+
+    async def wait_stopped(self) -> None:
+        await self._stopped.wait()
+
+    async def stop(self, timeout: float = 5.0) -> None:
+        """Shut down in order, within ``timeout`` seconds.
+
+        1. stop accepting; 2. tell every client and close its connection after
+        its queued output; 3. let commands already running finish (bounded);
+        4. flush every acknowledged message to storage; 5. close storage.
+        """
+        if self._stopped.is_set():
+            return
+        log.info("stopping", extra={"fields": {"connections": len(self._connections)}})
+        for listener in self._listeners:
+            listener.close()
+        if self._sweeper is not None:
+            self._sweeper.cancel()
+        self.housekeeping.stop()
+        await self._close_connections(timeout * 0.6)
+        try:
+            await self.services.writer.close()
+        finally:
+            await self.storage.close()
+            self._stopped.set()
+        log.info("stopped")
+
+    async def _close_connections(self, timeout: float) -> None:
+        notice = {"type": "notice", "text": "the server is shutting down. Goodbye.",
+                  "shutdown": True}
+        workers = [c.worker for c in self._connections if c.worker is not None]
+        for conn in list(self._connections):
+            conn.session.send(notice)
+            conn.close("shutdown")
+        if workers:
+            await asyncio.wait(workers, timeout=timeout)
+        for listener in self._listeners:
+            with contextlib.suppress(asyncio.TimeoutError):
+                await asyncio.wait_for(listener.wait_closed(), timeout=0.5)
+
+    def reload(self, config: Config) -> None:
+        """Apply a new, already validated configuration to everything live."""
+        self.config = config
+        self.services.config = config
+        self.services.accounts.reconfigure(config)
+        self.services.admission.config = config
+        limits = config.limits
+        for conn in self._connections:
+            conn.session.command_bucket.reconfigure(limits.command_rate, limits.command_burst)
+        log.info("reloaded")
+
+    # -- connections -------------------------------------------------------------
+
+    def connection_opened(self, conn: Connection) -> None:
+        limits = self.config.limits
+        ip = conn.session.peer.rpartition(":")[0]
+        self._connections.add(conn)
+        self._per_ip[ip] += 1
+        if (len(self._connections) > limits.max_connections
+                or self._per_ip[ip] > limits.max_connections_per_ip):
+            conn.session.send({"type": "error", "code": Code.TOO_MANY_CONNECTIONS.value,
+                               "message": "too many connections; try again later."})
+            conn.close("too many connections")
+            return
+        self.services.presence.connected(conn.session)
+        conn.session.send(self._banner())
+
+    def connection_closed(self, conn: Connection) -> None:
+        if conn in self._connections:
+            self._connections.discard(conn)
+            ip = conn.session.peer.rpartition(":")[0]
+            self._per_ip[ip] -= 1
+            if self._per_ip[ip] <= 0:
+                del self._per_ip[ip]
+        self.services.presence.disconnected(conn.session)
+
+    @property
+    def connection_count(self) -> int:
+        return len(self._connections)
+
+    def _banner(self) -> dict[str, object]:
+        services = self.services
+        online, rooms = services.presence.users_online, services.rooms.count
+        text = (f"chatd {__version__} on {self.config.server.name}: "
+                f"{online} user{'s' * (online != 1)} online, "
+                f"{rooms} room{'s' * (rooms != 1)}. Type /help to begin.")
+        if self.config.server.motd:
+            text += "\n" + self.config.server.motd
+        return {"type": "notice", "text": text, "server": self.config.server.name,
+                "version": __version__}
+
+    async def _sweep(self) -> None:
+        """One periodic pass for every timeout, instead of a timer per connection."""
+        while True:
+            await asyncio.sleep(SWEEP_INTERVAL)
+            self.sweep_once()
+
+    def sweep_once(self) -> None:
+        deadline = self.clock.monotonic() - self.config.limits.login_timeout
+        for conn in list(self._connections):
+            if not conn.session.logged_in and conn.connected_at < deadline:
+                conn.session.send({"type": "error", "code": Code.NOT_LOGGED_IN.value,
+                                   "message": "no login in time; goodbye."})
+                conn.close("login timeout")
+
+
+def _wire(config: Config, clock: Clock, storage: Storage, table: CommandTable) -> Services:
+    """Build the domain services around one storage and one bus."""
+    bus = LocalBus()
+    writer = MessageWriter(storage, config.storage.flush_interval, config.storage.max_batch)
+    accounts = Accounts(storage, config, clock)
+    notifier = Notifier(storage, bus, clock)
+    audit = AuditLog(storage, clock)
+    rooms = Rooms(storage, accounts, bus, notifier, audit, clock)
+    messaging = Messaging(storage, writer, bus, notifier, clock)
+    presence = Presence(rooms, messaging, notifier, audit)
+    moderation = Moderation(storage, rooms, accounts, bus, notifier, audit, clock)
+    admission = Admission(storage, rooms, accounts, bus, notifier, audit, clock, config)
+    return Services(config=config, clock=clock, storage=storage, writer=writer, bus=bus,
+                    accounts=accounts, rooms=rooms, messaging=messaging,
+                    moderation=moderation, admission=admission, notifier=notifier,
+                    audit=audit, presence=presence, commands=table,
+                    started_at=clock.time(), version=__version__)

@@ -1,0 +1,111 @@
+"""The protocol state of one client connection.
+
+A session knows who is logged in, which room plain lines go to, and how the
+client wants its output; it renders what the domain delivers and hands bytes
+to its :class:`Output` (the connection). It never touches a socket itself.
+"""
+
+from __future__ import annotations
+
+import itertools
+import logging
+from enum import Enum
+from typing import TYPE_CHECKING, Any, Protocol
+
+from chatd.outgoing import Outgoing
+from chatd.ratelimit import TokenBucket
+from chatd.render import Style, render
+
+if TYPE_CHECKING:
+    from chatd.accounts import User
+    from chatd.room import Room
+
+log = logging.getLogger(__name__)
+_ids = itertools.count(1)
+
+
+class SessionState(Enum):
+    """Where a connection is in its life; commands declare the states they accept."""
+
+    CONNECTED = "connected"
+    AUTHENTICATED = "authenticated"
+    CLOSING = "closing"
+
+
+class Output(Protocol):
+    """What a session needs from its transport."""
+
+    @property
+    def congested(self) -> bool: ...
+    def write(self, data: bytes) -> None: ...
+    def close(self, reason: str) -> None: ...
+
+
+class Session:
+    """One connection's protocol state and its delivery entry point."""
+
+    __slots__ = (
+        "_key_current",
+        "_key_other",
+        "command_bucket",
+        "current_room",
+        "id",
+        "out",
+        "peer",
+        "state",
+        "style",
+        "user",
+    )
+
+    def __init__(self, out: Output, peer: str, command_bucket: TokenBucket) -> None:
+        self.id = next(_ids)
+        self.out = out
+        self.peer = peer
+        self.state = SessionState.CONNECTED
+        self.user: User | None = None
+        self.current_room: Room | None = None
+        self.command_bucket = command_bucket
+        self.style = Style()
+        self._key_current: tuple[Style, bool] = (self.style, True)
+        self._key_other: tuple[Style, bool] = (self.style, False)
+
+    @property
+    def logged_in(self) -> bool:
+        return self.state is SessionState.AUTHENTICATED
+
+    def set_style(self, style: Style) -> None:
+        """Change the output style (format, colour, timestamps, theme)."""
+        self.style = style
+        if style.fmt == "json":
+            # JSON ignores the current room: one cache entry serves both cases.
+            self._key_current = self._key_other = (style, True)
+        else:
+            self._key_current, self._key_other = (style, True), (style, False)
+
+    def deliver(self, item: Outgoing) -> None:
+        """Queue ``item`` for this connection. The fan-out hot path: keep it lean."""
+        room = self.current_room
+        key = self._key_current if room is not None and item.room_id == room.id else self._key_other
+        data = item.cache.get(key)
+        if data is None:
+            if item.transient and self.out.congested:
+                return
+            data = item.cache[key] = render(item.record, self.style, key[1])
+        if data:
+            self.out.write(data)
+
+    def send(self, record: dict[str, Any], label: str | None = None) -> None:
+        """Render and queue one record meant for this connection only."""
+        room = self.current_room
+        current = room is not None and record.get("room") == room.name
+        data = render(record, self.style, current, label)
+        if data:
+            self.out.write(data)
+
+    def close(self, reason: str) -> None:
+        self.state = SessionState.CLOSING
+        self.out.close(reason)
+
+    def __repr__(self) -> str:
+        who = self.user.name if self.user else "-"
+        return f"<Session {self.id} {who} {self.peer}>"

@@ -1,0 +1,91 @@
+"""Accounts: register, login, logout, passwd, whoami, quit."""
+
+from __future__ import annotations
+
+import asyncio
+
+from chatd.context import Context
+from chatd.errors import ChatError, Code
+from chatd.params import Text, Word
+from chatd.registry import Need, Ok, command, ok
+from chatd.settings import apply_settings
+
+GROUP = "account"
+
+
+@command("register", Word("name"), Word("password"), need=Need.ANONYMOUS, group=GROUP)
+async def register(ctx: Context, name: str, password: str) -> Ok:
+    """Create an account (when registration is open) and log in with it."""
+    services = ctx.services
+    if services.config.accounts.registration != "open":
+        raise ChatError(Code.REGISTRATION_CLOSED,
+                        "registration is closed here; ask an administrator for an account.")
+    user = await services.accounts.create(name, password)
+    await services.audit.record("account-created", actor=user.name, target=user.name)
+    welcome = await services.presence.login(ctx.session, user)
+    return ok(f"Welcome, {user.name}. You are logged in. Try /rooms, or /create <room>.",
+              **welcome)
+
+
+@command("login", Word("name"), Word("password"), need=Need.ANONYMOUS, group=GROUP)
+async def login(ctx: Context, name: str, password: str) -> Ok:
+    """Log in to your account."""
+    services = ctx.services
+    try:
+        user = await services.accounts.authenticate(name, password)
+    except ChatError:
+        await services.audit.record("failed-login", target=name[:24],
+                                    reason=ctx.session.peer)
+        raise
+    welcome = await services.presence.login(ctx.session, user)
+    apply_settings(ctx.session, user.settings)
+    return ok(_welcome_back(user.name, welcome["rooms"], welcome["notifications"]), **welcome)
+
+
+def _welcome_back(name: str, rooms: list[str], notifications: int) -> str:
+    lines = [f"Welcome back, {name}."]
+    if rooms:
+        lines.append("Your rooms: " + ", ".join(f"#{r}" for r in rooms) + ".")
+    else:
+        lines.append("You are in no room yet: /rooms lists them, /create makes one.")
+    if notifications:
+        plural = "s" if notifications != 1 else ""
+        lines.append(f"{notifications} unread notification{plural}: /notifications.")
+    return " ".join(lines)
+
+
+@command("logout", group=GROUP)
+def logout(ctx: Context) -> Ok:
+    """Log out; this connection stays open and your rooms keep your membership."""
+    name = ctx.user.name
+    ctx.services.presence.logout(ctx.session)
+    return ok(f"Goodbye, {name}. You are logged out.")
+
+
+@command("passwd", Word("old"), Word("new"), group=GROUP)
+async def passwd(ctx: Context, old: str, new: str) -> Ok:
+    """Change your password."""
+    await ctx.services.accounts.change_password(ctx.user, old, new)
+    await ctx.services.audit.record("password-changed", actor=ctx.user.name)
+    return ok("Your password is changed.")
+
+
+@command("whoami", group=GROUP)
+def whoami(ctx: Context) -> Ok:
+    """Show who you are logged in as, your rooms and your current room."""
+    user, session = ctx.user, ctx.session
+    rooms = [r.name for r in ctx.services.rooms.of_user(user)]
+    current = session.current_room.name if session.current_room else None
+    text = f"You are {user.name}{' (server admin)' if user.is_admin else ''}"
+    text += f", on {len(user.sessions)} connection{'s' * (len(user.sessions) != 1)}"
+    text += f"; current room: #{current}." if current else "; no current room."
+    return ok(text, user=user.name, admin=user.is_admin, rooms=rooms, current_room=current,
+              connections=len(user.sessions), session=session.id)
+
+
+@command("quit", Text("message", optional=True, default=""), need=Need.ANY, group=GROUP)
+def quit_(ctx: Context, message: str) -> Ok:
+    """Close this connection (your rooms keep your membership)."""
+    # Close after the final reply has been queued, so the client sees it.
+    asyncio.get_running_loop().call_soon(ctx.session.close, "quit")
+    return ok("Goodbye.")

@@ -1,0 +1,67 @@
+"""Messages: plain lines, say, me, msg, history."""
+
+from __future__ import annotations
+
+from chatd.accounts import User
+from chatd.context import Context
+from chatd.errors import ChatError, Code
+from chatd.params import Int, RoomRef, Text, UserRef
+from chatd.registry import Ok, command, message_handler, ok
+from chatd.render import render
+from chatd.room import Room
+
+GROUP = "messages"
+
+
+@message_handler
+def plain_line(ctx: Context, text: str) -> None:
+    """A line that is not a command goes to the current room."""
+    room = ctx.session.current_room
+    if room is None:
+        raise ChatError(Code.NO_ROOM, "you are in no room: /join <room> or /create <room> "
+                        "first, then plain lines go there.")
+    ctx.services.messaging.post(ctx.session, room, text)
+
+
+@command("say", RoomRef("room"), Text("text"), message=True, group=GROUP)
+def say(ctx: Context, room: Room, text: str) -> Ok:
+    """Send a message to one of your rooms (not necessarily the current one)."""
+    message_id = ctx.services.messaging.post(ctx.session, room, text, label=ctx.label)
+    return ok(id=message_id, room=room.name)
+
+
+@command("me", Text("action"), message=True, group=GROUP)
+def me(ctx: Context, action: str) -> Ok:
+    """Send an action to the current room, shown as '* you <action>'."""
+    room = ctx.session.current_room
+    if room is None:
+        raise ChatError(Code.NO_ROOM, "you are in no room: /join one first.")
+    message_id = ctx.services.messaging.post(ctx.session, room, action, action=True,
+                                             label=ctx.label)
+    return ok(id=message_id, room=room.name)
+
+
+@command("msg", UserRef("user"), Text("text"), message=True, group=GROUP)
+async def msg(ctx: Context, user: User, text: str) -> Ok:
+    """Send a direct message to a user; they get it at their next login if offline."""
+    message_id = await ctx.services.messaging.direct(ctx.session, user, text, ctx.label)
+    note = "" if user.online else f"{user.name} is offline and will see it at their next login."
+    return ok(note, id=message_id, to=user.name, online=user.online)
+
+
+@command("history", RoomRef("room", optional=True), Int("n", optional=True, default=0),
+         group=GROUP)
+async def history(ctx: Context, room: Room, n: int) -> Ok:
+    """Show a room's last messages (20 by default, 200 at most)."""
+    config = ctx.services.config.rooms
+    if not room.is_member(ctx.user.id) and not ctx.user.is_admin:
+        raise ChatError(Code.NOT_IN_ROOM, f"only members of #{room.name} can read its history.")
+    limit = min(n or config.history_default, config.history_max)
+    messages = await ctx.services.messaging.history(room, limit)
+    # In text mode the whole history is one block, so it reads as a transcript.
+    lines = []
+    for record in messages:
+        lines += render(record, ctx.session.style, True).decode().splitlines()
+    ctx.text([f"-- last {len(messages)} messages of #{room.name} --", *lines])
+    return ok(f"{len(messages)} message{'s' * (len(messages) != 1)}.", room=room.name,
+              messages=messages)

@@ -1,0 +1,73 @@
+"""The connection itself: help, ping, format, set."""
+
+from __future__ import annotations
+
+from chatd.context import Context
+from chatd.errors import ChatError, Code
+from chatd.params import Choice, Word
+from chatd.registry import Command, Need, Ok, command, ok
+from chatd.settings import change
+
+GROUP = "connection"
+GROUP_ORDER = ("account", "rooms", "messages", "moderation", "connection", "admin")
+
+
+@command("help", Word("command", optional=True), need=Need.ANY, group=GROUP)
+def help_(ctx: Context, command: str | None) -> Ok:
+    """List the commands, or show one command's usage and what it needs."""
+    table = ctx.services.commands
+    if command is None:
+        return _overview(ctx)
+    cmd = table.get(command.lower().lstrip("/"))
+    if cmd is None:
+        raise ChatError(Code.UNKNOWN_COMMAND, f"there is no command /{command}. /help lists them.")
+    ctx.text([f"  {cmd.usage}   {cmd.summary}", f"  Needs: {cmd.needs_text}"])
+    return ok(command=cmd.name, usage=cmd.usage, help=cmd.summary, needs=cmd.needs_text,
+              aliases=list(cmd.aliases))
+
+
+def _overview(ctx: Context) -> Ok:
+    commands = ctx.services.commands.all()
+    width = max(len(c.usage) for c in commands)
+    groups: dict[str, list[Command]] = {}
+    for cmd in commands:
+        groups.setdefault(cmd.group, []).append(cmd)
+    order = sorted(groups, key=lambda g: GROUP_ORDER.index(g) if g in GROUP_ORDER else 99)
+    lines = []
+    for group in order:
+        lines.append(f"{group}:")
+        lines += [f"  {c.usage.ljust(width)}  {c.summary}" for c in groups[group]]
+    lines.append("Plain lines go to your current room; start a line with // to send one "
+                 "beginning with /.")
+    ctx.text(lines)
+    return ok("/help <command> shows one command.",
+              commands=[{"name": c.name, "usage": c.usage, "help": c.summary, "group": c.group}
+                        for c in commands])
+
+
+@command("ping", need=Need.ANY, group=GROUP)
+def ping(ctx: Context) -> Ok:
+    """Check that the server answers."""
+    return ok("pong", time=ctx.services.clock.time())
+
+
+@command("format", Choice("format", choices=("text", "json")), need=Need.ANY, group=GROUP)
+async def format_(ctx: Context, format: str) -> Ok:
+    """Choose the output format: text for people, json for programs."""
+    return await _apply(ctx, "format", format)
+
+
+@command("set", Choice("setting", choices=("format", "color", "timestamps", "theme")),
+         Word("value"), need=Need.ANY, group=GROUP)
+async def set_(ctx: Context, setting: str, value: str) -> Ok:
+    """Change a setting of your output: format, color, timestamps or theme."""
+    return await _apply(ctx, setting, value)
+
+
+async def _apply(ctx: Context, key: str, value: str) -> Ok:
+    stored = change(ctx.session, key, value)
+    user = ctx.session.user
+    if user is not None:
+        user.settings.update(stored)
+        await ctx.services.accounts.save_settings(user)
+    return ok(f"{key} is now {value.lower()}.", setting=key, value=value.lower())

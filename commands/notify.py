@@ -1,0 +1,31 @@
+"""Notifications: list and clear them."""
+
+from __future__ import annotations
+
+import time
+
+from chatd.context import Context
+from chatd.notifications import notification_record
+from chatd.params import Choice
+from chatd.registry import Ok, command, ok
+
+GROUP = "account"
+
+
+@command("notifications", Choice("action", optional=True, choices=("clear",)), group=GROUP)
+async def notifications(ctx: Context, action: str | None) -> Ok:
+    """List your notifications, or clear them with /notifications clear."""
+    notifier = ctx.services.notifier
+    if action == "clear":
+        cleared = await notifier.clear(ctx.user)
+        return ok(f"{cleared} notification{'s' * (cleared != 1)} cleared.", cleared=cleared)
+    pending = await notifier.pending(ctx.user)
+    rows = [[time.strftime("%Y-%m-%d %H:%M", time.gmtime(n.created_at)), n.kind,
+             n.payload.get("text", "")] for n in pending]
+    if rows:
+        ctx.table(["when (UTC)", "kind", "what"], rows)
+    items = [notification_record(n)["notification"] | {"text": n.payload.get("text", "")}
+             for n in pending]
+    message = (f"{len(pending)} notification{'s' * (len(pending) != 1)}; "
+               "/notifications clear clears them." if pending else "No notifications.")
+    return ok(message, notifications=items)

@@ -1,0 +1,142 @@
+"""Rooms: create, rooms, join, leave, switch, who, topic, myrooms."""
+
+from __future__ import annotations
+
+import math
+import time
+
+from chatd.context import Context
+from chatd.errors import ChatError, Code
+from chatd.params import Choice, Int, RoomRef, Text, Word
+from chatd.registry import Ok, command, ok
+from chatd.room import Mode, Role, Room
+
+GROUP = "rooms"
+MODES = tuple(m.value for m in Mode)
+
+
+@command("create", Word("room"),
+         Choice("mode", optional=True, default="open", choices=MODES), group=GROUP)
+async def create(ctx: Context, room: str, mode: str) -> Ok:
+    """Create a room (open by default); you become its owner."""
+    created = await ctx.services.rooms.create(ctx.user, room, Mode(mode))
+    ctx.session.current_room = created
+    return ok(f"You created #{created.name} ({mode}). Plain lines now go to #{created.name}.",
+              **ctx.services.rooms.summary(created), room=created.name)
+
+
+@command("rooms", Int("page", optional=True, default=1), group=GROUP)
+def rooms(ctx: Context, page: int) -> Ok:
+    """List the rooms you can see, a page at a time."""
+    services = ctx.services
+    size = services.config.rooms.page_size
+    listed = services.rooms.listed_for(ctx.user)
+    pages = max(1, math.ceil(len(listed) / size))
+    shown = [services.rooms.summary(r) for r in listed[(page - 1) * size:page * size]]
+    if shown:
+        ctx.table(["id", "room", "mode", "members", "topic"],
+                  [[r["id"], r["name"], r["mode"], r["members"], r["topic"]] for r in shown],
+                  right=(0, 3))
+    message = f"page {page} of {pages}" if shown else "no rooms yet: /create <room> makes one."
+    if page < pages:
+        message += f"; /rooms {page + 1} for more"
+    return ok(message, rooms=shown, page=page, pages=pages, total=len(listed))
+
+
+@command("join", RoomRef("room"), group=GROUP)
+async def join(ctx: Context, room: Room) -> Ok:
+    """Join a room by name or id (request and private rooms have their own rules)."""
+    services, user = ctx.services, ctx.user
+    if room.is_member(user.id):
+        ctx.session.current_room = room
+        return ok(f"You are already in #{room.name}; plain lines now go there.",
+                  **services.rooms.summary(room), room=room.name, already=True)
+    outcome = await services.admission.admit(user, room, ctx.session)
+    if outcome == "requested":
+        return ok(f"#{room.name} admits by request: your request is filed; "
+                  "you will be notified of the answer.", room=room.name, id=room.id,
+                  requested=True)
+    ctx.session.current_room = room
+    count = len(room.members)
+    return ok(f"You joined #{room.name} ({count} member{'s' * (count != 1)}). "
+              f"Plain lines now go to #{room.name}.", **services.rooms.summary(room),
+              room=room.name)
+
+
+@command("leave", RoomRef("room", optional=True), group=GROUP)
+async def leave(ctx: Context, room: Room) -> Ok:
+    """Leave a room (the current one by default)."""
+    if not room.is_member(ctx.user.id):
+        raise ChatError(Code.NOT_IN_ROOM, f"you are not in #{room.name}.")
+    await ctx.services.rooms.leave(ctx.user, room, ctx.session)
+    return ok(f"You left #{room.name}.", room=room.name, id=room.id)
+
+
+@command("switch", RoomRef("room"), group=GROUP)
+def switch(ctx: Context, room: Room) -> Ok:
+    """Make one of your rooms the current room for plain lines."""
+    if not room.is_member(ctx.user.id):
+        raise ChatError(Code.NOT_IN_ROOM, f"you are not in #{room.name}; /join {room.name} first.")
+    ctx.session.current_room = room
+    return ok(f"Plain lines now go to #{room.name}.", room=room.name, id=room.id)
+
+
+@command("who", RoomRef("room", optional=True), group=GROUP)
+def who(ctx: Context, room: Room) -> Ok:
+    """List a room's members, their roles and who is online."""
+    if not ctx.services.rooms.can_see(ctx.user, room):
+        raise ChatError(Code.NOT_PERMITTED, f"#{room.name} is private; only members see it.")
+    members = sorted(room.members.values(), key=lambda m: (-m.role.rank, m.seq))
+    rows = []
+    for member in members:
+        user = ctx.services.accounts.get(member.user_id)
+        rows.append({"user": member.name, "role": member.role.value,
+                     "online": bool(user and user.online)})
+    ctx.table(["user", "role", "online"],
+              [[r["user"], r["role"], "yes" if r["online"] else ""] for r in rows])
+    online = sum(1 for r in rows if r["online"])
+    return ok(f"#{room.name}: {len(rows)} members, {online} online.", room=room.name,
+              id=room.id, members=rows)
+
+
+@command("topic", RoomRef("room", optional=True), Text("text", optional=True, default=""),
+         group=GROUP)
+async def topic(ctx: Context, room: Room, text: str) -> Ok:
+    """Show a room's topic, or set it (admins and the owner)."""
+    if not text:
+        if not ctx.services.rooms.can_see(ctx.user, room):
+            raise ChatError(Code.NOT_PERMITTED, f"#{room.name} is private; only members see it.")
+        shown = room.topic or "(no topic)"
+        return ok(f"#{room.name}: {shown}", room=room.name, topic=room.topic)
+    role = room.role_of(ctx.user.id)
+    if not ctx.user.is_admin and (role is None or role.rank < Role.ADMIN.rank):
+        raise ChatError(Code.NOT_PERMITTED,
+                        f"only an admin or the owner of #{room.name} can set its topic.")
+    await ctx.services.rooms.set_topic(ctx.user, room, text)
+    return ok(f"The topic of #{room.name} is now: {text}", room=room.name, topic=text)
+
+
+@command("myrooms", group=GROUP)
+async def myrooms(ctx: Context) -> Ok:
+    """The rooms you are in, and the rooms you were in before (to join back)."""
+    services, user = ctx.services, ctx.user
+    current = [services.rooms.summary(r) | {"role": r.role_of(user.id)}
+               for r in services.rooms.of_user(user)]
+    member_of = {r["id"] for r in current}
+    past = [{"id": a.room_id, "name": a.room_name, "last_joined": a.last_joined,
+             "terminated": a.room_terminated}
+            for a in await services.storage.list_associations(user.id)
+            if a.room_id not in member_of]
+    rows = [[r["id"], r["name"], r["role"], "member now"] for r in current]
+    rows += [[p["id"], p["name"], "", _past_state(p)] for p in past]
+    if rows:
+        ctx.table(["id", "room", "role", "state"], rows, right=(0,))
+    return ok(f"{len(current)} room{'s' * (len(current) != 1)} now, {len(past)} before.",
+              rooms=current, past=past)
+
+
+def _past_state(past: dict[str, object]) -> str:
+    if past["terminated"]:
+        return "terminated"
+    stamp = time.strftime("%Y-%m-%d", time.gmtime(float(str(past["last_joined"]))))
+    return f"last joined {stamp}"

@@ -1,0 +1,48 @@
+"""Persistence of chatd: the Storage protocol, its records, and the SQLite backend.
+
+This package is a leaf: it imports nothing from ``chatd`` or ``commands``,
+and all of chatd's SQL lives here.
+"""
+
+from storage.api import Conflict, Storage, StorageError
+from storage.migrations import LATEST_VERSION, MIGRATIONS, Migration, migrate
+from storage.records import (
+    AssociationRecord,
+    AuditRecord,
+    InvitationRecord,
+    JoinRequestRecord,
+    JsonDict,
+    MemberRecord,
+    MessageRecord,
+    NotificationRecord,
+    RoomRecord,
+    SanctionRecord,
+    TokenRecord,
+    UserRecord,
+)
+from storage.sqlite import SqliteStorage
+from storage.writer import MessageWriter
+
+__all__ = [
+    "LATEST_VERSION",
+    "MIGRATIONS",
+    "AssociationRecord",
+    "AuditRecord",
+    "Conflict",
+    "InvitationRecord",
+    "JoinRequestRecord",
+    "JsonDict",
+    "MemberRecord",
+    "MessageRecord",
+    "MessageWriter",
+    "Migration",
+    "NotificationRecord",
+    "RoomRecord",
+    "SanctionRecord",
+    "SqliteStorage",
+    "Storage",
+    "StorageError",
+    "TokenRecord",
+    "UserRecord",
+    "migrate",
+]

@@ -1,0 +1,283 @@
+"""Numbered schema migrations of the SQLite database.
+
+The schema version lives in ``PRAGMA user_version`` (0 for a new file). Each
+migration runs in its own ``BEGIN IMMEDIATE`` transaction together with the
+bump of ``user_version``, so a crash or an error leaves the database at the
+previous version, never half-migrated. A database whose version is newer than
+:data:`LATEST_VERSION` is refused: this code never downgrades silently.
+
+Rules for new migrations: append, never edit a released one; a step is an SQL
+script (statements separated by ``;``) or an async callable receiving the
+connection, already inside the transaction (it must not commit). The
+connection must be in autocommit mode (``isolation_level=None``).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import sqlite3
+from collections.abc import Awaitable, Callable, Sequence
+from typing import NamedTuple
+
+import aiosqlite
+
+from storage.api import StorageError
+
+log = logging.getLogger("storage.migrations")
+
+MigrationStep = str | Callable[[aiosqlite.Connection], Awaitable[None]]
+
+
+class Migration(NamedTuple):
+    """One schema step: the version it produces, what it does, and how."""
+
+    version: int
+    description: str
+    step: MigrationStep
+
+
+# Names are unique case-insensitively (ASCII letters only, as NOCASE folds).
+# Ids of users, rooms, memberships, notifications and tokens are AUTOINCREMENT
+# so an id held in memory can never come to mean a newer row.
+FOUNDATION = """
+CREATE TABLE users (
+    id            INTEGER PRIMARY KEY AUTOINCREMENT,
+    name          TEXT    NOT NULL COLLATE NOCASE UNIQUE,
+    password_hash BLOB    NOT NULL,
+    is_admin      INTEGER NOT NULL DEFAULT 0 CHECK (is_admin IN (0, 1)),
+    created_at    REAL    NOT NULL,
+    settings      TEXT    NOT NULL DEFAULT '{}'
+);
+
+CREATE TABLE rooms (
+    id            INTEGER PRIMARY KEY AUTOINCREMENT,
+    name          TEXT    NOT NULL,
+    mode          TEXT    NOT NULL DEFAULT 'open'
+                          CHECK (mode IN ('open', 'request', 'private')),
+    topic         TEXT    NOT NULL DEFAULT '',
+    created_at    REAL    NOT NULL,
+    terminated_at REAL,
+    settings      TEXT    NOT NULL DEFAULT '{}'
+);
+-- A terminated room frees its name for a new room.
+CREATE UNIQUE INDEX rooms_active_name ON rooms (name COLLATE NOCASE)
+    WHERE terminated_at IS NULL;
+
+CREATE TABLE members (
+    seq        INTEGER PRIMARY KEY AUTOINCREMENT,
+    room_id    INTEGER NOT NULL REFERENCES rooms (id) ON DELETE CASCADE,
+    user_id    INTEGER NOT NULL REFERENCES users (id) ON DELETE CASCADE,
+    role       TEXT    NOT NULL CHECK (role IN ('owner', 'admin', 'member')),
+    joined_at  REAL    NOT NULL,
+    role_since REAL    NOT NULL,
+    UNIQUE (room_id, user_id)
+);
+CREATE INDEX members_user ON members (user_id);
+
+-- Rooms a user joined at some time (for /myrooms); outlives the membership.
+CREATE TABLE user_rooms (
+    user_id     INTEGER NOT NULL REFERENCES users (id) ON DELETE CASCADE,
+    room_id     INTEGER NOT NULL REFERENCES rooms (id) ON DELETE CASCADE,
+    last_joined REAL    NOT NULL,
+    PRIMARY KEY (user_id, room_id)
+) WITHOUT ROWID;
+CREATE INDEX user_rooms_room ON user_rooms (room_id);
+CREATE INDEX user_rooms_last_joined ON user_rooms (last_joined);
+
+-- Room messages (room_id set) and direct messages (recipient_id set). Ids
+-- come from the daemon. A deleted sender leaves sender_id NULL and keeps
+-- sender_name; a deleted recipient takes their direct messages along.
+CREATE TABLE messages (
+    id           INTEGER PRIMARY KEY,
+    room_id      INTEGER REFERENCES rooms (id) ON DELETE CASCADE,
+    recipient_id INTEGER REFERENCES users (id) ON DELETE CASCADE,
+    sender_id    INTEGER REFERENCES users (id) ON DELETE SET NULL,
+    sender_name  TEXT    NOT NULL,
+    text         TEXT    NOT NULL,
+    ts           REAL    NOT NULL,
+    kind         TEXT    NOT NULL DEFAULT 'text',
+    extra        TEXT    NOT NULL DEFAULT '{}',
+    delivered    INTEGER NOT NULL DEFAULT 1 CHECK (delivered IN (0, 1)),
+    CHECK ((room_id IS NULL) <> (recipient_id IS NULL))
+);
+CREATE INDEX messages_room ON messages (room_id, id) WHERE room_id IS NOT NULL;
+CREATE INDEX messages_recipient ON messages (recipient_id, id)
+    WHERE recipient_id IS NOT NULL;
+CREATE INDEX messages_undelivered ON messages (recipient_id, id) WHERE delivered = 0;
+CREATE INDEX messages_sender ON messages (sender_id) WHERE sender_id IS NOT NULL;
+
+CREATE TABLE notifications (
+    id         INTEGER PRIMARY KEY AUTOINCREMENT,
+    user_id    INTEGER NOT NULL REFERENCES users (id) ON DELETE CASCADE,
+    kind       TEXT    NOT NULL,
+    payload    TEXT    NOT NULL DEFAULT '{}',
+    created_at REAL    NOT NULL
+);
+CREATE INDEX notifications_user ON notifications (user_id, id);
+CREATE INDEX notifications_created ON notifications (created_at);
+"""
+
+GOVERNANCE = """
+CREATE TABLE bans (
+    room_id    INTEGER NOT NULL REFERENCES rooms (id) ON DELETE CASCADE,
+    user_id    INTEGER NOT NULL REFERENCES users (id) ON DELETE CASCADE,
+    actor_id   INTEGER REFERENCES users (id) ON DELETE SET NULL,
+    reason     TEXT    NOT NULL DEFAULT '',
+    created_at REAL    NOT NULL,
+    until      REAL,
+    PRIMARY KEY (room_id, user_id)
+) WITHOUT ROWID;
+CREATE INDEX bans_user ON bans (user_id);
+CREATE INDEX bans_actor ON bans (actor_id) WHERE actor_id IS NOT NULL;
+CREATE INDEX bans_until ON bans (until) WHERE until IS NOT NULL;
+
+CREATE TABLE mutes (
+    room_id    INTEGER NOT NULL REFERENCES rooms (id) ON DELETE CASCADE,
+    user_id    INTEGER NOT NULL REFERENCES users (id) ON DELETE CASCADE,
+    actor_id   INTEGER REFERENCES users (id) ON DELETE SET NULL,
+    reason     TEXT    NOT NULL DEFAULT '',
+    created_at REAL    NOT NULL,
+    until      REAL,
+    PRIMARY KEY (room_id, user_id)
+) WITHOUT ROWID;
+CREATE INDEX mutes_user ON mutes (user_id);
+CREATE INDEX mutes_actor ON mutes (actor_id) WHERE actor_id IS NOT NULL;
+CREATE INDEX mutes_until ON mutes (until) WHERE until IS NOT NULL;
+
+CREATE TABLE invitations (
+    room_id    INTEGER NOT NULL REFERENCES rooms (id) ON DELETE CASCADE,
+    user_id    INTEGER NOT NULL REFERENCES users (id) ON DELETE CASCADE,
+    inviter_id INTEGER NOT NULL REFERENCES users (id) ON DELETE CASCADE,
+    created_at REAL    NOT NULL,
+    expires_at REAL    NOT NULL,
+    PRIMARY KEY (room_id, user_id)
+) WITHOUT ROWID;
+CREATE INDEX invitations_user ON invitations (user_id);
+CREATE INDEX invitations_inviter ON invitations (inviter_id);
+CREATE INDEX invitations_expires ON invitations (expires_at);
+
+CREATE TABLE join_requests (
+    room_id    INTEGER NOT NULL REFERENCES rooms (id) ON DELETE CASCADE,
+    user_id    INTEGER NOT NULL REFERENCES users (id) ON DELETE CASCADE,
+    created_at REAL    NOT NULL,
+    PRIMARY KEY (room_id, user_id)
+) WITHOUT ROWID;
+CREATE INDEX join_requests_user ON join_requests (user_id);
+
+-- Names, not ids: the audit trail outlives the users and rooms it mentions.
+CREATE TABLE audit (
+    id     INTEGER PRIMARY KEY,
+    ts     REAL NOT NULL,
+    actor  TEXT,
+    action TEXT NOT NULL,
+    target TEXT,
+    room   TEXT COLLATE NOCASE,
+    reason TEXT NOT NULL DEFAULT ''
+);
+CREATE INDEX audit_room ON audit (room, id) WHERE room IS NOT NULL;
+"""
+
+API_TOKENS = """
+CREATE TABLE api_tokens (
+    id         INTEGER PRIMARY KEY AUTOINCREMENT,
+    user_id    INTEGER NOT NULL REFERENCES users (id) ON DELETE CASCADE,
+    name       TEXT    NOT NULL COLLATE NOCASE,
+    token_hash TEXT    NOT NULL UNIQUE,
+    created_at REAL    NOT NULL,
+    expires_at REAL,
+    UNIQUE (user_id, name)
+);
+"""
+
+MIGRATIONS: tuple[Migration, ...] = (
+    Migration(1, "foundation: users, rooms, members, messages, associations, notifications",
+              FOUNDATION),
+    Migration(2, "governance: bans, mutes, invitations, join requests, audit", GOVERNANCE),
+    Migration(3, "API tokens", API_TOKENS),
+)
+
+LATEST_VERSION: int = MIGRATIONS[-1].version
+
+
+def split_statements(script: str) -> list[str]:
+    """Split an SQL script into complete statements (comments and triggers are safe)."""
+    statements: list[str] = []
+    buffer = ""
+    for piece in script.split(";"):
+        buffer += piece + ";"
+        if sqlite3.complete_statement(buffer):
+            if _has_code(buffer):
+                statements.append(buffer.strip())
+            buffer = ""
+    return statements
+
+
+def _has_code(statement: str) -> bool:
+    lines = (line.split("--", 1)[0] for line in statement.splitlines())
+    return bool("".join(lines).strip(" \t;"))
+
+
+def check_sequence(migrations: Sequence[Migration]) -> int:
+    """Return the last version of ``migrations`` after checking they are numbered 1, 2, ..."""
+    versions = [migration.version for migration in migrations]
+    if versions != list(range(1, len(versions) + 1)):
+        raise ValueError(f"migrations must be numbered 1, 2, 3 ... in order, got {versions}")
+    return len(versions)
+
+
+async def user_version(conn: aiosqlite.Connection) -> int:
+    """The schema version recorded in the database file."""
+    rows = list(await conn.execute_fetchall("PRAGMA user_version"))
+    return int(rows[0][0])
+
+
+async def migrate(conn: aiosqlite.Connection, target: int | None = None,
+                  migrations: Sequence[Migration] = MIGRATIONS) -> int:
+    """Bring the database up to ``target`` (default: the latest version); return its version.
+
+    Raises StorageError when the database is newer than ``migrations`` know or
+    when a migration fails (that migration is rolled back entirely). A target
+    below the current version changes nothing.
+    """
+    latest = check_sequence(migrations)
+    goal = latest if target is None else target
+    if not 0 <= goal <= latest:
+        raise ValueError(f"target version {goal} is outside 0..{latest}")
+    current = await user_version(conn)
+    if current > latest:
+        raise StorageError(
+            f"database schema version {current} is newer than this chatd supports "
+            f"(latest {latest}); refusing to open it: upgrade chatd or restore a backup")
+    for migration in migrations[current:goal]:
+        await _apply(conn, migration)
+    return max(current, goal)
+
+
+async def _apply(conn: aiosqlite.Connection, migration: Migration) -> None:
+    version, description, step = migration
+    log.info("migrating database schema to version %d: %s", version, description)
+    try:
+        await conn.execute("BEGIN IMMEDIATE")
+        # Another process may have migrated while we waited for the write lock.
+        if await user_version(conn) < version:
+            await _run_step(conn, step)
+            await conn.execute(f"PRAGMA user_version = {int(version)}")
+        await conn.execute("COMMIT")
+    except BaseException as exc:
+        # Unconditional: statements queued before a cancellation still run.
+        with contextlib.suppress(sqlite3.OperationalError):
+            await conn.execute("ROLLBACK")
+        if isinstance(exc, sqlite3.Error):
+            raise StorageError(
+                f"migration {version} ({description}) failed and was rolled back: {exc}"
+            ) from exc
+        raise
+
+
+async def _run_step(conn: aiosqlite.Connection, step: MigrationStep) -> None:
+    if isinstance(step, str):
+        for statement in split_statements(step):
+            await conn.execute(statement)
+    else:
+        await step(conn)

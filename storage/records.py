@@ -1,0 +1,137 @@
+"""Plain records that cross the storage boundary.
+
+Times are UNIX epoch seconds (float). Persisted enum-like values are plain
+strings whose meaning never changes: roles are "owner", "admin", "member";
+room modes are "open", "request", "private".
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+JsonDict = dict[str, Any]
+
+
+@dataclass(frozen=True, slots=True)
+class UserRecord:
+    id: int
+    name: str
+    password_hash: bytes
+    is_admin: bool
+    created_at: float
+    settings: JsonDict = field(default_factory=dict)
+
+
+@dataclass(frozen=True, slots=True)
+class RoomRecord:
+    id: int
+    name: str
+    mode: str
+    topic: str
+    created_at: float
+    terminated_at: float | None = None
+    settings: JsonDict = field(default_factory=dict)
+
+
+@dataclass(frozen=True, slots=True)
+class MemberRecord:
+    room_id: int
+    user_id: int
+    role: str
+    joined_at: float
+    role_since: float
+    # Monotonic join order inside the whole database; breaks ties of joined_at.
+    seq: int
+
+
+@dataclass(frozen=True, slots=True)
+class MessageRecord:
+    """A room message (room_id set) or a direct message (recipient_id set).
+
+    ``kind`` is "text", "action", "e2e", "sticker" or "file"; ``extra`` holds
+    kind-specific fields (file object, sticker name, envelope ...).
+    """
+
+    id: int
+    sender_id: int
+    sender_name: str
+    text: str
+    ts: float
+    room_id: int | None = None
+    recipient_id: int | None = None
+    kind: str = "text"
+    extra: JsonDict = field(default_factory=dict)
+    # Direct messages only: False until the recipient has seen it online.
+    delivered: bool = True
+
+
+@dataclass(frozen=True, slots=True)
+class AssociationRecord:
+    """A user's link to a room they joined at some time (for /myrooms)."""
+
+    user_id: int
+    room_id: int
+    room_name: str
+    last_joined: float
+    room_terminated: bool
+
+
+@dataclass(frozen=True, slots=True)
+class NotificationRecord:
+    id: int
+    user_id: int
+    kind: str
+    payload: JsonDict
+    created_at: float
+
+
+@dataclass(frozen=True, slots=True)
+class SanctionRecord:
+    """A ban or a mute of a user in a room; ``until`` None means permanent."""
+
+    room_id: int
+    user_id: int
+    actor_id: int | None
+    reason: str
+    created_at: float
+    until: float | None
+
+
+@dataclass(frozen=True, slots=True)
+class InvitationRecord:
+    room_id: int
+    user_id: int
+    inviter_id: int
+    created_at: float
+    expires_at: float
+
+
+@dataclass(frozen=True, slots=True)
+class JoinRequestRecord:
+    room_id: int
+    user_id: int
+    created_at: float
+
+
+@dataclass(frozen=True, slots=True)
+class AuditRecord:
+    id: int
+    ts: float
+    actor: str | None
+    action: str
+    target: str | None
+    room: str | None
+    reason: str
+
+
+@dataclass(frozen=True, slots=True)
+class TokenRecord:
+    """An API token for bots; only the SHA-256 of the secret is stored."""
+
+    id: int
+    user_id: int
+    name: str
+    token_hash: str
+    created_at: float
+    expires_at: float | None

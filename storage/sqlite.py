@@ -1,0 +1,606 @@
+"""SQLite implementation of the :class:`storage.api.Storage` protocol.
+
+One aiosqlite connection (one worker thread) serves the whole daemon. An
+asyncio lock serialises the operations, so the transactions of concurrent
+coroutines never interleave on the shared connection; every writing method is
+one ``BEGIN IMMEDIATE`` ... ``COMMIT`` transaction. The database runs in WAL
+mode with foreign keys enforced; the schema lives in :mod:`storage.migrations`.
+
+SQLite errors surface as :class:`~storage.api.StorageError`; uniqueness
+violations (taken names, duplicate rows) as :class:`~storage.api.Conflict`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import logging
+import os
+import sqlite3
+from collections.abc import AsyncIterator, Iterable, Iterator, Sequence
+from typing import TYPE_CHECKING, Any
+
+import aiosqlite
+
+from storage.api import Conflict, Storage, StorageError
+from storage.migrations import migrate
+from storage.records import (
+    AssociationRecord,
+    AuditRecord,
+    InvitationRecord,
+    JoinRequestRecord,
+    JsonDict,
+    MemberRecord,
+    MessageRecord,
+    NotificationRecord,
+    RoomRecord,
+    SanctionRecord,
+    TokenRecord,
+    UserRecord,
+)
+
+log = logging.getLogger("storage.sqlite")
+
+BUSY_TIMEOUT_MS = 5000
+MEMORY = ":memory:"
+_MAX_ID = 2**63 - 1
+_UNIQUE_ERRORS = frozenset({sqlite3.SQLITE_CONSTRAINT_UNIQUE,
+                            sqlite3.SQLITE_CONSTRAINT_PRIMARYKEY})
+_SANCTION_TABLES = {"ban": "bans", "mute": "mutes"}
+_PRAGMAS = ("journal_mode", "foreign_keys", "synchronous", "busy_timeout")
+
+Params = Sequence[Any] | dict[str, Any]
+
+_USER = "id, name, password_hash, is_admin, created_at, settings"
+_ROOM = "id, name, mode, topic, created_at, terminated_at, settings"
+_MESSAGE = ("id, sender_id, sender_name, text, ts, room_id, recipient_id, kind, extra, "
+            "delivered")
+_NOTIFICATION = "id, user_id, kind, payload, created_at"
+_SANCTION = "room_id, user_id, actor_id, reason, created_at, until"
+_INVITATION = "room_id, user_id, inviter_id, created_at, expires_at"
+_TOKEN = "id, user_id, name, token_hash, created_at, expires_at"
+
+# Served by the partial index messages_room (room_id, id): a backwards range scan.
+HISTORY_SQL = (f"SELECT {_MESSAGE} FROM messages WHERE room_id = ? AND id < ? "
+               "ORDER BY id DESC LIMIT ?")
+
+# A sender deleted while the message waited in the writer becomes NULL; a
+# direct message to a recipient deleted meanwhile is dropped (their direct
+# messages were deleted with them). Either way one late message cannot make
+# the whole batch fail forever.
+_INSERT_MESSAGE = """
+INSERT INTO messages (id, room_id, recipient_id, sender_id, sender_name, text, ts, kind,
+                      extra, delivered)
+SELECT :id, :room_id, :recipient_id, (SELECT id FROM users WHERE id = :sender_id),
+       :sender_name, :text, :ts, :kind, :extra, :delivered
+WHERE :recipient_id IS NULL OR EXISTS (SELECT 1 FROM users WHERE id = :recipient_id)
+"""
+
+_UPSERT_ASSOCIATION = """
+INSERT INTO user_rooms (user_id, room_id, last_joined) VALUES (?, ?, ?)
+ON CONFLICT (user_id, room_id) DO UPDATE SET last_joined = excluded.last_joined
+"""
+
+
+class SqliteStorage:
+    """The daemon's state in one SQLite file (see the module docstring)."""
+
+    def __init__(self, path: str) -> None:
+        self._path = path if path == MEMORY else os.path.abspath(path)
+        self._conn: aiosqlite.Connection | None = None
+        self._lock = asyncio.Lock()
+
+    # -- lifecycle ---------------------------------------------------------
+
+    async def open(self) -> None:
+        """Connect, configure the connection and migrate the schema to the latest version."""
+        if self._conn is not None:
+            return
+        with _translated():
+            conn = await aiosqlite.connect(self._path, isolation_level=None,
+                                           timeout=BUSY_TIMEOUT_MS / 1000)
+        try:
+            conn.row_factory = sqlite3.Row
+            with _translated():
+                await _configure(conn)
+                await migrate(conn)
+        except BaseException:
+            await conn.close()
+            raise
+        self._conn = conn
+
+    async def close(self) -> None:
+        """Wait for the running operation, then close; closing twice is harmless."""
+        conn, self._conn = self._conn, None
+        if conn is None:
+            return
+        async with self._lock:
+            with contextlib.suppress(sqlite3.Error):
+                await conn.execute("PRAGMA optimize")
+            await conn.close()
+
+    async def schema_version(self) -> int:
+        rows = await self._fetch("PRAGMA user_version")
+        return int(rows[0][0])
+
+    async def pragmas(self) -> dict[str, Any]:
+        """The connection's settings (journal_mode, foreign_keys, ...), for diagnostics."""
+        return {name: (await self._fetch(f"PRAGMA {name}"))[0][0] for name in _PRAGMAS}
+
+    async def backup(self, path: str) -> None:
+        """Write a consistent copy of the database to ``path`` while the daemon keeps going.
+
+        The copy is made from a second connection in a thread (one backup step
+        holding a read snapshot, so WAL lets the daemon write meanwhile), into
+        ``path + ".partial"`` that then replaces ``path``.
+        """
+        self._db()
+        if self._path == MEMORY:
+            raise StorageError("an in-memory database cannot be backed up")
+        try:
+            with _translated():
+                await asyncio.to_thread(_copy_database, self._path, path)
+        except OSError as exc:
+            raise StorageError(f"backup to {path} failed: {exc}") from exc
+
+    # -- users -------------------------------------------------------------
+
+    async def create_user(self, name: str, password_hash: bytes, is_admin: bool,
+                          created_at: float) -> UserRecord:
+        async with self._transaction() as conn:
+            cursor = await conn.execute(
+                "INSERT INTO users (name, password_hash, is_admin, created_at) "
+                "VALUES (?, ?, ?, ?)", (name, password_hash, is_admin, created_at))
+            user_id = _rowid(cursor)
+        return UserRecord(user_id, name, password_hash, is_admin, created_at, {})
+
+    async def get_user(self, user_id: int) -> UserRecord | None:
+        row = await self._fetch_one(f"SELECT {_USER} FROM users WHERE id = ?", (user_id,))
+        return None if row is None else _user(row)
+
+    async def get_user_by_name(self, name: str) -> UserRecord | None:
+        row = await self._fetch_one(f"SELECT {_USER} FROM users WHERE name = ?", (name,))
+        return None if row is None else _user(row)
+
+    async def list_users(self) -> list[UserRecord]:
+        return [_user(row) for row in await self._fetch(f"SELECT {_USER} FROM users ORDER BY id")]
+
+    async def set_password(self, user_id: int, password_hash: bytes) -> None:
+        await self._write("UPDATE users SET password_hash = ? WHERE id = ?",
+                          (password_hash, user_id))
+
+    async def set_admin(self, user_id: int, is_admin: bool) -> None:
+        await self._write("UPDATE users SET is_admin = ? WHERE id = ?", (is_admin, user_id))
+
+    async def set_user_settings(self, user_id: int, settings: JsonDict) -> None:
+        await self._write("UPDATE users SET settings = ? WHERE id = ?",
+                          (_dumps(settings), user_id))
+
+    async def delete_user(self, user_id: int) -> None:
+        """Delete the user and what is theirs; their messages stay, with sender_id 0."""
+        await self._write("DELETE FROM users WHERE id = ?", (user_id,))
+
+    # -- rooms and memberships ---------------------------------------------
+
+    async def create_room(self, name: str, mode: str, owner_id: int,
+                          created_at: float) -> tuple[RoomRecord, MemberRecord]:
+        async with self._transaction() as conn:
+            cursor = await conn.execute(
+                "INSERT INTO rooms (name, mode, created_at) VALUES (?, ?, ?)",
+                (name, mode, created_at))
+            room_id = _rowid(cursor)
+            owner = await _insert_member(conn, room_id, owner_id, "owner", created_at)
+        return RoomRecord(room_id, name, mode, "", created_at), owner
+
+    async def load_active_rooms(self) -> list[RoomRecord]:
+        rows = await self._fetch(
+            f"SELECT {_ROOM} FROM rooms WHERE terminated_at IS NULL ORDER BY id")
+        return [_room(row) for row in rows]
+
+    async def load_members(self) -> list[MemberRecord]:
+        rows = await self._fetch(
+            "SELECT m.room_id, m.user_id, m.role, m.joined_at, m.role_since, m.seq "
+            "FROM members m JOIN rooms r ON r.id = m.room_id "
+            "WHERE r.terminated_at IS NULL ORDER BY m.room_id, m.seq")
+        return [_member(row) for row in rows]
+
+    async def set_room_topic(self, room_id: int, topic: str) -> None:
+        await self._write("UPDATE rooms SET topic = ? WHERE id = ?", (topic, room_id))
+
+    async def set_room_mode(self, room_id: int, mode: str) -> None:
+        await self._write("UPDATE rooms SET mode = ? WHERE id = ?", (mode, room_id))
+
+    async def set_room_settings(self, room_id: int, settings: JsonDict) -> None:
+        await self._write("UPDATE rooms SET settings = ? WHERE id = ?",
+                          (_dumps(settings), room_id))
+
+    async def terminate_room(self, room_id: int, at: float) -> None:
+        """Mark the room terminated (once); its name becomes free for a new room."""
+        await self._write(
+            "UPDATE rooms SET terminated_at = ? WHERE id = ? AND terminated_at IS NULL",
+            (at, room_id))
+
+    async def add_member(self, room_id: int, user_id: int, role: str,
+                         joined_at: float) -> MemberRecord:
+        async with self._transaction() as conn:
+            return await _insert_member(conn, room_id, user_id, role, joined_at)
+
+    async def remove_member(self, room_id: int, user_id: int) -> None:
+        await self._write("DELETE FROM members WHERE room_id = ? AND user_id = ?",
+                          (room_id, user_id))
+
+    async def set_roles(self, room_id: int, changes: Sequence[tuple[int, str]],
+                        at: float) -> None:
+        """Apply the role changes; role_since moves only when the role really changes."""
+        params = [(role, at, room_id, user_id, role) for user_id, role in changes]
+        if not params:
+            return
+        async with self._transaction() as conn:
+            await conn.executemany(
+                "UPDATE members SET role = ?, role_since = ? "
+                "WHERE room_id = ? AND user_id = ? AND role <> ?", params)
+
+    async def list_associations(self, user_id: int) -> list[AssociationRecord]:
+        rows = await self._fetch(
+            "SELECT a.user_id, a.room_id, r.name, a.last_joined, "
+            "r.terminated_at IS NOT NULL AS terminated "
+            "FROM user_rooms a JOIN rooms r ON r.id = a.room_id WHERE a.user_id = ? "
+            "ORDER BY a.last_joined DESC, a.room_id DESC", (user_id,))
+        return [AssociationRecord(row[0], row[1], row[2], row[3], bool(row[4]))
+                for row in rows]
+
+    async def delete_stale_associations(self, before: float) -> int:
+        """Forget associations last joined before ``before``, except of users banned
+        there or still members (a long-standing member keeps their link)."""
+        return await self._write(
+            "DELETE FROM user_rooms WHERE last_joined < ? AND NOT EXISTS ("
+            "SELECT 1 FROM bans b "
+            "WHERE b.room_id = user_rooms.room_id AND b.user_id = user_rooms.user_id) "
+            "AND NOT EXISTS (SELECT 1 FROM members m "
+            "WHERE m.room_id = user_rooms.room_id AND m.user_id = user_rooms.user_id)",
+            (before,))
+
+    # -- messages ----------------------------------------------------------
+
+    async def append_messages(self, batch: Sequence[MessageRecord]) -> None:
+        """Insert the batch in one transaction (all or nothing); ids come from the caller."""
+        params = [_message_params(message) for message in batch]
+        if not params:
+            return
+        async with self._transaction() as conn:
+            await conn.executemany(_INSERT_MESSAGE, params)
+
+    async def max_message_id(self) -> int:
+        rows = await self._fetch("SELECT COALESCE(MAX(id), 0) FROM messages")
+        return int(rows[0][0])
+
+    async def room_history(self, room_id: int, limit: int,
+                           before_id: int | None = None) -> list[MessageRecord]:
+        """The last ``limit`` messages of the room (below ``before_id``), oldest first."""
+        if limit <= 0:
+            return []
+        before = _MAX_ID if before_id is None else before_id
+        rows = await self._fetch(HISTORY_SQL, (room_id, before, limit))
+        return [_message(row) for row in reversed(rows)]
+
+    async def undelivered_direct_messages(self, user_id: int) -> list[MessageRecord]:
+        rows = await self._fetch(
+            f"SELECT {_MESSAGE} FROM messages WHERE recipient_id = ? AND delivered = 0 "
+            "ORDER BY id", (user_id,))
+        return [_message(row) for row in rows]
+
+    async def delete_terminated_history(self, before: float) -> int:
+        """Delete the messages of rooms terminated before ``before``."""
+        return await self._write(
+            "DELETE FROM messages WHERE room_id IN ("
+            "SELECT id FROM rooms WHERE terminated_at IS NOT NULL AND terminated_at < ?)",
+            (before,))
+
+    async def mark_delivered(self, message_ids: Sequence[int]) -> None:
+        params = [(message_id,) for message_id in message_ids]
+        if not params:
+            return
+        async with self._transaction() as conn:
+            await conn.executemany(
+                "UPDATE messages SET delivered = 1 WHERE id = ? AND delivered = 0", params)
+
+    # -- notifications -----------------------------------------------------
+
+    async def add_notification(self, user_id: int, kind: str, payload: JsonDict,
+                               created_at: float) -> NotificationRecord:
+        async with self._transaction() as conn:
+            cursor = await conn.execute(
+                "INSERT INTO notifications (user_id, kind, payload, created_at) "
+                "VALUES (?, ?, ?, ?)", (user_id, kind, _dumps(payload), created_at))
+            notification_id = _rowid(cursor)
+        return NotificationRecord(notification_id, user_id, kind, payload, created_at)
+
+    async def list_notifications(self, user_id: int) -> list[NotificationRecord]:
+        rows = await self._fetch(
+            f"SELECT {_NOTIFICATION} FROM notifications WHERE user_id = ? ORDER BY id",
+            (user_id,))
+        return [NotificationRecord(row[0], row[1], row[2], _loads(row[3]), row[4])
+                for row in rows]
+
+    async def count_notifications(self, user_id: int) -> int:
+        rows = await self._fetch("SELECT COUNT(*) FROM notifications WHERE user_id = ?",
+                                 (user_id,))
+        return int(rows[0][0])
+
+    async def clear_notifications(self, user_id: int) -> int:
+        return await self._write("DELETE FROM notifications WHERE user_id = ?", (user_id,))
+
+    async def delete_notifications_before(self, before: float) -> int:
+        return await self._write("DELETE FROM notifications WHERE created_at < ?", (before,))
+
+    # -- bans and mutes ----------------------------------------------------
+
+    async def put_sanction(self, kind: str, record: SanctionRecord) -> None:
+        table = _sanction_table(kind)
+        await self._write(
+            f"INSERT INTO {table} ({_SANCTION}) VALUES (?, ?, ?, ?, ?, ?) "
+            "ON CONFLICT (room_id, user_id) DO UPDATE SET actor_id = excluded.actor_id, "
+            "reason = excluded.reason, created_at = excluded.created_at, "
+            "until = excluded.until",
+            (record.room_id, record.user_id, record.actor_id, record.reason,
+             record.created_at, record.until))
+
+    async def delete_sanction(self, kind: str, room_id: int, user_id: int) -> bool:
+        table = _sanction_table(kind)
+        count = await self._write(f"DELETE FROM {table} WHERE room_id = ? AND user_id = ?",
+                                  (room_id, user_id))
+        return count > 0
+
+    async def load_sanctions(self, kind: str) -> list[SanctionRecord]:
+        table = _sanction_table(kind)
+        rows = await self._fetch(f"SELECT {_SANCTION} FROM {table} ORDER BY room_id, user_id")
+        return [SanctionRecord(*row) for row in rows]
+
+    async def delete_expired_sanctions(self, kind: str, now: float) -> list[SanctionRecord]:
+        """Delete the sanctions whose ``until`` has passed and return them."""
+        table = _sanction_table(kind)
+        expired = f"FROM {table} WHERE until IS NOT NULL AND until <= ?"
+        async with self._transaction() as conn:
+            rows = await conn.execute_fetchall(
+                f"SELECT {_SANCTION} {expired} ORDER BY room_id, user_id", (now,))
+            await conn.execute(f"DELETE {expired}", (now,))
+        return [SanctionRecord(*row) for row in rows]
+
+    # -- invitations and join requests ---------------------------------------
+
+    async def put_invitation(self, record: InvitationRecord) -> None:
+        await self._write(
+            f"INSERT INTO invitations ({_INVITATION}) VALUES (?, ?, ?, ?, ?) "
+            "ON CONFLICT (room_id, user_id) DO UPDATE SET inviter_id = excluded.inviter_id, "
+            "created_at = excluded.created_at, expires_at = excluded.expires_at",
+            (record.room_id, record.user_id, record.inviter_id, record.created_at,
+             record.expires_at))
+
+    async def take_invitation(self, room_id: int, user_id: int,
+                              now: float) -> InvitationRecord | None:
+        """Use up the invitation: delete it, and return it unless it had expired."""
+        key = "WHERE room_id = ? AND user_id = ?"
+        async with self._transaction() as conn:
+            rows = list(await conn.execute_fetchall(
+                f"SELECT {_INVITATION} FROM invitations {key}", (room_id, user_id)))
+            if rows:
+                await conn.execute(f"DELETE FROM invitations {key}", (room_id, user_id))
+        invitation = InvitationRecord(*rows[0]) if rows else None
+        return invitation if invitation is not None and invitation.expires_at > now else None
+
+    async def load_invitations(self, now: float) -> list[InvitationRecord]:
+        rows = await self._fetch(
+            f"SELECT {_INVITATION} FROM invitations WHERE expires_at > ? "
+            "ORDER BY created_at, room_id, user_id", (now,))
+        return [InvitationRecord(*row) for row in rows]
+
+    async def delete_expired_invitations(self, now: float) -> int:
+        return await self._write("DELETE FROM invitations WHERE expires_at <= ?", (now,))
+
+    async def put_join_request(self, record: JoinRequestRecord) -> None:
+        await self._write(
+            "INSERT INTO join_requests (room_id, user_id, created_at) VALUES (?, ?, ?) "
+            "ON CONFLICT (room_id, user_id) DO UPDATE SET created_at = excluded.created_at",
+            (record.room_id, record.user_id, record.created_at))
+
+    async def delete_join_request(self, room_id: int, user_id: int) -> bool:
+        count = await self._write(
+            "DELETE FROM join_requests WHERE room_id = ? AND user_id = ?", (room_id, user_id))
+        return count > 0
+
+    async def load_join_requests(self) -> list[JoinRequestRecord]:
+        rows = await self._fetch("SELECT room_id, user_id, created_at FROM join_requests "
+                                 "ORDER BY created_at, room_id, user_id")
+        return [JoinRequestRecord(*row) for row in rows]
+
+    # -- audit log ---------------------------------------------------------
+
+    async def append_audit(self, ts: float, actor: str | None, action: str,
+                           target: str | None, room: str | None, reason: str) -> None:
+        await self._write(
+            "INSERT INTO audit (ts, actor, action, target, room, reason) "
+            "VALUES (?, ?, ?, ?, ?, ?)", (ts, actor, action, target, room, reason))
+
+    async def list_audit(self, limit: int, room: str | None = None) -> list[AuditRecord]:
+        """The latest ``limit`` entries (of ``room``, compared case-insensitively), oldest first."""
+        if limit <= 0:
+            return []
+        columns = "SELECT id, ts, actor, action, target, room, reason FROM audit"
+        if room is None:
+            rows = await self._fetch(f"{columns} ORDER BY id DESC LIMIT ?", (limit,))
+        else:
+            rows = await self._fetch(f"{columns} WHERE room = ? ORDER BY id DESC LIMIT ?",
+                                     (room, limit))
+        return [AuditRecord(*row) for row in reversed(rows)]
+
+    # -- API tokens --------------------------------------------------------
+
+    async def create_token(self, user_id: int, name: str, token_hash: str,
+                           created_at: float, expires_at: float | None) -> TokenRecord:
+        """Store a token; Conflict if the user has one of that name (case-insensitive)."""
+        async with self._transaction() as conn:
+            cursor = await conn.execute(
+                "INSERT INTO api_tokens (user_id, name, token_hash, created_at, expires_at) "
+                "VALUES (?, ?, ?, ?, ?)", (user_id, name, token_hash, created_at, expires_at))
+            token_id = _rowid(cursor)
+        return TokenRecord(token_id, user_id, name, token_hash, created_at, expires_at)
+
+    async def find_token(self, token_hash: str) -> TokenRecord | None:
+        row = await self._fetch_one(f"SELECT {_TOKEN} FROM api_tokens WHERE token_hash = ?",
+                                    (token_hash,))
+        return None if row is None else TokenRecord(*row)
+
+    async def list_tokens(self, user_id: int) -> list[TokenRecord]:
+        rows = await self._fetch(f"SELECT {_TOKEN} FROM api_tokens WHERE user_id = ? "
+                                 "ORDER BY id", (user_id,))
+        return [TokenRecord(*row) for row in rows]
+
+    async def delete_token(self, user_id: int, name: str) -> bool:
+        count = await self._write("DELETE FROM api_tokens WHERE user_id = ? AND name = ?",
+                                  (user_id, name))
+        return count > 0
+
+    # -- plumbing ----------------------------------------------------------
+
+    def _db(self) -> aiosqlite.Connection:
+        if self._conn is None:
+            raise StorageError("storage is not open")
+        return self._conn
+
+    @contextlib.asynccontextmanager
+    async def _transaction(self) -> AsyncIterator[aiosqlite.Connection]:
+        """One write transaction, alone on the connection; rolled back on any error."""
+        async with self._lock:
+            conn = self._db()
+            with _translated():
+                try:
+                    await conn.execute("BEGIN IMMEDIATE")
+                    yield conn
+                    await conn.execute("COMMIT")
+                except BaseException:
+                    # Unconditional: statements queued before a cancellation still run.
+                    with contextlib.suppress(sqlite3.OperationalError):
+                        await conn.execute("ROLLBACK")
+                    raise
+
+    async def _write(self, sql: str, params: Params = ()) -> int:
+        """Run one statement in its own transaction; return the number of rows changed."""
+        async with self._transaction() as conn:
+            cursor = await conn.execute(sql, params)
+            return cursor.rowcount
+
+    async def _fetch(self, sql: str, params: Params = ()) -> list[sqlite3.Row]:
+        async with self._lock:
+            conn = self._db()
+            with _translated():
+                return list(await conn.execute_fetchall(sql, params))
+
+    async def _fetch_one(self, sql: str, params: Params = ()) -> sqlite3.Row | None:
+        rows = await self._fetch(sql, params)
+        return rows[0] if rows else None
+
+
+if TYPE_CHECKING:
+    _CONFORMS: Storage = SqliteStorage(MEMORY)
+
+
+@contextlib.contextmanager
+def _translated() -> Iterator[None]:
+    """Turn sqlite3 errors into StorageError, uniqueness violations into Conflict."""
+    try:
+        yield
+    except sqlite3.IntegrityError as exc:
+        if exc.sqlite_errorcode in _UNIQUE_ERRORS:
+            raise Conflict(str(exc)) from exc
+        raise StorageError(str(exc)) from exc
+    except sqlite3.Error as exc:
+        raise StorageError(str(exc)) from exc
+
+
+async def _configure(conn: aiosqlite.Connection) -> None:
+    await conn.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
+    rows = list(await conn.execute_fetchall("PRAGMA journal_mode = WAL"))
+    if rows[0][0] != "wal":
+        log.warning("database journal mode is %s, not wal", rows[0][0])
+    await conn.execute("PRAGMA foreign_keys = ON")
+    await conn.execute("PRAGMA synchronous = NORMAL")
+
+
+def _copy_database(source: str, target: str) -> None:
+    """Copy ``source`` to ``target`` with SQLite's online backup API (blocking)."""
+    partial = f"{target}.partial"
+    try:
+        with contextlib.closing(sqlite3.connect(source, timeout=BUSY_TIMEOUT_MS / 1000)) as src, \
+                contextlib.closing(sqlite3.connect(partial)) as dst:
+            src.backup(dst)
+            # A self-contained single file, easy to move around.
+            dst.execute("PRAGMA journal_mode = DELETE")
+        os.replace(partial, target)
+    except BaseException:
+        with contextlib.suppress(FileNotFoundError):
+            os.remove(partial)
+        raise
+
+
+async def _insert_member(conn: aiosqlite.Connection, room_id: int, user_id: int, role: str,
+                         joined_at: float) -> MemberRecord:
+    cursor = await conn.execute(
+        "INSERT INTO members (room_id, user_id, role, joined_at, role_since) "
+        "VALUES (?, ?, ?, ?, ?)", (room_id, user_id, role, joined_at, joined_at))
+    seq = _rowid(cursor)
+    await conn.execute(_UPSERT_ASSOCIATION, (user_id, room_id, joined_at))
+    return MemberRecord(room_id, user_id, role, joined_at, joined_at, seq)
+
+
+def _rowid(cursor: aiosqlite.Cursor) -> int:
+    rowid = cursor.lastrowid
+    if rowid is None:  # pragma: no cover - an INSERT always sets it
+        raise StorageError("INSERT did not report a row id")
+    return rowid
+
+
+def _sanction_table(kind: str) -> str:
+    try:
+        return _SANCTION_TABLES[kind]
+    except KeyError:
+        raise ValueError(f"sanction kind must be 'ban' or 'mute', not {kind!r}") from None
+
+
+def _dumps(value: JsonDict) -> str:
+    return json.dumps(value, ensure_ascii=False, separators=(",", ":"))
+
+
+def _loads(text: str | None) -> JsonDict:
+    value = json.loads(text) if text else {}
+    if not isinstance(value, dict):
+        raise StorageError(f"expected a JSON object in the database, found {text!r:.60}")
+    return value
+
+
+def _user(row: sqlite3.Row) -> UserRecord:
+    return UserRecord(id=row[0], name=row[1], password_hash=bytes(row[2]),
+                      is_admin=bool(row[3]), created_at=row[4], settings=_loads(row[5]))
+
+
+def _room(row: sqlite3.Row) -> RoomRecord:
+    return RoomRecord(id=row[0], name=row[1], mode=row[2], topic=row[3], created_at=row[4],
+                      terminated_at=row[5], settings=_loads(row[6]))
+
+
+def _member(row: Iterable[Any]) -> MemberRecord:
+    return MemberRecord(*row)
+
+
+def _message(row: sqlite3.Row) -> MessageRecord:
+    return MessageRecord(id=row[0], sender_id=row[1] or 0, sender_name=row[2], text=row[3],
+                         ts=row[4], room_id=row[5], recipient_id=row[6], kind=row[7],
+                         extra=_loads(row[8]), delivered=bool(row[9]))
+
+
+def _message_params(message: MessageRecord) -> dict[str, Any]:
+    return {"id": message.id, "room_id": message.room_id,
+            "recipient_id": message.recipient_id, "sender_id": message.sender_id,
+            "sender_name": message.sender_name, "text": message.text, "ts": message.ts,
+            "kind": message.kind, "extra": _dumps(message.extra),
+            "delivered": message.delivered}

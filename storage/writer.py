@@ -1,0 +1,153 @@
+"""Batched message writer: keeps the database off the message fan-out path.
+
+The daemon calls :meth:`MessageWriter.submit` (synchronous, instant) for every
+message it delivers; a background task writes the pending messages every
+``interval`` seconds in transactions of at most ``max_batch`` records, earlier
+when a full batch is waiting. Records are written exactly once and in
+submission order, even with concurrent :meth:`~MessageWriter.flush` calls or
+cancellations. A failed write is logged (logger ``storage.writer``) and its
+records stay pending; the background task then backs off instead of spinning.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+
+from storage.api import Storage
+from storage.records import MessageRecord
+
+log = logging.getLogger("storage.writer")
+
+# Longest pause of the background task between retries of a failing write.
+MAX_BACKOFF = 5.0
+
+
+class MessageWriter:
+    """Buffers submitted messages and appends them to ``storage`` in ordered batches."""
+
+    def __init__(self, storage: Storage, interval: float = 0.1, max_batch: int = 5000) -> None:
+        if interval <= 0:
+            raise ValueError("interval must be positive")
+        if max_batch < 1:
+            raise ValueError("max_batch must be at least 1")
+        self._storage = storage
+        self._interval = interval
+        self._max_batch = max_batch
+        self._pending: list[MessageRecord] = []
+        self._submitted = 0
+        self._written = 0
+        self._last_flush = 0.0
+        self._write_lock = asyncio.Lock()
+        self._wake = asyncio.Event()
+        self._stop = asyncio.Event()
+        self._task: asyncio.Task[None] | None = None
+        self._closed = False
+
+    @property
+    def pending(self) -> int:
+        """Records submitted and not written yet."""
+        return len(self._pending)
+
+    @property
+    def written(self) -> int:
+        """Records written since the writer was created."""
+        return self._written
+
+    @property
+    def last_flush_seconds(self) -> float:
+        """How long the last flush that wrote something took (0.0 before the first)."""
+        return self._last_flush
+
+    def submit(self, record: MessageRecord) -> None:
+        """Queue a record for writing; never blocks. RuntimeError once the writer is closed."""
+        if self._closed:
+            raise RuntimeError("MessageWriter is closed")
+        self._pending.append(record)
+        self._submitted += 1
+        if len(self._pending) >= self._max_batch:
+            self._wake.set()
+
+    async def start(self) -> None:
+        """Start the background flusher (again: no effect)."""
+        if self._closed:
+            raise RuntimeError("MessageWriter is closed")
+        if self._task is None:
+            self._task = asyncio.create_task(self._run(), name="storage.writer")
+
+    async def flush(self) -> None:
+        """Write every record submitted before this call, in batches of up to max_batch.
+
+        Raises the storage's exception if a batch fails; that batch and the
+        later records stay pending.
+        """
+        target = self._submitted
+        if self._written >= target:
+            return
+        started = time.perf_counter()
+        while self._written < target:
+            # Shielded: a cancelled flush never leaves a batch half-known, so
+            # no record is lost or written twice.
+            error = await asyncio.shield(self._write_next_batch())
+            if error is not None:
+                raise error
+        self._last_flush = time.perf_counter() - started
+
+    async def close(self) -> None:
+        """Stop the background task, then write what is left (raises if that fails).
+
+        After close, submit() raises; close() may be called again to retry the
+        final write.
+        """
+        self._closed = True
+        self._stop.set()
+        self._wake.set()
+        task, self._task = self._task, None
+        if task is not None and not task.cancelled():
+            await task
+        await self.flush()
+
+    async def _write_next_batch(self) -> Exception | None:
+        """Write the oldest pending records; return the failure instead of raising it."""
+        async with self._write_lock:
+            batch = self._pending[: self._max_batch]
+            if not batch:
+                return None
+            try:
+                await self._storage.append_messages(batch)
+            except Exception as exc:
+                log.exception("writing %d messages failed; they stay pending (%d in all)",
+                              len(batch), len(self._pending))
+                return exc
+            del self._pending[: len(batch)]
+            self._written += len(batch)
+            return None
+
+    async def _run(self) -> None:
+        failures = 0
+        while not self._stop.is_set():
+            await self._pause(failures)
+            if self._pending and not self._stop.is_set():
+                failures = 0 if await self._try_flush() else failures + 1
+
+    async def _pause(self, failures: int) -> None:
+        if failures:
+            # Backing off: a full batch must not make a failing writer spin.
+            delay = min(self._interval * 2 ** min(failures, 16),
+                        max(self._interval, MAX_BACKOFF))
+            event = self._stop
+        else:
+            delay, event = self._interval, self._wake
+        with contextlib.suppress(TimeoutError):
+            async with asyncio.timeout(delay):
+                await event.wait()
+        self._wake.clear()
+
+    async def _try_flush(self) -> bool:
+        try:
+            await self.flush()
+        except Exception:  # already logged with its traceback
+            return False
+        return True

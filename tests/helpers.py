@@ -1,0 +1,71 @@
+"""Shared test helpers: a real server on 127.0.0.1 port 0 and clients for it."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from chatd.app import build_server
+from chatd.client import ChatClient, LineClient
+from chatd.clock import Clock, ManualClock
+from chatd.config import Config, load_config
+from chatd.server import ChatServer
+
+PASSWORD = "secret-pw"
+
+# bcrypt at its minimum cost keeps tests fast; generous limits keep them
+# independent of rate limiting unless a test configures it.
+TEST_OVERRIDES: dict[str, Any] = {
+    "listen.host": "127.0.0.1",
+    "listen.port": 0,
+    "accounts.bcrypt_cost": 4,
+    "limits.message_rate": 10000,
+    "limits.message_burst": 10000,
+    "limits.command_rate": 10000,
+    "limits.command_burst": 10000,
+    "storage.flush_interval": 0.02,
+}
+
+
+def test_config(db_path: Path, **overrides: Any) -> Config:
+    dotted = {key.replace("__", "."): value for key, value in overrides.items()}
+    return load_config(None, {**TEST_OVERRIDES, "storage.path": str(db_path), **dotted})
+
+
+async def start_server(db_path: Path, clock: Clock | None = None, **overrides: Any) -> ChatServer:
+    """Start a real server; ``overrides`` use ``section__key=value``."""
+    server = build_server(test_config(db_path, **overrides), clock=clock or ManualClock())
+    await server.start()
+    return server
+
+
+class Clients:
+    """Opens clients against one server and closes them all at the end."""
+
+    def __init__(self, server: ChatServer) -> None:
+        self.server = server
+        self._open: list[ChatClient | LineClient] = []
+
+    async def raw(self) -> LineClient:
+        client = await LineClient.connect("127.0.0.1", self.server.port)
+        self._open.append(client)
+        return client
+
+    async def anonymous(self) -> ChatClient:
+        client = await ChatClient.connect("127.0.0.1", self.server.port)
+        self._open.append(client)
+        return client
+
+    async def user(self, name: str, password: str = PASSWORD) -> ChatClient:
+        """A connection logged in as ``name`` (registering it the first time)."""
+        client = await self.anonymous()
+        if self.server.services.accounts.find(name) is None:
+            await client.command(f"/register {name} {password}")
+        else:
+            await client.command(f"/login {name} {password}")
+        return client
+
+    async def close(self) -> None:
+        for client in self._open:
+            await client.close()
+        self._open.clear()

@@ -1,0 +1,278 @@
+"""Tests for chatd.names: name validation and durations."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from chatd.names import (
+    MAX_DURATION,
+    InvalidName,
+    format_duration,
+    looks_like_duration,
+    name_key,
+    parse_duration,
+    room_name,
+    user_name,
+)
+
+FAST = settings(max_examples=200, deadline=None)
+
+# ---------------------------------------------------------------------------
+# User names
+# ---------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("name", ["a", "Bob", "bob_99", "x-y", "_", "-", "A" * 24, "0"])
+def test_user_name_valid(name: str) -> None:
+    assert user_name(name) == name
+
+
+@pytest.mark.parametrize(
+    "name",
+    [
+        "",
+        "A" * 25,
+        "bob smith",
+        " bob",
+        "bob\n",
+        "bob!",
+        "b.b",
+        "#bob",
+        "@bob",
+        "caf\u00e9",
+        "\u0430dmin",  # Cyrillic a: a look-alike of "admin"
+        "\u212a",  # Kelvin sign
+        "bob\x1b",
+    ],
+)
+def test_user_name_invalid(name: str) -> None:
+    with pytest.raises(InvalidName, match="1-24 characters"):
+        user_name(name)
+
+
+def test_invalid_name_is_a_value_error() -> None:
+    with pytest.raises(ValueError, match="invalid user name"):
+        user_name("")
+
+
+@FAST
+@given(st.from_regex(r"[A-Za-z0-9_-]{1,24}", fullmatch=True))
+def test_user_name_accepts_the_alphabet(name: str) -> None:
+    assert user_name(name) == name
+
+
+@FAST
+@given(st.text(max_size=30))
+def test_user_name_accepts_exactly_the_rule(name: str) -> None:
+    allowed = set("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789_-")
+    valid = 1 <= len(name) <= 24 and set(name) <= allowed
+    try:
+        user_name(name)
+    except InvalidName:
+        assert not valid
+    else:
+        assert valid
+
+
+# ---------------------------------------------------------------------------
+# Room names
+# ---------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("raw", "expected"),
+    [
+        ("lobby", "lobby"),
+        ("#lobby", "lobby"),
+        ("#Lobby", "lobby"),
+        ("RUST-lang_2", "rust-lang_2"),
+        ("#" + "a" * 32, "a" * 32),
+        ("a" * 32, "a" * 32),
+    ],
+)
+def test_room_name_valid(raw: str, expected: str) -> None:
+    assert room_name(raw) == expected
+
+
+@pytest.mark.parametrize(
+    "raw",
+    [
+        "",
+        "#",
+        "##lobby",
+        "a" * 33,
+        "#" + "a" * 33,
+        "lob by",
+        "lobby.",
+        "caf\u00e9",
+        "\u212a",
+        " #a",
+    ],
+)
+def test_room_name_invalid(raw: str) -> None:
+    with pytest.raises(InvalidName, match="1-32 characters"):
+        room_name(raw)
+
+
+@FAST
+@given(st.text(max_size=40))
+def test_room_name_is_canonical(raw: str) -> None:
+    try:
+        name = room_name(raw)
+    except InvalidName:
+        return
+    assert room_name(name) == name
+    assert room_name("#" + name) == name
+    assert name == name.lower()
+    assert name.isascii()
+
+
+def test_name_key() -> None:
+    assert name_key("Bob") == name_key("bOB") == "bob"
+    assert name_key("Stra\u00dfe") == "strasse"
+
+
+# ---------------------------------------------------------------------------
+# Durations
+# ---------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("raw", "seconds"),
+    [
+        ("30s", 30),
+        ("10m", 600),
+        ("2h", 7200),
+        ("7d", 604800),
+        ("1w", 604800),
+        ("1h30m", 5400),
+        ("1d12h", 129600),
+        ("1w2d3h4m5s", 788645),
+        ("90m", 5400),
+        (" 10m ", 600),
+        ("3650d", MAX_DURATION),
+        ("0h1s", 1),
+    ],
+)
+def test_parse_duration(raw: str, seconds: float) -> None:
+    assert parse_duration(raw) == seconds
+    assert isinstance(parse_duration(raw), float)
+
+
+@pytest.mark.parametrize(
+    ("raw", "message"),
+    [
+        ("", "invalid duration"),
+        ("10", "unit"),
+        ("m", "unit"),
+        ("10x", "unit"),
+        ("10M", "unit"),
+        ("1.5h", "unit"),
+        ("-5m", "unit"),
+        ("1h 30m", "unit"),
+        ("h1", "unit"),
+        ("forever", "unit"),
+        ("0s", "longer than zero"),
+        ("0h0m", "longer than zero"),
+        ("3651d", "at most 10 years"),
+        ("9999999999w", "at most 10 years"),
+        ("1" * 50 + "s", "invalid duration"),
+        ("1s" * 30, "invalid duration"),
+    ],
+)
+def test_parse_duration_invalid(raw: str, message: str) -> None:
+    with pytest.raises(ValueError, match=message):
+        parse_duration(raw)
+
+
+@pytest.mark.parametrize(
+    ("raw", "expected"),
+    [
+        ("10m", True),
+        ("1h30m", True),
+        ("0s", True),
+        ("bob", False),
+        ("10", False),
+        ("", False),
+        ("spam", False),
+        ("5 minutes", False),
+        ("1s" * 30, False),
+    ],
+)
+def test_looks_like_duration(raw: str, expected: bool) -> None:
+    assert looks_like_duration(raw) is expected
+
+
+@pytest.mark.parametrize(
+    ("seconds", "expected"),
+    [
+        (0, "0s"),
+        (-5, "0s"),
+        (0.2, "1s"),
+        (1, "1s"),
+        (45, "45s"),
+        (59.5, "1m"),
+        (60, "1m"),
+        (61, "1m 1s"),
+        (600, "10m"),
+        (3600, "1h"),
+        (7500, "2h 5m"),
+        (7530, "2h 5m"),
+        (86400, "1d"),
+        (97200, "1d 3h"),
+        (86400 + 300, "1d"),  # 1d 0h 5m: units after the first two are dropped
+        (604800, "7d"),
+        (MAX_DURATION, "3650d"),
+    ],
+)
+def test_format_duration(seconds: float, expected: str) -> None:
+    assert format_duration(seconds) == expected
+
+
+@pytest.mark.parametrize("value", [math.inf, -math.inf, math.nan])
+def test_format_duration_rejects_non_finite(value: float) -> None:
+    with pytest.raises(ValueError, match="cannot format"):
+        format_duration(value)
+
+
+def _second_unit(text: str) -> int:
+    """The size of the smallest unit ``format_duration`` could have shown next."""
+    largest = text.split(maxsplit=1)[0][-1]
+    return {"d": 3600, "h": 60, "m": 1, "s": 1}[largest]
+
+
+@FAST
+@given(st.floats(0.001, MAX_DURATION))
+def test_format_then_parse_round_trips(seconds: float) -> None:
+    text = format_duration(seconds)
+    assert looks_like_duration(text.replace(" ", ""))
+    parsed = parse_duration(text.replace(" ", ""))
+    whole = math.ceil(seconds)
+    # Never more than the rounded-up time, short by less than one unit
+    # after the two shown.
+    assert parsed <= whole
+    assert whole - parsed < _second_unit(text)
+
+
+@FAST
+@given(
+    st.integers(0, 3649),
+    st.integers(0, 23),
+    st.integers(0, 59),
+    st.integers(0, 59),
+)
+def test_parse_then_format_exact_for_two_units(d: int, h: int, m: int, s: int) -> None:
+    # Keep only the two largest units so that formatting loses nothing.
+    parts = [(d, "d"), (h, "h"), (m, "m"), (s, "s")]
+    while parts and parts[0][0] == 0:
+        parts.pop(0)
+    parts = parts[:2]
+    if not parts:
+        return
+    raw = "".join(f"{n}{unit}" for n, unit in parts)
+    shown = " ".join(f"{n}{unit}" for n, unit in parts if n)
+    assert format_duration(parse_duration(raw)) == shown

@@ -1,0 +1,299 @@
+"""Tests for chatd.ratelimit: exact bucket arithmetic on a fake clock, and properties."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from chatd.ratelimit import FakeClock, FloodDetector, TokenBucket
+
+FAST = settings(max_examples=200, deadline=None)
+
+
+# ---------------------------------------------------------------------------
+# FakeClock
+# ---------------------------------------------------------------------------
+
+
+def test_fake_clock() -> None:
+    clock = FakeClock()
+    assert clock() == 1000.0
+    clock.advance(2.5)
+    assert clock() == 1002.5
+    clock.advance(0)
+    assert clock() == 1002.5
+    assert FakeClock(5.0)() == 5.0
+
+
+def test_fake_clock_never_goes_back() -> None:
+    with pytest.raises(ValueError, match="cannot go back"):
+        FakeClock().advance(-1)
+
+
+# ---------------------------------------------------------------------------
+# TokenBucket: exact arithmetic
+# ---------------------------------------------------------------------------
+
+
+def test_bucket_starts_full_and_drains() -> None:
+    clock = FakeClock()
+    bucket = TokenBucket(rate=1, burst=3, clock=clock)
+    assert bucket.tokens == 3
+    assert [bucket.try_take() for _ in range(3)] == [0.0, 0.0, 0.0]
+    assert bucket.tokens == 0
+    assert bucket.try_take() == 1.0
+    assert bucket.try_take() == 1.0  # a refusal takes nothing
+
+
+def test_bucket_refills_over_time() -> None:
+    clock = FakeClock()
+    bucket = TokenBucket(rate=2, burst=4, clock=clock)
+    for _ in range(4):
+        bucket.try_take()
+    clock.advance(1)
+    assert bucket.tokens == 2
+    assert bucket.try_take() == 0.0
+    assert bucket.try_take() == 0.0
+    assert bucket.try_take() == 0.5
+
+
+def test_bucket_partial_refill_wait_times() -> None:
+    clock = FakeClock()
+    bucket = TokenBucket(rate=2, burst=5, clock=clock)
+    assert bucket.try_take(5) == 0.0
+    clock.advance(0.25)
+    assert bucket.tokens == 0.5
+    assert bucket.try_take() == 0.25
+    assert bucket.try_take(3) == 1.25
+    clock.advance(0.25)
+    assert bucket.try_take() == 0.0
+    assert bucket.tokens == 0.0
+
+
+def test_bucket_refill_is_capped_at_burst() -> None:
+    clock = FakeClock()
+    bucket = TokenBucket(rate=10, burst=3, clock=clock)
+    bucket.try_take(2)
+    clock.advance(3600)
+    assert bucket.tokens == 3
+    assert bucket.try_take(3) == 0.0
+    assert bucket.try_take() == 0.1
+
+
+def test_bucket_waiting_the_given_time_is_enough() -> None:
+    # Awkward numbers: floating-point refill lands a hair short of 1 token.
+    clock = FakeClock()
+    bucket = TokenBucket(rate=3, burst=1, clock=clock)
+    bucket.try_take()
+    clock.advance(0.1)
+    wait = bucket.try_take()
+    assert wait == pytest.approx(0.7 / 3)
+    clock.advance(wait)
+    assert bucket.try_take() == 0.0
+
+
+def test_bucket_cost_above_burst_never_fits() -> None:
+    bucket = TokenBucket(rate=1, burst=2, clock=FakeClock())
+    assert bucket.try_take(3) == math.inf
+    assert bucket.tokens == 2
+
+
+def test_bucket_zero_cost_always_fits() -> None:
+    clock = FakeClock()
+    bucket = TokenBucket(rate=1, burst=1, clock=clock)
+    bucket.try_take()
+    assert bucket.try_take(0) == 0.0
+
+
+@pytest.mark.parametrize("rate", [0, -1, 0.0])
+def test_bucket_unlimited(rate: float) -> None:
+    bucket = TokenBucket(rate=rate, burst=1, clock=FakeClock())
+    assert all(bucket.try_take(5) == 0.0 for _ in range(1000))
+    assert bucket.tokens == 1
+
+
+def test_bucket_rejects_bad_arguments() -> None:
+    with pytest.raises(ValueError, match="burst"):
+        TokenBucket(rate=1, burst=-1, clock=FakeClock())
+    bucket = TokenBucket(rate=1, burst=1, clock=FakeClock())
+    with pytest.raises(ValueError, match="cost"):
+        bucket.try_take(-1)
+    with pytest.raises(ValueError, match="burst"):
+        bucket.reconfigure(1, -2)
+
+
+def test_bucket_clock_standing_still_or_going_back_earns_nothing() -> None:
+    now = [100.0]
+    bucket = TokenBucket(rate=1, burst=2, clock=lambda: now[0])
+    bucket.try_take(2)
+    now[0] = 90.0  # broken clock
+    assert bucket.tokens == 0
+    now[0] = 101.0  # one second after the last good reading
+    assert bucket.tokens == 1
+
+
+def test_reconfigure_keeps_tokens() -> None:
+    clock = FakeClock()
+    bucket = TokenBucket(rate=1, burst=10, clock=clock)
+    bucket.try_take(4)
+    bucket.reconfigure(rate=2, burst=20)
+    assert bucket.tokens == 6
+    assert (bucket.rate, bucket.burst) == (2, 20)
+    clock.advance(1)
+    assert bucket.tokens == 8
+
+
+def test_reconfigure_clamps_to_new_burst() -> None:
+    clock = FakeClock()
+    bucket = TokenBucket(rate=1, burst=10, clock=clock)
+    bucket.reconfigure(rate=1, burst=3)
+    assert bucket.tokens == 3
+    clock.advance(100)
+    assert bucket.tokens == 3
+
+
+def test_reconfigure_credits_elapsed_time_at_old_rate() -> None:
+    clock = FakeClock()
+    bucket = TokenBucket(rate=1, burst=10, clock=clock)
+    bucket.try_take(10)
+    clock.advance(2)
+    bucket.reconfigure(rate=100, burst=10)
+    assert bucket.tokens == 2
+
+
+def test_reconfigure_from_unlimited_gives_full_bucket() -> None:
+    clock = FakeClock()
+    bucket = TokenBucket(rate=0, burst=1, clock=clock)
+    for _ in range(50):
+        bucket.try_take()
+    clock.advance(10)
+    bucket.reconfigure(rate=1, burst=5)
+    assert bucket.tokens == 5
+    bucket.reconfigure(rate=0, burst=5)
+    assert bucket.try_take(100) == 0.0
+
+
+def test_bucket_repr() -> None:
+    assert repr(TokenBucket(2, 5, FakeClock())) == "TokenBucket(rate=2, burst=5, tokens=5.000)"
+
+
+# ---------------------------------------------------------------------------
+# TokenBucket: properties
+# ---------------------------------------------------------------------------
+
+operations = st.lists(
+    st.tuples(
+        st.floats(0, 5, allow_nan=False),  # advance the clock by this much, then...
+        st.sampled_from([0.5, 1.0, 1.0, 2.0]),  # ...try to take this cost
+    ),
+    max_size=60,
+)
+
+
+@FAST
+@given(st.floats(0.01, 50), st.floats(0, 20), operations)
+def test_bucket_never_exceeds_burst_plus_refill(
+    rate: float, burst: float, ops: list[tuple[float, float]]
+) -> None:
+    clock = FakeClock()
+    bucket = TokenBucket(rate, burst, clock)
+    taken = 0.0
+    elapsed = 0.0
+    for step, cost in ops:
+        clock.advance(step)
+        elapsed += step
+        if bucket.try_take(cost) == 0.0:
+            taken += cost
+        # The tiny rounding tolerance of the bucket, and no more.
+        assert taken <= burst + rate * elapsed + 1e-6
+        assert 0 <= bucket.tokens <= burst
+
+
+@FAST
+@given(st.floats(0.01, 50), st.floats(1, 20), operations)
+def test_bucket_wait_is_exact(rate: float, burst: float, ops: list[tuple[float, float]]) -> None:
+    clock = FakeClock()
+    bucket = TokenBucket(rate, burst, clock)
+    for step, cost in ops:
+        clock.advance(step)
+        wait = bucket.try_take(cost)
+        if wait == 0.0 or math.isinf(wait):
+            continue
+        assert wait > 0
+        if wait * 0.01 * rate > 1e-6:  # a gap beyond the rounding tolerance
+            # Just before the wait is over it is still refused...
+            clock.advance(wait * 0.99)
+            assert bucket.try_take(cost) > 0
+            clock.advance(wait * 0.01)
+        else:
+            clock.advance(wait)
+        # ...and once it is over it succeeds.
+        assert bucket.try_take(cost) == 0.0
+
+
+# ---------------------------------------------------------------------------
+# FloodDetector
+# ---------------------------------------------------------------------------
+
+
+def test_flood_threshold_then_reset() -> None:
+    clock = FakeClock()
+    flood = FloodDetector(threshold=3, window=10, clock=clock)
+    results = []
+    for _ in range(7):
+        results.append(flood.record())
+        clock.advance(1)
+    assert results == [False, False, True, False, False, True, False]
+    assert flood.count == 1
+
+
+def test_flood_window_slides() -> None:
+    clock = FakeClock()
+    flood = FloodDetector(threshold=3, window=10, clock=clock)
+    assert not flood.record()  # t=0
+    clock.advance(6)
+    assert not flood.record()  # t=6
+    clock.advance(4)
+    assert not flood.record()  # t=10: the t=0 refusal is exactly 10 s old, out
+    assert flood.count == 2
+    clock.advance(1)
+    assert flood.record()  # t=11: 6, 10, 11
+
+
+def test_flood_threshold_one() -> None:
+    flood = FloodDetector(threshold=1, window=1, clock=FakeClock())
+    assert flood.record()
+    assert flood.record()
+
+
+def test_flood_reset() -> None:
+    flood = FloodDetector(threshold=2, window=10, clock=FakeClock())
+    flood.record()
+    flood.reset()
+    assert not flood.record()
+
+
+def test_flood_rejects_bad_arguments() -> None:
+    with pytest.raises(ValueError, match="threshold"):
+        FloodDetector(threshold=0, window=1, clock=FakeClock())
+    with pytest.raises(ValueError, match="window"):
+        FloodDetector(threshold=1, window=0, clock=FakeClock())
+
+
+@FAST
+@given(st.integers(1, 6), st.floats(0.5, 20), st.lists(st.floats(0, 5), max_size=60))
+def test_flood_matches_naive_model(threshold: int, window: float, steps: list[float]) -> None:
+    clock = FakeClock()
+    flood = FloodDetector(threshold, window, clock)
+    kept: list[float] = []  # refusal times since the last flood
+    for step in steps:
+        clock.advance(step)
+        now = clock()
+        kept = [t for t in kept if t > now - window] + [now]
+        expected = len(kept) >= threshold
+        if expected:
+            kept = []
+        assert flood.record() is expected
