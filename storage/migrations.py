@@ -190,11 +190,19 @@ CREATE TABLE api_tokens (
 );
 """
 
+# Audit entries of a room are told apart by the room's id: a terminated
+# room's name may be taken again, and its old entries must not follow.
+AUDIT_ROOM_ID = """
+ALTER TABLE audit ADD COLUMN room_id INTEGER;
+CREATE INDEX audit_room_id ON audit (room_id, id);
+"""
+
 MIGRATIONS: tuple[Migration, ...] = (
     Migration(1, "foundation: users, rooms, members, messages, associations, notifications",
               FOUNDATION),
     Migration(2, "governance: bans, mutes, invitations, join requests, audit", GOVERNANCE),
     Migration(3, "API tokens", API_TOKENS),
+    Migration(4, "audit entries keep the room's id", AUDIT_ROOM_ID),
 )
 
 LATEST_VERSION: int = MIGRATIONS[-1].version

@@ -417,21 +417,27 @@ class SqliteStorage:
     # -- audit log ---------------------------------------------------------
 
     async def append_audit(self, ts: float, actor: str | None, action: str,
-                           target: str | None, room: str | None, reason: str) -> None:
+                           target: str | None, room: str | None, reason: str,
+                           room_id: int | None = None) -> None:
         await self._write(
-            "INSERT INTO audit (ts, actor, action, target, room, reason) "
-            "VALUES (?, ?, ?, ?, ?, ?)", (ts, actor, action, target, room, reason))
+            "INSERT INTO audit (ts, actor, action, target, room, reason, room_id) "
+            "VALUES (?, ?, ?, ?, ?, ?, ?)", (ts, actor, action, target, room, reason, room_id))
 
-    async def list_audit(self, limit: int, room: str | None = None) -> list[AuditRecord]:
-        """The latest ``limit`` entries (of ``room``, compared case-insensitively), oldest first."""
+    async def list_audit(self, limit: int, room: str | None = None,
+                         room_id: int | None = None) -> list[AuditRecord]:
+        """The latest ``limit`` entries, oldest first: all, those of one room id,
+        or those under one room name (compared case-insensitively)."""
         if limit <= 0:
             return []
         columns = "SELECT id, ts, actor, action, target, room, reason FROM audit"
-        if room is None:
-            rows = await self._fetch(f"{columns} ORDER BY id DESC LIMIT ?", (limit,))
+        params: tuple[int | str, ...]
+        if room_id is not None:
+            where, params = "WHERE room_id = ?", (room_id, limit)
+        elif room is not None:
+            where, params = "WHERE room = ?", (room, limit)
         else:
-            rows = await self._fetch(f"{columns} WHERE room = ? ORDER BY id DESC LIMIT ?",
-                                     (room, limit))
+            where, params = "", (limit,)
+        rows = await self._fetch(f"{columns} {where} ORDER BY id DESC LIMIT ?", params)
         return [AuditRecord(*row) for row in reversed(rows)]
 
     # -- API tokens --------------------------------------------------------

@@ -75,7 +75,12 @@ async def seed_v3(conn: aiosqlite.Connection) -> None:
                        "VALUES (1, 'ci', 'abc', ?)", (T0,))
 
 
-SEEDS: dict[int, Seed] = {1: seed_v1, 2: seed_v2, 3: seed_v3}
+async def seed_v4(conn: aiosqlite.Connection) -> None:
+    await conn.execute("INSERT INTO audit (ts, actor, action, target, room, reason, room_id) "
+                       "VALUES (?, 'Alice', 'create', NULL, 'den', '', 7)", (T0,))
+
+
+SEEDS: dict[int, Seed] = {1: seed_v1, 2: seed_v2, 3: seed_v3, 4: seed_v4}
 
 
 async def build_database(path: Path, version: int) -> None:
