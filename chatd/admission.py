@@ -68,7 +68,7 @@ class Admission:
             account = self._accounts.get(admin.user_id)
             if account is not None:
                 self._bus.to_user(account, item)
-        await self._audit.record("request", user.name, None, room.name)
+        await self._audit.record("request", user.name, None, room)
 
     async def invite(self, actor: User, room: Room, target: User) -> InvitationRecord:
         authorize(Action.INVITE, room, actor)
@@ -86,7 +86,7 @@ class Admission:
             f"{actor.name} invited you to #{room.name}: /join {room.id} "
             f"(valid {format_duration(ttl)}).",
             room=room.name, room_id=room.id, actor=actor.name, expires=record.expires_at)
-        await self._audit.record("invite", actor.name, target.name, room.name)
+        await self._audit.record("invite", actor.name, target.name, room)
         return record
 
     async def pending(self, actor: User, room: Room) -> list[JoinRequestRecord]:
@@ -98,7 +98,7 @@ class Admission:
         self._refuse_banned(target, room, who=target.name)
         await self._take_request(room, target)
         await self._rooms.join(target, room)
-        await self._audit.record("accept", actor.name, target.name, room.name)
+        await self._audit.record("accept", actor.name, target.name, room)
         await self._notifier.notify(target, "request-accepted",
                                     f"your request to join #{room.name} was accepted.",
                                     room=room.name, room_id=room.id, actor=actor.name)
@@ -106,7 +106,7 @@ class Admission:
     async def decline(self, actor: User, room: Room, target: User) -> None:
         authorize(Action.DECLINE, room, actor)
         await self._take_request(room, target)
-        await self._audit.record("decline", actor.name, target.name, room.name)
+        await self._audit.record("decline", actor.name, target.name, room)
         await self._notifier.notify(target, "request-declined",
                                     f"your request to join #{room.name} was declined.",
                                     room=room.name, room_id=room.id, actor=actor.name)

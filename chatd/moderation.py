@@ -1,8 +1,9 @@
 """Moderation: kick, ban, unban, mute, unmute, promote, demote and room modes.
 
-Every action re-checks the actor's permission under the room's lock, at the
-moment it runs, then persists, applies, tells the room (an ``event``), tells
-the target (a notification) and writes the audit log.
+Every action checks the actor's permission at the moment it runs (under the
+room's lock when it changes membership or roles), then persists, applies,
+tells the room (an ``event``), tells the target (a notification) and writes
+the audit log.
 """
 
 from __future__ import annotations
@@ -26,10 +27,19 @@ if TYPE_CHECKING:
     from storage.api import Storage
 
 SANCTION_KINDS = ("ban", "mute")
+# The participle of each sanction kind: "banned", "unmuted" ...
+_DONE = {"ban": "banned", "mute": "muted"}
+# The actor named when no user acts: the control socket (an actor of None) and
+# the daemon itself (expiry, flood control).
+CONSOLE = "console"
+SERVER = "the server"
 
 
 class Moderation:
-    """The room-governance actions of admins, owners and server admins."""
+    """The room-governance actions of admins, owners and server admins.
+
+    An ``actor`` of None is the control socket: like a server admin, it may do anything.
+    """
 
     def __init__(self, storage: Storage, rooms: Rooms, accounts: Accounts, bus: Bus,
                  notifier: Notifier, audit: AuditLog, clock: Clock) -> None:
@@ -50,36 +60,43 @@ class Moderation:
 
     # -- removal -----------------------------------------------------------
 
-    async def kick(self, actor: User, room: Room, target: User, reason: str) -> None:
+    async def kick(self, actor: User | None, room: Room, target: User, reason: str) -> None:
         if not room.is_member(target.id):
             raise ChatError(Code.NOT_IN_ROOM, f"{target.name} is not in #{room.name}.")
-        await self._rooms.remove(room, target, "kick", actor.name, reason,
-                                 authorize=lambda: authorize(Action.KICK, room, actor, target))
+        name = _name(actor)
+        await self._rooms.remove(room, target, "kick", name, reason,
+                                 authorize=lambda: _authorize(Action.KICK, room, actor, target))
         await self._notifier.notify(target, "kicked",
-                                    _sentence(f"{actor.name} kicked you from #{room.name}", reason),
-                                    room=room.name, room_id=room.id, actor=actor.name,
-                                    reason=reason)
+                                    _sentence(f"{name} kicked you from #{room.name}", reason),
+                                    room=room.name, room_id=room.id, actor=name, reason=reason)
 
-    async def ban(self, actor: User, room: Room, target: User, duration: float | None,
+    async def ban(self, actor: User | None, room: Room, target: User, duration: float | None,
                   reason: str) -> SanctionRecord:
-        """Ban ``target`` (a member or not) for ``duration`` seconds, or for good."""
-        authorize(Action.BAN, room, actor, target)
+        """Ban ``target`` (a member or not) for ``duration`` seconds, or for good.
+
+        The check, the ban and the removal happen under the room's lock in one go,
+        so a refusal leaves nothing half done.
+        """
         now = self._clock.time()
-        record = SanctionRecord(room.id, target.id, actor.id, reason, now,
+        record = SanctionRecord(room.id, target.id, actor.id if actor else None, reason, now,
                                 now + duration if duration else None)
-        await self._storage.put_sanction("ban", record)
-        room.bans[target.id] = record
-        await self._storage.delete_join_request(room.id, target.id)
-        if room.is_member(target.id):
-            await self._rooms.remove(room, target, "ban", actor.name, reason,
-                                     authorize=lambda: authorize(Action.BAN, room, actor, target))
-        else:
-            self._emit(room, "ban", target, actor.name, reason=reason)
-            await self._audit.record("ban", actor.name, target.name, room.name, reason)
+
+        async def impose() -> None:
+            await self._storage.put_sanction("ban", record)
+            room.bans[target.id] = record
+            await self._storage.delete_join_request(room.id, target.id)
+
+        name = _name(actor)
+        removed = await self._rooms.remove(
+            room, target, "ban", name, reason, prepare=impose, missing_ok=True,
+            authorize=lambda: _authorize(Action.BAN, room, actor, target))
+        if removed is None:  # a pre-emptive ban of a non-member
+            self._emit(room, "ban", target, name, reason=reason)
+            await self._audit.record("ban", name, target.name, room, reason)
         await self._notifier.notify(
             target, "banned", _sentence(f"you are banned from #{room.name}{_for(duration)}",
                                         reason),
-            room=room.name, room_id=room.id, actor=actor.name, until=record.until, reason=reason)
+            room=room.name, room_id=room.id, actor=name, until=record.until, reason=reason)
         return record
 
     async def unban(self, actor: User, room: Room, target: User) -> None:
@@ -88,22 +105,33 @@ class Moderation:
 
     # -- mutes -------------------------------------------------------------
 
-    async def mute(self, actor: User, room: Room, target: User,
+    async def mute(self, actor: User | None, room: Room, target: User,
                    duration: float | None) -> SanctionRecord:
         if not room.is_member(target.id):
             raise ChatError(Code.NOT_IN_ROOM, f"{target.name} is not in #{room.name}.")
-        authorize(Action.MUTE, room, actor, target)
+        _authorize(Action.MUTE, room, actor, target)
+        return await self._mute(room, target, duration, actor.id if actor else None,
+                                _name(actor))
+
+    async def mute_for_flood(self, room: Room, target: User, duration: float) -> None:
+        """Flood control mutes a member; a mute already running is left as it is."""
+        if not room.is_member(target.id) or room.muted(target.id, self._clock.time()):
+            return
+        await self._mute(room, target, duration, None, SERVER, reason="flooding")
+
+    async def _mute(self, room: Room, target: User, duration: float | None,
+                    actor_id: int | None, actor: str, reason: str = "") -> SanctionRecord:
         now = self._clock.time()
-        record = SanctionRecord(room.id, target.id, actor.id, "", now,
+        record = SanctionRecord(room.id, target.id, actor_id, reason, now,
                                 now + duration if duration else None)
         await self._storage.put_sanction("mute", record)
         room.mutes[target.id] = record
-        self._emit(room, "mute", target, actor.name, until=record.until)
-        await self._audit.record("mute", actor.name, target.name, room.name,
-                                 _for(duration).strip())
+        self._emit(room, "mute", target, actor, until=record.until, reason=reason)
+        await self._audit.record("mute", actor, target.name, room,
+                                 reason or _for(duration).strip())
         await self._notifier.notify(target, "muted",
                                     f"you are muted in #{room.name}{_for(duration)}.",
-                                    room=room.name, room_id=room.id, actor=actor.name,
+                                    room=room.name, room_id=room.id, actor=actor,
                                     until=record.until)
         return record
 
@@ -127,16 +155,17 @@ class Moderation:
         existed = await self._storage.delete_sanction(kind, room.id, target.id)
         active = _table(room, kind).pop(target.id, None)
         if not (existed or active):
-            raise ChatError(Code.BAD_ARGUMENTS, f"{target.name} is not {kind}ned in #{room.name}.")
+            raise ChatError(Code.BAD_ARGUMENTS,
+                            f"{target.name} is not {_DONE[kind]} in #{room.name}.")
         await self._lifted(kind, room, target, actor)
 
     async def _lifted(self, kind: str, room: Room, target: User, actor: str | None) -> None:
         event = f"un{kind}"
-        self._emit(room, event, target, actor or "the server")
-        await self._audit.record(event, actor, target.name, room.name,
+        self._emit(room, event, target, actor or SERVER)
+        await self._audit.record(event, actor, target.name, room,
                                  "" if actor else "expired")
-        await self._notifier.notify(target, f"{event}ned",
-                                    f"you are no longer {kind}ned in #{room.name}.",
+        await self._notifier.notify(target, f"un{_DONE[kind]}",
+                                    f"you are no longer {_DONE[kind]} in #{room.name}.",
                                     room=room.name, room_id=room.id)
 
     # -- roles and modes -----------------------------------------------------
@@ -160,7 +189,7 @@ class Moderation:
             await self._storage.set_roles(room.id, [(target.id, after.value)], now)
             room.set_roles([(target.id, after)], now)
         self._emit(room, action.value, target, actor.name, role=after.value)
-        await self._audit.record(action.value, actor.name, target.name, room.name)
+        await self._audit.record(action.value, actor.name, target.name, room)
         await self._notifier.notify(target, f"{action.value}d",
                                     f"{actor.name} made you {after.value} of #{room.name}.",
                                     room=room.name, room_id=room.id, role=after.value)
@@ -170,7 +199,7 @@ class Moderation:
         await self._storage.set_room_mode(room.id, mode.value)
         room.mode = mode
         self._emit(room, "mode", None, actor.name, mode=mode.value)
-        await self._audit.record("mode", actor.name, None, room.name, mode.value)
+        await self._audit.record("mode", actor.name, None, room, mode.value)
 
     def _emit(self, room: Room, event: str, target: User | None, actor: str,
               **fields: Any) -> None:
@@ -184,6 +213,15 @@ class Moderation:
         self._bus.to_room(room, item)
         if target is not None and not room.is_member(target.id):
             self._bus.to_user(target, item)
+
+
+def _authorize(action: Action, room: Room, actor: User | None, target: User) -> None:
+    if actor is not None:
+        authorize(action, room, actor, target)
+
+
+def _name(actor: User | None) -> str:
+    return actor.name if actor is not None else CONSOLE
 
 
 def _table(room: Room, kind: str) -> dict[int, SanctionRecord]:

@@ -120,8 +120,9 @@ class Room:
         The rules: with nobody left the room ends; with exactly one member left
         it stays only if that member is an admin (or owner), otherwise it ends
         and that member is removed too; with two or more left, if no admin
-        remains the earliest joiner becomes admin, and if the owner left,
-        ownership passes to the admin who has held the role longest.
+        remains the earliest joiner becomes admin; and if the owner left,
+        ownership passes to the admin who has held the role longest (also when
+        that admin is the only member left).
         """
         departure = Departure(leaving=[user_id])
         leaver = self.members[user_id]
@@ -129,10 +130,9 @@ class Room:
                            key=lambda m: m.seq)
         if not remaining:
             departure.terminate = True
-        elif len(remaining) == 1:
-            if not remaining[0].is_admin:
-                departure.terminate = True
-                departure.evicted = remaining[0].user_id
+        elif len(remaining) == 1 and not remaining[0].is_admin:
+            departure.terminate = True
+            departure.evicted = remaining[0].user_id
         else:
             departure.role_changes = _succession(leaver, remaining)
         return departure
@@ -162,7 +162,8 @@ def _active(sanction: SanctionRecord | None, now: float) -> SanctionRecord | Non
 
 
 def _succession(leaver: Member, remaining: list[Member]) -> list[tuple[int, Role]]:
-    """Role changes when ``leaver`` goes and two or more members (by join order) stay."""
+    """Role changes when ``leaver`` goes and the room goes on with ``remaining``
+    (in join order: two or more members, or one admin)."""
     admins = [m for m in remaining if m.is_admin]
     if not admins:
         # No admin is left: the earliest joiner inherits the role, and with it

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING, Any
 
 from chatd import names
@@ -81,6 +81,11 @@ class Rooms:
         return sorted((r for r in self._by_id.values() if self.can_see(user, r)),
                       key=lambda r: r.id)
 
+    def private_rooms(self) -> list[Room]:
+        """Every private room (those /rooms hides from strangers), by id."""
+        return sorted((r for r in self._by_id.values() if r.mode is Mode.PRIVATE),
+                      key=lambda r: r.id)
+
     def can_see(self, user: User | None, room: Room) -> bool:
         """Members and server admins see a room; banned users and strangers to a
         private room do not."""
@@ -127,7 +132,7 @@ class Rooms:
                 raise ChatError(Code.NAME_TAKEN, f'a room named "{name}" exists.') from None
             room = self._index(Room(record))
             self._add_member(room, Member.from_record(member, user.name))
-        await self._audit.record("create", actor=user.name, room=name, reason=mode.value)
+        await self._audit.record("create", actor=user.name, room=room, reason=mode.value)
         return room
 
     async def join(self, user: User, room: Room, actor: Session | None = None) -> Member:
@@ -141,7 +146,7 @@ class Rooms:
             member = Member.from_record(record, user.name)
             self._add_member(room, member)
         self._emit(room, {"event": "join", "user": user.name}, skip=actor)
-        await self._audit.record("join", actor=user.name, room=room.name)
+        await self._audit.record("join", actor=user.name, room=room)
         return member
 
     async def leave(self, user: User, room: Room, actor: Session | None = None) -> None:
@@ -150,23 +155,31 @@ class Rooms:
 
     async def remove(self, room: Room, user: User, event: str, actor_name: str,
                      reason: str = "", skip: Session | None = None,
-                     authorize: Callable[[], None] | None = None) -> Departure:
+                     authorize: Callable[[], None] | None = None,
+                     prepare: Callable[[], Awaitable[None]] | None = None,
+                     missing_ok: bool = False) -> Departure | None:
         """Take ``user`` out of ``room`` (leave, kick or ban) with succession and termination.
 
         ``authorize`` runs under the room's lock, so a permission is checked at
-        the moment the change is made.
+        the moment the change is made; then ``prepare`` (a ban records itself
+        there). A user who is not a member is ``not-in-room``, or, with
+        ``missing_ok``, nothing to remove (None).
         """
         async with room.lock:
             if authorize is not None:
                 authorize()
+            if prepare is not None:
+                await prepare()
             if not room.is_member(user.id):
+                if missing_ok:
+                    return None
                 raise ChatError(Code.NOT_IN_ROOM, f"{user.name} is not in #{room.name}.")
             departure = room.plan_departure(user.id)
             await self._persist_departure(room, departure)
             self._emit(room, {"event": event, "user": user.name, "actor": actor_name,
                               "reason": reason}, skip=skip)
             self._apply_departure(room, departure)
-        await self._audit.record(event, actor=actor_name, target=user.name, room=room.name,
+        await self._audit.record(event, actor=actor_name, target=user.name, room=room,
                                  reason=reason)
         await self._announce_roles(room, departure.role_changes)
         if departure.terminate:
@@ -175,14 +188,19 @@ class Rooms:
 
     async def terminate_empty(self) -> int:
         """End rooms that have no member left (for example after accounts were deleted)."""
-        empty = [room for room in self._by_id.values() if not room.members]
-        for room in empty:
+        ended = 0
+        for room in [room for room in self._by_id.values() if not room.members]:
             async with room.lock:
+                # Checked again under the lock: someone may have joined, or another
+                # pass may have ended the room meanwhile.
+                if room.members or self._by_id.get(room.id) is not room:
+                    continue
                 departure = Departure(leaving=[], terminate=True)
                 await self._persist_departure(room, departure)
                 self._apply_departure(room, departure)
             await self._terminated(room, departure)
-        return len(empty)
+            ended += 1
+        return ended
 
     async def set_topic(self, user: User, room: Room, topic: str) -> None:
         await self._storage.set_room_topic(room.id, topic)
@@ -247,7 +265,7 @@ class Rooms:
                                         room=room.name, room_id=room.id, role=role.value)
 
     async def _terminated(self, room: Room, departure: Departure) -> None:
-        await self._audit.record("terminate", room=room.name)
+        await self._audit.record("terminate", room=room)
         evicted = self._accounts.get(departure.evicted) if departure.evicted else None
         if evicted is None:
             return

@@ -147,7 +147,7 @@ async def audit(ctx: Context, room: Room | None, n: int) -> Ok:
             raise ChatError(Code.NO_ROOM, "name a room you administer: /audit <room>.")
     if room is not None:
         authorize(Action.AUDIT, room, ctx.user)
-    entries = await ctx.services.audit.entries(n, room.name if room else None)
+    entries = await ctx.services.audit.entries(n, room)
     rows: list[dict[str, Any]] = [
         {"ts": e.ts, "actor": e.actor, "action": e.action, "target": e.target, "room": e.room,
          "reason": e.reason} for e in entries]

@@ -1,0 +1,225 @@
+"""Getting into rooms: open, request and private modes; requests and invitations."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from chatd.clock import ManualClock
+from chatd.server import ChatServer
+from tests.governance import (
+    error_of,
+    events,
+    listed,
+    members_of,
+    notes,
+    room_with,
+    server_admin,
+    settle,
+    users,
+)
+from tests.helpers import Clients, start_server
+
+WEEK = 7 * 86400
+
+
+# -- request rooms -------------------------------------------------------------------
+
+
+async def test_request_room_is_listed_and_join_files_a_request(clients: Clients) -> None:
+    alice, bob, carol = await users(clients, "alice", "bob", "carol")
+    await room_with(alice, "club", bob, mode="request", admins=(bob,))
+    assert "club" in await listed(carol)
+    await settle(alice)
+    await settle(bob)
+    reply = await carol.command("/join club")
+    assert reply["requested"] is True and reply["room"] == "club"
+    assert await members_of(alice, "club") == {"alice": "owner", "bob": "admin"}
+    for admin in (alice, bob):
+        got = events(await settle(admin), "request")
+        assert [(e["room"], e["user"]) for e in got] == [("club", "carol")]
+    pending = await bob.command("/requests club")
+    assert [r["user"] for r in pending["requests"]] == ["carol"]
+
+
+async def test_accepting_a_request_joins_and_notifies_the_requester(clients: Clients) -> None:
+    alice, bob, carol = await users(clients, "alice", "bob", "carol")
+    room_id = await room_with(alice, "club", bob, mode="request", admins=(bob,))
+    await carol.command("/join club")
+    await settle(carol)
+    await bob.command("/accept carol club")
+    got = await settle(carol)
+    accepted = notes(got, "request-accepted")
+    assert [(n["room"], n["room_id"]) for n in accepted] == [("club", room_id)]
+    assert [e["user"] for e in events(got, "join")] == ["carol"]
+    assert (await members_of(alice, "club"))["carol"] == "member"
+    assert (await bob.command("/requests club"))["requests"] == []
+    # The request was used up.
+    assert (await error_of(bob, "/accept carol club"))["code"] == "bad-arguments"
+
+
+async def test_declining_a_request_notifies_and_does_not_join(clients: Clients) -> None:
+    alice, carol = await users(clients, "alice", "carol")
+    await room_with(alice, "club", mode="request")
+    await carol.command("/join club")
+    await alice.command("/decline carol club")
+    declined = notes(await settle(carol), "request-declined")
+    assert [n["room"] for n in declined] == ["club"]
+    assert "carol" not in await members_of(alice, "club")
+    assert (await alice.command("/requests club"))["requests"] == []
+    assert (await error_of(alice, "/decline carol club"))["code"] == "bad-arguments"
+
+
+async def test_plain_members_cannot_see_or_answer_requests(clients: Clients) -> None:
+    alice, bob, carol = await users(clients, "alice", "bob", "carol")
+    await room_with(alice, "club", bob, mode="request")
+    await carol.command("/join club")
+    for line in ("/requests club", "/accept carol club", "/decline carol club"):
+        assert (await error_of(bob, line))["code"] == "not-permitted"
+    assert (await error_of(carol, "/accept carol club"))["code"] == "not-permitted"
+    assert [r["user"] for r in (await alice.command("/requests club"))["requests"]] == ["carol"]
+
+
+async def test_a_kicked_user_may_request_again_and_be_accepted(clients: Clients) -> None:
+    alice, bob, carol = await users(clients, "alice", "bob", "carol")
+    await room_with(alice, "club", bob, carol, mode="request")
+    await alice.command("/kick carol club")
+    assert (await carol.command("/join club"))["requested"] is True
+    await alice.command("/accept carol club")
+    assert "carol" in await members_of(alice, "club")
+
+
+# -- private rooms and invitations -----------------------------------------------------
+
+
+async def test_private_room_is_hidden_from_non_members(server: ChatServer,
+                                                     clients: Clients) -> None:
+    alice, bob, carol = await users(clients, "alice", "bob", "carol")
+    root = await server_admin(server, clients)
+    await room_with(alice, "den", bob, mode="private")
+    assert "den" not in await listed(carol)
+    assert "den" in await listed(bob)
+    assert "den" in await listed(root)
+    assert (await error_of(carol, "/join den"))["code"] == "not-permitted"
+    assert (await error_of(carol, "/who den"))["code"] == "not-permitted"
+    assert "carol" not in await members_of(alice, "den")
+
+
+async def test_an_invitation_lets_the_user_join_by_id_once(clients: Clients) -> None:
+    alice, bob, carol = await users(clients, "alice", "bob", "carol")
+    room_id = await room_with(alice, "den", bob, mode="private", admins=(bob,))
+    await settle(carol)
+    reply = await bob.command("/invite carol den")
+    assert reply["id"] == room_id and reply["user"] == "carol"
+    invitation = notes(await settle(carol), "invitation")
+    assert len(invitation) == 1
+    assert invitation[0]["room_id"] == room_id and invitation[0]["actor"] == "bob"
+    joined = await carol.command(f"/join {invitation[0]['room_id']}")
+    assert joined["room"] == "den"
+    assert (await members_of(alice, "den"))["carol"] == "member"
+    # Single use: after leaving, the same invitation does not work again.
+    await carol.command("/leave den")
+    assert (await error_of(carol, f"/join {room_id}"))["code"] == "not-permitted"
+
+
+async def test_an_invitation_expires_after_seven_days(server: ChatServer, clients: Clients,
+                                                      clock: ManualClock) -> None:
+    alice, carol, dave = await users(clients, "alice", "carol", "dave")
+    room_id = await room_with(alice, "den", mode="private")
+    await alice.command("/invite carol den")
+    await alice.command("/invite dave den")
+    clock.advance(WEEK - 1)
+    await carol.command(f"/join {room_id}")  # still valid a second before
+    clock.advance(2)
+    assert (await error_of(dave, f"/join {room_id}"))["code"] == "not-permitted"
+    # Housekeeping forgets expired invitations.
+    await alice.command("/invite dave den")
+    clock.advance(WEEK + 1)
+    done = await server.housekeeping.run_once()
+    assert done["invitations_expired"] == 1
+    assert (await error_of(dave, f"/join {room_id}"))["code"] == "not-permitted"
+
+
+async def test_the_invitation_lifetime_is_configurable(tmp_path: Path,
+                                                       clock: ManualClock) -> None:
+    server = await start_server(tmp_path / "ttl.db", clock=clock, rooms__invitation_ttl="60s")
+    clients = Clients(server)
+    try:
+        alice, carol, dave = await users(clients, "alice", "carol", "dave")
+        room_id = await room_with(alice, "den", mode="private")
+        await alice.command("/invite carol den")
+        await alice.command("/invite dave den")
+        clock.advance(59)
+        await carol.command(f"/join {room_id}")
+        clock.advance(2)
+        assert (await error_of(dave, f"/join {room_id}"))["code"] == "not-permitted"
+    finally:
+        await clients.close()
+        await server.stop()
+
+
+async def test_an_invitation_also_opens_a_request_room(clients: Clients) -> None:
+    alice, carol = await users(clients, "alice", "carol")
+    await room_with(alice, "club", mode="request")
+    await alice.command("/invite carol club")
+    reply = await carol.command("/join club")
+    assert reply.get("requested") is None and "carol" in await members_of(alice, "club")
+
+
+async def test_a_kicked_user_may_be_invited_again(clients: Clients) -> None:
+    alice, bob, carol = await users(clients, "alice", "bob", "carol")
+    room_id = await room_with(alice, "den", bob, carol, mode="private")
+    await alice.command("/kick carol den")
+    assert (await error_of(carol, f"/join {room_id}"))["code"] == "not-permitted"
+    await alice.command("/invite carol den")
+    await carol.command(f"/join {room_id}")
+    assert "carol" in await members_of(alice, "den")
+
+
+async def test_who_may_invite(server: ChatServer, clients: Clients) -> None:
+    alice, bob, carol, dave = await users(clients, "alice", "bob", "carol", "dave")
+    root = await server_admin(server, clients)
+    room_id = await room_with(alice, "den", bob, carol, mode="private", admins=(bob,))
+    assert (await error_of(carol, "/invite dave den"))["code"] == "not-permitted"
+    assert (await error_of(dave, "/invite dave den"))["code"] == "not-permitted"
+    assert (await error_of(alice, "/invite carol den"))["code"] == "already-in-room"
+    await root.command("/invite dave den")
+    await dave.command(f"/join {room_id}")
+
+
+async def test_a_server_admin_joins_a_private_room_directly(server: ChatServer,
+                                                           clients: Clients) -> None:
+    alice = await clients.user("alice")
+    root = await server_admin(server, clients)
+    await room_with(alice, "den", mode="private")
+    await root.command("/join den")
+    assert await members_of(alice, "den") == {"alice": "owner", "root": "member"}
+
+
+# -- modes -------------------------------------------------------------------------------
+
+
+async def test_the_owner_changes_the_mode(clients: Clients) -> None:
+    alice, bob, carol = await users(clients, "alice", "bob", "carol")
+    await room_with(alice, "dev", bob, admins=(bob,))
+    assert (await error_of(bob, "/mode private dev"))["code"] == "not-permitted"
+    await settle(bob)
+    reply = await alice.command("/mode private dev")
+    assert reply["mode"] == "private"
+    changed = events(await settle(bob), "mode")
+    assert [(e["room"], e["actor"], e["mode"]) for e in changed] == [("dev", "alice", "private")]
+    assert "dev" not in await listed(carol)
+    assert (await error_of(carol, "/join dev"))["code"] == "not-permitted"
+    await alice.command("/mode request dev")
+    assert "dev" in await listed(carol)
+    assert (await carol.command("/join dev"))["requested"] is True
+    await alice.command("/mode open dev")
+    assert (await carol.command("/join dev"))["room"] == "dev"
+    assert (await error_of(alice, "/mode secret dev"))["code"] == "bad-arguments"
+
+
+async def test_create_chooses_the_mode(clients: Clients) -> None:
+    alice, bob = await users(clients, "alice", "bob")
+    assert (await alice.command("/create den private"))["mode"] == "private"
+    assert (await alice.command("/create club request"))["mode"] == "request"
+    rooms = {r["name"]: r["mode"] for r in (await bob.command("/rooms"))["rooms"]}
+    assert rooms == {"club": "request"}

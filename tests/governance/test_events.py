@@ -1,0 +1,106 @@
+"""Every governance change is a contract ``event`` line naming the room and the users."""
+
+from __future__ import annotations
+
+from chatd.clock import ManualClock
+from chatd.server import ChatServer
+from tests.governance import Event, drain, events, room_with, settle, users
+from tests.helpers import Clients
+
+
+def only(received: list[Event], name: str) -> Event:
+    found = events(received, name)
+    assert len(found) == 1, (name, received)
+    return found[0]
+
+
+def moderation(event: Event, name: str, user: str, actor: str, room: str = "dev") -> None:
+    assert event["type"] == "event" and event["event"] == name
+    assert (event["room"], event["user"], event["actor"]) == (room, user, actor)
+    assert "label" not in event
+
+
+async def test_moderation_events_carry_room_user_and_actor(clients: Clients) -> None:
+    alice, bob, carol = await users(clients, "alice", "bob", "carol")
+    await room_with(alice, "dev", bob, carol)
+    await drain(alice, bob, carol)
+    steps = [("/promote bob dev", "promote", "bob"), ("/demote bob dev", "demote", "bob"),
+             ("/mute bob dev 5m", "mute", "bob"), ("/unmute bob dev", "unmute", "bob"),
+             ("/invite dave dev", "invite", "dave")]
+    await clients.user("dave")
+    for line, name, user in steps:
+        await alice.command(line)
+        for watcher in (alice, bob, carol):
+            moderation(only(await settle(watcher), name), name, user, "alice")
+    await alice.command("/mute bob dev 5m")
+    assert only(await settle(carol), "mute")["until"] == ManualClock().time() + 300
+    await alice.command("/promote bob dev")
+    assert only(await settle(carol), "promote")["role"] == "admin"
+
+
+async def test_removals_are_seen_by_the_room_and_the_removed(clients: Clients) -> None:
+    alice, bob, carol, dave = await users(clients, "alice", "bob", "carol", "dave")
+    await room_with(alice, "dev", bob, carol, dave)
+    await drain(alice, bob, carol, dave)
+    await alice.command("/kick bob dev go away")
+    for watcher in (bob, carol):
+        kick = only(await settle(watcher), "kick")
+        moderation(kick, "kick", "bob", "alice")
+        assert kick["reason"] == "go away"
+    await alice.command("/ban carol dev 1h")
+    for watcher in (carol, dave):
+        moderation(only(await settle(watcher), "ban"), "ban", "carol", "alice")
+    await alice.command("/unban carol dev")
+    for watcher in (carol, dave):
+        moderation(only(await settle(watcher), "unban"), "unban", "carol", "alice")
+    await dave.command("/leave dev")
+    leave = only(await settle(alice), "leave")
+    assert (leave["room"], leave["user"]) == ("dev", "dave")
+    # What happens after the removal is no longer sent to the removed.
+    await alice.command("/topic dev quiet now")
+    assert events(await settle(bob), "topic") == []
+
+
+async def test_a_pre_emptive_ban_is_seen_by_the_room_and_the_banned(clients: Clients) -> None:
+    alice, bob, carol = await users(clients, "alice", "bob", "carol")
+    await room_with(alice, "dev", carol)
+    await drain(alice, carol)
+    await alice.command("/ban bob dev")
+    for watcher in (bob, carol):
+        moderation(only(await settle(watcher), "ban"), "ban", "bob", "alice")
+
+
+async def test_join_request_and_termination_events(clients: Clients) -> None:
+    alice, bob, carol = await users(clients, "alice", "bob", "carol")
+    await room_with(alice, "dev", bob)
+    await drain(alice, bob)
+    await carol.command("/join dev")
+    joined = only(await settle(alice), "join")
+    assert (joined["room"], joined["user"]) == ("dev", "carol")
+    await alice.command("/mode request dev")
+    await drain(alice, bob)
+    dave = await clients.user("dave")
+    await dave.command("/join dev")
+    request = only(await settle(alice), "request")
+    assert (request["room"], request["user"]) == ("dev", "dave")
+    assert events(await settle(bob), "request") == []  # admins only
+    await carol.command("/leave dev")
+    await drain(bob)
+    await alice.command("/leave dev")
+    terminated = only(await settle(bob), "terminated")
+    assert (terminated["room"], terminated["user"]) == ("dev", "bob")
+
+
+async def test_expiry_events_name_the_user(server: ChatServer, clients: Clients,
+                                           clock: ManualClock) -> None:
+    alice, bob, carol = await users(clients, "alice", "bob", "carol")
+    await room_with(alice, "dev", bob, carol)
+    await alice.command("/mute bob dev 1m")
+    await alice.command("/ban carol dev 1m")
+    await drain(alice, bob, carol)
+    clock.advance(60)
+    await server.housekeeping.run_once()
+    got = await settle(alice)
+    assert [(e["room"], e["user"]) for e in events(got, "unmute")] == [("dev", "bob")]
+    assert [(e["room"], e["user"]) for e in events(got, "unban")] == [("dev", "carol")]
+    assert [e["user"] for e in events(await settle(carol), "unban")] == ["carol"]

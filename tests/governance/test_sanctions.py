@@ -1,0 +1,211 @@
+"""Kicks, bans and mutes: their effects, durations and expiry."""
+
+from __future__ import annotations
+
+from chatd.clock import ManualClock
+from chatd.server import ChatServer
+from tests.governance import (
+    drain,
+    error_of,
+    events,
+    listed,
+    members_of,
+    my_rooms,
+    notes,
+    room_with,
+    settle,
+    users,
+)
+from tests.helpers import Clients
+
+START = ManualClock().time()
+
+
+# -- kick ----------------------------------------------------------------------------
+
+
+async def test_kick_removes_the_member_who_is_told_why(clients: Clients) -> None:
+    alice, bob, carol = await users(clients, "alice", "bob", "carol")
+    room_id = await room_with(alice, "dev", bob, carol)
+    await settle(bob)
+    reply = await alice.command("/kick bob dev too loud")
+    assert reply["user"] == "bob" and reply["room"] == "dev"
+    got = await settle(bob)
+    kicked = notes(got, "kicked")
+    assert len(kicked) == 1
+    assert kicked[0] | {"id": 0, "ts_epoch": 0} == {
+        "id": 0, "ts_epoch": 0, "kind": "kicked", "room": "dev", "room_id": room_id,
+        "actor": "alice", "reason": "too loud"}
+    assert "dev" not in await my_rooms(bob)
+    assert await members_of(alice, "dev") == {"alice": "owner", "carol": "member"}
+    # A kick is no ban: bob may come back to an open room at once.
+    await bob.command("/join dev")
+
+
+async def test_kick_of_a_non_member(clients: Clients) -> None:
+    alice, _ = await users(clients, "alice", "bob")
+    await room_with(alice, "dev")
+    assert (await error_of(alice, "/kick bob dev"))["code"] == "not-in-room"
+    assert (await error_of(alice, "/kick nobody dev"))["code"] == "no-such-user"
+
+
+# -- ban -----------------------------------------------------------------------------
+
+
+async def test_ban_removes_and_keeps_out(clients: Clients) -> None:
+    alice, bob, carol = await users(clients, "alice", "bob", "carol")
+    room_id = await room_with(alice, "dev", bob, carol)
+    await alice.command("/ban bob dev spam")
+    banned = notes(await settle(bob), "banned")
+    assert [(n["room"], n["reason"], n["until"]) for n in banned] == [("dev", "spam", None)]
+    assert "bob" not in await members_of(alice, "dev")
+    refused = await error_of(bob, "/join dev")
+    assert refused["code"] == "banned" and refused["until"] is None
+    assert (await error_of(bob, f"/join {room_id}"))["code"] == "banned"
+    # The room disappears for bob until he is unbanned.
+    assert "dev" not in await listed(bob)
+    assert "dev" in await listed(carol)
+    await alice.command("/unban bob dev")
+    assert [n["room"] for n in notes(await settle(bob), "unbanned")] == ["dev"]
+    assert "dev" in await listed(bob)
+    await bob.command("/join dev")
+
+
+async def test_a_banned_user_cannot_request_nor_be_invited(clients: Clients) -> None:
+    alice, bob = await users(clients, "alice", "bob")
+    room_id = await room_with(alice, "club", mode="request")
+    await bob.command("/join club")  # a pending request
+    await alice.command("/ban bob club")
+    assert (await alice.command("/requests club"))["requests"] == []
+    assert (await error_of(bob, "/join club"))["code"] == "banned"
+    assert (await alice.command("/requests club"))["requests"] == []
+    assert (await error_of(alice, "/invite bob club"))["code"] == "banned"
+    assert (await error_of(alice, "/accept bob club"))["code"] == "banned"
+    await alice.command("/mode private club")
+    assert (await error_of(bob, f"/join {room_id}"))["code"] == "banned"
+
+
+async def test_a_ban_voids_an_earlier_invitation(clients: Clients) -> None:
+    alice, bob = await users(clients, "alice", "bob")
+    room_id = await room_with(alice, "den", mode="private")
+    await alice.command("/invite bob den")
+    await alice.command("/ban bob den")
+    assert (await error_of(bob, f"/join {room_id}"))["code"] == "banned"
+
+
+async def test_a_pre_emptive_ban_of_a_non_member(clients: Clients) -> None:
+    alice, bob, carol = await users(clients, "alice", "bob", "carol")
+    await room_with(alice, "dev", carol)
+    await settle(carol)
+    reply = await alice.command("/ban bob dev 7d")
+    assert reply["until"] == START + 7 * 86400
+    got = await settle(bob)
+    assert [(e["room"], e["user"], e["actor"]) for e in events(got, "ban")] == [
+        ("dev", "bob", "alice")]
+    assert [n["until"] for n in notes(got, "banned")] == [START + 7 * 86400]
+    assert [e["user"] for e in events(await settle(carol), "ban")] == ["bob"]
+    refused = await error_of(bob, "/join dev")
+    assert refused["code"] == "banned" and refused["until"] == START + 7 * 86400
+    assert "dev" not in await listed(bob)
+
+
+async def test_a_temporary_ban_expires_by_itself(server: ChatServer, clients: Clients,
+                                                 clock: ManualClock) -> None:
+    alice, bob, carol = await users(clients, "alice", "bob", "carol")
+    await room_with(alice, "dev", bob, carol)
+    await alice.command("/ban bob dev 30m")
+    clock.advance(29 * 60)
+    await server.housekeeping.run_once()
+    assert (await error_of(bob, "/join dev"))["code"] == "banned"
+    await drain(alice, bob)
+    clock.advance(61)
+    done = await server.housekeeping.run_once()
+    assert done["sanctions_expired"] == 1
+    bob_got, alice_got = await settle(bob), await settle(alice)
+    assert [(e["room"], e["user"]) for e in events(bob_got, "unban")] == [("dev", "bob")]
+    assert [e["user"] for e in events(alice_got, "unban")] == ["bob"]
+    assert [n["room"] for n in notes(bob_got, "unbanned")] == ["dev"]
+    assert "dev" in await listed(bob)
+    await bob.command("/join dev")
+
+
+async def test_unban_ends_a_ban_early_and_needs_a_ban(clients: Clients,
+                                                      clock: ManualClock) -> None:
+    alice, bob = await users(clients, "alice", "bob")
+    await room_with(alice, "dev")
+    assert (await error_of(alice, "/unban bob dev"))["code"] == "bad-arguments"
+    await alice.command("/ban bob dev 2h")
+    clock.advance(60)
+    await alice.command("/unban bob dev")
+    await bob.command("/join dev")
+
+
+async def test_who_may_ban_whom(clients: Clients) -> None:
+    alice, bob, carol, dave = await users(clients, "alice", "bob", "carol", "dave")
+    await room_with(alice, "dev", bob, carol, dave, admins=(bob, carol))
+    assert (await error_of(bob, "/ban alice dev"))["code"] == "not-permitted"
+    assert (await error_of(bob, "/ban carol dev"))["code"] == "not-permitted"
+    assert (await error_of(dave, "/ban bob dev"))["code"] == "not-permitted"
+    await bob.command("/ban dave dev")
+    await alice.command("/ban carol dev")
+    assert await members_of(alice, "dev") == {"alice": "owner", "bob": "admin"}
+
+
+# -- mute ----------------------------------------------------------------------------
+
+
+async def test_a_muted_member_stays_but_cannot_send(clients: Clients,
+                                                   clock: ManualClock) -> None:
+    alice, bob = await users(clients, "alice", "bob")
+    await room_with(alice, "dev", bob)
+    await bob.command("/create other")
+    await bob.command("/switch dev")
+    reply = await alice.command("/mute bob dev 10m")
+    assert reply["until"] == START + 600
+    assert [n["until"] for n in notes(await settle(bob), "muted")] == [START + 600]
+    refused = await bob.say("hello?")
+    assert refused["code"] == "muted"
+    assert refused["retry_ms"] == 600_000 and refused["until"] == START + 600
+    clock.advance(240)
+    refused = await error_of(bob, "/say dev still here?")
+    assert refused["code"] == "muted" and refused["retry_ms"] == 360_000
+    assert "bob" in await members_of(alice, "dev")
+    assert [e for e in await settle(alice) if e.get("type") == "message"] == []
+    # Only that room: bob speaks elsewhere.
+    await bob.command("/say other fine here")
+
+
+async def test_a_temporary_mute_expires(server: ChatServer, clients: Clients,
+                                        clock: ManualClock) -> None:
+    alice, bob = await users(clients, "alice", "bob")
+    await room_with(alice, "dev", bob)
+    await alice.command("/mute bob dev 30s")
+    await drain(alice, bob)
+    clock.advance(30)
+    done = await server.housekeeping.run_once()
+    assert done["sanctions_expired"] == 1
+    bob_got = await settle(bob)
+    assert [(e["room"], e["user"]) for e in events(bob_got, "unmute")] == [("dev", "bob")]
+    assert [n["room"] for n in notes(bob_got, "unmuted")] == ["dev"]
+    assert [e["user"] for e in events(await settle(alice), "unmute")] == ["bob"]
+    assert (await bob.say("back"))["type"] == "message"
+
+
+async def test_a_permanent_mute_lasts_until_unmute(clients: Clients,
+                                                   clock: ManualClock) -> None:
+    alice, bob = await users(clients, "alice", "bob")
+    await room_with(alice, "dev", bob)
+    assert (await alice.command("/mute bob dev"))["until"] is None
+    clock.advance(365 * 86400)
+    refused = await bob.say("hello?")
+    assert refused["code"] == "muted" and refused["until"] is None
+    await alice.command("/unmute bob dev")
+    assert [n["room"] for n in notes(await settle(bob), "unmuted")] == ["dev"]
+    assert (await bob.say("thanks"))["type"] == "message"
+    assert (await error_of(alice, "/unmute bob dev"))["code"] == "bad-arguments"
+
+
+async def test_mute_needs_a_member(clients: Clients) -> None:
+    alice, _ = await users(clients, "alice", "bob")
+    await room_with(alice, "dev")
+    assert (await error_of(alice, "/mute bob dev"))["code"] == "not-in-room"
