@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import logging
-from typing import TYPE_CHECKING
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     from chatd.clock import Clock
+    from chatd.room import Room
     from storage.api import Storage
     from storage.records import AuditRecord
 
@@ -19,13 +21,23 @@ class AuditLog:
     def __init__(self, storage: Storage, clock: Clock) -> None:
         self._storage = storage
         self._clock = clock
+        # Called with each new entry (the live admin screen follows them).
+        self.listeners: set[Callable[[dict[str, Any]], None]] = set()
 
     async def record(self, action: str, actor: str | None = None, target: str | None = None,
-                     room: str | None = None, reason: str = "") -> None:
-        fields = {"action": action, "actor": actor, "target": target, "room": room,
+                     room: Room | None = None, reason: str = "") -> None:
+        """Write one entry; ``room`` is kept by name (to read) and id (to filter)."""
+        name = room.name if room is not None else None
+        fields = {"action": action, "actor": actor, "target": target, "room": name,
                   "reason": reason or None}
-        log.info("audit", extra={"fields": {k: v for k, v in fields.items() if v is not None}})
-        await self._storage.append_audit(self._clock.time(), actor, action, target, room, reason)
+        present = {k: v for k, v in fields.items() if v is not None}
+        log.info("audit", extra={"fields": present})
+        now = self._clock.time()
+        await self._storage.append_audit(now, actor, action, target, name, reason,
+                                         room_id=room.id if room is not None else None)
+        for listener in list(self.listeners):
+            listener({"ts": now, **present})
 
-    async def entries(self, limit: int, room: str | None = None) -> list[AuditRecord]:
-        return await self._storage.list_audit(limit, room)
+    async def entries(self, limit: int, room: Room | None = None) -> list[AuditRecord]:
+        """The latest entries, of one room (this room, not an older one of its name)."""
+        return await self._storage.list_audit(limit, room_id=room.id if room else None)

@@ -11,14 +11,13 @@ import argparse
 import asyncio
 import getpass
 import logging
-import os
-import signal
 import sys
 from typing import Any
 
 from chatd import __version__
 from chatd.app import build_server
 from chatd.config import Config, ConfigError, load_config
+from chatd.daemon import Daemon
 from chatd.errors import ChatError
 from chatd.logfmt import configure_logging
 
@@ -35,7 +34,7 @@ def main(argv: list[str] | None = None) -> int:
     configure_logging(config.logging.level, config.logging.format)
     if args.command == "useradd":
         return _run(_useradd(config, args.name, args.admin, args.password_stdin))
-    return _run(serve(config, args.config))
+    return _run(serve(config, args.config, _overrides(args)))
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -79,44 +78,9 @@ def _run(coro: Any) -> int:
         return int(asyncio.run(coro))
 
 
-async def serve(config: Config, config_path: str | None) -> int:
-    """Run until SIGTERM or SIGINT; SIGHUP reloads ``config_path``."""
-    server = build_server(config)
-    try:
-        await server.start()
-    except OSError as exc:
-        log.error("cannot start", extra={"fields": {"error": str(exc)}})
-        return 1
-    loop = asyncio.get_running_loop()
-    stopping = asyncio.Event()
-
-    def on_stop_signal() -> None:
-        if stopping.is_set():
-            os._exit(1)  # a second signal: the operator wants out now
-        stopping.set()
-
-    for sig in (signal.SIGTERM, signal.SIGINT):
-        loop.add_signal_handler(sig, on_stop_signal)
-    loop.add_signal_handler(signal.SIGHUP, lambda: _reload(server, config_path))
-    await stopping.wait()
-    await server.stop()
-    return 0
-
-
-def _reload(server: Any, config_path: str | None) -> None:
-    try:
-        config = load_config(config_path, _current_overrides(server.config))
-    except ConfigError as exc:
-        log.error("reload refused", extra={"fields": {"error": str(exc)}})
-        return
-    configure_logging(config.logging.level, config.logging.format)
-    server.reload(config)
-
-
-def _current_overrides(config: Config) -> dict[str, Any]:
-    # Listening address and database cannot change without a restart: keep them.
-    return {"listen.host": config.listen.host, "listen.port": config.listen.port,
-            "storage.path": config.storage.path}
+async def serve(config: Config, config_path: str | None, overrides: dict[str, Any]) -> int:
+    """Run the daemon until SIGTERM or SIGINT; SIGHUP reloads ``config_path``."""
+    return await Daemon(config, config_path, overrides).run()
 
 
 async def _useradd(config: Config, name: str, admin: bool, from_stdin: bool) -> int:

@@ -42,6 +42,22 @@ class ListenConfig:
 
 
 @dataclass(frozen=True, slots=True)
+class TlsConfig:
+    enabled: bool = False
+    host: str = "127.0.0.1"
+    port: int = 7778
+    cert: str = ""
+    key: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class ControlConfig:
+    enabled: bool = True
+    # Unix socket for chatctl; empty: chatd.sock beside the database.
+    path: str = ""
+
+
+@dataclass(frozen=True, slots=True)
 class StorageConfig:
     path: str = "chatd.db"
     flush_interval: Seconds = Seconds(0.1)
@@ -103,6 +119,22 @@ class HousekeepingConfig:
 
 
 @dataclass(frozen=True, slots=True)
+class BackupConfig:
+    # Seconds between automatic backups; 0 turns them off.
+    interval: Seconds = Seconds(0)
+    # Where they go; empty: a "backups" directory beside the database.
+    dir: str = ""
+    keep: int = 7
+
+
+@dataclass(frozen=True, slots=True)
+class MetricsConfig:
+    enabled: bool = False
+    host: str = "127.0.0.1"
+    port: int = 9777
+
+
+@dataclass(frozen=True, slots=True)
 class LoggingConfig:
     level: Literal["debug", "info", "warning", "error"] = "info"
     format: Literal["kv", "json"] = "kv"
@@ -112,11 +144,15 @@ class LoggingConfig:
 class Config:
     server: ServerConfig = field(default_factory=ServerConfig)
     listen: ListenConfig = field(default_factory=ListenConfig)
+    tls: TlsConfig = field(default_factory=TlsConfig)
     storage: StorageConfig = field(default_factory=StorageConfig)
+    control: ControlConfig = field(default_factory=ControlConfig)
     accounts: AccountsConfig = field(default_factory=AccountsConfig)
     rooms: RoomsConfig = field(default_factory=RoomsConfig)
     limits: LimitsConfig = field(default_factory=LimitsConfig)
     housekeeping: HousekeepingConfig = field(default_factory=HousekeepingConfig)
+    backup: BackupConfig = field(default_factory=BackupConfig)
+    metrics: MetricsConfig = field(default_factory=MetricsConfig)
     logging: LoggingConfig = field(default_factory=LoggingConfig)
 
 
@@ -142,7 +178,21 @@ def load_config(path: str | Path | None, overrides: dict[str, Any] | None = None
         if not isinstance(data[section], dict):
             raise ConfigError(f"{section}: must be a mapping")
         data[section][key] = value
-    return _build(Config, data, "")
+    config = _build(Config, data, "")
+    _check_together(config)
+    return config
+
+
+def _check_together(config: Config) -> None:
+    """Rules that span several keys."""
+    if config.tls.enabled and not (config.tls.cert and config.tls.key):
+        raise ConfigError("tls.enabled: needs tls.cert and tls.key (PEM file paths)")
+    if not 4 <= config.accounts.bcrypt_cost <= 31:
+        raise ConfigError("accounts.bcrypt_cost: must be from 4 to 31")
+    for key in ("max_line", "port"):
+        value = getattr(config.listen, key)
+        if value < 0 or (key == "max_line" and value < 64):
+            raise ConfigError(f"listen.{key}: {value} is out of range")
 
 
 def _build(cls: type[_T], data: Any, where: str) -> _T:

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import socket
 from collections import deque
 from typing import TYPE_CHECKING, cast
 
@@ -58,7 +59,7 @@ class Connection(asyncio.Protocol):
     """The transport side of a session."""
 
     __slots__ = ("_closing", "_framer", "_out", "_paused", "_queue", "_server",
-                 "_transport", "connected_at", "session", "worker")
+                 "_transport", "connected_at", "last_input", "session", "worker")
 
     def __init__(self, server: ChatServer) -> None:
         self._server = server
@@ -69,7 +70,7 @@ class Connection(asyncio.Protocol):
         self.worker: asyncio.Task[None] | None = None
         self._paused = False
         self._closing = False
-        self.connected_at = server.clock.monotonic()
+        self.connected_at = self.last_input = server.clock.monotonic()
         limits = server.config.limits
         bucket = TokenBucket(limits.command_rate, limits.command_burst, server.clock.monotonic)
         self.session = Session(self, "-", bucket)
@@ -80,11 +81,14 @@ class Connection(asyncio.Protocol):
         # uvloop's transports do not subclass asyncio.Transport but behave as one.
         self._transport = cast(asyncio.Transport, transport)
         self.session.peer = _peer_name(transport)
+        if self._server.config.limits.keepalive:
+            _enable_keepalive(transport)
         self._server.connection_opened(self)
 
     def data_received(self, data: bytes) -> None:
         if self._closing:
             return
+        self.last_input = self._server.clock.monotonic()
         self._queue.extend(self._framer.feed(data))
         if self.worker is None:
             self._drain()
@@ -187,6 +191,17 @@ def _framing_error(code: str) -> dict[str, str]:
     else:
         message = "that line was not valid UTF-8 and was dropped."
     return {"type": "error", "code": code, "message": message}
+
+
+def _enable_keepalive(transport: asyncio.BaseTransport) -> None:
+    """Let the kernel probe a silent peer, so vanished clients are noticed."""
+    sock = transport.get_extra_info("socket")
+    if sock is None:
+        return
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_KEEPALIVE, 1)
+    for option, value in (("TCP_KEEPIDLE", 60), ("TCP_KEEPINTVL", 15), ("TCP_KEEPCNT", 4)):
+        if hasattr(socket, option):
+            sock.setsockopt(socket.IPPROTO_TCP, getattr(socket, option), value)
 
 
 def _peer_name(transport: asyncio.BaseTransport) -> str:

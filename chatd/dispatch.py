@@ -66,7 +66,6 @@ class Dispatcher:
         try:
             if not session.logged_in:
                 raise _login_first()
-            self._charge_message(session)
             assert self._table.on_message is not None
             self._table.on_message(ctx, text)
         except ChatError as exc:
@@ -87,7 +86,7 @@ class Dispatcher:
     def _check(self, cmd: Command, session: Session) -> None:
         wait = session.command_bucket.try_take()
         if wait:
-            raise _rate_limited(wait, "commands")
+            raise _rate_limited(wait)
         if cmd.need is Need.LOGIN and not session.logged_in:
             raise _login_first()
         if cmd.need is Need.ANONYMOUS and session.logged_in:
@@ -95,8 +94,6 @@ class Dispatcher:
                             "you are already logged in; /logout first to change user.")
         if cmd.server_admin and not (session.user and session.user.is_admin):
             raise ChatError(Code.NOT_PERMITTED, f"only a server admin can use /{cmd.name}.")
-        if cmd.message:
-            self._charge_message(session)
 
     def _arguments(self, cmd: Command, ctx: Context, args: str) -> dict[str, Any]:
         kwargs = parse_params(cmd.params, ctx, args, cmd.usage)
@@ -106,12 +103,6 @@ class Dispatcher:
                 _require_role(ctx, room, cmd.role, cmd.name)
         return kwargs
 
-    def _charge_message(self, session: Session) -> None:
-        assert session.user is not None
-        wait = session.user.message_bucket.try_take()
-        if wait:
-            raise _rate_limited(wait, "messages")
-
     def _ok(self, ctx: Context, result: Ok | None) -> None:
         result = result or Ok()
         record = {"type": "ok", "command": ctx.command, "message": result.message,
@@ -119,6 +110,7 @@ class Dispatcher:
         ctx.session.send(record, ctx.label)
 
     def _error(self, ctx: Context, exc: ChatError) -> None:
+        self._services.stats.error(exc.code.value)
         record = {"type": "error", "code": exc.code.value, "message": exc.message,
                   "command": ctx.command, **exc.fields}
         ctx.session.send(record, ctx.label)
@@ -145,7 +137,7 @@ def _login_first() -> ChatError:
                      "log in first: /login <name> <password>, or /register <name> <password>.")
 
 
-def _rate_limited(wait: float, what: str) -> ChatError:
+def _rate_limited(wait: float) -> ChatError:
     retry_ms = max(1, round(wait * 1000))
     return ChatError(Code.RATE_LIMITED,
-                     f"too many {what}; wait {retry_ms} ms and try again.", retry_ms=retry_ms)
+                     f"too many commands; wait {retry_ms} ms and try again.", retry_ms=retry_ms)

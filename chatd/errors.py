@@ -38,6 +38,8 @@ class Code(StrEnum):
     # Added by chatd beyond the contract's initial list.
     ALREADY_IN_ROOM = "already-in-room"
     SHUTTING_DOWN = "shutting-down"
+    IDLE_TIMEOUT = "idle-timeout"
+    NO_SUCH_TOKEN = "no-such-token"
 
 
 class ChatError(Exception):

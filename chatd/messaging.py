@@ -21,8 +21,10 @@ if TYPE_CHECKING:
     from chatd.clock import Clock
     from chatd.delivery import Bus
     from chatd.notifications import Notifier
+    from chatd.protection import Protection
     from chatd.room import Room
     from chatd.session import Session
+    from chatd.stats import Stats
     from storage.api import Storage
     from storage.writer import MessageWriter
 
@@ -45,7 +47,9 @@ class Messaging:
     """Sends messages and reads them back."""
 
     def __init__(self, storage: Storage, writer: MessageWriter, bus: Bus, notifier: Notifier,
-                 clock: Clock) -> None:
+                 clock: Clock, protection: Protection, stats: Stats) -> None:
+        self._protection = protection
+        self._stats = stats
         self._storage = storage
         self._writer = writer
         self._bus = bus
@@ -65,9 +69,13 @@ class Messaging:
             raise ChatError(Code.NOT_IN_ROOM, f"you are not in #{room.name}; /join {room.name}.")
         if user.id in room.mutes:
             self._refuse_if_muted(room, user)
+        self._protection.charge_message(session, room)
         msg = MessageRecord(next(self._ids), user.id, user.name, text, self._clock.time(),
                             room_id=room.id, kind="action" if action else "text")
         self._writer.submit(msg)
+        stats = self._stats
+        stats.messages += 1
+        stats.deliveries += len(room.endpoints)
         record = message_record(msg, room_name=room.name)
         if label is None:
             self._bus.to_room(room, Outgoing(record, room.id))
@@ -91,6 +99,7 @@ class Messaging:
         """Send ``text`` to every connection of ``target`` and of the sender."""
         user = session.user
         assert user is not None
+        self._protection.charge_message(session, None)
         online = target.online
         msg = MessageRecord(next(self._ids), user.id, user.name, text, self._clock.time(),
                             recipient_id=target.id, delivered=online)

@@ -50,7 +50,7 @@ def room_name(raw: str) -> str:
     """Validate a room name and return its canonical form.
 
     One leading ``#`` is removed and the rest lower-cased; it must then be
-    1-32 of ``a-z0-9_-``.
+    1-32 of ``a-z0-9_-``, and not only digits (a number names a room by id).
     """
     bare = raw[1:] if raw.startswith("#") else raw
     if _ROOM_RE.fullmatch(bare) is None:
@@ -58,6 +58,9 @@ def room_name(raw: str) -> str:
             f"invalid room name {raw!r}: use an optional '#' then 1-{ROOM_NAME_MAX}"
             " characters, letters a-z, digits 0-9, '_' or '-'"
         )
+    if bare.isdigit():
+        raise InvalidName(f"invalid room name {raw!r}: a number alone is a room id; "
+                          "add a letter")
     return bare.lower()
 
 

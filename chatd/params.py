@@ -144,28 +144,49 @@ def parse(params: tuple[Param, ...], ctx: Context, args: str, usage: str) -> dic
     words = args.split()
     values: dict[str, Any] = {}
     index = 0
+    declined: tuple[Param, str] | None = None
     for position, param in enumerate(params):
         if param.rest:
-            text = _rest_of(args, index)
-            if not text and not param.optional:
-                raise _usage_error(param, usage)
-            values[param.name] = text or param.default
+            values[param.name] = _rest(param, args, index, usage)
             index = len(words)
             break
         if index >= len(words):
             if not param.optional:
                 raise _usage_error(param, usage)
-            values[param.name] = param.absent(ctx)
             continue
         more_follow = index + 1 < len(words) or position + 1 < len(params)
         try:
             values[param.name] = param.convert(ctx, words[index], more_follow)
             index += 1
         except Decline:
-            values[param.name] = param.absent(ctx)
+            declined = declined or (param, words[index])
     if index < len(words):
-        raise ChatError(Code.BAD_ARGUMENTS, f"too many arguments. Usage: {usage}")
+        raise _leftover(ctx, declined, usage)
+    for param in params:
+        if param.name not in values:
+            values[param.name] = param.absent(ctx)
     return values
+
+
+def _rest(param: Param, args: str, index: int, usage: str) -> Any:
+    text = _rest_of(args, index)
+    if not text and not param.optional:
+        raise _usage_error(param, usage)
+    return text or param.default
+
+
+def _leftover(ctx: Context, declined: tuple[Param, str] | None, usage: str) -> ChatError:
+    """The error for words nobody took: the declining parameter's own, if it has one
+    (``/history nosuchroom`` is no-such-room), else too many arguments."""
+    if declined is not None:
+        param, word = declined
+        try:
+            param.convert(ctx, word, False)
+        except ChatError as exc:
+            return exc
+        except Decline:
+            pass
+    return ChatError(Code.BAD_ARGUMENTS, f"too many arguments. Usage: {usage}")
 
 
 def _rest_of(args: str, index: int) -> str:

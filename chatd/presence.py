@@ -10,15 +10,17 @@ from __future__ import annotations
 import logging
 from typing import TYPE_CHECKING, Any
 
+from chatd.errors import ChatError, Code
 from chatd.session import SessionState
 
 if TYPE_CHECKING:
-    from chatd.accounts import User
+    from chatd.accounts import Accounts, User
     from chatd.audit import AuditLog
     from chatd.messaging import Messaging
     from chatd.notifications import Notifier
     from chatd.rooms import Rooms
     from chatd.session import Session
+    from chatd.stats import Stats
 
 log = logging.getLogger(__name__)
 
@@ -26,8 +28,10 @@ log = logging.getLogger(__name__)
 class Presence:
     """Every session of this process and the logged-in users among them."""
 
-    def __init__(self, rooms: Rooms, messaging: Messaging, notifier: Notifier,
-                 audit: AuditLog) -> None:
+    def __init__(self, accounts: Accounts, rooms: Rooms, messaging: Messaging,
+                 notifier: Notifier, audit: AuditLog, stats: Stats) -> None:
+        self._accounts = accounts
+        self._stats = stats
         self._rooms = rooms
         self._messaging = messaging
         self._notifier = notifier
@@ -44,8 +48,12 @@ class Presence:
 
     async def login(self, session: Session, user: User) -> dict[str, Any]:
         """Log ``session`` in as ``user``; returns what the welcome should say."""
+        if session.state is SessionState.CLOSING:
+            # The connection went away while the password was being checked.
+            raise ChatError(Code.NOT_LOGGED_IN, "the connection closed during login.")
         session.user = user
         session.state = SessionState.AUTHENTICATED
+        self._stats.logins += 1
         user.sessions.append(session)
         self._online[user.id] = user
         self._rooms.attach(session)
@@ -76,6 +84,21 @@ class Presence:
         if session.state is SessionState.AUTHENTICATED:
             session.state = SessionState.CONNECTED
         log.info("logout", extra={"fields": {"session": session.id, "user": user.name}})
+
+    async def delete_account(self, user: User, actor: str,
+                             keep: Session | None = None) -> None:
+        """Delete ``user``: they leave every room, their connections close
+        (except ``keep``, which is only logged out), and the account goes."""
+        for room in self._rooms.of_user(user):
+            await self._rooms.remove(room, user, "leave", actor_name=actor,
+                                     reason="account deleted")
+        for session in list(user.sessions):
+            if session is not keep:
+                session.send({"type": "notice", "text": "your account was deleted."})
+                session.close("account deleted")
+            self.logout(session)
+        await self._accounts.delete(user)
+        await self._audit.record("account-deleted", actor=actor, target=user.name)
 
     def disconnected(self, session: Session) -> None:
         self.logout(session)

@@ -1,8 +1,7 @@
 """The command table: each command is one declarative record.
 
-A handler declares its name, parameters, what it needs (login state, a
-server-admin account, a role in the room argument) and whether it counts
-against the message rate limit. The dispatcher enforces all of that, so
+A handler declares its name, parameters and what it needs (login state, a
+server-admin account, a role in the room argument). The dispatcher enforces all of that, so
 handlers only do their job. Usage lines are generated from the parameters and
 the one-line help from the handler's docstring, so ``/help`` cannot drift.
 """
@@ -54,12 +53,15 @@ class Command:
     need: Need = Need.LOGIN
     role: Role | None = None  # least room role needed in the "room" argument
     server_admin: bool = False
-    message: bool = False  # counts against the per-user message rate limit
     aliases: tuple[str, ...] = ()
     group: str = "general"
+    # For the rare command whose forms the parameters cannot express alone.
+    usage_override: str | None = None
 
     @property
     def usage(self) -> str:
+        if self.usage_override:
+            return self.usage_override
         return " ".join([f"/{self.name}", *(p.usage for p in self.params)])
 
     @property
@@ -104,14 +106,15 @@ COMMANDS = CommandTable()
 
 
 def command(name: str, *params: Param, need: Need = Need.LOGIN, role: Role | None = None,
-            server_admin: bool = False, message: bool = False, aliases: tuple[str, ...] = (),
-            group: str = "general", table: CommandTable = COMMANDS) -> Callable[[Handler], Handler]:
+            server_admin: bool = False, aliases: tuple[str, ...] = (),
+            group: str = "general", usage: str | None = None,
+            table: CommandTable = COMMANDS) -> Callable[[Handler], Handler]:
     """Declare a command handler; its docstring's first line is its help."""
 
     def register(handler: Handler) -> Handler:
         doc = inspect.getdoc(handler) or ""
         table.add(Command(name, handler, params, doc.split("\n")[0], need, role,
-                          server_admin, message, aliases, group))
+                          server_admin, aliases, group, usage))
         return handler
 
     return register

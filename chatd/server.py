@@ -12,6 +12,7 @@ import asyncio
 import contextlib
 import logging
 import socket
+import ssl
 from collections import Counter
 from typing import TYPE_CHECKING
 
@@ -29,8 +30,11 @@ from chatd.messaging import Messaging
 from chatd.moderation import Moderation
 from chatd.notifications import Notifier
 from chatd.presence import Presence
+from chatd.protection import Protection
 from chatd.rooms import Rooms
 from chatd.services import Services
+from chatd.stats import Stats
+from chatd.tokens import Tokens
 from storage.sqlite import SqliteStorage
 from storage.writer import MessageWriter
 
@@ -81,16 +85,24 @@ class ChatServer:
             "users": self.services.accounts.count, "rooms": self.services.rooms.count}})
 
     async def _listen(self, sockets: list[socket.socket] | None) -> None:
+        """Listen on passed sockets (socket activation) or the configured address,
+        plus the TLS listener when it is enabled."""
         loop = asyncio.get_running_loop()
-        if sockets:
-            for sock in sockets:
-                self._listeners.append(await loop.create_server(
-                    lambda: Connection(self), sock=sock, backlog=1024))
-            return
-        listen = self.config.listen
-        self._listeners.append(await loop.create_server(
-            lambda: Connection(self), listen.host, listen.port, reuse_address=True,
-            backlog=1024))
+        for sock in sockets or []:
+            self._listeners.append(await loop.create_server(
+                lambda: Connection(self), sock=sock, backlog=1024))
+        if not sockets:
+            listen = self.config.listen
+            self._listeners.append(await loop.create_server(
+                lambda: Connection(self), listen.host, listen.port, reuse_address=True,
+                backlog=1024))
+        tls = self.config.tls
+        if tls.enabled:
+            context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+            context.load_cert_chain(tls.cert, tls.key)
+            self._listeners.append(await loop.create_server(
+                lambda: Connection(self), tls.host, tls.port, ssl=context,
+                reuse_address=True, backlog=1024))
 
     @property
     def addresses(self) -> list[str]:
@@ -151,6 +163,7 @@ class ChatServer:
         self.services.config = config
         self.services.accounts.reconfigure(config)
         self.services.admission.config = config
+        self.services.protection.config = config
         limits = config.limits
         for conn in self._connections:
             conn.session.command_bucket.reconfigure(limits.command_rate, limits.command_burst)
@@ -163,6 +176,7 @@ class ChatServer:
         ip = conn.session.peer.rpartition(":")[0]
         self._connections.add(conn)
         self._per_ip[ip] += 1
+        self.services.stats.connections_total += 1
         if (len(self._connections) > limits.max_connections
                 or self._per_ip[ip] > limits.max_connections_per_ip):
             conn.session.send({"type": "error", "code": Code.TOO_MANY_CONNECTIONS.value,
@@ -197,34 +211,53 @@ class ChatServer:
                 "version": __version__}
 
     async def _sweep(self) -> None:
-        """One periodic pass for every timeout, instead of a timer per connection."""
+        """One periodic pass for every timeout, instead of a timer per connection.
+
+        It also measures event-loop lag: how late the pass wakes up.
+        """
+        loop = asyncio.get_running_loop()
         while True:
+            due = loop.time() + SWEEP_INTERVAL
             await asyncio.sleep(SWEEP_INTERVAL)
+            self.services.stats.loop_lag = max(0.0, loop.time() - due)
+            self.services.stats.flush_seconds = self.services.writer.last_flush_seconds
+            self.services.stats.sample(loop.time())
             self.sweep_once()
 
     def sweep_once(self) -> None:
-        deadline = self.clock.monotonic() - self.config.limits.login_timeout
+        """Close connections that did not log in in time, or went idle."""
+        limits, now = self.config.limits, self.clock.monotonic()
         for conn in list(self._connections):
-            if not conn.session.logged_in and conn.connected_at < deadline:
-                conn.session.send({"type": "error", "code": Code.NOT_LOGGED_IN.value,
-                                   "message": "no login in time; goodbye."})
-                conn.close("login timeout")
+            if not conn.session.logged_in:
+                if conn.connected_at < now - limits.login_timeout:
+                    self._time_out(conn, Code.NOT_LOGGED_IN, "no login in time; goodbye.")
+            elif limits.idle_timeout and conn.last_input < now - limits.idle_timeout:
+                self._time_out(conn, Code.IDLE_TIMEOUT, "idle for too long; goodbye.")
+        self.services.protection.sweep()
+
+    def _time_out(self, conn: Connection, code: Code, message: str) -> None:
+        conn.session.send({"type": "error", "code": code.value, "message": message})
+        conn.close(code.value)
 
 
 def _wire(config: Config, clock: Clock, storage: Storage, table: CommandTable) -> Services:
     """Build the domain services around one storage and one bus."""
     bus = LocalBus()
+    stats = Stats()
     writer = MessageWriter(storage, config.storage.flush_interval, config.storage.max_batch)
     accounts = Accounts(storage, config, clock)
     notifier = Notifier(storage, bus, clock)
     audit = AuditLog(storage, clock)
     rooms = Rooms(storage, accounts, bus, notifier, audit, clock)
-    messaging = Messaging(storage, writer, bus, notifier, clock)
-    presence = Presence(rooms, messaging, notifier, audit)
     moderation = Moderation(storage, rooms, accounts, bus, notifier, audit, clock)
+    protection = Protection(config, clock, moderation, audit)
+    messaging = Messaging(storage, writer, bus, notifier, clock, protection, stats)
+    presence = Presence(accounts, rooms, messaging, notifier, audit, stats)
     admission = Admission(storage, rooms, accounts, bus, notifier, audit, clock, config)
+    tokens = Tokens(storage, accounts, clock)
     return Services(config=config, clock=clock, storage=storage, writer=writer, bus=bus,
                     accounts=accounts, rooms=rooms, messaging=messaging,
-                    moderation=moderation, admission=admission, notifier=notifier,
-                    audit=audit, presence=presence, commands=table,
+                    moderation=moderation, admission=admission, protection=protection,
+                    tokens=tokens, notifier=notifier,
+                    audit=audit, presence=presence, commands=table, stats=stats,
                     started_at=clock.time(), version=__version__)

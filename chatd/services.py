@@ -16,8 +16,11 @@ if TYPE_CHECKING:
     from chatd.moderation import Moderation
     from chatd.notifications import Notifier
     from chatd.presence import Presence
+    from chatd.protection import Protection
     from chatd.registry import CommandTable
     from chatd.rooms import Rooms
+    from chatd.stats import Stats
+    from chatd.tokens import Tokens
     from storage.api import Storage
     from storage.writer import MessageWriter
 
@@ -36,9 +39,12 @@ class Services:
     messaging: Messaging
     moderation: Moderation
     admission: Admission
+    protection: Protection
+    tokens: Tokens
     notifier: Notifier
     audit: AuditLog
     presence: Presence
     commands: CommandTable
+    stats: Stats
     started_at: float
     version: str

@@ -12,7 +12,7 @@ import logging
 from enum import Enum
 from typing import TYPE_CHECKING, Any, Protocol
 
-from chatd.outgoing import Outgoing
+from chatd.outgoing import PRESENCE, Outgoing
 from chatd.ratelimit import TokenBucket
 from chatd.render import Style, render
 
@@ -47,6 +47,7 @@ class Session:
     __slots__ = (
         "_key_current",
         "_key_other",
+        "coalesced",
         "command_bucket",
         "current_room",
         "id",
@@ -54,6 +55,7 @@ class Session:
         "peer",
         "state",
         "style",
+        "typing_bucket",
         "user",
     )
 
@@ -65,6 +67,10 @@ class Session:
         self.user: User | None = None
         self.current_room: Room | None = None
         self.command_bucket = command_bucket
+        # Presence events skipped under output pressure, summarised once it eases.
+        self.coalesced = 0
+        # Made on first use: most connections never send a typing indicator.
+        self.typing_bucket: TokenBucket | None = None
         self.style = Style()
         self._key_current: tuple[Style, bool] = (self.style, True)
         self._key_other: tuple[Style, bool] = (self.style, False)
@@ -86,13 +92,26 @@ class Session:
         """Queue ``item`` for this connection. The fan-out hot path: keep it lean."""
         room = self.current_room
         key = self._key_current if room is not None and item.room_id == room.id else self._key_other
+        if item.priority and self.out.congested:
+            self._shed(item)
+            return
+        if self.coalesced:
+            self._summarise_coalesced()
         data = item.cache.get(key)
         if data is None:
-            if item.transient and self.out.congested:
-                return
             data = item.cache[key] = render(item.record, self.style, key[1])
         if data:
             self.out.write(data)
+
+    def _shed(self, item: Outgoing) -> None:
+        if item.priority == PRESENCE:
+            self.coalesced += 1
+
+    def _summarise_coalesced(self) -> None:
+        count, self.coalesced = self.coalesced, 0
+        self.send({"type": "notice", "coalesced": count,
+                   "text": f"{count} join/leave event{'s' * (count != 1)} skipped while your "
+                           "connection was behind; /who shows who is in a room."})
 
     def send(self, record: dict[str, Any], label: str | None = None) -> None:
         """Render and queue one record meant for this connection only."""

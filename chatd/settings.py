@@ -1,8 +1,9 @@
 """Client-chosen output settings, kept with the account.
 
 ``/format``, ``/set color``, ``/set timestamps`` and ``/set theme`` change the
-connection's :class:`~chatd.render.Style`; when logged in, the choice is saved
-with the account and applied again at the next login.
+connection's :class:`~chatd.render.Style`. Colour, timestamps and theme are
+saved with the account and applied at each login; the format is the
+connection's own (a person and their bot may share an account).
 """
 
 from __future__ import annotations
@@ -36,6 +37,15 @@ def change(session: Session, key: str, value: str) -> dict[str, Any]:
     stored: dict[str, Any] = {key: ON_OFF.get(value, value)}
     apply_settings(session, stored)
     return stored
+
+
+# Kept with the account; the format stays the connection's own choice.
+ACCOUNT_SETTINGS = ("color", "timestamps", "theme")
+
+
+def apply_account_settings(session: Session, settings: dict[str, Any]) -> None:
+    """At login: the account's colour, timestamps and theme."""
+    apply_settings(session, {k: v for k, v in settings.items() if k in ACCOUNT_SETTINGS})
 
 
 def apply_settings(session: Session, settings: dict[str, Any]) -> None:

@@ -9,7 +9,7 @@ import importlib
 
 from chatd.registry import COMMANDS, CommandTable
 
-MODULES = ("account", "rooms", "messages", "moderation", "meta", "admin", "notify")
+MODULES = ("account", "rooms", "messages", "moderation", "meta", "admin", "notify", "bots")
 
 
 def load() -> CommandTable:

@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Awaitable, Callable
 
+from chatd.accounts import User
 from chatd.context import Context
 from chatd.errors import ChatError, Code
 from chatd.params import Text, Word
 from chatd.registry import Need, Ok, command, ok
-from chatd.settings import apply_settings
+from chatd.settings import apply_account_settings
 
 GROUP = "account"
 
@@ -27,18 +29,48 @@ async def register(ctx: Context, name: str, password: str) -> Ok:
               **welcome)
 
 
-@command("login", Word("name"), Word("password"), need=Need.ANONYMOUS, group=GROUP)
-async def login(ctx: Context, name: str, password: str) -> Ok:
-    """Log in to your account."""
+@command("login", Word("name"), Word("password"), Word("token", optional=True),
+         need=Need.ANONYMOUS, group=GROUP,
+         usage="/login <name> <password>  or  /login <name> --token <token>")
+async def login(ctx: Context, name: str, password: str, token: str | None) -> Ok:
+    """Log in to your account (bots: with an API token instead of the password)."""
     services = ctx.services
+    if (password == "--token") != (token is not None):
+        raise ChatError(Code.BAD_ARGUMENTS, "usage: /login <name> <password>, or "
+                        "/login <name> --token <token>.")
+    if token is not None:
+        user = await _checked(ctx, name, lambda: services.tokens.authenticate(token, name))
+    else:
+        user = await _checked(ctx, name, lambda: services.accounts.authenticate(name, password))
+    return await _logged_in(ctx, user)
+
+
+@command("auth", Word("token"), need=Need.ANONYMOUS, group=GROUP)
+async def auth(ctx: Context, token: str) -> Ok:
+    """Log in with an API token alone (see /token)."""
+    user = await _checked(ctx, None, lambda: ctx.services.tokens.authenticate(token))
+    return await _logged_in(ctx, user)
+
+
+async def _checked(ctx: Context, name: str | None,
+                   attempt: Callable[[], Awaitable[User]]) -> User:
+    """Run a login attempt under the failed-login limits, auditing failures."""
+    services, peer = ctx.services, ctx.session.peer
     try:
-        user = await services.accounts.authenticate(name, password)
-    except ChatError:
-        await services.audit.record("failed-login", target=name[:24],
-                                    reason=ctx.session.peer)
+        services.protection.check_login(peer, name)
+        return await attempt()
+    except ChatError as exc:
+        if exc.code is Code.AUTH_FAILED:
+            services.protection.login_failed(peer, name)
+            services.stats.login_failures += 1
+        await services.audit.record("failed-login", target=(name or "")[:24] or None,
+                                    reason=f"{exc.code.value} from {peer}")
         raise
-    welcome = await services.presence.login(ctx.session, user)
-    apply_settings(ctx.session, user.settings)
+
+
+async def _logged_in(ctx: Context, user: User) -> Ok:
+    welcome = await ctx.services.presence.login(ctx.session, user)
+    apply_account_settings(ctx.session, user.settings)
     return ok(_welcome_back(user.name, welcome["rooms"], welcome["notifications"]), **welcome)
 
 

@@ -24,15 +24,5 @@ async def useradd(ctx: Context, name: str, password: str, admin: str | None) -> 
 @command("userdel", UserRef("name"), server_admin=True, group=GROUP)
 async def userdel(ctx: Context, name: User) -> Ok:
     """Delete an account: it leaves its rooms and its connections are closed."""
-    services = ctx.services
-    for room in services.rooms.of_user(name):
-        await services.rooms.remove(room, name, "leave", actor_name=ctx.user.name,
-                                    reason="account deleted")
-    for session in list(name.sessions):
-        if session is not ctx.session:
-            session.send({"type": "notice", "text": "your account was deleted."})
-            session.close("account deleted")
-        services.presence.logout(session)
-    await services.accounts.delete(name)
-    await services.audit.record("account-deleted", actor=ctx.user.name, target=name.name)
+    await ctx.services.presence.delete_account(name, actor=ctx.user.name, keep=ctx.session)
     return ok(f"Account {name.name} deleted.", user=name.name)

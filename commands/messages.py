@@ -23,14 +23,14 @@ def plain_line(ctx: Context, text: str) -> None:
     ctx.services.messaging.post(ctx.session, room, text)
 
 
-@command("say", RoomRef("room"), Text("text"), message=True, group=GROUP)
+@command("say", RoomRef("room"), Text("text"), group=GROUP)
 def say(ctx: Context, room: Room, text: str) -> Ok:
     """Send a message to one of your rooms (not necessarily the current one)."""
     message_id = ctx.services.messaging.post(ctx.session, room, text, label=ctx.label)
     return ok(id=message_id, room=room.name)
 
 
-@command("me", Text("action"), message=True, group=GROUP)
+@command("me", Text("action"), group=GROUP)
 def me(ctx: Context, action: str) -> Ok:
     """Send an action to the current room, shown as '* you <action>'."""
     room = ctx.session.current_room
@@ -41,7 +41,7 @@ def me(ctx: Context, action: str) -> Ok:
     return ok(id=message_id, room=room.name)
 
 
-@command("msg", UserRef("user"), Text("text"), message=True, group=GROUP)
+@command("msg", UserRef("user"), Text("text"), group=GROUP)
 async def msg(ctx: Context, user: User, text: str) -> Ok:
     """Send a direct message to a user; they get it at their next login if offline."""
     message_id = await ctx.services.messaging.direct(ctx.session, user, text, ctx.label)

@@ -6,10 +6,10 @@ from chatd.context import Context
 from chatd.errors import ChatError, Code
 from chatd.params import Choice, Word
 from chatd.registry import Command, Need, Ok, command, ok
-from chatd.settings import change
+from chatd.settings import ACCOUNT_SETTINGS, change
 
 GROUP = "connection"
-GROUP_ORDER = ("account", "rooms", "messages", "moderation", "connection", "admin")
+GROUP_ORDER = ("account", "rooms", "messages", "moderation", "bots", "connection", "admin")
 
 
 @command("help", Word("command", optional=True), need=Need.ANY, group=GROUP)
@@ -67,7 +67,9 @@ async def set_(ctx: Context, setting: str, value: str) -> Ok:
 async def _apply(ctx: Context, key: str, value: str) -> Ok:
     stored = change(ctx.session, key, value)
     user = ctx.session.user
-    if user is not None:
+    # The format belongs to the connection (a person and their bot share an
+    # account); colours, timestamps and theme follow the account.
+    if user is not None and key in ACCOUNT_SETTINGS:
         user.settings.update(stored)
         await ctx.services.accounts.save_settings(user)
     return ok(f"{key} is now {value.lower()}.", setting=key, value=value.lower())

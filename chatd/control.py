@@ -1,0 +1,277 @@
+"""The control socket behind ``chatctl``: a Unix socket, mode 0600.
+
+One JSON object per line each way. A request names a ``cmd`` and its
+arguments; the answer is ``{"ok": true, "result": ...}`` or ``{"ok": false,
+"code": ..., "error": ...}``. ``follow`` turns the connection into a stream of
+``{"event": ...}`` lines (audit entries as they happen, and a status line
+every second) until the client goes away. Only the socket's owner can connect:
+what it grants is full administration.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import logging
+import os
+from collections.abc import Awaitable, Callable
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from chatd import __version__
+from chatd.errors import ChatError, Code
+from chatd.names import parse_duration
+from chatd.outgoing import Outgoing
+
+if TYPE_CHECKING:
+    from chatd.daemon import Daemon
+    from chatd.services import Services
+
+log = logging.getLogger(__name__)
+Handler = Callable[["ControlServer", dict[str, Any]], Awaitable[Any]]
+HANDLERS: dict[str, Handler] = {}
+FOLLOW_STATUS_INTERVAL = 1.0
+
+
+def control_path(database: str, configured: str) -> str:
+    """The socket's path: as configured, or beside the database."""
+    if configured:
+        return configured
+    return str(Path(database).resolve().parent / "chatd.sock")
+
+
+def handler(name: str) -> Callable[[Handler], Handler]:
+    def register(fn: Handler) -> Handler:
+        HANDLERS[name] = fn
+        return fn
+    return register
+
+
+class ControlServer:
+    """Serves chatctl requests against the live daemon."""
+
+    def __init__(self, daemon: Daemon) -> None:
+        self.daemon = daemon
+        self._server: asyncio.AbstractServer | None = None
+        self.path = ""
+
+    @property
+    def services(self) -> Services:
+        return self.daemon.server.services
+
+    async def start(self) -> None:
+        config = self.daemon.server.config
+        if not config.control.enabled:
+            return
+        self.path = control_path(config.storage.path, config.control.path)
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(self.path)
+        old_umask = os.umask(0o177)  # created 0600: no window where others could connect
+        try:
+            self._server = await asyncio.start_unix_server(self._serve, self.path)
+        finally:
+            os.umask(old_umask)
+        os.chmod(self.path, 0o600)
+        log.info("control socket", extra={"fields": {"path": self.path}})
+
+    async def stop(self) -> None:
+        if self._server is None:
+            return
+        self._server.close()
+        with contextlib.suppress(asyncio.TimeoutError):
+            await asyncio.wait_for(self._server.wait_closed(), 1.0)
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(self.path)
+        self._server = None
+
+    async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        try:
+            while line := await reader.readline():
+                request = _decode(line)
+                if request.get("cmd") == "follow":
+                    await self._follow(request, writer)
+                    return
+                writer.write(json.dumps(await self.answer(request)).encode() + b"\n")
+                await writer.drain()
+        except (ConnectionError, asyncio.IncompleteReadError):
+            pass
+        finally:
+            writer.close()
+
+    async def answer(self, request: dict[str, Any]) -> dict[str, Any]:
+        """The reply to one request (never raises)."""
+        fn = HANDLERS.get(str(request.get("cmd")))
+        if fn is None:
+            return {"ok": False, "code": Code.UNKNOWN_COMMAND.value,
+                    "error": f"unknown control command {request.get('cmd')!r}"}
+        try:
+            return {"ok": True, "result": await fn(self, request)}
+        except ChatError as exc:
+            return {"ok": False, "code": exc.code.value, "error": exc.message}
+        except (KeyError, TypeError, ValueError) as exc:
+            return {"ok": False, "code": Code.BAD_ARGUMENTS.value, "error": f"bad request: {exc}"}
+        except Exception:
+            log.exception("control command failed", extra={"fields": {"cmd": request.get("cmd")}})
+            return {"ok": False, "code": Code.INTERNAL_ERROR.value, "error": "internal error"}
+
+    async def _follow(self, request: dict[str, Any], writer: asyncio.StreamWriter) -> None:
+        """Stream audit entries (optionally of one room) and a status line a second."""
+        room = request.get("room")
+        queue: asyncio.Queue[dict[str, Any]] = asyncio.Queue(maxsize=10_000)
+
+        def on_audit(entry: dict[str, Any]) -> None:
+            if (room is None or entry.get("room") == room) and not queue.full():
+                queue.put_nowait({"event": entry})
+
+        self.services.audit.listeners.add(on_audit)
+        try:
+            while True:
+                try:
+                    item = await asyncio.wait_for(queue.get(), FOLLOW_STATUS_INTERVAL)
+                except TimeoutError:
+                    item = {"status": status(self)}
+                writer.write(json.dumps(item).encode() + b"\n")
+                await writer.drain()
+        finally:
+            self.services.audit.listeners.discard(on_audit)
+
+
+def _absolute(path: str) -> str:
+    return os.path.abspath(path)
+
+
+def _decode(line: bytes) -> dict[str, Any]:
+    try:
+        value = json.loads(line)
+    except ValueError:
+        return {}
+    return value if isinstance(value, dict) else {}
+
+
+def status(ctl: ControlServer) -> dict[str, Any]:
+    services, server = ctl.services, ctl.daemon.server
+    stats = services.stats
+    return {"version": __version__, "uptime": services.clock.time() - services.started_at,
+            "connections": server.connection_count, "users_online": services.presence.users_online,
+            "users": services.accounts.count, "rooms": services.rooms.count,
+            "messages": stats.messages, "messages_per_second": stats.messages_per_second,
+            "deliveries": stats.deliveries, "loop_lag": stats.loop_lag,
+            "addresses": server.addresses}
+
+
+@handler("status")
+async def _status(ctl: ControlServer, req: dict[str, Any]) -> Any:
+    return status(ctl)
+
+
+@handler("users")
+async def _users(ctl: ControlServer, req: dict[str, Any]) -> Any:
+    rooms = ctl.services.rooms
+    return [{"name": u.name, "admin": u.is_admin, "online": u.online,
+             "connections": len(u.sessions), "rooms": [r.name for r in rooms.of_user(u)]}
+            for u in sorted(ctl.services.accounts.all(), key=lambda u: u.name.lower())]
+
+
+@handler("rooms")
+async def _rooms(ctl: ControlServer, req: dict[str, Any]) -> Any:
+    rooms = ctl.services.rooms
+    return [rooms.summary(r) | {"online": len(r.endpoints)}
+            for r in rooms.listed_for(None) + rooms.private_rooms()]
+
+
+@handler("kick")
+async def _kick(ctl: ControlServer, req: dict[str, Any]) -> Any:
+    services = ctl.services
+    user, room = services.accounts.require(req["user"]), services.rooms.require(req["room"])
+    await services.moderation.kick(None, room, user, req.get("reason", ""))
+    return {"user": user.name, "room": room.name}
+
+
+@handler("ban")
+async def _ban(ctl: ControlServer, req: dict[str, Any]) -> Any:
+    services = ctl.services
+    user, room = services.accounts.require(req["user"]), services.rooms.require(req["room"])
+    duration = parse_duration(req["duration"]) if req.get("duration") else None
+    record = await services.moderation.ban(None, room, user, duration, req.get("reason", ""))
+    return {"user": user.name, "room": room.name, "until": record.until}
+
+
+@handler("mute")
+async def _mute(ctl: ControlServer, req: dict[str, Any]) -> Any:
+    services = ctl.services
+    user, room = services.accounts.require(req["user"]), services.rooms.require(req["room"])
+    duration = parse_duration(req["duration"]) if req.get("duration") else None
+    record = await services.moderation.mute(None, room, user, duration)
+    return {"user": user.name, "room": room.name, "until": record.until}
+
+
+@handler("useradd")
+async def _useradd(ctl: ControlServer, req: dict[str, Any]) -> Any:
+    services = ctl.services
+    user = await services.accounts.create(req["name"], req["password"],
+                                          is_admin=bool(req.get("admin")))
+    await services.audit.record("account-created", "console", user.name,
+                                reason="admin" if user.is_admin else "")
+    return {"name": user.name, "admin": user.is_admin}
+
+
+@handler("userdel")
+async def _userdel(ctl: ControlServer, req: dict[str, Any]) -> Any:
+    services = ctl.services
+    user = services.accounts.require(req["name"])
+    await services.presence.delete_account(user, actor="console")
+    return {"name": user.name}
+
+
+@handler("promote")
+async def _promote(ctl: ControlServer, req: dict[str, Any]) -> Any:
+    return await _set_admin(ctl, req["name"], True)
+
+
+@handler("demote")
+async def _demote(ctl: ControlServer, req: dict[str, Any]) -> Any:
+    return await _set_admin(ctl, req["name"], False)
+
+
+async def _set_admin(ctl: ControlServer, name: str, flag: bool) -> Any:
+    services = ctl.services
+    user = services.accounts.require(name)
+    await services.accounts.set_admin(user, flag)
+    await services.audit.record("server-admin" if flag else "server-admin-removed", "console",
+                                user.name)
+    return {"name": user.name, "admin": user.is_admin}
+
+
+@handler("broadcast")
+async def _broadcast(ctl: ControlServer, req: dict[str, Any]) -> Any:
+    text = str(req["text"])
+    item = Outgoing({"type": "notice", "text": f"[server] {text}", "broadcast": True})
+    sessions = list(ctl.services.presence.sessions)
+    for session in sessions:
+        session.deliver(item)
+    return {"sessions": len(sessions)}
+
+
+@handler("reload")
+async def _reload(ctl: ControlServer, req: dict[str, Any]) -> Any:
+    problem = ctl.daemon.reload()
+    if problem:
+        raise ChatError(Code.BAD_ARGUMENTS, f"configuration refused: {problem}")
+    return {"reloaded": True}
+
+
+@handler("backup")
+async def _backup(ctl: ControlServer, req: dict[str, Any]) -> Any:
+    path = _absolute(str(req["path"]))
+    await ctl.services.storage.backup(path)
+    await ctl.services.audit.record("backup", "console", reason=path)
+    return {"path": path}
+
+
+@handler("audit")
+async def _audit(ctl: ControlServer, req: dict[str, Any]) -> Any:
+    room = ctl.services.rooms.require(req["room"]) if req.get("room") else None
+    entries = await ctl.services.audit.entries(int(req.get("n", 50)), room)
+    return [{"id": e.id, "ts": e.ts, "actor": e.actor, "action": e.action, "target": e.target,
+             "room": e.room, "reason": e.reason} for e in entries]

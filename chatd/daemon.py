@@ -1,0 +1,114 @@
+"""The process around the chat server: signals, reload, systemd, control socket.
+
+    start:  storage open, state loaded, listeners bound (ChatServer.start),
+            control socket and scheduled jobs up, then READY=1 to systemd.
+    reload: SIGHUP or ``chatctl reload``: RELOADING=1, read and validate the
+            configuration file, apply it (or keep the old one and log why), READY=1.
+    stop:   SIGTERM/SIGINT: STOPPING=1, control socket closed, then the
+            server's ordered shutdown. A second signal exits at once.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import os
+import signal
+from typing import TYPE_CHECKING, Any
+
+from chatd import systemd
+from chatd.app import build_server
+from chatd.backups import Backups
+from chatd.config import ConfigError, load_config
+from chatd.control import ControlServer
+from chatd.logfmt import configure_logging
+from chatd.metrics import MetricsUnavailable, start_metrics
+
+if TYPE_CHECKING:
+    from chatd.clock import Clock
+    from chatd.config import Config
+
+log = logging.getLogger("chatd.daemon")
+
+
+class Daemon:
+    """One chatd process: a server plus what an operator needs around it."""
+
+    def __init__(self, config: Config, config_path: str | None = None,
+                 overrides: dict[str, Any] | None = None, clock: Clock | None = None) -> None:
+        self.config_path = config_path
+        self.overrides = overrides or {}
+        self.server = build_server(config, clock=clock)
+        self.control = ControlServer(self)
+        self.backups = Backups(self.server.storage, config.backup, config.storage.path)
+        self._metrics: Any = None
+        self._stopping = asyncio.Event()
+        self._watchdog: asyncio.Task[None] | None = None
+
+    async def start(self) -> None:
+        await self.server.start(systemd.listen_sockets() or None)
+        await self.control.start()
+        self.backups.start()
+        metrics = self.server.config.metrics
+        if metrics.enabled:
+            self._metrics = start_metrics(self.server, metrics.host, metrics.port)
+        interval = systemd.watchdog_interval()
+        if interval:
+            self._watchdog = asyncio.ensure_future(systemd.watchdog(interval))
+        systemd.notify("READY=1", f"STATUS=serving on {' '.join(self.server.addresses)}")
+
+    def reload(self) -> str | None:
+        """Re-read the configuration; returns the problem when it is refused."""
+        systemd.reloading()
+        try:
+            config = load_config(self.config_path, {**self.overrides, **_fixed(self)})
+            configure_logging(config.logging.level, config.logging.format)
+        except (ConfigError, ValueError) as exc:
+            log.error("reload refused", extra={"fields": {"error": str(exc)}})
+            return str(exc)
+        finally:
+            systemd.notify("READY=1")
+        self.server.reload(config)
+        self.backups.config = config.backup
+        return None
+
+    def request_stop(self) -> None:
+        if self._stopping.is_set():
+            os._exit(1)  # a second signal: the operator wants out now
+        self._stopping.set()
+
+    async def run(self) -> int:
+        """Serve until asked to stop; the exit status of the process."""
+        try:
+            await self.start()
+        except (OSError, ConfigError, MetricsUnavailable) as exc:
+            log.error("cannot start", extra={"fields": {"error": str(exc)}})
+            await self.server.stop()
+            return 1
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(sig, self.request_stop)
+        loop.add_signal_handler(signal.SIGHUP, self.reload)
+        await self._stopping.wait()
+        await self.stop()
+        return 0
+
+    async def stop(self) -> None:
+        systemd.notify("STOPPING=1")
+        if self._watchdog is not None:
+            self._watchdog.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._watchdog
+        await self.control.stop()
+        self.backups.stop()
+        if self._metrics is not None:
+            self._metrics.shutdown()
+        await self.server.stop()
+
+
+def _fixed(daemon: Daemon) -> dict[str, Any]:
+    """Settings a reload cannot change: the addresses bound and the database open."""
+    config = daemon.server.config
+    return {"listen.host": config.listen.host, "listen.port": config.listen.port,
+            "storage.path": config.storage.path}

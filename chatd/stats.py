@@ -1,0 +1,47 @@
+"""Counters of what the daemon does, cheap enough for the hot paths.
+
+Plain integers updated in place (once per message, not per delivery), read by
+``chatctl status`` and exported by the optional Prometheus endpoint.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+
+
+class Stats:
+    """Totals since start; rates are derived by whoever samples them."""
+
+    __slots__ = ("_sampled", "connections_total", "deliveries", "errors", "flush_seconds",
+                 "login_failures", "logins", "loop_lag", "messages", "messages_per_second",
+                 "rate_limited")
+
+    def __init__(self) -> None:
+        self.connections_total = 0
+        self.logins = 0
+        self.login_failures = 0
+        self.messages = 0
+        self.deliveries = 0
+        self.rate_limited = 0
+        self.errors: Counter[str] = Counter()
+        self.flush_seconds = 0.0
+        self.loop_lag = 0.0
+        self.messages_per_second = 0.0
+        self._sampled = (0.0, 0)
+
+    def sample(self, now: float) -> None:
+        """Update the message rate from the totals since the previous sample."""
+        then, count = self._sampled
+        if then and now > then:
+            self.messages_per_second = (self.messages - count) / (now - then)
+        self._sampled = (now, self.messages)
+
+    def error(self, code: str) -> None:
+        self.errors[code] += 1
+        if code == "rate-limited":
+            self.rate_limited += 1
+
+    def snapshot(self) -> dict[str, object]:
+        return {name: (dict(value) if isinstance(value, Counter) else value)
+                for name in self.__slots__ if not name.startswith("_")
+                for value in [getattr(self, name)]}

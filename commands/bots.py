@@ -1,0 +1,98 @@
+"""Bots and flow: API tokens, typing indicators, a room's own message rate."""
+
+from __future__ import annotations
+
+import time
+
+from chatd.context import Context
+from chatd.errors import ChatError, Code
+from chatd.outgoing import Outgoing
+from chatd.params import Choice, Duration, RoomRef, Word
+from chatd.protection import ROOM_BURST, ROOM_RATE
+from chatd.ratelimit import TokenBucket
+from chatd.registry import Ok, command, ok
+from chatd.room import Role, Room
+
+GROUP = "bots"
+
+
+@command("token", Choice("action", choices=("create", "list", "revoke")),
+         Word("name", optional=True), Duration("ttl", optional=True), group=GROUP,
+         usage="/token create [name] [ttl]  |  /token list  |  /token revoke <name>")
+async def token(ctx: Context, action: str, name: str | None, ttl: float | None) -> Ok:
+    """Manage API tokens for bots: shown once, stored only as a hash."""
+    tokens = ctx.services.tokens
+    if action == "create":
+        secret, record = await tokens.create(ctx.user, name or "default", ttl)
+        return ok(f"Token {record.name}: {secret}  (shown only now; log in with "
+                  f"/login {ctx.user.name} --token <token>)", token=secret, name=record.name,
+                  expires=record.expires_at)
+    if action == "revoke":
+        if name is None:
+            raise ChatError(Code.BAD_ARGUMENTS, "usage: /token revoke <name>.")
+        await tokens.revoke(ctx.user, name)
+        return ok(f"Token {name} revoked.", name=name)
+    records = await tokens.list(ctx.user)
+    if records:
+        ctx.table(["name", "created (UTC)", "expires (UTC)"],
+                  [[r.name, _day(r.created_at), _day(r.expires_at) if r.expires_at else "never"]
+                   for r in records])
+    return ok(f"{len(records)} token{'s' * (len(records) != 1)}.",
+              tokens=[{"name": r.name, "created": r.created_at, "expires": r.expires_at}
+                      for r in records])
+
+
+def _day(stamp: float) -> str:
+    return time.strftime("%Y-%m-%d %H:%M", time.gmtime(stamp))
+
+
+@command("typing", RoomRef("room", optional=True), group=GROUP)
+def typing(ctx: Context, room: Room) -> Ok:
+    """Tell a room you are typing (never stored; dropped first when a client lags)."""
+    if not room.is_member(ctx.user.id):
+        raise ChatError(Code.NOT_IN_ROOM, f"you are not in #{room.name}.")
+    session = ctx.session
+    if session.typing_bucket is None:
+        session.typing_bucket = TokenBucket(ctx.services.config.limits.typing_rate, 2,
+                                            ctx.services.clock.monotonic)
+    wait = session.typing_bucket.try_take()
+    if wait:
+        raise ChatError(Code.RATE_LIMITED, "typing indicators are limited; wait a moment.",
+                        retry_ms=max(1, round(wait * 1000)))
+    item = Outgoing({"type": "event", "event": "typing", "room": room.name,
+                     "user": ctx.user.name}, room.id)
+    ctx.services.bus.to_room(room, item, skip=session)
+    return ok(room=room.name)
+
+
+@command("ratelimit", Word("rate"), Word("burst", optional=True), RoomRef("room", optional=True),
+         role=Role.OWNER, group=GROUP,
+         usage="/ratelimit <messages-per-second> [burst] [room]  |  /ratelimit off [room]")
+async def ratelimit(ctx: Context, rate: str, burst: str | None, room: Room) -> Ok:
+    """Set a room's own message rate within the server's bounds (owner), or 'off'."""
+    # The dispatcher checked the owner role just now, with no await in between.
+    limits = ctx.services.config.limits
+    settings = dict(room.settings)
+    if rate.lower() == "off":
+        settings.pop(ROOM_RATE, None)
+        settings.pop(ROOM_BURST, None)
+        text = f"#{room.name} uses the server's message rate again."
+    else:
+        value, size = _rate(rate, limits.room_message_rate_max), _rate(
+            burst or rate, limits.room_message_burst_max)
+        settings |= {ROOM_RATE: value, ROOM_BURST: max(1.0, size)}
+        text = f"#{room.name}: {value:g} messages a second, bursts of {max(1.0, size):g}."
+    await ctx.services.storage.set_room_settings(room.id, settings)
+    room.settings = settings
+    ctx.services.protection.room_rate_changed(room)
+    return ok(text, room=room.name, rate=settings.get(ROOM_RATE), burst=settings.get(ROOM_BURST))
+
+
+def _rate(raw: str, high: float) -> float:
+    try:
+        value = float(raw)
+    except ValueError:
+        value = -1.0
+    if not 0.1 <= value <= high:
+        raise ChatError(Code.BAD_ARGUMENTS, f"a rate or burst is a number from 0.1 to {high:g}.")
+    return value

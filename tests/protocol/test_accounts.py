@@ -1,0 +1,332 @@
+"""Accounts over the wire: register, login, logout, passwd, whoami, quit."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from chatd.client import ChatClient, LineClient
+from chatd.clock import ManualClock
+from chatd.server import ChatServer
+from tests.helpers import PASSWORD, Clients, start_server
+
+
+async def error_of(client: ChatClient, line: str) -> dict[str, Any]:
+    """The final ``error`` line of a command that must fail."""
+    reply = await client.command(line, check=False)
+    assert reply.final["type"] == "error", reply.final
+    return reply.final
+
+
+async def settle(client: ChatClient) -> list[dict[str, Any]]:
+    """Everything the connection received (and nobody took) before a /ping round trip."""
+    await client.command("/ping")
+    return client.pending_events()
+
+
+async def text_client(clients: Clients) -> LineClient:
+    """A raw text connection with its banner read."""
+    client = await clients.raw()
+    assert (await client.line()).startswith("* chatd")
+    return client
+
+
+async def text_run(client: LineClient, line: str) -> list[str]:
+    """Send ``line``; return the lines it produced (up to a labelled /ping barrier)."""
+    client.send(line)
+    client.send("@sync /ping")
+    return (await client.until(lambda s: s.startswith("@sync ")))[:-1]
+
+
+# -- /register ---------------------------------------------------------------------
+
+
+async def test_register_logs_in_and_replies_with_the_account(clients: Clients) -> None:
+    client = await clients.anonymous()
+    reply = await client.command(f"/register alice {PASSWORD}")
+    assert reply["command"] == "register"
+    assert reply["user"] == "alice"
+    assert reply["admin"] is False
+    assert reply["rooms"] == []
+    assert reply["notifications"] == 0
+    who = await client.command("/whoami")
+    assert who["user"] == "alice"
+
+
+async def test_register_keeps_the_case_of_the_name(clients: Clients) -> None:
+    client = await clients.anonymous()
+    reply = await client.command(f"/register Alice_01 {PASSWORD}")
+    assert reply["user"] == "Alice_01"
+
+
+@pytest.mark.parametrize("taken", ["alice", "ALICE", "Alice", "aLiCe"])
+async def test_register_refuses_a_taken_name_case_insensitively(
+        clients: Clients, taken: str) -> None:
+    await clients.user("alice")
+    other = await clients.anonymous()
+    error = await error_of(other, f"/register {taken} {PASSWORD}")
+    assert error["code"] == "name-taken"
+    assert error["command"] == "register"
+    # Refused means not logged in.
+    assert (await error_of(other, "/whoami"))["code"] == "not-logged-in"
+
+
+@pytest.mark.parametrize("name", ["bad!name", "x" * 25, "émile", "a.b", "#chan", "dot.",
+                                  "\u212aelvin"])
+async def test_register_refuses_an_invalid_name(clients: Clients, name: str) -> None:
+    client = await clients.anonymous()
+    assert (await error_of(client, f"/register {name} {PASSWORD}"))["code"] == "invalid-name"
+
+
+async def test_register_accepts_the_longest_name(clients: Clients) -> None:
+    client = await clients.anonymous()
+    name = "a-" * 12
+    assert (await client.command(f"/register {name} {PASSWORD}"))["user"] == name
+
+
+@pytest.mark.parametrize("password", ["abc", "x" * 73, "é" * 37])
+async def test_register_refuses_a_password_of_bad_length(clients: Clients, password: str) -> None:
+    client = await clients.anonymous()
+    assert (await error_of(client, f"/register alice {password}"))["code"] == "bad-arguments"
+    assert clients.server.services.accounts.find("alice") is None
+
+
+@pytest.mark.parametrize("password", ["abcd", "x" * 72])
+async def test_register_accepts_passwords_at_the_length_limits(
+        clients: Clients, password: str) -> None:
+    client = await clients.anonymous()
+    await client.command(f"/register alice {password}")
+    again = await clients.anonymous()
+    assert (await again.command(f"/login alice {password}"))["user"] == "alice"
+
+
+@pytest.mark.parametrize("line", [f"/register bob {PASSWORD}", f"/login alice {PASSWORD}"])
+async def test_register_and_login_refused_when_already_logged_in(
+        clients: Clients, line: str) -> None:
+    alice = await clients.user("alice")
+    assert (await error_of(alice, line))["code"] == "already-logged-in"
+    assert (await alice.command("/whoami"))["user"] == "alice"
+
+
+@pytest.fixture
+async def closed_server(tmp_path: Path, clock: ManualClock) -> AsyncIterator[ChatServer]:
+    server = await start_server(tmp_path / "closed.db", clock=clock,
+                                accounts__registration="admin")
+    yield server
+    await server.stop()
+
+
+async def test_register_refused_when_registration_is_for_admins(
+        closed_server: ChatServer) -> None:
+    opened = Clients(closed_server)
+    try:
+        client = await opened.anonymous()
+        assert (await error_of(client, f"/register alice {PASSWORD}"))["code"] == \
+            "registration-closed"
+        assert closed_server.services.accounts.find("alice") is None
+        text = await opened.raw()
+        await text.line()
+        lines = await text_run(text, f"/register bob {PASSWORD}")
+        assert len(lines) == 1 and lines[0].startswith("! registration-closed:")
+    finally:
+        await opened.close()
+
+
+# -- /login -------------------------------------------------------------------------
+
+
+async def test_login_failures_do_not_tell_which_accounts_exist(clients: Clients) -> None:
+    await clients.user("alice")
+    client = await clients.anonymous()
+    wrong_password = await error_of(client, "/login alice not-the-password")
+    unknown_user = await error_of(client, f"/login nobody {PASSWORD}")
+    invalid_name = await error_of(client, f"/login bad!name {PASSWORD}")
+    for error in (wrong_password, unknown_user, invalid_name):
+        assert error["code"] == "auth-failed"
+        assert error["message"] == wrong_password["message"]
+    assert (await error_of(client, "/whoami"))["code"] == "not-logged-in"
+    assert (await client.command(f"/login alice {PASSWORD}"))["user"] == "alice"
+
+
+async def test_login_reply_lists_rooms_and_notification_count(clients: Clients) -> None:
+    alice = await clients.user("alice")
+    await alice.command("/create general")
+    await alice.command("/create dev")
+    await alice.command("/logout")
+    bob = await clients.user("bob")
+    await bob.command("/msg alice are you there?")
+    again = await clients.anonymous()
+    reply = await again.command(f"/login alice {PASSWORD}")
+    assert reply["command"] == "login"
+    assert reply["user"] == "alice"
+    assert reply["rooms"] == ["dev", "general"]
+    assert reply["notifications"] == 1
+    assert reply["direct_messages"] == 1
+
+
+async def test_login_with_no_rooms_lists_none(clients: Clients) -> None:
+    await clients.user("alice")
+    client = await clients.anonymous()
+    reply = await client.command(f"/login alice {PASSWORD}")
+    assert reply["rooms"] == [] and reply["notifications"] == 0
+
+
+# -- /logout ------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("line", ["/whoami", "/create general", "/join general", "/rooms",
+                                  "/msg bob hi", "/history general", "/myrooms", "/logout",
+                                  "/passwd a b", "/say general hi", "/me waves"])
+async def test_after_logout_login_commands_say_not_logged_in(
+        clients: Clients, line: str) -> None:
+    alice = await clients.user("alice")
+    await clients.user("bob")
+    await alice.command("/create general")
+    reply = await alice.command("/logout")
+    assert reply["command"] == "logout"
+    assert (await error_of(alice, line))["code"] == "not-logged-in"
+    # Commands anyone may use still work, and so does logging in again.
+    assert (await alice.command("/ping"))["command"] == "ping"
+    assert (await alice.command(f"/login alice {PASSWORD}"))["rooms"] == ["general"]
+
+
+async def test_after_logout_plain_lines_say_not_logged_in(clients: Clients) -> None:
+    alice = await clients.user("alice")
+    await alice.command("/create general")
+    await alice.command("/logout")
+    error = await alice.say("anyone?")
+    assert error["type"] == "error" and error["code"] == "not-logged-in"
+
+
+async def test_logged_out_connection_stops_receiving_room_messages(clients: Clients) -> None:
+    alice = await clients.user("alice")
+    await alice.command("/create general")
+    bob = await clients.user("bob")
+    await bob.command("/join general")
+    await alice.command("/logout")
+    await bob.say("still there?")
+    assert [e for e in await settle(alice) if e["type"] == "message"] == []
+    # The membership itself stays with the account.
+    who = await bob.command("/who general")
+    assert {m["user"]: m["online"] for m in who["members"]} == {"alice": False, "bob": True}
+
+
+# -- /passwd ------------------------------------------------------------------------
+
+
+async def test_passwd_needs_the_old_password_and_the_new_one_works(clients: Clients) -> None:
+    alice = await clients.user("alice")
+    assert (await error_of(alice, "/passwd wrong-old new-password"))["code"] == "auth-failed"
+    assert (await error_of(alice, f"/passwd {PASSWORD} abc"))["code"] == "bad-arguments"
+    reply = await alice.command(f"/passwd {PASSWORD} new-password")
+    assert reply["command"] == "passwd"
+    other = await clients.anonymous()
+    assert (await error_of(other, f"/login alice {PASSWORD}"))["code"] == "auth-failed"
+    assert (await other.command("/login alice new-password"))["user"] == "alice"
+
+
+async def test_passwd_missing_argument_is_bad_arguments(clients: Clients) -> None:
+    alice = await clients.user("alice")
+    error = await error_of(alice, f"/passwd {PASSWORD}")
+    assert error["code"] == "bad-arguments" and "/passwd <old> <new>" in error["message"]
+
+
+# -- /whoami ------------------------------------------------------------------------
+
+
+async def test_whoami_fields(clients: Clients) -> None:
+    alice = await clients.user("alice")
+    who = await alice.command("/whoami")
+    assert who["command"] == "whoami"
+    assert who["user"] == "alice" and who["admin"] is False
+    assert who["rooms"] == [] and who["current_room"] is None
+    assert who["connections"] == 1 and isinstance(who["session"], int)
+    await alice.command("/create general")
+    await alice.command("/create dev")
+    second = await clients.user("alice")
+    who = await alice.command("/whoami")
+    assert who["rooms"] == ["dev", "general"]
+    assert who["current_room"] == "dev"
+    assert who["connections"] == 2
+    other = await second.command("/whoami")
+    assert other["session"] != who["session"]
+    assert other["current_room"] is None  # two rooms: the new connection picks none
+
+
+# -- /quit --------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("line", ["/quit", "/quit see you all"])
+async def test_quit_closes_the_connection_after_its_ok(clients: Clients, line: str) -> None:
+    alice = await clients.user("alice")
+    reply = await alice.command(line)
+    assert reply["command"] == "quit"
+    assert (await alice.next_event(timeout=5))["type"] == "closed"
+    user = clients.server.services.accounts.find("alice")
+    assert user is not None and not user.online
+
+
+async def test_quit_works_before_login_in_text_mode(clients: Clients) -> None:
+    client = await text_client(clients)
+    client.send("/quit")
+    assert (await client.line()).startswith("* ")
+    with pytest.raises(ConnectionError):
+        await client.line(timeout=5)
+
+
+# -- one user, two connections -----------------------------------------------------
+
+
+async def test_one_user_on_two_connections_gets_room_messages_on_both(clients: Clients) -> None:
+    first = await clients.user("alice")
+    await first.command("/create general")
+    second = await clients.user("alice")
+    bob = await clients.user("bob")
+    await bob.command("/join general")
+    sent = await bob.say("hello alice")
+    for connection in (first, second):
+        got = await connection.next_event(lambda e: e.get("type") == "message", timeout=5)
+        assert got["id"] == sent["id"] and got["room"] == "general"
+        assert got["from"] == "bob" and got["text"] == "hello alice"
+    # The sender's other connection sees what one connection said.
+    mine = await first.say("hi bob")
+    echoed = await second.next_event(lambda e: e.get("type") == "message", timeout=5)
+    assert echoed["id"] == mine["id"] and echoed["from"] == "alice"
+
+
+async def test_one_user_on_two_connections_gets_direct_messages_on_both(
+        clients: Clients) -> None:
+    first = await clients.user("alice")
+    second = await clients.user("alice")
+    bob = await clients.user("bob")
+    sent = await bob.command("/msg alice psst")
+    for connection in (first, second):
+        got = await connection.next_event(lambda e: e.get("type") == "message", timeout=5)
+        assert got["id"] == sent["id"] and got["to"] == "alice" and got["from"] == "bob"
+        assert "room" not in got
+    # What one of alice's connections sends shows on her other one too.
+    reply = await first.command("/msg bob back at you")
+    copy = await second.next_event(lambda e: e.get("type") == "message", timeout=5)
+    assert copy["id"] == reply["id"] and copy["to"] == "bob" and copy["from"] == "alice"
+
+
+# -- text mode --------------------------------------------------------------------
+
+
+async def test_account_commands_in_text_mode(clients: Clients) -> None:
+    client = await text_client(clients)
+    [welcome] = await text_run(client, f"/register alice {PASSWORD}")
+    assert welcome.startswith("* ") and "alice" in welcome
+    [whoami] = await text_run(client, "/whoami")
+    assert whoami.startswith("* ") and "alice" in whoami
+    [taken] = await text_run(client, f"/login alice {PASSWORD}")
+    assert taken.startswith("! already-logged-in:")
+    [bye] = await text_run(client, "/logout")
+    assert bye.startswith("* ")
+    [failed] = await text_run(client, "/login alice wrong-password")
+    assert failed.startswith("! auth-failed:")
+    [back] = await text_run(client, f"/login ALICE {PASSWORD}")
+    assert back.startswith("* ") and "alice" in back

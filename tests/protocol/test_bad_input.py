@@ -1,0 +1,260 @@
+"""Hostile or broken bytes on the socket: long lines, bad UTF-8, telnet, controls, garbage."""
+
+from __future__ import annotations
+
+import json
+import random
+from typing import Any
+
+import pytest
+
+from chatd.client import ChatClient, LineClient
+from tests.helpers import PASSWORD, Clients
+
+MAX_LINE = 4096
+CONTROLS = [chr(c) for c in [*range(0x00, 0x09), *range(0x0A, 0x20), *range(0x7F, 0xA0)]]
+
+
+def is_message(event: dict[str, Any]) -> bool:
+    return event.get("type") == "message"
+
+
+async def settle(client: ChatClient) -> list[dict[str, Any]]:
+    """Everything the connection received (and nobody took) before a /ping round trip."""
+    await client.command("/ping")
+    return client.pending_events()
+
+
+async def text_client(clients: Clients, name: str | None = None) -> LineClient:
+    """A text-mode connection, logged in as ``name`` if given (registering it if new)."""
+    client = await clients.raw()
+    assert (await client.line()).startswith("* chatd")
+    if name is not None:
+        verb = "login" if clients.server.services.accounts.find(name) else "register"
+        await text_run(client, f"/{verb} {name} {PASSWORD}")
+    return client
+
+
+async def text_run(client: LineClient, line: str | bytes | None) -> list[str]:
+    """Send ``line`` (if any); return the lines received up to a labelled /ping barrier."""
+    if line is not None:
+        client.send(line)
+    client.send("@sync /ping")
+    return (await client.until(lambda s: s.startswith("@sync ")))[:-1]
+
+
+async def listening_room(clients: Clients) -> tuple[ChatClient, LineClient]:
+    """bob (JSON) and a text-mode alice, both in #general (alice's current room)."""
+    bob = await clients.user("bob")
+    await bob.command("/create general")
+    alice = await text_client(clients, "alice")
+    await text_run(alice, "/join general")
+    await settle(bob)
+    return bob, alice
+
+
+# -- long lines ---------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("size", [MAX_LINE + 1, MAX_LINE * 3, 100_000])
+async def test_an_over_long_line_is_refused_and_the_connection_survives(
+        clients: Clients, size: int) -> None:
+    client = await text_client(clients)
+    lines = await text_run(client, "/" + "x" * (size - 1))
+    assert len(lines) == 1 and lines[0].startswith("! line-too-long:")
+    assert await text_run(client, "/ping") == ["* pong"]
+
+
+async def test_an_over_long_message_reaches_nobody(clients: Clients) -> None:
+    bob, alice = await listening_room(clients)
+    [error] = await text_run(alice, "y" * (MAX_LINE + 10))
+    assert error.startswith("! line-too-long:")
+    assert [e for e in await settle(bob) if is_message(e)] == []
+    alice.send("short one")
+    assert (await bob.next_event(is_message, timeout=5))["text"] == "short one"
+
+
+async def test_a_line_of_exactly_the_limit_is_accepted(clients: Clients) -> None:
+    bob, alice = await listening_room(clients)
+    text = "z" * MAX_LINE
+    alice.send(text)  # 4096 bytes plus CRLF
+    assert await alice.line() == f"<alice> {text}"
+    assert (await bob.next_event(is_message, timeout=5))["text"] == text
+    [error] = await text_run(alice, "z" * (MAX_LINE + 1))
+    assert error.startswith("! line-too-long:")
+
+
+async def test_the_limit_counts_bytes_not_characters(clients: Clients) -> None:
+    bob, alice = await listening_room(clients)
+    fits = "é" * (MAX_LINE // 2)  # two bytes each
+    alice.send(fits)
+    assert await alice.line() == f"<alice> {fits}"
+    assert (await bob.next_event(is_message, timeout=5))["text"] == fits
+    [error] = await text_run(alice, fits + "é")
+    assert error.startswith("! line-too-long:")
+
+
+async def test_an_over_long_line_in_pieces_is_reported_once(clients: Clients) -> None:
+    client = await text_client(clients)
+    for _ in range(50):
+        client.send(b"w" * 2000)  # 100 kB without a newline
+        await client.writer.drain()
+    client.send(b"\r\n")
+    lines = await text_run(client, "/ping")
+    assert len(lines) == 2 and lines[0].startswith("! line-too-long:") and lines[1] == "* pong"
+
+
+async def test_an_over_long_line_in_json_mode(clients: Clients) -> None:
+    client = await clients.user("alice")
+    client.send_line("/ping " + "p" * MAX_LINE)
+    error = await client.next_event(lambda e: e.get("type") == "error", timeout=5)
+    assert error["code"] == "line-too-long"
+    assert (await client.command("/whoami"))["user"] == "alice"
+
+
+# -- UTF-8 --------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("raw", [b"\xc3\x28 hello", b"\x80abc", b"/ping \xe2\x82",
+                                 b"\xed\xa0\x80 surrogate", b"\xc0\xaf overlong", b"\xfe"])
+async def test_invalid_utf8_is_refused_and_the_connection_survives(
+        clients: Clients, raw: bytes) -> None:
+    client = await text_client(clients)
+    lines = await text_run(client, raw + b"\r\n")
+    assert len(lines) == 1 and lines[0].startswith("! invalid-utf8:")
+    assert await text_run(client, "/ping") == ["* pong"]
+
+
+async def test_invalid_utf8_in_json_mode_and_nothing_reaches_the_room(
+        clients: Clients) -> None:
+    alice = await clients.user("alice")
+    await alice.command("/create general")
+    bob = await text_client(clients, "bob")
+    await text_run(bob, "/join general")
+    bob.send("/format json")
+    assert json.loads(await bob.line())["type"] == "ok"
+    await settle(alice)
+    bob.send(b"caf\xe9 au lait\r\n")  # Latin-1, not UTF-8
+    error = json.loads(await bob.line())
+    assert error["type"] == "error" and error["code"] == "invalid-utf8"
+    assert [e for e in await settle(alice) if is_message(e)] == []
+    bob.send("café au lait")
+    echo = json.loads(await bob.line())
+    assert echo["type"] == "message" and echo["text"] == "café au lait"
+
+
+# -- telnet -------------------------------------------------------------------------
+
+IAC_WILL_TTYPE = b"\xff\xfb\x18"
+IAC_DO_ECHO = b"\xff\xfd\x01"
+IAC_SB_TTYPE = b"\xff\xfa\x18\x00xterm-256color\xff\xf0"
+IAC_NOP = b"\xff\xf1"
+
+
+async def test_telnet_negotiation_is_ignored(clients: Clients) -> None:
+    client = await text_client(clients)
+    client.send(IAC_WILL_TTYPE + IAC_DO_ECHO + IAC_SB_TTYPE + b"/ping\r\n")
+    assert await client.line() == "* pong"
+    client.send(b"/pi" + IAC_DO_ECHO + b"ng" + IAC_NOP + b"\r\n")
+    assert await client.line() == "* pong"
+    # Negotiation alone, even split across writes, produces no reply at all.
+    client.send(IAC_SB_TTYPE[:5])
+    await client.writer.drain()
+    client.send(IAC_SB_TTYPE[5:] + IAC_WILL_TTYPE)
+    assert await text_run(client, None) == []
+
+
+async def test_telnet_bytes_do_not_reach_the_room(clients: Clients) -> None:
+    bob, alice = await listening_room(clients)
+    alice.send(b"hel" + IAC_WILL_TTYPE + b"lo" + IAC_SB_TTYPE + b" there\r\n")
+    assert await alice.line() == "<alice> hello there"
+    assert (await bob.next_event(is_message, timeout=5))["text"] == "hello there"
+
+
+async def test_telnet_login(clients: Clients) -> None:
+    client = await text_client(clients)
+    client.send(IAC_WILL_TTYPE + f"/register alice {PASSWORD}\r\n".encode() + IAC_DO_ECHO)
+    assert (await client.line()).startswith("* ")
+    assert clients.server.services.accounts.find("alice") is not None
+
+
+# -- control characters ---------------------------------------------------------------
+
+
+async def test_nul_and_esc_never_reach_another_user(clients: Clients) -> None:
+    bob, alice = await listening_room(clients)
+    reader = await text_client(clients, "carol")
+    await text_run(reader, "/join general")
+    alice.send("hi\x00there \x1b[31mred\x1b[0m \x07bell\x9b2J\rend")
+    own = await alice.line()
+    got_json = await bob.next_event(is_message, timeout=5)
+    raw = await reader.reader.readline()
+    for control in CONTROLS:
+        assert control not in got_json["text"]
+        assert control.encode() not in raw[:-2]
+        assert control not in own
+    assert got_json["text"] == "hithere [31mred[0m bell2Jend"
+    assert raw == b"<alice> hithere [31mred[0m bell2Jend\r\n"
+
+
+@pytest.mark.parametrize("line", ["/topic \x1b]0;owned\x07 topic", "/msg bob \x1b[2Jwipe",
+                                  "/me \x1b[5mblinks", "/say general \x00\x1b[1mbold"])
+async def test_controls_are_removed_from_command_text(clients: Clients, line: str) -> None:
+    alice = await text_client(clients, "alice")
+    await text_run(alice, "/create general")
+    bob = await clients.user("bob")
+    await bob.command("/join general")
+    reader = await text_client(clients, "bob")
+    await settle(bob)
+    await text_run(alice, line)
+    received = await text_run(reader, None)
+    json_side = [e for e in await settle(bob) if e.get("type") in ("message", "event")]
+    assert len(received) == 1 and len(json_side) == 1
+    for text in [*received, *map(str, json_side[0].values())]:
+        assert not any(control in text for control in CONTROLS), text
+
+
+# -- empty lines and garbage ----------------------------------------------------------
+
+
+async def test_thousands_of_empty_lines_are_ignored(clients: Clients) -> None:
+    bob, alice = await listening_room(clients)
+    alice.send(b"\r\n" * 5000 + b"\n" * 2000 + b"   \t  \r\n" * 500)
+    assert await text_run(alice, None) == []
+    assert [e for e in await settle(bob) if is_message(e)] == []
+    alice.send("still here")
+    assert await alice.line() == "<alice> still here"
+
+
+def garbage(seed: int, size: int, allow_iac: bool) -> bytes:
+    data = random.Random(seed).randbytes(size)
+    return data if allow_iac else data.replace(b"\xff", b"?")
+
+
+async def test_garbage_without_telnet_bytes_leaves_the_connection_usable(
+        clients: Clients) -> None:
+    client = await text_client(clients)
+    client.send(garbage(7, 64_000, allow_iac=False) + b"\r\n")
+    replies = await text_run(client, "/ping")
+    assert replies[-1] == "* pong"
+    assert all(line.startswith("! ") for line in replies[:-1])
+
+
+async def test_binary_garbage_does_not_hurt_the_server(clients: Clients) -> None:
+    bystander = await clients.user("bob")
+    await bystander.command("/create general")
+    attackers = []
+    for seed in range(3):
+        attacker = await text_client(clients)
+        attacker.send(garbage(seed, 200_000, allow_iac=True))
+        attackers.append(attacker)
+    for attacker in attackers:
+        await attacker.writer.drain()
+    assert (await bystander.command("/ping"))["command"] == "ping"
+    newcomer = await clients.user("carol")
+    await newcomer.command("/join general")
+    echo = await newcomer.say("the server is fine")
+    assert (await bystander.next_event(is_message, timeout=5))["id"] == echo["id"]
+    for attacker in attackers:
+        await attacker.close()
+    assert (await bystander.command("/whoami"))["user"] == "bob"

@@ -1,0 +1,149 @@
+"""The text format, as a person on telnet sees it (shapes, not wording)."""
+
+from __future__ import annotations
+
+import re
+
+from chatd.client import LineClient
+from tests.helpers import PASSWORD, Clients
+
+ERROR = re.compile(r"^! [a-z]+(-[a-z]+)*: \S")
+ESC = "\x1b"
+
+
+async def text_client(clients: Clients) -> LineClient:
+    client = await clients.raw()
+    assert (await client.line()).startswith("* chatd")
+    return client
+
+
+async def text_run(client: LineClient, line: str | None) -> list[str]:
+    """Send ``line`` (if any); return the lines received up to a labelled /ping barrier."""
+    if line is not None:
+        client.send(line)
+    client.send("@sync /ping")
+    return (await client.until(lambda s: s.startswith("@sync ")))[:-1]
+
+
+async def test_banner_is_a_notice_line_ending_in_crlf(clients: Clients) -> None:
+    client = await clients.raw()
+    raw = await client.reader.readline()
+    assert raw.startswith(b"* chatd") and raw.endswith(b"\r\n")
+    assert b"\r" not in raw[:-2] and ESC.encode() not in raw
+    client.send("/ping")
+    assert await client.reader.readline() == b"* pong\r\n"
+
+
+async def test_lf_only_input_is_accepted(clients: Clients) -> None:
+    client = await text_client(clients)
+    client.send(b"/ping\n")
+    assert await client.line() == "* pong"
+
+
+async def test_a_session_like_the_transcript(clients: Clients) -> None:
+    bob = await clients.user("bob")
+    created = await bob.command("/create general")
+    await bob.command("/topic Say hello!")
+    await bob.command("/create rustaceans request")
+    alice = await text_client(clients)
+
+    [welcome] = await text_run(alice, f"/register alice {PASSWORD}")
+    assert welcome.startswith("* ") and "alice" in welcome
+
+    header, general, rust, footer = await text_run(alice, "/rooms")
+    assert header.split() == ["id", "room", "mode", "members", "topic"]
+    assert general.split() == [str(created["id"]), "general", "open", "1", "Say", "hello!"]
+    assert rust.split()[1:] == ["rustaceans", "request", "1"]
+    # Aligned: every column starts where its header starts; ids are right-aligned.
+    for column in ("room", "mode"):
+        assert general.index("general" if column == "room" else "open") == header.index(column)
+        assert rust.index("rustaceans" if column == "room" else "request") == \
+            header.index(column)
+    assert general.index(str(created["id"])) + len(str(created["id"])) == \
+        header.index("id") + 2
+    assert footer.startswith("* ") and "1" in footer
+
+    [joined] = await text_run(alice, "/join general")
+    assert joined.startswith("* ") and "#general" in joined
+
+    await bob.command("/say general morning all")
+    assert await text_run(alice, None) == ["<bob> morning all"]
+    alice.send("hi bob")
+    assert await alice.line() == "<alice> hi bob"
+    heard = await bob.next_event(lambda e: e.get("type") == "message" and e["from"] == "alice")
+    assert heard["text"] == "hi bob" and heard["room"] == "general"
+
+    [missing] = await text_run(alice, "/join nosuchroom")
+    assert missing.startswith("! no-such-room:") and ERROR.match(missing)
+    [refused] = await text_run(alice, "/topic general Mine now")
+    assert refused.startswith("! not-permitted:") and ERROR.match(refused)
+    [refused] = await text_run(alice, "/kick bob")
+    assert refused.startswith("! not-permitted:") and ERROR.match(refused)
+
+    usage, needs, *_ = await text_run(alice, "/help kick")
+    assert usage.startswith("  /kick <user>") and needs.startswith("  Needs:")
+
+
+async def test_errors_have_the_bang_code_shape(clients: Clients) -> None:
+    client = await text_client(clients)
+    cases = {
+        "hello?": "not-logged-in",
+        "/whoami": "not-logged-in",
+        "/nosuch": "unknown-command",
+        "/login": "bad-arguments",
+        f"/login nobody {PASSWORD}": "auth-failed",
+    }
+    for line, code in cases.items():
+        [shown] = await text_run(client, line)
+        assert shown.startswith(f"! {code}:") and ERROR.match(shown), shown
+    await text_run(client, f"/register alice {PASSWORD}")
+    [no_room] = await text_run(client, "plain text with no room")
+    assert no_room.startswith("! no-room:")
+
+
+async def test_events_and_notices_start_with_a_star(clients: Clients) -> None:
+    watcher = await text_client(clients)
+    await text_run(watcher, f"/register alice {PASSWORD}")
+    created = await text_run(watcher, "/create general")
+    assert created[0].startswith("* ")
+    bob = await clients.user("bob")
+    await bob.command("/join general")
+    await text_run(watcher, "/topic Be kind")
+    await bob.command("/leave")
+    lines = await text_run(watcher, None)
+    assert lines and all(line.startswith("* ") for line in lines), lines
+
+
+async def test_no_escape_sequences_without_color(clients: Clients) -> None:
+    bob = await clients.user("bob")
+    await bob.command("/create general")
+    alice = await text_client(clients)
+    seen = []
+    for line in [f"/register alice {PASSWORD}", "/help", "/rooms", "/join general",
+                 "/who", "/topic", "/myrooms", "/nosuch", "/history", "/whoami"]:
+        seen += await text_run(alice, line)
+    await bob.say("hello")
+    await bob.command("/me waves")
+    await bob.command("/msg alice hi")
+    await bob.command("/create dev")
+    await bob.command("/leave dev")
+    seen += await text_run(alice, None)
+    assert len(seen) > 20
+    assert not any(ESC in line or "\x9b" in line for line in seen)
+
+
+async def test_color_on_colours_messages_notices_and_errors(clients: Clients) -> None:
+    bob = await clients.user("bob")
+    await bob.command("/create general")
+    alice = await text_client(clients)
+    await text_run(alice, f"/register alice {PASSWORD}")
+    await text_run(alice, "/join general")
+    [switched] = await text_run(alice, "/set color on")
+    assert ESC + "[" in switched
+    await bob.say("hello")
+    [message] = await text_run(alice, None)
+    [error] = await text_run(alice, "/nosuch")
+    [notice] = await text_run(alice, "/whoami")
+    for line in (message, error, notice):
+        assert ESC + "[" in line, line
+    assert re.sub(r"\x1b\[[0-9;]*m", "", error).startswith("! unknown-command:")
