@@ -117,8 +117,12 @@ class Accounts:
         """The user if the password matches; ``auth-failed`` otherwise."""
         record = await self._storage.get_user_by_name(name) if _plausible(name) else None
         stored = record.password_hash if record else self._dummy_hash
+        secret = password.encode()
+        if len(secret) > MAX_PASSWORD_BYTES:
+            # No account has such a password (bcrypt refuses them); fail alike.
+            record, stored, secret = None, self._dummy_hash, b"too long"
         matches = await asyncio.get_running_loop().run_in_executor(
-            None, bcrypt.checkpw, password.encode(), stored)
+            None, bcrypt.checkpw, secret, stored)
         user = self.get(record.id) if record else None
         if not matches or user is None:
             raise ChatError(Code.AUTH_FAILED, "wrong name or password.")

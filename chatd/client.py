@@ -69,9 +69,17 @@ class ChatClient:
         reader, writer = await asyncio.wait_for(
             asyncio.open_connection(host, port, limit=1 << 22, **tls), timeout)
         client = cls(reader, writer)
-        client.banner = (await asyncio.wait_for(reader.readline(), timeout)).decode().strip()
         writer.write(b"/format json\r\n")
-        await asyncio.wait_for(reader.readline(), timeout)  # the format's own ok line
+        # Text lines (the banner, a multi-line MOTD) come first; the first JSON
+        # line is the format's own ok.
+        banner: list[str] = []
+        async with asyncio.timeout(timeout):
+            while not (line := await reader.readline()).startswith(b"{"):
+                if not line:
+                    writer.close()
+                    raise ConnectionError("; ".join(banner) or "connection closed")
+                banner.append(line.decode(errors="replace").rstrip("\r\n"))
+        client.banner = "\n".join(banner)
         client._task = asyncio.ensure_future(client._read())
         return client
 

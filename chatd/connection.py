@@ -58,7 +58,7 @@ class FlushScheduler:
 class Connection(asyncio.Protocol):
     """The transport side of a session."""
 
-    __slots__ = ("_closing", "_framer", "_out", "_paused", "_queue", "_server",
+    __slots__ = ("_closing", "_eof", "_framer", "_out", "_paused", "_queue", "_server",
                  "_transport", "connected_at", "last_input", "session", "worker")
 
     def __init__(self, server: ChatServer) -> None:
@@ -70,10 +70,11 @@ class Connection(asyncio.Protocol):
         self.worker: asyncio.Task[None] | None = None
         self._paused = False
         self._closing = False
+        self._eof = False
         self.connected_at = self.last_input = server.clock.monotonic()
         limits = server.config.limits
         bucket = TokenBucket(limits.command_rate, limits.command_burst, server.clock.monotonic)
-        self.session = Session(self, "-", bucket)
+        self.session = Session(self, "-", bucket, self.connected_at)
 
     # -- asyncio.Protocol ------------------------------------------------------
 
@@ -99,7 +100,12 @@ class Connection(asyncio.Protocol):
             self._transport.pause_reading()
 
     def eof_received(self) -> bool:
-        return False
+        """The client closed its sending side (``nc`` at the end of its input):
+        answer what it sent, then close. True keeps the transport open to write."""
+        self._eof = True
+        if self.worker is None:
+            self._drain()
+        return True
 
     def connection_lost(self, exc: Exception | None) -> None:
         self._closing = True
@@ -117,7 +123,7 @@ class Connection(asyncio.Protocol):
             if pending is not None:
                 self.worker = asyncio.ensure_future(self._continue(pending))
                 return
-        self._resume_reading()
+        self._idle()
 
     async def _continue(self, pending: Awaitable[None]) -> None:
         try:
@@ -128,10 +134,20 @@ class Connection(asyncio.Protocol):
                     await more
         finally:
             self.worker = None
-        self._resume_reading()
+        self._idle()
+
+    def _idle(self) -> None:
+        """Every queued line is handled: read more, or close after the client's EOF."""
+        if self._eof:
+            self.close("end of input")
+        else:
+            self._resume_reading()
 
     def _handle(self, item: str | BadLine) -> Awaitable[None] | None:
         if isinstance(item, BadLine):
+            sink = self.session.line_sink
+            if sink is not None:
+                sink.abort(item.code)  # a damaged line ends an upload
             self.session.send(_framing_error(item.code))
             return None
         return self._server.dispatcher.handle(self.session, item)

@@ -5,6 +5,8 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
+from chatd.errors import ChatError
+from chatd.registry import Deferred, Ok
 from chatd.render import TEXT_ONLY
 
 if TYPE_CHECKING:
@@ -31,6 +33,22 @@ class Context:
         user = self.session.user
         assert user is not None, "command declared without a login need"
         return user
+
+    def reply_ok(self, result: Ok | None = None) -> None:
+        """The command's final ``ok`` (sent once, by the dispatcher or a deferred flow)."""
+        result = result or Ok()
+        self.send({"type": "ok", "command": self.command, "message": result.message,
+                   **result.fields})
+
+    def reply_error(self, exc: ChatError) -> None:
+        """The command's final ``error``."""
+        self.services.stats.error(exc.code.value)
+        self.send({"type": "error", "code": exc.code.value, "message": exc.message,
+                   "command": self.command, **exc.fields})
+
+    def finish(self, result: Ok | Deferred | None) -> None:
+        if not isinstance(result, Deferred):
+            self.reply_ok(result)
 
     def send(self, record: dict[str, Any]) -> None:
         self.session.send(record, self.label)

@@ -16,7 +16,7 @@ from chatd.codec import parse_line
 from chatd.context import Context
 from chatd.errors import ChatError, Code
 from chatd.params import parse as parse_params
-from chatd.registry import Command, CommandTable, Need, Ok
+from chatd.registry import Command, CommandTable, Deferred, Need, Ok
 from chatd.room import Role, Room
 
 if TYPE_CHECKING:
@@ -35,6 +35,9 @@ class Dispatcher:
 
     def handle(self, session: Session, line: str) -> Awaitable[None] | None:
         """Handle one line; returns an awaitable when the command must wait."""
+        sink = session.line_sink
+        if sink is not None:
+            return sink.line(line)
         parsed = parse_line(line)
         if parsed.command is None:
             if parsed.text:
@@ -43,6 +46,7 @@ class Dispatcher:
         cmd = self._table.get(parsed.command)
         ctx = Context(self._services, session, parsed.command, parsed.label)
         try:
+            _charge_command(session)
             if cmd is None:
                 raise ChatError(Code.UNKNOWN_COMMAND,
                                 f"there is no command /{parsed.command}. /help lists them.")
@@ -51,14 +55,14 @@ class Dispatcher:
             kwargs = self._arguments(cmd, ctx, parsed.args)
             result = cmd.handler(ctx, **kwargs)
         except ChatError as exc:
-            self._error(ctx, exc)
+            ctx.reply_error(exc)
             return None
         except Exception:
             self._crash(ctx)
             return None
         if isinstance(result, Coroutine):
             return self._finish(ctx, result)
-        self._ok(ctx, result)  # type: ignore[arg-type]
+        ctx.finish(result)  # type: ignore[arg-type]
         return None
 
     def _message(self, session: Session, text: str) -> None:
@@ -69,24 +73,22 @@ class Dispatcher:
             assert self._table.on_message is not None
             self._table.on_message(ctx, text)
         except ChatError as exc:
-            self._error(ctx, exc)
+            ctx.reply_error(exc)
         except Exception:
             self._crash(ctx)
 
-    async def _finish(self, ctx: Context, pending: Coroutine[Any, Any, Ok | None]) -> None:
+    async def _finish(self, ctx: Context,
+                      pending: Coroutine[Any, Any, Ok | Deferred | None]) -> None:
         try:
             result = await pending
         except ChatError as exc:
-            self._error(ctx, exc)
+            ctx.reply_error(exc)
         except Exception:
             self._crash(ctx)
         else:
-            self._ok(ctx, result)
+            ctx.finish(result)
 
     def _check(self, cmd: Command, session: Session) -> None:
-        wait = session.command_bucket.try_take()
-        if wait:
-            raise _rate_limited(wait)
         if cmd.need is Need.LOGIN and not session.logged_in:
             raise _login_first()
         if cmd.need is Need.ANONYMOUS and session.logged_in:
@@ -103,23 +105,16 @@ class Dispatcher:
                 _require_role(ctx, room, cmd.role, cmd.name)
         return kwargs
 
-    def _ok(self, ctx: Context, result: Ok | None) -> None:
-        result = result or Ok()
-        record = {"type": "ok", "command": ctx.command, "message": result.message,
-                  **result.fields}
-        ctx.session.send(record, ctx.label)
-
-    def _error(self, ctx: Context, exc: ChatError) -> None:
-        self._services.stats.error(exc.code.value)
-        record = {"type": "error", "code": exc.code.value, "message": exc.message,
-                  "command": ctx.command, **exc.fields}
-        ctx.session.send(record, ctx.label)
-
     def _crash(self, ctx: Context) -> None:
-        log.exception("command failed", extra={"fields": {
-            "session": ctx.session.id, "command": ctx.command}})
-        self._error(ctx, ChatError(Code.INTERNAL_ERROR,
-                                   "something went wrong on the server; it has been logged."))
+        crashed(ctx)
+
+
+def crashed(ctx: Context) -> None:
+    """Log an unexpected exception (being handled) and answer ``internal-error``."""
+    log.exception("command failed", extra={"fields": {
+        "session": ctx.session.id, "command": ctx.command}})
+    ctx.reply_error(ChatError(Code.INTERNAL_ERROR,
+                              "something went wrong on the server; it has been logged."))
 
 
 def _require_role(ctx: Context, room: Room, needed: Role, command: str) -> None:
@@ -130,6 +125,13 @@ def _require_role(ctx: Context, room: Room, needed: Role, command: str) -> None:
     if role is None or role.rank < needed.rank:
         who = "the owner" if needed is Role.OWNER else "an admin or the owner"
         raise ChatError(Code.NOT_PERMITTED, f"only {who} of #{room.name} can {command}.")
+
+
+def _charge_command(session: Session) -> None:
+    """Every command line costs a token, unknown ones too."""
+    wait = session.command_bucket.try_take()
+    if wait:
+        raise _rate_limited(wait)
 
 
 def _login_first() -> ChatError:

@@ -37,9 +37,13 @@ class Code(StrEnum):
     INTERNAL_ERROR = "internal-error"
     # Added by chatd beyond the contract's initial list.
     ALREADY_IN_ROOM = "already-in-room"
-    SHUTTING_DOWN = "shutting-down"
     IDLE_TIMEOUT = "idle-timeout"
     NO_SUCH_TOKEN = "no-such-token"
+    NO_SUCH_FILE = "no-such-file"
+    CHECKSUM_MISMATCH = "checksum-mismatch"
+    QUOTA_EXCEEDED = "quota-exceeded"
+    E2E_REQUIRED = "e2e-required"
+    NO_KEY = "no-key"
 
 
 class ChatError(Exception):

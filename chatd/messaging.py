@@ -40,6 +40,12 @@ def message_record(msg: MessageRecord, room_name: str | None = None,
     record |= {"from": msg.sender_name, "text": msg.text, "id": msg.id, "ts": iso_ts(msg.ts)}
     if msg.kind == "action":
         record["action"] = True
+    elif msg.kind == "e2e":
+        # The server relays the envelope untouched and never has a plaintext.
+        del record["text"]
+        record |= {"e2e": True, **msg.extra}
+    elif msg.kind in ("file", "sticker"):
+        record |= msg.extra
     return record
 
 
@@ -63,15 +69,27 @@ class Messaging:
     def post(self, session: Session, room: Room, text: str, action: bool = False,
              label: str | None = None) -> int:
         """Send ``text`` to every connection of every member of ``room``."""
+        return self.post_kind(session, room, text, "action" if action else "text", {}, label)
+
+    def post_kind(self, session: Session, room: Room, text: str, kind: str,
+                  extra: dict[str, Any], label: str | None = None) -> int:
+        """Send a message of any kind (text, action, file, sticker, e2e) to a room.
+
+        ``extra`` holds the kind's fields (``file``, ``sticker``, ``envelope``),
+        stored with the message and added to its wire record.
+        """
         user = session.user
         assert user is not None
         if user.id not in room.members:
             raise ChatError(Code.NOT_IN_ROOM, f"you are not in #{room.name}; /join {room.name}.")
         if user.id in room.mutes:
             self._refuse_if_muted(room, user)
+        if kind != "e2e" and room.settings.get("e2e"):
+            raise ChatError(Code.E2E_REQUIRED, f"#{room.name} is end-to-end encrypted: send "
+                            "with /emsg from a client that encrypts (chatd-client).")
         self._protection.charge_message(session, room)
         msg = MessageRecord(next(self._ids), user.id, user.name, text, self._clock.time(),
-                            room_id=room.id, kind="action" if action else "text")
+                            room_id=room.id, kind=kind, extra=extra)
         self._writer.submit(msg)
         stats = self._stats
         stats.messages += 1
@@ -116,12 +134,12 @@ class Messaging:
                                         sender=user.name, message_id=msg.id)
         return msg.id
 
-    async def replay_direct(self, session: Session) -> int:
+    async def replay_direct(self, session: Session, user: User) -> int:
         """Show a user who logs in the direct messages sent while they were away."""
-        user = session.user
-        assert user is not None
         await self._writer.flush()
         pending = await self._storage.undelivered_direct_messages(user.id)
+        if session.user is not user:
+            return 0  # the connection went away meanwhile: keep them for next time
         for msg in pending:
             session.send(message_record(msg, to=user.name) | {"offline": True})
         await self._storage.mark_delivered([m.id for m in pending])

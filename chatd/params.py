@@ -69,6 +69,26 @@ class Int(Param):
 
 
 @dataclass(frozen=True, slots=True)
+class Number(Param):
+    """A decimal number from ``low`` to ``high``."""
+
+    low: float = 0.0
+    high: float = 1e9
+
+    def convert(self, ctx: Context, word: str, more_follow: bool) -> Any:
+        try:
+            value = float(word)
+        except ValueError:
+            if self.optional:
+                raise Decline from None
+            raise ChatError(Code.BAD_ARGUMENTS, f"{self.name} must be a number.") from None
+        if not self.low <= value <= self.high:
+            raise ChatError(Code.BAD_ARGUMENTS,
+                            f"{self.name} must be from {self.low:g} to {self.high:g}.")
+        return value
+
+
+@dataclass(frozen=True, slots=True)
 class Choice(Param):
     choices: tuple[str, ...] = ()
 
@@ -142,6 +162,8 @@ class RoomRef(Param):
 def parse(params: tuple[Param, ...], ctx: Context, args: str, usage: str) -> dict[str, Any]:
     """Match ``args`` against ``params``; ``bad-arguments`` shows the usage."""
     words = args.split()
+    if len(words) > len(params) and not any(p.rest for p in params):
+        raise ChatError(Code.BAD_ARGUMENTS, f"too many arguments. Usage: {usage}")
     values: dict[str, Any] = {}
     index = 0
     declined: tuple[Param, str] | None = None

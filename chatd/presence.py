@@ -16,6 +16,7 @@ from chatd.session import SessionState
 if TYPE_CHECKING:
     from chatd.accounts import Accounts, User
     from chatd.audit import AuditLog
+    from chatd.clock import Clock
     from chatd.messaging import Messaging
     from chatd.notifications import Notifier
     from chatd.rooms import Rooms
@@ -29,7 +30,8 @@ class Presence:
     """Every session of this process and the logged-in users among them."""
 
     def __init__(self, accounts: Accounts, rooms: Rooms, messaging: Messaging,
-                 notifier: Notifier, audit: AuditLog, stats: Stats) -> None:
+                 notifier: Notifier, audit: AuditLog, stats: Stats, clock: Clock) -> None:
+        self._clock = clock
         self._accounts = accounts
         self._stats = stats
         self._rooms = rooms
@@ -63,7 +65,7 @@ class Presence:
         log.info("login", extra={"fields": {"session": session.id, "user": user.name,
                                             "peer": session.peer}})
         await self._audit.record("login", actor=user.name)
-        replayed = await self._messaging.replay_direct(session)
+        replayed = await self._messaging.replay_direct(session, user)
         return {"user": user.name, "admin": user.is_admin,
                 "rooms": [r.name for r in rooms],
                 "notifications": await self._notifier.count(user),
@@ -81,6 +83,7 @@ class Presence:
             self._online.pop(user.id, None)
         session.user = None
         session.current_room = None
+        session.anonymous_since = self._clock.monotonic()
         if session.state is SessionState.AUTHENTICATED:
             session.state = SessionState.CONNECTED
         log.info("logout", extra={"fields": {"session": session.id, "user": user.name}})
@@ -101,6 +104,9 @@ class Presence:
         await self._audit.record("account-deleted", actor=actor, target=user.name)
 
     def disconnected(self, session: Session) -> None:
+        if session.line_sink is not None:
+            session.line_sink.abort("disconnected")
+            session.line_sink = None
         self.logout(session)
         session.state = SessionState.CLOSING
         self.sessions.discard(session)

@@ -41,7 +41,16 @@ def ok(message: str = "", **fields: Any) -> Ok:
     return Ok(message, fields)
 
 
-Handler = Callable[..., Awaitable[Ok | None] | Ok | None]
+class Deferred:
+    """Returned by a handler whose final reply comes later (after an upload's
+    data lines): the dispatcher sends nothing, and the handler's flow calls
+    :meth:`chatd.context.Context.reply_ok` or ``reply_error`` exactly once."""
+
+
+DEFERRED = Deferred()
+
+
+Handler = Callable[..., Awaitable[Ok | Deferred | None] | Ok | Deferred | None]
 
 
 @dataclass(frozen=True, slots=True)

@@ -229,7 +229,7 @@ class ChatServer:
         limits, now = self.config.limits, self.clock.monotonic()
         for conn in list(self._connections):
             if not conn.session.logged_in:
-                if conn.connected_at < now - limits.login_timeout:
+                if conn.session.anonymous_since < now - limits.login_timeout:
                     self._time_out(conn, Code.NOT_LOGGED_IN, "no login in time; goodbye.")
             elif limits.idle_timeout and conn.last_input < now - limits.idle_timeout:
                 self._time_out(conn, Code.IDLE_TIMEOUT, "idle for too long; goodbye.")
@@ -252,7 +252,7 @@ def _wire(config: Config, clock: Clock, storage: Storage, table: CommandTable) -
     moderation = Moderation(storage, rooms, accounts, bus, notifier, audit, clock)
     protection = Protection(config, clock, moderation, audit)
     messaging = Messaging(storage, writer, bus, notifier, clock, protection, stats)
-    presence = Presence(accounts, rooms, messaging, notifier, audit, stats)
+    presence = Presence(accounts, rooms, messaging, notifier, audit, stats, clock)
     admission = Admission(storage, rooms, accounts, bus, notifier, audit, clock, config)
     tokens = Tokens(storage, accounts, clock)
     return Services(config=config, clock=clock, storage=storage, writer=writer, bus=bus,

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import itertools
 import logging
+from collections.abc import Awaitable
 from enum import Enum
 from typing import TYPE_CHECKING, Any, Protocol
 
@@ -32,6 +33,13 @@ class SessionState(Enum):
     CLOSING = "closing"
 
 
+class LineSink(Protocol):
+    """Takes a connection's raw lines for a while (an upload's data lines)."""
+
+    def line(self, text: str) -> Awaitable[None] | None: ...
+    def abort(self, code: str) -> None: ...
+
+
 class Output(Protocol):
     """What a session needs from its transport."""
 
@@ -47,10 +55,12 @@ class Session:
     __slots__ = (
         "_key_current",
         "_key_other",
+        "anonymous_since",
         "coalesced",
         "command_bucket",
         "current_room",
         "id",
+        "line_sink",
         "out",
         "peer",
         "state",
@@ -59,13 +69,18 @@ class Session:
         "user",
     )
 
-    def __init__(self, out: Output, peer: str, command_bucket: TokenBucket) -> None:
+    def __init__(self, out: Output, peer: str, command_bucket: TokenBucket,
+                 now: float = 0.0) -> None:
         self.id = next(_ids)
+        # Since when nobody is logged in here (connect or logout): the login timeout's start.
+        self.anonymous_since = now
         self.out = out
         self.peer = peer
         self.state = SessionState.CONNECTED
         self.user: User | None = None
         self.current_room: Room | None = None
+        # While set, received lines go to it instead of the command dispatcher.
+        self.line_sink: LineSink | None = None
         self.command_bucket = command_bucket
         # Presence events skipped under output pressure, summarised once it eases.
         self.coalesced = 0

@@ -6,8 +6,9 @@ import time
 
 from chatd.context import Context
 from chatd.errors import ChatError, Code
+from chatd.names import looks_like_duration, parse_duration
 from chatd.outgoing import Outgoing
-from chatd.params import Choice, Duration, RoomRef, Word
+from chatd.params import Choice, Duration, Number, RoomRef, Word
 from chatd.protection import ROOM_BURST, ROOM_RATE
 from chatd.ratelimit import TokenBucket
 from chatd.registry import Ok, command, ok
@@ -22,6 +23,13 @@ GROUP = "bots"
 async def token(ctx: Context, action: str, name: str | None, ttl: float | None) -> Ok:
     """Manage API tokens for bots: shown once, stored only as a hash."""
     tokens = ctx.services.tokens
+    if action == "create" and ttl is None and name is not None and looks_like_duration(name):
+        # "/token create 7d": a lifetime, not a name.
+        try:
+            ttl = parse_duration(name)
+            name = None
+        except ValueError as exc:
+            raise ChatError(Code.BAD_ARGUMENTS, f"ttl: {exc}") from None
     if action == "create":
         secret, record = await tokens.create(ctx.user, name or "default", ttl)
         return ok(f"Token {record.name}: {secret}  (shown only now; log in with "
@@ -65,10 +73,10 @@ def typing(ctx: Context, room: Room) -> Ok:
     return ok(room=room.name)
 
 
-@command("ratelimit", Word("rate"), Word("burst", optional=True), RoomRef("room", optional=True),
-         role=Role.OWNER, group=GROUP,
+@command("ratelimit", Word("rate"), Number("burst", optional=True, low=1, high=1e6),
+         RoomRef("room", optional=True), role=Role.OWNER, group=GROUP,
          usage="/ratelimit <messages-per-second> [burst] [room]  |  /ratelimit off [room]")
-async def ratelimit(ctx: Context, rate: str, burst: str | None, room: Room) -> Ok:
+async def ratelimit(ctx: Context, rate: str, burst: float | None, room: Room) -> Ok:
     """Set a room's own message rate within the server's bounds (owner), or 'off'."""
     # The dispatcher checked the owner role just now, with no await in between.
     limits = ctx.services.config.limits
@@ -78,21 +86,23 @@ async def ratelimit(ctx: Context, rate: str, burst: str | None, room: Room) -> O
         settings.pop(ROOM_BURST, None)
         text = f"#{room.name} uses the server's message rate again."
     else:
-        value, size = _rate(rate, limits.room_message_rate_max), _rate(
-            burst or rate, limits.room_message_burst_max)
-        settings |= {ROOM_RATE: value, ROOM_BURST: max(1.0, size)}
-        text = f"#{room.name}: {value:g} messages a second, bursts of {max(1.0, size):g}."
+        value = _within(rate, "rate", limits.room_message_rate_max)
+        size = _within(str(burst if burst is not None else max(1.0, value)), "burst",
+                       limits.room_message_burst_max)
+        settings |= {ROOM_RATE: value, ROOM_BURST: size}
+        text = f"#{room.name}: {value:g} messages a second, bursts of {size:g}."
     await ctx.services.storage.set_room_settings(room.id, settings)
     room.settings = settings
     ctx.services.protection.room_rate_changed(room)
     return ok(text, room=room.name, rate=settings.get(ROOM_RATE), burst=settings.get(ROOM_BURST))
 
 
-def _rate(raw: str, high: float) -> float:
+def _within(raw: str, what: str, high: float) -> float:
     try:
         value = float(raw)
     except ValueError:
         value = -1.0
     if not 0.1 <= value <= high:
-        raise ChatError(Code.BAD_ARGUMENTS, f"a rate or burst is a number from 0.1 to {high:g}.")
+        raise ChatError(Code.BAD_ARGUMENTS, f"the {what} is a number from 0.1 to {high:g}, "
+                        "or 'off'.")
     return value

@@ -22,7 +22,7 @@ def help_(ctx: Context, command: str | None) -> Ok:
     if cmd is None:
         raise ChatError(Code.UNKNOWN_COMMAND, f"there is no command /{command}. /help lists them.")
     ctx.text([f"  {cmd.usage}   {cmd.summary}", f"  Needs: {cmd.needs_text}"])
-    return ok(command=cmd.name, usage=cmd.usage, help=cmd.summary, needs=cmd.needs_text,
+    return ok(name=cmd.name, usage=cmd.usage, help=cmd.summary, needs=cmd.needs_text,
               aliases=list(cmd.aliases))
 
 

@@ -37,7 +37,12 @@ def rooms(ctx: Context, page: int) -> Ok:
         ctx.table(["id", "room", "mode", "members", "topic"],
                   [[r["id"], r["name"], r["mode"], r["members"], r["topic"]] for r in shown],
                   right=(0, 3))
-    message = f"page {page} of {pages}" if shown else "no rooms yet: /create <room> makes one."
+    if shown:
+        message = f"page {page} of {pages}"
+    elif listed:
+        message = f"there are only {pages} page{'s' * (pages != 1)}; /rooms 1 starts over."
+    else:
+        message = "no rooms yet: /create <room> makes one."
     if page < pages:
         message += f"; /rooms {page + 1} for more"
     return ok(message, rooms=shown, page=page, pages=pages, total=len(listed))
@@ -85,7 +90,7 @@ def switch(ctx: Context, room: Room) -> Ok:
 def who(ctx: Context, room: Room) -> Ok:
     """List a room's members, their roles and who is online."""
     if not ctx.services.rooms.can_see(ctx.user, room):
-        raise ChatError(Code.NOT_PERMITTED, f"#{room.name} is private; only members see it.")
+        raise ChatError(Code.NOT_PERMITTED, f"only members can see who is in #{room.name}.")
     members = sorted(room.members.values(), key=lambda m: (-m.role.rank, m.seq))
     rows = []
     for member in members:

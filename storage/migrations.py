@@ -197,12 +197,39 @@ ALTER TABLE audit ADD COLUMN room_id INTEGER;
 CREATE INDEX audit_room_id ON audit (room_id, id);
 """
 
+CONTENT_AND_KEYS = """
+CREATE TABLE files (
+    id            INTEGER PRIMARY KEY AUTOINCREMENT,
+    room_id       INTEGER NOT NULL REFERENCES rooms(id) ON DELETE CASCADE,
+    uploader_id   INTEGER REFERENCES users(id) ON DELETE SET NULL,
+    uploader_name TEXT NOT NULL,
+    name          TEXT NOT NULL,
+    size          INTEGER NOT NULL CHECK (size >= 0),
+    mime          TEXT NOT NULL,
+    sha256        TEXT NOT NULL,
+    blob_key      TEXT NOT NULL,
+    preview       TEXT NOT NULL DEFAULT '',
+    created_at    REAL NOT NULL
+);
+CREATE INDEX files_room ON files (room_id, id);
+CREATE INDEX files_uploader ON files (uploader_id);
+CREATE INDEX files_blob ON files (blob_key);
+CREATE TABLE user_keys (
+    user_id     INTEGER PRIMARY KEY REFERENCES users(id) ON DELETE CASCADE,
+    x25519      TEXT NOT NULL,
+    mlkem       TEXT,
+    fingerprint TEXT NOT NULL,
+    updated_at  REAL NOT NULL
+);
+"""
+
 MIGRATIONS: tuple[Migration, ...] = (
     Migration(1, "foundation: users, rooms, members, messages, associations, notifications",
               FOUNDATION),
     Migration(2, "governance: bans, mutes, invitations, join requests, audit", GOVERNANCE),
     Migration(3, "API tokens", API_TOKENS),
     Migration(4, "audit entries keep the room's id", AUDIT_ROOM_ID),
+    Migration(5, "uploaded files and end-to-end public keys", CONTENT_AND_KEYS),
 )
 
 LATEST_VERSION: int = MIGRATIONS[-1].version

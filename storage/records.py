@@ -135,3 +135,31 @@ class TokenRecord:
     token_hash: str
     created_at: float
     expires_at: float | None
+
+
+@dataclass(frozen=True, slots=True)
+class FileRecord:
+    """An uploaded file; its bytes live in blob storage under ``blob_key``."""
+
+    id: int
+    room_id: int
+    uploader_id: int
+    uploader_name: str
+    name: str
+    size: int
+    mime: str
+    sha256: str
+    blob_key: str
+    preview: str
+    created_at: float
+
+
+@dataclass(frozen=True, slots=True)
+class KeyRecord:
+    """A user's published end-to-end public keys (base64), with a fingerprint."""
+
+    user_id: int
+    x25519: str
+    mlkem: str | None
+    fingerprint: str
+    updated_at: float

@@ -24,6 +24,7 @@ from typing import TYPE_CHECKING, Any
 import aiosqlite
 
 from storage.api import Conflict, Storage, StorageError
+from storage.content import ContentQueries
 from storage.migrations import migrate
 from storage.records import (
     AssociationRecord,
@@ -83,7 +84,7 @@ ON CONFLICT (user_id, room_id) DO UPDATE SET last_joined = excluded.last_joined
 """
 
 
-class SqliteStorage:
+class SqliteStorage(ContentQueries):
     """The daemon's state in one SQLite file (see the module docstring)."""
 
     def __init__(self, path: str) -> None:

@@ -80,7 +80,14 @@ async def seed_v4(conn: aiosqlite.Connection) -> None:
                        "VALUES (?, 'Alice', 'create', NULL, 'den', '', 7)", (T0,))
 
 
-SEEDS: dict[int, Seed] = {1: seed_v1, 2: seed_v2, 3: seed_v3, 4: seed_v4}
+async def seed_v5(conn: aiosqlite.Connection) -> None:
+    await conn.execute("INSERT INTO files (room_id, uploader_id, uploader_name, name, size, "
+                       "mime, sha256, blob_key, created_at) VALUES (1, 1, 'Alice', 'a.txt', 2, "
+                       "'text/plain', 'ab', 'ab', ?)", (T0,))
+    await conn.execute("INSERT INTO user_keys VALUES (1, 'pub', NULL, 'fp', ?)", (T0,))
+
+
+SEEDS: dict[int, Seed] = {1: seed_v1, 2: seed_v2, 3: seed_v3, 4: seed_v4, 5: seed_v5}
 
 
 async def build_database(path: Path, version: int) -> None:
@@ -111,7 +118,7 @@ async def test_fresh_database_gets_the_latest_schema(tmp_path: Path) -> None:
     assert file_version(path) == LATEST_VERSION
     assert tables(path) == {
         "users", "rooms", "members", "user_rooms", "messages", "notifications", "bans",
-        "mutes", "invitations", "join_requests", "audit", "api_tokens"}
+        "mutes", "invitations", "join_requests", "audit", "api_tokens", "files", "user_keys"}
 
 
 @pytest.mark.parametrize("version", range(LATEST_VERSION))

@@ -751,3 +751,34 @@ async def test_history_of_terminated_rooms_is_deleted_after_retention(tmp_path: 
         assert await storage.room_history(ended.id, 10) == []
     finally:
         await storage.close()
+
+
+async def test_files_and_keys_round_trip(tmp_path: Path) -> None:
+    from storage.records import FileRecord, KeyRecord
+
+    storage = SqliteStorage(str(tmp_path / "content.db"))
+    await storage.open()
+    try:
+        owner = await storage.create_user("owner", b"h", False, 1.0)
+        room, _ = await storage.create_room("files", "open", owner.id, 1.0)
+        draft = FileRecord(0, room.id, owner.id, "owner", "a.txt", 5, "text/plain", "ab12",
+                           "ab12", "hello", 2.0)
+        stored = await storage.add_file(draft)
+        assert stored.id > 0 and stored.name == "a.txt"
+        assert await storage.get_file(stored.id) == stored
+        assert await storage.list_files(room.id) == [stored]
+        assert await storage.user_file_bytes(owner.id) == 5
+        assert await storage.blob_in_use("ab12")
+        assert await storage.files_of_terminated_rooms(10.0) == []
+        await storage.terminate_room(room.id, 3.0)
+        assert await storage.files_of_terminated_rooms(10.0) == [stored]
+        assert await storage.delete_file(stored.id)
+        assert not await storage.delete_file(stored.id)
+        assert not await storage.blob_in_use("ab12")
+        assert await storage.get_user_keys([]) == []
+        await storage.put_user_key(KeyRecord(owner.id, "x1", None, "fp1", 1.0))
+        await storage.put_user_key(KeyRecord(owner.id, "x2", "m2", "fp2", 2.0))
+        assert await storage.get_user_keys([owner.id, 999]) == [
+            KeyRecord(owner.id, "x2", "m2", "fp2", 2.0)]
+    finally:
+        await storage.close()
