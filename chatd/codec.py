@@ -363,7 +363,16 @@ def encode_json(obj: Mapping[str, Any]) -> bytes:
     return (text + "\r\n").encode("utf-8", "replace")
 
 
+# The formatted second of the last call: messages come many per second, and
+# formatting a datetime costs more than the rest of a message's preparation.
+_last_second: list[Any] = [None, ""]
+
+
 def iso_ts(epoch: float) -> str:
     """Format UNIX time as ISO 8601 UTC with milliseconds: ``2026-11-21T10:00:00.000Z``."""
-    moment = datetime.fromtimestamp(epoch, UTC)
-    return f"{moment:%Y-%m-%dT%H:%M:%S}.{moment.microsecond // 1000:03d}Z"
+    millis = int(epoch * 1000)
+    second, milli = divmod(millis, 1000)
+    if _last_second[0] != second:
+        moment = datetime.fromtimestamp(second, UTC)
+        _last_second[:] = [second, f"{moment:%Y-%m-%dT%H:%M:%S}"]
+    return f"{_last_second[1]}.{milli:03d}Z"

@@ -58,11 +58,12 @@ class FlushScheduler:
 class Connection(asyncio.Protocol):
     """The transport side of a session."""
 
-    __slots__ = ("_closing", "_eof", "_framer", "_out", "_paused", "_queue", "_server",
-                 "_transport", "connected_at", "last_input", "session", "worker")
+    __slots__ = ("_closing", "_eof", "_flusher", "_framer", "_out", "_paused", "_queue",
+                 "_server", "_transport", "connected_at", "last_input", "session", "worker")
 
     def __init__(self, server: ChatServer) -> None:
         self._server = server
+        self._flusher = server.flusher
         self._transport: asyncio.Transport | None = None
         self._framer = LineFramer(server.config.listen.max_line)
         self._out: list[bytes] = []
@@ -165,7 +166,7 @@ class Connection(asyncio.Protocol):
         if not out:
             if self._closing:
                 return
-            self._server.flusher.mark(self)
+            self._flusher.mark(self)
         out.append(data)
 
     def flush(self) -> None:

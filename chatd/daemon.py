@@ -14,6 +14,7 @@ import asyncio
 import contextlib
 import logging
 import os
+import resource
 import signal
 from typing import TYPE_CHECKING, Any
 
@@ -47,6 +48,7 @@ class Daemon:
         self._watchdog: asyncio.Task[None] | None = None
 
     async def start(self) -> None:
+        _raise_open_files_limit()
         await self.server.start(systemd.listen_sockets() or None)
         await self.control.start()
         self.backups.start()
@@ -105,6 +107,14 @@ class Daemon:
         if self._metrics is not None:
             self._metrics.shutdown()
         await self.server.stop()
+
+
+def _raise_open_files_limit() -> None:
+    """Every connection is a file descriptor: allow as many as the hard limit does."""
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if soft < hard:
+        with contextlib.suppress(ValueError, OSError):
+            resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
 
 
 def _fixed(daemon: Daemon) -> dict[str, Any]:

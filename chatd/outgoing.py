@@ -26,4 +26,4 @@ class Outgoing:
         self.record = record
         self.room_id = room_id
         self.priority = _PRIORITY_OF_EVENT.get(record.get("event", ""), MESSAGE)
-        self.cache: dict[object, bytes] = {}
+        self.cache: dict[int, bytes] = {}

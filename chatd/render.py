@@ -37,6 +37,12 @@ THEMES: dict[str, Theme] = {
     "default": Theme("default", error="31", notice="2", room="1;36",
                      names=("32", "33", "34", "35", "36", "91", "92", "93", "94", "95", "96")),
     "mono": Theme("mono", error="1", notice="2", room="1", names=("1",)),
+    # Bright colours for dark backgrounds; grey notices stay readable where dim fades.
+    "dark": Theme("dark", error="1;91", notice="90", room="1;96",
+                  names=("91", "92", "93", "94", "95", "96", "33", "36", "32")),
+    # Darker colours for light backgrounds: no yellow, no bright cyan.
+    "light": Theme("light", error="1;31", notice="90", room="1;34",
+                   names=("31", "32", "34", "35", "36", "1;31", "1;32", "1;34", "1;35", "1;36")),
 }
 
 
@@ -48,6 +54,20 @@ class Style:
     color: bool = False
     timestamps: bool = False
     theme: str = "default"
+
+
+# Render-cache keys: each (style, is-current-room) pair gets a small int, so a
+# fan-out looks the bytes up by an int instead of hashing a dataclass.
+_KEYS: dict[tuple[Style, bool], int] = {}
+
+
+def style_key(style: Style, current_room: bool) -> int:
+    """The cache key of ``style`` (JSON output ignores the current room)."""
+    pair = (style, current_room or style.fmt == "json")
+    key = _KEYS.get(pair)
+    if key is None:
+        key = _KEYS[pair] = len(_KEYS)
+    return key
 
 
 class _Paint:

@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 
 from chatd.outgoing import PRESENCE, Outgoing
 from chatd.ratelimit import TokenBucket
-from chatd.render import Style, render
+from chatd.render import Style, render, style_key
 
 if TYPE_CHECKING:
     from chatd.accounts import User
@@ -55,10 +55,11 @@ class Session:
     __slots__ = (
         "_key_current",
         "_key_other",
+        "_room",
+        "_room_id",
         "anonymous_since",
         "coalesced",
         "command_bucket",
-        "current_room",
         "id",
         "line_sink",
         "out",
@@ -78,7 +79,8 @@ class Session:
         self.peer = peer
         self.state = SessionState.CONNECTED
         self.user: User | None = None
-        self.current_room: Room | None = None
+        self._room: Room | None = None
+        self._room_id = -1
         # While set, received lines go to it instead of the command dispatcher.
         self.line_sink: LineSink | None = None
         self.command_bucket = command_bucket
@@ -87,26 +89,32 @@ class Session:
         # Made on first use: most connections never send a typing indicator.
         self.typing_bucket: TokenBucket | None = None
         self.style = Style()
-        self._key_current: tuple[Style, bool] = (self.style, True)
-        self._key_other: tuple[Style, bool] = (self.style, False)
+        self._key_current = style_key(self.style, True)
+        self._key_other = style_key(self.style, False)
 
     @property
     def logged_in(self) -> bool:
         return self.state is SessionState.AUTHENTICATED
 
+    @property
+    def current_room(self) -> Room | None:
+        """Where plain lines go; messages of this room are shown without its name."""
+        return self._room
+
+    @current_room.setter
+    def current_room(self, room: Room | None) -> None:
+        self._room = room
+        self._room_id = room.id if room is not None else -1
+
     def set_style(self, style: Style) -> None:
         """Change the output style (format, colour, timestamps, theme)."""
         self.style = style
-        if style.fmt == "json":
-            # JSON ignores the current room: one cache entry serves both cases.
-            self._key_current = self._key_other = (style, True)
-        else:
-            self._key_current, self._key_other = (style, True), (style, False)
+        self._key_current = style_key(style, True)
+        self._key_other = style_key(style, False)
 
     def deliver(self, item: Outgoing) -> None:
         """Queue ``item`` for this connection. The fan-out hot path: keep it lean."""
-        room = self.current_room
-        key = self._key_current if room is not None and item.room_id == room.id else self._key_other
+        key = self._key_current if item.room_id == self._room_id else self._key_other
         if item.priority and self.out.congested:
             self._shed(item)
             return
@@ -114,7 +122,7 @@ class Session:
             self._summarise_coalesced()
         data = item.cache.get(key)
         if data is None:
-            data = item.cache[key] = render(item.record, self.style, key[1])
+            data = item.cache[key] = render(item.record, self.style, key == self._key_current)
         if data:
             self.out.write(data)
 

@@ -98,6 +98,12 @@ class SqliteStorage(ContentQueries):
         """Connect, configure the connection and migrate the schema to the latest version."""
         if self._conn is not None:
             return
+        # Refuse a missing directory up front: a failed aiosqlite.connect leaves its
+        # worker thread behind, which later posts to an event loop that may be gone.
+        folder = os.path.dirname(os.path.abspath(self._path))
+        if self._path != MEMORY and not await asyncio.to_thread(os.path.isdir, folder):
+            raise StorageError(f"unable to open database file {self._path}: "
+                               f"the directory {folder} does not exist")
         with _translated():
             conn = await aiosqlite.connect(self._path, isolation_level=None,
                                            timeout=BUSY_TIMEOUT_MS / 1000)
