@@ -28,17 +28,29 @@ class Backups:
 
     def __init__(self, storage: Storage, config: BackupConfig, database: str) -> None:
         self._storage = storage
-        self.config = config
-        self._directory = Path(config.dir or Path(database).resolve().parent / "backups")
+        self._database = database
         self._task: asyncio.Task[None] | None = None
+        self.config = config
+        self._directory = self._folder(config)
+
+    def _folder(self, config: BackupConfig) -> Path:
+        return Path(config.dir or Path(self._database).resolve().parent / "backups")
 
     def start(self) -> None:
-        if self.config.interval > 0:
+        if self.config.interval > 0 and self._task is None:
             self._task = asyncio.ensure_future(self._loop())
 
     def stop(self) -> None:
         if self._task is not None:
             self._task.cancel()
+            self._task = None
+
+    def reconfigure(self, config: BackupConfig) -> None:
+        """Apply a reloaded configuration: new directory, interval or retention."""
+        self.stop()
+        self.config = config
+        self._directory = self._folder(config)
+        self.start()
 
     async def _loop(self) -> None:
         while True:

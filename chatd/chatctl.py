@@ -12,6 +12,7 @@ import asyncio
 import contextlib
 import getpass
 import json
+import os
 import sys
 import time
 from collections.abc import AsyncIterator
@@ -42,6 +43,9 @@ class ControlClient:
         except PermissionError as exc:
             raise ControlError(f"permission denied on {self.path}: run as the daemon's user") \
                 from exc
+        except OSError as exc:  # e.g. a path longer than a Unix socket address allows
+            raise ControlError(f"cannot reach the control socket {self.path}: {exc.strerror}") \
+                from exc
 
     async def call(self, cmd: str, **args: Any) -> Any:
         reader, writer = await self._open()
@@ -68,17 +72,28 @@ class ControlClient:
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = _parser().parse_args(argv)
+    args = _parse(argv)
     console = Console()
     path = args.socket or control_path(args.db, "")
     client = ControlClient(path)
     try:
         return asyncio.run(_dispatch(client, args, console))
     except ControlError as exc:
-        Console(stderr=True).print(f"[red]chatctl:[/] {exc}")
+        print(f"chatctl: {exc}", file=sys.stderr)  # one line, never wrapped
         return 1
     except KeyboardInterrupt:
         return 130
+
+
+def _parse(argv: list[str] | None) -> argparse.Namespace:
+    """Parse, letting a reason follow options: "ban bob general --duration 1h spam"."""
+    parser = _parser()
+    args, extra = parser.parse_known_args(argv)
+    if extra and getattr(args, "reason", None) is not None:
+        args.reason = " ".join([args.reason, *extra]).strip()
+    elif extra:
+        parser.error(f"unrecognized arguments: {' '.join(extra)}")
+    return args
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -135,6 +150,8 @@ def _request(args: argparse.Namespace) -> dict[str, Any]:
               and v is not None}
     if args.command == "broadcast":
         fields["text"] = " ".join(args.text)
+    if args.command == "backup":
+        fields["path"] = os.path.abspath(args.path)  # the operator's directory, not the daemon's
     if args.command == "useradd":
         fields["password"] = (sys.stdin.readline().rstrip("\n") if args.password_stdin
                               else getpass.getpass(f"password for {args.name}: "))

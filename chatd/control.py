@@ -54,6 +54,7 @@ class ControlServer:
     def __init__(self, daemon: Daemon) -> None:
         self.daemon = daemon
         self._server: asyncio.AbstractServer | None = None
+        self._streams: set[asyncio.StreamWriter] = set()
         self.path = ""
 
     @property
@@ -79,6 +80,8 @@ class ControlServer:
         if self._server is None:
             return
         self._server.close()
+        for writer in list(self._streams):  # follow streams end with the daemon
+            writer.close()
         with contextlib.suppress(asyncio.TimeoutError):
             await asyncio.wait_for(self._server.wait_closed(), 1.0)
         with contextlib.suppress(FileNotFoundError):
@@ -86,6 +89,7 @@ class ControlServer:
         self._server = None
 
     async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        self._streams.add(writer)
         try:
             while line := await reader.readline():
                 request = _decode(line)
@@ -97,6 +101,7 @@ class ControlServer:
         except (ConnectionError, asyncio.IncompleteReadError):
             pass
         finally:
+            self._streams.discard(writer)
             writer.close()
 
     async def answer(self, request: dict[str, Any]) -> dict[str, Any]:
@@ -264,6 +269,8 @@ async def _reload(ctl: ControlServer, req: dict[str, Any]) -> Any:
 @handler("backup")
 async def _backup(ctl: ControlServer, req: dict[str, Any]) -> Any:
     path = _absolute(str(req["path"]))
+    # Everything acknowledged so far goes into the copy: write pending messages first.
+    await ctl.services.writer.flush()
     await ctl.services.storage.backup(path)
     await ctl.services.audit.record("backup", "console", reason=path)
     return {"path": path}

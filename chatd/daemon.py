@@ -72,7 +72,7 @@ class Daemon:
         finally:
             systemd.notify("READY=1")
         self.server.reload(config)
-        self.backups.config = config.backup
+        self.backups.reconfigure(config.backup)
         return None
 
     def request_stop(self) -> None:
@@ -82,16 +82,17 @@ class Daemon:
 
     async def run(self) -> int:
         """Serve until asked to stop; the exit status of the process."""
+        # Handlers first: systemd may reload or stop the moment READY=1 is sent.
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(sig, self.request_stop)
+        loop.add_signal_handler(signal.SIGHUP, self.reload)
         try:
             await self.start()
         except (OSError, ConfigError, MetricsUnavailable) as exc:
             log.error("cannot start", extra={"fields": {"error": str(exc)}})
             await self.server.stop()
             return 1
-        loop = asyncio.get_running_loop()
-        for sig in (signal.SIGTERM, signal.SIGINT):
-            loop.add_signal_handler(sig, self.request_stop)
-        loop.add_signal_handler(signal.SIGHUP, self.reload)
         await self._stopping.wait()
         await self.stop()
         return 0
@@ -106,6 +107,7 @@ class Daemon:
         self.backups.stop()
         if self._metrics is not None:
             self._metrics.shutdown()
+            self._metrics.server_close()
         await self.server.stop()
 
 

@@ -65,6 +65,7 @@ class ChatServer:
         self._per_ip: Counter[str] = Counter()
         self._sweeper: asyncio.Task[None] | None = None
         self._stopped = asyncio.Event()
+        self.tls_context: ssl.SSLContext | None = None
 
     # -- lifecycle -------------------------------------------------------------
 
@@ -100,6 +101,7 @@ class ChatServer:
         if tls.enabled:
             context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
             context.load_cert_chain(tls.cert, tls.key)
+            self.tls_context = context
             self._listeners.append(await loop.create_server(
                 lambda: Connection(self), tls.host, tls.port, ssl=context,
                 reuse_address=True, backlog=1024))
@@ -167,7 +169,18 @@ class ChatServer:
         limits = config.limits
         for conn in self._connections:
             conn.session.command_bucket.reconfigure(limits.command_rate, limits.command_burst)
+        self._reload_certificate(config)
         log.info("reloaded")
+
+    def _reload_certificate(self, config: Config) -> None:
+        """A renewed certificate serves new TLS handshakes without a restart."""
+        if self.tls_context is None or not config.tls.enabled:
+            return
+        try:
+            self.tls_context.load_cert_chain(config.tls.cert, config.tls.key)
+        except (OSError, ssl.SSLError) as exc:
+            log.error("certificate reload failed; the old one stays",
+                      extra={"fields": {"error": str(exc)}})
 
     # -- connections -------------------------------------------------------------
 

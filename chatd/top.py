@@ -74,11 +74,13 @@ async def run_top(client: ControlClient, console: Console) -> None:
                                     auto_refresh=False, screen=True) as live:
         follower = asyncio.ensure_future(_pump(client, screen, live, console))
         waiter = asyncio.ensure_future(quit_pressed.wait())
-        await asyncio.wait({follower, waiter}, return_when=asyncio.FIRST_COMPLETED)
-        for task in (follower, waiter):
-            task.cancel()
-            with contextlib.suppress(asyncio.CancelledError, Exception):
-                await task
+        try:
+            await asyncio.wait({follower, waiter}, return_when=asyncio.FIRST_COMPLETED)
+        finally:  # also when cancelled (Ctrl-C): leave no task or connection behind
+            for task in (follower, waiter):
+                task.cancel()
+                with contextlib.suppress(asyncio.CancelledError, Exception):
+                    await task
 
 
 async def _pump(client: ControlClient, screen: TopScreen, live: Live, console: Console) -> None:

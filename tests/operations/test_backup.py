@@ -1,0 +1,202 @@
+"""Online backups: under load, restored the documented way, and on a schedule."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import shutil
+import sqlite3
+import time
+from pathlib import Path
+
+from chatd.backups import Backups
+from chatd.chatctl import ControlClient
+from chatd.client import ChatClient
+from chatd.config import BackupConfig
+from chatd.daemon import Daemon
+from tests.helpers import Clients, start_server
+from tests.operations import running_daemon, wait_for
+
+SENDERS = ("alice", "bob", "carol")
+MOST_PER_SENDER = 1000  # a bound: the talk stops soon after the backup returns
+BEFORE, AFTER = 90, 30  # acknowledged messages before the backup, and after it
+HISTORY = {"rooms__history_max": 5000}
+
+
+async def load(daemon: Daemon, backup_path: Path, flush_first: bool,
+               **overrides: object) -> tuple[set[int], set[int], list[int]]:
+    """Three members talk while the control socket takes a backup in the middle.
+
+    Returns the ids acknowledged before the backup was requested, those
+    acknowledged before it returned, and every acknowledged id.
+    """
+    clients = Clients(daemon.server)
+    acked: list[int] = []
+    try:
+        members = [await clients.user(name) for name in SENDERS]
+        await members[0].command("/create lounge")
+        for member in members[1:]:
+            await member.command("/join lounge")
+
+        done = asyncio.Event()
+
+        async def talk(client: ChatClient, name: str) -> None:
+            for n in range(MOST_PER_SENDER):
+                if done.is_set():
+                    return
+                reply = await client.command(f"/say lounge {name} {n}")
+                acked.append(reply["id"])
+
+        talkers = [asyncio.ensure_future(talk(c, n)) for c, n in zip(members, SENDERS, strict=True)]
+        try:
+            await wait_for(lambda: len(acked) >= BEFORE)
+            requested = set(acked)
+            if flush_first:
+                await daemon.server.services.writer.flush()
+            result = await ControlClient(daemon.control.path).call("backup",
+                                                                   path=str(backup_path))
+            returned = set(acked)
+            assert result == {"path": str(backup_path)}
+            await wait_for(lambda: len(acked) >= len(returned) + AFTER)
+            done.set()
+            await asyncio.wait_for(asyncio.gather(*talkers), 10.0)
+        finally:
+            for task in talkers:
+                task.cancel()
+            await asyncio.gather(*talkers, return_exceptions=True)
+    finally:
+        await clients.close()
+    # The talk went on before, (usually) during and after the backup.
+    assert len(requested) >= BEFORE and len(acked) >= len(returned) + AFTER
+    return requested, returned, acked
+
+
+async def restored_history(backup: Path, tmp_path: Path) -> list[int]:
+    """Restore as documented (daemon stopped, copy the file, start) and read /history."""
+    restored = tmp_path / "restored" / "chatd.db"
+    restored.parent.mkdir(parents=True)
+    shutil.copy(backup, restored)
+    server = await start_server(restored, **HISTORY)
+    clients = Clients(server)
+    try:
+        alice = await clients.user("alice")
+        history = await alice.command("/history lounge 5000")
+        return [m["id"] for m in history["messages"]]
+    finally:
+        await clients.close()
+        await server.stop()
+
+
+def integrity(path: Path) -> str:
+    with contextlib.closing(sqlite3.connect(path)) as db:
+        return str(db.execute("PRAGMA integrity_check").fetchone()[0])
+
+
+async def test_backup_under_load_after_a_flush(tmp_path: Path) -> None:
+    backup = tmp_path / "backup.db"
+    async with running_daemon(tmp_path, **HISTORY) as daemon:
+        requested, _, acked = await load(daemon, backup, flush_first=True)
+    assert integrity(backup) == "ok"
+    ids = await restored_history(backup, tmp_path)
+    assert requested <= set(ids)
+    # A consistent copy: the messages it has are the oldest ones, none missing in between.
+    assert ids == sorted(acked)[:len(ids)]
+    # The original database has everything (the shutdown flushes the rest).
+    assert await restored_history(tmp_path / "chatd.db", tmp_path / "original") == sorted(acked)
+
+
+async def test_backup_under_load_has_every_message_acknowledged_before_it(
+        tmp_path: Path) -> None:
+    backup = tmp_path / "backup.db"
+    # A long flush interval makes the window deterministic: nothing is flushed on its own.
+    async with running_daemon(tmp_path, storage__flush_interval=60, **HISTORY) as daemon:
+        requested, _, _ = await load(daemon, backup, flush_first=False)
+    ids = await restored_history(backup, tmp_path)
+    assert requested <= set(ids), f"{len(requested - set(ids))} acknowledged messages lost"
+
+
+async def test_a_backup_holds_accounts_rooms_and_audit(tmp_path: Path) -> None:
+    async with running_daemon(tmp_path) as daemon:
+        clients = Clients(daemon.server)
+        try:
+            alice = await clients.user("alice")
+            await alice.command("/create lounge")
+            await alice.command("/say lounge kept")
+        finally:
+            await clients.close()
+        await daemon.server.services.writer.flush()
+        path = (await daemon.backups.take()).resolve()
+    assert path.parent == (tmp_path / "backups").resolve()
+    assert not path.with_name(path.name + ".partial").exists()
+    with contextlib.closing(sqlite3.connect(path)) as db:
+        assert db.execute("PRAGMA journal_mode").fetchone()[0] == "delete"
+        assert [r[0] for r in db.execute("SELECT name FROM users")] == ["alice"]
+        assert [r[0] for r in db.execute("SELECT text FROM messages")] == ["kept"]
+    assert integrity(path) == "ok"
+
+
+async def test_retention_keeps_the_newest(tmp_path: Path) -> None:
+    server = await start_server(tmp_path / "chatd.db")
+    try:
+        directory = tmp_path / "kept"
+        backups = Backups(server.storage, BackupConfig(interval=3600, dir=str(directory), keep=2),
+                          str(tmp_path / "chatd.db"))
+        day = 1_700_000_000.0
+        taken = [await backups.take(now=day + n * 3600) for n in range(3)]
+        assert len(set(taken)) == 3
+        remaining = sorted(directory.iterdir())
+        assert remaining == sorted(taken[1:])
+        for path in remaining:
+            assert integrity(path) == "ok"
+        # A file that does not look like a backup is never pruned.
+        (directory / "notes.txt").write_text("mine")
+        await backups.take(now=day + 4 * 3600)
+        newest = "chatd-" + time.strftime("%Y%m%d-%H%M%S", time.gmtime(day + 4 * 3600)) + ".db"
+        assert sorted(p.name for p in directory.iterdir()) == sorted(
+            [taken[2].name, newest, "notes.txt"])
+    finally:
+        await server.stop()
+
+
+async def test_scheduled_backups_run_and_stop(tmp_path: Path) -> None:
+    directory = tmp_path / "scheduled"
+    async with running_daemon(tmp_path, backup__interval=0.05, backup__dir=str(directory),
+                              backup__keep=1) as daemon:
+        assert daemon.backups.config.interval == 0.05
+        found = await wait_for(lambda: list(directory.glob("chatd-*.db")))
+        assert len(found) == 1
+    # Stopped with the daemon: nothing more is written afterwards.
+    before = sorted(directory.iterdir())
+    await asyncio.sleep(0.15)
+    assert sorted(directory.iterdir()) == before
+
+
+async def test_backups_off_by_default(tmp_path: Path) -> None:
+    async with running_daemon(tmp_path) as daemon:
+        assert daemon.backups.config.interval == 0
+        assert daemon.backups._task is None
+    assert not (tmp_path / "backups").exists()
+
+
+async def test_reload_changes_the_backup_directory(tmp_path: Path) -> None:
+    async with running_daemon(tmp_path, backup__dir=str(tmp_path / "old")) as daemon:
+        config = tmp_path / "chatd.yaml"
+        config.write_text(f"backup:\n  dir: {tmp_path / 'new'}\n")
+        daemon.config_path = str(config)
+        daemon.overrides.pop("backup.dir")
+        assert daemon.reload() is None
+        assert daemon.backups.config.dir == str(tmp_path / "new")
+        path = await daemon.backups.take()
+    assert path.parent == tmp_path / "new"
+
+
+async def test_reload_turns_scheduled_backups_on(tmp_path: Path) -> None:
+    directory = tmp_path / "later"
+    async with running_daemon(tmp_path, backup__dir=str(directory)) as daemon:
+        config = tmp_path / "chatd.yaml"
+        config.write_text("backup:\n  interval: 0.05\n")
+        daemon.config_path = str(config)
+        assert daemon.reload() is None
+        assert daemon.backups.config.interval == 0.05
+        await asyncio.sleep(0.3)
+        assert list(directory.glob("chatd-*.db"))

@@ -1,0 +1,364 @@
+"""chatctl and the control socket behind it, against a live in-process daemon."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import io
+import json
+import os
+import sqlite3
+import stat
+from collections.abc import AsyncIterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from chatd import __version__
+from chatd.chatctl import ControlClient, ControlError, main
+from chatd.client import ChatClient
+from chatd.daemon import Daemon
+from tests.helpers import PASSWORD, Clients
+from tests.operations import ChatdProcess, exists, running_daemon, wait_for, write_config
+
+Event = dict[str, Any]
+
+
+@pytest.fixture
+async def daemon(tmp_path: Path) -> AsyncIterator[Daemon]:
+    async with running_daemon(tmp_path) as running:
+        yield running
+
+
+@pytest.fixture
+async def clients(daemon: Daemon) -> AsyncIterator[Clients]:
+    opened = Clients(daemon.server)
+    yield opened
+    await opened.close()
+
+
+class Ctl:
+    """Runs the real ``chatctl`` entry point (in a thread: it runs its own event loop)."""
+
+    def __init__(self, path: str, capsys: pytest.CaptureFixture[str]) -> None:
+        self.path = path
+        self.capsys = capsys
+
+    async def run(self, *args: str) -> tuple[int, str, str]:
+        self.capsys.readouterr()
+        code = await asyncio.to_thread(main, ["--socket", self.path, *args])
+        out, err = self.capsys.readouterr()
+        return code, out, err
+
+    async def json(self, *args: str) -> Any:
+        code, out, err = await self.run("--json", *args)
+        assert code == 0, err
+        return json.loads(out)
+
+
+@pytest.fixture
+def ctl(daemon: Daemon, capsys: pytest.CaptureFixture[str]) -> Ctl:
+    return Ctl(daemon.control.path, capsys)
+
+
+async def room_with(clients: Clients, owner: str, room: str, *members: str
+                    ) -> list[ChatClient]:
+    """``owner`` creates ``room`` and ``members`` join it; their connections."""
+    first = await clients.user(owner)
+    await first.command(f"/create {room}")
+    joined = [first]
+    for name in members:
+        member = await clients.user(name)
+        await member.command(f"/join {room}")
+        joined.append(member)
+    return joined
+
+
+async def settle(client: ChatClient) -> list[Event]:
+    await client.command("/ping")
+    return client.pending_events()
+
+
+def room_events(received: list[Event], name: str) -> list[Event]:
+    return [e for e in received if e.get("type") == "event" and e.get("event") == name]
+
+
+async def test_control_socket_is_private_and_answers_status(daemon: Daemon,
+                                                            clients: Clients) -> None:
+    path = daemon.control.path
+    assert path == str(Path(daemon.server.config.control.path))
+    mode = os.stat(path).st_mode
+    assert stat.S_ISSOCK(mode) and stat.S_IMODE(mode) == 0o600
+    await room_with(clients, "alice", "lounge", "bob")
+
+    status = await ControlClient(path).call("status")
+    assert status["version"] == __version__
+    assert status["connections"] == 2 and status["users_online"] == 2
+    assert status["users"] == 2 and status["rooms"] == 1
+    assert status["addresses"] == daemon.server.addresses
+    assert status["uptime"] >= 0 and status["loop_lag"] >= 0
+    for key in ("messages", "messages_per_second", "deliveries"):
+        assert key in status
+
+
+async def test_control_refusals(daemon: Daemon) -> None:
+    client = ControlClient(daemon.control.path)
+    with pytest.raises(ControlError, match="unknown-command"):
+        await client.call("reboot")
+    with pytest.raises(ControlError, match="bad-arguments"):
+        await client.call("kick")  # no user, no room
+    with pytest.raises(ControlError, match="nobody"):
+        await client.call("promote", name="nobody")
+
+
+async def test_status_users_rooms(ctl: Ctl, clients: Clients) -> None:
+    await room_with(clients, "alice", "lounge", "bob")
+    status = await ctl.json("status")
+    assert status["users"] == 2 and status["rooms"] == 1 and status["users_online"] == 2
+    users = await ctl.json("users")
+    assert [(u["name"], u["admin"], u["online"], u["rooms"]) for u in users] == [
+        ("alice", False, True, ["lounge"]), ("bob", False, True, ["lounge"])]
+    rooms = await ctl.json("rooms")
+    assert len(rooms) == 1
+    assert rooms[0]["name"] == "lounge" and rooms[0]["online"] == 2
+
+
+async def test_useradd_userdel(ctl: Ctl, daemon: Daemon, monkeypatch: pytest.MonkeyPatch,
+                               clients: Clients) -> None:
+    monkeypatch.setattr("sys.stdin", io.StringIO("carols-pw\n"))
+    assert await ctl.json("useradd", "carol", "--password-stdin") == {
+        "name": "carol", "admin": False}
+    carol = await clients.anonymous()
+    assert (await carol.command("/login carol carols-pw")).ok
+
+    monkeypatch.setattr("sys.stdin", io.StringIO("dave-pw\n"))
+    assert (await ctl.json("useradd", "dave", "--admin", "--password-stdin"))["admin"] is True
+    assert daemon.server.services.accounts.require("dave").is_admin
+
+    assert await ctl.json("userdel", "carol") == {"name": "carol"}
+    assert daemon.server.services.accounts.find("carol") is None
+    code, _, err = await ctl.run("userdel", "carol")
+    assert code == 1 and "carol" in err and "Traceback" not in err
+
+
+async def test_promote_and_demote(ctl: Ctl, daemon: Daemon, clients: Clients) -> None:
+    alice = await clients.user("alice")
+    assert await ctl.json("promote", "alice") == {"name": "alice", "admin": True}
+    assert daemon.server.services.accounts.require("alice").is_admin
+    # As a server admin, alice may create accounts over the chat protocol.
+    assert (await alice.command(f"/useradd erin {PASSWORD}")).ok
+    assert await ctl.json("demote", "alice") == {"name": "alice", "admin": False}
+    assert not daemon.server.services.accounts.require("alice").is_admin
+    refused = await alice.command(f"/useradd frank {PASSWORD}", check=False)
+    assert refused.final["type"] == "error"
+
+
+async def test_broadcast(ctl: Ctl, clients: Clients) -> None:
+    alice = await clients.user("alice")
+    anonymous = await clients.anonymous()
+    assert await ctl.json("broadcast", "maintenance", "at", "noon") == {"sessions": 2}
+    for client in (alice, anonymous):
+        notice = await client.next_event(lambda e: e.get("broadcast") is True)
+        assert notice["type"] == "notice" and notice["text"] == "[server] maintenance at noon"
+
+
+async def test_kick(ctl: Ctl, clients: Clients) -> None:
+    alice, bob = await room_with(clients, "alice", "lounge", "bob")
+    await settle(alice)
+    await settle(bob)
+    assert await ctl.json("kick", "bob", "lounge", "be nice") == {"user": "bob",
+                                                                  "room": "lounge"}
+    kick = await bob.next_event(lambda e: e.get("event") == "kick")
+    assert kick["user"] == "bob" and kick["actor"] == "console" and kick["room"] == "lounge"
+    seen = room_events(await settle(alice), "kick")
+    assert [(e["user"], e["actor"]) for e in seen] == [("bob", "console")]
+    assert (await bob.command("/say lounge hi", check=False)).final["type"] == "error"
+
+
+async def test_ban(ctl: Ctl, clients: Clients) -> None:
+    alice, bob = await room_with(clients, "alice", "lounge", "bob")
+    await settle(bob)
+    result = await ctl.json("ban", "--duration", "1h", "bob", "lounge", "spam")
+    assert result["user"] == "bob" and result["room"] == "lounge" and result["until"]
+    ban = await bob.next_event(lambda e: e.get("event") == "ban")
+    assert ban["actor"] == "console" and ban["user"] == "bob"
+    rejoin = await bob.command("/join lounge", check=False)
+    assert rejoin.final.get("code") == "banned"
+    assert room_events(await settle(alice), "ban")
+
+
+async def test_ban_with_options_after_the_positionals(ctl: Ctl, clients: Clients) -> None:
+    await room_with(clients, "alice", "lounge", "bob")
+    result = await ctl.json("ban", "bob", "lounge", "--duration", "1h", "spam")
+    assert result["user"] == "bob"
+
+
+async def test_mute(ctl: Ctl, clients: Clients) -> None:
+    alice, bob = await room_with(clients, "alice", "lounge", "bob")
+    await settle(bob)
+    result = await ctl.json("mute", "--duration", "10m", "bob", "lounge")
+    assert result["user"] == "bob" and result["until"]
+    mute = await bob.next_event(lambda e: e.get("event") == "mute")
+    assert mute["actor"] == "console" and mute["user"] == "bob"
+    said = await bob.command("/say lounge hello", check=False)
+    assert said.final.get("code") == "muted"
+    assert room_events(await settle(alice), "mute")
+
+
+async def test_reload(ctl: Ctl) -> None:
+    assert await ctl.json("reload") == {"reloaded": True}
+
+
+async def test_reload_refused(ctl: Ctl, daemon: Daemon, tmp_path: Path) -> None:
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("nonsense:\n  x: 1\n")
+    daemon.config_path = str(bad)
+    code, out, err = await ctl.run("reload")
+    assert code == 1 and "configuration refused" in err and "nonsense" in err
+    assert "Traceback" not in err + out
+
+
+async def test_backup(ctl: Ctl, clients: Clients, tmp_path: Path) -> None:
+    await room_with(clients, "alice", "lounge", "bob")
+    target = tmp_path / "copies" / "backup.db"
+    target.parent.mkdir()
+    assert await ctl.json("backup", str(target)) == {"path": str(target)}
+    assert target.exists()
+    with contextlib.closing(sqlite3.connect(target)) as db:
+        names = sorted(row[0] for row in db.execute("SELECT name FROM users"))
+        assert db.execute("PRAGMA integrity_check").fetchone()[0] == "ok"
+    assert names == ["alice", "bob"]
+    audit = await ctl.json("audit", "-n", "5")
+    assert audit[-1]["action"] == "backup" and audit[-1]["reason"] == str(target)
+    assert audit[-1]["actor"] == "console"
+
+
+async def test_backup_to_a_relative_path_is_relative_to_the_operator(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str],
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    daemon_cwd, operator_cwd = tmp_path / "daemon-cwd", tmp_path / "operator"
+    daemon_cwd.mkdir()
+    operator_cwd.mkdir()
+    process = ChatdProcess.serve(tmp_path, write_config(tmp_path / "chatd.yaml"))
+    process.cwd = daemon_cwd
+    with process:
+        await process.ready()
+        monkeypatch.chdir(operator_cwd)
+        code = await asyncio.to_thread(main, ["--socket", process.control_path, "--json",
+                                              "backup", "copy.db"])
+        out, err = capsys.readouterr()
+        assert code == 0, err
+    assert json.loads(out)["path"] == str(operator_cwd / "copy.db")
+    assert exists(operator_cwd / "copy.db")
+
+
+async def test_audit(ctl: Ctl, clients: Clients) -> None:
+    await room_with(clients, "alice", "lounge", "bob")
+    entries = await ctl.json("audit")
+    actions = [(e["action"], e["actor"], e["room"]) for e in entries]
+    assert ("create", "alice", "lounge") in actions
+    assert ("join", "bob", "lounge") in actions
+    assert ("login", "alice", None) in actions
+    # The latest n entries, oldest first.
+    assert entries == sorted(entries, key=lambda e: e["id"])
+    assert await ctl.json("audit", "-n", "2") == entries[-2:]
+    in_room = await ctl.json("audit", "--room", "lounge")
+    assert in_room and {e["room"] for e in in_room} == {"lounge"}
+
+
+async def test_human_output(ctl: Ctl, clients: Clients, tmp_path: Path) -> None:
+    await room_with(clients, "alice", "lounge", "bob")
+    code, out, err = await ctl.run("status")
+    assert code == 0 and err == ""
+    assert "connections" in out and "addresses" in out and "version" in out
+    for command, expected in (("users", "alice"), ("rooms", "lounge"), ("audit", "join")):
+        code, out, err = await ctl.run(command)
+        assert code == 0 and err == "" and expected in out, (command, out, err)
+        assert "┃" in out or "|" in out  # a table
+    code, out, err = await ctl.run("backup", str(tmp_path / "human.db"))
+    assert code == 0 and "path:" in out
+
+
+async def test_empty_lists_render(ctl: Ctl) -> None:
+    code, out, _ = await ctl.run("rooms")
+    assert code == 0 and "(none)" in out
+
+
+async def test_stopped_daemon_is_a_clear_error(tmp_path: Path,
+                                               capsys: pytest.CaptureFixture[str]) -> None:
+    path = str(tmp_path / "nothing-here.sock")
+    code = await asyncio.to_thread(main, ["--socket", path, "status"])
+    out, err = capsys.readouterr()
+    assert code == 1 and out == ""
+    assert err.startswith("chatctl: chatd is not running") and "Traceback" not in err
+    assert path in err.replace("\n", "")
+    # Without --socket the path is chatd.sock beside --db.
+    code = await asyncio.to_thread(main, ["--db", str(tmp_path / "x.db"), "users"])
+    _, err = capsys.readouterr()
+    assert code == 1 and str(tmp_path / "chatd.sock") in err.replace("\n", "")
+
+
+async def test_the_error_is_one_line_whatever_its_length(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str],
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("COLUMNS", "80")
+    # Long enough for the message not to fit in 80 columns, short enough for AF_UNIX.
+    path = str(tmp_path / ("d" * max(1, 50 - len(str(tmp_path)))) / "chatd.sock")
+    code = await asyncio.to_thread(main, ["--socket", path, "status"])
+    _, err = capsys.readouterr()
+    assert code == 1
+    assert err.endswith("\n") and err.count("\n") == 1, err
+
+
+async def test_a_too_long_socket_path_is_a_clear_error(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    path = str(tmp_path / ("x" * 120) / "chatd.sock")
+    code = await asyncio.to_thread(main, ["--socket", path, "status"])
+    _, err = capsys.readouterr()
+    assert code == 1 and "Traceback" not in err
+
+
+async def test_after_the_daemon_stops(tmp_path: Path, capsys: pytest.CaptureFixture[str]
+                                      ) -> None:
+    async with running_daemon(tmp_path) as daemon:
+        path = daemon.control.path
+        assert exists(path)
+    assert not exists(path)
+    code = await asyncio.to_thread(main, ["--socket", path, "--json", "status"])
+    _, err = capsys.readouterr()
+    assert code == 1 and "not running" in err and "Traceback" not in err
+
+
+async def test_follow_streams_audit_entries(daemon: Daemon, clients: Clients) -> None:
+    alice = await clients.user("alice")
+    await alice.command("/create lounge")
+    bob = await clients.user("bob")
+    follower = ControlClient(daemon.control.path).follow()
+    async with contextlib.aclosing(follower):
+        async def first_join() -> Event:
+            async for item in follower:
+                if item.get("event", {}).get("action") == "join":
+                    return item["event"]
+            raise AssertionError("the follow stream ended")
+
+        waiting = asyncio.ensure_future(first_join())
+        try:
+            # The daemon listens for audit entries once it has read the request.
+            await wait_for(lambda: daemon.server.services.audit.listeners)
+            await bob.command("/join lounge")
+            entry = await asyncio.wait_for(waiting, 5.0)
+        finally:
+            waiting.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await waiting
+    assert entry["actor"] == "bob" and entry["room"] == "lounge" and entry["ts"] > 0
+
+
+async def test_follow_sends_status_lines(daemon: Daemon,
+                                         monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr("chatd.control.FOLLOW_STATUS_INTERVAL", 0.05)
+    follower = ControlClient(daemon.control.path).follow()
+    async with contextlib.aclosing(follower):
+        item = await asyncio.wait_for(anext(follower), 5.0)
+    assert item["status"]["version"] == __version__

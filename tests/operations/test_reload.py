@@ -1,0 +1,122 @@
+"""Reloading the configuration (SIGHUP, Daemon.reload) and stopping on SIGTERM."""
+
+from __future__ import annotations
+
+import signal
+import time
+from pathlib import Path
+
+from chatd.client import ChatClient
+from tests.helpers import PASSWORD
+from tests.operations import ChatdProcess, exists, running_daemon, wait_for, write_config
+
+FAST = {"message_rate": 10000.0, "message_burst": 10000.0}
+
+
+async def test_sighup_applies_a_new_configuration(tmp_path: Path) -> None:
+    config = write_config(tmp_path / "chatd.yaml", server={"motd": "first motd"}, limits=FAST)
+    with ChatdProcess.serve(tmp_path, config) as daemon:
+        host, port = await daemon.ready()
+        alice = await ChatClient.connect(host, port)
+        bob = await ChatClient.connect(host, port)
+        try:
+            assert "first motd" in alice.banner
+            await alice.command(f"/register alice {PASSWORD}")
+            await bob.command(f"/register bob {PASSWORD}")
+            await alice.command("/create lounge")
+            await bob.command("/join lounge")
+
+            write_config(config, server={"motd": "second motd"},
+                         limits={"message_rate": 0.01, "message_burst": 2.0})
+            daemon.signal(signal.SIGHUP)
+            await daemon.wait_log(r'msg="reloaded"')
+
+            newcomer = await ChatClient.connect(host, port)
+            try:
+                assert "second motd" in newcomer.banner
+                assert "first motd" not in newcomer.banner
+            finally:
+                await newcomer.close()
+
+            # The connections from before the reload are still there, under the new limits.
+            assert (await alice.command("/ping")).ok
+            replies = [await alice.say(f"hello {n}") for n in range(3)]
+            assert [r["type"] for r in replies[:2]] == ["message", "message"]
+            assert replies[2]["type"] == "error" and replies[2]["code"] == "rate-limited"
+            got = await bob.next_event(lambda e: e.get("type") == "message")
+            assert got["text"] == "hello 0"
+        finally:
+            await alice.close()
+            await bob.close()
+
+
+async def test_sighup_with_a_bad_configuration_keeps_the_old_one(tmp_path: Path) -> None:
+    config = write_config(tmp_path / "chatd.yaml", server={"motd": "kept motd"})
+    with ChatdProcess.serve(tmp_path, config) as daemon:
+        host, port = await daemon.ready()
+        config.write_text(config.read_text() + "\nfrobnicate:\n  level: 11\n")
+        daemon.signal(signal.SIGHUP)
+        refused = await daemon.wait_log(r'msg="reload refused"')
+        assert "frobnicate" in refused and "unknown key" in refused
+
+        config.write_text(config.read_text().replace("frobnicate:\n  level: 11\n", "")
+                          + "\nlimits:\n  flood_action: explode\n")
+        daemon.signal(signal.SIGHUP)
+        await wait_for(lambda: daemon.log().count('msg="reload refused"') == 2)
+        second = daemon.log().splitlines()
+        assert any("limits.flood_action" in line and "explode" in line for line in second
+                   if 'msg="reload refused"' in line)
+        assert 'msg="reloaded"' not in daemon.log()
+
+        client = await ChatClient.connect(host, port)
+        try:
+            assert "kept motd" in client.banner
+            assert (await client.command("/ping")).ok
+        finally:
+            await client.close()
+
+
+async def test_sigterm_tells_clients_and_exits_zero(tmp_path: Path) -> None:
+    config = write_config(tmp_path / "chatd.yaml")
+    with ChatdProcess.serve(tmp_path, config) as daemon:
+        host, port = await daemon.ready()
+        clients = [await ChatClient.connect(host, port) for _ in range(2)]
+        try:
+            await clients[0].command(f"/register alice {PASSWORD}")
+            daemon.signal(signal.SIGTERM)
+            started = time.monotonic()
+            assert await daemon.wait(5.0) == 0
+            assert time.monotonic() - started < 5.0
+            for client in clients:
+                notice = await client.next_event(lambda e: e.get("shutdown") is True, 2.0)
+                assert notice["type"] == "notice" and "shutting down" in notice["text"]
+                assert (await client.next_event(timeout=2.0))["type"] == "closed"
+        finally:
+            for client in clients:
+                await client.close()
+        assert 'msg="stopped"' in daemon.log()
+        assert not exists(daemon.control_path)
+
+
+async def test_reload_in_process_returns_the_problem(tmp_path: Path) -> None:
+    async with running_daemon(tmp_path) as daemon:
+        bad = tmp_path / "bad.yaml"
+        bad.write_text("server:\n  motd: x\n  colour: blue\n")
+        daemon.config_path = str(bad)
+        problem = daemon.reload()
+        assert problem is not None and "server.colour" in problem and "unknown key" in problem
+        assert daemon.server.config.server.motd == ""
+
+        daemon.config_path = str(tmp_path / "missing.yaml")
+        problem = daemon.reload()
+        assert problem is not None and "missing.yaml" in problem
+
+        good = write_config(tmp_path / "good.yaml", server={"motd": "reloaded motd"},
+                            limits={"flood_threshold": 3})
+        daemon.config_path = str(good)
+        assert daemon.reload() is None
+        assert daemon.server.config.server.motd == "reloaded motd"
+        assert daemon.server.config.limits.flood_threshold == 3
+        # What a reload cannot change stays: the database and the bound address.
+        assert daemon.server.config.storage.path == str(tmp_path / "chatd.db")
+        assert daemon.server.config.listen.port == 0
