@@ -3,13 +3,9 @@
 from __future__ import annotations
 
 import dataclasses
-import sqlite3
 from collections.abc import Sequence
-from contextlib import AbstractAsyncContextManager
-from typing import Any, Protocol
 
-import aiosqlite
-
+from storage.host import SqliteHost
 from storage.records import FileRecord, KeyRecord
 
 _FILE = ("id, room_id, COALESCE(uploader_id, 0), uploader_name, name, size, mime, sha256, "
@@ -17,20 +13,12 @@ _FILE = ("id, room_id, COALESCE(uploader_id, 0), uploader_name, name, size, mime
 _KEY = "user_id, x25519, mlkem, fingerprint, updated_at"
 
 
-class _Host(Protocol):
-    """The transaction and query plumbing SqliteStorage provides to its mixins."""
-
-    def _transaction(self: _Host) -> AbstractAsyncContextManager[aiosqlite.Connection]: ...
-    async def _write(self: _Host, sql: str, params: Sequence[Any] = ()) -> int: ...
-    async def _fetch(self: _Host, sql: str, params: Sequence[Any] = ()) -> list[sqlite3.Row]: ...
-
-
 class ContentQueries:
     """Files and keys, as a mixin of SqliteStorage."""
 
     # -- files ---------------------------------------------------------------
 
-    async def add_file(self: _Host, record: FileRecord) -> FileRecord:
+    async def add_file(self: SqliteHost, record: FileRecord) -> FileRecord:
         """Store a file's record; the id in ``record`` is ignored and assigned here."""
         async with self._transaction() as conn:
             cursor = await conn.execute(
@@ -42,36 +30,36 @@ class ContentQueries:
             file_id = int(cursor.lastrowid or 0)
         return dataclasses.replace(record, id=file_id)
 
-    async def get_file(self: _Host, file_id: int) -> FileRecord | None:
+    async def get_file(self: SqliteHost, file_id: int) -> FileRecord | None:
         rows = await self._fetch(f"SELECT {_FILE} FROM files WHERE id = ?", (file_id,))
         return FileRecord(*rows[0]) if rows else None
 
-    async def list_files(self: _Host, room_id: int) -> list[FileRecord]:
+    async def list_files(self: SqliteHost, room_id: int) -> list[FileRecord]:
         rows = await self._fetch(f"SELECT {_FILE} FROM files WHERE room_id = ? ORDER BY id",
                                  (room_id,))
         return [FileRecord(*row) for row in rows]
 
-    async def delete_file(self: _Host, file_id: int) -> bool:
+    async def delete_file(self: SqliteHost, file_id: int) -> bool:
         return await self._write("DELETE FROM files WHERE id = ?", (file_id,)) > 0
 
-    async def user_file_bytes(self: _Host, user_id: int) -> int:
+    async def user_file_bytes(self: SqliteHost, user_id: int) -> int:
         rows = await self._fetch("SELECT COALESCE(SUM(size), 0) FROM files WHERE uploader_id = ?",
                                  (user_id,))
         return int(rows[0][0])
 
-    async def files_of_terminated_rooms(self: _Host, before: float) -> list[FileRecord]:
+    async def files_of_terminated_rooms(self: SqliteHost, before: float) -> list[FileRecord]:
         rows = await self._fetch(
             f"SELECT {_FILE} FROM files WHERE room_id IN (SELECT id FROM rooms WHERE "
             "terminated_at IS NOT NULL AND terminated_at < ?) ORDER BY id", (before,))
         return [FileRecord(*row) for row in rows]
 
-    async def blob_in_use(self: _Host, blob_key: str) -> bool:
+    async def blob_in_use(self: SqliteHost, blob_key: str) -> bool:
         rows = await self._fetch("SELECT 1 FROM files WHERE blob_key = ? LIMIT 1", (blob_key,))
         return bool(rows)
 
     # -- keys ------------------------------------------------------------------
 
-    async def put_user_key(self: _Host, record: KeyRecord) -> None:
+    async def put_user_key(self: SqliteHost, record: KeyRecord) -> None:
         await self._write(
             "INSERT INTO user_keys (user_id, x25519, mlkem, fingerprint, updated_at) "
             "VALUES (?, ?, ?, ?, ?) ON CONFLICT (user_id) DO UPDATE SET x25519 = excluded.x25519, "
@@ -79,7 +67,7 @@ class ContentQueries:
             "updated_at = excluded.updated_at",
             (record.user_id, record.x25519, record.mlkem, record.fingerprint, record.updated_at))
 
-    async def get_user_keys(self: _Host, user_ids: Sequence[int]) -> list[KeyRecord]:
+    async def get_user_keys(self: SqliteHost, user_ids: Sequence[int]) -> list[KeyRecord]:
         if not user_ids:
             return []
         marks = ",".join("?" * len(user_ids))

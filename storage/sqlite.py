@@ -25,19 +25,16 @@ import aiosqlite
 
 from storage.api import Conflict, Storage, StorageError
 from storage.content import ContentQueries
+from storage.governance import GovernanceQueries
+from storage.host import rowid
 from storage.migrations import migrate
 from storage.records import (
     AssociationRecord,
-    AuditRecord,
-    InvitationRecord,
-    JoinRequestRecord,
     JsonDict,
     MemberRecord,
     MessageRecord,
     NotificationRecord,
     RoomRecord,
-    SanctionRecord,
-    TokenRecord,
     UserRecord,
 )
 
@@ -48,7 +45,6 @@ MEMORY = ":memory:"
 _MAX_ID = 2**63 - 1
 _UNIQUE_ERRORS = frozenset({sqlite3.SQLITE_CONSTRAINT_UNIQUE,
                             sqlite3.SQLITE_CONSTRAINT_PRIMARYKEY})
-_SANCTION_TABLES = {"ban": "bans", "mute": "mutes"}
 _PRAGMAS = ("journal_mode", "foreign_keys", "synchronous", "busy_timeout")
 
 Params = Sequence[Any] | dict[str, Any]
@@ -58,9 +54,6 @@ _ROOM = "id, name, mode, topic, created_at, terminated_at, settings"
 _MESSAGE = ("id, sender_id, sender_name, text, ts, room_id, recipient_id, kind, extra, "
             "delivered")
 _NOTIFICATION = "id, user_id, kind, payload, created_at"
-_SANCTION = "room_id, user_id, actor_id, reason, created_at, until"
-_INVITATION = "room_id, user_id, inviter_id, created_at, expires_at"
-_TOKEN = "id, user_id, name, token_hash, created_at, expires_at"
 
 # Served by the partial index messages_room (room_id, id): a backwards range scan.
 HISTORY_SQL = (f"SELECT {_MESSAGE} FROM messages WHERE room_id = ? AND id < ? "
@@ -84,7 +77,7 @@ ON CONFLICT (user_id, room_id) DO UPDATE SET last_joined = excluded.last_joined
 """
 
 
-class SqliteStorage(ContentQueries):
+class SqliteStorage(ContentQueries, GovernanceQueries):
     """The daemon's state in one SQLite file (see the module docstring)."""
 
     def __init__(self, path: str) -> None:
@@ -100,7 +93,7 @@ class SqliteStorage(ContentQueries):
             return
         # Refuse a missing directory up front: a failed aiosqlite.connect leaves its
         # worker thread behind, which later posts to an event loop that may be gone.
-        folder = os.path.dirname(os.path.abspath(self._path))
+        folder = os.path.dirname(self._path)
         if self._path != MEMORY and not await asyncio.to_thread(os.path.isdir, folder):
             raise StorageError(f"unable to open database file {self._path}: "
                                f"the directory {folder} does not exist")
@@ -159,7 +152,7 @@ class SqliteStorage(ContentQueries):
             cursor = await conn.execute(
                 "INSERT INTO users (name, password_hash, is_admin, created_at) "
                 "VALUES (?, ?, ?, ?)", (name, password_hash, is_admin, created_at))
-            user_id = _rowid(cursor)
+            user_id = rowid(cursor)
         return UserRecord(user_id, name, password_hash, is_admin, created_at, {})
 
     async def get_user(self, user_id: int) -> UserRecord | None:
@@ -196,7 +189,7 @@ class SqliteStorage(ContentQueries):
             cursor = await conn.execute(
                 "INSERT INTO rooms (name, mode, created_at) VALUES (?, ?, ?)",
                 (name, mode, created_at))
-            room_id = _rowid(cursor)
+            room_id = rowid(cursor)
             owner = await _insert_member(conn, room_id, owner_id, "owner", created_at)
         return RoomRecord(room_id, name, mode, "", created_at), owner
 
@@ -320,7 +313,7 @@ class SqliteStorage(ContentQueries):
             cursor = await conn.execute(
                 "INSERT INTO notifications (user_id, kind, payload, created_at) "
                 "VALUES (?, ?, ?, ?)", (user_id, kind, _dumps(payload), created_at))
-            notification_id = _rowid(cursor)
+            notification_id = rowid(cursor)
         return NotificationRecord(notification_id, user_id, kind, payload, created_at)
 
     async def list_notifications(self, user_id: int) -> list[NotificationRecord]:
@@ -340,139 +333,6 @@ class SqliteStorage(ContentQueries):
 
     async def delete_notifications_before(self, before: float) -> int:
         return await self._write("DELETE FROM notifications WHERE created_at < ?", (before,))
-
-    # -- bans and mutes ----------------------------------------------------
-
-    async def put_sanction(self, kind: str, record: SanctionRecord) -> None:
-        table = _sanction_table(kind)
-        await self._write(
-            f"INSERT INTO {table} ({_SANCTION}) VALUES (?, ?, ?, ?, ?, ?) "
-            "ON CONFLICT (room_id, user_id) DO UPDATE SET actor_id = excluded.actor_id, "
-            "reason = excluded.reason, created_at = excluded.created_at, "
-            "until = excluded.until",
-            (record.room_id, record.user_id, record.actor_id, record.reason,
-             record.created_at, record.until))
-
-    async def delete_sanction(self, kind: str, room_id: int, user_id: int) -> bool:
-        table = _sanction_table(kind)
-        count = await self._write(f"DELETE FROM {table} WHERE room_id = ? AND user_id = ?",
-                                  (room_id, user_id))
-        return count > 0
-
-    async def load_sanctions(self, kind: str) -> list[SanctionRecord]:
-        table = _sanction_table(kind)
-        rows = await self._fetch(f"SELECT {_SANCTION} FROM {table} ORDER BY room_id, user_id")
-        return [SanctionRecord(*row) for row in rows]
-
-    async def delete_expired_sanctions(self, kind: str, now: float) -> list[SanctionRecord]:
-        """Delete the sanctions whose ``until`` has passed and return them."""
-        table = _sanction_table(kind)
-        expired = f"FROM {table} WHERE until IS NOT NULL AND until <= ?"
-        async with self._transaction() as conn:
-            rows = await conn.execute_fetchall(
-                f"SELECT {_SANCTION} {expired} ORDER BY room_id, user_id", (now,))
-            await conn.execute(f"DELETE {expired}", (now,))
-        return [SanctionRecord(*row) for row in rows]
-
-    # -- invitations and join requests ---------------------------------------
-
-    async def put_invitation(self, record: InvitationRecord) -> None:
-        await self._write(
-            f"INSERT INTO invitations ({_INVITATION}) VALUES (?, ?, ?, ?, ?) "
-            "ON CONFLICT (room_id, user_id) DO UPDATE SET inviter_id = excluded.inviter_id, "
-            "created_at = excluded.created_at, expires_at = excluded.expires_at",
-            (record.room_id, record.user_id, record.inviter_id, record.created_at,
-             record.expires_at))
-
-    async def take_invitation(self, room_id: int, user_id: int,
-                              now: float) -> InvitationRecord | None:
-        """Use up the invitation: delete it, and return it unless it had expired."""
-        key = "WHERE room_id = ? AND user_id = ?"
-        async with self._transaction() as conn:
-            rows = list(await conn.execute_fetchall(
-                f"SELECT {_INVITATION} FROM invitations {key}", (room_id, user_id)))
-            if rows:
-                await conn.execute(f"DELETE FROM invitations {key}", (room_id, user_id))
-        invitation = InvitationRecord(*rows[0]) if rows else None
-        return invitation if invitation is not None and invitation.expires_at > now else None
-
-    async def load_invitations(self, now: float) -> list[InvitationRecord]:
-        rows = await self._fetch(
-            f"SELECT {_INVITATION} FROM invitations WHERE expires_at > ? "
-            "ORDER BY created_at, room_id, user_id", (now,))
-        return [InvitationRecord(*row) for row in rows]
-
-    async def delete_expired_invitations(self, now: float) -> int:
-        return await self._write("DELETE FROM invitations WHERE expires_at <= ?", (now,))
-
-    async def put_join_request(self, record: JoinRequestRecord) -> None:
-        await self._write(
-            "INSERT INTO join_requests (room_id, user_id, created_at) VALUES (?, ?, ?) "
-            "ON CONFLICT (room_id, user_id) DO UPDATE SET created_at = excluded.created_at",
-            (record.room_id, record.user_id, record.created_at))
-
-    async def delete_join_request(self, room_id: int, user_id: int) -> bool:
-        count = await self._write(
-            "DELETE FROM join_requests WHERE room_id = ? AND user_id = ?", (room_id, user_id))
-        return count > 0
-
-    async def load_join_requests(self) -> list[JoinRequestRecord]:
-        rows = await self._fetch("SELECT room_id, user_id, created_at FROM join_requests "
-                                 "ORDER BY created_at, room_id, user_id")
-        return [JoinRequestRecord(*row) for row in rows]
-
-    # -- audit log ---------------------------------------------------------
-
-    async def append_audit(self, ts: float, actor: str | None, action: str,
-                           target: str | None, room: str | None, reason: str,
-                           room_id: int | None = None) -> None:
-        await self._write(
-            "INSERT INTO audit (ts, actor, action, target, room, reason, room_id) "
-            "VALUES (?, ?, ?, ?, ?, ?, ?)", (ts, actor, action, target, room, reason, room_id))
-
-    async def list_audit(self, limit: int, room: str | None = None,
-                         room_id: int | None = None) -> list[AuditRecord]:
-        """The latest ``limit`` entries, oldest first: all, those of one room id,
-        or those under one room name (compared case-insensitively)."""
-        if limit <= 0:
-            return []
-        columns = "SELECT id, ts, actor, action, target, room, reason FROM audit"
-        params: tuple[int | str, ...]
-        if room_id is not None:
-            where, params = "WHERE room_id = ?", (room_id, limit)
-        elif room is not None:
-            where, params = "WHERE room = ?", (room, limit)
-        else:
-            where, params = "", (limit,)
-        rows = await self._fetch(f"{columns} {where} ORDER BY id DESC LIMIT ?", params)
-        return [AuditRecord(*row) for row in reversed(rows)]
-
-    # -- API tokens --------------------------------------------------------
-
-    async def create_token(self, user_id: int, name: str, token_hash: str,
-                           created_at: float, expires_at: float | None) -> TokenRecord:
-        """Store a token; Conflict if the user has one of that name (case-insensitive)."""
-        async with self._transaction() as conn:
-            cursor = await conn.execute(
-                "INSERT INTO api_tokens (user_id, name, token_hash, created_at, expires_at) "
-                "VALUES (?, ?, ?, ?, ?)", (user_id, name, token_hash, created_at, expires_at))
-            token_id = _rowid(cursor)
-        return TokenRecord(token_id, user_id, name, token_hash, created_at, expires_at)
-
-    async def find_token(self, token_hash: str) -> TokenRecord | None:
-        row = await self._fetch_one(f"SELECT {_TOKEN} FROM api_tokens WHERE token_hash = ?",
-                                    (token_hash,))
-        return None if row is None else TokenRecord(*row)
-
-    async def list_tokens(self, user_id: int) -> list[TokenRecord]:
-        rows = await self._fetch(f"SELECT {_TOKEN} FROM api_tokens WHERE user_id = ? "
-                                 "ORDER BY id", (user_id,))
-        return [TokenRecord(*row) for row in rows]
-
-    async def delete_token(self, user_id: int, name: str) -> bool:
-        count = await self._write("DELETE FROM api_tokens WHERE user_id = ? AND name = ?",
-                                  (user_id, name))
-        return count > 0
 
     # -- plumbing ----------------------------------------------------------
 
@@ -561,23 +421,9 @@ async def _insert_member(conn: aiosqlite.Connection, room_id: int, user_id: int,
     cursor = await conn.execute(
         "INSERT INTO members (room_id, user_id, role, joined_at, role_since) "
         "VALUES (?, ?, ?, ?, ?)", (room_id, user_id, role, joined_at, joined_at))
-    seq = _rowid(cursor)
+    seq = rowid(cursor)
     await conn.execute(_UPSERT_ASSOCIATION, (user_id, room_id, joined_at))
     return MemberRecord(room_id, user_id, role, joined_at, joined_at, seq)
-
-
-def _rowid(cursor: aiosqlite.Cursor) -> int:
-    rowid = cursor.lastrowid
-    if rowid is None:  # pragma: no cover - an INSERT always sets it
-        raise StorageError("INSERT did not report a row id")
-    return rowid
-
-
-def _sanction_table(kind: str) -> str:
-    try:
-        return _SANCTION_TABLES[kind]
-    except KeyError:
-        raise ValueError(f"sanction kind must be 'ban' or 'mute', not {kind!r}") from None
 
 
 def _dumps(value: JsonDict) -> str:

@@ -1,0 +1,163 @@
+"""SQL for room governance: bans and mutes, invitations, join requests, the audit
+log and API tokens (mixed into SqliteStorage)."""
+
+from __future__ import annotations
+
+from storage.host import SqliteHost, rowid
+from storage.records import (
+    AuditRecord,
+    InvitationRecord,
+    JoinRequestRecord,
+    SanctionRecord,
+    TokenRecord,
+)
+
+_SANCTION_TABLES = {"ban": "bans", "mute": "mutes"}
+_SANCTION = "room_id, user_id, actor_id, reason, created_at, until"
+_INVITATION = "room_id, user_id, inviter_id, created_at, expires_at"
+_TOKEN = "id, user_id, name, token_hash, created_at, expires_at"
+
+
+class GovernanceQueries:
+    """Governance tables, as a mixin of SqliteStorage."""
+
+    # -- bans and mutes ----------------------------------------------------
+
+    async def put_sanction(self: SqliteHost, kind: str, record: SanctionRecord) -> None:
+        table = _sanction_table(kind)
+        await self._write(
+            f"INSERT INTO {table} ({_SANCTION}) VALUES (?, ?, ?, ?, ?, ?) "
+            "ON CONFLICT (room_id, user_id) DO UPDATE SET actor_id = excluded.actor_id, "
+            "reason = excluded.reason, created_at = excluded.created_at, "
+            "until = excluded.until",
+            (record.room_id, record.user_id, record.actor_id, record.reason,
+             record.created_at, record.until))
+
+    async def delete_sanction(self: SqliteHost, kind: str, room_id: int, user_id: int) -> bool:
+        table = _sanction_table(kind)
+        count = await self._write(f"DELETE FROM {table} WHERE room_id = ? AND user_id = ?",
+                                  (room_id, user_id))
+        return count > 0
+
+    async def load_sanctions(self: SqliteHost, kind: str) -> list[SanctionRecord]:
+        table = _sanction_table(kind)
+        rows = await self._fetch(f"SELECT {_SANCTION} FROM {table} ORDER BY room_id, user_id")
+        return [SanctionRecord(*row) for row in rows]
+
+    async def delete_expired_sanctions(self: SqliteHost, kind: str,
+                                       now: float) -> list[SanctionRecord]:
+        """Delete the sanctions whose ``until`` has passed and return them."""
+        table = _sanction_table(kind)
+        expired = f"FROM {table} WHERE until IS NOT NULL AND until <= ?"
+        async with self._transaction() as conn:
+            rows = await conn.execute_fetchall(
+                f"SELECT {_SANCTION} {expired} ORDER BY room_id, user_id", (now,))
+            await conn.execute(f"DELETE {expired}", (now,))
+        return [SanctionRecord(*row) for row in rows]
+
+    # -- invitations and join requests ---------------------------------------
+
+    async def put_invitation(self: SqliteHost, record: InvitationRecord) -> None:
+        await self._write(
+            f"INSERT INTO invitations ({_INVITATION}) VALUES (?, ?, ?, ?, ?) "
+            "ON CONFLICT (room_id, user_id) DO UPDATE SET inviter_id = excluded.inviter_id, "
+            "created_at = excluded.created_at, expires_at = excluded.expires_at",
+            (record.room_id, record.user_id, record.inviter_id, record.created_at,
+             record.expires_at))
+
+    async def take_invitation(self: SqliteHost, room_id: int, user_id: int,
+                              now: float) -> InvitationRecord | None:
+        """Use up the invitation: delete it, and return it unless it had expired."""
+        key = "WHERE room_id = ? AND user_id = ?"
+        async with self._transaction() as conn:
+            rows = list(await conn.execute_fetchall(
+                f"SELECT {_INVITATION} FROM invitations {key}", (room_id, user_id)))
+            if rows:
+                await conn.execute(f"DELETE FROM invitations {key}", (room_id, user_id))
+        invitation = InvitationRecord(*rows[0]) if rows else None
+        return invitation if invitation is not None and invitation.expires_at > now else None
+
+    async def load_invitations(self: SqliteHost, now: float) -> list[InvitationRecord]:
+        rows = await self._fetch(
+            f"SELECT {_INVITATION} FROM invitations WHERE expires_at > ? "
+            "ORDER BY created_at, room_id, user_id", (now,))
+        return [InvitationRecord(*row) for row in rows]
+
+    async def delete_expired_invitations(self: SqliteHost, now: float) -> int:
+        return await self._write("DELETE FROM invitations WHERE expires_at <= ?", (now,))
+
+    async def put_join_request(self: SqliteHost, record: JoinRequestRecord) -> None:
+        await self._write(
+            "INSERT INTO join_requests (room_id, user_id, created_at) VALUES (?, ?, ?) "
+            "ON CONFLICT (room_id, user_id) DO UPDATE SET created_at = excluded.created_at",
+            (record.room_id, record.user_id, record.created_at))
+
+    async def delete_join_request(self: SqliteHost, room_id: int, user_id: int) -> bool:
+        count = await self._write(
+            "DELETE FROM join_requests WHERE room_id = ? AND user_id = ?", (room_id, user_id))
+        return count > 0
+
+    async def load_join_requests(self: SqliteHost) -> list[JoinRequestRecord]:
+        rows = await self._fetch("SELECT room_id, user_id, created_at FROM join_requests "
+                                 "ORDER BY created_at, room_id, user_id")
+        return [JoinRequestRecord(*row) for row in rows]
+
+    # -- audit log ---------------------------------------------------------
+
+    async def append_audit(self: SqliteHost, ts: float, actor: str | None, action: str,
+                           target: str | None, room: str | None, reason: str,
+                           room_id: int | None = None) -> None:
+        await self._write(
+            "INSERT INTO audit (ts, actor, action, target, room, reason, room_id) "
+            "VALUES (?, ?, ?, ?, ?, ?, ?)", (ts, actor, action, target, room, reason, room_id))
+
+    async def list_audit(self: SqliteHost, limit: int, room: str | None = None,
+                         room_id: int | None = None) -> list[AuditRecord]:
+        """The latest ``limit`` entries, oldest first: all, those of one room id,
+        or those under one room name (compared case-insensitively)."""
+        if limit <= 0:
+            return []
+        columns = "SELECT id, ts, actor, action, target, room, reason FROM audit"
+        params: tuple[int | str, ...]
+        if room_id is not None:
+            where, params = "WHERE room_id = ?", (room_id, limit)
+        elif room is not None:
+            where, params = "WHERE room = ?", (room, limit)
+        else:
+            where, params = "", (limit,)
+        rows = await self._fetch(f"{columns} {where} ORDER BY id DESC LIMIT ?", params)
+        return [AuditRecord(*row) for row in reversed(rows)]
+
+    # -- API tokens --------------------------------------------------------
+
+    async def create_token(self: SqliteHost, user_id: int, name: str, token_hash: str,
+                           created_at: float, expires_at: float | None) -> TokenRecord:
+        """Store a token; Conflict if the user has one of that name (case-insensitive)."""
+        async with self._transaction() as conn:
+            cursor = await conn.execute(
+                "INSERT INTO api_tokens (user_id, name, token_hash, created_at, expires_at) "
+                "VALUES (?, ?, ?, ?, ?)", (user_id, name, token_hash, created_at, expires_at))
+            token_id = rowid(cursor)
+        return TokenRecord(token_id, user_id, name, token_hash, created_at, expires_at)
+
+    async def find_token(self: SqliteHost, token_hash: str) -> TokenRecord | None:
+        row = await self._fetch_one(f"SELECT {_TOKEN} FROM api_tokens WHERE token_hash = ?",
+                                    (token_hash,))
+        return None if row is None else TokenRecord(*row)
+
+    async def list_tokens(self: SqliteHost, user_id: int) -> list[TokenRecord]:
+        rows = await self._fetch(f"SELECT {_TOKEN} FROM api_tokens WHERE user_id = ? "
+                                 "ORDER BY id", (user_id,))
+        return [TokenRecord(*row) for row in rows]
+
+    async def delete_token(self: SqliteHost, user_id: int, name: str) -> bool:
+        count = await self._write("DELETE FROM api_tokens WHERE user_id = ? AND name = ?",
+                                  (user_id, name))
+        return count > 0
+
+
+def _sanction_table(kind: str) -> str:
+    try:
+        return _SANCTION_TABLES[kind]
+    except KeyError:
+        raise ValueError(f"sanction kind must be 'ban' or 'mute', not {kind!r}") from None
