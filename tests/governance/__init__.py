@@ -7,15 +7,12 @@ from typing import Any
 from chatd.client import ChatClient
 from chatd.server import ChatServer
 from tests.helpers import PASSWORD, Clients
+from tests.helpers import error_of as error_of
+from tests.helpers import settle as settle
 
 Event = dict[str, Any]
 
 
-async def error_of(client: ChatClient, line: str) -> Event:
-    """The final ``error`` line of a command that must fail."""
-    reply = await client.command(line, check=False)
-    assert reply.final["type"] == "error", reply.final
-    return reply.final
 
 
 async def code_of(client: ChatClient, line: str) -> str:
@@ -24,10 +21,6 @@ async def code_of(client: ChatClient, line: str) -> str:
     return "ok" if reply.ok else str(reply.final["code"])
 
 
-async def settle(client: ChatClient) -> list[Event]:
-    """Everything the connection received (and nobody took) before a /ping round trip."""
-    await client.command("/ping")
-    return client.pending_events()
 
 
 def events(received: list[Event], name: str) -> list[Event]:

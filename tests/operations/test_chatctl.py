@@ -19,7 +19,7 @@ from chatd import __version__
 from chatd.chatctl import ControlClient, ControlError, main
 from chatd.client import ChatClient
 from chatd.daemon import Daemon
-from tests.helpers import PASSWORD, Clients
+from tests.helpers import PASSWORD, Clients, settle
 from tests.operations import ChatdProcess, exists, running_daemon, wait_for, write_config
 
 Event = dict[str, Any]
@@ -75,9 +75,6 @@ async def room_with(clients: Clients, owner: str, room: str, *members: str
     return joined
 
 
-async def settle(client: ChatClient) -> list[Event]:
-    await client.command("/ping")
-    return client.pending_events()
 
 
 def room_events(received: list[Event], name: str) -> list[Event]:

@@ -19,6 +19,10 @@ from chatd.client import ChatClient, LineClient
 from chatd.clock import ManualClock
 from chatd.server import ChatServer
 from tests.helpers import Clients, start_server
+from tests.helpers import error_of as error_of
+from tests.helpers import messages as messages
+from tests.helpers import room_with as room_with
+from tests.helpers import settle as settle
 
 # The daemon's own defaults for the limits that TEST_OVERRIDES raises.
 PRODUCTION_LIMITS: dict[str, Any] = {
@@ -58,21 +62,10 @@ async def serving(db_path: Path, clock: ManualClock, **overrides: Any
         await server.stop()
 
 
-async def error_of(client: ChatClient, line: str) -> dict[str, Any]:
-    """The final ``error`` line of a command that must fail."""
-    reply = await client.command(line, check=False)
-    assert reply.final["type"] == "error", reply.final
-    return reply.final
 
 
-async def settle(client: ChatClient) -> list[dict[str, Any]]:
-    """What the connection received (and nobody took) before a /ping round trip."""
-    await client.command("/ping")
-    return client.pending_events()
 
 
-def messages(events: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    return [e for e in events if e.get("type") == "message"]
 
 
 def is_event(name: str, **fields: Any) -> Callable[[dict[str, Any]], bool]:
@@ -94,16 +87,3 @@ def text_error_code(line: str) -> str | None:
     return line[2:].partition(":")[0]
 
 
-async def room_with(clients: Clients, owner: str, *members: str,
-                    room: str = "general") -> list[ChatClient]:
-    """``owner`` creates ``room`` and each of ``members`` joins it; all are returned."""
-    first = await clients.user(owner)
-    await first.command(f"/create {room}")
-    joined = [first]
-    for name in members:
-        client = await clients.user(name)
-        await client.command(f"/join {room}")
-        joined.append(client)
-    for client in joined:
-        await settle(client)  # drop the join events
-    return joined

@@ -9,7 +9,7 @@ from typing import Any
 import pytest
 
 from chatd.client import ChatClient, LineClient
-from tests.helpers import PASSWORD, Clients
+from tests.helpers import PASSWORD, Clients, settle
 
 MAX_LINE = 4096
 CONTROLS = [chr(c) for c in [*range(0x00, 0x09), *range(0x0A, 0x20), *range(0x7F, 0xA0)]]
@@ -19,10 +19,6 @@ def is_message(event: dict[str, Any]) -> bool:
     return event.get("type") == "message"
 
 
-async def settle(client: ChatClient) -> list[dict[str, Any]]:
-    """Everything the connection received (and nobody took) before a /ping round trip."""
-    await client.command("/ping")
-    return client.pending_events()
 
 
 async def text_client(clients: Clients, name: str | None = None) -> LineClient:

@@ -10,45 +10,21 @@ import pytest
 
 from chatd.client import ChatClient, LineClient
 from chatd.clock import ManualClock
-from tests.helpers import PASSWORD, Clients
+from tests.helpers import PASSWORD, Clients, error_of, messages, room_with, settle
 
 ISO_TS = re.compile(r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z$")
 
 
-async def error_of(client: ChatClient, line: str) -> dict[str, Any]:
-    """The final ``error`` line of a command that must fail."""
-    reply = await client.command(line, check=False)
-    assert reply.final["type"] == "error", reply.final
-    return reply.final
 
 
-async def settle(client: ChatClient) -> list[dict[str, Any]]:
-    """Everything the connection received (and nobody took) before a /ping round trip."""
-    await client.command("/ping")
-    return client.pending_events()
 
 
-def messages(events: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    return [e for e in events if e.get("type") == "message"]
 
 
 def is_message(event: dict[str, Any]) -> bool:
     return event.get("type") == "message"
 
 
-async def room_with(clients: Clients, owner: str, *members: str,
-                    room: str = "general") -> list[ChatClient]:
-    """``owner`` creates ``room`` and each of ``members`` joins it; all are returned."""
-    first = await clients.user(owner)
-    await first.command(f"/create {room}")
-    joined = [first]
-    for name in members:
-        client = await clients.user(name)
-        await client.command(f"/join {room}")
-        joined.append(client)
-    for client in joined:
-        await settle(client)  # drop the join events
-    return joined
 
 
 async def text_client(clients: Clients, name: str) -> LineClient:

@@ -4,25 +4,19 @@ from __future__ import annotations
 
 import json
 import re
-from typing import Any
 
 import pytest
 
-from chatd.client import ChatClient, LineClient
+from chatd.client import LineClient
 from chatd.clock import ManualClock
 from chatd.registry import Command, Need
 from chatd.server import ChatServer
-from tests.helpers import PASSWORD, Clients
+from tests.helpers import PASSWORD, Clients, error_of
 
 ESC = "\x1b"
 TIMESTAMPED = re.compile(r"^\[\d\d:\d\d\] ")
 
 
-async def error_of(client: ChatClient, line: str) -> dict[str, Any]:
-    """The final ``error`` line of a command that must fail."""
-    reply = await client.command(line, check=False)
-    assert reply.final["type"] == "error", reply.final
-    return reply.final
 
 
 async def text_client(clients: Clients, name: str | None = None) -> LineClient:

@@ -8,23 +8,10 @@ from typing import Any
 
 import pytest
 
-from chatd.client import ChatClient, LineClient
+from chatd.client import LineClient
 from chatd.clock import ManualClock
 from chatd.server import ChatServer
-from tests.helpers import Clients, start_server
-
-
-async def error_of(client: ChatClient, line: str) -> dict[str, Any]:
-    """The final ``error`` line of a command that must fail."""
-    reply = await client.command(line, check=False)
-    assert reply.final["type"] == "error", reply.final
-    return reply.final
-
-
-async def settle(client: ChatClient) -> list[dict[str, Any]]:
-    """Everything the connection received (and nobody took) before a /ping round trip."""
-    await client.command("/ping")
-    return client.pending_events()
+from tests.helpers import Clients, error_of, settle, start_server
 
 
 def of_type(events: list[dict[str, Any]], kind: str) -> list[dict[str, Any]]:
