@@ -68,6 +68,10 @@ class StorageConfig:
 class AccountsConfig:
     registration: Literal["open", "admin"] = "open"
     bcrypt_cost: int = 12
+    # Connections without an account may take a free nick and use open rooms
+    # (only on the IRC listener in this version); nothing of a guest persists
+    # except their messages and audit entries.
+    guests: bool = False
 
 
 @dataclass(frozen=True, slots=True)
@@ -141,6 +145,66 @@ class LoggingConfig:
 
 
 @dataclass(frozen=True, slots=True)
+class FilesConfig:
+    # Where uploaded files live: "local" (a directory) or "s3" (an object store).
+    backend: Literal["local", "s3"] = "local"
+    # The local blob directory (also where uploads are staged); empty: "files"
+    # beside the database.
+    dir: str = ""
+    # Largest file in bytes, and the total bytes one user may have uploaded.
+    max_size: int = 10 * 1024 * 1024
+    quota: int = 100 * 1024 * 1024
+    # Previews: ASCII-art width in columns, and the caps of the preview process.
+    preview_width: int = 60
+    preview_timeout: Seconds = Seconds(10)
+    preview_max_pixels: int = 50_000_000
+    preview_memory: int = 512 * 1024 * 1024
+    # The S3-compatible object store (backend: s3).
+    s3_endpoint: str = ""
+    s3_bucket: str = ""
+    s3_region: str = ""
+    s3_prefix: str = "chatd/"
+    s3_access_key: str = ""
+    s3_secret_key: str = ""
+    s3_url_ttl: Seconds = Seconds(7 * 86400)
+
+
+@dataclass(frozen=True, slots=True)
+class StickersConfig:
+    # A directory of extra <name>.txt stickers (read at start and on reload).
+    dir: str = ""
+    # Whether the stickers shipped with chatd are offered too.
+    builtin: bool = True
+
+
+@dataclass(frozen=True, slots=True)
+class CryptoConfig:
+    # /encrypt and /decrypt: the most bytes of input (text, or armored data).
+    max_input: int = 16384
+    # chatd-crypt subprocesses running at once; further requests wait their turn...
+    max_concurrent: int = 2
+    # ...unless this many are already waiting: then they get rate-limited.
+    max_waiting: int = 32
+    # A chatd-crypt subprocess still running after this long is killed.
+    timeout: Seconds = Seconds(30)
+    # The largest end-to-end envelope /emsg relays, in bytes once decoded.
+    max_envelope: int = 65536
+
+
+@dataclass(frozen=True, slots=True)
+class IrcConfig:
+    # A second listener speaking IRC (RFC 1459/2812 with IRCv3 capabilities)
+    # over the same accounts, rooms and rules.
+    enabled: bool = False
+    host: str = "127.0.0.1"
+    port: int = 6667
+    # A TLS listener for IRC (usually 6697) with the tls: certificate; None: none.
+    tls_port: int | None = None
+    # The server name IRC clients see as the source of server replies.
+    server_name: str = "chatd.local"
+
+
+@dataclass(frozen=True, slots=True)
 class Config:
     server: ServerConfig = field(default_factory=ServerConfig)
     listen: ListenConfig = field(default_factory=ListenConfig)
@@ -154,6 +218,10 @@ class Config:
     backup: BackupConfig = field(default_factory=BackupConfig)
     metrics: MetricsConfig = field(default_factory=MetricsConfig)
     logging: LoggingConfig = field(default_factory=LoggingConfig)
+    files: FilesConfig = field(default_factory=FilesConfig)
+    stickers: StickersConfig = field(default_factory=StickersConfig)
+    crypto: CryptoConfig = field(default_factory=CryptoConfig)
+    irc: IrcConfig = field(default_factory=IrcConfig)
 
 
 def load_config(path: str | Path | None, overrides: dict[str, Any] | None = None) -> Config:
@@ -187,6 +255,11 @@ def _check_together(config: Config) -> None:
     """Rules that span several keys."""
     if config.tls.enabled and not (config.tls.cert and config.tls.key):
         raise ConfigError("tls.enabled: needs tls.cert and tls.key (PEM file paths)")
+    if config.irc.tls_port is not None and not (config.tls.cert and config.tls.key):
+        raise ConfigError("irc.tls_port: needs tls.cert and tls.key (PEM file paths)")
+    if min(config.crypto.max_concurrent, config.crypto.max_input,
+           config.crypto.max_envelope) < 1:
+        raise ConfigError("crypto: max_concurrent, max_input and max_envelope must be at least 1")
     if not 4 <= config.accounts.bcrypt_cost <= 31:
         raise ConfigError("accounts.bcrypt_cost: must be from 4 to 31")
     for key in ("max_line", "port"):

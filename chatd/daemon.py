@@ -123,4 +123,6 @@ def _fixed(daemon: Daemon) -> dict[str, Any]:
     """Settings a reload cannot change: the addresses bound and the database open."""
     config = daemon.server.config
     return {"listen.host": config.listen.host, "listen.port": config.listen.port,
-            "storage.path": config.storage.path}
+            "storage.path": config.storage.path, "irc.enabled": config.irc.enabled,
+            "irc.host": config.irc.host, "irc.port": config.irc.port,
+            "irc.tls_port": config.irc.tls_port}

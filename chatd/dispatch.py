@@ -53,6 +53,21 @@ class Dispatcher:
             ctx.command = cmd.name
             self._check(cmd, session)
             kwargs = self._arguments(cmd, ctx, parsed.args)
+        except ChatError as exc:
+            if cmd is not None and cmd.data_lines and parsed.args.strip():
+                # Refused before it ran (e.g. not logged in): the data lines that
+                # follow must not become messages. A bare "/upload" sends none.
+                session.line_sink = _DiscardData(ctx, exc)
+            else:
+                ctx.reply_error(exc)
+            return None
+        except Exception:
+            self._crash(ctx)
+            return None
+        return self._run(cmd, ctx, kwargs)
+
+    def _run(self, cmd: Command, ctx: Context, kwargs: dict[str, Any]) -> Awaitable[None] | None:
+        try:
             result = cmd.handler(ctx, **kwargs)
         except ChatError as exc:
             ctx.reply_error(exc)
@@ -107,6 +122,24 @@ class Dispatcher:
 
     def _crash(self, ctx: Context) -> None:
         crashed(ctx)
+
+
+class _DiscardData:
+    """Reads a refused command's data lines up to ".", then sends its error."""
+
+    def __init__(self, ctx: Context, error: ChatError) -> None:
+        self._ctx = ctx
+        self._error = error
+
+    def line(self, text: str) -> None:
+        if text == ".":
+            self._ctx.session.line_sink = None
+            self._ctx.reply_error(self._error)
+
+    def abort(self, code: str) -> None:
+        self._ctx.session.line_sink = None
+        if code != "disconnected":
+            self._ctx.reply_error(self._error)
 
 
 def crashed(ctx: Context) -> None:

@@ -55,6 +55,9 @@ class Housekeeping:
             "empty_rooms_terminated": await services.rooms.terminate_empty(),
             "messages_deleted": await storage.delete_terminated_history(
                 now - config.history_retention),
+            # Files follow their room's history; a blob goes with its last file.
+            "files_deleted": await services.files.purge_terminated(
+                now - config.history_retention),
         }
         log.info("housekeeping", extra={"fields": done})
         return done

@@ -66,6 +66,10 @@ class Messaging:
     async def load(self) -> None:
         self._ids = itertools.count(await self._storage.max_message_id() + 1)
 
+    def next_id(self) -> int:
+        """A new message id (ids are shared by room, direct and end-to-end messages)."""
+        return next(self._ids)
+
     def post(self, session: Session, room: Room, text: str, action: bool = False,
              label: str | None = None) -> int:
         """Send ``text`` to every connection of every member of ``room``."""

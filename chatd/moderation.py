@@ -117,6 +117,8 @@ class Moderation:
         """Flood control mutes a member; a mute already running is left as it is."""
         if not room.is_member(target.id) or room.muted(target.id, self._clock.time()):
             return
+        if self._accounts.get(target.id) is None:
+            return  # a guest without an account: a mute cannot be stored for them
         await self._mute(room, target, duration, None, SERVER, reason="flooding")
 
     async def _mute(self, room: Room, target: User, duration: float | None,

@@ -66,6 +66,8 @@ class Command:
     group: str = "general"
     # For the rare command whose forms the parameters cannot express alone.
     usage_override: str | None = None
+    # Followed by data lines up to "." (an upload): a refusal reads them first.
+    data_lines: bool = False
 
     @property
     def usage(self) -> str:
@@ -116,14 +118,14 @@ COMMANDS = CommandTable()
 
 def command(name: str, *params: Param, need: Need = Need.LOGIN, role: Role | None = None,
             server_admin: bool = False, aliases: tuple[str, ...] = (),
-            group: str = "general", usage: str | None = None,
+            group: str = "general", usage: str | None = None, data_lines: bool = False,
             table: CommandTable = COMMANDS) -> Callable[[Handler], Handler]:
     """Declare a command handler; its docstring's first line is its help."""
 
     def register(handler: Handler) -> Handler:
         doc = inspect.getdoc(handler) or ""
         table.add(Command(name, handler, params, doc.split("\n")[0], need, role,
-                          server_admin, aliases, group, usage))
+                          server_admin, aliases, group, usage, data_lines))
         return handler
 
     return register

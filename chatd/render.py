@@ -200,6 +200,7 @@ EVENT_TEXT: dict[str, str] = {
     "terminated": "{room} was terminated",
     "topic": "{actor} set the topic of {room}: {topic}",
     "mode": "{actor} made {room} {mode}",
+    "e2e": "{actor} turned end-to-end encryption {state} in {room}",
     "typing": "{user} is typing in {room}",
     "shutdown": "the server is shutting down",
 }

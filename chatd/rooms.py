@@ -102,7 +102,8 @@ class Rooms:
 
     def summary(self, room: Room) -> dict[str, Any]:
         return {"id": room.id, "name": room.name, "mode": room.mode.value,
-                "members": len(room.members), "topic": room.topic}
+                "members": len(room.members), "topic": room.topic,
+                "e2e": bool(room.settings.get("e2e"))}
 
     # -- sessions ------------------------------------------------------------
 

@@ -20,12 +20,17 @@ from chatd import __version__
 from chatd.accounts import Accounts
 from chatd.admission import Admission
 from chatd.audit import AuditLog
+from chatd.blobs import open_blob_store
 from chatd.clock import Clock
 from chatd.connection import Connection, FlushScheduler
+from chatd.crypt.runner import CryptoService
 from chatd.delivery import LocalBus
 from chatd.dispatch import Dispatcher
+from chatd.e2e import E2E
 from chatd.errors import Code
+from chatd.files import Files
 from chatd.housekeeping import Housekeeping
+from chatd.irc.listener import IrcListener
 from chatd.messaging import Messaging
 from chatd.moderation import Moderation
 from chatd.notifications import Notifier
@@ -34,6 +39,7 @@ from chatd.protection import Protection
 from chatd.rooms import Rooms
 from chatd.services import Services
 from chatd.stats import Stats
+from chatd.stickers import Stickers
 from chatd.tokens import Tokens
 from storage.sqlite import SqliteStorage
 from storage.writer import MessageWriter
@@ -61,6 +67,8 @@ class ChatServer:
         self.housekeeping = Housekeeping(self.services)
         self.flusher: FlushScheduler
         self._listeners: list[asyncio.Server] = []
+        # The IRC listener when irc.enabled (its sockets join _listeners).
+        self.irc: IrcListener | None = None
         self._connections: set[Connection] = set()
         self._per_ip: Counter[str] = Counter()
         self._sweeper: asyncio.Task[None] | None = None
@@ -105,6 +113,11 @@ class ChatServer:
             self._listeners.append(await loop.create_server(
                 lambda: Connection(self), tls.host, tls.port, ssl=context,
                 reuse_address=True, backlog=1024))
+        if self.config.irc.enabled:
+            # Appended last, so port still names the line protocol's first listener;
+            # stop() closes these sockets and connections with the others.
+            self.irc = IrcListener(self)
+            self._listeners.extend(await self.irc.start())
 
     @property
     def addresses(self) -> list[str]:
@@ -166,6 +179,10 @@ class ChatServer:
         self.services.accounts.reconfigure(config)
         self.services.admission.config = config
         self.services.protection.config = config
+        self.services.files.reconfigure(config.files)
+        self.services.crypto.reconfigure(config.crypto)
+        self.services.e2e.reconfigure(config.crypto)
+        self.services.stickers.reload(config.stickers)
         limits = config.limits
         for conn in self._connections:
             conn.session.command_bucket.reconfigure(limits.command_rate, limits.command_burst)
@@ -268,9 +285,15 @@ def _wire(config: Config, clock: Clock, storage: Storage, table: CommandTable) -
     presence = Presence(accounts, rooms, messaging, notifier, audit, stats, clock)
     admission = Admission(storage, rooms, accounts, bus, notifier, audit, clock, config)
     tokens = Tokens(storage, accounts, clock)
+    files = Files(config.files, config.storage.path, storage,
+                  open_blob_store(config.files, config.storage.path), messaging, rooms, clock)
+    e2e = E2E(config.crypto, storage, accounts, messaging, writer, bus, notifier, protection,
+              clock)
     return Services(config=config, clock=clock, storage=storage, writer=writer, bus=bus,
                     accounts=accounts, rooms=rooms, messaging=messaging,
                     moderation=moderation, admission=admission, protection=protection,
                     tokens=tokens, notifier=notifier,
                     audit=audit, presence=presence, commands=table, stats=stats,
-                    started_at=clock.time(), version=__version__)
+                    started_at=clock.time(), version=__version__, files=files,
+                    stickers=Stickers(config.stickers),
+                    crypto=CryptoService(config.crypto), e2e=e2e)

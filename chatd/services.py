@@ -11,7 +11,10 @@ if TYPE_CHECKING:
     from chatd.audit import AuditLog
     from chatd.clock import Clock
     from chatd.config import Config
+    from chatd.crypt.runner import CryptoService
     from chatd.delivery import Bus
+    from chatd.e2e import E2E
+    from chatd.files import Files
     from chatd.messaging import Messaging
     from chatd.moderation import Moderation
     from chatd.notifications import Notifier
@@ -20,6 +23,7 @@ if TYPE_CHECKING:
     from chatd.registry import CommandTable
     from chatd.rooms import Rooms
     from chatd.stats import Stats
+    from chatd.stickers import Stickers
     from chatd.tokens import Tokens
     from storage.api import Storage
     from storage.writer import MessageWriter
@@ -48,3 +52,7 @@ class Services:
     stats: Stats
     started_at: float
     version: str
+    files: Files
+    stickers: Stickers
+    crypto: CryptoService
+    e2e: E2E

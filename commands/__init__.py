@@ -9,7 +9,8 @@ import importlib
 
 from chatd.registry import COMMANDS, CommandTable
 
-MODULES = ("account", "rooms", "messages", "moderation", "meta", "admin", "notify", "bots")
+MODULES = ("account", "rooms", "messages", "moderation", "meta", "admin", "notify", "bots",
+           "files", "stickers", "crypto")
 
 
 def load() -> CommandTable:

@@ -9,7 +9,8 @@ from chatd.registry import Command, Need, Ok, command, ok
 from chatd.settings import ACCOUNT_SETTINGS, change
 
 GROUP = "connection"
-GROUP_ORDER = ("account", "rooms", "messages", "moderation", "bots", "connection", "admin")
+GROUP_ORDER = ("account", "rooms", "messages", "files", "moderation", "crypto", "bots",
+               "connection", "admin")
 
 
 @command("help", Word("command", optional=True), need=Need.ANY, group=GROUP)

@@ -459,7 +459,10 @@ def _message(row: sqlite3.Row) -> MessageRecord:
 
 def _message_params(message: MessageRecord) -> dict[str, Any]:
     return {"id": message.id, "room_id": message.room_id,
-            "recipient_id": message.recipient_id, "sender_id": message.sender_id,
+            "recipient_id": message.recipient_id,
+            # A sender without an account (an IRC guest: id 0 or below) is stored as
+            # NULL, like the sender of a deleted account's messages.
+            "sender_id": message.sender_id if message.sender_id > 0 else None,
             "sender_name": message.sender_name, "text": message.text, "ts": message.ts,
             "kind": message.kind, "extra": _dumps(message.extra),
             "delivered": message.delivered}

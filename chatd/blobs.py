@@ -1,0 +1,176 @@
+"""Where the bytes of uploaded files live, behind one small interface.
+
+A blob is addressed by the SHA-256 of its content (hex), so two uploads of
+the same file share one blob; the file records in storage say which blobs
+are still in use. Two backends exist: a local directory (the default) and an
+S3-compatible object store, chosen by ``files.backend``.
+
+Every disk or network operation runs in a worker thread: the event loop
+never waits for a disk or for the object store.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import importlib
+import logging
+import os
+from collections.abc import AsyncIterator
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, BinaryIO, Protocol
+from urllib.parse import quote
+
+from chatd.config import ConfigError
+
+if TYPE_CHECKING:
+    from chatd.config import FilesConfig
+
+log = logging.getLogger(__name__)
+
+CHUNK = 48 * 1024
+
+
+class BlobStore(Protocol):
+    """The operations the file service needs from a blob backend."""
+
+    async def put(self, staged: Path, key: str) -> None:
+        """Take the finished upload ``staged`` (removing it) as the blob ``key``."""
+        ...
+
+    def read(self, key: str, chunk_size: int = CHUNK) -> AsyncIterator[bytes]:
+        """The blob's bytes, ``chunk_size`` at a time (raises FileNotFoundError)."""
+        ...
+
+    async def delete(self, key: str) -> None:
+        """Remove the blob; a missing blob is not an error."""
+        ...
+
+    async def presigned_url(self, key: str, filename: str, mime: str) -> str | None:
+        """A time-limited download link, when the backend can give one."""
+        ...
+
+
+def files_dir(config: FilesConfig, database: str) -> Path:
+    """The local files directory: ``files.dir``, or "files" beside the database."""
+    return Path(config.dir) if config.dir else Path(database).resolve().parent / "files"
+
+
+def open_blob_store(config: FilesConfig, database: str) -> BlobStore:
+    """The backend the configuration asks for (raises ConfigError when unusable)."""
+    if config.backend == "s3":
+        return S3Blobs(config)
+    return LocalBlobs(files_dir(config, database) / "blobs")
+
+
+class LocalBlobs:
+    """Blobs as files in a directory, two levels deep: ``ab/abcdef...``."""
+
+    def __init__(self, root: Path) -> None:
+        self.root = root
+
+    def _path(self, key: str) -> Path:
+        if len(key) < 3 or not key.isalnum():
+            raise ValueError(f"bad blob key {key!r}")
+        return self.root / key[:2] / key
+
+    async def put(self, staged: Path, key: str) -> None:
+        await asyncio.to_thread(self._put, staged, self._path(key))
+
+    @staticmethod
+    def _put(staged: Path, target: Path) -> None:
+        if target.exists():
+            # The same content is already stored: keep one copy.
+            staged.unlink(missing_ok=True)
+            return
+        target.parent.mkdir(parents=True, exist_ok=True)
+        # Staging lives under the same files directory, so this rename is atomic.
+        os.replace(staged, target)
+
+    async def read(self, key: str, chunk_size: int = CHUNK) -> AsyncIterator[bytes]:
+        handle: BinaryIO = await asyncio.to_thread(self._path(key).open, "rb")
+        try:
+            while chunk := await asyncio.to_thread(handle.read, chunk_size):
+                yield chunk
+        finally:
+            handle.close()
+
+    async def delete(self, key: str) -> None:
+        await asyncio.to_thread(self._path(key).unlink, True)
+
+    async def presigned_url(self, key: str, filename: str, mime: str) -> str | None:
+        return None
+
+
+class S3Blobs:
+    """Blobs as objects ``<s3_prefix><sha256>`` in an S3-compatible bucket.
+
+    boto3 is imported only when this backend is chosen (``pip install
+    'chatd[s3]'``); its calls block, so each one runs in a thread.
+    """
+
+    def __init__(self, config: FilesConfig) -> None:
+        if not config.s3_bucket:
+            raise ConfigError("files.s3_bucket: needed when files.backend is s3")
+        try:
+            boto3 = importlib.import_module("boto3")
+            botocore_config = importlib.import_module("botocore.config")
+        except ImportError:
+            raise ConfigError("files.backend: s3 needs boto3 (pip install 'chatd[s3]')") from None
+        session = boto3.session.Session(
+            aws_access_key_id=config.s3_access_key or None,
+            aws_secret_access_key=config.s3_secret_key or None,
+            region_name=config.s3_region or None)
+        self._client: Any = session.client(
+            "s3", endpoint_url=config.s3_endpoint or None,
+            config=botocore_config.Config(signature_version="s3v4"))
+        self._bucket = config.s3_bucket
+        self._prefix = config.s3_prefix
+        self._ttl = int(config.s3_url_ttl)
+
+    def _key(self, key: str) -> str:
+        return self._prefix + key
+
+    async def put(self, staged: Path, key: str) -> None:
+        try:
+            if not await asyncio.to_thread(self._exists, self._key(key)):
+                await asyncio.to_thread(self._client.upload_file, str(staged), self._bucket,
+                                        self._key(key))
+        finally:
+            await asyncio.to_thread(staged.unlink, True)
+
+    def _exists(self, key: str) -> bool:
+        try:
+            self._client.head_object(Bucket=self._bucket, Key=key)
+        except self._client.exceptions.ClientError as exc:
+            if exc.response.get("Error", {}).get("Code") in ("404", "NoSuchKey", "NotFound"):
+                return False
+            raise
+        return True
+
+    async def read(self, key: str, chunk_size: int = CHUNK) -> AsyncIterator[bytes]:
+        try:
+            reply = await asyncio.to_thread(self._client.get_object, Bucket=self._bucket,
+                                            Key=self._key(key))
+        except self._client.exceptions.NoSuchKey:
+            raise FileNotFoundError(key) from None
+        body = reply["Body"]
+        try:
+            while chunk := await asyncio.to_thread(body.read, chunk_size):
+                yield chunk
+        finally:
+            with contextlib.suppress(Exception):
+                body.close()
+
+    async def delete(self, key: str) -> None:
+        await asyncio.to_thread(self._client.delete_object, Bucket=self._bucket,
+                                Key=self._key(key))
+
+    async def presigned_url(self, key: str, filename: str, mime: str) -> str | None:
+        params = {"Bucket": self._bucket, "Key": self._key(key),
+                  "ResponseContentType": mime,
+                  # RFC 6266/5987: any file name survives the header unharmed.
+                  "ResponseContentDisposition": f"attachment; filename*=UTF-8''{quote(filename)}"}
+        url = await asyncio.to_thread(self._client.generate_presigned_url, "get_object",
+                                      Params=params, ExpiresIn=self._ttl)
+        return str(url)

@@ -1,0 +1,181 @@
+"""Channels are rooms: JOIN, PART, TOPIC, NAMES, LIST, KICK and INVITE.
+
+Each handler calls the domain method the line protocol's command calls, so
+access rules, governance and events are the same: a JOIN is
+``admission.admit`` (open, request and private rooms, bans, invitations), a
+KICK is ``moderation.kick``. One IRC habit is kept: JOIN of a channel that
+does not exist creates the room (open, with the joiner as owner).
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from chatd.codec import clean_text
+from chatd.errors import ChatError, Code
+from chatd.irc import numerics as n
+from chatd.irc.codec import format_line
+from chatd.irc.commands import IrcError, irc_command
+from chatd.irc.guests import is_guest
+from chatd.irc.lookup import existing_room, existing_user, room_name, rooms_of, targets
+from chatd.irc.render import channel
+from chatd.irc.views import channel_modes, join_lines, names_lines, topic_lines
+from chatd.permissions import Action, authorize
+from chatd.room import Mode
+
+if TYPE_CHECKING:
+    from chatd.irc.commands import IrcContext
+    from chatd.room import Room
+
+
+def _announce(ctx: IrcContext, room: Room) -> None:
+    """The client's JOIN of ``room``, its topic and names, as this command's reply."""
+    joined = ctx.session.irc.joined
+    if room.id not in joined:
+        joined.add(room.id)
+        ctx.lines.extend(join_lines(ctx.listener.renderer, ctx.nick, room))
+
+
+@irc_command("JOIN", min_params=1, errors={Code.NOT_PERMITTED: n.ERR_INVITEONLYCHAN})
+async def join(ctx: IrcContext) -> None:
+    """Join channels (a missing one is created); JOIN 0 leaves every channel."""
+    if ctx.params[0] == "0":
+        for room in rooms_of(ctx, ctx.user):
+            with ctx.attempt(channel(room.name)):
+                await _part(ctx, room, "")
+        return
+    # Held: the room's messages must not reach the client before its JOIN.
+    ctx.hold()
+    for name in targets(ctx.params[0]):
+        with ctx.attempt(name):
+            await _join(ctx, name)
+
+
+async def _join(ctx: IrcContext, name: str) -> None:
+    services, user = ctx.services, ctx.user
+    room = services.rooms.find(room_name(name))
+    if room is None:
+        if is_guest(user):
+            raise IrcError(n.ERR_NOSUCHCHANNEL, name, "No such channel (guests cannot create "
+                           "rooms)")
+        try:
+            room = await services.rooms.create(user, name, Mode.OPEN)
+        except ChatError as exc:
+            if exc.code is not Code.NAME_TAKEN:
+                raise
+            room = existing_room(ctx, name)  # created meanwhile by someone else: join it
+        else:
+            _announce(ctx, room)
+            return
+    if room.is_member(user.id):
+        _announce(ctx, room)
+    elif is_guest(user):
+        await ctx.listener.guests.join(ctx.session, room)
+        _announce(ctx, room)
+    elif await services.admission.admit(user, room, ctx.session) == "requested":
+        ctx.line(f":{ctx.listener.renderer.server} NOTICE {ctx.nick} :{channel(room.name)} "
+                 "admits by request: your request is filed; you will be notified of the "
+                 "answer.")
+    else:
+        _announce(ctx, room)
+
+
+@irc_command("PART", min_params=1)
+async def part(ctx: IrcContext) -> None:
+    """Leave channels (the room membership ends, as with /leave)."""
+    reason = clean_text(ctx.params[1]) if len(ctx.params) > 1 else ""
+    for name in targets(ctx.params[0]):
+        with ctx.attempt(name):
+            room = existing_room(ctx, name)
+            if not room.is_member(ctx.user.id):
+                raise IrcError(n.ERR_NOTONCHANNEL, name, "You're not on that channel")
+            await _part(ctx, room, reason)
+
+
+async def _part(ctx: IrcContext, room: Room, reason: str) -> None:
+    user = ctx.user
+    if is_guest(user):
+        await ctx.listener.guests.leave(ctx.session, room, reason)
+    else:
+        await ctx.services.rooms.remove(room, user, "leave", user.name, reason,
+                                        skip=ctx.session)
+    ctx.session.irc.joined.discard(room.id)
+    params = [channel(room.name), *([reason] if reason else [])]
+    ctx.line(format_line("PART", *params, source=ctx.listener.renderer.mask(ctx.nick),
+                         trailing=len(params) > 1))
+
+
+@irc_command("TOPIC", min_params=1)
+async def topic(ctx: IrcContext) -> None:
+    """Show a channel's topic, or set it (room admins and the owner)."""
+    name = ctx.params[0]
+    ctx.channel = name
+    room, user = existing_room(ctx, name), ctx.user
+    if len(ctx.params) == 1:
+        if not ctx.services.rooms.can_see(user, room):
+            raise IrcError(n.ERR_NOTONCHANNEL, name, "You're not on that channel")
+        ctx.lines.extend(topic_lines(ctx.listener.renderer.server, ctx.nick, room))
+        return
+    if not room.is_member(user.id) and not user.is_admin:
+        raise IrcError(n.ERR_NOTONCHANNEL, name, "You're not on that channel")
+    authorize(Action.TOPIC, room, user)
+    # The topic event reaches every member, this connection included.
+    await ctx.services.rooms.set_topic(user, room, clean_text(ctx.params[1]))
+
+
+@irc_command("NAMES")
+def names(ctx: IrcContext) -> None:
+    """List who is in channels: every member, ~ the owner and @ the admins."""
+    server = ctx.listener.renderer.server
+    if not ctx.params:
+        ctx.reply(n.RPL_ENDOFNAMES, "*", "End of /NAMES list")
+        return
+    for name in targets(ctx.params[0]):
+        room = ctx.services.rooms.find(name) if name.startswith("#") else None
+        if room is not None and ctx.services.rooms.can_see(ctx.user, room):
+            ctx.lines.extend(names_lines(server, ctx.nick, room))
+        else:
+            ctx.reply(n.RPL_ENDOFNAMES, name, "End of /NAMES list")
+
+
+@irc_command("LIST")
+def list_(ctx: IrcContext) -> None:
+    """List the channels you can see (private rooms only to their members)."""
+    wanted = {w.lower() for w in targets(ctx.params[0])} if ctx.params else None
+    ctx.reply(n.RPL_LISTSTART, "Channel", "Users  Name")
+    for room in ctx.services.rooms.listed_for(ctx.user):
+        name = channel(room.name)
+        if wanted is None or name in wanted:
+            ctx.reply(n.RPL_LIST, name, str(len(room.members)),
+                      f"[{channel_modes(room)}] {room.topic}")
+    ctx.reply(n.RPL_LISTEND, "End of /LIST")
+
+
+@irc_command("KICK", min_params=2, errors={Code.NOT_IN_ROOM: n.ERR_USERNOTINCHANNEL})
+async def kick(ctx: IrcContext) -> None:
+    """Remove members from a channel (room admins; admins only by the owner)."""
+    name = ctx.params[0]
+    reason = clean_text(ctx.params[2]) if len(ctx.params) > 2 else ""
+    with ctx.attempt(name):
+        room = existing_room(ctx, name)
+        for nick in targets(ctx.params[1]):
+            with ctx.attempt(name, nick):
+                target = existing_user(ctx, nick)
+                if is_guest(target):
+                    await ctx.listener.guests.kick(ctx.user, room, target, reason)
+                else:
+                    await ctx.services.moderation.kick(ctx.user, room, target, reason)
+
+
+@irc_command("INVITE", min_params=2, errors={Code.BANNED: n.ERR_UNKNOWNERROR})
+async def invite(ctx: IrcContext) -> None:
+    """Invite a user to a channel (room admins): single use, valid rooms.invitation_ttl."""
+    nick, name = ctx.params[0], ctx.params[1]
+    ctx.channel, ctx.target = name, nick
+    target = existing_user(ctx, nick)
+    room = existing_room(ctx, name)
+    if is_guest(target) or is_guest(ctx.user):
+        raise IrcError(n.ERR_UNKNOWNERROR, "INVITE", "guests join open rooms only and "
+                       "cannot invite")
+    await ctx.services.admission.invite(ctx.user, room, target)
+    ctx.reply(n.RPL_INVITING, target.name, channel(room.name))

@@ -1,0 +1,294 @@
+"""The IRC codec: framing, parsing and formatting of IRC lines.
+
+Pure like :mod:`chatd.codec`: no asyncio, no sessions, no rooms. The rules
+are RFC 1459/2812 with the IRCv3 message-tags extension:
+
+* a line ends in ``\\n`` (``\\r\\n`` on the wire); the body after the tags
+  holds at most 510 bytes (512 with the line end), and the tag section
+  (``@`` ... up to its space) at most 8191 bytes;
+* ``[@tags ][:source ]VERB[ param ...][ :trailing]``, where runs of spaces
+  separate the parts and the trailing parameter may hold spaces;
+* tag values escape ``;``, space, ``\\``, CR and LF as ``\\:``, ``\\s``,
+  ``\\\\``, ``\\r`` and ``\\n``.
+
+:func:`parse` never raises anything but :class:`IrcParseError`, whatever
+string it is given; :func:`format_line` never produces a line with CR, LF or
+NUL inside it, nor a body longer than the limit.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass, field
+from typing import Final
+
+from chatd.codec import INVALID_UTF8, LINE_TOO_LONG, BadLine, LineFramer
+
+__all__ = [
+    "MAX_BODY",
+    "MAX_TAGS",
+    "IrcFramer",
+    "IrcMessage",
+    "IrcParseError",
+    "add_tags",
+    "escape_tag",
+    "fit",
+    "format_line",
+    "parse",
+    "split_text",
+    "unescape_tag",
+]
+
+# Bytes of a line without its tags and without the CR LF (RFC 1459: 512 with it).
+MAX_BODY: Final = 510
+# Bytes of the tag section, its "@" and its closing space included (IRCv3).
+MAX_TAGS: Final = 8191
+
+_TOO_LONG: Final = BadLine(LINE_TOO_LONG)
+_BAD_UTF8: Final = BadLine(INVALID_UTF8)
+
+
+class IrcParseError(ValueError):
+    """A line that is not an IRC message (no verb, or a malformed verb)."""
+
+
+@dataclass(frozen=True, slots=True)
+class IrcMessage:
+    """One parsed IRC line. ``command`` is upper-cased; ``params`` include the trailing one."""
+
+    command: str
+    params: tuple[str, ...] = ()
+    source: str | None = None
+    tags: Mapping[str, str] = field(default_factory=dict)
+
+
+# ---------------------------------------------------------------------------
+# Framing
+# ---------------------------------------------------------------------------
+
+
+class IrcFramer(LineFramer):
+    """Split a client's byte stream into IRC lines (``str``) and framing errors.
+
+    A :class:`chatd.codec.LineFramer` in contract (``feed`` returns lines and
+    :class:`BadLine` in order, and feeding in any pieces gives the same
+    result), with IRC's limits and none of the telnet handling: an over-long
+    line is reported once as ``line-too-long``, as soon as it passes the limit,
+    and the rest of it is skipped up to its newline. Empty lines are dropped
+    silently, as IRC servers do.
+    """
+
+    __slots__ = ("_pending", "_skipping")
+
+    def __init__(self) -> None:
+        super().__init__(MAX_TAGS + MAX_BODY)
+        self._pending = bytearray()
+        self._skipping = False
+
+    @property
+    def buffered(self) -> int:
+        return len(self._pending)
+
+    def feed(self, data: bytes) -> list[str | BadLine]:
+        out: list[str | BadLine] = []
+        pos = 0
+        if self._skipping:
+            newline = data.find(b"\n")
+            if newline < 0:
+                return out
+            self._skipping = False
+            pos = newline + 1
+        newline = data.find(b"\n", pos)
+        while newline >= 0:
+            self._pending += data[pos:newline]
+            line = _decode(bytes(self._pending))
+            self._pending.clear()
+            if line is not None:
+                out.append(line)
+            pos = newline + 1
+            newline = data.find(b"\n", pos)
+        self._pending += data[pos:]
+        if not _fits(self._pending, complete=False):
+            # Reported now, not at the newline, so the buffer stays bounded.
+            self._pending.clear()
+            self._skipping = True
+            out.append(_TOO_LONG)
+        return out
+
+
+def _fits(raw: bytes | bytearray, complete: bool) -> bool:
+    """Whether ``raw`` (a line, or the start of one) is within the limits."""
+    body = raw
+    if raw.startswith(b"@"):
+        space = raw.find(b" ")
+        if space < 0:
+            return len(raw) <= MAX_TAGS
+        if space + 1 > MAX_TAGS:
+            return False
+        body = raw[space + 1:]
+    # One byte more while incomplete: it may be the CR of a CR LF.
+    return len(body) <= MAX_BODY + (0 if complete else 1)
+
+
+def _decode(raw: bytes) -> str | BadLine | None:
+    """A complete line's text, its framing error, or None for an empty line."""
+    if raw.endswith(b"\r"):
+        raw = raw[:-1]
+    if not raw.strip():
+        return None
+    if not _fits(raw, complete=True):
+        return _TOO_LONG
+    try:
+        return raw.decode("utf-8")
+    except UnicodeDecodeError:
+        return _BAD_UTF8
+
+
+# ---------------------------------------------------------------------------
+# Parsing
+# ---------------------------------------------------------------------------
+
+_UNESCAPE: Final = {":": ";", "s": " ", "\\": "\\", "r": "\r", "n": "\n"}
+_ESCAPE: Final = {";": "\\:", " ": "\\s", "\\": "\\\\", "\r": "\\r", "\n": "\\n"}
+
+
+def unescape_tag(value: str) -> str:
+    """Decode an IRCv3 tag value (an unknown escape is the character itself)."""
+    if "\\" not in value:
+        return value
+    out: list[str] = []
+    chars = iter(value)
+    for char in chars:
+        if char == "\\":
+            nxt = next(chars, "")
+            out.append(_UNESCAPE.get(nxt, nxt))
+        else:
+            out.append(char)
+    return "".join(out)
+
+
+def escape_tag(value: str) -> str:
+    """Encode an IRCv3 tag value."""
+    return "".join(_ESCAPE.get(char, char) for char in value)
+
+
+def _parse_tags(text: str) -> dict[str, str]:
+    tags: dict[str, str] = {}
+    for item in text.split(";"):
+        if item:
+            key, _, value = item.partition("=")
+            tags[key] = unescape_tag(value)
+    return tags
+
+
+def _next_word(line: str, pos: int) -> tuple[str, int]:
+    """The word at ``pos`` and the position after the spaces that follow it."""
+    end = line.find(" ", pos)
+    if end < 0:
+        return line[pos:], len(line)
+    word = line[pos:end]
+    while end < len(line) and line[end] == " ":
+        end += 1
+    return word, end
+
+
+def parse(line: str) -> IrcMessage:
+    """Parse one line (without its line end). Raises :class:`IrcParseError` only."""
+    pos = len(line) - len(line.lstrip(" "))
+    tags: dict[str, str] = {}
+    source = None
+    if line.startswith("@", pos):
+        word, pos = _next_word(line, pos)
+        tags = _parse_tags(word[1:])
+    if line.startswith(":", pos):
+        word, pos = _next_word(line, pos)
+        source = word[1:]
+    verb, pos = _next_word(line, pos)
+    if not verb or not verb.isascii() or not verb.isalnum():
+        raise IrcParseError(f"no command in {line[:40]!r}")
+    return IrcMessage(verb.upper(), tuple(_params(line, pos)), source, tags)
+
+
+def _params(line: str, pos: int) -> Iterator[str]:
+    while pos < len(line):
+        if line[pos] == ":":
+            yield line[pos + 1:]
+            return
+        word, pos = _next_word(line, pos)
+        if word:
+            yield word
+
+
+# ---------------------------------------------------------------------------
+# Formatting
+# ---------------------------------------------------------------------------
+
+# Never allowed inside a line: they would end it or truncate it.
+_BREAKING: Final = str.maketrans({"\r": " ", "\n": " ", "\0": " "})
+
+
+def _middle(param: str) -> str:
+    """A non-final parameter: no spaces, not empty, no leading colon."""
+    param = param.translate(_BREAKING).replace(" ", "_")
+    if not param or param.startswith(":"):
+        return "*" + param
+    return param
+
+
+def format_line(command: str, *params: str, source: str | None = None,
+                tags: Mapping[str, str] | None = None, trailing: bool = True) -> str:
+    """One IRC line without its line end.
+
+    The last parameter is written as a trailing one (``:text``), as text
+    parameters conventionally are; with ``trailing=False`` only when it must
+    be (it is empty, has a space or starts with a colon), as for the channel
+    of a JOIN. A body that would pass :data:`MAX_BODY` bytes has its last
+    parameter cut (at a character boundary) to fit.
+    """
+    head = f":{source} {command}" if source else command
+    if params:
+        *middle, last = params
+        head = " ".join([head, *map(_middle, middle)])
+        last = fit(last.translate(_BREAKING), MAX_BODY - len(head.encode()) - 2)
+        needed = not last or " " in last or last.startswith(":")
+        head = f"{head} :{last}" if trailing or needed else f"{head} {last}"
+    return add_tags(head, tags) if tags else head
+
+
+def add_tags(line: str, tags: Mapping[str, str]) -> str:
+    """``line`` with ``tags`` added in front of any it already has."""
+    if not tags:
+        return line
+    text = ";".join(f"{k}={escape_tag(v)}" if v else k for k, v in tags.items())
+    if line.startswith("@"):
+        return f"@{text};{line[1:]}"
+    return f"@{text} {line}"
+
+
+def fit(text: str, limit: int) -> str:
+    """``text`` cut to at most ``limit`` UTF-8 bytes, at a character boundary."""
+    raw = text.encode()
+    if len(raw) <= limit:
+        return text
+    return raw[:max(0, limit)].decode("utf-8", "ignore")
+
+
+def split_text(text: str, limit: int) -> list[str]:
+    """Split ``text`` into pieces of at most ``limit`` UTF-8 bytes (at least one piece).
+
+    Cuts prefer the last space of a piece, so words stay whole when they can.
+    """
+    limit = max(limit, 4)  # room for any one character
+    pieces: list[str] = []
+    raw = text.encode()
+    while len(raw) > limit:
+        cut = limit
+        while cut > 0 and (raw[cut] & 0xC0) == 0x80:  # not inside a character
+            cut -= 1
+        space = raw.rfind(b" ", 0, cut + 1)
+        if space > limit // 2:
+            cut = space
+        pieces.append(raw[:cut].decode())
+        raw = raw[cut:].lstrip(b" ") if space == cut else raw[cut:]
+    pieces.append(raw.decode())
+    return pieces

@@ -1,0 +1,278 @@
+"""The IRC command table and the one dispatcher that enforces its rules.
+
+Each IRC command is a declarative record: its verb, how many parameters it
+needs, whether registration must be complete, and how the domain's errors
+read for it. The dispatcher checks those once (``461``, ``451``, ``421``),
+applies fakelag when the connection sends faster than its command rate (IRC
+has no way to say "retry later", so the connection's next lines are delayed
+instead of refused), runs the handler, and turns any ``ChatError`` from the
+domain into the numeric the command declares. Handlers stay thin: they call
+the same domain methods as the line protocol's commands.
+
+Replies a handler makes go through its :class:`IrcContext`; at the end they
+are written at once, labelled (``labeled-response``) and batched when the
+client asked for it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import inspect
+import itertools
+import logging
+from collections.abc import Awaitable, Callable, Coroutine, Iterator, Mapping
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+from chatd.errors import ChatError, Code
+from chatd.irc import numerics as n
+from chatd.irc.codec import IrcMessage, IrcParseError, add_tags, format_line, parse
+from chatd.session import SessionState
+
+if TYPE_CHECKING:
+    from chatd.accounts import User
+    from chatd.irc.listener import IrcListener
+    from chatd.irc.session import IrcSession
+    from chatd.services import Services
+
+log = logging.getLogger(__name__)
+
+# Longest single sleep of fakelag; the wait is re-measured after it, so a
+# clock that jumps (or a test that moves it) is noticed.
+MAX_LAG_STEP = 1.0
+_batch_ids = itertools.count(1)
+
+Handler = Callable[["IrcContext"], Awaitable[None] | None]
+
+
+class IrcError(Exception):
+    """A refusal stated as an IRC numeric: its code, then its parameters after
+    the client's nick (the last one is the human text)."""
+
+    def __init__(self, numeric: str, *params: str) -> None:
+        super().__init__(numeric, *params)
+        self.numeric = numeric
+        self.params = params
+
+
+@dataclass(frozen=True, slots=True)
+class IrcCommand:
+    """One IRC verb and the rules the dispatcher enforces for it."""
+
+    name: str
+    handler: Handler
+    summary: str
+    min_params: int = 0
+    registered: bool = True  # needs a completed registration (else ERR_NOTREGISTERED)
+    quiet: bool = False  # never answers with an error (NOTICE)
+    errors: Mapping[Code, str] = field(default_factory=dict)
+
+
+class IrcCommandTable:
+    """IRC commands by verb."""
+
+    def __init__(self) -> None:
+        self._commands: dict[str, IrcCommand] = {}
+
+    def add(self, command: IrcCommand) -> None:
+        if command.name in self._commands:
+            raise ValueError(f"IRC command {command.name} is declared twice")
+        self._commands[command.name] = command
+
+    def get(self, name: str) -> IrcCommand | None:
+        return self._commands.get(name)
+
+    def all(self) -> list[IrcCommand]:
+        return sorted(self._commands.values(), key=lambda c: c.name)
+
+
+IRC_COMMANDS = IrcCommandTable()
+
+
+def irc_command(name: str, min_params: int = 0, registered: bool = True, quiet: bool = False,
+                errors: Mapping[Code, str] | None = None,
+                table: IrcCommandTable = IRC_COMMANDS) -> Callable[[Handler], Handler]:
+    """Declare an IRC command handler; its docstring's first line is its summary."""
+
+    def register(handler: Handler) -> Handler:
+        doc = inspect.getdoc(handler) or ""
+        table.add(IrcCommand(name, handler, doc.split("\n")[0], min_params, registered, quiet,
+                             dict(errors or {})))
+        return handler
+
+    return register
+
+
+class IrcContext:
+    """One IRC command being handled: its message, its session and its replies."""
+
+    __slots__ = ("channel", "command", "held", "label", "lines", "listener", "message",
+                 "session", "target")
+
+    def __init__(self, listener: IrcListener, session: IrcSession, message: IrcMessage) -> None:
+        self.listener = listener
+        self.session = session
+        self.message = message
+        self.command: IrcCommand | None = None
+        self.label = message.tags.get("label") or None
+        self.lines: list[str] = []
+        # What the command is about, for the parameters of error numerics.
+        self.channel = "*"
+        self.target = "*"
+        self.held = False
+
+    @property
+    def services(self) -> Services:
+        return self.listener.services
+
+    @property
+    def params(self) -> tuple[str, ...]:
+        return self.message.params
+
+    @property
+    def user(self) -> User:
+        """The logged-in user (guaranteed for commands that need registration)."""
+        user = self.session.user
+        assert user is not None, "a registered IRC session always has a user"
+        return user
+
+    @property
+    def nick(self) -> str:
+        return self.session.irc.nick
+
+    def reply(self, numeric: str, *params: str) -> None:
+        """A numeric reply to this client."""
+        self.lines.append(format_line(numeric, self.nick, *params,
+                                      source=self.listener.renderer.server))
+
+    def line(self, line: str) -> None:
+        self.lines.append(line)
+
+    def hold(self) -> None:
+        """Hold deliveries to this session until the command's replies are out."""
+        self.session.hold()
+        self.held = True
+
+    @contextlib.contextmanager
+    def attempt(self, channel: str = "*", target: str = "*") -> Iterator[None]:
+        """Report an error about one of several targets, then go on with the next."""
+        self.channel, self.target = channel, target
+        try:
+            yield
+        except (IrcError, ChatError) as exc:
+            self.fail(exc)
+
+    def fail(self, exc: IrcError | ChatError) -> None:
+        """Turn a refusal into its numeric (nothing for quiet commands)."""
+        if self.command is not None and self.command.quiet:
+            return
+        if isinstance(exc, IrcError):
+            self.reply(exc.numeric, *exc.params)
+            return
+        self.listener.services.stats.error(exc.code.value)
+        declared = self.command.errors if self.command is not None else {}
+        numeric = declared.get(exc.code) or n.ERRORS.get(exc.code, n.ERR_UNKNOWNERROR)
+        subjects = {"nick": self.target, "channel": self.channel,
+                    "command": self.message.command}
+        self.reply(numeric, *(subjects[s] for s in n.SHAPES.get(numeric, ())), exc.message)
+
+    def flush(self) -> None:
+        """Write the replies (labelled and batched as negotiated), then release held output."""
+        self.session.irc.context = None
+        lines, self.lines = self.lines, []
+        if self.label is not None and "labeled-response" in self.session.irc.caps:
+            lines = self._labelled(lines)
+        self.session.write_lines(lines)
+        if self.held:
+            self.session.release()
+
+    def _labelled(self, lines: list[str]) -> list[str]:
+        server = self.listener.renderer.server
+        label = {"label": self.label or ""}
+        if not lines:
+            return [add_tags(f":{server} ACK", label)]
+        if len(lines) == 1 or "batch" not in self.session.irc.caps:
+            return [add_tags(line, label) for line in lines]
+        ref = f"L{next(_batch_ids)}"
+        return [add_tags(f":{server} BATCH +{ref} labeled-response", label),
+                *(add_tags(line, {"batch": ref}) for line in lines),
+                f":{server} BATCH -{ref}"]
+
+
+class IrcDispatcher:
+    """Runs IRC lines for sessions against a command table."""
+
+    def __init__(self, listener: IrcListener, table: IrcCommandTable) -> None:
+        self._listener = listener
+        self._table = table
+
+    def handle(self, session: IrcSession, line: str) -> Awaitable[None] | None:
+        """Handle one line; returns an awaitable when it must wait (fakelag, storage)."""
+        if session.state is SessionState.CLOSING:
+            return None
+        try:
+            message = parse(line)
+        except IrcParseError:
+            return None  # nothing to answer: not even a verb
+        wait = session.command_bucket.try_take()
+        if wait:
+            return self._later(session, message, wait)
+        return self._run(session, message)
+
+    async def _later(self, session: IrcSession, message: IrcMessage, wait: float) -> None:
+        """Fakelag: hold this connection's lines until its command bucket has a token."""
+        while wait:
+            await asyncio.sleep(min(wait, MAX_LAG_STEP))
+            wait = session.command_bucket.try_take()
+        if session.state is SessionState.CLOSING:
+            return  # the client went away while its line waited
+        pending = self._run(session, message)
+        if pending is not None:
+            await pending
+
+    def _run(self, session: IrcSession, message: IrcMessage) -> Awaitable[None] | None:
+        ctx = IrcContext(self._listener, session, message)
+        session.irc.context = ctx
+        try:
+            result = self._checked(ctx).handler(ctx)
+        except (IrcError, ChatError) as exc:
+            ctx.fail(exc)
+        except Exception:
+            _crashed(ctx)
+        else:
+            if isinstance(result, Coroutine):
+                return self._finish(ctx, result)
+        ctx.flush()
+        return None
+
+    def _checked(self, ctx: IrcContext) -> IrcCommand:
+        """The command of ``ctx``'s message, once its declared rules hold."""
+        message = ctx.message
+        command = self._table.get(message.command)
+        if command is None:
+            raise IrcError(n.ERR_UNKNOWNCOMMAND, message.command, "Unknown command")
+        ctx.command = command  # from here on, a quiet command answers no error
+        if command.registered and not ctx.session.irc.registered:
+            raise IrcError(n.ERR_NOTREGISTERED, "You have not registered")
+        if len(message.params) < command.min_params:
+            raise IrcError(n.ERR_NEEDMOREPARAMS, message.command, "Not enough parameters")
+        return command
+
+    async def _finish(self, ctx: IrcContext, pending: Coroutine[Any, Any, None]) -> None:
+        try:
+            await pending
+        except (IrcError, ChatError) as exc:
+            ctx.fail(exc)
+        except Exception:
+            _crashed(ctx)
+        finally:
+            ctx.flush()
+
+
+def _crashed(ctx: IrcContext) -> None:
+    """Log an unexpected exception (being handled); the client gets a generic numeric."""
+    log.exception("IRC command failed", extra={"fields": {
+        "session": ctx.session.id, "command": ctx.message.command}})
+    ctx.fail(ChatError(Code.INTERNAL_ERROR,
+                       "something went wrong on the server; it has been logged."))

@@ -1,0 +1,72 @@
+"""An IRC connection: chatd's :class:`~chatd.connection.Connection` with IRC at both ends.
+
+Everything that makes a connection robust is inherited unchanged: ordered
+line processing with backpressure, output flushed once per loop turn,
+slow consumers cut off, connection limits and timeouts. Only the ends
+differ: the framer (IRC's 512/8191-byte limits, no telnet), the session
+(:class:`IrcSession`), the handler of lines (the IRC dispatcher) and the
+``ERROR`` line IRC sends before a server closes a connection.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from chatd.codec import BadLine
+from chatd.connection import Connection
+from chatd.errors import Code
+from chatd.irc import numerics as n
+from chatd.irc.codec import IrcFramer, format_line
+from chatd.irc.session import IrcSession
+
+if TYPE_CHECKING:
+    from collections.abc import Awaitable
+
+    from chatd.irc.listener import IrcListener
+    from chatd.server import ChatServer
+
+
+class IrcConnection(Connection):
+    """The transport side of an IRC session."""
+
+    __slots__ = ("_irc", "_irc_session")
+
+    def __init__(self, server: ChatServer, listener: IrcListener) -> None:
+        super().__init__(server)
+        self._irc = listener
+        self._framer = IrcFramer()
+        self._irc_session = IrcSession(self, "-", self.session.command_bucket,
+                                       self.connected_at, listener)
+        self.session = self._irc_session
+
+    def _handle(self, item: str | BadLine) -> Awaitable[None] | None:
+        if isinstance(item, BadLine):
+            self._framing_error(item.code)
+            return None
+        return self._irc.dispatcher.handle(self._irc_session, item)
+
+    def _framing_error(self, code: str) -> None:
+        session = self._irc_session
+        server = self._irc.renderer.server
+        if code == Code.LINE_TOO_LONG:
+            line = format_line(n.ERR_INPUTTOOLONG, session.nick, "Input line was too long",
+                               source=server)
+        else:
+            line = format_line("FAIL", "*", "INVALID_UTF8",
+                               "that line was not valid UTF-8 and was dropped", source=server)
+        session.write_lines([line])
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self._irc.guests.disconnected(self._irc_session)
+        super().connection_lost(exc)
+
+    def close(self, reason: str) -> None:
+        """Say ``ERROR`` (as IRC servers do before closing a link), then close."""
+        session = self._irc_session
+        if not self._closing_or_gone():
+            session.write_lines([format_line("ERROR", f"Closing Link: {session.nick} "
+                                                      f"({reason})")])
+        super().close(reason)
+
+    def _closing_or_gone(self) -> bool:
+        return self._closing or self._transport is None or self._transport.is_closing()

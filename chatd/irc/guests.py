@@ -1,0 +1,241 @@
+"""Guests: IRC connections without an account (``accounts.guests``, off by default).
+
+A guest takes a free nick (no account's name, no other guest's) and may use
+open rooms. Nothing of a guest persists except their messages and audit
+entries, so a guest is a :class:`chatd.accounts.User` that lives only in
+memory:
+
+* its id is a negative :class:`GuestId`, which the database stores as NULL:
+  a guest's messages are kept like those of a deleted account (the sender's
+  name, no sender id), and nothing can refer to a row that does not exist;
+* its room memberships, and bans of guests, are kept in memory only; a guest
+  leaves every room when the connection ends;
+* domain steps that would store something about a guest (notifications,
+  invitations, sanction rows, membership rows) are never taken for one: the
+  IRC handlers route guests through this module instead.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+import logging
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any, Final
+
+from chatd.accounts import User
+from chatd.codec import iso_ts
+from chatd.errors import ChatError, Code
+from chatd.irc import numerics as n
+from chatd.irc.commands import IrcError
+from chatd.irc.render import channel
+from chatd.names import name_key
+from chatd.outgoing import Outgoing
+from chatd.permissions import Action, authorize
+from chatd.ratelimit import TokenBucket
+from chatd.room import Member, Mode, Role, Room
+from storage.records import UserRecord
+
+if TYPE_CHECKING:
+    from chatd.irc.session import IrcSession
+    from chatd.services import Services
+
+log = logging.getLogger(__name__)
+
+# Join order of guests starts here, after any account's: succession that picks
+# "the earliest joiner" prefers a member with an account.
+GUEST_SEQ: Final = 1 << 62
+# Rooms one guest may be in at once: a guest's memberships live in memory only.
+MAX_GUEST_ROOMS: Final = 20
+
+
+class GuestId(int):
+    """The id of a guest: negative, never an account's. Storage keeps a message's
+    non-positive sender id as NULL, as for a deleted account's messages."""
+
+    __slots__ = ()
+
+
+def is_guest(user: User | None) -> bool:
+    return user is not None and isinstance(user.id, GuestId)
+
+
+@dataclass(frozen=True, slots=True)
+class GuestBan:
+    """A room's ban of a guest: by nick and by address, until the server restarts."""
+
+    nick: str
+    address: str
+    actor: str
+    at: float
+
+
+class Guests:
+    """The guests online, their rooms, and the bans that hold them out."""
+
+    def __init__(self, services: Services) -> None:
+        self._services = services
+        self._ids = itertools.count(1)
+        self._seq = itertools.count(GUEST_SEQ)
+        self._online: dict[str, IrcSession] = {}
+        self._bans: dict[int, dict[str, GuestBan]] = {}
+        self._tasks: set[asyncio.Task[None]] = set()
+
+    @property
+    def enabled(self) -> bool:
+        return self._services.config.accounts.guests
+
+    # -- nicks -------------------------------------------------------------------
+
+    def nick_free(self, nick: str) -> bool:
+        """A guest may take ``nick``: it is no account's name and no guest's."""
+        return self._services.accounts.find(nick) is None and name_key(nick) not in self._online
+
+    def find(self, nick: str) -> User | None:
+        session = self._online.get(name_key(nick))
+        return session.user if session is not None else None
+
+    def admit(self, session: IrcSession, nick: str) -> User:
+        """A new guest user named ``nick`` for ``session`` (the nick must be free)."""
+        services = self._services
+        now = services.clock.time()
+        limits = services.config.limits
+        record = UserRecord(id=GuestId(-next(self._ids)), name=nick, password_hash=b"",
+                            is_admin=False, created_at=now, settings={})
+        user = User(record, TokenBucket(limits.message_rate, limits.message_burst,
+                                        services.clock.monotonic))
+        self._online[name_key(nick)] = session
+        return user
+
+    # -- rooms -----------------------------------------------------------------
+
+    def rooms_of(self, user: User) -> list[Room]:
+        return [r for r in self._services.rooms.listed_for(user) if r.is_member(user.id)]
+
+    async def join(self, session: IrcSession, room: Room) -> None:
+        """Add the guest of ``session`` to the open ``room``, in memory only."""
+        user = session.user
+        assert user is not None
+        self._check_join(session, room)
+        services = self._services
+        async with room.lock:
+            if room.is_member(user.id):
+                return
+            if services.rooms.get(room.id) is not room:
+                raise ChatError(Code.NO_SUCH_ROOM, f"#{room.name} no longer exists.")
+            now = services.clock.time()
+            room.members[user.id] = Member(user.id, user.name, Role.MEMBER, now, now,
+                                           next(self._seq))
+            room.endpoints.add(session)
+        services.bus.to_room(room, Outgoing({"type": "event", "event": "join",
+                                             "room": room.name, "user": user.name}, room.id),
+                             skip=session)
+        await services.audit.record("join", actor=user.name, room=room)
+
+    def _check_join(self, session: IrcSession, room: Room) -> None:
+        name = channel(room.name)
+        if room.mode is Mode.PRIVATE:
+            raise IrcError(n.ERR_INVITEONLYCHAN, name, "Cannot join channel (+i)")
+        if room.mode is not Mode.OPEN:
+            raise IrcError(n.ERR_NEEDREGGEDNICK, name,
+                           "Cannot join channel (+R): requests need an account")
+        if self.banned(room, session):
+            raise IrcError(n.ERR_BANNEDFROMCHAN, name, "Cannot join channel (+b)")
+        assert session.user is not None
+        if len(self.rooms_of(session.user)) >= MAX_GUEST_ROOMS:
+            raise IrcError(n.ERR_TOOMANYCHANNELS, name, "You have joined too many channels")
+
+    async def leave(self, session: IrcSession, room: Room, reason: str = "") -> None:
+        user = session.user
+        assert user is not None
+        await self._services.rooms.remove(room, user, "leave", user.name, reason, skip=session)
+
+    async def kick(self, actor: User, room: Room, target: User, reason: str) -> None:
+        """Remove a guest (no notification: a guest has nowhere to keep one)."""
+        await self._services.rooms.remove(
+            room, target, "kick", actor.name, reason,
+            authorize=lambda: authorize(Action.KICK, room, actor, target))
+
+    # -- bans ------------------------------------------------------------------
+
+    def banned(self, room: Room, session: IrcSession) -> bool:
+        bans = self._bans.get(room.id, {})
+        address = _address(session)
+        return name_key(session.irc.nick) in bans or any(
+            ban.address == address for ban in bans.values())
+
+    def bans(self, room: Room) -> list[GuestBan]:
+        return list(self._bans.get(room.id, {}).values())
+
+    async def ban(self, actor: User, room: Room, target: User) -> None:
+        """Ban a guest from ``room`` by nick and address, removing them if a member."""
+        authorize(Action.BAN, room, actor, target)
+        session = self._online.get(name_key(target.name))
+        address = _address(session) if session is not None else ""
+        self._bans.setdefault(room.id, {})[name_key(target.name)] = GuestBan(
+            target.name, address, actor.name, self._services.clock.time())
+        removed = await self._services.rooms.remove(
+            room, target, "ban", actor.name, missing_ok=True,
+            authorize=lambda: authorize(Action.BAN, room, actor, target))
+        if removed is None:
+            self._emit(room, "ban", target.name, actor.name)
+            await self._services.audit.record("ban", actor.name, target.name, room)
+
+    async def unban(self, actor: User, room: Room, nick: str) -> bool:
+        """Lift a guest ban by nick; False when there was none."""
+        authorize(Action.UNBAN, room, actor)
+        ban = self._bans.get(room.id, {}).pop(name_key(nick), None)
+        if ban is None:
+            return False
+        self._emit(room, "unban", ban.nick, actor.name)
+        await self._services.audit.record("unban", actor.name, ban.nick, room)
+        return True
+
+    def _emit(self, room: Room, event: str, user: str, actor: str) -> None:
+        self._services.bus.to_room(room, Outgoing({"type": "event", "event": event,
+                                                   "room": room.name, "actor": actor,
+                                                   "user": user}, room.id))
+
+    # -- direct messages ----------------------------------------------------------
+
+    def direct(self, session: IrcSession, target: User, text: str, label: str) -> None:
+        """A direct message to a guest: delivered, never stored (it has no id)."""
+        user = session.user
+        assert user is not None
+        self._services.protection.charge_message(session, None)
+        record: dict[str, Any] = {"type": "message", "to": target.name, "from": user.name,
+                                  "text": text, "ts": iso_ts(self._services.clock.time())}
+        self._services.bus.to_user(target, Outgoing(record), skip=session)
+        session.send(record, label)
+
+    # -- the end of a guest ----------------------------------------------------------
+
+    def disconnected(self, session: IrcSession) -> None:
+        """The guest's connection ended: free the nick, leave every room."""
+        if self._online.get(name_key(session.irc.nick)) is session:
+            del self._online[name_key(session.irc.nick)]
+        user = session.user
+        if user is None or not is_guest(user):
+            return
+        rooms = self.rooms_of(user)
+        for room in rooms:
+            # At once: the room service finds a departing member's connections by
+            # their user, which the logout that follows clears.
+            room.endpoints.discard(session)
+        if rooms:
+            task = asyncio.ensure_future(self._leave_all(user, rooms))
+            self._tasks.add(task)
+            task.add_done_callback(self._tasks.discard)
+
+    async def _leave_all(self, user: User, rooms: list[Room]) -> None:
+        for room in rooms:
+            try:
+                await self._services.rooms.remove(room, user, "leave", user.name, "quit",
+                                                  missing_ok=True)
+            except Exception:  # the server may be stopping: the membership was never stored
+                log.warning("a guest's departure failed", exc_info=True,
+                            extra={"fields": {"user": user.name, "room": room.name}})
+
+
+def _address(session: IrcSession) -> str:
+    return session.peer.rpartition(":")[0]

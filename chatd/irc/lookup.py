@@ -1,0 +1,69 @@
+"""Finding what an IRC command names: channels (rooms) and nicks (accounts, guests)."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from chatd import names
+from chatd.irc import numerics as n
+from chatd.irc.commands import IrcError
+from chatd.irc.guests import is_guest
+from chatd.irc.session import IrcSession
+
+if TYPE_CHECKING:
+    from chatd.accounts import User
+    from chatd.irc.commands import IrcContext
+    from chatd.room import Room
+
+
+def targets(param: str) -> list[str]:
+    """The comma-separated targets of a parameter (empty ones dropped)."""
+    return [target for target in param.split(",") if target]
+
+
+def room_name(name: str) -> str:
+    """The chatd room name of the channel ``name`` (``#`` then a valid room name)."""
+    if not name.startswith("#"):
+        raise IrcError(n.ERR_NOSUCHCHANNEL, name, "No such channel")
+    try:
+        return names.room_name(name)
+    except names.InvalidName:
+        raise IrcError(n.ERR_BADCHANMASK, name, "Bad Channel Mask") from None
+
+
+def existing_room(ctx: IrcContext, name: str) -> Room:
+    """The live room of channel ``name``, or ERR_NOSUCHCHANNEL."""
+    room = ctx.services.rooms.find(room_name(name))
+    if room is None:
+        raise IrcError(n.ERR_NOSUCHCHANNEL, name, "No such channel")
+    return room
+
+
+def find_user(ctx: IrcContext, nick: str) -> User | None:
+    """An account (online or not) or an online guest named ``nick``."""
+    return ctx.services.accounts.find(nick) or ctx.listener.guests.find(nick)
+
+
+def existing_user(ctx: IrcContext, nick: str) -> User:
+    user = find_user(ctx, nick)
+    if user is None:
+        raise IrcError(n.ERR_NOSUCHNICK, nick, "No such nick/channel")
+    return user
+
+
+def away_message(user: User) -> str | None:
+    """Why ``user`` is not there: offline, or the away message every one of their
+    connections set; None when they are present."""
+    if not user.sessions:
+        return "offline"
+    messages = [s.irc.away if isinstance(s, IrcSession) else "" for s in user.sessions]
+    if all(messages):
+        return messages[0]
+    return None
+
+
+def rooms_of(ctx: IrcContext, user: User) -> list[Room]:
+    """The rooms ``user`` is a member of (a guest's are kept apart from storage)."""
+    if is_guest(user):
+        return ctx.listener.guests.rooms_of(user)
+    return ctx.services.rooms.of_user(user)

@@ -1,0 +1,197 @@
+"""Registration (RFC 1459/2812 with IRCv3 CAP): NICK, USER, PASS, CAP, PING, PONG, QUIT.
+
+Registration completes once the client has sent NICK and USER and ended any
+CAP negotiation. The connection then logs in to chatd:
+
+1. as the account SASL authenticated, or
+2. as the account ``PASS`` names (``account:password``, or the nick), or
+3. as a guest with its nick, when ``accounts.guests`` is on and the nick is
+   free (no account's name, no other guest's);
+
+and otherwise gets ``464`` and ``ERROR``. The nick of an account is its
+account name (001 tells the client), and cannot change afterwards.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Awaitable
+from typing import TYPE_CHECKING, Final
+
+from chatd import names
+from chatd.errors import ChatError
+from chatd.irc import numerics as n
+from chatd.irc.auth import logged_in, password_login
+from chatd.irc.commands import IrcError, irc_command
+from chatd.irc.lookup import rooms_of
+from chatd.irc.welcome import welcome
+
+if TYPE_CHECKING:
+    from chatd.accounts import User
+    from chatd.irc.commands import IrcContext
+
+CAPABILITIES: Final = ("batch", "echo-message", "labeled-response", "message-tags", "sasl",
+                       "server-time")
+# Values a client that speaks CAP 302 is shown.
+_CAP_VALUES: Final = {"sasl": "PLAIN"}
+
+
+@irc_command("CAP", min_params=1, registered=False)
+def cap(ctx: IrcContext) -> Awaitable[None] | None:
+    """Capability negotiation: CAP LS [302], CAP LIST, CAP REQ :caps, CAP END."""
+    irc = ctx.session.irc
+    sub = ctx.params[0].upper()
+    if sub == "LS":
+        irc.negotiating = not irc.registered
+        modern = len(ctx.params) > 1 and ctx.params[1].isdigit() and int(ctx.params[1]) >= 302
+        shown = [f"{c}={_CAP_VALUES[c]}" if modern and c in _CAP_VALUES else c
+                 for c in CAPABILITIES]
+        _cap_reply(ctx, "LS", " ".join(shown))
+    elif sub == "LIST":
+        _cap_reply(ctx, "LIST", " ".join(sorted(irc.caps)))
+    elif sub == "REQ":
+        irc.negotiating = not irc.registered
+        _request(ctx, ctx.params[1] if len(ctx.params) > 1 else "")
+    elif sub == "END":
+        irc.negotiating = False
+        return complete(ctx)
+    else:
+        raise IrcError(n.ERR_INVALIDCAPCMD, ctx.params[0], "Invalid CAP command")
+    return None
+
+
+def _request(ctx: IrcContext, wanted: str) -> None:
+    """Enable (or, with ``-``, disable) every capability asked for, or none."""
+    irc = ctx.session.irc
+    caps = set(irc.caps)
+    for name in wanted.split():
+        cap_name = name.removeprefix("-")
+        if cap_name not in CAPABILITIES:
+            _cap_reply(ctx, "NAK", wanted)
+            return
+        if name.startswith("-"):
+            caps.discard(cap_name)
+        else:
+            caps.add(cap_name)
+    irc.set_caps(caps)
+    _cap_reply(ctx, "ACK", wanted)
+
+
+def _cap_reply(ctx: IrcContext, sub: str, text: str) -> None:
+    ctx.line(f":{ctx.listener.renderer.server} CAP {ctx.nick} {sub} :{text}")
+
+
+@irc_command("NICK", registered=False)
+def nick(ctx: IrcContext) -> Awaitable[None] | None:
+    """Choose a nick (before registration; afterwards it is the account name)."""
+    if not ctx.params or not ctx.params[0]:
+        raise IrcError(n.ERR_NONICKNAMEGIVEN, "No nickname given")
+    wanted, irc = ctx.params[0], ctx.session.irc
+    try:
+        names.user_name(wanted)
+    except names.InvalidName:
+        raise IrcError(n.ERR_ERRONEUSNICKNAME, wanted, "Erroneous nickname") from None
+    if irc.registered:
+        if wanted != irc.nick:
+            raise IrcError(n.ERR_RESTRICTED, "Your connection is restricted! "
+                           "(a nick is the account name, and guests keep theirs)")
+        return None
+    irc.nick = wanted
+    return complete(ctx)
+
+
+@irc_command("USER", min_params=4, registered=False)
+def user(ctx: IrcContext) -> Awaitable[None] | None:
+    """Give the user name and real name: USER <user> <mode> <unused> :<realname>."""
+    irc = ctx.session.irc
+    if irc.registered or irc.username:
+        raise IrcError(n.ERR_ALREADYREGISTERED, "You may not reregister")
+    irc.username, irc.realname = ctx.params[0], ctx.params[3]
+    return complete(ctx)
+
+
+@irc_command("PASS", min_params=1, registered=False)
+def pass_(ctx: IrcContext) -> None:
+    """Give the password: PASS <account>:<password>, or PASS <password> for the nick."""
+    irc = ctx.session.irc
+    if irc.registered:
+        raise IrcError(n.ERR_ALREADYREGISTERED, "You may not reregister")
+    irc.password = ctx.params[0]
+
+
+@irc_command("PING", registered=False)
+def ping(ctx: IrcContext) -> None:
+    """Answer with PONG and the same token."""
+    if not ctx.params:
+        raise IrcError(n.ERR_NOORIGIN, "No origin specified")
+    server = ctx.listener.renderer.server
+    ctx.line(f":{server} PONG {server} :{ctx.params[0]}")
+
+
+@irc_command("PONG", registered=False)
+def pong(ctx: IrcContext) -> None:
+    """A client's answer to a PING (nothing to do: any input counts as activity)."""
+
+
+@irc_command("QUIT", registered=False)
+def quit_(ctx: IrcContext) -> None:
+    """Close the connection; an account's rooms keep its membership."""
+    message = ctx.params[0] if ctx.params else "Client Quit"
+    asyncio.get_running_loop().call_soon(ctx.session.close, f"Quit: {message}")
+
+
+# -- completing registration ---------------------------------------------------------
+
+
+def complete(ctx: IrcContext) -> Awaitable[None] | None:
+    """Register when NICK and USER are in and CAP negotiation is over."""
+    irc = ctx.session.irc
+    if irc.registered or irc.negotiating or irc.nick == "*" or not irc.username:
+        return None
+    return _register(ctx)
+
+
+async def _register(ctx: IrcContext) -> None:
+    # Held: direct messages replayed at login must come after the welcome.
+    ctx.hold()
+    account = await _identify(ctx)
+    if account is None:
+        return
+    session, services = ctx.session, ctx.services
+    irc = session.irc
+    irc.nick = account.name
+    await services.presence.login(session, account)
+    irc.registered = True
+    welcome(ctx)
+    for room in rooms_of(ctx, account):
+        if room.id not in irc.joined:
+            session.announce(room)
+
+
+async def _identify(ctx: IrcContext) -> User | None:
+    """Who this connection is: an account, a new guest, or nobody (then it is refused)."""
+    irc = ctx.session.irc
+    if irc.account is not None:
+        return irc.account
+    if irc.password is not None:
+        try:
+            account = await password_login(ctx, irc.password)
+        except ChatError:
+            _refuse(ctx, "Password incorrect")
+            return None
+        logged_in(ctx, account)
+        return account
+    guests = ctx.listener.guests
+    if not guests.enabled:
+        _refuse(ctx, "Password required: log in with SASL PLAIN or PASS account:password")
+        return None
+    if not guests.nick_free(irc.nick):
+        ctx.reply(n.ERR_NICKNAMEINUSE, irc.nick, "Nickname is already in use")
+        return None
+    return guests.admit(ctx.session, irc.nick)
+
+
+def _refuse(ctx: IrcContext, text: str) -> None:
+    ctx.reply(n.ERR_PASSWDMISMATCH, text)
+    # After the reply is written (the context flushes first), then ERROR and close.
+    asyncio.get_running_loop().call_soon(ctx.session.close, "not logged in")

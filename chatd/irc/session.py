@@ -1,0 +1,179 @@
+"""An IRC endpoint of the domain: a :class:`chatd.session.Session` that speaks IRC.
+
+The domain treats it like any session: it logs in, it is attached to its
+user's rooms, and :meth:`IrcSession.deliver` receives room messages, events,
+notices and direct messages. What differs is only the rendering (IRC lines,
+cached per tag mode like ``Session`` caches per style) and a little IRC
+bookkeeping: which channels the client has been told it is in, its nick,
+capabilities and away message.
+
+Two things keep the output in an order IRC clients accept:
+
+* a channel is *announced* (JOIN, topic, names) before anything else of that
+  room reaches the client, also when the room was joined or created from
+  another connection of the same account;
+* while registration or a JOIN is in progress, deliveries are *held* and
+  released after the command's own replies (so no PRIVMSG precedes 001, or
+  precedes the JOIN of its channel).
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+from chatd.irc.render import cache_key
+from chatd.irc.views import join_lines
+from chatd.names import name_key
+from chatd.session import Session
+
+if TYPE_CHECKING:
+    from chatd.accounts import User
+    from chatd.irc.commands import IrcContext
+    from chatd.irc.listener import IrcListener
+    from chatd.outgoing import Outgoing
+    from chatd.ratelimit import TokenBucket
+    from chatd.room import Room
+    from chatd.session import Output
+
+# Events that take the named user out of the room's channel.
+_DEPARTURES = frozenset({"leave", "kick", "ban", "terminated"})
+# The label chatd's messaging is given so the sender's copy comes through send():
+# IRC decides there whether to echo it (echo-message) and how to label it.
+ECHO = ""
+
+
+class IrcState:
+    """The IRC side of a session: registration, capabilities, channels, away."""
+
+    __slots__ = ("account", "away", "caps", "context", "held", "invisible", "joined", "key",
+                 "listener", "negotiating", "nick", "password", "realname", "registered",
+                 "sasl", "username")
+
+    def __init__(self, listener: IrcListener) -> None:
+        self.listener = listener
+        self.nick = "*"
+        self.username = ""
+        self.realname = ""
+        self.password: str | None = None
+        self.caps: set[str] = set()
+        # Between CAP LS/REQ and CAP END, registration waits.
+        self.negotiating = False
+        self.registered = False
+        # The account SASL authenticated, logged in when registration completes.
+        self.account: User | None = None
+        self.sasl: bytearray | None = None
+        self.away = ""
+        self.invisible = False
+        # Ids of the rooms this client has been shown as joined channels.
+        self.joined: set[int] = set()
+        self.held: list[bytes] | None = None
+        self.context: IrcContext | None = None
+        self.key = cache_key(False, False)
+
+    def set_caps(self, caps: set[str]) -> None:
+        self.caps = caps
+        self.key = cache_key("server-time" in caps, "message-tags" in caps)
+
+
+class IrcSession(Session):
+    """A session whose output is IRC."""
+
+    __slots__ = ("irc",)
+
+    def __init__(self, out: Output, peer: str, command_bucket: TokenBucket, now: float,
+                 listener: IrcListener) -> None:
+        super().__init__(out, peer, command_bucket, now)
+        self.irc = IrcState(listener)
+
+    # -- what the domain calls ----------------------------------------------------
+
+    def deliver(self, item: Outgoing) -> None:
+        """Queue ``item`` as IRC lines (rendered once per tag mode for all recipients)."""
+        if item.priority and self.out.congested:
+            self._shed(item)
+            return
+        if self.coalesced:
+            self._summarise_coalesced()
+        record, irc = item.record, self.irc
+        room_id = item.room_id
+        if room_id is not None and room_id not in irc.joined and self._announce_for(record,
+                                                                                   room_id):
+            return
+        data = item.cache.get(irc.key)
+        if data is None:
+            renderer = irc.listener.renderer
+            shared = renderer.shared(record, irc.key)
+            if shared is None:
+                data = renderer.personal(record, irc.nick)
+            else:
+                data = item.cache[irc.key] = shared
+        self._queue(data)
+        if room_id is not None and record.get("event") in _DEPARTURES and self._is_me(record):
+            irc.joined.discard(room_id)
+
+    def send(self, record: dict[str, Any], label: str | None = None) -> None:
+        """A record for this connection only: the sender's copy of its own message,
+        a replayed direct message, or a notice or error of the server."""
+        renderer = self.irc.listener.renderer
+        kind = record["type"]
+        if kind == "message":
+            if label is not None and "echo-message" not in self.irc.caps:
+                return  # IRC clients show their own messages unless they ask for echoes
+            lines = renderer.message(record, self.irc.key)
+            context = self.irc.context
+            if label is not None and context is not None:
+                context.lines.extend(lines)
+                return
+            self._queue("".join(f"{line}\r\n" for line in lines).encode())
+        elif kind in ("notice", "error") and "version" not in record:
+            # (The line protocol's banner has a "version": IRC has its welcome instead.)
+            self._queue(renderer.personal(record, self.irc.nick))
+
+    # -- IRC bookkeeping ------------------------------------------------------------
+
+    @property
+    def nick(self) -> str:
+        return self.irc.nick
+
+    def _is_me(self, record: dict[str, Any]) -> bool:
+        return name_key(str(record.get("user", ""))) == name_key(self.irc.nick)
+
+    def _announce_for(self, record: dict[str, Any], room_id: int) -> bool:
+        """Show the client the channel of ``room_id`` if it is in that room and was not
+        shown it yet; True when that announcement stands for ``record`` itself."""
+        user = self.user
+        room = self.irc.listener.services.rooms.get(room_id)
+        if user is None or room is None or not room.is_member(user.id):
+            return False
+        self.announce(room)
+        return record.get("event") == "join" and self._is_me(record)
+
+    def announce(self, room: Room) -> None:
+        """Tell the client it is in ``room``'s channel: JOIN, topic and names."""
+        self.irc.joined.add(room.id)
+        lines = join_lines(self.irc.listener.renderer, self.irc.nick, room)
+        self._queue("".join(f"{line}\r\n" for line in lines).encode())
+
+    def write_lines(self, lines: list[str]) -> None:
+        """Write reply lines now, ahead of any held deliveries."""
+        if lines:
+            self.out.write("".join(f"{line}\r\n" for line in lines).encode("utf-8", "replace"))
+
+    def hold(self) -> None:
+        """Keep deliveries back until :meth:`release` (replies still go out)."""
+        if self.irc.held is None:
+            self.irc.held = []
+
+    def release(self) -> None:
+        held, self.irc.held = self.irc.held, None
+        for data in held or ():
+            self.out.write(data)
+
+    def _queue(self, data: bytes) -> None:
+        if not data:
+            return
+        held = self.irc.held
+        if held is not None:
+            held.append(data)
+        else:
+            self.out.write(data)

@@ -1,0 +1,80 @@
+"""How rooms and members read in IRC: prefixes, NAMES, topics and WHO rows.
+
+Shared by the session (which announces a channel when a room appears to a
+client) and the command handlers. Pure functions of the domain objects.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from typing import TYPE_CHECKING, Final
+
+from chatd.irc import numerics as n
+from chatd.irc.codec import MAX_BODY, format_line
+from chatd.irc.render import MODE_FLAGS, channel
+from chatd.room import Member, Mode, Role, Room
+
+if TYPE_CHECKING:
+    from chatd.irc.render import IrcRenderer
+
+PREFIX: Final = {Role.OWNER: "~", Role.ADMIN: "@", Role.MEMBER: ""}
+# Channel modes every room has: only members send (n), only admins set the topic (t).
+FIXED_MODES: Final = "nt"
+
+
+def numeric(server: str, code: str, nick: str, *params: str) -> str:
+    """A numeric reply line from ``server`` to ``nick``."""
+    return format_line(code, nick or "*", *params, source=server)
+
+
+def members_in_order(room: Room) -> list[Member]:
+    """Owner, then admins, then members, each in join order (as /who lists them)."""
+    return sorted(room.members.values(), key=lambda m: (-m.role.rank, m.seq))
+
+
+def channel_modes(room: Room) -> str:
+    """The room's channel modes, for RPL_CHANNELMODEIS and LIST."""
+    return "+" + FIXED_MODES + MODE_FLAGS[room.mode.value]
+
+
+def names_lines(server: str, nick: str, room: Room) -> list[str]:
+    """RPL_NAMREPLY lines (as many as fit) and RPL_ENDOFNAMES."""
+    name = channel(room.name)
+    symbol = "@" if room.mode is Mode.PRIVATE else "="
+    head = numeric(server, n.RPL_NAMREPLY, nick, symbol, name, "x")
+    budget = MAX_BODY - len(head.encode())
+    lines = [numeric(server, n.RPL_NAMREPLY, nick, symbol, name, " ".join(chunk))
+             for chunk in _chunks((PREFIX[m.role] + m.name for m in members_in_order(room)),
+                                  budget)]
+    return [*lines, numeric(server, n.RPL_ENDOFNAMES, nick, name, "End of /NAMES list")]
+
+
+def _chunks(words: Iterable[str], budget: int) -> list[list[str]]:
+    """Group ``words`` so each group, space-separated, fits in ``budget`` bytes."""
+    groups: list[list[str]] = []
+    size = budget + 1
+    for word in words:
+        length = len(word.encode()) + 1
+        if size + length > budget:
+            groups.append([])
+            size = 0
+        groups[-1].append(word)
+        size += length
+    return groups
+
+
+def topic_lines(server: str, nick: str, room: Room, on_join: bool = False) -> list[str]:
+    """RPL_TOPIC, or RPL_NOTOPIC (which a JOIN leaves out)."""
+    if room.topic:
+        return [numeric(server, n.RPL_TOPIC, nick, channel(room.name), room.topic)]
+    if on_join:
+        return []
+    return [numeric(server, n.RPL_NOTOPIC, nick, channel(room.name), "No topic is set")]
+
+
+def join_lines(renderer: IrcRenderer, nick: str, room: Room) -> list[str]:
+    """What a client sees when it is in a room: its JOIN, the topic and the names."""
+    server = renderer.server
+    return [format_line("JOIN", channel(room.name), source=renderer.mask(nick), trailing=False),
+            *topic_lines(server, nick, room, on_join=True),
+            *names_lines(server, nick, room)]

@@ -1,0 +1,101 @@
+"""What a client is told when registration completes: 001-005, LUSERS and the MOTD.
+
+``ISUPPORT`` (005) describes chatd's model in IRC terms: ``#`` channels,
+owner ``~`` and admin ``@`` prefixes, the channel modes of :mod:`chatd.irc.modes`,
+chatd's name lengths, ASCII case-insensitive names and UTF-8 only.
+"""
+
+from __future__ import annotations
+
+import time
+from typing import TYPE_CHECKING, Final
+
+from chatd.irc import numerics as n
+from chatd.irc.commands import irc_command
+from chatd.names import ROOM_NAME_MAX, USER_NAME_MAX
+
+if TYPE_CHECKING:
+    from chatd.irc.commands import IrcContext
+
+# At most this many tokens per 005 line (the usual limit clients expect).
+TOKENS_PER_LINE: Final = 13
+MAX_TARGETS: Final = 4
+AWAY_LEN: Final = 200
+
+
+def isupport(network: str) -> list[str]:
+    """The ISUPPORT tokens."""
+    return [
+        "CASEMAPPING=ascii",
+        "CHANTYPES=#",
+        "PREFIX=(qo)~@",
+        "CHANMODES=b,,,inRt",
+        f"CHANNELLEN={ROOM_NAME_MAX + 1}",
+        f"NICKLEN={USER_NAME_MAX}",
+        f"NETWORK={network}",
+        f"MODES={MAX_TARGETS}",
+        f"AWAYLEN={AWAY_LEN}",
+        f"TARGMAX=JOIN:,PART:,KICK:1,NAMES:,WHOIS:1,PRIVMSG:{MAX_TARGETS},"
+        f"NOTICE:{MAX_TARGETS}",
+        "UTF8ONLY",
+    ]
+
+
+def welcome(ctx: IrcContext) -> None:
+    """001 to 005, then LUSERS and the MOTD."""
+    services, nick = ctx.services, ctx.nick
+    server = ctx.listener.renderer.server
+    version = f"chatd-{services.version}"
+    network = services.config.server.name
+    created = time.strftime("%Y-%m-%d %H:%M:%S UTC", time.gmtime(services.started_at))
+    ctx.reply(n.RPL_WELCOME, f"Welcome to the {network} IRC Network "
+                             f"{ctx.listener.renderer.mask(nick)}")
+    ctx.reply(n.RPL_YOURHOST, f"Your host is {server}, running version {version}")
+    ctx.reply(n.RPL_CREATED, f"This server was created {created}")
+    ctx.reply(n.RPL_MYINFO, server, version, "i", "binoqtR", "boq")
+    tokens = isupport(network)
+    for start in range(0, len(tokens), TOKENS_PER_LINE):
+        ctx.reply(n.RPL_ISUPPORT, *tokens[start:start + TOKENS_PER_LINE],
+                  "are supported by this server")
+    lusers_lines(ctx)
+    motd_lines(ctx)
+
+
+def lusers_lines(ctx: IrcContext) -> None:
+    services = ctx.services
+    sessions = services.presence.sessions
+    users = services.presence.users_online
+    admins = len({s.user.id for s in sessions if s.user is not None and s.user.is_admin})
+    unknown = sum(1 for s in sessions if s.user is None)
+    ctx.reply(n.RPL_LUSERCLIENT, f"There are {users} users and 0 invisible on 1 servers")
+    ctx.reply(n.RPL_LUSEROP, str(admins), "operator(s) online")
+    ctx.reply(n.RPL_LUSERUNKNOWN, str(unknown), "unknown connection(s)")
+    ctx.reply(n.RPL_LUSERCHANNELS, str(services.rooms.count), "channels formed")
+    ctx.reply(n.RPL_LUSERME, f"I have {len(sessions) - unknown} clients and 0 servers")
+    ctx.reply(n.RPL_LOCALUSERS, str(users), str(users),
+              f"Current local users {users}, max {users}")
+    ctx.reply(n.RPL_GLOBALUSERS, str(users), str(users),
+              f"Current global users {users}, max {users}")
+
+
+def motd_lines(ctx: IrcContext) -> None:
+    motd = ctx.services.config.server.motd
+    if not motd:
+        ctx.reply(n.ERR_NOMOTD, "MOTD File is missing")
+        return
+    ctx.reply(n.RPL_MOTDSTART, f"- {ctx.listener.renderer.server} Message of the day - ")
+    for line in motd.split("\n"):
+        ctx.reply(n.RPL_MOTD, f"- {line}")
+    ctx.reply(n.RPL_ENDOFMOTD, "End of /MOTD command.")
+
+
+@irc_command("MOTD")
+def motd(ctx: IrcContext) -> None:
+    """Show the message of the day (server.motd)."""
+    motd_lines(ctx)
+
+
+@irc_command("LUSERS")
+def lusers(ctx: IrcContext) -> None:
+    """Count users, operators (server admins), unregistered connections and channels."""
+    lusers_lines(ctx)

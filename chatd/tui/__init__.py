@@ -1,0 +1,1 @@
+"""chatd-client: the terminal client (``app``) over a testable session (``session``)."""

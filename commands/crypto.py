@@ -1,0 +1,148 @@
+"""Encryption: /encrypt and /decrypt with a password; end-to-end keys, /emsg, /e2e."""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+from typing import Any
+
+from chatd.context import Context
+from chatd.crypt.ciphers import ALGORITHMS
+from chatd.crypt.kdf import COSTS
+from chatd.errors import ChatError, Code
+from chatd.params import Choice, RoomRef, Text, Word
+from chatd.registry import Ok, command, ok
+from chatd.room import Role, Room
+
+GROUP = "crypto"
+FILE_FLAG = "--file"
+# What /decrypt may show: any text but terminal controls (tab and newline stay).
+_CONTROLS = {c: "\ufffd" for c in (*range(0x20), 0x7F, *range(0x80, 0xA0)) if c not in (9, 10)}
+
+
+@command("encrypt", Choice(FILE_FLAG, optional=True, choices=(FILE_FLAG,)),
+         Choice("algorithm", choices=ALGORITHMS), Choice("cost", choices=COSTS),
+         Word("password"), Text("text"), group=GROUP)
+async def encrypt(ctx: Context, algorithm: str, cost: str, password: str, text: str,
+                  **flags: Any) -> Ok:
+    """Encrypt text with a password (scrypt at the cost given); answers armored text."""
+    armored = await ctx.services.crypto.encrypt(algorithm, cost, password, text)
+    fields: dict[str, Any] = {"result": armored, "algorithm": algorithm, "cost": cost}
+    if flags.get(FILE_FLAG):
+        fields["file_id"] = await _store(ctx, "encrypted.chatd-crypt.txt", armored.encode())
+    return ok(armored, **fields)
+
+
+@command("decrypt", Choice(FILE_FLAG, optional=True, choices=(FILE_FLAG,)),
+         Word("password"), Text("armored"), group=GROUP)
+async def decrypt(ctx: Context, password: str, armored: str, **flags: Any) -> Ok:
+    """Decrypt armored text made by /encrypt or chatd-crypt with its password."""
+    data = await ctx.services.crypto.decrypt(password, armored)
+    try:
+        plaintext = data.decode("utf-8")
+    except UnicodeDecodeError:
+        raise ChatError(Code.BAD_ARGUMENTS, "the plaintext is binary, not text; "
+                        "decrypt it with chatd-crypt instead.") from None
+    fields: dict[str, Any] = {"result": plaintext}
+    if flags.get(FILE_FLAG):
+        fields["file_id"] = await _store(ctx, "decrypted.txt", data)
+    return ok(plaintext.translate(_CONTROLS), **fields)
+
+
+async def _store(ctx: Context, name: str, data: bytes) -> int:
+    """Upload ``data`` as a file in the current room (where uploads exist)."""
+    files = getattr(ctx.services, "files", None)
+    if files is None:
+        raise ChatError(Code.BAD_ARGUMENTS, "files are not available on this server.")
+    room = ctx.session.current_room
+    if room is None:
+        raise ChatError(Code.NO_ROOM, "--file stores into your current room: /join one first.")
+    from chatd.files import Staged  # noqa: PLC0415 - only where uploads exist
+
+    await files.check_upload(ctx.user, room, name, len(data))
+    path, out = await files.stage()
+    try:
+        await asyncio.to_thread(_write_and_close, out, data)
+        staged = Staged(path, name, len(data), hashlib.sha256(data).hexdigest())
+        record = await files.store(ctx.session, room, staged, ctx.label)
+    finally:
+        await asyncio.to_thread(path.unlink, True)
+    return int(record.id)
+
+
+def _write_and_close(out: Any, data: bytes) -> None:
+    with out:
+        out.write(data)
+
+
+# -- end-to-end ----------------------------------------------------------------------
+
+
+@command("keys", Choice("action", choices=("publish", "get", "room")),
+         Word("key", optional=True), Word("pq_key", optional=True), group=GROUP,
+         usage="/keys publish <x25519-key> [mlkem-key]  |  /keys get <user>  |  "
+               "/keys room [room]")
+async def keys(ctx: Context, action: str, key: str | None, pq_key: str | None) -> Ok:
+    """Publish your end-to-end public keys, or get a user's or a room's keys."""
+    if action == "publish":
+        return await _publish(ctx, key, pq_key)
+    if pq_key is not None:
+        raise ChatError(Code.BAD_ARGUMENTS, f"too many arguments. Usage: /keys {action} "
+                        f"{'<user>' if action == 'get' else '[room]'}")
+    if action == "get":
+        if key is None:
+            raise ChatError(Code.BAD_ARGUMENTS, "missing user. Usage: /keys get <user>")
+        entry = await ctx.services.e2e.key_of(ctx.services.accounts.require(key))
+        return ok(f"{entry['user']}: {entry['fingerprint']}", keys=[entry], user=entry["user"])
+    return await _room_keys(ctx, key)
+
+
+async def _publish(ctx: Context, key: str | None, pq_key: str | None) -> Ok:
+    if key is None:
+        raise ChatError(Code.BAD_ARGUMENTS,
+                        "missing key. Usage: /keys publish <x25519-key> [mlkem-key]")
+    entry = await ctx.services.e2e.publish(ctx.user, key, pq_key)
+    kind = "X25519 + ML-KEM-768" if "pq_key" in entry else "X25519"
+    return ok(f"Published your {kind} key; fingerprint {entry['fingerprint']}.",
+              keys=[entry], fingerprint=entry["fingerprint"])
+
+
+async def _room_keys(ctx: Context, ref: str | None) -> Ok:
+    room = ctx.services.rooms.require(ref) if ref else RoomRef("room").absent(ctx)
+    if not room.is_member(ctx.user.id) and not ctx.user.is_admin:
+        raise ChatError(Code.NOT_IN_ROOM, f"only members of #{room.name} can list its keys.")
+    entries, missing = await ctx.services.e2e.room_keys(room)
+    if entries:
+        ctx.table(["user", "fingerprint", "post-quantum"],
+                  [[e["user"], e["fingerprint"], "yes" if "pq_key" in e else ""]
+                   for e in entries])
+    note = f"; without a key: {', '.join(missing)}" if missing else ""
+    e2e = bool(room.settings.get("e2e"))
+    return ok(f"#{room.name}: {len(entries)} key{'s' * (len(entries) != 1)}{note}.",
+              keys=entries, missing=missing, room=room.name, e2e=e2e)
+
+
+@command("emsg", Word("target"), Word("envelope"), group=GROUP,
+         usage="/emsg <room|@user> <envelope-base64>")
+async def emsg(ctx: Context, target: str, envelope: str) -> Ok:
+    """Relay an end-to-end encrypted envelope to a room or a user (chatd-client makes them)."""
+    e2e = ctx.services.e2e
+    if target.startswith("@"):
+        user = ctx.services.accounts.require(target[1:])
+        message_id = await e2e.post_direct(ctx.session, user, envelope, ctx.label)
+        note = "" if user.online else f"{user.name} is offline and will see it at their next login."
+        return ok(note, id=message_id, to=user.name, online=user.online)
+    room = ctx.services.rooms.require(target)
+    message_id = e2e.post_room(ctx.session, room, envelope, ctx.label)
+    return ok(id=message_id, room=room.name)
+
+
+@command("e2e", Choice("state", choices=("on", "off")), RoomRef("room", optional=True),
+         role=Role.ADMIN, group=GROUP)
+async def e2e(ctx: Context, state: str, room: Room) -> Ok:
+    """Make a room end-to-end encrypted only (on) or not (off); admins and the owner."""
+    on = state == "on"
+    changed = await ctx.services.e2e.set_room_flag(ctx.user, room, on)
+    what = "end-to-end encrypted only" if on else "open to plain messages again"
+    message = f"#{room.name} is {'now' if changed else 'already'} {what}."
+    return ok(message, room=room.name, e2e=on, changed=changed)

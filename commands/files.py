@@ -1,0 +1,102 @@
+"""Files: upload, download, files, rmfile."""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from typing import Any
+
+from chatd.context import Context
+from chatd.errors import ChatError, Code
+from chatd.files import file_object
+from chatd.params import Decline, Int, Param, RoomRef, Text, Word, parse
+from chatd.previews import human_size
+from chatd.registry import DEFERRED, Deferred, Ok, command, ok
+from chatd.room import Room
+from chatd.upload import Upload
+
+GROUP = "files"
+MAX_ID = 1 << 62
+_HEX = re.compile(r"[0-9a-fA-F]+")
+
+
+@dataclass(frozen=True, slots=True)
+class Sha256(Param):
+    """A SHA-256 as 64 hex digits; an optional one declines any other word."""
+
+    def convert(self, ctx: Context, word: str, more_follow: bool) -> Any:
+        if _HEX.fullmatch(word):
+            if len(word) == 64:
+                return word.lower()
+            if len(word) > 16:  # meant as a checksum, not a room name
+                raise ChatError(Code.BAD_ARGUMENTS, "sha256 is 64 hexadecimal digits.")
+        if self.optional:
+            raise Decline
+        raise ChatError(Code.BAD_ARGUMENTS, "sha256 is 64 hexadecimal digits.")
+
+
+UPLOAD_USAGE = "/upload <filename> <size> [sha256] [room]"
+UPLOAD_PARAMS = (Word("filename"), Int("size", low=0, high=MAX_ID),
+                 Sha256("sha256", optional=True), RoomRef("room", optional=True))
+
+
+@command("upload", Text("arguments"), group=GROUP, usage=UPLOAD_USAGE, data_lines=True)
+async def upload(ctx: Context, arguments: str) -> Deferred:
+    """Upload a file: base64 lines follow, then a line with a single "." (then the reply)."""
+    files = ctx.services.files
+    error: ChatError | None = None
+    room: Room | None = ctx.session.current_room
+    name, size, sha256 = "", 0, None
+    # The arguments are checked here, not by the dispatcher, so that even a
+    # refused upload reads its data lines up to "." instead of taking them for
+    # messages; its error then comes after the "." like any other reply.
+    try:
+        values = parse(UPLOAD_PARAMS, ctx, arguments, UPLOAD_USAGE)
+        name, size, sha256, room = (values["filename"], values["size"], values["sha256"],
+                                    values["room"])
+        assert room is not None
+        await files.check_upload(ctx.user, room, name, size)
+    except ChatError as exc:
+        error = exc
+    sink = Upload(ctx, files, room, name, size, sha256, error)
+    await sink.open()
+    ctx.session.line_sink = sink
+    return DEFERRED
+
+
+@command("download", Int("id", high=MAX_ID), group=GROUP)
+async def download(ctx: Context, id: int) -> Ok:
+    """Download a file as base64 lines (text: ending with "."; json: data records)."""
+    files = ctx.services.files
+    record = await files.readable(ctx.user, id)
+    await files.stream(ctx.session, record, ctx.label)
+    fields = file_object(record, await files.url(record))
+    del fields["preview"]
+    return ok(f"file {record.id}: {record.name}, {human_size(record.size)}, sha256 "
+              f"{record.sha256}", file_id=record.id, **fields)
+
+
+@command("files", RoomRef("room", optional=True), group=GROUP)
+async def files_(ctx: Context, room: Room) -> Ok:
+    """List the files shared in a room."""
+    records = await ctx.services.files.listing(ctx.user, room)
+    if records:
+        ctx.table(["id", "name", "size", "type", "uploader"],
+                  [[r.id, r.name, human_size(r.size), r.mime, r.uploader_name] for r in records],
+                  right=(0,))
+    listed = []
+    for record in records:
+        entry = file_object(record)
+        del entry["preview"]
+        listed.append(entry)
+    count = len(records)
+    message = (f"{count} file{'s' * (count != 1)} in #{room.name}; /download <id> gets one."
+               if count else f"no files in #{room.name} yet: /upload shares one.")
+    return ok(message, room=room.name, files=listed)
+
+
+@command("rmfile", Int("id", high=MAX_ID), group=GROUP)
+async def rmfile(ctx: Context, id: int) -> Ok:
+    """Delete a file (its uploader, an admin of its room, or a server admin)."""
+    record = await ctx.services.files.remove(ctx.user, id)
+    return ok(f"file {record.id} ({record.name}) is deleted.", file_id=record.id)

@@ -1,0 +1,39 @@
+"""Stickers: post one, list them."""
+
+from __future__ import annotations
+
+from chatd.context import Context
+from chatd.errors import ChatError, Code
+from chatd.params import RoomRef, Word
+from chatd.registry import Ok, command, ok
+from chatd.room import Room
+
+GROUP = "messages"
+
+
+@command("sticker", Word("name"), RoomRef("room", optional=True), group=GROUP)
+def sticker(ctx: Context, name: str, room: Room) -> Ok:
+    """Post an ASCII-art sticker to a room (/stickers lists them)."""
+    found = ctx.services.stickers.get(name)
+    if found is None:
+        raise ChatError(Code.BAD_ARGUMENTS, f'there is no sticker "{name}"; /stickers lists '
+                        "them.")
+    message_id = ctx.services.messaging.post_kind(
+        ctx.session, room, f":{found.name}:", "sticker",
+        {"sticker": found.name, "sticker_art": found.art}, ctx.label)
+    return ok(id=message_id, room=room.name, sticker=found.name)
+
+
+@command("stickers", group=GROUP)
+def stickers(ctx: Context) -> Ok:
+    """List the stickers you can post with /sticker."""
+    offered = ctx.services.stickers.all()
+    if offered:
+        ctx.table(["sticker", "size", "first line"],
+                  [[s.name, "{}x{}".format(*s.size), s.art.split("\n")[0].strip()]
+                   for s in offered])
+    count = len(offered)
+    message = (f"{count} sticker{'s' * (count != 1)}; /sticker <name> [room] posts one."
+               if count else "no stickers are installed.")
+    return ok(message, stickers=[{"name": s.name, "art": s.art, "width": s.size[0],
+                                  "height": s.size[1]} for s in offered])

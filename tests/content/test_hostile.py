@@ -1,0 +1,199 @@
+"""Uploads that go wrong: each ends with one error after the ".", and leaves nothing behind."""
+
+from __future__ import annotations
+
+import asyncio
+from pathlib import Path
+
+import pytest
+
+from chatd.client import ChatClient
+from chatd.server import ChatServer
+from tests.content import (
+    b64_lines,
+    blob_paths,
+    member_of,
+    no_staged_files,
+    sha,
+    staged_files,
+    text_client,
+    text_file,
+    text_run,
+    upload,
+)
+from tests.helpers import Clients, start_server
+
+
+async def room_owner(clients: Clients, name: str = "alice") -> ChatClient:
+    client = await clients.user(name)
+    await member_of(client, "general")
+    return client
+
+
+async def assert_failed(server: ChatServer, client: ChatClient, reply_code: str,
+                        reply: object) -> None:
+    """One error as the final reply, nothing stored, nothing staged, and commands work again."""
+    final = reply.final  # type: ignore[attr-defined]
+    assert final["type"] == "error" and final["code"] == reply_code, final
+    assert final["command"] == "upload"
+    assert [line for line in reply.lines if line["type"] in ("ok", "error")] == []  # type: ignore[attr-defined]
+    assert await no_staged_files(server)
+    assert blob_paths(server) == []
+    assert (await client.command("/files general"))["files"] == []
+
+
+async def test_wrong_size(server: ChatServer, clients: Clients) -> None:
+    alice = await room_owner(clients)
+    data = text_file()
+    short = await upload(alice, "a.txt", data, size=len(data) + 10)
+    await assert_failed(server, alice, "bad-arguments", short)
+    assert short.final["received"] == len(data)
+    long = await upload(alice, "a.txt", data, size=len(data) - 10, checksum=None)
+    await assert_failed(server, alice, "bad-arguments", long)
+
+
+async def test_wrong_checksum(server: ChatServer, clients: Clients) -> None:
+    alice = await room_owner(clients)
+    reply = await upload(alice, "a.txt", text_file(), checksum="0" * 64)
+    await assert_failed(server, alice, "checksum-mismatch", reply)
+    assert reply.final["sha256"] == sha(text_file())
+
+
+async def test_bad_base64(server: ChatServer, clients: Clients) -> None:
+    alice = await room_owner(clients)
+    data = text_file()
+    lines = b64_lines(data)
+    lines[1] = "not*base64!"
+    reply = await upload(alice, "a.txt", data, lines=lines)
+    await assert_failed(server, alice, "bad-arguments", reply)
+    assert "line 2" in reply.final["message"]
+    # The client heard early that the rest is discarded.
+    assert any(line.get("upload") == "failed" for line in reply.lines)
+
+
+async def test_a_dangling_base64_character_at_the_end(server: ChatServer,
+                                                      clients: Clients) -> None:
+    alice = await room_owner(clients)
+    reply = await upload(alice, "a.bin", b"abc", lines=["YWJj", "Y"])
+    await assert_failed(server, alice, "bad-arguments", reply)
+
+
+async def test_over_the_size_limit_up_front_and_while_streaming(db_path: Path) -> None:
+    server = await start_server(db_path, files__max_size=1000)
+    clients = Clients(server)
+    try:
+        alice = await room_owner(clients)
+        big = bytes(2000)
+        up_front = await upload(alice, "big.bin", big)
+        await assert_failed(server, alice, "file-too-large", up_front)
+        assert up_front.final["max_size"] == 1000
+        # Announced small, sent big: stopped as soon as more than announced arrives...
+        streaming = await upload(alice, "big.bin", big, size=900, checksum=None)
+        await assert_failed(server, alice, "bad-arguments", streaming)
+        assert "more than the announced 900 bytes" in streaming.final["message"]
+        # ...which is file-too-large when that is also past the limit.
+        one_line = await upload(alice, "big.bin", big, size=900, checksum=None, width=4000)
+        await assert_failed(server, alice, "file-too-large", one_line)
+    finally:
+        await clients.close()
+        await server.stop()
+
+
+async def test_over_the_quota(db_path: Path) -> None:
+    server = await start_server(db_path, files__quota=3000)
+    clients = Clients(server)
+    try:
+        alice = await room_owner(clients)
+        assert (await upload(alice, "one.bin", bytes(2000))).ok
+        reply = await upload(alice, "two.bin", bytes(range(200)) * 6)
+        assert reply.final["code"] == "quota-exceeded"
+        assert (reply.final["used"], reply.final["quota"]) == (2000, 3000)
+        assert await no_staged_files(server)
+        # Removing a file frees its share of the quota.
+        await alice.command("/rmfile 1")
+        assert (await upload(alice, "two.bin", bytes(range(200)) * 6)).ok
+    finally:
+        await clients.close()
+        await server.stop()
+
+
+@pytest.mark.parametrize(("line", "code"), [
+    ("/upload", "bad-arguments"),                      # refused by the dispatcher itself
+    ("/upload a/b.txt 10", "bad-arguments"),
+    ("/upload a.txt ten", "bad-arguments"),
+    ("/upload a.txt 10 12345678901234567890abc", "bad-arguments"),
+    ("/upload a.txt 10 nosuchroom", "no-such-room"),
+    ("/upload a.txt 10 general extra words", "bad-arguments"),
+])
+async def test_bad_arguments(server: ChatServer, clients: Clients, line: str, code: str) -> None:
+    alice = await room_owner(clients)
+    if line == "/upload":
+        assert (await alice.command(line, check=False)).final["code"] == code
+        return
+    command = asyncio.ensure_future(alice.command(line, check=False))
+    await asyncio.sleep(0)
+    alice.send_line("aGVsbG8=")
+    alice.send_line(".")
+    reply = await command
+    assert reply.final["code"] == code
+    assert await no_staged_files(server)
+
+
+async def test_not_a_member_and_muted(server: ChatServer, clients: Clients) -> None:
+    alice, bob = await room_owner(clients), await clients.user("bob")
+    outsider = await upload(bob, "a.txt", text_file(), "general")
+    assert outsider.final["code"] == "not-in-room"
+    await bob.command("/join general")
+    await alice.command("/mute bob general")
+    assert (await upload(bob, "a.txt", text_file(), "general")).final["code"] == "muted"
+    assert await no_staged_files(server)
+
+
+async def test_no_current_room(clients: Clients) -> None:
+    alice = await clients.user("alice")
+    assert (await upload(alice, "a.txt", text_file())).final["code"] == "no-room"
+
+
+async def test_an_upload_abandoned_by_disconnect_leaves_nothing(server: ChatServer,
+                                                               clients: Clients) -> None:
+    alice = await room_owner(clients)
+    data = bytes(range(256)) * 4000  # big enough for writes to the staging file
+    alice.send_line(f"/upload big.bin {len(data)}")
+    for line in b64_lines(data, 4000)[:-20]:
+        alice.send_line(line)
+    for _ in range(500):
+        if staged_files(server):
+            break
+        await asyncio.sleep(0.01)
+    assert staged_files(server)
+    await alice.close()
+    assert await no_staged_files(server)
+    bob = await clients.user("bob")
+    await bob.command("/join general")
+    assert (await bob.command("/files general"))["files"] == []
+
+
+async def test_a_damaged_line_fails_the_upload(server: ChatServer, clients: Clients) -> None:
+    alice = await text_client(clients, "alice")
+    await text_run(alice, "/create general")
+    data = text_file()
+    alice.send(f"@u /upload a.txt {len(data)}")
+    assert (await alice.line()).startswith("@u * send a.txt")
+    alice.send(b"QUJD" * 1100 + b"\r\n")  # longer than the 4096-byte line limit
+    for line in b64_lines(data):
+        alice.send(line)
+    lines = await text_run(alice, ".")
+    assert lines[0].startswith("@u * upload failed (bad-arguments)")
+    assert lines[1] == "! line-too-long: that line was too long and was dropped."
+    assert lines[-1].startswith("@u ! bad-arguments: line 1 of the upload was damaged")
+    assert await no_staged_files(server)
+
+
+async def test_a_file_name_with_control_characters_is_cleaned_or_refused(
+        clients: Clients) -> None:
+    alice = await room_owner(clients)
+    reply = await upload(alice, "a\x1b[31m.txt", text_file())
+    # The codec removed the escape character; what is left is a valid, harmless name.
+    assert reply.ok and reply["name"] == "a[31m.txt"
+    assert (await upload(alice, "..", text_file())).final["code"] == "bad-arguments"
+    assert (await upload(alice, "x" * 129, text_file())).final["code"] == "bad-arguments"

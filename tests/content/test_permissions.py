@@ -1,0 +1,48 @@
+"""Who may list, download and remove a room's files."""
+
+from __future__ import annotations
+
+from chatd.server import ChatServer
+from tests.content import blob_paths, member_of, text_file, upload
+from tests.governance import error_of, server_admin, users
+from tests.helpers import Clients
+
+
+async def test_only_members_list_and_download(server: ChatServer, clients: Clients) -> None:
+    alice, bob, carol = await users(clients, "alice", "bob", "carol")
+    await member_of(alice, "dev", bob)
+    file_id = (await upload(alice, "a.txt", text_file(), "dev"))["file_id"]
+    assert (await error_of(carol, "/files dev"))["code"] == "not-in-room"
+    assert (await error_of(carol, f"/download {file_id}"))["code"] == "not-in-room"
+    assert (await error_of(carol, "/download 999"))["code"] == "no-such-file"
+    assert (await bob.command("/files dev"))["files"][0]["id"] == file_id
+    await bob.command("/leave dev")
+    assert (await error_of(bob, f"/download {file_id}"))["code"] == "not-in-room"
+    root = await server_admin(server, clients)
+    assert (await root.command(f"/download {file_id}")).ok
+
+
+async def test_rmfile_by_uploader_room_admin_or_server_admin(server: ChatServer,
+                                                             clients: Clients) -> None:
+    alice, bob, carol = await users(clients, "alice", "bob", "carol")
+    await member_of(alice, "dev", bob, carol)
+    first = (await upload(bob, "a.txt", text_file(3), "dev"))["file_id"]
+    second = (await upload(bob, "b.txt", text_file(4), "dev"))["file_id"]
+    third = (await upload(carol, "c.txt", text_file(5), "dev"))["file_id"]
+    assert (await error_of(carol, f"/rmfile {first}"))["code"] == "not-permitted"
+    assert (await error_of(carol, "/rmfile 999"))["code"] == "no-such-file"
+    assert (await bob.command(f"/rmfile {first}"))["file_id"] == first      # the uploader
+    assert (await alice.command(f"/rmfile {second}"))["file_id"] == second  # the room owner
+    root = await server_admin(server, clients)
+    assert (await root.command(f"/rmfile {third}")).ok                      # a server admin
+    assert (await alice.command("/files dev"))["files"] == []
+    assert blob_paths(server) == []
+
+
+async def test_a_promoted_admin_may_remove_files(clients: Clients) -> None:
+    alice, bob, carol = await users(clients, "alice", "bob", "carol")
+    await member_of(alice, "dev", bob, carol)
+    await alice.command("/promote bob dev")
+    file_id = (await upload(carol, "c.txt", text_file(), "dev"))["file_id"]
+    assert (await bob.command(f"/rmfile {file_id}")).ok
+    assert (await error_of(bob, f"/download {file_id}"))["code"] == "no-such-file"

@@ -1,0 +1,96 @@
+"""The S3 backend against a real S3-compatible server (moto, on loopback)."""
+
+from __future__ import annotations
+
+import asyncio
+import urllib.request
+from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from chatd.config import ConfigError, FilesConfig
+from chatd.server import ChatServer
+from tests.content import download, image, member_of, no_staged_files, sha, text_file, upload
+from tests.helpers import Clients, start_server
+
+boto3 = pytest.importorskip("boto3")
+moto_server = pytest.importorskip("moto.server")
+
+BUCKET = "chatd-files"
+KEYS = {"s3_access_key": "testing", "s3_secret_key": "testing", "s3_region": "us-east-1"}
+
+
+@pytest.fixture(scope="module")
+def s3_endpoint() -> Iterator[str]:
+    server = moto_server.ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
+    server.start()
+    host, port = server.get_host_and_port()
+    endpoint = f"http://{host}:{port}"
+    client = boto3.client("s3", endpoint_url=endpoint, aws_access_key_id="testing",
+                          aws_secret_access_key="testing", region_name="us-east-1")
+    client.create_bucket(Bucket=BUCKET)
+    yield endpoint
+    server.stop()
+
+
+def objects(endpoint: str) -> list[str]:
+    client = boto3.client("s3", endpoint_url=endpoint, aws_access_key_id="testing",
+                          aws_secret_access_key="testing", region_name="us-east-1")
+    listed = client.list_objects_v2(Bucket=BUCKET, Prefix="chatd/")
+    return [item["Key"] for item in listed.get("Contents", [])]
+
+
+@pytest.fixture
+async def s3_server(db_path: Path, s3_endpoint: str) -> AsyncIterator[ChatServer]:
+    overrides: dict[str, Any] = {f"files__{key}": value for key, value in KEYS.items()}
+    server = await start_server(db_path, files__backend="s3", files__s3_endpoint=s3_endpoint,
+                                files__s3_bucket=BUCKET, **overrides)
+    yield server
+    await server.stop()
+
+
+async def test_files_round_trip_through_the_object_store(s3_server: ChatServer,
+                                                         s3_endpoint: str) -> None:
+    clients = Clients(s3_server)
+    try:
+        alice, bob = await clients.user("alice"), await clients.user("bob")
+        await member_of(alice, "general", bob)
+        data = image("PNG", (200, 100))
+        reply = await upload(alice, "cat.png", data, "general")
+        assert reply.ok, reply.final
+        assert f"chatd/{sha(data)}" in objects(s3_endpoint)
+        assert await no_staged_files(s3_server)
+        file = next(line for line in reply.lines if line["type"] == "message")["file"]
+        assert file["preview"].startswith("PNG image, 200x100")
+        # The announcement carries a pre-signed link that fetches the very bytes.
+        fetched = await asyncio.to_thread(lambda: urllib.request.urlopen(file["url"]).read())
+        assert fetched == data
+        got, done = await download(bob, reply["file_id"])
+        assert got == data and done["sha256"] == sha(data) and done["url"].startswith("http")
+        await alice.command(f"/rmfile {reply['file_id']}")
+        assert f"chatd/{sha(data)}" not in objects(s3_endpoint)
+    finally:
+        await clients.close()
+
+
+async def test_a_failed_upload_leaves_no_object(s3_server: ChatServer, s3_endpoint: str) -> None:
+    clients = Clients(s3_server)
+    try:
+        alice = await clients.user("alice")
+        await member_of(alice, "general")
+        data = text_file(7)
+        reply = await upload(alice, "a.txt", data, checksum="f" * 64)
+        assert reply.final["code"] == "checksum-mismatch"
+        assert f"chatd/{sha(data)}" not in objects(s3_endpoint)
+        assert await no_staged_files(s3_server)
+    finally:
+        await clients.close()
+
+
+def test_the_s3_backend_needs_a_bucket() -> None:
+    from chatd.blobs import open_blob_store
+
+    with pytest.raises(ConfigError, match="s3_bucket"):
+        open_blob_store(FilesConfig(backend="s3"), "chatd.db")

@@ -1,0 +1,124 @@
+"""Stickers: the built-in set, posting in both formats, a sysadmin's own directory, reload."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from chatd.config import StickersConfig
+from chatd.server import ChatServer
+from chatd.stickers import BUILTIN_DIR, BadArt, Stickers, load_dir, parse_art
+from tests.content import member_of, text_client, text_run
+from tests.governance import error_of
+from tests.helpers import Clients, start_server
+from tests.helpers import test_config as config_for
+
+CAT = " /\\_/\\\n( o.o )\n > ^ <"
+
+
+async def test_at_least_twelve_built_in_stickers_are_listed(clients: Clients) -> None:
+    alice = await clients.user("alice")
+    listed = (await alice.command("/stickers"))["stickers"]
+    names = [s["name"] for s in listed]
+    assert len(names) >= 12 and names == sorted(names)
+    assert {"cat", "shrug", "tableflip", "thumbsup"} <= set(names)
+    assert all(s["art"] and s["width"] <= 60 and s["height"] <= 20 for s in listed)
+
+
+def test_built_in_stickers_are_found_beside_the_package_and_all_valid() -> None:
+    assert BUILTIN_DIR.is_dir()
+    files = sorted(p.stem for p in BUILTIN_DIR.glob("*.txt"))
+    assert sorted(load_dir(BUILTIN_DIR)) == files
+
+
+async def test_a_sticker_is_one_json_message(clients: Clients) -> None:
+    alice, bob = await clients.user("alice"), await clients.user("bob")
+    await member_of(alice, "general", bob)
+    bob.pending_events()
+    reply = await alice.command("/sticker cat")
+    assert reply["sticker"] == "cat" and reply["room"] == "general"
+    copy = [line for line in reply.lines if line["type"] == "message"]
+    assert len(copy) == 1 and copy[0]["sticker_art"] == CAT
+    message = await bob.next_event(lambda e: e.get("type") == "message")
+    assert (message["sticker"], message["sticker_art"], message["id"]) == ("cat", CAT,
+                                                                         reply["id"])
+    history = (await bob.command("/history general"))["messages"]
+    assert history[-1]["sticker"] == "cat" and history[-1]["sticker_art"] == CAT
+
+
+async def test_a_sticker_is_several_lines_in_text_mode(clients: Clients) -> None:
+    alice = await text_client(clients, "alice")
+    await text_run(alice, "/create general")
+    lines = await text_run(alice, "/sticker CAT general")
+    assert lines == ["<alice> :cat:", "     /\\_/\\", "    ( o.o )", "     > ^ <"]
+
+
+async def test_unknown_sticker_and_room_rules(clients: Clients) -> None:
+    alice, bob = await clients.user("alice"), await clients.user("bob")
+    await alice.command("/create general")
+    assert (await error_of(alice, "/sticker nosuch"))["code"] == "bad-arguments"
+    assert (await error_of(bob, "/sticker cat general"))["code"] == "not-in-room"
+    assert (await error_of(bob, "/sticker cat"))["code"] == "no-room"
+
+
+async def test_a_sysadmins_directory_is_read_at_start_and_on_reload(db_path: Path,
+                                                                    tmp_path: Path) -> None:
+    custom = tmp_path / "stickers"
+    custom.mkdir()
+    (custom / "Duck.txt").write_text("  __\n<(o )___\n ( ._> /\n  `---'\n")
+    (custom / "cat.txt").write_text("=^.^=\n")  # replaces the built-in cat
+    (custom / "evil.txt").write_bytes(b"\x1b[2Jgotcha\n")
+    server = await start_server(db_path, stickers__dir=str(custom))
+    clients = Clients(server)
+    try:
+        alice = await clients.user("alice")
+        await alice.command("/create general")
+        names = {s["name"] for s in (await alice.command("/stickers"))["stickers"]}
+        assert {"duck", "cat"} <= names and "evil" not in names
+        assert (await alice.command("/sticker cat")).lines[0]["sticker_art"] == "=^.^="
+        (custom / "new.txt").write_text("\\o/\n")
+        (custom / "duck.txt").unlink(missing_ok=True)
+        (custom / "Duck.txt").unlink()
+        server.reload(config_for(db_path, stickers__dir=str(custom), stickers__builtin=False))
+        names = {s["name"] for s in (await alice.command("/stickers"))["stickers"]}
+        assert names == {"cat", "new"}
+    finally:
+        await clients.close()
+        await server.stop()
+
+
+@pytest.mark.parametrize(("raw", "problem"), [
+    (b"", "empty"),
+    (b"\n\n  \n", "empty"),
+    (b"ok\n\x1b[31mred\n", "control character"),
+    (b"bell\x07\n", "control character"),
+    (b"\xff\xfe", "not UTF-8"),
+    (b"x" * 61, "wider than 60"),
+    (b"x\n" * 21, "more than 20 lines"),
+    (b"x" * 5000, "more than 4096 bytes"),
+])
+def test_invalid_art_is_rejected(raw: bytes, problem: str) -> None:
+    with pytest.raises(BadArt, match=problem):
+        parse_art(raw)
+
+
+def test_art_is_tidied() -> None:
+    assert parse_art(b"\n\n a\tb  \r\n c\n\n") == " a  b\n c"
+
+
+def test_bad_names_and_a_missing_directory_are_skipped(tmp_path: Path) -> None:
+    (tmp_path / "Bad Name.txt").write_text("x\n")
+    (tmp_path / "good.txt").write_text("x\n")
+    (tmp_path / "other.md").write_text("x\n")
+    assert sorted(load_dir(tmp_path)) == ["good"]
+    book = Stickers(StickersConfig(dir=str(tmp_path / "missing")), builtin_dir=tmp_path / "no")
+    assert book.all() == []
+
+
+async def test_stickers_reload_with_the_server(server: ChatServer, db_path: Path) -> None:
+    before = len(server.services.stickers.all())
+    server.reload(config_for(db_path, stickers__builtin=False))
+    assert server.services.stickers.all() == []
+    server.reload(config_for(db_path))
+    assert len(server.services.stickers.all()) == before

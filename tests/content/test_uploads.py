@@ -1,0 +1,207 @@
+"""Uploads and downloads over the real protocol, in both formats."""
+
+from __future__ import annotations
+
+import base64
+from pathlib import Path
+
+import pytest
+
+from chatd.server import ChatServer
+from tests.content import (
+    b64_lines,
+    blob_paths,
+    download,
+    image,
+    member_of,
+    no_staged_files,
+    pdf,
+    sha,
+    text_client,
+    text_file,
+    text_run,
+    upload,
+)
+from tests.helpers import Clients
+
+SAMPLES = {
+    "cat.png": lambda: image("PNG"),
+    "photo.jpg": lambda: image("JPEG"),
+    "anim.gif": lambda: image("GIF", mode="P"),
+    "pic.webp": lambda: image("WEBP"),
+    "report.pdf": pdf,
+    "notes.txt": text_file,
+    "blob.bin": lambda: bytes(range(256)) * 40 + b"\x00tail",
+}
+MIMES = {"cat.png": "image/png", "photo.jpg": "image/jpeg", "anim.gif": "image/gif",
+         "pic.webp": "image/webp", "report.pdf": "application/pdf", "notes.txt": "text/plain",
+         "blob.bin": "application/octet-stream"}
+
+
+async def test_every_kind_round_trips_in_json(clients: Clients) -> None:
+    alice, bob = await clients.user("alice"), await clients.user("bob")
+    await member_of(alice, "general", bob)
+    bob.pending_events()
+    for name, make in SAMPLES.items():
+        data = make()
+        reply = await upload(alice, name, data, "general")
+        assert reply.ok, reply.final
+        assert (reply["mime"], reply["sha256"], reply["size"]) == (MIMES[name], sha(data),
+                                                                    len(data))
+        # The uploader's labelled copy of the announcement is their acknowledgement.
+        copy = next(line for line in reply.lines if line["type"] == "message")
+        announced = await bob.next_event(lambda e: e.get("type") == "message")
+        assert announced["file"] == copy["file"]
+        file = announced["file"]
+        assert {"id", "name", "size", "mime", "sha256", "uploader", "preview"} <= set(file)
+        assert (file["id"], file["name"], file["uploader"]) == (reply["file_id"], name, "alice")
+        got, done = await download(bob, reply["file_id"])
+        assert got == data
+        assert done["sha256"] == sha(data) and done["name"] == name
+
+
+@pytest.mark.parametrize("name", sorted(SAMPLES))
+async def test_text_mode_upload_and_download_use_bare_lines(clients: Clients, name: str) -> None:
+    alice = await text_client(clients, "alice")
+    await text_run(alice, "/create general")
+    data = SAMPLES[name]()
+    lines = await text_run(alice, f"/upload {name} {len(data)} {sha(data)}",
+                           *b64_lines(data, 60), ".")
+    assert lines[0].startswith(f"* send {name}")
+    assert lines[1].startswith(f"<alice> shared {name}")
+    # The preview follows the announcement, indented.
+    assert len(lines) > 3 and all(line.startswith("    ") for line in lines[2:-1])
+    assert lines[-1] == f"* uploaded {name} as file 1."
+    out = await text_run(alice, "/download 1")
+    end = out.index(".")
+    body = out[:end]
+    assert all(len(line) == 76 for line in body[:-1])
+    assert base64.b64decode("".join(body)) == data
+    assert out[end + 1].startswith(f"* file 1: {name}") and sha(data) in out[end + 1]
+
+
+async def test_data_lines_never_reach_the_room(clients: Clients) -> None:
+    alice, bob = await clients.user("alice"), await clients.user("bob")
+    await member_of(alice, "general", bob)
+    bob.pending_events()
+    data = b"hello /quit\n" * 50
+    # The data would read as a command and as messages if it escaped the upload.
+    reply = await upload(alice, "x.txt", data, "general",
+                         lines=["/quit", "hello", *b64_lines(data)])
+    assert reply.final["code"] == "bad-arguments"
+    await alice.command("/ping")
+    await bob.command("/ping")
+    assert bob.pending_events() == []
+
+
+@pytest.mark.parametrize("width", [1, 3, 5, 4093])
+async def test_any_line_length_decodes(clients: Clients, width: int) -> None:
+    alice = await clients.user("alice")
+    await alice.command("/create general")
+    data = bytes(range(256)) * (3 if width > 1 else 1)
+    reply = await upload(alice, "b.bin", data, width=width)
+    assert reply.ok, reply.final
+    assert (await download(alice, reply["file_id"]))[0] == data
+
+
+async def test_separately_padded_pieces_and_unpadded_end_decode(clients: Clients) -> None:
+    alice = await clients.user("alice")
+    await alice.command("/create general")
+    pieces = [b"a", b"bc", b"def", b"ghij"]
+    lines = [base64.b64encode(p).decode() for p in pieces]
+    lines[-1] = lines[-1].rstrip("=")  # some encoders leave the padding off
+    data = b"".join(pieces)
+    reply = await upload(alice, "p.bin", data, lines=lines)
+    assert reply.ok, reply.final
+    assert (await download(alice, reply["file_id"]))[0] == data
+
+
+async def test_upload_replies_carry_the_label_and_come_after_the_dot(clients: Clients) -> None:
+    alice = await text_client(clients, "alice")
+    await text_run(alice, "/create general")
+    data = text_file(3)
+    alice.send(f"@up1 /upload a.txt {len(data)}")
+    assert await alice.line() == (f"@up1 * send a.txt ({len(data)} bytes) as base64 lines, "
+                                  'then a line with a single ".". Commands wait until then.')
+    for line in b64_lines(data):
+        alice.send(line)
+    after = await text_run(alice, ".")
+    assert after[0].startswith("@up1 <alice> shared a.txt")
+    assert after[-1] == "@up1 * uploaded a.txt as file 1."
+
+
+async def test_a_zero_byte_file_and_a_checksumless_upload(clients: Clients) -> None:
+    alice = await clients.user("alice")
+    await alice.command("/create general")
+    reply = await upload(alice, "empty", b"", checksum=None)
+    assert reply.ok and reply["sha256"] == sha(b"")
+    assert (await download(alice, reply["file_id"]))[0] == b""
+
+
+async def test_same_content_is_stored_once(server: ChatServer, clients: Clients) -> None:
+    alice = await clients.user("alice")
+    await alice.command("/create general")
+    data = text_file()
+    first = await upload(alice, "a.txt", data)
+    second = await upload(alice, "b.txt", data)
+    assert first["file_id"] != second["file_id"]
+    assert len(blob_paths(server)) == 1
+    await alice.command(f"/rmfile {first['file_id']}")
+    assert len(blob_paths(server)) == 1  # b.txt still needs it
+    await alice.command(f"/rmfile {second['file_id']}")
+    assert blob_paths(server) == []
+    assert await no_staged_files(server)
+
+
+async def test_files_lists_a_rooms_files(clients: Clients) -> None:
+    alice = await clients.user("alice")
+    await alice.command("/create general")
+    assert (await alice.command("/files"))["files"] == []
+    data = text_file()
+    await upload(alice, "a.txt", data)
+    listed = (await alice.command("/files general"))["files"]
+    assert [(f["name"], f["size"], f["mime"], f["uploader"]) for f in listed] == [
+        ("a.txt", len(data), "text/plain", "alice")]
+
+
+async def test_a_large_download_is_paced_for_a_slow_reader(db_path: Path) -> None:
+    """A reader that stops for a while is waited for, not dropped, and gets every byte."""
+    import asyncio
+    import json
+    import os
+
+    from chatd.clock import ManualClock
+    from tests.helpers import PASSWORD, start_server
+
+    # Bigger than the kernel's socket buffers: without pacing, this reader is dropped.
+    server = await start_server(db_path, clock=ManualClock(), limits__output_buffer=256 * 1024,
+                                files__max_size=9 * 1024 * 1024)
+    clients = Clients(server)
+    try:
+        alice = await clients.user("alice")
+        await alice.command("/create general")
+        data = os.urandom(8 * 1024 * 1024)
+        reply = await upload(alice, "big.bin", data, width=4000)
+        assert reply.ok, reply.final
+        # A raw JSON connection that reads nothing for a second.
+        reader, writer = await asyncio.open_connection("127.0.0.1", server.port, limit=1 << 16)
+        writer.write(f"/format json\r\n/login alice {PASSWORD}\r\n"
+                     f"@d /download {reply['file_id']}\r\n".encode())
+        await asyncio.sleep(1.0)
+        chunks, final = [], None
+        async with asyncio.timeout(30):
+            while final is None:
+                line = await reader.readline()
+                assert line, "the server dropped the slow reader"
+                if not line.startswith(b"{"):
+                    continue
+                obj = json.loads(line)
+                if obj.get("label") == "d" and obj["type"] == "data":
+                    chunks.append(base64.b64decode(obj["data"]))
+                elif obj.get("label") == "d":
+                    final = obj
+        assert final["type"] == "ok" and b"".join(chunks) == data
+        writer.close()
+    finally:
+        await clients.close()
+        await server.stop()

@@ -1,0 +1,210 @@
+"""Channels over real sockets: JOIN, PART, TOPIC, NAMES, WHO, WHOIS, LIST, KICK,
+INVITE, AWAY and their error numerics."""
+
+from __future__ import annotations
+
+from chatd.room import Mode
+from chatd.server import ChatServer
+from tests.helpers import Clients
+from tests.irc.conftest import IrcFactory
+
+
+async def test_join_creates_a_missing_room_with_the_joiner_as_owner(
+        server: ChatServer, irc: IrcFactory) -> None:
+    bob = await irc("bob")
+    bob.send("JOIN #Fresh")
+    assert await bob.raw() == ":bob!bob@chatd.local JOIN #fresh"
+    assert await bob.raw() == ":chatd.local 353 bob = #fresh :~bob"
+    assert await bob.raw() == ":chatd.local 366 bob #fresh :End of /NAMES list"
+    room = server.services.rooms.find("fresh")
+    assert room is not None and room.mode is Mode.OPEN
+    assert room.owner is not None and room.owner.name == "bob"
+
+
+async def test_join_several_shows_topic_and_names_and_others_see_it(irc: IrcFactory) -> None:
+    alice = await irc("alice")
+    alice.send("JOIN #one,#two", "TOPIC #one :all about one")
+    await alice.expect("TOPIC")
+    bob = await irc("bob")
+    bob.send("JOIN #one,#two")
+    assert (await bob.expect("JOIN")).params == ("#one",)
+    assert (await bob.read()).params == ("bob", "#one", "all about one")
+    assert (await bob.read()).params == ("bob", "=", "#one", "~alice bob")
+    await bob.expect("366")
+    assert (await bob.expect("JOIN")).params == ("#two",)
+    await bob.expect("366")
+    joined = await alice.expect("JOIN")
+    assert joined.source == "bob!bob@chatd.local" and joined.params == ("#one",)
+    bob.send("JOIN #one")  # already there: nothing more to say
+    await bob.nothing()
+
+
+async def test_join_errors(server: ChatServer, irc: IrcFactory) -> None:
+    bob = await irc("bob")
+    bob.send("JOIN nohash", "JOIN #bad!name", "JOIN")
+    assert (await bob.expect("403")).params[1] == "nohash"
+    assert (await bob.expect("476")).params[1] == "#bad!name"
+    assert (await bob.expect("461")).params[1] == "JOIN"
+
+
+async def test_join_zero_leaves_every_channel(server: ChatServer, irc: IrcFactory) -> None:
+    bob = await irc("bob")
+    await irc("alice")
+    for name in ("a", "b"):
+        bob.send(f"JOIN #{name}")
+        await bob.expect("366")
+    bob.send("JOIN 0")
+    assert (await bob.expect("PART")).params == ("#a",)
+    assert (await bob.expect("PART")).params == ("#b",)
+    assert server.services.rooms.of_user(server.services.accounts.require("bob")) == []
+
+
+async def test_part_and_its_errors(irc: IrcFactory, clients: Clients) -> None:
+    carol = await clients.user("carol")
+    await carol.command("/create hall")
+    bob = await irc("bob")
+    bob.send("JOIN #hall")
+    await bob.expect("366")
+    await carol.next_event(lambda e: e.get("event") == "join")
+    bob.send("PART #hall :gone fishing")
+    assert await bob.raw() == ":bob!bob@chatd.local PART #hall :gone fishing"
+    event = await carol.next_event(lambda e: e.get("event") == "leave")
+    assert event["user"] == "bob" and event["reason"] == "gone fishing"
+    bob.send("PART #hall", "PART #nowhere", "PART")
+    assert (await bob.expect("442")).params[1] == "#hall"
+    assert (await bob.expect("403")).params[1] == "#nowhere"
+    await bob.expect("461")
+
+
+async def test_topic_show_set_and_refusals(irc: IrcFactory) -> None:
+    alice = await irc("alice")
+    alice.send("JOIN #t", "TOPIC #t")
+    assert (await alice.expect("331")).params[1:] == ("#t", "No topic is set")
+    bob = await irc("bob")
+    bob.send("TOPIC #t :mine now", "JOIN #t")
+    assert (await bob.expect("442")).params[1] == "#t"
+    await bob.expect("366")
+    bob.send("TOPIC #t :mine now")
+    assert (await bob.expect("482")).params[1] == "#t"
+    alice.send("TOPIC #t :the topic")
+    topic = await alice.expect("TOPIC")
+    assert topic.source == "alice!alice@chatd.local" and topic.params == ("#t", "the topic")
+    assert (await bob.expect("TOPIC")).params == ("#t", "the topic")
+    bob.send("TOPIC #t", "TOPIC #none")
+    assert (await bob.expect("332")).params[1:] == ("#t", "the topic")
+    await bob.expect("403")
+
+
+async def test_names_who_whois_list(server: ChatServer, irc: IrcFactory,
+                                    clients: Clients) -> None:
+    alice = await irc("alice")
+    alice.send("JOIN #room", "AWAY :lunch")
+    await alice.expect("306")
+    bob = await irc("bob")
+    bob.send("JOIN #room")
+    await bob.expect("366")
+    alice.send("MODE #room +o bob")
+    await alice.expect("MODE")
+    carol = await clients.user("carol")
+    await carol.command("/join room")
+    await carol.close()
+    bob.send("NAMES #room,#nope", "NAMES")
+    assert (await bob.expect("353")).params == ("bob", "=", "#room", "~alice @bob carol")
+    assert (await bob.expect("366")).params[1] == "#room"
+    assert (await bob.expect("366")).params[1] == "#nope"
+    assert (await bob.expect("366")).params[1] == "*"
+    bob.send("WHO #room")
+    rows = [(await bob.expect("352")).params for _ in range(3)]
+    assert [(r[5], r[6]) for r in rows] == [("alice", "G~"), ("bob", "H@"), ("carol", "G")]
+    assert (await bob.expect("315")).params[1] == "#room"
+    bob.send("WHO alice", "WHO nobody")
+    assert (await bob.expect("352")).params[1] == "*"
+    await bob.expect("315")
+    assert (await bob.expect("315")).params[1] == "nobody"
+    bob.send("WHOIS alice")
+    whois = await bob.until("318")
+    by_code = {m.command: m.params for m in whois}
+    assert by_code["311"][1:4] == ("alice", "alice", "chatd.local")
+    assert by_code["319"][2] == "~#room"
+    assert by_code["301"][2] == "lunch"
+    assert by_code["330"][1:3] == ("alice", "alice")
+    bob.send("WHOIS ghost")
+    assert (await bob.expect("401")).params[1] == "ghost"
+    await bob.expect("318")
+    bob.send("LIST")
+    listed = await bob.until("323")
+    assert [m.params[1:] for m in listed if m.command == "322"] == [("#room", "3", "[+nt] ")]
+
+
+async def test_whois_of_an_offline_account_and_a_server_admin(server: ChatServer,
+                                                              irc: IrcFactory) -> None:
+    await server.services.accounts.create("root", "root-pw", is_admin=True)
+    bob = await irc("bob")
+    bob.send("WHOIS root")
+    by_code = {m.command: m.params for m in await bob.until("318")}
+    assert by_code["313"][1] == "root" and by_code["301"][2] == "offline"
+
+
+async def test_kick_and_its_errors(server: ChatServer, irc: IrcFactory,
+                                   clients: Clients) -> None:
+    alice = await irc("alice")
+    alice.send("JOIN #k")
+    await alice.expect("366")
+    bob = await irc("bob")
+    bob.send("JOIN #k")
+    await bob.expect("366")
+    carol = await clients.user("carol")
+    await carol.command("/join k")
+    bob.send("KICK #k carol :no")
+    assert (await bob.expect("482")).params[1] == "#k"
+    alice.send("KICK #k bob,ghost,dave :behave")
+    kick = await bob.expect("KICK")
+    assert kick.source == "alice!alice@chatd.local" and kick.params == ("#k", "bob", "behave")
+    event = await carol.next_event(lambda e: e.get("event") == "kick")
+    assert event["user"] == "bob" and event["actor"] == "alice"
+    assert (await alice.expect("401")).params[1] == "ghost"
+    await server.services.accounts.create("dave", "dave-pw")
+    alice.send("KICK #k dave", "KICK #none bob", "KICK #k")
+    assert (await alice.expect("441")).params[1:3] == ("dave", "#k")
+    assert (await alice.expect("403")).params[1] == "#none"
+    await alice.expect("461")
+    room = server.services.rooms.find("k")
+    assert room is not None and not room.is_member(server.services.accounts.require("bob").id)
+
+
+async def test_invite_lets_a_user_into_a_private_room(server: ChatServer,
+                                                      irc: IrcFactory) -> None:
+    alice = await irc("alice")
+    alice.send("JOIN #secret", "MODE #secret +i")
+    assert (await alice.expect("MODE")).params == ("#secret", "+i-R")
+    bob = await irc("bob")
+    bob.send("JOIN #secret")
+    assert (await bob.expect("473")).params[1] == "#secret"
+    alice.send("INVITE bob #secret")
+    assert (await alice.expect("341")).params[1:] == ("bob", "#secret")
+    invite = await bob.expect("INVITE")
+    assert invite.source == "alice!alice@chatd.local" and invite.params == ("bob", "#secret")
+    bob.send("JOIN #secret")
+    assert (await bob.expect("JOIN")).params == ("#secret",)
+    alice.send("INVITE bob #secret", "INVITE ghost #secret", "INVITE bob #none")
+    assert (await alice.expect("443")).params[1:3] == ("bob", "#secret")
+    assert (await alice.expect("401")).params[1] == "ghost"
+    assert (await alice.expect("403")).params[1] == "#none"
+    await server.services.accounts.create("carol", "carol-pw")
+    bob.send("INVITE carol #secret")
+    assert (await bob.expect("482")).params[1] == "#secret"
+
+
+async def test_away_and_rpl_away_on_privmsg(irc: IrcFactory) -> None:
+    alice = await irc("alice")
+    bob = await irc("bob")
+    alice.send("AWAY :back soon")
+    assert (await alice.expect("306")).command == "306"
+    bob.send("PRIVMSG alice :hello?")
+    assert (await bob.expect("301")).params[1:] == ("alice", "back soon")
+    assert (await alice.expect("PRIVMSG")).params == ("alice", "hello?")
+    alice.send("AWAY")
+    await alice.expect("305")
+    bob.send("PRIVMSG alice :now?")
+    await alice.expect("PRIVMSG")
+    await bob.nothing()

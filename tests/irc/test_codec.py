@@ -1,0 +1,193 @@
+"""The IRC codec: table-driven (the ircdocs parser tests) and property-based."""
+
+from __future__ import annotations
+
+import contextlib
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from parser_tests import data as vectors
+
+from chatd.codec import INVALID_UTF8, LINE_TOO_LONG, BadLine
+from chatd.irc.codec import (
+    MAX_BODY,
+    MAX_TAGS,
+    IrcFramer,
+    IrcMessage,
+    IrcParseError,
+    add_tags,
+    escape_tag,
+    fit,
+    format_line,
+    parse,
+    split_text,
+    unescape_tag,
+)
+
+TOO_LONG, BAD_UTF8 = BadLine(LINE_TOO_LONG), BadLine(INVALID_UTF8)
+
+
+# -- parsing: the ircdocs/parser-tests vectors -------------------------------------
+
+@pytest.mark.parametrize("case", vectors.msg_split["tests"], ids=lambda c: c["input"][:40])
+def test_parse_split_vectors(case: dict) -> None:
+    atoms = case["atoms"]
+    message = parse(case["input"])
+    assert message.command == atoms["verb"].upper()
+    assert list(message.params) == atoms.get("params", [])
+    assert message.source == atoms.get("source")
+    assert dict(message.tags) == {k: v or "" for k, v in (atoms.get("tags") or {}).items()}
+
+
+@pytest.mark.parametrize("case", vectors.msg_join["tests"], ids=lambda c: c.get("desc", ""))
+def test_format_join_vectors(case: dict) -> None:
+    atoms = case["atoms"]
+    line = format_line(atoms["verb"], *atoms.get("params", []), source=atoms.get("source"),
+                       tags=atoms.get("tags"), trailing=False)
+    # Tag order is free; compare what parsing gives back.
+    expected = [parse(m) for m in case["matches"]]
+    assert parse(line) in expected
+
+
+@pytest.mark.parametrize("line", ["", "   ", ":source", "@a=b", "@a=b :src", "PRIV-MSG x"])
+def test_parse_refuses_lines_without_a_verb(line: str) -> None:
+    with pytest.raises(IrcParseError):
+        parse(line)
+
+
+def test_parse_upper_cases_the_verb_and_keeps_spaces_in_the_trailing_param() -> None:
+    assert parse("privmsg #a :hi  there ") == IrcMessage("PRIVMSG", ("#a", "hi  there "))
+
+
+@pytest.mark.parametrize(("raw", "value"), [
+    ("a\\:b\\sc\\\\d", "a;b c\\d"), ("x\\ry\\nz", "x\ry\nz"), ("\\q", "q"), ("end\\", "end"),
+])
+def test_tag_values_unescape(raw: str, value: str) -> None:
+    assert unescape_tag(raw) == value
+    assert unescape_tag(escape_tag(value)) == value
+
+
+# -- formatting ----------------------------------------------------------------------
+
+def test_format_marks_the_trailing_parameter() -> None:
+    assert format_line("PRIVMSG", "#a", "hi", source="n!u@h") == ":n!u@h PRIVMSG #a :hi"
+    assert format_line("JOIN", "#a", trailing=False) == "JOIN #a"
+    assert format_line("X", "", trailing=False) == "X :"
+    assert format_line("X", ":colon", trailing=False) == "X ::colon"
+
+
+def test_format_never_breaks_a_line_and_cuts_to_the_limit() -> None:
+    line = format_line("PRIVMSG", "#a", "x\r\ny\0" + "é" * 400)
+    assert "\r" not in line and "\n" not in line and "\0" not in line
+    assert len(line.encode()) <= MAX_BODY
+    assert format_line("X", "a b", "c") == "X a_b :c"
+
+
+def test_tags_are_added_in_front() -> None:
+    assert add_tags("PING x", {"label": "a b"}) == "@label=a\\sb PING x"
+    assert add_tags("@time=1 PING x", {"label": "l"}) == "@label=l;time=1 PING x"
+    assert add_tags("PING", {}) == "PING"
+    assert add_tags("PING", {"flag": ""}) == "@flag PING"
+
+
+def test_split_text_keeps_words_and_characters_whole() -> None:
+    assert split_text("hello world", 100) == ["hello world"]
+    assert split_text("aaaa bbbb cccc", 9) == ["aaaa bbbb", "cccc"]
+    pieces = split_text("é" * 10, 5)
+    assert all(len(p.encode()) <= 5 for p in pieces) and "".join(pieces) == "é" * 10
+    assert fit("éé", 3) == "é"
+
+
+# -- framing -----------------------------------------------------------------------
+
+def test_framer_joins_lines_split_across_reads() -> None:
+    framer = IrcFramer()
+    assert framer.feed(b"PRIVMSG #a :hel") == []
+    assert framer.buffered == 15
+    assert framer.feed(b"lo\r") == []
+    assert framer.feed(b"\nPING x\nPI") == ["PRIVMSG #a :hello", "PING x"]
+    assert framer.feed(b"NG y\r\n\r\n\n") == ["PING y"]
+
+
+def test_framer_limits_a_line_to_512_bytes_and_resyncs() -> None:
+    framer = IrcFramer()
+    fits = b"P " + b"x" * (MAX_BODY - 2)
+    assert framer.feed(fits + b"\r\n") == [fits.decode()]
+    assert framer.feed(fits + b"y\r\n") == [TOO_LONG]
+    # Reported as soon as it is known, then the rest of that line is skipped.
+    assert framer.feed(b"P " + b"x" * 600) == [TOO_LONG]
+    assert framer.feed(b"more of it\nPING ok\n") == ["PING ok"]
+
+
+def test_framer_allows_8191_bytes_of_tags() -> None:
+    framer = IrcFramer()
+    tags = b"@t=" + b"v" * (MAX_TAGS - 4) + b" "
+    body = b"PRIVMSG #a :" + b"x" * (MAX_BODY - 12)
+    assert framer.feed(tags + body + b"\n") == [(tags + body).decode()]
+    assert framer.feed(b"@t=" + b"v" * MAX_TAGS + b" PING x\n") == [TOO_LONG]
+    assert framer.feed(tags + body + b"x\n") == [TOO_LONG]
+
+
+def test_framer_passes_a_line_of_tags_alone_to_the_parser() -> None:
+    assert IrcFramer().feed(b"@\r\n@a=b\n") == ["@", "@a=b"]
+
+
+def test_framer_reports_invalid_utf8_and_goes_on() -> None:
+    framer = IrcFramer()
+    assert framer.feed(b"PRIVMSG #a :\xff\xfe\nPING x\n") == [BAD_UTF8, "PING x"]
+
+
+# -- properties ----------------------------------------------------------------------
+
+@settings(max_examples=300)
+@given(st.binary(max_size=2000), st.lists(st.integers(0, 2000), max_size=6))
+def test_framer_gives_the_same_whatever_the_reads(data: bytes, cuts: list[int]) -> None:
+    whole = IrcFramer().feed(data)
+    framer, pieces, start = IrcFramer(), [], 0
+    for cut in sorted(cuts):
+        pieces += framer.feed(data[start:cut])
+        start = max(start, cut)
+    pieces += framer.feed(data[start:])
+    assert pieces == whole
+    assert framer.buffered <= MAX_TAGS + MAX_BODY + 1
+
+
+@settings(max_examples=500)
+@given(st.text(max_size=600))
+def test_parse_never_fails_otherwise(line: str) -> None:
+    try:
+        message = parse(line)
+    except IrcParseError:
+        return
+    assert message.command.isupper() or message.command.isdigit()
+
+
+@settings(max_examples=300)
+@given(st.binary(max_size=1500))
+def test_any_bytes_frame_and_parse_without_crashing(data: bytes) -> None:
+    for item in IrcFramer().feed(data + b"\n"):
+        if isinstance(item, str):
+            with contextlib.suppress(IrcParseError):
+                parse(item)
+
+
+_word = st.text(st.characters(blacklist_characters=" \r\n\0:", blacklist_categories=("Cs",)),
+                min_size=1, max_size=20)
+
+
+@settings(max_examples=300)
+@given(st.lists(_word, max_size=5), st.text(max_size=300),
+       st.dictionaries(st.from_regex(r"\+?[a-z][a-z0-9-]{0,8}", fullmatch=True),
+                       st.text(max_size=20), max_size=3))
+def test_format_then_parse_gives_the_parts_back(middle: list[str], last: str,
+                                                tags: dict[str, str]) -> None:
+    line = format_line("PRIVMSG", *middle, last, source="n!u@h", tags=tags)
+    assert "\n" not in line and "\r" not in line
+    message = parse(line)
+    assert message.params[:-1] == tuple(middle)
+    clean = last.replace("\r", " ").replace("\n", " ").replace("\0", " ")
+    assert clean.startswith(message.params[-1])
+    assert message.tags == tags
+    body = line.split(" ", 1)[1] if tags else line
+    assert len(body.encode()) <= MAX_BODY

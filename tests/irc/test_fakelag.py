@@ -1,0 +1,75 @@
+"""Rate limits on IRC are delays (fakelag), never errors: IRC cannot say "retry later"."""
+
+from __future__ import annotations
+
+import pytest
+
+from chatd.clock import ManualClock
+from chatd.server import ChatServer
+from tests.helpers import Clients
+from tests.irc.conftest import IrcFactory
+
+
+def _message(event: dict) -> bool:
+    return event.get("type") == "message" and event.get("room") == "general"
+
+
+async def _together(irc: IrcFactory, clients: Clients):  # type: ignore[no-untyped-def]
+    alice = await clients.user("alice")
+    await alice.command("/create general")
+    bob = await irc("bob")
+    bob.send("JOIN #general")
+    await bob.expect("366")
+    return bob, alice
+
+
+@pytest.mark.server(limits__message_rate=20, limits__message_burst=2)
+async def test_messages_over_the_rate_wait_and_are_not_refused(
+        server: ChatServer, clock: ManualClock, irc: IrcFactory, clients: Clients) -> None:
+    bob, alice = await _together(irc, clients)
+    bob.send(*(f"PRIVMSG #general :m{i}" for i in range(30)), "PING after")
+    assert [(await alice.next_event(_message))["text"] for _ in range(2)] == ["m0", "m1"]
+    # The third waits for a token, and the lines after it (the PING) wait too.
+    await bob.nothing(0.3)
+    assert not [e for e in alice.pending_events() if _message(e)]
+    clock.advance(2)  # 40 tokens' worth, capped at the burst: refilled as they go
+    for i in range(2, 30):
+        if i % 2 == 0:
+            clock.advance(0.1)
+        assert (await alice.next_event(_message))["text"] == f"m{i}"
+    assert (await bob.expect("PONG")).params[1] == "after"
+    assert not [line for line in bob.lines if " 400 " in line or " 404 " in line]
+    room = server.services.rooms.find("general")
+    assert room is not None and not room.mutes  # waiting is no refusal: no flood mute
+
+
+@pytest.mark.server(limits__command_rate=20, limits__command_burst=3)
+async def test_commands_over_the_rate_are_delayed(clock: ManualClock, irc: IrcFactory) -> None:
+    client = await irc()
+    client.send(*(f"PING {i}" for i in range(5)))
+    assert [(await client.expect("PONG")).params[1] for _ in range(3)] == ["0", "1", "2"]
+    await client.nothing(0.2)
+    clock.advance(1)
+    assert [(await client.expect("PONG")).params[1] for _ in range(2)] == ["3", "4"]
+
+
+async def test_a_room_rate_refusal_is_waited_out(server: ChatServer, clock: ManualClock,
+                                                 irc: IrcFactory, clients: Clients) -> None:
+    bob, alice = await _together(irc, clients)
+    await alice.command("/ratelimit 20 1 general")
+    bob.send("PRIVMSG #general :one", "PRIVMSG #general :two")
+    assert (await alice.next_event(_message))["text"] == "one"
+    await bob.nothing(0.2)
+    clock.advance(1)
+    assert (await alice.next_event(_message))["text"] == "two"
+    assert not [line for line in bob.lines if " 400 " in line]
+
+
+async def test_a_muted_member_gets_404_not_a_delay(irc: IrcFactory, clients: Clients) -> None:
+    bob, alice = await _together(irc, clients)
+    await alice.command("/mute bob general 10m")
+    bob.send("PRIVMSG #general :can you hear me", "NOTICE #general :quiet errors")
+    cannot = await bob.expect("404")
+    assert cannot.params[1] == "#general" and "muted" in cannot.params[2]
+    bob.send("PING x")
+    assert (await bob.expect("404", "PONG")).command == "PONG"

@@ -1,0 +1,159 @@
+"""Guests (accounts.guests): a free nick, open rooms, and nothing kept but messages
+and audit entries."""
+
+from __future__ import annotations
+
+import pytest
+
+from chatd.room import Mode
+from chatd.server import ChatServer
+from tests.helpers import Clients
+from tests.irc.conftest import IrcFactory
+from tests.irc.helpers import IrcClient
+
+GUESTS = pytest.mark.server(accounts__guests=True)
+
+
+async def _guest(irc: IrcFactory, nick: str) -> IrcClient:
+    client = await irc()
+    await client.register(nick)
+    return client
+
+
+async def test_without_the_switch_a_nick_alone_is_refused(irc: IrcFactory) -> None:
+    client = await irc()
+    client.send("NICK visitor", "USER v 0 * :V")
+    assert any(" 464 " in line for line in await client.closed())
+
+
+@GUESTS
+async def test_a_guest_uses_open_rooms_and_only_messages_and_audit_persist(
+        server: ChatServer, irc: IrcFactory, clients: Clients) -> None:
+    alice = await clients.user("alice")
+    await alice.command("/create general")
+    visitor = await _guest(irc, "visitor")
+    visitor.send("JOIN #general")
+    assert (await visitor.expect("353")).params[3] == "~alice visitor"
+    assert (await alice.next_event(lambda e: e.get("event") == "join"))["user"] == "visitor"
+    visitor.send("PRIVMSG #general :hello, I am passing by")
+    got = await alice.next_event(lambda e: e.get("type") == "message")
+    assert got["from"] == "visitor" and got["text"] == "hello, I am passing by"
+    await alice.say("welcome")
+    assert (await visitor.expect("PRIVMSG")).params == ("#general", "welcome")
+    visitor.send("QUIT")
+    left = await alice.next_event(lambda e: e.get("event") == "leave")
+    assert left["user"] == "visitor" and left["reason"] == "quit"
+    storage = server.services.storage
+    await server.services.writer.flush()
+    history = await alice.command("/history general")
+    assert [(m["from"], m["text"]) for m in history["messages"]] == [
+        ("visitor", "hello, I am passing by"), ("alice", "welcome")]
+    assert await storage.get_user_by_name("visitor") is None
+    assert {m.user_id for m in await storage.load_members()} == {
+        server.services.accounts.require("alice").id}
+    assert {e.action for e in await server.services.audit.entries(50)
+            if e.actor == "visitor"} >= {"login", "join", "leave"}
+    room = server.services.rooms.find("general")
+    assert room is not None and len(room.members) == 1 and len(room.endpoints) == 1
+
+
+@GUESTS
+async def test_a_guest_cannot_create_or_enter_closed_rooms(server: ChatServer,
+                                                           irc: IrcFactory) -> None:
+    owner = await irc("owner")
+    owner.send("JOIN #private,#request", "MODE #private +i", "MODE #request +R")
+    await owner.expect("MODE")
+    await owner.expect("MODE")
+    visitor = await _guest(irc, "visitor")
+    visitor.send("JOIN #private,#request,#brandnew", "INVITE owner #private")
+    assert (await visitor.expect("473")).params[1] == "#private"
+    assert (await visitor.expect("477")).params[1] == "#request"
+    assert (await visitor.expect("403")).params[1] == "#brandnew"
+    assert (await visitor.expect("400")).params[1] == "INVITE"
+    assert server.services.rooms.find("brandnew") is None
+    visitor.send("NICK another")
+    await visitor.expect("484")
+
+
+@GUESTS
+async def test_a_guest_needs_a_free_nick(server: ChatServer, irc: IrcFactory) -> None:
+    await server.services.accounts.create("alice", "alice-pw")
+    first = await _guest(irc, "visitor")
+    client = await irc()
+    client.send("NICK alice", "USER a 0 * :A")
+    assert (await client.expect("433")).params[1] == "alice"
+    client.send("NICK Visitor")
+    assert (await client.expect("433")).params[1] == "Visitor"
+    client.send("NICK other")
+    assert (await client.expect("001")).params[0] == "other"
+    await first.close()
+
+
+@GUESTS
+async def test_guests_are_kicked_and_banned_by_room_admins(server: ChatServer,
+                                                           irc: IrcFactory) -> None:
+    owner = await irc("owner")
+    owner.send("JOIN #hall")
+    await owner.expect("366")
+    visitor = await _guest(irc, "visitor")
+    visitor.send("JOIN #hall")
+    await visitor.expect("366")
+    owner.send("MODE #hall +o visitor", "INVITE visitor #hall", "KICK #hall visitor :out")
+    assert (await owner.expect("400")).params[2] == "guests cannot hold a room role"
+    assert (await owner.expect("400")).params[1] == "INVITE"
+    assert (await visitor.expect("KICK")).params == ("#hall", "visitor", "out")
+    visitor.send("JOIN #hall")
+    await visitor.expect("366")
+    owner.send("MODE #hall +b visitor")
+    assert (await visitor.expect("MODE")).params == ("#hall", "+b", "visitor!*@*")
+    assert (await visitor.expect("KICK")).params[:2] == ("#hall", "visitor")
+    visitor.send("JOIN #hall")
+    await visitor.expect("474")
+    # The ban holds the address too: a new nick from there is refused as well.
+    await visitor.close()
+    again = await _guest(irc, "newname")
+    again.send("JOIN #hall")
+    await again.expect("474")
+    owner.send("MODE #hall b")
+    assert (await owner.expect("367")).params[1:4] == ("#hall", "visitor!*@*", "owner")
+    owner.send("MODE #hall -b visitor")
+    assert (await owner.expect("MODE")).params == ("#hall", "-b", "visitor!*@*")
+    again.send("JOIN #hall")
+    await again.expect("366")
+    assert await server.services.storage.load_sanctions("ban") == []
+
+
+@GUESTS
+async def test_direct_messages_with_a_guest(server: ChatServer, irc: IrcFactory,
+                                            clients: Clients) -> None:
+    alice = await clients.user("alice")
+    bob = await irc("bob")
+    visitor = await _guest(irc, "visitor")
+    bob.send("PRIVMSG visitor :hi guest")
+    dm = await visitor.expect("PRIVMSG")
+    assert dm.source == "bob!bob@chatd.local" and dm.params == ("visitor", "hi guest")
+    visitor.send("PRIVMSG alice :hi alice", "WHOIS visitor")
+    got = await alice.next_event(lambda e: e.get("type") == "message")
+    assert got["from"] == "visitor" and got["to"] == "alice"
+    whois = {m.command: m.params for m in await visitor.until("318")}
+    assert whois["311"][2] == "guest" and "330" not in whois
+    reply = await alice.command("/msg visitor hello", check=False)
+    assert reply["code"] == "no-such-user"  # guests are reachable over IRC only
+
+
+@GUESTS
+async def test_a_guest_in_a_room_going_private_is_still_listed(server: ChatServer,
+                                                               irc: IrcFactory) -> None:
+    owner = await irc("owner")
+    owner.send("JOIN #r")
+    await owner.expect("366")
+    visitor = await _guest(irc, "visitor")
+    visitor.send("JOIN #r")
+    await visitor.expect("366")
+    room = server.services.rooms.find("r")
+    assert room is not None
+    await server.services.moderation.set_mode(server.services.accounts.require("owner"), room,
+                                              Mode.PRIVATE)
+    visitor.send("NAMES #r", "WHOIS visitor")
+    assert (await visitor.expect("353")).params[3] == "~owner visitor"
+    assert (await visitor.expect("319")).params[2] == "#r"

@@ -1,0 +1,94 @@
+"""IRCv3 capabilities on the wire: labeled-response with batch, echo-message,
+server-time, message-tags (msgid, typing)."""
+
+from __future__ import annotations
+
+from tests.helpers import Clients
+from tests.irc.conftest import IrcFactory
+
+ALL_CAPS = ("batch", "echo-message", "labeled-response", "message-tags", "server-time")
+
+
+async def test_labeled_response_single_batched_and_ack(irc: IrcFactory) -> None:
+    bob = await irc("bob", caps=ALL_CAPS)
+    bob.send("@label=p1 PING x")
+    pong = await bob.read()
+    assert pong.tags == {"label": "p1"} and pong.command == "PONG"
+    bob.send("@label=j1 JOIN #lab")
+    start = await bob.read()
+    assert start.command == "BATCH" and start.tags == {"label": "j1"}
+    ref = start.params[0].removeprefix("+")
+    assert start.params[1] == "labeled-response"
+    inside = await bob.until("BATCH")
+    assert [m.command for m in inside] == ["JOIN", "353", "366", "BATCH"]
+    assert all(m.tags == {"batch": ref} for m in inside[:-1])
+    assert inside[-1].params == (f"-{ref}",)
+    bob.send("@label=n1 PONG x")
+    ack = await bob.read()
+    assert ack.command == "ACK" and ack.tags == {"label": "n1"}
+
+
+async def test_labels_without_the_capability_are_ignored(irc: IrcFactory) -> None:
+    bob = await irc("bob")
+    bob.send("@label=p1 PING x")
+    assert await bob.raw() == ":chatd.local PONG chatd.local :x"
+
+
+async def test_echo_message_with_time_and_msgid(irc: IrcFactory, clients: Clients) -> None:
+    bob = await irc("bob", caps=ALL_CAPS)
+    bob.send("JOIN #echo")
+    await bob.expect("366")
+    bob.send("PRIVMSG #echo :to myself")
+    echo = await bob.expect("PRIVMSG")
+    assert echo.params == ("#echo", "to myself")
+    assert set(echo.tags) == {"time", "msgid"} and echo.tags["time"].endswith("Z")
+    carol = await clients.user("carol")
+    await carol.command("/join echo")
+    await carol.say("hello bob")
+    heard = await bob.expect("PRIVMSG")
+    assert heard.tags["msgid"] == str((await carol.command("/history echo"))["messages"][-1]
+                                      ["id"])
+
+
+async def test_typing_crosses_both_ways(irc: IrcFactory, clients: Clients) -> None:
+    bob = await irc("bob", caps=("message-tags",))
+    bob.send("JOIN #t")
+    await bob.expect("366")
+    carol = await clients.user("carol")
+    await carol.command("/join t")
+    await carol.command("/typing t")
+    typing = await bob.expect("TAGMSG")
+    assert typing.tags == {"+typing": "active"} and typing.source.startswith("carol!")
+    bob.send("@+typing=active TAGMSG #t", "@+typing=paused TAGMSG #t", "TAGMSG #nope")
+    event = await carol.next_event(lambda e: e.get("event") == "typing")
+    assert event["user"] == "bob"
+    bob.send("PING z")
+    assert (await bob.expect("PONG", "403")).command == "PONG"  # TAGMSG is quiet
+
+
+async def test_notice_is_a_message_and_never_answers_errors(irc: IrcFactory,
+                                                            clients: Clients) -> None:
+    bob = await irc("bob")
+    bob.send("JOIN #n")
+    await bob.expect("366")
+    carol = await clients.user("carol")
+    await carol.command("/join n")
+    bob.send("NOTICE #n :a notice", "NOTICE #nowhere :x", "NOTICE ghost :x", "NOTICE")
+    got = await carol.next_event(lambda e: e.get("type") == "message")
+    assert got["text"] == "a notice"
+    bob.send("PING done")
+    assert (await bob.expect("PONG", "401", "403", "404", "411")).command == "PONG"
+
+
+async def test_several_targets_and_ctcp(irc: IrcFactory, clients: Clients) -> None:
+    bob = await irc("bob")
+    alice = await irc("alice")
+    for client in (bob, alice):
+        client.send("JOIN #a")
+        await client.expect("366")
+    bob.send("PRIVMSG #a,alice :to both", "PRIVMSG alice :\x01VERSION\x01",
+             "PRIVMSG #a :\x02\x03")
+    assert (await alice.expect("PRIVMSG")).params == ("#a", "to both")
+    assert (await alice.expect("PRIVMSG")).params == ("alice", "to both")
+    assert (await bob.expect("412")).params[1] == "No text to send"
+    await alice.nothing()

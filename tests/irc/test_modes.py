@@ -1,0 +1,145 @@
+"""MODE over real sockets: roles, bans, private and request rooms, user modes."""
+
+from __future__ import annotations
+
+from chatd.room import Mode, Role
+from chatd.server import ChatServer
+from tests.helpers import Clients
+from tests.irc.conftest import IrcFactory
+from tests.irc.helpers import IrcClient
+
+
+async def _room(owner: IrcClient, *others: IrcClient, name: str = "#m") -> None:
+    owner.send(f"JOIN {name}")
+    await owner.expect("366")
+    for other in others:
+        other.send(f"JOIN {name}")
+        await other.expect("366")
+        await owner.expect("JOIN")
+
+
+async def test_mode_query(irc: IrcFactory, server: ChatServer) -> None:
+    alice = await irc("alice")
+    await _room(alice)
+    alice.send("MODE #m")
+    assert (await alice.expect("324")).params[1:] == ("#m", "+nt")
+    created = await alice.expect("329")
+    assert created.params[2] == str(int(server.services.clock.time()))
+    alice.send("MODE #none")
+    await alice.expect("403")
+
+
+async def test_op_promotes_and_deops_demotes(server: ChatServer, irc: IrcFactory) -> None:
+    alice, bob = await irc("alice"), await irc("bob")
+    await _room(alice, bob)
+    bob.send("MODE #m +o bob")
+    assert (await bob.expect("482")).params[1] == "#m"
+    alice.send("MODE #m +o bob")
+    change = await bob.expect("MODE")
+    assert change.source == "alice!alice@chatd.local" and change.params == ("#m", "+o", "bob")
+    room = server.services.rooms.find("m")
+    assert room is not None
+    assert room.role_of(server.services.accounts.require("bob").id) is Role.ADMIN
+    alice.send("MODE #m -o bob")
+    assert (await bob.expect("MODE")).params == ("#m", "-o", "bob")
+    alice.send("MODE #m +o ghost", "MODE #m +o", "MODE #m +q bob")
+    assert (await alice.expect("401")).params[1] == "ghost"
+    assert (await alice.expect("461")).params[1] == "MODE"
+    assert (await alice.expect("400")).params[2] == "ownership passes only by succession"
+    await server.services.accounts.create("carol", "carol-pw")
+    alice.send("MODE #m +o carol")
+    assert (await alice.expect("441")).params[1:3] == ("carol", "#m")
+
+
+async def test_ban_kicks_lists_and_unban_lifts(server: ChatServer, irc: IrcFactory,
+                                               clients: Clients) -> None:
+    alice, bob = await irc("alice"), await irc("bob")
+    await _room(alice, bob)
+    carol = await clients.user("carol")
+    await carol.command("/join m")
+    alice.send("MODE #m +b bob!*@*")
+    ban = await bob.expect("MODE")
+    assert ban.params == ("#m", "+b", "bob!*@*")
+    assert (await bob.expect("KICK")).params[:2] == ("#m", "bob")
+    event = await carol.next_event(lambda e: e.get("event") == "ban")
+    assert event["user"] == "bob" and event["actor"] == "alice"
+    bob.send("JOIN #m")
+    assert (await bob.expect("474")).params[1] == "#m"
+    alice.send("MODE #m +b")
+    assert (await alice.expect("367")).params[1:4] == ("#m", "bob!*@*", "alice")
+    await alice.expect("368")
+    alice.send("MODE #m -b bob")
+    assert (await alice.expect("MODE")).params == ("#m", "-b", "bob!*@*")
+    bob.send("JOIN #m")
+    assert (await bob.expect("JOIN")).params == ("#m",)
+    alice.send("MODE #m -b bob", "MODE #m +b *!*@host")
+    assert (await alice.expect("400")).params[1] == "MODE"
+    assert (await alice.expect("400")).params[2] == "a ban names one user: +b nick"
+
+
+async def test_ban_of_a_non_member_is_not_a_kick(server: ChatServer, irc: IrcFactory) -> None:
+    alice = await irc("alice")
+    await _room(alice)
+    await server.services.accounts.create("dave", "dave-pw")
+    alice.send("MODE #m +b dave")
+    assert (await alice.expect("MODE")).params == ("#m", "+b", "dave!*@*")
+    alice.send("PING done")
+    assert (await alice.expect("PONG", "KICK")).command == "PONG"
+
+
+async def test_private_and_request_modes(server: ChatServer, irc: IrcFactory,
+                                         clients: Clients) -> None:
+    alice = await irc("alice")
+    await _room(alice)
+    room = server.services.rooms.find("m")
+    assert room is not None
+    alice.send("MODE #m +R")
+    assert (await alice.expect("MODE")).params == ("#m", "+R-i")
+    assert room.mode is Mode.REQUEST
+    bob = await irc("bob")
+    bob.send("JOIN #m")
+    notice = await bob.expect("NOTICE")
+    assert "your request is filed" in notice.params[1]
+    request = await alice.expect("NOTICE")
+    assert request.params == ("#m", "bob asks to join #m")
+    alice.send("MODE #m -i")  # not private: nothing changes
+    alice.send("MODE #m +i")
+    assert (await alice.expect("MODE")).params == ("#m", "+i-R")
+    assert room.mode is Mode.PRIVATE
+    alice.send("MODE #m")
+    assert (await alice.expect("324")).params[2] == "+nti"
+    alice.send("MODE #m -i+nt")
+    assert (await alice.expect("MODE")).params == ("#m", "-iR")
+    assert room.mode is Mode.OPEN
+    line = await clients.user("carol")
+    await line.command("/join m")
+    await line.command("/mode private m", check=False)  # carol is no owner
+    alice.send("MODE #m +x", "MODE alice", "MODE bob +i")
+    assert (await alice.expect("472")).params[1] == "x"
+    await alice.expect("221")
+    await alice.expect("502")
+
+
+async def test_mode_from_the_line_protocol_reaches_irc(irc: IrcFactory,
+                                                       clients: Clients) -> None:
+    owner = await clients.user("owner")
+    await owner.command("/create lp")
+    bob = await irc("bob")
+    bob.send("JOIN #lp")
+    await bob.expect("366")
+    await owner.command("/mode private lp")
+    assert (await bob.expect("MODE")).params == ("#lp", "+i-R")
+    await owner.command("/promote bob lp")
+    change = await bob.expect("MODE")
+    assert change.source == "owner!owner@chatd.local" and change.params == ("#lp", "+o", "bob")
+
+
+async def test_user_modes(irc: IrcFactory) -> None:
+    bob = await irc("bob")
+    bob.send("MODE bob")
+    assert (await bob.expect("221")).params == ("bob", "+")
+    bob.send("MODE bob +iw")
+    assert await bob.raw() == ":bob!bob@chatd.local MODE bob +i"
+    assert (await bob.expect("501")).command == "501"
+    bob.send("MODE bob")
+    assert (await bob.expect("221")).params == ("bob", "+i")

@@ -1,0 +1,256 @@
+"""Registration over real sockets: NICK/USER/PASS, CAP, SASL PLAIN, welcome, errors."""
+
+from __future__ import annotations
+
+import base64
+
+import pytest
+
+from chatd.clock import ManualClock
+from chatd.server import ChatServer
+from tests.helpers import PASSWORD
+from tests.irc.conftest import IrcFactory
+
+
+async def _account(server: ChatServer, name: str) -> None:
+    await server.services.accounts.create(name, PASSWORD)
+
+
+async def test_pass_account_colon_password_registers(server: ChatServer,
+                                                     irc: IrcFactory) -> None:
+    await _account(server, "bob")
+    client = await irc()
+    lines = await client.register("bob", password=f"bob:{PASSWORD}")
+    codes = [m.command for m in lines]
+    assert codes[:2] == ["900", "001"]
+    assert {"002", "003", "004", "005", "251", "254", "255", "422"} <= set(codes)
+    isupport = " ".join(" ".join(m.params) for m in lines if m.command == "005")
+    for token in ("CHANTYPES=#", "PREFIX=(qo)~@", "CHANMODES=b,,,inRt", "NICKLEN=24",
+                  "CHANNELLEN=33", "CASEMAPPING=ascii"):
+        assert token in isupport
+    assert client.nick == "bob"
+    assert server.services.accounts.find("bob") is not None
+
+
+async def test_pass_with_the_nick_as_account_and_the_nick_takes_the_account_case(
+        server: ChatServer, irc: IrcFactory) -> None:
+    await _account(server, "Bob")
+    client = await irc()
+    lines = await client.register("bOB", password=PASSWORD)
+    assert next(m for m in lines if m.command == "001").params[0] == "Bob"
+
+
+async def test_wrong_password_gets_464_and_error(server: ChatServer, irc: IrcFactory) -> None:
+    await _account(server, "bob")
+    client = await irc()
+    client.send("PASS bob:wrong-pw", "NICK bob", "USER bob 0 * :Bob")
+    lines = await client.closed()
+    assert ":chatd.local 464 bob :Password incorrect" in lines
+    assert lines[-1].startswith("ERROR :Closing Link")
+
+
+async def test_without_an_account_and_without_guests_464(irc: IrcFactory) -> None:
+    client = await irc()
+    client.send("NICK nobody", "USER nobody 0 * :x")
+    lines = await client.closed()
+    assert any(" 464 nobody :Password required" in line for line in lines)
+    assert lines[-1].startswith("ERROR ")
+
+
+async def test_cap_negotiation_holds_registration_until_end(server: ChatServer,
+                                                            irc: IrcFactory) -> None:
+    await _account(server, "bob")
+    client = await irc()
+    client.send("CAP LS 302", f"PASS bob:{PASSWORD}", "NICK bob", "USER bob 0 * :Bob")
+    ls = await client.expect("CAP")
+    assert ls.params[1] == "LS"
+    assert set(ls.params[2].split()) == {"batch", "echo-message", "labeled-response",
+                                         "message-tags", "sasl=PLAIN", "server-time"}
+    await client.nothing()
+    client.send("CAP REQ :server-time bogus")
+    assert (await client.expect("CAP")).params[1:] == ("NAK", "server-time bogus")
+    client.send("CAP REQ :server-time echo-message", "CAP REQ :-echo-message", "CAP LIST")
+    assert (await client.expect("CAP")).params[1] == "ACK"
+    assert (await client.expect("CAP")).params[1] == "ACK"
+    assert (await client.expect("CAP")).params[1:] == ("LIST", "server-time")
+    client.send("CAP BOGUS")
+    assert (await client.expect("410")).params[1] == "BOGUS"
+    client.send("CAP END")
+    assert (await client.expect("001")).params[0] == "bob"
+
+
+async def test_cap_ls_without_302_shows_bare_names(irc: IrcFactory) -> None:
+    client = await irc()
+    client.send("CAP LS")
+    assert "sasl" in (await client.expect("CAP")).params[2].split()
+
+
+async def test_sasl_plain_success(server: ChatServer, irc: IrcFactory) -> None:
+    await _account(server, "carol")
+    client = await irc()
+    client.send("CAP LS 302", "CAP REQ :sasl", "NICK carol", "USER c 0 * :Carol")
+    assert (await client.expect("CAP")).params[1] == "LS"
+    assert (await client.expect("CAP")).params[1] == "ACK"
+    assert (await client.sasl("carol", PASSWORD)).command == "903"
+    assert "900" in [line.split()[1] for line in client.lines]
+    client.send("AUTHENTICATE PLAIN")
+    assert (await client.expect("907")).command == "907"
+    client.send("CAP END")
+    assert (await client.expect("001")).params[0] == "carol"
+
+
+async def test_sasl_failures(server: ChatServer, irc: IrcFactory) -> None:
+    await _account(server, "carol")
+    client = await irc()
+    client.send("CAP REQ :sasl", "NICK carol", "USER c 0 * :Carol")
+    assert (await client.sasl("carol", "wrong-pw")).command == "904"
+    client.send("AUTHENTICATE SCRAM-SHA-256")
+    assert (await client.expect("908")).params[1] == "PLAIN"
+    await client.expect("904")
+    client.send("AUTHENTICATE PLAIN", "AUTHENTICATE *")
+    await client.expect("906")
+    client.send("AUTHENTICATE PLAIN", "AUTHENTICATE not-base64!")
+    await client.expect("904")
+    client.send("AUTHENTICATE PLAIN", "AUTHENTICATE " + "A" * 401)
+    await client.expect("905")
+    other = base64.b64encode(f"alice\0carol\0{PASSWORD}".encode()).decode()
+    client.send("AUTHENTICATE PLAIN", f"AUTHENTICATE {other}")
+    await client.expect("904")
+    # Still unauthenticated: ending negotiation without a password is refused.
+    client.send("CAP END")
+    assert any(" 464 " in line for line in await client.closed())
+
+
+async def test_sasl_payload_in_400_byte_chunks(server: ChatServer, irc: IrcFactory) -> None:
+    name = "c" * 24
+    password = "p" * 72
+    await server.services.accounts.create(name, password)
+    client = await irc()
+    payload = base64.b64encode(f"{name}\0{name}\0{password}".encode() + b"\0" * 200).decode()
+    client.send("AUTHENTICATE PLAIN")
+    await client.expect("AUTHENTICATE")
+    chunks = [payload[i:i + 400] for i in range(0, len(payload), 400)]
+    assert len(chunks[0]) == 400
+    client.send(*(f"AUTHENTICATE {c}" for c in chunks))
+    if len(chunks[-1]) == 400:
+        client.send("AUTHENTICATE +")
+    # The padding makes it no PLAIN payload: the chunks were joined, then refused.
+    await client.expect("904")
+    exact = base64.b64encode(f"{name}\0{name}\0{password}".encode()).decode()
+    client.send("AUTHENTICATE PLAIN", f"AUTHENTICATE {exact}")
+    await client.expect("903")
+
+
+async def test_failed_logins_are_limited_like_the_line_protocol(irc: IrcFactory,
+                                                                server: ChatServer) -> None:
+    await _account(server, "dave")
+    client = await irc()
+    for _ in range(5):
+        assert (await client.sasl("dave", "wrong-pw")).command == "904"
+    # The IP is now refused before the password is checked, even a right one.
+    assert (await client.sasl("dave", PASSWORD)).command == "904"
+    entries = await server.services.audit.entries(20)
+    assert sum(e.action == "failed-login" for e in entries) == 6
+
+
+async def test_registration_errors(irc: IrcFactory, server: ChatServer) -> None:
+    client = await irc()
+    client.send("JOIN #x")
+    assert (await client.expect("451")).params[0] == "*"
+    client.send("NICK")
+    await client.expect("431")
+    client.send("NICK bad!nick")
+    assert (await client.expect("432")).params[1] == "bad!nick"
+    client.send("USER onlyone")
+    assert (await client.expect("461")).params[1] == "USER"
+    client.send("FROB x")
+    assert (await client.expect("421")).params[1] == "FROB"
+    client.send("PING")
+    await client.expect("409")
+    client.send("PING :abc def")
+    assert (await client.expect("PONG")).params == ("chatd.local", "abc def")
+    client.send("PONG x", "garbage-without-verb-:", ":only.source")
+    await client.nothing()
+
+
+async def test_after_registration(irc: IrcFactory) -> None:
+    client = await irc("bob")
+    client.send("USER a b c d", "PASS x")
+    await client.expect("462")
+    await client.expect("462")
+    client.send("NICK robert")
+    await client.expect("484")
+    client.send("NICK bob")
+    await client.nothing()
+
+
+async def test_motd_and_lusers(server: ChatServer, irc: IrcFactory) -> None:
+    client = await irc("bob")
+    client.send("MOTD", "LUSERS")
+    assert (await client.expect("422")).params[1] == "MOTD File is missing"
+    assert (await client.expect("251")).params[1].startswith("There are 1 users")
+
+
+@pytest.mark.server(server__motd="first line\nsecond line", server__name="testnet",
+                    irc__server_name="irc.test")
+async def test_motd_lines_and_names(irc: IrcFactory) -> None:
+    client = await irc("bob")
+    raw = [line for line in client.lines if line.split()[1] in ("375", "372", "376")]
+    assert raw[0] == ":irc.test 375 bob :- irc.test Message of the day - "
+    assert raw[1:3] == [":irc.test 372 bob :- first line", ":irc.test 372 bob :- second line"]
+    assert raw[3].startswith(":irc.test 376 bob ")
+    assert ":irc.test 001 bob :Welcome to the testnet IRC Network bob!bob@irc.test" in client.lines
+
+
+async def test_quit_says_error_and_keeps_memberships(server: ChatServer,
+                                                     irc: IrcFactory) -> None:
+    client = await irc("bob")
+    client.send("JOIN #keep", "QUIT :see you")
+    lines = await client.closed()
+    assert lines[-1] == "ERROR :Closing Link: bob (Quit: see you)"
+    room = server.services.rooms.find("keep")
+    bob = server.services.accounts.find("bob")
+    assert room is not None and bob is not None and room.is_member(bob.id)
+
+
+async def test_framing_errors_keep_the_connection(irc: IrcFactory) -> None:
+    client = await irc("bob")
+    client.send("PRIVMSG #x :" + "y" * 600)
+    assert (await client.expect("417")).params == ("bob", "Input line was too long")
+    client.send_raw(b"PRIVMSG #x :\xff\xfe\r\n")
+    fail = await client.expect("FAIL")
+    assert fail.params[:2] == ("*", "INVALID_UTF8")
+    client.send_raw(b"PI")
+    client.send_raw(b"NG :split")
+    client.send_raw(b" across reads\r")
+    client.send_raw(b"\n")
+    assert (await client.expect("PONG")).params[1] == "split across reads"
+
+
+async def test_login_timeout_closes_with_error(server: ChatServer, clock: ManualClock,
+                                               irc: IrcFactory) -> None:
+    client = await irc()
+    client.send("NICK slow")
+    await client.nothing(0.05)
+    clock.advance(server.config.limits.login_timeout + 1)
+    server.sweep_once()
+    lines = await client.closed()
+    assert ":chatd.local NOTICE slow :no login in time; goodbye." in lines
+    assert lines[-1].startswith("ERROR :Closing Link")
+
+
+@pytest.mark.server(limits__max_connections_per_ip=1)
+async def test_connection_limits_hold_for_irc(irc: IrcFactory) -> None:
+    await irc()
+    second = await irc()
+    lines = await second.closed()
+    assert "too many connections" in lines[0]
+    assert lines[-1].startswith("ERROR ")
+
+
+async def test_shutdown_tells_irc_clients(server: ChatServer, irc: IrcFactory) -> None:
+    client = await irc("bob")
+    await server.stop()
+    lines = await client.closed()
+    assert ":chatd.local NOTICE bob :the server is shutting down. Goodbye." in lines
+    assert lines[-1].startswith("ERROR ")
