@@ -185,6 +185,8 @@ class CryptoConfig:
     max_concurrent: int = 2
     # ...unless this many are already waiting: then they get rate-limited.
     max_waiting: int = 32
+    # Subprocess starts per second, server-wide: a burst waits its turn.
+    spawn_rate: int = 10
     # A chatd-crypt subprocess still running after this long is killed.
     timeout: Seconds = Seconds(30)
     # The largest end-to-end envelope /emsg relays, in bytes once decoded.

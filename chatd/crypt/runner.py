@@ -19,6 +19,8 @@ import sys
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from asyncio_throttle.throttler import Throttler
+
 import chatd
 from chatd.errors import ChatError, Code
 
@@ -40,12 +42,16 @@ class CryptoService:
     def __init__(self, config: CryptoConfig) -> None:
         self.config = config
         self._slots = asyncio.Semaphore(config.max_concurrent)
+        # Waiting is right here: the user asked for the result and gets it a
+        # little later; a burst of requests never becomes a burst of processes.
+        self._starts = Throttler(rate_limit=max(1, config.spawn_rate), period=1.0)
         self._waiting = 0
         self.running = 0
 
     def reconfigure(self, config: CryptoConfig) -> None:
         """New limits apply at once, except max_concurrent (fixed at start-up)."""
         self.config = config
+        self._starts.rate_limit = max(1, config.spawn_rate)
 
     async def encrypt(self, alg: str, cost: str, password: str, text: str,
                       kdf: str = "scrypt") -> str:
@@ -83,6 +89,8 @@ class CryptoService:
             self._waiting -= 1
         self.running += 1
         try:
+            async with self._starts:
+                pass  # a slot in this second's budget of process starts
             return await self._spawn(args, secret, data)
         finally:
             self.running -= 1
