@@ -33,7 +33,8 @@ async def test_process_starts_stay_within_the_spawn_rate(
         assert all(reply.ok for reply in replies)
         # The sliding window: never more than 2 starts within any one second.
         starts.sort()
-        assert all(later - earlier >= 1.0 for earlier, later in zip(starts, starts[2:], strict=False))
+        pairs = zip(starts, starts[2:], strict=False)
+        assert all(later - earlier >= 1.0 for earlier, later in pairs)
     finally:
         await clients.close()
         await server.stop()
