@@ -260,7 +260,7 @@ class LineFramer:
 # ---------------------------------------------------------------------------
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class ParsedLine:
     """A client line, classified as a command or a message.
 
@@ -353,13 +353,17 @@ def encode_line(text: str) -> bytes:
     return (text + "\r\n").encode("utf-8", "replace")
 
 
+# One encoder for every line: json.dumps with options builds a new one per call.
+_ENCODER = json.JSONEncoder(ensure_ascii=False, separators=(",", ":"))
+
+
 def encode_json(obj: Mapping[str, Any]) -> bytes:
     """Encode one compact JSON output line, CRLF-terminated, in UTF-8.
 
     ``json.dumps`` escapes newlines inside strings, so the object is always a
     single line on the wire.
     """
-    text = json.dumps(obj, ensure_ascii=False, separators=(",", ":"))
+    text = _ENCODER.encode(obj)
     return (text + "\r\n").encode("utf-8", "replace")
 
 

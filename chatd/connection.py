@@ -58,15 +58,16 @@ class FlushScheduler:
 class Connection(asyncio.Protocol):
     """The transport side of a session."""
 
-    __slots__ = ("_closing", "_eof", "_flusher", "_framer", "_out", "_paused", "_queue",
-                 "_server", "_transport", "connected_at", "last_input", "session", "worker")
+    __slots__ = ("_closing", "_eof", "_flusher", "_framer", "_paused", "_queue", "_server",
+                 "_transport", "connected_at", "last_input", "pending", "session", "worker")
 
     def __init__(self, server: ChatServer) -> None:
         self._server = server
         self._flusher = server.flusher
         self._transport: asyncio.Transport | None = None
         self._framer = LineFramer(server.config.listen.max_line)
-        self._out: list[bytes] = []
+        # Output of this turn of the loop; the session appends to it directly.
+        self.pending: list[bytes] = []
         self._queue: deque[str | BadLine] = deque()
         self.worker: asyncio.Task[None] | None = None
         self._paused = False
@@ -110,7 +111,7 @@ class Connection(asyncio.Protocol):
 
     def connection_lost(self, exc: Exception | None) -> None:
         self._closing = True
-        self._out.clear()
+        self.pending.clear()
         # A command already running finishes (its replies go nowhere); cancelling
         # it could stop it between persisting a change and applying it.
         self._server.connection_closed(self)
@@ -162,15 +163,20 @@ class Connection(asyncio.Protocol):
     # -- output (the Output protocol of Session) ----------------------------------
 
     def write(self, data: bytes) -> None:
-        out = self._out
-        if not out:
-            if self._closing:
-                return
-            self._flusher.mark(self)
-        out.append(data)
+        pending = self.pending
+        if pending or self.wake():
+            pending.append(data)
+
+    def wake(self) -> bool:
+        """Output is about to start for this turn: schedule the flush. False once
+        closing (nothing more is sent; close() already flushed what was queued)."""
+        if self._closing:
+            return False
+        self._flusher.mark(self)
+        return True
 
     def flush(self) -> None:
-        out = self._out
+        out = self.pending
         transport = self._transport
         if not out or transport is None or transport.is_closing():
             out.clear()

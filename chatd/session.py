@@ -41,7 +41,15 @@ class LineSink(Protocol):
 
 
 class Output(Protocol):
-    """What a session needs from its transport."""
+    """What a session needs from its transport.
+
+    ``pending`` is this turn's output, appended to directly on the fan-out hot
+    path after ``wake()`` (which returns False once the connection is closing).
+    """
+
+    pending: list[bytes]
+
+    def wake(self) -> bool: ...
 
     @property
     def congested(self) -> bool: ...
@@ -55,6 +63,7 @@ class Session:
     __slots__ = (
         "_key_current",
         "_key_other",
+        "_pending",
         "_room",
         "_room_id",
         "anonymous_since",
@@ -76,6 +85,7 @@ class Session:
         # Since when nobody is logged in here (connect or logout): the login timeout's start.
         self.anonymous_since = now
         self.out = out
+        self._pending = out.pending
         self.peer = peer
         self.state = SessionState.CONNECTED
         self.user: User | None = None
@@ -123,8 +133,9 @@ class Session:
         data = item.cache.get(key)
         if data is None:
             data = item.cache[key] = render(item.record, self.style, key == self._key_current)
-        if data:
-            self.out.write(data)
+        pending = self._pending
+        if data and (pending or self.out.wake()):
+            pending.append(data)
 
     def _shed(self, item: Outgoing) -> None:
         if item.priority == PRESENCE:

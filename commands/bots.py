@@ -88,7 +88,7 @@ async def ratelimit(ctx: Context, rate: str, burst: float | None, room: Room) ->
     else:
         value = _within(rate, "rate", limits.room_message_rate_max)
         size = _within(str(burst if burst is not None else max(1.0, value)), "burst",
-                       limits.room_message_burst_max)
+                       limits.room_message_burst_max, low=1.0)
         settings |= {ROOM_RATE: value, ROOM_BURST: size}
         text = f"#{room.name}: {value:g} messages a second, bursts of {size:g}."
     await ctx.services.storage.set_room_settings(room.id, settings)
@@ -97,12 +97,12 @@ async def ratelimit(ctx: Context, rate: str, burst: float | None, room: Room) ->
     return ok(text, room=room.name, rate=settings.get(ROOM_RATE), burst=settings.get(ROOM_BURST))
 
 
-def _within(raw: str, what: str, high: float) -> float:
+def _within(raw: str, what: str, high: float, low: float = 0.1) -> float:
     try:
         value = float(raw)
     except ValueError:
         value = -1.0
-    if not 0.1 <= value <= high:
-        raise ChatError(Code.BAD_ARGUMENTS, f"the {what} is a number from 0.1 to {high:g}, "
-                        "or 'off'.")
+    if not low <= value <= high:
+        raise ChatError(Code.BAD_ARGUMENTS, f"the {what} is a number from {low:g} to "
+                        f"{high:g}, or 'off'.")
     return value

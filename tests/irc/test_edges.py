@@ -43,10 +43,17 @@ class _Pressured:
     congested = True
 
     def __init__(self) -> None:
-        self.data = b""
+        self.pending: list[bytes] = []
+
+    def wake(self) -> bool:
+        return True
 
     def write(self, data: bytes) -> None:
-        self.data += data
+        self.pending.append(data)
+
+    @property
+    def data(self) -> bytes:
+        return b"".join(self.pending)
 
     def close(self, reason: str) -> None:
         pass

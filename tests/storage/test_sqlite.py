@@ -782,3 +782,46 @@ async def test_files_and_keys_round_trip(tmp_path: Path) -> None:
             KeyRecord(owner.id, "x2", "m2", "fp2", 2.0)]
     finally:
         await storage.close()
+
+
+async def test_message_text_round_trips_exactly(tmp_path: Path) -> None:
+    """Batches travel to SQLite as one JSON array: any text must come back unchanged."""
+    storage = SqliteStorage(str(tmp_path / "texts.db"))
+    await storage.open()
+    try:
+        owner = await storage.create_user("owner", b"h", False, 1.0)
+        room, _ = await storage.create_room("texts", "open", owner.id, 1.0)
+        texts = ['quote " and \\ backslash', "line\nbreak\ttab", "emoji 😀 and ünïcödé",
+                 "nul \x00 byte", "", "{\"looks\": [\"like json\"]}", "a" * 4000]
+        batch = [MessageRecord(i + 1, owner.id, "owner", text, 1.5 + i / 1000,
+                               room_id=room.id, extra={"k": text} if i % 2 else {})
+                 for i, text in enumerate(texts)]
+        batch.append(MessageRecord(len(texts) + 1, -7, "guest", "from a guest", 3.0,
+                                   room_id=room.id))
+        await storage.append_messages(batch)
+        stored = await storage.room_history(room.id, 100)
+        assert [m.text for m in stored] == [*texts, "from a guest"]
+        assert [m.extra for m in stored[:-1]] == [m.extra for m in batch[:-1]]
+        assert [m.ts for m in stored] == [m.ts for m in batch]
+        assert stored[-1].sender_id == 0 and stored[-1].sender_name == "guest"
+    finally:
+        await storage.close()
+
+
+async def test_a_batch_larger_than_a_chunk_keeps_its_order(tmp_path: Path) -> None:
+    from storage.sqlite import MESSAGE_CHUNK
+
+    storage = SqliteStorage(str(tmp_path / "chunks.db"))
+    await storage.open()
+    try:
+        owner = await storage.create_user("owner", b"h", False, 1.0)
+        room, _ = await storage.create_room("chunks", "open", owner.id, 1.0)
+        count = MESSAGE_CHUNK * 2 + 7
+        await storage.append_messages([
+            MessageRecord(i, owner.id, "owner", f"m{i}", float(i), room_id=room.id)
+            for i in range(1, count + 1)])
+        stored = await storage.room_history(room.id, count)
+        assert [m.id for m in stored] == list(range(1, count + 1))
+        assert await storage.max_message_id() == count
+    finally:
+        await storage.close()
