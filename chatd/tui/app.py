@@ -16,6 +16,7 @@ import getpass
 import os
 import ssl
 import sys
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -32,13 +33,14 @@ from chatd.tui.view import View
 PASSWORD_ENV = "CHATD_PASSWORD"
 TOKEN_ENV = "CHATD_TOKEN"
 QUIT = ("/quit", "/exit")
+STDIN_LIMIT = 1 << 16  # longer lines typed or piped in are not sent
 
 
 def main(argv: list[str] | None = None) -> int:
     """Run the client; returns the exit status."""
     args = _parser().parse_args(argv)
     try:
-        args.user = args.user or input("user: ").strip()
+        args.user = args.user or _ask("user: ").strip()
         token = args.token or os.environ.get(TOKEN_ENV)
         password = None if token else _password(args)
         return asyncio.run(run(args, password, token))
@@ -52,7 +54,43 @@ def main(argv: list[str] | None = None) -> int:
 def _password(args: argparse.Namespace) -> str:
     if args.password_file:
         return Path(args.password_file).read_text(encoding="utf-8").split("\n", 1)[0]
-    return os.environ.get(PASSWORD_ENV) or getpass.getpass(f"password for {args.user}: ")
+    password = os.environ.get(PASSWORD_ENV)
+    if password:
+        return password
+    prompt = f"password for {args.user}: "
+    if sys.stdin.isatty() or _have_terminal():
+        return getpass.getpass(prompt)
+    return _ask(prompt)  # no terminal at all: the next line of input, as getpass would
+
+
+def _ask(prompt: str) -> str:
+    """One line of stdin: input() on a terminal, else read without read-ahead.
+
+    input() and getpass read a piped stdin through a buffer and so would take
+    the lines after the answer too, out of reach of the chat loop, which reads
+    the file descriptor itself.
+    """
+    if sys.stdin.isatty():
+        return input(prompt)
+    print(prompt, end="", flush=True)
+    fd, answer = sys.stdin.fileno(), bytearray()
+    while not answer.endswith(b"\n"):
+        byte = os.read(fd, 1)
+        if not byte:
+            if not answer:
+                raise EOFError
+            break
+        answer += byte
+    return answer.decode("utf-8", errors="replace").rstrip("\r\n")
+
+
+def _have_terminal() -> bool:
+    """Whether getpass can ask on /dev/tty (it falls back to a buffered stdin)."""
+    try:
+        os.close(os.open("/dev/tty", os.O_RDWR | os.O_NOCTTY))
+    except OSError:
+        return False
+    return True
 
 
 async def run(args: argparse.Namespace, password: str | None, token: str | None) -> int:
@@ -68,35 +106,43 @@ async def run(args: argparse.Namespace, password: str | None, token: str | None)
         view.show([error(f"cannot connect to {args.host}:{args.port}: {exc}")])
         return 1
     session = ClientSession(client, keyring, args.aead, not args.no_pq, args.max_line)
+    connected = True
     try:
         view.show([notice(client.banner.removeprefix("* "))] if client.banner else [])
         view.show(await session.login(args.user, password, token, args.register))
         if session.user is None:
             return 1
-        await _chat(session, view)
+        connected = await _chat(session, view)
     finally:
-        with contextlib.suppress(Exception):
-            await asyncio.wait_for(client.command("/quit", check=False), 2)
+        if connected:  # else no answer would come: do not wait for one
+            with contextlib.suppress(Exception):
+                await asyncio.wait_for(client.command("/quit", check=False), 2)
         await client.close()
     return 0
 
 
-async def _chat(session: ClientSession, view: View) -> None:
+async def _chat(session: ClientSession, view: View) -> bool:
+    """Until /quit or the end of input (True), or until the server goes away (False)."""
     pump = asyncio.ensure_future(_pump(session, view))
-    reader = await _stdin()
+    reader, close_stdin = await _stdin()
     try:
         while True:
-            read = asyncio.ensure_future(reader.readline())
+            read = asyncio.ensure_future(_readline(reader))
             await asyncio.wait({read, pump}, return_when=asyncio.FIRST_COMPLETED)
             if not read.done():  # the server went away
                 read.cancel()
-                return
-            text = read.result().decode("utf-8", errors="replace").strip()
-            if not read.result() or text.lower() in QUIT:
-                return
+                return False
+            line = read.result()
+            if line is None:
+                view.show([error(f"a line over {STDIN_LIMIT} bytes was not sent.")])
+                continue
+            text = line.decode("utf-8", errors="replace").strip()
+            if not line or text.lower() in QUIT:
+                return True
             if text:
                 await _handle(session, view, text)
     finally:
+        close_stdin()
         pump.cancel()
         with contextlib.suppress(asyncio.CancelledError):
             await pump
@@ -111,21 +157,56 @@ async def _handle(session: ClientSession, view: View, text: str) -> None:
 
 async def _pump(session: ClientSession, view: View) -> None:
     """Show what arrives unasked: messages, events, notices."""
-    async for event in session.client.events():
-        view.show(await session.show(event), session.current_room)
+    try:
+        async for event in session.client.events():
+            view.show(await session.show(event), session.current_room)
+    except (ConnectionError, TimeoutError):
+        pass  # showing an encrypted message may look up keys; the server went away meanwhile
     view.show([error("the server closed the connection.")])
 
 
-async def _stdin() -> asyncio.StreamReader:
-    """stdin as a StreamReader, so typing never blocks the event loop."""
+async def _stdin() -> tuple[asyncio.StreamReader, Callable[[], None]]:
+    """stdin as a StreamReader, so typing never blocks the event loop; and its closer.
+
+    The pipe transport reads a duplicate of the descriptor (closing it leaves
+    sys.stdin open) and makes it non-blocking, which the closer undoes: the
+    terminal's file description is shared with the shell.
+    """
     loop = asyncio.get_running_loop()
-    reader = asyncio.StreamReader()
+    reader = asyncio.StreamReader(limit=STDIN_LIMIT)
+    fd = sys.stdin.fileno()
+    blocking = os.get_blocking(fd)
+    # dup() and wrapping a descriptor do no I/O; the transport (or the except) closes it.
+    pipe = open(os.dup(fd), "rb", buffering=0)  # noqa: SIM115, ASYNC230
     try:
-        await loop.connect_read_pipe(lambda: asyncio.StreamReaderProtocol(reader), sys.stdin)
+        transport, _ = await loop.connect_read_pipe(
+            lambda: asyncio.StreamReaderProtocol(reader), pipe)
     except ValueError:  # a regular file: read it whole, off the loop
+        pipe.close()
         reader.feed_data(await asyncio.to_thread(sys.stdin.buffer.read))
         reader.feed_eof()
-    return reader
+        return reader, lambda: None
+
+    def close() -> None:
+        transport.close()
+        os.set_blocking(fd, blocking)
+    return reader, close
+
+
+async def _readline(reader: asyncio.StreamReader) -> bytes | None:
+    """The next line (b"" at the end of input); None for one over the reader's
+    limit, skipped whole, so that no piece of it is sent as a line of its own."""
+    too_long = False
+    while True:
+        try:
+            line = await reader.readuntil(b"\n")
+        except asyncio.IncompleteReadError as exc:  # the end, maybe after a last line
+            line = exc.partial
+        except asyncio.LimitOverrunError as exc:
+            too_long = True
+            await reader.readexactly(exc.consumed)
+            continue
+        return None if too_long else line
 
 
 def _tls(args: argparse.Namespace) -> dict[str, Any]:

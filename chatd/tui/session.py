@@ -122,7 +122,12 @@ class ClientSession:
             return await self._reply_lines(keys)
         if keys.get("e2e") or keys["room"] in self.always_encrypt:
             return await self._send_sealed(f"#{keys['room']}", text, keys)
-        return await self.command(f"/say {room} {text}")
+        line = f"/say {room} {text}"
+        if len(line.encode()) + LABEL_ROOM > self.max_line:
+            # The server would drop it as too long, and no reply would come.
+            return [error(f"that line is {len(line.encode())} bytes, over the server's line "
+                          f"limit ({self.max_line}); send less text.")]
+        return await self.command(line)
 
     async def _send_sealed(self, context: str, text: str, keys: Reply) -> list[Line]:
         if self.user is None:

@@ -267,3 +267,10 @@ async def test_offline_direct_message_is_decrypted_at_login(server: ChatServer,
     await bob_again.login("bob", PASSWORD)
     shown = await received(bob_again)
     assert messages(shown)[0].text == "read this later"
+
+
+async def test_a_plain_line_too_long_for_the_server_is_refused_at_once(people: People) -> None:
+    alice, _bob = await secret_room(people, "alice", "bob", e2e=False)
+    said = await alice.input("x" * 5000)
+    assert said[-1].kind == "error" and "line limit" in said[-1].text
+    assert (await alice.input("still here"))[-1].kind != "error"
