@@ -223,6 +223,13 @@ CREATE TABLE user_keys (
 );
 """
 
+# Every message insert maintained an index of senders, kept only so that
+# deleting an account would not scan the messages; accounts are deleted rarely
+# and messages are written all the time, so the scan is the better trade.
+DROP_SENDER_INDEX = """
+DROP INDEX IF EXISTS messages_sender;
+"""
+
 MIGRATIONS: tuple[Migration, ...] = (
     Migration(1, "foundation: users, rooms, members, messages, associations, notifications",
               FOUNDATION),
@@ -230,6 +237,7 @@ MIGRATIONS: tuple[Migration, ...] = (
     Migration(3, "API tokens", API_TOKENS),
     Migration(4, "audit entries keep the room's id", AUDIT_ROOM_ID),
     Migration(5, "uploaded files and end-to-end public keys", CONTENT_AND_KEYS),
+    Migration(6, "no index of message senders (cheaper writes)", DROP_SENDER_INDEX),
 )
 
 LATEST_VERSION: int = MIGRATIONS[-1].version

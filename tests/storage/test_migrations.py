@@ -87,7 +87,14 @@ async def seed_v5(conn: aiosqlite.Connection) -> None:
     await conn.execute("INSERT INTO user_keys VALUES (1, 'pub', NULL, 'fp', ?)", (T0,))
 
 
-SEEDS: dict[int, Seed] = {1: seed_v1, 2: seed_v2, 3: seed_v3, 4: seed_v4, 5: seed_v5}
+async def seed_v6(conn: aiosqlite.Connection) -> None:
+    # Version 6 only drops an index: any row written after it must survive.
+    await conn.execute("INSERT INTO notifications (user_id, kind, payload, created_at) "
+                       "VALUES (1, 'note', '{}', ?)", (T0,))
+
+
+SEEDS: dict[int, Seed] = {1: seed_v1, 2: seed_v2, 3: seed_v3, 4: seed_v4, 5: seed_v5,
+                          6: seed_v6}
 
 
 async def build_database(path: Path, version: int) -> None:
