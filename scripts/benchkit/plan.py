@@ -1,0 +1,114 @@
+"""What to run: the fan-out shapes and the sizes of every scenario (--quick or default)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from .common import MAX_IN_FLIGHT
+
+
+@dataclass(frozen=True)
+class FanSpec:
+    """One fan-out run: clients over rooms (contiguous blocks of users), senders, messages."""
+
+    name: str
+    clients: int
+    rooms: int
+    senders: int
+    messages: int  # per sender
+    window: int = 32
+
+    @property
+    def layout(self) -> tuple[int, int]:
+        return (self.clients, self.rooms)
+
+    @property
+    def shape(self) -> str:
+        return f"{self.clients} clients / {self.rooms} room{'s' * (self.rooms != 1)} / " \
+               f"{self.senders} senders x {self.messages} msgs, W={self.window}"
+
+
+@dataclass
+class Plan:
+    fanout: list[FanSpec]
+    latency_clients: int
+    latency_senders: int
+    latency_rate: float  # messages per second per sender
+    latency_seconds: float
+    connections: int
+    persistence: FanSpec
+    history_messages: int
+    history_requests: int
+    scaling: list[FanSpec]
+    phase_timeout: float
+    users: int = 0
+    layouts: list[tuple[int, int]] = field(default_factory=list)
+
+
+def window_for(senders: int, room_size: int, window: int) -> int:
+    """Each sender's window, within MAX_IN_FLIGHT deliveries for the whole run."""
+    return max(1, min(window, MAX_IN_FLIGHT // max(1, senders * room_size)))
+
+
+def make_plan(quick: bool, window: int, scenarios: set[str]) -> Plan:
+    def fan(name: str, clients: int, rooms: int, senders: int, deliveries: int,
+            sender_window: int = window) -> FanSpec:
+        per_room = clients // rooms
+        messages = max(1, round(deliveries / (senders * per_room)))
+        return FanSpec(name, clients, rooms, senders, messages,
+                       window_for(senders, per_room, sender_window))
+
+    def scaling(clients: int, size: int, deliveries: int) -> FanSpec:
+        # Every room keeps about `window` messages in flight whatever its size
+        # (1 sender with W in rooms of 10, 10 senders with W/10 in bigger ones),
+        # so each receiver gets batches of the same size and only the room size
+        # changes: in-flight deliveries are the same for every size.
+        per_room = min(10, max(1, size // 10))
+        rooms = clients // size
+        return fan(f"scaling-{size}", clients, rooms, per_room * rooms, deliveries,
+                   max(1, window // per_room))
+
+    if quick:
+        plan = Plan(
+            fanout=[fan("fanout-100c-1r", 100, 1, 10, 200_000),
+                    fan("fanout-400c-4r", 400, 4, 40, 200_000),
+                    fan("fanout-400c-1r", 400, 1, 10, 300_000)],
+            latency_clients=100, latency_senders=10, latency_rate=100, latency_seconds=1.5,
+            connections=1000,
+            persistence=fan("persist-100c-1r", 100, 1, 10, 200_000),
+            history_messages=50_000, history_requests=100,
+            scaling=[scaling(400, k, n) for k, n in ((10, 100_000), (100, 200_000))],
+            phase_timeout=20)
+    else:
+        plan = Plan(
+            fanout=[fan("fanout-100c-1r", 100, 1, 10, 6_000_000),
+                    fan("fanout-1000c-10r", 1000, 10, 100, 6_000_000),
+                    fan("fanout-1000c-1r", 1000, 1, 10, 8_000_000)],
+            latency_clients=100, latency_senders=10, latency_rate=100, latency_seconds=5,
+            connections=10_000,
+            persistence=fan("persist-100c-1r", 100, 1, 10, 3_000_000),
+            history_messages=1_000_000, history_requests=200,
+            scaling=[scaling(1000, k, n) for k, n in
+                     ((10, 1_500_000), (100, 3_000_000), (1000, 4_000_000))],
+            phase_timeout=60)
+    need: list[FanSpec] = []
+    users = 1
+    if "fanout" in scenarios:
+        need += plan.fanout
+    if "latency" in scenarios:
+        users = max(users, plan.latency_clients)
+        plan.layouts.append((plan.latency_clients, 1))
+    if "persistence" in scenarios:
+        need.append(plan.persistence)
+    else:
+        plan.history_messages = 0
+    if "scaling" in scenarios:
+        need += plan.scaling
+    if "connections" in scenarios:
+        users = max(users, plan.connections)
+    for spec in need:
+        users = max(users, spec.clients)
+        plan.layouts.append(spec.layout)
+    plan.layouts = sorted(set(plan.layouts))
+    plan.users = users
+    return plan

@@ -1,0 +1,56 @@
+"""``scripts/bench.py --quick --json-only`` runs every scenario and loses nothing.
+
+The benchmark starts its own daemon subprocess and load-generator processes on
+loopback. This test asserts only correctness (it completes, prints its JSON
+line, every message arrived, in order, with no error reply), never a timing:
+the figures depend on the machine and on what else it runs.
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+BENCH = Path(__file__).resolve().parents[2] / "scripts" / "bench.py"
+TIMEOUT = 120
+
+
+def fan_runs(results: dict[str, Any]) -> dict[str, dict[str, Any]]:
+    """Every fan-out-like run of the report, by name."""
+    runs: dict[str, dict[str, Any]] = {}
+    for group in ("fanout", "scaling"):
+        runs.update((k, v) for k, v in results[group].items() if k != "cost_model")
+    runs["latency"] = results["latency"]
+    for kind in ("with_writer", "writer_held_off"):
+        runs[f"persistence/{kind}"] = results["persistence"][kind]
+    return runs
+
+
+def test_quick_benchmark_completes_without_loss_or_reordering(tmp_path: Path) -> None:
+    proc = subprocess.run(
+        [sys.executable, str(BENCH), "--quick", "--json-only", "--max-time", str(TIMEOUT - 10)],
+        capture_output=True, text=True, timeout=TIMEOUT, cwd=tmp_path, check=False)
+    lines = proc.stdout.strip().splitlines()
+    assert lines, f"no output; stderr:\n{proc.stderr[-3000:]}"
+    report = json.loads(lines[-1])
+    assert report["failure"] is None, report["failure"]
+    assert report["loss"] == 0
+    assert report["reordered"] == 0
+    assert report["errors"] == 0
+    runs = fan_runs(report["results"])
+    plan = report["plan"]
+    assert len(runs) == len(plan["fanout"]) + len(plan["scaling"]) + 3
+    for name, run in runs.items():
+        assert run["deliveries"] == run["expected"] > 0, name
+        assert run["loss"] == run["extra"] == run["reordered"] == 0, name
+        assert not run["errors"], (name, run["error_samples"])
+        assert not run["timed_out"], name
+    assert report["results"]["latency"]["latency_ms"]["samples"] > 0
+    conns = report["results"]["connections"]
+    assert conns["connected"] == conns["requested"], conns["failures"]
+    history = report["results"]["persistence"]["history"]
+    assert history["bad_replies"] == 0
+    assert proc.returncode == 0, proc.stderr[-3000:]
