@@ -16,9 +16,8 @@ from typing import TYPE_CHECKING, Any
 
 from chatd import envelope
 from chatd.errors import ChatError, Code
-from chatd.messaging import message_record
 from chatd.outgoing import Outgoing
-from storage.records import KeyRecord, MessageRecord
+from storage.records import KeyRecord
 
 if TYPE_CHECKING:
     from chatd.accounts import Accounts, User
@@ -26,28 +25,21 @@ if TYPE_CHECKING:
     from chatd.config import CryptoConfig
     from chatd.delivery import Bus
     from chatd.messaging import Messaging
-    from chatd.notifications import Notifier
-    from chatd.protection import Protection
     from chatd.room import Room
     from chatd.session import Session
     from storage.api import Storage
-    from storage.writer import MessageWriter
 
 
 class E2E:
     """Public keys, envelope relay (rooms and direct), and the e2e room flag."""
 
     def __init__(self, config: CryptoConfig, storage: Storage, accounts: Accounts,
-                 messaging: Messaging, writer: MessageWriter, bus: Bus, notifier: Notifier,
-                 protection: Protection, clock: Clock) -> None:
+                 messaging: Messaging, bus: Bus, clock: Clock) -> None:
         self.config = config
         self._storage = storage
         self._accounts = accounts
         self._messaging = messaging
-        self._writer = writer
         self._bus = bus
-        self._notifier = notifier
-        self._protection = protection
         self._clock = clock
 
     def reconfigure(self, config: CryptoConfig) -> None:
@@ -120,23 +112,8 @@ class E2E:
         user = session.user
         assert user is not None
         self.check_envelope(text, user.name, f"@{target.name}")
-        self._protection.charge_message(session, None)
-        online = target.online
-        msg = MessageRecord(self._messaging.next_id(), user.id, user.name, "", self._clock.time(),
-                            recipient_id=target.id, kind="e2e", extra={"envelope": text},
-                            delivered=online)
-        self._writer.submit(msg)
-        record = message_record(msg, to=target.name)
-        item = Outgoing(record)
-        self._bus.to_user(target, item, skip=session)
-        if target is not user:
-            self._bus.to_user(user, item, skip=session)
-        session.send(record, label)
-        if not online:
-            await self._notifier.notify(target, "direct-message",
-                                        f"{user.name} sent you an end-to-end encrypted message.",
-                                        sender=user.name, message_id=msg.id)
-        return msg.id
+        return await self._messaging.direct(session, target, "", label, kind="e2e",
+                                            extra={"envelope": text})
 
     # -- the room flag -------------------------------------------------------------------
 

@@ -117,14 +117,17 @@ class Messaging:
                         retry_ms=None if mute.until is None else round((mute.until - now) * 1000))
 
     async def direct(self, session: Session, target: User, text: str,
-                     label: str | None = None) -> int:
-        """Send ``text`` to every connection of ``target`` and of the sender."""
+                     label: str | None = None, kind: str = "text",
+                     extra: dict[str, Any] | None = None) -> int:
+        """Send ``text`` (or an end-to-end envelope, in ``extra``) to every connection
+        of ``target`` and of the sender; an offline target finds it at next login."""
         user = session.user
         assert user is not None
         self._protection.charge_message(session, None)
         online = target.online
         msg = MessageRecord(next(self._ids), user.id, user.name, text, self._clock.time(),
-                            recipient_id=target.id, delivered=online)
+                            recipient_id=target.id, kind=kind, extra=extra or {},
+                            delivered=online)
         self._writer.submit(msg)
         record = message_record(msg, to=target.name)
         item = Outgoing(record)
@@ -133,8 +136,9 @@ class Messaging:
             self._bus.to_user(user, item, skip=session)
         session.send(record, label)
         if not online:
+            what = "an end-to-end encrypted message" if kind == "e2e" else "a direct message"
             await self._notifier.notify(target, "direct-message",
-                                        f"{user.name} sent you a direct message.",
+                                        f"{user.name} sent you {what}.",
                                         sender=user.name, message_id=msg.id)
         return msg.id
 

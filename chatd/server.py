@@ -287,8 +287,7 @@ def _wire(config: Config, clock: Clock, storage: Storage, table: CommandTable) -
     tokens = Tokens(storage, accounts, clock)
     files = Files(config.files, config.storage.path, storage,
                   open_blob_store(config.files, config.storage.path), messaging, rooms, clock)
-    e2e = E2E(config.crypto, storage, accounts, messaging, writer, bus, notifier, protection,
-              clock)
+    e2e = E2E(config.crypto, storage, accounts, messaging, bus, clock)
     return Services(config=config, clock=clock, storage=storage, writer=writer, bus=bus,
                     accounts=accounts, rooms=rooms, messaging=messaging,
                     moderation=moderation, admission=admission, protection=protection,

@@ -8,6 +8,7 @@ from collections.abc import Awaitable, Callable
 from chatd.accounts import User
 from chatd.context import Context
 from chatd.errors import ChatError, Code
+from chatd.logins import checked_login
 from chatd.params import Text, Word
 from chatd.registry import Need, Ok, command, ok
 from chatd.settings import apply_account_settings
@@ -54,18 +55,7 @@ async def auth(ctx: Context, token: str) -> Ok:
 
 async def _checked(ctx: Context, name: str | None,
                    attempt: Callable[[], Awaitable[User]]) -> User:
-    """Run a login attempt under the failed-login limits, auditing failures."""
-    services, peer = ctx.services, ctx.session.peer
-    try:
-        services.protection.check_login(peer, name)
-        return await attempt()
-    except ChatError as exc:
-        if exc.code is Code.AUTH_FAILED:
-            services.protection.login_failed(peer, name)
-            services.stats.login_failures += 1
-        await services.audit.record("failed-login", target=(name or "")[:24] or None,
-                                    reason=f"{exc.code.value} from {peer}")
-        raise
+    return await checked_login(ctx.services, ctx.session.peer, name, attempt)
 
 
 async def _logged_in(ctx: Context, user: User) -> Ok:

@@ -13,9 +13,10 @@ from base64 import b64decode
 from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING, Final
 
-from chatd.errors import ChatError, Code
+from chatd.errors import ChatError
 from chatd.irc import numerics as n
 from chatd.irc.commands import IrcError, irc_command
+from chatd.logins import checked_login as shared_checked_login
 
 if TYPE_CHECKING:
     from chatd.accounts import User
@@ -29,18 +30,9 @@ MAX_SASL: Final = 4096
 
 async def checked_login(ctx: IrcContext, name: str | None,
                         attempt: Callable[[], Awaitable[User]]) -> User:
-    """Run a login attempt under the failed-login limits, auditing failures."""
-    services, peer = ctx.services, ctx.session.peer
-    try:
-        services.protection.check_login(peer, name)
-        return await attempt()
-    except ChatError as exc:
-        if exc.code is Code.AUTH_FAILED:
-            services.protection.login_failed(peer, name)
-            services.stats.login_failures += 1
-        await services.audit.record("failed-login", target=(name or "")[:24] or None,
-                                    reason=f"{exc.code.value} from {peer} (irc)")
-        raise
+    """A login attempt under the failed-login limits (audited as coming from IRC)."""
+    return await shared_checked_login(ctx.services, ctx.session.peer, name, attempt,
+                                      via=" (irc)")
 
 
 async def password_login(ctx: IrcContext, password: str) -> User:
