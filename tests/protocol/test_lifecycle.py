@@ -182,15 +182,21 @@ async def test_a_login_cut_off_by_a_disconnect_leaves_no_ghost(clients: Clients)
     await alice.next_event(lambda e: e["type"] == "closed", timeout=5)
     bob = await clients.user("bob")
     await bob.command("/join general")
+    server = clients.server
+    before = server.connection_count
     leaver = await text_client(clients)
     leaver.send(f"/login alice {PASSWORD}")
     await leaver.writer.drain()
     await leaver.close()
     # The login may finish (a closed sending side is answered first), but no
-    # session may outlive the connection. Round trips, not sleeps, give it time.
-    for _ in range(300):
-        await bob.command("/who general")
-    for _ in range(20):
+    # session may outlive the connection. Wait, by round trips (bounded), until
+    # the server has let the connection go; then alice must be and stay offline.
+    for _ in range(5000):
+        if server.connection_count == before:
+            break
+        await bob.command("/ping")
+    assert server.connection_count == before, "the closed connection was never released"
+    for _ in range(50):
         who = await bob.command("/who general")
         assert {m["user"]: m["online"] for m in who["members"]}["alice"] is False
     assert (await bob.command("/msg alice are you there?"))["online"] is False
