@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import sqlite3
 from collections.abc import Sequence
 from contextlib import AbstractAsyncContextManager
@@ -26,4 +27,17 @@ def rowid(cursor: aiosqlite.Cursor) -> int:
     value = cursor.lastrowid
     if value is None:  # pragma: no cover - an INSERT always sets it
         raise StorageError("INSERT did not report a row id")
+    return value
+
+
+def dumps_object(value: dict[str, Any]) -> str:
+    """A JSON object as stored in a TEXT column."""
+    return json.dumps(value, ensure_ascii=False, separators=(",", ":"))
+
+
+def loads_object(text: str | None) -> dict[str, Any]:
+    """A JSON object read back from a TEXT column (empty when NULL or empty)."""
+    value = json.loads(text) if text else {}
+    if not isinstance(value, dict):
+        raise StorageError(f"expected a JSON object in the database, found {text!r:.60}")
     return value

@@ -14,8 +14,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import functools
-import json
 import logging
 import os
 import sqlite3
@@ -27,13 +25,13 @@ import aiosqlite
 from storage.api import Conflict, Storage, StorageError
 from storage.content import ContentQueries
 from storage.governance import GovernanceQueries
-from storage.host import rowid
+from storage.host import dumps_object, loads_object, rowid
+from storage.messages import MessageQueries
 from storage.migrations import migrate
 from storage.records import (
     AssociationRecord,
     JsonDict,
     MemberRecord,
-    MessageRecord,
     NotificationRecord,
     RoomRecord,
     UserRecord,
@@ -52,38 +50,7 @@ Params = Sequence[Any] | dict[str, Any]
 
 _USER = "id, name, password_hash, is_admin, created_at, settings"
 _ROOM = "id, name, mode, topic, created_at, terminated_at, settings"
-_MESSAGE = ("id, sender_id, sender_name, text, ts, room_id, recipient_id, kind, extra, "
-            "delivered")
 _NOTIFICATION = "id, user_id, kind, payload, created_at"
-
-# Served by the partial index messages_room (room_id, id): a backwards range scan.
-HISTORY_SQL = (f"SELECT {_MESSAGE} FROM messages WHERE room_id = ? AND id < ? "
-               "ORDER BY id DESC LIMIT ?")
-
-# A sender deleted while the message waited in the writer becomes NULL; a
-# direct message to a recipient deleted meanwhile is dropped (their direct
-# messages were deleted with them). Either way one late message cannot make
-# the whole batch fail forever.
-#
-# Rows go in chunks of many rows per statement: executemany would take the
-# GIL back for every row, and a busy event loop then starves the writer thread
-# (measured: a 5000-row batch took seconds instead of milliseconds while the
-# daemon was delivering). One execute binds a whole chunk in C.
-MESSAGE_CHUNK = 500
-
-
-@functools.lru_cache(maxsize=8)
-def _insert_messages_sql(rows: int) -> str:
-    """The INSERT of ``rows`` messages (a few sizes only: full chunks and a rest)."""
-    values = ",".join(["(?,?,?,?,?,?,?,?,?,?)"] * rows)
-    return (
-        "INSERT INTO messages (id, room_id, recipient_id, sender_id, sender_name, text, ts, "
-        "kind, extra, delivered) "
-        "SELECT column1, column2, column3, (SELECT id FROM users WHERE id = column4), "
-        "column5, column6, column7, column8, column9, column10 "
-        f"FROM (VALUES {values}) "
-        "WHERE column3 IS NULL OR EXISTS (SELECT 1 FROM users WHERE id = column3)")
-
 
 _UPSERT_ASSOCIATION = """
 INSERT INTO user_rooms (user_id, room_id, last_joined) VALUES (?, ?, ?)
@@ -91,7 +58,7 @@ ON CONFLICT (user_id, room_id) DO UPDATE SET last_joined = excluded.last_joined
 """
 
 
-class SqliteStorage(ContentQueries, GovernanceQueries):
+class SqliteStorage(MessageQueries, ContentQueries, GovernanceQueries):
     """The daemon's state in one SQLite file (see the module docstring)."""
 
     def __init__(self, path: str) -> None:
@@ -189,7 +156,7 @@ class SqliteStorage(ContentQueries, GovernanceQueries):
 
     async def set_user_settings(self, user_id: int, settings: JsonDict) -> None:
         await self._write("UPDATE users SET settings = ? WHERE id = ?",
-                          (_dumps(settings), user_id))
+                          (dumps_object(settings), user_id))
 
     async def delete_user(self, user_id: int) -> None:
         """Delete the user and what is theirs; their messages stay, with sender_id 0."""
@@ -227,7 +194,7 @@ class SqliteStorage(ContentQueries, GovernanceQueries):
 
     async def set_room_settings(self, room_id: int, settings: JsonDict) -> None:
         await self._write("UPDATE rooms SET settings = ? WHERE id = ?",
-                          (_dumps(settings), room_id))
+                          (dumps_object(settings), room_id))
 
     async def terminate_room(self, room_id: int, at: float) -> None:
         """Mark the room terminated (once); its name becomes free for a new room."""
@@ -275,52 +242,6 @@ class SqliteStorage(ContentQueries, GovernanceQueries):
             "WHERE m.room_id = user_rooms.room_id AND m.user_id = user_rooms.user_id)",
             (before,))
 
-    # -- messages ----------------------------------------------------------
-
-    async def append_messages(self, batch: Sequence[MessageRecord]) -> None:
-        """Insert the batch in one transaction (all or nothing); ids come from the caller."""
-        if not batch:
-            return
-        async with self._transaction() as conn:
-            for start in range(0, len(batch), MESSAGE_CHUNK):
-                chunk = batch[start:start + MESSAGE_CHUNK]
-                params = [value for message in chunk for value in _message_row(message)]
-                await conn.execute(_insert_messages_sql(len(chunk)), params)
-
-    async def max_message_id(self) -> int:
-        rows = await self._fetch("SELECT COALESCE(MAX(id), 0) FROM messages")
-        return int(rows[0][0])
-
-    async def room_history(self, room_id: int, limit: int,
-                           before_id: int | None = None) -> list[MessageRecord]:
-        """The last ``limit`` messages of the room (below ``before_id``), oldest first."""
-        if limit <= 0:
-            return []
-        before = _MAX_ID if before_id is None else before_id
-        rows = await self._fetch(HISTORY_SQL, (room_id, before, limit))
-        return [_message(row) for row in reversed(rows)]
-
-    async def undelivered_direct_messages(self, user_id: int) -> list[MessageRecord]:
-        rows = await self._fetch(
-            f"SELECT {_MESSAGE} FROM messages WHERE recipient_id = ? AND delivered = 0 "
-            "ORDER BY id", (user_id,))
-        return [_message(row) for row in rows]
-
-    async def delete_terminated_history(self, before: float) -> int:
-        """Delete the messages of rooms terminated before ``before``."""
-        return await self._write(
-            "DELETE FROM messages WHERE room_id IN ("
-            "SELECT id FROM rooms WHERE terminated_at IS NOT NULL AND terminated_at < ?)",
-            (before,))
-
-    async def mark_delivered(self, message_ids: Sequence[int]) -> None:
-        params = [(message_id,) for message_id in message_ids]
-        if not params:
-            return
-        async with self._transaction() as conn:
-            await conn.executemany(
-                "UPDATE messages SET delivered = 1 WHERE id = ? AND delivered = 0", params)
-
     # -- notifications -----------------------------------------------------
 
     async def add_notification(self, user_id: int, kind: str, payload: JsonDict,
@@ -328,7 +249,7 @@ class SqliteStorage(ContentQueries, GovernanceQueries):
         async with self._transaction() as conn:
             cursor = await conn.execute(
                 "INSERT INTO notifications (user_id, kind, payload, created_at) "
-                "VALUES (?, ?, ?, ?)", (user_id, kind, _dumps(payload), created_at))
+                "VALUES (?, ?, ?, ?)", (user_id, kind, dumps_object(payload), created_at))
             notification_id = rowid(cursor)
         return NotificationRecord(notification_id, user_id, kind, payload, created_at)
 
@@ -336,7 +257,7 @@ class SqliteStorage(ContentQueries, GovernanceQueries):
         rows = await self._fetch(
             f"SELECT {_NOTIFICATION} FROM notifications WHERE user_id = ? ORDER BY id",
             (user_id,))
-        return [NotificationRecord(row[0], row[1], row[2], _loads(row[3]), row[4])
+        return [NotificationRecord(row[0], row[1], row[2], loads_object(row[3]), row[4])
                 for row in rows]
 
     async def count_notifications(self, user_id: int) -> int:
@@ -442,42 +363,15 @@ async def _insert_member(conn: aiosqlite.Connection, room_id: int, user_id: int,
     return MemberRecord(room_id, user_id, role, joined_at, joined_at, seq)
 
 
-def _dumps(value: JsonDict) -> str:
-    return json.dumps(value, ensure_ascii=False, separators=(",", ":"))
-
-
-def _loads(text: str | None) -> JsonDict:
-    value = json.loads(text) if text else {}
-    if not isinstance(value, dict):
-        raise StorageError(f"expected a JSON object in the database, found {text!r:.60}")
-    return value
-
-
 def _user(row: sqlite3.Row) -> UserRecord:
     return UserRecord(id=row[0], name=row[1], password_hash=bytes(row[2]),
-                      is_admin=bool(row[3]), created_at=row[4], settings=_loads(row[5]))
+                      is_admin=bool(row[3]), created_at=row[4], settings=loads_object(row[5]))
 
 
 def _room(row: sqlite3.Row) -> RoomRecord:
     return RoomRecord(id=row[0], name=row[1], mode=row[2], topic=row[3], created_at=row[4],
-                      terminated_at=row[5], settings=_loads(row[6]))
+                      terminated_at=row[5], settings=loads_object(row[6]))
 
 
 def _member(row: Iterable[Any]) -> MemberRecord:
     return MemberRecord(*row)
-
-
-def _message(row: sqlite3.Row) -> MessageRecord:
-    return MessageRecord(id=row[0], sender_id=row[1] or 0, sender_name=row[2], text=row[3],
-                         ts=row[4], room_id=row[5], recipient_id=row[6], kind=row[7],
-                         extra=_loads(row[8]), delivered=bool(row[9]))
-
-
-def _message_row(message: MessageRecord) -> tuple[Any, ...]:
-    """A message's ten values, in the column order of _insert_messages_sql."""
-    return (message.id, message.room_id, message.recipient_id,
-            # A sender without an account (an IRC guest: id 0 or below) is stored as
-            # NULL, like the sender of a deleted account's messages.
-            message.sender_id if message.sender_id > 0 else None,
-            message.sender_name, message.text, message.ts, message.kind,
-            _dumps(message.extra) if message.extra else "{}", int(message.delivered))

@@ -22,7 +22,7 @@ from storage import (
     StorageError,
     UserRecord,
 )
-from storage.sqlite import HISTORY_SQL
+from storage.messages import HISTORY_SQL
 
 T0 = 1_700_000_000.0
 
@@ -809,7 +809,7 @@ async def test_message_text_round_trips_exactly(tmp_path: Path) -> None:
 
 
 async def test_a_batch_larger_than_a_chunk_keeps_its_order(tmp_path: Path) -> None:
-    from storage.sqlite import MESSAGE_CHUNK
+    from storage.messages import MESSAGE_CHUNK
 
     storage = SqliteStorage(str(tmp_path / "chunks.db"))
     await storage.open()
