@@ -102,3 +102,22 @@ async def room_with(clients: Clients, owner: str, *members: str,
     for client in joined:
         await settle(client)  # drop the join events
     return joined
+
+
+async def text_client(clients: Clients, name: str | None = None) -> LineClient:
+    """A text-mode connection with its banner read, logged in as ``name`` if given
+    (registering it if new)."""
+    client = await clients.raw()
+    assert (await client.line()).startswith("* chatd")
+    if name is not None:
+        verb = "login" if clients.server.services.accounts.find(name) else "register"
+        await text_run(client, f"/{verb} {name} {PASSWORD}")
+    return client
+
+
+async def text_run(client: LineClient, line: str | bytes | None) -> list[str]:
+    """Send ``line`` (if any); return the lines received up to a labelled /ping barrier."""
+    if line is not None:
+        client.send(line)
+    client.send("@sync /ping")
+    return (await client.until(lambda s: s.startswith("@sync ")))[:-1]

@@ -7,25 +7,9 @@ from pathlib import Path
 
 import pytest
 
-from chatd.client import LineClient
 from chatd.clock import ManualClock
 from chatd.server import ChatServer
-from tests.helpers import PASSWORD, Clients, error_of, settle, start_server
-
-
-async def text_client(clients: Clients) -> LineClient:
-    """A raw text connection with its banner read."""
-    client = await clients.raw()
-    assert (await client.line()).startswith("* chatd")
-    return client
-
-
-async def text_run(client: LineClient, line: str) -> list[str]:
-    """Send ``line``; return the lines it produced (up to a labelled /ping barrier)."""
-    client.send(line)
-    client.send("@sync /ping")
-    return (await client.until(lambda s: s.startswith("@sync ")))[:-1]
-
+from tests.helpers import PASSWORD, Clients, error_of, settle, start_server, text_client, text_run
 
 # -- /register ---------------------------------------------------------------------
 

@@ -9,7 +9,7 @@ from typing import Any
 import pytest
 
 from chatd.client import ChatClient, LineClient
-from tests.helpers import PASSWORD, Clients, settle
+from tests.helpers import PASSWORD, Clients, settle, text_client, text_run
 
 MAX_LINE = 4096
 CONTROLS = [chr(c) for c in [*range(0x00, 0x09), *range(0x0A, 0x20), *range(0x7F, 0xA0)]]
@@ -21,22 +21,8 @@ def is_message(event: dict[str, Any]) -> bool:
 
 
 
-async def text_client(clients: Clients, name: str | None = None) -> LineClient:
-    """A text-mode connection, logged in as ``name`` if given (registering it if new)."""
-    client = await clients.raw()
-    assert (await client.line()).startswith("* chatd")
-    if name is not None:
-        verb = "login" if clients.server.services.accounts.find(name) else "register"
-        await text_run(client, f"/{verb} {name} {PASSWORD}")
-    return client
 
 
-async def text_run(client: LineClient, line: str | bytes | None) -> list[str]:
-    """Send ``line`` (if any); return the lines received up to a labelled /ping barrier."""
-    if line is not None:
-        client.send(line)
-    client.send("@sync /ping")
-    return (await client.until(lambda s: s.startswith("@sync ")))[:-1]
 
 
 async def listening_room(clients: Clients) -> tuple[ChatClient, LineClient]:

@@ -11,17 +11,13 @@ import pytest
 from chatd.client import ChatClient, LineClient
 from chatd.clock import ManualClock
 from chatd.server import ChatServer
-from tests.helpers import PASSWORD, Clients, start_server
+from tests.helpers import PASSWORD, Clients, start_server, text_client
 
 
 def is_message(event: dict[str, Any]) -> bool:
     return event.get("type") == "message"
 
 
-async def text_client(clients: Clients) -> LineClient:
-    client = await clients.raw()
-    assert (await client.line()).startswith("* chatd")
-    return client
 
 
 async def assert_closed(client: LineClient) -> None:

@@ -8,9 +8,18 @@ from typing import Any
 
 import pytest
 
-from chatd.client import ChatClient, LineClient
+from chatd.client import ChatClient
 from chatd.clock import ManualClock
-from tests.helpers import PASSWORD, Clients, error_of, messages, room_with, settle
+from tests.helpers import (
+    PASSWORD,
+    Clients,
+    error_of,
+    messages,
+    room_with,
+    settle,
+    text_client,
+    text_run,
+)
 
 ISO_TS = re.compile(r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z$")
 
@@ -27,21 +36,8 @@ def is_message(event: dict[str, Any]) -> bool:
 
 
 
-async def text_client(clients: Clients, name: str) -> LineClient:
-    """A text-mode connection logged in as ``name`` (registering it if new)."""
-    client = await clients.raw()
-    await client.line()
-    verb = "login" if clients.server.services.accounts.find(name) else "register"
-    await text_run(client, f"/{verb} {name} {PASSWORD}")
-    return client
 
 
-async def text_run(client: LineClient, line: str | None) -> list[str]:
-    """Send ``line`` (if any); return the lines received up to a labelled /ping barrier."""
-    if line is not None:
-        client.send(line)
-    client.send("@sync /ping")
-    return (await client.until(lambda s: s.startswith("@sync ")))[:-1]
 
 
 # -- plain lines --------------------------------------------------------------------

@@ -7,11 +7,10 @@ import re
 
 import pytest
 
-from chatd.client import LineClient
 from chatd.clock import ManualClock
 from chatd.registry import Command, Need
 from chatd.server import ChatServer
-from tests.helpers import PASSWORD, Clients, error_of
+from tests.helpers import PASSWORD, Clients, error_of, text_client, text_run
 
 ESC = "\x1b"
 TIMESTAMPED = re.compile(r"^\[\d\d:\d\d\] ")
@@ -19,22 +18,8 @@ TIMESTAMPED = re.compile(r"^\[\d\d:\d\d\] ")
 
 
 
-async def text_client(clients: Clients, name: str | None = None) -> LineClient:
-    """A text-mode connection, logged in as ``name`` if given (registering it if new)."""
-    client = await clients.raw()
-    assert (await client.line()).startswith("* chatd")
-    if name is not None:
-        verb = "login" if clients.server.services.accounts.find(name) else "register"
-        await text_run(client, f"/{verb} {name} {PASSWORD}")
-    return client
 
 
-async def text_run(client: LineClient, line: str | None) -> list[str]:
-    """Send ``line`` (if any); return the lines received up to a labelled /ping barrier."""
-    if line is not None:
-        client.send(line)
-    client.send("@sync /ping")
-    return (await client.until(lambda s: s.startswith("@sync ")))[:-1]
 
 
 def commands_of(server: ChatServer) -> list[Command]:

@@ -8,28 +8,17 @@ from typing import Any
 
 import pytest
 
-from chatd.client import LineClient
 from chatd.clock import ManualClock
 from chatd.server import ChatServer
-from tests.helpers import Clients, error_of, settle, start_server
+from tests.helpers import Clients, error_of, settle, start_server, text_client, text_run
 
 
 def of_type(events: list[dict[str, Any]], kind: str) -> list[dict[str, Any]]:
     return [e for e in events if e.get("type") == kind]
 
 
-async def text_client(clients: Clients) -> LineClient:
-    client = await clients.raw()
-    assert (await client.line()).startswith("* chatd")
-    return client
 
 
-async def text_run(client: LineClient, line: str | None) -> list[str]:
-    """Send ``line`` (if any); return the lines received up to a labelled /ping barrier."""
-    if line is not None:
-        client.send(line)
-    client.send("@sync /ping")
-    return (await client.until(lambda s: s.startswith("@sync ")))[:-1]
 
 
 # -- /create ------------------------------------------------------------------------

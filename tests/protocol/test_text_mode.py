@@ -4,25 +4,14 @@ from __future__ import annotations
 
 import re
 
-from chatd.client import LineClient
-from tests.helpers import PASSWORD, Clients
+from tests.helpers import PASSWORD, Clients, text_client, text_run
 
 ERROR = re.compile(r"^! [a-z]+(-[a-z]+)*: \S")
 ESC = "\x1b"
 
 
-async def text_client(clients: Clients) -> LineClient:
-    client = await clients.raw()
-    assert (await client.line()).startswith("* chatd")
-    return client
 
 
-async def text_run(client: LineClient, line: str | None) -> list[str]:
-    """Send ``line`` (if any); return the lines received up to a labelled /ping barrier."""
-    if line is not None:
-        client.send(line)
-    client.send("@sync /ping")
-    return (await client.until(lambda s: s.startswith("@sync ")))[:-1]
 
 
 async def test_banner_is_a_notice_line_ending_in_crlf(clients: Clients) -> None:
