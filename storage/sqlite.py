@@ -330,11 +330,35 @@ def _translated() -> Iterator[None]:
 
 async def _configure(conn: aiosqlite.Connection) -> None:
     await conn.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
-    rows = list(await conn.execute_fetchall("PRAGMA journal_mode = WAL"))
-    if rows[0][0] != "wal":
-        log.warning("database journal mode is %s, not wal", rows[0][0])
+    mode = await _enter_wal(conn)
+    if mode != "wal":
+        log.warning("database journal mode is %s, not wal", mode)
     await conn.execute("PRAGMA foreign_keys = ON")
     await conn.execute("PRAGMA synchronous = NORMAL")
+
+
+async def _enter_wal(conn: aiosqlite.Connection) -> str:
+    """Switch the file to WAL (once: the mode is stored in the file) and return its mode.
+
+    Entering WAL needs the file to itself, and SQLite reports "database is
+    locked" at once instead of waiting for the busy timeout when another
+    process is opening a new file at the same moment: retry for that long.
+    """
+    rows = list(await conn.execute_fetchall("PRAGMA journal_mode"))
+    if rows[0][0] == "wal":
+        return "wal"
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + BUSY_TIMEOUT_MS / 1000
+    delay = 0.005
+    while True:
+        try:
+            rows = list(await conn.execute_fetchall("PRAGMA journal_mode = WAL"))
+            return str(rows[0][0])
+        except sqlite3.OperationalError as exc:
+            if exc.sqlite_errorcode != sqlite3.SQLITE_BUSY or loop.time() + delay > deadline:
+                raise
+        await asyncio.sleep(delay)
+        delay = min(delay * 2, 0.1)
 
 
 def _copy_database(source: str, target: str) -> None:
