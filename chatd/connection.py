@@ -21,11 +21,12 @@ from typing import TYPE_CHECKING, cast
 
 from chatd.codec import BadLine, LineFramer
 from chatd.errors import Code
+from chatd.feed import Outbox
 from chatd.ratelimit import TokenBucket
 from chatd.session import Session
 
 if TYPE_CHECKING:
-    from collections.abc import Awaitable
+    from collections.abc import Awaitable, Callable
 
     from chatd.server import ChatServer
 
@@ -33,12 +34,17 @@ log = logging.getLogger(__name__)
 
 
 class FlushScheduler:
-    """Coalesces writes: every connection written to is flushed once, at the turn's end."""
+    """Coalesces writes: every connection written to is flushed once, at the turn's end.
 
-    __slots__ = ("_dirty", "_loop", "_scheduled")
+    ``end_turn`` is called as each flush starts: room feeds (see :mod:`chatd.feed`)
+    of the turn being flushed must not take more messages.
+    """
 
-    def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
+    __slots__ = ("_dirty", "_end_turn", "_loop", "_scheduled")
+
+    def __init__(self, loop: asyncio.AbstractEventLoop, end_turn: Callable[[], None]) -> None:
         self._loop = loop
+        self._end_turn = end_turn
         self._dirty: list[Connection] = []
         self._scheduled = False
 
@@ -50,24 +56,24 @@ class FlushScheduler:
 
     def flush(self) -> None:
         self._scheduled = False
+        self._end_turn()
         dirty, self._dirty = self._dirty, []
         for conn in dirty:
             conn.flush()
 
 
-class Connection(asyncio.Protocol):
-    """The transport side of a session."""
+class Connection(Outbox, asyncio.Protocol):
+    """The transport side of a session; its output of a turn is its :class:`Outbox`."""
 
     __slots__ = ("_closing", "_eof", "_flusher", "_framer", "_paused", "_queue", "_server",
-                 "_transport", "connected_at", "last_input", "pending", "session", "worker")
+                 "_transport", "connected_at", "last_input", "session", "worker")
 
     def __init__(self, server: ChatServer) -> None:
+        super().__init__()
         self._server = server
         self._flusher = server.flusher
         self._transport: asyncio.Transport | None = None
         self._framer = LineFramer(server.config.listen.max_line)
-        # Output of this turn of the loop; the session appends to it directly.
-        self.pending: list[bytes] = []
         self._queue: deque[str | BadLine] = deque()
         self.worker: asyncio.Task[None] | None = None
         self._paused = False
@@ -111,7 +117,7 @@ class Connection(asyncio.Protocol):
 
     def connection_lost(self, exc: Exception | None) -> None:
         self._closing = True
-        self.pending.clear()
+        self.discard()
         # A command already running finishes (its replies go nowhere); cancelling
         # it could stop it between persisting a change and applying it.
         self._server.connection_closed(self)
@@ -162,11 +168,6 @@ class Connection(asyncio.Protocol):
 
     # -- output (the Output protocol of Session) ----------------------------------
 
-    def write(self, data: bytes) -> None:
-        pending = self.pending
-        if pending or self.wake():
-            pending.append(data)
-
     def wake(self) -> bool:
         """Output is about to start for this turn: schedule the flush. False once
         closing (nothing more is sent; close() already flushed what was queued)."""
@@ -176,13 +177,11 @@ class Connection(asyncio.Protocol):
         return True
 
     def flush(self) -> None:
-        out = self.pending
+        data = self.take()
         transport = self._transport
-        if not out or transport is None or transport.is_closing():
-            out.clear()
+        if not data or transport is None or transport.is_closing():
             return
-        transport.write(out[0] if len(out) == 1 else b"".join(out))
-        out.clear()
+        transport.write(data)
         if transport.get_write_buffer_size() > self._server.config.limits.output_buffer:
             log.warning("slow consumer disconnected", extra={"fields": {
                 "session": self.session.id, "peer": self.session.peer,

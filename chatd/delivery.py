@@ -1,13 +1,15 @@
 """The message bus: how an item reaches a room's or a user's connections.
 
 :class:`LocalBus` delivers to the sessions of this process. A bus shared by
-several nodes (for example over Redis pub/sub) implements the same two
-methods and forwards what it receives to its local sessions.
+several nodes (for example over Redis pub/sub) implements the same methods
+and forwards what it receives to its local sessions (through a LocalBus).
 """
 
 from __future__ import annotations
 
 from typing import TYPE_CHECKING, Protocol
+
+from chatd.feed import RoomFeed
 
 if TYPE_CHECKING:
     from chatd.accounts import User
@@ -20,16 +22,40 @@ class Bus(Protocol):
     def to_room(self, room: Room, item: Outgoing, skip: Session | None = None) -> None: ...
     def to_user(self, user: User, item: Outgoing, skip: Session | None = None) -> None: ...
 
+    def end_turn(self) -> None:
+        """The connections' output of this turn of the loop is being flushed."""
+
 
 class LocalBus:
     """Delivers in-process. Never awaits: a slow client cannot stall a broadcast."""
 
-    __slots__ = ()
+    __slots__ = ("turn",)
+
+    def __init__(self) -> None:
+        self.turn = 0
+
+    def end_turn(self) -> None:
+        self.turn += 1
 
     def to_room(self, room: Room, item: Outgoing, skip: Session | None = None) -> None:
-        for session in room.endpoints:
-            if session is not skip:
-                session.deliver(item)
+        if item.priority:
+            # Presence and typing events may be shed per connection: one by one.
+            for session in room.endpoints:
+                if session is not skip:
+                    session.deliver(item)
+            return
+        feed = room.feed
+        if feed is None or feed.turn != self.turn:
+            feed = room.feed = RoomFeed(room.id, self.turn)
+        if skip is not None and skip.out.feed is feed:
+            skip.out.untap()
+        feed.add(item)
+        endpoints = room.endpoints
+        if feed.taps != len(endpoints):
+            # Someone is not tapped yet this turn, or was given something else since.
+            for session in endpoints:
+                if session.out.feed is not feed and session is not skip:
+                    session.tap(feed, item)
 
     def to_user(self, user: User, item: Outgoing, skip: Session | None = None) -> None:
         for session in user.sessions:

@@ -15,6 +15,9 @@ from typing import TYPE_CHECKING, Any
 from storage.records import MemberRecord, RoomRecord, SanctionRecord
 
 if TYPE_CHECKING:
+    from collections.abc import Iterable
+
+    from chatd.feed import RoomFeed
     from chatd.session import Session
 
 
@@ -75,8 +78,8 @@ class Departure:
 class Room:
     """A room in memory: the source of truth for membership and routing."""
 
-    __slots__ = ("bans", "created_at", "endpoints", "id", "lock", "members", "mode", "mutes",
-                 "name", "settings", "topic")
+    __slots__ = ("bans", "created_at", "endpoints", "feed", "id", "lock", "members", "mode",
+                 "mutes", "name", "settings", "topic")
 
     def __init__(self, record: RoomRecord) -> None:
         self.id = record.id
@@ -90,9 +93,24 @@ class Room:
         self.bans: dict[int, SanctionRecord] = {}
         self.mutes: dict[int, SanctionRecord] = {}
         # Connections of online members: the fan-out list of a room message.
+        # Change it through connect/disconnect only: they keep the feed's taps right.
         self.endpoints: set[Session] = set()
+        # This turn's messages, shared by the members' connections (chatd.feed).
+        self.feed: RoomFeed | None = None
         # Serialises membership changes so check, persist and apply never interleave.
         self.lock = asyncio.Lock()
+
+    def connect(self, sessions: Iterable[Session]) -> None:
+        """These connections receive the room's messages from now on."""
+        self.endpoints.update(sessions)
+
+    def disconnect(self, sessions: Iterable[Session]) -> None:
+        """These connections receive nothing more of the room, not even this turn's."""
+        feed = self.feed
+        for session in list(sessions):
+            self.endpoints.discard(session)
+            if feed is not None and session.out.feed is feed:
+                session.out.untap()
 
     def role_of(self, user_id: int) -> Role | None:
         member = self.members.get(user_id)
@@ -144,7 +162,7 @@ class Room:
         for user_id in gone:
             self.members.pop(user_id, None)
             left.extend(s for s in self.endpoints if s.user is not None and s.user.id == user_id)
-        self.endpoints.difference_update(left)
+        self.disconnect(left)
         self.set_roles(departure.role_changes, now)
         return left
 

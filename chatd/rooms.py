@@ -111,13 +111,13 @@ class Rooms:
         """A logged-in session starts receiving its user's rooms."""
         assert session.user is not None
         for room in self._of_user.get(session.user.id, ()):
-            room.endpoints.add(session)
+            room.connect((session,))
 
     def detach(self, session: Session) -> None:
         if session.user is None:
             return
         for room in self._of_user.get(session.user.id, ()):
-            room.endpoints.discard(session)
+            room.disconnect((session,))
 
     # -- changes -------------------------------------------------------------
 
@@ -220,7 +220,7 @@ class Rooms:
         self._of_user.setdefault(member.user_id, set()).add(room)
         user = self._accounts.get(member.user_id)
         if user is not None:
-            room.endpoints.update(user.sessions)
+            room.connect(user.sessions)
 
     def _ensure_live(self, room: Room) -> None:
         if self._by_id.get(room.id) is not room:
@@ -251,7 +251,7 @@ class Rooms:
             for session in room.endpoints:
                 if session.current_room is room:
                     session.current_room = None
-            room.endpoints.clear()
+            room.disconnect(room.endpoints)
 
     async def _announce_roles(self, room: Room, changes: list[tuple[int, Role]]) -> None:
         for user_id, role in changes:

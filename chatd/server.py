@@ -79,7 +79,7 @@ class ChatServer:
 
     async def start(self, sockets: list[socket.socket] | None = None) -> None:
         """Open storage, load state, then listen (on ``sockets`` if given)."""
-        self.flusher = FlushScheduler(asyncio.get_running_loop())
+        self.flusher = FlushScheduler(asyncio.get_running_loop(), self.services.bus.end_turn)
         await self.storage.open()
         await self.services.accounts.load()
         await self.services.rooms.load()

@@ -19,6 +19,7 @@ from chatd.render import Style, render, style_key
 
 if TYPE_CHECKING:
     from chatd.accounts import User
+    from chatd.feed import Lane, RoomFeed
     from chatd.room import Room
 
 log = logging.getLogger(__name__)
@@ -41,15 +42,19 @@ class LineSink(Protocol):
 
 
 class Output(Protocol):
-    """What a session needs from its transport.
+    """What a session needs from its transport (a :class:`chatd.feed.Outbox`).
 
     ``pending`` is this turn's output, appended to directly on the fan-out hot
-    path after ``wake()`` (which returns False once the connection is closing).
+    path after ``wake()`` (which returns False once the connection is closing)
+    and after closing the tap on a room's feed, if ``feed`` says there is one.
     """
 
     pending: list[bytes]
+    feed: RoomFeed | None
 
     def wake(self) -> bool: ...
+    def tap(self, feed: RoomFeed, lane: Lane) -> None: ...
+    def untap(self) -> None: ...
 
     @property
     def congested(self) -> bool: ...
@@ -113,14 +118,30 @@ class Session:
 
     @current_room.setter
     def current_room(self, room: Room | None) -> None:
+        self._close_tap()  # a tapped lane renders for the old current room
         self._room = room
         self._room_id = room.id if room is not None else -1
 
     def set_style(self, style: Style) -> None:
         """Change the output style (format, colour, timestamps, theme)."""
+        self._close_tap()
         self.style = style
         self._key_current = style_key(style, True)
         self._key_other = style_key(style, False)
+
+    def _close_tap(self) -> None:
+        if self.out.feed is not None:
+            self.out.untap()
+
+    def tap(self, feed: RoomFeed, item: Outgoing) -> None:
+        """Take the room's messages of this turn from ``item`` on (see chatd.feed):
+        the room fan-out's fast path for messages."""
+        if self.coalesced:
+            self.deliver(item)
+            return
+        current = feed.room_id == self._room_id
+        key = self._key_current if current else self._key_other
+        self.out.tap(feed, feed.lane(key, self.style, current, item))
 
     def deliver(self, item: Outgoing) -> None:
         """Queue ``item`` for this connection. The fan-out hot path: keep it lean."""
@@ -133,8 +154,11 @@ class Session:
         data = item.cache.get(key)
         if data is None:
             data = item.cache[key] = render(item.record, self.style, key == self._key_current)
+        out = self.out
+        if out.feed is not None:
+            out.untap()
         pending = self._pending
-        if data and (pending or self.out.wake()):
+        if data and (pending or out.wake()):
             pending.append(data)
 
     def _shed(self, item: Outgoing) -> None:

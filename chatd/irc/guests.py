@@ -126,7 +126,7 @@ class Guests:
             now = services.clock.time()
             room.members[user.id] = Member(user.id, user.name, Role.MEMBER, now, now,
                                            next(self._seq))
-            room.endpoints.add(session)
+            room.connect((session,))
         services.bus.to_room(room, Outgoing({"type": "event", "event": "join",
                                              "room": room.name, "user": user.name}, room.id),
                              skip=session)
@@ -221,7 +221,7 @@ class Guests:
         for room in rooms:
             # At once: the room service finds a departing member's connections by
             # their user, which the logout that follows clears.
-            room.endpoints.discard(session)
+            room.disconnect((session,))
         if rooms:
             task = asyncio.ensure_future(self._leave_all(user, rooms))
             self._tasks.add(task)

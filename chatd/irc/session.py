@@ -28,6 +28,7 @@ from chatd.session import Session
 
 if TYPE_CHECKING:
     from chatd.accounts import User
+    from chatd.feed import RoomFeed
     from chatd.irc.commands import IrcContext
     from chatd.irc.listener import IrcListener
     from chatd.outgoing import Outgoing
@@ -86,6 +87,10 @@ class IrcSession(Session):
         self.irc = IrcState(listener)
 
     # -- what the domain calls ----------------------------------------------------
+
+    def tap(self, feed: RoomFeed, item: Outgoing) -> None:
+        """IRC lines depend on the channels this client has joined: no shared lanes."""
+        self.deliver(item)
 
     def deliver(self, item: Outgoing) -> None:
         """Queue ``item`` as IRC lines (rendered once per tag mode for all recipients)."""
