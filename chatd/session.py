@@ -164,6 +164,9 @@ class Session:
     def _shed(self, item: Outgoing) -> None:
         if item.priority == PRESENCE:
             self.coalesced += 1
+            # The summary must come before the room's next message: no tap may
+            # carry that message past it.
+            self._close_tap()
 
     def _summarise_coalesced(self) -> None:
         count, self.coalesced = self.coalesced, 0

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import pytest
 
+from chatd.feed import Outbox
 from chatd.irc.guests import MAX_GUEST_ROOMS
 from chatd.irc.session import IrcSession
 from chatd.outgoing import Outgoing
@@ -37,19 +38,13 @@ async def test_an_unexpected_failure_is_logged_and_answered_400(
     assert any(r.message == "IRC command failed" for r in caplog.records)
 
 
-class _Pressured:
+class _Pressured(Outbox):
     """An output that is behind: congested, collecting what is written."""
 
     congested = True
 
-    def __init__(self) -> None:
-        self.pending: list[bytes] = []
-
     def wake(self) -> bool:
         return True
-
-    def write(self, data: bytes) -> None:
-        self.pending.append(data)
 
     @property
     def data(self) -> bytes:
