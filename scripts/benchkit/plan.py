@@ -81,12 +81,13 @@ def make_plan(quick: bool, window: int, scenarios: set[str]) -> Plan:
             phase_timeout=20)
     else:
         plan = Plan(
-            fanout=[fan("fanout-100c-1r", 100, 1, 10, 6_000_000),
-                    fan("fanout-1000c-10r", 1000, 10, 100, 6_000_000),
-                    fan("fanout-1000c-1r", 1000, 1, 10, 8_000_000)],
+            # Runs of several seconds: CPU is read in 10 ms ticks.
+            fanout=[fan("fanout-100c-1r", 100, 1, 10, 12_000_000),
+                    fan("fanout-1000c-10r", 1000, 10, 100, 12_000_000),
+                    fan("fanout-1000c-1r", 1000, 1, 10, 16_000_000)],
             latency_clients=100, latency_senders=10, latency_rate=100, latency_seconds=5,
             connections=10_000,
-            persistence=fan("persist-100c-1r", 100, 1, 10, 3_000_000),
+            persistence=fan("persist-100c-1r", 100, 1, 10, 8_000_000),
             history_messages=1_000_000, history_requests=200,
             scaling=[scaling(1000, k, n) for k, n in
                      ((10, 1_500_000), (100, 3_000_000), (1000, 4_000_000))],
