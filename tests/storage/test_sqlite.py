@@ -785,7 +785,7 @@ async def test_files_and_keys_round_trip(tmp_path: Path) -> None:
 
 
 async def test_message_text_round_trips_exactly(tmp_path: Path) -> None:
-    """Batches travel to SQLite as one JSON array: any text must come back unchanged."""
+    """Batches travel to SQLite as bound parameters: any text must come back unchanged."""
     storage = SqliteStorage(str(tmp_path / "texts.db"))
     await storage.open()
     try:
