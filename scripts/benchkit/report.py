@@ -161,7 +161,8 @@ def summary_lines(results: dict[str, Any]) -> list[str]:
                      f"({'keeps up' if pers['keeps_up'] else 'FALLS BEHIND'}), "
                      f"cost of persistence {pers.get('cost_pct')}% of deliveries/CPU-s, "
                      f"SQLite thread {pers['sqlite_thread_us_per_message']} us CPU/message "
-                     f"({pers['sqlite_thread_share_pct']}% of the daemon's CPU)")
+                     f"({pers['sqlite_thread_share_pct']}% of the daemon's CPU), "
+                     f"{pers.get('event_loop_cost_pct')}% of the event loop's capacity")
         hist = pers.get("history")
         if hist:
             extra.append(f"/history 50 on {hist['stored_messages']:,} messages: "
