@@ -160,13 +160,20 @@ async def test_a_burst_in_one_write_reaches_every_member_in_the_order_sent(
         assert await text_run(reader, None) == []
 
 
-async def test_bursts_of_two_senders_reach_every_member_in_one_common_order(
-        clients: Clients) -> None:
+async def three_and_a_text_member(clients: Clients
+                                  ) -> tuple[ChatClient, ChatClient, ChatClient, LineClient]:
+    """alice, bob and carol (JSON) and dave (text) in #general, with nothing pending."""
     alice, bob, carol = await room_with(clients, "alice", "bob", "carol")
     dave = await text_client(clients, "dave")
     await text_run(dave, "/join general")
     for client in (alice, bob, carol):
         await settle(client)
+    return alice, bob, carol, dave
+
+
+async def test_bursts_of_two_senders_reach_every_member_in_one_common_order(
+        clients: Clients) -> None:
+    alice, bob, carol, dave = await three_and_a_text_member(clients)
     write_burst(alice, [f"a{i}" for i in range(40)] + ["/me is done"])
     write_burst(bob, [f"b{i}" for i in range(40)] + ["/me is done"])
 
@@ -238,11 +245,7 @@ async def test_a_member_kicked_mid_burst_gets_nothing_of_the_room_after_the_kick
 
 async def test_a_labelled_ack_arrives_in_its_place_among_the_room_messages(
         clients: Clients) -> None:
-    alice, bob, carol = await room_with(clients, "alice", "bob", "carol")
-    dave = await text_client(clients, "dave")
-    await text_run(dave, "/join general")
-    for client in (alice, bob, carol):
-        await settle(client)
+    alice, bob, carol, dave = await three_and_a_text_member(clients)
     alice_lines = []
     for i in range(30):
         if i % 5 == 0:  # the first one too: skipped before anything else of the turn
