@@ -29,13 +29,20 @@ class Bus(Protocol):
 class LocalBus:
     """Delivers in-process. Never awaits: a slow client cannot stall a broadcast."""
 
-    __slots__ = ("turn",)
+    __slots__ = ("_fed", "turn")
 
     def __init__(self) -> None:
         self.turn = 0
+        # Rooms whose feed belongs to this turn.
+        self._fed: list[Room] = []
 
     def end_turn(self) -> None:
         self.turn += 1
+        # Drop the finished feeds: a room that goes quiet would otherwise keep
+        # its last turn's bytes until its next message.
+        for room in self._fed:
+            room.feed = None
+        self._fed.clear()
 
     def to_room(self, room: Room, item: Outgoing, skip: Session | None = None) -> None:
         if item.priority:
@@ -47,6 +54,7 @@ class LocalBus:
         feed = room.feed
         if feed is None or feed.turn != self.turn:
             feed = room.feed = RoomFeed(room.id, self.turn)
+            self._fed.append(room)
         if skip is not None and skip.out.feed is feed:
             skip.out.untap()
         feed.add(item)

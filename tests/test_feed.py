@@ -167,6 +167,7 @@ def test_a_message_is_rendered_once_per_style_and_shared_by_every_member() -> No
     assert all(len(item.cache) == 2 for item in items)
     # Every member was woken once for the turn, whatever the number of messages.
     assert [box(s).wakes for s in members] == [1] * len(members)
+    feed = room.feed
     out = end_turn(bus, members)
     check_taps([room], members)
     for group in (texts, jsons):
@@ -175,7 +176,7 @@ def test_a_message_is_rendered_once_per_style_and_shared_by_every_member() -> No
         # Whole-lane takers share one bytes object.
         assert all(out[s] is out[group[0]] for s in group)
     assert out[texts[0]] == b"<alice> m0\r\n<alice> m1\r\n<alice> m2\r\n"
-    assert room.feed.taps == 0
+    assert feed.taps == 0 and room.feed is None
 
 
 def test_the_messages_of_a_turn_come_out_in_order_events_and_actions_included() -> None:
@@ -516,6 +517,7 @@ def test_end_of_turn_then_new_messages_start_a_fresh_feed() -> None:
         assert out[session] == b"".join(naive(session, i) for i in first)
         assert box(session).feed is None and box(session).pending == []
     assert old is not None and old.taps == 0
+    assert room.feed is None  # a finished turn's bytes are not kept
     second = [room_msg(room, "c"), room_msg(room, "d")]
     for item in second:
         bus.to_room(room, item)
