@@ -29,17 +29,15 @@ class Bus(Protocol):
 class LocalBus:
     """Delivers in-process. Never awaits: a slow client cannot stall a broadcast."""
 
-    __slots__ = ("_fed", "turn")
+    __slots__ = ("_fed",)
 
     def __init__(self) -> None:
-        self.turn = 0
-        # Rooms whose feed belongs to this turn.
+        # The rooms with a feed: every feed belongs to the current turn.
         self._fed: list[Room] = []
 
     def end_turn(self) -> None:
-        self.turn += 1
-        # Drop the finished feeds: a room that goes quiet would otherwise keep
-        # its last turn's bytes until its next message.
+        # The next message of each room starts a new feed; a room that goes
+        # quiet keeps no bytes of its last turn.
         for room in self._fed:
             room.feed = None
         self._fed.clear()
@@ -52,8 +50,8 @@ class LocalBus:
                     session.deliver(item)
             return
         feed = room.feed
-        if feed is None or feed.turn != self.turn:
-            feed = room.feed = RoomFeed(room.id, self.turn)
+        if feed is None:
+            feed = room.feed = RoomFeed(room.id)
             self._fed.append(room)
         if skip is not None and skip.out.feed is feed:
             skip.out.untap()

@@ -62,11 +62,10 @@ class Lane:
 class RoomFeed:
     """A room's messages of one turn, one lane per output style in use."""
 
-    __slots__ = ("lanes", "room_id", "taps", "turn")
+    __slots__ = ("lanes", "room_id", "taps")
 
-    def __init__(self, room_id: int, turn: int) -> None:
+    def __init__(self, room_id: int) -> None:
         self.room_id = room_id
-        self.turn = turn
         self.lanes: dict[int, Lane] = {}
         # How many connections hold a tap on this feed now.
         self.taps = 0
@@ -106,16 +105,14 @@ class Outbox(abc.ABC):
 
     def write(self, data: bytes) -> None:
         """Queue ``data`` after everything queued or tapped so far."""
-        if self.feed is not None:
-            self.untap()
+        self.untap()
         pending = self.pending
         if pending or self.wake():
             pending.append(data)
 
     def tap(self, feed: RoomFeed, lane: Lane) -> None:
         """Take ``lane`` from its last chunk on, until untapped or taken."""
-        if self.feed is not None:
-            self.untap()
+        self.untap()
         if self.pending or self.wake():
             self.feed = feed
             self.lane = lane
@@ -123,9 +120,11 @@ class Outbox(abc.ABC):
             feed.taps += 1
 
     def untap(self) -> None:
-        """Something else comes next: queue what the tap took so far as plain bytes."""
+        """Something else comes next: queue what the tap took so far as plain bytes
+        (nothing to do without a tap)."""
         lane = self.lane
-        assert lane is not None
+        if lane is None:
+            return
         self.pending.extend(lane.chunks[self.lane_start:])
         self._release()
 

@@ -44,15 +44,11 @@ class LineSink(Protocol):
 class Output(Protocol):
     """What a session needs from its transport (a :class:`chatd.feed.Outbox`).
 
-    ``pending`` is this turn's output, appended to directly on the fan-out hot
-    path after ``wake()`` (which returns False once the connection is closing)
-    and after closing the tap on a room's feed, if ``feed`` says there is one.
+    ``feed`` is the room feed the output is tapped on, if any.
     """
 
-    pending: list[bytes]
     feed: RoomFeed | None
 
-    def wake(self) -> bool: ...
     def tap(self, feed: RoomFeed, lane: Lane) -> None: ...
     def untap(self) -> None: ...
 
@@ -68,7 +64,6 @@ class Session:
     __slots__ = (
         "_key_current",
         "_key_other",
-        "_pending",
         "_room",
         "_room_id",
         "anonymous_since",
@@ -90,7 +85,6 @@ class Session:
         # Since when nobody is logged in here (connect or logout): the login timeout's start.
         self.anonymous_since = now
         self.out = out
-        self._pending = out.pending
         self.peer = peer
         self.state = SessionState.CONNECTED
         self.user: User | None = None
@@ -118,20 +112,16 @@ class Session:
 
     @current_room.setter
     def current_room(self, room: Room | None) -> None:
-        self._close_tap()  # a tapped lane renders for the old current room
+        self.out.untap()  # a tapped lane renders for the old current room
         self._room = room
         self._room_id = room.id if room is not None else -1
 
     def set_style(self, style: Style) -> None:
         """Change the output style (format, colour, timestamps, theme)."""
-        self._close_tap()
+        self.out.untap()
         self.style = style
         self._key_current = style_key(style, True)
         self._key_other = style_key(style, False)
-
-    def _close_tap(self) -> None:
-        if self.out.feed is not None:
-            self.out.untap()
 
     def tap(self, feed: RoomFeed, item: Outgoing) -> None:
         """Take the room's messages of this turn from ``item`` on (see chatd.feed):
@@ -154,19 +144,15 @@ class Session:
         data = item.cache.get(key)
         if data is None:
             data = item.cache[key] = render(item.record, self.style, key == self._key_current)
-        out = self.out
-        if out.feed is not None:
-            out.untap()
-        pending = self._pending
-        if data and (pending or out.wake()):
-            pending.append(data)
+        if data:
+            self.out.write(data)
 
     def _shed(self, item: Outgoing) -> None:
         if item.priority == PRESENCE:
             self.coalesced += 1
             # The summary must come before the room's next message: no tap may
             # carry that message past it.
-            self._close_tap()
+            self.out.untap()
 
     def _summarise_coalesced(self) -> None:
         count, self.coalesced = self.coalesced, 0
