@@ -1,17 +1,25 @@
 """SQL for messages: the batched insert, history, direct messages (mixed into
-SqliteStorage)."""
+SqliteStorage).
+
+Plain room text is stored in blocks (``message_blocks``, see storage.blocks);
+every other message (direct, action, sticker, file, end-to-end, a guest's or
+the system's) a row each in ``messages``. History reads both.
+"""
 
 from __future__ import annotations
 
 import functools
 import itertools
+import json
 import operator
 import sqlite3
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from typing import Any
 
 import aiosqlite
 
+from storage.api import Conflict
+from storage.blocks import BLOCK_COLUMNS, BLOCK_SIZE, block_rows, is_plain, read_block
 from storage.host import SqliteHost, dumps_object, loads_object
 from storage.records import MessageRecord
 
@@ -22,6 +30,17 @@ _MESSAGE = ("id, sender_id, sender_name, text, ts, room_id, recipient_id, kind, 
 # Served by the partial index messages_room (room_id, id): a backwards range scan.
 HISTORY_SQL = (f"SELECT {_MESSAGE} FROM messages WHERE room_id = ? AND id < ? "
                "ORDER BY id DESC LIMIT ?")
+
+# A room's blocks that end below an id, newest first (index message_blocks_room).
+_BLOCKS_SQL = ("SELECT last_id, count, numbers, strings FROM message_blocks "
+               "WHERE room_id = ? AND last_id < ? ORDER BY last_id DESC LIMIT ?")
+# The one block of a room that may hold messages on both sides of an id.
+_STRADDLING_SQL = ("SELECT first_id, count, numbers, strings FROM message_blocks "
+                   "WHERE room_id = ? AND last_id >= ? ORDER BY last_id LIMIT 1")
+
+# Both lookups are a step down a B-tree: the key of message_blocks is last_id.
+MAX_MESSAGE_ID_SQL = ("SELECT MAX((SELECT COALESCE(MAX(id), 0) FROM messages), "
+                      "(SELECT COALESCE(MAX(last_id), 0) FROM message_blocks))")
 
 # -- the batched insert ----------------------------------------------------------
 #
@@ -34,37 +53,28 @@ HISTORY_SQL = (f"SELECT {_MESSAGE} FROM messages WHERE room_id = ? AND id < ? "
 # ever exist and sqlite3's statement cache always has them compiled: preparing
 # a 400-row INSERT costs 0.6-1 ms, more than running it, and with one arbitrary
 # remainder per batch it was paid for nearly every batch. Powers of two split
-# any count into few statements (at most one per binary digit of the rest),
-# and each statement has a fixed cost (see _MIN_PLAIN). 512 rows bind at most
-# 5120 parameters, far below SQLite's limit (32766 since SQLite 3.32).
+# any count into few statements (at most one per binary digit of the rest).
+# 512 rows bind at most 5120 parameters, far below SQLite's limit (32766 since
+# SQLite 3.32).
 MESSAGE_CHUNK = 512
 CHUNK_SIZES: tuple[int, ...] = tuple(
     2 ** k for k in range(MESSAGE_CHUNK.bit_length() - 1, -1, -1))
 
-# Most messages are plain room text: they bind only the six columns that are
-# not the table's defaults (recipient NULL, kind 'text', extra '{}',
-# delivered 1), which costs SQLite about 30% less than binding all ten.
-_PLAIN_COLUMNS = "id, room_id, sender_id, sender_name, text, ts"
 _ALL_COLUMNS = ("id, room_id, recipient_id, sender_id, sender_name, text, ts, kind, extra, "
                 "delivered")
-_PLAIN_WIDTH = _PLAIN_COLUMNS.count(",") + 1
-_ALL_WIDTH = _ALL_COLUMNS.count(",") + 1
 
-# Each statement costs about 9 us of the SQLite thread (24 us in all) whatever
-# its size, and the six-column form saves about 0.6 us a row: a few plain
-# messages among others are not worth statements of their own, and go with the
-# others in the ten-column form.
-_MIN_PLAIN = 32
-
-# A plain message's values in the order of _PLAIN_COLUMNS, as a tuple made in C.
-_plain_row = operator.attrgetter("id", "room_id", "sender_id", "sender_name", "text", "ts")
+InsertSql = Callable[[int], str]
 
 
-@functools.lru_cache(maxsize=2 * len(CHUNK_SIZES))
-def _insert_sql(columns: str, rows: int) -> str:
+@functools.lru_cache(maxsize=4 * len(CHUNK_SIZES))
+def _insert_sql(table: str, columns: str, rows: int) -> str:
     """The fast INSERT of ``rows`` rows; the foreign keys check what it inserts."""
     row = "(" + ",".join("?" * (columns.count(",") + 1)) + ")"
-    return f"INSERT INTO messages ({columns}) VALUES {','.join([row] * rows)}"
+    return f"INSERT INTO {table} ({columns}) VALUES {','.join([row] * rows)}"
+
+
+_insert_messages_sql: InsertSql = functools.partial(_insert_sql, "messages", _ALL_COLUMNS)
+_insert_blocks_sql: InsertSql = functools.partial(_insert_sql, "message_blocks", BLOCK_COLUMNS)
 
 
 # The careful form, used only for a chunk the fast form could not insert
@@ -72,7 +82,8 @@ def _insert_sql(columns: str, rows: int) -> str:
 # writer becomes NULL, and a direct message to a recipient deleted meanwhile is
 # dropped (their direct messages were deleted with them). Either way one late
 # message cannot make the whole batch fail forever. A message to an unknown
-# room still fails here, and with it the batch.
+# room still fails here, and with it the batch. (Blocks need no careful form:
+# they reference their room alone.)
 @functools.lru_cache(maxsize=len(CHUNK_SIZES))
 def _careful_insert_sql(rows: int) -> str:
     values = ",".join(["(?,?,?,?,?,?,?,?,?,?)"] * rows)
@@ -93,31 +104,39 @@ def chunk_sizes(count: int) -> list[int]:
     return sizes
 
 
-__all__ = ["CHUNK_SIZES", "HISTORY_SQL", "MESSAGE_CHUNK", "MessageQueries", "chunk_sizes"]
+__all__ = ["CHUNK_SIZES", "HISTORY_SQL", "MAX_MESSAGE_ID_SQL", "MESSAGE_CHUNK",
+           "MessageQueries", "chunk_sizes"]
 
 
 class MessageQueries:
     """Room and direct messages, as a mixin of SqliteStorage."""
 
-
     async def append_messages(self: SqliteHost, batch: Sequence[MessageRecord]) -> None:
         """Insert the batch in one transaction (all or nothing); ids come from the caller.
 
-        The order of the rows does not matter (the ids order them), so plain
-        room messages go first, in the six-column form, and the others after.
+        The order of the messages does not matter (the ids order them), but
+        their ids must be distinct and above every stored one (the daemon's
+        counter makes them so); Conflict otherwise. Blocks are keyed by their
+        last id alone, so this check is what keeps message ids unique.
         """
         if not batch:
             return
+        first = _first_new_id(batch)
         plain, other = _partition(batch)
-        # The values are flattened here, in the event loop, before taking the lock.
-        plain_values = _flat(map(_plain_row, plain))
+        # The values are made here, in the event loop, before taking the lock.
+        block_values = _flat(block_rows(plain))
         other_values = _flat(map(_message_row, other))
         async with self._transaction() as conn:
-            await _insert_chunks(conn, _PLAIN_COLUMNS, _PLAIN_WIDTH, plain, plain_values)
-            await _insert_chunks(conn, _ALL_COLUMNS, _ALL_WIDTH, other, other_values)
+            [(stored,)] = await conn.execute_fetchall(MAX_MESSAGE_ID_SQL)
+            if first <= stored:
+                raise Conflict(f"message ids must be new: the batch starts at {first}, "
+                               f"ids up to {stored} are stored")
+            await _insert_chunks(conn, _insert_blocks_sql, _BLOCK_WIDTH, block_values)
+            await _insert_chunks(conn, _insert_messages_sql, _ALL_WIDTH, other_values,
+                                 careful=_careful_insert_sql)
 
     async def max_message_id(self: SqliteHost) -> int:
-        rows = await self._fetch("SELECT COALESCE(MAX(id), 0) FROM messages")
+        rows = await self._fetch(MAX_MESSAGE_ID_SQL)
         return int(rows[0][0])
 
     async def room_history(self: SqliteHost, room_id: int, limit: int,
@@ -126,8 +145,16 @@ class MessageQueries:
         if limit <= 0:
             return []
         before = _MAX_ID if before_id is None else before_id
-        rows = await self._fetch(HISTORY_SQL, (room_id, before, limit))
-        return [_message(row) for row in reversed(rows)]
+        # One state of the database for all the reads: a batch written between
+        # them could show its blocks without its rows, or the other way round.
+        async with self._reading() as conn:
+            rows = await conn.execute_fetchall(HISTORY_SQL, (room_id, before, limit))
+            found = [_message(row) for row in rows]
+            blocks = await _blocks_before(conn, room_id, limit, before, before_id is not None)
+            await _forget_deleted_senders(conn, blocks)
+        found.extend(blocks)
+        found.sort(key=_by_id)
+        return found[-limit:]
 
     async def undelivered_direct_messages(self: SqliteHost, user_id: int) -> list[MessageRecord]:
         rows = await self._fetch(
@@ -136,11 +163,15 @@ class MessageQueries:
         return [_message(row) for row in rows]
 
     async def delete_terminated_history(self: SqliteHost, before: float) -> int:
-        """Delete the messages of rooms terminated before ``before``."""
-        return await self._write(
-            "DELETE FROM messages WHERE room_id IN ("
-            "SELECT id FROM rooms WHERE terminated_at IS NOT NULL AND terminated_at < ?)",
-            (before,))
+        """Delete the messages of rooms terminated before ``before``; how many there were."""
+        rooms = ("room_id IN (SELECT id FROM rooms "
+                 "WHERE terminated_at IS NOT NULL AND terminated_at < ?)")
+        async with self._transaction() as conn:
+            rows = await conn.execute_fetchall(
+                f"SELECT COALESCE(SUM(count), 0) FROM message_blocks WHERE {rooms}", (before,))
+            await conn.execute(f"DELETE FROM message_blocks WHERE {rooms}", (before,))
+            cursor = await conn.execute(f"DELETE FROM messages WHERE {rooms}", (before,))
+            return int(next(iter(rows))[0]) + cursor.rowcount
 
     async def mark_delivered(self: SqliteHost, message_ids: Sequence[int]) -> None:
         params = [(message_id,) for message_id in message_ids]
@@ -151,6 +182,72 @@ class MessageQueries:
                 "UPDATE messages SET delivered = 1 WHERE id = ? AND delivered = 0", params)
 
 
+async def _blocks_before(conn: aiosqlite.Connection, room_id: int, limit: int, before: int,
+                         straddling: bool) -> list[MessageRecord]:
+    """At least the last ``limit`` block-stored messages of the room below ``before``
+    (fewer if there are no more), senders as stored.
+
+    ``straddling``: ``before`` may fall inside a block (a page of history
+    before a message), which is then read first.
+    """
+    found: list[MessageRecord] = []
+    if straddling:
+        for first_id, count, numbers, strings in await conn.execute_fetchall(
+                _STRADDLING_SQL, (room_id, before)):
+            if first_id < before:
+                found.extend(m for m in read_block(room_id, count, numbers, strings)
+                             if m.id < before)
+    # Blocks hold BLOCK_SIZE messages when the daemon is busy and fewer when
+    # it is quiet: ask for what full blocks would need, then for more at once.
+    take = -(-limit // BLOCK_SIZE) + 1
+    upper = before
+    while len(found) < limit:
+        rows = list(await conn.execute_fetchall(_BLOCKS_SQL, (room_id, upper, take)))
+        for last_id, count, numbers, strings in rows:
+            found.extend(read_block(room_id, count, numbers, strings))
+            upper = last_id
+            if len(found) >= limit:
+                break
+        if len(rows) < take:
+            break
+        take = min(4 * take, limit)
+    return found
+
+
+async def _forget_deleted_senders(conn: aiosqlite.Connection,
+                                  messages: list[MessageRecord]) -> None:
+    """Set to 0 the sender of messages whose sender's account was deleted.
+
+    Blocks do not reference their senders (a foreign key would cost every
+    insert): deleting an account leaves their ids there, and they are read
+    as messages whose sender is gone, like rows in messages.
+    """
+    senders = {m.sender_id for m in messages}
+    if not senders:
+        return
+    # One parameter however many senders: SQLite limits the number of them.
+    rows = await conn.execute_fetchall(
+        "SELECT id FROM users WHERE id IN (SELECT value FROM json_each(?))",
+        (json.dumps(list(senders)),))
+    present = {row[0] for row in rows}
+    for message in messages:
+        if message.sender_id not in present:
+            message.sender_id = 0
+
+
+_by_id = operator.attrgetter("id")
+_ALL_WIDTH = _ALL_COLUMNS.count(",") + 1
+_BLOCK_WIDTH = BLOCK_COLUMNS.count(",") + 1
+
+
+def _first_new_id(batch: Sequence[MessageRecord]) -> int:
+    """The batch's smallest id; Conflict if two of its messages share one."""
+    ids: set[int] = set(map(_by_id, batch))
+    if len(ids) < len(batch):
+        raise Conflict(f"{len(batch) - len(ids)} message ids occur twice in one batch")
+    return min(ids)
+
+
 def _message(row: sqlite3.Row) -> MessageRecord:
     return MessageRecord(id=row[0], sender_id=row[1] or 0, sender_name=row[2], text=row[3],
                          ts=row[4], room_id=row[5], recipient_id=row[6], kind=row[7],
@@ -159,22 +256,11 @@ def _message(row: sqlite3.Row) -> MessageRecord:
 
 def _partition(batch: Iterable[MessageRecord]) -> tuple[list[MessageRecord],
                                                          list[MessageRecord]]:
-    """The plain room messages and the others (all of them, when plain are few).
-
-    Plain: room text by an account, with every other column at the table's
-    default. The test is written out in the loop rather than called per
-    message: that halves the cost of this pass.
-    """
+    """The plain room messages (stored in blocks) and the others."""
     plain: list[MessageRecord] = []
     other: list[MessageRecord] = []
-    for m in batch:
-        if (m.room_id is not None and m.recipient_id is None and m.kind == "text"
-                and not m.extra and m.delivered and m.sender_id > 0):
-            plain.append(m)
-        else:
-            other.append(m)
-    if other and len(plain) < _MIN_PLAIN:
-        return [], [*plain, *other]
+    for message in batch:
+        (plain if is_plain(message) else other).append(message)
     return plain, other
 
 
@@ -183,21 +269,24 @@ def _flat(rows: Iterable[tuple[Any, ...]]) -> list[Any]:
     return list(itertools.chain.from_iterable(rows))
 
 
-async def _insert_chunks(conn: aiosqlite.Connection, columns: str, width: int,
-                         messages: Sequence[MessageRecord], values: list[Any]) -> None:
-    """Insert ``messages`` (whose ``width`` values each are ``values``) chunk by chunk."""
+async def _insert_chunks(conn: aiosqlite.Connection, insert_sql: InsertSql, width: int,
+                         values: list[Any], careful: InsertSql | None = None) -> None:
+    """Insert the rows whose ``width`` values each are ``values``, chunk by chunk.
+
+    ``careful``: the statement taking a chunk's place when it broke a foreign key.
+    """
     start = 0
-    for size in chunk_sizes(len(messages)):
-        end = start + size
+    for size in chunk_sizes(len(values) // width):
+        end = start + size * width
+        chunk = values[start:end]
         try:
-            await conn.execute(_insert_sql(columns, size), values[start * width:end * width])
+            await conn.execute(insert_sql(size), chunk)
         except sqlite3.IntegrityError as exc:
-            if exc.sqlite_errorcode != sqlite3.SQLITE_CONSTRAINT_FOREIGNKEY:
+            if careful is None or exc.sqlite_errorcode != sqlite3.SQLITE_CONSTRAINT_FOREIGNKEY:
                 raise
             # SQLite undid this statement alone; the transaction goes on with
             # the chunks before it, so the careful form can take its place.
-            careful = _flat(map(_message_row, messages[start:end]))
-            await conn.execute(_careful_insert_sql(size), careful)
+            await conn.execute(careful(size), chunk)
         start = end
 
 

@@ -230,6 +230,24 @@ DROP_SENDER_INDEX = """
 DROP INDEX IF EXISTS messages_sender;
 """
 
+# Plain room text is stored in blocks of up to 64 messages of a room a row
+# (storage/blocks.py has the format). The key is the block's last message id,
+# so the largest stored id is found at once; the index keeps a room's blocks
+# in order (its entries end with that key). Older rows stay in messages and
+# are read with the blocks.
+MESSAGE_BLOCKS = """
+CREATE TABLE message_blocks (
+    last_id  INTEGER PRIMARY KEY,
+    room_id  INTEGER NOT NULL REFERENCES rooms (id) ON DELETE CASCADE,
+    first_id INTEGER NOT NULL,
+    count    INTEGER NOT NULL CHECK (count > 0),
+    numbers  BLOB    NOT NULL,
+    strings  TEXT    NOT NULL,
+    CHECK (first_id <= last_id)
+);
+CREATE INDEX message_blocks_room ON message_blocks (room_id);
+"""
+
 MIGRATIONS: tuple[Migration, ...] = (
     Migration(1, "foundation: users, rooms, members, messages, associations, notifications",
               FOUNDATION),
@@ -238,6 +256,7 @@ MIGRATIONS: tuple[Migration, ...] = (
     Migration(4, "audit entries keep the room's id", AUDIT_ROOM_ID),
     Migration(5, "uploaded files and end-to-end public keys", CONTENT_AND_KEYS),
     Migration(6, "no index of message senders (cheaper writes)", DROP_SENDER_INDEX),
+    Migration(7, "plain room text stored in blocks of messages", MESSAGE_BLOCKS),
 )
 
 LATEST_VERSION: int = MIGRATIONS[-1].version

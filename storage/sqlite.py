@@ -300,11 +300,17 @@ class SqliteStorage(MessageQueries, ContentQueries, GovernanceQueries):
             cursor = await conn.execute(sql, params)
             return cursor.rowcount
 
-    async def _fetch(self, sql: str, params: Params = ()) -> list[sqlite3.Row]:
+    @contextlib.asynccontextmanager
+    async def _reading(self) -> AsyncIterator[aiosqlite.Connection]:
+        """The connection, alone: several reads in a row see one state of the database."""
         async with self._lock:
             conn = self._db()
             with _translated():
-                return list(await conn.execute_fetchall(sql, params))
+                yield conn
+
+    async def _fetch(self, sql: str, params: Params = ()) -> list[sqlite3.Row]:
+        async with self._reading() as conn:
+            return list(await conn.execute_fetchall(sql, params))
 
     async def _fetch_one(self, sql: str, params: Params = ()) -> sqlite3.Row | None:
         rows = await self._fetch(sql, params)

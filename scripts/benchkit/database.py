@@ -64,8 +64,10 @@ async def prepare_database(path: Path, plan: Plan) -> dict[str, float]:
 
 
 def durable_max_id(db: Path) -> int:
+    from storage.messages import MAX_MESSAGE_ID_SQL  # noqa: PLC0415
+
     with contextlib.closing(sqlite3.connect(f"file:{db}?mode=ro", uri=True, timeout=5)) as conn:
-        return int(conn.execute("SELECT COALESCE(MAX(id), 0) FROM messages").fetchone()[0])
+        return int(conn.execute(MAX_MESSAGE_ID_SQL).fetchone()[0])
 
 
 def wait_durable(db: Path, target: int, timeout: float = 30.0) -> float | None:

@@ -14,6 +14,7 @@ from chatd.chatctl import ControlClient
 from chatd.client import ChatClient
 from chatd.config import BackupConfig
 from chatd.daemon import Daemon
+from storage.blocks import read_block
 from tests.helpers import Clients, start_server
 from tests.operations import running_daemon, wait_for
 
@@ -134,7 +135,8 @@ async def test_a_backup_holds_accounts_rooms_and_audit(tmp_path: Path) -> None:
     with contextlib.closing(sqlite3.connect(path)) as db:
         assert db.execute("PRAGMA journal_mode").fetchone()[0] == "delete"
         assert [r[0] for r in db.execute("SELECT name FROM users")] == ["alice"]
-        assert [r[0] for r in db.execute("SELECT text FROM messages")] == ["kept"]
+        [block] = db.execute("SELECT room_id, count, numbers, strings FROM message_blocks")
+        assert [m.text for m in read_block(*block)] == ["kept"]
     assert integrity(path) == "ok"
 
 

@@ -1,8 +1,9 @@
-"""Tests of the batched message insert: its fast forms, the careful retry, chunking.
+"""Tests of the batched message insert: its fast form, the careful retry, chunking.
 
-append_messages writes plain room text with a six-column INSERT, every other
-message with a ten-column one, and falls back to the careful INSERT ... SELECT
-for a chunk that broke a foreign key. All against real SQLite files.
+append_messages writes plain room text in blocks (tests/storage/test_message_blocks.py
+has their own tests), every other message with a ten-column INSERT, and falls back
+to the careful INSERT ... SELECT for a chunk that broke a foreign key. All against
+real SQLite files.
 """
 
 from __future__ import annotations
@@ -13,7 +14,7 @@ import json
 import random
 import sqlite3
 import tempfile
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterable
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
@@ -24,7 +25,9 @@ from hypothesis import strategies as st
 
 from storage import Conflict, MessageRecord, SqliteStorage, StorageError
 from storage import messages as insert
+from storage.blocks import is_plain, read_block
 from storage.messages import CHUNK_SIZES, MESSAGE_CHUNK, chunk_sizes
+from tests.storage import open_storage
 
 T0 = 1_700_000_000.0
 KINDS = ("text", "action", "e2e", "sticker", "file")
@@ -51,25 +54,30 @@ class World:
         return self.alice, self.bob, self.carol
 
     def rows(self) -> list[tuple[Any, ...]]:
-        """Every column of every stored message, as SQLite holds them."""
+        """Every column of every message stored a row each, as SQLite holds them."""
         with sqlite3.connect(self.path) as conn:
             return conn.execute("SELECT * FROM messages ORDER BY id").fetchall()
 
+    def in_blocks(self) -> list[MessageRecord]:
+        """The messages stored in blocks, senders as stored, by id."""
+        with sqlite3.connect(self.path) as conn:
+            blocks = conn.execute("SELECT room_id, count, numbers, strings FROM message_blocks")
+            found = [m for block in blocks for m in read_block(*block)]
+        return sorted(found, key=lambda m: m.id)
+
     def ids(self) -> list[int]:
-        return [row[0] for row in self.rows()]
+        return sorted([row[0] for row in self.rows()] + [m.id for m in self.in_blocks()])
 
 
 @pytest.fixture
 async def world(tmp_path: Path) -> AsyncIterator[World]:
     path = str(tmp_path / "insert.db")
-    storage = SqliteStorage(path)
-    await storage.open()
-    yield await World(storage, path).populate()
-    await storage.close()
+    async with open_storage(path) as storage:
+        yield await World(storage, path).populate()
 
 
 def mixed_message(w: World, message_id: int) -> MessageRecord:
-    """One of ten shapes, by id: plain room text and everything the fast form can't bind."""
+    """One of ten shapes, by id: plain room text and everything stored a row each."""
     ts = T0 + message_id / 8
     shape = message_id % 10
     room = w.lobby if message_id % 2 else w.den
@@ -97,7 +105,7 @@ def mixed_message(w: World, message_id: int) -> MessageRecord:
                          recipient_id=recipient, delivered=shape == 7)
 
 
-def mixed_batch(w: World, ids: range) -> list[MessageRecord]:
+def mixed_batch(w: World, ids: Iterable[int]) -> list[MessageRecord]:
     return [mixed_message(w, message_id) for message_id in ids]
 
 
@@ -122,7 +130,7 @@ async def read_back(w: World) -> list[MessageRecord]:
     return sorted(found, key=lambda m: m.id)
 
 
-# -- the fast forms store what the careful form stores -----------------------------
+# -- the fast form stores what the careful form stores ------------------------------
 
 
 @pytest.mark.parametrize("count", [20, 200, 1100])
@@ -131,6 +139,7 @@ async def test_fast_and_careful_forms_store_identical_rows(world: World, tmp_pat
     batch = mixed_batch(world, range(1, count + 1))
     assert {m.id % 10 for m in batch} == set(range(10))
     await world.storage.append_messages(batch)
+    rows = [m for m in batch if not is_plain(m)]
 
     # The same batch through the careful statement alone (today's only form before).
     careful = SqliteStorage(str(tmp_path / "careful.db"))
@@ -140,11 +149,12 @@ async def test_fast_and_careful_forms_store_identical_rows(world: World, tmp_pat
     assert twin.users == world.users and (twin.lobby, twin.den) == (world.lobby, world.den)
     with sqlite3.connect(twin.path, isolation_level=None) as conn:
         conn.execute("PRAGMA foreign_keys = ON")
-        conn.execute(insert._careful_insert_sql(len(batch)),
-                     list(itertools.chain.from_iterable(map(insert._message_row, batch))))
+        conn.execute(insert._careful_insert_sql(len(rows)),
+                     list(itertools.chain.from_iterable(map(insert._message_row, rows))))
 
     assert world.rows() == twin.rows()
-    assert len(world.rows()) == len(batch)
+    assert len(world.rows()) == len(rows)
+    assert world.in_blocks() == [m for m in batch if is_plain(m)]
 
 
 async def test_every_column_of_a_mixed_batch_round_trips(world: World) -> None:
@@ -152,21 +162,18 @@ async def test_every_column_of_a_mixed_batch_round_trips(world: World) -> None:
     await world.storage.append_messages(batch)
     assert await read_back(world) == [as_read(m) for m in batch]
     guest = next(row for row in world.rows() if row[0] % 10 == 6)
-    plain = next(row for row in world.rows() if row[0] % 10 == 0)
     assert guest[3] is None  # sender_id: NULL, not 0 or negative
-    assert plain[7:] == ("text", "{}", 1)  # kind, extra, delivered: the table's defaults
+    assert [m.id for m in world.in_blocks()] == [m.id for m in batch if m.id % 10 < 3]
     assert await world.storage.max_message_id() == 1000
 
 
-def test_a_few_plain_messages_go_with_the_others(world: World) -> None:
-    few = mixed_batch(world, range(1, 101))  # 30 plain: not worth statements of their own
-    assert insert._partition(few) == ([], [*(m for m in few if m.id % 10 < 3),
-                                           *(m for m in few if m.id % 10 >= 3)])
-    many = mixed_batch(world, range(1, 111))  # 33 plain
-    plain, other = insert._partition(many)
-    assert [m.id % 10 for m in plain] == [1, 2, 0] * 11
-    assert len(other) == 77 and all(m.id % 10 >= 3 for m in other)
-    only_plain = [m for m in few if m.id % 10 < 3]
+def test_plain_room_text_goes_to_blocks_and_the_rest_to_rows(world: World) -> None:
+    batch = mixed_batch(world, range(1, 101))
+    plain, other = insert._partition(batch)
+    # Plain: room text by an account with no kind, extra fields or recipient.
+    assert [m.id % 10 for m in plain] == [1, 2, 0] * 10
+    assert sorted(m.id % 10 for m in other) == sorted(list(range(3, 10)) * 10)
+    only_plain = [m for m in batch if m.id % 10 < 3]
     assert insert._partition(only_plain) == (only_plain, [])
 
 
@@ -184,7 +191,7 @@ async def test_a_sender_deleted_mid_batch_becomes_null(world: World) -> None:
     gone = (await world.storage.create_user("gone", b"h", False, T0)).id
     await world.storage.delete_user(gone)
     batch = mixed_batch(world, range(1, 1001))
-    # One plain room message (six-column form) and one direct message (ten-column form).
+    # One plain room message (in a block) and one direct message (a row).
     batch[499] = MessageRecord(500, gone, "gone", "late", T0, room_id=world.lobby)
     batch[800] = MessageRecord(801, gone, "gone", "late dm", T0, recipient_id=world.bob,
                                delivered=False)
@@ -192,7 +199,9 @@ async def test_a_sender_deleted_mid_batch_becomes_null(world: World) -> None:
     stored = await read_back(world)
     assert stored == [as_read(replace(m, sender_id=0) if m.sender_id == gone else m)
                       for m in batch]
-    assert {row[0] for row in world.rows() if row[3] is None} >= {500, 801}
+    assert 801 in {row[0] for row in world.rows() if row[3] is None}
+    # A block keeps the id; reading it finds the account gone.
+    assert [m.sender_id for m in world.in_blocks() if m.id == 500] == [gone]
 
 
 async def test_a_direct_message_to_a_deleted_recipient_is_dropped(world: World) -> None:
@@ -210,20 +219,19 @@ async def test_a_failed_statement_leaves_the_transaction_open(world: World) -> N
     """What the retry relies on: SQLite undoes the failing statement alone."""
     gone = (await world.storage.create_user("gone", b"h", False, T0)).id
     await world.storage.delete_user(gone)
-    first = [MessageRecord(i, world.alice, "alice", "ok", T0, room_id=world.lobby)
-             for i in range(1, 5)]
-    chunk = [MessageRecord(i, world.alice, "alice", "ok", T0, room_id=world.lobby)
-             for i in range(5, 9)]
+    first = [MessageRecord(i, world.alice, "alice", "ok", T0, room_id=world.lobby,
+                           kind="action") for i in range(1, 5)]
+    chunk = [MessageRecord(i, world.alice, "alice", "ok", T0, room_id=world.lobby,
+                           kind="action") for i in range(5, 9)]
     chunk[2] = replace(chunk[2], sender_id=gone)  # rows before it are in the statement too
-    columns = "id, room_id, sender_id, sender_name, text, ts"
     with sqlite3.connect(world.path, isolation_level=None) as conn:
         conn.execute("PRAGMA foreign_keys = ON")
         conn.execute("BEGIN IMMEDIATE")
-        conn.execute(insert._insert_sql(columns, 4),
-                     list(itertools.chain.from_iterable(map(insert._plain_row, first))))
+        conn.execute(insert._insert_messages_sql(4),
+                     list(itertools.chain.from_iterable(map(insert._message_row, first))))
         with pytest.raises(sqlite3.IntegrityError) as failure:
-            conn.execute(insert._insert_sql(columns, 4),
-                         list(itertools.chain.from_iterable(map(insert._plain_row, chunk))))
+            conn.execute(insert._insert_messages_sql(4),
+                         list(itertools.chain.from_iterable(map(insert._message_row, chunk))))
         assert failure.value.sqlite_errorcode == sqlite3.SQLITE_CONSTRAINT_FOREIGNKEY
         assert conn.in_transaction
         assert [r[0] for r in conn.execute("SELECT id FROM messages")] == [1, 2, 3, 4]
@@ -237,19 +245,30 @@ async def test_a_failed_statement_leaves_the_transaction_open(world: World) -> N
 # -- all or nothing -------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("duplicate", [1, 10, 6], ids=["plain", "plain-in-batch", "other"])
+@pytest.mark.parametrize("duplicate", [1, 10, 6, 13], ids=[
+    "plain", "plain-in-batch", "other", "other-in-batch"])
 async def test_a_duplicate_id_fails_the_whole_batch(world: World, duplicate: int) -> None:
-    gone = (await world.storage.create_user("gone", b"h", False, T0)).id
-    await world.storage.delete_user(gone)
     await world.storage.append_messages(mixed_batch(world, range(1, 9)))
-    before = world.rows()
+    before = world.rows(), world.in_blocks()
     batch = mixed_batch(world, range(9, 1009))
-    # A chunk retried carefully before the failure is undone with the rest.
-    batch[11] = replace(batch[11], sender_id=gone)
     batch.append(replace(mixed_message(world, duplicate), id=duplicate))
     with pytest.raises(Conflict):
         await world.storage.append_messages(batch)
-    assert world.rows() == before
+    assert (world.rows(), world.in_blocks()) == before
+
+
+@pytest.mark.parametrize("old", [8, 3, 1])
+async def test_ids_at_or_below_a_stored_one_fail_the_whole_batch(world: World,
+                                                                 old: int) -> None:
+    """Even ids never used: blocks are keyed by their last id alone, so only
+    new ids above every stored one keep ids unique."""
+    await world.storage.append_messages(mixed_batch(world, range(2, 9, 2)))
+    before = world.rows(), world.in_blocks()
+    with pytest.raises(Conflict, match=f"starts at {old}, ids up to 8 are stored"):
+        await world.storage.append_messages(mixed_batch(world, [old, 20, 21]))
+    assert (world.rows(), world.in_blocks()) == before
+    await world.storage.append_messages(mixed_batch(world, [9, 20, 21]))
+    assert world.ids() == [2, 4, 6, 8, 9, 20, 21]
 
 
 async def test_an_unknown_room_fails_the_whole_batch_after_the_retry(world: World) -> None:
@@ -265,9 +284,17 @@ async def test_an_unknown_room_fails_the_whole_batch_after_the_retry(world: Worl
         await world.storage.append_messages(batch)
     assert not isinstance(failure.value, Conflict)
     assert "FOREIGN KEY" in str(failure.value)
-    assert world.rows() == []
+    assert world.ids() == []
     await world.storage.append_messages(batch[:600])  # the connection is fine afterwards
     assert world.ids() == list(range(1, 601))
+
+
+async def test_plain_text_to_an_unknown_room_fails_the_whole_batch(world: World) -> None:
+    batch = mixed_batch(world, range(1, 1001))
+    batch[990] = MessageRecord(991, world.alice, "alice", "lost?", T0, room_id=999)
+    with pytest.raises(StorageError, match="FOREIGN KEY"):
+        await world.storage.append_messages(batch)
+    assert world.ids() == []
 
 
 # -- chunks -----------------------------------------------------------------------------
@@ -305,7 +332,7 @@ async def test_batches_of_any_size_use_a_few_distinct_statements(world: World) -
         batch[0] = replace(batch[0], sender_id=gone)  # some chunk takes the careful path
         await world.storage.append_messages(batch)
         start += size
-    assert len(world.rows()) == start - 1
+    assert len(world.ids()) == start - 1
     # A miss is a distinct SQL text built; none was evicted and built again.
     fast, careful = insert._insert_sql.cache_info(), insert._careful_insert_sql.cache_info()
     assert fast.misses <= 2 * len(CHUNK_SIZES) and fast.hits > fast.misses
@@ -358,9 +385,7 @@ def test_any_batch_of_valid_messages_round_trips(shapes: list[dict[str, Any]], c
     async def scenario() -> None:
         with tempfile.TemporaryDirectory() as tmp:
             path = str(Path(tmp) / "any.db")
-            storage = SqliteStorage(path)
-            await storage.open()
-            try:
+            async with open_storage(path) as storage:
                 w = await World(storage, path).populate()
                 ids = itertools.accumulate(itertools.islice(itertools.cycle(gaps),
                                                             len(shapes) * copies))
@@ -369,7 +394,5 @@ def test_any_batch_of_valid_messages_round_trips(shapes: list[dict[str, Any]], c
                 random.Random(seed).shuffle(batch)
                 await storage.append_messages(batch)
                 assert await read_back(w) == sorted(map(as_read, batch), key=lambda m: m.id)
-            finally:
-                await storage.close()
 
     asyncio.run(scenario())

@@ -14,12 +14,14 @@ from storage import (
     LATEST_VERSION,
     MIGRATIONS,
     InvitationRecord,
+    MessageRecord,
     Migration,
     SanctionRecord,
     SqliteStorage,
     StorageError,
     migrate,
 )
+from storage.blocks import BLOCK_COLUMNS, block_rows
 from storage.migrations import check_sequence, split_statements, user_version
 
 T0 = 1_700_000_000.0
@@ -93,8 +95,15 @@ async def seed_v6(conn: aiosqlite.Connection) -> None:
                        "VALUES (1, 'note', '{}', ?)", (T0,))
 
 
+async def seed_v7(conn: aiosqlite.Connection) -> None:
+    # Plain text after version 7 goes to blocks, next to version 1's row.
+    block = [MessageRecord(20 + i, 2, "bob", f"block {i}", T0 + i, room_id=1) for i in range(3)]
+    [row] = block_rows(block)
+    await conn.execute(f"INSERT INTO message_blocks ({BLOCK_COLUMNS}) VALUES (?,?,?,?,?,?)", row)
+
+
 SEEDS: dict[int, Seed] = {1: seed_v1, 2: seed_v2, 3: seed_v3, 4: seed_v4, 5: seed_v5,
-                          6: seed_v6}
+                          6: seed_v6, 7: seed_v7}
 
 
 async def build_database(path: Path, version: int) -> None:
@@ -125,7 +134,8 @@ async def test_fresh_database_gets_the_latest_schema(tmp_path: Path) -> None:
     assert file_version(path) == LATEST_VERSION
     assert tables(path) == {
         "users", "rooms", "members", "user_rooms", "messages", "notifications", "bans",
-        "mutes", "invitations", "join_requests", "audit", "api_tokens", "files", "user_keys"}
+        "mutes", "invitations", "join_requests", "audit", "api_tokens", "files", "user_keys",
+        "message_blocks"}
 
 
 @pytest.mark.parametrize("version", range(LATEST_VERSION))
@@ -159,7 +169,7 @@ async def check_v1_rows(storage: SqliteStorage) -> None:
     assert (room.name, room.topic) == ("lobby", "hi")
     assert [(m.user_id, m.role) for m in await storage.load_members()] == [(1, "owner")]
     assert [a.room_name for a in await storage.list_associations(1)] == ["lobby"]
-    assert [m.text for m in await storage.room_history(1, 10)] == ["hello"]
+    assert (await storage.room_history(1, 10))[0].text == "hello"
     assert [m.text for m in await storage.undelivered_direct_messages(2)] == ["psst"]
     [note] = await storage.list_notifications(2)
     assert note.payload == {"from": "Alice"}
@@ -184,6 +194,9 @@ async def test_latest_database_opens_unchanged(tmp_path: Path) -> None:
         await check_v2_rows(storage)
         token = await storage.find_token("abc")
         assert token is not None and token.name == "ci"
+        assert [(m.id, m.sender_id, m.text) for m in await storage.room_history(1, 10)] == [
+            (10, 1, "hello"), (20, 2, "block 0"), (21, 2, "block 1"), (22, 2, "block 2")]
+        assert await storage.max_message_id() == 22
     finally:
         await storage.close()
 

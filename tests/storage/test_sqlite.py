@@ -22,7 +22,7 @@ from storage import (
     StorageError,
     UserRecord,
 )
-from storage.messages import HISTORY_SQL
+from storage.messages import HISTORY_SQL, MAX_MESSAGE_ID_SQL
 
 T0 = 1_700_000_000.0
 
@@ -69,6 +69,14 @@ def sanction(room_id: int, user_id: int, until: float | None = None,
 def count_rows(path: str, table: str) -> int:
     with sqlite3.connect(path) as conn:
         return int(conn.execute(f"SELECT COUNT(*) FROM {table}").fetchone()[0])
+
+
+def count_messages(path: str) -> int:
+    """Stored messages: rows of messages and the messages in blocks."""
+    with sqlite3.connect(path) as conn:
+        return int(conn.execute(
+            "SELECT (SELECT COUNT(*) FROM messages) + "
+            "(SELECT COALESCE(SUM(count), 0) FROM message_blocks)").fetchone()[0])
 
 
 def names_in(directory: Path, prefix: str) -> list[str]:
@@ -258,7 +266,7 @@ async def test_delete_user_cascades_but_keeps_their_messages(
     assert (kept.sender_id, kept.sender_name, kept.text) == (0, "user2", "message 1")
     [from_gone] = await storage.undelivered_direct_messages(owner)
     assert (from_gone.id, from_gone.sender_id) == (2, 0)
-    assert count_rows(db_path, "messages") == 2  # the DM to the deleted user went with them
+    assert count_messages(db_path) == 2  # the DM to the deleted user went with them
 
 
 # -- rooms and memberships ----------------------------------------------------
@@ -689,7 +697,7 @@ async def test_backup_is_a_readable_copy(storage: SqliteStorage, tmp_path: Path)
     finally:
         await copy.close()
     await storage.backup(target)  # replaces an existing backup
-    assert count_rows(target, "messages") == 101
+    assert count_messages(target) == 101
 
 
 async def test_backup_while_writing_is_consistent(storage: SqliteStorage, tmp_path: Path) -> None:
@@ -703,10 +711,10 @@ async def test_backup_while_writing_is_consistent(storage: SqliteStorage, tmp_pa
 
     target = str(tmp_path / "copy.db")
     await asyncio.gather(write(), storage.backup(target))
-    copied = count_rows(target, "messages")
+    copied = count_messages(target)
     assert copied % 100 == 0  # whole batches only
     with sqlite3.connect(target) as conn:
-        assert conn.execute("SELECT COALESCE(MAX(id), 0) FROM messages").fetchone()[0] == copied
+        assert conn.execute(MAX_MESSAGE_ID_SQL).fetchone()[0] == copied
 
 
 async def test_backup_failure_leaves_no_partial_file(
