@@ -93,10 +93,17 @@ def _encode(block: list[MessageRecord]) -> tuple[bytes, str]:
 
 
 def read_block(room_id: int, count: int, numbers: bytes, strings: str) -> list[MessageRecord]:
-    """The messages of a block of room ``room_id``, in id order, senders as stored."""
+    """The messages of a block of room ``room_id``, in id order, senders as stored.
+
+    StorageError if the block cannot be what block_rows made (the table's
+    checks keep such rows out; this guards against a file changed by hand).
+    """
+    if not isinstance(numbers, bytes) or not isinstance(strings, str):
+        raise StorageError(f"a message block of room {room_id} is damaged: "
+                           f"{type(numbers).__name__} numbers, {type(strings).__name__} strings")
     try:
         values = _LAYOUTS[count].unpack(numbers)
-    except (IndexError, struct.error) as exc:
+    except (IndexError, TypeError, struct.error) as exc:
         raise StorageError(f"a message block of room {room_id} is damaged: {exc}") from exc
     ids, senders, times = values[:count], values[count:2 * count], values[2 * count:3 * count]
     bounds = list(itertools.accumulate(values[3 * count:], initial=0))

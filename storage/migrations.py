@@ -234,16 +234,18 @@ DROP INDEX IF EXISTS messages_sender;
 # (storage/blocks.py has the format). The key is the block's last message id,
 # so the largest stored id is found at once; the index keeps a room's blocks
 # in order (its entries end with that key). Older rows stay in messages and
-# are read with the blocks.
+# are read with the blocks. The checks refuse a row that could not be read
+# back: 32 bytes of numbers per message, ids that fit the count.
 MESSAGE_BLOCKS = """
 CREATE TABLE message_blocks (
     last_id  INTEGER PRIMARY KEY,
     room_id  INTEGER NOT NULL REFERENCES rooms (id) ON DELETE CASCADE,
     first_id INTEGER NOT NULL,
-    count    INTEGER NOT NULL CHECK (count > 0),
-    numbers  BLOB    NOT NULL,
-    strings  TEXT    NOT NULL,
-    CHECK (first_id <= last_id)
+    count    INTEGER NOT NULL CHECK (typeof(count) = 'integer' AND count > 0),
+    numbers  BLOB    NOT NULL CHECK (typeof(numbers) = 'blob'),
+    strings  TEXT    NOT NULL CHECK (typeof(strings) = 'text'),
+    CHECK (first_id <= last_id AND count <= last_id - first_id + 1),
+    CHECK (length(numbers) = 32 * count)
 );
 CREATE INDEX message_blocks_room ON message_blocks (room_id);
 """

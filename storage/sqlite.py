@@ -302,7 +302,8 @@ class SqliteStorage(MessageQueries, ContentQueries, GovernanceQueries):
 
     @contextlib.asynccontextmanager
     async def _reading(self) -> AsyncIterator[aiosqlite.Connection]:
-        """The connection, alone: several reads in a row see one state of the database."""
+        """The connection, alone: no write of this storage comes between the reads
+        made with it (they run in autocommit mode, so another process's could)."""
         async with self._lock:
             conn = self._db()
             with _translated():
