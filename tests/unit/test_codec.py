@@ -563,6 +563,25 @@ def test_encode_json_is_one_line(obj: dict[str, object]) -> None:
     assert b"\r" not in encoded[:-2]
 
 
+_JSON = st.recursive(
+    st.none() | st.booleans() | st.integers() | st.text()
+    | st.floats(allow_nan=False, allow_infinity=False),
+    lambda inner: st.lists(inner, max_size=4) | st.dictionaries(st.text(), inner, max_size=4),
+    max_leaves=12)
+
+
+@FAST
+@given(st.dictionaries(st.text(), _JSON))
+def test_encode_json_is_what_the_standard_encoder_writes(obj: dict[str, object]) -> None:
+    standard = json.dumps(obj, ensure_ascii=False, separators=(",", ":"))
+    assert encode_json(obj) == (standard + "\r\n").encode("utf-8", "replace")
+
+
+def test_encode_json_refuses_what_json_refuses() -> None:
+    with pytest.raises(TypeError):
+        encode_json({"x": object()})
+
+
 @pytest.mark.parametrize(
     ("epoch", "expected"),
     [
