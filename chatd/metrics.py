@@ -51,6 +51,12 @@ def start_metrics(server: ChatServer, host: str, port: int) -> Any:
             yield errors
             yield GaugeMetricFamily("chatd_storage_flush_seconds", "Duration of the last "
                                     "message flush", value=stats.flush_seconds)
+            writer = server.services.writer
+            # A pending count that only grows means the database keeps failing.
+            yield GaugeMetricFamily("chatd_storage_pending", "Messages waiting to be "
+                                    "written", value=writer.pending)
+            yield CounterMetricFamily("chatd_storage_dropped", "Messages the database "
+                                      "refused, logged and dropped", value=writer.dropped)
             yield GaugeMetricFamily("chatd_event_loop_lag_seconds", "Event-loop lag",
                                     value=stats.loop_lag)
 

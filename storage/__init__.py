@@ -4,7 +4,7 @@ This package is a leaf: it imports nothing from ``chatd`` or ``commands``,
 and all of chatd's SQL lives here.
 """
 
-from storage.api import Conflict, Storage, StorageError
+from storage.api import Conflict, Refused, Storage, StorageError
 from storage.migrations import LATEST_VERSION, MIGRATIONS, Migration, migrate
 from storage.records import (
     AssociationRecord,
@@ -37,6 +37,7 @@ __all__ = [
     "MessageWriter",
     "Migration",
     "NotificationRecord",
+    "Refused",
     "RoomRecord",
     "SanctionRecord",
     "SqliteStorage",

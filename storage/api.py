@@ -32,7 +32,11 @@ class StorageError(Exception):
     """Base class of storage failures the daemon may want to tell apart."""
 
 
-class Conflict(StorageError):
+class Refused(StorageError):
+    """A rule of the schema refuses the write: trying it again cannot succeed."""
+
+
+class Conflict(Refused):
     """A uniqueness rule was violated (name taken, duplicate row)."""
 
 

@@ -22,7 +22,7 @@ from typing import TYPE_CHECKING, Any
 
 import aiosqlite
 
-from storage.api import Conflict, Storage, StorageError
+from storage.api import Conflict, Refused, Storage, StorageError
 from storage.content import ContentQueries
 from storage.governance import GovernanceQueries
 from storage.host import dumps_object, loads_object, rowid
@@ -324,13 +324,14 @@ if TYPE_CHECKING:
 
 @contextlib.contextmanager
 def _translated() -> Iterator[None]:
-    """Turn sqlite3 errors into StorageError, uniqueness violations into Conflict."""
+    """Turn sqlite3 errors into StorageError: uniqueness violations into Conflict,
+    other broken rules (foreign keys, checks, NOT NULL) into Refused."""
     try:
         yield
     except sqlite3.IntegrityError as exc:
         if exc.sqlite_errorcode in _UNIQUE_ERRORS:
             raise Conflict(str(exc)) from exc
-        raise StorageError(str(exc)) from exc
+        raise Refused(str(exc)) from exc
     except sqlite3.Error as exc:
         raise StorageError(str(exc)) from exc
 

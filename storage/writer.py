@@ -7,6 +7,10 @@ when a full batch is waiting. Records are written exactly once and in
 submission order, even with concurrent :meth:`~MessageWriter.flush` calls or
 cancellations. A failed write is logged (logger ``storage.writer``) and its
 records stay pending; the background task then backs off instead of spinning.
+A record the database refuses outright (:class:`~storage.api.Refused`: a
+rule of the schema, which no retry can satisfy) is found by halving the
+batch, logged with its id and dropped, so that it cannot hold back every
+message after it.
 """
 
 from __future__ import annotations
@@ -16,7 +20,7 @@ import contextlib
 import logging
 import time
 
-from storage.api import Storage
+from storage.api import Refused, Storage
 from storage.records import MessageRecord
 
 log = logging.getLogger("storage.writer")
@@ -38,7 +42,9 @@ class MessageWriter:
         self._max_batch = max_batch
         self._pending: list[MessageRecord] = []
         self._submitted = 0
-        self._written = 0
+        # Records taken off the pending list: written, or refused and dropped.
+        self._settled = 0
+        self._dropped = 0
         self._last_flush = 0.0
         self._write_lock = asyncio.Lock()
         self._wake = asyncio.Event()
@@ -54,7 +60,12 @@ class MessageWriter:
     @property
     def written(self) -> int:
         """Records written since the writer was created."""
-        return self._written
+        return self._settled - self._dropped
+
+    @property
+    def dropped(self) -> int:
+        """Records the database refused, logged and dropped since the writer was created."""
+        return self._dropped
 
     @property
     def last_flush_seconds(self) -> float:
@@ -84,10 +95,10 @@ class MessageWriter:
         later records stay pending.
         """
         target = self._submitted
-        if self._written >= target:
+        if self._settled >= target:
             return
         started = time.perf_counter()
-        while self._written < target:
+        while self._settled < target:
             # Shielded: a cancelled flush never leaves a batch half-known, so
             # no record is lost or written twice.
             error = await asyncio.shield(self._write_next_batch())
@@ -116,14 +127,36 @@ class MessageWriter:
             if not batch:
                 return None
             try:
-                await self._storage.append_messages(batch)
+                await self._write(batch)
             except Exception as exc:
                 log.exception("writing %d messages failed; they stay pending (%d in all)",
                               len(batch), len(self._pending))
                 return exc
-            del self._pending[: len(batch)]
-            self._written += len(batch)
             return None
+
+    async def _write(self, batch: list[MessageRecord]) -> None:
+        """Write ``batch``, the oldest pending records, and take it off the pending list.
+
+        If the database refuses it, the halves are written in turn, down to
+        the single records it refuses, which are logged and dropped. Each
+        piece leaves the pending list as soon as it is settled, so a
+        failure of another kind midway loses and repeats nothing.
+        """
+        try:
+            await self._storage.append_messages(batch)
+        except Refused as exc:
+            if len(batch) > 1:
+                middle = len(batch) // 2
+                await self._write(batch[:middle])
+                await self._write(batch[middle:])
+                return
+            message = batch[0]
+            log.error("message %d (room %s, recipient %s, sender %s) is refused by the "
+                      "database and dropped: %s", message.id, message.room_id,
+                      message.recipient_id, message.sender_name, exc)
+            self._dropped += 1
+        del self._pending[: len(batch)]
+        self._settled += len(batch)
 
     async def _run(self) -> None:
         failures = 0

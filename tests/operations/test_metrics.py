@@ -44,9 +44,11 @@ async def test_metrics_move_with_activity(tmp_path: Path) -> None:
                      "chatd_messages_in_total", "chatd_messages_out_total",
                      "chatd_connections_total", "chatd_logins_total",
                      "chatd_login_failures_total", "chatd_rate_limited_total",
-                     "chatd_storage_flush_seconds", "chatd_event_loop_lag_seconds"):
+                     "chatd_storage_flush_seconds", "chatd_event_loop_lag_seconds",
+                     "chatd_storage_pending", "chatd_storage_dropped_total"):
             assert (name, ()) in before, name
         assert value(before, "chatd_connections") == 0
+        assert value(before, "chatd_storage_dropped_total") == 0
         assert value(before, "chatd_messages_in_total") == 0
 
         clients = Clients(daemon.server)
@@ -61,6 +63,8 @@ async def test_metrics_move_with_activity(tmp_path: Path) -> None:
                 await bob.command("/frobnicate", check=False)
             await bob.command("/say nowhere hi", check=False)
             during = await scrape(daemon)
+            await alice.command("/history lounge")  # it writes what is pending first
+            flushed = await scrape(daemon)
         finally:
             await clients.close()
         assert value(during, "chatd_connections") == 2
@@ -69,6 +73,7 @@ async def test_metrics_move_with_activity(tmp_path: Path) -> None:
         assert value(during, "chatd_messages_in_total") == 3
         assert value(during, "chatd_messages_out_total") == 6  # 3 messages to 2 members
         assert value(during, "chatd_logins_total") >= 2
+        assert value(flushed, "chatd_storage_pending") == 0
         errors = {labels: v for (name, labels), v in during.items() if name == "chatd_errors_total"}
         assert errors[(("code", "unknown-command"),)] == 2
         assert len(errors) == 2 and sum(errors.values()) == 3

@@ -23,12 +23,14 @@ class RecordingStorage(SqliteStorage):
         self.batches: list[list[int]] = []
         self.attempts = 0
         self.fail = False
+        # Attempts (counted from 1) that fail as if the disk had, whatever ``fail`` says.
+        self.fail_at: set[int] = set()
         # When set, the call waits on it after committing, before returning.
         self.gate: asyncio.Event | None = None
 
     async def append_messages(self, batch: Sequence[MessageRecord]) -> None:
         self.attempts += 1
-        if self.fail:
+        if self.fail or self.attempts in self.fail_at:
             raise StorageError("disk on fire")
         await super().append_messages(batch)
         self.batches.append([m.id for m in batch])
@@ -184,6 +186,60 @@ async def test_background_failures_back_off_and_recover(
     await wait_for(lambda: writer.written == 30)
     await writer.close()
     assert await history_ids(storage) == list(range(1, 31))
+
+
+def to_unknown_room(message_id: int) -> MessageRecord:
+    """A record the database refuses: its room does not exist."""
+    return MessageRecord(id=message_id, sender_id=1, sender_name="owner", text="lost",
+                         ts=T0, room_id=999)
+
+
+@pytest.mark.parametrize("bad", [[1], [7], [20], [3, 4, 15]])
+async def test_records_the_database_refuses_are_dropped_alone(
+        storage: RecordingStorage, caplog: pytest.LogCaptureFixture, bad: list[int]) -> None:
+    writer = MessageWriter(storage, max_batch=20)
+    for i in range(1, 31):
+        writer.submit(to_unknown_room(i) if i in bad else msg(i))
+    with caplog.at_level(logging.ERROR, logger="storage.writer"):
+        await writer.flush()
+    assert await history_ids(storage) == [i for i in range(1, 31) if i not in bad]
+    assert (writer.pending, writer.written, writer.dropped) == (0, 30 - len(bad), len(bad))
+    assert [r.getMessage().split(" (")[0] for r in caplog.records] == [
+        f"message {i}" for i in bad]
+    assert all("refused by the database and dropped: FOREIGN KEY" in r.getMessage()
+               for r in caplog.records)
+    assert sorted(storage.written_ids) == [i for i in range(1, 31) if i not in bad]
+    await writer.close()
+
+
+async def test_an_id_already_stored_is_dropped_and_the_rest_written(
+        storage: RecordingStorage) -> None:
+    writer = MessageWriter(storage)
+    for i in range(1, 6):
+        writer.submit(msg(i))
+    await writer.flush()
+    for i in (6, 3, 7):  # 3 again: only a bug could do it, and it must not stop the writer
+        writer.submit(msg(i))
+    await writer.flush()
+    assert await history_ids(storage) == [1, 2, 3, 4, 5, 6, 7]
+    assert (writer.written, writer.dropped) == (7, 1)
+    await writer.close()
+
+
+async def test_a_failure_while_halving_loses_and_repeats_nothing(
+        storage: RecordingStorage) -> None:
+    writer = MessageWriter(storage)
+    for i in range(1, 9):
+        writer.submit(to_unknown_room(i) if i == 6 else msg(i))
+    storage.fail_at = {3}  # the whole batch refused, its first half written, then the disk
+    with pytest.raises(StorageError, match="disk on fire"):
+        await writer.flush()
+    assert (writer.pending, writer.written, writer.dropped) == (4, 4, 0)
+    await writer.flush()
+    assert await history_ids(storage) == [1, 2, 3, 4, 5, 7, 8]
+    assert storage.batches == [[1, 2, 3, 4], [5], [7, 8]]
+    assert (writer.pending, writer.written, writer.dropped) == (0, 7, 1)
+    await writer.close()
 
 
 async def test_flush_to_a_closed_storage_keeps_the_records(tmp_path: Path) -> None:
