@@ -62,9 +62,13 @@ class Messaging:
         self._notifier = notifier
         self._clock = clock
         self._ids = itertools.count(1)
+        # Users who may have direct messages they have not seen: a login of
+        # anyone else skips the flush and the query of replay_direct.
+        self._unseen_by: set[int] = set()
 
     async def load(self) -> None:
         self._ids = itertools.count(await self._storage.max_message_id() + 1)
+        self._unseen_by = set(await self._storage.recipients_of_undelivered())
 
     def next_id(self) -> int:
         """A new message id (ids are shared by room, direct and end-to-end messages)."""
@@ -136,6 +140,7 @@ class Messaging:
             self._bus.to_user(user, item, skip=session)
         session.send(record, label)
         if not online:
+            self._unseen_by.add(target.id)
             what = "an end-to-end encrypted message" if kind == "e2e" else "a direct message"
             await self._notifier.notify(target, "direct-message",
                                         f"{user.name} sent you {what}.",
@@ -144,12 +149,17 @@ class Messaging:
 
     async def replay_direct(self, session: Session, user: User) -> int:
         """Show a user who logs in the direct messages sent while they were away."""
+        if user.id not in self._unseen_by:
+            return 0
         await self._writer.flush()
         pending = await self._storage.undelivered_direct_messages(user.id)
         if session.user is not user:
             return 0  # the connection went away meanwhile: keep them for next time
         for msg in pending:
             session.send(message_record(msg, to=user.name) | {"offline": True})
+        # Before the await: a message sent once this connection is gone again
+        # adds the user back.
+        self._unseen_by.discard(user.id)
         await self._storage.mark_delivered([m.id for m in pending])
         return len(pending)
 

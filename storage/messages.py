@@ -168,6 +168,12 @@ class MessageQueries:
             "ORDER BY id", (user_id,))
         return [_message(row) for row in rows]
 
+    async def recipients_of_undelivered(self: SqliteHost) -> list[int]:
+        """The users who have direct messages they have not seen (index messages_undelivered)."""
+        rows = await self._fetch(
+            "SELECT DISTINCT recipient_id FROM messages WHERE delivered = 0 ORDER BY recipient_id")
+        return [row[0] for row in rows]
+
     async def delete_terminated_history(self: SqliteHost, before: float) -> int:
         """Delete the messages of rooms terminated before ``before``; how many there were."""
         rooms = ("room_id IN (SELECT id FROM rooms "

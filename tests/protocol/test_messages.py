@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import re
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -17,6 +18,7 @@ from tests.helpers import (
     messages,
     room_with,
     settle,
+    start_server,
     text_client,
     text_run,
 )
@@ -206,6 +208,42 @@ async def test_msg_to_an_offline_user_arrives_once_at_their_login(clients: Clien
     assert messages(await settle(bob)) == []
 
 
+async def test_a_login_without_unseen_messages_does_not_wait_for_the_writer(
+        db_path: Path) -> None:
+    """Only users with direct messages they have not seen make a login flush
+    the writer and query the database for them; a message sent once they are
+    gone again is found at the next login, also after a restart."""
+    server = await start_server(db_path, storage__flush_interval=3600)
+    clients = Clients(server)
+    try:
+        alice, bob = await clients.user("alice"), await clients.user("bob")
+        await bob.command("/logout")
+        await alice.command("/create lounge")
+        await alice.command("/say lounge waiting in memory")
+        assert server.services.writer.pending > 0
+        carol = await clients.user("carol")
+        assert (await carol.command("/whoami"))["user"] == "carol"
+        assert server.services.writer.pending > 0  # carol's login did not flush
+        await alice.command("/msg bob first")
+        assert (await bob.command(f"/login bob {PASSWORD}"))["direct_messages"] == 1
+        assert server.services.writer.pending == 0  # bob's did
+        await bob.command("/logout")
+        await alice.command("/msg bob second")
+    finally:
+        await clients.close()
+        await server.stop()
+    server = await start_server(db_path, storage__flush_interval=3600)
+    clients = Clients(server)
+    try:
+        bob = await clients.anonymous()
+        assert (await bob.command(f"/login bob {PASSWORD}"))["direct_messages"] == 1
+        [replayed] = messages(bob.pending_events())
+        assert replayed["text"] == "second"
+    finally:
+        await clients.close()
+        await server.stop()
+
+
 # -- /history -----------------------------------------------------------------------
 
 
@@ -213,7 +251,7 @@ async def post_many(client: ChatClient, count: int, prefix: str = "m") -> list[i
     """Send ``count`` plain lines quickly; returns their ids once all are echoed."""
     for n in range(count):
         client.send_line(f"{prefix}{n}")
-    ids = []
+    ids: list[int] = []
     while len(ids) < count:
         ids.append((await client.next_event(is_message, timeout=5))["id"])
     return ids

@@ -487,6 +487,7 @@ async def test_direct_message_delivery(storage: SqliteStorage) -> None:
     await storage.append_messages([
         direct_msg(5, alice, bob), room_msg(6, room, alice), direct_msg(7, bob, alice),
         direct_msg(8, alice, bob), direct_msg(9, alice, bob, delivered=True)])
+    assert await storage.recipients_of_undelivered() == sorted([alice, bob])
     pending = await storage.undelivered_direct_messages(bob)
     assert [m.id for m in pending] == [5, 8]
     assert all(m.recipient_id == bob and m.room_id is None and not m.delivered
@@ -496,6 +497,7 @@ async def test_direct_message_delivery(storage: SqliteStorage) -> None:
     assert [m.id for m in await storage.undelivered_direct_messages(bob)] == [8]
     await storage.mark_delivered([8, 7])
     assert await storage.undelivered_direct_messages(bob) == []
+    assert await storage.recipients_of_undelivered() == []
     assert await storage.undelivered_direct_messages(alice) == []
     assert await storage.room_history(room, 10) == [room_msg(6, room, alice)]
 
