@@ -10,6 +10,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Protocol
 
 from chatd.feed import RoomFeed
+from chatd.issuer import issuer
 
 if TYPE_CHECKING:
     from chatd.accounts import User
@@ -43,6 +44,16 @@ class LocalBus:
         self._fed.clear()
 
     def to_room(self, room: Room, item: Outgoing, skip: Session | None = None) -> None:
+        labelled = issuer()
+        if labelled is not None and skip is None and labelled[0] in room.endpoints:
+            # The issuing connection's copy is part of its command's reply.
+            session, label = labelled
+            self._to_room(room, item, session)
+            session.send(item.record, label)
+        else:
+            self._to_room(room, item, skip)
+
+    def _to_room(self, room: Room, item: Outgoing, skip: Session | None) -> None:
         if item.priority:
             # Presence and typing events may be shed per connection: one by one.
             for session in room.endpoints:
@@ -64,6 +75,11 @@ class LocalBus:
                     session.tap(feed, item)
 
     def to_user(self, user: User, item: Outgoing, skip: Session | None = None) -> None:
+        labelled = issuer()
         for session in user.sessions:
-            if session is not skip:
+            if session is skip:
+                continue
+            if labelled is not None and session is labelled[0]:
+                session.send(item.record, labelled[1])
+            else:
                 session.deliver(item)

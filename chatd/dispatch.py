@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING, Any
 from chatd.codec import parse_line
 from chatd.context import Context
 from chatd.errors import ChatError, Code
+from chatd.issuer import issuing
 from chatd.params import parse as parse_params
 from chatd.registry import Command, CommandTable, Deferred, Need, Ok
 from chatd.room import Role, Room
@@ -68,7 +69,8 @@ class Dispatcher:
 
     def _run(self, cmd: Command, ctx: Context, kwargs: dict[str, Any]) -> Awaitable[None] | None:
         try:
-            result = cmd.handler(ctx, **kwargs)
+            with issuing(ctx.session, ctx.label):
+                result = cmd.handler(ctx, **kwargs)
         except ChatError as exc:
             ctx.reply_error(exc)
             return None
@@ -95,7 +97,8 @@ class Dispatcher:
     async def _finish(self, ctx: Context,
                       pending: Coroutine[Any, Any, Ok | Deferred | None]) -> None:
         try:
-            result = await pending
+            with issuing(ctx.session, ctx.label):
+                result = await pending
         except ChatError as exc:
             ctx.reply_error(exc)
         except Exception:
@@ -157,7 +160,7 @@ def _require_role(ctx: Context, room: Room, needed: Role, command: str) -> None:
     role = room.role_of(user.id)
     if role is None or role.rank < needed.rank:
         who = "the owner" if needed is Role.OWNER else "an admin or the owner"
-        raise ChatError(Code.NOT_PERMITTED, f"only {who} of #{room.name} can {command}.")
+        raise ChatError(Code.NOT_PERMITTED, f"only {who} of #{room.name} can use /{command}.")
 
 
 def _charge_command(session: Session) -> None:

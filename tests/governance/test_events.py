@@ -29,8 +29,13 @@ async def test_moderation_events_carry_room_user_and_actor(clients: Clients) -> 
              ("/invite dave dev", "invite", "dave")]
     await clients.user("dave")
     for line, name, user in steps:
-        await alice.command(line)
-        for watcher in (alice, bob, carol):
+        reply = await alice.command(line)
+        # The issuer's copy is part of the labelled command's reply, before its ok.
+        [own] = [r for r in reply.lines if r.get("event") == name]
+        assert own.pop("label") == reply["label"]
+        moderation(own, name, user, "alice")
+        assert events(await settle(alice), name) == []  # and only there
+        for watcher in (bob, carol):
             moderation(only(await settle(watcher), name), name, user, "alice")
     await alice.command("/mute bob dev 5m")
     assert only(await settle(carol), "mute")["until"] == ManualClock().time() + 300
