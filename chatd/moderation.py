@@ -29,6 +29,7 @@ if TYPE_CHECKING:
 SANCTION_KINDS = ("ban", "mute")
 # The participle of each sanction kind: "banned", "unmuted" ...
 _DONE = {"ban": "banned", "mute": "muted"}
+_A = {Role.OWNER: "the owner", Role.ADMIN: "an admin", Role.MEMBER: "a member"}
 # The actor named when no user acts: the control socket (an actor of None) and
 # the daemon itself (expiry, flood control).
 CONSOLE = "console"
@@ -182,18 +183,21 @@ class Moderation:
                         before: Role, after: Role) -> None:
         async with room.lock:
             authorize(action, room, actor, target)
-            if room.role_of(target.id) is not before:
-                what = "a member" if before is Role.MEMBER else "an admin"
-                raise ChatError(Code.BAD_ARGUMENTS if room.is_member(target.id)
-                                else Code.NOT_IN_ROOM,
-                                f"{target.name} is not {what} of #{room.name}.")
+            role = room.role_of(target.id)
+            if role is None:
+                raise ChatError(Code.NOT_IN_ROOM,
+                                f"{target.name} is not a member of #{room.name}.")
+            if role is not before:
+                raise ChatError(Code.BAD_ARGUMENTS,
+                                f"{target.name} is {_A[role]} of #{room.name}; only "
+                                f"{_A[before]} can be {action.value}d.")
             now = self._clock.time()
             await self._storage.set_roles(room.id, [(target.id, after.value)], now)
             room.set_roles([(target.id, after)], now)
         self._emit(room, action.value, target, actor.name, role=after.value)
         await self._audit.record(action.value, actor.name, target.name, room)
         await self._notifier.notify(target, f"{action.value}d",
-                                    f"{actor.name} made you {after.value} of #{room.name}.",
+                                    f"{actor.name} made you {_A[after]} of #{room.name}.",
                                     room=room.name, room_id=room.id, role=after.value)
 
     async def set_mode(self, actor: User, room: Room, mode: Mode) -> None:
