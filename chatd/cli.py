@@ -17,6 +17,7 @@ from typing import Any
 from chatd import __version__
 from chatd.app import build_server
 from chatd.config import Config, ConfigError, load_config
+from chatd.control import control_path
 from chatd.daemon import Daemon
 from chatd.errors import ChatError
 from chatd.logfmt import configure_logging
@@ -26,27 +27,31 @@ log = logging.getLogger("chatd")
 
 def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
+    config_path: str | None = getattr(args, "config", None)
     try:
-        config = load_config(args.config, _overrides(args))
+        config = load_config(config_path, _overrides(args))
     except ConfigError as exc:
         print(f"chatd: configuration error: {exc}", file=sys.stderr)
         return 2
     configure_logging(config.logging.level, config.logging.format)
     if args.command == "useradd":
         return _run(_useradd(config, args.name, args.admin, args.password_stdin))
-    return _run(serve(config, args.config, _overrides(args)))
+    return _run(serve(config, config_path, _overrides(args)))
 
 
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="chatd", description="A chat daemon for telnet and nc.")
     parser.add_argument("--version", action="version", version=f"chatd {__version__}")
-    common = argparse.ArgumentParser(add_help=False)
+    # SUPPRESS: an option left out after the sub-command must not undo the
+    # same option given before it ("chatd --config F serve").
+    common = argparse.ArgumentParser(add_help=False, argument_default=argparse.SUPPRESS)
     common.add_argument("--config", help="YAML configuration file (default: built-in)")
     common.add_argument("--db", help="SQLite database file (storage.path)")
     common.add_argument("--log-level", choices=["debug", "info", "warning", "error"])
     common.add_argument("--log-format", choices=["kv", "json"])
     sub = parser.add_subparsers(dest="command")
-    run = sub.add_parser("serve", parents=[common], help="run the daemon (the default)")
+    run = sub.add_parser("serve", parents=[common], help="run the daemon (the default)",
+                         argument_default=argparse.SUPPRESS)
     run.add_argument("--host", help="address to listen on (listen.host)")
     run.add_argument("--port", type=int, help="port to listen on (listen.port)")
     add = sub.add_parser("useradd", parents=[common], help="create an account offline")
@@ -63,10 +68,9 @@ def _parser() -> argparse.ArgumentParser:
 
 
 def _overrides(args: argparse.Namespace) -> dict[str, Any]:
-    pairs = {"listen.host": getattr(args, "host", None), "listen.port": getattr(args, "port", None),
-             "storage.path": args.db, "logging.level": args.log_level,
-             "logging.format": args.log_format}
-    return {key: value for key, value in pairs.items() if value is not None}
+    pairs = {"listen.host": "host", "listen.port": "port", "storage.path": "db",
+             "logging.level": "log_level", "logging.format": "log_format"}
+    return {key: getattr(args, name) for key, name in pairs.items() if hasattr(args, name)}
 
 
 def _run(coro: Any) -> int:
@@ -98,7 +102,20 @@ async def _useradd(config: Config, name: str, admin: bool, from_stdin: bool) -> 
     finally:
         await server.storage.close()
     print(f"created {'admin ' if admin else ''}account {user.name}")
+    if await _daemon_answers(control_path(config.storage.path, config.control.path)):
+        print("chatd: a daemon is running on this database: it sees the account after a "
+              "restart. (chatctl useradd creates one it sees at once.)", file=sys.stderr)
     return 0
+
+
+async def _daemon_answers(socket_path: str) -> bool:
+    """True if a daemon listens on its control socket (it keeps accounts in memory)."""
+    try:
+        _, writer = await asyncio.open_unix_connection(socket_path)
+    except OSError:
+        return False
+    writer.close()
+    return True
 
 
 def _prompt_password() -> str:

@@ -11,7 +11,7 @@ from pathlib import Path
 
 from chatd import __version__
 from tests.helpers import PASSWORD, Clients, start_server
-from tests.operations import CHATD, ChatdProcess, write_config
+from tests.operations import CHATD, ChatdProcess, running_daemon, write_config
 
 TIMEOUT = 30
 
@@ -52,6 +52,22 @@ async def test_useradd_creates_an_admin(tmp_path: Path) -> None:
         await server.stop()
 
 
+async def test_useradd_warns_that_a_running_daemon_does_not_see_the_account(
+        tmp_path: Path) -> None:
+    config = write_config(tmp_path / "chatd.yaml", control={"path": str(tmp_path / "ctl.sock")})
+    async with running_daemon(tmp_path):
+        made = await asyncio.to_thread(chatd, "useradd", "late", "--password-stdin",
+                                       "--config", str(config), "--db",
+                                       str(tmp_path / "chatd.db"), stdin=f"{PASSWORD}\n")
+    assert made.returncode == 0 and made.stdout.strip() == "created account late"
+    assert "a daemon is running on this database" in made.stderr
+    assert "chatctl useradd" in made.stderr
+    alone = await asyncio.to_thread(chatd, "useradd", "later", "--password-stdin",
+                                    "--config", str(config), "--db",
+                                    str(tmp_path / "chatd.db"), stdin=f"{PASSWORD}\n")
+    assert alone.returncode == 0 and "daemon is running" not in alone.stderr
+
+
 def test_useradd_without_admin(tmp_path: Path) -> None:
     config = write_config(tmp_path / "chatd.yaml")
     made = chatd("useradd", "plain", "--password-stdin", "--config", str(config),
@@ -65,6 +81,7 @@ def test_a_bad_configuration_file_exits_2_naming_the_key(tmp_path: Path) -> None
     bad.write_text("listen:\n  port: 7777\n  colour: blue\n")
     for args in (["serve", "--config", str(bad), "--port", "0"],
                  ["--config", str(bad)],
+                 ["--config", str(bad), "serve", "--port", "0"],  # before the sub-command
                  ["useradd", "x", "--password-stdin", "--config", str(bad)]):
         result = chatd(*args, "--db", str(tmp_path / "chatd.db"), stdin="pw\n")
         assert result.returncode == 2, (args, result.stderr)
