@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import re
+import textwrap
+
 from chatd.context import Context
 from chatd.errors import ChatError, Code
 from chatd.params import Choice, Word
@@ -29,7 +32,6 @@ def help_(ctx: Context, command: str | None) -> Ok:
 
 def _overview(ctx: Context) -> Ok:
     commands = ctx.services.commands.all()
-    width = max(len(c.usage) for c in commands)
     groups: dict[str, list[Command]] = {}
     for cmd in commands:
         groups.setdefault(cmd.group, []).append(cmd)
@@ -37,13 +39,36 @@ def _overview(ctx: Context) -> Ok:
     lines = []
     for group in order:
         lines.append(f"{group}:")
-        lines += [f"  {c.usage.ljust(width)}  {c.summary}" for c in groups[group]]
-    lines.append("Plain lines go to your current room; start a line with // to send one "
-                 "beginning with /.")
+        for cmd in groups[group]:
+            lines += help_rows(cmd.usage, cmd.summary)
+    lines += textwrap.wrap("Plain lines go to your current room; start a line with // to "
+                           "send one beginning with /.", HELP_WIDTH)
     ctx.text(lines)
     return ok("/help <command> shows one command.",
               commands=[{"name": c.name, "usage": c.usage, "help": c.summary, "group": c.group}
                         for c in commands])
+
+
+# The overview fits a terminal of 80 columns: usages up to USAGE_COLUMN wide
+# share their line with the summary; longer ones (and each alternative of
+# "a  |  b") stand on lines of their own, the summary below them.
+HELP_WIDTH = 79
+USAGE_COLUMN = 30
+_SUMMARY_INDENT = " " * (2 + USAGE_COLUMN + 2)
+_ALTERNATIVES = re.compile(r" {2}(?:\||or) {2}")
+
+
+def help_rows(usage: str, summary: str) -> list[str]:
+    """One command's lines in the /help overview."""
+    summary_lines = textwrap.wrap(summary, HELP_WIDTH - len(_SUMMARY_INDENT)) or [""]
+    if len(usage) <= USAGE_COLUMN:
+        first = f"  {usage.ljust(USAGE_COLUMN)}  {summary_lines[0]}"
+        return [first, *(_SUMMARY_INDENT + line for line in summary_lines[1:])]
+    usage_lines = [line for part in _ALTERNATIVES.split(usage)
+                   for line in textwrap.wrap(part, HELP_WIDTH - 2, subsequent_indent="    ",
+                                             break_long_words=False)]
+    return [*(f"  {line}" for line in usage_lines),
+            *(_SUMMARY_INDENT + line for line in summary_lines)]
 
 
 @command("ping", need=Need.ANY, group=GROUP)

@@ -41,12 +41,19 @@ async def test_help_lists_every_command(clients: Clients) -> None:
         assert entry["group"], entry
 
 
-async def test_help_in_text_mode_shows_every_usage(clients: Clients) -> None:
+async def test_help_in_text_mode_shows_every_command_in_80_columns(clients: Clients) -> None:
     client = await text_client(clients)
     lines = await text_run(client, "/help")
-    text = "\n".join(lines)
+    assert max(map(len, lines)) <= 79, max(lines, key=len)
+    words = " ".join(lines).split()
     for cmd in commands_of(clients.server):
-        assert cmd.usage in text, cmd.name
+        # Every word of the usage and the summary, in order (lines may wrap).
+        for part in (cmd.usage, cmd.summary):
+            expected = [w for w in part.split() if w not in ("|", "or")]
+            found = iter(words)
+            assert all(w in found for w in expected), (cmd.name, part)
+    short = next(c for c in commands_of(clients.server) if c.name == "ping")
+    assert any(line.startswith(f"  {short.usage} ") and short.summary in line for line in lines)
     assert lines[-1].startswith("* ")
 
 
