@@ -8,6 +8,7 @@ parameter; this is how ``/ban bob 10m spam`` and ``/ban bob #dev 10m`` both work
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -20,6 +21,13 @@ if TYPE_CHECKING:
 
 class Decline(Exception):
     """An optional parameter does not take this word; try the next one."""
+
+
+def expected(choices: Sequence[str], word: str) -> str:
+    """The sentence refusing ``word`` where one of ``choices`` must stand."""
+    *most, last = choices
+    listed = f"{', '.join(most)} or {last}" if most else last
+    return f"expected {listed}, not \"{word}\"."
 
 
 @dataclass(frozen=True, slots=True)
@@ -40,6 +48,17 @@ class Param:
 
     def absent(self, ctx: Context) -> Any:
         return self.default
+
+    def refusal(self, ctx: Context, word: str) -> ChatError | None:
+        """Why this parameter, having declined ``word`` that nothing else took,
+        does not take it: the error a user should see (None: it says nothing)."""
+        try:
+            self.convert(ctx, word, False)
+        except ChatError as exc:
+            return exc
+        except Decline:
+            return None
+        return None  # pragma: no cover - a parameter that declined takes it now
 
 
 @dataclass(frozen=True, slots=True)
@@ -64,8 +83,14 @@ class Int(Param):
             return int(word)
         if self.optional:
             raise Decline
-        raise ChatError(Code.BAD_ARGUMENTS,
-                        f"{self.name} must be a number from {self.low} to {self.high}.")
+        raise self.refusal(ctx, word)
+
+    def refusal(self, ctx: Context, word: str) -> ChatError:
+        # Ids go up to 2**62: "from 1 to 4611686018427387904" would tell nobody anything.
+        bounds = f"from {self.low} to {self.high:,}" if self.high < 10**9 else \
+            f"of {self.low} or more"
+        return ChatError(Code.BAD_ARGUMENTS, f"{self.name} must be a whole number {bounds}, "
+                                             f"not \"{word}\".")
 
 
 @dataclass(frozen=True, slots=True)
@@ -81,11 +106,14 @@ class Number(Param):
         except ValueError:
             if self.optional:
                 raise Decline from None
-            raise ChatError(Code.BAD_ARGUMENTS, f"{self.name} must be a number.") from None
+            raise self.refusal(ctx, word) from None
         if not self.low <= value <= self.high:
             raise ChatError(Code.BAD_ARGUMENTS,
                             f"{self.name} must be from {self.low:g} to {self.high:g}.")
         return value
+
+    def refusal(self, ctx: Context, word: str) -> ChatError:
+        return ChatError(Code.BAD_ARGUMENTS, f"{self.name} must be a number, not \"{word}\".")
 
 
 @dataclass(frozen=True, slots=True)
@@ -103,7 +131,10 @@ class Choice(Param):
             return lowered
         if self.optional and more_follow:
             raise Decline
-        raise ChatError(Code.BAD_ARGUMENTS, f"{self.name} is one of {', '.join(self.choices)}.")
+        raise self.refusal(ctx, word)
+
+    def refusal(self, ctx: Context, word: str) -> ChatError:
+        return ChatError(Code.BAD_ARGUMENTS, expected(self.choices, word))
 
 
 @dataclass(frozen=True, slots=True)
@@ -116,7 +147,11 @@ class Duration(Param):
                 raise ChatError(Code.BAD_ARGUMENTS, f"{self.name}: {exc}") from None
         if self.optional:
             raise Decline
-        raise ChatError(Code.BAD_ARGUMENTS, f"{self.name} is a duration like 30s, 10m, 2h or 7d.")
+        raise self.refusal(ctx, word)
+
+    def refusal(self, ctx: Context, word: str) -> ChatError:
+        return ChatError(Code.BAD_ARGUMENTS,
+                         f"{self.name} is a duration like 30s, 10m, 2h or 7d, not \"{word}\".")
 
 
 @dataclass(frozen=True, slots=True)
@@ -166,7 +201,7 @@ def parse(params: tuple[Param, ...], ctx: Context, args: str, usage: str) -> dic
         raise ChatError(Code.BAD_ARGUMENTS, f"too many arguments. Usage: {usage}")
     values: dict[str, Any] = {}
     index = 0
-    declined: tuple[Param, str] | None = None
+    declined: list[tuple[Param, str]] = []
     for position, param in enumerate(params):
         if param.rest:
             values[param.name] = _rest(param, args, index, usage)
@@ -181,7 +216,7 @@ def parse(params: tuple[Param, ...], ctx: Context, args: str, usage: str) -> dic
             values[param.name] = param.convert(ctx, words[index], more_follow)
             index += 1
         except Decline:
-            declined = declined or (param, words[index])
+            declined.append((param, words[index]))
     if index < len(words):
         raise _leftover(ctx, declined, usage)
     for param in params:
@@ -197,17 +232,16 @@ def _rest(param: Param, args: str, index: int, usage: str) -> Any:
     return text or param.default
 
 
-def _leftover(ctx: Context, declined: tuple[Param, str] | None, usage: str) -> ChatError:
-    """The error for words nobody took: the declining parameter's own, if it has one
-    (``/history nosuchroom`` is no-such-room), else too many arguments."""
-    if declined is not None:
-        param, word = declined
-        try:
-            param.convert(ctx, word, False)
-        except ChatError as exc:
-            return exc
-        except Decline:
-            pass
+def _leftover(ctx: Context, declined: list[tuple[Param, str]], usage: str) -> ChatError:
+    """The error for words nobody took: the first declining parameter's own, if
+    one has one (``/history nosuchroom`` is no-such-room, ``/rooms x`` is about
+    the page), else too many arguments."""
+    for param, word in declined:
+        refusal = param.refusal(ctx, word)
+        if refusal is not None and refusal.code is Code.BAD_ARGUMENTS:
+            return ChatError(refusal.code, f"{refusal.message} Usage: {usage}", **refusal.fields)
+        if refusal is not None:
+            return refusal
     return ChatError(Code.BAD_ARGUMENTS, f"too many arguments. Usage: {usage}")
 
 
@@ -218,4 +252,4 @@ def _rest_of(args: str, index: int) -> str:
 
 
 def _usage_error(param: Param, usage: str) -> ChatError:
-    return ChatError(Code.BAD_ARGUMENTS, f"missing {param.name}. Usage: {usage}")
+    return ChatError(Code.BAD_ARGUMENTS, f"missing {param.usage}. Usage: {usage}")

@@ -12,6 +12,7 @@ from dataclasses import replace
 from typing import TYPE_CHECKING, Any
 
 from chatd.errors import ChatError, Code
+from chatd.params import expected
 from chatd.render import THEMES
 
 if TYPE_CHECKING:
@@ -33,7 +34,7 @@ def change(session: Session, key: str, value: str) -> dict[str, Any]:
         raise ChatError(Code.BAD_ARGUMENTS,
                         f"there is no setting {key!r}; settings: {', '.join(SETTINGS)}.")
     if value not in SETTINGS[key]:
-        raise ChatError(Code.BAD_ARGUMENTS, f"{key} is one of {', '.join(SETTINGS[key])}.")
+        raise ChatError(Code.BAD_ARGUMENTS, f"{key}: {expected(SETTINGS[key], value)}")
     stored: dict[str, Any] = {key: ON_OFF.get(value, value)}
     apply_settings(session, stored)
     return stored

@@ -9,7 +9,7 @@ from typing import Any
 import pytest
 
 from chatd.client import ChatClient, LineClient
-from tests.helpers import PASSWORD, Clients, settle, text_client, text_run
+from tests.helpers import PASSWORD, Clients, error_of, settle, text_client, text_run
 
 MAX_LINE = 4096
 CONTROLS = [chr(c) for c in [*range(0x00, 0x09), *range(0x0A, 0x20), *range(0x7F, 0xA0)]]
@@ -240,3 +240,31 @@ async def test_binary_garbage_does_not_hurt_the_server(clients: Clients) -> None
     for attacker in attackers:
         await attacker.close()
     assert (await bystander.command("/whoami"))["user"] == "bob"
+
+
+@pytest.mark.parametrize(("line", "message"), [
+    ("/rooms x", 'page must be a whole number from 1 to 1,000,000, not "x". '
+                 "Usage: /rooms [page]"),
+    ("/rooms 0", 'page must be a whole number from 1 to 1,000,000, not "0".'),
+    ("/useradd frank pw123456 superuser", 'expected admin, not "superuser".'),
+    ("/passwd a", "missing <new>. Usage: /passwd <old> <new>"),
+    ("/download abc", 'id must be a whole number of 1 or more, not "abc".'),
+    ("/format xml", 'expected text or json, not "xml".'),
+    ("/rooms 1 2", "too many arguments. Usage: /rooms [page]"),
+])
+async def test_argument_errors_say_what_was_wrong(clients: Clients, line: str,
+                                                  message: str) -> None:
+    admin = await clients.user("root")
+    clients.server.services.accounts.require("root").is_admin = True
+    await admin.command("/create general")
+    await clients.user("bob")
+    error = await error_of(admin, line)
+    assert error["code"] == "bad-arguments"
+    assert message in error["message"], error["message"]
+
+
+async def test_an_unknown_room_among_optional_words_is_still_no_such_room(
+        clients: Clients) -> None:
+    alice = await clients.user("alice")
+    error = await error_of(alice, "/history nosuchroom")
+    assert error["code"] == "no-such-room" and "Usage" not in error["message"]
