@@ -187,7 +187,9 @@ class Upload:
     def _tell_failed(self, error: ChatError) -> None:
         """An early word, so a client can stop sending; the final error follows the "."."""
         if not (self._gone or self._ended):
-            self._ctx.notice(f"upload failed ({error.code.value}): {error.message} The lines "
+            # A usage ends without a full stop: the sentence after it must not run on.
+            message = error.message if error.message.endswith(".") else f"{error.message}."
+            self._ctx.notice(f"upload failed ({error.code.value}): {message} The lines "
                              "up to a line with a single \".\" are discarded.",
                              upload="failed", code=error.code.value)
 

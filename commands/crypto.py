@@ -114,7 +114,7 @@ async def _room_keys(ctx: Context, ref: str | None) -> Ok:
     entries, missing = await ctx.services.e2e.room_keys(room)
     if entries:
         ctx.table(["user", "fingerprint", "post-quantum"],
-                  [[e["user"], e["fingerprint"], "yes" if "pq_key" in e else ""]
+                  [[e["user"], e["fingerprint"], "yes" if "pq_key" in e else "no"]
                    for e in entries])
     note = f"; without a key: {', '.join(missing)}" if missing else ""
     e2e = bool(room.settings.get("e2e"))

@@ -62,6 +62,7 @@ async def history(ctx: Context, room: Room, n: int) -> Ok:
     lines = []
     for record in messages:
         lines += render(record, ctx.session.style, True).decode().splitlines()
-    ctx.text([f"-- last {len(messages)} messages of #{room.name} --", *lines])
+    last = "the last message" if len(messages) == 1 else f"last {len(messages)} messages"
+    ctx.text([f"-- {last} of #{room.name} --", *lines])
     return ok(f"{len(messages)} message{'s' * (len(messages) != 1)}.", room=room.name,
               messages=messages)

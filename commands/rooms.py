@@ -40,7 +40,8 @@ def rooms(ctx: Context, page: int) -> Ok:
     if shown:
         message = f"page {page} of {pages}"
     elif listed:
-        message = f"there are only {pages} page{'s' * (pages != 1)}; /rooms 1 starts over."
+        there = "there is only 1 page" if pages == 1 else f"there are only {pages} pages"
+        message = f"{there}; /rooms 1 starts over."
     else:
         message = "no rooms yet: /create <room> makes one."
     if page < pages:
@@ -98,7 +99,7 @@ def who(ctx: Context, room: Room) -> Ok:
         rows.append({"user": member.name, "role": member.role.value,
                      "online": bool(user and user.online)})
     ctx.table(["user", "role", "online"],
-              [[r["user"], r["role"], "yes" if r["online"] else ""] for r in rows])
+              [[r["user"], r["role"], "yes" if r["online"] else "no"] for r in rows])
     online = sum(1 for r in rows if r["online"])
     return ok(f"#{room.name}: {len(rows)} members, {online} online.", room=room.name,
               id=room.id, members=rows)

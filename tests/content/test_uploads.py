@@ -130,6 +130,17 @@ async def test_upload_replies_carry_the_label_and_come_after_the_dot(clients: Cl
     assert after[-1] == "@up1 * uploaded a.txt as file 1."
 
 
+async def test_an_upload_refused_at_once_reads_as_sentences(clients: Clients) -> None:
+    alice = await text_client(clients, "alice")
+    await text_run(alice, "/create general")
+    alice.send("/upload a.txt")
+    assert await alice.line() == (
+        "* upload failed (bad-arguments): missing <size>. Usage: /upload <filename> <size> "
+        '[sha256] [room]. The lines up to a line with a single "." are discarded.')
+    assert await text_run(alice, ".") == ["! bad-arguments: missing <size>. Usage: /upload "
+                                          "<filename> <size> [sha256] [room]"]
+
+
 async def test_a_zero_byte_file_and_a_checksumless_upload(clients: Clients) -> None:
     alice = await clients.user("alice")
     await alice.command("/create general")

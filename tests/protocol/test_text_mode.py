@@ -136,3 +136,24 @@ async def test_color_on_colours_messages_notices_and_errors(clients: Clients) ->
     for line in (message, error, notice):
         assert ESC + "[" in line, line
     assert re.sub(r"\x1b\[[0-9;]*m", "", error).startswith("! unknown-command:")
+
+
+async def test_counts_of_one_read_as_english_and_tables_have_no_blank_cells(
+        clients: Clients) -> None:
+    bob = await text_client(clients, "bob")
+    await text_run(bob, "/logout")
+    alice = await text_client(clients, "alice")
+    await text_run(alice, "/create general")
+    await text_run(alice, "/invite bob general")
+    assert await text_run(alice, "/rooms 5") == [
+        "* there is only 1 page; /rooms 1 starts over."]
+    await text_run(alice, "hello")
+    history = await text_run(alice, "/history")
+    assert history[0] == "-- the last message of #general --"
+    who = await text_run(alice, "/who general")
+    assert any(re.fullmatch(r"  alice\s+owner\s+yes", line) for line in who), who
+    bob_again = await text_client(clients, "bob")
+    await text_run(bob_again, "/join general")
+    await text_run(bob_again, "/logout")
+    who = await text_run(alice, "/who general")
+    assert any(re.fullmatch(r"  bob\s+member\s+no", line) for line in who), who
