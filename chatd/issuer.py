@@ -7,7 +7,10 @@ it carries the command's label. The dispatcher marks the connection while
 the command runs; the bus labels that connection's copies.
 
 A context variable, because the label would otherwise travel through every
-service a command calls; each asyncio task sees its own value.
+service a command calls; each asyncio task sees its own value. Work a
+command starts in a task of its own (a flood mute, a delayed close) copies
+the variable, so the mark is switched off, not only removed, when the
+command ends.
 """
 
 from __future__ import annotations
@@ -20,12 +23,28 @@ from typing import TYPE_CHECKING
 if TYPE_CHECKING:
     from chatd.session import Session
 
-_ISSUER: ContextVar[tuple[Session, str] | None] = ContextVar("chatd_issuer", default=None)
+class _Issuing:
+    """One run of a labelled command. Tasks and callbacks started meanwhile copy
+    the context, and with it this object: ``over`` keeps them from labelling
+    what they send after the command has ended."""
+
+    __slots__ = ("label", "over", "session")
+
+    def __init__(self, session: Session, label: str) -> None:
+        self.session = session
+        self.label = label
+        self.over = False
+
+
+_ISSUING: ContextVar[_Issuing | None] = ContextVar("chatd_issuing", default=None)
 
 
 def issuer() -> tuple[Session, str] | None:
     """The connection running a labelled command now, with the label; None otherwise."""
-    return _ISSUER.get()
+    issuing = _ISSUING.get()
+    if issuing is None or issuing.over:
+        return None
+    return issuing.session, issuing.label
 
 
 @contextlib.contextmanager
@@ -34,8 +53,10 @@ def issuing(session: Session, label: str | None) -> Iterator[None]:
     if label is None:
         yield
         return
-    token = _ISSUER.set((session, label))
+    run = _Issuing(session, label)
+    token = _ISSUING.set(run)
     try:
         yield
     finally:
-        _ISSUER.reset(token)
+        run.over = True
+        _ISSUING.reset(token)

@@ -386,3 +386,21 @@ async def test_typing_rate_is_configurable_and_needs_membership(
         anon = await clients.anonymous()
         assert (await error_of(anon, "/typing general"))["code"] == "not-logged-in"
         assert is_error("not-logged-in")((await anon.command("/typing", check=False)).final)
+
+
+async def test_a_flood_mute_after_labelled_commands_carries_no_label(
+        db_path: Path, clock: ManualClock) -> None:
+    """The mute runs in a task started during a labelled /say; it is no part
+    of that command's reply, which has ended."""
+    async with serving(db_path, clock, **PRODUCTION_LIMITS) as (_server, clients):
+        alice, bob = await room_with(clients, "alice", "bob")
+        for i in range(10):
+            await alice.command(f"/say general burst {i}")
+        for i in range(20):
+            assert (await error_of(alice, f"/say general flood {i}"))["code"] == "rate-limited"
+        own = await alice.next_event(is_event("mute", room="general", user="alice"))
+        assert "label" not in own, own
+        notice = await alice.next_event(lambda e: e.get("type") == "notice"
+                                        and "muted" in e.get("text", ""))
+        assert "label" not in notice, notice
+        assert "label" not in await bob.next_event(is_event("mute", room="general"))
