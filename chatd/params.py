@@ -201,7 +201,8 @@ def parse(params: tuple[Param, ...], ctx: Context, args: str, usage: str) -> dic
         raise ChatError(Code.BAD_ARGUMENTS, f"too many arguments. Usage: {usage}")
     values: dict[str, Any] = {}
     index = 0
-    declined: list[tuple[Param, str]] = []
+    # (parameter, index of the word it passed over)
+    declined: list[tuple[Param, int]] = []
     for position, param in enumerate(params):
         if param.rest:
             values[param.name] = _rest(param, args, index, usage)
@@ -216,9 +217,11 @@ def parse(params: tuple[Param, ...], ctx: Context, args: str, usage: str) -> dic
             values[param.name] = param.convert(ctx, words[index], more_follow)
             index += 1
         except Decline:
-            declined.append((param, words[index]))
+            declined.append((param, index))
     if index < len(words):
-        raise _leftover(ctx, declined, usage)
+        # Only who passed over the first word left over can say why it is there.
+        passed = [param for param, at in declined if at == index]
+        raise _leftover(ctx, passed, words[index], usage)
     for param in params:
         if param.name not in values:
             values[param.name] = param.absent(ctx)
@@ -232,11 +235,11 @@ def _rest(param: Param, args: str, index: int, usage: str) -> Any:
     return text or param.default
 
 
-def _leftover(ctx: Context, declined: list[tuple[Param, str]], usage: str) -> ChatError:
-    """The error for words nobody took: the first declining parameter's own, if
-    one has one (``/history nosuchroom`` is no-such-room, ``/rooms x`` is about
-    the page), else too many arguments."""
-    for param, word in declined:
+def _leftover(ctx: Context, passed: list[Param], word: str, usage: str) -> ChatError:
+    """The error for ``word``, which nobody took: the first of the parameters that
+    passed over it to explain why (``/history nosuchroom`` is no-such-room,
+    ``/rooms x`` is about the page), else too many arguments."""
+    for param in passed:
         refusal = param.refusal(ctx, word)
         if refusal is not None and refusal.code is Code.BAD_ARGUMENTS:
             return ChatError(refusal.code, f"{refusal.message} Usage: {usage}", **refusal.fields)

@@ -251,6 +251,11 @@ async def test_binary_garbage_does_not_hurt_the_server(clients: Clients) -> None
     ("/download abc", 'id must be a whole number of 1 or more, not "abc".'),
     ("/format xml", 'expected text or json, not "xml".'),
     ("/rooms 1 2", "too many arguments. Usage: /rooms [page]"),
+    # A word passed over by one parameter but taken by the next is not to blame.
+    ("/ratelimit 5 general extra", "too many arguments."),
+    ("/mute bob general 10m extra", "too many arguments."),
+    ("/mute bob 10m extra", "too many arguments."),
+    ("/history 5 extra", "too many arguments."),
 ])
 async def test_argument_errors_say_what_was_wrong(clients: Clients, line: str,
                                                   message: str) -> None:
