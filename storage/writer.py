@@ -126,11 +126,13 @@ class MessageWriter:
             batch = self._pending[: self._max_batch]
             if not batch:
                 return None
+            settled = self._settled
             try:
                 await self._write(batch)
             except Exception as exc:
+                unwritten = len(batch) - (self._settled - settled)
                 log.exception("writing %d messages failed; they stay pending (%d in all)",
-                              len(batch), len(self._pending))
+                              unwritten, len(self._pending))
                 return exc
             return None
 

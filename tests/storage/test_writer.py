@@ -227,13 +227,16 @@ async def test_an_id_already_stored_is_dropped_and_the_rest_written(
 
 
 async def test_a_failure_while_halving_loses_and_repeats_nothing(
-        storage: RecordingStorage) -> None:
+        storage: RecordingStorage, caplog: pytest.LogCaptureFixture) -> None:
     writer = MessageWriter(storage)
     for i in range(1, 9):
         writer.submit(to_unknown_room(i) if i == 6 else msg(i))
     storage.fail_at = {3}  # the whole batch refused, its first half written, then the disk
-    with pytest.raises(StorageError, match="disk on fire"):
+    with caplog.at_level(logging.ERROR, logger="storage.writer"), \
+            pytest.raises(StorageError, match="disk on fire"):
         await writer.flush()
+    [failed] = caplog.records
+    assert failed.getMessage() == "writing 4 messages failed; they stay pending (4 in all)"
     assert (writer.pending, writer.written, writer.dropped) == (4, 4, 0)
     await writer.flush()
     assert await history_ids(storage) == [1, 2, 3, 4, 5, 7, 8]
