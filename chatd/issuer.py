@@ -23,6 +23,7 @@ from typing import TYPE_CHECKING
 if TYPE_CHECKING:
     from chatd.session import Session
 
+
 class _Issuing:
     """One run of a labelled command. Tasks and callbacks started meanwhile copy
     the context, and with it this object: ``over`` keeps them from labelling
