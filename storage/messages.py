@@ -72,11 +72,21 @@ _ALL_COLUMNS = ("id, room_id, recipient_id, sender_id, sender_name, text, ts, ki
 InsertSql = Callable[[int], str]
 
 
+def _width(columns: str) -> int:
+    """How many values a row of ``columns`` (a comma-separated list) binds."""
+    return columns.count(",") + 1
+
+
+def _values_sql(columns: str, rows: int) -> str:
+    """``VALUES`` placeholders for ``rows`` rows of ``columns``."""
+    row = "(" + ",".join("?" * _width(columns)) + ")"
+    return "VALUES " + ",".join([row] * rows)
+
+
 @functools.lru_cache(maxsize=4 * len(CHUNK_SIZES))
 def _insert_sql(table: str, columns: str, rows: int) -> str:
     """The fast INSERT of ``rows`` rows; the foreign keys check what it inserts."""
-    row = "(" + ",".join("?" * (columns.count(",") + 1)) + ")"
-    return f"INSERT INTO {table} ({columns}) VALUES {','.join([row] * rows)}"
+    return f"INSERT INTO {table} ({columns}) {_values_sql(columns, rows)}"
 
 
 _insert_messages_sql: InsertSql = functools.partial(_insert_sql, "messages", _ALL_COLUMNS)
@@ -92,12 +102,11 @@ _insert_blocks_sql: InsertSql = functools.partial(_insert_sql, "message_blocks",
 # they reference their room alone.)
 @functools.lru_cache(maxsize=len(CHUNK_SIZES))
 def _careful_insert_sql(rows: int) -> str:
-    values = ",".join(["(?,?,?,?,?,?,?,?,?,?)"] * rows)
     return (
         f"INSERT INTO messages ({_ALL_COLUMNS}) "
         "SELECT column1, column2, column3, (SELECT id FROM users WHERE id = column4), "
         "column5, column6, column7, column8, column9, column10 "
-        f"FROM (VALUES {values}) "
+        f"FROM ({_values_sql(_ALL_COLUMNS, rows)}) "
         "WHERE column3 IS NULL OR EXISTS (SELECT 1 FROM users WHERE id = column3)")
 
 
@@ -249,8 +258,8 @@ async def _forget_deleted_senders(conn: aiosqlite.Connection,
 
 
 _by_id = operator.attrgetter("id")
-_ALL_WIDTH = _ALL_COLUMNS.count(",") + 1
-_BLOCK_WIDTH = BLOCK_COLUMNS.count(",") + 1
+_ALL_WIDTH = _width(_ALL_COLUMNS)
+_BLOCK_WIDTH = _width(BLOCK_COLUMNS)
 
 
 def _first_new_id(batch: Sequence[MessageRecord]) -> int:
