@@ -44,24 +44,33 @@ class Admission:
         self.config = config
 
     async def admit(self, user: User, room: Room, session: Session | None = None) -> str:
-        """Let ``user`` into ``room`` by its rules: "joined" or "requested"."""
-        self._refuse_banned(user, room)
-        if room.mode is Mode.OPEN or user.is_admin:
-            await self._rooms.join(user, room, session)
+        """Let ``user`` into ``room`` by its rules: "joined" or "requested".
+
+        The rules are applied under the room's lock, where a ban takes effect
+        too, so a ban and a join sent together never leave a banned member.
+        """
+        async def decide() -> bool:
+            if room.is_member(user.id):
+                raise ChatError(Code.ALREADY_IN_ROOM, f"you are already in #{room.name}.")
+            self.refuse_banned(user, room)
+            if room.mode is Mode.OPEN or user.is_admin:
+                return True
+            invitation = await self._storage.use_invitation(room.id, user.id)
+            now = self._clock.time()
+            if invitation is not None and invitation.expires_at > now:
+                return True
+            if room.mode is Mode.PRIVATE:
+                raise ChatError(Code.NOT_PERMITTED, _uninvited(room, invitation, now))
+            await self._storage.put_join_request(JoinRequestRecord(room.id, user.id, now))
+            return False
+
+        if await self._rooms.join(user, room, session, admit=decide) is not None:
             return "joined"
-        invitation = await self._storage.take_invitation(room.id, user.id, self._clock.time())
-        if invitation is not None:
-            await self._rooms.join(user, room, session)
-            return "joined"
-        if room.mode is Mode.PRIVATE:
-            raise ChatError(Code.NOT_PERMITTED,
-                            f"#{room.name} is private: you need an invitation to join.")
-        await self._request(user, room)
+        await self._requested(user, room)
         return "requested"
 
-    async def _request(self, user: User, room: Room) -> None:
-        await self._storage.put_join_request(
-            JoinRequestRecord(room.id, user.id, self._clock.time()))
+    async def _requested(self, user: User, room: Room) -> None:
+        """Tell the room's admins of a request just filed, and write it down."""
         item = Outgoing({"type": "event", "event": "request", "room": room.name,
                          "user": user.name}, room.id)
         for admin in room.admins():
@@ -71,14 +80,17 @@ class Admission:
         await self._audit.record("request", user.name, None, room)
 
     async def invite(self, actor: User, room: Room, target: User) -> InvitationRecord:
-        authorize(Action.INVITE, room, actor)
-        self._refuse_banned(target, room, who=target.name)
-        if room.is_member(target.id):
-            raise ChatError(Code.ALREADY_IN_ROOM, f"{target.name} is already in #{room.name}.")
-        now = self._clock.time()
-        ttl = self.config.rooms.invitation_ttl
-        record = InvitationRecord(room.id, target.id, actor.id, now, now + ttl)
-        await self._storage.put_invitation(record)
+        # Under the room's lock, as a ban is: a ban never leaves an invitation behind.
+        async with room.lock:
+            authorize(Action.INVITE, room, actor)
+            self.refuse_banned(target, room, who=target.name)
+            if room.is_member(target.id):
+                raise ChatError(Code.ALREADY_IN_ROOM,
+                                f"{target.name} is already in #{room.name}.")
+            now = self._clock.time()
+            ttl = self.config.rooms.invitation_ttl
+            record = InvitationRecord(room.id, target.id, actor.id, now, now + ttl)
+            await self._storage.put_invitation(record)
         self._bus.to_room(room, Outgoing({"type": "event", "event": "invite", "room": room.name,
                                           "user": target.name, "actor": actor.name}, room.id))
         await self._notifier.notify(
@@ -95,9 +107,16 @@ class Admission:
 
     async def accept(self, actor: User, room: Room, target: User) -> None:
         authorize(Action.ACCEPT, room, actor)
-        self._refuse_banned(target, room, who=target.name)
-        await self._take_request(room, target)
-        await self._rooms.join(target, room)
+
+        async def decide() -> bool:
+            # Checked again where the join happens: the actor's role or a ban may
+            # have changed meanwhile.
+            authorize(Action.ACCEPT, room, actor)
+            self.refuse_banned(target, room, who=target.name)
+            await self._take_request(room, target)
+            return True
+
+        await self._rooms.join(target, room, admit=decide)
         await self._audit.record("accept", actor.name, target.name, room)
         await self._notifier.notify(target, "request-accepted",
                                     f"your request to join #{room.name} was accepted.",
@@ -116,7 +135,8 @@ class Admission:
             raise ChatError(Code.BAD_ARGUMENTS,
                             f"{target.name} has no pending request for #{room.name}.")
 
-    def _refuse_banned(self, user: User, room: Room, who: str = "you") -> None:
+    def refuse_banned(self, user: User, room: Room, who: str = "you") -> None:
+        """Raise ``banned`` (with how long it lasts) if ``user`` is banned from ``room``."""
         ban = room.banned(user.id, self._clock.time())
         if ban is None:
             return
@@ -125,3 +145,12 @@ class Admission:
                 f" for {format_duration(ban.until - self._clock.time())} more")
         raise ChatError(Code.BANNED, f"{who} {verb} banned from #{room.name}{left}.",
                         until=ban.until)
+
+
+def _uninvited(room: Room, invitation: InvitationRecord | None, now: float) -> str:
+    """Why a private room refuses a join: no invitation, or one that expired."""
+    if invitation is None:
+        return f"#{room.name} is private: you need an invitation to join."
+    ago = format_duration(now - invitation.expires_at)
+    return (f"your invitation to #{room.name} expired {ago} ago: "
+            "ask one of its admins for a new one.")

@@ -85,7 +85,9 @@ class Moderation:
         async def impose() -> None:
             await self._storage.put_sanction("ban", record)
             room.bans[target.id] = record
+            # A ban revokes what would let the user back in once it is lifted.
             await self._storage.delete_join_request(room.id, target.id)
+            await self._storage.delete_invitation(room.id, target.id)
 
         name = _name(actor)
         removed = await self._rooms.remove(
@@ -201,9 +203,10 @@ class Moderation:
                                     room=room.name, room_id=room.id, role=after.value)
 
     async def set_mode(self, actor: User, room: Room, mode: Mode) -> None:
-        authorize(Action.MODE, room, actor)
-        await self._storage.set_room_mode(room.id, mode.value)
-        room.mode = mode
+        async with room.lock:
+            authorize(Action.MODE, room, actor)
+            await self._storage.set_room_mode(room.id, mode.value)
+            room.mode = mode
         self._emit(room, "mode", None, actor.name, mode=mode.value)
         await self._audit.record("mode", actor.name, None, room, mode.value)
 

@@ -1,7 +1,8 @@
 """Who may do what in a room. Pure rules, checked at the moment an action runs.
 
 - Admins and the owner may invite, answer requests, kick, ban and mute members.
-- Only the owner may promote, demote, change the mode, or kick, ban or mute an admin.
+- Only the owner may promote, demote, change the mode or the message rate,
+  or kick, ban or mute an admin.
 - Nobody but a server admin acts against the owner.
 - Server admins may do anything in any room.
 """
@@ -32,11 +33,12 @@ class Action(StrEnum):
     DECLINE = "decline"
     REQUESTS = "see requests"
     MODE = "change the mode"
+    RATELIMIT = "set the message rate"
     TOPIC = "set the topic"
     AUDIT = "read the audit log"
 
 
-OWNER_ONLY = frozenset({Action.PROMOTE, Action.DEMOTE, Action.MODE})
+OWNER_ONLY = frozenset({Action.PROMOTE, Action.DEMOTE, Action.MODE, Action.RATELIMIT})
 # Actions aimed at a member whose own role protects them.
 AGAINST_MEMBER = frozenset({Action.KICK, Action.BAN, Action.MUTE, Action.UNMUTE,
                             Action.PROMOTE, Action.DEMOTE})

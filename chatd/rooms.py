@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING, Any
 from chatd import names
 from chatd.errors import ChatError, Code
 from chatd.outgoing import Outgoing
+from chatd.permissions import Action, authorize
 from chatd.room import Departure, Member, Mode, Role, Room
 from storage.api import Conflict
 
@@ -136,12 +137,22 @@ class Rooms:
         await self._audit.record("create", actor=user.name, room=room, reason=mode.value)
         return room
 
-    async def join(self, user: User, room: Room, actor: Session | None = None) -> Member:
-        """Add ``user`` to ``room`` (rules of access are checked by the caller)."""
+    async def join(self, user: User, room: Room, actor: Session | None = None,
+                   admit: Callable[[], Awaitable[bool]] | None = None) -> Member | None:
+        """Add ``user`` to ``room`` by the rules ``admit`` applies.
+
+        ``admit`` runs first, under the room's lock, so a ban, a mode change or a
+        revoked invitation cannot slip in between the decision and the join. It
+        raises a refusal, or answers False when the user is not to be added now
+        (a join request was filed): then nothing changes and the result is None.
+        A user who is a member already is ``already-in-room``.
+        """
         async with room.lock:
+            self._ensure_live(room)
+            if admit is not None and not await admit():
+                return None
             if room.is_member(user.id):
                 raise ChatError(Code.ALREADY_IN_ROOM, f"you are already in #{room.name}.")
-            self._ensure_live(room)
             record = await self._storage.add_member(room.id, user.id, Role.MEMBER.value,
                                                     self._clock.time())
             member = Member.from_record(record, user.name)
@@ -204,9 +215,29 @@ class Rooms:
         return ended
 
     async def set_topic(self, user: User, room: Room, topic: str) -> None:
-        await self._storage.set_room_topic(room.id, topic)
-        room.topic = topic
+        async with room.lock:
+            authorize(Action.TOPIC, room, user)
+            self._ensure_live(room)
+            await self._storage.set_room_topic(room.id, topic)
+            room.topic = topic
         self._emit(room, {"event": "topic", "actor": user.name, "topic": topic})
+
+    async def update_settings(self, user: User, room: Room, action: Action,
+                              change: Callable[[dict[str, Any]], dict[str, Any]]
+                              ) -> dict[str, Any]:
+        """Change ``room``'s settings as ``change`` derives them from the current ones.
+
+        Under the room's lock, the permission for ``action``, the derivation, the
+        database and memory go together: two changes at once both take effect,
+        in some order, and neither undoes the other. Returns the new settings.
+        """
+        async with room.lock:
+            authorize(action, room, user)
+            self._ensure_live(room)
+            settings = change(dict(room.settings))
+            await self._storage.set_room_settings(room.id, settings)
+            room.settings = settings
+        return settings
 
     # -- internals -----------------------------------------------------------
 

@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import time
+from typing import Any
 
 from chatd.context import Context
 from chatd.errors import ChatError, Code
 from chatd.names import looks_like_duration, parse_duration
 from chatd.outgoing import Outgoing
 from chatd.params import Choice, Duration, Number, RoomRef, Word
+from chatd.permissions import Action
 from chatd.protection import ROOM_BURST, ROOM_RATE
 from chatd.ratelimit import TokenBucket
 from chatd.registry import Ok, command, ok
@@ -78,21 +80,25 @@ def typing(ctx: Context, room: Room) -> Ok:
          usage="/ratelimit <messages-per-second> [burst] [room]  |  /ratelimit off [room]")
 async def ratelimit(ctx: Context, rate: str, burst: float | None, room: Room) -> Ok:
     """Set a room's own message rate within the server's bounds (owner), or 'off'."""
-    # The dispatcher checked the owner role just now, with no await in between.
     limits = ctx.services.config.limits
-    settings = dict(room.settings)
     if rate.lower() == "off":
-        settings.pop(ROOM_RATE, None)
-        settings.pop(ROOM_BURST, None)
+        fresh: dict[str, float] = {}
         text = f"#{room.name} uses the server's message rate again."
     else:
         value = _within(rate, "rate", limits.room_message_rate_max)
         size = _within(str(burst if burst is not None else max(1.0, value)), "burst",
                        limits.room_message_burst_max, low=1.0)
-        settings |= {ROOM_RATE: value, ROOM_BURST: size}
+        fresh = {ROOM_RATE: value, ROOM_BURST: size}
         text = f"#{room.name}: {value:g} messages a second, bursts of {size:g}."
-    await ctx.services.storage.set_room_settings(room.id, settings)
-    room.settings = settings
+
+    def change(settings: dict[str, Any]) -> dict[str, Any]:
+        # Only the rate's own keys change: the rest (e2e ...) is kept as it is now.
+        settings.pop(ROOM_RATE, None)
+        settings.pop(ROOM_BURST, None)
+        return settings | fresh
+
+    settings = await ctx.services.rooms.update_settings(ctx.user, room, Action.RATELIMIT,
+                                                         change)
     ctx.services.protection.room_rate_changed(room)
     return ok(text, room=room.name, rate=settings.get(ROOM_RATE), burst=settings.get(ROOM_BURST))
 

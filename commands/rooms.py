@@ -9,7 +9,7 @@ from chatd.context import Context
 from chatd.errors import ChatError, Code
 from chatd.params import Choice, Int, RoomRef, Text, Word
 from chatd.registry import Ok, command, ok
-from chatd.room import Mode, Role, Room
+from chatd.room import Mode, Room
 
 GROUP = "rooms"
 MODES = tuple(m.value for m in Mode)
@@ -114,10 +114,6 @@ async def topic(ctx: Context, room: Room, text: str) -> Ok:
             raise ChatError(Code.NOT_PERMITTED, f"#{room.name} is private; only members see it.")
         shown = room.topic or "(no topic)"
         return ok(f"#{room.name}: {shown}", room=room.name, topic=room.topic)
-    role = room.role_of(ctx.user.id)
-    if not ctx.user.is_admin and (role is None or role.rank < Role.ADMIN.rank):
-        raise ChatError(Code.NOT_PERMITTED,
-                        f"only an admin or the owner of #{room.name} can set its topic.")
     await ctx.services.rooms.set_topic(ctx.user, room, text)
     return ok(f"The topic of #{room.name} is now: {text}", room=room.name, topic=text)
 

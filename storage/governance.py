@@ -68,14 +68,25 @@ class GovernanceQueries:
     async def take_invitation(self: SqliteHost, room_id: int, user_id: int,
                               now: float) -> InvitationRecord | None:
         """Use up the invitation: delete it, and return it unless it had expired."""
+        invitation = await GovernanceQueries.use_invitation(self, room_id, user_id)
+        return invitation if invitation is not None and invitation.expires_at > now else None
+
+    async def use_invitation(self: SqliteHost, room_id: int,
+                             user_id: int) -> InvitationRecord | None:
+        """Delete the invitation and return it, expired or not (the caller tells
+        an expired one apart, to say so)."""
         key = "WHERE room_id = ? AND user_id = ?"
         async with self._transaction() as conn:
             rows = list(await conn.execute_fetchall(
                 f"SELECT {_INVITATION} FROM invitations {key}", (room_id, user_id)))
             if rows:
                 await conn.execute(f"DELETE FROM invitations {key}", (room_id, user_id))
-        invitation = InvitationRecord(*rows[0]) if rows else None
-        return invitation if invitation is not None and invitation.expires_at > now else None
+        return InvitationRecord(*rows[0]) if rows else None
+
+    async def delete_invitation(self: SqliteHost, room_id: int, user_id: int) -> bool:
+        count = await self._write(
+            "DELETE FROM invitations WHERE room_id = ? AND user_id = ?", (room_id, user_id))
+        return count > 0
 
     async def load_invitations(self: SqliteHost, now: float) -> list[InvitationRecord]:
         rows = await self._fetch(

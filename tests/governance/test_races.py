@@ -1,0 +1,120 @@
+"""Governance commands sent together: each change is decided under the room's lock,
+so none is lost and no rule is passed over (many rounds over real sockets)."""
+
+from __future__ import annotations
+
+import asyncio
+
+from chatd.protection import ROOM_BURST, ROOM_RATE
+from chatd.server import ChatServer
+from tests.governance import code_of, members_of, room_with, users
+from tests.helpers import Clients
+
+ROUNDS = 25
+
+
+async def _stored_settings(server: ChatServer, room: str) -> dict[str, object]:
+    records = await server.services.storage.load_active_rooms()
+    return next(r.settings for r in records if r.name == room)
+
+
+async def test_rate_and_e2e_sent_together_both_take_effect(server: ChatServer,
+                                                           clients: Clients) -> None:
+    alice, other = await users(clients, "alice", "alice")
+    for number in range(ROUNDS):
+        room = f"r{number}"
+        await room_with(alice, room)
+        rate, e2e = await asyncio.gather(code_of(alice, f"/ratelimit 2 4 {room}"),
+                                         code_of(other, f"/e2e on {room}"))
+        assert (rate, e2e) == ("ok", "ok")
+        wanted = {"e2e": True, ROOM_RATE: 2.0, ROOM_BURST: 4.0}
+        live = server.services.rooms.find(room)
+        assert live is not None and live.settings == wanted, number
+        assert await _stored_settings(server, room) == wanted, number
+        assert await code_of(alice, f"/say {room} plain") == "e2e-required"
+
+
+async def test_rate_off_and_e2e_off_sent_together_both_take_effect(server: ChatServer,
+                                                                   clients: Clients) -> None:
+    alice, other = await users(clients, "alice", "alice")
+    for number in range(ROUNDS):
+        room = f"r{number}"
+        await room_with(alice, room)
+        await alice.command(f"/ratelimit 2 4 {room}")
+        await alice.command(f"/e2e on {room}")
+        await asyncio.gather(alice.command(f"/ratelimit off {room}"),
+                             other.command(f"/e2e off {room}"))
+        live = server.services.rooms.find(room)
+        assert live is not None and live.settings == {"e2e": False}, number
+        assert await _stored_settings(server, room) == {"e2e": False}, number
+
+
+async def test_settings_topic_and_mode_sent_together_all_stay(server: ChatServer,
+                                                              clients: Clients) -> None:
+    alice, second, third, fourth = await users(clients, "alice", "alice", "alice", "alice")
+    for number in range(ROUNDS):
+        room = f"r{number}"
+        await room_with(alice, room)
+        codes = await asyncio.gather(code_of(alice, f"/ratelimit 3 {room}"),
+                                     code_of(second, f"/e2e on {room}"),
+                                     code_of(third, f"/topic {room} round {number}"),
+                                     code_of(fourth, f"/mode request {room}"))
+        assert set(codes) == {"ok"}
+        live = server.services.rooms.find(room)
+        assert live is not None
+        assert (live.mode.value, live.topic, live.settings) == (
+            "request", f"round {number}", {"e2e": True, ROOM_RATE: 3.0, ROOM_BURST: 3.0})
+        assert await _stored_settings(server, room) == {"e2e": True, ROOM_RATE: 3.0,
+                                                        ROOM_BURST: 3.0}
+
+
+async def test_a_ban_racing_a_join_never_leaves_a_banned_member(clients: Clients) -> None:
+    alice, bob = await users(clients, "alice", "bob")
+    for number in range(ROUNDS):
+        room = f"r{number}"
+        await room_with(alice, room)
+        ban, join = await asyncio.gather(code_of(alice, f"/ban bob {room}"),
+                                         code_of(bob, f"/join {room}"))
+        assert ban == "ok" and join in {"ok", "banned"}, (number, ban, join)
+        assert "bob" not in await members_of(alice, room), (number, ban, join)
+        assert await code_of(bob, f"/join {room}") == "banned"
+
+
+async def test_a_ban_racing_an_invited_join_never_leaves_a_banned_member(
+        clients: Clients) -> None:
+    alice, bob = await users(clients, "alice", "bob")
+    for number in range(ROUNDS):
+        room = f"r{number}"
+        room_id = await room_with(alice, room, mode="private")
+        await alice.command(f"/invite bob {room}")
+        ban, join = await asyncio.gather(code_of(alice, f"/ban bob {room}"),
+                                         code_of(bob, f"/join {room_id}"))
+        assert ban == "ok" and join in {"ok", "banned"}, (number, ban, join)
+        assert "bob" not in await members_of(alice, room), (number, ban, join)
+        await alice.command(f"/unban bob {room}")
+        # The ban revoked the invitation, whichever came first.
+        assert await code_of(bob, f"/join {room_id}") == "not-permitted"
+
+
+async def test_a_ban_racing_an_accept_never_leaves_a_banned_member(clients: Clients) -> None:
+    alice, bob, carol = await users(clients, "alice", "bob", "carol")
+    for number in range(ROUNDS):
+        room = f"r{number}"
+        await room_with(alice, room, bob, mode="request", admins=(bob,))
+        assert (await carol.command(f"/join {room}"))["requested"] is True
+        ban, accept = await asyncio.gather(code_of(alice, f"/ban carol {room}"),
+                                           code_of(bob, f"/accept carol {room}"))
+        assert ban == "ok" and accept in {"ok", "banned"}, (number, ban, accept)
+        assert "carol" not in await members_of(alice, room), (number, ban, accept)
+
+
+async def test_a_ban_racing_an_invitation_leaves_no_invitation(clients: Clients) -> None:
+    alice, bob, carol = await users(clients, "alice", "bob", "carol")
+    for number in range(ROUNDS):
+        room = f"r{number}"
+        room_id = await room_with(alice, room, bob, mode="private", admins=(bob,))
+        ban, invite = await asyncio.gather(code_of(alice, f"/ban carol {room}"),
+                                           code_of(bob, f"/invite carol {room}"))
+        assert ban == "ok" and invite in {"ok", "banned"}, (number, ban, invite)
+        await alice.command(f"/unban carol {room}")
+        assert await code_of(carol, f"/join {room_id}") == "not-permitted", number
