@@ -1,4 +1,4 @@
-"""Moderation: kick, ban, unban, mute, unmute, promote, demote and room modes.
+"""Moderation: kick, ban, unban, mute, unmute, promote, demote, transfer and room modes.
 
 Every action checks the actor's permission at the moment it runs (under the
 room's lock when it changes membership or roles), then persists, applies,
@@ -190,9 +190,8 @@ class Moderation:
                 raise ChatError(Code.NOT_IN_ROOM,
                                 f"{target.name} is not a member of #{room.name}.")
             if role is not before:
-                raise ChatError(Code.BAD_ARGUMENTS,
-                                f"{target.name} is {_A[role]} of #{room.name}; only "
-                                f"{_A[before]} can be {action.value}d.")
+                raise ChatError(Code.BAD_ARGUMENTS, _wrong_role(action, room, target, role,
+                                                                before))
             now = self._clock.time()
             await self._storage.set_roles(room.id, [(target.id, after.value)], now)
             room.set_roles([(target.id, after)], now)
@@ -201,6 +200,41 @@ class Moderation:
         await self._notifier.notify(target, f"{action.value}d",
                                     f"{actor.name} made you {_A[after]} of #{room.name}.",
                                     room=room.name, room_id=room.id, role=after.value)
+
+    async def transfer(self, actor: User, room: Room, target: User) -> str:
+        """Make ``target`` (a member) the owner; the owner until now becomes an admin.
+
+        Returns the name of the previous owner.
+        """
+        async with room.lock:
+            authorize(Action.TRANSFER, room, actor)
+            owner = room.owner
+            role = room.role_of(target.id)
+            if role is None:
+                raise ChatError(Code.NOT_IN_ROOM,
+                                f"{target.name} is not a member of #{room.name}.")
+            if owner is None or owner.user_id == target.id:
+                raise ChatError(Code.BAD_ARGUMENTS,
+                                f"{target.name} is already the owner of #{room.name}.")
+            now = self._clock.time()
+            changes = [(owner.user_id, Role.ADMIN), (target.id, Role.OWNER)]
+            await self._storage.set_roles(room.id, [(uid, r.value) for uid, r in changes], now)
+            room.set_roles(changes, now)
+        self._emit(room, "owner", target, actor.name, role=Role.OWNER.value,
+                   previous=owner.name)
+        await self._audit.record("transfer", actor.name, target.name, room,
+                                 f"from {owner.name}")
+        await self._notifier.notify(target, "promoted",
+                                    f"{actor.name} made you the owner of #{room.name}.",
+                                    room=room.name, room_id=room.id, role=Role.OWNER.value)
+        previous = self._accounts.get(owner.user_id)
+        if previous is not None and previous.id != actor.id:
+            await self._notifier.notify(
+                previous, "demoted",
+                f"{actor.name} made {target.name} the owner of #{room.name}; "
+                "you are an admin of it now.",
+                room=room.name, room_id=room.id, role=Role.ADMIN.value)
+        return owner.name
 
     async def set_mode(self, actor: User, room: Room, mode: Mode) -> None:
         async with room.lock:
@@ -222,6 +256,16 @@ class Moderation:
         self._bus.to_room(room, item)
         if target is not None and not room.is_member(target.id):
             self._bus.to_user(target, item)
+
+
+def _wrong_role(action: Action, room: Room, target: User, role: Role, before: Role) -> str:
+    if role is Role.OWNER:
+        # The room keeps exactly one owner: a new one is chosen, and the old one
+        # steps down to admin, with /transfer.
+        return (f"{target.name} is the owner of #{room.name}; ownership changes hands "
+                f"with /transfer <user> {room.name}.")
+    return (f"{target.name} is {_A[role]} of #{room.name}; only {_A[before]} can be "
+            f"{action.value}d.")
 
 
 def _authorize(action: Action, room: Room, actor: User | None, target: User) -> None:

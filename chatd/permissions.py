@@ -1,8 +1,8 @@
 """Who may do what in a room. Pure rules, checked at the moment an action runs.
 
 - Admins and the owner may invite, answer requests, kick, ban and mute members.
-- Only the owner may promote, demote, change the mode or the message rate,
-  or kick, ban or mute an admin.
+- Only the owner may promote, demote, change the mode or the message rate, hand
+  ownership over, or kick, ban or mute an admin.
 - Nobody but a server admin acts against the owner.
 - Server admins may do anything in any room.
 """
@@ -34,11 +34,13 @@ class Action(StrEnum):
     REQUESTS = "see requests"
     MODE = "change the mode"
     RATELIMIT = "set the message rate"
+    TRANSFER = "transfer ownership"
     TOPIC = "set the topic"
     AUDIT = "read the audit log"
 
 
-OWNER_ONLY = frozenset({Action.PROMOTE, Action.DEMOTE, Action.MODE, Action.RATELIMIT})
+OWNER_ONLY = frozenset({Action.PROMOTE, Action.DEMOTE, Action.MODE, Action.RATELIMIT,
+                        Action.TRANSFER})
 # Actions aimed at a member whose own role protects them.
 AGAINST_MEMBER = frozenset({Action.KICK, Action.BAN, Action.MUTE, Action.UNMUTE,
                             Action.PROMOTE, Action.DEMOTE})

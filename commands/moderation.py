@@ -1,5 +1,5 @@
 """Moderation: invite, requests, accept, decline, kick, ban, unban, mute, unmute,
-promote, demote, mode, audit.
+promote, demote, transfer, mode, audit.
 
 The declared ``role`` gives an early, clear refusal; the domain checks the
 full rules (target's role, owner protection) again when the action runs.
@@ -127,6 +127,14 @@ async def demote(ctx: Context, user: User, room: Room) -> Ok:
     await ctx.services.moderation.demote(ctx.user, room, user)
     return ok(f"{user.name} is now a member of #{room.name}.", room=room.name, user=user.name,
               role="member")
+
+
+@command("transfer", _target(), _room(), role=OWNER, group=GROUP)
+async def transfer(ctx: Context, user: User, room: Room) -> Ok:
+    """Hand ownership to a member; the owner until now stays on as an admin."""
+    previous = await ctx.services.moderation.transfer(ctx.user, room, user)
+    return ok(f"{user.name} is now the owner of #{room.name}; {previous} is an admin of it.",
+              room=room.name, user=user.name, role="owner", previous=previous)
 
 
 @command("mode", Choice("mode", choices=tuple(m.value for m in Mode)), _room(), role=OWNER,

@@ -68,6 +68,20 @@ async def test_settings_topic_and_mode_sent_together_all_stay(server: ChatServer
                                                         ROOM_BURST: 3.0}
 
 
+async def test_a_rate_change_racing_a_demotion_is_checked_under_the_lock(
+        clients: Clients) -> None:
+    """The owner hands the room over while a rate change of theirs is on its way: the
+    change is refused when it comes after (the old owner is an admin by then)."""
+    alice, other, bob = await users(clients, "alice", "alice", "bob")
+    for number in range(ROUNDS):
+        room = f"r{number}"
+        await room_with(alice, room, bob)
+        transfer, rate = await asyncio.gather(code_of(alice, f"/transfer bob {room}"),
+                                              code_of(other, f"/ratelimit 5 {room}"))
+        assert transfer == "ok" and rate in {"ok", "not-permitted"}
+        assert (await members_of(bob, room))["bob"] == "owner"
+
+
 async def test_a_ban_racing_a_join_never_leaves_a_banned_member(clients: Clients) -> None:
     alice, bob = await users(clients, "alice", "bob")
     for number in range(ROUNDS):

@@ -28,7 +28,7 @@ ROLE_CHANGES = (Action.PROMOTE, Action.DEMOTE)
 ADMIN_ROOM = (Action.INVITE, Action.ACCEPT, Action.DECLINE, Action.REQUESTS, Action.TOPIC,
               Action.AUDIT, Action.UNBAN)
 # Room administration by the owner alone.
-OWNER_ROOM = (Action.MODE, Action.RATELIMIT)
+OWNER_ROOM = (Action.MODE, Action.RATELIMIT, Action.TRANSFER)
 
 #                       target: owner admin member stranger self
 EXPECTED: dict[tuple[Action, ...], dict[str, str]] = {
