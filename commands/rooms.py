@@ -4,12 +4,15 @@ from __future__ import annotations
 
 import math
 import time
+from typing import Any
 
 from chatd.context import Context
 from chatd.errors import ChatError, Code
+from chatd.names import format_duration
 from chatd.params import Choice, Int, RoomRef, Text, Word
 from chatd.registry import Ok, command, ok
 from chatd.room import Mode, Room
+from storage.records import AssociationRecord
 
 GROUP = "rooms"
 MODES = tuple(m.value for m in Mode)
@@ -111,6 +114,8 @@ async def topic(ctx: Context, room: Room, text: str) -> Ok:
     """Show a room's topic, or set it (admins and the owner)."""
     if not text:
         if not ctx.services.rooms.can_see(ctx.user, room):
+            # A ban hides any room, open ones too: say so rather than call it private.
+            ctx.services.admission.refuse_banned(ctx.user, room)
             raise ChatError(Code.NOT_PERMITTED, f"#{room.name} is private; only members see it.")
         shown = room.topic or "(no topic)"
         return ok(f"#{room.name}: {shown}", room=room.name, topic=room.topic)
@@ -125,20 +130,34 @@ async def myrooms(ctx: Context) -> Ok:
     current = [services.rooms.summary(r) | {"role": r.role_of(user.id)}
                for r in services.rooms.of_user(user)]
     member_of = {r["id"] for r in current}
-    past = [{"id": a.room_id, "name": a.room_name, "last_joined": a.last_joined,
-             "terminated": a.room_terminated}
-            for a in await services.storage.list_associations(user.id)
+    now = services.clock.time()
+    past = [_past(ctx, a, now) for a in await services.storage.list_associations(user.id)
             if a.room_id not in member_of]
     rows = [[r["id"], r["name"], r["role"], "member now"] for r in current]
-    rows += [[p["id"], p["name"], "", _past_state(p)] for p in past]
+    rows += [[p["id"], p["name"], "", _past_state(p, now)] for p in past]
     if rows:
         ctx.table(["id", "room", "role", "state"], rows, right=(0,))
     return ok(f"{len(current)} room{'s' * (len(current) != 1)} now, {len(past)} before.",
               rooms=current, past=past)
 
 
-def _past_state(past: dict[str, object]) -> str:
+def _past(ctx: Context, association: AssociationRecord, now: float) -> dict[str, Any]:
+    """A room the user was in; one that banned them says so (it cannot be joined back)."""
+    past: dict[str, Any] = {"id": association.room_id, "name": association.room_name,
+                            "last_joined": association.last_joined,
+                            "terminated": association.room_terminated, "banned": False}
+    room = ctx.services.rooms.get(association.room_id)
+    ban = room.banned(ctx.user.id, now) if room is not None else None
+    if ban is not None:
+        past |= {"banned": True, "until": ban.until}
+    return past
+
+
+def _past_state(past: dict[str, Any], now: float) -> str:
     if past["terminated"]:
         return "terminated"
-    stamp = time.strftime("%Y-%m-%d", time.gmtime(float(str(past["last_joined"]))))
+    if past["banned"]:
+        until = past["until"]
+        return "banned" if until is None else f"banned for {format_duration(until - now)} more"
+    stamp = time.strftime("%Y-%m-%d", time.gmtime(float(past["last_joined"])))
     return f"last joined {stamp}"

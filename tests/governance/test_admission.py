@@ -223,3 +223,18 @@ async def test_create_chooses_the_mode(clients: Clients) -> None:
     assert (await alice.command("/create club request"))["mode"] == "request"
     rooms = {r["name"]: r["mode"] for r in (await bob.command("/rooms"))["rooms"]}
     assert rooms == {"club": "request"}
+
+
+async def test_an_expired_invitation_says_it_expired(clients: Clients,
+                                                     clock: ManualClock) -> None:
+    alice, dave = await users(clients, "alice", "dave")
+    room_id = await room_with(alice, "den", mode="private")
+    await alice.command("/invite dave den")
+    clock.advance(WEEK + 3600)
+    refused = await error_of(dave, f"/join {room_id}")
+    assert refused["code"] == "not-permitted"
+    assert refused["message"] == ("your invitation to #den expired 1h ago: "
+                                  "ask one of its admins for a new one.")
+    # Used up like a valid one: a second try has no invitation at all.
+    again = await error_of(dave, f"/join {room_id}")
+    assert again["message"] == "#den is private: you need an invitation to join."

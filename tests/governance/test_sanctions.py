@@ -16,7 +16,7 @@ from tests.governance import (
     settle,
     users,
 )
-from tests.helpers import Clients
+from tests.helpers import Clients, text_client, text_run
 
 START = ManualClock().time()
 
@@ -209,3 +209,61 @@ async def test_mute_needs_a_member(clients: Clients) -> None:
     alice, _ = await users(clients, "alice", "bob")
     await room_with(alice, "dev")
     assert (await error_of(alice, "/mute bob dev"))["code"] == "not-in-room"
+
+
+# -- what a ban revokes and how it shows ---------------------------------------------
+
+
+async def test_a_ban_revokes_a_pending_invitation(clients: Clients) -> None:
+    alice, bob = await users(clients, "alice", "bob")
+    room_id = await room_with(alice, "den", mode="private")
+    await alice.command("/invite bob den")
+    await alice.command("/ban bob den")
+    await alice.command("/unban bob den")
+    assert (await error_of(bob, f"/join {room_id}"))["code"] == "not-permitted"
+    assert "bob" not in await members_of(alice, "den")
+    # A new invitation after the unban lets him in.
+    await alice.command("/invite bob den")
+    await bob.command(f"/join {room_id}")
+
+
+async def test_a_ban_revokes_a_pending_request(clients: Clients) -> None:
+    alice, bob = await users(clients, "alice", "bob")
+    await room_with(alice, "club", mode="request")
+    await bob.command("/join club")
+    await alice.command("/ban bob club")
+    await alice.command("/unban bob club")
+    assert (await alice.command("/requests club"))["requests"] == []
+    assert (await error_of(alice, "/accept bob club"))["code"] == "bad-arguments"
+
+
+async def test_myrooms_marks_a_room_that_banned_you(clients: Clients,
+                                                    clock: ManualClock) -> None:
+    alice, bob = await users(clients, "alice", "bob")
+    dev = await room_with(alice, "dev", bob)
+    ops = await room_with(alice, "ops", bob)
+    await bob.command("/leave ops")
+    await alice.command("/ban bob dev 2h")
+    clock.advance(3600)
+    past = {p["name"]: p for p in (await bob.command("/myrooms"))["past"]}
+    assert past["dev"] | {"last_joined": 0} == {
+        "id": dev, "name": "dev", "last_joined": 0, "terminated": False, "banned": True,
+        "until": START + 7200}
+    assert past["ops"]["banned"] is False and "until" not in past["ops"]
+    assert past["ops"]["id"] == ops
+    text = await text_run(await text_client(clients, "bob"), "/myrooms")
+    assert any("dev" in line and "banned for 1h more" in line for line in text), text
+    # Once the ban is over, the room is one to join back again.
+    clock.advance(3601)
+    past = {p["name"]: p for p in (await bob.command("/myrooms"))["past"]}
+    assert past["dev"]["banned"] is False
+
+
+async def test_topic_of_an_open_room_that_banned_you_says_banned(clients: Clients) -> None:
+    alice, bob = await users(clients, "alice", "bob")
+    await room_with(alice, "dev", bob)
+    await alice.command("/topic dev hello")
+    await alice.command("/ban bob dev")
+    refused = await error_of(bob, "/topic dev")
+    assert refused["code"] == "banned"
+    assert refused["message"] == "you are banned from #dev."
