@@ -7,6 +7,7 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
+    from chatd.accounts import User
     from chatd.clock import Clock
     from chatd.room import Room
     from storage.api import Storage
@@ -38,6 +39,25 @@ class AuditLog:
         for listener in list(self.listeners):
             listener({"ts": now, **present})
 
-    async def entries(self, limit: int, room: Room | None = None) -> list[AuditRecord]:
-        """The latest entries, of one room (this room, not an older one of its name)."""
-        return await self._storage.list_audit(limit, room_id=room.id if room else None)
+    async def entries(self, limit: int, room: Room | None = None,
+                      room_id: int | None = None) -> list[AuditRecord]:
+        """The latest entries, of one room (this room, not an older one of its name),
+        given live or, once it has ended, by its id."""
+        if room is not None:
+            room_id = room.id
+        return await self._storage.list_audit(limit, room_id=room_id)
+
+    async def ended_room(self, ref: str) -> tuple[int, str] | None:
+        """A terminated room's (id, name), by id or by name (``#`` optional): of a
+        name used again, the room that ended last."""
+        if ref.isdigit():
+            return await self._storage.ended_room(room_id=int(ref))
+        return await self._storage.ended_room(name=ref.removeprefix("#"))
+
+    async def may_read_ended(self, user: User, room_id: int) -> bool:
+        """Server admins, and whoever the room's log shows as its admin or owner at
+        some time, read the log of a room that has ended."""
+        if user.is_admin:
+            return True
+        admins = await self._storage.audit_admins(room_id)
+        return user.name.casefold() in {name.casefold() for name in admins}

@@ -292,6 +292,7 @@ class Rooms:
             event = "owner" if role is Role.OWNER else "promote"
             self._emit(room, {"event": event, "user": user.name, "actor": None,
                               "role": role.value})
+            await self._audit.record(event, None, user.name, room, "succession")
             await self._notifier.notify(user, "promoted",
                                         f"you are now the {role.value} of #{room.name}.",
                                         room=room.name, room_id=room.id, role=role.value)

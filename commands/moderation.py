@@ -18,6 +18,7 @@ from chatd.params import Choice, Duration, Int, RoomRef, Text, UserRef
 from chatd.permissions import Action, authorize
 from chatd.registry import Ok, command, ok
 from chatd.room import Mode, Role, Room
+from storage.records import AuditRecord
 
 GROUP = "moderation"
 ADMIN, OWNER = Role.ADMIN, Role.OWNER
@@ -145,10 +146,17 @@ async def mode(ctx: Context, mode: str, room: Room) -> Ok:
     return ok(f"#{room.name} is now {mode}.", room=room.name, mode=mode)
 
 
-@command("audit", RoomRef("room", optional=True, current_default=False),
-         Int("n", optional=True, default=50, high=1000), group=GROUP)
-async def audit(ctx: Context, room: Room | None, n: int) -> Ok:
+AUDIT_USAGE = "/audit [room] [n]"
+_COUNT = Int("n", high=1000)
+
+
+@command("audit", Text("args", optional=True, default=""), group=GROUP, usage=AUDIT_USAGE)
+async def audit(ctx: Context, args: str) -> Ok:
     """Show the audit log: a room's for its admins, everything for server admins."""
+    ref, n = _audit_args(ctx, args)
+    room = ctx.services.rooms.find(ref) if ref is not None else None
+    if ref is not None and room is None:
+        return await _ended_audit(ctx, ref, n)
     if room is None and not ctx.user.is_admin:
         room = ctx.session.current_room
         if room is None:
@@ -156,6 +164,39 @@ async def audit(ctx: Context, room: Room | None, n: int) -> Ok:
     if room is not None:
         authorize(Action.AUDIT, room, ctx.user)
     entries = await ctx.services.audit.entries(n, room)
+    return _audit_reply(ctx, entries, room.name if room else None)
+
+
+def _audit_args(ctx: Context, args: str) -> tuple[str | None, int]:
+    """The room (a name or an id) and the count: a lone number is the count, so a room
+    named by its id needs the count after it (``/audit 7 50``)."""
+    words = args.split()
+    if len(words) > 2:
+        raise ChatError(Code.BAD_ARGUMENTS, f"too many arguments. Usage: {AUDIT_USAGE}")
+    if len(words) == 2:
+        return words[0], _COUNT.convert(ctx, words[1], False)
+    if words and not words[0].isdigit():
+        return words[0], 50
+    return None, _COUNT.convert(ctx, words[0], False) if words else 50
+
+
+async def _ended_audit(ctx: Context, ref: str, n: int) -> Ok:
+    """The log of a room that has ended, for its former admins and server admins."""
+    log = ctx.services.audit
+    ended = await log.ended_room(ref)
+    if ended is None:
+        raise ChatError(Code.NO_SUCH_ROOM,
+                        f'there is no room "{ref}". /rooms lists the rooms you can join.')
+    room_id, name = ended
+    if not await log.may_read_ended(ctx.user, room_id):
+        raise ChatError(Code.NOT_PERMITTED, f"#{name} has ended: only its former admins "
+                        "and server admins can read its audit log.")
+    entries = await log.entries(n, room_id=room_id)
+    return _audit_reply(ctx, entries, name, id=room_id, terminated=True)
+
+
+def _audit_reply(ctx: Context, entries: list[AuditRecord], room: str | None,
+                 **extra: Any) -> Ok:
     rows: list[dict[str, Any]] = [
         {"ts": e.ts, "actor": e.actor, "action": e.action, "target": e.target, "room": e.room,
          "reason": e.reason} for e in entries]
@@ -164,4 +205,4 @@ async def audit(ctx: Context, room: Room | None, n: int) -> Ok:
                   [[time.strftime("%m-%d %H:%M:%S", time.gmtime(r["ts"])), r["actor"] or "",
                     r["action"], r["target"] or "", r["room"] or "", r["reason"]] for r in rows])
     return ok(f"{len(rows)} audit entr{'ies' if len(rows) != 1 else 'y'}.", entries=rows,
-              room=room.name if room else None)
+              room=room, **extra)

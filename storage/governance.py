@@ -139,6 +139,28 @@ class GovernanceQueries:
         rows = await self._fetch(f"{columns} {where} ORDER BY id DESC LIMIT ?", params)
         return [AuditRecord(*row) for row in reversed(rows)]
 
+    async def ended_room(self: SqliteHost, room_id: int | None = None,
+                         name: str | None = None) -> tuple[int, str] | None:
+        """A terminated room's (id, name): the one of that id, or the one of that name
+        (any case) that ended last."""
+        where, params = (("id = ?", (room_id,)) if room_id is not None
+                         else ("name = ? COLLATE NOCASE", (name,)))
+        row = await self._fetch_one(
+            f"SELECT id, name FROM rooms WHERE terminated_at IS NOT NULL AND {where} "
+            "ORDER BY terminated_at DESC, id DESC LIMIT 1", params)
+        return None if row is None else (int(row[0]), str(row[1]))
+
+    async def audit_admins(self: SqliteHost, room_id: int) -> set[str]:
+        """Who the room's audit log shows as its admin or owner at some time: its
+        creator, and the targets of promotions, ownership changes and transfers."""
+        rows = await self._fetch(
+            "SELECT actor FROM audit WHERE room_id = ? AND action = 'create' "
+            "AND actor IS NOT NULL UNION "
+            "SELECT target FROM audit WHERE room_id = ? "
+            "AND action IN ('promote', 'owner', 'transfer') AND target IS NOT NULL",
+            (room_id, room_id))
+        return {str(row[0]) for row in rows}
+
     # -- API tokens --------------------------------------------------------
 
     async def create_token(self: SqliteHost, user_id: int, name: str, token_hash: str,

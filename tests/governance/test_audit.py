@@ -99,3 +99,35 @@ async def test_a_reused_room_name_does_not_inherit_the_old_audit(clients: Client
     await carol.command("/create club")
     entries = (await carol.command("/audit club 1000"))["entries"]
     assert {e["actor"] for e in entries} == {"carol"}
+
+
+async def test_the_audit_log_of_an_ended_room_is_read_by_its_former_admins(
+        server: ChatServer, clients: Clients) -> None:
+    root = await server_admin(server, clients)
+    alice, bob, carol, dave = await users(clients, "alice", "bob", "carol", "dave")
+    room_id = await room_with(alice, "club", bob, carol, admins=(bob,))
+    await alice.command("/kick carol club rude")
+    await alice.command("/leave club")  # succession: bob owns it
+    await bob.command("/leave club")  # nobody is left: the room ends
+    for reader, ref in [(alice, "#club"), (bob, "club 1000"), (bob, f"{room_id} 50"),
+                        (root, "club")]:
+        reply = await reader.command(f"/audit {ref}")
+        assert (reply["room"], reply["id"], reply["terminated"]) == ("club", room_id, True)
+        actions = [e["action"] for e in reply["entries"]]
+        assert actions[0] == "create" and actions[-1] == "terminate", actions
+        assert ("owner", None, "bob") in triples(reply["entries"])
+    # A plain member of the ended room, or a stranger, may not read it.
+    for reader in (carol, dave):
+        refused = await error_of(reader, "/audit club")
+        assert refused["code"] == "not-permitted"
+        assert "has ended" in refused["message"]
+    # Once the name is taken again, the name means the live room; the id still
+    # reaches the ended one.
+    await dave.command("/create club")
+    assert {e["actor"] for e in (await dave.command("/audit club"))["entries"]} == {"dave"}
+    assert (await error_of(alice, "/audit club"))["code"] == "not-permitted"
+    assert (await alice.command(f"/audit {room_id} 5"))["id"] == room_id
+    assert (await error_of(alice, "/audit 999 5"))["code"] == "no-such-room"
+    assert (await error_of(alice, "/audit nosuch"))["code"] == "no-such-room"
+    assert (await error_of(alice, "/audit club 5 6"))["code"] == "bad-arguments"
+    assert (await error_of(alice, "/audit club 0"))["code"] == "bad-arguments"
