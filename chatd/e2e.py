@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING, Any
 from chatd import envelope
 from chatd.errors import ChatError, Code
 from chatd.outgoing import Outgoing
+from chatd.permissions import Action, authorize
 from storage.records import KeyRecord
 
 if TYPE_CHECKING:
@@ -118,8 +119,13 @@ class E2E:
     # -- the room flag -------------------------------------------------------------------
 
     async def set_room_flag(self, actor: User, room: Room, on: bool) -> bool:
-        """Make ``room`` end-to-end only (or not); False when it already was."""
+        """Make ``room`` end-to-end only (or not); False when it already was.
+
+        The actor's right is checked again under the room's lock, so a demotion
+        that lands first is not overtaken by a change it forbids.
+        """
         async with room.lock:
+            authorize(Action.E2E, room, actor)
             if bool(room.settings.get("e2e")) == on:
                 return False
             settings = {**room.settings, "e2e": on}

@@ -36,6 +36,7 @@ class Action(StrEnum):
     RATELIMIT = "set the message rate"
     TRANSFER = "transfer ownership"
     TOPIC = "set the topic"
+    E2E = "change end-to-end encryption"
     AUDIT = "read the audit log"
 
 

@@ -132,3 +132,32 @@ async def test_a_ban_racing_an_invitation_leaves_no_invitation(clients: Clients)
         assert ban == "ok" and invite in {"ok", "banned"}, (number, ban, invite)
         await alice.command(f"/unban carol {room}")
         assert await code_of(carol, f"/join {room_id}") == "not-permitted", number
+
+
+async def _queued_on(lock: asyncio.Lock, waiters: int) -> None:
+    """Wait until ``waiters`` tasks queue for ``lock`` (a bounded poll, no sleep)."""
+    for _ in range(10_000):
+        if len(lock._waiters or ()) >= waiters:  # asyncio.Lock is first come, first served
+            return
+        await asyncio.sleep(0)
+    raise AssertionError(f"fewer than {waiters} waiting")
+
+
+async def test_a_demotion_queued_first_forbids_the_e2e_change_behind_it(
+        server: ChatServer, clients: Clients) -> None:
+    alice, bob = await users(clients, "alice", "bob")
+    await room_with(alice, "den")
+    assert await code_of(bob, "/join den") == "ok"
+    assert await code_of(alice, "/promote bob den") == "ok"
+    room = server.services.rooms.find("den")
+    assert room is not None
+    # Hold the room's lock so that the demotion queues first and /e2e behind it:
+    # bob's right must be judged when his change runs, not when it arrived.
+    async with room.lock:
+        demote = asyncio.create_task(code_of(alice, "/demote bob den"))
+        await _queued_on(room.lock, 1)
+        e2e = asyncio.create_task(code_of(bob, "/e2e on den"))
+        await _queued_on(room.lock, 2)
+    assert await demote == "ok"
+    assert await e2e == "not-permitted"
+    assert not room.settings.get("e2e")

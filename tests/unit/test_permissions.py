@@ -26,7 +26,7 @@ SANCTIONS = (Action.KICK, Action.BAN, Action.MUTE, Action.UNMUTE)
 ROLE_CHANGES = (Action.PROMOTE, Action.DEMOTE)
 # Room administration by admins; the target, if any, does not matter.
 ADMIN_ROOM = (Action.INVITE, Action.ACCEPT, Action.DECLINE, Action.REQUESTS, Action.TOPIC,
-              Action.AUDIT, Action.UNBAN)
+              Action.E2E, Action.AUDIT, Action.UNBAN)
 # Room administration by the owner alone.
 OWNER_ROOM = (Action.MODE, Action.RATELIMIT, Action.TRANSFER)
 
