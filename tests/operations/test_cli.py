@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import os
 import signal
 import socket
 import subprocess
@@ -132,3 +133,57 @@ async def test_serve_is_the_default_command(tmp_path: Path) -> None:
         daemon.signal(signal.SIGTERM)
         assert await daemon.wait(TIMEOUT) == 0
     assert '"msg": "stopped"' in daemon.log()
+
+
+def test_values_out_of_range_are_refused_by_name(tmp_path: Path) -> None:
+    db = tmp_path / "chatd.db"
+    result = chatd("serve", "--port", "77777", "--db", str(db))
+    assert result.returncode == 2, result.stderr
+    assert result.stderr == ("chatd: configuration error: listen.port: 77777 is not a port "
+                             "(0 to 65535)\n")
+    cases = {"irc:\n  port: 77777\n": "irc.port",
+             "metrics:\n  port: -1\n": "metrics.port",
+             "limits:\n  max_connections: 0\n": "limits.max_connections",
+             "limits:\n  message_rate: -5\n": "limits.message_rate",
+             "listen:\n  host: no-such-host.invalid\n": "listen.host"}
+    bad = tmp_path / "bad.yaml"
+    for text, key in cases.items():
+        bad.write_text(text)
+        result = chatd("--config", str(bad), "--db", str(db), "--port", "0")
+        assert result.returncode == 2, (key, result.stderr)
+        assert result.stderr.startswith(f"chatd: configuration error: {key}: "), result.stderr
+        assert result.stderr.count("\n") == 1
+    assert not db.exists()
+
+
+def test_a_missing_database_directory_is_one_clear_line(tmp_path: Path) -> None:
+    missing = tmp_path / "missing" / "dir" / "chatd.db"
+    result = chatd("serve", "--port", "0", "--db", str(missing))
+    assert result.returncode == 1
+    assert "Traceback" not in result.stderr
+    errors = [line for line in result.stderr.splitlines() if "level=error" in line]
+    assert len(errors) == 1 and 'msg="cannot start"' in errors[0]
+    assert f"the directory {missing.parent} does not exist" in errors[0]
+    assert not missing.parent.exists()
+
+
+async def test_a_failed_start_leaves_no_new_database_behind(tmp_path: Path) -> None:
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen(1)
+        port = taken.getsockname()[1]
+        config = write_config(tmp_path / "chatd.yaml")
+        with ChatdProcess.serve(tmp_path, config, port=port) as daemon:
+            assert await daemon.wait(TIMEOUT) == 1
+        assert 'msg="cannot start"' in daemon.log()
+        left = await asyncio.to_thread(os.listdir, tmp_path)
+        assert sorted(left) == ["chatd.log", "chatd.yaml"]
+
+        # A database that was there before the failed start is kept.
+        made = await asyncio.to_thread(chatd, "useradd", "kept", "--password-stdin",
+                                       "--config", str(config), "--db",
+                                       str(tmp_path / "chatd.db"), stdin=f"{PASSWORD}\n")
+        assert made.returncode == 0, made.stderr
+        with ChatdProcess.serve(tmp_path, config, port=port) as daemon:
+            assert await daemon.wait(TIMEOUT) == 1
+        assert (await asyncio.to_thread(os.stat, tmp_path / "chatd.db")).st_size > 0
