@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+import re
 import signal
 import socket
 import subprocess
@@ -187,3 +188,33 @@ async def test_a_failed_start_leaves_no_new_database_behind(tmp_path: Path) -> N
         with ChatdProcess.serve(tmp_path, config, port=port) as daemon:
             assert await daemon.wait(TIMEOUT) == 1
         assert (await asyncio.to_thread(os.stat, tmp_path / "chatd.db")).st_size > 0
+
+
+async def test_log_lines_start_with_a_timestamp_unless_stderr_is_the_journal(
+        tmp_path: Path) -> None:
+    config = write_config(tmp_path / "chatd.yaml")
+    log_path = tmp_path / "chatd.log"
+    plain = {k: v for k, v in os.environ.items() if k != "JOURNAL_STREAM"}
+    daemon = ChatdProcess([str(CHATD), "--config", str(config), "--db",
+                           str(tmp_path / "chatd.db"), "--port", "0"], log_path, env=plain)
+    daemon.control_path = str(tmp_path / "chatd.sock")
+    with daemon:
+        await daemon.ready()
+        daemon.signal(signal.SIGTERM)
+        assert await daemon.wait(TIMEOUT) == 0
+    lines = daemon.log().splitlines()
+    stamp = re.compile(r"^time=\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z level=")
+    assert lines and all(stamp.match(line) for line in lines), lines
+
+    # Under systemd, JOURNAL_STREAM names stderr's device and inode: no timestamps.
+    await asyncio.to_thread(log_path.write_bytes, b"")
+    status = await asyncio.to_thread(os.stat, log_path)
+    journal = {**plain, "JOURNAL_STREAM": f"{status.st_dev}:{status.st_ino}"}
+    daemon = ChatdProcess(daemon.args, log_path, env=journal)
+    daemon.control_path = str(tmp_path / "chatd.sock")
+    with daemon:
+        await daemon.ready()
+        daemon.signal(signal.SIGTERM)
+        assert await daemon.wait(TIMEOUT) == 0
+    lines = daemon.log().splitlines()
+    assert lines and all(line.startswith("level=") for line in lines), lines
