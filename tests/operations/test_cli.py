@@ -218,3 +218,30 @@ async def test_log_lines_start_with_a_timestamp_unless_stderr_is_the_journal(
         assert await daemon.wait(TIMEOUT) == 0
     lines = daemon.log().splitlines()
     assert lines and all(line.startswith("level=") for line in lines), lines
+
+
+async def test_relative_paths_follow_the_configuration_file_and_db_the_working_directory(
+        tmp_path: Path) -> None:
+    etc, elsewhere = tmp_path / "etc", tmp_path / "elsewhere"
+    for folder in (etc / "data", elsewhere):
+        await asyncio.to_thread(folder.mkdir, parents=True)
+    config = write_config(etc / "chatd.yaml", storage={"path": "data/chatd.db"},
+                          control={"path": "data/ctl.sock"})
+    daemon = ChatdProcess([str(CHATD), "--config", str(config), "--port", "0"],
+                          tmp_path / "chatd.log", cwd=elsewhere)
+    daemon.control_path = str(etc / "data" / "ctl.sock")
+    with daemon:
+        await daemon.ready()
+        assert await asyncio.to_thread(os.path.exists, etc / "data" / "chatd.db")
+        daemon.signal(signal.SIGTERM)
+        assert await daemon.wait(TIMEOUT) == 0
+    assert await asyncio.to_thread(os.listdir, elsewhere) == []
+
+    # --db on the command line is relative to the working directory, as usual.
+    made = await asyncio.to_thread(
+        subprocess.run, [str(CHATD), "useradd", "here", "--password-stdin", "--config",
+                         str(config), "--db", "here.db"],
+        input=f"{PASSWORD}\n", capture_output=True, text=True, timeout=TIMEOUT,
+        check=False, cwd=elsewhere)
+    assert made.returncode == 0, made.stderr
+    assert await asyncio.to_thread(os.path.exists, elsewhere / "here.db")
