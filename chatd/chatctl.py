@@ -164,6 +164,10 @@ def _show(command: str, result: Any, console: Console) -> None:
         for key, value in result.items():
             table.add_row(key, _fmt(key, value))
         console.print(table)
+    elif command == "reload":
+        waiting = result.get("restart_needed") or []
+        console.print("reloaded" + (f"; not applied until a restart: {', '.join(waiting)}"
+                                    if waiting else ""), highlight=False)
     elif isinstance(result, list):
         console.print(_table(result))
     else:

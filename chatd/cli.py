@@ -16,7 +16,7 @@ from typing import Any
 
 from chatd import __version__
 from chatd.app import build_server
-from chatd.config import Config, ConfigError, load_config
+from chatd.config import Config, ConfigError, check_hosts, load_config
 from chatd.control import control_path
 from chatd.daemon import Daemon
 from chatd.errors import ChatError
@@ -30,6 +30,8 @@ def main(argv: list[str] | None = None) -> int:
     config_path: str | None = getattr(args, "config", None)
     try:
         config = load_config(config_path, _overrides(args))
+        if args.command == "serve":
+            check_hosts(config)
     except ConfigError as exc:
         print(f"chatd: configuration error: {exc}", file=sys.stderr)
         return 2

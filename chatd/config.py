@@ -4,16 +4,23 @@ The defaults here are the embedded configuration: chatd runs without any
 file. ``conf/chatd.yaml`` documents every key with the same defaults (a test
 keeps the two in step). A bad key or value raises :class:`ConfigError`
 naming it, so start-up (or a reload) stops with a clear message.
+
+A relative path in a configuration file is taken relative to that file's
+directory, so the file means the same from any working directory; paths given
+as overrides (command-line flags) stay relative to the working directory.
+``RELOAD_POLICY`` says, for every key, whether a reload applies it.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import math
+import socket
 import types
 import typing
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Literal, NewType, get_args, get_origin
+from typing import Any, Final, Literal, NewType, get_args, get_origin
 
 import yaml
 
@@ -226,22 +233,78 @@ class Config:
     irc: IrcConfig = field(default_factory=IrcConfig)
 
 
+# What a reload (SIGHUP, chatctl reload) does with each key. "applied": the new
+# value takes effect at once (where a value is read per connection, for new
+# connections). "restart": the value was bound at start-up (a listening socket,
+# the database, the blob store, a pool size), so a reload keeps the running
+# value and warns that the new one waits for a restart.
+ReloadPolicy = Literal["applied", "restart"]
+
+
+def _each(section: str, policy: ReloadPolicy, *keys: str) -> dict[str, ReloadPolicy]:
+    return {f"{section}.{key}": policy for key in keys}
+
+
+RELOAD_POLICY: Final[dict[str, ReloadPolicy]] = {
+    **_each("server", "applied", "name", "motd"),
+    **_each("listen", "restart", "host", "port"),
+    **_each("listen", "applied", "max_line"),
+    **_each("tls", "restart", "enabled", "host", "port"),
+    # A renewed certificate serves new handshakes (ChatServer._reload_certificate).
+    **_each("tls", "applied", "cert", "key"),
+    **_each("storage", "restart", "path", "flush_interval", "max_batch"),
+    **_each("control", "restart", "enabled", "path"),
+    **_each("accounts", "applied", "registration", "bcrypt_cost", "guests"),
+    **_each("rooms", "applied", "page_size", "history_default", "history_max",
+            "invitation_ttl"),
+    **_each("limits", "applied", "message_rate", "message_burst", "command_rate",
+            "command_burst", "room_message_rate_max", "room_message_burst_max",
+            "flood_threshold", "flood_window", "flood_action", "flood_mute",
+            "auth_failures", "auth_window", "typing_rate", "output_buffer", "input_queue",
+            "login_timeout", "idle_timeout", "keepalive", "max_connections",
+            "max_connections_per_ip"),
+    **_each("housekeeping", "applied", "interval", "notification_retention",
+            "association_retention", "history_retention"),
+    **_each("backup", "applied", "interval", "dir", "keep"),
+    **_each("metrics", "restart", "enabled", "host", "port"),
+    **_each("logging", "applied", "level", "format"),
+    **_each("files", "restart", "backend", "dir", "s3_endpoint", "s3_bucket", "s3_region",
+            "s3_prefix", "s3_access_key", "s3_secret_key", "s3_url_ttl"),
+    **_each("files", "applied", "max_size", "quota", "preview_width", "preview_timeout",
+            "preview_max_pixels", "preview_memory"),
+    **_each("stickers", "applied", "dir", "builtin"),
+    **_each("crypto", "restart", "max_concurrent"),
+    **_each("crypto", "applied", "max_input", "max_waiting", "spawn_rate", "timeout",
+            "max_envelope"),
+    **_each("irc", "restart", "enabled", "host", "port", "tls_port"),
+    **_each("irc", "applied", "server_name"),
+}
+
+# Keys naming a file or directory: relative ones in a configuration file are
+# resolved against the file's directory. Empty means "beside the database".
+PATH_KEYS: Final = ("storage.path", "control.path", "backup.dir", "files.dir", "tls.cert",
+                    "tls.key", "stickers.dir")
+# TCP port keys: 0 (any free port) to 65535; a larger number would wrap silently.
+PORT_KEYS: Final = ("listen.port", "tls.port", "metrics.port", "irc.port", "irc.tls_port")
+# Every other number must not be negative; these must be at least 1 (0 would
+# refuse every connection, queue without bound, or never make progress).
+AT_LEAST_ONE: Final = ("limits.max_connections", "limits.max_connections_per_ip",
+                       "limits.input_queue", "storage.max_batch", "rooms.page_size",
+                       "crypto.spawn_rate")
+# SQLite's in-memory database: not a file, so never resolved against a directory.
+_MEMORY: Final = ":memory:"
+
+
 def load_config(path: str | Path | None, overrides: dict[str, Any] | None = None) -> Config:
     """Read ``path`` (None: embedded defaults) and apply dotted ``overrides``.
 
     ``overrides`` maps ``"listen.port"``-style keys to values (command-line flags).
+    Relative paths from the file are resolved against its directory; those in
+    ``overrides`` are left as given (relative to the working directory).
     """
     data: dict[str, Any] = {}
     if path is not None:
-        try:
-            loaded = yaml.safe_load(Path(path).read_text(encoding="utf-8"))
-        except OSError as exc:
-            raise ConfigError(f"cannot read {path}: {exc.strerror}") from exc
-        except yaml.YAMLError as exc:
-            raise ConfigError(f"{path} is not valid YAML: {exc}") from exc
-        if loaded is not None and not isinstance(loaded, dict):
-            raise ConfigError(f"{path}: the top level must be a mapping of sections")
-        data = loaded or {}
+        data = _read(Path(path))
     for dotted, value in (overrides or {}).items():
         section, _, key = dotted.partition(".")
         data.setdefault(section, {})
@@ -249,8 +312,90 @@ def load_config(path: str | Path | None, overrides: dict[str, Any] | None = None
             raise ConfigError(f"{section}: must be a mapping")
         data[section][key] = value
     config = _build(Config, data, "")
+    _check_numbers(config)
     _check_together(config)
     return config
+
+
+def _read(path: Path) -> dict[str, Any]:
+    """The file's sections, its relative paths resolved against its directory."""
+    try:
+        loaded = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except OSError as exc:
+        raise ConfigError(f"cannot read {path}: {exc.strerror}") from exc
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"{path} is not valid YAML: {exc}") from exc
+    if loaded is not None and not isinstance(loaded, dict):
+        raise ConfigError(f"{path}: the top level must be a mapping of sections")
+    data: dict[str, Any] = loaded or {}
+    base = path.resolve().parent
+    for dotted in PATH_KEYS:
+        section, _, key = dotted.partition(".")
+        values = data.get(section)
+        value = values.get(key) if isinstance(values, dict) else None
+        # Wrong types are left for _build to report with the key's name.
+        if isinstance(value, str) and value not in ("", _MEMORY):
+            values[key] = str(base / Path(value).expanduser())  # type: ignore[index]
+    return data
+
+
+def _check_numbers(config: Config) -> None:
+    """Ports within 0-65535; no negative (or infinite) number; some at least 1."""
+    for section in dataclasses.fields(config):
+        values = getattr(config, section.name)
+        for key in dataclasses.fields(values):
+            dotted, value = f"{section.name}.{key.name}", getattr(values, key.name)
+            if isinstance(value, bool) or not isinstance(value, int | float):
+                continue
+            if dotted in PORT_KEYS and not 0 <= value <= 65535:
+                raise ConfigError(f"{dotted}: {value} is not a port (0 to 65535)")
+            if not math.isfinite(value):
+                raise ConfigError(f"{dotted}: {value} is not a finite number")
+            if value < 0:
+                raise ConfigError(f"{dotted}: {value} must not be negative")
+            if dotted in AT_LEAST_ONE and value < 1:
+                raise ConfigError(f"{dotted}: {value} must be at least 1")
+
+
+def check_hosts(config: Config) -> None:
+    """Every host a listener will bind resolves (a name, or an address)."""
+    hosts = [("listen.host", config.listen.host, True),
+             ("tls.host", config.tls.host, config.tls.enabled),
+             ("metrics.host", config.metrics.host, config.metrics.enabled),
+             ("irc.host", config.irc.host, config.irc.enabled)]
+    for key, host, used in hosts:
+        if not used or not host:
+            continue
+        try:
+            socket.getaddrinfo(host, None, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE)
+        except (socket.gaierror, UnicodeError) as exc:
+            reason = exc.strerror if isinstance(exc, socket.gaierror) else str(exc)
+            raise ConfigError(f"{key}: cannot resolve {host!r}: {reason}") from exc
+
+
+def held_for_restart(running: Config, loaded: Config) -> tuple[Config, list[str]]:
+    """``loaded`` with the running values of the restart-only keys it changes,
+    and those keys (in RELOAD_POLICY's order)."""
+    changed = [dotted for dotted, policy in RELOAD_POLICY.items()
+               if policy == "restart" and _value(loaded, dotted) != _value(running, dotted)]
+    kept: dict[str, dict[str, Any]] = {}
+    for dotted in changed:
+        section, _, key = dotted.partition(".")
+        kept.setdefault(section, {})[key] = _value(running, dotted)
+    sections = {section: dataclasses.replace(getattr(loaded, section), **values)
+                for section, values in kept.items()}
+    return dataclasses.replace(loaded, **sections), changed
+
+
+def _value(config: Config, dotted: str) -> Any:
+    section, _, key = dotted.partition(".")
+    return getattr(getattr(config, section), key)
+
+
+def all_keys() -> list[str]:
+    """Every key of the configuration, dotted ("listen.port"), in definition order."""
+    return [f"{name}.{key.name}" for name, section in typing.get_type_hints(Config).items()
+            for key in dataclasses.fields(section)]
 
 
 def _check_together(config: Config) -> None:
@@ -264,10 +409,8 @@ def _check_together(config: Config) -> None:
         raise ConfigError("crypto: max_concurrent, max_input and max_envelope must be at least 1")
     if not 4 <= config.accounts.bcrypt_cost <= 31:
         raise ConfigError("accounts.bcrypt_cost: must be from 4 to 31")
-    for key in ("max_line", "port"):
-        value = getattr(config.listen, key)
-        if value < 0 or (key == "max_line" and value < 64):
-            raise ConfigError(f"listen.{key}: {value} is out of range")
+    if config.listen.max_line < 64:
+        raise ConfigError(f"listen.max_line: {config.listen.max_line} is out of range")
 
 
 def _build(cls: type[_T], data: Any, where: str) -> _T:

@@ -263,7 +263,8 @@ async def _reload(ctl: ControlServer, req: dict[str, Any]) -> Any:
     problem = ctl.daemon.reload()
     if problem:
         raise ChatError(Code.BAD_ARGUMENTS, f"configuration refused: {problem}")
-    return {"reloaded": True}
+    # Changed keys only a restart applies (their running values stay in force).
+    return {"reloaded": True, "restart_needed": ctl.daemon.restart_needed}
 
 
 @handler("backup")

@@ -4,6 +4,8 @@
             control socket and scheduled jobs up, then READY=1 to systemd.
     reload: SIGHUP or ``chatctl reload``: RELOADING=1, read and validate the
             configuration file, apply it (or keep the old one and log why), READY=1.
+            Keys bound at start-up keep their running value; a change to one is
+            logged as a warning naming it (see config.RELOAD_POLICY).
     stop:   SIGTERM/SIGINT: STOPPING=1, control socket closed, then the
             server's ordered shutdown. A second signal exits at once.
 """
@@ -21,10 +23,11 @@ from typing import TYPE_CHECKING, Any
 from chatd import systemd
 from chatd.app import build_server
 from chatd.backups import Backups
-from chatd.config import ConfigError, load_config
+from chatd.config import ConfigError, held_for_restart, load_config
 from chatd.control import ControlServer
 from chatd.logfmt import configure_logging
 from chatd.metrics import MetricsUnavailable, start_metrics
+from storage.api import StorageError
 
 if TYPE_CHECKING:
     from chatd.clock import Clock
@@ -46,6 +49,9 @@ class Daemon:
         self._metrics: Any = None
         self._stopping = asyncio.Event()
         self._watchdog: asyncio.Task[None] | None = None
+        # Keys whose change in the file the last reload could not apply: they
+        # take effect at the next start.
+        self.restart_needed: list[str] = []
 
     async def start(self) -> None:
         _raise_open_files_limit()
@@ -64,13 +70,17 @@ class Daemon:
         """Re-read the configuration; returns the problem when it is refused."""
         systemd.reloading()
         try:
-            config = load_config(self.config_path, {**self.overrides, **_fixed(self)})
-            configure_logging(config.logging.level, config.logging.format)
+            loaded = load_config(self.config_path, self.overrides)
+            configure_logging(loaded.logging.level, loaded.logging.format)
         except (ConfigError, ValueError) as exc:
             log.error("reload refused", extra={"fields": {"error": str(exc)}})
             return str(exc)
         finally:
             systemd.notify("READY=1")
+        config, self.restart_needed = held_for_restart(self.server.config, loaded)
+        if self.restart_needed:
+            log.warning("changed keys wait for a restart; their old values stay in force",
+                        extra={"fields": {"keys": ",".join(self.restart_needed)}})
         self.server.reload(config)
         self.backups.reconfigure(config.backup)
         return None
@@ -87,11 +97,15 @@ class Daemon:
         for sig in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(sig, self.request_stop)
         loop.add_signal_handler(signal.SIGHUP, self.reload)
+        database = self.server.config.storage.path
+        existed = await asyncio.to_thread(os.path.lexists, database)
         try:
             await self.start()
-        except (OSError, ConfigError, MetricsUnavailable) as exc:
+        except (OSError, ConfigError, MetricsUnavailable, StorageError) as exc:
             log.error("cannot start", extra={"fields": {"error": str(exc)}})
             await self.server.stop()
+            if not existed:
+                await asyncio.to_thread(_remove_database, database)
             return 1
         await self._stopping.wait()
         await self.stop()
@@ -119,10 +133,10 @@ def _raise_open_files_limit() -> None:
             resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
 
 
-def _fixed(daemon: Daemon) -> dict[str, Any]:
-    """Settings a reload cannot change: the addresses bound and the database open."""
-    config = daemon.server.config
-    return {"listen.host": config.listen.host, "listen.port": config.listen.port,
-            "storage.path": config.storage.path, "irc.enabled": config.irc.enabled,
-            "irc.host": config.irc.host, "irc.port": config.irc.port,
-            "irc.tls_port": config.irc.tls_port}
+def _remove_database(path: str) -> None:
+    """Delete the database a failed start created, so none is left empty behind."""
+    if path == ":memory:":
+        return
+    for name in (path, f"{path}-wal", f"{path}-shm", f"{path}-journal"):
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(name)

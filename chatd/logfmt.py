@@ -17,13 +17,14 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 import re
 import sys
 from collections.abc import Mapping
 from datetime import UTC, datetime
 from typing import Final
 
-__all__ = ["JsonFormatter", "KeyValueFormatter", "configure_logging"]
+__all__ = ["JsonFormatter", "KeyValueFormatter", "configure_logging", "under_journal"]
 
 # Keys every line has; a field with one of these names gets a "_" prefix so it
 # cannot hide or duplicate the real one.
@@ -112,10 +113,10 @@ class KeyValueFormatter(_OneLineFormatter):
     containing spaces, quotes, backslashes, ``=`` or control characters are
     double-quoted with backslash escapes.
 
-    No timestamp by default: journald (and most supervisors) stamp every line
-    themselves, and a second, differently formatted time only adds noise.
-    Pass ``with_time=True`` to start each line with ``time=...`` (ISO 8601
-    UTC), for example when logging to a file.
+    No timestamp by default: journald stamps every line itself, and a second,
+    differently formatted time only adds noise. Pass ``with_time=True`` to
+    start each line with ``time=...`` (ISO 8601 UTC); ``configure_logging``
+    does so unless stderr goes to the journal.
     """
 
     def __init__(self, with_time: bool = False) -> None:
@@ -172,13 +173,32 @@ _FORMATS: Final = ("kv", "json")
 _HANDLER_NAME: Final = "chatd-stderr"
 
 
-def configure_logging(level: str, fmt: str, *, with_time: bool = False) -> None:
+def under_journal(env: Mapping[str, str] | None = None) -> bool:
+    """Whether stderr is the journal's stream, which stamps every line itself.
+
+    systemd sets ``JOURNAL_STREAM`` to that stream's ``device:inode``. The
+    variable is inherited by processes whose stderr goes elsewhere (a log file,
+    a terminal), so it counts only when stderr is that very file.
+    """
+    device, colon, inode = (env if env is not None else os.environ).get(
+        "JOURNAL_STREAM", "").partition(":")
+    if not colon:
+        return False
+    try:
+        status = os.fstat(sys.stderr.fileno())
+    except (OSError, ValueError, AttributeError):
+        return True  # no descriptor to compare: trust the variable
+    return f"{status.st_dev}:{status.st_ino}" == f"{device}:{inode}"
+
+
+def configure_logging(level: str, fmt: str, *, with_time: bool | None = None) -> None:
     """Log to stderr at ``level`` ("debug" ... "critical") in format ``fmt`` ("kv" or "json").
 
     Installs one stderr handler on the root logger, replacing the one an
     earlier call installed, so it can be called again on reload. Raises
     ``ValueError`` for an unknown level or format, before changing anything.
-    ``with_time`` adds timestamps to the kv format (JSON always has them).
+    ``with_time`` adds timestamps to the kv format (JSON always has them);
+    None: timestamps unless stderr goes to the journal (``under_journal``).
     """
     level_no = _LEVELS.get(level.strip().lower())
     if level_no is None:
@@ -187,7 +207,8 @@ def configure_logging(level: str, fmt: str, *, with_time: bool = False) -> None:
         )
     formatter: logging.Formatter
     if fmt == "kv":
-        formatter = KeyValueFormatter(with_time=with_time)
+        stamped = not under_journal() if with_time is None else with_time
+        formatter = KeyValueFormatter(with_time=stamped)
     elif fmt == "json":
         formatter = JsonFormatter()
     else:

@@ -38,6 +38,8 @@ from storage.records import (
 )
 
 log = logging.getLogger("storage.sqlite")
+# The database and the -wal and -shm files SQLite keeps beside it.
+_DATABASE_FILES = ("", "-wal", "-shm")
 
 BUSY_TIMEOUT_MS = 5000
 MEMORY = ":memory:"
@@ -78,6 +80,8 @@ class SqliteStorage(MessageQueries, ContentQueries, GovernanceQueries):
         if self._path != MEMORY and not await asyncio.to_thread(os.path.isdir, folder):
             raise StorageError(f"unable to open database file {self._path}: "
                                f"the directory {folder} does not exist")
+        if self._path != MEMORY:
+            await asyncio.to_thread(_owner_only, self._path)
         with _translated():
             conn = await aiosqlite.connect(self._path, isolation_level=None,
                                            timeout=BUSY_TIMEOUT_MS / 1000)
@@ -334,6 +338,38 @@ def _translated() -> Iterator[None]:
         raise Refused(str(exc)) from exc
     except sqlite3.Error as exc:
         raise StorageError(str(exc)) from exc
+
+
+def _owner_only(path: str) -> None:
+    """Make the database readable by its owner alone: it holds password and token
+    hashes and private history.
+
+    A new file is created 0600 whatever the umask; SQLite then gives its -wal
+    and -shm files the main file's mode. Group and other access is taken from
+    existing files (an earlier version created them following the umask).
+    """
+    try:
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    except FileExistsError:
+        _tighten([path + suffix for suffix in _DATABASE_FILES])
+        return
+    try:
+        os.fchmod(fd, 0o600)  # the umask may have taken bits of 0600 itself
+    finally:
+        os.close(fd)
+
+
+def _tighten(paths: list[str]) -> None:
+    """Take group and other permissions from the files that exist (and are ours)."""
+    for path in paths:
+        try:
+            mode = os.stat(path).st_mode & 0o777
+            if mode & 0o077:
+                os.chmod(path, mode & 0o700)
+                log.warning("database file was open to other users; now owner-only",
+                            extra={"fields": {"path": path, "mode": f"{mode:04o}"}})
+        except (FileNotFoundError, PermissionError):
+            continue
 
 
 async def _configure(conn: aiosqlite.Connection) -> None:

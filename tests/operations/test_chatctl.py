@@ -204,7 +204,7 @@ async def test_mute(ctl: Ctl, clients: Clients) -> None:
 
 
 async def test_reload(ctl: Ctl) -> None:
-    assert await ctl.json("reload") == {"reloaded": True}
+    assert await ctl.json("reload") == {"reloaded": True, "restart_needed": []}
 
 
 async def test_reload_refused(ctl: Ctl, daemon: Daemon, tmp_path: Path) -> None:

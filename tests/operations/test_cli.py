@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import asyncio
+import os
+import re
 import signal
 import socket
 import subprocess
@@ -132,3 +134,114 @@ async def test_serve_is_the_default_command(tmp_path: Path) -> None:
         daemon.signal(signal.SIGTERM)
         assert await daemon.wait(TIMEOUT) == 0
     assert '"msg": "stopped"' in daemon.log()
+
+
+def test_values_out_of_range_are_refused_by_name(tmp_path: Path) -> None:
+    db = tmp_path / "chatd.db"
+    result = chatd("serve", "--port", "77777", "--db", str(db))
+    assert result.returncode == 2, result.stderr
+    assert result.stderr == ("chatd: configuration error: listen.port: 77777 is not a port "
+                             "(0 to 65535)\n")
+    cases = {"irc:\n  port: 77777\n": "irc.port",
+             "metrics:\n  port: -1\n": "metrics.port",
+             "limits:\n  max_connections: 0\n": "limits.max_connections",
+             "limits:\n  message_rate: -5\n": "limits.message_rate",
+             "listen:\n  host: no-such-host.invalid\n": "listen.host"}
+    bad = tmp_path / "bad.yaml"
+    for text, key in cases.items():
+        bad.write_text(text)
+        result = chatd("--config", str(bad), "--db", str(db), "--port", "0")
+        assert result.returncode == 2, (key, result.stderr)
+        assert result.stderr.startswith(f"chatd: configuration error: {key}: "), result.stderr
+        assert result.stderr.count("\n") == 1
+    assert not db.exists()
+
+
+def test_a_missing_database_directory_is_one_clear_line(tmp_path: Path) -> None:
+    missing = tmp_path / "missing" / "dir" / "chatd.db"
+    result = chatd("serve", "--port", "0", "--db", str(missing))
+    assert result.returncode == 1
+    assert "Traceback" not in result.stderr
+    errors = [line for line in result.stderr.splitlines() if "level=error" in line]
+    assert len(errors) == 1 and 'msg="cannot start"' in errors[0]
+    assert f"the directory {missing.parent} does not exist" in errors[0]
+    assert not missing.parent.exists()
+
+
+async def test_a_failed_start_leaves_no_new_database_behind(tmp_path: Path) -> None:
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen(1)
+        port = taken.getsockname()[1]
+        config = write_config(tmp_path / "chatd.yaml")
+        with ChatdProcess.serve(tmp_path, config, port=port) as daemon:
+            assert await daemon.wait(TIMEOUT) == 1
+        assert 'msg="cannot start"' in daemon.log()
+        left = await asyncio.to_thread(os.listdir, tmp_path)
+        assert sorted(left) == ["chatd.log", "chatd.yaml"]
+
+        # A database that was there before the failed start is kept.
+        made = await asyncio.to_thread(chatd, "useradd", "kept", "--password-stdin",
+                                       "--config", str(config), "--db",
+                                       str(tmp_path / "chatd.db"), stdin=f"{PASSWORD}\n")
+        assert made.returncode == 0, made.stderr
+        with ChatdProcess.serve(tmp_path, config, port=port) as daemon:
+            assert await daemon.wait(TIMEOUT) == 1
+        assert (await asyncio.to_thread(os.stat, tmp_path / "chatd.db")).st_size > 0
+
+
+async def test_log_lines_start_with_a_timestamp_unless_stderr_is_the_journal(
+        tmp_path: Path) -> None:
+    config = write_config(tmp_path / "chatd.yaml")
+    log_path = tmp_path / "chatd.log"
+    plain = {k: v for k, v in os.environ.items() if k != "JOURNAL_STREAM"}
+    daemon = ChatdProcess([str(CHATD), "--config", str(config), "--db",
+                           str(tmp_path / "chatd.db"), "--port", "0"], log_path, env=plain)
+    daemon.control_path = str(tmp_path / "chatd.sock")
+    with daemon:
+        await daemon.ready()
+        daemon.signal(signal.SIGTERM)
+        assert await daemon.wait(TIMEOUT) == 0
+    lines = daemon.log().splitlines()
+    stamp = re.compile(r"^time=\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z level=")
+    assert lines and all(stamp.match(line) for line in lines), lines
+
+    # Under systemd, JOURNAL_STREAM names stderr's device and inode: no timestamps.
+    await asyncio.to_thread(log_path.write_bytes, b"")
+    status = await asyncio.to_thread(os.stat, log_path)
+    journal = {**plain, "JOURNAL_STREAM": f"{status.st_dev}:{status.st_ino}"}
+    daemon = ChatdProcess(daemon.args, log_path, env=journal)
+    daemon.control_path = str(tmp_path / "chatd.sock")
+    with daemon:
+        await daemon.ready()
+        daemon.signal(signal.SIGTERM)
+        assert await daemon.wait(TIMEOUT) == 0
+    lines = daemon.log().splitlines()
+    assert lines and all(line.startswith("level=") for line in lines), lines
+
+
+async def test_relative_paths_follow_the_configuration_file_and_db_the_working_directory(
+        tmp_path: Path) -> None:
+    etc, elsewhere = tmp_path / "etc", tmp_path / "elsewhere"
+    for folder in (etc / "data", elsewhere):
+        await asyncio.to_thread(folder.mkdir, parents=True)
+    config = write_config(etc / "chatd.yaml", storage={"path": "data/chatd.db"},
+                          control={"path": "data/ctl.sock"})
+    daemon = ChatdProcess([str(CHATD), "--config", str(config), "--port", "0"],
+                          tmp_path / "chatd.log", cwd=elsewhere)
+    daemon.control_path = str(etc / "data" / "ctl.sock")
+    with daemon:
+        await daemon.ready()
+        assert await asyncio.to_thread(os.path.exists, etc / "data" / "chatd.db")
+        daemon.signal(signal.SIGTERM)
+        assert await daemon.wait(TIMEOUT) == 0
+    assert await asyncio.to_thread(os.listdir, elsewhere) == []
+
+    # --db on the command line is relative to the working directory, as usual.
+    made = await asyncio.to_thread(
+        subprocess.run, [str(CHATD), "useradd", "here", "--password-stdin", "--config",
+                         str(config), "--db", "here.db"],
+        input=f"{PASSWORD}\n", capture_output=True, text=True, timeout=TIMEOUT,
+        check=False, cwd=elsewhere)
+    assert made.returncode == 0, made.stderr
+    assert await asyncio.to_thread(os.path.exists, elsewhere / "here.db")

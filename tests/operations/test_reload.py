@@ -2,13 +2,23 @@
 
 from __future__ import annotations
 
+import asyncio
 import signal
+import subprocess
 import time
 from pathlib import Path
 
 from chatd.client import ChatClient
 from tests.helpers import PASSWORD
-from tests.operations import ChatdProcess, exists, running_daemon, wait_for, write_config
+from tests.operations import (
+    CHATCTL,
+    CHATD,
+    ChatdProcess,
+    exists,
+    running_daemon,
+    wait_for,
+    write_config,
+)
 
 FAST = {"message_rate": 10000.0, "message_burst": 10000.0}
 
@@ -120,3 +130,42 @@ async def test_reload_in_process_returns_the_problem(tmp_path: Path) -> None:
         # What a reload cannot change stays: the database and the bound address.
         assert daemon.server.config.storage.path == str(tmp_path / "chatd.db")
         assert daemon.server.config.listen.port == 0
+
+
+async def test_a_changed_restart_only_key_is_kept_and_named(tmp_path: Path) -> None:
+    db = tmp_path / "chatd.db"
+    config = write_config(tmp_path / "chatd.yaml", server={"motd": "first motd"},
+                          control={"path": str(tmp_path / "ctl.sock")})
+    # listen.port comes from the file here (no --port), so the file can change it.
+    daemon = ChatdProcess([str(CHATD), "serve", "--config", str(config), "--db", str(db)],
+                          tmp_path / "chatd.log")
+    daemon.control_path = str(tmp_path / "ctl.sock")
+    with daemon:
+        host, port = await daemon.ready()
+        write_config(config, server={"motd": "second motd"},
+                     listen={"port": 1 if port != 1 else 2},
+                     control={"path": str(tmp_path / "ctl.sock")})
+        daemon.signal(signal.SIGHUP)
+        warned = await daemon.wait_log(r'msg="changed keys wait for a restart')
+        assert "level=warning" in warned and "keys=listen.port" in warned
+        await daemon.wait_log(r'msg="reloaded"')
+        # The rest is applied; the old port stays in force.
+        client = await ChatClient.connect(host, port)
+        try:
+            assert "second motd" in client.banner
+        finally:
+            await client.close()
+
+        reloaded = await asyncio.to_thread(
+            subprocess.run, [str(CHATCTL), "--socket", str(tmp_path / "ctl.sock"), "reload"],
+            capture_output=True, text=True, timeout=30, check=False)
+        assert reloaded.returncode == 0, reloaded.stderr
+        assert reloaded.stdout.strip() == "reloaded; not applied until a restart: listen.port"
+
+        # Back to the running value: nothing waits for a restart any more.
+        write_config(config, server={"motd": "third motd"},
+                     control={"path": str(tmp_path / "ctl.sock")})
+        reloaded = await asyncio.to_thread(
+            subprocess.run, [str(CHATCTL), "--socket", str(tmp_path / "ctl.sock"), "reload"],
+            capture_output=True, text=True, timeout=30, check=False)
+        assert reloaded.stdout.strip() == "reloaded"

@@ -7,8 +7,20 @@ from typing import Any
 
 import pytest
 import yaml
+from hypothesis import given
+from hypothesis import strategies as st
 
-from chatd.config import Config, ConfigError, as_dict, load_config
+from chatd.config import (
+    PATH_KEYS,
+    PORT_KEYS,
+    RELOAD_POLICY,
+    Config,
+    ConfigError,
+    all_keys,
+    as_dict,
+    held_for_restart,
+    load_config,
+)
 
 CONF = Path(__file__).resolve().parents[2] / "conf" / "chatd.yaml"
 
@@ -16,7 +28,10 @@ CONF = Path(__file__).resolve().parents[2] / "conf" / "chatd.yaml"
 def test_documented_file_matches_the_embedded_defaults() -> None:
     """Every key of conf/chatd.yaml exists with the built-in default, and no key is missing."""
     documented = load_config(CONF)
-    assert as_dict(documented) == as_dict(Config())
+    # The file's relative storage.path is taken relative to the file's directory.
+    assert documented.storage.path == str(CONF.parent / "chatd.db")
+    defaults = load_config(None, {"storage.path": documented.storage.path})
+    assert as_dict(documented) == as_dict(defaults)
     raw = yaml.safe_load(CONF.read_text(encoding="utf-8"))
     assert _keys(raw) == _keys(as_dict(Config()))
 
@@ -88,3 +103,78 @@ def test_unreadable_or_invalid_files(tmp_path: Path) -> None:
     scalar.write_text("listen: 5\n", encoding="utf-8")
     with pytest.raises(ConfigError, match="listen: must be a mapping"):
         load_config(scalar, {"listen.port": 1})
+
+
+def test_every_key_declares_its_reload_policy() -> None:
+    assert sorted(RELOAD_POLICY) == sorted(all_keys())
+    assert set(RELOAD_POLICY.values()) == {"applied", "restart"}
+    for key in ("listen.port", "storage.path", "irc.port", "metrics.port", "control.path"):
+        assert RELOAD_POLICY[key] == "restart"
+
+
+def test_a_reload_keeps_restart_only_keys_and_names_them() -> None:
+    running = load_config(None, {"listen.port": 7000, "server.motd": "old"})
+    loaded = load_config(None, {"listen.port": 7001, "irc.port": 6668, "server.motd": "new"})
+    kept, changed = held_for_restart(running, loaded)
+    assert changed == ["listen.port", "irc.port"]
+    assert (kept.listen.port, kept.irc.port, kept.server.motd) == (7000, 6667, "new")
+    assert held_for_restart(running, running) == (running, [])
+
+
+@given(key=st.sampled_from(PORT_KEYS),
+       port=st.integers().filter(lambda n: not 0 <= n <= 65535))
+def test_a_port_outside_0_to_65535_is_refused_by_name(key: str, port: int) -> None:
+    with pytest.raises(ConfigError, match=rf"^{key}: {port} is not a port \(0 to 65535\)$"):
+        load_config(None, {key: port})
+
+
+@given(key=st.sampled_from(PORT_KEYS), port=st.integers(0, 65535))
+def test_a_port_from_0_to_65535_is_accepted(key: str, port: int) -> None:
+    section, _, name = key.partition(".")
+    pem = {"tls.cert": "cert.pem", "tls.key": "key.pem"}  # irc.tls_port needs them
+    assert getattr(getattr(load_config(None, {key: port, **pem}), section), name) == port
+
+
+def _numbers() -> list[str]:
+    """The keys whose default is a number (durations included), ports aside."""
+    defaults = as_dict(Config())
+    return [key for key in all_keys() if key not in PORT_KEYS
+            and type(defaults[key.split(".")[0]][key.split(".")[1]]) in (int, float)]
+
+
+@given(key=st.sampled_from(_numbers()), value=st.integers(max_value=-1))
+def test_a_negative_number_is_refused_by_name(key: str, value: int) -> None:
+    with pytest.raises(ConfigError, match=rf"^{key}: "):
+        load_config(None, {key: value})
+
+
+@pytest.mark.parametrize(("key", "value"), [
+    ("limits.max_connections", 0), ("limits.max_connections_per_ip", 0),
+    ("limits.input_queue", 0), ("storage.max_batch", 0), ("rooms.page_size", 0),
+    ("crypto.spawn_rate", 0), ("limits.message_rate", float("inf")),
+    ("limits.command_rate", float("nan")),
+])
+def test_numbers_that_cannot_work_are_refused_by_name(key: str, value: float) -> None:
+    with pytest.raises(ConfigError, match=rf"^{key}: "):
+        load_config(None, {key: value})
+
+
+def test_relative_paths_in_a_file_are_relative_to_the_file(tmp_path: Path) -> None:
+    folder = tmp_path / "etc"
+    folder.mkdir()
+    path = folder / "chatd.yaml"
+    sections: dict[str, dict[str, str]] = {}
+    for key in PATH_KEYS:
+        section, _, name = key.partition(".")
+        sections.setdefault(section, {})[name] = f"sub/{name}"
+    path.write_text(yaml.safe_dump(sections), encoding="utf-8")
+    config = load_config(path)
+    for key in PATH_KEYS:
+        section, _, name = key.partition(".")
+        assert getattr(getattr(config, section), name) == str(folder / "sub" / name), key
+    # Absolute paths stay; empty ones keep meaning "beside the database"; the
+    # command line's --db (an override) stays relative to the working directory.
+    path.write_text("storage:\n  path: /srv/chat.db\nfiles:\n  dir: ''\n", encoding="utf-8")
+    assert load_config(path).storage.path == "/srv/chat.db"
+    assert load_config(path).files.dir == ""
+    assert load_config(path, {"storage.path": "here.db"}).storage.path == "here.db"

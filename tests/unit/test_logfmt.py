@@ -4,16 +4,18 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 import re
 import sys
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from chatd.logfmt import JsonFormatter, KeyValueFormatter, configure_logging
+from chatd.logfmt import JsonFormatter, KeyValueFormatter, configure_logging, under_journal
 
 FAST = settings(max_examples=150, deadline=None)
 
@@ -261,7 +263,7 @@ def ours(root: logging.Logger) -> list[logging.Handler]:
 def test_configure_logging_installs_one_handler(
     root_logger: logging.Logger, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    configure_logging("info", "kv")
+    configure_logging("info", "kv", with_time=False)
     assert len(ours(root_logger)) == 1
     assert root_logger.level == logging.INFO
     logging.getLogger("chatd.test").info("hello", extra={"fields": {"n": 1}})
@@ -301,3 +303,25 @@ def test_configure_logging_rejects_bad_arguments(
         configure_logging(level, fmt)
     assert root_logger.handlers == before
     assert root_logger.level == logging.ERROR
+
+
+def test_under_journal_only_when_stderr_is_the_journal_stream(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    with open(tmp_path / "stream", "w", encoding="utf-8") as stream, \
+            open(tmp_path / "other", "w", encoding="utf-8") as other:
+        monkeypatch.setattr(sys, "stderr", stream)
+        mine, elsewhere = os.fstat(stream.fileno()), os.fstat(other.fileno())
+        assert under_journal({"JOURNAL_STREAM": f"{mine.st_dev}:{mine.st_ino}"})
+        assert not under_journal({"JOURNAL_STREAM": f"{elsewhere.st_dev}:{elsewhere.st_ino}"})
+        assert not under_journal({})
+        assert not under_journal({"JOURNAL_STREAM": "garbage"})
+
+
+def test_configure_logging_stamps_lines_unless_under_the_journal(
+    root_logger: logging.Logger, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.delenv("JOURNAL_STREAM", raising=False)
+    configure_logging("info", "kv")
+    formatter = ours(root_logger)[0].formatter
+    assert isinstance(formatter, KeyValueFormatter) and formatter.with_time

@@ -1,0 +1,69 @@
+"""The files chatd creates beside its database are its owner's alone, whatever the umask."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+import signal
+import stat
+from collections.abc import Iterator
+from pathlib import Path
+
+from chatd.client import ChatClient
+from tests.helpers import PASSWORD
+from tests.operations import ChatdProcess, write_config
+
+# Written by the tests themselves, not by chatd.
+OURS = {"chatd.log", "chatd.yaml"}
+
+
+@contextlib.contextmanager
+def umask(mask: int) -> Iterator[None]:
+    """A umask for the processes started inside (they inherit it)."""
+    old = os.umask(mask)
+    try:
+        yield
+    finally:
+        os.umask(old)
+
+
+def modes(folder: Path) -> dict[str, int]:
+    """Permission bits of every file chatd made in ``folder``."""
+    return {entry.name: stat.S_IMODE(entry.stat().st_mode)
+            for entry in os.scandir(folder) if entry.name not in OURS}
+
+
+async def test_database_files_are_created_owner_only(tmp_path: Path) -> None:
+    config = write_config(tmp_path / "chatd.yaml")
+    with umask(0o022), ChatdProcess.serve(tmp_path, config) as daemon:
+        host, port = await daemon.ready()
+        client = await ChatClient.connect(host, port)
+        try:
+            await client.command(f"/register alice {PASSWORD}")
+            await client.command("/create lounge")
+            assert (await client.say("a private line"))["type"] == "message"
+        finally:
+            await client.close()
+        found = await asyncio.to_thread(modes, tmp_path)
+        daemon.signal(signal.SIGTERM)
+        assert await daemon.wait() == 0
+    assert {"chatd.db", "chatd.db-wal", "chatd.db-shm"} <= set(found), found
+    assert all(mode & 0o077 == 0 for mode in found.values()), {
+        name: f"{mode:04o}" for name, mode in found.items()}
+
+
+async def test_existing_database_files_open_to_others_are_made_owner_only(
+        tmp_path: Path) -> None:
+    config = write_config(tmp_path / "chatd.yaml")
+    db = tmp_path / "chatd.db"
+    with umask(0o022), ChatdProcess.serve(tmp_path, config) as daemon:
+        await daemon.ready()
+        daemon.signal(signal.SIGTERM)
+        assert await daemon.wait() == 0
+    await asyncio.to_thread(os.chmod, db, 0o644)
+    with umask(0o022), ChatdProcess.serve(tmp_path, config) as daemon:
+        await daemon.ready()
+        assert stat.S_IMODE((await asyncio.to_thread(os.stat, db)).st_mode) == 0o600
+        warned = await daemon.wait_log(r'msg="database file was open to other users')
+        assert f"path={db}" in warned and "mode=0644" in warned
