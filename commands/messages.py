@@ -32,7 +32,7 @@ def say(ctx: Context, room: Room, text: str) -> Ok:
 
 @command("me", Text("action"), group=GROUP)
 def me(ctx: Context, action: str) -> Ok:
-    """Send an action to the current room, shown as '* you <action>'."""
+    """Send an action to the current room, shown as '<you> * <action>'."""
     room = ctx.session.current_room
     if room is None:
         raise ChatError(Code.NO_ROOM, "you are in no room: /join one first.")

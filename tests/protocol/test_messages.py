@@ -319,7 +319,7 @@ async def test_history_in_text_mode_is_a_transcript(clients: Clients) -> None:
     reader = await text_client(clients, "alice")
     lines = await text_run(reader, "/history general")
     assert "<alice> one" in lines
-    assert "* alice nods" in lines
+    assert "<alice> * nods" in lines
     assert lines[-1].startswith("* ")
 
 
@@ -424,7 +424,7 @@ async def test_text_mode_message_shapes(clients: Clients) -> None:
     await alice.command("/say dev over in dev")
     current, action, direct, other = await text_run(reader, None)
     assert current == "<alice> morning all"
-    assert action.startswith("* alice ") and action.endswith(" stretches")
+    assert action == "<alice> * stretches"
     assert "alice" in direct and "bob" in direct and direct.endswith(" psst")
     assert other.startswith("#dev ") and other.endswith("<alice> over in dev")
     reader.send("hi alice")
