@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 from chatd.accounts import User
 from chatd.context import Context
 from chatd.errors import ChatError, Code
@@ -49,7 +51,20 @@ async def msg(ctx: Context, user: User, text: str) -> Ok:
     return ok(note, id=message_id, to=user.name, online=user.online)
 
 
-@command("history", RoomRef("room", optional=True), Int("n", optional=True, default=0),
+@dataclass(frozen=True, slots=True)
+class HistoryCount(Int):
+    """How many messages /history shows: any whole number from 1, capped by the
+    configuration (asking for more is not wrong, it gets the cap)."""
+
+    high: int = 2**62
+
+    def refusal(self, ctx: Context, word: str) -> ChatError:
+        cap = ctx.services.config.rooms.history_max
+        return ChatError(Code.BAD_ARGUMENTS, f"{self.name} must be a whole number of 1 or more "
+                                             f"(at most {cap} messages are shown), not \"{word}\".")
+
+
+@command("history", RoomRef("room", optional=True), HistoryCount("n", optional=True, default=0),
          group=GROUP)
 async def history(ctx: Context, room: Room, n: int) -> Ok:
     """Show a room's last messages (20 by default, 200 at most)."""

@@ -101,7 +101,8 @@ def who(ctx: Context, room: Room) -> Ok:
     ctx.table(["user", "role", "online"],
               [[r["user"], r["role"], "yes" if r["online"] else "no"] for r in rows])
     online = sum(1 for r in rows if r["online"])
-    return ok(f"#{room.name}: {len(rows)} members, {online} online.", room=room.name,
+    members_text = "1 member" if len(rows) == 1 else f"{len(rows)} members"
+    return ok(f"#{room.name}: {members_text}, {online} online.", room=room.name,
               id=room.id, members=rows)
 
 

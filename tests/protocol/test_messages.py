@@ -312,6 +312,16 @@ async def test_history_of_an_unknown_room_is_no_such_room(
     assert (await error_of(bob, "/history nosuchroom"))["code"] == "no-such-room"
 
 
+@pytest.mark.parametrize("n", ["0", "-3", "ten"])
+async def test_a_bad_history_count_names_the_real_cap(clients: Clients, n: str) -> None:
+    [alice] = await room_with(clients, "alice")
+    refused = await error_of(alice, f"/history general {n}")
+    assert refused["code"] == "bad-arguments"
+    assert refused["message"].startswith(
+        f'n must be a whole number of 1 or more (at most 200 messages are shown), not "{n}".')
+    assert "1,000,000" not in refused["message"]
+
+
 async def test_history_in_text_mode_is_a_transcript(clients: Clients) -> None:
     [alice] = await room_with(clients, "alice")
     await alice.say("one")
