@@ -48,7 +48,12 @@ async def msg(ctx: Context, user: User, text: str) -> Ok:
     """Send a direct message to a user; they get it at their next login if offline."""
     message_id = await ctx.services.messaging.direct(ctx.session, user, text, ctx.label)
     note = "" if user.online else f"{user.name} is offline and will see it at their next login."
-    return ok(note, id=message_id, to=user.name, online=user.online)
+    away = ctx.services.presence.away(user)
+    if not away:
+        return ok(note, id=message_id, to=user.name, online=user.online)
+    # What an away message is for: the sender learns it at once, as on IRC.
+    ctx.notice(f"{user.name} is away: {away}", user=user.name, away=away)
+    return ok(note, id=message_id, to=user.name, online=user.online, away=away)
 
 
 @dataclass(frozen=True, slots=True)

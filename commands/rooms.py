@@ -25,7 +25,7 @@ async def create(ctx: Context, room: str, mode: str) -> Ok:
               **ctx.services.rooms.summary(created), room=created.name)
 
 
-@command("rooms", Int("page", optional=True, default=1), group=GROUP)
+@command("rooms", Int("page", optional=True, default=1), aliases=("list",), group=GROUP)
 def rooms(ctx: Context, page: int) -> Ok:
     """List the rooms you can see, a page at a time."""
     services = ctx.services
@@ -69,7 +69,7 @@ async def join(ctx: Context, room: Room) -> Ok:
               room=room.name)
 
 
-@command("leave", RoomRef("room", optional=True), group=GROUP)
+@command("leave", RoomRef("room", optional=True), aliases=("part",), group=GROUP)
 async def leave(ctx: Context, room: Room) -> Ok:
     """Leave a room (the current one by default)."""
     if not room.is_member(ctx.user.id):
@@ -87,7 +87,7 @@ def switch(ctx: Context, room: Room) -> Ok:
     return ok(f"Plain lines now go to #{room.name}.", room=room.name, id=room.id)
 
 
-@command("who", RoomRef("room", optional=True), group=GROUP)
+@command("who", RoomRef("room", optional=True), aliases=("names",), group=GROUP)
 def who(ctx: Context, room: Room) -> Ok:
     """List a room's members, their roles and who is online."""
     if not ctx.services.rooms.can_see(ctx.user, room):
