@@ -12,7 +12,7 @@ import logging
 from collections.abc import Awaitable, Coroutine
 from typing import TYPE_CHECKING, Any
 
-from chatd.codec import parse_line
+from chatd.codec import ParsedLine, parse_line
 from chatd.context import Context
 from chatd.errors import ChatError, Code
 from chatd.issuer import issuing
@@ -39,7 +39,7 @@ class Dispatcher:
         sink = session.line_sink
         if sink is not None:
             return sink.line(line)
-        parsed = parse_line(line)
+        parsed = _unquoted(parse_line(line))
         if parsed.command is None:
             if parsed.text:
                 self._message(session, parsed.text)
@@ -49,8 +49,7 @@ class Dispatcher:
         try:
             _charge_command(session)
             if cmd is None:
-                raise ChatError(Code.UNKNOWN_COMMAND,
-                                f"there is no command /{parsed.command}. /help lists them.")
+                raise unknown_command(self._table, parsed.command)
             ctx.command = cmd.name
             self._check(cmd, session)
             kwargs = self._arguments(cmd, ctx, parsed.args)
@@ -143,6 +142,32 @@ class _DiscardData:
         self._ctx.session.line_sink = None
         if code != "disconnected":
             self._ctx.reply_error(self._error)
+
+
+# The command whose words are run as a command line of their own (see _unquoted).
+QUOTE = "quote"
+
+
+def _unquoted(parsed: ParsedLine) -> ParsedLine:
+    """``/quote join general`` is ``/join general``: IRC clients send the words after
+    /quote to the server as they are, so a person used to them may type it. The
+    slash of the inner command is optional; the label stays with the line."""
+    while parsed.command == QUOTE and parsed.args:
+        rest = parsed.args
+        inner = parse_line(rest if rest.startswith("/") else f"/{rest}")
+        parsed = ParsedLine(parsed.label if inner.command is not None else None,
+                            inner.command, inner.args, inner.text)
+    return parsed
+
+
+def unknown_command(table: CommandTable, name: str) -> ChatError:
+    """``unknown-command`` for ``/name``, suggesting the command it most looks like."""
+    guess = table.closest(name)
+    if guess is None:
+        return ChatError(Code.UNKNOWN_COMMAND, f"there is no command /{name}. /help lists them.")
+    return ChatError(Code.UNKNOWN_COMMAND,
+                     f"there is no command /{name}; did you mean /{guess}? /help lists them.",
+                     suggestion=guess)
 
 
 def crashed(ctx: Context) -> None:

@@ -25,6 +25,9 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
+# The longest away message, in characters (IRC advertises it as AWAYLEN).
+AWAY_MAX = 200
+
 
 class Presence:
     """Every session of this process and the logged-in users among them."""
@@ -40,10 +43,24 @@ class Presence:
         self._audit = audit
         self.sessions: set[Session] = set()
         self._online: dict[int, User] = {}
+        # Away messages by user id, whatever protocol set them (/away, IRC AWAY).
+        # Kept in memory only: they end with the user's last connection.
+        self._away: dict[int, str] = {}
 
     @property
     def users_online(self) -> int:
         return len(self._online)
+
+    def away(self, user: User) -> str:
+        """The away message of ``user``; empty when they are not marked away."""
+        return self._away.get(user.id, "")
+
+    def set_away(self, user: User, text: str) -> None:
+        """Mark ``user`` away with ``text`` (cut to AWAY_MAX), or back with ``""``."""
+        if text:
+            self._away[user.id] = text[:AWAY_MAX]
+        else:
+            self._away.pop(user.id, None)
 
     def connected(self, session: Session) -> None:
         self.sessions.add(session)
@@ -81,6 +98,7 @@ class Presence:
             user.sessions.remove(session)
         if not user.sessions:
             self._online.pop(user.id, None)
+            self._away.pop(user.id, None)
         session.user = None
         session.current_room = None
         session.anonymous_since = self._clock.monotonic()

@@ -8,6 +8,7 @@ the one-line help from the handler's docstring, so ``/help`` cannot drift.
 
 from __future__ import annotations
 
+import difflib
 import inspect
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
@@ -109,11 +110,21 @@ class CommandTable:
     def get(self, name: str) -> Command | None:
         return self._names.get(name)
 
+    def closest(self, name: str) -> str | None:
+        """The command name or alias most like ``name`` (a typo's likely meaning)."""
+        if len(name) > _LONGEST_TYPO:
+            return None
+        matches = difflib.get_close_matches(name, self._names, n=1, cutoff=0.6)
+        return matches[0] if matches else None
+
     def all(self) -> list[Command]:
         return sorted(self._commands.values(), key=lambda c: c.name)
 
 
 COMMANDS = CommandTable()
+
+# Longer unknown names are not typos of a command: no suggestion, no comparing.
+_LONGEST_TYPO = 32
 
 
 def command(name: str, *params: Param, need: Need = Need.LOGIN, role: Role | None = None,

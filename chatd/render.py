@@ -8,6 +8,7 @@ same record can be rendered once per style and shared by every recipient.
 
 from __future__ import annotations
 
+import re
 import zlib
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
@@ -114,7 +115,22 @@ def render(record: Record, style: Style, current_room: bool = False,
             return b""
         lines = ["* ok"]
     prefix = f"@{label} " if label is not None else ""
-    return "".join(f"{prefix}{line}\r\n" for line in lines).encode("utf-8")
+    return show_invisible("".join(f"{prefix}{line}\r\n" for line in lines)).encode("utf-8")
+
+
+# Characters a terminal does not show but obeys: bidirectional embeddings,
+# overrides and isolates reorder the text around them, zero-width ones hide
+# between letters, and the line and paragraph separators break lines. In text
+# mode each is shown as its code point (``<U+202E>``); JSON keeps it.
+_INVISIBLE = re.compile("[\u061c\u200b-\u200f\u2028-\u202e\u2060-\u2064\u2066-\u2069"
+                        "\ufeff]")
+
+
+def show_invisible(text: str) -> str:
+    """``text`` with every invisible formatting character written out as ``<U+XXXX>``."""
+    if text.isascii() or _INVISIBLE.search(text) is None:
+        return text
+    return _INVISIBLE.sub(lambda match: f"<U+{ord(match.group()):04X}>", text)
 
 
 def _render_json(record: Record, label: str | None) -> bytes:
@@ -151,7 +167,9 @@ def _message(record: Record, style: Style, paint: _Paint, current: bool) -> list
     else:
         if not current:
             head += paint.room(record["room"]) + " "
-        head += f"* {sender} " if record.get("action") else f"<{sender}> "
+        # An action keeps its author in angle brackets like any message: a line
+        # a user wrote never starts with the "* " of the server's notices.
+        head += f"<{sender}> * " if record.get("action") else f"<{sender}> "
     body = _message_body(record)
     first, *rest = body.split("\n")
     indent = " " * 4
@@ -167,6 +185,8 @@ def _message_body(record: Record) -> str:
 
 
 def _event(record: Record, style: Style, paint: _Paint, current: bool) -> list[str]:
+    if record["event"] in _TOLD_BY_NOTIFICATION:
+        return []
     fields = {key: value for key, value in record.items() if isinstance(value, str)}
     room = paint.room(record["room"]) if "room" in record else ""
     user = paint.user(record.get("user", ""))
@@ -197,13 +217,16 @@ EVENT_TEXT: dict[str, str] = {
     "owner": "{user} is now the owner of {room}",
     "invite": "{actor} invited {user} to {room}",
     "request": "{user} asks to join {room}",
-    "terminated": "{room} was terminated",
     "topic": "{actor} set the topic of {room}: {topic}",
     "mode": "{actor} made {room} {mode}",
     "e2e": "{actor} turned end-to-end encryption {state} in {room}",
     "typing": "{user} is typing in {room}",
     "shutdown": "the server is shutting down",
 }
+
+# Events always followed by a notification that says the same and why (the
+# termination of a room, to its last member): text mode shows the sentence once.
+_TOLD_BY_NOTIFICATION: frozenset[str] = frozenset({"terminated"})
 
 Renderer = Callable[[Record, Style, _Paint, bool], list[str]]
 _TEXT: dict[str, Renderer] = {

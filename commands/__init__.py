@@ -10,7 +10,7 @@ import importlib
 from chatd.registry import COMMANDS, CommandTable
 
 MODULES = ("account", "rooms", "messages", "moderation", "meta", "admin", "notify", "bots",
-           "files", "stickers", "crypto")
+           "files", "stickers", "crypto", "people")
 
 
 def load() -> CommandTable:

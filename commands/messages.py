@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 from chatd.accounts import User
 from chatd.context import Context
 from chatd.errors import ChatError, Code
@@ -32,7 +34,7 @@ def say(ctx: Context, room: Room, text: str) -> Ok:
 
 @command("me", Text("action"), group=GROUP)
 def me(ctx: Context, action: str) -> Ok:
-    """Send an action to the current room, shown as '* you <action>'."""
+    """Send an action to the current room, shown as '<you> * <action>'."""
     room = ctx.session.current_room
     if room is None:
         raise ChatError(Code.NO_ROOM, "you are in no room: /join one first.")
@@ -46,10 +48,28 @@ async def msg(ctx: Context, user: User, text: str) -> Ok:
     """Send a direct message to a user; they get it at their next login if offline."""
     message_id = await ctx.services.messaging.direct(ctx.session, user, text, ctx.label)
     note = "" if user.online else f"{user.name} is offline and will see it at their next login."
-    return ok(note, id=message_id, to=user.name, online=user.online)
+    away = ctx.services.presence.away(user)
+    if not away:
+        return ok(note, id=message_id, to=user.name, online=user.online)
+    # What an away message is for: the sender learns it at once, as on IRC.
+    ctx.notice(f"{user.name} is away: {away}", user=user.name, away=away)
+    return ok(note, id=message_id, to=user.name, online=user.online, away=away)
 
 
-@command("history", RoomRef("room", optional=True), Int("n", optional=True, default=0),
+@dataclass(frozen=True, slots=True)
+class HistoryCount(Int):
+    """How many messages /history shows: any whole number from 1, capped by the
+    configuration (asking for more is not wrong, it gets the cap)."""
+
+    high: int = 2**62
+
+    def refusal(self, ctx: Context, word: str) -> ChatError:
+        cap = ctx.services.config.rooms.history_max
+        return ChatError(Code.BAD_ARGUMENTS, f"{self.name} must be a whole number of 1 or more "
+                                             f"(at most {cap} messages are shown), not \"{word}\".")
+
+
+@command("history", RoomRef("room", optional=True), HistoryCount("n", optional=True, default=0),
          group=GROUP)
 async def history(ctx: Context, room: Room, n: int) -> Ok:
     """Show a room's last messages (20 by default, 200 at most)."""

@@ -6,8 +6,9 @@ import re
 import textwrap
 
 from chatd.context import Context
+from chatd.dispatch import QUOTE, unknown_command
 from chatd.errors import ChatError, Code
-from chatd.params import Choice, Word
+from chatd.params import Choice, Text, Word
 from chatd.registry import Command, Need, Ok, command, ok
 from chatd.settings import ACCOUNT_SETTINGS, change
 
@@ -22,12 +23,19 @@ def help_(ctx: Context, command: str | None) -> Ok:
     table = ctx.services.commands
     if command is None:
         return _overview(ctx)
-    cmd = table.get(command.lower().lstrip("/"))
+    name = command.lower().lstrip("/")
+    cmd = table.get(name)
     if cmd is None:
-        raise ChatError(Code.UNKNOWN_COMMAND, f"there is no command /{command}. /help lists them.")
-    ctx.text([f"  {cmd.usage}   {cmd.summary}", f"  Needs: {cmd.needs_text}"])
+        raise unknown_command(table, name)
+    also = [f"  Also: {_aliases(cmd)}"] if cmd.aliases else []
+    ctx.text([f"  {cmd.usage}   {cmd.summary}", f"  Needs: {cmd.needs_text}", *also])
     return ok(name=cmd.name, usage=cmd.usage, help=cmd.summary, needs=cmd.needs_text,
               aliases=list(cmd.aliases))
+
+
+def _aliases(cmd: Command) -> str:
+    """``/part`` for /leave: the other names a command answers to."""
+    return ", ".join(f"/{alias}" for alias in cmd.aliases)
 
 
 def _overview(ctx: Context) -> Ok:
@@ -40,13 +48,14 @@ def _overview(ctx: Context) -> Ok:
     for group in order:
         lines.append(f"{group}:")
         for cmd in groups[group]:
-            lines += help_rows(cmd.usage, cmd.summary)
+            also = f" Also {_aliases(cmd)}." if cmd.aliases else ""
+            lines += help_rows(cmd.usage, cmd.summary + also)
     lines += textwrap.wrap("Plain lines go to your current room; start a line with // to "
                            "send one beginning with /.", HELP_WIDTH)
     ctx.text(lines)
     return ok("/help <command> shows one command.",
-              commands=[{"name": c.name, "usage": c.usage, "help": c.summary, "group": c.group}
-                        for c in commands])
+              commands=[{"name": c.name, "usage": c.usage, "help": c.summary, "group": c.group,
+                         "aliases": list(c.aliases)} for c in commands])
 
 
 # The overview fits a terminal of 80 columns: usages up to USAGE_COLUMN wide
@@ -69,6 +78,14 @@ def help_rows(usage: str, summary: str) -> list[str]:
                                              break_long_words=False)]
     return [*(f"  {line}" for line in usage_lines),
             *(_SUMMARY_INDENT + line for line in summary_lines)]
+
+
+@command(QUOTE, Text("line", optional=True, default=""), need=Need.ANY, group=GROUP)
+def quote(ctx: Context, line: str) -> Ok:
+    """Run the rest of the line as a command, as IRC's /quote: /quote join general."""
+    # The dispatcher runs "/quote <line>" as the line itself; only a bare /quote is left.
+    raise ChatError(Code.BAD_ARGUMENTS, "/quote runs the rest of the line as a command: "
+                                        "/quote join general is /join general.")
 
 
 @command("ping", need=Need.ANY, group=GROUP)

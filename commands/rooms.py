@@ -28,7 +28,7 @@ async def create(ctx: Context, room: str, mode: str) -> Ok:
               **ctx.services.rooms.summary(created), room=created.name)
 
 
-@command("rooms", Int("page", optional=True, default=1), group=GROUP)
+@command("rooms", Int("page", optional=True, default=1), aliases=("list",), group=GROUP)
 def rooms(ctx: Context, page: int) -> Ok:
     """List the rooms you can see, a page at a time."""
     services = ctx.services
@@ -72,7 +72,7 @@ async def join(ctx: Context, room: Room) -> Ok:
               room=room.name)
 
 
-@command("leave", RoomRef("room", optional=True), group=GROUP)
+@command("leave", RoomRef("room", optional=True), aliases=("part",), group=GROUP)
 async def leave(ctx: Context, room: Room) -> Ok:
     """Leave a room (the current one by default)."""
     if not room.is_member(ctx.user.id):
@@ -90,7 +90,7 @@ def switch(ctx: Context, room: Room) -> Ok:
     return ok(f"Plain lines now go to #{room.name}.", room=room.name, id=room.id)
 
 
-@command("who", RoomRef("room", optional=True), group=GROUP)
+@command("who", RoomRef("room", optional=True), aliases=("names",), group=GROUP)
 def who(ctx: Context, room: Room) -> Ok:
     """List a room's members, their roles and who is online."""
     if not ctx.services.rooms.can_see(ctx.user, room):
@@ -104,7 +104,8 @@ def who(ctx: Context, room: Room) -> Ok:
     ctx.table(["user", "role", "online"],
               [[r["user"], r["role"], "yes" if r["online"] else "no"] for r in rows])
     online = sum(1 for r in rows if r["online"])
-    return ok(f"#{room.name}: {len(rows)} members, {online} online.", room=room.name,
+    members_text = "1 member" if len(rows) == 1 else f"{len(rows)} members"
+    return ok(f"#{room.name}: {members_text}, {online} online.", room=room.name,
               id=room.id, members=rows)
 
 

@@ -8,7 +8,6 @@ from chatd import names
 from chatd.irc import numerics as n
 from chatd.irc.commands import IrcError
 from chatd.irc.guests import is_guest
-from chatd.irc.session import IrcSession
 
 if TYPE_CHECKING:
     from chatd.accounts import User
@@ -51,15 +50,12 @@ def existing_user(ctx: IrcContext, nick: str) -> User:
     return user
 
 
-def away_message(user: User) -> str | None:
-    """Why ``user`` is not there: offline, or the away message every one of their
-    connections set; None when they are present."""
+def away_message(ctx: IrcContext, user: User) -> str | None:
+    """Why ``user`` is not there: offline, or their away message (set with AWAY
+    here or /away on a chatd connection); None when they are present."""
     if not user.sessions:
         return "offline"
-    messages = [s.irc.away if isinstance(s, IrcSession) else "" for s in user.sessions]
-    if all(messages):
-        return messages[0]
-    return None
+    return ctx.services.presence.away(user) or None
 
 
 def rooms_of(ctx: IrcContext, user: User) -> list[Room]:

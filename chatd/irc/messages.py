@@ -102,7 +102,7 @@ async def _to_user(ctx: IrcContext, nick: str, text: str, action: bool) -> None:
     else:
         messaging = ctx.services.messaging
         await fakelag(session, None, lambda: messaging.direct(session, target, text, ECHO))
-    away = away_message(target)
+    away = away_message(ctx, target)
     if away is not None and ctx.message.command == "PRIVMSG":
         ctx.reply(n.RPL_AWAY, target.name, away)
 

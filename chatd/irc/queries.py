@@ -24,8 +24,8 @@ if TYPE_CHECKING:
     from chatd.room import Member, Room
 
 
-def _flags(user: User | None, member: Member | None) -> str:
-    here = "H" if user is not None and away_message(user) is None else "G"
+def _flags(ctx: IrcContext, user: User | None, member: Member | None) -> str:
+    here = "H" if user is not None and away_message(ctx, user) is None else "G"
     oper = "*" if user is not None and user.is_admin else ""
     return here + oper + (PREFIX[member.role] if member is not None else "")
 
@@ -33,7 +33,7 @@ def _flags(user: User | None, member: Member | None) -> str:
 def _who_row(ctx: IrcContext, where: str, name: str, user: User | None,
              member: Member | None) -> None:
     server = ctx.listener.renderer.server
-    ctx.reply(n.RPL_WHOREPLY, where, name, server, server, name, _flags(user, member),
+    ctx.reply(n.RPL_WHOREPLY, where, name, server, server, name, _flags(ctx, user, member),
               f"0 {name}")
 
 
@@ -79,7 +79,7 @@ def whois(ctx: IrcContext) -> None:
     ctx.reply(n.RPL_WHOISSERVER, name, server, f"chatd {ctx.services.version}")
     if user.is_admin:
         ctx.reply(n.RPL_WHOISOPERATOR, name, "is a server administrator")
-    away = away_message(user)
+    away = away_message(ctx, user)
     if away is not None:
         ctx.reply(n.RPL_AWAY, name, away)
     if not is_guest(user):
@@ -91,7 +91,7 @@ def whois(ctx: IrcContext) -> None:
 def away(ctx: IrcContext) -> None:
     """Set an away message (AWAY :text), or clear it (AWAY)."""
     text = clean_text(ctx.params[0]).strip()[:AWAY_LEN] if ctx.params else ""
-    ctx.session.irc.away = text
+    ctx.services.presence.set_away(ctx.user, text)
     if text:
         ctx.reply(n.RPL_NOWAWAY, "You have been marked as being away")
     else:

@@ -5,7 +5,7 @@ user's rooms, and :meth:`IrcSession.deliver` receives room messages, events,
 notices and direct messages. What differs is only the rendering (IRC lines,
 cached per tag mode like ``Session`` caches per style) and a little IRC
 bookkeeping: which channels the client has been told it is in, its nick,
-capabilities and away message.
+and capabilities.
 
 Two things keep the output in an order IRC clients accept:
 
@@ -44,9 +44,9 @@ ECHO = ""
 
 
 class IrcState:
-    """The IRC side of a session: registration, capabilities, channels, away."""
+    """The IRC side of a session: registration, capabilities, channels."""
 
-    __slots__ = ("account", "away", "caps", "context", "held", "invisible", "joined", "key",
+    __slots__ = ("account", "caps", "context", "held", "invisible", "joined", "key",
                  "listener", "negotiating", "nick", "password", "realname", "registered",
                  "sasl", "username")
 
@@ -63,7 +63,6 @@ class IrcState:
         # The account SASL authenticated, logged in when registration completes.
         self.account: User | None = None
         self.sasl: bytearray | None = None
-        self.away = ""
         self.invisible = False
         # Ids of the rooms this client has been shown as joined channels.
         self.joined: set[int] = set()

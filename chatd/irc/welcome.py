@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING, Final
 from chatd.irc import numerics as n
 from chatd.irc.commands import irc_command
 from chatd.names import ROOM_NAME_MAX, USER_NAME_MAX
+from chatd.presence import AWAY_MAX
 
 if TYPE_CHECKING:
     from chatd.irc.commands import IrcContext
@@ -20,7 +21,7 @@ if TYPE_CHECKING:
 # At most this many tokens per 005 line (the usual limit clients expect).
 TOKENS_PER_LINE: Final = 13
 MAX_TARGETS: Final = 4
-AWAY_LEN: Final = 200
+AWAY_LEN: Final = AWAY_MAX
 
 
 def isupport(network: str) -> list[str]:

@@ -4,6 +4,7 @@ topics and direct messages."""
 
 from __future__ import annotations
 
+from chatd.client import ChatClient
 from chatd.server import ChatServer
 from tests.helpers import PASSWORD, Clients
 from tests.irc.conftest import IrcFactory
@@ -172,3 +173,27 @@ async def test_a_line_protocol_user_sees_an_irc_user_in_who(irc: IrcFactory,
     who = await alice.command("/who general")
     assert {(m["user"], m["online"]) for m in who["members"]} == {("alice", True),
                                                                   ("bob", True)}
+
+
+async def test_one_away_state_for_both_protocols(irc: IrcFactory, clients: Clients) -> None:
+    bob, joined = await _together(irc, clients)
+    assert isinstance(joined, ChatClient)
+    alice = joined
+    bob.send("AWAY :on the phone")
+    await bob.expect("306")
+    sent = await alice.command("/msg bob hello?")
+    assert sent["away"] == "on the phone"
+    assert (await alice.command("/whois bob"))["away"] == "on the phone"
+    bob.send("AWAY")
+    await bob.expect("305")
+    assert (await alice.command("/whois bob"))["away"] is None
+
+    await alice.command("/away in a meeting")
+    bob.send("WHOIS alice")
+    assert (await bob.expect("301")).params[1:] == ("alice", "in a meeting")
+    bob.send("PRIVMSG alice :still there?")
+    assert (await bob.expect("301")).params[1:] == ("alice", "in a meeting")
+    bob.send("WHO #general")
+    rows = [await bob.expect("352") for _ in range(2)]
+    flags = {row.params[5]: row.params[6] for row in rows}
+    assert flags["alice"].startswith("G") and flags["bob"].startswith("H")

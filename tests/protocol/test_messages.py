@@ -312,6 +312,16 @@ async def test_history_of_an_unknown_room_is_no_such_room(
     assert (await error_of(bob, "/history nosuchroom"))["code"] == "no-such-room"
 
 
+@pytest.mark.parametrize("n", ["0", "-3", "ten"])
+async def test_a_bad_history_count_names_the_real_cap(clients: Clients, n: str) -> None:
+    [alice] = await room_with(clients, "alice")
+    refused = await error_of(alice, f"/history general {n}")
+    assert refused["code"] == "bad-arguments"
+    assert refused["message"].startswith(
+        f'n must be a whole number of 1 or more (at most 200 messages are shown), not "{n}".')
+    assert "1,000,000" not in refused["message"]
+
+
 async def test_history_in_text_mode_is_a_transcript(clients: Clients) -> None:
     [alice] = await room_with(clients, "alice")
     await alice.say("one")
@@ -319,7 +329,7 @@ async def test_history_in_text_mode_is_a_transcript(clients: Clients) -> None:
     reader = await text_client(clients, "alice")
     lines = await text_run(reader, "/history general")
     assert "<alice> one" in lines
-    assert "* alice nods" in lines
+    assert "<alice> * nods" in lines
     assert lines[-1].startswith("* ")
 
 
@@ -424,7 +434,7 @@ async def test_text_mode_message_shapes(clients: Clients) -> None:
     await alice.command("/say dev over in dev")
     current, action, direct, other = await text_run(reader, None)
     assert current == "<alice> morning all"
-    assert action.startswith("* alice ") and action.endswith(" stretches")
+    assert action == "<alice> * stretches"
     assert "alice" in direct and "bob" in direct and direct.endswith(" psst")
     assert other.startswith("#dev ") and other.endswith("<alice> over in dev")
     reader.send("hi alice")

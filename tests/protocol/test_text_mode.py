@@ -152,6 +152,7 @@ async def test_counts_of_one_read_as_english_and_tables_have_no_blank_cells(
     assert history[0] == "-- the last message of #general --"
     who = await text_run(alice, "/who general")
     assert any(re.fullmatch(r"  alice\s+owner\s+yes", line) for line in who), who
+    assert who[-1] == "* #general: 1 member, 1 online."
     bob_again = await text_client(clients, "bob")
     await text_run(bob_again, "/join general")
     await text_run(bob_again, "/logout")

@@ -276,3 +276,19 @@ def test_parse_then_format_exact_for_two_units(d: int, h: int, m: int, s: int) -
     raw = "".join(f"{n}{unit}" for n, unit in parts)
     shown = " ".join(f"{n}{unit}" for n, unit in parts if n)
     assert format_duration(parse_duration(raw)) == shown
+
+
+# Bidirectional overrides and isolates, zero-width characters and marks: names
+# are ASCII, so none of them can hide in one.
+INVISIBLE = st.sampled_from("\u202a\u202b\u202c\u202d\u202e\u2066\u2067\u2068\u2069"
+                            "\u200b\u200c\u200d\u200e\u200f")
+
+
+@FAST
+@given(st.from_regex(r"[a-z0-9_-]{0,20}", fullmatch=True), INVISIBLE,
+       st.from_regex(r"[a-z0-9_-]{0,10}", fullmatch=True))
+def test_names_refuse_invisible_characters(before: str, char: str, after: str) -> None:
+    with pytest.raises(InvalidName):
+        user_name(before + char + after)
+    with pytest.raises(InvalidName):
+        room_name(before + char + after)

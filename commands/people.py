@@ -1,0 +1,60 @@
+"""People: who someone is (/whois), being away (/away), and names that stay (/nick).
+
+IRC users reach for these by habit; each says what chatd knows or does instead.
+"""
+
+from __future__ import annotations
+
+from chatd.accounts import User
+from chatd.codec import iso_ts
+from chatd.context import Context
+from chatd.errors import ChatError, Code
+from chatd.params import Text, UserRef
+from chatd.presence import AWAY_MAX
+from chatd.registry import Need, Ok, command, ok
+
+GROUP = "account"
+
+
+@command("whois", UserRef("user"), group=GROUP)
+def whois(ctx: Context, user: User) -> Ok:
+    """Tell about a user: online or away, their rooms you can see, since when they exist."""
+    services = ctx.services
+    away = services.presence.away(user) if user.online else ""
+    # Private rooms stay private: only those the asker may see are named.
+    rooms = [room.name for room in services.rooms.of_user(user)
+             if services.rooms.can_see(ctx.user, room)]
+    since = iso_ts(user.created_at)
+    status = "offline" if not user.online else f"away: {away}" if away else "online"
+    rows = [("user", user.name), ("status", status),
+            ("rooms", " ".join(f"#{name}" for name in rooms) or "none you can see"),
+            ("since", since[:10])]
+    if user.is_admin:
+        rows.append(("role", "server admin"))
+    ctx.text([f"  {key:<6}  {value}" for key, value in rows])
+    sentence = f"{user.name} is away." if away else \
+        f"{user.name} is {'online' if user.online else 'offline'}."
+    return ok(sentence, user=user.name, online=user.online, away=away or None,
+              rooms=rooms, admin=user.is_admin, since=since)
+
+
+@command("away", Text("message", optional=True, default=""), group=GROUP)
+def away(ctx: Context, message: str) -> Ok:
+    """Mark yourself away with a message (direct messages answer with it); alone, be back."""
+    if len(message) > AWAY_MAX:
+        raise ChatError(Code.BAD_ARGUMENTS, f"an away message has at most {AWAY_MAX} "
+                                            f"characters, not {len(message)}.")
+    presence = ctx.services.presence
+    was_away = bool(presence.away(ctx.user))
+    presence.set_away(ctx.user, message)
+    if message:
+        return ok(f"You are away: {message}. /away alone brings you back.", away=message)
+    return ok("You are back." if was_away else "You were not away.", away=None)
+
+
+@command("nick", Text("name", optional=True, default=""), need=Need.ANY, group=GROUP)
+def nick(ctx: Context, name: str) -> Ok:
+    """Names cannot change: a name is its account. Says how to get another."""
+    raise ChatError(Code.NOT_PERMITTED,
+                    "a chatd name is its account and cannot change. /register <name> "
+                    "<password> makes another account; /logout and /login switch between them.")
