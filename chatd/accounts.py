@@ -1,8 +1,10 @@
 """User accounts: registration, authentication and the online user directory.
 
 Password hashing is bcrypt, run in the default executor so a login never
-blocks the event loop. A wrong password and an unknown user fail alike, and
-take about as long, so replies reveal nothing about which accounts exist.
+blocks the event loop. A wrong password and an unknown user fail alike and do
+the same work: a name without an account is checked against a dummy hash made
+at the configured cost, so neither the reply nor its timing reveals which
+accounts exist.
 """
 
 from __future__ import annotations
@@ -59,8 +61,10 @@ class Accounts:
         self._clock = clock
         self._by_id: dict[int, User] = {}
         self._by_key: dict[str, User] = {}
-        # Compared against when the account does not exist, so that failing takes as long.
-        self._dummy_hash = bcrypt.hashpw(b"-", bcrypt.gensalt(4))
+        # Checked against when the account does not exist, so that failing costs as much:
+        # made (in the executor) at the configured cost, again when that cost changes.
+        self._dummy_hash = b""
+        self._dummy_cost = 0
 
     def reconfigure(self, config: Config) -> None:
         self._config = config
@@ -71,6 +75,8 @@ class Accounts:
     async def load(self) -> None:
         for record in await self._storage.list_users():
             self._add(record)
+        # Now rather than at the first unknown name, whose failure would then cost twice.
+        await self._dummy()
 
     def _add(self, record: UserRecord) -> User:
         limits = self._config.limits
@@ -116,11 +122,11 @@ class Accounts:
     async def authenticate(self, name: str, password: str) -> User:
         """The user if the password matches; ``auth-failed`` otherwise."""
         record = await self._storage.get_user_by_name(name) if _plausible(name) else None
-        stored = record.password_hash if record else self._dummy_hash
         secret = password.encode()
         if len(secret) > MAX_PASSWORD_BYTES:
             # No account has such a password (bcrypt refuses them); fail alike.
-            record, stored, secret = None, self._dummy_hash, b"too long"
+            record, secret = None, b"too long"
+        stored = record.password_hash if record else await self._dummy()
         matches = await asyncio.get_running_loop().run_in_executor(
             None, bcrypt.checkpw, secret, stored)
         user = self.get(record.id) if record else None
@@ -145,8 +151,17 @@ class Accounts:
     async def save_settings(self, user: User) -> None:
         await self._storage.set_user_settings(user.id, user.settings)
 
-    async def _hash(self, password: str) -> bytes:
-        salt = bcrypt.gensalt(self._config.accounts.bcrypt_cost)
+    async def _dummy(self) -> bytes:
+        """The hash a password is checked against when there is no account to check."""
+        cost = self._config.accounts.bcrypt_cost
+        if self._dummy_cost != cost:
+            dummy = await self._hash("-", cost)
+            self._dummy_hash, self._dummy_cost = dummy, cost
+            return dummy
+        return self._dummy_hash
+
+    async def _hash(self, password: str, cost: int | None = None) -> bytes:
+        salt = bcrypt.gensalt(cost or self._config.accounts.bcrypt_cost)
         return await asyncio.get_running_loop().run_in_executor(
             None, bcrypt.hashpw, password.encode(), salt)
 
