@@ -14,6 +14,8 @@ from chatd.registry import Need, Ok, command, ok
 from chatd.settings import apply_account_settings
 
 GROUP = "account"
+# The most rooms the welcome sentence names; the ok's "rooms" field has them all.
+WELCOME_ROOMS = 5
 
 
 @command("register", Word("name"), Word("password"), need=Need.ANONYMOUS, group=GROUP)
@@ -66,7 +68,12 @@ async def _logged_in(ctx: Context, user: User) -> Ok:
 
 def _welcome_back(name: str, rooms: list[str], notifications: int) -> str:
     lines = [f"Welcome back, {name}."]
-    if rooms:
+    if len(rooms) > WELCOME_ROOMS:
+        # One sentence, not a wall: the first few, the count, and where the rest are.
+        shown = ", ".join(f"#{r}" for r in rooms[:WELCOME_ROOMS])
+        lines.append(f"Your rooms ({len(rooms)}): {shown} and {len(rooms) - WELCOME_ROOMS} "
+                     "more: /myrooms lists them.")
+    elif rooms:
         lines.append("Your rooms: " + ", ".join(f"#{r}" for r in rooms) + ".")
     else:
         lines.append("You are in no room yet: /rooms lists them, /create makes one.")

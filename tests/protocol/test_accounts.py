@@ -137,6 +137,22 @@ async def test_login_reply_lists_rooms_and_notification_count(clients: Clients) 
     assert reply["direct_messages"] == 1
 
 
+async def test_login_sentence_names_a_few_rooms_and_counts_the_rest(clients: Clients) -> None:
+    alice = await clients.user("alice")
+    rooms = [f"room{i:02}" for i in range(25)]
+    for room in rooms:
+        await alice.command(f"/create {room}")
+    await alice.command("/logout")
+    again = await clients.anonymous()
+    reply = await again.command(f"/login alice {PASSWORD}")
+    assert reply["rooms"] == rooms  # the field keeps every room
+    text = await text_client(clients)
+    [welcome] = await text_run(text, f"/login alice {PASSWORD}")
+    assert welcome == ("* Welcome back, alice. Your rooms (25): #room00, #room01, #room02, "
+                       "#room03, #room04 and 20 more: /myrooms lists them.")
+    assert "#room05" not in reply.final["message"]
+
+
 async def test_login_with_no_rooms_lists_none(clients: Clients) -> None:
     await clients.user("alice")
     client = await clients.anonymous()
