@@ -32,7 +32,8 @@ log = logging.getLogger(__name__)
 class User:
     """An account as the daemon holds it in memory, with its live sessions."""
 
-    __slots__ = ("created_at", "id", "is_admin", "message_bucket", "name", "sessions", "settings")
+    __slots__ = ("created_at", "id", "is_admin", "message_bucket", "name", "password_changes",
+                 "sessions", "settings")
 
     def __init__(self, record: UserRecord, message_bucket: TokenBucket) -> None:
         self.id = record.id
@@ -43,6 +44,9 @@ class User:
         self.sessions: list[Session] = []
         # Shared by all the user's connections: limits the person, not the socket.
         self.message_bucket = message_bucket
+        # Counts changes of password (in this process): a login whose check of the
+        # password overlapped a change fails, as if it had checked the new one.
+        self.password_changes = 0
 
     @property
     def online(self) -> bool:
@@ -121,7 +125,12 @@ class Accounts:
 
     async def authenticate(self, name: str, password: str) -> User:
         """The user if the password matches; ``auth-failed`` otherwise."""
-        record = await self._storage.get_user_by_name(name) if _plausible(name) else None
+        plausible = _plausible(name)
+        known = self.find(name) if plausible else None
+        # Noted before the stored hash is read: a change of password from here on fails
+        # this attempt, so no login with the old password ends after the change.
+        changes = known.password_changes if known else 0
+        record = await self._storage.get_user_by_name(name) if plausible else None
         secret = password.encode()
         if len(secret) > MAX_PASSWORD_BYTES:
             # No account has such a password (bcrypt refuses them); fail alike.
@@ -130,14 +139,27 @@ class Accounts:
         matches = await asyncio.get_running_loop().run_in_executor(
             None, bcrypt.checkpw, secret, stored)
         user = self.get(record.id) if record else None
-        if not matches or user is None:
+        if not matches or user is None or user is not known or user.password_changes != changes:
             raise ChatError(Code.AUTH_FAILED, "wrong name or password.")
         return user
 
     async def change_password(self, user: User, old: str, new: str) -> None:
+        """Replace ``user``'s password (``old`` must match). The caller ends the user's
+        other sessions right after, with no await between: logins checked against
+        the old password while it was replaced fail (see ``authenticate``)."""
+        changes = user.password_changes
         await self.authenticate(user.name, old)
         _check_password(new)
-        await self._storage.set_password(user.id, await self._hash(new))
+        password_hash = await self._hash(new)
+        if user.password_changes != changes:
+            # Another connection changed it meanwhile: that change stands.
+            raise ChatError(Code.AUTH_FAILED, "your password was changed meanwhile "
+                            "on another connection.")
+        # Counted before the write, so a concurrent change stops above, and after it,
+        # so a login that read the old hash during the write fails.
+        user.password_changes += 1
+        await self._storage.set_password(user.id, password_hash)
+        user.password_changes += 1
 
     async def delete(self, user: User) -> None:
         await self._storage.delete_user(user.id)

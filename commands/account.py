@@ -93,10 +93,36 @@ def logout(ctx: Context) -> Ok:
 
 @command("passwd", Word("old"), Word("new"), group=GROUP)
 async def passwd(ctx: Context, old: str, new: str) -> Ok:
-    """Change your password."""
-    await ctx.services.accounts.change_password(ctx.user, old, new)
-    await ctx.services.audit.record("password-changed", actor=ctx.user.name)
-    return ok("Your password is changed.")
+    """Change your password; your other connections are closed."""
+    user, services = ctx.user, ctx.services
+    await services.accounts.change_password(user, old, new)
+    # No await since the change: nobody logs in with the old password meanwhile.
+    closed = _close_other_sessions(ctx, user)
+    await services.audit.record("password-changed", actor=user.name)
+    valid = await services.tokens.count_valid(user)
+    return ok(_password_changed(closed, valid), closed_connections=closed, valid_tokens=valid)
+
+
+def _close_other_sessions(ctx: Context, user: User) -> int:
+    """Close ``user``'s connections other than this one, saying why; how many."""
+    others = [s for s in user.sessions if s is not ctx.session]
+    for session in others:
+        session.send({"type": "notice", "text": "your password was changed on another "
+                      "connection; log in again with the new password."})
+        session.close("password changed")
+        ctx.services.presence.logout(session)
+    return len(others)
+
+
+def _password_changed(closed: int, valid: int) -> str:
+    text = "Your password is changed."
+    if closed:
+        text += f" Your {closed} other connection{'s were' if closed != 1 else ' was'} closed."
+    if not valid:
+        return text + " No API token can log in as you."
+    shown = "them" if valid != 1 else "it"
+    return text + (f" {valid} API token{'s' * (valid != 1)} can still log in as you: "
+                   f"/token list shows {shown}, /token revoke <name> revokes one.")
 
 
 @command("whoami", group=GROUP)
