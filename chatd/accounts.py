@@ -1,4 +1,4 @@
-"""User accounts: registration, authentication and the online user directory.
+"""User accounts: registration, authentication, blocks and the online user directory.
 
 Password hashing is bcrypt, run in the default executor so a login never
 blocks the event loop. A wrong password and an unknown user fail alike and do
@@ -18,8 +18,8 @@ import bcrypt
 from chatd import names
 from chatd.errors import ChatError, Code
 from chatd.ratelimit import TokenBucket
-from storage.api import Conflict, Storage
-from storage.records import UserRecord
+from storage.api import Conflict, Storage, StorageError
+from storage.records import UserBlockRecord, UserRecord
 
 if TYPE_CHECKING:
     from chatd.clock import Clock
@@ -32,8 +32,8 @@ log = logging.getLogger(__name__)
 class User:
     """An account as the daemon holds it in memory, with its live sessions."""
 
-    __slots__ = ("created_at", "id", "is_admin", "message_bucket", "name", "password_changes",
-                 "sessions", "settings")
+    __slots__ = ("blocked", "created_at", "id", "is_admin", "message_bucket", "name",
+                 "password_changes", "sessions", "settings")
 
     def __init__(self, record: UserRecord, message_bucket: TokenBucket) -> None:
         self.id = record.id
@@ -47,6 +47,8 @@ class User:
         # Counts changes of password (in this process): a login whose check of the
         # password overlapped a change fails, as if it had checked the new one.
         self.password_changes = 0
+        # The users whose direct messages this user refuses, with since when.
+        self.blocked: dict[int, float] = {}
 
     @property
     def online(self) -> bool:
@@ -79,6 +81,8 @@ class Accounts:
     async def load(self) -> None:
         for record in await self._storage.list_users():
             self._add(record)
+        for block in await self._storage.load_user_blocks():
+            self._by_id[block.user_id].blocked[block.blocked_id] = block.created_at
         # Now rather than at the first unknown name, whose failure would then cost twice.
         await self._dummy()
 
@@ -165,6 +169,42 @@ class Accounts:
         await self._storage.delete_user(user.id)
         del self._by_id[user.id]
         del self._by_key[names.name_key(user.name)]
+        for other in self._by_id.values():
+            other.blocked.pop(user.id, None)
+
+    async def block(self, user: User, target: User) -> bool:
+        """Refuse ``target``'s direct messages to ``user``; False if they already are."""
+        if target is user:
+            raise ChatError(Code.NOT_PERMITTED, "you cannot block yourself.")
+        if target.id in user.blocked:
+            return False
+        # Decided in memory before the write: direct messages are refused from here
+        # on, and concurrent /block and /unblock reach storage in this same order.
+        since = user.blocked[target.id] = self._clock.time()
+        try:
+            await self._storage.put_user_block(UserBlockRecord(user.id, target.id, since))
+        except StorageError:
+            user.blocked.pop(target.id, None)
+            raise
+        return True
+
+    async def unblock(self, user: User, target: User) -> None:
+        """Accept ``target``'s direct messages to ``user`` again."""
+        since = user.blocked.pop(target.id, None)
+        if since is None:
+            raise ChatError(Code.BAD_ARGUMENTS, f"you do not block {target.name}; "
+                            "/blocks lists whom you block.")
+        try:
+            await self._storage.delete_user_block(user.id, target.id)
+        except StorageError:
+            user.blocked.setdefault(target.id, since)
+            raise
+
+    def blocks(self, user: User) -> list[tuple[User, float]]:
+        """The accounts ``user`` blocks, with since when, by name."""
+        found = ((self._by_id.get(uid), since) for uid, since in user.blocked.items())
+        return sorted(((u, since) for u, since in found if u is not None),
+                      key=lambda entry: names.name_key(entry[0].name))
 
     async def set_admin(self, user: User, is_admin: bool) -> None:
         await self._storage.set_admin(user.id, is_admin)

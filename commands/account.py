@@ -1,15 +1,16 @@
-"""Accounts: register, login, logout, passwd, whoami, quit."""
+"""Accounts: register, login, logout, passwd, whoami, quit; blocking direct messages."""
 
 from __future__ import annotations
 
 import asyncio
+import time
 from collections.abc import Awaitable, Callable
 
 from chatd.accounts import User
 from chatd.context import Context
 from chatd.errors import ChatError, Code
 from chatd.logins import checked_login
-from chatd.params import Text, Word
+from chatd.params import Text, UserRef, Word
 from chatd.registry import Need, Ok, command, ok
 from chatd.settings import apply_account_settings
 
@@ -136,6 +137,35 @@ def whoami(ctx: Context) -> Ok:
     text += f"; current room: #{current}." if current else "; no current room."
     return ok(text, user=user.name, admin=user.is_admin, rooms=rooms, current_room=current,
               connections=len(user.sessions), session=session.id)
+
+
+@command("block", UserRef("user"), group=GROUP)
+async def block(ctx: Context, user: User) -> Ok:
+    """Refuse a user's direct messages; they are told so when they send one."""
+    added = await ctx.services.accounts.block(ctx.user, user)
+    text = (f"You block {user.name}: their direct messages are refused. /unblock {user.name} "
+            "undoes it." if added else f"You already block {user.name}.")
+    return ok(text, user=user.name, already=not added)
+
+
+@command("unblock", UserRef("user"), group=GROUP)
+async def unblock(ctx: Context, user: User) -> Ok:
+    """Accept a user's direct messages again."""
+    await ctx.services.accounts.unblock(ctx.user, user)
+    return ok(f"{user.name} can send you direct messages again.", user=user.name)
+
+
+@command("blocks", group=GROUP)
+def blocks(ctx: Context) -> Ok:
+    """List the users whose direct messages you refuse."""
+    entries = ctx.services.accounts.blocks(ctx.user)
+    if entries:
+        ctx.table(["user", "since (UTC)"],
+                  [[user.name, time.strftime("%Y-%m-%d %H:%M", time.gmtime(since))]
+                   for user, since in entries])
+    count = f"{len(entries)} user{'s' * (len(entries) != 1)}"
+    return ok(f"You block {count}." if entries else "You block nobody.",
+              blocks=[{"user": user.name, "since": since} for user, since in entries])
 
 
 @command("quit", Text("message", optional=True, default=""), need=Need.ANY, group=GROUP)

@@ -1,8 +1,8 @@
-"""A change of password on the line protocol closes the account's IRC connections."""
+"""Account changes seen from IRC: a password changed elsewhere, and blocked direct messages."""
 
 from __future__ import annotations
 
-from tests.helpers import PASSWORD, Clients
+from tests.helpers import PASSWORD, Clients, messages, settle
 from tests.irc.conftest import IrcFactory
 
 
@@ -17,3 +17,22 @@ async def test_passwd_elsewhere_closes_the_irc_connection_with_a_notice(
     assert notices and "your password was changed on another connection" in notices[0]
     assert lines[-1].startswith("ERROR ")
     assert (await alice.command("/whoami"))["connections"] == 1
+
+
+async def test_privmsg_of_a_blocked_user_is_refused_and_never_delivered(
+        irc: IrcFactory, clients: Clients) -> None:
+    alice = await clients.user("alice")
+    bob = await irc("bob")
+    await alice.command("/block bob")
+    bob.send("PRIVMSG alice :let me in", "NOTICE alice :quietly", "PRIVMSG carol,alice :two")
+    refused = await bob.expect("400")
+    assert refused.params == ("bob", "PRIVMSG", "alice does not accept direct messages from you.")
+    assert (await bob.expect("401", "400")).command == "401"  # carol: no such nick
+    assert (await bob.expect("400")).params[1:] == (
+        "PRIVMSG", "alice does not accept direct messages from you.")
+    await bob.nothing()  # NOTICE never answers with an error
+    assert messages(await settle(alice)) == []
+    await alice.command("/unblock bob")
+    bob.send("PRIVMSG alice :thanks")
+    got = await alice.next_event(lambda e: e.get("type") == "message")
+    assert (got["from"], got["text"]) == ("bob", "thanks")
