@@ -36,3 +36,26 @@ async def test_privmsg_of_a_blocked_user_is_refused_and_never_delivered(
     bob.send("PRIVMSG alice :thanks")
     got = await alice.next_event(lambda e: e.get("type") == "message")
     assert (got["from"], got["text"]) == ("bob", "thanks")
+
+
+async def test_a_password_change_voids_a_sasl_login_whose_registration_had_not_ended(
+        irc: IrcFactory, clients: Clients) -> None:
+    alice = await clients.user("alice")
+    client = await irc()
+    client.send("CAP LS 302", "CAP REQ :sasl", "NICK alice", "USER a 0 * :Alice")
+    assert (await client.expect("CAP")).params[1] == "LS"
+    assert (await client.expect("CAP")).params[1] == "ACK"
+    assert (await client.sasl("alice", PASSWORD)).command == "903"
+    await alice.command(f"/passwd {PASSWORD} new-password")
+    client.send("CAP END")
+    lines = await client.closed()
+    assert any(" 464 alice :Password changed since SASL authentication" in line
+               for line in lines)
+    assert not any(" 001 " in line for line in lines)
+    assert (await alice.command("/whoami"))["connections"] == 1
+    # Authenticating again, with the new password, works.
+    again = await irc()
+    again.send("CAP LS 302", "CAP REQ :sasl", "NICK alice", "USER a 0 * :Alice")
+    assert (await again.sasl("alice", "new-password")).command == "903"
+    again.send("CAP END")
+    assert (await again.expect("001")).params[0] == "alice"
