@@ -7,6 +7,7 @@ stored: they reach none of the blocker's connections, and no notification.
 from __future__ import annotations
 
 import asyncio
+import sqlite3
 from pathlib import Path
 
 from chatd.clock import ManualClock
@@ -152,3 +153,13 @@ async def test_concurrent_block_and_unblock_leave_memory_and_storage_agreeing(
                              other.command("/unblock bob", check=False))
         stored = {(b.user_id, b.blocked_id) for b in await storage.load_user_blocks()}
         assert ((alice.id, bob.id) in stored) == (bob.id in alice.blocked)
+
+
+async def test_a_block_storage_refuses_is_not_kept(clients: Clients, db_path: Path) -> None:
+    alice = await clients.user("alice")
+    await clients.user("bob")
+    # Another process removes bob's row: the block's write breaks a foreign key.
+    with sqlite3.connect(db_path) as conn:
+        conn.execute("DELETE FROM users WHERE name = 'bob'")
+    assert (await error_of(alice, "/block bob"))["code"] == "internal-error"
+    assert (await alice.command("/blocks"))["blocks"] == []
