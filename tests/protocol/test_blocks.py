@@ -10,7 +10,9 @@ import asyncio
 import sqlite3
 from pathlib import Path
 
+from chatd import envelope
 from chatd.clock import ManualClock
+from chatd.envelope import Identity, seal
 from tests.helpers import (
     PASSWORD,
     Clients,
@@ -49,6 +51,17 @@ async def test_an_offline_blocker_gets_neither_the_message_nor_a_notification(
     assert (await error_of(bob, "/msg alice are you there"))["code"] == "blocked"
     back = await alice.command(f"/login alice {PASSWORD}")
     assert back["notifications"] == 0 and back["direct_messages"] == 0
+
+
+async def test_an_end_to_end_message_of_a_blocked_user_is_refused_too(
+        clients: Clients) -> None:
+    alice, bob = await clients.user("alice"), await clients.user("bob")
+    await alice.command("/block bob")
+    keys = {name: Identity.generate() for name in ("alice", "bob")}
+    sealed = envelope.b64(seal(b"hi", "bob", "@alice", keys["bob"],
+                               [keys[name].public(name) for name in ("bob", "alice")]))
+    assert (await error_of(bob, f"/emsg @alice {sealed}"))["code"] == "blocked"
+    assert messages(await settle(alice)) == []
 
 
 async def test_unblock_lets_messages_through_again(clients: Clients) -> None:
