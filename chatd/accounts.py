@@ -1,8 +1,10 @@
-"""User accounts: registration, authentication and the online user directory.
+"""User accounts: registration, authentication, blocks and the online user directory.
 
 Password hashing is bcrypt, run in the default executor so a login never
-blocks the event loop. A wrong password and an unknown user fail alike, and
-take about as long, so replies reveal nothing about which accounts exist.
+blocks the event loop. A wrong password and an unknown user fail alike and do
+the same work: a name without an account is checked against a dummy hash made
+at the configured cost, so neither the reply nor its timing reveals which
+accounts exist.
 """
 
 from __future__ import annotations
@@ -16,8 +18,8 @@ import bcrypt
 from chatd import names
 from chatd.errors import ChatError, Code
 from chatd.ratelimit import TokenBucket
-from storage.api import Conflict, Storage
-from storage.records import UserRecord
+from storage.api import Conflict, Storage, StorageError
+from storage.records import UserBlockRecord, UserRecord
 
 if TYPE_CHECKING:
     from chatd.clock import Clock
@@ -30,7 +32,8 @@ log = logging.getLogger(__name__)
 class User:
     """An account as the daemon holds it in memory, with its live sessions."""
 
-    __slots__ = ("created_at", "id", "is_admin", "message_bucket", "name", "sessions", "settings")
+    __slots__ = ("blocked", "created_at", "id", "is_admin", "message_bucket", "name",
+                 "password_changes", "sessions", "settings")
 
     def __init__(self, record: UserRecord, message_bucket: TokenBucket) -> None:
         self.id = record.id
@@ -41,6 +44,11 @@ class User:
         self.sessions: list[Session] = []
         # Shared by all the user's connections: limits the person, not the socket.
         self.message_bucket = message_bucket
+        # Counts changes of password (in this process): a login whose check of the
+        # password overlapped a change fails, as if it had checked the new one.
+        self.password_changes = 0
+        # The users whose direct messages this user refuses, with since when.
+        self.blocked: dict[int, float] = {}
 
     @property
     def online(self) -> bool:
@@ -59,8 +67,10 @@ class Accounts:
         self._clock = clock
         self._by_id: dict[int, User] = {}
         self._by_key: dict[str, User] = {}
-        # Compared against when the account does not exist, so that failing takes as long.
-        self._dummy_hash = bcrypt.hashpw(b"-", bcrypt.gensalt(4))
+        # Checked against when the account does not exist, so that failing costs as much:
+        # made (in the executor) at the configured cost, again when that cost changes.
+        self._dummy_hash = b""
+        self._dummy_cost = 0
 
     def reconfigure(self, config: Config) -> None:
         self._config = config
@@ -71,6 +81,10 @@ class Accounts:
     async def load(self) -> None:
         for record in await self._storage.list_users():
             self._add(record)
+        for block in await self._storage.load_user_blocks():
+            self._by_id[block.user_id].blocked[block.blocked_id] = block.created_at
+        # Now rather than at the first unknown name, whose failure would then cost twice.
+        await self._dummy()
 
     def _add(self, record: UserRecord) -> User:
         limits = self._config.limits
@@ -115,28 +129,82 @@ class Accounts:
 
     async def authenticate(self, name: str, password: str) -> User:
         """The user if the password matches; ``auth-failed`` otherwise."""
-        record = await self._storage.get_user_by_name(name) if _plausible(name) else None
-        stored = record.password_hash if record else self._dummy_hash
+        plausible = _plausible(name)
+        known = self.find(name) if plausible else None
+        # Noted before the stored hash is read: a change of password from here on fails
+        # this attempt, so no login with the old password ends after the change.
+        changes = known.password_changes if known else 0
+        record = await self._storage.get_user_by_name(name) if plausible else None
         secret = password.encode()
         if len(secret) > MAX_PASSWORD_BYTES:
             # No account has such a password (bcrypt refuses them); fail alike.
-            record, stored, secret = None, self._dummy_hash, b"too long"
+            record, secret = None, b"too long"
+        stored = record.password_hash if record else await self._dummy()
         matches = await asyncio.get_running_loop().run_in_executor(
             None, bcrypt.checkpw, secret, stored)
         user = self.get(record.id) if record else None
-        if not matches or user is None:
+        if not matches or user is None or user is not known or user.password_changes != changes:
             raise ChatError(Code.AUTH_FAILED, "wrong name or password.")
         return user
 
     async def change_password(self, user: User, old: str, new: str) -> None:
+        """Replace ``user``'s password (``old`` must match). The caller ends the user's
+        other sessions right after, with no await between: logins checked against
+        the old password while it was replaced fail (see ``authenticate``)."""
+        changes = user.password_changes
         await self.authenticate(user.name, old)
         _check_password(new)
-        await self._storage.set_password(user.id, await self._hash(new))
+        password_hash = await self._hash(new)
+        if user.password_changes != changes:
+            # Another connection changed it meanwhile: that change stands.
+            raise ChatError(Code.AUTH_FAILED, "your password was changed meanwhile "
+                            "on another connection.")
+        # Counted before the write, so a concurrent change stops above, and after it,
+        # so a login that read the old hash during the write fails.
+        user.password_changes += 1
+        await self._storage.set_password(user.id, password_hash)
+        user.password_changes += 1
 
     async def delete(self, user: User) -> None:
         await self._storage.delete_user(user.id)
         del self._by_id[user.id]
         del self._by_key[names.name_key(user.name)]
+        for other in self._by_id.values():
+            other.blocked.pop(user.id, None)
+
+    async def block(self, user: User, target: User) -> bool:
+        """Refuse ``target``'s direct messages to ``user``; False if they already are."""
+        if target is user:
+            raise ChatError(Code.NOT_PERMITTED, "you cannot block yourself.")
+        if target.id in user.blocked:
+            return False
+        # Decided in memory before the write: direct messages are refused from here
+        # on, and concurrent /block and /unblock reach storage in this same order.
+        since = user.blocked[target.id] = self._clock.time()
+        try:
+            await self._storage.put_user_block(UserBlockRecord(user.id, target.id, since))
+        except StorageError:
+            user.blocked.pop(target.id, None)
+            raise
+        return True
+
+    async def unblock(self, user: User, target: User) -> None:
+        """Accept ``target``'s direct messages to ``user`` again."""
+        since = user.blocked.pop(target.id, None)
+        if since is None:
+            raise ChatError(Code.BAD_ARGUMENTS, f"you do not block {target.name}; "
+                            "/blocks lists whom you block.")
+        try:
+            await self._storage.delete_user_block(user.id, target.id)
+        except StorageError:
+            user.blocked.setdefault(target.id, since)
+            raise
+
+    def blocks(self, user: User) -> list[tuple[User, float]]:
+        """The accounts ``user`` blocks, with since when, by name."""
+        found = ((self._by_id.get(uid), since) for uid, since in user.blocked.items())
+        return sorted(((u, since) for u, since in found if u is not None),
+                      key=lambda entry: names.name_key(entry[0].name))
 
     async def set_admin(self, user: User, is_admin: bool) -> None:
         await self._storage.set_admin(user.id, is_admin)
@@ -145,8 +213,17 @@ class Accounts:
     async def save_settings(self, user: User) -> None:
         await self._storage.set_user_settings(user.id, user.settings)
 
-    async def _hash(self, password: str) -> bytes:
-        salt = bcrypt.gensalt(self._config.accounts.bcrypt_cost)
+    async def _dummy(self) -> bytes:
+        """The hash a password is checked against when there is no account to check."""
+        cost = self._config.accounts.bcrypt_cost
+        if self._dummy_cost != cost:
+            dummy = await self._hash("-", cost)
+            self._dummy_hash, self._dummy_cost = dummy, cost
+            return dummy
+        return self._dummy_hash
+
+    async def _hash(self, password: str, cost: int | None = None) -> bytes:
+        salt = bcrypt.gensalt(cost or self._config.accounts.bcrypt_cost)
         return await asyncio.get_running_loop().run_in_executor(
             None, bcrypt.hashpw, password.encode(), salt)
 

@@ -44,6 +44,7 @@ class Code(StrEnum):
     QUOTA_EXCEEDED = "quota-exceeded"
     E2E_REQUIRED = "e2e-required"
     NO_KEY = "no-key"
+    BLOCKED = "blocked"
 
 
 class ChatError(Exception):

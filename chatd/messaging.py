@@ -124,9 +124,14 @@ class Messaging:
                      label: str | None = None, kind: str = "text",
                      extra: dict[str, Any] | None = None) -> int:
         """Send ``text`` (or an end-to-end envelope, in ``extra``) to every connection
-        of ``target`` and of the sender; an offline target finds it at next login."""
+        of ``target`` and of the sender; an offline target finds it at next login.
+        Refused with ``blocked`` when ``target`` blocks the sender."""
         user = session.user
         assert user is not None
+        if user.id in target.blocked:
+            # Before anything is stored, counted or shown: the target never sees it.
+            raise ChatError(Code.BLOCKED, f"{target.name} does not accept direct messages "
+                            "from you.")
         self._protection.charge_message(session, None)
         online = target.online
         msg = MessageRecord(next(self._ids), user.id, user.name, text, self._clock.time(),

@@ -49,6 +49,12 @@ class Tokens:
     async def list(self, user: User) -> list[TokenRecord]:
         return await self._storage.list_tokens(user.id)
 
+    async def count_valid(self, user: User) -> int:
+        """How many of ``user``'s tokens can log in now (not expired)."""
+        now = self._clock.time()
+        return sum(1 for r in await self._storage.list_tokens(user.id)
+                   if r.expires_at is None or r.expires_at > now)
+
     async def revoke(self, user: User, name: str) -> None:
         if not await self._storage.delete_token(user.id, name):
             raise ChatError(Code.NO_SUCH_TOKEN, f'you have no token named "{name}".')

@@ -1,19 +1,22 @@
-"""Accounts: register, login, logout, passwd, whoami, quit."""
+"""Accounts: register, login, logout, passwd, whoami, quit; blocking direct messages."""
 
 from __future__ import annotations
 
 import asyncio
+import time
 from collections.abc import Awaitable, Callable
 
 from chatd.accounts import User
 from chatd.context import Context
 from chatd.errors import ChatError, Code
 from chatd.logins import checked_login
-from chatd.params import Text, Word
+from chatd.params import Text, UserRef, Word
 from chatd.registry import Need, Ok, command, ok
 from chatd.settings import apply_account_settings
 
 GROUP = "account"
+# The most rooms the welcome sentence names; the ok's "rooms" field has them all.
+WELCOME_ROOMS = 5
 
 
 @command("register", Word("name"), Word("password"), need=Need.ANONYMOUS, group=GROUP)
@@ -66,7 +69,12 @@ async def _logged_in(ctx: Context, user: User) -> Ok:
 
 def _welcome_back(name: str, rooms: list[str], notifications: int) -> str:
     lines = [f"Welcome back, {name}."]
-    if rooms:
+    if len(rooms) > WELCOME_ROOMS:
+        # One sentence, not a wall: the first few, the count, and where the rest are.
+        shown = ", ".join(f"#{r}" for r in rooms[:WELCOME_ROOMS])
+        lines.append(f"Your rooms ({len(rooms)}): {shown} and {len(rooms) - WELCOME_ROOMS} "
+                     "more: /myrooms lists them.")
+    elif rooms:
         lines.append("Your rooms: " + ", ".join(f"#{r}" for r in rooms) + ".")
     else:
         lines.append("You are in no room yet: /rooms lists them, /create makes one.")
@@ -86,10 +94,36 @@ def logout(ctx: Context) -> Ok:
 
 @command("passwd", Word("old"), Word("new"), group=GROUP)
 async def passwd(ctx: Context, old: str, new: str) -> Ok:
-    """Change your password."""
-    await ctx.services.accounts.change_password(ctx.user, old, new)
-    await ctx.services.audit.record("password-changed", actor=ctx.user.name)
-    return ok("Your password is changed.")
+    """Change your password; your other connections are closed."""
+    user, services = ctx.user, ctx.services
+    await services.accounts.change_password(user, old, new)
+    # No await since the change: nobody logs in with the old password meanwhile.
+    closed = _close_other_sessions(ctx, user)
+    await services.audit.record("password-changed", actor=user.name)
+    valid = await services.tokens.count_valid(user)
+    return ok(_password_changed(closed, valid), closed_connections=closed, valid_tokens=valid)
+
+
+def _close_other_sessions(ctx: Context, user: User) -> int:
+    """Close ``user``'s connections other than this one, saying why; how many."""
+    others = [s for s in user.sessions if s is not ctx.session]
+    for session in others:
+        session.send({"type": "notice", "text": "your password was changed on another "
+                      "connection; log in again with the new password."})
+        session.close("password changed")
+        ctx.services.presence.logout(session)
+    return len(others)
+
+
+def _password_changed(closed: int, valid: int) -> str:
+    text = "Your password is changed."
+    if closed:
+        text += f" Your {closed} other connection{'s were' if closed != 1 else ' was'} closed."
+    if not valid:
+        return text + " No API token can log in as you."
+    shown = "them" if valid != 1 else "it"
+    return text + (f" {valid} API token{'s' * (valid != 1)} can still log in as you: "
+                   f"/token list shows {shown}, /token revoke <name> revokes one.")
 
 
 @command("whoami", group=GROUP)
@@ -103,6 +137,35 @@ def whoami(ctx: Context) -> Ok:
     text += f"; current room: #{current}." if current else "; no current room."
     return ok(text, user=user.name, admin=user.is_admin, rooms=rooms, current_room=current,
               connections=len(user.sessions), session=session.id)
+
+
+@command("block", UserRef("user"), group=GROUP)
+async def block(ctx: Context, user: User) -> Ok:
+    """Refuse a user's direct messages; they are told so when they send one."""
+    added = await ctx.services.accounts.block(ctx.user, user)
+    text = (f"You block {user.name}: their direct messages are refused. /unblock {user.name} "
+            "undoes it." if added else f"You already block {user.name}.")
+    return ok(text, user=user.name, already=not added)
+
+
+@command("unblock", UserRef("user"), group=GROUP)
+async def unblock(ctx: Context, user: User) -> Ok:
+    """Accept a user's direct messages again."""
+    await ctx.services.accounts.unblock(ctx.user, user)
+    return ok(f"{user.name} can send you direct messages again.", user=user.name)
+
+
+@command("blocks", group=GROUP)
+def blocks(ctx: Context) -> Ok:
+    """List the users whose direct messages you refuse."""
+    entries = ctx.services.accounts.blocks(ctx.user)
+    if entries:
+        ctx.table(["user", "since (UTC)"],
+                  [[user.name, time.strftime("%Y-%m-%d %H:%M", time.gmtime(since))]
+                   for user, since in entries])
+    count = f"{len(entries)} user{'s' * (len(entries) != 1)}"
+    return ok(f"You block {count}." if entries else "You block nobody.",
+              blocks=[{"user": user.name, "since": since} for user, since in entries])
 
 
 @command("quit", Text("message", optional=True, default=""), need=Need.ANY, group=GROUP)

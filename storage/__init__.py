@@ -18,6 +18,7 @@ from storage.records import (
     RoomRecord,
     SanctionRecord,
     TokenRecord,
+    UserBlockRecord,
     UserRecord,
 )
 from storage.sqlite import SqliteStorage
@@ -44,6 +45,7 @@ __all__ = [
     "Storage",
     "StorageError",
     "TokenRecord",
+    "UserBlockRecord",
     "UserRecord",
     "migrate",
 ]

@@ -250,6 +250,20 @@ CREATE TABLE message_blocks (
 CREATE INDEX message_blocks_room ON message_blocks (room_id);
 """
 
+# A user refusing another user's direct messages (/block). Not to be confused
+# with message_blocks: these are blocks of users. Read whole at start-up; the
+# index serves the cascade when the blocked account is deleted.
+USER_BLOCKS = """
+CREATE TABLE user_blocks (
+    user_id    INTEGER NOT NULL REFERENCES users (id) ON DELETE CASCADE,
+    blocked_id INTEGER NOT NULL REFERENCES users (id) ON DELETE CASCADE,
+    created_at REAL    NOT NULL,
+    PRIMARY KEY (user_id, blocked_id),
+    CHECK (user_id <> blocked_id)
+) WITHOUT ROWID;
+CREATE INDEX user_blocks_blocked ON user_blocks (blocked_id);
+"""
+
 MIGRATIONS: tuple[Migration, ...] = (
     Migration(1, "foundation: users, rooms, members, messages, associations, notifications",
               FOUNDATION),
@@ -259,6 +273,7 @@ MIGRATIONS: tuple[Migration, ...] = (
     Migration(5, "uploaded files and end-to-end public keys", CONTENT_AND_KEYS),
     Migration(6, "no index of message senders (cheaper writes)", DROP_SENDER_INDEX),
     Migration(7, "plain room text stored in blocks of messages", MESSAGE_BLOCKS),
+    Migration(8, "users who block another user's direct messages", USER_BLOCKS),
 )
 
 LATEST_VERSION: int = MIGRATIONS[-1].version

@@ -165,3 +165,12 @@ class KeyRecord:
     mlkem: str | None
     fingerprint: str
     updated_at: float
+
+
+@dataclass(frozen=True, slots=True)
+class UserBlockRecord:
+    """``user_id`` refuses direct messages from ``blocked_id`` (since ``created_at``)."""
+
+    user_id: int
+    blocked_id: int
+    created_at: float

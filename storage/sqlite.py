@@ -36,6 +36,7 @@ from storage.records import (
     RoomRecord,
     UserRecord,
 )
+from storage.user_blocks import UserBlockQueries
 
 log = logging.getLogger("storage.sqlite")
 # The database and the -wal and -shm files SQLite keeps beside it.
@@ -60,7 +61,7 @@ ON CONFLICT (user_id, room_id) DO UPDATE SET last_joined = excluded.last_joined
 """
 
 
-class SqliteStorage(MessageQueries, ContentQueries, GovernanceQueries):
+class SqliteStorage(MessageQueries, ContentQueries, GovernanceQueries, UserBlockQueries):
     """The daemon's state in one SQLite file (see the module docstring)."""
 
     def __init__(self, path: str) -> None:

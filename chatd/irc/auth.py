@@ -89,9 +89,19 @@ async def _finish(ctx: IrcContext, payload: bytes) -> None:
                                    lambda: accounts.authenticate(authcid, password))
     except ChatError:
         raise IrcError(n.ERR_SASLFAIL, "SASL authentication failed") from None
-    ctx.session.irc.account = user
+    irc = ctx.session.irc
+    irc.account, irc.account_changes = user, user.password_changes
     logged_in(ctx, user)
     ctx.reply(n.RPL_SASLSUCCESS, "SASL authentication successful")
+
+
+def sasl_account(ctx: IrcContext) -> User | None:
+    """The account SASL authenticated, unless its password changed since (the
+    client then authenticates again, with the new one)."""
+    irc = ctx.session.irc
+    if irc.account is None or irc.account.password_changes != irc.account_changes:
+        return None
+    return irc.account
 
 
 def logged_in(ctx: IrcContext, user: User) -> None:

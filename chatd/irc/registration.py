@@ -21,7 +21,7 @@ from typing import TYPE_CHECKING, Final
 from chatd import names
 from chatd.errors import ChatError
 from chatd.irc import numerics as n
-from chatd.irc.auth import logged_in, password_login
+from chatd.irc.auth import logged_in, password_login, sasl_account
 from chatd.irc.commands import IrcError, irc_command
 from chatd.irc.lookup import rooms_of
 from chatd.irc.welcome import welcome
@@ -172,7 +172,10 @@ async def _identify(ctx: IrcContext) -> User | None:
     """Who this connection is: an account, a new guest, or nobody (then it is refused)."""
     irc = ctx.session.irc
     if irc.account is not None:
-        return irc.account
+        account = sasl_account(ctx)
+        if account is None:
+            _refuse(ctx, "Password changed since SASL authentication")
+        return account
     if irc.password is not None:
         try:
             account = await password_login(ctx, irc.password)

@@ -46,9 +46,9 @@ ECHO = ""
 class IrcState:
     """The IRC side of a session: registration, capabilities, channels."""
 
-    __slots__ = ("account", "caps", "context", "held", "invisible", "joined", "key",
-                 "listener", "negotiating", "nick", "password", "realname", "registered",
-                 "sasl", "username")
+    __slots__ = ("account", "account_changes", "caps", "context", "held", "invisible",
+                 "joined", "key", "listener", "negotiating", "nick", "password", "realname",
+                 "registered", "sasl", "username")
 
     def __init__(self, listener: IrcListener) -> None:
         self.listener = listener
@@ -62,6 +62,8 @@ class IrcState:
         self.registered = False
         # The account SASL authenticated, logged in when registration completes.
         self.account: User | None = None
+        # Its count of password changes then: a change before registration voids it.
+        self.account_changes = 0
         self.sasl: bytearray | None = None
         self.invisible = False
         # Ids of the rooms this client has been shown as joined channels.

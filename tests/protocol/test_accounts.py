@@ -2,11 +2,15 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+import asyncio
+import threading
+from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 
+import bcrypt
 import pytest
 
+from chatd.client import Reply
 from chatd.clock import ManualClock
 from chatd.server import ChatServer
 from tests.helpers import PASSWORD, Clients, error_of, settle, start_server, text_client, text_run
@@ -137,6 +141,22 @@ async def test_login_reply_lists_rooms_and_notification_count(clients: Clients) 
     assert reply["direct_messages"] == 1
 
 
+async def test_login_sentence_names_a_few_rooms_and_counts_the_rest(clients: Clients) -> None:
+    alice = await clients.user("alice")
+    rooms = [f"room{i:02}" for i in range(25)]
+    for room in rooms:
+        await alice.command(f"/create {room}")
+    await alice.command("/logout")
+    again = await clients.anonymous()
+    reply = await again.command(f"/login alice {PASSWORD}")
+    assert reply["rooms"] == rooms  # the field keeps every room
+    text = await text_client(clients)
+    [welcome] = await text_run(text, f"/login alice {PASSWORD}")
+    assert welcome == ("* Welcome back, alice. Your rooms (25): #room00, #room01, #room02, "
+                       "#room03, #room04 and 20 more: /myrooms lists them.")
+    assert "#room05" not in reply.final["message"]
+
+
 async def test_login_with_no_rooms_lists_none(clients: Clients) -> None:
     await clients.user("alice")
     client = await clients.anonymous()
@@ -196,6 +216,105 @@ async def test_passwd_needs_the_old_password_and_the_new_one_works(clients: Clie
     other = await clients.anonymous()
     assert (await error_of(other, f"/login alice {PASSWORD}"))["code"] == "auth-failed"
     assert (await other.command("/login alice new-password"))["user"] == "alice"
+
+
+async def test_passwd_closes_the_other_connections_and_counts_the_valid_tokens(
+        clients: Clients, clock: ManualClock) -> None:
+    first = await clients.user("alice")
+    second = await clients.user("alice")
+    text = await text_client(clients, "alice")
+    bob = await clients.user("bob")
+    await first.command("/token create bot")
+    await first.command("/token create short 1h")
+    clock.advance(7200)  # "short" has expired
+    reply = await first.command(f"/passwd {PASSWORD} new-password")
+    assert reply["closed_connections"] == 2 and reply["valid_tokens"] == 1
+    assert reply.final["message"] == (
+        "Your password is changed. Your 2 other connections were closed. 1 API token can "
+        "still log in as you: /token list shows it, /token revoke <name> revokes one.")
+    told = await second.next_event()
+    assert told["type"] == "notice" and "password was changed" in told["text"]
+    assert (await second.next_event())["type"] == "closed"
+    assert (await text.line()).startswith("* your password was changed")
+    with pytest.raises(ConnectionError):
+        await text.line()
+    # This connection stays, and so does everyone else's.
+    assert (await first.command("/whoami"))["connections"] == 1
+    assert (await bob.command("/whoami"))["connections"] == 1
+
+
+async def test_passwd_alone_says_no_token_logs_in(clients: Clients) -> None:
+    alice = await clients.user("alice")
+    reply = await alice.command(f"/passwd {PASSWORD} new-password")
+    assert reply["closed_connections"] == 0 and reply["valid_tokens"] == 0
+    assert reply.final["message"] == "Your password is changed. No API token can log in as you."
+
+
+class HeldCheck:
+    """Wraps ``bcrypt.checkpw``: the first check after ``hold()`` waits for ``release()``."""
+
+    def __init__(self, real: Callable[[bytes, bytes], bool]) -> None:
+        self._real = real
+        self._armed = False
+        self._lock = threading.Lock()
+        self.entered = threading.Event()
+        self._released = threading.Event()
+
+    def hold(self) -> None:
+        self._armed = True
+
+    def release(self) -> None:
+        self._released.set()
+
+    def __call__(self, password: bytes, hashed: bytes) -> bool:
+        with self._lock:
+            held, self._armed = self._armed, False
+        result = self._real(password, hashed)
+        if held:
+            self.entered.set()
+            self._released.wait(10)
+        return result
+
+
+async def test_a_login_checked_against_the_old_password_during_passwd_fails(
+        clients: Clients, monkeypatch: pytest.MonkeyPatch) -> None:
+    alice = await clients.user("alice")
+    held = HeldCheck(bcrypt.checkpw)
+    monkeypatch.setattr(bcrypt, "checkpw", held)
+    late = await clients.anonymous()
+    held.hold()
+    login = asyncio.ensure_future(late.command(f"/login alice {PASSWORD}", check=False))
+    try:
+        # The old password matched; the change happens before that login ends.
+        assert await asyncio.to_thread(held.entered.wait, 10)
+        assert (await alice.command(f"/passwd {PASSWORD} new-password"))["closed_connections"] \
+            == 0
+    finally:
+        held.release()
+    assert (await login).final["code"] == "auth-failed"
+    assert (await alice.command("/whoami"))["connections"] == 1
+
+
+async def test_concurrent_password_changes_leave_one_password_and_one_connection(
+        clients: Clients, clock: ManualClock) -> None:
+    password = PASSWORD
+    for round_ in range(15):
+        clock.advance(60)  # refills the failed-login buckets the check below takes from
+        first, second = await clients.user("alice", password), await clients.user("alice", password)
+        changes = [f"/passwd {password} first-{round_}", f"/passwd {password} second-{round_}"]
+        sent = [c.command(line, check=False)
+                for c, line in zip((first, second), changes, strict=True)]
+        replies = await asyncio.gather(*sent, return_exceptions=True)
+        won = [i for i, r in enumerate(replies) if isinstance(r, Reply) and r.ok]
+        assert len(won) == 1, replies
+        winner = (first, second)[won[0]]
+        password = changes[won[0]].split()[-1]
+        assert (await winner.command("/whoami"))["connections"] == 1
+        check = await clients.anonymous()
+        loser_password = changes[1 - won[0]].split()[-1]
+        assert (await error_of(check, f"/login alice {loser_password}"))["code"] == "auth-failed"
+        assert (await check.command(f"/login alice {password}"))["user"] == "alice"
+        await clients.close()
 
 
 async def test_passwd_missing_argument_is_bad_arguments(clients: Clients) -> None:

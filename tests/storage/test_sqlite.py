@@ -20,6 +20,7 @@ from storage import (
     SanctionRecord,
     SqliteStorage,
     StorageError,
+    UserBlockRecord,
     UserRecord,
 )
 from storage.messages import HISTORY_SQL, MAX_MESSAGE_ID_SQL
@@ -670,6 +671,26 @@ async def test_tokens(storage: SqliteStorage) -> None:
     assert await storage.delete_token(alice, "ci") is False
     assert await storage.list_tokens(alice) == [bot]
     assert await storage.list_tokens(bob) == [bobs]
+
+
+# -- blocks of users --------------------------------------------------------------
+
+
+async def test_user_blocks(storage: SqliteStorage) -> None:
+    alice, bob, carol = [await new_user(storage, name) for name in ("alice", "bob", "carol")]
+    await storage.put_user_block(UserBlockRecord(alice, bob, T0))
+    await storage.put_user_block(UserBlockRecord(alice, carol, T0 + 1))
+    await storage.put_user_block(UserBlockRecord(carol, alice, T0 + 2))
+    await storage.put_user_block(UserBlockRecord(alice, bob, T0 + 9))  # kept as it was
+    assert await storage.load_user_blocks() == [
+        UserBlockRecord(alice, bob, T0), UserBlockRecord(alice, carol, T0 + 1),
+        UserBlockRecord(carol, alice, T0 + 2)]
+    with pytest.raises(StorageError):
+        await storage.put_user_block(UserBlockRecord(bob, bob, T0))  # nobody blocks themselves
+    assert await storage.delete_user_block(alice, carol) is True
+    assert await storage.delete_user_block(alice, carol) is False
+    await storage.delete_user(alice)  # blocks by and of a deleted account go with it
+    assert await storage.load_user_blocks() == []
 
 
 # -- backup ----------------------------------------------------------------------

@@ -1,0 +1,29 @@
+"""SQL for users who block another user's direct messages (mixed into SqliteStorage).
+
+Blocks of users, unlike ``storage.blocks`` (blocks of stored message text).
+"""
+
+from __future__ import annotations
+
+from storage.host import SqliteHost
+from storage.records import UserBlockRecord
+
+
+class UserBlockQueries:
+    """The ``user_blocks`` table, as a mixin of SqliteStorage."""
+
+    async def put_user_block(self: SqliteHost, record: UserBlockRecord) -> None:
+        """Store a block; one that exists already keeps its time."""
+        await self._write(
+            "INSERT INTO user_blocks (user_id, blocked_id, created_at) VALUES (?, ?, ?) "
+            "ON CONFLICT (user_id, blocked_id) DO NOTHING",
+            (record.user_id, record.blocked_id, record.created_at))
+
+    async def delete_user_block(self: SqliteHost, user_id: int, blocked_id: int) -> bool:
+        return await self._write("DELETE FROM user_blocks WHERE user_id = ? AND blocked_id = ?",
+                                 (user_id, blocked_id)) > 0
+
+    async def load_user_blocks(self: SqliteHost) -> list[UserBlockRecord]:
+        rows = await self._fetch("SELECT user_id, blocked_id, created_at FROM user_blocks "
+                                 "ORDER BY user_id, created_at, blocked_id")
+        return [UserBlockRecord(*row) for row in rows]
