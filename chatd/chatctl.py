@@ -1,8 +1,11 @@
 """``chatctl``: administer a running chatd through its control socket.
 
-    chatctl [--socket PATH | --db PATH] [--json] COMMAND ...
+    chatctl [--config FILE | --db PATH | --socket PATH] [--json] COMMAND ...
 
-Human output is rich tables; ``--json`` prints the raw answer for scripts.
+chatctl finds the socket the way the daemon placed it: from the same
+configuration file and defaults (``control_path``). Human output is rich
+tables with dates (UTC) and yes/no; ``--json``, anywhere on the line, prints
+the raw answer with machine values for scripts.
 """
 
 from __future__ import annotations
@@ -15,17 +18,33 @@ import json
 import os
 import sys
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from typing import Any
 
 from rich.console import Console
 from rich.table import Table
 
+from chatd import __version__
+from chatd.config import ConfigError, load_config
 from chatd.control import control_path
+
+# Where scripts/serve keeps the database of a development daemon (relative
+# to the working directory): found when the built-in default is not running.
+DEVELOPMENT_DATABASE = "var/chatd.db"
+# Options of chatctl itself, never sent to the daemon.
+LOCAL_OPTIONS = frozenset({"command", "socket", "db", "config", "json", "follow",
+                           "password_stdin"})
+TIME_KEYS = frozenset({"ts", "until", "created", "expires"})
+# What a missing time means where it is a limit.
+UNLIMITED = {"until": "permanent", "expires": "never"}
 
 
 class ControlError(Exception):
     """The daemon refused a request, or could not be reached."""
+
+
+class PasswordError(Exception):
+    """No usable password was given."""
 
 
 class ControlClient:
@@ -74,15 +93,56 @@ class ControlClient:
 def main(argv: list[str] | None = None) -> int:
     args = _parse(argv)
     console = Console()
-    path = args.socket or control_path(args.db, "")
+    try:
+        path = socket_path(getattr(args, "socket", None), getattr(args, "config", None),
+                           getattr(args, "db", None))
+    except ConfigError as exc:
+        print(f"chatctl: configuration error: {exc}", file=sys.stderr)
+        return 2
     client = ControlClient(path)
     try:
         return asyncio.run(_dispatch(client, args, console))
-    except ControlError as exc:
+    except (ControlError, PasswordError) as exc:
         print(f"chatctl: {exc}", file=sys.stderr)  # one line, never wrapped
         return 1
     except KeyboardInterrupt:
         return 130
+
+
+def socket_path(socket: str | None, config: str | None, database: str | None) -> str:
+    """The control socket: given, or where the daemon of that configuration put it.
+
+    Without any option: the built-in configuration's (the working directory's
+    chatd.db), else the development daemon's (var/chatd.db, scripts/serve).
+    """
+    if socket:
+        return socket
+    loaded = load_config(config, {"storage.path": database} if database else None)
+    path = control_path(loaded.storage.path, loaded.control.path)
+    if config or database or os.path.exists(path):
+        return path
+    development = control_path(DEVELOPMENT_DATABASE, "")
+    return development if os.path.exists(development) else path
+
+
+def read_password(name: str, from_stdin: bool = False) -> str:
+    """The new account's password: prompted twice on a terminal, else one line of stdin.
+
+    A password read from standard input loses one trailing newline; an empty
+    one is refused.
+    """
+    if from_stdin or not sys.stdin.isatty():
+        password = sys.stdin.readline().removesuffix("\n").removesuffix("\r")
+    else:
+        try:
+            password = getpass.getpass(f"password for {name}: ")
+            if password and getpass.getpass("again: ") != password:
+                raise PasswordError("the passwords differ")
+        except EOFError:
+            password = ""
+    if not password:
+        raise PasswordError("no password given (an empty password is refused)")
+    return password
 
 
 def _parse(argv: list[str] | None) -> argparse.Namespace:
@@ -96,35 +156,76 @@ def _parse(argv: list[str] | None) -> argparse.Namespace:
     return args
 
 
+def _common() -> argparse.ArgumentParser:
+    """The options accepted before and after the command ("chatctl users --json").
+
+    SUPPRESS: an option left out after the command must not undo the same
+    option given before it.
+    """
+    common = argparse.ArgumentParser(add_help=False, argument_default=argparse.SUPPRESS)
+    common.add_argument("--config", help="the daemon's configuration file: its storage.path "
+                        "and control.path say where the socket is (as for chatd serve)")
+    common.add_argument("--db", help="the daemon's database (storage.path): the socket is "
+                        "DB.sock beside it")
+    common.add_argument("--socket", help="the control socket itself")
+    common.add_argument("--json", action="store_true",
+                        help="print JSON with machine values (epoch seconds, true/false)")
+    return common
+
+
 def _parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="chatctl", description="Administer a running chatd.")
-    parser.add_argument("--socket", help="control socket (default: chatd.sock beside --db)")
-    parser.add_argument("--db", default="chatd.db", help="the daemon's database path")
-    parser.add_argument("--json", action="store_true", help="print JSON, for scripts")
-    sub = parser.add_subparsers(dest="command", required=True)
-    for name in ("status", "users", "rooms", "reload", "top"):
-        sub.add_parser(name)
-    for name in ("kick", "ban", "mute"):
-        cmd = sub.add_parser(name)
+    common = _common()
+    parser = argparse.ArgumentParser(
+        prog="chatctl", parents=[common], description="Administer a running chatd.",
+        epilog="Without --config, --db or --socket: the socket of chatd.db in the working "
+               "directory (chatd's built-in default), else of var/chatd.db (scripts/serve). "
+               "Dates are shown in UTC.")
+    parser.add_argument("--version", action="version", version=f"chatctl {__version__}")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    def command(name: str, text: str) -> argparse.ArgumentParser:
+        return sub.add_parser(name, parents=[common], help=text, description=text)
+
+    for name, text in (("status", "version, uptime, connections, users, rooms, rates"),
+                       ("users", "every account"), ("rooms", "every room"),
+                       ("reload", "re-read the configuration file"),
+                       ("top", "a live screen; q or Ctrl-C quits")):
+        command(name, text)
+    _moderation(command)
+    add = command("useradd", "create an account the daemon sees at once")
+    add.add_argument("name")
+    add.add_argument("--admin", action="store_true", help="make it a server admin")
+    add.add_argument("--password-stdin", action="store_true",
+                     help="read the password from standard input (the default when it is "
+                          "not a terminal; one trailing newline is dropped)")
+    for name, text in (("userdel", "delete an account"), ("promote", "make a server admin"),
+                       ("demote", "remove the server admin flag")):
+        command(name, text).add_argument("name")
+    command("tokens", "list API tokens (names and dates, never secrets)").add_argument(
+        "user", nargs="?", help="only this user's tokens")
+    revoke = command("revoke-token", "revoke a user's API token by name")
+    revoke.add_argument("user")
+    revoke.add_argument("name")
+    command("broadcast", "a notice to every session").add_argument("text", nargs="+")
+    command("backup", "a consistent copy of the database").add_argument("path")
+    audit = command("audit", "the audit log, oldest first")
+    audit.add_argument("--follow", action="store_true", help="then stream new entries")
+    audit.add_argument("--room")
+    audit.add_argument("-n", type=int, default=50, help="how many entries (default 50)")
+    return parser
+
+
+def _moderation(command: Callable[[str, str], argparse.ArgumentParser]) -> None:
+    for name, text in (("kick", "remove a user from a room"),
+                       ("ban", "ban a user from a room"), ("unban", "lift a ban"),
+                       ("mute", "mute a user in a room"), ("unmute", "lift a mute")):
+        cmd = command(name, text)
         cmd.add_argument("user")
         cmd.add_argument("room")
-        if name != "kick":
+        if name in ("ban", "mute"):
             cmd.add_argument("--duration", help="like 30m or 7d (default: permanent)")
-        if name != "mute":
+        if name in ("kick", "ban"):
             cmd.add_argument("reason", nargs="?", default="")
-    add = sub.add_parser("useradd")
-    add.add_argument("name")
-    add.add_argument("--admin", action="store_true")
-    add.add_argument("--password-stdin", action="store_true")
-    for name in ("userdel", "promote", "demote"):
-        sub.add_parser(name).add_argument("name")
-    sub.add_parser("broadcast").add_argument("text", nargs="+")
-    sub.add_parser("backup").add_argument("path")
-    audit = sub.add_parser("audit")
-    audit.add_argument("--follow", action="store_true")
-    audit.add_argument("--room")
-    audit.add_argument("-n", type=int, default=50)
-    return parser
 
 
 async def _dispatch(client: ControlClient, args: argparse.Namespace, console: Console) -> int:
@@ -137,7 +238,7 @@ async def _dispatch(client: ControlClient, args: argparse.Namespace, console: Co
         await _follow_audit(client, args, console)
         return 0
     result = await client.call(args.command, **_request(args))
-    if args.json:
+    if getattr(args, "json", False):
         print(json.dumps(result, indent=2))
     else:
         _show(args.command, result, console)
@@ -145,16 +246,13 @@ async def _dispatch(client: ControlClient, args: argparse.Namespace, console: Co
 
 
 def _request(args: argparse.Namespace) -> dict[str, Any]:
-    fields = {k: v for k, v in vars(args).items()
-              if k not in ("command", "socket", "db", "json", "follow", "password_stdin")
-              and v is not None}
+    fields = {k: v for k, v in vars(args).items() if k not in LOCAL_OPTIONS and v is not None}
     if args.command == "broadcast":
         fields["text"] = " ".join(args.text)
     if args.command == "backup":
         fields["path"] = os.path.abspath(args.path)  # the operator's directory, not the daemon's
     if args.command == "useradd":
-        fields["password"] = (sys.stdin.readline().rstrip("\n") if args.password_stdin
-                              else getpass.getpass(f"password for {args.name}: "))
+        fields["password"] = read_password(args.name, args.password_stdin)
     return fields
 
 
@@ -167,7 +265,7 @@ def _show(command: str, result: Any, console: Console) -> None:
     elif isinstance(result, list):
         console.print(_table(result))
     else:
-        console.print(", ".join(f"{k}: {v}" for k, v in result.items()))
+        console.print(", ".join(f"{k}: {_fmt(k, v)}" for k, v in result.items()))
 
 
 def _table(rows: list[dict[str, Any]]) -> Table:
@@ -183,8 +281,10 @@ def _table(rows: list[dict[str, Any]]) -> Table:
 
 
 def _fmt(key: str, value: Any) -> str:
-    if key == "ts" and isinstance(value, int | float):
-        return time.strftime("%Y-%m-%d %H:%M:%S", time.gmtime(value))
+    if isinstance(value, bool):
+        return "yes" if value else "no"
+    if key in TIME_KEYS:
+        return _date(value) if isinstance(value, int | float) else UNLIMITED.get(key, "")
     if key == "uptime" and isinstance(value, int | float):
         return f"{int(value) // 3600}h {int(value) % 3600 // 60}m {int(value) % 60}s"
     if isinstance(value, float):
@@ -194,13 +294,17 @@ def _fmt(key: str, value: Any) -> str:
     return "" if value is None else str(value)
 
 
+def _date(epoch: float) -> str:
+    return time.strftime("%Y-%m-%d %H:%M:%S UTC", time.gmtime(epoch))
+
+
 async def _follow_audit(client: ControlClient, args: argparse.Namespace,
                         console: Console) -> None:
     with contextlib.suppress(asyncio.CancelledError):
         async for item in client.follow(args.room):
             if "event" not in item:
                 continue
-            if args.json:
+            if getattr(args, "json", False):
                 print(json.dumps(item["event"]), flush=True)
             else:
                 entry = item["event"]

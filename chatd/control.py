@@ -34,11 +34,28 @@ HANDLERS: dict[str, Handler] = {}
 FOLLOW_STATUS_INTERVAL = 1.0
 
 
+SOCKET_SUFFIX = ".sock"
+
+
 def control_path(database: str, configured: str) -> str:
-    """The socket's path: as configured, or beside the database."""
+    """The socket's path: as configured, or the database's path plus ".sock".
+
+    Named after the database, so two daemons whose databases share a
+    directory get a socket each. The daemon and chatctl both ask this.
+    """
     if configured:
         return configured
-    return str(Path(database).resolve().parent / "chatd.sock")
+    return str(Path(database).resolve()) + SOCKET_SUFFIX
+
+
+async def answers(path: str) -> bool:
+    """Whether a live daemon accepts connections on the control socket ``path``."""
+    try:
+        _, writer = await asyncio.open_unix_connection(path)
+    except OSError:  # no file, a stale socket nobody listens on, or no access
+        return False
+    writer.close()
+    return True
 
 
 def handler(name: str) -> Callable[[Handler], Handler]:
@@ -66,8 +83,9 @@ class ControlServer:
         if not config.control.enabled:
             return
         self.path = control_path(config.storage.path, config.control.path)
+        await self.refuse_if_taken()
         with contextlib.suppress(FileNotFoundError):
-            os.unlink(self.path)
+            os.unlink(self.path)  # stale: left by a daemon that did not stop cleanly
         old_umask = os.umask(0o177)  # created 0600: no window where others could connect
         try:
             self._server = await asyncio.start_unix_server(self._serve, self.path)
@@ -75,6 +93,19 @@ class ControlServer:
             os.umask(old_umask)
         os.chmod(self.path, 0o600)
         log.info("control socket", extra={"fields": {"path": self.path}})
+
+    async def refuse_if_taken(self) -> None:
+        """Raise OSError when another daemon answers on our control socket.
+
+        Replacing its socket would leave that daemon unreachable and send its
+        operator's chatctl commands here.
+        """
+        config = self.daemon.server.config
+        if not config.control.enabled:
+            return
+        path = control_path(config.storage.path, config.control.path)
+        if await answers(path):
+            raise OSError(f"another chatd answers on the control socket {path}")
 
     async def stop(self) -> None:
         if self._server is None:
@@ -209,6 +240,45 @@ async def _mute(ctl: ControlServer, req: dict[str, Any]) -> Any:
     duration = parse_duration(req["duration"]) if req.get("duration") else None
     record = await services.moderation.mute(None, room, user, duration)
     return {"user": user.name, "room": room.name, "until": record.until}
+
+
+@handler("unban")
+async def _unban(ctl: ControlServer, req: dict[str, Any]) -> Any:
+    services = ctl.services
+    user, room = services.accounts.require(req["user"]), services.rooms.require(req["room"])
+    await services.moderation.unban(None, room, user)
+    return {"user": user.name, "room": room.name}
+
+
+@handler("unmute")
+async def _unmute(ctl: ControlServer, req: dict[str, Any]) -> Any:
+    services = ctl.services
+    user, room = services.accounts.require(req["user"]), services.rooms.require(req["room"])
+    await services.moderation.unmute(None, room, user)
+    return {"user": user.name, "room": room.name}
+
+
+@handler("tokens")
+async def _tokens(ctl: ControlServer, req: dict[str, Any]) -> Any:
+    """The API tokens of one user (``user``) or of everyone: never the secrets."""
+    accounts = ctl.services.accounts
+    users = [accounts.require(req["user"])] if req.get("user") else \
+        sorted(accounts.all(), key=lambda u: u.name.lower())
+    return [{"user": user.name, "name": record.name, "created": record.created_at,
+             "expires": record.expires_at}
+            for user in users for record in await ctl.services.tokens.list(user)]
+
+
+@handler("revoke-token")
+async def _revoke_token(ctl: ControlServer, req: dict[str, Any]) -> Any:
+    services = ctl.services
+    user, name = services.accounts.require(req["user"]), str(req["name"])
+    try:
+        await services.tokens.revoke(user, name)
+    except ChatError as exc:  # its words speak to the owner: say whose token it is
+        raise ChatError(exc.code, f'{user.name} has no token named "{name}".') from None
+    await services.audit.record("token-revoked", "console", user.name, reason=name)
+    return {"user": user.name, "name": name}
 
 
 @handler("useradd")

@@ -10,6 +10,7 @@ import sys
 from pathlib import Path
 
 from chatd import __version__
+from chatd.control import control_path
 from tests.helpers import PASSWORD, Clients, start_server
 from tests.operations import CHATD, ChatdProcess, running_daemon, write_config
 
@@ -126,7 +127,7 @@ async def test_serve_is_the_default_command(tmp_path: Path) -> None:
     daemon = ChatdProcess([str(CHATD), "--config", str(config), "--db",
                            str(tmp_path / "chatd.db"), "--port", "0", "--log-format", "json"],
                           tmp_path / "chatd.log")
-    daemon.control_path = str(tmp_path / "chatd.sock")
+    daemon.control_path = control_path(str(tmp_path / "chatd.db"), "")
     with daemon:
         await daemon.ready()
         daemon.signal(signal.SIGTERM)
