@@ -125,3 +125,16 @@ def test_a_bad_configuration_file_is_one_clear_line(tmp_path: Path) -> None:
 def test_version() -> None:
     done = chatctl("--version")
     assert done.returncode == 0 and done.stdout.startswith("chatctl ")
+
+
+async def test_chatctl_useradd_without_a_terminal(tmp_path: Path) -> None:
+    db = tmp_path / "chatd.db"
+    with ChatdProcess.serve(tmp_path, write_config(tmp_path / "chatd.yaml"), db) as daemon:
+        await daemon.ready()
+        empty = await asyncio.to_thread(chatctl, "--db", str(db), "useradd", "dave")
+        assert empty.returncode == 1
+        assert empty.stderr == "chatctl: no password given (an empty password is refused)\n"
+        piped = await asyncio.to_thread(chatctl, "--db", str(db), "useradd", "dave",
+                                        stdin="pw of dave\n")
+        assert piped.returncode == 0, piped.stderr
+        assert await users_of("--db", str(db)) == ["dave"]
