@@ -17,14 +17,16 @@ import getpass
 import json
 import os
 import sys
+import tempfile
 import time
 from collections.abc import AsyncIterator, Callable
-from typing import Any
+from typing import IO, Any
 
 from rich.console import Console
 from rich.table import Table
 
 from chatd import __version__
+from chatd.backups import RawSink, StreamError, TarSink, receive_stream
 from chatd.config import ConfigError, load_config
 from chatd.control import control_path
 
@@ -73,12 +75,22 @@ class ControlClient:
             line = await reader.readline()
         finally:
             writer.close()
-        if not line:
-            raise ControlError("chatd closed the control connection")
-        answer = json.loads(line)
-        if not answer.get("ok"):
-            raise ControlError(f"{answer.get('code')}: {answer.get('error')}")
-        return answer["result"]
+        return _result(line)
+
+    async def backup(self, out: IO[bytes], with_files: bool, to: str) -> dict[str, Any]:
+        """Receive the daemon's consistent copy into ``out`` (a tar with ``with_files``)."""
+        reader, writer = await self._open()
+        try:
+            request = {"cmd": "backup", "files": with_files, "to": to}
+            writer.write(json.dumps(request).encode() + b"\n")
+            result = _result(await reader.readline())
+            sink = TarSink(out) if with_files else RawSink(out)
+            end = await receive_stream(reader, sink)
+        except (StreamError, OSError) as exc:
+            raise ControlError(str(exc)) from exc
+        finally:
+            writer.close()
+        return {**result, "files": end["files"], "bytes": end["bytes"]}
 
     async def follow(self, room: str | None = None) -> AsyncIterator[dict[str, Any]]:
         reader, writer = await self._open()
@@ -88,6 +100,16 @@ class ControlClient:
                 yield json.loads(line)
         finally:
             writer.close()
+
+
+def _result(line: bytes) -> Any:
+    """The result of an answer line (ControlError for a refusal)."""
+    if not line:
+        raise ControlError("chatd closed the control connection")
+    answer = json.loads(line)
+    if not answer.get("ok"):
+        raise ControlError(f"{answer.get('code')}: {answer.get('error')}")
+    return answer["result"]
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -101,6 +123,8 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     client = ControlClient(path)
     try:
+        if args.command == "backup" and args.path != "-":
+            args.path = _backup_target(args.path)  # before asking the daemon anything
         return asyncio.run(_dispatch(client, args, console))
     except (ControlError, PasswordError) as exc:
         print(f"chatctl: {exc}", file=sys.stderr)  # one line, never wrapped
@@ -207,7 +231,11 @@ def _parser() -> argparse.ArgumentParser:
     revoke.add_argument("user")
     revoke.add_argument("name")
     command("broadcast", "a notice to every session").add_argument("text", nargs="+")
-    command("backup", "a consistent copy of the database").add_argument("path")
+    backup = command("backup", "a consistent copy of the database, written by chatctl (0600)")
+    backup.add_argument("path", help="the file to write; - for standard output")
+    backup.add_argument("--with-files", action="store_true",
+                        help="a tar of the database (chatd.db) and the uploaded files "
+                             "(blobs/) of the local backend")
     audit = command("audit", "the audit log, oldest first")
     audit.add_argument("--follow", action="store_true", help="then stream new entries")
     audit.add_argument("--room")
@@ -234,6 +262,8 @@ async def _dispatch(client: ControlClient, args: argparse.Namespace, console: Co
 
         await run_top(client, console)
         return 0
+    if args.command == "backup":
+        return await _backup(client, args, console)
     if args.command == "audit" and args.follow:
         await _follow_audit(client, args, console)
         return 0
@@ -249,11 +279,58 @@ def _request(args: argparse.Namespace) -> dict[str, Any]:
     fields = {k: v for k, v in vars(args).items() if k not in LOCAL_OPTIONS and v is not None}
     if args.command == "broadcast":
         fields["text"] = " ".join(args.text)
-    if args.command == "backup":
-        fields["path"] = os.path.abspath(args.path)  # the operator's directory, not the daemon's
     if args.command == "useradd":
         fields["password"] = read_password(args.name, args.password_stdin)
     return fields
+
+
+async def _backup(client: ControlClient, args: argparse.Namespace, console: Console) -> int:
+    """Write the daemon's copy: to standard output, or to a 0600 file renamed into place."""
+    if args.path == "-":
+        result = await client.backup(sys.stdout.buffer, args.with_files, "standard output")
+        _warn_about_blobs(result)
+        return 0
+    path = args.path
+    directory = os.path.dirname(path)
+    try:
+        fd, partial = tempfile.mkstemp(prefix=".chatctl-backup-", dir=directory)  # 0600
+    except OSError as exc:
+        raise ControlError(f"cannot write the backup in {directory}: {exc.strerror}") from exc
+    try:
+        with os.fdopen(fd, "wb") as out:
+            result = await client.backup(out, args.with_files, path)
+        os.replace(partial, path)
+    except BaseException:
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(partial)
+        raise
+    _warn_about_blobs(result)
+    result = {"path": path, **result}
+    if getattr(args, "json", False):
+        print(json.dumps(result, indent=2))
+    else:
+        console.print(f"backup written to {path}: {result['files']} file"
+                      f"{'s' * (result['files'] != 1)}, {result['bytes']} bytes", soft_wrap=True)
+    return 0
+
+
+def _backup_target(given: str) -> str:
+    """The absolute path to write, in the operator's directory; ControlError if unwritable."""
+    path = os.path.abspath(given)
+    directory = os.path.dirname(path)
+    if os.path.isdir(path):
+        raise ControlError(f"cannot write the backup: {path} is a directory")
+    if not os.path.isdir(directory):
+        raise ControlError(f"cannot write the backup: no directory {directory}")
+    if not os.access(directory, os.W_OK | os.X_OK):
+        raise ControlError(f"cannot write the backup: permission denied on {directory}")
+    return path
+
+
+def _warn_about_blobs(result: dict[str, Any]) -> None:
+    if str(result.get("blobs", "")).startswith("in-"):
+        print("chatctl: the uploaded files live in the object store (files.backend: s3) "
+              "and are not in this backup", file=sys.stderr)
 
 
 def _show(command: str, result: Any, console: Console) -> None:

@@ -20,9 +20,12 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from chatd import __version__
+from chatd.backups import BLOBS, DATABASE_NAME, private_copy, send_end, send_files, state_directory
+from chatd.blobs import files_dir
 from chatd.errors import ChatError, Code
 from chatd.names import parse_duration
 from chatd.outgoing import Outgoing
+from storage.api import StorageError
 
 if TYPE_CHECKING:
     from chatd.daemon import Daemon
@@ -127,6 +130,9 @@ class ControlServer:
                 if request.get("cmd") == "follow":
                     await self._follow(request, writer)
                     return
+                if request.get("cmd") == "backup":
+                    await self._backup(request, writer)
+                    return
                 writer.write(json.dumps(await self.answer(request)).encode() + b"\n")
                 await writer.drain()
         except (ConnectionError, asyncio.IncompleteReadError):
@@ -151,6 +157,39 @@ class ControlServer:
             log.exception("control command failed", extra={"fields": {"cmd": request.get("cmd")}})
             return {"ok": False, "code": Code.INTERNAL_ERROR.value, "error": "internal error"}
 
+    async def _backup(self, request: dict[str, Any], writer: asyncio.StreamWriter) -> None:
+        """Answer, then stream a consistent copy (and the local blobs, with ``files``).
+
+        The copy is made in a private directory inside the daemon's own state
+        directory (beside the database), so chatctl can write the backup
+        wherever its operator may, whatever sandbox the daemon runs in.
+        """
+        config, services = self.daemon.server.config, self.services
+        with_files = bool(request.get("files"))
+        blobs = files_dir(config.files, config.storage.path) / BLOBS \
+            if with_files and config.files.backend == "local" else None
+        answered = False
+        try:
+            # Everything acknowledged so far goes into the copy: write pending messages first.
+            await services.writer.flush()
+            async with private_copy(services.storage, state_directory(config.storage.path)) \
+                    as copy:
+                result = {"database": DATABASE_NAME,
+                          "blobs": _blobs_note(with_files, config.files.backend)}
+                writer.write(json.dumps({"ok": True, "result": result}).encode() + b"\n")
+                answered = True
+                totals = await send_files(writer, copy, blobs)
+            await services.audit.record("backup", "console",
+                                        reason=str(request.get("to") or "stream"))
+            await send_end(writer, totals)
+        except (StorageError, OSError) as exc:
+            log.error("backup failed", extra={"fields": {"error": str(exc)}})
+            if not answered:  # mid-stream, closing the connection tells chatctl
+                writer.write(json.dumps({"ok": False, "code": Code.INTERNAL_ERROR.value,
+                                         "error": f"backup failed: {exc}"}).encode() + b"\n")
+            return
+        log.info("backup sent", extra={"fields": totals})
+
     async def _follow(self, request: dict[str, Any], writer: asyncio.StreamWriter) -> None:
         """Stream audit entries (optionally of one room) and a status line a second."""
         room = request.get("room")
@@ -173,8 +212,11 @@ class ControlServer:
             self.services.audit.listeners.discard(on_audit)
 
 
-def _absolute(path: str) -> str:
-    return os.path.abspath(path)
+def _blobs_note(with_files: bool, backend: str) -> str:
+    """What the backup holds of the uploaded files."""
+    if not with_files:
+        return "not-requested"
+    return "included" if backend == "local" else f"in-{backend}-not-included"
 
 
 def _decode(line: bytes) -> dict[str, Any]:
@@ -334,16 +376,6 @@ async def _reload(ctl: ControlServer, req: dict[str, Any]) -> Any:
     if problem:
         raise ChatError(Code.BAD_ARGUMENTS, f"configuration refused: {problem}")
     return {"reloaded": True}
-
-
-@handler("backup")
-async def _backup(ctl: ControlServer, req: dict[str, Any]) -> Any:
-    path = _absolute(str(req["path"]))
-    # Everything acknowledged so far goes into the copy: write pending messages first.
-    await ctl.services.writer.flush()
-    await ctl.services.storage.backup(path)
-    await ctl.services.audit.record("backup", "console", reason=path)
-    return {"path": path}
 
 
 @handler("audit")

@@ -277,8 +277,11 @@ async def test_backup(ctl: Ctl, clients: Clients, tmp_path: Path) -> None:
     await room_with(clients, "alice", "lounge", "bob")
     target = tmp_path / "copies" / "backup.db"
     target.parent.mkdir()
-    assert await ctl.json("backup", str(target)) == {"path": str(target)}
-    assert target.exists()
+    assert await ctl.json("backup", str(target)) == {
+        "path": str(target), "database": "chatd.db", "blobs": "not-requested", "files": 1,
+        "bytes": target.stat().st_size}
+    assert stat.S_IMODE(target.stat().st_mode) == 0o600
+    assert sorted(p.name for p in target.parent.iterdir()) == ["backup.db"]
     with contextlib.closing(sqlite3.connect(target)) as db:
         names = sorted(row[0] for row in db.execute("SELECT name FROM users"))
         assert db.execute("PRAGMA integrity_check").fetchone()[0] == "ok"
@@ -331,7 +334,7 @@ async def test_human_output(ctl: Ctl, clients: Clients, tmp_path: Path) -> None:
         assert code == 0 and err == "" and expected in out, (command, out, err)
         assert "┃" in out or "|" in out  # a table
     code, out, err = await ctl.run("backup", str(tmp_path / "human.db"))
-    assert code == 0 and "path:" in out
+    assert code == 0 and f"backup written to {tmp_path / 'human.db'}: 1 file," in out
 
 
 async def test_empty_lists_render(ctl: Ctl) -> None:
