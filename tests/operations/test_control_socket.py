@@ -122,11 +122,6 @@ def test_a_bad_configuration_file_is_one_clear_line(tmp_path: Path) -> None:
     assert missing.returncode == 2 and "cannot read" in missing.stderr
 
 
-def test_version() -> None:
-    done = chatctl("--version")
-    assert done.returncode == 0 and done.stdout.startswith("chatctl ")
-
-
 async def test_chatctl_useradd_without_a_terminal(tmp_path: Path) -> None:
     db = tmp_path / "chatd.db"
     with ChatdProcess.serve(tmp_path, write_config(tmp_path / "chatd.yaml"), db) as daemon:
