@@ -90,7 +90,8 @@ class Backups:
         await asyncio.to_thread(self._directory.mkdir, PRIVATE_DIR, parents=True, exist_ok=True)
         stamp = time.strftime("%Y%m%d-%H%M%S", time.gmtime(now or time.time()))
         path = self._directory / f"{PREFIX}{stamp}{SUFFIX}"
-        async with private_copy(self._storage, self._directory) as copy:
+        await asyncio.to_thread(remove_leftovers, self._directory, self._database)
+        async with private_copy(self._storage, self._directory, self._database) as copy:
             await asyncio.to_thread(os.replace, copy, path)
         removed = await asyncio.to_thread(self._prune)
         log.info("backup", extra={"fields": {"path": str(path), "pruned": removed}})
@@ -109,14 +110,28 @@ def state_directory(database: str) -> Path:
     return Path(database).resolve().parent
 
 
+def _leftover_prefix(database: str) -> str:
+    """Private copies are named after their database: daemons may share a directory."""
+    return f".{Path(database).name}.backup-"
+
+
+def remove_leftovers(directory: Path, database: str) -> int:
+    """Remove private copies a daemon killed in the middle of a backup left behind."""
+    stale = list(directory.glob(f"{_leftover_prefix(database)}*.tmp"))
+    for folder in stale:
+        shutil.rmtree(folder, ignore_errors=True)
+    return len(stale)
+
+
 @contextlib.asynccontextmanager
-async def private_copy(storage: Storage, directory: Path) -> AsyncIterator[Path]:
+async def private_copy(storage: Storage, directory: Path, database: str
+                       ) -> AsyncIterator[Path]:
     """A consistent copy of the database, 0600 in a 0700 directory made in ``directory``.
 
     Nobody else can open the copy while it is written; the private directory
     (and the copy, unless moved away) is removed afterwards.
     """
-    folder = Path(await asyncio.to_thread(tempfile.mkdtemp, ".tmp", ".chatd-backup-",
+    folder = Path(await asyncio.to_thread(tempfile.mkdtemp, ".tmp", _leftover_prefix(database),
                                           str(directory)))
     try:
         copy = folder / DATABASE_NAME

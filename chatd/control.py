@@ -20,7 +20,15 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from chatd import __version__
-from chatd.backups import BLOBS, DATABASE_NAME, private_copy, send_end, send_files, state_directory
+from chatd.backups import (
+    BLOBS,
+    DATABASE_NAME,
+    private_copy,
+    remove_leftovers,
+    send_end,
+    send_files,
+    state_directory,
+)
 from chatd.blobs import files_dir
 from chatd.errors import ChatError, Code
 from chatd.names import parse_duration
@@ -89,6 +97,8 @@ class ControlServer:
         await self.refuse_if_taken()
         with contextlib.suppress(FileNotFoundError):
             os.unlink(self.path)  # stale: left by a daemon that did not stop cleanly
+        await asyncio.to_thread(remove_leftovers, state_directory(config.storage.path),
+                                config.storage.path)
         old_umask = os.umask(0o177)  # created 0600: no window where others could connect
         try:
             self._server = await asyncio.start_unix_server(self._serve, self.path)
@@ -172,8 +182,8 @@ class ControlServer:
         try:
             # Everything acknowledged so far goes into the copy: write pending messages first.
             await services.writer.flush()
-            async with private_copy(services.storage, state_directory(config.storage.path)) \
-                    as copy:
+            async with private_copy(services.storage, state_directory(config.storage.path),
+                                    config.storage.path) as copy:
                 result = {"database": DATABASE_NAME,
                           "blobs": _blobs_note(with_files, config.files.backend)}
                 writer.write(json.dumps({"ok": True, "result": result}).encode() + b"\n")

@@ -146,3 +146,44 @@ async def test_the_audit_names_where_the_backup_went(tmp_path: Path,
         entries = await daemon.server.services.audit.entries(5)
     assert (entries[-1].action, entries[-1].actor, entries[-1].reason) == (
         "backup", "console", str(target))
+
+
+async def test_leftovers_of_an_interrupted_backup_are_removed(tmp_path: Path) -> None:
+    """A daemon killed mid-backup leaves its private copy; the next start removes it."""
+    ours, theirs = tmp_path / ".chatd.db.backup-x1.tmp", tmp_path / ".other.db.backup-x2.tmp"
+    for folder in (ours, theirs):
+        folder.mkdir(mode=0o700)
+        (folder / "chatd.db").write_bytes(b"half a copy")
+    async with running_daemon(tmp_path):
+        assert not ours.exists()
+        assert theirs.exists()  # another database's: another daemon may be using it
+
+
+async def test_blobs_in_an_object_store_are_said_to_be_missing(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """chatctl tells its operator when the daemon could not include the uploaded files."""
+    database = b"SQLite format 3\0" + bytes(4080)  # what chatctl writes, it does not read
+
+    async def serve(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        await reader.readline()
+        answer = {"ok": True, "result": {"database": "chatd.db",
+                                         "blobs": "in-s3-not-included"}}
+        frames = [answer, {"name": "chatd.db", "size": len(database), "mtime": 0}]
+        writer.write(b"".join(json.dumps(f).encode() + b"\n" for f in frames) + database)
+        writer.write(json.dumps({"end": True, "files": 1, "bytes": len(database)}).encode()
+                     + b"\n")
+        await writer.drain()
+        writer.close()
+
+    path = str(tmp_path / "fake.sock")
+    server = await asyncio.start_unix_server(serve, path)
+    try:
+        code, _, err = await run_chatctl(capsys, "--socket", path, "backup",
+                                         str(tmp_path / "b.tar"), "--with-files")
+    finally:
+        server.close()
+    assert code == 0
+    assert err == ("chatctl: the uploaded files live in the object store (files.backend: s3) "
+                   "and are not in this backup\n")
+    with tarfile.open(tmp_path / "b.tar") as tar:
+        assert tar.getnames() == ["chatd.db"]
