@@ -4,8 +4,9 @@ One JSON object per line each way. A request names a ``cmd`` and its
 arguments; the answer is ``{"ok": true, "result": ...}`` or ``{"ok": false,
 "code": ..., "error": ...}``. ``follow`` turns the connection into a stream of
 ``{"event": ...}`` lines (audit entries as they happen, and a status line
-every second) until the client goes away. Only the socket's owner can connect:
-what it grants is full administration.
+every second) until the client goes away; ``backup`` follows its answer with
+the frames of a consistent copy (see chatd.backups) and closes. Only the
+socket's owner can connect: what it grants is full administration.
 """
 
 from __future__ import annotations

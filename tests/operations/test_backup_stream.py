@@ -19,7 +19,7 @@ from pathlib import Path
 
 import pytest
 
-from chatd.chatctl import main
+from chatd.chatctl import ControlClient, main
 from chatd.daemon import Daemon
 from tests.content import download, sha, upload
 from tests.helpers import Clients, start_server
@@ -187,3 +187,24 @@ async def test_blobs_in_an_object_store_are_said_to_be_missing(
                    "and are not in this backup\n")
     with tarfile.open(tmp_path / "b.tar") as tar:
         assert tar.getnames() == ["chatd.db"]
+
+
+async def test_a_reader_that_stalls_holds_up_nobody_else(tmp_path: Path) -> None:
+    """The stream waits for its own reader only: chat and other chatctl calls go on."""
+    async with running_daemon(tmp_path) as daemon:
+        await uploaded(daemon)
+        reader, writer = await asyncio.open_unix_connection(daemon.control.path)
+        try:
+            writer.write(json.dumps({"cmd": "backup", "files": True}).encode() + b"\n")
+            assert json.loads(await reader.readline())["ok"] is True
+            # This reader stops here, with most of the stream unread.
+            clients = Clients(daemon.server)
+            try:
+                bob = await clients.user("bob")
+                assert (await bob.command("/ping")).ok
+            finally:
+                await clients.close()
+            status = await ControlClient(daemon.control.path).call("status")
+            assert status["users"] == 2
+        finally:
+            writer.close()
