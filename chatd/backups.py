@@ -1,18 +1,34 @@
-"""Scheduled online backups with retention.
+"""Backups: scheduled ones with retention, and the stream behind ``chatctl backup``.
 
 Each backup is a consistent copy made through SQLite's online backup API
-while the daemon keeps running; files are named by time, and only the newest
-``backup.keep`` are kept.
+while the daemon keeps running. Scheduled backups are files named by time in
+``backup.dir``; only the newest ``backup.keep`` are kept. Every backup file is
+owner-only (0600): it holds password hashes and private history.
+
+``chatctl backup`` gets its copy over the control socket, so the daemon never
+writes outside its own state directory (under systemd it may not). The
+stream, after the usual answer line, is a series of frames: a JSON line
+``{"name": ..., "size": N, "mtime": T}`` followed by exactly N bytes, ended by
+``{"end": true, "files": F, "bytes": B}``. The first frame is the database
+(``chatd.db``); with ``files`` the local blobs follow as ``blobs/ab/abcd...``.
+The daemon reads files in worker threads and waits for the socket to drain
+between chunks: memory stays bounded, the event loop free.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import json
 import logging
 import os
+import shutil
+import tarfile
+import tempfile
 import time
+from collections.abc import AsyncIterator
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import IO, TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     from chatd.config import BackupConfig
@@ -21,6 +37,15 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 PREFIX = "chatd-"
 SUFFIX = ".db"
+DATABASE_NAME = "chatd.db"
+BLOBS = "blobs"
+CHUNK = 64 * 1024
+PRIVATE_FILE = 0o600
+PRIVATE_DIR = 0o700
+
+
+class StreamError(Exception):
+    """The backup stream broke off or is not what the daemon sends."""
 
 
 class Backups:
@@ -34,7 +59,7 @@ class Backups:
         self._directory = self._folder(config)
 
     def _folder(self, config: BackupConfig) -> Path:
-        return Path(config.dir or Path(self._database).resolve().parent / "backups")
+        return Path(config.dir or state_directory(self._database) / "backups")
 
     def start(self) -> None:
         if self.config.interval > 0 and self._task is None:
@@ -62,10 +87,12 @@ class Backups:
 
     async def take(self, now: float | None = None) -> Path:
         """Make one backup now and prune old ones; returns its path."""
-        await asyncio.to_thread(self._directory.mkdir, parents=True, exist_ok=True)
+        await asyncio.to_thread(self._directory.mkdir, PRIVATE_DIR, parents=True, exist_ok=True)
         stamp = time.strftime("%Y%m%d-%H%M%S", time.gmtime(now or time.time()))
         path = self._directory / f"{PREFIX}{stamp}{SUFFIX}"
-        await self._storage.backup(str(path))
+        await asyncio.to_thread(remove_leftovers, self._directory, self._database)
+        async with private_copy(self._storage, self._directory, self._database) as copy:
+            await asyncio.to_thread(os.replace, copy, path)
         removed = await asyncio.to_thread(self._prune)
         log.info("backup", extra={"fields": {"path": str(path), "pruned": removed}})
         return path
@@ -76,3 +103,173 @@ class Backups:
         for old in stale:
             os.unlink(old)
         return len(stale)
+
+
+def state_directory(database: str) -> Path:
+    """The daemon's own directory: the database's (StateDirectory= under systemd)."""
+    return Path(database).resolve().parent
+
+
+def _leftover_prefix(database: str) -> str:
+    """Private copies are named after their database: daemons may share a directory."""
+    return f".{Path(database).name}.backup-"
+
+
+def remove_leftovers(directory: Path, database: str) -> int:
+    """Remove private copies a daemon killed in the middle of a backup left behind."""
+    stale = list(directory.glob(f"{_leftover_prefix(database)}*.tmp"))
+    for folder in stale:
+        shutil.rmtree(folder, ignore_errors=True)
+    return len(stale)
+
+
+@contextlib.asynccontextmanager
+async def private_copy(storage: Storage, directory: Path, database: str
+                       ) -> AsyncIterator[Path]:
+    """A consistent copy of the database, 0600 in a 0700 directory made in ``directory``.
+
+    Nobody else can open the copy while it is written; the private directory
+    (and the copy, unless moved away) is removed afterwards.
+    """
+    folder = Path(await asyncio.to_thread(tempfile.mkdtemp, ".tmp", _leftover_prefix(database),
+                                          str(directory)))
+    try:
+        copy = folder / DATABASE_NAME
+        await storage.backup(str(copy))
+        await asyncio.to_thread(os.chmod, copy, PRIVATE_FILE)
+        yield copy
+    finally:
+        await asyncio.to_thread(shutil.rmtree, folder, True)
+
+
+# -- the daemon's side of the stream ------------------------------------------
+
+async def send_files(writer: asyncio.StreamWriter, database: Path,
+                     blobs: Path | None) -> dict[str, int]:
+    """Send the database copy, then (with ``blobs``) every local blob; how many, how big."""
+    files, total = 1, await _send_file(writer, DATABASE_NAME, database)
+    if blobs is not None:
+        for name, path in await asyncio.to_thread(_blob_files, blobs):
+            size = await _send_file(writer, name, path)
+            if size >= 0:
+                files, total = files + 1, total + size
+    return {"files": files, "bytes": total}
+
+
+async def send_end(writer: asyncio.StreamWriter, totals: dict[str, int]) -> None:
+    """The last frame: chatctl takes the backup as complete only once it arrives."""
+    writer.write(json.dumps({"end": True, **totals}).encode() + b"\n")
+    await writer.drain()
+
+
+def _blob_files(root: Path) -> list[tuple[str, Path]]:
+    """The local blobs, ``ab/abcd...``, named as in the stream."""
+    if not root.is_dir():
+        return []
+    return [(f"{BLOBS}/{path.parent.name}/{path.name}", path)
+            for path in sorted(root.glob("*/*")) if path.is_file()]
+
+
+async def _send_file(writer: asyncio.StreamWriter, name: str, path: Path) -> int:
+    """One frame; -1 when the file is gone (a blob deleted since the listing)."""
+    try:
+        handle: IO[bytes] = await asyncio.to_thread(path.open, "rb")
+    except FileNotFoundError:
+        return -1
+    with handle:
+        info = os.fstat(handle.fileno())
+        header = {"name": name, "size": info.st_size, "mtime": int(info.st_mtime)}
+        writer.write(json.dumps(header).encode() + b"\n")
+        remaining = info.st_size
+        while remaining:
+            chunk = await asyncio.to_thread(handle.read, min(CHUNK, remaining))
+            if not chunk:  # never for a blob (immutable) nor our own copy
+                raise OSError(f"{path} shrank while it was sent")
+            writer.write(chunk)
+            await writer.drain()
+            remaining -= len(chunk)
+    return info.st_size
+
+
+# -- chatctl's side ------------------------------------------------------------
+
+class RawSink:
+    """Writes the one file of the stream as it is (the database alone)."""
+
+    def __init__(self, out: IO[bytes]) -> None:
+        self.out = out
+
+    def begin(self, name: str, size: int, mtime: int) -> None:
+        if name != DATABASE_NAME:
+            raise StreamError(f"unexpected {name!r} in a database-only backup")
+
+    def write(self, chunk: bytes) -> None:
+        self.out.write(chunk)
+
+    def end(self, size: int) -> None:
+        return None
+
+    def close(self) -> None:
+        self.out.flush()
+
+
+class TarSink:
+    """Writes the stream as a tar archive, each file streamed without holding it."""
+
+    def __init__(self, out: IO[bytes]) -> None:
+        self.out = out
+        self.written = 0
+
+    def _put(self, data: bytes) -> None:
+        self.out.write(data)
+        self.written += len(data)
+
+    def begin(self, name: str, size: int, mtime: int) -> None:
+        info = tarfile.TarInfo(name)
+        info.size, info.mtime, info.mode = size, mtime, PRIVATE_FILE
+        self._put(info.tobuf(tarfile.PAX_FORMAT))
+
+    def write(self, chunk: bytes) -> None:
+        self._put(chunk)
+
+    def end(self, size: int) -> None:
+        self._put(bytes(-size % tarfile.BLOCKSIZE))
+
+    def close(self) -> None:
+        self._put(bytes(2 * tarfile.BLOCKSIZE))  # the end-of-archive marker
+        self._put(bytes(-self.written % tarfile.RECORDSIZE))
+        self.out.flush()
+
+
+Sink = RawSink | TarSink
+
+
+async def receive_stream(reader: asyncio.StreamReader, sink: Sink) -> dict[str, Any]:
+    """Copy every frame into ``sink``; the end frame."""
+    while True:
+        frame = _frame(await reader.readline())
+        if frame.get("end"):
+            sink.close()
+            return frame
+        name, size = str(frame["name"]), int(frame["size"])
+        sink.begin(name, size, int(frame.get("mtime", 0)))
+        remaining = size
+        while remaining:
+            chunk = await reader.read(min(CHUNK, remaining))
+            if not chunk:
+                raise StreamError("chatd closed the connection in the middle of the backup")
+            sink.write(chunk)
+            remaining -= len(chunk)
+        sink.end(size)
+
+
+def _frame(line: bytes) -> dict[str, Any]:
+    if not line:
+        raise StreamError("chatd closed the connection in the middle of the backup")
+    try:
+        frame = json.loads(line)
+    except ValueError:
+        frame = None
+    if not isinstance(frame, dict) or not (frame.get("end") or "name" in frame):
+        raise StreamError("the backup stream is garbled")
+    return frame

@@ -3,21 +3,25 @@
     chatd [serve] [--config FILE] [--host H] [--port P] [--db PATH]
                   [--log-level LEVEL] [--log-format kv|json]
     chatd useradd NAME [--admin] [--config FILE] [--db PATH]
+
+``useradd`` hands the account to the daemon running on that database, when
+one answers on its control socket (it keeps accounts in memory), and writes
+the database directly otherwise.
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
-import getpass
 import logging
 import sys
 from typing import Any
 
 from chatd import __version__
 from chatd.app import build_server
+from chatd.chatctl import ControlClient, ControlError, PasswordError, read_password
 from chatd.config import Config, ConfigError, check_hosts, load_config
-from chatd.control import control_path
+from chatd.control import answers, control_path
 from chatd.daemon import Daemon
 from chatd.errors import ChatError
 from chatd.logfmt import configure_logging
@@ -56,11 +60,16 @@ def _parser() -> argparse.ArgumentParser:
                          argument_default=argparse.SUPPRESS)
     run.add_argument("--host", help="address to listen on (listen.host)")
     run.add_argument("--port", type=int, help="port to listen on (listen.port)")
-    add = sub.add_parser("useradd", parents=[common], help="create an account offline")
+    add = sub.add_parser(
+        "useradd", parents=[common], help="create an account",
+        description="Create an account: through the daemon running on the database when one "
+                    "answers on its control socket (it sees the account at once), else "
+                    "directly in the database.")
     add.add_argument("name")
     add.add_argument("--admin", action="store_true", help="make it a server admin")
     add.add_argument("--password-stdin", action="store_true",
-                     help="read the password from standard input instead of prompting")
+                     help="read the password from standard input (the default when it is "
+                          "not a terminal; one trailing newline is dropped)")
     # Without a sub-command, chatd serves: accept serve's options at the top level too.
     for action in run._actions:
         if action.option_strings and action.dest != "help":
@@ -90,7 +99,31 @@ async def serve(config: Config, config_path: str | None, overrides: dict[str, An
 
 
 async def _useradd(config: Config, name: str, admin: bool, from_stdin: bool) -> int:
-    password = sys.stdin.readline().rstrip("\n") if from_stdin else _prompt_password()
+    try:
+        password = read_password(name, from_stdin)
+    except PasswordError as exc:
+        print(f"chatd: {exc}", file=sys.stderr)
+        return 1
+    socket_path = control_path(config.storage.path, config.control.path)
+    if config.control.enabled and await answers(socket_path):
+        return await _useradd_online(socket_path, name, password, admin)
+    return await _useradd_offline(config, name, password, admin)
+
+
+async def _useradd_online(socket_path: str, name: str, password: str, admin: bool) -> int:
+    """Through the running daemon: written to the database by it, in its memory at once."""
+    try:
+        user = await ControlClient(socket_path).call("useradd", name=name, password=password,
+                                                     admin=admin)
+    except ControlError as exc:
+        print(f"chatd: {exc}", file=sys.stderr)
+        return 1
+    print(f"created {'admin ' if user['admin'] else ''}account {user['name']} "
+          "(through the running daemon)")
+    return 0
+
+
+async def _useradd_offline(config: Config, name: str, password: str, admin: bool) -> int:
     server = build_server(config)
     await server.storage.open()
     try:
@@ -104,27 +137,7 @@ async def _useradd(config: Config, name: str, admin: bool, from_stdin: bool) -> 
     finally:
         await server.storage.close()
     print(f"created {'admin ' if admin else ''}account {user.name}")
-    if await _daemon_answers(control_path(config.storage.path, config.control.path)):
-        print("chatd: a daemon is running on this database: it sees the account after a "
-              "restart. (chatctl useradd creates one it sees at once.)", file=sys.stderr)
     return 0
-
-
-async def _daemon_answers(socket_path: str) -> bool:
-    """True if a daemon listens on its control socket (it keeps accounts in memory)."""
-    try:
-        _, writer = await asyncio.open_unix_connection(socket_path)
-    except OSError:
-        return False
-    writer.close()
-    return True
-
-
-def _prompt_password() -> str:
-    first = getpass.getpass("password: ")
-    if getpass.getpass("again: ") != first:
-        raise SystemExit("chatd: the passwords differ")
-    return first
 
 
 if __name__ == "__main__":

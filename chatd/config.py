@@ -60,7 +60,7 @@ class TlsConfig:
 @dataclass(frozen=True, slots=True)
 class ControlConfig:
     enabled: bool = True
-    # Unix socket for chatctl; empty: chatd.sock beside the database.
+    # Unix socket for chatctl; empty: the database path plus ".sock" (chatd.db.sock).
     path: str = ""
 
 

@@ -4,8 +4,9 @@ One JSON object per line each way. A request names a ``cmd`` and its
 arguments; the answer is ``{"ok": true, "result": ...}`` or ``{"ok": false,
 "code": ..., "error": ...}``. ``follow`` turns the connection into a stream of
 ``{"event": ...}`` lines (audit entries as they happen, and a status line
-every second) until the client goes away. Only the socket's owner can connect:
-what it grants is full administration.
+every second) until the client goes away; ``backup`` follows its answer with
+the frames of a consistent copy (see chatd.backups) and closes. Only the
+socket's owner can connect: what it grants is full administration.
 """
 
 from __future__ import annotations
@@ -20,9 +21,20 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from chatd import __version__
+from chatd.backups import (
+    BLOBS,
+    DATABASE_NAME,
+    private_copy,
+    remove_leftovers,
+    send_end,
+    send_files,
+    state_directory,
+)
+from chatd.blobs import files_dir
 from chatd.errors import ChatError, Code
 from chatd.names import parse_duration
 from chatd.outgoing import Outgoing
+from storage.api import StorageError
 
 if TYPE_CHECKING:
     from chatd.daemon import Daemon
@@ -34,11 +46,28 @@ HANDLERS: dict[str, Handler] = {}
 FOLLOW_STATUS_INTERVAL = 1.0
 
 
+SOCKET_SUFFIX = ".sock"
+
+
 def control_path(database: str, configured: str) -> str:
-    """The socket's path: as configured, or beside the database."""
+    """The socket's path: as configured, or the database's path plus ".sock".
+
+    Named after the database, so two daemons whose databases share a
+    directory get a socket each. The daemon and chatctl both ask this.
+    """
     if configured:
         return configured
-    return str(Path(database).resolve().parent / "chatd.sock")
+    return str(Path(database).resolve()) + SOCKET_SUFFIX
+
+
+async def answers(path: str) -> bool:
+    """Whether a live daemon accepts connections on the control socket ``path``."""
+    try:
+        _, writer = await asyncio.open_unix_connection(path)
+    except OSError:  # no file, a stale socket nobody listens on, or no access
+        return False
+    writer.close()
+    return True
 
 
 def handler(name: str) -> Callable[[Handler], Handler]:
@@ -66,8 +95,11 @@ class ControlServer:
         if not config.control.enabled:
             return
         self.path = control_path(config.storage.path, config.control.path)
+        await self.refuse_if_taken()
         with contextlib.suppress(FileNotFoundError):
-            os.unlink(self.path)
+            os.unlink(self.path)  # stale: left by a daemon that did not stop cleanly
+        await asyncio.to_thread(remove_leftovers, state_directory(config.storage.path),
+                                config.storage.path)
         old_umask = os.umask(0o177)  # created 0600: no window where others could connect
         try:
             self._server = await asyncio.start_unix_server(self._serve, self.path)
@@ -75,6 +107,19 @@ class ControlServer:
             os.umask(old_umask)
         os.chmod(self.path, 0o600)
         log.info("control socket", extra={"fields": {"path": self.path}})
+
+    async def refuse_if_taken(self) -> None:
+        """Raise OSError when another daemon answers on our control socket.
+
+        Replacing its socket would leave that daemon unreachable and send its
+        operator's chatctl commands here.
+        """
+        config = self.daemon.server.config
+        if not config.control.enabled:
+            return
+        path = control_path(config.storage.path, config.control.path)
+        if await answers(path):
+            raise OSError(f"another chatd answers on the control socket {path}")
 
     async def stop(self) -> None:
         if self._server is None:
@@ -95,6 +140,9 @@ class ControlServer:
                 request = _decode(line)
                 if request.get("cmd") == "follow":
                     await self._follow(request, writer)
+                    return
+                if request.get("cmd") == "backup":
+                    await self._backup(request, writer)
                     return
                 writer.write(json.dumps(await self.answer(request)).encode() + b"\n")
                 await writer.drain()
@@ -120,6 +168,39 @@ class ControlServer:
             log.exception("control command failed", extra={"fields": {"cmd": request.get("cmd")}})
             return {"ok": False, "code": Code.INTERNAL_ERROR.value, "error": "internal error"}
 
+    async def _backup(self, request: dict[str, Any], writer: asyncio.StreamWriter) -> None:
+        """Answer, then stream a consistent copy (and the local blobs, with ``files``).
+
+        The copy is made in a private directory inside the daemon's own state
+        directory (beside the database), so chatctl can write the backup
+        wherever its operator may, whatever sandbox the daemon runs in.
+        """
+        config, services = self.daemon.server.config, self.services
+        with_files = bool(request.get("files"))
+        blobs = files_dir(config.files, config.storage.path) / BLOBS \
+            if with_files and config.files.backend == "local" else None
+        answered = False
+        try:
+            # Everything acknowledged so far goes into the copy: write pending messages first.
+            await services.writer.flush()
+            async with private_copy(services.storage, state_directory(config.storage.path),
+                                    config.storage.path) as copy:
+                result = {"database": DATABASE_NAME,
+                          "blobs": _blobs_note(with_files, config.files.backend)}
+                writer.write(json.dumps({"ok": True, "result": result}).encode() + b"\n")
+                answered = True
+                totals = await send_files(writer, copy, blobs)
+            await services.audit.record("backup", "console",
+                                        reason=str(request.get("to") or "stream"))
+            await send_end(writer, totals)
+        except (StorageError, OSError) as exc:
+            log.error("backup failed", extra={"fields": {"error": str(exc)}})
+            if not answered:  # mid-stream, closing the connection tells chatctl
+                writer.write(json.dumps({"ok": False, "code": Code.INTERNAL_ERROR.value,
+                                         "error": f"backup failed: {exc}"}).encode() + b"\n")
+            return
+        log.info("backup sent", extra={"fields": totals})
+
     async def _follow(self, request: dict[str, Any], writer: asyncio.StreamWriter) -> None:
         """Stream audit entries (optionally of one room) and a status line a second."""
         room = request.get("room")
@@ -142,8 +223,11 @@ class ControlServer:
             self.services.audit.listeners.discard(on_audit)
 
 
-def _absolute(path: str) -> str:
-    return os.path.abspath(path)
+def _blobs_note(with_files: bool, backend: str) -> str:
+    """What the backup holds of the uploaded files."""
+    if not with_files:
+        return "not-requested"
+    return "included" if backend == "local" else f"in-{backend}-not-included"
 
 
 def _decode(line: bytes) -> dict[str, Any]:
@@ -211,6 +295,45 @@ async def _mute(ctl: ControlServer, req: dict[str, Any]) -> Any:
     return {"user": user.name, "room": room.name, "until": record.until}
 
 
+@handler("unban")
+async def _unban(ctl: ControlServer, req: dict[str, Any]) -> Any:
+    services = ctl.services
+    user, room = services.accounts.require(req["user"]), services.rooms.require(req["room"])
+    await services.moderation.unban(None, room, user)
+    return {"user": user.name, "room": room.name}
+
+
+@handler("unmute")
+async def _unmute(ctl: ControlServer, req: dict[str, Any]) -> Any:
+    services = ctl.services
+    user, room = services.accounts.require(req["user"]), services.rooms.require(req["room"])
+    await services.moderation.unmute(None, room, user)
+    return {"user": user.name, "room": room.name}
+
+
+@handler("tokens")
+async def _tokens(ctl: ControlServer, req: dict[str, Any]) -> Any:
+    """The API tokens of one user (``user``) or of everyone: never the secrets."""
+    accounts = ctl.services.accounts
+    users = [accounts.require(req["user"])] if req.get("user") else \
+        sorted(accounts.all(), key=lambda u: u.name.lower())
+    return [{"user": user.name, "name": record.name, "created": record.created_at,
+             "expires": record.expires_at}
+            for user in users for record in await ctl.services.tokens.list(user)]
+
+
+@handler("revoke-token")
+async def _revoke_token(ctl: ControlServer, req: dict[str, Any]) -> Any:
+    services = ctl.services
+    user, name = services.accounts.require(req["user"]), str(req["name"])
+    try:
+        await services.tokens.revoke(user, name)
+    except ChatError as exc:  # its words speak to the owner: say whose token it is
+        raise ChatError(exc.code, f'{user.name} has no token named "{name}".') from None
+    await services.audit.record("token-revoked", "console", user.name, reason=name)
+    return {"user": user.name, "name": name}
+
+
 @handler("useradd")
 async def _useradd(ctl: ControlServer, req: dict[str, Any]) -> Any:
     services = ctl.services
@@ -265,16 +388,6 @@ async def _reload(ctl: ControlServer, req: dict[str, Any]) -> Any:
         raise ChatError(Code.BAD_ARGUMENTS, f"configuration refused: {problem}")
     # Changed keys only a restart applies (their running values stay in force).
     return {"reloaded": True, "restart_needed": ctl.daemon.restart_needed}
-
-
-@handler("backup")
-async def _backup(ctl: ControlServer, req: dict[str, Any]) -> Any:
-    path = _absolute(str(req["path"]))
-    # Everything acknowledged so far goes into the copy: write pending messages first.
-    await ctl.services.writer.flush()
-    await ctl.services.storage.backup(path)
-    await ctl.services.audit.record("backup", "console", reason=path)
-    return {"path": path}
 
 
 @handler("audit")

@@ -55,6 +55,7 @@ class Daemon:
 
     async def start(self) -> None:
         _raise_open_files_limit()
+        await self.control.refuse_if_taken()  # before the database is touched
         await self.server.start(systemd.listen_sockets() or None)
         await self.control.start()
         self.backups.start()

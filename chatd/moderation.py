@@ -102,9 +102,9 @@ class Moderation:
             room=room.name, room_id=room.id, actor=name, until=record.until, reason=reason)
         return record
 
-    async def unban(self, actor: User, room: Room, target: User) -> None:
-        authorize(Action.UNBAN, room, actor, target)
-        await self._lift("ban", room, target, actor.name)
+    async def unban(self, actor: User | None, room: Room, target: User) -> None:
+        _authorize(Action.UNBAN, room, actor, target)
+        await self._lift("ban", room, target, _name(actor))
 
     # -- mutes -------------------------------------------------------------
 
@@ -140,9 +140,9 @@ class Moderation:
                                     until=record.until)
         return record
 
-    async def unmute(self, actor: User, room: Room, target: User) -> None:
-        authorize(Action.UNMUTE, room, actor, target)
-        await self._lift("mute", room, target, actor.name)
+    async def unmute(self, actor: User | None, room: Room, target: User) -> None:
+        _authorize(Action.UNMUTE, room, actor, target)
+        await self._lift("mute", room, target, _name(actor))
 
     async def expire(self) -> int:
         """Lift every ban and mute whose time is up; returns how many."""

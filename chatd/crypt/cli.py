@@ -13,6 +13,7 @@ import os
 import sys
 from pathlib import Path
 
+from chatd import __version__
 from chatd.crypt import CryptError, armor, ciphers, kdf, keys
 from chatd.envelope import EnvelopeError, Identity, pq_available
 
@@ -184,6 +185,7 @@ def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog=PROG, description="Encrypt and decrypt with a password or a key; make keys.",
         epilog="docs/CRYPT.md describes the format, the cost levels and the exit codes.")
+    parser.add_argument("--version", action="version", version=f"{PROG} {__version__}")
     sub = parser.add_subparsers(dest="command", required=True)
     enc = sub.add_parser("encrypt", help=encrypt.__doc__)
     enc.add_argument("--alg", default=ciphers.AES_GCM, choices=ciphers.ALGORITHMS)

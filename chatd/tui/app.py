@@ -22,6 +22,7 @@ from typing import Any
 
 from rich.console import Console
 
+from chatd import __version__
 from chatd.client import ChatClient
 from chatd.crypt import CryptError
 from chatd.envelope import AEADS
@@ -224,6 +225,7 @@ def _parser() -> argparse.ArgumentParser:
         prog="chatd-client", description="Chat on a chatd server, end-to-end encrypted where "
         "rooms ask for it. Local commands: /emsg <room|@user> <text>, /trust <user>, "
         "/fingerprint [user], /secure on|off, /quit.")
+    parser.add_argument("--version", action="version", version=f"chatd-client {__version__}")
     parser.add_argument("host", nargs="?", default="127.0.0.1")
     parser.add_argument("port", nargs="?", type=int, default=7777)
     parser.add_argument("--user", "-u", help="your user name (asked if not given)")

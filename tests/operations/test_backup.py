@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import os
 import shutil
 import sqlite3
+import stat
 import time
 from pathlib import Path
 
@@ -55,10 +57,11 @@ async def load(daemon: Daemon, backup_path: Path, flush_first: bool,
             requested = set(acked)
             if flush_first:
                 await daemon.server.services.writer.flush()
-            result = await ControlClient(daemon.control.path).call("backup",
-                                                                   path=str(backup_path))
+            with backup_path.open("wb") as out:
+                result = await ControlClient(daemon.control.path).backup(out, False,
+                                                                         str(backup_path))
             returned = set(acked)
-            assert result == {"path": str(backup_path)}
+            assert result["files"] == 1 and result["bytes"] > 0
             # More talk after the backup, unless a slow backup outlasted the whole bound.
             await wait_for(lambda: len(acked) >= len(returned) + AFTER
                            or all(task.done() for task in talkers))
@@ -205,3 +208,20 @@ async def test_reload_turns_scheduled_backups_on(tmp_path: Path) -> None:
         assert daemon.backups.config.interval == 0.05
         await asyncio.sleep(0.3)
         assert list(directory.glob("chatd-*.db"))
+
+
+async def test_scheduled_backups_are_owner_only(tmp_path: Path) -> None:
+    old_umask = os.umask(0o022)
+    try:
+        async with running_daemon(tmp_path) as daemon:
+            path = await daemon.backups.take()
+    finally:
+        os.umask(old_umask)
+    assert stat.S_IMODE(path.stat().st_mode) == 0o600
+    assert stat.S_IMODE(path.parent.stat().st_mode) == 0o700
+    # A scheduled backup interrupted by a crash leaves a private copy: the next one removes it.
+    (path.parent / ".chatd.db.backup-x1.tmp").mkdir()
+    async with running_daemon(tmp_path) as daemon:
+        second = await daemon.backups.take(now=1_700_000_000.0)
+    # Nothing of the private copies is left beside them.
+    assert sorted(p.name for p in path.parent.iterdir()) == sorted([path.name, second.name])

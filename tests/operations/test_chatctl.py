@@ -7,6 +7,7 @@ import contextlib
 import io
 import json
 import os
+import re
 import sqlite3
 import stat
 from collections.abc import AsyncIterator
@@ -203,6 +204,62 @@ async def test_mute(ctl: Ctl, clients: Clients) -> None:
     assert room_events(await settle(alice), "mute")
 
 
+async def test_unban_and_unmute(ctl: Ctl, clients: Clients) -> None:
+    _, bob = await room_with(clients, "alice", "lounge", "bob")
+    await ctl.json("mute", "bob", "lounge")
+    assert await ctl.json("unmute", "bob", "lounge") == {"user": "bob", "room": "lounge"}
+    assert (await bob.command("/say lounge hello again")).ok
+    await ctl.json("ban", "bob", "lounge", "spam")
+    assert await ctl.json("unban", "bob", "lounge") == {"user": "bob", "room": "lounge"}
+    assert (await bob.command("/join lounge")).ok
+    code, _, err = await ctl.run("unban", "bob", "lounge")
+    assert code == 1 and "bob is not banned" in err and "Traceback" not in err
+    audit = [(e["action"], e["actor"], e["target"]) for e in await ctl.json("audit")]
+    assert ("unban", "console", "bob") in audit and ("unmute", "console", "bob") in audit
+
+
+async def test_tokens_listed_and_revoked(ctl: Ctl, clients: Clients) -> None:
+    alice, bob = await clients.user("alice"), await clients.user("bob")
+    created = await alice.command("/token create ci 7d")
+    await bob.command("/token create deploy")
+    listed = await ctl.json("tokens")
+    assert [(t["user"], t["name"]) for t in listed] == [("alice", "ci"), ("bob", "deploy")]
+    assert listed[0]["expires"] > listed[0]["created"] and listed[1]["expires"] is None
+    assert "chatd_" not in json.dumps(listed)  # never the secrets
+    assert [t["name"] for t in await ctl.json("tokens", "bob")] == ["deploy"]
+    code, out, _ = await ctl.run("tokens")
+    assert code == 0 and "never" in out and " UTC" in out
+
+    assert await ctl.json("revoke-token", "alice", "ci") == {"user": "alice", "name": "ci"}
+    bot = await clients.anonymous()
+    refused = await bot.command(f"/login alice --token {created.final['token']}", check=False)
+    assert refused.final.get("code") == "auth-failed"
+    code, _, err = await ctl.run("revoke-token", "alice", "ci")
+    assert code == 1 and 'alice has no token named "ci"' in err
+    assert [t["name"] for t in await ctl.json("tokens")] == ["deploy"]
+
+
+async def test_human_output_shows_dates_and_yes_no(ctl: Ctl, clients: Clients) -> None:
+    await room_with(clients, "alice", "lounge", "bob")
+    await ctl.json("promote", "alice")
+    code, out, _ = await ctl.run("users")
+    assert code == 0 and "yes" in out and "no" in out
+    assert "True" not in out and "False" not in out
+    code, out, _ = await ctl.run("ban", "--duration", "1h", "bob", "lounge")
+    assert code == 0 and re.search(r"until: \d{4}-\d\d-\d\d \d\d:\d\d:\d\d UTC", out), out
+    code, out, _ = await ctl.run("mute", "alice", "lounge")
+    assert code == 0 and "until: permanent" in out
+    code, out, _ = await ctl.run("audit")
+    assert code == 0 and " UTC" in out
+
+
+async def test_json_is_accepted_after_the_command(ctl: Ctl, clients: Clients) -> None:
+    await clients.user("alice")
+    code, out, err = await ctl.run("users", "--json")
+    assert code == 0, err
+    assert json.loads(out)[0]["online"] is True
+
+
 async def test_reload(ctl: Ctl) -> None:
     assert await ctl.json("reload") == {"reloaded": True, "restart_needed": []}
 
@@ -220,8 +277,11 @@ async def test_backup(ctl: Ctl, clients: Clients, tmp_path: Path) -> None:
     await room_with(clients, "alice", "lounge", "bob")
     target = tmp_path / "copies" / "backup.db"
     target.parent.mkdir()
-    assert await ctl.json("backup", str(target)) == {"path": str(target)}
-    assert target.exists()
+    assert await ctl.json("backup", str(target)) == {
+        "path": str(target), "database": "chatd.db", "blobs": "not-requested", "files": 1,
+        "bytes": target.stat().st_size}
+    assert stat.S_IMODE(target.stat().st_mode) == 0o600
+    assert sorted(p.name for p in target.parent.iterdir()) == ["backup.db"]
     with contextlib.closing(sqlite3.connect(target)) as db:
         names = sorted(row[0] for row in db.execute("SELECT name FROM users"))
         assert db.execute("PRAGMA integrity_check").fetchone()[0] == "ok"
@@ -274,7 +334,7 @@ async def test_human_output(ctl: Ctl, clients: Clients, tmp_path: Path) -> None:
         assert code == 0 and err == "" and expected in out, (command, out, err)
         assert "┃" in out or "|" in out  # a table
     code, out, err = await ctl.run("backup", str(tmp_path / "human.db"))
-    assert code == 0 and "path:" in out
+    assert code == 0 and f"backup written to {tmp_path / 'human.db'}: 1 file," in out
 
 
 async def test_empty_lists_render(ctl: Ctl) -> None:
@@ -290,10 +350,10 @@ async def test_stopped_daemon_is_a_clear_error(tmp_path: Path,
     assert code == 1 and out == ""
     assert err.startswith("chatctl: chatd is not running") and "Traceback" not in err
     assert path in err.replace("\n", "")
-    # Without --socket the path is chatd.sock beside --db.
+    # Without --socket the path is the database's plus ".sock".
     code = await asyncio.to_thread(main, ["--db", str(tmp_path / "x.db"), "users"])
     _, err = capsys.readouterr()
-    assert code == 1 and str(tmp_path / "chatd.sock") in err.replace("\n", "")
+    assert code == 1 and str(tmp_path / "x.db.sock") in err.replace("\n", "")
 
 
 async def test_the_error_is_one_line_whatever_its_length(

@@ -12,6 +12,7 @@ import sys
 from pathlib import Path
 
 from chatd import __version__
+from chatd.control import control_path
 from tests.helpers import PASSWORD, Clients, start_server
 from tests.operations import CHATD, ChatdProcess, running_daemon, write_config
 
@@ -54,20 +55,48 @@ async def test_useradd_creates_an_admin(tmp_path: Path) -> None:
         await server.stop()
 
 
-async def test_useradd_warns_that_a_running_daemon_does_not_see_the_account(
-        tmp_path: Path) -> None:
+async def test_useradd_hands_the_account_to_a_running_daemon(tmp_path: Path) -> None:
     config = write_config(tmp_path / "chatd.yaml", control={"path": str(tmp_path / "ctl.sock")})
-    async with running_daemon(tmp_path):
-        made = await asyncio.to_thread(chatd, "useradd", "late", "--password-stdin",
-                                       "--config", str(config), "--db",
-                                       str(tmp_path / "chatd.db"), stdin=f"{PASSWORD}\n")
-    assert made.returncode == 0 and made.stdout.strip() == "created account late"
-    assert "a daemon is running on this database" in made.stderr
-    assert "chatctl useradd" in made.stderr
+    async with running_daemon(tmp_path) as daemon:
+        made = await asyncio.to_thread(chatd, "useradd", "late", "--admin", "--config",
+                                       str(config), "--db", str(tmp_path / "chatd.db"),
+                                       stdin=f"{PASSWORD}\n")
+        assert made.returncode == 0, made.stderr
+        assert made.stdout.strip() == "created admin account late (through the running daemon)"
+        # The daemon has it at once: no restart needed.
+        assert daemon.server.services.accounts.require("late").is_admin
+        clients = Clients(daemon.server)
+        try:
+            late = await clients.anonymous()
+            assert (await late.command(f"/login late {PASSWORD}")).ok
+        finally:
+            await clients.close()
+        taken = await asyncio.to_thread(chatd, "useradd", "late", "--config", str(config),
+                                        "--db", str(tmp_path / "chatd.db"), stdin="other\n")
+        assert taken.returncode == 1 and "name-taken" in taken.stderr
+        assert "Traceback" not in taken.stderr
     alone = await asyncio.to_thread(chatd, "useradd", "later", "--password-stdin",
                                     "--config", str(config), "--db",
                                     str(tmp_path / "chatd.db"), stdin=f"{PASSWORD}\n")
-    assert alone.returncode == 0 and "daemon is running" not in alone.stderr
+    assert alone.returncode == 0 and alone.stdout.strip() == "created account later"
+
+
+def test_useradd_reads_a_piped_password_without_the_option(tmp_path: Path) -> None:
+    config = write_config(tmp_path / "chatd.yaml")
+    made = chatd("useradd", "admin", "--admin", "--config", str(config),
+                 "--db", str(tmp_path / "chatd.db"), stdin="piped-pw\n")
+    assert made.returncode == 0, made.stderr
+    assert made.stdout.strip() == "created admin account admin"
+
+
+def test_useradd_without_a_password_is_one_clear_line(tmp_path: Path) -> None:
+    config = write_config(tmp_path / "chatd.yaml")
+    for stdin in ("", "\n"):
+        made = chatd("useradd", "dave", "--config", str(config),
+                     "--db", str(tmp_path / "chatd.db"), stdin=stdin)
+        assert made.returncode == 1 and made.stdout == ""
+        assert made.stderr == "chatd: no password given (an empty password is refused)\n"
+    assert "standard input" in chatd("useradd", "--help").stdout
 
 
 def test_useradd_without_admin(tmp_path: Path) -> None:
@@ -128,7 +157,7 @@ async def test_serve_is_the_default_command(tmp_path: Path) -> None:
     daemon = ChatdProcess([str(CHATD), "--config", str(config), "--db",
                            str(tmp_path / "chatd.db"), "--port", "0", "--log-format", "json"],
                           tmp_path / "chatd.log")
-    daemon.control_path = str(tmp_path / "chatd.sock")
+    daemon.control_path = control_path(str(tmp_path / "chatd.db"), "")
     with daemon:
         await daemon.ready()
         daemon.signal(signal.SIGTERM)

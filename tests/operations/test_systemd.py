@@ -21,9 +21,11 @@ import pytest
 
 from chatd import __version__, systemd
 from chatd.client import ChatClient
+from chatd.config import load_config
 from chatd.daemon import Daemon
 from tests.helpers import test_config as make_config
 from tests.operations import (
+    BIN,
     CHATD,
     ChatdProcess,
     exists,
@@ -261,19 +263,78 @@ async def test_socket_activation(tmp_path: Path) -> None:
         listener.close()
 
 
-@pytest.mark.skipif(shutil.which("systemd-analyze") is None, reason="needs systemd-analyze")
-def test_unit_files_verify(tmp_path: Path) -> None:
-    service = (ROOT / "scripts" / "chatd.service").read_text()
-    real = os.path.realpath(CHATD)
-    assert os.access(real, os.X_OK)
-    service, count = re.subn(r"^ExecStart=\S+/chatd\b", f"ExecStart={real}", service,
-                             flags=re.MULTILINE)
-    assert count == 1
-    (tmp_path / "chatd.service").write_text(service)
-    shutil.copy(ROOT / "scripts" / "chatd.socket", tmp_path / "chatd.socket")
+def install_service(root: Path, **env: str) -> subprocess.CompletedProcess[str]:
+    """scripts/install-service with every location below ``root`` and chatd already there.
+
+    PREFIX holds links to this interpreter's console scripts (PIP_INSTALL=no),
+    so nothing is downloaded, no real system path is written and systemctl is
+    never called (the units do not go where systemd reads them).
+    """
+    prefix = root / "opt" / "chatd"
+    (prefix / "bin").mkdir(parents=True, exist_ok=True)
+    for name in ("chatd", "chatctl"):
+        link = prefix / "bin" / name
+        if not link.exists():
+            link.symlink_to(os.path.realpath(BIN / name))
+    overrides = {"PREFIX": str(prefix), "ETC": str(root / "etc" / "chatd"),
+                 "UNITS": str(root / "etc" / "systemd" / "system"),
+                 "BINDIR": str(root / "usr" / "local" / "bin"),
+                 "DOCDIR": str(root / "usr" / "share" / "doc" / "chatd"), "PIP_INSTALL": "no"}
+    return subprocess.run([str(ROOT / "scripts" / "install-service")],
+                          env={**os.environ, **overrides, **env}, capture_output=True,
+                          text=True, timeout=60, check=False)
+
+
+def test_install_service_honours_every_location(tmp_path: Path) -> None:
+    done = install_service(tmp_path)
+    assert done.returncode == 0, done.stderr
+    units = tmp_path / "etc" / "systemd" / "system"
+    service = (units / "chatd.service").read_text()
+    prefix, etc = tmp_path / "opt" / "chatd", tmp_path / "etc" / "chatd"
+    assert re.search(rf"^ExecStart={prefix}/bin/chatd serve --config {etc}/chatd.yaml$",
+                     service, re.MULTILINE), service
+    assert f"Documentation=file://{tmp_path}/usr/share/doc/chatd/README.md" in service
+    for default in ("/opt/chatd/", "/etc/chatd/", "/usr/share/doc/chatd/"):
+        assert service.count(default) == service.count(f"{tmp_path}{default}"), default
+    assert "--db" not in service.split("ExecStart=")[1].splitlines()[0]
+    assert (units / "chatd.socket").read_text() == (ROOT / "scripts" / "chatd.socket").read_text()
+    assert os.readlink(tmp_path / "usr" / "local" / "bin" / "chatctl") == str(
+        prefix / "bin" / "chatctl")
+    assert (tmp_path / "usr" / "share" / "doc" / "chatd" / "README.md").exists()
+    # The configuration it installs puts the database in the unit's state directory.
+    config = load_config(etc / "chatd.yaml")
+    assert config.storage.path == "/var/lib/chatd/chatd.db"
+    assert config == load_config(None, {"storage.path": "/var/lib/chatd/chatd.db"})
+    assert f"{tmp_path}/usr/local/bin/chatctl --config {etc}/chatd.yaml useradd" in done.stdout
+
+
+def test_install_service_keeps_an_existing_configuration(tmp_path: Path) -> None:
+    etc = tmp_path / "etc" / "chatd"
+    etc.mkdir(parents=True)
+    (etc / "chatd.yaml").write_text("server:\n  name: mine\n")
+    done = install_service(tmp_path)
+    assert done.returncode == 0, done.stderr
+    assert (etc / "chatd.yaml").read_text() == "server:\n  name: mine\n"
+    assert "storage.path" in done.stdout
+
+
+def test_install_service_without_chatd_in_prefix_is_a_clear_error(tmp_path: Path) -> None:
+    done = install_service(tmp_path, PREFIX=str(tmp_path / "empty"))
+    assert done.returncode == 1 and "chatd is missing" in done.stderr
+    assert not (tmp_path / "etc").exists()
+
+
+def test_installed_units_verify(tmp_path: Path) -> None:
+    """systemd-analyze verify on the units install-service writes (systemd's own check)."""
+    if shutil.which("systemd-analyze") is None:
+        if os.environ.get("CI") == "true":
+            pytest.fail("systemd-analyze is missing (Debian package: systemd)")
+        pytest.skip("needs systemd-analyze (Debian package: systemd)")
+    done = install_service(tmp_path)
+    assert done.returncode == 0, done.stderr
+    units = tmp_path / "etc" / "systemd" / "system"
     result = subprocess.run(
-        ["systemd-analyze", "verify", str(tmp_path / "chatd.service"),
-         str(tmp_path / "chatd.socket")],
+        ["systemd-analyze", "verify", str(units / "chatd.service"), str(units / "chatd.socket")],
         capture_output=True, text=True, timeout=60, check=False)
     output = (result.stdout + result.stderr).splitlines()
     about_units = [line for line in output if "chatd.service" in line or "chatd.socket" in line]

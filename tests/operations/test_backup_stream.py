@@ -1,0 +1,210 @@
+"""``chatctl backup``: the daemon streams its copy, chatctl writes it (0600, or stdout).
+
+The daemon never writes where the backup goes, so the command works under
+the shipped unit (ProtectSystem=strict, PrivateTmp) as documented.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import io
+import json
+import shutil
+import sqlite3
+import stat
+import subprocess
+import tarfile
+from pathlib import Path
+
+import pytest
+
+from chatd.chatctl import ControlClient, main
+from chatd.daemon import Daemon
+from tests.content import download, sha, upload
+from tests.helpers import Clients, start_server
+from tests.operations import CHATCTL, ChatdProcess, running_daemon, write_config
+
+TIMEOUT = 30
+PICTURE = bytes(range(256)) * 300  # 76,800 bytes: more than one chunk of the stream
+
+
+def chatctl(*args: str, stdin: str = "") -> subprocess.CompletedProcess[bytes]:
+    return subprocess.run([str(CHATCTL), *args], input=stdin.encode(), capture_output=True,
+                          timeout=TIMEOUT, check=False)
+
+
+def users_in(database: Path) -> list[str]:
+    with contextlib.closing(sqlite3.connect(database)) as db:
+        assert db.execute("PRAGMA integrity_check").fetchone()[0] == "ok"
+        return sorted(row[0] for row in db.execute("SELECT name FROM users"))
+
+
+async def run_chatctl(capsys: pytest.CaptureFixture[str], *args: str) -> tuple[int, str, str]:
+    capsys.readouterr()
+    code = await asyncio.to_thread(main, list(args))
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
+async def test_backup_to_standard_output(tmp_path: Path) -> None:
+    db = tmp_path / "state" / "chatd.db"
+    db.parent.mkdir()
+    with ChatdProcess.serve(tmp_path, write_config(tmp_path / "chatd.yaml"), db) as daemon:
+        await daemon.ready()
+        made = await asyncio.to_thread(chatctl, "--db", str(db), "useradd", "alice",
+                                       stdin="pw of alice\n")
+        assert made.returncode == 0, made.stderr
+        copy = await asyncio.to_thread(chatctl, "--db", str(db), "backup", "-")
+        assert copy.returncode == 0 and copy.stderr == b""
+        assert copy.stdout.startswith(b"SQLite format 3\0")
+        # The private copy the daemon made in its state directory is gone.
+        assert sorted(p.name for p in db.parent.iterdir() if "backup" in p.name) == []
+    (tmp_path / "copy.db").write_bytes(copy.stdout)
+    assert users_in(tmp_path / "copy.db") == ["alice"]
+
+
+def test_a_missing_directory_is_refused_before_asking_the_daemon(tmp_path: Path) -> None:
+    # No daemon runs: the answer is about the directory, not about the daemon.
+    target = tmp_path / "no" / "such" / "dir" / "b.db"
+    done = chatctl("--db", str(tmp_path / "chatd.db"), "backup", str(target))
+    assert done.returncode == 1 and done.stdout == b""
+    assert done.stderr.decode() == f"chatctl: cannot write the backup: no directory " \
+                                   f"{target.parent}\n"
+    into_a_directory = chatctl("--db", str(tmp_path / "chatd.db"), "backup", str(tmp_path))
+    assert into_a_directory.returncode == 1 and b"is a directory" in into_a_directory.stderr
+
+
+async def uploaded(daemon: Daemon) -> int:
+    clients = Clients(daemon.server)
+    try:
+        alice = await clients.user("alice")
+        await alice.command("/create lounge")
+        reply = await upload(alice, "picture.bin", PICTURE, "lounge")
+        assert reply.ok, reply.final
+        file_id: int = reply.final["file_id"]
+        return file_id
+    finally:
+        await clients.close()
+
+
+async def test_with_files_is_a_tar_that_restores(tmp_path: Path,
+                                                 capsys: pytest.CaptureFixture[str]) -> None:
+    target = tmp_path / "backup.tar"
+    async with running_daemon(tmp_path) as daemon:
+        file_id = await uploaded(daemon)
+        code, out, err = await run_chatctl(capsys, "--socket", daemon.control.path,
+                                           "backup", str(target), "--with-files", "--json")
+        assert code == 0, err
+    summary = json.loads(out)
+    assert (summary["files"], summary["blobs"]) == (2, "included")
+    assert summary["bytes"] > len(PICTURE)
+    assert stat.S_IMODE(target.stat().st_mode) == 0o600
+    with tarfile.open(target) as tar:
+        members = {m.name: m for m in tar.getmembers()}
+        assert sorted(members) == ["blobs/" + sha(PICTURE)[:2] + "/" + sha(PICTURE),
+                                   "chatd.db"]
+        assert all(m.mode == 0o600 and m.isfile() for m in members.values())
+        # Restore as documented: the database, and the blobs into files/blobs.
+        restored = tmp_path / "restored"
+        tar.extractall(restored, filter="data")
+    (restored / "files").mkdir()
+    shutil.move(restored / "blobs", restored / "files" / "blobs")
+    server = await start_server(restored / "chatd.db")
+    clients = Clients(server)
+    try:
+        alice = await clients.user("alice")
+        data, _ = await download(alice, file_id)
+        assert data == PICTURE
+    finally:
+        await clients.close()
+        await server.stop()
+
+
+async def test_with_files_to_standard_output(tmp_path: Path) -> None:
+    config = write_config(tmp_path / "chatd.yaml")
+    async with running_daemon(tmp_path) as daemon:
+        await uploaded(daemon)
+        done = await asyncio.to_thread(chatctl, "--socket", daemon.control.path,
+                                       "backup", "-", "--with-files")
+    assert done.returncode == 0, done.stderr
+    with tarfile.open(fileobj=io.BytesIO(done.stdout)) as tar:
+        names = tar.getnames()
+        database = tar.extractfile("chatd.db")
+        assert database is not None and database.read(16) == b"SQLite format 3\0"
+    assert names[0] == "chatd.db" and len(names) == 2
+    assert config.exists()
+
+
+async def test_the_audit_names_where_the_backup_went(tmp_path: Path,
+                                                     capsys: pytest.CaptureFixture[str]) -> None:
+    async with running_daemon(tmp_path) as daemon:
+        target = tmp_path / "copy.db"
+        code, _, err = await run_chatctl(capsys, "--socket", daemon.control.path,
+                                         "backup", str(target))
+        assert code == 0, err
+        entries = await daemon.server.services.audit.entries(5)
+    assert (entries[-1].action, entries[-1].actor, entries[-1].reason) == (
+        "backup", "console", str(target))
+
+
+async def test_leftovers_of_an_interrupted_backup_are_removed(tmp_path: Path) -> None:
+    """A daemon killed mid-backup leaves its private copy; the next start removes it."""
+    ours, theirs = tmp_path / ".chatd.db.backup-x1.tmp", tmp_path / ".other.db.backup-x2.tmp"
+    for folder in (ours, theirs):
+        folder.mkdir(mode=0o700)
+        (folder / "chatd.db").write_bytes(b"half a copy")
+    async with running_daemon(tmp_path):
+        assert not ours.exists()
+        assert theirs.exists()  # another database's: another daemon may be using it
+
+
+async def test_blobs_in_an_object_store_are_said_to_be_missing(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """chatctl tells its operator when the daemon could not include the uploaded files."""
+    database = b"SQLite format 3\0" + bytes(4080)  # what chatctl writes, it does not read
+
+    async def serve(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        await reader.readline()
+        answer = {"ok": True, "result": {"database": "chatd.db",
+                                         "blobs": "in-s3-not-included"}}
+        frames = [answer, {"name": "chatd.db", "size": len(database), "mtime": 0}]
+        writer.write(b"".join(json.dumps(f).encode() + b"\n" for f in frames) + database)
+        writer.write(json.dumps({"end": True, "files": 1, "bytes": len(database)}).encode()
+                     + b"\n")
+        await writer.drain()
+        writer.close()
+
+    path = str(tmp_path / "fake.sock")
+    server = await asyncio.start_unix_server(serve, path)
+    try:
+        code, _, err = await run_chatctl(capsys, "--socket", path, "backup",
+                                         str(tmp_path / "b.tar"), "--with-files")
+    finally:
+        server.close()
+    assert code == 0
+    assert err == ("chatctl: the uploaded files live in the object store (files.backend: s3) "
+                   "and are not in this backup\n")
+    with tarfile.open(tmp_path / "b.tar") as tar:
+        assert tar.getnames() == ["chatd.db"]
+
+
+async def test_a_reader_that_stalls_holds_up_nobody_else(tmp_path: Path) -> None:
+    """The stream waits for its own reader only: chat and other chatctl calls go on."""
+    async with running_daemon(tmp_path) as daemon:
+        await uploaded(daemon)
+        reader, writer = await asyncio.open_unix_connection(daemon.control.path)
+        try:
+            writer.write(json.dumps({"cmd": "backup", "files": True}).encode() + b"\n")
+            assert json.loads(await reader.readline())["ok"] is True
+            # This reader stops here, with most of the stream unread.
+            clients = Clients(daemon.server)
+            try:
+                bob = await clients.user("bob")
+                assert (await bob.command("/ping")).ok
+            finally:
+                await clients.close()
+            status = await ControlClient(daemon.control.path).call("status")
+            assert status["users"] == 2
+        finally:
+            writer.close()

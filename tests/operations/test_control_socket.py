@@ -1,0 +1,135 @@
+"""Which daemon chatctl reaches: one control socket per database, found like the daemon does.
+
+Real ``chatd serve`` processes and the real ``chatctl`` console script.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import socket
+import subprocess
+from pathlib import Path
+
+from chatd.control import control_path
+from tests.operations import CHATCTL, CHATD, ChatdProcess, exists, write_config
+
+TIMEOUT = 30
+
+
+def chatctl(*args: str, cwd: Path | None = None, stdin: str = ""
+            ) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([str(CHATCTL), *args], input=stdin, capture_output=True, text=True,
+                          timeout=TIMEOUT, check=False, cwd=cwd)
+
+
+async def users_of(*args: str, cwd: Path | None = None) -> list[str]:
+    done = await asyncio.to_thread(chatctl, *args, "users", "--json", cwd=cwd)
+    assert done.returncode == 0, done.stderr
+    return [user["name"] for user in json.loads(done.stdout)]
+
+
+async def test_two_databases_in_one_directory_have_a_socket_each(tmp_path: Path) -> None:
+    config = write_config(tmp_path / "chatd.yaml")
+    a_db, b_db = tmp_path / "a.db", tmp_path / "b.db"
+    with ChatdProcess.serve(tmp_path, config, a_db) as a, \
+            ChatdProcess([str(CHATD), "serve", "--config", str(config), "--db", str(b_db),
+                          "--port", "0"], tmp_path / "b.log") as b:
+        b.control_path = control_path(str(b_db), "")
+        await a.ready()
+        await b.ready()
+        assert a.control_path == f"{a_db}.sock" and b.control_path == f"{b_db}.sock"
+        made = await asyncio.to_thread(chatctl, "--db", str(a_db), "useradd", "only-in-a",
+                                       stdin="pw-of-a\n")
+        assert made.returncode == 0, made.stderr
+        assert await users_of("--db", str(a_db)) == ["only-in-a"]
+        assert await users_of("--db", str(b_db)) == []
+
+
+async def test_a_second_daemon_on_a_live_socket_refuses_to_start(tmp_path: Path) -> None:
+    config = write_config(tmp_path / "chatd.yaml")
+    with ChatdProcess.serve(tmp_path, config) as first:
+        await first.ready()
+        second = ChatdProcess([str(CHATD), "serve", "--config", str(config), "--db",
+                               str(tmp_path / "chatd.db"), "--port", "0"],
+                              tmp_path / "second.log")
+        with second:
+            assert await second.wait(TIMEOUT) == 1
+        assert "another chatd answers on the control socket" in second.log()
+        assert "Traceback" not in second.log()
+        # The first daemon keeps its socket and still answers.
+        done = await asyncio.to_thread(chatctl, "--db", str(tmp_path / "chatd.db"), "status")
+        assert done.returncode == 0, done.stderr
+
+
+async def test_a_stale_socket_file_is_replaced(tmp_path: Path) -> None:
+    db = tmp_path / "chatd.db"
+    stale = socket.socket(socket.AF_UNIX)
+    stale.bind(control_path(str(db), ""))  # bound, never listening: nobody answers
+    stale.close()
+    assert exists(control_path(str(db), ""))
+    with ChatdProcess.serve(tmp_path, write_config(tmp_path / "chatd.yaml"), db) as daemon:
+        await daemon.ready()
+
+
+async def test_chatctl_finds_the_daemon_of_a_configuration_file(tmp_path: Path) -> None:
+    db = tmp_path / "state" / "site.db"
+    db.parent.mkdir()
+    config = write_config(tmp_path / "chatd.yaml", storage={"path": str(db)})
+    with ChatdProcess([str(CHATD), "serve", "--config", str(config), "--port", "0"],
+                      tmp_path / "chatd.log") as daemon:
+        daemon.control_path = control_path(str(db), "")
+        await daemon.ready()
+        assert await users_of("--config", str(config)) == []
+        assert await users_of("--json", "--config", str(config)) == []
+
+
+async def test_chatctl_without_options_finds_the_built_in_default(tmp_path: Path) -> None:
+    config = write_config(tmp_path / "chatd.yaml")  # no storage.path: chatd.db in the cwd
+    with ChatdProcess([str(CHATD), "serve", "--config", str(config), "--port", "0"],
+                      tmp_path / "chatd.log", cwd=tmp_path) as daemon:
+        daemon.control_path = control_path(str(tmp_path / "chatd.db"), "")
+        await daemon.ready()
+        done = await asyncio.to_thread(chatctl, "status", cwd=tmp_path)
+        assert done.returncode == 0 and "version" in done.stdout, done.stderr
+
+
+async def test_chatctl_without_options_finds_the_development_daemon(tmp_path: Path) -> None:
+    """The database of scripts/serve: var/chatd.db below the working directory."""
+    db = tmp_path / "var" / "chatd.db"
+    db.parent.mkdir()
+    with ChatdProcess.serve(tmp_path, write_config(tmp_path / "chatd.yaml"), db) as daemon:
+        await daemon.ready()
+        done = await asyncio.to_thread(chatctl, "status", cwd=tmp_path)
+        assert done.returncode == 0 and "version" in done.stdout, done.stderr
+        assert await users_of(cwd=tmp_path) == []
+
+
+def test_nothing_running_is_one_clear_line(tmp_path: Path) -> None:
+    done = chatctl("status", cwd=tmp_path)
+    assert done.returncode == 1 and done.stdout == ""
+    assert done.stderr == (f"chatctl: chatd is not running (no control socket at "
+                           f"{tmp_path / 'chatd.db'}.sock)\n")
+
+
+def test_a_bad_configuration_file_is_one_clear_line(tmp_path: Path) -> None:
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("nonsense: {x: 1}\n")
+    done = chatctl("--config", str(bad), "status")
+    assert done.returncode == 2 and done.stderr.startswith("chatctl: configuration error")
+    assert "nonsense" in done.stderr and "Traceback" not in done.stderr
+    missing = chatctl("--config", str(tmp_path / "none.yaml"), "status")
+    assert missing.returncode == 2 and "cannot read" in missing.stderr
+
+
+async def test_chatctl_useradd_without_a_terminal(tmp_path: Path) -> None:
+    db = tmp_path / "chatd.db"
+    with ChatdProcess.serve(tmp_path, write_config(tmp_path / "chatd.yaml"), db) as daemon:
+        await daemon.ready()
+        empty = await asyncio.to_thread(chatctl, "--db", str(db), "useradd", "dave")
+        assert empty.returncode == 1
+        assert empty.stderr == "chatctl: no password given (an empty password is refused)\n"
+        piped = await asyncio.to_thread(chatctl, "--db", str(db), "useradd", "dave",
+                                        stdin="pw of dave\n")
+        assert piped.returncode == 0, piped.stderr
+        assert await users_of("--db", str(db)) == ["dave"]
