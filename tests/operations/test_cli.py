@@ -226,7 +226,7 @@ async def test_log_lines_start_with_a_timestamp_unless_stderr_is_the_journal(
     plain = {k: v for k, v in os.environ.items() if k != "JOURNAL_STREAM"}
     daemon = ChatdProcess([str(CHATD), "--config", str(config), "--db",
                            str(tmp_path / "chatd.db"), "--port", "0"], log_path, env=plain)
-    daemon.control_path = str(tmp_path / "chatd.sock")
+    daemon.control_path = str(tmp_path / "chatd.db.sock")
     with daemon:
         await daemon.ready()
         daemon.signal(signal.SIGTERM)
@@ -240,7 +240,7 @@ async def test_log_lines_start_with_a_timestamp_unless_stderr_is_the_journal(
     status = await asyncio.to_thread(os.stat, log_path)
     journal = {**plain, "JOURNAL_STREAM": f"{status.st_dev}:{status.st_ino}"}
     daemon = ChatdProcess(daemon.args, log_path, env=journal)
-    daemon.control_path = str(tmp_path / "chatd.sock")
+    daemon.control_path = str(tmp_path / "chatd.db.sock")
     with daemon:
         await daemon.ready()
         daemon.signal(signal.SIGTERM)
