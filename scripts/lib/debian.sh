@@ -1,0 +1,22 @@
+# Sourced by scripts/test: Debian packages whose programs the tests run.
+# Each entry is "program package"; a missing program has its package installed
+# (as root, with apt-get), so a fresh machine runs the same tests as any other.
+set -euo pipefail
+
+ensure_debian_programs() {
+    local missing=() entry program package
+    for entry in "$@"; do
+        read -r program package <<<"$entry"
+        command -v "$program" >/dev/null || missing+=("$package")
+    done
+    [ ${#missing[@]} -eq 0 ] && return 0
+    if command -v apt-get >/dev/null && [ "$(id -u)" = 0 ]; then
+        echo "chatd: installing Debian packages: ${missing[*]} ..." >&2
+        apt-get update -qq
+        DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends \
+            "${missing[@]}" >/dev/null
+    else
+        echo "chatd: the tests need these Debian packages: ${missing[*]} (install them as root)." >&2
+        exit 1
+    fi
+}
