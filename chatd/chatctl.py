@@ -28,14 +28,13 @@ from rich.table import Table
 from chatd import __version__
 from chatd.backups import RawSink, StreamError, TarSink, receive_stream
 from chatd.config import ConfigError, load_config
-from chatd.control import control_path
+from chatd.control import control_path, found_database
 
-# Where scripts/serve keeps the database of a development daemon (relative
-# to the working directory): found when the built-in default is not running.
-DEVELOPMENT_DATABASE = "var/chatd.db"
 # Options of chatctl itself, never sent to the daemon.
 LOCAL_OPTIONS = frozenset({"command", "socket", "db", "config", "json", "follow",
                            "password_stdin"})
+# What an empty listing says ("no users"), where the command's name does not.
+EMPTY = {"audit": "audit entries"}
 TIME_KEYS = frozenset({"ts", "until", "created", "expires"})
 # What a missing time means where it is a limit.
 UNLIMITED = {"until": "permanent", "expires": "never"}
@@ -142,11 +141,8 @@ def socket_path(socket: str | None, config: str | None, database: str | None) ->
     if socket:
         return socket
     loaded = load_config(config, {"storage.path": database} if database else None)
-    path = control_path(loaded.storage.path, loaded.control.path)
-    if config or database or os.path.exists(path):
-        return path
-    development = control_path(DEVELOPMENT_DATABASE, "")
-    return development if os.path.exists(development) else path
+    return control_path(found_database(loaded.storage.path, bool(config or database)),
+                        loaded.control.path)
 
 
 def read_password(name: str, from_stdin: bool = False) -> str:
@@ -343,6 +339,8 @@ def _show(command: str, result: Any, console: Console) -> None:
         waiting = result.get("restart_needed") or []
         console.print("reloaded" + (f"; not applied until a restart: {', '.join(waiting)}"
                                     if waiting else ""), highlight=False)
+    elif isinstance(result, list) and not result:
+        console.print(f"no {EMPTY.get(command, command)}", highlight=False)
     elif isinstance(result, list):
         console.print(_table(result))
     else:
@@ -351,9 +349,6 @@ def _show(command: str, result: Any, console: Console) -> None:
 
 def _table(rows: list[dict[str, Any]]) -> Table:
     table = Table()
-    if not rows:
-        table.add_column("(none)")
-        return table
     for key in rows[0]:
         table.add_column(key)
     for row in rows:

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import dataclasses
 import logging
 import sys
 from typing import Any
@@ -21,7 +22,7 @@ from chatd import __version__
 from chatd.app import build_server
 from chatd.chatctl import ControlClient, ControlError, PasswordError, read_password
 from chatd.config import Config, ConfigError, check_hosts, load_config
-from chatd.control import answers, control_path
+from chatd.control import answers, control_path, found_database
 from chatd.daemon import Daemon
 from chatd.errors import ChatError
 from chatd.logfmt import configure_logging
@@ -41,6 +42,10 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     configure_logging(config.logging.level, config.logging.format)
     if args.command == "useradd":
+        named = config_path is not None or hasattr(args, "db")
+        database = found_database(config.storage.path, named)
+        config = dataclasses.replace(
+            config, storage=dataclasses.replace(config.storage, path=database))
         return _run(_useradd(config, args.name, args.admin, args.password_stdin))
     return _run(serve(config, config_path, _overrides(args)))
 

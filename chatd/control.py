@@ -49,6 +49,25 @@ FOLLOW_STATUS_INTERVAL = 1.0
 SOCKET_SUFFIX = ".sock"
 
 
+# Where scripts/serve keeps the database of a development daemon (relative to
+# the working directory).
+DEVELOPMENT_DATABASE = "var/chatd.db"
+
+
+def found_database(configured: str, named: bool) -> str:
+    """The database the tools (chatctl, ``chatd useradd``) act on.
+
+    ``configured`` is the configuration's; ``named`` tells whether the user
+    chose it (a configuration file or a database on the command line). Only
+    when nothing was named and the built-in default does not exist do they
+    turn to the development daemon's database, so that after scripts/serve a
+    plain ``chatctl status`` or ``chatd useradd`` reaches it.
+    """
+    if named or os.path.exists(configured) or not os.path.exists(DEVELOPMENT_DATABASE):
+        return configured
+    return DEVELOPMENT_DATABASE
+
+
 def control_path(database: str, configured: str) -> str:
     """The socket's path: as configured, or the database's path plus ".sock".
 

@@ -337,9 +337,11 @@ async def test_human_output(ctl: Ctl, clients: Clients, tmp_path: Path) -> None:
     assert code == 0 and f"backup written to {tmp_path / 'human.db'}: 1 file," in out
 
 
-async def test_empty_lists_render(ctl: Ctl) -> None:
+async def test_empty_lists_say_so(ctl: Ctl) -> None:
     code, out, _ = await ctl.run("rooms")
-    assert code == 0 and "(none)" in out
+    assert code == 0 and out.strip() == "no rooms"
+    code, out, _ = await ctl.run("tokens")
+    assert code == 0 and out.strip() == "no tokens"
 
 
 async def test_stopped_daemon_is_a_clear_error(tmp_path: Path,

@@ -105,6 +105,22 @@ async def test_chatctl_without_options_finds_the_development_daemon(tmp_path: Pa
         assert await users_of(cwd=tmp_path) == []
 
 
+async def test_chatd_useradd_without_options_reaches_the_development_daemon(
+        tmp_path: Path) -> None:
+    """Like chatctl: after scripts/serve, a plain ``chatd useradd`` adds to var/chatd.db."""
+    db = tmp_path / "var" / "chatd.db"
+    db.parent.mkdir()
+    with ChatdProcess.serve(tmp_path, write_config(tmp_path / "chatd.yaml"), db) as daemon:
+        await daemon.ready()
+        made = await asyncio.to_thread(
+            subprocess.run, [str(CHATD), "useradd", "dave"], input="pw-of-dave\n",
+            capture_output=True, text=True, timeout=TIMEOUT, check=False, cwd=tmp_path)
+        assert made.returncode == 0, made.stderr
+        assert made.stdout.strip() == "created account dave (through the running daemon)"
+        assert await users_of(cwd=tmp_path) == ["dave"]
+    assert not (tmp_path / "chatd.db").exists()
+
+
 def test_nothing_running_is_one_clear_line(tmp_path: Path) -> None:
     done = chatctl("status", cwd=tmp_path)
     assert done.returncode == 1 and done.stdout == ""
