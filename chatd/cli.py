@@ -19,13 +19,13 @@ import sys
 from typing import Any
 
 from chatd import __version__
-from chatd.app import build_server
-from chatd.chatctl import ControlClient, ControlError, PasswordError, read_password
+from chatd.app.compose import build_server
+from chatd.app.daemon import Daemon
 from chatd.config import Config, ConfigError, check_hosts, load_config
-from chatd.control import answers, control_path, found_database
-from chatd.daemon import Daemon
 from chatd.errors import ChatError
-from chatd.logfmt import configure_logging
+from chatd.ops.chatctl import ControlClient, ControlError, PasswordError, read_password
+from chatd.ops.control import answers, control_path, found_database
+from chatd.ops.logfmt import configure_logging
 
 log = logging.getLogger("chatd")
 

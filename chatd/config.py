@@ -24,7 +24,7 @@ from typing import Any, Final, Literal, NewType, get_args, get_origin
 
 import yaml
 
-from chatd.names import parse_duration
+from chatd.domain.names import parse_duration
 
 # A duration field accepts seconds as a number or a string like "30s", "7d".
 Seconds = NewType("Seconds", float)

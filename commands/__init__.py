@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import importlib
 
-from chatd.registry import COMMANDS, CommandTable
+from chatd.protocol.registry import COMMANDS, CommandTable
 
 MODULES = ("account", "rooms", "messages", "moderation", "meta", "admin", "notify", "bots",
            "files", "stickers", "crypto", "people")

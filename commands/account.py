@@ -6,13 +6,13 @@ import asyncio
 import time
 from collections.abc import Awaitable, Callable
 
-from chatd.accounts import User
-from chatd.context import Context
+from chatd.domain.accounts import User
+from chatd.domain.logins import checked_login
 from chatd.errors import ChatError, Code
-from chatd.logins import checked_login
-from chatd.params import Text, UserRef, Word
-from chatd.registry import Need, Ok, command, ok
-from chatd.settings import apply_account_settings
+from chatd.protocol.context import Context
+from chatd.protocol.params import Text, UserRef, Word
+from chatd.protocol.registry import Need, Ok, command, ok
+from chatd.protocol.style import apply_account_settings
 
 GROUP = "account"
 # The most rooms the welcome sentence names; the ok's "rooms" field has them all.

@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
-from chatd.accounts import User
-from chatd.context import Context
-from chatd.params import Choice, UserRef, Word
-from chatd.registry import Ok, command, ok
+from chatd.domain.accounts import User
+from chatd.protocol.context import Context
+from chatd.protocol.params import Choice, UserRef, Word
+from chatd.protocol.registry import Ok, command, ok
 
 GROUP = "admin"
 

@@ -5,16 +5,16 @@ from __future__ import annotations
 import time
 from typing import Any
 
-from chatd.context import Context
+from chatd.delivery.outgoing import Outgoing
+from chatd.domain.names import looks_like_duration, parse_duration
+from chatd.domain.permissions import Action
+from chatd.domain.protection import ROOM_BURST, ROOM_RATE
+from chatd.domain.ratelimit import TokenBucket
+from chatd.domain.room import Role, Room
 from chatd.errors import ChatError, Code
-from chatd.names import looks_like_duration, parse_duration
-from chatd.outgoing import Outgoing
-from chatd.params import Choice, Duration, Number, RoomRef, Word
-from chatd.permissions import Action
-from chatd.protection import ROOM_BURST, ROOM_RATE
-from chatd.ratelimit import TokenBucket
-from chatd.registry import Ok, command, ok
-from chatd.room import Role, Room
+from chatd.protocol.context import Context
+from chatd.protocol.params import Choice, Duration, Number, RoomRef, Word
+from chatd.protocol.registry import Ok, command, ok
 
 GROUP = "bots"
 

@@ -6,13 +6,13 @@ import asyncio
 import hashlib
 from typing import Any
 
-from chatd.context import Context
-from chatd.crypt.ciphers import ALGORITHMS
-from chatd.crypt.kdf import COSTS
+from chatd.crypto.ciphers import ALGORITHMS
+from chatd.crypto.kdf import COSTS
+from chatd.domain.room import Role, Room
 from chatd.errors import ChatError, Code
-from chatd.params import Choice, RoomRef, Text, Word
-from chatd.registry import Ok, command, ok
-from chatd.room import Role, Room
+from chatd.protocol.context import Context
+from chatd.protocol.params import Choice, RoomRef, Text, Word
+from chatd.protocol.registry import Ok, command, ok
 
 GROUP = "crypto"
 FILE_FLAG = "--file"
@@ -57,7 +57,7 @@ async def _store(ctx: Context, name: str, data: bytes) -> int:
     room = ctx.session.current_room
     if room is None:
         raise ChatError(Code.NO_ROOM, "--file stores into your current room: /join one first.")
-    from chatd.files import Staged  # noqa: PLC0415 - only where uploads exist
+    from chatd.content.files import Staged  # noqa: PLC0415 - only where uploads exist
 
     await files.check_upload(ctx.user, room, name, len(data))
     path, out = await files.stage()

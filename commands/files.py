@@ -6,14 +6,14 @@ import re
 from dataclasses import dataclass
 from typing import Any
 
-from chatd.context import Context
+from chatd.content.files import file_object
+from chatd.content.previews import human_size
+from chatd.domain.room import Room
 from chatd.errors import ChatError, Code
-from chatd.files import file_object
-from chatd.params import Decline, Int, Param, RoomRef, Text, Word, parse
-from chatd.previews import human_size
-from chatd.registry import DEFERRED, Deferred, Ok, command, ok
-from chatd.room import Room
-from chatd.upload import Upload
+from chatd.protocol.context import Context
+from chatd.protocol.params import Decline, Int, Param, RoomRef, Text, Word, parse
+from chatd.protocol.registry import DEFERRED, Deferred, Ok, command, ok
+from chatd.protocol.upload import Upload
 
 GROUP = "files"
 MAX_ID = 1 << 62

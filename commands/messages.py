@@ -4,13 +4,13 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from chatd.accounts import User
-from chatd.context import Context
+from chatd.domain.accounts import User
+from chatd.domain.room import Room
 from chatd.errors import ChatError, Code
-from chatd.params import Int, RoomRef, Text, UserRef
-from chatd.registry import Ok, command, message_handler, ok
-from chatd.render import render
-from chatd.room import Room
+from chatd.protocol.context import Context
+from chatd.protocol.params import Int, RoomRef, Text, UserRef
+from chatd.protocol.registry import Ok, command, message_handler, ok
+from chatd.protocol.render import render
 
 GROUP = "messages"
 

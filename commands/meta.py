@@ -5,12 +5,12 @@ from __future__ import annotations
 import re
 import textwrap
 
-from chatd.context import Context
-from chatd.dispatch import QUOTE, unknown_command
 from chatd.errors import ChatError, Code
-from chatd.params import Choice, Text, Word
-from chatd.registry import Command, Need, Ok, command, ok
-from chatd.settings import ACCOUNT_SETTINGS, change
+from chatd.protocol.context import Context
+from chatd.protocol.dispatch import QUOTE, unknown_command
+from chatd.protocol.params import Choice, Text, Word
+from chatd.protocol.registry import Command, Need, Ok, command, ok
+from chatd.protocol.style import ACCOUNT_SETTINGS, change
 
 GROUP = "connection"
 GROUP_ORDER = ("account", "rooms", "messages", "files", "moderation", "crypto", "bots",

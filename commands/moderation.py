@@ -10,14 +10,14 @@ from __future__ import annotations
 import time
 from typing import Any
 
-from chatd.accounts import User
-from chatd.context import Context
+from chatd.domain.accounts import User
+from chatd.domain.names import format_duration
+from chatd.domain.permissions import Action, authorize
+from chatd.domain.room import Mode, Role, Room
 from chatd.errors import ChatError, Code
-from chatd.names import format_duration
-from chatd.params import Choice, Duration, Int, RoomRef, Text, UserRef
-from chatd.permissions import Action, authorize
-from chatd.registry import Ok, command, ok
-from chatd.room import Mode, Role, Room
+from chatd.protocol.context import Context
+from chatd.protocol.params import Choice, Duration, Int, RoomRef, Text, UserRef
+from chatd.protocol.registry import Ok, command, ok
 from storage.records import AuditRecord
 
 GROUP = "moderation"

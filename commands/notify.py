@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import time
 
-from chatd.context import Context
-from chatd.notifications import notification_record
-from chatd.params import Choice
-from chatd.registry import Ok, command, ok
+from chatd.domain.notifications import notification_record
+from chatd.protocol.context import Context
+from chatd.protocol.params import Choice
+from chatd.protocol.registry import Ok, command, ok
 
 GROUP = "account"
 

@@ -5,13 +5,13 @@ IRC users reach for these by habit; each says what chatd knows or does instead.
 
 from __future__ import annotations
 
-from chatd.accounts import User
-from chatd.codec import iso_ts
-from chatd.context import Context
+from chatd.domain.accounts import User
+from chatd.domain.presence import AWAY_MAX
 from chatd.errors import ChatError, Code
-from chatd.params import Text, UserRef
-from chatd.presence import AWAY_MAX
-from chatd.registry import Need, Ok, command, ok
+from chatd.protocol.codec import iso_ts
+from chatd.protocol.context import Context
+from chatd.protocol.params import Text, UserRef
+from chatd.protocol.registry import Need, Ok, command, ok
 
 GROUP = "account"
 

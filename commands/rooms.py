@@ -6,12 +6,12 @@ import math
 import time
 from typing import Any
 
-from chatd.context import Context
+from chatd.domain.names import format_duration
+from chatd.domain.room import Mode, Room
 from chatd.errors import ChatError, Code
-from chatd.names import format_duration
-from chatd.params import Choice, Int, RoomRef, Text, Word
-from chatd.registry import Ok, command, ok
-from chatd.room import Mode, Room
+from chatd.protocol.context import Context
+from chatd.protocol.params import Choice, Int, RoomRef, Text, Word
+from chatd.protocol.registry import Ok, command, ok
 from storage.records import AssociationRecord
 
 GROUP = "rooms"

@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
-from chatd.context import Context
+from chatd.domain.room import Room
 from chatd.errors import ChatError, Code
-from chatd.params import RoomRef, Word
-from chatd.registry import Ok, command, ok
-from chatd.room import Room
+from chatd.protocol.context import Context
+from chatd.protocol.params import RoomRef, Word
+from chatd.protocol.registry import Ok, command, ok
 
 GROUP = "messages"
 

@@ -7,8 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from chatd.clock import ManualClock
-from chatd.server import ChatServer
+from chatd.app.server import ChatServer
+from chatd.domain.clock import ManualClock
 from tests.helpers import Clients, start_server
 
 

@@ -5,11 +5,11 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from chatd.app import build_server
+from chatd.app.compose import build_server
+from chatd.app.server import ChatServer
 from chatd.client import ChatClient, LineClient
-from chatd.clock import Clock, ManualClock
 from chatd.config import Config, load_config
-from chatd.server import ChatServer
+from chatd.domain.clock import Clock, ManualClock
 
 PASSWORD = "secret-pw"
 

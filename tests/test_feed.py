@@ -1,4 +1,4 @@
-"""Room fan-out by the turn (chatd.feed) without sockets.
+"""Room fan-out by the turn (chatd.delivery.feed) without sockets.
 
 The real LocalBus, Room, Session, Outgoing and RoomFeed/Lane/Outbox are driven
 directly. The only stand-in is :class:`Box`, an :class:`Outbox` whose ``wake()``
@@ -6,7 +6,7 @@ records that it was woken and refuses once it is closing (as a closing
 connection does); everything else, ``write`` included, is the real Outbox.
 
 Every test checks what each connection gets against what a naive delivery would
-give: each item rendered with :func:`chatd.render.render` for each recipient,
+give: each item rendered with :func:`chatd.protocol.render.render` for each recipient,
 at once, as :meth:`Session.deliver` does.
 """
 
@@ -26,14 +26,14 @@ from hypothesis.stateful import (
     run_state_machine_as_test,
 )
 
-from chatd.accounts import User
-from chatd.delivery import LocalBus
-from chatd.feed import Outbox
-from chatd.outgoing import PRESENCE, Outgoing
-from chatd.ratelimit import TokenBucket
-from chatd.render import Style, render
-from chatd.room import Member, Role, Room
-from chatd.session import Session
+from chatd.delivery.bus import LocalBus
+from chatd.delivery.feed import Outbox
+from chatd.delivery.outgoing import PRESENCE, Outgoing
+from chatd.domain.accounts import User
+from chatd.domain.ratelimit import TokenBucket
+from chatd.domain.room import Member, Role, Room
+from chatd.protocol.render import Style, render
+from chatd.protocol.session import Session
 from storage.records import RoomRecord, UserRecord
 
 TEXT = Style()

@@ -13,13 +13,13 @@ from base64 import b64decode
 from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING, Final
 
+from chatd.domain.logins import checked_login as shared_checked_login
 from chatd.errors import ChatError
 from chatd.irc import numerics as n
 from chatd.irc.commands import IrcError, irc_command
-from chatd.logins import checked_login as shared_checked_login
 
 if TYPE_CHECKING:
-    from chatd.accounts import User
+    from chatd.domain.accounts import User
     from chatd.irc.commands import IrcContext
 
 # AUTHENTICATE carries at most 400 bytes per line; a line of exactly 400 says more follow.

@@ -11,7 +11,8 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from chatd.codec import clean_text
+from chatd.domain.permissions import Action, authorize
+from chatd.domain.room import Mode
 from chatd.errors import ChatError, Code
 from chatd.irc import numerics as n
 from chatd.irc.codec import format_line
@@ -20,12 +21,11 @@ from chatd.irc.guests import is_guest
 from chatd.irc.lookup import existing_room, existing_user, room_name, rooms_of, targets
 from chatd.irc.render import channel
 from chatd.irc.views import channel_modes, join_lines, names_lines, topic_lines
-from chatd.permissions import Action, authorize
-from chatd.room import Mode
+from chatd.protocol.codec import clean_text
 
 if TYPE_CHECKING:
+    from chatd.domain.room import Room
     from chatd.irc.commands import IrcContext
-    from chatd.room import Room
 
 
 def _announce(ctx: IrcContext, room: Room) -> None:

@@ -1,6 +1,6 @@
 """The IRC codec: framing, parsing and formatting of IRC lines.
 
-Pure like :mod:`chatd.codec`: no asyncio, no sessions, no rooms. The rules
+Pure like :mod:`chatd.protocol.codec`: no asyncio, no sessions, no rooms. The rules
 are RFC 1459/2812 with the IRCv3 message-tags extension:
 
 * a line ends in ``\\n`` (``\\r\\n`` on the wire); the body after the tags
@@ -22,7 +22,7 @@ from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import Final
 
-from chatd.codec import INVALID_UTF8, LINE_TOO_LONG, BadLine, LineFramer
+from chatd.protocol.codec import INVALID_UTF8, LINE_TOO_LONG, BadLine, LineFramer
 
 __all__ = [
     "MAX_BODY",
@@ -70,7 +70,7 @@ class IrcMessage:
 class IrcFramer(LineFramer):
     """Split a client's byte stream into IRC lines (``str``) and framing errors.
 
-    A :class:`chatd.codec.LineFramer` in contract (``feed`` returns lines and
+    A :class:`chatd.protocol.codec.LineFramer` in contract (``feed`` returns lines and
     :class:`BadLine` in order, and feeding in any pieces gives the same
     result), with IRC's limits and none of the telnet handling: an over-long
     line is reported once as ``line-too-long``, as soon as it passes the limit,

@@ -28,13 +28,13 @@ from typing import TYPE_CHECKING, Any
 from chatd.errors import ChatError, Code
 from chatd.irc import numerics as n
 from chatd.irc.codec import IrcMessage, IrcParseError, add_tags, format_line, parse
-from chatd.session import SessionState
+from chatd.protocol.session import SessionState
 
 if TYPE_CHECKING:
-    from chatd.accounts import User
+    from chatd.domain.accounts import User
     from chatd.irc.listener import IrcListener
     from chatd.irc.session import IrcSession
-    from chatd.services import Services
+    from chatd.protocol.services import Services
 
 log = logging.getLogger(__name__)
 

@@ -1,4 +1,4 @@
-"""An IRC connection: chatd's :class:`~chatd.connection.Connection` with IRC at both ends.
+"""An IRC connection: chatd's :class:`~chatd.net.connection.Connection` with IRC at both ends.
 
 Everything that makes a connection robust is inherited unchanged: ordered
 line processing with backpressure, output flushed once per loop turn,
@@ -12,18 +12,18 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from chatd.codec import BadLine
-from chatd.connection import Connection
 from chatd.errors import Code
 from chatd.irc import numerics as n
 from chatd.irc.codec import IrcFramer, format_line
 from chatd.irc.session import IrcSession
+from chatd.net.connection import Connection
+from chatd.protocol.codec import BadLine
 
 if TYPE_CHECKING:
     from collections.abc import Awaitable
 
+    from chatd.app.server import ChatServer
     from chatd.irc.listener import IrcListener
-    from chatd.server import ChatServer
 
 
 class IrcConnection(Connection):

@@ -2,7 +2,7 @@
 
 A guest takes a free nick (no account's name, no other guest's) and may use
 open rooms. Nothing of a guest persists except their messages and audit
-entries, so a guest is a :class:`chatd.accounts.User` that lives only in
+entries, so a guest is a :class:`chatd.domain.accounts.User` that lives only in
 memory:
 
 * its id is a negative :class:`GuestId`, which the database stores as NULL:
@@ -23,22 +23,22 @@ import logging
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Final
 
-from chatd.accounts import User
-from chatd.codec import iso_ts
+from chatd.delivery.outgoing import Outgoing
+from chatd.domain.accounts import User
+from chatd.domain.names import name_key
+from chatd.domain.permissions import Action, authorize
+from chatd.domain.ratelimit import TokenBucket
+from chatd.domain.room import Member, Mode, Role, Room
 from chatd.errors import ChatError, Code
 from chatd.irc import numerics as n
 from chatd.irc.commands import IrcError
 from chatd.irc.render import channel
-from chatd.names import name_key
-from chatd.outgoing import Outgoing
-from chatd.permissions import Action, authorize
-from chatd.ratelimit import TokenBucket
-from chatd.room import Member, Mode, Role, Room
+from chatd.protocol.codec import iso_ts
 from storage.records import UserRecord
 
 if TYPE_CHECKING:
     from chatd.irc.session import IrcSession
-    from chatd.services import Services
+    from chatd.protocol.services import Services
 
 log = logging.getLogger(__name__)
 

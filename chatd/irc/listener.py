@@ -18,7 +18,7 @@ from chatd.irc.guests import Guests
 from chatd.irc.render import IrcRenderer
 
 if TYPE_CHECKING:
-    from chatd.server import ChatServer
+    from chatd.app.server import ChatServer
 
 # The modules that declare IRC commands (importing one registers its commands).
 MODULES: Final = ("registration", "auth", "welcome", "channels", "modes", "queries",

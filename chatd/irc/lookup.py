@@ -4,15 +4,15 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from chatd import names
+from chatd.domain import names
 from chatd.irc import numerics as n
 from chatd.irc.commands import IrcError
 from chatd.irc.guests import is_guest
 
 if TYPE_CHECKING:
-    from chatd.accounts import User
+    from chatd.domain.accounts import User
+    from chatd.domain.room import Room
     from chatd.irc.commands import IrcContext
-    from chatd.room import Room
 
 
 def targets(param: str) -> list[str]:

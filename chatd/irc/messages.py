@@ -20,7 +20,9 @@ import inspect
 from collections.abc import Callable
 from typing import TYPE_CHECKING
 
-from chatd.codec import clean_text
+from chatd.delivery.outgoing import Outgoing
+from chatd.domain.protection import ROOM_RATE
+from chatd.domain.ratelimit import TokenBucket
 from chatd.errors import ChatError, Code
 from chatd.irc import numerics as n
 from chatd.irc.commands import MAX_LAG_STEP, IrcError, irc_command
@@ -28,15 +30,13 @@ from chatd.irc.guests import is_guest
 from chatd.irc.lookup import away_message, existing_room, find_user, targets
 from chatd.irc.session import ECHO
 from chatd.irc.welcome import MAX_TARGETS
-from chatd.outgoing import Outgoing
-from chatd.protection import ROOM_RATE
-from chatd.ratelimit import TokenBucket
-from chatd.session import SessionState
+from chatd.protocol.codec import clean_text
+from chatd.protocol.session import SessionState
 
 if TYPE_CHECKING:
+    from chatd.domain.room import Room
     from chatd.irc.commands import IrcContext
     from chatd.irc.session import IrcSession
-    from chatd.room import Room
 
 _SEND_ERRORS = {Code.NOT_IN_ROOM: n.ERR_CANNOTSENDTOCHAN,
                 Code.NOT_PERMITTED: n.ERR_CANNOTSENDTOCHAN}

@@ -17,6 +17,8 @@ from __future__ import annotations
 from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING, Final
 
+from chatd.domain.names import name_key
+from chatd.domain.room import Mode
 from chatd.errors import Code
 from chatd.irc import numerics as n
 from chatd.irc.codec import format_line
@@ -25,12 +27,10 @@ from chatd.irc.guests import is_guest
 from chatd.irc.lookup import existing_room, existing_user, find_user
 from chatd.irc.render import channel
 from chatd.irc.views import channel_modes
-from chatd.names import name_key
-from chatd.room import Mode
 
 if TYPE_CHECKING:
+    from chatd.domain.room import Room
     from chatd.irc.commands import IrcContext
-    from chatd.room import Room
 
 # Channel modes that take an argument (b without one lists the bans).
 _WITH_ARGUMENT: Final = "boq"

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from chatd.codec import clean_text
 from chatd.irc import numerics as n
 from chatd.irc.commands import IrcError, irc_command
 from chatd.irc.guests import is_guest
@@ -17,11 +16,12 @@ from chatd.irc.lookup import away_message, existing_user, find_user, rooms_of
 from chatd.irc.render import channel
 from chatd.irc.views import PREFIX, members_in_order
 from chatd.irc.welcome import AWAY_LEN
+from chatd.protocol.codec import clean_text
 
 if TYPE_CHECKING:
-    from chatd.accounts import User
+    from chatd.domain.accounts import User
+    from chatd.domain.room import Member, Room
     from chatd.irc.commands import IrcContext
-    from chatd.room import Member, Room
 
 
 def _flags(ctx: IrcContext, user: User | None, member: Member | None) -> str:

@@ -18,7 +18,7 @@ import asyncio
 from collections.abc import Awaitable
 from typing import TYPE_CHECKING, Final
 
-from chatd import names
+from chatd.domain import names
 from chatd.errors import ChatError
 from chatd.irc import numerics as n
 from chatd.irc.auth import logged_in, password_login, sasl_account
@@ -27,7 +27,7 @@ from chatd.irc.lookup import rooms_of
 from chatd.irc.welcome import welcome
 
 if TYPE_CHECKING:
-    from chatd.accounts import User
+    from chatd.domain.accounts import User
     from chatd.irc.commands import IrcContext
 
 CAPABILITIES: Final = ("batch", "echo-message", "labeled-response", "message-tags", "sasl",

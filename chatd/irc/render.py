@@ -6,7 +6,7 @@ an IRC client. Rendering depends on the recipient only through its *tag
 mode* (whether it asked for ``server-time`` and ``message-tags``), except
 for notices, which are addressed to the recipient's nick: so one room
 message is formatted once per tag mode for all IRC recipients (see
-:func:`cache_key`), as :meth:`chatd.session.Session.deliver` does per style.
+:func:`cache_key`), as :meth:`chatd.protocol.session.Session.deliver` does per style.
 
 Every user appears as ``name!name@<server name>``: chatd has no ident or
 host to show, and hiding addresses is the point.
@@ -17,10 +17,10 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping
 from typing import Any, Final
 
-from chatd.codec import iso_ts
+from chatd.domain.moderation import CONSOLE, SERVER
 from chatd.irc.codec import MAX_BODY, add_tags, format_line, split_text
-from chatd.moderation import CONSOLE, SERVER
-from chatd.render import EVENT_TEXT
+from chatd.protocol.codec import iso_ts
+from chatd.protocol.render import EVENT_TEXT
 
 Record = Mapping[str, Any]
 # Whether a user named by a record is a member of the room named by it.

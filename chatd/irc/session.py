@@ -1,4 +1,4 @@
-"""An IRC endpoint of the domain: a :class:`chatd.session.Session` that speaks IRC.
+"""An IRC endpoint of the domain: a :class:`chatd.protocol.session.Session` that speaks IRC.
 
 The domain treats it like any session: it logs in, it is attached to its
 user's rooms, and :meth:`IrcSession.deliver` receives room messages, events,
@@ -21,20 +21,20 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
+from chatd.domain.names import name_key
 from chatd.irc.render import cache_key
 from chatd.irc.views import join_lines
-from chatd.names import name_key
-from chatd.session import Session
+from chatd.protocol.session import Session
 
 if TYPE_CHECKING:
-    from chatd.accounts import User
-    from chatd.feed import RoomFeed
+    from chatd.delivery.feed import RoomFeed
+    from chatd.delivery.outgoing import Outgoing
+    from chatd.domain.accounts import User
+    from chatd.domain.ratelimit import TokenBucket
+    from chatd.domain.room import Room
     from chatd.irc.commands import IrcContext
     from chatd.irc.listener import IrcListener
-    from chatd.outgoing import Outgoing
-    from chatd.ratelimit import TokenBucket
-    from chatd.room import Room
-    from chatd.session import Output
+    from chatd.protocol.session import Output
 
 # Events that take the named user out of the room's channel.
 _DEPARTURES = frozenset({"leave", "kick", "ban", "terminated"})

@@ -9,10 +9,10 @@ from __future__ import annotations
 from collections.abc import Iterable
 from typing import TYPE_CHECKING, Final
 
+from chatd.domain.room import Member, Mode, Role, Room
 from chatd.irc import numerics as n
 from chatd.irc.codec import MAX_BODY, format_line
 from chatd.irc.render import MODE_FLAGS, channel
-from chatd.room import Member, Mode, Role, Room
 
 if TYPE_CHECKING:
     from chatd.irc.render import IrcRenderer

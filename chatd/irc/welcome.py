@@ -10,10 +10,10 @@ from __future__ import annotations
 import time
 from typing import TYPE_CHECKING, Final
 
+from chatd.domain.names import ROOM_NAME_MAX, USER_NAME_MAX
+from chatd.domain.presence import AWAY_MAX
 from chatd.irc import numerics as n
 from chatd.irc.commands import irc_command
-from chatd.names import ROOM_NAME_MAX, USER_NAME_MAX
-from chatd.presence import AWAY_MAX
 
 if TYPE_CHECKING:
     from chatd.irc.commands import IrcContext

@@ -21,7 +21,7 @@ async def prepare_database(path: Path, plan: Plan) -> dict[str, float]:
     """Users, rooms, memberships and the history room, through SqliteStorage."""
     import bcrypt  # noqa: PLC0415 - the parent alone needs these
 
-    from chatd.tokens import token_hash  # noqa: PLC0415
+    from chatd.domain.tokens import token_hash  # noqa: PLC0415
     from storage.records import MessageRecord  # noqa: PLC0415
     from storage.sqlite import SqliteStorage  # noqa: PLC0415
 

@@ -9,8 +9,8 @@ import io
 from pathlib import Path
 from typing import Any
 
+from chatd.app.server import ChatServer
 from chatd.client import ChatClient, LineClient, Reply
-from chatd.server import ChatServer
 from tests.helpers import PASSWORD, Clients
 
 Event = dict[str, Any]

@@ -7,8 +7,8 @@ from pathlib import Path
 
 import pytest
 
+from chatd.app.server import ChatServer
 from chatd.client import ChatClient
-from chatd.server import ChatServer
 from tests.content import (
     b64_lines,
     blob_paths,

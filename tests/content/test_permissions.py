@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from chatd.server import ChatServer
+from chatd.app.server import ChatServer
 from tests.content import blob_paths, member_of, text_file, upload
 from tests.governance import error_of, server_admin, users
 from tests.helpers import Clients

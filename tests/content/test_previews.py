@@ -10,8 +10,8 @@ from pathlib import Path
 
 import pytest
 
-from chatd import previews
-from chatd.previews import Job, clean, sniff
+from chatd.content import previews
+from chatd.content.previews import Job, clean, sniff
 from tests.content import image, member_of, pdf, png_declaring, text_file, upload
 from tests.helpers import Clients
 

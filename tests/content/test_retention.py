@@ -5,8 +5,8 @@ from __future__ import annotations
 import os
 import time
 
-from chatd.clock import ManualClock
-from chatd.server import ChatServer
+from chatd.app.server import ChatServer
+from chatd.domain.clock import ManualClock
 from tests.content import blob_paths, member_of, text_file, upload
 from tests.governance import users
 from tests.helpers import Clients

@@ -10,8 +10,8 @@ from typing import Any
 
 import pytest
 
+from chatd.app.server import ChatServer
 from chatd.config import ConfigError, FilesConfig
-from chatd.server import ChatServer
 from tests.content import download, image, member_of, no_staged_files, sha, text_file, upload
 from tests.helpers import Clients, start_server
 
@@ -90,7 +90,7 @@ async def test_a_failed_upload_leaves_no_object(s3_server: ChatServer, s3_endpoi
 
 
 def test_the_s3_backend_needs_a_bucket() -> None:
-    from chatd.blobs import open_blob_store
+    from chatd.content.blobs import open_blob_store
 
     with pytest.raises(ConfigError, match="s3_bucket"):
         open_blob_store(FilesConfig(backend="s3"), "chatd.db")

@@ -6,9 +6,9 @@ from pathlib import Path
 
 import pytest
 
+from chatd.app.server import ChatServer
 from chatd.config import StickersConfig
-from chatd.server import ChatServer
-from chatd.stickers import BUILTIN_DIR, BadArt, Stickers, load_dir, parse_art
+from chatd.content.stickers import BUILTIN_DIR, BadArt, Stickers, load_dir, parse_art
 from tests.content import member_of, text_client, text_run
 from tests.governance import error_of
 from tests.helpers import Clients, start_server

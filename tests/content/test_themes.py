@@ -6,7 +6,7 @@ import re
 
 import pytest
 
-from chatd.render import THEMES, Style, render
+from chatd.protocol.render import THEMES, Style, render
 from tests.content import image, member_of, text_client, text_run, upload
 from tests.governance import error_of
 from tests.helpers import Clients

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from chatd.server import ChatServer
+from chatd.app.server import ChatServer
 from tests.content import (
     b64_lines,
     blob_paths,
@@ -181,7 +181,7 @@ async def test_a_large_download_is_paced_for_a_slow_reader(db_path: Path) -> Non
     import json
     import os
 
-    from chatd.clock import ManualClock
+    from chatd.domain.clock import ManualClock
     from tests.helpers import PASSWORD, start_server
 
     # Bigger than the kernel's socket buffers: without pacing, this reader is dropped.

@@ -1,4 +1,4 @@
-"""chatd-client's terminal loop (chatd/tui/app.py) against a real server.
+"""chatd-client's terminal loop (chatd/client/tui/app.py) against a real server.
 
 Most tests run ``main()`` in a thread of this process (so coverage sees it),
 with stdin a pipe the test types into and stdout a buffer it reads: sys.stdin
@@ -26,11 +26,11 @@ from pathlib import Path
 
 import pytest
 
+from chatd.app.server import ChatServer
 from chatd.client import ChatClient
-from chatd.server import ChatServer
-from chatd.tui import app
-from chatd.tui.keyring import Keyring
-from chatd.tui.session import ClientSession
+from chatd.client.tui import app
+from chatd.client.tui.keyring import Keyring
+from chatd.client.tui.session import ClientSession
 from tests.helpers import PASSWORD, Clients, settle, start_server
 from tests.operations.test_tls import self_signed, tls_port
 
@@ -47,7 +47,7 @@ def argv(server: ChatServer | int, user: str | None, *more: str) -> list[str]:
 
 
 class Terminal:
-    """``chatd.tui.app.main(argv)`` in a thread: type into its stdin, read its stdout."""
+    """``chatd.client.tui.app.main(argv)`` in a thread: type into its stdin, read its stdout."""
 
     def __init__(self, monkeypatch: pytest.MonkeyPatch, args: list[str],
                  script: Path | None = None) -> None:
@@ -143,7 +143,7 @@ async def until(condition: Callable[[], bool], what: Callable[[], str],
 
 def console_script() -> list[str]:
     script = shutil.which("chatd-client", path=str(Path(sys.executable).parent))
-    return [script] if script else [sys.executable, "-m", "chatd.tui.app"]
+    return [script] if script else [sys.executable, "-m", "chatd.client.tui.app"]
 
 
 class Spawned:

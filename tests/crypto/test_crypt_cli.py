@@ -15,10 +15,10 @@ from pathlib import Path
 
 import pytest
 
-from chatd.crypt import armor, kdf
-from chatd.crypt.cli import main
-from chatd.crypt.keys import read_private
-from chatd.envelope import pq_available
+from chatd.crypto import armor, kdf
+from chatd.crypto.cli import main
+from chatd.crypto.envelope import pq_available
+from chatd.crypto.keys import read_private
 
 ALGS = ("aes-256-gcm", "chacha20-poly1305", "fernet")
 PW = "correct horse battery"
@@ -191,7 +191,7 @@ def test_no_password_and_no_terminal_is_a_clear_error(
         tmp_path: Path, capsys: pytest.CaptureFixture[str],
         monkeypatch: pytest.MonkeyPatch) -> None:
     armored = encrypt(tmp_path, capsys)
-    monkeypatch.setattr("chatd.crypt.cli.open", _no_tty, raising=False)
+    monkeypatch.setattr("chatd.crypto.cli.open", _no_tty, raising=False)
     code, _, err = run(["decrypt", armored], capsys)
     assert code == 1 and "no password" in err
 
@@ -262,7 +262,7 @@ def test_keygen_pq(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
 
 def cli(*args: str, stdin: bytes = b"", env: dict[str, str] | None = None
         ) -> subprocess.CompletedProcess[bytes]:
-    return subprocess.run([sys.executable, "-m", "chatd.crypt.cli", *args], input=stdin,
+    return subprocess.run([sys.executable, "-m", "chatd.crypto.cli", *args], input=stdin,
                           capture_output=True, timeout=30, check=False,
                           env={**os.environ, "CHATD_CRYPT_PASSWORD": PW, **(env or {})})
 

@@ -10,7 +10,7 @@ from typing import Any
 
 import pytest
 
-from chatd.server import ChatServer
+from chatd.app.server import ChatServer
 from tests.helpers import Clients, start_server
 
 SECRET_PW = "pw-hunter2-never-logged"

@@ -15,12 +15,12 @@ from typing import Any
 
 import pytest
 
-from chatd import envelope
+from chatd.app.server import ChatServer
 from chatd.client import ChatClient
-from chatd.server import ChatServer
-from chatd.tui.keyring import Keyring
-from chatd.tui.lines import Line
-from chatd.tui.session import ClientSession
+from chatd.client.tui.keyring import Keyring
+from chatd.client.tui.lines import Line
+from chatd.client.tui.session import ClientSession
+from chatd.crypto import envelope
 from tests.helpers import PASSWORD
 
 PQ = pytest.mark.skipif(not envelope.pq_available(), reason="no ML-KEM-768 here")
@@ -237,8 +237,8 @@ async def test_an_envelope_too_long_for_the_line_limit_is_not_sent(people: Peopl
 async def test_the_terminal_app_end_to_end(server: ChatServer, tmp_path: Path) -> None:
     home = tmp_path / "zed-home"
     proc = await asyncio.create_subprocess_exec(
-        sys.executable, "-m", "chatd.tui.app", "127.0.0.1", str(server.port), "--user", "zed",
-        "--register", "--config-dir", str(home), "--no-color",
+        sys.executable, "-m", "chatd.client.tui.app", "127.0.0.1", str(server.port),
+        "--user", "zed", "--register", "--config-dir", str(home), "--no-color",
         stdin=asyncio.subprocess.PIPE, stdout=asyncio.subprocess.PIPE,
         stderr=asyncio.subprocess.PIPE,
         env={**os.environ, "CHATD_PASSWORD": PASSWORD, "COLUMNS": "200",

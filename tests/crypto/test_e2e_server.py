@@ -8,11 +8,11 @@ from typing import Any
 
 import pytest
 
-from chatd import envelope
+from chatd.app.server import ChatServer
 from chatd.client import ChatClient
-from chatd.clock import ManualClock
-from chatd.envelope import Identity, seal
-from chatd.server import ChatServer
+from chatd.crypto import envelope
+from chatd.crypto.envelope import Identity, seal
+from chatd.domain.clock import ManualClock
 from tests.helpers import Clients, start_server
 
 IDS = {name: Identity.generate() for name in ("alice", "bob", "carol", "mallory")}

@@ -9,8 +9,8 @@ import re
 import pytest
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
-from chatd import envelope
-from chatd.envelope import EnvelopeError, Identity, PublicKey, open_envelope, seal, unpack
+from chatd.crypto import envelope
+from chatd.crypto.envelope import EnvelopeError, Identity, PublicKey, open_envelope, seal, unpack
 
 PQ = pytest.mark.skipif(not envelope.pq_available(), reason="no ML-KEM-768 here")
 

@@ -7,9 +7,16 @@ from pathlib import Path
 
 from rich.console import Console
 
-from chatd.tui.keyring import IDENTITY_FILE, KNOWN_FILE, Keyring, KnownKeys, Status, config_dir
-from chatd.tui.lines import Line, from_ok, from_record, plain_message
-from chatd.tui.view import View
+from chatd.client.tui.keyring import (
+    IDENTITY_FILE,
+    KNOWN_FILE,
+    Keyring,
+    KnownKeys,
+    Status,
+    config_dir,
+)
+from chatd.client.tui.lines import Line, from_ok, from_record, plain_message
+from chatd.client.tui.view import View
 
 
 def mode(path: Path) -> int:

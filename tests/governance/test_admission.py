@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from chatd.clock import ManualClock
-from chatd.server import ChatServer
+from chatd.app.server import ChatServer
+from chatd.domain.clock import ManualClock
 from tests.governance import (
     error_of,
     events,

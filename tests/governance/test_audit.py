@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from chatd.server import ChatServer
+from chatd.app.server import ChatServer
 from tests.governance import error_of, room_with, server_admin, users
 from tests.helpers import PASSWORD, Clients
 

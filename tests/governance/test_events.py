@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from chatd.clock import ManualClock
-from chatd.server import ChatServer
+from chatd.app.server import ChatServer
+from chatd.domain.clock import ManualClock
 from tests.governance import Event, drain, events, room_with, settle, users
 from tests.helpers import Clients
 

@@ -5,9 +5,9 @@ from __future__ import annotations
 import asyncio
 from pathlib import Path
 
+from chatd.app.server import ChatServer
 from chatd.client import ChatClient
-from chatd.clock import ManualClock
-from chatd.server import ChatServer
+from chatd.domain.clock import ManualClock
 from tests.governance import error_of, listed, my_rooms, room_with, users
 from tests.helpers import Clients, start_server
 

@@ -7,8 +7,8 @@ import itertools
 
 import pytest
 
+from chatd.app.server import ChatServer
 from chatd.client import ChatClient
-from chatd.server import ChatServer
 from tests.governance import code_of, error_of, members_of, room_with, server_admin, users
 from tests.helpers import Clients
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from chatd.clock import ManualClock
+from chatd.domain.clock import ManualClock
 from tests.governance import error_of, members_of, room_with, users
 from tests.helpers import Clients, start_server
 

@@ -1,10 +1,10 @@
 """Governance by the daemon itself: the control socket's actions (no acting user)
-and flood mutes, as the domain offers them to chatd.control and chatd.protection."""
+and flood mutes, as the domain offers them to chatd.ops.control and chatd.domain.protection."""
 
 from __future__ import annotations
 
-from chatd.clock import ManualClock
-from chatd.server import ChatServer
+from chatd.app.server import ChatServer
+from chatd.domain.clock import ManualClock
 from tests.governance import events, members_of, notes, room_with, settle, users
 from tests.helpers import Clients
 

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from chatd.server import ChatServer
+from chatd.app.server import ChatServer
 from tests.governance import (
     drain,
     error_of,

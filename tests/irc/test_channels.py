@@ -3,8 +3,8 @@ INVITE, AWAY and their error numerics."""
 
 from __future__ import annotations
 
-from chatd.room import Mode
-from chatd.server import ChatServer
+from chatd.app.server import ChatServer
+from chatd.domain.room import Mode
 from tests.helpers import Clients
 from tests.irc.conftest import IrcFactory
 

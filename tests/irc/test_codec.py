@@ -9,7 +9,6 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from parser_tests import data as vectors
 
-from chatd.codec import INVALID_UTF8, LINE_TOO_LONG, BadLine
 from chatd.irc.codec import (
     MAX_BODY,
     MAX_TAGS,
@@ -24,6 +23,7 @@ from chatd.irc.codec import (
     split_text,
     unescape_tag,
 )
+from chatd.protocol.codec import INVALID_UTF8, LINE_TOO_LONG, BadLine
 
 TOO_LONG, BAD_UTF8 = BadLine(LINE_TOO_LONG), BadLine(INVALID_UTF8)
 

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from chatd.clock import ManualClock
-from chatd.server import ChatServer
+from chatd.app.server import ChatServer
+from chatd.domain.clock import ManualClock
 from tests.helpers import Clients
 from tests.irc.conftest import IrcFactory
 

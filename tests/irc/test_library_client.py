@@ -9,7 +9,7 @@ from typing import Any
 import irc.client
 import irc.client_aio
 
-from chatd.server import ChatServer
+from chatd.app.server import ChatServer
 from tests.helpers import PASSWORD, Clients
 
 

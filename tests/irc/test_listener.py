@@ -13,10 +13,10 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 
-from chatd.clock import ManualClock
+from chatd.app.server import ChatServer
 from chatd.config import ConfigError, load_config
+from chatd.domain.clock import ManualClock
 from chatd.irc.connection import IrcConnection
-from chatd.server import ChatServer
 from tests.helpers import PASSWORD, start_server
 from tests.irc.conftest import IrcFactory
 from tests.irc.helpers import IrcClient

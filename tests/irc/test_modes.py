@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from chatd.room import Mode, Role
-from chatd.server import ChatServer
+from chatd.app.server import ChatServer
+from chatd.domain.room import Mode, Role
 from tests.helpers import Clients
 from tests.irc.conftest import IrcFactory
 from tests.irc.helpers import IrcClient

@@ -6,8 +6,8 @@ import base64
 
 import pytest
 
-from chatd.clock import ManualClock
-from chatd.server import ChatServer
+from chatd.app.server import ChatServer
+from chatd.domain.clock import ManualClock
 from tests.helpers import PASSWORD
 from tests.irc.conftest import IrcFactory
 

@@ -6,7 +6,7 @@ import pytest
 
 from chatd.irc.listener import load
 from chatd.irc.render import IrcRenderer, cache_key
-from chatd.render import Style, style_key
+from chatd.protocol.render import Style, style_key
 
 PLAIN, TIMED, TAGGED = cache_key(False, False), cache_key(True, False), cache_key(True, True)
 MEMBERS = {("dev", "bob")}

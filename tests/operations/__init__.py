@@ -18,9 +18,9 @@ from typing import Any
 
 import yaml
 
-from chatd.chatctl import ControlClient, ControlError
-from chatd.control import control_path
-from chatd.daemon import Daemon
+from chatd.app.daemon import Daemon
+from chatd.ops.chatctl import ControlClient, ControlError
+from chatd.ops.control import control_path
 from tests.helpers import TEST_OVERRIDES, test_config
 
 # The console scripts of the interpreter running the tests (the project's venv).

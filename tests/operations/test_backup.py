@@ -11,11 +11,11 @@ import stat
 import time
 from pathlib import Path
 
-from chatd.backups import Backups
-from chatd.chatctl import ControlClient
+from chatd.app.daemon import Daemon
 from chatd.client import ChatClient
 from chatd.config import BackupConfig
-from chatd.daemon import Daemon
+from chatd.ops.backups import Backups
+from chatd.ops.chatctl import ControlClient
 from storage.blocks import read_block
 from tests.helpers import Clients, start_server
 from tests.operations import running_daemon, wait_for

@@ -19,8 +19,8 @@ from pathlib import Path
 
 import pytest
 
-from chatd.chatctl import ControlClient, main
-from chatd.daemon import Daemon
+from chatd.app.daemon import Daemon
+from chatd.ops.chatctl import ControlClient, main
 from tests.content import download, sha, upload
 from tests.helpers import Clients, start_server
 from tests.operations import CHATCTL, ChatdProcess, running_daemon, write_config

@@ -17,9 +17,9 @@ from typing import Any
 import pytest
 
 from chatd import __version__
-from chatd.chatctl import ControlClient, ControlError, main
+from chatd.app.daemon import Daemon
 from chatd.client import ChatClient
-from chatd.daemon import Daemon
+from chatd.ops.chatctl import ControlClient, ControlError, main
 from tests.helpers import PASSWORD, Clients, settle
 from tests.operations import ChatdProcess, exists, running_daemon, wait_for, write_config
 
@@ -416,7 +416,7 @@ async def test_follow_streams_audit_entries(daemon: Daemon, clients: Clients) ->
 
 async def test_follow_sends_status_lines(daemon: Daemon,
                                          monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr("chatd.control.FOLLOW_STATUS_INTERVAL", 0.05)
+    monkeypatch.setattr("chatd.ops.control.FOLLOW_STATUS_INTERVAL", 0.05)
     follower = ControlClient(daemon.control.path).follow()
     async with contextlib.aclosing(follower):
         item = await asyncio.wait_for(anext(follower), 5.0)

@@ -12,7 +12,7 @@ import sys
 from pathlib import Path
 
 from chatd import __version__
-from chatd.control import control_path
+from chatd.ops.control import control_path
 from tests.helpers import PASSWORD, Clients, start_server
 from tests.operations import CHATD, ChatdProcess, running_daemon, write_config
 

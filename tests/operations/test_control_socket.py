@@ -11,7 +11,7 @@ import socket
 import subprocess
 from pathlib import Path
 
-from chatd.control import control_path
+from chatd.ops.control import control_path
 from tests.operations import CHATCTL, CHATD, ChatdProcess, exists, write_config
 
 TIMEOUT = 30

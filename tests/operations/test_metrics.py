@@ -11,8 +11,8 @@ from pathlib import Path
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
-from chatd.daemon import Daemon
-from chatd.metrics import MetricsUnavailable, start_metrics
+from chatd.app.daemon import Daemon
+from chatd.ops.metrics import MetricsUnavailable, start_metrics
 from tests.helpers import Clients
 from tests.operations import running_daemon, wait_for
 

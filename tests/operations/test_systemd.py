@@ -19,10 +19,11 @@ from pathlib import Path
 
 import pytest
 
-from chatd import __version__, systemd
+from chatd import __version__
+from chatd.app.daemon import Daemon
 from chatd.client import ChatClient
 from chatd.config import load_config
-from chatd.daemon import Daemon
+from chatd.ops import systemd
 from tests.helpers import test_config as make_config
 from tests.operations import (
     BIN,

@@ -16,10 +16,10 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 
 from chatd import __version__
+from chatd.app.daemon import Daemon
+from chatd.app.server import ChatServer
 from chatd.client import ChatClient, LineClient
 from chatd.config import ConfigError, load_config
-from chatd.daemon import Daemon
-from chatd.server import ChatServer
 from tests.helpers import PASSWORD, start_server
 from tests.helpers import test_config as make_config
 from tests.operations import restored_logging

@@ -15,8 +15,8 @@ import pytest
 from rich.console import Console
 
 from chatd import __version__
-from chatd.chatctl import ControlClient
-from chatd.top import KEEP_EVENTS, TopScreen, run_top
+from chatd.ops.chatctl import ControlClient
+from chatd.ops.top import KEEP_EVENTS, TopScreen, run_top
 from tests.helpers import Clients
 from tests.operations import ChatdProcess, running_daemon, wait_for, write_config
 
@@ -77,7 +77,7 @@ def live_console() -> tuple[Console, io.StringIO]:
 @pytest.fixture
 def fast_follow(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr("sys.stdin", io.StringIO())  # not a terminal: no key reading
-    monkeypatch.setattr("chatd.control.FOLLOW_STATUS_INTERVAL", 0.05)
+    monkeypatch.setattr("chatd.ops.control.FOLLOW_STATUS_INTERVAL", 0.05)
 
 
 @pytest.fixture

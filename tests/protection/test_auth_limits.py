@@ -9,7 +9,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from chatd.clock import ManualClock
+from chatd.domain.clock import ManualClock
 from tests.helpers import PASSWORD
 from tests.protection import ProtectionClients, error_of, serving
 

@@ -17,9 +17,9 @@ from typing import Any
 
 import pytest
 
+from chatd.app.server import ChatServer
 from chatd.client import ChatClient, LineClient
-from chatd.clock import ManualClock
-from chatd.server import ChatServer
+from chatd.domain.clock import ManualClock
 from tests.helpers import PASSWORD
 from tests.protection import (
     ProtectionClients,

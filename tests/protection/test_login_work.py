@@ -16,8 +16,8 @@ from pathlib import Path
 import bcrypt
 import pytest
 
-from chatd.clock import ManualClock
-from chatd.server import ChatServer
+from chatd.app.server import ChatServer
+from chatd.domain.clock import ManualClock
 from tests.helpers import PASSWORD
 from tests.irc.helpers import IrcClient
 from tests.protection import ProtectionClients, error_of, serving

@@ -10,7 +10,7 @@ from pathlib import Path
 from typing import Any
 
 from chatd.client import ChatClient
-from chatd.clock import ManualClock
+from chatd.domain.clock import ManualClock
 from tests.helpers import PASSWORD
 from tests.protection import (
     PRODUCTION_LIMITS,

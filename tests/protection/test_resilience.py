@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from chatd.client import ChatClient
-from chatd.clock import ManualClock
+from chatd.domain.clock import ManualClock
 from tests.helpers import PASSWORD
 from tests.protection import ProtectionClients, room_with, serving
 

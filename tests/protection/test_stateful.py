@@ -19,7 +19,7 @@ from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, invariant, rule, run_state_machine_as_test
 
 from chatd.client import ChatClient
-from chatd.clock import ManualClock
+from chatd.domain.clock import ManualClock
 from tests.helpers import PASSWORD, Clients, start_server
 
 USERS = ("u0", "u1", "u2")

@@ -8,7 +8,7 @@ import json
 import sqlite3
 from pathlib import Path
 
-from chatd.clock import ManualClock
+from chatd.domain.clock import ManualClock
 from tests.helpers import start_server
 from tests.protection import ProtectionClients, error_of, serving
 

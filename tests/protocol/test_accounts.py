@@ -10,9 +10,9 @@ from pathlib import Path
 import bcrypt
 import pytest
 
+from chatd.app.server import ChatServer
 from chatd.client import Reply
-from chatd.clock import ManualClock
-from chatd.server import ChatServer
+from chatd.domain.clock import ManualClock
 from tests.helpers import PASSWORD, Clients, error_of, settle, start_server, text_client, text_run
 
 # -- /register ---------------------------------------------------------------------

@@ -10,9 +10,9 @@ import asyncio
 import sqlite3
 from pathlib import Path
 
-from chatd import envelope
-from chatd.clock import ManualClock
-from chatd.envelope import Identity, seal
+from chatd.crypto import envelope
+from chatd.crypto.envelope import Identity, seal
+from chatd.domain.clock import ManualClock
 from tests.helpers import (
     PASSWORD,
     Clients,

@@ -2,7 +2,7 @@
 
 Senders write many lines in ONE socket write, so the server handles them in
 one turn of its loop (up to the first command that must wait) and the room
-fan-out goes through chatd.feed. Every member, in JSON or text format, with
+fan-out goes through chatd.delivery.feed. Every member, in JSON or text format, with
 the room as current room or not, must still see exactly the order in which
 things happened; a kicked member nothing of the room after the kick event; and
 a sender its labelled acknowledgement in its place among the room's messages.
@@ -15,7 +15,7 @@ from collections.abc import Callable
 from typing import Any
 
 from chatd.client import ChatClient, LineClient
-from chatd.render import Style, render
+from chatd.protocol.render import Style, render
 from tests.helpers import Clients, room_with, settle, text_client, text_run
 
 TEXT = Style()

@@ -8,9 +8,9 @@ from typing import Any
 
 import pytest
 
+from chatd.app.server import ChatServer
 from chatd.client import ChatClient, LineClient
-from chatd.clock import ManualClock
-from chatd.server import ChatServer
+from chatd.domain.clock import ManualClock
 from tests.helpers import PASSWORD, Clients, start_server, text_client
 
 

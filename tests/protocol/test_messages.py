@@ -10,7 +10,7 @@ from typing import Any
 import pytest
 
 from chatd.client import ChatClient
-from chatd.clock import ManualClock
+from chatd.domain.clock import ManualClock
 from tests.helpers import (
     PASSWORD,
     Clients,

@@ -7,9 +7,9 @@ import re
 
 import pytest
 
-from chatd.clock import ManualClock
-from chatd.registry import Command, Need
-from chatd.server import ChatServer
+from chatd.app.server import ChatServer
+from chatd.domain.clock import ManualClock
+from chatd.protocol.registry import Command, Need
 from tests.helpers import PASSWORD, Clients, error_of, text_client, text_run
 
 ESC = "\x1b"

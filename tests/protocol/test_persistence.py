@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from chatd.clock import ManualClock
+from chatd.domain.clock import ManualClock
 from tests.helpers import PASSWORD, Clients, start_server
 
 

@@ -8,8 +8,8 @@ from typing import Any
 
 import pytest
 
-from chatd.clock import ManualClock
-from chatd.server import ChatServer
+from chatd.app.server import ChatServer
+from chatd.domain.clock import ManualClock
 from tests.helpers import Clients, error_of, settle, start_server, text_client, text_run
 
 

@@ -1,4 +1,4 @@
-"""Tests for chatd.codec: the line framer, line parsing and output encoding."""
+"""Tests for chatd.protocol.codec: the line framer, line parsing and output encoding."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from chatd.codec import (
+from chatd.protocol.codec import (
     INVALID_UTF8,
     LINE_TOO_LONG,
     BadLine,

@@ -1,4 +1,4 @@
-"""Tests for chatd.logfmt: one line per event, quoting, JSON, configure_logging."""
+"""Tests for chatd.ops.logfmt: one line per event, quoting, JSON, configure_logging."""
 
 from __future__ import annotations
 
@@ -15,7 +15,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from chatd.logfmt import JsonFormatter, KeyValueFormatter, configure_logging, under_journal
+from chatd.ops.logfmt import JsonFormatter, KeyValueFormatter, configure_logging, under_journal
 
 FAST = settings(max_examples=150, deadline=None)
 
@@ -28,7 +28,7 @@ def make_record(
     fields: Any = None,
     *,
     level: int = logging.INFO,
-    name: str = "chatd.server",
+    name: str = "chatd.app.server",
     args: tuple[object, ...] = (),
     exc: bool = False,
     stack: str | None = None,
@@ -83,7 +83,7 @@ def test_kv_example_from_the_docs() -> None:
     record = make_record(fields={"host": "127.0.0.1", "port": 7777})
     assert (
         KeyValueFormatter().format(record)
-        == 'level=info logger=chatd.server msg="listening" host=127.0.0.1 port=7777'
+        == 'level=info logger=chatd.app.server msg="listening" host=127.0.0.1 port=7777'
     )
 
 
@@ -91,7 +91,7 @@ def test_kv_without_fields_and_with_args() -> None:
     record = make_record("user %s joined %d rooms", level=logging.WARNING, args=("bob", 3))
     assert (
         KeyValueFormatter().format(record)
-        == 'level=warning logger=chatd.server msg="user bob joined 3 rooms"'
+        == 'level=warning logger=chatd.app.server msg="user bob joined 3 rooms"'
     )
 
 
@@ -121,7 +121,7 @@ def test_kv_without_fields_and_with_args() -> None:
 )
 def test_kv_value_quoting(value: object, rendered: str) -> None:
     line = KeyValueFormatter().format(make_record("m", {"v": value}))
-    assert line == f'level=info logger=chatd.server msg="m" v={rendered}'
+    assert line == f'level=info logger=chatd.app.server msg="m" v={rendered}'
 
 
 def test_kv_message_is_always_quoted_and_escaped() -> None:
@@ -135,7 +135,8 @@ def test_kv_keys_are_made_safe() -> None:
     fields = {"msg": "shadow", "level": "x", "bad key": 1, 'q"=': 2, "": 3, "ok.key-1": 4}
     line = KeyValueFormatter().format(make_record("m", fields))
     assert line == (
-        'level=info logger=chatd.server msg="m" _msg=shadow _level=x bad_key=1 q__=2 _=3 ok.key-1=4'
+        'level=info logger=chatd.app.server msg="m"'
+        ' _msg=shadow _level=x bad_key=1 q__=2 _=3 ok.key-1=4'
     )
 
 
@@ -207,7 +208,7 @@ def test_json_record() -> None:
     assert json.loads(line) == {
         "ts": "2026-11-21T10:00:00.250Z",
         "level": "info",
-        "logger": "chatd.server",
+        "logger": "chatd.app.server",
         "msg": "listening",
         "host": "127.0.0.1",
         "port": 7777,

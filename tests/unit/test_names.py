@@ -1,4 +1,4 @@
-"""Tests for chatd.names: name validation and durations."""
+"""Tests for chatd.domain.names: name validation and durations."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from chatd.names import (
+from chatd.domain.names import (
     MAX_DURATION,
     InvalidName,
     format_duration,

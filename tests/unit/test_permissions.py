@@ -1,4 +1,4 @@
-"""The permission matrix of chatd.permissions.authorize, table-driven.
+"""The permission matrix of chatd.domain.permissions.authorize, table-driven.
 
 Every action x actor (owner, admin, member, non-member, server admin) x target
 (owner, admin, member, non-member, self) has an expected allow (Y) or deny (-).
@@ -10,11 +10,11 @@ import time
 
 import pytest
 
-from chatd.accounts import User
+from chatd.domain.accounts import User
+from chatd.domain.permissions import Action, authorize, needed_role
+from chatd.domain.ratelimit import TokenBucket
+from chatd.domain.room import Member, Role, Room
 from chatd.errors import ChatError, Code
-from chatd.permissions import Action, authorize, needed_role
-from chatd.ratelimit import TokenBucket
-from chatd.room import Member, Role, Room
 from storage.records import RoomRecord, UserRecord
 
 ACTORS = ("owner", "admin", "member", "stranger", "server-admin")

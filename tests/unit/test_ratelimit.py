@@ -1,4 +1,4 @@
-"""Tests for chatd.ratelimit: exact bucket arithmetic on a fake clock, and properties."""
+"""Tests for chatd.domain.ratelimit: exact bucket arithmetic on a fake clock, and properties."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from chatd.ratelimit import FakeClock, FloodDetector, TokenBucket
+from chatd.domain.ratelimit import FakeClock, FloodDetector, TokenBucket
 
 FAST = settings(max_examples=200, deadline=None)
 

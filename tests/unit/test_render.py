@@ -9,7 +9,7 @@ from typing import Any
 from hypothesis import given
 from hypothesis import strategies as st
 
-from chatd.render import Style, render, show_invisible
+from chatd.protocol.render import Style, render, show_invisible
 
 USER = st.from_regex(r"[A-Za-z0-9_-]{1,24}", fullmatch=True)
 ROOM = st.from_regex(r"[a-z0-9_-]{1,32}", fullmatch=True)

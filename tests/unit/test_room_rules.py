@@ -8,7 +8,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from chatd.room import Departure, Member, Mode, Role, Room
+from chatd.domain.room import Departure, Member, Mode, Role, Room
 from storage.records import RoomRecord
 
 FAST = settings(max_examples=300, deadline=None)

@@ -1,0 +1,251 @@
+"""chatd-client: a terminal chat client with end-to-end encryption.
+
+A thin loop: read lines from stdin without blocking the event loop, hand
+them to :class:`~chatd.client.tui.session.ClientSession`, and print what it and the
+server say with rich. Everything worth testing lives in the session.
+
+    chatd-client [host] [port] --user alice [--register] [--tls]
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import getpass
+import os
+import ssl
+import sys
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from rich.console import Console
+
+from chatd import __version__
+from chatd.client import ChatClient
+from chatd.client.tui.keyring import Keyring, config_dir
+from chatd.client.tui.lines import error, notice
+from chatd.client.tui.session import ClientSession
+from chatd.client.tui.view import View
+from chatd.crypto import CryptError
+from chatd.crypto.envelope import AEADS
+
+PASSWORD_ENV = "CHATD_PASSWORD"
+TOKEN_ENV = "CHATD_TOKEN"
+QUIT = ("/quit", "/exit")
+STDIN_LIMIT = 1 << 16  # longer lines typed or piped in are not sent
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Run the client; returns the exit status."""
+    args = _parser().parse_args(argv)
+    try:
+        args.user = args.user or _ask("user: ").strip()
+        token = args.token or os.environ.get(TOKEN_ENV)
+        password = None if token else _password(args)
+        return asyncio.run(run(args, password, token))
+    except (KeyboardInterrupt, EOFError):
+        return 130
+    except CryptError as exc:
+        print(f"chatd-client: {exc}", file=sys.stderr)
+        return 1
+
+
+def _password(args: argparse.Namespace) -> str:
+    if args.password_file:
+        return Path(args.password_file).read_text(encoding="utf-8").split("\n", 1)[0]
+    password = os.environ.get(PASSWORD_ENV)
+    if password:
+        return password
+    prompt = f"password for {args.user}: "
+    if sys.stdin.isatty() or _have_terminal():
+        return getpass.getpass(prompt)
+    return _ask(prompt)  # no terminal at all: the next line of input, as getpass would
+
+
+def _ask(prompt: str) -> str:
+    """One line of stdin: input() on a terminal, else read without read-ahead.
+
+    input() and getpass read a piped stdin through a buffer and so would take
+    the lines after the answer too, out of reach of the chat loop, which reads
+    the file descriptor itself.
+    """
+    if sys.stdin.isatty():
+        return input(prompt)
+    print(prompt, end="", flush=True)
+    fd, answer = sys.stdin.fileno(), bytearray()
+    while not answer.endswith(b"\n"):
+        byte = os.read(fd, 1)
+        if not byte:
+            if not answer:
+                raise EOFError
+            break
+        answer += byte
+    return answer.decode("utf-8", errors="replace").rstrip("\r\n")
+
+
+def _have_terminal() -> bool:
+    """Whether getpass can ask on /dev/tty (it falls back to a buffered stdin)."""
+    try:
+        os.close(os.open("/dev/tty", os.O_RDWR | os.O_NOCTTY))
+    except OSError:
+        return False
+    return True
+
+
+async def run(args: argparse.Namespace, password: str | None, token: str | None) -> int:
+    """Connect, log in, then chat until /quit, end of input or the server leaves."""
+    view = View(Console(no_color=args.no_color, highlight=False))
+    directory = Path(args.config_dir) if args.config_dir else config_dir()
+    keyring, new = Keyring.open(directory, f"{args.host}:{args.port}", pq=not args.no_pq)
+    if new:
+        view.show([notice(f"made your end-to-end identity in {directory}")])
+    try:
+        client = await ChatClient.connect(args.host, args.port, **_tls(args))
+    except (OSError, TimeoutError, ssl.SSLError) as exc:
+        view.show([error(f"cannot connect to {args.host}:{args.port}: {exc}")])
+        return 1
+    session = ClientSession(client, keyring, args.aead, not args.no_pq, args.max_line)
+    connected = True
+    try:
+        view.show([notice(client.banner.removeprefix("* "))] if client.banner else [])
+        view.show(await session.login(args.user, password, token, args.register))
+        if session.user is None:
+            return 1
+        connected = await _chat(session, view)
+    finally:
+        if connected:  # else no answer would come: do not wait for one
+            with contextlib.suppress(Exception):
+                await asyncio.wait_for(client.command("/quit", check=False), 2)
+        await client.close()
+    return 0
+
+
+async def _chat(session: ClientSession, view: View) -> bool:
+    """Until /quit or the end of input (True), or until the server goes away (False)."""
+    pump = asyncio.ensure_future(_pump(session, view))
+    reader, close_stdin = await _stdin()
+    try:
+        while True:
+            read = asyncio.ensure_future(_readline(reader))
+            await asyncio.wait({read, pump}, return_when=asyncio.FIRST_COMPLETED)
+            if not read.done():  # the server went away
+                read.cancel()
+                return False
+            line = read.result()
+            if line is None:
+                view.show([error(f"a line over {STDIN_LIMIT} bytes was not sent.")])
+                continue
+            text = line.decode("utf-8", errors="replace").strip()
+            if not line or text.lower() in QUIT:
+                return True
+            if text:
+                await _handle(session, view, text)
+    finally:
+        close_stdin()
+        pump.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await pump
+
+
+async def _handle(session: ClientSession, view: View, text: str) -> None:
+    try:
+        view.show(await session.input(text), session.current_room)
+    except (ConnectionError, TimeoutError) as exc:
+        view.show([error(f"no answer from the server ({exc or 'timed out'}).")])
+
+
+async def _pump(session: ClientSession, view: View) -> None:
+    """Show what arrives unasked: messages, events, notices."""
+    try:
+        async for event in session.client.events():
+            view.show(await session.show(event), session.current_room)
+    except (ConnectionError, TimeoutError):
+        pass  # showing an encrypted message may look up keys; the server went away meanwhile
+    view.show([error("the server closed the connection.")])
+
+
+async def _stdin() -> tuple[asyncio.StreamReader, Callable[[], None]]:
+    """stdin as a StreamReader, so typing never blocks the event loop; and its closer.
+
+    The pipe transport reads a duplicate of the descriptor (closing it leaves
+    sys.stdin open) and makes it non-blocking, which the closer undoes: the
+    terminal's file description is shared with the shell.
+    """
+    loop = asyncio.get_running_loop()
+    reader = asyncio.StreamReader(limit=STDIN_LIMIT)
+    fd = sys.stdin.fileno()
+    blocking = os.get_blocking(fd)
+    # dup() and wrapping a descriptor do no I/O; the transport (or the except) closes it.
+    pipe = open(os.dup(fd), "rb", buffering=0)  # noqa: SIM115, ASYNC230
+    try:
+        transport, _ = await loop.connect_read_pipe(
+            lambda: asyncio.StreamReaderProtocol(reader), pipe)
+    except ValueError:  # a regular file: read it whole, off the loop
+        pipe.close()
+        reader.feed_data(await asyncio.to_thread(sys.stdin.buffer.read))
+        reader.feed_eof()
+        return reader, lambda: None
+
+    def close() -> None:
+        transport.close()
+        os.set_blocking(fd, blocking)
+    return reader, close
+
+
+async def _readline(reader: asyncio.StreamReader) -> bytes | None:
+    """The next line (b"" at the end of input); None for one over the reader's
+    limit, skipped whole, so that no piece of it is sent as a line of its own."""
+    too_long = False
+    while True:
+        try:
+            line = await reader.readuntil(b"\n")
+        except asyncio.IncompleteReadError as exc:  # the end, maybe after a last line
+            line = exc.partial
+        except asyncio.LimitOverrunError as exc:
+            too_long = True
+            await reader.readexactly(exc.consumed)
+            continue
+        return None if too_long else line
+
+
+def _tls(args: argparse.Namespace) -> dict[str, Any]:
+    if not args.tls:
+        return {}
+    context = ssl.create_default_context(cafile=args.cafile)
+    if args.insecure:  # a self-signed test server: the user asked for it
+        context.check_hostname = False
+        context.verify_mode = ssl.CERT_NONE
+    return {"ssl": context}
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="chatd-client", description="Chat on a chatd server, end-to-end encrypted where "
+        "rooms ask for it. Local commands: /emsg <room|@user> <text>, /trust <user>, "
+        "/fingerprint [user], /secure on|off, /quit.")
+    parser.add_argument("--version", action="version", version=f"chatd-client {__version__}")
+    parser.add_argument("host", nargs="?", default="127.0.0.1")
+    parser.add_argument("port", nargs="?", type=int, default=7777)
+    parser.add_argument("--user", "-u", help="your user name (asked if not given)")
+    parser.add_argument("--register", action="store_true", help="create the account first")
+    parser.add_argument("--token", help=f"log in with an API token (or ${TOKEN_ENV})")
+    parser.add_argument("--password-file", metavar="FILE",
+                        help=f"first line is the password (else ${PASSWORD_ENV}, else asked)")
+    parser.add_argument("--tls", action="store_true", help="connect with TLS")
+    parser.add_argument("--cafile", help="CA certificates to verify the server with")
+    parser.add_argument("--insecure", action="store_true", help="TLS without verification")
+    parser.add_argument("--config-dir", help="keys and known keys (default: "
+                        "$XDG_CONFIG_HOME/chatd-client or ~/.config/chatd-client)")
+    parser.add_argument("--aead", choices=tuple(AEADS), default="aes-256-gcm")
+    parser.add_argument("--no-pq", action="store_true",
+                        help="no ML-KEM-768: smaller envelopes, X25519 only")
+    parser.add_argument("--max-line", type=int, default=4096,
+                        help="the server's line limit (listen.max_line)")
+    parser.add_argument("--no-color", action="store_true")
+    return parser
+
+
+if __name__ == "__main__":
+    sys.exit(main())

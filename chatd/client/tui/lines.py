@@ -1,0 +1,112 @@
+"""What the client shows, as plain data: the session makes Lines, the view draws them.
+
+Keeping this free of rich and of the terminal makes the session testable:
+tests read Lines instead of screen output.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from chatd.protocol.render import Style, render
+
+# Text from other people reaches the terminal only after this: no escape
+# sequence inside an encrypted message (which the server cannot clean) may
+# recolour the screen or move the cursor.
+_CONTROLS = {c: "\ufffd" for c in (*range(0x20), 0x7F, *range(0x80, 0xA0)) if c not in (9, 10)}
+_PLAIN = Style()
+MAX_CELL = 40
+
+
+@dataclass(frozen=True, slots=True)
+class Line:
+    """One thing to show. ``kind`` is message, notice, event, error, warning or table."""
+
+    kind: str
+    text: str
+    room: str | None = None
+    sender: str | None = None
+    to: str | None = None
+    ts: str = ""
+    action: bool = False
+    encrypted: bool = False
+    verified: bool = False
+    rows: tuple[tuple[str, ...], ...] = ()
+    message_id: int | None = None
+
+
+def clean(text: str) -> str:
+    return text.translate(_CONTROLS)
+
+
+def notice(text: str) -> Line:
+    return Line("notice", clean(text))
+
+
+def warning(text: str, room: str | None = None) -> Line:
+    return Line("warning", clean(text), room=room)
+
+
+def error(text: str) -> Line:
+    return Line("error", clean(text))
+
+
+def plain_message(record: dict[str, Any]) -> Line:
+    """A message the server can read (not end-to-end encrypted)."""
+    text = str(record.get("text", ""))
+    preview = (record.get("file") or {}).get("preview") or record.get("sticker_art")
+    if preview:
+        text = f"{text}\n{preview}"
+    return Line("message", clean(text), room=record.get("room"), sender=record.get("from"),
+                to=record.get("to"), ts=str(record.get("ts", "")),
+                action=bool(record.get("action")), message_id=record.get("id"))
+
+
+def from_record(record: dict[str, Any]) -> Line | None:
+    """A Line for a non-message record (event, notice, error, notification)."""
+    kind = record.get("type")
+    if kind == "error":
+        return error(f"{record.get('code')}: {record.get('message')}")
+    if kind == "event" and record.get("event") == "e2e":
+        return Line("event", clean(f"{record.get('actor')} turned end-to-end encryption "
+                                   f"{record.get('state')} in #{record.get('room')}"),
+                    room=record.get("room"))
+    if kind in ("event", "notice"):
+        # The server's own text sentence, so events read as they do over telnet.
+        rendered = render(record, _PLAIN).decode("utf-8", errors="replace")
+        text = "\n".join(line.removeprefix("* ").removeprefix("  ")
+                         for line in rendered.rstrip("\r\n").split("\r\n"))
+        return Line("event" if kind == "event" else "notice", clean(text),
+                    room=record.get("room"))
+    return None
+
+
+def from_ok(final: dict[str, Any]) -> list[Line]:
+    """An ``ok`` reply: its sentence, and a table for list-valued fields."""
+    shown: list[Line] = []
+    for field in ("rooms", "members", "keys", "tokens", "past", "notifications", "files"):
+        value = final.get(field)
+        if isinstance(value, list) and value and all(isinstance(v, dict) for v in value):
+            shown.append(_table(value))
+    message = str(final.get("message", ""))
+    if message:
+        shown.append(notice(message))
+    return shown
+
+
+def _table(items: list[dict[str, Any]]) -> Line:
+    # Nested values and long opaque ones (base64 keys) do not make a readable table.
+    columns = [key for key, value in items[0].items()
+               if not isinstance(value, dict | list) and len(str(value)) <= MAX_CELL]
+    rows = [tuple(columns)]
+    rows += [tuple(clean(_cell(item.get(key))) for key in columns) for item in items]
+    return Line("table", "", rows=tuple(rows))
+
+
+def _cell(value: object) -> str:
+    if value is None:
+        return ""
+    if isinstance(value, bool):
+        return "yes" if value else ""
+    return str(value)

@@ -1,0 +1,250 @@
+"""chatd-client's logic, without a terminal: commands, messages, encryption.
+
+:class:`ClientSession` sits on a :class:`chatd.client.ChatClient` (JSON mode)
+and turns what the user types into protocol lines, and what the server sends
+into :class:`~chatd.client.tui.lines.Line` values for a view to draw. In a room
+marked end-to-end (``/keys room`` says so) or one the user asked to secure,
+plain lines are encrypted before they leave; ``message`` records carrying an
+envelope are decrypted and checked before they are shown.
+
+Commands the client handles itself (they never reach the server as typed):
+``/emsg <room|@user> <text>`` (encrypt and send), ``/trust <user>``,
+``/fingerprint [user]`` and ``/secure on|off`` (always encrypt in this room).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+from chatd.client import ChatClient, Reply
+from chatd.client.tui import lines
+from chatd.client.tui.keyring import Keyring
+from chatd.client.tui.lines import Line, error, notice, warning
+from chatd.client.tui.secure import Secure
+from chatd.crypto.envelope import EnvelopeError, NotForYou, b64
+
+LOGINS = ("login", "register", "auth")
+# Room of the ok reply becomes the current room after these commands.
+ENTERS = ("join", "create", "switch")
+# Our labels ("@c123 ") count against the server's line limit too.
+LABEL_ROOM = 16
+
+
+class ClientSession:
+    """One user's conversation with a chatd server, end-to-end encryption included."""
+
+    def __init__(self, client: ChatClient, keyring: Keyring, aead: str = "aes-256-gcm",
+                 pq: bool = True, max_line: int = 4096) -> None:
+        self.client = client
+        self.secure = Secure(keyring, aead, pq)
+        self.max_line = max_line
+        self.user: str | None = None
+        self.current_room: str | None = None
+        self.always_encrypt: set[str] = set()
+        self._local: dict[str, Callable[[str], Awaitable[list[Line]]]] = {
+            "emsg": self._emsg, "trust": self._trust, "fingerprint": self._fingerprint,
+            "secure": self._secure}
+
+    # -- logging in -----------------------------------------------------------------
+
+    async def login(self, name: str, password: str | None = None, token: str | None = None,
+                    register: bool = False) -> list[Line]:
+        """Log in (or register) and publish this client's public key."""
+        if token is not None:
+            line = f"/login {name} --token {token}"
+        else:
+            line = f"/{'register' if register else 'login'} {name} {password}"
+        return await self.command(line)
+
+    async def publish_key(self) -> list[Line]:
+        """Make sure the server holds this client's public key."""
+        assert self.user is not None
+        identity = self.secure.keyring.identity
+        current = await self.client.command(f"/keys get {self.user}", check=False)
+        mine = b64(identity.x25519_public)
+        pq = identity.mlkem_public
+        if current.ok and current["keys"][0]["key"] == mine and (
+                current["keys"][0].get("pq_key") == (b64(pq) if pq else None)):
+            return [notice(f"your key: {self.secure.fingerprint}")]
+        said = []
+        if current.ok:
+            said.append(warning("the server held another key for you (another device?); "
+                                "replacing it with this client's."))
+        reply = await self.client.command(
+            " ".join(["/keys publish", mine, *([b64(pq)] if pq else [])]), check=False)
+        if not reply.ok:
+            return [*said, error(f"could not publish your key: {reply.get('message')}")]
+        return [*said, notice(f"published your key: {self.secure.fingerprint}")]
+
+    # -- what the user types --------------------------------------------------------------
+
+    async def input(self, text: str) -> list[Line]:
+        """Handle one typed line: a message, a local command or a server command."""
+        if text.startswith("//") or not text.startswith("/"):
+            return await self.send_text(text[1:] if text.startswith("//") else text)
+        name, _, rest = text[1:].partition(" ")
+        local = self._local.get(name.lower())
+        if local is not None:
+            return await local(rest.strip())
+        return await self.command(text)
+
+    async def command(self, line: str) -> list[Line]:
+        """Send a server command; the Lines of its reply."""
+        reply = await self.client.command(line, check=False)
+        shown = await self._reply_lines(reply)
+        final = reply.final
+        if reply.ok and final.get("command") in LOGINS:
+            self.user = final.get("user")
+            rooms = final.get("rooms") or []
+            self.current_room = rooms[0] if len(rooms) == 1 else None
+            shown += await self.publish_key()
+        elif reply.ok:
+            self._track(final)
+        return shown
+
+    def _track(self, final: dict[str, Any]) -> None:
+        command, room = final.get("command"), final.get("room")
+        if command in ENTERS and room and not final.get("requested"):
+            self.current_room = room
+        elif command == "leave" and room == self.current_room:
+            self.current_room = None
+        elif command == "logout":
+            self.user = self.current_room = None
+
+    async def send_text(self, text: str, room: str | None = None) -> list[Line]:
+        """A plain line: encrypted in end-to-end (or secured) rooms, plain elsewhere."""
+        room = room or self.current_room
+        if room is None:
+            return [error("you are in no room: /join <room> or /create <room> first.")]
+        keys = await self.client.command(f"/keys room {room}", check=False)
+        if not keys.ok:
+            return await self._reply_lines(keys)
+        if keys.get("e2e") or keys["room"] in self.always_encrypt:
+            return await self._send_sealed(f"#{keys['room']}", text, keys)
+        line = f"/say {room} {text}"
+        if len(line.encode()) + LABEL_ROOM > self.max_line:
+            # The server would drop it as too long, and no reply would come.
+            return [error(f"that line is {len(line.encode())} bytes, over the server's line "
+                          f"limit ({self.max_line}); send less text.")]
+        return await self.command(line)
+
+    async def _send_sealed(self, context: str, text: str, keys: Reply) -> list[Line]:
+        if self.user is None:
+            return [error("log in first.")]
+        recipients, said = self.secure.recipients(self.user, keys["keys"],
+                                                  keys.get("missing") or [])
+        if context.startswith("@") and len(recipients) < 2 \
+                and context[1:].casefold() != self.user.casefold():
+            return [*said, error(f"{context[1:]} has no key you can encrypt to.")]
+        sealed = self.secure.seal(self.user, context, text, recipients)
+        line = f"/emsg {context} {sealed}"
+        if len(line.encode()) + LABEL_ROOM > self.max_line:
+            return [*said, error(f"the encrypted message is {len(line)} bytes, over the "
+                                 f"server's line limit ({self.max_line}); send less text, or "
+                                 "start the client with --no-pq in large rooms.")]
+        return [*said, *await self.command(line)]
+
+    # -- local commands ----------------------------------------------------------------------
+
+    async def _emsg(self, rest: str) -> list[Line]:
+        target, _, text = rest.partition(" ")
+        if not target or not text.strip():
+            return [error("usage: /emsg <room|@user> <text>")]
+        if not target.startswith("@"):
+            keys = await self.client.command(f"/keys room {target}", check=False)
+            if not keys.ok:
+                return await self._reply_lines(keys)
+            return await self._send_sealed(f"#{keys['room']}", text, keys)
+        keys = await self.client.command(f"/keys get {target[1:]}", check=False)
+        if not keys.ok:
+            return await self._reply_lines(keys)
+        return await self._send_sealed(f"@{keys['user']}", text, keys)
+
+    async def _trust(self, rest: str) -> list[Line]:
+        if not rest:
+            return [error("usage: /trust <user>")]
+        reply = await self.client.command(f"/keys get {rest}", check=False)
+        if not reply.ok:
+            return await self._reply_lines(reply)
+        entry = reply["keys"][0]
+        self.secure.keyring.known.trust(entry)
+        return [notice(f"you now trust {entry['user']}'s key {entry['fingerprint']}.")]
+
+    async def _fingerprint(self, rest: str) -> list[Line]:
+        if not rest:
+            return [notice(f"your key: {self.secure.fingerprint}")]
+        pinned = self.secure.keyring.known.get(rest)
+        if pinned is None:
+            return [notice(f"you have not seen a key for {rest} yet.")]
+        return [notice(f"{pinned.user}: {pinned.fingerprint} (trusted)")]
+
+    async def _secure(self, rest: str) -> list[Line]:
+        room = self.current_room
+        if room is None or rest not in ("on", "off"):
+            return [error("usage (in a room): /secure on|off")]
+        if rest == "on":
+            self.always_encrypt.add(room)
+            return [notice(f"lines you type in #{room} are now encrypted end to end.")]
+        self.always_encrypt.discard(room)
+        return [notice(f"lines you type in #{room} are sent as the room wants again.")]
+
+    # -- what the server sends ------------------------------------------------------------------
+
+    async def _reply_lines(self, reply: Reply) -> list[Line]:
+        shown: list[Line] = []
+        for record in reply.lines:
+            shown += await self.show(record)
+        final = reply.final
+        if not reply.ok:
+            return [*shown, error(f"{final.get('code')}: {final.get('message')}")]
+        for record in final.get("messages") or []:
+            shown += await self.show(record)
+        return shown + lines.from_ok(final)
+
+    async def show(self, record: dict[str, Any]) -> list[Line]:
+        """The Lines for one record the server sent (an event, a message ...)."""
+        if record.get("type") != "message":
+            line = lines.from_record(record)
+            return [line] if line is not None else []
+        if not record.get("e2e"):
+            return [lines.plain_message(record)]
+        return await self._decrypt(record)
+
+    async def _decrypt(self, record: dict[str, Any]) -> list[Line]:
+        sender, room = str(record.get("from", "?")), record.get("room")
+        if self.user is None:
+            return [warning(f"an encrypted message from {sender}: log in to read it.", room)]
+        try:
+            received = self.secure.open(self.user, record)
+        except NotForYou:
+            return [Line("notice", f"an encrypted message from {sender} was not encrypted "
+                         "for you (sent before you joined, or before your key was known).",
+                         room=room)]
+        except EnvelopeError as exc:
+            return [warning(f"an encrypted message from {sender} cannot be shown: {exc}.", room)]
+        opened = received.opened
+        verified = await self._verified(sender, opened.sender_key)
+        said = []
+        if received.replayed:
+            said.append(warning(f"the server sent an old message from {sender} again.", room))
+        if not verified:
+            said.append(warning(f"the next message is NOT verified: {sender}'s key is not the "
+                                "one you trust (/fingerprint, /trust).", room))
+        text = opened.plaintext.decode("utf-8", errors="replace")
+        return [*said, Line("message", lines.clean(text), room=room, sender=sender,
+                            to=record.get("to"), ts=str(record.get("ts", "")), encrypted=True,
+                            verified=verified, message_id=record.get("id"))]
+
+    async def _verified(self, sender: str, key: bytes) -> bool:
+        assert self.user is not None
+        try:
+            trusted = self.secure.trusts(self.user, sender, key)
+            if trusted is None:  # first message from them: pin what the server says
+                reply = await self.client.command(f"/keys get {sender}", check=False)
+                if reply.ok:
+                    self.secure.keyring.known.check(reply["keys"][0])
+                    trusted = self.secure.trusts(self.user, sender, key)
+        except EnvelopeError:  # a pinned or published key that is not base64
+            return False
+        return bool(trusted)

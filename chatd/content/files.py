@@ -1,0 +1,295 @@
+"""Uploaded files: the rules, storing with a preview, downloads, removal, retention.
+
+An upload is checked before its data is read (:meth:`Files.check_upload`),
+streamed into a staging file by :class:`chatd.protocol.upload.Upload`, then stored by
+:meth:`Files.store`: previewed in a bounded child process, moved into the blob
+store, recorded, and announced to the room as a ``message`` of kind "file".
+A download streams the blob back in chunks, paced by the connection's output
+so a large file never piles up in memory.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import logging
+import os
+import tempfile
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, BinaryIO
+
+from chatd.content import previews
+from chatd.content.blobs import CHUNK, files_dir
+from chatd.domain.room import Role
+from chatd.errors import ChatError, Code
+from chatd.protocol.render import TEXT_ONLY
+from chatd.protocol.session import SessionState
+from storage.records import FileRecord
+
+if TYPE_CHECKING:
+    from chatd.config import FilesConfig
+    from chatd.content.blobs import BlobStore
+    from chatd.domain.accounts import User
+    from chatd.domain.clock import Clock
+    from chatd.domain.messaging import Messaging
+    from chatd.domain.room import Room
+    from chatd.domain.rooms import Rooms
+    from chatd.protocol.session import Session
+    from storage.api import Storage
+
+log = logging.getLogger(__name__)
+
+# Download pieces: 57 bytes make the 76-character lines of `base64 -w 76` in text
+# mode; JSON records of 12 KiB stay far below the 64 KiB line limit of common readers.
+TEXT_PIECE = 57
+JSON_PIECE = 12 * 1024
+# A download waits at most this long for a connection that reads nothing.
+STALL_LIMIT = 60.0
+PACE = 0.01
+# Staged uploads older than this were left by a crash; housekeeping removes them.
+STALE_STAGING = 86400.0
+MAX_NAME = 128
+
+
+@dataclass(frozen=True, slots=True)
+class Staged:
+    """A received upload waiting in the staging directory, already verified."""
+
+    path: Path
+    name: str
+    size: int
+    sha256: str
+
+
+def valid_filename(raw: str) -> str:
+    """A file name is 1-128 printable characters, with no path separators."""
+    name = raw.strip()
+    if (not 1 <= len(name) <= MAX_NAME or not name.isprintable() or name in (".", "..")
+            or any(ch in name for ch in "/\\")):
+        raise ChatError(Code.BAD_ARGUMENTS, "a file name is 1-128 printable characters "
+                        "without spaces, / or \\.")
+    return name
+
+
+def file_object(record: FileRecord, url: str | None = None) -> dict[str, Any]:
+    """The ``file`` object of the wire contract."""
+    obj: dict[str, Any] = {"id": record.id, "name": record.name, "size": record.size,
+                           "mime": record.mime, "sha256": record.sha256,
+                           "uploader": record.uploader_name, "preview": record.preview,
+                           "room_id": record.room_id, "time": record.created_at}
+    if url is not None:
+        obj["url"] = url
+    return obj
+
+
+class Files:
+    """Uploaded files of the rooms, their blobs and their previews."""
+
+    def __init__(self, config: FilesConfig, database: str, storage: Storage, blobs: BlobStore,
+                 messaging: Messaging, rooms: Rooms, clock: Clock) -> None:
+        self.config = config
+        self.staging = files_dir(config, database) / "incoming"
+        self._storage = storage
+        self._blobs = blobs
+        self._messaging = messaging
+        self._rooms = rooms
+        self._clock = clock
+        # Serialises "is this blob still used?" with adding a record that uses it.
+        self._lock = asyncio.Lock()
+
+    def reconfigure(self, config: FilesConfig) -> None:
+        """New limits apply at once; the backend and directory need a restart."""
+        self.config = config
+
+    # -- uploads ---------------------------------------------------------------
+
+    async def check_upload(self, user: User, room: Room, name: str, size: int) -> None:
+        """Refuse an upload before its data is read, when that can be known."""
+        valid_filename(name)
+        if not room.is_member(user.id):
+            raise ChatError(Code.NOT_IN_ROOM, f"you are not in #{room.name}; /join {room.name}.")
+        if room.muted(user.id, self._clock.time()):
+            raise ChatError(Code.MUTED, f"you are muted in #{room.name}.")
+        if size > self.config.max_size:
+            raise _too_large(self.config.max_size)
+        await self._check_quota(user, size)
+
+    async def _check_quota(self, user: User, size: int) -> None:
+        used = await self._storage.user_file_bytes(user.id)
+        quota = self.config.quota
+        if used + size > quota:
+            raise ChatError(Code.QUOTA_EXCEEDED,
+                            f"that would take your files to {used + size} bytes, over your "
+                            f"quota of {quota}; /rmfile some first.", used=used, quota=quota)
+
+    async def stage(self) -> tuple[Path, BinaryIO]:
+        """A new, empty staging file for an upload, opened for writing."""
+        return await asyncio.to_thread(self._stage)
+
+    def _stage(self) -> tuple[Path, BinaryIO]:
+        self.staging.mkdir(parents=True, exist_ok=True)
+        fd, name = tempfile.mkstemp(prefix="upload-", suffix=".part", dir=self.staging)
+        return Path(name), os.fdopen(fd, "wb", buffering=0)
+
+    async def store(self, session: Session, room: Room, staged: Staged,
+                    label: str | None) -> FileRecord:
+        """Preview, store and announce a verified upload; returns its record."""
+        user = session.user
+        if user is None:
+            raise ChatError(Code.NOT_LOGGED_IN, "you were logged out during the upload.")
+        head = await asyncio.to_thread(previews.read_head, staged.path)
+        mime = previews.sniff(head, staged.name)
+        config = self.config
+        job = previews.Job(str(staged.path), mime, staged.size, config.preview_width,
+                           config.preview_max_pixels, config.preview_memory,
+                           int(config.preview_timeout) + 1)
+        preview = await previews.preview(job, config.preview_timeout)
+        async with self._lock:
+            await self._check_quota(user, staged.size)
+            await self._blobs.put(staged.path, staged.sha256)
+            record = await self._storage.add_file(FileRecord(
+                0, room.id, user.id, user.name, staged.name, staged.size, mime, staged.sha256,
+                staged.sha256, preview, self._clock.time()))
+        url = await self._blobs.presigned_url(record.sha256, record.name, record.mime)
+        text = (f"shared {record.name} ({previews.human_size(record.size)}, {record.mime}): "
+                f"/download {record.id}")
+        try:
+            self._messaging.post_kind(session, room, text, "file",
+                                      {"file": file_object(record, url)}, label)
+        except ChatError:
+            await self._forget(record)  # refused (muted meanwhile, say): keep nothing
+            raise
+        log.info("file stored", extra={"fields": {
+            "session": session.id, "file": record.id, "room": room.name, "size": record.size,
+            "mime": record.mime}})
+        return record
+
+    # -- reading -----------------------------------------------------------------
+
+    async def readable(self, user: User, file_id: int) -> FileRecord:
+        """A file ``user`` may download: members of its room (and server admins)."""
+        record = await self._storage.get_file(file_id)
+        room = self._rooms.get(record.room_id) if record is not None else None
+        if record is None or room is None:
+            raise ChatError(Code.NO_SUCH_FILE, f"there is no file {file_id}.")
+        if not (room.is_member(user.id) or user.is_admin):
+            raise ChatError(Code.NOT_IN_ROOM, f"file {file_id} belongs to #{room.name}; "
+                            "only its members can have it.")
+        return record
+
+    async def listing(self, user: User, room: Room) -> list[FileRecord]:
+        if not (room.is_member(user.id) or user.is_admin):
+            raise ChatError(Code.NOT_IN_ROOM, f"only members of #{room.name} see its files.")
+        return await self._storage.list_files(room.id)
+
+    async def url(self, record: FileRecord) -> str | None:
+        return await self._blobs.presigned_url(record.blob_key, record.name, record.mime)
+
+    async def stream(self, session: Session, record: FileRecord, label: str | None) -> None:
+        """Send the file as base64: bare lines then "." in text, ``data`` records in JSON."""
+        text = session.style.fmt != "json"
+        piece = TEXT_PIECE if text else JSON_PIECE
+        carry = b""
+        try:
+            async for chunk in self._blobs.read(record.blob_key, CHUNK):
+                carry += chunk
+                whole = len(carry) - len(carry) % piece
+                _emit(session, record, carry[:whole], piece, text, label)
+                carry = carry[whole:]
+                if not await _paced(session):
+                    return  # the connection is gone: nobody to send the rest to
+        except FileNotFoundError:
+            raise ChatError(Code.NO_SUCH_FILE,
+                            f"the contents of file {record.id} are missing.") from None
+        _emit(session, record, carry, piece, text, label)
+        if text:
+            session.send({"type": TEXT_ONLY, "lines": ["."]}, label)
+
+    # -- removal and retention ------------------------------------------------------
+
+    async def remove(self, user: User, file_id: int) -> FileRecord:
+        """Delete a file: its uploader, an admin of its room, or a server admin."""
+        record = await self._storage.get_file(file_id)
+        if record is None:
+            raise ChatError(Code.NO_SUCH_FILE, f"there is no file {file_id}.")
+        room = self._rooms.get(record.room_id)
+        role = room.role_of(user.id) if room is not None else None
+        if not (record.uploader_id == user.id or user.is_admin
+                or (role is not None and role.rank >= Role.ADMIN.rank)):
+            raise ChatError(Code.NOT_PERMITTED, "only its uploader or an admin of its room "
+                            f"can remove file {file_id}.")
+        await self._forget(record)
+        return record
+
+    async def _forget(self, record: FileRecord) -> None:
+        async with self._lock:
+            await self._storage.delete_file(record.id)
+            await self._drop_blob_if_unused(record.blob_key)
+
+    async def _drop_blob_if_unused(self, key: str) -> None:
+        if not await self._storage.blob_in_use(key):
+            await self._blobs.delete(key)
+
+    async def purge_terminated(self, before: float) -> int:
+        """Delete the files of rooms terminated before ``before``; returns how many."""
+        records = await self._storage.files_of_terminated_rooms(before)
+        async with self._lock:
+            for record in records:
+                await self._storage.delete_file(record.id)
+            for key in {record.blob_key for record in records}:
+                await self._drop_blob_if_unused(key)
+        await asyncio.to_thread(self._sweep_staging)
+        return len(records)
+
+    def _sweep_staging(self) -> None:
+        """Remove uploads staged long ago: left behind by a crash mid-upload."""
+        if not self.staging.is_dir():
+            return
+        limit = time.time() - STALE_STAGING
+        for path in self.staging.glob("upload-*.part"):
+            try:
+                if path.stat().st_mtime < limit:
+                    path.unlink()
+            except OSError:
+                continue
+
+
+def _emit(session: Session, record: FileRecord, data: bytes, piece: int, text: bool,
+          label: str | None) -> None:
+    """Queue ``data`` as base64: one text block of lines, or one record per piece."""
+    if not data:
+        return
+    pieces = [data[i:i + piece] for i in range(0, len(data), piece)]
+    if text:
+        lines = [base64.b64encode(p).decode("ascii") for p in pieces]
+        session.send({"type": TEXT_ONLY, "lines": lines}, label)
+        return
+    for part in pieces:
+        session.send({"type": "data", "file_id": record.id,
+                      "data": base64.b64encode(part).decode("ascii")}, label)
+
+
+async def _paced(session: Session) -> bool:
+    """Let the chunk just queued go out; wait while the connection is behind.
+    False when the connection has closed.
+
+    The connection drops a reader whose unsent output passes
+    ``limits.output_buffer``; waiting below the congestion mark (a quarter of
+    it) keeps a download from ever getting there.
+    """
+    await asyncio.sleep(0)
+    waited = 0.0
+    while session.out.congested and session.state is not SessionState.CLOSING:
+        if waited >= STALL_LIMIT:
+            raise ChatError(Code.IDLE_TIMEOUT, "the download stopped: your connection read "
+                            f"nothing for {STALL_LIMIT:g} seconds.")
+        await asyncio.sleep(PACE)
+        waited += PACE
+    return session.state is not SessionState.CLOSING
+
+
+def _too_large(limit: int) -> ChatError:
+    return ChatError(Code.FILE_TOO_LARGE, f"files may have at most {limit} bytes "
+                     f"({previews.human_size(limit)}).", max_size=limit)

@@ -1,0 +1,151 @@
+"""End-to-end encryption, the server's part: a key directory and a blind relay.
+
+The server stores the public keys users publish and hands them out; it relays
+envelopes (docs/E2E.md) exactly as sent and stores them as they are. It never
+holds a private key or a plaintext. It does read an envelope's layout before
+relaying it, refusing malformed ones and ones whose declared sender or
+destination is not the real one: clients check those too, but a refusal here
+tells an honest client at once that it built the envelope wrong.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+from typing import TYPE_CHECKING, Any
+
+from chatd.crypto import envelope
+from chatd.delivery.outgoing import Outgoing
+from chatd.domain.permissions import Action, authorize
+from chatd.errors import ChatError, Code
+from storage.records import KeyRecord
+
+if TYPE_CHECKING:
+    from chatd.config import CryptoConfig
+    from chatd.delivery.bus import Bus
+    from chatd.domain.accounts import Accounts, User
+    from chatd.domain.clock import Clock
+    from chatd.domain.messaging import Messaging
+    from chatd.domain.room import Room
+    from chatd.protocol.session import Session
+    from storage.api import Storage
+
+
+class E2E:
+    """Public keys, envelope relay (rooms and direct), and the e2e room flag."""
+
+    def __init__(self, config: CryptoConfig, storage: Storage, accounts: Accounts,
+                 messaging: Messaging, bus: Bus, clock: Clock) -> None:
+        self.config = config
+        self._storage = storage
+        self._accounts = accounts
+        self._messaging = messaging
+        self._bus = bus
+        self._clock = clock
+
+    def reconfigure(self, config: CryptoConfig) -> None:
+        self.config = config
+
+    # -- the key directory ---------------------------------------------------------
+
+    async def publish(self, user: User, x25519: str, mlkem: str | None) -> dict[str, Any]:
+        """Store ``user``'s public keys (base64 of the raw keys); returns their entry."""
+        raw = _key(x25519, envelope.X25519_SIZE, "the X25519 key")
+        pq = _key(mlkem, envelope.MLKEM_PUBLIC_SIZE, "the ML-KEM-768 key") if mlkem else None
+        record = KeyRecord(user.id, envelope.b64(raw), envelope.b64(pq) if pq else None,
+                           envelope.fingerprint(raw, pq), self._clock.time())
+        await self._storage.put_user_key(record)
+        return _entry(user.name, record)
+
+    async def key_of(self, user: User) -> dict[str, Any]:
+        """``user``'s entry, or ``no-key``."""
+        records = await self._storage.get_user_keys([user.id])
+        if not records:
+            raise ChatError(Code.NO_KEY, f"{user.name} has published no key yet.")
+        return _entry(user.name, records[0])
+
+    async def room_keys(self, room: Room) -> tuple[list[dict[str, Any]], list[str]]:
+        """The entries of ``room``'s members, and the names of those without a key."""
+        records = {r.user_id: r for r in await self._storage.get_user_keys(list(room.members))}
+        found, missing = [], []
+        for member in sorted(room.members.values(), key=lambda m: m.name.lower()):
+            record = records.get(member.user_id)
+            if record is None:
+                missing.append(member.name)
+            else:
+                found.append(_entry(member.name, record))
+        return found, missing
+
+    # -- the relay -------------------------------------------------------------------
+
+    def check_envelope(self, text: str, sender: str, context: str) -> None:
+        """Refuse (``bad-arguments``) what is not a well-formed envelope from
+        ``sender`` to ``context`` ("#room" or "@user"), or is too large."""
+        try:
+            data = base64.b64decode(text, validate=True)
+        except (binascii.Error, ValueError):
+            raise ChatError(Code.BAD_ARGUMENTS, "the envelope is not valid base64.") from None
+        if len(data) > self.config.max_envelope:
+            raise ChatError(Code.BAD_ARGUMENTS, f"the envelope is {len(data)} bytes; at most "
+                            f"{self.config.max_envelope} are relayed.")
+        try:
+            parsed = envelope.unpack(data)
+        except envelope.EnvelopeError as exc:
+            raise ChatError(Code.BAD_ARGUMENTS, f"not a valid envelope: {exc}.") from None
+        if parsed.sender != sender:
+            raise ChatError(Code.BAD_ARGUMENTS, f"the envelope says it is from "
+                            f"{parsed.sender!r}; you are {sender}.")
+        if parsed.context.casefold() != context.casefold():
+            raise ChatError(Code.BAD_ARGUMENTS, f"the envelope is addressed to "
+                            f"{parsed.context!r}, not {context!r}.")
+
+    def post_room(self, session: Session, room: Room, text: str,
+                  label: str | None = None) -> int:
+        """Relay an envelope to every member of ``room`` (and store it)."""
+        user = session.user
+        assert user is not None
+        self.check_envelope(text, user.name, f"#{room.name}")
+        return self._messaging.post_kind(session, room, "", "e2e", {"envelope": text}, label)
+
+    async def post_direct(self, session: Session, target: User, text: str,
+                          label: str | None = None) -> int:
+        """Relay an envelope to ``target`` (kept for their next login if offline)."""
+        user = session.user
+        assert user is not None
+        self.check_envelope(text, user.name, f"@{target.name}")
+        return await self._messaging.direct(session, target, "", label, kind="e2e",
+                                            extra={"envelope": text})
+
+    # -- the room flag -------------------------------------------------------------------
+
+    async def set_room_flag(self, actor: User, room: Room, on: bool) -> bool:
+        """Make ``room`` end-to-end only (or not); False when it already was.
+
+        The actor's right is checked again under the room's lock, so a demotion
+        that lands first is not overtaken by a change it forbids.
+        """
+        async with room.lock:
+            authorize(Action.E2E, room, actor)
+            if bool(room.settings.get("e2e")) == on:
+                return False
+            settings = {**room.settings, "e2e": on}
+            await self._storage.set_room_settings(room.id, settings)
+            room.settings = settings
+        event = {"type": "event", "event": "e2e", "room": room.name, "actor": actor.name,
+                 "e2e": on, "state": "on" if on else "off"}
+        self._bus.to_room(room, Outgoing(event, room.id))
+        return True
+
+
+def _key(text: str, size: int, what: str) -> bytes:
+    try:
+        return envelope.unb64(text, size, what)
+    except envelope.EnvelopeError as exc:
+        raise ChatError(Code.BAD_ARGUMENTS, f"{exc}.") from None
+
+
+def _entry(name: str, record: KeyRecord) -> dict[str, Any]:
+    entry = {"user": name, "key": record.x25519, "fingerprint": record.fingerprint}
+    if record.mlkem:
+        entry["pq_key"] = record.mlkem
+    return entry

@@ -1,0 +1,134 @@
+"""Key files: an X25519 (and optionally ML-KEM-768) identity and its public half.
+
+Both are small JSON documents. The private file is created with mode 0600
+from the start (never written first and chmod-ed after, which would leave a
+window where other users could read it) and moved into place atomically, so
+a crash never leaves half a key behind.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+from pathlib import Path
+from typing import Any
+
+from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PrivateKey
+
+from chatd.crypto import CryptError
+from chatd.crypto.envelope import (
+    X25519_SIZE,
+    EnvelopeError,
+    Identity,
+    b64,
+    fingerprint,
+    unb64,
+)
+
+PRIVATE_TYPE = "chatd-e2e-private-key"
+PUBLIC_TYPE = "chatd-e2e-public-key"
+PRIVATE_MODE = 0o600
+MLKEM_SEED_SIZE = 64
+
+
+def write_private(path: Path, identity: Identity, overwrite: bool = False) -> None:
+    """Write ``identity`` to ``path`` with mode 0600, atomically."""
+    doc: dict[str, Any] = {"type": PRIVATE_TYPE, "version": 1,
+                           "x25519": b64(identity.x25519.private_bytes_raw())}
+    if identity.mlkem_seed is not None:
+        doc["mlkem768_seed"] = b64(identity.mlkem_seed)
+    write_secret(path, (json.dumps(doc, indent=1) + "\n").encode(), overwrite)
+
+
+def write_public(path: Path, identity: Identity, overwrite: bool = False) -> None:
+    doc = public_document(identity)
+    _refuse_existing(path, overwrite)
+    path.write_text(json.dumps(doc, indent=1) + "\n", encoding="utf-8")
+
+
+def public_document(identity: Identity) -> dict[str, Any]:
+    x25519, mlkem_key = identity.x25519_public, identity.mlkem_public
+    doc: dict[str, Any] = {"type": PUBLIC_TYPE, "version": 1, "x25519": b64(x25519)}
+    if mlkem_key is not None:
+        doc["mlkem768"] = b64(mlkem_key)
+    doc["fingerprint"] = fingerprint(x25519, mlkem_key)
+    return doc
+
+
+def publish_line(identity: Identity) -> str:
+    """The chatd command that publishes this identity's public keys."""
+    mlkem_key = identity.mlkem_public
+    return " ".join(["/keys publish", b64(identity.x25519_public),
+                     *([b64(mlkem_key)] if mlkem_key else [])])
+
+
+def read_private(path: Path) -> Identity:
+    """Load an identity written by :func:`write_private`."""
+    try:
+        doc = json.loads(path.read_text(encoding="utf-8"))
+    except OSError as exc:
+        raise CryptError(f"cannot read {path}: {exc.strerror}") from None
+    except ValueError:
+        raise CryptError(f"{path} is not a chatd key file") from None
+    if not isinstance(doc, dict) or doc.get("type") != PRIVATE_TYPE:
+        raise CryptError(f"{path} is not a chatd private key file")
+    try:
+        x25519 = unb64(str(doc.get("x25519", "")), X25519_SIZE, "x25519")
+        seed_text = doc.get("mlkem768_seed")
+        seed = unb64(str(seed_text), MLKEM_SEED_SIZE, "mlkem768_seed") if seed_text else None
+    except EnvelopeError as exc:
+        raise CryptError(f"{path}: {exc}") from None
+    return Identity(X25519PrivateKey.from_private_bytes(x25519), seed)
+
+
+def write_secret(path: Path, data: bytes, overwrite: bool = False) -> None:
+    """Create ``path`` holding ``data`` with mode 0600 from the first byte on.
+
+    A temporary file in the same directory is created with O_EXCL and mode
+    0600, filled, synced, then renamed over ``path`` (atomic on POSIX).
+    """
+    _refuse_existing(path, overwrite)
+    temp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    fd = os.open(temp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_NOFOLLOW", 0),
+                 PRIVATE_MODE)
+    try:
+        os.fchmod(fd, PRIVATE_MODE)  # the umask may have removed bits; never added any
+        with os.fdopen(fd, "wb") as out:
+            out.write(data)
+            out.flush()
+            os.fsync(out.fileno())
+        os.replace(temp, path)
+    except BaseException:
+        with contextlib.suppress(OSError):
+            temp.unlink()
+        raise
+
+
+def _refuse_existing(path: Path, overwrite: bool) -> None:
+    if path.exists() and not overwrite:
+        raise CryptError(f"{path} exists; use --force to replace it")
+
+
+def read_raw_key(path: Path) -> bytes:
+    """A 32-byte symmetric key: raw bytes, or the same as base64/base64url/hex text."""
+    try:
+        data = path.read_bytes()
+    except OSError as exc:
+        raise CryptError(f"cannot read {path}: {exc.strerror}") from None
+    if len(data) == 32:
+        return data
+    text = data.strip().decode("ascii", errors="replace")
+    for decode in (bytes.fromhex, _b64_any):
+        with contextlib.suppress(ValueError):
+            key = decode(text)
+            if len(key) == 32:
+                return key
+    raise CryptError(f"{path} must hold a 32-byte key (raw, hex or base64)")
+
+
+def _b64_any(text: str) -> bytes:
+    try:
+        return unb64(text.replace("-", "+").replace("_", "/") + "=" * (-len(text) % 4))
+    except EnvelopeError as exc:
+        raise ValueError(str(exc)) from None

@@ -1,0 +1,5 @@
+"""Delivery: the message bus (``bus``), room fan-out by the turn (``feed``),
+the outgoing queues and the message issuer.
+
+Sits just above ``domain`` and may depend only on it (and on ``chatd.config``,
+``chatd.errors``, ``storage``)."""

@@ -1,0 +1,156 @@
+"""Room fan-out by the turn: a room's messages of one loop turn, shared by its members.
+
+Handing every message to every member's connection costs one Python call per
+delivery, which dominated the server's CPU in busy rooms. Instead a room keeps
+a :class:`RoomFeed` for the current turn of the event loop. Each message is
+rendered once per output style and appended to that style's :class:`Lane`.
+A member's connection (its :class:`Outbox`) *taps* the lane: it remembers the
+lane and the index of the first message it takes, and later messages of the
+room in the same turn reach it without any work per member. At the turn's
+flush, a connection that took the whole lane writes the lane's bytes, joined
+once for all such connections; any other takes its slice.
+
+Order is kept exactly. A connection holds at most one tap, always after
+everything else it has queued; before anything else is queued for it (a reply,
+a direct message, another room's message), the tap is closed: the messages it
+took so far become ordinary queued bytes. The room keeps a count of tapped
+members, so while every member is tapped a message costs a few appends
+whatever the room's size; otherwise the untapped members are tapped again.
+"""
+
+from __future__ import annotations
+
+import abc
+from typing import TYPE_CHECKING
+
+from chatd.protocol.render import Style, render
+
+if TYPE_CHECKING:
+    from chatd.delivery.outgoing import Outgoing
+
+
+class Lane:
+    """One output style's bytes of a room's messages in the current turn."""
+
+    __slots__ = ("_joined", "_joined_count", "chunks", "current", "key", "style")
+
+    def __init__(self, key: int, style: Style, current: bool) -> None:
+        self.key = key
+        self.style = style
+        # Whether the room is the current room of the connections on this lane
+        # (the text format leaves the room's name out then).
+        self.current = current
+        self.chunks: list[bytes] = []
+        self._joined = b""
+        self._joined_count = 0
+
+    def add(self, item: Outgoing) -> None:
+        key = self.key
+        data = item.cache.get(key)
+        if data is None:
+            data = item.cache[key] = render(item.record, self.style, self.current)
+        self.chunks.append(data)
+
+    def joined(self) -> bytes:
+        """Every chunk so far as one bytes object, joined once for all who take it whole."""
+        if self._joined_count != len(self.chunks):
+            self._joined = b"".join(self.chunks)
+            self._joined_count = len(self.chunks)
+        return self._joined
+
+
+class RoomFeed:
+    """A room's messages of one turn, one lane per output style in use."""
+
+    __slots__ = ("lanes", "room_id", "taps")
+
+    def __init__(self, room_id: int) -> None:
+        self.room_id = room_id
+        self.lanes: dict[int, Lane] = {}
+        # How many connections hold a tap on this feed now.
+        self.taps = 0
+
+    def add(self, item: Outgoing) -> None:
+        """Append a message to every lane (the members already tapped receive it)."""
+        for lane in self.lanes.values():
+            lane.add(item)
+
+    def lane(self, key: int, style: Style, current: bool, item: Outgoing) -> Lane:
+        """The lane of ``key``; a new one starts with ``item``, the message being added."""
+        lane = self.lanes.get(key)
+        if lane is None:
+            lane = self.lanes[key] = Lane(key, style, current)
+            lane.add(item)
+        return lane
+
+
+class Outbox(abc.ABC):
+    """A connection's output of the current turn: queued bytes, then at most one tap.
+
+    ``wake()`` is called before the first output of a turn: the owner schedules
+    its flush then, and returns False when it is closing (nothing is queued).
+    """
+
+    __slots__ = ("feed", "lane", "lane_start", "pending")
+
+    def __init__(self) -> None:
+        self.pending: list[bytes] = []
+        self.feed: RoomFeed | None = None
+        self.lane: Lane | None = None
+        self.lane_start = 0
+
+    @abc.abstractmethod
+    def wake(self) -> bool:
+        """Output starts for this turn: schedule the flush; False once closing."""
+
+    def write(self, data: bytes) -> None:
+        """Queue ``data`` after everything queued or tapped so far."""
+        self.untap()
+        pending = self.pending
+        if pending or self.wake():
+            pending.append(data)
+
+    def tap(self, feed: RoomFeed, lane: Lane) -> None:
+        """Take ``lane`` from its last chunk on, until untapped or taken."""
+        self.untap()
+        if self.pending or self.wake():
+            self.feed = feed
+            self.lane = lane
+            self.lane_start = len(lane.chunks) - 1
+            feed.taps += 1
+
+    def untap(self) -> None:
+        """Something else comes next: queue what the tap took so far as plain bytes
+        (nothing to do without a tap)."""
+        lane = self.lane
+        if lane is None:
+            return
+        self.pending.extend(lane.chunks[self.lane_start:])
+        self._release()
+
+    def take(self) -> bytes:
+        """The turn's output as one bytes object (b"" if none); the outbox is empty after."""
+        pending = self.pending
+        lane = self.lane
+        if lane is not None:
+            if not pending and self.lane_start == 0:
+                self._release()
+                return lane.joined()
+            self.untap()
+        if not pending:
+            return b""
+        data = pending[0] if len(pending) == 1 else b"".join(pending)
+        pending.clear()
+        return data
+
+    def discard(self) -> None:
+        """Drop the turn's output (the connection is gone)."""
+        self.pending.clear()
+        if self.feed is not None:
+            self._release()
+
+    def _release(self) -> None:
+        feed = self.feed
+        assert feed is not None
+        feed.taps -= 1
+        self.feed = self.lane = None

@@ -1,0 +1,257 @@
+"""User accounts: registration, authentication, blocks and the online user directory.
+
+Password hashing is bcrypt, run in the default executor so a login never
+blocks the event loop. A wrong password and an unknown user fail alike and do
+the same work: a name without an account is checked against a dummy hash made
+at the configured cost, so neither the reply nor its timing reveals which
+accounts exist.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from typing import TYPE_CHECKING, Any
+
+import bcrypt
+
+from chatd.domain import names
+from chatd.domain.ratelimit import TokenBucket
+from chatd.errors import ChatError, Code
+from storage.api import Conflict, Storage, StorageError
+from storage.records import UserBlockRecord, UserRecord
+
+if TYPE_CHECKING:
+    from chatd.config import Config
+    from chatd.domain.clock import Clock
+    from chatd.protocol.session import Session
+
+log = logging.getLogger(__name__)
+
+
+class User:
+    """An account as the daemon holds it in memory, with its live sessions."""
+
+    __slots__ = ("blocked", "created_at", "id", "is_admin", "message_bucket", "name",
+                 "password_changes", "sessions", "settings")
+
+    def __init__(self, record: UserRecord, message_bucket: TokenBucket) -> None:
+        self.id = record.id
+        self.name = record.name
+        self.is_admin = record.is_admin
+        self.created_at = record.created_at
+        self.settings: dict[str, Any] = dict(record.settings)
+        self.sessions: list[Session] = []
+        # Shared by all the user's connections: limits the person, not the socket.
+        self.message_bucket = message_bucket
+        # Counts changes of password (in this process): a login whose check of the
+        # password overlapped a change fails, as if it had checked the new one.
+        self.password_changes = 0
+        # The users whose direct messages this user refuses, with since when.
+        self.blocked: dict[int, float] = {}
+
+    @property
+    def online(self) -> bool:
+        return bool(self.sessions)
+
+    def __repr__(self) -> str:
+        return f"<User {self.id} {self.name}>"
+
+
+class Accounts:
+    """Every account, by id and by case-insensitive name."""
+
+    def __init__(self, storage: Storage, config: Config, clock: Clock) -> None:
+        self._storage = storage
+        self._config = config
+        self._clock = clock
+        self._by_id: dict[int, User] = {}
+        self._by_key: dict[str, User] = {}
+        # Checked against when the account does not exist, so that failing costs as much:
+        # made (in the executor) at the configured cost, again when that cost changes.
+        self._dummy_hash = b""
+        self._dummy_cost = 0
+
+    def reconfigure(self, config: Config) -> None:
+        self._config = config
+        limits = config.limits
+        for user in self._by_id.values():
+            user.message_bucket.reconfigure(limits.message_rate, limits.message_burst)
+
+    async def load(self) -> None:
+        for record in await self._storage.list_users():
+            self._add(record)
+        for block in await self._storage.load_user_blocks():
+            self._by_id[block.user_id].blocked[block.blocked_id] = block.created_at
+        # Now rather than at the first unknown name, whose failure would then cost twice.
+        await self._dummy()
+
+    def _add(self, record: UserRecord) -> User:
+        limits = self._config.limits
+        bucket = TokenBucket(limits.message_rate, limits.message_burst, self._clock.monotonic)
+        user = User(record, bucket)
+        self._by_id[user.id] = user
+        self._by_key[names.name_key(user.name)] = user
+        return user
+
+    def get(self, user_id: int) -> User | None:
+        return self._by_id.get(user_id)
+
+    def find(self, name: str) -> User | None:
+        return self._by_key.get(names.name_key(name))
+
+    def require(self, name: str) -> User:
+        user = self.find(name)
+        if user is None:
+            raise ChatError(Code.NO_SUCH_USER, f'there is no user "{name}".')
+        return user
+
+    def all(self) -> list[User]:
+        return list(self._by_id.values())
+
+    @property
+    def count(self) -> int:
+        return len(self._by_id)
+
+    async def create(self, name: str, password: str, is_admin: bool = False) -> User:
+        """Create an account; raises ``invalid-name`` or ``name-taken``."""
+        name = _valid_user_name(name)
+        _check_password(password)
+        if self.find(name) is not None:
+            raise _name_taken(name)
+        password_hash = await self._hash(password)
+        try:
+            record = await self._storage.create_user(name, password_hash, is_admin,
+                                                     self._clock.time())
+        except Conflict:
+            raise _name_taken(name) from None
+        return self._add(record)
+
+    async def authenticate(self, name: str, password: str) -> User:
+        """The user if the password matches; ``auth-failed`` otherwise."""
+        plausible = _plausible(name)
+        known = self.find(name) if plausible else None
+        # Noted before the stored hash is read: a change of password from here on fails
+        # this attempt, so no login with the old password ends after the change.
+        changes = known.password_changes if known else 0
+        record = await self._storage.get_user_by_name(name) if plausible else None
+        secret = password.encode()
+        if len(secret) > MAX_PASSWORD_BYTES:
+            # No account has such a password (bcrypt refuses them); fail alike.
+            record, secret = None, b"too long"
+        stored = record.password_hash if record else await self._dummy()
+        matches = await asyncio.get_running_loop().run_in_executor(
+            None, bcrypt.checkpw, secret, stored)
+        user = self.get(record.id) if record else None
+        if not matches or user is None or user is not known or user.password_changes != changes:
+            raise ChatError(Code.AUTH_FAILED, "wrong name or password.")
+        return user
+
+    async def change_password(self, user: User, old: str, new: str) -> None:
+        """Replace ``user``'s password (``old`` must match). The caller ends the user's
+        other sessions right after, with no await between: logins checked against
+        the old password while it was replaced fail (see ``authenticate``)."""
+        changes = user.password_changes
+        await self.authenticate(user.name, old)
+        _check_password(new)
+        password_hash = await self._hash(new)
+        if user.password_changes != changes:
+            # Another connection changed it meanwhile: that change stands.
+            raise ChatError(Code.AUTH_FAILED, "your password was changed meanwhile "
+                            "on another connection.")
+        # Counted before the write, so a concurrent change stops above, and after it,
+        # so a login that read the old hash during the write fails.
+        user.password_changes += 1
+        await self._storage.set_password(user.id, password_hash)
+        user.password_changes += 1
+
+    async def delete(self, user: User) -> None:
+        await self._storage.delete_user(user.id)
+        del self._by_id[user.id]
+        del self._by_key[names.name_key(user.name)]
+        for other in self._by_id.values():
+            other.blocked.pop(user.id, None)
+
+    async def block(self, user: User, target: User) -> bool:
+        """Refuse ``target``'s direct messages to ``user``; False if they already are."""
+        if target is user:
+            raise ChatError(Code.NOT_PERMITTED, "you cannot block yourself.")
+        if target.id in user.blocked:
+            return False
+        # Decided in memory before the write: direct messages are refused from here
+        # on, and concurrent /block and /unblock reach storage in this same order.
+        since = user.blocked[target.id] = self._clock.time()
+        try:
+            await self._storage.put_user_block(UserBlockRecord(user.id, target.id, since))
+        except StorageError:
+            user.blocked.pop(target.id, None)
+            raise
+        return True
+
+    async def unblock(self, user: User, target: User) -> None:
+        """Accept ``target``'s direct messages to ``user`` again."""
+        since = user.blocked.pop(target.id, None)
+        if since is None:
+            raise ChatError(Code.BAD_ARGUMENTS, f"you do not block {target.name}; "
+                            "/blocks lists whom you block.")
+        try:
+            await self._storage.delete_user_block(user.id, target.id)
+        except StorageError:
+            user.blocked.setdefault(target.id, since)
+            raise
+
+    def blocks(self, user: User) -> list[tuple[User, float]]:
+        """The accounts ``user`` blocks, with since when, by name."""
+        found = ((self._by_id.get(uid), since) for uid, since in user.blocked.items())
+        return sorted(((u, since) for u, since in found if u is not None),
+                      key=lambda entry: names.name_key(entry[0].name))
+
+    async def set_admin(self, user: User, is_admin: bool) -> None:
+        await self._storage.set_admin(user.id, is_admin)
+        user.is_admin = is_admin
+
+    async def save_settings(self, user: User) -> None:
+        await self._storage.set_user_settings(user.id, user.settings)
+
+    async def _dummy(self) -> bytes:
+        """The hash a password is checked against when there is no account to check."""
+        cost = self._config.accounts.bcrypt_cost
+        if self._dummy_cost != cost:
+            dummy = await self._hash("-", cost)
+            self._dummy_hash, self._dummy_cost = dummy, cost
+            return dummy
+        return self._dummy_hash
+
+    async def _hash(self, password: str, cost: int | None = None) -> bytes:
+        salt = bcrypt.gensalt(cost or self._config.accounts.bcrypt_cost)
+        return await asyncio.get_running_loop().run_in_executor(
+            None, bcrypt.hashpw, password.encode(), salt)
+
+
+MAX_PASSWORD_BYTES = 72  # bcrypt ignores anything past 72 bytes; refuse rather than truncate
+
+
+def _name_taken(name: str) -> ChatError:
+    return ChatError(Code.NAME_TAKEN, f'the name "{name}" is taken; choose another.')
+
+
+def _check_password(password: str) -> None:
+    size = len(password.encode())
+    if size < 4 or size > MAX_PASSWORD_BYTES:
+        raise ChatError(Code.BAD_ARGUMENTS,
+                        f"a password has 4 to {MAX_PASSWORD_BYTES} bytes and no spaces.")
+
+
+def _valid_user_name(raw: str) -> str:
+    try:
+        return names.user_name(raw)
+    except names.InvalidName as exc:
+        raise ChatError(Code.INVALID_NAME, str(exc)) from None
+
+
+def _plausible(name: str) -> bool:
+    try:
+        names.user_name(name)
+    except names.InvalidName:
+        return False
+    return True

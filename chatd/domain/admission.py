@@ -1,0 +1,156 @@
+"""Getting into a room: open joins, join requests and invitations.
+
+- open rooms: anyone joins;
+- request rooms: ``/join`` files a request; an admin accepts or declines it;
+- private rooms: only with an invitation (single use, expiring), joined by id.
+A ban stops all three. An invitation also lets its holder into a request room.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from chatd.delivery.outgoing import Outgoing
+from chatd.domain.names import format_duration
+from chatd.domain.permissions import Action, authorize
+from chatd.domain.room import Mode, Room
+from chatd.errors import ChatError, Code
+from storage.records import InvitationRecord, JoinRequestRecord
+
+if TYPE_CHECKING:
+    from chatd.config import Config
+    from chatd.delivery.bus import Bus
+    from chatd.domain.accounts import Accounts, User
+    from chatd.domain.audit import AuditLog
+    from chatd.domain.clock import Clock
+    from chatd.domain.notifications import Notifier
+    from chatd.domain.rooms import Rooms
+    from chatd.protocol.session import Session
+    from storage.api import Storage
+
+
+class Admission:
+    """Decides and records how users get into rooms."""
+
+    def __init__(self, storage: Storage, rooms: Rooms, accounts: Accounts, bus: Bus,
+                 notifier: Notifier, audit: AuditLog, clock: Clock, config: Config) -> None:
+        self._storage = storage
+        self._rooms = rooms
+        self._accounts = accounts
+        self._bus = bus
+        self._notifier = notifier
+        self._audit = audit
+        self._clock = clock
+        self.config = config
+
+    async def admit(self, user: User, room: Room, session: Session | None = None) -> str:
+        """Let ``user`` into ``room`` by its rules: "joined" or "requested".
+
+        The rules are applied under the room's lock, where a ban takes effect
+        too, so a ban and a join sent together never leave a banned member.
+        """
+        async def decide() -> bool:
+            if room.is_member(user.id):
+                raise ChatError(Code.ALREADY_IN_ROOM, f"you are already in #{room.name}.")
+            self.refuse_banned(user, room)
+            if room.mode is Mode.OPEN or user.is_admin:
+                return True
+            invitation = await self._storage.use_invitation(room.id, user.id)
+            now = self._clock.time()
+            if invitation is not None and invitation.expires_at > now:
+                return True
+            if room.mode is Mode.PRIVATE:
+                raise ChatError(Code.NOT_PERMITTED, _uninvited(room, invitation, now))
+            await self._storage.put_join_request(JoinRequestRecord(room.id, user.id, now))
+            return False
+
+        if await self._rooms.join(user, room, session, admit=decide) is not None:
+            return "joined"
+        await self._requested(user, room)
+        return "requested"
+
+    async def _requested(self, user: User, room: Room) -> None:
+        """Tell the room's admins of a request just filed, and write it down."""
+        item = Outgoing({"type": "event", "event": "request", "room": room.name,
+                         "user": user.name}, room.id)
+        for admin in room.admins():
+            account = self._accounts.get(admin.user_id)
+            if account is not None:
+                self._bus.to_user(account, item)
+        await self._audit.record("request", user.name, None, room)
+
+    async def invite(self, actor: User, room: Room, target: User) -> InvitationRecord:
+        # Under the room's lock, as a ban is: a ban never leaves an invitation behind.
+        async with room.lock:
+            authorize(Action.INVITE, room, actor)
+            self.refuse_banned(target, room, who=target.name)
+            if room.is_member(target.id):
+                raise ChatError(Code.ALREADY_IN_ROOM,
+                                f"{target.name} is already in #{room.name}.")
+            now = self._clock.time()
+            ttl = self.config.rooms.invitation_ttl
+            record = InvitationRecord(room.id, target.id, actor.id, now, now + ttl)
+            await self._storage.put_invitation(record)
+        self._bus.to_room(room, Outgoing({"type": "event", "event": "invite", "room": room.name,
+                                          "user": target.name, "actor": actor.name}, room.id))
+        await self._notifier.notify(
+            target, "invitation",
+            f"{actor.name} invited you to #{room.name}: /join {room.id} "
+            f"(valid {format_duration(ttl)}).",
+            room=room.name, room_id=room.id, actor=actor.name, expires=record.expires_at)
+        await self._audit.record("invite", actor.name, target.name, room)
+        return record
+
+    async def pending(self, actor: User, room: Room) -> list[JoinRequestRecord]:
+        authorize(Action.REQUESTS, room, actor)
+        return [r for r in await self._storage.load_join_requests() if r.room_id == room.id]
+
+    async def accept(self, actor: User, room: Room, target: User) -> None:
+        authorize(Action.ACCEPT, room, actor)
+
+        async def decide() -> bool:
+            # Checked again where the join happens: the actor's role or a ban may
+            # have changed meanwhile.
+            authorize(Action.ACCEPT, room, actor)
+            self.refuse_banned(target, room, who=target.name)
+            await self._take_request(room, target)
+            return True
+
+        await self._rooms.join(target, room, admit=decide)
+        await self._audit.record("accept", actor.name, target.name, room)
+        await self._notifier.notify(target, "request-accepted",
+                                    f"your request to join #{room.name} was accepted.",
+                                    room=room.name, room_id=room.id, actor=actor.name)
+
+    async def decline(self, actor: User, room: Room, target: User) -> None:
+        authorize(Action.DECLINE, room, actor)
+        await self._take_request(room, target)
+        await self._audit.record("decline", actor.name, target.name, room)
+        await self._notifier.notify(target, "request-declined",
+                                    f"your request to join #{room.name} was declined.",
+                                    room=room.name, room_id=room.id, actor=actor.name)
+
+    async def _take_request(self, room: Room, target: User) -> None:
+        if not await self._storage.delete_join_request(room.id, target.id):
+            raise ChatError(Code.BAD_ARGUMENTS,
+                            f"{target.name} has no pending request for #{room.name}.")
+
+    def refuse_banned(self, user: User, room: Room, who: str = "you") -> None:
+        """Raise ``banned`` (with how long it lasts) if ``user`` is banned from ``room``."""
+        ban = room.banned(user.id, self._clock.time())
+        if ban is None:
+            return
+        verb = "are" if who == "you" else "is"
+        left = ("" if ban.until is None else
+                f" for {format_duration(ban.until - self._clock.time())} more")
+        raise ChatError(Code.BANNED, f"{who} {verb} banned from #{room.name}{left}.",
+                        until=ban.until)
+
+
+def _uninvited(room: Room, invitation: InvitationRecord | None, now: float) -> str:
+    """Why a private room refuses a join: no invitation, or one that expired."""
+    if invitation is None:
+        return f"#{room.name} is private: you need an invitation to join."
+    ago = format_duration(now - invitation.expires_at)
+    return (f"your invitation to #{room.name} expired {ago} ago: "
+            "ask one of its admins for a new one.")

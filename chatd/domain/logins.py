@@ -1,0 +1,30 @@
+"""A login attempt under the failed-login limits, shared by both listeners."""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+from typing import TYPE_CHECKING
+
+from chatd.errors import ChatError, Code
+
+if TYPE_CHECKING:
+    from chatd.domain.accounts import User
+    from chatd.protocol.services import Services
+
+
+async def checked_login(services: Services, peer: str, name: str | None,
+                        attempt: Callable[[], Awaitable[User]], via: str = "") -> User:
+    """Run ``attempt`` unless ``peer`` or ``name`` failed too often; count and audit failures.
+
+    ``via`` names the listener in the audit entry (for example " (irc)").
+    """
+    try:
+        services.protection.check_login(peer, name)
+        return await attempt()
+    except ChatError as exc:
+        if exc.code is Code.AUTH_FAILED:
+            services.protection.login_failed(peer, name)
+            services.stats.login_failures += 1
+        await services.audit.record("failed-login", target=(name or "")[:24] or None,
+                                    reason=f"{exc.code.value} from {peer}{via}")
+        raise

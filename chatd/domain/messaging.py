@@ -1,0 +1,175 @@
+"""Room messages, direct messages and history.
+
+Posting is synchronous on purpose: the message gets an id from memory, is
+queued for the batched writer, formatted once per output style and appended
+to every member connection's buffer, all without awaiting anything.
+"""
+
+from __future__ import annotations
+
+import itertools
+from typing import TYPE_CHECKING, Any
+
+from chatd.delivery.outgoing import Outgoing
+from chatd.domain.names import format_duration
+from chatd.errors import ChatError, Code
+from chatd.protocol.codec import iso_ts
+from storage.records import MessageRecord
+
+if TYPE_CHECKING:
+    from chatd.delivery.bus import Bus
+    from chatd.domain.accounts import User
+    from chatd.domain.clock import Clock
+    from chatd.domain.notifications import Notifier
+    from chatd.domain.protection import Protection
+    from chatd.domain.room import Room
+    from chatd.domain.stats import Stats
+    from chatd.protocol.session import Session
+    from storage.api import Storage
+    from storage.writer import MessageWriter
+
+
+def message_record(msg: MessageRecord, room_name: str | None = None,
+                   to: str | None = None) -> dict[str, Any]:
+    """The contract's ``message`` object for a stored or new message."""
+    record: dict[str, Any] = {"type": "message"}
+    if room_name is not None:
+        record["room"] = room_name
+    if to is not None:
+        record["to"] = to
+    record |= {"from": msg.sender_name, "text": msg.text, "id": msg.id, "ts": iso_ts(msg.ts)}
+    if msg.kind == "action":
+        record["action"] = True
+    elif msg.kind == "e2e":
+        # The server relays the envelope untouched and never has a plaintext.
+        del record["text"]
+        record |= {"e2e": True, **msg.extra}
+    elif msg.kind in ("file", "sticker"):
+        record |= msg.extra
+    return record
+
+
+class Messaging:
+    """Sends messages and reads them back."""
+
+    def __init__(self, storage: Storage, writer: MessageWriter, bus: Bus, notifier: Notifier,
+                 clock: Clock, protection: Protection, stats: Stats) -> None:
+        self._protection = protection
+        self._stats = stats
+        self._storage = storage
+        self._writer = writer
+        self._bus = bus
+        self._notifier = notifier
+        self._clock = clock
+        self._ids = itertools.count(1)
+        # Users who may have direct messages they have not seen: a login of
+        # anyone else skips the flush and the query of replay_direct.
+        self._unseen_by: set[int] = set()
+
+    async def load(self) -> None:
+        self._ids = itertools.count(await self._storage.max_message_id() + 1)
+        self._unseen_by = set(await self._storage.recipients_of_undelivered())
+
+    def next_id(self) -> int:
+        """A new message id (ids are shared by room, direct and end-to-end messages)."""
+        return next(self._ids)
+
+    def post(self, session: Session, room: Room, text: str, action: bool = False,
+             label: str | None = None) -> int:
+        """Send ``text`` to every connection of every member of ``room``."""
+        return self.post_kind(session, room, text, "action" if action else "text", {}, label)
+
+    def post_kind(self, session: Session, room: Room, text: str, kind: str,
+                  extra: dict[str, Any], label: str | None = None) -> int:
+        """Send a message of any kind (text, action, file, sticker, e2e) to a room.
+
+        ``extra`` holds the kind's fields (``file``, ``sticker``, ``envelope``),
+        stored with the message and added to its wire record.
+        """
+        user = session.user
+        assert user is not None
+        if user.id not in room.members:
+            raise ChatError(Code.NOT_IN_ROOM, f"you are not in #{room.name}; /join {room.name}.")
+        if user.id in room.mutes:
+            self._refuse_if_muted(room, user)
+        if kind != "e2e" and room.settings.get("e2e"):
+            raise ChatError(Code.E2E_REQUIRED, f"#{room.name} is end-to-end encrypted: send "
+                            "with /emsg from a client that encrypts (chatd-client).")
+        self._protection.charge_message(session, room)
+        msg = MessageRecord(next(self._ids), user.id, user.name, text, self._clock.time(),
+                            room_id=room.id, kind=kind, extra=extra)
+        self._writer.submit(msg)
+        stats = self._stats
+        stats.messages += 1
+        stats.deliveries += len(room.endpoints)
+        record = message_record(msg, room_name=room.name)
+        if label is None:
+            self._bus.to_room(room, Outgoing(record, room.id))
+        else:
+            # The sender's own copy carries the label: it is their acknowledgement.
+            self._bus.to_room(room, Outgoing(record, room.id), skip=session)
+            session.send(record, label)
+        return msg.id
+
+    def _refuse_if_muted(self, room: Room, user: User) -> None:
+        now = self._clock.time()
+        mute = room.muted(user.id, now)
+        if mute is None:
+            return
+        left = "" if mute.until is None else f" for {format_duration(mute.until - now)} more"
+        raise ChatError(Code.MUTED, f"you are muted in #{room.name}{left}.", until=mute.until,
+                        retry_ms=None if mute.until is None else round((mute.until - now) * 1000))
+
+    async def direct(self, session: Session, target: User, text: str,
+                     label: str | None = None, kind: str = "text",
+                     extra: dict[str, Any] | None = None) -> int:
+        """Send ``text`` (or an end-to-end envelope, in ``extra``) to every connection
+        of ``target`` and of the sender; an offline target finds it at next login.
+        Refused with ``blocked`` when ``target`` blocks the sender."""
+        user = session.user
+        assert user is not None
+        if user.id in target.blocked:
+            # Before anything is stored, counted or shown: the target never sees it.
+            raise ChatError(Code.BLOCKED, f"{target.name} does not accept direct messages "
+                            "from you.")
+        self._protection.charge_message(session, None)
+        online = target.online
+        msg = MessageRecord(next(self._ids), user.id, user.name, text, self._clock.time(),
+                            recipient_id=target.id, kind=kind, extra=extra or {},
+                            delivered=online)
+        self._writer.submit(msg)
+        record = message_record(msg, to=target.name)
+        item = Outgoing(record)
+        self._bus.to_user(target, item, skip=session)
+        if target is not user:
+            self._bus.to_user(user, item, skip=session)
+        session.send(record, label)
+        if not online:
+            self._unseen_by.add(target.id)
+            what = "an end-to-end encrypted message" if kind == "e2e" else "a direct message"
+            await self._notifier.notify(target, "direct-message",
+                                        f"{user.name} sent you {what}.",
+                                        sender=user.name, message_id=msg.id)
+        return msg.id
+
+    async def replay_direct(self, session: Session, user: User) -> int:
+        """Show a user who logs in the direct messages sent while they were away."""
+        if user.id not in self._unseen_by:
+            return 0
+        await self._writer.flush()
+        pending = await self._storage.undelivered_direct_messages(user.id)
+        if session.user is not user:
+            return 0  # the connection went away meanwhile: keep them for next time
+        for msg in pending:
+            session.send(message_record(msg, to=user.name) | {"offline": True})
+        # Before the await: a message sent once this connection is gone again
+        # adds the user back.
+        self._unseen_by.discard(user.id)
+        await self._storage.mark_delivered([m.id for m in pending])
+        return len(pending)
+
+    async def history(self, room: Room, limit: int,
+                      before_id: int | None = None) -> list[dict[str, Any]]:
+        await self._writer.flush()
+        stored = await self._storage.room_history(room.id, limit, before_id)
+        return [message_record(m, room_name=room.name) | {"history": True} for m in stored]

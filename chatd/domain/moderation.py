@@ -1,0 +1,289 @@
+"""Moderation: kick, ban, unban, mute, unmute, promote, demote, transfer and room modes.
+
+Every action checks the actor's permission at the moment it runs (under the
+room's lock when it changes membership or roles), then persists, applies,
+tells the room (an ``event``), tells the target (a notification) and writes
+the audit log.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+from chatd.delivery.outgoing import Outgoing
+from chatd.domain.names import format_duration
+from chatd.domain.permissions import Action, authorize
+from chatd.domain.room import Mode, Role, Room
+from chatd.errors import ChatError, Code
+from storage.records import SanctionRecord
+
+if TYPE_CHECKING:
+    from chatd.delivery.bus import Bus
+    from chatd.domain.accounts import Accounts, User
+    from chatd.domain.audit import AuditLog
+    from chatd.domain.clock import Clock
+    from chatd.domain.notifications import Notifier
+    from chatd.domain.rooms import Rooms
+    from storage.api import Storage
+
+SANCTION_KINDS = ("ban", "mute")
+# The participle of each sanction kind: "banned", "unmuted" ...
+_DONE = {"ban": "banned", "mute": "muted"}
+_A = {Role.OWNER: "the owner", Role.ADMIN: "an admin", Role.MEMBER: "a member"}
+# The actor named when no user acts: the control socket (an actor of None) and
+# the daemon itself (expiry, flood control).
+CONSOLE = "console"
+SERVER = "the server"
+
+
+class Moderation:
+    """The room-governance actions of admins, owners and server admins.
+
+    An ``actor`` of None is the control socket: like a server admin, it may do anything.
+    """
+
+    def __init__(self, storage: Storage, rooms: Rooms, accounts: Accounts, bus: Bus,
+                 notifier: Notifier, audit: AuditLog, clock: Clock) -> None:
+        self._storage = storage
+        self._rooms = rooms
+        self._accounts = accounts
+        self._bus = bus
+        self._notifier = notifier
+        self._audit = audit
+        self._clock = clock
+
+    async def load(self) -> None:
+        for kind in SANCTION_KINDS:
+            for record in await self._storage.load_sanctions(kind):
+                room = self._rooms.get(record.room_id)
+                if room is not None:
+                    _table(room, kind)[record.user_id] = record
+
+    # -- removal -----------------------------------------------------------
+
+    async def kick(self, actor: User | None, room: Room, target: User, reason: str) -> None:
+        if not room.is_member(target.id):
+            raise ChatError(Code.NOT_IN_ROOM, f"{target.name} is not in #{room.name}.")
+        name = _name(actor)
+        await self._rooms.remove(room, target, "kick", name, reason,
+                                 authorize=lambda: _authorize(Action.KICK, room, actor, target))
+        await self._notifier.notify(target, "kicked",
+                                    _sentence(f"{name} kicked you from #{room.name}", reason),
+                                    room=room.name, room_id=room.id, actor=name, reason=reason)
+
+    async def ban(self, actor: User | None, room: Room, target: User, duration: float | None,
+                  reason: str) -> SanctionRecord:
+        """Ban ``target`` (a member or not) for ``duration`` seconds, or for good.
+
+        The check, the ban and the removal happen under the room's lock in one go,
+        so a refusal leaves nothing half done.
+        """
+        now = self._clock.time()
+        record = SanctionRecord(room.id, target.id, actor.id if actor else None, reason, now,
+                                now + duration if duration else None)
+
+        async def impose() -> None:
+            await self._storage.put_sanction("ban", record)
+            room.bans[target.id] = record
+            # A ban revokes what would let the user back in once it is lifted.
+            await self._storage.delete_join_request(room.id, target.id)
+            await self._storage.delete_invitation(room.id, target.id)
+
+        name = _name(actor)
+        removed = await self._rooms.remove(
+            room, target, "ban", name, reason, prepare=impose, missing_ok=True,
+            authorize=lambda: _authorize(Action.BAN, room, actor, target))
+        if removed is None:  # a pre-emptive ban of a non-member
+            self._emit(room, "ban", target, name, reason=reason)
+            await self._audit.record("ban", name, target.name, room, reason)
+        await self._notifier.notify(
+            target, "banned", _sentence(f"you are banned from #{room.name}{_for(duration)}",
+                                        reason),
+            room=room.name, room_id=room.id, actor=name, until=record.until, reason=reason)
+        return record
+
+    async def unban(self, actor: User | None, room: Room, target: User) -> None:
+        _authorize(Action.UNBAN, room, actor, target)
+        await self._lift("ban", room, target, _name(actor))
+
+    # -- mutes -------------------------------------------------------------
+
+    async def mute(self, actor: User | None, room: Room, target: User,
+                   duration: float | None) -> SanctionRecord:
+        if not room.is_member(target.id):
+            raise ChatError(Code.NOT_IN_ROOM, f"{target.name} is not in #{room.name}.")
+        _authorize(Action.MUTE, room, actor, target)
+        return await self._mute(room, target, duration, actor.id if actor else None,
+                                _name(actor))
+
+    async def mute_for_flood(self, room: Room, target: User, duration: float) -> None:
+        """Flood control mutes a member; a mute already running is left as it is."""
+        if not room.is_member(target.id) or room.muted(target.id, self._clock.time()):
+            return
+        if self._accounts.get(target.id) is None:
+            return  # a guest without an account: a mute cannot be stored for them
+        await self._mute(room, target, duration, None, SERVER, reason="flooding")
+
+    async def _mute(self, room: Room, target: User, duration: float | None,
+                    actor_id: int | None, actor: str, reason: str = "") -> SanctionRecord:
+        now = self._clock.time()
+        record = SanctionRecord(room.id, target.id, actor_id, reason, now,
+                                now + duration if duration else None)
+        await self._storage.put_sanction("mute", record)
+        room.mutes[target.id] = record
+        self._emit(room, "mute", target, actor, until=record.until, reason=reason)
+        await self._audit.record("mute", actor, target.name, room,
+                                 reason or _for(duration).strip())
+        await self._notifier.notify(target, "muted",
+                                    f"you are muted in #{room.name}{_for(duration)}.",
+                                    room=room.name, room_id=room.id, actor=actor,
+                                    until=record.until)
+        return record
+
+    async def unmute(self, actor: User | None, room: Room, target: User) -> None:
+        _authorize(Action.UNMUTE, room, actor, target)
+        await self._lift("mute", room, target, _name(actor))
+
+    async def expire(self) -> int:
+        """Lift every ban and mute whose time is up; returns how many."""
+        count = 0
+        for kind in SANCTION_KINDS:
+            for record in await self._storage.delete_expired_sanctions(kind, self._clock.time()):
+                room, user = self._rooms.get(record.room_id), self._accounts.get(record.user_id)
+                if room is not None and user is not None:
+                    _table(room, kind).pop(user.id, None)
+                    await self._lifted(kind, room, user, actor=None)
+                count += 1
+        return count
+
+    async def _lift(self, kind: str, room: Room, target: User, actor: str) -> None:
+        existed = await self._storage.delete_sanction(kind, room.id, target.id)
+        active = _table(room, kind).pop(target.id, None)
+        if not (existed or active):
+            raise ChatError(Code.BAD_ARGUMENTS,
+                            f"{target.name} is not {_DONE[kind]} in #{room.name}.")
+        await self._lifted(kind, room, target, actor)
+
+    async def _lifted(self, kind: str, room: Room, target: User, actor: str | None) -> None:
+        event = f"un{kind}"
+        self._emit(room, event, target, actor or SERVER)
+        await self._audit.record(event, actor, target.name, room,
+                                 "" if actor else "expired")
+        await self._notifier.notify(target, f"un{_DONE[kind]}",
+                                    f"you are no longer {_DONE[kind]} in #{room.name}.",
+                                    room=room.name, room_id=room.id)
+
+    # -- roles and modes -----------------------------------------------------
+
+    async def promote(self, actor: User, room: Room, target: User) -> None:
+        await self._set_role(Action.PROMOTE, actor, room, target, Role.MEMBER, Role.ADMIN)
+
+    async def demote(self, actor: User, room: Room, target: User) -> None:
+        await self._set_role(Action.DEMOTE, actor, room, target, Role.ADMIN, Role.MEMBER)
+
+    async def _set_role(self, action: Action, actor: User, room: Room, target: User,
+                        before: Role, after: Role) -> None:
+        async with room.lock:
+            authorize(action, room, actor, target)
+            role = room.role_of(target.id)
+            if role is None:
+                raise ChatError(Code.NOT_IN_ROOM,
+                                f"{target.name} is not a member of #{room.name}.")
+            if role is not before:
+                raise ChatError(Code.BAD_ARGUMENTS, _wrong_role(action, room, target, role,
+                                                                before))
+            now = self._clock.time()
+            await self._storage.set_roles(room.id, [(target.id, after.value)], now)
+            room.set_roles([(target.id, after)], now)
+        self._emit(room, action.value, target, actor.name, role=after.value)
+        await self._audit.record(action.value, actor.name, target.name, room)
+        await self._notifier.notify(target, f"{action.value}d",
+                                    f"{actor.name} made you {_A[after]} of #{room.name}.",
+                                    room=room.name, room_id=room.id, role=after.value)
+
+    async def transfer(self, actor: User, room: Room, target: User) -> str:
+        """Make ``target`` (a member) the owner; the owner until now becomes an admin.
+
+        Returns the name of the previous owner.
+        """
+        async with room.lock:
+            authorize(Action.TRANSFER, room, actor)
+            owner = room.owner
+            role = room.role_of(target.id)
+            if role is None:
+                raise ChatError(Code.NOT_IN_ROOM,
+                                f"{target.name} is not a member of #{room.name}.")
+            if owner is None or owner.user_id == target.id:
+                raise ChatError(Code.BAD_ARGUMENTS,
+                                f"{target.name} is already the owner of #{room.name}.")
+            now = self._clock.time()
+            changes = [(owner.user_id, Role.ADMIN), (target.id, Role.OWNER)]
+            await self._storage.set_roles(room.id, [(uid, r.value) for uid, r in changes], now)
+            room.set_roles(changes, now)
+        self._emit(room, "owner", target, actor.name, role=Role.OWNER.value,
+                   previous=owner.name)
+        await self._audit.record("transfer", actor.name, target.name, room,
+                                 f"from {owner.name}")
+        await self._notifier.notify(target, "promoted",
+                                    f"{actor.name} made you the owner of #{room.name}.",
+                                    room=room.name, room_id=room.id, role=Role.OWNER.value)
+        previous = self._accounts.get(owner.user_id)
+        if previous is not None and previous.id != actor.id:
+            await self._notifier.notify(
+                previous, "demoted",
+                f"{actor.name} made {target.name} the owner of #{room.name}; "
+                "you are an admin of it now.",
+                room=room.name, room_id=room.id, role=Role.ADMIN.value)
+        return owner.name
+
+    async def set_mode(self, actor: User, room: Room, mode: Mode) -> None:
+        async with room.lock:
+            authorize(Action.MODE, room, actor)
+            await self._storage.set_room_mode(room.id, mode.value)
+            room.mode = mode
+        self._emit(room, "mode", None, actor.name, mode=mode.value)
+        await self._audit.record("mode", actor.name, None, room, mode.value)
+
+    def _emit(self, room: Room, event: str, target: User | None, actor: str,
+              **fields: Any) -> None:
+        """Tell the room (and a target who is not a member) what happened."""
+        record: dict[str, Any] = {"type": "event", "event": event, "room": room.name,
+                                  "actor": actor}
+        if target is not None:
+            record["user"] = target.name
+        record |= {k: v for k, v in fields.items() if v not in (None, "")}
+        item = Outgoing(record, room.id)
+        self._bus.to_room(room, item)
+        if target is not None and not room.is_member(target.id):
+            self._bus.to_user(target, item)
+
+
+def _wrong_role(action: Action, room: Room, target: User, role: Role, before: Role) -> str:
+    if role is Role.OWNER:
+        # The room keeps exactly one owner: a new one is chosen, and the old one
+        # steps down to admin, with /transfer.
+        return (f"{target.name} is the owner of #{room.name}; ownership changes hands "
+                f"with /transfer <user> {room.name}.")
+    return (f"{target.name} is {_A[role]} of #{room.name}; only {_A[before]} can be "
+            f"{action.value}d.")
+
+
+def _authorize(action: Action, room: Room, actor: User | None, target: User) -> None:
+    if actor is not None:
+        authorize(action, room, actor, target)
+
+
+def _name(actor: User | None) -> str:
+    return actor.name if actor is not None else CONSOLE
+
+
+def _table(room: Room, kind: str) -> dict[int, SanctionRecord]:
+    return room.bans if kind == "ban" else room.mutes
+
+
+def _for(duration: float | None) -> str:
+    return f" for {format_duration(duration)}" if duration else ""
+
+
+def _sentence(text: str, reason: str) -> str:
+    return f"{text}: {reason}" if reason else f"{text}."

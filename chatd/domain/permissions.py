@@ -1,0 +1,73 @@
+"""Who may do what in a room. Pure rules, checked at the moment an action runs.
+
+- Admins and the owner may invite, answer requests, kick, ban and mute members.
+- Only the owner may promote, demote, change the mode or the message rate, hand
+  ownership over, or kick, ban or mute an admin.
+- Nobody but a server admin acts against the owner.
+- Server admins may do anything in any room.
+"""
+
+from __future__ import annotations
+
+from enum import StrEnum
+from typing import TYPE_CHECKING
+
+from chatd.domain.room import Role
+from chatd.errors import ChatError, Code
+
+if TYPE_CHECKING:
+    from chatd.domain.accounts import User
+    from chatd.domain.room import Room
+
+
+class Action(StrEnum):
+    KICK = "kick"
+    BAN = "ban"
+    UNBAN = "unban"
+    MUTE = "mute"
+    UNMUTE = "unmute"
+    PROMOTE = "promote"
+    DEMOTE = "demote"
+    INVITE = "invite"
+    ACCEPT = "accept"
+    DECLINE = "decline"
+    REQUESTS = "see requests"
+    MODE = "change the mode"
+    RATELIMIT = "set the message rate"
+    TRANSFER = "transfer ownership"
+    TOPIC = "set the topic"
+    E2E = "change end-to-end encryption"
+    AUDIT = "read the audit log"
+
+
+OWNER_ONLY = frozenset({Action.PROMOTE, Action.DEMOTE, Action.MODE, Action.RATELIMIT,
+                        Action.TRANSFER})
+# Actions aimed at a member whose own role protects them.
+AGAINST_MEMBER = frozenset({Action.KICK, Action.BAN, Action.MUTE, Action.UNMUTE,
+                            Action.PROMOTE, Action.DEMOTE})
+
+
+def needed_role(action: Action) -> Role:
+    return Role.OWNER if action in OWNER_ONLY else Role.ADMIN
+
+
+def authorize(action: Action, room: Room, actor: User, target: User | None = None) -> None:
+    """Raise ``not-permitted`` naming the role needed, unless ``actor`` may act."""
+    if target is not None and target.id == actor.id and action in AGAINST_MEMBER:
+        raise ChatError(Code.NOT_PERMITTED, f"you cannot {action.value} yourself.")
+    if actor.is_admin:
+        return
+    role = room.role_of(actor.id)
+    needed = needed_role(action)
+    if role is None or role.rank < needed.rank:
+        who = "the owner" if needed is Role.OWNER else "an admin or the owner"
+        raise ChatError(Code.NOT_PERMITTED, f"only {who} of #{room.name} can {action.value}.")
+    if target is None or action not in AGAINST_MEMBER:
+        return
+    target_role = room.role_of(target.id)
+    if target_role is Role.OWNER:
+        raise ChatError(Code.NOT_PERMITTED,
+                        f"only a server admin can {action.value} the owner of #{room.name}.")
+    if target_role is Role.ADMIN and role is not Role.OWNER:
+        raise ChatError(Code.NOT_PERMITTED,
+                        f"only the owner of #{room.name} can {action.value} an admin.")

@@ -1,0 +1,130 @@
+"""Who is connected and who is logged in where.
+
+Logging in attaches a session to its user's rooms (so membership survives
+disconnects: the rooms were the user's all along), tells the user what waits
+for them, and replays direct messages sent while they were away.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import TYPE_CHECKING, Any
+
+from chatd.errors import ChatError, Code
+from chatd.protocol.session import SessionState
+
+if TYPE_CHECKING:
+    from chatd.domain.accounts import Accounts, User
+    from chatd.domain.audit import AuditLog
+    from chatd.domain.clock import Clock
+    from chatd.domain.messaging import Messaging
+    from chatd.domain.notifications import Notifier
+    from chatd.domain.rooms import Rooms
+    from chatd.domain.stats import Stats
+    from chatd.protocol.session import Session
+
+log = logging.getLogger(__name__)
+
+# The longest away message, in characters (IRC advertises it as AWAYLEN).
+AWAY_MAX = 200
+
+
+class Presence:
+    """Every session of this process and the logged-in users among them."""
+
+    def __init__(self, accounts: Accounts, rooms: Rooms, messaging: Messaging,
+                 notifier: Notifier, audit: AuditLog, stats: Stats, clock: Clock) -> None:
+        self._clock = clock
+        self._accounts = accounts
+        self._stats = stats
+        self._rooms = rooms
+        self._messaging = messaging
+        self._notifier = notifier
+        self._audit = audit
+        self.sessions: set[Session] = set()
+        self._online: dict[int, User] = {}
+        # Away messages by user id, whatever protocol set them (/away, IRC AWAY).
+        # Kept in memory only: they end with the user's last connection.
+        self._away: dict[int, str] = {}
+
+    @property
+    def users_online(self) -> int:
+        return len(self._online)
+
+    def away(self, user: User) -> str:
+        """The away message of ``user``; empty when they are not marked away."""
+        return self._away.get(user.id, "")
+
+    def set_away(self, user: User, text: str) -> None:
+        """Mark ``user`` away with ``text`` (cut to AWAY_MAX), or back with ``""``."""
+        if text:
+            self._away[user.id] = text[:AWAY_MAX]
+        else:
+            self._away.pop(user.id, None)
+
+    def connected(self, session: Session) -> None:
+        self.sessions.add(session)
+
+    async def login(self, session: Session, user: User) -> dict[str, Any]:
+        """Log ``session`` in as ``user``; returns what the welcome should say."""
+        if session.state is SessionState.CLOSING:
+            # The connection went away while the password was being checked.
+            raise ChatError(Code.NOT_LOGGED_IN, "the connection closed during login.")
+        session.user = user
+        session.state = SessionState.AUTHENTICATED
+        self._stats.logins += 1
+        user.sessions.append(session)
+        self._online[user.id] = user
+        self._rooms.attach(session)
+        rooms = self._rooms.of_user(user)
+        if len(rooms) == 1:
+            session.current_room = rooms[0]
+        log.info("login", extra={"fields": {"session": session.id, "user": user.name,
+                                            "peer": session.peer}})
+        await self._audit.record("login", actor=user.name)
+        replayed = await self._messaging.replay_direct(session, user)
+        return {"user": user.name, "admin": user.is_admin,
+                "rooms": [r.name for r in rooms],
+                "notifications": await self._notifier.count(user),
+                "direct_messages": replayed}
+
+    def logout(self, session: Session) -> None:
+        """Detach ``session`` from its user; the user's memberships stay."""
+        user = session.user
+        if user is None:
+            return
+        self._rooms.detach(session)
+        if session in user.sessions:
+            user.sessions.remove(session)
+        if not user.sessions:
+            self._online.pop(user.id, None)
+            self._away.pop(user.id, None)
+        session.user = None
+        session.current_room = None
+        session.anonymous_since = self._clock.monotonic()
+        if session.state is SessionState.AUTHENTICATED:
+            session.state = SessionState.CONNECTED
+        log.info("logout", extra={"fields": {"session": session.id, "user": user.name}})
+
+    async def delete_account(self, user: User, actor: str,
+                             keep: Session | None = None) -> None:
+        """Delete ``user``: they leave every room, their connections close
+        (except ``keep``, which is only logged out), and the account goes."""
+        for room in self._rooms.of_user(user):
+            await self._rooms.remove(room, user, "leave", actor_name=actor,
+                                     reason="account deleted")
+        for session in list(user.sessions):
+            if session is not keep:
+                session.send({"type": "notice", "text": "your account was deleted."})
+                session.close("account deleted")
+            self.logout(session)
+        await self._accounts.delete(user)
+        await self._audit.record("account-deleted", actor=actor, target=user.name)
+
+    def disconnected(self, session: Session) -> None:
+        if session.line_sink is not None:
+            session.line_sink.abort("disconnected")
+            session.line_sink = None
+        self.logout(session)
+        session.state = SessionState.CLOSING
+        self.sessions.discard(session)

@@ -1,0 +1,194 @@
+"""A room and its rules: roles, modes, succession and termination.
+
+Everything here is pure and synchronous: the room service asks a room what a
+departure means (:meth:`Room.plan_departure`), persists the plan, then applies
+it. Keeping the rules here makes them testable without sockets or a database.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from dataclasses import dataclass, field
+from enum import StrEnum
+from typing import TYPE_CHECKING, Any
+
+from storage.records import MemberRecord, RoomRecord, SanctionRecord
+
+if TYPE_CHECKING:
+    from collections.abc import Iterable
+
+    from chatd.delivery.feed import RoomFeed
+    from chatd.protocol.session import Session
+
+
+class Role(StrEnum):
+    """A member's role; the values are persisted and never change meaning."""
+
+    OWNER = "owner"
+    ADMIN = "admin"
+    MEMBER = "member"
+
+    @property
+    def rank(self) -> int:
+        return _RANK[self]
+
+
+_RANK = {Role.MEMBER: 0, Role.ADMIN: 1, Role.OWNER: 2}
+
+
+class Mode(StrEnum):
+    """Who may join: anyone, by request, or by invitation only (unlisted)."""
+
+    OPEN = "open"
+    REQUEST = "request"
+    PRIVATE = "private"
+
+
+@dataclass(slots=True)
+class Member:
+    user_id: int
+    name: str
+    role: Role
+    joined_at: float
+    role_since: float
+    seq: int
+
+    @property
+    def is_admin(self) -> bool:
+        """Owners count as admins for every rule that speaks of admins."""
+        return self.role is not Role.MEMBER
+
+    @classmethod
+    def from_record(cls, record: MemberRecord, name: str) -> Member:
+        return cls(record.user_id, name, Role(record.role), record.joined_at,
+                   record.role_since, record.seq)
+
+
+@dataclass(slots=True)
+class Departure:
+    """What happens to a room when members leave, decided before it is applied."""
+
+    leaving: list[int]
+    role_changes: list[tuple[int, Role]] = field(default_factory=list)
+    # The one plain member left behind when the room terminates with one member.
+    evicted: int | None = None
+    terminate: bool = False
+
+
+class Room:
+    """A room in memory: the source of truth for membership and routing."""
+
+    __slots__ = ("bans", "created_at", "endpoints", "feed", "id", "lock", "members", "mode",
+                 "mutes", "name", "settings", "topic")
+
+    def __init__(self, record: RoomRecord) -> None:
+        self.id = record.id
+        self.name = record.name
+        self.mode = Mode(record.mode)
+        self.topic = record.topic
+        self.created_at = record.created_at
+        self.settings: dict[str, Any] = dict(record.settings)
+        self.members: dict[int, Member] = {}
+        # Active sanctions by user id; expired ones are ignored until housekeeping drops them.
+        self.bans: dict[int, SanctionRecord] = {}
+        self.mutes: dict[int, SanctionRecord] = {}
+        # Connections of online members: the fan-out list of a room message.
+        # Change it through connect/disconnect only: they keep the feed's taps right.
+        self.endpoints: set[Session] = set()
+        # This turn's messages, shared by the members' connections (chatd.delivery.feed).
+        self.feed: RoomFeed | None = None
+        # Serialises membership changes so check, persist and apply never interleave.
+        self.lock = asyncio.Lock()
+
+    def connect(self, sessions: Iterable[Session]) -> None:
+        """These connections receive the room's messages from now on."""
+        self.endpoints.update(sessions)
+
+    def disconnect(self, sessions: Iterable[Session]) -> None:
+        """These connections receive nothing more of the room, not even this turn's."""
+        feed = self.feed
+        for session in list(sessions):
+            self.endpoints.discard(session)
+            if feed is not None and session.out.feed is feed:
+                session.out.untap()
+
+    def role_of(self, user_id: int) -> Role | None:
+        member = self.members.get(user_id)
+        return member.role if member else None
+
+    def is_member(self, user_id: int) -> bool:
+        return user_id in self.members
+
+    def banned(self, user_id: int, now: float) -> SanctionRecord | None:
+        return _active(self.bans.get(user_id), now)
+
+    def muted(self, user_id: int, now: float) -> SanctionRecord | None:
+        return _active(self.mutes.get(user_id), now)
+
+    @property
+    def owner(self) -> Member | None:
+        return next((m for m in self.members.values() if m.role is Role.OWNER), None)
+
+    def admins(self) -> list[Member]:
+        return [m for m in self.members.values() if m.is_admin]
+
+    def plan_departure(self, user_id: int) -> Departure:
+        """Decide succession and termination for ``user_id`` leaving.
+
+        The rules: with nobody left the room ends; with exactly one member left
+        it stays only if that member is an admin (or owner), otherwise it ends
+        and that member is removed too; with two or more left, if no admin
+        remains the earliest joiner becomes admin; and if the owner left,
+        ownership passes to the admin who has held the role longest (also when
+        that admin is the only member left).
+        """
+        departure = Departure(leaving=[user_id])
+        leaver = self.members[user_id]
+        remaining = sorted((m for m in self.members.values() if m.user_id != user_id),
+                           key=lambda m: m.seq)
+        if not remaining:
+            departure.terminate = True
+        elif len(remaining) == 1 and not remaining[0].is_admin:
+            departure.terminate = True
+            departure.evicted = remaining[0].user_id
+        else:
+            departure.role_changes = _succession(leaver, remaining)
+        return departure
+
+    def apply_departure(self, departure: Departure, now: float) -> list[Session]:
+        """Apply a planned departure to memory; return the sessions that left."""
+        gone = [*departure.leaving, *([departure.evicted] if departure.evicted else [])]
+        left: list[Session] = []
+        for user_id in gone:
+            self.members.pop(user_id, None)
+            left.extend(s for s in self.endpoints if s.user is not None and s.user.id == user_id)
+        self.disconnect(left)
+        self.set_roles(departure.role_changes, now)
+        return left
+
+    def set_roles(self, changes: list[tuple[int, Role]], now: float) -> None:
+        for user_id, role in changes:
+            member = self.members[user_id]
+            member.role = role
+            member.role_since = now
+
+
+def _active(sanction: SanctionRecord | None, now: float) -> SanctionRecord | None:
+    if sanction is None or (sanction.until is not None and sanction.until <= now):
+        return None
+    return sanction
+
+
+def _succession(leaver: Member, remaining: list[Member]) -> list[tuple[int, Role]]:
+    """Role changes when ``leaver`` goes and the room goes on with ``remaining``
+    (in join order: two or more members, or one admin)."""
+    admins = [m for m in remaining if m.is_admin]
+    if not admins:
+        # No admin is left: the earliest joiner inherits the role, and with it
+        # ownership when the owner is the one leaving.
+        role = Role.OWNER if leaver.role is Role.OWNER else Role.ADMIN
+        return [(remaining[0].user_id, role)]
+    if leaver.role is not Role.OWNER:
+        return []
+    heir = min(admins, key=lambda m: (m.role_since, m.seq))
+    return [(heir.user_id, Role.OWNER)]

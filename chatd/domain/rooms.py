@@ -1,0 +1,322 @@
+"""The room service: the life of rooms and their memberships.
+
+Each change follows one pattern under the room's lock: check the rules,
+persist, apply to memory, then emit events. Memory is the source of truth for
+routing; the database makes it survive a restart.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Awaitable, Callable
+from typing import TYPE_CHECKING, Any
+
+from chatd.delivery.outgoing import Outgoing
+from chatd.domain import names
+from chatd.domain.permissions import Action, authorize
+from chatd.domain.room import Departure, Member, Mode, Role, Room
+from chatd.errors import ChatError, Code
+from storage.api import Conflict
+
+if TYPE_CHECKING:
+    from chatd.delivery.bus import Bus
+    from chatd.domain.accounts import Accounts, User
+    from chatd.domain.audit import AuditLog
+    from chatd.domain.clock import Clock
+    from chatd.domain.notifications import Notifier
+    from chatd.protocol.session import Session
+    from storage.api import Storage
+
+log = logging.getLogger(__name__)
+
+
+class Rooms:
+    """All live rooms, indexed by id, by name and by member."""
+
+    def __init__(self, storage: Storage, accounts: Accounts, bus: Bus, notifier: Notifier,
+                 audit: AuditLog, clock: Clock) -> None:
+        self._storage = storage
+        self._accounts = accounts
+        self._bus = bus
+        self._notifier = notifier
+        self._audit = audit
+        self._clock = clock
+        self._by_id: dict[int, Room] = {}
+        self._by_key: dict[str, Room] = {}
+        self._of_user: dict[int, set[Room]] = {}
+        self._create_lock = asyncio.Lock()
+
+    async def load(self) -> None:
+        for record in await self._storage.load_active_rooms():
+            self._index(Room(record))
+        for member in await self._storage.load_members():
+            room = self._by_id.get(member.room_id)
+            user = self._accounts.get(member.user_id)
+            if room is not None and user is not None:
+                self._add_member(room, Member.from_record(member, user.name))
+
+    # -- lookups -----------------------------------------------------------
+
+    def get(self, room_id: int) -> Room | None:
+        return self._by_id.get(room_id)
+
+    def find(self, ref: str) -> Room | None:
+        """A room by name (``#`` optional, any case) or by numeric id."""
+        if ref.isdigit():
+            return self._by_id.get(int(ref))
+        return self._by_key.get(names.name_key(ref.removeprefix("#")))
+
+    def require(self, ref: str) -> Room:
+        room = self.find(ref)
+        if room is None:
+            raise ChatError(Code.NO_SUCH_ROOM,
+                            f'there is no room "{ref}". /rooms lists the rooms you can join.')
+        return room
+
+    def of_user(self, user: User) -> list[Room]:
+        return sorted(self._of_user.get(user.id, ()), key=lambda r: r.name)
+
+    def listed_for(self, user: User | None) -> list[Room]:
+        """Rooms shown by /rooms to ``user``: all but the private rooms they are not in."""
+        return sorted((r for r in self._by_id.values() if self.can_see(user, r)),
+                      key=lambda r: r.id)
+
+    def private_rooms(self) -> list[Room]:
+        """Every private room (those /rooms hides from strangers), by id."""
+        return sorted((r for r in self._by_id.values() if r.mode is Mode.PRIVATE),
+                      key=lambda r: r.id)
+
+    def can_see(self, user: User | None, room: Room) -> bool:
+        """Members and server admins see a room; banned users and strangers to a
+        private room do not."""
+        if user is not None:
+            if user.is_admin or room.is_member(user.id):
+                return True
+            if room.banned(user.id, self._clock.time()):
+                return False
+        return room.mode is not Mode.PRIVATE
+
+    @property
+    def count(self) -> int:
+        return len(self._by_id)
+
+    def summary(self, room: Room) -> dict[str, Any]:
+        return {"id": room.id, "name": room.name, "mode": room.mode.value,
+                "members": len(room.members), "topic": room.topic,
+                "e2e": bool(room.settings.get("e2e"))}
+
+    # -- sessions ------------------------------------------------------------
+
+    def attach(self, session: Session) -> None:
+        """A logged-in session starts receiving its user's rooms."""
+        assert session.user is not None
+        for room in self._of_user.get(session.user.id, ()):
+            room.connect((session,))
+
+    def detach(self, session: Session) -> None:
+        if session.user is None:
+            return
+        for room in self._of_user.get(session.user.id, ()):
+            room.disconnect((session,))
+
+    # -- changes -------------------------------------------------------------
+
+    async def create(self, user: User, raw_name: str, mode: Mode) -> Room:
+        name = _valid_room_name(raw_name)
+        async with self._create_lock:
+            if self.find(name) is not None:
+                raise ChatError(Code.NAME_TAKEN, f'a room named "{name}" exists; /join {name}?')
+            try:
+                record, member = await self._storage.create_room(
+                    name, mode.value, user.id, self._clock.time())
+            except Conflict:
+                raise ChatError(Code.NAME_TAKEN, f'a room named "{name}" exists.') from None
+            room = self._index(Room(record))
+            self._add_member(room, Member.from_record(member, user.name))
+        await self._audit.record("create", actor=user.name, room=room, reason=mode.value)
+        return room
+
+    async def join(self, user: User, room: Room, actor: Session | None = None,
+                   admit: Callable[[], Awaitable[bool]] | None = None) -> Member | None:
+        """Add ``user`` to ``room`` by the rules ``admit`` applies.
+
+        ``admit`` runs first, under the room's lock, so a ban, a mode change or a
+        revoked invitation cannot slip in between the decision and the join. It
+        raises a refusal, or answers False when the user is not to be added now
+        (a join request was filed): then nothing changes and the result is None.
+        A user who is a member already is ``already-in-room``.
+        """
+        async with room.lock:
+            self._ensure_live(room)
+            if admit is not None and not await admit():
+                return None
+            if room.is_member(user.id):
+                raise ChatError(Code.ALREADY_IN_ROOM, f"you are already in #{room.name}.")
+            record = await self._storage.add_member(room.id, user.id, Role.MEMBER.value,
+                                                    self._clock.time())
+            member = Member.from_record(record, user.name)
+            self._add_member(room, member)
+        self._emit(room, {"event": "join", "user": user.name}, skip=actor)
+        await self._audit.record("join", actor=user.name, room=room)
+        return member
+
+    async def leave(self, user: User, room: Room, actor: Session | None = None) -> None:
+        """``user`` leaves ``room`` of their own accord."""
+        await self.remove(room, user, "leave", actor_name=user.name, skip=actor)
+
+    async def remove(self, room: Room, user: User, event: str, actor_name: str,
+                     reason: str = "", skip: Session | None = None,
+                     authorize: Callable[[], None] | None = None,
+                     prepare: Callable[[], Awaitable[None]] | None = None,
+                     missing_ok: bool = False) -> Departure | None:
+        """Take ``user`` out of ``room`` (leave, kick or ban) with succession and termination.
+
+        ``authorize`` runs under the room's lock, so a permission is checked at
+        the moment the change is made; then ``prepare`` (a ban records itself
+        there). A user who is not a member is ``not-in-room``, or, with
+        ``missing_ok``, nothing to remove (None).
+        """
+        async with room.lock:
+            if authorize is not None:
+                authorize()
+            if prepare is not None:
+                await prepare()
+            if not room.is_member(user.id):
+                if missing_ok:
+                    return None
+                raise ChatError(Code.NOT_IN_ROOM, f"{user.name} is not in #{room.name}.")
+            departure = room.plan_departure(user.id)
+            await self._persist_departure(room, departure)
+            self._emit(room, {"event": event, "user": user.name, "actor": actor_name,
+                              "reason": reason}, skip=skip)
+            self._apply_departure(room, departure)
+        await self._audit.record(event, actor=actor_name, target=user.name, room=room,
+                                 reason=reason)
+        await self._announce_roles(room, departure.role_changes)
+        if departure.terminate:
+            await self._terminated(room, departure)
+        return departure
+
+    async def terminate_empty(self) -> int:
+        """End rooms that have no member left (for example after accounts were deleted)."""
+        ended = 0
+        for room in [room for room in self._by_id.values() if not room.members]:
+            async with room.lock:
+                # Checked again under the lock: someone may have joined, or another
+                # pass may have ended the room meanwhile.
+                if room.members or self._by_id.get(room.id) is not room:
+                    continue
+                departure = Departure(leaving=[], terminate=True)
+                await self._persist_departure(room, departure)
+                self._apply_departure(room, departure)
+            await self._terminated(room, departure)
+            ended += 1
+        return ended
+
+    async def set_topic(self, user: User, room: Room, topic: str) -> None:
+        async with room.lock:
+            authorize(Action.TOPIC, room, user)
+            self._ensure_live(room)
+            await self._storage.set_room_topic(room.id, topic)
+            room.topic = topic
+        self._emit(room, {"event": "topic", "actor": user.name, "topic": topic})
+
+    async def update_settings(self, user: User, room: Room, action: Action,
+                              change: Callable[[dict[str, Any]], dict[str, Any]]
+                              ) -> dict[str, Any]:
+        """Change ``room``'s settings as ``change`` derives them from the current ones.
+
+        Under the room's lock, the permission for ``action``, the derivation, the
+        database and memory go together: two changes at once both take effect,
+        in some order, and neither undoes the other. Returns the new settings.
+        """
+        async with room.lock:
+            authorize(action, room, user)
+            self._ensure_live(room)
+            settings = change(dict(room.settings))
+            await self._storage.set_room_settings(room.id, settings)
+            room.settings = settings
+        return settings
+
+    # -- internals -----------------------------------------------------------
+
+    def _index(self, room: Room) -> Room:
+        self._by_id[room.id] = room
+        self._by_key[names.name_key(room.name)] = room
+        return room
+
+    def _add_member(self, room: Room, member: Member) -> None:
+        room.members[member.user_id] = member
+        self._of_user.setdefault(member.user_id, set()).add(room)
+        user = self._accounts.get(member.user_id)
+        if user is not None:
+            room.connect(user.sessions)
+
+    def _ensure_live(self, room: Room) -> None:
+        if self._by_id.get(room.id) is not room:
+            raise ChatError(Code.NO_SUCH_ROOM, f"#{room.name} no longer exists.")
+
+    async def _persist_departure(self, room: Room, departure: Departure) -> None:
+        for user_id in departure.leaving + ([departure.evicted] if departure.evicted else []):
+            await self._storage.remove_member(room.id, user_id)
+        if departure.role_changes:
+            await self._storage.set_roles(
+                room.id, [(uid, role.value) for uid, role in departure.role_changes],
+                self._clock.time())
+        if departure.terminate:
+            await self._storage.terminate_room(room.id, self._clock.time())
+
+    def _apply_departure(self, room: Room, departure: Departure) -> None:
+        left = room.apply_departure(departure, self._clock.time())
+        for user_id in departure.leaving + ([departure.evicted] if departure.evicted else []):
+            rooms = self._of_user.get(user_id)
+            if rooms is not None:
+                rooms.discard(room)
+        for session in left:
+            if session.current_room is room:
+                session.current_room = None
+        if departure.terminate:
+            del self._by_id[room.id]
+            del self._by_key[names.name_key(room.name)]
+            for session in room.endpoints:
+                if session.current_room is room:
+                    session.current_room = None
+            room.disconnect(room.endpoints)
+
+    async def _announce_roles(self, room: Room, changes: list[tuple[int, Role]]) -> None:
+        for user_id, role in changes:
+            user = self._accounts.get(user_id)
+            if user is None:
+                continue
+            event = "owner" if role is Role.OWNER else "promote"
+            self._emit(room, {"event": event, "user": user.name, "actor": None,
+                              "role": role.value})
+            await self._audit.record(event, None, user.name, room, "succession")
+            await self._notifier.notify(user, "promoted",
+                                        f"you are now the {role.value} of #{room.name}.",
+                                        room=room.name, room_id=room.id, role=role.value)
+
+    async def _terminated(self, room: Room, departure: Departure) -> None:
+        await self._audit.record("terminate", room=room)
+        evicted = self._accounts.get(departure.evicted) if departure.evicted else None
+        if evicted is None:
+            return
+        item = Outgoing({"type": "event", "event": "terminated", "room": room.name,
+                         "user": evicted.name}, room.id)
+        self._bus.to_user(evicted, item)
+        await self._notifier.notify(evicted, "terminated",
+                                    f"#{room.name} was terminated: you were its last member.",
+                                    room=room.name, room_id=room.id)
+
+    def _emit(self, room: Room, fields: dict[str, Any], skip: Session | None = None) -> None:
+        record = {"type": "event", "room": room.name, **fields}
+        self._bus.to_room(room, Outgoing({k: v for k, v in record.items() if v not in (None, "")},
+                                         room.id), skip=skip)
+
+
+def _valid_room_name(raw: str) -> str:
+    try:
+        return names.room_name(raw)
+    except names.InvalidName as exc:
+        raise ChatError(Code.INVALID_NAME, str(exc)) from None

@@ -1,0 +1,234 @@
+"""One TCP connection: bytes in, lines to the dispatcher, bytes out.
+
+Output is never awaited. Writes are appended to a small list and flushed in
+one ``transport.write`` per connection per turn of the event loop (see
+:class:`FlushScheduler`); a client whose unsent output passes the configured
+bound is disconnected, so one slow reader can neither grow the server's
+memory nor slow anyone else. Input is processed in order; a connection with
+too many lines waiting stops being read until it catches up.
+
+An idle connection holds no task: a task exists only while a command that
+must wait (storage, bcrypt) is running.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import socket
+from collections import deque
+from typing import TYPE_CHECKING, cast
+
+from chatd.delivery.feed import Outbox
+from chatd.domain.ratelimit import TokenBucket
+from chatd.errors import Code
+from chatd.protocol.codec import BadLine, LineFramer
+from chatd.protocol.session import Session
+
+if TYPE_CHECKING:
+    from collections.abc import Awaitable, Callable
+
+    from chatd.app.server import ChatServer
+
+log = logging.getLogger(__name__)
+
+
+class FlushScheduler:
+    """Coalesces writes: every connection written to is flushed once, at the turn's end.
+
+    ``end_turn`` is called as each flush starts: room feeds (see :mod:`chatd.delivery.feed`)
+    of the turn being flushed must not take more messages.
+    """
+
+    __slots__ = ("_dirty", "_end_turn", "_loop", "_scheduled")
+
+    def __init__(self, loop: asyncio.AbstractEventLoop, end_turn: Callable[[], None]) -> None:
+        self._loop = loop
+        self._end_turn = end_turn
+        self._dirty: list[Connection] = []
+        self._scheduled = False
+
+    def mark(self, conn: Connection) -> None:
+        self._dirty.append(conn)
+        if not self._scheduled:
+            self._scheduled = True
+            self._loop.call_soon(self.flush)
+
+    def flush(self) -> None:
+        self._scheduled = False
+        self._end_turn()
+        dirty, self._dirty = self._dirty, []
+        for conn in dirty:
+            conn.flush()
+
+
+class Connection(Outbox, asyncio.Protocol):
+    """The transport side of a session; its output of a turn is its :class:`Outbox`."""
+
+    __slots__ = ("_closing", "_eof", "_flusher", "_framer", "_paused", "_queue", "_server",
+                 "_transport", "connected_at", "last_input", "session", "worker")
+
+    def __init__(self, server: ChatServer) -> None:
+        super().__init__()
+        self._server = server
+        self._flusher = server.flusher
+        self._transport: asyncio.Transport | None = None
+        self._framer = LineFramer(server.config.listen.max_line)
+        self._queue: deque[str | BadLine] = deque()
+        self.worker: asyncio.Task[None] | None = None
+        self._paused = False
+        self._closing = False
+        self._eof = False
+        self.connected_at = self.last_input = server.clock.monotonic()
+        limits = server.config.limits
+        bucket = TokenBucket(limits.command_rate, limits.command_burst, server.clock.monotonic)
+        self.session = Session(self, "-", bucket, self.connected_at)
+
+    # -- asyncio.Protocol ------------------------------------------------------
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        # uvloop's transports do not subclass asyncio.Transport but behave as one.
+        self._transport = cast(asyncio.Transport, transport)
+        self.session.peer = _peer_name(transport)
+        if self._server.config.limits.keepalive:
+            _enable_keepalive(transport)
+        self._server.connection_opened(self)
+
+    def data_received(self, data: bytes) -> None:
+        if self._closing:
+            return
+        self.last_input = self._server.clock.monotonic()
+        self._queue.extend(self._framer.feed(data))
+        if self.worker is None:
+            self._drain()
+        if len(self._queue) > self._server.config.limits.input_queue and not self._paused:
+            # Backpressure on input: stop reading until the queued lines are handled.
+            self._paused = True
+            assert self._transport is not None
+            self._transport.pause_reading()
+
+    def eof_received(self) -> bool:
+        """The client closed its sending side (``nc`` at the end of its input):
+        answer what it sent, then close. True keeps the transport open to write."""
+        self._eof = True
+        if self.worker is None:
+            self._drain()
+        return True
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self._closing = True
+        self.discard()
+        # A command already running finishes (its replies go nowhere); cancelling
+        # it could stop it between persisting a change and applying it.
+        self._server.connection_closed(self)
+
+    # -- input -------------------------------------------------------------------
+
+    def _drain(self) -> None:
+        """Handle queued lines until one needs to wait; that one continues in a task."""
+        while self._queue and not self._closing:
+            pending = self._handle(self._queue.popleft())
+            if pending is not None:
+                self.worker = asyncio.ensure_future(self._continue(pending))
+                return
+        self._idle()
+
+    async def _continue(self, pending: Awaitable[None]) -> None:
+        try:
+            await pending
+            while self._queue and not self._closing:
+                more = self._handle(self._queue.popleft())
+                if more is not None:
+                    await more
+        finally:
+            self.worker = None
+        self._idle()
+
+    def _idle(self) -> None:
+        """Every queued line is handled: read more, or close after the client's EOF."""
+        if self._eof:
+            self.close("end of input")
+        else:
+            self._resume_reading()
+
+    def _handle(self, item: str | BadLine) -> Awaitable[None] | None:
+        if isinstance(item, BadLine):
+            sink = self.session.line_sink
+            if sink is not None:
+                sink.abort(item.code)  # a damaged line ends an upload
+            self.session.send(_framing_error(item.code))
+            return None
+        return self._server.dispatcher.handle(self.session, item)
+
+    def _resume_reading(self) -> None:
+        if self._paused and not self._closing:
+            self._paused = False
+            assert self._transport is not None
+            self._transport.resume_reading()
+
+    # -- output (the Output protocol of Session) ----------------------------------
+
+    def wake(self) -> bool:
+        """Output is about to start for this turn: schedule the flush. False once
+        closing (nothing more is sent; close() already flushed what was queued)."""
+        if self._closing:
+            return False
+        self._flusher.mark(self)
+        return True
+
+    def flush(self) -> None:
+        data = self.take()
+        transport = self._transport
+        if not data or transport is None or transport.is_closing():
+            return
+        transport.write(data)
+        if transport.get_write_buffer_size() > self._server.config.limits.output_buffer:
+            log.warning("slow consumer disconnected", extra={"fields": {
+                "session": self.session.id, "peer": self.session.peer,
+                "buffered": transport.get_write_buffer_size()}})
+            self._closing = True
+            transport.abort()
+
+    @property
+    def congested(self) -> bool:
+        transport = self._transport
+        limit = self._server.config.limits.output_buffer // 4
+        return transport is not None and transport.get_write_buffer_size() > limit
+
+    def close(self, reason: str) -> None:
+        """Send what is queued, then close (gracefully: buffered bytes still go out)."""
+        if self._closing:
+            return
+        self.flush()
+        self._closing = True
+        if self._transport is not None:
+            log.info("closing connection", extra={"fields": {
+                "session": self.session.id, "reason": reason}})
+            self._transport.close()
+
+
+def _framing_error(code: str) -> dict[str, str]:
+    if code == Code.LINE_TOO_LONG:
+        message = "that line was too long and was dropped."
+    else:
+        message = "that line was not valid UTF-8 and was dropped."
+    return {"type": "error", "code": code, "message": message}
+
+
+def _enable_keepalive(transport: asyncio.BaseTransport) -> None:
+    """Let the kernel probe a silent peer, so vanished clients are noticed."""
+    sock = transport.get_extra_info("socket")
+    if sock is None:
+        return
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_KEEPALIVE, 1)
+    for option, value in (("TCP_KEEPIDLE", 60), ("TCP_KEEPINTVL", 15), ("TCP_KEEPCNT", 4)):
+        if hasattr(socket, option):
+            sock.setsockopt(socket.IPPROTO_TCP, getattr(socket, option), value)
+
+
+def _peer_name(transport: asyncio.BaseTransport) -> str:
+    peer = transport.get_extra_info("peername")
+    if isinstance(peer, tuple) and len(peer) >= 2:
+        host, port = peer[0], peer[1]
+        return f"[{host}]:{port}" if ":" in str(host) else f"{host}:{port}"
+    return str(peer or "-")

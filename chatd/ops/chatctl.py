@@ -1,0 +1,393 @@
+"""``chatctl``: administer a running chatd through its control socket.
+
+    chatctl [--config FILE | --db PATH | --socket PATH] [--json] COMMAND ...
+
+chatctl finds the socket the way the daemon placed it: from the same
+configuration file and defaults (``control_path``). Human output is rich
+tables with dates (UTC) and yes/no; ``--json``, anywhere on the line, prints
+the raw answer with machine values for scripts.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import getpass
+import json
+import os
+import sys
+import tempfile
+import time
+from collections.abc import AsyncIterator, Callable
+from typing import IO, Any
+
+from rich.console import Console
+from rich.table import Table
+
+from chatd import __version__
+from chatd.config import ConfigError, load_config
+from chatd.ops.backups import RawSink, StreamError, TarSink, receive_stream
+from chatd.ops.control import control_path, found_database
+
+# Options of chatctl itself, never sent to the daemon.
+LOCAL_OPTIONS = frozenset({"command", "socket", "db", "config", "json", "follow",
+                           "password_stdin"})
+# What an empty listing says ("no users"), where the command's name does not.
+EMPTY = {"audit": "audit entries"}
+TIME_KEYS = frozenset({"ts", "until", "created", "expires"})
+# What a missing time means where it is a limit.
+UNLIMITED = {"until": "permanent", "expires": "never"}
+
+
+class ControlError(Exception):
+    """The daemon refused a request, or could not be reached."""
+
+
+class PasswordError(Exception):
+    """No usable password was given."""
+
+
+class ControlClient:
+    """Talks JSON lines to the control socket."""
+
+    def __init__(self, path: str) -> None:
+        self.path = path
+
+    async def _open(self) -> tuple[asyncio.StreamReader, asyncio.StreamWriter]:
+        try:
+            return await asyncio.open_unix_connection(self.path, limit=1 << 24)
+        except (FileNotFoundError, ConnectionRefusedError) as exc:
+            raise ControlError(f"chatd is not running (no control socket at {self.path})") \
+                from exc
+        except PermissionError as exc:
+            raise ControlError(f"permission denied on {self.path}: run as the daemon's user") \
+                from exc
+        except OSError as exc:  # e.g. a path longer than a Unix socket address allows
+            raise ControlError(f"cannot reach the control socket {self.path}: {exc.strerror}") \
+                from exc
+
+    async def call(self, cmd: str, **args: Any) -> Any:
+        reader, writer = await self._open()
+        try:
+            writer.write(json.dumps({"cmd": cmd, **args}).encode() + b"\n")
+            line = await reader.readline()
+        finally:
+            writer.close()
+        return _result(line)
+
+    async def backup(self, out: IO[bytes], with_files: bool, to: str) -> dict[str, Any]:
+        """Receive the daemon's consistent copy into ``out`` (a tar with ``with_files``)."""
+        reader, writer = await self._open()
+        try:
+            request = {"cmd": "backup", "files": with_files, "to": to}
+            writer.write(json.dumps(request).encode() + b"\n")
+            result = _result(await reader.readline())
+            sink = TarSink(out) if with_files else RawSink(out)
+            end = await receive_stream(reader, sink)
+        except (StreamError, OSError) as exc:
+            raise ControlError(str(exc)) from exc
+        finally:
+            writer.close()
+        return {**result, "files": end["files"], "bytes": end["bytes"]}
+
+    async def follow(self, room: str | None = None) -> AsyncIterator[dict[str, Any]]:
+        reader, writer = await self._open()
+        try:
+            writer.write(json.dumps({"cmd": "follow", "room": room}).encode() + b"\n")
+            while line := await reader.readline():
+                yield json.loads(line)
+        finally:
+            writer.close()
+
+
+def _result(line: bytes) -> Any:
+    """The result of an answer line (ControlError for a refusal)."""
+    if not line:
+        raise ControlError("chatd closed the control connection")
+    answer = json.loads(line)
+    if not answer.get("ok"):
+        raise ControlError(f"{answer.get('code')}: {answer.get('error')}")
+    return answer["result"]
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = _parse(argv)
+    console = Console()
+    try:
+        path = socket_path(getattr(args, "socket", None), getattr(args, "config", None),
+                           getattr(args, "db", None))
+    except ConfigError as exc:
+        print(f"chatctl: configuration error: {exc}", file=sys.stderr)
+        return 2
+    client = ControlClient(path)
+    try:
+        if args.command == "backup" and args.path != "-":
+            args.path = _backup_target(args.path)  # before asking the daemon anything
+        return asyncio.run(_dispatch(client, args, console))
+    except (ControlError, PasswordError) as exc:
+        print(f"chatctl: {exc}", file=sys.stderr)  # one line, never wrapped
+        return 1
+    except KeyboardInterrupt:
+        return 130
+
+
+def socket_path(socket: str | None, config: str | None, database: str | None) -> str:
+    """The control socket: given, or where the daemon of that configuration put it.
+
+    Without any option: the built-in configuration's (the working directory's
+    chatd.db), else the development daemon's (var/chatd.db, scripts/serve).
+    """
+    if socket:
+        return socket
+    loaded = load_config(config, {"storage.path": database} if database else None)
+    return control_path(found_database(loaded.storage.path, bool(config or database)),
+                        loaded.control.path)
+
+
+def read_password(name: str, from_stdin: bool = False) -> str:
+    """The new account's password: prompted twice on a terminal, else one line of stdin.
+
+    A password read from standard input loses one trailing newline; an empty
+    one is refused.
+    """
+    if from_stdin or not sys.stdin.isatty():
+        password = sys.stdin.readline().removesuffix("\n").removesuffix("\r")
+    else:
+        try:
+            password = getpass.getpass(f"password for {name}: ")
+            if password and getpass.getpass("again: ") != password:
+                raise PasswordError("the passwords differ")
+        except EOFError:
+            password = ""
+    if not password:
+        raise PasswordError("no password given (an empty password is refused)")
+    return password
+
+
+def _parse(argv: list[str] | None) -> argparse.Namespace:
+    """Parse, letting a reason follow options: "ban bob general --duration 1h spam"."""
+    parser = _parser()
+    args, extra = parser.parse_known_args(argv)
+    if extra and getattr(args, "reason", None) is not None:
+        args.reason = " ".join([args.reason, *extra]).strip()
+    elif extra:
+        parser.error(f"unrecognized arguments: {' '.join(extra)}")
+    return args
+
+
+def _common() -> argparse.ArgumentParser:
+    """The options accepted before and after the command ("chatctl users --json").
+
+    SUPPRESS: an option left out after the command must not undo the same
+    option given before it.
+    """
+    common = argparse.ArgumentParser(add_help=False, argument_default=argparse.SUPPRESS)
+    common.add_argument("--config", help="the daemon's configuration file: its storage.path "
+                        "and control.path say where the socket is (as for chatd serve)")
+    common.add_argument("--db", help="the daemon's database (storage.path): the socket is "
+                        "DB.sock beside it")
+    common.add_argument("--socket", help="the control socket itself")
+    common.add_argument("--json", action="store_true",
+                        help="print JSON with machine values (epoch seconds, true/false)")
+    return common
+
+
+def _parser() -> argparse.ArgumentParser:
+    common = _common()
+    parser = argparse.ArgumentParser(
+        prog="chatctl", parents=[common], description="Administer a running chatd.",
+        epilog="Without --config, --db or --socket: the socket of chatd.db in the working "
+               "directory (chatd's built-in default), else of var/chatd.db (scripts/serve). "
+               "Dates are shown in UTC.")
+    parser.add_argument("--version", action="version", version=f"chatctl {__version__}")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    def command(name: str, text: str) -> argparse.ArgumentParser:
+        return sub.add_parser(name, parents=[common], help=text, description=text)
+
+    for name, text in (("status", "version, uptime, connections, users, rooms, rates"),
+                       ("users", "every account"), ("rooms", "every room"),
+                       ("reload", "re-read the configuration file"),
+                       ("top", "a live screen; q or Ctrl-C quits")):
+        command(name, text)
+    _moderation(command)
+    add = command("useradd", "create an account the daemon sees at once")
+    add.add_argument("name")
+    add.add_argument("--admin", action="store_true", help="make it a server admin")
+    add.add_argument("--password-stdin", action="store_true",
+                     help="read the password from standard input (the default when it is "
+                          "not a terminal; one trailing newline is dropped)")
+    for name, text in (("userdel", "delete an account"), ("promote", "make a server admin"),
+                       ("demote", "remove the server admin flag")):
+        command(name, text).add_argument("name")
+    command("tokens", "list API tokens (names and dates, never secrets)").add_argument(
+        "user", nargs="?", help="only this user's tokens")
+    revoke = command("revoke-token", "revoke a user's API token by name")
+    revoke.add_argument("user")
+    revoke.add_argument("name")
+    command("broadcast", "a notice to every session").add_argument("text", nargs="+")
+    backup = command("backup", "a consistent copy of the database, written by chatctl (0600)")
+    backup.add_argument("path", help="the file to write; - for standard output")
+    backup.add_argument("--with-files", action="store_true",
+                        help="a tar of the database (chatd.db) and the uploaded files "
+                             "(blobs/) of the local backend")
+    audit = command("audit", "the audit log, oldest first")
+    audit.add_argument("--follow", action="store_true", help="then stream new entries")
+    audit.add_argument("--room")
+    audit.add_argument("-n", type=int, default=50, help="how many entries (default 50)")
+    return parser
+
+
+def _moderation(command: Callable[[str, str], argparse.ArgumentParser]) -> None:
+    for name, text in (("kick", "remove a user from a room"),
+                       ("ban", "ban a user from a room"), ("unban", "lift a ban"),
+                       ("mute", "mute a user in a room"), ("unmute", "lift a mute")):
+        cmd = command(name, text)
+        cmd.add_argument("user")
+        cmd.add_argument("room")
+        if name in ("ban", "mute"):
+            cmd.add_argument("--duration", help="like 30m or 7d (default: permanent)")
+        if name in ("kick", "ban"):
+            cmd.add_argument("reason", nargs="?", default="")
+
+
+async def _dispatch(client: ControlClient, args: argparse.Namespace, console: Console) -> int:
+    if args.command == "top":
+        from chatd.ops.top import run_top  # noqa: PLC0415 - only the live screen needs it
+
+        await run_top(client, console)
+        return 0
+    if args.command == "backup":
+        return await _backup(client, args, console)
+    if args.command == "audit" and args.follow:
+        await _follow_audit(client, args, console)
+        return 0
+    result = await client.call(args.command, **_request(args))
+    if getattr(args, "json", False):
+        print(json.dumps(result, indent=2))
+    else:
+        _show(args.command, result, console)
+    return 0
+
+
+def _request(args: argparse.Namespace) -> dict[str, Any]:
+    fields = {k: v for k, v in vars(args).items() if k not in LOCAL_OPTIONS and v is not None}
+    if args.command == "broadcast":
+        fields["text"] = " ".join(args.text)
+    if args.command == "useradd":
+        fields["password"] = read_password(args.name, args.password_stdin)
+    return fields
+
+
+async def _backup(client: ControlClient, args: argparse.Namespace, console: Console) -> int:
+    """Write the daemon's copy: to standard output, or to a 0600 file renamed into place."""
+    if args.path == "-":
+        result = await client.backup(sys.stdout.buffer, args.with_files, "standard output")
+        _warn_about_blobs(result)
+        return 0
+    path = args.path
+    directory = os.path.dirname(path)
+    try:
+        fd, partial = tempfile.mkstemp(prefix=".chatctl-backup-", dir=directory)  # 0600
+    except OSError as exc:
+        raise ControlError(f"cannot write the backup in {directory}: {exc.strerror}") from exc
+    try:
+        with os.fdopen(fd, "wb") as out:
+            result = await client.backup(out, args.with_files, path)
+        os.replace(partial, path)
+    except BaseException:
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(partial)
+        raise
+    _warn_about_blobs(result)
+    result = {"path": path, **result}
+    if getattr(args, "json", False):
+        print(json.dumps(result, indent=2))
+    else:
+        console.print(f"backup written to {path}: {result['files']} file"
+                      f"{'s' * (result['files'] != 1)}, {result['bytes']} bytes", soft_wrap=True)
+    return 0
+
+
+def _backup_target(given: str) -> str:
+    """The absolute path to write, in the operator's directory; ControlError if unwritable."""
+    path = os.path.abspath(given)
+    directory = os.path.dirname(path)
+    if os.path.isdir(path):
+        raise ControlError(f"cannot write the backup: {path} is a directory")
+    if not os.path.isdir(directory):
+        raise ControlError(f"cannot write the backup: no directory {directory}")
+    if not os.access(directory, os.W_OK | os.X_OK):
+        raise ControlError(f"cannot write the backup: permission denied on {directory}")
+    return path
+
+
+def _warn_about_blobs(result: dict[str, Any]) -> None:
+    if str(result.get("blobs", "")).startswith("in-"):
+        print("chatctl: the uploaded files live in the object store (files.backend: s3) "
+              "and are not in this backup", file=sys.stderr)
+
+
+def _show(command: str, result: Any, console: Console) -> None:
+    if command == "status":
+        table = Table(show_header=False, box=None)
+        for key, value in result.items():
+            table.add_row(key, _fmt(key, value))
+        console.print(table)
+    elif command == "reload":
+        waiting = result.get("restart_needed") or []
+        console.print("reloaded" + (f"; not applied until a restart: {', '.join(waiting)}"
+                                    if waiting else ""), highlight=False)
+    elif isinstance(result, list) and not result:
+        console.print(f"no {EMPTY.get(command, command)}", highlight=False)
+    elif isinstance(result, list):
+        console.print(_table(result))
+    else:
+        console.print(", ".join(f"{k}: {_fmt(k, v)}" for k, v in result.items()))
+
+
+def _table(rows: list[dict[str, Any]]) -> Table:
+    table = Table()
+    for key in rows[0]:
+        table.add_column(key)
+    for row in rows:
+        table.add_row(*(_fmt(k, v) for k, v in row.items()))
+    return table
+
+
+def _fmt(key: str, value: Any) -> str:
+    if isinstance(value, bool):
+        return "yes" if value else "no"
+    if key in TIME_KEYS:
+        return _date(value) if isinstance(value, int | float) else UNLIMITED.get(key, "")
+    if key == "uptime" and isinstance(value, int | float):
+        return f"{int(value) // 3600}h {int(value) % 3600 // 60}m {int(value) % 60}s"
+    if isinstance(value, float):
+        return f"{value:.3g}"
+    if isinstance(value, list):
+        return ", ".join(str(v) for v in value)
+    return "" if value is None else str(value)
+
+
+def _date(epoch: float) -> str:
+    return time.strftime("%Y-%m-%d %H:%M:%S UTC", time.gmtime(epoch))
+
+
+async def _follow_audit(client: ControlClient, args: argparse.Namespace,
+                        console: Console) -> None:
+    with contextlib.suppress(asyncio.CancelledError):
+        async for item in client.follow(args.room):
+            if "event" not in item:
+                continue
+            if getattr(args, "json", False):
+                print(json.dumps(item["event"]), flush=True)
+            else:
+                entry = item["event"]
+                console.print(f"{_fmt('ts', entry['ts'])}  {entry.get('actor') or '-':12} "
+                              f"{entry['action']:14} {entry.get('target') or '':12} "
+                              f"{('#' + entry['room']) if entry.get('room') else ''}")
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

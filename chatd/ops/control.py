@@ -1,0 +1,417 @@
+"""The control socket behind ``chatctl``: a Unix socket, mode 0600.
+
+One JSON object per line each way. A request names a ``cmd`` and its
+arguments; the answer is ``{"ok": true, "result": ...}`` or ``{"ok": false,
+"code": ..., "error": ...}``. ``follow`` turns the connection into a stream of
+``{"event": ...}`` lines (audit entries as they happen, and a status line
+every second) until the client goes away; ``backup`` follows its answer with
+the frames of a consistent copy (see chatd.ops.backups) and closes. Only the
+socket's owner can connect: what it grants is full administration.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import logging
+import os
+from collections.abc import Awaitable, Callable
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from chatd import __version__
+from chatd.content.blobs import files_dir
+from chatd.delivery.outgoing import Outgoing
+from chatd.domain.names import parse_duration
+from chatd.errors import ChatError, Code
+from chatd.ops.backups import (
+    BLOBS,
+    DATABASE_NAME,
+    private_copy,
+    remove_leftovers,
+    send_end,
+    send_files,
+    state_directory,
+)
+from storage.api import StorageError
+
+if TYPE_CHECKING:
+    from chatd.app.daemon import Daemon
+    from chatd.protocol.services import Services
+
+log = logging.getLogger(__name__)
+Handler = Callable[["ControlServer", dict[str, Any]], Awaitable[Any]]
+HANDLERS: dict[str, Handler] = {}
+FOLLOW_STATUS_INTERVAL = 1.0
+
+
+SOCKET_SUFFIX = ".sock"
+
+
+# Where scripts/serve keeps the database of a development daemon (relative to
+# the working directory).
+DEVELOPMENT_DATABASE = "var/chatd.db"
+
+
+def found_database(configured: str, named: bool) -> str:
+    """The database the tools (chatctl, ``chatd useradd``) act on.
+
+    ``configured`` is the configuration's; ``named`` tells whether the user
+    chose it (a configuration file or a database on the command line). Only
+    when nothing was named and the built-in default does not exist do they
+    turn to the development daemon's database, so that after scripts/serve a
+    plain ``chatctl status`` or ``chatd useradd`` reaches it.
+    """
+    if named or os.path.exists(configured) or not os.path.exists(DEVELOPMENT_DATABASE):
+        return configured
+    return DEVELOPMENT_DATABASE
+
+
+def control_path(database: str, configured: str) -> str:
+    """The socket's path: as configured, or the database's path plus ".sock".
+
+    Named after the database, so two daemons whose databases share a
+    directory get a socket each. The daemon and chatctl both ask this.
+    """
+    if configured:
+        return configured
+    return str(Path(database).resolve()) + SOCKET_SUFFIX
+
+
+async def answers(path: str) -> bool:
+    """Whether a live daemon accepts connections on the control socket ``path``."""
+    try:
+        _, writer = await asyncio.open_unix_connection(path)
+    except OSError:  # no file, a stale socket nobody listens on, or no access
+        return False
+    writer.close()
+    return True
+
+
+def handler(name: str) -> Callable[[Handler], Handler]:
+    def register(fn: Handler) -> Handler:
+        HANDLERS[name] = fn
+        return fn
+    return register
+
+
+class ControlServer:
+    """Serves chatctl requests against the live daemon."""
+
+    def __init__(self, daemon: Daemon) -> None:
+        self.daemon = daemon
+        self._server: asyncio.AbstractServer | None = None
+        self._streams: set[asyncio.StreamWriter] = set()
+        self.path = ""
+
+    @property
+    def services(self) -> Services:
+        return self.daemon.server.services
+
+    async def start(self) -> None:
+        config = self.daemon.server.config
+        if not config.control.enabled:
+            return
+        self.path = control_path(config.storage.path, config.control.path)
+        await self.refuse_if_taken()
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(self.path)  # stale: left by a daemon that did not stop cleanly
+        await asyncio.to_thread(remove_leftovers, state_directory(config.storage.path),
+                                config.storage.path)
+        old_umask = os.umask(0o177)  # created 0600: no window where others could connect
+        try:
+            self._server = await asyncio.start_unix_server(self._serve, self.path)
+        finally:
+            os.umask(old_umask)
+        os.chmod(self.path, 0o600)
+        log.info("control socket", extra={"fields": {"path": self.path}})
+
+    async def refuse_if_taken(self) -> None:
+        """Raise OSError when another daemon answers on our control socket.
+
+        Replacing its socket would leave that daemon unreachable and send its
+        operator's chatctl commands here.
+        """
+        config = self.daemon.server.config
+        if not config.control.enabled:
+            return
+        path = control_path(config.storage.path, config.control.path)
+        if await answers(path):
+            raise OSError(f"another chatd answers on the control socket {path}")
+
+    async def stop(self) -> None:
+        if self._server is None:
+            return
+        self._server.close()
+        for writer in list(self._streams):  # follow streams end with the daemon
+            writer.close()
+        with contextlib.suppress(asyncio.TimeoutError):
+            await asyncio.wait_for(self._server.wait_closed(), 1.0)
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(self.path)
+        self._server = None
+
+    async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        self._streams.add(writer)
+        try:
+            while line := await reader.readline():
+                request = _decode(line)
+                if request.get("cmd") == "follow":
+                    await self._follow(request, writer)
+                    return
+                if request.get("cmd") == "backup":
+                    await self._backup(request, writer)
+                    return
+                writer.write(json.dumps(await self.answer(request)).encode() + b"\n")
+                await writer.drain()
+        except (ConnectionError, asyncio.IncompleteReadError):
+            pass
+        finally:
+            self._streams.discard(writer)
+            writer.close()
+
+    async def answer(self, request: dict[str, Any]) -> dict[str, Any]:
+        """The reply to one request (never raises)."""
+        fn = HANDLERS.get(str(request.get("cmd")))
+        if fn is None:
+            return {"ok": False, "code": Code.UNKNOWN_COMMAND.value,
+                    "error": f"unknown control command {request.get('cmd')!r}"}
+        try:
+            return {"ok": True, "result": await fn(self, request)}
+        except ChatError as exc:
+            return {"ok": False, "code": exc.code.value, "error": exc.message}
+        except (KeyError, TypeError, ValueError) as exc:
+            return {"ok": False, "code": Code.BAD_ARGUMENTS.value, "error": f"bad request: {exc}"}
+        except Exception:
+            log.exception("control command failed", extra={"fields": {"cmd": request.get("cmd")}})
+            return {"ok": False, "code": Code.INTERNAL_ERROR.value, "error": "internal error"}
+
+    async def _backup(self, request: dict[str, Any], writer: asyncio.StreamWriter) -> None:
+        """Answer, then stream a consistent copy (and the local blobs, with ``files``).
+
+        The copy is made in a private directory inside the daemon's own state
+        directory (beside the database), so chatctl can write the backup
+        wherever its operator may, whatever sandbox the daemon runs in.
+        """
+        config, services = self.daemon.server.config, self.services
+        with_files = bool(request.get("files"))
+        blobs = files_dir(config.files, config.storage.path) / BLOBS \
+            if with_files and config.files.backend == "local" else None
+        answered = False
+        try:
+            # Everything acknowledged so far goes into the copy: write pending messages first.
+            await services.writer.flush()
+            async with private_copy(services.storage, state_directory(config.storage.path),
+                                    config.storage.path) as copy:
+                result = {"database": DATABASE_NAME,
+                          "blobs": _blobs_note(with_files, config.files.backend)}
+                writer.write(json.dumps({"ok": True, "result": result}).encode() + b"\n")
+                answered = True
+                totals = await send_files(writer, copy, blobs)
+            await services.audit.record("backup", "console",
+                                        reason=str(request.get("to") or "stream"))
+            await send_end(writer, totals)
+        except (StorageError, OSError) as exc:
+            log.error("backup failed", extra={"fields": {"error": str(exc)}})
+            if not answered:  # mid-stream, closing the connection tells chatctl
+                writer.write(json.dumps({"ok": False, "code": Code.INTERNAL_ERROR.value,
+                                         "error": f"backup failed: {exc}"}).encode() + b"\n")
+            return
+        log.info("backup sent", extra={"fields": totals})
+
+    async def _follow(self, request: dict[str, Any], writer: asyncio.StreamWriter) -> None:
+        """Stream audit entries (optionally of one room) and a status line a second."""
+        room = request.get("room")
+        queue: asyncio.Queue[dict[str, Any]] = asyncio.Queue(maxsize=10_000)
+
+        def on_audit(entry: dict[str, Any]) -> None:
+            if (room is None or entry.get("room") == room) and not queue.full():
+                queue.put_nowait({"event": entry})
+
+        self.services.audit.listeners.add(on_audit)
+        try:
+            while True:
+                try:
+                    item = await asyncio.wait_for(queue.get(), FOLLOW_STATUS_INTERVAL)
+                except TimeoutError:
+                    item = {"status": status(self)}
+                writer.write(json.dumps(item).encode() + b"\n")
+                await writer.drain()
+        finally:
+            self.services.audit.listeners.discard(on_audit)
+
+
+def _blobs_note(with_files: bool, backend: str) -> str:
+    """What the backup holds of the uploaded files."""
+    if not with_files:
+        return "not-requested"
+    return "included" if backend == "local" else f"in-{backend}-not-included"
+
+
+def _decode(line: bytes) -> dict[str, Any]:
+    try:
+        value = json.loads(line)
+    except ValueError:
+        return {}
+    return value if isinstance(value, dict) else {}
+
+
+def status(ctl: ControlServer) -> dict[str, Any]:
+    services, server = ctl.services, ctl.daemon.server
+    stats = services.stats
+    return {"version": __version__, "uptime": services.clock.time() - services.started_at,
+            "connections": server.connection_count, "users_online": services.presence.users_online,
+            "users": services.accounts.count, "rooms": services.rooms.count,
+            "messages": stats.messages, "messages_per_second": stats.messages_per_second,
+            "deliveries": stats.deliveries, "loop_lag": stats.loop_lag,
+            "addresses": server.addresses}
+
+
+@handler("status")
+async def _status(ctl: ControlServer, req: dict[str, Any]) -> Any:
+    return status(ctl)
+
+
+@handler("users")
+async def _users(ctl: ControlServer, req: dict[str, Any]) -> Any:
+    rooms = ctl.services.rooms
+    return [{"name": u.name, "admin": u.is_admin, "online": u.online,
+             "connections": len(u.sessions), "rooms": [r.name for r in rooms.of_user(u)]}
+            for u in sorted(ctl.services.accounts.all(), key=lambda u: u.name.lower())]
+
+
+@handler("rooms")
+async def _rooms(ctl: ControlServer, req: dict[str, Any]) -> Any:
+    rooms = ctl.services.rooms
+    return [rooms.summary(r) | {"online": len(r.endpoints)}
+            for r in rooms.listed_for(None) + rooms.private_rooms()]
+
+
+@handler("kick")
+async def _kick(ctl: ControlServer, req: dict[str, Any]) -> Any:
+    services = ctl.services
+    user, room = services.accounts.require(req["user"]), services.rooms.require(req["room"])
+    await services.moderation.kick(None, room, user, req.get("reason", ""))
+    return {"user": user.name, "room": room.name}
+
+
+@handler("ban")
+async def _ban(ctl: ControlServer, req: dict[str, Any]) -> Any:
+    services = ctl.services
+    user, room = services.accounts.require(req["user"]), services.rooms.require(req["room"])
+    duration = parse_duration(req["duration"]) if req.get("duration") else None
+    record = await services.moderation.ban(None, room, user, duration, req.get("reason", ""))
+    return {"user": user.name, "room": room.name, "until": record.until}
+
+
+@handler("mute")
+async def _mute(ctl: ControlServer, req: dict[str, Any]) -> Any:
+    services = ctl.services
+    user, room = services.accounts.require(req["user"]), services.rooms.require(req["room"])
+    duration = parse_duration(req["duration"]) if req.get("duration") else None
+    record = await services.moderation.mute(None, room, user, duration)
+    return {"user": user.name, "room": room.name, "until": record.until}
+
+
+@handler("unban")
+async def _unban(ctl: ControlServer, req: dict[str, Any]) -> Any:
+    services = ctl.services
+    user, room = services.accounts.require(req["user"]), services.rooms.require(req["room"])
+    await services.moderation.unban(None, room, user)
+    return {"user": user.name, "room": room.name}
+
+
+@handler("unmute")
+async def _unmute(ctl: ControlServer, req: dict[str, Any]) -> Any:
+    services = ctl.services
+    user, room = services.accounts.require(req["user"]), services.rooms.require(req["room"])
+    await services.moderation.unmute(None, room, user)
+    return {"user": user.name, "room": room.name}
+
+
+@handler("tokens")
+async def _tokens(ctl: ControlServer, req: dict[str, Any]) -> Any:
+    """The API tokens of one user (``user``) or of everyone: never the secrets."""
+    accounts = ctl.services.accounts
+    users = [accounts.require(req["user"])] if req.get("user") else \
+        sorted(accounts.all(), key=lambda u: u.name.lower())
+    return [{"user": user.name, "name": record.name, "created": record.created_at,
+             "expires": record.expires_at}
+            for user in users for record in await ctl.services.tokens.list(user)]
+
+
+@handler("revoke-token")
+async def _revoke_token(ctl: ControlServer, req: dict[str, Any]) -> Any:
+    services = ctl.services
+    user, name = services.accounts.require(req["user"]), str(req["name"])
+    try:
+        await services.tokens.revoke(user, name)
+    except ChatError as exc:  # its words speak to the owner: say whose token it is
+        raise ChatError(exc.code, f'{user.name} has no token named "{name}".') from None
+    await services.audit.record("token-revoked", "console", user.name, reason=name)
+    return {"user": user.name, "name": name}
+
+
+@handler("useradd")
+async def _useradd(ctl: ControlServer, req: dict[str, Any]) -> Any:
+    services = ctl.services
+    user = await services.accounts.create(req["name"], req["password"],
+                                          is_admin=bool(req.get("admin")))
+    await services.audit.record("account-created", "console", user.name,
+                                reason="admin" if user.is_admin else "")
+    return {"name": user.name, "admin": user.is_admin}
+
+
+@handler("userdel")
+async def _userdel(ctl: ControlServer, req: dict[str, Any]) -> Any:
+    services = ctl.services
+    user = services.accounts.require(req["name"])
+    await services.presence.delete_account(user, actor="console")
+    return {"name": user.name}
+
+
+@handler("promote")
+async def _promote(ctl: ControlServer, req: dict[str, Any]) -> Any:
+    return await _set_admin(ctl, req["name"], True)
+
+
+@handler("demote")
+async def _demote(ctl: ControlServer, req: dict[str, Any]) -> Any:
+    return await _set_admin(ctl, req["name"], False)
+
+
+async def _set_admin(ctl: ControlServer, name: str, flag: bool) -> Any:
+    services = ctl.services
+    user = services.accounts.require(name)
+    await services.accounts.set_admin(user, flag)
+    await services.audit.record("server-admin" if flag else "server-admin-removed", "console",
+                                user.name)
+    return {"name": user.name, "admin": user.is_admin}
+
+
+@handler("broadcast")
+async def _broadcast(ctl: ControlServer, req: dict[str, Any]) -> Any:
+    text = str(req["text"])
+    item = Outgoing({"type": "notice", "text": f"[server] {text}", "broadcast": True})
+    sessions = list(ctl.services.presence.sessions)
+    for session in sessions:
+        session.deliver(item)
+    return {"sessions": len(sessions)}
+
+
+@handler("reload")
+async def _reload(ctl: ControlServer, req: dict[str, Any]) -> Any:
+    problem = ctl.daemon.reload()
+    if problem:
+        raise ChatError(Code.BAD_ARGUMENTS, f"configuration refused: {problem}")
+    # Changed keys only a restart applies (their running values stay in force).
+    return {"reloaded": True, "restart_needed": ctl.daemon.restart_needed}
+
+
+@handler("audit")
+async def _audit(ctl: ControlServer, req: dict[str, Any]) -> Any:
+    room = ctl.services.rooms.require(req["room"]) if req.get("room") else None
+    entries = await ctl.services.audit.entries(int(req.get("n", 50)), room)
+    return [{"id": e.id, "ts": e.ts, "actor": e.actor, "action": e.action, "target": e.target,
+             "room": e.room, "reason": e.reason} for e in entries]

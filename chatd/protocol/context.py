@@ -1,0 +1,74 @@
+"""What a command handler gets: its session, the services, and reply helpers."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import TYPE_CHECKING, Any
+
+from chatd.errors import ChatError
+from chatd.protocol.registry import Deferred, Ok
+from chatd.protocol.render import TEXT_ONLY
+
+if TYPE_CHECKING:
+    from chatd.domain.accounts import User
+    from chatd.protocol.services import Services
+    from chatd.protocol.session import Session
+
+
+class Context:
+    """One command invocation. Lines sent through it carry the command's label."""
+
+    __slots__ = ("command", "label", "services", "session")
+
+    def __init__(self, services: Services, session: Session, command: str,
+                 label: str | None) -> None:
+        self.services = services
+        self.session = session
+        self.command = command
+        self.label = label
+
+    @property
+    def user(self) -> User:
+        """The logged-in user (the dispatcher guarantees one for login commands)."""
+        user = self.session.user
+        assert user is not None, "command declared without a login need"
+        return user
+
+    def reply_ok(self, result: Ok | None = None) -> None:
+        """The command's final ``ok`` (sent once, by the dispatcher or a deferred flow)."""
+        result = result or Ok()
+        self.send({"type": "ok", "command": self.command, "message": result.message,
+                   **result.fields})
+
+    def reply_error(self, exc: ChatError) -> None:
+        """The command's final ``error``."""
+        self.services.stats.error(exc.code.value)
+        self.send({"type": "error", "code": exc.code.value, "message": exc.message,
+                   "command": self.command, **exc.fields})
+
+    def finish(self, result: Ok | Deferred | None) -> None:
+        if not isinstance(result, Deferred):
+            self.reply_ok(result)
+
+    def send(self, record: dict[str, Any]) -> None:
+        self.session.send(record, self.label)
+
+    def notice(self, text: str, **fields: Any) -> None:
+        self.send({"type": "notice", "text": text, **fields})
+
+    def text(self, lines: Sequence[str]) -> None:
+        """Lines for people only (JSON clients get the data in the final ``ok``)."""
+        self.send({"type": TEXT_ONLY, "lines": list(lines)})
+
+    def table(self, headers: Sequence[str], rows: Sequence[Sequence[object]],
+              right: Sequence[int] = ()) -> None:
+        """An aligned text table; ``right`` lists the columns to right-align."""
+        cells = [[str(h) for h in headers], *([str(c) for c in row] for row in rows)]
+        widths = [max(len(row[i]) for row in cells) for i in range(len(headers))]
+
+        def line(row: list[str]) -> str:
+            parts = [c.rjust(w) if i in right else c.ljust(w)
+                     for i, (c, w) in enumerate(zip(row, widths, strict=True))]
+            return "  " + "  ".join(parts).rstrip()
+
+        self.text([line(row) for row in cells])

@@ -1,0 +1,206 @@
+"""From a received line to exactly one final reply.
+
+The dispatcher parses the line, finds the command, enforces what the command
+declared (login state, admin flag, room role, rate limits, arguments), runs
+the handler and turns its result or its exception into one ``ok`` or
+``error`` line. Nothing else in the daemon writes final replies.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Awaitable, Coroutine
+from typing import TYPE_CHECKING, Any
+
+from chatd.delivery.issuer import issuing
+from chatd.domain.room import Role, Room
+from chatd.errors import ChatError, Code
+from chatd.protocol.codec import ParsedLine, parse_line
+from chatd.protocol.context import Context
+from chatd.protocol.params import parse as parse_params
+from chatd.protocol.registry import Command, CommandTable, Deferred, Need, Ok
+
+if TYPE_CHECKING:
+    from chatd.protocol.services import Services
+    from chatd.protocol.session import Session
+
+log = logging.getLogger(__name__)
+
+
+class Dispatcher:
+    """Runs lines for sessions against a command table."""
+
+    def __init__(self, services: Services, table: CommandTable) -> None:
+        self._services = services
+        self._table = table
+
+    def handle(self, session: Session, line: str) -> Awaitable[None] | None:
+        """Handle one line; returns an awaitable when the command must wait."""
+        sink = session.line_sink
+        if sink is not None:
+            return sink.line(line)
+        parsed = _unquoted(parse_line(line))
+        if parsed.command is None:
+            if parsed.text:
+                self._message(session, parsed.text)
+            return None
+        cmd = self._table.get(parsed.command)
+        ctx = Context(self._services, session, parsed.command, parsed.label)
+        try:
+            _charge_command(session)
+            if cmd is None:
+                raise unknown_command(self._table, parsed.command)
+            ctx.command = cmd.name
+            self._check(cmd, session)
+            kwargs = self._arguments(cmd, ctx, parsed.args)
+        except ChatError as exc:
+            if cmd is not None and cmd.data_lines and parsed.args.strip():
+                # Refused before it ran (e.g. not logged in): the data lines that
+                # follow must not become messages. A bare "/upload" sends none.
+                session.line_sink = _DiscardData(ctx, exc)
+            else:
+                ctx.reply_error(exc)
+            return None
+        except Exception:
+            self._crash(ctx)
+            return None
+        return self._run(cmd, ctx, kwargs)
+
+    def _run(self, cmd: Command, ctx: Context, kwargs: dict[str, Any]) -> Awaitable[None] | None:
+        try:
+            with issuing(ctx.session, ctx.label):
+                result = cmd.handler(ctx, **kwargs)
+        except ChatError as exc:
+            ctx.reply_error(exc)
+            return None
+        except Exception:
+            self._crash(ctx)
+            return None
+        if isinstance(result, Coroutine):
+            return self._finish(ctx, result)
+        ctx.finish(result)  # type: ignore[arg-type]
+        return None
+
+    def _message(self, session: Session, text: str) -> None:
+        ctx = Context(self._services, session, "message", None)
+        try:
+            if not session.logged_in:
+                raise _login_first()
+            assert self._table.on_message is not None
+            self._table.on_message(ctx, text)
+        except ChatError as exc:
+            ctx.reply_error(exc)
+        except Exception:
+            self._crash(ctx)
+
+    async def _finish(self, ctx: Context,
+                      pending: Coroutine[Any, Any, Ok | Deferred | None]) -> None:
+        try:
+            with issuing(ctx.session, ctx.label):
+                result = await pending
+        except ChatError as exc:
+            ctx.reply_error(exc)
+        except Exception:
+            self._crash(ctx)
+        else:
+            ctx.finish(result)
+
+    def _check(self, cmd: Command, session: Session) -> None:
+        if cmd.need is Need.LOGIN and not session.logged_in:
+            raise _login_first()
+        if cmd.need is Need.ANONYMOUS and session.logged_in:
+            raise ChatError(Code.ALREADY_LOGGED_IN,
+                            "you are already logged in; /logout first to change user.")
+        if cmd.server_admin and not (session.user and session.user.is_admin):
+            raise ChatError(Code.NOT_PERMITTED, f"only a server admin can use /{cmd.name}.")
+
+    def _arguments(self, cmd: Command, ctx: Context, args: str) -> dict[str, Any]:
+        kwargs = parse_params(cmd.params, ctx, args, cmd.usage)
+        if cmd.role is not None:
+            room = kwargs.get("room")
+            if isinstance(room, Room):
+                _require_role(ctx, room, cmd.role, cmd.name)
+        return kwargs
+
+    def _crash(self, ctx: Context) -> None:
+        crashed(ctx)
+
+
+class _DiscardData:
+    """Reads a refused command's data lines up to ".", then sends its error."""
+
+    def __init__(self, ctx: Context, error: ChatError) -> None:
+        self._ctx = ctx
+        self._error = error
+
+    def line(self, text: str) -> None:
+        if text == ".":
+            self._ctx.session.line_sink = None
+            self._ctx.reply_error(self._error)
+
+    def abort(self, code: str) -> None:
+        self._ctx.session.line_sink = None
+        if code != "disconnected":
+            self._ctx.reply_error(self._error)
+
+
+# The command whose words are run as a command line of their own (see _unquoted).
+QUOTE = "quote"
+
+
+def _unquoted(parsed: ParsedLine) -> ParsedLine:
+    """``/quote join general`` is ``/join general``: IRC clients send the words after
+    /quote to the server as they are, so a person used to them may type it. The
+    slash of the inner command is optional; the label stays with the line."""
+    while parsed.command == QUOTE and parsed.args:
+        rest = parsed.args
+        inner = parse_line(rest if rest.startswith("/") else f"/{rest}")
+        parsed = ParsedLine(parsed.label if inner.command is not None else None,
+                            inner.command, inner.args, inner.text)
+    return parsed
+
+
+def unknown_command(table: CommandTable, name: str) -> ChatError:
+    """``unknown-command`` for ``/name``, suggesting the command it most looks like."""
+    guess = table.closest(name)
+    if guess is None:
+        return ChatError(Code.UNKNOWN_COMMAND, f"there is no command /{name}. /help lists them.")
+    return ChatError(Code.UNKNOWN_COMMAND,
+                     f"there is no command /{name}; did you mean /{guess}? /help lists them.",
+                     suggestion=guess)
+
+
+def crashed(ctx: Context) -> None:
+    """Log an unexpected exception (being handled) and answer ``internal-error``."""
+    log.exception("command failed", extra={"fields": {
+        "session": ctx.session.id, "command": ctx.command}})
+    ctx.reply_error(ChatError(Code.INTERNAL_ERROR,
+                              "something went wrong on the server; it has been logged."))
+
+
+def _require_role(ctx: Context, room: Room, needed: Role, command: str) -> None:
+    user = ctx.user
+    if user.is_admin:
+        return
+    role = room.role_of(user.id)
+    if role is None or role.rank < needed.rank:
+        who = "the owner" if needed is Role.OWNER else "an admin or the owner"
+        raise ChatError(Code.NOT_PERMITTED, f"only {who} of #{room.name} can use /{command}.")
+
+
+def _charge_command(session: Session) -> None:
+    """Every command line costs a token, unknown ones too."""
+    wait = session.command_bucket.try_take()
+    if wait:
+        raise _rate_limited(wait)
+
+
+def _login_first() -> ChatError:
+    return ChatError(Code.NOT_LOGGED_IN,
+                     "log in first: /login <name> <password>, or /register <name> <password>.")
+
+
+def _rate_limited(wait: float) -> ChatError:
+    retry_ms = max(1, round(wait * 1000))
+    return ChatError(Code.RATE_LIMITED,
+                     f"too many commands; wait {retry_ms} ms and try again.", retry_ms=retry_ms)

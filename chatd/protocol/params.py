@@ -1,0 +1,258 @@
+"""Typed command parameters: how each argument is parsed and shown in usage.
+
+Parsing is left to right over whitespace-separated words. An optional
+parameter may *decline* a word (for example ``[room]`` declines ``10m`` when a
+room of that name does not exist), which leaves the word for the next
+parameter; this is how ``/ban bob 10m spam`` and ``/ban bob #dev 10m`` both work.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+from chatd.domain import names
+from chatd.errors import ChatError, Code
+
+if TYPE_CHECKING:
+    from chatd.protocol.context import Context
+
+
+class Decline(Exception):
+    """An optional parameter does not take this word; try the next one."""
+
+
+def expected(choices: Sequence[str], word: str) -> str:
+    """The sentence refusing ``word`` where one of ``choices`` must stand."""
+    *most, last = choices
+    listed = f"{', '.join(most)} or {last}" if most else last
+    return f"expected {listed}, not \"{word}\"."
+
+
+@dataclass(frozen=True, slots=True)
+class Param:
+    """A word-valued parameter (the base: any non-empty word)."""
+
+    name: str
+    optional: bool = False
+    default: Any = None
+    rest: bool = False  # takes the rest of the line
+
+    @property
+    def usage(self) -> str:
+        return f"[{self.name}]" if self.optional else f"<{self.name}>"
+
+    def convert(self, ctx: Context, word: str, more_follow: bool) -> Any:
+        return word
+
+    def absent(self, ctx: Context) -> Any:
+        return self.default
+
+    def refusal(self, ctx: Context, word: str) -> ChatError | None:
+        """Why this parameter, having declined ``word`` that nothing else took,
+        does not take it: the error a user should see (None: it says nothing)."""
+        try:
+            self.convert(ctx, word, False)
+        except ChatError as exc:
+            return exc
+        except Decline:
+            return None
+        return None  # pragma: no cover - a parameter that declined takes it now
+
+
+@dataclass(frozen=True, slots=True)
+class Word(Param):
+    pass
+
+
+@dataclass(frozen=True, slots=True)
+class Text(Param):
+    """The rest of the line, spaces included."""
+
+    rest: bool = True
+
+
+@dataclass(frozen=True, slots=True)
+class Int(Param):
+    low: int = 1
+    high: int = 1_000_000
+
+    def convert(self, ctx: Context, word: str, more_follow: bool) -> Any:
+        if word.isdigit() and self.low <= int(word) <= self.high:
+            return int(word)
+        if self.optional:
+            raise Decline
+        raise self.refusal(ctx, word)
+
+    def refusal(self, ctx: Context, word: str) -> ChatError:
+        # Ids go up to 2**62: "from 1 to 4611686018427387904" would tell nobody anything.
+        bounds = f"from {self.low} to {self.high:,}" if self.high < 10**9 else \
+            f"of {self.low} or more"
+        return ChatError(Code.BAD_ARGUMENTS, f"{self.name} must be a whole number {bounds}, "
+                                             f"not \"{word}\".")
+
+
+@dataclass(frozen=True, slots=True)
+class Number(Param):
+    """A decimal number from ``low`` to ``high``."""
+
+    low: float = 0.0
+    high: float = 1e9
+
+    def convert(self, ctx: Context, word: str, more_follow: bool) -> Any:
+        try:
+            value = float(word)
+        except ValueError:
+            if self.optional:
+                raise Decline from None
+            raise self.refusal(ctx, word) from None
+        if not self.low <= value <= self.high:
+            raise ChatError(Code.BAD_ARGUMENTS,
+                            f"{self.name} must be from {self.low:g} to {self.high:g}.")
+        return value
+
+    def refusal(self, ctx: Context, word: str) -> ChatError:
+        return ChatError(Code.BAD_ARGUMENTS, f"{self.name} must be a number, not \"{word}\".")
+
+
+@dataclass(frozen=True, slots=True)
+class Choice(Param):
+    choices: tuple[str, ...] = ()
+
+    @property
+    def usage(self) -> str:
+        inner = "|".join(self.choices)
+        return f"[{inner}]" if self.optional else f"<{inner}>"
+
+    def convert(self, ctx: Context, word: str, more_follow: bool) -> Any:
+        lowered = word.lower()
+        if lowered in self.choices:
+            return lowered
+        if self.optional and more_follow:
+            raise Decline
+        raise self.refusal(ctx, word)
+
+    def refusal(self, ctx: Context, word: str) -> ChatError:
+        return ChatError(Code.BAD_ARGUMENTS, expected(self.choices, word))
+
+
+@dataclass(frozen=True, slots=True)
+class Duration(Param):
+    def convert(self, ctx: Context, word: str, more_follow: bool) -> Any:
+        if names.looks_like_duration(word):
+            try:
+                return names.parse_duration(word)
+            except ValueError as exc:  # well-formed but out of range (0s, 20y)
+                raise ChatError(Code.BAD_ARGUMENTS, f"{self.name}: {exc}") from None
+        if self.optional:
+            raise Decline
+        raise self.refusal(ctx, word)
+
+    def refusal(self, ctx: Context, word: str) -> ChatError:
+        return ChatError(Code.BAD_ARGUMENTS,
+                         f"{self.name} is a duration like 30s, 10m, 2h or 7d, not \"{word}\".")
+
+
+@dataclass(frozen=True, slots=True)
+class UserRef(Param):
+    """An existing account, by case-insensitive name."""
+
+    def convert(self, ctx: Context, word: str, more_follow: bool) -> Any:
+        return ctx.services.accounts.require(word)
+
+
+@dataclass(frozen=True, slots=True)
+class RoomRef(Param):
+    """A live room by name or id. Optional: defaults to the current room.
+
+    When words follow, an optional room only takes a word that starts with
+    ``#`` or names an existing room, so ``/topic Hello all`` sets a topic.
+    """
+
+    current_default: bool = True
+
+    @property
+    def usage(self) -> str:
+        return f"[{self.name}]" if self.optional else f"<{self.name}>"
+
+    def convert(self, ctx: Context, word: str, more_follow: bool) -> Any:
+        rooms = ctx.services.rooms
+        if self.optional and more_follow and not word.startswith("#"):
+            room = None if word.isdigit() else rooms.find(word)
+            if room is None:
+                raise Decline
+            return room
+        return rooms.require(word)
+
+    def absent(self, ctx: Context) -> Any:
+        if not self.current_default:
+            return None
+        room = ctx.session.current_room
+        if room is None:
+            raise ChatError(Code.NO_ROOM, "you have no current room: name one, or /join a room.")
+        return room
+
+
+def parse(params: tuple[Param, ...], ctx: Context, args: str, usage: str) -> dict[str, Any]:
+    """Match ``args`` against ``params``; ``bad-arguments`` shows the usage."""
+    words = args.split()
+    if len(words) > len(params) and not any(p.rest for p in params):
+        raise ChatError(Code.BAD_ARGUMENTS, f"too many arguments. Usage: {usage}")
+    values: dict[str, Any] = {}
+    index = 0
+    # (parameter, index of the word it passed over)
+    declined: list[tuple[Param, int]] = []
+    for position, param in enumerate(params):
+        if param.rest:
+            values[param.name] = _rest(param, args, index, usage)
+            index = len(words)
+            break
+        if index >= len(words):
+            if not param.optional:
+                raise _usage_error(param, usage)
+            continue
+        more_follow = index + 1 < len(words) or position + 1 < len(params)
+        try:
+            values[param.name] = param.convert(ctx, words[index], more_follow)
+            index += 1
+        except Decline:
+            declined.append((param, index))
+    if index < len(words):
+        # Only who passed over the first word left over can say why it is there.
+        passed = [param for param, at in declined if at == index]
+        raise _leftover(ctx, passed, words[index], usage)
+    for param in params:
+        if param.name not in values:
+            values[param.name] = param.absent(ctx)
+    return values
+
+
+def _rest(param: Param, args: str, index: int, usage: str) -> Any:
+    text = _rest_of(args, index)
+    if not text and not param.optional:
+        raise _usage_error(param, usage)
+    return text or param.default
+
+
+def _leftover(ctx: Context, passed: list[Param], word: str, usage: str) -> ChatError:
+    """The error for ``word``, which nobody took: the first of the parameters that
+    passed over it to explain why (``/history nosuchroom`` is no-such-room,
+    ``/rooms x`` is about the page), else too many arguments."""
+    for param in passed:
+        refusal = param.refusal(ctx, word)
+        if refusal is not None and refusal.code is Code.BAD_ARGUMENTS:
+            return ChatError(refusal.code, f"{refusal.message} Usage: {usage}", **refusal.fields)
+        if refusal is not None:
+            return refusal
+    return ChatError(Code.BAD_ARGUMENTS, f"too many arguments. Usage: {usage}")
+
+
+def _rest_of(args: str, index: int) -> str:
+    """The text from word ``index`` on, inner spacing kept."""
+    parts = args.split(None, index)
+    return parts[index].strip() if len(parts) > index else ""
+
+
+def _usage_error(param: Param, usage: str) -> ChatError:
+    return ChatError(Code.BAD_ARGUMENTS, f"missing {param.usage}. Usage: {usage}")

@@ -1,0 +1,149 @@
+"""The command table: each command is one declarative record.
+
+A handler declares its name, parameters and what it needs (login state, a
+server-admin account, a role in the room argument). The dispatcher enforces all of that, so
+handlers only do their job. Usage lines are generated from the parameters and
+the one-line help from the handler's docstring, so ``/help`` cannot drift.
+"""
+
+from __future__ import annotations
+
+import difflib
+import inspect
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from enum import Enum
+from typing import TYPE_CHECKING, Any
+
+from chatd.domain.room import Role
+from chatd.protocol.params import Param
+
+if TYPE_CHECKING:
+    from chatd.protocol.context import Context
+
+
+class Need(Enum):
+    """The session state a command accepts."""
+
+    ANY = "any"
+    ANONYMOUS = "anonymous"  # only before login (register, login)
+    LOGIN = "login"
+
+
+@dataclass(frozen=True, slots=True)
+class Ok:
+    """A successful command's final reply: a sentence for people, fields for bots."""
+
+    message: str = ""
+    fields: dict[str, Any] = field(default_factory=dict)
+
+
+def ok(message: str = "", **fields: Any) -> Ok:
+    return Ok(message, fields)
+
+
+class Deferred:
+    """Returned by a handler whose final reply comes later (after an upload's
+    data lines): the dispatcher sends nothing, and the handler's flow calls
+    :meth:`chatd.protocol.context.Context.reply_ok` or ``reply_error`` exactly once."""
+
+
+DEFERRED = Deferred()
+
+
+Handler = Callable[..., Awaitable[Ok | Deferred | None] | Ok | Deferred | None]
+
+
+@dataclass(frozen=True, slots=True)
+class Command:
+    name: str
+    handler: Handler
+    params: tuple[Param, ...]
+    summary: str
+    need: Need = Need.LOGIN
+    role: Role | None = None  # least room role needed in the "room" argument
+    server_admin: bool = False
+    aliases: tuple[str, ...] = ()
+    group: str = "general"
+    # For the rare command whose forms the parameters cannot express alone.
+    usage_override: str | None = None
+    # Followed by data lines up to "." (an upload): a refusal reads them first.
+    data_lines: bool = False
+
+    @property
+    def usage(self) -> str:
+        if self.usage_override:
+            return self.usage_override
+        return " ".join([f"/{self.name}", *(p.usage for p in self.params)])
+
+    @property
+    def is_async(self) -> bool:
+        return inspect.iscoroutinefunction(self.handler)
+
+    @property
+    def needs_text(self) -> str:
+        """The 'Needs:' line of /help."""
+        if self.server_admin:
+            return "a server admin account."
+        if self.role is not None:
+            return "the owner of the room." if self.role is Role.OWNER else \
+                "admin or owner of the room."
+        return {Need.ANY: "nothing.", Need.ANONYMOUS: "not being logged in.",
+                Need.LOGIN: "being logged in."}[self.need]
+
+
+class CommandTable:
+    """Commands by name and alias."""
+
+    def __init__(self) -> None:
+        self._commands: dict[str, Command] = {}
+        self._names: dict[str, Command] = {}
+        self.on_message: Handler | None = None
+
+    def add(self, cmd: Command) -> None:
+        for name in (cmd.name, *cmd.aliases):
+            if name in self._names:
+                raise ValueError(f"command /{name} is declared twice")
+            self._names[name] = cmd
+        self._commands[cmd.name] = cmd
+
+    def get(self, name: str) -> Command | None:
+        return self._names.get(name)
+
+    def closest(self, name: str) -> str | None:
+        """The command name or alias most like ``name`` (a typo's likely meaning)."""
+        if len(name) > _LONGEST_TYPO:
+            return None
+        matches = difflib.get_close_matches(name, self._names, n=1, cutoff=0.6)
+        return matches[0] if matches else None
+
+    def all(self) -> list[Command]:
+        return sorted(self._commands.values(), key=lambda c: c.name)
+
+
+COMMANDS = CommandTable()
+
+# Longer unknown names are not typos of a command: no suggestion, no comparing.
+_LONGEST_TYPO = 32
+
+
+def command(name: str, *params: Param, need: Need = Need.LOGIN, role: Role | None = None,
+            server_admin: bool = False, aliases: tuple[str, ...] = (),
+            group: str = "general", usage: str | None = None, data_lines: bool = False,
+            table: CommandTable = COMMANDS) -> Callable[[Handler], Handler]:
+    """Declare a command handler; its docstring's first line is its help."""
+
+    def register(handler: Handler) -> Handler:
+        doc = inspect.getdoc(handler) or ""
+        table.add(Command(name, handler, params, doc.split("\n")[0], need, role,
+                          server_admin, aliases, group, usage, data_lines))
+        return handler
+
+    return register
+
+
+def message_handler(handler: Callable[[Context, str], None],
+                    table: CommandTable = COMMANDS) -> Callable[[Context, str], None]:
+    """Declare what a plain (non-command) line does."""
+    table.on_message = handler
+    return handler

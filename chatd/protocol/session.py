@@ -1,0 +1,177 @@
+"""The protocol state of one client connection.
+
+A session knows who is logged in, which room plain lines go to, and how the
+client wants its output; it renders what the domain delivers and hands bytes
+to its :class:`Output` (the connection). It never touches a socket itself.
+"""
+
+from __future__ import annotations
+
+import itertools
+import logging
+from collections.abc import Awaitable
+from enum import Enum
+from typing import TYPE_CHECKING, Any, Protocol
+
+from chatd.delivery.outgoing import PRESENCE, Outgoing
+from chatd.domain.ratelimit import TokenBucket
+from chatd.protocol.render import Style, render, style_key
+
+if TYPE_CHECKING:
+    from chatd.delivery.feed import Lane, RoomFeed
+    from chatd.domain.accounts import User
+    from chatd.domain.room import Room
+
+log = logging.getLogger(__name__)
+_ids = itertools.count(1)
+
+
+class SessionState(Enum):
+    """Where a connection is in its life; commands declare the states they accept."""
+
+    CONNECTED = "connected"
+    AUTHENTICATED = "authenticated"
+    CLOSING = "closing"
+
+
+class LineSink(Protocol):
+    """Takes a connection's raw lines for a while (an upload's data lines)."""
+
+    def line(self, text: str) -> Awaitable[None] | None: ...
+    def abort(self, code: str) -> None: ...
+
+
+class Output(Protocol):
+    """What a session needs from its transport (a :class:`chatd.delivery.feed.Outbox`).
+
+    ``feed`` is the room feed the output is tapped on, if any.
+    """
+
+    feed: RoomFeed | None
+
+    def tap(self, feed: RoomFeed, lane: Lane) -> None: ...
+    def untap(self) -> None: ...
+
+    @property
+    def congested(self) -> bool: ...
+    def write(self, data: bytes) -> None: ...
+    def close(self, reason: str) -> None: ...
+
+
+class Session:
+    """One connection's protocol state and its delivery entry point."""
+
+    __slots__ = (
+        "_key_current",
+        "_key_other",
+        "_room",
+        "_room_id",
+        "anonymous_since",
+        "coalesced",
+        "command_bucket",
+        "id",
+        "line_sink",
+        "out",
+        "peer",
+        "state",
+        "style",
+        "typing_bucket",
+        "user",
+    )
+
+    def __init__(self, out: Output, peer: str, command_bucket: TokenBucket,
+                 now: float = 0.0) -> None:
+        self.id = next(_ids)
+        # Since when nobody is logged in here (connect or logout): the login timeout's start.
+        self.anonymous_since = now
+        self.out = out
+        self.peer = peer
+        self.state = SessionState.CONNECTED
+        self.user: User | None = None
+        self._room: Room | None = None
+        self._room_id = -1
+        # While set, received lines go to it instead of the command dispatcher.
+        self.line_sink: LineSink | None = None
+        self.command_bucket = command_bucket
+        # Presence events skipped under output pressure, summarised once it eases.
+        self.coalesced = 0
+        # Made on first use: most connections never send a typing indicator.
+        self.typing_bucket: TokenBucket | None = None
+        self.style = Style()
+        self._key_current = style_key(self.style, True)
+        self._key_other = style_key(self.style, False)
+
+    @property
+    def logged_in(self) -> bool:
+        return self.state is SessionState.AUTHENTICATED
+
+    @property
+    def current_room(self) -> Room | None:
+        """Where plain lines go; messages of this room are shown without its name."""
+        return self._room
+
+    @current_room.setter
+    def current_room(self, room: Room | None) -> None:
+        self.out.untap()  # a tapped lane renders for the old current room
+        self._room = room
+        self._room_id = room.id if room is not None else -1
+
+    def set_style(self, style: Style) -> None:
+        """Change the output style (format, colour, timestamps, theme)."""
+        self.out.untap()
+        self.style = style
+        self._key_current = style_key(style, True)
+        self._key_other = style_key(style, False)
+
+    def tap(self, feed: RoomFeed, item: Outgoing) -> None:
+        """Take the room's messages of this turn from ``item`` on (see chatd.delivery.feed):
+        the room fan-out's fast path for messages."""
+        if self.coalesced:
+            self.deliver(item)
+            return
+        current = feed.room_id == self._room_id
+        key = self._key_current if current else self._key_other
+        self.out.tap(feed, feed.lane(key, self.style, current, item))
+
+    def deliver(self, item: Outgoing) -> None:
+        """Queue ``item`` for this connection. The fan-out hot path: keep it lean."""
+        key = self._key_current if item.room_id == self._room_id else self._key_other
+        if item.priority and self.out.congested:
+            self._shed(item)
+            return
+        if self.coalesced:
+            self._summarise_coalesced()
+        data = item.cache.get(key)
+        if data is None:
+            data = item.cache[key] = render(item.record, self.style, key == self._key_current)
+        if data:
+            self.out.write(data)
+
+    def _shed(self, item: Outgoing) -> None:
+        if item.priority == PRESENCE:
+            self.coalesced += 1
+            # The summary must come before the room's next message: no tap may
+            # carry that message past it.
+            self.out.untap()
+
+    def _summarise_coalesced(self) -> None:
+        count, self.coalesced = self.coalesced, 0
+        self.send({"type": "notice", "coalesced": count,
+                   "text": f"{count} join/leave event{'s' * (count != 1)} skipped while your "
+                           "connection was behind; /who shows who is in a room."})
+
+    def send(self, record: dict[str, Any], label: str | None = None) -> None:
+        """Render and queue one record meant for this connection only."""
+        room = self.current_room
+        current = room is not None and record.get("room") == room.name
+        data = render(record, self.style, current, label)
+        if data:
+            self.out.write(data)
+
+    def close(self, reason: str) -> None:
+        self.state = SessionState.CLOSING
+        self.out.close(reason)
+
+    def __repr__(self) -> str:
+        who = self.user.name if self.user else "-"
+        return f"<Session {self.id} {who} {self.peer}>"

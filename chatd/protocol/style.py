@@ -1,0 +1,63 @@
+"""Client-chosen output settings, kept with the account.
+
+``/format``, ``/set color``, ``/set timestamps`` and ``/set theme`` change the
+connection's :class:`~chatd.protocol.render.Style`. Colour, timestamps and theme are
+saved with the account and applied at each login; the format is the
+connection's own (a person and their bot may share an account).
+"""
+
+from __future__ import annotations
+
+from dataclasses import replace
+from typing import TYPE_CHECKING, Any
+
+from chatd.errors import ChatError, Code
+from chatd.protocol.params import expected
+from chatd.protocol.render import THEMES
+
+if TYPE_CHECKING:
+    from chatd.protocol.session import Session
+
+ON_OFF = {"on": True, "off": False}
+SETTINGS = {
+    "format": ("text", "json"),
+    "color": ("on", "off"),
+    "timestamps": ("on", "off"),
+    "theme": tuple(THEMES),
+}
+
+
+def change(session: Session, key: str, value: str) -> dict[str, Any]:
+    """Apply ``key`` = ``value`` to the session; returns the setting as stored."""
+    key, value = key.lower(), value.lower()
+    if key not in SETTINGS:
+        raise ChatError(Code.BAD_ARGUMENTS,
+                        f"there is no setting {key!r}; settings: {', '.join(SETTINGS)}.")
+    if value not in SETTINGS[key]:
+        raise ChatError(Code.BAD_ARGUMENTS, f"{key}: {expected(SETTINGS[key], value)}")
+    stored: dict[str, Any] = {key: ON_OFF.get(value, value)}
+    apply_settings(session, stored)
+    return stored
+
+
+# Kept with the account; the format stays the connection's own choice.
+ACCOUNT_SETTINGS = ("color", "timestamps", "theme")
+
+
+def apply_account_settings(session: Session, settings: dict[str, Any]) -> None:
+    """At login: the account's colour, timestamps and theme."""
+    apply_settings(session, {k: v for k, v in settings.items() if k in ACCOUNT_SETTINGS})
+
+
+def apply_settings(session: Session, settings: dict[str, Any]) -> None:
+    """Apply stored settings (unknown or malformed keys are ignored)."""
+    style = session.style
+    if settings.get("format") in ("text", "json"):
+        style = replace(style, fmt=settings["format"])
+    if isinstance(settings.get("color"), bool):
+        style = replace(style, color=settings["color"])
+    if isinstance(settings.get("timestamps"), bool):
+        style = replace(style, timestamps=settings["timestamps"])
+    if settings.get("theme") in THEMES:
+        style = replace(style, theme=settings["theme"])
+    session.set_style(style)
