@@ -11,7 +11,8 @@ from chatd.domain.logins import checked_login
 from chatd.errors import ChatError, Code
 from chatd.protocol.context import Context
 from chatd.protocol.params import Text, UserRef, Word
-from chatd.protocol.registry import Need, Ok, command, ok
+from chatd.protocol.registry import Need, command
+from chatd.protocol.results import Ok, ok
 from chatd.protocol.style import apply_account_settings
 
 GROUP = "account"

@@ -5,7 +5,8 @@ from __future__ import annotations
 from chatd.domain.accounts import User
 from chatd.protocol.context import Context
 from chatd.protocol.params import Choice, UserRef, Word
-from chatd.protocol.registry import Ok, command, ok
+from chatd.protocol.registry import command
+from chatd.protocol.results import Ok, ok
 
 GROUP = "admin"
 

@@ -12,7 +12,8 @@ from chatd.domain.room import Role, Room
 from chatd.errors import ChatError, Code
 from chatd.protocol.context import Context
 from chatd.protocol.params import Choice, RoomRef, Text, Word
-from chatd.protocol.registry import Ok, command, ok
+from chatd.protocol.registry import command
+from chatd.protocol.results import Ok, ok
 
 GROUP = "crypto"
 FILE_FLAG = "--file"

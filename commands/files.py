@@ -11,8 +11,10 @@ from chatd.content.previews import human_size
 from chatd.domain.room import Room
 from chatd.errors import ChatError, Code
 from chatd.protocol.context import Context
+from chatd.protocol.params import Context as ParamContext
 from chatd.protocol.params import Decline, Int, Param, RoomRef, Text, Word, parse
-from chatd.protocol.registry import DEFERRED, Deferred, Ok, command, ok
+from chatd.protocol.registry import command
+from chatd.protocol.results import DEFERRED, Deferred, Ok, ok
 from chatd.protocol.upload import Upload
 
 GROUP = "files"
@@ -24,7 +26,7 @@ _HEX = re.compile(r"[0-9a-fA-F]+")
 class Sha256(Param):
     """A SHA-256 as 64 hex digits; an optional one declines any other word."""
 
-    def convert(self, ctx: Context, word: str, more_follow: bool) -> Any:
+    def convert(self, ctx: ParamContext, word: str, more_follow: bool) -> Any:
         if _HEX.fullmatch(word):
             if len(word) == 64:
                 return word.lower()

@@ -8,9 +8,11 @@ from chatd.domain.accounts import User
 from chatd.domain.room import Room
 from chatd.errors import ChatError, Code
 from chatd.protocol.context import Context
+from chatd.protocol.params import Context as ParamContext
 from chatd.protocol.params import Int, RoomRef, Text, UserRef
-from chatd.protocol.registry import Ok, command, message_handler, ok
+from chatd.protocol.registry import command, message_handler
 from chatd.protocol.render import render
+from chatd.protocol.results import Ok, ok
 
 GROUP = "messages"
 
@@ -63,7 +65,7 @@ class HistoryCount(Int):
 
     high: int = 2**62
 
-    def refusal(self, ctx: Context, word: str) -> ChatError:
+    def refusal(self, ctx: ParamContext, word: str) -> ChatError:
         cap = ctx.services.config.rooms.history_max
         return ChatError(Code.BAD_ARGUMENTS, f"{self.name} must be a whole number of 1 or more "
                                              f"(at most {cap} messages are shown), not \"{word}\".")

@@ -9,7 +9,8 @@ from chatd.errors import ChatError, Code
 from chatd.protocol.context import Context
 from chatd.protocol.dispatch import QUOTE, unknown_command
 from chatd.protocol.params import Choice, Text, Word
-from chatd.protocol.registry import Command, Need, Ok, command, ok
+from chatd.protocol.registry import Command, Need, command
+from chatd.protocol.results import Ok, ok
 from chatd.protocol.style import ACCOUNT_SETTINGS, change
 
 GROUP = "connection"

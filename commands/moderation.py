@@ -17,7 +17,8 @@ from chatd.domain.room import Mode, Role, Room
 from chatd.errors import ChatError, Code
 from chatd.protocol.context import Context
 from chatd.protocol.params import Choice, Duration, Int, RoomRef, Text, UserRef
-from chatd.protocol.registry import Ok, command, ok
+from chatd.protocol.registry import command
+from chatd.protocol.results import Ok, ok
 from storage.records import AuditRecord
 
 GROUP = "moderation"

@@ -7,7 +7,8 @@ import time
 from chatd.domain.notifications import notification_record
 from chatd.protocol.context import Context
 from chatd.protocol.params import Choice
-from chatd.protocol.registry import Ok, command, ok
+from chatd.protocol.registry import command
+from chatd.protocol.results import Ok, ok
 
 GROUP = "account"
 

@@ -11,7 +11,8 @@ from chatd.errors import ChatError, Code
 from chatd.protocol.codec import iso_ts
 from chatd.protocol.context import Context
 from chatd.protocol.params import Text, UserRef
-from chatd.protocol.registry import Need, Ok, command, ok
+from chatd.protocol.registry import Need, command
+from chatd.protocol.results import Ok, ok
 
 GROUP = "account"
 

@@ -11,7 +11,8 @@ from chatd.domain.room import Mode, Room
 from chatd.errors import ChatError, Code
 from chatd.protocol.context import Context
 from chatd.protocol.params import Choice, Int, RoomRef, Text, Word
-from chatd.protocol.registry import Ok, command, ok
+from chatd.protocol.registry import command
+from chatd.protocol.results import Ok, ok
 from storage.records import AssociationRecord
 
 GROUP = "rooms"

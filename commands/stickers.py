@@ -6,7 +6,8 @@ from chatd.domain.room import Room
 from chatd.errors import ChatError, Code
 from chatd.protocol.context import Context
 from chatd.protocol.params import RoomRef, Word
-from chatd.protocol.registry import Ok, command, ok
+from chatd.protocol.registry import command
+from chatd.protocol.results import Ok, ok
 
 GROUP = "messages"
 

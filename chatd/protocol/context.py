@@ -6,8 +6,8 @@ from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
 from chatd.errors import ChatError
-from chatd.protocol.registry import Deferred, Ok
 from chatd.protocol.render import TEXT_ONLY
+from chatd.protocol.results import Deferred, Ok
 
 if TYPE_CHECKING:
     from chatd.domain.accounts import User

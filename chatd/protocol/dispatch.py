@@ -18,7 +18,8 @@ from chatd.errors import ChatError, Code
 from chatd.protocol.codec import ParsedLine, parse_line
 from chatd.protocol.context import Context
 from chatd.protocol.params import parse as parse_params
-from chatd.protocol.registry import Command, CommandTable, Deferred, Need, Ok
+from chatd.protocol.registry import Command, CommandTable, Need
+from chatd.protocol.results import Deferred, Ok
 
 if TYPE_CHECKING:
     from chatd.protocol.services import Services

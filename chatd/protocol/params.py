@@ -10,13 +10,46 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol
 
 from chatd.domain import names
 from chatd.errors import ChatError, Code
 
 if TYPE_CHECKING:
-    from chatd.protocol.context import Context
+    from chatd.config import Config
+    from chatd.domain.accounts import Accounts
+    from chatd.domain.room import Room
+    from chatd.domain.rooms import Rooms
+
+
+class _Lookups(Protocol):
+    @property
+    def config(self) -> Config: ...
+
+    @property
+    def accounts(self) -> Accounts: ...
+
+    @property
+    def rooms(self) -> Rooms: ...
+
+
+class _Where(Protocol):
+    @property
+    def current_room(self) -> Room | None: ...
+
+
+class Context(Protocol):
+    """What parsing needs of a command's invocation: the settings, the accounts
+    and rooms to resolve names against, and the session's current room (the
+    default room).
+    A protocol, so that the invocation context can import this module and not
+    the other way round."""
+
+    @property
+    def services(self) -> _Lookups: ...
+
+    @property
+    def session(self) -> _Where: ...
 
 
 class Decline(Exception):

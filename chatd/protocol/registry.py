@@ -11,15 +11,13 @@ from __future__ import annotations
 import difflib
 import inspect
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from enum import Enum
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from chatd.domain.room import Role
 from chatd.protocol.params import Param
-
-if TYPE_CHECKING:
-    from chatd.protocol.context import Context
+from chatd.protocol.results import Deferred, Ok
 
 
 class Need(Enum):
@@ -28,27 +26,6 @@ class Need(Enum):
     ANY = "any"
     ANONYMOUS = "anonymous"  # only before login (register, login)
     LOGIN = "login"
-
-
-@dataclass(frozen=True, slots=True)
-class Ok:
-    """A successful command's final reply: a sentence for people, fields for bots."""
-
-    message: str = ""
-    fields: dict[str, Any] = field(default_factory=dict)
-
-
-def ok(message: str = "", **fields: Any) -> Ok:
-    return Ok(message, fields)
-
-
-class Deferred:
-    """Returned by a handler whose final reply comes later (after an upload's
-    data lines): the dispatcher sends nothing, and the handler's flow calls
-    :meth:`chatd.protocol.context.Context.reply_ok` or ``reply_error`` exactly once."""
-
-
-DEFERRED = Deferred()
 
 
 Handler = Callable[..., Awaitable[Ok | Deferred | None] | Ok | Deferred | None]
@@ -142,8 +119,13 @@ def command(name: str, *params: Param, need: Need = Need.LOGIN, role: Role | Non
     return register
 
 
-def message_handler(handler: Callable[[Context, str], None],
-                    table: CommandTable = COMMANDS) -> Callable[[Context, str], None]:
+# What a plain line does, given the invocation context and the line. The
+# context is not named here: it needs the services, which need this table.
+MessageHandler = Callable[[Any, str], None]
+
+
+def message_handler(handler: MessageHandler,
+                    table: CommandTable = COMMANDS) -> MessageHandler:
     """Declare what a plain (non-command) line does."""
     table.on_message = handler
     return handler

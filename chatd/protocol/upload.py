@@ -24,7 +24,7 @@ from typing import TYPE_CHECKING, BinaryIO
 from chatd.content.files import Staged
 from chatd.errors import ChatError, Code
 from chatd.protocol.dispatch import crashed
-from chatd.protocol.registry import ok
+from chatd.protocol.results import ok
 
 if TYPE_CHECKING:
     from chatd.content.files import Files
