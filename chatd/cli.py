@@ -134,8 +134,6 @@ async def _useradd_offline(config: Config, name: str, password: str, admin: bool
     try:
         await server.services.accounts.load()
         user = await server.services.accounts.create(name, password, is_admin=admin)
-        await server.services.audit.record("account-created", target=user.name,
-                                           reason="admin" if admin else "")
     except ChatError as exc:
         print(f"chatd: {exc.code}: {exc.message}", file=sys.stderr)
         return 1

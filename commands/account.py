@@ -27,8 +27,7 @@ async def register(ctx: Context, name: str, password: str) -> Ok:
     if services.config.accounts.registration != "open":
         raise ChatError(Code.REGISTRATION_CLOSED,
                         "registration is closed here; ask an administrator for an account.")
-    user = await services.accounts.create(name, password)
-    await services.audit.record("account-created", actor=user.name, target=user.name)
+    user = await services.accounts.create(name, password, actor=name)
     welcome = await services.presence.login(ctx.session, user)
     return ok(f"Welcome, {user.name}. You are logged in. Try /rooms, or /create <room>.",
               **welcome)

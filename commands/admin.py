@@ -15,9 +15,8 @@ GROUP = "admin"
          choices=("admin",)), server_admin=True, group=GROUP)
 async def useradd(ctx: Context, name: str, password: str, admin: str | None) -> Ok:
     """Create an account (add 'admin' to make it a server admin)."""
-    user = await ctx.services.accounts.create(name, password, is_admin=admin == "admin")
-    await ctx.services.audit.record("account-created", actor=ctx.user.name, target=user.name,
-                                    reason="admin" if user.is_admin else "")
+    user = await ctx.services.accounts.create(name, password, is_admin=admin == "admin",
+                                              actor=ctx.user.name)
     return ok(f"Account {user.name} created{' (server admin)' if user.is_admin else ''}.",
               user=user.name, admin=user.is_admin)
 

@@ -8,7 +8,8 @@ full rules (target's role, owner protection) again when the action runs.
 from __future__ import annotations
 
 import time
-from typing import Any
+from collections.abc import Sequence
+from typing import Any, Protocol
 
 from chatd.domain.accounts import User
 from chatd.domain.names import format_duration
@@ -19,7 +20,6 @@ from chatd.protocol.context import Context
 from chatd.protocol.params import Choice, Duration, Int, RoomRef, Text, UserRef
 from chatd.protocol.registry import command
 from chatd.protocol.results import Ok, ok
-from storage.records import AuditRecord
 
 GROUP = "moderation"
 ADMIN, OWNER = Role.ADMIN, Role.OWNER
@@ -196,7 +196,24 @@ async def _ended_audit(ctx: Context, ref: str, n: int) -> Ok:
     return _audit_reply(ctx, entries, name, id=room_id, terminated=True)
 
 
-def _audit_reply(ctx: Context, entries: list[AuditRecord], room: str | None,
+class _AuditEntry(Protocol):
+    """What /audit shows of one entry."""
+
+    @property
+    def ts(self) -> float: ...
+    @property
+    def actor(self) -> str | None: ...
+    @property
+    def action(self) -> str: ...
+    @property
+    def target(self) -> str | None: ...
+    @property
+    def room(self) -> str | None: ...
+    @property
+    def reason(self) -> str: ...
+
+
+def _audit_reply(ctx: Context, entries: Sequence[_AuditEntry], room: str | None,
                  **extra: Any) -> Ok:
     rows: list[dict[str, Any]] = [
         {"ts": e.ts, "actor": e.actor, "action": e.action, "target": e.target, "room": e.room,

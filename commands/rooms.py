@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import math
 import time
-from typing import Any
+from typing import Any, Protocol
 
 from chatd.domain.names import format_duration
 from chatd.domain.room import Mode, Room
@@ -13,7 +13,6 @@ from chatd.protocol.context import Context
 from chatd.protocol.params import Choice, Int, RoomRef, Text, Word
 from chatd.protocol.registry import command
 from chatd.protocol.results import Ok, ok
-from storage.records import AssociationRecord
 
 GROUP = "rooms"
 MODES = tuple(m.value for m in Mode)
@@ -125,6 +124,19 @@ async def topic(ctx: Context, room: Room, text: str) -> Ok:
     return ok(f"The topic of #{room.name} is now: {text}", room=room.name, topic=text)
 
 
+class _Association(Protocol):
+    """What /myrooms reads of a room the user joined at some time."""
+
+    @property
+    def room_id(self) -> int: ...
+    @property
+    def room_name(self) -> str: ...
+    @property
+    def last_joined(self) -> float: ...
+    @property
+    def room_terminated(self) -> bool: ...
+
+
 @command("myrooms", group=GROUP)
 async def myrooms(ctx: Context) -> Ok:
     """The rooms you are in, and the rooms you were in before (to join back)."""
@@ -133,7 +145,7 @@ async def myrooms(ctx: Context) -> Ok:
                for r in services.rooms.of_user(user)]
     member_of = {r["id"] for r in current}
     now = services.clock.time()
-    past = [_past(ctx, a, now) for a in await services.storage.list_associations(user.id)
+    past = [_past(ctx, a, now) for a in await services.rooms.joined_before(user)
             if a.room_id not in member_of]
     rows = [[r["id"], r["name"], r["role"], "member now"] for r in current]
     rows += [[p["id"], p["name"], "", _past_state(p, now)] for p in past]
@@ -143,7 +155,7 @@ async def myrooms(ctx: Context) -> Ok:
               rooms=current, past=past)
 
 
-def _past(ctx: Context, association: AssociationRecord, now: float) -> dict[str, Any]:
+def _past(ctx: Context, association: _Association, now: float) -> dict[str, Any]:
     """A room the user was in; one that banned them says so (it cannot be joined back)."""
     past: dict[str, Any] = {"id": association.room_id, "name": association.room_name,
                             "last_joined": association.last_joined,

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol
 
 import bcrypt
 
@@ -58,13 +58,22 @@ class User:
         return f"<User {self.id} {self.name}>"
 
 
+class _Audit(Protocol):
+    """What accounts need of the audit log (a protocol: the log knows users)."""
+
+    async def record(self, action: str, actor: str | None = None, target: str | None = None,
+                     *, reason: str = "") -> None: ...
+
+
 class Accounts:
     """Every account, by id and by case-insensitive name."""
 
-    def __init__(self, storage: Storage, config: Config, clock: Clock) -> None:
+    def __init__(self, storage: Storage, config: Config, clock: Clock,
+                 audit: _Audit) -> None:
         self._storage = storage
         self._config = config
         self._clock = clock
+        self._audit = audit
         self._by_id: dict[int, User] = {}
         self._by_key: dict[str, User] = {}
         # Checked against when the account does not exist, so that failing costs as much:
@@ -113,8 +122,12 @@ class Accounts:
     def count(self) -> int:
         return len(self._by_id)
 
-    async def create(self, name: str, password: str, is_admin: bool = False) -> User:
-        """Create an account; raises ``invalid-name`` or ``name-taken``."""
+    async def create(self, name: str, password: str, is_admin: bool = False, *,
+                     actor: str | None = None) -> User:
+        """Create an account and audit it (``actor``: who asked; the new user
+        itself when registering, None offline); raises ``invalid-name`` or
+        ``name-taken``. Every way in (/register, /useradd, the console,
+        ``chatd useradd``) comes here, so none forgets the audit entry."""
         name = _valid_user_name(name)
         _check_password(password)
         if self.find(name) is not None:
@@ -125,7 +138,10 @@ class Accounts:
                                                      self._clock.time())
         except Conflict:
             raise _name_taken(name) from None
-        return self._add(record)
+        user = self._add(record)
+        await self._audit.record("account-created", actor=actor, target=user.name,
+                                 reason="admin" if is_admin else "")
+        return user
 
     async def authenticate(self, name: str, password: str) -> User:
         """The user if the password matches; ``auth-failed`` otherwise."""

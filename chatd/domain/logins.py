@@ -9,10 +9,10 @@ from chatd.errors import ChatError, Code
 
 if TYPE_CHECKING:
     from chatd.domain.accounts import User
-    from chatd.protocol.services import Services
+    from chatd.protocol.services import HandlerServices
 
 
-async def checked_login(services: Services, peer: str, name: str | None,
+async def checked_login(services: HandlerServices, peer: str, name: str | None,
                         attempt: Callable[[], Awaitable[User]], via: str = "") -> User:
     """Run ``attempt`` unless ``peer`` or ``name`` failed too often; count and audit failures.
 

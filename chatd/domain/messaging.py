@@ -111,6 +111,14 @@ class Messaging:
             session.send(record, label)
         return msg.id
 
+    def typing(self, session: Session, room: Room) -> None:
+        """Tell ``room``'s other members that ``session``'s user is typing (never
+        stored). The caller has checked membership and the typing limit: the line
+        protocol refuses in words, IRC drops silently."""
+        assert session.user is not None
+        self._bus.to_room(room, Outgoing({"type": "event", "event": "typing", "room": room.name,
+                                          "user": session.user.name}, room.id), skip=session)
+
     def _refuse_if_muted(self, room: Room, user: User) -> None:
         now = self._clock.time()
         mute = room.muted(user.id, now)

@@ -27,6 +27,7 @@ if TYPE_CHECKING:
     from chatd.domain.notifications import Notifier
     from chatd.protocol.session import Session
     from storage.api import Storage
+    from storage.records import AssociationRecord
 
 log = logging.getLogger(__name__)
 
@@ -76,6 +77,10 @@ class Rooms:
 
     def of_user(self, user: User) -> list[Room]:
         return sorted(self._of_user.get(user.id, ()), key=lambda r: r.name)
+
+    async def joined_before(self, user: User) -> list[AssociationRecord]:
+        """Every room ``user`` has joined at some time, ended ones included (/myrooms)."""
+        return await self._storage.list_associations(user.id)
 
     def listed_for(self, user: User | None) -> list[Room]:
         """Rooms shown by /rooms to ``user``: all but the private rooms they are not in."""

@@ -357,9 +357,7 @@ async def _revoke_token(ctl: ControlServer, req: dict[str, Any]) -> Any:
 async def _useradd(ctl: ControlServer, req: dict[str, Any]) -> Any:
     services = ctl.services
     user = await services.accounts.create(req["name"], req["password"],
-                                          is_admin=bool(req.get("admin")))
-    await services.audit.record("account-created", "console", user.name,
-                                reason="admin" if user.is_admin else "")
+                                          is_admin=bool(req.get("admin")), actor="console")
     return {"name": user.name, "admin": user.is_admin}
 
 

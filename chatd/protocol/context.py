@@ -1,4 +1,4 @@
-"""What a command handler gets: its session, the services, and reply helpers."""
+"""What a command handler gets: its session, the domain services, and reply helpers."""
 
 from __future__ import annotations
 
@@ -11,7 +11,7 @@ from chatd.protocol.results import Deferred, Ok
 
 if TYPE_CHECKING:
     from chatd.domain.accounts import User
-    from chatd.protocol.services import Services
+    from chatd.protocol.services import HandlerServices
     from chatd.protocol.session import Session
 
 
@@ -20,7 +20,7 @@ class Context:
 
     __slots__ = ("command", "label", "services", "session")
 
-    def __init__(self, services: Services, session: Session, command: str,
+    def __init__(self, services: HandlerServices, session: Session, command: str,
                  label: str | None) -> None:
         self.services = services
         self.session = session

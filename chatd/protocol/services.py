@@ -1,9 +1,17 @@
-"""The services a command handler can reach, wired once by the application."""
+"""The services, wired once by the application, and the part handlers see.
+
+:class:`Services` holds everything, the storage, the message writer and the
+bus included: the application and the front ends' plumbing use it. A command
+handler sees it as :class:`HandlerServices`, the domain services, settings,
+clock, statistics and command table only, so that a rule cannot live in a
+handler (where the IRC front end would miss it): it has to be a domain
+method, which both front ends call.
+"""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Protocol
 
 if TYPE_CHECKING:
     from chatd.config import Config
@@ -56,3 +64,48 @@ class Services:
     stickers: Stickers
     crypto: CryptoService
     e2e: E2E
+
+
+class HandlerServices(Protocol):
+    """What a command handler reaches: no storage, writer or bus."""
+
+    @property
+    def config(self) -> Config: ...
+    @property
+    def clock(self) -> Clock: ...
+    @property
+    def accounts(self) -> Accounts: ...
+    @property
+    def rooms(self) -> Rooms: ...
+    @property
+    def messaging(self) -> Messaging: ...
+    @property
+    def moderation(self) -> Moderation: ...
+    @property
+    def admission(self) -> Admission: ...
+    @property
+    def protection(self) -> Protection: ...
+    @property
+    def tokens(self) -> Tokens: ...
+    @property
+    def notifier(self) -> Notifier: ...
+    @property
+    def audit(self) -> AuditLog: ...
+    @property
+    def presence(self) -> Presence: ...
+    @property
+    def commands(self) -> CommandTable: ...
+    @property
+    def stats(self) -> Stats: ...
+    @property
+    def started_at(self) -> float: ...
+    @property
+    def version(self) -> str: ...
+    @property
+    def files(self) -> Files: ...
+    @property
+    def stickers(self) -> Stickers: ...
+    @property
+    def crypto(self) -> CryptoService: ...
+    @property
+    def e2e(self) -> E2E: ...
