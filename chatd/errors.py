@@ -3,10 +3,16 @@
 Anything in the daemon may raise :class:`ChatError`; the dispatcher turns it
 into exactly one ``error`` reply. Any other exception becomes
 ``internal-error`` and is logged; the client never sees a traceback.
+
+A ChatError speaks no front end's language: its sentence names no command,
+and what a user could do next is a :class:`Remedy` (data), which each front
+end words its own way (the line protocol as a slash command, IRC not at all).
 """
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+from dataclasses import dataclass
 from enum import StrEnum
 from typing import Any
 
@@ -47,11 +53,36 @@ class Code(StrEnum):
     BLOCKED = "blocked"
 
 
-class ChatError(Exception):
-    """A refusal to report to the client: a code, a sentence, optional fields."""
+class Step(StrEnum):
+    """What a refused user can do next (each front end says it its own way)."""
 
-    def __init__(self, code: Code, message: str, **fields: Any) -> None:
+    LIST_ROOMS = "list-rooms"  # see which rooms there are
+    JOIN = "join"  # join the room first
+    JOIN_EXISTING = "join-existing"  # the room to create exists: join it instead
+    TRANSFER = "transfer"  # ownership changes hands by a transfer
+    ENCRYPT = "encrypt"  # send an end-to-end encrypted message instead
+    REMOVE_FILES = "remove-files"  # delete files to make room
+    LIST_BLOCKS = "list-blocks"  # see whom one blocks
+    REVOKE_TOKEN = "revoke-token"  # revoke the token of that name first
+
+
+@dataclass(frozen=True, slots=True)
+class Remedy:
+    """A next step and what it applies to (``room``: the room's name)."""
+
+    step: Step
+    room: str | None = None
+
+
+class ChatError(Exception):
+    """A refusal to report to the client: a code, a front-end-neutral sentence,
+    structured ``details`` (the error record's extra fields on the wire: ``until``,
+    ``retry_ms``, ``quota`` ...) and, optionally, the ``remedy`` a user could try."""
+
+    def __init__(self, code: Code, message: str, *, remedy: Remedy | None = None,
+                 **details: Any) -> None:
         super().__init__(f"{code}: {message}")
         self.code = code
         self.message = message
-        self.fields = fields
+        self.remedy = remedy
+        self.details: Mapping[str, Any] = details

@@ -23,7 +23,7 @@ from typing import TYPE_CHECKING, Any, BinaryIO
 from chatd.content import previews
 from chatd.content.blobs import CHUNK, files_dir
 from chatd.domain.room import Role
-from chatd.errors import ChatError, Code
+from chatd.errors import ChatError, Code, Remedy, Step
 from chatd.protocol.render import TEXT_ONLY
 from chatd.protocol.session import SessionState
 from storage.records import FileRecord
@@ -109,7 +109,8 @@ class Files:
         """Refuse an upload before its data is read, when that can be known."""
         valid_filename(name)
         if not room.is_member(user.id):
-            raise ChatError(Code.NOT_IN_ROOM, f"you are not in #{room.name}; /join {room.name}.")
+            raise ChatError(Code.NOT_IN_ROOM, f"you are not in #{room.name}.",
+                            remedy=Remedy(Step.JOIN, room.name))
         if room.muted(user.id, self._clock.time()):
             raise ChatError(Code.MUTED, f"you are muted in #{room.name}.")
         if size > self.config.max_size:
@@ -122,7 +123,8 @@ class Files:
         if used + size > quota:
             raise ChatError(Code.QUOTA_EXCEEDED,
                             f"that would take your files to {used + size} bytes, over your "
-                            f"quota of {quota}; /rmfile some first.", used=used, quota=quota)
+                            f"quota of {quota}.", remedy=Remedy(Step.REMOVE_FILES),
+                            used=used, quota=quota)
 
     async def stage(self) -> tuple[Path, BinaryIO]:
         """A new, empty staging file for an upload, opened for writing."""

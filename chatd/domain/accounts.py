@@ -17,7 +17,7 @@ import bcrypt
 
 from chatd.domain import names
 from chatd.domain.ratelimit import TokenBucket
-from chatd.errors import ChatError, Code
+from chatd.errors import ChatError, Code, Remedy, Step
 from storage.api import Conflict, Storage, StorageError
 from storage.records import UserBlockRecord, UserRecord
 
@@ -208,8 +208,8 @@ class Accounts:
         """Accept ``target``'s direct messages to ``user`` again."""
         since = user.blocked.pop(target.id, None)
         if since is None:
-            raise ChatError(Code.BAD_ARGUMENTS, f"you do not block {target.name}; "
-                            "/blocks lists whom you block.")
+            raise ChatError(Code.BAD_ARGUMENTS, f"you do not block {target.name}.",
+                            remedy=Remedy(Step.LIST_BLOCKS))
         try:
             await self._storage.delete_user_block(user.id, target.id)
         except StorageError:

@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING, Any
 
 from chatd.delivery.outgoing import Outgoing
 from chatd.domain.names import format_duration
-from chatd.errors import ChatError, Code
+from chatd.errors import ChatError, Code, Remedy, Step
 from chatd.protocol.codec import iso_ts
 from storage.records import MessageRecord
 
@@ -89,12 +89,14 @@ class Messaging:
         user = session.user
         assert user is not None
         if user.id not in room.members:
-            raise ChatError(Code.NOT_IN_ROOM, f"you are not in #{room.name}; /join {room.name}.")
+            raise ChatError(Code.NOT_IN_ROOM, f"you are not in #{room.name}.",
+                            remedy=Remedy(Step.JOIN, room.name))
         if user.id in room.mutes:
             self._refuse_if_muted(room, user)
         if kind != "e2e" and room.settings.get("e2e"):
             raise ChatError(Code.E2E_REQUIRED, f"#{room.name} is end-to-end encrypted: send "
-                            "with /emsg from a client that encrypts (chatd-client).")
+                            "from a client that encrypts (chatd-client).",
+                            remedy=Remedy(Step.ENCRYPT, room.name))
         self._protection.charge_message(session, room)
         msg = MessageRecord(next(self._ids), user.id, user.name, text, self._clock.time(),
                             room_id=room.id, kind=kind, extra=extra)

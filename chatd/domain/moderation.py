@@ -14,7 +14,7 @@ from chatd.delivery.outgoing import Outgoing
 from chatd.domain.names import format_duration
 from chatd.domain.permissions import Action, authorize
 from chatd.domain.room import Mode, Role, Room
-from chatd.errors import ChatError, Code
+from chatd.errors import ChatError, Code, Remedy, Step
 from storage.records import SanctionRecord
 
 if TYPE_CHECKING:
@@ -190,8 +190,7 @@ class Moderation:
                 raise ChatError(Code.NOT_IN_ROOM,
                                 f"{target.name} is not a member of #{room.name}.")
             if role is not before:
-                raise ChatError(Code.BAD_ARGUMENTS, _wrong_role(action, room, target, role,
-                                                                before))
+                raise _wrong_role(action, room, target, role, before)
             now = self._clock.time()
             await self._storage.set_roles(room.id, [(target.id, after.value)], now)
             room.set_roles([(target.id, after)], now)
@@ -258,14 +257,16 @@ class Moderation:
             self._bus.to_user(target, item)
 
 
-def _wrong_role(action: Action, room: Room, target: User, role: Role, before: Role) -> str:
+def _wrong_role(action: Action, room: Room, target: User, role: Role,
+                before: Role) -> ChatError:
     if role is Role.OWNER:
         # The room keeps exactly one owner: a new one is chosen, and the old one
-        # steps down to admin, with /transfer.
-        return (f"{target.name} is the owner of #{room.name}; ownership changes hands "
-                f"with /transfer <user> {room.name}.")
-    return (f"{target.name} is {_A[role]} of #{room.name}; only {_A[before]} can be "
-            f"{action.value}d.")
+        # steps down to admin, by a transfer.
+        return ChatError(Code.BAD_ARGUMENTS, f"{target.name} is the owner of #{room.name}; "
+                         "ownership changes hands by a transfer.",
+                         remedy=Remedy(Step.TRANSFER, room.name))
+    return ChatError(Code.BAD_ARGUMENTS, f"{target.name} is {_A[role]} of #{room.name}; "
+                     f"only {_A[before]} can be {action.value}d.")
 
 
 def _authorize(action: Action, room: Room, actor: User | None, target: User) -> None:

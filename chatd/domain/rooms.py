@@ -16,7 +16,7 @@ from chatd.delivery.outgoing import Outgoing
 from chatd.domain import names
 from chatd.domain.permissions import Action, authorize
 from chatd.domain.room import Departure, Member, Mode, Role, Room
-from chatd.errors import ChatError, Code
+from chatd.errors import ChatError, Code, Remedy, Step
 from storage.api import Conflict
 
 if TYPE_CHECKING:
@@ -71,8 +71,8 @@ class Rooms:
     def require(self, ref: str) -> Room:
         room = self.find(ref)
         if room is None:
-            raise ChatError(Code.NO_SUCH_ROOM,
-                            f'there is no room "{ref}". /rooms lists the rooms you can join.')
+            raise ChatError(Code.NO_SUCH_ROOM, f'there is no room "{ref}".',
+                            remedy=Remedy(Step.LIST_ROOMS))
         return room
 
     def of_user(self, user: User) -> list[Room]:
@@ -131,7 +131,8 @@ class Rooms:
         name = _valid_room_name(raw_name)
         async with self._create_lock:
             if self.find(name) is not None:
-                raise ChatError(Code.NAME_TAKEN, f'a room named "{name}" exists; /join {name}?')
+                raise ChatError(Code.NAME_TAKEN, f'a room named "{name}" exists.',
+                                remedy=Remedy(Step.JOIN_EXISTING, name))
             try:
                 record, member = await self._storage.create_room(
                     name, mode.value, user.id, self._clock.time())

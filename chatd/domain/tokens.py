@@ -10,7 +10,7 @@ import hashlib
 import secrets
 from typing import TYPE_CHECKING
 
-from chatd.errors import ChatError, Code
+from chatd.errors import ChatError, Code, Remedy, Step
 from storage.api import Conflict
 
 if TYPE_CHECKING:
@@ -42,8 +42,8 @@ class Tokens:
             record = await self._storage.create_token(user.id, name, token_hash(secret), now,
                                                       now + ttl if ttl else None)
         except Conflict:
-            raise ChatError(Code.NAME_TAKEN, f'you already have a token named "{name}"; '
-                            "/token revoke it first.") from None
+            raise ChatError(Code.NAME_TAKEN, f'you already have a token named "{name}".',
+                            remedy=Remedy(Step.REVOKE_TOKEN)) from None
         return secret, record
 
     async def list(self, user: User) -> list[TokenRecord]:

@@ -124,9 +124,9 @@ async def fakelag(session: IrcSession, room: Room | None, send: Callable[[], obj
                 await result
             return
         except ChatError as exc:
-            if exc.code is not Code.RATE_LIMITED or "retry_ms" not in exc.fields:
+            if exc.code is not Code.RATE_LIMITED or "retry_ms" not in exc.details:
                 raise
-            await asyncio.sleep(min(exc.fields["retry_ms"] / 1000, MAX_LAG_STEP))
+            await asyncio.sleep(min(exc.details["retry_ms"] / 1000, MAX_LAG_STEP))
 
 
 def _message_wait(session: IrcSession, room: Room | None) -> float:

@@ -6,6 +6,7 @@ from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
 from chatd.errors import ChatError
+from chatd.protocol.hints import line_message
 from chatd.protocol.render import TEXT_ONLY
 from chatd.protocol.results import Deferred, Ok
 
@@ -43,8 +44,8 @@ class Context:
     def reply_error(self, exc: ChatError) -> None:
         """The command's final ``error``."""
         self.services.stats.error(exc.code.value)
-        self.send({"type": "error", "code": exc.code.value, "message": exc.message,
-                   "command": self.command, **exc.fields})
+        self.send({"type": "error", "code": exc.code.value, "message": line_message(exc),
+                   "command": self.command, **exc.details})
 
     def finish(self, result: Ok | Deferred | None) -> None:
         if not isinstance(result, Deferred):

@@ -275,7 +275,8 @@ def _leftover(ctx: Context, passed: list[Param], word: str, usage: str) -> ChatE
     for param in passed:
         refusal = param.refusal(ctx, word)
         if refusal is not None and refusal.code is Code.BAD_ARGUMENTS:
-            return ChatError(refusal.code, f"{refusal.message} Usage: {usage}", **refusal.fields)
+            return ChatError(refusal.code, f"{refusal.message} Usage: {usage}",
+                             remedy=refusal.remedy, **refusal.details)
         if refusal is not None:
             return refusal
     return ChatError(Code.BAD_ARGUMENTS, f"too many arguments. Usage: {usage}")

@@ -24,6 +24,7 @@ from typing import TYPE_CHECKING, BinaryIO
 from chatd.content.files import Staged
 from chatd.errors import ChatError, Code
 from chatd.protocol.dispatch import crashed
+from chatd.protocol.hints import line_message
 from chatd.protocol.results import ok
 
 if TYPE_CHECKING:
@@ -188,7 +189,8 @@ class Upload:
         """An early word, so a client can stop sending; the final error follows the "."."""
         if not (self._gone or self._ended):
             # A usage ends without a full stop: the sentence after it must not run on.
-            message = error.message if error.message.endswith(".") else f"{error.message}."
+            said = line_message(error)
+            message = said if said.endswith(".") else f"{said}."
             self._ctx.notice(f"upload failed ({error.code.value}): {message} The lines "
                              "up to a line with a single \".\" are discarded.",
                              upload="failed", code=error.code.value)

@@ -197,3 +197,17 @@ async def test_one_away_state_for_both_protocols(irc: IrcFactory, clients: Clien
     rows = [await bob.expect("352") for _ in range(2)]
     flags = {row.params[5]: row.params[6] for row in rows}
     assert flags["alice"].startswith("G") and flags["bob"].startswith("H")
+
+
+async def test_refusals_name_no_line_protocol_command(irc: IrcFactory, clients: Clients) -> None:
+    alice = await clients.user("alice")
+    await alice.command("/create vault")
+    await alice.command("/e2e on vault")
+    bob = await irc("bob")
+    bob.send("JOIN #vault")
+    await bob.expect("366")
+    bob.send("PRIVMSG #vault :in the clear")
+    refused = await bob.expect("404")
+    # The line protocol says "send with /emsg from ..."; IRC has no /emsg.
+    assert refused.params[1:] == ("#vault", "#vault is end-to-end encrypted: send from a "
+                                  "client that encrypts (chatd-client).")
