@@ -5,7 +5,6 @@ from __future__ import annotations
 import time
 from typing import Any
 
-from chatd.delivery.outgoing import Outgoing
 from chatd.domain.names import looks_like_duration, parse_duration
 from chatd.domain.permissions import Action
 from chatd.domain.protection import ROOM_BURST, ROOM_RATE
@@ -69,9 +68,8 @@ def typing(ctx: Context, room: Room) -> Ok:
     if wait:
         raise ChatError(Code.RATE_LIMITED, "typing indicators are limited; wait a moment.",
                         retry_ms=max(1, round(wait * 1000)))
-    item = Outgoing({"type": "event", "event": "typing", "room": room.name,
-                     "user": ctx.user.name}, room.id)
-    ctx.services.bus.to_room(room, item, skip=session)
+    ctx.services.bus.to_room(room, {"type": "event", "event": "typing", "room": room.name,
+                                    "user": ctx.user.name}, skip=session)
     return ok(room=room.name)
 
 

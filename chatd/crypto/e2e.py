@@ -15,17 +15,16 @@ import binascii
 from typing import TYPE_CHECKING, Any
 
 from chatd.crypto import envelope
-from chatd.delivery.outgoing import Outgoing
 from chatd.domain.permissions import Action, authorize
 from chatd.errors import ChatError, Code
 from storage.records import KeyRecord
 
 if TYPE_CHECKING:
     from chatd.config import CryptoConfig
-    from chatd.delivery.bus import Bus
     from chatd.domain.accounts import Accounts, User
     from chatd.domain.clock import Clock
     from chatd.domain.messaging import Messaging
+    from chatd.domain.ports import Bus
     from chatd.domain.room import Room
     from chatd.protocol.session import Session
     from storage.api import Storage
@@ -133,7 +132,7 @@ class E2E:
             room.settings = settings
         event = {"type": "event", "event": "e2e", "room": room.name, "actor": actor.name,
                  "e2e": on, "state": "on" if on else "off"}
-        self._bus.to_room(room, Outgoing(event, room.id))
+        self._bus.to_room(room, event)
         return True
 
 

@@ -3,16 +3,29 @@
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Protocol
 
 from chatd.errors import ChatError, Code
 
 if TYPE_CHECKING:
     from chatd.domain.accounts import User
-    from chatd.protocol.services import Services
+    from chatd.domain.audit import AuditLog
+    from chatd.domain.protection import Protection
+    from chatd.domain.stats import Stats
 
 
-async def checked_login(services: Services, peer: str, name: str | None,
+class LoginServices(Protocol):
+    """What a login attempt needs of the daemon's services."""
+
+    @property
+    def protection(self) -> Protection: ...
+    @property
+    def stats(self) -> Stats: ...
+    @property
+    def audit(self) -> AuditLog: ...
+
+
+async def checked_login(services: LoginServices, peer: str, name: str | None,
                         attempt: Callable[[], Awaitable[User]], via: str = "") -> User:
     """Run ``attempt`` unless ``peer`` or ``name`` failed too often; count and audit failures.
 

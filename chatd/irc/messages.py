@@ -20,7 +20,6 @@ import inspect
 from collections.abc import Callable
 from typing import TYPE_CHECKING
 
-from chatd.delivery.outgoing import Outgoing
 from chatd.domain.protection import ROOM_RATE
 from chatd.domain.ratelimit import TokenBucket
 from chatd.errors import ChatError, Code
@@ -155,6 +154,5 @@ def tagmsg(ctx: IrcContext) -> None:
                                             ctx.services.clock.monotonic)
     if session.typing_bucket.try_take():
         return  # typing indicators are dropped first; nothing to report
-    item = Outgoing({"type": "event", "event": "typing", "room": room.name,
-                     "user": ctx.user.name}, room.id)
-    ctx.services.bus.to_room(room, item, skip=session)
+    ctx.services.bus.to_room(room, {"type": "event", "event": "typing", "room": room.name,
+                                    "user": ctx.user.name}, skip=session)

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import itertools
 import logging
-from collections.abc import Awaitable
+from collections.abc import Awaitable, Mapping
 from enum import Enum
 from typing import TYPE_CHECKING, Any, Protocol
 
@@ -160,7 +160,36 @@ class Session:
                    "text": f"{count} join/leave event{'s' * (count != 1)} skipped while your "
                            "connection was behind; /who shows who is in a room."})
 
-    def send(self, record: dict[str, Any], label: str | None = None) -> None:
+    # -- the domain's Endpoint (chatd.domain.ports) ---------------------------
+
+    @property
+    def closing(self) -> bool:
+        return self.state is SessionState.CLOSING
+
+    def signed_in(self, user: User, room: Room | None) -> None:
+        self.user = user
+        self.state = SessionState.AUTHENTICATED
+        if room is not None:
+            self.current_room = room
+
+    def signed_out(self, now: float) -> None:
+        self.user = None
+        self.current_room = None
+        self.anonymous_since = now
+        if self.state is SessionState.AUTHENTICATED:
+            self.state = SessionState.CONNECTED
+
+    def gone(self) -> None:
+        if self.line_sink is not None:
+            self.line_sink.abort("disconnected")
+            self.line_sink = None
+        self.state = SessionState.CLOSING
+
+    def left_room(self, room: Room) -> None:
+        if self._room is room:
+            self.current_room = None
+
+    def send(self, record: Mapping[str, Any], label: str | None = None) -> None:
         """Render and queue one record meant for this connection only."""
         room = self.current_room
         current = room is not None and record.get("room") == room.name
