@@ -10,9 +10,9 @@ from __future__ import annotations
 import itertools
 from typing import TYPE_CHECKING, Any
 
+from chatd.domain.clock import iso_ts
 from chatd.domain.names import format_duration
 from chatd.errors import ChatError, Code
-from chatd.protocol.codec import iso_ts
 from storage.records import MessageRecord
 
 if TYPE_CHECKING:

@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 
 from chatd.delivery.outgoing import PRESENCE, Outgoing
 from chatd.domain.ratelimit import TokenBucket
-from chatd.protocol.render import Style, render, style_key
+from chatd.protocol.render import Style, lane_renderer, render, style_key
 
 if TYPE_CHECKING:
     from chatd.delivery.feed import Lane, RoomFeed
@@ -64,6 +64,8 @@ class Session:
     __slots__ = (
         "_key_current",
         "_key_other",
+        "_render_current",
+        "_render_other",
         "_room",
         "_room_id",
         "anonymous_since",
@@ -100,6 +102,8 @@ class Session:
         self.style = Style()
         self._key_current = style_key(self.style, True)
         self._key_other = style_key(self.style, False)
+        self._render_current = lane_renderer(self.style, True)
+        self._render_other = lane_renderer(self.style, False)
 
     @property
     def logged_in(self) -> bool:
@@ -122,6 +126,8 @@ class Session:
         self.style = style
         self._key_current = style_key(style, True)
         self._key_other = style_key(style, False)
+        self._render_current = lane_renderer(style, True)
+        self._render_other = lane_renderer(style, False)
 
     def tap(self, feed: RoomFeed, item: Outgoing) -> None:
         """Take the room's messages of this turn from ``item`` on (see chatd.delivery.feed):
@@ -129,9 +135,11 @@ class Session:
         if self.coalesced:
             self.deliver(item)
             return
-        current = feed.room_id == self._room_id
-        key = self._key_current if current else self._key_other
-        self.out.tap(feed, feed.lane(key, self.style, current, item))
+        if feed.room_id == self._room_id:
+            lane = feed.lane(self._key_current, self._render_current, item)
+        else:
+            lane = feed.lane(self._key_other, self._render_other, item)
+        self.out.tap(feed, lane)
 
     def deliver(self, item: Outgoing) -> None:
         """Queue ``item`` for this connection. The fan-out hot path: keep it lean."""
