@@ -193,6 +193,11 @@ class Session:
             self.line_sink = None
         self.state = SessionState.CLOSING
 
+    @property
+    def congested(self) -> bool:
+        """The connection's output is behind (a download waits for it)."""
+        return self.out.congested
+
     def left_room(self, room: Room) -> None:
         if self._room is room:
             self.current_room = None
