@@ -64,9 +64,11 @@ class LocalBus:
 
     def connect(self, room: Room, endpoints: Iterable[Endpoint]) -> None:
         connected = self._rooms.get(room.id)
-        if connected is None:
-            connected = self._rooms[room.id] = set()
-        connected.update(_receivers(endpoints))
+        if connected is not None:
+            connected.update(_receivers(endpoints))
+        elif fresh := set(_receivers(endpoints)):
+            # A room nobody is connected to has no entry (see disconnect).
+            self._rooms[room.id] = fresh
 
     def disconnect(self, room: Room, endpoints: Iterable[Endpoint]) -> None:
         connected = self._rooms.get(room.id)
