@@ -106,7 +106,7 @@ async def passwd(ctx: Context, old: str, new: str) -> Ok:
 
 def _close_other_sessions(ctx: Context, user: User) -> int:
     """Close ``user``'s connections other than this one, saying why; how many."""
-    others = [s for s in user.sessions if s is not ctx.session]
+    others = [s for s in ctx.services.presence.connections(user) if s is not ctx.session]
     for session in others:
         session.send({"type": "notice", "text": "your password was changed on another "
                       "connection; log in again with the new password."})
@@ -133,10 +133,10 @@ def whoami(ctx: Context) -> Ok:
     rooms = [r.name for r in ctx.services.rooms.of_user(user)]
     current = session.current_room.name if session.current_room else None
     text = f"You are {user.name}{' (server admin)' if user.is_admin else ''}"
-    text += f", on {len(user.sessions)} connection{'s' * (len(user.sessions) != 1)}"
+    text += f", on {user.connections} connection{'s' * (user.connections != 1)}"
     text += f"; current room: #{current}." if current else "; no current room."
     return ok(text, user=user.name, admin=user.is_admin, rooms=rooms, current_room=current,
-              connections=len(user.sessions), session=session.id)
+              connections=user.connections, session=session.id)
 
 
 @command("block", UserRef("user"), group=GROUP)

@@ -71,7 +71,7 @@ async def download(ctx: Context, id: int) -> Ok:
     """Download a file as base64 lines (text: ending with "."; json: data records)."""
     files = ctx.services.files
     record = await files.readable(ctx.user, id)
-    await files.stream(ctx.session, record, ctx.label)
+    await files.stream(ctx.session, record, ctx.label, text=ctx.session.style.fmt != "json")
     fields = file_object(record, await files.url(record))
     del fields["preview"]
     return ok(f"file {record.id}: {record.name}, {human_size(record.size)}, sha256 "

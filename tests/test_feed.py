@@ -75,13 +75,14 @@ def make_room(room_id: int = 1, name: str = "general") -> Room:
 
 
 def make_session(style: Style = TEXT, current: Room | None = None,
-                 rooms: Iterable[Room] = ()) -> Session:
+                 rooms: Iterable[Room] = (), bus: LocalBus | None = None) -> Session:
     session = Session(Box(), "127.0.0.1:1", TokenBucket(0, 1, lambda: 0.0))
     if style != TEXT:
         session.set_style(style)
     session.current_room = current
     for room in rooms:
-        room.connect((session,))
+        assert bus is not None
+        bus.connect(room, (session,))
     return session
 
 
@@ -125,16 +126,16 @@ def summary(count: int) -> dict[str, Any]:
                     "connection was behind; /who shows who is in a room."}
 
 
-def check_taps(rooms: Iterable[Room], sessions: Iterable[Session]) -> None:
+def check_taps(bus: LocalBus, rooms: Iterable[Room], sessions: Iterable[Session]) -> None:
     """A room feed's ``taps`` is the number of connections tapped on it, all of them members."""
     sessions = list(sessions)
     for room in rooms:
-        feed = room.feed
+        feed = bus.feed_of(room)
         if feed is None:
             continue
         tapped = [s for s in sessions if s.out.feed is feed]
         assert feed.taps == len(tapped), (room.name, feed.taps, tapped)
-        assert all(s in room.endpoints for s in tapped)
+        assert all(s in bus.in_room(room) for s in tapped)
     for session in sessions:
         out = box(session)
         assert (out.feed is None) == (out.lane is None)
@@ -153,36 +154,37 @@ def end_turn(bus: LocalBus, sessions: Iterable[Session]) -> dict[Session, bytes]
 
 def test_a_message_is_rendered_once_per_style_and_shared_by_every_member() -> None:
     bus, room = LocalBus(), make_room()
-    texts = [make_session(TEXT, room, [room]) for _ in range(6)]
-    jsons = [make_session(JSON, room, [room]) for _ in range(4)]
+    texts = [make_session(TEXT, room, [room], bus) for _ in range(6)]
+    jsons = [make_session(JSON, room, [room], bus) for _ in range(4)]
     members = texts + jsons
     items = [room_msg(room, f"m{n}") for n in range(3)]
     for item in items:
-        bus.to_room(room, item)
-        check_taps([room], members)
-        assert room.feed is not None and room.feed.taps == len(members)
+        bus.deliver_to_room(room, item)
+        check_taps(bus, [room], members)
+        assert bus.feed_of(room) is not None and bus.feed_of(room).taps == len(members)
     # Two lanes (one per style), each message rendered once per lane: the
     # render cache of each item holds one rendering per style.
-    assert room.feed is not None and len(room.feed.lanes) == 2
+    assert bus.feed_of(room) is not None and len(bus.feed_of(room).lanes) == 2
     assert all(len(item.cache) == 2 for item in items)
     # Every member was woken once for the turn, whatever the number of messages.
     assert [box(s).wakes for s in members] == [1] * len(members)
-    feed = room.feed
+    feed = bus.feed_of(room)
     out = end_turn(bus, members)
-    check_taps([room], members)
+    check_taps(bus, [room], members)
     for group in (texts, jsons):
         expected = b"".join(naive(group[0], item) for item in items)
         assert out[group[0]] == expected
         # Whole-lane takers share one bytes object.
         assert all(out[s] is out[group[0]] for s in group)
     assert out[texts[0]] == b"<alice> m0\r\n<alice> m1\r\n<alice> m2\r\n"
-    assert feed.taps == 0 and room.feed is None
+    assert feed.taps == 0 and bus.feed_of(room) is None
 
 
 def test_the_messages_of_a_turn_come_out_in_order_events_and_actions_included() -> None:
     bus, room = LocalBus(), make_room()
-    members = [make_session(TEXT, room, [room]), make_session(JSON, room, [room]),
-               make_session(TEXT_TS, None, [room]), make_session(TEXT_COLOUR, None, [room])]
+    members = [make_session(TEXT, room, [room], bus), make_session(JSON, room, [room], bus),
+               make_session(TEXT_TS, None, [room], bus),
+               make_session(TEXT_COLOUR, None, [room], bus)]
     items = []
     for n in range(40):
         if n % 13 == 5:
@@ -192,8 +194,8 @@ def test_the_messages_of_a_turn_come_out_in_order_events_and_actions_included() 
         else:
             item = room_msg(room, f"line {n}", sender=("alice", "bob")[n % 2])
         items.append(item)
-        bus.to_room(room, item)
-        check_taps([room], members)
+        bus.deliver_to_room(room, item)
+        check_taps(bus, [room], members)
     out = end_turn(bus, members)
     for session in members:
         assert out[session] == b"".join(naive(session, item) for item in items)
@@ -203,7 +205,7 @@ def test_the_messages_of_a_turn_come_out_in_order_events_and_actions_included() 
 
 def test_an_empty_turn_takes_nothing_and_wakes_nobody() -> None:
     bus, room = LocalBus(), make_room()
-    members = [make_session(TEXT, room, [room])]
+    members = [make_session(TEXT, room, [room], bus)]
     assert end_turn(bus, members) == {members[0]: b""}
     assert box(members[0]).wakes == 0
 
@@ -215,11 +217,11 @@ def test_an_empty_turn_takes_nothing_and_wakes_nobody() -> None:
 def test_a_direct_item_between_two_room_messages_lands_between_them_for_that_member_only(
         how: str) -> None:
     bus, room = LocalBus(), make_room()
-    bob = make_session(TEXT, room, [room])
-    others = [make_session(TEXT, room, [room]), make_session(JSON, None, [room])]
+    bob = make_session(TEXT, room, [room], bus)
+    others = [make_session(TEXT, room, [room], bus), make_session(JSON, None, [room], bus)]
     members = [bob, *others]
     first, second, third = (room_msg(room, f"m{n}") for n in range(3))
-    bus.to_room(room, first)
+    bus.deliver_to_room(room, first)
     if how == "deliver":
         extra = direct_msg("bob", "psst")
         bob.deliver(extra)
@@ -235,11 +237,11 @@ def test_a_direct_item_between_two_room_messages_lands_between_them_for_that_mem
         reply = {"type": "ok", "command": "whoami", "message": "you are bob"}
         bob.send(reply, label)
         between = render(reply, bob.style, False, label)
-    check_taps([room], members)
+    check_taps(bus, [room], members)
     assert box(bob).feed is None
-    bus.to_room(room, second)
-    bus.to_room(room, third)
-    check_taps([room], members)
+    bus.deliver_to_room(room, second)
+    bus.deliver_to_room(room, third)
+    check_taps(bus, [room], members)
     out = end_turn(bus, members)
     assert between
     assert out[bob] == naive(bob, first) + between + naive(bob, second) + naive(bob, third)
@@ -250,20 +252,20 @@ def test_a_direct_item_between_two_room_messages_lands_between_them_for_that_mem
 
 def test_skip_leaves_out_exactly_that_message_for_the_skipped_session() -> None:
     bus, room = LocalBus(), make_room()
-    alice = make_session(TEXT, room, [room])
-    bob, carol = make_session(JSON, room, [room]), make_session(TEXT, room, [room])
+    alice = make_session(TEXT, room, [room], bus)
+    bob, carol = make_session(JSON, room, [room], bus), make_session(TEXT, room, [room], bus)
     members = [alice, bob, carol]
     items = [room_msg(room, f"m{n}") for n in range(5)]
-    bus.to_room(room, items[0])
-    bus.to_room(room, items[1], skip=alice)
-    check_taps([room], members)
+    bus.deliver_to_room(room, items[0])
+    bus.deliver_to_room(room, items[1], skip=alice)
+    check_taps(bus, [room], members)
     # The sender's own copy (its acknowledgement) goes right after, labelled.
     alice.send(items[1].record, "ack")
-    bus.to_room(room, items[2], skip=alice)  # skipped twice in a row
-    check_taps([room], members)
-    bus.to_room(room, items[3])
-    bus.to_room(room, items[4], skip=bob)
-    check_taps([room], members)
+    bus.deliver_to_room(room, items[2], skip=alice)  # skipped twice in a row
+    check_taps(bus, [room], members)
+    bus.deliver_to_room(room, items[3])
+    bus.deliver_to_room(room, items[4], skip=bob)
+    check_taps(bus, [room], members)
     out = end_turn(bus, members)
     assert out[alice] == (naive(alice, items[0]) + render(items[1].record, TEXT, True, "ack")
                           + naive(alice, items[3]) + naive(alice, items[4]))
@@ -274,13 +276,13 @@ def test_skip_leaves_out_exactly_that_message_for_the_skipped_session() -> None:
 
 def test_a_session_skipped_on_the_turns_first_message_takes_a_slice_of_the_lane() -> None:
     bus, room = LocalBus(), make_room()
-    alice, bob = make_session(TEXT, room, [room]), make_session(TEXT, room, [room])
+    alice, bob = make_session(TEXT, room, [room], bus), make_session(TEXT, room, [room], bus)
     items = [room_msg(room, f"m{n}") for n in range(3)]
-    bus.to_room(room, items[0], skip=alice)
+    bus.deliver_to_room(room, items[0], skip=alice)
     assert box(alice).wakes == 0 and box(alice).pending == []
-    bus.to_room(room, items[1])
-    bus.to_room(room, items[2])
-    check_taps([room], [alice, bob])
+    bus.deliver_to_room(room, items[1])
+    bus.deliver_to_room(room, items[2])
+    check_taps(bus, [room], [alice, bob])
     out = end_turn(bus, [alice, bob])
     assert out[alice] == b"<alice> m1\r\n<alice> m2\r\n"
     assert out[bob] == b"<alice> m0\r\n<alice> m1\r\n<alice> m2\r\n"
@@ -288,12 +290,12 @@ def test_a_session_skipped_on_the_turns_first_message_takes_a_slice_of_the_lane(
 
 def test_skip_of_a_session_that_is_no_member_changes_nothing() -> None:
     bus, room = LocalBus(), make_room()
-    members = [make_session(TEXT, room, [room]), make_session(JSON, room, [room])]
+    members = [make_session(TEXT, room, [room], bus), make_session(JSON, room, [room], bus)]
     stranger = make_session(TEXT, None)
     items = [room_msg(room, "a"), room_msg(room, "b")]
-    bus.to_room(room, items[0])
-    bus.to_room(room, items[1], skip=stranger)
-    check_taps([room], [*members, stranger])
+    bus.deliver_to_room(room, items[0])
+    bus.deliver_to_room(room, items[1], skip=stranger)
+    check_taps(bus, [room], [*members, stranger])
     out = end_turn(bus, [*members, stranger])
     assert out[stranger] == b""
     for session in members:
@@ -303,23 +305,23 @@ def test_skip_of_a_session_that_is_no_member_changes_nothing() -> None:
 def test_two_rooms_interleaving_for_a_member_of_both_keep_the_global_order() -> None:
     bus = LocalBus()
     general, dev = make_room(1, "general"), make_room(2, "dev")
-    both_text = make_session(TEXT, general, [general, dev])
-    both_json = make_session(JSON, dev, [general, dev])
-    only_general = make_session(TEXT, general, [general])
-    only_dev = make_session(TEXT, dev, [dev])
+    both_text = make_session(TEXT, general, [general, dev], bus)
+    both_json = make_session(JSON, dev, [general, dev], bus)
+    only_general = make_session(TEXT, general, [general], bus)
+    only_dev = make_session(TEXT, dev, [dev], bus)
     sessions = [both_text, both_json, only_general, only_dev]
     rooms = [general, dev]
     sent: list[Outgoing] = []
     for n, room in enumerate([general, general, dev, general, dev, dev, general, dev]):
         item = room_msg(room, f"m{n}")
         sent.append(item)
-        bus.to_room(room, item)
-        check_taps(rooms, sessions)
+        bus.deliver_to_room(room, item)
+        check_taps(bus, rooms, sessions)
     out = end_turn(bus, sessions)
-    check_taps(rooms, sessions)
+    check_taps(bus, rooms, sessions)
     for session in sessions:
-        received = [i for i in sent if session in (general.endpoints if i.room_id == 1
-                                                   else dev.endpoints)]
+        received = [i for i in sent if session in (bus.in_room(general) if i.room_id == 1
+                                                   else bus.in_room(dev))]
         assert out[session] == b"".join(naive(session, i) for i in received)
     assert out[both_text].split(b"\r\n")[:4] == [b"<alice> m0", b"<alice> m1",
                                                   b"#dev <alice> m2", b"<alice> m3"]
@@ -330,19 +332,19 @@ def test_two_rooms_interleaving_for_a_member_of_both_keep_the_global_order() -> 
 
 def test_a_member_disconnected_mid_turn_receives_nothing_after() -> None:
     bus, room = LocalBus(), make_room()
-    bob = make_session(TEXT, room, [room])
-    others = [make_session(TEXT, room, [room]), make_session(JSON, room, [room])]
+    bob = make_session(TEXT, room, [room], bus)
+    others = [make_session(TEXT, room, [room], bus), make_session(JSON, room, [room], bus)]
     members = [bob, *others]
     before = [room_msg(room, f"before {n}") for n in range(3)]
     after = [room_msg(room, f"after {n}") for n in range(3)]
     for item in before:
-        bus.to_room(room, item)
-    room.disconnect((bob,))
-    check_taps([room], members)
-    assert bob not in room.endpoints and box(bob).feed is None
+        bus.deliver_to_room(room, item)
+    bus.disconnect(room, (bob,))
+    check_taps(bus, [room], members)
+    assert bob not in bus.in_room(room) and box(bob).feed is None
     for item in after:
-        bus.to_room(room, item)
-        check_taps([room], members)
+        bus.deliver_to_room(room, item)
+        check_taps(bus, [room], members)
     out = end_turn(bus, members)
     assert out[bob] == b"".join(naive(bob, item) for item in before)
     for session in others:
@@ -352,23 +354,23 @@ def test_a_member_disconnected_mid_turn_receives_nothing_after() -> None:
 def test_a_member_disconnected_mid_turn_keeps_what_another_room_sends() -> None:
     bus = LocalBus()
     general, dev = make_room(1, "general"), make_room(2, "dev")
-    bob = make_session(TEXT, general, [general, dev])
-    carol = make_session(TEXT, general, [general, dev])
+    bob = make_session(TEXT, general, [general, dev], bus)
+    carol = make_session(TEXT, general, [general, dev], bus)
     a, b, c, d = (room_msg(general, "a"), room_msg(dev, "b"), room_msg(general, "c"),
                   room_msg(dev, "d"))
-    bus.to_room(general, a)
-    bus.to_room(dev, b)  # bob's tap moves to dev's feed
-    general.disconnect((bob,))  # not tapped on general's feed: nothing to close
-    check_taps([general, dev], [bob, carol])
-    bus.to_room(general, c)
-    bus.to_room(dev, d)
+    bus.deliver_to_room(general, a)
+    bus.deliver_to_room(dev, b)  # bob's tap moves to dev's feed
+    bus.disconnect(general, (bob,))  # not tapped on general's feed: nothing to close
+    check_taps(bus, [general, dev], [bob, carol])
+    bus.deliver_to_room(general, c)
+    bus.deliver_to_room(dev, d)
     out = end_turn(bus, [bob, carol])
     assert out[bob] == b"".join(naive(bob, i) for i in (a, b, d))
     assert out[carol] == b"".join(naive(carol, i) for i in (a, b, c, d))
 
 
 def test_a_kicked_member_gets_the_kick_event_and_nothing_after() -> None:
-    """The room service's kick: the event to the room, then Room.apply_departure."""
+    """The room service's kick: the event to the room, then the departure applied."""
     bus, room = LocalBus(), make_room()
     users: dict[str, User] = {}
     sessions: dict[str, list[Session]] = {}
@@ -380,9 +382,9 @@ def test_a_kicked_member_gets_the_kick_event_and_nothing_after() -> None:
         # bob has two connections, the second in another style and with no current room.
         for session_style, current in ([(style, room), (TEXT, None)] if name == "bob"
                                        else [(style, room)]):
-            session = make_session(session_style, current, [room])
+            session = make_session(session_style, current, [room], bus)
             session.user = user
-            user.sessions.append(session)
+            bus.add_user(user, session)
             sessions.setdefault(name, []).append(session)
     everyone = [s for group in sessions.values() for s in group]
     before = [room_msg(room, "one"), room_msg(room, "two")]
@@ -390,17 +392,17 @@ def test_a_kicked_member_gets_the_kick_event_and_nothing_after() -> None:
     after = [room_msg(room, "three"), room_event(room, "topic", actor="alice", topic="t"),
              room_msg(room, "four")]
     for item in [*before, kick]:
-        bus.to_room(room, item)
+        bus.deliver_to_room(room, item)
     departure = room.plan_departure(users["bob"].id)
-    left = room.apply_departure(departure, 1.0)
+    gone = room.apply_departure(departure, 1.0)
+    left = [e for user_id in gone for e in bus.disconnect_user(room, user_id)]
     assert sorted(s.id for s in left) == sorted(s.id for s in sessions["bob"])
-    for session in left:  # as Rooms does after a departure
-        if session.current_room is room:
-            session.current_room = None
-    check_taps([room], everyone)
+    for endpoint in left:  # as Rooms does after a departure
+        endpoint.left_room(room)
+    check_taps(bus, [room], everyone)
     for item in after:
-        bus.to_room(room, item)
-        check_taps([room], everyone)
+        bus.deliver_to_room(room, item)
+        check_taps(bus, [room], everyone)
     out = end_turn(bus, everyone)
     for session, is_current in zip(sessions["bob"], (True, False), strict=True):
         # Rendered as it was when the kick came.
@@ -413,18 +415,18 @@ def test_a_kicked_member_gets_the_kick_event_and_nothing_after() -> None:
 
 def test_a_member_connected_mid_turn_receives_only_later_messages() -> None:
     bus, room = LocalBus(), make_room()
-    members = [make_session(TEXT, room, [room]), make_session(JSON, room, [room])]
+    members = [make_session(TEXT, room, [room], bus), make_session(JSON, room, [room], bus)]
     late_text, late_json = make_session(TEXT, room), make_session(JSON, None)
     everyone = [*members, late_text, late_json]
     before = [room_msg(room, f"before {n}") for n in range(3)]
     after = [room_msg(room, f"after {n}") for n in range(3)]
     for item in before:
-        bus.to_room(room, item)
-    room.connect((late_text, late_json))
-    check_taps([room], everyone)
+        bus.deliver_to_room(room, item)
+    bus.connect(room, (late_text, late_json))
+    check_taps(bus, [room], everyone)
     for item in after:
-        bus.to_room(room, item)
-        check_taps([room], everyone)
+        bus.deliver_to_room(room, item)
+        check_taps(bus, [room], everyone)
     out = end_turn(bus, everyone)
     for session in (late_text, late_json):
         assert out[session] == b"".join(naive(session, item) for item in after)
@@ -436,18 +438,18 @@ def test_a_member_connected_mid_turn_receives_only_later_messages() -> None:
 
 def test_a_member_who_left_and_came_back_in_the_same_turn_misses_only_the_gap() -> None:
     bus, room = LocalBus(), make_room()
-    bob, carol = make_session(TEXT, room, [room]), make_session(TEXT, room, [room])
+    bob, carol = make_session(TEXT, room, [room], bus), make_session(TEXT, room, [room], bus)
     items = [room_msg(room, f"m{n}") for n in range(6)]
-    bus.to_room(room, items[0])
-    bus.to_room(room, items[1])
-    room.disconnect((bob,))
-    bus.to_room(room, items[2])
-    bus.to_room(room, items[3])
-    room.connect((bob,))
-    check_taps([room], [bob, carol])
-    bus.to_room(room, items[4])
-    bus.to_room(room, items[5])
-    check_taps([room], [bob, carol])
+    bus.deliver_to_room(room, items[0])
+    bus.deliver_to_room(room, items[1])
+    bus.disconnect(room, (bob,))
+    bus.deliver_to_room(room, items[2])
+    bus.deliver_to_room(room, items[3])
+    bus.connect(room, (bob,))
+    check_taps(bus, [room], [bob, carol])
+    bus.deliver_to_room(room, items[4])
+    bus.deliver_to_room(room, items[5])
+    check_taps(bus, [room], [bob, carol])
     out = end_turn(bus, [bob, carol])
     assert out[bob] == b"".join(naive(bob, items[n]) for n in (0, 1, 4, 5))
     assert out[carol] == b"".join(naive(carol, item) for item in items)
@@ -459,18 +461,18 @@ def test_a_member_who_left_and_came_back_in_the_same_turn_misses_only_the_gap() 
 def test_a_change_of_current_room_mid_turn_renders_later_messages_for_the_new_room() -> None:
     bus = LocalBus()
     general, dev = make_room(1, "general"), make_room(2, "dev")
-    bob = make_session(TEXT, general, [general, dev])
-    carol = make_session(TEXT, general, [general, dev])
+    bob = make_session(TEXT, general, [general, dev], bus)
+    carol = make_session(TEXT, general, [general, dev], bus)
     sessions = [bob, carol]
-    bus.to_room(general, room_msg(general, "one"))
-    bus.to_room(dev, room_msg(dev, "two"))
+    bus.deliver_to_room(general, room_msg(general, "one"))
+    bus.deliver_to_room(dev, room_msg(dev, "two"))
     bob.current_room = dev
-    check_taps([general, dev], sessions)
-    bus.to_room(dev, room_msg(dev, "three"))
-    bus.to_room(general, room_msg(general, "four"))
+    check_taps(bus, [general, dev], sessions)
+    bus.deliver_to_room(dev, room_msg(dev, "three"))
+    bus.deliver_to_room(general, room_msg(general, "four"))
     bob.current_room = None
-    bus.to_room(general, room_msg(general, "five"))
-    check_taps([general, dev], sessions)
+    bus.deliver_to_room(general, room_msg(general, "five"))
+    check_taps(bus, [general, dev], sessions)
     out = end_turn(bus, sessions)
     assert out[bob].decode().split("\r\n") == [
         "<alice> one", "#dev <alice> two", "<alice> three", "#general <alice> four",
@@ -482,18 +484,18 @@ def test_a_change_of_current_room_mid_turn_renders_later_messages_for_the_new_ro
 
 def test_a_change_of_style_mid_turn_renders_later_messages_in_the_new_style() -> None:
     bus, room = LocalBus(), make_room()
-    bob, carol = make_session(TEXT, room, [room]), make_session(TEXT, room, [room])
+    bob, carol = make_session(TEXT, room, [room], bus), make_session(TEXT, room, [room], bus)
     items = [room_msg(room, f"m{n}") for n in range(6)]
-    bus.to_room(room, items[0])
-    bus.to_room(room, items[1])
+    bus.deliver_to_room(room, items[0])
+    bus.deliver_to_room(room, items[1])
     bob.set_style(JSON)
-    check_taps([room], [bob, carol])
-    bus.to_room(room, items[2])
-    bus.to_room(room, items[3])
+    check_taps(bus, [room], [bob, carol])
+    bus.deliver_to_room(room, items[2])
+    bus.deliver_to_room(room, items[3])
     bob.set_style(TEXT_TS)
-    bus.to_room(room, items[4])
-    bus.to_room(room, items[5])
-    check_taps([room], [bob, carol])
+    bus.deliver_to_room(room, items[4])
+    bus.deliver_to_room(room, items[5])
+    check_taps(bus, [room], [bob, carol])
     out = end_turn(bus, [bob, carol])
     assert out[bob] == (b"".join(render(i.record, TEXT, True) for i in items[:2])
                         + b"".join(render(i.record, JSON, True) for i in items[2:4])
@@ -507,23 +509,23 @@ def test_a_change_of_style_mid_turn_renders_later_messages_in_the_new_style() ->
 
 def test_end_of_turn_then_new_messages_start_a_fresh_feed() -> None:
     bus, room = LocalBus(), make_room()
-    members = [make_session(TEXT, room, [room]), make_session(JSON, room, [room])]
+    members = [make_session(TEXT, room, [room], bus), make_session(JSON, room, [room], bus)]
     first = [room_msg(room, "a"), room_msg(room, "b")]
     for item in first:
-        bus.to_room(room, item)
-    old = room.feed
+        bus.deliver_to_room(room, item)
+    old = bus.feed_of(room)
     out = end_turn(bus, members)
     for session in members:
         assert out[session] == b"".join(naive(session, i) for i in first)
         assert box(session).feed is None and box(session).pending == []
     assert old is not None and old.taps == 0
-    assert room.feed is None  # a finished turn's bytes are not kept
+    assert bus.feed_of(room) is None  # a finished turn's bytes are not kept
     second = [room_msg(room, "c"), room_msg(room, "d")]
     for item in second:
-        bus.to_room(room, item)
-        check_taps([room], members)
-    assert room.feed is not old and room.feed is not None
-    assert all(box(s).feed is room.feed for s in members)  # tapped on the new turn's feed
+        bus.deliver_to_room(room, item)
+        check_taps(bus, [room], members)
+    assert bus.feed_of(room) is not old and bus.feed_of(room) is not None
+    assert all(box(s).feed is bus.feed_of(room) for s in members)  # tapped on the new turn's feed
     # The old feed took nothing more.
     assert all(len(lane.chunks) == 2 for lane in old.lanes.values())
     out = end_turn(bus, members)
@@ -536,18 +538,18 @@ def test_end_of_turn_then_new_messages_start_a_fresh_feed() -> None:
 def test_a_turn_taken_early_by_a_closing_connection_does_not_disturb_the_others() -> None:
     """Connection.close flushes (takes) mid-turn, then refuses everything after."""
     bus, room = LocalBus(), make_room()
-    bob = make_session(TEXT, room, [room])
-    others = [make_session(TEXT, room, [room]), make_session(JSON, room, [room])]
+    bob = make_session(TEXT, room, [room], bus)
+    others = [make_session(TEXT, room, [room], bus), make_session(JSON, room, [room], bus)]
     members = [bob, *others]
     items = [room_msg(room, f"m{n}") for n in range(5)]
-    bus.to_room(room, items[0])
-    bus.to_room(room, items[1])
+    bus.deliver_to_room(room, items[0])
+    bus.deliver_to_room(room, items[1])
     early = box(bob).take()
     box(bob).close("bye")
-    check_taps([room], members)
+    check_taps(bus, [room], members)
     for item in items[2:]:
-        bus.to_room(room, item)
-        check_taps([room], members)
+        bus.deliver_to_room(room, item)
+        check_taps(bus, [room], members)
     bob.send({"type": "notice", "text": "too late"})
     bob.deliver(direct_msg("bob", "too late"))
     out = end_turn(bus, members)
@@ -559,15 +561,15 @@ def test_a_turn_taken_early_by_a_closing_connection_does_not_disturb_the_others(
 
 def test_a_closing_outbox_gets_nothing_and_does_not_break_the_others() -> None:
     bus, room = LocalBus(), make_room()
-    closing = make_session(TEXT, room, [room])
+    closing = make_session(TEXT, room, [room], bus)
     box(closing).close("going")
-    others = [make_session(TEXT, room, [room]), make_session(JSON, room, [room])]
+    others = [make_session(TEXT, room, [room], bus), make_session(JSON, room, [room], bus)]
     members = [closing, *others]
     items = [room_msg(room, f"m{n}") for n in range(4)]
     for item in items:
-        bus.to_room(room, item)
-        check_taps([room], members)
-        assert room.feed is not None and room.feed.taps == 2
+        bus.deliver_to_room(room, item)
+        check_taps(bus, [room], members)
+        assert bus.feed_of(room) is not None and bus.feed_of(room).taps == 2
     out = end_turn(bus, members)
     assert out[closing] == b"" and box(closing).wakes == 0
     for session in others:
@@ -577,16 +579,16 @@ def test_a_closing_outbox_gets_nothing_and_does_not_break_the_others() -> None:
 def test_a_discarded_outbox_releases_its_tap() -> None:
     """connection_lost: the turn's output is dropped and the feed's count follows."""
     bus, room = LocalBus(), make_room()
-    bob, carol = make_session(TEXT, room, [room]), make_session(TEXT, room, [room])
-    bus.to_room(room, room_msg(room, "a"))
+    bob, carol = make_session(TEXT, room, [room], bus), make_session(TEXT, room, [room], bus)
+    bus.deliver_to_room(room, room_msg(room, "a"))
     box(bob).discard()
     box(bob).close("lost")
-    check_taps([room], [bob, carol])
-    assert room.feed is not None and room.feed.taps == 1
-    bus.to_room(room, room_msg(room, "b"))
-    room.disconnect((bob,))
-    bus.to_room(room, room_msg(room, "c"))
-    check_taps([room], [bob, carol])
+    check_taps(bus, [room], [bob, carol])
+    assert bus.feed_of(room) is not None and bus.feed_of(room).taps == 1
+    bus.deliver_to_room(room, room_msg(room, "b"))
+    bus.disconnect(room, (bob,))
+    bus.deliver_to_room(room, room_msg(room, "c"))
+    check_taps(bus, [room], [bob, carol])
     out = end_turn(bus, [bob, carol])
     assert out[bob] == b""
     assert out[carol] == b"<alice> a\r\n<alice> b\r\n<alice> c\r\n"
@@ -597,17 +599,17 @@ def test_a_discarded_outbox_releases_its_tap() -> None:
 
 def test_a_session_with_coalesced_presence_gets_its_summary_first() -> None:
     bus, room = LocalBus(), make_room()
-    bob, carol = make_session(TEXT, room, [room]), make_session(JSON, room, [room])
+    bob, carol = make_session(TEXT, room, [room], bus), make_session(JSON, room, [room], bus)
     box(bob).congested = True
     for user in ("dave", "erin"):
-        bus.to_room(room, room_event(room, "join", user=user))
-    bus.to_room(room, room_event(room, "typing", user="dave"))  # transient: dropped
+        bus.deliver_to_room(room, room_event(room, "join", user=user))
+    bus.deliver_to_room(room, room_event(room, "typing", user="dave"))  # transient: dropped
     assert bob.coalesced == 2
     box(bob).congested = False
     items = [room_msg(room, f"m{n}") for n in range(3)]
     for item in items:
-        bus.to_room(room, item)
-        check_taps([room], [bob, carol])
+        bus.deliver_to_room(room, item)
+        check_taps(bus, [room], [bob, carol])
     assert bob.coalesced == 0
     out = end_turn(bus, [bob, carol])
     assert out[bob] == (render(summary(2), TEXT, False)
@@ -624,13 +626,13 @@ def test_presence_shed_while_tapped_is_summarised_before_the_next_message() -> N
     Session.deliver puts the summary before the next message; a member still
     tapped must get it there too, not after the rest of the turn's messages."""
     bus, room = LocalBus(), make_room()
-    bob, carol = make_session(TEXT, room, [room]), make_session(TEXT, room, [room])
+    bob, carol = make_session(TEXT, room, [room], bus), make_session(TEXT, room, [room], bus)
     first, second = room_msg(room, "first"), room_msg(room, "second")
-    bus.to_room(room, first)
+    bus.deliver_to_room(room, first)
     box(bob).congested = True
-    bus.to_room(room, room_event(room, "join", user="dave"))
+    bus.deliver_to_room(room, room_event(room, "join", user="dave"))
     assert bob.coalesced == 1
-    bus.to_room(room, second)
+    bus.deliver_to_room(room, second)
     out = end_turn(bus, [bob, carol])
     assert out[bob] == (naive(bob, first) + render(summary(1), TEXT, False)
                         + naive(bob, second))
@@ -692,7 +694,8 @@ class FeedMachine(RuleBasedStateMachine):
         for index, (style, current, rooms) in enumerate(
                 zip(styles, currents, membership, strict=True)):
             room = None if current is None else self.rooms[current]
-            self.sessions.append(make_session(style, room, [self.rooms[r] for r in rooms]))
+            self.sessions.append(
+                make_session(style, room, [self.rooms[r] for r in rooms], self.bus))
             self.model.append(ModelSession(style, current))
             for r in rooms:
                 self.members[r].add(index)
@@ -721,7 +724,7 @@ class FeedMachine(RuleBasedStateMachine):
     # -- rules -------------------------------------------------------------------
 
     def _to_room(self, r: int, item: Outgoing, skip: int | None) -> None:
-        self.bus.to_room(self.rooms[r], item,
+        self.bus.deliver_to_room(self.rooms[r], item,
                          skip=None if skip is None else self.sessions[skip])
         for index in self.members[r]:
             if index != skip:
@@ -783,12 +786,12 @@ class FeedMachine(RuleBasedStateMachine):
 
     @rule(i=session_index, r=room_index)
     def connect(self, i: int, r: int) -> None:
-        self.rooms[r].connect((self.sessions[i],))
+        self.bus.connect(self.rooms[r], (self.sessions[i],))
         self.members[r].add(i)
 
     @rule(i=session_index, r=room_index)
     def disconnect(self, i: int, r: int) -> None:
-        self.rooms[r].disconnect((self.sessions[i],))
+        self.bus.disconnect(self.rooms[r], (self.sessions[i],))
         self.members[r].discard(i)
 
     @rule(i=session_index, r=maybe_room)
@@ -817,7 +820,7 @@ class FeedMachine(RuleBasedStateMachine):
             assert data == model.expected
             model.expected = b""
         for room in self.rooms:
-            assert room.feed is None or room.feed.taps == 0
+            assert self.bus.feed_of(room) is None or self.bus.feed_of(room).taps == 0
 
     # -- invariants ----------------------------------------------------------------
 
@@ -829,11 +832,11 @@ class FeedMachine(RuleBasedStateMachine):
 
     @invariant()
     def taps_are_counted(self) -> None:
-        check_taps(self.rooms, self.sessions)
+        check_taps(self.bus, self.rooms, self.sessions)
         for r, room in enumerate(self.rooms):
-            assert room.endpoints == {self.sessions[i] for i in self.members[r]}
+            assert self.bus.in_room(room) == {self.sessions[i] for i in self.members[r]}
         # No connection holds a tap on a finished turn's feed.
-        feeds = [room.feed for room in self.rooms if room.feed is not None]
+        feeds = [feed for room in self.rooms if (feed := self.bus.feed_of(room)) is not None]
         for session in self.sessions:
             assert box(session).feed is None or any(box(session).feed is f for f in feeds)
 

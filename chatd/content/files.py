@@ -18,14 +18,13 @@ import tempfile
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, BinaryIO
+from typing import TYPE_CHECKING, Any, BinaryIO, Protocol
 
 from chatd.content import previews
 from chatd.content.blobs import CHUNK, files_dir
+from chatd.domain.ports import Endpoint
 from chatd.domain.room import Role
 from chatd.errors import ChatError, Code, Remedy, Step
-from chatd.protocol.render import TEXT_ONLY
-from chatd.protocol.session import SessionState
 from storage.records import FileRecord
 
 if TYPE_CHECKING:
@@ -36,7 +35,6 @@ if TYPE_CHECKING:
     from chatd.domain.messaging import Messaging
     from chatd.domain.room import Room
     from chatd.domain.rooms import Rooms
-    from chatd.protocol.session import Session
     from storage.api import Storage
 
 log = logging.getLogger(__name__)
@@ -51,6 +49,16 @@ PACE = 0.01
 # Staged uploads older than this were left by a crash; housekeeping removes them.
 STALE_STAGING = 86400.0
 MAX_NAME = 128
+# The line protocol's record of lines shown in text format only (its TEXT_ONLY):
+# a download's bare base64 lines.
+_TEXT_ONLY = "text"
+
+
+class Reader(Endpoint, Protocol):
+    """A connection downloading a file: it says when its output falls behind."""
+
+    @property
+    def congested(self) -> bool: ...
 
 
 @dataclass(frozen=True, slots=True)
@@ -135,7 +143,7 @@ class Files:
         fd, name = tempfile.mkstemp(prefix="upload-", suffix=".part", dir=self.staging)
         return Path(name), os.fdopen(fd, "wb", buffering=0)
 
-    async def store(self, session: Session, room: Room, staged: Staged,
+    async def store(self, session: Endpoint, room: Room, staged: Staged,
                     label: str | None) -> FileRecord:
         """Preview, store and announce a verified upload; returns its record."""
         user = session.user
@@ -189,9 +197,10 @@ class Files:
     async def url(self, record: FileRecord) -> str | None:
         return await self._blobs.presigned_url(record.blob_key, record.name, record.mime)
 
-    async def stream(self, session: Session, record: FileRecord, label: str | None) -> None:
-        """Send the file as base64: bare lines then "." in text, ``data`` records in JSON."""
-        text = session.style.fmt != "json"
+    async def stream(self, session: Reader, record: FileRecord, label: str | None,
+                     text: bool) -> None:
+        """Send the file as base64: bare lines then "." in ``text`` format, else
+        ``data`` records (the JSON format)."""
         piece = TEXT_PIECE if text else JSON_PIECE
         carry = b""
         try:
@@ -207,7 +216,7 @@ class Files:
                             f"the contents of file {record.id} are missing.") from None
         _emit(session, record, carry, piece, text, label)
         if text:
-            session.send({"type": TEXT_ONLY, "lines": ["."]}, label)
+            session.send({"type": _TEXT_ONLY, "lines": ["."]}, label)
 
     # -- removal and retention ------------------------------------------------------
 
@@ -258,7 +267,7 @@ class Files:
                 continue
 
 
-def _emit(session: Session, record: FileRecord, data: bytes, piece: int, text: bool,
+def _emit(session: Reader, record: FileRecord, data: bytes, piece: int, text: bool,
           label: str | None) -> None:
     """Queue ``data`` as base64: one text block of lines, or one record per piece."""
     if not data:
@@ -266,14 +275,14 @@ def _emit(session: Session, record: FileRecord, data: bytes, piece: int, text: b
     pieces = [data[i:i + piece] for i in range(0, len(data), piece)]
     if text:
         lines = [base64.b64encode(p).decode("ascii") for p in pieces]
-        session.send({"type": TEXT_ONLY, "lines": lines}, label)
+        session.send({"type": _TEXT_ONLY, "lines": lines}, label)
         return
     for part in pieces:
         session.send({"type": "data", "file_id": record.id,
                       "data": base64.b64encode(part).decode("ascii")}, label)
 
 
-async def _paced(session: Session) -> bool:
+async def _paced(session: Reader) -> bool:
     """Let the chunk just queued go out; wait while the connection is behind.
     False when the connection has closed.
 
@@ -283,13 +292,13 @@ async def _paced(session: Session) -> bool:
     """
     await asyncio.sleep(0)
     waited = 0.0
-    while session.out.congested and session.state is not SessionState.CLOSING:
+    while session.congested and not session.closing:
         if waited >= STALL_LIMIT:
             raise ChatError(Code.IDLE_TIMEOUT, "the download stopped: your connection read "
                             f"nothing for {STALL_LIMIT:g} seconds.")
         await asyncio.sleep(PACE)
         waited += PACE
-    return session.state is not SessionState.CLOSING
+    return not session.closing
 
 
 def _too_large(limit: int) -> ChatError:

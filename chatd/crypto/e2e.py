@@ -15,19 +15,17 @@ import binascii
 from typing import TYPE_CHECKING, Any
 
 from chatd.crypto import envelope
-from chatd.delivery.outgoing import Outgoing
 from chatd.domain.permissions import Action, authorize
 from chatd.errors import ChatError, Code
 from storage.records import KeyRecord
 
 if TYPE_CHECKING:
     from chatd.config import CryptoConfig
-    from chatd.delivery.bus import Bus
     from chatd.domain.accounts import Accounts, User
     from chatd.domain.clock import Clock
     from chatd.domain.messaging import Messaging
+    from chatd.domain.ports import Bus, Endpoint
     from chatd.domain.room import Room
-    from chatd.protocol.session import Session
     from storage.api import Storage
 
 
@@ -99,7 +97,7 @@ class E2E:
             raise ChatError(Code.BAD_ARGUMENTS, f"the envelope is addressed to "
                             f"{parsed.context!r}, not {context!r}.")
 
-    def post_room(self, session: Session, room: Room, text: str,
+    def post_room(self, session: Endpoint, room: Room, text: str,
                   label: str | None = None) -> int:
         """Relay an envelope to every member of ``room`` (and store it)."""
         user = session.user
@@ -107,7 +105,7 @@ class E2E:
         self.check_envelope(text, user.name, f"#{room.name}")
         return self._messaging.post_kind(session, room, "", "e2e", {"envelope": text}, label)
 
-    async def post_direct(self, session: Session, target: User, text: str,
+    async def post_direct(self, session: Endpoint, target: User, text: str,
                           label: str | None = None) -> int:
         """Relay an envelope to ``target`` (kept for their next login if offline)."""
         user = session.user
@@ -133,7 +131,7 @@ class E2E:
             room.settings = settings
         event = {"type": "event", "event": "e2e", "room": room.name, "actor": actor.name,
                  "e2e": on, "state": "on" if on else "off"}
-        self._bus.to_room(room, Outgoing(event, room.id))
+        self._bus.to_room(room, event)
         return True
 
 

@@ -1,85 +1,194 @@
 """The message bus: how an item reaches a room's or a user's connections.
 
-:class:`LocalBus` delivers to the sessions of this process. A bus shared by
-several nodes (for example over Redis pub/sub) implements the same methods
-and forwards what it receives to its local sessions (through a LocalBus).
+:class:`LocalBus` implements the domain's :class:`chatd.domain.ports.Bus`: it
+keeps who is connected where (per room id the connected endpoints and the
+feed of the current turn, per user id their endpoints) and delivers to the
+connections of this process. Every item the domain emits passes through that
+interface, so it is the seam for a cluster: a bus shared by several nodes
+(for example over Redis streams) implements the same methods, publishes what
+the domain gives it, and feeds what it receives to its node's LocalBus.
 """
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Protocol
+from typing import TYPE_CHECKING, Any, Protocol, cast
 
 from chatd.delivery.feed import RoomFeed
 from chatd.delivery.issuer import issuer
+from chatd.delivery.outgoing import Outgoing
 
 if TYPE_CHECKING:
-    from chatd.delivery.outgoing import Outgoing
+    from collections.abc import Collection, Iterable, Mapping, Sequence
+
+    from chatd.delivery.feed import Outbox
     from chatd.domain.accounts import User
     from chatd.domain.room import Room
-    from chatd.protocol.session import Session
+
+from chatd.domain.ports import Bus, Endpoint
+
+# The interface LocalBus implements is the domain's; it is named here as well
+# for the code that wires the bus.
+__all__ = ["Bus", "LocalBus", "Receiver"]
 
 
-class Bus(Protocol):
-    def to_room(self, room: Room, item: Outgoing, skip: Session | None = None) -> None: ...
-    def to_user(self, user: User, item: Outgoing, skip: Session | None = None) -> None: ...
+class Receiver(Endpoint, Protocol):
+    """What the bus needs of an endpoint to deliver to it (a front end's session).
 
-    def end_turn(self) -> None:
-        """The connections' output of this turn of the loop is being flushed."""
+    Every endpoint this process connects is one: the domain hands them over
+    typed as its :class:`Endpoint`, which knows nothing of delivery."""
+
+    @property
+    def out(self) -> Outbox: ...
+    def deliver(self, item: Outgoing) -> None: ...
+    def tap(self, feed: RoomFeed, item: Outgoing) -> None: ...
+
+
+_NONE: frozenset[Any] = frozenset()
 
 
 class LocalBus:
     """Delivers in-process. Never awaits: a slow client cannot stall a broadcast."""
 
-    __slots__ = ("_fed",)
+    __slots__ = ("_feeds", "_rooms", "_users")
 
     def __init__(self) -> None:
-        # The rooms with a feed: every feed belongs to the current turn.
-        self._fed: list[Room] = []
+        # Connections of online members by room id: the fan-out list of a room message.
+        # Changed through connect/disconnect only: they keep the feed's taps right.
+        self._rooms: dict[int, set[Receiver]] = {}
+        # This turn's messages of each room, shared by its connections (chatd.delivery.feed).
+        self._feeds: dict[int, RoomFeed] = {}
+        # Every connection of each logged-in user, by user id, oldest first.
+        self._users: dict[int, list[Receiver]] = {}
+
+    # -- routes --------------------------------------------------------------
+
+    def connect(self, room: Room, endpoints: Iterable[Endpoint]) -> None:
+        connected = self._rooms.get(room.id)
+        if connected is not None:
+            connected.update(_receivers(endpoints))
+        elif fresh := set(_receivers(endpoints)):
+            # A room nobody is connected to has no entry (see disconnect).
+            self._rooms[room.id] = fresh
+
+    def disconnect(self, room: Room, endpoints: Iterable[Endpoint]) -> None:
+        connected = self._rooms.get(room.id)
+        if connected is None:
+            return
+        feed = self._feeds.get(room.id)
+        for receiver in list(_receivers(endpoints)):
+            connected.discard(receiver)
+            if feed is not None and receiver.out.feed is feed:
+                receiver.out.untap()
+        if not connected:
+            del self._rooms[room.id]
+
+    def disconnect_user(self, room: Room, user_id: int) -> list[Endpoint]:
+        left: list[Endpoint] = [r for r in self._rooms.get(room.id, _NONE)
+                                if r.user is not None and r.user.id == user_id]
+        self.disconnect(room, left)
+        return left
+
+    def close_room(self, room: Room) -> list[Endpoint]:
+        left: list[Endpoint] = list(self._rooms.get(room.id, _NONE))
+        self.disconnect(room, left)
+        return left
+
+    def in_room(self, room: Room) -> Collection[Endpoint]:
+        return self._rooms.get(room.id, _NONE)
+
+    def add_user(self, user: User, endpoint: Endpoint) -> None:
+        self._users.setdefault(user.id, []).append(_receiver(endpoint))
+
+    def remove_user(self, user: User, endpoint: Endpoint) -> None:
+        endpoints = self._users.get(user.id)
+        if endpoints is None:
+            return
+        receiver = _receiver(endpoint)
+        if receiver in endpoints:
+            endpoints.remove(receiver)
+        if not endpoints:
+            del self._users[user.id]
+
+    def of_user(self, user: User) -> Sequence[Endpoint]:
+        return self._users.get(user.id, ())
+
+    def feed_of(self, room: Room) -> RoomFeed | None:
+        """``room``'s feed of this turn, if a message went to it."""
+        return self._feeds.get(room.id)
+
+    # -- delivery ------------------------------------------------------------
 
     def end_turn(self) -> None:
         # The next message of each room starts a new feed; a room that goes
         # quiet keeps no bytes of its last turn.
-        for room in self._fed:
-            room.feed = None
-        self._fed.clear()
+        self._feeds.clear()
 
-    def to_room(self, room: Room, item: Outgoing, skip: Session | None = None) -> None:
+    def to_room(self, room: Room, record: Mapping[str, Any],
+                skip: Endpoint | None = None) -> None:
+        self.deliver_to_room(room, Outgoing(record, room.id), skip)
+
+    def deliver_to_room(self, room: Room, item: Outgoing, skip: Endpoint | None = None) -> None:
+        """:meth:`to_room` for an item already made (a front end's own events)."""
         labelled = issuer()
-        if labelled is not None and skip is None and labelled[0] in room.endpoints:
+        connected = self._rooms.get(room.id, _NONE)
+        if labelled is not None and skip is None and labelled[0] in connected:
             # The issuing connection's copy is part of its command's reply.
             session, label = labelled
-            self._to_room(room, item, session)
+            self._to_room(room.id, connected, item, _receiver(session))
             session.send(item.record, label)
         else:
-            self._to_room(room, item, skip)
+            self._to_room(room.id, connected, item, _receiver(skip) if skip else None)
 
-    def _to_room(self, room: Room, item: Outgoing, skip: Session | None) -> None:
+    def _to_room(self, room_id: int, connected: Collection[Receiver], item: Outgoing,
+                 skip: Receiver | None) -> None:
         if item.priority:
             # Presence and typing events may be shed per connection: one by one.
-            for session in room.endpoints:
+            for session in connected:
                 if session is not skip:
                     session.deliver(item)
             return
-        feed = room.feed
+        feed = self._feeds.get(room_id)
         if feed is None:
-            feed = room.feed = RoomFeed(room.id)
-            self._fed.append(room)
+            feed = self._feeds[room_id] = RoomFeed(room_id)
         if skip is not None and skip.out.feed is feed:
             skip.out.untap()
         feed.add(item)
-        endpoints = room.endpoints
-        if feed.taps != len(endpoints):
+        if feed.taps != len(connected):
             # Someone is not tapped yet this turn, or was given something else since.
-            for session in endpoints:
+            for session in connected:
                 if session.out.feed is not feed and session is not skip:
                     session.tap(feed, item)
 
-    def to_user(self, user: User, item: Outgoing, skip: Session | None = None) -> None:
+    def to_user(self, user: User, record: Mapping[str, Any], skip: Endpoint | None = None,
+                room_id: int | None = None) -> None:
+        self.deliver_to_user(user, Outgoing(record, room_id), skip)
+
+    def to_users(self, users: Iterable[User], record: Mapping[str, Any],
+                 skip: Endpoint | None = None, room_id: int | None = None) -> None:
+        item = Outgoing(record, room_id)
+        for user in users:
+            self.deliver_to_user(user, item, skip)
+
+    def to_endpoints(self, endpoints: Iterable[Endpoint], record: Mapping[str, Any]) -> None:
+        item = Outgoing(record)
+        for receiver in _receivers(endpoints):
+            receiver.deliver(item)
+
+    def deliver_to_user(self, user: User, item: Outgoing, skip: Endpoint | None = None) -> None:
+        """:meth:`to_user` for an item already made."""
         labelled = issuer()
-        for session in user.sessions:
+        for session in self._users.get(user.id, ()):
             if session is skip:
                 continue
             if labelled is not None and session is labelled[0]:
                 session.send(item.record, labelled[1])
             else:
                 session.deliver(item)
+
+
+def _receiver(endpoint: Endpoint) -> Receiver:
+    return cast("Receiver", endpoint)
+
+
+def _receivers(endpoints: Iterable[Endpoint]) -> Iterable[Receiver]:
+    return cast("Iterable[Receiver]", endpoints)

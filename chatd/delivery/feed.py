@@ -3,7 +3,9 @@
 Handing every message to every member's connection costs one Python call per
 delivery, which dominated the server's CPU in busy rooms. Instead a room keeps
 a :class:`RoomFeed` for the current turn of the event loop. Each message is
-rendered once per output style and appended to that style's :class:`Lane`.
+rendered once per output style and appended to that style's :class:`Lane`
+(the connection that opens a lane brings the style's render function: the
+feed knows nothing of formats).
 A member's connection (its :class:`Outbox`) *taps* the lane: it remembers the
 lane and the index of the first message it takes, and later messages of the
 room in the same turn reach it without any work per member. At the turn's
@@ -21,25 +23,27 @@ whatever the room's size; otherwise the untapped members are tapped again.
 from __future__ import annotations
 
 import abc
-from typing import TYPE_CHECKING
-
-from chatd.protocol.render import Style, render
+from collections.abc import Callable, Mapping
+from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     from chatd.delivery.outgoing import Outgoing
+
+# One output style's rendering of a record, for the room that is (or is not)
+# the recipients' current room: made by the front end once per style change.
+Render = Callable[[Mapping[str, Any]], bytes]
 
 
 class Lane:
     """One output style's bytes of a room's messages in the current turn."""
 
-    __slots__ = ("_joined", "_joined_count", "chunks", "current", "key", "style")
+    __slots__ = ("_joined", "_joined_count", "chunks", "key", "render")
 
-    def __init__(self, key: int, style: Style, current: bool) -> None:
+    def __init__(self, key: int, render: Render) -> None:
         self.key = key
-        self.style = style
-        # Whether the room is the current room of the connections on this lane
-        # (the text format leaves the room's name out then).
-        self.current = current
+        # The style's rendering, for the room as the connections on this lane see
+        # it (the text format leaves the name of the current room out).
+        self.render = render
         self.chunks: list[bytes] = []
         self._joined = b""
         self._joined_count = 0
@@ -48,7 +52,7 @@ class Lane:
         key = self.key
         data = item.cache.get(key)
         if data is None:
-            data = item.cache[key] = render(item.record, self.style, self.current)
+            data = item.cache[key] = self.render(item.record)
         self.chunks.append(data)
 
     def joined(self) -> bytes:
@@ -75,11 +79,12 @@ class RoomFeed:
         for lane in self.lanes.values():
             lane.add(item)
 
-    def lane(self, key: int, style: Style, current: bool, item: Outgoing) -> Lane:
-        """The lane of ``key``; a new one starts with ``item``, the message being added."""
+    def lane(self, key: int, render: Render, item: Outgoing) -> Lane:
+        """The lane of ``key`` (rendered by ``render``); a new one starts with ``item``,
+        the message being added."""
         lane = self.lanes.get(key)
         if lane is None:
-            lane = self.lanes[key] = Lane(key, style, current)
+            lane = self.lanes[key] = Lane(key, render)
             lane.add(item)
         return lane
 

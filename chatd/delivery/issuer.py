@@ -21,7 +21,7 @@ from contextvars import ContextVar
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
-    from chatd.protocol.session import Session
+    from chatd.domain.ports import Endpoint
 
 
 class _Issuing:
@@ -31,7 +31,7 @@ class _Issuing:
 
     __slots__ = ("label", "over", "session")
 
-    def __init__(self, session: Session, label: str) -> None:
+    def __init__(self, session: Endpoint, label: str) -> None:
         self.session = session
         self.label = label
         self.over = False
@@ -40,7 +40,7 @@ class _Issuing:
 _ISSUING: ContextVar[_Issuing | None] = ContextVar("chatd_issuing", default=None)
 
 
-def issuer() -> tuple[Session, str] | None:
+def issuer() -> tuple[Endpoint, str] | None:
     """The connection running a labelled command now, with the label; None otherwise."""
     issuing = _ISSUING.get()
     if issuing is None or issuing.over:
@@ -49,7 +49,7 @@ def issuer() -> tuple[Session, str] | None:
 
 
 @contextlib.contextmanager
-def issuing(session: Session, label: str | None) -> Iterator[None]:
+def issuing(session: Endpoint, label: str | None) -> Iterator[None]:
     """Mark ``session`` as running a command labelled ``label`` (nothing if no label)."""
     if label is None:
         yield

@@ -11,6 +11,7 @@ coalesced into one summary, and messages are never dropped.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Any
 
 MESSAGE, PRESENCE, TRANSIENT = 0, 1, 2
@@ -22,7 +23,7 @@ class Outgoing:
 
     __slots__ = ("cache", "priority", "record", "room_id")
 
-    def __init__(self, record: dict[str, Any], room_id: int | None = None) -> None:
+    def __init__(self, record: Mapping[str, Any], room_id: int | None = None) -> None:
         self.record = record
         self.room_id = room_id
         self.priority = _PRIORITY_OF_EVENT.get(record.get("event", ""), MESSAGE)

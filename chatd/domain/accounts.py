@@ -24,16 +24,18 @@ from storage.records import UserBlockRecord, UserRecord
 if TYPE_CHECKING:
     from chatd.config import Config
     from chatd.domain.clock import Clock
-    from chatd.protocol.session import Session
 
 log = logging.getLogger(__name__)
 
 
 class User:
-    """An account as the daemon holds it in memory, with its live sessions."""
+    """An account as the daemon holds it in memory.
 
-    __slots__ = ("blocked", "created_at", "id", "is_admin", "message_bucket", "name",
-                 "password_changes", "sessions", "settings")
+    Its connections are the delivery layer's (chatd.domain.ports.Routes); the
+    account only counts them, for the many places that ask who is online."""
+
+    __slots__ = ("blocked", "connections", "created_at", "id", "is_admin", "message_bucket",
+                 "name", "password_changes", "settings")
 
     def __init__(self, record: UserRecord, message_bucket: TokenBucket) -> None:
         self.id = record.id
@@ -41,7 +43,8 @@ class User:
         self.is_admin = record.is_admin
         self.created_at = record.created_at
         self.settings: dict[str, Any] = dict(record.settings)
-        self.sessions: list[Session] = []
+        # How many connections are logged in as this user (kept by chatd.domain.presence).
+        self.connections = 0
         # Shared by all the user's connections: limits the person, not the socket.
         self.message_bucket = message_bucket
         # Counts changes of password (in this process): a login whose check of the
@@ -52,7 +55,7 @@ class User:
 
     @property
     def online(self) -> bool:
-        return bool(self.sessions)
+        return self.connections > 0
 
     def __repr__(self) -> str:
         return f"<User {self.id} {self.name}>"

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from chatd.delivery.outgoing import Outgoing
 from chatd.domain.names import format_duration
 from chatd.domain.permissions import Action, authorize
 from chatd.domain.room import Mode, Room
@@ -19,13 +18,12 @@ from storage.records import InvitationRecord, JoinRequestRecord
 
 if TYPE_CHECKING:
     from chatd.config import Config
-    from chatd.delivery.bus import Bus
     from chatd.domain.accounts import Accounts, User
     from chatd.domain.audit import AuditLog
     from chatd.domain.clock import Clock
     from chatd.domain.notifications import Notifier
+    from chatd.domain.ports import Bus, Endpoint
     from chatd.domain.rooms import Rooms
-    from chatd.protocol.session import Session
     from storage.api import Storage
 
 
@@ -43,7 +41,7 @@ class Admission:
         self._clock = clock
         self.config = config
 
-    async def admit(self, user: User, room: Room, session: Session | None = None) -> str:
+    async def admit(self, user: User, room: Room, session: Endpoint | None = None) -> str:
         """Let ``user`` into ``room`` by its rules: "joined" or "requested".
 
         The rules are applied under the room's lock, where a ban takes effect
@@ -71,12 +69,10 @@ class Admission:
 
     async def _requested(self, user: User, room: Room) -> None:
         """Tell the room's admins of a request just filed, and write it down."""
-        item = Outgoing({"type": "event", "event": "request", "room": room.name,
-                         "user": user.name}, room.id)
-        for admin in room.admins():
-            account = self._accounts.get(admin.user_id)
-            if account is not None:
-                self._bus.to_user(account, item)
+        admins = (self._accounts.get(admin.user_id) for admin in room.admins())
+        self._bus.to_users([a for a in admins if a is not None],
+                           {"type": "event", "event": "request", "room": room.name,
+                            "user": user.name}, room_id=room.id)
         await self._audit.record("request", user.name, None, room)
 
     async def invite(self, actor: User, room: Room, target: User) -> InvitationRecord:
@@ -91,8 +87,8 @@ class Admission:
             ttl = self.config.rooms.invitation_ttl
             record = InvitationRecord(room.id, target.id, actor.id, now, now + ttl)
             await self._storage.put_invitation(record)
-        self._bus.to_room(room, Outgoing({"type": "event", "event": "invite", "room": room.name,
-                                          "user": target.name, "actor": actor.name}, room.id))
+        self._bus.to_room(room, {"type": "event", "event": "invite", "room": room.name,
+                                 "user": target.name, "actor": actor.name})
         await self._notifier.notify(
             target, "invitation",
             f"{actor.name} invited you to #{room.name}: /join {room.id} "

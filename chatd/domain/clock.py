@@ -1,4 +1,5 @@
-"""Time, injected: the daemon reads the clock only through a :class:`Clock`.
+"""Time, injected: the daemon reads the clock only through a :class:`Clock`;
+and the one way a time is written out (:func:`iso_ts`).
 
 Tests use :class:`ManualClock` to move time for bans, mutes, rate limits and
 housekeeping instead of sleeping.
@@ -7,6 +8,8 @@ housekeeping instead of sleeping.
 from __future__ import annotations
 
 import time
+from datetime import UTC, datetime
+from typing import Any
 
 
 class Clock:
@@ -35,3 +38,18 @@ class ManualClock(Clock):
     def advance(self, seconds: float) -> None:
         self._wall += seconds
         self._mono += seconds
+
+
+# The formatted second of the last call: messages come many per second, and
+# formatting a datetime costs more than the rest of a message's preparation.
+_last_second: list[Any] = [None, ""]
+
+
+def iso_ts(epoch: float) -> str:
+    """Format UNIX time as ISO 8601 UTC with milliseconds: ``2026-11-21T10:00:00.000Z``."""
+    millis = int(epoch * 1000)
+    second, milli = divmod(millis, 1000)
+    if _last_second[0] != second:
+        moment = datetime.fromtimestamp(second, UTC)
+        _last_second[:] = [second, f"{moment:%Y-%m-%dT%H:%M:%S}"]
+    return f"{_last_second[1]}.{milli:03d}Z"

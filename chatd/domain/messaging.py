@@ -10,21 +10,19 @@ from __future__ import annotations
 import itertools
 from typing import TYPE_CHECKING, Any
 
-from chatd.delivery.outgoing import Outgoing
+from chatd.domain.clock import iso_ts
 from chatd.domain.names import format_duration
 from chatd.errors import ChatError, Code, Remedy, Step
-from chatd.protocol.codec import iso_ts
 from storage.records import MessageRecord
 
 if TYPE_CHECKING:
-    from chatd.delivery.bus import Bus
     from chatd.domain.accounts import User
     from chatd.domain.clock import Clock
     from chatd.domain.notifications import Notifier
+    from chatd.domain.ports import Bus, Endpoint
     from chatd.domain.protection import Protection
     from chatd.domain.room import Room
     from chatd.domain.stats import Stats
-    from chatd.protocol.session import Session
     from storage.api import Storage
     from storage.writer import MessageWriter
 
@@ -74,12 +72,12 @@ class Messaging:
         """A new message id (ids are shared by room, direct and end-to-end messages)."""
         return next(self._ids)
 
-    def post(self, session: Session, room: Room, text: str, action: bool = False,
+    def post(self, session: Endpoint, room: Room, text: str, action: bool = False,
              label: str | None = None) -> int:
         """Send ``text`` to every connection of every member of ``room``."""
         return self.post_kind(session, room, text, "action" if action else "text", {}, label)
 
-    def post_kind(self, session: Session, room: Room, text: str, kind: str,
+    def post_kind(self, session: Endpoint, room: Room, text: str, kind: str,
                   extra: dict[str, Any], label: str | None = None) -> int:
         """Send a message of any kind (text, action, file, sticker, e2e) to a room.
 
@@ -103,23 +101,23 @@ class Messaging:
         self._writer.submit(msg)
         stats = self._stats
         stats.messages += 1
-        stats.deliveries += len(room.endpoints)
+        stats.deliveries += len(self._bus.in_room(room))
         record = message_record(msg, room_name=room.name)
         if label is None:
-            self._bus.to_room(room, Outgoing(record, room.id))
+            self._bus.to_room(room, record)
         else:
             # The sender's own copy carries the label: it is their acknowledgement.
-            self._bus.to_room(room, Outgoing(record, room.id), skip=session)
+            self._bus.to_room(room, record, skip=session)
             session.send(record, label)
         return msg.id
 
-    def typing(self, session: Session, room: Room) -> None:
-        """Tell ``room``'s other members that ``session``'s user is typing (never
+    def typing(self, endpoint: Endpoint, room: Room) -> None:
+        """Tell ``room``'s other members that ``endpoint``'s user is typing (never
         stored). The caller has checked membership and the typing limit: the line
         protocol refuses in words, IRC drops silently."""
-        assert session.user is not None
-        self._bus.to_room(room, Outgoing({"type": "event", "event": "typing", "room": room.name,
-                                          "user": session.user.name}, room.id), skip=session)
+        assert endpoint.user is not None
+        self._bus.to_room(room, {"type": "event", "event": "typing", "room": room.name,
+                                 "user": endpoint.user.name}, skip=endpoint)
 
     def _refuse_if_muted(self, room: Room, user: User) -> None:
         now = self._clock.time()
@@ -130,7 +128,7 @@ class Messaging:
         raise ChatError(Code.MUTED, f"you are muted in #{room.name}{left}.", until=mute.until,
                         retry_ms=None if mute.until is None else round((mute.until - now) * 1000))
 
-    async def direct(self, session: Session, target: User, text: str,
+    async def direct(self, session: Endpoint, target: User, text: str,
                      label: str | None = None, kind: str = "text",
                      extra: dict[str, Any] | None = None) -> int:
         """Send ``text`` (or an end-to-end envelope, in ``extra``) to every connection
@@ -149,10 +147,7 @@ class Messaging:
                             delivered=online)
         self._writer.submit(msg)
         record = message_record(msg, to=target.name)
-        item = Outgoing(record)
-        self._bus.to_user(target, item, skip=session)
-        if target is not user:
-            self._bus.to_user(user, item, skip=session)
+        self._bus.to_users((target,) if target is user else (target, user), record, skip=session)
         session.send(record, label)
         if not online:
             self._unseen_by.add(target.id)
@@ -162,7 +157,7 @@ class Messaging:
                                         sender=user.name, message_id=msg.id)
         return msg.id
 
-    async def replay_direct(self, session: Session, user: User) -> int:
+    async def replay_direct(self, session: Endpoint, user: User) -> int:
         """Show a user who logs in the direct messages sent while they were away."""
         if user.id not in self._unseen_by:
             return 0

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-from chatd.delivery.outgoing import Outgoing
 from chatd.domain.names import format_duration
 from chatd.domain.permissions import Action, authorize
 from chatd.domain.room import Mode, Role, Room
@@ -18,11 +17,11 @@ from chatd.errors import ChatError, Code, Remedy, Step
 from storage.records import SanctionRecord
 
 if TYPE_CHECKING:
-    from chatd.delivery.bus import Bus
     from chatd.domain.accounts import Accounts, User
     from chatd.domain.audit import AuditLog
     from chatd.domain.clock import Clock
     from chatd.domain.notifications import Notifier
+    from chatd.domain.ports import Bus
     from chatd.domain.rooms import Rooms
     from storage.api import Storage
 
@@ -251,10 +250,9 @@ class Moderation:
         if target is not None:
             record["user"] = target.name
         record |= {k: v for k, v in fields.items() if v not in (None, "")}
-        item = Outgoing(record, room.id)
-        self._bus.to_room(room, item)
+        self._bus.to_room(room, record)
         if target is not None and not room.is_member(target.id):
-            self._bus.to_user(target, item)
+            self._bus.to_user(target, record, room_id=room.id)
 
 
 def _wrong_role(action: Action, room: Room, target: User, role: Role,

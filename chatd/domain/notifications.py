@@ -4,12 +4,10 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-from chatd.delivery.outgoing import Outgoing
-
 if TYPE_CHECKING:
-    from chatd.delivery.bus import Bus
     from chatd.domain.accounts import User
     from chatd.domain.clock import Clock
+    from chatd.domain.ports import Bus
     from storage.api import Storage
     from storage.records import NotificationRecord
 
@@ -33,7 +31,7 @@ class Notifier:
         note = await self._storage.add_notification(user.id, kind, {"text": text, **payload},
                                                     self._clock.time())
         if user.online:
-            self._bus.to_user(user, Outgoing(notification_record(note)))
+            self._bus.to_user(user, notification_record(note))
 
     async def pending(self, user: User) -> list[NotificationRecord]:
         return await self._storage.list_notifications(user.id)

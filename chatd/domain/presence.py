@@ -1,8 +1,9 @@
 """Who is connected and who is logged in where.
 
-Logging in attaches a session to its user's rooms (so membership survives
-disconnects: the rooms were the user's all along), tells the user what waits
-for them, and replays direct messages sent while they were away.
+Logging in attaches an endpoint (a connection of any front end) to its user's
+rooms (so membership survives disconnects: the rooms were the user's all
+along), tells the user what waits for them, and replays direct messages sent
+while they were away.
 """
 
 from __future__ import annotations
@@ -11,17 +12,18 @@ import logging
 from typing import TYPE_CHECKING, Any
 
 from chatd.errors import ChatError, Code
-from chatd.protocol.session import SessionState
 
 if TYPE_CHECKING:
+    from collections.abc import Sequence
+
     from chatd.domain.accounts import Accounts, User
     from chatd.domain.audit import AuditLog
     from chatd.domain.clock import Clock
     from chatd.domain.messaging import Messaging
     from chatd.domain.notifications import Notifier
+    from chatd.domain.ports import Endpoint
     from chatd.domain.rooms import Rooms
     from chatd.domain.stats import Stats
-    from chatd.protocol.session import Session
 
 log = logging.getLogger(__name__)
 
@@ -41,7 +43,7 @@ class Presence:
         self._messaging = messaging
         self._notifier = notifier
         self._audit = audit
-        self.sessions: set[Session] = set()
+        self.sessions: set[Endpoint] = set()
         self._online: dict[int, User] = {}
         # Away messages by user id, whatever protocol set them (/away, IRC AWAY).
         # Kept in memory only: they end with the user's last connection.
@@ -62,23 +64,20 @@ class Presence:
         else:
             self._away.pop(user.id, None)
 
-    def connected(self, session: Session) -> None:
+    def connected(self, session: Endpoint) -> None:
         self.sessions.add(session)
 
-    async def login(self, session: Session, user: User) -> dict[str, Any]:
+    async def login(self, session: Endpoint, user: User) -> dict[str, Any]:
         """Log ``session`` in as ``user``; returns what the welcome should say."""
-        if session.state is SessionState.CLOSING:
+        if session.closing:
             # The connection went away while the password was being checked.
             raise ChatError(Code.NOT_LOGGED_IN, "the connection closed during login.")
-        session.user = user
-        session.state = SessionState.AUTHENTICATED
+        rooms = self._rooms.of_user(user)
+        session.signed_in(user, rooms[0] if len(rooms) == 1 else None)
         self._stats.logins += 1
-        user.sessions.append(session)
+        user.connections += 1
         self._online[user.id] = user
         self._rooms.attach(session)
-        rooms = self._rooms.of_user(user)
-        if len(rooms) == 1:
-            session.current_room = rooms[0]
         log.info("login", extra={"fields": {"session": session.id, "user": user.name,
                                             "peer": session.peer}})
         await self._audit.record("login", actor=user.name)
@@ -88,32 +87,31 @@ class Presence:
                 "notifications": await self._notifier.count(user),
                 "direct_messages": replayed}
 
-    def logout(self, session: Session) -> None:
+    def connections(self, user: User) -> Sequence[Endpoint]:
+        """``user``'s logged-in connections, oldest first."""
+        return self._rooms.connections(user)
+
+    def logout(self, session: Endpoint) -> None:
         """Detach ``session`` from its user; the user's memberships stay."""
         user = session.user
         if user is None:
             return
         self._rooms.detach(session)
-        if session in user.sessions:
-            user.sessions.remove(session)
-        if not user.sessions:
+        user.connections = len(self._rooms.connections(user))
+        if not user.connections:
             self._online.pop(user.id, None)
             self._away.pop(user.id, None)
-        session.user = None
-        session.current_room = None
-        session.anonymous_since = self._clock.monotonic()
-        if session.state is SessionState.AUTHENTICATED:
-            session.state = SessionState.CONNECTED
+        session.signed_out(self._clock.monotonic())
         log.info("logout", extra={"fields": {"session": session.id, "user": user.name}})
 
     async def delete_account(self, user: User, actor: str,
-                             keep: Session | None = None) -> None:
+                             keep: Endpoint | None = None) -> None:
         """Delete ``user``: they leave every room, their connections close
         (except ``keep``, which is only logged out), and the account goes."""
         for room in self._rooms.of_user(user):
             await self._rooms.remove(room, user, "leave", actor_name=actor,
                                      reason="account deleted")
-        for session in list(user.sessions):
+        for session in list(self._rooms.connections(user)):
             if session is not keep:
                 session.send({"type": "notice", "text": "your account was deleted."})
                 session.close("account deleted")
@@ -121,10 +119,7 @@ class Presence:
         await self._accounts.delete(user)
         await self._audit.record("account-deleted", actor=actor, target=user.name)
 
-    def disconnected(self, session: Session) -> None:
-        if session.line_sink is not None:
-            session.line_sink.abort("disconnected")
-            session.line_sink = None
+    def disconnected(self, session: Endpoint) -> None:
+        session.gone()
         self.logout(session)
-        session.state = SessionState.CLOSING
         self.sessions.discard(session)

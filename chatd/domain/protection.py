@@ -30,8 +30,8 @@ if TYPE_CHECKING:
     from chatd.domain.audit import AuditLog
     from chatd.domain.clock import Clock
     from chatd.domain.moderation import Moderation
+    from chatd.domain.ports import Endpoint
     from chatd.domain.room import Room
-    from chatd.protocol.session import Session
 
 log = logging.getLogger(__name__)
 
@@ -57,7 +57,7 @@ class Protection:
 
     # -- messages ------------------------------------------------------------
 
-    def charge_message(self, session: Session, room: Room | None) -> None:
+    def charge_message(self, session: Endpoint, room: Room | None) -> None:
         """Take one message token or raise ``rate-limited`` (with ``retry_ms``)."""
         user = session.user
         assert user is not None
@@ -84,7 +84,7 @@ class Protection:
         """Forget the room's buckets so the new rate applies at once."""
         self._room_buckets.pop(room.id, None)
 
-    def _refused(self, session: Session, user: User, room: Room | None) -> None:
+    def _refused(self, session: Endpoint, user: User, room: Room | None) -> None:
         limits = self.config.limits
         flood = self._floods.get(user.id)
         if flood is None:
@@ -93,7 +93,7 @@ class Protection:
         if flood.record():
             self._on_flood(session, user, room)
 
-    def _on_flood(self, session: Session, user: User, room: Room | None) -> None:
+    def _on_flood(self, session: Endpoint, user: User, room: Room | None) -> None:
         limits = self.config.limits
         log.warning("flood", extra={"fields": {"session": session.id, "user": user.name,
                                                "room": room.name if room else None,

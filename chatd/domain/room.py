@@ -10,15 +10,9 @@ from __future__ import annotations
 import asyncio
 from dataclasses import dataclass, field
 from enum import StrEnum
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from storage.records import MemberRecord, RoomRecord, SanctionRecord
-
-if TYPE_CHECKING:
-    from collections.abc import Iterable
-
-    from chatd.delivery.feed import RoomFeed
-    from chatd.protocol.session import Session
 
 
 class Role(StrEnum):
@@ -76,9 +70,10 @@ class Departure:
 
 
 class Room:
-    """A room in memory: the source of truth for membership and routing."""
+    """A room in memory: the source of truth for membership (the connections
+    of its members are the delivery layer's, see chatd.domain.ports.Routes)."""
 
-    __slots__ = ("bans", "created_at", "endpoints", "feed", "id", "lock", "members", "mode",
+    __slots__ = ("bans", "created_at", "id", "lock", "members", "mode",
                  "mutes", "name", "settings", "topic")
 
     def __init__(self, record: RoomRecord) -> None:
@@ -92,25 +87,8 @@ class Room:
         # Active sanctions by user id; expired ones are ignored until housekeeping drops them.
         self.bans: dict[int, SanctionRecord] = {}
         self.mutes: dict[int, SanctionRecord] = {}
-        # Connections of online members: the fan-out list of a room message.
-        # Change it through connect/disconnect only: they keep the feed's taps right.
-        self.endpoints: set[Session] = set()
-        # This turn's messages, shared by the members' connections (chatd.delivery.feed).
-        self.feed: RoomFeed | None = None
         # Serialises membership changes so check, persist and apply never interleave.
         self.lock = asyncio.Lock()
-
-    def connect(self, sessions: Iterable[Session]) -> None:
-        """These connections receive the room's messages from now on."""
-        self.endpoints.update(sessions)
-
-    def disconnect(self, sessions: Iterable[Session]) -> None:
-        """These connections receive nothing more of the room, not even this turn's."""
-        feed = self.feed
-        for session in list(sessions):
-            self.endpoints.discard(session)
-            if feed is not None and session.out.feed is feed:
-                session.out.untap()
 
     def role_of(self, user_id: int) -> Role | None:
         member = self.members.get(user_id)
@@ -155,16 +133,13 @@ class Room:
             departure.role_changes = _succession(leaver, remaining)
         return departure
 
-    def apply_departure(self, departure: Departure, now: float) -> list[Session]:
-        """Apply a planned departure to memory; return the sessions that left."""
+    def apply_departure(self, departure: Departure, now: float) -> list[int]:
+        """Apply a planned departure to memory; return the ids of the users who left."""
         gone = [*departure.leaving, *([departure.evicted] if departure.evicted else [])]
-        left: list[Session] = []
         for user_id in gone:
             self.members.pop(user_id, None)
-            left.extend(s for s in self.endpoints if s.user is not None and s.user.id == user_id)
-        self.disconnect(left)
         self.set_roles(departure.role_changes, now)
-        return left
+        return gone
 
     def set_roles(self, changes: list[tuple[int, Role]], now: float) -> None:
         for user_id, role in changes:

@@ -12,7 +12,6 @@ import logging
 from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING, Any
 
-from chatd.delivery.outgoing import Outgoing
 from chatd.domain import names
 from chatd.domain.permissions import Action, authorize
 from chatd.domain.room import Departure, Member, Mode, Role, Room
@@ -20,12 +19,13 @@ from chatd.errors import ChatError, Code, Remedy, Step
 from storage.api import Conflict
 
 if TYPE_CHECKING:
-    from chatd.delivery.bus import Bus
+    from collections.abc import Sequence
+
     from chatd.domain.accounts import Accounts, User
     from chatd.domain.audit import AuditLog
     from chatd.domain.clock import Clock
     from chatd.domain.notifications import Notifier
-    from chatd.protocol.session import Session
+    from chatd.domain.ports import Bus, Endpoint
     from storage.api import Storage
     from storage.records import AssociationRecord
 
@@ -111,19 +111,31 @@ class Rooms:
                 "members": len(room.members), "topic": room.topic,
                 "e2e": bool(room.settings.get("e2e"))}
 
-    # -- sessions ------------------------------------------------------------
+    # -- connections ---------------------------------------------------------
 
-    def attach(self, session: Session) -> None:
-        """A logged-in session starts receiving its user's rooms."""
-        assert session.user is not None
-        for room in self._of_user.get(session.user.id, ()):
-            room.connect((session,))
+    def attach(self, endpoint: Endpoint) -> None:
+        """A logged-in endpoint starts receiving its user's rooms."""
+        user = endpoint.user
+        assert user is not None
+        self._bus.add_user(user, endpoint)
+        for room in self._of_user.get(user.id, ()):
+            self._bus.connect(room, (endpoint,))
 
-    def detach(self, session: Session) -> None:
-        if session.user is None:
+    def detach(self, endpoint: Endpoint) -> None:
+        user = endpoint.user
+        if user is None:
             return
-        for room in self._of_user.get(session.user.id, ()):
-            room.disconnect((session,))
+        for room in self._of_user.get(user.id, ()):
+            self._bus.disconnect(room, (endpoint,))
+        self._bus.remove_user(user, endpoint)
+
+    def connections(self, user: User) -> Sequence[Endpoint]:
+        """``user``'s logged-in endpoints, oldest first."""
+        return self._bus.of_user(user)
+
+    def online_in(self, room: Room) -> int:
+        """How many endpoints receive ``room``'s messages."""
+        return len(self._bus.in_room(room))
 
     # -- changes -------------------------------------------------------------
 
@@ -143,7 +155,7 @@ class Rooms:
         await self._audit.record("create", actor=user.name, room=room, reason=mode.value)
         return room
 
-    async def join(self, user: User, room: Room, actor: Session | None = None,
+    async def join(self, user: User, room: Room, actor: Endpoint | None = None,
                    admit: Callable[[], Awaitable[bool]] | None = None) -> Member | None:
         """Add ``user`` to ``room`` by the rules ``admit`` applies.
 
@@ -167,12 +179,12 @@ class Rooms:
         await self._audit.record("join", actor=user.name, room=room)
         return member
 
-    async def leave(self, user: User, room: Room, actor: Session | None = None) -> None:
+    async def leave(self, user: User, room: Room, actor: Endpoint | None = None) -> None:
         """``user`` leaves ``room`` of their own accord."""
         await self.remove(room, user, "leave", actor_name=user.name, skip=actor)
 
     async def remove(self, room: Room, user: User, event: str, actor_name: str,
-                     reason: str = "", skip: Session | None = None,
+                     reason: str = "", skip: Endpoint | None = None,
                      authorize: Callable[[], None] | None = None,
                      prepare: Callable[[], Awaitable[None]] | None = None,
                      missing_ok: bool = False) -> Departure | None:
@@ -257,7 +269,7 @@ class Rooms:
         self._of_user.setdefault(member.user_id, set()).add(room)
         user = self._accounts.get(member.user_id)
         if user is not None:
-            room.connect(user.sessions)
+            self._bus.connect(room, self._bus.of_user(user))
 
     def _ensure_live(self, room: Room) -> None:
         if self._by_id.get(room.id) is not room:
@@ -274,21 +286,19 @@ class Rooms:
             await self._storage.terminate_room(room.id, self._clock.time())
 
     def _apply_departure(self, room: Room, departure: Departure) -> None:
-        left = room.apply_departure(departure, self._clock.time())
-        for user_id in departure.leaving + ([departure.evicted] if departure.evicted else []):
+        gone = room.apply_departure(departure, self._clock.time())
+        left = [e for user_id in gone for e in self._bus.disconnect_user(room, user_id)]
+        for user_id in gone:
             rooms = self._of_user.get(user_id)
             if rooms is not None:
                 rooms.discard(room)
-        for session in left:
-            if session.current_room is room:
-                session.current_room = None
+        for endpoint in left:
+            endpoint.left_room(room)
         if departure.terminate:
             del self._by_id[room.id]
             del self._by_key[names.name_key(room.name)]
-            for session in room.endpoints:
-                if session.current_room is room:
-                    session.current_room = None
-            room.disconnect(room.endpoints)
+            for endpoint in self._bus.close_room(room):
+                endpoint.left_room(room)
 
     async def _announce_roles(self, room: Room, changes: list[tuple[int, Role]]) -> None:
         for user_id, role in changes:
@@ -308,17 +318,16 @@ class Rooms:
         evicted = self._accounts.get(departure.evicted) if departure.evicted else None
         if evicted is None:
             return
-        item = Outgoing({"type": "event", "event": "terminated", "room": room.name,
-                         "user": evicted.name}, room.id)
-        self._bus.to_user(evicted, item)
+        self._bus.to_user(evicted, {"type": "event", "event": "terminated", "room": room.name,
+                                    "user": evicted.name}, room_id=room.id)
         await self._notifier.notify(evicted, "terminated",
                                     f"#{room.name} was terminated: you were its last member.",
                                     room=room.name, room_id=room.id)
 
-    def _emit(self, room: Room, fields: dict[str, Any], skip: Session | None = None) -> None:
+    def _emit(self, room: Room, fields: dict[str, Any], skip: Endpoint | None = None) -> None:
         record = {"type": "event", "room": room.name, **fields}
-        self._bus.to_room(room, Outgoing({k: v for k, v in record.items() if v not in (None, "")},
-                                         room.id), skip=skip)
+        self._bus.to_room(room, {k: v for k, v in record.items() if v not in (None, "")},
+                          skip=skip)
 
 
 def _valid_room_name(raw: str) -> str:

@@ -23,7 +23,6 @@ import logging
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Final
 
-from chatd.delivery.outgoing import Outgoing
 from chatd.domain.accounts import User
 from chatd.domain.names import name_key
 from chatd.domain.permissions import Action, authorize
@@ -126,10 +125,9 @@ class Guests:
             now = services.clock.time()
             room.members[user.id] = Member(user.id, user.name, Role.MEMBER, now, now,
                                            next(self._seq))
-            room.connect((session,))
-        services.bus.to_room(room, Outgoing({"type": "event", "event": "join",
-                                             "room": room.name, "user": user.name}, room.id),
-                             skip=session)
+            services.bus.connect(room, (session,))
+        services.bus.to_room(room, {"type": "event", "event": "join", "room": room.name,
+                                    "user": user.name}, skip=session)
         await services.audit.record("join", actor=user.name, room=room)
 
     def _check_join(self, session: IrcSession, room: Room) -> None:
@@ -192,9 +190,8 @@ class Guests:
         return True
 
     def _emit(self, room: Room, event: str, user: str, actor: str) -> None:
-        self._services.bus.to_room(room, Outgoing({"type": "event", "event": event,
-                                                   "room": room.name, "actor": actor,
-                                                   "user": user}, room.id))
+        self._services.bus.to_room(room, {"type": "event", "event": event,
+                                          "room": room.name, "actor": actor, "user": user})
 
     # -- direct messages ----------------------------------------------------------
 
@@ -205,7 +202,7 @@ class Guests:
         self._services.protection.charge_message(session, None)
         record: dict[str, Any] = {"type": "message", "to": target.name, "from": user.name,
                                   "text": text, "ts": iso_ts(self._services.clock.time())}
-        self._services.bus.to_user(target, Outgoing(record), skip=session)
+        self._services.bus.to_user(target, record, skip=session)
         session.send(record, label)
 
     # -- the end of a guest ----------------------------------------------------------
@@ -221,7 +218,7 @@ class Guests:
         for room in rooms:
             # At once: the room service finds a departing member's connections by
             # their user, which the logout that follows clears.
-            room.disconnect((session,))
+            self._services.bus.disconnect(room, (session,))
         if rooms:
             task = asyncio.ensure_future(self._leave_all(user, rooms))
             self._tasks.add(task)

@@ -53,7 +53,7 @@ def existing_user(ctx: IrcContext, nick: str) -> User:
 def away_message(ctx: IrcContext, user: User) -> str | None:
     """Why ``user`` is not there: offline, or their away message (set with AWAY
     here or /away on a chatd connection); None when they are present."""
-    if not user.sessions:
+    if not user.online:
         return "offline"
     return ctx.services.presence.away(user) or None
 

@@ -19,6 +19,7 @@ Two things keep the output in an order IRC clients accept:
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
 from chatd.domain.names import name_key
@@ -117,7 +118,7 @@ class IrcSession(Session):
         if room_id is not None and record.get("event") in _DEPARTURES and self._is_me(record):
             irc.joined.discard(room_id)
 
-    def send(self, record: dict[str, Any], label: str | None = None) -> None:
+    def send(self, record: Mapping[str, Any], label: str | None = None) -> None:
         """A record for this connection only: the sender's copy of its own message,
         a replayed direct message, or a notice or error of the server."""
         renderer = self.irc.listener.renderer
@@ -141,10 +142,10 @@ class IrcSession(Session):
     def nick(self) -> str:
         return self.irc.nick
 
-    def _is_me(self, record: dict[str, Any]) -> bool:
+    def _is_me(self, record: Mapping[str, Any]) -> bool:
         return name_key(str(record.get("user", ""))) == name_key(self.irc.nick)
 
-    def _announce_for(self, record: dict[str, Any], room_id: int) -> bool:
+    def _announce_for(self, record: Mapping[str, Any], room_id: int) -> bool:
         """Show the client the channel of ``room_id`` if it is in that room and was not
         shown it yet; True when that announcement stands for ``record`` itself."""
         user = self.user

@@ -22,7 +22,6 @@ from typing import TYPE_CHECKING, Any
 
 from chatd import __version__
 from chatd.content.blobs import files_dir
-from chatd.delivery.outgoing import Outgoing
 from chatd.domain.names import parse_duration
 from chatd.errors import ChatError, Code
 from chatd.ops.backups import (
@@ -277,14 +276,14 @@ async def _status(ctl: ControlServer, req: dict[str, Any]) -> Any:
 async def _users(ctl: ControlServer, req: dict[str, Any]) -> Any:
     rooms = ctl.services.rooms
     return [{"name": u.name, "admin": u.is_admin, "online": u.online,
-             "connections": len(u.sessions), "rooms": [r.name for r in rooms.of_user(u)]}
+             "connections": u.connections, "rooms": [r.name for r in rooms.of_user(u)]}
             for u in sorted(ctl.services.accounts.all(), key=lambda u: u.name.lower())]
 
 
 @handler("rooms")
 async def _rooms(ctl: ControlServer, req: dict[str, Any]) -> Any:
     rooms = ctl.services.rooms
-    return [rooms.summary(r) | {"online": len(r.endpoints)}
+    return [rooms.summary(r) | {"online": rooms.online_in(r)}
             for r in rooms.listed_for(None) + rooms.private_rooms()]
 
 
@@ -391,10 +390,9 @@ async def _set_admin(ctl: ControlServer, name: str, flag: bool) -> Any:
 @handler("broadcast")
 async def _broadcast(ctl: ControlServer, req: dict[str, Any]) -> Any:
     text = str(req["text"])
-    item = Outgoing({"type": "notice", "text": f"[server] {text}", "broadcast": True})
     sessions = list(ctl.services.presence.sessions)
-    for session in sessions:
-        session.deliver(item)
+    ctl.services.bus.to_endpoints(sessions, {"type": "notice", "text": f"[server] {text}",
+                                             "broadcast": True})
     return {"sessions": len(sessions)}
 
 

@@ -16,8 +16,9 @@ import json.encoder
 import re
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
-from datetime import UTC, datetime
 from typing import Any, Final
+
+from chatd.domain.clock import iso_ts
 
 __all__ = [
     "INVALID_UTF8",
@@ -389,18 +390,3 @@ def encode_json(obj: Mapping[str, Any]) -> bytes:
     line on the wire.
     """
     return (_compact(obj) + "\r\n").encode("utf-8", "replace")
-
-
-# The formatted second of the last call: messages come many per second, and
-# formatting a datetime costs more than the rest of a message's preparation.
-_last_second: list[Any] = [None, ""]
-
-
-def iso_ts(epoch: float) -> str:
-    """Format UNIX time as ISO 8601 UTC with milliseconds: ``2026-11-21T10:00:00.000Z``."""
-    millis = int(epoch * 1000)
-    second, milli = divmod(millis, 1000)
-    if _last_second[0] != second:
-        moment = datetime.fromtimestamp(second, UTC)
-        _last_second[:] = [second, f"{moment:%Y-%m-%dT%H:%M:%S}"]
-    return f"{_last_second[1]}.{milli:03d}Z"

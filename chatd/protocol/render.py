@@ -71,6 +71,26 @@ def style_key(style: Style, current_room: bool) -> int:
     return key
 
 
+# A room feed's lanes render through these (chatd.delivery.feed knows no styles):
+# one function per cache key, shared by every connection of that style.
+_RENDERERS: dict[int, Callable[[Record], bytes]] = {}
+
+
+def lane_renderer(style: Style, current_room: bool) -> Callable[[Record], bytes]:
+    """``render`` for ``style`` and a room that is (or not) the current room, as a
+    one-argument function (the same object for the same cache key)."""
+    key = style_key(style, current_room)
+    function = _RENDERERS.get(key)
+    if function is None:
+        current = current_room or style.fmt == "json"
+
+        def function(record: Record) -> bytes:
+            return render(record, style, current)
+
+        _RENDERERS[key] = function
+    return function
+
+
 class _Paint:
     """Applies (or, without colour, skips) a theme's colours."""
 

@@ -9,13 +9,13 @@ from __future__ import annotations
 
 import itertools
 import logging
-from collections.abc import Awaitable
+from collections.abc import Awaitable, Mapping
 from enum import Enum
 from typing import TYPE_CHECKING, Any, Protocol
 
 from chatd.delivery.outgoing import PRESENCE, Outgoing
 from chatd.domain.ratelimit import TokenBucket
-from chatd.protocol.render import Style, render, style_key
+from chatd.protocol.render import Style, lane_renderer, render, style_key
 
 if TYPE_CHECKING:
     from chatd.delivery.feed import Lane, RoomFeed
@@ -64,6 +64,8 @@ class Session:
     __slots__ = (
         "_key_current",
         "_key_other",
+        "_render_current",
+        "_render_other",
         "_room",
         "_room_id",
         "anonymous_since",
@@ -100,6 +102,8 @@ class Session:
         self.style = Style()
         self._key_current = style_key(self.style, True)
         self._key_other = style_key(self.style, False)
+        self._render_current = lane_renderer(self.style, True)
+        self._render_other = lane_renderer(self.style, False)
 
     @property
     def logged_in(self) -> bool:
@@ -122,6 +126,8 @@ class Session:
         self.style = style
         self._key_current = style_key(style, True)
         self._key_other = style_key(style, False)
+        self._render_current = lane_renderer(style, True)
+        self._render_other = lane_renderer(style, False)
 
     def tap(self, feed: RoomFeed, item: Outgoing) -> None:
         """Take the room's messages of this turn from ``item`` on (see chatd.delivery.feed):
@@ -129,9 +135,11 @@ class Session:
         if self.coalesced:
             self.deliver(item)
             return
-        current = feed.room_id == self._room_id
-        key = self._key_current if current else self._key_other
-        self.out.tap(feed, feed.lane(key, self.style, current, item))
+        if feed.room_id == self._room_id:
+            lane = feed.lane(self._key_current, self._render_current, item)
+        else:
+            lane = feed.lane(self._key_other, self._render_other, item)
+        self.out.tap(feed, lane)
 
     def deliver(self, item: Outgoing) -> None:
         """Queue ``item`` for this connection. The fan-out hot path: keep it lean."""
@@ -160,7 +168,41 @@ class Session:
                    "text": f"{count} join/leave event{'s' * (count != 1)} skipped while your "
                            "connection was behind; /who shows who is in a room."})
 
-    def send(self, record: dict[str, Any], label: str | None = None) -> None:
+    # -- the domain's Endpoint (chatd.domain.ports) ---------------------------
+
+    @property
+    def closing(self) -> bool:
+        return self.state is SessionState.CLOSING
+
+    def signed_in(self, user: User, room: Room | None) -> None:
+        self.user = user
+        self.state = SessionState.AUTHENTICATED
+        if room is not None:
+            self.current_room = room
+
+    def signed_out(self, now: float) -> None:
+        self.user = None
+        self.current_room = None
+        self.anonymous_since = now
+        if self.state is SessionState.AUTHENTICATED:
+            self.state = SessionState.CONNECTED
+
+    def gone(self) -> None:
+        if self.line_sink is not None:
+            self.line_sink.abort("disconnected")
+            self.line_sink = None
+        self.state = SessionState.CLOSING
+
+    @property
+    def congested(self) -> bool:
+        """The connection's output is behind (a download waits for it)."""
+        return self.out.congested
+
+    def left_room(self, room: Room) -> None:
+        if self._room is room:
+            self.current_room = None
+
+    def send(self, record: Mapping[str, Any], label: str | None = None) -> None:
         """Render and queue one record meant for this connection only."""
         room = self.current_room
         current = room is not None and record.get("room") == room.name

@@ -193,13 +193,15 @@ class ChatMachine(RuleBasedStateMachine):
             assert {r.id for r in server.services.rooms.of_user(user)} == \
                 {r.id for r in live if r.is_member(user.id)}
         # Routing: a room's endpoints are exactly its members' live sessions.
+        bus = server.services.bus
         for room in live:
             expected = set()
             for user_id in room.members:
                 user = accounts.get(user_id)
                 assert user is not None
-                expected.update(user.sessions)
-            assert room.endpoints == expected, room.name
+                expected.update(bus.of_user(user))
+                assert user.connections == len(bus.of_user(user))
+            assert set(bus.in_room(room)) == expected, room.name
 
 
 def test_random_command_sequences_keep_the_server_consistent() -> None:
