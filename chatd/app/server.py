@@ -183,9 +183,6 @@ class ChatServer:
         self.services.crypto.reconfigure(config.crypto)
         self.services.e2e.reconfigure(config.crypto)
         self.services.stickers.reload(config.stickers)
-        limits = config.limits
-        for conn in self._connections:
-            conn.session.command_bucket.reconfigure(limits.command_rate, limits.command_burst)
         self._reload_certificate(config)
         log.info("reloaded")
 

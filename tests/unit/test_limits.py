@@ -1,4 +1,4 @@
-"""Tests for chatd.domain.ratelimit: exact bucket arithmetic on a fake clock, and properties."""
+"""Tests for chatd.domain.limits: bucket arithmetic on the manual clock, properties, the store."""
 
 from __future__ import annotations
 
@@ -8,29 +8,10 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from chatd.domain.ratelimit import FakeClock, FloodDetector, TokenBucket
+from chatd.domain.clock import Clock, ManualClock
+from chatd.domain.limits import FloodDetector, TokenBucket
 
 FAST = settings(max_examples=200, deadline=None)
-
-
-# ---------------------------------------------------------------------------
-# FakeClock
-# ---------------------------------------------------------------------------
-
-
-def test_fake_clock() -> None:
-    clock = FakeClock()
-    assert clock() == 1000.0
-    clock.advance(2.5)
-    assert clock() == 1002.5
-    clock.advance(0)
-    assert clock() == 1002.5
-    assert FakeClock(5.0)() == 5.0
-
-
-def test_fake_clock_never_goes_back() -> None:
-    with pytest.raises(ValueError, match="cannot go back"):
-        FakeClock().advance(-1)
 
 
 # ---------------------------------------------------------------------------
@@ -39,7 +20,7 @@ def test_fake_clock_never_goes_back() -> None:
 
 
 def test_bucket_starts_full_and_drains() -> None:
-    clock = FakeClock()
+    clock = ManualClock()
     bucket = TokenBucket(rate=1, burst=3, clock=clock)
     assert bucket.tokens == 3
     assert [bucket.try_take() for _ in range(3)] == [0.0, 0.0, 0.0]
@@ -49,7 +30,7 @@ def test_bucket_starts_full_and_drains() -> None:
 
 
 def test_bucket_refills_over_time() -> None:
-    clock = FakeClock()
+    clock = ManualClock()
     bucket = TokenBucket(rate=2, burst=4, clock=clock)
     for _ in range(4):
         bucket.try_take()
@@ -61,7 +42,7 @@ def test_bucket_refills_over_time() -> None:
 
 
 def test_bucket_partial_refill_wait_times() -> None:
-    clock = FakeClock()
+    clock = ManualClock()
     bucket = TokenBucket(rate=2, burst=5, clock=clock)
     assert bucket.try_take(5) == 0.0
     clock.advance(0.25)
@@ -74,7 +55,7 @@ def test_bucket_partial_refill_wait_times() -> None:
 
 
 def test_bucket_refill_is_capped_at_burst() -> None:
-    clock = FakeClock()
+    clock = ManualClock()
     bucket = TokenBucket(rate=10, burst=3, clock=clock)
     bucket.try_take(2)
     clock.advance(3600)
@@ -85,7 +66,7 @@ def test_bucket_refill_is_capped_at_burst() -> None:
 
 def test_bucket_waiting_the_given_time_is_enough() -> None:
     # Awkward numbers: floating-point refill lands a hair short of 1 token.
-    clock = FakeClock()
+    clock = ManualClock()
     bucket = TokenBucket(rate=3, burst=1, clock=clock)
     bucket.try_take()
     clock.advance(0.1)
@@ -96,13 +77,13 @@ def test_bucket_waiting_the_given_time_is_enough() -> None:
 
 
 def test_bucket_cost_above_burst_never_fits() -> None:
-    bucket = TokenBucket(rate=1, burst=2, clock=FakeClock())
+    bucket = TokenBucket(rate=1, burst=2, clock=ManualClock())
     assert bucket.try_take(3) == math.inf
     assert bucket.tokens == 2
 
 
 def test_bucket_zero_cost_always_fits() -> None:
-    clock = FakeClock()
+    clock = ManualClock()
     bucket = TokenBucket(rate=1, burst=1, clock=clock)
     bucket.try_take()
     assert bucket.try_take(0) == 0.0
@@ -110,15 +91,15 @@ def test_bucket_zero_cost_always_fits() -> None:
 
 @pytest.mark.parametrize("rate", [0, -1, 0.0])
 def test_bucket_unlimited(rate: float) -> None:
-    bucket = TokenBucket(rate=rate, burst=1, clock=FakeClock())
+    bucket = TokenBucket(rate=rate, burst=1, clock=ManualClock())
     assert all(bucket.try_take(5) == 0.0 for _ in range(1000))
     assert bucket.tokens == 1
 
 
 def test_bucket_rejects_bad_arguments() -> None:
     with pytest.raises(ValueError, match="burst"):
-        TokenBucket(rate=1, burst=-1, clock=FakeClock())
-    bucket = TokenBucket(rate=1, burst=1, clock=FakeClock())
+        TokenBucket(rate=1, burst=-1, clock=ManualClock())
+    bucket = TokenBucket(rate=1, burst=1, clock=ManualClock())
     with pytest.raises(ValueError, match="cost"):
         bucket.try_take(-1)
     with pytest.raises(ValueError, match="burst"):
@@ -127,7 +108,12 @@ def test_bucket_rejects_bad_arguments() -> None:
 
 def test_bucket_clock_standing_still_or_going_back_earns_nothing() -> None:
     now = [100.0]
-    bucket = TokenBucket(rate=1, burst=2, clock=lambda: now[0])
+
+    class Broken(Clock):
+        def monotonic(self) -> float:
+            return now[0]
+
+    bucket = TokenBucket(rate=1, burst=2, clock=Broken())
     bucket.try_take(2)
     now[0] = 90.0  # broken clock
     assert bucket.tokens == 0
@@ -136,7 +122,7 @@ def test_bucket_clock_standing_still_or_going_back_earns_nothing() -> None:
 
 
 def test_reconfigure_keeps_tokens() -> None:
-    clock = FakeClock()
+    clock = ManualClock()
     bucket = TokenBucket(rate=1, burst=10, clock=clock)
     bucket.try_take(4)
     bucket.reconfigure(rate=2, burst=20)
@@ -147,7 +133,7 @@ def test_reconfigure_keeps_tokens() -> None:
 
 
 def test_reconfigure_clamps_to_new_burst() -> None:
-    clock = FakeClock()
+    clock = ManualClock()
     bucket = TokenBucket(rate=1, burst=10, clock=clock)
     bucket.reconfigure(rate=1, burst=3)
     assert bucket.tokens == 3
@@ -156,7 +142,7 @@ def test_reconfigure_clamps_to_new_burst() -> None:
 
 
 def test_reconfigure_credits_elapsed_time_at_old_rate() -> None:
-    clock = FakeClock()
+    clock = ManualClock()
     bucket = TokenBucket(rate=1, burst=10, clock=clock)
     bucket.try_take(10)
     clock.advance(2)
@@ -165,7 +151,7 @@ def test_reconfigure_credits_elapsed_time_at_old_rate() -> None:
 
 
 def test_reconfigure_from_unlimited_gives_full_bucket() -> None:
-    clock = FakeClock()
+    clock = ManualClock()
     bucket = TokenBucket(rate=0, burst=1, clock=clock)
     for _ in range(50):
         bucket.try_take()
@@ -177,7 +163,7 @@ def test_reconfigure_from_unlimited_gives_full_bucket() -> None:
 
 
 def test_bucket_repr() -> None:
-    assert repr(TokenBucket(2, 5, FakeClock())) == "TokenBucket(rate=2, burst=5, tokens=5.000)"
+    assert repr(TokenBucket(2, 5, ManualClock())) == "TokenBucket(rate=2, burst=5, tokens=5.000)"
 
 
 # ---------------------------------------------------------------------------
@@ -198,7 +184,7 @@ operations = st.lists(
 def test_bucket_never_exceeds_burst_plus_refill(
     rate: float, burst: float, ops: list[tuple[float, float]]
 ) -> None:
-    clock = FakeClock()
+    clock = ManualClock()
     bucket = TokenBucket(rate, burst, clock)
     taken = 0.0
     elapsed = 0.0
@@ -215,7 +201,7 @@ def test_bucket_never_exceeds_burst_plus_refill(
 @FAST
 @given(st.floats(0.01, 50), st.floats(1, 20), operations)
 def test_bucket_wait_is_exact(rate: float, burst: float, ops: list[tuple[float, float]]) -> None:
-    clock = FakeClock()
+    clock = ManualClock()
     bucket = TokenBucket(rate, burst, clock)
     for step, cost in ops:
         clock.advance(step)
@@ -240,7 +226,7 @@ def test_bucket_wait_is_exact(rate: float, burst: float, ops: list[tuple[float, 
 
 
 def test_flood_threshold_then_reset() -> None:
-    clock = FakeClock()
+    clock = ManualClock()
     flood = FloodDetector(threshold=3, window=10, clock=clock)
     results = []
     for _ in range(7):
@@ -251,7 +237,7 @@ def test_flood_threshold_then_reset() -> None:
 
 
 def test_flood_window_slides() -> None:
-    clock = FakeClock()
+    clock = ManualClock()
     flood = FloodDetector(threshold=3, window=10, clock=clock)
     assert not flood.record()  # t=0
     clock.advance(6)
@@ -264,13 +250,13 @@ def test_flood_window_slides() -> None:
 
 
 def test_flood_threshold_one() -> None:
-    flood = FloodDetector(threshold=1, window=1, clock=FakeClock())
+    flood = FloodDetector(threshold=1, window=1, clock=ManualClock())
     assert flood.record()
     assert flood.record()
 
 
 def test_flood_reset() -> None:
-    flood = FloodDetector(threshold=2, window=10, clock=FakeClock())
+    flood = FloodDetector(threshold=2, window=10, clock=ManualClock())
     flood.record()
     flood.reset()
     assert not flood.record()
@@ -278,20 +264,20 @@ def test_flood_reset() -> None:
 
 def test_flood_rejects_bad_arguments() -> None:
     with pytest.raises(ValueError, match="threshold"):
-        FloodDetector(threshold=0, window=1, clock=FakeClock())
+        FloodDetector(threshold=0, window=1, clock=ManualClock())
     with pytest.raises(ValueError, match="window"):
-        FloodDetector(threshold=1, window=0, clock=FakeClock())
+        FloodDetector(threshold=1, window=0, clock=ManualClock())
 
 
 @FAST
 @given(st.integers(1, 6), st.floats(0.5, 20), st.lists(st.floats(0, 5), max_size=60))
 def test_flood_matches_naive_model(threshold: int, window: float, steps: list[float]) -> None:
-    clock = FakeClock()
+    clock = ManualClock()
     flood = FloodDetector(threshold, window, clock)
     kept: list[float] = []  # refusal times since the last flood
     for step in steps:
         clock.advance(step)
-        now = clock()
+        now = clock.monotonic()
         kept = [t for t in kept if t > now - window] + [now]
         expected = len(kept) >= threshold
         if expected:
