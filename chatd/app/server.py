@@ -292,4 +292,4 @@ def _wire(config: Config, clock: Clock, storage: Storage, table: CommandTable) -
                     audit=audit, presence=presence, commands=table, stats=stats,
                     started_at=clock.time(), version=__version__, files=files,
                     stickers=Stickers(config.stickers),
-                    crypto=CryptoService(config.crypto), e2e=e2e)
+                    crypto=CryptoService(config.crypto, protection), e2e=e2e)
