@@ -9,7 +9,13 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from chatd.domain.clock import Clock, ManualClock
-from chatd.domain.limits import FloodDetector, TokenBucket
+from chatd.domain.limits import (
+    FloodDetector,
+    Kind,
+    MemoryLimitStore,
+    SlidingWindow,
+    TokenBucket,
+)
 
 FAST = settings(max_examples=200, deadline=None)
 
@@ -283,3 +289,164 @@ def test_flood_matches_naive_model(threshold: int, window: float, steps: list[fl
         if expected:
             kept = []
         assert flood.record() is expected
+
+
+# ---------------------------------------------------------------------------
+# TokenBucket.wait: how long until a take would succeed, taking nothing
+# ---------------------------------------------------------------------------
+
+
+def test_bucket_wait_takes_nothing() -> None:
+    clock = ManualClock()
+    bucket = TokenBucket(rate=2, burst=2, clock=clock)
+    assert bucket.wait() == 0.0
+    bucket.try_take(2)
+    assert bucket.wait() == 0.5
+    assert bucket.wait(3) == math.inf
+    clock.advance(0.5)
+    assert bucket.wait() == 0.0 and bucket.try_take() == 0.0
+    assert TokenBucket(rate=0, burst=1, clock=clock).wait(5) == 0.0
+
+
+# ---------------------------------------------------------------------------
+# SlidingWindow
+# ---------------------------------------------------------------------------
+
+
+def test_window_allows_limit_then_waits_for_the_oldest() -> None:
+    clock = ManualClock()
+    window = SlidingWindow(1.0, clock)
+    assert window.try_take(2) == 0.0
+    clock.advance(0.25)
+    assert window.try_take(2) == 0.0
+    assert window.try_take(2) == 0.75  # the first leaves the window a second after it came
+    clock.advance(0.75)
+    assert window.try_take(2) == 0.0
+    assert window.try_take(2) == pytest.approx(0.25)
+
+
+def test_window_follows_a_lowered_limit() -> None:
+    clock = ManualClock()
+    window = SlidingWindow(1.0, clock)
+    for step in (0.0, 0.1, 0.1):
+        clock.advance(step)
+        assert window.try_take(3) == 0.0
+    # Three within the window and a limit of 2: free once two have left.
+    assert window.try_take(2) == pytest.approx(0.9)
+    assert window.try_take(1) == pytest.approx(1.0)  # a limit of 1: once all have
+
+
+def test_window_rejects_a_bad_window() -> None:
+    with pytest.raises(ValueError, match="window"):
+        SlidingWindow(0, ManualClock())
+
+
+@FAST
+@given(st.integers(1, 5), st.lists(st.floats(0, 1.5, allow_nan=False), max_size=60))
+def test_window_never_holds_more_than_limit(limit: int, steps: list[float]) -> None:
+    clock = ManualClock()
+    window = SlidingWindow(1.0, clock)
+    taken: list[float] = []
+    for step in steps:
+        clock.advance(step)
+        now = clock.monotonic()
+        if window.try_take(limit) == 0.0:
+            taken.append(now)
+        assert sum(1 for t in taken if t > now - 1.0) <= limit
+
+
+# ---------------------------------------------------------------------------
+# MemoryLimitStore
+# ---------------------------------------------------------------------------
+
+
+def test_store_keeps_kinds_and_keys_apart() -> None:
+    store = MemoryLimitStore(ManualClock())
+    assert store.take(Kind.MESSAGE, 1, 1, 1) == 0.0
+    assert store.take(Kind.MESSAGE, 1, 1, 1) == 1.0
+    assert store.take(Kind.MESSAGE, 2, 1, 1) == 0.0
+    assert store.take(Kind.COMMAND, 1, 1, 1) == 0.0
+    assert len(store) == 3
+
+
+def test_store_wait_makes_no_bucket() -> None:
+    store = MemoryLimitStore(ManualClock())
+    assert store.wait(Kind.LOGIN_NAME, "bob", 1, 5) == 0.0
+    assert store.wait(Kind.LOGIN_NAME, "bob", 1, 5, cost=6) == math.inf
+    assert store.wait(Kind.LOGIN_NAME, "bob", 0, 5, cost=6) == 0.0
+    assert len(store) == 0
+    store.take(Kind.LOGIN_NAME, "bob", 1, 1)
+    assert store.wait(Kind.LOGIN_NAME, "bob", 1, 1) == 1.0
+
+
+def test_store_applies_a_new_rate_keeping_tokens() -> None:
+    clock = ManualClock()
+    store = MemoryLimitStore(clock)
+    store.take(Kind.MESSAGE, 1, 1, 4, cost=4)
+    # The bucket is empty; under the new rate it refills twice as fast.
+    assert store.take(Kind.MESSAGE, 1, 2, 4) == 0.5
+    assert store.wait(Kind.MESSAGE, 1, 4, 4) == 0.25
+    clock.advance(0.25)
+    assert store.take(Kind.MESSAGE, 1, 4, 4) == 0.0
+
+
+def test_store_sweep_drops_only_refilled_buckets() -> None:
+    clock = ManualClock()
+    store = MemoryLimitStore(clock)
+    store.take(Kind.COMMAND, "idle", 1, 1)
+    store.take(Kind.COMMAND, "busy", 1, 10, cost=10)
+    clock.advance(1)
+    store.sweep()
+    assert len(store) == 1
+    # The dropped bucket comes back full, as it would have been.
+    assert store.take(Kind.COMMAND, "idle", 1, 1) == 0.0
+
+
+def test_store_is_bounded_per_kind() -> None:
+    store = MemoryLimitStore(ManualClock(), max_keys=3)
+    store.take(Kind.MESSAGE, "kept", 1, 1)
+    for name in "abcd":
+        store.take(Kind.LOGIN_ADDRESS, name, 1, 1)
+        store.take(Kind.MESSAGE, "kept", 1, 1)  # recently charged: never the one dropped
+    assert len(store) == 4
+    assert store.wait(Kind.MESSAGE, "kept", 1, 1) == 1.0
+    assert store.wait(Kind.LOGIN_ADDRESS, "a", 1, 1) == 0.0  # forgotten: full again
+
+
+def test_store_forgets_a_scope() -> None:
+    store = MemoryLimitStore(ManualClock())
+    for key in [(7, 1), (7, 2), (8, 1), 7]:
+        store.take(Kind.ROOM_MESSAGE, key, 1, 1)
+    store.forget(Kind.ROOM_MESSAGE, 7)
+    assert len(store) == 1
+    assert store.wait(Kind.ROOM_MESSAGE, (8, 1), 1, 1) == 1.0
+
+
+store_ops = st.lists(
+    st.tuples(
+        st.floats(0, 3, allow_nan=False),  # advance the clock by this much, then...
+        st.sampled_from(["take", "take", "sweep", "wait"]),  # ...do this
+    ),
+    max_size=60,
+)
+
+
+@FAST
+@given(st.floats(0.01, 50), st.floats(1, 20), store_ops)
+def test_store_never_grants_more_than_burst_plus_refill(
+    rate: float, burst: float, ops: list[tuple[float, str]]
+) -> None:
+    """Sweeping, peeking and re-making buckets never adds allowance."""
+    clock = ManualClock()
+    store = MemoryLimitStore(clock)
+    taken = elapsed = 0.0
+    for step, op in ops:
+        clock.advance(step)
+        elapsed += step
+        if op == "sweep":
+            store.sweep()
+        elif op == "wait":
+            store.wait(Kind.MESSAGE, "u", rate, burst)
+        elif store.take(Kind.MESSAGE, "u", rate, burst) == 0.0:
+            taken += 1
+        assert taken <= burst + rate * elapsed + 1e-6
