@@ -26,7 +26,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Coroutine, Hashable
-from typing import TYPE_CHECKING, Any, Final
+from typing import TYPE_CHECKING, Any, Final, Protocol
 
 from chatd.domain.limits import FloodDetector, Kind, LimitStore, MemoryLimitStore, SlidingWindow
 from chatd.domain.names import name_key
@@ -39,7 +39,6 @@ if TYPE_CHECKING:
     from chatd.domain.clock import Clock
     from chatd.domain.moderation import Moderation
     from chatd.domain.room import Room
-    from chatd.protocol.session import Session
 
 log = logging.getLogger(__name__)
 
@@ -50,6 +49,18 @@ TYPING_BURST: Final = 2.0
 # Longest single sleep of a wait; the wait is re-measured after it, so a clock
 # that jumps (or a test that moves it) is noticed.
 MAX_WAIT_STEP: Final = 1.0
+
+
+class Client(Protocol):
+    """What limits need of a connection: its id (the key of its own buckets),
+    who is logged in, and, for a flood that disconnects, a last word and close."""
+
+    @property
+    def id(self) -> int: ...
+    @property
+    def user(self) -> User | None: ...
+    def send(self, record: dict[str, Any]) -> None: ...
+    def close(self, reason: str) -> None: ...
 
 
 class Protection:
@@ -111,19 +122,19 @@ class Protection:
             await asyncio.sleep(min(wait, MAX_WAIT_STEP))
             wait = self.charge(kind, key, cost)
 
-    def charge_command(self, session: Session) -> None:
+    def charge_command(self, session: Client) -> None:
         """Take a command token for ``session`` or raise ``rate-limited`` (with ``retry_ms``)."""
         wait = self.charge(Kind.COMMAND, session.id)
         if wait:
             raise _rate_limited("too many commands", wait)
 
-    def charge_typing(self, session: Session) -> float:
+    def charge_typing(self, session: Client) -> float:
         """Take a typing-indicator token for ``session``; 0.0, or the seconds to wait."""
         return self.charge(Kind.TYPING, session.id)
 
     # -- messages ------------------------------------------------------------
 
-    def charge_message(self, session: Session, room: Room | None) -> None:
+    def charge_message(self, session: Client, room: Room | None) -> None:
         """Take one message token or raise ``rate-limited`` (with ``retry_ms``)."""
         user = session.user
         assert user is not None
@@ -147,7 +158,7 @@ class Protection:
         """Forget the room's buckets so the new rate applies at once."""
         self._store.forget(Kind.ROOM_MESSAGE, room.id)
 
-    def _refused(self, session: Session, user: User, room: Room | None) -> None:
+    def _refused(self, session: Client, user: User, room: Room | None) -> None:
         limits = self.config.limits
         flood = self._floods.get(user.id)
         if flood is None:
@@ -156,7 +167,7 @@ class Protection:
         if flood.record():
             self._on_flood(session, user, room)
 
-    def _on_flood(self, session: Session, user: User, room: Room | None) -> None:
+    def _on_flood(self, session: Client, user: User, room: Room | None) -> None:
         limits = self.config.limits
         log.warning("flood", extra={"fields": {"session": session.id, "user": user.name,
                                                "room": room.name if room else None,
