@@ -160,6 +160,12 @@ class FloodDetector:
         """Refusals recorded within the window (as of the last record)."""
         return len(self._times)
 
+    @property
+    def idle(self) -> bool:
+        """No refusal within the window: the detector is no different from a new one."""
+        times = self._times
+        return not times or times[-1] <= self._now() - self._window
+
     def record(self) -> bool:
         """Record one refusal now; True when this one completes a flood."""
         now = self._now()

@@ -101,10 +101,6 @@ class Presence:
     def users_online(self) -> int:
         return self._online.count()
 
-    def is_online(self, user: User) -> bool:
-        """Whether ``user`` is logged in somewhere."""
-        return self._online.is_online(user.id)
-
     def away(self, user: User) -> str:
         """The away message of ``user``; empty when they are not marked away."""
         return self._away.get(user.id, "")

@@ -201,8 +201,11 @@ class Protection:
             self.charge(kind, key)
 
     def sweep(self) -> None:
-        """Drop buckets that have refilled: they no longer hold anything."""
+        """Drop buckets that have refilled and flood detectors with nothing in
+        their window: they no longer hold anything (a guest's id is never reused)."""
         self._store.sweep()
+        for user_id in [u for u, flood in self._floods.items() if flood.idle]:
+            del self._floods[user_id]
 
 
 def _rate_limited(what: str, wait: float) -> ChatError:

@@ -8,6 +8,7 @@ replaced here by a step of the clock) moves it.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import dataclasses
 from pathlib import Path
 from typing import Any, cast
@@ -125,6 +126,22 @@ def test_failed_logins_throttle_address_and_name(tmp_path: Path) -> None:
     protection.check_login("198.51.100.1:1", "carol")
     clock.advance(5)  # one failure's worth of the window
     protection.check_login("192.0.2.1:3", "bob")
+
+
+def test_sweep_forgets_idle_flood_detectors(tmp_path: Path) -> None:
+    clock = ManualClock()
+    config = _config(tmp_path, limits__flood_threshold=10, limits__flood_window=5)
+    protection, session = _protection(config, clock), _session()
+    for _ in range(3):
+        with contextlib.suppress(ChatError):
+            protection.charge_message(session, None)
+    assert len(protection._floods) == 1
+    clock.advance(4)
+    protection.sweep()
+    assert len(protection._floods) == 1  # its refusal is still within the window
+    clock.advance(1)
+    protection.sweep()
+    assert protection._floods == {}
 
 
 def test_sweep_forgets_what_refilled(tmp_path: Path) -> None:

@@ -261,6 +261,17 @@ def test_flood_threshold_one() -> None:
     assert flood.record()
 
 
+def test_flood_idle_once_the_window_is_empty() -> None:
+    clock = ManualClock()
+    flood = FloodDetector(threshold=3, window=10, clock=clock)
+    assert flood.idle
+    flood.record()
+    clock.advance(9.5)
+    assert not flood.idle
+    clock.advance(0.5)
+    assert flood.idle
+
+
 def test_flood_reset() -> None:
     flood = FloodDetector(threshold=2, window=10, clock=ManualClock())
     flood.record()
