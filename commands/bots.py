@@ -8,7 +8,6 @@ from typing import Any
 from chatd.domain.names import looks_like_duration, parse_duration
 from chatd.domain.permissions import Action
 from chatd.domain.protection import ROOM_BURST, ROOM_RATE
-from chatd.domain.ratelimit import TokenBucket
 from chatd.domain.room import Role, Room
 from chatd.errors import ChatError, Code
 from chatd.protocol.context import Context
@@ -62,10 +61,7 @@ def typing(ctx: Context, room: Room) -> Ok:
     if not room.is_member(ctx.user.id):
         raise ChatError(Code.NOT_IN_ROOM, f"you are not in #{room.name}.")
     session = ctx.session
-    if session.typing_bucket is None:
-        session.typing_bucket = TokenBucket(ctx.services.config.limits.typing_rate, 2,
-                                            ctx.services.clock.monotonic)
-    wait = session.typing_bucket.try_take()
+    wait = ctx.services.protection.charge_typing(session)
     if wait:
         raise ChatError(Code.RATE_LIMITED, "typing indicators are limited; wait a moment.",
                         retry_ms=max(1, round(wait * 1000)))

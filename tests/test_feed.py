@@ -30,7 +30,6 @@ from chatd.delivery.bus import LocalBus
 from chatd.delivery.feed import Outbox
 from chatd.delivery.outgoing import PRESENCE, Outgoing
 from chatd.domain.accounts import User
-from chatd.domain.ratelimit import TokenBucket
 from chatd.domain.room import Member, Role, Room
 from chatd.protocol.render import Style, render
 from chatd.protocol.session import Session
@@ -76,7 +75,7 @@ def make_room(room_id: int = 1, name: str = "general") -> Room:
 
 def make_session(style: Style = TEXT, current: Room | None = None,
                  rooms: Iterable[Room] = (), bus: LocalBus | None = None) -> Session:
-    session = Session(Box(), "127.0.0.1:1", TokenBucket(0, 1, lambda: 0.0))
+    session = Session(Box(), "127.0.0.1:1")
     if style != TEXT:
         session.set_style(style)
     session.current_room = current
@@ -375,8 +374,7 @@ def test_a_kicked_member_gets_the_kick_event_and_nothing_after() -> None:
     users: dict[str, User] = {}
     sessions: dict[str, list[Session]] = {}
     for uid, (name, style) in enumerate([("alice", TEXT), ("bob", JSON), ("carol", TEXT)], 1):
-        user = users[name] = User(UserRecord(uid, name, b"", False, 0.0),
-                                  TokenBucket(0, 1, lambda: 0.0))
+        user = users[name] = User(UserRecord(uid, name, b"", False, 0.0))
         room.members[uid] = Member(uid, name, Role.OWNER if uid == 1 else Role.MEMBER,
                                    0.0, 0.0, uid)
         # bob has two connections, the second in another style and with no current room.

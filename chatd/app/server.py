@@ -183,9 +183,6 @@ class ChatServer:
         self.services.crypto.reconfigure(config.crypto)
         self.services.e2e.reconfigure(config.crypto)
         self.services.stickers.reload(config.stickers)
-        limits = config.limits
-        for conn in self._connections:
-            conn.session.command_bucket.reconfigure(limits.command_rate, limits.command_burst)
         self._reload_certificate(config)
         log.info("reloaded")
 
@@ -295,4 +292,4 @@ def _wire(config: Config, clock: Clock, storage: Storage, table: CommandTable) -
                     audit=audit, presence=presence, commands=table, stats=stats,
                     started_at=clock.time(), version=__version__, files=files,
                     stickers=Stickers(config.stickers),
-                    crypto=CryptoService(config.crypto), e2e=e2e)
+                    crypto=CryptoService(config.crypto, protection), e2e=e2e)

@@ -19,13 +19,13 @@ import sys
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from asyncio_throttle.throttler import Throttler
-
 import chatd
+from chatd.domain.limits import Kind
 from chatd.errors import ChatError, Code
 
 if TYPE_CHECKING:
     from chatd.config import CryptoConfig
+    from chatd.domain.protection import Protection
 
 log = logging.getLogger(__name__)
 
@@ -39,19 +39,17 @@ _PROJECT_ROOT = str(Path(chatd.__file__).resolve().parent.parent)
 class CryptoService:
     """Runs chatd-crypt subprocesses with a concurrency cap and a time limit."""
 
-    def __init__(self, config: CryptoConfig) -> None:
+    def __init__(self, config: CryptoConfig, protection: Protection) -> None:
         self.config = config
         self._slots = asyncio.Semaphore(config.max_concurrent)
-        # Waiting is right here: the user asked for the result and gets it a
-        # little later; a burst of requests never becomes a burst of processes.
-        self._starts = Throttler(rate_limit=max(1, config.spawn_rate), period=1.0)
+        # Charges process starts (crypto.spawn_rate, read from the configuration in force).
+        self._protection = protection
         self._waiting = 0
         self.running = 0
 
     def reconfigure(self, config: CryptoConfig) -> None:
         """New limits apply at once, except max_concurrent (fixed at start-up)."""
         self.config = config
-        self._starts.rate_limit = max(1, config.spawn_rate)
 
     async def encrypt(self, alg: str, cost: str, password: str, text: str,
                       kdf: str = "scrypt") -> str:
@@ -89,8 +87,9 @@ class CryptoService:
             self._waiting -= 1
         self.running += 1
         try:
-            async with self._starts:
-                pass  # a slot in this second's budget of process starts
+            # Waiting is right here: the user asked for the result and gets it a
+            # little later; a burst of requests never becomes a burst of processes.
+            await self._protection.wait_for(Kind.CRYPTO_SPAWN, None)
             return await self._spawn(args, secret, data)
         finally:
             self.running -= 1

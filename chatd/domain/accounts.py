@@ -16,7 +16,6 @@ from typing import TYPE_CHECKING, Any, Protocol
 import bcrypt
 
 from chatd.domain import names
-from chatd.domain.ratelimit import TokenBucket
 from chatd.errors import ChatError, Code, Remedy, Step
 from storage.api import Conflict, Storage, StorageError
 from storage.records import UserBlockRecord, UserRecord
@@ -34,10 +33,10 @@ class User:
     Its connections are the delivery layer's (chatd.domain.ports.Routes); the
     account only counts them, for the many places that ask who is online."""
 
-    __slots__ = ("blocked", "connections", "created_at", "id", "is_admin", "message_bucket",
-                 "name", "password_changes", "settings")
+    __slots__ = ("blocked", "connections", "created_at", "id", "is_admin", "name",
+                 "password_changes", "settings")
 
-    def __init__(self, record: UserRecord, message_bucket: TokenBucket) -> None:
+    def __init__(self, record: UserRecord) -> None:
         self.id = record.id
         self.name = record.name
         self.is_admin = record.is_admin
@@ -45,8 +44,6 @@ class User:
         self.settings: dict[str, Any] = dict(record.settings)
         # How many connections are logged in as this user (kept by chatd.domain.presence).
         self.connections = 0
-        # Shared by all the user's connections: limits the person, not the socket.
-        self.message_bucket = message_bucket
         # Counts changes of password (in this process): a login whose check of the
         # password overlapped a change fails, as if it had checked the new one.
         self.password_changes = 0
@@ -86,9 +83,6 @@ class Accounts:
 
     def reconfigure(self, config: Config) -> None:
         self._config = config
-        limits = config.limits
-        for user in self._by_id.values():
-            user.message_bucket.reconfigure(limits.message_rate, limits.message_burst)
 
     async def load(self) -> None:
         for record in await self._storage.list_users():
@@ -99,9 +93,7 @@ class Accounts:
         await self._dummy()
 
     def _add(self, record: UserRecord) -> User:
-        limits = self._config.limits
-        bucket = TokenBucket(limits.message_rate, limits.message_burst, self._clock.monotonic)
-        user = User(record, bucket)
+        user = User(record)
         self._by_id[user.id] = user
         self._by_key[names.name_key(user.name)] = user
         return user

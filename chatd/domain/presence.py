@@ -9,7 +9,7 @@ while they were away.
 from __future__ import annotations
 
 import logging
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol
 
 from chatd.errors import ChatError, Code
 
@@ -31,11 +31,61 @@ log = logging.getLogger(__name__)
 AWAY_MAX = 200
 
 
+class PresenceStore(Protocol):
+    """Who is online: a count of logged-in sessions per user id.
+
+    In this process's memory today; a cluster keeps the counts where every
+    node sees them (a count per node, so a dead node's can be dropped).
+    """
+
+    def arrived(self, user_id: int) -> None:
+        """One more session of ``user_id`` is logged in."""
+        ...
+
+    def left(self, user_id: int) -> bool:
+        """One session of ``user_id`` logged out; True when it was their last."""
+        ...
+
+    def is_online(self, user_id: int) -> bool:
+        """Whether ``user_id`` has a logged-in session."""
+        ...
+
+    def count(self) -> int:
+        """The users online."""
+        ...
+
+
+class MemoryPresenceStore:
+    """A :class:`PresenceStore` in this process's memory."""
+
+    __slots__ = ("_sessions",)
+
+    def __init__(self) -> None:
+        self._sessions: dict[int, int] = {}
+
+    def arrived(self, user_id: int) -> None:
+        self._sessions[user_id] = self._sessions.get(user_id, 0) + 1
+
+    def left(self, user_id: int) -> bool:
+        remaining = self._sessions.pop(user_id, 0) - 1
+        if remaining > 0:
+            self._sessions[user_id] = remaining
+            return False
+        return True
+
+    def is_online(self, user_id: int) -> bool:
+        return user_id in self._sessions
+
+    def count(self) -> int:
+        return len(self._sessions)
+
+
 class Presence:
     """Every session of this process and the logged-in users among them."""
 
     def __init__(self, accounts: Accounts, rooms: Rooms, messaging: Messaging,
-                 notifier: Notifier, audit: AuditLog, stats: Stats, clock: Clock) -> None:
+                 notifier: Notifier, audit: AuditLog, stats: Stats, clock: Clock,
+                 online: PresenceStore | None = None) -> None:
         self._clock = clock
         self._accounts = accounts
         self._stats = stats
@@ -44,14 +94,14 @@ class Presence:
         self._notifier = notifier
         self._audit = audit
         self.sessions: set[Endpoint] = set()
-        self._online: dict[int, User] = {}
+        self._online: PresenceStore = online if online is not None else MemoryPresenceStore()
         # Away messages by user id, whatever protocol set them (/away, IRC AWAY).
         # Kept in memory only: they end with the user's last connection.
         self._away: dict[int, str] = {}
 
     @property
     def users_online(self) -> int:
-        return len(self._online)
+        return self._online.count()
 
     def away(self, user: User) -> str:
         """The away message of ``user``; empty when they are not marked away."""
@@ -76,7 +126,7 @@ class Presence:
         session.signed_in(user, rooms[0] if len(rooms) == 1 else None)
         self._stats.logins += 1
         user.connections += 1
-        self._online[user.id] = user
+        self._online.arrived(user.id)
         self._rooms.attach(session)
         log.info("login", extra={"fields": {"session": session.id, "user": user.name,
                                             "peer": session.peer}})
@@ -98,8 +148,7 @@ class Presence:
             return
         self._rooms.detach(session)
         user.connections = len(self._rooms.connections(user))
-        if not user.connections:
-            self._online.pop(user.id, None)
+        if self._online.left(user.id):
             self._away.pop(user.id, None)
         session.signed_out(self._clock.monotonic())
         log.info("logout", extra={"fields": {"session": session.id, "user": user.name}})

@@ -1,27 +1,35 @@
-"""Rate limits and flood control.
+"""Rate limits and flood control: the one place every limited action is charged.
 
-- Messages: one token bucket per user, shared by all their connections; a room
+Each :class:`Kind` has its rate and burst declared here (:meth:`Protection.rate`),
+read from the configuration in force, so a reload applies at the next charge.
+The buckets live in a :class:`LimitStore`; time comes from the daemon's clock.
+
+- Messages: one bucket per user, shared by all their connections; a room
   whose owner set its own rate (``/ratelimit``) uses a bucket per member instead.
 - A refused message counts towards flood detection; sustained flooding mutes
   the sender in that room (or disconnects them, as configured).
+- Commands and typing indicators: a bucket per connection.
 - Failed logins: a bucket per IP address and per account name; when either is
   empty, logins are refused with one reply that reveals neither which limit
   nor whether the account exists.
+- chatd-crypt process starts: at most ``crypto.spawn_rate`` within any
+  second, waited for (a sliding window of this process: it guards this
+  machine's CPU).
 
-Messages are refused, never delayed: a chat line that arrives late is worse
-than a clear ``rate-limited`` with the time to wait.
+Line-protocol messages are refused, never delayed: a chat line that arrives
+late is worse than a clear ``rate-limited`` with the time to wait. IRC cannot
+say "retry in N ms", so it waits instead (:meth:`Protection.wait_for`).
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
-from collections import OrderedDict
-from collections.abc import Coroutine
-from typing import TYPE_CHECKING, Any
+from collections.abc import Coroutine, Hashable
+from typing import TYPE_CHECKING, Any, Final, Protocol
 
+from chatd.domain.limits import FloodDetector, Kind, LimitStore, MemoryLimitStore, SlidingWindow
 from chatd.domain.names import name_key
-from chatd.domain.ratelimit import FloodDetector, TokenBucket
 from chatd.errors import ChatError, Code
 
 if TYPE_CHECKING:
@@ -30,70 +38,136 @@ if TYPE_CHECKING:
     from chatd.domain.audit import AuditLog
     from chatd.domain.clock import Clock
     from chatd.domain.moderation import Moderation
-    from chatd.domain.ports import Endpoint
     from chatd.domain.room import Room
 
 log = logging.getLogger(__name__)
 
 ROOM_RATE = "message_rate"
 ROOM_BURST = "message_burst"
-# Failed-login buckets kept at most; the oldest are forgotten first.
-MAX_AUTH_KEYS = 100_000
+# Typing indicators a connection may send at once before typing_rate applies.
+TYPING_BURST: Final = 2.0
+# Longest single sleep of a wait; the wait is re-measured after it, so a clock
+# that jumps (or a test that moves it) is noticed.
+MAX_WAIT_STEP: Final = 1.0
+
+
+class Client(Protocol):
+    """What limits need of a connection: its id (the key of its own buckets),
+    who is logged in, and, for a flood that disconnects, a last word and close."""
+
+    @property
+    def id(self) -> int: ...
+    @property
+    def user(self) -> User | None: ...
+    def send(self, record: dict[str, Any]) -> None: ...
+    def close(self, reason: str) -> None: ...
 
 
 class Protection:
-    """Decides whether a message may go now, and what flooding costs."""
+    """Charges limited actions, decides whether a message may go now, and what flooding costs."""
 
     def __init__(self, config: Config, clock: Clock, moderation: Moderation,
-                 audit: AuditLog) -> None:
+                 audit: AuditLog, store: LimitStore | None = None) -> None:
+        # Read at every charge: a reload only has to replace it.
         self.config = config
         self._clock = clock
         self._moderation = moderation
         self._audit = audit
-        self._room_buckets: dict[int, dict[int, TokenBucket]] = {}
+        self._store: LimitStore = store if store is not None else MemoryLimitStore(clock)
+        # Local to this process even with a shared store: refusals come back to
+        # the node that holds the flooding connection (its consequence is not).
         self._floods: dict[int, FloodDetector] = {}
-        self._auth: OrderedDict[str, TokenBucket] = OrderedDict()
+        self._spawns = SlidingWindow(1.0, clock)
         self._tasks: set[asyncio.Task[None]] = set()
+
+    # -- the declared kinds --------------------------------------------------------
+
+    def rate(self, kind: Kind) -> tuple[float, float]:
+        """The rate (tokens per second) and burst of ``kind`` under the current configuration."""
+        limits = self.config.limits
+        match kind:
+            case Kind.MESSAGE:
+                return limits.message_rate, limits.message_burst
+            case Kind.COMMAND:
+                return limits.command_rate, limits.command_burst
+            case Kind.TYPING:
+                return limits.typing_rate, TYPING_BURST
+            case Kind.LOGIN_ADDRESS | Kind.LOGIN_NAME:
+                return limits.auth_failures / limits.auth_window, limits.auth_failures
+            case Kind.ROOM_MESSAGE:
+                raise ValueError("a room's message rate is the room's: use charge_message")
+            case Kind.CRYPTO_SPAWN:
+                raise ValueError("process starts are counted in a window, not a bucket")
+
+    def charge(self, kind: Kind, key: Hashable, cost: float = 1.0) -> float:
+        """Take ``cost`` from the bucket of ``kind`` and ``key``: 0.0 when allowed,
+        else the seconds to wait (nothing is taken; ``math.inf``: never)."""
+        if kind is Kind.CRYPTO_SPAWN:
+            # This machine's CPU, so this process's budget, not a shared bucket:
+            # at most spawn_rate starts within any second.
+            return self._spawns.try_take(max(1, self.config.crypto.spawn_rate))
+        rate, burst = self.rate(kind)
+        return self._store.take(kind, key, rate, burst, cost)
+
+    def wait(self, kind: Kind, key: Hashable, cost: float = 1.0) -> float:
+        """Seconds until the bucket of ``kind`` and ``key`` has ``cost``, taking nothing."""
+        rate, burst = self.rate(kind)
+        return self._store.wait(kind, key, rate, burst, cost)
+
+    async def wait_for(self, kind: Kind, key: Hashable, cost: float = 1.0) -> None:
+        """Wait until ``cost`` can be taken from the bucket, and take it (fakelag, spawns)."""
+        wait = self.charge(kind, key, cost)
+        while wait:
+            # Polled, not woken: a bucket refills with time, and no event says when.
+            await asyncio.sleep(min(wait, MAX_WAIT_STEP))
+            wait = self.charge(kind, key, cost)
+
+    def charge_command(self, session: Client) -> None:
+        """Take a command token for ``session`` or raise ``rate-limited`` (with ``retry_ms``)."""
+        wait = self.charge(Kind.COMMAND, session.id)
+        if wait:
+            raise _rate_limited("too many commands", wait)
+
+    def charge_typing(self, session: Client) -> float:
+        """Take a typing-indicator token for ``session``; 0.0, or the seconds to wait."""
+        return self.charge(Kind.TYPING, session.id)
 
     # -- messages ------------------------------------------------------------
 
-    def charge_message(self, session: Endpoint, room: Room | None) -> None:
+    def charge_message(self, session: Client, room: Room | None) -> None:
         """Take one message token or raise ``rate-limited`` (with ``retry_ms``)."""
         user = session.user
         assert user is not None
-        wait = self._bucket(user, room).try_take()
+        if room is None or ROOM_RATE not in room.settings:
+            wait = self.charge(Kind.MESSAGE, user.id)
+        else:
+            wait = self._store.take(Kind.ROOM_MESSAGE, (room.id, user.id),
+                                    room.settings[ROOM_RATE], room.settings[ROOM_BURST])
         if wait:
             self._refused(session, user, room)
-            retry_ms = max(1, round(wait * 1000))
-            raise ChatError(Code.RATE_LIMITED,
-                            f"too many messages; wait {retry_ms} ms and try again.",
-                            retry_ms=retry_ms)
+            raise _rate_limited("too many messages", wait)
 
-    def _bucket(self, user: User, room: Room | None) -> TokenBucket:
-        if room is None or ROOM_RATE not in room.settings:
-            return user.message_bucket
-        buckets = self._room_buckets.setdefault(room.id, {})
-        bucket = buckets.get(user.id)
-        if bucket is None:
-            bucket = buckets[user.id] = TokenBucket(
-                room.settings[ROOM_RATE], room.settings[ROOM_BURST],
-                self._clock.monotonic)
-        return bucket
+    def message_wait(self, user: User, room: Room | None) -> float:
+        """Seconds until ``user`` may send a message, taking nothing; 0.0 in a
+        room with its own rate, whose bucket is only known by charging it."""
+        if room is not None and ROOM_RATE in room.settings:
+            return 0.0
+        return self.wait(Kind.MESSAGE, user.id)
 
     def room_rate_changed(self, room: Room) -> None:
         """Forget the room's buckets so the new rate applies at once."""
-        self._room_buckets.pop(room.id, None)
+        self._store.forget(Kind.ROOM_MESSAGE, room.id)
 
-    def _refused(self, session: Endpoint, user: User, room: Room | None) -> None:
+    def _refused(self, session: Client, user: User, room: Room | None) -> None:
         limits = self.config.limits
         flood = self._floods.get(user.id)
         if flood is None:
             flood = self._floods[user.id] = FloodDetector(
-                limits.flood_threshold, limits.flood_window, self._clock.monotonic)
+                limits.flood_threshold, limits.flood_window, self._clock)
         if flood.record():
             self._on_flood(session, user, room)
 
-    def _on_flood(self, session: Endpoint, user: User, room: Room | None) -> None:
+    def _on_flood(self, session: Client, user: User, room: Room | None) -> None:
         limits = self.config.limits
         log.warning("flood", extra={"fields": {"session": session.id, "user": user.name,
                                                "room": room.name if room else None,
@@ -117,33 +191,32 @@ class Protection:
 
     def check_login(self, peer: str, name: str | None) -> None:
         """Refuse a login attempt while the IP or the account has failed too often."""
-        for key in _auth_keys(peer, name):
-            bucket = self._auth.get(key)
-            if bucket is not None and bucket.tokens < 1:
+        for kind, key in _auth_keys(peer, name):
+            if self.wait(kind, key):
                 raise ChatError(Code.RATE_LIMITED,
                                 "too many failed logins; wait a minute and try again.")
 
     def login_failed(self, peer: str, name: str | None) -> None:
-        limits = self.config.limits
-        for key in _auth_keys(peer, name):
-            bucket = self._auth.get(key)
-            if bucket is None:
-                bucket = TokenBucket(limits.auth_failures / limits.auth_window,
-                                     limits.auth_failures, self._clock.monotonic)
-                self._auth[key] = bucket
-                if len(self._auth) > MAX_AUTH_KEYS:
-                    self._auth.popitem(last=False)
-            bucket.try_take()
+        for kind, key in _auth_keys(peer, name):
+            self.charge(kind, key)
 
     def sweep(self) -> None:
-        """Drop login buckets that have refilled: they no longer hold anything."""
-        for key in [k for k, b in self._auth.items() if b.tokens >= b.burst]:
-            del self._auth[key]
+        """Drop buckets that have refilled and flood detectors with nothing in
+        their window: they no longer hold anything (a guest's id is never reused)."""
+        self._store.sweep()
+        for user_id in [u for u, flood in self._floods.items() if flood.idle]:
+            del self._floods[user_id]
 
 
-def _auth_keys(peer: str, name: str | None) -> list[str]:
+def _rate_limited(what: str, wait: float) -> ChatError:
+    retry_ms = max(1, round(wait * 1000))
+    return ChatError(Code.RATE_LIMITED, f"{what}; wait {retry_ms} ms and try again.",
+                     retry_ms=retry_ms)
+
+
+def _auth_keys(peer: str, name: str | None) -> list[tuple[Kind, str]]:
     """The IP address's key, and the account name's when a name was given."""
-    keys = ["ip:" + peer.rpartition(":")[0]]
+    keys = [(Kind.LOGIN_ADDRESS, peer.rpartition(":")[0])]
     if name is not None:
-        keys.append("name:" + name_key(name))
+        keys.append((Kind.LOGIN_NAME, name_key(name)))
     return keys

@@ -16,7 +16,6 @@ client asked for it.
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import inspect
 import itertools
@@ -25,6 +24,7 @@ from collections.abc import Awaitable, Callable, Coroutine, Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
+from chatd.domain.limits import Kind
 from chatd.errors import ChatError, Code
 from chatd.irc import numerics as n
 from chatd.irc.codec import IrcMessage, IrcParseError, add_tags, format_line, parse
@@ -38,9 +38,6 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
-# Longest single sleep of fakelag; the wait is re-measured after it, so a
-# clock that jumps (or a test that moves it) is noticed.
-MAX_LAG_STEP = 1.0
 _batch_ids = itertools.count(1)
 
 Handler = Callable[["IrcContext"], Awaitable[None] | None]
@@ -215,16 +212,13 @@ class IrcDispatcher:
             message = parse(line)
         except IrcParseError:
             return None  # nothing to answer: not even a verb
-        wait = session.command_bucket.try_take()
-        if wait:
-            return self._later(session, message, wait)
+        if self._listener.services.protection.charge(Kind.COMMAND, session.id):
+            return self._later(session, message)
         return self._run(session, message)
 
-    async def _later(self, session: IrcSession, message: IrcMessage, wait: float) -> None:
+    async def _later(self, session: IrcSession, message: IrcMessage) -> None:
         """Fakelag: hold this connection's lines until its command bucket has a token."""
-        while wait:
-            await asyncio.sleep(min(wait, MAX_LAG_STEP))
-            wait = session.command_bucket.try_take()
+        await self._listener.services.protection.wait_for(Kind.COMMAND, session.id)
         if session.state is SessionState.CLOSING:
             return  # the client went away while its line waited
         pending = self._run(session, message)

@@ -35,8 +35,7 @@ class IrcConnection(Connection):
         super().__init__(server)
         self._irc = listener
         self._framer = IrcFramer()
-        self._irc_session = IrcSession(self, "-", self.session.command_bucket,
-                                       self.connected_at, listener)
+        self._irc_session = IrcSession(self, "-", self.connected_at, listener)
         self.session = self._irc_session
 
     def _handle(self, item: str | BadLine) -> Awaitable[None] | None:

@@ -26,7 +26,6 @@ from typing import TYPE_CHECKING, Any, Final
 from chatd.domain.accounts import User
 from chatd.domain.names import name_key
 from chatd.domain.permissions import Action, authorize
-from chatd.domain.ratelimit import TokenBucket
 from chatd.domain.room import Member, Mode, Role, Room
 from chatd.errors import ChatError, Code
 from chatd.irc import numerics as n
@@ -98,11 +97,10 @@ class Guests:
         """A new guest user named ``nick`` for ``session`` (the nick must be free)."""
         services = self._services
         now = services.clock.time()
-        limits = services.config.limits
         record = UserRecord(id=GuestId(-next(self._ids)), name=nick, password_hash=b"",
                             is_admin=False, created_at=now, settings={})
-        user = User(record, TokenBucket(limits.message_rate, limits.message_burst,
-                                        services.clock.monotonic))
+        # Its message bucket is keyed by its id, which no other user ever has.
+        user = User(record)
         self._online[name_key(nick)] = session
         return user
 

@@ -20,11 +20,10 @@ import inspect
 from collections.abc import Callable
 from typing import TYPE_CHECKING
 
-from chatd.domain.protection import ROOM_RATE
-from chatd.domain.ratelimit import TokenBucket
+from chatd.domain.protection import MAX_WAIT_STEP
 from chatd.errors import ChatError, Code
 from chatd.irc import numerics as n
-from chatd.irc.commands import MAX_LAG_STEP, IrcError, irc_command
+from chatd.irc.commands import IrcError, irc_command
 from chatd.irc.guests import is_guest
 from chatd.irc.lookup import away_message, existing_room, find_user, targets
 from chatd.irc.session import ECHO
@@ -35,7 +34,6 @@ from chatd.protocol.session import SessionState
 if TYPE_CHECKING:
     from chatd.domain.room import Room
     from chatd.irc.commands import IrcContext
-    from chatd.irc.session import IrcSession
 
 _SEND_ERRORS = {Code.NOT_IN_ROOM: n.ERR_CANNOTSENDTOCHAN,
                 Code.NOT_PERMITTED: n.ERR_CANNOTSENDTOCHAN}
@@ -85,7 +83,7 @@ async def _send(ctx: IrcContext) -> None:
 
 async def _to_room(ctx: IrcContext, room: Room, text: str, action: bool) -> None:
     session, messaging = ctx.session, ctx.services.messaging
-    await fakelag(session, room, lambda: messaging.post(session, room, text, action, ECHO))
+    await fakelag(ctx, room, lambda: messaging.post(session, room, text, action, ECHO))
 
 
 async def _to_user(ctx: IrcContext, nick: str, text: str, action: bool) -> None:
@@ -97,26 +95,28 @@ async def _to_user(ctx: IrcContext, nick: str, text: str, action: bool) -> None:
         text = f"* {ctx.nick} {text}"
     if is_guest(target):
         guests = ctx.listener.guests
-        await fakelag(session, None, lambda: guests.direct(session, target, text, ECHO))
+        await fakelag(ctx, None, lambda: guests.direct(session, target, text, ECHO))
     else:
         messaging = ctx.services.messaging
-        await fakelag(session, None, lambda: messaging.direct(session, target, text, ECHO))
+        await fakelag(ctx, None, lambda: messaging.direct(session, target, text, ECHO))
     away = away_message(ctx, target)
     if away is not None and ctx.message.command == "PRIVMSG":
         ctx.reply(n.RPL_AWAY, target.name, away)
 
 
-async def fakelag(session: IrcSession, room: Room | None, send: Callable[[], object]) -> None:
+async def fakelag(ctx: IrcContext, room: Room | None, send: Callable[[], object]) -> None:
     """Run ``send`` once the sender's message bucket has a token.
 
     The user's bucket is read without taking from it, so waiting is not a
     refusal (refusals count toward flood control). A room with its own rate
     keeps that bucket to itself: there a refusal is waited out and retried.
     """
+    session, protection = ctx.session, ctx.services.protection
     while session.state is not SessionState.CLOSING:
-        wait = _message_wait(session, room)
+        user = session.user
+        wait = protection.message_wait(user, room) if user is not None else 0.0
         if wait:
-            await asyncio.sleep(min(wait, MAX_LAG_STEP))
+            await asyncio.sleep(min(wait, MAX_WAIT_STEP))
             continue
         try:
             result = send()
@@ -126,19 +126,7 @@ async def fakelag(session: IrcSession, room: Room | None, send: Callable[[], obj
         except ChatError as exc:
             if exc.code is not Code.RATE_LIMITED or "retry_ms" not in exc.details:
                 raise
-            await asyncio.sleep(min(exc.details["retry_ms"] / 1000, MAX_LAG_STEP))
-
-
-def _message_wait(session: IrcSession, room: Room | None) -> float:
-    """Seconds until the user's message bucket has a token (0 for a room with its own rate)."""
-    user = session.user
-    if user is None or (room is not None and ROOM_RATE in room.settings):
-        return 0.0
-    bucket = user.message_bucket
-    missing = 1.0 - bucket.tokens
-    if bucket.rate <= 0 or missing <= 1e-6:
-        return 0.0
-    return missing / bucket.rate
+            await asyncio.sleep(min(exc.details["retry_ms"] / 1000, MAX_WAIT_STEP))
 
 
 @irc_command("TAGMSG", min_params=1, quiet=True)
@@ -149,9 +137,6 @@ def tagmsg(ctx: IrcContext) -> None:
     room, session = existing_room(ctx, ctx.params[0]), ctx.session
     if not room.is_member(ctx.user.id):
         return
-    if session.typing_bucket is None:
-        session.typing_bucket = TokenBucket(ctx.services.config.limits.typing_rate, 2,
-                                            ctx.services.clock.monotonic)
-    if session.typing_bucket.try_take():
+    if ctx.services.protection.charge_typing(session):
         return  # typing indicators are dropped first; nothing to report
     ctx.services.messaging.typing(session, room)

@@ -31,7 +31,6 @@ if TYPE_CHECKING:
     from chatd.delivery.feed import RoomFeed
     from chatd.delivery.outgoing import Outgoing
     from chatd.domain.accounts import User
-    from chatd.domain.ratelimit import TokenBucket
     from chatd.domain.room import Room
     from chatd.irc.commands import IrcContext
     from chatd.irc.listener import IrcListener
@@ -83,9 +82,8 @@ class IrcSession(Session):
 
     __slots__ = ("irc",)
 
-    def __init__(self, out: Output, peer: str, command_bucket: TokenBucket, now: float,
-                 listener: IrcListener) -> None:
-        super().__init__(out, peer, command_bucket, now)
+    def __init__(self, out: Output, peer: str, now: float, listener: IrcListener) -> None:
+        super().__init__(out, peer, now)
         self.irc = IrcState(listener)
 
     # -- what the domain calls ----------------------------------------------------

@@ -20,7 +20,6 @@ from collections import deque
 from typing import TYPE_CHECKING, cast
 
 from chatd.delivery.feed import Outbox
-from chatd.domain.ratelimit import TokenBucket
 from chatd.errors import Code
 from chatd.protocol.codec import BadLine, LineFramer
 from chatd.protocol.session import Session
@@ -80,9 +79,7 @@ class Connection(Outbox, asyncio.Protocol):
         self._closing = False
         self._eof = False
         self.connected_at = self.last_input = server.clock.monotonic()
-        limits = server.config.limits
-        bucket = TokenBucket(limits.command_rate, limits.command_burst, server.clock.monotonic)
-        self.session = Session(self, "-", bucket, self.connected_at)
+        self.session = Session(self, "-", self.connected_at)
 
     # -- asyncio.Protocol ------------------------------------------------------
 

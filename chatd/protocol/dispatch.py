@@ -48,7 +48,8 @@ class Dispatcher:
         cmd = self._table.get(parsed.command)
         ctx = Context(self._services, session, parsed.command, parsed.label)
         try:
-            _charge_command(session)
+            # Every command line costs a token, unknown ones too.
+            self._services.protection.charge_command(session)
             if cmd is None:
                 raise unknown_command(self._table, parsed.command)
             ctx.command = cmd.name
@@ -189,19 +190,7 @@ def _require_role(ctx: Context, room: Room, needed: Role, command: str) -> None:
         raise ChatError(Code.NOT_PERMITTED, f"only {who} of #{room.name} can use /{command}.")
 
 
-def _charge_command(session: Session) -> None:
-    """Every command line costs a token, unknown ones too."""
-    wait = session.command_bucket.try_take()
-    if wait:
-        raise _rate_limited(wait)
-
-
 def _login_first() -> ChatError:
     return ChatError(Code.NOT_LOGGED_IN,
                      "log in first: /login <name> <password>, or /register <name> <password>.")
 
-
-def _rate_limited(wait: float) -> ChatError:
-    retry_ms = max(1, round(wait * 1000))
-    return ChatError(Code.RATE_LIMITED,
-                     f"too many commands; wait {retry_ms} ms and try again.", retry_ms=retry_ms)

@@ -14,7 +14,6 @@ from enum import Enum
 from typing import TYPE_CHECKING, Any, Protocol
 
 from chatd.delivery.outgoing import PRESENCE, Outgoing
-from chatd.domain.ratelimit import TokenBucket
 from chatd.protocol.render import Style, lane_renderer, render, style_key
 
 if TYPE_CHECKING:
@@ -70,19 +69,16 @@ class Session:
         "_room_id",
         "anonymous_since",
         "coalesced",
-        "command_bucket",
         "id",
         "line_sink",
         "out",
         "peer",
         "state",
         "style",
-        "typing_bucket",
         "user",
     )
 
-    def __init__(self, out: Output, peer: str, command_bucket: TokenBucket,
-                 now: float = 0.0) -> None:
+    def __init__(self, out: Output, peer: str, now: float = 0.0) -> None:
         self.id = next(_ids)
         # Since when nobody is logged in here (connect or logout): the login timeout's start.
         self.anonymous_since = now
@@ -94,11 +90,8 @@ class Session:
         self._room_id = -1
         # While set, received lines go to it instead of the command dispatcher.
         self.line_sink: LineSink | None = None
-        self.command_bucket = command_bucket
         # Presence events skipped under output pressure, summarised once it eases.
         self.coalesced = 0
-        # Made on first use: most connections never send a typing indicator.
-        self.typing_bucket: TokenBucket | None = None
         self.style = Style()
         self._key_current = style_key(self.style, True)
         self._key_other = style_key(self.style, False)

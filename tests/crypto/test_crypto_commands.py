@@ -11,6 +11,7 @@ from typing import Any
 import pytest
 
 from chatd.app.server import ChatServer
+from chatd.domain.clock import Clock
 from tests.helpers import Clients, start_server
 
 SECRET_PW = "pw-hunter2-never-logged"
@@ -101,7 +102,9 @@ async def test_input_size_is_limited(small_server: ChatServer) -> None:
 async def test_eight_concurrent_requests_two_at_a_time(db_path: Path,
                                                        spawned: list[dict[str, Any]],
                                                        monkeypatch: pytest.MonkeyPatch) -> None:
-    server = await start_server(db_path, crypto__max_concurrent=2)
+    # The real clock: sixteen starts exceed a second's spawn_rate, and the
+    # budget refills with time, which a manual clock would hold still.
+    server = await start_server(db_path, Clock(), crypto__max_concurrent=2)
     service = server.services.crypto
     peak = 0
     real_spawn = service._spawn

@@ -9,12 +9,15 @@ from typing import Any
 
 import pytest
 
+from chatd.domain.clock import Clock
 from tests.helpers import Clients, start_server
 
 
 async def test_process_starts_stay_within_the_spawn_rate(
         db_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    server = await start_server(db_path, crypto__max_concurrent=4, crypto__spawn_rate=2)
+    # The real clock: the starts are measured in real seconds.
+    server = await start_server(db_path, Clock(), crypto__max_concurrent=4,
+                                crypto__spawn_rate=2)
     service = server.services.crypto
     starts: list[float] = []
     real_spawn = service._spawn

@@ -6,13 +6,10 @@ Every action x actor (owner, admin, member, non-member, server admin) x target
 
 from __future__ import annotations
 
-import time
-
 import pytest
 
 from chatd.domain.accounts import User
 from chatd.domain.permissions import Action, authorize, needed_role
-from chatd.domain.ratelimit import TokenBucket
 from chatd.domain.room import Member, Role, Room
 from chatd.errors import ChatError, Code
 from storage.records import RoomRecord, UserRecord
@@ -77,8 +74,7 @@ CASES = _cases()
 
 
 def _user(user_id: int, name: str, is_admin: bool = False) -> User:
-    return User(UserRecord(user_id, name, b"", is_admin, 0.0),
-                TokenBucket(1.0, 1.0, time.monotonic))
+    return User(UserRecord(user_id, name, b"", is_admin, 0.0))
 
 
 # Room members: 1 owner, 2 and 6 admins, 3 and 7 members; 4, 8 strangers; 5 server admin.

@@ -1,4 +1,4 @@
-"""Tests for chatd.domain.ratelimit: exact bucket arithmetic on a fake clock, and properties."""
+"""Tests for chatd.domain.limits: bucket arithmetic on the manual clock, properties, the store."""
 
 from __future__ import annotations
 
@@ -8,29 +8,16 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from chatd.domain.ratelimit import FakeClock, FloodDetector, TokenBucket
+from chatd.domain.clock import Clock, ManualClock
+from chatd.domain.limits import (
+    FloodDetector,
+    Kind,
+    MemoryLimitStore,
+    SlidingWindow,
+    TokenBucket,
+)
 
 FAST = settings(max_examples=200, deadline=None)
-
-
-# ---------------------------------------------------------------------------
-# FakeClock
-# ---------------------------------------------------------------------------
-
-
-def test_fake_clock() -> None:
-    clock = FakeClock()
-    assert clock() == 1000.0
-    clock.advance(2.5)
-    assert clock() == 1002.5
-    clock.advance(0)
-    assert clock() == 1002.5
-    assert FakeClock(5.0)() == 5.0
-
-
-def test_fake_clock_never_goes_back() -> None:
-    with pytest.raises(ValueError, match="cannot go back"):
-        FakeClock().advance(-1)
 
 
 # ---------------------------------------------------------------------------
@@ -39,7 +26,7 @@ def test_fake_clock_never_goes_back() -> None:
 
 
 def test_bucket_starts_full_and_drains() -> None:
-    clock = FakeClock()
+    clock = ManualClock()
     bucket = TokenBucket(rate=1, burst=3, clock=clock)
     assert bucket.tokens == 3
     assert [bucket.try_take() for _ in range(3)] == [0.0, 0.0, 0.0]
@@ -49,7 +36,7 @@ def test_bucket_starts_full_and_drains() -> None:
 
 
 def test_bucket_refills_over_time() -> None:
-    clock = FakeClock()
+    clock = ManualClock()
     bucket = TokenBucket(rate=2, burst=4, clock=clock)
     for _ in range(4):
         bucket.try_take()
@@ -61,7 +48,7 @@ def test_bucket_refills_over_time() -> None:
 
 
 def test_bucket_partial_refill_wait_times() -> None:
-    clock = FakeClock()
+    clock = ManualClock()
     bucket = TokenBucket(rate=2, burst=5, clock=clock)
     assert bucket.try_take(5) == 0.0
     clock.advance(0.25)
@@ -74,7 +61,7 @@ def test_bucket_partial_refill_wait_times() -> None:
 
 
 def test_bucket_refill_is_capped_at_burst() -> None:
-    clock = FakeClock()
+    clock = ManualClock()
     bucket = TokenBucket(rate=10, burst=3, clock=clock)
     bucket.try_take(2)
     clock.advance(3600)
@@ -85,7 +72,7 @@ def test_bucket_refill_is_capped_at_burst() -> None:
 
 def test_bucket_waiting_the_given_time_is_enough() -> None:
     # Awkward numbers: floating-point refill lands a hair short of 1 token.
-    clock = FakeClock()
+    clock = ManualClock()
     bucket = TokenBucket(rate=3, burst=1, clock=clock)
     bucket.try_take()
     clock.advance(0.1)
@@ -96,13 +83,13 @@ def test_bucket_waiting_the_given_time_is_enough() -> None:
 
 
 def test_bucket_cost_above_burst_never_fits() -> None:
-    bucket = TokenBucket(rate=1, burst=2, clock=FakeClock())
+    bucket = TokenBucket(rate=1, burst=2, clock=ManualClock())
     assert bucket.try_take(3) == math.inf
     assert bucket.tokens == 2
 
 
 def test_bucket_zero_cost_always_fits() -> None:
-    clock = FakeClock()
+    clock = ManualClock()
     bucket = TokenBucket(rate=1, burst=1, clock=clock)
     bucket.try_take()
     assert bucket.try_take(0) == 0.0
@@ -110,15 +97,15 @@ def test_bucket_zero_cost_always_fits() -> None:
 
 @pytest.mark.parametrize("rate", [0, -1, 0.0])
 def test_bucket_unlimited(rate: float) -> None:
-    bucket = TokenBucket(rate=rate, burst=1, clock=FakeClock())
+    bucket = TokenBucket(rate=rate, burst=1, clock=ManualClock())
     assert all(bucket.try_take(5) == 0.0 for _ in range(1000))
     assert bucket.tokens == 1
 
 
 def test_bucket_rejects_bad_arguments() -> None:
     with pytest.raises(ValueError, match="burst"):
-        TokenBucket(rate=1, burst=-1, clock=FakeClock())
-    bucket = TokenBucket(rate=1, burst=1, clock=FakeClock())
+        TokenBucket(rate=1, burst=-1, clock=ManualClock())
+    bucket = TokenBucket(rate=1, burst=1, clock=ManualClock())
     with pytest.raises(ValueError, match="cost"):
         bucket.try_take(-1)
     with pytest.raises(ValueError, match="burst"):
@@ -127,7 +114,12 @@ def test_bucket_rejects_bad_arguments() -> None:
 
 def test_bucket_clock_standing_still_or_going_back_earns_nothing() -> None:
     now = [100.0]
-    bucket = TokenBucket(rate=1, burst=2, clock=lambda: now[0])
+
+    class Broken(Clock):
+        def monotonic(self) -> float:
+            return now[0]
+
+    bucket = TokenBucket(rate=1, burst=2, clock=Broken())
     bucket.try_take(2)
     now[0] = 90.0  # broken clock
     assert bucket.tokens == 0
@@ -136,7 +128,7 @@ def test_bucket_clock_standing_still_or_going_back_earns_nothing() -> None:
 
 
 def test_reconfigure_keeps_tokens() -> None:
-    clock = FakeClock()
+    clock = ManualClock()
     bucket = TokenBucket(rate=1, burst=10, clock=clock)
     bucket.try_take(4)
     bucket.reconfigure(rate=2, burst=20)
@@ -147,7 +139,7 @@ def test_reconfigure_keeps_tokens() -> None:
 
 
 def test_reconfigure_clamps_to_new_burst() -> None:
-    clock = FakeClock()
+    clock = ManualClock()
     bucket = TokenBucket(rate=1, burst=10, clock=clock)
     bucket.reconfigure(rate=1, burst=3)
     assert bucket.tokens == 3
@@ -156,7 +148,7 @@ def test_reconfigure_clamps_to_new_burst() -> None:
 
 
 def test_reconfigure_credits_elapsed_time_at_old_rate() -> None:
-    clock = FakeClock()
+    clock = ManualClock()
     bucket = TokenBucket(rate=1, burst=10, clock=clock)
     bucket.try_take(10)
     clock.advance(2)
@@ -165,7 +157,7 @@ def test_reconfigure_credits_elapsed_time_at_old_rate() -> None:
 
 
 def test_reconfigure_from_unlimited_gives_full_bucket() -> None:
-    clock = FakeClock()
+    clock = ManualClock()
     bucket = TokenBucket(rate=0, burst=1, clock=clock)
     for _ in range(50):
         bucket.try_take()
@@ -177,7 +169,7 @@ def test_reconfigure_from_unlimited_gives_full_bucket() -> None:
 
 
 def test_bucket_repr() -> None:
-    assert repr(TokenBucket(2, 5, FakeClock())) == "TokenBucket(rate=2, burst=5, tokens=5.000)"
+    assert repr(TokenBucket(2, 5, ManualClock())) == "TokenBucket(rate=2, burst=5, tokens=5.000)"
 
 
 # ---------------------------------------------------------------------------
@@ -198,7 +190,7 @@ operations = st.lists(
 def test_bucket_never_exceeds_burst_plus_refill(
     rate: float, burst: float, ops: list[tuple[float, float]]
 ) -> None:
-    clock = FakeClock()
+    clock = ManualClock()
     bucket = TokenBucket(rate, burst, clock)
     taken = 0.0
     elapsed = 0.0
@@ -215,7 +207,7 @@ def test_bucket_never_exceeds_burst_plus_refill(
 @FAST
 @given(st.floats(0.01, 50), st.floats(1, 20), operations)
 def test_bucket_wait_is_exact(rate: float, burst: float, ops: list[tuple[float, float]]) -> None:
-    clock = FakeClock()
+    clock = ManualClock()
     bucket = TokenBucket(rate, burst, clock)
     for step, cost in ops:
         clock.advance(step)
@@ -240,7 +232,7 @@ def test_bucket_wait_is_exact(rate: float, burst: float, ops: list[tuple[float, 
 
 
 def test_flood_threshold_then_reset() -> None:
-    clock = FakeClock()
+    clock = ManualClock()
     flood = FloodDetector(threshold=3, window=10, clock=clock)
     results = []
     for _ in range(7):
@@ -251,7 +243,7 @@ def test_flood_threshold_then_reset() -> None:
 
 
 def test_flood_window_slides() -> None:
-    clock = FakeClock()
+    clock = ManualClock()
     flood = FloodDetector(threshold=3, window=10, clock=clock)
     assert not flood.record()  # t=0
     clock.advance(6)
@@ -264,13 +256,24 @@ def test_flood_window_slides() -> None:
 
 
 def test_flood_threshold_one() -> None:
-    flood = FloodDetector(threshold=1, window=1, clock=FakeClock())
+    flood = FloodDetector(threshold=1, window=1, clock=ManualClock())
     assert flood.record()
     assert flood.record()
+
+
+def test_flood_idle_once_the_window_is_empty() -> None:
+    clock = ManualClock()
+    flood = FloodDetector(threshold=3, window=10, clock=clock)
+    assert flood.idle
+    flood.record()
+    clock.advance(9.5)
+    assert not flood.idle
+    clock.advance(0.5)
+    assert flood.idle
 
 
 def test_flood_reset() -> None:
-    flood = FloodDetector(threshold=2, window=10, clock=FakeClock())
+    flood = FloodDetector(threshold=2, window=10, clock=ManualClock())
     flood.record()
     flood.reset()
     assert not flood.record()
@@ -278,22 +281,183 @@ def test_flood_reset() -> None:
 
 def test_flood_rejects_bad_arguments() -> None:
     with pytest.raises(ValueError, match="threshold"):
-        FloodDetector(threshold=0, window=1, clock=FakeClock())
+        FloodDetector(threshold=0, window=1, clock=ManualClock())
     with pytest.raises(ValueError, match="window"):
-        FloodDetector(threshold=1, window=0, clock=FakeClock())
+        FloodDetector(threshold=1, window=0, clock=ManualClock())
 
 
 @FAST
 @given(st.integers(1, 6), st.floats(0.5, 20), st.lists(st.floats(0, 5), max_size=60))
 def test_flood_matches_naive_model(threshold: int, window: float, steps: list[float]) -> None:
-    clock = FakeClock()
+    clock = ManualClock()
     flood = FloodDetector(threshold, window, clock)
     kept: list[float] = []  # refusal times since the last flood
     for step in steps:
         clock.advance(step)
-        now = clock()
+        now = clock.monotonic()
         kept = [t for t in kept if t > now - window] + [now]
         expected = len(kept) >= threshold
         if expected:
             kept = []
         assert flood.record() is expected
+
+
+# ---------------------------------------------------------------------------
+# TokenBucket.wait: how long until a take would succeed, taking nothing
+# ---------------------------------------------------------------------------
+
+
+def test_bucket_wait_takes_nothing() -> None:
+    clock = ManualClock()
+    bucket = TokenBucket(rate=2, burst=2, clock=clock)
+    assert bucket.wait() == 0.0
+    bucket.try_take(2)
+    assert bucket.wait() == 0.5
+    assert bucket.wait(3) == math.inf
+    clock.advance(0.5)
+    assert bucket.wait() == 0.0 and bucket.try_take() == 0.0
+    assert TokenBucket(rate=0, burst=1, clock=clock).wait(5) == 0.0
+
+
+# ---------------------------------------------------------------------------
+# SlidingWindow
+# ---------------------------------------------------------------------------
+
+
+def test_window_allows_limit_then_waits_for_the_oldest() -> None:
+    clock = ManualClock()
+    window = SlidingWindow(1.0, clock)
+    assert window.try_take(2) == 0.0
+    clock.advance(0.25)
+    assert window.try_take(2) == 0.0
+    assert window.try_take(2) == 0.75  # the first leaves the window a second after it came
+    clock.advance(0.75)
+    assert window.try_take(2) == 0.0
+    assert window.try_take(2) == pytest.approx(0.25)
+
+
+def test_window_follows_a_lowered_limit() -> None:
+    clock = ManualClock()
+    window = SlidingWindow(1.0, clock)
+    for step in (0.0, 0.1, 0.1):
+        clock.advance(step)
+        assert window.try_take(3) == 0.0
+    # Three within the window and a limit of 2: free once two have left.
+    assert window.try_take(2) == pytest.approx(0.9)
+    assert window.try_take(1) == pytest.approx(1.0)  # a limit of 1: once all have
+
+
+def test_window_rejects_a_bad_window() -> None:
+    with pytest.raises(ValueError, match="window"):
+        SlidingWindow(0, ManualClock())
+
+
+@FAST
+@given(st.integers(1, 5), st.lists(st.floats(0, 1.5, allow_nan=False), max_size=60))
+def test_window_never_holds_more_than_limit(limit: int, steps: list[float]) -> None:
+    clock = ManualClock()
+    window = SlidingWindow(1.0, clock)
+    taken: list[float] = []
+    for step in steps:
+        clock.advance(step)
+        now = clock.monotonic()
+        if window.try_take(limit) == 0.0:
+            taken.append(now)
+        assert sum(1 for t in taken if t > now - 1.0) <= limit
+
+
+# ---------------------------------------------------------------------------
+# MemoryLimitStore
+# ---------------------------------------------------------------------------
+
+
+def test_store_keeps_kinds_and_keys_apart() -> None:
+    store = MemoryLimitStore(ManualClock())
+    assert store.take(Kind.MESSAGE, 1, 1, 1) == 0.0
+    assert store.take(Kind.MESSAGE, 1, 1, 1) == 1.0
+    assert store.take(Kind.MESSAGE, 2, 1, 1) == 0.0
+    assert store.take(Kind.COMMAND, 1, 1, 1) == 0.0
+    assert len(store) == 3
+
+
+def test_store_wait_makes_no_bucket() -> None:
+    store = MemoryLimitStore(ManualClock())
+    assert store.wait(Kind.LOGIN_NAME, "bob", 1, 5) == 0.0
+    assert store.wait(Kind.LOGIN_NAME, "bob", 1, 5, cost=6) == math.inf
+    assert store.wait(Kind.LOGIN_NAME, "bob", 0, 5, cost=6) == 0.0
+    assert len(store) == 0
+    store.take(Kind.LOGIN_NAME, "bob", 1, 1)
+    assert store.wait(Kind.LOGIN_NAME, "bob", 1, 1) == 1.0
+
+
+def test_store_applies_a_new_rate_keeping_tokens() -> None:
+    clock = ManualClock()
+    store = MemoryLimitStore(clock)
+    store.take(Kind.MESSAGE, 1, 1, 4, cost=4)
+    # The bucket is empty; under the new rate it refills twice as fast.
+    assert store.take(Kind.MESSAGE, 1, 2, 4) == 0.5
+    assert store.wait(Kind.MESSAGE, 1, 4, 4) == 0.25
+    clock.advance(0.25)
+    assert store.take(Kind.MESSAGE, 1, 4, 4) == 0.0
+
+
+def test_store_sweep_drops_only_refilled_buckets() -> None:
+    clock = ManualClock()
+    store = MemoryLimitStore(clock)
+    store.take(Kind.COMMAND, "idle", 1, 1)
+    store.take(Kind.COMMAND, "busy", 1, 10, cost=10)
+    clock.advance(1)
+    store.sweep()
+    assert len(store) == 1
+    # The dropped bucket comes back full, as it would have been.
+    assert store.take(Kind.COMMAND, "idle", 1, 1) == 0.0
+
+
+def test_store_is_bounded_per_kind() -> None:
+    store = MemoryLimitStore(ManualClock(), max_keys=3)
+    store.take(Kind.MESSAGE, "kept", 1, 1)
+    for name in "abcd":
+        store.take(Kind.LOGIN_ADDRESS, name, 1, 1)
+        store.take(Kind.MESSAGE, "kept", 1, 1)  # recently charged: never the one dropped
+    assert len(store) == 4
+    assert store.wait(Kind.MESSAGE, "kept", 1, 1) == 1.0
+    assert store.wait(Kind.LOGIN_ADDRESS, "a", 1, 1) == 0.0  # forgotten: full again
+
+
+def test_store_forgets_a_scope() -> None:
+    store = MemoryLimitStore(ManualClock())
+    for key in [(7, 1), (7, 2), (8, 1), 7]:
+        store.take(Kind.ROOM_MESSAGE, key, 1, 1)
+    store.forget(Kind.ROOM_MESSAGE, 7)
+    assert len(store) == 1
+    assert store.wait(Kind.ROOM_MESSAGE, (8, 1), 1, 1) == 1.0
+
+
+store_ops = st.lists(
+    st.tuples(
+        st.floats(0, 3, allow_nan=False),  # advance the clock by this much, then...
+        st.sampled_from(["take", "take", "sweep", "wait"]),  # ...do this
+    ),
+    max_size=60,
+)
+
+
+@FAST
+@given(st.floats(0.01, 50), st.floats(1, 20), store_ops)
+def test_store_never_grants_more_than_burst_plus_refill(
+    rate: float, burst: float, ops: list[tuple[float, str]]
+) -> None:
+    """Sweeping, peeking and re-making buckets never adds allowance."""
+    clock = ManualClock()
+    store = MemoryLimitStore(clock)
+    taken = elapsed = 0.0
+    for step, op in ops:
+        clock.advance(step)
+        elapsed += step
+        if op == "sweep":
+            store.sweep()
+        elif op == "wait":
+            store.wait(Kind.MESSAGE, "u", rate, burst)
+        elif store.take(Kind.MESSAGE, "u", rate, burst) == 0.0:
+            taken += 1
+        assert taken <= burst + rate * elapsed + 1e-6
