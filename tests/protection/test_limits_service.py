@@ -67,7 +67,7 @@ def test_commands_are_refused_with_retry_ms(tmp_path: Path) -> None:
     with pytest.raises(ChatError) as refused:
         protection.charge_command(session)
     assert refused.value.code is Code.RATE_LIMITED
-    assert refused.value.fields["retry_ms"] == 1000
+    assert refused.value.details["retry_ms"] == 1000
     # Another connection has its own bucket.
     protection.charge_command(_session())
 
@@ -89,7 +89,7 @@ def test_messages_per_user_and_per_room(tmp_path: Path) -> None:
     protection.charge_message(session, None)
     with pytest.raises(ChatError) as refused:
         protection.charge_message(session, None)
-    assert refused.value.fields["retry_ms"] == 500
+    assert refused.value.details["retry_ms"] == 500
     user = session.user
     assert user is not None
     assert protection.message_wait(user, None) == 0.5
@@ -122,7 +122,7 @@ def test_failed_logins_throttle_address_and_name(tmp_path: Path) -> None:
     for peer, name in [("192.0.2.1:3", None), ("198.51.100.1:1", "BOB")]:
         with pytest.raises(ChatError) as refused:
             protection.check_login(peer, name)
-        assert refused.value.code is Code.RATE_LIMITED and "retry_ms" not in refused.value.fields
+        assert refused.value.code is Code.RATE_LIMITED and "retry_ms" not in refused.value.details
     protection.check_login("198.51.100.1:1", "carol")
     clock.advance(5)  # one failure's worth of the window
     protection.check_login("192.0.2.1:3", "bob")

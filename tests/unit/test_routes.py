@@ -7,7 +7,6 @@ from chatd.delivery.bus import LocalBus
 from chatd.delivery.feed import Outbox
 from chatd.delivery.outgoing import Outgoing
 from chatd.domain.accounts import User
-from chatd.domain.ratelimit import TokenBucket
 from chatd.domain.room import Room
 from chatd.protocol.session import Session
 from storage.records import RoomRecord, UserRecord
@@ -24,13 +23,13 @@ class Box(Outbox):
 
 
 def session(user: User | None = None) -> Session:
-    made = Session(Box(), "127.0.0.1:1", TokenBucket(0, 1, lambda: 0.0))
+    made = Session(Box(), "127.0.0.1:1")
     made.user = user
     return made
 
 
 def user(uid: int, name: str) -> User:
-    return User(UserRecord(uid, name, b"", False, 0.0), TokenBucket(0, 1, lambda: 0.0))
+    return User(UserRecord(uid, name, b"", False, 0.0))
 
 
 def test_a_user_s_endpoints_are_kept_oldest_first_until_removed() -> None:
@@ -77,7 +76,7 @@ class Recording(Session):
     __slots__ = ("items",)
 
     def __init__(self, user: User) -> None:
-        super().__init__(Box(), "127.0.0.1:1", TokenBucket(0, 1, lambda: 0.0))
+        super().__init__(Box(), "127.0.0.1:1")
         self.user = user
         self.items: list[Outgoing] = []
 
