@@ -23,8 +23,9 @@ from chatd.app.compose import build_server
 from chatd.app.daemon import Daemon
 from chatd.config import Config, ConfigError, check_hosts, load_config
 from chatd.errors import ChatError
-from chatd.ops.chatctl import ControlClient, ControlError, PasswordError, read_password
+from chatd.ops.chatctl import PasswordError, read_password
 from chatd.ops.control import answers, control_path, found_database
+from chatd.ops.control_client import ControlClient, ControlError
 from chatd.ops.logfmt import configure_logging
 
 log = logging.getLogger("chatd")

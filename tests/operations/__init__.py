@@ -19,8 +19,8 @@ from typing import Any
 import yaml
 
 from chatd.app.daemon import Daemon
-from chatd.ops.chatctl import ControlClient, ControlError
 from chatd.ops.control import control_path
+from chatd.ops.control_client import ControlClient, ControlError
 from tests.helpers import TEST_OVERRIDES, test_config
 
 # The console scripts of the interpreter running the tests (the project's venv).

@@ -15,7 +15,7 @@ from chatd.app.daemon import Daemon
 from chatd.client import ChatClient
 from chatd.config import BackupConfig
 from chatd.ops.backups import Backups
-from chatd.ops.chatctl import ControlClient
+from chatd.ops.control_client import ControlClient
 from storage.blocks import read_block
 from tests.helpers import Clients, start_server
 from tests.operations import running_daemon, wait_for

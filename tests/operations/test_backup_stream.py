@@ -20,7 +20,8 @@ from pathlib import Path
 import pytest
 
 from chatd.app.daemon import Daemon
-from chatd.ops.chatctl import ControlClient, main
+from chatd.ops.chatctl import main
+from chatd.ops.control_client import ControlClient
 from tests.content import download, sha, upload
 from tests.helpers import Clients, start_server
 from tests.operations import CHATCTL, ChatdProcess, running_daemon, write_config

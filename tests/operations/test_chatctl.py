@@ -19,7 +19,8 @@ import pytest
 from chatd import __version__
 from chatd.app.daemon import Daemon
 from chatd.client import ChatClient
-from chatd.ops.chatctl import ControlClient, ControlError, main
+from chatd.ops.chatctl import main
+from chatd.ops.control_client import ControlClient, ControlError
 from tests.helpers import PASSWORD, Clients, settle
 from tests.operations import ChatdProcess, exists, running_daemon, wait_for, write_config
 

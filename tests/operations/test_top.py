@@ -15,7 +15,7 @@ import pytest
 from rich.console import Console
 
 from chatd import __version__
-from chatd.ops.chatctl import ControlClient
+from chatd.ops.control_client import ControlClient
 from chatd.ops.top import KEEP_EVENTS, TopScreen, run_top
 from tests.helpers import Clients
 from tests.operations import ChatdProcess, running_daemon, wait_for, write_config
