@@ -22,8 +22,8 @@ from chatd.protocol.codec import BadLine
 if TYPE_CHECKING:
     from collections.abc import Awaitable
 
-    from chatd.app.server import ChatServer
     from chatd.irc.listener import IrcListener
+    from chatd.net.connection import ConnectionHost
 
 
 class IrcConnection(Connection):
@@ -31,8 +31,8 @@ class IrcConnection(Connection):
 
     __slots__ = ("_irc", "_irc_session")
 
-    def __init__(self, server: ChatServer, listener: IrcListener) -> None:
-        super().__init__(server)
+    def __init__(self, host: ConnectionHost, listener: IrcListener) -> None:
+        super().__init__(host)
         self._irc = listener
         self._framer = IrcFramer()
         self._irc_session = IrcSession(self, "-", self.session.command_bucket,

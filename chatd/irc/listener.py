@@ -1,8 +1,10 @@
-"""The IRC listener: binds ``irc.port`` (and ``irc.tls_port``) for a running ChatServer.
+"""The IRC listener: binds ``irc.port`` (and ``irc.tls_port``) for a connection host.
 
 It owns what is IRC-wide (the command table and dispatcher, the renderer,
 the guests) and nothing of the domain: connections it accepts are counted,
-limited, timed out and shut down by the ChatServer like any other.
+limited, timed out and shut down by their host (the application's server,
+through :class:`~chatd.net.connection.ConnectionHost`) like any other; it
+never imports that server.
 """
 
 from __future__ import annotations
@@ -18,7 +20,8 @@ from chatd.irc.guests import Guests
 from chatd.irc.render import IrcRenderer
 
 if TYPE_CHECKING:
-    from chatd.app.server import ChatServer
+    from chatd.net.connection import ConnectionHost
+    from chatd.protocol.services import Services
 
 # The modules that declare IRC commands (importing one registers its commands).
 MODULES: Final = ("registration", "auth", "welcome", "channels", "modes", "queries",
@@ -33,21 +36,21 @@ def load() -> IrcCommandTable:
 
 
 class IrcListener:
-    """IRC's sockets and shared state for one ChatServer."""
+    """IRC's sockets and shared state for one connection host."""
 
-    def __init__(self, server: ChatServer) -> None:
-        self.server = server
-        self.services = server.services
-        self.renderer = IrcRenderer(lambda: server.config.irc.server_name,
+    def __init__(self, host: ConnectionHost, services: Services) -> None:
+        self.host = host
+        self.services = services
+        self.renderer = IrcRenderer(lambda: host.config.irc.server_name,
                                     self.services.clock.time, self._is_member)
         self.guests = Guests(self.services)
         self.dispatcher = IrcDispatcher(self, load())
         self._servers: list[asyncio.Server] = []
 
     async def start(self) -> list[asyncio.Server]:
-        """Bind the plain (and TLS) IRC ports; the ChatServer closes them on stop."""
+        """Bind the plain (and TLS) IRC ports; the host closes them on stop."""
         loop = asyncio.get_running_loop()
-        config = self.server.config
+        config = self.host.config
         irc = config.irc
         self._servers.append(await loop.create_server(
             self._connection, irc.host, irc.port, reuse_address=True, backlog=1024))
@@ -60,7 +63,7 @@ class IrcListener:
         return list(self._servers)
 
     def _connection(self) -> IrcConnection:
-        return IrcConnection(self.server, self)
+        return IrcConnection(self.host, self)
 
     @property
     def port(self) -> int:
