@@ -32,6 +32,7 @@ from storage.api import StorageError
 if TYPE_CHECKING:
     from chatd.config import Config
     from chatd.domain.clock import Clock
+    from chatd.protocol.services import Services
 
 log = logging.getLogger("chatd.daemon")
 
@@ -52,6 +53,24 @@ class Daemon:
         # Keys whose change in the file the last reload could not apply: they
         # take effect at the next start.
         self.restart_needed: list[str] = []
+
+    # -- the Admin facade the control socket sees --------------------------------
+
+    @property
+    def config(self) -> Config:
+        return self.server.config
+
+    @property
+    def services(self) -> Services:
+        return self.server.services
+
+    @property
+    def connection_count(self) -> int:
+        return self.server.connection_count
+
+    @property
+    def addresses(self) -> list[str]:
+        return self.server.addresses
 
     async def start(self) -> None:
         _raise_open_files_limit()

@@ -116,7 +116,7 @@ class ChatServer:
         if self.config.irc.enabled:
             # Appended last, so port still names the line protocol's first listener;
             # stop() closes these sockets and connections with the others.
-            self.irc = IrcListener(self)
+            self.irc = IrcListener(self, self.services)
             self._listeners.extend(await self.irc.start())
 
     @property
