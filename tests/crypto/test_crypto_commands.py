@@ -10,8 +10,7 @@ from typing import Any
 
 import pytest
 
-from chatd.app.server import ChatServer
-from tests.helpers import Clients, start_server
+from tests.helpers import ChatServer, Clients, start_server
 
 SECRET_PW = "pw-hunter2-never-logged"
 

@@ -4,13 +4,13 @@ from __future__ import annotations
 
 import pytest
 
-from chatd.app.server import ChatServer
 from chatd.delivery.feed import Outbox
 from chatd.delivery.outgoing import Outgoing
 from chatd.domain.ratelimit import TokenBucket
 from chatd.domain.room import Mode
 from chatd.irc.guests import MAX_GUEST_ROOMS
 from chatd.irc.session import IrcSession
+from tests.helpers import ChatServer
 from tests.irc.conftest import IrcFactory
 
 
