@@ -35,6 +35,7 @@ from chatd.domain.protection import Protection
 from chatd.domain.rooms import Rooms
 from chatd.domain.stats import Stats
 from chatd.domain.tokens import Tokens
+from chatd.irc.front import IrcFront
 from chatd.irc.listener import IrcListener
 from chatd.net.listener import Listeners
 from chatd.ops.backups import Backups
@@ -94,7 +95,7 @@ def build_app(config: Config, clock: Clock | None = None, storage: Storage | Non
     reloads.register(listeners, *READ_BY_CONNECTIONS)
     irc = None
     if config.irc.enabled:
-        irc = IrcListener(listeners, services)
+        irc = IrcListener(listeners, IrcFront(lambda: listeners.config, services))
         listeners.also(irc.start)
     return App(config, services, listeners, Housekeeping(services, leader), reloads,
                ControlServer, backups, irc=irc, process=process, config_path=config_path,

@@ -22,7 +22,7 @@ from chatd.protocol.codec import BadLine
 if TYPE_CHECKING:
     from collections.abc import Awaitable
 
-    from chatd.irc.listener import IrcListener
+    from chatd.irc.front import IrcFront
     from chatd.net.connection import ConnectionHost
 
 
@@ -31,12 +31,12 @@ class IrcConnection(Connection):
 
     __slots__ = ("_irc", "_irc_session")
 
-    def __init__(self, host: ConnectionHost, listener: IrcListener) -> None:
+    def __init__(self, host: ConnectionHost, front: IrcFront) -> None:
         super().__init__(host)
-        self._irc = listener
+        self._irc = front
         self._framer = IrcFramer()
         self._irc_session = IrcSession(self, "-", self.session.command_bucket,
-                                       self.connected_at, listener)
+                                       self.connected_at, front)
         self.session = self._irc_session
 
     def _handle(self, item: str | BadLine) -> Awaitable[None] | None:

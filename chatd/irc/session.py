@@ -33,7 +33,7 @@ if TYPE_CHECKING:
     from chatd.domain.ratelimit import TokenBucket
     from chatd.domain.room import Room
     from chatd.irc.commands import IrcContext
-    from chatd.irc.listener import IrcListener
+    from chatd.irc.front import IrcFront
     from chatd.protocol.session import Output
 
 # Events that take the named user out of the room's channel.
@@ -50,7 +50,7 @@ class IrcState:
                  "joined", "key", "listener", "negotiating", "nick", "password", "realname",
                  "registered", "sasl", "username")
 
-    def __init__(self, listener: IrcListener) -> None:
+    def __init__(self, listener: IrcFront) -> None:
         self.listener = listener
         self.nick = "*"
         self.username = ""
@@ -83,7 +83,7 @@ class IrcSession(Session):
     __slots__ = ("irc",)
 
     def __init__(self, out: Output, peer: str, command_bucket: TokenBucket, now: float,
-                 listener: IrcListener) -> None:
+                 listener: IrcFront) -> None:
         super().__init__(out, peer, command_bucket, now)
         self.irc = IrcState(listener)
 

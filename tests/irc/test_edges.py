@@ -57,7 +57,7 @@ class _Pressured(Outbox):
 async def test_under_pressure_joins_are_coalesced_and_messages_kept(server: ChatServer) -> None:
     assert server.irc is not None
     out = _Pressured()
-    session = IrcSession(out, "127.0.0.1:1", TokenBucket(1, 1, lambda: 0.0), 0.0, server.irc)
+    session = IrcSession(out, "127.0.0.1:1", TokenBucket(1, 1, lambda: 0.0), 0.0, server.irc.front)
     session.irc.nick = "bob"
     for user in ("a", "b"):
         session.deliver(Outgoing({"type": "event", "event": "join", "room": "r", "user": user}))

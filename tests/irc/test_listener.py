@@ -95,7 +95,7 @@ async def test_hostile_lines_never_break_a_connection(irc: IrcFactory) -> None:
 
 async def test_a_client_that_does_not_read_is_cut_off(server: ChatServer) -> None:
     assert server.irc is not None
-    connection = IrcConnection(server.listeners, server.irc)
+    connection = IrcConnection(server.listeners, server.irc.front)
 
     class Transport(asyncio.Transport):
         aborted = False
