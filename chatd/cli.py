@@ -19,12 +19,12 @@ import sys
 from typing import Any
 
 from chatd import __version__
-from chatd.app.compose import build_server
-from chatd.app.daemon import Daemon
+from chatd.app.compose import build_app
 from chatd.config import Config, ConfigError, check_hosts, load_config
 from chatd.errors import ChatError
-from chatd.ops.chatctl import ControlClient, ControlError, PasswordError, read_password
+from chatd.ops.chatctl import PasswordError, read_password
 from chatd.ops.control import answers, control_path, found_database
+from chatd.ops.control_client import ControlClient, ControlError
 from chatd.ops.logfmt import configure_logging
 
 log = logging.getLogger("chatd")
@@ -100,7 +100,8 @@ def _run(coro: Any) -> int:
 
 async def serve(config: Config, config_path: str | None, overrides: dict[str, Any]) -> int:
     """Run the daemon until SIGTERM or SIGINT; SIGHUP reloads ``config_path``."""
-    return await Daemon(config, config_path, overrides).run()
+    app = build_app(config, process=True, config_path=config_path, overrides=overrides)
+    return await app.run()
 
 
 async def _useradd(config: Config, name: str, admin: bool, from_stdin: bool) -> int:
@@ -129,7 +130,7 @@ async def _useradd_online(socket_path: str, name: str, password: str, admin: boo
 
 
 async def _useradd_offline(config: Config, name: str, password: str, admin: bool) -> int:
-    server = build_server(config)
+    server = build_app(config)
     await server.storage.open()
     try:
         await server.services.accounts.load()

@@ -20,7 +20,7 @@ import types
 import typing
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Final, Literal, NewType, get_args, get_origin
+from typing import Any, Final, Literal, NewType, Protocol, get_args, get_origin
 
 import yaml
 
@@ -241,6 +241,18 @@ class Config:
 ReloadPolicy = Literal["applied", "restart"]
 
 
+class Reconfigurable(Protocol):
+    """A part of the running daemon that a reload reaches.
+
+    Each registers at wiring time with the keys it reads (see
+    :class:`chatd.app.reloads.Reloads`); a test checks that every "applied"
+    key is read by one, so a key nobody applies fails a test instead of
+    being silently ignored.
+    """
+
+    def reconfigure(self, config: Config) -> None: ...
+
+
 def _each(section: str, policy: ReloadPolicy, *keys: str) -> dict[str, ReloadPolicy]:
     return {f"{section}.{key}": policy for key in keys}
 
@@ -250,7 +262,7 @@ RELOAD_POLICY: Final[dict[str, ReloadPolicy]] = {
     **_each("listen", "restart", "host", "port"),
     **_each("listen", "applied", "max_line"),
     **_each("tls", "restart", "enabled", "host", "port"),
-    # A renewed certificate serves new handshakes (ChatServer._reload_certificate).
+    # A renewed certificate serves new handshakes (Listeners.reconfigure).
     **_each("tls", "applied", "cert", "key"),
     **_each("storage", "restart", "path", "flush_interval", "max_batch"),
     **_each("control", "restart", "enabled", "path"),

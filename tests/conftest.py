@@ -7,9 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from chatd.app.server import ChatServer
 from chatd.domain.clock import ManualClock
-from tests.helpers import Clients, start_server
+from tests.helpers import ChatServer, Clients, start_server
 
 
 @pytest.fixture

@@ -5,11 +5,15 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from chatd.app.compose import build_server
-from chatd.app.server import ChatServer
+from chatd.app.app import App
+from chatd.app.compose import build_app
 from chatd.client import ChatClient, LineClient
 from chatd.config import Config, load_config
 from chatd.domain.clock import Clock, ManualClock
+
+# What the tests start: chatd's App without the process's parts (no control
+# socket, backups, metrics or systemd), under the name the tests have always used.
+ChatServer = App
 
 PASSWORD = "secret-pw"
 
@@ -34,7 +38,7 @@ def test_config(db_path: Path, **overrides: Any) -> Config:
 
 async def start_server(db_path: Path, clock: Clock | None = None, **overrides: Any) -> ChatServer:
     """Start a real server; ``overrides`` use ``section__key=value``."""
-    server = build_server(test_config(db_path, **overrides), clock=clock or ManualClock())
+    server = build_app(test_config(db_path, **overrides), clock=clock or ManualClock())
     await server.start()
     return server
 

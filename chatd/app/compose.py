@@ -1,19 +1,153 @@
-"""The composition root: the one module that knows the core, the commands and storage."""
+"""The composition root: the one place that builds every part of chatd and
+wires them together, and the only module that imports the ``commands`` package.
+
+Each part gets what it needs and no more: connections see their host
+(:class:`~chatd.net.listener.Listeners`) through the ConnectionHost Protocol,
+the control socket and metrics see the :class:`~chatd.app.app.App` through
+the Admin facade, singleton jobs ask the Leader. Every part that applies
+reloaded keys is registered here with the keys it reads (see
+:mod:`chatd.app.reloads`).
+"""
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import commands
-from chatd.app.server import ChatServer
+from chatd import __version__
+from chatd.app.app import App
+from chatd.app.reloads import Applies, Reloads
+from chatd.content.blobs import open_blob_store
+from chatd.content.files import Files
+from chatd.content.stickers import Stickers
+from chatd.crypto.e2e import E2E
+from chatd.crypto.runner import CryptoService
+from chatd.delivery.bus import LocalBus
+from chatd.domain.accounts import Accounts
+from chatd.domain.admission import Admission
+from chatd.domain.audit import AuditLog
+from chatd.domain.clock import Clock
+from chatd.domain.messaging import Messaging
+from chatd.domain.moderation import Moderation
+from chatd.domain.notifications import Notifier
+from chatd.domain.presence import Presence
+from chatd.domain.protection import Protection
+from chatd.domain.rooms import Rooms
+from chatd.domain.stats import Stats
+from chatd.domain.tokens import Tokens
+from chatd.irc.front import IrcFront
+from chatd.irc.listener import IrcListener
+from chatd.net.listener import Listeners
+from chatd.ops.backups import Backups
+from chatd.ops.control import ControlServer
+from chatd.ops.housekeeping import Housekeeping
+from chatd.ops.leader import SoleLeader
+from chatd.ops.logfmt import configure_logging
+from chatd.protocol.dispatch import Dispatcher
+from chatd.protocol.services import Services
+from storage.sqlite import SqliteStorage
+from storage.writer import MessageWriter
 
 if TYPE_CHECKING:
     from chatd.config import Config
-    from chatd.domain.clock import Clock
+    from chatd.protocol.registry import CommandTable
     from storage.api import Storage
 
+# The keys handlers and the IRC front end read through ``Services.config`` at
+# each use (so a reload reaches them by replacing it), housekeeping's among them.
+READ_PER_USE = ("server", "rooms", "accounts.registration", "accounts.guests",
+                "housekeeping")
+# What connections and their host read of the configuration they are given.
+READ_BY_CONNECTIONS = ("server", "listen.max_line", "tls.cert", "tls.key",
+                       "limits.output_buffer",
+                       "limits.input_queue", "limits.login_timeout", "limits.idle_timeout",
+                       "limits.keepalive", "limits.max_connections",
+                       "limits.max_connections_per_ip", "irc.server_name")
+# Protection's limits: every rate-limited action is charged there.
+READ_BY_PROTECTION = ("limits.message_rate", "limits.message_burst", "limits.command_rate",
+                      "limits.command_burst", "limits.typing_rate",
+                      "limits.room_message_rate_max", "limits.room_message_burst_max",
+                      "limits.flood_threshold", "limits.flood_window", "limits.flood_action",
+                      "limits.flood_mute", "limits.auth_failures", "limits.auth_window")
 
-def build_server(config: Config, clock: Clock | None = None,
-                 storage: Storage | None = None) -> ChatServer:
-    """A server with every command of the ``commands`` package."""
-    return ChatServer(config, commands.load(), clock=clock, storage=storage)
+
+def build_app(config: Config, clock: Clock | None = None, storage: Storage | None = None,
+              *, process: bool = False, config_path: str | None = None,
+              overrides: dict[str, Any] | None = None) -> App:
+    """chatd with every command of the ``commands`` package.
+
+    ``process`` makes it the whole daemon (``chatd serve``): control socket,
+    scheduled backups, metrics, systemd, and a reload that re-reads
+    ``config_path`` with ``overrides`` (the command line's) on top.
+    """
+    clock = clock or Clock()
+    storage = storage or SqliteStorage(config.storage.path)
+    reloads = Reloads()
+    leader = SoleLeader()
+    backups = Backups(storage, config.backup, config.storage.path, leader)
+    if process:
+        # First: the lines about the reload itself are in the new format.
+        reloads.register(Applies("logging", lambda c: configure_logging(
+            c.logging.level, c.logging.format)), "logging")
+        reloads.register(Applies("backups", lambda c: backups.reconfigure(c.backup)), "backup")
+    table = commands.load()
+    services = wire_services(config, clock, storage, table, reloads)
+    listeners = Listeners(config, clock, services, Dispatcher(services, table))
+    reloads.register(listeners, *READ_BY_CONNECTIONS)
+    irc = None
+    if config.irc.enabled:
+        irc = IrcListener(listeners, IrcFront(lambda: listeners.config, services))
+        listeners.also(irc.start)
+    return App(config, services, listeners, Housekeeping(services, leader), reloads,
+               ControlServer, backups, irc=irc, process=process, config_path=config_path,
+               overrides=overrides)
+
+
+def wire_services(config: Config, clock: Clock, storage: Storage, table: CommandTable,
+                  reloads: Reloads) -> Services:
+    """Build the domain services around one storage and one bus; register
+    those a reload reaches with the keys they read."""
+    bus = LocalBus()
+    stats = Stats()
+    writer = MessageWriter(storage, config.storage.flush_interval, config.storage.max_batch)
+    audit = AuditLog(storage, clock)
+    accounts = Accounts(storage, config, clock, audit)
+    notifier = Notifier(storage, bus, clock)
+    rooms = Rooms(storage, accounts, bus, notifier, audit, clock)
+    moderation = Moderation(storage, rooms, accounts, bus, notifier, audit, clock)
+    protection = Protection(config, clock, moderation, audit)
+    messaging = Messaging(storage, writer, bus, notifier, clock, protection, stats)
+    presence = Presence(accounts, rooms, messaging, notifier, audit, stats, clock)
+    admission = Admission(storage, rooms, accounts, bus, notifier, audit, clock, config)
+    tokens = Tokens(storage, accounts, clock)
+    files = Files(config.files, config.storage.path, storage,
+                  open_blob_store(config.files, config.storage.path), messaging, rooms, clock)
+    e2e = E2E(config.crypto, storage, accounts, messaging, bus, clock)
+    stickers = Stickers(config.stickers)
+    crypto = CryptoService(config.crypto, protection)
+    services = Services(config=config, clock=clock, storage=storage, writer=writer, bus=bus,
+                        accounts=accounts, rooms=rooms, messaging=messaging,
+                        moderation=moderation, admission=admission, protection=protection,
+                        tokens=tokens, notifier=notifier,
+                        audit=audit, presence=presence, commands=table, stats=stats,
+                        started_at=clock.time(), version=__version__, files=files,
+                        stickers=stickers, crypto=crypto, e2e=e2e)
+
+    def per_use(c: Config) -> None:
+        services.config = c
+
+    def protect(c: Config) -> None:
+        protection.config = c
+
+    def admit(c: Config) -> None:
+        admission.config = c
+
+    reloads.register(Applies("services", per_use), *READ_PER_USE)
+    reloads.register(accounts, "accounts.bcrypt_cost")
+    reloads.register(Applies("admission", admit), "rooms.invitation_ttl")
+    reloads.register(Applies("protection", protect), *READ_BY_PROTECTION)
+    reloads.register(Applies("files", lambda c: files.reconfigure(c.files)), "files")
+    reloads.register(Applies("crypto", lambda c: crypto.reconfigure(c.crypto)), "crypto")
+    reloads.register(Applies("e2e", lambda c: e2e.reconfigure(c.crypto)), "crypto.max_envelope")
+    reloads.register(Applies("stickers", lambda c: stickers.reload(c.stickers)), "stickers")
+    return services

@@ -32,7 +32,7 @@ from chatd.protocol.session import SessionState
 
 if TYPE_CHECKING:
     from chatd.domain.accounts import User
-    from chatd.irc.listener import IrcListener
+    from chatd.irc.front import IrcFront
     from chatd.irc.session import IrcSession
     from chatd.protocol.services import Services
 
@@ -107,7 +107,7 @@ class IrcContext:
     __slots__ = ("channel", "command", "held", "label", "lines", "listener", "message",
                  "session", "target")
 
-    def __init__(self, listener: IrcListener, session: IrcSession, message: IrcMessage) -> None:
+    def __init__(self, listener: IrcFront, session: IrcSession, message: IrcMessage) -> None:
         self.listener = listener
         self.session = session
         self.message = message
@@ -200,7 +200,7 @@ class IrcContext:
 class IrcDispatcher:
     """Runs IRC lines for sessions against a command table."""
 
-    def __init__(self, listener: IrcListener, table: IrcCommandTable) -> None:
+    def __init__(self, listener: IrcFront, table: IrcCommandTable) -> None:
         self._listener = listener
         self._table = table
 

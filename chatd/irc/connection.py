@@ -22,8 +22,8 @@ from chatd.protocol.codec import BadLine
 if TYPE_CHECKING:
     from collections.abc import Awaitable
 
-    from chatd.app.server import ChatServer
-    from chatd.irc.listener import IrcListener
+    from chatd.irc.front import IrcFront
+    from chatd.net.connection import ConnectionHost
 
 
 class IrcConnection(Connection):
@@ -31,11 +31,11 @@ class IrcConnection(Connection):
 
     __slots__ = ("_irc", "_irc_session")
 
-    def __init__(self, server: ChatServer, listener: IrcListener) -> None:
-        super().__init__(server)
-        self._irc = listener
+    def __init__(self, host: ConnectionHost, front: IrcFront) -> None:
+        super().__init__(host)
+        self._irc = front
         self._framer = IrcFramer()
-        self._irc_session = IrcSession(self, "-", self.connected_at, listener)
+        self._irc_session = IrcSession(self, "-", self.connected_at, front)
         self.session = self._irc_session
 
     def _handle(self, item: str | BadLine) -> Awaitable[None] | None:

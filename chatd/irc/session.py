@@ -33,7 +33,7 @@ if TYPE_CHECKING:
     from chatd.domain.accounts import User
     from chatd.domain.room import Room
     from chatd.irc.commands import IrcContext
-    from chatd.irc.listener import IrcListener
+    from chatd.irc.front import IrcFront
     from chatd.protocol.session import Output
 
 # Events that take the named user out of the room's channel.
@@ -50,7 +50,7 @@ class IrcState:
                  "joined", "key", "listener", "negotiating", "nick", "password", "realname",
                  "registered", "sasl", "username")
 
-    def __init__(self, listener: IrcListener) -> None:
+    def __init__(self, listener: IrcFront) -> None:
         self.listener = listener
         self.nick = "*"
         self.username = ""
@@ -82,7 +82,7 @@ class IrcSession(Session):
 
     __slots__ = ("irc",)
 
-    def __init__(self, out: Output, peer: str, now: float, listener: IrcListener) -> None:
+    def __init__(self, out: Output, peer: str, now: float, listener: IrcFront) -> None:
         super().__init__(out, peer, now)
         self.irc = IrcState(listener)
 

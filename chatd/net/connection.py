@@ -17,7 +17,7 @@ import asyncio
 import logging
 import socket
 from collections import deque
-from typing import TYPE_CHECKING, cast
+from typing import TYPE_CHECKING, Protocol, cast
 
 from chatd.delivery.feed import Outbox
 from chatd.errors import Code
@@ -27,9 +27,43 @@ from chatd.protocol.session import Session
 if TYPE_CHECKING:
     from collections.abc import Awaitable, Callable
 
-    from chatd.app.server import ChatServer
+    from chatd.config import Config
+    from chatd.domain.clock import Clock
 
 log = logging.getLogger(__name__)
+
+
+class LineHandler(Protocol):
+    """What handles a connection's lines: the line protocol's or IRC's dispatcher."""
+
+    def handle(self, session: Session, line: str) -> Awaitable[None] | None: ...
+
+
+class ConnectionHost(Protocol):
+    """What a connection needs of whoever accepted it.
+
+    The transport layer defines it, so a connection never imports the server
+    that owns it: the application's server is one host; tests may pass another.
+    ``config`` is read at each use, so a reload reaches live connections.
+    """
+
+    @property
+    def config(self) -> Config: ...
+
+    @property
+    def clock(self) -> Clock: ...
+
+    @property
+    def flusher(self) -> FlushScheduler: ...
+
+    @property
+    def dispatcher(self) -> LineHandler: ...
+
+    def connection_opened(self, conn: Connection) -> None:
+        """Count it, apply the connection limits, greet it."""
+
+    def connection_closed(self, conn: Connection) -> None:
+        """Forget it (its session leaves presence)."""
 
 
 class FlushScheduler:
@@ -64,21 +98,21 @@ class FlushScheduler:
 class Connection(Outbox, asyncio.Protocol):
     """The transport side of a session; its output of a turn is its :class:`Outbox`."""
 
-    __slots__ = ("_closing", "_eof", "_flusher", "_framer", "_paused", "_queue", "_server",
+    __slots__ = ("_closing", "_eof", "_flusher", "_framer", "_host", "_paused", "_queue",
                  "_transport", "connected_at", "last_input", "session", "worker")
 
-    def __init__(self, server: ChatServer) -> None:
+    def __init__(self, host: ConnectionHost) -> None:
         super().__init__()
-        self._server = server
-        self._flusher = server.flusher
+        self._host = host
+        self._flusher = host.flusher
         self._transport: asyncio.Transport | None = None
-        self._framer = LineFramer(server.config.listen.max_line)
+        self._framer = LineFramer(host.config.listen.max_line)
         self._queue: deque[str | BadLine] = deque()
         self.worker: asyncio.Task[None] | None = None
         self._paused = False
         self._closing = False
         self._eof = False
-        self.connected_at = self.last_input = server.clock.monotonic()
+        self.connected_at = self.last_input = host.clock.monotonic()
         self.session = Session(self, "-", self.connected_at)
 
     # -- asyncio.Protocol ------------------------------------------------------
@@ -87,18 +121,18 @@ class Connection(Outbox, asyncio.Protocol):
         # uvloop's transports do not subclass asyncio.Transport but behave as one.
         self._transport = cast(asyncio.Transport, transport)
         self.session.peer = _peer_name(transport)
-        if self._server.config.limits.keepalive:
+        if self._host.config.limits.keepalive:
             _enable_keepalive(transport)
-        self._server.connection_opened(self)
+        self._host.connection_opened(self)
 
     def data_received(self, data: bytes) -> None:
         if self._closing:
             return
-        self.last_input = self._server.clock.monotonic()
+        self.last_input = self._host.clock.monotonic()
         self._queue.extend(self._framer.feed(data))
         if self.worker is None:
             self._drain()
-        if len(self._queue) > self._server.config.limits.input_queue and not self._paused:
+        if len(self._queue) > self._host.config.limits.input_queue and not self._paused:
             # Backpressure on input: stop reading until the queued lines are handled.
             self._paused = True
             assert self._transport is not None
@@ -117,7 +151,7 @@ class Connection(Outbox, asyncio.Protocol):
         self.discard()
         # A command already running finishes (its replies go nowhere); cancelling
         # it could stop it between persisting a change and applying it.
-        self._server.connection_closed(self)
+        self._host.connection_closed(self)
 
     # -- input -------------------------------------------------------------------
 
@@ -155,7 +189,7 @@ class Connection(Outbox, asyncio.Protocol):
                 sink.abort(item.code)  # a damaged line ends an upload
             self.session.send(_framing_error(item.code))
             return None
-        return self._server.dispatcher.handle(self.session, item)
+        return self._host.dispatcher.handle(self.session, item)
 
     def _resume_reading(self) -> None:
         if self._paused and not self._closing:
@@ -179,7 +213,7 @@ class Connection(Outbox, asyncio.Protocol):
         if not data or transport is None or transport.is_closing():
             return
         transport.write(data)
-        if transport.get_write_buffer_size() > self._server.config.limits.output_buffer:
+        if transport.get_write_buffer_size() > self._host.config.limits.output_buffer:
             log.warning("slow consumer disconnected", extra={"fields": {
                 "session": self.session.id, "peer": self.session.peer,
                 "buffered": transport.get_write_buffer_size()}})
@@ -189,7 +223,7 @@ class Connection(Outbox, asyncio.Protocol):
     @property
     def congested(self) -> bool:
         transport = self._transport
-        limit = self._server.config.limits.output_buffer // 4
+        limit = self._host.config.limits.output_buffer // 4
         return transport is not None and transport.get_write_buffer_size() > limit
 
     def close(self, reason: str) -> None:

@@ -30,8 +30,11 @@ from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import IO, TYPE_CHECKING, Any
 
+from chatd.ops.leader import SoleLeader
+
 if TYPE_CHECKING:
     from chatd.config import BackupConfig
+    from chatd.ops.leader import Leader
     from storage.api import Storage
 
 log = logging.getLogger(__name__)
@@ -49,10 +52,17 @@ class StreamError(Exception):
 
 
 class Backups:
-    """Takes a backup every ``interval`` seconds into ``directory``."""
+    """Takes a backup every ``interval`` seconds into ``directory``.
 
-    def __init__(self, storage: Storage, config: BackupConfig, database: str) -> None:
+    Scheduled backups are a singleton job: only the leader takes them (see
+    :mod:`chatd.ops.leader`). ``chatctl backup`` is not: it copies whatever
+    the asked daemon serves.
+    """
+
+    def __init__(self, storage: Storage, config: BackupConfig, database: str,
+                 leader: Leader | None = None) -> None:
         self._storage = storage
+        self._leader: Leader = leader or SoleLeader()
         self._database = database
         self._task: asyncio.Task[None] | None = None
         self.config = config
@@ -81,7 +91,9 @@ class Backups:
         while True:
             await asyncio.sleep(self.config.interval)
             try:
-                await self.take()
+                async with self._leader.lead("backup") as leading:
+                    if leading:
+                        await self.take()
             except Exception:  # logged; the next interval tries again
                 log.exception("scheduled backup failed")
 

@@ -36,7 +36,7 @@ from chatd.ops.backups import (
 from storage.api import StorageError
 
 if TYPE_CHECKING:
-    from chatd.app.daemon import Daemon
+    from chatd.ops.admin import Admin
     from chatd.protocol.services import Services
 
 log = logging.getLogger(__name__)
@@ -96,20 +96,20 @@ def handler(name: str) -> Callable[[Handler], Handler]:
 
 
 class ControlServer:
-    """Serves chatctl requests against the live daemon."""
+    """Serves chatctl requests against the live daemon (through its :class:`Admin` facade)."""
 
-    def __init__(self, daemon: Daemon) -> None:
-        self.daemon = daemon
+    def __init__(self, admin: Admin) -> None:
+        self.admin = admin
         self._server: asyncio.AbstractServer | None = None
         self._streams: set[asyncio.StreamWriter] = set()
         self.path = ""
 
     @property
     def services(self) -> Services:
-        return self.daemon.server.services
+        return self.admin.services
 
     async def start(self) -> None:
-        config = self.daemon.server.config
+        config = self.admin.config
         if not config.control.enabled:
             return
         self.path = control_path(config.storage.path, config.control.path)
@@ -132,7 +132,7 @@ class ControlServer:
         Replacing its socket would leave that daemon unreachable and send its
         operator's chatctl commands here.
         """
-        config = self.daemon.server.config
+        config = self.admin.config
         if not config.control.enabled:
             return
         path = control_path(config.storage.path, config.control.path)
@@ -193,7 +193,7 @@ class ControlServer:
         directory (beside the database), so chatctl can write the backup
         wherever its operator may, whatever sandbox the daemon runs in.
         """
-        config, services = self.daemon.server.config, self.services
+        config, services = self.admin.config, self.services
         with_files = bool(request.get("files"))
         blobs = files_dir(config.files, config.storage.path) / BLOBS \
             if with_files and config.files.backend == "local" else None
@@ -257,7 +257,7 @@ def _decode(line: bytes) -> dict[str, Any]:
 
 
 def status(ctl: ControlServer) -> dict[str, Any]:
-    services, server = ctl.services, ctl.daemon.server
+    services, server = ctl.services, ctl.admin
     stats = services.stats
     return {"version": __version__, "uptime": services.clock.time() - services.started_at,
             "connections": server.connection_count, "users_online": services.presence.users_online,
@@ -398,11 +398,11 @@ async def _broadcast(ctl: ControlServer, req: dict[str, Any]) -> Any:
 
 @handler("reload")
 async def _reload(ctl: ControlServer, req: dict[str, Any]) -> Any:
-    problem = ctl.daemon.reload()
+    problem = ctl.admin.reload()
     if problem:
         raise ChatError(Code.BAD_ARGUMENTS, f"configuration refused: {problem}")
     # Changed keys only a restart applies (their running values stay in force).
-    return {"reloaded": True, "restart_needed": ctl.daemon.restart_needed}
+    return {"reloaded": True, "restart_needed": ctl.admin.restart_needed}
 
 
 @handler("audit")

@@ -1,8 +1,9 @@
 """Periodic jobs inside the daemon: expiry and retention.
 
-They run once at start-up and then every ``housekeeping.interval``. Each job
-reads the injected clock, so tests drive them by moving a manual clock and
-calling :meth:`Housekeeping.run_once`.
+They run once at start-up and then every ``housekeeping.interval``, each
+time only if this process leads (see :mod:`chatd.ops.leader`): in a cluster
+one node does them for all. Each job reads the injected clock, so tests
+drive them by moving a manual clock and calling :meth:`Housekeeping.run_once`.
 """
 
 from __future__ import annotations
@@ -11,7 +12,10 @@ import asyncio
 import logging
 from typing import TYPE_CHECKING
 
+from chatd.ops.leader import SoleLeader
+
 if TYPE_CHECKING:
+    from chatd.ops.leader import Leader
     from chatd.protocol.services import Services
 
 log = logging.getLogger(__name__)
@@ -20,8 +24,9 @@ log = logging.getLogger(__name__)
 class Housekeeping:
     """Expires sanctions and invitations, trims old data, ends empty rooms."""
 
-    def __init__(self, services: Services) -> None:
+    def __init__(self, services: Services, leader: Leader | None = None) -> None:
         self._services = services
+        self._leader: Leader = leader or SoleLeader()
         self._task: asyncio.Task[None] | None = None
 
     def start(self) -> None:
@@ -34,7 +39,9 @@ class Housekeeping:
     async def _loop(self) -> None:
         while True:
             try:
-                await self.run_once()
+                async with self._leader.lead("housekeeping") as leading:
+                    if leading:
+                        await self.run_once()
             except Exception:  # a failed pass is logged and retried next interval
                 log.exception("housekeeping failed")
             await asyncio.sleep(self._services.config.housekeeping.interval)

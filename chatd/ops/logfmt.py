@@ -5,7 +5,7 @@ Structured data travels as ``extra={"fields": {...}}`` on the logging call::
     log.info("listening", extra={"fields": {"host": "127.0.0.1", "port": 7777}})
 
 ``KeyValueFormatter`` then writes
-``level=info logger=chatd.app.server msg="listening" host=127.0.0.1 port=7777`` and
+``level=info logger=chatd.net.listener msg="listening" host=127.0.0.1 port=7777`` and
 ``JsonFormatter`` writes one JSON object. Either way an event is exactly one
 line, whatever newlines its message, fields or traceback contain, so journald
 and log shippers never split or interleave it.

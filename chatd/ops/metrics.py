@@ -10,14 +10,14 @@ from collections.abc import Iterator
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
-    from chatd.app.server import ChatServer
+    from chatd.ops.admin import Running
 
 
 class MetricsUnavailable(RuntimeError):
     """Metrics are enabled but prometheus-client is not installed."""
 
 
-def start_metrics(server: ChatServer, host: str, port: int) -> Any:
+def start_metrics(server: Running, host: str, port: int) -> Any:
     """Serve /metrics for ``server``; returns the HTTP server (``shutdown()`` stops it)."""
     try:
         from prometheus_client import CollectorRegistry, start_http_server  # noqa: PLC0415

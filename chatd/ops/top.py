@@ -22,7 +22,7 @@ from rich.panel import Panel
 from rich.table import Table
 
 if TYPE_CHECKING:
-    from chatd.ops.chatctl import ControlClient
+    from chatd.ops.control_client import ControlClient
 
 KEEP_EVENTS = 200
 COLOURS = {"join": "green", "leave": "yellow", "kick": "red", "ban": "bold red",

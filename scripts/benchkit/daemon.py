@@ -105,7 +105,7 @@ class Daemon:
         return "?"
 
     def status(self) -> dict[str, Any]:
-        from chatd.ops.chatctl import ControlClient  # noqa: PLC0415
+        from chatd.ops.control_client import ControlClient  # noqa: PLC0415
 
         path = self.config["control"]["path"]
         return dict(asyncio.run(asyncio.wait_for(ControlClient(path).call("status"), 10)))

@@ -29,7 +29,7 @@ from typing import Any
 
 import pytest
 
-from chatd.app.server import ChatServer
+from tests.helpers import ChatServer
 from chatd.domain.clock import ManualClock
 from chatd.net.connection import Connection
 from tests.helpers import PASSWORD, start_server

@@ -9,9 +9,8 @@ import io
 from pathlib import Path
 from typing import Any
 
-from chatd.app.server import ChatServer
 from chatd.client import ChatClient, LineClient, Reply
-from tests.helpers import PASSWORD, Clients
+from tests.helpers import PASSWORD, ChatServer, Clients
 
 Event = dict[str, Any]
 

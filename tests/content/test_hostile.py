@@ -7,7 +7,6 @@ from pathlib import Path
 
 import pytest
 
-from chatd.app.server import ChatServer
 from chatd.client import ChatClient
 from tests.content import (
     b64_lines,
@@ -21,7 +20,7 @@ from tests.content import (
     text_run,
     upload,
 )
-from tests.helpers import Clients, start_server
+from tests.helpers import ChatServer, Clients, start_server
 
 
 async def room_owner(clients: Clients, name: str = "alice") -> ChatClient:

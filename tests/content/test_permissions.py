@@ -2,10 +2,9 @@
 
 from __future__ import annotations
 
-from chatd.app.server import ChatServer
 from tests.content import blob_paths, member_of, text_file, upload
 from tests.governance import error_of, server_admin, users
-from tests.helpers import Clients
+from tests.helpers import ChatServer, Clients
 
 
 async def test_only_members_list_and_download(server: ChatServer, clients: Clients) -> None:

@@ -5,11 +5,10 @@ from __future__ import annotations
 import os
 import time
 
-from chatd.app.server import ChatServer
 from chatd.domain.clock import ManualClock
 from tests.content import blob_paths, member_of, text_file, upload
 from tests.governance import users
-from tests.helpers import Clients
+from tests.helpers import ChatServer, Clients
 
 DAY = 86400
 

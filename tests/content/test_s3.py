@@ -10,10 +10,9 @@ from typing import Any
 
 import pytest
 
-from chatd.app.server import ChatServer
 from chatd.config import ConfigError, FilesConfig
 from tests.content import download, image, member_of, no_staged_files, sha, text_file, upload
-from tests.helpers import Clients, start_server
+from tests.helpers import ChatServer, Clients, start_server
 
 boto3 = pytest.importorskip("boto3")
 moto_server = pytest.importorskip("moto.server")

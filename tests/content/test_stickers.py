@@ -6,12 +6,11 @@ from pathlib import Path
 
 import pytest
 
-from chatd.app.server import ChatServer
 from chatd.config import StickersConfig
 from chatd.content.stickers import BUILTIN_DIR, BadArt, Stickers, load_dir, parse_art
 from tests.content import member_of, text_client, text_run
 from tests.governance import error_of
-from tests.helpers import Clients, start_server
+from tests.helpers import ChatServer, Clients, start_server
 from tests.helpers import test_config as config_for
 
 CAT = " /\\_/\\\n( o.o )\n > ^ <"
@@ -80,7 +79,7 @@ async def test_a_sysadmins_directory_is_read_at_start_and_on_reload(db_path: Pat
         (custom / "new.txt").write_text("\\o/\n")
         (custom / "duck.txt").unlink(missing_ok=True)
         (custom / "Duck.txt").unlink()
-        server.reload(config_for(db_path, stickers__dir=str(custom), stickers__builtin=False))
+        server.apply(config_for(db_path, stickers__dir=str(custom), stickers__builtin=False))
         names = {s["name"] for s in (await alice.command("/stickers"))["stickers"]}
         assert names == {"cat", "new"}
     finally:
@@ -118,7 +117,7 @@ def test_bad_names_and_a_missing_directory_are_skipped(tmp_path: Path) -> None:
 
 async def test_stickers_reload_with_the_server(server: ChatServer, db_path: Path) -> None:
     before = len(server.services.stickers.all())
-    server.reload(config_for(db_path, stickers__builtin=False))
+    server.apply(config_for(db_path, stickers__builtin=False))
     assert server.services.stickers.all() == []
-    server.reload(config_for(db_path))
+    server.apply(config_for(db_path))
     assert len(server.services.stickers.all()) == before

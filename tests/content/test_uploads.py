@@ -7,7 +7,6 @@ from pathlib import Path
 
 import pytest
 
-from chatd.app.server import ChatServer
 from tests.content import (
     b64_lines,
     blob_paths,
@@ -22,7 +21,7 @@ from tests.content import (
     text_run,
     upload,
 )
-from tests.helpers import Clients
+from tests.helpers import ChatServer, Clients
 
 SAMPLES = {
     "cat.png": lambda: image("PNG"),

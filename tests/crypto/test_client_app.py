@@ -26,12 +26,11 @@ from pathlib import Path
 
 import pytest
 
-from chatd.app.server import ChatServer
 from chatd.client import ChatClient
 from chatd.client.tui import app
 from chatd.client.tui.keyring import Keyring
 from chatd.client.tui.session import ClientSession
-from tests.helpers import PASSWORD, Clients, settle, start_server
+from tests.helpers import PASSWORD, ChatServer, Clients, settle, start_server
 from tests.operations.test_tls import self_signed, tls_port
 
 WAIT = 8.0  # seconds for anything to show up; the whole file takes a few

@@ -10,9 +10,8 @@ from typing import Any
 
 import pytest
 
-from chatd.app.server import ChatServer
 from chatd.domain.clock import Clock
-from tests.helpers import Clients, start_server
+from tests.helpers import ChatServer, Clients, start_server
 
 SECRET_PW = "pw-hunter2-never-logged"
 

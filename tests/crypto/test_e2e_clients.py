@@ -15,13 +15,12 @@ from typing import Any
 
 import pytest
 
-from chatd.app.server import ChatServer
 from chatd.client import ChatClient
 from chatd.client.tui.keyring import Keyring
 from chatd.client.tui.lines import Line
 from chatd.client.tui.session import ClientSession
 from chatd.crypto import envelope
-from tests.helpers import PASSWORD
+from tests.helpers import PASSWORD, ChatServer
 
 PQ = pytest.mark.skipif(not envelope.pq_available(), reason="no ML-KEM-768 here")
 ROOM_SECRET = "the vault code is 7-4-1-9 zebra"

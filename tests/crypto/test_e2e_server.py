@@ -8,12 +8,11 @@ from typing import Any
 
 import pytest
 
-from chatd.app.server import ChatServer
 from chatd.client import ChatClient
 from chatd.crypto import envelope
 from chatd.crypto.envelope import Identity, seal
 from chatd.domain.clock import ManualClock
-from tests.helpers import Clients, start_server
+from tests.helpers import ChatServer, Clients, start_server
 
 IDS = {name: Identity.generate() for name in ("alice", "bob", "carol", "mallory")}
 

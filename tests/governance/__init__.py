@@ -4,9 +4,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from chatd.app.server import ChatServer
 from chatd.client import ChatClient
-from tests.helpers import PASSWORD, Clients
+from tests.helpers import PASSWORD, ChatServer, Clients
 from tests.helpers import error_of as error_of
 from tests.helpers import settle as settle
 

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from chatd.app.server import ChatServer
 from chatd.domain.clock import ManualClock
 from tests.governance import (
     error_of,
@@ -17,7 +16,7 @@ from tests.governance import (
     settle,
     users,
 )
-from tests.helpers import Clients, start_server
+from tests.helpers import ChatServer, Clients, start_server
 
 WEEK = 7 * 86400
 

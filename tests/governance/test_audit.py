@@ -2,9 +2,8 @@
 
 from __future__ import annotations
 
-from chatd.app.server import ChatServer
 from tests.governance import error_of, room_with, server_admin, users
-from tests.helpers import PASSWORD, Clients
+from tests.helpers import PASSWORD, ChatServer, Clients
 
 ROOM_ACTIONS = {"create", "join", "leave", "invite", "request", "accept", "decline", "kick",
                 "ban", "unban", "mute", "unmute", "promote", "demote", "mode"}

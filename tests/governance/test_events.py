@@ -2,10 +2,9 @@
 
 from __future__ import annotations
 
-from chatd.app.server import ChatServer
 from chatd.domain.clock import ManualClock
 from tests.governance import Event, drain, events, room_with, settle, users
-from tests.helpers import Clients
+from tests.helpers import ChatServer, Clients
 
 
 def only(received: list[Event], name: str) -> Event:

@@ -5,11 +5,10 @@ from __future__ import annotations
 import asyncio
 from pathlib import Path
 
-from chatd.app.server import ChatServer
 from chatd.client import ChatClient
 from chatd.domain.clock import ManualClock
 from tests.governance import error_of, listed, my_rooms, room_with, users
-from tests.helpers import Clients, start_server
+from tests.helpers import ChatServer, Clients, start_server
 
 DAY = 86400
 

@@ -7,10 +7,9 @@ import itertools
 
 import pytest
 
-from chatd.app.server import ChatServer
 from chatd.client import ChatClient
 from tests.governance import code_of, error_of, members_of, room_with, server_admin, users
-from tests.helpers import Clients
+from tests.helpers import ChatServer, Clients
 
 NP = "not-permitted"
 # (command, target) -> expected outcome, per actor. Targets: the owner (alice), an admin

@@ -5,10 +5,9 @@ from __future__ import annotations
 
 import asyncio
 
-from chatd.app.server import ChatServer
 from chatd.domain.protection import ROOM_BURST, ROOM_RATE
 from tests.governance import code_of, members_of, room_with, users
-from tests.helpers import Clients
+from tests.helpers import ChatServer, Clients
 
 ROUNDS = 25
 

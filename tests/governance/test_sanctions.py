@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from chatd.app.server import ChatServer
 from chatd.domain.clock import ManualClock
 from tests.governance import (
     drain,
@@ -16,7 +15,7 @@ from tests.governance import (
     settle,
     users,
 )
-from tests.helpers import Clients, text_client, text_run
+from tests.helpers import ChatServer, Clients, text_client, text_run
 
 START = ManualClock().time()
 

@@ -3,10 +3,9 @@ and flood mutes, as the domain offers them to chatd.ops.control and chatd.domain
 
 from __future__ import annotations
 
-from chatd.app.server import ChatServer
 from chatd.domain.clock import ManualClock
 from tests.governance import events, members_of, notes, room_with, settle, users
-from tests.helpers import Clients
+from tests.helpers import ChatServer, Clients
 
 
 async def test_console_actions_need_no_role_and_name_the_console(server: ChatServer,

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from chatd.app.server import ChatServer
 from chatd.domain.clock import ManualClock
 from tests.governance import (
     error_of,
@@ -16,7 +15,7 @@ from tests.governance import (
     settle,
     users,
 )
-from tests.helpers import Clients
+from tests.helpers import ChatServer, Clients
 
 
 async def test_two_member_room_whose_admin_leaves_is_terminated(clients: Clients) -> None:

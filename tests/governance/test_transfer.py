@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from chatd.app.server import ChatServer
 from tests.governance import (
     drain,
     error_of,
@@ -14,7 +13,7 @@ from tests.governance import (
     settle,
     users,
 )
-from tests.helpers import Clients
+from tests.helpers import ChatServer, Clients
 
 
 async def test_the_owner_hands_the_room_to_a_member(server: ChatServer,

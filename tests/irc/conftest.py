@@ -8,9 +8,8 @@ from typing import Any
 
 import pytest
 
-from chatd.app.server import ChatServer
 from chatd.domain.clock import ManualClock
-from tests.helpers import PASSWORD, start_server
+from tests.helpers import PASSWORD, ChatServer, start_server
 from tests.irc.helpers import IrcClient, login
 
 

@@ -3,9 +3,8 @@ INVITE, AWAY and their error numerics."""
 
 from __future__ import annotations
 
-from chatd.app.server import ChatServer
 from chatd.domain.room import Mode
-from tests.helpers import Clients
+from tests.helpers import ChatServer, Clients
 from tests.irc.conftest import IrcFactory
 
 

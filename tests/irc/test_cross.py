@@ -4,9 +4,8 @@ topics and direct messages."""
 
 from __future__ import annotations
 
-from chatd.app.server import ChatServer
 from chatd.client import ChatClient
-from tests.helpers import PASSWORD, Clients
+from tests.helpers import PASSWORD, ChatServer, Clients
 from tests.irc.conftest import IrcFactory
 from tests.irc.helpers import IrcClient
 

@@ -4,12 +4,12 @@ from __future__ import annotations
 
 import pytest
 
-from chatd.app.server import ChatServer
 from chatd.delivery.feed import Outbox
 from chatd.delivery.outgoing import Outgoing
 from chatd.domain.room import Mode
 from chatd.irc.guests import MAX_GUEST_ROOMS
 from chatd.irc.session import IrcSession
+from tests.helpers import ChatServer
 from tests.irc.conftest import IrcFactory
 
 
@@ -56,7 +56,7 @@ class _Pressured(Outbox):
 async def test_under_pressure_joins_are_coalesced_and_messages_kept(server: ChatServer) -> None:
     assert server.irc is not None
     out = _Pressured()
-    session = IrcSession(out, "127.0.0.1:1", 0.0, server.irc)
+    session = IrcSession(out, "127.0.0.1:1", 0.0, server.irc.front)
     session.irc.nick = "bob"
     for user in ("a", "b"):
         session.deliver(Outgoing({"type": "event", "event": "join", "room": "r", "user": user}))

@@ -4,9 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from chatd.app.server import ChatServer
 from chatd.domain.clock import ManualClock
-from tests.helpers import Clients
+from tests.helpers import ChatServer, Clients
 from tests.irc.conftest import IrcFactory
 
 

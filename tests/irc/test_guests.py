@@ -5,9 +5,8 @@ from __future__ import annotations
 
 import pytest
 
-from chatd.app.server import ChatServer
 from chatd.domain.room import Mode
-from tests.helpers import Clients
+from tests.helpers import ChatServer, Clients
 from tests.irc.conftest import IrcFactory
 from tests.irc.helpers import IrcClient
 

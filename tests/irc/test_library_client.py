@@ -9,8 +9,7 @@ from typing import Any
 import irc.client
 import irc.client_aio
 
-from chatd.app.server import ChatServer
-from tests.helpers import PASSWORD, Clients
+from tests.helpers import PASSWORD, ChatServer, Clients
 
 
 async def test_irc_library_client_joins_and_exchanges_messages(server: ChatServer,

@@ -13,11 +13,10 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 
-from chatd.app.server import ChatServer
 from chatd.config import ConfigError, load_config
 from chatd.domain.clock import ManualClock
 from chatd.irc.connection import IrcConnection
-from tests.helpers import PASSWORD, start_server
+from tests.helpers import PASSWORD, ChatServer, start_server
 from tests.irc.conftest import IrcFactory
 from tests.irc.helpers import IrcClient
 
@@ -96,7 +95,7 @@ async def test_hostile_lines_never_break_a_connection(irc: IrcFactory) -> None:
 
 async def test_a_client_that_does_not_read_is_cut_off(server: ChatServer) -> None:
     assert server.irc is not None
-    connection = IrcConnection(server, server.irc)
+    connection = IrcConnection(server.listeners, server.irc.front)
 
     class Transport(asyncio.Transport):
         aborted = False

@@ -2,9 +2,8 @@
 
 from __future__ import annotations
 
-from chatd.app.server import ChatServer
 from chatd.domain.room import Mode, Role
-from tests.helpers import Clients
+from tests.helpers import ChatServer, Clients
 from tests.irc.conftest import IrcFactory
 from tests.irc.helpers import IrcClient
 

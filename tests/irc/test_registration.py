@@ -6,9 +6,8 @@ import base64
 
 import pytest
 
-from chatd.app.server import ChatServer
 from chatd.domain.clock import ManualClock
-from tests.helpers import PASSWORD
+from tests.helpers import PASSWORD, ChatServer
 from tests.irc.conftest import IrcFactory
 
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from chatd.irc.listener import load
+from chatd.irc.front import load
 from chatd.irc.render import IrcRenderer, cache_key
 from chatd.protocol.render import Style, style_key
 

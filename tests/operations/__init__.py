@@ -18,9 +18,10 @@ from typing import Any
 
 import yaml
 
-from chatd.app.daemon import Daemon
-from chatd.ops.chatctl import ControlClient, ControlError
+from chatd.app.app import App
+from chatd.app.compose import build_app
 from chatd.ops.control import control_path
+from chatd.ops.control_client import ControlClient, ControlError
 from tests.helpers import TEST_OVERRIDES, test_config
 
 # The console scripts of the interpreter running the tests (the project's venv).
@@ -58,8 +59,8 @@ def restored_logging() -> Iterator[None]:
 
 
 @contextlib.asynccontextmanager
-async def running_daemon(tmp_path: Path, **overrides: Any) -> AsyncIterator[Daemon]:
-    """An in-process Daemon on 127.0.0.1 port 0 with a control socket in ``tmp_path``.
+async def running_daemon(tmp_path: Path, **overrides: Any) -> AsyncIterator[App]:
+    """An in-process App on 127.0.0.1 port 0 with a control socket in ``tmp_path``.
 
     A reload re-reads no file (config_path None): the test overrides are passed
     as the daemon's command-line overrides so a reload keeps them.
@@ -67,7 +68,7 @@ async def running_daemon(tmp_path: Path, **overrides: Any) -> AsyncIterator[Daem
     overrides.setdefault("control__path", str(tmp_path / "ctl.sock"))
     config = test_config(tmp_path / "chatd.db", **overrides)
     with restored_logging():
-        daemon = Daemon(config, overrides={**TEST_OVERRIDES,
+        daemon = build_app(config, process=True, overrides={**TEST_OVERRIDES,
                                            "storage.path": config.storage.path,
                                            **dotted(overrides)})
         await daemon.start()
@@ -177,7 +178,7 @@ class ChatdProcess:
     async def ready(self, timeout: float = PROCESS_TIMEOUT) -> tuple[str, int]:
         """Started, and answering on its control socket.
 
-        The control socket answers only once ``Daemon.run`` has installed its
+        The control socket answers only once ``App.run`` has installed its
         signal handlers (nothing in between yields to the event loop), so
         signals sent after this are handled rather than fatal.
         """

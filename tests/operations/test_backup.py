@@ -11,11 +11,11 @@ import stat
 import time
 from pathlib import Path
 
-from chatd.app.daemon import Daemon
+from chatd.app.app import App
 from chatd.client import ChatClient
 from chatd.config import BackupConfig
 from chatd.ops.backups import Backups
-from chatd.ops.chatctl import ControlClient
+from chatd.ops.control_client import ControlClient
 from storage.blocks import read_block
 from tests.helpers import Clients, start_server
 from tests.operations import running_daemon, wait_for
@@ -27,14 +27,14 @@ BEFORE, AFTER = 90, 30  # acknowledged messages before the backup, and after it
 HISTORY = {"rooms__history_max": 5000}
 
 
-async def load(daemon: Daemon, backup_path: Path, flush_first: bool,
+async def load(daemon: App, backup_path: Path, flush_first: bool,
                **overrides: object) -> tuple[set[int], set[int], list[int]]:
     """Three members talk while the control socket takes a backup in the middle.
 
     Returns the ids acknowledged before the backup was requested, those
     acknowledged before it returned, and every acknowledged id.
     """
-    clients = Clients(daemon.server)
+    clients = Clients(daemon)
     acked: list[int] = []
     try:
         members = [await clients.user(name) for name in SENDERS]
@@ -56,7 +56,7 @@ async def load(daemon: Daemon, backup_path: Path, flush_first: bool,
             await wait_for(lambda: len(acked) >= BEFORE)
             requested = set(acked)
             if flush_first:
-                await daemon.server.services.writer.flush()
+                await daemon.services.writer.flush()
             with backup_path.open("wb") as out:
                 result = await ControlClient(daemon.control.path).backup(out, False,
                                                                          str(backup_path))
@@ -124,14 +124,14 @@ async def test_backup_under_load_has_every_message_acknowledged_before_it(
 
 async def test_a_backup_holds_accounts_rooms_and_audit(tmp_path: Path) -> None:
     async with running_daemon(tmp_path) as daemon:
-        clients = Clients(daemon.server)
+        clients = Clients(daemon)
         try:
             alice = await clients.user("alice")
             await alice.command("/create lounge")
             await alice.command("/say lounge kept")
         finally:
             await clients.close()
-        await daemon.server.services.writer.flush()
+        await daemon.services.writer.flush()
         path = (await daemon.backups.take()).resolve()
     assert path.parent == (tmp_path / "backups").resolve()
     assert not path.with_name(path.name + ".partial").exists()

@@ -19,8 +19,9 @@ from pathlib import Path
 
 import pytest
 
-from chatd.app.daemon import Daemon
-from chatd.ops.chatctl import ControlClient, main
+from chatd.app.app import App
+from chatd.ops.chatctl import main
+from chatd.ops.control_client import ControlClient
 from tests.content import download, sha, upload
 from tests.helpers import Clients, start_server
 from tests.operations import CHATCTL, ChatdProcess, running_daemon, write_config
@@ -75,8 +76,8 @@ def test_a_missing_directory_is_refused_before_asking_the_daemon(tmp_path: Path)
     assert into_a_directory.returncode == 1 and b"is a directory" in into_a_directory.stderr
 
 
-async def uploaded(daemon: Daemon) -> int:
-    clients = Clients(daemon.server)
+async def uploaded(daemon: App) -> int:
+    clients = Clients(daemon)
     try:
         alice = await clients.user("alice")
         await alice.command("/create lounge")
@@ -143,7 +144,7 @@ async def test_the_audit_names_where_the_backup_went(tmp_path: Path,
         code, _, err = await run_chatctl(capsys, "--socket", daemon.control.path,
                                          "backup", str(target))
         assert code == 0, err
-        entries = await daemon.server.services.audit.entries(5)
+        entries = await daemon.services.audit.entries(5)
     assert (entries[-1].action, entries[-1].actor, entries[-1].reason) == (
         "backup", "console", str(target))
 
@@ -198,7 +199,7 @@ async def test_a_reader_that_stalls_holds_up_nobody_else(tmp_path: Path) -> None
             writer.write(json.dumps({"cmd": "backup", "files": True}).encode() + b"\n")
             assert json.loads(await reader.readline())["ok"] is True
             # This reader stops here, with most of the stream unread.
-            clients = Clients(daemon.server)
+            clients = Clients(daemon)
             try:
                 bob = await clients.user("bob")
                 assert (await bob.command("/ping")).ok

@@ -17,9 +17,10 @@ from typing import Any
 import pytest
 
 from chatd import __version__
-from chatd.app.daemon import Daemon
+from chatd.app.app import App
 from chatd.client import ChatClient
-from chatd.ops.chatctl import ControlClient, ControlError, main
+from chatd.ops.chatctl import main
+from chatd.ops.control_client import ControlClient, ControlError
 from tests.helpers import PASSWORD, Clients, settle
 from tests.operations import ChatdProcess, exists, running_daemon, wait_for, write_config
 
@@ -27,14 +28,14 @@ Event = dict[str, Any]
 
 
 @pytest.fixture
-async def daemon(tmp_path: Path) -> AsyncIterator[Daemon]:
+async def daemon(tmp_path: Path) -> AsyncIterator[App]:
     async with running_daemon(tmp_path) as running:
         yield running
 
 
 @pytest.fixture
-async def clients(daemon: Daemon) -> AsyncIterator[Clients]:
-    opened = Clients(daemon.server)
+async def clients(daemon: App) -> AsyncIterator[Clients]:
+    opened = Clients(daemon)
     yield opened
     await opened.close()
 
@@ -59,7 +60,7 @@ class Ctl:
 
 
 @pytest.fixture
-def ctl(daemon: Daemon, capsys: pytest.CaptureFixture[str]) -> Ctl:
+def ctl(daemon: App, capsys: pytest.CaptureFixture[str]) -> Ctl:
     return Ctl(daemon.control.path, capsys)
 
 
@@ -82,10 +83,10 @@ def room_events(received: list[Event], name: str) -> list[Event]:
     return [e for e in received if e.get("type") == "event" and e.get("event") == name]
 
 
-async def test_control_socket_is_private_and_answers_status(daemon: Daemon,
+async def test_control_socket_is_private_and_answers_status(daemon: App,
                                                             clients: Clients) -> None:
     path = daemon.control.path
-    assert path == str(Path(daemon.server.config.control.path))
+    assert path == str(Path(daemon.config.control.path))
     mode = os.stat(path).st_mode
     assert stat.S_ISSOCK(mode) and stat.S_IMODE(mode) == 0o600
     await room_with(clients, "alice", "lounge", "bob")
@@ -94,13 +95,13 @@ async def test_control_socket_is_private_and_answers_status(daemon: Daemon,
     assert status["version"] == __version__
     assert status["connections"] == 2 and status["users_online"] == 2
     assert status["users"] == 2 and status["rooms"] == 1
-    assert status["addresses"] == daemon.server.addresses
+    assert status["addresses"] == daemon.addresses
     assert status["uptime"] >= 0 and status["loop_lag"] >= 0
     for key in ("messages", "messages_per_second", "deliveries"):
         assert key in status
 
 
-async def test_control_refusals(daemon: Daemon) -> None:
+async def test_control_refusals(daemon: App) -> None:
     client = ControlClient(daemon.control.path)
     with pytest.raises(ControlError, match="unknown-command"):
         await client.call("reboot")
@@ -122,7 +123,7 @@ async def test_status_users_rooms(ctl: Ctl, clients: Clients) -> None:
     assert rooms[0]["name"] == "lounge" and rooms[0]["online"] == 2
 
 
-async def test_useradd_userdel(ctl: Ctl, daemon: Daemon, monkeypatch: pytest.MonkeyPatch,
+async def test_useradd_userdel(ctl: Ctl, daemon: App, monkeypatch: pytest.MonkeyPatch,
                                clients: Clients) -> None:
     monkeypatch.setattr("sys.stdin", io.StringIO("carols-pw\n"))
     assert await ctl.json("useradd", "carol", "--password-stdin") == {
@@ -132,22 +133,22 @@ async def test_useradd_userdel(ctl: Ctl, daemon: Daemon, monkeypatch: pytest.Mon
 
     monkeypatch.setattr("sys.stdin", io.StringIO("dave-pw\n"))
     assert (await ctl.json("useradd", "dave", "--admin", "--password-stdin"))["admin"] is True
-    assert daemon.server.services.accounts.require("dave").is_admin
+    assert daemon.services.accounts.require("dave").is_admin
 
     assert await ctl.json("userdel", "carol") == {"name": "carol"}
-    assert daemon.server.services.accounts.find("carol") is None
+    assert daemon.services.accounts.find("carol") is None
     code, _, err = await ctl.run("userdel", "carol")
     assert code == 1 and "carol" in err and "Traceback" not in err
 
 
-async def test_promote_and_demote(ctl: Ctl, daemon: Daemon, clients: Clients) -> None:
+async def test_promote_and_demote(ctl: Ctl, daemon: App, clients: Clients) -> None:
     alice = await clients.user("alice")
     assert await ctl.json("promote", "alice") == {"name": "alice", "admin": True}
-    assert daemon.server.services.accounts.require("alice").is_admin
+    assert daemon.services.accounts.require("alice").is_admin
     # As a server admin, alice may create accounts over the chat protocol.
     assert (await alice.command(f"/useradd erin {PASSWORD}")).ok
     assert await ctl.json("demote", "alice") == {"name": "alice", "admin": False}
-    assert not daemon.server.services.accounts.require("alice").is_admin
+    assert not daemon.services.accounts.require("alice").is_admin
     refused = await alice.command(f"/useradd frank {PASSWORD}", check=False)
     assert refused.final["type"] == "error"
 
@@ -264,7 +265,7 @@ async def test_reload(ctl: Ctl) -> None:
     assert await ctl.json("reload") == {"reloaded": True, "restart_needed": []}
 
 
-async def test_reload_refused(ctl: Ctl, daemon: Daemon, tmp_path: Path) -> None:
+async def test_reload_refused(ctl: Ctl, daemon: App, tmp_path: Path) -> None:
     bad = tmp_path / "bad.yaml"
     bad.write_text("nonsense:\n  x: 1\n")
     daemon.config_path = str(bad)
@@ -389,7 +390,7 @@ async def test_after_the_daemon_stops(tmp_path: Path, capsys: pytest.CaptureFixt
     assert code == 1 and "not running" in err and "Traceback" not in err
 
 
-async def test_follow_streams_audit_entries(daemon: Daemon, clients: Clients) -> None:
+async def test_follow_streams_audit_entries(daemon: App, clients: Clients) -> None:
     alice = await clients.user("alice")
     await alice.command("/create lounge")
     bob = await clients.user("bob")
@@ -404,7 +405,7 @@ async def test_follow_streams_audit_entries(daemon: Daemon, clients: Clients) ->
         waiting = asyncio.ensure_future(first_join())
         try:
             # The daemon listens for audit entries once it has read the request.
-            await wait_for(lambda: daemon.server.services.audit.listeners)
+            await wait_for(lambda: daemon.services.audit.listeners)
             await bob.command("/join lounge")
             entry = await asyncio.wait_for(waiting, 5.0)
         finally:
@@ -414,7 +415,7 @@ async def test_follow_streams_audit_entries(daemon: Daemon, clients: Clients) ->
     assert entry["actor"] == "bob" and entry["room"] == "lounge" and entry["ts"] > 0
 
 
-async def test_follow_sends_status_lines(daemon: Daemon,
+async def test_follow_sends_status_lines(daemon: App,
                                          monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr("chatd.ops.control.FOLLOW_STATUS_INTERVAL", 0.05)
     follower = ControlClient(daemon.control.path).follow()

@@ -64,8 +64,8 @@ async def test_useradd_hands_the_account_to_a_running_daemon(tmp_path: Path) -> 
         assert made.returncode == 0, made.stderr
         assert made.stdout.strip() == "created admin account late (through the running daemon)"
         # The daemon has it at once: no restart needed.
-        assert daemon.server.services.accounts.require("late").is_admin
-        clients = Clients(daemon.server)
+        assert daemon.services.accounts.require("late").is_admin
+        clients = Clients(daemon)
         try:
             late = await clients.anonymous()
             assert (await late.command(f"/login late {PASSWORD}")).ok

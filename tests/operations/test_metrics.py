@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
-from chatd.app.daemon import Daemon
+from chatd.app.app import App
 from chatd.ops.metrics import MetricsUnavailable, start_metrics
 from tests.helpers import Clients
 from tests.operations import running_daemon, wait_for
@@ -19,7 +19,7 @@ from tests.operations import running_daemon, wait_for
 Samples = dict[tuple[str, tuple[tuple[str, str], ...]], float]
 
 
-async def scrape(daemon: Daemon) -> Samples:
+async def scrape(daemon: App) -> Samples:
     port = daemon._metrics.server_port
     assert daemon._metrics.server_address[0] == "127.0.0.1"
 
@@ -51,7 +51,7 @@ async def test_metrics_move_with_activity(tmp_path: Path) -> None:
         assert value(before, "chatd_storage_dropped_total") == 0
         assert value(before, "chatd_messages_in_total") == 0
 
-        clients = Clients(daemon.server)
+        clients = Clients(daemon)
         try:
             alice = await clients.user("alice")
             bob = await clients.user("bob")
@@ -78,7 +78,7 @@ async def test_metrics_move_with_activity(tmp_path: Path) -> None:
         assert errors[(("code", "unknown-command"),)] == 2
         assert len(errors) == 2 and sum(errors.values()) == 3
 
-        await wait_for(lambda: daemon.server.connection_count == 0)
+        await wait_for(lambda: daemon.connection_count == 0)
         after = await scrape(daemon)
         assert value(after, "chatd_connections_total") == 2
         assert value(after, "chatd_connections") == 0
@@ -106,4 +106,4 @@ async def test_metrics_unavailable_without_prometheus_client(
     monkeypatch.setitem(sys.modules, "prometheus_client", None)
     async with running_daemon(tmp_path) as daemon:
         with pytest.raises(MetricsUnavailable, match="prometheus-client"):
-            start_metrics(daemon.server, "127.0.0.1", 0)
+            start_metrics(daemon, "127.0.0.1", 0)

@@ -115,7 +115,7 @@ async def test_reload_in_process_returns_the_problem(tmp_path: Path) -> None:
         daemon.config_path = str(bad)
         problem = daemon.reload()
         assert problem is not None and "server.colour" in problem and "unknown key" in problem
-        assert daemon.server.config.server.motd == ""
+        assert daemon.config.server.motd == ""
 
         daemon.config_path = str(tmp_path / "missing.yaml")
         problem = daemon.reload()
@@ -125,11 +125,11 @@ async def test_reload_in_process_returns_the_problem(tmp_path: Path) -> None:
                             limits={"flood_threshold": 3})
         daemon.config_path = str(good)
         assert daemon.reload() is None
-        assert daemon.server.config.server.motd == "reloaded motd"
-        assert daemon.server.config.limits.flood_threshold == 3
+        assert daemon.config.server.motd == "reloaded motd"
+        assert daemon.config.limits.flood_threshold == 3
         # What a reload cannot change stays: the database and the bound address.
-        assert daemon.server.config.storage.path == str(tmp_path / "chatd.db")
-        assert daemon.server.config.listen.port == 0
+        assert daemon.config.storage.path == str(tmp_path / "chatd.db")
+        assert daemon.config.listen.port == 0
 
 
 async def test_a_changed_restart_only_key_is_kept_and_named(tmp_path: Path) -> None:

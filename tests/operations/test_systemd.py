@@ -20,7 +20,7 @@ from pathlib import Path
 import pytest
 
 from chatd import __version__
-from chatd.app.daemon import Daemon
+from chatd.app.compose import build_app
 from chatd.client import ChatClient
 from chatd.config import load_config
 from chatd.ops import systemd
@@ -61,7 +61,7 @@ async def receive(sock: socket.socket) -> dict[str, str]:
 def probe_when_ready(sock: socket.socket, db_path: Path) -> dict[str, object]:
     """Block until READY=1 and check, right then, that the daemon can be used.
 
-    It runs in a thread while the event loop is still inside ``Daemon.start``,
+    It runs in a thread while the event loop is still inside ``App.start``,
     so it sees the state at the moment of the notification.
     """
     fields = dict(line.split("=", 1) for line in sock.recv(4096).decode().splitlines())
@@ -80,14 +80,14 @@ async def test_ready_reloading_stopping_are_notified(
     db_path = tmp_path / "chatd.db"
     with notify_socket(monkeypatch, str(tmp_path / "notify.sock")) as sock, restored_logging():
         config = make_config(db_path, control__path=str(tmp_path / "ctl.sock"))
-        daemon = Daemon(config, overrides={"accounts.bcrypt_cost": 4})
+        daemon = build_app(config, process=True, overrides={"accounts.bcrypt_cost": 4})
         probe = asyncio.ensure_future(asyncio.to_thread(probe_when_ready, sock, db_path))
         await daemon.start()
         try:
             ready = await asyncio.wait_for(probe, TIMEOUT)
             assert ready["fields"]["READY"] == "1"
             assert ready["fields"]["STATUS"] == \
-                f"serving on {' '.join(daemon.server.addresses)}"
+                f"serving on {' '.join(daemon.addresses)}"
             assert ready["connected"] is True
             assert {"users", "rooms"} <= ready["tables"]  # type: ignore[operator]
 
@@ -116,7 +116,7 @@ async def test_ready_is_sent_once_signals_are_handled(
     monkeypatch.setattr(systemd, "notify", spy)
     config = make_config(tmp_path / "chatd.db", control__path=str(tmp_path / "ctl.sock"))
     with restored_logging():
-        daemon = Daemon(config)
+        daemon = build_app(config, process=True)
         running = asyncio.ensure_future(daemon.run())
         try:
             await wait_for(lambda: at_ready or running.done())
@@ -130,12 +130,12 @@ async def test_ready_is_sent_once_signals_are_handled(
 async def test_run_serves_until_asked_to_stop(tmp_path: Path) -> None:
     config = make_config(tmp_path / "chatd.db", control__path=str(tmp_path / "ctl.sock"))
     with restored_logging():
-        daemon = Daemon(config)
+        daemon = build_app(config, process=True)
         running = asyncio.ensure_future(daemon.run())
         try:
             await wait_for(lambda: exists(tmp_path / "ctl.sock") or running.done())
             assert not running.done()
-            client = await ChatClient.connect("127.0.0.1", daemon.server.port)
+            client = await ChatClient.connect("127.0.0.1", daemon.port)
             try:
                 assert (await client.command("/ping")).ok
                 daemon.request_stop()

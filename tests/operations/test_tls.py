@@ -16,11 +16,10 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 
 from chatd import __version__
-from chatd.app.daemon import Daemon
-from chatd.app.server import ChatServer
+from chatd.app.compose import build_app
 from chatd.client import ChatClient, LineClient
 from chatd.config import ConfigError, load_config
-from tests.helpers import PASSWORD, start_server
+from tests.helpers import PASSWORD, ChatServer, start_server
 from tests.helpers import test_config as make_config
 from tests.operations import restored_logging
 
@@ -141,7 +140,7 @@ async def test_a_missing_certificate_file_stops_start_up(tmp_path: Path) -> None
                          tls__cert=str(tmp_path / "none.pem"), tls__key=str(tmp_path / "no.pem"),
                          control__path=str(tmp_path / "ctl.sock"))
     with restored_logging():
-        assert await asyncio.wait_for(Daemon(config).run(), 10) == 1
+        assert await asyncio.wait_for(build_app(config, process=True).run(), 10) == 1
 
 
 async def test_a_reload_picks_up_a_renewed_certificate(tmp_path: Path) -> None:
@@ -151,7 +150,7 @@ async def test_a_reload_picks_up_a_renewed_certificate(tmp_path: Path) -> None:
     config = make_config(tmp_path / "chatd.db", **{k.replace(".", "__"): v
                                                    for k, v in overrides.items()})
     with restored_logging():
-        daemon = Daemon(config, overrides={"accounts.bcrypt_cost": 4, **overrides})
+        daemon = build_app(config, process=True, overrides={"accounts.bcrypt_cost": 4, **overrides})
         await daemon.start()
         try:
             renewed = tmp_path / "renewed"
@@ -160,7 +159,7 @@ async def test_a_reload_picks_up_a_renewed_certificate(tmp_path: Path) -> None:
             cert.write_bytes(new_cert.read_bytes())
             key.write_bytes(new_key.read_bytes())
             assert daemon.reload() is None
-            client = await ChatClient.connect("127.0.0.1", tls_port(daemon.server),
+            client = await ChatClient.connect("127.0.0.1", tls_port(daemon),
                                               ssl=trusting(new_cert),
                                               server_hostname="127.0.0.1", timeout=5)
             await client.close()

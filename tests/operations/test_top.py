@@ -15,7 +15,7 @@ import pytest
 from rich.console import Console
 
 from chatd import __version__
-from chatd.ops.chatctl import ControlClient
+from chatd.ops.control_client import ControlClient
 from chatd.ops.top import KEEP_EVENTS, TopScreen, run_top
 from tests.helpers import Clients
 from tests.operations import ChatdProcess, running_daemon, wait_for, write_config
@@ -109,8 +109,8 @@ async def test_run_top_shows_a_live_daemon_and_quits_on_q(
         tmp_path: Path, fast_follow: None, keyboard: Callable[[bytes], None]) -> None:
     console, output = live_console()
     async with running_daemon(tmp_path) as daemon:
-        clients = Clients(daemon.server)
-        listeners = daemon.server.services.audit.listeners
+        clients = Clients(daemon)
+        listeners = daemon.services.audit.listeners
         top = asyncio.ensure_future(run_top(ControlClient(daemon.control.path), console))
         try:
             await wait_for(lambda: listeners)
@@ -154,7 +154,7 @@ async def test_run_top_ends_when_the_in_process_daemon_stops(
         tmp_path: Path, fast_follow: None, keyboard: Callable[[bytes], None]) -> None:
     console, _ = live_console()
     async with running_daemon(tmp_path) as daemon:
-        listeners = daemon.server.services.audit.listeners
+        listeners = daemon.services.audit.listeners
         top = asyncio.ensure_future(run_top(ControlClient(daemon.control.path), console))
         try:
             await wait_for(lambda: listeners)
@@ -170,7 +170,7 @@ async def test_run_top_ends_when_the_in_process_daemon_stops(
 async def test_cancelling_run_top_stops_following(tmp_path: Path, fast_follow: None) -> None:
     console, _ = live_console()
     async with running_daemon(tmp_path) as daemon:
-        listeners = daemon.server.services.audit.listeners
+        listeners = daemon.services.audit.listeners
         top = asyncio.ensure_future(run_top(ControlClient(daemon.control.path), console))
         try:
             await wait_for(lambda: listeners)

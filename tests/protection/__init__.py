@@ -15,10 +15,9 @@ from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any
 
-from chatd.app.server import ChatServer
 from chatd.client import ChatClient, LineClient
 from chatd.domain.clock import ManualClock
-from tests.helpers import Clients, start_server
+from tests.helpers import ChatServer, Clients, start_server
 from tests.helpers import error_of as error_of
 from tests.helpers import messages as messages
 from tests.helpers import room_with as room_with

@@ -17,10 +17,9 @@ from typing import Any
 
 import pytest
 
-from chatd.app.server import ChatServer
 from chatd.client import ChatClient, LineClient
 from chatd.domain.clock import ManualClock
-from tests.helpers import PASSWORD
+from tests.helpers import PASSWORD, ChatServer
 from tests.protection import (
     ProtectionClients,
     error_of,

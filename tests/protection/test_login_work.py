@@ -16,9 +16,8 @@ from pathlib import Path
 import bcrypt
 import pytest
 
-from chatd.app.server import ChatServer
 from chatd.domain.clock import ManualClock
-from tests.helpers import PASSWORD
+from tests.helpers import PASSWORD, ChatServer
 from tests.irc.helpers import IrcClient
 from tests.protection import ProtectionClients, error_of, serving
 

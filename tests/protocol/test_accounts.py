@@ -10,10 +10,18 @@ from pathlib import Path
 import bcrypt
 import pytest
 
-from chatd.app.server import ChatServer
 from chatd.client import Reply
 from chatd.domain.clock import ManualClock
-from tests.helpers import PASSWORD, Clients, error_of, settle, start_server, text_client, text_run
+from tests.helpers import (
+    PASSWORD,
+    ChatServer,
+    Clients,
+    error_of,
+    settle,
+    start_server,
+    text_client,
+    text_run,
+)
 
 # -- /register ---------------------------------------------------------------------
 

@@ -8,10 +8,9 @@ from typing import Any
 
 import pytest
 
-from chatd.app.server import ChatServer
 from chatd.client import ChatClient, LineClient
 from chatd.domain.clock import ManualClock
-from tests.helpers import PASSWORD, Clients, start_server, text_client
+from tests.helpers import PASSWORD, ChatServer, Clients, start_server, text_client
 
 
 def is_message(event: dict[str, Any]) -> bool:

@@ -7,10 +7,9 @@ import re
 
 import pytest
 
-from chatd.app.server import ChatServer
 from chatd.domain.clock import ManualClock
 from chatd.protocol.registry import Command, Need
-from tests.helpers import PASSWORD, Clients, error_of, text_client, text_run
+from tests.helpers import PASSWORD, ChatServer, Clients, error_of, text_client, text_run
 
 ESC = "\x1b"
 TIMESTAMPED = re.compile(r"^\[\d\d:\d\d\] ")

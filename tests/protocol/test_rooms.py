@@ -8,9 +8,8 @@ from typing import Any
 
 import pytest
 
-from chatd.app.server import ChatServer
 from chatd.domain.clock import ManualClock
-from tests.helpers import Clients, error_of, settle, start_server, text_client, text_run
+from tests.helpers import ChatServer, Clients, error_of, settle, start_server, text_client, text_run
 
 
 def of_type(events: list[dict[str, Any]], kind: str) -> list[dict[str, Any]]:

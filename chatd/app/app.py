@@ -1,0 +1,255 @@
+"""The one lifecycle object: :class:`App` starts, serves, reloads and stops chatd.
+
+    start:  storage open (migrated), state loaded (accounts, rooms,
+            sanctions, the message counter), the batched writer started,
+            listeners bound, the timeout sweep and housekeeping scheduled.
+            As the process (``chatd serve``) it first refuses to start while
+            another daemon answers on its control socket, and after binding
+            opens the control socket, schedules backups, serves metrics,
+            pings the watchdog and sends READY=1 to systemd.
+    serve:  :meth:`App.run` waits for SIGTERM or SIGINT; SIGHUP reloads.
+    reload: SIGHUP or ``chatctl reload``: RELOADING=1, read and validate the
+            configuration file, hand it to every registered Reconfigurable
+            (see :mod:`chatd.app.reloads`), READY=1. A refused file leaves
+            the old configuration in force. Keys bound at start keep their
+            running value; a change to one is logged naming it
+            (config.RELOAD_POLICY).
+    stop:   the same steps backwards, within a time limit (see :meth:`App.stop`).
+            A second signal exits at once.
+
+The parts are built and wired by :mod:`chatd.app.compose`; this module only
+orders them in time.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import os
+import resource
+import signal
+from typing import TYPE_CHECKING, Any
+
+from chatd import __version__
+from chatd.config import ConfigError, held_for_restart, load_config
+from chatd.ops import systemd
+from chatd.ops.metrics import MetricsUnavailable, start_metrics
+from storage.api import StorageError
+
+if TYPE_CHECKING:
+    import socket
+    from collections.abc import Callable
+
+    from chatd.app.reloads import Reloads
+    from chatd.config import Config
+    from chatd.domain.clock import Clock
+    from chatd.irc.listener import IrcListener
+    from chatd.net.listener import Listeners
+    from chatd.ops.backups import Backups
+    from chatd.ops.control import ControlServer
+    from chatd.ops.housekeeping import Housekeeping
+    from chatd.protocol.services import Services
+    from storage.api import Storage
+
+log = logging.getLogger(__name__)
+
+
+class App:
+    """One chatd: its services, listeners and, as a process, what an operator needs."""
+
+    def __init__(self, config: Config, services: Services, listeners: Listeners,
+                 housekeeping: Housekeeping, reloads: Reloads,
+                 control: Callable[[App], ControlServer], backups: Backups, *,
+                 irc: IrcListener | None = None, process: bool = False,
+                 config_path: str | None = None,
+                 overrides: dict[str, Any] | None = None) -> None:
+        self.config = config
+        self.services = services
+        self.storage: Storage = services.storage
+        self.clock: Clock = services.clock
+        self.listeners = listeners
+        self.housekeeping = housekeeping
+        self.reloads = reloads
+        self.control = control(self)  # it sees this App as its Admin facade
+        self.backups = backups
+        # The IRC listener when irc.enabled (its sockets are among the listeners').
+        self.irc = irc
+        # The whole process (chatd serve): control socket, backups, metrics, systemd.
+        self.process = process
+        self.config_path = config_path
+        self.overrides = overrides or {}
+        # Keys whose change in the file the last reload could not apply: they
+        # take effect at the next start.
+        self.restart_needed: list[str] = []
+        self._metrics: Any = None
+        self._watchdog: asyncio.Task[None] | None = None
+        self._stopping = asyncio.Event()
+        self._stopped = asyncio.Event()
+
+    # -- start -----------------------------------------------------------------------
+
+    async def start(self, sockets: list[socket.socket] | None = None) -> None:
+        """Open storage, load state, then listen (on ``sockets`` if given; as the
+        process, on those systemd passed)."""
+        if self.process:
+            _raise_open_files_limit()
+            await self.control.refuse_if_taken()  # before the database is touched
+            sockets = sockets or systemd.listen_sockets() or None
+        services = self.services
+        await self.storage.open()
+        await services.accounts.load()
+        await services.rooms.load()
+        await services.moderation.load()
+        await services.messaging.load()
+        await services.writer.start()
+        await self.listeners.listen(sockets)
+        self.housekeeping.start()
+        log.info("started", extra={"fields": {
+            "version": __version__, "addresses": " ".join(self.addresses),
+            "users": services.accounts.count, "rooms": services.rooms.count}})
+        if self.process:
+            await self._start_operations()
+
+    async def _start_operations(self) -> None:
+        await self.control.start()
+        self.backups.start()
+        metrics = self.config.metrics
+        if metrics.enabled:
+            self._metrics = start_metrics(self, metrics.host, metrics.port)
+        interval = systemd.watchdog_interval()
+        if interval:
+            self._watchdog = asyncio.ensure_future(systemd.watchdog(interval))
+        systemd.notify("READY=1", f"STATUS=serving on {' '.join(self.addresses)}")
+
+    # -- serve -----------------------------------------------------------------------
+
+    async def run(self) -> int:
+        """Serve until asked to stop; the exit status of the process."""
+        # Handlers first: systemd may reload or stop the moment READY=1 is sent.
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(sig, self.request_stop)
+        loop.add_signal_handler(signal.SIGHUP, self.reload)
+        database = self.config.storage.path
+        existed = await asyncio.to_thread(os.path.lexists, database)
+        try:
+            await self.start()
+        except (OSError, ConfigError, MetricsUnavailable, StorageError) as exc:
+            log.error("cannot start", extra={"fields": {"error": str(exc)}})
+            await self.stop()
+            if not existed:
+                await asyncio.to_thread(_remove_database, database)
+            return 1
+        await self._stopping.wait()
+        await self.stop()
+        return 0
+
+    def request_stop(self) -> None:
+        """A signal handler only sets a flag; a second signal means: out, now."""
+        if self._stopping.is_set():
+            os._exit(1)
+        self._stopping.set()
+
+    # -- reload ----------------------------------------------------------------------
+
+    def reload(self) -> str | None:
+        """Re-read the configuration file and apply it; the problem when it is refused."""
+        systemd.reloading()
+        try:
+            loaded = load_config(self.config_path, self.overrides)
+        except (ConfigError, ValueError) as exc:
+            log.error("reload refused", extra={"fields": {"error": str(exc)}})
+            return str(exc)
+        finally:
+            systemd.notify("READY=1")
+        config, self.restart_needed = held_for_restart(self.config, loaded)
+        if self.restart_needed:
+            log.warning("changed keys wait for a restart; their old values stay in force",
+                        extra={"fields": {"keys": ",".join(self.restart_needed)}})
+        self.apply(config)
+        return None
+
+    def apply(self, config: Config) -> None:
+        """Hand a new, already validated configuration to every Reconfigurable."""
+        self.config = config
+        self.reloads.apply(config)
+        log.info("reloaded")
+
+    # -- stop ------------------------------------------------------------------------
+
+    async def stop(self, timeout: float = 5.0) -> None:
+        """Shut down in order, within ``timeout`` seconds.
+
+        1. STOPPING=1; the watchdog, the control socket, scheduled backups and
+           metrics end (as the process); 2. stop accepting connections and
+           the periodic jobs; 3. tell every client and close its connection
+           after its queued output; 4. let commands already running finish
+           (bounded by part of ``timeout``); 5. write every acknowledged
+           message to storage; 6. close storage.
+        """
+        if self._stopped.is_set():
+            return
+        if self.process:
+            await self._stop_operations()
+        log.info("stopping", extra={"fields": {"connections": self.connection_count}})
+        self.listeners.stop_accepting()
+        self.housekeeping.stop()
+        await self.listeners.close_connections(timeout * 0.6)
+        try:
+            await self.services.writer.close()
+        finally:
+            await self.storage.close()
+            self._stopped.set()
+        log.info("stopped")
+
+    async def _stop_operations(self) -> None:
+        systemd.notify("STOPPING=1")
+        if self._watchdog is not None:
+            self._watchdog.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._watchdog
+        await self.control.stop()
+        self.backups.stop()
+        if self._metrics is not None:
+            self._metrics.shutdown()
+            self._metrics.server_close()
+
+    async def wait_stopped(self) -> None:
+        await self._stopped.wait()
+
+    # -- what the operations and tests read (the Admin facade) -----------------------------
+
+    @property
+    def addresses(self) -> list[str]:
+        return self.listeners.addresses
+
+    @property
+    def port(self) -> int:
+        """The first bound port of the line protocol (useful when configured as 0)."""
+        return self.listeners.port
+
+    @property
+    def connection_count(self) -> int:
+        return self.listeners.connection_count
+
+    def sweep_once(self) -> None:
+        """One pass of the timeout sweep (tests move a manual clock, then call it)."""
+        self.listeners.sweep_once()
+
+
+def _raise_open_files_limit() -> None:
+    """Every connection is a file descriptor: allow as many as the hard limit does."""
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if soft < hard:
+        with contextlib.suppress(ValueError, OSError):
+            resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
+
+
+def _remove_database(path: str) -> None:
+    """Delete the database a failed start created, so none is left empty behind."""
+    if path == ":memory:":
+        return
+    for name in (path, f"{path}-wal", f"{path}-shm", f"{path}-journal"):
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(name)

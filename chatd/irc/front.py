@@ -1,0 +1,49 @@
+"""The IRC front end's shared state: its command table and dispatcher, its
+renderer and its guests, over the domain services.
+
+It knows nothing of sockets: :mod:`chatd.irc.listener` binds the ports and
+makes the connections, which receive this front. IRC sessions and command
+contexts see it as their ``listener``.
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING, Final
+
+from chatd.irc.commands import IRC_COMMANDS, IrcCommandTable, IrcDispatcher
+from chatd.irc.guests import Guests
+from chatd.irc.render import IrcRenderer
+
+if TYPE_CHECKING:
+    from collections.abc import Callable
+
+    from chatd.config import Config
+    from chatd.protocol.services import Services
+
+# The modules that declare IRC commands (importing one registers its commands).
+MODULES: Final = ("registration", "auth", "welcome", "channels", "modes", "queries",
+                  "messages")
+
+
+def load() -> IrcCommandTable:
+    """Import every IRC command module and return the table."""
+    for name in MODULES:
+        importlib.import_module(f"chatd.irc.{name}")
+    return IRC_COMMANDS
+
+
+class IrcFront:
+    """What is IRC-wide for one chatd: renderer, guests, dispatcher."""
+
+    def __init__(self, config: Callable[[], Config], services: Services) -> None:
+        self.services = services
+        self.renderer = IrcRenderer(lambda: config().irc.server_name,
+                                    services.clock.time, self._is_member)
+        self.guests = Guests(services)
+        self.dispatcher = IrcDispatcher(self, load())
+
+    def _is_member(self, room_name: str, user_name: str) -> bool:
+        room = self.services.rooms.find(room_name)
+        user = self.services.accounts.find(user_name) or self.guests.find(user_name)
+        return room is not None and user is not None and room.is_member(user.id)

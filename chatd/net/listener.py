@@ -1,0 +1,211 @@
+"""The listening sockets and the connections they accepted.
+
+:class:`Listeners` is the :class:`~chatd.net.connection.ConnectionHost` of
+every connection, whatever its front end: it binds the line protocol's
+ports (plain, TLS, or sockets systemd passed), then those of other front
+ends (the IRC listener registers its own with :meth:`Listeners.also`, so
+this module never imports it). It keeps the connection registry with its
+limits (in total and per address), greets new connections, times out the
+silent ones in one periodic sweep, and on shutdown tells every client
+goodbye. The application drives it (see :mod:`chatd.app.app`).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import ssl
+from collections import Counter
+from typing import TYPE_CHECKING
+
+from chatd import __version__
+from chatd.errors import Code
+from chatd.net.connection import Connection, FlushScheduler
+
+if TYPE_CHECKING:
+    import socket
+    from collections.abc import Awaitable, Callable
+
+    from chatd.config import Config
+    from chatd.domain.clock import Clock
+    from chatd.net.connection import LineHandler
+    from chatd.protocol.services import Services
+
+log = logging.getLogger(__name__)
+
+SWEEP_INTERVAL = 1.0
+
+
+class Listeners:
+    """Listening sockets, the connections they accepted, and their limits."""
+
+    def __init__(self, config: Config, clock: Clock, services: Services,
+                 dispatcher: LineHandler) -> None:
+        self.config = config
+        self.clock = clock
+        self.services = services
+        self.dispatcher = dispatcher
+        self.flusher: FlushScheduler
+        self.tls_context: ssl.SSLContext | None = None
+        self._servers: list[asyncio.Server] = []
+        self._more: list[Callable[[], Awaitable[list[asyncio.Server]]]] = []
+        self._connections: set[Connection] = set()
+        self._per_ip: Counter[str] = Counter()
+        self._sweeper: asyncio.Task[None] | None = None
+
+    def also(self, bind: Callable[[], Awaitable[list[asyncio.Server]]]) -> None:
+        """Another front end's ports (IRC): bound after ours, closed with them."""
+        self._more.append(bind)
+
+    # -- binding and closing --------------------------------------------------------
+
+    async def listen(self, sockets: list[socket.socket] | None = None) -> None:
+        """Listen on passed sockets (socket activation) or the configured address,
+        plus the TLS listener when it is enabled, then the other front ends'."""
+        loop = asyncio.get_running_loop()
+        self.flusher = FlushScheduler(loop, self.services.bus.end_turn)
+        for sock in sockets or []:
+            self._servers.append(await loop.create_server(
+                lambda: Connection(self), sock=sock, backlog=1024))
+        if not sockets:
+            listen = self.config.listen
+            self._servers.append(await loop.create_server(
+                lambda: Connection(self), listen.host, listen.port, reuse_address=True,
+                backlog=1024))
+        tls = self.config.tls
+        if tls.enabled:
+            context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+            context.load_cert_chain(tls.cert, tls.key)
+            self.tls_context = context
+            self._servers.append(await loop.create_server(
+                lambda: Connection(self), tls.host, tls.port, ssl=context,
+                reuse_address=True, backlog=1024))
+        for bind in self._more:
+            # Appended last, so port still names the line protocol's first listener.
+            self._servers.extend(await bind())
+        self._sweeper = asyncio.ensure_future(self._sweep())
+
+    def stop_accepting(self) -> None:
+        for server in self._servers:
+            server.close()
+        if self._sweeper is not None:
+            self._sweeper.cancel()
+
+    async def close_connections(self, timeout: float) -> None:
+        """Tell every client goodbye and close its connection after its queued
+        output; wait (up to ``timeout``) for commands already running."""
+        notice = {"type": "notice", "text": "the server is shutting down. Goodbye.",
+                  "shutdown": True}
+        workers = [c.worker for c in self._connections if c.worker is not None]
+        for conn in list(self._connections):
+            conn.session.send(notice)
+            conn.close("shutdown")
+        if workers:
+            await asyncio.wait(workers, timeout=timeout)
+        for server in self._servers:
+            with contextlib.suppress(asyncio.TimeoutError):
+                await asyncio.wait_for(server.wait_closed(), timeout=0.5)
+
+    @property
+    def addresses(self) -> list[str]:
+        found = []
+        for server in self._servers:
+            for sock in server.sockets:
+                host, port = sock.getsockname()[:2]
+                found.append(f"[{host}]:{port}" if ":" in host else f"{host}:{port}")
+        return found
+
+    @property
+    def port(self) -> int:
+        """The first bound port (useful when configured as 0)."""
+        return int(self._servers[0].sockets[0].getsockname()[1])
+
+    # -- reload ------------------------------------------------------------------------
+
+    def reconfigure(self, config: Config) -> None:
+        """New limits, banner and names for every connection; a renewed certificate."""
+        self.config = config
+        self._reload_certificate(config)
+
+    def _reload_certificate(self, config: Config) -> None:
+        """A renewed certificate serves new TLS handshakes without a restart."""
+        if self.tls_context is None or not config.tls.enabled:
+            return
+        try:
+            self.tls_context.load_cert_chain(config.tls.cert, config.tls.key)
+        except (OSError, ssl.SSLError) as exc:
+            log.error("certificate reload failed; the old one stays",
+                      extra={"fields": {"error": str(exc)}})
+
+    # -- connections (the ConnectionHost protocol) ----------------------------------------
+
+    def connection_opened(self, conn: Connection) -> None:
+        limits = self.config.limits
+        ip = conn.session.peer.rpartition(":")[0]
+        self._connections.add(conn)
+        self._per_ip[ip] += 1
+        self.services.stats.connections_total += 1
+        if (len(self._connections) > limits.max_connections
+                or self._per_ip[ip] > limits.max_connections_per_ip):
+            conn.session.send({"type": "error", "code": Code.TOO_MANY_CONNECTIONS.value,
+                               "message": "too many connections; try again later."})
+            conn.close("too many connections")
+            return
+        self.services.presence.connected(conn.session)
+        conn.session.send(self._banner())
+
+    def connection_closed(self, conn: Connection) -> None:
+        if conn in self._connections:
+            self._connections.discard(conn)
+            ip = conn.session.peer.rpartition(":")[0]
+            self._per_ip[ip] -= 1
+            if self._per_ip[ip] <= 0:
+                del self._per_ip[ip]
+        self.services.presence.disconnected(conn.session)
+
+    @property
+    def connection_count(self) -> int:
+        return len(self._connections)
+
+    def _banner(self) -> dict[str, object]:
+        services = self.services
+        online, rooms = services.presence.users_online, services.rooms.count
+        text = (f"chatd {__version__} on {self.config.server.name}: "
+                f"{online} user{'s' * (online != 1)} online, "
+                f"{rooms} room{'s' * (rooms != 1)}. Type /help to begin.")
+        if self.config.server.motd:
+            text += "\n" + self.config.server.motd
+        return {"type": "notice", "text": text, "server": self.config.server.name,
+                "version": __version__}
+
+    # -- timeouts ------------------------------------------------------------------------
+
+    async def _sweep(self) -> None:
+        """One periodic pass for every timeout, instead of a timer per connection.
+
+        It also measures event-loop lag: how late the pass wakes up.
+        """
+        loop = asyncio.get_running_loop()
+        while True:
+            due = loop.time() + SWEEP_INTERVAL
+            await asyncio.sleep(SWEEP_INTERVAL)
+            self.services.stats.loop_lag = max(0.0, loop.time() - due)
+            self.services.stats.flush_seconds = self.services.writer.last_flush_seconds
+            self.services.stats.sample(loop.time())
+            self.sweep_once()
+
+    def sweep_once(self) -> None:
+        """Close connections that did not log in in time, or went idle."""
+        limits, now = self.config.limits, self.clock.monotonic()
+        for conn in list(self._connections):
+            if not conn.session.logged_in:
+                if conn.session.anonymous_since < now - limits.login_timeout:
+                    self._time_out(conn, Code.NOT_LOGGED_IN, "no login in time; goodbye.")
+            elif limits.idle_timeout and conn.last_input < now - limits.idle_timeout:
+                self._time_out(conn, Code.IDLE_TIMEOUT, "idle for too long; goodbye.")
+        self.services.protection.sweep()
+
+    def _time_out(self, conn: Connection, code: Code, message: str) -> None:
+        conn.session.send({"type": "error", "code": code.value, "message": message})
+        conn.close(code.value)

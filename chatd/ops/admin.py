@@ -1,0 +1,42 @@
+"""What the operations layer sees of the running daemon: facades, not classes.
+
+The control socket, the metrics endpoint and the status line need a few
+things of the process around them (its services, its connections, a reload).
+They take these Protocols; the composition root (``chatd.app``) passes an
+object that fits, so nothing in ``chatd.ops`` imports the application.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Protocol
+
+if TYPE_CHECKING:
+    from chatd.config import Config
+    from chatd.protocol.services import Services
+
+
+class Running(Protocol):
+    """What metrics and ``chatctl status`` read of the running server."""
+
+    @property
+    def config(self) -> Config: ...
+
+    @property
+    def services(self) -> Services: ...
+
+    @property
+    def connection_count(self) -> int: ...
+
+    @property
+    def addresses(self) -> list[str]: ...
+
+
+class Admin(Running, Protocol):
+    """What the control socket may ask of the daemon beyond the services."""
+
+    @property
+    def restart_needed(self) -> list[str]:
+        """Changed keys the last reload could not apply (they wait for a restart)."""
+
+    def reload(self) -> str | None:
+        """Re-read and apply the configuration; the problem when it is refused."""

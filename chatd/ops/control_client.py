@@ -1,0 +1,81 @@
+"""The client side of the control socket: one JSON line each way (see chatd.ops.control).
+
+Shared by ``chatctl``, its live screen (``chatctl top``) and ``chatd
+useradd``, so none of them imports another for it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from collections.abc import AsyncIterator
+from typing import IO, Any
+
+from chatd.ops.backups import RawSink, StreamError, TarSink, receive_stream
+
+
+class ControlError(Exception):
+    """The daemon refused a request, or could not be reached."""
+
+
+class ControlClient:
+    """Talks JSON lines to the control socket."""
+
+    def __init__(self, path: str) -> None:
+        self.path = path
+
+    async def _open(self) -> tuple[asyncio.StreamReader, asyncio.StreamWriter]:
+        try:
+            return await asyncio.open_unix_connection(self.path, limit=1 << 24)
+        except (FileNotFoundError, ConnectionRefusedError) as exc:
+            raise ControlError(f"chatd is not running (no control socket at {self.path})") \
+                from exc
+        except PermissionError as exc:
+            raise ControlError(f"permission denied on {self.path}: run as the daemon's user") \
+                from exc
+        except OSError as exc:  # e.g. a path longer than a Unix socket address allows
+            raise ControlError(f"cannot reach the control socket {self.path}: {exc.strerror}") \
+                from exc
+
+    async def call(self, cmd: str, **args: Any) -> Any:
+        reader, writer = await self._open()
+        try:
+            writer.write(json.dumps({"cmd": cmd, **args}).encode() + b"\n")
+            line = await reader.readline()
+        finally:
+            writer.close()
+        return _result(line)
+
+    async def backup(self, out: IO[bytes], with_files: bool, to: str) -> dict[str, Any]:
+        """Receive the daemon's consistent copy into ``out`` (a tar with ``with_files``)."""
+        reader, writer = await self._open()
+        try:
+            request = {"cmd": "backup", "files": with_files, "to": to}
+            writer.write(json.dumps(request).encode() + b"\n")
+            result = _result(await reader.readline())
+            sink = TarSink(out) if with_files else RawSink(out)
+            end = await receive_stream(reader, sink)
+        except (StreamError, OSError) as exc:
+            raise ControlError(str(exc)) from exc
+        finally:
+            writer.close()
+        return {**result, "files": end["files"], "bytes": end["bytes"]}
+
+    async def follow(self, room: str | None = None) -> AsyncIterator[dict[str, Any]]:
+        reader, writer = await self._open()
+        try:
+            writer.write(json.dumps({"cmd": "follow", "room": room}).encode() + b"\n")
+            while line := await reader.readline():
+                yield json.loads(line)
+        finally:
+            writer.close()
+
+
+def _result(line: bytes) -> Any:
+    """The result of an answer line (ControlError for a refusal)."""
+    if not line:
+        raise ControlError("chatd closed the control connection")
+    answer = json.loads(line)
+    if not answer.get("ok"):
+        raise ControlError(f"{answer.get('code')}: {answer.get('error')}")
+    return answer["result"]
