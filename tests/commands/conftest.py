@@ -29,10 +29,9 @@ from typing import Any
 
 import pytest
 
-from tests.helpers import ChatServer
 from chatd.domain.clock import ManualClock
 from chatd.net.connection import Connection
-from tests.helpers import PASSWORD, start_server
+from tests.helpers import PASSWORD, ChatServer, start_server
 
 
 class MemoryTransport(asyncio.Transport):
@@ -74,7 +73,8 @@ class Peer:
 
     def __init__(self, server: ChatServer, address: str) -> None:
         self.transport = MemoryTransport(address)
-        self.connection = Connection(server)
+        # The connection host of the real listeners: limits, clock, dispatch, flush.
+        self.connection = Connection(server.listeners)
         self.connection.connection_made(self.transport)
         self._read = 0
 
