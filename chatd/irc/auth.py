@@ -16,7 +16,8 @@ from typing import TYPE_CHECKING, Final
 from chatd.domain.logins import checked_login as shared_checked_login
 from chatd.errors import ChatError
 from chatd.irc import numerics as n
-from chatd.irc.commands import IrcError, irc_command
+from chatd.irc.commands import irc_command
+from chatd.irc.numerics import IrcError
 
 if TYPE_CHECKING:
     from chatd.domain.accounts import User

@@ -16,9 +16,10 @@ from chatd.domain.room import Mode
 from chatd.errors import ChatError, Code
 from chatd.irc import numerics as n
 from chatd.irc.codec import format_line
-from chatd.irc.commands import IrcError, irc_command
+from chatd.irc.commands import irc_command
 from chatd.irc.guests import is_guest
 from chatd.irc.lookup import existing_room, existing_user, room_name, rooms_of, targets
+from chatd.irc.numerics import IrcError
 from chatd.irc.render import channel
 from chatd.irc.views import channel_modes, join_lines, names_lines, topic_lines
 from chatd.protocol.codec import clean_text

@@ -22,17 +22,19 @@ import itertools
 import logging
 from collections.abc import Awaitable, Callable, Coroutine, Iterator, Mapping
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol
 
 from chatd.domain.limits import Kind
 from chatd.errors import ChatError, Code
 from chatd.irc import numerics as n
 from chatd.irc.codec import IrcMessage, IrcParseError, add_tags, format_line, parse
+from chatd.irc.numerics import IrcError
 from chatd.protocol.session import SessionState
 
 if TYPE_CHECKING:
     from chatd.domain.accounts import User
-    from chatd.irc.front import IrcFront
+    from chatd.irc.guests import Guests
+    from chatd.irc.render import IrcRenderer
     from chatd.irc.session import IrcSession
     from chatd.protocol.services import Services
 
@@ -43,14 +45,17 @@ _batch_ids = itertools.count(1)
 Handler = Callable[["IrcContext"], Awaitable[None] | None]
 
 
-class IrcError(Exception):
-    """A refusal stated as an IRC numeric: its code, then its parameters after
-    the client's nick (the last one is the human text)."""
+class Front(Protocol):
+    """What a command sees of the IRC front end (chatd.irc.front.IrcFront):
+    the session's view of it, and the guests. A Protocol, so that the front
+    end, which holds the dispatcher, is not imported back."""
 
-    def __init__(self, numeric: str, *params: str) -> None:
-        super().__init__(numeric, *params)
-        self.numeric = numeric
-        self.params = params
+    @property
+    def renderer(self) -> IrcRenderer: ...
+    @property
+    def services(self) -> Services: ...
+    @property
+    def guests(self) -> Guests: ...
 
 
 @dataclass(frozen=True, slots=True)
@@ -107,7 +112,7 @@ class IrcContext:
     __slots__ = ("channel", "command", "held", "label", "lines", "listener", "message",
                  "session", "target")
 
-    def __init__(self, listener: IrcFront, session: IrcSession, message: IrcMessage) -> None:
+    def __init__(self, listener: Front, session: IrcSession, message: IrcMessage) -> None:
         self.listener = listener
         self.session = session
         self.message = message
@@ -200,7 +205,7 @@ class IrcContext:
 class IrcDispatcher:
     """Runs IRC lines for sessions against a command table."""
 
-    def __init__(self, listener: IrcFront, table: IrcCommandTable) -> None:
+    def __init__(self, listener: Front, table: IrcCommandTable) -> None:
         self._listener = listener
         self._table = table
 

@@ -29,7 +29,7 @@ from chatd.domain.permissions import Action, authorize
 from chatd.domain.room import Member, Mode, Role, Room
 from chatd.errors import ChatError, Code
 from chatd.irc import numerics as n
-from chatd.irc.commands import IrcError
+from chatd.irc.numerics import IrcError
 from chatd.irc.render import channel
 from chatd.protocol.codec import iso_ts
 from storage.records import UserRecord

@@ -6,8 +6,8 @@ from typing import TYPE_CHECKING
 
 from chatd.domain import names
 from chatd.irc import numerics as n
-from chatd.irc.commands import IrcError
 from chatd.irc.guests import is_guest
+from chatd.irc.numerics import IrcError
 
 if TYPE_CHECKING:
     from chatd.domain.accounts import User

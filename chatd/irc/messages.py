@@ -23,9 +23,10 @@ from typing import TYPE_CHECKING
 from chatd.domain.protection import MAX_WAIT_STEP
 from chatd.errors import ChatError, Code
 from chatd.irc import numerics as n
-from chatd.irc.commands import IrcError, irc_command
+from chatd.irc.commands import irc_command
 from chatd.irc.guests import is_guest
 from chatd.irc.lookup import away_message, existing_room, find_user, targets
+from chatd.irc.numerics import IrcError
 from chatd.irc.session import ECHO
 from chatd.irc.welcome import MAX_TARGETS
 from chatd.protocol.codec import clean_text

@@ -22,9 +22,10 @@ from chatd.domain.room import Mode
 from chatd.errors import Code
 from chatd.irc import numerics as n
 from chatd.irc.codec import format_line
-from chatd.irc.commands import IrcError, irc_command
+from chatd.irc.commands import irc_command
 from chatd.irc.guests import is_guest
 from chatd.irc.lookup import existing_room, existing_user, find_user
+from chatd.irc.numerics import IrcError
 from chatd.irc.render import channel
 from chatd.irc.views import channel_modes
 

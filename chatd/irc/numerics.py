@@ -133,3 +133,13 @@ ERRORS: Final[dict[Code, str]] = {
     Code.AUTH_FAILED: ERR_PASSWDMISMATCH,
     Code.E2E_REQUIRED: ERR_CANNOTSENDTOCHAN,
 }
+
+
+class IrcError(Exception):
+    """A refusal stated as an IRC numeric: its code, then its parameters after
+    the client's nick (the last one is the human text)."""
+
+    def __init__(self, numeric: str, *params: str) -> None:
+        super().__init__(numeric, *params)
+        self.numeric = numeric
+        self.params = params

@@ -10,9 +10,10 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 from chatd.irc import numerics as n
-from chatd.irc.commands import IrcError, irc_command
+from chatd.irc.commands import irc_command
 from chatd.irc.guests import is_guest
 from chatd.irc.lookup import away_message, existing_user, find_user, rooms_of
+from chatd.irc.numerics import IrcError
 from chatd.irc.render import channel
 from chatd.irc.views import PREFIX, members_in_order
 from chatd.irc.welcome import AWAY_LEN

@@ -22,8 +22,9 @@ from chatd.domain import names
 from chatd.errors import ChatError
 from chatd.irc import numerics as n
 from chatd.irc.auth import logged_in, password_login, sasl_account
-from chatd.irc.commands import IrcError, irc_command
+from chatd.irc.commands import irc_command
 from chatd.irc.lookup import rooms_of
+from chatd.irc.numerics import IrcError
 from chatd.irc.welcome import welcome
 
 if TYPE_CHECKING:

@@ -20,7 +20,7 @@ Two things keep the output in an order IRC clients accept:
 from __future__ import annotations
 
 from collections.abc import Mapping
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol
 
 from chatd.domain.names import name_key
 from chatd.irc.render import cache_key
@@ -32,9 +32,28 @@ if TYPE_CHECKING:
     from chatd.delivery.outgoing import Outgoing
     from chatd.domain.accounts import User
     from chatd.domain.room import Room
-    from chatd.irc.commands import IrcContext
-    from chatd.irc.front import IrcFront
+    from chatd.irc.render import IrcRenderer
+    from chatd.protocol.services import Services
     from chatd.protocol.session import Output
+
+
+class IrcFront(Protocol):
+    """What an IRC session needs of the IRC front end (chatd.irc.front): its
+    renderer and the services. A Protocol, so that the session, which the
+    front end's dispatcher and guests know, knows neither of them."""
+
+    @property
+    def renderer(self) -> IrcRenderer: ...
+    @property
+    def services(self) -> Services: ...
+
+
+class Replies(Protocol):
+    """The IRC command being handled (chatd.irc.commands.IrcContext), as far as
+    the session adds to its reply: the sender's echo of a labelled message
+    joins the command's labelled batch."""
+
+    lines: list[str]
 
 # Events that take the named user out of the room's channel.
 _DEPARTURES = frozenset({"leave", "kick", "ban", "terminated"})
@@ -69,7 +88,7 @@ class IrcState:
         # Ids of the rooms this client has been shown as joined channels.
         self.joined: set[int] = set()
         self.held: list[bytes] | None = None
-        self.context: IrcContext | None = None
+        self.context: Replies | None = None
         self.key = cache_key(False, False)
 
     def set_caps(self, caps: set[str]) -> None:

@@ -1,10 +1,10 @@
-"""No import cycle runs through the application, the transport, operations or
-the IRC listener and connection.
+"""No import cycle anywhere in chatd, commands or storage.
 
-import-linter's contracts (setup.cfg) forbid imports upward; this checks the
-other half: no module of these layers is imported, however indirectly, by a
-module it imports, imports under ``if TYPE_CHECKING:`` included (a cycle
-there still couples the two modules' types).
+import-linter's contracts (setup.cfg, the ``layers`` one above all) forbid
+imports upward between layers; this checks the other half, inside a layer as
+well: no module is imported, however indirectly, by a module it imports,
+imports under ``if TYPE_CHECKING:`` included (a cycle there still couples the
+two modules' types).
 """
 
 from __future__ import annotations
@@ -12,19 +12,14 @@ from __future__ import annotations
 import grimp
 import pytest
 
-PACKAGES = ("chatd.app", "chatd.net", "chatd.ops")
-MODULES = ("chatd.cli", "chatd.config", "chatd.irc.listener", "chatd.irc.connection")
-
-
 @pytest.fixture(scope="module")
 def graph() -> grimp.ImportGraph:
     return grimp.build_graph("chatd", "commands", "storage")
 
 
-def test_no_cycle_through_app_net_ops_or_the_irc_listener(graph: grimp.ImportGraph) -> None:
-    ours = sorted(m for m in graph.modules
-                  if m.startswith(tuple(p + "." for p in PACKAGES)) or m in PACKAGES + MODULES)
-    assert ours
+def test_no_import_cycle(graph: grimp.ImportGraph) -> None:
+    ours = sorted(graph.modules)
+    assert len(ours) > 100
     cycles = []
     for module in ours:
         for imported in sorted(graph.find_modules_directly_imported_by(module)):
