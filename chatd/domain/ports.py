@@ -5,6 +5,13 @@ a front end's session is an :class:`Endpoint`, and the delivery layer's bus is
 a :class:`Bus`. The domain never imports the classes that implement them, so
 it stays testable without sockets, and a bus shared by several nodes can take
 the in-process one's place without the domain noticing.
+
+Two more seams say what a decision needs, not who is connected: where message
+ids come from (:class:`Sequencer`) and how a decision about a room is made
+exactly once (:class:`RoomTransactions`). This process implements them in
+memory (``chatd.domain.sequence``, ``chatd.domain.transactions``); a cluster
+of nodes implements them over shared state (a counter in Redis, a row lock in
+PostgreSQL) behind the same Protocols.
 """
 
 from __future__ import annotations
@@ -13,6 +20,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 
 if TYPE_CHECKING:
     from collections.abc import Collection, Iterable, Mapping, Sequence
+    from contextlib import AbstractAsyncContextManager
 
     from chatd.domain.accounts import User
     from chatd.domain.room import Room
@@ -106,3 +114,76 @@ class Bus(Routes, Protocol):
 
     def end_turn(self) -> None:
         """The connections' output of this turn of the loop is being flushed."""
+
+
+class Sequencer(Protocol):
+    """Where message ids come from: room, direct and end-to-end messages alike.
+
+    Ids are unique and strictly increasing in the order they are issued by one
+    process, so a room's order is its messages' id order, and a connection
+    sees ids increase across all its rooms and direct messages. Gaps are
+    allowed (an id taken for a message that is then dropped, or a cluster's
+    counter seeded with a margin after a loss): nothing may read meaning into
+    the difference of two ids.
+
+    Taking an id is on the hot path, once per message: a plain method call,
+    never an await. Both methods name what the id is for, so a sequencer
+    shared by several nodes can order each room (or each recipient) without
+    asking the caller anything more; this process's one counter serves both.
+    """
+
+    async def load(self) -> None:
+        """Get ready to issue ids: at start, once storage is open, before the
+        first message. This process's counter continues above the largest
+        stored id; a cluster's joins the shared counter and learns its epoch."""
+
+    def for_room(self, room_id: int) -> int:
+        """The id of a new message in room ``room_id``."""
+
+    def for_direct(self, recipient_id: int) -> int:
+        """The id of a new direct message to user ``recipient_id``."""
+
+
+class RoomTxn(Protocol):
+    """A decision about one room in progress (see :class:`RoomTransactions`)."""
+
+    @property
+    def room(self) -> Room: ...
+
+    @property
+    def fence(self) -> int:
+        """The fencing token of this transaction: greater than that of every
+        transaction on the same room that began before it. A store that sees
+        a write carrying a smaller token than one it already applied refuses
+        it (a holder whose lock lapsed, say on a node that stalled)."""
+
+
+class RoomTransactions(Protocol):
+    """Where a decision about a room is made exactly once.
+
+    Each governance change (join, leave, kick, ban, invite, promote, demote,
+    transfer, mode, topic, settings, termination) reads what it depends on,
+    checks the rules, writes storage and applies the change to memory inside
+    ``async with transactions.room(room) as txn:``. Decisions about the same
+    room never overlap: the second waits, first come first served, and then
+    sees the first one's outcome (a member gone, a role changed). Events and
+    notifications follow after the block, in the order the decisions were made.
+
+    In this process the transaction is the room's lock, an :class:`asyncio.Lock`
+    held by the implementation and keyed by room id, so a ``Room`` holds no
+    asyncio object. A cluster's implementation opens a PostgreSQL transaction
+    that locks the room's row (``SELECT ... FOR UPDATE``, or an advisory lock
+    on the room id), reloads the room's members and sanctions from the
+    database rather than trusting the node's cache, and carries a fencing
+    epoch (:attr:`RoomTxn.fence`) that storage checks, so a node that lost its
+    lock while paused cannot write after the next holder.
+
+    Decisions across rooms need no transaction of their own: creating a room
+    takes its name once by the database's unique constraint (``Conflict``);
+    deleting an account takes the account out of each room through that room's
+    transaction; a password change is a compare-and-set on the account's
+    change counter, not a lock.
+    """
+
+    def room(self, room: Room) -> AbstractAsyncContextManager[RoomTxn]:
+        """Make a decision about ``room`` alone, once the earlier ones are made."""
