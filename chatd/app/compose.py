@@ -36,7 +36,7 @@ from chatd.domain.rooms import Rooms
 from chatd.domain.sequence import LocalSequencer
 from chatd.domain.stats import Stats
 from chatd.domain.tokens import Tokens
-from chatd.domain.transactions import LocalRoomTransactions
+from chatd.domain.transactions import LocalTransactions
 from chatd.irc.front import IrcFront
 from chatd.irc.listener import IrcListener
 from chatd.net.listener import Listeners
@@ -110,9 +110,10 @@ def wire_services(config: Config, clock: Clock, storage: Storage, table: Command
     """Build the domain services around one storage and one bus; register
     those a reload reaches with the keys they read."""
     bus = LocalBus()
-    # This process's sequencer and room transactions; a cluster's would share them.
+    # This process's sequencer and room and account transactions; a cluster's
+    # would share them between nodes.
     sequencer = LocalSequencer(storage)
-    transactions = LocalRoomTransactions()
+    transactions = LocalTransactions()
     stats = Stats()
     writer = MessageWriter(storage, config.storage.flush_interval, config.storage.max_batch)
     audit = AuditLog(storage, clock)
@@ -122,7 +123,7 @@ def wire_services(config: Config, clock: Clock, storage: Storage, table: Command
     moderation = Moderation(storage, rooms, accounts, bus, notifier, audit, clock, transactions)
     protection = Protection(config, clock, moderation, audit)
     messaging = Messaging(storage, writer, bus, notifier, clock, protection, stats, sequencer)
-    presence = Presence(accounts, rooms, messaging, notifier, audit, stats, clock)
+    presence = Presence(accounts, rooms, messaging, notifier, audit, stats, clock, transactions)
     admission = Admission(storage, rooms, accounts, bus, notifier, audit, clock, config,
                           transactions)
     tokens = Tokens(storage, accounts, clock)

@@ -6,9 +6,10 @@ a :class:`Bus`. The domain never imports the classes that implement them, so
 it stays testable without sockets, and a bus shared by several nodes can take
 the in-process one's place without the domain noticing.
 
-Two more seams say what a decision needs, not who is connected: where message
-ids come from (:class:`Sequencer`) and how a decision about a room is made
-exactly once (:class:`RoomTransactions`). This process implements them in
+Three more seams say what a decision needs, not who is connected: where
+message ids come from (:class:`Sequencer`) and how a decision about a room or
+an account is made exactly once (:class:`RoomTransactions`,
+:class:`AccountTransactions`). This process implements them in
 memory (``chatd.domain.sequence``, ``chatd.domain.transactions``); a cluster
 of nodes implements them over shared state (a counter in Redis, a row lock in
 PostgreSQL) behind the same Protocols.
@@ -178,12 +179,44 @@ class RoomTransactions(Protocol):
     epoch (:attr:`RoomTxn.fence`) that storage checks, so a node that lost its
     lock while paused cannot write after the next holder.
 
-    Decisions across rooms need no transaction of their own: creating a room
-    takes its name once by the database's unique constraint (``Conflict``);
-    deleting an account takes the account out of each room through that room's
-    transaction; a password change is a compare-and-set on the account's
-    change counter, not a lock.
+    Creating a room needs none: its name is taken once by the database's
+    unique constraint (``Conflict``), whichever node asks.
     """
 
     def room(self, room: Room) -> AbstractAsyncContextManager[RoomTxn]:
         """Make a decision about ``room`` alone, once the earlier ones are made."""
+
+
+class AccountTxn(Protocol):
+    """A decision about one account in progress (see :class:`AccountTransactions`)."""
+
+    @property
+    def user(self) -> User: ...
+
+    @property
+    def fence(self) -> int:
+        """The fencing token, as :attr:`RoomTxn.fence` is for a room."""
+
+
+class AccountTransactions(Protocol):
+    """Where a decision about an account that must happen once is made.
+
+    Deleting an account is one: it runs inside ``async with
+    transactions.account(user):``, so a second deletion of the same account
+    (an admin's ``/userdel`` and the console's at once) waits, then finds no
+    account and is refused, instead of undoing half of the first. The account
+    leaves each room in that room's transaction, taken inside the account's:
+    always account first, then room, so two decisions never wait on each other.
+
+    Other account changes need no lock. A password change is a compare-and-set
+    on the account's change counter (in a cluster, an ``UPDATE ... WHERE``
+    on a version column): a concurrent change is refused, not serialised.
+    Creating an account takes its name once by the database's unique
+    constraint. Blocks are decided in memory before they are written, and
+    each is its user's own. A transfer of ownership concerns one room only.
+    In a cluster the account's transaction locks the user's row (``SELECT ...
+    FOR UPDATE``) and carries a fencing epoch, as a room's does.
+    """
+
+    def account(self, user: User) -> AbstractAsyncContextManager[AccountTxn]:
+        """Make a decision about ``user``'s account alone, once the earlier ones are made."""

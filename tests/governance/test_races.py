@@ -8,7 +8,7 @@ import asyncio
 
 from chatd.domain.protection import ROOM_BURST, ROOM_RATE
 from chatd.domain.room import Room
-from chatd.domain.transactions import LocalRoomTransactions
+from chatd.domain.transactions import LocalTransactions
 from tests.governance import code_of, members_of, room_with, users
 from tests.helpers import ChatServer, Clients
 
@@ -136,7 +136,7 @@ async def test_a_ban_racing_an_invitation_leaves_no_invitation(clients: Clients)
         assert await code_of(carol, f"/join {room_id}") == "not-permitted", number
 
 
-async def _queued_on(transactions: LocalRoomTransactions, room: Room, waiters: int) -> None:
+async def _queued_on(transactions: LocalTransactions, room: Room, waiters: int) -> None:
     """Wait until ``waiters`` tasks queue for a decision about ``room`` (a bounded
     poll, no sleep)."""
     for _ in range(10_000):
@@ -154,7 +154,7 @@ async def test_a_demotion_queued_first_forbids_the_e2e_change_behind_it(
     assert await code_of(alice, "/promote bob den") == "ok"
     room = server.services.rooms.find("den")
     transactions = server.services.transactions
-    assert room is not None and isinstance(transactions, LocalRoomTransactions)
+    assert room is not None and isinstance(transactions, LocalTransactions)
     # Hold the room's transaction so that the demotion queues first and /e2e behind
     # it: bob's right must be judged when his change runs, not when it arrived.
     async with transactions.room(room):

@@ -1,5 +1,5 @@
-"""Room decisions in one process: the LocalRoomTransactions behind the domain's
-RoomTransactions port."""
+"""Room and account decisions in one process: the LocalTransactions behind the
+domain's RoomTransactions and AccountTransactions ports."""
 
 from __future__ import annotations
 
@@ -8,17 +8,18 @@ import itertools
 
 import pytest
 
-from chatd.domain.ports import RoomTransactions
+from chatd.domain.accounts import User
+from chatd.domain.ports import AccountTransactions, RoomTransactions
 from chatd.domain.room import Mode, Room
-from chatd.domain.transactions import LocalRoomTransactions
-from storage.records import RoomRecord
+from chatd.domain.transactions import LocalTransactions
+from storage.records import RoomRecord, UserRecord
 
 
 def room(room_id: int) -> Room:
     return Room(RoomRecord(room_id, f"r{room_id}", Mode.OPEN.value, "", 0.0))
 
 
-async def queued(transactions: LocalRoomTransactions, on: Room, waiters: int) -> None:
+async def queued(transactions: LocalTransactions, on: Room, waiters: int) -> None:
     for _ in range(1000):
         if transactions.queued(on) == waiters:
             return
@@ -27,7 +28,7 @@ async def queued(transactions: LocalRoomTransactions, on: Room, waiters: int) ->
 
 
 async def test_decisions_about_one_room_run_one_at_a_time_first_come_first_served() -> None:
-    transactions: RoomTransactions = LocalRoomTransactions()
+    transactions: RoomTransactions = LocalTransactions()
     den = room(1)
     order: list[str] = []
 
@@ -42,7 +43,7 @@ async def test_decisions_about_one_room_run_one_at_a_time_first_come_first_serve
 
 
 async def test_another_room_is_not_held_up() -> None:
-    transactions = LocalRoomTransactions()
+    transactions = LocalTransactions()
     den, hall = room(1), room(2)
     async with transactions.room(den):
         async with asyncio.timeout(1), transactions.room(hall) as txn:
@@ -51,7 +52,7 @@ async def test_another_room_is_not_held_up() -> None:
 
 
 async def test_each_transaction_on_a_room_has_a_larger_fence_than_the_ones_before() -> None:
-    transactions = LocalRoomTransactions()
+    transactions = LocalTransactions()
     den, hall = room(1), room(2)
     fences = []
     # Each time the room's lock is made anew (no decision in between): the
@@ -63,7 +64,7 @@ async def test_each_transaction_on_a_room_has_a_larger_fence_than_the_ones_befor
 
 
 async def test_a_refusal_inside_ends_the_transaction() -> None:
-    transactions = LocalRoomTransactions()
+    transactions = LocalTransactions()
     den = room(1)
     with pytest.raises(ValueError, match="refused"):
         async with transactions.room(den):
@@ -74,7 +75,7 @@ async def test_a_refusal_inside_ends_the_transaction() -> None:
 
 
 async def test_a_waiter_cancelled_leaves_the_queue_and_the_room_behind() -> None:
-    transactions = LocalRoomTransactions()
+    transactions = LocalTransactions()
     den = room(1)
     entered = []
 
@@ -90,4 +91,24 @@ async def test_a_waiter_cancelled_leaves_the_queue_and_the_room_behind() -> None
             await waiter
         assert transactions.queued(den) == 0
     assert entered == [] and transactions.queued(den) == 0
+    assert transactions._entries == {}
+
+
+async def test_decisions_about_one_account_run_one_at_a_time_beside_its_rooms() -> None:
+    transactions = LocalTransactions()
+    accounts: AccountTransactions = transactions
+    bob = User(UserRecord(7, "bob", b"", False, 0.0, {}))
+    order: list[str] = []
+
+    async def delete(name: str) -> None:
+        async with accounts.account(bob) as txn:
+            assert txn.user is bob
+            order.append(f"{name} in")
+            # Account first, then room: a room of the same id is another lock.
+            async with transactions.room(room(bob.id)):
+                await asyncio.sleep(0)
+            order.append(f"{name} out")
+
+    await asyncio.gather(delete("a"), delete("b"))
+    assert order == ["a in", "a out", "b in", "b out"]
     assert transactions._entries == {}
