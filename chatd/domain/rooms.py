@@ -48,6 +48,8 @@ class Rooms:
         self._by_id: dict[int, Room] = {}
         self._by_key: dict[str, Room] = {}
         self._of_user: dict[int, set[Room]] = {}
+        # Not a room transaction: a name is taken once by storage's unique
+        # constraint (Conflict), whoever asks; this only spares a doomed write.
         self._create_lock = asyncio.Lock()
 
     async def load(self) -> None:
