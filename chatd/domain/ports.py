@@ -154,9 +154,10 @@ class RoomTxn(Protocol):
     @property
     def fence(self) -> int:
         """The fencing token of this transaction: greater than that of every
-        transaction on the same room that began before it. A store that sees
-        a write carrying a smaller token than one it already applied refuses
-        it (a holder whose lock lapsed, say on a node that stalled)."""
+        transaction on the same room that began before it. A store shared by
+        nodes refuses a write carrying a smaller token than one it already
+        applied (a holder whose lock lapsed, say on a node that stalled); in
+        one process nothing can lapse, and nothing reads it yet."""
 
 
 class RoomTransactions(Protocol):
@@ -180,7 +181,10 @@ class RoomTransactions(Protocol):
     lock while paused cannot write after the next holder.
 
     Creating a room needs none: its name is taken once by the database's
-    unique constraint (``Conflict``), whichever node asks.
+    unique constraint (``Conflict``), whichever node asks. Mutes, unmutes,
+    unbans, declined requests and expiries are still made outside one (each
+    a single write whose check runs with no await before it); a cluster needs
+    them inside too.
     """
 
     def room(self, room: Room) -> AbstractAsyncContextManager[RoomTxn]:
