@@ -101,6 +101,7 @@ class App:
         await services.accounts.load()
         await services.rooms.load()
         await services.moderation.load()
+        await services.sequencer.load()
         await services.messaging.load()
         await services.writer.start()
         await self.listeners.listen(sockets)

@@ -33,8 +33,10 @@ from chatd.domain.notifications import Notifier
 from chatd.domain.presence import Presence
 from chatd.domain.protection import Protection
 from chatd.domain.rooms import Rooms
+from chatd.domain.sequence import LocalSequencer
 from chatd.domain.stats import Stats
 from chatd.domain.tokens import Tokens
+from chatd.domain.transactions import LocalTransactions
 from chatd.irc.front import IrcFront
 from chatd.irc.listener import IrcListener
 from chatd.net.listener import Listeners
@@ -108,21 +110,26 @@ def wire_services(config: Config, clock: Clock, storage: Storage, table: Command
     """Build the domain services around one storage and one bus; register
     those a reload reaches with the keys they read."""
     bus = LocalBus()
+    # This process's sequencer and room and account transactions; a cluster's
+    # would share them between nodes.
+    sequencer = LocalSequencer(storage)
+    transactions = LocalTransactions()
     stats = Stats()
     writer = MessageWriter(storage, config.storage.flush_interval, config.storage.max_batch)
     audit = AuditLog(storage, clock)
     accounts = Accounts(storage, config, clock, audit)
     notifier = Notifier(storage, bus, clock)
-    rooms = Rooms(storage, accounts, bus, notifier, audit, clock)
-    moderation = Moderation(storage, rooms, accounts, bus, notifier, audit, clock)
+    rooms = Rooms(storage, accounts, bus, notifier, audit, clock, transactions)
+    moderation = Moderation(storage, rooms, accounts, bus, notifier, audit, clock, transactions)
     protection = Protection(config, clock, moderation, audit)
-    messaging = Messaging(storage, writer, bus, notifier, clock, protection, stats)
-    presence = Presence(accounts, rooms, messaging, notifier, audit, stats, clock)
-    admission = Admission(storage, rooms, accounts, bus, notifier, audit, clock, config)
+    messaging = Messaging(storage, writer, bus, notifier, clock, protection, stats, sequencer)
+    presence = Presence(accounts, rooms, messaging, notifier, audit, stats, clock, transactions)
+    admission = Admission(storage, rooms, accounts, bus, notifier, audit, clock, config,
+                          transactions)
     tokens = Tokens(storage, accounts, clock)
     files = Files(config.files, config.storage.path, storage,
                   open_blob_store(config.files, config.storage.path), messaging, rooms, clock)
-    e2e = E2E(config.crypto, storage, accounts, messaging, bus, clock)
+    e2e = E2E(config.crypto, storage, accounts, messaging, bus, clock, transactions)
     stickers = Stickers(config.stickers)
     crypto = CryptoService(config.crypto, protection)
     services = Services(config=config, clock=clock, storage=storage, writer=writer, bus=bus,
@@ -131,7 +138,8 @@ def wire_services(config: Config, clock: Clock, storage: Storage, table: Command
                         tokens=tokens, notifier=notifier,
                         audit=audit, presence=presence, commands=table, stats=stats,
                         started_at=clock.time(), version=__version__, files=files,
-                        stickers=stickers, crypto=crypto, e2e=e2e)
+                        stickers=stickers, crypto=crypto, e2e=e2e, sequencer=sequencer,
+                        transactions=transactions)
 
     def per_use(c: Config) -> None:
         services.config = c

@@ -24,7 +24,7 @@ if TYPE_CHECKING:
     from chatd.domain.accounts import Accounts, User
     from chatd.domain.clock import Clock
     from chatd.domain.messaging import Messaging
-    from chatd.domain.ports import Bus, Endpoint
+    from chatd.domain.ports import Bus, Endpoint, RoomTransactions
     from chatd.domain.room import Room
     from storage.api import Storage
 
@@ -33,13 +33,15 @@ class E2E:
     """Public keys, envelope relay (rooms and direct), and the e2e room flag."""
 
     def __init__(self, config: CryptoConfig, storage: Storage, accounts: Accounts,
-                 messaging: Messaging, bus: Bus, clock: Clock) -> None:
+                 messaging: Messaging, bus: Bus, clock: Clock,
+                 transactions: RoomTransactions) -> None:
         self.config = config
         self._storage = storage
         self._accounts = accounts
         self._messaging = messaging
         self._bus = bus
         self._clock = clock
+        self._transactions = transactions
 
     def reconfigure(self, config: CryptoConfig) -> None:
         self.config = config
@@ -119,10 +121,10 @@ class E2E:
     async def set_room_flag(self, actor: User, room: Room, on: bool) -> bool:
         """Make ``room`` end-to-end only (or not); False when it already was.
 
-        The actor's right is checked again under the room's lock, so a demotion
+        The actor's right is checked again in the room's transaction, so a demotion
         that lands first is not overtaken by a change it forbids.
         """
-        async with room.lock:
+        async with self._transactions.room(room):
             authorize(Action.E2E, room, actor)
             if bool(room.settings.get("e2e")) == on:
                 return False

@@ -22,7 +22,7 @@ if TYPE_CHECKING:
     from chatd.domain.audit import AuditLog
     from chatd.domain.clock import Clock
     from chatd.domain.notifications import Notifier
-    from chatd.domain.ports import Bus, Endpoint
+    from chatd.domain.ports import Bus, Endpoint, RoomTransactions
     from chatd.domain.rooms import Rooms
     from storage.api import Storage
 
@@ -31,7 +31,8 @@ class Admission:
     """Decides and records how users get into rooms."""
 
     def __init__(self, storage: Storage, rooms: Rooms, accounts: Accounts, bus: Bus,
-                 notifier: Notifier, audit: AuditLog, clock: Clock, config: Config) -> None:
+                 notifier: Notifier, audit: AuditLog, clock: Clock, config: Config,
+                 transactions: RoomTransactions) -> None:
         self._storage = storage
         self._rooms = rooms
         self._accounts = accounts
@@ -39,12 +40,13 @@ class Admission:
         self._notifier = notifier
         self._audit = audit
         self._clock = clock
+        self._transactions = transactions
         self.config = config
 
     async def admit(self, user: User, room: Room, session: Endpoint | None = None) -> str:
         """Let ``user`` into ``room`` by its rules: "joined" or "requested".
 
-        The rules are applied under the room's lock, where a ban takes effect
+        The rules are applied in the room's transaction, where a ban takes effect
         too, so a ban and a join sent together never leave a banned member.
         """
         async def decide() -> bool:
@@ -76,8 +78,8 @@ class Admission:
         await self._audit.record("request", user.name, None, room)
 
     async def invite(self, actor: User, room: Room, target: User) -> InvitationRecord:
-        # Under the room's lock, as a ban is: a ban never leaves an invitation behind.
-        async with room.lock:
+        # In the room's transaction, as a ban is: a ban never leaves an invitation behind.
+        async with self._transactions.room(room):
             authorize(Action.INVITE, room, actor)
             self.refuse_banned(target, room, who=target.name)
             if room.is_member(target.id):

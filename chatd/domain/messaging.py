@@ -1,13 +1,13 @@
 """Room messages, direct messages and history.
 
-Posting is synchronous on purpose: the message gets an id from memory, is
-queued for the batched writer, formatted once per output style and appended
-to every member connection's buffer, all without awaiting anything.
+Posting is synchronous on purpose: the message gets an id from the sequencer
+(a method call, see ``chatd.domain.ports.Sequencer``), is queued for the
+batched writer, formatted once per output style and appended to every member
+connection's buffer, all without awaiting anything.
 """
 
 from __future__ import annotations
 
-import itertools
 from typing import TYPE_CHECKING, Any
 
 from chatd.domain.clock import iso_ts
@@ -19,7 +19,7 @@ if TYPE_CHECKING:
     from chatd.domain.accounts import User
     from chatd.domain.clock import Clock
     from chatd.domain.notifications import Notifier
-    from chatd.domain.ports import Bus, Endpoint
+    from chatd.domain.ports import Bus, Endpoint, Sequencer
     from chatd.domain.protection import Protection
     from chatd.domain.room import Room
     from chatd.domain.stats import Stats
@@ -51,7 +51,8 @@ class Messaging:
     """Sends messages and reads them back."""
 
     def __init__(self, storage: Storage, writer: MessageWriter, bus: Bus, notifier: Notifier,
-                 clock: Clock, protection: Protection, stats: Stats) -> None:
+                 clock: Clock, protection: Protection, stats: Stats,
+                 sequencer: Sequencer) -> None:
         self._protection = protection
         self._stats = stats
         self._storage = storage
@@ -59,18 +60,13 @@ class Messaging:
         self._bus = bus
         self._notifier = notifier
         self._clock = clock
-        self._ids = itertools.count(1)
+        self._ids = sequencer
         # Users who may have direct messages they have not seen: a login of
         # anyone else skips the flush and the query of replay_direct.
         self._unseen_by: set[int] = set()
 
     async def load(self) -> None:
-        self._ids = itertools.count(await self._storage.max_message_id() + 1)
         self._unseen_by = set(await self._storage.recipients_of_undelivered())
-
-    def next_id(self) -> int:
-        """A new message id (ids are shared by room, direct and end-to-end messages)."""
-        return next(self._ids)
 
     def post(self, session: Endpoint, room: Room, text: str, action: bool = False,
              label: str | None = None) -> int:
@@ -96,8 +92,8 @@ class Messaging:
                             "from a client that encrypts (chatd-client).",
                             remedy=Remedy(Step.ENCRYPT, room.name))
         self._protection.charge_message(session, room)
-        msg = MessageRecord(next(self._ids), user.id, user.name, text, self._clock.time(),
-                            room_id=room.id, kind=kind, extra=extra)
+        msg = MessageRecord(self._ids.for_room(room.id), user.id, user.name, text,
+                            self._clock.time(), room_id=room.id, kind=kind, extra=extra)
         self._writer.submit(msg)
         stats = self._stats
         stats.messages += 1
@@ -142,9 +138,9 @@ class Messaging:
                             "from you.")
         self._protection.charge_message(session, None)
         online = target.online
-        msg = MessageRecord(next(self._ids), user.id, user.name, text, self._clock.time(),
-                            recipient_id=target.id, kind=kind, extra=extra or {},
-                            delivered=online)
+        msg = MessageRecord(self._ids.for_direct(target.id), user.id, user.name, text,
+                            self._clock.time(), recipient_id=target.id, kind=kind,
+                            extra=extra or {}, delivered=online)
         self._writer.submit(msg)
         record = message_record(msg, to=target.name)
         self._bus.to_users((target,) if target is user else (target, user), record, skip=session)

@@ -1,8 +1,8 @@
 """Moderation: kick, ban, unban, mute, unmute, promote, demote, transfer and room modes.
 
-Every action checks the actor's permission at the moment it runs (under the
-room's lock when it changes membership or roles), then persists, applies,
-tells the room (an ``event``), tells the target (a notification) and writes
+Every action checks the actor's permission at the moment it runs (in the
+room's transaction when it changes membership or roles), then persists,
+applies, tells the room (an ``event``), tells the target (a notification) and writes
 the audit log.
 """
 
@@ -21,7 +21,7 @@ if TYPE_CHECKING:
     from chatd.domain.audit import AuditLog
     from chatd.domain.clock import Clock
     from chatd.domain.notifications import Notifier
-    from chatd.domain.ports import Bus
+    from chatd.domain.ports import Bus, RoomTransactions
     from chatd.domain.rooms import Rooms
     from storage.api import Storage
 
@@ -42,7 +42,8 @@ class Moderation:
     """
 
     def __init__(self, storage: Storage, rooms: Rooms, accounts: Accounts, bus: Bus,
-                 notifier: Notifier, audit: AuditLog, clock: Clock) -> None:
+                 notifier: Notifier, audit: AuditLog, clock: Clock,
+                 transactions: RoomTransactions) -> None:
         self._storage = storage
         self._rooms = rooms
         self._accounts = accounts
@@ -50,6 +51,7 @@ class Moderation:
         self._notifier = notifier
         self._audit = audit
         self._clock = clock
+        self._transactions = transactions
 
     async def load(self) -> None:
         for kind in SANCTION_KINDS:
@@ -74,8 +76,8 @@ class Moderation:
                   reason: str) -> SanctionRecord:
         """Ban ``target`` (a member or not) for ``duration`` seconds, or for good.
 
-        The check, the ban and the removal happen under the room's lock in one go,
-        so a refusal leaves nothing half done.
+        The check, the ban and the removal happen in the room's transaction in one
+        go, so a refusal leaves nothing half done.
         """
         now = self._clock.time()
         record = SanctionRecord(room.id, target.id, actor.id if actor else None, reason, now,
@@ -182,7 +184,7 @@ class Moderation:
 
     async def _set_role(self, action: Action, actor: User, room: Room, target: User,
                         before: Role, after: Role) -> None:
-        async with room.lock:
+        async with self._transactions.room(room):
             authorize(action, room, actor, target)
             role = room.role_of(target.id)
             if role is None:
@@ -204,7 +206,7 @@ class Moderation:
 
         Returns the name of the previous owner.
         """
-        async with room.lock:
+        async with self._transactions.room(room):
             authorize(Action.TRANSFER, room, actor)
             owner = room.owner
             role = room.role_of(target.id)
@@ -235,7 +237,7 @@ class Moderation:
         return owner.name
 
     async def set_mode(self, actor: User, room: Room, mode: Mode) -> None:
-        async with room.lock:
+        async with self._transactions.room(room):
             authorize(Action.MODE, room, actor)
             await self._storage.set_room_mode(room.id, mode.value)
             room.mode = mode

@@ -5,6 +5,14 @@ a front end's session is an :class:`Endpoint`, and the delivery layer's bus is
 a :class:`Bus`. The domain never imports the classes that implement them, so
 it stays testable without sockets, and a bus shared by several nodes can take
 the in-process one's place without the domain noticing.
+
+Three more seams say what a decision needs, not who is connected: where
+message ids come from (:class:`Sequencer`) and how a decision about a room or
+an account is made exactly once (:class:`RoomTransactions`,
+:class:`AccountTransactions`). This process implements them in
+memory (``chatd.domain.sequence``, ``chatd.domain.transactions``); a cluster
+of nodes implements them over shared state (a counter in Redis, a row lock in
+PostgreSQL) behind the same Protocols.
 """
 
 from __future__ import annotations
@@ -13,6 +21,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 
 if TYPE_CHECKING:
     from collections.abc import Collection, Iterable, Mapping, Sequence
+    from contextlib import AbstractAsyncContextManager
 
     from chatd.domain.accounts import User
     from chatd.domain.room import Room
@@ -106,3 +115,112 @@ class Bus(Routes, Protocol):
 
     def end_turn(self) -> None:
         """The connections' output of this turn of the loop is being flushed."""
+
+
+class Sequencer(Protocol):
+    """Where message ids come from: room, direct and end-to-end messages alike.
+
+    Ids are unique and strictly increasing in the order they are issued by one
+    process, so a room's order is its messages' id order, and a connection
+    sees ids increase across all its rooms and direct messages. Gaps are
+    allowed (an id taken for a message that is then dropped, or a cluster's
+    counter seeded with a margin after a loss): nothing may read meaning into
+    the difference of two ids.
+
+    Taking an id is on the hot path, once per message: a plain method call,
+    never an await. Both methods name what the id is for, so a sequencer
+    shared by several nodes can order each room (or each recipient) without
+    asking the caller anything more; this process's one counter serves both.
+    """
+
+    async def load(self) -> None:
+        """Get ready to issue ids: at start, once storage is open, before the
+        first message. This process's counter continues above the largest
+        stored id; a cluster's joins the shared counter and learns its epoch."""
+
+    def for_room(self, room_id: int) -> int:
+        """The id of a new message in room ``room_id``."""
+
+    def for_direct(self, recipient_id: int) -> int:
+        """The id of a new direct message to user ``recipient_id``."""
+
+
+class RoomTxn(Protocol):
+    """A decision about one room in progress (see :class:`RoomTransactions`)."""
+
+    @property
+    def room(self) -> Room: ...
+
+    @property
+    def fence(self) -> int:
+        """The fencing token of this transaction: greater than that of every
+        transaction on the same room that began before it. A store shared by
+        nodes refuses a write carrying a smaller token than one it already
+        applied (a holder whose lock lapsed, say on a node that stalled); in
+        one process nothing can lapse, and nothing reads it yet."""
+
+
+class RoomTransactions(Protocol):
+    """Where a decision about a room is made exactly once.
+
+    Each governance change (join, leave, kick, ban, invite, promote, demote,
+    transfer, mode, topic, settings, termination) reads what it depends on,
+    checks the rules, writes storage and applies the change to memory inside
+    ``async with transactions.room(room) as txn:``. Decisions about the same
+    room never overlap: the second waits, first come first served, and then
+    sees the first one's outcome (a member gone, a role changed). Events and
+    notifications follow after the block, in the order the decisions were made.
+
+    In this process the transaction is the room's lock, an :class:`asyncio.Lock`
+    held by the implementation and keyed by room id, so a ``Room`` holds no
+    asyncio object. A cluster's implementation opens a PostgreSQL transaction
+    that locks the room's row (``SELECT ... FOR UPDATE``, or an advisory lock
+    on the room id), reloads the room's members and sanctions from the
+    database rather than trusting the node's cache, and carries a fencing
+    epoch (:attr:`RoomTxn.fence`) that storage checks, so a node that lost its
+    lock while paused cannot write after the next holder.
+
+    Creating a room needs none: its name is taken once by the database's
+    unique constraint (``Conflict``), whichever node asks. Mutes, unmutes,
+    unbans, declined requests and expiries are still made outside one (each
+    a single write whose check runs with no await before it); a cluster needs
+    them inside too.
+    """
+
+    def room(self, room: Room) -> AbstractAsyncContextManager[RoomTxn]:
+        """Make a decision about ``room`` alone, once the earlier ones are made."""
+
+
+class AccountTxn(Protocol):
+    """A decision about one account in progress (see :class:`AccountTransactions`)."""
+
+    @property
+    def user(self) -> User: ...
+
+    @property
+    def fence(self) -> int:
+        """The fencing token, as :attr:`RoomTxn.fence` is for a room."""
+
+
+class AccountTransactions(Protocol):
+    """Where a decision about an account that must happen once is made.
+
+    Deleting an account is one: it runs inside ``async with
+    transactions.account(user):``, so a second deletion of the same account
+    (an admin's ``/userdel`` and the console's at once) waits, then finds no
+    account and is refused, instead of undoing half of the first. The account
+    leaves each room in that room's transaction, taken inside the account's:
+    always account first, then room, so two decisions never wait on each other.
+
+    Other account changes need no lock. A password change is a compare-and-set
+    on the account's change counter (in a cluster, an ``UPDATE ... WHERE``
+    on a version column): a concurrent change is refused, not serialised.
+    Creating an account takes its name once by the database's unique
+    constraint. Blocks are decided in memory before they are written, and
+    each is its user's own. A transfer of ownership concerns one room only.
+    In a cluster the account's transaction locks the user's row (``SELECT ...
+    FOR UPDATE``) and carries a fencing epoch, as a room's does.
+    """
+
+    def account(self, user: User) -> AbstractAsyncContextManager[AccountTxn]:
+        """Make a decision about ``user``'s account alone, once the earlier ones are made."""

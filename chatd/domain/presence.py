@@ -21,7 +21,7 @@ if TYPE_CHECKING:
     from chatd.domain.clock import Clock
     from chatd.domain.messaging import Messaging
     from chatd.domain.notifications import Notifier
-    from chatd.domain.ports import Endpoint
+    from chatd.domain.ports import AccountTransactions, Endpoint
     from chatd.domain.rooms import Rooms
     from chatd.domain.stats import Stats
 
@@ -85,8 +85,10 @@ class Presence:
 
     def __init__(self, accounts: Accounts, rooms: Rooms, messaging: Messaging,
                  notifier: Notifier, audit: AuditLog, stats: Stats, clock: Clock,
+                 transactions: AccountTransactions,
                  online: PresenceStore | None = None) -> None:
         self._clock = clock
+        self._transactions = transactions
         self._accounts = accounts
         self._stats = stats
         self._rooms = rooms
@@ -156,10 +158,20 @@ class Presence:
     async def delete_account(self, user: User, actor: str,
                              keep: Endpoint | None = None) -> None:
         """Delete ``user``: they leave every room, their connections close
-        (except ``keep``, which is only logged out), and the account goes."""
+        (except ``keep``, which is only logged out), and the account goes.
+
+        In the account's transaction: a second deletion sent meanwhile waits,
+        then is ``no-such-user``, and the account goes exactly once."""
+        async with self._transactions.account(user):
+            if self._accounts.get(user.id) is not user:
+                raise ChatError(Code.NO_SUCH_USER, f'there is no user "{user.name}".')
+            await self._delete_account(user, actor, keep)
+
+    async def _delete_account(self, user: User, actor: str, keep: Endpoint | None) -> None:
         for room in self._rooms.of_user(user):
+            # A room the user left meanwhile (by their own /leave) is passed over.
             await self._rooms.remove(room, user, "leave", actor_name=actor,
-                                     reason="account deleted")
+                                     reason="account deleted", missing_ok=True)
         for session in list(self._rooms.connections(user)):
             if session is not keep:
                 session.send({"type": "notice", "text": "your account was deleted."})

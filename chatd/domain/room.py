@@ -7,7 +7,6 @@ it. Keeping the rules here makes them testable without sockets or a database.
 
 from __future__ import annotations
 
-import asyncio
 from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import Any
@@ -73,8 +72,8 @@ class Room:
     """A room in memory: the source of truth for membership (the connections
     of its members are the delivery layer's, see chatd.domain.ports.Routes)."""
 
-    __slots__ = ("bans", "created_at", "id", "lock", "members", "mode",
-                 "mutes", "name", "settings", "topic")
+    __slots__ = ("bans", "created_at", "id", "members", "mode", "mutes", "name",
+                 "settings", "topic")
 
     def __init__(self, record: RoomRecord) -> None:
         self.id = record.id
@@ -87,8 +86,6 @@ class Room:
         # Active sanctions by user id; expired ones are ignored until housekeeping drops them.
         self.bans: dict[int, SanctionRecord] = {}
         self.mutes: dict[int, SanctionRecord] = {}
-        # Serialises membership changes so check, persist and apply never interleave.
-        self.lock = asyncio.Lock()
 
     def role_of(self, user_id: int) -> Role | None:
         member = self.members.get(user_id)

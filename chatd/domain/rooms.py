@@ -1,7 +1,8 @@
 """The room service: the life of rooms and their memberships.
 
-Each change follows one pattern under the room's lock: check the rules,
-persist, apply to memory, then emit events. Memory is the source of truth for
+Each change follows one pattern inside a transaction on the room (see
+``chatd.domain.ports.RoomTransactions``): check the rules, persist, apply to
+memory; then emit events. Memory is the source of truth for
 routing; the database makes it survive a restart.
 """
 
@@ -25,7 +26,7 @@ if TYPE_CHECKING:
     from chatd.domain.audit import AuditLog
     from chatd.domain.clock import Clock
     from chatd.domain.notifications import Notifier
-    from chatd.domain.ports import Bus, Endpoint
+    from chatd.domain.ports import Bus, Endpoint, RoomTransactions
     from storage.api import Storage
     from storage.records import AssociationRecord
 
@@ -36,16 +37,19 @@ class Rooms:
     """All live rooms, indexed by id, by name and by member."""
 
     def __init__(self, storage: Storage, accounts: Accounts, bus: Bus, notifier: Notifier,
-                 audit: AuditLog, clock: Clock) -> None:
+                 audit: AuditLog, clock: Clock, transactions: RoomTransactions) -> None:
         self._storage = storage
         self._accounts = accounts
         self._bus = bus
         self._notifier = notifier
         self._audit = audit
         self._clock = clock
+        self._transactions = transactions
         self._by_id: dict[int, Room] = {}
         self._by_key: dict[str, Room] = {}
         self._of_user: dict[int, set[Room]] = {}
+        # Not a room transaction: a name is taken once by storage's unique
+        # constraint (Conflict), whoever asks; this only spares a doomed write.
         self._create_lock = asyncio.Lock()
 
     async def load(self) -> None:
@@ -159,13 +163,13 @@ class Rooms:
                    admit: Callable[[], Awaitable[bool]] | None = None) -> Member | None:
         """Add ``user`` to ``room`` by the rules ``admit`` applies.
 
-        ``admit`` runs first, under the room's lock, so a ban, a mode change or a
+        ``admit`` runs first, in the room's transaction, so a ban, a mode change or a
         revoked invitation cannot slip in between the decision and the join. It
         raises a refusal, or answers False when the user is not to be added now
         (a join request was filed): then nothing changes and the result is None.
         A user who is a member already is ``already-in-room``.
         """
-        async with room.lock:
+        async with self._transactions.room(room):
             self._ensure_live(room)
             if admit is not None and not await admit():
                 return None
@@ -190,12 +194,12 @@ class Rooms:
                      missing_ok: bool = False) -> Departure | None:
         """Take ``user`` out of ``room`` (leave, kick or ban) with succession and termination.
 
-        ``authorize`` runs under the room's lock, so a permission is checked at
+        ``authorize`` runs in the room's transaction, so a permission is checked at
         the moment the change is made; then ``prepare`` (a ban records itself
         there). A user who is not a member is ``not-in-room``, or, with
         ``missing_ok``, nothing to remove (None).
         """
-        async with room.lock:
+        async with self._transactions.room(room):
             if authorize is not None:
                 authorize()
             if prepare is not None:
@@ -220,8 +224,8 @@ class Rooms:
         """End rooms that have no member left (for example after accounts were deleted)."""
         ended = 0
         for room in [room for room in self._by_id.values() if not room.members]:
-            async with room.lock:
-                # Checked again under the lock: someone may have joined, or another
+            async with self._transactions.room(room):
+                # Checked again in the transaction: someone may have joined, or another
                 # pass may have ended the room meanwhile.
                 if room.members or self._by_id.get(room.id) is not room:
                     continue
@@ -233,7 +237,7 @@ class Rooms:
         return ended
 
     async def set_topic(self, user: User, room: Room, topic: str) -> None:
-        async with room.lock:
+        async with self._transactions.room(room):
             authorize(Action.TOPIC, room, user)
             self._ensure_live(room)
             await self._storage.set_room_topic(room.id, topic)
@@ -245,11 +249,11 @@ class Rooms:
                               ) -> dict[str, Any]:
         """Change ``room``'s settings as ``change`` derives them from the current ones.
 
-        Under the room's lock, the permission for ``action``, the derivation, the
+        In the room's transaction, the permission for ``action``, the derivation, the
         database and memory go together: two changes at once both take effect,
         in some order, and neither undoes the other. Returns the new settings.
         """
-        async with room.lock:
+        async with self._transactions.room(room):
             authorize(action, room, user)
             self._ensure_live(room)
             settings = change(dict(room.settings))

@@ -115,7 +115,7 @@ class Guests:
         assert user is not None
         self._check_join(session, room)
         services = self._services
-        async with room.lock:
+        async with services.transactions.room(room):
             if room.is_member(user.id):
                 return
             if services.rooms.get(room.id) is not room:

@@ -27,6 +27,7 @@ if TYPE_CHECKING:
     from chatd.domain.messaging import Messaging
     from chatd.domain.moderation import Moderation
     from chatd.domain.notifications import Notifier
+    from chatd.domain.ports import RoomTransactions, Sequencer
     from chatd.domain.presence import Presence
     from chatd.domain.protection import Protection
     from chatd.domain.rooms import Rooms
@@ -64,6 +65,11 @@ class Services:
     stickers: Stickers
     crypto: CryptoService
     e2e: E2E
+    # Where message ids come from, and where room decisions are made once: the
+    # domain services have them; the application starts the sequencer, and the
+    # IRC front end's guests join under a room transaction too.
+    sequencer: Sequencer
+    transactions: RoomTransactions
 
 
 class HandlerServices(Protocol):

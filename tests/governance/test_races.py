@@ -1,11 +1,14 @@
-"""Governance commands sent together: each change is decided under the room's lock,
-so none is lost and no rule is passed over (many rounds over real sockets)."""
+"""Governance commands sent together: each change is decided in the room's
+transaction, so none is lost and no rule is passed over (many rounds over real
+sockets)."""
 
 from __future__ import annotations
 
 import asyncio
 
 from chatd.domain.protection import ROOM_BURST, ROOM_RATE
+from chatd.domain.room import Room
+from chatd.domain.transactions import LocalTransactions
 from tests.governance import code_of, members_of, room_with, users
 from tests.helpers import ChatServer, Clients
 
@@ -133,10 +136,11 @@ async def test_a_ban_racing_an_invitation_leaves_no_invitation(clients: Clients)
         assert await code_of(carol, f"/join {room_id}") == "not-permitted", number
 
 
-async def _queued_on(lock: asyncio.Lock, waiters: int) -> None:
-    """Wait until ``waiters`` tasks queue for ``lock`` (a bounded poll, no sleep)."""
+async def _queued_on(transactions: LocalTransactions, room: Room, waiters: int) -> None:
+    """Wait until ``waiters`` tasks queue for a decision about ``room`` (a bounded
+    poll, no sleep)."""
     for _ in range(10_000):
-        if len(lock._waiters or ()) >= waiters:  # asyncio.Lock is first come, first served
+        if transactions.queued(room) >= waiters:  # first come, first served
             return
         await asyncio.sleep(0)
     raise AssertionError(f"fewer than {waiters} waiting")
@@ -149,14 +153,15 @@ async def test_a_demotion_queued_first_forbids_the_e2e_change_behind_it(
     assert await code_of(bob, "/join den") == "ok"
     assert await code_of(alice, "/promote bob den") == "ok"
     room = server.services.rooms.find("den")
-    assert room is not None
-    # Hold the room's lock so that the demotion queues first and /e2e behind it:
-    # bob's right must be judged when his change runs, not when it arrived.
-    async with room.lock:
+    transactions = server.services.transactions
+    assert room is not None and isinstance(transactions, LocalTransactions)
+    # Hold the room's transaction so that the demotion queues first and /e2e behind
+    # it: bob's right must be judged when his change runs, not when it arrived.
+    async with transactions.room(room):
         demote = asyncio.create_task(code_of(alice, "/demote bob den"))
-        await _queued_on(room.lock, 1)
+        await _queued_on(transactions, room, 1)
         e2e = asyncio.create_task(code_of(bob, "/e2e on den"))
-        await _queued_on(room.lock, 2)
+        await _queued_on(transactions, room, 2)
     assert await demote == "ok"
     assert await e2e == "not-permitted"
     assert not room.settings.get("e2e")
