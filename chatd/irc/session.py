@@ -22,9 +22,11 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any, Protocol
 
+from chatd.domain.events import Event
 from chatd.domain.names import name_key
 from chatd.irc.render import cache_key
 from chatd.irc.views import join_lines
+from chatd.protocol.records import record_for, record_of
 from chatd.protocol.session import Session
 
 if TYPE_CHECKING:
@@ -118,7 +120,7 @@ class IrcSession(Session):
             return
         if self.coalesced:
             self._summarise_coalesced()
-        record, irc = item.record, self.irc
+        record, irc = record_for(item), self.irc
         room_id = item.room_id
         if room_id is not None and room_id not in irc.joined and self._announce_for(record,
                                                                                    room_id):
@@ -135,9 +137,11 @@ class IrcSession(Session):
         if room_id is not None and record.get("event") in _DEPARTURES and self._is_me(record):
             irc.joined.discard(room_id)
 
-    def send(self, record: Mapping[str, Any], label: str | None = None) -> None:
+    def send(self, record: Mapping[str, Any] | Event, label: str | None = None) -> None:
         """A record for this connection only: the sender's copy of its own message,
         a replayed direct message, or a notice or error of the server."""
+        if isinstance(record, Event):
+            record = record_of(record)
         renderer = self.irc.listener.renderer
         kind = record["type"]
         if kind == "message":

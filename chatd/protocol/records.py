@@ -10,10 +10,13 @@ contract describes them.
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from chatd.domain import events as ev
 from chatd.domain.clock import iso_ts
+
+if TYPE_CHECKING:
+    from chatd.delivery.outgoing import Outgoing
 
 Record = dict[str, Any]
 
@@ -21,6 +24,15 @@ Record = dict[str, Any]
 def record_of(event: ev.Event) -> Record:
     """The wire record of ``event`` (a new dict: the caller may extend it)."""
     return _BUILDERS[type(event)](event)
+
+
+def record_for(item: Outgoing) -> Record:
+    """``item``'s record, built on first use and kept for every other recipient."""
+    record = item.record
+    if record is None:
+        assert item.event is not None
+        record = item.record = record_of(item.event)
+    return record  # type: ignore[return-value]
 
 
 def _message(e: ev.Message) -> Record:
