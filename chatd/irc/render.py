@@ -1,8 +1,9 @@
 """Domain records as IRC lines.
 
-The domain delivers the records of the wire contract (``message``,
-``event``, ``notice``, ``error``); this module says what each looks like to
-an IRC client. Rendering depends on the recipient only through its *tag
+The domain delivers events (``chatd.domain.events``); the IRC session
+renders the wire record the line protocol builds of each, once per message
+(``message``, ``event``, ``notice``, ``error``), and this module says what
+each looks like to an IRC client. Rendering depends on the recipient only through its *tag
 mode* (whether it asked for ``server-time`` and ``message-tags``), except
 for notices, which are addressed to the recipient's nick: so one room
 message is formatted once per tag mode for all IRC recipients (see
