@@ -128,25 +128,24 @@ class IrcSession(Session):
             return
         data = item.cache.get(irc.key)
         if data is None:
-            record = record_for(item)
             renderer = irc.listener.renderer
-            shared = renderer.shared(record, irc.key)
+            shared = None if event is None else renderer.shared(event, irc.key)
             if shared is None:
-                data = renderer.personal(record, irc.nick)
+                data = renderer.personal(record_for(item), irc.nick)
             else:
                 data = item.cache[irc.key] = shared
         self._queue(data)
         if room_id is not None and isinstance(event, _DEPARTURES) and self._is_me(event.user):
             irc.joined.discard(room_id)
 
+    def reply(self, item: Outgoing, label: str) -> None:
+        self.send(item.event if item.event is not None else record_for(item), label)
+
     def send(self, record: Mapping[str, Any] | Event, label: str | None = None) -> None:
         """A record for this connection only: the sender's copy of its own message,
         a replayed direct message, or a notice or error of the server."""
-        if isinstance(record, Event):
-            record = record_of(record)
         renderer = self.irc.listener.renderer
-        kind = record["type"]
-        if kind == "message":
+        if isinstance(record, events.Message):
             if label is not None and "echo-message" not in self.irc.caps:
                 return  # IRC clients show their own messages unless they ask for echoes
             lines = renderer.message(record, self.irc.key)
@@ -155,7 +154,10 @@ class IrcSession(Session):
                 context.lines.extend(lines)
                 return
             self._queue("".join(f"{line}\r\n" for line in lines).encode())
-        elif kind in ("notice", "error") and "version" not in record:
+            return
+        if isinstance(record, Event):
+            record = record_of(record)
+        if record["type"] in ("notice", "error") and "version" not in record:
             # (The line protocol's banner has a "version": IRC has its welcome instead.)
             self._queue(renderer.personal(record, self.irc.nick))
 
