@@ -219,6 +219,22 @@ class Typing(Event):
 
 
 @dataclass(frozen=True, slots=True)
+class AccountDeleted(Event):
+    """Told to each connection of ``user`` as the deletion closes it."""
+
+    kind: ClassVar[str] = "account-deleted"
+    user: str
+
+
+@dataclass(frozen=True, slots=True)
+class FloodDisconnected(Event):
+    """Told to a connection that flood control closes (the ``rate-limited`` error)."""
+
+    kind: ClassVar[str] = "flood-disconnect"
+    user: str
+
+
+@dataclass(frozen=True, slots=True)
 class Notified(Event):
     """A stored notification, pushed to its user's connections."""
 

@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING, Any
 
 from chatd.domain import events as ev
 from chatd.domain.clock import iso_ts
+from chatd.errors import Code
 
 if TYPE_CHECKING:
     from chatd.delivery.outgoing import Outgoing
@@ -119,6 +120,15 @@ def _about_user(e: ev.JoinRequested | ev.Terminated | ev.Typing) -> Record:
     return {"type": "event", "event": e.kind, "room": e.room, "user": e.user}
 
 
+def _account_deleted(e: ev.AccountDeleted) -> Record:
+    return {"type": "notice", "text": "your account was deleted."}
+
+
+def _flood_disconnected(e: ev.FloodDisconnected) -> Record:
+    return {"type": "error", "code": Code.RATE_LIMITED.value,
+            "message": "sustained flooding: you are disconnected."}
+
+
 def notification_record(e: ev.Notified) -> Record:
     """The wire form of a stored notification (a ``notice`` with its details)."""
     note = e.note
@@ -147,4 +157,6 @@ _BUILDERS: dict[type[Any], Callable[[Any], Record]] = {
     ev.Terminated: _about_user,
     ev.Typing: _about_user,
     ev.Notified: notification_record,
+    ev.AccountDeleted: _account_deleted,
+    ev.FloodDisconnected: _flood_disconnected,
 }
