@@ -126,8 +126,13 @@ class LocalBus:
         # quiet keeps no bytes of its last turn.
         self._feeds.clear()
 
-    def to_room(self, room: Room, event: Event, skip: Endpoint | None = None) -> None:
-        self.deliver_to_room(room, Outgoing(event, room.id), skip)
+    def to_room(self, room: Room, event: Event, skip: Endpoint | None = None,
+                label: str | None = None) -> None:
+        item = Outgoing(event, room.id)
+        self.deliver_to_room(room, item, skip)
+        if label is not None and skip is not None:
+            # After the fan-out, as a reply: it shares the record the fan-out built.
+            _receiver(skip).reply(item, label)
 
     def deliver_to_room(self, room: Room, item: Outgoing, skip: Endpoint | None = None) -> None:
         """:meth:`to_room` for an item already made (a front end's own events)."""

@@ -87,8 +87,7 @@ class Messaging:
             self._bus.to_room(room, event)
         else:
             # The sender's own copy carries the label: it is their acknowledgement.
-            self._bus.to_room(room, event, skip=session)
-            session.send(event, label)
+            self._bus.to_room(room, event, skip=session, label=label)
         return msg.id
 
     def typing(self, endpoint: Endpoint, room: Room) -> None:

@@ -96,7 +96,10 @@ class Bus(Routes, Protocol):
     is told otherwise (the sender, who gets a labelled acknowledgement).
     """
 
-    def to_room(self, room: Room, event: Event, skip: Endpoint | None = None) -> None: ...
+    def to_room(self, room: Room, event: Event, skip: Endpoint | None = None,
+                label: str | None = None) -> None:
+        """Tell ``room``'s connections; with ``label``, ``skip`` is shown the event as
+        its reply labelled ``label`` (the sender's acknowledgement of its message)."""
 
     def to_user(self, user: User, event: Event, skip: Endpoint | None = None,
                 room_id: int | None = None) -> None: ...
