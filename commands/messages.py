@@ -10,6 +10,7 @@ from chatd.errors import ChatError, Code
 from chatd.protocol.context import Context
 from chatd.protocol.params import Context as ParamContext
 from chatd.protocol.params import Int, RoomRef, Text, UserRef
+from chatd.protocol.records import record_of
 from chatd.protocol.registry import command, message_handler
 from chatd.protocol.render import render
 from chatd.protocol.results import Ok, ok
@@ -79,7 +80,7 @@ async def history(ctx: Context, room: Room, n: int) -> Ok:
     if not room.is_member(ctx.user.id) and not ctx.user.is_admin:
         raise ChatError(Code.NOT_IN_ROOM, f"only members of #{room.name} can read its history.")
     limit = min(n or config.history_default, config.history_max)
-    messages = await ctx.services.messaging.history(room, limit)
+    messages = [record_of(m) for m in await ctx.services.messaging.history(room, limit)]
     # In text mode the whole history is one block, so it reads as a transcript.
     lines = []
     for record in messages:

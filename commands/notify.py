@@ -4,9 +4,10 @@ from __future__ import annotations
 
 import time
 
-from chatd.domain.notifications import notification_record
+from chatd.domain.events import Notified
 from chatd.protocol.context import Context
 from chatd.protocol.params import Choice
+from chatd.protocol.records import notification_record
 from chatd.protocol.registry import command
 from chatd.protocol.results import Ok, ok
 
@@ -25,7 +26,7 @@ async def notifications(ctx: Context, action: str | None) -> Ok:
              n.payload.get("text", "")] for n in pending]
     if rows:
         ctx.table(["when (UTC)", "kind", "what"], rows)
-    items = [notification_record(n)["notification"] | {"text": n.payload.get("text", "")}
+    items = [notification_record(Notified(n))["notification"] | {"text": n.payload.get("text", "")}
              for n in pending]
     message = (f"{len(pending)} notification{'s' * (len(pending) != 1)}; "
                "/notifications clear clears them." if pending else "No notifications.")

@@ -13,6 +13,7 @@ at once, as :meth:`Session.deliver` does.
 from __future__ import annotations
 
 from collections.abc import Iterable
+from datetime import UTC, datetime
 from typing import Any
 
 import pytest
@@ -29,8 +30,10 @@ from hypothesis.stateful import (
 from chatd.delivery.bus import LocalBus
 from chatd.delivery.feed import Outbox
 from chatd.delivery.outgoing import PRESENCE, Outgoing
+from chatd.domain import events
 from chatd.domain.accounts import User
 from chatd.domain.room import Member, Role, Room
+from chatd.protocol.records import record_for
 from chatd.protocol.render import Style, render
 from chatd.protocol.session import Session
 from storage.records import RoomRecord, UserRecord
@@ -40,6 +43,7 @@ JSON = Style(fmt="json")
 TEXT_TS = Style(timestamps=True)
 TEXT_COLOUR = Style(color=True, theme="dark")
 TS = "2027-01-15T08:00:00.000Z"
+TS_EPOCH = datetime(2027, 1, 15, 8, tzinfo=UTC).timestamp()  # TS
 
 
 class Box(Outbox):
@@ -95,27 +99,29 @@ _ids = iter(range(1, 10**9))
 
 
 def room_msg(room: Room, text: str, sender: str = "alice", action: bool = False) -> Outgoing:
-    record: dict[str, Any] = {"type": "message", "room": room.name, "from": sender,
-                              "text": text, "id": next(_ids), "ts": TS}
-    if action:
-        record["action"] = True
-    return Outgoing(record, room.id)
+    return Outgoing(events.Message(sender, text, TS_EPOCH, next(_ids), room=room.name,
+                                   msg_kind="action" if action else "text"), room.id)
+
+
+_EVENTS: dict[str, Any] = {"join": events.Joined, "kick": events.Kicked,
+                           "topic": events.TopicChanged, "typing": events.Typing}
 
 
 def room_event(room: Room, event: str, **fields: str) -> Outgoing:
-    return Outgoing({"type": "event", "event": event, "room": room.name, **fields}, room.id)
+    if event == "leave":
+        return Outgoing(events.Left(room.name, fields["user"], fields["user"]), room.id)
+    return Outgoing(_EVENTS[event](room=room.name, **fields), room.id)
 
 
 def direct_msg(to: str, text: str, sender: str = "carol") -> Outgoing:
-    return Outgoing({"type": "message", "to": to, "from": sender, "text": text,
-                     "id": next(_ids), "ts": TS})
+    return Outgoing(events.Message(sender, text, TS_EPOCH, next(_ids), to=to))
 
 
 def naive(session: Session, item: Outgoing) -> bytes:
     """The bytes Session.deliver gives ``session`` for ``item`` (no summary, not shed)."""
     room = session.current_room
     current = room is not None and item.room_id == room.id
-    return render(item.record, session.style, current)
+    return render(record_for(item), session.style, current)
 
 
 def summary(count: int) -> dict[str, Any]:
@@ -259,14 +265,14 @@ def test_skip_leaves_out_exactly_that_message_for_the_skipped_session() -> None:
     bus.deliver_to_room(room, items[1], skip=alice)
     check_taps(bus, [room], members)
     # The sender's own copy (its acknowledgement) goes right after, labelled.
-    alice.send(items[1].record, "ack")
+    alice.send(record_for(items[1]), "ack")
     bus.deliver_to_room(room, items[2], skip=alice)  # skipped twice in a row
     check_taps(bus, [room], members)
     bus.deliver_to_room(room, items[3])
     bus.deliver_to_room(room, items[4], skip=bob)
     check_taps(bus, [room], members)
     out = end_turn(bus, members)
-    assert out[alice] == (naive(alice, items[0]) + render(items[1].record, TEXT, True, "ack")
+    assert out[alice] == (naive(alice, items[0]) + render(record_for(items[1]), TEXT, True, "ack")
                           + naive(alice, items[3]) + naive(alice, items[4]))
     assert out[bob] == b"".join(naive(bob, items[n]) for n in (0, 1, 2, 3))
     assert out[carol] == b"".join(naive(carol, item) for item in items)
@@ -404,7 +410,7 @@ def test_a_kicked_member_gets_the_kick_event_and_nothing_after() -> None:
     out = end_turn(bus, everyone)
     for session, is_current in zip(sessions["bob"], (True, False), strict=True):
         # Rendered as it was when the kick came.
-        assert out[session] == b"".join(render(i.record, session.style, is_current)
+        assert out[session] == b"".join(render(record_for(i), session.style, is_current)
                                         for i in [*before, kick])
     for name in ("alice", "carol"):
         [session] = sessions[name]
@@ -495,9 +501,9 @@ def test_a_change_of_style_mid_turn_renders_later_messages_in_the_new_style() ->
     bus.deliver_to_room(room, items[5])
     check_taps(bus, [room], [bob, carol])
     out = end_turn(bus, [bob, carol])
-    assert out[bob] == (b"".join(render(i.record, TEXT, True) for i in items[:2])
-                        + b"".join(render(i.record, JSON, True) for i in items[2:4])
-                        + b"".join(render(i.record, TEXT_TS, True) for i in items[4:]))
+    assert out[bob] == (b"".join(render(record_for(i), TEXT, True) for i in items[:2])
+                        + b"".join(render(record_for(i), JSON, True) for i in items[2:4])
+                        + b"".join(render(record_for(i), TEXT_TS, True) for i in items[4:]))
     assert out[carol] == b"".join(naive(carol, item) for item in items)
     assert out[bob].startswith(b'<alice> m0\r\n<alice> m1\r\n{"type":"message"')
 
@@ -716,7 +722,7 @@ class FeedMachine(RuleBasedStateMachine):
         if model.coalesced:
             self._queue(model, render(summary(model.coalesced), model.style, False))
             model.coalesced = 0
-        self._queue(model, render(item.record, model.style,
+        self._queue(model, render(record_for(item), model.style,
                                   self._current(model, item.room_id)))
 
     # -- rules -------------------------------------------------------------------

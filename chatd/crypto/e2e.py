@@ -15,6 +15,7 @@ import binascii
 from typing import TYPE_CHECKING, Any
 
 from chatd.crypto import envelope
+from chatd.domain.events import E2eChanged
 from chatd.domain.permissions import Action, authorize
 from chatd.errors import ChatError, Code
 from storage.records import KeyRecord
@@ -131,9 +132,7 @@ class E2E:
             settings = {**room.settings, "e2e": on}
             await self._storage.set_room_settings(room.id, settings)
             room.settings = settings
-        event = {"type": "event", "event": "e2e", "room": room.name, "actor": actor.name,
-                 "e2e": on, "state": "on" if on else "off"}
-        self._bus.to_room(room, event)
+        self._bus.to_room(room, E2eChanged(room.name, actor.name, on))
         return True
 
 

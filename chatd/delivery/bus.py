@@ -22,6 +22,7 @@ if TYPE_CHECKING:
 
     from chatd.delivery.feed import Outbox
     from chatd.domain.accounts import User
+    from chatd.domain.events import Event
     from chatd.domain.room import Room
 
 from chatd.domain.ports import Bus, Endpoint
@@ -41,6 +42,8 @@ class Receiver(Endpoint, Protocol):
     def out(self) -> Outbox: ...
     def deliver(self, item: Outgoing) -> None: ...
     def tap(self, feed: RoomFeed, item: Outgoing) -> None: ...
+    def reply(self, item: Outgoing, label: str) -> None:
+        """Show ``item`` here as part of the reply to the command labelled ``label``."""
 
 
 _NONE: frozenset[Any] = frozenset()
@@ -123,9 +126,13 @@ class LocalBus:
         # quiet keeps no bytes of its last turn.
         self._feeds.clear()
 
-    def to_room(self, room: Room, record: Mapping[str, Any],
-                skip: Endpoint | None = None) -> None:
-        self.deliver_to_room(room, Outgoing(record, room.id), skip)
+    def to_room(self, room: Room, event: Event, skip: Endpoint | None = None,
+                label: str | None = None) -> None:
+        item = Outgoing(event, room.id)
+        self.deliver_to_room(room, item, skip)
+        if label is not None and skip is not None:
+            # After the fan-out, as a reply: it shares the record the fan-out built.
+            _receiver(skip).reply(item, label)
 
     def deliver_to_room(self, room: Room, item: Outgoing, skip: Endpoint | None = None) -> None:
         """:meth:`to_room` for an item already made (a front end's own events)."""
@@ -135,7 +142,7 @@ class LocalBus:
             # The issuing connection's copy is part of its command's reply.
             session, label = labelled
             self._to_room(room.id, connected, item, _receiver(session))
-            session.send(item.record, label)
+            _receiver(session).reply(item, label)
         else:
             self._to_room(room.id, connected, item, _receiver(skip) if skip else None)
 
@@ -159,18 +166,18 @@ class LocalBus:
                 if session.out.feed is not feed and session is not skip:
                     session.tap(feed, item)
 
-    def to_user(self, user: User, record: Mapping[str, Any], skip: Endpoint | None = None,
+    def to_user(self, user: User, event: Event, skip: Endpoint | None = None,
                 room_id: int | None = None) -> None:
-        self.deliver_to_user(user, Outgoing(record, room_id), skip)
+        self.deliver_to_user(user, Outgoing(event, room_id), skip)
 
-    def to_users(self, users: Iterable[User], record: Mapping[str, Any],
+    def to_users(self, users: Iterable[User], event: Event,
                  skip: Endpoint | None = None, room_id: int | None = None) -> None:
-        item = Outgoing(record, room_id)
+        item = Outgoing(event, room_id)
         for user in users:
             self.deliver_to_user(user, item, skip)
 
     def to_endpoints(self, endpoints: Iterable[Endpoint], record: Mapping[str, Any]) -> None:
-        item = Outgoing(record)
+        item = Outgoing.of_record(record)
         for receiver in _receivers(endpoints):
             receiver.deliver(item)
 
@@ -181,7 +188,7 @@ class LocalBus:
             if session is skip:
                 continue
             if labelled is not None and session is labelled[0]:
-                session.send(item.record, labelled[1])
+                session.reply(item, labelled[1])
             else:
                 session.deliver(item)
 

@@ -23,15 +23,16 @@ whatever the room's size; otherwise the untapped members are tapped again.
 from __future__ import annotations
 
 import abc
-from collections.abc import Callable, Mapping
-from typing import TYPE_CHECKING, Any
+from collections.abc import Callable
+from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
     from chatd.delivery.outgoing import Outgoing
 
-# One output style's rendering of a record, for the room that is (or is not)
-# the recipients' current room: made by the front end once per style change.
-Render = Callable[[Mapping[str, Any]], bytes]
+# One output style's rendering of an item, for the room that is (or is not)
+# the recipients' current room: made by the front end once per style change
+# (it builds the item's record from its event on first use).
+Render = Callable[["Outgoing"], bytes]
 
 
 class Lane:
@@ -52,7 +53,7 @@ class Lane:
         key = self.key
         data = item.cache.get(key)
         if data is None:
-            data = item.cache[key] = self.render(item.record)
+            data = item.cache[key] = self.render(item)
         self.chunks.append(data)
 
     def joined(self) -> bytes:

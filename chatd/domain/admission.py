@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
+from chatd.domain import events
 from chatd.domain.names import format_duration
 from chatd.domain.permissions import Action, authorize
 from chatd.domain.room import Mode, Room
@@ -73,8 +74,7 @@ class Admission:
         """Tell the room's admins of a request just filed, and write it down."""
         admins = (self._accounts.get(admin.user_id) for admin in room.admins())
         self._bus.to_users([a for a in admins if a is not None],
-                           {"type": "event", "event": "request", "room": room.name,
-                            "user": user.name}, room_id=room.id)
+                           events.JoinRequested(room.name, user.name), room_id=room.id)
         await self._audit.record("request", user.name, None, room)
 
     async def invite(self, actor: User, room: Room, target: User) -> InvitationRecord:
@@ -89,8 +89,7 @@ class Admission:
             ttl = self.config.rooms.invitation_ttl
             record = InvitationRecord(room.id, target.id, actor.id, now, now + ttl)
             await self._storage.put_invitation(record)
-        self._bus.to_room(room, {"type": "event", "event": "invite", "room": room.name,
-                                 "user": target.name, "actor": actor.name})
+        self._bus.to_room(room, events.Invited(room.name, target.name, actor.name))
         await self._notifier.notify(
             target, "invitation",
             f"{actor.name} invited you to #{room.name}: /join {room.id} "

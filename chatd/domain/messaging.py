@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-from chatd.domain.clock import iso_ts
+from chatd.domain.events import Message, Typing
 from chatd.domain.names import format_duration
 from chatd.errors import ChatError, Code, Remedy, Step
 from storage.records import MessageRecord
@@ -25,26 +25,6 @@ if TYPE_CHECKING:
     from chatd.domain.stats import Stats
     from storage.api import Storage
     from storage.writer import MessageWriter
-
-
-def message_record(msg: MessageRecord, room_name: str | None = None,
-                   to: str | None = None) -> dict[str, Any]:
-    """The contract's ``message`` object for a stored or new message."""
-    record: dict[str, Any] = {"type": "message"}
-    if room_name is not None:
-        record["room"] = room_name
-    if to is not None:
-        record["to"] = to
-    record |= {"from": msg.sender_name, "text": msg.text, "id": msg.id, "ts": iso_ts(msg.ts)}
-    if msg.kind == "action":
-        record["action"] = True
-    elif msg.kind == "e2e":
-        # The server relays the envelope untouched and never has a plaintext.
-        del record["text"]
-        record |= {"e2e": True, **msg.extra}
-    elif msg.kind in ("file", "sticker"):
-        record |= msg.extra
-    return record
 
 
 class Messaging:
@@ -78,7 +58,7 @@ class Messaging:
         """Send a message of any kind (text, action, file, sticker, e2e) to a room.
 
         ``extra`` holds the kind's fields (``file``, ``sticker``, ``envelope``),
-        stored with the message and added to its wire record.
+        stored with the message and carried by its event.
         """
         user = session.user
         assert user is not None
@@ -98,13 +78,12 @@ class Messaging:
         stats = self._stats
         stats.messages += 1
         stats.deliveries += len(self._bus.in_room(room))
-        record = message_record(msg, room_name=room.name)
+        event = Message.of(msg, room=room.name)
         if label is None:
-            self._bus.to_room(room, record)
+            self._bus.to_room(room, event)
         else:
             # The sender's own copy carries the label: it is their acknowledgement.
-            self._bus.to_room(room, record, skip=session)
-            session.send(record, label)
+            self._bus.to_room(room, event, skip=session, label=label)
         return msg.id
 
     def typing(self, endpoint: Endpoint, room: Room) -> None:
@@ -112,8 +91,7 @@ class Messaging:
         stored). The caller has checked membership and the typing limit: the line
         protocol refuses in words, IRC drops silently."""
         assert endpoint.user is not None
-        self._bus.to_room(room, {"type": "event", "event": "typing", "room": room.name,
-                                 "user": endpoint.user.name}, skip=endpoint)
+        self._bus.to_room(room, Typing(room.name, endpoint.user.name), skip=endpoint)
 
     def _refuse_if_muted(self, room: Room, user: User) -> None:
         now = self._clock.time()
@@ -142,9 +120,9 @@ class Messaging:
                             self._clock.time(), recipient_id=target.id, kind=kind,
                             extra=extra or {}, delivered=online)
         self._writer.submit(msg)
-        record = message_record(msg, to=target.name)
-        self._bus.to_users((target,) if target is user else (target, user), record, skip=session)
-        session.send(record, label)
+        event = Message.of(msg, to=target.name)
+        self._bus.to_users((target,) if target is user else (target, user), event, skip=session)
+        session.send(event, label)
         if not online:
             self._unseen_by.add(target.id)
             what = "an end-to-end encrypted message" if kind == "e2e" else "a direct message"
@@ -162,7 +140,7 @@ class Messaging:
         if session.user is not user:
             return 0  # the connection went away meanwhile: keep them for next time
         for msg in pending:
-            session.send(message_record(msg, to=user.name) | {"offline": True})
+            session.send(Message.of(msg, to=user.name, offline=True))
         # Before the await: a message sent once this connection is gone again
         # adds the user back.
         self._unseen_by.discard(user.id)
@@ -170,7 +148,7 @@ class Messaging:
         return len(pending)
 
     async def history(self, room: Room, limit: int,
-                      before_id: int | None = None) -> list[dict[str, Any]]:
+                      before_id: int | None = None) -> list[Message]:
         await self._writer.flush()
         stored = await self._storage.room_history(room.id, limit, before_id)
-        return [message_record(m, room_name=room.name) | {"history": True} for m in stored]
+        return [Message.of(m, room=room.name, history=True) for m in stored]

@@ -8,8 +8,9 @@ the audit log.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
+from chatd.domain import events
 from chatd.domain.names import format_duration
 from chatd.domain.permissions import Action, authorize
 from chatd.domain.room import Mode, Role, Room
@@ -95,7 +96,7 @@ class Moderation:
             room, target, "ban", name, reason, prepare=impose, missing_ok=True,
             authorize=lambda: _authorize(Action.BAN, room, actor, target))
         if removed is None:  # a pre-emptive ban of a non-member
-            self._emit(room, "ban", target, name, reason=reason)
+            self._emit(room, target, events.Banned(room.name, target.name, name, reason))
             await self._audit.record("ban", name, target.name, room, reason)
         await self._notifier.notify(
             target, "banned", _sentence(f"you are banned from #{room.name}{_for(duration)}",
@@ -132,7 +133,8 @@ class Moderation:
                                 now + duration if duration else None)
         await self._storage.put_sanction("mute", record)
         room.mutes[target.id] = record
-        self._emit(room, "mute", target, actor, until=record.until, reason=reason)
+        self._emit(room, target,
+                   events.Muted(room.name, target.name, actor, record.until, reason))
         await self._audit.record("mute", actor, target.name, room,
                                  reason or _for(duration).strip())
         await self._notifier.notify(target, "muted",
@@ -167,7 +169,8 @@ class Moderation:
 
     async def _lifted(self, kind: str, room: Room, target: User, actor: str | None) -> None:
         event = f"un{kind}"
-        self._emit(room, event, target, actor or SERVER)
+        lifted = events.Unbanned if kind == "ban" else events.Unmuted
+        self._emit(room, target, lifted(room.name, target.name, actor or SERVER))
         await self._audit.record(event, actor, target.name, room,
                                  "" if actor else "expired")
         await self._notifier.notify(target, f"un{_DONE[kind]}",
@@ -195,7 +198,8 @@ class Moderation:
             now = self._clock.time()
             await self._storage.set_roles(room.id, [(target.id, after.value)], now)
             room.set_roles([(target.id, after)], now)
-        self._emit(room, action.value, target, actor.name, role=after.value)
+        change = events.Promoted if action is Action.PROMOTE else events.Demoted
+        self._emit(room, target, change(room.name, target.name, actor.name, after.value))
         await self._audit.record(action.value, actor.name, target.name, room)
         await self._notifier.notify(target, f"{action.value}d",
                                     f"{actor.name} made you {_A[after]} of #{room.name}.",
@@ -220,8 +224,8 @@ class Moderation:
             changes = [(owner.user_id, Role.ADMIN), (target.id, Role.OWNER)]
             await self._storage.set_roles(room.id, [(uid, r.value) for uid, r in changes], now)
             room.set_roles(changes, now)
-        self._emit(room, "owner", target, actor.name, role=Role.OWNER.value,
-                   previous=owner.name)
+        self._emit(room, target, events.OwnerChanged(room.name, target.name, actor.name,
+                                                     Role.OWNER.value, owner.name))
         await self._audit.record("transfer", actor.name, target.name, room,
                                  f"from {owner.name}")
         await self._notifier.notify(target, "promoted",
@@ -241,20 +245,14 @@ class Moderation:
             authorize(Action.MODE, room, actor)
             await self._storage.set_room_mode(room.id, mode.value)
             room.mode = mode
-        self._emit(room, "mode", None, actor.name, mode=mode.value)
+        self._emit(room, None, events.ModeChanged(room.name, actor.name, mode.value))
         await self._audit.record("mode", actor.name, None, room, mode.value)
 
-    def _emit(self, room: Room, event: str, target: User | None, actor: str,
-              **fields: Any) -> None:
+    def _emit(self, room: Room, target: User | None, event: events.Event) -> None:
         """Tell the room (and a target who is not a member) what happened."""
-        record: dict[str, Any] = {"type": "event", "event": event, "room": room.name,
-                                  "actor": actor}
-        if target is not None:
-            record["user"] = target.name
-        record |= {k: v for k, v in fields.items() if v not in (None, "")}
-        self._bus.to_room(room, record)
+        self._bus.to_room(room, event)
         if target is not None and not room.is_member(target.id):
-            self._bus.to_user(target, record, room_id=room.id)
+            self._bus.to_user(target, event, room_id=room.id)
 
 
 def _wrong_role(action: Action, room: Room, target: User, role: Role,

@@ -4,19 +4,14 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
+from chatd.domain.events import Notified
+
 if TYPE_CHECKING:
     from chatd.domain.accounts import User
     from chatd.domain.clock import Clock
     from chatd.domain.ports import Bus
     from storage.api import Storage
     from storage.records import NotificationRecord
-
-
-def notification_record(note: NotificationRecord) -> dict[str, Any]:
-    """The wire form of a stored notification (a ``notice`` with its details)."""
-    return {"type": "notice", "text": note.payload.get("text", note.kind),
-            "notification": {"id": note.id, "kind": note.kind, "ts_epoch": note.created_at,
-                             **{k: v for k, v in note.payload.items() if k != "text"}}}
 
 
 class Notifier:
@@ -31,7 +26,7 @@ class Notifier:
         note = await self._storage.add_notification(user.id, kind, {"text": text, **payload},
                                                     self._clock.time())
         if user.online:
-            self._bus.to_user(user, notification_record(note))
+            self._bus.to_user(user, Notified(note))
 
     async def pending(self, user: User) -> list[NotificationRecord]:
         return await self._storage.list_notifications(user.id)

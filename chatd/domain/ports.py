@@ -24,6 +24,7 @@ if TYPE_CHECKING:
     from contextlib import AbstractAsyncContextManager
 
     from chatd.domain.accounts import User
+    from chatd.domain.events import Event
     from chatd.domain.room import Room
 
 
@@ -54,8 +55,11 @@ class Endpoint(Protocol):
     def left_room(self, room: Room) -> None:
         """``room`` is no longer this connection's to use (left, terminated)."""
 
-    def send(self, record: Mapping[str, Any], label: str | None = None) -> None:
-        """Show ``record`` on this connection only, labelled ``label`` if given."""
+    def send(self, record: Mapping[str, Any] | Event, label: str | None = None) -> None:
+        """Show ``record`` on this connection only, labelled ``label`` if given.
+
+        What the domain itself tells (a message's labelled copy, a replay) is an
+        event; a front end's own replies and notices may be wire records."""
 
     def close(self, reason: str) -> None: ...
 
@@ -94,24 +98,28 @@ class Routes(Protocol):
 class Bus(Routes, Protocol):
     """How the domain tells connections what happened.
 
-    ``record`` is the wire record of what happened; ``room_id`` names the room
-    it belongs to (a front end shows a room's events differently to the
-    members for whom it is the current room). ``skip`` is the connection that
+    ``event`` is what happened (:mod:`chatd.domain.events`; each front end
+    renders it its own way); ``room_id`` names the room it belongs to (a front
+    end shows a room's events differently to the members for whom it is the
+    current room). ``skip`` is the connection that
     is told otherwise (the sender, who gets a labelled acknowledgement).
     """
 
-    def to_room(self, room: Room, record: Mapping[str, Any],
-                skip: Endpoint | None = None) -> None: ...
+    def to_room(self, room: Room, event: Event, skip: Endpoint | None = None,
+                label: str | None = None) -> None:
+        """Tell ``room``'s connections; with ``label``, ``skip`` is shown the event as
+        its reply labelled ``label`` (the sender's acknowledgement of its message)."""
 
-    def to_user(self, user: User, record: Mapping[str, Any], skip: Endpoint | None = None,
+    def to_user(self, user: User, event: Event, skip: Endpoint | None = None,
                 room_id: int | None = None) -> None: ...
 
-    def to_users(self, users: Iterable[User], record: Mapping[str, Any],
+    def to_users(self, users: Iterable[User], event: Event,
                  skip: Endpoint | None = None, room_id: int | None = None) -> None:
-        """:meth:`to_user` for each of ``users``, the record rendered once for them all."""
+        """:meth:`to_user` for each of ``users``, the event rendered once for them all."""
 
     def to_endpoints(self, endpoints: Iterable[Endpoint], record: Mapping[str, Any]) -> None:
-        """Deliver ``record`` to each of ``endpoints`` (a server-wide notice)."""
+        """Deliver ``record`` to each of ``endpoints`` (a server-wide notice of a front
+        end, not an event of the domain)."""
 
     def end_turn(self) -> None:
         """The connections' output of this turn of the loop is being flushed."""

@@ -11,6 +11,7 @@ from __future__ import annotations
 import logging
 from typing import TYPE_CHECKING, Any, Protocol
 
+from chatd.domain import events
 from chatd.errors import ChatError, Code
 
 if TYPE_CHECKING:
@@ -174,7 +175,7 @@ class Presence:
                                      reason="account deleted", missing_ok=True)
         for session in list(self._rooms.connections(user)):
             if session is not keep:
-                session.send({"type": "notice", "text": "your account was deleted."})
+                session.send(events.AccountDeleted(user.name))
                 session.close("account deleted")
             self.logout(session)
         await self._accounts.delete(user)

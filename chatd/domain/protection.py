@@ -28,6 +28,7 @@ import logging
 from collections.abc import Coroutine, Hashable
 from typing import TYPE_CHECKING, Any, Final, Protocol
 
+from chatd.domain import events
 from chatd.domain.limits import FloodDetector, Kind, LimitStore, MemoryLimitStore, SlidingWindow
 from chatd.domain.names import name_key
 from chatd.errors import ChatError, Code
@@ -59,7 +60,7 @@ class Client(Protocol):
     def id(self) -> int: ...
     @property
     def user(self) -> User | None: ...
-    def send(self, record: dict[str, Any]) -> None: ...
+    def send(self, event: events.Event, /) -> None: ...
     def close(self, reason: str) -> None: ...
 
 
@@ -175,8 +176,7 @@ class Protection:
         if limits.flood_action == "mute" and room is not None:
             self._spawn(self._moderation.mute_for_flood(room, user, limits.flood_mute))
             return
-        session.send({"type": "error", "code": Code.RATE_LIMITED.value,
-                      "message": "sustained flooding: you are disconnected."})
+        session.send(events.FloodDisconnected(user.name))
         session.close("flood")
         self._spawn(self._audit.record("flood-disconnect", None, user.name,
                                                 room, "flooding"))

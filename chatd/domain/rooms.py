@@ -13,7 +13,7 @@ import logging
 from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING, Any
 
-from chatd.domain import names
+from chatd.domain import events, names
 from chatd.domain.permissions import Action, authorize
 from chatd.domain.room import Departure, Member, Mode, Role, Room
 from chatd.errors import ChatError, Code, Remedy, Step
@@ -31,6 +31,10 @@ if TYPE_CHECKING:
     from storage.records import AssociationRecord
 
 log = logging.getLogger(__name__)
+
+# The event of each way out of a room (Rooms.remove).
+_DEPARTURES: dict[str, type[events.Left | events.Kicked | events.Banned]] = {
+    "leave": events.Left, "kick": events.Kicked, "ban": events.Banned}
 
 
 class Rooms:
@@ -179,7 +183,7 @@ class Rooms:
                                                     self._clock.time())
             member = Member.from_record(record, user.name)
             self._add_member(room, member)
-        self._emit(room, {"event": "join", "user": user.name}, skip=actor)
+        self._bus.to_room(room, events.Joined(room.name, user.name), skip=actor)
         await self._audit.record("join", actor=user.name, room=room)
         return member
 
@@ -210,8 +214,8 @@ class Rooms:
                 raise ChatError(Code.NOT_IN_ROOM, f"{user.name} is not in #{room.name}.")
             departure = room.plan_departure(user.id)
             await self._persist_departure(room, departure)
-            self._emit(room, {"event": event, "user": user.name, "actor": actor_name,
-                              "reason": reason}, skip=skip)
+            self._bus.to_room(room, _DEPARTURES[event](room.name, user.name, actor_name,
+                                                       reason), skip=skip)
             self._apply_departure(room, departure)
         await self._audit.record(event, actor=actor_name, target=user.name, room=room,
                                  reason=reason)
@@ -242,7 +246,7 @@ class Rooms:
             self._ensure_live(room)
             await self._storage.set_room_topic(room.id, topic)
             room.topic = topic
-        self._emit(room, {"event": "topic", "actor": user.name, "topic": topic})
+        self._bus.to_room(room, events.TopicChanged(room.name, user.name, topic))
 
     async def update_settings(self, user: User, room: Room, action: Action,
                               change: Callable[[dict[str, Any]], dict[str, Any]]
@@ -309,9 +313,10 @@ class Rooms:
             user = self._accounts.get(user_id)
             if user is None:
                 continue
-            event = "owner" if role is Role.OWNER else "promote"
-            self._emit(room, {"event": event, "user": user.name, "actor": None,
-                              "role": role.value})
+            change = (events.OwnerChanged if role is Role.OWNER else events.Promoted)(
+                room.name, user.name, None, role.value)
+            event = change.kind
+            self._bus.to_room(room, change)
             await self._audit.record(event, None, user.name, room, "succession")
             await self._notifier.notify(user, "promoted",
                                         f"you are now the {role.value} of #{room.name}.",
@@ -322,16 +327,10 @@ class Rooms:
         evicted = self._accounts.get(departure.evicted) if departure.evicted else None
         if evicted is None:
             return
-        self._bus.to_user(evicted, {"type": "event", "event": "terminated", "room": room.name,
-                                    "user": evicted.name}, room_id=room.id)
+        self._bus.to_user(evicted, events.Terminated(room.name, evicted.name), room_id=room.id)
         await self._notifier.notify(evicted, "terminated",
                                     f"#{room.name} was terminated: you were its last member.",
                                     room=room.name, room_id=room.id)
-
-    def _emit(self, room: Room, fields: dict[str, Any], skip: Endpoint | None = None) -> None:
-        record = {"type": "event", "room": room.name, **fields}
-        self._bus.to_room(room, {k: v for k, v in record.items() if v not in (None, "")},
-                          skip=skip)
 
 
 def _valid_room_name(raw: str) -> str:

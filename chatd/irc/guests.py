@@ -21,8 +21,9 @@ import asyncio
 import itertools
 import logging
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, Final
+from typing import TYPE_CHECKING, Final
 
+from chatd.domain import events
 from chatd.domain.accounts import User
 from chatd.domain.names import name_key
 from chatd.domain.permissions import Action, authorize
@@ -31,7 +32,6 @@ from chatd.errors import ChatError, Code
 from chatd.irc import numerics as n
 from chatd.irc.numerics import IrcError
 from chatd.irc.render import channel
-from chatd.protocol.codec import iso_ts
 from storage.records import UserRecord
 
 if TYPE_CHECKING:
@@ -124,8 +124,7 @@ class Guests:
             room.members[user.id] = Member(user.id, user.name, Role.MEMBER, now, now,
                                            next(self._seq))
             services.bus.connect(room, (session,))
-        services.bus.to_room(room, {"type": "event", "event": "join", "room": room.name,
-                                    "user": user.name}, skip=session)
+        services.bus.to_room(room, events.Joined(room.name, user.name), skip=session)
         await services.audit.record("join", actor=user.name, room=room)
 
     def _check_join(self, session: IrcSession, room: Room) -> None:
@@ -174,7 +173,7 @@ class Guests:
             room, target, "ban", actor.name, missing_ok=True,
             authorize=lambda: authorize(Action.BAN, room, actor, target))
         if removed is None:
-            self._emit(room, "ban", target.name, actor.name)
+            self._services.bus.to_room(room, events.Banned(room.name, target.name, actor.name))
             await self._services.audit.record("ban", actor.name, target.name, room)
 
     async def unban(self, actor: User, room: Room, nick: str) -> bool:
@@ -183,13 +182,9 @@ class Guests:
         ban = self._bans.get(room.id, {}).pop(name_key(nick), None)
         if ban is None:
             return False
-        self._emit(room, "unban", ban.nick, actor.name)
+        self._services.bus.to_room(room, events.Unbanned(room.name, ban.nick, actor.name))
         await self._services.audit.record("unban", actor.name, ban.nick, room)
         return True
-
-    def _emit(self, room: Room, event: str, user: str, actor: str) -> None:
-        self._services.bus.to_room(room, {"type": "event", "event": event,
-                                          "room": room.name, "actor": actor, "user": user})
 
     # -- direct messages ----------------------------------------------------------
 
@@ -198,10 +193,9 @@ class Guests:
         user = session.user
         assert user is not None
         self._services.protection.charge_message(session, None)
-        record: dict[str, Any] = {"type": "message", "to": target.name, "from": user.name,
-                                  "text": text, "ts": iso_ts(self._services.clock.time())}
-        self._services.bus.to_user(target, record, skip=session)
-        session.send(record, label)
+        message = events.Message(user.name, text, self._services.clock.time(), to=target.name)
+        self._services.bus.to_user(target, message, skip=session)
+        session.send(message, label)
 
     # -- the end of a guest ----------------------------------------------------------
 

@@ -1,12 +1,14 @@
-"""Domain records as IRC lines.
+"""Domain events as IRC lines.
 
-The domain delivers the records of the wire contract (``message``,
-``event``, ``notice``, ``error``); this module says what each looks like to
-an IRC client. Rendering depends on the recipient only through its *tag
-mode* (whether it asked for ``server-time`` and ``message-tags``), except
-for notices, which are addressed to the recipient's nick: so one room
-message is formatted once per tag mode for all IRC recipients (see
-:func:`cache_key`), as :meth:`chatd.protocol.session.Session.deliver` does per style.
+The domain delivers events (``chatd.domain.events``); this module says what
+each looks like to an IRC client, by its type: a message is PRIVMSG, a join
+JOIN, a ban MODE +b, and what IRC has no command for a channel NOTICE.
+Rendering depends on the recipient only through its *tag mode* (whether it
+asked for ``server-time`` and ``message-tags``), except for notices and
+errors, which are records addressed to the recipient's nick (:meth:`IrcRenderer.personal`):
+so one room message is formatted once per tag mode for all IRC recipients
+(see :func:`cache_key`), as :meth:`chatd.protocol.session.Session.deliver`
+does per style.
 
 Every user appears as ``name!name@<server name>``: chatd has no ident or
 host to show, and hiding addresses is the point.
@@ -17,9 +19,11 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping
 from typing import Any, Final
 
+from chatd.domain import events as ev
 from chatd.domain.moderation import CONSOLE, SERVER
 from chatd.irc.codec import MAX_BODY, add_tags, format_line, split_text
 from chatd.protocol.codec import iso_ts
+from chatd.protocol.records import record_of
 from chatd.protocol.render import EVENT_TEXT
 
 Record = Mapping[str, Any]
@@ -42,7 +46,8 @@ def channel(room: str) -> str:
 
 
 class IrcRenderer:
-    """Formats records for IRC; one per listener (it knows the server's name)."""
+    """Formats events (and the personal records of notices) for IRC; one per listener
+    (it knows the server's name)."""
 
     def __init__(self, server_name: Callable[[], str], now: Callable[[], float],
                  is_member: MemberCheck) -> None:
@@ -66,27 +71,26 @@ class IrcRenderer:
 
     # -- shared renderings (cached per tag mode) ------------------------------
 
-    def shared(self, record: Record, key: int) -> bytes | None:
-        """The bytes of ``record`` for tag mode ``key``; None when they depend on the
-        recipient (then :meth:`personal` renders them)."""
-        kind = record["type"]
-        if kind == "message":
-            return _encode(self.message(record, key))
-        if kind == "event":
-            return _encode(self.event(record, key))
-        if kind == "notice":
+    def shared(self, event: ev.Event, key: int) -> bytes | None:
+        """The bytes of ``event`` for tag mode ``key``; None when they depend on the
+        recipient (a notification: then :meth:`personal` renders its record)."""
+        if isinstance(event, ev.Message):
+            return _encode(self.message(event, key))
+        if isinstance(event, ev.Notified):
             return None
-        return b""
+        render = _EVENTS.get(type(event), IrcRenderer._as_notice)
+        tags = self._tags(key, None, None)
+        return _encode([add_tags(line, tags) for line in render(self, event, key)])
 
-    def message(self, record: Record, key: int) -> list[str]:
+    def message(self, msg: ev.Message, key: int) -> list[str]:
         """A room or direct message as PRIVMSG lines (long or multi-line text is split)."""
-        target = record["to"] if "to" in record else channel(record["room"])
-        source = self.mask(record["from"])
-        tags = self._tags(key, record.get("ts"), record.get("id"))
+        target = msg.to if msg.to is not None else channel(msg.room or "")
+        source = self.mask(msg.sender)
+        tags = self._tags(key, iso_ts(msg.ts), msg.id)
         overhead = len(f":{source} PRIVMSG {target} :".encode()) + 2
         lines = []
-        for text in _body(record).split("\n"):
-            if record.get("action"):
+        for text in _body(msg).split("\n"):
+            if msg.msg_kind == "action":
                 pieces = [f"\x01ACTION {p}\x01" for p in split_text(text, MAX_BODY - overhead - 9)]
             else:
                 pieces = split_text(text, MAX_BODY - overhead)
@@ -94,78 +98,71 @@ class IrcRenderer:
                       for piece in pieces]
         return lines
 
-    def event(self, record: Record, key: int) -> list[str]:
-        """A room event as the IRC command that says the same (or a channel NOTICE)."""
-        render = _EVENTS.get(record["event"], IrcRenderer._as_notice)
-        tags = self._tags(key, None, None)
-        return [add_tags(line, tags) for line in render(self, record, key)]
-
     # -- event renderings -----------------------------------------------------
 
-    def _join(self, record: Record, key: int) -> list[str]:
-        return [format_line("JOIN", channel(record["room"]), source=self.mask(record["user"]),
-                            trailing=False)]
+    def _join(self, e: ev.Joined, key: int) -> list[str]:
+        return [format_line("JOIN", channel(e.room), source=self.mask(e.user), trailing=False)]
 
-    def _leave(self, record: Record, key: int) -> list[str]:
-        params = [channel(record["room"])]
-        if record.get("reason"):
-            params.append(record["reason"])
-        return [format_line("PART", *params, source=self.mask(record["user"]),
+    def _leave(self, e: ev.Left, key: int) -> list[str]:
+        params = [channel(e.room)]
+        if e.reason:
+            params.append(e.reason)
+        return [format_line("PART", *params, source=self.mask(e.user),
                             trailing=len(params) > 1)]
 
-    def _kick(self, record: Record, key: int) -> list[str]:
-        reason = record.get("reason") or record.get("actor") or ""
-        return [format_line("KICK", channel(record["room"]), record["user"], reason,
-                            source=self.source(record.get("actor")))]
+    def _kick(self, e: ev.Kicked | ev.Banned, key: int) -> list[str]:
+        reason = e.reason or e.actor or ""
+        return [format_line("KICK", channel(e.room), e.user, reason,
+                            source=self.source(e.actor))]
 
-    def _ban(self, record: Record, key: int) -> list[str]:
-        lines = self._mode(record, "+b", f"{record['user']}!*@*")
+    def _ban(self, e: ev.Banned, key: int) -> list[str]:
+        lines = self._mode(e.room, e.actor, "+b", f"{e.user}!*@*")
         # The ban event also tells the room a member is gone (chatd sends one event).
-        if self._is_member(record["room"], record["user"]):
-            lines += self._kick(record, key)
+        if self._is_member(e.room, e.user):
+            lines += self._kick(e, key)
         return lines
 
-    def _mode(self, record: Record, change: str, argument: str | None = None) -> list[str]:
-        params = [channel(record["room"]), change]
+    def _mode(self, room: str, actor: str | None, change: str,
+              argument: str | None = None) -> list[str]:
+        params = [channel(room), change]
         if argument is not None:
             params.append(argument)
-        return [format_line("MODE", *params, source=self.source(record.get("actor")),
-                            trailing=False)]
+        return [format_line("MODE", *params, source=self.source(actor), trailing=False)]
 
-    def _unban(self, record: Record, key: int) -> list[str]:
-        return self._mode(record, "-b", f"{record['user']}!*@*")
+    def _unban(self, e: ev.Unbanned, key: int) -> list[str]:
+        return self._mode(e.room, e.actor, "-b", f"{e.user}!*@*")
 
-    def _promote(self, record: Record, key: int) -> list[str]:
-        return self._mode(record, "+o", record["user"])
+    def _promote(self, e: ev.Promoted, key: int) -> list[str]:
+        return self._mode(e.room, e.actor, "+o", e.user)
 
-    def _demote(self, record: Record, key: int) -> list[str]:
-        return self._mode(record, "-o", record["user"])
+    def _demote(self, e: ev.Demoted, key: int) -> list[str]:
+        return self._mode(e.room, e.actor, "-o", e.user)
 
-    def _owner(self, record: Record, key: int) -> list[str]:
-        return self._mode(record, "+q", record["user"])
+    def _owner(self, e: ev.OwnerChanged, key: int) -> list[str]:
+        return self._mode(e.room, e.actor, "+q", e.user)
 
-    def _room_mode(self, record: Record, key: int) -> list[str]:
-        return self._mode(record, MODE_CHANGE.get(record.get("mode", ""), "+"))
+    def _room_mode(self, e: ev.ModeChanged, key: int) -> list[str]:
+        return self._mode(e.room, e.actor, MODE_CHANGE.get(e.mode, "+"))
 
-    def _topic(self, record: Record, key: int) -> list[str]:
-        return [format_line("TOPIC", channel(record["room"]), record.get("topic", ""),
-                            source=self.source(record.get("actor")))]
+    def _topic(self, e: ev.TopicChanged, key: int) -> list[str]:
+        return [format_line("TOPIC", channel(e.room), e.topic, source=self.source(e.actor))]
 
-    def _terminated(self, record: Record, key: int) -> list[str]:
-        room = channel(record["room"])
-        return [format_line("PART", room, f"{room} was terminated",
-                            source=self.mask(record["user"]))]
+    def _terminated(self, e: ev.Terminated, key: int) -> list[str]:
+        room = channel(e.room)
+        return [format_line("PART", room, f"{room} was terminated", source=self.mask(e.user))]
 
-    def _typing(self, record: Record, key: int) -> list[str]:
+    def _typing(self, e: ev.Typing, key: int) -> list[str]:
         if not (-1 - key) & 2:
             return []  # a client-only tag: only for clients that take message tags
-        line = format_line("TAGMSG", channel(record["room"]), source=self.mask(record["user"]),
-                           trailing=False)
+        line = format_line("TAGMSG", channel(e.room), source=self.mask(e.user), trailing=False)
         return [f"@+typing=active {line}"]
 
-    def _as_notice(self, record: Record, key: int) -> list[str]:
+    def _as_notice(self, e: ev.Event, key: int) -> list[str]:
+        # IRC has no command for the rest (mute, invite, request, e2e): the line
+        # protocol's sentence, as a channel NOTICE from the server.
+        record = record_of(e)
         fields = {k: v for k, v in record.items() if isinstance(v, str)}
-        template = EVENT_TEXT.get(record["event"], "{event} {user} {room}")
+        template = EVENT_TEXT.get(e.kind, "{event} {user} {room}")
         text = template.format_map({**fields, "room": channel(record["room"]),
                                     "user": record.get("user", ""),
                                     "actor": record.get("actor", "")})
@@ -206,30 +203,29 @@ class IrcRenderer:
         return tags
 
 
-EventRenderer = Callable[[IrcRenderer, Record, int], list[str]]
-_EVENTS: Final[dict[str, EventRenderer]] = {
-    "join": IrcRenderer._join,
-    "leave": IrcRenderer._leave,
-    "kick": IrcRenderer._kick,
-    "ban": IrcRenderer._ban,
-    "unban": IrcRenderer._unban,
-    "promote": IrcRenderer._promote,
-    "demote": IrcRenderer._demote,
-    "owner": IrcRenderer._owner,
-    "mode": IrcRenderer._room_mode,
-    "topic": IrcRenderer._topic,
-    "terminated": IrcRenderer._terminated,
-    "typing": IrcRenderer._typing,
+EventRenderer = Callable[[IrcRenderer, Any, int], list[str]]
+_EVENTS: Final[dict[type[ev.Event], EventRenderer]] = {
+    ev.Joined: IrcRenderer._join,
+    ev.Left: IrcRenderer._leave,
+    ev.Kicked: IrcRenderer._kick,
+    ev.Banned: IrcRenderer._ban,
+    ev.Unbanned: IrcRenderer._unban,
+    ev.Promoted: IrcRenderer._promote,
+    ev.Demoted: IrcRenderer._demote,
+    ev.OwnerChanged: IrcRenderer._owner,
+    ev.ModeChanged: IrcRenderer._room_mode,
+    ev.TopicChanged: IrcRenderer._topic,
+    ev.Terminated: IrcRenderer._terminated,
+    ev.Typing: IrcRenderer._typing,
 }
 
 
-def _body(record: Record) -> str:
+def _body(msg: ev.Message) -> str:
     """The text of a message, with a file preview or sticker on the lines after it."""
-    if record.get("e2e"):
+    if msg.msg_kind == "e2e":
         return ENCRYPTED
-    text = str(record.get("text", ""))
-    extra = record.get("sticker_art") or (record.get("file") or {}).get("preview")
-    return f"{text}\n{extra}" if extra else text
+    extra = msg.extra.get("sticker_art") or (msg.extra.get("file") or {}).get("preview")
+    return f"{msg.text}\n{extra}" if extra else msg.text
 
 
 def _encode(lines: list[str]) -> bytes:

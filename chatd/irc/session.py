@@ -22,9 +22,12 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any, Protocol
 
+from chatd.domain import events
+from chatd.domain.events import Event
 from chatd.domain.names import name_key
 from chatd.irc.render import cache_key
 from chatd.irc.views import join_lines
+from chatd.protocol.records import record_for, record_of
 from chatd.protocol.session import Session
 
 if TYPE_CHECKING:
@@ -56,7 +59,7 @@ class Replies(Protocol):
     lines: list[str]
 
 # Events that take the named user out of the room's channel.
-_DEPARTURES = frozenset({"leave", "kick", "ban", "terminated"})
+_DEPARTURES = (events.Left, events.Kicked, events.Banned, events.Terminated)
 # The label chatd's messaging is given so the sender's copy comes through send():
 # IRC decides there whether to echo it (echo-message) and how to label it.
 ECHO = ""
@@ -118,29 +121,31 @@ class IrcSession(Session):
             return
         if self.coalesced:
             self._summarise_coalesced()
-        record, irc = item.record, self.irc
+        event, irc = item.event, self.irc
         room_id = item.room_id
-        if room_id is not None and room_id not in irc.joined and self._announce_for(record,
+        if room_id is not None and room_id not in irc.joined and self._announce_for(event,
                                                                                    room_id):
             return
         data = item.cache.get(irc.key)
         if data is None:
             renderer = irc.listener.renderer
-            shared = renderer.shared(record, irc.key)
+            shared = None if event is None else renderer.shared(event, irc.key)
             if shared is None:
-                data = renderer.personal(record, irc.nick)
+                data = renderer.personal(record_for(item), irc.nick)
             else:
                 data = item.cache[irc.key] = shared
         self._queue(data)
-        if room_id is not None and record.get("event") in _DEPARTURES and self._is_me(record):
+        if room_id is not None and isinstance(event, _DEPARTURES) and self._is_me(event.user):
             irc.joined.discard(room_id)
 
-    def send(self, record: Mapping[str, Any], label: str | None = None) -> None:
+    def reply(self, item: Outgoing, label: str) -> None:
+        self.send(item.event if item.event is not None else record_for(item), label)
+
+    def send(self, record: Mapping[str, Any] | Event, label: str | None = None) -> None:
         """A record for this connection only: the sender's copy of its own message,
         a replayed direct message, or a notice or error of the server."""
         renderer = self.irc.listener.renderer
-        kind = record["type"]
-        if kind == "message":
+        if isinstance(record, events.Message):
             if label is not None and "echo-message" not in self.irc.caps:
                 return  # IRC clients show their own messages unless they ask for echoes
             lines = renderer.message(record, self.irc.key)
@@ -149,7 +154,10 @@ class IrcSession(Session):
                 context.lines.extend(lines)
                 return
             self._queue("".join(f"{line}\r\n" for line in lines).encode())
-        elif kind in ("notice", "error") and "version" not in record:
+            return
+        if isinstance(record, Event):
+            record = record_of(record)
+        if record["type"] in ("notice", "error") and "version" not in record:
             # (The line protocol's banner has a "version": IRC has its welcome instead.)
             self._queue(renderer.personal(record, self.irc.nick))
 
@@ -159,18 +167,18 @@ class IrcSession(Session):
     def nick(self) -> str:
         return self.irc.nick
 
-    def _is_me(self, record: Mapping[str, Any]) -> bool:
-        return name_key(str(record.get("user", ""))) == name_key(self.irc.nick)
+    def _is_me(self, name: str) -> bool:
+        return name_key(name) == name_key(self.irc.nick)
 
-    def _announce_for(self, record: Mapping[str, Any], room_id: int) -> bool:
+    def _announce_for(self, event: Event | None, room_id: int) -> bool:
         """Show the client the channel of ``room_id`` if it is in that room and was not
-        shown it yet; True when that announcement stands for ``record`` itself."""
+        shown it yet; True when that announcement stands for ``event`` itself."""
         user = self.user
         room = self.irc.listener.services.rooms.get(room_id)
         if user is None or room is None or not room.is_member(user.id):
             return False
         self.announce(room)
-        return record.get("event") == "join" and self._is_me(record)
+        return isinstance(event, events.Joined) and self._is_me(event.user)
 
     def announce(self, room: Room) -> None:
         """Tell the client it is in ``room``'s channel: JOIN, topic and names."""

@@ -12,9 +12,13 @@ import re
 import zlib
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from chatd.protocol.codec import encode_json
+from chatd.protocol.records import record_for
+
+if TYPE_CHECKING:
+    from chatd.delivery.outgoing import Outgoing
 
 Record = Mapping[str, Any]
 
@@ -73,10 +77,10 @@ def style_key(style: Style, current_room: bool) -> int:
 
 # A room feed's lanes render through these (chatd.delivery.feed knows no styles):
 # one function per cache key, shared by every connection of that style.
-_RENDERERS: dict[int, Callable[[Record], bytes]] = {}
+_RENDERERS: dict[int, Callable[[Outgoing], bytes]] = {}
 
 
-def lane_renderer(style: Style, current_room: bool) -> Callable[[Record], bytes]:
+def lane_renderer(style: Style, current_room: bool) -> Callable[[Outgoing], bytes]:
     """``render`` for ``style`` and a room that is (or not) the current room, as a
     one-argument function (the same object for the same cache key)."""
     key = style_key(style, current_room)
@@ -84,8 +88,8 @@ def lane_renderer(style: Style, current_room: bool) -> Callable[[Record], bytes]
     if function is None:
         current = current_room or style.fmt == "json"
 
-        def function(record: Record) -> bytes:
-            return render(record, style, current)
+        def function(item: Outgoing) -> bytes:
+            return render(record_for(item), style, current)
 
         _RENDERERS[key] = function
     return function

@@ -14,6 +14,8 @@ from enum import Enum
 from typing import TYPE_CHECKING, Any, Protocol
 
 from chatd.delivery.outgoing import PRESENCE, Outgoing
+from chatd.domain.events import Event
+from chatd.protocol.records import record_for, record_of
 from chatd.protocol.render import Style, lane_renderer, render, style_key
 
 if TYPE_CHECKING:
@@ -144,7 +146,8 @@ class Session:
             self._summarise_coalesced()
         data = item.cache.get(key)
         if data is None:
-            data = item.cache[key] = render(item.record, self.style, key == self._key_current)
+            data = item.cache[key] = render(record_for(item), self.style,
+                                            key == self._key_current)
         if data:
             self.out.write(data)
 
@@ -195,8 +198,14 @@ class Session:
         if self._room is room:
             self.current_room = None
 
-    def send(self, record: Mapping[str, Any], label: str | None = None) -> None:
-        """Render and queue one record meant for this connection only."""
+    def reply(self, item: Outgoing, label: str) -> None:
+        """Show a delivered item as part of the reply labelled ``label``."""
+        self.send(record_for(item), label)
+
+    def send(self, record: Mapping[str, Any] | Event, label: str | None = None) -> None:
+        """Render and queue one record (or event) meant for this connection only."""
+        if isinstance(record, Event):
+            record = record_of(record)
         room = self.current_room
         current = room is not None and record.get("room") == room.name
         data = render(record, self.style, current, label)

@@ -6,6 +6,7 @@ import pytest
 
 from chatd.delivery.feed import Outbox
 from chatd.delivery.outgoing import Outgoing
+from chatd.domain import events
 from chatd.domain.room import Mode
 from chatd.irc.guests import MAX_GUEST_ROOMS
 from chatd.irc.session import IrcSession
@@ -59,12 +60,11 @@ async def test_under_pressure_joins_are_coalesced_and_messages_kept(server: Chat
     session = IrcSession(out, "127.0.0.1:1", 0.0, server.irc.front)
     session.irc.nick = "bob"
     for user in ("a", "b"):
-        session.deliver(Outgoing({"type": "event", "event": "join", "room": "r", "user": user}))
-    session.deliver(Outgoing({"type": "event", "event": "typing", "room": "r", "user": "a"}))
+        session.deliver(Outgoing(events.Joined("r", user)))
+    session.deliver(Outgoing(events.Typing("r", "a")))
     assert out.data == b""
     out.congested = False
-    session.deliver(Outgoing({"type": "message", "to": "bob", "from": "a", "text": "hi",
-                              "id": 1, "ts": "x"}))
+    session.deliver(Outgoing(events.Message("a", "hi", 0.0, 1, to="bob")))
     assert out.data.decode().split("\r\n")[:2] == [
         ":chatd.local NOTICE bob :2 join/leave events skipped while your connection was "
         "behind; /who shows who is in a room.",

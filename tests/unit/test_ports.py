@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from chatd.content import files
 from chatd.delivery.bus import LocalBus
+from chatd.delivery.outgoing import Outgoing
 from chatd.domain.ports import Bus
 from chatd.protocol import render
 from chatd.protocol.session import Session
@@ -34,4 +35,5 @@ def test_a_lane_renderer_is_shared_by_its_style() -> None:
     # JSON shows no current room: one renderer for both.
     assert render.lane_renderer(json, False) is render.lane_renderer(json, True)
     record = {"type": "notice", "text": "hi"}
-    assert render.lane_renderer(style, False)(record) == render.render(record, style, False)
+    item = Outgoing.of_record(record)
+    assert render.lane_renderer(style, False)(item) == render.render(record, style, False)

@@ -6,6 +6,7 @@ from __future__ import annotations
 from chatd.delivery.bus import LocalBus
 from chatd.delivery.feed import Outbox
 from chatd.delivery.outgoing import Outgoing
+from chatd.domain import events
 from chatd.domain.accounts import User
 from chatd.domain.room import Room
 from chatd.protocol.session import Session
@@ -60,8 +61,7 @@ def test_a_disconnected_endpoint_loses_its_tap_on_the_room_s_feed() -> None:
     bus, room = LocalBus(), Room(RoomRecord(1, "general", "open", "", 0.0))
     bob = session(user(2, "bob"))
     bus.connect(room, (bob,))
-    bus.to_room(room, {"type": "message", "room": "general", "from": "a", "text": "hi",
-                       "id": 1, "ts": "2026-01-01T00:00:00.000Z"})
+    bus.to_room(room, events.Message("a", "hi", 0.0, 1, room="general"))
     feed = bus.feed_of(room)
     assert feed is not None and feed.taps == 1 and bob.out.feed is feed
     bus.disconnect(room, (bob,))
@@ -89,6 +89,6 @@ def test_to_users_makes_one_item_for_every_recipient() -> None:
     to_alice, to_bob = Recording(alice), Recording(bob)
     bus.add_user(alice, to_alice)
     bus.add_user(bob, to_bob)
-    bus.to_users((alice, bob), {"type": "notice", "text": "hi"}, skip=None)
+    bus.to_users((alice, bob), events.JoinRequested("general", "carol"), skip=None)
     [item] = to_alice.items
     assert to_bob.items == [item] and item.room_id is None

@@ -1,0 +1,242 @@
+"""What happened, in the domain's words: the events it hands the bus.
+
+Events are the domain's vocabulary. A room message, a join, a ban or a
+notification is one of these frozen values, and the domain never knows how it
+is shown: each front end renders them its own way (the line protocol builds
+its wire record in ``chatd.protocol.records``, once per message, and renders
+that per output style; IRC turns them into IRC lines). A bus shared by several
+nodes would carry these values, not any front end's bytes.
+
+Each class names its kind in ``kind``, the ``event`` of its wire record. Names
+are account names as the domain knows them; an ``actor`` of None is the server
+acting on its own (succession, expiry).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any, ClassVar
+
+if TYPE_CHECKING:
+    from storage.records import MessageRecord, NotificationRecord
+
+
+class Event:
+    """Something the domain tells connections about. Subclasses are frozen and slotted."""
+
+    __slots__ = ()
+
+    kind: ClassVar[str]
+
+
+@dataclass(frozen=True, slots=True)
+class Message(Event):
+    """A message posted to ``room`` or sent directly ``to`` a user.
+
+    ``msg_kind`` is ``text`` (plain), ``action`` (``/me``), ``e2e``, ``file``
+    or ``sticker``; ``extra`` holds that kind's fields. ``id`` is None for a
+    message that is never stored (to an IRC guest). ``history`` and
+    ``offline`` mark a message shown again (history, a replay at login).
+    """
+
+    kind: ClassVar[str] = "message"
+
+    sender: str
+    text: str
+    ts: float
+    id: int | None = None
+    room: str | None = None
+    to: str | None = None
+    msg_kind: str = "text"
+    extra: dict[str, Any] = field(default_factory=dict)
+    history: bool = False
+    offline: bool = False
+
+    @classmethod
+    def of(cls, msg: MessageRecord, room: str | None = None, to: str | None = None,
+           history: bool = False, offline: bool = False) -> Message:
+        """The event of a stored or new message."""
+        return cls(msg.sender_name, msg.text, msg.ts, msg.id, room, to, msg.kind, msg.extra,
+                   history, offline)
+
+
+@dataclass(frozen=True, slots=True)
+class Joined(Event):
+    kind: ClassVar[str] = "join"
+    room: str
+    user: str
+
+
+@dataclass(frozen=True, slots=True)
+class Left(Event):
+    """``user`` left ``room`` of their own accord (``actor`` is the user)."""
+
+    kind: ClassVar[str] = "leave"
+    room: str
+    user: str
+    actor: str | None
+    reason: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class Kicked(Event):
+    kind: ClassVar[str] = "kick"
+    room: str
+    user: str
+    actor: str | None
+    reason: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class Banned(Event):
+    """``user`` is banned from ``room``, taken out of it if a member."""
+
+    kind: ClassVar[str] = "ban"
+    room: str
+    user: str
+    actor: str | None
+    reason: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class Unbanned(Event):
+    kind: ClassVar[str] = "unban"
+    room: str
+    user: str
+    actor: str
+
+
+@dataclass(frozen=True, slots=True)
+class Muted(Event):
+    kind: ClassVar[str] = "mute"
+    room: str
+    user: str
+    actor: str
+    until: float | None = None
+    reason: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class Unmuted(Event):
+    kind: ClassVar[str] = "unmute"
+    room: str
+    user: str
+    actor: str
+
+
+@dataclass(frozen=True, slots=True)
+class Promoted(Event):
+    """``user`` is an admin (``role``) of ``room`` now; by succession when ``actor`` is None."""
+
+    kind: ClassVar[str] = "promote"
+    room: str
+    user: str
+    actor: str | None
+    role: str
+
+
+@dataclass(frozen=True, slots=True)
+class Demoted(Event):
+    kind: ClassVar[str] = "demote"
+    room: str
+    user: str
+    actor: str
+    role: str
+
+
+@dataclass(frozen=True, slots=True)
+class OwnerChanged(Event):
+    """``user`` owns ``room`` now: by succession (no ``actor``) or by transfer from
+    ``previous``."""
+
+    kind: ClassVar[str] = "owner"
+    room: str
+    user: str
+    actor: str | None
+    role: str
+    previous: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class TopicChanged(Event):
+    kind: ClassVar[str] = "topic"
+    room: str
+    actor: str
+    topic: str
+
+
+@dataclass(frozen=True, slots=True)
+class ModeChanged(Event):
+    kind: ClassVar[str] = "mode"
+    room: str
+    actor: str
+    mode: str
+
+
+@dataclass(frozen=True, slots=True)
+class E2eChanged(Event):
+    """``room`` is end-to-end only (``on``) or not any more."""
+
+    kind: ClassVar[str] = "e2e"
+    room: str
+    actor: str
+    on: bool
+
+
+@dataclass(frozen=True, slots=True)
+class Invited(Event):
+    kind: ClassVar[str] = "invite"
+    room: str
+    user: str
+    actor: str
+
+
+@dataclass(frozen=True, slots=True)
+class JoinRequested(Event):
+    """``user`` asks to join ``room`` (told to its admins)."""
+
+    kind: ClassVar[str] = "request"
+    room: str
+    user: str
+
+
+@dataclass(frozen=True, slots=True)
+class Terminated(Event):
+    """``room`` ended when ``user``, its last member, went."""
+
+    kind: ClassVar[str] = "terminated"
+    room: str
+    user: str
+
+
+@dataclass(frozen=True, slots=True)
+class Typing(Event):
+    """``user`` is typing in ``room`` (never stored; shed first under pressure)."""
+
+    kind: ClassVar[str] = "typing"
+    room: str
+    user: str
+
+
+@dataclass(frozen=True, slots=True)
+class AccountDeleted(Event):
+    """Told to each connection of ``user`` as the deletion closes it."""
+
+    kind: ClassVar[str] = "account-deleted"
+    user: str
+
+
+@dataclass(frozen=True, slots=True)
+class FloodDisconnected(Event):
+    """Told to a connection that flood control closes (the ``rate-limited`` error)."""
+
+    kind: ClassVar[str] = "flood-disconnect"
+    user: str
+
+
+@dataclass(frozen=True, slots=True)
+class Notified(Event):
+    """A stored notification, pushed to its user's connections."""
+
+    kind: ClassVar[str] = "notification"
+    note: NotificationRecord
