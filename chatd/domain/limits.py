@@ -10,8 +10,9 @@ asyncio, no I/O.
 
 from __future__ import annotations
 
+import itertools
 import math
-from collections import OrderedDict, deque
+from collections import deque
 from collections.abc import Hashable
 from enum import Enum
 from typing import TYPE_CHECKING, Final, Protocol
@@ -234,6 +235,10 @@ class Kind(Enum):
     LOGIN_NAME = "login-name"        # failed logins per account name
     CRYPTO_SPAWN = "crypto-spawn"    # chatd-crypt process starts, for this daemon (a window)
 
+    # A member is its only equal, so its identity hashes it: cheaper than
+    # Enum's hash of the name, paid at every charge (the store is keyed by kind).
+    __hash__ = object.__hash__
+
 
 class LimitStore(Protocol):
     """Where token buckets live, keyed by kind and key.
@@ -264,21 +269,27 @@ class LimitStore(Protocol):
         ...
 
 
-# Buckets one kind keeps at most in memory; the least recently charged go first.
-# Bounds what a client spraying names or addresses can make the daemon hold.
+# Buckets one kind keeps at most in memory. Bounds what a client spraying
+# names or addresses can make the daemon hold: past it, the kind's refilled
+# buckets are dropped (they hold nothing), then, if that is not enough, the
+# oldest made, down to a tenth below the bound, so the scan is paid at most
+# once per tenth of the bound of new keys, never on a charge of a known key.
 MAX_KEYS: Final = 100_000
 
 
 class MemoryLimitStore:
-    """A :class:`LimitStore` in this process's memory, bounded per kind."""
+    """A :class:`LimitStore` in this process's memory, bounded per kind.
+
+    A charge of a key it holds is a plain dict lookup and the bucket's own
+    take: no reordering, no allocation.
+    """
 
     __slots__ = ("_buckets", "_clock", "_max_keys")
 
     def __init__(self, clock: Clock, max_keys: int = MAX_KEYS) -> None:
         self._clock = clock
         self._max_keys = max_keys
-        self._buckets: dict[Kind, OrderedDict[Hashable, TokenBucket]] = {
-            kind: OrderedDict() for kind in Kind}
+        self._buckets: dict[Kind, dict[Hashable, TokenBucket]] = {kind: {} for kind in Kind}
 
     def take(self, kind: Kind, key: Hashable, rate: float, burst: float,
              cost: float = 1.0) -> float:
@@ -287,12 +298,23 @@ class MemoryLimitStore:
         if bucket is None:
             bucket = buckets[key] = TokenBucket(rate, burst, self._clock)
             if len(buckets) > self._max_keys:
-                buckets.popitem(last=False)
-        else:
-            buckets.move_to_end(key)
-            if bucket.rate != rate or bucket.burst != burst:
-                bucket.reconfigure(rate, burst)
+                # Charged first: the new bucket is not among the refilled ones.
+                wait = bucket.try_take(cost)
+                self._bound(buckets)
+                return wait
+        elif bucket._rate != rate or bucket._burst != burst:  # its fields: same module
+            bucket.reconfigure(rate, burst)
         return bucket.try_take(cost)
+
+    def _bound(self, buckets: dict[Hashable, TokenBucket]) -> None:
+        """Bring one kind's buckets back under the bound (see ``MAX_KEYS``)."""
+        for key in [k for k, b in buckets.items() if b.full]:
+            del buckets[key]
+        if len(buckets) > self._max_keys:
+            keep = self._max_keys - self._max_keys // 10
+            # Oldest made first: a dict keeps the order of insertion.
+            for key in list(itertools.islice(buckets, len(buckets) - keep)):
+                del buckets[key]
 
     def wait(self, kind: Kind, key: Hashable, rate: float, burst: float,
              cost: float = 1.0) -> float:

@@ -43,6 +43,7 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
+MESSAGE: Final = Kind.MESSAGE
 ROOM_RATE = "message_rate"
 ROOM_BURST = "message_burst"
 # Typing indicators a connection may send at once before typing_rate applies.
@@ -69,7 +70,7 @@ class Protection:
 
     def __init__(self, config: Config, clock: Clock, moderation: Moderation,
                  audit: AuditLog, store: LimitStore | None = None) -> None:
-        # Read at every charge: a reload only has to replace it.
+        # A reload only has to replace it (the setter takes the message rate from it).
         self.config = config
         self._clock = clock
         self._moderation = moderation
@@ -80,6 +81,19 @@ class Protection:
         self._floods: dict[int, FloodDetector] = {}
         self._spawns = SlidingWindow(1.0, clock)
         self._tasks: set[asyncio.Task[None]] = set()
+
+    @property
+    def config(self) -> Config:
+        """The configuration in force; setting it applies its rates from the next charge."""
+        return self._config
+
+    @config.setter
+    def config(self, config: Config) -> None:
+        self._config = config
+        # Every message is charged: its rate and burst are read here, once per
+        # configuration, rather than looked up at each charge.
+        self._message_rate = config.limits.message_rate
+        self._message_burst = config.limits.message_burst
 
     # -- the declared kinds --------------------------------------------------------
 
@@ -140,7 +154,7 @@ class Protection:
         user = session.user
         assert user is not None
         if room is None or ROOM_RATE not in room.settings:
-            wait = self.charge(Kind.MESSAGE, user.id)
+            wait = self._store.take(MESSAGE, user.id, self._message_rate, self._message_burst)
         else:
             wait = self._store.take(Kind.ROOM_MESSAGE, (room.id, user.id),
                                     room.settings[ROOM_RATE], room.settings[ROOM_BURST])

@@ -461,3 +461,27 @@ def test_store_never_grants_more_than_burst_plus_refill(
         elif store.take(Kind.MESSAGE, "u", rate, burst) == 0.0:
             taken += 1
         assert taken <= burst + rate * elapsed + 1e-6
+
+
+def test_store_over_its_bound_drops_refilled_buckets_first() -> None:
+    clock = ManualClock()
+    store = MemoryLimitStore(clock, max_keys=3)
+    store.take(Kind.LOGIN_NAME, "old-but-empty", 1, 1)
+    store.take(Kind.LOGIN_NAME, "refilled", 1, 1, cost=0)
+    store.take(Kind.LOGIN_NAME, "b", 1, 1)
+    store.take(Kind.LOGIN_NAME, "c", 1, 1)  # over the bound: the refilled one goes
+    assert len(store) == 3
+    assert store.wait(Kind.LOGIN_NAME, "old-but-empty", 1, 1) == 1.0
+
+
+def test_store_over_its_bound_drops_a_tenth_at_once() -> None:
+    store = MemoryLimitStore(ManualClock(), max_keys=20)
+    for key in range(21):
+        store.take(Kind.LOGIN_ADDRESS, key, 1, 1)
+    # Nothing refilled: the oldest made go, down to a tenth below the bound,
+    # so the next new keys do not scan again.
+    assert len(store) == 18
+    assert store.wait(Kind.LOGIN_ADDRESS, 0, 1, 1) == 0.0  # forgotten: full again
+    assert store.wait(Kind.LOGIN_ADDRESS, 3, 1, 1) == 1.0
+    store.take(Kind.LOGIN_ADDRESS, 21, 1, 1)
+    assert len(store) == 19
