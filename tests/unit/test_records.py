@@ -138,3 +138,16 @@ def test_every_kind_of_event_has_a_row() -> None:
 def test_each_record_is_new_so_a_caller_may_extend_it() -> None:
     event = ev.Joined("r", "bob")
     assert record_of(event) is not record_of(event)
+
+
+@pytest.mark.parametrize("options", [{"room": "r"}, {"to": "bob", "offline": True},
+                                     {"room": "r", "history": True}])
+def test_a_message_event_made_of_a_record_is_the_one_its_constructor_makes(
+        options: dict[str, Any]) -> None:
+    msg = _msg("file", {"file": {"id": 4}})
+    event = ev.Message.of(msg, **options)
+    assert type(event) is ev.Message
+    assert event == ev.Message(msg.sender_name, msg.text, msg.ts, msg.id, msg_kind=msg.kind,
+                               extra=msg.extra, **options)
+    with pytest.raises(AttributeError):
+        event.text = "changed"  # type: ignore[misc]
