@@ -36,6 +36,8 @@ from chatd.ops.backups import (
 from storage.api import StorageError
 
 if TYPE_CHECKING:
+    from chatd.domain.accounts import User
+    from chatd.domain.room import Room
     from chatd.ops.admin import Admin
     from chatd.protocol.services import Services
 
@@ -287,10 +289,16 @@ async def _rooms(ctl: ControlServer, req: dict[str, Any]) -> Any:
             for r in rooms.listed_for(None) + rooms.private_rooms()]
 
 
+def _user_in(ctl: ControlServer, req: dict[str, Any]) -> tuple[User, Room]:
+    """The account and the room a moderation request names (``user``, ``room``)."""
+    services = ctl.services
+    return services.accounts.require(req["user"]), services.rooms.require(req["room"])
+
+
 @handler("kick")
 async def _kick(ctl: ControlServer, req: dict[str, Any]) -> Any:
     services = ctl.services
-    user, room = services.accounts.require(req["user"]), services.rooms.require(req["room"])
+    user, room = _user_in(ctl, req)
     await services.moderation.kick(None, room, user, req.get("reason", ""))
     return {"user": user.name, "room": room.name}
 
@@ -298,7 +306,7 @@ async def _kick(ctl: ControlServer, req: dict[str, Any]) -> Any:
 @handler("ban")
 async def _ban(ctl: ControlServer, req: dict[str, Any]) -> Any:
     services = ctl.services
-    user, room = services.accounts.require(req["user"]), services.rooms.require(req["room"])
+    user, room = _user_in(ctl, req)
     duration = parse_duration(req["duration"]) if req.get("duration") else None
     record = await services.moderation.ban(None, room, user, duration, req.get("reason", ""))
     return {"user": user.name, "room": room.name, "until": record.until}
@@ -307,7 +315,7 @@ async def _ban(ctl: ControlServer, req: dict[str, Any]) -> Any:
 @handler("mute")
 async def _mute(ctl: ControlServer, req: dict[str, Any]) -> Any:
     services = ctl.services
-    user, room = services.accounts.require(req["user"]), services.rooms.require(req["room"])
+    user, room = _user_in(ctl, req)
     duration = parse_duration(req["duration"]) if req.get("duration") else None
     record = await services.moderation.mute(None, room, user, duration)
     return {"user": user.name, "room": room.name, "until": record.until}
@@ -316,7 +324,7 @@ async def _mute(ctl: ControlServer, req: dict[str, Any]) -> Any:
 @handler("unban")
 async def _unban(ctl: ControlServer, req: dict[str, Any]) -> Any:
     services = ctl.services
-    user, room = services.accounts.require(req["user"]), services.rooms.require(req["room"])
+    user, room = _user_in(ctl, req)
     await services.moderation.unban(None, room, user)
     return {"user": user.name, "room": room.name}
 
@@ -324,7 +332,7 @@ async def _unban(ctl: ControlServer, req: dict[str, Any]) -> Any:
 @handler("unmute")
 async def _unmute(ctl: ControlServer, req: dict[str, Any]) -> Any:
     services = ctl.services
-    user, room = services.accounts.require(req["user"]), services.rooms.require(req["room"])
+    user, room = _user_in(ctl, req)
     await services.moderation.unmute(None, room, user)
     return {"user": user.name, "room": room.name}
 
