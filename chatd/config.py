@@ -87,6 +87,9 @@ class RoomsConfig:
     history_default: int = 20
     history_max: int = 200
     invitation_ttl: Seconds = Seconds(7 * 86400)
+    # Who may create rooms: "accounts" only, or "everyone", IRC guests included
+    # (a guest then owns the rooms it creates for as long as they live).
+    creation: Literal["accounts", "everyone"] = "accounts"
 
 
 @dataclass(frozen=True, slots=True)
@@ -268,7 +271,7 @@ RELOAD_POLICY: Final[dict[str, ReloadPolicy]] = {
     **_each("control", "restart", "enabled", "path"),
     **_each("accounts", "applied", "registration", "bcrypt_cost", "guests"),
     **_each("rooms", "applied", "page_size", "history_default", "history_max",
-            "invitation_ttl"),
+            "invitation_ttl", "creation"),
     **_each("limits", "applied", "message_rate", "message_burst", "command_rate",
             "command_burst", "room_message_rate_max", "room_message_burst_max",
             "flood_threshold", "flood_window", "flood_action", "flood_mute",

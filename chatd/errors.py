@@ -51,6 +51,9 @@ class Code(StrEnum):
     E2E_REQUIRED = "e2e-required"
     NO_KEY = "no-key"
     BLOCKED = "blocked"
+    BAD_ROOM_KEY = "bad-room-key"
+    ROOM_FULL = "room-full"
+    MODERATED = "moderated"
 
 
 class Step(StrEnum):
@@ -64,6 +67,7 @@ class Step(StrEnum):
     REMOVE_FILES = "remove-files"  # delete files to make room
     LIST_BLOCKS = "list-blocks"  # see whom one blocks
     REVOKE_TOKEN = "revoke-token"  # revoke the token of that name first
+    JOIN_WITH_KEY = "join-with-key"  # join again, giving the room's key
 
 
 @dataclass(frozen=True, slots=True)

@@ -1,5 +1,5 @@
 """Moderation: invite, requests, accept, decline, kick, ban, unban, mute, unmute,
-promote, demote, transfer, mode, audit.
+promote, demote, voice, devoice, transfer, mode, audit.
 
 The declared ``role`` gives an early, clear refusal; the domain checks the
 full rules (target's role, owner protection) again when the action runs.
@@ -12,16 +12,19 @@ from collections.abc import Sequence
 from typing import Any, Protocol
 
 from chatd.domain.accounts import User
+from chatd.domain.modes import LETTERS, ModeChange, Takes, format_changes, parse_mode_string
 from chatd.domain.names import format_duration
 from chatd.domain.permissions import Action, authorize
 from chatd.domain.room import Mode, Role, Room
 from chatd.errors import ChatError, Code
 from chatd.protocol.context import Context
-from chatd.protocol.params import Choice, Duration, Int, RoomRef, Text, UserRef
+from chatd.protocol.params import Duration, Int, RoomRef, Text, UserRef
+from chatd.protocol.records import describe_changes
 from chatd.protocol.registry import command
 from chatd.protocol.results import Ok, ok
 
 GROUP = "moderation"
+MODES = tuple(m.value for m in Mode)
 ADMIN, OWNER = Role.ADMIN, Role.OWNER
 
 
@@ -131,6 +134,22 @@ async def demote(ctx: Context, user: User, room: Room) -> Ok:
               role="member")
 
 
+@command("voice", _target(), _room(), role=ADMIN, group=GROUP)
+async def voice(ctx: Context, user: User, room: Room) -> Ok:
+    """Let a member speak while the room is moderated (+m)."""
+    await ctx.services.moderation.voice(ctx.user, room, user)
+    return ok(f"{user.name} has voice in #{room.name}.", room=room.name, user=user.name,
+              role="voice")
+
+
+@command("devoice", _target(), _room(), role=ADMIN, group=GROUP)
+async def devoice(ctx: Context, user: User, room: Room) -> Ok:
+    """Take a member's voice: silent again while the room is moderated."""
+    await ctx.services.moderation.devoice(ctx.user, room, user)
+    return ok(f"{user.name} no longer has voice in #{room.name}.", room=room.name,
+              user=user.name, role="member")
+
+
 @command("transfer", _target(), _room(), role=OWNER, group=GROUP)
 async def transfer(ctx: Context, user: User, room: Room) -> Ok:
     """Hand ownership to a member; the owner until now stays on as an admin."""
@@ -139,12 +158,113 @@ async def transfer(ctx: Context, user: User, room: Room) -> Ok:
               room=room.name, user=user.name, role="owner", previous=previous)
 
 
-@command("mode", Choice("mode", choices=tuple(m.value for m in Mode)), _room(), role=OWNER,
-         group=GROUP)
-async def mode(ctx: Context, mode: str, room: Room) -> Ok:
+MODE_USAGE = "/mode [open|request|private|+-letters [arguments]] [room]"
+# Letters of /mode that take an argument: the key and the limit when set, a user for v.
+_TAKES = {"k": Takes.ON_SET, "l": Takes.ON_SET, "v": Takes.ALWAYS}
+# Letters that choose who may join, as on IRC: i private, R request.
+_JOIN_LETTERS = {"i": Mode.PRIVATE, "R": Mode.REQUEST}
+
+
+@command("mode", Text("args", optional=True, default=""), group=GROUP, usage=MODE_USAGE)
+async def mode(ctx: Context, args: str) -> Ok:
+    """Show a room's modes, or change them: who may join, or +/- k l m s n t i R v."""
+    words = args.split()
+    if words and words[0] in MODES:
+        return await _join_mode(ctx, Mode(words[0]), _mode_room(ctx, words[1:]))
+    if words and words[0][0] in "+-":
+        changes, left = parse_mode_string(words[0], words[1:], _TAKES)
+        return await _change_modes(ctx, changes, _mode_room(ctx, left))
+    return _show_modes(ctx, _mode_room(ctx, words))
+
+
+def _mode_room(ctx: Context, words: list[str]) -> Room:
+    """The room named by what is left of the line, or the current room."""
+    if len(words) > 1:
+        raise ChatError(Code.BAD_ARGUMENTS, f"too many arguments. Usage: {MODE_USAGE}")
+    if words:
+        return ctx.services.rooms.require(words[0])
+    room = ctx.session.current_room
+    if room is None:
+        raise ChatError(Code.NO_ROOM, "you have no current room: name one, or /join a room.")
+    return room
+
+
+async def _join_mode(ctx: Context, mode: Mode, room: Room) -> Ok:
     """Change who may join: open, request (admins accept) or private (invitation)."""
-    await ctx.services.moderation.set_mode(ctx.user, room, Mode(mode))
-    return ok(f"#{room.name} is now {mode}.", room=room.name, mode=mode)
+    await ctx.services.moderation.set_mode(ctx.user, room, mode)
+    return ok(f"#{room.name} is now {mode.value}.", room=room.name, mode=mode.value)
+
+
+async def _change_modes(ctx: Context, changes: list[ModeChange], room: Room) -> Ok:
+    """Apply a mode string: k l m s n t at once, then i and R, then each v."""
+    moderation, done = ctx.services.moderation, []
+    unknown = [c.signed for c in changes if c.letter not in LETTERS + "iRv"]
+    if unknown:
+        raise ChatError(Code.BAD_ARGUMENTS, f"unknown mode {unknown[0]}: the letters are "
+                        "k l m s n t (and i R v). Usage: " + MODE_USAGE)
+    done += await moderation.change_modes(ctx.user, room,
+                                          [c for c in changes if c.letter in LETTERS])
+    for change in changes:
+        if change.letter in _JOIN_LETTERS:
+            done += await _join_letter(ctx, room, change)
+        elif change.letter == "v":
+            done.append(await _voice_letter(ctx, room, change))
+    spec, arguments = format_changes(done)
+    text = f"#{room.name}: " + (describe_changes(done) if done else "nothing changed") + "."
+    return ok(text, room=room.name, changes=spec, arguments=arguments,
+              **_modes_fields(ctx, room))
+
+
+async def _join_letter(ctx: Context, room: Room, change: ModeChange) -> list[ModeChange]:
+    wanted = _JOIN_LETTERS[change.letter]
+    new = wanted if change.on else Mode.OPEN if room.mode is wanted else room.mode
+    if new is room.mode:
+        return []
+    await ctx.services.moderation.set_mode(ctx.user, room, new)
+    return [change]
+
+
+async def _voice_letter(ctx: Context, room: Room, change: ModeChange) -> ModeChange:
+    if change.argument is None:
+        raise ChatError(Code.BAD_ARGUMENTS, f"{change.signed} needs a user: "
+                        f"/mode {change.signed} <user> [room].")
+    target = ctx.services.accounts.find(change.argument)
+    if target is None:
+        raise ChatError(Code.NO_SUCH_USER, f'there is no user "{change.argument}".')
+    moderation = ctx.services.moderation
+    await (moderation.voice if change.on else moderation.devoice)(ctx.user, room, target)
+    return ModeChange(change.on, "v", target.name)
+
+
+def _show_modes(ctx: Context, room: Room) -> Ok:
+    if not ctx.services.rooms.can_see(ctx.user, room):
+        ctx.services.admission.refuse_banned(ctx.user, room)
+        raise ChatError(Code.NOT_PERMITTED, f"#{room.name} is hidden; only members see it.")
+    fields = _modes_fields(ctx, room)
+    said = [room.mode.value, *(_SHOWN[letter] for letter in room.modes.letters())]
+    if "key" in fields:
+        said[said.index(_SHOWN["k"])] = f"the key is {fields['key']}"
+    if room.modes.limit is not None:
+        said[said.index(_SHOWN["l"])] = f"at most {room.modes.limit} members"
+    return ok(f"#{room.name}: " + ", ".join(said) + ".", room=room.name, **fields)
+
+
+# How /mode shows each letter in force.
+_SHOWN = {"n": "only members send", "t": "only admins set the topic",
+          "k": "a key is needed to join", "l": "a member limit", "m": "moderated",
+          "s": "secret"}
+
+
+def _modes_fields(ctx: Context, room: Room) -> dict[str, Any]:
+    """The room's modes as ``ok`` fields; the key only for members and server admins."""
+    modes = room.modes
+    fields: dict[str, Any] = {"mode": room.mode.value, "modes": "+" + modes.letters(),
+                              "limit": modes.limit, "moderated": modes.moderated,
+                              "secret": modes.secret, "no_external": modes.no_external,
+                              "topic_lock": modes.topic_lock}
+    if modes.key is not None and (room.is_member(ctx.user.id) or ctx.user.is_admin):
+        fields["key"] = modes.key
+    return fields
 
 
 AUDIT_USAGE = "/audit [room] [n]"

@@ -52,15 +52,15 @@ def rooms(ctx: Context, page: int) -> Ok:
     return ok(message, rooms=shown, page=page, pages=pages, total=len(listed))
 
 
-@command("join", RoomRef("room"), group=GROUP)
-async def join(ctx: Context, room: Room) -> Ok:
-    """Join a room by name or id (request and private rooms have their own rules)."""
+@command("join", RoomRef("room"), Word("key", optional=True), group=GROUP)
+async def join(ctx: Context, room: Room, key: str | None) -> Ok:
+    """Join a room by name or id, with its key if it has one (+k)."""
     services, user = ctx.services, ctx.user
     if room.is_member(user.id):
         ctx.session.current_room = room
         return ok(f"You are already in #{room.name}; plain lines now go there.",
                   **services.rooms.summary(room), room=room.name, already=True)
-    outcome = await services.admission.admit(user, room, ctx.session)
+    outcome = await services.admission.admit(user, room, ctx.session, key)
     if outcome == "requested":
         return ok(f"#{room.name} admits by request: your request is filed; "
                   "you will be notified of the answer.", room=room.name, id=room.id,

@@ -264,6 +264,42 @@ CREATE TABLE user_blocks (
 CREATE INDEX user_blocks_blocked ON user_blocks (blocked_id);
 """
 
+# A room's modes beyond who may join (a key, a member limit, moderated,
+# secret, no external messages, topic lock), and the voice role, which the
+# members table's CHECK did not allow: SQLite cannot change a CHECK, so the
+# table is rebuilt with its rows, and its AUTOINCREMENT counter carried over so
+# that a join order (seq) is never handed out twice.
+ROOM_MODES = """
+ALTER TABLE rooms ADD COLUMN key TEXT;
+ALTER TABLE rooms ADD COLUMN member_limit INTEGER CHECK (member_limit IS NULL OR member_limit > 0);
+ALTER TABLE rooms ADD COLUMN moderated INTEGER NOT NULL DEFAULT 0 CHECK (moderated IN (0, 1));
+ALTER TABLE rooms ADD COLUMN secret INTEGER NOT NULL DEFAULT 0 CHECK (secret IN (0, 1));
+ALTER TABLE rooms ADD COLUMN no_external INTEGER NOT NULL DEFAULT 1
+    CHECK (no_external IN (0, 1));
+ALTER TABLE rooms ADD COLUMN topic_lock INTEGER NOT NULL DEFAULT 1 CHECK (topic_lock IN (0, 1));
+
+CREATE TABLE members_with_voice (
+    seq        INTEGER PRIMARY KEY AUTOINCREMENT,
+    room_id    INTEGER NOT NULL REFERENCES rooms (id) ON DELETE CASCADE,
+    user_id    INTEGER NOT NULL REFERENCES users (id) ON DELETE CASCADE,
+    role       TEXT    NOT NULL CHECK (role IN ('owner', 'admin', 'voice', 'member')),
+    joined_at  REAL    NOT NULL,
+    role_since REAL    NOT NULL,
+    UNIQUE (room_id, user_id)
+);
+INSERT INTO members_with_voice (seq, room_id, user_id, role, joined_at, role_since)
+    SELECT seq, room_id, user_id, role, joined_at, role_since FROM members;
+INSERT INTO sqlite_sequence (name, seq)
+    SELECT 'members_with_voice', seq FROM sqlite_sequence WHERE name = 'members'
+    AND NOT EXISTS (SELECT 1 FROM sqlite_sequence WHERE name = 'members_with_voice');
+UPDATE sqlite_sequence SET seq = max(seq, (SELECT seq FROM sqlite_sequence WHERE name = 'members'))
+    WHERE name = 'members_with_voice'
+    AND EXISTS (SELECT 1 FROM sqlite_sequence WHERE name = 'members');
+DROP TABLE members;
+ALTER TABLE members_with_voice RENAME TO members;
+CREATE INDEX members_user ON members (user_id);
+"""
+
 MIGRATIONS: tuple[Migration, ...] = (
     Migration(1, "foundation: users, rooms, members, messages, associations, notifications",
               FOUNDATION),
@@ -274,6 +310,8 @@ MIGRATIONS: tuple[Migration, ...] = (
     Migration(6, "no index of message senders (cheaper writes)", DROP_SENDER_INDEX),
     Migration(7, "plain room text stored in blocks of messages", MESSAGE_BLOCKS),
     Migration(8, "users who block another user's direct messages", USER_BLOCKS),
+    Migration(9, "room modes (key, limit, moderated, secret, n, t) and the voice role",
+              ROOM_MODES),
 )
 
 LATEST_VERSION: int = MIGRATIONS[-1].version

@@ -1,8 +1,8 @@
 """Plain records that cross the storage boundary.
 
 Times are UNIX epoch seconds (float). Persisted enum-like values are plain
-strings whose meaning never changes: roles are "owner", "admin", "member";
-room modes are "open", "request", "private".
+strings whose meaning never changes: roles are "owner", "admin", "voice",
+"member"; room modes are "open", "request", "private".
 """
 
 from __future__ import annotations
@@ -32,6 +32,14 @@ class RoomRecord:
     created_at: float
     terminated_at: float | None = None
     settings: JsonDict = field(default_factory=dict)
+    # The room's modes beyond who may join (chatd.domain.modes): a key to join,
+    # a member limit, moderated, secret, no external messages, topic lock.
+    key: str | None = None
+    member_limit: int | None = None
+    moderated: bool = False
+    secret: bool = False
+    no_external: bool = True
+    topic_lock: bool = True
 
 
 @dataclass(frozen=True, slots=True)

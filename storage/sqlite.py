@@ -52,7 +52,8 @@ _PRAGMAS = ("journal_mode", "foreign_keys", "synchronous", "busy_timeout")
 Params = Sequence[Any] | dict[str, Any]
 
 _USER = "id, name, password_hash, is_admin, created_at, settings"
-_ROOM = "id, name, mode, topic, created_at, terminated_at, settings"
+_ROOM = ("id, name, mode, topic, created_at, terminated_at, settings, key, member_limit, "
+         "moderated, secret, no_external, topic_lock")
 _NOTIFICATION = "id, user_id, kind, payload, created_at"
 
 _UPSERT_ASSOCIATION = """
@@ -179,6 +180,15 @@ class SqliteStorage(MessageQueries, ContentQueries, GovernanceQueries, UserBlock
             owner = await _insert_member(conn, room_id, owner_id, "owner", created_at)
         return RoomRecord(room_id, name, mode, "", created_at), owner
 
+    async def create_unowned_room(self, name: str, mode: str, created_at: float) -> RoomRecord:
+        """A room whose creator is not stored (an IRC guest): no member row."""
+        async with self._transaction() as conn:
+            cursor = await conn.execute(
+                "INSERT INTO rooms (name, mode, created_at) VALUES (?, ?, ?)",
+                (name, mode, created_at))
+            room_id = rowid(cursor)
+        return RoomRecord(room_id, name, mode, "", created_at)
+
     async def load_active_rooms(self) -> list[RoomRecord]:
         rows = await self._fetch(
             f"SELECT {_ROOM} FROM rooms WHERE terminated_at IS NULL ORDER BY id")
@@ -196,6 +206,14 @@ class SqliteStorage(MessageQueries, ContentQueries, GovernanceQueries, UserBlock
 
     async def set_room_mode(self, room_id: int, mode: str) -> None:
         await self._write("UPDATE rooms SET mode = ? WHERE id = ?", (mode, room_id))
+
+    async def set_room_modes(self, room_id: int, key: str | None, limit: int | None,
+                             moderated: bool, secret: bool, no_external: bool,
+                             topic_lock: bool) -> None:
+        await self._write(
+            "UPDATE rooms SET key = ?, member_limit = ?, moderated = ?, secret = ?, "
+            "no_external = ?, topic_lock = ? WHERE id = ?",
+            (key, limit, moderated, secret, no_external, topic_lock, room_id))
 
     async def set_room_settings(self, room_id: int, settings: JsonDict) -> None:
         await self._write("UPDATE rooms SET settings = ? WHERE id = ?",
@@ -439,7 +457,9 @@ def _user(row: sqlite3.Row) -> UserRecord:
 
 def _room(row: sqlite3.Row) -> RoomRecord:
     return RoomRecord(id=row[0], name=row[1], mode=row[2], topic=row[3], created_at=row[4],
-                      terminated_at=row[5], settings=loads_object(row[6]))
+                      terminated_at=row[5], settings=loads_object(row[6]), key=row[7],
+                      member_limit=row[8], moderated=bool(row[9]), secret=bool(row[10]),
+                      no_external=bool(row[11]), topic_lock=bool(row[12]))
 
 
 def _member(row: Iterable[Any]) -> MemberRecord:

@@ -150,9 +150,15 @@ def wire_services(config: Config, clock: Clock, storage: Storage, table: Command
     def admit(c: Config) -> None:
         admission.config = c
 
+    def allow_creation(c: Config) -> None:
+        rooms.creation = c.rooms.creation
+
+    allow_creation(config)
+
     reloads.register(Applies("services", per_use), *READ_PER_USE)
     reloads.register(accounts, "accounts.bcrypt_cost")
     reloads.register(Applies("admission", admit), "rooms.invitation_ttl")
+    reloads.register(Applies("rooms", allow_creation), "rooms.creation")
     reloads.register(Applies("protection", protect), *READ_BY_PROTECTION)
     reloads.register(Applies("files", lambda c: files.reconfigure(c.files)), "files")
     reloads.register(Applies("crypto", lambda c: crypto.reconfigure(c.crypto)), "crypto")

@@ -22,6 +22,7 @@ from typing import TYPE_CHECKING, Any, BinaryIO, Protocol
 
 from chatd.content import previews
 from chatd.content.blobs import CHUNK, files_dir
+from chatd.domain.messaging import refuse_unvoiced
 from chatd.domain.ports import Endpoint
 from chatd.domain.room import Role
 from chatd.errors import ChatError, Code, Remedy, Step
@@ -121,6 +122,7 @@ class Files:
                             remedy=Remedy(Step.JOIN, room.name))
         if room.muted(user.id, self._clock.time()):
             raise ChatError(Code.MUTED, f"you are muted in #{room.name}.")
+        refuse_unvoiced(room, user)
         if size > self.config.max_size:
             raise _too_large(self.config.max_size)
         await self._check_quota(user, size)

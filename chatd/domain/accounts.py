@@ -54,6 +54,12 @@ class User:
     def online(self) -> bool:
         return self.connections > 0
 
+    @property
+    def has_account(self) -> bool:
+        """False for a user that lives only in memory (an IRC guest, whose id is not
+        positive): nothing about them may be stored."""
+        return self.id > 0
+
     def __repr__(self) -> str:
         return f"<User {self.id} {self.name}>"
 

@@ -4,17 +4,21 @@
 - request rooms: ``/join`` files a request; an admin accepts or declines it;
 - private rooms: only with an invitation (single use, expiring), joined by id.
 A ban stops all three. An invitation also lets its holder into a request room.
+A room's key (``+k``) must be given to join it or to ask to, and its member
+limit (``+l``) refuses joins once reached; an invitation lets its holder past
+both, and an accepted request past the limit (admins decided it).
 """
 
 from __future__ import annotations
 
+import hmac
 from typing import TYPE_CHECKING
 
 from chatd.domain import events
 from chatd.domain.names import format_duration
 from chatd.domain.permissions import Action, authorize
 from chatd.domain.room import Mode, Room
-from chatd.errors import ChatError, Code
+from chatd.errors import ChatError, Code, Remedy, Step
 from storage.records import InvitationRecord, JoinRequestRecord
 
 if TYPE_CHECKING:
@@ -44,24 +48,30 @@ class Admission:
         self._transactions = transactions
         self.config = config
 
-    async def admit(self, user: User, room: Room, session: Endpoint | None = None) -> str:
+    async def admit(self, user: User, room: Room, session: Endpoint | None = None,
+                    key: str | None = None) -> str:
         """Let ``user`` into ``room`` by its rules: "joined" or "requested".
 
-        The rules are applied in the room's transaction, where a ban takes effect
-        too, so a ban and a join sent together never leave a banned member.
+        The rules are applied in the room's transaction, where a ban, a new key
+        or a member limit takes effect too, so a ban and a join sent together
+        never leave a banned member, and a room is never joined past its limit.
+        ``key`` is what the user gave for a room with a key (IRC's ``+k``).
         """
         async def decide() -> bool:
             if room.is_member(user.id):
                 raise ChatError(Code.ALREADY_IN_ROOM, f"you are already in #{room.name}.")
             self.refuse_banned(user, room)
-            if room.mode is Mode.OPEN or user.is_admin:
+            if user.is_admin or (room.mode is Mode.OPEN and keyed(room, key)
+                                 and not room.full):
                 return True
+            # An invitation lets its holder past the mode, the key and the limit.
             invitation = await self._storage.use_invitation(room.id, user.id)
             now = self._clock.time()
             if invitation is not None and invitation.expires_at > now:
                 return True
             if room.mode is Mode.PRIVATE:
                 raise ChatError(Code.NOT_PERMITTED, _uninvited(room, invitation, now))
+            refuse_gate(room, key, joining=room.mode is Mode.OPEN)
             await self._storage.put_join_request(JoinRequestRecord(room.id, user.id, now))
             return False
 
@@ -142,6 +152,25 @@ class Admission:
                 f" for {format_duration(ban.until - self._clock.time())} more")
         raise ChatError(Code.BANNED, f"{who} {verb} banned from #{room.name}{left}.",
                         until=ban.until)
+
+
+def keyed(room: Room, key: str | None) -> bool:
+    """``key`` opens ``room``: it has no key, or this is it."""
+    wanted = room.modes.key
+    return wanted is None or (key is not None and hmac.compare_digest(key.encode(),
+                                                                       wanted.encode()))
+
+
+def refuse_gate(room: Room, key: str | None, joining: bool = True) -> None:
+    """Raise ``bad-room-key`` unless ``key`` opens ``room``, and, for a join now
+    (not a request to join later), ``room-full`` when its member limit is reached."""
+    if not keyed(room, key):
+        said = "a wrong key" if key else "no key"
+        raise ChatError(Code.BAD_ROOM_KEY, f"#{room.name} needs a key to join, and you gave "
+                        f"{said}.", remedy=Remedy(Step.JOIN_WITH_KEY, room.name))
+    if joining and room.full:
+        raise ChatError(Code.ROOM_FULL, f"#{room.name} is full: it takes at most "
+                        f"{room.modes.limit} members.", limit=room.modes.limit)
 
 
 def _uninvited(room: Room, invitation: InvitationRecord | None, now: float) -> str:

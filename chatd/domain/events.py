@@ -18,6 +18,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, ClassVar
 
 if TYPE_CHECKING:
+    from chatd.domain.modes import ModeChange, RoomModes
     from storage.records import MessageRecord, NotificationRecord
 
 
@@ -191,6 +192,39 @@ class ModeChanged(Event):
     room: str
     actor: str
     mode: str
+
+
+@dataclass(frozen=True, slots=True)
+class ModesChanged(Event):
+    """``actor`` changed ``room``'s modes beyond who may join (``changes``, in order,
+    each with its argument: ``+k`` with the key, ``+l`` with the limit); ``modes``
+    is the state they leave. Told to members only, who may know the key."""
+
+    kind: ClassVar[str] = "modes"
+    room: str
+    actor: str
+    changes: tuple[ModeChange, ...]
+    modes: RoomModes
+
+
+@dataclass(frozen=True, slots=True)
+class Voiced(Event):
+    """``user`` has voice in ``room`` now: they speak while it is moderated."""
+
+    kind: ClassVar[str] = "voice"
+    room: str
+    user: str
+    actor: str
+    role: str
+
+
+@dataclass(frozen=True, slots=True)
+class Devoiced(Event):
+    kind: ClassVar[str] = "devoice"
+    room: str
+    user: str
+    actor: str
+    role: str
 
 
 @dataclass(frozen=True, slots=True)

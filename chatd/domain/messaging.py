@@ -63,10 +63,11 @@ class Messaging:
         user = session.user
         assert user is not None
         if user.id not in room.members:
-            raise ChatError(Code.NOT_IN_ROOM, f"you are not in #{room.name}.",
-                            remedy=Remedy(Step.JOIN, room.name))
-        if user.id in room.mutes:
+            self._refuse_outsider(room, user)
+        elif user.id in room.mutes:
             self._refuse_if_muted(room, user)
+        if room.modes.moderated:
+            refuse_unvoiced(room, user)
         if kind != "e2e" and room.settings.get("e2e"):
             raise ChatError(Code.E2E_REQUIRED, f"#{room.name} is end-to-end encrypted: send "
                             "from a client that encrypts (chatd-client).",
@@ -92,6 +93,16 @@ class Messaging:
         protocol refuses in words, IRC drops silently."""
         assert endpoint.user is not None
         self._bus.to_room(room, Typing(room.name, endpoint.user.name), skip=endpoint)
+
+    def _refuse_outsider(self, room: Room, user: User) -> None:
+        """A message from outside the room: refused unless the room takes external
+        messages (IRC's ``-n``) and does not ban the sender."""
+        if room.modes.no_external:
+            raise ChatError(Code.NOT_IN_ROOM, f"you are not in #{room.name}.",
+                            remedy=Remedy(Step.JOIN, room.name))
+        ban = room.banned(user.id, self._clock.time())
+        if ban is not None:
+            raise ChatError(Code.BANNED, f"you are banned from #{room.name}.", until=ban.until)
 
     def _refuse_if_muted(self, room: Room, user: User) -> None:
         now = self._clock.time()
@@ -152,3 +163,11 @@ class Messaging:
         await self._writer.flush()
         stored = await self._storage.room_history(room.id, limit, before_id)
         return [Message.of(m, room=room.name, history=True) for m in stored]
+
+
+def refuse_unvoiced(room: Room, user: User) -> None:
+    """Raise ``moderated`` if ``room`` is moderated and ``user`` may not speak in it:
+    only members with voice, room admins and server admins do."""
+    if room.modes.moderated and not (user.is_admin or room.may_speak(user.id)):
+        raise ChatError(Code.MODERATED, f"#{room.name} is moderated: only members with "
+                        "voice and its admins speak.")

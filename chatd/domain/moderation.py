@@ -1,4 +1,5 @@
-"""Moderation: kick, ban, unban, mute, unmute, promote, demote, transfer and room modes.
+"""Moderation: kick, ban, unban, mute, unmute, promote, demote, voice, devoice,
+transfer and room modes.
 
 Every action checks the actor's permission at the moment it runs (in the
 room's transaction when it changes membership or roles), then persists,
@@ -11,6 +12,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 from chatd.domain import events
+from chatd.domain.modes import ModeChange, apply_changes, format_changes
 from chatd.domain.names import format_duration
 from chatd.domain.permissions import Action, authorize
 from chatd.domain.room import Mode, Role, Room
@@ -18,6 +20,8 @@ from chatd.errors import ChatError, Code, Remedy, Step
 from storage.records import SanctionRecord
 
 if TYPE_CHECKING:
+    from collections.abc import Sequence
+
     from chatd.domain.accounts import Accounts, User
     from chatd.domain.audit import AuditLog
     from chatd.domain.clock import Clock
@@ -29,7 +33,19 @@ if TYPE_CHECKING:
 SANCTION_KINDS = ("ban", "mute")
 # The participle of each sanction kind: "banned", "unmuted" ...
 _DONE = {"ban": "banned", "mute": "muted"}
-_A = {Role.OWNER: "the owner", Role.ADMIN: "an admin", Role.MEMBER: "a member"}
+_A = {Role.OWNER: "the owner", Role.ADMIN: "an admin", Role.VOICE: "a voiced member",
+      Role.MEMBER: "a member"}
+# The event of each role change an actor makes.
+_ROLE_EVENTS: dict[Action, type[events.Promoted | events.Demoted | events.Voiced
+                               | events.Devoiced]] = {
+    Action.PROMOTE: events.Promoted, Action.DEMOTE: events.Demoted,
+    Action.VOICE: events.Voiced, Action.DEVOICE: events.Devoiced}
+# What the target is told of each.
+_TOLD = {Action.PROMOTE: "{actor} made you an admin of #{room}.",
+         Action.DEMOTE: "{actor} made you a member of #{room}.",
+         Action.VOICE: "{actor} gave you voice in #{room}: you may speak while it is "
+                       "moderated.",
+         Action.DEVOICE: "{actor} took your voice in #{room}."}
 # The actor named when no user acts: the control socket (an actor of None) and
 # the daemon itself (expiry, flood control).
 CONSOLE = "console"
@@ -180,30 +196,40 @@ class Moderation:
     # -- roles and modes -----------------------------------------------------
 
     async def promote(self, actor: User, room: Room, target: User) -> None:
-        await self._set_role(Action.PROMOTE, actor, room, target, Role.MEMBER, Role.ADMIN)
+        await self._set_role(Action.PROMOTE, actor, room, target, (Role.MEMBER, Role.VOICE),
+                             Role.ADMIN)
 
     async def demote(self, actor: User, room: Room, target: User) -> None:
-        await self._set_role(Action.DEMOTE, actor, room, target, Role.ADMIN, Role.MEMBER)
+        await self._set_role(Action.DEMOTE, actor, room, target, (Role.ADMIN,), Role.MEMBER)
+
+    async def voice(self, actor: User, room: Room, target: User) -> None:
+        """Let a member speak while the room is moderated (IRC's ``+v``)."""
+        await self._set_role(Action.VOICE, actor, room, target, (Role.MEMBER,), Role.VOICE)
+
+    async def devoice(self, actor: User, room: Room, target: User) -> None:
+        await self._set_role(Action.DEVOICE, actor, room, target, (Role.VOICE,), Role.MEMBER)
 
     async def _set_role(self, action: Action, actor: User, room: Room, target: User,
-                        before: Role, after: Role) -> None:
+                        before: tuple[Role, ...], after: Role) -> None:
         async with self._transactions.room(room):
             authorize(action, room, actor, target)
             role = room.role_of(target.id)
             if role is None:
                 raise ChatError(Code.NOT_IN_ROOM,
                                 f"{target.name} is not a member of #{room.name}.")
-            if role is not before:
-                raise _wrong_role(action, room, target, role, before)
+            if role not in before:
+                raise _wrong_role(action, room, target, role, before[0])
             now = self._clock.time()
             await self._storage.set_roles(room.id, [(target.id, after.value)], now)
             room.set_roles([(target.id, after)], now)
-        change = events.Promoted if action is Action.PROMOTE else events.Demoted
+        change = _ROLE_EVENTS[action]
         self._emit(room, target, change(room.name, target.name, actor.name, after.value))
         await self._audit.record(action.value, actor.name, target.name, room)
-        await self._notifier.notify(target, f"{action.value}d",
-                                    f"{actor.name} made you {_A[after]} of #{room.name}.",
-                                    room=room.name, room_id=room.id, role=after.value)
+        if target.has_account:  # a guest has nowhere to keep a notification
+            await self._notifier.notify(
+                target, f"{action.value}d", _TOLD[action].format(actor=actor.name,
+                                                                room=room.name),
+                room=room.name, room_id=room.id, role=after.value)
 
     async def transfer(self, actor: User, room: Room, target: User) -> str:
         """Make ``target`` (a member) the owner; the owner until now becomes an admin.
@@ -247,6 +273,29 @@ class Moderation:
             room.mode = mode
         self._emit(room, None, events.ModeChanged(room.name, actor.name, mode.value))
         await self._audit.record("mode", actor.name, None, room, mode.value)
+
+    async def change_modes(self, actor: User, room: Room,
+                           changes: Sequence[ModeChange]) -> list[ModeChange]:
+        """Change ``room``'s key, limit and switches (admins and the owner); return the
+        changes that made a difference. A bad key or limit changes nothing."""
+        async with self._transactions.room(room):
+            authorize(Action.MODES, room, actor)
+            modes, applied = apply_changes(room.modes, changes)
+            if applied:
+                await self._storage.set_room_modes(room.id, modes.key, modes.limit,
+                                                   modes.moderated, modes.secret,
+                                                   modes.no_external, modes.topic_lock)
+                room.modes = modes
+        if applied:
+            self._emit(room, None, events.ModesChanged(room.name, actor.name, tuple(applied),
+                                                       modes))
+            # The audit log names a new key's existence, not the key.
+            spec, arguments = format_changes(
+                ModeChange(c.on, c.letter, "*") if c.letter == "k" and c.on else c
+                for c in applied)
+            await self._audit.record("modes", actor.name, None, room,
+                                     " ".join([spec, *arguments]))
+        return applied
 
     def _emit(self, room: Room, target: User | None, event: events.Event) -> None:
         """Tell the room (and a target who is not a member) what happened."""

@@ -1,8 +1,11 @@
 """Who may do what in a room. Pure rules, checked at the moment an action runs.
 
-- Admins and the owner may invite, answer requests, kick, ban and mute members.
-- Only the owner may promote, demote, change the mode or the message rate, hand
-  ownership over, or kick, ban or mute an admin.
+- Admins and the owner may invite, answer requests, kick, ban, mute and voice
+  members, and change the room's modes (key, limit, moderated, secret, n, t).
+- Only the owner may promote, demote, change the mode (who may join) or the
+  message rate, hand ownership over, or kick, ban or mute an admin.
+- The topic is set by admins, or by any member while the room's topic lock
+  (IRC's ``t``) is off.
 - Nobody but a server admin acts against the owner.
 - Server admins may do anything in any room.
 """
@@ -28,11 +31,14 @@ class Action(StrEnum):
     UNMUTE = "unmute"
     PROMOTE = "promote"
     DEMOTE = "demote"
+    VOICE = "voice"
+    DEVOICE = "devoice"
     INVITE = "invite"
     ACCEPT = "accept"
     DECLINE = "decline"
     REQUESTS = "see requests"
     MODE = "change the mode"
+    MODES = "change the room's modes"
     RATELIMIT = "set the message rate"
     TRANSFER = "transfer ownership"
     TOPIC = "set the topic"
@@ -44,7 +50,7 @@ OWNER_ONLY = frozenset({Action.PROMOTE, Action.DEMOTE, Action.MODE, Action.RATEL
                         Action.TRANSFER})
 # Actions aimed at a member whose own role protects them.
 AGAINST_MEMBER = frozenset({Action.KICK, Action.BAN, Action.MUTE, Action.UNMUTE,
-                            Action.PROMOTE, Action.DEMOTE})
+                            Action.PROMOTE, Action.DEMOTE, Action.VOICE, Action.DEVOICE})
 
 
 def needed_role(action: Action) -> Role:
@@ -58,6 +64,8 @@ def authorize(action: Action, room: Room, actor: User, target: User | None = Non
     if actor.is_admin:
         return
     role = room.role_of(actor.id)
+    if action is Action.TOPIC and role is not None and not room.modes.topic_lock:
+        return
     needed = needed_role(action)
     if role is None or role.rank < needed.rank:
         who = "the owner" if needed is Role.OWNER else "an admin or the owner"

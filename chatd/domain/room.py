@@ -9,9 +9,15 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from enum import StrEnum
-from typing import Any
+from typing import Any, Final
 
+from chatd.domain.modes import RoomModes
 from storage.records import MemberRecord, RoomRecord, SanctionRecord
+
+# Join order of members who are not stored (IRC guests) starts here, after any
+# stored member's: succession that picks "the earliest joiner" prefers a member
+# with an account.
+UNSTORED_SEQ: Final = 1 << 62
 
 
 class Role(StrEnum):
@@ -19,6 +25,8 @@ class Role(StrEnum):
 
     OWNER = "owner"
     ADMIN = "admin"
+    # A member who may speak when the room is moderated (IRC's +v).
+    VOICE = "voice"
     MEMBER = "member"
 
     @property
@@ -26,7 +34,7 @@ class Role(StrEnum):
         return _RANK[self]
 
 
-_RANK = {Role.MEMBER: 0, Role.ADMIN: 1, Role.OWNER: 2}
+_RANK = {Role.MEMBER: 0, Role.VOICE: 1, Role.ADMIN: 2, Role.OWNER: 3}
 
 
 class Mode(StrEnum):
@@ -49,7 +57,7 @@ class Member:
     @property
     def is_admin(self) -> bool:
         """Owners count as admins for every rule that speaks of admins."""
-        return self.role is not Role.MEMBER
+        return self.role.rank >= Role.ADMIN.rank
 
     @classmethod
     def from_record(cls, record: MemberRecord, name: str) -> Member:
@@ -72,13 +80,16 @@ class Room:
     """A room in memory: the source of truth for membership (the connections
     of its members are the delivery layer's, see chatd.domain.ports.Routes)."""
 
-    __slots__ = ("bans", "created_at", "id", "members", "mode", "mutes", "name",
+    __slots__ = ("bans", "created_at", "id", "members", "mode", "modes", "mutes", "name",
                  "settings", "topic")
 
     def __init__(self, record: RoomRecord) -> None:
         self.id = record.id
         self.name = record.name
         self.mode = Mode(record.mode)
+        # Key, limit and switches (chatd.domain.modes); the join policy is ``mode``.
+        self.modes = RoomModes(record.key, record.member_limit, record.moderated,
+                               record.secret, record.no_external, record.topic_lock)
         self.topic = record.topic
         self.created_at = record.created_at
         self.settings: dict[str, Any] = dict(record.settings)
@@ -99,6 +110,17 @@ class Room:
 
     def muted(self, user_id: int, now: float) -> SanctionRecord | None:
         return _active(self.mutes.get(user_id), now)
+
+    def may_speak(self, user_id: int) -> bool:
+        """Whether a member may send while the room is moderated: voice or more."""
+        role = self.role_of(user_id)
+        return role is not None and role.rank >= Role.VOICE.rank
+
+    @property
+    def full(self) -> bool:
+        """The member limit is reached: nobody else may join now."""
+        limit = self.modes.limit
+        return limit is not None and len(self.members) >= limit
 
     @property
     def owner(self) -> Member | None:

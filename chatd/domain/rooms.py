@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, Any
 
 from chatd.domain import events, names
 from chatd.domain.permissions import Action, authorize
-from chatd.domain.room import Departure, Member, Mode, Role, Room
+from chatd.domain.room import UNSTORED_SEQ, Departure, Member, Mode, Role, Room
 from chatd.errors import ChatError, Code, Remedy, Step
 from storage.api import Conflict
 
@@ -55,6 +55,9 @@ class Rooms:
         # Not a room transaction: a name is taken once by storage's unique
         # constraint (Conflict), whoever asks; this only spares a doomed write.
         self._create_lock = asyncio.Lock()
+        # Who may create rooms (rooms.creation): "accounts", or "everyone",
+        # IRC guests included. Set from the configuration, at start and reload.
+        self.creation = "accounts"
 
     async def load(self) -> None:
         for record in await self._storage.load_active_rooms():
@@ -91,24 +94,24 @@ class Rooms:
         return await self._storage.list_associations(user.id)
 
     def listed_for(self, user: User | None) -> list[Room]:
-        """Rooms shown by /rooms to ``user``: all but the private rooms they are not in."""
+        """Rooms shown by /rooms to ``user``: all but the private and secret rooms
+        they are not in."""
         return sorted((r for r in self._by_id.values() if self.can_see(user, r)),
                       key=lambda r: r.id)
 
-    def private_rooms(self) -> list[Room]:
-        """Every private room (those /rooms hides from strangers), by id."""
-        return sorted((r for r in self._by_id.values() if r.mode is Mode.PRIVATE),
-                      key=lambda r: r.id)
+    def hidden_rooms(self) -> list[Room]:
+        """Every private or secret room (those /rooms hides from strangers), by id."""
+        return sorted((r for r in self._by_id.values() if _hidden(r)), key=lambda r: r.id)
 
     def can_see(self, user: User | None, room: Room) -> bool:
         """Members and server admins see a room; banned users and strangers to a
-        private room do not."""
+        private or secret room do not."""
         if user is not None:
             if user.is_admin or room.is_member(user.id):
                 return True
             if room.banned(user.id, self._clock.time()):
                 return False
-        return room.mode is not Mode.PRIVATE
+        return not _hidden(room)
 
     @property
     def count(self) -> int:
@@ -117,7 +120,7 @@ class Rooms:
     def summary(self, room: Room) -> dict[str, Any]:
         return {"id": room.id, "name": room.name, "mode": room.mode.value,
                 "members": len(room.members), "topic": room.topic,
-                "e2e": bool(room.settings.get("e2e"))}
+                "e2e": bool(room.settings.get("e2e")), "modes": "+" + room.modes.letters()}
 
     # -- connections ---------------------------------------------------------
 
@@ -148,20 +151,37 @@ class Rooms:
     # -- changes -------------------------------------------------------------
 
     async def create(self, user: User, raw_name: str, mode: Mode) -> Room:
+        """Create a room with ``user`` as its owner and first member.
+
+        A user without an account (an IRC guest) may create one only when
+        ``rooms.creation`` is "everyone"; their ownership lives in memory, like
+        the rest of a guest, and the room's seed rules (succession, termination)
+        apply when they go.
+        """
+        if not user.has_account and self.creation != "everyone":
+            raise ChatError(Code.NOT_PERMITTED, "guests cannot create rooms here: only "
+                            "accounts can (rooms.creation).")
         name = _valid_room_name(raw_name)
         async with self._create_lock:
             if self.find(name) is not None:
                 raise ChatError(Code.NAME_TAKEN, f'a room named "{name}" exists.',
                                 remedy=Remedy(Step.JOIN_EXISTING, name))
             try:
-                record, member = await self._storage.create_room(
-                    name, mode.value, user.id, self._clock.time())
+                room, member = await self._create_row(user, name, mode)
             except Conflict:
                 raise ChatError(Code.NAME_TAKEN, f'a room named "{name}" exists.') from None
-            room = self._index(Room(record))
-            self._add_member(room, Member.from_record(member, user.name))
+            self._add_member(room, member, user)
         await self._audit.record("create", actor=user.name, room=room, reason=mode.value)
         return room
+
+    async def _create_row(self, user: User, name: str, mode: Mode) -> tuple[Room, Member]:
+        now = self._clock.time()
+        if user.has_account:
+            record, member = await self._storage.create_room(name, mode.value, user.id, now)
+            return self._index(Room(record)), Member.from_record(member, user.name)
+        record = await self._storage.create_unowned_room(name, mode.value, now)
+        owner = Member(user.id, user.name, Role.OWNER, now, now, UNSTORED_SEQ)
+        return self._index(Room(record)), owner
 
     async def join(self, user: User, room: Room, actor: Endpoint | None = None,
                    admit: Callable[[], Awaitable[bool]] | None = None) -> Member | None:
@@ -272,10 +292,10 @@ class Rooms:
         self._by_key[names.name_key(room.name)] = room
         return room
 
-    def _add_member(self, room: Room, member: Member) -> None:
+    def _add_member(self, room: Room, member: Member, user: User | None = None) -> None:
         room.members[member.user_id] = member
         self._of_user.setdefault(member.user_id, set()).add(room)
-        user = self._accounts.get(member.user_id)
+        user = user or self._accounts.get(member.user_id)
         if user is not None:
             self._bus.connect(room, self._bus.of_user(user))
 
@@ -310,14 +330,17 @@ class Rooms:
 
     async def _announce_roles(self, room: Room, changes: list[tuple[int, Role]]) -> None:
         for user_id, role in changes:
-            user = self._accounts.get(user_id)
-            if user is None:
+            member = room.members.get(user_id)
+            if member is None:
                 continue
             change = (events.OwnerChanged if role is Role.OWNER else events.Promoted)(
-                room.name, user.name, None, role.value)
+                room.name, member.name, None, role.value)
             event = change.kind
             self._bus.to_room(room, change)
-            await self._audit.record(event, None, user.name, room, "succession")
+            await self._audit.record(event, None, member.name, room, "succession")
+            user = self._accounts.get(user_id)
+            if user is None:
+                continue  # a guest (never told by notification) or a deleted account
             await self._notifier.notify(user, "promoted",
                                         f"you are now the {role.value} of #{room.name}.",
                                         room=room.name, room_id=room.id, role=role.value)
@@ -331,6 +354,11 @@ class Rooms:
         await self._notifier.notify(evicted, "terminated",
                                     f"#{room.name} was terminated: you were its last member.",
                                     room=room.name, room_id=room.id)
+
+
+def _hidden(room: Room) -> bool:
+    """Whether strangers are kept from seeing ``room``: private or secret."""
+    return room.mode is Mode.PRIVATE or room.modes.secret
 
 
 def _valid_room_name(raw: str) -> str:

@@ -2,9 +2,10 @@
 
 Each handler calls the domain method the line protocol's command calls, so
 access rules, governance and events are the same: a JOIN is
-``admission.admit`` (open, request and private rooms, bans, invitations), a
-KICK is ``moderation.kick``. One IRC habit is kept: JOIN of a channel that
-does not exist creates the room (open, with the joiner as owner).
+``admission.admit`` (open, request and private rooms, bans, invitations,
+keys and limits), a KICK is ``moderation.kick``. One IRC habit is kept: JOIN
+of a channel that does not exist creates the room (open, with the joiner as
+owner), for guests too when ``rooms.creation`` is "everyone".
 """
 
 from __future__ import annotations
@@ -34,12 +35,12 @@ def _announce(ctx: IrcContext, room: Room) -> None:
     joined = ctx.session.irc.joined
     if room.id not in joined:
         joined.add(room.id)
-        ctx.lines.extend(join_lines(ctx.listener.renderer, ctx.nick, room))
+        ctx.lines.extend(join_lines(ctx.listener.renderer, ctx.nick, room, ctx.session.irc.caps))
 
 
 @irc_command("JOIN", min_params=1, errors={Code.NOT_PERMITTED: n.ERR_INVITEONLYCHAN})
 async def join(ctx: IrcContext) -> None:
-    """Join channels (a missing one is created); JOIN 0 leaves every channel."""
+    """Join channels with their keys (a missing one is created); JOIN 0 leaves every one."""
     if ctx.params[0] == "0":
         for room in rooms_of(ctx, ctx.user):
             with ctx.attempt(channel(room.name)):
@@ -47,16 +48,18 @@ async def join(ctx: IrcContext) -> None:
         return
     # Held: the room's messages must not reach the client before its JOIN.
     ctx.hold()
-    for name in targets(ctx.params[0]):
-        with ctx.attempt(name):
-            await _join(ctx, name)
+    keys = ctx.params[1].split(",") if len(ctx.params) > 1 else []
+    for index, name in enumerate(ctx.params[0].split(",")):
+        if name:
+            with ctx.attempt(name):
+                await _join(ctx, name, keys[index] if index < len(keys) else "")
 
 
-async def _join(ctx: IrcContext, name: str) -> None:
+async def _join(ctx: IrcContext, name: str, key: str) -> None:
     services, user = ctx.services, ctx.user
     room = services.rooms.find(room_name(name))
     if room is None:
-        if is_guest(user):
+        if is_guest(user) and services.rooms.creation != "everyone":
             raise IrcError(n.ERR_NOSUCHCHANNEL, name, "No such channel (guests cannot create "
                            "rooms)")
         try:
@@ -71,9 +74,9 @@ async def _join(ctx: IrcContext, name: str) -> None:
     if room.is_member(user.id):
         _announce(ctx, room)
     elif is_guest(user):
-        await ctx.listener.guests.join(ctx.session, room)
+        await ctx.listener.guests.join(ctx.session, room, key or None)
         _announce(ctx, room)
-    elif await services.admission.admit(user, room, ctx.session) == "requested":
+    elif await services.admission.admit(user, room, ctx.session, key or None) == "requested":
         ctx.line(f":{ctx.listener.renderer.server} NOTICE {ctx.nick} :{channel(room.name)} "
                  "admits by request: your request is filed; you will be notified of the "
                  "answer.")
@@ -127,14 +130,14 @@ async def topic(ctx: IrcContext) -> None:
 @irc_command("NAMES")
 def names(ctx: IrcContext) -> None:
     """List who is in channels: every member, ~ the owner and @ the admins."""
-    server = ctx.listener.renderer.server
+    renderer = ctx.listener.renderer
     if not ctx.params:
         ctx.reply(n.RPL_ENDOFNAMES, "*", "End of /NAMES list")
         return
     for name in targets(ctx.params[0]):
         room = ctx.services.rooms.find(name) if name.startswith("#") else None
         if room is not None and ctx.services.rooms.can_see(ctx.user, room):
-            ctx.lines.extend(names_lines(server, ctx.nick, room))
+            ctx.lines.extend(names_lines(renderer, ctx.nick, room, ctx.session.irc.caps))
         else:
             ctx.reply(n.RPL_ENDOFNAMES, name, "End of /NAMES list")
 

@@ -1,9 +1,10 @@
 """Guests: IRC connections without an account (``accounts.guests``, off by default).
 
 A guest takes a free nick (no account's name, no other guest's) and may use
-open rooms. Nothing of a guest persists except their messages and audit
-entries, so a guest is a :class:`chatd.domain.accounts.User` that lives only in
-memory:
+open rooms, and create rooms when ``rooms.creation`` is "everyone" (then it
+owns them, in memory, while it is there). Nothing of a guest persists except
+their messages and audit entries, so a guest is a
+:class:`chatd.domain.accounts.User` that lives only in memory:
 
 * its id is a negative :class:`GuestId`, which the database stores as NULL:
   a guest's messages are kept like those of a deleted account (the sender's
@@ -25,9 +26,10 @@ from typing import TYPE_CHECKING, Final
 
 from chatd.domain import events
 from chatd.domain.accounts import User
+from chatd.domain.admission import refuse_gate
 from chatd.domain.names import name_key
 from chatd.domain.permissions import Action, authorize
-from chatd.domain.room import Member, Mode, Role, Room
+from chatd.domain.room import UNSTORED_SEQ, Member, Mode, Role, Room
 from chatd.errors import ChatError, Code
 from chatd.irc import numerics as n
 from chatd.irc.numerics import IrcError
@@ -42,7 +44,7 @@ log = logging.getLogger(__name__)
 
 # Join order of guests starts here, after any account's: succession that picks
 # "the earliest joiner" prefers a member with an account.
-GUEST_SEQ: Final = 1 << 62
+GUEST_SEQ: Final = UNSTORED_SEQ + 1
 # Rooms one guest may be in at once: a guest's memberships live in memory only.
 MAX_GUEST_ROOMS: Final = 20
 
@@ -109,8 +111,9 @@ class Guests:
     def rooms_of(self, user: User) -> list[Room]:
         return [r for r in self._services.rooms.listed_for(user) if r.is_member(user.id)]
 
-    async def join(self, session: IrcSession, room: Room) -> None:
-        """Add the guest of ``session`` to the open ``room``, in memory only."""
+    async def join(self, session: IrcSession, room: Room, key: str | None = None) -> None:
+        """Add the guest of ``session`` to the open ``room``, in memory only; ``key``
+        opens a room with a key, and a full room refuses (both in the room's lock)."""
         user = session.user
         assert user is not None
         self._check_join(session, room)
@@ -120,6 +123,7 @@ class Guests:
                 return
             if services.rooms.get(room.id) is not room:
                 raise ChatError(Code.NO_SUCH_ROOM, f"#{room.name} no longer exists.")
+            refuse_gate(room, key)
             now = services.clock.time()
             room.members[user.id] = Member(user.id, user.name, Role.MEMBER, now, now,
                                            next(self._seq))

@@ -37,7 +37,8 @@ if TYPE_CHECKING:
     from chatd.irc.commands import IrcContext
 
 _SEND_ERRORS = {Code.NOT_IN_ROOM: n.ERR_CANNOTSENDTOCHAN,
-                Code.NOT_PERMITTED: n.ERR_CANNOTSENDTOCHAN}
+                Code.NOT_PERMITTED: n.ERR_CANNOTSENDTOCHAN,
+                Code.BANNED: n.ERR_CANNOTSENDTOCHAN}
 
 
 def _ctcp(text: str) -> tuple[str, bool] | None:

@@ -2,12 +2,13 @@
 
 | IRC | chatd |
 |---|---|
-| ``~`` / ``+q`` | the room's owner (shown only: ownership passes by succession) |
+| ``~`` / ``+q`` | the room's owner (shown only, to ``multi-prefix`` clients; otherwise ``@``) |
 | ``@`` / ``+o`` ``-o`` | an admin: ``/promote`` and ``/demote`` (the owner) |
+| ``+`` / ``+v`` ``-v`` | voice: ``/voice`` and ``/devoice`` (admins) |
 | ``+b nick`` ``-b nick`` | ``/ban`` (permanent) and ``/unban``; ``+b`` alone lists the bans |
 | ``+i`` | a private room (join by invitation) |
 | ``+R`` | a request room (JOIN files a request that admins accept) |
-| ``+n`` ``+t`` | always set: only members send, only admins set the topic |
+| ``+k key`` ``+l n`` ``+m`` ``+s`` ``+n`` ``+t`` | the room's modes (chatd.domain.modes; admins) |
 
 Neither ``+i`` nor ``+R``: an open room. User modes: only ``+i`` (kept, not used).
 """
@@ -17,6 +18,7 @@ from __future__ import annotations
 from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING, Final
 
+from chatd.domain.modes import LETTERS, ModeChange, Takes, parse_mode_string
 from chatd.domain.names import name_key
 from chatd.domain.room import Mode
 from chatd.errors import Code
@@ -27,31 +29,16 @@ from chatd.irc.guests import is_guest
 from chatd.irc.lookup import existing_room, existing_user, find_user
 from chatd.irc.numerics import IrcError
 from chatd.irc.render import channel
-from chatd.irc.views import channel_modes
+from chatd.irc.views import channel_mode_params
 
 if TYPE_CHECKING:
     from chatd.domain.room import Room
     from chatd.irc.commands import IrcContext
 
-# Channel modes that take an argument (b without one lists the bans).
-_WITH_ARGUMENT: Final = "boq"
-Change = tuple[str, str, str | None]
-
-
-def parse_changes(spec: str, arguments: list[str]) -> list[Change]:
-    """Split a mode string into changes, each with its argument when it takes one.
-
-    ``"+ob-i", ["bob", "carol"]`` gives
-    ``[("+", "o", "bob"), ("+", "b", "carol"), ("-", "i", None)]``.
-    """
-    sign, args = "+", iter(arguments)
-    changes: list[Change] = []
-    for char in spec:
-        if char in "+-":
-            sign = char
-        else:
-            changes.append((sign, char, next(args, None) if char in _WITH_ARGUMENT else None))
-    return changes
+# Channel modes that take an argument, as CHANMODES and PREFIX say: b (without
+# one it lists the bans), k, o, q, v always; l when set.
+TAKES: Final = {"b": Takes.ALWAYS, "k": Takes.ALWAYS, "o": Takes.ALWAYS, "q": Takes.ALWAYS,
+                "v": Takes.ALWAYS, "l": Takes.ON_SET}
 
 
 @irc_command("MODE", min_params=1, errors={Code.NOT_IN_ROOM: n.ERR_USERNOTINCHANNEL})
@@ -72,12 +59,12 @@ def _user_mode(ctx: IrcContext, target: str) -> None:
         ctx.reply(n.RPL_UMODEIS, "+i" if irc.invisible else "+")
         return
     changed, unknown = "", False
-    for sign, char, _ in parse_changes(ctx.params[1], []):
-        if char != "i":
+    for change in parse_mode_string(ctx.params[1], [], {})[0]:
+        if change.letter != "i":
             unknown = True
-        elif irc.invisible != (sign == "+"):
-            irc.invisible = sign == "+"
-            changed += sign + char
+        elif irc.invisible != change.on:
+            irc.invisible = change.on
+            changed += change.signed
     if changed:
         ctx.line(format_line("MODE", ctx.nick, changed, trailing=False,
                              source=ctx.listener.renderer.mask(ctx.nick)))
@@ -87,17 +74,38 @@ def _user_mode(ctx: IrcContext, target: str) -> None:
 
 async def _channel_mode(ctx: IrcContext, name: str) -> None:
     ctx.channel = name
-    room = existing_room(ctx, name)
+    room, user = existing_room(ctx, name), ctx.user
     if len(ctx.params) < 2:
-        ctx.reply(n.RPL_CHANNELMODEIS, channel(room.name), channel_modes(room))
+        if not ctx.services.rooms.can_see(user, room):
+            raise IrcError(n.ERR_NOSUCHCHANNEL, name, "No such channel")
+        show_key = room.is_member(user.id) or user.is_admin
+        ctx.reply(n.RPL_CHANNELMODEIS, channel(room.name), *channel_mode_params(room, show_key))
         ctx.reply(n.RPL_CREATIONTIME, channel(room.name), str(int(room.created_at)))
         return
-    for sign, char, argument in parse_changes(ctx.params[1], list(ctx.params[2:])):
-        with ctx.attempt(name, argument or "*"):
-            apply = _MODES.get(char)
+    changes = parse_mode_string(ctx.params[1], list(ctx.params[2:]), TAKES)[0]
+    # The room's own modes change at once, in one MODE line to the room.
+    await _room_modes(ctx, room, [c for c in changes if c.letter in LETTERS])
+    for change in changes:
+        if change.letter in LETTERS:
+            continue
+        with ctx.attempt(name, change.argument or "*"):
+            apply = _MODES.get(change.letter)
             if apply is None:
-                raise IrcError(n.ERR_UNKNOWNMODE, char, "is unknown mode char to me")
-            await apply(ctx, room, sign == "+", argument)
+                raise IrcError(n.ERR_UNKNOWNMODE, change.letter, "is unknown mode char to me")
+            await apply(ctx, room, change.on, change.argument)
+
+
+async def _room_modes(ctx: IrcContext, room: Room, changes: list[ModeChange]) -> None:
+    """k l m s n t: a key or limit to set that is missing is 461, the rest is applied."""
+    complete = []
+    for change in changes:
+        if change.on and change.letter in "kl" and change.argument is None:
+            ctx.reply(n.ERR_NEEDMOREPARAMS, "MODE", f"+{change.letter} needs an argument")
+        else:
+            complete.append(change)
+    if complete:
+        with ctx.attempt(channel(room.name)):
+            await ctx.services.moderation.change_modes(ctx.user, room, complete)
 
 
 async def _ban(ctx: IrcContext, room: Room, on: bool, mask: str | None) -> None:
@@ -146,11 +154,20 @@ async def _op(ctx: IrcContext, room: Room, on: bool, nick: str | None) -> None:
         raise IrcError(n.ERR_NEEDMOREPARAMS, "MODE", "Not enough parameters")
     target = existing_user(ctx, nick)
     if is_guest(target):
-        raise IrcError(n.ERR_UNKNOWNERROR, "MODE", "guests cannot hold a room role")
+        raise IrcError(n.ERR_UNKNOWNERROR, "MODE", "guests cannot be room admins")
     if on:
         await ctx.services.moderation.promote(ctx.user, room, target)
     else:
         await ctx.services.moderation.demote(ctx.user, room, target)
+
+
+async def _voice(ctx: IrcContext, room: Room, on: bool, nick: str | None) -> None:
+    """+v / -v: voice (guests too: a guest's role lives in memory with it)."""
+    if nick is None:
+        raise IrcError(n.ERR_NEEDMOREPARAMS, "MODE", "Not enough parameters")
+    target = existing_user(ctx, nick)
+    moderation = ctx.services.moderation
+    await (moderation.voice if on else moderation.devoice)(ctx.user, room, target)
 
 
 async def _owner(ctx: IrcContext, room: Room, on: bool, nick: str | None) -> None:
@@ -177,10 +194,6 @@ async def _request(ctx: IrcContext, room: Room, on: bool, argument: str | None) 
     await _room_mode(ctx, room, Mode.REQUEST, on)
 
 
-async def _fixed(ctx: IrcContext, room: Room, on: bool, argument: str | None) -> None:
-    """n and t are how every room works; there is nothing to change."""
-
-
 Apply = Callable[["IrcContext", "Room", bool, str | None], Awaitable[None]]
-_MODES: Final[dict[str, Apply]] = {"b": _ban, "o": _op, "q": _owner, "i": _private,
-                                   "R": _request, "n": _fixed, "t": _fixed}
+_MODES: Final[dict[str, Apply]] = {"b": _ban, "o": _op, "q": _owner, "v": _voice,
+                                   "i": _private, "R": _request}

@@ -15,7 +15,7 @@ from chatd.irc.guests import is_guest
 from chatd.irc.lookup import away_message, existing_user, find_user, rooms_of
 from chatd.irc.numerics import IrcError
 from chatd.irc.render import channel
-from chatd.irc.views import PREFIX, members_in_order
+from chatd.irc.views import members_in_order, prefix
 from chatd.irc.welcome import AWAY_LEN
 from chatd.protocol.codec import clean_text
 
@@ -28,7 +28,8 @@ if TYPE_CHECKING:
 def _flags(ctx: IrcContext, user: User | None, member: Member | None) -> str:
     here = "H" if user is not None and away_message(ctx, user) is None else "G"
     oper = "*" if user is not None and user.is_admin else ""
-    return here + oper + (PREFIX[member.role] if member is not None else "")
+    caps = ctx.session.irc.caps
+    return here + oper + (prefix(member.role, caps) if member is not None else "")
 
 
 def _who_row(ctx: IrcContext, where: str, name: str, user: User | None,
@@ -73,7 +74,8 @@ def whois(ctx: IrcContext) -> None:
         return
     server, name = ctx.listener.renderer.server, user.name
     ctx.reply(n.RPL_WHOISUSER, name, "guest" if is_guest(user) else name, server, "*", name)
-    visible = [PREFIX[room.members[user.id].role] + channel(room.name)
+    caps = ctx.session.irc.caps
+    visible = [prefix(room.members[user.id].role, caps) + channel(room.name)
                for room in rooms_of(ctx, user) if ctx.services.rooms.can_see(ctx.user, room)]
     if visible:
         ctx.reply(n.RPL_WHOISCHANNELS, name, " ".join(visible))

@@ -31,8 +31,8 @@ if TYPE_CHECKING:
     from chatd.domain.accounts import User
     from chatd.irc.commands import IrcContext
 
-CAPABILITIES: Final = ("batch", "echo-message", "labeled-response", "message-tags", "sasl",
-                       "server-time")
+CAPABILITIES: Final = ("batch", "echo-message", "labeled-response", "message-tags",
+                       "multi-prefix", "sasl", "server-time", "userhost-in-names")
 # Values a client that speaks CAP 302 is shown.
 _CAP_VALUES: Final = {"sasl": "PLAIN"}
 

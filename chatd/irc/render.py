@@ -21,6 +21,7 @@ from typing import Any, Final
 
 from chatd.domain import events as ev
 from chatd.domain.moderation import CONSOLE, SERVER
+from chatd.domain.modes import format_changes
 from chatd.irc.codec import MAX_BODY, add_tags, format_line, split_text
 from chatd.protocol.codec import iso_ts
 from chatd.protocol.records import record_of
@@ -36,9 +37,10 @@ MODE_FLAGS: Final = {"open": "", "private": "i", "request": "R"}
 ENCRYPTED: Final = "[end-to-end encrypted message]"
 
 
-def cache_key(server_time: bool, message_tags: bool) -> int:
-    """The render-cache key of a tag mode: negative, so it never meets a style key."""
-    return -1 - (int(server_time) | int(message_tags) << 1)
+def cache_key(server_time: bool, message_tags: bool, multi_prefix: bool = False) -> int:
+    """The render-cache key of a tag mode (and of whether the client sees the owner's
+    ``~``, ``multi-prefix``): negative, so it never meets a style key."""
+    return -1 - (int(server_time) | int(message_tags) << 1 | int(multi_prefix) << 2)
 
 
 def channel(room: str) -> str:
@@ -122,12 +124,9 @@ class IrcRenderer:
             lines += self._kick(e, key)
         return lines
 
-    def _mode(self, room: str, actor: str | None, change: str,
-              argument: str | None = None) -> list[str]:
-        params = [channel(room), change]
-        if argument is not None:
-            params.append(argument)
-        return [format_line("MODE", *params, source=self.source(actor), trailing=False)]
+    def _mode(self, room: str, actor: str | None, change: str, *arguments: str) -> list[str]:
+        return [format_line("MODE", channel(room), change, *arguments,
+                            source=self.source(actor), trailing=False)]
 
     def _unban(self, e: ev.Unbanned, key: int) -> list[str]:
         return self._mode(e.room, e.actor, "-b", f"{e.user}!*@*")
@@ -139,7 +138,23 @@ class IrcRenderer:
         return self._mode(e.room, e.actor, "-o", e.user)
 
     def _owner(self, e: ev.OwnerChanged, key: int) -> list[str]:
-        return self._mode(e.room, e.actor, "+q", e.user)
+        if not (-1 - key) & 4:
+            # Without multi-prefix the owner is an operator like the admins (the
+            # old owner of a transfer stays one).
+            return self._mode(e.room, e.actor, "+o", e.user)
+        if e.previous is None:
+            return self._mode(e.room, e.actor, "+qo", e.user, e.user)
+        return self._mode(e.room, e.actor, "-q+qo", e.previous, e.user, e.user)
+
+    def _voice(self, e: ev.Voiced, key: int) -> list[str]:
+        return self._mode(e.room, e.actor, "+v", e.user)
+
+    def _devoice(self, e: ev.Devoiced, key: int) -> list[str]:
+        return self._mode(e.room, e.actor, "-v", e.user)
+
+    def _modes(self, e: ev.ModesChanged, key: int) -> list[str]:
+        spec, arguments = format_changes(e.changes)
+        return self._mode(e.room, e.actor, spec, *arguments)
 
     def _room_mode(self, e: ev.ModeChanged, key: int) -> list[str]:
         return self._mode(e.room, e.actor, MODE_CHANGE.get(e.mode, "+"))
@@ -213,6 +228,9 @@ _EVENTS: Final[dict[type[ev.Event], EventRenderer]] = {
     ev.Promoted: IrcRenderer._promote,
     ev.Demoted: IrcRenderer._demote,
     ev.OwnerChanged: IrcRenderer._owner,
+    ev.Voiced: IrcRenderer._voice,
+    ev.Devoiced: IrcRenderer._devoice,
+    ev.ModesChanged: IrcRenderer._modes,
     ev.ModeChanged: IrcRenderer._room_mode,
     ev.TopicChanged: IrcRenderer._topic,
     ev.Terminated: IrcRenderer._terminated,

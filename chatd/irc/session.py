@@ -96,7 +96,8 @@ class IrcState:
 
     def set_caps(self, caps: set[str]) -> None:
         self.caps = caps
-        self.key = cache_key("server-time" in caps, "message-tags" in caps)
+        self.key = cache_key("server-time" in caps, "message-tags" in caps,
+                             "multi-prefix" in caps)
 
 
 class IrcSession(Session):
@@ -183,7 +184,7 @@ class IrcSession(Session):
     def announce(self, room: Room) -> None:
         """Tell the client it is in ``room``'s channel: JOIN, topic and names."""
         self.irc.joined.add(room.id)
-        lines = join_lines(self.irc.listener.renderer, self.irc.nick, room)
+        lines = join_lines(self.irc.listener.renderer, self.irc.nick, room, self.irc.caps)
         self._queue("".join(f"{line}\r\n" for line in lines).encode())
 
     def write_lines(self, lines: list[str]) -> None:

@@ -6,7 +6,7 @@ client) and the command handlers. Pure functions of the domain objects.
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Collection, Iterable
 from typing import TYPE_CHECKING, Final
 
 from chatd.domain.room import Member, Mode, Role, Room
@@ -17,9 +17,17 @@ from chatd.irc.render import MODE_FLAGS, channel
 if TYPE_CHECKING:
     from chatd.irc.render import IrcRenderer
 
-PREFIX: Final = {Role.OWNER: "~", Role.ADMIN: "@", Role.MEMBER: ""}
-# Channel modes every room has: only members send (n), only admins set the topic (t).
-FIXED_MODES: Final = "nt"
+# How a role reads before a nick. The owner is a channel operator like the
+# admins, as the creator of a channel is on other servers; a client that asked
+# for multi-prefix sees the owner's ~ too (ISUPPORT tells each client which).
+PREFIX: Final = {Role.OWNER: "@", Role.ADMIN: "@", Role.VOICE: "+", Role.MEMBER: ""}
+MULTI_PREFIX: Final = {**PREFIX, Role.OWNER: "~@"}
+PREFIX_TOKEN: Final = {False: "PREFIX=(ov)@+", True: "PREFIX=(qov)~@+"}
+
+
+def prefix(role: Role, caps: Collection[str] = ()) -> str:
+    """The prefix of ``role`` for a client with ``caps``."""
+    return (MULTI_PREFIX if "multi-prefix" in caps else PREFIX)[role]
 
 
 def numeric(server: str, code: str, nick: str, *params: str) -> str:
@@ -33,19 +41,27 @@ def members_in_order(room: Room) -> list[Member]:
 
 
 def channel_modes(room: Room) -> str:
-    """The room's channel modes, for RPL_CHANNELMODEIS and LIST."""
-    return "+" + FIXED_MODES + MODE_FLAGS[room.mode.value]
+    """The room's channel mode letters (without arguments), for LIST."""
+    return "+" + room.modes.letters() + MODE_FLAGS[room.mode.value]
 
 
-def names_lines(server: str, nick: str, room: Room) -> list[str]:
-    """RPL_NAMREPLY lines (as many as fit) and RPL_ENDOFNAMES."""
-    name = channel(room.name)
-    symbol = "@" if room.mode is Mode.PRIVATE else "="
+def channel_mode_params(room: Room, show_key: bool) -> list[str]:
+    """RPL_CHANNELMODEIS's mode string and arguments; the key only when ``show_key``."""
+    return [channel_modes(room), *room.modes.arguments(show_key)]
+
+
+def names_lines(renderer: IrcRenderer, nick: str, room: Room,
+                caps: Collection[str] = ()) -> list[str]:
+    """RPL_NAMREPLY lines (as many as fit) and RPL_ENDOFNAMES, with every prefix
+    (``multi-prefix``) and full masks (``userhost-in-names``) if the client asked."""
+    server, name = renderer.server, channel(room.name)
+    symbol = "@" if room.mode is Mode.PRIVATE or room.modes.secret else "="
     head = numeric(server, n.RPL_NAMREPLY, nick, symbol, name, "x")
     budget = MAX_BODY - len(head.encode())
+    shown = renderer.mask if "userhost-in-names" in caps else str
     lines = [numeric(server, n.RPL_NAMREPLY, nick, symbol, name, " ".join(chunk))
-             for chunk in _chunks((PREFIX[m.role] + m.name for m in members_in_order(room)),
-                                  budget)]
+             for chunk in _chunks((prefix(m.role, caps) + shown(m.name)
+                                   for m in members_in_order(room)), budget)]
     return [*lines, numeric(server, n.RPL_ENDOFNAMES, nick, name, "End of /NAMES list")]
 
 
@@ -72,9 +88,10 @@ def topic_lines(server: str, nick: str, room: Room, on_join: bool = False) -> li
     return [numeric(server, n.RPL_NOTOPIC, nick, channel(room.name), "No topic is set")]
 
 
-def join_lines(renderer: IrcRenderer, nick: str, room: Room) -> list[str]:
+def join_lines(renderer: IrcRenderer, nick: str, room: Room,
+               caps: Collection[str] = ()) -> list[str]:
     """What a client sees when it is in a room: its JOIN, the topic and the names."""
     server = renderer.server
     return [format_line("JOIN", channel(room.name), source=renderer.mask(nick), trailing=False),
             *topic_lines(server, nick, room, on_join=True),
-            *names_lines(server, nick, room)]
+            *names_lines(renderer, nick, room, caps)]

@@ -1,7 +1,8 @@
 """What a client is told when registration completes: 001-005, LUSERS and the MOTD.
 
 ``ISUPPORT`` (005) describes chatd's model in IRC terms: ``#`` channels,
-owner ``~`` and admin ``@`` prefixes, the channel modes of :mod:`chatd.irc.modes`,
+operator ``@`` (owner and admins) and voice ``+`` prefixes, and the owner's
+``~`` for clients that asked for ``multi-prefix``, the channel modes of :mod:`chatd.irc.modes`,
 chatd's name lengths, ASCII case-insensitive names and UTF-8 only.
 """
 
@@ -14,6 +15,7 @@ from chatd.domain.names import ROOM_NAME_MAX, USER_NAME_MAX
 from chatd.domain.presence import AWAY_MAX
 from chatd.irc import numerics as n
 from chatd.irc.commands import irc_command
+from chatd.irc.views import PREFIX_TOKEN
 
 if TYPE_CHECKING:
     from chatd.irc.commands import IrcContext
@@ -21,16 +23,18 @@ if TYPE_CHECKING:
 # At most this many tokens per 005 line (the usual limit clients expect).
 TOKENS_PER_LINE: Final = 13
 MAX_TARGETS: Final = 4
+# Lists (b), always with an argument (k), with one when set (l), switches.
+CHANMODES: Final = "CHANMODES=b,k,l,imnstR"
 AWAY_LEN: Final = AWAY_MAX
 
 
-def isupport(network: str) -> list[str]:
-    """The ISUPPORT tokens."""
+def isupport(network: str, multi_prefix: bool = False) -> list[str]:
+    """The ISUPPORT tokens (the owner's ~ is among the prefixes with ``multi-prefix``)."""
     return [
         "CASEMAPPING=ascii",
         "CHANTYPES=#",
-        "PREFIX=(qo)~@",
-        "CHANMODES=b,,,inRt",
+        PREFIX_TOKEN[multi_prefix],
+        CHANMODES,
         f"CHANNELLEN={ROOM_NAME_MAX + 1}",
         f"NICKLEN={USER_NAME_MAX}",
         f"NETWORK={network}",
@@ -53,8 +57,8 @@ def welcome(ctx: IrcContext) -> None:
                              f"{ctx.listener.renderer.mask(nick)}")
     ctx.reply(n.RPL_YOURHOST, f"Your host is {server}, running version {version}")
     ctx.reply(n.RPL_CREATED, f"This server was created {created}")
-    ctx.reply(n.RPL_MYINFO, server, version, "i", "binoqtR", "boq")
-    tokens = isupport(network)
+    ctx.reply(n.RPL_MYINFO, server, version, "i", "biklmnoqstvR", "bkloqv")
+    tokens = isupport(network, "multi-prefix" in ctx.session.irc.caps)
     for start in range(0, len(tokens), TOKENS_PER_LINE):
         ctx.reply(n.RPL_ISUPPORT, *tokens[start:start + TOKENS_PER_LINE],
                   "are supported by this server")

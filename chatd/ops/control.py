@@ -286,7 +286,7 @@ async def _users(ctl: ControlServer, req: dict[str, Any]) -> Any:
 async def _rooms(ctl: ControlServer, req: dict[str, Any]) -> Any:
     rooms = ctl.services.rooms
     return [rooms.summary(r) | {"online": rooms.online_in(r)}
-            for r in rooms.listed_for(None) + rooms.private_rooms()]
+            for r in rooms.listed_for(None) + rooms.hidden_rooms()]
 
 
 def _user_in(ctl: ControlServer, req: dict[str, Any]) -> tuple[User, Room]:

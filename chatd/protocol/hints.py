@@ -23,6 +23,7 @@ HINTS: Final[dict[Step, tuple[str, str]]] = {
     Step.REMOVE_FILES: (".", "; /rmfile some first."),
     Step.LIST_BLOCKS: (".", "; /blocks lists whom you block."),
     Step.REVOKE_TOKEN: (".", "; /token revoke it first."),
+    Step.JOIN_WITH_KEY: (".", ": /join {room} <key>."),
 }
 
 

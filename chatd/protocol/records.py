@@ -9,11 +9,12 @@ contract describes them.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from typing import TYPE_CHECKING, Any
 
 from chatd.domain import events as ev
 from chatd.domain.clock import iso_ts
+from chatd.domain.modes import ModeChange, format_changes
 from chatd.errors import Code
 
 if TYPE_CHECKING:
@@ -91,7 +92,7 @@ def _sanction(e: ev.Unbanned | ev.Unmuted | ev.Muted) -> Record:
     return record
 
 
-def _role(e: ev.Promoted | ev.Demoted | ev.OwnerChanged) -> Record:
+def _role(e: ev.Promoted | ev.Demoted | ev.OwnerChanged | ev.Voiced | ev.Devoiced) -> Record:
     record: Record = {"type": "event", "event": e.kind, "room": e.room}
     if e.actor is not None:
         record["actor"] = e.actor
@@ -104,6 +105,38 @@ def _role(e: ev.Promoted | ev.Demoted | ev.OwnerChanged) -> Record:
 
 def _mode(e: ev.ModeChanged) -> Record:
     return {"type": "event", "event": "mode", "room": e.room, "actor": e.actor, "mode": e.mode}
+
+
+def _modes(e: ev.ModesChanged) -> Record:
+    spec, arguments = format_changes(e.changes)
+    modes = e.modes
+    record: Record = {"type": "event", "event": "modes", "room": e.room, "actor": e.actor,
+                      "changes": spec, "arguments": arguments,
+                      "summary": describe_changes(e.changes), "modes": "+" + modes.letters()}
+    if modes.key is not None:
+        record["key"] = modes.key
+    if modes.limit is not None:
+        record["limit"] = modes.limit
+    return record | {"moderated": modes.moderated, "secret": modes.secret,
+                     "no_external": modes.no_external, "topic_lock": modes.topic_lock}
+
+
+# How each change reads in a sentence ("key", "limit" and the rest by letter and sign).
+_SAID = {"+k": "a key is needed to join", "-k": "no key is needed to join",
+         "+l": "at most {} members", "-l": "no member limit",
+         "+m": "moderated (only voiced members and admins speak)", "-m": "not moderated",
+         "+s": "secret", "-s": "not secret",
+         "+n": "only members send", "-n": "non-members may send",
+         "+t": "only admins set the topic", "-t": "any member may set the topic",
+         # Not events of their own (the mode and voice events say them), but /mode
+         # reports every change of a mode string in one sentence.
+         "+i": "private", "-i": "open", "+R": "by request", "-R": "open",
+         "+v": "{} has voice", "-v": "{} has no voice"}
+
+
+def describe_changes(changes: Iterable[ModeChange]) -> str:
+    """What ``changes`` do, in words: ``a key is needed to join, not moderated``."""
+    return ", ".join(_SAID[c.signed].format(c.argument) for c in changes)
 
 
 def _e2e(e: ev.E2eChanged) -> Record:
@@ -151,6 +184,9 @@ _BUILDERS: dict[type[Any], Callable[[Any], Record]] = {
     ev.Demoted: _role,
     ev.OwnerChanged: _role,
     ev.ModeChanged: _mode,
+    ev.ModesChanged: _modes,
+    ev.Voiced: _role,
+    ev.Devoiced: _role,
     ev.E2eChanged: _e2e,
     ev.Invited: _invite,
     ev.JoinRequested: _about_user,

@@ -106,8 +106,13 @@ async def seed_v8(conn: aiosqlite.Connection) -> None:
     await conn.execute("INSERT INTO user_blocks VALUES (2, 1, ?)", (T0,))
 
 
+async def seed_v9(conn: aiosqlite.Connection) -> None:
+    await conn.execute("UPDATE rooms SET key = 'pw', member_limit = 9, moderated = 1 "
+                       "WHERE id = 1")
+
+
 SEEDS: dict[int, Seed] = {1: seed_v1, 2: seed_v2, 3: seed_v3, 4: seed_v4, 5: seed_v5,
-                          6: seed_v6, 7: seed_v7, 8: seed_v8}
+                          6: seed_v6, 7: seed_v7, 8: seed_v8, 9: seed_v9}
 
 
 async def build_database(path: Path, version: int) -> None:

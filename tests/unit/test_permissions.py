@@ -6,6 +6,8 @@ Every action x actor (owner, admin, member, non-member, server admin) x target
 
 from __future__ import annotations
 
+import dataclasses
+
 import pytest
 
 from chatd.domain.accounts import User
@@ -18,12 +20,13 @@ ACTORS = ("owner", "admin", "member", "stranger", "server-admin")
 TARGETS = ("owner", "admin", "member", "stranger", "self")
 
 # Actions against a member, protected by the target's role, that admins may take.
-SANCTIONS = (Action.KICK, Action.BAN, Action.MUTE, Action.UNMUTE)
+SANCTIONS = (Action.KICK, Action.BAN, Action.MUTE, Action.UNMUTE, Action.VOICE,
+             Action.DEVOICE)
 # Role changes: the owner's (and server admins') alone.
 ROLE_CHANGES = (Action.PROMOTE, Action.DEMOTE)
 # Room administration by admins; the target, if any, does not matter.
 ADMIN_ROOM = (Action.INVITE, Action.ACCEPT, Action.DECLINE, Action.REQUESTS, Action.TOPIC,
-              Action.E2E, Action.AUDIT, Action.UNBAN)
+              Action.E2E, Action.AUDIT, Action.UNBAN, Action.MODES)
 # Room administration by the owner alone.
 OWNER_ROOM = (Action.MODE, Action.RATELIMIT, Action.TRANSFER)
 
@@ -169,3 +172,24 @@ def test_a_role_change_is_seen_at_once() -> None:
     room.set_roles([(member.id, Role.MEMBER)], 11.0)
     with pytest.raises(ChatError):
         authorize(Action.KICK, room, member, target)
+
+
+def test_without_the_topic_lock_any_member_sets_the_topic() -> None:
+    room = _room()
+    room.modes = dataclasses.replace(room.modes, topic_lock=False)
+    authorize(Action.TOPIC, room, USERS["member"])
+    with pytest.raises(ChatError) as caught:
+        authorize(Action.TOPIC, room, USERS["stranger"])
+    assert caught.value.code is Code.NOT_PERMITTED
+    # The lock is about the topic alone: other admin actions still need the role.
+    with pytest.raises(ChatError):
+        authorize(Action.INVITE, room, USERS["member"])
+
+
+def test_a_voiced_member_is_no_admin() -> None:
+    room = _room()
+    room.members[3].role = Role.VOICE
+    assert room.may_speak(3) and not room.members[3].is_admin
+    assert not room.may_speak(7) and not room.may_speak(4)
+    with pytest.raises(ChatError):
+        authorize(Action.KICK, room, USERS["member"], OTHER["member"])

@@ -14,6 +14,7 @@ import pytest
 
 from chatd.domain import events as ev
 from chatd.domain.clock import iso_ts
+from chatd.domain.modes import ModeChange, RoomModes
 from chatd.protocol.records import record_of
 from storage.records import MessageRecord, NotificationRecord
 
@@ -94,6 +95,25 @@ ROWS: list[tuple[ev.Event, dict[str, Any]]] = [
      {"type": "event", "event": "owner", "room": "r", "user": "bob", "role": "owner"}),
     (ev.ModeChanged("r", "alice", "private"),
      {"type": "event", "event": "mode", "room": "r", "actor": "alice", "mode": "private"}),
+    (ev.Voiced("r", "bob", "alice", "voice"),
+     {"type": "event", "event": "voice", "room": "r", "actor": "alice", "user": "bob",
+      "role": "voice"}),
+    (ev.Devoiced("r", "bob", "alice", "member"),
+     {"type": "event", "event": "devoice", "room": "r", "actor": "alice", "user": "bob",
+      "role": "member"}),
+    (ev.ModesChanged("r", "alice", (ModeChange(True, "k", "pw"), ModeChange(True, "l", "5"),
+                                    ModeChange(False, "t")),
+                     RoomModes(key="pw", limit=5, topic_lock=False)),
+     {"type": "event", "event": "modes", "room": "r", "actor": "alice", "changes": "+kl-t",
+      "arguments": ["pw", "5"],
+      "summary": "a key is needed to join, at most 5 members, any member may set the topic",
+      "modes": "+nkl", "key": "pw", "limit": 5, "moderated": False, "secret": False,
+      "no_external": True, "topic_lock": False}),
+    (ev.ModesChanged("r", "alice", (ModeChange(True, "m"),), RoomModes(moderated=True)),
+     {"type": "event", "event": "modes", "room": "r", "actor": "alice", "changes": "+m",
+      "arguments": [], "summary": "moderated (only voiced members and admins speak)",
+      "modes": "+ntm", "moderated": True, "secret": False, "no_external": True,
+      "topic_lock": True}),
     # Admission, end-to-end, termination, typing.
     (ev.Invited("r", "bob", "alice"),
      {"type": "event", "event": "invite", "room": "r", "user": "bob", "actor": "alice"}),
