@@ -47,10 +47,13 @@ async def test_a_flood_mute_keeps_a_longer_mute(server: ChatServer, clients: Cli
     await services.moderation.mute_for_flood(room, bob_user, 60)
 
 
-async def test_private_rooms_lists_the_unlisted(server: ChatServer, clients: Clients) -> None:
+async def test_hidden_rooms_lists_the_unlisted(server: ChatServer, clients: Clients) -> None:
     alice, bob = await users(clients, "alice", "bob")
     await room_with(alice, "den", mode="private")
     await room_with(alice, "club", mode="request")
     await room_with(bob, "hall")
-    assert [r.name for r in server.services.rooms.private_rooms()] == ["den"]
+    assert [r.name for r in server.services.rooms.hidden_rooms()] == ["den"]
     assert [r.name for r in server.services.rooms.listed_for(None)] == ["club", "hall"]
+    await bob.command("/mode +s hall")
+    assert [r.name for r in server.services.rooms.hidden_rooms()] == ["den", "hall"]
+    assert [r.name for r in server.services.rooms.listed_for(None)] == ["club"]

@@ -13,7 +13,7 @@ async def test_join_creates_a_missing_room_with_the_joiner_as_owner(
     bob = await irc("bob")
     bob.send("JOIN #Fresh")
     assert await bob.raw() == ":bob!bob@chatd.local JOIN #fresh"
-    assert await bob.raw() == ":chatd.local 353 bob = #fresh :~bob"
+    assert await bob.raw() == ":chatd.local 353 bob = #fresh :@bob"
     assert await bob.raw() == ":chatd.local 366 bob #fresh :End of /NAMES list"
     room = server.services.rooms.find("fresh")
     assert room is not None and room.mode is Mode.OPEN
@@ -28,7 +28,7 @@ async def test_join_several_shows_topic_and_names_and_others_see_it(irc: IrcFact
     bob.send("JOIN #one,#two")
     assert (await bob.expect("JOIN")).params == ("#one",)
     assert (await bob.read()).params == ("bob", "#one", "all about one")
-    assert (await bob.read()).params == ("bob", "=", "#one", "~alice bob")
+    assert (await bob.read()).params == ("bob", "=", "#one", "@alice bob")
     await bob.expect("366")
     assert (await bob.expect("JOIN")).params == ("#two",)
     await bob.expect("366")
@@ -108,13 +108,13 @@ async def test_names_who_whois_list(server: ChatServer, irc: IrcFactory,
     await carol.command("/join room")
     await carol.close()
     bob.send("NAMES #room,#nope", "NAMES")
-    assert (await bob.expect("353")).params == ("bob", "=", "#room", "~alice @bob carol")
+    assert (await bob.expect("353")).params == ("bob", "=", "#room", "@alice @bob carol")
     assert (await bob.expect("366")).params[1] == "#room"
     assert (await bob.expect("366")).params[1] == "#nope"
     assert (await bob.expect("366")).params[1] == "*"
     bob.send("WHO #room")
     rows = [(await bob.expect("352")).params for _ in range(3)]
-    assert [(r[5], r[6]) for r in rows] == [("alice", "G~"), ("bob", "H@"), ("carol", "G")]
+    assert [(r[5], r[6]) for r in rows] == [("alice", "G@"), ("bob", "H@"), ("carol", "G")]
     assert (await bob.expect("315")).params[1] == "#room"
     bob.send("WHO alice", "WHO nobody")
     assert (await bob.expect("352")).params[1] == "*"
@@ -124,7 +124,7 @@ async def test_names_who_whois_list(server: ChatServer, irc: IrcFactory,
     whois = await bob.until("318")
     by_code = {m.command: m.params for m in whois}
     assert by_code["311"][1:4] == ("alice", "alice", "chatd.local")
-    assert by_code["319"][2] == "~#room"
+    assert by_code["319"][2] == "@#room"
     assert by_code["301"][2] == "lunch"
     assert by_code["330"][1:3] == ("alice", "alice")
     bob.send("WHOIS ghost")

@@ -156,7 +156,7 @@ async def test_rooms_of_the_account_are_joined_at_login_and_from_other_connectio
     await bob_line.command("/create mine")
     bob = await irc("bob")
     assert (await bob.expect("JOIN")).params == ("#mine",)
-    assert (await bob.expect("353")).params[3] == "~bob"
+    assert (await bob.expect("353")).params[3] == "@bob"
     await bob_line.command("/create other")
     await bob_line.say("first words")
     assert (await bob.expect("JOIN")).params == ("#other",)

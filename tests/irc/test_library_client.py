@@ -43,7 +43,7 @@ async def test_irc_library_client_joins_and_exchanges_messages(server: ChatServe
         connection.join("#general")
         assert (await next_event("join")).target == "#general"
         names = await next_event("namreply")
-        assert names.arguments[-1].split() == ["~alice", "ircbob"]
+        assert names.arguments[-1].split() == ["@alice", "ircbob"]
         await alice.next_event(lambda e: e.get("event") == "join")
 
         await alice.say("hi library")

@@ -24,7 +24,7 @@ async def test_pass_account_colon_password_registers(server: ChatServer,
     assert codes[:2] == ["900", "001"]
     assert {"002", "003", "004", "005", "251", "254", "255", "422"} <= set(codes)
     isupport = " ".join(" ".join(m.params) for m in lines if m.command == "005")
-    for token in ("CHANTYPES=#", "PREFIX=(qo)~@", "CHANMODES=b,,,inRt", "NICKLEN=24",
+    for token in ("CHANTYPES=#", "PREFIX=(ov)@+", "CHANMODES=b,k,l,imnstR", "NICKLEN=24",
                   "CHANNELLEN=33", "CASEMAPPING=ascii"):
         assert token in isupport
     assert client.nick == "bob"
@@ -64,7 +64,8 @@ async def test_cap_negotiation_holds_registration_until_end(server: ChatServer,
     ls = await client.expect("CAP")
     assert ls.params[1] == "LS"
     assert set(ls.params[2].split()) == {"batch", "echo-message", "labeled-response",
-                                         "message-tags", "sasl=PLAIN", "server-time"}
+                                         "message-tags", "multi-prefix", "sasl=PLAIN",
+                                         "server-time", "userhost-in-names"}
     await client.nothing()
     client.send("CAP REQ :server-time bogus")
     assert (await client.expect("CAP")).params[1:] == ("NAK", "server-time bogus")

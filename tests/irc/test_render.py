@@ -5,6 +5,7 @@ from __future__ import annotations
 import pytest
 
 from chatd.domain import events as ev
+from chatd.domain.modes import ModeChange, RoomModes
 from chatd.irc.front import load
 from chatd.irc.render import IrcRenderer, cache_key
 from chatd.protocol.render import Style, style_key
@@ -61,7 +62,12 @@ def test_previews_become_lines_and_encrypted_messages_a_placeholder() -> None:
     (ev.Unbanned("dev", "eve", "the server"), [":irc.test MODE #dev -b eve!*@*"]),
     (ev.Promoted("dev", "bob", None, "admin"), [":irc.test MODE #dev +o bob"]),
     (ev.Demoted("dev", "bob", "al", "member"), [":al!al@irc.test MODE #dev -o bob"]),
-    (ev.OwnerChanged("dev", "bob", None, "owner"), [":irc.test MODE #dev +q bob"]),
+    (ev.OwnerChanged("dev", "bob", None, "owner"), [":irc.test MODE #dev +o bob"]),
+    (ev.Voiced("dev", "bob", "al", "voice"), [":al!al@irc.test MODE #dev +v bob"]),
+    (ev.Devoiced("dev", "bob", "al", "member"), [":al!al@irc.test MODE #dev -v bob"]),
+    (ev.ModesChanged("dev", "al", (ModeChange(True, "k", "pw"), ModeChange(True, "l", "5"),
+                                   ModeChange(False, "n")), RoomModes()),
+     [":al!al@irc.test MODE #dev +kl-n pw 5"]),
     (ev.ModeChanged("dev", "al", "request"), [":al!al@irc.test MODE #dev +R-i"]),
     (ev.TopicChanged("dev", "al", "news"), [":al!al@irc.test TOPIC #dev :news"]),
     (ev.Terminated("dev", "bob"), [":bob!bob@irc.test PART #dev :#dev was terminated"]),
@@ -71,6 +77,17 @@ def test_previews_become_lines_and_encrypted_messages_a_placeholder() -> None:
 ])
 def test_events(event: ev.Event, expected: list[str]) -> None:
     assert _lines(event) == expected
+
+
+def test_multi_prefix_clients_see_the_owner_as_q_and_o() -> None:
+    multi = cache_key(False, False, True)
+    assert multi not in {PLAIN, TIMED, TAGGED}
+    assert _lines(ev.OwnerChanged("dev", "bob", None, "owner"), multi) == [
+        ":irc.test MODE #dev +qo bob bob"]
+    assert _lines(ev.OwnerChanged("dev", "bob", "al", "owner", "al"), multi) == [
+        ":al!al@irc.test MODE #dev -q+qo al bob bob"]
+    assert _lines(ev.OwnerChanged("dev", "bob", "al", "owner", "al")) == [
+        ":al!al@irc.test MODE #dev +o bob"]
 
 
 def test_typing_is_a_tagmsg_for_clients_that_take_tags() -> None:
