@@ -1,0 +1,260 @@
+"""Room modes over the line protocol: keys, member limits, moderation with voice,
+secret rooms, n and t as toggles; their events, audit entries and races."""
+
+from __future__ import annotations
+
+import asyncio
+from pathlib import Path
+
+from chatd.domain.clock import ManualClock
+from tests.content import text_file, upload
+from tests.governance import (
+    code_of,
+    error_of,
+    listed,
+    members_of,
+    room_with,
+    settle,
+    users,
+)
+from tests.helpers import ChatServer, Clients, start_server, text_client, text_run
+
+ROUNDS = 20
+
+
+async def test_mode_shows_and_changes_the_modes(server: ChatServer, clients: Clients) -> None:
+    alice, bob = await users(clients, "alice", "bob")
+    await room_with(alice, "dev", bob)
+    shown = await alice.command("/mode")
+    assert (shown["mode"], shown["modes"], shown["limit"]) == ("open", "+nt", None)
+    assert shown.get("key") is None
+    changed = await alice.command("/mode +kl-t hunter2 5 dev")
+    assert (changed["changes"], changed["arguments"]) == ("+kl-t", ["hunter2", "5"])
+    assert (changed["modes"], changed["key"], changed["limit"]) == ("+nkl", "hunter2", 5)
+    event = (await bob.next_event(lambda e: e.get("event") == "modes"))
+    assert (event["actor"], event["changes"], event["arguments"], event["key"]) == (
+        "alice", "+kl-t", ["hunter2", "5"], "hunter2")
+    assert event["summary"] == ("a key is needed to join, at most 5 members, any member "
+                                "may set the topic")
+    # Members see the key; nothing changes when nothing would.
+    assert (await bob.command("/mode dev"))["key"] == "hunter2"
+    again = await alice.command("/mode +k hunter2")
+    assert again["changes"] == "" and again.final["message"] == "#dev: nothing changed."
+    room = server.services.rooms.find("dev")
+    assert room is not None and room.modes.limit == 5
+    [stored] = [r for r in await server.services.storage.load_active_rooms()
+                if r.name == "dev"]
+    assert (stored.key, stored.member_limit, stored.topic_lock) == ("hunter2", 5, False)
+    entries = [e for e in await server.services.audit.entries(20, room) if e.action == "modes"]
+    assert [(e.actor, e.reason) for e in entries] == [("alice", "+kl-t * 5")]
+
+
+async def test_mode_refusals_have_stable_codes(clients: Clients) -> None:
+    alice, bob = await users(clients, "alice", "bob")
+    await room_with(alice, "dev", bob)
+    cases = [(bob, "/mode +m dev", "not-permitted"),
+             (alice, "/mode +k", "bad-arguments"),
+             (alice, "/mode +k a,b", "bad-arguments"),
+             (alice, "/mode +l many", "bad-arguments"),
+             (alice, "/mode +x", "bad-arguments"),
+             (alice, "/mode +v", "bad-arguments"),
+             (alice, "/mode +v nobody", "no-such-user"),
+             (alice, "/mode +m dev extra", "bad-arguments"),
+             (alice, "/mode nowhere", "no-such-room"),
+             (bob, "/mode +i dev", "not-permitted")]
+    for client, line, code in cases:
+        assert await code_of(client, line) == code, line
+    # A refused mode string changes nothing, not even its good letters.
+    assert (await alice.command("/mode dev"))["modes"] == "+nt"
+    lonely = await clients.user("carol")
+    assert (await error_of(lonely, "/mode"))["code"] == "no-room"
+
+
+async def test_a_key_is_needed_to_join_and_an_invitation_passes_it(clients: Clients) -> None:
+    alice, bob, carol = await users(clients, "alice", "bob", "carol")
+    await room_with(alice, "dev")
+    await alice.command("/mode +k sesame")
+    refused = await error_of(bob, "/join dev")
+    assert refused["code"] == "bad-room-key"
+    assert refused["message"] == ("#dev needs a key to join, and you gave no key: "
+                                  "/join dev <key>.")
+    assert (await error_of(bob, "/join dev open-up"))["code"] == "bad-room-key"
+    assert (await bob.command("/join dev sesame"))["room"] == "dev"
+    await alice.command("/invite carol dev")
+    assert (await carol.command("/join dev"))["room"] == "dev"
+    await alice.command("/mode -k dev")
+    dave = await clients.user("dave")
+    assert (await dave.command("/join dev"))["room"] == "dev"
+
+
+async def test_a_key_is_needed_to_ask_to_join_a_request_room(clients: Clients) -> None:
+    alice, bob = await users(clients, "alice", "bob")
+    await room_with(alice, "club", mode="request")
+    await alice.command("/mode +k sesame club")
+    assert (await error_of(bob, "/join club"))["code"] == "bad-room-key"
+    assert (await bob.command("/join club sesame"))["requested"] is True
+
+
+async def test_a_full_room_refuses_joins_but_not_invitations(clients: Clients) -> None:
+    alice, bob, carol, dave = await users(clients, "alice", "bob", "carol", "dave")
+    await room_with(alice, "dev", bob)
+    await alice.command("/mode +l 2")
+    full = await error_of(carol, "/join dev")
+    assert (full["code"], full["limit"]) == ("room-full", 2)
+    assert full["message"] == "#dev is full: it takes at most 2 members."
+    await alice.command("/invite dave dev")
+    assert (await dave.command("/join dev"))["room"] == "dev"
+    await alice.command("/mode -l")
+    assert (await carol.command("/join dev"))["room"] == "dev"
+
+
+async def test_a_moderated_room_hears_voice_and_admins_only(server: ChatServer,
+                                                            clients: Clients) -> None:
+    alice, bob, carol, dave = await users(clients, "alice", "bob", "carol", "dave")
+    await room_with(alice, "dev", bob, carol, dave, admins=(dave,))
+    await alice.command("/mode +m dev")
+    refused = await error_of(bob, "/say dev hello")
+    assert refused["code"] == "moderated"
+    uploaded = await upload(bob, "a.txt", text_file(), "dev")
+    assert uploaded.final["code"] == "moderated"
+    await settle(bob)
+    await dave.command("/voice bob dev")
+    voiced = await carol.next_event(lambda e: e.get("event") == "voice")
+    assert (voiced["user"], voiced["actor"], voiced["role"]) == ("bob", "dave", "voice")
+    assert (await bob.command("/say dev hello"))["room"] == "dev"
+    assert (await dave.command("/say dev admins speak"))["room"] == "dev"
+    assert (await members_of(alice, "dev"))["bob"] == "voice"
+    # Voice is a role: it outlives a reconnection and is audited; notifications tell it.
+    received = await settle(bob)
+    assert any(e.get("notification", {}).get("kind") == "voiced" for e in received)
+    await alice.command("/mode -v bob dev")
+    assert (await error_of(bob, "/say dev again"))["code"] == "moderated"
+    assert (await error_of(alice, "/devoice bob dev"))["code"] == "bad-arguments"
+    assert (await error_of(carol, "/voice bob dev"))["code"] == "not-permitted"
+    await alice.command("/voice bob dev")
+    # A voiced member may be promoted straight away.
+    await alice.command("/promote bob dev")
+    assert (await members_of(alice, "dev"))["bob"] == "admin"
+    await alice.command("/mode -m dev")
+    assert (await carol.command("/say dev free again"))["room"] == "dev"
+    room = server.services.rooms.find("dev")
+    actions = [e.action for e in await server.services.audit.entries(50, room)]
+    assert actions.count("voice") == 2 and "devoice" in actions
+
+
+async def test_a_secret_room_is_hidden_from_strangers(clients: Clients) -> None:
+    alice, bob, carol = await users(clients, "alice", "bob", "carol")
+    await room_with(alice, "den", bob)
+    await alice.command("/mode +s den")
+    assert "den" not in await listed(carol)
+    assert "den" in await listed(bob)
+    assert "den" not in (await carol.command("/whois alice"))["rooms"]
+    assert "den" in (await bob.command("/whois alice"))["rooms"]
+    assert (await error_of(carol, "/who den"))["code"] == "not-permitted"
+    assert (await error_of(carol, "/mode den"))["code"] == "not-permitted"
+    # Hidden, not closed: whoever knows the name may join.
+    assert (await carol.command("/join den"))["room"] == "den"
+
+
+async def test_n_and_t_are_toggles(clients: Clients) -> None:
+    alice, bob, carol = await users(clients, "alice", "bob", "carol")
+    await room_with(alice, "dev", bob)
+    assert (await error_of(carol, "/say dev from outside"))["code"] == "not-in-room"
+    assert (await error_of(bob, "/topic dev mine"))["code"] == "not-permitted"
+    await alice.command("/mode -nt dev")
+    assert (await carol.command("/say dev from outside"))["room"] == "dev"
+    heard = await bob.next_event(lambda e: e.get("type") == "message")
+    assert (heard["from"], heard["text"]) == ("carol", "from outside")
+    assert (await bob.command("/topic dev mine"))["topic"] == "mine"
+    # An outsider still cannot set the topic, and a ban holds outsiders' messages out.
+    assert (await error_of(carol, "/topic dev theirs"))["code"] == "not-permitted"
+    await alice.command("/ban carol dev")
+    assert (await error_of(carol, "/say dev again"))["code"] == "banned"
+    await alice.command("/mode +m dev")
+    dave = await clients.user("dave")
+    assert (await error_of(dave, "/say dev outside and unvoiced"))["code"] == "moderated"
+
+
+async def test_mode_letters_for_who_may_join(clients: Clients) -> None:
+    alice, bob = await users(clients, "alice", "bob")
+    await room_with(alice, "dev", bob)
+    reply = await alice.command("/mode +i")
+    assert (reply["mode"], reply["changes"]) == ("private", "+i")
+    assert (await alice.command("/mode -R"))["changes"] == ""
+    assert (await alice.command("/mode +R-m"))["mode"] == "request"
+    assert (await alice.command("/mode -R"))["mode"] == "open"
+    kinds = [e["event"] for e in await settle(bob) if e.get("type") == "event"]
+    assert kinds.count("mode") == 3
+
+
+async def test_text_mode_reads_the_modes(clients: Clients) -> None:
+    alice = await clients.user("alice")
+    await alice.command("/create dev")
+    await alice.command("/mode +kl pw 9")
+    text = await text_client(clients, "alice")
+    shown = await text_run(text, "/mode dev")
+    assert shown[-1] == ("* #dev: open, only members send, only admins set the topic, "
+                         "the key is pw, at most 9 members.")
+    await text_run(text, "/switch dev")
+    changed = await text_run(text, "/mode +m-t")
+    assert "* alice changed #dev: moderated (only voiced members and admins speak), any " \
+           "member may set the topic" in changed
+
+
+async def test_joins_racing_a_key_change_are_decided_under_the_lock(server: ChatServer,
+                                                                    clients: Clients) -> None:
+    """A join sent with the old key while the key changes is let in only if it came
+    first; the room never holds a member who passed a key it no longer had."""
+    alice, owner, bob = await users(clients, "alice", "alice", "bob")
+    for number in range(ROUNDS):
+        room = f"r{number}"
+        await room_with(alice, room)
+        await alice.command(f"/mode +k old {room}")
+        joined, changed = await asyncio.gather(code_of(bob, f"/join {room} old"),
+                                               code_of(owner, f"/mode +k new {room}"))
+        assert changed == "ok"
+        live = server.services.rooms.find(room)
+        assert live is not None and live.modes.key == "new"
+        bob_in = live.is_member(server.services.accounts.require("bob").id)
+        assert (joined == "ok") == bob_in and joined in ("ok", "bad-room-key"), number
+
+
+async def test_joins_racing_for_the_last_place_fill_it_once(server: ChatServer,
+                                                            clients: Clients) -> None:
+    joiners = await users(clients, "alice", "bob", "carol", "dave", "erin")
+    alice, rest = joiners[0], joiners[1:]
+    for number in range(ROUNDS):
+        room = f"r{number}"
+        await room_with(alice, room, rest[0])
+        await alice.command(f"/mode +l 3 {room}")
+        codes = await asyncio.gather(*(code_of(c, f"/join {room}") for c in rest[1:]))
+        assert sorted(codes) == ["ok", "room-full", "room-full"], number
+        live = server.services.rooms.find(room)
+        assert live is not None and len(live.members) == 3
+        for client in rest:
+            await settle(client)
+
+
+async def test_modes_and_voice_survive_a_restart(tmp_path: Path, clock: ManualClock) -> None:
+    db_path = tmp_path / "modes.db"
+    server = await start_server(db_path, clock=clock)
+    clients = Clients(server)
+    alice, bob = await users(clients, "alice", "bob")
+    await room_with(alice, "dev", bob)
+    await alice.command("/mode +kmsl-n key 4 dev")
+    await alice.command("/voice bob dev")
+    await clients.close()
+    await server.stop()
+
+    server = await start_server(db_path, clock=clock)
+    clients = Clients(server)
+    try:
+        alice, bob, carol = await users(clients, "alice", "bob", "carol")
+        shown = await alice.command("/mode dev")
+        assert (shown["modes"], shown["key"], shown["limit"]) == ("+tklms", "key", 4)
+        assert (await members_of(alice, "dev"))["bob"] == "voice"
+        assert (await bob.command("/say dev still heard"))["room"] == "dev"
+        assert (await error_of(carol, "/join dev"))["code"] == "bad-room-key"
+    finally:
+        await clients.close()
+        await server.stop()
