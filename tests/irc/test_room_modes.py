@@ -1,0 +1,243 @@
+"""Channel modes over IRC: keys, limits, moderation and voice, secret channels, n and t,
+prefixes (multi-prefix, userhost-in-names), and rooms created by guests."""
+
+from __future__ import annotations
+
+import dataclasses
+
+import pytest
+
+from chatd.domain.room import Role
+from tests.helpers import ChatServer, Clients
+from tests.irc.conftest import IrcFactory
+from tests.irc.helpers import IrcClient
+
+GUESTS_CREATE = pytest.mark.server(accounts__guests=True, rooms__creation="everyone")
+
+
+async def _room(owner: IrcClient, *others: IrcClient, name: str = "#m") -> None:
+    owner.send(f"JOIN {name}")
+    await owner.expect("366")
+    for other in others:
+        other.send(f"JOIN {name}")
+        await other.expect("366")
+        await owner.expect("JOIN")
+
+
+async def _guest(irc: IrcFactory, nick: str, caps: tuple[str, ...] = ()) -> IrcClient:
+    client = await irc()
+    await client.register(nick, caps=caps)
+    return client
+
+
+async def test_modes_are_set_shown_and_told_to_the_room(server: ChatServer,
+                                                        irc: IrcFactory) -> None:
+    alice, bob, carol = await irc("alice"), await irc("bob"), await irc("carol")
+    await _room(alice, bob)
+    alice.send("MODE #m +klm-t sesame 5")
+    change = await bob.expect("MODE")
+    assert change.source == "alice!alice@chatd.local"
+    assert change.params == ("#m", "+klm-t", "sesame", "5")
+    bob.send("MODE #m")
+    assert (await bob.expect("324")).params[1:] == ("#m", "+nklm", "sesame", "5")
+    carol.send("MODE #m")
+    assert (await carol.expect("324")).params[1:] == ("#m", "+nklm", "<key>", "5")
+    alice.send("MODE #m -kl+s whatever")
+    assert (await bob.expect("MODE")).params == ("#m", "-kl+s")
+    carol.send("MODE #m", "LIST")
+    assert (await carol.expect("403")).params[1] == "#m"
+    assert (await carol.expect("323", "322")).command == "323"
+    room = server.services.rooms.find("m")
+    assert room is not None and room.modes.secret and room.modes.key is None
+
+
+async def test_mode_refusals(irc: IrcFactory) -> None:
+    alice, bob = await irc("alice"), await irc("bob")
+    await _room(alice, bob)
+    bob.send("MODE #m +m")
+    assert (await bob.expect("482")).params[1] == "#m"
+    alice.send("MODE #m +k", "MODE #m +l many", "MODE #m +Z")
+    assert (await alice.expect("461")).params[1] == "MODE"
+    assert (await alice.expect("400")).params[1] == "MODE"
+    assert (await alice.expect("472")).params[1] == "Z"
+
+
+async def test_join_with_keys_and_a_full_channel(server: ChatServer, irc: IrcFactory) -> None:
+    alice, bob, carol = await irc("alice"), await irc("bob"), await irc("carol")
+    await _room(alice)
+    await _room(alice, name="#open")
+    alice.send("MODE #m +kl sesame 2")
+    await alice.expect("MODE")
+    bob.send("JOIN #m")
+    assert (await bob.expect("475")).params[1:] == (
+        "#m", "#m needs a key to join, and you gave no key.")
+    bob.send("JOIN #m,#open wrong")
+    assert (await bob.expect("475", "JOIN")).command == "475"
+    assert (await bob.expect("JOIN")).params == ("#open",)
+    bob.send("JOIN #open,#m x,sesame")
+    assert (await bob.expect("JOIN")).params == ("#m",)
+    carol.send("JOIN #m sesame")
+    assert (await carol.expect("471")).params[1] == "#m"
+
+
+async def test_a_moderated_channel_and_voice(server: ChatServer, irc: IrcFactory,
+                                             clients: Clients) -> None:
+    alice, bob = await irc("alice"), await irc("bob", caps=("multi-prefix",))
+    await _room(alice, bob)
+    line = await clients.user("carol")
+    await line.command("/join m")
+    alice.send("MODE #m +m")
+    await bob.expect("MODE")
+    bob.send("PRIVMSG #m :hello?")
+    assert (await bob.expect("404")).params[1] == "#m"
+    alice.send("MODE #m +v bob")
+    assert (await bob.expect("MODE")).params == ("#m", "+v", "bob")
+    voiced = await line.next_event(lambda e: e.get("event") == "voice")
+    assert voiced["user"] == "bob"
+    bob.send("PRIVMSG #m :now I speak", "NAMES #m")
+    heard = await line.next_event(lambda e: e.get("type") == "message")
+    assert heard["text"] == "now I speak"
+    assert (await bob.expect("353")).params[3] == "~@alice +bob carol"
+    alice.send("MODE #m -v bob")
+    assert (await bob.expect("MODE")).params == ("#m", "-v", "bob")
+    room = server.services.rooms.find("m")
+    assert room is not None and room.role_of(server.services.accounts.require("bob").id) \
+        is Role.MEMBER
+
+
+async def test_n_and_t_are_toggles(irc: IrcFactory, clients: Clients) -> None:
+    alice, bob, outsider = await irc("alice"), await irc("bob"), await irc("olga")
+    await _room(alice, bob)
+    outsider.send("PRIVMSG #m :knock knock")
+    assert (await outsider.expect("404")).params[1] == "#m"
+    bob.send("TOPIC #m :bob's topic")
+    assert (await bob.expect("482")).params[1] == "#m"
+    alice.send("MODE #m -nt")
+    assert (await bob.expect("MODE")).params == ("#m", "-nt")
+    outsider.send("PRIVMSG #m :knock knock")
+    got = await bob.expect("PRIVMSG")
+    assert got.source.startswith("olga!") and got.params == ("#m", "knock knock")
+    bob.send("TOPIC #m :bob's topic")
+    assert (await alice.expect("TOPIC")).params == ("#m", "bob's topic")
+
+
+async def test_prefixes_for_each_client(irc: IrcFactory) -> None:
+    alice = await irc("alice")
+    plain, multi = await irc("bob"), await irc("carol", caps=("multi-prefix",))
+    both = await irc("dave", caps=("multi-prefix", "userhost-in-names"))
+    await _room(alice, plain, multi, both)
+    alice.send("MODE #m +o bob")
+    await alice.expect("MODE")
+    plain.send("NAMES #m", "WHO #m")
+    assert (await plain.expect("353")).params[3] == "@alice @bob carol dave"
+    flags = [m.params[6] for m in await plain.until("315") if m.command == "352"]
+    assert flags == ["H@", "H@", "H", "H"]
+    multi.send("NAMES #m", "WHOIS alice")
+    assert (await multi.expect("353")).params[3] == "~@alice @bob carol dave"
+    assert (await multi.expect("319")).params[2] == "~@#m"
+    both.send("NAMES #m")
+    assert (await both.expect("353")).params[3].split()[:2] == [
+        "~@alice!alice@chatd.local", "@bob!bob@chatd.local"]
+
+
+async def test_isupport_tells_each_client_the_prefixes_it_will_see(irc: IrcFactory) -> None:
+    for caps, token in (((), "PREFIX=(ov)@+"), (("multi-prefix",), "PREFIX=(qov)~@+")):
+        client = await irc(f"u{len(caps)}", caps=caps)
+        isupport = [line for line in client.lines if " 005 " in line]
+        assert any(token in line.split() for line in isupport), caps
+        assert any("CHANMODES=b,k,l,imnstR" in line.split() for line in isupport)
+
+
+async def test_a_transfer_reads_as_q_and_o(server: ChatServer, irc: IrcFactory,
+                                           clients: Clients) -> None:
+    plain, multi = await irc("bob"), await irc("carol", caps=("multi-prefix",))
+    alice = await clients.user("alice")
+    await alice.command("/create m")
+    for client in (plain, multi):
+        client.send("JOIN #m")
+        await client.expect("366")
+    await alice.command("/transfer bob m")
+    assert (await plain.expect("MODE")).params == ("#m", "+o", "bob")
+    assert (await multi.expect("MODE")).params == ("#m", "-q+qo", "alice", "bob", "bob")
+
+
+@GUESTS_CREATE
+async def test_a_guest_creates_a_channel_and_runs_it(server: ChatServer, irc: IrcFactory,
+                                                     clients: Clients) -> None:
+    visitor = await _guest(irc, "visitor", caps=("multi-prefix",))
+    visitor.send("JOIN #new")
+    assert (await visitor.expect("353")).params[3] == "~@visitor"
+    room = server.services.rooms.find("new")
+    assert room is not None and room.owner is not None and room.owner.name == "visitor"
+    assert await server.services.storage.load_members() == []
+    other = await _guest(irc, "passer")
+    bob = await clients.user("bob")
+    other.send("JOIN #new")
+    assert (await other.expect("353")).params[3] == "@visitor passer"
+    await bob.command("/join new")
+    visitor.send("MODE #new +mv passer")
+    assert (await other.expect("MODE")).params == ("#new", "+m")
+    assert (await other.expect("MODE")).params == ("#new", "+v", "passer")
+    other.send("PRIVMSG #new :voiced guest")
+    assert (await bob.next_event(lambda e: e.get("type") == "message"))["text"] == \
+        "voiced guest"
+    visitor.send("MODE #new +o bob")
+    assert (await other.expect("MODE")).params == ("#new", "+o", "bob")
+    # The guest goes: the admin it made inherits the room.
+    visitor.send("QUIT")
+    owner = await bob.next_event(lambda e: e.get("event") == "owner")
+    assert owner["user"] == "bob"
+    assert room.owner is not None and room.owner.name == "bob"
+
+
+@pytest.mark.server(accounts__guests=True)
+async def test_by_default_guests_do_not_create_and_a_reload_lets_them(
+        server: ChatServer, irc: IrcFactory) -> None:
+    visitor = await _guest(irc, "visitor")
+    visitor.send("JOIN #new")
+    assert (await visitor.expect("403")).params[1:] == (
+        "#new", "No such channel (guests cannot create rooms)")
+    server.apply(dataclasses.replace(server.config, rooms=dataclasses.replace(
+        server.config.rooms, creation="everyone")))
+    visitor.send("JOIN #new")
+    assert (await visitor.expect("353")).params[3] == "@visitor"
+
+
+@GUESTS_CREATE
+async def test_a_guest_left_alone_in_its_channel_ends_it(server: ChatServer,
+                                                        irc: IrcFactory) -> None:
+    visitor = await _guest(irc, "visitor")
+    passer = await _guest(irc, "passer")
+    visitor.send("JOIN #solo")
+    await visitor.expect("366")
+    passer.send("JOIN #solo,#two sesame")
+    await passer.expect("366")
+    await passer.expect("366")
+    passer.send("MODE #two +k sesame")
+    await passer.expect("MODE")
+    visitor.send("JOIN #two", "PART #solo")
+    assert (await visitor.expect("475")).params[1] == "#two"
+    # The one plain member left behind is removed with the room (termination).
+    assert (await passer.expect("PART")).params[0] == "#solo"
+    assert server.services.rooms.find("solo") is None
+
+
+@pytest.mark.server(accounts__guests=True)
+async def test_guests_and_accounts_racing_for_the_last_places(server: ChatServer,
+                                                              irc: IrcFactory) -> None:
+    alice = await irc("alice")
+    racers = [await irc("bob"), await irc("carol"), await _guest(irc, "gina"),
+              await _guest(irc, "gus")]
+    for number in range(10):
+        name = f"#r{number}"
+        await _room(alice, name=name)
+        alice.send(f"MODE {name} +l 3")
+        await alice.expect("MODE")
+        for client in racers:
+            client.send(f"JOIN {name}")
+        outcomes = [(await client.expect("366", "471")).command for client in racers]
+        assert sorted(outcomes) == ["366", "366", "471", "471"], number
+        room = server.services.rooms.find(name)
+        assert room is not None and len(room.members) == 3
+        for client in racers:
+            client.send(f"PART {name}")
