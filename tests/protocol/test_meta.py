@@ -68,9 +68,9 @@ async def test_help_for_each_command(clients: Clients) -> None:
 async def test_help_for_one_command(clients: Clients) -> None:
     client = await clients.anonymous()
     reply = await client.command("/help join")
-    assert reply["usage"] == "/join <room>"
+    assert reply["usage"] == "/join <room> [key]"
     assert reply["help"] and reply["needs"]
-    assert (await client.command("/help /JOIN"))["usage"] == "/join <room>"
+    assert (await client.command("/help /JOIN"))["usage"] == "/join <room> [key]"
     text = await text_client(clients)
     usage, needs, *_ = await text_run(text, "/help join")
     assert usage.startswith("  /join <room>")

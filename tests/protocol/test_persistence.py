@@ -54,7 +54,8 @@ async def test_a_restart_keeps_rooms_members_history_and_pending_dms(
         # Rooms keep their ids, modes and topics.
         listed = {r["name"]: r for r in (await alice.command("/rooms"))["rooms"]}
         assert listed["general"] == {"id": general["id"], "name": "general", "mode": "open",
-                                     "members": 2, "topic": "Say hello!", "e2e": False}
+                                     "members": 2, "topic": "Say hello!", "e2e": False,
+                                     "modes": "+nt"}
         assert listed["hideout"]["id"] == hideout["id"]
         assert listed["hideout"]["mode"] == "private"
         assert listed["queue"]["id"] == queue["id"] and listed["queue"]["mode"] == "request"

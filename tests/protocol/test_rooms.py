@@ -119,7 +119,8 @@ async def test_rooms_is_paged(paged_server: ChatServer) -> None:
         assert first["page"] == 1 and first["pages"] == 3 and first["total"] == 5
         assert [r["name"] for r in first["rooms"]] == ["alpha", "bravo"]
         assert first["rooms"][0] == {"id": ids["alpha"], "name": "alpha", "mode": "open",
-                                     "members": 1, "topic": "Alpha talk", "e2e": False}
+                                     "members": 1, "topic": "Alpha talk", "e2e": False,
+                                     "modes": "+nt"}
         second = await alice.command("/rooms 2")
         assert second["page"] == 2
         assert [r["name"] for r in second["rooms"]] == ["charlie", "delta"]
