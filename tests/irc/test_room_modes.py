@@ -7,7 +7,11 @@ import dataclasses
 
 import pytest
 
-from chatd.domain.room import Role
+from chatd.domain.accounts import User
+from chatd.domain.room import Mode, Role
+from chatd.errors import ChatError, Code
+from chatd.irc.guests import GuestId
+from storage.records import UserRecord
 from tests.helpers import ChatServer, Clients
 from tests.irc.conftest import IrcFactory
 from tests.irc.helpers import IrcClient
@@ -241,3 +245,12 @@ async def test_guests_and_accounts_racing_for_the_last_places(server: ChatServer
         assert room is not None and len(room.members) == 3
         for client in racers:
             client.send(f"PART {name}")
+
+
+async def test_the_domain_itself_refuses_rooms_to_guests_by_default(server: ChatServer) -> None:
+    guest = User(UserRecord(GuestId(-5), "ghost", b"", False, 0.0))
+    assert not guest.has_account
+    with pytest.raises(ChatError) as caught:
+        await server.services.rooms.create(guest, "nope", Mode.OPEN)
+    assert caught.value.code is Code.NOT_PERMITTED
+    assert server.services.rooms.find("nope") is None
