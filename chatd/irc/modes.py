@@ -9,7 +9,7 @@
 | ``+R`` | a request room (JOIN files a request that admins accept) |
 | ``+n`` ``+t`` | always set: only members send, only admins set the topic |
 
-Neither ``+i`` nor ``+R``: an open room. User modes: only ``+i`` (kept, not used).
+Neither ``+i`` nor ``+R``: an open room. User modes: chatd.irc.operators.
 """
 
 from __future__ import annotations
@@ -21,11 +21,11 @@ from chatd.domain.names import name_key
 from chatd.domain.room import Mode
 from chatd.errors import Code
 from chatd.irc import numerics as n
-from chatd.irc.codec import format_line
 from chatd.irc.commands import irc_command
 from chatd.irc.guests import is_guest
 from chatd.irc.lookup import existing_room, existing_user, find_user
 from chatd.irc.numerics import IrcError
+from chatd.irc.operators import change_user_modes, user_modes
 from chatd.irc.render import channel
 from chatd.irc.views import channel_modes
 
@@ -67,22 +67,10 @@ async def mode(ctx: IrcContext) -> None:
 def _user_mode(ctx: IrcContext, target: str) -> None:
     if name_key(target) != name_key(ctx.nick):
         raise IrcError(n.ERR_USERSDONTMATCH, "Can't change mode for other users")
-    irc = ctx.session.irc
     if len(ctx.params) < 2:
-        ctx.reply(n.RPL_UMODEIS, "+i" if irc.invisible else "+")
+        ctx.reply(n.RPL_UMODEIS, user_modes(ctx))
         return
-    changed, unknown = "", False
-    for sign, char, _ in parse_changes(ctx.params[1], []):
-        if char != "i":
-            unknown = True
-        elif irc.invisible != (sign == "+"):
-            irc.invisible = sign == "+"
-            changed += sign + char
-    if changed:
-        ctx.line(format_line("MODE", ctx.nick, changed, trailing=False,
-                             source=ctx.listener.renderer.mask(ctx.nick)))
-    if unknown:
-        ctx.reply(n.ERR_UMODEUNKNOWNFLAG, "Unknown MODE flag")
+    change_user_modes(ctx, [(sign, char) for sign, char, _ in parse_changes(ctx.params[1], [])])
 
 
 async def _channel_mode(ctx: IrcContext, name: str) -> None:
