@@ -95,6 +95,7 @@ async def chathistory(ctx: IrcContext) -> None:
             return
         if sub not in _SUBCOMMANDS:
             raise HistoryError("INVALID_PARAMS", f"unknown subcommand {ctx.params[0]}")
+        _check_params(ctx, sub)
         target = ctx.params[1]
         room = _room(ctx, target)
         messages = [] if room is None else await _SUBCOMMANDS[sub](ctx, room)
@@ -102,6 +103,15 @@ async def chathistory(ctx: IrcContext) -> None:
     except HistoryError as exc:
         ctx.line(format_line("FAIL", "CHATHISTORY", exc.code, *ctx.params[:2],
                              *exc.context, source=ctx.listener.renderer.server))
+
+
+def _check_params(ctx: IrcContext, sub: str) -> None:
+    """Refuse malformed references and limits whatever the target (a nick too)."""
+    references = (2, 3) if sub == "BETWEEN" else (2,)
+    for index in references:
+        if not (sub == "LATEST" and _param(ctx, index) == "*"):
+            parse_ref(_param(ctx, index))
+    parse_limit(_param(ctx, references[-1] + 1))
 
 
 def _room(ctx: IrcContext, target: str) -> Room | None:

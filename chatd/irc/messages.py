@@ -120,7 +120,9 @@ def _fitted(ctx: IrcContext, target: str, text: str, kind: str) -> str:
     verb = "NOTICE" if kind == "notice" else "PRIVMSG"
     mask = ctx.listener.renderer.mask(ctx.nick)
     room = target.lower() if target.startswith("#") else target
-    overhead = len(f":{mask} {verb} {room} :".encode()) + (9 if kind == "action" else 0)
+    # As the renderer counts it (chatd.irc.render.IrcRenderer.message), which then
+    # has no reason to split the text.
+    overhead = len(f":{mask} {verb} {room} :".encode()) + 2 + (9 if kind == "action" else 0)
     return fit(text, MAX_BODY - overhead)
 
 

@@ -20,6 +20,7 @@ from collections.abc import Awaitable
 from typing import TYPE_CHECKING, Final
 
 from chatd.domain import names
+from chatd.domain.names import name_key
 from chatd.errors import ChatError
 from chatd.irc import numerics as n
 from chatd.irc.auth import logged_in, password_login, sasl_account
@@ -114,9 +115,13 @@ def _change_nick(ctx: IrcContext, wanted: str) -> None:
     if not is_guest(ctx.user):
         raise IrcError(n.ERR_RESTRICTED, f"Your connection is restricted! Your nick is your "
                        f"account name, {ctx.nick}, and account names do not change")
+    guests, people = ctx.listener.guests, ctx.listener.people
+    if name_key(wanted) != name_key(ctx.nick) and not guests.nick_free(wanted):
+        raise IrcError(n.ERR_NICKNAMEINUSE, wanted, "Nickname is already in use")
     mask = ctx.listener.renderer.mask(ctx.nick)
-    old = ctx.listener.guests.rename(ctx.session, wanted)
-    ctx.listener.people.renamed(old, wanted)
+    # The identity moves first: the rooms are told at once, under the new nick.
+    people.renamed(ctx.nick, wanted)
+    guests.rename(ctx.session, wanted)
     ctx.line(format_line("NICK", wanted, source=mask))
 
 
