@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import re
 from collections import deque
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Final
 
@@ -184,21 +184,29 @@ class People:
     def _tell_away(self, user: User, text: str) -> None:
         """``away-notify``: the new away state of ``user`` to the sessions sharing a
         channel with them (``AWAY :text``, or ``AWAY`` when back)."""
+        # Every login and logout of either listener comes here: the common case,
+        # nobody asking for away-notify, costs one pass over the IRC sessions.
+        listening = [s for s in self._sessions if "away-notify" in s.irc.caps]
+        if not listening:
+            return
         params = (text,) if text else ()
         line = format_line("AWAY", *params, source=self._renderer.mask(user.name))
-        for session in self.sharing_channel(user):
-            if "away-notify" in session.irc.caps and session.user is not user:
+        for session in self.sharing_channel(user, listening):
+            if session.user is not user:
                 session.queue_lines([line])
 
-    def sharing_channel(self, user: User) -> Iterator[IrcSession]:
-        """The registered IRC sessions shown a channel that ``user`` is a member of."""
+    def sharing_channel(self, user: User,
+                        among: Iterable[IrcSession] | None = None) -> Iterator[IrcSession]:
+        """The registered IRC sessions (of ``among``) shown a channel ``user`` is in."""
         rooms = {room.id for room in self._rooms_of(user)}
-        for session in list(self._sessions):
+        for session in list(self._sessions if among is None else among):
             if session.irc.registered and not rooms.isdisjoint(session.irc.joined):
                 yield session
 
     def _rooms_of(self, user: User) -> list[Room]:
         rooms = self._services.rooms
+        if not is_guest(user):
+            return rooms.of_user(user)
         return [room for room in rooms.listed_for(user) if room.is_member(user.id)]
 
     def sessions(self) -> list[IrcSession]:

@@ -152,7 +152,8 @@ class IrcSession(Session):
         if room_id is not None and room_id not in irc.joined and self._announce_for(event,
                                                                                    room_id):
             return
-        if event is not None and self._told_otherwise(event):
+        if (event is not None and not isinstance(event, events.Message)
+                and self._told_otherwise(event)):
             return
         data = item.cache.get(irc.key)
         if data is None:

@@ -83,8 +83,11 @@ async def irssi(tmp_path: Path) -> AsyncIterator[Irssi]:
 
 
 async def _until(check: Callable[[], bool]) -> None:
+    """Poll the server's state (it changes on irssi's time, with no event to await)."""
     async with asyncio.timeout(WAIT):
-        while not check():
+        while True:
+            if check():
+                return
             await asyncio.sleep(0.1)
 
 
