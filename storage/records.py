@@ -59,7 +59,7 @@ class MemberRecord:
 class MessageRecord:
     """A room message (room_id set) or a direct message (recipient_id set).
 
-    ``kind`` is "text", "action", "e2e", "sticker" or "file"; ``extra`` holds
+    ``kind`` is "text", "action", "notice", "e2e", "sticker" or "file"; ``extra`` holds
     kind-specific fields (file object, sticker name, envelope ...).
     """
 

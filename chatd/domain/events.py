@@ -34,9 +34,10 @@ class Event:
 class Message(Event):
     """A message posted to ``room`` or sent directly ``to`` a user.
 
-    ``msg_kind`` is ``text`` (plain), ``action`` (``/me``), ``e2e``, ``file``
-    or ``sticker``; ``extra`` holds that kind's fields. ``id`` is None for a
-    message that is never stored (to an IRC guest). ``history`` and
+    ``msg_kind`` is ``text`` (plain), ``action`` (``/me``), ``notice`` (IRC's
+    NOTICE: never answered automatically), ``e2e``, ``file`` or ``sticker``;
+    ``extra`` holds that kind's fields (and an IRC message's client-only tags).
+    ``id`` is None for a message that is never stored. ``history`` and
     ``offline`` mark a message shown again (history, a replay at login).
     """
 
@@ -261,6 +262,17 @@ class Terminated(Event):
     kind: ClassVar[str] = "terminated"
     room: str
     user: str
+
+
+@dataclass(frozen=True, slots=True)
+class Renamed(Event):
+    """``user``, a member of ``room``, is called ``name`` from now on (an IRC guest's
+    NICK: account names never change)."""
+
+    kind: ClassVar[str] = "rename"
+    room: str
+    user: str
+    name: str
 
 
 @dataclass(frozen=True, slots=True)

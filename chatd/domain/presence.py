@@ -81,6 +81,15 @@ class MemoryPresenceStore:
         return len(self._sessions)
 
 
+class PresenceWatcher(Protocol):
+    """Told when a user comes online (their first session logs in) or goes
+    offline (their last one ends): IRC's MONITOR and away-notify need this."""
+
+    def came_online(self, user: User) -> None: ...
+    def went_offline(self, user: User) -> None: ...
+    def away_changed(self, user: User, text: str) -> None: ...
+
+
 class Presence:
     """Every session of this process and the logged-in users among them."""
 
@@ -101,6 +110,10 @@ class Presence:
         # Away messages by user id, whatever protocol set them (/away, IRC AWAY).
         # Kept in memory only: they end with the user's last connection.
         self._away: dict[int, str] = {}
+        # The most users online and connections open at once since start (LUSERS).
+        self.peak_users = 0
+        self.peak_sessions = 0
+        self.watchers: list[PresenceWatcher] = []
 
     @property
     def users_online(self) -> int:
@@ -112,13 +125,18 @@ class Presence:
 
     def set_away(self, user: User, text: str) -> None:
         """Mark ``user`` away with ``text`` (cut to AWAY_MAX), or back with ``""``."""
+        before = self._away.get(user.id, "")
         if text:
             self._away[user.id] = text[:AWAY_MAX]
         else:
             self._away.pop(user.id, None)
+        if self._away.get(user.id, "") != before:
+            for watcher in self.watchers:
+                watcher.away_changed(user, text[:AWAY_MAX])
 
     def connected(self, session: Endpoint) -> None:
         self.sessions.add(session)
+        self.peak_sessions = max(self.peak_sessions, len(self.sessions))
 
     async def login(self, session: Endpoint, user: User) -> dict[str, Any]:
         """Log ``session`` in as ``user``; returns what the welcome should say."""
@@ -129,8 +147,13 @@ class Presence:
         session.signed_in(user, rooms[0] if len(rooms) == 1 else None)
         self._stats.logins += 1
         user.connections += 1
+        first = not self._online.is_online(user.id)
         self._online.arrived(user.id)
+        self.peak_users = max(self.peak_users, self._online.count())
         self._rooms.attach(session)
+        if first:
+            for watcher in self.watchers:
+                watcher.came_online(user)
         log.info("login", extra={"fields": {"session": session.id, "user": user.name,
                                             "peer": session.peer}})
         await self._audit.record("login", actor=user.name)
@@ -153,6 +176,8 @@ class Presence:
         user.connections = len(self._rooms.connections(user))
         if self._online.left(user.id):
             self._away.pop(user.id, None)
+            for watcher in self.watchers:
+                watcher.went_offline(user)
         session.signed_out(self._clock.monotonic())
         log.info("logout", extra={"fields": {"session": session.id, "user": user.name}})
 

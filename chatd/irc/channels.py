@@ -1,4 +1,4 @@
-"""Channels are rooms: JOIN, PART, TOPIC, NAMES, LIST, KICK and INVITE.
+"""Channels are rooms: JOIN, PART, TOPIC, NAMES, KICK and INVITE (LIST: chatd.irc.listing).
 
 Each handler calls the domain method the line protocol's command calls, so
 access rules, governance and events are the same: a JOIN is
@@ -22,7 +22,7 @@ from chatd.irc.guests import is_guest
 from chatd.irc.lookup import existing_room, existing_user, room_name, rooms_of, targets
 from chatd.irc.numerics import IrcError
 from chatd.irc.render import channel
-from chatd.irc.views import channel_modes, join_lines, names_lines, topic_lines
+from chatd.irc.views import join_lines, names_lines, topic_lines
 from chatd.protocol.codec import clean_text
 
 if TYPE_CHECKING:
@@ -140,19 +140,6 @@ def names(ctx: IrcContext) -> None:
             ctx.lines.extend(names_lines(renderer, ctx.nick, room, ctx.session.irc.caps))
         else:
             ctx.reply(n.RPL_ENDOFNAMES, name, "End of /NAMES list")
-
-
-@irc_command("LIST")
-def list_(ctx: IrcContext) -> None:
-    """List the channels you can see (private rooms only to their members)."""
-    wanted = {w.lower() for w in targets(ctx.params[0])} if ctx.params else None
-    ctx.reply(n.RPL_LISTSTART, "Channel", "Users  Name")
-    for room in ctx.services.rooms.listed_for(ctx.user):
-        name = channel(room.name)
-        if wanted is None or name in wanted:
-            ctx.reply(n.RPL_LIST, name, str(len(room.members)),
-                      f"[{channel_modes(room)}] {room.topic}")
-    ctx.reply(n.RPL_LISTEND, "End of /LIST")
 
 
 @irc_command("KICK", min_params=2, errors={Code.NOT_IN_ROOM: n.ERR_USERNOTINCHANNEL})

@@ -35,6 +35,7 @@ __all__ = [
     "fit",
     "format_line",
     "parse",
+    "raw_verb",
     "split_text",
     "unescape_tag",
 ]
@@ -207,6 +208,17 @@ def parse(line: str) -> IrcMessage:
     if not verb or not verb.isascii() or not verb.isalnum():
         raise IrcParseError(f"no command in {line[:40]!r}")
     return IrcMessage(verb.upper(), tuple(_params(line, pos)), source, tags)
+
+
+def raw_verb(line: str) -> str:
+    """The word where a line's verb belongs, even one :func:`parse` refuses (such as
+    ``GET_INFO``): the server answers it 421 rather than nothing. Empty when the
+    line has no word there at all."""
+    pos = len(line) - len(line.lstrip(" "))
+    for marker in "@:":
+        if line.startswith(marker, pos):
+            _, pos = _next_word(line, pos)
+    return _next_word(line, pos)[0].upper()
 
 
 def _params(line: str, pos: int) -> Iterator[str]:

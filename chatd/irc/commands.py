@@ -27,13 +27,14 @@ from typing import TYPE_CHECKING, Any, Protocol
 from chatd.domain.limits import Kind
 from chatd.errors import ChatError, Code
 from chatd.irc import numerics as n
-from chatd.irc.codec import IrcMessage, IrcParseError, add_tags, format_line, parse
+from chatd.irc.codec import IrcMessage, IrcParseError, add_tags, format_line, parse, raw_verb
 from chatd.irc.numerics import IrcError
 from chatd.protocol.session import SessionState
 
 if TYPE_CHECKING:
     from chatd.domain.accounts import User
     from chatd.irc.guests import Guests
+    from chatd.irc.people import People
     from chatd.irc.render import IrcRenderer
     from chatd.irc.session import IrcSession
     from chatd.protocol.services import Services
@@ -56,6 +57,8 @@ class Front(Protocol):
     def services(self) -> Services: ...
     @property
     def guests(self) -> Guests: ...
+    @property
+    def people(self) -> People: ...
 
 
 @dataclass(frozen=True, slots=True)
@@ -216,7 +219,11 @@ class IrcDispatcher:
         try:
             message = parse(line)
         except IrcParseError:
-            return None  # nothing to answer: not even a verb
+            verb = raw_verb(line)
+            if not verb:
+                return None  # nothing to answer: not even a verb
+            # A verb no IRC command can have (``GET_INFO``): still unknown, still 421.
+            message = IrcMessage(verb)
         if self._listener.services.protection.charge(Kind.COMMAND, session.id):
             return self._later(session, message)
         return self._run(session, message)

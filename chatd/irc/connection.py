@@ -57,6 +57,7 @@ class IrcConnection(Connection):
 
     def connection_lost(self, exc: Exception | None) -> None:
         self._irc.guests.disconnected(self._irc_session)
+        self._irc.people.ended(self._irc_session)
         super().connection_lost(exc)
 
     def close(self, reason: str) -> None:

@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING, Final
 
 from chatd.irc.commands import IRC_COMMANDS, IrcCommandTable, IrcDispatcher
 from chatd.irc.guests import Guests
+from chatd.irc.people import People
 from chatd.irc.render import IrcRenderer
 
 if TYPE_CHECKING:
@@ -22,8 +23,8 @@ if TYPE_CHECKING:
     from chatd.protocol.services import Services
 
 # The modules that declare IRC commands (importing one registers its commands).
-MODULES: Final = ("registration", "auth", "welcome", "channels", "modes", "queries",
-                  "messages")
+MODULES: Final = ("registration", "auth", "welcome", "channels", "listing", "modes",
+                  "queries", "messages", "operators", "monitor", "history")
 
 
 def load() -> IrcCommandTable:
@@ -34,13 +35,16 @@ def load() -> IrcCommandTable:
 
 
 class IrcFront:
-    """What is IRC-wide for one chatd: renderer, guests, dispatcher."""
+    """What is IRC-wide for one chatd: renderer, guests, people, dispatcher."""
 
     def __init__(self, config: Callable[[], Config], services: Services) -> None:
         self.services = services
         self.renderer = IrcRenderer(lambda: config().irc.server_name,
                                     services.clock.time, self._is_member)
         self.guests = Guests(services)
+        self.people = People(services, self.renderer)
+        self.renderer.directory = self.people
+        services.presence.watchers.append(self.people)
         self.dispatcher = IrcDispatcher(self, load())
 
     def _is_member(self, room_name: str, user_name: str) -> bool:

@@ -34,6 +34,7 @@ from chatd.errors import ChatError, Code
 from chatd.irc import numerics as n
 from chatd.irc.numerics import IrcError
 from chatd.irc.render import channel
+from chatd.irc.session import QUIT_PREFIX
 from storage.records import UserRecord
 
 if TYPE_CHECKING:
@@ -78,6 +79,8 @@ class Guests:
         self._ids = itertools.count(1)
         self._seq = itertools.count(GUEST_SEQ)
         self._online: dict[str, IrcSession] = {}
+        # Guests whose connection ended, while they leave their rooms (QUIT).
+        self._quitting: set[str] = set()
         self._bans: dict[int, dict[str, GuestBan]] = {}
         self._tasks: set[asyncio.Task[None]] = set()
 
@@ -105,6 +108,29 @@ class Guests:
         user = User(record)
         self._online[name_key(nick)] = session
         return user
+
+    def quitting(self, name: str) -> bool:
+        """Whether ``name`` is a guest leaving its rooms because its connection ended."""
+        return name_key(name) in self._quitting
+
+    def rename(self, session: IrcSession, new: str) -> str:
+        """Give the guest of ``session`` the nick ``new`` (free, or its own in another
+        case); every room it is in is told. Returns the old nick."""
+        user = session.user
+        assert user is not None and is_guest(user)
+        old = user.name
+        if name_key(new) != name_key(old) and not self.nick_free(new):
+            raise IrcError(n.ERR_NICKNAMEINUSE, new, "Nickname is already in use")
+        # No await from here on: every room sees the new name at once.
+        del self._online[name_key(old)]
+        self._online[name_key(new)] = session
+        user.name = new
+        session.irc.nick = new
+        bus = self._services.bus
+        for room in self.rooms_of(user):
+            room.members[user.id].name = new
+            bus.to_room(room, events.Renamed(room.name, old, new), skip=session)
+        return old
 
     # -- rooms -----------------------------------------------------------------
 
@@ -192,12 +218,17 @@ class Guests:
 
     # -- direct messages ----------------------------------------------------------
 
-    def direct(self, session: IrcSession, target: User, text: str, label: str) -> None:
-        """A direct message to a guest: delivered, never stored (it has no id)."""
+    def direct(self, session: IrcSession, target: User, text: str, label: str,
+               kind: str = "text", extra: dict[str, object] | None = None) -> None:
+        """A direct message to a guest: delivered, never stored. It still takes a
+        message id (msgid), from the one sequence of every message."""
         user = session.user
         assert user is not None
-        self._services.protection.charge_message(session, None)
-        message = events.Message(user.name, text, self._services.clock.time(), to=target.name)
+        services = self._services
+        services.protection.charge_message(session, None)
+        message = events.Message(user.name, text, services.clock.time(),
+                                 id=services.sequencer.for_direct(target.id), to=target.name,
+                                 msg_kind=kind, extra=dict(extra or {}))
         self._services.bus.to_user(target, message, skip=session)
         session.send(message, label)
 
@@ -216,18 +247,23 @@ class Guests:
             # their user, which the logout that follows clears.
             self._services.bus.disconnect(room, (session,))
         if rooms:
-            task = asyncio.ensure_future(self._leave_all(user, rooms))
+            reason = QUIT_PREFIX + (session.irc.quit_message or "Connection closed")
+            self._quitting.add(name_key(user.name))
+            task = asyncio.ensure_future(self._leave_all(user, rooms, reason))
             self._tasks.add(task)
             task.add_done_callback(self._tasks.discard)
 
-    async def _leave_all(self, user: User, rooms: list[Room]) -> None:
-        for room in rooms:
-            try:
-                await self._services.rooms.remove(room, user, "leave", user.name, "quit",
-                                                  missing_ok=True)
-            except Exception:  # the server may be stopping: the membership was never stored
-                log.warning("a guest's departure failed", exc_info=True,
-                            extra={"fields": {"user": user.name, "room": room.name}})
+    async def _leave_all(self, user: User, rooms: list[Room], reason: str) -> None:
+        try:
+            for room in rooms:
+                try:
+                    await self._services.rooms.remove(room, user, "leave", user.name, reason,
+                                                      missing_ok=True)
+                except Exception:  # the server may be stopping: nothing of it was stored
+                    log.warning("a guest's departure failed", exc_info=True,
+                                extra={"fields": {"user": user.name, "room": room.name}})
+        finally:
+            self._quitting.discard(name_key(user.name))
 
 
 def _address(session: IrcSession) -> str:

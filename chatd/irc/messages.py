@@ -9,30 +9,42 @@ later lines wait behind it; the client sees a delay, never an error.
 
 ``\\x01ACTION ...\\x01`` (``/me``) is an action; other CTCP requests are not
 relayed. IRC formatting and other control characters are removed, as the
-line protocol removes them. NOTICE is sent like PRIVMSG (chatd has one kind
-of message) but never answers with an error.
+line protocol removes them. NOTICE is a message of kind ``notice`` (shown
+as a notice by both listeners) and never answers with an error.
+
+A message is one IRC line for every recipient: text that would not fit in
+512 bytes once the server adds its ``:nick!user@host`` prefix is cut to
+fit, never split. Client-only tags (``+name=value``) ride with the message
+to the recipients that negotiated ``message-tags`` (and are stored with it);
+a TAGMSG carries them alone, and ``+typing=active`` is also chatd's typing
+event, which line-protocol clients see.
 """
 
 from __future__ import annotations
 
 import asyncio
 import inspect
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
+from chatd.domain.clock import iso_ts
 from chatd.domain.protection import MAX_WAIT_STEP
 from chatd.errors import ChatError, Code
 from chatd.irc import numerics as n
+from chatd.irc.codec import MAX_BODY, add_tags, fit, format_line
 from chatd.irc.commands import irc_command
 from chatd.irc.guests import is_guest
-from chatd.irc.lookup import away_message, existing_room, find_user, targets
+from chatd.irc.lookup import away_message, existing_room, existing_user, find_user, targets
 from chatd.irc.numerics import IrcError
-from chatd.irc.session import ECHO
+from chatd.irc.render import CLIENT_TAGS, CLIENT_TAGS_MAX, channel
+from chatd.irc.session import ECHO, IrcSession
 from chatd.irc.welcome import MAX_TARGETS
 from chatd.protocol.codec import clean_text
 from chatd.protocol.session import SessionState
 
 if TYPE_CHECKING:
+    from chatd.domain.ports import Endpoint
     from chatd.domain.room import Room
     from chatd.irc.commands import IrcContext
 
@@ -60,8 +72,25 @@ async def privmsg(ctx: IrcContext) -> None:
 
 @irc_command("NOTICE", quiet=True, errors=_SEND_ERRORS)
 async def notice(ctx: IrcContext) -> None:
-    """Send a message like PRIVMSG; errors are never answered (as IRC wants for NOTICE)."""
+    """Send a notice: a message never answered automatically (nor with errors)."""
     await _send(ctx)
+
+
+@dataclass(frozen=True, slots=True)
+class Outgoing:
+    """What one PRIVMSG or NOTICE sends, whatever its target."""
+
+    text: str
+    kind: str
+    extra: dict[str, object]
+
+
+def client_tags(ctx: IrcContext) -> dict[str, str]:
+    """The client-only tags of the line (``+name``); ``417`` when they are too big."""
+    tags = {k: v for k, v in ctx.message.tags.items() if k.startswith("+") and len(k) > 1}
+    if len(add_tags("", tags).encode()) > CLIENT_TAGS_MAX:
+        raise IrcError(n.ERR_INPUTTOOLONG, "Input line was too long (client tags)")
+    return tags
 
 
 async def _send(ctx: IrcContext) -> None:
@@ -75,32 +104,51 @@ async def _send(ctx: IrcContext) -> None:
     text, action = clean_text(parsed[0]), parsed[1]
     if not text.strip():
         raise IrcError(n.ERR_NOTEXTTOSEND, "No text to send")
+    kind = "notice" if ctx.message.command == "NOTICE" else "action" if action else "text"
+    tags = client_tags(ctx)
+    extra: dict[str, object] = {CLIENT_TAGS: tags} if tags else {}
     for target in targets(ctx.params[0])[:MAX_TARGETS]:
         with ctx.attempt(target, target):
+            sent = Outgoing(_fitted(ctx, target, text, kind), kind, extra)
             if target.startswith("#"):
-                await _to_room(ctx, existing_room(ctx, target), text, action)
+                await _to_room(ctx, existing_room(ctx, target), sent)
             else:
-                await _to_user(ctx, target, text, action)
+                await _to_user(ctx, target, sent)
 
 
-async def _to_room(ctx: IrcContext, room: Room, text: str, action: bool) -> None:
+def _fitted(ctx: IrcContext, target: str, text: str, kind: str) -> str:
+    """``text`` cut so that the line relayed to ``target`` fits in an IRC line."""
+    verb = "NOTICE" if kind == "notice" else "PRIVMSG"
+    mask = ctx.listener.renderer.mask(ctx.nick)
+    room = target.lower() if target.startswith("#") else target
+    # As the renderer counts it (chatd.irc.render.IrcRenderer.message), which then
+    # has no reason to split the text.
+    overhead = len(f":{mask} {verb} {room} :".encode()) + 2 + (9 if kind == "action" else 0)
+    return fit(text, MAX_BODY - overhead)
+
+
+async def _to_room(ctx: IrcContext, room: Room, sent: Outgoing) -> None:
     session, messaging = ctx.session, ctx.services.messaging
-    await fakelag(ctx, room, lambda: messaging.post(session, room, text, action, ECHO))
+    await fakelag(ctx, room, lambda: messaging.post_kind(session, room, sent.text, sent.kind,
+                                                         dict(sent.extra), ECHO))
 
 
-async def _to_user(ctx: IrcContext, nick: str, text: str, action: bool) -> None:
+async def _to_user(ctx: IrcContext, nick: str, sent: Outgoing) -> None:
     session, target = ctx.session, find_user(ctx, nick)
     if target is None:
         raise IrcError(n.ERR_NOSUCHNICK, nick, "No such nick/channel")
-    if action:
+    text, kind = sent.text, sent.kind
+    if kind == "action":
         # Direct messages have no actions in chatd: say it in words.
-        text = f"* {ctx.nick} {text}"
+        text, kind = f"* {ctx.nick} {text}", "text"
     if is_guest(target):
         guests = ctx.listener.guests
-        await fakelag(ctx, None, lambda: guests.direct(session, target, text, ECHO))
+        await fakelag(ctx, None, lambda: guests.direct(session, target, text, ECHO, kind,
+                                                       sent.extra))
     else:
         messaging = ctx.services.messaging
-        await fakelag(ctx, None, lambda: messaging.direct(session, target, text, ECHO))
+        await fakelag(ctx, None, lambda: messaging.direct(session, target, text, ECHO, kind,
+                                                          dict(sent.extra)))
     away = away_message(ctx, target)
     if away is not None and ctx.message.command == "PRIVMSG":
         ctx.reply(n.RPL_AWAY, target.name, away)
@@ -133,12 +181,38 @@ async def fakelag(ctx: IrcContext, room: Room | None, send: Callable[[], object]
 
 @irc_command("TAGMSG", min_params=1, quiet=True)
 def tagmsg(ctx: IrcContext) -> None:
-    """A message with tags only: ``+typing=active`` to a channel is a typing indicator."""
-    if ctx.message.tags.get("+typing") != "active" or not ctx.params[0].startswith("#"):
+    """A message of client-only tags: relayed to a channel's or a user's IRC clients that
+    take message tags; ``+typing=active`` to a channel is also chatd's typing event."""
+    tags, target = client_tags(ctx), ctx.params[0]
+    if not tags:
         return
-    room, session = existing_room(ctx, ctx.params[0]), ctx.session
-    if not room.is_member(ctx.user.id):
-        return
-    if ctx.services.protection.charge_typing(session):
-        return  # typing indicators are dropped first; nothing to report
-    ctx.services.messaging.typing(session, room)
+    if target.startswith("#"):
+        room = existing_room(ctx, target)
+        if not room.is_member(ctx.user.id):
+            raise IrcError(n.ERR_CANNOTSENDTOCHAN, target, "Cannot send to channel")
+        if tags.get("+typing") == "active":
+            # The typing event reaches IRC clients as this TAGMSG already.
+            del tags["+typing"]
+            if not ctx.services.protection.charge_typing(ctx.session):
+                ctx.services.messaging.typing(ctx.session, room)
+        receivers: Iterable[Endpoint] = ctx.services.bus.in_room(room)
+        shown = channel(room.name)
+    else:
+        user = existing_user(ctx, target)
+        receivers, shown = ctx.services.presence.connections(user), user.name
+    if tags:
+        _relay_tags(ctx, receivers, shown, tags)
+
+
+def _relay_tags(ctx: IrcContext, receivers: Iterable[Endpoint], target: str,
+                tags: dict[str, str]) -> None:
+    line = format_line("TAGMSG", target, source=ctx.listener.renderer.mask(ctx.nick),
+                       trailing=False)
+    stamp = iso_ts(ctx.services.clock.time())
+    for receiver in receivers:
+        if not isinstance(receiver, IrcSession) or "message-tags" not in receiver.irc.caps:
+            continue
+        if receiver is ctx.session and "echo-message" not in receiver.irc.caps:
+            continue
+        timed = {"time": stamp} if "server-time" in receiver.irc.caps else {}
+        receiver.queue_lines([add_tags(line, {**timed, **tags})])

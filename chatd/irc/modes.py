@@ -10,7 +10,7 @@
 | ``+R`` | a request room (JOIN files a request that admins accept) |
 | ``+k key`` ``+l n`` ``+m`` ``+s`` ``+n`` ``+t`` | the room's modes (chatd.domain.modes; admins) |
 
-Neither ``+i`` nor ``+R``: an open room. User modes: only ``+i`` (kept, not used).
+Neither ``+i`` nor ``+R``: an open room. User modes: chatd.irc.operators.
 """
 
 from __future__ import annotations
@@ -23,11 +23,11 @@ from chatd.domain.names import name_key
 from chatd.domain.room import Mode
 from chatd.errors import Code
 from chatd.irc import numerics as n
-from chatd.irc.codec import format_line
 from chatd.irc.commands import irc_command
 from chatd.irc.guests import is_guest
 from chatd.irc.lookup import existing_room, existing_user, find_user
 from chatd.irc.numerics import IrcError
+from chatd.irc.operators import change_user_modes, user_modes
 from chatd.irc.render import channel
 from chatd.irc.views import channel_mode_params
 
@@ -54,22 +54,11 @@ async def mode(ctx: IrcContext) -> None:
 def _user_mode(ctx: IrcContext, target: str) -> None:
     if name_key(target) != name_key(ctx.nick):
         raise IrcError(n.ERR_USERSDONTMATCH, "Can't change mode for other users")
-    irc = ctx.session.irc
     if len(ctx.params) < 2:
-        ctx.reply(n.RPL_UMODEIS, "+i" if irc.invisible else "+")
+        ctx.reply(n.RPL_UMODEIS, user_modes(ctx))
         return
-    changed, unknown = "", False
-    for change in parse_mode_string(ctx.params[1], [], {})[0]:
-        if change.letter != "i":
-            unknown = True
-        elif irc.invisible != change.on:
-            irc.invisible = change.on
-            changed += change.signed
-    if changed:
-        ctx.line(format_line("MODE", ctx.nick, changed, trailing=False,
-                             source=ctx.listener.renderer.mask(ctx.nick)))
-    if unknown:
-        ctx.reply(n.ERR_UMODEUNKNOWNFLAG, "Unknown MODE flag")
+    change_user_modes(ctx, [("+" if c.on else "-", c.letter)
+                            for c in parse_mode_string(ctx.params[1], [], {})[0]])
 
 
 async def _channel_mode(ctx: IrcContext, name: str) -> None:

@@ -26,8 +26,23 @@ RPL_LUSERCHANNELS: Final = "254"
 RPL_LUSERME: Final = "255"
 RPL_LOCALUSERS: Final = "265"
 RPL_GLOBALUSERS: Final = "266"
+RPL_STATSCONN: Final = "250"
 # -- queries --------------------------------------------------------------------
 RPL_AWAY: Final = "301"
+RPL_USERHOST: Final = "302"
+RPL_WHOWASUSER: Final = "314"
+RPL_ENDOFWHOWAS: Final = "369"
+RPL_WHOISBOT: Final = "335"
+RPL_WHOSPCRPL: Final = "354"
+RPL_INFO: Final = "371"
+RPL_ENDOFINFO: Final = "374"
+RPL_YOUREOPER: Final = "381"
+RPL_TIME: Final = "391"
+RPL_MONONLINE: Final = "730"
+RPL_MONOFFLINE: Final = "731"
+RPL_MONLIST: Final = "732"
+RPL_ENDOFMONLIST: Final = "733"
+ERR_MONLISTFULL: Final = "734"
 RPL_UNAWAY: Final = "305"
 RPL_NOWAWAY: Final = "306"
 RPL_WHOISUSER: Final = "311"
@@ -61,6 +76,7 @@ ERR_NOSUCHNICK: Final = "401"
 ERR_NOSUCHCHANNEL: Final = "403"
 ERR_CANNOTSENDTOCHAN: Final = "404"
 ERR_TOOMANYCHANNELS: Final = "405"
+ERR_WASNOSUCHNICK: Final = "406"
 ERR_NOORIGIN: Final = "409"
 ERR_INVALIDCAPCMD: Final = "410"
 ERR_NORECIPIENT: Final = "411"
@@ -80,6 +96,8 @@ ERR_ALREADYREGISTERED: Final = "462"
 ERR_PASSWDMISMATCH: Final = "464"
 ERR_CHANNELISFULL: Final = "471"
 ERR_UNKNOWNMODE: Final = "472"
+ERR_NOPRIVILEGES: Final = "481"
+ERR_NOOPERHOST: Final = "491"
 ERR_INVITEONLYCHAN: Final = "473"
 ERR_BANNEDFROMCHAN: Final = "474"
 ERR_BADCHANNELKEY: Final = "475"
@@ -109,6 +127,7 @@ SHAPES: Final[dict[str, tuple[str, ...]]] = {
     ERR_UNKNOWNCOMMAND: ("command",),
     ERR_ERRONEUSNICKNAME: ("nick",),
     ERR_NICKNAMEINUSE: ("nick",),
+    ERR_WASNOSUCHNICK: ("nick",),
     ERR_USERNOTINCHANNEL: ("nick", "channel"),
     ERR_NOTONCHANNEL: ("channel",),
     ERR_USERONCHANNEL: ("nick", "channel"),

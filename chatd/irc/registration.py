@@ -9,7 +9,8 @@ CAP negotiation. The connection then logs in to chatd:
    free (no account's name, no other guest's);
 
 and otherwise gets ``464`` and ``ERROR``. The nick of an account is its
-account name (001 tells the client), and cannot change afterwards.
+account name (001 tells the client), and cannot change afterwards (``484``
+says why); a guest may change its nick to any free one.
 """
 
 from __future__ import annotations
@@ -19,20 +20,29 @@ from collections.abc import Awaitable
 from typing import TYPE_CHECKING, Final
 
 from chatd.domain import names
+from chatd.domain.names import name_key
 from chatd.errors import ChatError
 from chatd.irc import numerics as n
 from chatd.irc.auth import logged_in, password_login, sasl_account
+from chatd.irc.codec import format_line
 from chatd.irc.commands import irc_command
+from chatd.irc.guests import is_guest
 from chatd.irc.lookup import rooms_of
 from chatd.irc.numerics import IrcError
+from chatd.irc.people import clean_username
 from chatd.irc.welcome import welcome
+from chatd.protocol.codec import clean_text
 
 if TYPE_CHECKING:
     from chatd.domain.accounts import User
     from chatd.irc.commands import IrcContext
 
-CAPABILITIES: Final = ("batch", "echo-message", "labeled-response", "message-tags",
-                       "multi-prefix", "sasl", "server-time", "userhost-in-names")
+CAPABILITIES: Final = ("away-notify", "batch", "draft/chathistory", "echo-message",
+                       "labeled-response", "message-tags", "multi-prefix", "sasl",
+                       "server-time", "setname", "userhost-in-names")
+# The longest real name kept (characters), and the longest QUIT message.
+REALNAME_MAX: Final = 100
+QUIT_MAX: Final = 200
 # Values a client that speaks CAP 302 is shown.
 _CAP_VALUES: Final = {"sasl": "PLAIN"}
 
@@ -93,12 +103,27 @@ def nick(ctx: IrcContext) -> Awaitable[None] | None:
     except names.InvalidName:
         raise IrcError(n.ERR_ERRONEUSNICKNAME, wanted, "Erroneous nickname") from None
     if irc.registered:
-        if wanted != irc.nick:
-            raise IrcError(n.ERR_RESTRICTED, "Your connection is restricted! "
-                           "(a nick is the account name, and guests keep theirs)")
+        _change_nick(ctx, wanted)
         return None
     irc.nick = wanted
     return complete(ctx)
+
+
+def _change_nick(ctx: IrcContext, wanted: str) -> None:
+    """NICK after registration: a guest takes any free nick; an account keeps its name."""
+    if wanted == ctx.nick:
+        return
+    if not is_guest(ctx.user):
+        raise IrcError(n.ERR_RESTRICTED, f"Your connection is restricted! Your nick is your "
+                       f"account name, {ctx.nick}, and account names do not change")
+    guests, people = ctx.listener.guests, ctx.listener.people
+    if name_key(wanted) != name_key(ctx.nick) and not guests.nick_free(wanted):
+        raise IrcError(n.ERR_NICKNAMEINUSE, wanted, "Nickname is already in use")
+    mask = ctx.listener.renderer.mask(ctx.nick)
+    # The identity moves first: the rooms are told at once, under the new nick.
+    people.renamed(ctx.nick, wanted)
+    guests.rename(ctx.session, wanted)
+    ctx.line(format_line("NICK", wanted, source=mask))
 
 
 @irc_command("USER", min_params=4, registered=False)
@@ -107,8 +132,31 @@ def user(ctx: IrcContext) -> Awaitable[None] | None:
     irc = ctx.session.irc
     if irc.registered or irc.username:
         raise IrcError(n.ERR_ALREADYREGISTERED, "You may not reregister")
-    irc.username, irc.realname = ctx.params[0], ctx.params[3]
+    realname = clean_text(ctx.params[3]).strip()
+    if not realname or not ctx.params[0]:
+        raise IrcError(n.ERR_NEEDMOREPARAMS, "USER", "Not enough parameters")
+    irc.username = clean_username(ctx.params[0], "user")
+    irc.realname = realname[:REALNAME_MAX]
     return complete(ctx)
+
+
+@irc_command("SETNAME", min_params=1)
+def setname(ctx: IrcContext) -> None:
+    """Change your real name (IRCv3 setname): shown to you and, with the capability,
+    to those sharing a channel with you."""
+    realname = clean_text(ctx.params[0]).strip()[:REALNAME_MAX]
+    if not realname:
+        ctx.line(format_line("FAIL", "SETNAME", "INVALID_REALNAME", "Real name is empty",
+                             source=ctx.listener.renderer.server))
+        return
+    people = ctx.listener.people
+    people.set_realname(ctx.session, realname)
+    line = format_line("SETNAME", realname, source=ctx.listener.renderer.mask(ctx.nick))
+    for session in people.sharing_channel(ctx.user):
+        if "setname" in session.irc.caps and session is not ctx.session:
+            session.queue_lines([line])
+    if "setname" in ctx.session.irc.caps:
+        ctx.line(line)
 
 
 @irc_command("PASS", min_params=1, registered=False)
@@ -137,7 +185,8 @@ def pong(ctx: IrcContext) -> None:
 @irc_command("QUIT", registered=False)
 def quit_(ctx: IrcContext) -> None:
     """Close the connection; an account's rooms keep its membership."""
-    message = ctx.params[0] if ctx.params else "Client Quit"
+    message = clean_text(ctx.params[0])[:QUIT_MAX] if ctx.params else "Client Quit"
+    ctx.session.irc.quit_message = message
     asyncio.get_running_loop().call_soon(ctx.session.close, f"Quit: {message}")
 
 
@@ -163,6 +212,7 @@ async def _register(ctx: IrcContext) -> None:
     irc.nick = account.name
     await services.presence.login(session, account)
     irc.registered = True
+    ctx.listener.people.registered(session)
     welcome(ctx)
     for room in rooms_of(ctx, account):
         if room.id not in irc.joined:

@@ -10,14 +10,15 @@ so one room message is formatted once per tag mode for all IRC recipients
 (see :func:`cache_key`), as :meth:`chatd.protocol.session.Session.deliver`
 does per style.
 
-Every user appears as ``name!name@<server name>``: chatd has no ident or
-host to show, and hiding addresses is the point.
+Every user appears as ``name!username@<server name>``: the username their
+IRC client gave in ``USER`` (the name itself for line-protocol users); chatd
+shows no host, and hiding addresses is the point.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping
-from typing import Any, Final
+from typing import Any, Final, Protocol
 
 from chatd.domain import events as ev
 from chatd.domain.moderation import CONSOLE, SERVER
@@ -35,6 +36,28 @@ MemberCheck = Callable[[str, str], bool]
 MODE_CHANGE: Final = {"open": "-iR", "private": "+i-R", "request": "+R-i"}
 MODE_FLAGS: Final = {"open": "", "private": "i", "request": "R"}
 ENCRYPTED: Final = "[end-to-end encrypted message]"
+# Where a message's client-only tags (IRCv3 ``+name=value``) ride in its extra
+# fields, and the most bytes they may take (the IRCv3 limit for client tags).
+CLIENT_TAGS: Final = "client_tags"
+CLIENT_TAGS_MAX: Final = 4094
+
+
+class Directory(Protocol):
+    """Who people are for IRC (chatd.irc.people.People): the username a user's IRC
+    client gave, and whether they set the bot mode."""
+
+    def username(self, name: str) -> str: ...
+    def is_bot(self, name: str) -> bool: ...
+
+
+class _Nobody:
+    """A directory that knows no IRC client: usernames are names, nobody is a bot."""
+
+    def username(self, name: str) -> str:
+        return name
+
+    def is_bot(self, name: str) -> bool:
+        return False
 
 
 def cache_key(server_time: bool, message_tags: bool, multi_prefix: bool = False) -> int:
@@ -56,6 +79,7 @@ class IrcRenderer:
         self._server_name = server_name
         self._now = now
         self._is_member = is_member
+        self.directory: Directory = _Nobody()
 
     @property
     def server(self) -> str:
@@ -63,7 +87,7 @@ class IrcRenderer:
 
     def mask(self, name: str) -> str:
         """The ``nick!user@host`` source of a user."""
-        return f"{name}!{name}@{self.server}"
+        return f"{name}!{self.directory.username(name)}@{self.server}"
 
     def source(self, actor: str | None) -> str:
         """The source of an action: the actor, or the server for the console and expiry."""
@@ -85,20 +109,30 @@ class IrcRenderer:
         return _encode([add_tags(line, tags) for line in render(self, event, key)])
 
     def message(self, msg: ev.Message, key: int) -> list[str]:
-        """A room or direct message as PRIVMSG lines (long or multi-line text is split)."""
+        """A room or direct message as PRIVMSG (NOTICE) lines; text longer than a line
+        (from the line protocol, which allows more) or of several lines is split."""
         target = msg.to if msg.to is not None else channel(msg.room or "")
         source = self.mask(msg.sender)
-        tags = self._tags(key, iso_ts(msg.ts), msg.id)
-        overhead = len(f":{source} PRIVMSG {target} :".encode()) + 2
+        tags = self._message_tags(msg, key)
+        verb = "NOTICE" if msg.msg_kind == "notice" else "PRIVMSG"
+        overhead = len(f":{source} {verb} {target} :".encode()) + 2
         lines = []
         for text in _body(msg).split("\n"):
             if msg.msg_kind == "action":
                 pieces = [f"\x01ACTION {p}\x01" for p in split_text(text, MAX_BODY - overhead - 9)]
             else:
                 pieces = split_text(text, MAX_BODY - overhead)
-            lines += [format_line("PRIVMSG", target, piece, source=source, tags=tags)
+            lines += [format_line(verb, target, piece, source=source, tags=tags)
                       for piece in pieces]
         return lines
+
+    def _message_tags(self, msg: ev.Message, key: int) -> dict[str, str]:
+        tags = self._tags(key, iso_ts(msg.ts), msg.id)
+        if (-1 - key) & 2:  # message-tags: the bot tag and the sender's client-only tags
+            if self.directory.is_bot(msg.sender):
+                tags["bot"] = ""
+            tags.update(msg.extra.get(CLIENT_TAGS) or {})
+        return tags
 
     # -- event renderings -----------------------------------------------------
 
@@ -165,6 +199,11 @@ class IrcRenderer:
     def _terminated(self, e: ev.Terminated, key: int) -> list[str]:
         room = channel(e.room)
         return [format_line("PART", room, f"{room} was terminated", source=self.mask(e.user))]
+
+    def _renamed(self, e: ev.Renamed, key: int) -> list[str]:
+        # The source is the old nick; its username is looked up under the new one.
+        source = f"{e.user}!{self.directory.username(e.name)}@{self.server}"
+        return [format_line("NICK", e.name, source=source)]
 
     def _typing(self, e: ev.Typing, key: int) -> list[str]:
         if not (-1 - key) & 2:
@@ -235,6 +274,7 @@ _EVENTS: Final[dict[type[ev.Event], EventRenderer]] = {
     ev.TopicChanged: IrcRenderer._topic,
     ev.Terminated: IrcRenderer._terminated,
     ev.Typing: IrcRenderer._typing,
+    ev.Renamed: IrcRenderer._renamed,
 }
 
 

@@ -25,6 +25,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 from chatd.domain import events
 from chatd.domain.events import Event
 from chatd.domain.names import name_key
+from chatd.irc.codec import format_line
 from chatd.irc.render import cache_key
 from chatd.irc.views import join_lines
 from chatd.protocol.records import record_for, record_of
@@ -49,6 +50,8 @@ class IrcFront(Protocol):
     def renderer(self) -> IrcRenderer: ...
     @property
     def services(self) -> Services: ...
+    @property
+    def guests(self) -> Quitting: ...
 
 
 class Replies(Protocol):
@@ -60,6 +63,17 @@ class Replies(Protocol):
 
 # Events that take the named user out of the room's channel.
 _DEPARTURES = (events.Left, events.Kicked, events.Banned, events.Terminated)
+# The reason of a guest's departures from its rooms when its connection ends:
+# IRC clients are shown one QUIT instead of a PART per channel.
+QUIT_PREFIX = "Quit: "
+# Quits remembered per client (see IrcState.quitted) before the memory is reset.
+_QUITS_KEPT = 64
+
+
+class Quitting(Protocol):
+    """Whether a departure is a guest's quit (chatd.irc.guests.Guests)."""
+
+    def quitting(self, name: str) -> bool: ...
 # The label chatd's messaging is given so the sender's copy comes through send():
 # IRC decides there whether to echo it (echo-message) and how to label it.
 ECHO = ""
@@ -68,9 +82,10 @@ ECHO = ""
 class IrcState:
     """The IRC side of a session: registration, capabilities, channels."""
 
-    __slots__ = ("account", "account_changes", "caps", "context", "held", "invisible",
-                 "joined", "key", "listener", "negotiating", "nick", "password", "realname",
-                 "registered", "sasl", "username")
+    __slots__ = ("account", "account_changes", "bot", "caps", "context", "held", "invisible",
+                 "joined", "key", "last_rename", "listener", "monitoring", "negotiating",
+                 "nick", "oper", "password", "quit_message", "quitted", "realname",
+                 "registered", "sasl", "username", "wallops")
 
     def __init__(self, listener: IrcFront) -> None:
         self.listener = listener
@@ -88,6 +103,17 @@ class IrcState:
         self.account_changes = 0
         self.sasl: bytearray | None = None
         self.invisible = False
+        self.wallops = False  # user mode +w: receives WALLOPS
+        self.bot = False  # user mode +B (IRCv3 bot mode)
+        self.oper = False  # user mode +o: OPER succeeded (a server admin)
+        # The nicks this client monitors (MONITOR), by key.
+        self.monitoring: dict[str, str] = {}
+        # QUIT's message, for the guest's departure from its rooms.
+        self.quit_message = ""
+        # Guests whose QUIT this client was shown: their departures from the
+        # other channels it shares with them are not shown again as PARTs.
+        self.quitted: set[str] = set()
+        self.last_rename: tuple[str, str] | None = None
         # Ids of the rooms this client has been shown as joined channels.
         self.joined: set[int] = set()
         self.held: list[bytes] | None = None
@@ -127,6 +153,9 @@ class IrcSession(Session):
         if room_id is not None and room_id not in irc.joined and self._announce_for(event,
                                                                                    room_id):
             return
+        if (event is not None and not isinstance(event, events.Message)
+                and self._told_otherwise(event)):
+            return
         data = item.cache.get(irc.key)
         if data is None:
             renderer = irc.listener.renderer
@@ -139,6 +168,35 @@ class IrcSession(Session):
         if room_id is not None and isinstance(event, _DEPARTURES) and self._is_me(event.user):
             irc.joined.discard(room_id)
 
+    def _told_otherwise(self, event: Event) -> bool:
+        """Whether ``event`` reaches this client as something else, or not again: a
+        guest's quit is one QUIT for all the channels it shared with this client,
+        and a rename one NICK."""
+        irc = self.irc
+        if isinstance(event, events.Joined):
+            irc.quitted.discard(name_key(event.user))
+            return False
+        if isinstance(event, events.Renamed):
+            # One event per shared room, one NICK line; the renamed client itself
+            # was told by its NICK command's reply.
+            rename = (event.user, event.name)
+            if rename == irc.last_rename or self._is_me(event.name):
+                return True
+            irc.last_rename = rename
+            return False
+        if not isinstance(event, events.Left) or not event.reason.startswith(QUIT_PREFIX):
+            return False
+        key = name_key(event.user)
+        if not irc.listener.guests.quitting(event.user):
+            return False
+        if key not in irc.quitted:
+            if len(irc.quitted) >= _QUITS_KEPT:
+                irc.quitted.clear()
+            irc.quitted.add(key)
+            line = format_line("QUIT", event.reason, source=irc.listener.renderer.mask(event.user))
+            self._queue(f"{line}\r\n".encode())
+        return True
+
     def reply(self, item: Outgoing, label: str) -> None:
         self.send(item.event if item.event is not None else record_for(item), label)
 
@@ -147,6 +205,9 @@ class IrcSession(Session):
         a replayed direct message, or a notice or error of the server."""
         renderer = self.irc.listener.renderer
         if isinstance(record, events.Message):
+            if label is not None and record.to is not None and self._is_me(record.to):
+                # A message to oneself: received as its target, and echoed if asked.
+                self._queue(_encode(renderer.message(record, self.irc.key)))
             if label is not None and "echo-message" not in self.irc.caps:
                 return  # IRC clients show their own messages unless they ask for echoes
             lines = renderer.message(record, self.irc.key)
@@ -187,6 +248,11 @@ class IrcSession(Session):
         lines = join_lines(self.irc.listener.renderer, self.irc.nick, room, self.irc.caps)
         self._queue("".join(f"{line}\r\n" for line in lines).encode())
 
+    def queue_lines(self, lines: list[str]) -> None:
+        """Lines of an event told to this client alone (MONITOR, away-notify, NICK ...),
+        behind any held output."""
+        self._queue(_encode(lines))
+
     def write_lines(self, lines: list[str]) -> None:
         """Write reply lines now, ahead of any held deliveries."""
         if lines:
@@ -210,3 +276,7 @@ class IrcSession(Session):
             held.append(data)
         else:
             self.out.write(data)
+
+
+def _encode(lines: list[str]) -> bytes:
+    return "".join(f"{line}\r\n" for line in lines).encode("utf-8", "replace")

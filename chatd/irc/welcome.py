@@ -3,7 +3,9 @@
 ``ISUPPORT`` (005) describes chatd's model in IRC terms: ``#`` channels,
 operator ``@`` (owner and admins) and voice ``+`` prefixes, and the owner's
 ``~`` for clients that asked for ``multi-prefix``, the channel modes of :mod:`chatd.irc.modes`,
-chatd's name lengths, ASCII case-insensitive names and UTF-8 only.
+chatd's name lengths, ASCII case-insensitive names and UTF-8 only, the
+targets each command takes, and the extensions (WHOX, MONITOR, CHATHISTORY,
+the bot mode, ELIST).
 """
 
 from __future__ import annotations
@@ -15,6 +17,9 @@ from chatd.domain.names import ROOM_NAME_MAX, USER_NAME_MAX
 from chatd.domain.presence import AWAY_MAX
 from chatd.irc import numerics as n
 from chatd.irc.commands import irc_command
+from chatd.irc.history import HISTORY_MAX
+from chatd.irc.operators import USER_MODES, USERHOST_MAX
+from chatd.irc.people import MONITOR_MAX, USER_LEN
 from chatd.irc.views import PREFIX_TOKEN
 
 if TYPE_CHECKING:
@@ -29,7 +34,8 @@ AWAY_LEN: Final = AWAY_MAX
 
 
 def isupport(network: str, multi_prefix: bool = False) -> list[str]:
-    """The ISUPPORT tokens (the owner's ~ is among the prefixes with ``multi-prefix``)."""
+    """The ISUPPORT tokens: each says what this server does, and no more (the
+    owner's ~ is among the prefixes with ``multi-prefix``)."""
     return [
         "CASEMAPPING=ascii",
         "CHANTYPES=#",
@@ -37,11 +43,20 @@ def isupport(network: str, multi_prefix: bool = False) -> list[str]:
         CHANMODES,
         f"CHANNELLEN={ROOM_NAME_MAX + 1}",
         f"NICKLEN={USER_NAME_MAX}",
+        f"USERLEN={USER_LEN}",
         f"NETWORK={network}",
         f"MODES={MAX_TARGETS}",
         f"AWAYLEN={AWAY_LEN}",
-        f"TARGMAX=JOIN:,PART:,KICK:1,NAMES:,WHOIS:1,PRIVMSG:{MAX_TARGETS},"
-        f"NOTICE:{MAX_TARGETS}",
+        f"TARGMAX=JOIN:,PART:,KICK:,NAMES:,LIST:,WHOIS:1,WHOWAS:1,USERHOST:{USERHOST_MAX},"
+        f"MONITOR:,TAGMSG:1,PRIVMSG:{MAX_TARGETS},NOTICE:{MAX_TARGETS}",
+        f"MAXTARGETS={MAX_TARGETS}",
+        "ELIST=MNU",
+        "SAFELIST",
+        "WHOX",
+        f"MONITOR={MONITOR_MAX}",
+        f"CHATHISTORY={HISTORY_MAX}",
+        "MSGREFTYPES=msgid,timestamp",
+        "BOT=B",
         "UTF8ONLY",
     ]
 
@@ -57,7 +72,7 @@ def welcome(ctx: IrcContext) -> None:
                              f"{ctx.listener.renderer.mask(nick)}")
     ctx.reply(n.RPL_YOURHOST, f"Your host is {server}, running version {version}")
     ctx.reply(n.RPL_CREATED, f"This server was created {created}")
-    ctx.reply(n.RPL_MYINFO, server, version, "i", "biklmnoqstvR", "bkloqv")
+    ctx.reply(n.RPL_MYINFO, server, version, "".join(sorted(USER_MODES)), "biklmnoqstvR", "bkloqv")
     tokens = isupport(network, "multi-prefix" in ctx.session.irc.caps)
     for start in range(0, len(tokens), TOKENS_PER_LINE):
         ctx.reply(n.RPL_ISUPPORT, *tokens[start:start + TOKENS_PER_LINE],
@@ -67,20 +82,26 @@ def welcome(ctx: IrcContext) -> None:
 
 
 def lusers_lines(ctx: IrcContext) -> None:
+    """LUSERS: users, operators, unregistered connections, channels, and the peaks
+    since start (the most users online, and connections open, at once)."""
     services = ctx.services
-    sessions = services.presence.sessions
-    users = services.presence.users_online
+    presence = services.presence
+    sessions = presence.sessions
+    users = presence.users_online
     admins = len({s.user.id for s in sessions if s.user is not None and s.user.is_admin})
     unknown = sum(1 for s in sessions if s.user is None)
+    peak = max(presence.peak_users, users)
     ctx.reply(n.RPL_LUSERCLIENT, f"There are {users} users and 0 invisible on 1 servers")
     ctx.reply(n.RPL_LUSEROP, str(admins), "operator(s) online")
     ctx.reply(n.RPL_LUSERUNKNOWN, str(unknown), "unknown connection(s)")
     ctx.reply(n.RPL_LUSERCHANNELS, str(services.rooms.count), "channels formed")
     ctx.reply(n.RPL_LUSERME, f"I have {len(sessions) - unknown} clients and 0 servers")
-    ctx.reply(n.RPL_LOCALUSERS, str(users), str(users),
-              f"Current local users {users}, max {users}")
-    ctx.reply(n.RPL_GLOBALUSERS, str(users), str(users),
-              f"Current global users {users}, max {users}")
+    ctx.reply(n.RPL_LOCALUSERS, str(users), str(peak),
+              f"Current local users {users}, max {peak}")
+    ctx.reply(n.RPL_GLOBALUSERS, str(users), str(peak),
+              f"Current global users {users}, max {peak}")
+    ctx.reply(n.RPL_STATSCONN, f"Highest connection count: {presence.peak_sessions} "
+                               f"({peak} clients)")
 
 
 def motd_lines(ctx: IrcContext) -> None:

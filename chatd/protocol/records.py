@@ -50,6 +50,8 @@ def _message(e: ev.Message) -> Record:
     record["ts"] = iso_ts(e.ts)
     if e.msg_kind == "action":
         record["action"] = True
+    elif e.msg_kind == "notice":
+        record["notice"] = True
     elif e.msg_kind == "e2e":
         # The server relays the envelope untouched and never has a plaintext.
         del record["text"]
@@ -153,6 +155,10 @@ def _about_user(e: ev.JoinRequested | ev.Terminated | ev.Typing) -> Record:
     return {"type": "event", "event": e.kind, "room": e.room, "user": e.user}
 
 
+def _renamed(e: ev.Renamed) -> Record:
+    return {"type": "event", "event": "rename", "room": e.room, "user": e.user, "name": e.name}
+
+
 def _account_deleted(e: ev.AccountDeleted) -> Record:
     return {"type": "notice", "text": "your account was deleted."}
 
@@ -192,6 +198,7 @@ _BUILDERS: dict[type[Any], Callable[[Any], Record]] = {
     ev.JoinRequested: _about_user,
     ev.Terminated: _about_user,
     ev.Typing: _about_user,
+    ev.Renamed: _renamed,
     ev.Notified: notification_record,
     ev.AccountDeleted: _account_deleted,
     ev.FloodDisconnected: _flood_disconnected,

@@ -186,14 +186,17 @@ def _text_block(record: Record, style: Style, paint: _Paint, current: bool) -> l
 def _message(record: Record, style: Style, paint: _Paint, current: bool) -> list[str]:
     head = f"[{record['ts'][11:16]}] " if style.timestamps else ""
     sender = paint.user(record["from"])
+    # A notice (sent as IRC's NOTICE) has its author in dashes instead of angle
+    # brackets, as IRC clients show one.
+    opening, closing = ("-", "-") if record.get("notice") else ("<", ">")
     if "to" in record:
-        head += f"<{sender} -> {paint.user(record['to'])}> "
+        head += f"{opening}{sender} -> {paint.user(record['to'])}{closing} "
     else:
         if not current:
             head += paint.room(record["room"]) + " "
         # An action keeps its author in angle brackets like any message: a line
         # a user wrote never starts with the "* " of the server's notices.
-        head += f"<{sender}> * " if record.get("action") else f"<{sender}> "
+        head += f"<{sender}> * " if record.get("action") else f"{opening}{sender}{closing} "
     body = _message_body(record)
     first, *rest = body.split("\n")
     indent = " " * 4
@@ -248,6 +251,7 @@ EVENT_TEXT: dict[str, str] = {
     "devoice": "{actor} took the voice of {user} in {room}",
     "e2e": "{actor} turned end-to-end encryption {state} in {room}",
     "typing": "{user} is typing in {room}",
+    "rename": "{user} is now known as {name} in {room}",
     "shutdown": "the server is shutting down",
 }
 

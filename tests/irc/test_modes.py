@@ -137,8 +137,10 @@ async def test_user_modes(irc: IrcFactory) -> None:
     bob = await irc("bob")
     bob.send("MODE bob")
     assert (await bob.expect("221")).params == ("bob", "+")
-    bob.send("MODE bob +iw")
-    assert await bob.raw() == ":bob!bob@chatd.local MODE bob +i"
+    bob.send("MODE bob +iwx")
+    assert await bob.raw() == ":bob!bob@chatd.local MODE bob +iw"
     assert (await bob.expect("501")).command == "501"
+    bob.send("MODE bob -w+o")
+    assert await bob.raw() == ":bob!bob@chatd.local MODE bob -w"
     bob.send("MODE bob")
     assert (await bob.expect("221")).params == ("bob", "+i")

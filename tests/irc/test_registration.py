@@ -63,9 +63,10 @@ async def test_cap_negotiation_holds_registration_until_end(server: ChatServer,
     client.send("CAP LS 302", f"PASS bob:{PASSWORD}", "NICK bob", "USER bob 0 * :Bob")
     ls = await client.expect("CAP")
     assert ls.params[1] == "LS"
-    assert set(ls.params[2].split()) == {"batch", "echo-message", "labeled-response",
-                                         "message-tags", "multi-prefix", "sasl=PLAIN",
-                                         "server-time", "userhost-in-names"}
+    assert set(ls.params[2].split()) == {
+        "away-notify", "batch", "draft/chathistory", "echo-message", "labeled-response",
+        "message-tags", "multi-prefix", "sasl=PLAIN", "server-time", "setname",
+        "userhost-in-names"}
     await client.nothing()
     client.send("CAP REQ :server-time bogus")
     assert (await client.expect("CAP")).params[1:] == ("NAK", "server-time bogus")
@@ -169,8 +170,12 @@ async def test_registration_errors(irc: IrcFactory, server: ChatServer) -> None:
     await client.expect("409")
     client.send("PING :abc def")
     assert (await client.expect("PONG")).params == ("chatd.local", "abc def")
-    client.send("PONG x", "garbage-without-verb-:", ":only.source")
+    client.send("PONG x", ":only.source", "@tag=1")
     await client.nothing()
+    # A word no command can be is still an unknown command.
+    client.send("GET_INFO now", "garbage-without-verb-:")
+    assert (await client.expect("421")).params[1] == "GET_INFO"
+    assert (await client.expect("421")).params[1] == "GARBAGE-WITHOUT-VERB-:"
 
 
 async def test_after_registration(irc: IrcFactory) -> None:

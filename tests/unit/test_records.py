@@ -54,6 +54,9 @@ ROWS: list[tuple[ev.Event, dict[str, Any]]] = [
       "offline": True}),
     (ev.Message("alice", "hi", TS, to="guest"),
      {"type": "message", "to": "guest", "from": "alice", "text": "hi", "ts": iso_ts(TS)}),
+    (ev.Message("alice", "psst", TS, 9, room="r", msg_kind="notice"),
+     {"type": "message", "room": "r", "from": "alice", "text": "psst", "id": 9,
+      "ts": iso_ts(TS), "notice": True}),
     # Membership (Rooms.join and Rooms.remove: the room before the event).
     (ev.Joined("r", "bob"), {"type": "event", "room": "r", "event": "join", "user": "bob"}),
     (ev.Left("r", "bob", "bob"),
@@ -128,6 +131,8 @@ ROWS: list[tuple[ev.Event, dict[str, Any]]] = [
     (ev.Terminated("r", "bob"),
      {"type": "event", "event": "terminated", "room": "r", "user": "bob"}),
     (ev.Typing("r", "bob"), {"type": "event", "event": "typing", "room": "r", "user": "bob"}),
+    (ev.Renamed("r", "visitor", "wanderer"),
+     {"type": "event", "event": "rename", "room": "r", "user": "visitor", "name": "wanderer"}),
     # Told to one connection as it closes.
     (ev.AccountDeleted("bob"), {"type": "notice", "text": "your account was deleted."}),
     (ev.FloodDisconnected("bob"),

@@ -1,0 +1,226 @@
+"""CHATHISTORY (IRCv3 ``draft/chathistory``): a channel's stored messages, in a batch.
+
+``CHATHISTORY LATEST|BEFORE|AFTER|AROUND <#channel> <ref> <limit>``,
+``CHATHISTORY BETWEEN <#channel> <ref> <ref> <limit>`` and
+``CHATHISTORY TARGETS <timestamp> <timestamp> <limit>``, where a reference is
+``msgid=<id>`` (chatd's message id, the ``msgid`` tag), ``timestamp=<ISO 8601>``
+or, for LATEST, ``*``. The messages come oldest first in a
+``BATCH +ref chathistory #channel``, each with its ``msgid``, ``time`` and
+``batch`` tags, from chatd's history (the same rows as ``/history``); the
+limit is at most :data:`HISTORY_MAX` (ISUPPORT ``CHATHISTORY=``).
+
+Who may read: the channel's members (server admins any room), as
+``/history``. History is read backwards from the newest message, a page at
+a time, and no further than :data:`SCAN_MAX` messages back: AFTER, AROUND
+and BETWEEN a reference older than that find the messages after that point
+only. Direct messages have no history over IRC (an empty batch), and only
+messages are replayed (no joins or parts: ``draft/event-playback`` is not
+offered).
+"""
+
+from __future__ import annotations
+
+import itertools
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import datetime
+from typing import TYPE_CHECKING, Final
+
+from chatd.domain.clock import iso_ts
+from chatd.irc.codec import add_tags, format_line
+from chatd.irc.commands import irc_command
+from chatd.irc.lookup import rooms_of
+from chatd.irc.render import cache_key, channel
+
+if TYPE_CHECKING:
+    from chatd.domain.events import Message
+    from chatd.domain.room import Room
+    from chatd.irc.commands import IrcContext
+
+# The most messages one CHATHISTORY gives (ISUPPORT CHATHISTORY=).
+HISTORY_MAX: Final = 100
+# How far back a search for a reference goes, and the page it reads at a time.
+SCAN_MAX: Final = 2000
+_PAGE: Final = 200
+# History always carries msgid and time, whatever the client negotiated.
+_TAGGED: Final = cache_key(True, True)
+_batch_ids = itertools.count(1)
+
+
+class HistoryError(Exception):
+    """A CHATHISTORY that cannot be answered: its FAIL code and sentence."""
+
+    def __init__(self, code: str, *context: str) -> None:
+        super().__init__(code, *context)
+        self.code = code
+        self.context = context
+
+
+@dataclass(frozen=True, slots=True)
+class Ref:
+    """A point in a channel's history: a message id, or a time."""
+
+    by_id: bool
+    value: float
+
+    def key(self, message: Message) -> float:
+        return float(message.id or 0) if self.by_id else message.ts
+
+
+def parse_ref(text: str) -> Ref:
+    kind, _, value = text.partition("=")
+    try:
+        if kind == "msgid":
+            return Ref(True, float(int(value)))
+        if kind == "timestamp":
+            return Ref(False, datetime.fromisoformat(value.replace("Z", "+00:00")).timestamp())
+    except ValueError:
+        pass
+    raise HistoryError("INVALID_PARAMS", f"bad message reference {text}")
+
+
+def parse_limit(text: str) -> int:
+    if not text.isdigit() or int(text) < 1:
+        raise HistoryError("INVALID_PARAMS", f"bad limit {text}")
+    return min(int(text), HISTORY_MAX)
+
+
+@irc_command("CHATHISTORY", min_params=3)
+async def chathistory(ctx: IrcContext) -> None:
+    """A channel's history: LATEST, BEFORE, AFTER, AROUND, BETWEEN; or TARGETS."""
+    sub = ctx.params[0].upper()
+    try:
+        if sub == "TARGETS":
+            await _targets(ctx)
+            return
+        if sub not in _SUBCOMMANDS:
+            raise HistoryError("INVALID_PARAMS", f"unknown subcommand {ctx.params[0]}")
+        _check_params(ctx, sub)
+        target = ctx.params[1]
+        room = _room(ctx, target)
+        messages = [] if room is None else await _SUBCOMMANDS[sub](ctx, room)
+        _batch(ctx, target if room is None else channel(room.name), messages)
+    except HistoryError as exc:
+        ctx.line(format_line("FAIL", "CHATHISTORY", exc.code, *ctx.params[:2],
+                             *exc.context, source=ctx.listener.renderer.server))
+
+
+def _check_params(ctx: IrcContext, sub: str) -> None:
+    """Refuse malformed references and limits whatever the target (a nick too)."""
+    references = (2, 3) if sub == "BETWEEN" else (2,)
+    for index in references:
+        if not (sub == "LATEST" and _param(ctx, index) == "*"):
+            parse_ref(_param(ctx, index))
+    parse_limit(_param(ctx, references[-1] + 1))
+
+
+def _room(ctx: IrcContext, target: str) -> Room | None:
+    """The room whose history is asked for; None for a nick (no direct history here)."""
+    if not target.startswith("#"):
+        return None
+    room = ctx.services.rooms.find(target)
+    if room is None or not (room.is_member(ctx.user.id) or ctx.user.is_admin):
+        raise HistoryError("INVALID_TARGET", f"you cannot read the history of {target}")
+    return room
+
+
+def _param(ctx: IrcContext, index: int) -> str:
+    if len(ctx.params) <= index:
+        raise HistoryError("NEED_MORE_PARAMS", "missing parameters")
+    return ctx.params[index]
+
+
+async def _pages(ctx: IrcContext, room: Room,
+                 enough: Callable[[list[Message]], bool]) -> list[Message]:
+    """Messages of ``room`` from the newest back (oldest first), page by page, until
+    ``enough`` says so of the oldest page read, or SCAN_MAX messages."""
+    messaging = ctx.services.messaging
+    found: list[Message] = []
+    before: int | None = None
+    while len(found) < SCAN_MAX:
+        page = await messaging.history(room, _PAGE, before)
+        found[:0] = page
+        if len(page) < _PAGE or enough(page):
+            break
+        before = page[0].id
+    return found
+
+
+async def _until(ctx: IrcContext, room: Room, ref: Ref) -> list[Message]:
+    """The newest messages back to (and including) the one at or below ``ref``."""
+    return await _pages(ctx, room, lambda page: ref.key(page[0]) <= ref.value)
+
+
+async def _latest(ctx: IrcContext, room: Room) -> list[Message]:
+    reference, limit = _param(ctx, 2), parse_limit(_param(ctx, 3))
+    newest = await ctx.services.messaging.history(room, limit)
+    if reference == "*":
+        return newest
+    ref = parse_ref(reference)
+    return [m for m in newest if ref.key(m) > ref.value]
+
+
+async def _before(ctx: IrcContext, room: Room) -> list[Message]:
+    ref, limit = parse_ref(_param(ctx, 2)), parse_limit(_param(ctx, 3))
+    if ref.by_id:
+        return await ctx.services.messaging.history(room, limit, int(ref.value))
+    return [m for m in await _until(ctx, room, ref) if ref.key(m) < ref.value][-limit:]
+
+
+async def _after(ctx: IrcContext, room: Room) -> list[Message]:
+    ref, limit = parse_ref(_param(ctx, 2)), parse_limit(_param(ctx, 3))
+    return [m for m in await _until(ctx, room, ref) if ref.key(m) > ref.value][:limit]
+
+
+async def _around(ctx: IrcContext, room: Room) -> list[Message]:
+    ref, limit = parse_ref(_param(ctx, 2)), parse_limit(_param(ctx, 3))
+    found = await _until(ctx, room, ref)
+    before = [m for m in found if ref.key(m) < ref.value][-(limit // 2):] if limit > 1 else []
+    after = [m for m in found if ref.key(m) >= ref.value][:limit - len(before)]
+    return before + after
+
+
+async def _between(ctx: IrcContext, room: Room) -> list[Message]:
+    first, second = parse_ref(_param(ctx, 2)), parse_ref(_param(ctx, 3))
+    limit = parse_limit(_param(ctx, 4))
+    forwards = first.value <= second.value
+    low, high = (first, second) if forwards else (second, first)
+    inside = [m for m in await _until(ctx, room, low)
+              if low.key(m) > low.value and high.key(m) < high.value]
+    # From the first reference on: the oldest when it is the earlier one, else the newest.
+    return inside[:limit] if forwards else inside[-limit:]
+
+
+_SUBCOMMANDS: Final = {"LATEST": _latest, "BEFORE": _before, "AFTER": _after,
+                       "AROUND": _around, "BETWEEN": _between}
+
+
+def _batch(ctx: IrcContext, target: str, messages: list[Message]) -> None:
+    server, renderer = ctx.listener.renderer.server, ctx.listener.renderer
+    ref = f"H{next(_batch_ids)}"
+    ctx.line(f":{server} BATCH +{ref} chathistory {target}")
+    for message in messages:
+        for line in renderer.message(message, _TAGGED):
+            ctx.line(add_tags(line, {"batch": ref}))
+    ctx.line(f":{server} BATCH -{ref}")
+
+
+async def _targets(ctx: IrcContext) -> None:
+    """The channels with messages between two times, each with its latest message's time."""
+    first, second = parse_ref(_param(ctx, 1)), parse_ref(_param(ctx, 2))
+    limit = parse_limit(_param(ctx, 3))
+    if first.by_id or second.by_id:
+        raise HistoryError("INVALID_PARAMS", "TARGETS takes timestamps")
+    low, high = sorted((first.value, second.value))
+    latest: list[tuple[float, str]] = []
+    for room in rooms_of(ctx, ctx.user):
+        newest = await ctx.services.messaging.history(room, 1)
+        if newest and low <= newest[-1].ts <= high:
+            latest.append((newest[-1].ts, channel(room.name)))
+    server = ctx.listener.renderer.server
+    ref = f"H{next(_batch_ids)}"
+    ctx.line(f":{server} BATCH +{ref} draft/chathistory-targets")
+    for ts, name in sorted(latest)[:limit]:
+        ctx.line(add_tags(format_line("CHATHISTORY", "TARGETS", name, f"timestamp={iso_ts(ts)}",
+                                      source=server, trailing=False), {"batch": ref}))
+    ctx.line(f":{server} BATCH -{ref}")

@@ -1,0 +1,61 @@
+"""LIST: the channels you can see, with the ELIST filters.
+
+``LIST`` alone shows every room you can see (private rooms only to their
+members). Its parameter is a comma-separated list of conditions, each of
+which a channel must meet (ISUPPORT ``ELIST=MNU``):
+
+* ``#name`` or a mask with ``*`` and ``?`` (``#dev*``): the channel's name matches;
+* ``!mask``: the name does not match;
+* ``>n`` / ``<n``: more / fewer than ``n`` members.
+"""
+
+from __future__ import annotations
+
+import fnmatch
+from collections.abc import Callable
+from typing import TYPE_CHECKING
+
+from chatd.irc import numerics as n
+from chatd.irc.commands import irc_command
+from chatd.irc.lookup import targets
+from chatd.irc.render import channel
+from chatd.irc.views import channel_modes
+
+if TYPE_CHECKING:
+    from chatd.domain.room import Room
+    from chatd.irc.commands import IrcContext
+
+Condition = Callable[["Room"], bool]
+
+
+def _name_matches(mask: str) -> Condition:
+    pattern = mask.lower()
+    return lambda room: fnmatch.fnmatchcase(channel(room.name), pattern)
+
+
+def condition(word: str) -> Condition | None:
+    """One ELIST condition; None for one chatd does not know (it is ignored)."""
+    if word[:1] in "<>" and word[1:].isdigit():
+        bound = int(word[1:])
+        if word[0] == ">":
+            return lambda room: len(room.members) > bound
+        return lambda room: len(room.members) < bound
+    if word.startswith("!"):
+        matches = _name_matches(word[1:])
+        return lambda room: not matches(room)
+    if word.startswith("#"):
+        return _name_matches(word)
+    return None
+
+
+@irc_command("LIST")
+def list_(ctx: IrcContext) -> None:
+    """List the channels you can see: LIST [#mask,!mask,>n,<n]."""
+    conditions = [c for c in map(condition, targets(ctx.params[0]) if ctx.params else [])
+                  if c is not None]
+    ctx.reply(n.RPL_LISTSTART, "Channel", "Users  Name")
+    for room in ctx.services.rooms.listed_for(ctx.user):
+        if all(check(room) for check in conditions):
+            ctx.reply(n.RPL_LIST, channel(room.name), str(len(room.members)),
+                      f"[{channel_modes(room)}] {room.topic}")
+    ctx.reply(n.RPL_LISTEND, "End of /LIST")

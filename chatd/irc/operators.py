@@ -1,0 +1,166 @@
+"""Server-wide commands: USERHOST, TIME, INFO, and the operators' OPER, KILL, WALLOPS;
+user modes (``+i``, ``+w``, ``+B``, ``+o``).
+
+IRC operators are chatd's **server admins** (an account's admin flag, set with
+``chatd useradd --admin`` or ``/admin``): there is no separate oper block.
+``OPER <account> <password>`` checks the admin's own account and password and
+sets the user mode ``+o``; KILL and WALLOPS are for server admins, with or
+without OPER (as every other admin right in chatd), and ``481`` for anyone else.
+"""
+
+from __future__ import annotations
+
+import time
+from typing import TYPE_CHECKING, Final
+
+from chatd.domain.names import name_key
+from chatd.errors import ChatError
+from chatd.irc import numerics as n
+from chatd.irc.auth import checked_login
+from chatd.irc.codec import format_line
+from chatd.irc.commands import irc_command
+from chatd.irc.guests import is_guest
+from chatd.irc.lookup import away_message, existing_user, find_user, targets
+from chatd.irc.numerics import IrcError
+from chatd.protocol.codec import clean_text
+
+if TYPE_CHECKING:
+    from chatd.irc.commands import IrcContext
+
+# USERHOST answers for at most this many nicks (RFC 2812).
+USERHOST_MAX: Final = 5
+# User modes a client may set on itself; +o comes from OPER only (and may be dropped).
+SELF_MODES: Final = "iwB"
+USER_MODES: Final = "iowB"
+
+
+# -- user modes ----------------------------------------------------------------------
+
+
+def user_modes(ctx: IrcContext) -> str:
+    irc = ctx.session.irc
+    flags = {"i": irc.invisible, "o": irc.oper, "w": irc.wallops, "B": irc.bot}
+    return "+" + "".join(flag for flag, on in flags.items() if on)
+
+
+def change_user_modes(ctx: IrcContext, changes: list[tuple[str, str]]) -> None:
+    """Apply ``(sign, flag)`` changes to the client's own modes; show what changed."""
+    changed, last, unknown = "", "", False
+    for sign, flag in changes:
+        on = sign == "+"
+        if flag not in USER_MODES or (flag == "o" and on):
+            unknown = unknown or flag not in USER_MODES
+            continue
+        if _set_flag(ctx, flag, on):
+            # One sign for a run of changes of the same sign: +iw, not +i+w.
+            changed += flag if last == sign else sign + flag
+            last = sign
+    if changed:
+        ctx.line(format_line("MODE", ctx.nick, changed, trailing=False,
+                             source=ctx.listener.renderer.mask(ctx.nick)))
+    if unknown:
+        ctx.reply(n.ERR_UMODEUNKNOWNFLAG, "Unknown MODE flag")
+
+
+def _set_flag(ctx: IrcContext, flag: str, on: bool) -> bool:
+    """Set one user mode; whether it changed."""
+    irc = ctx.session.irc
+    attribute = {"i": "invisible", "o": "oper", "w": "wallops", "B": "bot"}[flag]
+    if getattr(irc, attribute) == on:
+        return False
+    setattr(irc, attribute, on)
+    if flag == "B":
+        ctx.listener.people.set_bot(ctx.nick, on)
+    return True
+
+
+# -- queries -----------------------------------------------------------------------
+
+
+@irc_command("USERHOST", min_params=1)
+def userhost(ctx: IrcContext) -> None:
+    """``nick[*]=[+-]user@host`` for up to 5 nicks (* a server admin, - away)."""
+    replies = []
+    for nick in [t for param in ctx.params for t in targets(param)][:USERHOST_MAX]:
+        user = find_user(ctx, nick)
+        if user is None:
+            continue
+        oper = "*" if user.is_admin else ""
+        here = "-" if away_message(ctx, user) is not None else "+"
+        mask = ctx.listener.renderer.mask(user.name)
+        replies.append(f"{user.name}{oper}={here}{mask.split('!', 1)[1]}")
+    ctx.reply(n.RPL_USERHOST, " ".join(replies))
+
+
+@irc_command("TIME")
+def time_(ctx: IrcContext) -> None:
+    """The server's time."""
+    now = ctx.services.clock.time()
+    text = time.strftime("%A %B %d %Y -- %H:%M:%S +00:00", time.gmtime(now))
+    ctx.reply(n.RPL_TIME, ctx.listener.renderer.server, text)
+
+
+@irc_command("INFO")
+def info(ctx: IrcContext) -> None:
+    """What this server is."""
+    services = ctx.services
+    started = time.strftime("%Y-%m-%d %H:%M:%S UTC", time.gmtime(services.started_at))
+    for line in (f"chatd {services.version}",
+                 "A chat daemon: rooms with governance, over its own line protocol and IRC.",
+                 "Rooms are channels; members stay members when they disconnect.",
+                 f"Running since {started}."):
+        ctx.reply(n.RPL_INFO, line)
+    ctx.reply(n.RPL_ENDOFINFO, "End of INFO list")
+
+
+# -- operators ------------------------------------------------------------------------
+
+
+@irc_command("OPER", min_params=2)
+async def oper(ctx: IrcContext) -> None:
+    """Become an IRC operator: OPER <your account> <its password> (server admins)."""
+    name, password = ctx.params[0], ctx.params[1]
+    user = ctx.user
+    if is_guest(user) or not user.is_admin or name_key(name) != name_key(user.name):
+        raise IrcError(n.ERR_NOOPERHOST, "Only server admins are operators, with their "
+                       "own account")
+    accounts = ctx.services.accounts
+    try:
+        await checked_login(ctx, name, lambda: accounts.authenticate(name, password))
+    except ChatError:
+        raise IrcError(n.ERR_PASSWDMISMATCH, "Password incorrect") from None
+    if _set_flag(ctx, "o", True):
+        ctx.line(format_line("MODE", ctx.nick, "+o", trailing=False,
+                             source=ctx.listener.renderer.mask(ctx.nick)))
+    ctx.reply(n.RPL_YOUREOPER, "You are now an IRC operator")
+
+
+def _require_admin(ctx: IrcContext) -> None:
+    if not ctx.user.is_admin:
+        raise IrcError(n.ERR_NOPRIVILEGES, "Permission Denied- You're not an IRC operator")
+
+
+@irc_command("KILL", min_params=2)
+async def kill(ctx: IrcContext) -> None:
+    """Close every connection of a user: KILL <nick> :<reason> (server admins)."""
+    _require_admin(ctx)
+    ctx.target = ctx.params[0]
+    target = existing_user(ctx, ctx.params[0])
+    reason = clean_text(ctx.params[1]).strip() or "no reason"
+    text = f"Killed ({ctx.nick} ({reason}))"
+    for session in list(ctx.services.presence.connections(target)):
+        session.send({"type": "notice", "text": f"you were disconnected by {ctx.nick}: "
+                                                f"{reason}"})
+        session.close(text)
+    await ctx.services.audit.record("kill", actor=ctx.nick, target=target.name, reason=reason)
+
+
+@irc_command("WALLOPS", min_params=1)
+def wallops(ctx: IrcContext) -> None:
+    """A message to every IRC client with user mode +w (server admins)."""
+    _require_admin(ctx)
+    text = clean_text(ctx.params[0])
+    line = format_line("WALLOPS", text, source=ctx.listener.renderer.mask(ctx.nick))
+    for session in ctx.listener.people.sessions():
+        if session.irc.wallops:
+            session.queue_lines([line])

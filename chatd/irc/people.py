@@ -1,0 +1,214 @@
+"""What the IRC front end knows of people beyond the domain.
+
+The domain knows accounts and guests by name. IRC also shows, for each
+user, the username and real name their IRC client gave in ``USER`` (in
+``nick!username@host`` and in WHOIS/WHO), whether they set the bot mode
+``+B``, the nicks recently gone (WHOWAS), and who asked to be told when a
+nick comes and goes (MONITOR). All of it lives in memory, bounded, and is
+forgotten when its user's last connection ends (WHOWAS keeps the last
+:data:`WHOWAS_MAX` departures).
+
+It watches presence (``chatd.domain.presence.PresenceWatcher``): a user
+coming online or going offline, from either listener, is told to the IRC
+sessions that monitor them (``730``/``731``) and, as ``AWAY``, to those
+sharing a channel that negotiated ``away-notify``.
+"""
+
+from __future__ import annotations
+
+import re
+from collections import deque
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Final
+
+from chatd.domain.names import name_key
+from chatd.irc import numerics as n
+from chatd.irc.codec import format_line
+from chatd.irc.guests import is_guest
+
+if TYPE_CHECKING:
+    from chatd.domain.accounts import User
+    from chatd.domain.room import Room
+    from chatd.irc.render import IrcRenderer
+    from chatd.irc.session import IrcSession
+    from chatd.protocol.services import Services
+
+# WHOWAS remembers this many departures (renames and disconnections), newest last.
+WHOWAS_MAX: Final = 200
+# Nicks one connection may monitor (ISUPPORT MONITOR=).
+MONITOR_MAX: Final = 100
+# The longest username kept (ISUPPORT USERLEN=); what else is in it is dropped.
+USER_LEN: Final = 16
+_USER_CHARS: Final = re.compile(r"[^A-Za-z0-9._-]")
+
+
+def clean_username(raw: str, fallback: str) -> str:
+    """The username shown for ``raw`` (USER's first parameter): ident characters only."""
+    return _USER_CHARS.sub("", raw)[:USER_LEN] or fallback
+
+
+@dataclass(frozen=True, slots=True)
+class Identity:
+    """What one IRC client said about its user: USER's username and real name."""
+
+    username: str
+    realname: str
+
+
+@dataclass(frozen=True, slots=True)
+class Departed:
+    """A nick that went (WHOWAS): by a rename or the end of its last connection."""
+
+    nick: str
+    username: str
+    realname: str
+    at: float
+
+
+class People:
+    """Usernames, real names and bots by nick; WHOWAS; MONITOR lists."""
+
+    def __init__(self, services: Services, renderer: IrcRenderer) -> None:
+        self._services = services
+        self._renderer = renderer
+        self._identities: dict[str, Identity] = {}
+        self._bots: set[str] = set()
+        self.whowas: deque[Departed] = deque(maxlen=WHOWAS_MAX)
+        # Monitored nick (its key) -> the sessions monitoring it.
+        self._monitors: dict[str, set[IrcSession]] = {}
+        self._sessions: set[IrcSession] = set()
+
+    # -- identities --------------------------------------------------------------
+
+    def username(self, name: str) -> str:
+        identity = self._identities.get(name_key(name))
+        return identity.username if identity is not None else name
+
+    def realname(self, name: str) -> str:
+        identity = self._identities.get(name_key(name))
+        return identity.realname if identity is not None else name
+
+    def is_bot(self, name: str) -> bool:
+        return name_key(name) in self._bots
+
+    def registered(self, session: IrcSession) -> None:
+        """``session`` completed registration: its USER becomes its user's identity
+        (the newest IRC connection of an account speaks for it)."""
+        irc = session.irc
+        self._sessions.add(session)
+        self._identities[name_key(irc.nick)] = Identity(irc.username, irc.realname)
+
+    def set_realname(self, session: IrcSession, realname: str) -> None:
+        session.irc.realname = realname
+        self._identities[name_key(session.irc.nick)] = Identity(session.irc.username, realname)
+
+    def set_bot(self, name: str, on: bool) -> None:
+        if on:
+            self._bots.add(name_key(name))
+        else:
+            self._bots.discard(name_key(name))
+
+    def renamed(self, old: str, new: str) -> None:
+        """A guest's nick changed: its identity and bot mode follow it; WHOWAS keeps the old."""
+        identity = self._identities.pop(name_key(old), None)
+        if identity is not None:
+            self._identities[name_key(new)] = identity
+        if name_key(old) in self._bots:
+            self._bots.discard(name_key(old))
+            self._bots.add(name_key(new))
+        self._remember(old, identity)
+
+    def ended(self, session: IrcSession) -> None:
+        """The connection of ``session`` ended: its monitor list goes with it."""
+        self._sessions.discard(session)
+        for nick in list(session.irc.monitoring):
+            self.unmonitor(session, nick)
+
+    def _remember(self, nick: str, identity: Identity | None) -> None:
+        username = identity.username if identity is not None else nick
+        realname = identity.realname if identity is not None else nick
+        self.whowas.append(Departed(nick, username, realname, self._services.clock.time()))
+
+    def departed(self, nick: str) -> list[Departed]:
+        """WHOWAS entries of ``nick``, newest first."""
+        key = name_key(nick)
+        return [entry for entry in reversed(self.whowas) if name_key(entry.nick) == key]
+
+    # -- MONITOR -------------------------------------------------------------------
+
+    def monitor(self, session: IrcSession, nick: str) -> bool:
+        """Add ``nick`` to the list of ``session``; False when the list is full."""
+        irc = session.irc
+        key = name_key(nick)
+        if key in irc.monitoring:
+            return True
+        if len(irc.monitoring) >= MONITOR_MAX:
+            return False
+        irc.monitoring[key] = nick
+        self._monitors.setdefault(key, set()).add(session)
+        return True
+
+    def unmonitor(self, session: IrcSession, nick: str) -> None:
+        key = name_key(nick)
+        session.irc.monitoring.pop(key, None)
+        watchers = self._monitors.get(key)
+        if watchers is not None:
+            watchers.discard(session)
+            if not watchers:
+                del self._monitors[key]
+
+    # -- presence (chatd.domain.presence.PresenceWatcher) -----------------------------
+
+    def came_online(self, user: User) -> None:
+        mask = self._renderer.mask(user.name)
+        self._tell_monitors(user.name, n.RPL_MONONLINE, mask)
+        self._tell_away(user, "")
+
+    def went_offline(self, user: User) -> None:
+        identity = self._identities.pop(name_key(user.name), None)
+        self._bots.discard(name_key(user.name))
+        self._remember(user.name, identity)
+        self._tell_monitors(user.name, n.RPL_MONOFFLINE, user.name)
+        if not is_guest(user):  # (a guest is not offline but gone: its QUIT says so)
+            self._tell_away(user, "offline")
+
+    def away_changed(self, user: User, text: str) -> None:
+        self._tell_away(user, text)
+
+    def _tell_monitors(self, name: str, numeric: str, target: str) -> None:
+        server = self._renderer.server
+        for session in self._monitors.get(name_key(name), ()):
+            session.queue_lines([format_line(numeric, session.irc.nick, target, source=server)])
+
+    def _tell_away(self, user: User, text: str) -> None:
+        """``away-notify``: the new away state of ``user`` to the sessions sharing a
+        channel with them (``AWAY :text``, or ``AWAY`` when back)."""
+        # Every login and logout of either listener comes here: the common case,
+        # nobody asking for away-notify, costs one pass over the IRC sessions.
+        listening = [s for s in self._sessions if "away-notify" in s.irc.caps]
+        if not listening:
+            return
+        params = (text,) if text else ()
+        line = format_line("AWAY", *params, source=self._renderer.mask(user.name))
+        for session in self.sharing_channel(user, listening):
+            if session.user is not user:
+                session.queue_lines([line])
+
+    def sharing_channel(self, user: User,
+                        among: Iterable[IrcSession] | None = None) -> Iterator[IrcSession]:
+        """The registered IRC sessions (of ``among``) shown a channel ``user`` is in."""
+        rooms = {room.id for room in self._rooms_of(user)}
+        for session in list(self._sessions if among is None else among):
+            if session.irc.registered and not rooms.isdisjoint(session.irc.joined):
+                yield session
+
+    def _rooms_of(self, user: User) -> list[Room]:
+        rooms = self._services.rooms
+        if not is_guest(user):
+            return rooms.of_user(user)
+        return [room for room in rooms.listed_for(user) if room.is_member(user.id)]
+
+    def sessions(self) -> list[IrcSession]:
+        """Every registered IRC session (WALLOPS, WHO masks)."""
+        return [s for s in self._sessions if s.irc.registered]

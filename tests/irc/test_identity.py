@@ -1,0 +1,131 @@
+"""Who a client is: nick changes (guests), USER's username and real name, SETNAME,
+QUIT lines, WHOWAS."""
+
+from __future__ import annotations
+
+import pytest
+
+from tests.helpers import ChatServer, Clients
+from tests.irc.conftest import IrcFactory
+from tests.irc.helpers import IrcClient
+
+GUESTS = pytest.mark.server(accounts__guests=True)
+
+
+async def _guest(irc: IrcFactory, nick: str, caps: tuple[str, ...] = ()) -> IrcClient:
+    client = await irc()
+    await client.register(nick, caps=caps)
+    return client
+
+
+@GUESTS
+async def test_a_guest_changes_its_nick_and_everyone_sharing_a_channel_sees_it(
+        server: ChatServer, irc: IrcFactory, clients: Clients) -> None:
+    alice = await clients.user("alice")
+    await alice.command("/create lobby")
+    watcher = await irc("carol")
+    watcher.send("JOIN #lobby")
+    await watcher.expect("366")
+    visitor = await _guest(irc, "visitor")
+    visitor.send("JOIN #lobby")
+    await visitor.expect("366")
+    await watcher.expect("JOIN")
+    # Taken by an account, by another guest: 433; the same nick: nothing.
+    other = await _guest(irc, "other")
+    visitor.send("NICK alice", "NICK other", "NICK visitor")
+    assert (await visitor.expect("433")).params[1] == "alice"
+    assert (await visitor.expect("433")).params[1] == "other"
+    visitor.send("NICK wanderer")
+    assert await visitor.raw() == ":visitor!visitor@chatd.local NICK :wanderer"
+    assert await watcher.raw() == ":visitor!visitor@chatd.local NICK :wanderer"
+    renamed = await alice.next_event(lambda e: e.get("event") == "rename")
+    assert renamed == {"type": "event", "event": "rename", "room": "lobby", "user": "visitor",
+                       "name": "wanderer"}
+    room = server.services.rooms.find("lobby")
+    assert room is not None and "wanderer" in {m.name for m in room.members.values()}
+    # The old nick is free, and remembered.
+    other.send("NICK visitor", "WHOWAS visitor")
+    await other.expect("NICK")
+    whowas = await other.until("369")
+    assert [m.params[1:4] for m in whowas if m.command == "314"] == [
+        ("visitor", "visitor", "chatd.local")]
+    visitor.send("PRIVMSG #lobby :still me")
+    got = await alice.next_event(lambda e: e.get("type") == "message")
+    assert got["from"] == "wanderer"
+
+
+async def test_an_account_keeps_its_name_and_is_told_why(irc: IrcFactory) -> None:
+    bob = await irc("bob")
+    bob.send("NICK robert")
+    refused = await bob.expect("484")
+    assert "account name" in refused.params[-1] and "bob" in refused.params[-1]
+    bob.send("NICK bob")
+    await bob.nothing()
+
+
+async def test_user_gives_the_username_and_real_name(server: ChatServer,
+                                                     irc: IrcFactory) -> None:
+    await server.services.accounts.create("bob", "bob-password-1")
+    client = await irc()
+    client.send("PASS bob:bob-password-1", "NICK bob", "USER ~b@d! 0 * :")
+    assert (await client.expect("461")).params[1] == "USER"
+    client.send("USER ~b@d! 0 * :Bob the Builder")
+    await client.expect("001")
+    watcher = await irc("carol")
+    watcher.send("WHOIS bob", "WHO bob", "JOIN #site")
+    watcher_lines = await watcher.until("366")
+    assert next(m for m in watcher_lines if m.command == "311").params[1:] == (
+        "bob", "bd", "chatd.local", "*", "Bob the Builder")
+    row = next(m for m in watcher_lines if m.command == "352")
+    assert row.params[2] == "bd" and row.params[-1] == "0 Bob the Builder"
+    client.send("JOIN #site")
+    assert (await watcher.expect("JOIN")).source == "bob!bd@chatd.local"
+
+
+async def test_setname_changes_the_real_name(irc: IrcFactory) -> None:
+    bob = await irc("bob", caps=("setname",))
+    carol = await irc("carol", caps=("setname",))
+    dave = await irc("dave")
+    for client in (bob, carol, dave):
+        client.send("JOIN #site")
+        await client.expect("366")
+    await bob.expect("JOIN")
+    await bob.expect("JOIN")
+    bob.send("SETNAME :Robert B.")
+    assert (await bob.expect("SETNAME")).source == "bob!bob@chatd.local"
+    assert (await carol.expect("SETNAME")).params == ("Robert B.",)
+    dave.send("WHOIS bob")
+    assert (await dave.expect("311")).params[-1] == "Robert B."
+    bob.send("SETNAME :")
+    assert (await bob.expect("FAIL")).params[:2] == ("SETNAME", "INVALID_REALNAME")
+
+
+@GUESTS
+async def test_a_guest_that_goes_quits_once_for_all_its_channels(
+        irc: IrcFactory, clients: Clients) -> None:
+    alice = await clients.user("alice")
+    await alice.command("/create one")
+    await alice.command("/create two")
+    carol = await irc("carol")
+    carol.send("JOIN #one,#two")
+    await carol.expect("366")
+    await carol.expect("366")
+    visitor = await _guest(irc, "visitor")
+    visitor.send("JOIN #one,#two")
+    await visitor.expect("366")
+    await visitor.expect("366")
+    await carol.expect("JOIN")
+    await carol.expect("JOIN")
+    visitor.send("QUIT :see you")
+    assert await carol.raw() == ":visitor!visitor@chatd.local QUIT :Quit: see you"
+    await carol.nothing(0.3)
+    left = await alice.next_event(lambda e: e.get("event") == "leave")
+    assert left["reason"] == "Quit: see you"
+
+
+@GUESTS
+async def test_whowas_without_history(irc: IrcFactory) -> None:
+    visitor = await _guest(irc, "visitor")
+    visitor.send("WHOWAS nobody 3")
+    assert (await visitor.expect("406")).params[1] == "nobody"
+    await visitor.expect("369")

@@ -1,0 +1,157 @@
+"""The commands every IRC server has: WHO masks and WHOX, USERHOST, TIME, INFO,
+LUSERS peaks, LIST filters, MONITOR, away-notify, OPER, KILL and WALLOPS."""
+
+from __future__ import annotations
+
+from tests.helpers import PASSWORD, ChatServer, Clients
+from tests.irc.conftest import IrcFactory
+
+
+async def test_who_masks_and_whox(irc: IrcFactory) -> None:
+    bob = await irc("bob")
+    await irc("bobby")
+    hidden = await irc("bobcat")
+    hidden.send("MODE bobcat +i")
+    await hidden.expect("MODE")
+    bob.send("WHO bob*")
+    rows = await bob.until("315")
+    # bobcat is invisible and shares no channel with bob.
+    assert [m.params[5] for m in rows if m.command == "352"] == ["bob", "bobby"]
+    assert rows[-1].params[1] == "bob*"
+    bob.send("JOIN #den")
+    await bob.expect("366")
+    hidden.send("JOIN #den")
+    await hidden.expect("366")
+    bob.send("WHO *")
+    assert [m.params[5] for m in await bob.until("315") if m.command == "352"] == [
+        "bob", "bobby", "bobcat"]
+    bob.send("WHO #den %tcnuhfar,42")
+    rows = await bob.until("315")
+    whox = [m.params[1:] for m in rows if m.command == "354"]
+    assert whox == [("42", "#den", "bob", "chatd.local", "bob", "H@", "bob", "bob real"),
+                    ("42", "#den", "bobcat", "chatd.local", "bobcat", "H", "bobcat",
+                     "bobcat real")]
+    bob.send("WHO nobody", "WHO #den o")
+    assert [m.command for m in await bob.until("315")] == ["315"]
+    assert [m.command for m in await bob.until("315")] == ["315"]
+
+
+async def test_userhost_time_and_info(server: ChatServer, irc: IrcFactory) -> None:
+    await server.services.accounts.create("root", PASSWORD, is_admin=True)
+    bob = await irc("bob")
+    await irc("root")
+    bob.send("AWAY :lunch", "USERHOST bob root nobody")
+    await bob.expect("306")
+    assert (await bob.expect("302")).params[1] == "bob=-bob@chatd.local root*=+root@chatd.local"
+    bob.send("TIME", "INFO")
+    assert (await bob.expect("391")).params[1] == "chatd.local"
+    info = await bob.until("374")
+    assert any("chatd" in m.params[-1] for m in info if m.command == "371")
+
+
+async def test_lusers_reports_the_peaks(irc: IrcFactory) -> None:
+    bob = await irc("bob")
+    carol = await irc("carol")
+    await irc("dave")
+    await carol.close()
+    for _ in range(50):  # until the server has seen carol go
+        bob.send("LUSERS")
+        lines = {m.command: m.params for m in await bob.until("250")}
+        if lines["265"][1] == "2":
+            break
+    # Three users were online at once; two are now.
+    assert lines["265"][1:3] == ("2", "3") and lines["266"][1:3] == ("2", "3")
+    assert lines["250"][-1].startswith("Highest connection count: 3")
+
+
+async def test_list_with_elist_filters(irc: IrcFactory) -> None:
+    bob = await irc("bob")
+    carol = await irc("carol")
+    bob.send("JOIN #dev,#devops,#random")
+    for _ in range(3):
+        await bob.expect("366")
+    carol.send("JOIN #dev")
+    await carol.expect("366")
+
+    async def listed(query: str) -> list[str]:
+        bob.send(f"LIST {query}".strip())
+        return [m.params[1] for m in await bob.until("323") if m.command == "322"]
+
+    assert sorted(await listed("")) == ["#dev", "#devops", "#random"]
+    assert sorted(await listed("#dev*")) == ["#dev", "#devops"]
+    assert await listed(">1") == ["#dev"]
+    assert sorted(await listed("<2,!#r*")) == ["#devops"]
+    assert await listed("#random") == ["#random"]
+
+
+async def test_monitor(irc: IrcFactory, clients: Clients) -> None:
+    bob = await irc("bob")
+    await irc("carol")
+    bob.send("MONITOR + carol,dave")
+    assert (await bob.expect("730")).params[1] == "carol!carol@chatd.local"
+    assert (await bob.expect("731")).params[1] == "dave"
+    dave = await clients.user("dave")
+    assert (await bob.expect("730")).params[1] == "dave!dave@chatd.local"
+    await dave.close()
+    assert (await bob.expect("731")).params[1] == "dave"
+    bob.send("MONITOR L")
+    assert (await bob.expect("732")).params[1] == "carol,dave"
+    await bob.expect("733")
+    bob.send("MONITOR - carol", "MONITOR S")
+    assert (await bob.expect("731")).params[1] == "dave"
+    bob.send("MONITOR C", "MONITOR L", "MONITOR X")
+    assert [m.command for m in await bob.until("733")] == ["733"]
+    assert (await bob.expect("400")).params[1] == "MONITOR"
+    bob.send("MONITOR + " + ",".join(f"n{i}" for i in range(101)))
+    assert (await bob.expect("734")).params[1:3] == ("100", "n100")
+
+
+async def test_away_notify(irc: IrcFactory, clients: Clients) -> None:
+    bob = await irc("bob", caps=("away-notify",))
+    carol = await irc("carol")
+    alice = await clients.user("alice")
+    await alice.command("/create den")
+    for client in (bob, carol):
+        client.send("JOIN #den")
+        await client.expect("366")
+    carol.send("AWAY :brb")
+    assert await bob.expect("AWAY") and bob.lines[-1] == ":carol!carol@chatd.local AWAY :brb"
+    await alice.command("/away at lunch")
+    assert (await bob.expect("AWAY")).params == ("at lunch",)
+    await alice.command("/away")
+    assert (await bob.expect("AWAY")).params == ()
+    await alice.close()
+    assert (await bob.expect("AWAY")).params == ("offline",)
+    await clients.user("alice")
+    assert (await bob.expect("AWAY")).params == ()
+
+
+async def test_oper_kill_and_wallops(server: ChatServer, irc: IrcFactory,
+                                     clients: Clients) -> None:
+    await server.services.accounts.create("root", PASSWORD, is_admin=True)
+    root = await irc("root")
+    bob = await irc("bob")
+    bob.send("OPER bob x", "KILL root :no", "WALLOPS :hello")
+    await bob.expect("491")
+    await bob.expect("481")
+    await bob.expect("481")
+    root.send("OPER root wrong")
+    await root.expect("464")
+    root.send(f"OPER root {PASSWORD}")
+    assert (await root.expect("MODE")).params == ("root", "+o")
+    await root.expect("381")
+    root.send("MODE root")
+    assert (await root.expect("221")).params[1] == "+o"
+    bob.send("MODE bob +w")
+    await bob.expect("MODE")
+    root.send("WALLOPS :maintenance at noon")
+    assert await bob.raw() == ":root!root@chatd.local WALLOPS :maintenance at noon"
+    dave = await clients.user("dave")
+    root.send("KILL dave :spam", "KILL bob :spam", "KILL nobody :x")
+    assert (await dave.next_event())["text"] == "you were disconnected by root: spam"
+    lines = await bob.closed()
+    assert any(line.startswith("ERROR :Closing Link: bob (Killed (root (spam)))")
+               for line in lines)
+    assert (await root.expect("401")).params[1] == "nobody"
+    entries = await server.services.audit.entries(20)
+    assert {(e.action, e.target) for e in entries} >= {("kill", "dave"), ("kill", "bob")}
