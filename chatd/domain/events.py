@@ -15,7 +15,7 @@ acting on its own (succession, expiry).
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar, Final
 
 if TYPE_CHECKING:
     from storage.records import MessageRecord, NotificationRecord
@@ -29,12 +29,18 @@ class Event:
     kind: ClassVar[str]
 
 
+# The message kinds that carry an end-to-end envelope instead of text: a message,
+# and a member's sender key for a room handed to another member (docs/E2E.md).
+ROOM_KEY: Final = "e2e-key"
+ENVELOPE_KINDS: Final = frozenset({"e2e", ROOM_KEY})
+
+
 @dataclass(frozen=True, slots=True)
 class Message(Event):
     """A message posted to ``room`` or sent directly ``to`` a user.
 
-    ``msg_kind`` is ``text`` (plain), ``action`` (``/me``), ``e2e``, ``file``
-    or ``sticker``; ``extra`` holds that kind's fields. ``id`` is None for a
+    ``msg_kind`` is ``text`` (plain), ``action`` (``/me``), ``e2e``, ``e2e-key``,
+    ``file`` or ``sticker``; ``extra`` holds that kind's fields. ``id`` is None for a
     message that is never stored (to an IRC guest). ``history`` and
     ``offline`` mark a message shown again (history, a replay at login).
     """

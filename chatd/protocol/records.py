@@ -49,7 +49,7 @@ def _message(e: ev.Message) -> Record:
     record["ts"] = iso_ts(e.ts)
     if e.msg_kind == "action":
         record["action"] = True
-    elif e.msg_kind == "e2e":
+    elif e.msg_kind in ev.ENVELOPE_KINDS:
         # The server relays the envelope untouched and never has a plaintext.
         del record["text"]
         record |= {"e2e": True, **e.extra}

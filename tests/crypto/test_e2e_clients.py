@@ -19,7 +19,7 @@ from chatd.client import ChatClient
 from chatd.client.tui.keyring import Keyring
 from chatd.client.tui.lines import Line
 from chatd.client.tui.session import ClientSession
-from chatd.crypto import envelope
+from chatd.crypto import envelope, group
 from tests.helpers import PASSWORD, ChatServer
 
 PQ = pytest.mark.skipif(not envelope.pq_available(), reason="no ML-KEM-768 here")
@@ -61,12 +61,22 @@ async def people(server: ChatServer, tmp_path: Path) -> AsyncIterator[People]:
     await crowd.close()
 
 
+async def next_message(session: ClientSession,
+                       match: Callable[[dict[str, Any]], bool] | None = None) -> dict[str, Any]:
+    """The next message record the session receives (matching ``match``); the
+    sender keys handed to it before are taken in on the way, as the client does."""
+    while True:
+        event = await session.client.next_event(lambda e: e.get("type") == "message")
+        if event.get("room_key"):
+            await session.show(event)
+        elif match is None or match(event):
+            return event
+
+
 async def received(session: ClientSession,
                    match: Callable[[dict[str, Any]], bool] | None = None) -> list[Line]:
     """The Lines for the next message the session receives."""
-    event = await session.client.next_event(
-        lambda e: e.get("type") == "message" and (match is None or match(e)))
-    return await session.show(event)
+    return await session.show(await next_message(session, match))
 
 
 def messages(shown: list[Line]) -> list[Line]:
@@ -184,7 +194,7 @@ async def test_members_without_keys_are_named(people: People, server: ChatServer
 async def test_forged_attribution_and_replay_are_caught(people: People) -> None:
     alice, bob = await secret_room(people, "alice", "bob")
     await alice.input("original")
-    event = await bob.client.next_event(lambda e: e.get("type") == "message")
+    event = await next_message(bob)
     relabelled = {**event, "from": "mallory"}
     shown = await bob.show(relabelled)
     assert shown[0].kind == "warning" and "claims to be from alice" in shown[0].text
@@ -195,20 +205,42 @@ async def test_forged_attribution_and_replay_are_caught(people: People) -> None:
     assert any("again" in line.text for line in replayed if line.kind == "warning")
 
 
-async def test_history_is_decrypted(people: People) -> None:
+async def take_in(session: ClientSession) -> list[Line]:
+    """What the client's pump does: show everything that arrived unasked."""
+    shown = []
+    for event in session.client.pending_events():
+        shown += await session.show(event)
+    return shown
+
+
+async def test_history_is_decrypted(people: People, server: ChatServer) -> None:
     alice, bob = await secret_room(people, "alice", "bob")
     await alice.input("first")
     await alice.input("second")
+    await bob.client.command("/ping")
+    await take_in(bob)
     shown = await bob.input("/history")
     assert [m.text for m in messages(shown)] == ["first", "second"]
+    # The chains received are kept on disk: after a restart history still reads.
+    await bob.client.close()
+    client = await ChatClient.connect("127.0.0.1", server.port)
+    keyring, _ = Keyring.open(people.home / "bob", f"127.0.0.1:{server.port}")
+    bob_again = ClientSession(client, keyring)
+    people.open.append(bob_again)
+    await bob_again.login("bob", PASSWORD)
+    shown = await bob_again.input("/history secret")
+    assert [(m.text, m.verified) for m in messages(shown)] == [("first", True), ("second", True)]
 
 
 @PQ
 async def test_hybrid_when_everyone_has_ml_kem(people: People) -> None:
     alice, bob = await secret_room(people, "alice", "bob")
     await alice.input("quantum-safe hello")
-    event = await bob.client.next_event(lambda e: e.get("type") == "message")
-    assert envelope.unpack(base64.b64decode(event["envelope"])).kem == envelope.KEM_HYBRID
+    handout = await bob.client.next_event(lambda e: bool(e.get("room_key")))
+    assert envelope.unpack(base64.b64decode(handout["envelope"])).kem == envelope.KEM_HYBRID
+    await bob.show(handout)
+    event = await next_message(bob)
+    assert group.is_group(base64.b64decode(event["envelope"]))
     assert messages(await bob.show(event))[0].text == "quantum-safe hello"
 
 
@@ -221,15 +253,19 @@ async def test_x25519_only_when_a_member_lacks_ml_kem(people: People) -> None:
     await alice.input("/e2e on")
     carl.client.pending_events()
     await alice.input("classical")
-    event = await carl.client.next_event(lambda e: e.get("envelope") is not None)
-    assert envelope.unpack(base64.b64decode(event["envelope"])).kem == envelope.KEM_X25519
-    assert messages(await carl.show(event))[0].text == "classical"
+    handout = await carl.client.next_event(lambda e: bool(e.get("room_key")))
+    assert envelope.unpack(base64.b64decode(handout["envelope"])).kem == envelope.KEM_X25519
+    await carl.show(handout)
+    assert messages(await received(carl))[0].text == "classical"
 
 
 @PQ
-async def test_an_envelope_too_long_for_the_line_limit_is_not_sent(people: People) -> None:
+async def test_hybrid_rooms_of_three_fit_and_long_text_is_refused(people: People) -> None:
     sessions = await secret_room(people, "alice", "bob", "carol")
-    said = await sessions[0].input("three hybrid recipients do not fit in 4096 bytes")
+    said = await sessions[0].input("three hybrid members fit in 4096 bytes now")
+    assert not [line for line in said if line.kind in ("error", "warning")]
+    assert messages(await received(sessions[2]))[0].text.startswith("three hybrid")
+    said = await sessions[0].input("x" * 3000)
     assert said[-1].kind == "error" and "line limit" in said[-1].text
 
 
