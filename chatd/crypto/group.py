@@ -29,8 +29,15 @@ from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 
-from chatd.crypto.envelope import AEADS, EnvelopeError, Reader, content_cipher, len8
-from chatd.crypto.ratchet import KEY_SIZE, ChainKey, InboundChain, OutboundChain, RatchetError
+from chatd.crypto.envelope import AEADS, EnvelopeError, NotForYou, Reader, content_cipher, len8
+from chatd.crypto.ratchet import (
+    KEY_SIZE,
+    BeforeTheKey,
+    ChainKey,
+    InboundChain,
+    OutboundChain,
+    RatchetError,
+)
 
 VERSION = 2
 CHAIN_ID_SIZE = 32
@@ -146,6 +153,8 @@ def open_message(message: GroupMessage, chain: InboundChain) -> GroupOpened:
         key, nonce = _content_key(chain.message_key(message.index))
         plaintext = content_cipher(message.aead, key).decrypt(nonce, message.ciphertext,
                                                               message.header)
+    except BeforeTheKey:
+        raise NotForYou("the message was sent before the key you were given") from None
     except RatchetError as exc:
         raise EnvelopeError(str(exc)) from None
     except InvalidTag:

@@ -45,6 +45,10 @@ class RatchetError(ValueError):
     """The message's index is out of this chain's reach."""
 
 
+class BeforeTheKey(RatchetError):
+    """The message came before the chain key we hold: we were not meant to read it."""
+
+
 @dataclass(frozen=True, slots=True)
 class ChainKey:
     """The chain key ``key`` at position ``index``."""
@@ -61,7 +65,7 @@ class ChainKey:
     def advance_to(self, index: int) -> ChainKey:
         """The chain key at ``index`` (never before this one, at most MAX_MESSAGES on)."""
         if index < self.index:
-            raise RatchetError(f"message {index} is before this chain key ({self.index})")
+            raise BeforeTheKey(f"message {index} is before this chain key ({self.index})")
         if index - self.index > MAX_MESSAGES:
             raise RatchetError(f"message {index} is too far ahead of this chain key")
         chain = self
