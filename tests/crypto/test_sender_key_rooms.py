@@ -14,9 +14,11 @@ import pytest
 
 from chatd.client.tui.lines import Line
 from chatd.client.tui.session import ClientSession
-from chatd.crypto import group
+from chatd.config import Config
+from chatd.crypto import envelope, group
+from chatd.domain.clock import Clock
 from tests.crypto.sessions import People, messages, next_message, received, take_in
-from tests.helpers import ChatServer
+from tests.helpers import ChatServer, start_server
 
 ROOM = "vault"
 SECRETS = ("before erin came: the code is 1-1-2-3", "erin is in: the code is 5-8-13",
@@ -176,3 +178,31 @@ async def test_a_handout_for_someone_else_or_forged_is_not_taken(people: People)
     assert forged[0].kind == "warning" and "claims to be from alice" in forged[0].text
     moved = await carol.show({**for_carol, "room_key": "elsewhere"})
     assert moved[0].kind == "warning" and "written for #vault" in moved[0].text
+
+
+@pytest.mark.skipif(not envelope.pq_available(), reason="no ML-KEM-768 here")
+async def test_fifty_members_on_defaults_with_post_quantum_hybrid(db_path: Path,
+                                                                  tmp_path: Path) -> None:
+    """The goal of sender keys: the default line limit and rate limits, ML-KEM-768
+    on, the default rate limits on the real clock, fifty members; the first message
+    hands a key to each of them, paced by the command bucket. (Only the connections
+    allowed from one address are raised: every member is on loopback.)"""
+    defaults = Config().limits
+    server = await start_server(
+        db_path, clock=Clock(), limits__max_connections_per_ip=60,
+        limits__command_rate=defaults.command_rate, limits__command_burst=defaults.command_burst,
+        limits__message_rate=defaults.message_rate, limits__message_burst=defaults.message_burst)
+    people = People(server, tmp_path / "homes")
+    try:
+        crowd = [await people.session(f"m{i:02d}") for i in range(50)]
+        await crowd[0].input(f"/create {ROOM}")
+        await crowd[0].input("/e2e on")
+        for member in crowd[1:]:
+            await member.input(f"/join {ROOM}")
+        await everyone_reads("hello, all forty-nine of you", crowd[0], crowd[1:])
+        record = await everyone_reads("and once more", crowd[0], crowd[1:])
+        assert len(base64.b64decode(record["envelope"])) < 1024 + len("and once more")
+        await everyone_reads("a reply from the back row", crowd[49], crowd[:49])
+    finally:
+        await people.close()
+        await server.stop()

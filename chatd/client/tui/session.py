@@ -127,7 +127,7 @@ class ClientSession:
         room = room or self.current_room
         if room is None:
             return [error("you are in no room: /join <room> or /create <room> first.")]
-        keys = await self.client.command(f"/keys room {room}", check=False)
+        keys = await self._paced(f"/keys room {room}")
         if not keys.ok:
             return await self._reply_lines(keys)
         if keys.get("e2e") or keys["room"] in self.always_encrypt:
@@ -175,7 +175,7 @@ class ClientSession:
                                     f"did not reach them ({reply.get('message')})."))
         self.secure.handed(room, reached)
         sealed = self.secure.seal_room(self.user, room, text)
-        return [*said, *await self.command(f"/emsg #{room} {sealed}")]
+        return [*said, *await self._reply_lines(await self._paced(f"/emsg #{room} {sealed}"))]
 
     async def _paced(self, line: str) -> Reply:
         """A command that may be refused for going too fast (handing a key to every
