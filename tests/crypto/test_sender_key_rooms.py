@@ -206,3 +206,34 @@ async def test_fifty_members_on_defaults_with_post_quantum_hybrid(db_path: Path,
     finally:
         await people.close()
         await server.stop()
+
+
+async def test_a_member_who_refuses_our_key_is_named(people: People) -> None:
+    alice, bob, carol = [await people.session(n) for n in ("alice", "bob", "carol")]
+    await alice.input(f"/create {ROOM}")
+    await alice.input("/e2e on")
+    for member in (bob, carol):
+        await member.input(f"/join {ROOM}")
+    await bob.input("/block alice")
+    said = await alice.input("bob blocks me")
+    assert any(line.kind == "warning" and "bob cannot read your messages" in line.text
+               for line in said)
+    assert [m.text for m in messages(said)] == ["bob blocks me"]
+    assert messages(await received(carol))[0].text == "bob blocks me"
+    await cannot_read(bob, await next_message(bob))
+    said = await alice.input("and again")  # the refusal is tried again, not forgotten
+    assert any("bob cannot read" in line.text for line in said)
+
+
+async def test_leaving_forgets_our_chain_and_history_without_a_key(people: People) -> None:
+    alice, bob, carol = [await people.session(n) for n in ("alice", "bob", "carol")]
+    await alice.input(f"/create {ROOM}")
+    await alice.input("/e2e on")
+    await bob.input(f"/join {ROOM}")
+    await everyone_reads("before carol", bob, [alice])
+    assert bob.secure.keyring.chains.own(ROOM) is not None
+    await bob.input(f"/leave {ROOM}")
+    assert bob.secure.keyring.chains.own(ROOM) is None
+    await carol.input(f"/join {ROOM}")
+    shown = await carol.input(f"/history {ROOM}")
+    assert not messages(shown) and "not encrypted for you" in shown[0].text

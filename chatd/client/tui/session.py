@@ -117,8 +117,11 @@ class ClientSession:
         command, room = final.get("command"), final.get("room")
         if command in ENTERS and room and not final.get("requested"):
             self.current_room = room
-        elif command == "leave" and room == self.current_room:
-            self.current_room = None
+        elif command == "leave":
+            if self.user is not None and room:
+                self.secure.member_gone(self.user, room, self.user)
+            if room == self.current_room:
+                self.current_room = None
         elif command == "logout":
             self.user = self.current_room = None
 
