@@ -221,7 +221,7 @@ async def test_e2e_flag_survives_a_restart(db_path: Path) -> None:
 
 async def test_help_lists_the_crypto_commands(clients: Clients) -> None:
     alice = await clients.user("alice")
-    for name in ("encrypt", "decrypt", "keys", "emsg", "e2e"):
+    for name in ("encrypt", "decrypt", "keys", "emsg", "ekey", "e2e"):
         reply = await alice.command(f"/help {name}")
         assert reply["usage"].startswith(f"/{name} ") and reply["help"]
 
