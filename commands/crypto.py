@@ -1,4 +1,4 @@
-"""Encryption: /encrypt and /decrypt with a password; end-to-end keys, /emsg, /e2e."""
+"""Encryption: /encrypt and /decrypt with a password; end-to-end keys, /emsg, /ekey, /e2e."""
 
 from __future__ import annotations
 
@@ -8,10 +8,11 @@ from typing import Any
 
 from chatd.crypto.ciphers import ALGORITHMS
 from chatd.crypto.kdf import COSTS
+from chatd.domain.accounts import User
 from chatd.domain.room import Role, Room
 from chatd.errors import ChatError, Code
 from chatd.protocol.context import Context
-from chatd.protocol.params import Choice, RoomRef, Text, Word
+from chatd.protocol.params import Choice, RoomRef, Text, UserRef, Word
 from chatd.protocol.registry import command
 from chatd.protocol.results import Ok, ok
 
@@ -136,6 +137,15 @@ async def emsg(ctx: Context, target: str, envelope: str) -> Ok:
     room = ctx.services.rooms.require(target)
     message_id = e2e.post_room(ctx.session, room, envelope, ctx.label)
     return ok(id=message_id, room=room.name)
+
+
+@command("ekey", RoomRef("room"), UserRef("user"), Word("envelope"), group=GROUP,
+         usage="/ekey <room> <user> <envelope-base64>")
+async def ekey(ctx: Context, room: Room, user: User, envelope: str) -> Ok:
+    """Hand your sender key for a room to one of its members (chatd-client does this)."""
+    message_id = await ctx.services.e2e.post_room_key(ctx.session, room, user, envelope,
+                                                       ctx.label)
+    return ok(id=message_id, room=room.name, to=user.name, online=user.online)
 
 
 @command("e2e", Choice("state", choices=("on", "off")), RoomRef("room", optional=True),

@@ -14,8 +14,8 @@ import base64
 import binascii
 from typing import TYPE_CHECKING, Any
 
-from chatd.crypto import envelope
-from chatd.domain.events import E2eChanged
+from chatd.crypto import envelope, group
+from chatd.domain.events import ROOM_KEY, E2eChanged
 from chatd.domain.permissions import Action, authorize
 from chatd.errors import ChatError, Code
 from storage.records import KeyRecord
@@ -79,9 +79,10 @@ class E2E:
 
     # -- the relay -------------------------------------------------------------------
 
-    def check_envelope(self, text: str, sender: str, context: str) -> None:
+    def check_envelope(self, text: str, sender: str, context: str) -> int:
         """Refuse (``bad-arguments``) what is not a well-formed envelope from
-        ``sender`` to ``context`` ("#room" or "@user"), or is too large."""
+        ``sender`` to ``context`` ("#room" or "@user"), or is too large; returns
+        its version. A sender-key message (version 2) goes to a room only."""
         try:
             data = base64.b64decode(text, validate=True)
         except (binascii.Error, ValueError):
@@ -90,7 +91,8 @@ class E2E:
             raise ChatError(Code.BAD_ARGUMENTS, f"the envelope is {len(data)} bytes; at most "
                             f"{self.config.max_envelope} are relayed.")
         try:
-            parsed = envelope.unpack(data)
+            parsed: envelope.Envelope | group.GroupMessage = (
+                group.unpack(data) if group.is_group(data) else envelope.unpack(data))
         except envelope.EnvelopeError as exc:
             raise ChatError(Code.BAD_ARGUMENTS, f"not a valid envelope: {exc}.") from None
         if parsed.sender != sender:
@@ -99,6 +101,10 @@ class E2E:
         if parsed.context.casefold() != context.casefold():
             raise ChatError(Code.BAD_ARGUMENTS, f"the envelope is addressed to "
                             f"{parsed.context!r}, not {context!r}.")
+        if isinstance(parsed, group.GroupMessage) and not context.startswith("#"):
+            raise ChatError(Code.BAD_ARGUMENTS, "a sender-key envelope (version 2) goes to a "
+                            "room; send a version 1 envelope to a user.")
+        return group.VERSION if isinstance(parsed, group.GroupMessage) else envelope.VERSION
 
     def post_room(self, session: Endpoint, room: Room, text: str,
                   label: str | None = None) -> int:
@@ -116,6 +122,27 @@ class E2E:
         self.check_envelope(text, user.name, f"@{target.name}")
         return await self._messaging.direct(session, target, "", label, kind="e2e",
                                             extra={"envelope": text})
+
+    async def post_room_key(self, session: Endpoint, room: Room, target: User, text: str,
+                            label: str | None = None) -> int:
+        """Relay a member's sender key for ``room`` to another member (or to the
+        sender's own other devices): a version 1 envelope addressed to ``#room``
+        whose only recipient is ``target``. Stored like a direct message, so a
+        member who is offline finds it at their next login."""
+        user = session.user
+        assert user is not None
+        if not room.is_member(user.id):
+            raise ChatError(Code.NOT_IN_ROOM, f"you are not in #{room.name}.")
+        if not room.is_member(target.id):
+            raise ChatError(Code.NOT_IN_ROOM, f"{target.name} is not in #{room.name}.")
+        if self.check_envelope(text, user.name, f"#{room.name}") != envelope.VERSION:
+            raise ChatError(Code.BAD_ARGUMENTS, "a sender key travels in a version 1 envelope.")
+        entries = envelope.unpack(base64.b64decode(text)).entries
+        if any(e.user.casefold() != target.name.casefold() for e in entries):
+            raise ChatError(Code.BAD_ARGUMENTS, f"a sender key for {target.name} is sealed "
+                            f"for {target.name} alone.")
+        return await self._messaging.direct(session, target, "", label, kind=ROOM_KEY,
+                                            extra={"envelope": text, "room_key": room.name})
 
     # -- the room flag -------------------------------------------------------------------
 

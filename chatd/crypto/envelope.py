@@ -138,7 +138,7 @@ class Envelope:
     def header(self) -> bytes:
         """The authenticated header: the content AEAD's associated data."""
         return b"".join([_FIXED.pack(VERSION, self.aead, self.kem, self.ts_ms),
-                         _name(self.sender), _name(self.context), self.sender_key, self.nonce])
+                         len8(self.sender), len8(self.context), self.sender_key, self.nonce])
 
     @property
     def digest(self) -> bytes:
@@ -148,7 +148,7 @@ class Envelope:
     def pack(self) -> bytes:
         parts = [self.header, struct.pack(">H", len(self.entries))]
         for entry in self.entries:
-            parts += [_name(entry.user), entry.ephemeral, entry.kem_ciphertext, entry.wrapped]
+            parts += [len8(entry.user), entry.ephemeral, entry.kem_ciphertext, entry.wrapped]
         return b"".join([*parts, self.ciphertext])
 
 
@@ -188,7 +188,7 @@ def seal(plaintext: bytes, sender: str, context: str, identity: Identity,
     draft = Envelope(AEADS[aead], KEM_HYBRID if hybrid else KEM_X25519,
                      int(time.time() * 1000) if ts_ms is None else ts_ms, sender, context,
                      identity.x25519_public, nonce, (), b"")
-    ciphertext = _content_cipher(draft.aead, content_key).encrypt(nonce, plaintext, draft.header)
+    ciphertext = content_cipher(draft.aead, content_key).encrypt(nonce, plaintext, draft.header)
     sealed = dataclasses.replace(draft, ciphertext=ciphertext)
     entries = tuple(_wrap(sealed, identity, r, content_key) for r in recipients)
     return dataclasses.replace(sealed, entries=entries).pack()
@@ -204,7 +204,7 @@ def open_envelope(data: bytes, user: str, identity: Identity) -> Opened:
                          identity.x25519_public, _decapsulate(env, entry, identity))
     try:
         content_key = AESGCM(wrap_key).decrypt(_WRAP_NONCE, entry.wrapped, env.digest)
-        plaintext = _content_cipher(env.aead, content_key).decrypt(
+        plaintext = content_cipher(env.aead, content_key).decrypt(
             env.nonce, env.ciphertext, env.header)
     except InvalidTag:
         raise EnvelopeError("the envelope fails authentication (altered, "
@@ -247,7 +247,7 @@ def _decapsulate(env: Envelope, entry: Entry, identity: Identity) -> bytes:
 
 def _wrap_info(entry: Entry, recipient_key: bytes, sender_key: bytes) -> bytes:
     """HKDF info: binds the wrap to who it is for and every public value used."""
-    return b"".join([WRAP_INFO, b"\x00", _name(entry.user), entry.ephemeral, recipient_key,
+    return b"".join([WRAP_INFO, b"\x00", len8(entry.user), entry.ephemeral, recipient_key,
                      sender_key, entry.kem_ciphertext])
 
 
@@ -262,7 +262,7 @@ def _exchange(private: X25519PrivateKey, public: bytes) -> bytes:
         raise EnvelopeError("the envelope holds an invalid X25519 key") from None
 
 
-def _content_cipher(aead: int, key: bytes) -> AESGCM | ChaCha20Poly1305:
+def content_cipher(aead: int, key: bytes) -> AESGCM | ChaCha20Poly1305:
     return AESGCM(key) if aead == AEADS["aes-256-gcm"] else ChaCha20Poly1305(key)
 
 
@@ -281,7 +281,7 @@ def _mlkem_public(raw: bytes) -> mlkem.MLKEM768PublicKey:
 # -- parsing -------------------------------------------------------------------
 
 
-class _Reader:
+class Reader:
     """Bounds-checked reads: a short envelope is an error, never an IndexError."""
 
     def __init__(self, data: bytes) -> None:
@@ -311,7 +311,7 @@ class _Reader:
 
 def unpack(data: bytes) -> Envelope:
     """Parse the layout (no key needed): what the daemon checks before relaying."""
-    reader = _Reader(data)
+    reader = Reader(data)
     version, aead, kem, ts_ms = _FIXED.unpack(reader.take(_FIXED.size))
     if version != VERSION:
         raise EnvelopeError(f"unsupported envelope version {version} (this is version 1)")
@@ -331,7 +331,7 @@ def unpack(data: bytes) -> Envelope:
     return Envelope(aead, kem, ts_ms, sender, context, sender_key, nonce, entries, ciphertext)
 
 
-def _name(text: str) -> bytes:
+def len8(text: str) -> bytes:
     raw = text.encode("utf-8")
     if not 1 <= len(raw) <= 255:
         raise EnvelopeError("names in an envelope are 1 to 255 bytes")

@@ -15,7 +15,7 @@ acting on its own (succession, expiry).
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar, Final
 
 if TYPE_CHECKING:
     from chatd.domain.modes import ModeChange, RoomModes
@@ -30,14 +30,20 @@ class Event:
     kind: ClassVar[str]
 
 
+# The message kinds that carry an end-to-end envelope instead of text: a message,
+# and a member's sender key for a room handed to another member (docs/E2E.md).
+ROOM_KEY: Final = "e2e-key"
+ENVELOPE_KINDS: Final = frozenset({"e2e", ROOM_KEY})
+
+
 @dataclass(frozen=True, slots=True)
 class Message(Event):
     """A message posted to ``room`` or sent directly ``to`` a user.
 
     ``msg_kind`` is ``text`` (plain), ``action`` (``/me``), ``notice`` (IRC's
-    NOTICE: never answered automatically), ``e2e``, ``file`` or ``sticker``;
-    ``extra`` holds that kind's fields (and an IRC message's client-only tags).
-    ``id`` is None for a message that is never stored. ``history`` and
+    NOTICE: never answered automatically), ``e2e``, ``e2e-key``, ``file`` or
+    ``sticker``; ``extra`` holds that kind's fields (and an IRC message's
+    client-only tags). ``id`` is None for a message that is never stored. ``history`` and
     ``offline`` mark a message shown again (history, a replay at login).
     """
 

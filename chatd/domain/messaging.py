@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-from chatd.domain.events import Message, Typing
+from chatd.domain.events import ROOM_KEY, Message, Typing
 from chatd.domain.names import format_duration
 from chatd.errors import ChatError, Code, Remedy, Step
 from storage.records import MessageRecord
@@ -125,7 +125,10 @@ class Messaging:
             # Before anything is stored, counted or shown: the target never sees it.
             raise ChatError(Code.BLOCKED, f"{target.name} does not accept direct messages "
                             "from you.")
-        self._protection.charge_message(session, None)
+        if kind != ROOM_KEY:
+            # A sender key is handed to each member once per chain: the command
+            # bucket bounds it, the message bucket is for what people read.
+            self._protection.charge_message(session, None)
         online = target.online
         msg = MessageRecord(self._ids.for_direct(target.id), user.id, user.name, text,
                             self._clock.time(), recipient_id=target.id, kind=kind,
@@ -136,6 +139,8 @@ class Messaging:
         session.send(event, label)
         if not online:
             self._unseen_by.add(target.id)
+            if kind == ROOM_KEY:
+                return msg.id  # kept for their next login; nothing for them to read
             what = "an end-to-end encrypted message" if kind == "e2e" else "a direct message"
             await self._notifier.notify(target, "direct-message",
                                         f"{user.name} sent you {what}.",

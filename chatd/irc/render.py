@@ -280,7 +280,7 @@ _EVENTS: Final[dict[type[ev.Event], EventRenderer]] = {
 
 def _body(msg: ev.Message) -> str:
     """The text of a message, with a file preview or sticker on the lines after it."""
-    if msg.msg_kind == "e2e":
+    if msg.msg_kind in ev.ENVELOPE_KINDS:
         return ENCRYPTED
     extra = msg.extra.get("sticker_art") or (msg.extra.get("file") or {}).get("preview")
     return f"{msg.text}\n{extra}" if extra else msg.text

@@ -52,7 +52,7 @@ def _message(e: ev.Message) -> Record:
         record["action"] = True
     elif e.msg_kind == "notice":
         record["notice"] = True
-    elif e.msg_kind == "e2e":
+    elif e.msg_kind in ev.ENVELOPE_KINDS:
         # The server relays the envelope untouched and never has a plaintext.
         del record["text"]
         record |= {"e2e": True, **e.extra}

@@ -204,6 +204,8 @@ def _message(record: Record, style: Style, paint: _Paint, current: bool) -> list
 
 
 def _message_body(record: Record) -> str:
+    if record.get("room_key"):
+        return f"[end-to-end key for #{record['room_key']}]"
     if record.get("e2e"):
         return "[end-to-end encrypted message]"
     text = str(record.get("text", ""))

@@ -9,17 +9,22 @@ import json
 import logging
 import os
 import sys
-from collections.abc import AsyncIterator, Callable
 from pathlib import Path
-from typing import Any
 
 import pytest
 
 from chatd.client import ChatClient
 from chatd.client.tui.keyring import Keyring
-from chatd.client.tui.lines import Line
 from chatd.client.tui.session import ClientSession
-from chatd.crypto import envelope
+from chatd.crypto import envelope, group
+from tests.crypto.sessions import (
+    People,
+    messages,
+    next_message,
+    received,
+    secret_room,
+    take_in,
+)
 from tests.helpers import PASSWORD, ChatServer
 
 PQ = pytest.mark.skipif(not envelope.pq_available(), reason="no ML-KEM-768 here")
@@ -27,64 +32,6 @@ ROOM_SECRET = "the vault code is 7-4-1-9 zebra"
 REPLY_SECRET = "copy that, bringing the zebra"
 DM_SECRET = "meet behind the old mill"
 PROJECT_ROOT = str(Path(__file__).resolve().parents[2])
-
-
-class People:
-    """Client sessions against one server, each with its own config directory."""
-
-    def __init__(self, server: ChatServer, home: Path) -> None:
-        self.server = server
-        self.home = home
-        self.open: list[ClientSession] = []
-
-    async def session(self, name: str, pq: bool = True, home: Path | None = None,
-                      ) -> ClientSession:
-        keyring, _ = Keyring.open(home or self.home / name, f"127.0.0.1:{self.server.port}",
-                                  pq=pq)
-        client = await ChatClient.connect("127.0.0.1", self.server.port)
-        session = ClientSession(client, keyring, pq=pq)
-        register = self.server.services.accounts.find(name) is None
-        shown = await session.login(name, PASSWORD, register=register)
-        assert session.user == name, shown
-        self.open.append(session)
-        return session
-
-    async def close(self) -> None:
-        for session in self.open:
-            await session.client.close()
-
-
-@pytest.fixture
-async def people(server: ChatServer, tmp_path: Path) -> AsyncIterator[People]:
-    crowd = People(server, tmp_path / "homes")
-    yield crowd
-    await crowd.close()
-
-
-async def received(session: ClientSession,
-                   match: Callable[[dict[str, Any]], bool] | None = None) -> list[Line]:
-    """The Lines for the next message the session receives."""
-    event = await session.client.next_event(
-        lambda e: e.get("type") == "message" and (match is None or match(e)))
-    return await session.show(event)
-
-
-def messages(shown: list[Line]) -> list[Line]:
-    return [line for line in shown if line.kind == "message"]
-
-
-async def secret_room(people: People, *names: str, pq: bool = True,
-                      e2e: bool = True) -> list[ClientSession]:
-    sessions = [await people.session(name, pq=pq) for name in names]
-    await sessions[0].input("/create secret")
-    for other in sessions[1:]:
-        await other.input("/join secret")
-    if e2e:
-        await sessions[0].input("/e2e on")
-    for session in sessions:
-        await session.client.command("/ping")
-        session.client.pending_events()
-    return sessions
 
 
 async def test_plaintext_reaches_only_the_ends(server: ChatServer, people: People,
@@ -184,7 +131,7 @@ async def test_members_without_keys_are_named(people: People, server: ChatServer
 async def test_forged_attribution_and_replay_are_caught(people: People) -> None:
     alice, bob = await secret_room(people, "alice", "bob")
     await alice.input("original")
-    event = await bob.client.next_event(lambda e: e.get("type") == "message")
+    event = await next_message(bob)
     relabelled = {**event, "from": "mallory"}
     shown = await bob.show(relabelled)
     assert shown[0].kind == "warning" and "claims to be from alice" in shown[0].text
@@ -195,20 +142,34 @@ async def test_forged_attribution_and_replay_are_caught(people: People) -> None:
     assert any("again" in line.text for line in replayed if line.kind == "warning")
 
 
-async def test_history_is_decrypted(people: People) -> None:
+async def test_history_is_decrypted(people: People, server: ChatServer) -> None:
     alice, bob = await secret_room(people, "alice", "bob")
     await alice.input("first")
     await alice.input("second")
+    await bob.client.command("/ping")
+    await take_in(bob)
     shown = await bob.input("/history")
     assert [m.text for m in messages(shown)] == ["first", "second"]
+    # The chains received are kept on disk: after a restart history still reads.
+    await bob.client.close()
+    client = await ChatClient.connect("127.0.0.1", server.port)
+    keyring, _ = Keyring.open(people.home / "bob", f"127.0.0.1:{server.port}")
+    bob_again = ClientSession(client, keyring)
+    people.open.append(bob_again)
+    await bob_again.login("bob", PASSWORD)
+    shown = await bob_again.input("/history secret")
+    assert [(m.text, m.verified) for m in messages(shown)] == [("first", True), ("second", True)]
 
 
 @PQ
 async def test_hybrid_when_everyone_has_ml_kem(people: People) -> None:
     alice, bob = await secret_room(people, "alice", "bob")
     await alice.input("quantum-safe hello")
-    event = await bob.client.next_event(lambda e: e.get("type") == "message")
-    assert envelope.unpack(base64.b64decode(event["envelope"])).kem == envelope.KEM_HYBRID
+    handout = await bob.client.next_event(lambda e: bool(e.get("room_key")))
+    assert envelope.unpack(base64.b64decode(handout["envelope"])).kem == envelope.KEM_HYBRID
+    await bob.show(handout)
+    event = await next_message(bob)
+    assert group.is_group(base64.b64decode(event["envelope"]))
     assert messages(await bob.show(event))[0].text == "quantum-safe hello"
 
 
@@ -221,15 +182,19 @@ async def test_x25519_only_when_a_member_lacks_ml_kem(people: People) -> None:
     await alice.input("/e2e on")
     carl.client.pending_events()
     await alice.input("classical")
-    event = await carl.client.next_event(lambda e: e.get("envelope") is not None)
-    assert envelope.unpack(base64.b64decode(event["envelope"])).kem == envelope.KEM_X25519
-    assert messages(await carl.show(event))[0].text == "classical"
+    handout = await carl.client.next_event(lambda e: bool(e.get("room_key")))
+    assert envelope.unpack(base64.b64decode(handout["envelope"])).kem == envelope.KEM_X25519
+    await carl.show(handout)
+    assert messages(await received(carl))[0].text == "classical"
 
 
 @PQ
-async def test_an_envelope_too_long_for_the_line_limit_is_not_sent(people: People) -> None:
+async def test_hybrid_rooms_of_three_fit_and_long_text_is_refused(people: People) -> None:
     sessions = await secret_room(people, "alice", "bob", "carol")
-    said = await sessions[0].input("three hybrid recipients do not fit in 4096 bytes")
+    said = await sessions[0].input("three hybrid members fit in 4096 bytes now")
+    assert not [line for line in said if line.kind in ("error", "warning")]
+    assert messages(await received(sessions[2]))[0].text.startswith("three hybrid")
+    said = await sessions[0].input("x" * 3000)
     assert said[-1].kind == "error" and "line limit" in said[-1].text
 
 

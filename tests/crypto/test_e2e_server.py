@@ -9,8 +9,10 @@ from typing import Any
 import pytest
 
 from chatd.client import ChatClient
-from chatd.crypto import envelope
+from chatd.crypto import envelope, group
 from chatd.crypto.envelope import Identity, seal
+from chatd.crypto.group import Handout
+from chatd.crypto.ratchet import OutboundChain
 from chatd.domain.clock import ManualClock
 from tests.helpers import ChatServer, Clients, start_server
 
@@ -219,6 +221,97 @@ async def test_e2e_flag_survives_a_restart(db_path: Path) -> None:
 
 async def test_help_lists_the_crypto_commands(clients: Clients) -> None:
     alice = await clients.user("alice")
-    for name in ("encrypt", "decrypt", "keys", "emsg", "e2e"):
+    for name in ("encrypt", "decrypt", "keys", "emsg", "ekey", "e2e"):
         reply = await alice.command(f"/help {name}")
         assert reply["usage"].startswith(f"/{name} ") and reply["help"]
+
+
+# -- sender keys: version 2 envelopes and /ekey ----------------------------------------------
+
+
+def handout(sender: str, room_name: str, to: str) -> str:
+    chain = OutboundChain.create(0.0)
+    return envelope.b64(seal(Handout.of(chain).pack(), sender, f"#{room_name}", IDS[sender],
+                             [IDS[to].public(to)]))
+
+
+def group_sealed(sender: str, context: str, text: bytes = b"hi") -> str:
+    return envelope.b64(group.seal(text, sender, context, OutboundChain.create(0.0)))
+
+
+async def test_version_two_envelopes_go_to_rooms_only(clients: Clients) -> None:
+    alice, bob = await room(clients, "alice", "bob")
+    env = group_sealed("alice", "#dev")
+    reply = await alice.command(f"/emsg #dev {env}")
+    got = await bob.next_event(lambda e: e.get("type") == "message")
+    assert got["envelope"] == env and got["id"] == reply["id"] and "text" not in got
+    as_bob = group_sealed("bob", "#dev")
+    assert "you are alice" in (await error(alice, f"/emsg #dev {as_bob}"))["message"]
+    elsewhere = group_sealed("alice", "#other")
+    assert "addressed to" in (await error(alice, f"/emsg #dev {elsewhere}"))["message"]
+    direct = group_sealed("alice", "@bob")
+    assert "goes to a room" in (await error(alice, f"/emsg @bob {direct}"))["message"]
+    truncated = envelope.b64(base64.b64decode(env)[:-70])
+    assert "truncated" in (await error(alice, f"/emsg #dev {truncated}"))["message"]
+
+
+async def test_ekey_hands_a_key_to_one_member(clients: Clients) -> None:
+    alice, bob, carol = await room(clients, "alice", "bob", "carol")
+    env = handout("alice", "dev", "bob")
+    reply = await alice.command(f"/ekey dev bob {env}")
+    assert (reply["room"], reply["to"], reply["online"]) == ("dev", "bob", True)
+    echo = next(line for line in reply.lines if line["type"] == "message")
+    got = await bob.next_event(lambda e: e.get("type") == "message")
+    for record in (echo, got):
+        assert (record["to"], record["from"], record["room_key"]) == ("bob", "alice", "dev")
+        assert record["e2e"] is True and record["envelope"] == env and "text" not in record
+    opened = envelope.open_envelope(base64.b64decode(got["envelope"]), "bob", IDS["bob"])
+    assert Handout.unpack(opened.plaintext).chain.index == 0
+    await carol.command("/ping")
+    assert not [e for e in carol.pending_events() if e.get("type") == "message"]
+    assert not (await bob.command("/history dev"))["messages"]  # not a room message
+
+
+async def test_ekey_is_checked(clients: Clients) -> None:
+    alice, _ = await room(clients, "alice", "bob")
+    mallory = await clients.user("mallory")
+    env = handout("alice", "dev", "bob")
+    assert (await error(alice, f"/ekey dev mallory {handout('alice', 'dev', 'mallory')}")
+            )["code"] == "not-in-room"
+    assert (await error(mallory, f"/ekey dev bob {handout('mallory', 'dev', 'bob')}")
+            )["code"] == "not-in-room"
+    assert "sealed for bob alone" in (await error(
+        alice, f"/ekey dev bob {handout('alice', 'dev', 'carol')}"))["message"]
+    assert "version 1" in (await error(alice, f"/ekey dev bob {group_sealed('alice', '#dev')}")
+                           )["message"]
+    assert "addressed to" in (await error(alice, f"/ekey dev bob {handout('alice', 'x', 'bob')}")
+                              )["message"]
+    assert (await error(alice, f"/ekey nosuch bob {env}"))["code"] == "no-such-room"
+    assert (await error(alice, f"/ekey dev nobody {env}"))["code"] == "no-such-user"
+    assert (await error(alice, "/ekey dev bob"))["code"] == "bad-arguments"
+
+
+async def test_ekey_waits_for_an_offline_member_without_a_notification(
+        clients: Clients) -> None:
+    alice, bob = await room(clients, "alice", "bob")
+    await bob.close()
+    env = handout("alice", "dev", "bob")
+    assert (await alice.command(f"/ekey dev bob {env}"))["online"] is False
+    again = await clients.anonymous()
+    login = await again.command("/login bob secret-pw")
+    replayed = await again.next_event(lambda e: e.get("type") == "message")
+    assert replayed["envelope"] == env and replayed["offline"] is True
+    assert replayed["room_key"] == "dev"
+    assert not login.get("notifications")
+    assert not (await again.command("/notifications"))["notifications"]
+
+
+async def test_handing_keys_to_a_large_room_is_not_charged_as_messages(
+        clients: Clients) -> None:
+    """The message bucket (burst 10) is for what people read; a key per member is not."""
+    alice, _bob = await room(clients, "alice", "bob")
+    env = handout("alice", "dev", "bob")
+    for _ in range(15):
+        assert (await alice.command(f"/ekey dev bob {env}")).ok
+    assert (await alice.command(f"/emsg #dev {sealed('alice', '#dev', 'alice')}")).ok
+

@@ -50,6 +50,9 @@ def test_previews_become_lines_and_encrypted_messages_a_placeholder() -> None:
                                                                      "( o.o )"]
     sealed = ev.Message("al", "", TS, 2, to="bob", msg_kind="e2e", extra={"envelope": "E"})
     assert _lines(sealed) == [":al!al@irc.test PRIVMSG bob :[end-to-end encrypted message]"]
+    key = ev.Message("al", "", TS, 3, to="bob", msg_kind="e2e-key",
+                     extra={"envelope": "E", "room_key": "dev"})
+    assert _lines(key) == [":al!al@irc.test PRIVMSG bob :[end-to-end encrypted message]"]
 
 
 @pytest.mark.parametrize(("event", "expected"), [

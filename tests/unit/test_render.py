@@ -82,3 +82,11 @@ def test_a_terminated_room_is_told_by_its_notification_alone() -> None:
     event = {"type": "event", "event": "terminated", "room": "solo", "user": "bob"}
     assert render(event, Style()) == b""
     assert json.loads(render(event, Style(fmt="json")))["event"] == "terminated"
+
+
+def test_end_to_end_records_show_no_text() -> None:
+    base = {"type": "message", "to": "bob", "from": "alice", "id": 3, "e2e": True,
+            "envelope": "QUJD", "ts": "2026-11-21T10:00:00.000Z"}
+    assert "[end-to-end encrypted message]" in render(base, Style(), True).decode()
+    key = render({**base, "room_key": "dev"}, Style(), True).decode()
+    assert "[end-to-end key for #dev]" in key and "QUJD" not in key

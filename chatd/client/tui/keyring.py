@@ -2,6 +2,7 @@
 
 Both live in the config directory (``$XDG_CONFIG_HOME/chatd-client`` or
 ``~/.config/chatd-client``), which is made mode 0700; the files are 0600.
+The sender keys of end-to-end rooms live there too (:mod:`.roomkeys`).
 ``known_keys.json`` pins the first key seen for each user of each server
 (trust on first use, as ssh does with host keys). A different key later is
 reported, and not used until the person says so with ``/trust <user>``.
@@ -16,6 +17,7 @@ from enum import Enum
 from pathlib import Path
 from typing import Any
 
+from chatd.client.tui.roomkeys import SENDER_KEYS_FILE, SenderKeys
 from chatd.crypto import CryptError
 from chatd.crypto.envelope import Identity, pq_available
 from chatd.crypto.keys import read_private, write_private, write_secret
@@ -121,12 +123,14 @@ class KnownKeys:
 
 @dataclass
 class Keyring:
-    """What the session needs from disk: the identity and the pins."""
+    """What the session needs from disk: the identity, the pins and the sender keys."""
 
     identity: Identity
     known: KnownKeys
+    chains: SenderKeys
 
     @classmethod
     def open(cls, directory: Path, server: str, pq: bool = True) -> tuple[Keyring, bool]:
         identity, new = load_identity(directory, pq)
-        return cls(identity, KnownKeys(directory / KNOWN_FILE, server)), new
+        return cls(identity, KnownKeys(directory / KNOWN_FILE, server),
+                   SenderKeys(directory / SENDER_KEYS_FILE, server)), new

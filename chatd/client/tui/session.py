@@ -14,6 +14,7 @@ Commands the client handles itself (they never reach the server as typed):
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Awaitable, Callable
 from typing import Any
 
@@ -21,14 +22,21 @@ from chatd.client import ChatClient, Reply
 from chatd.client.tui import lines
 from chatd.client.tui.keyring import Keyring
 from chatd.client.tui.lines import Line, error, notice, warning
-from chatd.client.tui.secure import Secure
-from chatd.crypto.envelope import EnvelopeError, NotForYou, b64
+from chatd.client.tui.secure import MissingKey, Secure
+from chatd.crypto.envelope import EnvelopeError, NotForYou, PublicKey, b64
 
 LOGINS = ("login", "register", "auth")
 # Room of the ok reply becomes the current room after these commands.
 ENTERS = ("join", "create", "switch")
 # Our labels ("@c123 ") count against the server's line limit too.
 LABEL_ROOM = 16
+# Events after which a room's member no longer is one.
+DEPARTURES = ("leave", "kick", "ban")
+# Handing our key to a large room may meet the command rate limit: wait and retry.
+PACED_TRIES = 20
+PACED_WAIT_MS = 5000.0
+# Room messages kept while their key has not arrived.
+MAX_WAITING = 256
 
 
 class ClientSession:
@@ -42,6 +50,8 @@ class ClientSession:
         self.user: str | None = None
         self.current_room: str | None = None
         self.always_encrypt: set[str] = set()
+        # Room messages that came before the chain they need, by (sender, chain id).
+        self._waiting: dict[tuple[str, bytes], list[dict[str, Any]]] = {}
         self._local: dict[str, Callable[[str], Awaitable[list[Line]]]] = {
             "emsg": self._emsg, "trust": self._trust, "fingerprint": self._fingerprint,
             "secure": self._secure}
@@ -107,8 +117,11 @@ class ClientSession:
         command, room = final.get("command"), final.get("room")
         if command in ENTERS and room and not final.get("requested"):
             self.current_room = room
-        elif command == "leave" and room == self.current_room:
-            self.current_room = None
+        elif command == "leave":
+            if self.user is not None and room:
+                self.secure.member_gone(self.user, room, self.user)
+            if room == self.current_room:
+                self.current_room = None
         elif command == "logout":
             self.user = self.current_room = None
 
@@ -117,7 +130,7 @@ class ClientSession:
         room = room or self.current_room
         if room is None:
             return [error("you are in no room: /join <room> or /create <room> first.")]
-        keys = await self.client.command(f"/keys room {room}", check=False)
+        keys = await self._paced(f"/keys room {room}")
         if not keys.ok:
             return await self._reply_lines(keys)
         if keys.get("e2e") or keys["room"] in self.always_encrypt:
@@ -134,6 +147,8 @@ class ClientSession:
             return [error("log in first.")]
         recipients, said = self.secure.recipients(self.user, keys["keys"],
                                                   keys.get("missing") or [])
+        if context.startswith("#"):
+            return [*said, *await self._send_to_room(context[1:], text, recipients)]
         if context.startswith("@") and len(recipients) < 2 \
                 and context[1:].casefold() != self.user.casefold():
             return [*said, error(f"{context[1:]} has no key you can encrypt to.")]
@@ -144,6 +159,36 @@ class ClientSession:
                                  f"server's line limit ({self.max_line}); send less text, or "
                                  "start the client with --no-pq in large rooms.")]
         return [*said, *await self.command(line)]
+
+    async def _send_to_room(self, room: str, text: str, members: list[PublicKey]) -> list[Line]:
+        """Hand our chain to the members who lack it, then send one envelope for all."""
+        assert self.user is not None
+        size = self.secure.room_line_size(self.user, room, text)
+        if size + LABEL_ROOM > self.max_line:
+            return [error(f"the encrypted message is {size} bytes, over the server's line "
+                          f"limit ({self.max_line}); send less text.")]
+        said, reached = [], []
+        for handing in self.secure.handouts(self.user, room, members):
+            name = handing.member.user
+            reply = await self._paced(f"/ekey {room} {name} {handing.envelope}")
+            if reply.ok:
+                reached.append(handing.member)
+            else:
+                said.append(warning(f"{name} cannot read your messages in #{room}: your key "
+                                    f"did not reach them ({reply.get('message')})."))
+        self.secure.handed(room, reached)
+        sealed = self.secure.seal_room(self.user, room, text)
+        return [*said, *await self._reply_lines(await self._paced(f"/emsg #{room} {sealed}"))]
+
+    async def _paced(self, line: str) -> Reply:
+        """A command that may be refused for going too fast (handing a key to every
+        member of a large room): waits as the server says, a bounded number of times."""
+        for _ in range(PACED_TRIES):
+            reply = await self.client.command(line, check=False)
+            if reply.get("code") != "rate-limited":
+                break
+            await asyncio.sleep(min(float(reply.get("retry_ms") or 100), PACED_WAIT_MS) / 1000)
+        return reply
 
     # -- local commands ----------------------------------------------------------------------
 
@@ -205,11 +250,36 @@ class ClientSession:
     async def show(self, record: dict[str, Any]) -> list[Line]:
         """The Lines for one record the server sent (an event, a message ...)."""
         if record.get("type") != "message":
+            self._watch(record)
             line = lines.from_record(record)
             return [line] if line is not None else []
         if not record.get("e2e"):
             return [lines.plain_message(record)]
+        if record.get("room_key"):
+            return await self._receive_key(record)
         return await self._decrypt(record)
+
+    def _watch(self, record: dict[str, Any]) -> None:
+        """A member who leaves or is removed must not read what we send next."""
+        if record.get("type") == "event" and record.get("event") in DEPARTURES \
+                and self.user is not None and record.get("room") and record.get("user"):
+            self.secure.member_gone(self.user, str(record["room"]), str(record["user"]))
+
+    async def _receive_key(self, record: dict[str, Any]) -> list[Line]:
+        """A member's chain for a room: kept, and the messages that waited for it shown."""
+        sender, room = str(record.get("from", "?")), record.get("room_key")
+        if self.user is None:
+            return []
+        try:
+            chain_id = self.secure.receive_key(self.user, record)
+        except NotForYou:
+            return []  # our own handout to someone else, echoed to our other connections
+        except EnvelopeError as exc:
+            return [warning(f"a key from {sender} for #{room} cannot be used: {exc}.", room)]
+        shown: list[Line] = []
+        for waiting in self._waiting.pop((sender.casefold(), chain_id), []):
+            shown += await self._decrypt(waiting)
+        return shown
 
     async def _decrypt(self, record: dict[str, Any]) -> list[Line]:
         sender, room = str(record.get("from", "?")), record.get("room")
@@ -217,24 +287,33 @@ class ClientSession:
             return [warning(f"an encrypted message from {sender}: log in to read it.", room)]
         try:
             received = self.secure.open(self.user, record)
+        except MissingKey as exc:
+            return self._wait_for_key(record, exc)
         except NotForYou:
-            return [Line("notice", f"an encrypted message from {sender} was not encrypted "
-                         "for you (sent before you joined, or before your key was known).",
-                         room=room)]
+            return [_not_for_you(sender, room)]
         except EnvelopeError as exc:
             return [warning(f"an encrypted message from {sender} cannot be shown: {exc}.", room)]
-        opened = received.opened
-        verified = await self._verified(sender, opened.sender_key)
+        verified = await self._verified(sender, received.sender_key)
         said = []
         if received.replayed:
             said.append(warning(f"the server sent an old message from {sender} again.", room))
         if not verified:
             said.append(warning(f"the next message is NOT verified: {sender}'s key is not the "
                                 "one you trust (/fingerprint, /trust).", room))
-        text = opened.plaintext.decode("utf-8", errors="replace")
+        text = received.plaintext.decode("utf-8", errors="replace")
         return [*said, Line("message", lines.clean(text), room=room, sender=sender,
                             to=record.get("to"), ts=str(record.get("ts", "")), encrypted=True,
                             verified=verified, message_id=record.get("id"))]
+
+    def _wait_for_key(self, record: dict[str, Any], missing: MissingKey) -> list[Line]:
+        """A live message may overtake its key: keep it (a bounded number) until the
+        key comes. One from history was sent before we were given the chain."""
+        sender, room = missing.sender, record.get("room")
+        if record.get("history") or sum(map(len, self._waiting.values())) >= MAX_WAITING:
+            return [_not_for_you(sender, room)]
+        self._waiting.setdefault((sender.casefold(), missing.chain_id), []).append(record)
+        return [Line("notice", f"an encrypted message from {sender} was not encrypted for you, "
+                     "or its key has not come yet (it is shown if it comes).", room=room)]
 
     async def _verified(self, sender: str, key: bytes) -> bool:
         assert self.user is not None
@@ -248,3 +327,8 @@ class ClientSession:
         except EnvelopeError:  # a pinned or published key that is not base64
             return False
         return bool(trusted)
+
+
+def _not_for_you(sender: str, room: Any) -> Line:
+    return Line("notice", f"an encrypted message from {sender} was not encrypted for you "
+                "(sent before you joined, or before your key was known).", room=room)
