@@ -42,6 +42,8 @@ class ClientSession:
         self.user: str | None = None
         self.current_room: str | None = None
         self.always_encrypt: set[str] = set()
+        # The account's colour, timestamps and theme, as the login said (and /set changed).
+        self.settings: dict[str, Any] = {}
         self._local: dict[str, Callable[[str], Awaitable[list[Line]]]] = {
             "emsg": self._emsg, "trust": self._trust, "fingerprint": self._fingerprint,
             "secure": self._secure}
@@ -98,6 +100,7 @@ class ClientSession:
             self.user = final.get("user")
             rooms = final.get("rooms") or []
             self.current_room = rooms[0] if len(rooms) == 1 else None
+            self.settings = dict(final.get("settings") or {})
             shown += await self.publish_key()
         elif reply.ok:
             self._track(final)
@@ -109,6 +112,8 @@ class ClientSession:
             self.current_room = room
         elif command == "leave" and room == self.current_room:
             self.current_room = None
+        elif command == "set":
+            self.settings[str(final.get("setting"))] = final.get("value")
         elif command == "logout":
             self.user = self.current_room = None
 
