@@ -252,6 +252,7 @@ class Controller:
             self.state.connection = "reconnecting"
             self.redraw()
             await self._sleep(self._backoff.next_delay())
+            self.session.user = None  # set again by a login that succeeds
             try:
                 said = await self._reconnect()
             except (OSError, TimeoutError) as exc:
