@@ -414,3 +414,13 @@ def test_full_screen_only_on_a_terminal(monkeypatch: pytest.MonkeyPatch) -> None
     monkeypatch.setattr(importlib.util, "find_spec", lambda name: None)
     assert app._full_screen(terminal, view) is False  # type: ignore[arg-type]
     assert "needs prompt_toolkit" in shown[0].text
+
+
+async def test_a_refused_login_stops_the_reconnection(
+        clients: Clients, person: Callable[..., object]) -> None:
+    alice: Person = await person("alice", reconnect=True)  # type: ignore[misc]
+    elsewhere = await clients.user("alice")
+    await elsewhere.command(f"/passwd {PASSWORD} another-password")  # closes the screen's
+    await alice.sees("auth-failed")
+    await alice.sees(lambda p: "disconnected" in p.status_row, "the status bar")
+    assert await alice.quits() == 0

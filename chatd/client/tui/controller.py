@@ -258,9 +258,11 @@ class Controller:
             except (OSError, TimeoutError) as exc:
                 log.debug("reconnect failed: %s", exc)
                 continue
-            if self.session.user is None:  # refused: the password changed, an account deleted
+            if not self._logged_in():  # refused: the password changed, an account deleted
                 for line in said:
                     self.state.add(line)
+                self.state.connection = "disconnected"
+                self.redraw()
                 return False
             self._backoff.reset()
             self.state.add(notice("reconnected."))
@@ -268,6 +270,9 @@ class Controller:
             await self.start([])
             await self.show(current if current in self.state.conversations else SERVER)
             return True
+
+    def _logged_in(self) -> bool:
+        return self.session.user is not None
 
     def spawn(self, work: Coroutine[Any, Any, Any]) -> None:
         """Run ``work`` in the background, keeping a reference until it ends."""
