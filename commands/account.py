@@ -64,7 +64,11 @@ async def _checked(ctx: Context, name: str | None,
 async def _logged_in(ctx: Context, user: User) -> Ok:
     welcome = await ctx.services.presence.login(ctx.session, user)
     apply_account_settings(ctx.session, user.settings)
-    return ok(_welcome_back(user.name, welcome["rooms"], welcome["notifications"]), **welcome)
+    style = ctx.session.style
+    # A full-screen client draws in the account's theme: tell it what was applied.
+    settings = {"color": style.color, "timestamps": style.timestamps, "theme": style.theme}
+    return ok(_welcome_back(user.name, welcome["rooms"], welcome["notifications"]),
+              **welcome, settings=settings)
 
 
 def _welcome_back(name: str, rooms: list[str], notifications: int) -> str:

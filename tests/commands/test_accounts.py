@@ -46,3 +46,13 @@ async def test_useradd_audits_the_admin_as_actor(chat: Chat) -> None:
     # root was made without an actor, as "chatd useradd" makes one offline.
     assert {(e.actor, e.target) for e in entries if e.action == "account-created"} == {
         ("root", "dave"), (None, "root")}
+
+
+async def test_login_says_which_account_settings_it_applied(chat: Chat) -> None:
+    alice = await chat.user("alice")
+    await alice.say("/set theme dark")
+    await alice.say("/set color on")
+    peer = await chat.anonymous()
+    await peer.say("/format json")
+    final = await peer.final(f"/login alice {PASSWORD}")
+    assert final["settings"] == {"color": True, "timestamps": False, "theme": "dark"}

@@ -1,10 +1,13 @@
 """chatd-client: a terminal chat client with end-to-end encryption.
 
-A thin loop: read lines from stdin without blocking the event loop, hand
-them to :class:`~chatd.client.tui.session.ClientSession`, and print what it and the
+On a terminal it draws the full screen (chatd.client.tui.screen: a room
+list, scrollback, a status bar and an editing input line). Otherwise, or
+with ``--plain``, it is a thin line loop for scripts: read lines from stdin
+without blocking the event loop, hand them to
+:class:`~chatd.client.tui.session.ClientSession`, and print what it and the
 server say with rich. Everything worth testing lives in the session.
 
-    chatd-client [host] [port] --user alice [--register] [--tls]
+    chatd-client [host] [port] --user alice [--register] [--tls] [--plain]
 """
 
 from __future__ import annotations
@@ -13,6 +16,7 @@ import argparse
 import asyncio
 import contextlib
 import getpass
+import importlib.util
 import os
 import ssl
 import sys
@@ -25,7 +29,7 @@ from rich.console import Console
 from chatd import __version__
 from chatd.client import ChatClient
 from chatd.client.tui.keyring import Keyring, config_dir
-from chatd.client.tui.lines import error, notice
+from chatd.client.tui.lines import Line, error, notice
 from chatd.client.tui.session import ClientSession
 from chatd.client.tui.view import View
 from chatd.crypto import CryptError
@@ -97,29 +101,62 @@ def _have_terminal() -> bool:
 async def run(args: argparse.Namespace, password: str | None, token: str | None) -> int:
     """Connect, log in, then chat until /quit, end of input or the server leaves."""
     view = View(Console(no_color=args.no_color, highlight=False))
+    full = _full_screen(args, view)
+    said: list[Line] = []  # the full screen shows them once it is up
+    show = said.extend if full else view.show
     directory = Path(args.config_dir) if args.config_dir else config_dir()
     keyring, new = Keyring.open(directory, f"{args.host}:{args.port}", pq=not args.no_pq)
     if new:
-        view.show([notice(f"made your end-to-end identity in {directory}")])
+        show([notice(f"made your end-to-end identity in {directory}")])
     try:
         client = await ChatClient.connect(args.host, args.port, **_tls(args))
     except (OSError, TimeoutError, ssl.SSLError) as exc:
-        view.show([error(f"cannot connect to {args.host}:{args.port}: {exc}")])
+        view.show([*said, error(f"cannot connect to {args.host}:{args.port}: {exc}")])
         return 1
     session = ClientSession(client, keyring, args.aead, not args.no_pq, args.max_line)
     connected = True
     try:
-        view.show([notice(client.banner.removeprefix("* "))] if client.banner else [])
-        view.show(await session.login(args.user, password, token, args.register))
+        show([notice(client.banner.removeprefix("* "))] if client.banner else [])
+        show(await session.login(args.user, password, token, args.register))
         if session.user is None:
+            view.show(said if full else [])
             return 1
-        connected = await _chat(session, view)
+        if full:
+            connected = await _screen_chat(session, said, args, password, token)
+        else:
+            connected = await _chat(session, view)
     finally:
         if connected:  # else no answer would come: do not wait for one
             with contextlib.suppress(Exception):
-                await asyncio.wait_for(client.command("/quit", check=False), 2)
-        await client.close()
+                await asyncio.wait_for(session.client.command("/quit", check=False), 2)
+        await session.client.close()
     return 0
+
+
+def _full_screen(args: argparse.Namespace, view: View) -> bool:
+    """Whether to draw the full screen: on a terminal, unless --plain; else line mode."""
+    if args.plain or not (sys.stdin.isatty() and sys.stdout.isatty()):
+        return False
+    if importlib.util.find_spec("prompt_toolkit") is None:
+        view.show([notice("the full-screen interface needs prompt_toolkit "
+                          "(pip install 'chatd[client]'); using the line mode.")])
+        return False
+    return True
+
+
+async def _screen_chat(session: ClientSession, said: list[Line], args: argparse.Namespace,
+                       password: str | None, token: str | None) -> bool:
+    """The full-screen interface; whether the connection is still up at the end."""
+    from chatd.client.tui.screen import chat  # noqa: PLC0415 (prompt_toolkit is optional)
+
+    async def reconnect() -> list[Line]:
+        """A new connection for the session, logged in again as at the start."""
+        fresh = await ChatClient.connect(args.host, args.port, **_tls(args))
+        old, session.client = session.client, fresh
+        await old.close()
+        return await session.login(args.user, password, token)
+
+    return await chat(session, said, reconnect, color=not args.no_color, mouse=args.mouse)
 
 
 async def _chat(session: ClientSession, view: View) -> bool:
@@ -244,6 +281,10 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument("--max-line", type=int, default=4096,
                         help="the server's line limit (listen.max_line)")
     parser.add_argument("--no-color", action="store_true")
+    parser.add_argument("--plain", action="store_true",
+                        help="line mode even on a terminal (it is the mode without one)")
+    parser.add_argument("--mouse", action="store_true",
+                        help="full screen: scroll with the wheel, click a room to show it")
     return parser
 
 

@@ -52,6 +52,8 @@ class ClientSession:
         self.always_encrypt: set[str] = set()
         # Room messages that came before the chain they need, by (sender, chain id).
         self._waiting: dict[tuple[str, bytes], list[dict[str, Any]]] = {}
+        # The account's colour, timestamps and theme, as the login said (and /set changed).
+        self.settings: dict[str, Any] = {}
         self._local: dict[str, Callable[[str], Awaitable[list[Line]]]] = {
             "emsg": self._emsg, "trust": self._trust, "fingerprint": self._fingerprint,
             "secure": self._secure}
@@ -108,6 +110,7 @@ class ClientSession:
             self.user = final.get("user")
             rooms = final.get("rooms") or []
             self.current_room = rooms[0] if len(rooms) == 1 else None
+            self.settings = dict(final.get("settings") or {})
             shown += await self.publish_key()
         elif reply.ok:
             self._track(final)
@@ -122,6 +125,8 @@ class ClientSession:
                 self.secure.member_gone(self.user, room, self.user)
             if room == self.current_room:
                 self.current_room = None
+        elif command == "set":
+            self.settings[str(final.get("setting"))] = final.get("value")
         elif command == "logout":
             self.user = self.current_room = None
 

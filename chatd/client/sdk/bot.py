@@ -1,0 +1,339 @@
+"""The bot SDK: an asyncio bot that logs in, joins its rooms, reacts, and comes back.
+
+    bot = Bot("127.0.0.1", 7777, user="pingbot", token=os.environ["CHATD_TOKEN"],
+              rooms=["general"])
+
+    @bot.command("ping")
+    async def ping(message: Message, args: str) -> None:
+        await bot.reply(message, "pong")
+
+    asyncio.run(bot.run())
+
+:meth:`Bot.run` connects, logs in (API token or password), joins the rooms,
+then hands every event to the handlers registered with the decorators, one
+event at a time, in the order the server sent them. When the connection
+drops it waits (exponential back-off with jitter), connects again, logs in
+again, joins the rooms again, and asks the server for the messages it missed
+when the server offers ``/resume``. Requests (:meth:`Bot.request`) are
+labelled, so many may be awaited at once and each gets its own reply.
+
+Resume tokens: a :class:`ResumeTokens` store given to the bot keeps the
+``resume_token`` a login's ``ok`` may carry; the next login tries it first
+(with :attr:`Bot.resume_login`) and falls back to the token or password
+when it is refused. A server that does not issue such tokens leaves the
+store empty, and nothing changes.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import Awaitable, Callable, Iterable
+from typing import Any, Protocol, TypeVar
+
+from chatd.client.api import DEFAULT_TIMEOUT, ChatClient, ClientError, Reply
+from chatd.client.sdk import events
+from chatd.client.sdk.backoff import Backoff
+from chatd.client.sdk.events import Event, Invite, Join, Leave, Message
+
+log = logging.getLogger(__name__)
+
+E = TypeVar("E")
+Handler = Callable[[E], Awaitable[None]]
+CommandHandler = Callable[[Message, str], Awaitable[None]]
+# Login errors no retry can cure: the bot stops instead of hammering the server.
+FATAL_LOGIN = frozenset({"auth-failed", "bad-arguments", "no-such-user"})
+
+
+class LoginRefused(Exception):
+    """The server refused the bot's credentials; :meth:`Bot.run` gives up."""
+
+    def __init__(self, reply: dict[str, Any]) -> None:
+        super().__init__(f"{reply.get('code')}: {reply.get('message')}")
+        self.reply = reply
+
+
+class ResumeTokens(Protocol):
+    """Where a bot keeps the resume token of its last login (memory, a file ...)."""
+
+    def get(self) -> str | None: ...
+
+    def put(self, token: str | None) -> None: ...
+
+
+class MemoryResumeTokens:
+    """Resume tokens kept for the life of the process."""
+
+    def __init__(self) -> None:
+        self.token: str | None = None
+
+    def get(self) -> str | None:
+        return self.token
+
+    def put(self, token: str | None) -> None:
+        self.token = token
+
+
+def default_resume_login(user: str, token: str) -> str:
+    """The login line that presents a resume token (see the module's docstring)."""
+    return f"/login {user} --resume {token}"
+
+
+class Bot:
+    """A chatd bot: credentials, rooms, handlers, and a connection kept alive."""
+
+    def __init__(self, host: str = "127.0.0.1", port: int = 7777, *, user: str,
+                 token: str | None = None, password: str | None = None,
+                 rooms: Iterable[str] = (), prefix: str = "!", backoff: Backoff | None = None,
+                 resume_tokens: ResumeTokens | None = None, timeout: float = DEFAULT_TIMEOUT,
+                 **tls: Any) -> None:
+        if (token is None) == (password is None):
+            raise ValueError("give the bot a token or a password (one of them)")
+        self.host, self.port, self.user = host, port, user
+        self.rooms: set[str] = {room.lstrip("#").lower() for room in rooms}
+        self.prefix = prefix
+        self.backoff = backoff or Backoff()
+        self.resume_tokens = resume_tokens
+        self.resume_login: Callable[[str, str], str] = default_resume_login
+        self.timeout = timeout
+        self.client: ChatClient | None = None
+        self.connected = asyncio.Event()
+        self.last_id = 0  # the highest message id seen: where a resume starts
+        self.connections = 0  # successful logins so far
+        self._token, self._password, self._tls = token, password, tls
+        self._handlers: dict[type[Any], list[Handler[Any]]] = {}
+        self._mention_handlers: list[Handler[Message]] = []
+        self._commands: dict[str, CommandHandler] = {}
+        self._on_connect: list[Callable[[], Awaitable[None]]] = []
+        self._stopping = False
+        self._tasks: set[asyncio.Task[Any]] = set()
+
+    # -- handlers ------------------------------------------------------------------------
+
+    def on(self, kind: type[E]) -> Callable[[Handler[E]], Handler[E]]:
+        """Decorate a handler of one event type (``Message``, ``Join``, ``RoomEvent`` ...)."""
+        def register(handler: Handler[E]) -> Handler[E]:
+            self._handlers.setdefault(kind, []).append(handler)
+            return handler
+        return register
+
+    def on_message(self, handler: Handler[Message]) -> Handler[Message]:
+        """Every message from someone else (room or direct)."""
+        return self.on(Message)(handler)
+
+    def on_mention(self, handler: Handler[Message]) -> Handler[Message]:
+        """Messages from someone else that name the bot (``@bot``, ``bot:``), and direct ones."""
+        self._mention_handlers.append(handler)
+        return handler
+
+    def on_join(self, handler: Handler[Join]) -> Handler[Join]:
+        return self.on(Join)(handler)
+
+    def on_leave(self, handler: Handler[Leave]) -> Handler[Leave]:
+        return self.on(Leave)(handler)
+
+    def on_invite(self, handler: Handler[Invite]) -> Handler[Invite]:
+        return self.on(Invite)(handler)
+
+    def on_connect(self, handler: Callable[[], Awaitable[None]]
+                   ) -> Callable[[], Awaitable[None]]:
+        """After every login (the first and each reconnection), rooms joined."""
+        self._on_connect.append(handler)
+        return handler
+
+    def command(self, name: str) -> Callable[[CommandHandler], CommandHandler]:
+        """A ``!name args`` command in a message; the handler gets the message and ``args``."""
+        def register(handler: CommandHandler) -> CommandHandler:
+            self._commands[name.lower()] = handler
+            return handler
+        return register
+
+    # -- requests --------------------------------------------------------------------------
+
+    async def request(self, line: str, check: bool = True,
+                      timeout: float | None = None) -> Reply:
+        """Send a command with a fresh label; its final reply (ClientError on error)."""
+        client = self.client
+        if client is None or not self.connected.is_set():
+            raise ConnectionError("the bot is not connected")
+        return await client.command(line, check, timeout or self.timeout)
+
+    async def say(self, room: str, text: str) -> int:
+        """Post ``text`` to ``room``; the message id."""
+        reply = await self.request(f"/say {room} {_one_line(text)}")
+        return int(reply.get("id", 0))
+
+    async def direct(self, user: str, text: str) -> int:
+        """Send ``user`` a direct message; the message id."""
+        reply = await self.request(f"/msg {user} {_one_line(text)}")
+        return int(reply.get("id", 0))
+
+    async def reply(self, to: Message, text: str) -> int:
+        """Answer a message where it was said: in its room, or to its sender."""
+        if to.room is not None:
+            return await self.say(to.room, text)
+        return await self.direct(to.sender, text)
+
+    async def join(self, room: str) -> Reply:
+        """Join ``room``, and join it again after every reconnection."""
+        reply = await self.request(f"/join {room}")
+        self.rooms.add(str(reply.get("room", room)).lower())
+        return reply
+
+    async def leave(self, room: str) -> Reply:
+        self.rooms.discard(room.lstrip("#").lower())
+        return await self.request(f"/leave {room}")
+
+    def spawn(self, work: Awaitable[Any]) -> asyncio.Task[Any]:
+        """Run slow work (an HTTP call) beside the event loop of the bot; errors are logged."""
+        task: asyncio.Task[Any] = asyncio.ensure_future(work)
+        self._tasks.add(task)
+        task.add_done_callback(self._finished)
+        return task
+
+    def _finished(self, task: asyncio.Task[Any]) -> None:
+        self._tasks.discard(task)
+        if not task.cancelled() and task.exception() is not None:
+            log.error("bot task failed", exc_info=task.exception())
+
+    # -- running ----------------------------------------------------------------------------
+
+    async def run(self) -> None:
+        """Serve until :meth:`stop`: connect, log in, dispatch, reconnect when dropped.
+
+        Raises :class:`LoginRefused` when the credentials are refused.
+        """
+        self._stopping = False
+        try:
+            while not self._stopping:
+                try:
+                    await self._serve_once()
+                except (OSError, ConnectionError, TimeoutError) as exc:
+                    log.info("connection lost: %s", exc)
+                finally:
+                    self.connected.clear()
+                if not self._stopping:
+                    await asyncio.sleep(self.backoff.next_delay())
+        finally:
+            await self._close()
+
+    async def stop(self) -> None:
+        """End :meth:`run` after the event being handled."""
+        self._stopping = True
+        if self.client is not None:
+            await self.client.close()
+
+    async def _serve_once(self) -> None:
+        client = await ChatClient.connect(self.host, self.port, self.timeout, **self._tls)
+        self.client = client
+        try:
+            welcome = await self._login(client)
+            await self._rejoin(client)
+            self.connections += 1
+            self.backoff.reset()
+            self.connected.set()
+            for record in welcome.lines:  # direct messages kept while the bot was away
+                await self.dispatch(record, replayed=True)
+            await self._resume(client)
+            for handler in self._on_connect:
+                await handler()
+            async for record in client.events():
+                await self.dispatch(record)
+        finally:
+            await client.close()
+
+    async def _login(self, client: ChatClient) -> Reply:
+        reply = await self._resumed(client)
+        if reply is None:
+            line = (f"/login {self.user} --token {self._token}" if self._token is not None
+                    else f"/login {self.user} {self._password}")
+            reply = await client.command(line, check=False)
+        if not reply.ok:
+            if reply.final.get("code") in FATAL_LOGIN:
+                self._stopping = True
+                raise LoginRefused(reply.final)
+            raise ConnectionError(f"login failed: {reply.final.get('message')}")
+        self.user = str(reply.get("user", self.user))
+        if self.resume_tokens is not None and reply.get("resume_token"):
+            self.resume_tokens.put(str(reply["resume_token"]))
+        return reply
+
+    async def _resumed(self, client: ChatClient) -> Reply | None:
+        """A login with the stored resume token, if there is one and it is still good."""
+        token = self.resume_tokens.get() if self.resume_tokens is not None else None
+        if token is None or self.resume_tokens is None:
+            return None
+        reply = await client.command(self.resume_login(self.user, token), check=False)
+        if reply.ok:
+            return reply
+        self.resume_tokens.put(None)
+        return None
+
+    async def _rejoin(self, client: ChatClient) -> None:
+        for room in sorted(self.rooms):
+            reply = await client.command(f"/join {room}", check=False)
+            if not reply.ok:
+                log.warning("could not join #%s: %s", room, reply.final.get("message"))
+
+    async def _resume(self, client: ChatClient) -> None:
+        """After a reconnection, the messages missed meanwhile (when the server offers it)."""
+        if not self.last_id:
+            return
+        reply = await client.command(f"/resume {self.last_id}", check=False)
+        if reply.ok:
+            for record in reply.lines:
+                await self.dispatch(record, replayed=True)
+        elif reply.final.get("code") != "unknown-command":
+            log.info("resume refused: %s", reply.final.get("message"))
+
+    async def _close(self) -> None:
+        for task in list(self._tasks):
+            task.cancel()
+            with contextlib.suppress(BaseException):
+                await task
+
+    # -- dispatching ---------------------------------------------------------------------------
+
+    async def dispatch(self, record: dict[str, Any], replayed: bool = False) -> None:
+        """Hand one server record to the handlers registered for its event."""
+        event = events.parse(record, replayed)
+        if event is None:
+            return
+        if isinstance(event, Message):
+            self.last_id = max(self.last_id, event.id)
+            if event.sender.casefold() == self.user.casefold():
+                return  # the bot's own echo
+            await self._message(event)
+            return
+        await self._call(self._handlers.get(type(event), []), event)
+
+    async def _message(self, message: Message) -> None:
+        await self._call(self._handlers.get(Message, []), message)
+        if message.is_direct or message.mentions(self.user):
+            await self._call(self._mention_handlers, message)
+        if message.text.startswith(self.prefix):
+            name, _, args = message.text[len(self.prefix):].partition(" ")
+            handler = self._commands.get(name.lower())
+            if handler is not None:
+                await self._guarded(handler(message, args.strip()))
+
+    async def _call(self, handlers: list[Handler[Any]], event: Event) -> None:
+        for handler in handlers:
+            await self._guarded(handler(event))
+
+    async def _guarded(self, work: Awaitable[None]) -> None:
+        """A failing handler is logged; the bot goes on with the next event."""
+        try:
+            await work
+        except ClientError as exc:
+            log.warning("a request of a handler failed: %s", exc)
+        except (ConnectionError, TimeoutError):
+            raise
+        except Exception:
+            log.exception("a handler failed")
+
+
+def _one_line(text: str) -> str:
+    """A message is one protocol line: newlines become spaces."""
+    return " ".join(text.splitlines()) if "\n" in text or "\r" in text else text

@@ -1,0 +1,52 @@
+"""The command line every example bot shares: where to connect and as whom.
+
+    python examples/bots/echo.py --user echobot --room general [--host H --port P]
+
+The token comes from ``--token-file`` or ``$CHATD_TOKEN``, a password from
+``$CHATD_PASSWORD`` (never from the command line, where ``ps`` shows it).
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import ssl
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from chatd.client.sdk.bot import Bot
+
+TOKEN_ENV, PASSWORD_ENV = "CHATD_TOKEN", "CHATD_PASSWORD"
+
+
+def parser(description: str) -> argparse.ArgumentParser:
+    """The shared options; a bot adds its own before parsing."""
+    made = argparse.ArgumentParser(description=description)
+    made.add_argument("--host", default="127.0.0.1")
+    made.add_argument("--port", type=int, default=7777)
+    made.add_argument("--user", required=True, help="the bot's account")
+    made.add_argument("--token-file", help=f"its API token (else ${TOKEN_ENV})")
+    made.add_argument("--room", action="append", default=[], help="a room to join (repeat)")
+    made.add_argument("--tls", action="store_true", help="connect with TLS")
+    return made
+
+
+def bot_from(args: argparse.Namespace, environ: dict[str, str] | None = None,
+             **options: Any) -> Bot:
+    """A :class:`Bot` for parsed arguments; SystemExit when no credential is given."""
+    env = os.environ if environ is None else environ
+    token = (Path(args.token_file).read_text(encoding="utf-8").strip() if args.token_file
+             else env.get(TOKEN_ENV))
+    password = None if token else env.get(PASSWORD_ENV)
+    if token is None and password is None:
+        raise SystemExit(f"give the bot a token (--token-file, ${TOKEN_ENV}) "
+                         f"or a password (${PASSWORD_ENV}).")
+    tls: dict[str, Any] = {"ssl": ssl.create_default_context()} if args.tls else {}
+    return Bot(args.host, args.port, user=args.user, token=token, password=password,
+               rooms=args.room, **tls, **options)
+
+
+def parse(made: argparse.ArgumentParser, argv: Sequence[str] | None = None
+          ) -> argparse.Namespace:
+    return made.parse_args(argv)

@@ -1,0 +1,294 @@
+"""The full-screen client's behaviour, apart from drawing: what typing and scrolling do.
+
+:class:`Controller` sits between a :class:`~chatd.client.tui.session.ClientSession`
+(which speaks to the server and handles end-to-end encryption) and the
+:class:`~chatd.client.tui.state.ChatState` the screen draws. It sends what the
+person types to the conversation on screen, files what the server sends into
+conversations, fetches older history when the person scrolls to the top,
+sends typing notices, keeps the completion vocabulary up to date, and
+reconnects (logging in again) when the connection drops.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from collections.abc import Awaitable, Callable, Coroutine, Iterable
+from typing import Any
+
+from chatd.client.sdk.backoff import Backoff
+from chatd.client.tui.complete import Vocabulary
+from chatd.client.tui.lines import Line, error, notice
+from chatd.client.tui.session import ClientSession
+from chatd.client.tui.state import SERVER, ChatState, Conversation, dm_key
+
+log = logging.getLogger(__name__)
+
+HISTORY_PAGE = 50  # messages fetched per scroll to the top
+HISTORY_MAX = 200  # the server's cap on /history (rooms.history_max by default)
+TYPING_EVERY = 3.0  # seconds between two typing notices we send for one room
+# After these commands the list of rooms may have changed: ask the server again.
+MEMBERSHIP = frozenset({"join", "create", "leave", "part", "accept", "transfer", "userdel"})
+REMOVED = frozenset({"kick", "ban", "terminated"})  # events that end a membership
+QUIT = frozenset({"quit", "exit"})
+
+Reconnect = Callable[[], Awaitable[list[Line]]]
+
+
+class Controller:
+    """One person's full-screen conversation with a server."""
+
+    def __init__(self, session: ClientSession, state: ChatState, vocabulary: Vocabulary,
+                 reconnect: Reconnect | None = None, backoff: Backoff | None = None,
+                 clock: Callable[[], float] = time.monotonic,
+                 sleep: Callable[[float], Awaitable[None]] = asyncio.sleep) -> None:
+        self.session = session
+        self.state = state
+        self.vocabulary = vocabulary
+        self.redraw: Callable[[], None] = lambda: None
+        self._reconnect = reconnect
+        self._backoff = backoff or Backoff()
+        self.clock = clock
+        self._sleep = sleep
+        self._typing_sent: dict[str, float] = {}
+        self._loading: set[str] = set()
+        self._tasks: set[asyncio.Task[Any]] = set()
+
+    # -- starting -----------------------------------------------------------------------
+
+    async def start(self, said: Iterable[Line] = ()) -> None:
+        """After login: learn the commands and rooms, and open the current room."""
+        self.state.me = self.session.user
+        self.state.theme = str(self.session.settings.get("theme", self.state.theme))
+        self.state.connection = "connected"
+        for line in said:
+            self.state.add(line)
+        overview = await self.session.client.command("/help", check=False)
+        self.vocabulary.learn_commands(overview.get("commands") or [])
+        await self.refresh_rooms()
+        await self.show(self.session.current_room or self.state.current)
+
+    async def refresh_rooms(self) -> None:
+        """Ask the server which rooms this user is in; open and close conversations."""
+        mine = await self.session.client.command("/myrooms", check=False)
+        if not mine.ok:
+            return
+        names = [str(room["name"]) for room in mine.get("rooms") or []]
+        for name in names:
+            self.state.open(name)
+        for key in [k for k, c in self.state.conversations.items() if c.is_room]:
+            if key not in names:
+                self.state.close(key)
+        self.vocabulary.learn_rooms(names)
+        listed = await self.session.client.command("/rooms", check=False)
+        self.vocabulary.learn_rooms(str(r["name"]) for r in listed.get("rooms") or [])
+
+    # -- what the person does -------------------------------------------------------------
+
+    async def show(self, key: str) -> None:
+        """Put conversation ``key`` on screen; a room becomes the server's current room."""
+        conversation = self.state.switch(key)
+        self.redraw()
+        if not conversation.is_room:
+            return
+        self.session.current_room = key
+        await self.session.client.command(f"/switch {key}", check=False)
+        members = await self.session.client.command(f"/who {key}", check=False)
+        self.vocabulary.learn_nicks(str(m["user"]) for m in members.get("members") or [])
+        if not conversation.loaded:
+            await self.load_older(conversation)
+
+    async def step(self, by: int) -> None:
+        keys = self.state.keys()
+        await self.show(keys[(keys.index(self.state.current) + by) % len(keys)])
+
+    async def submit(self, text: str) -> bool:
+        """Handle one typed line; False when the person asked to quit."""
+        text = text.strip()
+        if not text:
+            return True
+        name, _, rest = text[1:].partition(" ") if text[:2] != "//" else ("", "", "")
+        name = name.lower() if text.startswith("/") else ""
+        if name in QUIT:
+            return False
+        try:
+            await self._run(text, name, rest.strip())
+        except (ConnectionError, TimeoutError) as exc:
+            self.state.add(error(f"no answer from the server ({exc or 'timed out'})."))
+        self.redraw()
+        return True
+
+    async def _run(self, text: str, name: str, rest: str) -> None:
+        conversation, before = self.state.shown, self.session.current_room
+        if name == "query":
+            await self._query(rest)
+            return
+        if name == "close":
+            self.state.close(conversation.key)
+            return
+        if conversation.key.startswith("@") and not name:
+            said = await self.session.command(f"/msg {conversation.key[1:]} "
+                                              f"{text[1:] if text[:2] == '//' else text}")
+        else:
+            if conversation.is_room:
+                self.session.current_room = conversation.key
+            said = await self.session.input(text)
+        self.state.theme = str(self.session.settings.get("theme", self.state.theme))
+        if name in MEMBERSHIP:
+            await self.refresh_rooms()
+        entered = self.session.current_room  # /join, /create, /switch move the person there
+        if entered and entered != before and entered in self.state.conversations:
+            await self.show(entered)
+        for line in said:
+            self.state.add(line)
+
+    async def _query(self, user: str) -> None:
+        if not user:
+            self.state.add(error("usage: /query <user>"))
+            return
+        self.vocabulary.learn_nicks([user])
+        await self.show(dm_key(user.lstrip("@")))
+
+    def typed(self, text: str) -> None:
+        """The input line changed: tell the room we type, at most every few seconds."""
+        room = self.state.shown
+        if not text or text.startswith("/") or not room.is_room:
+            return
+        now = self.clock()
+        if now - self._typing_sent.get(room.key, -TYPING_EVERY) < TYPING_EVERY:
+            return
+        self._typing_sent[room.key] = now
+        self.spawn(self.session.client.command(f"/typing {room.key}", check=False))
+
+    def scroll(self, rows: int) -> None:
+        """Scroll the conversation on screen up (``rows`` > 0) or down."""
+        shown = self.state.shown
+        shown.scroll = max(0, shown.scroll + rows)
+        self.redraw()
+
+    def reached_top(self) -> None:
+        """The screen shows the oldest line held: fetch older ones (once at a time)."""
+        shown = self.state.shown
+        if shown.is_room and not shown.history_done and shown.key not in self._loading:
+            self.spawn(self.load_older(shown))
+
+    async def load_older(self, conversation: Conversation) -> None:
+        """Fetch the page of history before the oldest message held."""
+        key = conversation.key
+        if key in self._loading or conversation.history_done:
+            return
+        self._loading.add(key)
+        try:
+            held = len(conversation.known_ids())
+            want = min(held + HISTORY_PAGE, HISTORY_MAX)
+            reply = await self.session.client.command(f"/history {key} {want}", check=False)
+            records = reply.get("messages") or [] if reply.ok else []
+            older: list[Line] = []
+            for record in records:
+                older += await self.session.show(record)
+            conversation.prepend(older)
+            conversation.loaded = True
+            if len(records) < want or want >= HISTORY_MAX or not reply.ok:
+                conversation.history_done = True
+                conversation.lines.appendleft(notice(f"the start of {conversation.title}'s "
+                                                     "history here."))
+        finally:
+            self._loading.discard(key)
+            self.redraw()
+
+    # -- what the server sends ---------------------------------------------------------------
+
+    async def receive(self, event: dict[str, Any]) -> None:
+        """File one unlabelled record: a message, an event, a notice."""
+        if event.get("type") == "event":
+            if self._event(event):
+                return
+        elif event.get("type") == "message" and event.get("from"):
+            self.vocabulary.learn_nicks([str(event["from"])])
+        for line in await self.session.show(event):
+            self.state.add(line)
+        if event.get("type") == "event" and self._removes_me(event):
+            room = str(event.get("room"))
+            self.state.close(room)
+            self.session.current_room = None if self.session.current_room == room \
+                else self.session.current_room
+        self.redraw()
+
+    def _event(self, event: dict[str, Any]) -> bool:
+        """Events the client keeps to itself (True: nothing to show)."""
+        user, room = str(event.get("user", "")), str(event.get("room", ""))
+        if event.get("event") == "typing":
+            self.state.typing(room, user, self.clock())
+            self.redraw()
+            return True
+        if event.get("event") == "join":
+            self.vocabulary.learn_nicks([user])
+        return False
+
+    def _removes_me(self, event: dict[str, Any]) -> bool:
+        me = (self.state.me or "").casefold()
+        return event.get("event") in REMOVED and str(event.get("user", "")).casefold() == me
+
+    async def pump(self) -> None:
+        """Receive until the connection closes; then reconnect, if we may, and go on."""
+        while True:
+            try:
+                async for event in self.session.client.events():
+                    await self.receive(event)
+            except (ConnectionError, TimeoutError):
+                pass  # showing an encrypted message may look up keys; the server went away
+            self.state.connection = "disconnected"
+            self.state.add(error("the server closed the connection."))
+            self.redraw()
+            if self._reconnect is None or not await self._reconnected():
+                return
+
+    async def _reconnected(self) -> bool:
+        """Reconnect and log in again, waiting longer after each failure."""
+        assert self._reconnect is not None
+        while True:
+            self.state.connection = "reconnecting"
+            self.redraw()
+            await self._sleep(self._backoff.next_delay())
+            self.session.user = None  # set again by a login that succeeds
+            try:
+                said = await self._reconnect()
+            except (OSError, TimeoutError) as exc:
+                log.debug("reconnect failed: %s", exc)
+                continue
+            if not self._logged_in():  # refused: the password changed, an account deleted
+                for line in said:
+                    self.state.add(line)
+                self.state.connection = "disconnected"
+                self.redraw()
+                return False
+            self._backoff.reset()
+            self.state.add(notice("reconnected."))
+            current = self.state.current
+            await self.start([])
+            await self.show(current if current in self.state.conversations else SERVER)
+            return True
+
+    def _logged_in(self) -> bool:
+        return self.session.user is not None
+
+    def spawn(self, work: Coroutine[Any, Any, Any]) -> None:
+        """Run ``work`` in the background, keeping a reference until it ends."""
+        task = asyncio.ensure_future(work)
+        self._tasks.add(task)
+        task.add_done_callback(self._done)
+
+    def _done(self, task: asyncio.Task[Any]) -> None:
+        self._tasks.discard(task)
+        if not task.cancelled() and task.exception() is not None:
+            exc = task.exception()
+            if not isinstance(exc, ConnectionError | TimeoutError):
+                log.error("background work failed", exc_info=exc)
+
+    async def close(self) -> None:
+        for task in list(self._tasks):
+            task.cancel()
+            with contextlib.suppress(BaseException):
+                await task

@@ -1,0 +1,142 @@
+"""Lines as coloured screen rows for the full-screen client, in the account's theme.
+
+The colours are the server's own themes (``/set theme default|dark|light|mono``,
+chatd.protocol.render.THEMES), translated from SGR codes to prompt_toolkit
+styles, so a person sees the same colours in chatd-client as over telnet.
+Every piece of text from the network arrives here already cleaned of control
+characters (lines.clean) and is drawn as text, never as markup.
+"""
+
+from __future__ import annotations
+
+import zlib
+from collections.abc import Iterable
+from functools import lru_cache
+
+from prompt_toolkit.formatted_text import StyleAndTextTuples
+from prompt_toolkit.styles import Style
+from prompt_toolkit.utils import get_cwidth
+
+from chatd.client.tui.lines import Line
+from chatd.protocol.render import THEMES, Theme
+
+LOCKED, VERIFIED, UNVERIFIED = "\N{LOCK} ", "\N{CHECK MARK}", "?"
+CONTINUATION = "  "  # the indent of a wrapped row
+
+_SGR_COLOURS = ("black", "red", "green", "yellow", "blue", "magenta", "cyan", "gray")
+_SGR_BRIGHT = ("brightblack", "brightred", "brightgreen", "brightyellow", "brightblue",
+               "brightmagenta", "brightcyan", "white")
+
+
+def sgr_style(code: str) -> str:
+    """A prompt_toolkit style for an SGR parameter string: ``"1;36"`` is bold cyan."""
+    parts = []
+    for number in (int(p) for p in code.split(";") if p.isdigit()):
+        if number == 1:
+            parts.append("bold")
+        elif number == 2:  # prompt_toolkit has no "dim": grey reads the same
+            parts.append("fg:ansibrightblack")
+        elif 30 <= number <= 37:
+            parts.append(f"fg:ansi{_SGR_COLOURS[number - 30]}")
+        elif 90 <= number <= 97:
+            parts.append(f"fg:ansi{_SGR_BRIGHT[number - 90]}")
+    return " ".join(parts)
+
+
+def theme_of(name: str, color: bool = True) -> Theme | None:
+    """The server's theme called ``name`` (default if unknown); None without colour."""
+    return THEMES.get(name, THEMES["default"]) if color else None
+
+
+def style_sheet(theme: Theme | None) -> Style:
+    """The style classes the screen uses, coloured by ``theme`` (plain when None)."""
+    rules = {"status": "reverse", "roomlist.current": "reverse", "scrolled": "reverse",
+             "mention": "bold", "unread": "bold"}
+    if theme is not None:
+        rules |= {"error": sgr_style(theme.error), "warning": "bold " + sgr_style(theme.error),
+                  "notice": sgr_style(theme.notice), "event": sgr_style(theme.notice),
+                  "time": sgr_style(theme.notice), "room": sgr_style(theme.room),
+                  "mention": "bold " + sgr_style(theme.error),
+                  "verified": "fg:ansigreen", "unverified": "bold fg:ansiyellow"}
+    return Style.from_dict(rules)
+
+
+def name_style(name: str, theme: Theme | None) -> str:
+    """One stable colour per name, chosen as the server's text mode chooses it."""
+    if theme is None:
+        return ""
+    names = theme.names
+    return sgr_style(names[zlib.crc32(name.lower().encode()) % len(names)])
+
+
+@lru_cache(maxsize=4096)
+def fragments(line: Line, theme: Theme | None, current: str | None = None) -> StyleAndTextTuples:
+    """One Line as styled text (it may hold newlines); ``current`` is the room shown."""
+    if line.kind == "message":
+        return _message(line, theme, current)
+    if line.kind == "table":
+        return [("", _table(line.rows))]
+    prefix = "! " if line.kind in ("error", "warning") else "* "
+    return [(f"class:{line.kind}", prefix + line.text)]
+
+
+def _message(line: Line, theme: Theme | None, current: str | None) -> StyleAndTextTuples:
+    out: StyleAndTextTuples = []
+    if line.ts:
+        out.append(("class:time", f"[{line.ts[11:16]}] "))
+    if line.encrypted:
+        out.append(("", LOCKED))
+        out.append(("class:verified", VERIFIED + " ") if line.verified
+                   else ("class:unverified", UNVERIFIED + " "))
+    sender = line.sender or "?"
+    if line.to is not None:
+        out += [("", "<"), (name_style(sender, theme), sender), ("", " -> "),
+                (name_style(line.to, theme), line.to), ("", "> ")]
+    else:
+        if line.room and line.room != current:
+            out.append(("class:room", f"#{line.room} "))
+        out += [("", "* " if line.action else "<"), (name_style(sender, theme), sender),
+                ("", " " if line.action else "> ")]
+    first, *rest = line.text.split("\n")
+    out.append(("", first + "".join("\n    " + more for more in rest)))
+    return out
+
+
+def _table(rows: tuple[tuple[str, ...], ...]) -> str:
+    widths = [max(get_cwidth(row[i]) for row in rows if i < len(row))
+              for i in range(max(len(row) for row in rows))]
+    return "\n".join("  " + "  ".join(cell + " " * (widths[i] - get_cwidth(cell))
+                                      for i, cell in enumerate(row)).rstrip() for row in rows)
+
+
+def wrap(styled: StyleAndTextTuples, width: int) -> list[StyleAndTextTuples]:
+    """Screen rows of at most ``width`` cells: cut at newlines, then at the edge."""
+    width = max(width, len(CONTINUATION) + 2)  # room for a wide character after the indent
+    rows: list[StyleAndTextTuples] = [[]]
+    used = 0
+    for style, text in _pairs(styled):
+        for char in text:
+            if char == "\n":
+                rows.append([])
+                used = 0
+                continue
+            cells = get_cwidth(char)
+            if used + cells > width:
+                rows.append([("", CONTINUATION)])
+                used = len(CONTINUATION)
+            _put(rows[-1], style, char)
+            used += cells
+    return rows
+
+
+def _pairs(styled: StyleAndTextTuples) -> Iterable[tuple[str, str]]:
+    for fragment in styled:
+        yield fragment[0], fragment[1]
+
+
+def _put(row: StyleAndTextTuples, style: str, char: str) -> None:
+    """Append a character, joining it to the row's last fragment when the style matches."""
+    if row and row[-1][0] == style:
+        row[-1] = (style, row[-1][1] + char)
+    else:
+        row.append((style, char))

@@ -1,0 +1,1 @@
+"""Examples that use chatd as a library."""

@@ -1,0 +1,1 @@
+"""The SDK, the example bots and the full-screen terminal client."""

@@ -1,0 +1,426 @@
+"""The full-screen client (chatd/client/tui/screen.py) in this process, against a real server.
+
+Keys go in through prompt_toolkit's pipe input, exactly the bytes a terminal
+sends (``\\x1b[D`` is Left); the screen is read back from what the renderer
+last drew, row by row, as a person would see it. tests/client/test_terminal.py
+drives the real program in tmux.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import importlib.util
+import sys
+from collections.abc import AsyncIterator, Callable
+from pathlib import Path
+
+import pytest
+from prompt_toolkit.data_structures import Size
+from prompt_toolkit.input import PipeInput, create_pipe_input
+from prompt_toolkit.output import DummyOutput
+
+from chatd.client import ChatClient
+from chatd.client.sdk import Backoff
+from chatd.client.tui import app
+from chatd.client.tui import controller as controller_module
+from chatd.client.tui.complete import Vocabulary
+from chatd.client.tui.controller import Controller
+from chatd.client.tui.keyring import Keyring
+from chatd.client.tui.lines import Line
+from chatd.client.tui.screen import Screen, chat
+from chatd.client.tui.session import ClientSession
+from chatd.client.tui.state import ChatState
+from chatd.domain.clock import ManualClock
+from tests.client.helpers import said, until
+from tests.helpers import PASSWORD, ChatServer, Clients, settle, start_server
+
+LEFT, UP, ENTER, TAB, PAGE_UP, PAGE_DOWN = "\x1b[D", "\x1b[A", "\r", "\t", "\x1b[5~", "\x1b[6~"
+CTRL_N, CTRL_P, CTRL_D = "\x0e", "\x10", "\x04"
+ROWS, COLUMNS = 24, 100
+
+
+class Terminal(DummyOutput):
+    """An output of a fixed size that draws nowhere: the renderer keeps the screen."""
+
+    def get_size(self) -> Size:
+        return Size(rows=ROWS, columns=COLUMNS)
+
+
+class Person:
+    """One person at a full-screen client: types keys, reads the screen."""
+
+    def __init__(self, screen: Screen, keys: PipeInput, task: asyncio.Task[int]) -> None:
+        self.screen = screen
+        self.keys = keys
+        self.task = task
+
+    @property
+    def state(self) -> ChatState:
+        return self.screen.state
+
+    def rows(self) -> list[str]:
+        drawn = self.screen.app.renderer._last_screen
+        if drawn is None:
+            return []
+        return ["".join(drawn.data_buffer[y][x].char for x in range(COLUMNS)).rstrip()
+                for y in range(ROWS)]
+
+    def text(self) -> str:
+        return "\n".join(self.rows())
+
+    @property
+    def input_row(self) -> str:
+        rows = self.rows()
+        return rows[-1] if rows else ""
+
+    @property
+    def status_row(self) -> str:
+        rows = self.rows()
+        return rows[-2] if rows else ""
+
+    def room_list(self) -> list[str]:
+        return [row.split("\N{BOX DRAWINGS LIGHT VERTICAL}")[0].strip() for row in self.rows()]
+
+    def type(self, keys: str) -> None:
+        self.keys.send_text(keys)
+
+    async def sees(self, condition: Callable[[Person], bool] | str, what: str = "") -> str:
+        check = (lambda p: condition in p.text()) if isinstance(condition, str) else condition
+        await until(lambda: check(self), lambda: f"{what or condition!r} on screen:\n"
+                    + self.text())
+        return self.text()
+
+    async def quits(self) -> int:
+        self.type("\x15" + CTRL_D)  # Ctrl-U empties the line; Ctrl-D on an empty one quits
+        return await asyncio.wait_for(self.task, 8)
+
+
+Open = Callable[..., "asyncio.Future[Person]"]
+
+
+@pytest.fixture
+async def person(server: ChatServer, tmp_path: Path) -> AsyncIterator[Callable[..., object]]:
+    opened: list[tuple[Person, ChatClient]] = []
+    inputs = contextlib.ExitStack()
+
+    async def open_screen(name: str, register: bool = True, port: int | None = None,
+                          reconnect: bool = False, color: bool = True,
+                          mouse: bool = False) -> Person:
+        keyring, _ = Keyring.open(tmp_path / name, f"test:{server.port}")
+        client = await ChatClient.connect("127.0.0.1", port or server.port)
+        session = ClientSession(client, keyring)
+        said_at_login = await session.login(name, PASSWORD, register=register)
+        assert session.user == name, said_at_login
+        state = ChatState(name)
+        control = Controller(session, state, Vocabulary(),
+                             _reconnector(session, name, port or server.port) if reconnect
+                             else None, Backoff(first=0.01, ceiling=0.05, rng=lambda: 0.5))
+        keys = inputs.enter_context(create_pipe_input())
+        screen = Screen(control, color=color, mouse=mouse, input=keys, output=Terminal())
+        await control.start(said_at_login)
+        task = asyncio.ensure_future(screen.run())
+        opened.append((Person(screen, keys, task), client))
+        await opened[-1][0].sees(lambda p: bool(p.rows()), "the first drawing")
+        return opened[-1][0]
+
+    yield open_screen
+    for shown, client in opened:
+        if not shown.task.done():
+            shown.screen.app.exit(result=0)
+            await asyncio.wait_for(shown.task, 8)
+        await shown.screen.controller.session.client.close()
+        await client.close()
+    inputs.close()
+
+
+def _reconnector(session: ClientSession, name: str, port: int):  # type: ignore[no-untyped-def]
+    async def reconnect() -> list[Line]:
+        fresh = await ChatClient.connect("127.0.0.1", port)
+        old, session.client = session.client, fresh
+        await old.close()
+        return await session.login(name, PASSWORD)
+    return reconnect
+
+
+async def bob_in(clients: Clients, *rooms: str) -> ChatClient:
+    bob = await clients.user("bob")
+    for room in rooms:
+        await bob.command(f"/create {room}")
+    return bob
+
+
+# -- the input line --------------------------------------------------------------------------
+
+
+async def test_editing_history_and_incoming_lines_keep_the_input(
+        clients: Clients, person: Callable[..., object]) -> None:
+    bob = await bob_in(clients, "general")
+    alice: Person = await person("alice")  # type: ignore[misc]
+    alice.type("/join general" + ENTER)
+    await alice.sees(lambda p: p.state.current == "general", "#general shown")
+    await settle(bob)
+
+    alice.type("abc" + LEFT + LEFT + "X")
+    await alice.sees(lambda p: p.input_row == "#general> aXbc", "the edited line")
+    await bob.command("/say general hello from bob")
+    await alice.sees("<bob> hello from bob")
+    assert alice.input_row == "#general> aXbc"  # the message did not land on the input line
+    alice.type(ENTER)
+    assert (await said(bob, "aXbc"))["text"] == "aXbc"  # no escape codes were sent
+    await alice.sees(lambda p: p.input_row == "#general>", "an empty input line")
+    await alice.sees("<alice> aXbc")
+    alice.type(UP)
+    await alice.sees(lambda p: p.input_row == "#general> aXbc", "the recalled line")
+    alice.type(UP + UP)
+    await alice.sees(lambda p: p.input_row == "#general> /join general", "the line before")
+    assert await alice.quits() == 0
+
+
+async def test_tab_completes_commands_nicks_and_rooms(
+        clients: Clients, person: Callable[..., object]) -> None:
+    bob = await bob_in(clients, "general", "gardening")
+    await bob.command("/say general hi")
+    alice: Person = await person("alice")  # type: ignore[misc]
+    alice.type("/jo" + TAB)
+    await alice.sees(lambda p: p.input_row.startswith("server> /join"), "/jo completed")
+    alice.type("gene" + TAB)
+    await alice.sees(lambda p: p.input_row == "server> /join general", "the room completed")
+    alice.type(ENTER)
+    await alice.sees(lambda p: p.state.current == "general", "#general shown")
+    alice.type("b" + TAB)
+    await alice.sees(lambda p: p.input_row == "#general> bob:", "the nick completed")
+    alice.type("\x15/whoi" + TAB)  # Ctrl-U empties the line first
+    await alice.sees(lambda p: p.input_row == "#general> /whois", "a server command")
+    alice.type("bo" + TAB)
+    await alice.sees(lambda p: p.input_row == "#general> /whois bob", "a user argument")
+    alice.type("\x15/fingerp" + TAB)
+    await alice.sees(lambda p: p.input_row == "#general> /fingerprint", "a local command")
+
+
+# -- the room list, unread counts, switching ---------------------------------------------------
+
+
+async def test_room_list_counts_unread_and_mentions(
+        clients: Clients, person: Callable[..., object]) -> None:
+    bob = await bob_in(clients, "general", "dev")
+    alice: Person = await person("alice")  # type: ignore[misc]
+    alice.type("/join dev" + ENTER + "/join general" + ENTER)
+    await alice.sees(lambda p: p.state.current == "general", "#general shown")
+    await bob.command("/say dev a build broke")
+    await alice.sees(lambda p: "2:#dev (1)" in p.room_list(), "one unread in #dev")
+    await bob.command("/say dev alice: can you look?")
+    await alice.sees(lambda p: "2:#dev (2!)" in p.room_list(), "a mention in #dev")
+    await bob.command("/say general here too")
+    await alice.sees("<bob> here too")
+    assert "3:#general" in alice.room_list()  # the room on screen counts nothing
+    alice.type("\x1b2")  # Alt-2
+    await alice.sees(lambda p: p.state.current == "dev", "#dev shown")
+    await alice.sees("<bob> alice: can you look?")
+    assert "2:#dev" in alice.room_list() and "#dev" in alice.status_row  # read now
+    alice.type(CTRL_N)
+    await alice.sees(lambda p: p.state.current == "general", "the next room")
+    alice.type(CTRL_P + CTRL_P)
+    await alice.sees(lambda p: p.state.current == "", "the server conversation")
+    alice.type("\x1b\x1b[C")  # Alt-Right, as many terminals send it
+    await alice.sees(lambda p: p.state.current == "dev", "the room after the server")
+    alice.type("/leave dev" + ENTER)
+    await alice.sees(lambda p: "dev" not in p.state.conversations, "#dev gone from the list")
+
+
+# -- scrollback and history -----------------------------------------------------------------------
+
+
+async def test_page_up_scrolls_and_fetches_older_history(
+        clients: Clients, person: Callable[..., object],
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(controller_module, "HISTORY_PAGE", 20)
+    bob = await bob_in(clients, "general")
+    for n in range(45):
+        await bob.command(f"/say general message number {n}")
+    alice: Person = await person("alice")  # type: ignore[misc]
+    alice.type("/join general" + ENTER)
+    await alice.sees("message number 44")
+    conversation = alice.state.conversations["general"]
+    await until(lambda: len(conversation.known_ids()) == 20, "the first page of history")
+    assert "message number 24" not in alice.text()
+    alice.type(PAGE_UP)
+    await alice.sees("rows below: PageDown")
+    for _ in range(6):
+        alice.type(PAGE_UP)
+        await asyncio.sleep(0.05)
+    await alice.sees("message number 0", "the oldest message, fetched by scrolling")
+    await alice.sees("the start of #general's history")
+    assert len(conversation.known_ids()) == 45 and conversation.history_done
+    for _ in range(10):
+        alice.type(PAGE_DOWN)
+    await alice.sees(lambda p: "message number 44" in p.text() and "rows below" not in p.text(),
+                     "back at the bottom")
+
+
+# -- status bar, direct conversations, theme ------------------------------------------------------
+
+
+async def test_status_bar_typing_direct_messages_and_theme(
+        clients: Clients, person: Callable[..., object]) -> None:
+    bob = await bob_in(clients, "general")
+    alice_setup = await clients.user("alice")
+    await alice_setup.command("/set theme dark")
+    await alice_setup.command("/join general")
+    alice: Person = await person("alice", register=False)  # type: ignore[misc]
+    assert alice.state.theme == "dark"
+    assert "general" in alice.state.conversations and alice.state.current == "general"
+    await alice.sees(lambda p: "alice \N{MIDDLE DOT} connected \N{MIDDLE DOT} #general"
+                     in p.status_row, "the status bar")
+    await bob.command("/typing general")
+    await alice.sees(lambda p: "bob is typing" in p.status_row, "bob typing")
+    await bob.command("/say general done typing")
+    await alice.sees(lambda p: "typing" not in p.status_row, "the typing notice gone")
+
+    alice.type("hel")  # alice types: bob is told, once
+    got = await bob.next_event(lambda e: e.get("event") == "typing", 8)
+    assert got["user"] == "alice"
+
+    alice.type("\x15/query bob" + ENTER)
+    await alice.sees(lambda p: p.state.current == "@bob", "the conversation with bob")
+    alice.type("just between us" + ENTER)
+    got = await said(bob, "just between us")
+    assert got["to"] == "bob"
+    await bob.command("/msg alice agreed")
+    await alice.sees("<bob -> alice> agreed")
+    alice.type(CTRL_P)  # to #general; a direct message there counts as unread for @bob
+    await alice.sees(lambda p: p.state.current == "general", "#general")
+    await bob.command("/msg alice one more")
+    await alice.sees(lambda p: "3:@bob (1!)" in p.room_list(), "an unread direct message")
+    alice.type("/set theme light" + ENTER)
+    await alice.sees(lambda p: p.state.theme == "light", "the theme changed")
+    alice.type("/quit" + ENTER)
+    assert await asyncio.wait_for(alice.task, 8) == 0
+
+
+async def test_kicked_from_a_room_and_errors_are_shown(
+        clients: Clients, person: Callable[..., object]) -> None:
+    bob = await bob_in(clients, "general")
+    alice: Person = await person("alice")  # type: ignore[misc]
+    alice.type("/join general" + ENTER)
+    await alice.sees(lambda p: p.state.current == "general", "#general shown")
+    alice.type("/join nosuchroom" + ENTER)
+    await alice.sees("! no-such-room")
+    await bob.command("/kick alice general enough")
+    await alice.sees(lambda p: "general" not in p.state.conversations, "#general closed")
+    await alice.sees("kicked")
+    alice.type("/query" + ENTER)
+    await alice.sees("usage: /query <user>")
+    alice.type("/close" + ENTER + "hello?" + ENTER)
+    await alice.sees("you are in no room")
+
+
+async def test_an_end_to_end_room_on_the_full_screen(
+        clients: Clients, person: Callable[..., object], tmp_path: Path) -> None:
+    bob = await bob_in(clients, "vault")
+    await bob.command("/e2e on vault")
+    bob_keys, _ = Keyring.open(tmp_path / "bob", "test")
+    bob_session = ClientSession(bob, bob_keys)
+    bob_session.user, bob_session.current_room = "bob", "vault"
+    await bob_session.publish_key()
+    alice: Person = await person("alice")  # type: ignore[misc]
+    alice.type("/join vault" + ENTER)
+    await alice.sees(lambda p: p.state.current == "vault", "#vault shown")
+    await settle(bob)
+    alice.type("the code is 7419" + ENTER)
+    record = await bob.next_event(lambda e: e.get("type") == "message", 8)
+    assert record["e2e"] and "text" not in record  # the server saw ciphertext only
+    (shown,) = [line for line in await bob_session.show(record) if line.kind == "message"]
+    assert shown.text == "the code is 7419" and shown.encrypted
+    await bob_session.send_text("copy that")
+    await alice.sees("copy that")
+    assert "\N{LOCK}" in alice.text()
+
+
+async def test_the_client_reconnects_after_a_restart(tmp_path: Path, person: Callable[..., object]
+                                                     ) -> None:
+    db = tmp_path / "restart.db"
+    first = await start_server(db, clock=ManualClock())
+    port = first.port
+    bob = await Clients(first).user("bob")
+    await bob.command("/create general")
+    alice: Person = await person("alice", port=port, reconnect=True)  # type: ignore[misc]
+    alice.type("/join general" + ENTER)
+    await alice.sees(lambda p: p.state.current == "general", "#general shown")
+    await bob.close()
+    await first.stop()
+    await alice.sees("the server closed the connection")
+    second = await start_server(db, clock=ManualClock(), listen__port=port)
+    try:
+        await alice.sees(lambda p: "reconnected." in p.text() and p.state.connection ==
+                         "connected", "the reconnection")
+        assert alice.state.current == "general"
+        bob = await Clients(second).user("bob")
+        await bob.command("/say general welcome back")
+        await alice.sees("<bob> welcome back")
+        await bob.close()
+        assert await alice.quits() == 0
+    finally:
+        await second.stop()
+
+
+async def test_chat_runs_the_whole_screen(server: ChatServer, tmp_path: Path) -> None:
+    keyring, _ = Keyring.open(tmp_path / "zed", "test")
+    client = await ChatClient.connect("127.0.0.1", server.port)
+    session = ClientSession(client, keyring)
+    said_at_login = await session.login("zed", PASSWORD, register=True)
+    with create_pipe_input() as keys:
+        running = asyncio.ensure_future(chat(session, said_at_login, None, color=False,
+                                             input=keys, output=Terminal()))
+        await asyncio.sleep(0.2)
+        keys.send_text("/quit" + ENTER)
+        assert await asyncio.wait_for(running, 8) is True
+    await client.close()
+
+
+async def test_the_mouse_scrolls_and_picks_a_room(
+        clients: Clients, person: Callable[..., object]) -> None:
+    bob = await bob_in(clients, "general", "dev")
+    for n in range(30):
+        await bob.command(f"/say general line {n}")
+    alice: Person = await person("alice", mouse=True)  # type: ignore[misc]
+    alice.type("/join dev" + ENTER)
+    await alice.sees(lambda p: p.state.current == "dev", "#dev shown")
+    alice.type("/join general" + ENTER)
+    await alice.sees("line 29")
+    alice.type("\x1b[<64;40;5M")  # the wheel, up, over the messages (SGR mouse report)
+    await alice.sees("rows below: PageDown")
+    alice.type("\x1b[<65;40;5M")  # and down again
+    await alice.sees(lambda p: "rows below" not in p.text(), "the bottom again")
+    alice.type("\x1b[<0;3;2M\x1b[<0;3;2m")  # a click on the second entry of the room list
+    await alice.sees(lambda p: p.state.current == "dev", "#dev picked with the mouse")
+
+
+def test_full_screen_only_on_a_terminal(monkeypatch: pytest.MonkeyPatch) -> None:
+    shown: list[Line] = []
+
+    class View:
+        def show(self, lines: list[Line]) -> None:
+            shown.extend(lines)
+
+    view = View()
+    plain = argparse.Namespace(plain=True)
+    assert app._full_screen(plain, view) is False  # type: ignore[arg-type]
+    terminal = argparse.Namespace(plain=False)
+    monkeypatch.setattr(sys.stdin, "isatty", lambda: True, raising=False)
+    monkeypatch.setattr(sys.stdout, "isatty", lambda: True, raising=False)
+    assert app._full_screen(terminal, view) is True  # type: ignore[arg-type]
+    monkeypatch.setattr(importlib.util, "find_spec", lambda name: None)
+    assert app._full_screen(terminal, view) is False  # type: ignore[arg-type]
+    assert "needs prompt_toolkit" in shown[0].text
+
+
+async def test_a_refused_login_stops_the_reconnection(
+        clients: Clients, person: Callable[..., object]) -> None:
+    alice: Person = await person("alice", reconnect=True)  # type: ignore[misc]
+    elsewhere = await clients.user("alice")
+    await elsewhere.command(f"/passwd {PASSWORD} another-password")  # closes the screen's
+    await alice.sees("auth-failed")
+    await alice.sees(lambda p: "disconnected" in p.status_row, "the status bar")
+    assert await alice.quits() == 0

@@ -1,0 +1,261 @@
+"""The bot SDK (chatd.client.sdk) against a real server over real sockets."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from pathlib import Path
+
+import pytest
+
+from chatd.client.sdk import (
+    Bot,
+    ClientError,
+    Invite,
+    Join,
+    Leave,
+    LoginRefused,
+    MemoryResumeTokens,
+    Message,
+    RoomEvent,
+    Typing,
+)
+from chatd.domain.clock import ManualClock
+from tests.client.helpers import bot_token, quick_backoff, said, started, stopped, until
+from tests.helpers import PASSWORD, ChatServer, Clients, settle, start_server
+
+
+async def test_handlers_get_typed_events(server: ChatServer, clients: Clients) -> None:
+    token = await bot_token(clients, "helper")
+    alice = await clients.user("alice")
+    await alice.command("/create general")
+    bot = Bot("127.0.0.1", server.port, user="helper", token=token, rooms=["#General"])
+    seen: dict[str, list[object]] = {"message": [], "mention": [], "join": [], "leave": [],
+                                      "topic": [], "typing": [], "invite": []}
+
+    @bot.on_message
+    async def message(event: Message) -> None:
+        seen["message"].append(event)
+
+    @bot.on_mention
+    async def mention(event: Message) -> None:
+        seen["mention"].append(event)
+
+    @bot.on_join
+    async def join(event: Join) -> None:
+        seen["join"].append(event)
+
+    @bot.on_leave
+    async def leave(event: Leave) -> None:
+        seen["leave"].append(event)
+
+    @bot.on(RoomEvent)
+    async def other(event: RoomEvent) -> None:
+        seen["topic"].append(event)
+
+    @bot.on(Typing)
+    async def typing(event: Typing) -> None:
+        seen["typing"].append(event)
+
+    @bot.on_invite
+    async def invited(event: Invite) -> None:
+        seen["invite"].append(event)
+        await bot.join(event.room)
+
+    task = await started(bot)
+    assert bot.rooms == {"general"}
+    await alice.command("/say general hello all")
+    await alice.command("/say general helper: are you there?")
+    await alice.command("/topic general Bots welcome")
+    await alice.command("/typing general")
+    bob = await clients.user("bob")
+    await bob.command("/join general")
+    await bob.command("/leave general")
+    await alice.command("/create den private")
+    await alice.command("/invite helper den")
+    await until(lambda: "den" in bot.rooms, "the bot to accept the invitation")
+    await bot.say("general", "done")  # its own echo reaches no handler
+    await until(lambda: len(seen["leave"]) == 1, "the leave event")
+
+    texts = [m.text for m in seen["message"]]  # type: ignore[attr-defined]
+    assert texts == ["hello all", "helper: are you there?"]
+    (named,) = seen["mention"]
+    assert isinstance(named, Message) and named.room == "general" and named.id > 0
+    assert named.sender == "alice" and not named.is_direct and not named.replayed
+    assert seen["join"] == [Join("general", "bob")]
+    assert seen["leave"] == [Leave("general", "bob", "bob")]
+    assert seen["typing"] == [Typing("general", "alice")]
+    topic = seen["topic"][0]
+    assert isinstance(topic, RoomEvent) and (topic.event, topic.actor) == ("topic", "alice")
+    assert topic.raw["topic"] == "Bots welcome"
+    (invite,) = seen["invite"]
+    assert isinstance(invite, Invite) and (invite.room, invite.actor) == ("den", "alice")
+    await stopped(bot, task)
+    assert not bot.connected.is_set()
+
+
+async def test_requests_are_labelled_awaitables(server: ChatServer, clients: Clients) -> None:
+    token = await bot_token(clients, "helper")
+    alice = await clients.user("alice")
+    for room in ("one", "two", "three"):
+        await alice.command(f"/create {room}")
+    bot = Bot("127.0.0.1", server.port, user="helper", token=token,
+              rooms=["one", "two", "three"])
+    task = await started(bot)
+    # Many at once: each await gets the reply to its own command, whatever the order.
+    replies = await asyncio.gather(*(bot.request(f"/who {room}")
+                                     for room in ("one", "two", "three") * 5))
+    assert [r["room"] for r in replies] == ["one", "two", "three"] * 5
+    with pytest.raises(ClientError) as refused:
+        await bot.request("/join nosuchroom")
+    assert refused.value.code == "no-such-room"
+    assert not (await bot.request("/join nosuchroom", check=False)).ok
+    sent = await bot.say("one", "first line\nsecond line")  # one protocol line
+    got = await said(alice, "first line")
+    assert got["id"] == sent and got["text"] == "first line second line"
+    await bot.direct("alice", "psst")
+    assert (await said(alice, "psst"))["to"] == "alice"
+    await bot.leave("#three")
+    assert bot.rooms == {"one", "two"}
+    await stopped(bot, task)
+    with pytest.raises(ConnectionError):
+        await bot.request("/ping")
+
+
+async def test_direct_messages_kept_while_away_are_replayed(
+        server: ChatServer, clients: Clients) -> None:
+    token = await bot_token(clients, "helper")
+    alice = await clients.user("alice")
+    await alice.command("/msg helper are you up?")
+    bot = Bot("127.0.0.1", server.port, user="helper", token=token)
+    mentions: list[Message] = []
+    bot.on_mention(_append(mentions))
+    task = await started(bot)
+    await until(lambda: len(mentions) == 1, "the replayed direct message")
+    assert mentions[0].is_direct and mentions[0].replayed and mentions[0].text == "are you up?"
+    await stopped(bot, task)
+
+
+def _append(into: list[Message]):  # type: ignore[no-untyped-def]
+    async def handler(message: Message) -> None:
+        into.append(message)
+    return handler
+
+
+async def test_a_failing_handler_does_not_stop_the_bot(
+        server: ChatServer, clients: Clients, caplog: pytest.LogCaptureFixture) -> None:
+    token = await bot_token(clients, "helper")
+    alice = await clients.user("alice")
+    await alice.command("/create general")
+    bot = Bot("127.0.0.1", server.port, user="helper", token=token, rooms=["general"])
+    got: list[str] = []
+
+    @bot.command("boom")
+    async def boom(message: Message, args: str) -> None:
+        raise RuntimeError("handler bug")
+
+    @bot.command("fail")
+    async def fail(message: Message, args: str) -> None:
+        await bot.request("/join nosuchroom")
+
+    @bot.command("echo")
+    async def echo(message: Message, args: str) -> None:
+        got.append(args)
+
+    task = await started(bot)
+    with caplog.at_level(logging.WARNING, logger="chatd.client.sdk.bot"):
+        for line in ("!boom", "!fail", "!unknown", "!ECHO  still here "):
+            await alice.command(f"/say general {line}")
+        await until(lambda: got == ["still here"], "the bot to go on")
+    assert "a handler failed" in caplog.text and "no-such-room" in caplog.text
+    await stopped(bot, task)
+
+
+async def test_reconnects_after_a_restart_and_joins_again(tmp_path: Path,
+                                                          clients: Clients) -> None:
+    db = tmp_path / "restart.db"
+    first = await start_server(db, clock=ManualClock())
+    port = first.port
+    setup = Clients(first)
+    token = await bot_token(setup, "helper")
+    alice = await setup.user("alice")
+    await alice.command("/create general")
+    bot = Bot("127.0.0.1", port, user="helper", token=token, rooms=["general"],
+              backoff=quick_backoff())
+    pings: list[str] = []
+
+    @bot.command("ping")
+    async def ping(message: Message, args: str) -> None:
+        pings.append(message.sender)
+        await bot.reply(message, "pong")
+
+    reconnected: list[int] = []
+
+    @bot.on_connect
+    async def connected() -> None:
+        reconnected.append(bot.connections)
+
+    task = await started(bot)
+    await alice.command("/say general !ping")
+    await said(alice, "pong")
+    await setup.close()
+    await first.stop()
+    await until(lambda: not bot.connected.is_set(), "the bot to notice")
+    second = await start_server(db, clock=ManualClock(), listen__port=port)
+    try:
+        await until(bot.connected.is_set, "the bot to reconnect")
+        again = await Clients(second).user("alice")
+        await again.command("/switch general")
+        await again.say("!ping")
+        assert (await said(again, "pong"))["room"] == "general"
+        assert pings == ["alice", "alice"] and reconnected == [1, 2]
+        assert bot.last_id > 0  # where a /resume would start
+        await again.close()
+        await stopped(bot, task)
+    finally:
+        await second.stop()
+
+
+async def test_refused_credentials_end_the_bot(server: ChatServer, clients: Clients) -> None:
+    await clients.user("helper")
+    bot = Bot("127.0.0.1", server.port, user="helper", password="wrong-password")
+    with pytest.raises(LoginRefused) as refused:
+        await asyncio.wait_for(bot.run(), 8)
+    assert refused.value.reply["code"] == "auth-failed"
+    with pytest.raises(ValueError, match="token or a password"):
+        Bot(user="x")
+
+
+async def test_the_resume_token_hook(server: ChatServer, clients: Clients) -> None:
+    token = await bot_token(clients, "helper")
+    # A stale token: the server refuses the resume login, the bot falls back to its
+    # password and forgets the token.
+    stale = MemoryResumeTokens()
+    stale.put("stale-token")
+    bot = Bot("127.0.0.1", server.port, user="helper", password=PASSWORD, resume_tokens=stale)
+    task = await started(bot)
+    assert stale.get() is None and bot.connections == 1
+    await stopped(bot, task)
+    # A good one (here an API token, presented the way this server takes it) logs in.
+    good = MemoryResumeTokens()
+    good.put(token)
+    bot = Bot("127.0.0.1", server.port, user="helper", password="not-used", resume_tokens=good)
+    bot.resume_login = _token_login
+    task = await started(bot)
+    assert good.get() == token and bot.connections == 1
+    await stopped(bot, task)
+
+
+def _token_login(user: str, value: str) -> str:
+    return f"/login {user} --token {value}"
+
+
+async def test_the_bot_stops_while_connecting(server: ChatServer, clients: Clients) -> None:
+    alice = await clients.user("alice")
+    await settle(alice)
+    bot = Bot("127.0.0.1", 1, user="helper", password="x", backoff=quick_backoff())
+    task = asyncio.ensure_future(bot.run())
+    await until(lambda: bot.backoff.attempts >= 2, "two refused connections")
+    assert not task.done()
+    await bot.stop()
+    await asyncio.wait_for(task, 8)
