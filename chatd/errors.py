@@ -51,6 +51,14 @@ class Code(StrEnum):
     E2E_REQUIRED = "e2e-required"
     NO_KEY = "no-key"
     BLOCKED = "blocked"
+    # The web front (HTTP, WebSocket, webhooks).
+    BAD_REQUEST = "bad-request"
+    NOT_FOUND = "not-found"
+    METHOD_NOT_ALLOWED = "method-not-allowed"
+    REQUEST_TOO_LARGE = "request-too-large"
+    BAD_ORIGIN = "bad-origin"
+    BINARY_FRAME = "binary-frame"
+    NO_SUCH_WEBHOOK = "no-such-webhook"
 
 
 class Step(StrEnum):

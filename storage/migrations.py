@@ -264,6 +264,22 @@ CREATE TABLE user_blocks (
 CREATE INDEX user_blocks_blocked ON user_blocks (blocked_id);
 """
 
+# Incoming webhooks: a room admin's URL that posts into the room as a named
+# bot. Only the SHA-256 of the secret is kept (like api_tokens); a revoked
+# hook is deleted (the audit log keeps that it existed).
+WEBHOOKS = """
+CREATE TABLE webhooks (
+    id          INTEGER PRIMARY KEY AUTOINCREMENT,
+    room_id     INTEGER NOT NULL REFERENCES rooms (id) ON DELETE CASCADE,
+    name        TEXT    NOT NULL COLLATE NOCASE,
+    secret_hash TEXT    NOT NULL,
+    creator_id  INTEGER NOT NULL REFERENCES users (id) ON DELETE CASCADE,
+    created_at  REAL    NOT NULL,
+    UNIQUE (room_id, name)
+);
+CREATE INDEX webhooks_creator ON webhooks (creator_id);
+"""
+
 MIGRATIONS: tuple[Migration, ...] = (
     Migration(1, "foundation: users, rooms, members, messages, associations, notifications",
               FOUNDATION),
@@ -274,6 +290,7 @@ MIGRATIONS: tuple[Migration, ...] = (
     Migration(6, "no index of message senders (cheaper writes)", DROP_SENDER_INDEX),
     Migration(7, "plain room text stored in blocks of messages", MESSAGE_BLOCKS),
     Migration(8, "users who block another user's direct messages", USER_BLOCKS),
+    Migration(9, "incoming webhooks of rooms", WEBHOOKS),
 )
 
 LATEST_VERSION: int = MIGRATIONS[-1].version

@@ -37,6 +37,7 @@ from chatd.domain.sequence import LocalSequencer
 from chatd.domain.stats import Stats
 from chatd.domain.tokens import Tokens
 from chatd.domain.transactions import LocalTransactions
+from chatd.domain.webhooks import Webhooks
 from chatd.irc.front import IrcFront
 from chatd.irc.listener import IrcListener
 from chatd.net.listener import Listeners
@@ -70,7 +71,8 @@ READ_BY_PROTECTION = ("limits.message_rate", "limits.message_burst", "limits.com
                       "limits.command_burst", "limits.typing_rate",
                       "limits.room_message_rate_max", "limits.room_message_burst_max",
                       "limits.flood_threshold", "limits.flood_window", "limits.flood_action",
-                      "limits.flood_mute", "limits.auth_failures", "limits.auth_window")
+                      "limits.flood_mute", "limits.auth_failures", "limits.auth_window",
+                      "web.webhook_rate", "web.webhook_burst")
 
 
 def build_app(config: Config, clock: Clock | None = None, storage: Storage | None = None,
@@ -139,7 +141,8 @@ def wire_services(config: Config, clock: Clock, storage: Storage, table: Command
                         audit=audit, presence=presence, commands=table, stats=stats,
                         started_at=clock.time(), version=__version__, files=files,
                         stickers=stickers, crypto=crypto, e2e=e2e, sequencer=sequencer,
-                        transactions=transactions)
+                        transactions=transactions,
+                        webhooks=Webhooks(storage, rooms, messaging, protection, audit, clock))
 
     def per_use(c: Config) -> None:
         services.config = c
