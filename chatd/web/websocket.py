@@ -63,6 +63,22 @@ def frame(payload: bytes, first: int = _TEXT) -> bytes:
     return struct.pack("!BBQ", first, 127, size) + payload
 
 
+_last: list[tuple[bytes, int, bytes]] = [(b"", 0, b"")]
+
+
+def _framed_once(data: bytes, first: int) -> bytes:
+    """``data``'s lines as frames; the last result is kept, keyed by the object itself."""
+    last_data, last_first, last_framed = _last[0]
+    if data is last_data and first == last_first:
+        return last_framed
+    lines = data.split(b"\n")
+    lines.pop()  # the empty piece after the last line end
+    framed = b"".join([frame(line[:-1] if line[-1:] == b"\r" else line, first)
+                       for line in lines])
+    _last[0] = (data, first, framed)
+    return framed
+
+
 def handshake(head: bytes, offered: Sequence[str], max_size: int) -> ServerProtocol:
     """A protocol that has read the upgrade request ``head`` and answered it (see
     ``data_to_send``); its state is OPEN when the handshake succeeded."""
@@ -113,7 +129,18 @@ class WsTransport(asyncio.Transport):
     def write(self, data: bytes | bytearray | memoryview) -> None:
         if self._closed or self.protocol.state is not OPEN:
             return
-        lines = (self._carry + bytes(data)).split(b"\n")
+        if type(data) is bytes and data[-1:] == b"\n" and not self._carry \
+                and not self._sanitize:
+            # A room's lane: the same bytes object for every member this turn, so
+            # it is framed once for them all (the fan-out's hot path).
+            framed = _framed_once(data, self._first)
+        else:
+            framed = self._frame_lines(bytes(data))
+        if framed:
+            self._raw.write(framed)
+
+    def _frame_lines(self, data: bytes) -> bytes:
+        lines = (self._carry + data).split(b"\n")
         self._carry = lines.pop()  # after the last line end: normally nothing
         parts = []
         first = self._first
@@ -122,8 +149,7 @@ class WsTransport(asyncio.Transport):
             if self._sanitize and not payload.isascii():
                 payload = payload.decode("utf-8", "replace").encode("utf-8")
             parts.append(frame(payload, first))
-        if parts:
-            self._raw.write(b"".join(parts))
+        return b"".join(parts)
 
     def get_write_buffer_size(self) -> int:
         return self._raw.get_write_buffer_size()
@@ -193,6 +219,7 @@ class MessageReader:
     def feed(self, data: bytes) -> None:
         protocol = self.transport.protocol
         protocol.receive_data(data)
+        lines: list[bytes] = []
         for event in protocol.events_received():
             if not isinstance(event, Frame):
                 continue
@@ -205,9 +232,27 @@ class MessageReader:
             else:
                 continue  # control frames: the protocol has answered them
             if event.fin:
-                self._message(b"".join(self._parts))
+                self._message(b"".join(self._parts), lines)
                 self._parts = []
+        self._deliver(lines)
         self.transport.send_pending()
+
+    def _message(self, data: bytes, lines: list[bytes]) -> None:
+        if self._binary and self._refuse_binary:
+            self._deliver(lines)  # the lines before it come first
+            self._conn.session.send({
+                "type": "error", "code": Code.BINARY_FRAME.value,
+                "message": "binary messages are not accepted here: send each line as a "
+                           "text message."})
+            return
+        lines.append(data)
+
+    def _deliver(self, lines: list[bytes]) -> None:
+        """The messages of one read as one chunk of lines, as TCP reads them."""
+        if lines:
+            end = self._line_end
+            self._conn.data_received(end.join(lines) + end)
+            lines.clear()
 
     def connection_lost(self, exc: Exception | None) -> None:
         self._conn.connection_lost(exc)
@@ -215,13 +260,4 @@ class MessageReader:
     def eof(self) -> None:
         self.transport.protocol.receive_eof()
         self.transport.send_pending()
-
-    def _message(self, data: bytes) -> None:
-        if self._binary and self._refuse_binary:
-            self._conn.session.send({
-                "type": "error", "code": Code.BINARY_FRAME.value,
-                "message": "binary messages are not accepted here: send each line as a "
-                           "text message."})
-            return
-        self._conn.data_received(data + self._line_end)
 
