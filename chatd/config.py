@@ -217,6 +217,32 @@ class IrcConfig:
 
 
 @dataclass(frozen=True, slots=True)
+class WebConfig:
+    # One HTTP listener: the browser client, /ws (the line protocol over
+    # WebSocket), /irc (IRC over WebSocket), the HTTP API and webhooks.
+    enabled: bool = False
+    host: str = "127.0.0.1"
+    port: int = 7780
+    # Origins ("https://chat.example.org") whose pages may use /ws, /irc and the
+    # API besides the server's own; empty: the page's own origin only.
+    allowed_origins: tuple[str, ...] = ()
+    # Addresses of reverse proxies whose X-Forwarded-For names the client.
+    trusted_proxies: tuple[str, ...] = ()
+    # The largest request body (JSON, webhooks); uploads may reach files.max_size.
+    max_body: int = 65536
+    # A request's head and body must arrive within this; an idle keep-alive
+    # connection is closed after it too.
+    request_timeout: Seconds = Seconds(10)
+    # WebSocket pings keep proxies from closing quiet connections (0: none).
+    ping_interval: Seconds = Seconds(20)
+    # How long a signed download link (/api/v1/files/{id}/link) stays valid.
+    download_ttl: Seconds = Seconds(300)
+    # Posts per second (and burst) through one incoming webhook.
+    webhook_rate: float = 1.0
+    webhook_burst: float = 5.0
+
+
+@dataclass(frozen=True, slots=True)
 class Config:
     server: ServerConfig = field(default_factory=ServerConfig)
     listen: ListenConfig = field(default_factory=ListenConfig)
@@ -234,6 +260,7 @@ class Config:
     stickers: StickersConfig = field(default_factory=StickersConfig)
     crypto: CryptoConfig = field(default_factory=CryptoConfig)
     irc: IrcConfig = field(default_factory=IrcConfig)
+    web: WebConfig = field(default_factory=WebConfig)
 
 
 # What a reload (SIGHUP, chatctl reload) does with each key. "applied": the new
@@ -293,6 +320,10 @@ RELOAD_POLICY: Final[dict[str, ReloadPolicy]] = {
             "max_envelope"),
     **_each("irc", "restart", "enabled", "host", "port", "tls_port"),
     **_each("irc", "applied", "server_name"),
+    **_each("web", "restart", "enabled", "host", "port"),
+    **_each("web", "applied", "allowed_origins", "trusted_proxies", "max_body",
+            "request_timeout", "ping_interval", "download_ttl", "webhook_rate",
+            "webhook_burst"),
 }
 
 # Keys naming a file or directory: relative ones in a configuration file are
@@ -300,12 +331,13 @@ RELOAD_POLICY: Final[dict[str, ReloadPolicy]] = {
 PATH_KEYS: Final = ("storage.path", "control.path", "backup.dir", "files.dir", "tls.cert",
                     "tls.key", "stickers.dir")
 # TCP port keys: 0 (any free port) to 65535; a larger number would wrap silently.
-PORT_KEYS: Final = ("listen.port", "tls.port", "metrics.port", "irc.port", "irc.tls_port")
+PORT_KEYS: Final = ("listen.port", "tls.port", "metrics.port", "irc.port", "irc.tls_port",
+                    "web.port")
 # Every other number must not be negative; these must be at least 1 (0 would
 # refuse every connection, queue without bound, or never make progress).
 AT_LEAST_ONE: Final = ("limits.max_connections", "limits.max_connections_per_ip",
                        "limits.input_queue", "storage.max_batch", "rooms.page_size",
-                       "crypto.spawn_rate")
+                       "crypto.spawn_rate", "web.max_body")
 # SQLite's in-memory database: not a file, so never resolved against a directory.
 _MEMORY: Final = ":memory:"
 
@@ -377,7 +409,8 @@ def check_hosts(config: Config) -> None:
     hosts = [("listen.host", config.listen.host, True),
              ("tls.host", config.tls.host, config.tls.enabled),
              ("metrics.host", config.metrics.host, config.metrics.enabled),
-             ("irc.host", config.irc.host, config.irc.enabled)]
+             ("irc.host", config.irc.host, config.irc.enabled),
+             ("web.host", config.web.host, config.web.enabled)]
     for key, host, used in hosts:
         if not used or not host:
             continue
@@ -450,6 +483,8 @@ def _convert(hint: Any, value: Any, where: str) -> Any:
             choices = ", ".join(str(a) for a in get_args(hint))
             raise ConfigError(f"{where}: {value!r} is not one of {choices}")
         return value
+    if get_origin(hint) is tuple:
+        return _strings(value, where)
     if get_origin(hint) in (types.UnionType, typing.Union):
         if value is None and type(None) in get_args(hint):
             return None
@@ -467,6 +502,13 @@ def _scalar(hint: Any, value: Any, where: str) -> Any:
     if hint is bool and isinstance(value, bool):
         return value
     raise ConfigError(f"{where}: expected {hint.__name__}, got {value!r}")
+
+
+def _strings(value: Any, where: str) -> tuple[str, ...]:
+    """A list of strings (YAML's sequence), kept as an immutable tuple."""
+    if isinstance(value, list | tuple) and all(isinstance(v, str) for v in value):
+        return tuple(value)
+    raise ConfigError(f"{where}: expected a list of strings, got {value!r}")
 
 
 def _seconds(value: Any, where: str) -> Seconds:

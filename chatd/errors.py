@@ -54,6 +54,14 @@ class Code(StrEnum):
     BAD_ROOM_KEY = "bad-room-key"
     ROOM_FULL = "room-full"
     MODERATED = "moderated"
+    # The web front (HTTP, WebSocket, webhooks).
+    BAD_REQUEST = "bad-request"
+    NOT_FOUND = "not-found"
+    METHOD_NOT_ALLOWED = "method-not-allowed"
+    REQUEST_TOO_LARGE = "request-too-large"
+    BAD_ORIGIN = "bad-origin"
+    BINARY_FRAME = "binary-frame"
+    NO_SUCH_WEBHOOK = "no-such-webhook"
 
 
 class Step(StrEnum):

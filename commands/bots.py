@@ -9,6 +9,7 @@ from chatd.domain.names import looks_like_duration, parse_duration
 from chatd.domain.permissions import Action
 from chatd.domain.protection import ROOM_BURST, ROOM_RATE
 from chatd.domain.room import Role, Room
+from chatd.domain.webhooks import bot_name, describe, hook_path
 from chatd.errors import ChatError, Code
 from chatd.protocol.context import Context
 from chatd.protocol.params import Choice, Duration, Number, RoomRef, Word
@@ -106,3 +107,36 @@ def _within(raw: str, what: str, high: float, low: float = 0.1) -> float:
         raise ChatError(Code.BAD_ARGUMENTS, f"the {what} is a number from {low:g} to "
                         f"{high:g}, or 'off'.")
     return value
+
+
+@command("webhook", Choice("action", choices=("create", "list", "revoke")),
+         Word("what", optional=True), RoomRef("room", optional=True), group=GROUP,
+         usage="/webhook create <name> [room]  |  /webhook list [room]  |  "
+               "/webhook revoke <id> [room]")
+async def webhook(ctx: Context, action: str, what: str | None, room: Room) -> Ok:
+    """Incoming webhooks of a room (its admins): a secret URL that posts as a named bot."""
+    hooks = ctx.services.webhooks
+    if action == "list":
+        if what is not None:
+            room = ctx.services.rooms.require(what)
+        records = await hooks.list(ctx.user, room)
+        if records:
+            ctx.table(["id", "bot", "created (UTC)"],
+                      [[str(r.id), bot_name(r), _day(r.created_at)] for r in records])
+        return ok(f"#{room.name}: {len(records)} webhook{'s' * (len(records) != 1)}.",
+                  room=room.name, webhooks=[describe(r) for r in records])
+    if what is None:
+        raise ChatError(Code.BAD_ARGUMENTS, f"missing {'name' if action == 'create' else 'id'}."
+                        " Usage: /webhook create <name> [room]  |  /webhook revoke <id> [room]")
+    if action == "create":
+        secret, record = await hooks.create(ctx.user, room, what)
+        path = hook_path(record.id, secret)
+        return ok(f"Webhook {record.id} posts to #{room.name} as {bot_name(record)}: "
+                  f"POST to {path} on the web listener (shown only now).",
+                  path=path, secret=secret, **describe(record), room=room.name)
+    if not what.isdigit():
+        raise ChatError(Code.BAD_ARGUMENTS, "a webhook is revoked by its id: "
+                        "/webhook revoke <id> [room].")
+    record = await hooks.revoke(ctx.user, room, int(what))
+    return ok(f"Webhook {record.id} ({bot_name(record)}) of #{room.name} revoked.",
+              room=room.name, **describe(record))

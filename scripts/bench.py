@@ -16,7 +16,7 @@ Server CPU is the daemon's utime+stime from ``/proc/<pid>/stat`` read around
 each measured phase (all its threads, SQLite writer included), so the load
 generator's share of the machine does not distort the per-CPU-second figures.
 
-Scenarios (``--only`` takes a comma-separated subset):
+Scenarios (``--only`` takes a comma-separated subset; ws runs only when named):
 
 fanout       C clients over R rooms, S senders x M messages, each sender keeping
              at most W messages unacknowledged (its own echo is the ack).
@@ -27,6 +27,9 @@ persistence  durable messages/s under fan-out, and the cost of persistence
              (same fan-out with the batched writer held off), plus /history 50
              latency on a room with 1,000,000 stored messages.
 scaling      deliveries per server CPU-second for rooms of 10, 100, 1000 members.
+ws           the web listener: the same fan-out over TCP and over /ws in one daemon
+             (deliveries per server CPU-second of each), then idle logged-in
+             WebSockets (server RSS per connection). Not run by default.
 
 Output: a table (unless --json-only), then one JSON line on stdout. The exit
 status is 0 when every scenario ran with zero loss, zero reordering and no

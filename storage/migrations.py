@@ -300,6 +300,22 @@ ALTER TABLE members_with_voice RENAME TO members;
 CREATE INDEX members_user ON members (user_id);
 """
 
+# Incoming webhooks: a room admin's URL that posts into the room as a named
+# bot. Only the SHA-256 of the secret is kept (like api_tokens); a revoked
+# hook is deleted (the audit log keeps that it existed).
+WEBHOOKS = """
+CREATE TABLE webhooks (
+    id          INTEGER PRIMARY KEY AUTOINCREMENT,
+    room_id     INTEGER NOT NULL REFERENCES rooms (id) ON DELETE CASCADE,
+    name        TEXT    NOT NULL COLLATE NOCASE,
+    secret_hash TEXT    NOT NULL,
+    creator_id  INTEGER NOT NULL REFERENCES users (id) ON DELETE CASCADE,
+    created_at  REAL    NOT NULL,
+    UNIQUE (room_id, name)
+);
+CREATE INDEX webhooks_creator ON webhooks (creator_id);
+"""
+
 MIGRATIONS: tuple[Migration, ...] = (
     Migration(1, "foundation: users, rooms, members, messages, associations, notifications",
               FOUNDATION),
@@ -312,6 +328,7 @@ MIGRATIONS: tuple[Migration, ...] = (
     Migration(8, "users who block another user's direct messages", USER_BLOCKS),
     Migration(9, "room modes (key, limit, moderated, secret, n, t) and the voice role",
               ROOM_MODES),
+    Migration(10, "incoming webhooks of rooms", WEBHOOKS),
 )
 
 LATEST_VERSION: int = MIGRATIONS[-1].version

@@ -182,3 +182,15 @@ class UserBlockRecord:
     user_id: int
     blocked_id: int
     created_at: float
+
+
+@dataclass(frozen=True, slots=True)
+class WebhookRecord:
+    """An incoming webhook of a room; only the SHA-256 of its secret is stored."""
+
+    id: int
+    room_id: int
+    name: str
+    secret_hash: str
+    creator_id: int
+    created_at: float

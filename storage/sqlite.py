@@ -37,6 +37,7 @@ from storage.records import (
     UserRecord,
 )
 from storage.user_blocks import UserBlockQueries
+from storage.webhooks import WebhookQueries
 
 log = logging.getLogger("storage.sqlite")
 # The database and the -wal and -shm files SQLite keeps beside it.
@@ -62,7 +63,8 @@ ON CONFLICT (user_id, room_id) DO UPDATE SET last_joined = excluded.last_joined
 """
 
 
-class SqliteStorage(MessageQueries, ContentQueries, GovernanceQueries, UserBlockQueries):
+class SqliteStorage(MessageQueries, ContentQueries, GovernanceQueries, UserBlockQueries,
+                    WebhookQueries):
     """The daemon's state in one SQLite file (see the module docstring)."""
 
     def __init__(self, path: str) -> None:

@@ -50,6 +50,7 @@ if TYPE_CHECKING:
     from chatd.ops.control import ControlServer
     from chatd.ops.housekeeping import Housekeeping
     from chatd.protocol.services import Services
+    from chatd.web.server import WebServer
     from storage.api import Storage
 
 log = logging.getLogger(__name__)
@@ -61,7 +62,8 @@ class App:
     def __init__(self, config: Config, services: Services, listeners: Listeners,
                  housekeeping: Housekeeping, reloads: Reloads,
                  control: Callable[[App], ControlServer], backups: Backups, *,
-                 irc: IrcListener | None = None, process: bool = False,
+                 irc: IrcListener | None = None, web: WebServer | None = None,
+                 process: bool = False,
                  config_path: str | None = None,
                  overrides: dict[str, Any] | None = None) -> None:
         self.config = config
@@ -75,6 +77,8 @@ class App:
         self.backups = backups
         # The IRC listener when irc.enabled (its sockets are among the listeners').
         self.irc = irc
+        # The web listener when web.enabled (its socket too is among the listeners').
+        self.web = web
         # The whole process (chatd serve): control socket, backups, metrics, systemd.
         self.process = process
         self.config_path = config_path
@@ -183,11 +187,11 @@ class App:
         """Shut down in order, within ``timeout`` seconds.
 
         1. STOPPING=1; the watchdog, the control socket, scheduled backups and
-           metrics end (as the process); 2. stop accepting connections and
-           the periodic jobs; 3. tell every client and close its connection
-           after its queued output; 4. let commands already running finish
-           (bounded by part of ``timeout``); 5. write every acknowledged
-           message to storage; 6. close storage.
+           metrics end (as the process); 2. stop accepting connections (and
+           close plain HTTP ones) and the periodic jobs; 3. tell every
+           client and close its connection after its queued output; 4. let
+           commands already running finish (bounded by part of ``timeout``);
+           5. write every acknowledged message to storage; 6. close storage.
         """
         if self._stopped.is_set():
             return
@@ -195,6 +199,8 @@ class App:
             await self._stop_operations()
         log.info("stopping", extra={"fields": {"connections": self.connection_count}})
         self.listeners.stop_accepting()
+        if self.web is not None:
+            self.web.close()
         self.housekeeping.stop()
         await self.listeners.close_connections(timeout * 0.6)
         try:

@@ -37,6 +37,8 @@ from chatd.domain.sequence import LocalSequencer
 from chatd.domain.stats import Stats
 from chatd.domain.tokens import Tokens
 from chatd.domain.transactions import LocalTransactions
+from chatd.domain.webhooks import Webhooks
+from chatd.irc.connection import IrcConnection
 from chatd.irc.front import IrcFront
 from chatd.irc.listener import IrcListener
 from chatd.net.listener import Listeners
@@ -52,7 +54,9 @@ from storage.writer import MessageWriter
 
 if TYPE_CHECKING:
     from chatd.config import Config
+    from chatd.net.connection import Connection
     from chatd.protocol.registry import CommandTable
+    from chatd.web.server import WebServer
     from storage.api import Storage
 
 # The keys handlers and the IRC front end read through ``Services.config`` at
@@ -64,13 +68,17 @@ READ_BY_CONNECTIONS = ("server", "listen.max_line", "tls.cert", "tls.key",
                        "limits.output_buffer",
                        "limits.input_queue", "limits.login_timeout", "limits.idle_timeout",
                        "limits.keepalive", "limits.max_connections",
-                       "limits.max_connections_per_ip", "irc.server_name")
+                       "limits.max_connections_per_ip", "irc.server_name",
+                       # The web listener reads these through its host's configuration.
+                       "web.allowed_origins", "web.trusted_proxies", "web.max_body",
+                       "web.request_timeout", "web.ping_interval", "web.download_ttl")
 # Protection's limits: every rate-limited action is charged there.
 READ_BY_PROTECTION = ("limits.message_rate", "limits.message_burst", "limits.command_rate",
                       "limits.command_burst", "limits.typing_rate",
                       "limits.room_message_rate_max", "limits.room_message_burst_max",
                       "limits.flood_threshold", "limits.flood_window", "limits.flood_action",
-                      "limits.flood_mute", "limits.auth_failures", "limits.auth_window")
+                      "limits.flood_mute", "limits.auth_failures", "limits.auth_window",
+                      "web.webhook_rate", "web.webhook_burst")
 
 
 def build_app(config: Config, clock: Clock | None = None, storage: Storage | None = None,
@@ -96,13 +104,30 @@ def build_app(config: Config, clock: Clock | None = None, storage: Storage | Non
     services = wire_services(config, clock, storage, table, reloads)
     listeners = Listeners(config, clock, services, Dispatcher(services, table))
     reloads.register(listeners, *READ_BY_CONNECTIONS)
-    irc = None
+    irc = front = None
     if config.irc.enabled:
-        irc = IrcListener(listeners, IrcFront(lambda: listeners.config, services))
+        front = IrcFront(lambda: listeners.config, services)
+        irc = IrcListener(listeners, front)
         listeners.also(irc.start)
+    web = build_web(listeners, services, front) if config.web.enabled else None
     return App(config, services, listeners, Housekeeping(services, leader), reloads,
-               ControlServer, backups, irc=irc, process=process, config_path=config_path,
-               overrides=overrides)
+               ControlServer, backups, irc=irc, web=web, process=process,
+               config_path=config_path, overrides=overrides)
+
+
+def build_web(listeners: Listeners, services: Services, front: IrcFront | None) -> WebServer:
+    """The web listener, its WebSockets connections of ``listeners`` like TCP's
+    (IRC's through ``front`` when the IRC listener is on)."""
+    # Imported here: the web's library is an optional extra, needed only when it is on.
+    from chatd.web.server import WebServer  # noqa: PLC0415
+
+    def irc_connection() -> Connection:
+        assert front is not None
+        return IrcConnection(listeners, front)
+
+    web = WebServer(listeners, services, irc_connection if front is not None else None)
+    listeners.also(web.start)
+    return web
 
 
 def wire_services(config: Config, clock: Clock, storage: Storage, table: CommandTable,
@@ -139,7 +164,8 @@ def wire_services(config: Config, clock: Clock, storage: Storage, table: Command
                         audit=audit, presence=presence, commands=table, stats=stats,
                         started_at=clock.time(), version=__version__, files=files,
                         stickers=stickers, crypto=crypto, e2e=e2e, sequencer=sequencer,
-                        transactions=transactions)
+                        transactions=transactions,
+                        webhooks=Webhooks(storage, rooms, messaging, protection, audit, clock))
 
     def per_use(c: Config) -> None:
         services.config = c

@@ -29,6 +29,8 @@ from chatd.errors import ChatError, Code, Remedy, Step
 from storage.records import FileRecord
 
 if TYPE_CHECKING:
+    from collections.abc import AsyncIterator
+
     from chatd.config import FilesConfig
     from chatd.content.blobs import BlobStore
     from chatd.domain.accounts import User
@@ -198,6 +200,11 @@ class Files:
 
     async def url(self, record: FileRecord) -> str | None:
         return await self._blobs.presigned_url(record.blob_key, record.name, record.mime)
+
+    def contents(self, record: FileRecord) -> AsyncIterator[bytes]:
+        """The file's bytes in chunks (``FileNotFoundError`` once read, when they are
+        missing): for a front end that sends them itself, an HTTP download."""
+        return self._blobs.read(record.blob_key, CHUNK)
 
     async def stream(self, session: Reader, record: FileRecord, label: str | None,
                      text: bool) -> None:

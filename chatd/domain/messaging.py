@@ -87,6 +87,22 @@ class Messaging:
             self._bus.to_room(room, event, skip=session, label=label)
         return msg.id
 
+    def post_bot(self, room: Room, sender_id: int, name: str, text: str,
+                 extra: dict[str, Any]) -> int:
+        """Post ``text`` to ``room`` as a bot named ``name`` (an incoming webhook),
+        stored under ``sender_id`` (who made the bot). The caller has checked the
+        bot's right to post and charged its own rate limit."""
+        if room.settings.get("e2e"):
+            raise ChatError(Code.E2E_REQUIRED, f"#{room.name} is end-to-end encrypted: "
+                            "a bot cannot post plain messages there.")
+        msg = MessageRecord(self._ids.for_room(room.id), sender_id, name, text,
+                            self._clock.time(), room_id=room.id, kind="bot", extra=extra)
+        self._writer.submit(msg)
+        self._stats.messages += 1
+        self._stats.deliveries += len(self._bus.in_room(room))
+        self._bus.to_room(room, Message.of(msg, room=room.name))
+        return msg.id
+
     def typing(self, endpoint: Endpoint, room: Room) -> None:
         """Tell ``room``'s other members that ``endpoint``'s user is typing (never
         stored). The caller has checked membership and the typing limit: the line

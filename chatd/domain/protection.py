@@ -109,6 +109,8 @@ class Protection:
                 return limits.typing_rate, TYPING_BURST
             case Kind.LOGIN_ADDRESS | Kind.LOGIN_NAME:
                 return limits.auth_failures / limits.auth_window, limits.auth_failures
+            case Kind.WEBHOOK:
+                return self.config.web.webhook_rate, self.config.web.webhook_burst
             case Kind.ROOM_MESSAGE:
                 raise ValueError("a room's message rate is the room's: use charge_message")
             case Kind.CRYPTO_SPAWN:

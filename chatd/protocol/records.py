@@ -56,7 +56,7 @@ def _message(e: ev.Message) -> Record:
         # The server relays the envelope untouched and never has a plaintext.
         del record["text"]
         record |= {"e2e": True, **e.extra}
-    elif e.msg_kind in ("file", "sticker"):
+    elif e.msg_kind in ("file", "sticker", "bot"):
         record |= e.extra
     if e.history:
         record["history"] = True

@@ -33,6 +33,7 @@ if TYPE_CHECKING:
     from chatd.domain.rooms import Rooms
     from chatd.domain.stats import Stats
     from chatd.domain.tokens import Tokens
+    from chatd.domain.webhooks import Webhooks
     from chatd.protocol.registry import CommandTable
     from storage.api import Storage
     from storage.writer import MessageWriter
@@ -70,6 +71,7 @@ class Services:
     # IRC front end's guests join under a room transaction too.
     sequencer: Sequencer
     transactions: RoomTransactions
+    webhooks: Webhooks
 
 
 class HandlerServices(Protocol):
@@ -115,3 +117,5 @@ class HandlerServices(Protocol):
     def crypto(self) -> CryptoService: ...
     @property
     def e2e(self) -> E2E: ...
+    @property
+    def webhooks(self) -> Webhooks: ...

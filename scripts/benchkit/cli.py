@@ -14,7 +14,7 @@ from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
-from .common import ALL_SCENARIOS, MAX_IN_FLIGHT, log, raise_nofile, set_quiet
+from .common import ALL_SCENARIOS, DEFAULT_SCENARIOS, MAX_IN_FLIGHT, log, raise_nofile, set_quiet
 from .connections import scenario_connections
 from .context import Context
 from .database import prepare_database
@@ -23,6 +23,7 @@ from .latency import scenario_latency
 from .persistence import scenario_persistence
 from .plan import Plan, make_plan
 from .report import check_targets, machine, print_profiles, print_table, totals
+from .websocket import scenario_ws
 
 # The first paragraph of scripts/bench.py's docstring: --help shows it.
 DESCRIPTION = "chatd benchmark: the daemon as a subprocess on loopback, driven by a load generator."
@@ -31,7 +32,7 @@ DESCRIPTION = "chatd benchmark: the daemon as a subprocess on loopback, driven b
 SCENARIOS: dict[str, Callable[[Context], dict[str, Any]]] = {
     "connections": scenario_connections, "fanout": scenario_fanout,
     "latency": scenario_latency, "scaling": scenario_scaling,
-    "persistence": scenario_persistence}
+    "persistence": scenario_persistence, "ws": scenario_ws}
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
@@ -39,8 +40,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(prog="scripts/bench", description=DESCRIPTION)
     parser.add_argument("--quick", action="store_true",
                         help="small sizes (smoke test, under 30 s)")
-    parser.add_argument("--only", default=",".join(ALL_SCENARIOS),
-                        help=f"comma-separated scenarios (default: {','.join(ALL_SCENARIOS)})")
+    parser.add_argument("--only", default=",".join(DEFAULT_SCENARIOS),
+                        help=f"comma-separated scenarios of {','.join(ALL_SCENARIOS)} "
+                             f"(default: {','.join(DEFAULT_SCENARIOS)})")
     parser.add_argument("--json-only", action="store_true",
                         help="print only the JSON line (no table, no progress)")
     parser.add_argument("--procs", type=int, default=2,

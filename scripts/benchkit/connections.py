@@ -14,13 +14,15 @@ from .load import Workers
 
 
 def _login_wave(daemon: Daemon, count: int, password: bool, procs: int, timeout: float,
-                measure_memory: bool) -> dict[str, Any]:
-    """Open ``count`` connections that log in and stay; figures while they are held."""
+                measure_memory: bool, ws_port: int | None = None) -> dict[str, Any]:
+    """Open ``count`` connections that log in and stay (over /ws with ``ws_port``);
+    figures while they are held."""
     procs = max(1, min(procs, count))
     time.sleep(0.5)
     rss0, cpu0 = daemon.rss_kib(), daemon.cpu()
-    specs = [{"port": daemon.port, "timeout": timeout, "concurrency": 128, "password": password,
-              "indexes": list(range(w, count, procs))} for w in range(procs)]
+    specs = [{"port": ws_port or daemon.port, "timeout": timeout, "concurrency": 128,
+              "password": password, "indexes": list(range(w, count, procs)),
+              "ws": ws_port is not None} for w in range(procs)]
     workers = Workers("idle", specs)
     try:
         workers.gather("armed", 60)

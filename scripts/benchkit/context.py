@@ -19,11 +19,12 @@ class Context:
         self._daemons: dict[str, Daemon] = {}
         self._all: list[Daemon] = []
 
-    def fresh_daemon(self, name: str, storage: dict[str, Any] | None = None) -> Daemon:
+    def fresh_daemon(self, name: str, storage: dict[str, Any] | None = None,
+                     web: bool = False) -> Daemon:
         # One daemon at a time on the database: each numbers messages from the
         # largest stored id it found at start-up.
         self.stop_all()
-        daemon = Daemon(self.workdir, self.db, name, bench_config(self.workdir, name, storage))
+        daemon = Daemon(self.workdir, self.db, name, bench_config(self.workdir, name, storage, web))
         self._all.append(daemon)
         daemon.start()
         log(f"chatd {name}: pid {daemon.pid}, port {daemon.port}")

@@ -14,9 +14,9 @@ from typing import Any
 from .common import CLK_TCK, ROOT, die_with_parent, log
 
 
-def bench_config(workdir: Path, name: str, storage: dict[str, Any] | None = None
-                 ) -> dict[str, Any]:
-    return {
+def bench_config(workdir: Path, name: str, storage: dict[str, Any] | None = None,
+                 web: bool = False) -> dict[str, Any]:
+    config: dict[str, Any] = {
         "accounts": {"bcrypt_cost": 4},
         "limits": {"message_rate": 1e7, "message_burst": 1e7,
                    "command_rate": 1e7, "command_burst": 1e7,
@@ -25,6 +25,9 @@ def bench_config(workdir: Path, name: str, storage: dict[str, Any] | None = None
         "storage": storage or {},
         "control": {"path": str(workdir / f"{name}.sock")},
     }
+    if web:
+        config["web"] = {"enabled": True, "host": "127.0.0.1", "port": 0}
+    return config
 
 
 class Daemon:
@@ -34,6 +37,8 @@ class Daemon:
         self.workdir, self.db, self.name, self.config = workdir, db, name, config
         self.proc: subprocess.Popen[bytes] | None = None
         self.port = 0
+        # The web listener's port (the last address the daemon logs), when it has one.
+        self.web_port = 0
         self.log_path = workdir / f"{name}.log"
 
     def start(self, timeout: float = 60.0) -> None:
@@ -48,11 +53,14 @@ class Daemon:
                                          stderr=logfile, cwd=ROOT,
                                          preexec_fn=die_with_parent)  # noqa: PLW1509
         deadline = time.monotonic() + timeout
-        pattern = re.compile(r'msg="started" .*addresses=\S*:(\d+)')
+        pattern = re.compile(r'msg="started" .*addresses="?([^"\n]*)')
         while time.monotonic() < deadline:
             found = pattern.search(self.log_path.read_text(errors="replace"))
             if found:
-                self.port = int(found.group(1))
+                addresses = found.group(1).split()
+                self.port = int(addresses[0].rpartition(":")[2])
+                if self.config.get("web"):
+                    self.web_port = int(addresses[-1].rpartition(":")[2])
                 return
             if self.proc.poll() is not None:
                 break

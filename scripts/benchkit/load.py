@@ -19,6 +19,7 @@ from typing import Any
 
 from .clients import FanClient, FanWorker, IdleClient
 from .common import HOST, die_with_parent, raise_nofile
+from .wsclient import WsAdapter
 
 
 def _worker_entry(kind: str, spec: dict[str, Any], pipe: Any) -> None:
@@ -61,8 +62,10 @@ async def pipe_recv(pipe: Any, timeout: float) -> Any:
 
 
 async def _connect_all(clients: list[Any], port: int, timeout: float,
-                       concurrency: int = 64) -> tuple[list[Any], Counter[str]]:
-    """Connect and log in every client (bounded concurrency); the failures by kind."""
+                       concurrency: int = 64, ws: bool = False
+                       ) -> tuple[list[Any], Counter[str]]:
+    """Connect and log in every client (bounded concurrency, over /ws when ``ws``);
+    the failures by kind."""
     loop = asyncio.get_running_loop()
     gate = asyncio.Semaphore(concurrency)
     failures: Counter[str] = Counter()
@@ -71,8 +74,9 @@ async def _connect_all(clients: list[Any], port: int, timeout: float,
     async def one(client: Any) -> None:
         async with gate:
             try:
-                await asyncio.wait_for(loop.create_connection(lambda: client, HOST, port),
-                                       timeout)
+                await asyncio.wait_for(loop.create_connection(
+                    (lambda: WsAdapter(client)) if ws else (lambda: client), HOST, port),
+                    timeout)
                 await asyncio.wait_for(client.ready, timeout)
                 done.append(client)
             except (OSError, RuntimeError, TimeoutError) as exc:
@@ -103,7 +107,8 @@ async def fan_worker(spec: dict[str, Any], pipe: Any) -> None:
                            c["sender"], spec["window"])
         client.phase = c.get("phase", 0.0)
         worker.clients.append(client)
-    clients, failures = await _connect_all(worker.clients, spec["port"], spec["timeout"])
+    clients, failures = await _connect_all(worker.clients, spec["port"], spec["timeout"],
+                                           ws=spec.get("ws", False))
     worker.unfinished = len(clients)
     pipe.send(("ready", {"connected": len(clients), "failures": dict(failures)}))
     command = await pipe_recv(pipe, spec["timeout"] * 4)
@@ -185,7 +190,8 @@ async def idle_worker(spec: dict[str, Any], pipe: Any) -> None:
         return
     t0 = time.monotonic()
     done, failures = await _connect_all(clients, spec["port"], spec["timeout"],
-                                        concurrency=spec["concurrency"])
+                                        concurrency=spec["concurrency"],
+                                        ws=spec.get("ws", False))
     t_end = max((c.t_done for c in done), default=t0)
     pipe.send(("ready", {"connected": len(done), "failures": dict(failures), "t0": t0,
                          "t_end": t_end}))

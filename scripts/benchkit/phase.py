@@ -23,7 +23,7 @@ from .profiler import Profiler
 
 
 def fan_specs(spec: FanSpec, port: int, procs: int, timeout: float, mode: str = "fanout",
-              rate: float = 0.0) -> list[dict[str, Any]]:
+              rate: float = 0.0, ws: bool = False) -> list[dict[str, Any]]:
     """Split the run's clients over ``procs`` worker specs (round robin)."""
     per_room = spec.clients // spec.rooms
     senders_per_room = max(1, spec.senders // spec.rooms)
@@ -39,16 +39,19 @@ def fan_specs(spec: FanSpec, port: int, procs: int, timeout: float, mode: str = 
     for n, client in enumerate(senders):
         client["phase"] = n / len(senders)
     return [{"mode": mode, "port": port, "timeout": timeout, "messages": spec.messages,
-             "window": spec.window, "rate": rate, "clients": clients[w::procs]}
+             "window": spec.window, "rate": rate, "clients": clients[w::procs], "ws": ws}
             for w in range(procs)]
 
 
 def run_fanout(daemon: Daemon, spec: FanSpec, args: argparse.Namespace, timeout: float,
-               mode: str = "fanout", rate: float = 0.0, durable: bool = True) -> dict[str, Any]:
-    """One fan-out (or latency) phase; the figures are the server's, read around it."""
+               mode: str = "fanout", rate: float = 0.0, durable: bool = True,
+               ws_port: int | None = None) -> dict[str, Any]:
+    """One fan-out (or latency) phase; the figures are the server's, read around it.
+    With ``ws_port`` the clients speak over the web listener's /ws instead of TCP."""
     log(f"{spec.name}: {spec.shape}")
     procs = max(1, min(args.procs, spec.clients))
-    workers = Workers("fanout", fan_specs(spec, daemon.port, procs, timeout, mode, rate))
+    workers = Workers("fanout", fan_specs(spec, ws_port or daemon.port, procs, timeout, mode,
+                                          rate, ws=ws_port is not None))
     try:
         ready = workers.gather("ready", timeout * 3)
         connected = sum(r["connected"] for r in ready)

@@ -41,6 +41,9 @@ class Plan:
     history_requests: int
     scaling: list[FanSpec]
     phase_timeout: float
+    # The ws scenario: one fan-out run over TCP and /ws, and idle WebSockets.
+    ws: FanSpec | None = None
+    ws_idle: int = 0
     users: int = 0
     layouts: list[tuple[int, int]] = field(default_factory=list)
 
@@ -78,7 +81,7 @@ def make_plan(quick: bool, window: int, scenarios: set[str]) -> Plan:
             persistence=fan("persist-100c-1r", 100, 1, 10, 200_000),
             history_messages=50_000, history_requests=100,
             scaling=[scaling(400, k, n) for k, n in ((10, 100_000), (100, 200_000))],
-            phase_timeout=20)
+            phase_timeout=20, ws=fan("fanout-100c-1r", 100, 1, 10, 200_000), ws_idle=500)
     else:
         plan = Plan(
             # Runs of several seconds: CPU is read in 10 ms ticks.
@@ -91,7 +94,13 @@ def make_plan(quick: bool, window: int, scenarios: set[str]) -> Plan:
             history_messages=1_000_000, history_requests=200,
             scaling=[scaling(1000, k, n) for k, n in
                      ((10, 1_500_000), (100, 3_000_000), (1000, 4_000_000))],
-            phase_timeout=60)
+            phase_timeout=60, ws=fan("fanout-100c-1r", 100, 1, 10, 4_000_000), ws_idle=5000)
+    _size(plan, scenarios)
+    return plan
+
+
+def _size(plan: Plan, scenarios: set[str]) -> None:
+    """The users and room layouts the chosen scenarios need, into ``plan``."""
     need: list[FanSpec] = []
     users = 1
     if "fanout" in scenarios:
@@ -107,9 +116,11 @@ def make_plan(quick: bool, window: int, scenarios: set[str]) -> Plan:
         need += plan.scaling
     if "connections" in scenarios:
         users = max(users, plan.connections)
+    if "ws" in scenarios and plan.ws is not None:
+        need.append(plan.ws)
+        users = max(users, plan.ws_idle)
     for spec in need:
         users = max(users, spec.clients)
         plan.layouts.append(spec.layout)
     plan.layouts = sorted(set(plan.layouts))
     plan.users = users
-    return plan

@@ -54,3 +54,24 @@ def test_quick_benchmark_completes_without_loss_or_reordering(tmp_path: Path) ->
     history = report["results"]["persistence"]["history"]
     assert history["bad_replies"] == 0
     assert proc.returncode == 0, proc.stderr[-3000:]
+
+
+def test_quick_websocket_scenario_loses_nothing(tmp_path: Path) -> None:
+    """``--only ws``: the same fan-out over TCP and /ws, then idle WebSockets."""
+    proc = subprocess.run(
+        [sys.executable, str(BENCH), "--quick", "--json-only", "--only", "ws",
+         "--max-time", str(TIMEOUT - 10)],
+        capture_output=True, text=True, timeout=TIMEOUT, cwd=tmp_path, check=False)
+    lines = proc.stdout.strip().splitlines()
+    assert lines, f"no output; stderr:\n{proc.stderr[-3000:]}"
+    report = json.loads(lines[-1])
+    assert report["failure"] is None, report["failure"]
+    web = report["results"]["ws"]
+    for name in ("tcp", "ws"):
+        run = web[name]
+        assert run["deliveries"] == run["expected"] > 0, name
+        assert run["loss"] == run["extra"] == run["reordered"] == 0, name
+        assert not run["errors"], (name, run["error_samples"])
+    assert web["idle"]["connected"] == web["idle"]["requested"], web["idle"]["failures"]
+    assert web["idle"]["bytes_per_connection"] > 0
+    assert proc.returncode == 0, proc.stderr[-3000:]

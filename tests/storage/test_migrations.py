@@ -111,8 +111,13 @@ async def seed_v9(conn: aiosqlite.Connection) -> None:
                        "WHERE id = 1")
 
 
+async def seed_v10(conn: aiosqlite.Connection) -> None:
+    await conn.execute("INSERT INTO webhooks (room_id, name, secret_hash, creator_id, "
+                       "created_at) VALUES (1, 'ci', 'ab', 1, ?)", (T0,))
+
+
 SEEDS: dict[int, Seed] = {1: seed_v1, 2: seed_v2, 3: seed_v3, 4: seed_v4, 5: seed_v5,
-                          6: seed_v6, 7: seed_v7, 8: seed_v8, 9: seed_v9}
+                          6: seed_v6, 7: seed_v7, 8: seed_v8, 9: seed_v9, 10: seed_v10}
 
 
 async def build_database(path: Path, version: int) -> None:
@@ -144,7 +149,7 @@ async def test_fresh_database_gets_the_latest_schema(tmp_path: Path) -> None:
     assert tables(path) == {
         "users", "rooms", "members", "user_rooms", "messages", "notifications", "bans",
         "mutes", "invitations", "join_requests", "audit", "api_tokens", "files", "user_keys",
-        "message_blocks", "user_blocks"}
+        "message_blocks", "user_blocks", "webhooks"}
 
 
 @pytest.mark.parametrize("version", range(LATEST_VERSION))

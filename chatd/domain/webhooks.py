@@ -1,0 +1,126 @@
+"""Incoming webhooks: a room admin's secret URL that posts into the room as a named bot.
+
+A hook belongs to one room and has a name (the bot's, shown as ``name[bot]``
+so it can never pass for a user: user names have no brackets). Its secret is
+32 random bytes shown once at creation; only its SHA-256 is stored, and a
+post compares hashes in constant time. Creating, revoking and listing need
+an admin of the room (or a server admin); every creation and revocation is
+audited. Each hook has its own rate limit (``web.webhook_rate``).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import secrets
+from typing import TYPE_CHECKING, Any
+
+from chatd.domain import names
+from chatd.domain.limits import Kind
+from chatd.domain.room import Role
+from chatd.errors import ChatError, Code
+from storage.api import Conflict
+
+if TYPE_CHECKING:
+    from chatd.domain.accounts import User
+    from chatd.domain.audit import AuditLog
+    from chatd.domain.clock import Clock
+    from chatd.domain.messaging import Messaging
+    from chatd.domain.protection import Protection
+    from chatd.domain.room import Room
+    from chatd.domain.rooms import Rooms
+    from storage.api import Storage
+    from storage.records import WebhookRecord
+
+BOT_SUFFIX = "[bot]"
+# The path of a hook's URL on the web listener; the secret follows the id.
+PATH_PREFIX = "/hooks/"
+
+
+def secret_hash(secret: str) -> str:
+    return hashlib.sha256(secret.encode()).hexdigest()
+
+
+def hook_path(hook_id: int, secret: str) -> str:
+    """The path an HTTP POST goes to (the web listener's address in front of it)."""
+    return f"{PATH_PREFIX}{hook_id}/{secret}"
+
+
+def bot_name(record: WebhookRecord) -> str:
+    return record.name + BOT_SUFFIX
+
+
+def describe(record: WebhookRecord) -> dict[str, Any]:
+    """A hook as replies show it (never its secret, which is not kept)."""
+    return {"id": record.id, "name": record.name, "bot": bot_name(record),
+            "created": record.created_at}
+
+
+class Webhooks:
+    """Creates, lists, revokes incoming webhooks and posts through them."""
+
+    def __init__(self, storage: Storage, rooms: Rooms, messaging: Messaging,
+                 protection: Protection, audit: AuditLog, clock: Clock) -> None:
+        self._storage = storage
+        self._rooms = rooms
+        self._messaging = messaging
+        self._protection = protection
+        self._audit = audit
+        self._clock = clock
+
+    async def create(self, user: User, room: Room, raw_name: str) -> tuple[str, WebhookRecord]:
+        """A new hook of ``room``: its secret (to show once) and its stored record."""
+        _require_admin(user, room)
+        try:
+            name = names.user_name(raw_name)
+        except names.InvalidName as exc:
+            raise ChatError(Code.INVALID_NAME, f"a webhook's name follows the rules of user "
+                            f"names: {exc}") from None
+        secret = secrets.token_urlsafe(32)
+        try:
+            record = await self._storage.create_webhook(room.id, name, secret_hash(secret),
+                                                        user.id, self._clock.time())
+        except Conflict:
+            raise ChatError(Code.NAME_TAKEN,
+                            f'#{room.name} already has a webhook named "{name}".') from None
+        await self._audit.record("webhook-create", user.name, bot_name(record), room,
+                                 f"webhook {record.id}")
+        return secret, record
+
+    async def list(self, user: User, room: Room) -> list[WebhookRecord]:
+        _require_admin(user, room)
+        return await self._storage.list_webhooks(room.id)
+
+    async def revoke(self, user: User, room: Room, hook_id: int) -> WebhookRecord:
+        _require_admin(user, room)
+        record = await self._storage.get_webhook(hook_id)
+        if record is None or record.room_id != room.id or \
+                not await self._storage.delete_webhook(room.id, hook_id):
+            raise ChatError(Code.NO_SUCH_WEBHOOK, f"#{room.name} has no webhook {hook_id}.")
+        await self._audit.record("webhook-revoke", user.name, bot_name(record), room,
+                                 f"webhook {record.id}")
+        return record
+
+    async def post(self, hook_id: int, secret: str, text: str) -> tuple[WebhookRecord, int]:
+        """Post ``text`` through hook ``hook_id`` if ``secret`` is its own; the hook
+        and the new message's id. An unknown hook and a wrong secret are told alike."""
+        record = await self._storage.get_webhook(hook_id)
+        room = self._rooms.get(record.room_id) if record is not None else None
+        if record is None or room is None or \
+                not hmac.compare_digest(record.secret_hash, secret_hash(secret)):
+            raise ChatError(Code.NO_SUCH_WEBHOOK, "there is no such webhook, or it was revoked.")
+        wait = self._protection.charge(Kind.WEBHOOK, record.id)
+        if wait:
+            retry_ms = max(1, round(wait * 1000))
+            raise ChatError(Code.RATE_LIMITED, f"too many posts through this webhook; wait "
+                            f"{retry_ms} ms and try again.", retry_ms=retry_ms)
+        message_id = self._messaging.post_bot(room, record.creator_id, bot_name(record), text,
+                                              {"bot": True, "webhook": record.id})
+        return record, message_id
+
+
+def _require_admin(user: User, room: Room) -> None:
+    role = room.role_of(user.id)
+    if not (user.is_admin or (role is not None and role.rank >= Role.ADMIN.rank)):
+        raise ChatError(Code.NOT_PERMITTED,
+                        f"only an admin of #{room.name} can manage its webhooks.")

@@ -1,0 +1,390 @@
+"""The HTTP API's operations (``/api/v1``): each a small function over the domain.
+
+Every operation calls the same domain method as the line protocol's command
+(membership, mutes, rate limits and end-to-end flags hold alike) and fails
+with the same stable codes. The table at the end (:func:`api_routes`) is
+what the listener serves and what the OpenAPI document describes.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+from typing import TYPE_CHECKING, Any
+from urllib.parse import quote
+
+from chatd.content.files import Staged, file_object
+from chatd.crypto.ciphers import ALGORITHMS
+from chatd.crypto.kdf import COSTS
+from chatd.domain.webhooks import describe, hook_path
+from chatd.errors import ChatError, Code
+from chatd.protocol.records import record_of
+from chatd.web import schemas as s
+from chatd.web.endpoint import ApiEndpoint
+from chatd.web.http import HttpError, Response, json_response
+from chatd.web.routes import Param, Route
+
+if TYPE_CHECKING:
+    from collections.abc import AsyncIterator
+
+    from chatd.domain.room import Room
+    from chatd.web.links import LinkSigner
+    from chatd.web.routes import Call
+    from storage.records import FileRecord
+
+PREFIX = "/api/v1"
+ROOM = Param("room", "path", "a room's name (without #) or id")
+_FORMATS = ("string", "file")
+
+
+def room_of(call: Call) -> Room:
+    return call.services.rooms.require(call.text("room"))
+
+
+def member_room(call: Call, what: str) -> Room:
+    """The call's room, when its user is a member (or a server admin)."""
+    room = room_of(call)
+    if not room.is_member(call.me.id) and not call.me.is_admin:
+        raise ChatError(Code.NOT_IN_ROOM, f"only members of #{room.name} can {what}.")
+    return room
+
+
+def checked_text(call: Call, value: Any, name: str = "text") -> str:
+    """A message's text: one line of printable text, within the line limit."""
+    if not isinstance(value, str) or not value.strip():
+        raise ChatError(Code.BAD_ARGUMENTS, f"{name} must be a non-empty string.")
+    if any((ord(ch) < 32 and ch != "\t") or ord(ch) == 127 for ch in value):
+        raise ChatError(Code.BAD_ARGUMENTS, f"{name} must be one line without control "
+                        "characters.")
+    limit = call.config.listen.max_line
+    if len(value.encode("utf-8")) > limit:
+        raise ChatError(Code.LINE_TOO_LONG, f"{name} is over {limit} bytes.")
+    return value
+
+
+def _field(body: dict[str, Any], name: str, choices: tuple[str, ...] | None = None,
+           default: str | None = None) -> str:
+    value = body.get(name, default)
+    if not isinstance(value, str) or (choices is not None and value not in choices):
+        allowed = f" one of {', '.join(choices)}" if choices else " a string"
+        raise ChatError(Code.BAD_ARGUMENTS, f"{name} must be{allowed}.")
+    return value
+
+
+# -- who and where ----------------------------------------------------------------------
+
+
+async def me(call: Call) -> Response:
+    user = call.me
+    unread = await call.services.notifier.count(user)
+    return json_response({"name": user.name, "admin": user.is_admin,
+                          "rooms": len(call.services.rooms.of_user(user)),
+                          "notifications": unread})
+
+
+async def rooms(call: Call) -> Response:
+    services, user = call.services, call.me
+    listed = [services.rooms.summary(r) | {"role": r.role_of(user.id)}
+              for r in services.rooms.of_user(user)]
+    return json_response({"rooms": listed})
+
+
+async def members(call: Call) -> Response:
+    services = call.services
+    room = room_of(call)
+    if not services.rooms.can_see(call.me, room):
+        raise ChatError(Code.NOT_PERMITTED, f"only members can see who is in #{room.name}.")
+    ordered = sorted(room.members.values(), key=lambda m: (-m.role.rank, m.seq))
+    rows = []
+    for member in ordered:
+        user = services.accounts.get(member.user_id)
+        rows.append({"user": member.name, "role": member.role.value,
+                     "online": bool(user and user.online)})
+    return json_response({"room": room.name, "members": rows})
+
+
+async def history(call: Call) -> Response:
+    room = member_room(call, "read its history")
+    config = call.config.rooms
+    limit = min(call.number("limit", config.history_default) or 1, config.history_max)
+    before = call.params.get("before")
+    found = await call.services.messaging.history(room, limit,
+                                                  before if isinstance(before, int) else None)
+    records = [record_of(m) for m in found]
+    oldest = min((m.id for m in found if m.id is not None), default=None)
+    more = oldest if len(found) == limit else None
+    return json_response({"room": room.name, "messages": records, "before": more})
+
+
+async def notifications(call: Call) -> Response:
+    pending = await call.services.notifier.pending(call.me)
+    items = [{"id": n.id, "kind": n.kind, "time": n.created_at, **n.payload} for n in pending]
+    return json_response({"notifications": items})
+
+
+async def clear_notifications(call: Call) -> Response:
+    return json_response({"cleared": await call.services.notifier.clear(call.me)})
+
+
+# -- posting ----------------------------------------------------------------------------
+
+
+async def post_to_room(call: Call) -> Response:
+    body = call.request.json()
+    text = checked_text(call, body.get("text"))
+    action = body.get("action", False)
+    if not isinstance(action, bool):
+        raise ChatError(Code.BAD_ARGUMENTS, "action must be true or false.")
+    room = room_of(call)
+    endpoint = ApiEndpoint(call.me, call.peer)
+    message_id = call.services.messaging.post(endpoint, room, text, action)
+    return json_response({"id": message_id, "room": room.name}, 201)
+
+
+async def post_to_user(call: Call) -> Response:
+    text = checked_text(call, call.request.json().get("text"))
+    target = call.services.accounts.require(call.text("user"))
+    endpoint = ApiEndpoint(call.me, call.peer)
+    message_id = await call.services.messaging.direct(endpoint, target, text)
+    return json_response({"id": message_id, "to": target.name, "online": target.online}, 201)
+
+
+# -- files ------------------------------------------------------------------------------
+
+
+def _described(call: Call, links: LinkSigner, record: FileRecord) -> dict[str, Any]:
+    expires = int(call.services.clock.time() + call.config.web.download_ttl)
+    return file_object(record) | {"download": links.link(record.id, call.me.id, expires)}
+
+
+def file_routes(links: LinkSigner) -> list[Route]:
+    """The file operations, which sign download links with ``links``."""
+
+    async def files(call: Call) -> Response:
+        records = await call.services.files.listing(call.me, room_of(call))
+        return json_response({"files": [_described(call, links, r) for r in records]})
+
+    async def upload(call: Call) -> Response:
+        files_ = call.services.files
+        room, user, data = room_of(call), call.me, call.request.body
+        name = call.text("name")
+        await files_.check_upload(user, room, name, len(data))
+        path, out = await files_.stage()
+        try:
+            await asyncio.to_thread(_write_and_close, out, data)
+            staged = Staged(path, name, len(data), hashlib.sha256(data).hexdigest())
+            record = await files_.store(ApiEndpoint(user, call.peer), room, staged, None)
+        finally:
+            await asyncio.to_thread(path.unlink, True)
+        return json_response(_described(call, links, record), 201)
+
+    async def file_info(call: Call) -> Response:
+        record = await call.services.files.readable(call.me, call.number("id"))
+        return json_response(_described(call, links, record))
+
+    async def file_content(call: Call) -> Response:
+        record = await call.services.files.readable(call.me, call.number("id"))
+        return await contents(call, record)
+
+    async def download(call: Call) -> Response:
+        file_id, user_id = call.number("id"), call.number("user")
+        links.check(file_id, user_id, call.number("expires"), call.text("sig"),
+                    call.services.clock.time())
+        user = call.services.accounts.get(user_id)
+        if user is None:
+            raise ChatError(Code.AUTH_FAILED, "that download link is not valid.")
+        return await contents(call, await call.services.files.readable(user, file_id))
+
+    file_id = Param("id", "path", "the file's id", integer=True)
+    return [
+        Route("GET", PREFIX + "/rooms/{room}/files", files, "A room's files, with download "
+              "links", "files", (ROOM,), answer=s.obj(files=s.array(s.FILE)),
+              errors=(403, 404)),
+        Route("POST", PREFIX + "/rooms/{room}/files", upload, "Upload a file to a room (the "
+              "body is the file's bytes); announced there with its preview", "files",
+              (ROOM, Param("name", "query", "the file's name")), body="binary",
+              answer=s.FILE, body_limit=lambda c: c.files.max_size, errors=(400, 403, 404, 413)),
+        Route("GET", PREFIX + "/files/{id}", file_info, "A file's details and a signed "
+              "download link (valid for web.download_ttl)", "files", (file_id,),
+              answer=s.FILE, errors=(403, 404)),
+        Route("GET", PREFIX + "/files/{id}/content", file_content, "A file's bytes",
+              "files", (file_id,), answer="application/octet-stream", errors=(403, 404)),
+        Route("GET", PREFIX + "/download/{id}", download, "A file's bytes through a signed "
+              "link (no token: usable by <img> and plain links); access is checked again",
+              "files", (file_id, Param("user", "query", "the link's user id", integer=True),
+                        Param("expires", "query", "the link's expiry (Unix time)",
+                              integer=True),
+                        Param("sig", "query", "the link's signature")),
+              answer="application/octet-stream", auth=False, errors=(401, 403, 404)),
+    ]
+
+
+async def contents(call: Call, record: FileRecord) -> Response:
+    """The file as a download; images are shown inline (previews), others saved."""
+    files = call.services.files
+    inline = record.mime.startswith("image/") and record.mime != "image/svg+xml"
+    disposition = "inline" if inline else "attachment"
+    stream = _checked(files.contents(record), record.id)
+    first = await anext(stream, b"")  # a missing blob fails here, before the head is sent
+    return Response(200, content_type=record.mime if inline else "application/octet-stream",
+                    headers=[("Content-Disposition",
+                              f"{disposition}; filename*=UTF-8''{_quoted(record.name)}"),
+                             ("Cache-Control", "private, max-age=300")],
+                    stream=_prepend(first, stream), length=record.size)
+
+
+async def _checked(chunks: AsyncIterator[bytes], file_id: int) -> AsyncIterator[bytes]:
+    try:
+        async for chunk in chunks:
+            yield chunk
+    except FileNotFoundError:
+        raise ChatError(Code.NO_SUCH_FILE,
+                        f"the contents of file {file_id} are missing.") from None
+
+
+async def _prepend(first: bytes, rest: AsyncIterator[bytes]) -> AsyncIterator[bytes]:
+    if first:
+        yield first
+    async for chunk in rest:
+        yield chunk
+
+
+def _quoted(name: str) -> str:
+    return quote(name, safe="")
+
+
+def _write_and_close(out: Any, data: bytes) -> None:
+    with out:
+        out.write(data)
+
+
+# -- encryption ---------------------------------------------------------------------------
+
+
+async def crypto_options(call: Call) -> Response:
+    return json_response({"algorithms": list(ALGORITHMS), "costs": list(COSTS),
+                          "max_input": call.config.crypto.max_input})
+
+
+async def encrypt(call: Call) -> Response:
+    body = call.request.json()
+    algorithm = _field(body, "algorithm", ALGORITHMS)
+    cost = _field(body, "cost", COSTS, "medium")
+    answer = _field(body, "as", _FORMATS, "string")
+    armored = await call.services.crypto.encrypt(algorithm, cost, _field(body, "password"),
+                                                 _field(body, "text"))
+    if answer == "file":
+        return _attachment(armored.encode("ascii") + b"\n", "encrypted.chatd-crypt.txt",
+                           "text/plain; charset=utf-8")
+    return json_response({"result": armored, "algorithm": algorithm, "cost": cost})
+
+
+async def decrypt(call: Call) -> Response:
+    body = call.request.json()
+    answer = _field(body, "as", _FORMATS, "string")
+    data = await call.services.crypto.decrypt(_field(body, "password"), _field(body, "armored"))
+    if answer == "file":
+        return _attachment(data, "decrypted.bin", "application/octet-stream")
+    try:
+        return json_response({"result": data.decode("utf-8")})
+    except UnicodeDecodeError:
+        raise ChatError(Code.BAD_ARGUMENTS, 'the plaintext is binary, not text; ask for it '
+                        'with "as": "file".') from None
+
+
+def _attachment(data: bytes, name: str, mime: str) -> Response:
+    return Response(200, data, mime, [("Content-Disposition", f'attachment; filename="{name}"'),
+                                      ("Cache-Control", "no-store")])
+
+
+# -- webhooks -----------------------------------------------------------------------------
+
+
+async def webhooks(call: Call) -> Response:
+    room = room_of(call)
+    records = await call.services.webhooks.list(call.me, room)
+    return json_response({"room": room.name, "webhooks": [describe(r) for r in records]})
+
+
+async def create_webhook(call: Call) -> Response:
+    room = room_of(call)
+    name = _field(call.request.json(), "name")
+    secret, record = await call.services.webhooks.create(call.me, room, name)
+    return json_response(describe(record) | {"room": room.name, "secret": secret,
+                                             "path": hook_path(record.id, secret)}, 201)
+
+
+async def revoke_webhook(call: Call) -> Response:
+    room = room_of(call)
+    record = await call.services.webhooks.revoke(call.me, room, call.number("id"))
+    return json_response(describe(record) | {"room": room.name, "revoked": True})
+
+
+async def post_webhook(call: Call) -> Response:
+    """An incoming webhook's post: JSON ``{"text": ...}`` or a plain-text body."""
+    request = call.request
+    if request.headers.get("content-type", "").startswith("text/plain"):
+        try:
+            raw: Any = request.body.decode("utf-8").strip()
+        except UnicodeDecodeError:
+            raise HttpError(400, Code.INVALID_UTF8, "the body is not UTF-8.") from None
+    else:
+        raw = request.json().get("text")
+    text = checked_text(call, raw)
+    record, message_id = await call.services.webhooks.post(call.number("id"),
+                                                           call.text("secret"), text)
+    return json_response({"id": message_id, "webhook": record.id}, 201)
+
+
+def api_routes(links: LinkSigner) -> list[Route]:
+    """Every operation of the API, in the order the reference lists them."""
+    user = Param("user", "path", "a user's name")
+    hook = Param("id", "path", "the webhook's id", integer=True)
+    return [
+        Route("GET", PREFIX + "/me", me, "Who the token belongs to", "account",
+              answer=s.ME),
+        Route("GET", PREFIX + "/rooms", rooms, "The rooms you are a member of", "rooms",
+              answer=s.obj(rooms=s.array(s.ROOM))),
+        Route("GET", PREFIX + "/rooms/{room}/members", members, "A room's members, their "
+              "roles and who is online", "rooms", (ROOM,), answer=s.MEMBERS, errors=(403, 404)),
+        Route("GET", PREFIX + "/rooms/{room}/messages", history, "A room's history, newest "
+              "last; page back with before", "messages",
+              (ROOM, Param("limit", "query", "how many (rooms.history_default; at most "
+                           "rooms.history_max)", integer=True, required=False),
+               Param("before", "query", "only messages with a smaller id (the previous "
+                     "page's before)", integer=True, required=False)),
+              answer=s.HISTORY, errors=(403, 404)),
+        Route("POST", PREFIX + "/rooms/{room}/messages", post_to_room, "Post a message to a "
+              "room", "messages", (ROOM,), body=s.POST, answer=s.POSTED,
+              errors=(400, 403, 404, 429)),
+        Route("POST", PREFIX + "/users/{user}/messages", post_to_user, "Send a direct "
+              "message", "messages", (user,), body=s.obj(text=s.STR), answer=s.POSTED,
+              errors=(400, 403, 404, 429)),
+        Route("GET", PREFIX + "/notifications", notifications, "Your notifications",
+              "account", answer=s.obj(notifications=s.array(s.ANY_OBJECT))),
+        Route("DELETE", PREFIX + "/notifications", clear_notifications, "Clear your "
+              "notifications", "account", answer=s.obj(cleared=s.INT)),
+        *file_routes(links),
+        Route("GET", PREFIX + "/crypto", crypto_options, "The encryption utility's "
+              "algorithms and cost levels", "crypto", answer=s.CRYPTO),
+        Route("POST", PREFIX + "/crypto/encrypt", encrypt, "Encrypt text with a password "
+              "(chatd-crypt in a bounded subprocess); as a string or a file", "crypto",
+              body=s.ENCRYPT, answer=s.obj(result=s.STR, algorithm=s.STR, cost=s.STR),
+              errors=(400, 429)),
+        Route("POST", PREFIX + "/crypto/decrypt", decrypt, "Decrypt armored text with its "
+              "password; as a string or a file", "crypto", body=s.DECRYPT,
+              answer=s.obj(result=s.STR), errors=(400, 429)),
+        Route("GET", PREFIX + "/rooms/{room}/webhooks", webhooks, "A room's incoming "
+              "webhooks (its admins)", "webhooks", (ROOM,),
+              answer=s.obj(room=s.STR, webhooks=s.array(s.WEBHOOK)), errors=(403, 404)),
+        Route("POST", PREFIX + "/rooms/{room}/webhooks", create_webhook, "Create an incoming "
+              "webhook (its admins); the secret is shown only now", "webhooks", (ROOM,),
+              body=s.obj(name=s.STR), answer=s.NEW_WEBHOOK, errors=(400, 403, 404, 409)),
+        Route("DELETE", PREFIX + "/rooms/{room}/webhooks/{id}", revoke_webhook, "Revoke an "
+              "incoming webhook (its admins)", "webhooks", (ROOM, hook), answer=s.WEBHOOK,
+              errors=(403, 404)),
+        Route("POST", "/hooks/{id}/{secret}", post_webhook, "Post through an incoming "
+              "webhook: JSON {\"text\": ...} or a text/plain body", "webhooks",
+              (hook, Param("secret", "path", "the webhook's secret")), body=s.obj(text=s.STR),
+              answer=s.POSTED, auth=False, errors=(400, 404, 429)),
+    ]

@@ -1,0 +1,213 @@
+"""HTTP/1.1 as the web listener speaks it: requests read with limits, responses written.
+
+Pure: bytes in, :class:`Request` out; :class:`Response` to bytes. No socket,
+no routing. What it accepts is deliberately small: a request head of at most
+``MAX_HEAD`` bytes, a body only with ``Content-Length`` (no chunked
+uploads), one request at a time on a keep-alive connection. Every refusal is
+an :class:`HttpError` with a status and one of chatd's stable error codes.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import AsyncIterator
+from dataclasses import dataclass, field
+from http import HTTPStatus
+from typing import Any
+from urllib.parse import parse_qsl, unquote, urlsplit
+
+from chatd.errors import Code
+
+MAX_HEAD = 16 * 1024
+MAX_HEADERS = 100
+_END = b"\r\n\r\n"
+# Headers every response carries: no guessing of types, no referrer (a signed
+# download link must not leak through one), no framing by other sites.
+SECURITY_HEADERS = (("X-Content-Type-Options", "nosniff"), ("Referrer-Policy", "no-referrer"),
+                    ("X-Frame-Options", "DENY"))
+# HTML is only ever the server's own static pages: scripts and styles from this
+# origin alone, never inline, and WebSocket connections to this origin.
+CSP = ("default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:; "
+       "connect-src 'self'; object-src 'none'; base-uri 'none'; frame-ancestors 'none'; "
+       "form-action 'self'")
+
+
+class HttpError(Exception):
+    """A request refused: the status, the stable code and the sentence to send."""
+
+    def __init__(self, status: int, code: Code, message: str, **details: Any) -> None:
+        super().__init__(f"{status} {code}: {message}")
+        self.status = status
+        self.code = code
+        self.message = message
+        self.details = details
+
+
+@dataclass(slots=True)
+class Request:
+    """One request: header names lower-cased (repeated ones joined by ", ")."""
+
+    method: str
+    target: str
+    path: str
+    query: dict[str, str]
+    headers: dict[str, str]
+    version: str
+    head: bytes
+    body: bytes = b""
+
+    @property
+    def keep_alive(self) -> bool:
+        connection = self.headers.get("connection", "").lower()
+        if self.version == "HTTP/1.0":
+            return "keep-alive" in connection
+        return "close" not in connection
+
+    @property
+    def content_length(self) -> int:
+        raw = self.headers.get("content-length", "0").strip()
+        if not raw.isdigit():
+            raise HttpError(400, Code.BAD_REQUEST, "Content-Length must be a number.")
+        return int(raw)
+
+    @property
+    def is_upgrade(self) -> bool:
+        return "websocket" in self.headers.get("upgrade", "").lower()
+
+    def json(self) -> dict[str, Any]:
+        """The body as a JSON object (``bad-request`` when it is not one)."""
+        try:
+            value = json.loads(self.body or b"{}")
+        except (ValueError, UnicodeDecodeError):
+            raise HttpError(400, Code.BAD_REQUEST, "the body is not valid JSON.") from None
+        if not isinstance(value, dict):
+            raise HttpError(400, Code.BAD_REQUEST, "the body must be a JSON object.")
+        return value
+
+
+def parse_head(head: bytes) -> Request:
+    """The request line and headers of ``head`` (up to, not including, the blank line)."""
+    try:
+        text = head.decode("latin-1")
+        request_line, *lines = text.split("\r\n")
+        method, target, version = request_line.split(" ")
+    except ValueError:
+        raise HttpError(400, Code.BAD_REQUEST, "that is not an HTTP request.") from None
+    if version not in ("HTTP/1.1", "HTTP/1.0") or not method.isalpha() or \
+            not target.startswith("/"):
+        raise HttpError(400, Code.BAD_REQUEST, "that is not an HTTP/1.1 request.")
+    if len(lines) > MAX_HEADERS:
+        raise HttpError(431, Code.REQUEST_TOO_LARGE, "too many header fields.")
+    headers: dict[str, str] = {}
+    for line in lines:
+        name, sep, value = line.partition(":")
+        if not sep or not name or name != name.strip():
+            raise HttpError(400, Code.BAD_REQUEST, "a header line is malformed.")
+        key = name.lower()
+        headers[key] = f"{headers[key]}, {value.strip()}" if key in headers else value.strip()
+    split = urlsplit(target)
+    return Request(method.upper(), target, unquote(split.path),
+                   dict(parse_qsl(split.query, keep_blank_values=True)), headers, version,
+                   head + _END)
+
+
+class RequestReader:
+    """Cuts requests out of a connection's bytes; the body's limit is the caller's."""
+
+    __slots__ = ("_buffer", "_pending")
+
+    def __init__(self) -> None:
+        self._buffer = bytearray()
+        self._pending: Request | None = None
+
+    def feed(self, data: bytes) -> None:
+        self._buffer += data
+
+    @property
+    def buffered(self) -> bool:
+        return bool(self._buffer) or self._pending is not None
+
+    def head(self) -> Request | None:
+        """The next request's head once it is complete (its body still to come)."""
+        if self._pending is not None:
+            return self._pending
+        end = self._buffer.find(_END)
+        if end < 0:
+            if len(self._buffer) > MAX_HEAD:
+                raise HttpError(431, Code.REQUEST_TOO_LARGE,
+                                f"the request head is over {MAX_HEAD} bytes.")
+            return None
+        if end > MAX_HEAD:
+            raise HttpError(431, Code.REQUEST_TOO_LARGE,
+                            f"the request head is over {MAX_HEAD} bytes.")
+        request = parse_head(bytes(self._buffer[:end]))
+        del self._buffer[:end + len(_END)]
+        if "transfer-encoding" in request.headers:
+            raise HttpError(411, Code.BAD_REQUEST,
+                            "chunked bodies are not accepted: send Content-Length.")
+        self._pending = request
+        return request
+
+    def body(self, limit: int) -> Request | None:
+        """The pending request with its whole body, or None while it is arriving;
+        ``request-too-large`` at once when its declared length is over ``limit``."""
+        request = self._pending
+        assert request is not None
+        length = request.content_length
+        if length > limit:
+            raise HttpError(413, Code.REQUEST_TOO_LARGE,
+                            f"the body is {length} bytes; at most {limit} are accepted here.",
+                            max_size=limit)
+        if len(self._buffer) < length:
+            return None
+        request.body = bytes(self._buffer[:length])
+        del self._buffer[:length]
+        self._pending = None
+        return request
+
+    def rest(self) -> bytes:
+        """What arrived after the last request (a WebSocket's first frames)."""
+        data = bytes(self._buffer)
+        self._buffer.clear()
+        return data
+
+
+@dataclass(slots=True)
+class Response:
+    """A response; a ``stream`` sends its body in chunks (``length`` bytes in all)."""
+
+    status: int
+    body: bytes = b""
+    content_type: str = "application/json"
+    headers: list[tuple[str, str]] = field(default_factory=list)
+    stream: AsyncIterator[bytes] | None = None
+    length: int | None = None
+
+    def head(self, keep_alive: bool) -> bytes:
+        """The status line and headers (with the security headers)."""
+        reason = HTTPStatus(self.status).phrase
+        length = self.length if self.stream is not None else len(self.body)
+        lines = [f"HTTP/1.1 {self.status} {reason}", f"Content-Type: {self.content_type}",
+                 f"Content-Length: {length}",
+                 f"Connection: {'keep-alive' if keep_alive else 'close'}"]
+        lines += [f"{k}: {v}" for k, v in SECURITY_HEADERS]
+        if self.content_type.startswith("text/html"):
+            lines.append(f"Content-Security-Policy: {CSP}")
+        lines += [f"{k}: {v}" for k, v in self.headers]
+        return ("\r\n".join(lines) + "\r\n\r\n").encode("latin-1")
+
+
+def json_response(value: Any, status: int = 200, **headers: str) -> Response:
+    body = json.dumps(value, ensure_ascii=False, separators=(",", ":")).encode("utf-8")
+    return Response(status, body, "application/json",
+                    [("Cache-Control", "no-store"), *headers.items()])
+
+
+def error_response(status: int, code: str, message: str, **details: Any) -> Response:
+    """The API's error body: ``{"error": {"code", "message", ...details}}``."""
+    extra: dict[str, str] = {}
+    retry_ms = details.get("retry_ms")
+    if status == 429 and isinstance(retry_ms, int):
+        extra["Retry-After"] = str(max(1, -(-retry_ms // 1000)))
+    return json_response({"error": {"code": code, "message": message, **details}}, status,
+                         **extra)

@@ -1,0 +1,138 @@
+"""The route table of the HTTP API: what each route takes, answers and needs.
+
+One declaration per route serves three readers: the listener (matching a
+request, its body limit, whether a token is needed), the OpenAPI document
+(:mod:`chatd.web.openapi`) and the readable reference page, so the document
+cannot drift from what the server does.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any, Literal
+
+from chatd.errors import ChatError, Code
+
+if TYPE_CHECKING:
+    from collections.abc import Awaitable, Callable
+
+    from chatd.config import Config
+    from chatd.domain.accounts import User
+    from chatd.protocol.services import Services
+    from chatd.web.http import Request, Response
+
+Schema = dict[str, Any]
+Where = Literal["path", "query"]
+_PARAM = re.compile(r"\{([a-z_]+)\}")
+
+
+@dataclass(frozen=True, slots=True)
+class Param:
+    name: str
+    where: Where
+    description: str
+    integer: bool = False
+    required: bool = True
+
+    def value(self, raw: str) -> str | int:
+        if not self.integer:
+            return raw
+        if not raw.isdigit() or len(raw) > 18:
+            raise ChatError(Code.BAD_ARGUMENTS, f"{self.name} must be a positive number.")
+        return int(raw)
+
+
+@dataclass(slots=True)
+class Call:
+    """One request on its way through a route: who asks, with which parameters."""
+
+    request: Request
+    services: Services
+    config: Config
+    peer: str
+    user: User | None
+    params: dict[str, str | int]
+
+    @property
+    def me(self) -> User:
+        assert self.user is not None, "an authenticated route has a user"
+        return self.user
+
+    def text(self, name: str) -> str:
+        value = self.params[name]
+        assert isinstance(value, str)
+        return value
+
+    def number(self, name: str, default: int | None = None) -> int:
+        value = self.params.get(name, default)
+        if value is None:
+            raise ChatError(Code.BAD_ARGUMENTS, f"{name} is missing.")
+        assert isinstance(value, int)
+        return value
+
+
+
+@dataclass(frozen=True, slots=True)
+class Route:
+    """One operation: ``path`` with ``{name}`` placeholders declared in ``params``."""
+
+    method: str
+    path: str
+    handler: Callable[[Call], Awaitable[Response]]
+    summary: str
+    tag: str
+    params: tuple[Param, ...] = ()
+    # The JSON body's schema; "binary" for a raw upload; None for no body.
+    body: Schema | Literal["binary"] | None = None
+    # The 200 answer: a JSON schema, or a media type for bytes ("*/*").
+    answer: Schema | str = field(default_factory=dict)
+    auth: bool = True
+    # The largest body, when it is not web.max_body (an upload's is files.max_size).
+    body_limit: Callable[[Config], int] | None = None
+    errors: tuple[int, ...] = ()
+    pattern: re.Pattern[str] = field(init=False)
+
+    def __post_init__(self) -> None:
+        regex = _PARAM.sub(lambda m: f"(?P<{m.group(1)}>[^/]+)", re.escape(self.path)
+                           .replace(r"\{", "{").replace(r"\}", "}"))
+        object.__setattr__(self, "pattern", re.compile(regex + "$"))
+
+    @property
+    def operation_id(self) -> str:
+        return self.handler.__name__
+
+    def limit(self, config: Config) -> int:
+        return self.body_limit(config) if self.body_limit else config.web.max_body
+
+    def bind(self, path: str, query: dict[str, str]) -> dict[str, str | int] | None:
+        """The route's parameters from ``path`` and ``query``; None if the path is another."""
+        found = self.pattern.match(path)
+        if found is None:
+            return None
+        raw = {**{k: v for k, v in query.items()}, **found.groupdict()}
+        values: dict[str, str | int] = {}
+        for param in self.params:
+            if param.name in raw:
+                values[param.name] = param.value(raw[param.name])
+            elif param.required:
+                raise ChatError(Code.BAD_ARGUMENTS, f"{param.name} is missing.")
+        return values
+
+
+class RouteTable:
+    """The routes, matched in order."""
+
+    def __init__(self, routes: list[Route]) -> None:
+        self.routes = routes
+
+    def find(self, method: str, path: str) -> tuple[Route, bool] | None:
+        """The route for ``path``: (route, whether ``method`` is its method); None if no
+        route has that path."""
+        other: Route | None = None
+        for route in self.routes:
+            if route.pattern.match(path):
+                if route.method == method:
+                    return route, True
+                other = other or route
+        return (other, False) if other is not None else None

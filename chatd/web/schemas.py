@@ -1,0 +1,58 @@
+"""JSON schemas of the API's bodies and answers, for its OpenAPI document."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from chatd.crypto.ciphers import ALGORITHMS
+from chatd.crypto.kdf import COSTS
+
+Schema = dict[str, Any]
+
+STR: Schema = {"type": "string"}
+INT: Schema = {"type": "integer"}
+BOOL: Schema = {"type": "boolean"}
+NUM: Schema = {"type": "number"}
+ANY_OBJECT: Schema = {"type": "object", "additionalProperties": True}
+
+
+def obj(*, optional: tuple[str, ...] = (), **properties: Schema) -> Schema:
+    """An object with these properties, all required but ``optional`` ones."""
+    required = [name for name in properties if name not in optional]
+    schema: Schema = {"type": "object", "properties": properties}
+    if required:
+        schema["required"] = required
+    return schema
+
+
+def array(items: Schema) -> Schema:
+    return {"type": "array", "items": items}
+
+
+def nullable(schema: Schema) -> Schema:
+    return {**schema, "nullable": True}
+
+
+ERROR = obj(error={**obj(code=STR, message=STR), "additionalProperties": True})
+ME = obj(name=STR, admin=BOOL, rooms=INT, notifications=INT)
+ROOM = obj(id=INT, name=STR, mode=STR, members=INT, topic=STR, e2e=BOOL, role=STR)
+MEMBERS = obj(room=STR, members=array(obj(user=STR, role=STR, online=BOOL)))
+# A message record of the line protocol's JSON format (docs/PROTOCOL.md).
+MESSAGE: Schema = {"type": "object", "required": ["type", "from", "ts"],
+                   "properties": {"type": STR, "room": STR, "from": STR, "text": STR,
+                                  "id": INT, "ts": STR},
+                   "additionalProperties": True}
+HISTORY = obj(room=STR, messages=array(MESSAGE), before=nullable(INT))
+POST = obj(text=STR, action=BOOL, optional=("action",))
+POSTED = obj(id=INT, room=STR, to=STR, online=BOOL, webhook=INT,
+             optional=("room", "to", "online", "webhook"))
+FILE = obj(id=INT, name=STR, size=INT, mime=STR, sha256=STR, uploader=STR, preview=STR,
+           room_id=INT, time=NUM, download=STR)
+CRYPTO = obj(algorithms=array(STR), costs=array(STR), max_input=INT)
+_AS: Schema = {"type": "string", "enum": ["string", "file"], "default": "string"}
+ENCRYPT = obj(algorithm={"type": "string", "enum": list(ALGORITHMS)},
+              cost={"type": "string", "enum": list(COSTS), "default": "medium"},
+              password=STR, text=STR, optional=("cost", "as"), **{"as": _AS})
+DECRYPT = obj(password=STR, armored=STR, optional=("as",), **{"as": _AS})
+WEBHOOK = obj(id=INT, name=STR, bot=STR, created=NUM)
+NEW_WEBHOOK = obj(id=INT, name=STR, bot=STR, created=NUM, room=STR, secret=STR, path=STR)

@@ -1,0 +1,483 @@
+"""The web listener: one HTTP port for browsers and integrations.
+
+:class:`WebServer` binds ``web.host:web.port`` and gives each accepted socket
+an :class:`HttpConnection`, which reads requests (:mod:`chatd.web.http`) and
+answers them one at a time:
+
+- ``GET /`` and ``/static/...``: the browser client's files; ``GET /health``;
+- ``/ws`` (``text.chatd``) and ``/irc`` (``binary.ircv3.net``,
+  ``text.ircv3.net``): the socket becomes a WebSocket, and from then on a
+  chatd :class:`~chatd.net.connection.Connection` (or IRC's) of the same
+  connection host as TCP's, which counts, limits, times out and closes it;
+- ``/api/v1/...`` and ``/hooks/...``: the HTTP API (:mod:`chatd.web.api`),
+  with its OpenAPI document and reference page.
+
+The limits of plain HTTP are its own: a request must arrive within
+``web.request_timeout`` (so must the next one on a kept-alive socket), its
+body within ``web.max_body`` (an upload's within ``files.max_size``), and one
+address may hold ``limits.max_connections_per_ip`` sockets, as on TCP.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import dataclasses
+import ipaddress
+import json
+import logging
+from collections import Counter
+from typing import TYPE_CHECKING
+from urllib.parse import urlsplit
+
+from chatd import __version__
+from chatd.domain.limits import Kind
+from chatd.errors import ChatError, Code
+from chatd.net.connection import Connection
+from chatd.web import openapi
+from chatd.web.api import api_routes
+from chatd.web.http import (
+    HttpError,
+    Request,
+    RequestReader,
+    Response,
+    error_response,
+    json_response,
+)
+from chatd.web.links import LinkSigner
+from chatd.web.routes import Call, RouteTable
+from chatd.web.static import INDEX, static_file
+from chatd.web.websocket import (
+    CHATD_PROTOCOLS,
+    IRC_BINARY,
+    IRC_MAX_MESSAGE,
+    IRC_PROTOCOLS,
+    OVERSIZE_FACTOR,
+    MessageReader,
+    WsTransport,
+    handshake,
+)
+
+if TYPE_CHECKING:
+    from collections.abc import Callable
+
+    from chatd.config import Config
+    from chatd.domain.accounts import User
+    from chatd.net.connection import ConnectionHost
+    from chatd.protocol.services import Services
+    from chatd.web.routes import Route
+
+log = logging.getLogger(__name__)
+
+# How long a streamed download may wait for a client that reads nothing.
+STALL_LIMIT = 60.0
+STATUS = {Code.AUTH_FAILED: 401, Code.NOT_LOGGED_IN: 401, Code.NOT_PERMITTED: 403,
+          Code.BANNED: 403, Code.MUTED: 403, Code.NOT_IN_ROOM: 403, Code.BLOCKED: 403,
+          Code.E2E_REQUIRED: 403, Code.BAD_ORIGIN: 403, Code.NO_SUCH_USER: 404,
+          Code.NO_SUCH_ROOM: 404, Code.NO_SUCH_FILE: 404, Code.NO_SUCH_TOKEN: 404,
+          Code.NO_SUCH_WEBHOOK: 404, Code.NOT_FOUND: 404, Code.NO_KEY: 404,
+          Code.METHOD_NOT_ALLOWED: 405, Code.NAME_TAKEN: 409, Code.ALREADY_IN_ROOM: 409,
+          Code.FILE_TOO_LARGE: 413, Code.QUOTA_EXCEEDED: 413, Code.REQUEST_TOO_LARGE: 413,
+          Code.RATE_LIMITED: 429, Code.INTERNAL_ERROR: 500, Code.TOO_MANY_CONNECTIONS: 503}
+API = "/api/v1"
+
+
+def status_of(code: Code) -> int:
+    return STATUS.get(code, 400)
+
+
+class WebServer:
+    """The web listener, its HTTP connections and what they answer."""
+
+    def __init__(self, host: ConnectionHost, services: Services,
+                 irc_connection: Callable[[], Connection] | None = None) -> None:
+        self.host = host
+        self.services = services
+        self._irc_connection = irc_connection
+        self.links = LinkSigner()
+        self.routes = RouteTable(api_routes(self.links))
+        self._openapi = json.dumps(openapi.document(self.routes.routes, __version__)).encode()
+        self._docs = openapi.page(self.routes.routes, __version__)
+        self._servers: list[asyncio.Server] = []
+        self._open: set[HttpConnection] = set()
+        self._per_ip: Counter[str] = Counter()
+        self._pinger: asyncio.Task[None] | None = None
+
+    @property
+    def config(self) -> Config:
+        """The connection host's configuration: a reload reaches the web at once."""
+        return self.host.config
+
+    # -- binding and closing --------------------------------------------------------
+
+    async def start(self) -> list[asyncio.Server]:
+        loop = asyncio.get_running_loop()
+        web = self.config.web
+        self._servers.append(await loop.create_server(
+            lambda: HttpConnection(self), web.host, web.port, reuse_address=True, backlog=1024))
+        self._pinger = asyncio.ensure_future(self._ping())
+        return list(self._servers)
+
+    @property
+    def port(self) -> int:
+        return int(self._servers[0].sockets[0].getsockname()[1])
+
+    def close(self) -> None:
+        """Stop accepting and close every plain HTTP connection (WebSockets are the
+        connection host's, which says goodbye to them)."""
+        for server in self._servers:
+            server.close()
+        if self._pinger is not None:
+            self._pinger.cancel()
+        for conn in list(self._open):
+            if conn.ws is None:
+                conn.close()
+
+    async def _ping(self) -> None:
+        """Ping every WebSocket now and then: proxies close connections that stay quiet."""
+        while True:
+            interval = self.config.web.ping_interval
+            await asyncio.sleep(interval or 5.0)
+            if interval:
+                for conn in list(self._open):
+                    if conn.ws is not None:
+                        conn.ws.transport.ping()
+
+    # -- connection limits -------------------------------------------------------------
+
+    def opened(self, conn: HttpConnection) -> bool:
+        """Count a new socket; False when its address (or the server) has too many."""
+        limits = self.config.limits
+        self._open.add(conn)
+        self._per_ip[conn.ip] += 1
+        proxied = conn.ip in self.config.web.trusted_proxies
+        return len(self._open) <= limits.max_connections and \
+            (proxied or self._per_ip[conn.ip] <= limits.max_connections_per_ip)
+
+    def closed(self, conn: HttpConnection) -> None:
+        if conn in self._open:
+            self._open.discard(conn)
+            self._per_ip[conn.ip] -= 1
+            if self._per_ip[conn.ip] <= 0:
+                del self._per_ip[conn.ip]
+
+    # -- requests ------------------------------------------------------------------------
+
+    def origin_allowed(self, request: Request) -> bool:
+        """No Origin (not a browser), the page's own origin, or one of allowed_origins."""
+        origin = request.headers.get("origin")
+        if origin is None:
+            return True
+        if origin in self.config.web.allowed_origins:
+            return True
+        split = urlsplit(origin)
+        host = request.headers.get("host", "")
+        return split.scheme in ("http", "https") and bool(host) and \
+            split.netloc.lower() == host.lower()
+
+    def client_ip(self, ip: str, request: Request) -> str:
+        """The client's address: X-Forwarded-For's last hop when a trusted proxy sent it."""
+        forwarded = request.headers.get("x-forwarded-for")
+        if forwarded and ip in self.config.web.trusted_proxies:
+            candidate = forwarded.rsplit(",", 1)[-1].strip()
+            with contextlib.suppress(ValueError):
+                return str(ipaddress.ip_address(candidate))
+        return ip
+
+    def body_limit(self, request: Request) -> int:
+        found = self.routes.find(request.method, request.path)
+        if found is not None and found[1]:
+            return found[0].limit(self.config)
+        return self.config.web.max_body
+
+    async def respond(self, request: Request, ip: str) -> Response:
+        """The answer to one plain HTTP request (never raises)."""
+        try:
+            response = await self._answer(request, ip)
+        except HttpError as exc:
+            response = error_response(exc.status, exc.code, exc.message, **exc.details)
+        except ChatError as exc:
+            response = error_response(status_of(exc.code), exc.code, exc.message,
+                                      **exc.details)
+        except Exception:
+            log.exception("web request failed", extra={"fields": {
+                "method": request.method, "path": request.path}})
+            response = error_response(500, Code.INTERNAL_ERROR, "the server failed; it has "
+                                      "been logged.")
+        origin = request.headers.get("origin")
+        if origin is not None and origin in self.config.web.allowed_origins:
+            response.headers += [("Access-Control-Allow-Origin", origin), ("Vary", "Origin")]
+        return response
+
+    async def _answer(self, request: Request, ip: str) -> Response:
+        path, method = request.path, request.method
+        if method == "GET":
+            page = await self._page(path)
+            if page is not None:
+                return page
+        if path in ("/ws", "/irc"):
+            raise HttpError(426, Code.BAD_REQUEST, f"{path} is a WebSocket: open it with an "
+                            "Upgrade request.")
+        found = self.routes.find(method, path)
+        if found is None:
+            raise HttpError(404, Code.NOT_FOUND, f"there is nothing at {path}.")
+        route, same_method = found
+        if not self.origin_allowed(request):
+            raise HttpError(403, Code.BAD_ORIGIN, "requests from that origin are not allowed.")
+        if method == "OPTIONS":
+            return _preflight(request, self.routes, path)
+        if not same_method:
+            raise HttpError(405, Code.METHOD_NOT_ALLOWED, f"{path} does not take {method}.")
+        return await self._call(route, request, ip)
+
+    async def _page(self, path: str) -> Response | None:
+        if path == "/health":
+            return json_response({"status": "ok", "version": __version__,
+                                  "connections": self.services.stats.connections_total})
+        if path == "/":
+            return await static_file(INDEX)
+        if path.startswith("/static/"):
+            return await static_file(path.removeprefix("/static/"))
+        if path == API + "/openapi.json":
+            return Response(200, self._openapi, "application/json")
+        if path == API + "/docs":
+            return Response(200, self._docs, "text/html; charset=utf-8")
+        return None
+
+    async def _call(self, route: Route, request: Request, ip: str) -> Response:
+        params = route.bind(request.path, request.query)
+        assert params is not None
+        user = await self._authenticate(request, ip) if route.auth else None
+        call = Call(request, self.services, self.config, f"{ip}:0", user, params)
+        return await route.handler(call)
+
+    async def _authenticate(self, request: Request, ip: str) -> User:
+        """The token's user; failures count against the address as failed logins do."""
+        protection = self.services.protection
+        scheme, _, secret = request.headers.get("authorization", "").partition(" ")
+        if scheme.lower() != "bearer" or not secret.strip():
+            raise HttpError(401, Code.NOT_LOGGED_IN, "send an API token: "
+                            "Authorization: Bearer <token> (make one with /token create).")
+        peer = f"{ip}:0"
+        protection.check_login(peer, None)
+        try:
+            user = await self.services.tokens.authenticate(secret.strip())
+        except ChatError:
+            protection.login_failed(peer, None)
+            raise
+        wait = protection.charge(Kind.COMMAND, ("api", user.id))
+        if wait:
+            retry_ms = max(1, round(wait * 1000))
+            raise ChatError(Code.RATE_LIMITED, f"too many requests; wait {retry_ms} ms and "
+                            "try again.", retry_ms=retry_ms)
+        return user
+
+    # -- WebSockets ---------------------------------------------------------------------
+
+    def upgrade(self, conn: HttpConnection, request: Request) -> MessageReader | None:
+        """Answer an upgrade request; the reader of the new WebSocket, or None when
+        it was refused (the answer is written, and the socket closes)."""
+        raw = conn.transport
+        assert raw is not None
+        offered: tuple[str, ...]
+        if request.path == "/ws":
+            offered, line_end, make = CHATD_PROTOCOLS, b"\n", self._chatd_connection
+            max_size = self.config.listen.max_line * OVERSIZE_FACTOR
+        elif request.path == "/irc" and self._irc_connection is not None:
+            offered, line_end, make = IRC_PROTOCOLS, b"\r\n", self._irc_connection
+            max_size = IRC_MAX_MESSAGE
+        else:
+            conn.refuse(HttpError(404, Code.NOT_FOUND, f"no WebSocket at {request.path}."))
+            return None
+        if not self.origin_allowed(request):
+            conn.refuse(HttpError(403, Code.BAD_ORIGIN, "WebSockets from that origin are "
+                                                        "not allowed."))
+            return None
+        protocol = handshake(request.head, offered, max_size)
+        transport = WsTransport(raw, protocol, binary=protocol.subprotocol == IRC_BINARY,
+                                line_end=line_end,
+                                peer=(self.client_ip(conn.ip, request), conn.port))
+        transport.send_pending()
+        if transport.is_closing():
+            return None
+        chat = make()
+        reader = MessageReader(chat, transport, line_end=line_end,
+                               refuse_binary=line_end == b"\n")
+        if request.query.get("format") == "json" and line_end == b"\n":
+            # Before the banner: a browser's client reads JSON from its first line.
+            session = chat.session
+            session.set_style(dataclasses.replace(session.style, fmt="json"))
+        chat.connection_made(transport)
+        return reader
+
+    def _chatd_connection(self) -> Connection:
+        return Connection(self.host)
+
+
+def _preflight(request: Request, routes: RouteTable, path: str) -> Response:
+    methods = sorted({r.method for r in routes.routes if r.pattern.match(path)})
+    return Response(204, b"", "text/plain", [
+        ("Access-Control-Allow-Methods", ", ".join(methods)),
+        ("Access-Control-Allow-Headers", "Authorization, Content-Type"),
+        ("Access-Control-Max-Age", "600")])
+
+
+class HttpConnection(asyncio.Protocol):
+    """One socket of the web listener: HTTP requests, or a WebSocket once upgraded."""
+
+    def __init__(self, web: WebServer) -> None:
+        self.web = web
+        self.transport: asyncio.Transport | None = None
+        self.ip = "-"
+        self.port = 0
+        self.ws: MessageReader | None = None
+        self._reader = RequestReader()
+        self._busy = False
+        self._timer: asyncio.TimerHandle | None = None
+        self._writable = asyncio.Event()
+        self._writable.set()
+        self._task: asyncio.Task[None] | None = None
+
+    # -- asyncio.Protocol ------------------------------------------------------------
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self.transport = transport  # type: ignore[assignment]
+        peer = transport.get_extra_info("peername")
+        if isinstance(peer, tuple):
+            self.ip, self.port = str(peer[0]), int(peer[1])
+        if not self.web.opened(self):
+            self.refuse(HttpError(503, Code.TOO_MANY_CONNECTIONS,
+                                  "too many connections; try again later."))
+            return
+        self._arm()
+
+    def data_received(self, data: bytes) -> None:
+        if self.ws is not None:
+            self.ws.feed(data)
+            return
+        self._reader.feed(data)
+        if not self._busy:
+            self._next()
+
+    def eof_received(self) -> bool | None:
+        if self.ws is not None:
+            self.ws.eof()
+        return False
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self._disarm()
+        self._writable.set()
+        self.web.closed(self)
+        if self.ws is not None:
+            self.ws.connection_lost(exc)
+
+    def pause_writing(self) -> None:
+        self._writable.clear()
+
+    def resume_writing(self) -> None:
+        self._writable.set()
+
+    # -- requests ----------------------------------------------------------------------
+
+    def _next(self) -> None:
+        """Start on the next complete request, if one has arrived."""
+        try:
+            head = self._reader.head()
+            if head is None:
+                return
+            if head.is_upgrade:
+                self._upgrade(head)
+                return
+            request = self._reader.body(self.web.body_limit(head))
+        except HttpError as exc:
+            self.refuse(exc)
+            return
+        if request is not None:
+            self._busy = True
+            self._disarm()
+            self._task = asyncio.ensure_future(self._serve(request))
+
+    def _upgrade(self, head: Request) -> None:
+        self._disarm()
+        self._reader.body(0)  # an upgrade has no body
+        reader = self.web.upgrade(self, head)
+        if reader is None:
+            return
+        self.ws = reader
+        rest = self._reader.rest()
+        if rest:
+            reader.feed(rest)
+
+    async def _serve(self, request: Request) -> None:
+        ip = self.web.client_ip(self.ip, request)
+        response = await self.web.respond(request, ip)
+        keep = request.keep_alive and response.status < 500
+        try:
+            await self._send(response, keep)
+        except (ChatError, ConnectionError, TimeoutError) as exc:
+            log.info("web response cut short", extra={"fields": {
+                "path": request.path, "error": str(exc)}})
+            self.abort()
+            return
+        self._busy = False
+        if not keep:
+            self.close()
+            return
+        self._arm()
+        if self._reader.buffered:
+            self._next()
+
+    async def _send(self, response: Response, keep: bool) -> None:
+        transport = self.transport
+        if transport is None or transport.is_closing():
+            return
+        transport.write(response.head(keep))
+        if response.stream is None:
+            transport.write(response.body)
+            return
+        async for chunk in response.stream:
+            if transport.is_closing():
+                return
+            transport.write(chunk)
+            if not self._writable.is_set():
+                # A client that reads nothing is cut off rather than waited on forever.
+                async with asyncio.timeout(STALL_LIMIT):
+                    await self._writable.wait()
+
+    def refuse(self, error: HttpError) -> None:
+        """Answer ``error`` and close (the request cannot be read on from here)."""
+        response = error_response(error.status, error.code, error.message, **error.details)
+        if self.transport is not None and not self.transport.is_closing():
+            self.transport.write(response.head(False) + response.body)
+        self.close()
+
+    def close(self) -> None:
+        self._disarm()
+        if self.transport is not None:
+            self.transport.close()
+
+    def abort(self) -> None:
+        self._disarm()
+        if self.transport is not None:
+            self.transport.abort()
+
+    # -- the request timer ---------------------------------------------------------------
+
+    def _arm(self) -> None:
+        """A request must arrive whole within web.request_timeout (slow or idle clients)."""
+        self._disarm()
+        timeout = self.web.config.web.request_timeout
+        self._timer = asyncio.get_running_loop().call_later(timeout, self._timed_out)
+
+    def _disarm(self) -> None:
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
+
+    def _timed_out(self) -> None:
+        self._timer = None
+        if self._reader.buffered:
+            self.refuse(HttpError(408, Code.BAD_REQUEST, "the request took too long to arrive."))
+        else:
+            self.close()  # an idle keep-alive connection
+

@@ -1,0 +1,263 @@
+"""A WebSocket as a chatd connection's transport: one protocol line per message.
+
+The handshake and the parsing of the client's frames (masking, fragments,
+control frames, the closing handshake, size limits) are the ``websockets``
+library's Sans-I/O :class:`~websockets.server.ServerProtocol`, driven from
+the web listener's own asyncio protocol. Everything above is chatd's
+unchanged :class:`~chatd.net.connection.Connection` (or IRC's): it reads a
+message as the line it carries, and writes a turn's output once, to
+:class:`WsTransport`, which frames each line as one message and hands all
+the frames of the turn to the socket in one write. So the per-turn batching,
+input backpressure, slow-reader cut-off, limits and time-outs are those of
+TCP, and a line's limit (``listen.max_line``) gives the same error.
+
+Server frames are never masked, so they are framed here directly (a header
+and the line's bytes), which is cheaper than building a frame object per line
+on the fan-out's hot path.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import struct
+from typing import TYPE_CHECKING, Any
+
+from websockets.exceptions import NegotiationError
+from websockets.frames import Frame, Opcode
+from websockets.protocol import OPEN
+from websockets.server import ServerProtocol
+
+from chatd.errors import Code
+
+if TYPE_CHECKING:
+    from collections.abc import Sequence
+
+    from websockets.typing import Subprotocol
+
+    from chatd.net.connection import Connection
+
+CHATD = "text.chatd"
+IRC_TEXT = "text.ircv3.net"
+IRC_BINARY = "binary.ircv3.net"
+# What each path offers. A client that offers none gets the text protocol
+# (as InspIRCd's defaultmode); one that offers only others is refused.
+CHATD_PROTOCOLS = (CHATD,)
+IRC_PROTOCOLS = (IRC_BINARY, IRC_TEXT)
+# Room for an IRC line with tags (8191) and its message (512), as the framer allows.
+IRC_MAX_MESSAGE = 8191 + 512
+# Messages past max_line but within this many times it get the line protocol's
+# line-too-long error; larger ones close the connection (1009), so memory stays bounded.
+OVERSIZE_FACTOR = 4
+
+_TEXT = 0x81  # FIN + text
+_BINARY = 0x82  # FIN + binary
+
+
+def frame(payload: bytes, first: int = _TEXT) -> bytes:
+    """One unmasked, unfragmented frame (``first``: FIN and the opcode)."""
+    size = len(payload)
+    if size < 126:
+        return bytes((first, size)) + payload
+    if size < 65536:
+        return struct.pack("!BBH", first, 126, size) + payload
+    return struct.pack("!BBQ", first, 127, size) + payload
+
+
+_last: list[tuple[bytes, int, bytes]] = [(b"", 0, b"")]
+
+
+def _framed_once(data: bytes, first: int) -> bytes:
+    """``data``'s lines as frames; the last result is kept, keyed by the object itself."""
+    last_data, last_first, last_framed = _last[0]
+    if data is last_data and first == last_first:
+        return last_framed
+    lines = data.split(b"\n")
+    lines.pop()  # the empty piece after the last line end
+    framed = b"".join([frame(line[:-1] if line[-1:] == b"\r" else line, first)
+                       for line in lines])
+    _last[0] = (data, first, framed)
+    return framed
+
+
+def handshake(head: bytes, offered: Sequence[str], max_size: int) -> ServerProtocol:
+    """A protocol that has read the upgrade request ``head`` and answered it (see
+    ``data_to_send``); its state is OPEN when the handshake succeeded."""
+    protocol = ServerProtocol(subprotocols=[_sub(p) for p in offered],
+                              select_subprotocol=_in_client_order, max_size=max_size)
+    protocol.receive_data(head)
+    events = protocol.events_received()
+    if events:  # else the library has answered a malformed request itself
+        protocol.send_response(protocol.accept(events[0]))  # type: ignore[arg-type]
+    return protocol
+
+
+def _sub(name: str) -> Subprotocol:
+    return name  # type: ignore[return-value]
+
+
+def _in_client_order(protocol: ServerProtocol, offered: Sequence[Subprotocol]) -> \
+        Subprotocol | None:
+    """The first of the client's subprotocols the path offers (IRCv3: the client's
+    order of preference); none offered means the default text protocol."""
+    available = protocol.available_subprotocols or ()
+    for name in offered:
+        if name in available:
+            return name
+    if offered:
+        raise NegotiationError("unsupported subprotocol; this path offers "
+                               + ", ".join(available))
+    return None
+
+
+class WsTransport(asyncio.Transport):
+    """What a chatd connection writes to: lines in, one WebSocket message each out."""
+
+    def __init__(self, raw: asyncio.Transport, protocol: ServerProtocol, *, binary: bool,
+                 line_end: bytes, peer: Any) -> None:
+        super().__init__()
+        self._raw = raw
+        self.protocol = protocol
+        self._first = _BINARY if binary else _TEXT
+        # IRC text mode must send UTF-8 only (IRCv3): bad bytes become U+FFFD.
+        self._sanitize = not binary and line_end == b"\r\n"
+        self._carry = b""
+        self._closed = False
+        self._peer = peer
+
+    # -- what the connection calls ---------------------------------------------------
+
+    def write(self, data: bytes | bytearray | memoryview) -> None:
+        if self._closed or self.protocol.state is not OPEN:
+            return
+        if type(data) is bytes and data[-1:] == b"\n" and not self._carry \
+                and not self._sanitize:
+            # A room's lane: the same bytes object for every member this turn, so
+            # it is framed once for them all (the fan-out's hot path).
+            framed = _framed_once(data, self._first)
+        else:
+            framed = self._frame_lines(bytes(data))
+        if framed:
+            self._raw.write(framed)
+
+    def _frame_lines(self, data: bytes) -> bytes:
+        lines = (self._carry + data).split(b"\n")
+        self._carry = lines.pop()  # after the last line end: normally nothing
+        parts = []
+        first = self._first
+        for line in lines:
+            payload = line[:-1] if line[-1:] == b"\r" else line
+            if self._sanitize and not payload.isascii():
+                payload = payload.decode("utf-8", "replace").encode("utf-8")
+            parts.append(frame(payload, first))
+        return b"".join(parts)
+
+    def get_write_buffer_size(self) -> int:
+        return self._raw.get_write_buffer_size()
+
+    def pause_reading(self) -> None:
+        self._raw.pause_reading()
+
+    def resume_reading(self) -> None:
+        self._raw.resume_reading()
+
+    def is_closing(self) -> bool:
+        return self._closed or self._raw.is_closing()
+
+    def close(self) -> None:
+        """The closing handshake's first frame (1000), then the socket closes once
+        its buffered bytes are out."""
+        if self._closed:
+            return
+        self._closed = True
+        if self.protocol.state is OPEN:
+            self.protocol.send_close(1000)
+        self.send_pending()
+        self._raw.close()
+
+    def abort(self) -> None:
+        self._closed = True
+        self._raw.abort()
+
+    def get_extra_info(self, name: str, default: Any = None) -> Any:
+        if name == "peername":
+            return self._peer
+        return self._raw.get_extra_info(name, default)
+
+    # -- what the web listener calls -------------------------------------------------
+
+    def send_pending(self) -> None:
+        """Write what the protocol queued (pongs, a close frame); close the socket
+        when it has finished (the closing handshake, or a protocol error)."""
+        pending = self.protocol.data_to_send()
+        data = b"".join(pending)
+        if data and not self._raw.is_closing():
+            self._raw.write(data)
+        if b"" in pending:  # the protocol's end of stream
+            self._closed = True
+            self._raw.close()
+
+    def ping(self) -> None:
+        if not self._closed and self.protocol.state is OPEN:
+            self.protocol.send_ping(b"")
+            self.send_pending()
+
+
+class MessageReader:
+    """Assembles the client's frames into messages and hands them to the connection."""
+
+    __slots__ = ("_binary", "_conn", "_line_end", "_parts", "_refuse_binary", "transport")
+
+    def __init__(self, conn: Connection, transport: WsTransport, *, line_end: bytes,
+                 refuse_binary: bool) -> None:
+        self._conn = conn
+        self.transport = transport
+        self._line_end = line_end
+        self._refuse_binary = refuse_binary
+        self._parts: list[bytes] = []
+        self._binary = False
+
+    def feed(self, data: bytes) -> None:
+        protocol = self.transport.protocol
+        protocol.receive_data(data)
+        lines: list[bytes] = []
+        for event in protocol.events_received():
+            if not isinstance(event, Frame):
+                continue
+            opcode = event.opcode
+            if opcode is Opcode.TEXT or opcode is Opcode.BINARY:
+                self._binary = opcode is Opcode.BINARY
+                self._parts = [bytes(event.data)]
+            elif opcode is Opcode.CONT:
+                self._parts.append(bytes(event.data))
+            else:
+                continue  # control frames: the protocol has answered them
+            if event.fin:
+                self._message(b"".join(self._parts), lines)
+                self._parts = []
+        self._deliver(lines)
+        self.transport.send_pending()
+
+    def _message(self, data: bytes, lines: list[bytes]) -> None:
+        if self._binary and self._refuse_binary:
+            self._deliver(lines)  # the lines before it come first
+            self._conn.session.send({
+                "type": "error", "code": Code.BINARY_FRAME.value,
+                "message": "binary messages are not accepted here: send each line as a "
+                           "text message."})
+            return
+        lines.append(data)
+
+    def _deliver(self, lines: list[bytes]) -> None:
+        """The messages of one read as one chunk of lines, as TCP reads them."""
+        if lines:
+            end = self._line_end
+            self._conn.data_received(end.join(lines) + end)
+            lines.clear()
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self._conn.connection_lost(exc)
+
+    def eof(self) -> None:
+        self.transport.protocol.receive_eof()
+        self.transport.send_pending()
+

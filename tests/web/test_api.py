@@ -1,0 +1,244 @@
+"""The HTTP API, route by route, through a real HTTP client."""
+
+from __future__ import annotations
+
+import io
+from urllib.parse import parse_qs, urlsplit
+
+import pytest
+from PIL import Image
+
+from chatd.domain.clock import ManualClock
+from tests.helpers import ChatServer, Clients, settle
+from tests.web.helpers import http, token_for
+
+
+def png() -> bytes:
+    out = io.BytesIO()
+    Image.new("RGB", (8, 8), (200, 30, 30)).save(out, "PNG")
+    return out.getvalue()
+
+
+async def den_with_alice(server: ChatServer, clients: Clients) -> tuple[str, object]:
+    """alice (a TCP user) owns #den; her API token."""
+    alice = await clients.user("alice")
+    await alice.command("/create den")
+    return await token_for(server, "alice"), alice
+
+
+async def test_tokens_missing_wrong_and_revoked(server: ChatServer, clients: Clients) -> None:
+    alice = await clients.user("alice")
+    secret = (await alice.command("/token create api"))["token"]
+    async with http(server) as client:
+        missing = await client.get("/api/v1/me")
+        assert missing.status_code == 401
+        assert missing.json()["error"]["code"] == "not-logged-in"
+        wrong = await client.get("/api/v1/me", headers={"Authorization": "Bearer chatd_no"})
+        assert wrong.status_code == 401 and wrong.json()["error"]["code"] == "auth-failed"
+        good = await client.get("/api/v1/me", headers={"Authorization": f"Bearer {secret}"})
+        assert good.json() == {"name": "alice", "admin": False, "rooms": 0,
+                               "notifications": 0}
+        await alice.command("/token revoke api")
+        revoked = await client.get("/api/v1/me", headers={"Authorization": f"Bearer {secret}"})
+        assert revoked.status_code == 401 and revoked.json()["error"]["code"] == "auth-failed"
+
+
+async def test_rooms_members_and_posting_reach_connected_users(
+        server: ChatServer, clients: Clients) -> None:
+    token, alice = await den_with_alice(server, clients)
+    bob = await clients.user("bob")
+    await bob.command("/join den")
+    await settle(alice)  # type: ignore[arg-type]
+    async with http(server, token) as client:
+        rooms = (await client.get("/api/v1/rooms")).json()["rooms"]
+        assert [(r["name"], r["role"], r["members"]) for r in rooms] == [("den", "owner", 2)]
+        members = (await client.get("/api/v1/rooms/den/members")).json()["members"]
+        assert {m["user"]: m["role"] for m in members} == {"alice": "owner", "bob": "member"}
+        posted = await client.post("/api/v1/rooms/den/messages", json={"text": "from the API"})
+        assert posted.status_code == 201
+        heard = await bob.next_event(lambda e: e.get("type") == "message")
+        assert heard["text"] == "from the API" and heard["id"] == posted.json()["id"]
+        direct = await client.post("/api/v1/users/bob/messages", json={"text": "psst"})
+        assert direct.status_code == 201 and direct.json()["online"] is True
+        dm = await bob.next_event(lambda e: e.get("type") == "message")
+        assert dm["to"] == "bob" and dm["text"] == "psst"
+
+
+async def test_posting_is_refused_with_the_line_protocols_codes(
+        server: ChatServer, clients: Clients) -> None:
+    await den_with_alice(server, clients)
+    stranger = await token_for(server, "sam")
+    async with http(server, stranger) as client:
+        outsider = await client.post("/api/v1/rooms/den/messages", json={"text": "hi"})
+        assert outsider.status_code == 403
+        assert outsider.json()["error"]["code"] == "not-in-room"
+        nowhere = await client.post("/api/v1/rooms/nope/messages", json={"text": "hi"})
+        assert nowhere.status_code == 404
+        assert nowhere.json()["error"]["code"] == "no-such-room"
+        for body in ({}, {"text": ""}, {"text": "two\nlines"}, {"text": 5}):
+            bad = await client.post("/api/v1/users/alice/messages", json=body)
+            assert bad.status_code == 400, body
+        action = await client.post("/api/v1/rooms/den/messages",
+                                   json={"text": "x", "action": "yes"})
+        assert action.json()["error"]["code"] == "bad-arguments"
+        too_long = await client.post("/api/v1/users/alice/messages",
+                                     json={"text": "x" * (server.config.listen.max_line + 1)})
+        assert too_long.json()["error"]["code"] == "line-too-long"
+        not_json = await client.post("/api/v1/users/alice/messages", content=b"{nope")
+        assert not_json.json()["error"]["code"] == "bad-request"
+        huge = await client.post("/api/v1/users/alice/messages",
+                                 content=b"x" * (server.config.web.max_body + 1))
+        assert huge.status_code == 413
+        unknown = await client.post("/api/v1/users/nobody/messages", json={"text": "hi"})
+        assert unknown.json()["error"]["code"] == "no-such-user"
+
+
+@pytest.mark.server(limits__message_rate=1, limits__message_burst=2)
+async def test_the_message_rate_limit_holds_for_the_api(
+        server: ChatServer, clients: Clients) -> None:
+    token, _ = await den_with_alice(server, clients)
+    async with http(server, token) as client:
+        codes = [(await client.post("/api/v1/rooms/den/messages", json={"text": "m"}))
+                 for _ in range(3)]
+        assert [c.status_code for c in codes] == [201, 201, 429]
+        assert codes[-1].json()["error"]["code"] == "rate-limited"
+        assert int(codes[-1].headers["retry-after"]) >= 1
+
+
+@pytest.mark.server(limits__command_rate=1, limits__command_burst=2)
+async def test_every_request_costs_a_command_token(server: ChatServer) -> None:
+    token = await token_for(server, "alice")
+    async with http(server, token) as client:
+        statuses = [(await client.get("/api/v1/me")).status_code for _ in range(3)]
+        assert statuses == [200, 200, 429]
+
+
+async def test_history_pages_back_with_before(server: ChatServer, clients: Clients) -> None:
+    token, alice = await den_with_alice(server, clients)
+    for i in range(5):
+        await alice.command(f"/say den m{i}")  # type: ignore[attr-defined]
+    async with http(server, token) as client:
+        first = (await client.get("/api/v1/rooms/den/messages", params={"limit": 3})).json()
+        assert [m["text"] for m in first["messages"]] == ["m2", "m3", "m4"]
+        older = (await client.get("/api/v1/rooms/den/messages",
+                                  params={"limit": 3, "before": first["before"]})).json()
+        assert [m["text"] for m in older["messages"]] == ["m0", "m1"]
+        assert older["before"] is None
+        bad = await client.get("/api/v1/rooms/den/messages", params={"limit": "many"})
+        assert bad.status_code == 400
+    outsider = await token_for(server, "sam")
+    async with http(server, outsider) as client:
+        refused = await client.get("/api/v1/rooms/den/messages")
+        assert refused.json()["error"]["code"] == "not-in-room"
+        hidden = await client.get("/api/v1/rooms/den/members")
+        assert hidden.status_code == 200  # an open room's members are public
+
+
+async def test_notifications_list_and_clear(server: ChatServer, clients: Clients) -> None:
+    await token_for(server, "bob")  # bob exists, offline
+    alice = await clients.user("alice")
+    await alice.command("/msg bob are you there?")
+    token = await token_for(server, "bob")
+    async with http(server, token) as client:
+        listed = (await client.get("/api/v1/notifications")).json()["notifications"]
+        assert [n["kind"] for n in listed] == ["direct-message"]
+        assert listed[0]["sender"] == "alice"
+        assert (await client.delete("/api/v1/notifications")).json() == {"cleared": 1}
+        assert (await client.get("/api/v1/notifications")).json()["notifications"] == []
+
+
+async def test_files_upload_list_download_and_signed_links(
+        server: ChatServer, clients: Clients, clock: ManualClock) -> None:
+    token, alice = await den_with_alice(server, clients)
+    image = png()
+    async with http(server, token) as client:
+        uploaded = await client.post("/api/v1/rooms/den/files", params={"name": "dot.png"},
+                                     content=image)
+        assert uploaded.status_code == 201, uploaded.text
+        record = uploaded.json()
+        assert record["mime"] == "image/png" and record["size"] == len(image)
+        announced = await alice.next_event(  # type: ignore[attr-defined]
+            lambda e: e.get("type") == "message" and "file" in e)
+        assert announced["file"]["id"] == record["id"]
+        listed = (await client.get("/api/v1/rooms/den/files")).json()["files"]
+        assert [f["name"] for f in listed] == ["dot.png"]
+        info = (await client.get(f"/api/v1/files/{record['id']}")).json()
+        content = await client.get(f"/api/v1/files/{record['id']}/content")
+        assert content.content == image and content.headers["content-type"] == "image/png"
+        assert content.headers["content-disposition"].startswith("inline")
+    link = info["download"]
+    async with http(server) as browser:  # an <img>: no Authorization header
+        shown = await browser.get(link)
+        assert shown.status_code == 200 and shown.content == image
+        query = parse_qs(urlsplit(link).query)
+        forged = link.replace(f"user={query['user'][0]}", "user=999")
+        assert (await browser.get(forged)).json()["error"]["code"] == "auth-failed"
+        clock.advance(server.config.web.download_ttl + 1)
+        expired = await browser.get(link)
+        assert expired.status_code == 401 and "expired" in expired.json()["error"]["message"]
+
+
+async def test_a_signed_link_stops_working_for_a_kicked_member(
+        server: ChatServer, clients: Clients) -> None:
+    token, alice = await den_with_alice(server, clients)
+    bob = await clients.user("bob")
+    await bob.command("/join den")
+    async with http(server, token) as client:
+        record = (await client.post("/api/v1/rooms/den/files", params={"name": "a.txt"},
+                                    content=b"hello")).json()
+    bobs = await token_for(server, "bob")
+    async with http(server, bobs) as client:
+        link = (await client.get(f"/api/v1/files/{record['id']}")).json()["download"]
+    async with http(server) as browser:
+        assert (await browser.get(link)).content == b"hello"
+        assert (await browser.get(link)).headers["content-disposition"].startswith("attachment")
+        await alice.command("/kick bob den")  # type: ignore[attr-defined]
+        refused = await browser.get(link)
+        assert refused.status_code == 403 and refused.json()["error"]["code"] == "not-in-room"
+        missing = await browser.get("/api/v1/download/999?user=1&expires=1&sig=x")
+        assert missing.status_code == 401
+
+
+@pytest.mark.server(files__max_size=1000)
+async def test_uploads_are_bounded_by_files_max_size(server: ChatServer,
+                                                    clients: Clients) -> None:
+    token, _ = await den_with_alice(server, clients)
+    async with http(server, token) as client:
+        big = await client.post("/api/v1/rooms/den/files", params={"name": "big.bin"},
+                                content=b"x" * 1001)
+        assert big.status_code == 413
+        nameless = await client.post("/api/v1/rooms/den/files", content=b"x")
+        assert nameless.json()["error"]["code"] == "bad-arguments"
+        bad_name = await client.post("/api/v1/rooms/den/files", params={"name": "a/b"},
+                                     content=b"x")
+        assert bad_name.json()["error"]["code"] == "bad-arguments"
+        assert (await client.get("/api/v1/files/77")).json()["error"]["code"] == "no-such-file"
+
+
+async def test_encrypt_and_decrypt_as_strings_and_as_files(server: ChatServer) -> None:
+    token = await token_for(server, "alice")
+    async with http(server, token) as client:
+        options = (await client.get("/api/v1/crypto")).json()
+        assert "low" in options["costs"] and options["algorithms"]
+        algorithm = options["algorithms"][0]
+        sealed = await client.post("/api/v1/crypto/encrypt", json={
+            "algorithm": algorithm, "cost": "low", "password": "pw1", "text": "secret"})
+        assert sealed.status_code == 200, sealed.text
+        armored = sealed.json()["result"]
+        opened = await client.post("/api/v1/crypto/decrypt",
+                                   json={"password": "pw1", "armored": armored})
+        assert opened.json() == {"result": "secret"}
+        as_file = await client.post("/api/v1/crypto/decrypt", json={
+            "password": "pw1", "armored": armored, "as": "file"})
+        assert as_file.content == b"secret"
+        assert as_file.headers["content-disposition"].startswith("attachment")
+        sealed_file = await client.post("/api/v1/crypto/encrypt", json={
+            "algorithm": algorithm, "cost": "low", "password": "pw1", "text": "x",
+            "as": "file"})
+        assert sealed_file.headers["content-disposition"].startswith("attachment")
+        wrong = await client.post("/api/v1/crypto/decrypt",
+                                  json={"password": "pw2", "armored": armored})
+        assert wrong.status_code == 400 and wrong.json()["error"]["code"] == "bad-arguments"
+        unknown = await client.post("/api/v1/crypto/encrypt", json={
+            "algorithm": "rot13", "password": "pw", "text": "x"})
+        assert unknown.json()["error"]["code"] == "bad-arguments"

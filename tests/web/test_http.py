@@ -1,0 +1,162 @@
+"""The web listener as plain HTTP: pages, limits, malformed requests, slow clients, origins."""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import json
+import re
+import subprocess
+import sys
+
+import pytest
+
+from tests.helpers import ChatServer
+from tests.web.helpers import http, token_for
+
+
+async def raw_request(server: ChatServer, data: bytes, read_all: bool = True) -> bytes:
+    """Send ``data`` on a fresh socket; everything the server answers until it closes."""
+    assert server.web is not None
+    reader, writer = await asyncio.open_connection("127.0.0.1", server.web.port)
+    try:
+        writer.write(data)
+        async with asyncio.timeout(5):
+            return await reader.read() if read_all else await reader.readuntil(b"\r\n\r\n")
+    finally:
+        writer.close()
+
+
+def status_and_error(answer: bytes) -> tuple[int, str]:
+    head, _, body = answer.partition(b"\r\n\r\n")
+    return int(head.split(b" ")[1]), json.loads(body)["error"]["code"]
+
+
+async def test_health_front_page_and_static_files(server: ChatServer) -> None:
+    async with http(server) as client:
+        health = await client.get("/health")
+        assert health.status_code == 200 and health.json()["status"] == "ok"
+        page = await client.get("/")
+        assert page.status_code == 200 and page.headers["content-type"].startswith("text/html")
+        policy = page.headers["content-security-policy"]
+        assert "default-src 'self'" in policy and "unsafe-inline" not in policy
+        assert "<script" not in page.text and not re.search(r"\son\w+=", page.text)
+        assert page.headers["x-content-type-options"] == "nosniff"
+        css = await client.get("/static/docs.css")
+        assert css.status_code == 200 and css.headers["content-type"].startswith("text/css")
+        for bad in ("/static/../server.py", "/static/%2e%2e/server.py", "/static/nope.css",
+                    "/static/.hidden", "/static/api.py"):
+            missing = await client.get(bad)
+            assert missing.status_code == 404, bad
+            assert missing.json()["error"]["code"] == "not-found"
+
+
+async def test_unknown_paths_methods_and_websocket_paths_without_upgrade(
+        server: ChatServer) -> None:
+    async with http(server) as client:
+        nowhere = await client.get("/nowhere")
+        assert nowhere.status_code == 404 and nowhere.json()["error"]["code"] == "not-found"
+        wrong = await client.put("/api/v1/rooms")
+        assert wrong.status_code == 405
+        assert wrong.json()["error"]["code"] == "method-not-allowed"
+        plain = await client.get("/ws")
+        assert plain.status_code == 426
+
+
+async def test_keep_alive_serves_several_requests_on_one_socket(server: ChatServer) -> None:
+    request = b"GET /health HTTP/1.1\r\nHost: x\r\n\r\n"
+    answer = await raw_request(server, request * 2 + b"GET /health HTTP/1.1\r\nHost: x\r\n"
+                               b"Connection: close\r\n\r\n")
+    assert answer.count(b"HTTP/1.1 200 OK") == 3
+
+
+@pytest.mark.parametrize(("data", "status", "code"), [
+    (b"NONSENSE\r\n\r\n", 400, "bad-request"),
+    (b"GET /health HTTP/2.0\r\n\r\n", 400, "bad-request"),
+    (b"GET /health HTTP/1.1\r\nbroken header\r\n\r\n", 400, "bad-request"),
+    (b"GET /health HTTP/1.1\r\nX: " + b"a" * 20000 + b"\r\n\r\n", 431, "request-too-large"),
+    (b"POST /hooks/1/x HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n", 411, "bad-request"),
+    (b"POST /hooks/1/x HTTP/1.1\r\nContent-Length: 99999999\r\n\r\n", 413,
+     "request-too-large"),
+    (b"POST /hooks/1/x HTTP/1.1\r\nContent-Length: lots\r\n\r\n", 400, "bad-request"),
+])
+async def test_malformed_and_oversized_requests_get_an_error_and_a_close(
+        server: ChatServer, data: bytes, status: int, code: str) -> None:
+    assert status_and_error(await raw_request(server, data)) == (status, code)
+
+
+@pytest.mark.server(web__request_timeout=0.3)
+async def test_a_slow_request_times_out_and_an_idle_socket_is_closed(
+        server: ChatServer) -> None:
+    answer = await raw_request(server, b"GET /health HTTP/1.1\r\nHost: x\r\n")
+    assert status_and_error(answer) == (408, "bad-request")
+    assert await raw_request(server, b"") == b""
+
+
+@pytest.mark.server(limits__max_connections_per_ip=2)
+async def test_the_per_address_limit_applies_to_http_sockets(server: ChatServer) -> None:
+    assert server.web is not None
+    held = [await asyncio.open_connection("127.0.0.1", server.web.port) for _ in range(2)]
+    try:
+        answer = await raw_request(server, b"GET /health HTTP/1.1\r\nHost: x\r\n\r\n")
+        assert status_and_error(answer) == (503, "too-many-connections")
+    finally:
+        for _, writer in held:
+            writer.close()
+
+
+@pytest.mark.server(web__allowed_origins=["https://app.example.org"])
+async def test_api_origins_cross_origin_headers_and_preflight(server: ChatServer) -> None:
+    token = await token_for(server, "alice")
+    async with http(server, token) as client:
+        evil = await client.get("/api/v1/me", headers={"Origin": "https://evil.example"})
+        assert evil.status_code == 403 and evil.json()["error"]["code"] == "bad-origin"
+        listed = await client.get("/api/v1/me", headers={"Origin": "https://app.example.org"})
+        assert listed.status_code == 200
+        assert listed.headers["access-control-allow-origin"] == "https://app.example.org"
+        own = await client.get("/api/v1/me", headers={"Origin": str(client.base_url)})
+        assert own.status_code == 200 and "access-control-allow-origin" not in own.headers
+        preflight = await client.options("/api/v1/rooms/den/messages",
+                                         headers={"Origin": "https://app.example.org"})
+        assert preflight.status_code == 204
+        assert "POST" in preflight.headers["access-control-allow-methods"]
+
+
+@pytest.mark.server(web__trusted_proxies=["127.0.0.1"], limits__auth_failures=2)
+async def test_a_trusted_proxy_names_the_client_address(server: ChatServer) -> None:
+    async with http(server, "chatd_wrong") as client:
+        for _ in range(2):
+            refused = await client.get("/api/v1/me", headers={"X-Forwarded-For": "10.0.0.7"})
+            assert refused.json()["error"]["code"] == "auth-failed"
+        blocked = await client.get("/api/v1/me", headers={"X-Forwarded-For": "10.0.0.7"})
+        assert blocked.json()["error"]["code"] == "rate-limited"
+        # Another client behind the same proxy is not held to 10.0.0.7's failures.
+        other = await client.get("/api/v1/me", headers={"X-Forwarded-For": "10.0.0.8"})
+        assert other.json()["error"]["code"] == "auth-failed"
+
+
+def test_the_embedded_default_does_not_import_the_web_library() -> None:
+    script = ("import sys; from chatd.app.compose import build_app; "
+              "from chatd.config import load_config; "
+              "build_app(load_config(None, {'storage.path': ':memory:'})); "
+              "assert 'websockets' not in sys.modules and 'chatd.web.server' not in sys.modules")
+    subprocess.run([sys.executable, "-c", script], check=True, timeout=60)
+
+
+async def test_an_unexpected_failure_is_internal_error_and_logged(
+        server: ChatServer, monkeypatch: pytest.MonkeyPatch,
+        caplog: pytest.LogCaptureFixture) -> None:
+    assert server.web is not None
+
+    async def broken(call: object) -> None:
+        raise RuntimeError("boom")
+
+    route = next(r for r in server.web.routes.routes if r.operation_id == "crypto_options")
+    monkeypatch.setattr(server.web.routes, "routes",
+                        [dataclasses.replace(route, handler=broken)])
+    token = await token_for(server, "alice")
+    async with http(server, token) as client:
+        failed = await client.get("/api/v1/crypto")
+    assert failed.status_code == 500 and failed.json()["error"]["code"] == "internal-error"
+    assert "boom" not in failed.text
+    assert any("web request failed" in r.message for r in caplog.records)

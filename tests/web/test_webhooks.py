@@ -1,0 +1,93 @@
+"""Incoming webhooks: made by a room admin (command or API), posting as a named bot."""
+
+from __future__ import annotations
+
+import pytest
+
+from tests.helpers import ChatServer, Clients, error_of, settle
+from tests.web.helpers import http, token_for
+
+
+async def test_create_post_list_revoke_through_the_command(
+        server: ChatServer, clients: Clients) -> None:
+    owner = await clients.user("alice")
+    await owner.command("/create den")
+    made = await owner.command("/webhook create deploy")
+    assert made["bot"] == "deploy[bot]" and made["path"].startswith(f"/hooks/{made['id']}/")
+    async with http(server) as hook:
+        posted = await hook.post(made["path"], json={"text": "build 42 is green"})
+        assert posted.status_code == 201, posted.text
+        heard = await owner.next_event(lambda e: e.get("type") == "message")
+        assert heard["from"] == "deploy[bot]" and heard["text"] == "build 42 is green"
+        assert heard["bot"] is True
+        plain = await hook.post(made["path"], content=b"plain text too",
+                                headers={"Content-Type": "text/plain"})
+        assert plain.status_code == 201
+        listed = await owner.command("/webhook list")
+        assert [h["name"] for h in listed["webhooks"]] == ["deploy"]
+        assert "secret" not in listed["webhooks"][0]
+        await owner.command(f"/webhook revoke {made['id']}")
+        revoked = await hook.post(made["path"], json={"text": "still there?"})
+        assert revoked.status_code == 404
+        assert revoked.json()["error"]["code"] == "no-such-webhook"
+    history = await owner.command("/history den")
+    assert [m["from"] for m in history["messages"]] == ["deploy[bot]", "deploy[bot]"]
+    audit = await server.services.audit.entries(10, server.services.rooms.find("den"))
+    assert {"webhook-create", "webhook-revoke"} <= {e.action for e in audit}
+
+
+async def test_only_room_admins_manage_webhooks_and_a_wrong_secret_is_refused(
+        server: ChatServer, clients: Clients) -> None:
+    owner = await clients.user("alice")
+    await owner.command("/create den")
+    member = await clients.user("bob")
+    await member.command("/join den")
+    assert (await error_of(member, "/webhook create sneaky den"))["code"] == "not-permitted"
+    assert (await error_of(member, "/webhook list den"))["code"] == "not-permitted"
+    assert (await error_of(owner, "/webhook create bad!name"))["code"] == "invalid-name"
+    made = await owner.command("/webhook create ci")
+    assert (await error_of(owner, "/webhook create CI"))["code"] == "name-taken"
+    assert (await error_of(owner, "/webhook revoke 999"))["code"] == "no-such-webhook"
+    assert (await error_of(owner, "/webhook revoke ci"))["code"] == "bad-arguments"
+    assert (await error_of(owner, "/webhook create"))["code"] == "bad-arguments"
+    async with http(server) as hook:
+        forged = await hook.post(f"/hooks/{made['id']}/not-the-secret", json={"text": "x"})
+        assert forged.status_code == 404
+        empty = await hook.post(made["path"], json={"text": ""})
+        assert empty.status_code == 400
+        evil = await hook.post(made["path"], json={"text": "x"},
+                               headers={"Origin": "https://evil.example"})
+        assert evil.status_code == 403
+
+
+@pytest.mark.server(web__webhook_rate=1, web__webhook_burst=2)
+async def test_each_webhook_is_rate_limited(server: ChatServer, clients: Clients) -> None:
+    owner = await clients.user("alice")
+    await owner.command("/create den")
+    made = await owner.command("/webhook create chatty")
+    async with http(server) as hook:
+        statuses = [(await hook.post(made["path"], json={"text": "m"})).status_code
+                    for _ in range(3)]
+    assert statuses == [201, 201, 429]
+
+
+async def test_webhooks_through_the_api_and_e2e_rooms_refuse_bots(
+        server: ChatServer, clients: Clients) -> None:
+    owner = await clients.user("alice")
+    await owner.command("/create den")
+    token = await token_for(server, "alice")
+    async with http(server, token) as client:
+        made = await client.post("/api/v1/rooms/den/webhooks", json={"name": "alerts"})
+        assert made.status_code == 201
+        hook = made.json()
+        listed = (await client.get("/api/v1/rooms/den/webhooks")).json()["webhooks"]
+        assert [h["id"] for h in listed] == [hook["id"]]
+        await owner.command("/e2e on den")
+        await settle(owner)
+        refused = await client.post(hook["path"], json={"text": "plain"})
+        assert refused.status_code == 403
+        assert refused.json()["error"]["code"] == "e2e-required"
+        gone = await client.delete(f"/api/v1/rooms/den/webhooks/{hook['id']}")
+        assert gone.json()["revoked"] is True
+        again = await client.delete(f"/api/v1/rooms/den/webhooks/{hook['id']}")
+        assert again.status_code == 404

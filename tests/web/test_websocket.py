@@ -1,0 +1,200 @@
+"""/ws: chatd's line protocol over a WebSocket, through the same connection machinery as TCP."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import socket
+
+import pytest
+from websockets.asyncio.client import connect
+from websockets.exceptions import ConnectionClosed, InvalidStatus
+
+from chatd.domain.clock import ManualClock
+from tests.helpers import PASSWORD, ChatServer, Clients, settle
+from tests.web.helpers import RawWs, WsChat, ws_url
+
+
+async def test_a_browser_user_and_a_tcp_user_talk_in_one_room(
+        server: ChatServer, clients: Clients) -> None:
+    tcp = await clients.user("carol")
+    await tcp.command("/create den")
+    web = await WsChat.open(server)
+    try:
+        assert web.ws.subprotocol == "text.chatd"
+        await web.login("wendy")
+        assert (await web.command("/join den"))["type"] == "ok"
+        await settle(tcp)
+        await web.command("/say den hello from the browser")
+        heard = await tcp.next_event(lambda e: e.get("type") == "message")
+        assert heard["from"] == "wendy" and heard["text"] == "hello from the browser"
+        await tcp.command("/say den hello from nc")
+        got = await web.until(lambda r: r.get("type") == "message")
+        assert got[-1]["from"] == "carol" and got[-1]["text"] == "hello from nc"
+    finally:
+        await web.close()
+
+
+async def test_without_format_json_the_text_protocol_is_spoken(server: ChatServer) -> None:
+    async with connect(ws_url(server), subprotocols=["text.chatd"]) as ws:
+        banner = await ws.recv()
+        assert isinstance(banner, str) and banner.startswith("* chatd")
+        await ws.send("/ping")
+        assert "pong" in str(await asyncio.wait_for(ws.recv(), 5))
+
+
+async def test_no_subprotocol_is_the_text_protocol_and_a_foreign_one_is_refused(
+        server: ChatServer) -> None:
+    async with connect(ws_url(server)) as ws:
+        assert ws.subprotocol is None
+        assert str(await ws.recv()).startswith("* chatd")
+    with pytest.raises(InvalidStatus) as refused:
+        await connect(ws_url(server), subprotocols=["mqtt"])
+    assert refused.value.response.status_code == 400
+
+
+async def test_a_binary_message_gets_a_clear_error_and_the_connection_stays(
+        server: ChatServer) -> None:
+    web = await WsChat.open(server)
+    try:
+        await web.ws.send(b"/ping")
+        error = await web.record()
+        assert error["type"] == "error" and error["code"] == "binary-frame"
+        assert (await web.command("/ping"))["type"] == "ok"
+    finally:
+        await web.close()
+
+
+async def test_a_long_message_is_line_too_long_and_a_huge_one_closes(
+        server: ChatServer) -> None:
+    limit = server.config.listen.max_line
+    web = await WsChat.open(server)
+    try:
+        await web.ws.send("x" * (limit + 10))
+        error = await web.record()
+        assert error["code"] == "line-too-long"
+        assert (await web.command("/ping"))["type"] == "ok"
+        await web.ws.send("x" * (limit * 4 + 10))
+        with pytest.raises(ConnectionClosed) as closed:
+            await web.record()
+        assert closed.value.rcvd is not None and closed.value.rcvd.code == 1009
+    finally:
+        await web.close()
+
+
+async def test_fragments_are_one_message_and_invalid_utf8_is_refused(
+        server: ChatServer) -> None:
+    raw = await RawWs.open(server)
+    try:
+        assert " 101 " in raw.head.splitlines()[0]
+        await raw.text_until(lambda line: line.startswith("* chatd"))
+        raw.send(b"/pi", fin=False)
+        raw.send(b"ng", opcode=0)
+        assert any("pong" in line for line in await raw.text_until(lambda t: "pong" in t))
+        raw.send(b"caf\xc3")
+        lines = await raw.text_until(lambda t: "UTF-8" in t)
+        assert "not valid UTF-8" in lines[-1]
+    finally:
+        raw.close()
+
+
+async def test_an_unmasked_client_frame_is_a_protocol_error(server: ChatServer) -> None:
+    raw = await RawWs.open(server)
+    try:
+        raw.send(b"/ping", masked=False)
+        assert await raw.close_code() == 1002
+    finally:
+        raw.close()
+
+
+@pytest.mark.server(web__allowed_origins=["https://chat.example.org"])
+async def test_origins_same_origin_or_listed_only(server: ChatServer) -> None:
+    assert server.web is not None
+    own = f"http://127.0.0.1:{server.web.port}"
+    for origin in (own, "https://chat.example.org"):
+        async with connect(ws_url(server), origin=origin, subprotocols=["text.chatd"]) as ws:
+            assert str(await ws.recv())
+    with pytest.raises(InvalidStatus) as refused:
+        await connect(ws_url(server), origin="https://evil.example", subprotocols=["text.chatd"])
+    assert refused.value.response.status_code == 403
+    assert json.loads(refused.value.response.body)["error"]["code"] == "bad-origin"
+
+
+@pytest.mark.server(limits__max_connections_per_ip=2)
+async def test_the_per_address_limit_counts_websockets_as_tcp(
+        server: ChatServer, clients: Clients) -> None:
+    await clients.raw()
+    first = await WsChat.open(server)
+    try:
+        async with connect(ws_url(server, "/ws?format=json"),
+                           subprotocols=["text.chatd"]) as ws:
+            refused = json.loads(await asyncio.wait_for(ws.recv(), 5))
+            assert refused["code"] == "too-many-connections"
+    finally:
+        await first.close()
+
+
+async def test_a_silent_websocket_is_timed_out_like_tcp(
+        server: ChatServer, clock: ManualClock) -> None:
+    web = await WsChat.open(server)
+    clock.advance(server.config.limits.login_timeout + 1)
+    server.sweep_once()
+    error = await web.record()
+    assert error["code"] == "not-logged-in"
+    with pytest.raises(ConnectionClosed):
+        await web.record()
+
+
+@pytest.mark.server(limits__output_buffer=65536)
+async def test_a_websocket_that_reads_nothing_is_cut_off(
+        server: ChatServer, clients: Clients) -> None:
+    talker = await clients.user("talker")
+    await talker.command("/create den")
+    assert server.web is not None
+    slow = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    slow.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+    slow.connect(("127.0.0.1", server.web.port))
+    reader, writer = await asyncio.open_connection(sock=slow)
+    try:
+        raw = RawWs(reader, writer, "")
+        writer.write(b"GET /ws HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\n"
+                     b"Connection: Upgrade\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n"
+                     b"Sec-WebSocket-Version: 13\r\n\r\n")
+        await reader.readuntil(b"\r\n\r\n")
+        raw.send(f"/register slow {PASSWORD}".encode())
+        raw.send(b"/join den")
+        await asyncio.sleep(0.2)
+        before = server.connection_count
+        text = "y" * 1000
+        async with asyncio.timeout(20):
+            while server.connection_count == before:
+                for _ in range(50):
+                    talker.send_line(f"/say den {text}")
+                await talker.command("/ping")
+        assert (await talker.command("/ping"))["type"] == "ok"
+    finally:
+        writer.close()
+        with contextlib.suppress(ConnectionError):
+            await writer.wait_closed()
+
+
+async def test_shutdown_says_goodbye_over_the_websocket(server: ChatServer) -> None:
+    web = await WsChat.open(server)
+    await server.stop()
+    notice = await web.record()
+    assert notice.get("shutdown") is True
+    with pytest.raises(ConnectionClosed) as closed:
+        await web.record()
+    assert closed.value.rcvd is not None and closed.value.rcvd.code == 1000
+
+
+@pytest.mark.server(web__ping_interval=0.05)
+async def test_quiet_websockets_are_pinged(server: ChatServer) -> None:
+    raw = await RawWs.open(server)
+    try:
+        async with asyncio.timeout(5):
+            while (await raw.frame())[0] != 9:
+                pass
+    finally:
+        raw.close()
