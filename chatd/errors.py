@@ -51,6 +51,7 @@ class Code(StrEnum):
     E2E_REQUIRED = "e2e-required"
     NO_KEY = "no-key"
     BLOCKED = "blocked"
+    SCOPE = "scope"  # the token a session logged in with does not grant the scope
 
 
 class Step(StrEnum):

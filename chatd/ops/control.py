@@ -23,6 +23,7 @@ from typing import TYPE_CHECKING, Any
 from chatd import __version__
 from chatd.content.blobs import files_dir
 from chatd.domain.names import parse_duration
+from chatd.domain.scopes import listed
 from chatd.errors import ChatError, Code
 from chatd.ops.backups import (
     BLOBS,
@@ -343,9 +344,11 @@ async def _tokens(ctl: ControlServer, req: dict[str, Any]) -> Any:
     accounts = ctl.services.accounts
     users = [accounts.require(req["user"])] if req.get("user") else \
         sorted(accounts.all(), key=lambda u: u.name.lower())
-    return [{"user": user.name, "name": record.name, "created": record.created_at,
-             "expires": record.expires_at}
-            for user in users for record in await ctl.services.tokens.list(user)]
+    tokens = ctl.services.tokens
+    return [{"user": user.name, "name": record.name, "scopes": listed(tokens.scopes(record)),
+             "created": record.created_at, "expires": record.expires_at,
+             "last_used": tokens.last_used(record)}
+            for user in users for record in tokens.of(user)]
 
 
 @handler("revoke-token")
