@@ -105,10 +105,13 @@ def who(ctx: Context, room: Room) -> Ok:
     rows: list[dict[str, Any]] = []
     for member in members:
         user = ctx.services.accounts.get(member.user_id)
-        rows.append({"user": member.name, "role": member.role.value,
-                     "online": bool(user and user.online), "bot": bool(user and user.is_bot)})
+        row = {"user": member.name, "role": member.role.value,
+               "online": bool(user and user.online)}
+        if user is not None and user.is_bot:
+            row["bot"] = True  # only on bots: a member list of people stays as it was
+        rows.append(row)
     ctx.table(["user", "role", "online"],
-              [[r["user"] + (" (bot)" if r["bot"] else ""), r["role"],
+              [[r["user"] + (" (bot)" if r.get("bot") else ""), r["role"],
                 "yes" if r["online"] else "no"] for r in rows])
     online = sum(1 for r in rows if r["online"])
     members_text = "1 member" if len(rows) == 1 else f"{len(rows)} members"

@@ -27,6 +27,8 @@ persistence  durable messages/s under fan-out, and the cost of persistence
              (same fan-out with the batched writer held off), plus /history 50
              latency on a room with 1,000,000 stored messages.
 scaling      deliveries per server CPU-second for rooms of 10, 100, 1000 members.
+resume       (only with --only) 1,000 clients log in again with resume tokens after a
+             restart, against password logins at the default bcrypt cost (12).
 
 Output: a table (unless --json-only), then one JSON line on stdout. The exit
 status is 0 when every scenario ran with zero loss, zero reordering and no

@@ -14,7 +14,14 @@ from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
-from .common import ALL_SCENARIOS, MAX_IN_FLIGHT, log, raise_nofile, set_quiet
+from .common import (
+    ALL_SCENARIOS,
+    MAX_IN_FLIGHT,
+    OPTIONAL_SCENARIOS,
+    log,
+    raise_nofile,
+    set_quiet,
+)
 from .connections import scenario_connections
 from .context import Context
 from .database import prepare_database
@@ -23,6 +30,7 @@ from .latency import scenario_latency
 from .persistence import scenario_persistence
 from .plan import Plan, make_plan
 from .report import check_targets, machine, print_profiles, print_table, totals
+from .resume import scenario_resume
 
 # The first paragraph of scripts/bench.py's docstring: --help shows it.
 DESCRIPTION = "chatd benchmark: the daemon as a subprocess on loopback, driven by a load generator."
@@ -31,7 +39,7 @@ DESCRIPTION = "chatd benchmark: the daemon as a subprocess on loopback, driven b
 SCENARIOS: dict[str, Callable[[Context], dict[str, Any]]] = {
     "connections": scenario_connections, "fanout": scenario_fanout,
     "latency": scenario_latency, "scaling": scenario_scaling,
-    "persistence": scenario_persistence}
+    "persistence": scenario_persistence, "resume": scenario_resume}
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
@@ -40,7 +48,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--quick", action="store_true",
                         help="small sizes (smoke test, under 30 s)")
     parser.add_argument("--only", default=",".join(ALL_SCENARIOS),
-                        help=f"comma-separated scenarios (default: {','.join(ALL_SCENARIOS)})")
+                        help=f"comma-separated scenarios (default: {','.join(ALL_SCENARIOS)}; "
+                             f"also: {','.join(OPTIONAL_SCENARIOS)})")
     parser.add_argument("--json-only", action="store_true",
                         help="print only the JSON line (no table, no progress)")
     parser.add_argument("--procs", type=int, default=2,
@@ -60,11 +69,12 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
                         help="abort the whole run after this many seconds (default 900)")
     args = parser.parse_args(argv)
     chosen = [s.strip() for s in args.only.split(",") if s.strip()]
-    unknown = [s for s in chosen if s not in ALL_SCENARIOS]
+    known = ALL_SCENARIOS + OPTIONAL_SCENARIOS
+    unknown = [s for s in chosen if s not in known]
     if unknown:
         parser.error(f"unknown scenario(s) {', '.join(unknown)}; "
-                     f"choose from {', '.join(ALL_SCENARIOS)}")
-    args.scenarios = [s for s in ALL_SCENARIOS if s in chosen]
+                     f"choose from {', '.join(known)}")
+    args.scenarios = [s for s in known if s in chosen]
     if args.persist_repeat is None:
         args.persist_repeat = 1 if args.quick else 3
     return args

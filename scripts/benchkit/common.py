@@ -26,6 +26,8 @@ HOST = "127.0.0.1"
 PAYLOAD = b"lorem ipsum dolor sit amet, consectetur adipiscing elit"
 CLK_TCK = os.sysconf("SC_CLK_TCK")
 ALL_SCENARIOS = ("fanout", "latency", "scaling", "persistence", "connections")
+# Run only when named in --only.
+OPTIONAL_SCENARIOS = ("resume",)
 # Unacknowledged deliveries (senders x window x room size) a run may have in
 # flight: bounds the server's output buffers (10 senders x 32 x 1000 members).
 MAX_IN_FLIGHT = 320_000
