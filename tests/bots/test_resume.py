@@ -162,6 +162,16 @@ async def test_an_account_keeps_its_newest_resume_tokens(clients: Clients,
     assert len(await server.services.storage.load_resume_tokens(0)) == MAX_PER_USER
 
 
+async def test_a_token_revoked_while_it_rotates_fails(clients: Clients,
+                                                      server: ChatServer) -> None:
+    await clients.user("alice")
+    alice = server.services.accounts.require("alice")
+    issued = await server.services.resume.issue(Grant(alice))
+    # Gone from the database (another node revoked it), still in this one's memory.
+    await server.services.storage.delete_resume_tokens([issued.id])
+    assert (await _resume(clients, issued.secret))["code"] == "auth-failed"
+
+
 async def test_bad_resume_forms(clients: Clients) -> None:
     client = await clients.anonymous()
     assert (await error_of(client, "/login --resume"))["code"] == "bad-arguments"

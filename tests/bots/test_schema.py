@@ -101,13 +101,18 @@ def _documented() -> dict[str, dict[str, Any]]:
     section = text[text.index("## 7. Commands"):text.index("## 8. Error codes")]
     rows: dict[str, dict[str, Any]] = {}
     header: list[str] = []
+    previous: list[str] = []
     for line in section.splitlines():
-        if not line.startswith("|") or line.startswith("|---"):
+        if not line.startswith("|"):
+            header = previous = []
+            continue
+        if line.startswith("|---"):
+            header = previous  # the line above a table's rule is its header
             continue
         cells = [cell.strip() for cell in re.split(r"(?<!\\)\|", line)[1:-1]]
-        if cells[0] == "command":
-            header = cells
-            continue
+        previous = cells
+        if not header or header[0] != "command":
+            continue  # another table (the schema's fields, say)
         row = dict(zip(header, cells, strict=True))
         name = re.findall(r"`/([a-z0-9-]+)", row["command"])[0]
         codes = set(re.findall(r"`([a-z0-9-]+)`", row["typical errors"])) & CODES

@@ -2,10 +2,23 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
+import pytest
+
 from chatd.domain.clock import ManualClock
 from chatd.domain.tokens import token_hash
 from chatd.protocol.registry import COMMANDS
-from tests.helpers import ChatServer, Clients, error_of, room_with, text_client, text_run
+from storage.api import StorageError
+from tests.helpers import (
+    ChatServer,
+    Clients,
+    error_of,
+    room_with,
+    start_server,
+    text_client,
+    text_run,
+)
 
 
 async def _token_login(clients: Clients, token: str):  # type: ignore[no-untyped-def]
@@ -145,3 +158,41 @@ def test_every_command_declares_a_scope() -> None:
     assert scopes["say"] == "post" and scopes["who"] == "read"
     assert scopes["kick"] == "moderate" and scopes["useradd"] == "admin"
     assert scopes["token"] == "admin" and scopes["bot"] == "admin"
+
+
+async def test_a_token_name_is_taken_once(clients: Clients) -> None:
+    alice = await clients.user("alice")
+    await alice.command("/token create ci")
+    taken = await error_of(alice, "/token create CI read")
+    assert taken["code"] == "name-taken" and "/token revoke" in taken["message"]
+    assert (await error_of(alice, "/token revoke"))["code"] == "bad-arguments"
+
+
+async def test_last_use_survives_a_restart_and_a_failed_write(
+        tmp_path: Path, clock: ManualClock, monkeypatch: pytest.MonkeyPatch) -> None:
+    db_path = tmp_path / "tokens.db"
+    server = await start_server(db_path, clock=clock)
+    clients = Clients(server)
+    alice = await clients.user("alice")
+    token = (await alice.command("/token create ci"))["token"]
+    clock.advance(10)
+    await _token_login(clients, token)
+    storage = server.services.storage
+
+    async def broken(used: object) -> None:
+        raise StorageError("disk full")
+
+    monkeypatch.setattr(storage, "set_tokens_used", broken)
+    assert await server.services.tokens.flush_use() == 0  # kept for the next try
+    monkeypatch.undo()
+    await clients.close()
+    await server.stop()  # the last flush, at stop
+
+    server = await start_server(db_path, clock=clock)
+    clients = Clients(server)
+    try:
+        alice = await clients.user("alice")
+        assert (await alice.command("/token list"))["tokens"][0]["last_used"] == clock.time()
+    finally:
+        await clients.close()
+        await server.stop()
