@@ -79,6 +79,8 @@ class AccountsConfig:
     # (only on the IRC listener in this version); nothing of a guest persists
     # except their messages and audit entries.
     guests: bool = False
+    # How long a resume token (a login again without bcrypt) stays valid.
+    resume_ttl: Seconds = Seconds(30 * 86400)
 
 
 @dataclass(frozen=True, slots=True)
@@ -296,7 +298,7 @@ RELOAD_POLICY: Final[dict[str, ReloadPolicy]] = {
     **_each("tls", "applied", "cert", "key"),
     **_each("storage", "restart", "path", "flush_interval", "max_batch"),
     **_each("control", "restart", "enabled", "path"),
-    **_each("accounts", "applied", "registration", "bcrypt_cost", "guests"),
+    **_each("accounts", "applied", "registration", "bcrypt_cost", "guests", "resume_ttl"),
     **_each("rooms", "applied", "page_size", "history_default", "history_max",
             "invitation_ttl", "creation"),
     **_each("limits", "applied", "message_rate", "message_burst", "command_rate",

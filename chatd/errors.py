@@ -62,6 +62,7 @@ class Code(StrEnum):
     BAD_ORIGIN = "bad-origin"
     BINARY_FRAME = "binary-frame"
     NO_SUCH_WEBHOOK = "no-such-webhook"
+    SCOPE = "scope"  # the token a session logged in with does not grant the scope
 
 
 class Step(StrEnum):

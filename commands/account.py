@@ -5,12 +5,17 @@ from __future__ import annotations
 import asyncio
 import time
 from collections.abc import Awaitable, Callable
+from typing import Any, TypeVar
 
+from chatd.domain import scopes
 from chatd.domain.accounts import User
 from chatd.domain.logins import checked_login
+from chatd.domain.resume import Issued
+from chatd.domain.scopes import ALL_SCOPES, Scope
+from chatd.domain.tokens import Grant
 from chatd.errors import ChatError, Code
 from chatd.protocol.context import Context
-from chatd.protocol.params import Text, UserRef, Word
+from chatd.protocol.params import Flag, Secret, Text, UserRef, Word
 from chatd.protocol.registry import Need, command
 from chatd.protocol.results import Ok, ok
 from chatd.protocol.style import apply_account_settings
@@ -20,7 +25,8 @@ GROUP = "account"
 WELCOME_ROOMS = 5
 
 
-@command("register", Word("name"), Word("password"), need=Need.ANONYMOUS, group=GROUP)
+@command("register", Word("name"), Word("password"), need=Need.ANONYMOUS, group=GROUP,
+         scope=Scope.READ, errors=(Code.NAME_TAKEN, Code.INVALID_NAME, Code.REGISTRATION_CLOSED))
 async def register(ctx: Context, name: str, password: str) -> Ok:
     """Create an account (when registration is open) and log in with it."""
     services = ctx.services
@@ -33,42 +39,80 @@ async def register(ctx: Context, name: str, password: str) -> Ok:
               **welcome)
 
 
-@command("login", Word("name"), Word("password"), Word("token", optional=True),
-         need=Need.ANONYMOUS, group=GROUP,
-         usage="/login <name> <password>  or  /login <name> --token <token>")
-async def login(ctx: Context, name: str, password: str, token: str | None) -> Ok:
-    """Log in to your account (bots: with an API token instead of the password)."""
+LOGIN_USAGE = ("/login <name> <password> [--resume]  or  /login <name> --token <token> "
+               "[--resume]  or  /login --resume <resume-token>")
+# The word that stands for the password when a token follows, and the flag
+# that asks for (or, in the name's place, presents) a resume token.
+TOKEN_WORD = "--token"
+RESUME_WORD = "--resume"
+
+
+@command("login", Word("name"), Secret("password"), Secret("token", optional=True),
+         Flag("resume"), need=Need.ANONYMOUS, group=GROUP, usage=LOGIN_USAGE,
+         scope=Scope.READ, errors=(Code.AUTH_FAILED,))
+async def login(ctx: Context, name: str, password: str, token: str | None,
+                resume: bool) -> Ok:
+    """Log in (bots: with an API token; anyone: with a resume token, no password check)."""
     services = ctx.services
-    if (password == "--token") != (token is not None):
-        raise ChatError(Code.BAD_ARGUMENTS, "usage: /login <name> <password>, or "
-                        "/login <name> --token <token>.")
+    if name.lower() == RESUME_WORD:
+        if token is not None or resume:
+            raise _login_usage()
+        return await _resumed(ctx, password)
+    if (password == TOKEN_WORD) != (token is not None):
+        raise _login_usage()
     if token is not None:
-        user = await _checked(ctx, name, lambda: services.tokens.authenticate(token, name))
+        grant = await _checked(ctx, name, lambda: services.tokens.authenticate(token, name))
     else:
-        user = await _checked(ctx, name, lambda: services.accounts.authenticate(name, password))
-    return await _logged_in(ctx, user)
+        grant = Grant(await _checked(ctx, name,
+                                     lambda: services.accounts.authenticate(name, password)))
+    return await _logged_in(ctx, grant, resume)
 
 
-@command("auth", Word("token"), need=Need.ANONYMOUS, group=GROUP)
-async def auth(ctx: Context, token: str) -> Ok:
-    """Log in with an API token alone (see /token)."""
-    user = await _checked(ctx, None, lambda: ctx.services.tokens.authenticate(token))
-    return await _logged_in(ctx, user)
+@command("auth", Secret("token"), Flag("resume"), need=Need.ANONYMOUS, group=GROUP,
+         scope=Scope.READ, errors=(Code.AUTH_FAILED,))
+async def auth(ctx: Context, token: str, resume: bool) -> Ok:
+    """Log in with an API token alone (see /token); --resume also asks for a resume token."""
+    grant = await _checked(ctx, None, lambda: ctx.services.tokens.authenticate(token))
+    return await _logged_in(ctx, grant, resume)
 
 
-async def _checked(ctx: Context, name: str | None,
-                   attempt: Callable[[], Awaitable[User]]) -> User:
+def _login_usage() -> ChatError:
+    return ChatError(Code.BAD_ARGUMENTS, "usage: /login <name> <password>, /login <name> "
+                     "--token <token>, or /login --resume <resume-token>.")
+
+
+_T = TypeVar("_T")
+
+
+async def _checked(ctx: Context, name: str | None, attempt: Callable[[], Awaitable[_T]]) -> _T:
     return await checked_login(ctx.services, ctx.session.peer, name, attempt)
 
 
-async def _logged_in(ctx: Context, user: User) -> Ok:
-    welcome = await ctx.services.presence.login(ctx.session, user)
-    apply_account_settings(ctx.session, user.settings)
-    style = ctx.session.style
+async def _resumed(ctx: Context, secret: str) -> Ok:
+    """A login with a resume token: no password check, a new resume token in the reply."""
+    grant, issued = await _checked(ctx, None, lambda: ctx.services.resume.redeem(secret))
+    return await _signed_in(ctx, grant, issued)
+
+
+async def _logged_in(ctx: Context, grant: Grant, resume: bool) -> Ok:
+    issued = await ctx.services.resume.issue(grant) if resume else None
+    return await _signed_in(ctx, grant, issued)
+
+
+async def _signed_in(ctx: Context, grant: Grant, issued: Issued | None) -> Ok:
+    user, session = grant.user, ctx.session
+    welcome = await ctx.services.presence.login(session, user)
+    session.scopes = None if grant.scopes == ALL_SCOPES else grant.scopes
+    apply_account_settings(session, user.settings)
+    style = session.style
     # A full-screen client draws in the account's theme: tell it what was applied.
     settings = {"color": style.color, "timestamps": style.timestamps, "theme": style.theme}
-    return ok(_welcome_back(user.name, welcome["rooms"], welcome["notifications"]),
-              **welcome, settings=settings)
+    fields: dict[str, Any] = {**welcome, "bot": user.is_bot, "scopes": scopes.listed(grant.scopes),
+                              "settings": settings}
+    if issued is not None:
+        session.resume_id = issued.id
+        fields |= {"resume": issued.secret, "resume_expires": issued.expires_at}
+    return ok(_welcome_back(user.name, welcome["rooms"], welcome["notifications"]), **fields)
 
 
 def _welcome_back(name: str, rooms: list[str], notifications: int) -> str:
@@ -88,21 +132,27 @@ def _welcome_back(name: str, rooms: list[str], notifications: int) -> str:
     return " ".join(lines)
 
 
-@command("logout", group=GROUP)
-def logout(ctx: Context) -> Ok:
+@command("logout", group=GROUP, scope=Scope.READ)
+async def logout(ctx: Context) -> Ok:
     """Log out; this connection stays open and your rooms keep your membership."""
-    name = ctx.user.name
+    name, resume_id = ctx.user.name, ctx.session.resume_id
     ctx.services.presence.logout(ctx.session)
+    # Logging out on purpose ends what this login could resume.
+    if resume_id is not None:
+        await ctx.services.resume.revoke(resume_id)
     return ok(f"Goodbye, {name}. You are logged out.")
 
 
-@command("passwd", Word("old"), Word("new"), group=GROUP)
+@command("passwd", Word("old"), Word("new"), group=GROUP,
+         scope=Scope.ADMIN, errors=(Code.AUTH_FAILED,))
 async def passwd(ctx: Context, old: str, new: str) -> Ok:
     """Change your password; your other connections are closed."""
     user, services = ctx.user, ctx.services
     await services.accounts.change_password(user, old, new)
     # No await since the change: nobody logs in with the old password meanwhile.
     closed = _close_other_sessions(ctx, user)
+    # Whoever held the old password may hold a resume token made with it.
+    await services.resume.revoke_user(user)
     await services.audit.record("password-changed", actor=user.name)
     valid = await services.tokens.count_valid(user)
     return ok(_password_changed(closed, valid), closed_connections=closed, valid_tokens=valid)
@@ -130,7 +180,7 @@ def _password_changed(closed: int, valid: int) -> str:
                    f"/token list shows {shown}, /token revoke <name> revokes one.")
 
 
-@command("whoami", group=GROUP)
+@command("whoami", group=GROUP, scope=Scope.READ)
 def whoami(ctx: Context) -> Ok:
     """Show who you are logged in as, your rooms and your current room."""
     user, session = ctx.user, ctx.session
@@ -143,7 +193,7 @@ def whoami(ctx: Context) -> Ok:
               connections=user.connections, session=session.id)
 
 
-@command("block", UserRef("user"), group=GROUP)
+@command("block", UserRef("user"), group=GROUP, scope=Scope.POST, errors=(Code.NOT_PERMITTED,))
 async def block(ctx: Context, user: User) -> Ok:
     """Refuse a user's direct messages; they are told so when they send one."""
     added = await ctx.services.accounts.block(ctx.user, user)
@@ -152,14 +202,14 @@ async def block(ctx: Context, user: User) -> Ok:
     return ok(text, user=user.name, already=not added)
 
 
-@command("unblock", UserRef("user"), group=GROUP)
+@command("unblock", UserRef("user"), group=GROUP, scope=Scope.POST)
 async def unblock(ctx: Context, user: User) -> Ok:
     """Accept a user's direct messages again."""
     await ctx.services.accounts.unblock(ctx.user, user)
     return ok(f"{user.name} can send you direct messages again.", user=user.name)
 
 
-@command("blocks", group=GROUP)
+@command("blocks", group=GROUP, scope=Scope.READ)
 def blocks(ctx: Context) -> Ok:
     """List the users whose direct messages you refuse."""
     entries = ctx.services.accounts.blocks(ctx.user)
@@ -172,7 +222,8 @@ def blocks(ctx: Context) -> Ok:
               blocks=[{"user": user.name, "since": since} for user, since in entries])
 
 
-@command("quit", Text("message", optional=True, default=""), need=Need.ANY, group=GROUP)
+@command("quit", Text("message", optional=True, default=""), need=Need.ANY, group=GROUP,
+         scope=Scope.READ)
 def quit_(ctx: Context, message: str) -> Ok:
     """Close this connection (your rooms keep your membership)."""
     # Close after the final reply has been queued, so the client sees it.

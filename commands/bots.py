@@ -1,62 +1,189 @@
-"""Bots and flow: API tokens, typing indicators, a room's own message rate."""
+"""Bots and flow: bot accounts, API tokens, typing indicators, a room's own message rate."""
 
 from __future__ import annotations
 
+import itertools
 import time
 from typing import Any
 
+from chatd.domain.accounts import User
 from chatd.domain.names import looks_like_duration, parse_duration
 from chatd.domain.permissions import Action
 from chatd.domain.protection import ROOM_BURST, ROOM_RATE
 from chatd.domain.room import Role, Room
+from chatd.domain.scopes import (
+    DEFAULT_SCOPES,
+    Scope,
+    listed,
+    looks_like_scopes,
+    parse_scopes,
+    shown,
+)
 from chatd.domain.webhooks import bot_name, describe, hook_path
 from chatd.errors import ChatError, Code
 from chatd.protocol.context import Context
-from chatd.protocol.params import Choice, Duration, Number, RoomRef, Word
+from chatd.protocol.params import Choice, Duration, Number, RoomRef, Scopes, Word
 from chatd.protocol.registry import command
 from chatd.protocol.results import Ok, ok
 
 GROUP = "bots"
+# The most bots a user who is not a server admin may own.
+MAX_BOTS = 10
 
 
-@command("token", Choice("action", choices=("create", "list", "revoke")),
-         Word("name", optional=True), Duration("ttl", optional=True), group=GROUP,
-         usage="/token create [name] [ttl]  |  /token list  |  /token revoke <name>")
-async def token(ctx: Context, action: str, name: str | None, ttl: float | None) -> Ok:
-    """Manage API tokens for bots: shown once, stored only as a hash."""
-    tokens = ctx.services.tokens
-    if action == "create" and ttl is None and name is not None and looks_like_duration(name):
-        # "/token create 7d": a lifetime, not a name.
-        try:
-            ttl = parse_duration(name)
-            name = None
-        except ValueError as exc:
-            raise ChatError(Code.BAD_ARGUMENTS, f"ttl: {exc}") from None
+TOKEN_USAGE = ("/token create [name] [scopes] [ttl]  |  /token list  |  "
+               "/token revoke <name>  |  /token revoke-resume")
+
+
+@command("token", Choice("action", choices=("create", "list", "revoke", "revoke-resume")),
+         Word("name", optional=True), Scopes("scopes", optional=True),
+         Duration("ttl", optional=True), group=GROUP, usage=TOKEN_USAGE,
+         scope=Scope.ADMIN, errors=(Code.NAME_TAKEN, Code.NO_SUCH_TOKEN))
+async def token(ctx: Context, action: str, name: str | None, scopes: frozenset[Scope] | None,
+                ttl: float | None) -> Ok:
+    """Manage API tokens for bots: shown once, stored only as a hash, with scopes."""
     if action == "create":
-        secret, record = await tokens.create(ctx.user, name or "default", ttl)
-        return ok(f"Token {record.name}: {secret}  (shown only now; log in with "
-                  f"/login {ctx.user.name} --token <token>)", token=secret, name=record.name,
-                  expires=record.expires_at)
+        return await _create_token(ctx, ctx.user, *_name_scopes_ttl(name, scopes, ttl))
     if action == "revoke":
         if name is None:
             raise ChatError(Code.BAD_ARGUMENTS, "usage: /token revoke <name>.")
-        await tokens.revoke(ctx.user, name)
+        await ctx.services.tokens.revoke(ctx.user, name)
         return ok(f"Token {name} revoked.", name=name)
-    records = await tokens.list(ctx.user)
+    if action == "revoke-resume":
+        count = await ctx.services.resume.revoke_user(ctx.user)
+        return ok(f"{count} resume token{'s' * (count != 1)} revoked.", revoked=count)
+    return await _token_list(ctx, ctx.user)
+
+
+def _name_scopes_ttl(name: str | None, scopes: frozenset[Scope] | None,
+                     ttl: float | None) -> tuple[str, frozenset[Scope] | None, float | None]:
+    """``/token create 7d`` and ``/token create read,post``: a first word that is a
+    lifetime or a list of scopes is that, not the token's name."""
+    if name is not None and ttl is None and scopes is None and looks_like_duration(name):
+        try:
+            return "default", None, parse_duration(name)
+        except ValueError as exc:
+            raise ChatError(Code.BAD_ARGUMENTS, f"ttl: {exc}") from None
+    if name is not None and scopes is None and looks_like_scopes(name):
+        return "default", parse_scopes(name), ttl
+    return name or "default", scopes, ttl
+
+
+async def _create_token(ctx: Context, owner: User, name: str,
+                        scopes: frozenset[Scope] | None, ttl: float | None) -> Ok:
+    """A token for ``owner`` (the user, or one of their bots): never more scopes than
+    this session has, so a token cannot mint a stronger one."""
+    granted = scopes if scopes is not None else DEFAULT_SCOPES
+    mine = ctx.session.scopes
+    if mine is not None and not granted <= mine:
+        raise ChatError(Code.SCOPE, f"a token may not grant more than yours does "
+                        f"({shown(mine)}).", scope=shown(granted - mine))
+    secret, record = await ctx.services.tokens.create(owner, name, ttl, granted)
+    return ok(f"Token {record.name} for {owner.name} ({shown(granted)}): {secret}  (shown "
+              f"only now; log in with /login {owner.name} --token <token>)", token=secret,
+              name=record.name, user=owner.name, scopes=listed(granted),
+              expires=record.expires_at)
+
+
+async def _token_list(ctx: Context, owner: User) -> Ok:
+    tokens = ctx.services.tokens
+    records = tokens.of(owner)
+    entries = [{"name": r.name, "scopes": listed(tokens.scopes(r)), "created": r.created_at,
+               "expires": r.expires_at, "last_used": tokens.last_used(r)} for r in records]
     if records:
-        ctx.table(["name", "created (UTC)", "expires (UTC)"],
-                  [[r.name, _day(r.created_at), _day(r.expires_at) if r.expires_at else "never"]
-                   for r in records])
-    return ok(f"{len(records)} token{'s' * (len(records) != 1)}.",
-              tokens=[{"name": r.name, "created": r.created_at, "expires": r.expires_at}
-                      for r in records])
+        ctx.table(["name", "scopes", "created (UTC)", "expires (UTC)", "last used (UTC)"],
+                  [[r.name, shown(tokens.scopes(r)), _day(r.created_at), _maybe_day(r.expires_at),
+                    _maybe_day(tokens.last_used(r))] for r in records])
+    resume = ctx.services.resume.count(owner)
+    return ok(f"{len(records)} token{'s' * (len(records) != 1)}; {resume} resume "
+              f"token{'s' * (resume != 1)}.", tokens=entries, resume_tokens=resume,
+              user=owner.name)
 
 
 def _day(stamp: float) -> str:
     return time.strftime("%Y-%m-%d %H:%M", time.gmtime(stamp))
 
 
-@command("typing", RoomRef("room", optional=True), group=GROUP)
+def _maybe_day(stamp: float | None) -> str:
+    return _day(stamp) if stamp is not None else "never"
+
+
+BOT_USAGE = ("/bot create <name> [scopes] [ttl]  |  /bot list  |  /bot token <name> "
+             "[scopes] [ttl]  |  /bot tokens <name>  |  /bot delete <name>")
+
+
+@command("bot", Choice("action", choices=("create", "list", "token", "tokens", "delete")),
+         Word("name", optional=True), Scopes("scopes", optional=True),
+         Duration("ttl", optional=True), group=GROUP, usage=BOT_USAGE, scope=Scope.ADMIN,
+         errors=(Code.NAME_TAKEN, Code.INVALID_NAME, Code.NO_SUCH_USER, Code.NOT_PERMITTED,
+                 Code.QUOTA_EXCEEDED))
+async def bot(ctx: Context, action: str, name: str | None, scopes: frozenset[Scope] | None,
+              ttl: float | None) -> Ok:
+    """Make and manage bot accounts: they log in with tokens only and show as bots."""
+    if action == "list":
+        return _bot_list(ctx)
+    if name is None:
+        raise ChatError(Code.BAD_ARGUMENTS, f"/bot {action} needs the bot's name. "
+                                            f"Usage: {BOT_USAGE}")
+    if action == "create":
+        return await _bot_create(ctx, name, scopes, ttl)
+    target = _my_bot(ctx, name)
+    if action == "token":
+        return await _create_token(ctx, target, _fresh_token_name(ctx, target), scopes, ttl)
+    if action == "tokens":
+        return await _token_list(ctx, target)
+    await ctx.services.presence.delete_account(target, actor=ctx.user.name)
+    return ok(f"Bot {target.name} deleted.", user=target.name)
+
+
+async def _bot_create(ctx: Context, name: str, scopes: frozenset[Scope] | None,
+                      ttl: float | None) -> Ok:
+    services, owner = ctx.services, ctx.user
+    if not owner.is_admin and len(services.accounts.bots_of(owner)) >= MAX_BOTS:
+        raise ChatError(Code.QUOTA_EXCEEDED, f"you have {MAX_BOTS} bots already; /bot delete "
+                        "one first (a server admin has no limit).", quota=MAX_BOTS)
+    if owner.is_bot:
+        raise ChatError(Code.NOT_PERMITTED, "a bot cannot make bots.")
+    created = await services.accounts.create_bot(name, owner, actor=owner.name)
+    result = await _create_token(ctx, created, "default", scopes, ttl)
+    return ok(f"Bot {created.name} created, owned by {owner.name}. " + result.message,
+              **result.fields, bot=True, owner=owner.name)
+
+
+def _my_bot(ctx: Context, name: str) -> User:
+    """The bot ``name``, if this user owns it (server admins: any bot)."""
+    target = ctx.services.accounts.require(name)
+    if not target.is_bot:
+        raise ChatError(Code.NOT_PERMITTED, f"{target.name} is not a bot.")
+    if target.owner_id != ctx.user.id and not ctx.user.is_admin:
+        raise ChatError(Code.NOT_PERMITTED, f"{target.name} is not your bot.")
+    return target
+
+
+def _fresh_token_name(ctx: Context, owner: User) -> str:
+    """``token2``, ``token3`` ...: the first name none of ``owner``'s tokens has."""
+    taken = {r.name.lower() for r in ctx.services.tokens.of(owner)}
+    return next(f"token{n}" for n in itertools.count(2) if f"token{n}" not in taken)
+
+
+def _bot_list(ctx: Context) -> Ok:
+    """Your bots (a server admin's: every bot)."""
+    accounts = ctx.services.accounts
+    bots = accounts.bots_of(None if ctx.user.is_admin else ctx.user)
+    owners = {b.id: accounts.get(b.owner_id) if b.owner_id is not None else None
+              for b in bots}
+    names = {b.id: owner.name if owner else None for b in bots for owner in [owners[b.id]]}
+    entries = [{"user": b.name, "owner": names[b.id], "online": b.online,
+                "since": b.created_at} for b in bots]
+    if bots:
+        ctx.table(["bot", "owner", "online", "since (UTC)"],
+                  [[b.name, names[b.id] or "-", "yes" if b.online else "no", _day(b.created_at)]
+                   for b in bots])
+    return ok(f"{len(bots)} bot{'s' * (len(bots) != 1)}.", bots=entries)
+
+
+@command("typing", RoomRef("room", optional=True), group=GROUP,
+         scope=Scope.POST, errors=(Code.NOT_IN_ROOM,))
 def typing(ctx: Context, room: Room) -> Ok:
     """Tell a room you are typing (never stored; dropped first when a client lags)."""
     if not room.is_member(ctx.user.id):
@@ -72,7 +199,8 @@ def typing(ctx: Context, room: Room) -> Ok:
 
 @command("ratelimit", Word("rate"), Number("burst", optional=True, low=1, high=1e6),
          RoomRef("room", optional=True), role=Role.OWNER, group=GROUP,
-         usage="/ratelimit <messages-per-second> [burst] [room]  |  /ratelimit off [room]")
+         usage="/ratelimit <messages-per-second> [burst] [room]  |  /ratelimit off [room]",
+         scope=Scope.MODERATE)
 async def ratelimit(ctx: Context, rate: str, burst: float | None, room: Room) -> Ok:
     """Set a room's own message rate within the server's bounds (owner), or 'off'."""
     limits = ctx.services.config.limits
@@ -112,7 +240,8 @@ def _within(raw: str, what: str, high: float, low: float = 0.1) -> float:
 @command("webhook", Choice("action", choices=("create", "list", "revoke")),
          Word("what", optional=True), RoomRef("room", optional=True), group=GROUP,
          usage="/webhook create <name> [room]  |  /webhook list [room]  |  "
-               "/webhook revoke <id> [room]")
+               "/webhook revoke <id> [room]",
+         scope=Scope.MODERATE, errors=(Code.NO_SUCH_WEBHOOK, Code.NOT_PERMITTED))
 async def webhook(ctx: Context, action: str, what: str | None, room: Room) -> Ok:
     """Incoming webhooks of a room (its admins): a secret URL that posts as a named bot."""
     hooks = ctx.services.webhooks

@@ -10,6 +10,7 @@ from chatd.crypto.ciphers import ALGORITHMS
 from chatd.crypto.kdf import COSTS
 from chatd.domain.accounts import User
 from chatd.domain.room import Role, Room
+from chatd.domain.scopes import Scope
 from chatd.errors import ChatError, Code
 from chatd.protocol.context import Context
 from chatd.protocol.params import Choice, RoomRef, Text, UserRef, Word
@@ -24,7 +25,7 @@ _CONTROLS = {c: "\ufffd" for c in (*range(0x20), 0x7F, *range(0x80, 0xA0)) if c 
 
 @command("encrypt", Choice(FILE_FLAG, optional=True, choices=(FILE_FLAG,)),
          Choice("algorithm", choices=ALGORITHMS), Choice("cost", choices=COSTS),
-         Word("password"), Text("text"), group=GROUP)
+         Word("password"), Text("text"), group=GROUP, scope=Scope.POST, errors=(Code.NO_ROOM,))
 async def encrypt(ctx: Context, algorithm: str, cost: str, password: str, text: str,
                   **flags: Any) -> Ok:
     """Encrypt text with a password (scrypt at the cost given); answers armored text."""
@@ -36,7 +37,7 @@ async def encrypt(ctx: Context, algorithm: str, cost: str, password: str, text: 
 
 
 @command("decrypt", Choice(FILE_FLAG, optional=True, choices=(FILE_FLAG,)),
-         Word("password"), Text("armored"), group=GROUP)
+         Word("password"), Text("armored"), group=GROUP, scope=Scope.POST)
 async def decrypt(ctx: Context, password: str, armored: str, **flags: Any) -> Ok:
     """Decrypt armored text made by /encrypt or chatd-crypt with its password."""
     data = await ctx.services.crypto.decrypt(password, armored)
@@ -83,7 +84,9 @@ def _write_and_close(out: Any, data: bytes) -> None:
 @command("keys", Choice("action", choices=("publish", "get", "room")),
          Word("key", optional=True), Word("pq_key", optional=True), group=GROUP,
          usage="/keys publish <x25519-key> [mlkem-key]  |  /keys get <user>  |  "
-               "/keys room [room]")
+               "/keys room [room]",
+         scope=Scope.POST,
+         errors=(Code.NO_SUCH_USER, Code.NO_SUCH_ROOM, Code.NOT_IN_ROOM, Code.NO_ROOM, Code.NO_KEY))
 async def keys(ctx: Context, action: str, key: str | None, pq_key: str | None) -> Ok:
     """Publish your end-to-end public keys, or get a user's or a room's keys."""
     if action == "publish":
@@ -125,7 +128,9 @@ async def _room_keys(ctx: Context, ref: str | None) -> Ok:
 
 
 @command("emsg", Word("target"), Word("envelope"), group=GROUP,
-         usage="/emsg <room|@user> <envelope-base64>")
+         usage="/emsg <room|@user> <envelope-base64>",
+         scope=Scope.POST,
+         errors=(Code.NO_SUCH_USER, Code.NO_SUCH_ROOM, Code.NOT_IN_ROOM, Code.MUTED, Code.BLOCKED))
 async def emsg(ctx: Context, target: str, envelope: str) -> Ok:
     """Relay an end-to-end encrypted envelope to a room or a user (chatd-client makes them)."""
     e2e = ctx.services.e2e
@@ -149,7 +154,7 @@ async def ekey(ctx: Context, room: Room, user: User, envelope: str) -> Ok:
 
 
 @command("e2e", Choice("state", choices=("on", "off")), RoomRef("room", optional=True),
-         role=Role.ADMIN, group=GROUP)
+         role=Role.ADMIN, group=GROUP, scope=Scope.MODERATE)
 async def e2e(ctx: Context, state: str, room: Room) -> Ok:
     """Make a room end-to-end encrypted only (on) or not (off); admins and the owner."""
     on = state == "on"

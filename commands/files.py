@@ -9,6 +9,7 @@ from typing import Any
 from chatd.content.files import file_object
 from chatd.content.previews import human_size
 from chatd.domain.room import Room
+from chatd.domain.scopes import Scope
 from chatd.errors import ChatError, Code
 from chatd.protocol.context import Context
 from chatd.protocol.params import Context as ParamContext
@@ -26,6 +27,8 @@ _HEX = re.compile(r"[0-9a-fA-F]+")
 class Sha256(Param):
     """A SHA-256 as 64 hex digits; an optional one declines any other word."""
 
+    kind = "sha256"
+
     def convert(self, ctx: ParamContext, word: str, more_follow: bool) -> Any:
         if _HEX.fullmatch(word):
             if len(word) == 64:
@@ -42,7 +45,10 @@ UPLOAD_PARAMS = (Word("filename"), Int("size", low=0, high=MAX_ID),
                  Sha256("sha256", optional=True), RoomRef("room", optional=True))
 
 
-@command("upload", Text("arguments"), group=GROUP, usage=UPLOAD_USAGE, data_lines=True)
+@command("upload", Text("arguments"), group=GROUP, usage=UPLOAD_USAGE, data_lines=True,
+         described=UPLOAD_PARAMS, scope=Scope.POST,
+         errors=(Code.NOT_IN_ROOM, Code.MUTED, Code.FILE_TOO_LARGE, Code.CHECKSUM_MISMATCH,
+                 Code.QUOTA_EXCEEDED, Code.E2E_REQUIRED))
 async def upload(ctx: Context, arguments: str) -> Deferred:
     """Upload a file: base64 lines follow, then a line with a single "." (then the reply)."""
     files = ctx.services.files
@@ -66,7 +72,8 @@ async def upload(ctx: Context, arguments: str) -> Deferred:
     return DEFERRED
 
 
-@command("download", Int("id", high=MAX_ID), group=GROUP)
+@command("download", Int("id", high=MAX_ID), group=GROUP,
+         scope=Scope.READ, errors=(Code.NOT_IN_ROOM, Code.IDLE_TIMEOUT, Code.NO_SUCH_FILE))
 async def download(ctx: Context, id: int) -> Ok:
     """Download a file as base64 lines (text: ending with "."; json: data records)."""
     files = ctx.services.files
@@ -78,7 +85,8 @@ async def download(ctx: Context, id: int) -> Ok:
               f"{record.sha256}", file_id=record.id, **fields)
 
 
-@command("files", RoomRef("room", optional=True), group=GROUP)
+@command("files", RoomRef("room", optional=True), group=GROUP,
+         scope=Scope.READ, errors=(Code.NOT_IN_ROOM,))
 async def files_(ctx: Context, room: Room) -> Ok:
     """List the files shared in a room."""
     records = await ctx.services.files.listing(ctx.user, room)
@@ -97,7 +105,8 @@ async def files_(ctx: Context, room: Room) -> Ok:
     return ok(message, room=room.name, files=listed)
 
 
-@command("rmfile", Int("id", high=MAX_ID), group=GROUP)
+@command("rmfile", Int("id", high=MAX_ID), group=GROUP,
+         scope=Scope.POST, errors=(Code.NOT_PERMITTED, Code.NO_SUCH_FILE))
 async def rmfile(ctx: Context, id: int) -> Ok:
     """Delete a file (its uploader, an admin of its room, or a server admin)."""
     record = await ctx.services.files.remove(ctx.user, id)

@@ -6,6 +6,7 @@ from dataclasses import dataclass
 
 from chatd.domain.accounts import User
 from chatd.domain.room import Room
+from chatd.domain.scopes import Scope
 from chatd.errors import ChatError, Code
 from chatd.protocol.context import Context
 from chatd.protocol.params import Context as ParamContext
@@ -28,14 +29,16 @@ def plain_line(ctx: Context, text: str) -> None:
     ctx.services.messaging.post(ctx.session, room, text)
 
 
-@command("say", RoomRef("room"), Text("text"), group=GROUP)
+@command("say", RoomRef("room"), Text("text"), group=GROUP,
+         scope=Scope.POST, errors=(Code.NOT_IN_ROOM, Code.MUTED, Code.E2E_REQUIRED))
 def say(ctx: Context, room: Room, text: str) -> Ok:
     """Send a message to one of your rooms (not necessarily the current one)."""
     message_id = ctx.services.messaging.post(ctx.session, room, text, label=ctx.label)
     return ok(id=message_id, room=room.name)
 
 
-@command("me", Text("action"), group=GROUP)
+@command("me", Text("action"), group=GROUP,
+         scope=Scope.POST, errors=(Code.NO_ROOM, Code.MUTED, Code.E2E_REQUIRED))
 def me(ctx: Context, action: str) -> Ok:
     """Send an action to the current room, shown as '<you> * <action>'."""
     room = ctx.session.current_room
@@ -46,7 +49,8 @@ def me(ctx: Context, action: str) -> Ok:
     return ok(id=message_id, room=room.name)
 
 
-@command("msg", UserRef("user"), Text("text"), group=GROUP)
+@command("msg", UserRef("user"), Text("text"), group=GROUP,
+         scope=Scope.POST, errors=(Code.BLOCKED,))
 async def msg(ctx: Context, user: User, text: str) -> Ok:
     """Send a direct message to a user; they get it at their next login if offline."""
     message_id = await ctx.services.messaging.direct(ctx.session, user, text, ctx.label)
@@ -73,7 +77,7 @@ class HistoryCount(Int):
 
 
 @command("history", RoomRef("room", optional=True), HistoryCount("n", optional=True, default=0),
-         group=GROUP)
+         group=GROUP, scope=Scope.READ, errors=(Code.NOT_IN_ROOM,))
 async def history(ctx: Context, room: Room, n: int) -> Ok:
     """Show a room's last messages (20 by default, 200 at most)."""
     config = ctx.services.config.rooms

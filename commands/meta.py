@@ -4,13 +4,16 @@ from __future__ import annotations
 
 import re
 import textwrap
+from typing import Any
 
+from chatd.domain.scopes import Scope
 from chatd.errors import ChatError, Code
 from chatd.protocol.context import Context
 from chatd.protocol.dispatch import QUOTE, unknown_command
 from chatd.protocol.params import Choice, Text, Word
 from chatd.protocol.registry import Command, Need, command
 from chatd.protocol.results import Ok, ok
+from chatd.protocol.schema import SCHEMA_VERSION, describe, schema
 from chatd.protocol.style import ACCOUNT_SETTINGS, change
 
 GROUP = "connection"
@@ -18,7 +21,8 @@ GROUP_ORDER = ("account", "rooms", "messages", "files", "moderation", "crypto", 
                "connection", "admin")
 
 
-@command("help", Word("command", optional=True), need=Need.ANY, group=GROUP)
+@command("help", Word("command", optional=True), need=Need.ANY, group=GROUP,
+         scope=Scope.READ, errors=(Code.UNKNOWN_COMMAND,))
 def help_(ctx: Context, command: str | None) -> Ok:
     """List the commands, or show one command's usage and what it needs."""
     table = ctx.services.commands
@@ -32,6 +36,35 @@ def help_(ctx: Context, command: str | None) -> Ok:
     ctx.text([f"  {cmd.usage}   {cmd.summary}", f"  Needs: {cmd.needs_text}", *also])
     return ok(name=cmd.name, usage=cmd.usage, help=cmd.summary, needs=cmd.needs_text,
               aliases=list(cmd.aliases))
+
+
+@command("schema", Word("command", optional=True), need=Need.ANY, group=GROUP,
+         scope=Scope.READ, errors=(Code.UNKNOWN_COMMAND,))
+def schema_(ctx: Context, command: str | None) -> Ok:
+    """Describe every command (or one) for programs: parameters, types, limits, errors."""
+    table = ctx.services.commands
+    if command is None:
+        described = schema(table)
+        ctx.text([f"  {c['usage']}   scope {c['scope']}; errors: {', '.join(c['errors'])}"
+                  for c in described["commands"]])
+        return ok(f"{len(described['commands'])} commands; in JSON (/format json) each "
+                  "comes with its parameters, types and limits.", **described)
+    cmd = table.get(command.lower().lstrip("/"))
+    if cmd is None:
+        raise unknown_command(table, command.lower().lstrip("/"))
+    entry = describe(cmd)
+    ctx.text([f"  {entry['usage']}", *(f"  {p['name']}: {_param_line(p)}"
+                                       for p in entry["params"]),
+              f"  scope: {entry['scope']}; errors: {', '.join(entry['errors'])}"])
+    return ok(cmd.summary, version=SCHEMA_VERSION, schema=entry)
+
+
+def _param_line(param: dict[str, Any]) -> str:
+    """One parameter of /schema <command> in text mode: its type and limits."""
+    limits = [f"{key} {value}" for key, value in param.items()
+              if key not in ("name", "type", "optional", "rest")]
+    words = [param["type"], "optional" if param["optional"] else "required", *limits]
+    return ", ".join(str(w) for w in words)
 
 
 def _aliases(cmd: Command) -> str:
@@ -81,7 +114,8 @@ def help_rows(usage: str, summary: str) -> list[str]:
             *(_SUMMARY_INDENT + line for line in summary_lines)]
 
 
-@command(QUOTE, Text("line", optional=True, default=""), need=Need.ANY, group=GROUP)
+@command(QUOTE, Text("line", optional=True, default=""), need=Need.ANY, group=GROUP,
+         scope=Scope.READ)
 def quote(ctx: Context, line: str) -> Ok:
     """Run the rest of the line as a command, as IRC's /quote: /quote join general."""
     # The dispatcher runs "/quote <line>" as the line itself; only a bare /quote is left.
@@ -89,20 +123,21 @@ def quote(ctx: Context, line: str) -> Ok:
                                         "/quote join general is /join general.")
 
 
-@command("ping", need=Need.ANY, group=GROUP)
+@command("ping", need=Need.ANY, group=GROUP, scope=Scope.READ)
 def ping(ctx: Context) -> Ok:
     """Check that the server answers."""
     return ok("pong", time=ctx.services.clock.time())
 
 
-@command("format", Choice("format", choices=("text", "json")), need=Need.ANY, group=GROUP)
+@command("format", Choice("format", choices=("text", "json")), need=Need.ANY, group=GROUP,
+         scope=Scope.READ)
 async def format_(ctx: Context, format: str) -> Ok:
     """Choose the output format: text for people, json for programs."""
     return await _apply(ctx, "format", format)
 
 
 @command("set", Choice("setting", choices=("format", "color", "timestamps", "theme")),
-         Word("value"), need=Need.ANY, group=GROUP)
+         Word("value"), need=Need.ANY, group=GROUP, scope=Scope.READ)
 async def set_(ctx: Context, setting: str, value: str) -> Ok:
     """Change a setting of your output: format, color, timestamps or theme."""
     return await _apply(ctx, setting, value)

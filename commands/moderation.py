@@ -16,6 +16,7 @@ from chatd.domain.modes import LETTERS, ModeChange, Takes, format_changes, parse
 from chatd.domain.names import format_duration
 from chatd.domain.permissions import Action, authorize
 from chatd.domain.room import Mode, Role, Room
+from chatd.domain.scopes import Scope
 from chatd.errors import ChatError, Code
 from chatd.protocol.context import Context
 from chatd.protocol.params import Duration, Int, RoomRef, Text, UserRef
@@ -36,7 +37,8 @@ def _room() -> RoomRef:
     return RoomRef("room", optional=True)
 
 
-@command("invite", _target(), _room(), role=ADMIN, group=GROUP)
+@command("invite", _target(), _room(), role=ADMIN, group=GROUP,
+         scope=Scope.MODERATE, errors=(Code.BANNED, Code.ALREADY_IN_ROOM))
 async def invite(ctx: Context, user: User, room: Room) -> Ok:
     """Invite a user; they get a notification with the room's id to /join."""
     record = await ctx.services.admission.invite(ctx.user, room, user)
@@ -44,7 +46,7 @@ async def invite(ctx: Context, user: User, room: Room) -> Ok:
               user=user.name, expires=record.expires_at)
 
 
-@command("requests", _room(), role=ADMIN, group=GROUP)
+@command("requests", _room(), role=ADMIN, group=GROUP, scope=Scope.MODERATE)
 async def requests(ctx: Context, room: Room) -> Ok:
     """List the pending join requests of a room."""
     pending = await ctx.services.admission.pending(ctx.user, room)
@@ -61,14 +63,15 @@ async def requests(ctx: Context, room: Room) -> Ok:
               room=room.name, requests=rows)
 
 
-@command("accept", _target(), _room(), role=ADMIN, group=GROUP)
+@command("accept", _target(), _room(), role=ADMIN, group=GROUP,
+         scope=Scope.MODERATE, errors=(Code.BANNED, Code.ALREADY_IN_ROOM))
 async def accept(ctx: Context, user: User, room: Room) -> Ok:
     """Accept a join request: the user joins and is notified."""
     await ctx.services.admission.accept(ctx.user, room, user)
     return ok(f"{user.name} joined #{room.name}.", room=room.name, user=user.name)
 
 
-@command("decline", _target(), _room(), role=ADMIN, group=GROUP)
+@command("decline", _target(), _room(), role=ADMIN, group=GROUP, scope=Scope.MODERATE)
 async def decline(ctx: Context, user: User, room: Room) -> Ok:
     """Decline a join request; the user is notified."""
     await ctx.services.admission.decline(ctx.user, room, user)
@@ -76,7 +79,7 @@ async def decline(ctx: Context, user: User, room: Room) -> Ok:
 
 
 @command("kick", _target(), _room(), Text("reason", optional=True, default=""), role=ADMIN,
-         group=GROUP)
+         group=GROUP, scope=Scope.MODERATE, errors=(Code.NOT_IN_ROOM,))
 async def kick(ctx: Context, user: User, room: Room, reason: str) -> Ok:
     """Remove a member from a room; they may request to join again."""
     await ctx.services.moderation.kick(ctx.user, room, user, reason)
@@ -84,7 +87,7 @@ async def kick(ctx: Context, user: User, room: Room, reason: str) -> Ok:
 
 
 @command("ban", _target(), _room(), Duration("duration", optional=True),
-         Text("reason", optional=True, default=""), role=ADMIN, group=GROUP)
+         Text("reason", optional=True, default=""), role=ADMIN, group=GROUP, scope=Scope.MODERATE)
 async def ban(ctx: Context, user: User, room: Room, duration: float | None, reason: str) -> Ok:
     """Ban a user (member or not) from a room, for a duration or for good."""
     record = await ctx.services.moderation.ban(ctx.user, room, user, duration, reason)
@@ -93,7 +96,7 @@ async def ban(ctx: Context, user: User, room: Room, duration: float | None, reas
               user=user.name, until=record.until)
 
 
-@command("unban", _target(), _room(), role=ADMIN, group=GROUP)
+@command("unban", _target(), _room(), role=ADMIN, group=GROUP, scope=Scope.MODERATE)
 async def unban(ctx: Context, user: User, room: Room) -> Ok:
     """Lift a ban before it expires."""
     await ctx.services.moderation.unban(ctx.user, room, user)
@@ -102,7 +105,7 @@ async def unban(ctx: Context, user: User, room: Room) -> Ok:
 
 
 @command("mute", _target(), _room(), Duration("duration", optional=True), role=ADMIN,
-         group=GROUP)
+         group=GROUP, scope=Scope.MODERATE, errors=(Code.NOT_IN_ROOM,))
 async def mute(ctx: Context, user: User, room: Room, duration: float | None) -> Ok:
     """Stop a member from sending in a room, for a duration or until unmuted."""
     record = await ctx.services.moderation.mute(ctx.user, room, user, duration)
@@ -111,14 +114,15 @@ async def mute(ctx: Context, user: User, room: Room, duration: float | None) -> 
               until=record.until)
 
 
-@command("unmute", _target(), _room(), role=ADMIN, group=GROUP)
+@command("unmute", _target(), _room(), role=ADMIN, group=GROUP, scope=Scope.MODERATE)
 async def unmute(ctx: Context, user: User, room: Room) -> Ok:
     """Let a muted member send again."""
     await ctx.services.moderation.unmute(ctx.user, room, user)
     return ok(f"{user.name} may speak in #{room.name} again.", room=room.name, user=user.name)
 
 
-@command("promote", _target(), _room(), role=OWNER, group=GROUP)
+@command("promote", _target(), _room(), role=OWNER, group=GROUP,
+         scope=Scope.MODERATE, errors=(Code.NOT_IN_ROOM,))
 async def promote(ctx: Context, user: User, room: Room) -> Ok:
     """Make a member an admin of the room."""
     await ctx.services.moderation.promote(ctx.user, room, user)
@@ -126,7 +130,8 @@ async def promote(ctx: Context, user: User, room: Room) -> Ok:
               role="admin")
 
 
-@command("demote", _target(), _room(), role=OWNER, group=GROUP)
+@command("demote", _target(), _room(), role=OWNER, group=GROUP,
+         scope=Scope.MODERATE, errors=(Code.NOT_IN_ROOM,))
 async def demote(ctx: Context, user: User, room: Room) -> Ok:
     """Make an admin a plain member again."""
     await ctx.services.moderation.demote(ctx.user, room, user)
@@ -134,7 +139,8 @@ async def demote(ctx: Context, user: User, room: Room) -> Ok:
               role="member")
 
 
-@command("voice", _target(), _room(), role=ADMIN, group=GROUP)
+@command("voice", _target(), _room(), role=ADMIN, group=GROUP, scope=Scope.MODERATE,
+         errors=(Code.NOT_IN_ROOM,))
 async def voice(ctx: Context, user: User, room: Room) -> Ok:
     """Let a member speak while the room is moderated (+m)."""
     await ctx.services.moderation.voice(ctx.user, room, user)
@@ -142,7 +148,8 @@ async def voice(ctx: Context, user: User, room: Room) -> Ok:
               role="voice")
 
 
-@command("devoice", _target(), _room(), role=ADMIN, group=GROUP)
+@command("devoice", _target(), _room(), role=ADMIN, group=GROUP, scope=Scope.MODERATE,
+         errors=(Code.NOT_IN_ROOM,))
 async def devoice(ctx: Context, user: User, room: Room) -> Ok:
     """Take a member's voice: silent again while the room is moderated."""
     await ctx.services.moderation.devoice(ctx.user, room, user)
@@ -150,7 +157,8 @@ async def devoice(ctx: Context, user: User, room: Room) -> Ok:
               user=user.name, role="member")
 
 
-@command("transfer", _target(), _room(), role=OWNER, group=GROUP)
+@command("transfer", _target(), _room(), role=OWNER, group=GROUP,
+         scope=Scope.MODERATE, errors=(Code.NOT_IN_ROOM,))
 async def transfer(ctx: Context, user: User, room: Room) -> Ok:
     """Hand ownership to a member; the owner until now stays on as an admin."""
     previous = await ctx.services.moderation.transfer(ctx.user, room, user)
@@ -165,7 +173,8 @@ _TAKES = {"k": Takes.ON_SET, "l": Takes.ON_SET, "v": Takes.ALWAYS}
 _JOIN_LETTERS = {"i": Mode.PRIVATE, "R": Mode.REQUEST}
 
 
-@command("mode", Text("args", optional=True, default=""), group=GROUP, usage=MODE_USAGE)
+@command("mode", Text("args", optional=True, default=""), group=GROUP, usage=MODE_USAGE,
+         scope=Scope.MODERATE, errors=(Code.NO_ROOM, Code.NO_SUCH_USER, Code.NOT_PERMITTED))
 async def mode(ctx: Context, args: str) -> Ok:
     """Show a room's modes, or change them: who may join, or +/- k l m s n t i R v."""
     words = args.split()
@@ -271,7 +280,8 @@ AUDIT_USAGE = "/audit [room] [n]"
 _COUNT = Int("n", high=1000)
 
 
-@command("audit", Text("args", optional=True, default=""), group=GROUP, usage=AUDIT_USAGE)
+@command("audit", Text("args", optional=True, default=""), group=GROUP, usage=AUDIT_USAGE,
+         scope=Scope.READ, errors=(Code.NO_SUCH_ROOM, Code.NO_ROOM, Code.NOT_PERMITTED))
 async def audit(ctx: Context, args: str) -> Ok:
     """Show the audit log: a room's for its admins, everything for server admins."""
     ref, n = _audit_args(ctx, args)

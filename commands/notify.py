@@ -5,6 +5,7 @@ from __future__ import annotations
 import time
 
 from chatd.domain.events import Notified
+from chatd.domain.scopes import Scope
 from chatd.protocol.context import Context
 from chatd.protocol.params import Choice
 from chatd.protocol.records import notification_record
@@ -14,7 +15,8 @@ from chatd.protocol.results import Ok, ok
 GROUP = "account"
 
 
-@command("notifications", Choice("action", optional=True, choices=("clear",)), group=GROUP)
+@command("notifications", Choice("action", optional=True, choices=("clear",)), group=GROUP,
+         scope=Scope.READ)
 async def notifications(ctx: Context, action: str | None) -> Ok:
     """List your notifications, or clear them with /notifications clear."""
     notifier = ctx.services.notifier

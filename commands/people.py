@@ -7,6 +7,7 @@ from __future__ import annotations
 
 from chatd.domain.accounts import User
 from chatd.domain.presence import AWAY_MAX
+from chatd.domain.scopes import Scope
 from chatd.errors import ChatError, Code
 from chatd.protocol.codec import iso_ts
 from chatd.protocol.context import Context
@@ -17,7 +18,7 @@ from chatd.protocol.results import Ok, ok
 GROUP = "account"
 
 
-@command("whois", UserRef("user"), group=GROUP)
+@command("whois", UserRef("user"), group=GROUP, scope=Scope.READ)
 def whois(ctx: Context, user: User) -> Ok:
     """Tell about a user: online or away, their rooms you can see, since when they exist."""
     services = ctx.services
@@ -32,14 +33,23 @@ def whois(ctx: Context, user: User) -> Ok:
             ("since", since[:10])]
     if user.is_admin:
         rows.append(("role", "server admin"))
+    owner = _owner(ctx, user)
+    if user.is_bot:
+        rows.append(("kind", f"bot, owned by {owner}" if owner else "bot"))
     ctx.text([f"  {key:<6}  {value}" for key, value in rows])
     sentence = f"{user.name} is away." if away else \
         f"{user.name} is {'online' if user.online else 'offline'}."
     return ok(sentence, user=user.name, online=user.online, away=away or None,
-              rooms=rooms, admin=user.is_admin, since=since)
+              rooms=rooms, admin=user.is_admin, since=since, bot=user.is_bot, owner=owner)
 
 
-@command("away", Text("message", optional=True, default=""), group=GROUP)
+def _owner(ctx: Context, user: User) -> str | None:
+    """The name of the bot's owner (None for people, and for a bot whose owner is gone)."""
+    found = ctx.services.accounts.get(user.owner_id) if user.owner_id is not None else None
+    return found.name if found is not None else None
+
+
+@command("away", Text("message", optional=True, default=""), group=GROUP, scope=Scope.POST)
 def away(ctx: Context, message: str) -> Ok:
     """Mark yourself away with a message (direct messages answer with it); alone, be back."""
     if len(message) > AWAY_MAX:
@@ -53,7 +63,8 @@ def away(ctx: Context, message: str) -> Ok:
     return ok("You are back." if was_away else "You were not away.", away=None)
 
 
-@command("nick", Text("name", optional=True, default=""), need=Need.ANY, group=GROUP)
+@command("nick", Text("name", optional=True, default=""), need=Need.ANY, group=GROUP,
+         scope=Scope.READ, errors=(Code.NOT_PERMITTED,))
 def nick(ctx: Context, name: str) -> Ok:
     """Names cannot change: a name is its account. Says how to get another."""
     raise ChatError(Code.NOT_PERMITTED,

@@ -8,6 +8,7 @@ from typing import Any, Protocol
 
 from chatd.domain.names import format_duration
 from chatd.domain.room import Mode, Room
+from chatd.domain.scopes import Scope
 from chatd.errors import ChatError, Code
 from chatd.protocol.context import Context
 from chatd.protocol.params import Choice, Int, RoomRef, Text, Word
@@ -19,7 +20,8 @@ MODES = tuple(m.value for m in Mode)
 
 
 @command("create", Word("room"),
-         Choice("mode", optional=True, default="open", choices=MODES), group=GROUP)
+         Choice("mode", optional=True, default="open", choices=MODES), group=GROUP,
+         scope=Scope.POST, errors=(Code.NAME_TAKEN, Code.INVALID_NAME))
 async def create(ctx: Context, room: str, mode: str) -> Ok:
     """Create a room (open by default); you become its owner."""
     created = await ctx.services.rooms.create(ctx.user, room, Mode(mode))
@@ -28,7 +30,8 @@ async def create(ctx: Context, room: str, mode: str) -> Ok:
               **ctx.services.rooms.summary(created), room=created.name)
 
 
-@command("rooms", Int("page", optional=True, default=1), aliases=("list",), group=GROUP)
+@command("rooms", Int("page", optional=True, default=1), aliases=("list",), group=GROUP,
+         scope=Scope.READ)
 def rooms(ctx: Context, page: int) -> Ok:
     """List the rooms you can see, a page at a time."""
     services = ctx.services
@@ -52,7 +55,9 @@ def rooms(ctx: Context, page: int) -> Ok:
     return ok(message, rooms=shown, page=page, pages=pages, total=len(listed))
 
 
-@command("join", RoomRef("room"), Word("key", optional=True), group=GROUP)
+@command("join", RoomRef("room"), Word("key", optional=True), group=GROUP,
+         scope=Scope.POST, errors=(Code.NOT_PERMITTED, Code.BANNED, Code.BAD_ROOM_KEY,
+                                   Code.ROOM_FULL))
 async def join(ctx: Context, room: Room, key: str | None) -> Ok:
     """Join a room by name or id, with its key if it has one (+k)."""
     services, user = ctx.services, ctx.user
@@ -72,7 +77,8 @@ async def join(ctx: Context, room: Room, key: str | None) -> Ok:
               room=room.name)
 
 
-@command("leave", RoomRef("room", optional=True), aliases=("part",), group=GROUP)
+@command("leave", RoomRef("room", optional=True), aliases=("part",), group=GROUP,
+         scope=Scope.POST, errors=(Code.NOT_IN_ROOM,))
 async def leave(ctx: Context, room: Room) -> Ok:
     """Leave a room (the current one by default)."""
     if not room.is_member(ctx.user.id):
@@ -81,7 +87,7 @@ async def leave(ctx: Context, room: Room) -> Ok:
     return ok(f"You left #{room.name}.", room=room.name, id=room.id)
 
 
-@command("switch", RoomRef("room"), group=GROUP)
+@command("switch", RoomRef("room"), group=GROUP, scope=Scope.READ, errors=(Code.NOT_IN_ROOM,))
 def switch(ctx: Context, room: Room) -> Ok:
     """Make one of your rooms the current room for plain lines."""
     if not room.is_member(ctx.user.id):
@@ -90,19 +96,24 @@ def switch(ctx: Context, room: Room) -> Ok:
     return ok(f"Plain lines now go to #{room.name}.", room=room.name, id=room.id)
 
 
-@command("who", RoomRef("room", optional=True), aliases=("names",), group=GROUP)
+@command("who", RoomRef("room", optional=True), aliases=("names",), group=GROUP,
+         scope=Scope.READ, errors=(Code.NOT_PERMITTED,))
 def who(ctx: Context, room: Room) -> Ok:
     """List a room's members, their roles and who is online."""
     if not ctx.services.rooms.can_see(ctx.user, room):
         raise ChatError(Code.NOT_PERMITTED, f"only members can see who is in #{room.name}.")
     members = sorted(room.members.values(), key=lambda m: (-m.role.rank, m.seq))
-    rows = []
+    rows: list[dict[str, Any]] = []
     for member in members:
         user = ctx.services.accounts.get(member.user_id)
-        rows.append({"user": member.name, "role": member.role.value,
-                     "online": bool(user and user.online)})
+        row = {"user": member.name, "role": member.role.value,
+               "online": bool(user and user.online)}
+        if user is not None and user.is_bot:
+            row["bot"] = True  # only on bots: a member list of people stays as it was
+        rows.append(row)
     ctx.table(["user", "role", "online"],
-              [[r["user"], r["role"], "yes" if r["online"] else "no"] for r in rows])
+              [[r["user"] + (" (bot)" if r.get("bot") else ""), r["role"],
+                "yes" if r["online"] else "no"] for r in rows])
     online = sum(1 for r in rows if r["online"])
     members_text = "1 member" if len(rows) == 1 else f"{len(rows)} members"
     return ok(f"#{room.name}: {members_text}, {online} online.", room=room.name,
@@ -110,7 +121,7 @@ def who(ctx: Context, room: Room) -> Ok:
 
 
 @command("topic", RoomRef("room", optional=True), Text("text", optional=True, default=""),
-         group=GROUP)
+         group=GROUP, scope=Scope.MODERATE, errors=(Code.NOT_PERMITTED, Code.BANNED))
 async def topic(ctx: Context, room: Room, text: str) -> Ok:
     """Show a room's topic, or set it (admins and the owner)."""
     if not text:
@@ -137,7 +148,7 @@ class _Association(Protocol):
     def room_terminated(self) -> bool: ...
 
 
-@command("myrooms", group=GROUP)
+@command("myrooms", group=GROUP, scope=Scope.READ)
 async def myrooms(ctx: Context) -> Ok:
     """The rooms you are in, and the rooms you were in before (to join back)."""
     services, user = ctx.services, ctx.user

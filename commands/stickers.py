@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from chatd.domain.room import Room
+from chatd.domain.scopes import Scope
 from chatd.errors import ChatError, Code
 from chatd.protocol.context import Context
 from chatd.protocol.params import RoomRef, Word
@@ -12,7 +13,8 @@ from chatd.protocol.results import Ok, ok
 GROUP = "messages"
 
 
-@command("sticker", Word("name"), RoomRef("room", optional=True), group=GROUP)
+@command("sticker", Word("name"), RoomRef("room", optional=True), group=GROUP,
+         scope=Scope.POST, errors=(Code.NOT_IN_ROOM, Code.MUTED, Code.E2E_REQUIRED))
 def sticker(ctx: Context, name: str, room: Room) -> Ok:
     """Post an ASCII-art sticker to a room (/stickers lists them)."""
     found = ctx.services.stickers.get(name)
@@ -25,7 +27,7 @@ def sticker(ctx: Context, name: str, room: Room) -> Ok:
     return ok(id=message_id, room=room.name, sticker=found.name)
 
 
-@command("stickers", group=GROUP)
+@command("stickers", group=GROUP, scope=Scope.READ)
 def stickers(ctx: Context) -> Ok:
     """List the stickers you can post with /sticker."""
     offered = ctx.services.stickers.all()

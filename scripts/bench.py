@@ -30,6 +30,8 @@ scaling      deliveries per server CPU-second for rooms of 10, 100, 1000 members
 ws           the web listener: the same fan-out over TCP and over /ws in one daemon
              (deliveries per server CPU-second of each), then idle logged-in
              WebSockets (server RSS per connection). Not run by default.
+resume       (only with --only) 1,000 clients log in again with resume tokens after a
+             restart, against password logins at the default bcrypt cost (12).
 
 Output: a table (unless --json-only), then one JSON line on stdout. The exit
 status is 0 when every scenario ran with zero loss, zero reordering and no

@@ -1,21 +1,19 @@
-"""SQL for room governance: bans and mutes, invitations, join requests, the audit
-log and API tokens (mixed into SqliteStorage)."""
+"""SQL for room governance: bans and mutes, invitations, join requests and the audit
+log (mixed into SqliteStorage)."""
 
 from __future__ import annotations
 
-from storage.host import SqliteHost, rowid
+from storage.host import SqliteHost
 from storage.records import (
     AuditRecord,
     InvitationRecord,
     JoinRequestRecord,
     SanctionRecord,
-    TokenRecord,
 )
 
 _SANCTION_TABLES = {"ban": "bans", "mute": "mutes"}
 _SANCTION = "room_id, user_id, actor_id, reason, created_at, until"
 _INVITATION = "room_id, user_id, inviter_id, created_at, expires_at"
-_TOKEN = "id, user_id, name, token_hash, created_at, expires_at"
 
 
 class GovernanceQueries:
@@ -160,33 +158,6 @@ class GovernanceQueries:
             "AND action IN ('promote', 'owner', 'transfer') AND target IS NOT NULL",
             (room_id, room_id))
         return {str(row[0]) for row in rows}
-
-    # -- API tokens --------------------------------------------------------
-
-    async def create_token(self: SqliteHost, user_id: int, name: str, token_hash: str,
-                           created_at: float, expires_at: float | None) -> TokenRecord:
-        """Store a token; Conflict if the user has one of that name (case-insensitive)."""
-        async with self._transaction() as conn:
-            cursor = await conn.execute(
-                "INSERT INTO api_tokens (user_id, name, token_hash, created_at, expires_at) "
-                "VALUES (?, ?, ?, ?, ?)", (user_id, name, token_hash, created_at, expires_at))
-            token_id = rowid(cursor)
-        return TokenRecord(token_id, user_id, name, token_hash, created_at, expires_at)
-
-    async def find_token(self: SqliteHost, token_hash: str) -> TokenRecord | None:
-        row = await self._fetch_one(f"SELECT {_TOKEN} FROM api_tokens WHERE token_hash = ?",
-                                    (token_hash,))
-        return None if row is None else TokenRecord(*row)
-
-    async def list_tokens(self: SqliteHost, user_id: int) -> list[TokenRecord]:
-        rows = await self._fetch(f"SELECT {_TOKEN} FROM api_tokens WHERE user_id = ? "
-                                 "ORDER BY id", (user_id,))
-        return [TokenRecord(*row) for row in rows]
-
-    async def delete_token(self: SqliteHost, user_id: int, name: str) -> bool:
-        count = await self._write("DELETE FROM api_tokens WHERE user_id = ? AND name = ?",
-                                  (user_id, name))
-        return count > 0
 
 
 def _sanction_table(kind: str) -> str:

@@ -316,6 +316,32 @@ CREATE TABLE webhooks (
 CREATE INDEX webhooks_creator ON webhooks (creator_id);
 """
 
+# Bots are accounts of their own kind, owned by the user who made them (an
+# owner's deletion leaves them, owner unknown, for an admin to delete). Tokens
+# carry the scopes they grant (a space-separated set; existing tokens keep
+# every scope, as they had) and when they were last used (written in batches,
+# not per login). Resume tokens let a client log in again without bcrypt:
+# only their SHA-256 is kept; one made from an API token login keeps that
+# token's scopes and goes with it.
+BOTS_SCOPES_RESUME = """
+ALTER TABLE users ADD COLUMN kind TEXT NOT NULL DEFAULT 'user' CHECK (kind IN ('user', 'bot'));
+ALTER TABLE users ADD COLUMN owner_id INTEGER REFERENCES users (id) ON DELETE SET NULL;
+CREATE INDEX users_owner ON users (owner_id) WHERE owner_id IS NOT NULL;
+ALTER TABLE api_tokens ADD COLUMN scopes TEXT NOT NULL DEFAULT 'read post moderate admin';
+ALTER TABLE api_tokens ADD COLUMN last_used_at REAL;
+CREATE TABLE resume_tokens (
+    id           INTEGER PRIMARY KEY AUTOINCREMENT,
+    user_id      INTEGER NOT NULL REFERENCES users (id) ON DELETE CASCADE,
+    token_hash   TEXT    NOT NULL UNIQUE,
+    created_at   REAL    NOT NULL,
+    expires_at   REAL    NOT NULL,
+    api_token_id INTEGER REFERENCES api_tokens (id) ON DELETE CASCADE,
+    scopes       TEXT    NOT NULL
+);
+CREATE INDEX resume_tokens_user ON resume_tokens (user_id);
+CREATE INDEX resume_tokens_api ON resume_tokens (api_token_id) WHERE api_token_id IS NOT NULL;
+"""
+
 MIGRATIONS: tuple[Migration, ...] = (
     Migration(1, "foundation: users, rooms, members, messages, associations, notifications",
               FOUNDATION),
@@ -329,6 +355,7 @@ MIGRATIONS: tuple[Migration, ...] = (
     Migration(9, "room modes (key, limit, moderated, secret, n, t) and the voice role",
               ROOM_MODES),
     Migration(10, "incoming webhooks of rooms", WEBHOOKS),
+    Migration(11, "bot accounts, token scopes and last use, resume tokens", BOTS_SCOPES_RESUME),
 )
 
 LATEST_VERSION: int = MIGRATIONS[-1].version

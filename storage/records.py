@@ -13,6 +13,14 @@ from typing import Any
 JsonDict = dict[str, Any]
 
 
+# The kinds of account: a person's, or a bot's (which logs in with tokens only).
+USER_KIND = "user"
+BOT_KIND = "bot"
+# Every scope a token may grant, space-separated as stored; tokens made before
+# scopes existed have them all.
+ALL_SCOPES = "read post moderate admin"
+
+
 @dataclass(frozen=True, slots=True)
 class UserRecord:
     id: int
@@ -21,6 +29,9 @@ class UserRecord:
     is_admin: bool
     created_at: float
     settings: JsonDict = field(default_factory=dict)
+    kind: str = USER_KIND
+    # Who made the bot (None for people, and for a bot whose owner was deleted).
+    owner_id: int | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -145,6 +156,24 @@ class TokenRecord:
     token_hash: str
     created_at: float
     expires_at: float | None
+    scopes: str = ALL_SCOPES
+    last_used_at: float | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class ResumeRecord:
+    """A resume token: logs its account in again without a password check.
+
+    Only the SHA-256 of the secret is stored. One issued at a login with an API
+    token keeps that token's id and scopes (and is deleted with it)."""
+
+    id: int
+    user_id: int
+    token_hash: str
+    created_at: float
+    expires_at: float
+    api_token_id: int | None
+    scopes: str
 
 
 @dataclass(frozen=True, slots=True)

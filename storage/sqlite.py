@@ -29,6 +29,7 @@ from storage.host import dumps_object, loads_object, rowid
 from storage.messages import MessageQueries
 from storage.migrations import migrate
 from storage.records import (
+    USER_KIND,
     AssociationRecord,
     JsonDict,
     MemberRecord,
@@ -36,6 +37,7 @@ from storage.records import (
     RoomRecord,
     UserRecord,
 )
+from storage.tokens import TokenQueries
 from storage.user_blocks import UserBlockQueries
 from storage.webhooks import WebhookQueries
 
@@ -52,7 +54,7 @@ _PRAGMAS = ("journal_mode", "foreign_keys", "synchronous", "busy_timeout")
 
 Params = Sequence[Any] | dict[str, Any]
 
-_USER = "id, name, password_hash, is_admin, created_at, settings"
+_USER = "id, name, password_hash, is_admin, created_at, settings, kind, owner_id"
 _ROOM = ("id, name, mode, topic, created_at, terminated_at, settings, key, member_limit, "
          "moderated, secret, no_external, topic_lock")
 _NOTIFICATION = "id, user_id, kind, payload, created_at"
@@ -63,8 +65,8 @@ ON CONFLICT (user_id, room_id) DO UPDATE SET last_joined = excluded.last_joined
 """
 
 
-class SqliteStorage(MessageQueries, ContentQueries, GovernanceQueries, UserBlockQueries,
-                    WebhookQueries):
+class SqliteStorage(MessageQueries, ContentQueries, GovernanceQueries, TokenQueries,
+                    UserBlockQueries, WebhookQueries):
     """The daemon's state in one SQLite file (see the module docstring)."""
 
     def __init__(self, path: str) -> None:
@@ -136,13 +138,15 @@ class SqliteStorage(MessageQueries, ContentQueries, GovernanceQueries, UserBlock
     # -- users -------------------------------------------------------------
 
     async def create_user(self, name: str, password_hash: bytes, is_admin: bool,
-                          created_at: float) -> UserRecord:
+                          created_at: float, kind: str = USER_KIND,
+                          owner_id: int | None = None) -> UserRecord:
         async with self._transaction() as conn:
             cursor = await conn.execute(
-                "INSERT INTO users (name, password_hash, is_admin, created_at) "
-                "VALUES (?, ?, ?, ?)", (name, password_hash, is_admin, created_at))
+                "INSERT INTO users (name, password_hash, is_admin, created_at, kind, owner_id) "
+                "VALUES (?, ?, ?, ?, ?, ?)",
+                (name, password_hash, is_admin, created_at, kind, owner_id))
             user_id = rowid(cursor)
-        return UserRecord(user_id, name, password_hash, is_admin, created_at, {})
+        return UserRecord(user_id, name, password_hash, is_admin, created_at, {}, kind, owner_id)
 
     async def get_user(self, user_id: int) -> UserRecord | None:
         row = await self._fetch_one(f"SELECT {_USER} FROM users WHERE id = ?", (user_id,))
@@ -454,7 +458,8 @@ async def _insert_member(conn: aiosqlite.Connection, room_id: int, user_id: int,
 
 def _user(row: sqlite3.Row) -> UserRecord:
     return UserRecord(id=row[0], name=row[1], password_hash=bytes(row[2]),
-                      is_admin=bool(row[3]), created_at=row[4], settings=loads_object(row[5]))
+                      is_admin=bool(row[3]), created_at=row[4], settings=loads_object(row[5]),
+                      kind=row[6], owner_id=row[7])
 
 
 def _room(row: sqlite3.Row) -> RoomRecord:

@@ -39,7 +39,7 @@ from storage.api import StorageError
 
 if TYPE_CHECKING:
     import socket
-    from collections.abc import Callable
+    from collections.abc import Awaitable, Callable
 
     from chatd.app.reloads import Reloads
     from chatd.config import Config
@@ -54,6 +54,8 @@ if TYPE_CHECKING:
     from storage.api import Storage
 
 log = logging.getLogger(__name__)
+# Seconds between writes of the API tokens' last use (and one more at stop).
+TOKEN_USE_FLUSH = 30.0
 
 
 class App:
@@ -90,6 +92,8 @@ class App:
         self._watchdog: asyncio.Task[None] | None = None
         self._stopping = asyncio.Event()
         self._stopped = asyncio.Event()
+        # Writes when API tokens were last used, in batches (see chatd.domain.tokens).
+        self._token_use: asyncio.Task[None] | None = None
 
     # -- start -----------------------------------------------------------------------
 
@@ -103,6 +107,8 @@ class App:
         services = self.services
         await self.storage.open()
         await services.accounts.load()
+        await services.tokens.load()
+        await services.resume.load()
         await services.rooms.load()
         await services.moderation.load()
         await services.sequencer.load()
@@ -110,6 +116,7 @@ class App:
         await services.writer.start()
         await self.listeners.listen(sockets)
         self.housekeeping.start()
+        self._token_use = asyncio.ensure_future(_every(TOKEN_USE_FLUSH, services.tokens.flush_use))
         log.info("started", extra={"fields": {
             "version": __version__, "addresses": " ".join(self.addresses),
             "users": services.accounts.count, "rooms": services.rooms.count}})
@@ -202,9 +209,12 @@ class App:
         if self.web is not None:
             self.web.close()
         self.housekeeping.stop()
+        if self._token_use is not None:
+            self._token_use.cancel()
         await self.listeners.close_connections(timeout * 0.6)
         try:
             await self.services.writer.close()
+            await self.services.tokens.flush_use()
         finally:
             await self.storage.close()
             self._stopped.set()
@@ -243,6 +253,16 @@ class App:
     def sweep_once(self) -> None:
         """One pass of the timeout sweep (tests move a manual clock, then call it)."""
         self.listeners.sweep_once()
+
+
+async def _every(interval: float, job: Callable[[], Awaitable[object]]) -> None:
+    """Run ``job`` every ``interval`` seconds until cancelled; a failure is logged."""
+    while True:
+        await asyncio.sleep(interval)
+        try:
+            await job()
+        except Exception:
+            log.exception("periodic job failed")
 
 
 def _raise_open_files_limit() -> None:

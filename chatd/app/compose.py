@@ -32,6 +32,7 @@ from chatd.domain.moderation import Moderation
 from chatd.domain.notifications import Notifier
 from chatd.domain.presence import Presence
 from chatd.domain.protection import Protection
+from chatd.domain.resume import ResumeTokens
 from chatd.domain.rooms import Rooms
 from chatd.domain.sequence import LocalSequencer
 from chatd.domain.stats import Stats
@@ -152,6 +153,7 @@ def wire_services(config: Config, clock: Clock, storage: Storage, table: Command
     admission = Admission(storage, rooms, accounts, bus, notifier, audit, clock, config,
                           transactions)
     tokens = Tokens(storage, accounts, clock)
+    resume = ResumeTokens(storage, accounts, tokens, clock, config)
     files = Files(config.files, config.storage.path, storage,
                   open_blob_store(config.files, config.storage.path), messaging, rooms, clock)
     e2e = E2E(config.crypto, storage, accounts, messaging, bus, clock, transactions)
@@ -160,7 +162,7 @@ def wire_services(config: Config, clock: Clock, storage: Storage, table: Command
     services = Services(config=config, clock=clock, storage=storage, writer=writer, bus=bus,
                         accounts=accounts, rooms=rooms, messaging=messaging,
                         moderation=moderation, admission=admission, protection=protection,
-                        tokens=tokens, notifier=notifier,
+                        tokens=tokens, resume=resume, notifier=notifier,
                         audit=audit, presence=presence, commands=table, stats=stats,
                         started_at=clock.time(), version=__version__, files=files,
                         stickers=stickers, crypto=crypto, e2e=e2e, sequencer=sequencer,
@@ -183,6 +185,7 @@ def wire_services(config: Config, clock: Clock, storage: Storage, table: Command
 
     reloads.register(Applies("services", per_use), *READ_PER_USE)
     reloads.register(accounts, "accounts.bcrypt_cost")
+    reloads.register(resume, "accounts.resume_ttl")
     reloads.register(Applies("admission", admit), "rooms.invitation_ttl")
     reloads.register(Applies("rooms", allow_creation), "rooms.creation")
     reloads.register(Applies("protection", protect), *READ_BY_PROTECTION)

@@ -1,7 +1,7 @@
 """User accounts: registration, authentication, blocks and the online user directory.
 
-Password hashing is bcrypt, run in the default executor so a login never
-blocks the event loop. A wrong password and an unknown user fail alike and do
+Password hashing is bcrypt, run in its own thread pool (chatd.domain.hashing)
+so a login never blocks the event loop. A wrong password and an unknown user fail alike and do
 the same work: a name without an account is checked against a dummy hash made
 at the configured cost, so neither the reply nor its timing reveals which
 accounts exist.
@@ -9,16 +9,13 @@ accounts exist.
 
 from __future__ import annotations
 
-import asyncio
 import logging
 from typing import TYPE_CHECKING, Any, Protocol
 
-import bcrypt
-
-from chatd.domain import names
+from chatd.domain import hashing, names
 from chatd.errors import ChatError, Code, Remedy, Step
 from storage.api import Conflict, Storage, StorageError
-from storage.records import UserBlockRecord, UserRecord
+from storage.records import BOT_KIND, UserBlockRecord, UserRecord
 
 if TYPE_CHECKING:
     from chatd.config import Config
@@ -33,14 +30,17 @@ class User:
     Its connections are the delivery layer's (chatd.domain.ports.Routes); the
     account only counts them, for the many places that ask who is online."""
 
-    __slots__ = ("blocked", "connections", "created_at", "id", "is_admin", "name",
-                 "password_changes", "settings")
+    __slots__ = ("blocked", "connections", "created_at", "id", "is_admin", "kind", "name",
+                 "owner_id", "password_changes", "settings")
 
     def __init__(self, record: UserRecord) -> None:
         self.id = record.id
         self.name = record.name
         self.is_admin = record.is_admin
         self.created_at = record.created_at
+        # "user" or "bot"; a bot logs in with tokens only and belongs to its owner.
+        self.kind = record.kind
+        self.owner_id = record.owner_id
         self.settings: dict[str, Any] = dict(record.settings)
         # How many connections are logged in as this user (kept by chatd.domain.presence).
         self.connections = 0
@@ -59,6 +59,11 @@ class User:
         """False for a user that lives only in memory (an IRC guest, whose id is not
         positive): nothing about them may be stored."""
         return self.id > 0
+
+    @property
+    def is_bot(self) -> bool:
+        """A bot account (IRC shows it with the bot mode, the line protocol as bot: true)."""
+        return self.kind == BOT_KIND
 
     def __repr__(self) -> str:
         return f"<User {self.id} {self.name}>"
@@ -144,6 +149,34 @@ class Accounts:
                                  reason="admin" if is_admin else "")
         return user
 
+    def is_bot(self, name: str) -> bool:
+        """Whether ``name`` is a bot's account (False when there is no such account)."""
+        user = self.find(name)
+        return user is not None and user.is_bot
+
+    def bots_of(self, owner: User | None) -> list[User]:
+        """The bots ``owner`` made (every bot when None), by name."""
+        return sorted((u for u in self._by_id.values()
+                       if u.is_bot and (owner is None or u.owner_id == owner.id)),
+                      key=lambda u: names.name_key(u.name))
+
+    async def create_bot(self, name: str, owner: User | None, *, actor: str) -> User:
+        """Create a bot account owned by ``owner``: it has no password (tokens only),
+        so making it costs no bcrypt. Raises ``invalid-name`` or ``name-taken``."""
+        name = _valid_user_name(name)
+        if self.find(name) is not None:
+            raise _name_taken(name)
+        try:
+            record = await self._storage.create_user(
+                name, NO_PASSWORD, False, self._clock.time(), kind=BOT_KIND,
+                owner_id=owner.id if owner is not None else None)
+        except Conflict:
+            raise _name_taken(name) from None
+        user = self._add(record)
+        await self._audit.record("bot-created", actor=actor, target=user.name,
+                                 reason=f"owner {owner.name}" if owner is not None else "")
+        return user
+
     async def authenticate(self, name: str, password: str) -> User:
         """The user if the password matches; ``auth-failed`` otherwise."""
         plausible = _plausible(name)
@@ -156,9 +189,11 @@ class Accounts:
         if len(secret) > MAX_PASSWORD_BYTES:
             # No account has such a password (bcrypt refuses them); fail alike.
             record, secret = None, b"too long"
+        if record is not None and record.kind == BOT_KIND:
+            # A bot has no password: it fails like a wrong one, after the same work.
+            record, secret = None, b"a bot"
         stored = record.password_hash if record else await self._dummy()
-        matches = await asyncio.get_running_loop().run_in_executor(
-            None, bcrypt.checkpw, secret, stored)
+        matches = await hashing.check(secret, stored)
         user = self.get(record.id) if record else None
         if not matches or user is None or user is not known or user.password_changes != changes:
             raise ChatError(Code.AUTH_FAILED, "wrong name or password.")
@@ -240,11 +275,11 @@ class Accounts:
         return self._dummy_hash
 
     async def _hash(self, password: str, cost: int | None = None) -> bytes:
-        salt = bcrypt.gensalt(cost or self._config.accounts.bcrypt_cost)
-        return await asyncio.get_running_loop().run_in_executor(
-            None, bcrypt.hashpw, password.encode(), salt)
+        return await hashing.make(password.encode(), cost or self._config.accounts.bcrypt_cost)
 
 
+# A bot's stored password: no bcrypt hash, so no password can ever match it.
+NO_PASSWORD = b"!bot"
 MAX_PASSWORD_BYTES = 72  # bcrypt ignores anything past 72 bytes; refuse rather than truncate
 
 

@@ -3,15 +3,18 @@
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
-from typing import TYPE_CHECKING, Protocol
+from typing import TYPE_CHECKING, Protocol, TypeVar
 
 from chatd.errors import ChatError, Code
 
 if TYPE_CHECKING:
-    from chatd.domain.accounts import User
     from chatd.domain.audit import AuditLog
     from chatd.domain.protection import Protection
     from chatd.domain.stats import Stats
+
+
+# What the attempt yields: the account, or the account with what it may do.
+_T = TypeVar("_T")
 
 
 class _Services(Protocol):
@@ -26,7 +29,7 @@ class _Services(Protocol):
 
 
 async def checked_login(services: _Services, peer: str, name: str | None,
-                        attempt: Callable[[], Awaitable[User]], via: str = "") -> User:
+                        attempt: Callable[[], Awaitable[_T]], via: str = "") -> _T:
     """Run ``attempt`` unless ``peer`` or ``name`` failed too often; count and audit failures.
 
     ``via`` names the listener in the audit entry (for example " (irc)").

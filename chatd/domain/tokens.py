@@ -1,23 +1,34 @@
 """API tokens, so a bot logs in without storing a password.
 
 A token is 32 random bytes shown once at creation; only its SHA-256 is
-stored. Tokens carry an optional expiry and are revoked by name.
+stored. Tokens carry the scopes they grant (chatd.domain.scopes), an
+optional expiry, and the time they were last used; they are revoked by name.
+
+Every token is read into memory at start, so a token login asks the database
+nothing. The last use is noted in memory and written in batches
+(:meth:`Tokens.flush_use`, every few seconds and at shutdown), never once per
+login: a bot that reconnects in a loop costs no writes.
 """
 
 from __future__ import annotations
 
 import hashlib
+import logging
 import secrets
+from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
+from chatd.domain.scopes import ALL_SCOPES, DEFAULT_SCOPES, Scope, loaded, stored
 from chatd.errors import ChatError, Code, Remedy, Step
-from storage.api import Conflict
+from storage.api import Conflict, StorageError
 
 if TYPE_CHECKING:
     from chatd.domain.accounts import Accounts, User
     from chatd.domain.clock import Clock
     from storage.api import Storage
     from storage.records import TokenRecord
+
+log = logging.getLogger(__name__)
 
 PREFIX = "chatd_"
 
@@ -26,45 +37,115 @@ def token_hash(token: str) -> str:
     return hashlib.sha256(token.encode()).hexdigest()
 
 
+@dataclass(frozen=True, slots=True)
+class Grant:
+    """Who a login is, and what it may do: every scope for a password login,
+    the token's for a token login (``token_id``: that API token)."""
+
+    user: User
+    scopes: frozenset[Scope] = ALL_SCOPES
+    token_id: int | None = None
+
+
 class Tokens:
-    """Issues, lists, revokes and checks API tokens."""
+    """Issues, lists, revokes and checks API tokens (all of them held in memory)."""
 
     def __init__(self, storage: Storage, accounts: Accounts, clock: Clock) -> None:
         self._storage = storage
         self._accounts = accounts
         self._clock = clock
+        self._by_hash: dict[str, TokenRecord] = {}
+        self._by_id: dict[int, TokenRecord] = {}
+        # Last use by token id: every one known, and those not yet written.
+        self._last_used: dict[int, float] = {}
+        self._unwritten: dict[int, float] = {}
 
-    async def create(self, user: User, name: str, ttl: float | None) -> tuple[str, TokenRecord]:
+    async def load(self) -> None:
+        for record in await self._storage.load_tokens():
+            self._remember(record)
+            if record.last_used_at is not None:
+                self._last_used[record.id] = record.last_used_at
+
+    def _remember(self, record: TokenRecord) -> None:
+        self._by_hash[record.token_hash] = record
+        self._by_id[record.id] = record
+
+    def _forget(self, record: TokenRecord) -> None:
+        self._by_hash.pop(record.token_hash, None)
+        self._by_id.pop(record.id, None)
+        self._last_used.pop(record.id, None)
+        self._unwritten.pop(record.id, None)
+
+    async def create(self, user: User, name: str, ttl: float | None,
+                     scopes: frozenset[Scope] = DEFAULT_SCOPES) -> tuple[str, TokenRecord]:
         """A new token: the secret (to show once) and its stored record."""
         secret = PREFIX + secrets.token_urlsafe(32)
         now = self._clock.time()
         try:
             record = await self._storage.create_token(user.id, name, token_hash(secret), now,
-                                                      now + ttl if ttl else None)
+                                                      now + ttl if ttl else None,
+                                                      stored(scopes))
         except Conflict:
             raise ChatError(Code.NAME_TAKEN, f'you already have a token named "{name}".',
                             remedy=Remedy(Step.REVOKE_TOKEN)) from None
+        self._remember(record)
         return secret, record
 
-    async def list(self, user: User) -> list[TokenRecord]:
-        return await self._storage.list_tokens(user.id)
+    def of(self, user: User) -> list[TokenRecord]:
+        """``user``'s tokens, oldest first (from memory)."""
+        return sorted((r for r in self._by_id.values() if r.user_id == user.id),
+                      key=lambda r: r.id)
+
+    def last_used(self, record: TokenRecord) -> float | None:
+        return self._last_used.get(record.id)
+
+    @staticmethod
+    def scopes(record: TokenRecord) -> frozenset[Scope]:
+        return loaded(record.scopes)
 
     async def count_valid(self, user: User) -> int:
         """How many of ``user``'s tokens can log in now (not expired)."""
-        now = self._clock.time()
-        return sum(1 for r in await self._storage.list_tokens(user.id)
-                   if r.expires_at is None or r.expires_at > now)
+        return sum(1 for r in self.of(user) if self._alive(r))
+
+    def record(self, token_id: int) -> TokenRecord | None:
+        return self._by_id.get(token_id)
+
+    def alive(self, token_id: int) -> bool:
+        """Whether the token of that id exists and has not expired."""
+        record = self._by_id.get(token_id)
+        return record is not None and self._alive(record)
+
+    def _alive(self, record: TokenRecord) -> bool:
+        return record.expires_at is None or record.expires_at > self._clock.time()
 
     async def revoke(self, user: User, name: str) -> None:
-        if not await self._storage.delete_token(user.id, name):
+        """Delete ``user``'s token ``name`` (and, with it, the resume tokens made from it)."""
+        found = [r for r in self.of(user) if r.name.lower() == name.lower()]
+        if not await self._storage.delete_token(user.id, name) or not found:
             raise ChatError(Code.NO_SUCH_TOKEN, f'you have no token named "{name}".')
+        self._forget(found[0])
 
-    async def authenticate(self, secret: str, name: str | None = None) -> User:
-        """The token's user; ``auth-failed`` when unknown, expired or not ``name``'s."""
-        record = await self._storage.find_token(token_hash(secret))
+    async def authenticate(self, secret: str, name: str | None = None) -> Grant:
+        """The token's user and scopes; ``auth-failed`` when unknown, expired or not
+        ``name``'s. Asks the database nothing."""
+        record = self._by_hash.get(token_hash(secret))
         user = self._accounts.get(record.user_id) if record else None
-        expired = record is not None and record.expires_at is not None and \
-            record.expires_at <= self._clock.time()
-        if user is None or expired or (name is not None and user.name.lower() != name.lower()):
+        if record is not None and user is None:
+            self._forget(record)  # its account was deleted (the row went with it)
+        if record is None or user is None or not self._alive(record) or \
+                (name is not None and user.name.lower() != name.lower()):
             raise ChatError(Code.AUTH_FAILED, "wrong name or token.")
-        return user
+        self._last_used[record.id] = self._unwritten[record.id] = self._clock.time()
+        return Grant(user, loaded(record.scopes), record.id)
+
+    async def flush_use(self) -> int:
+        """Write the last uses noted since the previous flush; how many tokens."""
+        batch, self._unwritten = self._unwritten, {}
+        try:
+            await self._storage.set_tokens_used(list(batch.items()))
+        except StorageError:
+            log.warning("could not record token use; will try again", exc_info=True)
+            for token_id, at in batch.items():
+                self._unwritten.setdefault(token_id, at)
+            return 0
+        return len(batch)

@@ -35,9 +35,9 @@ LOCAL_OPTIONS = frozenset({"command", "socket", "db", "config", "json", "follow"
                            "password_stdin"})
 # What an empty listing says ("no users"), where the command's name does not.
 EMPTY = {"audit": "audit entries"}
-TIME_KEYS = frozenset({"ts", "until", "created", "expires"})
-# What a missing time means where it is a limit.
-UNLIMITED = {"until": "permanent", "expires": "never"}
+TIME_KEYS = frozenset({"ts", "until", "created", "expires", "last_used"})
+# What a missing time means where it is a limit (or, for a token's last use, a fact).
+UNLIMITED = {"until": "permanent", "expires": "never", "last_used": "never"}
 
 
 class PasswordError(Exception):
@@ -154,11 +154,12 @@ def _parser() -> argparse.ArgumentParser:
     for name, text in (("userdel", "delete an account"), ("promote", "make a server admin"),
                        ("demote", "remove the server admin flag")):
         command(name, text).add_argument("name")
-    command("tokens", "list API tokens (names and dates, never secrets)").add_argument(
-        "user", nargs="?", help="only this user's tokens")
+    command("tokens", "list API tokens: scopes, dates and last use (never secrets)"
+            ).add_argument("user", nargs="?", help="only this user's tokens")
     revoke = command("revoke-token", "revoke a user's API token by name")
     revoke.add_argument("user")
     revoke.add_argument("name")
+    _bots(command)
     command("broadcast", "a notice to every session").add_argument("text", nargs="+")
     backup = command("backup", "a consistent copy of the database, written by chatctl (0600)")
     backup.add_argument("path", help="the file to write; - for standard output")
@@ -170,6 +171,17 @@ def _parser() -> argparse.ArgumentParser:
     audit.add_argument("--room")
     audit.add_argument("-n", type=int, default=50, help="how many entries (default 50)")
     return parser
+
+
+def _bots(command: Callable[[str, str], argparse.ArgumentParser]) -> None:
+    command("bots", "list bot accounts").add_argument("--owner", help="only this user's bots")
+    create = command("bot-create", "create a bot account and print its first token")
+    create.add_argument("name")
+    create.add_argument("--owner", help="the user who owns it (default: nobody)")
+    create.add_argument("--scopes", help="what its token may do: read,post,moderate,admin or "
+                                         "all (default read,post)")
+    create.add_argument("--ttl", help="the token's lifetime, like 30d (default: no expiry)")
+    command("bot-delete", "delete a bot account").add_argument("name")
 
 
 def _moderation(command: Callable[[str, str], argparse.ArgumentParser]) -> None:

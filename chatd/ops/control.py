@@ -23,6 +23,7 @@ from typing import TYPE_CHECKING, Any
 from chatd import __version__
 from chatd.content.blobs import files_dir
 from chatd.domain.names import parse_duration
+from chatd.domain.scopes import DEFAULT_SCOPES, listed, parse_scopes
 from chatd.errors import ChatError, Code
 from chatd.ops.backups import (
     BLOBS,
@@ -277,7 +278,7 @@ async def _status(ctl: ControlServer, req: dict[str, Any]) -> Any:
 @handler("users")
 async def _users(ctl: ControlServer, req: dict[str, Any]) -> Any:
     rooms = ctl.services.rooms
-    return [{"name": u.name, "admin": u.is_admin, "online": u.online,
+    return [{"name": u.name, "admin": u.is_admin, "bot": u.is_bot, "online": u.online,
              "connections": u.connections, "rooms": [r.name for r in rooms.of_user(u)]}
             for u in sorted(ctl.services.accounts.all(), key=lambda u: u.name.lower())]
 
@@ -343,9 +344,11 @@ async def _tokens(ctl: ControlServer, req: dict[str, Any]) -> Any:
     accounts = ctl.services.accounts
     users = [accounts.require(req["user"])] if req.get("user") else \
         sorted(accounts.all(), key=lambda u: u.name.lower())
-    return [{"user": user.name, "name": record.name, "created": record.created_at,
-             "expires": record.expires_at}
-            for user in users for record in await ctl.services.tokens.list(user)]
+    tokens = ctl.services.tokens
+    return [{"user": user.name, "name": record.name, "scopes": listed(tokens.scopes(record)),
+             "created": record.created_at, "expires": record.expires_at,
+             "last_used": tokens.last_used(record)}
+            for user in users for record in tokens.of(user)]
 
 
 @handler("revoke-token")
@@ -358,6 +361,45 @@ async def _revoke_token(ctl: ControlServer, req: dict[str, Any]) -> Any:
         raise ChatError(exc.code, f'{user.name} has no token named "{name}".') from None
     await services.audit.record("token-revoked", "console", user.name, reason=name)
     return {"user": user.name, "name": name}
+
+
+@handler("bots")
+async def _bots(ctl: ControlServer, req: dict[str, Any]) -> Any:
+    """Every bot account, with its owner and its tokens' count."""
+    accounts, tokens = ctl.services.accounts, ctl.services.tokens
+    owner = accounts.require(req["owner"]) if req.get("owner") else None
+    return [{"name": bot.name, "owner": _owner_name(ctl, bot), "online": bot.online,
+             "created": bot.created_at, "tokens": len(tokens.of(bot))}
+            for bot in accounts.bots_of(owner)]
+
+
+def _owner_name(ctl: ControlServer, bot: User) -> str | None:
+    found = ctl.services.accounts.get(bot.owner_id) if bot.owner_id is not None else None
+    return found.name if found is not None else None
+
+
+@handler("bot-create")
+async def _bot_create(ctl: ControlServer, req: dict[str, Any]) -> Any:
+    """A bot owned by ``owner`` (or by nobody), and its first token (shown only here)."""
+    services = ctl.services
+    owner = services.accounts.require(req["owner"]) if req.get("owner") else None
+    grant = parse_scopes(req["scopes"]) if req.get("scopes") else DEFAULT_SCOPES
+    ttl = parse_duration(req["ttl"]) if req.get("ttl") else None
+    bot = await services.accounts.create_bot(req["name"], owner, actor="console")
+    secret, record = await services.tokens.create(bot, "default", ttl, grant)
+    return {"name": bot.name, "owner": owner.name if owner else None, "token": secret,
+            "scopes": listed(grant), "expires": record.expires_at}
+
+
+@handler("bot-delete")
+async def _bot_delete(ctl: ControlServer, req: dict[str, Any]) -> Any:
+    services = ctl.services
+    bot = services.accounts.require(req["name"])
+    if not bot.is_bot:
+        raise ChatError(Code.NOT_PERMITTED, f"{bot.name} is not a bot; chatctl userdel "
+                                            "deletes people's accounts.")
+    await services.presence.delete_account(bot, actor="console")
+    return {"name": bot.name}
 
 
 @handler("useradd")

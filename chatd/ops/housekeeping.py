@@ -55,6 +55,7 @@ class Housekeeping:
         done = {
             "sanctions_expired": await services.moderation.expire(),
             "invitations_expired": await storage.delete_expired_invitations(now),
+            "resume_tokens_expired": await services.resume.expire(),
             "notifications_deleted": await storage.delete_notifications_before(
                 now - config.notification_retention),
             "associations_deleted": await storage.delete_stale_associations(

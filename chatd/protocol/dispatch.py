@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING, Any
 
 from chatd.delivery.issuer import issuing
 from chatd.domain.room import Role, Room
+from chatd.domain.scopes import Scope
 from chatd.errors import ChatError, Code
 from chatd.protocol.codec import ParsedLine, parse_line
 from chatd.protocol.context import Context
@@ -88,6 +89,8 @@ class Dispatcher:
         try:
             if not session.logged_in:
                 raise _login_first()
+            if session.scopes is not None and Scope.POST not in session.scopes:
+                raise missing_scope(Scope.POST, "a message")
             assert self._table.on_message is not None
             self._table.on_message(ctx, text)
         except ChatError as exc:
@@ -115,6 +118,8 @@ class Dispatcher:
                             "you are already logged in; /logout first to change user.")
         if cmd.server_admin and not (session.user and session.user.is_admin):
             raise ChatError(Code.NOT_PERMITTED, f"only a server admin can use /{cmd.name}.")
+        if session.scopes is not None and cmd.scope not in session.scopes:
+            raise missing_scope(cmd.scope, f"/{cmd.name}")
 
     def _arguments(self, cmd: Command, ctx: Context, args: str) -> dict[str, Any]:
         kwargs = parse_params(cmd.params, ctx, args, cmd.usage)
@@ -188,6 +193,12 @@ def _require_role(ctx: Context, room: Room, needed: Role, command: str) -> None:
     if role is None or role.rank < needed.rank:
         who = "the owner" if needed is Role.OWNER else "an admin or the owner"
         raise ChatError(Code.NOT_PERMITTED, f"only {who} of #{room.name} can use /{command}.")
+
+
+def missing_scope(scope: Scope, what: str) -> ChatError:
+    """``scope``: the token this session logged in with does not grant what ``what`` needs."""
+    return ChatError(Code.SCOPE, f"the token you logged in with does not grant the "
+                                 f"{scope.value} scope, which {what} needs.", scope=scope.value)
 
 
 def _login_first() -> ChatError:

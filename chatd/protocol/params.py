@@ -12,7 +12,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Protocol
 
-from chatd.domain import names
+from chatd.domain import names, scopes
 from chatd.errors import ChatError, Code
 
 if TYPE_CHECKING:
@@ -72,9 +72,26 @@ class Param:
     default: Any = None
     rest: bool = False  # takes the rest of the line
 
+    # The parameter's type as /schema names it.
+    kind = "word"
+
     @property
     def usage(self) -> str:
         return f"[{self.name}]" if self.optional else f"<{self.name}>"
+
+    def describe(self) -> dict[str, Any]:
+        """What /schema says of this parameter: name, type, optionality and limits."""
+        described: dict[str, Any] = {"name": self.name, "type": self.kind,
+                                     "optional": self.optional, "rest": self.rest}
+        return described | self.limits()
+
+    def limits(self) -> dict[str, Any]:
+        """The type's own limits (ranges, choices, ...) for /schema."""
+        return {}
+
+    def errors(self) -> tuple[Code, ...]:
+        """The codes parsing this parameter may raise besides ``bad-arguments``."""
+        return ()
 
     def convert(self, ctx: Context, word: str, more_follow: bool) -> Any:
         return word
@@ -103,13 +120,70 @@ class Word(Param):
 class Text(Param):
     """The rest of the line, spaces included."""
 
+    kind = "text"
     rest: bool = True
 
 
 @dataclass(frozen=True, slots=True)
+class Secret(Param):
+    """A password or a token: one word. An optional one leaves a ``--flag`` to the
+    parameters after it, so ``/login alice pw --resume`` is no token named "--resume"."""
+
+    kind = "secret"
+
+    def convert(self, ctx: Context, word: str, more_follow: bool) -> Any:
+        if self.optional and word.startswith("--"):
+            raise Decline
+        return word
+
+
+@dataclass(frozen=True, slots=True)
+class Flag(Param):
+    """``--name``, present or not (True or False)."""
+
+    kind = "flag"
+    optional: bool = True
+    default: Any = False
+
+    @property
+    def usage(self) -> str:
+        return f"[--{self.name}]"
+
+    def convert(self, ctx: Context, word: str, more_follow: bool) -> Any:
+        if word.lower() == f"--{self.name}":
+            return True
+        if more_follow:
+            raise Decline
+        raise self.refusal(ctx, word)
+
+    def refusal(self, ctx: Context, word: str) -> ChatError:
+        return ChatError(Code.BAD_ARGUMENTS, expected([f"--{self.name}"], word))
+
+
+@dataclass(frozen=True, slots=True)
+class Scopes(Param):
+    """What a token may do: ``read,post`` (see chatd.domain.scopes), or ``all``.
+    An optional one takes only a word made of scope names."""
+
+    kind = "scopes"
+
+    def limits(self) -> dict[str, Any]:
+        return {"choices": [scope.value for scope in scopes.Scope], "separator": scopes.SEPARATOR}
+
+    def convert(self, ctx: Context, word: str, more_follow: bool) -> Any:
+        if self.optional and not scopes.looks_like_scopes(word):
+            raise Decline
+        return scopes.parse_scopes(word)
+
+
+@dataclass(frozen=True, slots=True)
 class Int(Param):
+    kind = "integer"
     low: int = 1
     high: int = 1_000_000
+
+    def limits(self) -> dict[str, Any]:
+        return {"min": self.low, "max": self.high}
 
     def convert(self, ctx: Context, word: str, more_follow: bool) -> Any:
         if word.isdigit() and self.low <= int(word) <= self.high:
@@ -130,8 +204,12 @@ class Int(Param):
 class Number(Param):
     """A decimal number from ``low`` to ``high``."""
 
+    kind = "number"
     low: float = 0.0
     high: float = 1e9
+
+    def limits(self) -> dict[str, Any]:
+        return {"min": self.low, "max": self.high}
 
     def convert(self, ctx: Context, word: str, more_follow: bool) -> Any:
         try:
@@ -151,7 +229,11 @@ class Number(Param):
 
 @dataclass(frozen=True, slots=True)
 class Choice(Param):
+    kind = "choice"
     choices: tuple[str, ...] = ()
+
+    def limits(self) -> dict[str, Any]:
+        return {"choices": list(self.choices)}
 
     @property
     def usage(self) -> str:
@@ -172,6 +254,13 @@ class Choice(Param):
 
 @dataclass(frozen=True, slots=True)
 class Duration(Param):
+    """A duration like ``30s``, ``10m``, ``1h30m`` or ``7d``, in seconds."""
+
+    kind = "duration"
+
+    def limits(self) -> dict[str, Any]:
+        return {"min": 1, "max": names.MAX_DURATION, "unit": "seconds"}
+
     def convert(self, ctx: Context, word: str, more_follow: bool) -> Any:
         if names.looks_like_duration(word):
             try:
@@ -191,6 +280,11 @@ class Duration(Param):
 class UserRef(Param):
     """An existing account, by case-insensitive name."""
 
+    kind = "user"
+
+    def errors(self) -> tuple[Code, ...]:
+        return (Code.NO_SUCH_USER,)
+
     def convert(self, ctx: Context, word: str, more_follow: bool) -> Any:
         return ctx.services.accounts.require(word)
 
@@ -203,11 +297,21 @@ class RoomRef(Param):
     ``#`` or names an existing room, so ``/topic Hello all`` sets a topic.
     """
 
+    kind = "room"
     current_default: bool = True
 
     @property
     def usage(self) -> str:
         return f"[{self.name}]" if self.optional else f"<{self.name}>"
+
+    def limits(self) -> dict[str, Any]:
+        # Absent, an optional room is the session's current room.
+        return {"default": "current-room"} if self.optional and self.current_default else {}
+
+    def errors(self) -> tuple[Code, ...]:
+        if self.optional and self.current_default:
+            return (Code.NO_SUCH_ROOM, Code.NO_ROOM)
+        return (Code.NO_SUCH_ROOM,)
 
     def convert(self, ctx: Context, word: str, more_follow: bool) -> Any:
         rooms = ctx.services.rooms

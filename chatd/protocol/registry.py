@@ -1,9 +1,11 @@
 """The command table: each command is one declarative record.
 
 A handler declares its name, parameters and what it needs (login state, a
-server-admin account, a role in the room argument). The dispatcher enforces all of that, so
-handlers only do their job. Usage lines are generated from the parameters and
-the one-line help from the handler's docstring, so ``/help`` cannot drift.
+server-admin account, a role in the room argument, the scope a token must
+grant), and the error codes of its own it may answer. The dispatcher enforces
+all of that, so handlers only do their job. Usage lines are generated from the
+parameters and the one-line help from the handler's docstring, and /schema
+(chatd.protocol.schema) describes the same records, so neither can drift.
 """
 
 from __future__ import annotations
@@ -16,6 +18,8 @@ from enum import Enum
 from typing import Any
 
 from chatd.domain.room import Role
+from chatd.domain.scopes import Scope
+from chatd.errors import Code
 from chatd.protocol.params import Param
 from chatd.protocol.results import Deferred, Ok
 
@@ -46,6 +50,18 @@ class Command:
     usage_override: str | None = None
     # Followed by data lines up to "." (an upload): a refusal reads them first.
     data_lines: bool = False
+    # What a token login must grant to run it (a password login grants everything).
+    scope: Scope = Scope.POST
+    # The error codes of its own it may answer; those of the checks every
+    # command passes (login, role, arguments, rate) are added by /schema.
+    errors: tuple[Code, ...] = ()
+    # The parameters as /schema describes them, when the handler parses its own
+    # (an upload reads its data lines even when its arguments are refused).
+    described: tuple[Param, ...] | None = None
+
+    @property
+    def described_params(self) -> tuple[Param, ...]:
+        return self.described if self.described is not None else self.params
 
     @property
     def usage(self) -> str:
@@ -107,16 +123,28 @@ _LONGEST_TYPO = 32
 def command(name: str, *params: Param, need: Need = Need.LOGIN, role: Role | None = None,
             server_admin: bool = False, aliases: tuple[str, ...] = (),
             group: str = "general", usage: str | None = None, data_lines: bool = False,
+            scope: Scope | None = None, errors: tuple[Code, ...] = (),
+            described: tuple[Param, ...] | None = None,
             table: CommandTable = COMMANDS) -> Callable[[Handler], Handler]:
-    """Declare a command handler; its docstring's first line is its help."""
+    """Declare a command handler; its docstring's first line is its help.
+
+    Without a ``scope``: ``admin`` for a server-admin command, ``moderate`` for one
+    that needs a room role, else ``post`` (a command that only reads says so)."""
 
     def register(handler: Handler) -> Handler:
         doc = inspect.getdoc(handler) or ""
         table.add(Command(name, handler, params, doc.split("\n")[0], need, role,
-                          server_admin, aliases, group, usage, data_lines))
+                          server_admin, aliases, group, usage, data_lines,
+                          scope or _default_scope(server_admin, role), errors, described))
         return handler
 
     return register
+
+
+def _default_scope(server_admin: bool, role: Role | None) -> Scope:
+    if server_admin:
+        return Scope.ADMIN
+    return Scope.MODERATE if role is not None else Scope.POST
 
 
 # What a plain line does, given the invocation context and the line. The

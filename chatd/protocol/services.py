@@ -30,6 +30,7 @@ if TYPE_CHECKING:
     from chatd.domain.ports import RoomTransactions, Sequencer
     from chatd.domain.presence import Presence
     from chatd.domain.protection import Protection
+    from chatd.domain.resume import ResumeTokens
     from chatd.domain.rooms import Rooms
     from chatd.domain.stats import Stats
     from chatd.domain.tokens import Tokens
@@ -55,6 +56,7 @@ class Services:
     admission: Admission
     protection: Protection
     tokens: Tokens
+    resume: ResumeTokens
     notifier: Notifier
     audit: AuditLog
     presence: Presence
@@ -95,6 +97,8 @@ class HandlerServices(Protocol):
     def protection(self) -> Protection: ...
     @property
     def tokens(self) -> Tokens: ...
+    @property
+    def resume(self) -> ResumeTokens: ...
     @property
     def notifier(self) -> Notifier: ...
     @property

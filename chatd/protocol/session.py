@@ -22,6 +22,7 @@ if TYPE_CHECKING:
     from chatd.delivery.feed import Lane, RoomFeed
     from chatd.domain.accounts import User
     from chatd.domain.room import Room
+    from chatd.domain.scopes import Scope
 
 log = logging.getLogger(__name__)
 _ids = itertools.count(1)
@@ -75,6 +76,8 @@ class Session:
         "line_sink",
         "out",
         "peer",
+        "resume_id",
+        "scopes",
         "state",
         "style",
         "user",
@@ -88,6 +91,11 @@ class Session:
         self.peer = peer
         self.state = SessionState.CONNECTED
         self.user: User | None = None
+        # What the login may do: None for every scope (a password login), else
+        # the token's (chatd.domain.scopes); the dispatcher checks each command.
+        self.scopes: frozenset[Scope] | None = None
+        # The resume token handed out at this login, revoked at /logout.
+        self.resume_id: int | None = None
         self._room: Room | None = None
         self._room_id = -1
         # While set, received lines go to it instead of the command dispatcher.
@@ -178,6 +186,8 @@ class Session:
 
     def signed_out(self, now: float) -> None:
         self.user = None
+        self.scopes = None
+        self.resume_id = None
         self.current_room = None
         self.anonymous_since = now
         if self.state is SessionState.AUTHENTICATED:

@@ -16,6 +16,7 @@ from urllib.parse import quote
 from chatd.content.files import Staged, file_object
 from chatd.crypto.ciphers import ALGORITHMS
 from chatd.crypto.kdf import COSTS
+from chatd.domain.scopes import Scope
 from chatd.domain.webhooks import describe, hook_path
 from chatd.errors import ChatError, Code
 from chatd.protocol.records import record_of
@@ -370,19 +371,21 @@ def api_routes(links: LinkSigner) -> list[Route]:
         Route("POST", PREFIX + "/crypto/encrypt", encrypt, "Encrypt text with a password "
               "(chatd-crypt in a bounded subprocess); as a string or a file", "crypto",
               body=s.ENCRYPT, answer=s.obj(result=s.STR, algorithm=s.STR, cost=s.STR),
-              errors=(400, 429)),
+              errors=(400, 429), scope=Scope.READ),
         Route("POST", PREFIX + "/crypto/decrypt", decrypt, "Decrypt armored text with its "
               "password; as a string or a file", "crypto", body=s.DECRYPT,
-              answer=s.obj(result=s.STR), errors=(400, 429)),
+              answer=s.obj(result=s.STR), errors=(400, 429), scope=Scope.READ),
         Route("GET", PREFIX + "/rooms/{room}/webhooks", webhooks, "A room's incoming "
               "webhooks (its admins)", "webhooks", (ROOM,),
-              answer=s.obj(room=s.STR, webhooks=s.array(s.WEBHOOK)), errors=(403, 404)),
+              answer=s.obj(room=s.STR, webhooks=s.array(s.WEBHOOK)), errors=(403, 404),
+              scope=Scope.MODERATE),
         Route("POST", PREFIX + "/rooms/{room}/webhooks", create_webhook, "Create an incoming "
               "webhook (its admins); the secret is shown only now", "webhooks", (ROOM,),
-              body=s.obj(name=s.STR), answer=s.NEW_WEBHOOK, errors=(400, 403, 404, 409)),
+              body=s.obj(name=s.STR), answer=s.NEW_WEBHOOK, errors=(400, 403, 404, 409),
+              scope=Scope.MODERATE),
         Route("DELETE", PREFIX + "/rooms/{room}/webhooks/{id}", revoke_webhook, "Revoke an "
               "incoming webhook (its admins)", "webhooks", (ROOM, hook), answer=s.WEBHOOK,
-              errors=(403, 404)),
+              errors=(403, 404), scope=Scope.MODERATE),
         Route("POST", "/hooks/{id}/{secret}", post_webhook, "Post through an incoming "
               "webhook: JSON {\"text\": ...} or a text/plain body", "webhooks",
               (hook, Param("secret", "path", "the webhook's secret")), body=s.obj(text=s.STR),

@@ -58,7 +58,10 @@ def _operation(route: Route) -> dict[str, Any]:
     elif route.body is not None:
         operation["requestBody"] = {"required": True, "content": {
             "application/json": {"schema": route.body}}}
-    if not route.auth:
+    if route.auth:
+        # The token scope the operation needs (/token create ... <scopes>).
+        operation["x-scope"] = route.needs.value
+    else:
         operation["security"] = []
     return operation
 
@@ -72,7 +75,7 @@ def _responses(route: Route) -> dict[str, Any]:
         content = {"application/json": {"schema": route.answer}}
     responses: dict[str, Any] = {ok: {"description": "Done", "content": content}}
     error = {"content": {"application/json": {"schema": {"$ref": "#/components/schemas/Error"}}}}
-    for status in sorted({*route.errors, *((401,) if route.auth else ())}):
+    for status in sorted({*route.errors, *((401, 403) if route.auth else ())}):
         responses[str(status)] = {"description": STATUS_TEXT.get(status, "Refused"), **error}
     responses["default"] = {"description": "Any other error (internal-error)", **error}
     return responses
@@ -120,7 +123,7 @@ def _section(route: Route) -> str:
     answer = (f"<p>Answer: <code>{esc(route.answer)}</code> bytes.</p>"
               if isinstance(route.answer, str)
               else f"<p>Answer (JSON):</p><pre>{esc(json.dumps(route.answer, indent=1))}</pre>")
-    auth = "token" if route.auth else "no token"
+    auth = f"a token with the {route.needs.value} scope" if route.auth else "no token"
     return (f'<section id="{esc(route.operation_id)}"><h2><code>{esc(route.method)} '
             f"{esc(route.path)}</code></h2><p>{esc(route.summary)} ({auth}).</p>"
             f"{params}{body}{answer}</section>")

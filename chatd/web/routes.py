@@ -12,6 +12,7 @@ import re
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Literal
 
+from chatd.domain.scopes import Scope
 from chatd.errors import ChatError, Code
 
 if TYPE_CHECKING:
@@ -91,7 +92,16 @@ class Route:
     # The largest body, when it is not web.max_body (an upload's is files.max_size).
     body_limit: Callable[[Config], int] | None = None
     errors: tuple[int, ...] = ()
+    # The token scope it needs; by default read for a GET, post for anything else.
+    scope: Scope | None = None
     pattern: re.Pattern[str] = field(init=False)
+
+    @property
+    def needs(self) -> Scope:
+        """The scope a token must grant to call this operation."""
+        if self.scope is not None:
+            return self.scope
+        return Scope.READ if self.method == "GET" else Scope.POST
 
     def __post_init__(self) -> None:
         regex = _PARAM.sub(lambda m: f"(?P<{m.group(1)}>[^/]+)", re.escape(self.path)

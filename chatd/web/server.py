@@ -63,6 +63,7 @@ if TYPE_CHECKING:
 
     from chatd.config import Config
     from chatd.domain.accounts import User
+    from chatd.domain.tokens import Grant
     from chatd.net.connection import ConnectionHost
     from chatd.protocol.services import Services
     from chatd.web.routes import Route
@@ -247,11 +248,20 @@ class WebServer:
     async def _call(self, route: Route, request: Request, ip: str) -> Response:
         params = route.bind(request.path, request.query)
         assert params is not None
-        user = await self._authenticate(request, ip) if route.auth else None
+        user = await self._authorize(route, request, ip) if route.auth else None
         call = Call(request, self.services, self.config, f"{ip}:0", user, params)
         return await route.handler(call)
 
-    async def _authenticate(self, request: Request, ip: str) -> User:
+    async def _authorize(self, route: Route, request: Request, ip: str) -> User:
+        """The token's user, when the token grants the scope ``route`` needs."""
+        grant = await self._authenticate(request, ip)
+        if route.needs not in grant.scopes:
+            raise HttpError(403, Code.SCOPE, f"this token does not grant the {route.needs.value} "
+                            "scope; make one that does with /token create <name> "
+                            f"{route.needs.value}.", scope=route.needs.value)
+        return grant.user
+
+    async def _authenticate(self, request: Request, ip: str) -> Grant:
         """The token's user; failures count against the address as failed logins do."""
         protection = self.services.protection
         scheme, _, secret = request.headers.get("authorization", "").partition(" ")
@@ -261,16 +271,16 @@ class WebServer:
         peer = f"{ip}:0"
         protection.check_login(peer, None)
         try:
-            user = await self.services.tokens.authenticate(secret.strip())
+            grant = await self.services.tokens.authenticate(secret.strip())
         except ChatError:
             protection.login_failed(peer, None)
             raise
-        wait = protection.charge(Kind.COMMAND, ("api", user.id))
+        wait = protection.charge(Kind.COMMAND, ("api", grant.user.id))
         if wait:
             retry_ms = max(1, round(wait * 1000))
             raise ChatError(Code.RATE_LIMITED, f"too many requests; wait {retry_ms} ms and "
                             "try again.", retry_ms=retry_ms)
-        return user
+        return grant
 
     # -- WebSockets ---------------------------------------------------------------------
 

@@ -15,6 +15,7 @@ fanout       the fanout and scaling scenarios, and the cost model
 latency      the latency scenario
 connections  the connections scenario
 persistence  the persistence scenario, /history included
+resume       the resume scenario (optional): logins again after a restart, without bcrypt
 report       targets, totals, the table and the profiles
 cli          the options and main
 """

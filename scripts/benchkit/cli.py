@@ -23,6 +23,7 @@ from .latency import scenario_latency
 from .persistence import scenario_persistence
 from .plan import Plan, make_plan
 from .report import check_targets, machine, print_profiles, print_table, totals
+from .resume import scenario_resume
 from .websocket import scenario_ws
 
 # The first paragraph of scripts/bench.py's docstring: --help shows it.
@@ -32,7 +33,7 @@ DESCRIPTION = "chatd benchmark: the daemon as a subprocess on loopback, driven b
 SCENARIOS: dict[str, Callable[[Context], dict[str, Any]]] = {
     "connections": scenario_connections, "fanout": scenario_fanout,
     "latency": scenario_latency, "scaling": scenario_scaling,
-    "persistence": scenario_persistence, "ws": scenario_ws}
+    "persistence": scenario_persistence, "ws": scenario_ws, "resume": scenario_resume}
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
@@ -62,11 +63,12 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
                         help="abort the whole run after this many seconds (default 900)")
     args = parser.parse_args(argv)
     chosen = [s.strip() for s in args.only.split(",") if s.strip()]
-    unknown = [s for s in chosen if s not in ALL_SCENARIOS]
+    known = ALL_SCENARIOS
+    unknown = [s for s in chosen if s not in known]
     if unknown:
         parser.error(f"unknown scenario(s) {', '.join(unknown)}; "
-                     f"choose from {', '.join(ALL_SCENARIOS)}")
-    args.scenarios = [s for s in ALL_SCENARIOS if s in chosen]
+                     f"choose from {', '.join(known)}")
+    args.scenarios = [s for s in known if s in chosen]
     if args.persist_repeat is None:
         args.persist_repeat = 1 if args.quick else 3
     return args

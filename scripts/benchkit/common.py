@@ -25,9 +25,10 @@ HOST = "127.0.0.1"
 # The text of a fan-out message after its sequence number: a typical chat line.
 PAYLOAD = b"lorem ipsum dolor sit amet, consectetur adipiscing elit"
 CLK_TCK = os.sysconf("SC_CLK_TCK")
-ALL_SCENARIOS = ("fanout", "latency", "scaling", "persistence", "connections", "ws")
-# What runs without --only: ws (the web listener) is asked for by name.
-DEFAULT_SCENARIOS = ALL_SCENARIOS[:-1]
+ALL_SCENARIOS = ("fanout", "latency", "scaling", "persistence", "connections", "ws", "resume")
+# What runs without --only: ws (the web listener) and resume (logins after a
+# restart) are asked for by name.
+DEFAULT_SCENARIOS = ALL_SCENARIOS[:5]
 # Unacknowledged deliveries (senders x window x room size) a run may have in
 # flight: bounds the server's output buffers (10 senders x 32 x 1000 members).
 MAX_IN_FLIGHT = 320_000

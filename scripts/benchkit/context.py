@@ -30,6 +30,13 @@ class Context:
         log(f"chatd {name}: pid {daemon.pid}, port {daemon.port}")
         return daemon
 
+    def extra_daemon(self, daemon: Daemon) -> Daemon:
+        """A daemon a scenario configures itself (its own database): stopped with the
+        others, its log checked with theirs. The scenario starts it."""
+        self.stop_all()
+        self._all.append(daemon)
+        return daemon
+
     def daemon(self, name: str) -> Daemon:
         if name not in self._daemons or self._daemons[name].proc is None:
             self._daemons[name] = self.fresh_daemon(name)

@@ -44,6 +44,10 @@ class Plan:
     # The ws scenario: one fan-out run over TCP and /ws, and idle WebSockets.
     ws: FanSpec | None = None
     ws_idle: int = 0
+    # The resume scenario: clients that reconnect with resume tokens after a
+    # restart, and the password logins (bcrypt cost 12) measured for comparison.
+    resume_clients: int = 1000
+    resume_password_sample: int = 100
     users: int = 0
     layouts: list[tuple[int, int]] = field(default_factory=list)
 
@@ -81,7 +85,8 @@ def make_plan(quick: bool, window: int, scenarios: set[str]) -> Plan:
             persistence=fan("persist-100c-1r", 100, 1, 10, 200_000),
             history_messages=50_000, history_requests=100,
             scaling=[scaling(400, k, n) for k, n in ((10, 100_000), (100, 200_000))],
-            phase_timeout=20, ws=fan("fanout-100c-1r", 100, 1, 10, 200_000), ws_idle=500)
+            phase_timeout=20, ws=fan("fanout-100c-1r", 100, 1, 10, 200_000), ws_idle=500,
+            resume_clients=200, resume_password_sample=10)
     else:
         plan = Plan(
             # Runs of several seconds: CPU is read in 10 ms ticks.

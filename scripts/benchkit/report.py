@@ -167,6 +167,7 @@ def summary_lines(results: dict[str, Any]) -> list[str]:
         extra.append(f"ws: /ws delivers {web.get('ws_vs_tcp_pct')}% of TCP's deliveries per "
                      f"server CPU-second; {idle['connected']:,}/{idle['requested']:,} idle "
                      f"WebSockets, {idle['bytes_per_connection']:,} bytes RSS each")
+    extra += _resume_lines(results.get("resume"))
     pers = results.get("persistence")
     if pers:
         extra.append(f"persistence: {pers['durable_messages_per_s']:,} durable msgs/s "
@@ -184,6 +185,22 @@ def summary_lines(results: dict[str, Any]) -> list[str]:
                          f"max {hist['max_ms']} ms, server CPU {hist['server_cpu_per_request_ms']}"
                          f" ms/request")
     return extra
+
+
+def _resume_lines(resume: dict[str, Any] | None) -> list[str]:
+    """The resume scenario: logins after a restart, resume tokens against bcrypt."""
+    if not resume or "resume" not in resume:
+        return []
+    again, pw = resume["resume"], resume["password"]
+    return [f"resume: {again['ok']:,}/{again['logins']:,} clients logged in again "
+            f"{again['restart_to_all_logged_in_s']} s after the restart (daemon start "
+            f"{again['daemon_start_s']} s, logins {again['wall_s']} s, "
+            f"{again['logins_per_s']:,}/s, {again['server_cpu_per_login_ms']} ms server CPU "
+            "per login)" + (f", failures {again['failures']}" if again["failures"] else ""),
+            f"password logins at bcrypt cost {resume['bcrypt_cost']}: {pw['ok']}/{pw['logins']} "
+            f"in {pw['wall_s']} s ({pw['logins_per_s']}/s, {pw['server_cpu_per_login_ms']} ms "
+            f"server CPU each): {resume['clients']:,} would take about "
+            f"{pw['estimated_s_for_all']} s"]
 
 
 def print_profiles(results: dict[str, Any]) -> None:

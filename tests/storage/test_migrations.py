@@ -116,8 +116,16 @@ async def seed_v10(conn: aiosqlite.Connection) -> None:
                        "created_at) VALUES (1, 'ci', 'ab', 1, ?)", (T0,))
 
 
+async def seed_v11(conn: aiosqlite.Connection) -> None:
+    await conn.execute("INSERT INTO users (id, name, password_hash, created_at, kind, owner_id) "
+                       "VALUES (3, 'helper', x'', ?, 'bot', 2)", (T0,))
+    await conn.execute("INSERT INTO resume_tokens (user_id, token_hash, created_at, "
+                       "expires_at, scopes) VALUES (2, 'r1', ?, ?, 'read')", (T0, T0 + 60))
+
+
 SEEDS: dict[int, Seed] = {1: seed_v1, 2: seed_v2, 3: seed_v3, 4: seed_v4, 5: seed_v5,
-                          6: seed_v6, 7: seed_v7, 8: seed_v8, 9: seed_v9, 10: seed_v10}
+                          6: seed_v6, 7: seed_v7, 8: seed_v8, 9: seed_v9, 10: seed_v10,
+                          11: seed_v11}
 
 
 async def build_database(path: Path, version: int) -> None:
@@ -149,7 +157,8 @@ async def test_fresh_database_gets_the_latest_schema(tmp_path: Path) -> None:
     assert tables(path) == {
         "users", "rooms", "members", "user_rooms", "messages", "notifications", "bans",
         "mutes", "invitations", "join_requests", "audit", "api_tokens", "files", "user_keys",
-        "message_blocks", "user_blocks", "webhooks"}
+        "message_blocks", "user_blocks", "webhooks",
+        "resume_tokens"}
 
 
 @pytest.mark.parametrize("version", range(LATEST_VERSION))
@@ -166,6 +175,8 @@ async def test_older_database_is_upgraded_at_open(tmp_path: Path, version: int) 
             await check_v1_rows(storage)
         if version >= 2:
             await check_v2_rows(storage)
+        if version >= 3:
+            await check_v3_rows(storage)
         # The upgraded schema is fully usable.
         user = await storage.create_user("carol", b"c", False, T0)
         room, _ = await storage.create_room("den", "private", user.id, T0)
@@ -187,6 +198,15 @@ async def check_v1_rows(storage: SqliteStorage) -> None:
     assert [m.text for m in await storage.undelivered_direct_messages(2)] == ["psst"]
     [note] = await storage.list_notifications(2)
     assert note.payload == {"from": "Alice"}
+
+
+async def check_v3_rows(storage: SqliteStorage) -> None:
+    # A token made before scopes existed keeps every scope; its users stay people.
+    [token] = await storage.load_tokens()
+    assert (token.name, token.scopes, token.last_used_at) == \
+        ("ci", "read post moderate admin", None)
+    alice = await storage.get_user(1)
+    assert alice is not None and (alice.kind, alice.owner_id) == ("user", None)
 
 
 async def check_v2_rows(storage: SqliteStorage) -> None:

@@ -9,6 +9,7 @@ from typing import Any
 import httpx
 from websockets.asyncio.client import ClientConnection, connect
 
+from chatd.domain.scopes import ALL_SCOPES, Scope
 from tests.helpers import PASSWORD, ChatServer
 
 TIMEOUT = 5.0
@@ -75,12 +76,14 @@ class WsChat:
         await self.ws.close()
 
 
-async def token_for(server: ChatServer, name: str) -> str:
-    """An API token of ``name`` (the account made if needed), as /token create makes."""
+async def token_for(server: ChatServer, name: str,
+                    scopes: frozenset[Scope] = ALL_SCOPES) -> str:
+    """An API token of ``name`` (the account made if needed), as /token create makes;
+    every scope unless told (the scope checks have their own test)."""
     accounts = server.services.accounts
     user = accounts.find(name) or await accounts.create(name, PASSWORD)
     tokens = server.services.tokens
-    secret, _ = await tokens.create(user, f"t{len(await tokens.list(user))}", None)
+    secret, _ = await tokens.create(user, f"t{len(tokens.of(user))}", None, scopes)
     return secret
 
 

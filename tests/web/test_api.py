@@ -242,3 +242,19 @@ async def test_encrypt_and_decrypt_as_strings_and_as_files(server: ChatServer) -
         unknown = await client.post("/api/v1/crypto/encrypt", json={
             "algorithm": "rot13", "password": "pw", "text": "x"})
         assert unknown.json()["error"]["code"] == "bad-arguments"
+
+
+async def test_each_route_needs_its_tokens_scope(server: ChatServer, clients: Clients) -> None:
+    alice = await clients.user("alice")
+    await alice.command("/create den")
+    reader = (await alice.command("/token create reader read"))["token"]
+    async with http(server, reader) as client:
+        assert (await client.get("/api/v1/rooms")).status_code == 200
+        posted = await client.post("/api/v1/rooms/den/messages", json={"text": "no"})
+        assert posted.status_code == 403
+        assert posted.json()["error"]["code"] == "scope"
+        assert posted.json()["error"]["scope"] == "post"
+        hooks = await client.get("/api/v1/rooms/den/webhooks")
+        assert hooks.status_code == 403 and hooks.json()["error"]["scope"] == "moderate"
+    await alice.command("/history den")
+    assert "no" not in [m.get("text") for m in (await alice.command("/history den"))["messages"]]

@@ -1,0 +1,112 @@
+"""SQL for the tokens an account logs in with (mixed into SqliteStorage).
+
+API tokens (bots, scripts) and resume tokens (logging in again after a
+restart without a password check): only SHA-256 hashes of their secrets.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+from storage.host import SqliteHost, rowid
+from storage.records import ALL_SCOPES, ResumeRecord, TokenRecord
+
+_TOKEN = "id, user_id, name, token_hash, created_at, expires_at, scopes, last_used_at"
+_RESUME = "id, user_id, token_hash, created_at, expires_at, api_token_id, scopes"
+_INSERT_RESUME = ("INSERT INTO resume_tokens (user_id, token_hash, created_at, expires_at, "
+                  "api_token_id, scopes) VALUES (?, ?, ?, ?, ?, ?)")
+
+
+class TokenQueries:
+    """The ``api_tokens`` and ``resume_tokens`` tables, as a mixin of SqliteStorage."""
+
+    # -- API tokens --------------------------------------------------------
+
+    async def create_token(self: SqliteHost, user_id: int, name: str, token_hash: str,
+                           created_at: float, expires_at: float | None,
+                           scopes: str = ALL_SCOPES) -> TokenRecord:
+        """Store a token; Conflict if the user has one of that name (case-insensitive)."""
+        async with self._transaction() as conn:
+            cursor = await conn.execute(
+                "INSERT INTO api_tokens (user_id, name, token_hash, created_at, expires_at, "
+                "scopes) VALUES (?, ?, ?, ?, ?, ?)",
+                (user_id, name, token_hash, created_at, expires_at, scopes))
+            token_id = rowid(cursor)
+        return TokenRecord(token_id, user_id, name, token_hash, created_at, expires_at, scopes)
+
+    async def find_token(self: SqliteHost, token_hash: str) -> TokenRecord | None:
+        row = await self._fetch_one(f"SELECT {_TOKEN} FROM api_tokens WHERE token_hash = ?",
+                                    (token_hash,))
+        return None if row is None else TokenRecord(*row)
+
+    async def list_tokens(self: SqliteHost, user_id: int) -> list[TokenRecord]:
+        rows = await self._fetch(f"SELECT {_TOKEN} FROM api_tokens WHERE user_id = ? "
+                                 "ORDER BY id", (user_id,))
+        return [TokenRecord(*row) for row in rows]
+
+    async def load_tokens(self: SqliteHost) -> list[TokenRecord]:
+        """Every API token (read once at start: a login then needs no query)."""
+        rows = await self._fetch(f"SELECT {_TOKEN} FROM api_tokens ORDER BY id")
+        return [TokenRecord(*row) for row in rows]
+
+    async def delete_token(self: SqliteHost, user_id: int, name: str) -> bool:
+        """Delete a token, and the resume tokens made from it (by cascade)."""
+        count = await self._write("DELETE FROM api_tokens WHERE user_id = ? AND name = ?",
+                                  (user_id, name))
+        return count > 0
+
+    async def set_tokens_used(self: SqliteHost, used: Sequence[tuple[int, float]]) -> None:
+        """Record when tokens were last used: (token id, time) pairs, in one transaction."""
+        if not used:
+            return
+        async with self._transaction() as conn:
+            await conn.executemany(
+                "UPDATE api_tokens SET last_used_at = max(coalesce(last_used_at, 0), ?) "
+                "WHERE id = ?", [(at, token_id) for token_id, at in used])
+
+    # -- resume tokens -----------------------------------------------------
+
+    async def create_resume_token(self: SqliteHost, user_id: int, token_hash: str,
+                                  created_at: float, expires_at: float,
+                                  api_token_id: int | None, scopes: str) -> ResumeRecord:
+        async with self._transaction() as conn:
+            cursor = await conn.execute(_INSERT_RESUME, (user_id, token_hash, created_at,
+                                                         expires_at, api_token_id, scopes))
+            token_id = rowid(cursor)
+        return ResumeRecord(token_id, user_id, token_hash, created_at, expires_at,
+                            api_token_id, scopes)
+
+    async def rotate_resume_token(self: SqliteHost, old_id: int, token_hash: str,
+                                  created_at: float, expires_at: float) -> ResumeRecord | None:
+        """Replace a resume token by a new one of the same account and scopes, in one
+        transaction; None when the old one is gone (revoked meanwhile)."""
+        async with self._transaction() as conn:
+            rows = list(await conn.execute_fetchall(
+                f"SELECT {_RESUME} FROM resume_tokens WHERE id = ?", (old_id,)))
+            if not rows:
+                return None
+            old = ResumeRecord(*rows[0])
+            await conn.execute("DELETE FROM resume_tokens WHERE id = ?", (old_id,))
+            cursor = await conn.execute(_INSERT_RESUME, (old.user_id, token_hash, created_at,
+                                                         expires_at, old.api_token_id,
+                                                         old.scopes))
+            token_id = rowid(cursor)
+        return ResumeRecord(token_id, old.user_id, token_hash, created_at, expires_at,
+                            old.api_token_id, old.scopes)
+
+    async def load_resume_tokens(self: SqliteHost, now: float) -> list[ResumeRecord]:
+        """The resume tokens that have not expired, oldest first."""
+        rows = await self._fetch(f"SELECT {_RESUME} FROM resume_tokens WHERE expires_at > ? "
+                                 "ORDER BY id", (now,))
+        return [ResumeRecord(*row) for row in rows]
+
+    async def delete_resume_tokens(self: SqliteHost, ids: Sequence[int]) -> int:
+        if not ids:
+            return 0
+        async with self._transaction() as conn:
+            cursor = await conn.executemany("DELETE FROM resume_tokens WHERE id = ?",
+                                            [(i,) for i in ids])
+            return cursor.rowcount
+
+    async def delete_expired_resume_tokens(self: SqliteHost, now: float) -> int:
+        return await self._write("DELETE FROM resume_tokens WHERE expires_at <= ?", (now,))

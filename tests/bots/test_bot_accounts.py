@@ -1,0 +1,120 @@
+"""Bot accounts over real sockets: made by a user or an admin, token-only, shown as bots."""
+
+from __future__ import annotations
+
+from tests.helpers import ChatServer, Clients, error_of, room_with, text_client, text_run
+
+
+async def test_a_user_makes_a_bot_that_logs_in_with_its_token_and_shows_as_a_bot(
+        clients: Clients, server: ChatServer) -> None:
+    alice, = await room_with(clients, "alice")
+    made = await alice.command("/bot create helper")
+    assert made["user"] == "helper" and made["owner"] == "alice" and made["bot"] is True
+    assert made["scopes"] == ["read", "post"] and made["token"].startswith("chatd_")
+
+    bot = await clients.anonymous()
+    login = await bot.command(f"/login helper --token {made['token']}")
+    assert login["bot"] is True and login["scopes"] == ["read", "post"]
+    await bot.command("/join general")
+
+    who = await alice.command("/who")
+    assert {"user": "helper", "role": "member", "online": True, "bot": True} in who["members"]
+    assert {"user": "alice", "role": "owner", "online": True} in who["members"]
+    whois = await alice.command("/whois helper")
+    assert whois["bot"] is True and whois["owner"] == "alice"
+    assert (await alice.command("/whois alice"))["bot"] is False
+    assert server.services.accounts.is_bot("HELPER")
+    assert not server.services.accounts.is_bot("alice")
+    assert not server.services.accounts.is_bot("nobody")
+
+
+async def test_a_bot_has_no_password(clients: Clients) -> None:
+    alice = await clients.user("alice")
+    await alice.command("/bot create helper")
+    other = await clients.anonymous()
+    for guess in ("!bot", "secret-pw", "x" * 8):
+        refused = await error_of(other, f"/login helper {guess}")
+        assert refused["code"] == "auth-failed"
+        assert refused["message"].startswith("wrong name or password")
+
+
+async def test_text_mode_marks_bots_in_who_and_whois(clients: Clients) -> None:
+    alice, = await room_with(clients, "alice")
+    made = await alice.command("/bot create helper")
+    bot = await clients.anonymous()
+    await bot.command(f"/auth {made['token']}")
+    await bot.command("/join general")
+    person = await text_client(clients, "alice")
+    who = await text_run(person, "/who general")
+    assert any(line.split()[:2] == ["helper", "(bot)"] for line in who), who
+    whois = await text_run(person, "/whois helper")
+    assert "  kind    bot, owned by alice" in whois
+
+
+async def test_bot_list_token_tokens_and_delete(clients: Clients, server: ChatServer) -> None:
+    alice = await clients.user("alice")
+    await alice.command("/bot create helper read")
+    await alice.command("/bot create pinger")
+    listed = await alice.command("/bot list")
+    assert [b["user"] for b in listed["bots"]] == ["helper", "pinger"]
+    assert all(b["owner"] == "alice" and b["online"] is False for b in listed["bots"])
+
+    second = await alice.command("/bot token helper read,post 7d")
+    assert second["name"] == "token2" and second["scopes"] == ["read", "post"]
+    assert second["expires"] is not None
+    tokens = await alice.command("/bot tokens helper")
+    assert [(t["name"], t["scopes"]) for t in tokens["tokens"]] == [
+        ("default", ["read"]), ("token2", ["read", "post"])]
+
+    bot = await clients.anonymous()
+    await bot.command(f"/auth {second['token']}")
+    deleted = await alice.command("/bot delete helper")
+    assert deleted["user"] == "helper"
+    assert server.services.accounts.find("helper") is None
+    assert [b["user"] for b in (await alice.command("/bot list"))["bots"]] == ["pinger"]
+    again = await clients.anonymous()
+    assert (await error_of(again, f"/auth {second['token']}"))["code"] == "auth-failed"
+
+
+async def test_only_the_owner_or_a_server_admin_manages_a_bot(
+        clients: Clients, server: ChatServer) -> None:
+    alice = await clients.user("alice")
+    bob = await clients.user("bob")
+    await alice.command("/bot create helper")
+    assert (await error_of(bob, "/bot delete helper"))["code"] == "not-permitted"
+    assert (await error_of(bob, "/bot token helper"))["code"] == "not-permitted"
+    assert (await error_of(bob, "/bot delete alice"))["message"] == "alice is not a bot."
+    assert (await error_of(bob, "/bot delete nobody"))["code"] == "no-such-user"
+    assert (await error_of(bob, "/bot delete"))["code"] == "bad-arguments"
+    assert (await bob.command("/bot list"))["bots"] == []
+
+    await server.services.accounts.set_admin(server.services.accounts.require("bob"), True)
+    assert [b["user"] for b in (await bob.command("/bot list"))["bots"]] == ["helper"]
+    await bob.command("/bot delete helper")
+
+
+async def test_names_kinds_and_limits(clients: Clients) -> None:
+    alice = await clients.user("alice")
+    assert (await error_of(alice, "/bot create alice"))["code"] == "name-taken"
+    assert (await error_of(alice, "/bot create no/way"))["code"] == "invalid-name"
+    for n in range(10):
+        await alice.command(f"/bot create b{n}")
+    full = await error_of(alice, "/bot create b10")
+    assert full["code"] == "quota-exceeded" and full["quota"] == 10
+
+    token = (await alice.command("/bot token b0 all"))["token"]
+    bot = await clients.anonymous()
+    await bot.command(f"/auth {token}")
+    refused = await error_of(bot, "/bot create grandchild")
+    assert refused["code"] == "not-permitted" and "a bot cannot make bots" in refused["message"]
+
+
+async def test_a_bot_outlives_its_deleted_owner(clients: Clients, server: ChatServer) -> None:
+    alice = await clients.user("alice")
+    await alice.command("/bot create helper")
+    root = await clients.user("root")
+    await server.services.accounts.set_admin(server.services.accounts.require("root"), True)
+    await root.command("/userdel alice")
+    whois = await root.command("/whois helper")
+    assert whois["bot"] is True and whois["owner"] is None
+    assert (await root.command("/bot list"))["bots"][0]["owner"] is None

@@ -1,0 +1,100 @@
+"""chatctl for bots and scoped tokens, against a live in-process daemon."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from collections.abc import AsyncIterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from chatd.app.app import App
+from chatd.ops.chatctl import main
+from tests.helpers import Clients
+from tests.operations import running_daemon
+
+
+@pytest.fixture
+async def daemon(tmp_path: Path) -> AsyncIterator[App]:
+    async with running_daemon(tmp_path) as running:
+        yield running
+
+
+@pytest.fixture
+async def clients(daemon: App) -> AsyncIterator[Clients]:
+    opened = Clients(daemon)
+    yield opened
+    await opened.close()
+
+
+async def _run(daemon: App, capsys: pytest.CaptureFixture[str],
+               *args: str) -> tuple[int, str, str]:
+    capsys.readouterr()
+    code = await asyncio.to_thread(main, ["--socket", daemon.control.path, *args])
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
+async def _json(daemon: App, capsys: pytest.CaptureFixture[str], *args: str) -> Any:
+    code, out, err = await _run(daemon, capsys, "--json", *args)
+    assert code == 0, err
+    return json.loads(out)
+
+
+async def test_tokens_show_scopes_expiry_and_last_use(
+        daemon: App, clients: Clients, capsys: pytest.CaptureFixture[str]) -> None:
+    alice = await clients.user("alice")
+    made = await alice.command("/token create ci read 7d")
+    listed = await _json(daemon, capsys, "tokens", "alice")
+    assert [(t["name"], t["scopes"], t["last_used"]) for t in listed] == [
+        ("ci", ["read"], None)]
+    bot = await clients.anonymous()
+    await bot.command(f"/auth {made.final['token']}")
+    [used] = await _json(daemon, capsys, "tokens")
+    assert used["last_used"] is not None and used["last_used"] >= used["created"]
+    code, out, _ = await _run(daemon, capsys, "tokens")
+    assert code == 0 and "last_used" in out and "read" in out and " UTC" in out
+
+
+async def test_bot_create_list_and_delete(daemon: App, clients: Clients,
+                                          capsys: pytest.CaptureFixture[str]) -> None:
+    await clients.user("alice")
+    made = await _json(daemon, capsys, "bot-create", "helper", "--owner", "alice",
+                       "--scopes", "read,moderate", "--ttl", "30d")
+    assert (made["name"], made["owner"], made["scopes"]) == (
+        "helper", "alice", ["read", "moderate"])
+    assert made["token"].startswith("chatd_") and made["expires"] is not None
+    orphan = await _json(daemon, capsys, "bot-create", "lonely")
+    assert orphan["owner"] is None and orphan["scopes"] == ["read", "post"]
+
+    bot = await clients.anonymous()
+    login = await bot.command(f"/login helper --token {made['token']}")
+    assert login["bot"] is True and login["scopes"] == ["read", "moderate"]
+    listed = await _json(daemon, capsys, "bots")
+    assert [(b["name"], b["owner"], b["online"], b["tokens"]) for b in listed] == [
+        ("helper", "alice", True, 1), ("lonely", None, False, 1)]
+    assert [b["name"] for b in await _json(daemon, capsys, "bots", "--owner", "alice")] == [
+        "helper"]
+    users = {u["name"]: u["bot"] for u in await _json(daemon, capsys, "users")}
+    assert users == {"alice": False, "helper": True, "lonely": True}
+
+    code, _, err = await _run(daemon, capsys, "bot-delete", "alice")
+    assert code == 1 and "alice is not a bot" in err
+    assert await _json(daemon, capsys, "bot-delete", "helper") == {"name": "helper"}
+    assert [b["name"] for b in await _json(daemon, capsys, "bots")] == ["lonely"]
+    code, out, _ = await _run(daemon, capsys, "bots")
+    assert code == 0 and "lonely" in out
+
+
+async def test_revoke_token_of_a_bot(daemon: App, clients: Clients,
+                                     capsys: pytest.CaptureFixture[str]) -> None:
+    made = await _json(daemon, capsys, "bot-create", "helper")
+    assert await _json(daemon, capsys, "revoke-token", "helper", "default") == {
+        "user": "helper", "name": "default"}
+    bot = await clients.anonymous()
+    refused = await bot.command(f"/auth {made['token']}", check=False)
+    assert refused.final["code"] == "auth-failed"
+    code, _, err = await _run(daemon, capsys, "bot-create", "x", "--scopes", "nope")
+    assert code == 1 and "scopes" in err

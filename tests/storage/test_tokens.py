@@ -1,0 +1,70 @@
+"""API tokens with scopes and last use, resume tokens, and bot accounts in SQLite."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import pytest
+
+from storage import Conflict, SqliteStorage
+from storage.records import ALL_SCOPES, BOT_KIND
+
+T0 = 1_700_000_000.0
+
+
+@pytest.fixture
+async def storage(tmp_path: Path) -> AsyncIterator[SqliteStorage]:
+    store = SqliteStorage(str(tmp_path / "tokens.db"))
+    await store.open()
+    yield store
+    await store.close()
+
+
+async def test_bots_are_users_of_their_own_kind(storage: SqliteStorage) -> None:
+    alice = await storage.create_user("alice", b"h", False, T0)
+    bot = await storage.create_user("helper", b"!", False, T0, kind=BOT_KIND,
+                                    owner_id=alice.id)
+    assert (bot.kind, bot.owner_id) == ("bot", alice.id)
+    assert await storage.get_user(bot.id) == bot
+    assert (alice.kind, alice.owner_id) == ("user", None)
+    await storage.delete_user(alice.id)
+    orphan = await storage.get_user(bot.id)
+    assert orphan is not None and orphan.owner_id is None  # the bot stays, owner unknown
+
+
+async def test_token_scopes_and_last_use_in_batches(storage: SqliteStorage) -> None:
+    alice = await storage.create_user("alice", b"h", False, T0)
+    ci = await storage.create_token(alice.id, "ci", "h1", T0, None, "read")
+    full = await storage.create_token(alice.id, "full", "h2", T0, None)
+    assert (ci.scopes, full.scopes) == ("read", ALL_SCOPES)
+    await storage.set_tokens_used([])
+    await storage.set_tokens_used([(ci.id, T0 + 5), (full.id, T0 + 9)])
+    # An older time never replaces a newer one (batches may arrive late).
+    await storage.set_tokens_used([(ci.id, T0 + 1)])
+    loaded = {t.name: t.last_used_at for t in await storage.load_tokens()}
+    assert loaded == {"ci": T0 + 5, "full": T0 + 9}
+    with pytest.raises(Conflict):
+        await storage.create_token(alice.id, "CI", "h3", T0, None, "read")
+
+
+async def test_resume_tokens_rotate_expire_and_go_with_their_api_token(
+        storage: SqliteStorage) -> None:
+    alice = await storage.create_user("alice", b"h", False, T0)
+    api = await storage.create_token(alice.id, "bot", "api", T0, None, "read")
+    plain = await storage.create_resume_token(alice.id, "r1", T0, T0 + 60, None, ALL_SCOPES)
+    scoped = await storage.create_resume_token(alice.id, "r2", T0, T0 + 600, api.id, "read")
+
+    rotated = await storage.rotate_resume_token(scoped.id, "r3", T0 + 1, T0 + 700)
+    assert rotated is not None
+    assert (rotated.user_id, rotated.api_token_id, rotated.scopes, rotated.token_hash) == (
+        alice.id, api.id, "read", "r3")
+    assert await storage.rotate_resume_token(scoped.id, "r4", T0, T0) is None
+    assert [r.token_hash for r in await storage.load_resume_tokens(T0)] == ["r1", "r3"]
+    assert [r.token_hash for r in await storage.load_resume_tokens(T0 + 61)] == ["r3"]
+
+    assert await storage.delete_token(alice.id, "bot")
+    assert [r.token_hash for r in await storage.load_resume_tokens(T0)] == ["r1"]
+    assert await storage.delete_expired_resume_tokens(T0 + 61) == 1
+    assert await storage.delete_resume_tokens([]) == 0
+    assert await storage.delete_resume_tokens([plain.id]) == 0  # already gone
