@@ -145,7 +145,8 @@ async def emsg(ctx: Context, target: str, envelope: str) -> Ok:
 
 
 @command("ekey", RoomRef("room"), UserRef("user"), Word("envelope"), group=GROUP,
-         usage="/ekey <room> <user> <envelope-base64>")
+         usage="/ekey <room> <user> <envelope-base64>", scope=Scope.POST,
+         errors=(Code.NOT_IN_ROOM, Code.BLOCKED, Code.BAD_ARGUMENTS))
 async def ekey(ctx: Context, room: Room, user: User, envelope: str) -> Ok:
     """Hand your sender key for a room to one of its members (chatd-client does this)."""
     message_id = await ctx.services.e2e.post_room_key(ctx.session, room, user, envelope,

@@ -30,7 +30,8 @@ def plain_line(ctx: Context, text: str) -> None:
 
 
 @command("say", RoomRef("room"), Text("text"), group=GROUP,
-         scope=Scope.POST, errors=(Code.NOT_IN_ROOM, Code.MUTED, Code.E2E_REQUIRED))
+         scope=Scope.POST, errors=(Code.NOT_IN_ROOM, Code.MUTED, Code.E2E_REQUIRED,
+                                   Code.MODERATED, Code.BANNED))
 def say(ctx: Context, room: Room, text: str) -> Ok:
     """Send a message to one of your rooms (not necessarily the current one)."""
     message_id = ctx.services.messaging.post(ctx.session, room, text, label=ctx.label)
