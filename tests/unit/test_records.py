@@ -175,6 +175,7 @@ def test_a_message_event_made_of_a_record_is_the_one_its_constructor_makes(
     msg = _msg("file", {"file": {"id": 4}})
     event = ev.Message.of(msg, **options)
     assert type(event) is ev.Message
+    assert not hasattr(event, "__dict__")
     assert event == ev.Message(msg.sender_name, msg.text, msg.ts, msg.id, msg_kind=msg.kind,
                                extra=msg.extra, **options)
     with pytest.raises(AttributeError):
