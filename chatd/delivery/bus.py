@@ -127,24 +127,38 @@ class LocalBus:
         self._feeds.clear()
 
     def to_room(self, room: Room, event: Event, skip: Endpoint | None = None,
-                label: str | None = None) -> None:
+                label: str | None = None) -> int:
         item = Outgoing(event, room.id)
-        self.deliver_to_room(room, item, skip)
-        if label is not None and skip is not None:
-            # After the fan-out, as a reply: it shares the record the fan-out built.
-            _receiver(skip).reply(item, label)
+        connected = self._rooms.get(room.id, _NONE)
+        if skip is not None:
+            # A message's path (the sender is known): no issuer to look for.
+            self._to_room(room.id, connected, item, _receiver(skip))
+            if label is not None:
+                # After the fan-out, as a reply: it shares the record the fan-out built.
+                _receiver(skip).reply(item, label)
+        else:
+            self._deliver(room.id, connected, item)
+        return len(connected)
 
     def deliver_to_room(self, room: Room, item: Outgoing, skip: Endpoint | None = None) -> None:
         """:meth:`to_room` for an item already made (a front end's own events)."""
-        labelled = issuer()
         connected = self._rooms.get(room.id, _NONE)
-        if labelled is not None and skip is None and labelled[0] in connected:
+        if skip is not None:
+            self._to_room(room.id, connected, item, _receiver(skip))
+        else:
+            self._deliver(room.id, connected, item)
+
+    def _deliver(self, room_id: int, connected: Collection[Receiver], item: Outgoing) -> None:
+        """Deliver with no one skipped, except that the issuer of the command this
+        event answers is given its copy as the command's reply."""
+        labelled = issuer()
+        if labelled is not None and labelled[0] in connected:
             # The issuing connection's copy is part of its command's reply.
             session, label = labelled
-            self._to_room(room.id, connected, item, _receiver(session))
+            self._to_room(room_id, connected, item, _receiver(session))
             _receiver(session).reply(item, label)
         else:
-            self._to_room(room.id, connected, item, _receiver(skip) if skip else None)
+            self._to_room(room_id, connected, item, None)
 
     def _to_room(self, room_id: int, connected: Collection[Receiver], item: Outgoing,
                  skip: Receiver | None) -> None:

@@ -76,15 +76,15 @@ class Messaging:
         msg = MessageRecord(self._ids.for_room(room.id), user.id, user.name, text,
                             self._clock.time(), room_id=room.id, kind=kind, extra=extra)
         self._writer.submit(msg)
-        stats = self._stats
-        stats.messages += 1
-        stats.deliveries += len(self._bus.in_room(room))
         event = Message.of(msg, room=room.name)
         if label is None:
-            self._bus.to_room(room, event)
+            delivered = self._bus.to_room(room, event)
         else:
             # The sender's own copy carries the label: it is their acknowledgement.
-            self._bus.to_room(room, event, skip=session, label=label)
+            delivered = self._bus.to_room(room, event, skip=session, label=label)
+        stats = self._stats
+        stats.messages += 1
+        stats.deliveries += delivered
         return msg.id
 
     def post_bot(self, room: Room, sender_id: int, name: str, text: str,
@@ -99,8 +99,7 @@ class Messaging:
                             self._clock.time(), room_id=room.id, kind="bot", extra=extra)
         self._writer.submit(msg)
         self._stats.messages += 1
-        self._stats.deliveries += len(self._bus.in_room(room))
-        self._bus.to_room(room, Message.of(msg, room=room.name))
+        self._stats.deliveries += self._bus.to_room(room, Message.of(msg, room=room.name))
         return msg.id
 
     def typing(self, endpoint: Endpoint, room: Room) -> None:

@@ -106,9 +106,10 @@ class Bus(Routes, Protocol):
     """
 
     def to_room(self, room: Room, event: Event, skip: Endpoint | None = None,
-                label: str | None = None) -> None:
+                label: str | None = None) -> int:
         """Tell ``room``'s connections; with ``label``, ``skip`` is shown the event as
-        its reply labelled ``label`` (the sender's acknowledgement of its message)."""
+        its reply labelled ``label`` (the sender's acknowledgement of its message).
+        Returns how many connections the room has (the deliveries, counted once)."""
 
     def to_user(self, user: User, event: Event, skip: Endpoint | None = None,
                 room_id: int | None = None) -> None: ...
