@@ -15,7 +15,7 @@ import pytest
 
 from chatd.client.tui import app
 from chatd.domain.clock import ManualClock
-from tests.client.helpers import change_password_offline, quick_backoff, said
+from tests.client.helpers import change_password_offline, quick_backoff, said, until
 from tests.crypto.test_client_app import Terminal, argv
 from tests.helpers import PASSWORD, ChatServer, Clients, start_server
 
@@ -66,6 +66,7 @@ async def test_the_line_mode_comes_back_with_its_resume_token(
     await alice.shows("You joined #dev")
     await first.stop()
     await alice.shows("reconnecting...")
+    await alice.type("typed while away")  # waits for the connection
     change_password_offline(db, "alice")  # only the resume token can log alice in now
     second = await start_server(db, clock=ManualClock(), listen__port=port)
     try:
@@ -75,6 +76,9 @@ async def test_the_line_mode_comes_back_with_its_resume_token(
         refused = await anonymous.command(f"/login alice {PASSWORD}", check=False)
         assert refused.final["code"] == "auth-failed"  # so alice came back without it
         bob = await check.user("bob")
+        await until(lambda: "<alice> typed while away" in alice.out, "the line sent late")
+        history = (await bob.command("/history dev"))["messages"]
+        assert history[-1]["text"] == "typed while away"
         await bob.command("/say dev welcome back")
         await alice.shows("<bob> welcome back")
         await alice.type("still in dev")  # the room that was current stays current
