@@ -3,8 +3,12 @@
 from __future__ import annotations
 
 import asyncio
+import sqlite3
 import time
 from collections.abc import Callable
+from pathlib import Path
+
+import bcrypt
 
 from chatd.client import ChatClient
 from chatd.client.sdk import Backoff, Bot
@@ -24,10 +28,10 @@ async def until(condition: Callable[[], bool], what: Callable[[], str] | str = "
         await asyncio.sleep(0.01)
 
 
-async def bot_token(clients: Clients, name: str) -> str:
-    """Register ``name`` and make it an API token, as a bot's owner would."""
+async def bot_token(clients: Clients, name: str, scopes: str = "read,post") -> str:
+    """Register ``name`` and make it an API token with ``scopes``, as a bot's owner would."""
     client = await clients.user(name)
-    token = str((await client.command("/token create sdk"))["token"])
+    token = str((await client.command(f"/token create sdk {scopes}"))["token"])
     await client.command("/logout")
     return token
 
@@ -59,3 +63,16 @@ async def said(client: ChatClient, text: str) -> dict[str, object]:
 
 def port_of(server: ChatServer) -> int:
     return server.port
+
+
+def change_password_offline(db: Path, name: str, password: str = "changed-while-down") -> None:
+    """Give ``name`` another password straight in the database of a stopped server.
+
+    Unlike /passwd this revokes no resume token, so a client that logs in again
+    afterwards can only have done so with its resume token: its password is wrong.
+    """
+    hashed = bcrypt.hashpw(password.encode(), bcrypt.gensalt(4))
+    with sqlite3.connect(db) as database:
+        changed = database.execute("UPDATE users SET password_hash = ? WHERE name = ?",
+                                   (hashed, name)).rowcount
+    assert changed == 1, f"no account {name} in {db}"

@@ -13,7 +13,7 @@ from typing import Any
 import pytest
 
 from chatd.client import ChatClient
-from chatd.client.sdk import Bot, ManualClock, cli
+from chatd.client.sdk import Bot, FileResumeTokens, ManualClock, MemoryResumeTokens, cli
 from examples.bots import assistant, echo, moderate, remind
 from tests.client.helpers import bot_token, said, started, stopped, until
 from tests.helpers import ChatServer, Clients, settle
@@ -21,8 +21,8 @@ from tests.helpers import ChatServer, Clients, settle
 
 @pytest.fixture
 async def room(server: ChatServer, clients: Clients) -> tuple[ChatClient, str]:
-    """alice in #general; the bot's token."""
-    token = await bot_token(clients, "helper")
+    """alice in #general; the bot's token (the moderation helper mutes: moderate too)."""
+    token = await bot_token(clients, "helper", "read,post,moderate")
     alice = await clients.user("alice")
     await alice.command("/create general")
     await alice.command("/invite helper general")
@@ -310,9 +310,13 @@ def test_bot_credentials_from_the_command_line(tmp_path: Any) -> None:
     args = cli.parse(cli.parser("x"), ["--user", "b", "--room", "general", "--port", "7000"])
     made = cli.bot_from(args, {"CHATD_PASSWORD": "pw"})
     assert (made.user, made.port, made.rooms) == ("b", 7000, {"general"})
+    assert isinstance(made.resume_tokens, MemoryResumeTokens)  # in memory unless asked
     token_file = tmp_path / "token"
     token_file.write_text("tok\n")
     args = cli.parse(cli.parser("x"), ["--user", "b", "--token-file", str(token_file), "--tls"])
     assert cli.bot_from(args, {})._token == "tok"
+    args = cli.parse(cli.parser("x"), ["--user", "b", "--resume-file", str(tmp_path / "r")])
+    kept = cli.bot_from(args, {"CHATD_TOKEN": "tok"}).resume_tokens
+    assert isinstance(kept, FileResumeTokens) and kept.path == tmp_path / "r"
     with pytest.raises(SystemExit, match="give the bot a token"):
         cli.bot_from(cli.parse(cli.parser("x"), ["--user", "b"]), {})

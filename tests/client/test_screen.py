@@ -33,7 +33,7 @@ from chatd.client.tui.screen import Screen, chat
 from chatd.client.tui.session import ClientSession
 from chatd.client.tui.state import ChatState
 from chatd.domain.clock import ManualClock
-from tests.client.helpers import said, until
+from tests.client.helpers import change_password_offline, said, until
 from tests.helpers import PASSWORD, ChatServer, Clients, settle, start_server
 
 LEFT, UP, ENTER, TAB, PAGE_UP, PAGE_DOWN = "\x1b[D", "\x1b[A", "\r", "\t", "\x1b[5~", "\x1b[6~"
@@ -135,13 +135,10 @@ async def person(server: ChatServer, tmp_path: Path) -> AsyncIterator[Callable[.
     inputs.close()
 
 
-def _reconnector(session: ClientSession, name: str, port: int):  # type: ignore[no-untyped-def]
-    async def reconnect() -> list[Line]:
-        fresh = await ChatClient.connect("127.0.0.1", port)
-        old, session.client = session.client, fresh
-        await old.close()
-        return await session.login(name, PASSWORD)
-    return reconnect
+def _reconnector(session: ClientSession, name: str, port: int) -> app.Reconnect:
+    """The program's own reconnection: the resume token first, else the password."""
+    where = argparse.Namespace(host="127.0.0.1", port=port, user=name, tls=False)
+    return app._reconnector(session, where, PASSWORD, None)
 
 
 async def bob_in(clients: Clients, *rooms: str) -> ChatClient:
@@ -345,17 +342,30 @@ async def test_the_client_reconnects_after_a_restart(tmp_path: Path, person: Cal
     port = first.port
     bob = await Clients(first).user("bob")
     await bob.command("/create general")
-    alice: Person = await person("alice", port=port, reconnect=True)  # type: ignore[misc]
+    await (await Clients(first).user("alice")).close()  # an account: alice logs in
+    alice: Person = await person("alice", register=False, port=port,  # type: ignore[misc]
+                                 reconnect=True)
+    session = alice.screen.controller.session
+    issued = session.resume_token  # asked for at the password login, kept in memory
+    assert issued is not None and issued.startswith("chatdr_")
     alice.type("/join general" + ENTER)
     await alice.sees(lambda p: p.state.current == "general", "#general shown")
     await bob.close()
     await first.stop()
     await alice.sees("the server closed the connection")
+    change_password_offline(db, "alice")  # only the resume token can log alice in now
     second = await start_server(db, clock=ManualClock(), listen__port=port)
     try:
         await alice.sees(lambda p: "reconnected." in p.text() and p.state.connection ==
                          "connected", "the reconnection")
         assert alice.state.current == "general"
+        assert session.resume_token not in (None, issued)  # the rotated one
+        anonymous = await ChatClient.connect("127.0.0.1", port)
+        refused = await anonymous.command(f"/login --resume {issued}", check=False)
+        assert refused.final["code"] == "auth-failed"  # used up by the reconnection
+        refused = await anonymous.command(f"/login alice {PASSWORD}", check=False)
+        assert refused.final["code"] == "auth-failed"  # so alice came back without it
+        await anonymous.close()
         bob = await Clients(second).user("bob")
         await bob.command("/say general welcome back")
         await alice.sees("<bob> welcome back")

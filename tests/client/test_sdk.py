@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
+import stat
 from pathlib import Path
 
 import pytest
@@ -11,6 +13,7 @@ import pytest
 from chatd.client.sdk import (
     Bot,
     ClientError,
+    FileResumeTokens,
     Invite,
     Join,
     Leave,
@@ -21,7 +24,15 @@ from chatd.client.sdk import (
     Typing,
 )
 from chatd.domain.clock import ManualClock
-from tests.client.helpers import bot_token, quick_backoff, said, started, stopped, until
+from tests.client.helpers import (
+    bot_token,
+    change_password_offline,
+    quick_backoff,
+    said,
+    started,
+    stopped,
+    until,
+)
 from tests.helpers import PASSWORD, ChatServer, Clients, settle, start_server
 
 
@@ -226,28 +237,73 @@ async def test_refused_credentials_end_the_bot(server: ChatServer, clients: Clie
         Bot(user="x")
 
 
-async def test_the_resume_token_hook(server: ChatServer, clients: Clients) -> None:
+async def test_reconnects_after_a_restart_with_its_resume_token(tmp_path: Path) -> None:
+    db = tmp_path / "restart.db"
+    first = await start_server(db, clock=ManualClock())
+    port = first.port
+    setup = Clients(first)
+    await (await setup.user("helper")).command("/create general")
+    await setup.close()
+    tokens = MemoryResumeTokens()
+    bot = Bot("127.0.0.1", port, user="helper", password=PASSWORD, rooms=["general"],
+              backoff=quick_backoff(), resume_tokens=tokens)
+    task = await started(bot)
+    issued = tokens.get()  # asked for at the password login
+    assert issued is not None and issued.startswith("chatdr_")
+    await first.stop()
+    await until(lambda: not bot.connected.is_set(), "the bot to notice")
+    change_password_offline(db, "helper")  # the bot's password no longer logs in
+    second = await start_server(db, clock=ManualClock(), listen__port=port)
+    try:
+        await until(bot.connected.is_set, "the bot to reconnect")
+        assert bot.connections == 2 and bot.rooms == {"general"}
+        rotated = tokens.get()
+        assert rotated is not None and rotated != issued  # each one works once
+        check = Clients(second)
+        anonymous = await check.anonymous()
+        by_password = await anonymous.command(f"/login helper {PASSWORD}", check=False)
+        assert by_password.final["code"] == "auth-failed"  # so the bot resumed
+        used = await anonymous.command(f"/login --resume {issued}", check=False)
+        assert used.final["code"] == "auth-failed"  # the first token was used up
+        alice = await check.user("alice")
+        members = (await alice.command("/who general"))["members"]
+        assert ("helper", True) in {(m["user"], m["online"]) for m in members}
+        await check.close()
+        await stopped(bot, task)
+    finally:
+        await second.stop()
+
+
+async def test_a_refused_resume_token_falls_back_to_the_api_token(
+        server: ChatServer, clients: Clients, caplog: pytest.LogCaptureFixture) -> None:
     token = await bot_token(clients, "helper")
-    # A stale token: the server refuses the resume login, the bot falls back to its
-    # password and forgets the token.
-    stale = MemoryResumeTokens()
-    stale.put("stale-token")
-    bot = Bot("127.0.0.1", server.port, user="helper", password=PASSWORD, resume_tokens=stale)
-    task = await started(bot)
-    assert stale.get() is None and bot.connections == 1
+    tokens = MemoryResumeTokens()
+    tokens.put("chatdr_stale")  # used, revoked or from another server
+    bot = Bot("127.0.0.1", server.port, user="helper", token=token, resume_tokens=tokens)
+    with caplog.at_level(logging.INFO, logger="chatd.client.sdk.bot"):
+        task = await started(bot)
+    assert "resume token refused (auth-failed); logging in with the token" in caplog.text
+    fresh = tokens.get()  # the token login asked for a new one
+    assert fresh is not None and fresh != "chatdr_stale" and bot.connections == 1
     await stopped(bot, task)
-    # A good one (here an API token, presented the way this server takes it) logs in.
-    good = MemoryResumeTokens()
-    good.put(token)
-    bot = Bot("127.0.0.1", server.port, user="helper", password="not-used", resume_tokens=good)
-    bot.resume_login = _token_login
+    # Without resume tokens the bot asks for none and keeps none.
+    bot = Bot("127.0.0.1", server.port, user="helper", token=token, resume=False)
     task = await started(bot)
-    assert good.get() == token and bot.connections == 1
+    assert bot.resume_tokens is None and bot.connections == 1
     await stopped(bot, task)
 
 
-def _token_login(user: str, value: str) -> str:
-    return f"/login {user} --token {value}"
+def test_resume_tokens_in_a_file_only_their_owner_reads(tmp_path: Path) -> None:
+    kept = FileResumeTokens(tmp_path / "helper.resume")
+    assert kept.get() is None
+    kept.put("chatdr_one")
+    kept.put("chatdr_two")
+    assert kept.get() == "chatdr_two"
+    assert stat.S_IMODE(os.stat(kept.path).st_mode) == 0o600
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["helper.resume"]
+    kept.put(None)
+    assert kept.get() is None and not kept.path.exists()
+    kept.put(None)  # forgetting twice is fine
 
 
 async def test_the_bot_stops_while_connecting(server: ChatServer, clients: Clients) -> None:

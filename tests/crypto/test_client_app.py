@@ -492,7 +492,8 @@ async def test_the_server_going_away_ends_the_client(
     server = await start_server(db_path)
     try:
         monkeypatch.setenv("CHATD_PASSWORD", PASSWORD)
-        term = terminal(argv(server, "zed", "--register", "--config-dir", str(tmp_path)))
+        term = terminal(argv(server, "zed", "--register", "--config-dir", str(tmp_path),
+                             "--no-reconnect"))
         await term.shows("published your key")
     finally:
         await server.stop()
@@ -584,7 +585,8 @@ async def test_the_connection_dropping_during_a_command(
     monkeypatch.setenv("CHATD_PASSWORD", PASSWORD)
     await clients.user("zed")
     async with Proxy(server.port, cut_at=b"/rooms") as proxy:
-        term = terminal(argv(proxy.port, "zed", "--config-dir", str(tmp_path / "keys")))
+        term = terminal(argv(proxy.port, "zed", "--config-dir", str(tmp_path / "keys"),
+                             "--no-reconnect"))
         await term.shows("Welcome back, zed")
         started = time.monotonic()
         await term.type("/rooms")

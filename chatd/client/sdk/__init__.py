@@ -11,7 +11,13 @@ The lower-level :class:`chatd.client.ChatClient` is re-exported as well.
 from chatd.client.api import ChatClient, ClientError, Reply
 from chatd.client.sdk import cli
 from chatd.client.sdk.backoff import Backoff
-from chatd.client.sdk.bot import Bot, LoginRefused, MemoryResumeTokens, ResumeTokens
+from chatd.client.sdk.bot import (
+    Bot,
+    FileResumeTokens,
+    LoginRefused,
+    MemoryResumeTokens,
+    ResumeTokens,
+)
 from chatd.client.sdk.clock import Clock, ManualClock, SystemClock
 from chatd.client.sdk.events import (
     Event,
@@ -32,6 +38,7 @@ __all__ = [
     "ClientError",
     "Clock",
     "Event",
+    "FileResumeTokens",
     "Invite",
     "Join",
     "Leave",

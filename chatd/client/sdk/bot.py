@@ -17,11 +17,13 @@ again, joins the rooms again, and asks the server for the messages it missed
 when the server offers ``/resume``. Requests (:meth:`Bot.request`) are
 labelled, so many may be awaited at once and each gets its own reply.
 
-Resume tokens: a :class:`ResumeTokens` store given to the bot keeps the
-``resume_token`` a login's ``ok`` may carry; the next login tries it first
-(with :attr:`Bot.resume_login`) and falls back to the token or password
-when it is refused. A server that does not issue such tokens leaves the
-store empty, and nothing changes.
+Resume tokens: every login asks the server for one (``--resume``) and keeps
+the one its ``ok`` carries in a :class:`ResumeTokens` store (memory by
+default, :class:`FileResumeTokens` to survive the bot's own restarts). The
+next login presents it (``/login --resume <token>``: no password check on
+the server, and a new token in the ``ok``, since each works once) and falls
+back to the API token or password when it is refused. A server that issues
+no resume tokens leaves the store empty, and nothing changes.
 """
 
 from __future__ import annotations
@@ -29,10 +31,18 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import os
 from collections.abc import Awaitable, Callable, Iterable
+from pathlib import Path
 from typing import Any, Protocol, TypeVar
 
 from chatd.client.api import DEFAULT_TIMEOUT, ChatClient, ClientError, Reply
+from chatd.client.logins import (
+    password_login,
+    resume_login,
+    resume_token_of,
+    token_login,
+)
 from chatd.client.sdk import events
 from chatd.client.sdk.backoff import Backoff
 from chatd.client.sdk.events import Event, Invite, Join, Leave, Message
@@ -75,9 +85,35 @@ class MemoryResumeTokens:
         self.token = token
 
 
-def default_resume_login(user: str, token: str) -> str:
-    """The login line that presents a resume token (see the module's docstring)."""
-    return f"/login {user} --resume {token}"
+class FileResumeTokens:
+    """The resume token kept in a file that only its owner may read (mode 0600).
+
+    A bot restarted as a process then logs in without its password's bcrypt
+    cost on the server. The file holds a bearer secret: keep it where the
+    bot's own token is kept.
+    """
+
+    def __init__(self, path: str | os.PathLike[str]) -> None:
+        self.path = Path(path)
+
+    def get(self) -> str | None:
+        try:
+            token = self.path.read_text(encoding="utf-8").strip()
+        except FileNotFoundError:
+            return None
+        return token or None
+
+    def put(self, token: str | None) -> None:
+        if token is None:
+            self.path.unlink(missing_ok=True)
+            return
+        # Written beside it, then renamed: a crash never leaves half a token.
+        partial = self.path.with_name(self.path.name + ".new")
+        partial.unlink(missing_ok=True)
+        descriptor = os.open(partial, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        with os.fdopen(descriptor, "w", encoding="utf-8") as file:
+            file.write(token + "\n")
+        os.replace(partial, self.path)
 
 
 class Bot:
@@ -86,16 +122,17 @@ class Bot:
     def __init__(self, host: str = "127.0.0.1", port: int = 7777, *, user: str,
                  token: str | None = None, password: str | None = None,
                  rooms: Iterable[str] = (), prefix: str = "!", backoff: Backoff | None = None,
-                 resume_tokens: ResumeTokens | None = None, timeout: float = DEFAULT_TIMEOUT,
-                 **tls: Any) -> None:
+                 resume: bool = True, resume_tokens: ResumeTokens | None = None,
+                 timeout: float = DEFAULT_TIMEOUT, **tls: Any) -> None:
         if (token is None) == (password is None):
             raise ValueError("give the bot a token or a password (one of them)")
         self.host, self.port, self.user = host, port, user
         self.rooms: set[str] = {room.lstrip("#").lower() for room in rooms}
         self.prefix = prefix
         self.backoff = backoff or Backoff()
-        self.resume_tokens = resume_tokens
-        self.resume_login: Callable[[str, str], str] = default_resume_login
+        # Where the resume token of the last login is kept; None: ask for none.
+        self.resume_tokens: ResumeTokens | None = (
+            (resume_tokens or MemoryResumeTokens()) if resume else None)
         self.timeout = timeout
         self.client: ChatClient | None = None
         self.connected = asyncio.Event()
@@ -246,29 +283,39 @@ class Bot:
     async def _login(self, client: ChatClient) -> Reply:
         reply = await self._resumed(client)
         if reply is None:
-            line = (f"/login {self.user} --token {self._token}" if self._token is not None
-                    else f"/login {self.user} {self._password}")
-            reply = await client.command(line, check=False)
+            reply = await self._credential_login(client)
         if not reply.ok:
             if reply.final.get("code") in FATAL_LOGIN:
                 self._stopping = True
                 raise LoginRefused(reply.final)
             raise ConnectionError(f"login failed: {reply.final.get('message')}")
         self.user = str(reply.get("user", self.user))
-        if self.resume_tokens is not None and reply.get("resume_token"):
-            self.resume_tokens.put(str(reply["resume_token"]))
+        if self.resume_tokens is not None:
+            # The one presented is used up: keep the one this ok carries (or none).
+            self.resume_tokens.put(resume_token_of(reply.final))
         return reply
 
     async def _resumed(self, client: ChatClient) -> Reply | None:
         """A login with the stored resume token, if there is one and it is still good."""
-        token = self.resume_tokens.get() if self.resume_tokens is not None else None
-        if token is None or self.resume_tokens is None:
+        store = self.resume_tokens
+        secret = store.get() if store is not None else None
+        if store is None or secret is None:
             return None
-        reply = await client.command(self.resume_login(self.user, token), check=False)
+        reply = await client.command(resume_login(secret), check=False)
         if reply.ok:
             return reply
-        self.resume_tokens.put(None)
+        # Used, revoked, expired, or the server's database was replaced: forget it.
+        log.info("resume token refused (%s); logging in with the %s", reply.final.get("code"),
+                 "token" if self._token is not None else "password")
+        store.put(None)
         return None
+
+    async def _credential_login(self, client: ChatClient) -> Reply:
+        """A login with the API token or the password, asking for a resume token."""
+        resume = self.resume_tokens is not None
+        line = (token_login(self.user, self._token, resume) if self._token is not None
+                else password_login(self.user, str(self._password), resume))
+        return await client.command(line, check=False)
 
     async def _rejoin(self, client: ChatClient) -> None:
         for room in sorted(self.rooms):

@@ -15,7 +15,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from chatd.client.sdk.bot import Bot
+from chatd.client.sdk.bot import Bot, FileResumeTokens
 
 TOKEN_ENV, PASSWORD_ENV = "CHATD_TOKEN", "CHATD_PASSWORD"
 
@@ -29,6 +29,9 @@ def parser(description: str) -> argparse.ArgumentParser:
     made.add_argument("--token-file", help=f"its API token (else ${TOKEN_ENV})")
     made.add_argument("--room", action="append", default=[], help="a room to join (repeat)")
     made.add_argument("--tls", action="store_true", help="connect with TLS")
+    made.add_argument("--resume-file", help="keep the resume token in this file (mode 0600), "
+                      "so that a restarted bot logs in without a password check; "
+                      "else it is kept in memory only")
     return made
 
 
@@ -43,6 +46,8 @@ def bot_from(args: argparse.Namespace, environ: dict[str, str] | None = None,
         raise SystemExit(f"give the bot a token (--token-file, ${TOKEN_ENV}) "
                          f"or a password (${PASSWORD_ENV}).")
     tls: dict[str, Any] = {"ssl": ssl.create_default_context()} if args.tls else {}
+    if args.resume_file:
+        options.setdefault("resume_tokens", FileResumeTokens(args.resume_file))
     return Bot(args.host, args.port, user=args.user, token=token, password=password,
                rooms=args.room, **tls, **options)
 

@@ -7,6 +7,9 @@ without blocking the event loop, hand them to
 :class:`~chatd.client.tui.session.ClientSession`, and print what it and the
 server say with rich. Everything worth testing lives in the session.
 
+In both modes a dropped connection is made again (unless ``--no-reconnect``),
+logging in with the resume token of the last login, held in memory only.
+
     chatd-client [host] [port] --user alice [--register] [--tls] [--plain]
 """
 
@@ -17,10 +20,11 @@ import asyncio
 import contextlib
 import getpass
 import importlib.util
+import logging
 import os
 import ssl
 import sys
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
@@ -28,6 +32,7 @@ from rich.console import Console
 
 from chatd import __version__
 from chatd.client import ChatClient
+from chatd.client.sdk.backoff import Backoff
 from chatd.client.tui.keyring import Keyring, config_dir
 from chatd.client.tui.lines import Line, error, notice
 from chatd.client.tui.session import ClientSession
@@ -35,10 +40,14 @@ from chatd.client.tui.view import View
 from chatd.crypto import CryptError
 from chatd.crypto.envelope import AEADS
 
+log = logging.getLogger(__name__)
+
 PASSWORD_ENV = "CHATD_PASSWORD"
 TOKEN_ENV = "CHATD_TOKEN"
 QUIT = ("/quit", "/exit")
 STDIN_LIMIT = 1 << 16  # longer lines typed or piped in are not sent
+
+Reconnect = Callable[[], Awaitable[list[Line]]]
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -121,10 +130,11 @@ async def run(args: argparse.Namespace, password: str | None, token: str | None)
         if session.user is None:
             view.show(said if full else [])
             return 1
+        reconnect = None if args.no_reconnect else _reconnector(session, args, password, token)
         if full:
-            connected = await _screen_chat(session, said, args, password, token)
+            connected = await _screen_chat(session, said, args, reconnect)
         else:
-            connected = await _chat(session, view)
+            connected = await _chat(session, view, reconnect)
     finally:
         if connected:  # else no answer would come: do not wait for one
             with contextlib.suppress(Exception):
@@ -144,33 +154,76 @@ def _full_screen(args: argparse.Namespace, view: View) -> bool:
     return True
 
 
-async def _screen_chat(session: ClientSession, said: list[Line], args: argparse.Namespace,
-                       password: str | None, token: str | None) -> bool:
-    """The full-screen interface; whether the connection is still up at the end."""
-    from chatd.client.tui.screen import chat  # noqa: PLC0415 (prompt_toolkit is optional)
-
+def _reconnector(session: ClientSession, args: argparse.Namespace, password: str | None,
+                 token: str | None) -> Reconnect:
     async def reconnect() -> list[Line]:
-        """A new connection for the session, logged in again as at the start."""
+        """A new connection for the session, logged in again: with the resume token of
+        the last login (no password check on the server), else as at the start."""
         fresh = await ChatClient.connect(args.host, args.port, **_tls(args))
         old, session.client = session.client, fresh
         await old.close()
-        return await session.login(args.user, password, token)
+        return await session.relogin(args.user, password, token)
+    return reconnect
+
+
+def reconnect_backoff() -> Backoff:
+    """The waits between the line mode's reconnection attempts (as the full screen's)."""
+    return Backoff()
+
+
+async def _screen_chat(session: ClientSession, said: list[Line], args: argparse.Namespace,
+                       reconnect: Reconnect | None) -> bool:
+    """The full-screen interface; whether the connection is still up at the end."""
+    from chatd.client.tui.screen import chat  # noqa: PLC0415 (prompt_toolkit is optional)
 
     return await chat(session, said, reconnect, color=not args.no_color, mouse=args.mouse)
 
 
-async def _chat(session: ClientSession, view: View) -> bool:
-    """Until /quit or the end of input (True), or until the server goes away (False)."""
+class _Typed:
+    """The lines of stdin, one read at a time; a read in flight outlives a reconnection."""
+
+    def __init__(self, reader: asyncio.StreamReader) -> None:
+        self._reader = reader
+        self._read: asyncio.Future[bytes | None] | None = None
+
+    def next(self) -> asyncio.Future[bytes | None]:
+        """The read in flight (started if there is none)."""
+        if self._read is None:
+            self._read = asyncio.ensure_future(_readline(self._reader))
+        return self._read
+
+    def take(self) -> bytes | None:
+        """The line read (b"" at the end of input); the next call to next() reads on."""
+        assert self._read is not None
+        line, self._read = self._read.result(), None
+        return line
+
+    def ended(self) -> bool:
+        read = self._read
+        return read is not None and read.done() and read.result() == b""
+
+    def cancel(self) -> None:
+        if self._read is not None:
+            self._read.cancel()
+
+
+async def _chat(session: ClientSession, view: View, reconnect: Reconnect | None = None) -> bool:
+    """Until /quit or the end of input (True), or until the server goes away and
+    cannot be reached again (False)."""
     pump = asyncio.ensure_future(_pump(session, view))
     reader, close_stdin = await _stdin()
+    typed = _Typed(reader)
     try:
         while True:
-            read = asyncio.ensure_future(_readline(reader))
-            await asyncio.wait({read, pump}, return_when=asyncio.FIRST_COMPLETED)
+            read = typed.next()
+            either: set[asyncio.Future[Any]] = {read, pump}
+            await asyncio.wait(either, return_when=asyncio.FIRST_COMPLETED)
             if not read.done():  # the server went away
-                read.cancel()
-                return False
-            line = read.result()
+                if reconnect is None or not await _reconnected(session, view, reconnect, typed):
+                    return False
+                pump = asyncio.ensure_future(_pump(session, view))
+                continue
+            line = typed.take()
             if line is None:
                 view.show([error(f"a line over {STDIN_LIMIT} bytes was not sent.")])
                 continue
@@ -181,9 +234,43 @@ async def _chat(session: ClientSession, view: View) -> bool:
                 await _handle(session, view, text)
     finally:
         close_stdin()
+        typed.cancel()
         pump.cancel()
         with contextlib.suppress(asyncio.CancelledError):
             await pump
+
+
+async def _reconnected(session: ClientSession, view: View, reconnect: Reconnect,
+                       typed: _Typed) -> bool:
+    """Connect and log in again, waiting longer after each failure; False when the
+    login is refused (the password changed) or the input ends meanwhile."""
+    backoff = reconnect_backoff()
+    view.show([notice("reconnecting...")])
+    while await _pause(backoff.next_delay(), typed):
+        try:
+            said = await reconnect()
+        except (OSError, TimeoutError) as exc:  # (ConnectionError and ssl's are OSErrors)
+            log.debug("reconnect failed: %s", exc)
+            continue
+        view.show(said, session.current_room)
+        if session.user is None:
+            return False
+        view.show([notice("reconnected.")])
+        return True
+    return False
+
+
+async def _pause(delay: float, typed: _Typed) -> bool:
+    """Wait ``delay`` seconds; False as soon as the input ends. A line typed meanwhile
+    waits, unread, for the connection."""
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + delay
+    read = typed.next()
+    await asyncio.wait({read}, timeout=delay)
+    if typed.ended():
+        return False
+    await asyncio.sleep(max(0.0, deadline - loop.time()))
+    return True
 
 
 async def _handle(session: ClientSession, view: View, text: str) -> None:
@@ -283,6 +370,8 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument("--no-color", action="store_true")
     parser.add_argument("--plain", action="store_true",
                         help="line mode even on a terminal (it is the mode without one)")
+    parser.add_argument("--no-reconnect", action="store_true",
+                        help="end when the connection drops, instead of connecting again")
     parser.add_argument("--mouse", action="store_true",
                         help="full screen: scroll with the wheel, click a room to show it")
     return parser

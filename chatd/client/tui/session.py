@@ -15,15 +15,19 @@ Commands the client handles itself (they never reach the server as typed):
 from __future__ import annotations
 
 import asyncio
+import logging
 from collections.abc import Awaitable, Callable
 from typing import Any
 
 from chatd.client import ChatClient, Reply
+from chatd.client.logins import password_login, resume_login, resume_token_of, token_login
 from chatd.client.tui import lines
 from chatd.client.tui.keyring import Keyring
 from chatd.client.tui.lines import Line, error, notice, warning
 from chatd.client.tui.secure import MissingKey, Secure
 from chatd.crypto.envelope import EnvelopeError, NotForYou, PublicKey, b64
+
+log = logging.getLogger(__name__)
 
 LOGINS = ("login", "register", "auth")
 # Room of the ok reply becomes the current room after these commands.
@@ -49,11 +53,14 @@ class ClientSession:
         self.max_line = max_line
         self.user: str | None = None
         self.current_room: str | None = None
+        # The resume token of the last login: kept in memory only, never written down.
+        self.resume_token: str | None = None
         self.always_encrypt: set[str] = set()
         # Room messages that came before the chain they need, by (sender, chain id).
         self._waiting: dict[tuple[str, bytes], list[dict[str, Any]]] = {}
         # The account's colour, timestamps and theme, as the login said (and /set changed).
         self.settings: dict[str, Any] = {}
+        self._rooms_at_login: list[str] = []
         self._local: dict[str, Callable[[str], Awaitable[list[Line]]]] = {
             "emsg": self._emsg, "trust": self._trust, "fingerprint": self._fingerprint,
             "secure": self._secure}
@@ -62,12 +69,48 @@ class ClientSession:
 
     async def login(self, name: str, password: str | None = None, token: str | None = None,
                     register: bool = False) -> list[Line]:
-        """Log in (or register) and publish this client's public key."""
+        """Log in (or register) and publish this client's public key.
+
+        A login asks for a resume token, for :meth:`relogin` (a registration
+        gives none: the first reconnection then uses the password).
+        """
         if token is not None:
-            line = f"/login {name} --token {token}"
+            line = token_login(name, token)
+        elif register:
+            line = f"/register {name} {password}"
         else:
-            line = f"/{'register' if register else 'login'} {name} {password}"
+            line = password_login(name, str(password))
         return await self.command(line)
+
+    async def relogin(self, name: str, password: str | None = None,
+                      token: str | None = None) -> list[Line]:
+        """Log in again on a new connection (:attr:`client` replaced).
+
+        With the resume token when there is one: the server checks no password,
+        which is what lets everyone come back at once after a restart. When it
+        is refused (used, expired, revoked), as at the start. The current room
+        stays current if we are still in it.
+        """
+        room = self.current_room
+        # Both set again by a login that succeeds.
+        self.user, self._rooms_at_login = None, []
+        shown = await self._resumed()
+        if shown is None:
+            shown = await self.login(name, password, token)
+        if room in self._rooms_at_login:
+            self.current_room = room
+        return shown
+
+    async def _resumed(self) -> list[Line] | None:
+        """The Lines of a login with the resume token; None without one, or refused."""
+        secret, self.resume_token = self.resume_token, None  # each works once
+        if secret is None:
+            return None
+        reply = await self.client.command(resume_login(secret), check=False)
+        if not reply.ok:
+            log.info("resume token refused: %s", reply.final.get("code"))
+            return None
+        return await self._answer(reply)
 
     async def publish_key(self) -> list[Line]:
         """Make sure the server holds this client's public key."""
@@ -103,14 +146,19 @@ class ClientSession:
 
     async def command(self, line: str) -> list[Line]:
         """Send a server command; the Lines of its reply."""
-        reply = await self.client.command(line, check=False)
+        return await self._answer(await self.client.command(line, check=False))
+
+    async def _answer(self, reply: Reply) -> list[Line]:
+        """The Lines of a reply, after noting what it changed (who we are, the room)."""
         shown = await self._reply_lines(reply)
         final = reply.final
         if reply.ok and final.get("command") in LOGINS:
             self.user = final.get("user")
             rooms = final.get("rooms") or []
+            self._rooms_at_login = [str(room) for room in rooms]
             self.current_room = rooms[0] if len(rooms) == 1 else None
             self.settings = dict(final.get("settings") or {})
+            self.resume_token = resume_token_of(final)
             shown += await self.publish_key()
         elif reply.ok:
             self._track(final)
@@ -129,6 +177,7 @@ class ClientSession:
             self.settings[str(final.get("setting"))] = final.get("value")
         elif command == "logout":
             self.user = self.current_room = None
+            self.resume_token = None  # the server revoked it
 
     async def send_text(self, text: str, room: str | None = None) -> list[Line]:
         """A plain line: encrypted in end-to-end (or secured) rooms, plain elsewhere."""
