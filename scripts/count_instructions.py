@@ -1,0 +1,140 @@
+#!/usr/bin/env python3
+"""Count the daemon's CPU instructions per message, under callgrind.
+
+CPU seconds move with the machine's load and the load generator's pace;
+instruction counts do not. This starts ``chatd serve`` under
+``valgrind --tool=callgrind`` (Debian's valgrind), logs CLIENTS users into one
+room, and has one of them post messages one at a time: each is sent only when
+the previous one reached another member, so every message has a turn of the
+event loop to itself, as light real traffic does. It runs twice, with FEW and
+with MANY messages; the difference of the two totals, divided by the
+difference in messages, is what one message costs the daemon with its
+deliveries to the room (start-up and log-ins cancel out).
+
+    scripts/count-instructions [--checkout DIR] [--clients 10] [--few 200] [--many 1200]
+
+``--checkout`` points at another checkout of chatd (for example the code
+before a change, from ``git worktree add``), so two versions are compared
+on the same machine. Prints one JSON line. Expect a spread of about 1-2%
+between runs (the loop's wake-ups differ); compare the median of several.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import re
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+MARK = b"COUNTED"
+
+
+def start_daemon(checkout: Path, work: Path, out: Path) -> tuple[subprocess.Popen[bytes], int]:
+    """``chatd serve`` under callgrind on a free loopback port; its process and port."""
+    config = work / "chatd.yaml"
+    config.write_text(json.dumps({
+        "accounts": {"bcrypt_cost": 4},
+        "limits": {"message_rate": 1e7, "message_burst": 1e7, "command_rate": 1e7,
+                   "command_burst": 1e7, "login_timeout": 600,
+                   "max_connections_per_ip": 100_000},
+        "control": {"path": str(work / "chatd.sock")}}))
+    log = work / "chatd.log"
+    cmd = ["valgrind", "--tool=callgrind", f"--callgrind-out-file={out}", sys.executable,
+           "-m", "chatd", "serve", "--config", str(config), "--db", str(work / "chatd.db"),
+           "--port", "0"]
+    env = dict(os.environ, PYTHONPATH=str(checkout), PYTHONHASHSEED="0")
+    with open(log, "wb") as stderr:
+        proc = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
+                                stderr=stderr, cwd=checkout, env=env)
+    deadline = time.monotonic() + 300
+    while time.monotonic() < deadline:
+        found = re.search(r"started.*?:(\d+)", log.read_text(errors="replace"))
+        if found:
+            return proc, int(found.group(1))
+        if proc.poll() is not None:
+            break
+        time.sleep(0.1)
+    proc.kill()
+    raise SystemExit(f"chatd did not start:\n{log.read_text(errors='replace')[-2000:]}")
+
+
+async def converse(port: int, clients: int, messages: int) -> None:
+    """Log ``clients`` users into one room; the first posts ``messages``, one per turn."""
+    conns = []
+    for i in range(clients):
+        reader, writer = await asyncio.open_connection("127.0.0.1", port)
+        verb = "create" if i == 0 else "join"
+        writer.write(f"/register u{i} password{i}x\n/{verb} #counted\n/format json\n"
+                     "/ping\n".encode())
+        while b"pong" not in await asyncio.wait_for(reader.readline(), 300):
+            pass
+        conns.append((reader, writer))
+    heard = [0] * clients
+    first_heard = asyncio.Event()
+
+    async def listen(i: int) -> None:
+        reader = conns[i][0]
+        while heard[i] < messages:
+            line = await asyncio.wait_for(reader.readline(), 300)
+            if not line:
+                raise SystemExit("the daemon closed a connection")
+            if MARK in line:
+                heard[i] += 1
+                if i == 1:
+                    first_heard.set()
+
+    listeners = [asyncio.create_task(listen(i)) for i in range(1, clients)]
+    sender = conns[0][1]
+    for k in range(messages):
+        sender.write(MARK + f" {k} hello there everyone\n".encode())
+        while heard[1] <= k:
+            first_heard.clear()
+            await first_heard.wait()
+    await asyncio.gather(*listeners)
+
+
+def count(checkout: Path, clients: int, messages: int) -> int:
+    """The daemon's total instructions for a run with ``messages`` messages."""
+    with tempfile.TemporaryDirectory(prefix="chatd-count-") as tmp:
+        work = Path(tmp)
+        out = work / "callgrind.out"
+        proc, port = start_daemon(checkout, work, out)
+        try:
+            asyncio.run(converse(port, clients, messages))
+        finally:
+            proc.terminate()
+            proc.wait(300)
+        totals = re.search(r"^totals: (\d+)", out.read_text(errors="replace"), re.M)
+        if totals is None:
+            raise SystemExit("callgrind wrote no totals")
+        return int(totals.group(1))
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--checkout", type=Path, default=ROOT)
+    parser.add_argument("--clients", type=int, default=10)
+    parser.add_argument("--few", type=int, default=200)
+    parser.add_argument("--many", type=int, default=1200)
+    args = parser.parse_args()
+    if args.clients < 2 or args.many <= args.few:
+        parser.error("need at least 2 clients and --many above --few")
+    few = count(args.checkout, args.clients, args.few)
+    many = count(args.checkout, args.clients, args.many)
+    per_message = (many - few) / (args.many - args.few)
+    print(json.dumps({"checkout": str(args.checkout), "clients": args.clients,
+                      "messages": [args.few, args.many], "instructions": [few, many],
+                      "per_message": round(per_message),
+                      "per_delivery": round(per_message / (args.clients - 1), 1),
+                      "load": "one message per turn, one room, text mode off (JSON)"}))
+
+
+if __name__ == "__main__":
+    main()
