@@ -130,7 +130,8 @@ async def _room_keys(ctx: Context, ref: str | None) -> Ok:
 @command("emsg", Word("target"), Word("envelope"), group=GROUP,
          usage="/emsg <room|@user> <envelope-base64>",
          scope=Scope.POST,
-         errors=(Code.NO_SUCH_USER, Code.NO_SUCH_ROOM, Code.NOT_IN_ROOM, Code.MUTED, Code.BLOCKED))
+         errors=(Code.NO_SUCH_USER, Code.NO_SUCH_ROOM, Code.NOT_IN_ROOM, Code.MUTED,
+                 Code.MODERATED, Code.BANNED, Code.BLOCKED))
 async def emsg(ctx: Context, target: str, envelope: str) -> Ok:
     """Relay an end-to-end encrypted envelope to a room or a user (chatd-client makes them)."""
     e2e = ctx.services.e2e
@@ -145,7 +146,8 @@ async def emsg(ctx: Context, target: str, envelope: str) -> Ok:
 
 
 @command("ekey", RoomRef("room"), UserRef("user"), Word("envelope"), group=GROUP,
-         usage="/ekey <room> <user> <envelope-base64>")
+         usage="/ekey <room> <user> <envelope-base64>", scope=Scope.POST,
+         errors=(Code.NOT_IN_ROOM, Code.BLOCKED))
 async def ekey(ctx: Context, room: Room, user: User, envelope: str) -> Ok:
     """Hand your sender key for a room to one of its members (chatd-client does this)."""
     message_id = await ctx.services.e2e.post_room_key(ctx.session, room, user, envelope,
