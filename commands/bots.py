@@ -241,8 +241,8 @@ def _within(raw: str, what: str, high: float, low: float = 0.1) -> float:
          Word("what", optional=True), RoomRef("room", optional=True), group=GROUP,
          usage="/webhook create <name> [room]  |  /webhook list [room]  |  "
                "/webhook revoke <id> [room]",
-         scope=Scope.MODERATE, errors=(Code.NO_SUCH_WEBHOOK, Code.NOT_PERMITTED, Code.INVALID_NAME,
-                 Code.NAME_TAKEN))
+         scope=Scope.MODERATE, errors=(Code.NO_SUCH_WEBHOOK, Code.NOT_PERMITTED,
+                                       Code.INVALID_NAME, Code.NAME_TAKEN))
 async def webhook(ctx: Context, action: str, what: str | None, room: Room) -> Ok:
     """Incoming webhooks of a room (its admins): a secret URL that posts as a named bot."""
     hooks = ctx.services.webhooks

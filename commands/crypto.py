@@ -130,7 +130,8 @@ async def _room_keys(ctx: Context, ref: str | None) -> Ok:
 @command("emsg", Word("target"), Word("envelope"), group=GROUP,
          usage="/emsg <room|@user> <envelope-base64>",
          scope=Scope.POST,
-         errors=(Code.NO_SUCH_USER, Code.NO_SUCH_ROOM, Code.NOT_IN_ROOM, Code.MUTED, Code.BLOCKED))
+         errors=(Code.NO_SUCH_USER, Code.NO_SUCH_ROOM, Code.NOT_IN_ROOM, Code.MUTED,
+                 Code.MODERATED, Code.BANNED, Code.BLOCKED))
 async def emsg(ctx: Context, target: str, envelope: str) -> Ok:
     """Relay an end-to-end encrypted envelope to a room or a user (chatd-client makes them)."""
     e2e = ctx.services.e2e

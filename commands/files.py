@@ -47,8 +47,8 @@ UPLOAD_PARAMS = (Word("filename"), Int("size", low=0, high=MAX_ID),
 
 @command("upload", Text("arguments"), group=GROUP, usage=UPLOAD_USAGE, data_lines=True,
          described=UPLOAD_PARAMS, scope=Scope.POST,
-         errors=(Code.NOT_IN_ROOM, Code.MUTED, Code.FILE_TOO_LARGE, Code.CHECKSUM_MISMATCH,
-                 Code.QUOTA_EXCEEDED, Code.E2E_REQUIRED))
+         errors=(Code.NOT_IN_ROOM, Code.MUTED, Code.MODERATED, Code.FILE_TOO_LARGE,
+                 Code.CHECKSUM_MISMATCH, Code.QUOTA_EXCEEDED, Code.E2E_REQUIRED))
 async def upload(ctx: Context, arguments: str) -> Deferred:
     """Upload a file: base64 lines follow, then a line with a single "." (then the reply)."""
     files = ctx.services.files

@@ -30,8 +30,8 @@ def plain_line(ctx: Context, text: str) -> None:
 
 
 @command("say", RoomRef("room"), Text("text"), group=GROUP,
-         scope=Scope.POST, errors=(Code.NOT_IN_ROOM, Code.MUTED, Code.E2E_REQUIRED,
-                                   Code.MODERATED, Code.BANNED))
+         scope=Scope.POST, errors=(Code.NOT_IN_ROOM, Code.MUTED, Code.MODERATED, Code.BANNED,
+                                   Code.E2E_REQUIRED))
 def say(ctx: Context, room: Room, text: str) -> Ok:
     """Send a message to one of your rooms (not necessarily the current one)."""
     message_id = ctx.services.messaging.post(ctx.session, room, text, label=ctx.label)
@@ -39,7 +39,7 @@ def say(ctx: Context, room: Room, text: str) -> Ok:
 
 
 @command("me", Text("action"), group=GROUP,
-         scope=Scope.POST, errors=(Code.NO_ROOM, Code.MUTED, Code.E2E_REQUIRED))
+         scope=Scope.POST, errors=(Code.NO_ROOM, Code.MUTED, Code.MODERATED, Code.E2E_REQUIRED))
 def me(ctx: Context, action: str) -> Ok:
     """Send an action to the current room, shown as '<you> * <action>'."""
     room = ctx.session.current_room

@@ -14,7 +14,8 @@ GROUP = "messages"
 
 
 @command("sticker", Word("name"), RoomRef("room", optional=True), group=GROUP,
-         scope=Scope.POST, errors=(Code.NOT_IN_ROOM, Code.MUTED, Code.E2E_REQUIRED))
+         scope=Scope.POST, errors=(Code.NOT_IN_ROOM, Code.MUTED, Code.MODERATED, Code.BANNED,
+                                   Code.E2E_REQUIRED))
 def sticker(ctx: Context, name: str, room: Room) -> Ok:
     """Post an ASCII-art sticker to a room (/stickers lists them)."""
     found = ctx.services.stickers.get(name)

@@ -3,7 +3,12 @@
     CHATD_TOKEN=... python examples/bots/moderate.py --user modbot --room general \
         --rules "Be kind. No spam. English please." --limit 6 --window 10 --mute 5m
 
-The bot must be an admin of the room (``/promote modbot general``) to mute.
+To mute, the bot must be an admin of the room (``/promote modbot general``)
+and its token must grant the ``moderate`` scope: a token has only
+``read,post`` unless asked for more, so make it with
+``/bot create modbot read,post,moderate`` (or, as the bot's own account,
+``/token create default read,post,moderate``). Without either, it says in
+the room that it cannot mute (``not-permitted`` or ``scope``).
 When one person sends more than ``limit`` messages within ``window`` seconds
 in a room, the bot mutes them there for ``mute`` and says why. ``!rules``
 answers with the room's rules (one text for every room, or ``--rules`` per

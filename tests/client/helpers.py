@@ -28,10 +28,11 @@ async def until(condition: Callable[[], bool], what: Callable[[], str] | str = "
         await asyncio.sleep(0.01)
 
 
-async def bot_token(clients: Clients, name: str, scopes: str = "read,post") -> str:
-    """Register ``name`` and make it an API token with ``scopes``, as a bot's owner would."""
+async def bot_token(clients: Clients, name: str, scopes: str = "") -> str:
+    """Register ``name`` and make it an API token, as a bot's owner would: with
+    ``scopes`` (``read,post,moderate``), or the server's default ones."""
     client = await clients.user(name)
-    token = str((await client.command(f"/token create sdk {scopes}"))["token"])
+    token = str((await client.command(f"/token create sdk {scopes}".rstrip()))["token"])
     await client.command("/logout")
     return token
 

@@ -20,9 +20,15 @@ from tests.helpers import ChatServer, Clients, settle
 
 
 @pytest.fixture
-async def room(server: ChatServer, clients: Clients) -> tuple[ChatClient, str]:
-    """alice in #general; the bot's token (the moderation helper mutes: moderate too)."""
-    token = await bot_token(clients, "helper", "read,post,moderate")
+def scopes() -> str:
+    """The bot token's scopes: the default ones unless a test asks for others."""
+    return ""
+
+
+@pytest.fixture
+async def room(server: ChatServer, clients: Clients, scopes: str) -> tuple[ChatClient, str]:
+    """alice in #general; the bot's token."""
+    token = await bot_token(clients, "helper", scopes)
     alice = await clients.user("alice")
     await alice.command("/create general")
     await alice.command("/invite helper general")
@@ -126,6 +132,7 @@ async def test_reminders_per_person_are_bounded(bot: Bot, room: tuple[ChatClient
 # -- moderation -----------------------------------------------------------------------------
 
 
+@pytest.mark.parametrize("scopes", ["read,post,moderate"])  # /mute needs moderate
 async def test_moderation_mutes_a_flooder_and_answers_rules(
         server: ChatServer, bot: Bot, room: tuple[ChatClient, str], clients: Clients) -> None:
     alice, _ = room
@@ -157,6 +164,22 @@ async def test_moderation_mutes_a_flooder_and_answers_rules(
     for n in range(4):
         await carol.command(f"/say general spam {n}")
     assert "cannot mute them (not-permitted)" in str((await said(alice, "flooding"))["text"])
+    await stopped(bot, task)
+
+
+async def test_moderation_without_the_moderate_scope_says_so(
+        bot: Bot, room: tuple[ChatClient, str], clients: Clients) -> None:
+    """A read,post token (the default) cannot mute, even for a room admin."""
+    alice, _ = room
+    await alice.command("/join general")
+    moderate.Moderator(bot, moderate.Policy(limit=1, window=10), ManualClock())
+    task = await run(bot)
+    await alice.command("/promote helper general")
+    bob = await clients.user("bob")
+    await bob.command("/join general")
+    for n in range(2):
+        await bob.command(f"/say general flood {n}")
+    assert "cannot mute them (scope)" in str((await said(alice, "flooding"))["text"])
     await stopped(bot, task)
 
 

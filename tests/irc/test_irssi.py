@@ -105,7 +105,9 @@ async def test_irssi_as_a_guest(server: ChatServer, clients: Clients, irssi: Irs
     joined = await alice.next_event(lambda e: e.get("event") == "join")
     assert joined["user"] == "visitor"
     synced = await irssi.shows(r"Join to #lobby was synced in (\d+) secs")
-    assert int(synced.group(1)) <= 1
+    # irssi sends its three queries on its own 500 ms timer and counts whole
+    # seconds: 1 or 2 when the server answers each at once; more, it made irssi wait.
+    assert int(synced.group(1)) <= 2
     await irssi.shows(r"welcome, irssi")
 
     await irssi.type("hello from irssi")
