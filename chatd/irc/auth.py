@@ -115,16 +115,13 @@ async def _finish(ctx: IrcContext, payload: bytes) -> None:
     ctx.reply(n.RPL_SASLSUCCESS, "SASL authentication successful")
 
 
-def sasl_grant(ctx: IrcContext) -> Grant | None:
-    """What SASL authenticated, unless it has lapsed since: a password login whose
-    password changed (the client then authenticates again, with the new one), or a
-    token login whose token was revoked or expired."""
-    grant = ctx.session.irc.grant
-    if grant is None:
-        return None
+def still_valid(ctx: IrcContext, grant: Grant) -> bool:
+    """Whether what SASL authenticated still holds: not for a password login whose
+    password changed since (the client then authenticates again, with the new one),
+    nor for a token login whose token was revoked or expired."""
     if grant.token_id is not None:
-        return grant if ctx.services.tokens.alive(grant.token_id) else None
-    return grant if grant.user.password_changes == ctx.session.irc.account_changes else None
+        return ctx.services.tokens.alive(grant.token_id)
+    return grant.user.password_changes == ctx.session.irc.account_changes
 
 
 def logged_in(ctx: IrcContext, user: User) -> None:

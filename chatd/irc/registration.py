@@ -27,7 +27,7 @@ from chatd.domain.scopes import ALL_SCOPES, Scope
 from chatd.domain.tokens import Grant
 from chatd.errors import ChatError
 from chatd.irc import numerics as n
-from chatd.irc.auth import logged_in, password_login, sasl_grant
+from chatd.irc.auth import logged_in, password_login, still_valid
 from chatd.irc.codec import format_line
 from chatd.irc.commands import irc_command
 from chatd.irc.guests import is_guest
@@ -230,11 +230,11 @@ async def _identify(ctx: IrcContext) -> Grant | None:
     """Who this connection is: an account, a new guest, or nobody (then it is refused)."""
     irc = ctx.session.irc
     if irc.grant is not None:
-        grant = sasl_grant(ctx)
-        if grant is None:
-            _refuse(ctx, "Password changed since SASL authentication"
-                    if irc.grant.token_id is None else "Token revoked since SASL authentication")
-        return grant
+        if still_valid(ctx, irc.grant):
+            return irc.grant
+        _refuse(ctx, "Password changed since SASL authentication"
+                if irc.grant.token_id is None else "Token revoked since SASL authentication")
+        return None
     if irc.password is not None:
         try:
             grant = await password_login(ctx, irc.password)

@@ -144,6 +144,10 @@ async def test_chathistory_with_a_guest_is_empty_and_of_nobody_refused(
         await bob.expect("PRIVMSG")
         assert await _history(bob, "LATEST visitor * 5") == []
         assert await _history(guest, "LATEST bob * 5") == []
+        guest.send("CHATHISTORY TARGETS timestamp=2000-01-01T00:00:00.000Z "
+                   "timestamp=2100-01-01T00:00:00.000Z 10")
+        assert (await guest.expect("BATCH")).params[1] == "draft/chathistory-targets"
+        assert [m.command for m in await guest.until("BATCH")] == ["BATCH"]
         bob.send("CHATHISTORY LATEST nobody * 5")
         fail = await bob.expect("FAIL")
         assert fail.params[:3] == ("CHATHISTORY", "INVALID_TARGET", "LATEST")
