@@ -35,6 +35,22 @@ _MESSAGE = ("id, sender_id, sender_name, text, ts, room_id, recipient_id, kind, 
 HISTORY_SQL = (f"SELECT {_MESSAGE} FROM messages INDEXED BY messages_room "
                "WHERE room_id = ? AND id < ? ORDER BY id DESC LIMIT ?")
 
+# One side of a conversation of direct messages, newest first below an id (a
+# backwards range scan of messages_conversation); both sides, merged.
+_DIRECT_SIDE = (f"SELECT * FROM (SELECT {_MESSAGE} FROM messages "
+                "INDEXED BY messages_conversation "
+                "WHERE recipient_id = ? AND sender_id = ? AND id < ? AND kind <> ? "
+                "ORDER BY id DESC LIMIT ?)")
+DIRECT_HISTORY_SQL = f"{_DIRECT_SIDE} UNION ALL {_DIRECT_SIDE} ORDER BY id DESC LIMIT ?"
+# The newest message with each partner, received and sent (a bare column takes
+# its value from the row of the MAX).
+_PARTNERS_SQL = ("SELECT sender_id, MAX(id), ts FROM messages INDEXED BY messages_conversation "
+                 "WHERE recipient_id = ? AND sender_id IS NOT NULL AND kind <> ? "
+                 "GROUP BY sender_id UNION ALL "
+                 "SELECT recipient_id, MAX(id), ts FROM messages INDEXED BY messages_sent "
+                 "WHERE sender_id = ? AND recipient_id IS NOT NULL AND kind <> ? "
+                 "GROUP BY recipient_id")
+
 # A room's blocks that end below an id, newest first.
 _BLOCKS_SQL = ("SELECT last_id, count, numbers, strings FROM message_blocks "
                "INDEXED BY message_blocks_room "
@@ -170,6 +186,36 @@ class MessageQueries:
         found.extend(blocks)
         found.sort(key=_by_id)
         return found[-limit:]
+
+    async def direct_history(self: SqliteHost, user_id: int, other_id: int, limit: int,
+                             before_id: int | None = None,
+                             hidden_kind: str = "") -> list[MessageRecord]:
+        """The last ``limit`` direct messages between two users, either way (below
+        ``before_id``; none of ``hidden_kind``), oldest first."""
+        if limit <= 0:
+            return []
+        before = _MAX_ID if before_id is None else before_id
+        if user_id == other_id:  # notes to oneself: one side is the whole conversation
+            sql = f"{_DIRECT_SIDE} ORDER BY id"
+            params: tuple[Any, ...] = (user_id, user_id, before, hidden_kind, limit)
+        else:
+            sql = DIRECT_HISTORY_SQL
+            params = (user_id, other_id, before, hidden_kind, limit,
+                      other_id, user_id, before, hidden_kind, limit, limit)
+        rows = await self._fetch(sql, params)
+        return sorted((_message(row) for row in rows), key=_by_id)
+
+    async def direct_partners(self: SqliteHost, user_id: int,
+                              hidden_kind: str = "") -> list[tuple[int, float]]:
+        """Everyone ``user_id`` exchanged direct messages with (none of ``hidden_kind``),
+        with the time of the newest, newest first."""
+        rows = await self._fetch(_PARTNERS_SQL, (user_id, hidden_kind, user_id, hidden_kind))
+        newest: dict[int, tuple[int, float]] = {}
+        for partner, last_id, ts in rows:
+            if partner not in newest or newest[partner][0] < last_id:
+                newest[partner] = (last_id, ts)
+        return [(partner, ts) for partner, (_, ts)
+                in sorted(newest.items(), key=lambda item: item[1][0], reverse=True)]
 
     async def undelivered_direct_messages(self: SqliteHost, user_id: int) -> list[MessageRecord]:
         rows = await self._fetch(

@@ -342,6 +342,18 @@ CREATE INDEX resume_tokens_user ON resume_tokens (user_id);
 CREATE INDEX resume_tokens_api ON resume_tokens (api_token_id) WHERE api_token_id IS NOT NULL;
 """
 
+# A conversation of direct messages is read from both ends, newest first (IRC's
+# CHATHISTORY with a nick): what one user received from the other, and what they
+# sent it. Partial indexes, so only direct messages (a small share of the rows;
+# plain room text is in blocks) pay for them on insert. The second also lists a
+# user's partners by what they sent.
+CONVERSATIONS = """
+CREATE INDEX messages_conversation ON messages (recipient_id, sender_id, id)
+    WHERE recipient_id IS NOT NULL;
+CREATE INDEX messages_sent ON messages (sender_id, recipient_id, id)
+    WHERE recipient_id IS NOT NULL;
+"""
+
 MIGRATIONS: tuple[Migration, ...] = (
     Migration(1, "foundation: users, rooms, members, messages, associations, notifications",
               FOUNDATION),
@@ -356,6 +368,7 @@ MIGRATIONS: tuple[Migration, ...] = (
               ROOM_MODES),
     Migration(10, "incoming webhooks of rooms", WEBHOOKS),
     Migration(11, "bot accounts, token scopes and last use, resume tokens", BOTS_SCOPES_RESUME),
+    Migration(12, "indexes of direct-message conversations", CONVERSATIONS),
 )
 
 LATEST_VERSION: int = MIGRATIONS[-1].version

@@ -184,6 +184,23 @@ class Messaging:
         stored = await self._storage.room_history(room.id, limit, before_id)
         return [Message.of(m, room=room.name, history=True) for m in stored]
 
+    async def conversation(self, user: User, other: User, limit: int,
+                           before_id: int | None = None) -> list[Message]:
+        """The last ``limit`` direct messages between ``user`` and ``other`` (below
+        ``before_id``), either way, oldest first. Sender keys (``e2e-key``) are left
+        out: there is nothing in them to read."""
+        await self._writer.flush()
+        stored = await self._storage.direct_history(user.id, other.id, limit, before_id,
+                                                    hidden_kind=ROOM_KEY)
+        return [Message.of(m, to=user.name if m.recipient_id == user.id else other.name,
+                           history=True) for m in stored]
+
+    async def partners(self, user: User) -> list[tuple[int, float]]:
+        """The ids of those ``user`` exchanged direct messages with, and the time of
+        the newest message with each, newest first."""
+        await self._writer.flush()
+        return await self._storage.direct_partners(user.id, hidden_kind=ROOM_KEY)
+
 
 def refuse_unvoiced(room: Room, user: User) -> None:
     """Raise ``moderated`` if ``room`` is moderated and ``user`` may not speak in it:

@@ -31,6 +31,13 @@ DEFAULT_SCOPES = frozenset({Scope.READ, Scope.POST})
 SEPARATOR = ","
 
 
+def missing_scope(scope: Scope, what: str) -> ChatError:
+    """``scope``: the token this session logged in with does not grant what ``what``
+    needs (a line-protocol command, a plain line, an IRC command)."""
+    return ChatError(Code.SCOPE, f"the token you logged in with does not grant the "
+                                 f"{scope.value} scope, which {what} needs.", scope=scope.value)
+
+
 def looks_like_scopes(word: str) -> bool:
     """Whether ``word`` is meant as a list of scopes (every part a scope name, or "all")."""
     parts = word.lower().split(SEPARATOR)

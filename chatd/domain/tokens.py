@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import hashlib
 import logging
+import re
 import secrets
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
@@ -31,10 +32,19 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 PREFIX = "chatd_"
+# The 32 random bytes of a token, in base64url without padding.
+_SECRET_CHARS = 43
+_TOKEN_FORM = re.compile(rf"{PREFIX}[A-Za-z0-9_-]{{{_SECRET_CHARS}}}")
 
 
 def token_hash(token: str) -> str:
     return hashlib.sha256(token.encode()).hexdigest()
+
+
+def looks_like_token(secret: str) -> bool:
+    """Whether ``secret`` has the form of an API token (what :meth:`Tokens.create`
+    makes), so a login that takes a password or a token can tell them apart."""
+    return _TOKEN_FORM.fullmatch(secret) is not None
 
 
 @dataclass(frozen=True, slots=True)

@@ -1,8 +1,15 @@
 """Authentication: SASL PLAIN (``AUTHENTICATE``) and ``PASS``, against chatd accounts.
 
+The secret is an account's password or one of its API tokens (a bot account
+has tokens only). Which one is decided by its form alone, never by trying
+both: a secret of the form every API token has (``chatd_`` and 43 characters
+of base64url, :func:`chatd.domain.tokens.looks_like_token`) is checked as a
+token, anything else as a password. A token login carries the token's
+scopes, which the dispatcher applies to every command (chatd.irc.commands).
+
 Both go through :func:`checked_login`, which applies the same failed-login
 limits and audit entries as the line protocol's ``/login``: a bucket per IP
-address and per account name, refusing before the password is checked once
+address and per account name, refusing before the secret is checked once
 either is empty.
 """
 
@@ -11,9 +18,10 @@ from __future__ import annotations
 import binascii
 from base64 import b64decode
 from collections.abc import Awaitable, Callable
-from typing import TYPE_CHECKING, Final
+from typing import TYPE_CHECKING, Final, TypeVar
 
 from chatd.domain.logins import checked_login as shared_checked_login
+from chatd.domain.tokens import Grant, looks_like_token
 from chatd.errors import ChatError
 from chatd.irc import numerics as n
 from chatd.irc.commands import irc_command
@@ -23,6 +31,8 @@ if TYPE_CHECKING:
     from chatd.domain.accounts import User
     from chatd.irc.commands import IrcContext
 
+_T = TypeVar("_T")
+
 # AUTHENTICATE carries at most 400 bytes per line; a line of exactly 400 says more follow.
 CHUNK: Final = 400
 # The most bytes of one SASL exchange (a PLAIN payload is far shorter).
@@ -30,26 +40,37 @@ MAX_SASL: Final = 4096
 
 
 async def checked_login(ctx: IrcContext, name: str | None,
-                        attempt: Callable[[], Awaitable[User]]) -> User:
+                        attempt: Callable[[], Awaitable[_T]]) -> _T:
     """A login attempt under the failed-login limits (audited as coming from IRC)."""
     return await shared_checked_login(ctx.services, ctx.session.peer, name, attempt,
                                       via=" (irc)")
 
 
-async def password_login(ctx: IrcContext, password: str) -> User:
-    """``PASS account:password``, or ``PASS password`` with the nick as the account."""
+async def secret_login(ctx: IrcContext, name: str | None, secret: str) -> Grant:
+    """Log in as ``name`` with its password, or with one of its API tokens (then
+    ``name`` may be None: the token says whose it is). ``auth-failed`` otherwise."""
+    services = ctx.services
+    if looks_like_token(secret):
+        return await checked_login(ctx, name, lambda: services.tokens.authenticate(secret, name))
+    user = await checked_login(ctx, name,
+                               lambda: services.accounts.authenticate(name or "", secret))
+    return Grant(user)
+
+
+async def password_login(ctx: IrcContext, password: str) -> Grant:
+    """``PASS account:secret``; ``PASS secret`` is the nick's password, or a token alone."""
     name, colon, secret = password.partition(":")
     if not colon:
-        name, secret = ctx.nick, password
-    accounts = ctx.services.accounts
-    return await checked_login(ctx, name, lambda: accounts.authenticate(name, secret))
+        secret = password
+        name = "" if looks_like_token(secret) else ctx.nick
+    return await secret_login(ctx, name or None, secret)
 
 
-@irc_command("AUTHENTICATE", min_params=1, registered=False)
+@irc_command("AUTHENTICATE", min_params=1, registered=False, scope=None)
 async def authenticate(ctx: IrcContext) -> None:
     """SASL: ``AUTHENTICATE PLAIN``, then the base64 of ``authzid NUL authcid NUL password``."""
     irc, data = ctx.session.irc, ctx.params[0]
-    if irc.registered or irc.account is not None:
+    if irc.registered or irc.grant is not None:
         raise IrcError(n.ERR_SASLALREADY, "You have already authenticated using SASL")
     if data == "*":
         irc.sasl = None
@@ -84,25 +105,23 @@ async def _finish(ctx: IrcContext, payload: bytes) -> None:
         raise IrcError(n.ERR_SASLFAIL, "SASL authentication failed") from None
     if authzid and authzid != authcid:
         raise IrcError(n.ERR_SASLFAIL, "SASL authentication failed")
-    accounts = ctx.services.accounts
     try:
-        user = await checked_login(ctx, authcid,
-                                   lambda: accounts.authenticate(authcid, password))
+        grant = await secret_login(ctx, authcid or None, password)
     except ChatError:
         raise IrcError(n.ERR_SASLFAIL, "SASL authentication failed") from None
     irc = ctx.session.irc
-    irc.account, irc.account_changes = user, user.password_changes
-    logged_in(ctx, user)
+    irc.grant, irc.account_changes = grant, grant.user.password_changes
+    logged_in(ctx, grant.user)
     ctx.reply(n.RPL_SASLSUCCESS, "SASL authentication successful")
 
 
-def sasl_account(ctx: IrcContext) -> User | None:
-    """The account SASL authenticated, unless its password changed since (the
-    client then authenticates again, with the new one)."""
-    irc = ctx.session.irc
-    if irc.account is None or irc.account.password_changes != irc.account_changes:
-        return None
-    return irc.account
+def still_valid(ctx: IrcContext, grant: Grant) -> bool:
+    """Whether what SASL authenticated still holds: not for a password login whose
+    password changed since (the client then authenticates again, with the new one),
+    nor for a token login whose token was revoked or expired."""
+    if grant.token_id is not None:
+        return ctx.services.tokens.alive(grant.token_id)
+    return grant.user.password_changes == ctx.session.irc.account_changes
 
 
 def logged_in(ctx: IrcContext, user: User) -> None:

@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING
 
 from chatd.domain.permissions import Action, authorize
 from chatd.domain.room import Mode
+from chatd.domain.scopes import Scope
 from chatd.errors import ChatError, Code
 from chatd.irc import numerics as n
 from chatd.irc.codec import format_line
@@ -38,7 +39,8 @@ def _announce(ctx: IrcContext, room: Room) -> None:
         ctx.lines.extend(join_lines(ctx.listener.renderer, ctx.nick, room, ctx.session.irc.caps))
 
 
-@irc_command("JOIN", min_params=1, errors={Code.NOT_PERMITTED: n.ERR_INVITEONLYCHAN})
+@irc_command("JOIN", min_params=1, errors={Code.NOT_PERMITTED: n.ERR_INVITEONLYCHAN},
+             scope=Scope.POST)
 async def join(ctx: IrcContext) -> None:
     """Join channels with their keys (a missing one is created); JOIN 0 leaves every one."""
     if ctx.params[0] == "0":
@@ -84,7 +86,7 @@ async def _join(ctx: IrcContext, name: str, key: str) -> None:
         _announce(ctx, room)
 
 
-@irc_command("PART", min_params=1)
+@irc_command("PART", min_params=1, scope=Scope.POST)
 async def part(ctx: IrcContext) -> None:
     """Leave channels (the room membership ends, as with /leave)."""
     reason = clean_text(ctx.params[1]) if len(ctx.params) > 1 else ""
@@ -109,7 +111,13 @@ async def _part(ctx: IrcContext, room: Room, reason: str) -> None:
                          trailing=len(params) > 1))
 
 
-@irc_command("TOPIC", min_params=1)
+def topic_scope(params: tuple[str, ...]) -> Scope:
+    """What TOPIC needs of a token login: asking is ``read``; setting it is
+    ``moderate``, as the line protocol's /topic."""
+    return Scope.READ if len(params) == 1 else Scope.MODERATE
+
+
+@irc_command("TOPIC", min_params=1, scope=topic_scope)
 async def topic(ctx: IrcContext) -> None:
     """Show a channel's topic, or set it (room admins and the owner)."""
     name = ctx.params[0]
@@ -142,7 +150,8 @@ def names(ctx: IrcContext) -> None:
             ctx.reply(n.RPL_ENDOFNAMES, name, "End of /NAMES list")
 
 
-@irc_command("KICK", min_params=2, errors={Code.NOT_IN_ROOM: n.ERR_USERNOTINCHANNEL})
+@irc_command("KICK", min_params=2, errors={Code.NOT_IN_ROOM: n.ERR_USERNOTINCHANNEL},
+             scope=Scope.MODERATE)
 async def kick(ctx: IrcContext) -> None:
     """Remove members from a channel (room admins; admins only by the owner)."""
     name = ctx.params[0]
@@ -158,7 +167,8 @@ async def kick(ctx: IrcContext) -> None:
                     await ctx.services.moderation.kick(ctx.user, room, target, reason)
 
 
-@irc_command("INVITE", min_params=2, errors={Code.BANNED: n.ERR_UNKNOWNERROR})
+@irc_command("INVITE", min_params=2, errors={Code.BANNED: n.ERR_UNKNOWNERROR},
+             scope=Scope.MODERATE)
 async def invite(ctx: IrcContext) -> None:
     """Invite a user to a channel (room admins): single use, valid rooms.invitation_ttl."""
     nick, name = ctx.params[0], ctx.params[1]

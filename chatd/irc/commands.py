@@ -1,8 +1,10 @@
 """The IRC command table and the one dispatcher that enforces its rules.
 
 Each IRC command is a declarative record: its verb, how many parameters it
-needs, whether registration must be complete, and how the domain's errors
-read for it. The dispatcher checks those once (``461``, ``451``, ``421``),
+needs, whether registration must be complete, the scope a token login must
+grant for it (chatd.domain.scopes, as the line protocol's commands declare
+theirs), and how the domain's errors read for it. The dispatcher checks
+those once (``461``, ``451``, ``421``, ``FAIL <verb> MISSING_SCOPE``),
 applies fakelag when the connection sends faster than its command rate (IRC
 has no way to say "retry later", so the connection's next lines are delayed
 instead of refused), runs the handler, and turns any ``ChatError`` from the
@@ -25,6 +27,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Protocol
 
 from chatd.domain.limits import Kind
+from chatd.domain.scopes import Scope, missing_scope
 from chatd.errors import ChatError, Code
 from chatd.irc import numerics as n
 from chatd.irc.codec import IrcMessage, IrcParseError, add_tags, format_line, parse, raw_verb
@@ -44,6 +47,13 @@ log = logging.getLogger(__name__)
 _batch_ids = itertools.count(1)
 
 Handler = Callable[["IrcContext"], Awaitable[None] | None]
+# The scope a token login needs for a command: one, or one chosen by the
+# parameters (MODE and TOPIC read when they ask, moderate when they change);
+# None for registration's commands, which run before any login.
+ScopeRule = Scope | Callable[[tuple[str, ...]], Scope] | None
+# How a refusal for want of a scope reads (IRCv3 standard replies):
+# FAIL <verb> MISSING_SCOPE <scope> :<sentence>.
+MISSING_SCOPE = "MISSING_SCOPE"
 
 
 class Front(Protocol):
@@ -72,6 +82,13 @@ class IrcCommand:
     registered: bool = True  # needs a completed registration (else ERR_NOTREGISTERED)
     quiet: bool = False  # never answers with an error (NOTICE)
     errors: Mapping[Code, str] = field(default_factory=dict)
+    scope: ScopeRule = Scope.READ
+
+    def needs(self, params: tuple[str, ...]) -> Scope | None:
+        """The scope a token login needs to run this command with ``params``."""
+        if self.scope is None or isinstance(self.scope, Scope):
+            return self.scope
+        return self.scope(params)
 
 
 class IrcCommandTable:
@@ -96,14 +113,14 @@ IRC_COMMANDS = IrcCommandTable()
 
 
 def irc_command(name: str, min_params: int = 0, registered: bool = True, quiet: bool = False,
-                errors: Mapping[Code, str] | None = None,
+                errors: Mapping[Code, str] | None = None, scope: ScopeRule = Scope.READ,
                 table: IrcCommandTable = IRC_COMMANDS) -> Callable[[Handler], Handler]:
     """Declare an IRC command handler; its docstring's first line is its summary."""
 
     def register(handler: Handler) -> Handler:
         doc = inspect.getdoc(handler) or ""
         table.add(IrcCommand(name, handler, doc.split("\n")[0], min_params, registered, quiet,
-                             dict(errors or {})))
+                             dict(errors or {}), scope))
         return handler
 
     return register
@@ -176,6 +193,11 @@ class IrcContext:
             self.reply(exc.numeric, *exc.params)
             return
         self.listener.services.stats.error(exc.code.value)
+        if exc.code is Code.SCOPE:
+            self.line(format_line("FAIL", self.message.command, MISSING_SCOPE,
+                                  str(exc.details.get("scope", "")), exc.message,
+                                  source=self.listener.renderer.server))
+            return
         declared = self.command.errors if self.command is not None else {}
         numeric = declared.get(exc.code) or n.ERRORS.get(exc.code, n.ERR_UNKNOWNERROR)
         subjects = {"nick": self.target, "channel": self.channel,
@@ -263,6 +285,10 @@ class IrcDispatcher:
             raise IrcError(n.ERR_NOTREGISTERED, "You have not registered")
         if len(message.params) < command.min_params:
             raise IrcError(n.ERR_NEEDMOREPARAMS, message.command, "Not enough parameters")
+        scopes = ctx.session.scopes
+        needed = command.needs(message.params) if scopes is not None else None
+        if needed is not None and scopes is not None and needed not in scopes:
+            raise missing_scope(needed, message.command)
         return command
 
     async def _finish(self, ctx: IrcContext, pending: Coroutine[Any, Any, None]) -> None:

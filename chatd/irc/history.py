@@ -1,27 +1,30 @@
-"""CHATHISTORY (IRCv3 ``draft/chathistory``): a channel's stored messages, in a batch.
+"""CHATHISTORY (IRCv3 ``draft/chathistory``): a channel's or a conversation's stored
+messages, in a batch.
 
-``CHATHISTORY LATEST|BEFORE|AFTER|AROUND <#channel> <ref> <limit>``,
-``CHATHISTORY BETWEEN <#channel> <ref> <ref> <limit>`` and
+``CHATHISTORY LATEST|BEFORE|AFTER|AROUND <target> <ref> <limit>``,
+``CHATHISTORY BETWEEN <target> <ref> <ref> <limit>`` and
 ``CHATHISTORY TARGETS <timestamp> <timestamp> <limit>``, where a reference is
 ``msgid=<id>`` (chatd's message id, the ``msgid`` tag), ``timestamp=<ISO 8601>``
-or, for LATEST, ``*``. The messages come oldest first in a
-``BATCH +ref chathistory #channel``, each with its ``msgid``, ``time`` and
-``batch`` tags, from chatd's history (the same rows as ``/history``); the
-limit is at most :data:`HISTORY_MAX` (ISUPPORT ``CHATHISTORY=``).
+or, for LATEST, ``*``. The target is a channel or a nick. The messages come
+oldest first in a ``BATCH +ref chathistory <target>``, each with its
+``msgid``, ``time`` and ``batch`` tags: a channel's from chatd's history (the
+same rows as ``/history``), a nick's from the direct messages the two
+exchanged, either way. The limit is at most :data:`HISTORY_MAX` (ISUPPORT
+``CHATHISTORY=``).
 
 Who may read: the channel's members (server admins any room), as
-``/history``. History is read backwards from the newest message, a page at
-a time, and no further than :data:`SCAN_MAX` messages back: AFTER, AROUND
-and BETWEEN a reference older than that find the messages after that point
-only. Direct messages have no history over IRC (an empty batch), and only
-messages are replayed (no joins or parts: ``draft/event-playback`` is not
-offered).
+``/history``; a conversation, the two in it. History is read backwards from
+the newest message, a page at a time, and no further than :data:`SCAN_MAX`
+messages back: AFTER, AROUND and BETWEEN a reference older than that find
+the messages after that point only. Guests' direct messages are not stored
+(a guest's conversation is an empty batch), and only messages are replayed
+(no joins or parts: ``draft/event-playback`` is not offered).
 """
 
 from __future__ import annotations
 
 import itertools
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from datetime import datetime
 from typing import TYPE_CHECKING, Final
@@ -29,12 +32,13 @@ from typing import TYPE_CHECKING, Final
 from chatd.domain.clock import iso_ts
 from chatd.irc.codec import add_tags, format_line
 from chatd.irc.commands import irc_command
-from chatd.irc.lookup import rooms_of
+from chatd.irc.guests import is_guest
+from chatd.irc.lookup import find_user, rooms_of
 from chatd.irc.render import cache_key, channel
 
 if TYPE_CHECKING:
+    from chatd.domain.accounts import User
     from chatd.domain.events import Message
-    from chatd.domain.room import Room
     from chatd.irc.commands import IrcContext
 
 # The most messages one CHATHISTORY gives (ISUPPORT CHATHISTORY=).
@@ -45,6 +49,10 @@ _PAGE: Final = 200
 # History always carries msgid and time, whatever the client negotiated.
 _TAGGED: Final = cache_key(True, True)
 _batch_ids = itertools.count(1)
+
+# Where a target's messages come from: the newest ``limit`` (below a message id),
+# oldest first. A channel's history, or a conversation of direct messages.
+Source = Callable[[int, "int | None"], Awaitable[list["Message"]]]
 
 
 class HistoryError(Exception):
@@ -87,7 +95,8 @@ def parse_limit(text: str) -> int:
 
 @irc_command("CHATHISTORY", min_params=3)
 async def chathistory(ctx: IrcContext) -> None:
-    """A channel's history: LATEST, BEFORE, AFTER, AROUND, BETWEEN; or TARGETS."""
+    """A channel's or a conversation's history: LATEST, BEFORE, AFTER, AROUND, BETWEEN;
+    or TARGETS."""
     sub = ctx.params[0].upper()
     try:
         if sub == "TARGETS":
@@ -96,17 +105,16 @@ async def chathistory(ctx: IrcContext) -> None:
         if sub not in _SUBCOMMANDS:
             raise HistoryError("INVALID_PARAMS", f"unknown subcommand {ctx.params[0]}")
         _check_params(ctx, sub)
-        target = ctx.params[1]
-        room = _room(ctx, target)
-        messages = [] if room is None else await _SUBCOMMANDS[sub](ctx, room)
-        _batch(ctx, target if room is None else channel(room.name), messages)
+        target, source = _source(ctx, ctx.params[1])
+        messages = [] if source is None else await _SUBCOMMANDS[sub](ctx, source)
+        _batch(ctx, target, messages)
     except HistoryError as exc:
         ctx.line(format_line("FAIL", "CHATHISTORY", exc.code, *ctx.params[:2],
                              *exc.context, source=ctx.listener.renderer.server))
 
 
 def _check_params(ctx: IrcContext, sub: str) -> None:
-    """Refuse malformed references and limits whatever the target (a nick too)."""
+    """Refuse malformed references and limits whatever the target."""
     references = (2, 3) if sub == "BETWEEN" else (2,)
     for index in references:
         if not (sub == "LATEST" and _param(ctx, index) == "*"):
@@ -114,14 +122,23 @@ def _check_params(ctx: IrcContext, sub: str) -> None:
     parse_limit(_param(ctx, references[-1] + 1))
 
 
-def _room(ctx: IrcContext, target: str) -> Room | None:
-    """The room whose history is asked for; None for a nick (no direct history here)."""
-    if not target.startswith("#"):
-        return None
-    room = ctx.services.rooms.find(target)
-    if room is None or not (room.is_member(ctx.user.id) or ctx.user.is_admin):
-        raise HistoryError("INVALID_TARGET", f"you cannot read the history of {target}")
-    return room
+def _source(ctx: IrcContext, target: str) -> tuple[str, Source | None]:
+    """The target as the batch names it, and where its messages come from (None:
+    nowhere, a guest's conversation, which is not stored)."""
+    messaging, user = ctx.services.messaging, ctx.user
+    if target.startswith("#"):
+        room = ctx.services.rooms.find(target)
+        if room is None or not (room.is_member(user.id) or user.is_admin):
+            raise HistoryError("INVALID_TARGET", f"you cannot read the history of {target}")
+        return channel(room.name), lambda limit, before: messaging.history(
+            room, limit, before)
+    other = find_user(ctx, target)
+    if other is None:
+        raise HistoryError("INVALID_TARGET", f"there is no user {target}")
+    if is_guest(user) or is_guest(other):
+        return other.name, None
+    return other.name, lambda limit, before: messaging.conversation(
+        user, other, limit, before)
 
 
 def _param(ctx: IrcContext, index: int) -> str:
@@ -130,15 +147,13 @@ def _param(ctx: IrcContext, index: int) -> str:
     return ctx.params[index]
 
 
-async def _pages(ctx: IrcContext, room: Room,
-                 enough: Callable[[list[Message]], bool]) -> list[Message]:
-    """Messages of ``room`` from the newest back (oldest first), page by page, until
-    ``enough`` says so of the oldest page read, or SCAN_MAX messages."""
-    messaging = ctx.services.messaging
+async def _pages(source: Source, enough: Callable[[list[Message]], bool]) -> list[Message]:
+    """Messages from the newest back (oldest first), page by page, until ``enough``
+    says so of the oldest page read, or SCAN_MAX messages."""
     found: list[Message] = []
     before: int | None = None
     while len(found) < SCAN_MAX:
-        page = await messaging.history(room, _PAGE, before)
+        page = await source(_PAGE, before)
         found[:0] = page
         if len(page) < _PAGE or enough(page):
             break
@@ -146,46 +161,46 @@ async def _pages(ctx: IrcContext, room: Room,
     return found
 
 
-async def _until(ctx: IrcContext, room: Room, ref: Ref) -> list[Message]:
+async def _until(source: Source, ref: Ref) -> list[Message]:
     """The newest messages back to (and including) the one at or below ``ref``."""
-    return await _pages(ctx, room, lambda page: ref.key(page[0]) <= ref.value)
+    return await _pages(source, lambda page: ref.key(page[0]) <= ref.value)
 
 
-async def _latest(ctx: IrcContext, room: Room) -> list[Message]:
+async def _latest(ctx: IrcContext, source: Source) -> list[Message]:
     reference, limit = _param(ctx, 2), parse_limit(_param(ctx, 3))
-    newest = await ctx.services.messaging.history(room, limit)
+    newest = await source(limit, None)
     if reference == "*":
         return newest
     ref = parse_ref(reference)
     return [m for m in newest if ref.key(m) > ref.value]
 
 
-async def _before(ctx: IrcContext, room: Room) -> list[Message]:
+async def _before(ctx: IrcContext, source: Source) -> list[Message]:
     ref, limit = parse_ref(_param(ctx, 2)), parse_limit(_param(ctx, 3))
     if ref.by_id:
-        return await ctx.services.messaging.history(room, limit, int(ref.value))
-    return [m for m in await _until(ctx, room, ref) if ref.key(m) < ref.value][-limit:]
+        return await source(limit, int(ref.value))
+    return [m for m in await _until(source, ref) if ref.key(m) < ref.value][-limit:]
 
 
-async def _after(ctx: IrcContext, room: Room) -> list[Message]:
+async def _after(ctx: IrcContext, source: Source) -> list[Message]:
     ref, limit = parse_ref(_param(ctx, 2)), parse_limit(_param(ctx, 3))
-    return [m for m in await _until(ctx, room, ref) if ref.key(m) > ref.value][:limit]
+    return [m for m in await _until(source, ref) if ref.key(m) > ref.value][:limit]
 
 
-async def _around(ctx: IrcContext, room: Room) -> list[Message]:
+async def _around(ctx: IrcContext, source: Source) -> list[Message]:
     ref, limit = parse_ref(_param(ctx, 2)), parse_limit(_param(ctx, 3))
-    found = await _until(ctx, room, ref)
+    found = await _until(source, ref)
     before = [m for m in found if ref.key(m) < ref.value][-(limit // 2):] if limit > 1 else []
     after = [m for m in found if ref.key(m) >= ref.value][:limit - len(before)]
     return before + after
 
 
-async def _between(ctx: IrcContext, room: Room) -> list[Message]:
+async def _between(ctx: IrcContext, source: Source) -> list[Message]:
     first, second = parse_ref(_param(ctx, 2)), parse_ref(_param(ctx, 3))
     limit = parse_limit(_param(ctx, 4))
     forwards = first.value <= second.value
     low, high = (first, second) if forwards else (second, first)
-    inside = [m for m in await _until(ctx, room, low)
+    inside = [m for m in await _until(source, low)
               if low.key(m) > low.value and high.key(m) < high.value]
     # From the first reference on: the oldest when it is the earlier one, else the newest.
     return inside[:limit] if forwards else inside[-limit:]
@@ -206,17 +221,15 @@ def _batch(ctx: IrcContext, target: str, messages: list[Message]) -> None:
 
 
 async def _targets(ctx: IrcContext) -> None:
-    """The channels with messages between two times, each with its latest message's time."""
+    """The channels and nicks with messages between two times, each with its latest
+    message's time, the least recent first."""
     first, second = parse_ref(_param(ctx, 1)), parse_ref(_param(ctx, 2))
     limit = parse_limit(_param(ctx, 3))
     if first.by_id or second.by_id:
         raise HistoryError("INVALID_PARAMS", "TARGETS takes timestamps")
     low, high = sorted((first.value, second.value))
-    latest: list[tuple[float, str]] = []
-    for room in rooms_of(ctx, ctx.user):
-        newest = await ctx.services.messaging.history(room, 1)
-        if newest and low <= newest[-1].ts <= high:
-            latest.append((newest[-1].ts, channel(room.name)))
+    latest = [(ts, name) for ts, name in await _latest_of_each(ctx, ctx.user)
+              if low <= ts <= high]
     server = ctx.listener.renderer.server
     ref = f"H{next(_batch_ids)}"
     ctx.line(f":{server} BATCH +{ref} draft/chathistory-targets")
@@ -224,3 +237,20 @@ async def _targets(ctx: IrcContext) -> None:
         ctx.line(add_tags(format_line("CHATHISTORY", "TARGETS", name, f"timestamp={iso_ts(ts)}",
                                       source=server, trailing=False), {"batch": ref}))
     ctx.line(f":{server} BATCH -{ref}")
+
+
+async def _latest_of_each(ctx: IrcContext, user: User) -> list[tuple[float, str]]:
+    """The time of the newest message of each of ``user``'s rooms and conversations."""
+    messaging, accounts = ctx.services.messaging, ctx.services.accounts
+    latest: list[tuple[float, str]] = []
+    for room in rooms_of(ctx, user):
+        newest = await messaging.history(room, 1)
+        if newest:
+            latest.append((newest[-1].ts, channel(room.name)))
+    if is_guest(user):
+        return latest
+    for partner_id, ts in await messaging.partners(user):
+        partner = accounts.get(partner_id)
+        if partner is not None:
+            latest.append((ts, partner.name))
+    return latest

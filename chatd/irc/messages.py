@@ -30,6 +30,7 @@ from typing import TYPE_CHECKING
 
 from chatd.domain.clock import iso_ts
 from chatd.domain.protection import MAX_WAIT_STEP
+from chatd.domain.scopes import Scope
 from chatd.errors import ChatError, Code
 from chatd.irc import numerics as n
 from chatd.irc.codec import MAX_BODY, add_tags, fit, format_line
@@ -64,13 +65,13 @@ def _ctcp(text: str) -> tuple[str, bool] | None:
     return None
 
 
-@irc_command("PRIVMSG", errors=_SEND_ERRORS)
+@irc_command("PRIVMSG", errors=_SEND_ERRORS, scope=Scope.POST)
 async def privmsg(ctx: IrcContext) -> None:
     """Send a message to channels or users (at most 4 targets)."""
     await _send(ctx)
 
 
-@irc_command("NOTICE", quiet=True, errors=_SEND_ERRORS)
+@irc_command("NOTICE", quiet=True, errors=_SEND_ERRORS, scope=Scope.POST)
 async def notice(ctx: IrcContext) -> None:
     """Send a notice: a message never answered automatically (nor with errors)."""
     await _send(ctx)
@@ -179,7 +180,7 @@ async def fakelag(ctx: IrcContext, room: Room | None, send: Callable[[], object]
             await asyncio.sleep(min(exc.details["retry_ms"] / 1000, MAX_WAIT_STEP))
 
 
-@irc_command("TAGMSG", min_params=1, quiet=True)
+@irc_command("TAGMSG", min_params=1, quiet=True, scope=Scope.POST)
 def tagmsg(ctx: IrcContext) -> None:
     """A message of client-only tags: relayed to a channel's or a user's IRC clients that
     take message tags; ``+typing=active`` to a channel is also chatd's typing event."""

@@ -21,6 +21,7 @@ from typing import TYPE_CHECKING, Final
 from chatd.domain.modes import LETTERS, ModeChange, Takes, parse_mode_string
 from chatd.domain.names import name_key
 from chatd.domain.room import Mode
+from chatd.domain.scopes import Scope
 from chatd.errors import Code
 from chatd.irc import numerics as n
 from chatd.irc.commands import irc_command
@@ -41,7 +42,22 @@ TAKES: Final = {"b": Takes.ALWAYS, "k": Takes.ALWAYS, "o": Takes.ALWAYS, "q": Ta
                 "v": Takes.ALWAYS, "l": Takes.ON_SET}
 
 
-@irc_command("MODE", min_params=1, errors={Code.NOT_IN_ROOM: n.ERR_USERNOTINCHANNEL})
+# Asking for a channel's ban list: "MODE #room b" (irssi sends it after every JOIN).
+_BAN_LIST_QUERIES: Final = frozenset({"b", "+b"})
+
+
+def mode_scope(params: tuple[str, ...]) -> Scope:
+    """What MODE needs of a token login: reading the modes, the ban list or one's
+    own user modes is ``read``; changing a channel's modes is ``moderate``."""
+    if not params[0].startswith("#") or len(params) == 1:
+        return Scope.READ
+    if len(params) == 2 and params[1] in _BAN_LIST_QUERIES:
+        return Scope.READ
+    return Scope.MODERATE
+
+
+@irc_command("MODE", min_params=1, errors={Code.NOT_IN_ROOM: n.ERR_USERNOTINCHANNEL},
+             scope=mode_scope)
 async def mode(ctx: IrcContext) -> None:
     """Show or change a channel's modes (roles, bans, private, request) or your own."""
     target = ctx.params[0]

@@ -14,6 +14,7 @@ import time
 from typing import TYPE_CHECKING, Final
 
 from chatd.domain.names import name_key
+from chatd.domain.scopes import Scope
 from chatd.errors import ChatError
 from chatd.irc import numerics as n
 from chatd.irc.auth import checked_login
@@ -63,8 +64,11 @@ def change_user_modes(ctx: IrcContext, changes: list[tuple[str, str]]) -> None:
 
 
 def _set_flag(ctx: IrcContext, flag: str, on: bool) -> bool:
-    """Set one user mode; whether it changed."""
+    """Set one user mode; whether it changed. A bot account's ``+B`` stays: it is
+    what the account is, not what its client says."""
     irc = ctx.session.irc
+    if flag == "B" and not on and ctx.user.is_bot:
+        return False
     attribute = {"i": "invisible", "o": "oper", "w": "wallops", "B": "bot"}[flag]
     if getattr(irc, attribute) == on:
         return False
@@ -116,7 +120,7 @@ def info(ctx: IrcContext) -> None:
 # -- operators ------------------------------------------------------------------------
 
 
-@irc_command("OPER", min_params=2)
+@irc_command("OPER", min_params=2, scope=Scope.ADMIN)
 async def oper(ctx: IrcContext) -> None:
     """Become an IRC operator: OPER <your account> <its password> (server admins)."""
     name, password = ctx.params[0], ctx.params[1]
@@ -140,7 +144,7 @@ def _require_admin(ctx: IrcContext) -> None:
         raise IrcError(n.ERR_NOPRIVILEGES, "Permission Denied- You're not an IRC operator")
 
 
-@irc_command("KILL", min_params=2)
+@irc_command("KILL", min_params=2, scope=Scope.ADMIN)
 async def kill(ctx: IrcContext) -> None:
     """Close every connection of a user: KILL <nick> :<reason> (server admins)."""
     _require_admin(ctx)
@@ -155,7 +159,7 @@ async def kill(ctx: IrcContext) -> None:
     await ctx.services.audit.record("kill", actor=ctx.nick, target=target.name, reason=reason)
 
 
-@irc_command("WALLOPS", min_params=1)
+@irc_command("WALLOPS", min_params=1, scope=Scope.ADMIN)
 def wallops(ctx: IrcContext) -> None:
     """A message to every IRC client with user mode +w (server admins)."""
     _require_admin(ctx)

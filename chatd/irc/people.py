@@ -2,9 +2,10 @@
 
 The domain knows accounts and guests by name. IRC also shows, for each
 user, the username and real name their IRC client gave in ``USER`` (in
-``nick!username@host`` and in WHOIS/WHO), whether they set the bot mode
-``+B``, the nicks recently gone (WHOWAS), and who asked to be told when a
-nick comes and goes (MONITOR). All of it lives in memory, bounded, and is
+``nick!username@host`` and in WHOIS/WHO), whether they are a bot (a bot
+account always is; any other client may say so of itself with ``+B``), the
+nicks recently gone (WHOWAS), and who asked to be told when a nick comes and
+goes (MONITOR). All of it lives in memory, bounded, and is
 forgotten when its user's last connection ends (WHOWAS keeps the last
 :data:`WHOWAS_MAX` departures).
 
@@ -90,7 +91,8 @@ class People:
         return identity.realname if identity is not None else name
 
     def is_bot(self, name: str) -> bool:
-        return name_key(name) in self._bots
+        """A bot account (chatd's own kind), or a client that set ``+B`` on itself."""
+        return name_key(name) in self._bots or self._services.accounts.is_bot(name)
 
     def registered(self, session: IrcSession) -> None:
         """``session`` completed registration: its USER becomes its user's identity

@@ -12,6 +12,7 @@ import time
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Final
 
+from chatd.domain.scopes import Scope
 from chatd.irc import numerics as n
 from chatd.irc.commands import irc_command
 from chatd.irc.guests import is_guest
@@ -176,7 +177,7 @@ def whowas(ctx: IrcContext) -> None:
     ctx.reply(n.RPL_ENDOFWHOWAS, nick, "End of WHOWAS")
 
 
-@irc_command("AWAY")
+@irc_command("AWAY", scope=Scope.POST)
 def away(ctx: IrcContext) -> None:
     """Set an away message (AWAY :text), or clear it (AWAY)."""
     text = clean_text(ctx.params[0]).strip()[:AWAY_LEN] if ctx.params else ""

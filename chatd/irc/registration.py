@@ -4,11 +4,13 @@ Registration completes once the client has sent NICK and USER and ended any
 CAP negotiation. The connection then logs in to chatd:
 
 1. as the account SASL authenticated, or
-2. as the account ``PASS`` names (``account:password``, or the nick), or
+2. as the account ``PASS`` names (``account:secret``, or the nick; a token
+   alone names its own account), or
 3. as a guest with its nick, when ``accounts.guests`` is on and the nick is
    free (no account's name, no other guest's);
 
-and otherwise gets ``464`` and ``ERROR``. The nick of an account is its
+and otherwise gets ``464`` and ``ERROR``. The secret is a password or an API
+token (chatd.irc.auth); a token login has the token's scopes. The nick of an account is its
 account name (001 tells the client), and cannot change afterwards (``484``
 says why); a guest may change its nick to any free one.
 """
@@ -21,9 +23,11 @@ from typing import TYPE_CHECKING, Final
 
 from chatd.domain import names
 from chatd.domain.names import name_key
+from chatd.domain.scopes import ALL_SCOPES, Scope
+from chatd.domain.tokens import Grant
 from chatd.errors import ChatError
 from chatd.irc import numerics as n
-from chatd.irc.auth import logged_in, password_login, sasl_account
+from chatd.irc.auth import logged_in, password_login, still_valid
 from chatd.irc.codec import format_line
 from chatd.irc.commands import irc_command
 from chatd.irc.guests import is_guest
@@ -34,7 +38,6 @@ from chatd.irc.welcome import welcome
 from chatd.protocol.codec import clean_text
 
 if TYPE_CHECKING:
-    from chatd.domain.accounts import User
     from chatd.irc.commands import IrcContext
 
 CAPABILITIES: Final = ("away-notify", "batch", "draft/chathistory", "echo-message",
@@ -47,7 +50,7 @@ QUIT_MAX: Final = 200
 _CAP_VALUES: Final = {"sasl": "PLAIN"}
 
 
-@irc_command("CAP", min_params=1, registered=False)
+@irc_command("CAP", min_params=1, registered=False, scope=None)
 def cap(ctx: IrcContext) -> Awaitable[None] | None:
     """Capability negotiation: CAP LS [302], CAP LIST, CAP REQ :caps, CAP END."""
     irc = ctx.session.irc
@@ -92,7 +95,7 @@ def _cap_reply(ctx: IrcContext, sub: str, text: str) -> None:
     ctx.line(f":{ctx.listener.renderer.server} CAP {ctx.nick} {sub} :{text}")
 
 
-@irc_command("NICK", registered=False)
+@irc_command("NICK", registered=False, scope=None)
 def nick(ctx: IrcContext) -> Awaitable[None] | None:
     """Choose a nick (before registration; afterwards it is the account name)."""
     if not ctx.params or not ctx.params[0]:
@@ -126,7 +129,7 @@ def _change_nick(ctx: IrcContext, wanted: str) -> None:
     ctx.line(format_line("NICK", wanted, source=mask))
 
 
-@irc_command("USER", min_params=4, registered=False)
+@irc_command("USER", min_params=4, registered=False, scope=None)
 def user(ctx: IrcContext) -> Awaitable[None] | None:
     """Give the user name and real name: USER <user> <mode> <unused> :<realname>."""
     irc = ctx.session.irc
@@ -140,7 +143,7 @@ def user(ctx: IrcContext) -> Awaitable[None] | None:
     return complete(ctx)
 
 
-@irc_command("SETNAME", min_params=1)
+@irc_command("SETNAME", min_params=1, scope=Scope.POST)
 def setname(ctx: IrcContext) -> None:
     """Change your real name (IRCv3 setname): shown to you and, with the capability,
     to those sharing a channel with you."""
@@ -159,16 +162,17 @@ def setname(ctx: IrcContext) -> None:
         ctx.line(line)
 
 
-@irc_command("PASS", min_params=1, registered=False)
+@irc_command("PASS", min_params=1, registered=False, scope=None)
 def pass_(ctx: IrcContext) -> None:
-    """Give the password: PASS <account>:<password>, or PASS <password> for the nick."""
+    """Give the password or an API token: PASS <account>:<secret>, or PASS <secret>
+    (the nick's password, or a token alone)."""
     irc = ctx.session.irc
     if irc.registered:
         raise IrcError(n.ERR_ALREADYREGISTERED, "You may not reregister")
     irc.password = ctx.params[0]
 
 
-@irc_command("PING", registered=False)
+@irc_command("PING", registered=False, scope=None)
 def ping(ctx: IrcContext) -> None:
     """Answer with PONG and the same token."""
     if not ctx.params:
@@ -177,12 +181,12 @@ def ping(ctx: IrcContext) -> None:
     ctx.line(f":{server} PONG {server} :{ctx.params[0]}")
 
 
-@irc_command("PONG", registered=False)
+@irc_command("PONG", registered=False, scope=None)
 def pong(ctx: IrcContext) -> None:
     """A client's answer to a PING (nothing to do: any input counts as activity)."""
 
 
-@irc_command("QUIT", registered=False)
+@irc_command("QUIT", registered=False, scope=None)
 def quit_(ctx: IrcContext) -> None:
     """Close the connection; an account's rooms keep its membership."""
     message = clean_text(ctx.params[0])[:QUIT_MAX] if ctx.params else "Client Quit"
@@ -204,13 +208,16 @@ def complete(ctx: IrcContext) -> Awaitable[None] | None:
 async def _register(ctx: IrcContext) -> None:
     # Held: direct messages replayed at login must come after the welcome.
     ctx.hold()
-    account = await _identify(ctx)
-    if account is None:
+    grant = await _identify(ctx)
+    if grant is None:
         return
-    session, services = ctx.session, ctx.services
+    session, services, account = ctx.session, ctx.services, grant.user
     irc = session.irc
     irc.nick = account.name
+    irc.bot = account.is_bot
     await services.presence.login(session, account)
+    # What this login may do: every scope, or the token's (checked per command).
+    session.scopes = None if grant.scopes == ALL_SCOPES else grant.scopes
     irc.registered = True
     ctx.listener.people.registered(session)
     welcome(ctx)
@@ -219,22 +226,23 @@ async def _register(ctx: IrcContext) -> None:
             session.announce(room)
 
 
-async def _identify(ctx: IrcContext) -> User | None:
+async def _identify(ctx: IrcContext) -> Grant | None:
     """Who this connection is: an account, a new guest, or nobody (then it is refused)."""
     irc = ctx.session.irc
-    if irc.account is not None:
-        account = sasl_account(ctx)
-        if account is None:
-            _refuse(ctx, "Password changed since SASL authentication")
-        return account
+    if irc.grant is not None:
+        if still_valid(ctx, irc.grant):
+            return irc.grant
+        _refuse(ctx, "Password changed since SASL authentication"
+                if irc.grant.token_id is None else "Token revoked since SASL authentication")
+        return None
     if irc.password is not None:
         try:
-            account = await password_login(ctx, irc.password)
+            grant = await password_login(ctx, irc.password)
         except ChatError:
             _refuse(ctx, "Password incorrect")
             return None
-        logged_in(ctx, account)
-        return account
+        logged_in(ctx, grant.user)
+        return grant
     guests = ctx.listener.guests
     if not guests.enabled:
         _refuse(ctx, "Password required: log in with SASL PLAIN or PASS account:password")
@@ -242,7 +250,7 @@ async def _identify(ctx: IrcContext) -> User | None:
     if not guests.nick_free(irc.nick):
         ctx.reply(n.ERR_NICKNAMEINUSE, irc.nick, "Nickname is already in use")
         return None
-    return guests.admit(ctx.session, irc.nick)
+    return Grant(guests.admit(ctx.session, irc.nick))
 
 
 def _refuse(ctx: IrcContext, text: str) -> None:

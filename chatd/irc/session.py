@@ -34,8 +34,8 @@ from chatd.protocol.session import Session
 if TYPE_CHECKING:
     from chatd.delivery.feed import RoomFeed
     from chatd.delivery.outgoing import Outgoing
-    from chatd.domain.accounts import User
     from chatd.domain.room import Room
+    from chatd.domain.tokens import Grant
     from chatd.irc.render import IrcRenderer
     from chatd.protocol.services import Services
     from chatd.protocol.session import Output
@@ -82,10 +82,10 @@ ECHO = ""
 class IrcState:
     """The IRC side of a session: registration, capabilities, channels."""
 
-    __slots__ = ("account", "account_changes", "bot", "caps", "context", "held", "invisible",
-                 "joined", "key", "last_rename", "listener", "monitoring", "negotiating",
-                 "nick", "oper", "password", "quit_message", "quitted", "realname",
-                 "registered", "sasl", "username", "wallops")
+    __slots__ = ("account_changes", "bot", "caps", "context", "grant", "held", "invisible",
+                 "joined", "key", "last_rename", "listener", "monitoring", "negotiating", "nick",
+                 "oper", "password", "quit_message", "quitted", "realname", "registered", "sasl",
+                 "username", "wallops")
 
     def __init__(self, listener: IrcFront) -> None:
         self.listener = listener
@@ -97,9 +97,11 @@ class IrcState:
         # Between CAP LS/REQ and CAP END, registration waits.
         self.negotiating = False
         self.registered = False
-        # The account SASL authenticated, logged in when registration completes.
-        self.account: User | None = None
-        # Its count of password changes then: a change before registration voids it.
+        # What SASL authenticated (an account, and a token's scopes), logged in
+        # when registration completes.
+        self.grant: Grant | None = None
+        # The account's count of password changes then: a change before
+        # registration voids a password login.
         self.account_changes = 0
         self.sasl: bytearray | None = None
         self.invisible = False

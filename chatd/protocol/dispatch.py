@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING, Any
 
 from chatd.delivery.issuer import issuing
 from chatd.domain.room import Role, Room
-from chatd.domain.scopes import Scope
+from chatd.domain.scopes import Scope, missing_scope
 from chatd.errors import ChatError, Code
 from chatd.protocol.codec import ParsedLine, parse_line
 from chatd.protocol.context import Context
@@ -193,12 +193,6 @@ def _require_role(ctx: Context, room: Room, needed: Role, command: str) -> None:
     if role is None or role.rank < needed.rank:
         who = "the owner" if needed is Role.OWNER else "an admin or the owner"
         raise ChatError(Code.NOT_PERMITTED, f"only {who} of #{room.name} can use /{command}.")
-
-
-def missing_scope(scope: Scope, what: str) -> ChatError:
-    """``scope``: the token this session logged in with does not grant what ``what`` needs."""
-    return ChatError(Code.SCOPE, f"the token you logged in with does not grant the "
-                                 f"{scope.value} scope, which {what} needs.", scope=scope.value)
 
 
 def _login_first() -> ChatError:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import pytest
+
 from chatd.domain.clock import ManualClock, iso_ts
 from chatd.irc.codec import IrcMessage
 from tests.helpers import ChatServer, Clients
@@ -81,3 +83,73 @@ async def test_chathistory_refusals(irc: IrcFactory, clients: Clients) -> None:
         bob.send(f"CHATHISTORY {query}")
         fail = await bob.expect("FAIL")
         assert fail.params[:2] == ("CHATHISTORY", code), query
+
+
+async def test_chathistory_of_a_nick_is_the_conversation_with_them(
+        server: ChatServer, irc: IrcFactory, clients: Clients, clock: ManualClock) -> None:
+    alice = await clients.user("alice")
+    await alice.command("/create den")
+    bob = await irc("bob", caps=CAPS)
+    carol = await clients.user("carol")
+    sent = []
+    for number in range(1, 7):
+        clock.advance(1.0)
+        if number % 2:
+            sent.append((await alice.command(f"/msg bob d{number}"))["id"])
+        else:
+            bob.send(f"PRIVMSG alice :d{number}")
+            sent.append((await alice.next_event(lambda e: e.get("type") == "message"))["id"])
+    clock.advance(1.0)
+    await carol.command("/msg bob not with alice")
+    await bob.expect("PRIVMSG")
+
+    latest = await _history(bob, "LATEST alice * 4")
+    assert _texts(latest) == ["d3", "d4", "d5", "d6"]
+    assert [(m.source, m.params[0]) for m in latest[:2]] == [
+        ("alice!alice@chatd.local", "bob"), ("bob!bob@chatd.local", "alice")]
+    assert latest[0].tags["msgid"] == str(sent[2])
+    assert _texts(await _history(bob, f"BEFORE alice msgid={sent[2]} 5")) == ["d1", "d2"]
+    assert _texts(await _history(bob, f"AFTER ALICE msgid={sent[3]} 5")) == ["d5", "d6"]
+    assert _texts(await _history(bob, "LATEST carol * 5")) == ["not with alice"]
+    start = await _history_start(bob, "LATEST Alice * 1")
+    assert start.params[1:] == ("chathistory", "alice")
+    # The other end reads the same conversation.
+    client = await irc("alice", caps=CAPS)
+    assert _texts(await _history(client, "LATEST bob * 10")) == [
+        "d1", "d2", "d3", "d4", "d5", "d6"]
+
+    bob.send("CHATHISTORY TARGETS timestamp=2000-01-01T00:00:00.000Z "
+             f"timestamp={iso_ts(clock.time() + 60)} 10")
+    await bob.expect("BATCH")
+    targets = [m.params[1] for m in await bob.until("BATCH") if m.command == "CHATHISTORY"]
+    assert targets == ["alice", "carol"]
+
+
+async def _history_start(client: IrcClient, query: str) -> IrcMessage:
+    client.send(f"CHATHISTORY {query}")
+    start = await client.expect("BATCH")
+    await client.until("BATCH")
+    return start
+
+
+@pytest.mark.server(accounts__guests=True)
+async def test_chathistory_with_a_guest_is_empty_and_of_nobody_refused(
+        irc: IrcFactory, server: ChatServer) -> None:
+    assert server.irc is not None
+    guest = await IrcClient.connect(server.irc.port)
+    try:
+        await guest.register("visitor", caps=CAPS)
+        bob = await irc("bob", caps=CAPS)
+        guest.send("PRIVMSG bob :hello from a guest")
+        await bob.expect("PRIVMSG")
+        assert await _history(bob, "LATEST visitor * 5") == []
+        assert await _history(guest, "LATEST bob * 5") == []
+        guest.send("CHATHISTORY TARGETS timestamp=2000-01-01T00:00:00.000Z "
+                   "timestamp=2100-01-01T00:00:00.000Z 10")
+        assert (await guest.expect("BATCH")).params[1] == "draft/chathistory-targets"
+        assert [m.command for m in await guest.until("BATCH")] == ["BATCH"]
+        bob.send("CHATHISTORY LATEST nobody * 5")
+        fail = await bob.expect("FAIL")
+        assert fail.params[:3] == ("CHATHISTORY", "INVALID_TARGET", "LATEST")
+    finally:
+        await guest.close()

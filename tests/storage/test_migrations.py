@@ -123,9 +123,14 @@ async def seed_v11(conn: aiosqlite.Connection) -> None:
                        "expires_at, scopes) VALUES (2, 'r1', ?, ?, 'read')", (T0, T0 + 60))
 
 
+async def seed_v12(conn: aiosqlite.Connection) -> None:
+    await conn.execute("INSERT INTO messages (id, recipient_id, sender_id, sender_name, text, "
+                       "ts) VALUES (12, 1, 2, 'bob', 'answer', ?)", (T0 + 12,))
+
+
 SEEDS: dict[int, Seed] = {1: seed_v1, 2: seed_v2, 3: seed_v3, 4: seed_v4, 5: seed_v5,
                           6: seed_v6, 7: seed_v7, 8: seed_v8, 9: seed_v9, 10: seed_v10,
-                          11: seed_v11}
+                          11: seed_v11, 12: seed_v12}
 
 
 async def build_database(path: Path, version: int) -> None:
@@ -196,6 +201,8 @@ async def check_v1_rows(storage: SqliteStorage) -> None:
     assert [a.room_name for a in await storage.list_associations(1)] == ["lobby"]
     assert (await storage.room_history(1, 10))[0].text == "hello"
     assert [m.text for m in await storage.undelivered_direct_messages(2)] == ["psst"]
+    # Older direct messages are found by the conversation indexes of version 12.
+    assert [m.text for m in await storage.direct_history(2, 1, 1, before_id=12)] == ["psst"]
     [note] = await storage.list_notifications(2)
     assert note.payload == {"from": "Alice"}
 
@@ -231,6 +238,7 @@ async def test_latest_database_opens_unchanged(tmp_path: Path) -> None:
         assert [(m.id, m.sender_id, m.text) for m in await storage.room_history(1, 10)] == [
             (10, 1, "hello"), (20, 2, "block 0"), (21, 2, "block 1"), (22, 2, "block 2")]
         assert await storage.max_message_id() == 22
+        assert [m.text for m in await storage.direct_history(1, 2, 10)] == ["psst", "answer"]
     finally:
         await storage.close()
 

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import secrets
 from types import SimpleNamespace
 from typing import Any
+from unittest.mock import patch
 
 import pytest
 from hypothesis import given
@@ -19,7 +21,10 @@ from chatd.domain.scopes import (
     shown,
     stored,
 )
+from chatd.domain.tokens import PREFIX, looks_like_token
 from chatd.errors import ChatError, Code
+from chatd.irc.channels import topic_scope
+from chatd.irc.modes import mode_scope
 from chatd.protocol.params import Flag, Scopes, Secret, Word, parse
 
 CTX: Any = SimpleNamespace(services=None, session=None)
@@ -78,3 +83,28 @@ def test_descriptions() -> None:
     assert Flag("resume").usage == "[--resume]"
     assert Secret("token").describe()["type"] == "secret"
     assert Scopes("scopes").describe()["choices"] == ["read", "post", "moderate", "admin"]
+
+
+@given(st.binary(min_size=32, max_size=32))
+def test_every_token_the_server_makes_has_the_token_form(random: bytes) -> None:
+    """A login that takes a password or a token (IRC's PASS and SASL) tells them
+    apart by this form alone: each token made has it, and passwords rarely would."""
+    with patch("chatd.domain.tokens.secrets.token_bytes", return_value=random):
+        made = PREFIX + secrets.token_urlsafe(32)
+    assert looks_like_token(made)
+    assert not looks_like_token(made[:-1]) and not looks_like_token(made + "x")
+    assert not looks_like_token("chatd_" + "!" * 43)
+    assert not looks_like_token("correct-horse") and not looks_like_token("chatdr_" + "a" * 43)
+
+
+@pytest.mark.parametrize(("params", "scope"), [
+    (("#room",), Scope.READ), (("#room", "b"), Scope.READ), (("#room", "+b"), Scope.READ),
+    (("nick", "+B"), Scope.READ), (("#room", "+b", "bob"), Scope.MODERATE),
+    (("#room", "-k"), Scope.MODERATE), (("#room", "+o", "bob"), Scope.MODERATE)])
+def test_what_mode_needs_of_a_token(params: tuple[str, ...], scope: Scope) -> None:
+    assert mode_scope(params) is scope
+
+
+def test_what_topic_needs_of_a_token() -> None:
+    assert topic_scope(("#room",)) is Scope.READ
+    assert topic_scope(("#room", "new topic")) is Scope.MODERATE
