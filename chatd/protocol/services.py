@@ -34,6 +34,7 @@ if TYPE_CHECKING:
     from chatd.domain.stats import Stats
     from chatd.domain.tokens import Tokens
     from chatd.domain.webhooks import Webhooks
+    from chatd.protocol.adminfeed import AdminFeed
     from chatd.protocol.registry import CommandTable
     from storage.api import Storage
     from storage.writer import MessageWriter
@@ -72,6 +73,8 @@ class Services:
     sequencer: Sequencer
     transactions: RoomTransactions
     webhooks: Webhooks
+    # Server admins following the audit log live (/adminfeed, the web's admin page).
+    admin_feed: AdminFeed
 
 
 class HandlerServices(Protocol):
@@ -119,3 +122,5 @@ class HandlerServices(Protocol):
     def e2e(self) -> E2E: ...
     @property
     def webhooks(self) -> Webhooks: ...
+    @property
+    def admin_feed(self) -> AdminFeed: ...
