@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from chatd.protocol.adminfeed import audit_sentence
 from tests.commands.conftest import Chat, Peer
 
 
@@ -109,3 +110,9 @@ async def test_broadcast_reaches_every_connection_and_is_audited(chat: Chat) -> 
     entries = await chat.server.services.audit.entries(5)
     assert (entries[-1].action, entries[-1].actor, entries[-1].reason) == \
         ("broadcast", "root", "maintenance at noon")
+
+
+def test_an_entry_without_actor_or_room_reads_as_the_servers() -> None:
+    assert audit_sentence({"action": "terminate", "room": "den"}) == \
+        "[audit] the server: terminate in #den"
+    assert audit_sentence({"action": "login", "actor": "bob"}) == "[audit] bob: login"

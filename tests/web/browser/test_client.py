@@ -160,3 +160,39 @@ async def test_reconnecting_after_a_restart_misses_nothing(
     await see(bob, "a direct one meanwhile")
     await screenshot(alice, "client-reconnected")
     assert alice.script_errors == [] and bob.script_errors == []
+
+
+async def test_keyboard_only_use_and_the_dark_theme(daemon: Daemon, browser: Any) -> None:
+    page = await browser("dana")
+    await page.goto(daemon.url + "/")
+    # Name, password, then Register: by keyboard alone.
+    await page.keyboard.type("dana")
+    await page.keyboard.press("Tab")
+    await page.keyboard.type("secret-pw")
+    await page.keyboard.press("Tab")
+    await page.keyboard.press("Tab")
+    assert await page.evaluate("document.activeElement.id") == "register-button"
+    await page.keyboard.press("Enter")
+    await page.locator("#app").wait_for(state="visible")
+    for room in ("alpha", "beta"):
+        await enter_room(page, f"/create {room}", room)
+    # Alt+Up and Alt+Down move between conversations; Escape goes back to the composer.
+    await page.keyboard.press("Alt+ArrowUp")
+    await page.locator("#view-title").filter(has_text="#alpha").wait_for()
+    assert await page.evaluate("document.activeElement.dataset.key") == "#alpha"
+    await page.keyboard.press("Escape")
+    assert await page.evaluate("document.activeElement.id") == "composer-input"
+    await page.keyboard.type("typed without a mouse")
+    await page.keyboard.press("Enter")
+    await see(page, "typed without a mouse")
+    assert await page.get_by_role("log", name="Messages in #alpha").count() == 1
+
+    await page.get_by_role("button", name="Dark theme").press("Enter")
+    assert await page.evaluate("document.documentElement.dataset.theme") == "dark"
+    await page.get_by_role("button", name="Light theme").wait_for()
+    assert daemon.server is not None
+    user = daemon.server.services.accounts.require("dana")
+    await see(page, "typed without a mouse")
+    await screenshot(page, "client-dark-theme")
+    assert user.settings.get("theme") == "dark"
+    assert page.script_errors == []
