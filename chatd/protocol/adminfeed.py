@@ -30,7 +30,8 @@ class AdminFeed:
 
     def __init__(self, audit: AuditLog, presence: Presence) -> None:
         self._followers: set[Endpoint] = set()
-        audit.listeners.add(self._audited)
+        # The feed listens to the audit log only while someone follows it.
+        self._audit = audit
         presence.watchers.append(self)
 
     @property
@@ -42,14 +43,20 @@ class AdminFeed:
         if session in self._followers:
             return False
         self._followers.add(session)
+        self._audit.listeners.add(self._audited)
         return True
 
     def unfollow(self, session: Endpoint) -> bool:
         """Stop sending to ``session``; False when it did not follow."""
         if session not in self._followers:
             return False
-        self._followers.discard(session)
+        self._drop(session)
         return True
+
+    def _drop(self, session: Endpoint) -> None:
+        self._followers.discard(session)
+        if not self._followers:
+            self._audit.listeners.discard(self._audited)
 
     # -- what is sent ------------------------------------------------------------
 
@@ -74,7 +81,7 @@ class AdminFeed:
         for session in list(self._followers):
             user = session.user
             if session.closing or user is None or not user.is_admin:
-                self._followers.discard(session)
+                self._drop(session)
                 continue
             session.send(record)
 

@@ -51,6 +51,7 @@ async def test_off_and_logout_stop_the_feed(chat: Chat) -> None:
     await root.final("/adminfeed on")
     off = await root.final("/adminfeed off")
     assert off["following"] is False and off["changed"] is True
+    assert not chat.server.services.audit.listeners
     assert (await root.final("/adminfeed off"))["changed"] is False
     await chat.user("carol")
     assert feed(root.records(), "audit") == []
@@ -58,6 +59,7 @@ async def test_off_and_logout_stop_the_feed(chat: Chat) -> None:
     await root.final("/logout")
     await chat.user("dave")
     assert chat.server.services.admin_feed.followers == 0
+    assert not chat.server.services.audit.listeners  # nobody follows: nothing listens
     assert feed(root.records(), "audit") == []
 
 
