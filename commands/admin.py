@@ -1,12 +1,14 @@
-"""Server administration: useradd, userdel."""
+"""Server administration: useradd, userdel, the live feed, figures, broadcasts."""
 
 from __future__ import annotations
+
+from typing import Any
 
 from chatd.domain.accounts import User
 from chatd.domain.scopes import Scope
 from chatd.errors import Code
 from chatd.protocol.context import Context
-from chatd.protocol.params import Choice, UserRef, Word
+from chatd.protocol.params import Choice, Text, UserRef, Word
 from chatd.protocol.registry import command
 from chatd.protocol.results import Ok, ok
 
@@ -29,3 +31,57 @@ async def userdel(ctx: Context, name: User) -> Ok:
     """Delete an account: it leaves its rooms and its connections are closed."""
     await ctx.services.presence.delete_account(name, actor=ctx.user.name, keep=ctx.session)
     return ok(f"Account {name.name} deleted.", user=name.name)
+
+
+@command("adminfeed", Choice("state", choices=("on", "off")), server_admin=True, group=GROUP)
+def adminfeed(ctx: Context, state: str) -> Ok:
+    """Follow the audit log and who comes online, live (notices with audit or presence)."""
+    feed = ctx.services.admin_feed
+    if state == "on":
+        changed = feed.follow(ctx.session)
+        sentence = "You follow the audit log and presence live; /adminfeed off stops it."
+    else:
+        changed = feed.unfollow(ctx.session)
+        sentence = "You no longer follow the audit log."
+    return ok(sentence, following=state == "on", changed=changed)
+
+
+# At most this many names in /stats's list of who is online (the count is exact).
+ONLINE_SHOWN = 500
+
+
+@command("stats", server_admin=True, group=GROUP)
+def stats(ctx: Context) -> Ok:
+    """The server's key figures: connections, users online, message rate, storage lag."""
+    services = ctx.services
+    figures = services.stats
+    online = sorted((u for u in services.accounts.all() if u.online),
+                    key=lambda u: u.name.casefold())
+    result: dict[str, Any] = {
+        "uptime": round(services.clock.time() - services.started_at, 3),
+        "connections": len(services.presence.sessions),
+        "users_online": services.presence.users_online,
+        "users": services.accounts.count, "rooms": services.rooms.count,
+        "messages": figures.messages,
+        "messages_per_second": round(figures.messages_per_second, 3),
+        "deliveries": figures.deliveries, "loop_lag": figures.loop_lag,
+        "storage_pending": figures.storage_pending,
+        "storage_flush_seconds": figures.flush_seconds,
+        "online": [{"user": u.name, "connections": u.connections, "admin": u.is_admin}
+                   for u in online[:ONLINE_SHOWN]],
+        "followers": services.admin_feed.followers}
+    ctx.table(("figure", "value"), [(k, v) for k, v in result.items() if k != "online"])
+    names = ", ".join(u.name for u in online[:ONLINE_SHOWN])
+    return ok(f"{len(online)} online: {names}." if online else "Nobody is online.", **result)
+
+
+@command("broadcast", Text("text"), server_admin=True, group=GROUP)
+async def broadcast(ctx: Context, text: str) -> Ok:
+    """Send a notice to every connection, logged in or not (as chatctl broadcast)."""
+    sessions = list(ctx.services.presence.sessions)
+    record = {"type": "notice", "text": f"[server] {text}", "broadcast": True}
+    for session in sessions:
+        session.send(record)
+    await ctx.services.audit.record("broadcast", ctx.user.name, reason=text)
+    return ok(f"Sent to {len(sessions)} connection{'s' * (len(sessions) != 1)}.",
+              sessions=len(sessions))

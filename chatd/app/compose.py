@@ -48,6 +48,7 @@ from chatd.ops.control import ControlServer
 from chatd.ops.housekeeping import Housekeeping
 from chatd.ops.leader import SoleLeader
 from chatd.ops.logfmt import configure_logging
+from chatd.protocol.adminfeed import AdminFeed
 from chatd.protocol.dispatch import Dispatcher
 from chatd.protocol.services import Services
 from storage.sqlite import SqliteStorage
@@ -167,7 +168,8 @@ def wire_services(config: Config, clock: Clock, storage: Storage, table: Command
                         started_at=clock.time(), version=__version__, files=files,
                         stickers=stickers, crypto=crypto, e2e=e2e, sequencer=sequencer,
                         transactions=transactions,
-                        webhooks=Webhooks(storage, rooms, messaging, protection, audit, clock))
+                        webhooks=Webhooks(storage, rooms, messaging, protection, audit, clock),
+                        admin_feed=AdminFeed(audit, presence))
 
     def per_use(c: Config) -> None:
         services.config = c

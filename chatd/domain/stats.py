@@ -14,7 +14,7 @@ class Stats:
 
     __slots__ = ("_sampled", "connections_total", "deliveries", "errors", "flush_seconds",
                  "login_failures", "logins", "loop_lag", "messages", "messages_per_second",
-                 "rate_limited")
+                 "rate_limited", "storage_pending")
 
     def __init__(self) -> None:
         self.connections_total = 0
@@ -25,6 +25,8 @@ class Stats:
         self.rate_limited = 0
         self.errors: Counter[str] = Counter()
         self.flush_seconds = 0.0
+        # Messages acknowledged and not yet written (sampled with the loop lag).
+        self.storage_pending = 0
         self.loop_lag = 0.0
         self.messages_per_second = 0.0
         self._sampled = (0.0, 0)

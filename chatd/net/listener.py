@@ -192,6 +192,7 @@ class Listeners:
             await asyncio.sleep(SWEEP_INTERVAL)
             self.services.stats.loop_lag = max(0.0, loop.time() - due)
             self.services.stats.flush_seconds = self.services.writer.last_flush_seconds
+            self.services.stats.storage_pending = self.services.writer.pending
             self.services.stats.sample(loop.time())
             self.sweep_once()
 

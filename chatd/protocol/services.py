@@ -35,6 +35,7 @@ if TYPE_CHECKING:
     from chatd.domain.stats import Stats
     from chatd.domain.tokens import Tokens
     from chatd.domain.webhooks import Webhooks
+    from chatd.protocol.adminfeed import AdminFeed
     from chatd.protocol.registry import CommandTable
     from storage.api import Storage
     from storage.writer import MessageWriter
@@ -74,6 +75,8 @@ class Services:
     sequencer: Sequencer
     transactions: RoomTransactions
     webhooks: Webhooks
+    # Server admins following the audit log live (/adminfeed, the web's admin page).
+    admin_feed: AdminFeed
 
 
 class HandlerServices(Protocol):
@@ -123,3 +126,5 @@ class HandlerServices(Protocol):
     def e2e(self) -> E2E: ...
     @property
     def webhooks(self) -> Webhooks: ...
+    @property
+    def admin_feed(self) -> AdminFeed: ...

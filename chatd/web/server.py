@@ -4,7 +4,8 @@
 an :class:`HttpConnection`, which reads requests (:mod:`chatd.web.http`) and
 answers them one at a time:
 
-- ``GET /`` and ``/static/...``: the browser client's files; ``GET /health``;
+- ``GET /`` and ``/static/...``: the browser client's files, ``GET /admin`` the
+  live admin page; ``GET /health``;
 - ``/ws`` (``text.chatd``) and ``/irc`` (``binary.ircv3.net``,
   ``text.ircv3.net``): the socket becomes a WebSocket, and from then on a
   chatd :class:`~chatd.net.connection.Connection` (or IRC's) of the same
@@ -46,7 +47,7 @@ from chatd.web.http import (
 )
 from chatd.web.links import LinkSigner
 from chatd.web.routes import Call, RouteTable
-from chatd.web.static import INDEX, static_file
+from chatd.web.static import ADMIN, INDEX, static_file
 from chatd.web.websocket import (
     CHATD_PROTOCOLS,
     IRC_BINARY,
@@ -237,6 +238,8 @@ class WebServer:
                                   "connections": self.services.stats.connections_total})
         if path == "/":
             return await static_file(INDEX)
+        if path == "/admin":
+            return await static_file(ADMIN)
         if path.startswith("/static/"):
             return await static_file(path.removeprefix("/static/"))
         if path == API + "/openapi.json":

@@ -17,6 +17,7 @@ from chatd.web.http import HttpError, Response
 
 ROOT = Path(__file__).resolve().parent / "static"
 INDEX = "index.html"
+ADMIN = "admin.html"
 TYPES = {".html": "text/html; charset=utf-8", ".js": "text/javascript; charset=utf-8",
          ".css": "text/css; charset=utf-8", ".svg": "image/svg+xml", ".png": "image/png",
          ".ico": "image/x-icon", ".json": "application/json", ".txt": "text/plain; charset=utf-8",

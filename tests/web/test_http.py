@@ -27,6 +27,12 @@ async def raw_request(server: ChatServer, data: bytes, read_all: bool = True) ->
         writer.close()
 
 
+def inline_scripts(html: str) -> list[str]:
+    """The scripts of a page that are not files of their own (the CSP forbids them)."""
+    return [tag for tag, body in re.findall(r"(<script\b[^>]*>)(.*?)</script>", html, re.S)
+            if body.strip() or " src=" not in tag]
+
+
 def status_and_error(answer: bytes) -> tuple[int, str]:
     head, _, body = answer.partition(b"\r\n\r\n")
     return int(head.split(b" ")[1]), json.loads(body)["error"]["code"]
@@ -40,7 +46,7 @@ async def test_health_front_page_and_static_files(server: ChatServer) -> None:
         assert page.status_code == 200 and page.headers["content-type"].startswith("text/html")
         policy = page.headers["content-security-policy"]
         assert "default-src 'self'" in policy and "unsafe-inline" not in policy
-        assert "<script" not in page.text and not re.search(r"\son\w+=", page.text)
+        assert inline_scripts(page.text) == [] and not re.search(r"\son\w+=", page.text)
         assert page.headers["x-content-type-options"] == "nosniff"
         css = await client.get("/static/docs.css")
         assert css.status_code == 200 and css.headers["content-type"].startswith("text/css")

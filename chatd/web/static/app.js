@@ -1,0 +1,812 @@
+// chatd's browser client: rooms, direct messages, history, files, stickers,
+// notifications, typing and presence over one /ws connection, and the HTTP API
+// (with the tab's token) for history pages and uploads.
+//
+// Everything the server sends is shown with textContent: never parsed as HTML.
+// A line typed in the composer is sent as typed, so every command of the line
+// protocol works here; plain lines go to the room on screen, which the client
+// keeps as the connection's current room (/switch).
+
+import {Api, Connection, applyTheme, clockTime, currentTheme, el} from "./connection.js";
+
+const conn = new Connection("chatd.session");
+const api = new Api(conn);
+
+const TYPING_EVERY_MS = 3000;
+const TYPING_SHOWN_MS = 6000;
+const MEMBER_REFRESH_MS = 30000;
+const RECOVER_PAGES = 10;
+const MEMBER_EVENTS = new Set(["join", "leave", "kick", "ban", "unban", "promote", "demote",
+                               "owner", "voice", "devoice", "rename", "terminated"]);
+const LIST_FIELDS = ["rooms", "members", "entries", "files", "tokens", "blocks", "requests",
+                     "webhooks", "keys", "past", "notifications"];
+
+const state = {
+  me: null,
+  convs: new Map(),
+  active: null,
+  typing: new Map(),
+  lastTyping: 0,
+  notifications: [],
+  stickers: null,
+  resumeFrom: null,
+  olderLoading: false,
+};
+
+const $ = (id) => document.getElementById(id);
+
+// -- conversations -----------------------------------------------------------------
+
+function conversation(kind, name) {
+  const key = (kind === "room" ? "#" : "@") + name.toLowerCase();
+  let conv = state.convs.get(key);
+  if (!conv) {
+    conv = {key, kind, name, items: [], ids: new Set(), maxOrder: 0, events: 0, unread: 0,
+            before: undefined, loaded: false, topic: "", member: true};
+    state.convs.set(key, conv);
+    renderNav();
+  }
+  return conv;
+}
+
+function conversationOf(record) {
+  if (record.room) return conversation("room", record.room);
+  const other = record.from === state.me ? record.to : record.from;
+  return conversation("direct", other || record.from);
+}
+
+// Add a message (once: ids are unique); returns whether it was new.
+function addMessage(conv, record, {history = false} = {}) {
+  if (typeof record.id === "number") {
+    if (conv.ids.has(record.id)) return false;
+    conv.ids.add(record.id);
+    conn.noteId(record.id);
+  }
+  const order = typeof record.id === "number" ? record.id : conv.maxOrder + 0.5;
+  insertItem(conv, {order, record, kind: "message"});
+  if (!history && conv.key !== state.active && record.from !== state.me) {
+    conv.unread += 1;
+    renderNav();
+  }
+  return true;
+}
+
+// An event or a note, shown after the newest message the conversation has.
+function addNote(conv, text, kind = "note") {
+  conv.events += 1;
+  insertItem(conv, {order: conv.maxOrder + conv.events / 1e6, text, kind});
+}
+
+function insertItem(conv, item) {
+  let index = conv.items.length;
+  while (index > 0 && conv.items[index - 1].order > item.order) index -= 1;
+  conv.items.splice(index, 0, item);
+  if (item.kind === "message") conv.maxOrder = Math.max(conv.maxOrder, item.order);
+  if (conv.key === state.active) placeInLog(item, index === conv.items.length - 1);
+}
+
+function noteHere(text, kind = "note") {
+  const conv = state.convs.get(state.active);
+  if (conv) {
+    addNote(conv, text, kind);
+    return;
+  }
+  const log = $("log");
+  log.append(el("li", {class: kind, text}));
+  log.scrollTop = log.scrollHeight;
+}
+
+// -- the log ---------------------------------------------------------------------------
+
+function placeInLog(item, last) {
+  const log = $("log");
+  const atBottom = log.scrollHeight - log.scrollTop - log.clientHeight < 40;
+  const node = renderItem(item);
+  if (last) {
+    log.append(node);
+  } else {
+    const after = Array.from(log.children).find((child) => Number(child.dataset.order) > item.order);
+    log.insertBefore(node, after || null);
+  }
+  if (last && atBottom) log.scrollTop = log.scrollHeight;
+}
+
+function renderItem(item) {
+  if (item.kind !== "message") {
+    return el("li", {class: item.kind, "data-order": item.order, text: item.text});
+  }
+  const record = item.record;
+  const node = el("li", {class: "message", "data-order": item.order, "data-id": record.id});
+  node.append(el("time", {class: "time", datetime: record.ts, text: clockTime(record.ts)}), " ");
+  const nick = el("span", {class: `from ${nickColour(record.from)}`, text: record.from});
+  if (record.action) {
+    node.classList.add("action");
+    node.append("* ", nick, " ", el("span", {class: "text", text: record.text || ""}));
+  } else if (record.notice) {
+    node.append("-", nick, "- ", el("span", {class: "text", text: record.text || ""}));
+  } else {
+    node.append(nick, el("span", {class: "said", text: ": "}));
+    node.append(messageBody(record));
+  }
+  return node;
+}
+
+function messageBody(record) {
+  if (record.file) return fileBody(record.file);
+  if (record.sticker_art) {
+    return el("figure", {class: "sticker"},
+              el("pre", {"aria-label": `sticker ${record.sticker || ""}`, text: record.sticker_art}),
+              el("figcaption", {text: record.text || ""}));
+  }
+  if (record.e2e) return el("span", {class: "text muted", text: "[an end-to-end encrypted message]"});
+  return el("span", {class: "text", text: record.text || ""});
+}
+
+function fileBody(file) {
+  const box = el("div", {class: "file"});
+  const size = file.size >= 1024 ? `${(file.size / 1024).toFixed(1)} KiB` : `${file.size} B`;
+  box.append(el("span", {class: "file-name", text: `${file.name} (${size}, ${file.mime})`}));
+  const download = el("button", {type: "button", class: "link", text: "Download"});
+  download.addEventListener("click", () => downloadFile(file));
+  box.append(" ", download);
+  if (file.mime && file.mime.startsWith("image/") && !file.mime.includes("svg")) {
+    const image = el("img", {class: "preview-image", alt: `${file.name}, shared by ${file.uploader}`});
+    box.append(image);
+    api.file(file.id).then((info) => { image.src = info.download; })
+      .catch(() => image.replaceWith(previewText(file)));
+  } else if (file.preview) {
+    box.append(previewText(file));
+  }
+  return box;
+}
+
+function previewText(file) {
+  return el("pre", {class: "preview", "aria-label": `preview of ${file.name}`, text: file.preview || ""});
+}
+
+async function downloadFile(file) {
+  try {
+    const info = await api.file(file.id);
+    const link = el("a", {href: info.download, download: file.name});
+    document.body.append(link);
+    link.click();
+    link.remove();
+  } catch (err) {
+    noteHere(`download failed: ${err.message}`, "error");
+  }
+}
+
+function nickColour(name) {
+  let hash = 0;
+  for (const ch of name || "") hash = (hash * 31 + ch.codePointAt(0)) >>> 0;
+  return `nick-c${hash % 8}`;
+}
+
+function renderLog() {
+  const log = $("log");
+  log.replaceChildren();
+  const conv = state.convs.get(state.active);
+  if (!conv) return;
+  for (const item of conv.items) log.append(renderItem(item));
+  log.scrollTop = log.scrollHeight;
+}
+
+// -- the navigation ------------------------------------------------------------------
+
+function renderNav() {
+  const rooms = $("room-list");
+  const direct = $("direct-list");
+  rooms.replaceChildren();
+  direct.replaceChildren();
+  const sorted = Array.from(state.convs.values()).sort((a, b) => a.name.localeCompare(b.name));
+  for (const conv of sorted) {
+    const label = (conv.kind === "room" ? "#" : "") + conv.name;
+    const unread = conv.unread ? `, ${conv.unread} unread` : "";
+    const gone = conv.member ? "" : ", not a member";
+    const button = el("button", {type: "button", class: "conv", "data-key": conv.key,
+                                 "aria-current": conv.key === state.active ? "page" : null,
+                                 "aria-label": `${label}${unread}${gone}`},
+                      el("span", {class: "conv-name", text: label}));
+    if (conv.unread) button.append(el("span", {class: "badge", "aria-hidden": "true", text: String(conv.unread)}));
+    if (!conv.member) button.classList.add("gone");
+    button.addEventListener("click", () => activate(conv.key));
+    (conv.kind === "room" ? rooms : direct).append(el("li", {}, button));
+  }
+}
+
+async function activate(key, {focus = true} = {}) {
+  const conv = state.convs.get(key);
+  if (!conv) return;
+  state.active = key;
+  conv.unread = 0;
+  state.typing.clear();
+  renderTyping();
+  const saved = conn.saved;
+  if (saved) {
+    saved.active = key;
+    conn.save(saved);
+  }
+  const label = conv.kind === "room" ? `#${conv.name}` : conv.name;
+  $("view-title").textContent = label;
+  $("view-topic").textContent = conv.topic || "";
+  $("composer-label").textContent = `Message ${label}`;
+  $("log").setAttribute("aria-label", `Messages in ${label}`);
+  renderNav();
+  renderLog();
+  if (focus) $("composer-input").focus();
+  if (conv.kind === "room" && conv.member) {
+    conn.command(`/switch ${conv.name}`);
+    if (!conv.loaded) await loadHistory(conv);
+  }
+  refreshMembers();
+}
+
+// -- history ----------------------------------------------------------------------------
+
+async function loadHistory(conv) {
+  try {
+    const page = await api.history(conv.name, null);
+    for (const record of page.messages) addMessage(conv, record, {history: true});
+    conv.before = page.before;
+    conv.loaded = true;
+  } catch (err) {
+    addNote(conv, `history unavailable: ${err.message}`, "error");
+  }
+  historyStatus(conv);
+  if (conv.key === state.active) $("log").scrollTop = $("log").scrollHeight;
+}
+
+async function loadOlder() {
+  const conv = state.convs.get(state.active);
+  if (!conv || conv.kind !== "room" || !conv.before || state.olderLoading) return;
+  state.olderLoading = true;
+  $("history-status").textContent = "Loading older messages…";
+  const log = $("log");
+  const height = log.scrollHeight;
+  try {
+    const page = await api.history(conv.name, conv.before);
+    for (const record of page.messages) addMessage(conv, record, {history: true});
+    conv.before = page.before;
+    log.scrollTop += log.scrollHeight - height;
+  } catch (err) {
+    addNote(conv, `history unavailable: ${err.message}`, "error");
+  } finally {
+    state.olderLoading = false;
+    historyStatus(conv);
+  }
+}
+
+function historyStatus(conv) {
+  if (conv.key !== state.active) return;
+  const more = conv.kind === "room" && conv.before;
+  $("older-button").hidden = !more;
+  $("history-status").textContent = conv.kind === "room" && conv.loaded && !conv.before
+    ? "This is the start of the room's history." : "";
+}
+
+// After a reconnection: what was posted while the connection was away.
+async function recover(lastId) {
+  const resumed = await conn.command(`/resume ${lastId}`);
+  if (resumed.type === "ok") return;
+  for (const conv of state.convs.values()) {
+    if (conv.kind !== "room" || !conv.member) continue;
+    let before = null;
+    for (let page = 0; page < RECOVER_PAGES; page += 1) {
+      let found;
+      try {
+        found = await api.history(conv.name, before, 200);
+      } catch (err) {
+        break;
+      }
+      for (const record of found.messages) {
+        if (record.id > lastId) addMessage(conv, record, {history: conv.key === state.active});
+      }
+      if (!conv.loaded) conv.before = found.before;
+      before = found.before;
+      if (!before || before <= lastId) break;
+    }
+  }
+}
+
+// -- members and presence ------------------------------------------------------------
+
+let memberTimer = null;
+
+async function refreshMembers() {
+  clearTimeout(memberTimer);
+  memberTimer = setTimeout(refreshMembers, MEMBER_REFRESH_MS);
+  const conv = state.convs.get(state.active);
+  const list = $("member-list");
+  if (!conv) {
+    list.replaceChildren();
+    return;
+  }
+  if (conv.kind === "direct") {
+    const who = await conn.command(`/whois ${conv.name}`);
+    if (who.type !== "ok") return;
+    const status = who.away ? `away: ${who.away}` : (who.online ? "online" : "offline");
+    list.replaceChildren(memberItem(who.user, status, who.online && !who.away));
+    return;
+  }
+  if (!conv.member) return;
+  const who = await conn.command(`/who ${conv.name}`);
+  if (who.type !== "ok" || conv.key !== state.active) return;
+  list.replaceChildren(...who.members.map((m) =>
+    memberItem(m.user, `${m.role}, ${m.online ? "online" : "offline"}`, m.online)));
+}
+
+function memberItem(name, status, online) {
+  const button = el("button", {type: "button", class: "member",
+                               "aria-label": `${name}, ${status}. Send a direct message`},
+                    el("span", {class: online ? "dot online" : "dot", "aria-hidden": "true"}),
+                    el("span", {class: nickColour(name), text: name}),
+                    el("span", {class: "role", text: status}));
+  button.addEventListener("click", () => {
+    if (name !== state.me) activate(conversation("direct", name).key);
+  });
+  return el("li", {}, button);
+}
+
+// -- typing ------------------------------------------------------------------------------
+
+function typed() {
+  const conv = state.convs.get(state.active);
+  const text = $("composer-input").value;
+  if (!conv || conv.kind !== "room" || !conv.member || !text || text.startsWith("/")) return;
+  const now = Date.now();
+  if (now - state.lastTyping < TYPING_EVERY_MS) return;
+  state.lastTyping = now;
+  conn.command(`/typing ${conv.name}`);
+}
+
+function someoneTypes(user) {
+  clearTimeout(state.typing.get(user));
+  state.typing.set(user, setTimeout(() => {
+    state.typing.delete(user);
+    renderTyping();
+  }, TYPING_SHOWN_MS));
+  renderTyping();
+}
+
+function renderTyping() {
+  const names = Array.from(state.typing.keys());
+  $("typing").textContent = names.length === 0 ? ""
+    : `${names.join(", ")} ${names.length === 1 ? "is" : "are"} typing…`;
+}
+
+// -- notifications ---------------------------------------------------------------------------
+
+function renderNotifications() {
+  $("notification-count").textContent = String(state.notifications.length);
+  $("notifications-button").setAttribute("aria-label",
+    `Notifications, ${state.notifications.length} unread`);
+  $("notification-list").replaceChildren(...state.notifications.map((n) =>
+    el("li", {}, el("time", {text: clockTime(n.ts_epoch)}), " ", n.text || n.kind)));
+}
+
+async function loadNotifications() {
+  const reply = await conn.command("/notifications");
+  if (reply.type === "ok") {
+    state.notifications = reply.notifications || [];
+    renderNotifications();
+  }
+}
+
+function openNotifications(open) {
+  const panel = $("notifications");
+  panel.hidden = !open;
+  $("notifications-button").setAttribute("aria-expanded", String(open));
+  if (open) $("notifications-clear").focus();
+  else $("notifications-button").focus();
+}
+
+// -- what the server sends ---------------------------------------------------------------------
+
+function onRecord(record) {
+  switch (record.type) {
+    case "message":
+      addMessage(conversationOf(record), record, {history: Boolean(record.history)});
+      if (record.from && state.typing.has(record.from)) {
+        clearTimeout(state.typing.get(record.from));
+        state.typing.delete(record.from);
+        renderTyping();
+      }
+      break;
+    case "event":
+      onEvent(record);
+      break;
+    case "notice":
+      onNotice(record);
+      break;
+    case "error":
+      if (!record.label) noteHere(`${record.code}: ${record.message}`, "error");
+      break;
+    default:
+      break;
+  }
+}
+
+function onEvent(record) {
+  if (record.event === "typing") {
+    if (record.user !== state.me && `#${record.room}` === state.active) someoneTypes(record.user);
+    return;
+  }
+  const conv = conversation("room", record.room);
+  if (record.event === "topic") {
+    conv.topic = record.topic || "";
+    if (conv.key === state.active) $("view-topic").textContent = conv.topic;
+  }
+  if (["kick", "ban", "terminated"].includes(record.event) && record.user === state.me) {
+    conv.member = false;
+    renderNav();
+  }
+  addNote(conv, eventSentence(record), "event");
+  if (MEMBER_EVENTS.has(record.event) && conv.key === state.active) refreshMembers();
+}
+
+function eventSentence(e) {
+  const by = e.actor ? ` by ${e.actor}` : "";
+  const why = e.reason ? ` (${e.reason})` : "";
+  switch (e.event) {
+    case "join": return `${e.user} joined #${e.room}`;
+    case "leave": return `${e.user} left #${e.room}${why}`;
+    case "kick": return `${e.user} was kicked from #${e.room}${by}${why}`;
+    case "ban": return `${e.user} was banned from #${e.room}${by}${why}`;
+    case "unban": return `${e.user} was unbanned${by}`;
+    case "mute": return `${e.user} was muted${by}${why}`;
+    case "unmute": return `${e.user} was unmuted${by}`;
+    case "promote": case "demote": case "owner": case "voice": case "devoice":
+      return `${e.user} is now ${e.role}${by}`;
+    case "topic": return `${e.actor} set the topic: ${e.topic || ""}`;
+    case "terminated": return `#${e.room} ended`;
+    case "invite": return `${e.actor} invited ${e.user}`;
+    case "request": return `${e.user} asks to join #${e.room}`;
+    case "rename": return `${e.user} is now known as ${e.name}`;
+    case "mode": return `${e.actor} made #${e.room} ${e.mode}`;
+    case "modes": return `${e.actor} set modes ${e.changes}`;
+    case "e2e": return `end-to-end only: ${e.state}${by}`;
+    default: return `${e.event}: ${e.user || ""}`;
+  }
+}
+
+function onNotice(record) {
+  if (record.notification) {
+    state.notifications.push({...record.notification, text: record.text});
+    renderNotifications();
+    return;
+  }
+  if (record.upload || record.version || !state.me) return;  // a banner, an upload's notices
+  noteHere(record.text || "", record.broadcast ? "broadcast" : "note");
+}
+
+// -- the composer and commands -------------------------------------------------------------------
+
+async function submit(event) {
+  event.preventDefault();
+  const input = $("composer-input");
+  const line = input.value;
+  if (!line.trim()) return;
+  input.value = "";
+  const conv = state.convs.get(state.active);
+  if (line.startsWith("/") && !line.startsWith("//")) {
+    const reply = await conn.command(line);
+    handleReply(line, reply);
+  } else if (conv && conv.kind === "direct") {
+    const text = line.startsWith("//") ? line.slice(1) : line;
+    const reply = await conn.command(`/msg ${conv.name} ${text}`);
+    if (reply.type === "error") noteHere(`${reply.code}: ${reply.message}`, "error");
+  } else if (conv && conv.kind === "room") {
+    if (!conn.sendLine(line)) noteHere("not connected; the line was not sent.", "error");
+  } else {
+    noteHere("join or create a room first: /join <room> or /create <room>.", "error");
+  }
+}
+
+async function handleReply(line, reply) {
+  if (reply.type === "error") {
+    noteHere(`${reply.code}: ${reply.message}`, "error");
+    return;
+  }
+  const command = reply.command;
+  if ((command === "join" || command === "create") && !reply.requested) {
+    const conv = conversation("room", reply.name || reply.room);
+    conv.member = true;
+    conv.topic = reply.topic || conv.topic;
+    await activate(conv.key);
+  } else if (command === "switch") {
+    await activate(conversation("room", reply.room).key);
+  } else if (command === "leave") {
+    state.convs.delete(`#${String(reply.room).toLowerCase()}`);
+    if (state.active === `#${String(reply.room).toLowerCase()}`) state.active = null;
+    renderNav();
+    renderLog();
+  } else if (command === "msg" || command === "emsg") {
+    if (reply.to) conversation("direct", reply.to);
+  } else if (command === "set" && reply.setting === "theme") {
+    applyTheme(reply.value);
+    themeButton();
+  } else if (command === "notifications") {
+    state.notifications = reply.notifications || [];
+    renderNotifications();
+  } else if (command === "logout" || command === "quit") {
+    await endSession(reply.message);
+    return;
+  }
+  if (command === "help") {
+    showHelp(reply);
+    return;
+  }
+  if (reply.message) noteHere(reply.message);
+  for (const field of LIST_FIELDS) {
+    if (Array.isArray(reply[field]) && command !== "notifications") {
+      for (const entry of reply[field]) noteHere(`  ${describe(entry)}`);
+    }
+  }
+}
+
+function describe(entry) {
+  if (typeof entry !== "object" || entry === null) return String(entry);
+  return Object.entries(entry).filter(([, v]) => v !== null && v !== "")
+    .map(([k, v]) => `${k}: ${typeof v === "object" ? JSON.stringify(v) : v}`).join(", ");
+}
+
+function showHelp(reply) {
+  if (reply.commands) {
+    for (const c of reply.commands) noteHere(`${c.usage} — ${c.help}`);
+  } else {
+    noteHere(`${reply.usage} — ${reply.help} Needs: ${reply.needs}`);
+  }
+}
+
+// -- stickers, uploads, theme ------------------------------------------------------------------
+
+async function toggleStickers() {
+  const box = $("stickers");
+  const button = $("sticker-button");
+  if (!box.hidden) {
+    box.hidden = true;
+    button.setAttribute("aria-expanded", "false");
+    return;
+  }
+  if (!state.stickers) {
+    const reply = await conn.command("/stickers");
+    state.stickers = reply.type === "ok" ? reply.stickers : [];
+  }
+  box.replaceChildren(...state.stickers.map((s) => {
+    const pick = el("button", {type: "button", class: "sticker-pick", "aria-label": `sticker ${s.name}`},
+                    el("pre", {"aria-hidden": "true", text: s.art}), el("span", {text: s.name}));
+    pick.addEventListener("click", () => sendSticker(s.name));
+    return pick;
+  }));
+  box.hidden = false;
+  button.setAttribute("aria-expanded", "true");
+  const first = box.querySelector("button");
+  if (first) first.focus();
+}
+
+async function sendSticker(name) {
+  const conv = state.convs.get(state.active);
+  $("stickers").hidden = true;
+  $("sticker-button").setAttribute("aria-expanded", "false");
+  $("composer-input").focus();
+  if (!conv || conv.kind !== "room") {
+    noteHere("stickers go to a room: open one first.", "error");
+    return;
+  }
+  const reply = await conn.command(`/sticker ${name} ${conv.name}`);
+  if (reply.type === "error") noteHere(`${reply.code}: ${reply.message}`, "error");
+}
+
+async function upload() {
+  const input = $("upload-input");
+  const file = input.files && input.files[0];
+  input.value = "";
+  const conv = state.convs.get(state.active);
+  if (!file) return;
+  if (!conv || conv.kind !== "room") {
+    noteHere("files go to a room: open one first.", "error");
+    return;
+  }
+  noteHere(`uploading ${file.name}…`);
+  try {
+    await api.upload(conv.name, file);
+  } catch (err) {
+    noteHere(`upload failed: ${err.message}`, "error");
+  }
+}
+
+function themeButton() {
+  const dark = currentTheme() === "dark";
+  const button = $("theme-button");
+  button.setAttribute("aria-pressed", String(dark));
+  button.textContent = dark ? "Light theme" : "Dark theme";
+}
+
+async function toggleTheme() {
+  const next = currentTheme() === "dark" ? "light" : "dark";
+  applyTheme(next);
+  themeButton();
+  await conn.command(`/set theme ${next}`);
+}
+
+// -- logging in and out ---------------------------------------------------------------------------
+
+async function login(register) {
+  const name = $("login-name").value.trim();
+  const password = $("login-password").value;
+  $("login-error").textContent = "";
+  if (!name || !password) {
+    $("login-error").textContent = "Give a name and a password.";
+    return;
+  }
+  let reply;
+  try {
+    reply = await conn.login(name, password, register);
+  } catch (err) {
+    $("login-error").textContent = err.message;
+    return;
+  }
+  if (reply.type !== "ok") {
+    $("login-error").textContent = reply.message;
+    return;
+  }
+  $("login-password").value = "";
+  await start(reply);
+}
+
+async function start(reply) {
+  state.me = reply.user;
+  $("me").textContent = `Logged in as ${reply.user}${reply.admin ? " (server admin)" : ""}`;
+  $("login").hidden = true;
+  $("app").hidden = false;
+  if (reply.settings) applyTheme(reply.settings.theme);
+  themeButton();
+  await syncRooms(reply.rooms || []);
+  const saved = conn.saved || {};
+  const first = saved.active && state.convs.has(saved.active) ? saved.active
+    : Array.from(state.convs.keys())[0];
+  if (first) await activate(first);
+  else {
+    $("composer-input").focus();
+    noteHere("You are in no room yet: /rooms lists them, /join <room> or /create <room>.");
+  }
+  await loadNotifications();
+  connectionStatus("connected");
+}
+
+async function syncRooms(names) {
+  for (const name of names) conversation("room", name).member = true;
+  const mine = await conn.command("/myrooms");
+  if (mine.type === "ok") {
+    for (const room of mine.rooms) {
+      const conv = conversation("room", room.name);
+      conv.member = true;
+      conv.topic = room.topic || "";
+    }
+  }
+  renderNav();
+}
+
+async function endSession(message) {
+  await conn.logout();
+  state.me = null;
+  state.convs.clear();
+  state.active = null;
+  state.notifications = [];
+  renderNav();
+  renderLog();
+  $("app").hidden = true;
+  $("login").hidden = false;
+  $("login-error").textContent = message || "";
+  $("login-name").focus();
+}
+
+function connectionStatus(status) {
+  const words = {connected: "", reconnecting: "Connection lost; reconnecting…",
+                 reconnected: "Reconnected."};
+  $("connection").textContent = words[status] || "";
+  document.body.classList.toggle("offline", status === "reconnecting");
+  if (status === "reconnected") {
+    setTimeout(() => {
+      if ($("connection").textContent === words.reconnected) $("connection").textContent = "";
+    }, 4000);
+  }
+}
+
+conn.onRecord(onRecord);
+conn.onStatus(async (status, detail) => {
+  if (status === "reconnecting") {
+    if (state.resumeFrom === null) state.resumeFrom = (conn.saved || {}).lastId || 0;
+    connectionStatus(status);
+  } else if (status === "reconnected" && state.me === null) {
+    await start(detail);  // the tab opened while the server was away
+  } else if (status === "reconnected") {
+    const lastId = state.resumeFrom || 0;
+    state.resumeFrom = null;
+    await syncRooms(detail.rooms || []);
+    await recover(lastId);
+    const conv = state.convs.get(state.active);
+    if (conv && conv.kind === "room" && conv.member) conn.command(`/switch ${conv.name}`);
+    refreshMembers();
+    connectionStatus(status);
+  } else if (status === "logged-out") {
+    await endSession(`Logged out: ${detail || "log in again."}`);
+  }
+});
+
+// -- keyboard ---------------------------------------------------------------------------------
+
+function moveConversation(step) {
+  const buttons = Array.from(document.querySelectorAll("button.conv"));
+  if (buttons.length === 0) return;
+  const at = buttons.findIndex((b) => b.dataset.key === state.active);
+  const next = buttons[(at + step + buttons.length) % buttons.length];
+  activate(next.dataset.key, {focus: false}).then(() => {
+    const again = document.querySelector(`button.conv[data-key="${CSS.escape(next.dataset.key)}"]`);
+    if (again) again.focus();
+  });
+}
+
+function onKey(event) {
+  if (event.altKey && (event.key === "ArrowUp" || event.key === "ArrowDown")) {
+    event.preventDefault();
+    moveConversation(event.key === "ArrowUp" ? -1 : 1);
+  } else if (event.key === "Escape") {
+    if (!$("notifications").hidden) openNotifications(false);
+    else if (!$("stickers").hidden) toggleStickers();
+    else $("composer-input").focus();
+  }
+}
+
+// -- wiring ------------------------------------------------------------------------------------
+
+function wire() {
+  $("login-form").addEventListener("submit", (e) => { e.preventDefault(); login(false); });
+  $("register-button").addEventListener("click", () => login(true));
+  $("composer").addEventListener("submit", submit);
+  $("composer-input").addEventListener("input", typed);
+  $("log").addEventListener("scroll", () => { if ($("log").scrollTop < 60) loadOlder(); });
+  $("older-button").addEventListener("click", loadOlder);
+  $("upload-input").addEventListener("change", upload);
+  $("sticker-button").addEventListener("click", toggleStickers);
+  $("theme-button").addEventListener("click", toggleTheme);
+  $("logout-button").addEventListener("click", () => endSession(""));
+  $("notifications-button").addEventListener("click", () => openNotifications($("notifications").hidden));
+  $("notifications-close").addEventListener("click", () => openNotifications(false));
+  $("notifications-clear").addEventListener("click", async () => {
+    await conn.command("/notifications clear");
+    state.notifications = [];
+    renderNotifications();
+  });
+  $("direct-form").addEventListener("submit", (e) => {
+    e.preventDefault();
+    const name = $("direct-name").value.trim();
+    if (!name) return;
+    $("direct-name").value = "";
+    activate(conversation("direct", name).key);
+  });
+  document.addEventListener("keydown", onKey);
+  themeButton();
+}
+
+async function resumeTab() {
+  if (!conn.saved || !conn.saved.user) {
+    $("login-name").focus();
+    return;
+  }
+  let reply;
+  try {
+    reply = await conn.relogin();
+  } catch (err) {
+    conn.lost();
+    return;
+  }
+  if (reply.type === "ok") await start(reply);
+  else {
+    conn.save(null);
+    $("login-error").textContent = "Your session ended; log in again.";
+  }
+}
+
+wire();
+resumeTab();

@@ -1,0 +1,310 @@
+// chatd's line protocol over /ws, as the browser client and the admin page use it.
+//
+// One JSON record per WebSocket message (/ws?format=json). A command is sent
+// labelled (@c7 /join dev) and answered by a promise of its final ok or error;
+// every record, labelled or not, also goes to the listeners. When the socket
+// drops the connection comes back by itself (backoff with jitter), logs in
+// again with what the tab keeps (a resume token when the server offered one,
+// else the tab's API token) and tells its listeners, so they fetch what they
+// missed. Nothing here builds HTML.
+
+const COMMAND_TIMEOUT_MS = 20000;
+const BACKOFF_FIRST_MS = 300;
+const BACKOFF_MAX_MS = 5000;
+
+export class Connection {
+  constructor(storageKey) {
+    this.storageKey = storageKey;
+    this.ws = null;
+    this.count = 0;
+    this.pending = new Map();
+    this.listeners = new Set();
+    this.statusListeners = new Set();
+    this.wanted = false;      // reconnect when the socket drops
+    this.backoff = BACKOFF_FIRST_MS;
+    this.timer = null;
+    this.user = null;
+  }
+
+  // -- what the tab keeps (sessionStorage: this tab only, gone when it closes) --
+
+  get saved() {
+    try {
+      return JSON.parse(sessionStorage.getItem(this.storageKey) || "null");
+    } catch (err) {
+      return null;
+    }
+  }
+
+  save(value) {
+    if (value) sessionStorage.setItem(this.storageKey, JSON.stringify(value));
+    else sessionStorage.removeItem(this.storageKey);
+  }
+
+  // -- listeners --------------------------------------------------------------
+
+  onRecord(fn) { this.listeners.add(fn); }
+  onStatus(fn) { this.statusListeners.add(fn); }
+
+  status(state, detail) {
+    for (const fn of this.statusListeners) fn(state, detail);
+  }
+
+  // -- the socket -------------------------------------------------------------
+
+  open() {
+    const scheme = location.protocol === "https:" ? "wss:" : "ws:";
+    return new Promise((resolve, reject) => {
+      const ws = new WebSocket(`${scheme}//${location.host}/ws?format=json`, "text.chatd");
+      let greeted = false;
+      ws.onmessage = (event) => {
+        let record;
+        try {
+          record = JSON.parse(event.data);
+        } catch (err) {
+          return;
+        }
+        if (!greeted) {
+          greeted = true;
+          if (record.type === "error") {  // too-many-connections and the like
+            reject(new Error(record.message));
+            ws.close();
+            return;
+          }
+          this.ws = ws;
+          resolve(record);
+        }
+        this.dispatch(record);
+      };
+      ws.onclose = () => {
+        if (!greeted) reject(new Error("the server cannot be reached."));
+        if (this.ws === ws) this.lost();
+      };
+      ws.onerror = () => {};
+    });
+  }
+
+  dispatch(record) {
+    const label = record.label;
+    if (label && (record.type === "ok" || record.type === "error")) {
+      const waiting = this.pending.get(label);
+      if (waiting) {
+        this.pending.delete(label);
+        clearTimeout(waiting.timer);
+        waiting.resolve(record);
+      }
+    }
+    for (const fn of this.listeners) fn(record);
+  }
+
+  // A command line: the promise of its final ok or error record.
+  command(line) {
+    if (!this.ws || this.ws.readyState !== WebSocket.OPEN) {
+      return Promise.resolve({type: "error", code: "not-connected",
+                              message: "not connected; reconnecting."});
+    }
+    this.count += 1;
+    const label = `c${this.count}`;
+    return new Promise((resolve) => {
+      const timer = setTimeout(() => {
+        this.pending.delete(label);
+        resolve({type: "error", code: "timeout", message: "the server did not answer in time."});
+      }, COMMAND_TIMEOUT_MS);
+      this.pending.set(label, {resolve, timer});
+      this.ws.send(`@${label} ${line}`);
+    });
+  }
+
+  // A plain line (or any line) sent as typed, without waiting for anything.
+  sendLine(line) {
+    if (!this.ws || this.ws.readyState !== WebSocket.OPEN) return false;
+    this.ws.send(line);
+    return true;
+  }
+
+  // -- logging in, and back in ----------------------------------------------------
+
+  // Log in (or register) with a password; keep an API token for the tab.
+  async login(name, password, register) {
+    this.wanted = true;
+    if (!this.ws) await this.open();
+    const verb = register ? "register" : "login";
+    const reply = await this.command(`/${verb} ${name} ${password}`);
+    if (reply.type !== "ok") return reply;
+    const tokenName = `web-${randomWord()}`;
+    const made = await this.command(`/token create ${tokenName} 7d`);
+    const saved = {user: reply.user, admin: reply.admin, lastId: 0};
+    if (made.type === "ok") {
+      saved.token = made.token;
+      saved.tokenName = made.name;
+    }
+    if (reply.resume_token) saved.resume = reply.resume_token;
+    this.user = reply.user;
+    this.save(saved);
+    return reply;
+  }
+
+  // Log in again with what the tab kept: a resume token first, then the API token.
+  async relogin() {
+    const saved = this.saved;
+    if (!saved || !saved.user) return {type: "error", code: "not-logged-in", message: ""};
+    this.wanted = true;
+    if (!this.ws) await this.open();
+    let reply = {type: "error", code: "auth-failed", message: "no token kept."};
+    if (saved.resume) {
+      reply = await this.command(`/login ${saved.user} --resume ${saved.resume}`);
+      if (reply.type !== "ok") delete saved.resume;
+    }
+    if (reply.type !== "ok" && saved.token) {
+      reply = await this.command(`/login ${saved.user} --token ${saved.token}`);
+    }
+    if (reply.type === "ok") {
+      this.user = reply.user;
+      if (reply.resume_token) saved.resume = reply.resume_token;
+      saved.admin = reply.admin;
+      this.save(saved);
+    }
+    return reply;
+  }
+
+  async logout() {
+    const saved = this.saved;
+    this.wanted = false;
+    if (saved && saved.tokenName) await this.command(`/token revoke ${saved.tokenName}`);
+    await this.command("/logout");
+    this.save(null);
+    this.user = null;
+    if (this.ws) this.ws.close();
+    this.ws = null;
+  }
+
+  // The highest message id seen: what /resume asks for after a reconnection.
+  noteId(id) {
+    const saved = this.saved;
+    if (saved && typeof id === "number" && id > (saved.lastId || 0)) {
+      saved.lastId = id;
+      this.save(saved);
+    }
+  }
+
+  // -- reconnecting -----------------------------------------------------------------
+
+  lost() {
+    this.ws = null;
+    for (const [label, waiting] of this.pending) {
+      clearTimeout(waiting.timer);
+      waiting.resolve({type: "error", code: "not-connected", message: "the connection dropped."});
+      this.pending.delete(label);
+    }
+    if (!this.wanted) return;
+    this.status("reconnecting");
+    this.schedule();
+  }
+
+  schedule() {
+    clearTimeout(this.timer);
+    const wait = this.backoff / 2 + Math.random() * this.backoff / 2;
+    this.backoff = Math.min(this.backoff * 2, BACKOFF_MAX_MS);
+    this.timer = setTimeout(() => this.reconnect(), wait);
+  }
+
+  async reconnect() {
+    try {
+      await this.open();
+    } catch (err) {
+      this.schedule();
+      return;
+    }
+    const reply = await this.relogin();
+    if (reply.type !== "ok") {
+      if (reply.code === "not-connected") {
+        this.schedule();
+        return;
+      }
+      this.wanted = false;
+      this.save(null);
+      this.status("logged-out", reply.message);
+      return;
+    }
+    this.backoff = BACKOFF_FIRST_MS;
+    this.status("reconnected", reply);
+  }
+}
+
+function randomWord() {
+  const bytes = new Uint8Array(6);
+  crypto.getRandomValues(bytes);
+  return Array.from(bytes, (b) => b.toString(16).padStart(2, "0")).join("");
+}
+
+// The HTTP API with the tab's token: history pages, uploads, file links.
+export class Api {
+  constructor(connection) {
+    this.connection = connection;
+  }
+
+  async call(method, path, body, headers = {}) {
+    const saved = this.connection.saved;
+    if (!saved || !saved.token) throw new Error("no API token for this tab.");
+    const answer = await fetch(`/api/v1${path}`, {
+      method, body, headers: {Authorization: `Bearer ${saved.token}`, ...headers},
+    });
+    const value = await answer.json().catch(() => ({}));
+    if (!answer.ok) {
+      const error = value.error || {};
+      throw new Error(`${error.code || answer.status}: ${error.message || "request failed"}`);
+    }
+    return value;
+  }
+
+  history(room, before, limit = 50) {
+    const query = new URLSearchParams({limit: String(limit)});
+    if (before) query.set("before", String(before));
+    return this.call("GET", `/rooms/${encodeURIComponent(room)}/messages?${query}`);
+  }
+
+  file(id) {
+    return this.call("GET", `/files/${id}`);
+  }
+
+  upload(room, file) {
+    const query = new URLSearchParams({name: file.name});
+    return this.call("POST", `/rooms/${encodeURIComponent(room)}/files?${query}`, file,
+                     {"Content-Type": file.type || "application/octet-stream"});
+  }
+}
+
+// An element with text content only: the client never parses HTML it was sent.
+export function el(tag, attributes = {}, ...children) {
+  const node = document.createElement(tag);
+  for (const [key, value] of Object.entries(attributes)) {
+    if (value === undefined || value === null || value === false) continue;
+    if (key === "text") node.textContent = value;
+    else if (key === "class") node.className = value;
+    else node.setAttribute(key, value === true ? "" : String(value));
+  }
+  for (const child of children) {
+    if (child === null || child === undefined) continue;
+    node.append(typeof child === "string" ? document.createTextNode(child) : child);
+  }
+  return node;
+}
+
+// Light or dark; "default" follows the system's preference.
+export function applyTheme(theme) {
+  const root = document.documentElement;
+  if (theme === "light" || theme === "dark") root.dataset.theme = theme;
+  else delete root.dataset.theme;
+}
+
+export function currentTheme() {
+  const chosen = document.documentElement.dataset.theme;
+  if (chosen) return chosen;
+  return matchMedia("(prefers-color-scheme: dark)").matches ? "dark" : "light";
+}
+
+export function clockTime(ts) {
+  const when = typeof ts === "number" ? new Date(ts * 1000) : new Date(ts);
+  if (Number.isNaN(when.getTime())) return "";
+  return when.toLocaleTimeString([], {hour: "2-digit", minute: "2-digit"});
+}

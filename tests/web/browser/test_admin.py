@@ -1,0 +1,77 @@
+"""The live admin page in chromium: figures, who is online, and governance as it happens."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from tests.helpers import PASSWORD
+from tests.web.browser.conftest import Daemon, screenshot
+
+
+async def open_admin(page: Any, url: str, name: str) -> None:
+    await page.goto(url + "/admin")
+    await page.get_by_label("Name").fill(name)
+    await page.get_by_label("Password").fill(PASSWORD)
+    await page.get_by_role("button", name="Log in").click()
+
+
+def feed_row(page: Any, action: str, text: str) -> Any:
+    return page.locator(f"#feed tr.audit-{action}").filter(has_text=text)
+
+
+async def test_a_kick_is_seen_live_and_the_admin_acts(daemon: Daemon, browser: Any) -> None:
+    await daemon.admin_account("root")
+    admin = await browser("root")
+    await open_admin(admin, daemon.url, "root")
+    await admin.locator("#admin").wait_for(state="visible")
+
+    alice = await daemon.tcp_user("alice")
+    bob = await daemon.tcp_user("bob")
+    await alice.command("/create den")
+    await bob.command("/join den")
+    await feed_row(admin, "create", "den").wait_for()
+    await feed_row(admin, "join", "bob").wait_for()
+    online = admin.locator("#online-list")
+    for name in ("alice", "bob", "root"):
+        await online.get_by_text(name, exact=True).wait_for()
+
+    await alice.command("/kick bob den too loud")
+    kick = feed_row(admin, "kick", "too loud")
+    await kick.wait_for()
+    cells = await kick.locator("td").all_inner_texts()
+    assert cells[1:] == ["alice", "kick", "bob", "#den", "too loud"]
+    connections = admin.locator("[data-figure=connections] dd")
+    await connections.filter(has_text="3").wait_for()
+    await screenshot(admin, "admin-kick-live")
+
+    # The admin's own actions run the line protocol's commands.
+    await bob.command("/join den")
+    await admin.get_by_role("form", name="Mute").get_by_label("User").fill("bob")
+    await admin.get_by_role("form", name="Mute").get_by_label("Room").fill("den")
+    await admin.get_by_role("form", name="Mute").get_by_label("Duration").fill("10m")
+    await admin.get_by_role("button", name="Mute").click()
+    await feed_row(admin, "mute", "bob").wait_for()
+    await admin.get_by_role("form", name="Ban").get_by_label("User").fill("bob")
+    await admin.get_by_role("form", name="Ban").get_by_label("Room").fill("#den")
+    await admin.get_by_role("form", name="Ban").get_by_label("Reason").fill("spam")
+    await admin.get_by_role("button", name="Ban", exact=True).click()
+    await feed_row(admin, "ban", "spam").wait_for()
+    banned = await bob.next_event(lambda e: e.get("event") == "ban")
+    assert (banned["actor"], banned["room"]) == ("root", "den")
+    await admin.get_by_label("Notice").fill("maintenance at noon")
+    await admin.get_by_role("button", name="Broadcast to everyone").click()
+    notice = await alice.next_event(lambda e: e.get("broadcast") is True)
+    assert notice["text"] == "[server] maintenance at noon"
+    await bob.close()
+    await feed_row(admin, "offline", "bob").wait_for()
+    await online.get_by_text("bob", exact=True).wait_for(state="detached")
+    await screenshot(admin, "admin-actions")
+    assert admin.script_errors == []
+
+
+async def test_the_admin_page_refuses_other_users(daemon: Daemon, browser: Any) -> None:
+    await daemon.tcp_user("mallory")
+    page = await browser("mallory")
+    await open_admin(page, daemon.url, "mallory")
+    await page.get_by_role("alert").filter(has_text="Only server admins").wait_for()
+    assert await page.locator("#admin").is_hidden()

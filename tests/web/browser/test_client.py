@@ -1,0 +1,198 @@
+"""The browser client in chromium: people in one room, history, files, reconnection."""
+
+from __future__ import annotations
+
+import io
+from typing import Any
+
+from PIL import Image
+from playwright.async_api import expect
+
+from tests.web.browser.conftest import Daemon, screenshot
+from tests.web.browser.pages import enter_room, log_text, messages, register, see, type_line
+
+
+def png() -> bytes:
+    out = io.BytesIO()
+    Image.new("RGB", (24, 16), (30, 120, 200)).save(out, "PNG")
+    return out.getvalue()
+
+
+async def test_two_browser_users_and_a_tcp_user_talk_in_one_room(
+        daemon: Daemon, browser: Any) -> None:
+    alice, bob = await browser("alice"), await browser("bob")
+    await register(alice, daemon.url, "alice")
+    await enter_room(alice, "/create lobby", "lobby")
+    await register(bob, daemon.url, "bob")
+    await enter_room(bob, "/join lobby", "lobby")
+    carol = await daemon.tcp_user("carol")
+    await carol.command("/join lobby")
+
+    await alice.locator("#composer-input").fill("hello from")  # typing, not sent yet
+    await bob.locator("#typing").filter(has_text="alice is typing").wait_for()
+    await type_line(alice, "hello from alice")
+    await see(bob, "hello from alice")
+    heard = await carol.next_event(lambda e: e.get("type") == "message")
+    assert (heard["from"], heard["text"]) == ("alice", "hello from alice")
+
+    await carol.command("/say lobby hi from tcp")
+    await type_line(bob, "hi from bob")
+    for page in (alice, bob):
+        await see(page, "hi from tcp")
+        await see(page, "hi from bob")
+    assert (await carol.next_event(lambda e: e.get("from") == "bob"))["text"] == "hi from bob"
+
+    # Presence: the member list shows all three, online.
+    members = alice.locator("#member-list")
+    for name in ("alice", "bob", "carol"):
+        await members.get_by_role("button", name=f"{name}, ").filter(has_text="online").wait_for()
+
+    # Text stays text: markup from another user is shown, never parsed.
+    await carol.command("/say lobby <b>bold</b><img src=x>")
+    await see(alice, "<b>bold</b><img src=x>")
+    assert await alice.locator("#log b, #log img").count() == 0
+
+    # A direct message counts as unread until its conversation is opened.
+    await carol.command("/msg alice psst, alice")
+    unread = alice.get_by_role("button", name="carol, 1 unread")
+    await unread.wait_for()
+    await screenshot(alice, "client-room")
+    await unread.click()
+    await see(alice, "psst, alice")
+    await type_line(alice, "hello carol")
+    reply = await carol.next_event(lambda e: e.get("to") == "carol")
+    assert (reply["from"], reply["text"]) == ("alice", "hello carol")
+
+    # Slash commands go as typed: a room owner moderates from the composer.
+    await alice.get_by_role("button", name="#lobby").click()
+    await type_line(alice, "/kick carol lobby enough")
+    await log_text(bob, "").first.wait_for()
+    await bob.locator("#log li.event").filter(has_text="carol was kicked").wait_for()
+    await screenshot(bob, "client-kick-seen-by-member")
+    assert alice.script_errors == [] and bob.script_errors == []
+
+
+async def test_history_loads_on_scroll_up(daemon: Daemon, browser: Any) -> None:
+    carol = await daemon.tcp_user("carol")
+    await carol.command("/create archive")
+    for n in range(130):
+        await carol.command(f"/say archive m{n:03}")
+    alice = await browser("alice")
+    await register(alice, daemon.url, "alice")
+    await enter_room(alice, "/join archive", "archive")
+    await see(alice, "m129")
+    shown = await messages(alice)
+    assert "m000" not in shown and len(shown) == 50
+    for _ in range(5):
+        if "m000" in await messages(alice):
+            break
+        count = len(await messages(alice))
+        await alice.locator("#log").evaluate("log => { log.scrollTop = 0; }")
+        await alice.locator("#log li.message").nth(count).wait_for()
+    shown = await messages(alice)
+    assert shown == [f"m{n:03}" for n in range(130)]
+    await alice.locator("#history-status").filter(has_text="start of the room").wait_for()
+    await screenshot(alice, "client-history")
+
+
+async def test_an_upload_shows_its_preview_as_an_image(
+        daemon: Daemon, browser: Any) -> None:
+    alice, bob = await browser("alice"), await browser("bob")
+    await register(alice, daemon.url, "alice")
+    await enter_room(alice, "/create pics", "pics")
+    await register(bob, daemon.url, "bob")
+    await enter_room(bob, "/join pics", "pics")
+    await alice.locator("#upload-input").set_input_files(
+        files=[{"name": "blue.png", "mimeType": "image/png", "buffer": png()}])
+    image = bob.get_by_role("img", name="blue.png, shared by alice")
+    await image.wait_for()
+    await expect(image).to_have_js_property("naturalWidth", 24)  # loaded, and decoded
+    source = await image.get_attribute("src")
+    assert source is not None and source.startswith("/api/v1/download/")
+    await alice.locator("#upload-input").set_input_files(
+        files=[{"name": "notes.txt", "mimeType": "text/plain",
+                "buffer": b"first line of the notes\nsecond line\n"}])
+    preview = bob.get_by_label("preview of notes.txt")
+    await preview.filter(has_text="first line of the notes").wait_for()
+    await screenshot(bob, "client-upload-preview")
+
+    # Stickers come from the picker, and the art is shown as text.
+    await bob.get_by_role("button", name="Stickers").click()
+    await bob.locator("#stickers button").first.click()
+    await alice.locator("#log figure.sticker").first.wait_for()
+    assert alice.script_errors == [] and bob.script_errors == []
+
+
+async def test_reconnecting_after_a_restart_misses_nothing(
+        daemon: Daemon, browser: Any) -> None:
+    alice, bob = await browser("alice"), await browser("bob")
+    await register(alice, daemon.url, "alice")
+    await enter_room(alice, "/create lobby", "lobby")
+    await register(bob, daemon.url, "bob")
+    await enter_room(bob, "/join lobby", "lobby")
+    carol = await daemon.tcp_user("carol")
+    await carol.command("/join lobby")
+    await type_line(bob, "before the restart")
+    await see(alice, "before the restart")
+
+    await daemon.stop()
+    await alice.locator("#connection").filter(has_text="reconnecting").wait_for()
+    await screenshot(alice, "client-reconnecting")
+    # Back without its web listener first: what is said now, no browser can hear live.
+    await daemon.start(web=False)
+    carol = await daemon.tcp_user("carol")
+    await carol.command("/say lobby said while you were away")
+    await carol.command("/msg bob a direct one meanwhile")
+    await daemon.stop()
+    await daemon.start()
+
+    for page in (alice, bob):
+        await see(page, "said while you were away")
+    await bob.get_by_role("button", name="alice").or_(
+        bob.get_by_role("button", name="carol, 1 unread")).first.wait_for()
+    await type_line(alice, "after the restart")
+    await see(bob, "after the restart")
+    for page in (alice, bob):
+        shown = await messages(page)
+        for text in ("before the restart", "said while you were away", "after the restart"):
+            assert shown.count(text) == 1, (text, shown)
+    await bob.get_by_role("button", name="carol, 1 unread").click()
+    await see(bob, "a direct one meanwhile")
+    await screenshot(alice, "client-reconnected")
+    assert alice.script_errors == [] and bob.script_errors == []
+
+
+async def test_keyboard_only_use_and_the_dark_theme(daemon: Daemon, browser: Any) -> None:
+    page = await browser("dana")
+    await page.goto(daemon.url + "/")
+    # Name, password, then Register: by keyboard alone.
+    await page.keyboard.type("dana")
+    await page.keyboard.press("Tab")
+    await page.keyboard.type("secret-pw")
+    await page.keyboard.press("Tab")
+    await page.keyboard.press("Tab")
+    assert await page.evaluate("document.activeElement.id") == "register-button"
+    await page.keyboard.press("Enter")
+    await page.locator("#app").wait_for(state="visible")
+    for room in ("alpha", "beta"):
+        await enter_room(page, f"/create {room}", room)
+    # Alt+Up and Alt+Down move between conversations; Escape goes back to the composer.
+    await page.keyboard.press("Alt+ArrowUp")
+    await page.locator("#view-title").filter(has_text="#alpha").wait_for()
+    assert await page.evaluate("document.activeElement.dataset.key") == "#alpha"
+    await page.keyboard.press("Escape")
+    assert await page.evaluate("document.activeElement.id") == "composer-input"
+    await page.keyboard.type("typed without a mouse")
+    await page.keyboard.press("Enter")
+    await see(page, "typed without a mouse")
+    assert await page.get_by_role("log", name="Messages in #alpha").count() == 1
+
+    await page.get_by_role("button", name="Dark theme").press("Enter")
+    assert await page.evaluate("document.documentElement.dataset.theme") == "dark"
+    await page.get_by_role("button", name="Light theme").wait_for()
+    assert daemon.server is not None
+    user = daemon.server.services.accounts.require("dana")
+    await see(page, "typed without a mouse")
+    await screenshot(page, "client-dark-theme")
+    assert user.settings.get("theme") == "dark"
+    assert page.script_errors == []
