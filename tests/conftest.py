@@ -2,8 +2,8 @@
 
 The storage backend is the ``backend`` fixture's: SQLite unless a module (or a
 directory's conftest) replaces it with :func:`tests.backends.both`, which runs
-each of its tests on SQLite and on PostgreSQL. A PostgreSQL backend is a fresh
-database of the session's private server (see :mod:`tests.services`).
+each of its tests on SQLite and on PostgreSQL. A PostgreSQL backend is a database
+of the session's private server (see :mod:`tests.services`), emptied for each test.
 """
 
 from __future__ import annotations
@@ -51,7 +51,7 @@ def postgres_databases(postgres_server: PostgresServer) -> PostgresDatabases:
 
 @pytest.fixture
 def postgres_url(postgres_databases: PostgresDatabases) -> Iterator[str]:
-    """A fresh database, already migrated, dropped after the test."""
+    """The tests' PostgreSQL database, migrated and emptied for this test."""
     with postgres_databases.fresh() as url:
         yield url
 
