@@ -1,29 +1,66 @@
 """The command line in cluster mode: ``chatd useradd`` against the PostgreSQL
-database, and ``chatd migrate --to postgresql://...`` from an embedded one."""
+database, and ``chatd migrate --to postgresql://...`` from an embedded one.
+
+The commands run in this process (``chatd.cli.main`` in a thread, with its own
+event loop, its output captured); one runs as the installed program, end to end.
+"""
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import io
 import json
 import subprocess
+import sys
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import pytest
 
+from chatd.cli import main
 from chatd.domain.clock import ManualClock
 from tests.backends import import_asyncpg
 from tests.helpers import PASSWORD, Clients, settle, start_server
-from tests.operations import CHATD, running_daemon, write_config
+from tests.operations import CHATD, restored_logging, running_daemon, write_config
 
 import_asyncpg()
 
 TIMEOUT = 60
 
 
-def chatd(*args: str, stdin: str = "") -> subprocess.CompletedProcess[str]:
+@dataclass
+class Ran:
+    returncode: int
+    stdout: str
+    stderr: str
+
+
+def chatd_program(*args: str, stdin: str = "") -> subprocess.CompletedProcess[str]:
+    """The installed ``chatd`` program, as a child process."""
     return subprocess.run([str(CHATD), *args], input=stdin, capture_output=True, text=True,
                           timeout=TIMEOUT, check=False)
+
+
+def chatd(*args: str, stdin: str = "") -> Ran:
+    """``chatd ARGS`` in this process (call it from a thread: it runs its own loop)."""
+    out, err = io.StringIO(), io.StringIO()
+    saved = sys.stdin, sys.modules.get("uvloop")
+    sys.stdin = io.StringIO(stdin)
+    # Plain asyncio: coverage loses the coroutines uvloop resumes in a thread.
+    sys.modules["uvloop"] = None  # type: ignore[assignment]
+    try:
+        with restored_logging(), contextlib.redirect_stdout(out), \
+                contextlib.redirect_stderr(err):
+            status = main(list(args))
+    finally:
+        sys.stdin = saved[0]
+        if saved[1] is None:
+            del sys.modules["uvloop"]
+        else:
+            sys.modules["uvloop"] = saved[1]
+    return Ran(status, out.getvalue(), err.getvalue())
 
 
 def cluster(url: str) -> dict[str, Any]:
@@ -38,8 +75,9 @@ async def test_useradd_writes_the_account_into_the_cluster_database(
         tmp_path: Path, postgres_url: str) -> None:
     config = write_config(tmp_path / "node.yaml", cluster=cluster(postgres_url),
                           storage={"path": str(tmp_path / "node.db")})
-    made = await asyncio.to_thread(chatd, "useradd", "root", "--admin", "--password-stdin",
-                                   "--config", str(config), stdin=f"{PASSWORD}\n")
+    made = await asyncio.to_thread(chatd_program, "useradd", "root", "--admin",
+                                   "--password-stdin", "--config", str(config),
+                                   stdin=f"{PASSWORD}\n")
     assert made.returncode == 0, made.stderr
     assert made.stdout.strip() == "created admin account root"
     assert not (tmp_path / "node.db").exists()  # nothing went to SQLite
@@ -140,7 +178,47 @@ async def test_migrate_refuses_while_the_embedded_daemon_runs(tmp_path: Path) ->
     (["--to", "postgresql://x@127.0.0.1/x", "--db", "/nonexistent/chatd.db"], 1,
      "no embedded database"),
 ])
-def test_migrate_says_what_is_wrong(args: list[str], status: int, said: str) -> None:
-    moved = chatd("migrate", *args)
+async def test_migrate_says_what_is_wrong(args: list[str], status: int, said: str) -> None:
+    moved = await asyncio.to_thread(chatd, "migrate", *args)
     assert moved.returncode == status and said in moved.stderr
     assert "Traceback" not in moved.stderr
+
+
+def test_an_s3_blob_store_is_recorded_and_named() -> None:
+    from chatd.app.migration import _report, blob_store
+    from chatd.config import load_config
+
+    config = load_config(None, {"files.backend": "s3", "files.s3_bucket": "chat",
+                                "files.s3_endpoint": "http://127.0.0.1:9000",
+                                "files.s3_prefix": "c/"})
+    blobs = blob_store(config)
+    assert blobs == {"backend": "s3", "endpoint": "http://127.0.0.1:9000", "bucket": "chat",
+                     "region": "", "prefix": "c/"}
+    out = io.StringIO()
+    with contextlib.redirect_stdout(out):
+        _report("chatd.db", {"users": 1}, blobs)
+    assert "bucket chat (prefix c/)" in out.getvalue()
+
+
+async def test_migrate_without_the_driver_says_what_to_install(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    db = tmp_path / "chatd.db"
+    db.write_bytes(b"")
+    monkeypatch.setitem(sys.modules, "asyncpg", None)
+    for name in [m for m in sys.modules if m.startswith("storage.postgres")]:
+        monkeypatch.delitem(sys.modules, name)
+    moved = await asyncio.to_thread(chatd, "migrate", "--to", "postgresql://x@127.0.0.1/x",
+                                    "--db", str(db))
+    assert moved.returncode == 1 and "chatd[cluster]" in moved.stderr
+
+
+async def test_a_node_without_the_driver_stops_with_one_line(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setitem(sys.modules, "asyncpg", None)
+    for name in [m for m in sys.modules if m.startswith("storage.postgres")]:
+        monkeypatch.delitem(sys.modules, name)
+    config = write_config(tmp_path / "node.yaml",
+                          cluster=cluster("postgresql://x@127.0.0.1:1/x"))
+    made = await asyncio.to_thread(chatd, "useradd", "x", "--password-stdin", "--config",
+                                   str(config), stdin=f"{PASSWORD}\n")
+    assert made.returncode == 2 and "chatd[cluster]" in made.stderr

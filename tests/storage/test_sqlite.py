@@ -487,6 +487,8 @@ async def test_append_messages_is_one_transaction(storage: Storage) -> None:
     await storage.append_messages([room_msg(1, room, alice)])
     with pytest.raises(Conflict):
         await storage.append_messages([room_msg(2, room, alice), room_msg(1, room, alice)])
+    with pytest.raises(Conflict, match="twice"):
+        await storage.append_messages([room_msg(5, room, alice), room_msg(5, room, alice)])
     with pytest.raises(StorageError):
         await storage.append_messages([room_msg(3, room, alice), room_msg(4, 999, alice)])
     assert [m.id for m in await storage.room_history(room, 10)] == [1]
@@ -646,6 +648,9 @@ async def test_delete_expired_invitations(storage: Storage) -> None:
     assert await storage.delete_expired_invitations(T0 + 10) == 1
     assert [i.user_id for i in await storage.load_invitations(T0)] == [carol]
     assert await storage.delete_expired_invitations(T0 + 10) == 0
+    assert await storage.delete_invitation(room, carol)
+    assert not await storage.delete_invitation(room, carol)
+    assert await storage.load_invitations(T0) == []
 
 
 async def test_join_requests(storage: Storage) -> None:
@@ -681,6 +686,30 @@ async def test_audit_log(storage: Storage) -> None:
     assert [e.action for e in await storage.list_audit(1, room="lobby")] == ["expire"]
     assert await storage.list_audit(10, room="nowhere") == []
     assert await storage.list_audit(0) == []
+
+
+async def test_audit_of_a_room_by_id_and_the_rooms_that_ended(storage: Storage) -> None:
+    """A name taken again after its room ended: entries follow the room's id, and the
+    ended room is found by id, or by name (any case) as the one that ended last."""
+    owner = await new_user(storage, "owner")
+    first = await new_room(storage, "Den", owner)
+    await storage.append_audit(T0, "owner", "create", None, "Den", "", first)
+    await storage.append_audit(T0 + 1, "owner", "promote", "bob", "Den", "", first)
+    await storage.append_audit(T0 + 2, "bob", "owner", "carol", "Den", "", first)
+    await storage.append_audit(T0 + 3, "owner", "kick", "dave", "Den", "", first)
+    await storage.terminate_room(first, T0 + 4)
+    second = await new_room(storage, "den", owner)
+    await storage.append_audit(T0 + 5, "erin", "create", None, "den", "", second)
+    assert [e.actor for e in await storage.list_audit(10, room_id=second)] == ["erin"]
+    assert [e.action for e in await storage.list_audit(2, room_id=first)] == ["owner", "kick"]
+    assert await storage.audit_admins(first) == {"owner", "bob", "carol"}
+    assert await storage.audit_admins(second) == {"erin"}
+    assert await storage.ended_room(room_id=first) == (first, "Den")
+    assert await storage.ended_room(room_id=second) is None
+    assert await storage.ended_room(name="DEN") == (first, "Den")
+    await storage.terminate_room(second, T0 + 6)
+    assert await storage.ended_room(name="den") == (second, "den")
+    assert await storage.ended_room(name="nowhere") is None
 
 
 # -- API tokens ------------------------------------------------------------------
