@@ -48,8 +48,8 @@ def import_asyncpg() -> Any:
 def run_apart(work: Callable[[], Awaitable[_T]]) -> _T:
     """Run ``work`` on an event loop of its own, in a thread of its own, and wait.
 
-    Sync fixtures use it: the test's loop is not running when they are set
-    up, and must not be replaced by another in this thread.
+    Sync fixtures use it: one may be set up while the test's loop runs (through
+    getfixturevalue), and a loop can be neither nested nor replaced in its thread.
     """
     result: list[_T] = []
     errors: list[BaseException] = []
