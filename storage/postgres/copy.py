@@ -2,11 +2,11 @@
 
 Everything is copied, table by table in the order of their foreign keys, with
 every id kept: users, rooms, members, associations, messages, notifications,
-sanctions, invitations, join requests, audit, tokens, files' metadata, public
-keys and user blocks. SQLite's blocks of plain room text are unpacked into
-rows (PostgreSQL stores a message a row). Identity sequences then continue
-after the largest copied id, so ids held by clients never come to mean a new
-row. The copy is one PostgreSQL transaction: it lands whole or not at all.
+sanctions, invitations, join requests, audit, API and resume tokens, files'
+metadata, public keys, user blocks and webhooks. SQLite's blocks of plain room
+text are unpacked into rows (PostgreSQL stores a message a row). Identity
+sequences then continue after the largest copied id, so ids held by clients
+never come to mean a new row. The copy is one PostgreSQL transaction: it lands whole or not at all.
 
 The source is read in one SQLite read transaction (a consistent snapshot),
 in chunks, in a thread. A target that holds any row is refused unless
@@ -54,10 +54,12 @@ MESSAGE_COLUMNS = ("id", "room_id", "recipient_id", "sender_id", "sender_name", 
 
 # In the order of the foreign keys; messages (rows and blocks) come after rooms.
 TABLES: tuple[Table, ...] = (
-    Table("users", ("id", "name", "password_hash", "is_admin", "created_at", "settings"),
-          booleans=("is_admin",), identity="id"),
-    Table("rooms", ("id", "name", "mode", "topic", "created_at", "terminated_at", "settings"),
-          identity="id"),
+    # Bots' owners are users made before them: ordered by id, an owner comes first.
+    Table("users", ("id", "name", "password_hash", "is_admin", "created_at", "settings",
+                    "kind", "owner_id"), booleans=("is_admin",), identity="id"),
+    Table("rooms", ("id", "name", "mode", "topic", "created_at", "terminated_at", "settings",
+                    "key", "member_limit", "moderated", "secret", "no_external", "topic_lock"),
+          booleans=("moderated", "secret", "no_external", "topic_lock"), identity="id"),
     Table("members", ("seq", "room_id", "user_id", "role", "joined_at", "role_since"),
           identity="seq"),
     Table("user_rooms", ("user_id", "room_id", "last_joined")),
@@ -69,12 +71,16 @@ TABLES: tuple[Table, ...] = (
     Table("join_requests", ("room_id", "user_id", "created_at")),
     Table("audit", ("id", "ts", "actor", "action", "target", "room", "reason", "room_id"),
           identity="id"),
-    Table("api_tokens", ("id", "user_id", "name", "token_hash", "created_at", "expires_at"),
-          identity="id"),
+    Table("api_tokens", ("id", "user_id", "name", "token_hash", "created_at", "expires_at",
+                         "scopes", "last_used_at"), identity="id"),
+    Table("resume_tokens", ("id", "user_id", "token_hash", "created_at", "expires_at",
+                            "api_token_id", "scopes"), identity="id"),
     Table("files", ("id", "room_id", "uploader_id", "uploader_name", "name", "size", "mime",
                     "sha256", "blob_key", "preview", "created_at"), identity="id"),
     Table("user_keys", ("user_id", "x25519", "mlkem", "fingerprint", "updated_at")),
     Table("user_blocks", ("user_id", "blocked_id", "created_at")),
+    Table("webhooks", ("id", "room_id", "name", "secret_hash", "creator_id", "created_at"),
+          identity="id"),
 )
 # SQLite's tables that are not copied as they are: its own bookkeeping, and the
 # blocks of room text, unpacked into messages.

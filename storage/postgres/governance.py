@@ -1,5 +1,5 @@
 """SQL for room governance on PostgreSQL: bans and mutes, invitations, join
-requests, the audit log, API tokens and user blocks (mixed into PostgresStorage).
+requests, the audit log and user blocks (mixed into PostgresStorage).
 
 Where SQLite reads and then writes inside one ``BEGIN IMMEDIATE`` (taking an
 invitation, expiring sanctions), one ``DELETE ... RETURNING`` does both here:
@@ -14,14 +14,12 @@ from storage.records import (
     InvitationRecord,
     JoinRequestRecord,
     SanctionRecord,
-    TokenRecord,
     UserBlockRecord,
 )
 
 _SANCTION_TABLES = {"ban": "bans", "mute": "mutes"}
 _SANCTION = "room_id, user_id, actor_id, reason, created_at, until"
 _INVITATION = "room_id, user_id, inviter_id, created_at, expires_at"
-_TOKEN = "id, user_id, name, token_hash, created_at, expires_at"
 
 
 class PgGovernanceQueries:
@@ -158,32 +156,6 @@ class PgGovernanceQueries:
             "SELECT target FROM audit WHERE room_id = $1 "
             "AND action IN ('promote', 'owner', 'transfer') AND target IS NOT NULL", room_id)
         return {str(row[0]) for row in rows}
-
-    # -- API tokens --------------------------------------------------------
-
-    async def create_token(self: PgHost, user_id: int, name: str, token_hash: str,
-                           created_at: float, expires_at: float | None) -> TokenRecord:
-        """Store a token; Conflict if the user has one of that name (ignoring case)."""
-        token_id = await self._fetch_value(
-            "INSERT INTO api_tokens (user_id, name, token_hash, created_at, expires_at) "
-            "VALUES ($1, $2, $3, $4, $5) RETURNING id",
-            user_id, name, token_hash, created_at, expires_at)
-        return TokenRecord(int(token_id), user_id, name, token_hash, created_at, expires_at)
-
-    async def find_token(self: PgHost, token_hash: str) -> TokenRecord | None:
-        row = await self._fetch_one(f"SELECT {_TOKEN} FROM api_tokens WHERE token_hash = $1",
-                                    token_hash)
-        return None if row is None else TokenRecord(*row)
-
-    async def list_tokens(self: PgHost, user_id: int) -> list[TokenRecord]:
-        rows = await self._fetch(f"SELECT {_TOKEN} FROM api_tokens WHERE user_id = $1 "
-                                 "ORDER BY id", user_id)
-        return [TokenRecord(*row) for row in rows]
-
-    async def delete_token(self: PgHost, user_id: int, name: str) -> bool:
-        return await self._execute(
-            "DELETE FROM api_tokens WHERE user_id = $1 AND chatd_fold(name) = chatd_fold($2)",
-            user_id, name) > 0
 
     # -- users who block another user's direct messages ------------------------
 

@@ -30,12 +30,12 @@ from storage.host import dumps_object, loads_object
 from storage.postgres.content import PgContentQueries
 from storage.postgres.governance import PgGovernanceQueries
 from storage.postgres.host import changed, translated, where
-
-if TYPE_CHECKING:
-    from storage.postgres.host import PgConnection
 from storage.postgres.messages import PgMessageQueries
 from storage.postgres.schema import migrate, schema_version
+from storage.postgres.tokens import PgTokenQueries
+from storage.postgres.webhooks import PgWebhookQueries
 from storage.records import (
+    USER_KIND,
     AssociationRecord,
     JsonDict,
     MemberRecord,
@@ -43,6 +43,9 @@ from storage.records import (
     RoomRecord,
     UserRecord,
 )
+
+if TYPE_CHECKING:
+    from storage.postgres.host import PgConnection
 
 # Connections of the pool: enough for the writer, governance and logins at once.
 POOL_SIZE = 10
@@ -52,8 +55,9 @@ CONNECT_TIMEOUT = 10.0
 # The key of the lock a sole node holds for as long as it serves the database.
 NODE_LOCK = 0x6368617464 + 2
 
-_USER = "id, name, password_hash, is_admin, created_at, settings"
-_ROOM = "id, name, mode, topic, created_at, terminated_at, settings"
+_USER = "id, name, password_hash, is_admin, created_at, settings, kind, owner_id"
+_ROOM = ("id, name, mode, topic, created_at, terminated_at, settings, key, member_limit, "
+         "moderated, secret, no_external, topic_lock")
 _NOTIFICATION = "id, user_id, kind, payload, created_at"
 
 _UPSERT_ASSOCIATION = """
@@ -62,7 +66,8 @@ ON CONFLICT (user_id, room_id) DO UPDATE SET last_joined = excluded.last_joined
 """
 
 
-class PostgresStorage(PgMessageQueries, PgContentQueries, PgGovernanceQueries):
+class PostgresStorage(PgMessageQueries, PgContentQueries, PgGovernanceQueries,
+                      PgTokenQueries, PgWebhookQueries):
     """The daemon's state in a PostgreSQL database (see the module docstring)."""
 
     def __init__(self, url: str, *, sole_node: bool = False, name: str = "chatd") -> None:
@@ -154,11 +159,14 @@ class PostgresStorage(PgMessageQueries, PgContentQueries, PgGovernanceQueries):
     # -- users -------------------------------------------------------------
 
     async def create_user(self, name: str, password_hash: bytes, is_admin: bool,
-                          created_at: float) -> UserRecord:
+                          created_at: float, kind: str = USER_KIND,
+                          owner_id: int | None = None) -> UserRecord:
         user_id = await self._fetch_value(
-            "INSERT INTO users (name, password_hash, is_admin, created_at) "
-            "VALUES ($1, $2, $3, $4) RETURNING id", name, password_hash, is_admin, created_at)
-        return UserRecord(int(user_id), name, password_hash, is_admin, created_at, {})
+            "INSERT INTO users (name, password_hash, is_admin, created_at, kind, owner_id) "
+            "VALUES ($1, $2, $3, $4, $5, $6) RETURNING id",
+            name, password_hash, is_admin, created_at, kind, owner_id)
+        return UserRecord(int(user_id), name, password_hash, is_admin, created_at, {}, kind,
+                          owner_id)
 
     async def get_user(self, user_id: int) -> UserRecord | None:
         row = await self._fetch_one(f"SELECT {_USER} FROM users WHERE id = $1", user_id)
@@ -198,6 +206,13 @@ class PostgresStorage(PgMessageQueries, PgContentQueries, PgGovernanceQueries):
             owner = await _insert_member(conn, room_id, owner_id, "owner", created_at)
         return RoomRecord(int(room_id), name, mode, "", created_at), owner
 
+    async def create_unowned_room(self, name: str, mode: str, created_at: float) -> RoomRecord:
+        """A room whose creator is not stored (an IRC guest): no member row."""
+        room_id = await self._fetch_value(
+            "INSERT INTO rooms (name, mode, created_at) VALUES ($1, $2, $3) RETURNING id",
+            name, mode, created_at)
+        return RoomRecord(int(room_id), name, mode, "", created_at)
+
     async def load_active_rooms(self) -> list[RoomRecord]:
         rows = await self._fetch(
             f"SELECT {_ROOM} FROM rooms WHERE terminated_at IS NULL ORDER BY id")
@@ -215,6 +230,14 @@ class PostgresStorage(PgMessageQueries, PgContentQueries, PgGovernanceQueries):
 
     async def set_room_mode(self, room_id: int, mode: str) -> None:
         await self._execute("UPDATE rooms SET mode = $1 WHERE id = $2", mode, room_id)
+
+    async def set_room_modes(self, room_id: int, key: str | None, limit: int | None,
+                             moderated: bool, secret: bool, no_external: bool,
+                             topic_lock: bool) -> None:
+        await self._execute(
+            "UPDATE rooms SET key = $1, member_limit = $2, moderated = $3, secret = $4, "
+            "no_external = $5, topic_lock = $6 WHERE id = $7",
+            key, limit, moderated, secret, no_external, topic_lock, room_id)
 
     async def set_room_settings(self, room_id: int, settings: JsonDict) -> None:
         await self._execute("UPDATE rooms SET settings = $1 WHERE id = $2",
@@ -346,9 +369,12 @@ async def _insert_member(conn: PgConnection, room_id: int, user_id: int, role: s
 
 def _user(row: asyncpg.Record) -> UserRecord:
     return UserRecord(id=row[0], name=row[1], password_hash=bytes(row[2]), is_admin=row[3],
-                      created_at=row[4], settings=loads_object(row[5]))
+                      created_at=row[4], settings=loads_object(row[5]), kind=row[6],
+                      owner_id=row[7])
 
 
 def _room(row: asyncpg.Record) -> RoomRecord:
     return RoomRecord(id=row[0], name=row[1], mode=row[2], topic=row[3], created_at=row[4],
-                      terminated_at=row[5], settings=loads_object(row[6]))
+                      terminated_at=row[5], settings=loads_object(row[6]), key=row[7],
+                      member_limit=row[8], moderated=row[9], secret=row[10],
+                      no_external=row[11], topic_lock=row[12])

@@ -32,7 +32,7 @@ from storage.postgres.copy import (  # noqa: E402
     copy_database,
     sqlite_tables,
 )
-from storage.records import FileRecord, KeyRecord  # noqa: E402
+from storage.records import FileRecord, KeyRecord, RoomRecord, TokenRecord  # noqa: E402
 
 T0 = 1_700_000_000.0
 
@@ -64,7 +64,8 @@ async def _fill(db: SqliteStorage) -> None:
     await db.set_room_settings(lobby.id, {"rate": 3})
     for user in (bob, gone, carol):
         await db.add_member(lobby.id, user, "member", T0 + 20)
-    await db.set_roles(lobby.id, [(bob, "admin")], T0 + 21)
+    await db.set_roles(lobby.id, [(bob, "admin"), (carol, "voice")], T0 + 21)
+    await db.set_room_modes(lobby.id, "pw", 12, True, True, False, False)
     await db.add_member(old.id, carol, "member", T0 + 22)
     await db.terminate_room(old.id, T0 + 23)
     plain = [MessageRecord(i, [alice, bob, gone][i % 3], "someone", f"plain {i}", T0 + 30 + i,
@@ -86,8 +87,16 @@ async def _fill(db: SqliteStorage) -> None:
     await db.put_join_request(JoinRequestRecord(den.id, gone, T0 + 53))
     await db.append_audit(T0 + 54, "Alice", "kick", "gone", "Lobby", "bye", lobby.id)
     await db.append_audit(T0 + 55, None, "expire", "carol", None, "")
-    await db.create_token(bob, "Bot", "tokenhash", T0 + 56, None)
+    bot_token = await db.create_token(bob, "Bot", "tokenhash", T0 + 56, None, "read post")
     await db.create_token(gone, "temp", "tokenhash2", T0 + 56, T0 + 60)
+    await db.set_tokens_used([(bot_token.id, T0 + 57)])
+    await db.create_resume_token(alice, "resume-a", T0 + 57, T0 + 999, None,
+                                 "read post moderate admin")
+    await db.create_resume_token(bob, "resume-b", T0 + 57, T0 + 999, bot_token.id, "read post")
+    await db.create_user("helper", b"!", False, T0 + 57, kind="bot", owner_id=bob)
+    await db.create_user("orphan", b"!", False, T0 + 57, kind="bot", owner_id=gone)
+    await db.create_webhook(lobby.id, "CI", "hookhash", alice, T0 + 58)
+    await db.create_webhook(lobby.id, "gone's", "hookhash2", gone, T0 + 58)
     await db.add_file(FileRecord(0, lobby.id, alice, "Alice", "a.png", 42, "image/png",
                                  "ab" * 32, "ab" * 32, "[art]", T0 + 57))
     await db.add_file(FileRecord(0, lobby.id, gone, "gone", "b.txt", 3, "text/plain",
@@ -159,7 +168,8 @@ async def test_a_populated_database_round_trips_table_by_table(populated: str,
                     else sqlite_rows(populated, table))
         assert await postgres_rows(postgres_url, table) == expected, table.name
         assert counts[table.name] == len(expected), table.name
-    assert counts["messages"] == 154 and counts["users"] == 3
+    assert counts["messages"] == 154 and counts["users"] == 5
+    assert counts["webhooks"] == 1 and counts["resume_tokens"] == 2
     assert counts["notifications"] == 1 and counts["audit"] == 2
 
     node = PostgresStorage(postgres_url)
@@ -181,14 +191,34 @@ async def test_a_populated_database_round_trips_table_by_table(populated: str,
                 await embedded.undelivered_direct_messages(bob.id)
         finally:
             await embedded.close()
-        # Identities go on after the copied ids (4 users were made, one deleted).
-        assert (await node.create_user("dave", b"h", False, T0)).id == 5
-        room, member = await node.create_room("new", "open", 5, T0)
+        assert await node.load_active_rooms() == await embedded_rooms(populated)
+        assert await node.load_tokens() == await embedded_tokens(populated)
+        # Identities go on after the copied ids (6 users were made, one deleted).
+        assert (await node.create_user("dave", b"h", False, T0)).id == 7
+        room, member = await node.create_room("new", "open", 7, T0)
         assert room.id == 4 and member.seq > max(m.seq for m in await node.load_members()
                                                  if m.room_id != room.id)
         assert await node.max_message_id() == 154
     finally:
         await node.close()
+
+
+async def embedded_rooms(path: str) -> list[RoomRecord]:
+    embedded = SqliteStorage(path)
+    await embedded.open()
+    try:
+        return await embedded.load_active_rooms()
+    finally:
+        await embedded.close()
+
+
+async def embedded_tokens(path: str) -> list[TokenRecord]:
+    embedded = SqliteStorage(path)
+    await embedded.open()
+    try:
+        return await embedded.load_tokens()
+    finally:
+        await embedded.close()
 
 
 async def test_a_target_holding_data_is_refused_unless_replaced(populated: str,

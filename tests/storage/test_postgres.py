@@ -161,6 +161,7 @@ async def test_the_pool_connects_again_after_losing_its_connections(
     (lambda: asyncpg.CharacterNotInRepertoireError("NUL"), Refused),
     (lambda: asyncpg.ConnectionDoesNotExistError("gone"), StorageError),
     (lambda: asyncpg.InterfaceError("pool closed"), StorageError),
+    (lambda: asyncpg.InternalClientError("cannot switch to state 11"), StorageError),
     (lambda: ConnectionRefusedError("refused"), StorageError),
 ])
 def test_driver_errors_become_storage_errors(raised: Any, expected: type[Exception]) -> None:
@@ -194,3 +195,53 @@ async def test_names_fold_ascii_case_only_as_sqlite_does(postgres_url: str) -> N
         assert (await storage.get_user_by_name("äRGER")).name == "ärger"  # type: ignore[union-attr]
     finally:
         await storage.close()
+
+
+async def test_the_modes_migration_keeps_members_and_admits_the_voice_role(
+        fresh_url: str) -> None:
+    async with connected(fresh_url) as conn:
+        await migrate(conn, target=8)
+        await conn.execute("INSERT INTO users (name, password_hash, created_at) "
+                           "VALUES ('alice', '\\x01', 1), ('bob', '\\x02', 1)")
+        await conn.execute("INSERT INTO rooms (name, created_at) VALUES ('dev', 1)")
+        await conn.execute("INSERT INTO members (room_id, user_id, role, joined_at, role_since) "
+                           "VALUES (1, 1, 'owner', 1, 1), (1, 2, 'member', 1, 1)")
+        await conn.execute("INSERT INTO api_tokens (user_id, name, token_hash, created_at) "
+                           "VALUES (1, 'old', 'h', 1)")
+        await migrate(conn)
+        with pytest.raises(asyncpg.CheckViolationError):
+            await conn.execute("UPDATE members SET role = 'king'")
+    storage = PostgresStorage(fresh_url)
+    await storage.open()
+    try:
+        [room] = await storage.load_active_rooms()
+        assert (room.key, room.member_limit, room.moderated, room.secret, room.no_external,
+                room.topic_lock) == (None, None, False, False, True, True)
+        assert [(m.user_id, m.seq) for m in await storage.load_members()] == [(1, 1), (2, 2)]
+        voiced = await storage.add_member(room.id, (await storage.create_user(
+            "carol", b"h", False, T0)).id, "voice", T0)
+        assert voiced.role == "voice" and voiced.seq == 3
+        [old] = await storage.load_tokens()
+        assert (old.scopes, old.last_used_at) == ("read post moderate admin", None)
+        assert [u.kind for u in await storage.list_users()] == ["user"] * 3
+        with pytest.raises(Refused):
+            await storage.set_room_modes(room.id, None, 0, False, False, True, True)
+    finally:
+        await storage.close()
+
+
+async def test_only_one_of_two_nodes_rotating_a_resume_token_gets_a_new_one(
+        postgres_url: str) -> None:
+    nodes = [PostgresStorage(postgres_url) for _ in range(2)]
+    await asyncio.gather(*(node.open() for node in nodes))
+    try:
+        alice = await nodes[0].create_user("alice", b"h", False, T0)
+        old = await nodes[0].create_resume_token(alice.id, "r0", T0, T0 + 60, None, "read")
+        rotated = await asyncio.gather(*(
+            node.rotate_resume_token(old.id, f"r{i + 1}", T0 + 1, T0 + 61)
+            for i, node in enumerate(nodes)))
+        [winner] = [r for r in rotated if r is not None]
+        assert [r.token_hash for r in await nodes[1].load_resume_tokens(T0)] == [
+            winner.token_hash]
+    finally:
+        await asyncio.gather(*(node.close() for node in nodes))

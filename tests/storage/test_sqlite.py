@@ -46,26 +46,6 @@ backend = both
 
 
 @pytest.fixture
-def unopened(request: pytest.FixtureRequest, backend: str,
-             db_path: str) -> Callable[[], Storage]:
-    """Makes storage objects of the test's backend, on one database, not opened yet."""
-    if backend == "sqlite":
-        return lambda: SqliteStorage(db_path)
-    from storage.postgres import PostgresStorage
-
-    url = request.getfixturevalue("postgres_url")
-    return lambda: PostgresStorage(url)
-
-
-@pytest.fixture
-async def storage(unopened: Callable[[], Storage]) -> AsyncIterator[Storage]:
-    store = unopened()
-    await store.open()
-    yield store
-    await store.close()
-
-
-@pytest.fixture
 async def sqlite_storage(db_path: str) -> AsyncIterator[SqliteStorage]:
     store = SqliteStorage(db_path)
     await store.open()
