@@ -51,8 +51,7 @@ def where(url: str) -> str:
 def translated() -> Iterator[None]:
     """Turn the driver's errors into StorageError: uniqueness violations into Conflict,
     other broken rules (foreign keys, checks, NOT NULL, values a type cannot hold)
-    into Refused, a lost or
-    refused connection into StorageError."""
+    into Refused, a lost or refused connection into StorageError."""
     try:
         yield
     except asyncpg.UniqueViolationError as exc:
@@ -61,6 +60,10 @@ def translated() -> Iterator[None]:
         # A value the schema or the type refuses (a NUL in text): no retry can pass.
         raise Refused(str(exc)) from exc
     except (asyncpg.PostgresError, asyncpg.InterfaceError) as exc:
+        raise StorageError(str(exc)) from exc
+    except asyncpg.InternalClientError as exc:
+        # A pooled connection the server ended while it was idle can be caught
+        # between states by the next query; the pool replaces it, a retry passes.
         raise StorageError(str(exc)) from exc
     except (OSError, TimeoutError) as exc:
         raise StorageError(f"PostgreSQL unreachable: {exc}") from exc
