@@ -3,10 +3,13 @@
     chatd [serve] [--config FILE] [--host H] [--port P] [--db PATH]
                   [--log-level LEVEL] [--log-format kv|json]
     chatd useradd NAME [--admin] [--config FILE] [--db PATH]
+    chatd migrate --to postgresql://... [--force] [--config FILE] [--db PATH]
 
 ``useradd`` hands the account to the daemon running on that database, when
 one answers on its control socket (it keeps accounts in memory), and writes
-the database directly otherwise.
+the database directly otherwise: the SQLite file, or in cluster mode
+(``cluster.enabled``) the PostgreSQL database. ``migrate`` copies the
+embedded database into a PostgreSQL one (see docs/CLUSTER.md).
 """
 
 from __future__ import annotations
@@ -20,12 +23,14 @@ from typing import Any
 
 from chatd import __version__
 from chatd.app.compose import build_app
+from chatd.app.migration import migrate_to_postgres
 from chatd.config import Config, ConfigError, check_hosts, load_config
 from chatd.errors import ChatError
 from chatd.ops.chatctl import PasswordError, read_password
 from chatd.ops.control import answers, control_path, found_database
 from chatd.ops.control_client import ControlClient, ControlError
 from chatd.ops.logfmt import configure_logging
+from storage.api import StorageError
 
 log = logging.getLogger("chatd")
 
@@ -37,17 +42,27 @@ def main(argv: list[str] | None = None) -> int:
         config = load_config(config_path, _overrides(args))
         if args.command == "serve":
             check_hosts(config)
+        if args.command == "migrate":
+            # The target is checked as cluster.postgres would be.
+            load_config(None, {"cluster.postgres": args.to})
     except ConfigError as exc:
         print(f"chatd: configuration error: {exc}", file=sys.stderr)
         return 2
     configure_logging(config.logging.level, config.logging.format)
-    if args.command == "useradd":
+    if args.command in ("useradd", "migrate"):
         named = config_path is not None or hasattr(args, "db")
         database = found_database(config.storage.path, named)
         config = dataclasses.replace(
             config, storage=dataclasses.replace(config.storage, path=database))
-        return _run(_useradd(config, args.name, args.admin, args.password_stdin))
-    return _run(serve(config, config_path, _overrides(args)))
+    try:
+        if args.command == "useradd":
+            return _run(_useradd(config, args.name, args.admin, args.password_stdin))
+        if args.command == "migrate":
+            return _run(migrate_to_postgres(config, args.to, args.force))
+        return _run(serve(config, config_path, _overrides(args)))
+    except ConfigError as exc:  # found when the daemon is built (a missing driver)
+        print(f"chatd: configuration error: {exc}", file=sys.stderr)
+        return 2
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -75,6 +90,15 @@ def _parser() -> argparse.ArgumentParser:
     add.add_argument("--password-stdin", action="store_true",
                      help="read the password from standard input (the default when it is "
                           "not a terminal; one trailing newline is dropped)")
+    move = sub.add_parser(
+        "migrate", parents=[common], help="copy the embedded database into PostgreSQL",
+        description="Copy the embedded SQLite database (everything, with uploaded files' "
+                    "metadata and where their bytes are) into a PostgreSQL database for "
+                    "cluster mode. Stop the daemon first.")
+    move.add_argument("--to", required=True, metavar="URL",
+                      help="the target database: postgresql://user[:password]@host[:port]/db")
+    move.add_argument("--force", action="store_true", default=False,
+                      help="replace what the target holds (refused otherwise)")
     # Without a sub-command, chatd serves: accept serve's options at the top level too.
     for action in run._actions:
         if action.option_strings and action.dest != "help":
@@ -130,13 +154,17 @@ async def _useradd_online(socket_path: str, name: str, password: str, admin: boo
 
 
 async def _useradd_offline(config: Config, name: str, password: str, admin: bool) -> int:
+    """Straight into the database: the SQLite file, or the cluster's PostgreSQL."""
     server = build_app(config)
-    await server.storage.open()
     try:
+        await server.storage.open()
         await server.services.accounts.load()
         user = await server.services.accounts.create(name, password, is_admin=admin)
     except ChatError as exc:
         print(f"chatd: {exc.code}: {exc.message}", file=sys.stderr)
+        return 1
+    except StorageError as exc:
+        print(f"chatd: {exc}", file=sys.stderr)
         return 1
     finally:
         await server.storage.close()

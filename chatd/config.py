@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
+import re
 import socket
 import types
 import typing
@@ -245,6 +246,21 @@ class WebConfig:
 
 
 @dataclass(frozen=True, slots=True)
+class ClusterConfig:
+    # Off: the embedded daemon, its state in SQLite (storage.path). On: the
+    # state lives in the PostgreSQL database of ``postgres``, which the node
+    # creates and migrates itself (see docs/CLUSTER.md).
+    enabled: bool = False
+    # This node's name, unique among the nodes of one cluster.
+    node_id: str = ""
+    # redis://host:port/db: what the nodes will share delivery through (not
+    # used yet: in this version one node serves a database).
+    redis: str = ""
+    # postgresql://user[:password]@host[:port]/database
+    postgres: str = ""
+
+
+@dataclass(frozen=True, slots=True)
 class Config:
     server: ServerConfig = field(default_factory=ServerConfig)
     listen: ListenConfig = field(default_factory=ListenConfig)
@@ -263,6 +279,7 @@ class Config:
     crypto: CryptoConfig = field(default_factory=CryptoConfig)
     irc: IrcConfig = field(default_factory=IrcConfig)
     web: WebConfig = field(default_factory=WebConfig)
+    cluster: ClusterConfig = field(default_factory=ClusterConfig)
 
 
 # What a reload (SIGHUP, chatctl reload) does with each key. "applied": the new
@@ -326,6 +343,8 @@ RELOAD_POLICY: Final[dict[str, ReloadPolicy]] = {
     **_each("web", "applied", "allowed_origins", "trusted_proxies", "max_body",
             "request_timeout", "ping_interval", "download_ttl", "webhook_rate",
             "webhook_burst"),
+    # Which database and which cluster a node belongs to is decided at start.
+    **_each("cluster", "restart", "enabled", "node_id", "redis", "postgres"),
 }
 
 # Keys naming a file or directory: relative ones in a configuration file are
@@ -340,6 +359,7 @@ PORT_KEYS: Final = ("listen.port", "tls.port", "metrics.port", "irc.port", "irc.
 AT_LEAST_ONE: Final = ("limits.max_connections", "limits.max_connections_per_ip",
                        "limits.input_queue", "storage.max_batch", "rooms.page_size",
                        "crypto.spawn_rate", "web.max_body")
+_NODE_ID_RE: Final = re.compile(r"[A-Za-z0-9_-]{1,32}")
 # SQLite's in-memory database: not a file, so never resolved against a directory.
 _MEMORY: Final = ":memory:"
 
@@ -461,6 +481,43 @@ def _check_together(config: Config) -> None:
         raise ConfigError("accounts.bcrypt_cost: must be from 4 to 31")
     if config.listen.max_line < 64:
         raise ConfigError(f"listen.max_line: {config.listen.max_line} is out of range")
+    _check_cluster(config)
+
+
+def _check_cluster(config: Config) -> None:
+    """The cluster's keys: well-formed when given, complete when the cluster is on."""
+    cluster = config.cluster
+    if cluster.node_id and not _NODE_ID_RE.fullmatch(cluster.node_id):
+        raise ConfigError(f"cluster.node_id: {cluster.node_id!r} must be 1-32 letters, "
+                          "digits, '_' or '-'")
+    _check_url("cluster.postgres", cluster.postgres, ("postgresql", "postgres"))
+    _check_url("cluster.redis", cluster.redis, ("redis", "rediss", "unix"))
+    if not cluster.enabled:
+        return
+    missing = [key for key in ("node_id", "postgres") if not getattr(cluster, key)]
+    if missing:
+        raise ConfigError(f"cluster.enabled: needs cluster.{' and cluster.'.join(missing)}")
+    if config.backup.interval > 0:
+        raise ConfigError("backup.interval: scheduled backups copy the SQLite database; "
+                          "in cluster mode back up PostgreSQL with pg_dump (set it to 0)")
+
+
+def _check_url(key: str, url: str, schemes: tuple[str, ...]) -> None:
+    if not url:
+        return
+    scheme, sep, rest = url.partition("://")
+    if not sep or scheme not in schemes or not rest:
+        raise ConfigError(f"{key}: expected a URL like {schemes[0]}://host/..., "
+                          f"got {_redacted(url)!r}")
+
+
+def _redacted(url: str) -> str:
+    """The URL without a password it may hold (error messages end up in logs)."""
+    scheme, sep, rest = url.partition("://")
+    credentials, at, place = rest.rpartition("@")
+    if not at or ":" not in credentials:
+        return url
+    return f"{scheme}{sep}{credentials.partition(':')[0]}:***@{place}"
 
 
 def _build(cls: type[_T], data: Any, where: str) -> _T:

@@ -1,14 +1,23 @@
-"""Fixtures: a real chatd server per test, on loopback, with its own database."""
+"""Fixtures: a real chatd server per test, on loopback, with its own database.
+
+The storage backend is the ``backend`` fixture's: SQLite unless a module (or a
+directory's conftest) replaces it with :func:`tests.backends.both`, which runs
+each of its tests on SQLite and on PostgreSQL. A PostgreSQL backend is a database
+of the session's private server (see :mod:`tests.services`), emptied for each test.
+"""
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
 from chatd.domain.clock import ManualClock
+from tests.backends import PostgresDatabases
 from tests.helpers import ChatServer, Clients, start_server
+from tests.services import PostgresServer, RedisServer, start_postgres, start_redis
 
 
 @pytest.fixture
@@ -22,8 +31,52 @@ def db_path(tmp_path: Path) -> Path:
 
 
 @pytest.fixture
-async def server(db_path: Path, clock: ManualClock) -> AsyncIterator[ChatServer]:
-    srv = await start_server(db_path, clock=clock)
+def backend() -> str:
+    """The storage backend of the test's servers: "sqlite" or "postgres"."""
+    return "sqlite"
+
+
+@pytest.fixture(scope="session")
+def postgres_server() -> Iterator[PostgresServer]:
+    """The session's private PostgreSQL (started on first use, stopped by pid at the end)."""
+    server = start_postgres()
+    yield server
+    server.remove()
+
+
+@pytest.fixture(scope="session")
+def postgres_databases(postgres_server: PostgresServer) -> PostgresDatabases:
+    return PostgresDatabases(postgres_server)
+
+
+@pytest.fixture
+def postgres_url(postgres_databases: PostgresDatabases) -> Iterator[str]:
+    """The tests' PostgreSQL database, migrated and emptied for this test."""
+    with postgres_databases.fresh() as url:
+        yield url
+
+
+@pytest.fixture(scope="session")
+def redis_server() -> Iterator[RedisServer]:
+    """The session's private Redis (no persistence), stopped by pid at the end."""
+    server = start_redis()
+    yield server
+    server.remove()
+
+
+@pytest.fixture
+def storage_overrides(request: pytest.FixtureRequest, backend: str) -> dict[str, Any]:
+    """The configuration that puts a server on the test's backend (for start_server)."""
+    if backend == "sqlite":
+        return {}
+    url = request.getfixturevalue("postgres_url")
+    return {"cluster__enabled": True, "cluster__node_id": "test", "cluster__postgres": url}
+
+
+@pytest.fixture
+async def server(db_path: Path, clock: ManualClock,
+                 storage_overrides: dict[str, Any]) -> AsyncIterator[ChatServer]:
+    srv = await start_server(db_path, clock=clock, **storage_overrides)
     yield srv
     await srv.stop()
 

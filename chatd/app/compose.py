@@ -17,6 +17,7 @@ import commands
 from chatd import __version__
 from chatd.app.app import App
 from chatd.app.reloads import Applies, Reloads
+from chatd.config import ConfigError
 from chatd.content.blobs import open_blob_store
 from chatd.content.files import Files
 from chatd.content.stickers import Stickers
@@ -93,7 +94,7 @@ def build_app(config: Config, clock: Clock | None = None, storage: Storage | Non
     ``config_path`` with ``overrides`` (the command line's) on top.
     """
     clock = clock or Clock()
-    storage = storage or SqliteStorage(config.storage.path)
+    storage = storage or make_storage(config)
     reloads = Reloads()
     leader = SoleLeader()
     backups = Backups(storage, config.backup, config.storage.path, leader)
@@ -130,6 +131,24 @@ def build_web(listeners: Listeners, services: Services, front: IrcFront | None) 
     web = WebServer(listeners, services, irc_connection if front is not None else None)
     listeners.also(web.start)
     return web
+
+
+def make_storage(config: Config) -> Storage:
+    """The embedded SQLite file, or in cluster mode the PostgreSQL database.
+
+    asyncpg is imported here and only here, so the embedded daemon never loads it.
+    """
+    if not config.cluster.enabled:
+        return SqliteStorage(config.storage.path)
+    try:
+        from storage.postgres import PostgresStorage  # noqa: PLC0415 - optional, cluster only
+    except ImportError as exc:
+        raise ConfigError(f"cluster.enabled: needs the PostgreSQL driver ({exc.name}): "
+                          "install chatd with its cluster extra (pip install 'chatd[cluster]')"
+                          ) from exc
+    # One node serves the database until nodes share delivery (see docs/CLUSTER.md).
+    return PostgresStorage(config.cluster.postgres, sole_node=True,
+                           name=f"chatd/{config.cluster.node_id}")
 
 
 def wire_services(config: Config, clock: Clock, storage: Storage, table: CommandTable,

@@ -1,13 +1,19 @@
 # Sourced by scripts/test: Debian packages whose programs the tests run.
 # Each entry is "program package"; a missing program has its package installed
 # (as root, with apt-get), so a fresh machine runs the same tests as any other.
+# A program given as a path pattern (Debian keeps PostgreSQL's server programs
+# in /usr/lib/postgresql/VERSION/bin, out of PATH) is looked for as a file.
 set -euo pipefail
 
 ensure_debian_programs() {
     local missing=() entry program package
     for entry in "$@"; do
         read -r program package <<<"$entry"
-        command -v "$program" >/dev/null || missing+=("$package")
+        if [[ $program == */* ]]; then
+            compgen -G "$program" >/dev/null || missing+=("$package")
+        else
+            command -v "$program" >/dev/null || missing+=("$package")
+        fi
     done
     [ ${#missing[@]} -eq 0 ] && return 0
     if command -v apt-get >/dev/null && [ "$(id -u)" = 0 ]; then

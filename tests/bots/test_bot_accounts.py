@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
+from tests.backends import both
 from tests.helpers import ChatServer, Clients, error_of, room_with, text_client, text_run
+
+# Bots are accounts of their own kind, owned by another: alike on both backends.
+backend = both
 
 
 async def test_a_user_makes_a_bot_that_logs_in_with_its_token_and_shows_as_a_bot(

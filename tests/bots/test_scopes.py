@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -10,6 +11,7 @@ from chatd.domain.clock import ManualClock
 from chatd.domain.tokens import token_hash
 from chatd.protocol.registry import COMMANDS
 from storage.api import StorageError
+from tests.backends import both
 from tests.helpers import (
     ChatServer,
     Clients,
@@ -19,6 +21,9 @@ from tests.helpers import (
     text_client,
     text_run,
 )
+
+# Scopes and last use of tokens are stored alike on both backends.
+backend = both
 
 
 async def _token_login(clients: Clients, token: str):  # type: ignore[no-untyped-def]
@@ -169,9 +174,10 @@ async def test_a_token_name_is_taken_once(clients: Clients) -> None:
 
 
 async def test_last_use_survives_a_restart_and_a_failed_write(
-        tmp_path: Path, clock: ManualClock, monkeypatch: pytest.MonkeyPatch) -> None:
+        tmp_path: Path, clock: ManualClock, monkeypatch: pytest.MonkeyPatch,
+        storage_overrides: dict[str, Any]) -> None:
     db_path = tmp_path / "tokens.db"
-    server = await start_server(db_path, clock=clock)
+    server = await start_server(db_path, clock=clock, **storage_overrides)
     clients = Clients(server)
     alice = await clients.user("alice")
     token = (await alice.command("/token create ci"))["token"]
@@ -188,7 +194,7 @@ async def test_last_use_survives_a_restart_and_a_failed_write(
     await clients.close()
     await server.stop()  # the last flush, at stop
 
-    server = await start_server(db_path, clock=clock)
+    server = await start_server(db_path, clock=clock, **storage_overrides)
     clients = Clients(server)
     try:
         alice = await clients.user("alice")

@@ -156,9 +156,9 @@ class Chat:
 
 
 @pytest.fixture
-async def chat(tmp_path: Path) -> AsyncIterator[Chat]:
+async def chat(tmp_path: Path, storage_overrides: dict[str, Any]) -> AsyncIterator[Chat]:
     clock = ManualClock()
-    server = await start_server(tmp_path / "chatd.db", clock=clock)
+    server = await start_server(tmp_path / "chatd.db", clock=clock, **storage_overrides)
     opened = Chat(server, clock)
     yield opened
     opened.close()

@@ -4,7 +4,11 @@ from __future__ import annotations
 
 import asyncio
 
+from tests.backends import both
 from tests.commands.conftest import Chat, Peer, settle
+
+# Decided once and persisted alike on both storage backends.
+backend = both
 
 
 async def admin(chat: Chat, name: str) -> Peer:

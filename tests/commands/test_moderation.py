@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
+from tests.backends import both
 from tests.commands.conftest import Chat, Peer
+
+# Sanctions persisted alike on both storage backends.
+backend = both
 
 
 async def _room_with_bob(chat: Chat) -> tuple[Peer, Peer]:

@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
+from tests.backends import both
 from tests.commands.conftest import Chat
+
+# Rooms persisted alike on both storage backends.
+backend = both
 
 
 async def test_create_join_and_leave(chat: Chat) -> None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 from chatd.domain.clock import ManualClock
 from tests.governance import (
@@ -138,9 +139,10 @@ async def test_an_invitation_expires_after_seven_days(server: ChatServer, client
     assert (await error_of(dave, f"/join {room_id}"))["code"] == "not-permitted"
 
 
-async def test_the_invitation_lifetime_is_configurable(tmp_path: Path,
-                                                       clock: ManualClock) -> None:
-    server = await start_server(tmp_path / "ttl.db", clock=clock, rooms__invitation_ttl="60s")
+async def test_the_invitation_lifetime_is_configurable(
+        tmp_path: Path, clock: ManualClock, storage_overrides: dict[str, Any]) -> None:
+    server = await start_server(tmp_path / "ttl.db", clock=clock, rooms__invitation_ttl="60s",
+                                **storage_overrides)
     clients = Clients(server)
     try:
         alice, carol, dave = await users(clients, "alice", "carol", "dave")

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 from pathlib import Path
+from typing import Any
 
 from chatd.client import ChatClient
 from chatd.domain.clock import ManualClock
@@ -51,10 +52,10 @@ async def test_stale_associations_are_forgotten_unless_banned_or_member(
     assert "dev" in await my_rooms(dave)           # a member keeps the room
 
 
-async def test_rooms_left_without_members_are_terminated(tmp_path: Path,
-                                                         clock: ManualClock) -> None:
+async def test_rooms_left_without_members_are_terminated(
+        tmp_path: Path, clock: ManualClock, storage_overrides: dict[str, Any]) -> None:
     db_path = tmp_path / "ghost.db"
-    server = await start_server(db_path, clock=clock)
+    server = await start_server(db_path, clock=clock, **storage_overrides)
     clients = Clients(server)
     alice = await clients.user("alice")
     room_id = await room_with(alice, "ghost")
@@ -65,7 +66,7 @@ async def test_rooms_left_without_members_are_terminated(tmp_path: Path,
     await clients.close()
     await server.stop()
 
-    server = await start_server(db_path, clock=clock)
+    server = await start_server(db_path, clock=clock, **storage_overrides)
     server.housekeeping.stop()  # no periodic pass: this test runs its own
     clients = Clients(server)
     try:

@@ -4,15 +4,17 @@ invitations and requests."""
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 from chatd.domain.clock import ManualClock
 from tests.governance import error_of, members_of, room_with, users
 from tests.helpers import Clients, start_server
 
 
-async def test_governance_survives_a_restart(tmp_path: Path, clock: ManualClock) -> None:
+async def test_governance_survives_a_restart(tmp_path: Path, clock: ManualClock,
+                                             storage_overrides: dict[str, Any]) -> None:
     db_path = tmp_path / "restart.db"
-    server = await start_server(db_path, clock=clock)
+    server = await start_server(db_path, clock=clock, **storage_overrides)
     clients = Clients(server)
     alice, bob, carol, dave, erin, frank = await users(
         clients, "alice", "bob", "carol", "dave", "erin", "frank")
@@ -29,7 +31,7 @@ async def test_governance_survives_a_restart(tmp_path: Path, clock: ManualClock)
     await clients.close()
     await server.stop()
 
-    server = await start_server(db_path, clock=clock)
+    server = await start_server(db_path, clock=clock, **storage_overrides)
     clients = Clients(server)
     try:
         alice, bob, carol, dave, erin, frank = await users(

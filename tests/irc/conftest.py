@@ -19,11 +19,12 @@ def pytest_configure(config: pytest.Config) -> None:
 
 
 @pytest.fixture
-async def server(db_path: Path, clock: ManualClock,
-                 request: pytest.FixtureRequest) -> AsyncIterator[ChatServer]:
+async def server(db_path: Path, clock: ManualClock, request: pytest.FixtureRequest,
+                 storage_overrides: dict[str, Any]) -> AsyncIterator[ChatServer]:
     marker = request.node.get_closest_marker("server")
     overrides: dict[str, Any] = dict(marker.kwargs) if marker else {}
-    srv = await start_server(db_path, clock=clock, irc__enabled=True, irc__port=0, **overrides)
+    srv = await start_server(db_path, clock=clock, irc__enabled=True, irc__port=0,
+                             **storage_overrides, **overrides)
     yield srv
     await srv.stop()
 

@@ -12,9 +12,13 @@ from chatd.domain.room import Mode, Role
 from chatd.errors import ChatError, Code
 from chatd.irc.guests import GuestId
 from storage.records import UserRecord
+from tests.backends import both
 from tests.helpers import ChatServer, Clients
 from tests.irc.conftest import IrcFactory
 from tests.irc.helpers import IrcClient
+
+# Modes, the voice role and guests' rooms are stored alike on both backends.
+backend = both
 
 GUESTS_CREATE = pytest.mark.server(accounts__guests=True, rooms__creation="everyone")
 

@@ -6,7 +6,11 @@ from pathlib import Path
 from typing import Any
 
 from chatd.domain.clock import ManualClock
+from tests.backends import both
 from tests.helpers import PASSWORD, Clients, start_server
+
+# History, pending direct messages and governance outlive the daemon on both backends.
+backend = both
 
 
 def is_message(event: dict[str, Any]) -> bool:
@@ -14,9 +18,9 @@ def is_message(event: dict[str, Any]) -> bool:
 
 
 async def test_a_restart_keeps_rooms_members_history_and_pending_dms(
-        tmp_path: Path, clock: ManualClock) -> None:
+        tmp_path: Path, clock: ManualClock, storage_overrides: dict[str, Any]) -> None:
     db_path = tmp_path / "restart.db"
-    server = await start_server(db_path, clock=clock)
+    server = await start_server(db_path, clock=clock, **storage_overrides)
     before = Clients(server)
     try:
         alice = await before.user("alice")
@@ -44,7 +48,7 @@ async def test_a_restart_keeps_rooms_members_history_and_pending_dms(
         await before.close()
         await server.stop()
 
-    server = await start_server(db_path, clock=clock)
+    server = await start_server(db_path, clock=clock, **storage_overrides)
     after = Clients(server)
     try:
         # Accounts and passwords.
@@ -103,7 +107,7 @@ async def test_a_restart_keeps_rooms_members_history_and_pending_dms(
         await after.close()
         await server.stop()
 
-    server = await start_server(db_path, clock=clock)
+    server = await start_server(db_path, clock=clock, **storage_overrides)
     again = Clients(server)
     try:
         carol = await again.anonymous()
@@ -118,9 +122,9 @@ async def test_a_restart_keeps_rooms_members_history_and_pending_dms(
 
 
 async def test_a_restart_keeps_a_room_that_was_left_and_forgets_an_ended_one(
-        tmp_path: Path, clock: ManualClock) -> None:
+        tmp_path: Path, clock: ManualClock, storage_overrides: dict[str, Any]) -> None:
     db_path = tmp_path / "left.db"
-    server = await start_server(db_path, clock=clock)
+    server = await start_server(db_path, clock=clock, **storage_overrides)
     before = Clients(server)
     try:
         alice = await before.user("alice")
@@ -134,7 +138,7 @@ async def test_a_restart_keeps_a_room_that_was_left_and_forgets_an_ended_one(
         await before.close()
         await server.stop()
 
-    server = await start_server(db_path, clock=clock)
+    server = await start_server(db_path, clock=clock, **storage_overrides)
     after = Clients(server)
     try:
         alice = await after.user("alice")

@@ -9,7 +9,10 @@ from typing import Any
 import pytest
 
 from chatd.domain.clock import ManualClock
+from tests.backends import both
 from tests.helpers import ChatServer, Clients, error_of, settle, start_server, text_client, text_run
+
+backend = both
 
 
 def of_type(events: list[dict[str, Any]], kind: str) -> list[dict[str, Any]]:
@@ -101,8 +104,10 @@ async def test_a_room_named_with_digits_can_be_joined_by_that_name(clients: Clie
 
 
 @pytest.fixture
-async def paged_server(tmp_path: Path, clock: ManualClock) -> AsyncIterator[ChatServer]:
-    server = await start_server(tmp_path / "paged.db", clock=clock, rooms__page_size=2)
+async def paged_server(tmp_path: Path, clock: ManualClock,
+                       storage_overrides: dict[str, Any]) -> AsyncIterator[ChatServer]:
+    server = await start_server(tmp_path / "paged.db", clock=clock, rooms__page_size=2,
+                                **storage_overrides)
     yield server
     await server.stop()
 

@@ -1,4 +1,5 @@
-"""Room modes and the voice role in storage: the migration that adds them, and their rows."""
+"""Room modes and the voice role in storage: SQLite's migration that adds them, and
+their rows on both backends."""
 
 from __future__ import annotations
 
@@ -7,10 +8,13 @@ from pathlib import Path
 
 import pytest
 
-from storage import SqliteStorage, migrate
+from storage import SqliteStorage, Storage, migrate
+from tests.backends import both
 from tests.storage.test_migrations import T0, connect
 
 MODES_VERSION = 9
+
+backend = both
 
 
 async def test_the_upgrade_keeps_members_and_their_join_order(tmp_path: Path) -> None:
@@ -48,29 +52,19 @@ async def test_the_upgrade_keeps_members_and_their_join_order(tmp_path: Path) ->
             raw.execute("UPDATE members SET role = 'king'")
 
 
-async def test_modes_are_stored_and_loaded(tmp_path: Path) -> None:
-    storage = SqliteStorage(str(tmp_path / "m.db"))
-    await storage.open()
-    try:
-        user = await storage.create_user("alice", b"x", False, T0)
-        room, _ = await storage.create_room("dev", "open", user.id, T0)
-        await storage.set_room_modes(room.id, "pw", 12, True, True, False, False)
-        [loaded] = await storage.load_active_rooms()
-        assert (loaded.key, loaded.member_limit, loaded.moderated, loaded.secret,
-                loaded.no_external, loaded.topic_lock) == ("pw", 12, True, True, False, False)
-        await storage.set_room_modes(room.id, None, None, False, False, True, True)
-        [cleared] = await storage.load_active_rooms()
-        assert (cleared.key, cleared.member_limit) == (None, None)
-    finally:
-        await storage.close()
+async def test_modes_are_stored_and_loaded(storage: Storage) -> None:
+    user = await storage.create_user("alice", b"x", False, T0)
+    room, _ = await storage.create_room("dev", "open", user.id, T0)
+    await storage.set_room_modes(room.id, "pw", 12, True, True, False, False)
+    [loaded] = await storage.load_active_rooms()
+    assert (loaded.key, loaded.member_limit, loaded.moderated, loaded.secret,
+            loaded.no_external, loaded.topic_lock) == ("pw", 12, True, True, False, False)
+    await storage.set_room_modes(room.id, None, None, False, False, True, True)
+    [cleared] = await storage.load_active_rooms()
+    assert (cleared.key, cleared.member_limit) == (None, None)
 
 
-async def test_a_room_without_a_stored_owner_has_no_member_row(tmp_path: Path) -> None:
-    storage = SqliteStorage(str(tmp_path / "g.db"))
-    await storage.open()
-    try:
-        room = await storage.create_unowned_room("lobby", "open", T0)
-        assert [r.name for r in await storage.load_active_rooms()] == ["lobby"]
-        assert room.id > 0 and await storage.load_members() == []
-    finally:
-        await storage.close()
+async def test_a_room_without_a_stored_owner_has_no_member_row(storage: Storage) -> None:
+    room = await storage.create_unowned_room("lobby", "open", T0)
+    assert [r.name for r in await storage.load_active_rooms()] == ["lobby"]
+    assert room.id > 0 and await storage.load_members() == []

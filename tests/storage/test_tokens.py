@@ -1,27 +1,19 @@
-"""API tokens with scopes and last use, resume tokens, and bot accounts in SQLite."""
+"""API tokens with scopes and last use, resume tokens, and bot accounts, on both backends."""
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
-from pathlib import Path
-
 import pytest
 
-from storage import Conflict, SqliteStorage
+from storage import Conflict, Storage
 from storage.records import ALL_SCOPES, BOT_KIND
+from tests.backends import both
 
 T0 = 1_700_000_000.0
 
-
-@pytest.fixture
-async def storage(tmp_path: Path) -> AsyncIterator[SqliteStorage]:
-    store = SqliteStorage(str(tmp_path / "tokens.db"))
-    await store.open()
-    yield store
-    await store.close()
+backend = both
 
 
-async def test_bots_are_users_of_their_own_kind(storage: SqliteStorage) -> None:
+async def test_bots_are_users_of_their_own_kind(storage: Storage) -> None:
     alice = await storage.create_user("alice", b"h", False, T0)
     bot = await storage.create_user("helper", b"!", False, T0, kind=BOT_KIND,
                                     owner_id=alice.id)
@@ -33,7 +25,7 @@ async def test_bots_are_users_of_their_own_kind(storage: SqliteStorage) -> None:
     assert orphan is not None and orphan.owner_id is None  # the bot stays, owner unknown
 
 
-async def test_token_scopes_and_last_use_in_batches(storage: SqliteStorage) -> None:
+async def test_token_scopes_and_last_use_in_batches(storage: Storage) -> None:
     alice = await storage.create_user("alice", b"h", False, T0)
     ci = await storage.create_token(alice.id, "ci", "h1", T0, None, "read")
     full = await storage.create_token(alice.id, "full", "h2", T0, None)
@@ -49,7 +41,7 @@ async def test_token_scopes_and_last_use_in_batches(storage: SqliteStorage) -> N
 
 
 async def test_resume_tokens_rotate_expire_and_go_with_their_api_token(
-        storage: SqliteStorage) -> None:
+        storage: Storage) -> None:
     alice = await storage.create_user("alice", b"h", False, T0)
     api = await storage.create_token(alice.id, "bot", "api", T0, None, "read")
     plain = await storage.create_resume_token(alice.id, "r1", T0, T0 + 60, None, ALL_SCOPES)

@@ -18,12 +18,12 @@ def pytest_configure(config: pytest.Config) -> None:
 
 
 @pytest.fixture
-async def server(db_path: Path, clock: ManualClock,
-                 request: pytest.FixtureRequest) -> AsyncIterator[ChatServer]:
+async def server(db_path: Path, clock: ManualClock, request: pytest.FixtureRequest,
+                 storage_overrides: dict[str, Any]) -> AsyncIterator[ChatServer]:
     marker = request.node.get_closest_marker("server")
     overrides: dict[str, Any] = dict(marker.kwargs) if marker else {}
     settings: dict[str, Any] = {"web__enabled": True, "web__port": 0, "irc__enabled": True,
-                                "irc__port": 0, **overrides}
+                                "irc__port": 0, **storage_overrides, **overrides}
     srv = await start_server(db_path, clock=clock, **settings)
     yield srv
     await srv.stop()

@@ -4,8 +4,12 @@ from __future__ import annotations
 
 import pytest
 
+from tests.backends import both
 from tests.helpers import ChatServer, Clients, error_of, settle
 from tests.web.helpers import http, token_for
+
+# Hooks are stored, found by id and revoked alike on both backends.
+backend = both
 
 
 async def test_create_post_list_revoke_through_the_command(

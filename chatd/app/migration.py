@@ -1,0 +1,73 @@
+"""``chatd migrate --to postgresql://...``: from embedded mode to a cluster database.
+
+The embedded database (``storage.path``) is copied whole into the PostgreSQL
+database (see :mod:`storage.postgres.copy`), which must be empty unless
+``--force``. Uploaded files stay where they are: their metadata is copied,
+and where their bytes live (the blob store) is recorded in the target and
+printed, for the nodes' ``files`` settings. The daemon must be stopped: what
+it wrote after the copy would be lost.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import sys
+
+from chatd.config import Config
+from chatd.content.blobs import files_dir
+from chatd.ops.control import answers, control_path
+from storage.api import StorageError
+
+BLOB_STORE_KEY = "blob_store"
+
+
+def blob_store(config: Config) -> dict[str, str]:
+    """Where the embedded daemon keeps uploaded files' bytes."""
+    files = config.files
+    if files.backend == "s3":
+        return {"backend": "s3", "endpoint": files.s3_endpoint, "bucket": files.s3_bucket,
+                "region": files.s3_region, "prefix": files.s3_prefix}
+    return {"backend": "local", "dir": str(files_dir(files, config.storage.path).resolve())}
+
+
+async def migrate_to_postgres(config: Config, target: str, force: bool) -> int:
+    """Copy the embedded database into ``target``; the exit status of the command."""
+    database = config.storage.path
+    if not await asyncio.to_thread(os.path.isfile, database):
+        return _fail(f"no embedded database at {database} (give --config or --db)")
+    if config.control.enabled and await answers(control_path(database, config.control.path)):
+        return _fail(f"a daemon is running on {database}: stop it first, so that nothing "
+                     "it writes after the copy is lost")
+    try:
+        from storage.postgres.copy import copy_database  # noqa: PLC0415 - optional extra
+    except ImportError as exc:
+        return _fail(f"the PostgreSQL driver is missing ({exc.name}): install chatd with its "
+                     "cluster extra (pip install 'chatd[cluster]')")
+    blobs = blob_store(config)
+    try:
+        counts = await copy_database(database, target, replace=force,
+                                     meta={BLOB_STORE_KEY: json.dumps(blobs, sort_keys=True)})
+    except StorageError as exc:
+        return _fail(str(exc))
+    _report(database, counts, blobs)
+    return 0
+
+
+def _report(database: str, counts: dict[str, int], blobs: dict[str, str]) -> None:
+    copied = ", ".join(f"{table} {count}" for table, count in counts.items())
+    print(f"copied {database} into the cluster database: {copied}")
+    if blobs["backend"] == "local":
+        print(f"uploaded files stay in {blobs['dir']}: give every node files.dir: "
+              f"{blobs['dir']} (a directory they all share), or move them to S3")
+    else:
+        print(f"uploaded files stay in the bucket {blobs['bucket']} "
+              f"(prefix {blobs['prefix']}): give every node the same files settings")
+    print("then set cluster.enabled: true, cluster.node_id and cluster.postgres, "
+          "and start the node")
+
+
+def _fail(message: str) -> int:
+    print(f"chatd: {message}", file=sys.stderr)
+    return 1

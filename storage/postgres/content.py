@@ -1,0 +1,70 @@
+"""SQL for uploaded files and end-to-end public keys on PostgreSQL (mixed into
+PostgresStorage)."""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Sequence
+
+from storage.postgres.host import PgHost
+from storage.records import FileRecord, KeyRecord
+
+_FILE = ("id, room_id, COALESCE(uploader_id, 0), uploader_name, name, size, mime, sha256, "
+         "blob_key, preview, created_at")
+_KEY = "user_id, x25519, mlkem, fingerprint, updated_at"
+
+
+class PgContentQueries:
+    """Files and keys, as a mixin of PostgresStorage."""
+
+    async def add_file(self: PgHost, record: FileRecord) -> FileRecord:
+        """Store a file's record; the id in ``record`` is ignored and assigned here."""
+        file_id = await self._fetch_value(
+            "INSERT INTO files (room_id, uploader_id, uploader_name, name, size, mime, "
+            "sha256, blob_key, preview, created_at) "
+            "VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10) RETURNING id",
+            record.room_id, record.uploader_id or None, record.uploader_name, record.name,
+            record.size, record.mime, record.sha256, record.blob_key, record.preview,
+            record.created_at)
+        return dataclasses.replace(record, id=int(file_id))
+
+    async def get_file(self: PgHost, file_id: int) -> FileRecord | None:
+        row = await self._fetch_one(f"SELECT {_FILE} FROM files WHERE id = $1", file_id)
+        return None if row is None else FileRecord(*row)
+
+    async def list_files(self: PgHost, room_id: int) -> list[FileRecord]:
+        rows = await self._fetch(f"SELECT {_FILE} FROM files WHERE room_id = $1 ORDER BY id",
+                                 room_id)
+        return [FileRecord(*row) for row in rows]
+
+    async def delete_file(self: PgHost, file_id: int) -> bool:
+        return await self._execute("DELETE FROM files WHERE id = $1", file_id) > 0
+
+    async def user_file_bytes(self: PgHost, user_id: int) -> int:
+        return int(await self._fetch_value(
+            "SELECT COALESCE(SUM(size), 0) FROM files WHERE uploader_id = $1", user_id))
+
+    async def files_of_terminated_rooms(self: PgHost, before: float) -> list[FileRecord]:
+        rows = await self._fetch(
+            f"SELECT {_FILE} FROM files WHERE room_id IN (SELECT id FROM rooms WHERE "
+            "terminated_at IS NOT NULL AND terminated_at < $1) ORDER BY id", before)
+        return [FileRecord(*row) for row in rows]
+
+    async def blob_in_use(self: PgHost, blob_key: str) -> bool:
+        return await self._fetch_one("SELECT 1 FROM files WHERE blob_key = $1 LIMIT 1",
+                                     blob_key) is not None
+
+    async def put_user_key(self: PgHost, record: KeyRecord) -> None:
+        await self._execute(
+            f"INSERT INTO user_keys ({_KEY}) VALUES ($1, $2, $3, $4, $5) "
+            "ON CONFLICT (user_id) DO UPDATE SET x25519 = excluded.x25519, "
+            "mlkem = excluded.mlkem, fingerprint = excluded.fingerprint, "
+            "updated_at = excluded.updated_at",
+            record.user_id, record.x25519, record.mlkem, record.fingerprint, record.updated_at)
+
+    async def get_user_keys(self: PgHost, user_ids: Sequence[int]) -> list[KeyRecord]:
+        if not user_ids:
+            return []
+        rows = await self._fetch(f"SELECT {_KEY} FROM user_keys WHERE user_id = ANY($1::bigint[]) "
+                                 "ORDER BY user_id", list(user_ids))
+        return [KeyRecord(*row) for row in rows]

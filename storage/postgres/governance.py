@@ -1,0 +1,184 @@
+"""SQL for room governance on PostgreSQL: bans and mutes, invitations, join
+requests, the audit log and user blocks (mixed into PostgresStorage).
+
+Where SQLite reads and then writes inside one ``BEGIN IMMEDIATE`` (taking an
+invitation, expiring sanctions), one ``DELETE ... RETURNING`` does both here:
+a row is taken by exactly one caller however many nodes ask at once.
+"""
+
+from __future__ import annotations
+
+from storage.postgres.host import PgHost
+from storage.records import (
+    AuditRecord,
+    InvitationRecord,
+    JoinRequestRecord,
+    SanctionRecord,
+    UserBlockRecord,
+)
+
+_SANCTION_TABLES = {"ban": "bans", "mute": "mutes"}
+_SANCTION = "room_id, user_id, actor_id, reason, created_at, until"
+_INVITATION = "room_id, user_id, inviter_id, created_at, expires_at"
+
+
+class PgGovernanceQueries:
+    """Governance tables, as a mixin of PostgresStorage."""
+
+    # -- bans and mutes ----------------------------------------------------
+
+    async def put_sanction(self: PgHost, kind: str, record: SanctionRecord) -> None:
+        table = _sanction_table(kind)
+        await self._execute(
+            f"INSERT INTO {table} ({_SANCTION}) VALUES ($1, $2, $3, $4, $5, $6) "
+            "ON CONFLICT (room_id, user_id) DO UPDATE SET actor_id = excluded.actor_id, "
+            "reason = excluded.reason, created_at = excluded.created_at, "
+            "until = excluded.until",
+            record.room_id, record.user_id, record.actor_id, record.reason,
+            record.created_at, record.until)
+
+    async def delete_sanction(self: PgHost, kind: str, room_id: int, user_id: int) -> bool:
+        table = _sanction_table(kind)
+        return await self._execute(f"DELETE FROM {table} WHERE room_id = $1 AND user_id = $2",
+                                   room_id, user_id) > 0
+
+    async def load_sanctions(self: PgHost, kind: str) -> list[SanctionRecord]:
+        table = _sanction_table(kind)
+        rows = await self._fetch(f"SELECT {_SANCTION} FROM {table} ORDER BY room_id, user_id")
+        return [SanctionRecord(*row) for row in rows]
+
+    async def delete_expired_sanctions(self: PgHost, kind: str,
+                                       now: float) -> list[SanctionRecord]:
+        """Delete the sanctions whose ``until`` has passed and return them."""
+        table = _sanction_table(kind)
+        rows = await self._fetch(
+            f"DELETE FROM {table} WHERE until IS NOT NULL AND until <= $1 "
+            f"RETURNING {_SANCTION}", now)
+        return sorted((SanctionRecord(*row) for row in rows),
+                      key=lambda s: (s.room_id, s.user_id))
+
+    # -- invitations and join requests ---------------------------------------
+
+    async def put_invitation(self: PgHost, record: InvitationRecord) -> None:
+        await self._execute(
+            f"INSERT INTO invitations ({_INVITATION}) VALUES ($1, $2, $3, $4, $5) "
+            "ON CONFLICT (room_id, user_id) DO UPDATE SET inviter_id = excluded.inviter_id, "
+            "created_at = excluded.created_at, expires_at = excluded.expires_at",
+            record.room_id, record.user_id, record.inviter_id, record.created_at,
+            record.expires_at)
+
+    async def take_invitation(self: PgHost, room_id: int, user_id: int,
+                              now: float) -> InvitationRecord | None:
+        """Use up the invitation: delete it, and return it unless it had expired."""
+        invitation = await PgGovernanceQueries.use_invitation(self, room_id, user_id)
+        return invitation if invitation is not None and invitation.expires_at > now else None
+
+    async def use_invitation(self: PgHost, room_id: int,
+                             user_id: int) -> InvitationRecord | None:
+        """Delete the invitation and return it, expired or not."""
+        row = await self._fetch_one(
+            "DELETE FROM invitations WHERE room_id = $1 AND user_id = $2 "
+            f"RETURNING {_INVITATION}", room_id, user_id)
+        return None if row is None else InvitationRecord(*row)
+
+    async def delete_invitation(self: PgHost, room_id: int, user_id: int) -> bool:
+        return await self._execute(
+            "DELETE FROM invitations WHERE room_id = $1 AND user_id = $2", room_id, user_id) > 0
+
+    async def load_invitations(self: PgHost, now: float) -> list[InvitationRecord]:
+        rows = await self._fetch(
+            f"SELECT {_INVITATION} FROM invitations WHERE expires_at > $1 "
+            "ORDER BY created_at, room_id, user_id", now)
+        return [InvitationRecord(*row) for row in rows]
+
+    async def delete_expired_invitations(self: PgHost, now: float) -> int:
+        return await self._execute("DELETE FROM invitations WHERE expires_at <= $1", now)
+
+    async def put_join_request(self: PgHost, record: JoinRequestRecord) -> None:
+        await self._execute(
+            "INSERT INTO join_requests (room_id, user_id, created_at) VALUES ($1, $2, $3) "
+            "ON CONFLICT (room_id, user_id) DO UPDATE SET created_at = excluded.created_at",
+            record.room_id, record.user_id, record.created_at)
+
+    async def delete_join_request(self: PgHost, room_id: int, user_id: int) -> bool:
+        return await self._execute(
+            "DELETE FROM join_requests WHERE room_id = $1 AND user_id = $2",
+            room_id, user_id) > 0
+
+    async def load_join_requests(self: PgHost) -> list[JoinRequestRecord]:
+        rows = await self._fetch("SELECT room_id, user_id, created_at FROM join_requests "
+                                 "ORDER BY created_at, room_id, user_id")
+        return [JoinRequestRecord(*row) for row in rows]
+
+    # -- audit log ---------------------------------------------------------
+
+    async def append_audit(self: PgHost, ts: float, actor: str | None, action: str,
+                           target: str | None, room: str | None, reason: str,
+                           room_id: int | None = None) -> None:
+        await self._execute(
+            "INSERT INTO audit (ts, actor, action, target, room, reason, room_id) "
+            "VALUES ($1, $2, $3, $4, $5, $6, $7)", ts, actor, action, target, room, reason,
+            room_id)
+
+    async def list_audit(self: PgHost, limit: int, room: str | None = None,
+                         room_id: int | None = None) -> list[AuditRecord]:
+        """The latest ``limit`` entries, oldest first: all, those of one room id,
+        or those under one room name (compared ignoring ASCII case)."""
+        if limit <= 0:
+            return []
+        columns = "SELECT id, ts, actor, action, target, room, reason FROM audit"
+        if room_id is not None:
+            rows = await self._fetch(f"{columns} WHERE room_id = $1 ORDER BY id DESC LIMIT $2",
+                                     room_id, limit)
+        elif room is not None:
+            rows = await self._fetch(f"{columns} WHERE chatd_fold(room) = chatd_fold($1) "
+                                     "ORDER BY id DESC LIMIT $2", room, limit)
+        else:
+            rows = await self._fetch(f"{columns} ORDER BY id DESC LIMIT $1", limit)
+        return [AuditRecord(*row) for row in reversed(rows)]
+
+    async def ended_room(self: PgHost, room_id: int | None = None,
+                         name: str | None = None) -> tuple[int, str] | None:
+        """A terminated room's (id, name): the one of that id, or the one of that name
+        (any case) that ended last."""
+        condition = "id = $1" if room_id is not None else "chatd_fold(name) = chatd_fold($1)"
+        row = await self._fetch_one(
+            f"SELECT id, name FROM rooms WHERE terminated_at IS NOT NULL AND {condition} "
+            "ORDER BY terminated_at DESC, id DESC LIMIT 1",
+            room_id if room_id is not None else name)
+        return None if row is None else (int(row[0]), str(row[1]))
+
+    async def audit_admins(self: PgHost, room_id: int) -> set[str]:
+        """Who the room's audit log shows as its admin or owner at some time."""
+        rows = await self._fetch(
+            "SELECT actor FROM audit WHERE room_id = $1 AND action = 'create' "
+            "AND actor IS NOT NULL UNION "
+            "SELECT target FROM audit WHERE room_id = $1 "
+            "AND action IN ('promote', 'owner', 'transfer') AND target IS NOT NULL", room_id)
+        return {str(row[0]) for row in rows}
+
+    # -- users who block another user's direct messages ------------------------
+
+    async def put_user_block(self: PgHost, record: UserBlockRecord) -> None:
+        """Store a block; one that exists already keeps its time."""
+        await self._execute(
+            "INSERT INTO user_blocks (user_id, blocked_id, created_at) VALUES ($1, $2, $3) "
+            "ON CONFLICT (user_id, blocked_id) DO NOTHING",
+            record.user_id, record.blocked_id, record.created_at)
+
+    async def delete_user_block(self: PgHost, user_id: int, blocked_id: int) -> bool:
+        return await self._execute(
+            "DELETE FROM user_blocks WHERE user_id = $1 AND blocked_id = $2",
+            user_id, blocked_id) > 0
+
+    async def load_user_blocks(self: PgHost) -> list[UserBlockRecord]:
+        rows = await self._fetch("SELECT user_id, blocked_id, created_at FROM user_blocks "
+                                 "ORDER BY user_id, created_at, blocked_id")
+        return [UserBlockRecord(*row) for row in rows]
+
+
+def _sanction_table(kind: str) -> str:
+    try:
+        return _SANCTION_TABLES[kind]
+    except KeyError:
+        raise ValueError(f"sanction kind must be 'ban' or 'mute', not {kind!r}") from None

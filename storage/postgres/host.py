@@ -1,0 +1,69 @@
+"""What PostgresStorage's query mixins need from it, and the translation of errors."""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Iterator
+from contextlib import AbstractAsyncContextManager
+from typing import TYPE_CHECKING, Any, Protocol, TypeAlias
+from urllib.parse import urlsplit
+
+import asyncpg
+
+from storage.api import Conflict, Refused, StorageError
+
+if TYPE_CHECKING:
+    from asyncpg.pool import PoolConnectionProxy
+
+    # A connection of its own, or one lent by the pool: the same methods.
+    PgConnection: TypeAlias = (asyncpg.Connection[asyncpg.Record]
+                               | PoolConnectionProxy[asyncpg.Record])
+
+
+class PgHost(Protocol):
+    """The transaction and query plumbing PostgresStorage provides to its mixins."""
+
+    def _transaction(self) -> AbstractAsyncContextManager[PgConnection]: ...
+    async def _execute(self, sql: str, *args: Any) -> int: ...
+    async def _fetch(self, sql: str, *args: Any) -> list[asyncpg.Record]: ...
+    async def _fetch_one(self, sql: str, *args: Any) -> asyncpg.Record | None: ...
+    async def _fetch_value(self, sql: str, *args: Any) -> Any: ...
+
+
+def changed(status: str) -> int:
+    """The number of rows a command changed, from its status ("DELETE 3" -> 3)."""
+    last = status.rpartition(" ")[2]
+    return int(last) if last.isdigit() else 0
+
+
+def where(url: str) -> str:
+    """The server and database a URL names, without its user or password (for messages)."""
+    try:
+        parts = urlsplit(url)
+        host = parts.hostname or "localhost"
+        port = parts.port or 5432
+    except ValueError:
+        return "(an unreadable URL)"
+    return f"{host}:{port}{parts.path or '/'}"
+
+
+@contextlib.contextmanager
+def translated() -> Iterator[None]:
+    """Turn the driver's errors into StorageError: uniqueness violations into Conflict,
+    other broken rules (foreign keys, checks, NOT NULL, values a type cannot hold)
+    into Refused, a lost or refused connection into StorageError."""
+    try:
+        yield
+    except asyncpg.UniqueViolationError as exc:
+        raise Conflict(str(exc)) from exc
+    except (asyncpg.IntegrityConstraintViolationError, asyncpg.DataError) as exc:
+        # A value the schema or the type refuses (a NUL in text): no retry can pass.
+        raise Refused(str(exc)) from exc
+    except (asyncpg.PostgresError, asyncpg.InterfaceError) as exc:
+        raise StorageError(str(exc)) from exc
+    except asyncpg.InternalClientError as exc:
+        # A pooled connection the server ended while it was idle can be caught
+        # between states by the next query; the pool replaces it, a retry passes.
+        raise StorageError(str(exc)) from exc
+    except (OSError, TimeoutError) as exc:
+        raise StorageError(f"PostgreSQL unreachable: {exc}") from exc

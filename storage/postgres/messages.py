@@ -1,0 +1,121 @@
+"""SQL for messages on PostgreSQL: the batched insert, history, direct messages
+(mixed into PostgresStorage).
+
+Every message is a row of ``messages``. A batch is one statement: its columns
+are bound as arrays and unnested, so a batch of thousands costs one round trip.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+import asyncpg
+
+from storage.api import Conflict
+from storage.host import dumps_object, loads_object
+from storage.postgres.host import PgHost
+from storage.records import MessageRecord
+
+_MAX_ID = 2**63 - 1
+# Appending batches is serialised (a transaction-level advisory lock), so the
+# check that a batch's ids are new cannot race another writer's batch.
+MESSAGES_LOCK = 0x6368617464 + 1
+
+_MESSAGE = ("id, COALESCE(sender_id, 0), sender_name, text, ts, room_id, recipient_id, kind, "
+            "extra, delivered")
+
+# A sender deleted while the message waited in the writer becomes NULL, and a
+# direct message to a recipient deleted meanwhile is dropped (their direct
+# messages went with them), as the SQLite backend does; a message to an unknown
+# room breaks the foreign key and the batch is refused.
+_INSERT_SQL = """
+INSERT INTO messages (id, room_id, recipient_id, sender_id, sender_name, text, ts, kind,
+                      extra, delivered)
+SELECT m.id, m.room_id, m.recipient_id, u.id, m.sender_name, m.text, m.ts, m.kind,
+       m.extra, m.delivered
+FROM unnest($1::bigint[], $2::bigint[], $3::bigint[], $4::bigint[], $5::text[], $6::text[],
+            $7::float8[], $8::text[], $9::text[], $10::boolean[])
+     AS m (id, room_id, recipient_id, sender_id, sender_name, text, ts, kind, extra, delivered)
+LEFT JOIN users u ON u.id = m.sender_id
+WHERE m.recipient_id IS NULL OR EXISTS (SELECT 1 FROM users r WHERE r.id = m.recipient_id)
+"""
+
+class PgMessageQueries:
+    """Room and direct messages, as a mixin of PostgresStorage."""
+
+    async def append_messages(self: PgHost, batch: Sequence[MessageRecord]) -> None:
+        """Insert the batch in one transaction (all or nothing); ids come from the caller.
+
+        Their ids must be distinct and above every stored one; Conflict otherwise.
+        """
+        if not batch:
+            return
+        ids = [m.id for m in batch]
+        if len(set(ids)) < len(ids):
+            raise Conflict(f"{len(ids) - len(set(ids))} message ids occur twice in one batch")
+        first = min(ids)
+        columns = _columns(batch)
+        async with self._transaction() as conn:
+            await conn.execute("SELECT pg_advisory_xact_lock($1)", MESSAGES_LOCK)
+            stored = await conn.fetchval("SELECT COALESCE(MAX(id), 0) FROM messages")
+            if first <= stored:
+                raise Conflict(f"message ids must be new: the batch starts at {first}, "
+                               f"ids up to {stored} are stored")
+            await conn.execute(_INSERT_SQL, *columns)
+
+    async def max_message_id(self: PgHost) -> int:
+        return int(await self._fetch_value("SELECT COALESCE(MAX(id), 0) FROM messages"))
+
+    async def room_history(self: PgHost, room_id: int, limit: int,
+                           before_id: int | None = None) -> list[MessageRecord]:
+        """The last ``limit`` messages of the room (below ``before_id``), oldest first."""
+        if limit <= 0:
+            return []
+        before = _MAX_ID if before_id is None else before_id
+        rows = await self._fetch(
+            f"SELECT {_MESSAGE} FROM messages WHERE room_id = $1 AND id < $2 "
+            "ORDER BY id DESC LIMIT $3", room_id, before, limit)
+        return [_message(row) for row in reversed(rows)]
+
+    async def undelivered_direct_messages(self: PgHost, user_id: int) -> list[MessageRecord]:
+        rows = await self._fetch(
+            f"SELECT {_MESSAGE} FROM messages WHERE recipient_id = $1 AND NOT delivered "
+            "ORDER BY id", user_id)
+        return [_message(row) for row in rows]
+
+    async def recipients_of_undelivered(self: PgHost) -> list[int]:
+        rows = await self._fetch("SELECT DISTINCT recipient_id FROM messages "
+                                 "WHERE NOT delivered ORDER BY recipient_id")
+        return [int(row[0]) for row in rows]
+
+    async def mark_delivered(self: PgHost, message_ids: Sequence[int]) -> None:
+        if message_ids:
+            await self._execute("UPDATE messages SET delivered = true "
+                                "WHERE id = ANY($1::bigint[]) AND NOT delivered",
+                                list(message_ids))
+
+    async def delete_terminated_history(self: PgHost, before: float) -> int:
+        """Delete the messages of rooms terminated before ``before``; how many there were."""
+        return await self._execute(
+            "DELETE FROM messages WHERE room_id IN (SELECT id FROM rooms "
+            "WHERE terminated_at IS NOT NULL AND terminated_at < $1)", before)
+
+
+def _columns(batch: Sequence[MessageRecord]) -> tuple[list[Any], ...]:
+    """The batch as ten arrays, one per column of _INSERT_SQL's unnest."""
+    return (
+        [m.id for m in batch], [m.room_id for m in batch], [m.recipient_id for m in batch],
+        # A sender without an account (an IRC guest: id 0 or below) is stored as NULL.
+        [m.sender_id if m.sender_id > 0 else None for m in batch],
+        [m.sender_name for m in batch], [m.text for m in batch], [m.ts for m in batch],
+        [m.kind for m in batch],
+        [dumps_object(m.extra) if m.extra else "{}" for m in batch],
+        [m.delivered for m in batch])
+
+
+def _message(row: asyncpg.Record) -> MessageRecord:
+    return MessageRecord(id=row[0], sender_id=row[1], sender_name=row[2], text=row[3],
+                         ts=row[4], room_id=row[5], recipient_id=row[6], kind=row[7],
+                         extra=loads_object(row[8]), delivered=row[9])
+

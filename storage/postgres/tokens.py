@@ -1,0 +1,108 @@
+"""SQL for the tokens an account logs in with, on PostgreSQL (mixed into PostgresStorage).
+
+API tokens (bots, scripts) and resume tokens (logging in again after a restart
+without a password check): only SHA-256 hashes of their secrets. Rotating a
+resume token is one ``DELETE ... RETURNING`` and one insert in a transaction, so
+of two nodes rotating the same token at once only one gets a new one.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+from storage.postgres.host import PgHost
+from storage.records import ALL_SCOPES, ResumeRecord, TokenRecord
+
+_TOKEN = "id, user_id, name, token_hash, created_at, expires_at, scopes, last_used_at"
+_RESUME = "id, user_id, token_hash, created_at, expires_at, api_token_id, scopes"
+_INSERT_RESUME = ("INSERT INTO resume_tokens (user_id, token_hash, created_at, expires_at, "
+                  "api_token_id, scopes) VALUES ($1, $2, $3, $4, $5, $6) RETURNING id")
+
+
+class PgTokenQueries:
+    """The ``api_tokens`` and ``resume_tokens`` tables, as a mixin of PostgresStorage."""
+
+    # -- API tokens --------------------------------------------------------
+
+    async def create_token(self: PgHost, user_id: int, name: str, token_hash: str,
+                           created_at: float, expires_at: float | None,
+                           scopes: str = ALL_SCOPES) -> TokenRecord:
+        """Store a token; Conflict if the user has one of that name (ignoring case)."""
+        token_id = await self._fetch_value(
+            "INSERT INTO api_tokens (user_id, name, token_hash, created_at, expires_at, scopes) "
+            "VALUES ($1, $2, $3, $4, $5, $6) RETURNING id",
+            user_id, name, token_hash, created_at, expires_at, scopes)
+        return TokenRecord(int(token_id), user_id, name, token_hash, created_at, expires_at,
+                           scopes)
+
+    async def find_token(self: PgHost, token_hash: str) -> TokenRecord | None:
+        row = await self._fetch_one(f"SELECT {_TOKEN} FROM api_tokens WHERE token_hash = $1",
+                                    token_hash)
+        return None if row is None else TokenRecord(*row)
+
+    async def list_tokens(self: PgHost, user_id: int) -> list[TokenRecord]:
+        rows = await self._fetch(f"SELECT {_TOKEN} FROM api_tokens WHERE user_id = $1 "
+                                 "ORDER BY id", user_id)
+        return [TokenRecord(*row) for row in rows]
+
+    async def load_tokens(self: PgHost) -> list[TokenRecord]:
+        """Every API token (read once at start: a login then needs no query)."""
+        rows = await self._fetch(f"SELECT {_TOKEN} FROM api_tokens ORDER BY id")
+        return [TokenRecord(*row) for row in rows]
+
+    async def delete_token(self: PgHost, user_id: int, name: str) -> bool:
+        """Delete a token, and the resume tokens made from it (by cascade)."""
+        return await self._execute(
+            "DELETE FROM api_tokens WHERE user_id = $1 AND chatd_fold(name) = chatd_fold($2)",
+            user_id, name) > 0
+
+    async def set_tokens_used(self: PgHost, used: Sequence[tuple[int, float]]) -> None:
+        """Record when tokens were last used: (token id, time) pairs, in one statement.
+        An older time never replaces a newer one (batches may arrive late)."""
+        if not used:
+            return
+        await self._execute(
+            "UPDATE api_tokens t SET last_used_at = GREATEST(COALESCE(t.last_used_at, 0), u.at) "
+            "FROM (SELECT id, max(at) AS at FROM unnest($1::bigint[], $2::float8[]) "
+            "AS v (id, at) GROUP BY id) u WHERE t.id = u.id",
+            [token_id for token_id, _ in used], [at for _, at in used])
+
+    # -- resume tokens -----------------------------------------------------
+
+    async def create_resume_token(self: PgHost, user_id: int, token_hash: str,
+                                  created_at: float, expires_at: float,
+                                  api_token_id: int | None, scopes: str) -> ResumeRecord:
+        token_id = await self._fetch_value(_INSERT_RESUME, user_id, token_hash, created_at,
+                                           expires_at, api_token_id, scopes)
+        return ResumeRecord(int(token_id), user_id, token_hash, created_at, expires_at,
+                            api_token_id, scopes)
+
+    async def rotate_resume_token(self: PgHost, old_id: int, token_hash: str,
+                                  created_at: float, expires_at: float) -> ResumeRecord | None:
+        """Replace a resume token by a new one of the same account and scopes, in one
+        transaction; None when the old one is gone (revoked or rotated meanwhile)."""
+        async with self._transaction() as conn:
+            row = await conn.fetchrow(
+                f"DELETE FROM resume_tokens WHERE id = $1 RETURNING {_RESUME}", old_id)
+            if row is None:
+                return None
+            old = ResumeRecord(*row)
+            token_id = await conn.fetchval(_INSERT_RESUME, old.user_id, token_hash, created_at,
+                                           expires_at, old.api_token_id, old.scopes)
+        return ResumeRecord(int(token_id), old.user_id, token_hash, created_at, expires_at,
+                            old.api_token_id, old.scopes)
+
+    async def load_resume_tokens(self: PgHost, now: float) -> list[ResumeRecord]:
+        """The resume tokens that have not expired, oldest first."""
+        rows = await self._fetch(f"SELECT {_RESUME} FROM resume_tokens WHERE expires_at > $1 "
+                                 "ORDER BY id", now)
+        return [ResumeRecord(*row) for row in rows]
+
+    async def delete_resume_tokens(self: PgHost, ids: Sequence[int]) -> int:
+        if not ids:
+            return 0
+        return await self._execute("DELETE FROM resume_tokens WHERE id = ANY($1::bigint[])",
+                                   list(ids))
+
+    async def delete_expired_resume_tokens(self: PgHost, now: float) -> int:
+        return await self._execute("DELETE FROM resume_tokens WHERE expires_at <= $1", now)

@@ -1,0 +1,224 @@
+"""The command line in cluster mode: ``chatd useradd`` against the PostgreSQL
+database, and ``chatd migrate --to postgresql://...`` from an embedded one.
+
+The commands run in this process (``chatd.cli.main`` in a thread, with its own
+event loop, its output captured); one runs as the installed program, end to end.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import io
+import json
+import subprocess
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from chatd.cli import main
+from chatd.domain.clock import ManualClock
+from tests.backends import import_asyncpg
+from tests.helpers import PASSWORD, Clients, settle, start_server
+from tests.operations import CHATD, restored_logging, running_daemon, write_config
+
+import_asyncpg()
+
+TIMEOUT = 60
+
+
+@dataclass
+class Ran:
+    returncode: int
+    stdout: str
+    stderr: str
+
+
+def chatd_program(*args: str, stdin: str = "") -> subprocess.CompletedProcess[str]:
+    """The installed ``chatd`` program, as a child process."""
+    return subprocess.run([str(CHATD), *args], input=stdin, capture_output=True, text=True,
+                          timeout=TIMEOUT, check=False)
+
+
+def chatd(*args: str, stdin: str = "") -> Ran:
+    """``chatd ARGS`` in this process (call it from a thread: it runs its own loop)."""
+    out, err = io.StringIO(), io.StringIO()
+    saved = sys.stdin, sys.modules.get("uvloop")
+    sys.stdin = io.StringIO(stdin)
+    # Plain asyncio: coverage loses the coroutines uvloop resumes in a thread.
+    sys.modules["uvloop"] = None  # type: ignore[assignment]
+    try:
+        with restored_logging(), contextlib.redirect_stdout(out), \
+                contextlib.redirect_stderr(err):
+            status = main(list(args))
+    finally:
+        sys.stdin = saved[0]
+        if saved[1] is None:
+            del sys.modules["uvloop"]
+        else:
+            sys.modules["uvloop"] = saved[1]
+    return Ran(status, out.getvalue(), err.getvalue())
+
+
+def cluster(url: str) -> dict[str, Any]:
+    return {"enabled": True, "node_id": "n1", "postgres": url}
+
+
+def on_postgres(url: str) -> dict[str, Any]:
+    return {"cluster__enabled": True, "cluster__node_id": "n1", "cluster__postgres": url}
+
+
+async def test_useradd_writes_the_account_into_the_cluster_database(
+        tmp_path: Path, postgres_url: str) -> None:
+    config = write_config(tmp_path / "node.yaml", cluster=cluster(postgres_url),
+                          storage={"path": str(tmp_path / "node.db")})
+    made = await asyncio.to_thread(chatd_program, "useradd", "root", "--admin",
+                                   "--password-stdin", "--config", str(config),
+                                   stdin=f"{PASSWORD}\n")
+    assert made.returncode == 0, made.stderr
+    assert made.stdout.strip() == "created admin account root"
+    assert not (tmp_path / "node.db").exists()  # nothing went to SQLite
+
+    server = await start_server(tmp_path / "node.db", **on_postgres(postgres_url))
+    clients = Clients(server)
+    try:
+        root = await clients.anonymous()
+        assert (await root.command(f"/login root {PASSWORD}")).ok
+        assert server.services.accounts.require("root").is_admin
+    finally:
+        await clients.close()
+        await server.stop()
+
+
+async def test_useradd_is_refused_while_a_node_it_cannot_reach_serves_the_database(
+        tmp_path: Path, postgres_url: str) -> None:
+    server = await start_server(tmp_path / "node.db", **on_postgres(postgres_url))
+    try:
+        config = write_config(tmp_path / "other.yaml", cluster=cluster(postgres_url),
+                              control={"path": str(tmp_path / "nobody.sock")})
+        made = await asyncio.to_thread(chatd, "useradd", "late", "--password-stdin",
+                                       "--config", str(config), stdin=f"{PASSWORD}\n")
+        assert made.returncode == 1
+        assert "another chatd node is serving this database" in made.stderr
+        assert "Traceback" not in made.stderr
+        assert server.services.accounts.find("late") is None
+    finally:
+        await server.stop()
+
+
+async def _embedded_history(db: Path) -> None:
+    """An embedded daemon's life: accounts, a room, history, a ban, a pending DM."""
+    server = await start_server(db, clock=ManualClock())
+    clients = Clients(server)
+    try:
+        alice = await clients.user("alice")
+        await alice.command("/create general")
+        bob = await clients.user("bob")
+        await bob.command("/join general")
+        await settle(alice)
+        for i in range(70):  # more than a block of plain text
+            await alice.say(f"line {i}")
+        await alice.command("/create den private")
+        await clients.user("carol")
+        await alice.command("/ban carol den")
+        await bob.command("/msg carol are you there?")
+    finally:
+        await clients.close()
+        await server.stop()
+
+
+async def test_migrate_copies_an_embedded_database_a_node_then_serves(
+        tmp_path: Path, postgres_url: str) -> None:
+    db = tmp_path / "embedded.db"
+    await _embedded_history(db)
+    config = write_config(tmp_path / "chatd.yaml", storage={"path": str(db)},
+                          control={"path": str(tmp_path / "ctl.sock")})
+    moved = await asyncio.to_thread(chatd, "migrate", "--to", postgres_url,
+                                    "--config", str(config))
+    assert moved.returncode == 0, moved.stderr
+    files = str((tmp_path / "files").resolve())
+    assert "users 3" in moved.stdout and f"files.dir: {files}" in moved.stdout
+
+    server = await start_server(tmp_path / "node.db", **on_postgres(postgres_url))
+    clients = Clients(server)
+    try:
+        bob = await clients.user("bob")
+        history = (await bob.command("/history general 100"))["messages"]
+        assert [m["text"] for m in history] == [f"line {i}" for i in range(70)]
+        assert server.services.rooms.find("den") is not None
+        recorded = await server.storage.get_meta("blob_store")  # type: ignore[attr-defined]
+        assert json.loads(recorded) == {"backend": "local", "dir": files}
+    finally:
+        await clients.close()
+        await server.stop()
+
+    again = await asyncio.to_thread(chatd, "migrate", "--to", postgres_url,
+                                    "--config", str(config))
+    assert again.returncode == 1 and "not empty" in again.stderr and "--force" in again.stderr
+    forced = await asyncio.to_thread(chatd, "migrate", "--to", postgres_url, "--force",
+                                     "--config", str(config))
+    assert forced.returncode == 0, forced.stderr
+
+
+async def test_migrate_refuses_while_the_embedded_daemon_runs(tmp_path: Path) -> None:
+    async with running_daemon(tmp_path) as daemon:
+        config = write_config(tmp_path / "chatd.yaml",
+                              storage={"path": daemon.config.storage.path},
+                              control={"path": str(tmp_path / "ctl.sock")})
+        moved = await asyncio.to_thread(chatd, "migrate", "--to", "postgresql://x@127.0.0.1/x",
+                                        "--config", str(config))
+    assert moved.returncode == 1 and "stop it first" in moved.stderr
+
+
+@pytest.mark.parametrize(("args", "status", "said"), [
+    (["--to", "mysql://db/chatd"], 2, "cluster.postgres"),
+    (["--to", "postgresql://x@127.0.0.1/x", "--db", "/nonexistent/chatd.db"], 1,
+     "no embedded database"),
+])
+async def test_migrate_says_what_is_wrong(args: list[str], status: int, said: str) -> None:
+    moved = await asyncio.to_thread(chatd, "migrate", *args)
+    assert moved.returncode == status and said in moved.stderr
+    assert "Traceback" not in moved.stderr
+
+
+def test_an_s3_blob_store_is_recorded_and_named() -> None:
+    from chatd.app.migration import _report, blob_store
+    from chatd.config import load_config
+
+    config = load_config(None, {"files.backend": "s3", "files.s3_bucket": "chat",
+                                "files.s3_endpoint": "http://127.0.0.1:9000",
+                                "files.s3_prefix": "c/"})
+    blobs = blob_store(config)
+    assert blobs == {"backend": "s3", "endpoint": "http://127.0.0.1:9000", "bucket": "chat",
+                     "region": "", "prefix": "c/"}
+    out = io.StringIO()
+    with contextlib.redirect_stdout(out):
+        _report("chatd.db", {"users": 1}, blobs)
+    assert "bucket chat (prefix c/)" in out.getvalue()
+
+
+async def test_migrate_without_the_driver_says_what_to_install(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    db = tmp_path / "chatd.db"
+    db.write_bytes(b"")
+    monkeypatch.setitem(sys.modules, "asyncpg", None)
+    for name in [m for m in sys.modules if m.startswith("storage.postgres")]:
+        monkeypatch.delitem(sys.modules, name)
+    moved = await asyncio.to_thread(chatd, "migrate", "--to", "postgresql://x@127.0.0.1/x",
+                                    "--db", str(db))
+    assert moved.returncode == 1 and "chatd[cluster]" in moved.stderr
+
+
+async def test_a_node_without_the_driver_stops_with_one_line(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setitem(sys.modules, "asyncpg", None)
+    for name in [m for m in sys.modules if m.startswith("storage.postgres")]:
+        monkeypatch.delitem(sys.modules, name)
+    config = write_config(tmp_path / "node.yaml",
+                          cluster=cluster("postgresql://x@127.0.0.1:1/x"))
+    made = await asyncio.to_thread(chatd, "useradd", "x", "--password-stdin", "--config",
+                                   str(config), stdin=f"{PASSWORD}\n")
+    assert made.returncode == 2 and "chatd[cluster]" in made.stderr
