@@ -314,6 +314,18 @@ CREATE INDEX resume_tokens_api ON resume_tokens (api_token_id) WHERE api_token_i
 CREATE INDEX resume_tokens_expires ON resume_tokens (expires_at);
 """
 
+# Conversations of direct messages, read from both ends newest first (IRC's
+# CHATHISTORY with a nick), and a user's partners by what they received and
+# sent. Partial indexes, as in SQLite: room messages, nearly all the rows, pay
+# nothing for them on insert. (Not CONCURRENTLY: that cannot run inside the
+# migration's transaction; the build holds off writes to messages meanwhile.)
+CONVERSATIONS = """
+CREATE INDEX messages_conversation ON messages (recipient_id, sender_id, id)
+    WHERE recipient_id IS NOT NULL;
+CREATE INDEX messages_sent ON messages (sender_id, recipient_id, id)
+    WHERE recipient_id IS NOT NULL;
+"""
+
 PG_MIGRATIONS: tuple[PgMigration, ...] = (
     PgMigration(1, "foundation: users, rooms, members, messages, associations, notifications",
                 FOUNDATION),
@@ -329,6 +341,7 @@ PG_MIGRATIONS: tuple[PgMigration, ...] = (
     PgMigration(10, "incoming webhooks of rooms", WEBHOOKS),
     PgMigration(11, "bot accounts, token scopes and last use, resume tokens",
                 BOTS_SCOPES_RESUME),
+    PgMigration(12, "indexes of direct-message conversations", CONVERSATIONS),
 )
 
 PG_LATEST_VERSION: int = PG_MIGRATIONS[-1].version
