@@ -150,4 +150,6 @@ async def test_postgres_reads_conversations_through_their_indexes(postgres_url: 
     sides = re.findall(r"Index Scan Backward using messages_(?:conversation|sent) .*\n.*"
                        r"Index Cond: .*_id = .*_id = .*id < ", plan)
     assert len(sides) == 2 and "Merge Append" in plan and "Seq Scan" not in plan, plan
-    assert "messages_sent" in partners and "Seq Scan" not in partners, partners
+    # The partners' two sides: by an index on the user's column, whichever of the
+    # indexes that lead with it the planner's statistics of the moment prefer.
+    assert re.findall(r"Index Cond: \(\w+ = ", partners) and "Seq Scan" not in partners, partners
