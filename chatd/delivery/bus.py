@@ -60,8 +60,10 @@ class LocalBus:
         self._rooms: dict[int, set[Receiver]] = {}
         # This turn's messages of each room, shared by its connections (chatd.delivery.feed).
         self._feeds: dict[int, RoomFeed] = {}
-        # Every connection of each logged-in user, by user id, oldest first.
-        self._users: dict[int, list[Receiver]] = {}
+        # Every connection of each logged-in user, by user id, oldest first: a
+        # tuple, replaced on change (most users have one connection, and a tuple
+        # of one is half the size of a list).
+        self._users: dict[int, tuple[Receiver, ...]] = {}
 
     # -- routes --------------------------------------------------------------
 
@@ -100,16 +102,16 @@ class LocalBus:
         return self._rooms.get(room.id, _NONE)
 
     def add_user(self, user: User, endpoint: Endpoint) -> None:
-        self._users.setdefault(user.id, []).append(_receiver(endpoint))
+        self._users[user.id] = (*self._users.get(user.id, ()), _receiver(endpoint))
 
     def remove_user(self, user: User, endpoint: Endpoint) -> None:
         endpoints = self._users.get(user.id)
         if endpoints is None:
             return
-        receiver = _receiver(endpoint)
-        if receiver in endpoints:
-            endpoints.remove(receiver)
-        if not endpoints:
+        remaining = tuple(e for e in endpoints if e is not endpoint)
+        if remaining:
+            self._users[user.id] = remaining
+        else:
             del self._users[user.id]
 
     def of_user(self, user: User) -> Sequence[Endpoint]:

@@ -21,7 +21,7 @@ from typing import TYPE_CHECKING
 
 from chatd import __version__
 from chatd.errors import Code
-from chatd.net.connection import Connection, FlushScheduler
+from chatd.net.connection import Connection, FlushScheduler, set_keepalive
 
 if TYPE_CHECKING:
     import socket
@@ -84,6 +84,7 @@ class Listeners:
         for bind in self._more:
             # Appended last, so port still names the line protocol's first listener.
             self._servers.extend(await bind())
+        self._apply_keepalive(self.config)
         self._sweeper = asyncio.ensure_future(self._sweep())
 
     def stop_accepting(self) -> None:
@@ -127,6 +128,15 @@ class Listeners:
         """New limits, banner and names for every connection; a renewed certificate."""
         self.config = config
         self._reload_certificate(config)
+        self._apply_keepalive(config)
+
+    def _apply_keepalive(self, config: Config) -> None:
+        """TCP keepalive on every listening socket (the connections they accept
+        inherit it); a reload reaches the connections accepted after it."""
+        for server in self._servers:
+            for sock in server.sockets:
+                with contextlib.suppress(OSError):  # not TCP (a passed Unix socket)
+                    set_keepalive(sock, config.limits.keepalive)
 
     def _reload_certificate(self, config: Config) -> None:
         """A renewed certificate serves new TLS handshakes without a restart."""
