@@ -3,8 +3,8 @@
 A governance or account action's entry is written before :meth:`AuditLog.record`
 returns. A log-in's entry, the one frequent kind, is only noted
 (:meth:`AuditLog.note`): logged and shown to live readers at once, and written
-with the others of the moment in one transaction, so a log-in waits for no
-database round trip. Entries are written in the order they were made, and
+within ``NOTE_DELAY`` with the others of that moment in one statement, so a
+log-in waits for no database round trip. Entries are written in the order they were made, and
 every read of the log writes what is pending first.
 """
 
@@ -25,6 +25,10 @@ if TYPE_CHECKING:
     from storage.records import AuditEntry, AuditRecord
 
 log = logging.getLogger("chatd.audit")
+
+# How long a noted entry may wait to be written with the others of the moment
+# (like the message writer's flush interval: a storm of log-ins is a few writes).
+NOTE_DELAY = 0.1
 
 
 class AuditLog:
@@ -81,6 +85,7 @@ class AuditLog:
 
     async def _write_noted(self) -> None:
         try:
+            await asyncio.sleep(NOTE_DELAY)
             while self._unwritten:
                 await self.flush()
         except StorageError:

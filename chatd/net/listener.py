@@ -109,12 +109,16 @@ class Listeners:
                 await asyncio.wait_for(server.wait_closed(), timeout=0.5)
 
     @property
+    def sockets(self) -> list[socket.socket]:
+        """Every listening socket, the other front ends' included."""
+        return [sock for server in self._servers for sock in server.sockets]
+
+    @property
     def addresses(self) -> list[str]:
         found = []
-        for server in self._servers:
-            for sock in server.sockets:
-                host, port = sock.getsockname()[:2]
-                found.append(f"[{host}]:{port}" if ":" in host else f"{host}:{port}")
+        for sock in self.sockets:
+            host, port = sock.getsockname()[:2]
+            found.append(f"[{host}]:{port}" if ":" in host else f"{host}:{port}")
         return found
 
     @property
@@ -133,10 +137,9 @@ class Listeners:
     def _apply_keepalive(self, config: Config) -> None:
         """TCP keepalive on every listening socket (the connections they accept
         inherit it); a reload reaches the connections accepted after it."""
-        for server in self._servers:
-            for sock in server.sockets:
-                with contextlib.suppress(OSError):  # not TCP (a passed Unix socket)
-                    set_keepalive(sock, config.limits.keepalive)
+        for sock in self.sockets:
+            with contextlib.suppress(OSError):  # not TCP (a passed Unix socket)
+                set_keepalive(sock, config.limits.keepalive)
 
     def _reload_certificate(self, config: Config) -> None:
         """A renewed certificate serves new TLS handshakes without a restart."""
