@@ -50,7 +50,9 @@ class Listeners:
         self.tls_context: ssl.SSLContext | None = None
         self._servers: list[asyncio.Server] = []
         self._more: list[Callable[[], Awaitable[list[asyncio.Server]]]] = []
-        self._connections: set[Connection] = set()
+        # Every open connection (a dict as an ordered set: at 10,000 entries a
+        # dict takes about half a set's bytes per entry).
+        self._connections: dict[Connection, None] = {}
         self._per_ip: Counter[str] = Counter()
         self._sweeper: asyncio.Task[None] | None = None
 
@@ -156,7 +158,7 @@ class Listeners:
     def connection_opened(self, conn: Connection) -> None:
         limits = self.config.limits
         ip = conn.session.peer.rpartition(":")[0]
-        self._connections.add(conn)
+        self._connections[conn] = None
         self._per_ip[ip] += 1
         self.services.stats.connections_total += 1
         if (len(self._connections) > limits.max_connections
@@ -170,7 +172,7 @@ class Listeners:
 
     def connection_closed(self, conn: Connection) -> None:
         if conn in self._connections:
-            self._connections.discard(conn)
+            del self._connections[conn]
             ip = conn.session.peer.rpartition(":")[0]
             self._per_ip[ip] -= 1
             if self._per_ip[ip] <= 0:
