@@ -215,7 +215,7 @@ class App:
         await self.listeners.close_connections(timeout * 0.6)
         try:
             await self.services.writer.close()
-            await self.services.audit.flush()
+            await self.services.audit.close()
             await self.services.tokens.flush_use()
         finally:
             await self.storage.close()

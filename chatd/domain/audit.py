@@ -70,6 +70,15 @@ class AuditLog:
                 self._unwritten[:0] = batch
                 raise
 
+    async def close(self) -> None:
+        """Write what is pending now (at shutdown), instead of after the delay."""
+        await self.flush()
+        # Nothing is left for the delayed write, and it cannot be writing: no
+        # await since the flush, so it is asleep or waiting for the lock.
+        writing, self._writing = self._writing, None
+        if writing is not None:
+            writing.cancel()
+
     def _add(self, action: str, actor: str | None, target: str | None, room: Room | None,
              reason: str) -> None:
         name = room.name if room is not None else None
@@ -91,7 +100,8 @@ class AuditLog:
         except StorageError:
             log.exception("writing noted audit entries failed")
         finally:
-            self._writing = None
+            if self._writing is asyncio.current_task():
+                self._writing = None
 
     async def entries(self, limit: int, room: Room | None = None,
                       room_id: int | None = None) -> list[AuditRecord]:

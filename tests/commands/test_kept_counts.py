@@ -117,3 +117,13 @@ async def test_a_failed_batch_is_kept_and_written_later(chat: Chat, tmp_path: Pa
     assert [e.actor for e in await storage.list_audit(10)] == []
     await audit.flush()
     assert [(e.action, e.actor) for e in await storage.list_audit(10)] == [("login", "erin")]
+
+
+async def test_closing_writes_noted_entries_at_once(chat: Chat) -> None:
+    audit, storage = chat.server.services.audit, chat.server.services.storage
+    audit.note("login", actor="frank")
+    await audit.close()
+    assert [(e.action, e.actor) for e in await storage.list_audit(10)] == [("login", "frank")]
+    audit.note("login", actor="grace")  # noted after closing: written by the next flush
+    await audit.flush()
+    assert [e.actor for e in await storage.list_audit(10)] == ["frank", "grace"]
