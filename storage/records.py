@@ -135,6 +135,10 @@ class JoinRequestRecord:
     created_at: float
 
 
+# An audit entry to write: (ts, actor, action, target, room name, reason, room id).
+AuditEntry = tuple[float, str | None, str, str | None, str | None, str, int | None]
+
+
 @dataclass(frozen=True, slots=True)
 class AuditRecord:
     id: int

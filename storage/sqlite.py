@@ -300,6 +300,21 @@ class SqliteStorage(MessageQueries, ContentQueries, GovernanceQueries, TokenQuer
     async def delete_notifications_before(self, before: float) -> int:
         return await self._write("DELETE FROM notifications WHERE created_at < ?", (before,))
 
+    async def notification_counts(self) -> dict[int, int]:
+        """How many notifications each user has (users with none are left out)."""
+        rows = await self._fetch("SELECT user_id, COUNT(*) FROM notifications GROUP BY user_id")
+        return {int(row[0]): int(row[1]) for row in rows}
+
+    async def expire_notifications(self, before: float) -> dict[int, int]:
+        """Delete the notifications created before ``before``; how many of each user's,
+        counted in the same transaction (so kept counts can be lowered exactly)."""
+        async with self._transaction() as conn:
+            rows = await conn.execute_fetchall(
+                "SELECT user_id, COUNT(*) FROM notifications WHERE created_at < ? "
+                "GROUP BY user_id", (before,))
+            await conn.execute("DELETE FROM notifications WHERE created_at < ?", (before,))
+        return {int(row[0]): int(row[1]) for row in rows}
+
     # -- plumbing ----------------------------------------------------------
 
     def _db(self) -> aiosqlite.Connection:

@@ -108,6 +108,7 @@ class App:
         await self.storage.open()
         await services.accounts.load()
         await services.tokens.load()
+        await services.notifier.load()
         await services.resume.load()
         await services.rooms.load()
         await services.moderation.load()
@@ -214,6 +215,7 @@ class App:
         await self.listeners.close_connections(timeout * 0.6)
         try:
             await self.services.writer.close()
+            await self.services.audit.close()
             await self.services.tokens.flush_use()
         finally:
             await self.storage.close()

@@ -48,6 +48,14 @@ class Receiver(Endpoint, Protocol):
 
 _NONE: frozenset[Any] = frozenset()
 
+# A user's connections: the one connection itself (no container for the usual
+# case: ~56 bytes less per logged-in connection), or a tuple of two or more.
+_UserConnections = Receiver | tuple[Receiver, ...]
+
+
+def _listed(known: _UserConnections) -> tuple[Receiver, ...]:
+    return known if isinstance(known, tuple) else (known,)
+
 
 class LocalBus:
     """Delivers in-process. Never awaits: a slow client cannot stall a broadcast."""
@@ -60,8 +68,10 @@ class LocalBus:
         self._rooms: dict[int, set[Receiver]] = {}
         # This turn's messages of each room, shared by its connections (chatd.delivery.feed).
         self._feeds: dict[int, RoomFeed] = {}
-        # Every connection of each logged-in user, by user id, oldest first.
-        self._users: dict[int, list[Receiver]] = {}
+        # Every connection of each logged-in user, by user id, oldest first: the
+        # connection itself for most users, who have one; a tuple, replaced on
+        # change, for the others (see _UserConnections).
+        self._users: dict[int, _UserConnections] = {}
 
     # -- routes --------------------------------------------------------------
 
@@ -100,20 +110,25 @@ class LocalBus:
         return self._rooms.get(room.id, _NONE)
 
     def add_user(self, user: User, endpoint: Endpoint) -> None:
-        self._users.setdefault(user.id, []).append(_receiver(endpoint))
+        known = self._users.get(user.id)
+        receiver = _receiver(endpoint)
+        self._users[user.id] = receiver if known is None else (*_listed(known), receiver)
 
     def remove_user(self, user: User, endpoint: Endpoint) -> None:
         endpoints = self._users.get(user.id)
         if endpoints is None:
             return
-        receiver = _receiver(endpoint)
-        if receiver in endpoints:
-            endpoints.remove(receiver)
-        if not endpoints:
+        remaining = tuple(e for e in _listed(endpoints) if e is not endpoint)
+        if len(remaining) > 1:
+            self._users[user.id] = remaining
+        elif remaining:
+            self._users[user.id] = remaining[0]
+        else:
             del self._users[user.id]
 
     def of_user(self, user: User) -> Sequence[Endpoint]:
-        return self._users.get(user.id, ())
+        known = self._users.get(user.id)
+        return () if known is None else _listed(known)
 
     def feed_of(self, room: Room) -> RoomFeed | None:
         """``room``'s feed of this turn, if a message went to it."""
@@ -198,7 +213,8 @@ class LocalBus:
     def deliver_to_user(self, user: User, item: Outgoing, skip: Endpoint | None = None) -> None:
         """:meth:`to_user` for an item already made."""
         labelled = issuer()
-        for session in self._users.get(user.id, ()):
+        known = self._users.get(user.id)
+        for session in () if known is None else _listed(known):
             if session is skip:
                 continue
             if labelled is not None and session is labelled[0]:

@@ -97,13 +97,20 @@ class Outbox(abc.ABC):
     its flush then, and returns False when it is closing (nothing is queued).
     """
 
-    __slots__ = ("feed", "lane", "lane_start", "pending")
+    __slots__ = ("_pending", "feed", "lane", "lane_start")
 
     def __init__(self) -> None:
-        self.pending: list[bytes] = []
+        # The bytes queued this turn; None when there are none, so the many
+        # connections with nothing to send hold no list.
+        self._pending: list[bytes] | None = None
         self.feed: RoomFeed | None = None
         self.lane: Lane | None = None
         self.lane_start = 0
+
+    @property
+    def pending(self) -> list[bytes]:
+        """A copy of the bytes queued so far this turn (the tap's not included)."""
+        return list(self._pending or ())
 
     @abc.abstractmethod
     def wake(self) -> bool:
@@ -111,15 +118,19 @@ class Outbox(abc.ABC):
 
     def write(self, data: bytes) -> None:
         """Queue ``data`` after everything queued or tapped so far."""
-        self.untap()
-        pending = self.pending
-        if pending or self.wake():
+        if self.lane is not None:
+            self.untap()
+        pending = self._pending
+        if pending is not None:
             pending.append(data)
+        elif self.wake():
+            self._pending = [data]
 
     def tap(self, feed: RoomFeed, lane: Lane) -> None:
         """Take ``lane`` from its last chunk on, until untapped or taken."""
-        self.untap()
-        if self.pending or self.wake():
+        if self.lane is not None:
+            self.untap()
+        if self._pending is not None or self.wake():
             self.feed = feed
             self.lane = lane
             self.lane_start = len(lane.chunks) - 1
@@ -131,27 +142,34 @@ class Outbox(abc.ABC):
         lane = self.lane
         if lane is None:
             return
-        self.pending.extend(lane.chunks[self.lane_start:])
+        taken = lane.chunks[self.lane_start:]
+        if self._pending is None:
+            self._pending = taken
+        else:
+            self._pending.extend(taken)
         self._release()
 
     def take(self) -> bytes:
         """The turn's output as one bytes object (b"" if none); the outbox is empty after."""
-        pending = self.pending
         lane = self.lane
         if lane is not None:
-            if not pending and self.lane_start == 0:
-                self._release()
+            if self._pending is None and self.lane_start == 0:
+                # The common case, a whole lane: _release inlined (once per
+                # connection per turn).
+                feed = self.feed
+                assert feed is not None
+                feed.taps -= 1
+                self.feed = self.lane = None
                 return lane.joined()
             self.untap()
+        pending, self._pending = self._pending, None
         if not pending:
             return b""
-        data = pending[0] if len(pending) == 1 else b"".join(pending)
-        pending.clear()
-        return data
+        return pending[0] if len(pending) == 1 else b"".join(pending)
 
     def discard(self) -> None:
         """Drop the turn's output (the connection is gone)."""
-        self.pending.clear()
+        self._pending = None
         if self.feed is not None:
             self._release()
 

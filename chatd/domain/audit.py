@@ -1,19 +1,34 @@
-"""The audit log: every governance and account action, stored and logged."""
+"""The audit log: every governance and account action, stored and logged.
+
+A governance or account action's entry is written before :meth:`AuditLog.record`
+returns. A log-in's entry, the one frequent kind, is only noted
+(:meth:`AuditLog.note`): logged and shown to live readers at once, and written
+within ``NOTE_DELAY`` with the others of that moment in one statement, so a
+log-in waits for no database round trip. Entries are written in the order they were made, and
+every read of the log writes what is pending first.
+"""
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
+
+from storage.api import StorageError
 
 if TYPE_CHECKING:
     from chatd.domain.accounts import User
     from chatd.domain.clock import Clock
     from chatd.domain.room import Room
     from storage.api import Storage
-    from storage.records import AuditRecord
+    from storage.records import AuditEntry, AuditRecord
 
 log = logging.getLogger("chatd.audit")
+
+# How long a noted entry may wait to be written with the others of the moment
+# (like the message writer's flush interval: a storm of log-ins is a few writes).
+NOTE_DELAY = 0.1
 
 
 class AuditLog:
@@ -24,20 +39,69 @@ class AuditLog:
         self._clock = clock
         # Called with each new entry (the live admin screen follows them).
         self.listeners: set[Callable[[dict[str, Any]], None]] = set()
+        # Entries made and not written yet, oldest first; one batch is written at a time.
+        self._unwritten: list[AuditEntry] = []
+        self._write_lock = asyncio.Lock()
+        self._writing: asyncio.Task[None] | None = None
 
     async def record(self, action: str, actor: str | None = None, target: str | None = None,
                      room: Room | None = None, reason: str = "") -> None:
-        """Write one entry; ``room`` is kept by name (to read) and id (to filter)."""
+        """Write one entry (with any noted before it); ``room`` is kept by name (to
+        read) and id (to filter)."""
+        self._add(action, actor, target, room, reason)
+        await self.flush()
+
+    def note(self, action: str, actor: str | None = None, target: str | None = None) -> None:
+        """Make an entry now and write it soon, in a batch (log-ins: no await)."""
+        self._add(action, actor, target, None, "")
+        if self._writing is None:
+            self._writing = asyncio.ensure_future(self._write_noted())
+
+    async def flush(self) -> None:
+        """Write every entry made so far, in order (raises the storage's error)."""
+        async with self._write_lock:
+            batch, self._unwritten = self._unwritten, []
+            if not batch:
+                return
+            try:
+                await self._storage.append_audit_entries(batch)
+            except BaseException:
+                # Kept, ahead of the entries made meanwhile, for the next write.
+                self._unwritten[:0] = batch
+                raise
+
+    async def close(self) -> None:
+        """Write what is pending now (at shutdown), instead of after the delay."""
+        await self.flush()
+        # Nothing is left for the delayed write, and it cannot be writing: no
+        # await since the flush, so it is asleep or waiting for the lock.
+        writing, self._writing = self._writing, None
+        if writing is not None:
+            writing.cancel()
+
+    def _add(self, action: str, actor: str | None, target: str | None, room: Room | None,
+             reason: str) -> None:
         name = room.name if room is not None else None
         fields = {"action": action, "actor": actor, "target": target, "room": name,
                   "reason": reason or None}
         present = {k: v for k, v in fields.items() if v is not None}
         log.info("audit", extra={"fields": present})
         now = self._clock.time()
-        await self._storage.append_audit(now, actor, action, target, name, reason,
-                                         room_id=room.id if room is not None else None)
+        self._unwritten.append((now, actor, action, target, name, reason,
+                                room.id if room is not None else None))
         for listener in list(self.listeners):
             listener({"ts": now, **present})
+
+    async def _write_noted(self) -> None:
+        try:
+            await asyncio.sleep(NOTE_DELAY)
+            while self._unwritten:
+                await self.flush()
+        except StorageError:
+            log.exception("writing noted audit entries failed")
+        finally:
+            if self._writing is asyncio.current_task():
+                self._writing = None
 
     async def entries(self, limit: int, room: Room | None = None,
                       room_id: int | None = None) -> list[AuditRecord]:
@@ -45,11 +109,13 @@ class AuditLog:
         given live or, once it has ended, by its id."""
         if room is not None:
             room_id = room.id
+        await self.flush()
         return await self._storage.list_audit(limit, room_id=room_id)
 
     async def ended_room(self, ref: str) -> tuple[int, str] | None:
         """A terminated room's (id, name), by id or by name (``#`` optional): of a
         name used again, the room that ended last."""
+        await self.flush()
         if ref.isdigit():
             return await self._storage.ended_room(room_id=int(ref))
         return await self._storage.ended_room(name=ref.removeprefix("#"))
@@ -59,5 +125,6 @@ class AuditLog:
         some time, read the log of a room that has ended."""
         if user.is_admin:
             return True
+        await self.flush()
         admins = await self._storage.audit_admins(room_id)
         return user.name.casefold() in {name.casefold() for name in admins}

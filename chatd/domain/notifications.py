@@ -1,4 +1,10 @@
-"""Per-user notifications: persisted, pushed live, summarised at login."""
+"""Per-user notifications: persisted, pushed live, summarised at login.
+
+How many each user has is kept in memory (loaded at start, changed with every
+write), so the welcome of a log-in asks the database nothing. The counts change
+by the number of rows each write added or removed, which gives the same result
+in whatever order concurrent writes finish.
+"""
 
 from __future__ import annotations
 
@@ -21,18 +27,45 @@ class Notifier:
         self._storage = storage
         self._bus = bus
         self._clock = clock
+        # Stored notifications by user id (users with none are left out).
+        self._counts: dict[int, int] = {}
+
+    async def load(self) -> None:
+        self._counts = await self._storage.notification_counts()
 
     async def notify(self, user: User, kind: str, text: str, **payload: Any) -> None:
         note = await self._storage.add_notification(user.id, kind, {"text": text, **payload},
                                                     self._clock.time())
+        self._counts[user.id] = self._counts.get(user.id, 0) + 1
         if user.online:
             self._bus.to_user(user, Notified(note))
 
     async def pending(self, user: User) -> list[NotificationRecord]:
         return await self._storage.list_notifications(user.id)
 
-    async def count(self, user: User) -> int:
-        return await self._storage.count_notifications(user.id)
+    def count(self, user: User) -> int:
+        """How many notifications ``user`` has (from memory)."""
+        return self._counts.get(user.id, 0)
 
     async def clear(self, user: User) -> int:
-        return await self._storage.clear_notifications(user.id)
+        cleared = await self._storage.clear_notifications(user.id)
+        self._lower(user.id, cleared)
+        return cleared
+
+    async def expire(self, before: float) -> int:
+        """Delete every notification created before ``before``; how many."""
+        deleted = await self._storage.expire_notifications(before)
+        for user_id, count in deleted.items():
+            self._lower(user_id, count)
+        return sum(deleted.values())
+
+    def forget(self, user: User) -> None:
+        """``user``'s account is gone, and its notifications with it."""
+        self._counts.pop(user.id, None)
+
+    def _lower(self, user_id: int, removed: int) -> None:
+        left = self._counts.get(user_id, 0) - removed
+        if left > 0:
+            self._counts[user_id] = left
+        else:
+            self._counts.pop(user_id, None)

@@ -202,8 +202,10 @@ class ControlServer:
             if with_files and config.files.backend == "local" else None
         answered = False
         try:
-            # Everything acknowledged so far goes into the copy: write pending messages first.
+            # Everything acknowledged so far goes into the copy: write pending messages
+            # (and noted audit entries) first.
             await services.writer.flush()
+            await services.audit.flush()
             async with private_copy(services.storage, state_directory(config.storage.path),
                                     config.storage.path) as copy:
                 result = {"database": DATABASE_NAME,

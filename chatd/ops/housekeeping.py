@@ -56,7 +56,7 @@ class Housekeeping:
             "sanctions_expired": await services.moderation.expire(),
             "invitations_expired": await storage.delete_expired_invitations(now),
             "resume_tokens_expired": await services.resume.expire(),
-            "notifications_deleted": await storage.delete_notifications_before(
+            "notifications_deleted": await services.notifier.expire(
                 now - config.notification_retention),
             "associations_deleted": await storage.delete_stale_associations(
                 now - config.association_retention),

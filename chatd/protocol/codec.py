@@ -169,14 +169,16 @@ class LineFramer:
         if max_line < 1:
             raise ValueError(f"max_line must be at least 1, not {max_line}")
         self._max = max_line
-        self._buf = bytearray()  # the incomplete last line, telnet already removed
+        # The incomplete last line, telnet already removed; None rather than
+        # empty, so the many connections between lines hold no buffer.
+        self._buf: bytearray | None = None
         self._discarding = False  # inside an over-long line, waiting for its newline
         self._telnet = _T_DATA
 
     @property
     def buffered(self) -> int:
         """How many bytes of an incomplete line are held."""
-        return len(self._buf)
+        return 0 if self._buf is None else len(self._buf)
 
     def feed(self, data: bytes) -> list[str | BadLine]:
         """Consume ``data``; return the lines and errors it completes, in order."""
@@ -202,26 +204,30 @@ class LineFramer:
 
     def _keep(self, data: bytes, pos: int, out: list[str | BadLine]) -> None:
         """Buffer the incomplete tail ``data[pos:]``, or report it as too long."""
-        if len(self._buf) + len(data) - pos > self._max + 1:
+        buf = self._buf
+        if (0 if buf is None else len(buf)) + len(data) - pos > self._max + 1:
             # Report now rather than at the newline, so the buffer stays bounded
             # however much data arrives without one.
-            self._buf.clear()
+            self._buf = None
             self._discarding = True
             out.append(_TOO_LONG)
         elif pos < len(data):
-            self._buf += data[pos:]
+            if buf is None:
+                self._buf = bytearray(data[pos:])
+            else:
+                buf += data[pos:]
 
     def _line(self, data: bytes, start: int, end: int) -> str | BadLine:
         """Complete the buffered line with ``data[start:end]`` and decode it."""
         buf = self._buf
         # Size check before any copy: one huge line must not be duplicated.
-        if len(buf) + end - start > self._max + 1:
-            buf.clear()
+        if (0 if buf is None else len(buf)) + end - start > self._max + 1:
+            self._buf = None
             return _TOO_LONG
-        if buf:
+        if buf is not None:
             buf += data[start:end]
             raw = bytes(buf)
-            buf.clear()
+            self._buf = None
         else:
             raw = data[start:end]
         if raw.endswith(_CR):

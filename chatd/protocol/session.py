@@ -27,6 +27,12 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 _ids = itertools.count(1)
 
+# Every connection starts in the default style: one shared instance (styles are
+# frozen) and its lane keys and renderers, looked up once, not per connection.
+DEFAULT_STYLE = Style()
+_DEFAULT_LANES = (style_key(DEFAULT_STYLE, True), style_key(DEFAULT_STYLE, False),
+                  lane_renderer(DEFAULT_STYLE, True), lane_renderer(DEFAULT_STYLE, False))
+
 
 class SessionState(Enum):
     """Where a connection is in its life; commands declare the states they accept."""
@@ -102,11 +108,9 @@ class Session:
         self.line_sink: LineSink | None = None
         # Presence events skipped under output pressure, summarised once it eases.
         self.coalesced = 0
-        self.style = Style()
-        self._key_current = style_key(self.style, True)
-        self._key_other = style_key(self.style, False)
-        self._render_current = lane_renderer(self.style, True)
-        self._render_other = lane_renderer(self.style, False)
+        self.style = DEFAULT_STYLE
+        (self._key_current, self._key_other,
+         self._render_current, self._render_other) = _DEFAULT_LANES
 
     @property
     def logged_in(self) -> bool:
@@ -139,9 +143,12 @@ class Session:
             self.deliver(item)
             return
         if feed.room_id == self._room_id:
-            lane = feed.lane(self._key_current, self._render_current, item)
+            key, render = self._key_current, self._render_current
         else:
-            lane = feed.lane(self._key_other, self._render_other, item)
+            key, render = self._key_other, self._render_other
+        lane = feed.lanes.get(key)  # RoomFeed.lane's lookup, without its call
+        if lane is None:
+            lane = feed.lane(key, render, item)
         self.out.tap(feed, lane)
 
     def deliver(self, item: Outgoing) -> None:
