@@ -313,6 +313,19 @@ class PostgresStorage(PgMessageQueries, PgContentQueries, PgGovernanceQueries,
     async def delete_notifications_before(self, before: float) -> int:
         return await self._execute("DELETE FROM notifications WHERE created_at < $1", before)
 
+    async def notification_counts(self) -> dict[int, int]:
+        """How many notifications each user has (users with none are left out)."""
+        rows = await self._fetch("SELECT user_id, COUNT(*) FROM notifications GROUP BY user_id")
+        return {int(row[0]): int(row[1]) for row in rows}
+
+    async def expire_notifications(self, before: float) -> dict[int, int]:
+        """Delete the notifications created before ``before``; how many of each user's
+        (one statement: the rows deleted are the rows counted)."""
+        rows = await self._fetch(
+            "WITH gone AS (DELETE FROM notifications WHERE created_at < $1 RETURNING user_id) "
+            "SELECT user_id, COUNT(*) FROM gone GROUP BY user_id", before)
+        return {int(row[0]): int(row[1]) for row in rows}
+
     # -- plumbing ----------------------------------------------------------
 
     def _db(self) -> asyncpg.Pool:

@@ -1,0 +1,36 @@
+"""What the kept notification counts and the batched audit entries ask of
+storage, on both backends."""
+
+from __future__ import annotations
+
+from storage import Storage
+from tests.backends import both
+
+T0 = 1_700_000_000.0
+
+backend = both
+
+
+async def test_notification_counts_and_their_expiry_count_the_same_rows(
+        storage: Storage) -> None:
+    alice = await storage.create_user("alice", b"h", False, T0)
+    bob = await storage.create_user("bob", b"h", False, T0)
+    await storage.create_user("carol", b"h", False, T0)  # none: left out
+    for user_id, ts in ((alice.id, T0), (alice.id, T0 + 10), (bob.id, T0), (alice.id, T0 + 1)):
+        await storage.add_notification(user_id, "kicked", {"room": "dev"}, ts)
+    assert await storage.notification_counts() == {alice.id: 3, bob.id: 1}
+    assert await storage.expire_notifications(T0 + 5) == {alice.id: 2, bob.id: 1}
+    assert await storage.notification_counts() == {alice.id: 1}
+    assert await storage.expire_notifications(T0 + 5) == {}
+
+
+async def test_a_batch_of_audit_entries_is_stored_in_its_order(storage: Storage) -> None:
+    entries = [(T0 + i, f"user{i}", "login", None, None, "", None) for i in range(5)]
+    entries[2] = (T0 + 2, "alice", "kick", "bob", "dev", "too loud", 7)
+    await storage.append_audit_entries(entries)
+    await storage.append_audit_entries([])
+    listed = await storage.list_audit(10)
+    assert [(a.actor, a.action) for a in listed] == [(e[1], e[2]) for e in entries]
+    assert [a.id for a in listed] == sorted(a.id for a in listed)
+    kicked = listed[2]
+    assert (kicked.target, kicked.room, kicked.reason) == ("bob", "dev", "too loud")
