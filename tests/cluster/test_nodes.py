@@ -58,7 +58,7 @@ async def login(app: App, name: str) -> ChatClient:
 async def known_everywhere(nodes: list[App], room: str) -> None:
     """A room created on one node reaches the others through the log (bounded wait)."""
     async with asyncio.timeout(10):
-        while any(app.services.rooms.find(room) is None for app in nodes):
+        while any(app.services.rooms.find(room) is None for app in nodes):  # noqa: ASYNC110
             await asyncio.sleep(0.01)
 
 
@@ -95,9 +95,9 @@ async def test_two_admins_kicking_one_member_on_two_nodes(nodes: list[App]) -> N
     await known_everywhere(nodes, "hall")
     await bob.command("/join hall")
     await cat.command("/join hall")
-    await ann.command("/promote hall bob")
-    replies = await asyncio.gather(ann.command("/kick hall cat", check=False),
-                                   bob.command("/kick hall cat", check=False))
+    await ann.command("/promote bob hall")
+    replies = await asyncio.gather(ann.command("/kick cat hall", check=False),
+                                   bob.command("/kick cat hall", check=False))
     assert sorted(r.get("type") for r in replies) == ["error", "ok"]
     audit = await nodes[0].storage.list_audit(50, room="hall")
     assert [a.action for a in audit].count("kick") == 1
