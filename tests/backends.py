@@ -5,8 +5,9 @@ A module runs every test on SQLite and on PostgreSQL by replacing the
 
     backend = both
 
-(a directory's conftest.py may do the same for all its modules). Tests that
-start servers themselves pass ``**storage_overrides`` to ``start_server``.
+(a directory's conftest.py may do the same for all its modules); a single test
+does with the mark :data:`on_both`. Tests that start servers themselves pass
+``**storage_overrides`` to ``start_server``.
 """
 
 from __future__ import annotations
@@ -31,6 +32,11 @@ _T = TypeVar("_T")
 def both(request: pytest.FixtureRequest) -> str:
     """The ``backend`` fixture of a module that runs on both backends."""
     return str(request.param)
+
+
+# A test's own ``backend``, in a module that otherwise keeps the default: the
+# parameter takes the fixture's place, for the test and the fixtures it uses.
+on_both = pytest.mark.parametrize("backend", BACKENDS)
 
 
 def import_asyncpg() -> Any:

@@ -423,10 +423,14 @@ class HttpConnection(asyncio.Protocol):
 
     async def _serve(self, request: Request) -> None:
         ip = self.web.client_ip(self.ip, request)
+        # HEAD is GET without the body: the same status and headers (RFC 9110 9.3.2).
+        head_only = request.method == "HEAD"
+        if head_only:
+            request.method = "GET"
         response = await self.web.respond(request, ip)
         keep = request.keep_alive and response.status < 500
         try:
-            await self._send(response, keep)
+            await self._send(response, keep, head_only)
         except (ChatError, ConnectionError, TimeoutError) as exc:
             log.info("web response cut short", extra={"fields": {
                 "path": request.path, "error": str(exc)}})
@@ -440,11 +444,13 @@ class HttpConnection(asyncio.Protocol):
         if self._reader.buffered:
             self._next()
 
-    async def _send(self, response: Response, keep: bool) -> None:
+    async def _send(self, response: Response, keep: bool, head_only: bool = False) -> None:
         transport = self.transport
         if transport is None or transport.is_closing():
             return
         transport.write(response.head(keep))
+        if head_only:
+            return
         if response.stream is None:
             transport.write(response.body)
             return

@@ -25,6 +25,37 @@ MESSAGES_LOCK = 0x6368617464 + 1
 _MESSAGE = ("id, COALESCE(sender_id, 0), sender_name, text, ts, room_id, recipient_id, kind, "
             "extra, delivered")
 
+def _direct_side(recipient: str, sender: str) -> str:
+    """One side of a conversation of direct messages, newest first below an id ($3),
+    none of a kind ($4), at most $5: a backwards range scan of messages_conversation."""
+    return (f"SELECT {_MESSAGE} FROM messages "
+            f"WHERE recipient_id = {recipient} AND sender_id = {sender} AND id < $3 "
+            "AND kind <> $4 ORDER BY id DESC LIMIT $5")
+
+
+# What $1 received from $2: the whole of $1's notes to themselves when the two are one.
+DIRECT_SIDE_SQL = _direct_side("$1", "$2")
+# Both sides of the conversation of $1 and $2, merged.
+DIRECT_HISTORY_SQL = (f"({_direct_side('$1', '$2')}) UNION ALL ({_direct_side('$2', '$1')}) "
+                      "ORDER BY id DESC LIMIT $5")
+# The newest message with each partner of $1, received and sent (messages_conversation
+# and messages_sent), newest first: DISTINCT ON keeps the first row of each partner,
+# which the inner order makes the newest; notes to oneself are on both sides and
+# count once.
+PARTNERS_SQL = """
+SELECT partner, ts FROM (
+    SELECT DISTINCT ON (partner) partner, id, ts FROM (
+        SELECT sender_id AS partner, id, ts FROM messages
+        WHERE recipient_id = $1 AND sender_id IS NOT NULL AND kind <> $2
+        UNION ALL
+        SELECT recipient_id, id, ts FROM messages
+        WHERE sender_id = $1 AND recipient_id IS NOT NULL AND kind <> $2
+    ) AS exchanged
+    ORDER BY partner, id DESC
+) AS newest
+ORDER BY id DESC
+"""
+
 # A sender deleted while the message waited in the writer becomes NULL, and a
 # direct message to a recipient deleted meanwhile is dropped (their direct
 # messages went with them), as the SQLite backend does; a message to an unknown
@@ -81,6 +112,26 @@ class PgMessageQueries:
             f"SELECT {_MESSAGE} FROM messages WHERE room_id = $1 AND id < $2 "
             "ORDER BY id DESC LIMIT $3", room_id, before, limit)
         return [_message(row) for row in reversed(rows)]
+
+    async def direct_history(self: PgHost, user_id: int, other_id: int, limit: int,
+                             before_id: int | None = None,
+                             hidden_kind: str = "") -> list[MessageRecord]:
+        """The last ``limit`` direct messages between two users, either way (below
+        ``before_id``; none of ``hidden_kind``), oldest first."""
+        if limit <= 0:
+            return []
+        before = _MAX_ID if before_id is None else before_id
+        # Notes to oneself: one side is the whole conversation (both would repeat it).
+        sql = DIRECT_SIDE_SQL if user_id == other_id else DIRECT_HISTORY_SQL
+        rows = await self._fetch(sql, user_id, other_id, before, hidden_kind, limit)
+        return [_message(row) for row in reversed(rows)]
+
+    async def direct_partners(self: PgHost, user_id: int,
+                              hidden_kind: str = "") -> list[tuple[int, float]]:
+        """Everyone ``user_id`` exchanged direct messages with (none of ``hidden_kind``),
+        with the time of the newest, newest first."""
+        rows = await self._fetch(PARTNERS_SQL, user_id, hidden_kind)
+        return [(int(row[0]), float(row[1])) for row in rows]
 
     async def undelivered_direct_messages(self: PgHost, user_id: int) -> list[MessageRecord]:
         rows = await self._fetch(

@@ -22,6 +22,7 @@ from __future__ import annotations
 import logging
 from typing import TYPE_CHECKING, NamedTuple
 
+from storage import migrations
 from storage.api import StorageError
 
 if TYPE_CHECKING:
@@ -314,23 +315,30 @@ CREATE INDEX resume_tokens_api ON resume_tokens (api_token_id) WHERE api_token_i
 CREATE INDEX resume_tokens_expires ON resume_tokens (expires_at);
 """
 
-PG_MIGRATIONS: tuple[PgMigration, ...] = (
-    PgMigration(1, "foundation: users, rooms, members, messages, associations, notifications",
-                FOUNDATION),
-    PgMigration(2, "governance: bans, mutes, invitations, join requests, audit", GOVERNANCE),
-    PgMigration(3, "API tokens", API_TOKENS),
-    PgMigration(4, "audit entries keep the room's id", AUDIT_ROOM_ID),
-    PgMigration(5, "uploaded files and end-to-end public keys", CONTENT_AND_KEYS),
-    PgMigration(6, "no index of message senders (cheaper writes)", DROP_SENDER_INDEX),
-    PgMigration(7, "plain room text stored in blocks of messages", MESSAGE_BLOCKS),
-    PgMigration(8, "users who block another user's direct messages", USER_BLOCKS),
-    PgMigration(9, "room modes (key, limit, moderated, secret, n, t) and the voice role",
-                ROOM_MODES),
-    PgMigration(10, "incoming webhooks of rooms", WEBHOOKS),
-    PgMigration(11, "bot accounts, token scopes and last use, resume tokens",
-                BOTS_SCOPES_RESUME),
-)
+# Migration 12 (the partial indexes of direct-message conversations) is the
+# same SQL in both dialects. (Not CONCURRENTLY here: that cannot run inside the
+# migration's transaction; the build holds off writes to messages meanwhile.)
+CONVERSATIONS = migrations.CONVERSATIONS
 
+# Each step's PostgreSQL script, by the version of the SQLite step it mirrors.
+_SCRIPTS: dict[int, str] = {
+    1: FOUNDATION, 2: GOVERNANCE, 3: API_TOKENS, 4: AUDIT_ROOM_ID, 5: CONTENT_AND_KEYS,
+    6: DROP_SENDER_INDEX, 7: MESSAGE_BLOCKS, 8: USER_BLOCKS, 9: ROOM_MODES, 10: WEBHOOKS,
+    11: BOTS_SCOPES_RESUME, 12: CONVERSATIONS}
+
+
+def _mirrored() -> tuple[PgMigration, ...]:
+    """SQLite's steps with their PostgreSQL scripts: the versions and descriptions
+    come from storage.migrations, so the two lists cannot drift apart."""
+    missing = [m.version for m in migrations.MIGRATIONS if m.version not in _SCRIPTS]
+    if missing:
+        raise RuntimeError(f"SQLite migration(s) {missing} have no PostgreSQL script in "
+                           "storage/postgres/schema.py")
+    return tuple(PgMigration(m.version, m.description, _SCRIPTS[m.version])
+                 for m in migrations.MIGRATIONS)
+
+
+PG_MIGRATIONS: tuple[PgMigration, ...] = _mirrored()
 PG_LATEST_VERSION: int = PG_MIGRATIONS[-1].version
 
 

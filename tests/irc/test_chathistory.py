@@ -6,6 +6,7 @@ import pytest
 
 from chatd.domain.clock import ManualClock, iso_ts
 from chatd.irc.codec import IrcMessage
+from tests.backends import on_both
 from tests.helpers import ChatServer, Clients
 from tests.irc.conftest import IrcFactory
 from tests.irc.helpers import IrcClient
@@ -85,6 +86,8 @@ async def test_chathistory_refusals(irc: IrcFactory, clients: Clients) -> None:
         assert fail.params[:2] == ("CHATHISTORY", code), query
 
 
+# Conversations are read through queries of their own in each backend.
+@on_both
 async def test_chathistory_of_a_nick_is_the_conversation_with_them(
         server: ChatServer, irc: IrcFactory, clients: Clients, clock: ManualClock) -> None:
     alice = await clients.user("alice")

@@ -31,8 +31,8 @@ T0 = 1_700_000_000.0
 
 
 def test_both_backends_list_the_same_migrations() -> None:
-    """A migration added to one backend must be added to the other, with the same
-    version and description, so that a version means the same schema in both."""
+    """PostgreSQL's steps are SQLite's, version by version, with the same descriptions
+    (taken from storage.migrations), so that a version means the same schema in both."""
     assert [(m.version, m.description) for m in PG_MIGRATIONS] == [
         (m.version, m.description) for m in MIGRATIONS]
     assert MIGRATIONS[-1].version == PG_LATEST_VERSION

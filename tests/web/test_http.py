@@ -166,3 +166,15 @@ async def test_an_unexpected_failure_is_internal_error_and_logged(
     assert failed.status_code == 500 and failed.json()["error"]["code"] == "internal-error"
     assert "boom" not in failed.text
     assert any("web request failed" in r.message for r in caplog.records)
+
+
+async def test_head_answers_as_get_without_the_body(server: ChatServer) -> None:
+    async with http(server) as client:
+        got = await client.get("/")
+        head = await client.head("/")
+        assert head.status_code == got.status_code == 200
+        assert head.headers["content-length"] == got.headers["content-length"]
+        assert head.headers["content-security-policy"] == got.headers["content-security-policy"]
+        assert head.content == b""
+        health = await client.head("/health")
+        assert health.status_code == 200 and health.content == b""
