@@ -41,6 +41,7 @@ import redis
 from chatd.cluster import codec, keys
 from chatd.delivery.issuer import issuer, issuing
 from chatd.domain.events import Message, Typing
+from chatd.errors import ChatError
 
 if TYPE_CHECKING:
     from collections.abc import Collection, Iterable, Mapping, Sequence
@@ -149,7 +150,7 @@ class ClusterBus:
         if isinstance(event, Message) and event.id is not None:
             entry["s"] = event.id
         elif not isinstance(event, Typing):
-            entry["s"] = self._ids.next()
+            entry["s"] = self._ids.next()  # a future: awaited before the entry is appended
         labelled = issuer()
         if skip is not None or labelled is not None:
             token = next(self._tokens)
@@ -168,10 +169,19 @@ class ClusterBus:
             self._flushing = asyncio.get_running_loop().create_task(self._flush())
 
     async def _flush(self) -> None:
-        """Append this turn's entries, in one round trip, after the turn."""
+        """Append this turn's entries, in one round trip, after the turn (and
+        after the sequencer numbered the events among them)."""
         await asyncio.sleep(0)
         entries, self._outgoing = self._outgoing, []
         self._flushing = None
+        try:
+            for entry in entries:
+                number = entry.get("s")
+                if isinstance(number, asyncio.Future):
+                    entry["s"] = await number
+        except ChatError:
+            log.error("cluster: %d entries not published: Redis does not answer", len(entries))
+            return
         pipe = self._shared.pipeline(transaction=False)
         for entry in entries:
             pipe.xadd(keys.LOG, {"j": codec.encode(entry)}, maxlen=keys.LOG_LENGTH,
@@ -200,7 +210,6 @@ class ClusterBus:
             self._reader.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await self._reader
-        self._ids.close()
 
     async def _read(self, position: bytes) -> None:
         while True:

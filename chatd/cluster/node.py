@@ -64,7 +64,7 @@ class ClusterNode:
         self.node_id = config.node_id
         self.redis = redis.asyncio.Redis.from_url(config.redis)
         self._pool = _Pool(config.postgres, f"chatd/{config.node_id}/locks")
-        self.sequencer = ClusterSequencer(config.redis, storage, self.redis)
+        self.sequencer = ClusterSequencer(storage, self.redis)
         self.sequencer.started = self.start
         self.sequencer.stopping = self.stop
         self.leader = RedisLeader(self.redis)

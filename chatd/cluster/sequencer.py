@@ -1,16 +1,18 @@
 """Message ids shared by every node: the cluster's
 :class:`~chatd.domain.ports.Sequencer`.
 
-One counter in Redis (``INCR``) numbers room messages, direct messages and
-every event a node publishes, so ids are unique across the cluster and one
-order holds for all of them (:mod:`chatd.cluster.bus` delivers in that order).
+One counter in Redis numbers room messages, direct messages and every event a
+node publishes, so ids are unique across the cluster and one order holds for
+all of them (:mod:`chatd.cluster.bus` delivers in that order).
 
-The domain takes an id with a plain call, never an await (a post must not
-interleave with anything). So the id is taken with one short blocking round
-trip on a connection of its own, bounded by a timeout: when Redis does not
-answer, the post is refused with ``busy`` and a ``retry_ms`` rather than
-queued. Batching the posts of one turn into one script call needs the
-domain's post to become asynchronous; that is the next step (docs/CLUSTER.md).
+**Never on the loop's time.** An id is a future: the posts of one turn of the
+event loop ask, and after the turn one ``INCRBY`` (by how many asked) answers
+them all with a contiguous range, handed out in the order they asked. One
+batch is in flight at a time; what is asked meanwhile waits for the next. So
+the ids this node issues increase in the order they were asked for, and a
+connection, which waits for each of its posts before its next line, sees its
+own ids increase. When Redis does not answer within ``TIMEOUT``, the posts
+waiting are refused with ``busy`` and a ``retry_ms`` rather than queued.
 
 The counter is seeded once per Redis lifetime, by the first node to find no
 epoch, above the largest stored id plus a margin: should Redis lose its memory,
@@ -19,17 +21,19 @@ the ids numbered but not stored before the loss are never issued again.
 
 from __future__ import annotations
 
+import asyncio
 import secrets
 from typing import TYPE_CHECKING, Any
 
 import redis
-import redis.asyncio
 
 from chatd.cluster import keys
 from chatd.errors import ChatError, Code
 
 if TYPE_CHECKING:
     from collections.abc import Awaitable, Callable
+
+    import redis.asyncio
 
     from storage.api import Storage
 
@@ -47,15 +51,21 @@ TIMEOUT = 0.5
 RETRY_MS = 1000
 
 
-class ClusterSequencer:
-    """Ids from Redis's counter."""
+def busy() -> ChatError:
+    return ChatError(Code.BUSY, "the cluster cannot number messages right now: "
+                     "try again in a moment.", retry_ms=RETRY_MS)
 
-    def __init__(self, url: str, storage: Storage, shared: redis.asyncio.Redis) -> None:
+
+class ClusterSequencer:
+    """Ids from Redis's counter, one round trip for the asks of a turn."""
+
+    def __init__(self, storage: Storage, shared: redis.asyncio.Redis) -> None:
         self._storage = storage
         self._shared = shared
-        self._counter = redis.Redis.from_url(url, socket_timeout=TIMEOUT,
-                                             socket_connect_timeout=TIMEOUT)
+        self._asked: list[asyncio.Future[int]] = []
+        self._numbering: asyncio.Task[None] | None = None
         self.epoch = ""
+        self.batches = 0
         # The node's start (once the counter is joined) and stop.
         self.started: Callable[[], Awaitable[None]] | None = None
         self.stopping: Callable[[], Awaitable[None]] | None = None
@@ -73,20 +83,44 @@ class ClusterSequencer:
         """The node stops: it reads and publishes nothing more."""
         if self.stopping is not None:
             await self.stopping()
+        if self._numbering is not None:
+            await self._numbering
 
-    def for_room(self, room_id: int) -> int:
+    def for_room(self, room_id: int) -> asyncio.Future[int]:
         return self.next()
 
-    def for_direct(self, recipient_id: int) -> int:
+    def for_direct(self, recipient_id: int) -> asyncio.Future[int]:
         return self.next()
 
-    def next(self) -> int:
-        """The next id of the cluster (an event's place in the one order)."""
+    def next(self) -> asyncio.Future[int]:
+        """The next id of the cluster (an event's place in the one order), once
+        this turn's batch is numbered."""
+        loop = asyncio.get_running_loop()
+        future: asyncio.Future[int] = loop.create_future()
+        self._asked.append(future)
+        if self._numbering is None:
+            self._numbering = loop.create_task(self._number())
+        return future
+
+    async def _number(self) -> None:
         try:
-            return int(self._counter.incr(keys.COUNTER))
-        except redis.RedisError as exc:
-            raise ChatError(Code.BUSY, "the cluster cannot number messages right now: "
-                            "try again in a moment.", retry_ms=RETRY_MS) from exc
+            await asyncio.sleep(0)  # the rest of this turn asks too
+            while self._asked:
+                batch, self._asked = self._asked, []
+                await self._answer(batch)
+        finally:
+            self._numbering = None
 
-    def close(self) -> None:
-        self._counter.close()
+    async def _answer(self, batch: list[asyncio.Future[int]]) -> None:
+        try:
+            async with asyncio.timeout(TIMEOUT):
+                last = int(await self._shared.incrby(keys.COUNTER, len(batch)))
+        except (redis.RedisError, TimeoutError):
+            for future in batch:
+                if not future.done():
+                    future.set_exception(busy())
+            return
+        self.batches += 1
+        for number, future in enumerate(batch, last - len(batch) + 1):
+            if not future.done():  # a post whose connection went away no longer waits
+                future.set_result(number)
