@@ -16,7 +16,12 @@ Typing notices carry no number: they are delivered when read, at most once.
 
 **Acknowledgements.** The sender's labelled copy of a message (and the reply
 of a command's issuer) is shown when this node reads the entry back, so it is
-in the same order as everything else its connection sees.
+in the same order as everything else its connection sees. A post waits for
+that moment (:meth:`ClusterBus.placed`) before it is stored and acknowledged.
+
+**Sanctions where the order is decided.** A room message whose sender a kick,
+ban, leave or mute ordered before it forbade is dropped by every node's reader
+alike (:mod:`chatd.cluster.gate`); the sender's node tells the sender why.
 
 **Another node's decisions.** Before an event about a room decided elsewhere
 is delivered, the node reloads the room from PostgreSQL (``resync``): members
@@ -39,9 +44,11 @@ from typing import TYPE_CHECKING, Any
 import redis
 
 from chatd.cluster import codec, keys
+from chatd.cluster.gate import Gate
+from chatd.cluster.sequencer import busy
 from chatd.delivery.issuer import issuer, issuing
 from chatd.domain.events import Message, Typing
-from chatd.errors import ChatError
+from chatd.errors import ChatError, Code
 
 if TYPE_CHECKING:
     from collections.abc import Collection, Iterable, Mapping, Sequence
@@ -59,6 +66,8 @@ log = logging.getLogger(__name__)
 
 # How long a gap in the order is waited for before the reader moves past it.
 GAP_WAIT = 1.0
+# How long a post waits for its place in the order before it is refused (busy).
+PLACE_WAIT = 5.0
 # The most entries read at once.
 READ_COUNT = 1000
 
@@ -90,6 +99,10 @@ class ClusterBus:
         self._expected = 0
         self._gap_since: float | None = None
         self.delivered = 0
+        self.gate = Gate()
+        self.refused = 0
+        # This node's room messages waiting for their place, by id.
+        self._placing: dict[int, asyncio.Future[None]] = {}
 
     # -- routes: this node's own ------------------------------------------
 
@@ -122,6 +135,31 @@ class ClusterBus:
 
     def end_turn(self) -> None:
         self.local.end_turn()
+
+    def placed(self, message_id: int) -> Awaitable[None]:
+        future = asyncio.get_running_loop().create_future()
+        self._placing[message_id] = future
+        return self._wait_placed(message_id, future)
+
+    async def _wait_placed(self, message_id: int, future: asyncio.Future[None]) -> None:
+        try:
+            async with asyncio.timeout(PLACE_WAIT):
+                await future
+        except TimeoutError:
+            raise busy() from None
+        finally:
+            self._placing.pop(message_id, None)
+
+    def _settle(self, entry: Entry, refusal: ChatError | None) -> None:
+        """Tell this node's post waiting for ``entry`` whether it took its place."""
+        future = self._placing.pop(entry.get("s", 0), None) if entry["n"] == self._node \
+            else None
+        if future is None or future.done():
+            return
+        if refusal is None:
+            future.set_result(None)
+        else:
+            future.set_exception(refusal)
 
     # -- publishing --------------------------------------------------------
 
@@ -181,6 +219,7 @@ class ClusterBus:
                     entry["s"] = await number
         except ChatError:
             log.error("cluster: %d entries not published: Redis does not answer", len(entries))
+            self._unpublished(entries)
             return
         pipe = self._shared.pipeline(transaction=False)
         for entry in entries:
@@ -190,6 +229,12 @@ class ClusterBus:
             await pipe.execute()
         except redis.RedisError:
             log.exception("cluster: %d entries not published", len(entries))
+            self._unpublished(entries)
+
+    def _unpublished(self, entries: list[Entry]) -> None:
+        for entry in entries:
+            if isinstance(entry.get("s"), int):
+                self._settle(entry, busy())
 
     # -- reading -----------------------------------------------------------
 
@@ -267,21 +312,38 @@ class ClusterBus:
                 await self._resync(room_id)
             return
         event = codec.decode(entry["e"])
-        if not ours and room_id is not None and not isinstance(event, Message | Typing):
-            await self._resync(room_id)
+        if room_id is not None and not isinstance(event, Message | Typing):
+            self.gate.apply(room_id, event)
+            if not ours:
+                await self._resync(room_id)
         reply = self._replies.pop(entry["t"], None) if ours and "t" in entry else None
-        self.delivered += 1
         if entry["k"] == "room":
             room = self._room_of(room_id) if room_id is not None else None
-            if room is not None:
+            refusal = self._refusal(room_id, room, event)
+            self._settle(entry, refusal)
+            if room is not None and refusal is None:
+                self.delivered += 1
                 self._to_room(room, event, reply)
             return
+        self.delivered += 1
         users = [u for u in map(self._user_of, entry["u"]) if u is not None]
         if reply is not None and not reply[2]:
             with issuing(reply[0], reply[1]):  # type: ignore[arg-type]
                 self.local.to_users(users, event, None, room_id)
         else:
             self.local.to_users(users, event, reply[0] if reply else None, room_id)
+
+    def _refusal(self, room_id: int | None, room: Room | None,
+                 event: Event) -> ChatError | None:
+        """Why a room entry is dropped here and on every node; None when it is not."""
+        if not isinstance(event, Message) or room_id is None:
+            return None
+        if room is None:
+            return ChatError(Code.NO_SUCH_ROOM, f"#{event.room} ended before your message.")
+        refusal = self.gate.refusal(room_id, room.name, event)
+        if refusal is not None:
+            self.refused += 1
+        return refusal
 
     def _to_room(self, room: Room, event: Event,
                  reply: tuple[Endpoint | None, str | None, bool] | None) -> None:

@@ -88,13 +88,26 @@ class Messaging:
     async def _to_room_later(self, session: Endpoint, user: User, room: Room,
                              number: Awaitable[int], text: str, kind: str,
                              extra: dict[str, Any], label: str | None) -> int:
-        return self._to_room(session, user, room, await number, text, kind, extra, label)
+        """A post on a shared log: sent once numbered, stored once the log's
+        order placed it (a sanction ordered before it refuses it: not stored)."""
+        msg = MessageRecord(await number, user.id, user.name, text,
+                            self._clock.time(), room_id=room.id, kind=kind, extra=extra)
+        self._send_to_room(session, room, msg, label)
+        placing = self._bus.placed(msg.id)
+        if placing is not None:
+            await placing
+        self._writer.submit(msg)
+        return msg.id
 
     def _to_room(self, session: Endpoint, user: User, room: Room, number: int, text: str,
                  kind: str, extra: dict[str, Any], label: str | None) -> int:
         msg = MessageRecord(number, user.id, user.name, text,
                             self._clock.time(), room_id=room.id, kind=kind, extra=extra)
         self._writer.submit(msg)
+        return self._send_to_room(session, room, msg, label)
+
+    def _send_to_room(self, session: Endpoint, room: Room, msg: MessageRecord,
+                      label: str | None) -> int:
         event = Message.of(msg, room=room.name)
         if label is None:
             delivered = self._bus.to_room(room, event)

@@ -126,6 +126,13 @@ class Bus(Routes, Protocol):
     def end_turn(self) -> None:
         """The connections' output of this turn of the loop is being flushed."""
 
+    def placed(self, message_id: int) -> Awaitable[None] | None:
+        """Wait until room message ``message_id``, just sent, took its place in the
+        order. None when it did at once (this process's bus); a shared log's
+        bus answers once its reader ordered the message, raising the refusal
+        (``banned``, ``muted``, ``not-in-room``) when a sanction ordered before
+        it forbade it, or ``busy`` when the log could not take it."""
+
 
 # A message id, now or once a shared counter answered (see :class:`Sequencer`).
 Id = int | Awaitable[int]

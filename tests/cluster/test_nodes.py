@@ -11,6 +11,7 @@ from typing import Any
 
 import pytest
 import redis
+import redis.asyncio
 
 from chatd.app.app import App
 from chatd.client import ChatClient
@@ -125,3 +126,83 @@ async def test_last_two_members_leaving_at_once_end_the_room_once(nodes: list[Ap
         assert app.services.rooms.find("den") is None
     for client in (ann, bob):
         await client.close()
+
+
+async def room_stream(client: ChatClient, room: str, quiet: float = 0.5) -> list[dict[str, Any]]:
+    """The events of ``room`` that ``client`` receives until none came for ``quiet`` s."""
+    got: list[dict[str, Any]] = []
+    while True:
+        try:
+            event = await client.next_event(lambda e: e.get("room") == room, timeout=quiet)
+        except TimeoutError:
+            return got
+        got.append(event)
+
+
+async def flood_until_refused(client: ChatClient, room: str) -> tuple[list[int], list[str]]:
+    """Send waves of messages to ``room`` until one is refused: the ids acknowledged,
+    and the codes of the refusals."""
+    acked: list[int] = []
+    refused: list[str] = []
+    wave = 0
+    while not refused:
+        wave += 1
+        assert wave < 200, "never refused"
+        replies = await asyncio.gather(*(client.command(f"/say {room} f{wave}.{i}",
+                                                        check=False) for i in range(10)))
+        for reply in replies:
+            if reply.get("type") == "ok":
+                acked.append(reply["id"])
+            else:
+                refused.append(reply["code"])
+    return acked, refused
+
+
+async def test_nothing_a_banned_user_sends_is_ordered_after_the_ban(nodes: list[App]) -> None:
+    ann, bob, cat = [await login(app, name) for app, name in zip(nodes, USERS, strict=False)]
+    dan = await login(nodes[0], "dan")  # an observer on the node that bans
+    await ann.command("/create hall")
+    await known_everywhere(nodes, "hall")
+    for member in (bob, cat, dan):
+        await member.command("/join hall")
+    flooding = asyncio.create_task(flood_until_refused(bob, "hall"))
+    await ann.next_event(lambda e: e.get("from") == "bob", timeout=10)
+    await ann.command("/ban bob hall")
+    acked, refused = await flooding
+    assert set(refused) <= {"banned", "not-in-room"}
+    seen = [await room_stream(c, "hall") for c in (dan, cat)]
+    for stream in seen:
+        kinds = [e.get("event", e["type"]) for e in stream]
+        assert "ban" in kinds
+        after_ban = stream[kinds.index("ban"):]
+        assert not [e for e in after_ban if e.get("from") == "bob"]
+    from_bob = [[e["id"] for e in stream if e.get("from") == "bob"] for stream in seen]
+    # Both observers, on two nodes, saw the messages bob was told were sent, and
+    # only those, in one order.
+    assert from_bob[0] == from_bob[1] == sorted(acked)
+    await nodes[1].services.writer.flush()
+    stored = await nodes[0].storage.room_history(nodes[0].services.rooms.require("hall").id,
+                                                 1000, None)
+    assert sorted(m.id for m in stored if m.sender_name == "bob") == sorted(acked)
+    for client in (ann, bob, cat, dan):
+        await client.close()
+
+
+async def test_posts_are_refused_with_busy_while_redis_does_not_answer(
+        nodes: list[App]) -> None:
+    ann = await login(nodes[0], "ann")
+    await ann.command("/create lab")
+    sequencer: Any = nodes[0].services.sequencer
+    shared = sequencer._shared
+    sequencer._shared = redis.asyncio.Redis(host="127.0.0.1", port=1,
+                                            socket_connect_timeout=0.2)
+    ann.send_line("a plain line")
+    plain = await ann.next_event(lambda e: e.get("type") == "error", timeout=10)
+    said = await ann.command("/say lab a command", check=False)
+    assert [plain["code"], said["code"]] == ["busy", "busy"]
+    assert said["retry_ms"] > 0
+    await sequencer._shared.aclose()
+    sequencer._shared = shared
+    back = await ann.command("/say lab back again")
+    assert back["id"] > 0
+    await ann.close()
