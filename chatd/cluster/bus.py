@@ -27,7 +27,8 @@ alike (:mod:`chatd.cluster.gate`); the sender's node tells the sender why.
 is delivered, the node reloads the room from PostgreSQL (``resync``): members
 gone are disconnected, members come are connected, an ended room is closed.
 A room this node first connects someone to is announced, so the other nodes
-load it (a room created here is unknown to them until then).
+load it (a room created here is unknown to them until then); so is an account
+made here (:meth:`ClusterBus.announce_account`).
 """
 
 from __future__ import annotations
@@ -80,8 +81,10 @@ class ClusterBus:
     def __init__(self, local: LocalBus, node_id: str, sequencer: ClusterSequencer,
                  shared: redis.asyncio.Redis, room_of: Callable[[int], Room | None],
                  user_of: Callable[[int], User | None],
-                 resync: Callable[[int], Awaitable[None]]) -> None:
+                 resync: Callable[[int], Awaitable[None]],
+                 adopt: Callable[[int], Awaitable[None]]) -> None:
         self.local = local
+        self._adopt = adopt
         self._node = node_id
         self._ids = sequencer
         self._shared = shared
@@ -135,6 +138,11 @@ class ClusterBus:
 
     def end_turn(self) -> None:
         self.local.end_turn()
+
+    def announce_account(self, user_id: int) -> None:
+        """An account was made here: the other nodes load it (before anything of
+        it they read later, an unnumbered entry being delivered when read)."""
+        self._publish({"k": "account", "u": user_id})
 
     def placed(self, message_id: int) -> Awaitable[None]:
         future = asyncio.get_running_loop().create_future()
@@ -310,6 +318,10 @@ class ClusterBus:
         if entry["k"] == "sync":
             if not ours and room_id is not None:
                 await self._resync(room_id)
+            return
+        if entry["k"] == "account":
+            if not ours:
+                await self._adopt(entry["u"])
             return
         event = codec.decode(entry["e"])
         if room_id is not None and not isinstance(event, Message | Typing):

@@ -62,6 +62,7 @@ class ClusterNode:
 
     def __init__(self, config: ClusterConfig, storage: Storage) -> None:
         self.node_id = config.node_id
+        self._storage = storage
         self.redis = redis.asyncio.Redis.from_url(config.redis)
         self._pool = _Pool(config.postgres, f"chatd/{config.node_id}/locks")
         self.sequencer = ClusterSequencer(storage, self.redis)
@@ -80,7 +81,7 @@ class ClusterNode:
         self.bus = ClusterBus(local, self.node_id, self.sequencer, self.redis,
                               lambda room_id: self._rooms.get(room_id) if self._rooms else None,
                               lambda user_id: self._accounts.get(user_id)
-                              if self._accounts else None, self._resync)
+                              if self._accounts else None, self._reload, self._adopt)
         return self.bus
 
     def attach(self, rooms: Rooms, accounts: Accounts) -> None:
@@ -88,10 +89,25 @@ class ClusterNode:
         self._rooms = rooms
         self._accounts = accounts
         self.sync = RoomSync(self._pool_user, rooms)
+        bus = self.bus
+        if bus is not None:
+            accounts.on_created = lambda user: bus.announce_account(user.id)
 
     def make_transactions(self) -> ClusterTransactions:
-        self.transactions = ClusterTransactions(self._pool_user, self.redis, self._resync)
+        self.transactions = ClusterTransactions(self._pool_user, self.redis, self._resync,
+                                                self.sequencer.caught_up)
         return self.transactions
+
+    async def _adopt(self, user_id: int) -> None:
+        """Another node made account ``user_id``: read it from the database."""
+        record = await self._storage.get_user(user_id)
+        if record is not None and self._accounts is not None:
+            self._accounts.adopt(record)
+
+    async def _reload(self, room_id: int) -> None:
+        """The reader's reload of a room another node decided about."""
+        assert self.transactions is not None
+        await self.transactions.reload(room_id)
 
     async def _resync(self, room_id: int) -> None:
         assert self.sync is not None

@@ -63,6 +63,7 @@ class ClusterSequencer:
         self._storage = storage
         self._shared = shared
         self._asked: list[asyncio.Future[int]] = []
+        self._in_flight: list[asyncio.Future[int]] = []
         self._numbering: asyncio.Task[None] | None = None
         self.epoch = ""
         self.batches = 0
@@ -107,9 +108,19 @@ class ClusterSequencer:
             await asyncio.sleep(0)  # the rest of this turn asks too
             while self._asked:
                 batch, self._asked = self._asked, []
+                self._in_flight = batch
                 await self._answer(batch)
         finally:
+            self._in_flight = []
             self._numbering = None
+
+    async def caught_up(self) -> None:
+        """Wait until every id asked for so far is answered (or refused): a
+        decision's events are numbered before its room's lock is released, so
+        the decisions about a room are numbered in the order they were made."""
+        waiting = [*self._in_flight, *self._asked]
+        if waiting:
+            await asyncio.wait(waiting)
 
     async def _answer(self, batch: list[asyncio.Future[int]]) -> None:
         try:

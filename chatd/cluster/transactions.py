@@ -55,8 +55,10 @@ class ClusterTransactions:
     """One advisory lock per room, and per account, held across the cluster."""
 
     def __init__(self, pool: asyncpg.Pool, shared: redis.asyncio.Redis,
-                 resync: Callable[[int], Awaitable[None]]) -> None:
+                 resync: Callable[[int], Awaitable[None]],
+                 numbered: Callable[[], Awaitable[None]]) -> None:
         self._pool = pool
+        self._numbered = numbered
         self._shared = shared
         self._resync = resync
         self._local = LocalTransactions()
@@ -72,6 +74,13 @@ class ClusterTransactions:
         async with self._local.account(user), self._locked(ACCOUNT_LOCKS, user.id) as fence:
             yield ClusterAccountTxn(user, fence)
 
+    async def reload(self, room_id: int) -> None:
+        """Reload a room another node decided about, between this node's own
+        decisions on it: a reload read before one of them committed must not
+        be applied after it (it would bring back what that decision changed)."""
+        async with self._local.room_by_id(room_id):
+            await self._resync(room_id)
+
     def queued(self, room: Room) -> int:
         return self._local.queued(room)
 
@@ -82,4 +91,8 @@ class ClusterTransactions:
             try:
                 yield int(await self._shared.incr(keys.FENCE))
             finally:
-                await connection.execute("SELECT pg_advisory_unlock($1, $2)", kind, key)
+                try:
+                    # The decision's events take their numbers before the next decision.
+                    await self._numbered()
+                finally:
+                    await connection.execute("SELECT pg_advisory_unlock($1, $2)", kind, key)

@@ -179,7 +179,7 @@ async def test_nothing_a_banned_user_sends_is_ordered_after_the_ban(nodes: list[
     from_bob = [[e["id"] for e in stream if e.get("from") == "bob"] for stream in seen]
     # Both observers, on two nodes, saw the messages bob was told were sent, and
     # only those, in one order.
-    assert from_bob[0] == from_bob[1] == sorted(acked)
+    assert from_bob[0] == from_bob[1] == sorted(acked), (from_bob, sorted(acked), seen[0][:3])
     await nodes[1].services.writer.flush()
     stored = await nodes[0].storage.room_history(nodes[0].services.rooms.require("hall").id,
                                                  1000, None)
@@ -206,3 +206,21 @@ async def test_posts_are_refused_with_busy_while_redis_does_not_answer(
     back = await ann.command("/say lab back again")
     assert back["id"] > 0
     await ann.close()
+
+
+async def test_an_account_made_on_one_node_is_known_to_the_others(nodes: list[App]) -> None:
+    newcomer = await ChatClient.connect("127.0.0.1", nodes[1].port)
+    await newcomer.command(f"/register eve {PASSWORD}")
+    async with asyncio.timeout(10):
+        while any(app.services.accounts.find("eve") is None for app in nodes):  # noqa: ASYNC110
+            await asyncio.sleep(0.01)
+    eve = await login(nodes[2], "eve")  # no restart: the third node knows her
+    ann = await login(nodes[0], "ann")
+    sent = await ann.command("/msg eve hello, newcomer")
+    assert sent["id"] > 0
+    got = await eve.next_event(lambda e: e.get("type") == "message", timeout=10)
+    assert (got["from"], got["text"]) == ("ann", "hello, newcomer")
+    assert nodes[0].services.accounts.adopt(
+        await nodes[0].storage.get_user_by_name("eve")) is None  # type: ignore[arg-type]
+    for client in (newcomer, eve, ann):
+        await client.close()

@@ -110,3 +110,11 @@ async def test_redis_gone_refuses_with_busy(shared: redis.asyncio.Redis) -> None
         await sequencer.for_room(1)
     assert refused.value.code is Code.BUSY
     await gone.aclose()
+
+
+async def test_caught_up_waits_for_every_id_asked_so_far(shared: redis.asyncio.Redis) -> None:
+    sequencer = await sequencer_on(shared)
+    await sequencer.caught_up()  # nothing asked: at once
+    asked = [sequencer.next() for _ in range(3)]
+    await sequencer.caught_up()
+    assert all(future.done() for future in asked)
