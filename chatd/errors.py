@@ -54,6 +54,8 @@ class Code(StrEnum):
     BAD_ROOM_KEY = "bad-room-key"
     ROOM_FULL = "room-full"
     MODERATED = "moderated"
+    # A shared service (in cluster mode, Redis) does not answer: retry after retry_ms.
+    BUSY = "busy"
     # The web front (HTTP, WebSocket, webhooks).
     BAD_REQUEST = "bad-request"
     NOT_FOUND = "not-found"

@@ -9,6 +9,7 @@ from typing import Any
 from chatd.crypto.ciphers import ALGORITHMS
 from chatd.crypto.kdf import COSTS
 from chatd.domain.accounts import User
+from chatd.domain.ports import settled
 from chatd.domain.room import Role, Room
 from chatd.domain.scopes import Scope
 from chatd.errors import ChatError, Code
@@ -141,7 +142,7 @@ async def emsg(ctx: Context, target: str, envelope: str) -> Ok:
         note = "" if user.online else f"{user.name} is offline and will see it at their next login."
         return ok(note, id=message_id, to=user.name, online=user.online)
     room = ctx.services.rooms.require(target)
-    message_id = e2e.post_room(ctx.session, room, envelope, ctx.label)
+    message_id = await settled(e2e.post_room(ctx.session, room, envelope, ctx.label))
     return ok(id=message_id, room=room.name)
 
 

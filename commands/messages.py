@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+from collections.abc import Awaitable
 from dataclasses import dataclass
 
 from chatd.domain.accounts import User
+from chatd.domain.ports import settled
 from chatd.domain.room import Room
 from chatd.domain.scopes import Scope
 from chatd.errors import ChatError, Code
@@ -20,33 +22,36 @@ GROUP = "messages"
 
 
 @message_handler
-def plain_line(ctx: Context, text: str) -> None:
+def plain_line(ctx: Context, text: str) -> Awaitable[int] | None:
     """A line that is not a command goes to the current room."""
     room = ctx.session.current_room
     if room is None:
         raise ChatError(Code.NO_ROOM, "you are in no room: /join <room> or /create <room> "
                         "first, then plain lines go there.")
-    ctx.services.messaging.post(ctx.session, room, text)
+    sent = ctx.services.messaging.post(ctx.session, room, text)
+    # Awaited by the dispatcher when the id comes later (a cluster's counter).
+    return None if isinstance(sent, int) else sent
 
 
 @command("say", RoomRef("room"), Text("text"), group=GROUP,
          scope=Scope.POST, errors=(Code.NOT_IN_ROOM, Code.MUTED, Code.MODERATED, Code.BANNED,
                                    Code.E2E_REQUIRED))
-def say(ctx: Context, room: Room, text: str) -> Ok:
+async def say(ctx: Context, room: Room, text: str) -> Ok:
     """Send a message to one of your rooms (not necessarily the current one)."""
-    message_id = ctx.services.messaging.post(ctx.session, room, text, label=ctx.label)
+    message_id = await settled(ctx.services.messaging.post(ctx.session, room, text,
+                                                           label=ctx.label))
     return ok(id=message_id, room=room.name)
 
 
 @command("me", Text("action"), group=GROUP,
          scope=Scope.POST, errors=(Code.NO_ROOM, Code.MUTED, Code.MODERATED, Code.E2E_REQUIRED))
-def me(ctx: Context, action: str) -> Ok:
+async def me(ctx: Context, action: str) -> Ok:
     """Send an action to the current room, shown as '<you> * <action>'."""
     room = ctx.session.current_room
     if room is None:
         raise ChatError(Code.NO_ROOM, "you are in no room: /join one first.")
-    message_id = ctx.services.messaging.post(ctx.session, room, action, action=True,
-                                             label=ctx.label)
+    message_id = await settled(ctx.services.messaging.post(ctx.session, room, action,
+                                                           action=True, label=ctx.label))
     return ok(id=message_id, room=room.name)
 
 

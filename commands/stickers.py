@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from chatd.domain.ports import settled
 from chatd.domain.room import Room
 from chatd.domain.scopes import Scope
 from chatd.errors import ChatError, Code
@@ -16,15 +17,15 @@ GROUP = "messages"
 @command("sticker", Word("name"), RoomRef("room", optional=True), group=GROUP,
          scope=Scope.POST, errors=(Code.NOT_IN_ROOM, Code.MUTED, Code.MODERATED, Code.BANNED,
                                    Code.E2E_REQUIRED))
-def sticker(ctx: Context, name: str, room: Room) -> Ok:
+async def sticker(ctx: Context, name: str, room: Room) -> Ok:
     """Post an ASCII-art sticker to a room (/stickers lists them)."""
     found = ctx.services.stickers.get(name)
     if found is None:
         raise ChatError(Code.BAD_ARGUMENTS, f'there is no sticker "{name}"; /stickers lists '
                         "them.")
-    message_id = ctx.services.messaging.post_kind(
+    message_id = await settled(ctx.services.messaging.post_kind(
         ctx.session, room, f":{found.name}:", "sticker",
-        {"sticker": found.name, "sticker_art": found.art}, ctx.label)
+        {"sticker": found.name, "sticker_art": found.art}, ctx.label))
     return ok(id=message_id, room=room.name, sticker=found.name)
 
 

@@ -218,6 +218,10 @@ class App:
             await self.services.audit.close()
             await self.services.tokens.flush_use()
         finally:
+            # A cluster node stops reading and publishing (see chatd.cluster).
+            closing = getattr(self.services.sequencer, "aclose", None)
+            if closing is not None:
+                await closing()
             await self.storage.close()
             self._stopped.set()
         log.info("stopped")

@@ -56,8 +56,12 @@ from storage.sqlite import SqliteStorage
 from storage.writer import MessageWriter
 
 if TYPE_CHECKING:
+    from chatd.cluster.node import ClusterNode
+    from chatd.cluster.transactions import ClusterTransactions
     from chatd.config import Config
+    from chatd.domain.ports import Bus, Sequencer
     from chatd.net.connection import Connection
+    from chatd.ops.leader import Leader
     from chatd.protocol.registry import CommandTable
     from chatd.web.server import WebServer
     from storage.api import Storage
@@ -96,7 +100,8 @@ def build_app(config: Config, clock: Clock | None = None, storage: Storage | Non
     clock = clock or Clock()
     storage = storage or make_storage(config)
     reloads = Reloads()
-    leader = SoleLeader()
+    node = make_node(config, storage)
+    leader: Leader = SoleLeader() if node is None else node.leader
     backups = Backups(storage, config.backup, config.storage.path, leader)
     if process:
         # First: the lines about the reload itself are in the new format.
@@ -104,7 +109,7 @@ def build_app(config: Config, clock: Clock | None = None, storage: Storage | Non
             c.logging.level, c.logging.format)), "logging")
         reloads.register(Applies("backups", lambda c: backups.reconfigure(c.backup)), "backup")
     table = commands.load()
-    services = wire_services(config, clock, storage, table, reloads)
+    services = wire_services(config, clock, storage, table, reloads, node)
     listeners = Listeners(config, clock, services, Dispatcher(services, table))
     reloads.register(listeners, *READ_BY_CONNECTIONS)
     irc = front = None
@@ -146,20 +151,44 @@ def make_storage(config: Config) -> Storage:
         raise ConfigError(f"cluster.enabled: needs the PostgreSQL driver ({exc.name}): "
                           "install chatd with its cluster extra (pip install 'chatd[cluster]')"
                           ) from exc
-    # One node serves the database until nodes share delivery (see docs/CLUSTER.md).
-    return PostgresStorage(config.cluster.postgres, sole_node=True,
+    # Without Redis one node serves the database; with it nodes share delivery
+    # (see docs/CLUSTER.md).
+    return PostgresStorage(config.cluster.postgres, sole_node=not config.cluster.redis,
                            name=f"chatd/{config.cluster.node_id}")
 
 
+def make_node(config: Config, storage: Storage) -> ClusterNode | None:
+    """In cluster mode with Redis, this node's share of the cluster; None otherwise.
+
+    The Redis client is imported here and only here, so the embedded daemon never
+    loads it.
+    """
+    if not (config.cluster.enabled and config.cluster.redis):
+        return None
+    try:
+        from chatd.cluster.node import ClusterNode  # noqa: PLC0415 - optional, cluster only
+    except ImportError as exc:
+        raise ConfigError(f"cluster.redis: needs the Redis client ({exc.name}): install "
+                          "chatd with its cluster extra (pip install 'chatd[cluster]')"
+                          ) from exc
+    return ClusterNode(config.cluster, storage)
+
+
+def make_seams(storage: Storage, node: ClusterNode | None
+               ) -> tuple[Bus, Sequencer, LocalTransactions | ClusterTransactions]:
+    """The bus, the sequencer and the room and account transactions: this
+    process's own, or with ``node`` the cluster's, shared through Redis and
+    PostgreSQL."""
+    if node is None:
+        return LocalBus(), LocalSequencer(storage), LocalTransactions()
+    return node.make_bus(LocalBus()), node.sequencer, node.make_transactions()
+
+
 def wire_services(config: Config, clock: Clock, storage: Storage, table: CommandTable,
-                  reloads: Reloads) -> Services:
+                  reloads: Reloads, node: ClusterNode | None = None) -> Services:
     """Build the domain services around one storage and one bus; register
     those a reload reaches with the keys they read."""
-    bus = LocalBus()
-    # This process's sequencer and room and account transactions; a cluster's
-    # would share them between nodes.
-    sequencer = LocalSequencer(storage)
-    transactions = LocalTransactions()
+    bus, sequencer, transactions = make_seams(storage, node)
     stats = Stats()
     writer = MessageWriter(storage, config.storage.flush_interval, config.storage.max_batch)
     audit = AuditLog(storage, clock)
@@ -169,6 +198,8 @@ def wire_services(config: Config, clock: Clock, storage: Storage, table: Command
     moderation = Moderation(storage, rooms, accounts, bus, notifier, audit, clock, transactions)
     protection = Protection(config, clock, moderation, audit)
     messaging = Messaging(storage, writer, bus, notifier, clock, protection, stats, sequencer)
+    if node is not None:
+        node.attach(rooms, accounts)
     presence = Presence(accounts, rooms, messaging, notifier, audit, stats, clock, transactions)
     admission = Admission(storage, rooms, accounts, bus, notifier, audit, clock, config,
                           transactions)

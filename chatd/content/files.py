@@ -23,7 +23,7 @@ from typing import TYPE_CHECKING, Any, BinaryIO, Protocol
 from chatd.content import previews
 from chatd.content.blobs import CHUNK, files_dir
 from chatd.domain.messaging import refuse_unvoiced
-from chatd.domain.ports import Endpoint
+from chatd.domain.ports import Endpoint, settled
 from chatd.domain.room import Role
 from chatd.errors import ChatError, Code, Remedy, Step
 from storage.records import FileRecord
@@ -170,8 +170,8 @@ class Files:
         text = (f"shared {record.name} ({previews.human_size(record.size)}, {record.mime}): "
                 f"/download {record.id}")
         try:
-            self._messaging.post_kind(session, room, text, "file",
-                                      {"file": file_object(record, url)}, label)
+            await settled(self._messaging.post_kind(session, room, text, "file",
+                                                    {"file": file_object(record, url)}, label))
         except ChatError:
             await self._forget(record)  # refused (muted meanwhile, say): keep nothing
             raise

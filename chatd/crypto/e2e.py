@@ -25,7 +25,7 @@ if TYPE_CHECKING:
     from chatd.domain.accounts import Accounts, User
     from chatd.domain.clock import Clock
     from chatd.domain.messaging import Messaging
-    from chatd.domain.ports import Bus, Endpoint, RoomTransactions
+    from chatd.domain.ports import Bus, Endpoint, Id, RoomTransactions
     from chatd.domain.room import Room
     from storage.api import Storage
 
@@ -107,7 +107,7 @@ class E2E:
         return group.VERSION if isinstance(parsed, group.GroupMessage) else envelope.VERSION
 
     def post_room(self, session: Endpoint, room: Room, text: str,
-                  label: str | None = None) -> int:
+                  label: str | None = None) -> Id:
         """Relay an envelope to every member of ``room`` (and store it)."""
         user = session.user
         assert user is not None

@@ -141,6 +141,10 @@ class LocalBus:
         # quiet keeps no bytes of its last turn.
         self._feeds.clear()
 
+    def placed(self, message_id: int) -> None:
+        """A message is in its place once delivered: at once, in this process."""
+        return
+
     def to_room(self, room: Room, event: Event, skip: Endpoint | None = None,
                 label: str | None = None) -> int:
         item = Outgoing(event, room.id)

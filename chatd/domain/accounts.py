@@ -18,6 +18,8 @@ from storage.api import Conflict, Storage, StorageError
 from storage.records import BOT_KIND, UserBlockRecord, UserRecord
 
 if TYPE_CHECKING:
+    from collections.abc import Callable
+
     from chatd.config import Config
     from chatd.domain.clock import Clock
 
@@ -91,6 +93,8 @@ class Accounts:
         # made (in the executor) at the configured cost, again when that cost changes.
         self._dummy_hash = b""
         self._dummy_cost = 0
+        # Told of each account made here: a cluster node announces it to the others.
+        self.on_created: Callable[[User], None] | None = None
 
     def reconfigure(self, config: Config) -> None:
         self._config = config
@@ -107,6 +111,19 @@ class Accounts:
         user = User(record)
         self._by_id[user.id] = user
         self._by_key[names.name_key(user.name)] = user
+        return user
+
+    def adopt(self, record: UserRecord) -> User | None:
+        """Know an account made elsewhere (on another node of a cluster, which
+        announced it); None when it is known already."""
+        if record.id in self._by_id or self.find(record.name) is not None:
+            return None
+        return self._add(record)
+
+    def _created(self, record: UserRecord) -> User:
+        user = self._add(record)
+        if self.on_created is not None:
+            self.on_created(user)
         return user
 
     def get(self, user_id: int) -> User | None:
@@ -144,7 +161,7 @@ class Accounts:
                                                      self._clock.time())
         except Conflict:
             raise _name_taken(name) from None
-        user = self._add(record)
+        user = self._created(record)
         await self._audit.record("account-created", actor=actor, target=user.name,
                                  reason="admin" if is_admin else "")
         return user
@@ -172,7 +189,7 @@ class Accounts:
                 owner_id=owner.id if owner is not None else None)
         except Conflict:
             raise _name_taken(name) from None
-        user = self._add(record)
+        user = self._created(record)
         await self._audit.record("bot-created", actor=actor, target=user.name,
                                  reason=f"owner {owner.name}" if owner is not None else "")
         return user

@@ -3,7 +3,10 @@
 Posting is synchronous on purpose: the message gets an id from the sequencer
 (a method call, see ``chatd.domain.ports.Sequencer``), is queued for the
 batched writer, formatted once per output style and appended to every member
-connection's buffer, all without awaiting anything.
+connection's buffer, all without awaiting anything. A cluster's sequencer
+answers later (a shared counter): then a post returns an awaitable that sends
+the message once its id came (the rules were checked before it was asked for;
+the cluster's reader checks sanctions again where the order is decided).
 """
 
 from __future__ import annotations
@@ -12,14 +15,17 @@ from typing import TYPE_CHECKING, Any
 
 from chatd.domain.events import ROOM_KEY, Message, Typing
 from chatd.domain.names import format_duration
+from chatd.domain.ports import settled
 from chatd.errors import ChatError, Code, Remedy, Step
 from storage.records import MessageRecord
 
 if TYPE_CHECKING:
+    from collections.abc import Awaitable
+
     from chatd.domain.accounts import User
     from chatd.domain.clock import Clock
     from chatd.domain.notifications import Notifier
-    from chatd.domain.ports import Bus, Endpoint, Sequencer
+    from chatd.domain.ports import Bus, Endpoint, Id, Sequencer
     from chatd.domain.protection import Protection
     from chatd.domain.room import Room
     from chatd.domain.stats import Stats
@@ -49,16 +55,17 @@ class Messaging:
         self._unseen_by = set(await self._storage.recipients_of_undelivered())
 
     def post(self, session: Endpoint, room: Room, text: str, action: bool = False,
-             label: str | None = None) -> int:
+             label: str | None = None) -> Id:
         """Send ``text`` to every connection of every member of ``room``."""
         return self.post_kind(session, room, text, "action" if action else "text", {}, label)
 
     def post_kind(self, session: Endpoint, room: Room, text: str, kind: str,
-                  extra: dict[str, Any], label: str | None = None) -> int:
+                  extra: dict[str, Any], label: str | None = None) -> Id:
         """Send a message of any kind (text, action, file, sticker, e2e) to a room.
 
         ``extra`` holds the kind's fields (``file``, ``sticker``, ``envelope``),
-        stored with the message and carried by its event.
+        stored with the message and carried by its event. The message's id, or
+        an awaitable of it when the sequencer's id comes later.
         """
         user = session.user
         assert user is not None
@@ -73,9 +80,34 @@ class Messaging:
                             "from a client that encrypts (chatd-client).",
                             remedy=Remedy(Step.ENCRYPT, room.name))
         self._protection.charge_message(session, room)
-        msg = MessageRecord(self._ids.for_room(room.id), user.id, user.name, text,
+        number = self._ids.for_room(room.id)
+        if isinstance(number, int):
+            return self._to_room(session, user, room, number, text, kind, extra, label)
+        return self._to_room_later(session, user, room, number, text, kind, extra, label)
+
+    async def _to_room_later(self, session: Endpoint, user: User, room: Room,
+                             number: Awaitable[int], text: str, kind: str,
+                             extra: dict[str, Any], label: str | None) -> int:
+        """A post on a shared log: sent once numbered, stored once the log's
+        order placed it (a sanction ordered before it refuses it: not stored)."""
+        msg = MessageRecord(await number, user.id, user.name, text,
+                            self._clock.time(), room_id=room.id, kind=kind, extra=extra)
+        self._send_to_room(session, room, msg, label)
+        placing = self._bus.placed(msg.id)
+        if placing is not None:
+            await placing
+        self._writer.submit(msg)
+        return msg.id
+
+    def _to_room(self, session: Endpoint, user: User, room: Room, number: int, text: str,
+                 kind: str, extra: dict[str, Any], label: str | None) -> int:
+        msg = MessageRecord(number, user.id, user.name, text,
                             self._clock.time(), room_id=room.id, kind=kind, extra=extra)
         self._writer.submit(msg)
+        return self._send_to_room(session, room, msg, label)
+
+    def _send_to_room(self, session: Endpoint, room: Room, msg: MessageRecord,
+                      label: str | None) -> int:
         event = Message.of(msg, room=room.name)
         if label is None:
             delivered = self._bus.to_room(room, event)
@@ -87,15 +119,16 @@ class Messaging:
         stats.deliveries += delivered
         return msg.id
 
-    def post_bot(self, room: Room, sender_id: int, name: str, text: str,
-                 extra: dict[str, Any]) -> int:
+    async def post_bot(self, room: Room, sender_id: int, name: str, text: str,
+                       extra: dict[str, Any]) -> int:
         """Post ``text`` to ``room`` as a bot named ``name`` (an incoming webhook),
         stored under ``sender_id`` (who made the bot). The caller has checked the
         bot's right to post and charged its own rate limit."""
         if room.settings.get("e2e"):
             raise ChatError(Code.E2E_REQUIRED, f"#{room.name} is end-to-end encrypted: "
                             "a bot cannot post plain messages there.")
-        msg = MessageRecord(self._ids.for_room(room.id), sender_id, name, text,
+        number = await settled(self._ids.for_room(room.id))
+        msg = MessageRecord(number, sender_id, name, text,
                             self._clock.time(), room_id=room.id, kind="bot", extra=extra)
         self._writer.submit(msg)
         self._stats.messages += 1
@@ -144,8 +177,9 @@ class Messaging:
             # A sender key is handed to each member once per chain: the command
             # bucket bounds it, the message bucket is for what people read.
             self._protection.charge_message(session, None)
+        number = await settled(self._ids.for_direct(target.id))
         online = target.online
-        msg = MessageRecord(self._ids.for_direct(target.id), user.id, user.name, text,
+        msg = MessageRecord(number, user.id, user.name, text,
                             self._clock.time(), recipient_id=target.id, kind=kind,
                             extra=extra or {}, delivered=online)
         self._writer.submit(msg)

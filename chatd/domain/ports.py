@@ -17,6 +17,7 @@ PostgreSQL) behind the same Protocols.
 
 from __future__ import annotations
 
+from collections.abc import Awaitable
 from typing import TYPE_CHECKING, Any, Protocol
 
 if TYPE_CHECKING:
@@ -125,6 +126,22 @@ class Bus(Routes, Protocol):
     def end_turn(self) -> None:
         """The connections' output of this turn of the loop is being flushed."""
 
+    def placed(self, message_id: int) -> Awaitable[None] | None:
+        """Wait until room message ``message_id``, just sent, took its place in the
+        order. None when it did at once (this process's bus); a shared log's
+        bus answers once its reader ordered the message, raising the refusal
+        (``banned``, ``muted``, ``not-in-room``) when a sanction ordered before
+        it forbade it, or ``busy`` when the log could not take it."""
+
+
+# A message id, now or once a shared counter answered (see :class:`Sequencer`).
+Id = int | Awaitable[int]
+
+
+async def settled(number: Id) -> int:
+    """The id ``number`` is or will be (a shared counter's answer, awaited)."""
+    return number if isinstance(number, int) else await number
+
 
 class Sequencer(Protocol):
     """Where message ids come from: room, direct and end-to-end messages alike.
@@ -136,10 +153,15 @@ class Sequencer(Protocol):
     counter seeded with a margin after a loss): nothing may read meaning into
     the difference of two ids.
 
-    Taking an id is on the hot path, once per message: a plain method call,
-    never an await. Both methods name what the id is for, so a sequencer
-    shared by several nodes can order each room (or each recipient) without
-    asking the caller anything more; this process's one counter serves both.
+    Taking an id is on the hot path, once per message. This process's counter
+    answers at once with an ``int``, so a post never awaits and nothing
+    interleaves with it. A counter shared by several nodes answers with an
+    awaitable (its ids come from another process, one round trip for all the
+    posts of a turn): the caller awaits it (:func:`settled`),
+    which is why posting returns an :data:`Id`. Both methods name what the id
+    is for, so a sequencer shared by several nodes can order each room (or
+    each recipient) without asking the caller anything more; this process's
+    one counter serves both.
     """
 
     async def load(self) -> None:
@@ -147,10 +169,10 @@ class Sequencer(Protocol):
         first message. This process's counter continues above the largest
         stored id; a cluster's joins the shared counter and learns its epoch."""
 
-    def for_room(self, room_id: int) -> int:
+    def for_room(self, room_id: int) -> Id:
         """The id of a new message in room ``room_id``."""
 
-    def for_direct(self, recipient_id: int) -> int:
+    def for_direct(self, recipient_id: int) -> Id:
         """The id of a new direct message to user ``recipient_id``."""
 
 

@@ -98,6 +98,15 @@ class Room:
         self.bans: dict[int, SanctionRecord] = {}
         self.mutes: dict[int, SanctionRecord] = {}
 
+    def refresh(self, record: RoomRecord) -> None:
+        """Take the stored room's policy, modes, topic and settings (another node
+        changed them); members and sanctions are kept apart."""
+        self.mode = Mode(record.mode)
+        self.modes = RoomModes(record.key, record.member_limit, record.moderated,
+                               record.secret, record.no_external, record.topic_lock)
+        self.topic = record.topic
+        self.settings = dict(record.settings)
+
     def role_of(self, user_id: int) -> Role | None:
         member = self.members.get(user_id)
         return member.role if member else None

@@ -20,7 +20,7 @@ from chatd.errors import ChatError, Code, Remedy, Step
 from storage.api import Conflict
 
 if TYPE_CHECKING:
-    from collections.abc import Sequence
+    from collections.abc import Iterable, Sequence
 
     from chatd.domain.accounts import Accounts, User
     from chatd.domain.audit import AuditLog
@@ -28,7 +28,7 @@ if TYPE_CHECKING:
     from chatd.domain.notifications import Notifier
     from chatd.domain.ports import Bus, Endpoint, RoomTransactions
     from storage.api import Storage
-    from storage.records import AssociationRecord
+    from storage.records import AssociationRecord, MemberRecord, RoomRecord
 
 log = logging.getLogger(__name__)
 
@@ -286,6 +286,60 @@ class Rooms:
         return settings
 
     # -- internals -----------------------------------------------------------
+
+    # -- another node's decisions ------------------------------------------------
+
+    def resync(self, room_id: int, record: RoomRecord | None,
+               members: Iterable[MemberRecord]) -> None:
+        """Make this process's copy of a room what storage says it is now.
+
+        A cluster node calls it when another node decided about the room (or
+        before deciding itself, under the room's transaction): ``record`` is the
+        room as stored (None when it ended or never existed), ``members`` its
+        members. Connections follow: a member gone is disconnected and told the
+        room is no longer theirs, a member come is connected, an ended room is
+        closed. Nothing is announced: the deciding node's events do that.
+        """
+        room = self._by_id.get(room_id)
+        if record is None:
+            if room is not None:
+                self._forget(room)
+            return
+        if room is None:
+            room = self._index(Room(record))
+        else:
+            room.refresh(record)
+        fresh = {m.user_id: m for m in members}
+        for user_id in [u for u in room.members if u not in fresh]:
+            self._drop_member(room, user_id)
+        for user_id, stored in fresh.items():
+            user = self._accounts.get(user_id)
+            if user is None:
+                continue
+            had = room.members.get(user_id)
+            member = Member.from_record(stored, user.name)
+            if had is None:
+                self._add_member(room, member, user)
+            else:
+                room.members[user_id] = member
+
+    def _drop_member(self, room: Room, user_id: int) -> None:
+        room.members.pop(user_id, None)
+        rooms = self._of_user.get(user_id)
+        if rooms is not None:
+            rooms.discard(room)
+            if not rooms:
+                del self._of_user[user_id]
+        for endpoint in self._bus.disconnect_user(room, user_id):
+            endpoint.left_room(room)
+
+    def _forget(self, room: Room) -> None:
+        for user_id in list(room.members):
+            self._drop_member(room, user_id)
+        self._by_id.pop(room.id, None)
+        self._by_key.pop(names.name_key(room.name), None)
+        for endpoint in self._bus.close_room(room):
+            endpoint.left_room(room)
 
     def _index(self, room: Room) -> Room:
         self._by_id[room.id] = room

@@ -5,9 +5,9 @@ One counter serves rooms, direct and end-to-end messages alike, so the ids a
 connection sees increase across everything it receives (the order
 ``scripts/bench`` checks). It starts above the largest id in storage, read
 once at start, so a restart never issues an id twice. A cluster's sequencer
-is a shared counter instead (Redis ``INCR`` in the same step as the append to
-the event log, seeded above the database's largest id with a margin); the
-domain sees no difference.
+is a shared counter instead (one Redis ``INCRBY`` for the posts of a turn,
+seeded above the database's largest id with a margin), whose ids the domain
+awaits: :func:`chatd.domain.ports.settled`.
 """
 
 from __future__ import annotations

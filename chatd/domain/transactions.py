@@ -21,6 +21,7 @@ from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
     from collections.abc import AsyncIterator
+    from contextlib import AbstractAsyncContextManager
 
     from chatd.domain.accounts import User
     from chatd.domain.room import Room
@@ -69,6 +70,11 @@ class LocalTransactions:
     async def account(self, user: User) -> AsyncIterator[LocalAccountTxn]:
         async with self._held(("account", user.id)) as fence:
             yield LocalAccountTxn(user, fence)
+
+    def room_by_id(self, room_id: int) -> AbstractAsyncContextManager[int]:
+        """Room ``room_id``'s turn alone, no decision in it: a cluster node reloads
+        a room another node changed between this node's own decisions on it."""
+        return self._held(("room", room_id))
 
     def queued(self, room: Room) -> int:
         """How many tasks wait for a decision about ``room`` (not counting its holder)."""

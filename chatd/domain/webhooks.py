@@ -114,7 +114,7 @@ class Webhooks:
             retry_ms = max(1, round(wait * 1000))
             raise ChatError(Code.RATE_LIMITED, f"too many posts through this webhook; wait "
                             f"{retry_ms} ms and try again.", retry_ms=retry_ms)
-        message_id = self._messaging.post_bot(room, record.creator_id, bot_name(record), text,
+        message_id = await self._messaging.post_bot(room, record.creator_id, bot_name(record), text,
                                               {"bot": True, "webhook": record.id})
         return record, message_id
 

@@ -29,6 +29,7 @@ from chatd.domain.accounts import User
 from chatd.domain.admission import refuse_gate
 from chatd.domain.names import name_key
 from chatd.domain.permissions import Action, authorize
+from chatd.domain.ports import settled
 from chatd.domain.room import UNSTORED_SEQ, Member, Mode, Role, Room
 from chatd.errors import ChatError, Code
 from chatd.irc import numerics as n
@@ -218,16 +219,17 @@ class Guests:
 
     # -- direct messages ----------------------------------------------------------
 
-    def direct(self, session: IrcSession, target: User, text: str, label: str,
-               kind: str = "text", extra: dict[str, object] | None = None) -> None:
+    async def direct(self, session: IrcSession, target: User, text: str, label: str,
+                     kind: str = "text", extra: dict[str, object] | None = None) -> None:
         """A direct message to a guest: delivered, never stored. It still takes a
         message id (msgid), from the one sequence of every message."""
         user = session.user
         assert user is not None
         services = self._services
         services.protection.charge_message(session, None)
+        number = await settled(services.sequencer.for_direct(target.id))
         message = events.Message(user.name, text, services.clock.time(),
-                                 id=services.sequencer.for_direct(target.id), to=target.name,
+                                 id=number, to=target.name,
                                  msg_kind=kind, extra=dict(extra or {}))
         self._services.bus.to_user(target, message, skip=session)
         session.send(message, label)

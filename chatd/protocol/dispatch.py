@@ -43,9 +43,7 @@ class Dispatcher:
             return sink.line(line)
         parsed = _unquoted(parse_line(line))
         if parsed.command is None:
-            if parsed.text:
-                self._message(session, parsed.text)
-            return None
+            return self._message(session, parsed.text) if parsed.text else None
         cmd = self._table.get(parsed.command)
         ctx = Context(self._services, session, parsed.command, parsed.label)
         try:
@@ -84,7 +82,7 @@ class Dispatcher:
         ctx.finish(result)  # type: ignore[arg-type]
         return None
 
-    def _message(self, session: Session, text: str) -> None:
+    def _message(self, session: Session, text: str) -> Awaitable[None] | None:
         ctx = Context(self._services, session, "message", None)
         try:
             if not session.logged_in:
@@ -92,7 +90,20 @@ class Dispatcher:
             if session.scopes is not None and Scope.POST not in session.scopes:
                 raise missing_scope(Scope.POST, "a message")
             assert self._table.on_message is not None
-            self._table.on_message(ctx, text)
+            pending = self._table.on_message(ctx, text)
+        except ChatError as exc:
+            ctx.reply_error(exc)
+        except Exception:
+            self._crash(ctx)
+        else:
+            if pending is not None:
+                # Sent once a shared sequencer gave its id (cluster mode).
+                return self._sent(ctx, pending)
+        return None
+
+    async def _sent(self, ctx: Context, pending: Awaitable[Any]) -> None:
+        try:
+            await pending
         except ChatError as exc:
             ctx.reply_error(exc)
         except Exception:

@@ -91,7 +91,7 @@ class CommandTable:
     def __init__(self) -> None:
         self._commands: dict[str, Command] = {}
         self._names: dict[str, Command] = {}
-        self.on_message: Handler | None = None
+        self.on_message: MessageHandler | None = None
 
     def add(self, cmd: Command) -> None:
         for name in (cmd.name, *cmd.aliases):
@@ -149,7 +149,8 @@ def _default_scope(server_admin: bool, role: Role | None) -> Scope:
 
 # What a plain line does, given the invocation context and the line. The
 # context is not named here: it needs the services, which need this table.
-MessageHandler = Callable[[Any, str], None]
+# A plain line's handler: an awaitable when the message waits for its id.
+MessageHandler = Callable[[Any, str], Awaitable[Any] | None]
 
 
 def message_handler(handler: MessageHandler,

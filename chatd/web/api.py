@@ -16,6 +16,7 @@ from urllib.parse import quote
 from chatd.content.files import Staged, file_object
 from chatd.crypto.ciphers import ALGORITHMS
 from chatd.crypto.kdf import COSTS
+from chatd.domain.ports import settled
 from chatd.domain.scopes import Scope
 from chatd.domain.webhooks import describe, hook_path
 from chatd.errors import ChatError, Code
@@ -138,7 +139,7 @@ async def post_to_room(call: Call) -> Response:
         raise ChatError(Code.BAD_ARGUMENTS, "action must be true or false.")
     room = room_of(call)
     endpoint = ApiEndpoint(call.me, call.peer)
-    message_id = call.services.messaging.post(endpoint, room, text, action)
+    message_id = await settled(call.services.messaging.post(endpoint, room, text, action))
     return json_response({"id": message_id, "room": room.name}, 201)
 
 

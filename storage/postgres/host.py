@@ -23,6 +23,9 @@ if TYPE_CHECKING:
 class PgHost(Protocol):
     """The transaction and query plumbing PostgresStorage provides to its mixins."""
 
+    # One daemon serves the database (no other node writes messages).
+    _sole_node: bool
+
     def _transaction(self) -> AbstractAsyncContextManager[PgConnection]: ...
     async def _execute(self, sql: str, *args: Any) -> int: ...
     async def _fetch(self, sql: str, *args: Any) -> list[asyncpg.Record]: ...

@@ -1,0 +1,24 @@
+"""The names of chatd's keys in Redis.
+
+Every key carries the hash tag ``{chatd}``, so one Redis Cluster slot holds them
+all and the scripts that touch several of them stay atomic.
+"""
+
+from __future__ import annotations
+
+from typing import Final
+
+COUNTER: Final = "{chatd}:id"
+EPOCH: Final = "{chatd}:epoch"
+LOG: Final = "{chatd}:log"
+FENCE: Final = "{chatd}:fence"
+# The log keeps about this many entries; older ones are in PostgreSQL.
+LOG_LENGTH: Final = 100_000
+# A new counter starts this far above the largest stored id: entries numbered
+# but not stored when Redis lost its memory keep their ids to themselves.
+SEED_MARGIN: Final = 1 << 20
+
+
+def lead(job: str) -> str:
+    """The lock of a singleton job."""
+    return f"{{chatd}}:lead:{job}"

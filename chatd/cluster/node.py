@@ -1,0 +1,127 @@
+"""One node of a cluster: its connections to the shared services, and the
+parts of chatd's seams that use them, built for the composition root.
+
+The Redis client is made at once (it connects on first use); the PostgreSQL
+pool of the node's locks and reloads when the node starts, once storage is
+open (:meth:`ClusterNode.start`, called by the sequencer's ``load``).
+"""
+
+from __future__ import annotations
+
+import contextlib
+from typing import TYPE_CHECKING, Any
+
+import redis.asyncio
+
+from chatd.cluster.bus import ClusterBus
+from chatd.cluster.leader import RedisLeader
+from chatd.cluster.sequencer import ClusterSequencer
+from chatd.cluster.sync import RoomSync
+from chatd.cluster.transactions import ClusterTransactions
+
+if TYPE_CHECKING:
+    import asyncpg
+
+    from chatd.config import ClusterConfig
+    from chatd.delivery.bus import LocalBus
+    from chatd.domain.accounts import Accounts
+    from chatd.domain.rooms import Rooms
+    from storage.api import Storage
+
+# Connections of a node's locks and reloads (each governance decision in
+# progress holds one; more wait).
+POOL_SIZE = 8
+
+
+class _Pool:
+    """The node's PostgreSQL pool, made when the node starts."""
+
+    def __init__(self, url: str, name: str) -> None:
+        self._url = url
+        self._name = name
+        self.pool: asyncpg.Pool | None = None
+
+    async def open(self) -> None:
+        import asyncpg  # noqa: PLC0415 - the cluster extra's driver, imported where used
+
+        self.pool = await asyncpg.create_pool(
+            self._url, min_size=1, max_size=POOL_SIZE,
+            server_settings={"application_name": self._name})
+
+    def acquire(self) -> Any:
+        assert self.pool is not None, "the node has not started"
+        return self.pool.acquire()
+
+    async def close(self) -> None:
+        if self.pool is not None:
+            await self.pool.close()
+
+
+class ClusterNode:
+    """What one node shares with the others."""
+
+    def __init__(self, config: ClusterConfig, storage: Storage) -> None:
+        self.node_id = config.node_id
+        self._storage = storage
+        self.redis = redis.asyncio.Redis.from_url(config.redis)
+        self._pool = _Pool(config.postgres, f"chatd/{config.node_id}/locks")
+        self.sequencer = ClusterSequencer(storage, self.redis)
+        self.sequencer.started = self.start
+        self.sequencer.stopping = self.stop
+        self.leader = RedisLeader(self.redis)
+        self._pool_user: Any = self._pool
+        self.sync: RoomSync | None = None
+        self._rooms: Rooms | None = None
+        self._accounts: Accounts | None = None
+        self.bus: ClusterBus | None = None
+        self.transactions: ClusterTransactions | None = None
+
+    def make_bus(self, local: LocalBus) -> ClusterBus:
+        """The node's bus around ``local`` (rooms and accounts given by :meth:`attach`)."""
+        self.bus = ClusterBus(local, self.node_id, self.sequencer, self.redis,
+                              lambda room_id: self._rooms.get(room_id) if self._rooms else None,
+                              lambda user_id: self._accounts.get(user_id)
+                              if self._accounts else None, self._reload, self._adopt)
+        return self.bus
+
+    def attach(self, rooms: Rooms, accounts: Accounts) -> None:
+        """The rooms and accounts this node keeps, reloaded when others decide."""
+        self._rooms = rooms
+        self._accounts = accounts
+        self.sync = RoomSync(self._pool_user, rooms)
+        bus = self.bus
+        if bus is not None:
+            accounts.on_created = lambda user: bus.announce_account(user.id)
+
+    def make_transactions(self) -> ClusterTransactions:
+        self.transactions = ClusterTransactions(self._pool_user, self.redis, self._resync,
+                                                self.sequencer.caught_up)
+        return self.transactions
+
+    async def _adopt(self, user_id: int) -> None:
+        """Another node made account ``user_id``: read it from the database."""
+        record = await self._storage.get_user(user_id)
+        if record is not None and self._accounts is not None:
+            self._accounts.adopt(record)
+
+    async def _reload(self, room_id: int) -> None:
+        """The reader's reload of a room another node decided about."""
+        assert self.transactions is not None
+        await self.transactions.reload(room_id)
+
+    async def _resync(self, room_id: int) -> None:
+        assert self.sync is not None
+        await self.sync(room_id)
+
+    async def start(self) -> None:
+        """Storage is open and the sequencer seeded: open the pool, read the log."""
+        await self._pool.open()
+        assert self.bus is not None
+        await self.bus.start()
+
+    async def stop(self) -> None:
+        if self.bus is not None:
+            await self.bus.stop()
+        await self._pool.close()
+        with contextlib.suppress(redis.RedisError):
+            await self.redis.aclose()

@@ -1,0 +1,137 @@
+"""Message ids shared by every node: the cluster's
+:class:`~chatd.domain.ports.Sequencer`.
+
+One counter in Redis numbers room messages, direct messages and every event a
+node publishes, so ids are unique across the cluster and one order holds for
+all of them (:mod:`chatd.cluster.bus` delivers in that order).
+
+**Never on the loop's time.** An id is a future: the posts of one turn of the
+event loop ask, and after the turn one ``INCRBY`` (by how many asked) answers
+them all with a contiguous range, handed out in the order they asked. One
+batch is in flight at a time; what is asked meanwhile waits for the next. So
+the ids this node issues increase in the order they were asked for, and a
+connection, which waits for each of its posts before its next line, sees its
+own ids increase. When Redis does not answer within ``TIMEOUT``, the posts
+waiting are refused with ``busy`` and a ``retry_ms`` rather than queued.
+
+The counter is seeded once per Redis lifetime, by the first node to find no
+epoch, above the largest stored id plus a margin: should Redis lose its memory,
+the ids numbered but not stored before the loss are never issued again.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import secrets
+from typing import TYPE_CHECKING, Any
+
+import redis
+
+from chatd.cluster import keys
+from chatd.errors import ChatError, Code
+
+if TYPE_CHECKING:
+    from collections.abc import Awaitable, Callable
+
+    import redis.asyncio
+
+    from storage.api import Storage
+
+# Set the epoch and the counter together, once: the first node to arrive seeds.
+_SEED = """
+if redis.call('SET', KEYS[1], ARGV[1], 'NX') then
+  local current = tonumber(redis.call('GET', KEYS[2]) or '0')
+  if current < tonumber(ARGV[2]) then redis.call('SET', KEYS[2], ARGV[2]) end
+end
+return redis.call('GET', KEYS[1])
+"""
+
+# How long a post waits for Redis before it is refused, in seconds.
+TIMEOUT = 0.5
+RETRY_MS = 1000
+
+
+def busy() -> ChatError:
+    return ChatError(Code.BUSY, "the cluster cannot number messages right now: "
+                     "try again in a moment.", retry_ms=RETRY_MS)
+
+
+class ClusterSequencer:
+    """Ids from Redis's counter, one round trip for the asks of a turn."""
+
+    def __init__(self, storage: Storage, shared: redis.asyncio.Redis) -> None:
+        self._storage = storage
+        self._shared = shared
+        self._asked: list[asyncio.Future[int]] = []
+        self._in_flight: list[asyncio.Future[int]] = []
+        self._numbering: asyncio.Task[None] | None = None
+        self.epoch = ""
+        self.batches = 0
+        # The node's start (once the counter is joined) and stop.
+        self.started: Callable[[], Awaitable[None]] | None = None
+        self.stopping: Callable[[], Awaitable[None]] | None = None
+
+    async def load(self) -> None:
+        """Join the counter, seeding it if this Redis has none yet."""
+        seed = await self._storage.max_message_id() + keys.SEED_MARGIN
+        epoch: Any = await self._shared.eval(_SEED, 2, keys.EPOCH, keys.COUNTER,
+                                             secrets.token_hex(8), seed)
+        self.epoch = epoch.decode() if isinstance(epoch, bytes) else str(epoch)
+        if self.started is not None:
+            await self.started()
+
+    async def aclose(self) -> None:
+        """The node stops: it reads and publishes nothing more."""
+        if self.stopping is not None:
+            await self.stopping()
+        if self._numbering is not None:
+            await self._numbering
+
+    def for_room(self, room_id: int) -> asyncio.Future[int]:
+        return self.next()
+
+    def for_direct(self, recipient_id: int) -> asyncio.Future[int]:
+        return self.next()
+
+    def next(self) -> asyncio.Future[int]:
+        """The next id of the cluster (an event's place in the one order), once
+        this turn's batch is numbered."""
+        loop = asyncio.get_running_loop()
+        future: asyncio.Future[int] = loop.create_future()
+        self._asked.append(future)
+        if self._numbering is None:
+            self._numbering = loop.create_task(self._number())
+        return future
+
+    async def _number(self) -> None:
+        try:
+            await asyncio.sleep(0)  # the rest of this turn asks too
+            while self._asked:
+                batch, self._asked = self._asked, []
+                self._in_flight = batch
+                await self._answer(batch)
+        finally:
+            self._in_flight = []
+            self._numbering = None
+
+    async def caught_up(self) -> None:
+        """Wait until every id asked for so far is answered (or refused): a
+        decision's events are numbered before its room's lock is released, so
+        the decisions about a room are numbered in the order they were made."""
+        waiting = [*self._in_flight, *self._asked]
+        if waiting:
+            await asyncio.wait(waiting)
+
+    async def _answer(self, batch: list[asyncio.Future[int]]) -> None:
+        try:
+            async with asyncio.timeout(TIMEOUT):
+                last = int(await self._shared.incrby(keys.COUNTER, len(batch)))
+        except (redis.RedisError, TimeoutError):
+            for future in batch:
+                if not future.done():
+                    future.set_exception(busy())
+            return
+        self.batches += 1
+        for number, future in enumerate(batch, last - len(batch) + 1):
+            if not future.done():  # a post whose connection went away no longer waits
+                future.set_result(number)

@@ -1,0 +1,226 @@
+"""Three nodes share one PostgreSQL database and one Redis: rooms, order and
+governance across them (docs/CLUSTER.md). The nodes are in-process servers on
+free loopback ports; the services are the tests' own (tests/services.py)."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+import redis
+import redis.asyncio
+
+from chatd.app.app import App
+from chatd.client import ChatClient
+from chatd.client.api import ClientError
+from tests.helpers import PASSWORD, start_server
+from tests.services import RedisServer
+
+pytestmark = pytest.mark.asyncio
+
+USERS = ("ann", "bob", "cat", "dan")
+
+
+@pytest.fixture
+async def nodes(tmp_path: Path, postgres_url: str,
+                redis_server: RedisServer) -> AsyncIterator[list[App]]:
+    """Three nodes; the accounts are made on the first before the others start."""
+    redis.Redis.from_url(redis_server.url).flushall()
+    started: list[App] = []
+
+    async def node(n: int) -> App:
+        app = await start_server(tmp_path / f"n{n}.db", cluster__enabled=True,
+                                 cluster__node_id=f"n{n}", cluster__postgres=postgres_url,
+                                 cluster__redis=redis_server.url)
+        started.append(app)
+        return app
+
+    first = await node(1)
+    for name in USERS:
+        client = await ChatClient.connect("127.0.0.1", first.port)
+        await client.command(f"/register {name} {PASSWORD}")
+        await client.close()
+    await node(2)
+    await node(3)
+    yield started
+    for app in started:
+        await app.stop()
+
+
+async def login(app: App, name: str) -> ChatClient:
+    client = await ChatClient.connect("127.0.0.1", app.port)
+    await client.command(f"/login {name} {PASSWORD}")
+    return client
+
+
+async def known_everywhere(nodes: list[App], room: str) -> None:
+    """A room created on one node reaches the others through the log (bounded wait)."""
+    async with asyncio.timeout(10):
+        while any(app.services.rooms.find(room) is None for app in nodes):  # noqa: ASYNC110
+            await asyncio.sleep(0.01)
+
+
+async def messages(client: ChatClient, count: int) -> list[dict[str, Any]]:
+    """The next ``count`` room messages ``client`` receives (bounded wait)."""
+    got = []
+    while len(got) < count:
+        event = await client.next_event(lambda e: e.get("type") == "message", timeout=10)
+        got.append(event)
+    return got
+
+
+async def test_messages_reach_every_node_in_one_order(nodes: list[App]) -> None:
+    ann, bob, cat = [await login(app, name) for app, name in zip(nodes, USERS, strict=False)]
+    await ann.command("/create lobby")
+    await known_everywhere(nodes, "lobby")
+    await bob.command("/join lobby")
+    await cat.command("/join lobby")
+    for i in range(10):
+        for n, sender in enumerate((ann, bob, cat)):
+            sender.send_line(f"/say lobby m{n}.{i}")
+    seen = [await messages(c, 30) for c in (ann, bob, cat)]
+    orders = [[m["id"] for m in got] for got in seen]
+    assert orders[0] == orders[1] == orders[2]
+    assert orders[0] == sorted(set(orders[0]))  # unique, strictly increasing
+    assert len({m["text"] for m in seen[0]}) == 30
+    for client in (ann, bob, cat):
+        await client.close()
+
+
+async def test_two_admins_kicking_one_member_on_two_nodes(nodes: list[App]) -> None:
+    ann, bob, cat = [await login(app, name) for app, name in zip(nodes, USERS, strict=False)]
+    await ann.command("/create hall")
+    await known_everywhere(nodes, "hall")
+    await bob.command("/join hall")
+    await cat.command("/join hall")
+    await ann.command("/promote bob hall")
+    replies = await asyncio.gather(ann.command("/kick cat hall", check=False),
+                                   bob.command("/kick cat hall", check=False))
+    assert sorted(r.get("type") for r in replies) == ["error", "ok"]
+    audit = await nodes[0].storage.list_audit(50, room="hall")
+    assert [a.action for a in audit].count("kick") == 1
+    with pytest.raises(ClientError):
+        await cat.command("/say hall still here?")
+    for client in (ann, bob, cat):
+        await client.close()
+
+
+async def test_last_two_members_leaving_at_once_end_the_room_once(nodes: list[App]) -> None:
+    ann, bob = await login(nodes[0], "ann"), await login(nodes[1], "bob")
+    await ann.command("/create den")
+    await known_everywhere(nodes, "den")
+    await bob.command("/join den")
+    await asyncio.gather(ann.command("/leave den", check=False),
+                         bob.command("/leave den", check=False))
+    audit = await nodes[2].storage.list_audit(50, room="den")
+    assert [a.action for a in audit].count("terminate") == 1
+    await asyncio.sleep(0)
+    for app in nodes:
+        for _ in range(50):
+            if app.services.rooms.find("den") is None:
+                break
+            await asyncio.sleep(0.05)
+        assert app.services.rooms.find("den") is None
+    for client in (ann, bob):
+        await client.close()
+
+
+async def room_stream(client: ChatClient, room: str, quiet: float = 0.5) -> list[dict[str, Any]]:
+    """The events of ``room`` that ``client`` receives until none came for ``quiet`` s."""
+    got: list[dict[str, Any]] = []
+    while True:
+        try:
+            event = await client.next_event(lambda e: e.get("room") == room, timeout=quiet)
+        except TimeoutError:
+            return got
+        got.append(event)
+
+
+async def flood_until_refused(client: ChatClient, room: str) -> tuple[list[int], list[str]]:
+    """Send waves of messages to ``room`` until one is refused: the ids acknowledged,
+    and the codes of the refusals."""
+    acked: list[int] = []
+    refused: list[str] = []
+    wave = 0
+    while not refused:
+        wave += 1
+        assert wave < 200, "never refused"
+        replies = await asyncio.gather(*(client.command(f"/say {room} f{wave}.{i}",
+                                                        check=False) for i in range(10)))
+        for reply in replies:
+            if reply.get("type") == "ok":
+                acked.append(reply["id"])
+            else:
+                refused.append(reply["code"])
+    return acked, refused
+
+
+async def test_nothing_a_banned_user_sends_is_ordered_after_the_ban(nodes: list[App]) -> None:
+    ann, bob, cat = [await login(app, name) for app, name in zip(nodes, USERS, strict=False)]
+    dan = await login(nodes[0], "dan")  # an observer on the node that bans
+    await ann.command("/create hall")
+    await known_everywhere(nodes, "hall")
+    for member in (bob, cat, dan):
+        await member.command("/join hall")
+    flooding = asyncio.create_task(flood_until_refused(bob, "hall"))
+    await ann.next_event(lambda e: e.get("from") == "bob", timeout=10)
+    await ann.command("/ban bob hall")
+    acked, refused = await flooding
+    assert set(refused) <= {"banned", "not-in-room"}
+    seen = [await room_stream(c, "hall") for c in (dan, cat)]
+    for stream in seen:
+        kinds = [e.get("event", e["type"]) for e in stream]
+        assert "ban" in kinds
+        after_ban = stream[kinds.index("ban"):]
+        assert not [e for e in after_ban if e.get("from") == "bob"]
+    from_bob = [[e["id"] for e in stream if e.get("from") == "bob"] for stream in seen]
+    # Both observers, on two nodes, saw the messages bob was told were sent, and
+    # only those, in one order.
+    assert from_bob[0] == from_bob[1] == sorted(acked), (from_bob, sorted(acked), seen[0][:3])
+    await nodes[1].services.writer.flush()
+    stored = await nodes[0].storage.room_history(nodes[0].services.rooms.require("hall").id,
+                                                 1000, None)
+    assert sorted(m.id for m in stored if m.sender_name == "bob") == sorted(acked)
+    for client in (ann, bob, cat, dan):
+        await client.close()
+
+
+async def test_posts_are_refused_with_busy_while_redis_does_not_answer(
+        nodes: list[App]) -> None:
+    ann = await login(nodes[0], "ann")
+    await ann.command("/create lab")
+    sequencer: Any = nodes[0].services.sequencer
+    shared = sequencer._shared
+    sequencer._shared = redis.asyncio.Redis(host="127.0.0.1", port=1,
+                                            socket_connect_timeout=0.2)
+    ann.send_line("a plain line")
+    plain = await ann.next_event(lambda e: e.get("type") == "error", timeout=10)
+    said = await ann.command("/say lab a command", check=False)
+    assert [plain["code"], said["code"]] == ["busy", "busy"]
+    assert said["retry_ms"] > 0
+    await sequencer._shared.aclose()
+    sequencer._shared = shared
+    back = await ann.command("/say lab back again")
+    assert back["id"] > 0
+    await ann.close()
+
+
+async def test_an_account_made_on_one_node_is_known_to_the_others(nodes: list[App]) -> None:
+    newcomer = await ChatClient.connect("127.0.0.1", nodes[1].port)
+    await newcomer.command(f"/register eve {PASSWORD}")
+    async with asyncio.timeout(10):
+        while any(app.services.accounts.find("eve") is None for app in nodes):  # noqa: ASYNC110
+            await asyncio.sleep(0.01)
+    eve = await login(nodes[2], "eve")  # no restart: the third node knows her
+    ann = await login(nodes[0], "ann")
+    sent = await ann.command("/msg eve hello, newcomer")
+    assert sent["id"] > 0
+    got = await eve.next_event(lambda e: e.get("type") == "message", timeout=10)
+    assert (got["from"], got["text"]) == ("ann", "hello, newcomer")
+    assert nodes[0].services.accounts.adopt(
+        await nodes[0].storage.get_user_by_name("eve")) is None  # type: ignore[arg-type]
+    for client in (newcomer, eve, ann):
+        await client.close()

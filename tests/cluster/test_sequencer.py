@@ -1,0 +1,120 @@
+"""The cluster's sequencer: ids are futures answered by one INCRBY per turn of
+the loop, so taking an id never blocks the event loop (chatd/cluster/sequencer.py)."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+from typing import Any
+
+import pytest
+import redis
+import redis.asyncio
+
+from chatd.cluster import keys
+from chatd.cluster.sequencer import ClusterSequencer
+from chatd.errors import ChatError, Code
+from tests.services import RedisServer
+
+pytestmark = pytest.mark.asyncio
+
+
+class _Stored:
+    """The storage the sequencer reads its seed from: its largest id."""
+
+    def __init__(self, largest: int) -> None:
+        self.largest = largest
+
+    async def max_message_id(self) -> int:
+        return self.largest
+
+
+@pytest.fixture
+async def shared(redis_server: RedisServer) -> AsyncIterator[redis.asyncio.Redis]:
+    redis.Redis.from_url(redis_server.url).flushall()
+    client = redis.asyncio.Redis.from_url(redis_server.url)
+    yield client
+    await client.aclose()
+
+
+async def sequencer_on(shared: Any, largest: int = 0) -> ClusterSequencer:
+    sequencer = ClusterSequencer(_Stored(largest), shared)  # type: ignore[arg-type]
+    await sequencer.load()
+    return sequencer
+
+
+async def test_the_asks_of_one_turn_take_one_round_trip_in_order(
+        shared: redis.asyncio.Redis) -> None:
+    sequencer = await sequencer_on(shared, largest=41)
+    asked = [sequencer.for_room(1), sequencer.for_direct(2), sequencer.for_room(1)]
+    ids = [await future for future in asked]
+    assert ids == [41 + keys.SEED_MARGIN + n for n in (1, 2, 3)]
+    assert sequencer.batches == 1
+    later = await sequencer.for_room(3)
+    assert later == ids[-1] + 1
+    assert sequencer.batches == 2
+
+
+async def test_two_nodes_never_share_an_id(shared: redis.asyncio.Redis) -> None:
+    one, two = await sequencer_on(shared), await sequencer_on(shared)
+    assert one.epoch == two.epoch  # the second node joined the first one's counter
+    asked = [node.next() for _ in range(50) for node in (one, two)]
+    ids = await asyncio.gather(*asked)
+    assert len(set(ids)) == 100
+
+
+async def test_asks_made_while_a_batch_is_in_flight_form_the_next_one(
+        shared: redis.asyncio.Redis) -> None:
+    sequencer = await sequencer_on(shared)
+    first = sequencer.next()
+    while sequencer._asked:  # noqa: ASYNC110 - until the first batch is sent
+        await asyncio.sleep(0)
+    more = [sequencer.next() for _ in range(5)]
+    ids = [await first, *[await f for f in more]]
+    assert ids == sorted(ids) and len(set(ids)) == 6
+    assert sequencer.batches == 2
+
+
+class _Silent:
+    """A Redis that never answers INCRBY (a frozen server)."""
+
+    def __init__(self, shared: redis.asyncio.Redis) -> None:
+        self.eval = shared.eval
+
+    async def incrby(self, key: str, amount: int) -> int:
+        await asyncio.Event().wait()
+        raise AssertionError("never answers")
+
+
+async def test_a_silent_redis_refuses_with_busy_and_the_loop_keeps_turning(
+        shared: redis.asyncio.Redis, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr("chatd.cluster.sequencer.TIMEOUT", 0.05)
+    sequencer = await sequencer_on(_Silent(shared))
+    asked = sequencer.next()
+    turns = 0
+    while not asked.done():
+        turns += 1  # the loop runs other work while the id is awaited
+        await asyncio.sleep(0.001)
+    assert turns > 5
+    with pytest.raises(ChatError) as refused:
+        await asked
+    assert refused.value.code is Code.BUSY
+    assert refused.value.details["retry_ms"] > 0
+
+
+async def test_redis_gone_refuses_with_busy(shared: redis.asyncio.Redis) -> None:
+    sequencer = await sequencer_on(shared)
+    gone = redis.asyncio.Redis(host="127.0.0.1", port=1, socket_connect_timeout=0.2)
+    sequencer._shared = gone
+    with pytest.raises(ChatError) as refused:
+        await sequencer.for_room(1)
+    assert refused.value.code is Code.BUSY
+    await gone.aclose()
+
+
+async def test_caught_up_waits_for_every_id_asked_so_far(shared: redis.asyncio.Redis) -> None:
+    sequencer = await sequencer_on(shared)
+    await sequencer.caught_up()  # nothing asked: at once
+    asked = [sequencer.next() for _ in range(3)]
+    await sequencer.caught_up()
+    assert all(future.done() for future in asked)
