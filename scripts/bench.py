@@ -3,6 +3,8 @@
 
     scripts/bench [--quick] [--only fanout,latency,...] [--json-only] [--procs N]
                   [--window W] [--profile DIR] [--keep] [--max-time SECONDS]
+                  [--compare [--servers chatd,ngircd,inspircd] [--rounds N]]
+                  [--load closed,paced]
 
 The daemon runs as ``python -m chatd serve`` with a benchmark configuration
 (rate limits raised, bcrypt cost 4, port 0 on 127.0.0.1). The database is
@@ -32,6 +34,12 @@ ws           the web listener: the same fan-out over TCP and over /ws in one dae
              WebSockets (server RSS per connection). Not run by default.
 resume       (only with --only) 1,000 clients log in again with resume tokens after a
              restart, against password logins at the default bcrypt cost (12).
+
+--compare runs the IRC scenarios (room100, rooms10, pairs, dm, room1000, logins)
+against chatd's IRC listener, ngIRCd and InspIRCd (Debian's packages, each
+configured by the benchmark in the work directory), interleaved over --rounds,
+closed loop and paced, and prints chatd's figures beside theirs with ratios.
+Named in --only without --compare, those scenarios run against chatd alone.
 
 Output: a table (unless --json-only), then one JSON line on stdout. The exit
 status is 0 when every scenario ran with zero loss, zero reordering and no

@@ -16,6 +16,10 @@ latency      the latency scenario
 connections  the connections scenario
 persistence  the persistence scenario, /history included
 resume       the resume scenario (optional): logins again after a restart, without bcrypt
+ircservers   --compare's servers: chatd's IRC listener, ngIRCd and InspIRCd as child processes
+ircclients   the IRC clients of the load generator (the same code for every server)
+ircload      IRC phases: the workers' side and the parent's measurement
+compare      --compare and the IRC scenarios: interleaved rounds, medians, the side-by-side table
 report       targets, totals, the table and the profiles
 cli          the options and main
 """

@@ -15,10 +15,19 @@ from pathlib import Path
 from typing import Any
 
 from .common import ALL_SCENARIOS, DEFAULT_SCENARIOS, MAX_IN_FLIGHT, log, raise_nofile, set_quiet
+from .compare import (
+    COMPARE_SCENARIOS,
+    compare_lines,
+    compare_specs,
+    compare_totals,
+    idle_first_user,
+    run_compare,
+)
 from .connections import scenario_connections
 from .context import Context
 from .database import prepare_database
 from .fanout import scenario_fanout, scenario_scaling
+from .ircservers import ALL_SERVERS
 from .latency import scenario_latency
 from .persistence import scenario_persistence
 from .plan import Plan, make_plan
@@ -41,9 +50,24 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(prog="scripts/bench", description=DESCRIPTION)
     parser.add_argument("--quick", action="store_true",
                         help="small sizes (smoke test, under 30 s)")
-    parser.add_argument("--only", default=",".join(DEFAULT_SCENARIOS),
+    parser.add_argument("--only",
                         help=f"comma-separated scenarios of {','.join(ALL_SCENARIOS)} "
-                             f"(default: {','.join(DEFAULT_SCENARIOS)})")
+                             f"(default: {','.join(DEFAULT_SCENARIOS)}), or of the IRC "
+                             f"scenarios {','.join(COMPARE_SCENARIOS)} (run against chatd "
+                             "alone, or against every server with --compare)")
+    parser.add_argument("--compare", action="store_true",
+                        help="run the IRC scenarios against chatd, ngIRCd and InspIRCd, "
+                             "interleaved, and print them side by side")
+    parser.add_argument("--servers", default=",".join(ALL_SERVERS),
+                        help=f"--compare: the servers, of {','.join(ALL_SERVERS)} "
+                             "(default: all)")
+    parser.add_argument("--rounds", type=int,
+                        help="--compare: interleaved rounds (default 3; 1 with --quick)")
+    parser.add_argument("--load",
+                        help="closed (as fast as possible), paced (a fixed offered load) or "
+                             "closed,paced: the runs of every fan-out-like scenario (default: "
+                             "closed,paced for the IRC scenarios, closed for fanout and "
+                             "scaling, whose paced twin is the latency scenario)")
     parser.add_argument("--json-only", action="store_true",
                         help="print only the JSON line (no table, no progress)")
     parser.add_argument("--procs", type=int, default=2,
@@ -59,19 +83,45 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
                              "raw profiles into DIR")
     parser.add_argument("--keep", action="store_true",
                         help="keep the work directory (database, configs, daemon logs)")
-    parser.add_argument("--max-time", type=float, default=900,
-                        help="abort the whole run after this many seconds (default 900)")
+    parser.add_argument("--max-time", type=float,
+                        help="abort the whole run after this many seconds (default 900; "
+                             "3600 with --compare)")
     args = parser.parse_args(argv)
-    chosen = [s.strip() for s in args.only.split(",") if s.strip()]
-    known = ALL_SCENARIOS
+    default = COMPARE_SCENARIOS if args.compare else DEFAULT_SCENARIOS
+    chosen = [s.strip() for s in (args.only or ",".join(default)).split(",") if s.strip()]
+    known = ALL_SCENARIOS + COMPARE_SCENARIOS
     unknown = [s for s in chosen if s not in known]
     if unknown:
         parser.error(f"unknown scenario(s) {', '.join(unknown)}; "
                      f"choose from {', '.join(known)}")
+    if args.compare and any(s in ALL_SCENARIOS for s in chosen):
+        parser.error(f"--compare runs the IRC scenarios: {', '.join(COMPARE_SCENARIOS)}")
     args.scenarios = [s for s in known if s in chosen]
+    args.server_list = [s.strip() for s in args.servers.split(",") if s.strip()] \
+        if args.compare else ["chatd"]
+    if any(s not in ALL_SERVERS for s in args.server_list):
+        parser.error(f"--servers: choose from {', '.join(ALL_SERVERS)}")
+    args.modes = [m.strip() for m in (args.load or "closed,paced").split(",") if m.strip()]
+    if not args.modes or any(m not in ("closed", "paced") for m in args.modes):
+        parser.error("--load: closed, paced or closed,paced")
+    args.line_modes = args.modes if args.load else ["closed"]
+    if args.rounds is None:
+        args.rounds = 1 if args.quick or not args.compare else 3
+    if args.max_time is None:
+        args.max_time = 3600 if args.compare else 900
     if args.persist_repeat is None:
         args.persist_repeat = 1 if args.quick else 3
     return args
+
+
+def size_compare(plan: Plan, args: argparse.Namespace) -> None:
+    """The users and rooms the chosen IRC scenarios need in chatd's database."""
+    for spec in compare_specs(args.quick):
+        if spec.name in args.scenarios:
+            first = idle_first_user(args.quick) if spec.idle else 0
+            plan.users = max(plan.users, first + spec.clients)
+            if spec.layout and spec.layout not in plan.layouts:
+                plan.layouts.append(spec.layout)
 
 
 def _on_alarm(signum: int, frame: Any) -> None:
@@ -96,7 +146,12 @@ def run_all(args: argparse.Namespace, plan: Plan) -> tuple[dict[str, Any], str |
         results["setup"] = {k: round(v, 2) for k, v in
                             asyncio.run(prepare_database(db, plan)).items()}
         for name in args.scenarios:
-            results[name] = SCENARIOS[name](ctx)
+            if name in SCENARIOS:
+                results[name] = SCENARIOS[name](ctx)
+        irc = [s for s in args.scenarios if s in COMPARE_SCENARIOS]
+        if irc:
+            results["compare"] = run_compare(ctx, args.server_list, irc, args.rounds,
+                                             args.modes)
     except (KeyboardInterrupt, Exception) as exc:  # report whatever stopped the run
         failure = f"{type(exc).__name__}: {exc}"
         log(f"aborted: {failure}")
@@ -116,6 +171,10 @@ def build_report(args: argparse.Namespace, plan: Plan, results: dict[str, Any],
     """The JSON report: plan, results, targets, totals and the overall verdict."""
     targets = check_targets(results)
     sums = totals(results)
+    if "compare" in results:
+        extra = compare_totals(results["compare"])
+        sums["loss"] += extra["loss"]
+        sums["errors"] += extra["errors"]
     sums["daemon_log_problems"] = sum(
         d.get("warnings_and_errors", 0) for d in results["daemon_logs"].values())
     ok = failure is None and not any(sums.values())
@@ -139,10 +198,13 @@ def main(argv: list[str] | None = None) -> int:
     if args.profile:
         args.profile.mkdir(parents=True, exist_ok=True)
     plan = make_plan(args.quick, args.window, set(args.scenarios))
+    size_compare(plan, args)
     results, failure = run_all(args, plan)
     report = build_report(args, plan, results, failure, started)
     if not args.json_only:
         print_table(results, report["targets"])
+        if "compare" in results:
+            print("\n".join(compare_lines(results["compare"])) + "\n")
         print_profiles(results)
     print(json.dumps(report, separators=(",", ":"), default=str), flush=True)
     return 0 if report["ok"] else 1

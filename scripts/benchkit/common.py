@@ -61,8 +61,10 @@ def user_name(i: int) -> str:
 
 
 def token(i: int) -> str:
-    """User i's API token (clients log in with /auth: no bcrypt on the way)."""
-    return f"chatd_bench-token-{i}"
+    """User i's API token (clients log in with /auth: no bcrypt on the way). It has
+    the form of a real token (``chatd_`` and 43 base64url characters): IRC's PASS
+    takes a secret of that form as a token, anything else as a password."""
+    return f"chatd_bench-{i:037d}"
 
 
 def die_with_parent() -> None:

@@ -17,7 +17,7 @@ class Context:
     def __init__(self, args: argparse.Namespace, plan: Plan, workdir: Path, db: Path) -> None:
         self.args, self.plan, self.workdir, self.db = args, plan, workdir, db
         self._daemons: dict[str, Daemon] = {}
-        self._all: list[Daemon] = []
+        self._all: list[Any] = []
 
     def fresh_daemon(self, name: str, storage: dict[str, Any] | None = None,
                      web: bool = False) -> Daemon:
@@ -36,6 +36,11 @@ class Context:
         self.stop_all()
         self._all.append(daemon)
         return daemon
+
+    def track(self, server: Any) -> None:
+        """A server a scenario starts itself (--compare): stopped with the others,
+        its log checked with theirs."""
+        self._all.append(server)
 
     def daemon(self, name: str) -> Daemon:
         if name not in self._daemons or self._daemons[name].proc is None:

@@ -26,7 +26,12 @@ def _worker_entry(kind: str, spec: dict[str, Any], pipe: Any) -> None:
     die_with_parent()
     raise_nofile()
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # the parent handles Ctrl-C and cleans up
-    main = {"fanout": fan_worker, "idle": idle_worker}[kind]
+    if kind.startswith("irc"):
+        from .ircload import irc_fan_worker, irc_idle_worker  # noqa: PLC0415 - imports load
+
+        main: Any = {"ircfan": irc_fan_worker, "ircidle": irc_idle_worker}[kind]
+    else:
+        main = {"fanout": fan_worker, "idle": idle_worker}[kind]
     try:
         import uvloop  # noqa: PLC0415
 

@@ -1,5 +1,7 @@
 """``scripts/bench.py --quick --json-only`` runs every scenario and loses nothing.
 
+The last test runs ``--compare`` against chatd and ngIRCd with tiny sizes.
+
 The benchmark starts its own daemon subprocess and load-generator processes on
 loopback. This test asserts only correctness (it completes, prints its JSON
 line, every message arrived, in order, with no error reply), never a timing:
@@ -9,10 +11,14 @@ the figures depend on the machine and on what else it runs.
 from __future__ import annotations
 
 import json
+import os
+import shutil
 import subprocess
 import sys
 from pathlib import Path
 from typing import Any
+
+import pytest
 
 BENCH = Path(__file__).resolve().parents[2] / "scripts" / "bench.py"
 TIMEOUT = 120
@@ -74,4 +80,50 @@ def test_quick_websocket_scenario_loses_nothing(tmp_path: Path) -> None:
         assert not run["errors"], (name, run["error_samples"])
     assert web["idle"]["connected"] == web["idle"]["requested"], web["idle"]["failures"]
     assert web["idle"]["bytes_per_connection"] > 0
+    assert proc.returncode == 0, proc.stderr[-3000:]
+
+
+def _ngircd_present() -> bool:
+    return any(shutil.which("ngircd", path=p) for p in (None, "/usr/sbin:/sbin"))
+
+
+def test_quick_compare_with_ngircd_loses_nothing(tmp_path: Path) -> None:
+    """``--compare`` with tiny sizes, chatd beside ngIRCd (installed by scripts/test):
+    a room and direct messages, closed loop and paced, then idle log-ins."""
+    if not _ngircd_present():
+        if os.environ.get("CI"):
+            pytest.fail("ngircd is not installed (scripts/test installs it)")
+        pytest.skip("ngircd is not installed")
+    proc = subprocess.run(
+        [sys.executable, str(BENCH), "--quick", "--json-only", "--compare",
+         "--servers", "chatd,ngircd", "--only", "room100,dm,logins",
+         "--max-time", str(TIMEOUT - 10)],
+        capture_output=True, text=True, timeout=TIMEOUT, cwd=tmp_path, check=False)
+    lines = proc.stdout.strip().splitlines()
+    assert lines, f"no output; stderr:\n{proc.stderr[-3000:]}"
+    report = json.loads(lines[-1])
+    assert report["failure"] is None, report["failure"]
+    compare = report["results"]["compare"]
+    assert set(compare["servers"]) == {"chatd", "ngircd"}
+    assert compare["missing"] == []
+    runs = compare["runs"]
+    for scenario in ("room100", "dm"):
+        for mode in ("closed", "paced"):
+            for server in ("chatd", "ngircd"):
+                (run,) = runs[scenario][mode][server]
+                assert run["deliveries"] == run["expected"] > 0, (scenario, mode, server)
+                assert run["loss"] == run["extra"] == 0, (scenario, mode, server)
+                assert not run["errors"], (scenario, mode, server, run["error_samples"])
+                assert not run["timed_out"], (scenario, mode, server)
+                assert run["loadgen_cpu_s"] >= 0
+        for server in ("chatd", "ngircd"):
+            paced = runs[scenario]["paced"][server][0]
+            assert paced["latency_ms"]["samples"] == paced["deliveries"]
+    for server in ("chatd", "ngircd"):
+        (idle,) = runs["logins"]["idle"][server]
+        assert idle["connected"] == idle["requested"], idle["failures"]
+        assert idle["bytes_per_connection"] > 0
+    summary = compare["summary"]["room100"]["closed"]
+    assert set(summary) == {"chatd", "ngircd"}
+    assert report["loss"] == report["errors"] == 0
     assert proc.returncode == 0, proc.stderr[-3000:]
