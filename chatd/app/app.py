@@ -214,17 +214,31 @@ class App:
             self._token_use.cancel()
         await self.listeners.close_connections(timeout * 0.6)
         try:
+            # Bounded: a database or a cluster service that stopped answering must
+            # not hold the process (what is left unwritten is said in the log).
+            async with asyncio.timeout(timeout):
+                await self._write_out()
+        except TimeoutError:
+            log.error("stopping: writing out did not finish within %.1f s; what was not "
+                      "written is lost", timeout)
+        finally:
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(timeout):
+                    await self.storage.close()
+            self._stopped.set()
+        log.info("stopped")
+
+    async def _write_out(self) -> None:
+        """Every acknowledged message, audit entry and token use to storage; then a
+        cluster node stops reading and publishing (see chatd.cluster)."""
+        try:
             await self.services.writer.close()
             await self.services.audit.close()
             await self.services.tokens.flush_use()
         finally:
-            # A cluster node stops reading and publishing (see chatd.cluster).
             closing = getattr(self.services.sequencer, "aclose", None)
             if closing is not None:
                 await closing()
-            await self.storage.close()
-            self._stopped.set()
-        log.info("stopped")
 
     async def _stop_operations(self) -> None:
         systemd.notify("STOPPING=1")
