@@ -172,9 +172,13 @@ async def test_a_block_storage_refuses_is_not_kept(clients: Clients, db_path: Pa
     alice = await clients.user("alice")
     await clients.user("bob")
     # Another process removes bob's row: the block's write breaks a foreign key.
-    # (It waits for the daemon's own writes, such as the batched log-in audit
-    # entries, as a second process would: up to 30 s on a loaded machine.)
-    with sqlite3.connect(db_path, timeout=30) as conn:
-        conn.execute("DELETE FROM users WHERE name = 'bob'")
+    # In a thread, as another process would: the daemon shares this test's event
+    # loop, and a write of its own in progress (the batched log-in audit entries)
+    # needs the loop to finish and release the database's lock.
+    def remove_bob() -> None:
+        with sqlite3.connect(db_path, timeout=30) as conn:
+            conn.execute("DELETE FROM users WHERE name = 'bob'")
+
+    await asyncio.to_thread(remove_bob)
     assert (await error_of(alice, "/block bob"))["code"] == "internal-error"
     assert (await alice.command("/blocks"))["blocks"] == []
