@@ -212,6 +212,10 @@ class Accounts:
         stored = record.password_hash if record else await self._dummy()
         matches = await hashing.check(secret, stored)
         user = self.get(record.id) if record else None
+        if matches and record is not None and user is None and known is None:
+            # Made outside this process while it ran (``chatd useradd`` beside the running
+            # nodes of a cluster, writing the database): known from this first login on.
+            user = known = self.adopt(record)
         if not matches or user is None or user is not known or user.password_changes != changes:
             raise ChatError(Code.AUTH_FAILED, "wrong name or password.")
         return user

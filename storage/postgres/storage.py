@@ -116,8 +116,9 @@ class PostgresStorage(PgMessageQueries, PgContentQueries, PgGovernanceQueries,
                                      server_settings={"application_name": self._name})
         if not await conn.fetchval("SELECT pg_try_advisory_lock($1)", NODE_LOCK):
             await conn.close()
-            raise StorageError("another chatd node is serving this database; until nodes "
-                               "share delivery (a later version), one node may use it")
+            raise StorageError("another chatd node is serving this database: without "
+                               "cluster.redis, one node may use it (nodes share a database "
+                               "through Redis)")
         return conn
 
     async def _release_lock(self) -> None:
