@@ -89,6 +89,9 @@ class RoomsConfig:
     page_size: int = 20
     history_default: int = 20
     history_max: int = 200
+    # The most messages one /resume replays; past it, it says "more" and the
+    # client asks again from the last id replayed.
+    resume_max: int = 10_000
     invitation_ttl: Seconds = Seconds(7 * 86400)
     # Who may create rooms: "accounts" only, or "everyone", IRC guests included
     # (a guest then owns the rooms it creates for as long as they live).
@@ -316,7 +319,7 @@ RELOAD_POLICY: Final[dict[str, ReloadPolicy]] = {
     **_each("storage", "restart", "path", "flush_interval", "max_batch"),
     **_each("control", "restart", "enabled", "path"),
     **_each("accounts", "applied", "registration", "bcrypt_cost", "guests", "resume_ttl"),
-    **_each("rooms", "applied", "page_size", "history_default", "history_max",
+    **_each("rooms", "applied", "page_size", "history_default", "history_max", "resume_max",
             "invitation_ttl", "creation"),
     **_each("limits", "applied", "message_rate", "message_burst", "command_rate",
             "command_burst", "room_message_rate_max", "room_message_burst_max",

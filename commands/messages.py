@@ -99,3 +99,43 @@ async def history(ctx: Context, room: Room, n: int) -> Ok:
     ctx.text([f"-- {last} of #{room.name} --", *lines])
     return ok(f"{len(messages)} message{'s' * (len(messages) != 1)}.", room=room.name,
               messages=messages)
+
+
+@dataclass(frozen=True, slots=True)
+class MessageId(Int):
+    """A message id: a whole number from 0 (0: from the very first message), in
+    ASCII digits only (``isdigit`` alone also takes digits such as "²")."""
+
+    low: int = 0
+    high: int = 2**63 - 1
+
+    def convert(self, ctx: ParamContext, word: str, more_follow: bool) -> int:
+        if word.isascii() and word.isdigit() and int(word) <= self.high:
+            return int(word)
+        raise self.refusal(ctx, word)
+
+
+@command("resume", MessageId("last_id"), group=GROUP, scope=Scope.READ,
+         errors=(Code.BAD_ARGUMENTS,))
+async def resume(ctx: Context, last_id: int) -> Ok:
+    """Replay the messages of your rooms and direct messages above a message id, in id order."""
+    session = ctx.session
+    # Held from before the first await: a live message delivered meanwhile is
+    # put in its place among the replayed ones, or shown after them.
+    session.hold_live()
+    try:
+        gap = await ctx.services.catchup.since(ctx.user, last_id,
+                                               ctx.services.config.rooms.resume_max)
+    except BaseException:
+        session.end_hold((), last_id, ctx.label)  # what was held goes out as it came
+        raise
+    replay = session.end_hold(gap.messages, last_id, ctx.label)
+    last = replay[-1].id if replay else last_id
+    count = f"{len(replay)} message{'s' * (len(replay) != 1)} replayed"
+    if gap.recovered:
+        return ok(f"{count}; nothing is missing.", recovered=True, more=False,
+                  replayed=len(replay), last_id=last)
+    why = "more follow: /resume from last_id" if gap.more else "; ".join(gap.doubts)
+    return ok(f"{count}; the gap may not be complete ({why}).", recovered=False,
+              more=gap.more, replayed=len(replay), last_id=last, reasons=gap.doubts)
+

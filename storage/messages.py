@@ -60,6 +60,19 @@ _STRADDLING_SQL = ("SELECT count, numbers, strings FROM message_blocks "
                    "INDEXED BY message_blocks_room "
                    "WHERE room_id = ? AND last_id >= ? ORDER BY last_id LIMIT 1")
 
+# The messages above an id (/resume) of some rooms (a JSON list) and of one
+# user's direct messages, either way: a range scan of the table by id, which
+# beats any index when, as usual, the id is recent.
+_AFTER_SQL = (f"SELECT {_MESSAGE} FROM messages NOT INDEXED WHERE id > ? AND "
+              "(room_id IN (SELECT value FROM json_each(?)) OR recipient_id = ? "
+              "OR (sender_id = ? AND recipient_id IS NOT NULL)) ORDER BY id LIMIT ?")
+# The blocks of some rooms holding messages above an id, by their first message,
+# from a first id on (a range scan by last_id, the key).
+_BLOCKS_AFTER_SQL = ("SELECT first_id, room_id, count, numbers, strings FROM message_blocks "
+                     "NOT INDEXED WHERE last_id > ? AND room_id IN "
+                     "(SELECT value FROM json_each(?)) AND first_id > ? "
+                     "ORDER BY first_id LIMIT ?")
+
 # Both lookups are a step down a B-tree: the key of message_blocks is last_id.
 MAX_MESSAGE_ID_SQL = ("SELECT MAX((SELECT COALESCE(MAX(id), 0) FROM messages), "
                       "(SELECT COALESCE(MAX(last_id), 0) FROM message_blocks))")
@@ -205,6 +218,26 @@ class MessageQueries:
         rows = await self._fetch(sql, params)
         return sorted((_message(row) for row in rows), key=_by_id)
 
+    async def messages_after(self: SqliteHost, after_id: int, room_ids: Sequence[int],
+                             user_id: int, limit: int) -> list[MessageRecord]:
+        """The first ``limit`` messages above ``after_id``, in id order, of the rooms
+        ``room_ids`` and the direct messages to or from ``user_id``."""
+        if limit <= 0:
+            return []
+        rooms = json.dumps(list(room_ids))
+        async with self._reading() as conn:
+            rows = await conn.execute_fetchall(_AFTER_SQL,
+                                               (after_id, rooms, user_id, user_id, limit))
+            found = [_message(row) for row in rows]
+            # A full page of rows is complete only up to its last id.
+            complete_below = found[-1].id + 1 if len(found) == limit else _MAX_ID
+            blocks = await _blocks_after(conn, rooms, after_id, limit,
+                                         _Cut(found, complete_below))
+            await _forget_deleted_senders(conn, blocks)
+        found.extend(blocks)
+        found.sort(key=_by_id)
+        return found[:limit]
+
     async def direct_partners(self: SqliteHost, user_id: int,
                               hidden_kind: str = "") -> list[tuple[int, float]]:
         """Everyone ``user_id`` exchanged direct messages with (none of ``hidden_kind``),
@@ -280,6 +313,46 @@ async def _blocks_before(conn: aiosqlite.Connection, room_id: int, limit: int, b
             break
         take = min(4 * take, limit)
     return found
+
+
+class _Cut:
+    """Rows already found above an id, and the id below which they are complete."""
+
+    __slots__ = ("below", "rows")
+
+    def __init__(self, rows: list[MessageRecord], below: int) -> None:
+        self.rows = rows
+        self.below = below
+
+    def enough(self, blocks: list[MessageRecord], next_first: int, limit: int) -> bool:
+        """Whether ``limit`` messages are known below every one not read yet: the
+        blocks not read start at ``next_first`` or above, the rows at ``below``."""
+        bound = min(next_first, self.below)
+        known = sum(1 for m in self.rows if m.id < bound)
+        return known + sum(1 for m in blocks if m.id < bound) >= limit
+
+
+async def _blocks_after(conn: aiosqlite.Connection, rooms: str, after_id: int, limit: int,
+                        cut: _Cut) -> list[MessageRecord]:
+    """The block-stored messages of ``rooms`` above ``after_id``: enough of them
+    that, with ``cut``'s rows, the first ``limit`` above it are all known.
+
+    Blocks of different rooms overlap in ids, so they are read in the order of
+    their first ids: every block not read yet starts above the last one read.
+    """
+    found: list[MessageRecord] = []
+    take = -(-limit // BLOCK_SIZE) + 1
+    first = -1
+    while True:
+        rows = list(await conn.execute_fetchall(_BLOCKS_AFTER_SQL,
+                                                (after_id, rooms, first, take + 1)))
+        for first_id, room_id, count, numbers, strings in rows[:take]:
+            found.extend(m for m in read_block(room_id, count, numbers, strings)
+                         if m.id > after_id)
+            first = first_id
+        if len(rows) <= take or cut.enough(found, rows[take][0], limit):
+            return found
+        take = min(4 * take, 4096)
 
 
 async def _forget_deleted_senders(conn: aiosqlite.Connection,

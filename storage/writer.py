@@ -57,6 +57,11 @@ class MessageWriter:
         """Records submitted and not written yet."""
         return len(self._pending)
 
+    def pending_after(self, after_id: int) -> list[MessageRecord]:
+        """The records not written yet whose ids are above ``after_id`` (a copy):
+        what a reader of storage merges so as to see every message delivered."""
+        return [m for m in self._pending if m.id > after_id]
+
     @property
     def written(self) -> int:
         """Records written since the writer was created."""

@@ -27,6 +27,7 @@ from chatd.delivery.bus import LocalBus
 from chatd.domain.accounts import Accounts
 from chatd.domain.admission import Admission
 from chatd.domain.audit import AuditLog
+from chatd.domain.catchup import Catchup
 from chatd.domain.clock import Clock
 from chatd.domain.messaging import Messaging
 from chatd.domain.moderation import Moderation
@@ -219,7 +220,8 @@ def wire_services(config: Config, clock: Clock, storage: Storage, table: Command
                         stickers=stickers, crypto=crypto, e2e=e2e, sequencer=sequencer,
                         transactions=transactions,
                         webhooks=Webhooks(storage, rooms, messaging, protection, audit, clock),
-                        admin_feed=AdminFeed(audit, presence))
+                        admin_feed=AdminFeed(audit, presence),
+                        catchup=Catchup(storage, writer, bus, sequencer, rooms, accounts))
 
     def per_use(c: Config) -> None:
         services.config = c

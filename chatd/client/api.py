@@ -17,7 +17,7 @@ import asyncio
 import contextlib
 import itertools
 import json
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -154,6 +154,13 @@ class ChatClient:
         while not self._events.empty():
             taken.append(self._events.get_nowait())
         return taken
+
+    def discard_events(self, unwanted: Callable[[dict[str, Any]], bool]) -> None:
+        """Drop the events received and not yet taken that ``unwanted`` picks (the
+        others keep their order)."""
+        kept = [event for event in self.pending_events() if not unwanted(event)]
+        for event in kept:
+            self._events.put_nowait(event)
 
     async def close(self) -> None:
         with contextlib.suppress(Exception):

@@ -39,6 +39,7 @@ import heapq
 import itertools
 import logging
 import time
+from collections import deque
 from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING, Any
 
@@ -46,6 +47,7 @@ import redis
 
 from chatd.cluster import codec, keys
 from chatd.cluster.gate import Gate
+from chatd.cluster.recent import read_tail
 from chatd.cluster.sequencer import busy
 from chatd.delivery.issuer import issuer, issuing
 from chatd.domain.events import Message, Typing
@@ -60,7 +62,7 @@ if TYPE_CHECKING:
     from chatd.delivery.bus import LocalBus
     from chatd.domain.accounts import User
     from chatd.domain.events import Event
-    from chatd.domain.ports import Endpoint
+    from chatd.domain.ports import Delivered, Endpoint
     from chatd.domain.room import Room
 
 log = logging.getLogger(__name__)
@@ -71,6 +73,8 @@ GAP_WAIT = 1.0
 PLACE_WAIT = 5.0
 # The most entries read at once.
 READ_COUNT = 1000
+# How many ids of refused messages are remembered (/resume leaves them out).
+REFUSED_KEPT = 10_000
 
 Entry = dict[str, Any]
 
@@ -104,6 +108,7 @@ class ClusterBus:
         self.delivered = 0
         self.gate = Gate()
         self.refused = 0
+        self._refused_ids: deque[int] = deque(maxlen=REFUSED_KEPT)
         # This node's room messages waiting for their place, by id.
         self._placing: dict[int, asyncio.Future[None]] = {}
 
@@ -168,6 +173,12 @@ class ClusterBus:
             future.set_result(None)
         else:
             future.set_exception(refusal)
+
+    async def recent(self, after_id: int) -> Sequence[Delivered]:
+        """The log's messages above ``after_id`` this node already ordered, which
+        their nodes may not have written yet (:mod:`chatd.cluster.recent`)."""
+        return await read_tail(self._shared, after_id, self._expected,
+                               frozenset(self._refused_ids))
 
     # -- publishing --------------------------------------------------------
 
@@ -355,6 +366,8 @@ class ClusterBus:
         refusal = self.gate.refusal(room_id, room.name, event)
         if refusal is not None:
             self.refused += 1
+            if event.id is not None:
+                self._refused_ids.append(event.id)
         return refusal
 
     def _to_room(self, room: Room, event: Event,

@@ -10,6 +10,8 @@ from typing import Final
 
 COUNTER: Final = "{chatd}:id"
 EPOCH: Final = "{chatd}:epoch"
+# The first id of the counter's epoch (/resume: an id below it may miss messages).
+EPOCH_FIRST: Final = "{chatd}:epoch:first"
 LOG: Final = "{chatd}:log"
 FENCE: Final = "{chatd}:fence"
 # The log keeps about this many entries; older ones are in PostgreSQL.

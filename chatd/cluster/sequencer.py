@@ -28,6 +28,7 @@ from typing import TYPE_CHECKING, Any
 import redis
 
 from chatd.cluster import keys
+from chatd.domain.ports import IdSpan
 from chatd.errors import ChatError, Code
 
 if TYPE_CHECKING:
@@ -37,13 +38,16 @@ if TYPE_CHECKING:
 
     from storage.api import Storage
 
-# Set the epoch and the counter together, once: the first node to arrive seeds.
+# Set the epoch and the counter together, once: the first node to arrive seeds,
+# and notes the first id of the epoch (KEYS[3]) when the database held messages
+# (ids of an earlier epoch may then be lost; with none stored, none can be).
 _SEED = """
 if redis.call('SET', KEYS[1], ARGV[1], 'NX') then
   local current = tonumber(redis.call('GET', KEYS[2]) or '0')
   if current < tonumber(ARGV[2]) then redis.call('SET', KEYS[2], ARGV[2]) end
+  redis.call('SET', KEYS[3], ARGV[3])
 end
-return redis.call('GET', KEYS[1])
+return {redis.call('GET', KEYS[1]), redis.call('GET', KEYS[3]) or '0'}
 """
 
 # How long a post waits for Redis before it is refused, in seconds.
@@ -66,6 +70,8 @@ class ClusterSequencer:
         self._in_flight: list[asyncio.Future[int]] = []
         self._numbering: asyncio.Task[None] | None = None
         self.epoch = ""
+        # The first id of the counter's epoch (0: nothing before it was stored).
+        self.first = 0
         self.batches = 0
         # The node's start (once the counter is joined) and stop.
         self.started: Callable[[], Awaitable[None]] | None = None
@@ -73,10 +79,13 @@ class ClusterSequencer:
 
     async def load(self) -> None:
         """Join the counter, seeding it if this Redis has none yet."""
-        seed = await self._storage.max_message_id() + keys.SEED_MARGIN
-        epoch: Any = await self._shared.eval(_SEED, 2, keys.EPOCH, keys.COUNTER,
-                                             secrets.token_hex(8), seed)
-        self.epoch = epoch.decode() if isinstance(epoch, bytes) else str(epoch)
+        stored = await self._storage.max_message_id()
+        seed = stored + keys.SEED_MARGIN
+        epoch, first = await self._shared.eval(_SEED, 3, keys.EPOCH, keys.COUNTER,
+                                               keys.EPOCH_FIRST, secrets.token_hex(8), seed,
+                                               seed + 1 if stored else 0)
+        self.epoch = _text(epoch)
+        self.first = int(_text(first))
         if self.started is not None:
             await self.started()
 
@@ -86,6 +95,15 @@ class ClusterSequencer:
             await self.stopping()
         if self._numbering is not None:
             await self._numbering
+
+    async def issued(self) -> IdSpan:
+        """The epoch's first id and the counter's value; ``busy`` without Redis."""
+        try:
+            async with asyncio.timeout(TIMEOUT):
+                last = int(await self._shared.get(keys.COUNTER) or 0)
+        except (redis.RedisError, TimeoutError):
+            raise busy() from None
+        return IdSpan(self.first, last)
 
     def for_room(self, room_id: int) -> asyncio.Future[int]:
         return self.next()
@@ -135,3 +153,7 @@ class ClusterSequencer:
         for number, future in enumerate(batch, last - len(batch) + 1):
             if not future.done():  # a post whose connection went away no longer waits
                 future.set_result(number)
+
+
+def _text(value: Any) -> str:
+    return value.decode() if isinstance(value, bytes) else str(value)

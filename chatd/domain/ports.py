@@ -18,6 +18,7 @@ PostgreSQL) behind the same Protocols.
 from __future__ import annotations
 
 from collections.abc import Awaitable
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Protocol
 
 if TYPE_CHECKING:
@@ -25,7 +26,7 @@ if TYPE_CHECKING:
     from contextlib import AbstractAsyncContextManager
 
     from chatd.domain.accounts import User
-    from chatd.domain.events import Event
+    from chatd.domain.events import Event, Message
     from chatd.domain.room import Room
 
 
@@ -96,6 +97,16 @@ class Routes(Protocol):
         """``user``'s connections, oldest first (do not change it)."""
 
 
+@dataclass(frozen=True, slots=True)
+class Delivered:
+    """A message as a bus delivered it: to ``room_id``'s members, or (no room) to
+    the users ``user_ids`` (a direct message's recipient and sender)."""
+
+    event: Message
+    room_id: int | None
+    user_ids: tuple[int, ...] = ()
+
+
 class Bus(Routes, Protocol):
     """How the domain tells connections what happened.
 
@@ -134,6 +145,12 @@ class Bus(Routes, Protocol):
         it forbade it, or ``busy`` when the log could not take it."""
 
 
+    def recent(self, after_id: int) -> Awaitable[Sequence[Delivered]]:
+        """The messages above ``after_id`` this bus delivered that storage may not
+        hold yet (/resume merges them with storage's). This process's bus has
+        none beyond its own writer's; a shared log's bus reads the log's tail,
+        raising ``ChatError`` (``busy``) when the log does not answer."""
+
 # A message id, now or once a shared counter answered (see :class:`Sequencer`).
 Id = int | Awaitable[int]
 
@@ -169,11 +186,26 @@ class Sequencer(Protocol):
         first message. This process's counter continues above the largest
         stored id; a cluster's joins the shared counter and learns its epoch."""
 
+    async def issued(self) -> IdSpan:
+        """Which ids this sequencer vouches for (see :class:`IdSpan`); a shared
+        counter asks it, raising ``ChatError`` (``busy``) when it does not answer."""
+
     def for_room(self, room_id: int) -> Id:
         """The id of a new message in room ``room_id``."""
 
     def for_direct(self, recipient_id: int) -> Id:
         """The id of a new direct message to user ``recipient_id``."""
+
+
+@dataclass(frozen=True, slots=True)
+class IdSpan:
+    """The ids a sequencer vouches for: ``last`` is the largest issued so far
+    (an id above it was never issued here); an id below ``first`` belongs to an
+    earlier epoch of the counter, whose messages numbered but never stored are
+    lost (none in this process: 0)."""
+
+    first: int
+    last: int
 
 
 class RoomTxn(Protocol):

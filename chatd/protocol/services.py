@@ -23,6 +23,7 @@ if TYPE_CHECKING:
     from chatd.domain.accounts import Accounts
     from chatd.domain.admission import Admission
     from chatd.domain.audit import AuditLog
+    from chatd.domain.catchup import Catchup
     from chatd.domain.clock import Clock
     from chatd.domain.messaging import Messaging
     from chatd.domain.moderation import Moderation
@@ -77,6 +78,8 @@ class Services:
     webhooks: Webhooks
     # Server admins following the audit log live (/adminfeed, the web's admin page).
     admin_feed: AdminFeed
+    # The messages a user missed, from a message id on (/resume).
+    catchup: Catchup
 
 
 class HandlerServices(Protocol):
@@ -92,6 +95,8 @@ class HandlerServices(Protocol):
     def rooms(self) -> Rooms: ...
     @property
     def messaging(self) -> Messaging: ...
+    @property
+    def catchup(self) -> Catchup: ...
     @property
     def moderation(self) -> Moderation: ...
     @property

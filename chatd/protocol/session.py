@@ -9,12 +9,12 @@ from __future__ import annotations
 
 import itertools
 import logging
-from collections.abc import Awaitable, Mapping
+from collections.abc import Awaitable, Mapping, Sequence
 from enum import Enum
 from typing import TYPE_CHECKING, Any, Protocol
 
 from chatd.delivery.outgoing import PRESENCE, Outgoing
-from chatd.domain.events import Event
+from chatd.domain.events import Event, Message
 from chatd.protocol.records import record_for, record_of
 from chatd.protocol.render import Style, lane_renderer, render, style_key
 
@@ -78,6 +78,7 @@ class Session:
         "_room_id",
         "anonymous_since",
         "coalesced",
+        "held",
         "id",
         "line_sink",
         "out",
@@ -108,6 +109,8 @@ class Session:
         self.line_sink: LineSink | None = None
         # Presence events skipped under output pressure, summarised once it eases.
         self.coalesced = 0
+        # While set, what the bus delivers waits here (a /resume replays first).
+        self.held: list[Outgoing] | None = None
         self.style = DEFAULT_STYLE
         (self._key_current, self._key_other,
          self._render_current, self._render_other) = _DEFAULT_LANES
@@ -139,6 +142,9 @@ class Session:
     def tap(self, feed: RoomFeed, item: Outgoing) -> None:
         """Take the room's messages of this turn from ``item`` on (see chatd.delivery.feed):
         the room fan-out's fast path for messages."""
+        if self.held is not None:
+            self.held.append(item)
+            return
         if self.coalesced:
             self.deliver(item)
             return
@@ -153,6 +159,9 @@ class Session:
 
     def deliver(self, item: Outgoing) -> None:
         """Queue ``item`` for this connection. The fan-out hot path: keep it lean."""
+        if self.held is not None:
+            self.held.append(item)
+            return
         key = self._key_current if item.room_id == self._room_id else self._key_other
         if item.priority and self.out.congested:
             self._shed(item)
@@ -165,6 +174,28 @@ class Session:
                                             key == self._key_current)
         if data:
             self.out.write(data)
+
+    def hold_live(self) -> None:
+        """Keep what the bus delivers from now on until :meth:`end_hold` (the
+        replay of ``/resume`` goes first, in id order)."""
+        self.out.untap()
+        if self.held is None:
+            self.held = []
+
+    def end_hold(self, found: Sequence[Message], after_id: int,
+                label: str | None) -> list[Message]:
+        """Stop holding: show the replay of the messages ``found`` above ``after_id``
+        (in id order; labelled ``label``, marked ``replay``), then deliver what was
+        held. A held message up to the replay's last id takes its place in the
+        replay (once, if it was found too); the rest follows in the order it
+        came, so the ids this connection sees keep increasing. Returns the replay."""
+        held, self.held = self.held or [], None
+        replay, live = _merged(found, held, after_id)
+        for event in replay:
+            self.send({**record_of(event), "replay": True}, label)
+        for item in live:
+            self.deliver(item)
+        return replay
 
     def _shed(self, item: Outgoing) -> None:
         if item.priority == PRESENCE:
@@ -236,3 +267,19 @@ class Session:
     def __repr__(self) -> str:
         who = self.user.name if self.user else "-"
         return f"<Session {self.id} {who} {self.peer}>"
+
+
+def _merged(found: Sequence[Message], held: list[Outgoing],
+            after_id: int) -> tuple[list[Message], list[Outgoing]]:
+    """The replay (``found`` and the held messages in its range, by id, once each)
+    and the held items left to deliver live after it."""
+    top = max((m.id for m in found if m.id is not None), default=after_id)
+    replay: dict[int, Message] = {m.id: m for m in found if m.id is not None}
+    live: list[Outgoing] = []
+    for item in held:
+        event = item.event
+        if isinstance(event, Message) and event.id is not None and after_id < event.id <= top:
+            replay.setdefault(event.id, event)
+        else:
+            live.append(item)
+    return [replay[i] for i in sorted(replay)], live

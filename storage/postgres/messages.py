@@ -126,6 +126,19 @@ class PgMessageQueries:
         rows = await self._fetch(sql, user_id, other_id, before, hidden_kind, limit)
         return [_message(row) for row in reversed(rows)]
 
+    async def messages_after(self: PgHost, after_id: int, room_ids: Sequence[int],
+                             user_id: int, limit: int) -> list[MessageRecord]:
+        """The first ``limit`` messages above ``after_id``, in id order, of the rooms
+        ``room_ids`` and the direct messages to or from ``user_id`` (a scan of the
+        primary key from ``after_id`` on)."""
+        if limit <= 0:
+            return []
+        rows = await self._fetch(
+            f"SELECT {_MESSAGE} FROM messages WHERE id > $1 AND (room_id = ANY($2::bigint[]) "
+            "OR recipient_id = $3 OR (sender_id = $3 AND recipient_id IS NOT NULL)) "
+            "ORDER BY id LIMIT $4", after_id, list(room_ids), user_id, limit)
+        return [_message(row) for row in rows]
+
     async def direct_partners(self: PgHost, user_id: int,
                               hidden_kind: str = "") -> list[tuple[int, float]]:
         """Everyone ``user_id`` exchanged direct messages with (none of ``hidden_kind``),

@@ -23,6 +23,7 @@ from chatd.client.sdk import (
     RoomEvent,
     Typing,
 )
+from chatd.client.sdk.backoff import Backoff
 from chatd.domain.clock import ManualClock
 from tests.client.helpers import (
     bot_token,
@@ -315,3 +316,31 @@ async def test_the_bot_stops_while_connecting(server: ChatServer, clients: Clien
     assert not task.done()
     await bot.stop()
     await asyncio.wait_for(task, 8)
+
+
+async def test_a_reconnected_bot_gets_what_it_missed_once_through_resume(
+        server: ChatServer, clients: Clients) -> None:
+    token = await bot_token(clients, "helper")
+    alice = await clients.user("alice")
+    await alice.command("/create general")
+    # Waits long enough to post while the bot is away.
+    bot = Bot("127.0.0.1", server.port, user="helper", token=token, rooms=["general"],
+              backoff=Backoff(first=0.5, ceiling=0.5, floor=0.5, rng=lambda: 0.5))
+    got: list[tuple[int, bool]] = []
+
+    @bot.on_message
+    async def message(event: Message) -> None:
+        got.append((event.id, event.replayed))
+
+    task = await started(bot)
+    first = (await alice.command("/say general before"))["id"]
+    await until(lambda: [i for i, _ in got] == [first], "the first message")
+    assert bot.client is not None
+    await bot.client.close()
+    missed = [(await alice.command(f"/say general missed {n}"))["id"] for n in range(3)]
+    missed.append((await alice.command("/msg helper and a direct one"))["id"])
+    await until(lambda: len(got) >= 5, "the missed messages")
+    after = (await alice.command("/say general after"))["id"]
+    await until(lambda: len(got) >= 6, "the live message")
+    assert got[1:] == [*((i, True) for i in missed), (after, False)]
+    await stopped(bot, task)

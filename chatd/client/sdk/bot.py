@@ -264,15 +264,19 @@ class Bot:
     async def _serve_once(self) -> None:
         client = await ChatClient.connect(self.host, self.port, self.timeout, **self._tls)
         self.client = client
+        # Where the resume starts: the welcome's direct messages raise last_id.
+        resume_from = self.last_id
         try:
             welcome = await self._login(client)
             await self._rejoin(client)
             self.connections += 1
             self.backoff.reset()
             self.connected.set()
+            seen: set[int] = set()
             for record in welcome.lines:  # direct messages kept while the bot was away
+                seen.add(record.get("id", 0))
                 await self.dispatch(record, replayed=True)
-            await self._resume(client)
+            await self._resume(client, resume_from, seen)
             for handler in self._on_connect:
                 await handler()
             async for record in client.events():
@@ -323,16 +327,36 @@ class Bot:
             if not reply.ok:
                 log.warning("could not join #%s: %s", room, reply.final.get("message"))
 
-    async def _resume(self, client: ChatClient) -> None:
-        """After a reconnection, the messages missed meanwhile (when the server offers it)."""
-        if not self.last_id:
+    async def _resume(self, client: ChatClient, after_id: int, seen: set[int]) -> None:
+        """After a reconnection, the messages missed meanwhile (when the server
+        offers ``/resume``), none of ``seen`` (shown already), page after page
+        while the server says there are ``more``. Live messages that came since
+        the login wait in the client and are dispatched after, those replayed
+        left out."""
+        if not after_id:
             return
-        reply = await client.command(f"/resume {self.last_id}", check=False)
-        if reply.ok:
+        while True:
+            reply = await client.command(f"/resume {after_id}", check=False)
+            if not reply.ok:
+                if reply.final.get("code") != "unknown-command":
+                    log.info("resume refused: %s", reply.final.get("message"))
+                return
             for record in reply.lines:
-                await self.dispatch(record, replayed=True)
-        elif reply.final.get("code") != "unknown-command":
-            log.info("resume refused: %s", reply.final.get("message"))
+                if record.get("id") not in seen:
+                    seen.add(record.get("id", 0))
+                    await self.dispatch(record, replayed=True)
+            if reply.final.get("recovered") is False and not reply.final.get("more"):
+                log.warning("resume: the gap may be incomplete: %s", reply.final.get("reasons"))
+            if not reply.final.get("more"):
+                break
+            after_id = int(reply.final.get("last_id", after_id))
+        self._skip_replayed(client, seen)
+
+    @staticmethod
+    def _skip_replayed(client: ChatClient, seen: set[int]) -> None:
+        """Drop from the client's waiting events the live messages the replay showed."""
+        client.discard_events(lambda record: record.get("type") == "message"
+                              and record.get("id") in seen)
 
     async def _close(self) -> None:
         for task in list(self._tasks):

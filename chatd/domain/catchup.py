@@ -1,0 +1,163 @@
+"""``/resume``: the messages a user missed, from a message id on.
+
+A client that lost its connection knows the id of the last message it saw.
+Ids are unique and increase in the order messages are delivered, so "every
+message of mine above that id" is the gap, found in three places and merged
+by id, each message once:
+
+* storage: everything written;
+* the message writer's pending records: delivered, not written yet (this
+  node's own, in a cluster too);
+* the bus's :meth:`~chatd.domain.ports.Bus.recent`: what a cluster's other
+  nodes delivered and may not have written yet (the shared log's tail);
+  this process's bus has nothing there.
+
+The pending records are taken before storage is read, so a record written
+meanwhile is found in storage; one submitted later is delivered live, after
+the caller began holding the connection's live messages (see
+``commands/messages.py``).
+
+**Whose messages.** The rooms the user is a member of *now* (a room left
+during the gap is not replayed; one joined is, from the id on), and the
+direct messages to and from the user, both ways, sender keys of end-to-end
+rooms included (a client needs them to read the room's envelopes). A direct
+message from someone the user blocks now is left out. End-to-end messages
+come as stored: the envelope, never a text.
+
+**Complete or not.** ``recovered`` is False when the gap may hold more than
+was found: the counter never issued the id (a client of another database or
+an earlier epoch), the id is older than the counter's epoch (a cluster whose
+Redis lost its memory: what was numbered and not stored then is lost), a
+source did not answer (storage, the log, the counter), or the cap was
+reached (``more``: ask again from the last id replayed). Room history is
+never pruned while a room lives (only ended rooms' history expires, and
+nobody is a member of those), so no retention window applies.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
+
+from chatd.domain.events import Message
+from chatd.errors import ChatError
+
+if TYPE_CHECKING:
+    from collections.abc import Iterable, Mapping
+
+    from chatd.domain.accounts import Accounts, User
+    from chatd.domain.ports import Bus, Delivered, IdSpan, Sequencer
+    from chatd.domain.rooms import Rooms
+    from storage.api import Storage
+    from storage.records import MessageRecord
+    from storage.writer import MessageWriter
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(slots=True)
+class Gap:
+    """The messages above an id, in id order, and whether they are all of them."""
+
+    messages: list[Message] = field(default_factory=list)
+    # Why the gap may be incomplete (empty: it is complete).
+    doubts: list[str] = field(default_factory=list)
+    # The cap was reached: more messages follow the last one.
+    more: bool = False
+
+    @property
+    def recovered(self) -> bool:
+        return not self.doubts and not self.more
+
+
+class Catchup:
+    """Finds a user's messages above a message id (the ``/resume`` command)."""
+
+    def __init__(self, storage: Storage, writer: MessageWriter, bus: Bus,
+                 sequencer: Sequencer, rooms: Rooms, accounts: Accounts) -> None:
+        self._storage = storage
+        self._writer = writer
+        self._bus = bus
+        self._ids = sequencer
+        self._rooms = rooms
+        self._accounts = accounts
+
+    async def since(self, user: User, after_id: int, limit: int) -> Gap:
+        """``user``'s messages above ``after_id``: at most ``limit`` of them (then
+        ``more``), oldest first."""
+        rooms = {room.id: room.name for room in self._rooms.of_user(user)}
+        gap = Gap()
+        # Taken before storage is read: a record written meanwhile is read there.
+        found = {m.id: m for m in self._writer.pending_after(after_id)
+                 if _concerns(m, rooms, user)}
+        events = {i: self._event(m, rooms, user) for i, m in found.items()}
+        await self._check_span(after_id, gap)
+        for delivered in await self._recent(after_id, gap):
+            event = delivered.event
+            if event.id is not None and _reaches(delivered, rooms, user):
+                events.setdefault(event.id, event)
+        for record in await self._stored(after_id, list(rooms), user, limit + 1, gap):
+            if record.id not in events:
+                events[record.id] = self._event(record, rooms, user)
+        ordered = [events[i] for i in sorted(events) if not self._blocked(user, events[i])]
+        gap.more = len(ordered) > limit
+        gap.messages = ordered[:limit]
+        return gap
+
+    async def _check_span(self, after_id: int, gap: Gap) -> None:
+        try:
+            span: IdSpan = await self._ids.issued()
+        except ChatError:
+            gap.doubts.append("the message counter does not answer")
+            return
+        if after_id > span.last:
+            gap.doubts.append(f"no message id above {span.last} was issued yet: "
+                              f"{after_id} is from another server or epoch")
+        elif after_id + 1 < span.first:
+            gap.doubts.append(f"the message counter started again at {span.first}: "
+                              "messages numbered before that may be lost")
+
+    async def _recent(self, after_id: int, gap: Gap) -> Iterable[Delivered]:
+        try:
+            return await self._bus.recent(after_id)
+        except (ChatError, OSError) as exc:
+            log.warning("resume: the recent messages could not be read: %s", exc)
+            gap.doubts.append("the cluster's log does not answer")
+            return ()
+
+    async def _stored(self, after_id: int, room_ids: list[int], user: User, limit: int,
+                      gap: Gap) -> list[MessageRecord]:
+        try:
+            return await self._storage.messages_after(after_id, room_ids, user.id, limit)
+        except Exception as exc:  # any driver's failure: the answer says so, the client retries
+            log.warning("resume: storage could not be read: %s", exc)
+            gap.doubts.append("the database does not answer")
+            return []
+
+    def _event(self, record: MessageRecord, rooms: Mapping[int, str], user: User) -> Message:
+        if record.room_id is not None:
+            return Message.of(record, room=rooms.get(record.room_id))
+        if record.recipient_id == user.id:
+            return Message.of(record, to=user.name)
+        recipient = self._accounts.get(record.recipient_id or 0)
+        return Message.of(record, to=recipient.name if recipient else "")
+
+    def _blocked(self, user: User, event: Message) -> bool:
+        """A direct message from someone ``user`` blocks now."""
+        if event.room is not None or not user.blocked:
+            return False
+        sender = self._accounts.find(event.sender)
+        return sender is not None and sender.id in user.blocked
+
+
+def _concerns(record: MessageRecord, rooms: Mapping[int, str], user: User) -> bool:
+    if record.room_id is not None:
+        return record.room_id in rooms
+    return user.id in (record.recipient_id, record.sender_id)
+
+
+def _reaches(delivered: Delivered, rooms: Mapping[int, str], user: User) -> bool:
+    if delivered.event.room is not None:
+        return delivered.room_id in rooms
+    return user.id in delivered.user_ids

@@ -1,0 +1,107 @@
+"""/resume across nodes: a client that was on one node resumes on another with
+no gap, messages the other nodes delivered but did not write yet included
+(docs/CLUSTER.md, "Resuming")."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import pytest
+import redis
+import redis.asyncio
+
+from chatd.app.app import App
+from chatd.client import ChatClient
+from tests.cluster.test_nodes import known_everywhere, login
+from tests.helpers import PASSWORD, start_server
+from tests.services import RedisServer
+
+pytestmark = pytest.mark.asyncio
+
+USERS = ("ann", "bob", "cat")
+
+
+@pytest.fixture
+async def nodes(tmp_path: Path, postgres_url: str,
+                redis_server: RedisServer) -> AsyncIterator[list[App]]:
+    """Three nodes whose writers wait an hour: what they deliver is not in
+    PostgreSQL unless something flushes it."""
+    redis.Redis.from_url(redis_server.url).flushall()
+    started: list[App] = []
+    for n in (1, 2, 3):
+        app = await start_server(tmp_path / f"n{n}.db", cluster__enabled=True,
+                                 cluster__node_id=f"n{n}", cluster__postgres=postgres_url,
+                                 cluster__redis=redis_server.url,
+                                 storage__flush_interval=3600)
+        started.append(app)
+        if n == 1:
+            for name in USERS:
+                client = await ChatClient.connect("127.0.0.1", app.port)
+                await client.command(f"/register {name} {PASSWORD}")
+                await client.close()
+    yield started
+    for app in started:
+        await app.stop()
+
+
+async def test_a_client_resumes_on_another_node_with_no_gap(nodes: list[App]) -> None:
+    ann, bob, cat = [await login(app, name) for app, name in zip(nodes, USERS, strict=True)]
+    await ann.command("/create lobby")
+    await known_everywhere(nodes, "lobby")
+    await bob.command("/join lobby")
+    await cat.command("/join lobby")
+    last = (await ann.command("/say lobby before"))["id"]
+    await ann.close()
+    missed = [(await bob.command("/say lobby from node 2"))["id"],
+              (await cat.command("/say lobby from node 3"))["id"],
+              (await bob.command("/msg ann a direct one from node 2"))["id"],
+              (await bob.command("/say lobby again from node 2"))["id"]]
+    # Node 2 wrote nothing yet: those can only come from the log's tail.
+    assert nodes[1].services.writer.pending >= 3
+    back = await login(nodes[2], "ann")
+    reply = await back.command(f"/resume {last}")
+    replayed = [m for m in reply.lines if m.get("type") == "message"]
+    assert [m["id"] for m in replayed] == sorted(missed)
+    assert [m.get("room") or m.get("to") for m in replayed] == ["lobby", "lobby", "ann", "lobby"]
+    assert reply.final["recovered"] is True
+    # Written or not, each comes once: after every node flushed, the same answer.
+    for app in nodes:
+        await app.services.writer.flush()
+    again = await back.command(f"/resume {last}")
+    assert [m["id"] for m in again.lines if m.get("type") == "message"] == sorted(missed)
+    for client in (back, bob, cat):
+        await client.close()
+
+
+async def test_resuming_from_an_id_the_cluster_never_issued(nodes: list[App]) -> None:
+    ann = await login(nodes[0], "ann")
+    reply = await ann.command("/resume 999999999999")
+    assert reply.final["recovered"] is False
+    assert "another server or epoch" in reply.final["reasons"][0]
+    await ann.close()
+
+
+async def test_resuming_from_before_the_counters_epoch_is_not_recovered(
+        nodes: list[App], tmp_path: Path, postgres_url: str,
+        redis_server: RedisServer) -> None:
+    ann = await login(nodes[0], "ann")
+    await ann.command("/create hall")
+    last = (await ann.command("/say hall one"))["id"]
+    await ann.close()
+    for app in nodes:
+        await app.services.writer.flush()
+    # Redis loses its memory; the next node to start seeds a new epoch.
+    shared = redis.asyncio.Redis.from_url(redis_server.url)
+    await shared.flushall()
+    await shared.aclose()
+    fresh = await start_server(tmp_path / "n4.db", cluster__enabled=True, cluster__node_id="n4",
+                               cluster__postgres=postgres_url, cluster__redis=redis_server.url)
+    try:
+        back = await login(fresh, "ann")
+        reply = await back.command(f"/resume {last}")
+        assert reply.final["recovered"] is False
+        assert "started again" in reply.final["reasons"][0]
+        await back.close()
+    finally:
+        await fresh.stop()
