@@ -74,6 +74,12 @@ class Daemon:
         assert self.proc is not None
         return self.proc.pid
 
+    def wait_durable(self, target: int) -> float | None:
+        """The monotonic time message ``target`` was seen stored (None: not in time)."""
+        from .database import wait_durable  # noqa: PLC0415
+
+        return wait_durable(self.db, target)
+
     def cpu(self) -> float:
         """utime + stime of the daemon (all threads), in seconds."""
         user, system = self.cpu_split()
