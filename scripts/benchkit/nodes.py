@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from .common import ROOT, log
-from .daemon import Daemon, bench_config
+from .daemon import Daemon, bench_config, is_problem
 from .services import tree_cpu
 
 # Warnings a node logs by design in the bench's set-up: the blob directory it
@@ -38,8 +38,7 @@ class Node(Daemon):
         except OSError:
             return {}
         bad = [line for line in text.splitlines()
-               if line.startswith(("level=warning", "level=error"))
-               and not any(expected in line for expected in EXPECTED_WARNINGS)]
+               if is_problem(line) and not any(expected in line for expected in EXPECTED_WARNINGS)]
         return {"exit_code": getattr(self, "exit_code", None), "warnings_and_errors": len(bad),
                 "samples": [line[:300] for line in bad[:5]]}
 
