@@ -67,6 +67,8 @@ class ClusterSequencer:
         self._numbering: asyncio.Task[None] | None = None
         self.epoch = ""
         self.batches = 0
+        # Ids refused with busy because Redis did not answer (metrics).
+        self.refused = 0
         # The node's start (once the counter is joined) and stop.
         self.started: Callable[[], Awaitable[None]] | None = None
         self.stopping: Callable[[], Awaitable[None]] | None = None
@@ -129,6 +131,7 @@ class ClusterSequencer:
         except (redis.RedisError, TimeoutError):
             for future in batch:
                 if not future.done():
+                    self.refused += 1
                     future.set_exception(busy())
             return
         self.batches += 1
