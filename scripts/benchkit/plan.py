@@ -96,7 +96,7 @@ def make_plan(quick: bool, window: int, scenarios: set[str]) -> Plan:
             phase_timeout=20, ws=fan("fanout-100c-1r", 100, 1, 10, 200_000), ws_idle=500,
             resume_clients=200, resume_password_sample=10,
             cluster_fanout=fan("cluster-100c-1r", 100, 1, 10, 200_000),
-            cluster_lag=FanSpec("cluster-lag", 100, 50, 50, 1, 0))
+            cluster_lag=FanSpec("cluster-lag", 100, 50, 50, 1, 0), cluster_lag_seconds=0.5)
     else:
         plan = Plan(
             # Runs of several seconds: CPU is read in 10 ms ticks.
