@@ -12,6 +12,9 @@ creates and the server runs under it.
 A missing server program skips the tests that need it on a developer's
 machine, and fails them in CI (``CI=true``), where scripts/test installs the
 Debian packages ``postgresql`` and ``redis-server``.
+
+The server classes do not need pytest (only :func:`unavailable` imports it):
+``scripts/bench --cluster`` starts its servers with them.
 """
 
 from __future__ import annotations
@@ -31,8 +34,6 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any, NoReturn
 
-import pytest
-
 START_TIMEOUT = 30.0
 STOP_TIMEOUT = 10.0
 # The account initdb makes superuser: the role chatd connects as.
@@ -49,6 +50,9 @@ def required_in_ci() -> bool:
 
 def unavailable(what: str) -> NoReturn:
     """Skip the test for lack of ``what``, or fail it in CI."""
+    # Imported here: the server classes serve scripts/bench too, which runs without pytest.
+    import pytest
+
     message = f"{what} (scripts/test installs it)"
     if required_in_ci():
         pytest.fail(f"CI needs {message}", pytrace=False)

@@ -18,7 +18,7 @@ from chatd import __version__
 from chatd.app.app import App
 from chatd.app.reloads import Applies, Reloads
 from chatd.config import ConfigError
-from chatd.content.blobs import open_blob_store
+from chatd.content.blobs import open_blob_store, warn_unshared
 from chatd.content.files import Files
 from chatd.content.stickers import Stickers
 from chatd.crypto.e2e import E2E
@@ -201,6 +201,7 @@ def wire_services(config: Config, clock: Clock, storage: Storage, table: Command
     messaging = Messaging(storage, writer, bus, notifier, clock, protection, stats, sequencer)
     if node is not None:
         node.attach(rooms, accounts)
+        warn_unshared(config.files, config.storage.path)
     presence = Presence(accounts, rooms, messaging, notifier, audit, stats, clock, transactions)
     admission = Admission(storage, rooms, accounts, bus, notifier, audit, clock, config,
                           transactions)

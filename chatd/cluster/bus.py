@@ -109,6 +109,8 @@ class ClusterBus:
         self.gate = Gate()
         self.refused = 0
         self._refused_ids: deque[int] = deque(maxlen=REFUSED_KEPT)
+        # This node's posts refused where the order is decided, by error code (metrics).
+        self.refusals: dict[str, int] = {}
         # This node's room messages waiting for their place, by id.
         self._placing: dict[int, asyncio.Future[None]] = {}
 
@@ -159,9 +161,13 @@ class ClusterBus:
             async with asyncio.timeout(PLACE_WAIT):
                 await future
         except TimeoutError:
+            self._count_refusal(Code.BUSY)
             raise busy() from None
         finally:
             self._placing.pop(message_id, None)
+
+    def _count_refusal(self, code: Code) -> None:
+        self.refusals[code.value] = self.refusals.get(code.value, 0) + 1
 
     def _settle(self, entry: Entry, refusal: ChatError | None) -> None:
         """Tell this node's post waiting for ``entry`` whether it took its place."""
@@ -172,6 +178,7 @@ class ClusterBus:
         if refusal is None:
             future.set_result(None)
         else:
+            self._count_refusal(refusal.code)
             future.set_exception(refusal)
 
     async def recent(self, after_id: int) -> Sequence[Delivered]:

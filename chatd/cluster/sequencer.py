@@ -73,6 +73,8 @@ class ClusterSequencer:
         # The first id of the counter's epoch (0: nothing before it was stored).
         self.first = 0
         self.batches = 0
+        # Ids refused with busy because Redis did not answer (metrics).
+        self.refused = 0
         # The node's start (once the counter is joined) and stop.
         self.started: Callable[[], Awaitable[None]] | None = None
         self.stopping: Callable[[], Awaitable[None]] | None = None
@@ -147,6 +149,7 @@ class ClusterSequencer:
         except (redis.RedisError, TimeoutError):
             for future in batch:
                 if not future.done():
+                    self.refused += 1
                     future.set_exception(busy())
             return
         self.batches += 1

@@ -18,6 +18,7 @@ one node queue in memory and hold one database connection at a time per room.
 
 from __future__ import annotations
 
+import time
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Final
@@ -62,6 +63,10 @@ class ClusterTransactions:
         self._shared = shared
         self._resync = resync
         self._local = LocalTransactions()
+        # Decisions made under a cluster-wide lock, and their total time from
+        # asking for the lock to releasing it (metrics).
+        self.decisions = 0
+        self.decision_seconds = 0.0
 
     @asynccontextmanager
     async def room(self, room: Room) -> AsyncIterator[ClusterTxn]:
@@ -86,6 +91,7 @@ class ClusterTransactions:
 
     @asynccontextmanager
     async def _locked(self, kind: int, key: int) -> AsyncIterator[int]:
+        started = time.monotonic()
         async with self._pool.acquire() as connection:
             await connection.execute("SELECT pg_advisory_lock($1, $2)", kind, key)
             try:
@@ -96,3 +102,5 @@ class ClusterTransactions:
                     await self._numbered()
                 finally:
                     await connection.execute("SELECT pg_advisory_unlock($1, $2)", kind, key)
+                    self.decisions += 1
+                    self.decision_seconds += time.monotonic() - started

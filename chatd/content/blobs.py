@@ -56,6 +56,17 @@ def files_dir(config: FilesConfig, database: str) -> Path:
     return Path(config.dir) if config.dir else Path(database).resolve().parent / "files"
 
 
+def warn_unshared(config: FilesConfig, database: str) -> None:
+    """At a cluster node's start: a local blob directory holds the files uploaded
+    through this node only, so unless every node mounts one shared directory,
+    a file uploaded on one node cannot be downloaded from another."""
+    if config.backend == "local":
+        log.warning("files.dir is a local directory in cluster mode: it must be one "
+                    "directory shared by all nodes (a network file system mounted at the "
+                    "same path), or use files.backend: s3",
+                    extra={"fields": {"dir": str(files_dir(config, database))}})
+
+
 def open_blob_store(config: FilesConfig, database: str) -> BlobStore:
     """The backend the configuration asks for (raises ConfigError when unusable)."""
     if config.backend == "s3":

@@ -6,11 +6,12 @@ port. Needs the ``prometheus-client`` package (the ``metrics`` extra).
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-from typing import TYPE_CHECKING, Any
+from collections.abc import Iterator, Mapping
+from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 
 if TYPE_CHECKING:
     from chatd.ops.admin import Running
+    from chatd.protocol.services import Services
 
 
 class MetricsUnavailable(RuntimeError):
@@ -59,8 +60,69 @@ def start_metrics(server: Running, host: str, port: int) -> Any:
                                       "refused, logged and dropped", value=writer.dropped)
             yield GaugeMetricFamily("chatd_event_loop_lag_seconds", "Event-loop lag",
                                     value=stats.loop_lag)
+            yield from cluster_families(server.services)
 
     registry = CollectorRegistry()
     registry.register(Collector())
     http_server, _thread = start_http_server(port, addr=host, registry=registry)
     return http_server
+
+
+# -- cluster mode (cluster.redis): the node's seams count what they do -----------
+# Read through these shapes, so that this module imports nothing of the cluster
+# (the embedded daemon loads neither Redis nor PostgreSQL's client).
+
+
+@runtime_checkable
+class _ClusterBus(Protocol):
+    delivered: int
+    refusals: Mapping[str, int]
+
+
+@runtime_checkable
+class _ClusterSequencer(Protocol):
+    batches: int
+    refused: int
+
+
+@runtime_checkable
+class _ClusterTransactions(Protocol):
+    decisions: int
+    decision_seconds: float
+
+
+def cluster_families(services: Services) -> Iterator[Any]:
+    """The cluster's metrics; nothing for an embedded daemon."""
+    from prometheus_client.core import (  # noqa: PLC0415 - present: start_metrics checked
+        CounterMetricFamily,
+        SummaryMetricFamily,
+    )
+
+    bus, sequencer, transactions = services.bus, services.sequencer, services.transactions
+    if isinstance(bus, _ClusterBus):
+        yield CounterMetricFamily("chatd_cluster_entries_delivered", "Entries of the shared "
+                                  "log this node delivered to its connections",
+                                  value=bus.delivered)
+        refusals = CounterMetricFamily("chatd_cluster_refusals", "This node's posts refused "
+                                       "where the cluster's order is decided, by reason",
+                                       labels=["reason"])
+        for reason in _REASONS:
+            refusals.add_metric([reason], bus.refusals.get(reason, 0))
+        for reason, count in bus.refusals.items():
+            if reason not in _REASONS:
+                refusals.add_metric([reason], count)
+        yield refusals
+    if isinstance(sequencer, _ClusterSequencer):
+        yield CounterMetricFamily("chatd_cluster_sequencer_batches", "INCRBY round trips "
+                                  "that numbered a turn's ids", value=sequencer.batches)
+        yield CounterMetricFamily("chatd_cluster_sequencer_refused", "Ids refused with busy: "
+                                  "Redis did not answer in time", value=sequencer.refused)
+    if isinstance(transactions, _ClusterTransactions):
+        yield SummaryMetricFamily("chatd_cluster_transaction_seconds", "Governance decisions "
+                                  "under a cluster-wide lock: from asking for the lock to "
+                                  "releasing it", count_value=transactions.decisions,
+                                  sum_value=transactions.decision_seconds)
+
+
+# Always exported (at 0 until the first), so that a rate can be graphed at once.
+_REASONS = ("busy", "banned", "muted", "not-in-room")

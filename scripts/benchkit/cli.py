@@ -14,6 +14,8 @@ from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
+from .cluster import scenario_cluster
+from .clusterreport import cluster_lines
 from .common import ALL_SCENARIOS, DEFAULT_SCENARIOS, MAX_IN_FLIGHT, log, raise_nofile, set_quiet
 from .compare import (
     COMPARE_SCENARIOS,
@@ -42,7 +44,8 @@ DESCRIPTION = "chatd benchmark: the daemon as a subprocess on loopback, driven b
 SCENARIOS: dict[str, Callable[[Context], dict[str, Any]]] = {
     "connections": scenario_connections, "fanout": scenario_fanout,
     "latency": scenario_latency, "scaling": scenario_scaling,
-    "persistence": scenario_persistence, "ws": scenario_ws, "resume": scenario_resume}
+    "persistence": scenario_persistence, "ws": scenario_ws, "resume": scenario_resume,
+    "cluster": scenario_cluster}
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
@@ -58,6 +61,10 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--compare", action="store_true",
                         help="run the IRC scenarios against chatd, ngIRCd and InspIRCd, "
                              "interleaved, and print them side by side")
+    parser.add_argument("--cluster", type=int, metavar="N",
+                        help="run N cluster nodes on a private PostgreSQL and Redis beside "
+                             "the embedded daemon: CPU per message and delivery per node, "
+                             "latency, persistence lag, a Redis restart, a node killed")
     parser.add_argument("--servers", default=",".join(ALL_SERVERS),
                         help=f"--compare: the servers, of {','.join(ALL_SERVERS)} "
                              "(default: all)")
@@ -97,6 +104,10 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     if args.compare and any(s in ALL_SCENARIOS for s in chosen):
         parser.error(f"--compare runs the IRC scenarios: {', '.join(COMPARE_SCENARIOS)}")
     args.scenarios = [s for s in known if s in chosen]
+    if args.cluster is not None:
+        if args.cluster < 2 or args.compare or args.only:
+            parser.error("--cluster N: at least 2 nodes, without --compare or --only")
+        args.scenarios = ["cluster"]
     args.server_list = [s.strip() for s in args.servers.split(",") if s.strip()] \
         if args.compare else ["chatd"]
     if any(s not in ALL_SERVERS for s in args.server_list):
@@ -205,6 +216,8 @@ def main(argv: list[str] | None = None) -> int:
         print_table(results, report["targets"])
         if "compare" in results:
             print("\n".join(compare_lines(results["compare"])) + "\n")
+        if "cluster" in results:
+            print("\n".join(cluster_lines(results["cluster"])) + "\n")
         print_profiles(results)
     print(json.dumps(report, separators=(",", ":"), default=str), flush=True)
     return 0 if report["ok"] else 1

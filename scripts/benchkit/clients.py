@@ -62,6 +62,8 @@ class FanClient(asyncio.Protocol):
         self.done = False
         self.first_send = 0.0
         self.phase = 0.0
+        # The server's port (a cluster's node) this client connects to; 0: the run's.
+        self.port = 0
 
     # -- connection ------------------------------------------------------------
 

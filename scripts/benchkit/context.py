@@ -18,6 +18,9 @@ class Context:
         self.args, self.plan, self.workdir, self.db = args, plan, workdir, db
         self._daemons: dict[str, Daemon] = {}
         self._all: list[Any] = []
+        # Daemons a scenario starts and stops itself (--cluster's nodes): their
+        # logs are checked with the others'.
+        self._watched: list[Any] = []
 
     def fresh_daemon(self, name: str, storage: dict[str, Any] | None = None,
                      web: bool = False) -> Daemon:
@@ -42,6 +45,10 @@ class Context:
         its log checked with theirs."""
         self._all.append(server)
 
+    def watch(self, daemon: Any) -> None:
+        """A daemon the scenario stops itself; its log is checked with the others'."""
+        self._watched.append(daemon)
+
     def daemon(self, name: str) -> Daemon:
         if name not in self._daemons or self._daemons[name].proc is None:
             self._daemons[name] = self.fresh_daemon(name)
@@ -52,4 +59,4 @@ class Context:
             daemon.stop()
 
     def daemon_logs(self) -> dict[str, Any]:
-        return {d.name: d.log_problems() for d in self._all}
+        return {d.name: d.log_problems() for d in [*self._all, *self._watched]}

@@ -74,6 +74,12 @@ class Daemon:
         assert self.proc is not None
         return self.proc.pid
 
+    def wait_durable(self, target: int) -> float | None:
+        """The monotonic time message ``target`` was seen stored (None: not in time)."""
+        from .database import wait_durable  # noqa: PLC0415
+
+        return wait_durable(self.db, target)
+
     def cpu(self) -> float:
         """utime + stime of the daemon (all threads), in seconds."""
         user, system = self.cpu_split()
@@ -146,9 +152,18 @@ class Daemon:
             lines = self.log_path.read_text(errors="replace").splitlines()
         except OSError:
             return {}
-        bad = [line for line in lines if line.startswith(("level=warning", "level=error"))]
+        bad = [line for line in lines if is_problem(line)]
         return {"exit_code": getattr(self, "exit_code", None), "warnings_and_errors": len(bad),
                 "samples": [line[:300] for line in bad[:5]]}
+
+
+# A log line's level (each line starts with its time: "time=... level=warning ...").
+_PROBLEM = re.compile(r"(?:^| )level=(?:warning|error) ")
+
+
+def is_problem(line: str) -> bool:
+    """A warning or an error line of the daemon's log."""
+    return _PROBLEM.search(line) is not None
 
 
 def machine_busy() -> tuple[float, float]:

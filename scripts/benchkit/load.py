@@ -80,8 +80,8 @@ async def _connect_all(clients: list[Any], port: int, timeout: float,
         async with gate:
             try:
                 await asyncio.wait_for(loop.create_connection(
-                    (lambda: WsAdapter(client)) if ws else (lambda: client), HOST, port),
-                    timeout)
+                    (lambda: WsAdapter(client)) if ws else (lambda: client), HOST,
+                    getattr(client, "port", 0) or port), timeout)
                 await asyncio.wait_for(client.ready, timeout)
                 done.append(client)
             except (OSError, RuntimeError, TimeoutError) as exc:
@@ -111,6 +111,7 @@ async def fan_worker(spec: dict[str, Any], pipe: Any) -> None:
         client = FanClient(worker, c["index"], c["room"], c["senders"], spec["messages"],
                            c["sender"], spec["window"])
         client.phase = c.get("phase", 0.0)
+        client.port = c.get("port", 0)
         worker.clients.append(client)
     clients, failures = await _connect_all(worker.clients, spec["port"], spec["timeout"],
                                            ws=spec.get("ws", False))
@@ -168,12 +169,14 @@ def _fan_report(worker: FanWorker, clients: list[FanClient], failures: Counter[s
     errors: Counter[str] = Counter()
     missing = extra = received = expected = reordered = duplicates = others = 0
     max_id = 0
+    by_port: Counter[int] = Counter()
     first_send = min((c.first_send for c in clients if c.first_send), default=t_go)
     for client in clients:
         verdict = client.verdict()
         missing += verdict["missing"]
         extra += verdict["extra"]
         received += client.count
+        by_port[client.port] += client.count
         expected += client.expected
         reordered += client.reordered
         duplicates += client.duplicates
@@ -184,7 +187,8 @@ def _fan_report(worker: FanWorker, clients: list[FanClient], failures: Counter[s
             "expected": expected, "missing": missing, "extra": extra, "reordered": reordered,
             "duplicates": duplicates, "others": others, "errors": dict(errors),
             "error_samples": worker.samples, "timed_out": timed_out, "t_go": t_go,
-            "first_send": first_send, "t_last": worker.t_last, "max_id": max_id, "cpu": cpu,
+            "received_by_port": dict(by_port), "first_send": first_send,
+            "t_last": worker.t_last, "max_id": max_id, "cpu": cpu,
             "latencies": worker.latencies.tobytes() if worker.latency else b""}
 
 

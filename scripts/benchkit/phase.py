@@ -16,15 +16,17 @@ from typing import Any
 
 from .common import log, pct, room_name, user_name
 from .daemon import Daemon, machine_busy
-from .database import wait_durable
 from .load import Workers
 from .plan import FanSpec
 from .profiler import Profiler
 
 
 def fan_specs(spec: FanSpec, port: int, procs: int, timeout: float, mode: str = "fanout",
-              rate: float = 0.0, ws: bool = False) -> list[dict[str, Any]]:
-    """Split the run's clients over ``procs`` worker specs (round robin)."""
+              rate: float = 0.0, ws: bool = False,
+              ports: list[int] | None = None) -> list[dict[str, Any]]:
+    """Split the run's clients over ``procs`` worker specs (round robin); with
+    ``ports`` (a cluster's nodes), client i connects to ``ports[i % len(ports)]``,
+    so every room has members on every node."""
     per_room = spec.clients // spec.rooms
     senders_per_room = max(1, spec.senders // spec.rooms)
     clients = []
@@ -33,7 +35,8 @@ def fan_specs(spec: FanSpec, port: int, procs: int, timeout: float, mode: str = 
         first = k * per_room
         clients.append({"index": i, "room": room_name(spec.layout, k),
                         "sender": i - first < senders_per_room,
-                        "senders": [user_name(first + j) for j in range(senders_per_room)]})
+                        "senders": [user_name(first + j) for j in range(senders_per_room)],
+                        "port": ports[i % len(ports)] if ports else port})
     # Latency mode: the senders' sends are spread evenly over each period.
     senders = [c for c in clients if c["sender"]]
     for n, client in enumerate(senders):
@@ -51,7 +54,8 @@ def run_fanout(daemon: Daemon, spec: FanSpec, args: argparse.Namespace, timeout:
     log(f"{spec.name}: {spec.shape}")
     procs = max(1, min(args.procs, spec.clients))
     workers = Workers("fanout", fan_specs(spec, ws_port or daemon.port, procs, timeout, mode,
-                                          rate, ws=ws_port is not None))
+                                          rate, ws=ws_port is not None,
+                                          ports=getattr(daemon, "ports", None)))
     try:
         ready = workers.gather("ready", timeout * 3)
         connected = sum(r["connected"] for r in ready)
@@ -67,7 +71,7 @@ def run_fanout(daemon: Daemon, spec: FanSpec, args: argparse.Namespace, timeout:
             done = workers.gather("done", timeout + 30)
             t_end = max(d["t_last"] for d in done)
             max_id = max(d["max_id"] for d in done)
-            t_durable = wait_durable(daemon.db, max_id) if durable else None
+            t_durable = daemon.wait_durable(max_id) if durable else None
             cpu1, busy1, t1 = daemon.cpu(), machine_busy(), time.monotonic()
             loop1, sys1 = daemon.main_thread_cpu(), daemon.cpu_split()[1]
         finally:
@@ -116,6 +120,8 @@ def _fan_result(spec: FanSpec, done: list[dict[str, Any]], connected: int,
         "errors": dict(errors), "error_samples": [s for d in done for s in d["error_samples"]],
         "timed_out": any(d["timed_out"] for d in done),
         "durable_after_s": None if t_durable is None else round(t_durable - t_end, 3),
+        "received_by_port": dict(sum((Counter(d["received_by_port"]) for d in done),
+                                     Counter())),
     }
     if connected < spec.clients:
         result["loss"] += (spec.clients - connected) * spec.messages * \

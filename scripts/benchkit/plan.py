@@ -48,6 +48,14 @@ class Plan:
     # restart, and the password logins (bcrypt cost 12) measured for comparison.
     resume_clients: int = 1000
     resume_password_sample: int = 100
+    # --cluster: the fan-out on rooms of 100 (embedded and cluster alike), the
+    # paced load of the persistence lag (rooms of two) and its rate in messages
+    # a second, and the first of the probes' users (after the load's).
+    cluster_fanout: FanSpec | None = None
+    cluster_lag: FanSpec | None = None
+    cluster_lag_rate: float = 25_000
+    cluster_lag_seconds: float = 2.0
+    probe_users: int = 0
     users: int = 0
     layouts: list[tuple[int, int]] = field(default_factory=list)
 
@@ -86,7 +94,9 @@ def make_plan(quick: bool, window: int, scenarios: set[str]) -> Plan:
             history_messages=50_000, history_requests=100,
             scaling=[scaling(400, k, n) for k, n in ((10, 100_000), (100, 200_000))],
             phase_timeout=20, ws=fan("fanout-100c-1r", 100, 1, 10, 200_000), ws_idle=500,
-            resume_clients=200, resume_password_sample=10)
+            resume_clients=200, resume_password_sample=10,
+            cluster_fanout=fan("cluster-100c-1r", 100, 1, 10, 200_000),
+            cluster_lag=FanSpec("cluster-lag", 100, 50, 50, 1, 0), cluster_lag_seconds=0.5)
     else:
         plan = Plan(
             # Runs of several seconds: CPU is read in 10 ms ticks.
@@ -99,7 +109,15 @@ def make_plan(quick: bool, window: int, scenarios: set[str]) -> Plan:
             history_messages=1_000_000, history_requests=200,
             scaling=[scaling(1000, k, n) for k, n in
                      ((10, 1_500_000), (100, 3_000_000), (1000, 4_000_000))],
-            phase_timeout=60, ws=fan("fanout-100c-1r", 100, 1, 10, 4_000_000), ws_idle=5000)
+            phase_timeout=60, ws=fan("fanout-100c-1r", 100, 1, 10, 4_000_000), ws_idle=5000,
+            cluster_fanout=fan("cluster-100c-1r", 100, 1, 10, 3_000_000),
+            cluster_lag=FanSpec("cluster-lag", 100, 50, 50, 1, 0))
+    if plan.cluster_lag is not None:
+        # Each sender's share of the rate, for the run's duration.
+        lag = plan.cluster_lag
+        plan.cluster_lag_seconds = min(plan.cluster_lag_seconds, plan.latency_seconds)
+        plan.cluster_lag = FanSpec(lag.name, lag.clients, lag.rooms, lag.senders, max(1, round(
+            plan.cluster_lag_rate / lag.senders * plan.cluster_lag_seconds)), 0)
     _size(plan, scenarios)
     return plan
 
@@ -124,8 +142,17 @@ def _size(plan: Plan, scenarios: set[str]) -> None:
     if "ws" in scenarios and plan.ws is not None:
         need.append(plan.ws)
         users = max(users, plan.ws_idle)
+    if "cluster" in scenarios:
+        assert plan.cluster_fanout is not None and plan.cluster_lag is not None
+        need += [plan.cluster_fanout, plan.cluster_lag]
+        users = max(users, plan.latency_clients)
+        plan.layouts.append((plan.latency_clients, 1))
     for spec in need:
         users = max(users, spec.clients)
         plan.layouts.append(spec.layout)
     plan.layouts = sorted(set(plan.layouts))
+    if "cluster" in scenarios:
+        # Five users of their own for the probes (lag, Redis restart, node kill).
+        plan.probe_users = users
+        users += 5
     plan.users = users

@@ -79,6 +79,11 @@ def fan_runs(results: dict[str, Any]) -> list[tuple[str, dict[str, Any]]]:
     for label in ("tcp", "ws"):
         if label in results.get("ws", {}):
             runs.append((f"ws/{label}", results["ws"][label]))
+    for side in ("embedded", "cluster"):
+        for label in ("fanout", "latency", "persistence_lag"):
+            run = results.get("cluster", {}).get(side, {}).get(label)
+            if run:
+                runs.append((f"{side}/{label}", run))
     return runs
 
 

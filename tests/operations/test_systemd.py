@@ -264,7 +264,7 @@ async def test_socket_activation(tmp_path: Path) -> None:
         listener.close()
 
 
-def install_service(root: Path, **env: str) -> subprocess.CompletedProcess[str]:
+def install_service(root: Path, *args: str, **env: str) -> subprocess.CompletedProcess[str]:
     """scripts/install-service with every location below ``root`` and chatd already there.
 
     PREFIX holds links to this interpreter's console scripts (PIP_INSTALL=no),
@@ -281,7 +281,7 @@ def install_service(root: Path, **env: str) -> subprocess.CompletedProcess[str]:
                  "UNITS": str(root / "etc" / "systemd" / "system"),
                  "BINDIR": str(root / "usr" / "local" / "bin"),
                  "DOCDIR": str(root / "usr" / "share" / "doc" / "chatd"), "PIP_INSTALL": "no"}
-    return subprocess.run([str(ROOT / "scripts" / "install-service")],
+    return subprocess.run([str(ROOT / "scripts" / "install-service"), *args],
                           env={**os.environ, **overrides, **env}, capture_output=True,
                           text=True, timeout=60, check=False)
 

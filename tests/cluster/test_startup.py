@@ -1,0 +1,56 @@
+"""What a cluster node says at start-up about its settings (a real ``chatd serve``)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from tests.backends import import_asyncpg
+from tests.operations import ChatdProcess, write_config
+from tests.services import RedisServer
+
+import_asyncpg()
+pytestmark = pytest.mark.asyncio
+
+
+def node_config(path: Path, postgres_url: str, redis_url: str, **sections: dict[str, str]
+                ) -> Path:
+    return write_config(path, cluster={"enabled": True, "node_id": "n1",
+                                       "postgres": postgres_url, "redis": redis_url},
+                        backup={"interval": 0}, **sections)
+
+
+def warnings_about_files(log: str) -> list[str]:
+    return [line for line in log.splitlines() if "files.dir" in line]
+
+
+async def test_a_node_with_a_local_files_dir_says_it_must_be_shared(
+        tmp_path: Path, postgres_url: str, redis_server: RedisServer) -> None:
+    blobs = tmp_path / "blobs"
+    config = node_config(tmp_path / "n1.yaml", postgres_url, redis_server.url,
+                         files={"dir": str(blobs)})
+    with ChatdProcess.serve(tmp_path, config, tmp_path / "n1.db") as node:
+        await node.started()
+        log = node.log()
+    [line] = warnings_about_files(log)
+    assert " level=warning " in line
+    assert "shared by all nodes" in line and "files.backend: s3" in line
+    assert f"dir={blobs}" in line
+
+
+async def test_the_default_directory_beside_the_database_is_named_too(
+        tmp_path: Path, postgres_url: str, redis_server: RedisServer) -> None:
+    config = node_config(tmp_path / "n1.yaml", postgres_url, redis_server.url)
+    with ChatdProcess.serve(tmp_path, config, tmp_path / "n1.db") as node:
+        await node.started()
+        log = node.log()
+    [line] = warnings_about_files(log)
+    assert f"dir={tmp_path / 'files'}" in line
+
+
+async def test_an_embedded_daemon_does_not_warn(tmp_path: Path) -> None:
+    with ChatdProcess.serve(tmp_path) as daemon:
+        await daemon.started()
+        log = daemon.log()
+    assert warnings_about_files(log) == []
