@@ -340,7 +340,7 @@ def gate(journal: Journal) -> list[str]:
     found = []
     for conn, connection in journal.connections.items():
         gates: dict[str, _RoomGate] = defaultdict(_RoomGate)
-        for at, line in _view(journal, conn, connection.user):
+        for _, line in _view(journal, conn, connection.user):
             room = line.get("room")
             if room is None:
                 continue
@@ -348,8 +348,7 @@ def gate(journal: Journal) -> list[str]:
                 gates[room].apply(line)
             elif is_room_message(line) and (why := gates[room].forbidden(line)):
                 found.append(f"#{room}: {conn} got message {line['id']} from "
-                             f"{line.get('from')} after the {why} that stopped them "
-                             f"(stamp {at})")
+                             f"{line.get('from')} after the {why} that stopped them")
     return found
 
 
