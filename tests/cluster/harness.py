@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import inspect
 import os
 import shutil
 import signal
@@ -26,6 +27,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
@@ -33,7 +35,7 @@ import yaml
 
 from chatd.client import ChatClient
 from chatd.client.api import ClientError, Reply
-from tests.cluster.invariants import Journal
+from tests.cluster.invariants import Journal, Stored
 from tests.helpers import PASSWORD, TEST_OVERRIDES
 from tests.services import _die_with_parent, free_port
 
@@ -57,6 +59,17 @@ def node_config(node_id: str, directory: Path, postgres: str, redis: str,
     for section, values in sections.items():
         data.setdefault(section, {}).update(values)
     return data
+
+
+async def eventually(check: Callable[[], Awaitable[bool] | bool], timeout: float,
+                     step: float = 0.05) -> None:
+    """Poll ``check`` until it holds; TimeoutError after ``timeout`` seconds."""
+    async with asyncio.timeout(timeout):
+        while True:
+            result = check()
+            if await result if inspect.isawaitable(result) else result:
+                return
+            await asyncio.sleep(step)
 
 
 class NodeProcess:
@@ -283,3 +296,31 @@ class Cluster:
     def logs(self) -> str:
         """The tail of every node's log, for a failure's message."""
         return "\n".join(f"--- {node.node_id}\n{node.log()[-2000:]}" for node in self.nodes)
+
+
+async def read_stored(postgres_url: str) -> Stored:
+    """What the cluster's database holds: history per room, owners of live rooms,
+    ended rooms, terminations and audit rows (read directly with asyncpg)."""
+    import asyncpg
+
+    connection = await asyncpg.connect(postgres_url)
+    try:
+        stored = Stored()
+        for row in await connection.fetch(
+                "SELECT r.name, m.id FROM messages m JOIN rooms r ON r.id = m.room_id "
+                "ORDER BY m.id"):
+            stored.history.setdefault(row["name"], []).append(row["id"])
+        for row in await connection.fetch(
+                "SELECT r.name, r.terminated_at, count(m.user_id) FILTER "
+                "(WHERE m.role = 'owner') AS owners FROM rooms r "
+                "LEFT JOIN members m ON m.room_id = r.id GROUP BY r.id"):
+            stored.owners[row["name"]] = row["owners"]
+            if row["terminated_at"] is not None:
+                stored.ended.add(row["name"])
+        for row in await connection.fetch("SELECT action, room, target FROM audit"):
+            if row["action"] == "terminate":
+                stored.terminations[row["room"]] = stored.terminations.get(row["room"], 0) + 1
+            stored.audit.append((row["action"], row["room"] or "", row["target"] or ""))
+        return stored
+    finally:
+        await connection.close()
