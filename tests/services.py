@@ -198,7 +198,8 @@ class PostgresServer(ChildServer):
 
     def crash(self) -> None:
         """Immediate shutdown (SIGQUIT), as ``pg_ctl stop -m immediate``: no
-        checkpoint; the next start recovers from the write-ahead log."""
+        checkpoint; the next start recovers from the write-ahead log. Commits of
+        the last fraction of a second may be lost (``synchronous_commit`` is off)."""
         self.stop(signal.SIGQUIT)
 
     def restart(self) -> PostgresServer:
