@@ -25,7 +25,7 @@ from __future__ import annotations
 
 import itertools
 from collections import Counter, defaultdict
-from collections.abc import Iterable, Iterator
+from collections.abc import Collection, Iterator
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
@@ -144,7 +144,7 @@ def is_room_message(line: Line) -> bool:
     return line.get("type") == "message" and "room" in line and not line.get("history")
 
 
-def is_event(line: Line, kinds: Iterable[str]) -> bool:
+def is_event(line: Line, kinds: Collection[str]) -> bool:
     return line.get("type") == "event" and line.get("event") in kinds
 
 

@@ -263,25 +263,52 @@ async def test_postgres_stopped_messages_flow_governance_refused_history_catches
 
 # -- governance raced across nodes ----------------------------------------------
 
-def saw_join(cluster: Cluster, client: RecordingClient, user: str, since: int) -> bool:
-    return any(r.at > since and r.line.get("event") == "join" and r.line.get("user") == user
-               for r in cluster.journal.lines_of(client.name))
+async def known_to(cluster: Cluster, clients: tuple[RecordingClient, ...], event: str,
+                   user: str, since: int) -> None:
+    """Wait until each of ``clients`` received the ``event`` about ``user`` stamped
+    after ``since``: their nodes applied it. The races below are between
+    decisions, not with what came before them."""
+    def seen(client: RecordingClient) -> bool:
+        return any(r.at > since and r.line.get("event") == event and r.line.get("user") == user
+                   for r in cluster.journal.lines_of(client.name))
+
+    try:
+        await eventually(lambda: all(map(seen, clients)), SETTLE)
+    except TimeoutError:
+        missing = [c.name for c in clients if not seen(c)]
+        raise AssertionError(f"{missing} never received the {event} of {user}") from None
+
+
+async def forgotten(member: RecordingClient, room: str) -> None:
+    """Wait until ``member``'s node applied its removal from ``room``."""
+    async def gone() -> bool:
+        rooms = (await member.command("/myrooms")).get("rooms", [])
+        return room not in [r["name"] for r in rooms]
+    await eventually(gone, SETTLE)
+
+
+async def test_a_member_kicked_on_another_node_is_told(cluster: Cluster) -> None:
+    ann, _, cat = await members_on_every_node(cluster, "hall")
+    since = cluster.journal.tick()
+    await ann.command("/kick cat hall")
+    await known_to(cluster, (cat,), "kick", "cat", since)
 
 
 async def test_two_admins_on_two_nodes_kick_one_member_once(
         cluster: Cluster, postgres_url: str) -> None:
     ann, bob, cat = await members_on_every_node(cluster, "hall")
+    since = cluster.journal.tick()
     await ann.command("/promote bob hall")
+    await known_to(cluster, (bob,), "promote", "bob", since)
     for _ in range(5):
         replies = await asyncio.gather(ann.command("/kick cat hall", check=False),
                                        bob.command("/kick cat hall", check=False))
         assert sorted(r.get("type") for r in replies) == ["error", "ok"], replies
         assert [r.get("code") for r in replies if not r.ok] == ["not-in-room"]
-        rejoined = cluster.journal.tick()
+        await forgotten(cat, "hall")
+        since = cluster.journal.tick()
         await cat.command("/join hall")
-        # The race is between the kicks: both admins' nodes know cat is back.
-        await eventually(lambda since=rejoined: all(saw_join(cluster, admin, "cat", since)
-                                                    for admin in (ann, bob)), SETTLE)
+        await known_to(cluster, (ann, bob), "join", "cat", since)
     await quiet([ann, bob, cat], "hall")
     stored = await read_stored(postgres_url)
     assert [row[0] for row in stored.audit if row[1] == "hall"].count("kick") == 5
@@ -290,8 +317,12 @@ async def test_two_admins_on_two_nodes_kick_one_member_once(
 
 async def test_a_promote_and_a_kick_of_one_member_at_once_decide_one_of_them(
         cluster: Cluster, postgres_url: str) -> None:
+    since = cluster.journal.tick()
     ann, bob, cat, _ = await members_on_every_node(cluster, "hall", USERS)
+    await known_to(cluster, (ann, bob), "join", "dan", since)
+    since = cluster.journal.tick()
     await ann.command("/promote bob hall")
+    await known_to(cluster, (bob,), "promote", "bob", since)
     promote, kick = await asyncio.gather(ann.command("/promote dan hall", check=False),
                                          bob.command("/kick dan hall", check=False))
     # Either dan was promoted first (an admin cannot kick an admin) or kicked
@@ -306,10 +337,11 @@ async def test_a_promote_and_a_kick_of_one_member_at_once_decide_one_of_them(
 
 async def test_the_last_two_members_leaving_at_once_on_two_nodes_end_the_room_once(
         cluster: Cluster, postgres_url: str) -> None:
+    since = cluster.journal.tick()
     ann, bob = await members_on_every_node(cluster, "den", USERS[:2])
+    await known_to(cluster, (ann,), "join", "bob", since)
     replies = await asyncio.gather(ann.command("/leave den", check=False),
                                    bob.command("/leave den", check=False))
-    assert all(r.ok for r in replies), replies
     stored = await read_stored(postgres_url)
     assert "den" in stored.ended
     assert stored.terminations.get("den") == 1
@@ -320,6 +352,8 @@ async def test_the_last_two_members_leaving_at_once_on_two_nodes_end_the_room_on
                 await visitor.command("/leave den", check=False)
                 await asyncio.sleep(0.05)
     assert_holds(cluster.journal, await read_stored(postgres_url))
+    # Both were members when they left: neither is told otherwise.
+    assert all(r.ok for r in replies), [r.final for r in replies]
 
 
 async def flood_until_refused(client: RecordingClient, room: str) -> list[str]:

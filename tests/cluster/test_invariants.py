@@ -222,9 +222,9 @@ def test_any_faithful_run_passes(senders: list[str], joined_at: list[int]) -> No
 
 
 @settings(max_examples=60, deadline=None)
-@given(logs, starts, st.data())
+@given(logs, starts, st.booleans(), st.data())
 def test_losing_or_swapping_one_delivery_is_always_caught(
-        senders: list[str], joined_at: list[int], data: st.DataObject) -> None:
+        senders: list[str], joined_at: list[int], swap: bool, data: st.DataObject) -> None:
     run, stored = replay(senders, joined_at)
     deliveries = [i for i, r in enumerate(run.journal.received)
                   if r.conn != "sender" and r.line.get("type") == "message"]
@@ -233,7 +233,7 @@ def test_losing_or_swapping_one_delivery_is_always_caught(
     picked = data.draw(st.sampled_from(deliveries))
     victim = run.journal.received[picked]
     later = [i for i in deliveries if i > picked and run.journal.received[i].conn == victim.conn]
-    if later and data.draw(st.booleans()):
+    if later and swap:
         other = later[0]
         received = run.journal.received
         received[picked], received[other] = (
