@@ -288,7 +288,9 @@ async def forgotten(member: RecordingClient, room: str) -> None:
 
 
 async def test_a_member_kicked_on_another_node_is_told(cluster: Cluster) -> None:
+    since = cluster.journal.tick()
     ann, _, cat = await members_on_every_node(cluster, "hall")
+    await known_to(cluster, (ann,), "join", "cat", since)
     since = cluster.journal.tick()
     await ann.command("/kick cat hall")
     await known_to(cluster, (cat,), "kick", "cat", since)
