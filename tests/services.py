@@ -15,6 +15,10 @@ Debian packages ``postgresql`` and ``redis-server``.
 
 The server classes do not need pytest (only :func:`unavailable` imports it):
 ``scripts/bench --cluster`` starts its servers with them.
+The fault tests (tests/cluster/test_faults.py) stop and start them again on
+the same port: Redis with its data (``SHUTDOWN SAVE``, then the saved file is
+loaded) or without (``SHUTDOWN NOSAVE``, its files removed), PostgreSQL with
+its data directory (a fast or an immediate shutdown, then ``postgres`` again).
 """
 
 from __future__ import annotations
@@ -126,22 +130,31 @@ class ChildServer:
         assert self.process is not None, f"{self.name} is not running"
         return self.process.pid
 
+    @property
+    def running(self) -> bool:
+        return self.process is not None and self.process.poll() is None
+
     def stop(self, sig: signal.Signals = signal.SIGTERM) -> None:
         """Ask the server to stop (``sig``), then kill it if it lingers; wait for it."""
         process, self.process = self.process, None
         if process is None or process.poll() is not None:
             return
         os.kill(process.pid, sig)
-        try:
-            process.wait(STOP_TIMEOUT)
-        except subprocess.TimeoutExpired:
-            os.kill(process.pid, signal.SIGKILL)
-            process.wait()
+        _reap(process)
 
     def remove(self) -> None:
         """Stop the server and delete its directory."""
         self.stop()
         shutil.rmtree(self.directory, ignore_errors=True)
+
+
+def _reap(process: subprocess.Popen[bytes]) -> None:
+    """Wait for a stopping child; kill it if it lingers past ``STOP_TIMEOUT``."""
+    try:
+        process.wait(STOP_TIMEOUT)
+    except subprocess.TimeoutExpired:
+        os.kill(process.pid, signal.SIGKILL)
+        process.wait()
 
 
 class PostgresServer(ChildServer):
@@ -161,10 +174,14 @@ class PostgresServer(ChildServer):
         self.sockets = directory
 
     def start(self) -> PostgresServer:
+        """Make the data directory the first time, then run the server on it
+        (again on the same port and data after :meth:`stop`)."""
         owner = self._owner()
-        self._give_to(owner)
-        self._run_as(owner, [str(self.programs / "initdb"), "-D", str(self.data), "-A",
-                             "trust", "-U", PG_USER, "-E", "UTF8", "--locale=C", "--no-sync"])
+        if not (self.data / "PG_VERSION").exists():
+            self._give_to(owner)
+            self._run_as(owner, [str(self.programs / "initdb"), "-D", str(self.data), "-A",
+                                 "trust", "-U", PG_USER, "-E", "UTF8", "--locale=C",
+                                 "--no-sync"])
         settings = {"listen_addresses": "127.0.0.1", "unix_socket_directories": str(self.sockets),
                     "fsync": "off", "synchronous_commit": "off", "full_page_writes": "off",
                     "max_connections": "200", "shared_buffers": "32MB"}
@@ -182,13 +199,26 @@ class PostgresServer(ChildServer):
         """SIGINT is PostgreSQL's fast shutdown: sessions are ended, no wait for them."""
         super().stop(sig)
 
+    def crash(self) -> None:
+        """Immediate shutdown (SIGQUIT), as ``pg_ctl stop -m immediate``: no
+        checkpoint; the next start recovers from the write-ahead log. Commits of
+        the last fraction of a second may be lost (``synchronous_commit`` is off)."""
+        self.stop(signal.SIGQUIT)
+
+    def restart(self) -> PostgresServer:
+        """Fast shutdown, then the server again on the same port and data."""
+        self.stop()
+        return self.start()
+
     def _ready(self) -> bool:
-        """The postmaster writes "ready" into its pid file once it accepts connections."""
+        """The postmaster writes "ready" into its pid file once it accepts connections
+        (the file of this very process: an earlier run's could be left behind)."""
         try:
             lines = (self.data / "postmaster.pid").read_text().splitlines()
         except OSError:
             return False
-        return len(lines) >= 8 and lines[7].strip() == "ready"
+        ours = self.process is not None and lines[:1] == [str(self.process.pid)]
+        return ours and len(lines) >= 8 and lines[7].strip() == "ready"
 
     @staticmethod
     def _owner() -> pwd.struct_passwd | None:
@@ -251,12 +281,40 @@ class RedisServer(ChildServer):
 
     def ping(self) -> bool:
         """True when the server answers PING (RESP spoken by hand: no client needed)."""
+        return self._ask(b"PING").startswith(b"+PONG")
+
+    def _ask(self, command: bytes) -> bytes:
+        """One inline command's answer (empty when the server is unreachable or closed
+        the connection, as SHUTDOWN does)."""
         try:
             with socket.create_connection(("127.0.0.1", self.port), timeout=1) as conn:
-                conn.sendall(b"PING\r\n")
-                return conn.recv(64).startswith(b"+PONG")
+                conn.sendall(command + b"\r\n")
+                return conn.recv(64)
         except OSError:
-            return False
+            return b""
+
+    def shutdown(self, keep_data: bool) -> None:
+        """Stop the server as an operator would: ``SHUTDOWN SAVE`` writes its data
+        to disk first (loaded at the next start); ``SHUTDOWN NOSAVE`` does not, and
+        whatever it wrote before is removed, so it comes back empty. Then wait
+        for the process by its pid (killed if it lingers)."""
+        process, self.process = self.process, None
+        if process is None or process.poll() is not None:
+            return
+        self._ask(b"SHUTDOWN SAVE" if keep_data else b"SHUTDOWN NOSAVE")
+        _reap(process)
+        if not keep_data:
+            self._forget()
+
+    def restart(self, keep_data: bool) -> RedisServer:
+        """Shut down (see :meth:`shutdown`), then start again on the same port."""
+        self.shutdown(keep_data)
+        return self.start()
+
+    def _forget(self) -> None:
+        for path in [*self.directory.glob("*.rdb"), *self.directory.glob("*.aof")]:
+            path.unlink()
+        shutil.rmtree(self.directory / "appendonlydir", ignore_errors=True)
 
 
 def start_postgres() -> PostgresServer:
