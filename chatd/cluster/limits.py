@@ -20,7 +20,7 @@ all nodes at most ``burst + rate * t`` messages of one user are accepted in
 any ``t`` seconds: no slack per node.
 
 **Idle buckets disappear.** Each bucket's key expires when it would have
-refilled (``PEXPIRE``): a missing key is a full bucket.
+refilled (written with ``PX``, a ``PEXPIRE``): a missing key is a full bucket.
 
 **Redis unreachable.** A charge not answered within the sequencer's
 ``TIMEOUT`` is refused with ``busy`` and a ``retry_ms``: nothing waits without
@@ -36,7 +36,7 @@ from __future__ import annotations
 import asyncio
 import math
 from collections.abc import Awaitable, Callable, Hashable, Sequence
-from typing import TYPE_CHECKING, Any, Final
+from typing import TYPE_CHECKING, Final
 
 import redis
 
@@ -56,32 +56,37 @@ SHARED: Final = {Kind.MESSAGE: "m", Kind.ROOM_MESSAGE: "r", Kind.LOGIN_ADDRESS: 
 
 # Take from groups of buckets, each group all or nothing, in the order given.
 # KEYS: the buckets, group after group. ARGV[1]: now in microseconds ('' for
-# Redis's own clock); ARGV[2]: the number of groups; then each group's size,
-# followed by the rate, burst and cost of each of its buckets (a negative cost
-# gives tokens back). Answers per group: 0 taken, -1 never (a cost above the
-# burst), else the microseconds until it could be. A bucket is a hash of its
-# tokens (t) and the time they were counted (s).
+# Redis's own clock); ARGV[2]: the groups, as numbers separated by spaces: each
+# group's size, followed by the rate, burst and cost of each of its buckets (a
+# negative cost gives tokens back). One string, and one string back (the
+# answers separated by spaces): a thousand charges are two arguments to
+# encode and one reply to parse, not thousands. Answers per group: 0 taken,
+# -1 never (a cost above the burst), else the microseconds until it could be.
+# A bucket is a string: its tokens and the time they were counted, read with
+# one GET, written with one SET.
 _TAKE: Final = """
 local now = tonumber(ARGV[1])
 if not now then
   local t = redis.call('TIME')
   now = tonumber(t[1]) * 1000000 + tonumber(t[2])
 end
+local n = {}
+for word in string.gmatch(ARGV[2], '%S+') do n[#n + 1] = tonumber(word) end
 local EPSILON = 1e-9
 local results = {}
-local k, a = 1, 3
-for g = 1, tonumber(ARGV[2]) do
-  local size = tonumber(ARGV[a])
+local k, a = 1, 1
+while a <= #n do
+  local size = n[a]
   a = a + 1
   local have, stamps, wait = {}, {}, 0
   for i = 0, size - 1 do
-    local rate, burst = tonumber(ARGV[a + 3 * i]), tonumber(ARGV[a + 3 * i + 1])
-    local cost = tonumber(ARGV[a + 3 * i + 2])
+    local rate, burst, cost = n[a + 3 * i], n[a + 3 * i + 1], n[a + 3 * i + 2]
     if rate > 0 then
-      local state = redis.call('HMGET', KEYS[k + i], 't', 's')
+      local state = redis.call('GET', KEYS[k + i])
       local tokens, stamp = burst, now
-      if state[1] then
-        tokens, stamp = tonumber(state[1]), tonumber(state[2])
+      if state then
+        local counted, at = string.match(state, '^(%S+) (%S+)$')
+        tokens, stamp = tonumber(counted), tonumber(at)
         if now > stamp then
           tokens = tokens + (now - stamp) * rate / 1000000
           stamp = now
@@ -98,26 +103,24 @@ for g = 1, tonumber(ARGV[2]) do
   end
   if wait == 0 then
     for i = 0, size - 1 do
-      local rate, burst = tonumber(ARGV[a + 3 * i]), tonumber(ARGV[a + 3 * i + 1])
-      local cost = tonumber(ARGV[a + 3 * i + 2])
+      local rate, burst, cost = n[a + 3 * i], n[a + 3 * i + 1], n[a + 3 * i + 2]
       if rate > 0 then
         local left = math.min(burst, have[i] - cost)
         if left >= burst then
           redis.call('DEL', KEYS[k + i])
         else
-          redis.call('HSET', KEYS[k + i], 't', string.format('%.17g', left),
-                     's', string.format('%.17g', stamps[i]))
-          redis.call('PEXPIRE', KEYS[k + i],
+          redis.call('SET', KEYS[k + i],
+                     string.format('%.17g %.17g', left, stamps[i]), 'PX',
                      string.format('%d', math.ceil((burst - left) * 1000 / rate) + 1))
         end
       end
     end
   end
-  results[g] = wait
+  results[#results + 1] = string.format('%d', wait)
   k = k + size
   a = a + 3 * size
 end
-return results
+return table.concat(results, ' ')
 """
 
 
@@ -142,16 +145,14 @@ def bucket_key(kind: Kind, key: Hashable, rate: float, burst: float) -> str:
 class _Ask:
     """One group of buckets to charge together, and who waits for the answer."""
 
-    __slots__ = ("args", "charges", "future", "keys")
+    __slots__ = ("args", "future", "keys", "lone")
 
-    def __init__(self, charges: Sequence[Charge], cost: float,
+    def __init__(self, keys: list[str], args: str, lone: tuple[Kind, Hashable] | None,
                  future: asyncio.Future[float]) -> None:
+        self.keys = keys
+        self.args = args
         # A lone bucket refused is known empty (in a group, which one is not said).
-        self.charges = charges if len(charges) == 1 and cost > 0 else ()
-        self.keys = [bucket_key(*charge) for charge in charges]
-        self.args: list[float] = [len(charges)]
-        for charge in charges:
-            self.args += (charge.rate, charge.burst, cost)
+        self.lone = lone
         self.future = future
 
 
@@ -206,7 +207,11 @@ class ClusterLimitStore:
                     cost: float = 1.0) -> float | Awaitable[float]:
         if kind not in SHARED:
             return self._local.take(kind, key, rate, burst, cost)
-        return self.take_all((Charge(kind, key, rate, burst),), cost)
+        known = self.wait(kind, key, rate, burst)
+        if known:
+            return known
+        return self._ask([bucket_key(kind, key, rate, burst)], f"1 {rate!r} {burst!r} {cost!r}",
+                         (kind, key) if cost > 0 else None)
 
     def take_all(self, charges: Sequence[Charge],
                  cost: float = 1.0) -> float | Awaitable[float]:
@@ -215,7 +220,7 @@ class ClusterLimitStore:
         known = max((self.wait(*charge) for charge in charges), default=0.0)
         if known:
             return known
-        return self._ask(charges, cost)
+        return self._ask_group(charges, cost)
 
     def give_back(self, charges: Sequence[Charge],
                   cost: float = 1.0) -> Awaitable[None] | None:
@@ -224,14 +229,21 @@ class ClusterLimitStore:
             return None
         for charge in charges:
             self._empty_until.pop((charge.kind, charge.key), None)
-        return _settled(self._ask(charges, -cost))
+        return _settled(self._ask_group(charges, -cost))
 
     # -- one script call per turn -----------------------------------------------
 
-    def _ask(self, charges: Sequence[Charge], cost: float) -> asyncio.Future[float]:
+    def _ask_group(self, charges: Sequence[Charge], cost: float) -> asyncio.Future[float]:
+        args = " ".join([str(len(charges)), *(f"{c.rate!r} {c.burst!r} {cost!r}"
+                                              for c in charges)])
+        lone = (charges[0].kind, charges[0].key) if len(charges) == 1 and cost > 0 else None
+        return self._ask([bucket_key(*charge) for charge in charges], args, lone)
+
+    def _ask(self, bucket_keys: list[str], args: str,
+             lone: tuple[Kind, Hashable] | None) -> asyncio.Future[float]:
         loop = asyncio.get_running_loop()
         future: asyncio.Future[float] = loop.create_future()
-        self._asked.append(_Ask(charges, cost, future))
+        self._asked.append(_Ask(bucket_keys, args, lone, future))
         if self._sending is None:
             self._sending = loop.create_task(self._send())
         return future
@@ -248,35 +260,35 @@ class ClusterLimitStore:
     async def _answer(self, batch: list[_Ask]) -> None:
         now = "" if self._now is None else str(round(self._now() * 1_000_000))
         script_keys: list[str] = []
-        args: list[Any] = [now, len(batch)]
         for ask in batch:
             script_keys += ask.keys
-            args += ask.args
+        groups = " ".join([ask.args for ask in batch])
         try:
             async with asyncio.timeout(TIMEOUT):
-                waits = await self._script(keys=script_keys, args=args, client=self._shared)
+                answer = await self._script(keys=script_keys, args=[now, groups],
+                                            client=self._shared)
         except (redis.RedisError, TimeoutError):
             for ask in batch:
                 if not ask.future.done():
                     ask.future.set_exception(busy())
             return
         self.batches += 1
-        for ask, wait in zip(batch, waits, strict=True):
+        for ask, wait in zip(batch, map(int, answer.split()), strict=True):
             seconds = math.inf if wait < 0 else wait / 1_000_000
-            for charge in ask.charges:
-                self._note_empty(charge, seconds)
+            if seconds and ask.lone is not None:
+                self._note_empty(ask.lone, seconds)
             if not ask.future.done():  # a post whose connection went away no longer waits
                 ask.future.set_result(seconds)
 
-    def _note_empty(self, charge: Charge, wait: float) -> None:
-        """Remember that ``charge``'s bucket is empty for ``wait`` seconds."""
-        if not 0 < wait < math.inf:
-            return
+    def _note_empty(self, bucket: tuple[Kind, Hashable], wait: float) -> None:
+        """Remember that ``bucket`` is empty for ``wait`` seconds."""
+        if wait == math.inf:
+            return  # a cost above the burst: a reload may raise the burst
         if len(self._empty_until) >= MAX_KEYS:
             self.sweep()
             if len(self._empty_until) >= MAX_KEYS:
                 self._empty_until.clear()  # only a shortcut: losing it costs calls
-        self._empty_until[charge.kind, charge.key] = self._clock.monotonic() + wait
+        self._empty_until[bucket] = self._clock.monotonic() + wait
 
 
 def _in_scope(key: Hashable, scope: Hashable) -> bool:

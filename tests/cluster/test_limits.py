@@ -130,6 +130,24 @@ async def test_this_nodes_kinds_stay_in_its_memory(shared: redis.asyncio.Redis) 
     assert await shared.dbsize() == 0
 
 
+async def test_what_a_node_remembers_is_bounded_and_swept(
+        shared: redis.asyncio.Redis, monkeypatch: pytest.MonkeyPatch) -> None:
+    clock = ManualClock()
+    store = store_on(shared, clock)
+    monkeypatch.setattr("chatd.cluster.limits.MAX_KEYS", 2)
+    for user in (1, 2, 3):
+        await taken(store, Kind.MESSAGE, user, 1.0, 1.0)
+        await taken(store, Kind.MESSAGE, user, 1.0, 1.0)  # refused: remembered
+    assert len(store._empty_until) == 1  # the third found the memory full and started over
+    # A group is refused at once when one of its buckets is known empty.
+    assert store.take_all([Charge(Kind.MESSAGE, 3, 1.0, 1.0),
+                           Charge(Kind.LOGIN_NAME, "x", 1.0, 1.0)]) == pytest.approx(1.0)
+    clock.advance(1.0)
+    store.sweep()
+    assert store._empty_until == {}
+    assert store.wait(Kind.MESSAGE, 3, 1.0, 1.0) == 0.0
+
+
 async def test_an_unreachable_redis_refuses_with_busy(shared: redis.asyncio.Redis) -> None:
     dead = redis.asyncio.Redis(host="127.0.0.1", port=1, socket_connect_timeout=0.2)
     store = ClusterLimitStore(dead, ManualClock())
