@@ -197,7 +197,8 @@ def wire_services(config: Config, clock: Clock, storage: Storage, table: Command
     notifier = Notifier(storage, bus, clock)
     rooms = Rooms(storage, accounts, bus, notifier, audit, clock, transactions)
     moderation = Moderation(storage, rooms, accounts, bus, notifier, audit, clock, transactions)
-    protection = Protection(config, clock, moderation, audit)
+    protection = Protection(config, clock, moderation, audit,
+                            None if node is None else node.make_limits(clock))
     messaging = Messaging(storage, writer, bus, notifier, clock, protection, stats, sequencer)
     if node is not None:
         node.attach(rooms, accounts)

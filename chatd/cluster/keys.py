@@ -24,3 +24,8 @@ SEED_MARGIN: Final = 1 << 20
 def lead(job: str) -> str:
     """The lock of a singleton job."""
     return f"{{chatd}}:lead:{job}"
+
+
+def bucket(*parts: object) -> str:
+    """A rate limit's token bucket, shared by every node (``chatd.cluster.limits``)."""
+    return "{chatd}:b:" + ":".join(map(str, parts))

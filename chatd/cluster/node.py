@@ -15,6 +15,7 @@ import redis.asyncio
 
 from chatd.cluster.bus import ClusterBus
 from chatd.cluster.leader import RedisLeader
+from chatd.cluster.limits import ClusterLimitStore
 from chatd.cluster.sequencer import ClusterSequencer
 from chatd.cluster.sync import RoomSync
 from chatd.cluster.transactions import ClusterTransactions
@@ -25,6 +26,7 @@ if TYPE_CHECKING:
     from chatd.config import ClusterConfig
     from chatd.delivery.bus import LocalBus
     from chatd.domain.accounts import Accounts
+    from chatd.domain.clock import Clock
     from chatd.domain.rooms import Rooms
     from storage.api import Storage
 
@@ -92,6 +94,10 @@ class ClusterNode:
         bus = self.bus
         if bus is not None:
             accounts.on_created = lambda user: bus.announce_account(user.id)
+
+    def make_limits(self, clock: Clock) -> ClusterLimitStore:
+        """The rate limits every node shares (messages, failed logins)."""
+        return ClusterLimitStore(self.redis, clock)
 
     def make_transactions(self) -> ClusterTransactions:
         self.transactions = ClusterTransactions(self._pool_user, self.redis, self._resync,

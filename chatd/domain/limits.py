@@ -13,15 +13,15 @@ from __future__ import annotations
 import itertools
 import math
 from collections import deque
-from collections.abc import Hashable
+from collections.abc import Awaitable, Hashable, Sequence
 from enum import Enum
-from typing import TYPE_CHECKING, Final, Protocol
+from typing import TYPE_CHECKING, Final, NamedTuple, Protocol
 
 if TYPE_CHECKING:
     from chatd.domain.clock import Clock
 
-__all__ = ["FloodDetector", "Kind", "LimitStore", "MemoryLimitStore", "SlidingWindow",
-           "TokenBucket"]
+__all__ = ["Charge", "FloodDetector", "Kind", "LimitStore", "MemoryLimitStore",
+           "SlidingWindow", "TokenBucket"]
 
 # Tolerance for floating-point rounding: after waiting exactly the time
 # try_take() asked for, the refill may come out a hair short (0.9999999999
@@ -99,6 +99,13 @@ class TokenBucket:
         if cost > self._burst:
             return math.inf
         return (cost - self._tokens) / self._rate
+
+    def give(self, cost: float = 1.0) -> None:
+        """Put back ``cost`` tokens taken for nothing (at most up to the burst)."""
+        if self._rate <= 0:
+            return
+        self._refill()
+        self._tokens = min(self._burst, self._tokens + cost)
 
     def reconfigure(self, rate: float, burst: float) -> None:
         """Change rate and burst, keeping the current tokens (clamped to ``burst``)."""
@@ -241,6 +248,15 @@ class Kind(Enum):
     __hash__ = object.__hash__
 
 
+class Charge(NamedTuple):
+    """One bucket to charge, with the rate and burst in force."""
+
+    kind: Kind
+    key: Hashable
+    rate: float
+    burst: float
+
+
 class LimitStore(Protocol):
     """Where token buckets live, keyed by kind and key.
 
@@ -249,6 +265,10 @@ class LimitStore(Protocol):
     (keeping its tokens), and a store shared by several daemons applies one
     rate whoever charges. A bucket that has refilled is no different from a
     new one, so a store may forget it.
+
+    The ``take_shared``, ``take_all`` and ``give_back`` calls are made where the
+    caller can wait (a post, a login): a store shared by several daemons may
+    answer them after the turn, with an awaitable of the same result.
     """
 
     def take(self, kind: Kind, key: Hashable, rate: float, burst: float,
@@ -259,6 +279,22 @@ class LimitStore(Protocol):
     def wait(self, kind: Kind, key: Hashable, rate: float, burst: float,
              cost: float = 1.0) -> float:
         """Seconds until ``cost`` tokens are available, taking nothing."""
+        ...
+
+    def take_shared(self, kind: Kind, key: Hashable, rate: float, burst: float,
+                    cost: float = 1.0) -> float | Awaitable[float]:
+        """``take``, or an awaitable of its answer when the bucket is shared."""
+        ...
+
+    def take_all(self, charges: Sequence[Charge],
+                 cost: float = 1.0) -> float | Awaitable[float]:
+        """Take ``cost`` from every bucket of ``charges`` or from none: 0.0 when
+        taken, else the longest wait (or an awaitable of that answer)."""
+        ...
+
+    def give_back(self, charges: Sequence[Charge],
+                  cost: float = 1.0) -> Awaitable[None] | None:
+        """Put back what ``take_all`` took for nothing (up to each burst)."""
         ...
 
     def forget(self, kind: Kind, scope: Hashable) -> None:
@@ -306,6 +342,23 @@ class MemoryLimitStore:
         elif bucket._rate != rate or bucket._burst != burst:  # its fields: same module
             bucket.reconfigure(rate, burst)
         return bucket.try_take(cost)
+
+    # This process's buckets answer at once: the shared form is the plain take.
+    take_shared = take
+
+    def take_all(self, charges: Sequence[Charge], cost: float = 1.0) -> float:
+        longest = max((self.wait(*charge, cost) for charge in charges), default=0.0)
+        if longest:
+            return longest
+        for charge in charges:
+            self.take(*charge, cost)
+        return 0.0
+
+    def give_back(self, charges: Sequence[Charge], cost: float = 1.0) -> None:
+        for charge in charges:
+            bucket = self._buckets[charge.kind].get(charge.key)
+            if bucket is not None:  # none: it was forgotten full, nothing to give
+                bucket.give(cost)
 
     def _bound(self, buckets: dict[Hashable, TokenBucket]) -> None:
         """Bring one kind's buckets back under the bound (see ``MAX_KEYS``)."""

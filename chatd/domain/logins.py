@@ -35,12 +35,25 @@ async def checked_login(services: _Services, peer: str, name: str | None,
     ``via`` names the listener in the audit entry (for example " (irc)").
     """
     try:
-        services.protection.check_login(peer, name)
-        return await attempt()
+        return await _admitted(services.protection, peer, name, attempt)
     except ChatError as exc:
         if exc.code is Code.AUTH_FAILED:
-            services.protection.login_failed(peer, name)
             services.stats.login_failures += 1
         await services.audit.record("failed-login", target=(name or "")[:24] or None,
                                     reason=f"{exc.code.value} from {peer}{via}")
         raise
+
+
+async def _admitted(protection: Protection, peer: str, name: str | None,
+                    attempt: Callable[[], Awaitable[_T]]) -> _T:
+    """Run ``attempt`` on a failure's token taken first; only a failure keeps it."""
+    await protection.admit_login(peer, name)
+    failed = False
+    try:
+        return await attempt()
+    except ChatError as exc:
+        failed = exc.code is Code.AUTH_FAILED
+        raise
+    finally:
+        if not failed:
+            protection.login_not_failed(peer, name)

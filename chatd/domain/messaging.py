@@ -79,11 +79,26 @@ class Messaging:
             raise ChatError(Code.E2E_REQUIRED, f"#{room.name} is end-to-end encrypted: send "
                             "from a client that encrypts (chatd-client).",
                             remedy=Remedy(Step.ENCRYPT, room.name))
-        self._protection.charge_message(session, room)
+        charged = self._protection.charge_message(session, room)
+        if charged is not None:
+            return self._to_room_charged(session, user, room, charged, text, kind, extra,
+                                         label)
         number = self._ids.for_room(room.id)
         if isinstance(number, int):
             return self._to_room(session, user, room, number, text, kind, extra, label)
         return self._to_room_later(session, user, room, number, text, kind, extra, label)
+
+    async def _to_room_charged(self, session: Endpoint, user: User, room: Room,
+                               charged: Awaitable[None], text: str, kind: str,
+                               extra: dict[str, Any], label: str | None) -> int:
+        """A post charged to a bucket the cluster shares: its id is asked for
+        once the charge is answered, so a refused message leaves no gap in the order."""
+        await charged
+        number = self._ids.for_room(room.id)
+        if isinstance(number, int):
+            return self._to_room(session, user, room, number, text, kind, extra, label)
+        return await self._to_room_later(session, user, room, number, text, kind, extra,
+                                         label)
 
     async def _to_room_later(self, session: Endpoint, user: User, room: Room,
                              number: Awaitable[int], text: str, kind: str,
@@ -176,7 +191,9 @@ class Messaging:
         if kind != ROOM_KEY:
             # A sender key is handed to each member once per chain: the command
             # bucket bounds it, the message bucket is for what people read.
-            self._protection.charge_message(session, None)
+            charged = self._protection.charge_message(session, None)
+            if charged is not None:
+                await charged
         number = await settled(self._ids.for_direct(target.id))
         online = target.online
         msg = MessageRecord(number, user.id, user.name, text,

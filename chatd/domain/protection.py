@@ -11,10 +11,17 @@ The buckets live in a :class:`LimitStore`; time comes from the daemon's clock.
 - Commands and typing indicators: a bucket per connection.
 - Failed logins: a bucket per IP address and per account name; when either is
   empty, logins are refused with one reply that reveals neither which limit
-  nor whether the account exists.
+  nor whether the account exists. An attempt takes its token from both before
+  the password is checked and gives it back unless it failed, so attempts
+  made at once (on one node or spread over a cluster's) get no more than the
+  budget.
 - chatd-crypt process starts: at most ``crypto.spawn_rate`` within any
   second, waited for (a sliding window of this process: it guards this
   machine's CPU).
+
+With a store shared by a cluster's nodes (``chatd.cluster.limits``) the message
+and login buckets answer after the turn: a message's charge is then awaited
+before its id is asked for, on paths that await anyway.
 
 Line-protocol messages are refused, never delayed: a chat line that arrives
 late is worse than a clear ``rate-limited`` with the time to wait. IRC cannot
@@ -24,12 +31,20 @@ say "retry in N ms", so it waits instead (:meth:`Protection.wait_for`).
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
-from collections.abc import Coroutine, Hashable
-from typing import TYPE_CHECKING, Any, Final, Protocol
+from collections.abc import Awaitable, Coroutine, Hashable
+from typing import TYPE_CHECKING, Any, Final, NoReturn, Protocol
 
 from chatd.domain import events
-from chatd.domain.limits import FloodDetector, Kind, LimitStore, MemoryLimitStore, SlidingWindow
+from chatd.domain.limits import (
+    Charge,
+    FloodDetector,
+    Kind,
+    LimitStore,
+    MemoryLimitStore,
+    SlidingWindow,
+)
 from chatd.domain.names import name_key
 from chatd.errors import ChatError, Code
 
@@ -151,18 +166,37 @@ class Protection:
 
     # -- messages ------------------------------------------------------------
 
-    def charge_message(self, session: Client, room: Room | None) -> None:
-        """Take one message token or raise ``rate-limited`` (with ``retry_ms``)."""
+    def charge_message(self, session: Client, room: Room | None) -> Awaitable[None] | None:
+        """Take one message token or raise ``rate-limited`` (with ``retry_ms``).
+
+        None when decided at once; with a shared store, an awaitable that
+        raises the same way once the cluster answered (await it before asking
+        for the message's id: a refused message takes none).
+        """
         user = session.user
         assert user is not None
         if room is None or ROOM_RATE not in room.settings:
-            wait = self._store.take(MESSAGE, user.id, self._message_rate, self._message_burst)
+            wait = self._store.take_shared(MESSAGE, user.id, self._message_rate,
+                                           self._message_burst)
         else:
-            wait = self._store.take(Kind.ROOM_MESSAGE, (room.id, user.id),
-                                    room.settings[ROOM_RATE], room.settings[ROOM_BURST])
+            wait = self._store.take_shared(Kind.ROOM_MESSAGE, (room.id, user.id),
+                                           room.settings[ROOM_RATE], room.settings[ROOM_BURST])
+        if isinstance(wait, float):
+            if wait:
+                self._refuse_message(session, user, room, wait)
+            return None
+        return self._message_answered(session, user, room, wait)
+
+    async def _message_answered(self, session: Client, user: User, room: Room | None,
+                                answer: Awaitable[float]) -> None:
+        wait = await answer
         if wait:
-            self._refused(session, user, room)
-            raise _rate_limited("too many messages", wait)
+            self._refuse_message(session, user, room, wait)
+
+    def _refuse_message(self, session: Client, user: User, room: Room | None,
+                        wait: float) -> NoReturn:
+        self._refused(session, user, room)
+        raise _rate_limited("too many messages", wait)
 
     def message_wait(self, user: User, room: Room | None) -> float:
         """Seconds until ``user`` may send a message, taking nothing; 0.0 in a
@@ -205,16 +239,29 @@ class Protection:
 
     # -- logins ----------------------------------------------------------------
 
-    def check_login(self, peer: str, name: str | None) -> None:
-        """Refuse a login attempt while the IP or the account has failed too often."""
-        for kind, key in _auth_keys(peer, name):
-            if self.wait(kind, key):
-                raise ChatError(Code.RATE_LIMITED,
-                                "too many failed logins; wait a minute and try again.")
+    async def admit_login(self, peer: str, name: str | None) -> None:
+        """Take a failure's token from the IP's and the account name's buckets
+        before the attempt is checked, or refuse it while either is empty.
 
-    def login_failed(self, peer: str, name: str | None) -> None:
-        for kind, key in _auth_keys(peer, name):
-            self.charge(kind, key)
+        Taken first, so attempts checked at once cannot all pass on the tokens
+        left; :meth:`login_not_failed` gives it back to an attempt that did not fail.
+        """
+        wait = self._store.take_all(self._login_charges(peer, name))
+        if not isinstance(wait, float):
+            wait = await wait
+        if wait:
+            raise ChatError(Code.RATE_LIMITED,
+                            "too many failed logins; wait a minute and try again.")
+
+    def login_not_failed(self, peer: str, name: str | None) -> None:
+        """The attempt :meth:`admit_login` let through did not fail: its token goes back."""
+        given = self._store.give_back(self._login_charges(peer, name))
+        if given is not None:
+            self._spawn(_awaited(given))
+
+    def _login_charges(self, peer: str, name: str | None) -> list[Charge]:
+        rate, burst = self.rate(Kind.LOGIN_ADDRESS)
+        return [Charge(kind, key, rate, burst) for kind, key in _auth_keys(peer, name)]
 
     def sweep(self) -> None:
         """Drop buckets that have refilled and flood detectors with nothing in
@@ -222,6 +269,13 @@ class Protection:
         self._store.sweep()
         for user_id in [u for u, flood in self._floods.items() if flood.idle]:
             del self._floods[user_id]
+
+
+async def _awaited(work: Awaitable[None]) -> None:
+    """``work`` as a coroutine; a store that cannot answer loses nothing worth a log."""
+    # A token not given back only delays the next attempt, at worst.
+    with contextlib.suppress(ChatError):
+        await work
 
 
 def _rate_limited(what: str, wait: float) -> ChatError:

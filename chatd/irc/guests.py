@@ -226,7 +226,9 @@ class Guests:
         user = session.user
         assert user is not None
         services = self._services
-        services.protection.charge_message(session, None)
+        charged = services.protection.charge_message(session, None)
+        if charged is not None:
+            await charged
         number = await settled(services.sequencer.for_direct(target.id))
         message = events.Message(user.name, text, services.clock.time(),
                                  id=number, to=target.name,

@@ -272,12 +272,16 @@ class WebServer:
             raise HttpError(401, Code.NOT_LOGGED_IN, "send an API token: "
                             "Authorization: Bearer <token> (make one with /token create).")
         peer = f"{ip}:0"
-        protection.check_login(peer, None)
+        await protection.admit_login(peer, None)
+        failed = False
         try:
             grant = await self.services.tokens.authenticate(secret.strip())
         except ChatError:
-            protection.login_failed(peer, None)
+            failed = True  # any refused token counts, as a failed login does
             raise
+        finally:
+            if not failed:
+                protection.login_not_failed(peer, None)
         wait = protection.charge(Kind.COMMAND, ("api", grant.user.id))
         if wait:
             retry_ms = max(1, round(wait * 1000))

@@ -113,19 +113,22 @@ def test_a_reload_applies_at_the_next_charge(tmp_path: Path) -> None:
     assert protection.charge(Kind.COMMAND, session.id) == 0.25
 
 
-def test_failed_logins_throttle_address_and_name(tmp_path: Path) -> None:
+async def test_failed_logins_throttle_address_and_name(tmp_path: Path) -> None:
     clock = ManualClock()
     protection = _protection(_config(tmp_path), clock)
-    protection.check_login("192.0.2.1:1", "bob")
-    protection.login_failed("192.0.2.1:1", "bob")
-    protection.login_failed("192.0.2.1:2", "Bob")
+    await protection.admit_login("192.0.2.1:1", "bob")
+    protection.login_not_failed("192.0.2.1:1", "bob")  # a success costs nothing
+    await protection.admit_login("192.0.2.1:1", "bob")  # two failures: kept
+    await protection.admit_login("192.0.2.1:2", "Bob")
     for peer, name in [("192.0.2.1:3", None), ("198.51.100.1:1", "BOB")]:
         with pytest.raises(ChatError) as refused:
-            protection.check_login(peer, name)
+            await protection.admit_login(peer, name)
         assert refused.value.code is Code.RATE_LIMITED and "retry_ms" not in refused.value.details
-    protection.check_login("198.51.100.1:1", "carol")
+    # Refused on the name, the address was not charged: it still has both tokens.
+    await protection.admit_login("198.51.100.1:1", "carol")
+    await protection.admit_login("198.51.100.1:1", "dave")
     clock.advance(5)  # one failure's worth of the window
-    protection.check_login("192.0.2.1:3", "bob")
+    await protection.admit_login("192.0.2.1:3", "bob")
 
 
 def test_sweep_forgets_idle_flood_detectors(tmp_path: Path) -> None:
@@ -144,11 +147,11 @@ def test_sweep_forgets_idle_flood_detectors(tmp_path: Path) -> None:
     assert protection._floods == {}
 
 
-def test_sweep_forgets_what_refilled(tmp_path: Path) -> None:
+async def test_sweep_forgets_what_refilled(tmp_path: Path) -> None:
     clock = ManualClock()
     store = MemoryLimitStore(clock)
     protection = Protection(_config(tmp_path), clock, cast(Any, None), cast(Any, None), store)
-    protection.login_failed("192.0.2.1:1", "bob")
+    await protection.admit_login("192.0.2.1:1", "bob")
     protection.charge_command(_session())
     assert len(store) == 3
     clock.advance(3)

@@ -10,6 +10,7 @@ from hypothesis import strategies as st
 
 from chatd.domain.clock import Clock, ManualClock
 from chatd.domain.limits import (
+    Charge,
     FloodDetector,
     Kind,
     MemoryLimitStore,
@@ -485,3 +486,58 @@ def test_store_over_its_bound_drops_a_tenth_at_once() -> None:
     assert store.wait(Kind.LOGIN_ADDRESS, 3, 1, 1) == 1.0
     store.take(Kind.LOGIN_ADDRESS, 21, 1, 1)
     assert len(store) == 19
+
+
+# ---------------------------------------------------------------------------
+# Taking from several buckets at once, and giving back
+# ---------------------------------------------------------------------------
+
+
+def test_give_puts_back_up_to_the_burst() -> None:
+    clock = ManualClock()
+    bucket = TokenBucket(rate=1, burst=2, clock=clock)
+    bucket.try_take(2)
+    bucket.give()
+    assert bucket.tokens == 1
+    bucket.give(5)
+    assert bucket.tokens == 2
+    unlimited = TokenBucket(rate=0, burst=1, clock=clock)
+    unlimited.give()
+    assert unlimited.tokens == 1
+
+
+def test_take_all_takes_from_every_bucket_or_none() -> None:
+    store = MemoryLimitStore(ManualClock())
+    address = Charge(Kind.LOGIN_ADDRESS, "192.0.2.1", 0.5, 2.0)
+    name = Charge(Kind.LOGIN_NAME, "bob", 0.5, 2.0)
+    assert store.take_all([name]) == 0.0
+    assert store.take_all([name]) == 0.0
+    assert store.take_all([address, name]) == 2.0
+    assert store.wait(*address) == 0.0 and store.take(*address, 2.0) == 0.0  # untouched
+    store.give_back([name, Charge(Kind.LOGIN_NAME, "never-charged", 0.5, 2.0)])
+    assert store.take_all([name]) == 0.0
+    assert store.take_all([]) == 0.0
+
+
+@FAST
+@given(steps=st.lists(st.tuples(st.sampled_from([0, 1, 2]), st.floats(0.5, 3.0)),
+                      min_size=1, max_size=30))
+def test_take_all_is_all_or_nothing(steps: list[tuple[int, float]]) -> None:
+    """Whatever the order of the groups, a refused group leaves every bucket as it
+    was, and a granted one takes its cost from each of its buckets only."""
+    clock = ManualClock()
+    store = MemoryLimitStore(clock)
+    charges = [Charge(Kind.LOGIN_NAME, n, 1.0, 3.0) for n in range(3)]
+
+    def tokens() -> list[float]:
+        buckets = store._buckets[Kind.LOGIN_NAME]
+        return [buckets[c.key].tokens if c.key in buckets else 3.0 for c in charges]
+
+    for first, cost in steps:
+        group = charges[first:first + 2]
+        before = tokens()
+        wait = store.take_all(group, cost)
+        expected = before if wait else [t - cost if c in group else t
+                                        for c, t in zip(charges, before, strict=True)]
+        assert tokens() == pytest.approx([max(0.0, t) for t in expected], abs=1e-9)
+        clock.advance(0.25)
