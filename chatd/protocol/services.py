@@ -38,7 +38,7 @@ if TYPE_CHECKING:
     from chatd.protocol.adminfeed import AdminFeed
     from chatd.protocol.registry import CommandTable
     from storage.api import Storage
-    from storage.writer import MessageWriter
+    from storage.writer import Writer
 
 
 @dataclass(eq=False)
@@ -48,7 +48,7 @@ class Services:
     config: Config
     clock: Clock
     storage: Storage
-    writer: MessageWriter
+    writer: Writer
     bus: Bus
     accounts: Accounts
     rooms: Rooms

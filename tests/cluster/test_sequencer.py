@@ -76,12 +76,13 @@ async def test_asks_made_while_a_batch_is_in_flight_form_the_next_one(
 
 
 class _Silent:
-    """A Redis that never answers INCRBY (a frozen server)."""
+    """A Redis that seeds, then never answers a batch of ids (a frozen server)."""
 
     def __init__(self, shared: redis.asyncio.Redis) -> None:
         self.eval = shared.eval
+        self.register_script = shared.register_script
 
-    async def incrby(self, key: str, amount: int) -> int:
+    async def evalsha(self, *args: Any) -> int:
         await asyncio.Event().wait()
         raise AssertionError("never answers")
 
