@@ -16,8 +16,9 @@ Typing notices carry no number: they are delivered when read, at most once.
 
 **Acknowledgements.** The sender's labelled copy of a message (and the reply
 of a command's issuer) is shown when this node reads the entry back, so it is
-in the same order as everything else its connection sees. A post waits for
-that moment (:meth:`ClusterBus.placed`) before it is stored and acknowledged.
+in the same order as everything else its connection sees. A post (a direct
+message too) waits for that moment (:meth:`ClusterBus.placed`) before it is
+acknowledged; the persister stores it from the log.
 
 **Sanctions where the order is decided.** A room message whose sender a kick,
 ban, leave or mute ordered before it forbade is dropped by every node's reader
@@ -86,7 +87,7 @@ READ_COUNT = 1000
 # How often the reader checks that Redis still holds this node's epoch, in seconds.
 EPOCH_CHECK = 1.0
 # The longest pause of the reader between attempts while Redis does not answer.
-READ_BACKOFF = 1.0
+READ_BACKOFF = 0.5
 # The most message numbers remembered as dropped by the gate, and records kept
 # for entries not yet published (the oldest are forgotten first).
 REMEMBERED = 100_000

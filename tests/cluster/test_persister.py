@@ -21,7 +21,7 @@ import redis.asyncio
 
 from chatd.app.app import App
 from chatd.client import ChatClient
-from chatd.cluster import keys, persister, transactions
+from chatd.cluster import codec, keys, persister, transactions
 from chatd.cluster.persister import Persister, backlog_of, record_of
 from chatd.errors import Code
 from storage.postgres import PostgresStorage
@@ -157,8 +157,6 @@ async def test_the_same_entry_twice_is_stored_once(nodes: list[App]) -> None:
 
 
 def _decode(fields: dict[bytes, bytes]) -> dict[str, Any]:
-    from chatd.cluster import codec  # noqa: PLC0415
-
     return codec.decode(fields[b"j"])  # type: ignore[no-any-return]
 
 
