@@ -23,6 +23,7 @@ from chatd.app.app import App
 from chatd.client import ChatClient
 from chatd.cluster import codec, keys, persister, transactions
 from chatd.cluster.persister import Persister, backlog_of, record_of
+from chatd.cluster.tail import LogTail
 from chatd.errors import Code
 from storage.postgres import PostgresStorage
 from storage.records import MessageRecord
@@ -371,3 +372,11 @@ async def test_the_backlog_warns_at_half_and_refuses_at_ninety_percent(
         assert not consumer.full and "taken again" in caplog.text
     assert backlog_of([{"name": b"persist", "lag": 3, "pel-count": 4}]) == 7
     assert backlog_of([{"name": b"other", "lag": 3, "pel-count": 4}]) is None
+
+
+async def test_history_is_the_databases_alone_when_the_log_does_not_answer() -> None:
+    gone = redis.asyncio.Redis(host="127.0.0.1", port=1, socket_connect_timeout=0.2)
+    tail = LogTail(gone, lambda n: True)
+    assert await tail.room(1, None) == []
+    assert await tail.direct(1, 2, None) == []
+    await gone.aclose()
