@@ -58,6 +58,7 @@ import redis
 
 from chatd.cluster import codec, keys
 from chatd.cluster.gate import Gate
+from chatd.cluster.persister import stopping
 from chatd.cluster.sequencer import EpochChanged, busy
 from chatd.delivery.issuer import issuer, issuing
 from chatd.domain.events import Message, Typing
@@ -350,7 +351,7 @@ class ClusterBus:
 
     async def _read(self) -> None:
         failures = 0
-        while True:
+        while not stopping():
             generation = self._generation
             try:
                 await self._check_epoch()
@@ -358,6 +359,8 @@ class ClusterBus:
                 answer: Any = await self._shared.xread({keys.LOG: self._position},
                                                        count=READ_COUNT, block=block)
             except (redis.RedisError, EpochChanged) as exc:
+                if stopping():
+                    raise asyncio.CancelledError from exc  # cancelled mid-command
                 failures += 1
                 if failures == 1:
                     log.warning("cluster: reading the log failed (%s); retrying", exc)

@@ -74,6 +74,8 @@ VERDICT_WAIT = 5.0
 MAX_BACKOFF = 5.0
 # How often the backlog is measured, in seconds.
 MEASURE_EVERY = 0.5
+# How long stopping waits for the consumer's tasks to end.
+STOP_WAIT = 2.0
 # Fractions of the log's length: a warning above the first, refusals above the second.
 WARN_AT = 0.5
 REFUSE_AT = 0.9
@@ -135,12 +137,11 @@ class Persister:
     async def stop(self) -> None:
         """Stop at once: what is not acknowledged stays pending for the next
         consumer (another node's, or this node's next start)."""
-        for task in self._tasks:
+        tasks, self._tasks = self._tasks, []
+        for task in tasks:
             task.cancel()
-        for task in self._tasks:
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
-        self._tasks = []
+        if tasks:
+            await asyncio.wait(tasks, timeout=STOP_WAIT)
 
     def reset(self) -> None:
         """A new epoch: the group is recreated on the new log (when first read)."""
@@ -151,7 +152,7 @@ class Persister:
 
     async def _consume(self) -> None:
         failures = 0
-        while True:
+        while not stopping():
             try:
                 await self.step()
             except redis.ResponseError as exc:
@@ -160,6 +161,8 @@ class Persister:
                 await self._create_group()
                 continue
             except redis.RedisError as exc:
+                if stopping():
+                    raise asyncio.CancelledError from exc  # cancelled mid-command
                 failures += 1
                 if failures == 1:
                     log.warning("cluster: the persister cannot reach Redis (%s); retrying", exc)
@@ -287,9 +290,12 @@ class Persister:
     # -- backlog -------------------------------------------------------------
 
     async def _measure(self) -> None:
-        while True:
-            with contextlib.suppress(redis.RedisError):
+        while not stopping():
+            try:
                 self.measured(backlog_of(await self._shared.xinfo_groups(keys.LOG)) or 0)
+            except redis.RedisError as exc:
+                if stopping():
+                    raise asyncio.CancelledError from exc
             await asyncio.sleep(MEASURE_EVERY)
 
     def measured(self, backlog: int) -> None:
@@ -310,6 +316,14 @@ class Persister:
             log.warning("cluster: %d log entries are not stored yet, over half the log's "
                         "length (%d): is PostgreSQL reachable?", backlog, length)
         self._warned = warn
+
+
+def stopping() -> bool:
+    """Whether the running task is being cancelled: the Redis client may turn a
+    cancellation in the middle of a command into a connection error, which a
+    retrying loop must not take for Redis being away."""
+    task = asyncio.current_task()
+    return task is not None and task.cancelling() > 0
 
 
 def _decoded(stream_id: bytes, fields: dict[bytes, bytes]) -> Pair:
