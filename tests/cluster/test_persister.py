@@ -122,6 +122,7 @@ async def test_a_dead_nodes_acknowledged_messages_are_stored_by_another(
     took = time.monotonic() - died
     logging.getLogger(__name__).info("a dead node's messages stored in %.1f s", took)
     assert (await shared.xpending(keys.LOG, keys.PERSIST))["pending"] == 0
+    assert persister_of(nodes[0]).stored >= 5  # the first node's consumer took them over
     await shared.aclose()
     await ann.close()
     await bob.close()
