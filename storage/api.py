@@ -46,6 +46,11 @@ class Conflict(Refused):
     """A uniqueness rule was violated (name taken, duplicate row)."""
 
 
+class Unavailable(StorageError):
+    """The database does not answer (unreachable, stopped, too slow): a retry
+    later may pass, nothing was decided."""
+
+
 class Storage(Protocol):
     async def open(self) -> None: ...
     async def close(self) -> None: ...

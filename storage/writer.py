@@ -19,6 +19,7 @@ import asyncio
 import contextlib
 import logging
 import time
+from typing import Protocol
 
 from storage.api import Refused, Storage
 from storage.records import MessageRecord
@@ -27,6 +28,25 @@ log = logging.getLogger("storage.writer")
 
 # Longest pause of the background task between retries of a failing write.
 MAX_BACKOFF = 5.0
+
+
+class Writer(Protocol):
+    """Where the daemon hands the messages it delivers, to be stored: this
+    module's :class:`MessageWriter`, or a cluster's log (chatd/cluster/persister.py)."""
+
+    @property
+    def pending(self) -> int: ...
+    @property
+    def written(self) -> int: ...
+    @property
+    def dropped(self) -> int: ...
+    @property
+    def last_flush_seconds(self) -> float: ...
+    def submit(self, record: MessageRecord) -> None: ...
+    def pending_after(self, after_id: int) -> list[MessageRecord]: ...
+    async def start(self) -> None: ...
+    async def flush(self) -> None: ...
+    async def close(self) -> None: ...
 
 
 class MessageWriter:

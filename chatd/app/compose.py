@@ -155,7 +155,8 @@ def make_storage(config: Config) -> Storage:
     # Without Redis one node serves the database; with it nodes share delivery
     # (see docs/CLUSTER.md).
     return PostgresStorage(config.cluster.postgres, sole_node=not config.cluster.redis,
-                           name=f"chatd/{config.cluster.node_id}")
+                           name=f"chatd/{config.cluster.node_id}",
+                           fail_fast=bool(config.cluster.redis))
 
 
 def make_node(config: Config, storage: Storage) -> ClusterNode | None:
@@ -191,7 +192,8 @@ def wire_services(config: Config, clock: Clock, storage: Storage, table: Command
     those a reload reaches with the keys they read."""
     bus, sequencer, transactions = make_seams(storage, node)
     stats = Stats()
-    writer = MessageWriter(storage, config.storage.flush_interval, config.storage.max_batch)
+    writer = MessageWriter(storage, config.storage.flush_interval, config.storage.max_batch) \
+        if node is None else node.make_writer()
     audit = AuditLog(storage, clock)
     accounts = Accounts(storage, config, clock, audit)
     notifier = Notifier(storage, bus, clock)
@@ -203,6 +205,7 @@ def wire_services(config: Config, clock: Clock, storage: Storage, table: Command
     if node is not None:
         node.attach(rooms, accounts)
         warn_unshared(config.files, config.storage.path)
+        messaging.tail = node.tail
     presence = Presence(accounts, rooms, messaging, notifier, audit, stats, clock, transactions)
     admission = Admission(storage, rooms, accounts, bus, notifier, audit, clock, config,
                           transactions)

@@ -16,12 +16,24 @@ Typing notices carry no number: they are delivered when read, at most once.
 
 **Acknowledgements.** The sender's labelled copy of a message (and the reply
 of a command's issuer) is shown when this node reads the entry back, so it is
-in the same order as everything else its connection sees. A post waits for
-that moment (:meth:`ClusterBus.placed`) before it is stored and acknowledged.
+in the same order as everything else its connection sees. A post (a direct
+message too) waits for that moment (:meth:`ClusterBus.placed`) before it is
+acknowledged; the persister stores it from the log.
 
 **Sanctions where the order is decided.** A room message whose sender a kick,
 ban, leave or mute ordered before it forbade is dropped by every node's reader
 alike (:mod:`chatd.cluster.gate`); the sender's node tells the sender why.
+
+**What history needs.** A message to be stored carries, beside its event, what
+its row needs that the event does not say (:meth:`ClusterBus.keep`); the
+cluster's persister (:mod:`chatd.cluster.persister`) stores it from the log. A
+message the gate dropped is dropped on every node alike, so each node's reader
+remembers the numbers it dropped (:meth:`ClusterBus.verdict`): the persister
+and the history's tail leave them out.
+
+**A new epoch.** Redis lost its memory (:mod:`chatd.cluster.sequencer`): the
+reader starts over on the new log (:meth:`ClusterBus.reset`) and the node tells
+the users signed in here that messages may be missing (:meth:`ClusterBus.tell_all`).
 
 **Another node's decisions.** Before an event about a room decided elsewhere
 is delivered, the node reloads the room from PostgreSQL (``resync``): members
@@ -39,7 +51,6 @@ import heapq
 import itertools
 import logging
 import time
-from collections import deque
 from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING, Any
 
@@ -47,8 +58,9 @@ import redis
 
 from chatd.cluster import codec, keys
 from chatd.cluster.gate import Gate
+from chatd.cluster.persister import stopping
 from chatd.cluster.recent import read_tail
-from chatd.cluster.sequencer import busy
+from chatd.cluster.sequencer import EpochChanged, busy
 from chatd.delivery.issuer import issuer, issuing
 from chatd.domain.events import Message, Typing
 from chatd.errors import ChatError, Code
@@ -64,6 +76,7 @@ if TYPE_CHECKING:
     from chatd.domain.events import Event
     from chatd.domain.ports import Delivered, Endpoint
     from chatd.domain.room import Room
+    from storage.records import MessageRecord
 
 log = logging.getLogger(__name__)
 
@@ -73,8 +86,13 @@ GAP_WAIT = 1.0
 PLACE_WAIT = 5.0
 # The most entries read at once.
 READ_COUNT = 1000
-# How many ids of refused messages are remembered (/resume leaves them out).
-REFUSED_KEPT = 10_000
+# How often the reader checks that Redis still holds this node's epoch, in seconds.
+EPOCH_CHECK = 1.0
+# The longest pause of the reader between attempts while Redis does not answer.
+READ_BACKOFF = 0.5
+# The most message numbers remembered as dropped by the gate, and records kept
+# for entries not yet published (the oldest are forgotten first).
+REMEMBERED = 100_000
 
 Entry = dict[str, Any]
 
@@ -108,11 +126,20 @@ class ClusterBus:
         self.delivered = 0
         self.gate = Gate()
         self.refused = 0
-        self._refused_ids: deque[int] = deque(maxlen=REFUSED_KEPT)
         # This node's posts refused where the order is decided, by error code (metrics).
         self.refusals: dict[str, int] = {}
         # This node's room messages waiting for their place, by id.
         self._placing: dict[int, asyncio.Future[None]] = {}
+        # The records of messages about to be published, by id (see keep).
+        self._kept: dict[int, MessageRecord] = {}
+        # The numbers of the messages the gate dropped, as an ordered set.
+        self._dropped: dict[int, None] = {}
+        # Where the reader is in the log, and its generation (a reset starts a new one).
+        self._position = b"0-0"
+        self._generation = 0
+        self._epoch_checked = 0.0
+        # The users signed in on this node (told of a new epoch).
+        self._users: dict[int, User] = {}
 
     # -- routes: this node's own ------------------------------------------
 
@@ -136,9 +163,18 @@ class ClusterBus:
 
     def add_user(self, user: User, endpoint: Endpoint) -> None:
         self.local.add_user(user, endpoint)
+        self._users[user.id] = user
 
     def remove_user(self, user: User, endpoint: Endpoint) -> None:
         self.local.remove_user(user, endpoint)
+        if not self.local.of_user(user):
+            self._users.pop(user.id, None)
+
+    def tell_all(self, record: Mapping[str, Any]) -> int:
+        """Deliver ``record`` to every signed-in connection of this node; how many."""
+        endpoints = [e for user in self._users.values() for e in self.local.of_user(user)]
+        self.local.to_endpoints(endpoints, record)
+        return len(endpoints)
 
     def of_user(self, user: User) -> Sequence[Endpoint]:
         return self.local.of_user(user)
@@ -150,6 +186,22 @@ class ClusterBus:
         """An account was made here: the other nodes load it (before anything of
         it they read later, an unnumbered entry being delivered when read)."""
         self._publish({"k": "account", "u": user_id})
+
+    def keep(self, record: MessageRecord) -> None:
+        """``record`` is to be stored: its entry, published next, carries what its
+        row needs beside the event (the persister stores it from the log)."""
+        self._kept[record.id] = record
+        if len(self._kept) > REMEMBERED:
+            del self._kept[next(iter(self._kept))]
+
+    def verdict(self, number: int) -> bool | None:
+        """Whether message ``number`` took its place in the order (True) or was
+        dropped by the gate (False), as this node's reader decided; None while
+        it has not decided yet. A number ordered before this node started
+        reading is taken as placed: the reader never saw it."""
+        if number in self._dropped:
+            return False
+        return True if number < self._expected else None
 
     def placed(self, message_id: int) -> Awaitable[None]:
         future = asyncio.get_running_loop().create_future()
@@ -185,13 +237,14 @@ class ClusterBus:
         """The log's messages above ``after_id`` this node already ordered, which
         their nodes may not have written yet (:mod:`chatd.cluster.recent`)."""
         return await read_tail(self._shared, after_id, self._expected,
-                               frozenset(self._refused_ids))
+                               frozenset(self._dropped))
 
     # -- publishing --------------------------------------------------------
 
     def to_room(self, room: Room, event: Event, skip: Endpoint | None = None,
                 label: str | None = None) -> int:
         entry = {"k": "room", "r": room.id, "e": codec.encode(event)}
+        self._carry(entry, event)
         self._publish(self._numbered(entry, event, skip, label))
         return len(self.local.in_room(room))
 
@@ -203,11 +256,20 @@ class ClusterBus:
                  skip: Endpoint | None = None, room_id: int | None = None) -> None:
         entry = {"k": "users", "u": [u.id for u in users], "r": room_id,
                  "e": codec.encode(event)}
+        self._carry(entry, event)
         self._publish(self._numbered(entry, event, skip, None))
 
     def to_endpoints(self, endpoints: Iterable[Endpoint], record: Mapping[str, Any]) -> None:
         # A front end's notice to connections it names: they are this node's.
         self.local.to_endpoints(endpoints, record)
+
+    def _carry(self, entry: Entry, event: Event) -> None:
+        """A message to be stored carries its sender's id, recipient's id and
+        delivered flag (the rest of its row is in the event)."""
+        if isinstance(event, Message) and event.id is not None:
+            record = self._kept.pop(event.id, None)
+            if record is not None:
+                entry["p"] = [record.sender_id, record.recipient_id, record.delivered]
 
     def _numbered(self, entry: Entry, event: Event, skip: Endpoint | None,
                   label: str | None) -> Entry:
@@ -271,8 +333,27 @@ class ClusterBus:
         pipe.xrevrange(keys.LOG, count=1)
         counter, last = await pipe.execute()
         self._expected = int(counter or 0) + 1
-        position = last[0][0] if last else b"0-0"
-        self._reader = asyncio.get_running_loop().create_task(self._read(position))
+        self._position = last[0][0] if last else b"0-0"
+        self._epoch_checked = time.monotonic()
+        self._reader = asyncio.get_running_loop().create_task(self._read())
+
+    async def reset(self) -> None:
+        """Redis lost its memory (a new epoch): read the new log from its start.
+
+        What the old log ordered and this node has not delivered yet is gone
+        with it; so are the gate's sanctions (the rooms are reloaded from the
+        database instead) and the verdicts."""
+        counter = await self._shared.get(keys.COUNTER)
+        self._generation += 1
+        self._position = b"0-0"
+        self._expected = int(counter or 0) + 1
+        self._held.clear()
+        self._gap_since = None
+        self._dropped.clear()
+        self.gate = Gate()
+        for future in list(self._placing.values()):
+            if not future.done():
+                future.set_exception(busy())
 
     async def stop(self) -> None:
         if self._flushing is not None:
@@ -282,21 +363,43 @@ class ClusterBus:
             with contextlib.suppress(asyncio.CancelledError):
                 await self._reader
 
-    async def _read(self, position: bytes) -> None:
-        while True:
+    async def _read(self) -> None:
+        failures = 0
+        while not stopping():
+            generation = self._generation
             try:
+                await self._check_epoch()
                 block = 1000 if not self._held else max(1, int(GAP_WAIT * 500))
-                answer: Any = await self._shared.xread({keys.LOG: position}, count=READ_COUNT,
-                                                  block=block)
-            except redis.RedisError:
-                log.warning("cluster: reading the log failed; retrying")
-                await asyncio.sleep(0.2)
+                answer: Any = await self._shared.xread({keys.LOG: self._position},
+                                                       count=READ_COUNT, block=block)
+            except (redis.RedisError, EpochChanged) as exc:
+                if stopping():
+                    raise asyncio.CancelledError from exc  # cancelled mid-command
+                failures += 1
+                if failures == 1:
+                    log.warning("cluster: reading the log failed (%s); retrying", exc)
+                # Redis away: retry soon, then less often (flow resumes within a second).
+                await asyncio.sleep(min(0.1 * failures, READ_BACKOFF))
                 continue
+            if failures:
+                log.info("cluster: reading the log again")
+                failures = 0
+            if generation != self._generation:
+                continue  # read from the old log: reset meanwhile
             for _stream, items in answer or ():
                 for stream_id, fields in items:
-                    position = stream_id
+                    self._position = stream_id
                     await self._take(codec.decode(fields[b"j"]))
             await self._release()
+
+    async def _check_epoch(self) -> None:
+        """Now and then: is this node's epoch still Redis's? (The sequencer checks
+        it with every batch of ids; a node that posts nothing checks here.)"""
+        now = time.monotonic()
+        if now - self._epoch_checked < EPOCH_CHECK:
+            return
+        self._epoch_checked = now
+        await self._ids.check_epoch()
 
     async def _take(self, entry: Entry) -> None:
         number = entry.get("s")
@@ -356,6 +459,7 @@ class ClusterBus:
                 self._to_room(room, event, reply)
             return
         self.delivered += 1
+        self._settle(entry, None)  # a direct message waits for its place too
         users = [u for u in map(self._user_of, entry["u"]) if u is not None]
         if reply is not None and not reply[2]:
             with issuing(reply[0], reply[1]):  # type: ignore[arg-type]
@@ -365,17 +469,23 @@ class ClusterBus:
 
     def _refusal(self, room_id: int | None, room: Room | None,
                  event: Event) -> ChatError | None:
-        """Why a room entry is dropped here and on every node; None when it is not."""
+        """Why a room entry is not delivered here; None when it is. The gate's
+        refusal holds on every node alike (its number is remembered as dropped);
+        a room this node does not know is its own business."""
         if not isinstance(event, Message) or room_id is None:
             return None
-        if room is None:
-            return ChatError(Code.NO_SUCH_ROOM, f"#{event.room} ended before your message.")
-        refusal = self.gate.refusal(room_id, room.name, event)
+        name = room.name if room is not None else event.room or ""
+        refusal = self.gate.refusal(room_id, name, event)
         if refusal is not None:
             self.refused += 1
             if event.id is not None:
-                self._refused_ids.append(event.id)
-        return refusal
+                self._dropped[event.id] = None
+                if len(self._dropped) > REMEMBERED:
+                    del self._dropped[next(iter(self._dropped))]
+            return refusal
+        if room is None:
+            return ChatError(Code.NO_SUCH_ROOM, f"#{event.room} ended before your message.")
+        return None
 
     def _to_room(self, room: Room, event: Event,
                  reply: tuple[Endpoint | None, str | None, bool] | None) -> None:

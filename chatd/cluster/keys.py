@@ -14,8 +14,12 @@ EPOCH: Final = "{chatd}:epoch"
 EPOCH_FIRST: Final = "{chatd}:epoch:first"
 LOG: Final = "{chatd}:log"
 FENCE: Final = "{chatd}:fence"
-# The log keeps about this many entries; older ones are in PostgreSQL.
-LOG_LENGTH: Final = 100_000
+# The consumer group of the log whose consumers (one per node) store history.
+PERSIST: Final = "persist"
+# The log keeps about this many entries (XADD MAXLEN ~); older ones are in
+# PostgreSQL. Posts are refused before the entries not yet stored come near it
+# (chatd/cluster/persister.py), so trimming never drops one.
+LOG_LENGTH = 1_000_000
 # A new counter starts this far above the largest stored id: entries numbered
 # but not stored when Redis lost its memory keep their ids to themselves.
 SEED_MARGIN: Final = 1 << 20

@@ -8,16 +8,21 @@ open (:meth:`ClusterNode.start`, called by the sequencer's ``load``).
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
+import logging
 from typing import TYPE_CHECKING, Any
 
 import redis.asyncio
 
 from chatd.cluster.bus import ClusterBus
+from chatd.cluster.epoch import EpochChange
 from chatd.cluster.leader import RedisLeader
 from chatd.cluster.limits import ClusterLimitStore
+from chatd.cluster.persister import LogWriter, Persister
 from chatd.cluster.sequencer import ClusterSequencer
 from chatd.cluster.sync import RoomSync
+from chatd.cluster.tail import LogTail
 from chatd.cluster.transactions import ClusterTransactions
 
 if TYPE_CHECKING:
@@ -30,9 +35,16 @@ if TYPE_CHECKING:
     from chatd.domain.rooms import Rooms
     from storage.api import Storage
 
+log = logging.getLogger(__name__)
+
 # Connections of a node's locks and reloads (each governance decision in
 # progress holds one; more wait).
 POOL_SIZE = 8
+# A connection, a statement, or a wait for a free connection taking longer
+# fails: a command is refused (busy) rather than left hanging on a database away.
+PG_TIMEOUT = 2.0
+# How long the reader waits for a room's reload before it delivers without it.
+RELOAD_TIMEOUT = 2.0
 
 
 class _Pool:
@@ -47,12 +59,20 @@ class _Pool:
         import asyncpg  # noqa: PLC0415 - the cluster extra's driver, imported where used
 
         self.pool = await asyncpg.create_pool(
-            self._url, min_size=1, max_size=POOL_SIZE,
-            server_settings={"application_name": self._name})
+            self._url, min_size=1, max_size=POOL_SIZE, timeout=PG_TIMEOUT,
+            command_timeout=PG_TIMEOUT, server_settings={"application_name": self._name})
 
     def acquire(self) -> Any:
         assert self.pool is not None, "the node has not started"
-        return self.pool.acquire()
+        return self.pool.acquire(timeout=PG_TIMEOUT)
+
+    async def release(self, connection: Any) -> None:
+        """Give ``connection`` back (a closed one is replaced by the pool)."""
+        assert self.pool is not None, "the node has not started"
+        try:
+            await self.pool.release(connection, timeout=PG_TIMEOUT)
+        except Exception:  # the database away: the connection is dropped
+            connection.terminate()
 
     async def close(self) -> None:
         if self.pool is not None:
@@ -65,7 +85,7 @@ class ClusterNode:
     def __init__(self, config: ClusterConfig, storage: Storage) -> None:
         self.node_id = config.node_id
         self._storage = storage
-        self.redis = redis.asyncio.Redis.from_url(config.redis)
+        self.redis = redis.asyncio.Redis.from_url(config.redis, socket_connect_timeout=1.0)
         self._pool = _Pool(config.postgres, f"chatd/{config.node_id}/locks")
         self.sequencer = ClusterSequencer(storage, self.redis)
         self.sequencer.started = self.start
@@ -77,6 +97,9 @@ class ClusterNode:
         self._accounts: Accounts | None = None
         self.bus: ClusterBus | None = None
         self.transactions: ClusterTransactions | None = None
+        self.persister: Persister | None = None
+        self.tail: LogTail | None = None
+        self.epoch: EpochChange | None = None
 
     def make_bus(self, local: LocalBus) -> ClusterBus:
         """The node's bus around ``local`` (rooms and accounts given by :meth:`attach`)."""
@@ -84,7 +107,17 @@ class ClusterNode:
                               lambda room_id: self._rooms.get(room_id) if self._rooms else None,
                               lambda user_id: self._accounts.get(user_id)
                               if self._accounts else None, self._reload, self._adopt)
+        store = getattr(self._storage, "store_messages")  # noqa: B009 - PostgreSQL's alone
+        self.persister = Persister(self.redis, self.node_id, store, self.bus.verdict)
+        self.sequencer.backlogged = lambda: self.persister is not None and self.persister.full
+        self.tail = LogTail(self.redis, self.bus.verdict)
         return self.bus
+
+    def make_writer(self) -> LogWriter:
+        """The domain's writer: a message goes with its entry of the log, and the
+        group ``persist`` stores it (chatd/cluster/persister.py)."""
+        assert self.bus is not None and self.persister is not None, "make_bus first"
+        return LogWriter(self.bus.keep, self.persister, self.sequencer)
 
     def attach(self, rooms: Rooms, accounts: Accounts) -> None:
         """The rooms and accounts this node keeps, reloaded when others decide."""
@@ -94,6 +127,12 @@ class ClusterNode:
         bus = self.bus
         if bus is not None:
             accounts.on_created = lambda user: bus.announce_account(user.id)
+        if bus is not None and self.persister is not None:
+            self.epoch = EpochChange(
+                bus, self.persister,
+                lambda: [r.id for r in (*rooms.listed_for(None), *rooms.hidden_rooms())],
+                self._resync)
+            self.sequencer.epoch_changed = self.epoch
 
     def make_limits(self, clock: Clock) -> ClusterLimitStore:
         """The rate limits every node shares (messages, failed logins)."""
@@ -111,9 +150,15 @@ class ClusterNode:
             self._accounts.adopt(record)
 
     async def _reload(self, room_id: int) -> None:
-        """The reader's reload of a room another node decided about."""
+        """The reader's reload of a room another node decided about (bounded: the
+        database away must not stop the messages; the next decision reloads)."""
         assert self.transactions is not None
-        await self.transactions.reload(room_id)
+        try:
+            async with asyncio.timeout(RELOAD_TIMEOUT):
+                await self.transactions.reload(room_id)
+        except Exception as exc:  # deliver all the same; logged
+            log.warning("cluster: room %d not reloaded (%s): the database does not answer",
+                        room_id, exc or type(exc).__name__)
 
     async def _resync(self, room_id: int) -> None:
         assert self.sync is not None
@@ -122,10 +167,13 @@ class ClusterNode:
     async def start(self) -> None:
         """Storage is open and the sequencer seeded: open the pool, read the log."""
         await self._pool.open()
-        assert self.bus is not None
+        assert self.bus is not None and self.persister is not None
         await self.bus.start()
+        await self.persister.start()
 
     async def stop(self) -> None:
+        if self.persister is not None:
+            await self.persister.stop()
         if self.bus is not None:
             await self.bus.stop()
         await self._pool.close()

@@ -17,11 +17,22 @@ waiting are refused with ``busy`` and a ``retry_ms`` rather than queued.
 The counter is seeded once per Redis lifetime, by the first node to find no
 epoch, above the largest stored id plus a margin: should Redis lose its memory,
 the ids numbered but not stored before the loss are never issued again.
+
+**Epochs.** Each batch's ``INCRBY`` runs in a script that first checks the
+epoch this node holds: a Redis that lost its memory (no epoch, or another)
+answers no ids, the batch is refused with ``busy``, and the node renews (its
+reader also checks now and then): the first node seeds a new epoch, every node
+adopts it and starts over on the new log (``epoch_changed``).
+
+**Backpressure.** While the log holds too many entries not yet stored
+(``backlogged``, see :mod:`chatd.cluster.persister`), messages are refused with
+``busy`` rather than numbered: trimming the log must never drop one.
 """
 
 from __future__ import annotations
 
 import asyncio
+import logging
 import secrets
 from typing import TYPE_CHECKING, Any
 
@@ -30,6 +41,7 @@ import redis
 from chatd.cluster import keys
 from chatd.domain.ports import IdSpan
 from chatd.errors import ChatError, Code
+from storage.api import StorageError
 
 if TYPE_CHECKING:
     from collections.abc import Awaitable, Callable
@@ -50,6 +62,14 @@ end
 return {redis.call('GET', KEYS[1]), redis.call('GET', KEYS[3]) or '0'}
 """
 
+# A batch of ids, under this node's epoch only (nil: Redis's epoch is another, or none).
+_NUMBER = """
+if redis.call('GET', KEYS[1]) ~= ARGV[1] then return false end
+return redis.call('INCRBY', KEYS[2], ARGV[2])
+"""
+
+log = logging.getLogger(__name__)
+
 # How long a post waits for Redis before it is refused, in seconds.
 TIMEOUT = 0.5
 RETRY_MS = 1000
@@ -58,6 +78,15 @@ RETRY_MS = 1000
 def busy() -> ChatError:
     return ChatError(Code.BUSY, "the cluster cannot number messages right now: "
                      "try again in a moment.", retry_ms=RETRY_MS)
+
+
+def backlogged() -> ChatError:
+    return ChatError(Code.BUSY, "the cluster is behind with writing history: "
+                     "try again in a moment.", retry_ms=RETRY_MS)
+
+
+class EpochChanged(Exception):
+    """Redis's epoch is not this node's, and the node could not renew yet."""
 
 
 class ClusterSequencer:
@@ -75,6 +104,14 @@ class ClusterSequencer:
         self.batches = 0
         # Ids refused with busy because Redis did not answer (metrics).
         self.refused = 0
+        self.epoch_changes = 0
+        self._number_script = shared.register_script(_NUMBER)
+        self._renewing = asyncio.Lock()
+        self._renewal: asyncio.Task[None] | None = None
+        # Whether messages are refused for now (the log's backlog; set by the node).
+        self.backlogged: Callable[[], bool] = lambda: False
+        # The node starts over on a new epoch's log.
+        self.epoch_changed: Callable[[], Awaitable[None]] | None = None
         # The node's start (once the counter is joined) and stop.
         self.started: Callable[[], Awaitable[None]] | None = None
         self.stopping: Callable[[], Awaitable[None]] | None = None
@@ -91,12 +128,53 @@ class ClusterSequencer:
         if self.started is not None:
             await self.started()
 
+    async def check_epoch(self) -> None:
+        """Renew if Redis's epoch is not this node's (EpochChanged if it cannot yet)."""
+        current: Any = await self._shared.get(keys.EPOCH)
+        if current is None or current.decode() != self.epoch:
+            await self.renew()
+
+    async def renew(self) -> None:
+        """Redis lost its memory: seed a new epoch (the first node to find none) or
+        adopt the one another node seeded, then let the node start over."""
+        async with self._renewing:
+            current: Any = await self._shared.get(keys.EPOCH)
+            if current is not None and current.decode() == self.epoch:
+                return  # renewed meanwhile
+            try:
+                seed = await self._storage.max_message_id() + keys.SEED_MARGIN
+            except StorageError as exc:
+                raise EpochChanged(f"a new epoch waits for the database: {exc}") from exc
+            epoch: Any = await self._shared.eval(_SEED, 2, keys.EPOCH, keys.COUNTER,
+                                                 secrets.token_hex(8), seed)
+            old, self.epoch = self.epoch, epoch.decode() if isinstance(epoch, bytes) \
+                else str(epoch)
+            self.epoch_changes += 1
+            log.warning("cluster: Redis lost its data (epoch %s, now %s): entries of the "
+                        "old log not yet stored are lost", old, self.epoch)
+            if self.epoch_changed is not None:
+                await self.epoch_changed()
+
+    def _renew_later(self) -> None:
+        if self._renewal is None:
+            self._renewal = asyncio.get_running_loop().create_task(self._renew_quietly())
+
+    async def _renew_quietly(self) -> None:
+        try:
+            await self.renew()
+        except (redis.RedisError, EpochChanged) as exc:
+            log.warning("cluster: renewing the epoch failed (%s); the next batch retries", exc)
+        finally:
+            self._renewal = None
+
     async def aclose(self) -> None:
         """The node stops: it reads and publishes nothing more."""
         if self.stopping is not None:
             await self.stopping()
         if self._numbering is not None:
             await self._numbering
+        if self._renewal is not None:
+            self._renewal.cancel()
 
     async def issued(self) -> IdSpan:
         """The epoch's first id and the counter's value; ``busy`` without Redis."""
@@ -108,10 +186,17 @@ class ClusterSequencer:
         return IdSpan(self.first, last)
 
     def for_room(self, room_id: int) -> asyncio.Future[int]:
-        return self.next()
+        return self._message_id()
 
     def for_direct(self, recipient_id: int) -> asyncio.Future[int]:
-        return self.next()
+        return self._message_id()
+
+    def _message_id(self) -> asyncio.Future[int]:
+        if not self.backlogged():
+            return self.next()
+        refused: asyncio.Future[int] = asyncio.get_running_loop().create_future()
+        refused.set_exception(backlogged())
+        return refused
 
     def next(self) -> asyncio.Future[int]:
         """The next id of the cluster (an event's place in the one order), once
@@ -142,16 +227,26 @@ class ClusterSequencer:
         if waiting:
             await asyncio.wait(waiting)
 
+    def _refuse(self, batch: list[asyncio.Future[int]]) -> None:
+        for future in batch:
+            if not future.done():
+                self.refused += 1
+                future.set_exception(busy())
+
     async def _answer(self, batch: list[asyncio.Future[int]]) -> None:
         try:
             async with asyncio.timeout(TIMEOUT):
-                last = int(await self._shared.incrby(keys.COUNTER, len(batch)))
+                answer = await self._number_script(keys=[keys.EPOCH, keys.COUNTER],
+                                                   args=[self.epoch, len(batch)],
+                                                   client=self._shared)
         except (redis.RedisError, TimeoutError):
-            for future in batch:
-                if not future.done():
-                    self.refused += 1
-                    future.set_exception(busy())
+            self._refuse(batch)
             return
+        if answer is None:  # Redis answered, without this node's epoch
+            self._refuse(batch)
+            self._renew_later()
+            return
+        last = int(answer)
         self.batches += 1
         for number, future in enumerate(batch, last - len(batch) + 1):
             if not future.done():  # a post whose connection went away no longer waits

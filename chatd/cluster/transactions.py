@@ -14,17 +14,27 @@ grows across nodes.
 
 This process's lock is taken first (a :class:`LocalTransactions`): the tasks of
 one node queue in memory and hold one database connection at a time per room.
+
+**Never hanging.** Taking the lock (a connection, the lock itself, the fencing
+token) is bounded by ``LOCK_WAIT``: PostgreSQL or Redis away, or a decision on
+another node holding the room that long, refuses the decision with ``busy``
+and a ``retry_ms`` before anything was decided.
 """
 
 from __future__ import annotations
 
+import asyncio
+import logging
 import time
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Final
+from typing import TYPE_CHECKING, Any, Final
+
+import redis
 
 from chatd.cluster import keys
 from chatd.domain.transactions import LocalTransactions
+from chatd.errors import ChatError, Code
 
 if TYPE_CHECKING:
     from collections.abc import AsyncIterator, Awaitable, Callable
@@ -38,6 +48,16 @@ if TYPE_CHECKING:
 # The advisory locks' first key: which kind of thing the second key numbers.
 ROOM_LOCKS: Final = 0x63680001
 ACCOUNT_LOCKS: Final = 0x63680002
+# How long a decision waits for its lock (connection, lock, fencing token), in seconds.
+LOCK_WAIT = 5.0
+RETRY_MS = 2000
+
+log = logging.getLogger(__name__)
+
+
+def unavailable(what: str) -> ChatError:
+    return ChatError(Code.BUSY, f"the cluster cannot decide this right now ({what}): "
+                     "try again in a moment.", retry_ms=RETRY_MS)
 
 
 @dataclass(frozen=True, slots=True)
@@ -92,15 +112,58 @@ class ClusterTransactions:
     @asynccontextmanager
     async def _locked(self, kind: int, key: int) -> AsyncIterator[int]:
         started = time.monotonic()
-        async with self._pool.acquire() as connection:
-            await connection.execute("SELECT pg_advisory_lock($1, $2)", kind, key)
+        connection = await self._connection()
+        locked = False
+        try:
+            await self._lock(connection, kind, key)
+            locked = True
+            fence = await self._fence()
             try:
-                yield int(await self._shared.incr(keys.FENCE))
+                yield fence
             finally:
-                try:
-                    # The decision's events take their numbers before the next decision.
-                    await self._numbered()
-                finally:
-                    await connection.execute("SELECT pg_advisory_unlock($1, $2)", kind, key)
-                    self.decisions += 1
-                    self.decision_seconds += time.monotonic() - started
+                # The decision's events take their numbers before the next decision.
+                await self._numbered()
+        finally:
+            await self._release(connection, kind, key, locked)
+            if locked:
+                self.decisions += 1
+                self.decision_seconds += time.monotonic() - started
+
+    async def _connection(self) -> Any:
+        try:
+            async with asyncio.timeout(LOCK_WAIT):
+                return await self._pool.acquire()
+        except Exception as exc:  # any failure to connect: refused
+            log.warning("cluster: no database connection for a decision: %s", exc)
+            raise unavailable("the database does not answer") from exc
+
+    async def _lock(self, connection: Any, kind: int, key: int) -> None:
+        try:
+            await connection.execute("SELECT pg_advisory_lock($1, $2)", kind, key,
+                                     timeout=LOCK_WAIT)
+        except Exception as exc:
+            # Not taken in time: whether PostgreSQL grants it late is unknown, so the
+            # connection is closed (a lock dies with its session).
+            connection.terminate()
+            await self._pool.release(connection)
+            log.warning("cluster: a decision's lock was not taken: %s",
+                        exc or type(exc).__name__)
+            raise unavailable("the database does not answer") from exc
+
+    async def _fence(self) -> int:
+        try:
+            async with asyncio.timeout(LOCK_WAIT):
+                return int(await self._shared.incr(keys.FENCE))
+        except (redis.RedisError, TimeoutError) as exc:
+            raise unavailable("Redis does not answer") from exc
+
+    async def _release(self, connection: Any, kind: int, key: int, locked: bool) -> None:
+        if not locked:
+            return  # _lock closed and released it
+        try:
+            await connection.execute("SELECT pg_advisory_unlock($1, $2)", kind, key,
+                                     timeout=LOCK_WAIT)
+        except Exception:
+            connection.terminate()  # the session ends, and its lock with it
+            log.warning("cluster: a decision's lock was released by closing its connection")
+        await self._pool.release(connection)

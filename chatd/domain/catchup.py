@@ -51,7 +51,7 @@ if TYPE_CHECKING:
     from chatd.domain.rooms import Rooms
     from storage.api import Storage
     from storage.records import MessageRecord
-    from storage.writer import MessageWriter
+    from storage.writer import Writer
 
 log = logging.getLogger(__name__)
 
@@ -74,7 +74,7 @@ class Gap:
 class Catchup:
     """Finds a user's messages above a message id (the ``/resume`` command)."""
 
-    def __init__(self, storage: Storage, writer: MessageWriter, bus: Bus,
+    def __init__(self, storage: Storage, writer: Writer, bus: Bus,
                  sequencer: Sequencer, rooms: Rooms, accounts: Accounts) -> None:
         self._storage = storage
         self._writer = writer

@@ -25,18 +25,18 @@ if TYPE_CHECKING:
     from chatd.domain.accounts import User
     from chatd.domain.clock import Clock
     from chatd.domain.notifications import Notifier
-    from chatd.domain.ports import Bus, Endpoint, Id, Sequencer
+    from chatd.domain.ports import Bus, Endpoint, Id, Sequencer, Tail
     from chatd.domain.protection import Protection
     from chatd.domain.room import Room
     from chatd.domain.stats import Stats
     from storage.api import Storage
-    from storage.writer import MessageWriter
+    from storage.writer import Writer
 
 
 class Messaging:
     """Sends messages and reads them back."""
 
-    def __init__(self, storage: Storage, writer: MessageWriter, bus: Bus, notifier: Notifier,
+    def __init__(self, storage: Storage, writer: Writer, bus: Bus, notifier: Notifier,
                  clock: Clock, protection: Protection, stats: Stats,
                  sequencer: Sequencer) -> None:
         self._protection = protection
@@ -50,6 +50,8 @@ class Messaging:
         # Users who may have direct messages they have not seen: a login of
         # anyone else skips the flush and the query of replay_direct.
         self._unseen_by: set[int] = set()
+        # Acknowledged messages not stored yet, merged into history (a cluster's log).
+        self.tail: Tail | None = None
 
     async def load(self) -> None:
         self._unseen_by = set(await self._storage.recipients_of_undelivered())
@@ -103,15 +105,17 @@ class Messaging:
     async def _to_room_later(self, session: Endpoint, user: User, room: Room,
                              number: Awaitable[int], text: str, kind: str,
                              extra: dict[str, Any], label: str | None) -> int:
-        """A post on a shared log: sent once numbered, stored once the log's
-        order placed it (a sanction ordered before it refuses it: not stored)."""
+        """A post on a shared log: sent once numbered, acknowledged once the log's
+        order placed it. Its entry carries it to be stored (the writer hands it to
+        the log), and a sanction ordered before it drops it, on every node and
+        from history alike."""
         msg = MessageRecord(await number, user.id, user.name, text,
                             self._clock.time(), room_id=room.id, kind=kind, extra=extra)
+        self._writer.submit(msg)
         self._send_to_room(session, room, msg, label)
         placing = self._bus.placed(msg.id)
         if placing is not None:
             await placing
-        self._writer.submit(msg)
         return msg.id
 
     def _to_room(self, session: Endpoint, user: User, room: Room, number: int, text: str,
@@ -202,6 +206,9 @@ class Messaging:
         self._writer.submit(msg)
         event = Message.of(msg, to=target.name)
         self._bus.to_users((target,) if target is user else (target, user), event, skip=session)
+        placing = self._bus.placed(msg.id)
+        if placing is not None:
+            await placing  # a shared log: acknowledged once it holds the message
         session.send(event, label)
         if not online:
             self._unseen_by.add(target.id)
@@ -233,6 +240,8 @@ class Messaging:
                       before_id: int | None = None) -> list[Message]:
         await self._writer.flush()
         stored = await self._storage.room_history(room.id, limit, before_id)
+        if self.tail is not None:
+            stored = _merged(stored, await self.tail.room(room.id, before_id), limit)
         return [Message.of(m, room=room.name, history=True) for m in stored]
 
     async def conversation(self, user: User, other: User, limit: int,
@@ -243,6 +252,9 @@ class Messaging:
         await self._writer.flush()
         stored = await self._storage.direct_history(user.id, other.id, limit, before_id,
                                                     hidden_kind=ROOM_KEY)
+        if self.tail is not None:
+            unstored = await self.tail.direct(user.id, other.id, before_id)
+            stored = _merged(stored, [m for m in unstored if m.kind != ROOM_KEY], limit)
         return [Message.of(m, to=user.name if m.recipient_id == user.id else other.name,
                            history=True) for m in stored]
 
@@ -251,6 +263,17 @@ class Messaging:
         the newest message with each, newest first."""
         await self._writer.flush()
         return await self._storage.direct_partners(user.id, hidden_kind=ROOM_KEY)
+
+
+def _merged(stored: list[MessageRecord], unstored: list[MessageRecord],
+            limit: int) -> list[MessageRecord]:
+    """The last ``limit`` of two lists of messages by id, each message once (one
+    may be stored meanwhile), oldest first."""
+    if not unstored:
+        return stored
+    by_id = {m.id: m for m in stored}
+    by_id.update((m.id, m) for m in unstored)
+    return [by_id[i] for i in sorted(by_id)[-limit:]] if limit > 0 else []
 
 
 def refuse_unvoiced(room: Room, user: User) -> None:

@@ -28,6 +28,7 @@ if TYPE_CHECKING:
     from chatd.domain.accounts import User
     from chatd.domain.events import Event, Message
     from chatd.domain.room import Room
+    from storage.records import MessageRecord
 
 
 class Endpoint(Protocol):
@@ -287,3 +288,19 @@ class AccountTransactions(Protocol):
 
     def account(self, user: User) -> AbstractAsyncContextManager[AccountTxn]:
         """Make a decision about ``user``'s account alone, once the earlier ones are made."""
+
+
+class Tail(Protocol):
+    """Messages acknowledged and not stored yet, which history shows all the same.
+
+    The embedded daemon has none to show: it writes its writer's pending batch
+    before it reads history. A cluster's messages are stored from the shared
+    log by whichever node's persister, later: its tail is the log above what
+    was stored (``chatd.cluster.tail``)."""
+
+    async def room(self, room_id: int, before_id: int | None) -> list[MessageRecord]:
+        """The unstored messages of a room (below ``before_id``), oldest first."""
+
+    async def direct(self, user_id: int, other_id: int,
+                     before_id: int | None) -> list[MessageRecord]:
+        """The unstored direct messages between two users, either way, oldest first."""

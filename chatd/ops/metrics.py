@@ -61,6 +61,11 @@ def start_metrics(server: Running, host: str, port: int) -> Any:
             yield GaugeMetricFamily("chatd_event_loop_lag_seconds", "Event-loop lag",
                                     value=stats.loop_lag)
             yield from cluster_families(server.services)
+            # Cluster mode: the persister's backlog, the epoch changes (docs/CLUSTER.md).
+            figures = getattr(writer, "cluster_figures", None)
+            for name, help_text, kind, value in figures() if figures is not None else ():
+                family = GaugeMetricFamily if kind == "gauge" else CounterMetricFamily
+                yield family(name, help_text, value=value)
 
     registry = CollectorRegistry()
     registry.register(Collector())

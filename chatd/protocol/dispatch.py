@@ -9,6 +9,7 @@ the handler and turns its result or its exception into one ``ok`` or
 from __future__ import annotations
 
 import logging
+import sys
 from collections.abc import Awaitable, Coroutine
 from typing import TYPE_CHECKING, Any
 
@@ -21,6 +22,7 @@ from chatd.protocol.context import Context
 from chatd.protocol.params import parse as parse_params
 from chatd.protocol.registry import Command, CommandTable, Need
 from chatd.protocol.results import Deferred, Ok
+from storage.api import Unavailable
 
 if TYPE_CHECKING:
     from chatd.protocol.services import Services
@@ -188,8 +190,20 @@ def unknown_command(table: CommandTable, name: str) -> ChatError:
                      suggestion=guess)
 
 
+# How long a client is asked to wait when the database does not answer.
+DATABASE_RETRY_MS = 2000
+
+
 def crashed(ctx: Context) -> None:
-    """Log an unexpected exception (being handled) and answer ``internal-error``."""
+    """Log an unexpected exception (being handled) and answer ``internal-error``;
+    the database not answering (a cluster's PostgreSQL away) is ``busy``."""
+    failure = sys.exc_info()[1]
+    if isinstance(failure, Unavailable):
+        log.warning("command refused: the database does not answer (%s)", failure,
+                    extra={"fields": {"session": ctx.session.id, "command": ctx.command}})
+        ctx.reply_error(ChatError(Code.BUSY, "the database does not answer right now: try "
+                                  "again in a moment.", retry_ms=DATABASE_RETRY_MS))
+        return
     log.exception("command failed", extra={"fields": {
         "session": ctx.session.id, "command": ctx.command}})
     ctx.reply_error(ChatError(Code.INTERNAL_ERROR,

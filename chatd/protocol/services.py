@@ -39,7 +39,7 @@ if TYPE_CHECKING:
     from chatd.protocol.adminfeed import AdminFeed
     from chatd.protocol.registry import CommandTable
     from storage.api import Storage
-    from storage.writer import MessageWriter
+    from storage.writer import Writer
 
 
 @dataclass(eq=False)
@@ -49,7 +49,7 @@ class Services:
     config: Config
     clock: Clock
     storage: Storage
-    writer: MessageWriter
+    writer: Writer
     bus: Bus
     accounts: Accounts
     rooms: Rooms

@@ -10,7 +10,7 @@ from urllib.parse import urlsplit
 
 import asyncpg
 
-from storage.api import Conflict, Refused, StorageError
+from storage.api import Conflict, Refused, StorageError, Unavailable
 
 if TYPE_CHECKING:
     from asyncpg.pool import PoolConnectionProxy
@@ -54,7 +54,7 @@ def where(url: str) -> str:
 def translated() -> Iterator[None]:
     """Turn the driver's errors into StorageError: uniqueness violations into Conflict,
     other broken rules (foreign keys, checks, NOT NULL, values a type cannot hold)
-    into Refused, a lost or refused connection into StorageError."""
+    into Refused, a lost or refused connection or a timeout into Unavailable."""
     try:
         yield
     except asyncpg.UniqueViolationError as exc:
@@ -62,6 +62,9 @@ def translated() -> Iterator[None]:
     except (asyncpg.IntegrityConstraintViolationError, asyncpg.DataError) as exc:
         # A value the schema or the type refuses (a NUL in text): no retry can pass.
         raise Refused(str(exc)) from exc
+    except (asyncpg.PostgresConnectionError, asyncpg.OperatorInterventionError) as exc:
+        # Lost, refused, shut down by an operator, or a statement cancelled.
+        raise Unavailable(str(exc)) from exc
     except (asyncpg.PostgresError, asyncpg.InterfaceError) as exc:
         raise StorageError(str(exc)) from exc
     except asyncpg.InternalClientError as exc:
@@ -69,4 +72,4 @@ def translated() -> Iterator[None]:
         # between states by the next query; the pool replaces it, a retry passes.
         raise StorageError(str(exc)) from exc
     except (OSError, TimeoutError) as exc:
-        raise StorageError(f"PostgreSQL unreachable: {exc}") from exc
+        raise Unavailable(f"PostgreSQL unreachable: {exc or 'no answer in time'}") from exc

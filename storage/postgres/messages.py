@@ -14,7 +14,7 @@ import asyncpg
 
 from storage.api import Conflict
 from storage.host import dumps_object, loads_object
-from storage.postgres.host import PgHost
+from storage.postgres.host import PgHost, changed
 from storage.records import MessageRecord
 
 _MAX_ID = 2**63 - 1
@@ -72,6 +72,11 @@ LEFT JOIN users u ON u.id = m.sender_id
 WHERE m.recipient_id IS NULL OR EXISTS (SELECT 1 FROM users r WHERE r.id = m.recipient_id)
 """
 
+# The persister's insert (chatd/cluster/persister.py): a message already stored
+# (the same log entry written twice, by two nodes or after a retry) is skipped.
+_STORE_SQL = _INSERT_SQL + "ON CONFLICT (id) DO NOTHING\n"
+
+
 class PgMessageQueries:
     """Room and direct messages, as a mixin of PostgresStorage."""
 
@@ -98,6 +103,16 @@ class PgMessageQueries:
             # Nodes sharing the database write their batches interleaved: the
             # shared counter makes ids unique, the primary key refuses a repeat.
             await conn.execute(_INSERT_SQL, *columns)
+
+    async def store_messages(self: PgHost, batch: Sequence[MessageRecord]) -> int:
+        """Insert the messages of ``batch`` not stored yet, in one transaction (all or
+        nothing), whatever their ids; how many were new. Idempotent: storing a
+        batch again changes nothing."""
+        if not batch:
+            return 0
+        unique = list({m.id: m for m in batch}.values())
+        async with self._transaction() as conn:
+            return changed(await conn.execute(_STORE_SQL, *_columns(unique)))
 
     async def max_message_id(self: PgHost) -> int:
         return int(await self._fetch_value("SELECT COALESCE(MAX(id), 0) FROM messages"))

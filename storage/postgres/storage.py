@@ -52,6 +52,12 @@ POOL_SIZE = 10
 # A statement still running after this long fails (PostgreSQL stuck or unreachable).
 COMMAND_TIMEOUT = 60.0
 CONNECT_TIMEOUT = 10.0
+# With ``fail_fast`` (nodes sharing delivery, whose messages flow through Redis
+# while the database is away): a statement, a connection, or a wait for a free
+# connection taking longer fails with Unavailable, so a command is refused
+# rather than left hanging.
+FAST_COMMAND_TIMEOUT = 5.0
+FAST_CONNECT_TIMEOUT = 2.0
 # The key of the lock a sole node holds for as long as it serves the database.
 NODE_LOCK = 0x6368617464 + 2
 
@@ -70,10 +76,15 @@ class PostgresStorage(PgMessageQueries, PgContentQueries, PgGovernanceQueries,
                       PgTokenQueries, PgWebhookQueries):
     """The daemon's state in a PostgreSQL database (see the module docstring)."""
 
-    def __init__(self, url: str, *, sole_node: bool = False, name: str = "chatd") -> None:
+    def __init__(self, url: str, *, sole_node: bool = False, name: str = "chatd",
+                 fail_fast: bool = False) -> None:
         self._url = url
         self._sole_node = sole_node
         self._name = name
+        self._command_timeout = FAST_COMMAND_TIMEOUT if fail_fast else COMMAND_TIMEOUT
+        self._connect_timeout = FAST_CONNECT_TIMEOUT if fail_fast else CONNECT_TIMEOUT
+        # How long a statement waits for a free connection (None: as long as it takes).
+        self._acquire_timeout = FAST_CONNECT_TIMEOUT if fail_fast else None
         self._pool: asyncpg.Pool | None = None
         self._lock_conn: asyncpg.Connection | None = None
 
@@ -94,8 +105,8 @@ class PostgresStorage(PgMessageQueries, PgContentQueries, PgGovernanceQueries,
                 if self._sole_node:
                     self._lock_conn = await self._claim_database()
                 pool = await asyncpg.create_pool(
-                    self._url, min_size=1, max_size=POOL_SIZE, timeout=CONNECT_TIMEOUT,
-                    command_timeout=COMMAND_TIMEOUT,
+                    self._url, min_size=1, max_size=POOL_SIZE, timeout=self._connect_timeout,
+                    command_timeout=self._command_timeout,
                     server_settings={"application_name": self._name})
                 try:
                     async with pool.acquire() as conn:
@@ -339,7 +350,7 @@ class PostgresStorage(PgMessageQueries, PgContentQueries, PgGovernanceQueries,
         """A connection of the pool, for statements that need no transaction."""
         pool = self._db()
         with translated():
-            async with pool.acquire() as conn:
+            async with pool.acquire(timeout=self._acquire_timeout) as conn:
                 yield conn
 
     @contextlib.asynccontextmanager

@@ -12,8 +12,9 @@ import redis
 import redis.asyncio
 
 from chatd.cluster import keys
-from chatd.cluster.sequencer import ClusterSequencer
+from chatd.cluster.sequencer import ClusterSequencer, EpochChanged
 from chatd.errors import ChatError, Code
+from storage.api import StorageError
 from tests.services import RedisServer
 
 pytestmark = pytest.mark.asyncio
@@ -76,12 +77,13 @@ async def test_asks_made_while_a_batch_is_in_flight_form_the_next_one(
 
 
 class _Silent:
-    """A Redis that never answers INCRBY (a frozen server)."""
+    """A Redis that seeds, then never answers a batch of ids (a frozen server)."""
 
     def __init__(self, shared: redis.asyncio.Redis) -> None:
         self.eval = shared.eval
+        self.register_script = shared.register_script
 
-    async def incrby(self, key: str, amount: int) -> int:
+    async def evalsha(self, *args: Any) -> int:
         await asyncio.Event().wait()
         raise AssertionError("never answers")
 
@@ -118,3 +120,58 @@ async def test_caught_up_waits_for_every_id_asked_so_far(shared: redis.asyncio.R
     asked = [sequencer.next() for _ in range(3)]
     await sequencer.caught_up()
     assert all(future.done() for future in asked)
+
+
+class _Away:
+    """A database that does not answer."""
+
+    async def max_message_id(self) -> int:
+        raise StorageError("PostgreSQL unreachable")
+
+
+async def test_a_redis_that_lost_its_data_refuses_one_batch_then_a_new_epoch_numbers(
+        shared: redis.asyncio.Redis) -> None:
+    sequencer = await sequencer_on(shared, largest=10)
+    changes: list[str] = []
+
+    async def changed() -> None:
+        changes.append(sequencer.epoch)
+
+    sequencer.epoch_changed = changed
+    first = await sequencer.for_room(1)
+    sequencer._storage.largest = first  # type: ignore[attr-defined] - stored meanwhile
+    old = sequencer.epoch
+    await shared.flushall()  # Redis restarted without its data
+    with pytest.raises(ChatError) as refused:
+        await sequencer.for_room(1)  # no epoch: no ids, rather than ids from 1 again
+    assert refused.value.code is Code.BUSY
+    async with asyncio.timeout(10):
+        while not changes:  # noqa: ASYNC110 - the renewal runs beside the posts
+            await asyncio.sleep(0.01)
+    assert changes == [sequencer.epoch] and sequencer.epoch != old
+    assert sequencer.epoch_changes == 1
+    assert await sequencer.for_room(1) == first + keys.SEED_MARGIN + 1
+    await sequencer.check_epoch()  # the same epoch: nothing to do
+    assert sequencer.epoch_changes == 1
+
+
+async def test_a_new_epoch_waits_for_the_database(shared: redis.asyncio.Redis) -> None:
+    sequencer = await sequencer_on(shared)
+    await shared.flushall()
+    sequencer._storage = _Away()  # type: ignore[assignment]
+    with pytest.raises(EpochChanged):
+        await sequencer.check_epoch()
+    sequencer._renew_later()  # the batch's renewal logs the same and gives up
+    while sequencer._renewal is not None:  # noqa: ASYNC110 - bounded by the renewal's end
+        await asyncio.sleep(0.01)
+    assert sequencer.epoch_changes == 0
+
+
+async def test_messages_are_refused_while_the_log_is_backlogged(
+        shared: redis.asyncio.Redis) -> None:
+    sequencer = await sequencer_on(shared)
+    sequencer.backlogged = lambda: True
+    with pytest.raises(ChatError) as refused:
+        await sequencer.for_direct(2)
+    assert refused.value.code is Code.BUSY and refused.value.details["retry_ms"] > 0
+    assert await sequencer.next() > 0  # an event's number is not a message: taken

@@ -1,0 +1,389 @@
+"""History written from the log: the consumer group ``persist`` on ``{chatd}:log``.
+
+In cluster mode a message is acknowledged once its entry took its place in the
+shared log (:meth:`chatd.cluster.bus.ClusterBus.placed`); from then on it must
+not be lost, even if the node that took it dies at once. So no node writes its
+own messages: every node runs one consumer of the group (named after the node),
+Redis hands each entry to one of them, and the consumer stores the messages of
+its entries in PostgreSQL in batches, then acknowledges them (``XACK``) after
+the commit.
+
+**Exactly once.** A consumer that dies leaves its entries pending in the group;
+another takes them over (``XAUTOCLAIM``) once they have been pending for
+``CLAIM_IDLE_MS``, and a node restarting under the same name first finishes
+its own. Entries may so be stored twice (a batch committed, then the node died
+before ``XACK``): the insert skips ids already stored, so each message is
+stored once.
+
+**What is stored.** The messages whose entry carries their row's remaining
+fields (:meth:`ClusterBus.keep`), minus those the gate dropped: every node's
+reader drops the same ones, and the consumer asks its own
+(:meth:`ClusterBus.verdict`), waiting a little for it to get there.
+
+**A refused batch.** As the daemon's batched writer does (``storage.writer``),
+a batch PostgreSQL refuses (a rule of the schema: a room deleted meanwhile) is
+halved down to the messages it refuses, which are logged with their ids and
+dropped; any other failure (PostgreSQL away) is retried with a growing pause,
+the entries staying pending meanwhile, and the consumer catches up when the
+database is back. Messages keep flowing through Redis all along.
+
+**Backlog.** Each node measures the group's backlog (entries not yet handed to
+a consumer plus those pending) now and then: above half of the log's length
+(``keys.LOG_LENGTH``) it warns; above 90 % the node refuses new messages with
+``busy`` (:attr:`Persister.full`), so that trimming the log never drops an
+entry not yet stored.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from typing import TYPE_CHECKING, Any
+
+import redis
+
+from chatd.cluster import codec, keys
+from storage.api import Refused, StorageError
+from storage.records import MessageRecord
+
+if TYPE_CHECKING:
+    from collections.abc import Awaitable, Callable, Sequence
+
+    import redis.asyncio
+
+    from chatd.cluster.sequencer import ClusterSequencer
+
+    Store = Callable[[Sequence[MessageRecord]], Awaitable[int]]
+    Verdict = Callable[[int], bool | None]
+
+log = logging.getLogger(__name__)
+
+# The most entries in one batch.
+BATCH = 2000
+# How long a read waits for new entries, in milliseconds.
+READ_BLOCK_MS = 1000
+# Entries pending this long with another consumer are taken over (a dead node).
+CLAIM_IDLE_MS = 5000
+# How often pending entries are looked for, in seconds.
+CLAIM_EVERY = 1.0
+# How long a batch waits for this node's reader to decide its messages.
+VERDICT_WAIT = 5.0
+# The longest pause between attempts while PostgreSQL or Redis fails.
+MAX_BACKOFF = 5.0
+# How often the backlog is measured, in seconds.
+MEASURE_EVERY = 0.5
+# How long stopping waits for the consumer's tasks to end.
+STOP_WAIT = 2.0
+# Fractions of the log's length: a warning above the first, refusals above the second.
+WARN_AT = 0.5
+REFUSE_AT = 0.9
+
+Pair = tuple[bytes, dict[str, Any]]
+
+
+def record_of(entry: dict[str, Any]) -> MessageRecord | None:
+    """The message an entry of the log carries to be stored; None for any other."""
+    fields = entry.get("p")
+    if fields is None:
+        return None
+    event = codec.decode(entry["e"])
+    sender_id, recipient_id, delivered = fields
+    return MessageRecord(event.id, sender_id, event.sender, event.text, event.ts,
+                         room_id=entry.get("r") if recipient_id is None else None,
+                         recipient_id=recipient_id, kind=event.msg_kind, extra=event.extra,
+                         delivered=delivered)
+
+
+def backlog_of(groups: list[dict[Any, Any]]) -> int | None:
+    """The entries of the log the group has not stored yet (XINFO GROUPS); None
+    when there is no group."""
+    for group in groups:
+        name = group.get("name")
+        if name in (keys.PERSIST, keys.PERSIST.encode()):
+            lag = group.get("lag")
+            return int(group.get("pel-count") or 0) + int(lag or 0)
+    return None
+
+
+class Persister:
+    """This node's consumer of the group ``persist``."""
+
+    def __init__(self, shared: redis.asyncio.Redis, node_id: str, store: Store,
+                 verdict: Verdict) -> None:
+        self._shared = shared
+        self._name = node_id
+        self._store = store
+        self._verdict = verdict
+        self._tasks: list[asyncio.Task[None]] = []
+        # This consumer's own pending entries (from before a restart) come first.
+        self._own_first = True
+        self._claim_from = "0-0"
+        self._claimed_at = 0.0
+        self.stored = 0
+        self.dropped = 0
+        self.batches = 0
+        self.last_batch_seconds = 0.0
+        self.backlog = 0
+        self.full = False
+        self._warned = False
+
+    async def start(self) -> None:
+        loop = asyncio.get_running_loop()
+        self._tasks = [loop.create_task(self._consume(), name="cluster.persister"),
+                       loop.create_task(self._measure(), name="cluster.backlog")]
+
+    async def stop(self) -> None:
+        """Stop at once: what is not acknowledged stays pending for the next
+        consumer (another node's, or this node's next start)."""
+        tasks, self._tasks = self._tasks, []
+        for task in tasks:
+            task.cancel()
+        if tasks:
+            await asyncio.wait(tasks, timeout=STOP_WAIT)
+
+    def reset(self) -> None:
+        """A new epoch: the group is recreated on the new log (when first read)."""
+        self._own_first = True
+        self._claim_from = "0-0"
+
+    # -- consuming -----------------------------------------------------------
+
+    async def _consume(self) -> None:
+        failures = 0
+        while not stopping():
+            try:
+                await self.step()
+            except redis.ResponseError as exc:
+                if "NOGROUP" not in str(exc):
+                    raise
+                await self._create_group()
+                continue
+            except redis.RedisError as exc:
+                if stopping():
+                    raise asyncio.CancelledError from exc  # cancelled mid-command
+                failures += 1
+                if failures == 1:
+                    log.warning("cluster: the persister cannot reach Redis (%s); retrying", exc)
+                await asyncio.sleep(min(0.1 * failures, MAX_BACKOFF))
+                continue
+            failures = 0
+
+    async def _create_group(self) -> None:
+        """The group starts at the log's beginning: nothing in it is skipped."""
+        try:
+            await self._shared.xgroup_create(keys.LOG, keys.PERSIST, id="0", mkstream=True)
+        except redis.ResponseError as exc:
+            if "BUSYGROUP" not in str(exc):
+                raise
+        self.reset()
+
+    async def step(self) -> int:
+        """Store the next batch of entries and acknowledge it; how many entries."""
+        pairs = await self._next()
+        if not pairs:
+            return 0
+        started = time.perf_counter()
+        await self._persist([entry for _, entry in pairs])
+        await self._shared.xack(keys.LOG, keys.PERSIST, *[stream_id for stream_id, _ in pairs])
+        self.batches += 1
+        self.last_batch_seconds = time.perf_counter() - started
+        return len(pairs)
+
+    async def _next(self) -> list[Pair]:
+        """This consumer's own pending entries, else entries another consumer left
+        pending too long, else new entries (waiting up to READ_BLOCK_MS)."""
+        if self._own_first:
+            pairs = await self._read("0", block=None)
+            if pairs:
+                return pairs
+            self._own_first = False
+        if time.monotonic() - self._claimed_at >= CLAIM_EVERY:
+            pairs = await self._claim()
+            if pairs:
+                return pairs
+        return await self._read(">", block=READ_BLOCK_MS)
+
+    async def _read(self, start: str, block: int | None) -> list[Pair]:
+        answer: Any = await self._shared.xreadgroup(
+            keys.PERSIST, self._name, {keys.LOG: start}, count=BATCH, block=block)
+        return [_decoded(stream_id, fields) for _, items in answer or ()
+                for stream_id, fields in items if fields]
+
+    async def _claim(self) -> list[Pair]:
+        answer: Any = await self._shared.xautoclaim(
+            keys.LOG, keys.PERSIST, self._name, CLAIM_IDLE_MS, start_id=self._claim_from,
+            count=BATCH)
+        following, items = answer[0], answer[1]
+        gone = answer[2] if len(answer) > 2 else []
+        if gone:
+            # Trimmed while pending: cannot happen below the backlog's limit.
+            log.error("cluster: %d log entries were trimmed before they were stored",
+                      len(gone))
+        self._claim_from = following.decode() if isinstance(following, bytes) else following
+        if self._claim_from == "0-0":
+            self._claimed_at = time.monotonic()  # went round: rest a while
+        pairs = [_decoded(stream_id, fields) for stream_id, fields in items if fields]
+        if pairs:
+            log.info("cluster: took over %d log entries pending with another node", len(pairs))
+        return pairs
+
+    # -- storing -------------------------------------------------------------
+
+    async def _persist(self, entries: list[dict[str, Any]]) -> None:
+        """Store the messages of ``entries`` the gate did not drop; retry until
+        PostgreSQL takes them (or refuses some, dropped)."""
+        records = [r for r in map(record_of, entries) if r is not None]
+        if not records:
+            return
+        await self._decided(records)
+        kept = [r for r in records if self._verdict(r.id) is not False]
+        failures = 0
+        while True:
+            try:
+                await self._write(kept)
+                break
+            except StorageError as exc:
+                failures += 1
+                if failures == 1:
+                    log.warning("cluster: storing %d messages failed (%s); they stay in "
+                                "the log and are retried", len(kept), exc)
+                await asyncio.sleep(min(0.1 * 2 ** min(failures, 8), MAX_BACKOFF))
+        if failures:
+            log.info("cluster: stored %d messages after %d failed attempts", len(kept),
+                     failures)
+
+    async def _decided(self, records: list[MessageRecord]) -> None:
+        """Wait (at most VERDICT_WAIT) until this node's reader decided the batch's
+        room messages; what it has not decided by then is stored."""
+        undecided = [r.id for r in records if r.room_id is not None]
+        with contextlib.suppress(TimeoutError):
+            async with asyncio.timeout(VERDICT_WAIT):
+                while undecided:
+                    undecided = [n for n in undecided if self._verdict(n) is None]
+                    if undecided:
+                        await asyncio.sleep(0.02)
+        if undecided:
+            log.warning("cluster: %d messages stored before this node's reader placed "
+                        "them", len(undecided))
+
+    async def _write(self, batch: list[MessageRecord]) -> None:
+        """Store ``batch``; a batch the database refuses is halved down to the
+        messages it refuses, which are logged and dropped."""
+        if not batch:
+            return
+        try:
+            self.stored += await self._store(batch)
+        except Refused as exc:
+            if len(batch) > 1:
+                middle = len(batch) // 2
+                await self._write(batch[:middle])
+                await self._write(batch[middle:])
+                return
+            message = batch[0]
+            log.error("message %d (room %s, recipient %s, sender %s) is refused by the "
+                      "database and dropped: %s", message.id, message.room_id,
+                      message.recipient_id, message.sender_name, exc)
+            self.dropped += 1
+
+    # -- backlog -------------------------------------------------------------
+
+    async def _measure(self) -> None:
+        while not stopping():
+            try:
+                self.measured(backlog_of(await self._shared.xinfo_groups(keys.LOG)) or 0)
+            except redis.RedisError as exc:
+                if stopping():
+                    raise asyncio.CancelledError from exc
+            await asyncio.sleep(MEASURE_EVERY)
+
+    def measured(self, backlog: int) -> None:
+        """Take a measure of the backlog into account: warn, refuse, or clear."""
+        self.backlog = backlog
+        length = keys.LOG_LENGTH
+        full = backlog > REFUSE_AT * length
+        if full != self.full:
+            self.full = full
+            if full:
+                log.error("cluster: %d log entries are not stored yet (limit %d): messages "
+                          "are refused until PostgreSQL catches up", backlog, length)
+            else:
+                log.warning("cluster: the history backlog is down to %d: messages are "
+                            "taken again", backlog)
+        warn = backlog > WARN_AT * length
+        if warn and not self._warned:
+            log.warning("cluster: %d log entries are not stored yet, over half the log's "
+                        "length (%d): is PostgreSQL reachable?", backlog, length)
+        self._warned = warn
+
+
+def stopping() -> bool:
+    """Whether the running task is being cancelled: the Redis client may turn a
+    cancellation in the middle of a command into a connection error, which a
+    retrying loop must not take for Redis being away."""
+    task = asyncio.current_task()
+    return task is not None and task.cancelling() > 0
+
+
+def _decoded(stream_id: bytes, fields: dict[bytes, bytes]) -> Pair:
+    return stream_id, codec.decode(fields[b"j"])
+
+
+class LogWriter:
+    """The domain's message writer in cluster mode (:class:`storage.writer.Writer`).
+
+    Nothing is written here: a message submitted is carried by its entry of
+    the log (``keep``), which the persister stores. So there is nothing to
+    flush; the figures are the persister's (pending: the group's backlog)."""
+
+    def __init__(self, keep: Callable[[MessageRecord], None], persister: Persister,
+                 sequencer: ClusterSequencer) -> None:
+        self._keep = keep
+        self._persister = persister
+        self._sequencer = sequencer
+
+    def cluster_figures(self) -> list[tuple[str, str, str, float]]:
+        """The cluster's metrics: (name, help, gauge or counter, value)."""
+        persister = self._persister
+        return [
+            ("chatd_log_backlog", "Entries of the cluster's log not stored in PostgreSQL "
+             "yet (the group persist's lag and pending)", "gauge", persister.backlog),
+            ("chatd_log_full", "1 while messages are refused because the backlog is over "
+             "90% of the log's length", "gauge", float(persister.full)),
+            ("chatd_persisted", "Messages this node's persister stored", "counter",
+             persister.stored),
+            ("chatd_epoch_changes", "Times this node found Redis had lost its data and "
+             "started over on a new epoch", "counter", self._sequencer.epoch_changes)]
+
+    @property
+    def pending(self) -> int:
+        return self._persister.backlog
+
+    @property
+    def written(self) -> int:
+        return self._persister.stored
+
+    @property
+    def dropped(self) -> int:
+        return self._persister.dropped
+
+    @property
+    def last_flush_seconds(self) -> float:
+        return self._persister.last_batch_seconds
+
+    def submit(self, record: MessageRecord) -> None:
+        self._keep(record)
+
+    def pending_after(self, after_id: int) -> list[MessageRecord]:
+        """Nothing: what is not stored yet is in the log, read from its tail."""
+        return []
+
+    async def start(self) -> None:
+        """The persister starts with the node."""
+
+    async def flush(self) -> None:
+        """Nothing waits here: history merges the log's tail (chatd.cluster.tail)."""
+
+    async def close(self) -> None:
+        """What the log holds is stored by the group, whatever becomes of this node."""
