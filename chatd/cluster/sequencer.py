@@ -118,15 +118,19 @@ class ClusterSequencer:
 
     async def load(self) -> None:
         """Join the counter, seeding it if this Redis has none yet."""
-        stored = await self._storage.max_message_id()
+        await self._join(await self._storage.max_message_id())
+        if self.started is not None:
+            await self.started()
+
+    async def _join(self, stored: int) -> None:
+        """Seed the counter above ``stored`` (the database's largest id) under a new
+        epoch, unless Redis has one: then take it, and the epoch's first id."""
         seed = stored + keys.SEED_MARGIN
         epoch, first = await self._shared.eval(_SEED, 3, keys.EPOCH, keys.COUNTER,
                                                keys.EPOCH_FIRST, secrets.token_hex(8), seed,
                                                seed + 1 if stored else 0)
         self.epoch = _text(epoch)
         self.first = int(_text(first))
-        if self.started is not None:
-            await self.started()
 
     async def check_epoch(self) -> None:
         """Renew if Redis's epoch is not this node's (EpochChanged if it cannot yet)."""
@@ -142,13 +146,11 @@ class ClusterSequencer:
             if current is not None and current.decode() == self.epoch:
                 return  # renewed meanwhile
             try:
-                seed = await self._storage.max_message_id() + keys.SEED_MARGIN
+                stored = await self._storage.max_message_id()
             except StorageError as exc:
                 raise EpochChanged(f"a new epoch waits for the database: {exc}") from exc
-            epoch: Any = await self._shared.eval(_SEED, 2, keys.EPOCH, keys.COUNTER,
-                                                 secrets.token_hex(8), seed)
-            old, self.epoch = self.epoch, epoch.decode() if isinstance(epoch, bytes) \
-                else str(epoch)
+            old = self.epoch
+            await self._join(stored)
             self.epoch_changes += 1
             log.warning("cluster: Redis lost its data (epoch %s, now %s): entries of the "
                         "old log not yet stored are lost", old, self.epoch)

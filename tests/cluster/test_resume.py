@@ -4,6 +4,7 @@ no gap, messages the other nodes delivered but did not write yet included
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator
 from pathlib import Path
 
@@ -14,6 +15,7 @@ import redis.asyncio
 from chatd.app.app import App
 from chatd.client import ChatClient
 from tests.cluster.test_nodes import known_everywhere, login
+from tests.cluster.test_persister import persister_of
 from tests.helpers import PASSWORD, start_server
 from tests.services import RedisServer
 
@@ -25,16 +27,16 @@ USERS = ("ann", "bob", "cat")
 @pytest.fixture
 async def nodes(tmp_path: Path, postgres_url: str,
                 redis_server: RedisServer) -> AsyncIterator[list[App]]:
-    """Three nodes whose writers wait an hour: what they deliver is not in
-    PostgreSQL unless something flushes it."""
+    """Three nodes whose persisters are stopped: what they deliver is not in
+    PostgreSQL until a test starts them again."""
     redis.Redis.from_url(redis_server.url).flushall()
     started: list[App] = []
     for n in (1, 2, 3):
         app = await start_server(tmp_path / f"n{n}.db", cluster__enabled=True,
                                  cluster__node_id=f"n{n}", cluster__postgres=postgres_url,
-                                 cluster__redis=redis_server.url,
-                                 storage__flush_interval=3600)
+                                 cluster__redis=redis_server.url)
         started.append(app)
+        await persister_of(app).stop()
         if n == 1:
             for name in USERS:
                 client = await ChatClient.connect("127.0.0.1", app.port)
@@ -43,6 +45,15 @@ async def nodes(tmp_path: Path, postgres_url: str,
     yield started
     for app in started:
         await app.stop()
+
+
+async def stored(nodes: list[App], message_id: int) -> None:
+    """Start the persisters again, and wait (bounded) until ``message_id`` is stored."""
+    for app in nodes:
+        await persister_of(app).start()
+    async with asyncio.timeout(10):
+        while await nodes[0].storage.max_message_id() < message_id:
+            await asyncio.sleep(0.02)
 
 
 async def test_a_client_resumes_on_another_node_with_no_gap(nodes: list[App]) -> None:
@@ -57,17 +68,16 @@ async def test_a_client_resumes_on_another_node_with_no_gap(nodes: list[App]) ->
               (await cat.command("/say lobby from node 3"))["id"],
               (await bob.command("/msg ann a direct one from node 2"))["id"],
               (await bob.command("/say lobby again from node 2"))["id"]]
-    # Node 2 wrote nothing yet: those can only come from the log's tail.
-    assert nodes[1].services.writer.pending >= 3
+    # Nothing stored them yet: they can only come from the log's tail.
+    assert await nodes[0].storage.max_message_id() < min(missed)
     back = await login(nodes[2], "ann")
     reply = await back.command(f"/resume {last}")
     replayed = [m for m in reply.lines if m.get("type") == "message"]
     assert [m["id"] for m in replayed] == sorted(missed)
     assert [m.get("room") or m.get("to") for m in replayed] == ["lobby", "lobby", "ann", "lobby"]
     assert reply.final["recovered"] is True
-    # Written or not, each comes once: after every node flushed, the same answer.
-    for app in nodes:
-        await app.services.writer.flush()
+    # Stored or not, each comes once: once the persisters stored them, the same answer.
+    await stored(nodes, max(missed))
     again = await back.command(f"/resume {last}")
     assert [m["id"] for m in again.lines if m.get("type") == "message"] == sorted(missed)
     for client in (back, bob, cat):
@@ -89,8 +99,7 @@ async def test_resuming_from_before_the_counters_epoch_is_not_recovered(
     await ann.command("/create hall")
     last = (await ann.command("/say hall one"))["id"]
     await ann.close()
-    for app in nodes:
-        await app.services.writer.flush()
+    await stored(nodes, last)
     # Redis loses its memory; the next node to start seeds a new epoch.
     shared = redis.asyncio.Redis.from_url(redis_server.url)
     await shared.flushall()
