@@ -62,7 +62,7 @@ from chatd.cluster.persister import stopping
 from chatd.cluster.recent import read_tail
 from chatd.cluster.sequencer import EpochChanged, busy
 from chatd.delivery.issuer import issuer, issuing
-from chatd.domain.events import Message, Typing
+from chatd.domain.events import Banned, Kicked, Left, Message, Typing
 from chatd.errors import ChatError, Code
 
 if TYPE_CHECKING:
@@ -95,6 +95,9 @@ READ_BACKOFF = 0.5
 REMEMBERED = 100_000
 
 Entry = dict[str, Any]
+
+# Events that take a member out of a room.
+DEPARTURES = (Left, Kicked, Banned)
 
 
 class ClusterBus:
@@ -130,6 +133,8 @@ class ClusterBus:
         self.refusals: dict[str, int] = {}
         # This node's room messages waiting for their place, by id.
         self._placing: dict[int, asyncio.Future[None]] = {}
+        # The room's connections when this node decided a departure, by entry token.
+        self._departing: dict[int, tuple[Endpoint, ...]] = {}
         # The records of messages about to be published, by id (see keep).
         self._kept: dict[int, MessageRecord] = {}
         # The numbers of the messages the gate dropped, as an ordered set.
@@ -245,6 +250,12 @@ class ClusterBus:
                 label: str | None = None) -> int:
         entry = {"k": "room", "r": room.id, "e": codec.encode(event)}
         self._carry(entry, event)
+        if isinstance(event, DEPARTURES):
+            # Decided here, so the room's connections are still those of before the
+            # decision: the ones it takes out are told when the entry is read back.
+            token = next(self._tokens)
+            self._departing[token] = tuple(self.local.in_room(room))
+            entry["d"] = token
         self._publish(self._numbered(entry, event, skip, label))
         return len(self.local.in_room(room))
 
@@ -445,18 +456,12 @@ class ClusterBus:
                 await self._adopt(entry["u"])
             return
         event = codec.decode(entry["e"])
+        before = self._departing.pop(entry["d"], ()) if ours and "d" in entry else ()
         if room_id is not None and not isinstance(event, Message | Typing):
-            self.gate.apply(room_id, event)
-            if not ours:
-                await self._resync(room_id)
+            before = await self._decided(room_id, event, ours) or before
         reply = self._replies.pop(entry["t"], None) if ours and "t" in entry else None
         if entry["k"] == "room":
-            room = self._room_of(room_id) if room_id is not None else None
-            refusal = self._refusal(room_id, room, event)
-            self._settle(entry, refusal)
-            if room is not None and refusal is None:
-                self.delivered += 1
-                self._to_room(room, event, reply)
+            self._deliver_to_room(entry, room_id, event, reply, before)
             return
         self.delivered += 1
         self._settle(entry, None)  # a direct message waits for its place too
@@ -466,6 +471,43 @@ class ClusterBus:
                 self.local.to_users(users, event, None, room_id)
         else:
             self.local.to_users(users, event, reply[0] if reply else None, room_id)
+
+    async def _decided(self, room_id: int, event: Event,
+                       ours: bool) -> tuple[Endpoint, ...]:
+        """Apply a decision about a room to the gate and, decided elsewhere, to
+        this node's copy of the room; the room's connections before (elsewhere)."""
+        self.gate.apply(room_id, event)
+        if ours:
+            return ()
+        known = self._room_of(room_id)
+        before = tuple(self.local.in_room(known)) if known is not None else ()
+        await self._resync(room_id)
+        return before
+
+    def _deliver_to_room(self, entry: Entry, room_id: int | None, event: Event,
+                         reply: tuple[Endpoint | None, str | None, bool] | None,
+                         before: tuple[Endpoint, ...]) -> None:
+        room = self._room_of(room_id) if room_id is not None else None
+        refusal = self._refusal(room_id, room, event)
+        self._settle(entry, refusal)
+        if room is not None and refusal is None:
+            self.delivered += 1
+            self._to_room(room, event, reply)
+        if isinstance(event, DEPARTURES):
+            self._tell_departed(room, room_id, event, before, reply)
+
+    def _tell_departed(self, room: Room | None, room_id: int | None, event: Event,
+                       before: tuple[Endpoint, ...],
+                       reply: tuple[Endpoint | None, str | None, bool] | None) -> None:
+        """A departure reaches the connections it took out of the room (the one
+        who left, was kicked or banned, on this node), as it does in one process,
+        where the event goes out before they are disconnected. A connection told
+        by the reply (the issuer's own) is not told twice."""
+        still = set(self.local.in_room(room)) if room is not None else set()
+        issuer_endpoint = reply[0] if reply is not None else None
+        gone = [e for e in before if e not in still and e is not issuer_endpoint]
+        if gone:
+            self.local.to_each(gone, event, room_id)
 
     def _refusal(self, room_id: int | None, room: Room | None,
                  event: Event) -> ChatError | None:

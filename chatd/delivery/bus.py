@@ -214,6 +214,14 @@ class LocalBus:
         for user in users:
             self.deliver_to_user(user, item, skip)
 
+    def to_each(self, endpoints: Iterable[Endpoint], event: Event,
+                room_id: int | None = None) -> None:
+        """``event`` to each of ``endpoints`` (a cluster's departure, told to those it
+        took out of the room before it was delivered there)."""
+        item = Outgoing(event, room_id)
+        for receiver in _receivers(endpoints):
+            receiver.deliver(item)
+
     def to_endpoints(self, endpoints: Iterable[Endpoint], record: Mapping[str, Any]) -> None:
         item = Outgoing.of_record(record)
         for receiver in _receivers(endpoints):
