@@ -34,7 +34,6 @@ made here (:meth:`ClusterBus.announce_account`).
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import heapq
 import itertools
 import logging
@@ -106,6 +105,10 @@ class ClusterBus:
         self.refused = 0
         # This node's room messages waiting for their place, by id.
         self._placing: dict[int, asyncio.Future[None]] = {}
+        # Who applies the entries of other kinds (presence's, by kind), and the
+        # id of the last entry read from the stream (its lag is measured from it).
+        self.handlers: dict[str, Callable[[Entry], None]] = {}
+        self.position = b"0-0"
 
     # -- routes: this node's own ------------------------------------------
 
@@ -143,6 +146,12 @@ class ClusterBus:
         """An account was made here: the other nodes load it (before anything of
         it they read later, an unnumbered entry being delivered when read)."""
         self._publish({"k": "account", "u": user_id})
+
+    def publish(self, entry: Entry) -> None:
+        """Append an entry of a kind of its own, numbered: delivered in the one
+        order, to the handler of its kind on every node."""
+        entry["s"] = self._ids.next()
+        self._publish(entry)
 
     def placed(self, message_id: int) -> Awaitable[None]:
         future = asyncio.get_running_loop().create_future()
@@ -253,16 +262,17 @@ class ClusterBus:
         pipe.xrevrange(keys.LOG, count=1)
         counter, last = await pipe.execute()
         self._expected = int(counter or 0) + 1
-        position = last[0][0] if last else b"0-0"
+        position = self.position = last[0][0] if last else b"0-0"
         self._reader = asyncio.get_running_loop().create_task(self._read(position))
 
     async def stop(self) -> None:
         if self._flushing is not None:
             await self._flushing
-        if self._reader is not None:
+        # Cancelled until it ends: a cancellation that meets a Redis reply
+        # arriving can be lost inside the client (asyncio.wait_for in 3.11).
+        while self._reader is not None and not self._reader.done():
             self._reader.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._reader
+            await asyncio.wait({self._reader}, timeout=0.1)
 
     async def _read(self, position: bytes) -> None:
         while True:
@@ -276,7 +286,7 @@ class ClusterBus:
                 continue
             for _stream, items in answer or ():
                 for stream_id, fields in items:
-                    position = stream_id
+                    position = self.position = stream_id
                     await self._take(codec.decode(fields[b"j"]))
             await self._release()
 
@@ -307,8 +317,12 @@ class ClusterBus:
             await self._deliver(entry)
 
     async def _deliver(self, entry: Entry) -> None:
+        handler = self.handlers.get(entry["k"])
         try:
-            await self._deliver_entry(entry)
+            if handler is not None:
+                handler(entry)
+            else:
+                await self._deliver_entry(entry)
         except Exception:
             log.exception("cluster: an entry could not be delivered")
 

@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING, Protocol
 
 if TYPE_CHECKING:
     from chatd.config import Config
+    from chatd.ops.nodes import NodeList
     from chatd.protocol.services import Services
 
 
@@ -29,6 +30,10 @@ class Running(Protocol):
 
     @property
     def addresses(self) -> list[str]: ...
+
+    @property
+    def nodes(self) -> NodeList:
+        """The nodes serving chatd (this process alone, unless a cluster)."""
 
 
 class Admin(Running, Protocol):

@@ -59,8 +59,26 @@ def start_metrics(server: Running, host: str, port: int) -> Any:
                                       "refused, logged and dropped", value=writer.dropped)
             yield GaugeMetricFamily("chatd_event_loop_lag_seconds", "Event-loop lag",
                                     value=stats.loop_lag)
+            yield from _cluster(server.nodes.figures(), GaugeMetricFamily, CounterMetricFamily)
 
     registry = CollectorRegistry()
     registry.register(Collector())
     http_server, _thread = start_http_server(port, addr=host, registry=registry)
     return http_server
+
+
+# The cluster's figures (chatd.cluster.registry), by name: help text, and
+# whether a counter (else a gauge). The embedded daemon has none.
+CLUSTER_FIGURES = {
+    "nodes_alive": ("Nodes whose heartbeat is alive", False),
+    "heartbeat_age_seconds": ("Seconds since this node's heartbeat was last refreshed", False),
+    "stream_lag_seconds": ("How far this node's log reader is behind the log's newest entry",
+                           False),
+    "fences": ("Times this node found its heartbeat lapsed and dropped its sessions", True),
+}
+
+
+def _cluster(figures: dict[str, float], gauge: Any, counter: Any) -> Iterator[Any]:
+    for name, value in figures.items():
+        help_text, is_counter = CLUSTER_FIGURES[name]
+        yield (counter if is_counter else gauge)(f"chatd_cluster_{name}", help_text, value=value)
