@@ -117,16 +117,15 @@ class ClusterPresence:
         self._local[user_id] = count + 1
         if not before:
             self._online += 1
-        if count == 0:
-            self._changed(user_id, True)
+        self._changed(user_id, count == 0, True)
 
     def left(self, user_id: int) -> bool:
         before = self.is_online(user_id)
         count = self._local.pop(user_id, 0)
         if count > 1:
             self._local[user_id] = count - 1
-        elif count == 1:
-            self._changed(user_id, False)
+        if count > 0:
+            self._changed(user_id, count == 1, False)
         if before and not self.is_online(user_id):
             self._online -= 1
         return not self.is_online(user_id)
@@ -143,13 +142,14 @@ class ClusterPresence:
         """This node's sessions per user (what a registration writes)."""
         return dict(self._local)
 
-    def _changed(self, user_id: int, online: bool) -> None:
-        """This node gained its first session of ``user_id``, or lost its last."""
+    def _changed(self, user_id: int, turned: bool, online: bool) -> None:
+        """This node's count of ``user_id``'s sessions changed; ``turned`` when it
+        was their first (``online``) or their last: the other nodes are told."""
         self._dirty.add(user_id)
         if not self.incarnation:
             return  # the registration writes and announces what is held then
         self.flush()
-        if self.bus is not None:
+        if turned and self.bus is not None:
             self.bus.publish({"k": "p", "u": user_id, "on": online, "i": self.incarnation})
 
     def flush(self) -> None:

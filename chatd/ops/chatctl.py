@@ -297,12 +297,18 @@ def _show(command: str, result: Any, console: Console) -> None:
 
 
 def _show_nodes(result: dict[str, Any], console: Console) -> None:
-    """A row per node (this one marked *), then a sentence per difference found."""
-    rows = [{"flag": row["flag"], "node": row["node"] + (" *" if row["node"] == result["this"]
-                                                         else ""),
-             **{k: v for k, v in row.items() if k not in ("flag", "node", "alive")}}
-            for row in result["nodes"]]
-    console.print(_table(rows))
+    """A row per node (this one marked *), then a sentence per difference found.
+    Narrow enough for 80 columns; --json has every field (the last beat's age too)."""
+    table = Table(box=None, pad_edge=False)
+    for name in ("", "node", "version", "addresses", "conns", "lag", "age", "config"):
+        table.add_column(name, no_wrap=name in ("node", "version", "config"))
+    for row in result["nodes"]:
+        this = " *" if row["node"] == result["this"] else ""
+        lag = f"{row['lag_ms']} ms" if row["lag_ms"] is not None else ""
+        table.add_row(row["flag"], row["node"] + this, _fmt("version", row["version"]),
+                      _fmt("addresses", row["addresses"]), _fmt("conns", row["connections"]),
+                      lag, _fmt("age", row["age"]), _fmt("config", row["config"]))
+    console.print(table)
     for warning in result["warnings"]:
         console.print(f"! {warning}", highlight=False, soft_wrap=True)
 

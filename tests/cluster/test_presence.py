@@ -6,11 +6,13 @@ from __future__ import annotations
 
 import asyncio
 import json
+import urllib.request
 from pathlib import Path
 from typing import Any
 
 import pytest
 import redis.asyncio
+from prometheus_client.parser import text_string_to_metric_families
 
 from chatd.app.app import App
 from chatd.client import ChatClient
@@ -18,6 +20,7 @@ from chatd.cluster import keys
 from chatd.cluster.registry import NodeRegistry
 from chatd.domain.accounts import User
 from chatd.ops.chatctl import main
+from chatd.ops.metrics import start_metrics
 from chatd.ops.nodes import describe
 from tests.cluster.conftest import StartNode, login, register
 from tests.services import RedisServer
@@ -266,3 +269,27 @@ async def test_chatctl_nodes_lists_every_node_and_flags_the_odd_ones(
     finally:
         await nodes[0].control.stop()
         await ann.close()
+
+
+async def test_the_metrics_carry_the_cluster_figures(start_node: StartNode) -> None:
+    nodes = await three_nodes(start_node)
+    server = start_metrics(nodes[0], "127.0.0.1", 0)
+
+    def scrape() -> dict[str, float]:
+        url = f"http://127.0.0.1:{server.server_port}/metrics"
+        with urllib.request.urlopen(url, timeout=5) as answer:
+            text = answer.read().decode()
+        return {sample.name: sample.value for family in text_string_to_metric_families(text)
+                for sample in family.samples if sample.name.startswith("chatd_cluster_")}
+
+    try:
+        async with asyncio.timeout(10):  # every node counted at the next sweep
+            while (figures := await asyncio.to_thread(scrape))[  # noqa: ASYNC110
+                    "chatd_cluster_nodes_alive"] != 3:
+                await asyncio.sleep(0.05)
+        assert figures["chatd_cluster_fences_total"] == 0
+        assert 0 <= figures["chatd_cluster_heartbeat_age_seconds"] < 5
+        assert figures["chatd_cluster_stream_lag_seconds"] >= 0
+    finally:
+        server.shutdown()
+        server.server_close()
