@@ -47,10 +47,10 @@ if TYPE_CHECKING:
     from chatd.domain.clock import Clock
     from chatd.irc.listener import IrcListener
     from chatd.net.listener import Listeners
+    from chatd.ops.admin import NodeList
     from chatd.ops.backups import Backups
     from chatd.ops.control import ControlServer
     from chatd.ops.housekeeping import Housekeeping
-    from chatd.ops.nodes import NodeList
     from chatd.protocol.services import Services
     from chatd.web.server import WebServer
     from storage.api import Storage

@@ -2,9 +2,10 @@
 
 A cluster lists its nodes from their records in Redis
 (``chatd.cluster.registry``); the embedded daemon is its one node
-(:class:`SoleNode`). Either way each row says the node's id, version,
-addresses, connections, stream lag and age, and the hash of its *shared*
-configuration: the settings every node must agree on (:data:`SHARED_SECTIONS`).
+(:class:`SoleNode`); both are a :class:`~chatd.ops.admin.NodeList`. Either
+way each row says the node's id, version, addresses, connections, stream lag
+and age, and the hash of its *shared* configuration: the settings every node
+must agree on (:data:`SHARED_SECTIONS`).
 :func:`flagged` marks the nodes that differ from the rest.
 """
 
@@ -14,7 +15,7 @@ import dataclasses
 import hashlib
 import json
 from collections import Counter
-from typing import TYPE_CHECKING, Any, Protocol
+from typing import TYPE_CHECKING, Any
 
 from chatd import __version__
 
@@ -28,22 +29,6 @@ if TYPE_CHECKING:
 # housekeeping keeps (housekeeping). Two nodes that differ here treat the same
 # client differently depending on where it connected.
 SHARED_SECTIONS = ("accounts", "files", "housekeeping", "limits", "rooms")
-
-
-class NodeList(Protocol):
-    """The nodes of the service, and this process's own figures."""
-
-    @property
-    def node_id(self) -> str: ...
-
-    async def nodes(self) -> list[dict[str, Any]]:
-        """A row per node: node, alive, version, addresses, connections,
-        lag_ms, age, heartbeat_ms, config."""
-        ...
-
-    def figures(self) -> dict[str, float]:
-        """The cluster's metrics, by name (none for the embedded daemon)."""
-        ...
 
 
 def shared_config_hash(config: Config) -> str:
