@@ -139,12 +139,14 @@ class ClusterPresence:
     # -- this node's share ------------------------------------------------------
 
     def counts(self) -> dict[int, int]:
-        """This node's sessions per user (what a registration writes)."""
-        return dict(self._local)
+        """This node's sessions per user with an account (what a registration writes)."""
+        return {user: count for user, count in self._local.items() if user > 0}
 
     def _changed(self, user_id: int, turned: bool, online: bool) -> None:
         """This node's count of ``user_id``'s sessions changed; ``turned`` when it
         was their first (``online``) or their last: the other nodes are told."""
+        if user_id <= 0:
+            return  # an IRC guest: its id is this process's own, it has no account
         self._dirty.add(user_id)
         if not self.incarnation:
             return  # the registration writes and announces what is held then
@@ -208,7 +210,7 @@ class ClusterPresence:
             return
         for old in stale:
             self.ended(self.node_id, old)
-        for user_id in self._local:
+        for user_id in self.counts():
             self.bus.publish({"k": "p", "u": user_id, "on": True, "i": incarnation})
 
     def ended(self, node_id: str, incarnation: str) -> None:

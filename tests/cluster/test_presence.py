@@ -23,6 +23,7 @@ from chatd.ops.chatctl import main
 from chatd.ops.metrics import start_metrics
 from chatd.ops.nodes import describe
 from tests.cluster.conftest import StartNode, login, register
+from tests.irc.helpers import login as irc_login
 from tests.services import RedisServer
 
 pytestmark = pytest.mark.asyncio
@@ -293,3 +294,24 @@ async def test_the_metrics_carry_the_cluster_figures(start_node: StartNode) -> N
     finally:
         server.shutdown()
         server.server_close()
+
+
+async def test_irc_monitor_hears_of_a_login_on_another_node(start_node: StartNode) -> None:
+    first = await start_node(1)
+    await register(first, "ann", "bob")
+    second = await start_node(2, irc__enabled=True, irc__port=0)
+    assert second.irc is not None
+    bob = await irc_login(second.irc.port, "bob")
+    try:
+        bob.send("MONITOR + ann")
+        assert (await bob.expect("731")).params[1] == "ann"
+        ann = await login(first, "ann")
+        assert (await bob.expect("730", timeout=10)).params[1].startswith("ann!")
+        bob.send("WHOIS ann")
+        whois = await bob.until("318")
+        assert [m.params[1] for m in whois if m.command == "311"] == ["ann"]
+        assert not [m for m in whois if m.command == "301"]  # not "away: offline"
+        await ann.close()
+        assert (await bob.expect("731", timeout=10)).params[1] == "ann"
+    finally:
+        await bob.close()

@@ -131,3 +131,12 @@ async def test_the_mirror_is_loaded_from_the_live_nodes(shared: redis.asyncio.Re
     await store.load()
     assert [store.is_online(u) for u in (1, 2, 3)] == [True, True, False]
     assert store.count() == 2
+
+
+async def test_an_irc_guest_is_counted_here_only(shared: redis.asyncio.Redis) -> None:
+    store = await registered(shared)
+    store.arrived(-3)  # guests' ids are this process's own: another node has a -3 too
+    await store.close()
+    assert store.is_online(-3) and store.count() == 1
+    assert store.writes == 0 and store.counts() == {}
+    assert store.left(-3) is True
