@@ -173,7 +173,7 @@ class Heartbeat:
         stale = {_text(old), self._previous} - {"", incarnation}
         self.incarnation, self._previous = incarnation, ""
         self._held(sent)
-        self._presence.registered(incarnation, sorted(stale))
+        self._presence.registered(incarnation, sorted(stale), counts)
         log.info("cluster: node registered", extra={"fields": {
             "node": self.node_id, "incarnation": incarnation, "users": len(users)}})
 

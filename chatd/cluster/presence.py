@@ -201,11 +201,16 @@ class ClusterPresence:
 
     # -- registration and fencing (driven by the heartbeat) ------------------------
 
-    def registered(self, incarnation: str, stale: Iterable[str]) -> None:
-        """Registered as ``incarnation`` with this node's counts written: tell the
-        other nodes its ``stale`` lives are over, and who it holds now."""
+    def registered(self, incarnation: str, stale: Iterable[str],
+                   written: dict[int, int]) -> None:
+        """Registered as ``incarnation`` with the counts ``written``: tell the other
+        nodes its ``stale`` lives are over, and who it holds now; write what
+        changed while the registration was on its way."""
         self.incarnation = incarnation
-        self._dirty.clear()
+        now = self.counts()
+        self._dirty = {user for user in self._dirty | set(written)
+                       if now.get(user, 0) != written.get(user, 0)}
+        self.flush()
         if self.bus is None:
             return
         for old in stale:

@@ -140,3 +140,17 @@ async def test_an_irc_guest_is_counted_here_only(shared: redis.asyncio.Redis) ->
     assert store.is_online(-3) and store.count() == 1
     assert store.writes == 0 and store.counts() == {}
     assert store.left(-3) is True
+
+
+async def test_what_changed_during_a_registration_is_written_after_it(
+        shared: redis.asyncio.Redis) -> None:
+    store = ClusterPresence("n9", shared)
+    store.arrived(1)
+    written = store.counts()  # what the registration wrote: ann's one session
+    store.arrived(1)  # then, before its answer: a second one, and bob
+    store.arrived(2)
+    await shared.hset(keys.node("n9"), "inc", "life1")
+    store.registered("life1", [], written)
+    await store.close()
+    assert await shared.hgetall(keys.sessions(1)) == {b"n9": b"2"}
+    assert await shared.hgetall(keys.sessions(2)) == {b"n9": b"1"}
