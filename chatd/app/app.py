@@ -35,6 +35,7 @@ from chatd import __version__
 from chatd.config import ConfigError, held_for_restart, load_config
 from chatd.ops import systemd
 from chatd.ops.metrics import MetricsUnavailable, start_metrics
+from chatd.ops.nodes import SoleNode
 from storage.api import StorageError
 
 if TYPE_CHECKING:
@@ -46,6 +47,7 @@ if TYPE_CHECKING:
     from chatd.domain.clock import Clock
     from chatd.irc.listener import IrcListener
     from chatd.net.listener import Listeners
+    from chatd.ops.admin import NodeList
     from chatd.ops.backups import Backups
     from chatd.ops.control import ControlServer
     from chatd.ops.housekeeping import Housekeeping
@@ -65,7 +67,7 @@ class App:
                  housekeeping: Housekeeping, reloads: Reloads,
                  control: Callable[[App], ControlServer], backups: Backups, *,
                  irc: IrcListener | None = None, web: WebServer | None = None,
-                 process: bool = False,
+                 process: bool = False, nodes: NodeList | None = None,
                  config_path: str | None = None,
                  overrides: dict[str, Any] | None = None) -> None:
         self.config = config
@@ -76,6 +78,8 @@ class App:
         self.housekeeping = housekeeping
         self.reloads = reloads
         self.control = control(self)  # it sees this App as its Admin facade
+        # The nodes serving chatd: a cluster's, or this process alone.
+        self.nodes: NodeList = nodes if nodes is not None else SoleNode(self)
         self.backups = backups
         # The IRC listener when irc.enabled (its sockets are among the listeners').
         self.irc = irc

@@ -50,6 +50,7 @@ from chatd.ops.control import ControlServer
 from chatd.ops.housekeeping import Housekeeping
 from chatd.ops.leader import SoleLeader
 from chatd.ops.logfmt import configure_logging
+from chatd.ops.nodes import describe
 from chatd.protocol.adminfeed import AdminFeed
 from chatd.protocol.dispatch import Dispatcher
 from chatd.protocol.services import Services
@@ -119,9 +120,13 @@ def build_app(config: Config, clock: Clock | None = None, storage: Storage | Non
         irc = IrcListener(listeners, front)
         listeners.also(irc.start)
     web = build_web(listeners, services, front) if config.web.enabled else None
-    return App(config, services, listeners, Housekeeping(services, leader), reloads,
-               ControlServer, backups, irc=irc, web=web, process=process,
-               config_path=config_path, overrides=overrides)
+    app = App(config, services, listeners, Housekeeping(services, leader), reloads,
+              ControlServer, backups, irc=irc, web=web, process=process,
+              nodes=node.registry if node is not None else None,
+              config_path=config_path, overrides=overrides)
+    if node is not None:
+        node.heartbeat.describe = lambda: describe(app)
+    return app
 
 
 def build_web(listeners: Listeners, services: Services, front: IrcFront | None) -> WebServer:
@@ -202,11 +207,12 @@ def wire_services(config: Config, clock: Clock, storage: Storage, table: Command
     protection = Protection(config, clock, moderation, audit,
                             None if node is None else node.make_limits(clock))
     messaging = Messaging(storage, writer, bus, notifier, clock, protection, stats, sequencer)
+    presence = Presence(accounts, rooms, messaging, notifier, audit, stats, clock, transactions,
+                        node.presence if node is not None else None)
     if node is not None:
-        node.attach(rooms, accounts)
+        node.attach(rooms, accounts, presence)
         warn_unshared(config.files, config.storage.path)
         messaging.tail = node.tail
-    presence = Presence(accounts, rooms, messaging, notifier, audit, stats, clock, transactions)
     admission = Admission(storage, rooms, accounts, bus, notifier, audit, clock, config,
                           transactions)
     tokens = Tokens(storage, accounts, clock)

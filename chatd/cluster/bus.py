@@ -46,7 +46,6 @@ made here (:meth:`ClusterBus.announce_account`).
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import heapq
 import itertools
 import logging
@@ -139,12 +138,15 @@ class ClusterBus:
         self._kept: dict[int, MessageRecord] = {}
         # The numbers of the messages the gate dropped, as an ordered set.
         self._dropped: dict[int, None] = {}
-        # Where the reader is in the log, and its generation (a reset starts a new one).
-        self._position = b"0-0"
+        # Where the reader is in the log (the id of the last entry read: its lag is
+        # measured from it), and its generation (a reset starts a new one).
+        self.position = b"0-0"
         self._generation = 0
         self._epoch_checked = 0.0
         # The users signed in on this node (told of a new epoch).
         self._users: dict[int, User] = {}
+        # Who applies the entries of other kinds (presence's, by kind).
+        self.handlers: dict[str, Callable[[Entry], None]] = {}
 
     # -- routes: this node's own ------------------------------------------
 
@@ -207,6 +209,11 @@ class ClusterBus:
         if number in self._dropped:
             return False
         return True if number < self._expected else None
+    def publish(self, entry: Entry) -> None:
+        """Append an entry of a kind of its own, numbered: delivered in the one
+        order, to the handler of its kind on every node."""
+        entry["s"] = self._ids.next()
+        self._publish(entry)
 
     def placed(self, message_id: int) -> Awaitable[None]:
         future = asyncio.get_running_loop().create_future()
@@ -344,7 +351,7 @@ class ClusterBus:
         pipe.xrevrange(keys.LOG, count=1)
         counter, last = await pipe.execute()
         self._expected = int(counter or 0) + 1
-        self._position = last[0][0] if last else b"0-0"
+        self.position = last[0][0] if last else b"0-0"
         self._epoch_checked = time.monotonic()
         self._reader = asyncio.get_running_loop().create_task(self._read())
 
@@ -356,7 +363,7 @@ class ClusterBus:
         database instead) and the verdicts."""
         counter = await self._shared.get(keys.COUNTER)
         self._generation += 1
-        self._position = b"0-0"
+        self.position = b"0-0"
         self._expected = int(counter or 0) + 1
         self._held.clear()
         self._gap_since = None
@@ -369,10 +376,11 @@ class ClusterBus:
     async def stop(self) -> None:
         if self._flushing is not None:
             await self._flushing
-        if self._reader is not None:
+        # Cancelled until it ends: a cancellation that meets a Redis reply
+        # arriving can be lost inside the client (asyncio.wait_for in 3.11).
+        while self._reader is not None and not self._reader.done():
             self._reader.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._reader
+            await asyncio.wait({self._reader}, timeout=0.1)
 
     async def _read(self) -> None:
         failures = 0
@@ -381,7 +389,7 @@ class ClusterBus:
             try:
                 await self._check_epoch()
                 block = 1000 if not self._held else max(1, int(GAP_WAIT * 500))
-                answer: Any = await self._shared.xread({keys.LOG: self._position},
+                answer: Any = await self._shared.xread({keys.LOG: self.position},
                                                        count=READ_COUNT, block=block)
             except (redis.RedisError, EpochChanged) as exc:
                 if stopping():
@@ -399,7 +407,7 @@ class ClusterBus:
                 continue  # read from the old log: reset meanwhile
             for _stream, items in answer or ():
                 for stream_id, fields in items:
-                    self._position = stream_id
+                    self.position = stream_id
                     await self._take(codec.decode(fields[b"j"]))
             await self._release()
 
@@ -439,8 +447,12 @@ class ClusterBus:
             await self._deliver(entry)
 
     async def _deliver(self, entry: Entry) -> None:
+        handler = self.handlers.get(entry["k"])
         try:
-            await self._deliver_entry(entry)
+            if handler is not None:
+                handler(entry)
+            else:
+                await self._deliver_entry(entry)
         except Exception:
             log.exception("cluster: an entry could not be delivered")
 

@@ -33,3 +33,23 @@ def lead(job: str) -> str:
 def bucket(*parts: object) -> str:
     """A rate limit's token bucket, shared by every node (``chatd.cluster.limits``)."""
     return "{chatd}:b:" + ":".join(map(str, parts))
+
+
+# Presence and nodes (chatd.cluster.presence, chatd.cluster.heartbeat):
+# every node ever registered and not yet buried, with its incarnation.
+NODES: Final = "{chatd}:nodes"
+
+
+def node(node_id: str) -> str:
+    """A node's record and heartbeat: a hash that expires unless refreshed."""
+    return f"{{chatd}}:node:{node_id}"
+
+
+def sessions(user_id: int | str) -> str:
+    """A user's logged-in sessions: a hash of counts by node."""
+    return f"{{chatd}}:p:{user_id}"
+
+
+def node_users(node_id: str) -> str:
+    """The users a node holds a session of: a set, so a dead node's can be dropped."""
+    return f"{{chatd}}:nu:{node_id}"

@@ -42,10 +42,12 @@ class RedisLeader:
         return self._holding > 0
 
     @contextlib.asynccontextmanager
-    async def lead(self, job: str) -> AsyncIterator[bool]:
+    async def lead(self, job: str, ttl_ms: int = TTL) -> AsyncIterator[bool]:
+        """Hold ``job``'s lock for one run, at most ``ttl_ms`` (a short job asks
+        for less, so a holder that died mid-run is replaced soon)."""
         token = secrets.token_hex(8)
         try:
-            won = bool(await self._shared.set(keys.lead(job), token, nx=True, px=TTL))
+            won = bool(await self._shared.set(keys.lead(job), token, nx=True, px=ttl_ms))
         except redis.RedisError:
             won = False  # no lock, no run: the job runs at a later turn
         if not won:

@@ -17,9 +17,13 @@ import redis.asyncio
 
 from chatd.cluster.bus import ClusterBus
 from chatd.cluster.epoch import EpochChange
+from chatd.cluster.heartbeat import Heartbeat
+from chatd.cluster.janitor import Janitor
 from chatd.cluster.leader import RedisLeader
 from chatd.cluster.limits import ClusterLimitStore
 from chatd.cluster.persister import LogWriter, Persister
+from chatd.cluster.presence import ClusterPresence
+from chatd.cluster.registry import NodeRegistry
 from chatd.cluster.sequencer import ClusterSequencer
 from chatd.cluster.sync import RoomSync
 from chatd.cluster.tail import LogTail
@@ -32,6 +36,7 @@ if TYPE_CHECKING:
     from chatd.delivery.bus import LocalBus
     from chatd.domain.accounts import Accounts
     from chatd.domain.clock import Clock
+    from chatd.domain.presence import Presence
     from chatd.domain.rooms import Rooms
     from storage.api import Storage
 
@@ -100,6 +105,11 @@ class ClusterNode:
         self.persister: Persister | None = None
         self.tail: LogTail | None = None
         self.epoch: EpochChange | None = None
+        # Presence across nodes, the node's heartbeat and fence, the janitor.
+        self.presence = ClusterPresence(config.node_id, self.redis)
+        self.heartbeat = Heartbeat(config.node_id, self.redis, self.presence)
+        self.janitor = Janitor(self.redis, self.leader, self.presence)
+        self.registry = NodeRegistry(self.redis, self.heartbeat, self.janitor)
 
     def make_bus(self, local: LocalBus) -> ClusterBus:
         """The node's bus around ``local`` (rooms and accounts given by :meth:`attach`)."""
@@ -107,6 +117,10 @@ class ClusterNode:
                               lambda room_id: self._rooms.get(room_id) if self._rooms else None,
                               lambda user_id: self._accounts.get(user_id)
                               if self._accounts else None, self._reload, self._adopt)
+        self.bus.handlers.update(p=self.presence.on_entry, down=self.presence.on_down)
+        self.presence.bus = self.bus
+        bus = self.bus
+        self.heartbeat.position = lambda: bus.position
         store = getattr(self._storage, "store_messages")  # noqa: B009 - PostgreSQL's alone
         self.persister = Persister(self.redis, self.node_id, store, self.bus.verdict)
         self.sequencer.backlogged = lambda: self.persister is not None and self.persister.full
@@ -119,10 +133,14 @@ class ClusterNode:
         assert self.bus is not None and self.persister is not None, "make_bus first"
         return LogWriter(self.bus.keep, self.persister, self.sequencer)
 
-    def attach(self, rooms: Rooms, accounts: Accounts) -> None:
-        """The rooms and accounts this node keeps, reloaded when others decide."""
+    def attach(self, rooms: Rooms, accounts: Accounts, presence: Presence) -> None:
+        """The rooms and accounts this node keeps, reloaded when others decide,
+        and its sessions, dropped when the node is fenced."""
         self._rooms = rooms
         self._accounts = accounts
+        self.presence.user_of = accounts.get
+        self.presence.watchers = presence.watchers
+        self.heartbeat.drop_sessions = lambda reason: drop_sessions(presence, reason)
         self.sync = RoomSync(self._pool_user, rooms)
         bus = self.bus
         if bus is not None:
@@ -170,8 +188,16 @@ class ClusterNode:
         assert self.bus is not None and self.persister is not None
         await self.bus.start()
         await self.persister.start()
+        self.heartbeat.epoch = self.sequencer.epoch
+        await self.presence.load()
+        await self.heartbeat.register()
+        self.heartbeat.start()
+        self.janitor.start()
 
     async def stop(self) -> None:
+        await self.janitor.stop()
+        await self.heartbeat.stop()
+        await self.presence.close()
         if self.persister is not None:
             await self.persister.stop()
         if self.bus is not None:
@@ -179,3 +205,15 @@ class ClusterNode:
         await self._pool.close()
         with contextlib.suppress(redis.RedisError):
             await self.redis.aclose()
+
+
+def drop_sessions(presence: Presence, reason: str) -> None:
+    """Close every logged-in connection of a fenced node, telling the client why:
+    its sessions are no longer counted anywhere, so they must log in again."""
+    notice = {"type": "notice", "reconnect": True,
+              "text": f"this server lost its place in the cluster ({reason}); "
+                      "please reconnect."}
+    for session in [s for s in presence.sessions if s.user is not None]:
+        session.send(notice)
+        session.close("fenced")
+        presence.logout(session)

@@ -32,8 +32,8 @@ class User:
     Its connections are the delivery layer's (chatd.domain.ports.Routes); the
     account only counts them, for the many places that ask who is online."""
 
-    __slots__ = ("blocked", "connections", "created_at", "id", "is_admin", "kind", "name",
-                 "owner_id", "password_changes", "settings")
+    __slots__ = ("blocked", "connections", "created_at", "elsewhere", "id", "is_admin", "kind",
+                 "name", "owner_id", "password_changes", "settings")
 
     def __init__(self, record: UserRecord) -> None:
         self.id = record.id
@@ -46,6 +46,9 @@ class User:
         self.settings: dict[str, Any] = dict(record.settings)
         # How many connections are logged in as this user (kept by chatd.domain.presence).
         self.connections = 0
+        # How many other nodes of a cluster hold a session of this user (kept by
+        # chatd.cluster.presence; always 0 in the embedded mode).
+        self.elsewhere = 0
         # Counts changes of password (in this process): a login whose check of the
         # password overlapped a change fails, as if it had checked the new one.
         self.password_changes = 0
@@ -54,7 +57,7 @@ class User:
 
     @property
     def online(self) -> bool:
-        return self.connections > 0
+        return self.connections > 0 or self.elsewhere > 0
 
     @property
     def has_account(self) -> bool:

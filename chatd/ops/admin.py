@@ -8,11 +8,27 @@ object that fits, so nothing in ``chatd.ops`` imports the application.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 if TYPE_CHECKING:
     from chatd.config import Config
     from chatd.protocol.services import Services
+
+
+class NodeList(Protocol):
+    """The nodes of the service, and this process's own figures."""
+
+    @property
+    def node_id(self) -> str: ...
+
+    async def nodes(self) -> list[dict[str, Any]]:
+        """A row per node: node, alive, version, addresses, connections,
+        lag_ms, age, heartbeat_ms, config."""
+        ...
+
+    def figures(self) -> dict[str, float]:
+        """The cluster's metrics, by name (none for the embedded daemon)."""
+        ...
 
 
 class Running(Protocol):
@@ -29,6 +45,10 @@ class Running(Protocol):
 
     @property
     def addresses(self) -> list[str]: ...
+
+    @property
+    def nodes(self) -> NodeList:
+        """The nodes serving chatd (this process alone, unless a cluster)."""
 
 
 class Admin(Running, Protocol):

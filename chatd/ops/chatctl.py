@@ -142,6 +142,8 @@ def _parser() -> argparse.ArgumentParser:
     for name, text in (("status", "version, uptime, connections, users, rooms, rates"),
                        ("users", "every account"), ("rooms", "every room"),
                        ("reload", "re-read the configuration file"),
+                       ("nodes", "every node: version, addresses, connections, stream lag, "
+                                 "age; differing versions and configurations flagged"),
                        ("top", "a live screen; q or Ctrl-C quits")):
         command(name, text)
     _moderation(command)
@@ -280,6 +282,8 @@ def _show(command: str, result: Any, console: Console) -> None:
         for key, value in result.items():
             table.add_row(key, _fmt(key, value))
         console.print(table)
+    elif command == "nodes":
+        _show_nodes(result, console)
     elif command == "reload":
         waiting = result.get("restart_needed") or []
         console.print("reloaded" + (f"; not applied until a restart: {', '.join(waiting)}"
@@ -290,6 +294,23 @@ def _show(command: str, result: Any, console: Console) -> None:
         console.print(_table(result))
     else:
         console.print(", ".join(f"{k}: {_fmt(k, v)}" for k, v in result.items()))
+
+
+def _show_nodes(result: dict[str, Any], console: Console) -> None:
+    """A row per node (this one marked *), then a sentence per difference found.
+    Narrow enough for 80 columns; --json has every field (the last beat's age too)."""
+    table = Table(box=None, pad_edge=False)
+    for name in ("", "node", "version", "addresses", "conns", "lag", "age", "config"):
+        table.add_column(name, no_wrap=name in ("node", "version", "config"))
+    for row in result["nodes"]:
+        this = " *" if row["node"] == result["this"] else ""
+        lag = f"{row['lag_ms']} ms" if row["lag_ms"] is not None else ""
+        table.add_row(row["flag"], row["node"] + this, _fmt("version", row["version"]),
+                      _fmt("addresses", row["addresses"]), _fmt("conns", row["connections"]),
+                      lag, _fmt("age", row["age"]), _fmt("config", row["config"]))
+    console.print(table)
+    for warning in result["warnings"]:
+        console.print(f"! {warning}", highlight=False, soft_wrap=True)
 
 
 def _table(rows: list[dict[str, Any]]) -> Table:
@@ -306,7 +327,7 @@ def _fmt(key: str, value: Any) -> str:
         return "yes" if value else "no"
     if key in TIME_KEYS:
         return _date(value) if isinstance(value, int | float) else UNLIMITED.get(key, "")
-    if key == "uptime" and isinstance(value, int | float):
+    if key in ("uptime", "age") and isinstance(value, int | float):
         return f"{int(value) // 3600}h {int(value) % 3600 // 60}m {int(value) % 60}s"
     if isinstance(value, float):
         return f"{value:.3g}"

@@ -34,6 +34,7 @@ from chatd.ops.backups import (
     send_files,
     state_directory,
 )
+from chatd.ops.nodes import flagged
 from storage.api import StorageError
 
 if TYPE_CHECKING:
@@ -275,6 +276,15 @@ def status(ctl: ControlServer) -> dict[str, Any]:
 @handler("status")
 async def _status(ctl: ControlServer, req: dict[str, Any]) -> Any:
     return status(ctl)
+
+
+@handler("nodes")
+async def _nodes(ctl: ControlServer, req: dict[str, Any]) -> Any:
+    """Every node serving chatd; those whose version or shared configuration
+    differs from most nodes' are flagged with a sentence saying so."""
+    this = ctl.admin.nodes.node_id
+    rows, warnings = flagged(await ctl.admin.nodes.nodes(), this)
+    return {"this": this, "nodes": rows, "warnings": warnings}
 
 
 @handler("users")

@@ -66,6 +66,7 @@ def start_metrics(server: Running, host: str, port: int) -> Any:
             for name, help_text, kind, value in figures() if figures is not None else ():
                 family = GaugeMetricFamily if kind == "gauge" else CounterMetricFamily
                 yield family(name, help_text, value=value)
+            yield from _cluster(server.nodes.figures(), GaugeMetricFamily, CounterMetricFamily)
 
     registry = CollectorRegistry()
     registry.register(Collector())
@@ -131,3 +132,18 @@ def cluster_families(services: Services) -> Iterator[Any]:
 
 # Always exported (at 0 until the first), so that a rate can be graphed at once.
 _REASONS = ("busy", "banned", "muted", "not-in-room")
+# The cluster's figures (chatd.cluster.registry), by name: help text, and
+# whether a counter (else a gauge). The embedded daemon has none.
+CLUSTER_FIGURES = {
+    "nodes_alive": ("Nodes whose heartbeat is alive", False),
+    "heartbeat_age_seconds": ("Seconds since this node's heartbeat was last refreshed", False),
+    "stream_lag_seconds": ("How far this node's log reader is behind the log's newest entry",
+                           False),
+    "fences": ("Times this node found its heartbeat lapsed and dropped its sessions", True),
+}
+
+
+def _cluster(figures: dict[str, float], gauge: Any, counter: Any) -> Iterator[Any]:
+    for name, value in figures.items():
+        help_text, is_counter = CLUSTER_FIGURES[name]
+        yield (counter if is_counter else gauge)(f"chatd_cluster_{name}", help_text, value=value)

@@ -1,10 +1,56 @@
-"""The cluster tests' marker: ``-m cluster`` selects them, ``-m "not cluster"``
+"""Nodes of one cluster in this process, on the tests' own PostgreSQL and Redis;
+the cluster tests' marker: ``-m cluster`` selects them, ``-m "not cluster"``
 leaves them out (they start PostgreSQL, Redis and node processes)."""
 
 from __future__ import annotations
 
+from collections.abc import AsyncIterator, Awaitable, Callable
+from pathlib import Path
+from typing import Any
+
 import pytest
+import redis
+
+from chatd.app.app import App
+from chatd.client import ChatClient
+from tests.helpers import PASSWORD, start_server
+from tests.services import RedisServer
+
+StartNode = Callable[..., Awaitable[App]]
 
 
 def pytest_configure(config: pytest.Config) -> None:
     config.addinivalue_line("markers", "cluster: starts cluster nodes on PostgreSQL and Redis")
+
+
+@pytest.fixture
+async def start_node(tmp_path: Path, postgres_url: str,
+                     redis_server: RedisServer) -> AsyncIterator[StartNode]:
+    """Starts node ``n<number>`` of a cluster on an empty Redis (``overrides`` as
+    ``section__key``); every node started is stopped at the end."""
+    redis.Redis.from_url(redis_server.url).flushall()
+    started: list[App] = []
+
+    async def start(number: int, **overrides: Any) -> App:
+        app = await start_server(tmp_path / f"n{number}.db", cluster__enabled=True,
+                                 cluster__node_id=f"n{number}", cluster__postgres=postgres_url,
+                                 cluster__redis=redis_server.url, **overrides)
+        started.append(app)
+        return app
+
+    yield start
+    for app in started:
+        await app.stop()
+
+
+async def register(app: App, *names: str) -> None:
+    for name in names:
+        client = await ChatClient.connect("127.0.0.1", app.port)
+        await client.command(f"/register {name} {PASSWORD}")
+        await client.close()
+
+
+async def login(app: App, name: str) -> ChatClient:
+    client = await ChatClient.connect("127.0.0.1", app.port)
+    await client.command(f"/login {name} {PASSWORD}")
+    return client

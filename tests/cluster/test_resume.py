@@ -52,7 +52,7 @@ async def stored(nodes: list[App], message_id: int) -> None:
     for app in nodes:
         await persister_of(app).start()
     async with asyncio.timeout(10):
-        while await nodes[0].storage.max_message_id() < message_id:
+        while await nodes[0].storage.max_message_id() < message_id:  # noqa: ASYNC110 - polls the database
             await asyncio.sleep(0.02)
 
 

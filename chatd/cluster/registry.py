@@ -1,0 +1,71 @@
+"""The nodes of the cluster as ``chatctl nodes`` and the metrics show them.
+
+Each node's record (``{chatd}:node:<id>``, kept by
+:mod:`chatd.cluster.heartbeat`) says who it is: version, addresses,
+connections, stream lag, start time and the hash of the shared configuration.
+A node registered whose record expired is listed without them: the janitor
+is about to bury it.
+"""
+
+from __future__ import annotations
+
+import time
+from typing import TYPE_CHECKING, Any
+
+from chatd.cluster import keys
+
+if TYPE_CHECKING:
+    import redis.asyncio
+
+    from chatd.cluster.heartbeat import Heartbeat
+    from chatd.cluster.janitor import Janitor
+
+
+def _text(value: Any) -> str:
+    return value.decode() if isinstance(value, bytes) else str(value)
+
+
+class NodeRegistry:
+    """Lists the cluster's nodes; this node's own figures for the metrics."""
+
+    def __init__(self, shared: redis.asyncio.Redis, heartbeat: Heartbeat,
+                 janitor: Janitor) -> None:
+        self._shared = shared
+        self.heartbeat = heartbeat
+        self.janitor = janitor
+
+    @property
+    def node_id(self) -> str:
+        return self.heartbeat.node_id
+
+    async def nodes(self) -> list[dict[str, Any]]:
+        """Every node registered, in the order of their ids."""
+        names = sorted(_text(name) for name in await self._shared.hkeys(keys.NODES))
+        pipe = self._shared.pipeline(transaction=False)
+        for name in names:
+            pipe.hgetall(keys.node(name))
+        records = await pipe.execute()
+        now = time.time()
+        return [_row(name, {_text(k): _text(v) for k, v in record.items()}, now)
+                for name, record in zip(names, records, strict=True)]
+
+    def figures(self) -> dict[str, float]:
+        heartbeat = self.heartbeat
+        return {"nodes_alive": self.janitor.alive,
+                "heartbeat_age_seconds": heartbeat.heartbeat_age(),
+                "stream_lag_seconds": heartbeat.lag_ms / 1000,
+                "fences": heartbeat.fences}
+
+
+def _row(name: str, record: dict[str, str], now: float) -> dict[str, Any]:
+    if not record:
+        return {"node": name, "alive": False, "version": None, "addresses": None,
+                "connections": None, "lag_ms": None, "age": None, "heartbeat_ms": None,
+                "config": None}
+    return {"node": name, "alive": True, "version": record.get("version"),
+            "addresses": record.get("addresses"),
+            "connections": int(record.get("connections", 0)),
+            "lag_ms": int(record.get("lag_ms", 0)),
+            "age": max(0.0, now - float(record.get("started", now))),
+            "heartbeat_ms": max(0, int(now * 1000) - int(record.get("beat", now * 1000))),
+            "config": record.get("config")}

@@ -1,0 +1,100 @@
+"""The nodes serving chatd, as ``chatctl nodes`` and the metrics show them.
+
+A cluster lists its nodes from their records in Redis
+(``chatd.cluster.registry``); the embedded daemon is its one node
+(:class:`SoleNode`); both are a :class:`~chatd.ops.admin.NodeList`. Either
+way each row says the node's id, version, addresses, connections, stream lag
+and age, and the hash of its *shared* configuration: the settings every node
+must agree on (:data:`SHARED_SECTIONS`).
+:func:`flagged` marks the nodes that differ from the rest.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+from collections import Counter
+from typing import TYPE_CHECKING, Any
+
+from chatd import __version__
+
+if TYPE_CHECKING:
+    from chatd.config import Config
+    from chatd.ops.admin import Running
+
+# The configuration sections every node of a cluster must share: who may
+# register and how (accounts), what rooms allow (rooms), the rate and size
+# limits (limits), where files live and their quotas (files), what
+# housekeeping keeps (housekeeping). Two nodes that differ here treat the same
+# client differently depending on where it connected.
+SHARED_SECTIONS = ("accounts", "files", "housekeeping", "limits", "rooms")
+
+
+def shared_config_hash(config: Config) -> str:
+    """A short hash of the shared sections: equal on nodes that agree."""
+    shared = {name: dataclasses.asdict(getattr(config, name)) for name in SHARED_SECTIONS}
+    text = json.dumps(shared, sort_keys=True, default=str)
+    return hashlib.sha256(text.encode()).hexdigest()[:12]
+
+
+def describe(server: Running) -> dict[str, str | int | float]:
+    """What a node says of itself in its record."""
+    services = server.services
+    return {"version": __version__, "addresses": " ".join(server.addresses),
+            "connections": server.connection_count, "started": services.started_at,
+            "config": shared_config_hash(services.config)}
+
+
+class SoleNode:
+    """The embedded daemon: one node, this process."""
+
+    def __init__(self, server: Running) -> None:
+        self._server = server
+
+    @property
+    def node_id(self) -> str:
+        return self._server.config.cluster.node_id or "embedded"
+
+    async def nodes(self) -> list[dict[str, Any]]:
+        record = describe(self._server)
+        age = self._server.services.clock.time() - float(record["started"])
+        return [{"node": self.node_id, "alive": True, "version": record["version"],
+                 "addresses": record["addresses"], "connections": record["connections"],
+                 "lag_ms": 0, "age": max(0.0, age), "heartbeat_ms": 0,
+                 "config": record["config"]}]
+
+    def figures(self) -> dict[str, float]:
+        return {}
+
+
+def flagged(rows: list[dict[str, Any]], this: str) -> tuple[list[dict[str, Any]], list[str]]:
+    """The rows with a ``flag`` column ("!" for a node that differs), and a
+    sentence per difference: no heartbeat, or a version or shared configuration
+    other than most live nodes' (ties go to this node's)."""
+    live = [row for row in rows if row["alive"]]
+    mine = next((row for row in live if row["node"] == this), None)
+    warnings: list[str] = []
+    marked: set[str] = set()
+    for row in rows:
+        if not row["alive"]:
+            marked.add(row["node"])
+            warnings.append(f"{row['node']} has no heartbeat: its sessions are being dropped.")
+    for key, what in (("version", "runs version {value}"),
+                      ("config", "has another shared configuration ({value})")):
+        usual = _majority([row[key] for row in live], mine[key] if mine else None)
+        for row in live:
+            if row[key] != usual:
+                marked.add(row["node"])
+                warnings.append(f"{row['node']} {what.format(value=row[key])}; most nodes: "
+                                f"{usual}.")
+    return [{**row, "flag": "!" if row["node"] in marked else ""} for row in rows], warnings
+
+
+def _majority(values: list[Any], preferred: Any) -> Any:
+    counts = Counter(values)
+    if not counts:
+        return preferred
+    top = max(counts.values())
+    leaders = [value for value, count in counts.items() if count == top]
+    return preferred if preferred in leaders else leaders[0]

@@ -1,0 +1,317 @@
+"""Presence across nodes, the janitor, the fence and ``chatctl nodes``
+(docs/CLUSTER.md, "Presence and nodes"). Three in-process nodes on the tests'
+own PostgreSQL and Redis; heartbeats are made quicker than in production."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import urllib.request
+from pathlib import Path
+from typing import Any
+
+import pytest
+import redis.asyncio
+from prometheus_client.parser import text_string_to_metric_families
+
+from chatd.app.app import App
+from chatd.client import ChatClient
+from chatd.cluster import keys
+from chatd.cluster.registry import NodeRegistry
+from chatd.domain.accounts import User
+from chatd.ops.chatctl import main
+from chatd.ops.metrics import start_metrics
+from chatd.ops.nodes import describe
+from tests.cluster.conftest import StartNode, login, register
+from tests.irc.helpers import login as irc_login
+from tests.services import RedisServer
+
+pytestmark = pytest.mark.asyncio
+
+
+def registry(app: App) -> NodeRegistry:
+    nodes = app.nodes
+    assert isinstance(nodes, NodeRegistry)
+    return nodes
+
+
+def quicken(app: App) -> None:
+    """A beat every 0.1 s, a record that lasts 0.8 s, a sweep every 0.1 s."""
+    node = registry(app)
+    node.heartbeat.interval = 0.1
+    node.heartbeat.ttl_ms = 800
+    node.janitor.interval = 0.1
+
+
+async def three_nodes(start_node: StartNode, *names: str, **per_node: Any) -> list[App]:
+    """Nodes n1..n3 (``per_node``: n3={...} overrides); accounts made on n1 first."""
+    first = await start_node(1, **per_node.get("n1", {}))
+    await register(first, *names)
+    nodes = [first, await start_node(2, **per_node.get("n2", {})),
+             await start_node(3, **per_node.get("n3", {}))]
+    for app in nodes:
+        quicken(app)
+    return nodes
+
+
+async def shown(viewer: ChatClient, name: str, online: bool) -> None:
+    """Wait (bounded) until ``viewer``'s node says ``name`` is ``online``."""
+    async with asyncio.timeout(10):
+        while (await viewer.command(f"/whois {name}"))["online"] != online:  # noqa: ASYNC110
+            await asyncio.sleep(0.02)
+
+
+async def freeze(app: App) -> str:
+    """As if the process were stopped (SIGSTOP): it beats and sweeps no more.
+    Its incarnation."""
+    node = registry(app)
+    await node.heartbeat.halt()
+    await node.janitor.stop()
+    return node.heartbeat.incarnation
+
+
+def thaw(app: App) -> None:
+    """SIGCONT: its loops run again, late."""
+    node = registry(app)
+    node.heartbeat.start()
+    node.janitor.start()
+
+
+async def shared(redis_server: RedisServer, ann: int) -> tuple[dict[Any, Any], set[Any]]:
+    """ann's sessions hash and the registered nodes, as Redis holds them."""
+    client = redis.asyncio.Redis.from_url(redis_server.url)
+    try:
+        return await client.hgetall(keys.sessions(ann)), set(await client.hkeys(keys.NODES))
+    finally:
+        await client.aclose()
+
+
+async def closed_with_notice(client: ChatClient) -> dict[str, Any]:
+    """The notice telling ``client`` to reconnect; its connection closes after it."""
+    notice = await client.next_event(lambda e: e.get("reconnect"), timeout=10)
+    assert notice["type"] == "notice" and "reconnect" in notice["text"]
+    assert (await client.next_event(lambda e: e.get("type") == "closed",
+                                    timeout=10))["type"] == "closed"
+    return notice
+
+
+async def test_a_login_on_one_node_is_online_on_every_node(start_node: StartNode) -> None:
+    nodes = await three_nodes(start_node, "ann", "bob", "cat")
+    bob, cat = await login(nodes[1], "bob"), await login(nodes[2], "cat")
+    ann = await login(nodes[0], "ann")
+    await shown(bob, "ann", True)
+    await shown(cat, "ann", True)
+    assert nodes[2].services.accounts.require("ann").online
+    assert nodes[1].services.presence.users_online == 3
+    await ann.command("/logout")
+    await shown(bob, "ann", False)
+    await shown(cat, "ann", False)
+    assert nodes[1].services.presence.users_online == 2
+    for client in (ann, bob, cat):
+        await client.close()
+
+
+async def test_a_user_stays_online_while_any_node_holds_a_session(
+        start_node: StartNode) -> None:
+    nodes = await three_nodes(start_node, "ann", "bob")
+    bob = await login(nodes[1], "bob")
+    first, second = await login(nodes[0], "ann"), await login(nodes[2], "ann")
+    await shown(bob, "ann", True)
+    await first.close()
+    # Its last session on n1 ended; n1 learns of n3's from the log, n2 too.
+    async with asyncio.timeout(10):
+        while not nodes[0].services.accounts.require("ann").online:  # noqa: ASYNC110
+            await asyncio.sleep(0.02)
+    assert (await bob.command("/whois ann"))["online"]
+    await second.close()
+    await shown(bob, "ann", False)
+    assert not nodes[0].services.accounts.require("ann").online
+    await bob.close()
+
+
+class Watcher:
+    """Records what a node's presence watchers (MONITOR, away-notify) are told."""
+
+    def __init__(self) -> None:
+        self.told: list[tuple[str, str]] = []
+
+    def came_online(self, user: User) -> None:
+        self.told.append(("online", user.name))
+
+    def went_offline(self, user: User) -> None:
+        self.told.append(("offline", user.name))
+
+    def away_changed(self, user: User, text: str) -> None:
+        self.told.append(("away", user.name))
+
+
+async def test_watchers_on_other_nodes_are_told_once(start_node: StartNode) -> None:
+    nodes = await three_nodes(start_node, "ann", "bob")
+    watcher = Watcher()
+    nodes[1].services.presence.watchers.append(watcher)
+    bob = await login(nodes[1], "bob")
+    ann = await login(nodes[0], "ann")
+    again = await login(nodes[2], "ann")  # online already: nobody is told twice
+    await shown(bob, "ann", True)
+    await ann.close()
+    await again.close()
+    await shown(bob, "ann", False)
+    assert [t for t in watcher.told if t[1] == "ann"] == [("online", "ann"), ("offline", "ann")]
+    await bob.close()
+
+
+async def test_a_node_that_stops_beating_is_buried_by_the_janitor(
+        start_node: StartNode, redis_server: RedisServer) -> None:
+    nodes = await three_nodes(start_node, "ann", "bob", "cat")
+    ann_id = nodes[0].services.accounts.require("ann").id
+    bob, cat = await login(nodes[0], "bob"), await login(nodes[2], "cat")
+    ann = await login(nodes[1], "ann")
+    await shown(bob, "ann", True)
+    assert (await shared(redis_server, ann_id))[0] == {b"n2": b"1"}
+    await freeze(nodes[1])
+    await shown(bob, "ann", False)
+    await shown(cat, "ann", False)
+    sessions, registered = await shared(redis_server, ann_id)
+    assert sessions == {} and registered == {b"n1", b"n3"}
+    async with asyncio.timeout(10):
+        while registry(nodes[0]).figures()["nodes_alive"] != 2:  # noqa: ASYNC110
+            await asyncio.sleep(0.02)
+    for client in (ann, bob, cat):
+        await client.close()
+
+
+async def test_a_node_back_from_a_pause_drops_its_sessions_and_starts_a_new_life(
+        start_node: StartNode, redis_server: RedisServer) -> None:
+    nodes = await three_nodes(start_node, "ann", "bob")
+    ann_id = nodes[0].services.accounts.require("ann").id
+    bob = await login(nodes[0], "bob")
+    ann = await login(nodes[1], "ann")
+    await shown(bob, "ann", True)
+    paused = await freeze(nodes[1])
+    await shown(bob, "ann", False)  # buried meanwhile
+    thaw(nodes[1])
+    await closed_with_notice(ann)
+    heartbeat = registry(nodes[1]).heartbeat
+    async with asyncio.timeout(10):
+        while not heartbeat.registered:  # noqa: ASYNC110
+            await asyncio.sleep(0.02)
+    assert heartbeat.incarnation != paused and heartbeat.fences == 1
+    assert registry(nodes[1]).figures()["fences"] == 1
+    # Nothing of the old life came back: not in Redis, not on any node.
+    sessions, registered = await shared(redis_server, ann_id)
+    assert sessions == {} and b"n2" in registered
+    assert not nodes[1].services.accounts.require("ann").online
+    assert not (await bob.command("/whois ann"))["online"]
+    # The client reconnects: online everywhere again.
+    await ann.close()
+    ann = await login(nodes[1], "ann")
+    await shown(bob, "ann", True)
+    for client in (ann, bob):
+        await client.close()
+
+
+async def test_a_node_whose_record_holds_another_life_is_fenced(
+        start_node: StartNode, redis_server: RedisServer) -> None:
+    nodes = await three_nodes(start_node, "ann", "bob")
+    bob = await login(nodes[0], "bob")
+    ann = await login(nodes[2], "ann")
+    await shown(bob, "ann", True)
+    shared_redis = redis.asyncio.Redis.from_url(redis_server.url)
+    await shared_redis.hset(keys.node("n3"), "inc", "another-life")
+    await shared_redis.aclose()
+    notice = await closed_with_notice(ann)
+    assert "another life" in notice["text"]
+    await shown(bob, "ann", False)
+    assert registry(nodes[2]).heartbeat.fences == 1
+    for client in (ann, bob):
+        await client.close()
+
+
+async def test_a_node_that_stops_tells_the_others_at_once(start_node: StartNode) -> None:
+    nodes = await three_nodes(start_node, "ann", "bob")
+    for app in nodes:  # no janitor could be the one to bury it
+        await registry(app).janitor.stop()
+    bob, ann = await login(nodes[0], "bob"), await login(nodes[1], "ann")
+    await shown(bob, "ann", True)
+    await nodes[1].stop()
+    await shown(bob, "ann", False)
+    rows = await registry(nodes[0]).nodes()
+    assert [row["node"] for row in rows] == ["n1", "n3"]
+    for client in (ann, bob):
+        await client.close()
+
+
+async def test_chatctl_nodes_lists_every_node_and_flags_the_odd_ones(
+        start_node: StartNode, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    socket = str(tmp_path / "n1.sock")
+    nodes = await three_nodes(start_node, "ann", n1={"control__path": socket},
+                              n3={"limits__message_rate": 1.0})
+    second = nodes[1]
+    registry(second).heartbeat.describe = lambda: {**describe(second), "version": "9.9.9"}
+    ann = await login(nodes[0], "ann")
+    await nodes[0].control.start()
+    try:
+        async with asyncio.timeout(10):  # n2's next beat carries its version
+            while "9.9.9" not in {r["version"] for r in await registry(nodes[0]).nodes()}:  # noqa: ASYNC110
+                await asyncio.sleep(0.02)
+        assert await asyncio.to_thread(main, ["--socket", socket, "--json", "nodes"]) == 0
+        answer = json.loads(capsys.readouterr().out)
+        rows = {row["node"]: row for row in answer["nodes"]}
+        assert answer["this"] == "n1" and sorted(rows) == ["n1", "n2", "n3"]
+        assert [rows[n]["flag"] for n in ("n1", "n2", "n3")] == ["", "!", "!"]
+        assert rows["n1"]["connections"] == 1 and rows["n1"]["addresses"]
+        assert all(row["alive"] and row["lag_ms"] >= 0 for row in rows.values())
+        assert len(answer["warnings"]) == 2
+        assert await asyncio.to_thread(main, ["--socket", socket, "nodes"]) == 0
+        shown_text = capsys.readouterr().out
+        assert "! n2 runs version 9.9.9" in " ".join(shown_text.split())
+        assert "! n3 has another shared configuration" in " ".join(shown_text.split())
+        assert "n1 *" in shown_text
+    finally:
+        await nodes[0].control.stop()
+        await ann.close()
+
+
+async def test_the_metrics_carry_the_cluster_figures(start_node: StartNode) -> None:
+    nodes = await three_nodes(start_node)
+    server = start_metrics(nodes[0], "127.0.0.1", 0)
+
+    def scrape() -> dict[str, float]:
+        url = f"http://127.0.0.1:{server.server_port}/metrics"
+        with urllib.request.urlopen(url, timeout=5) as answer:
+            text = answer.read().decode()
+        return {sample.name: sample.value for family in text_string_to_metric_families(text)
+                for sample in family.samples if sample.name.startswith("chatd_cluster_")}
+
+    try:
+        async with asyncio.timeout(10):  # every node counted at the next sweep
+            while (figures := await asyncio.to_thread(scrape))[  # noqa: ASYNC110
+                    "chatd_cluster_nodes_alive"] != 3:
+                await asyncio.sleep(0.05)
+        assert figures["chatd_cluster_fences_total"] == 0
+        assert 0 <= figures["chatd_cluster_heartbeat_age_seconds"] < 5
+        assert figures["chatd_cluster_stream_lag_seconds"] >= 0
+    finally:
+        server.shutdown()
+        server.server_close()
+
+
+async def test_irc_monitor_hears_of_a_login_on_another_node(start_node: StartNode) -> None:
+    first = await start_node(1)
+    await register(first, "ann", "bob")
+    second = await start_node(2, irc__enabled=True, irc__port=0)
+    assert second.irc is not None
+    bob = await irc_login(second.irc.port, "bob")
+    try:
+        bob.send("MONITOR + ann")
+        assert (await bob.expect("731")).params[1] == "ann"
+        ann = await login(first, "ann")
+        assert (await bob.expect("730", timeout=10)).params[1].startswith("ann!")
+        bob.send("WHOIS ann")
+        whois = await bob.until("318")
+        assert [m.params[1] for m in whois if m.command == "311"] == ["ann"]
+        assert not [m for m in whois if m.command == "301"]  # not "away: offline"
+        await ann.close()
+        assert (await bob.expect("731", timeout=10)).params[1] == "ann"
+    finally:
+        await bob.close()
