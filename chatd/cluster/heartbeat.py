@@ -12,13 +12,15 @@ record), then writes the counts this node holds now, in one script: a node
 restarted after a crash starts clean, whether or not the janitor came by.
 
 **The fence.** A refresh is a script that succeeds only while the record still
-holds this incarnation. A node that finds it gone or another's (it was paused
-past the expiry, cut off from Redis, or the janitor buried it), or that sees
-by its own clock it missed the deadline, is fenced: it drops every logged-in
+holds this incarnation. A node that finds it another's, or that sees by its
+own clock it missed the deadline (it was paused past the expiry, or cut off
+from Redis), or that reads its own burial on the log, is fenced: it drops every logged-in
 session (the client is told to reconnect and its connection closed), stops
 writing under the old incarnation, and registers again as a new one, telling
 the others the old life is over. Its stale counts are never written back: every
 presence write checks the incarnation too (:mod:`chatd.cluster.presence`).
+A record simply gone while the node beat in time means Redis lost its data:
+the node registers again with the sessions it holds, and keeps them.
 """
 
 from __future__ import annotations
@@ -42,6 +44,8 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
+# The refresh's answer when the node's record is not in Redis at all.
+RECORD_GONE = -1
 # Seconds between refreshes, and the record's lifetime after each, in milliseconds.
 INTERVAL = 1.0
 TTL_MS = 3000
@@ -69,8 +73,11 @@ return old or ''
 
 # Refresh the record while it is this incarnation's.
 # KEYS: the record. ARGV: the incarnation, the lifetime, then fields and values.
+# Answers 1 (refreshed), 0 (another life's record) or -1 (no record at all).
 _BEAT = """
-if redis.call('HGET', KEYS[1], 'inc') ~= ARGV[1] then return 0 end
+local held = redis.call('HGET', KEYS[1], 'inc')
+if not held then return -1 end
+if held ~= ARGV[1] then return 0 end
 redis.call('HSET', KEYS[1], unpack(ARGV, 3))
 redis.call('PEXPIRE', KEYS[1], ARGV[2])
 return 1
@@ -239,6 +246,13 @@ class Heartbeat:
         pipe.xrevrange(keys.LOG, count=1)
         async with asyncio.timeout(self.ttl_ms / 1000 / 2):
             kept, newest = await pipe.execute()
+        if kept == RECORD_GONE:
+            # Gone although this node beat in time by its own clock: Redis lost its
+            # data (a restart without it). The sessions here are live: register them
+            # again rather than drop them.
+            log.warning("cluster: the node's record is gone from Redis; registering again")
+            await self.register()
+            return
         if not kept:
             self.fence("its heartbeat expired or another life of it registered")
             return
