@@ -232,7 +232,8 @@ def wire_services(config: Config, clock: Clock, storage: Storage, table: Command
                         transactions=transactions,
                         webhooks=Webhooks(storage, rooms, messaging, protection, audit, clock),
                         admin_feed=AdminFeed(audit, presence),
-                        catchup=Catchup(storage, writer, bus, sequencer, rooms, accounts))
+                        catchup=Catchup(storage, writer, messaging.tail, sequencer, rooms,
+                                        accounts))
 
     def per_use(c: Config) -> None:
         services.config = c

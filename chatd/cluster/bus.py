@@ -58,7 +58,6 @@ import redis
 from chatd.cluster import codec, keys
 from chatd.cluster.gate import Gate
 from chatd.cluster.persister import stopping
-from chatd.cluster.recent import read_tail
 from chatd.cluster.sequencer import EpochChanged, busy
 from chatd.delivery.issuer import issuer, issuing
 from chatd.domain.events import Banned, Kicked, Left, Message, Typing
@@ -73,7 +72,7 @@ if TYPE_CHECKING:
     from chatd.delivery.bus import LocalBus
     from chatd.domain.accounts import User
     from chatd.domain.events import Event
-    from chatd.domain.ports import Delivered, Endpoint
+    from chatd.domain.ports import Endpoint
     from chatd.domain.room import Room
     from storage.records import MessageRecord
 
@@ -244,12 +243,6 @@ class ClusterBus:
         else:
             self._count_refusal(refusal.code)
             future.set_exception(refusal)
-
-    async def recent(self, after_id: int) -> Sequence[Delivered]:
-        """The log's messages above ``after_id`` this node already ordered, which
-        their nodes may not have written yet (:mod:`chatd.cluster.recent`)."""
-        return await read_tail(self._shared, after_id, self._expected,
-                               frozenset(self._dropped))
 
     # -- publishing --------------------------------------------------------
 

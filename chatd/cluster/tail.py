@@ -1,4 +1,5 @@
-"""The messages acknowledged and not stored yet: the log's tail, for history.
+"""The messages acknowledged and not stored yet: the log's tail, for history
+and for ``/resume``.
 
 A message is acknowledged once placed in the log and stored a moment later by
 the persister (:mod:`chatd.cluster.persister`), possibly much later while
@@ -7,6 +8,9 @@ log above what the group ``persist`` has stored: the entries not yet handed to
 a consumer, and those pending with one. That part of the log is read newest
 first, at most ``TAIL_COUNT`` entries. This is the cluster's equivalent of the
 embedded daemon's flush of its writer before it reads history.
+
+A room message is shown only once this node's reader placed it (and never one
+the gate dropped): anything later reaches a connection live, after it.
 """
 
 from __future__ import annotations
@@ -19,8 +23,11 @@ import redis
 
 from chatd.cluster import codec, keys
 from chatd.cluster.persister import record_of
+from chatd.cluster.sequencer import busy
 
 if TYPE_CHECKING:
+    from collections.abc import Callable
+
     import redis.asyncio
 
     from chatd.cluster.persister import Verdict
@@ -52,18 +59,36 @@ class LogTail:
         return [r for r in await self._unstored(before_id) if r.recipient_id is not None
                 and {r.sender_id, r.recipient_id} == pair]
 
+    async def after(self, after_id: int) -> list[MessageRecord]:
+        """Every unstored message above ``after_id``, oldest first; ``busy`` when
+        the log does not answer (a resume must then say it may be incomplete)."""
+        try:
+            entries = await self._entries()
+        except (redis.RedisError, TimeoutError):
+            raise busy() from None
+        return self._placed(entries, lambda number: number > after_id)
+
     async def _unstored(self, before_id: int | None) -> list[MessageRecord]:
         try:
-            async with asyncio.timeout(TIMEOUT):
-                entries = await self._read()
+            entries = await self._entries()
         except (redis.RedisError, TimeoutError) as exc:
             log.warning("cluster: the log's tail is not read (%s): history shows what "
                         "is stored", exc)
             return []
+        return self._placed(entries, lambda number: before_id is None or number < before_id)
+
+    async def _entries(self) -> list[dict[str, Any]]:
+        async with asyncio.timeout(TIMEOUT):
+            return await self._read()
+
+    def _placed(self, entries: list[dict[str, Any]],
+                wanted: Callable[[int], bool]) -> list[MessageRecord]:
+        """The messages of ``entries`` numbered as ``wanted`` that this node's reader
+        placed (a direct message is never dropped), oldest first."""
         records = []
         for entry in entries:
             record = record_of(entry)
-            if record is None or (before_id is not None and record.id >= before_id):
+            if record is None or not wanted(record.id):
                 continue
             # Dropped by the gate, or not placed yet by this node's reader: not shown.
             if record.room_id is not None and self._verdict(record.id) is not True:

@@ -25,7 +25,7 @@ if TYPE_CHECKING:
     from chatd.domain.events import Event
     from chatd.domain.room import Room
 
-from chatd.domain.ports import Bus, Delivered, Endpoint
+from chatd.domain.ports import Bus, Endpoint
 
 # The interface LocalBus implements is the domain's; it is named here as well
 # for the code that wires the bus.
@@ -140,11 +140,6 @@ class LocalBus:
         # The next message of each room starts a new feed; a room that goes
         # quiet keeps no bytes of its last turn.
         self._feeds.clear()
-
-    async def recent(self, after_id: int) -> Sequence[Delivered]:
-        """Nothing: in one process what is delivered and not stored yet is the
-        message writer's pending records, which the reader merges itself."""
-        return ()
 
     def placed(self, message_id: int) -> None:
         """A message is in its place once delivered: at once, in this process."""

@@ -6,11 +6,10 @@ message of mine above that id" is the gap, found in three places and merged
 by id, each message once:
 
 * storage: everything written;
-* the message writer's pending records: delivered, not written yet (this
-  node's own, in a cluster too);
-* the bus's :meth:`~chatd.domain.ports.Bus.recent`: what a cluster's other
-  nodes delivered and may not have written yet (the shared log's tail);
-  this process's bus has nothing there.
+* the message writer's pending records: delivered, not written yet (the
+  embedded daemon's; a cluster node's writer holds none);
+* a cluster's :class:`~chatd.domain.ports.Tail`: what the nodes delivered and
+  the persister has not stored yet (the shared log's tail).
 
 The pending records are taken before storage is read, so a record written
 meanwhile is found in storage; one submitted later is delivered live, after
@@ -44,10 +43,10 @@ from chatd.domain.events import Message
 from chatd.errors import ChatError
 
 if TYPE_CHECKING:
-    from collections.abc import Iterable, Mapping
+    from collections.abc import Mapping
 
     from chatd.domain.accounts import Accounts, User
-    from chatd.domain.ports import Bus, Delivered, IdSpan, Sequencer
+    from chatd.domain.ports import IdSpan, Sequencer, Tail
     from chatd.domain.rooms import Rooms
     from storage.api import Storage
     from storage.records import MessageRecord
@@ -74,11 +73,11 @@ class Gap:
 class Catchup:
     """Finds a user's messages above a message id (the ``/resume`` command)."""
 
-    def __init__(self, storage: Storage, writer: Writer, bus: Bus,
+    def __init__(self, storage: Storage, writer: Writer, tail: Tail | None,
                  sequencer: Sequencer, rooms: Rooms, accounts: Accounts) -> None:
         self._storage = storage
         self._writer = writer
-        self._bus = bus
+        self._tail = tail
         self._ids = sequencer
         self._rooms = rooms
         self._accounts = accounts
@@ -89,14 +88,9 @@ class Catchup:
         rooms = {room.id: room.name for room in self._rooms.of_user(user)}
         gap = Gap()
         # Taken before storage is read: a record written meanwhile is read there.
-        found = {m.id: m for m in self._writer.pending_after(after_id)
-                 if _concerns(m, rooms, user)}
-        events = {i: self._event(m, rooms, user) for i, m in found.items()}
+        found = [*self._writer.pending_after(after_id), *await self._unstored(after_id, gap)]
+        events = {m.id: self._event(m, rooms, user) for m in found if _concerns(m, rooms, user)}
         await self._check_span(after_id, gap)
-        for delivered in await self._recent(after_id, gap):
-            event = delivered.event
-            if event.id is not None and _reaches(delivered, rooms, user):
-                events.setdefault(event.id, event)
         for record in await self._stored(after_id, list(rooms), user, limit + 1, gap):
             if record.id not in events:
                 events[record.id] = self._event(record, rooms, user)
@@ -118,13 +112,15 @@ class Catchup:
             gap.doubts.append(f"the message counter started again at {span.first}: "
                               "messages numbered before that may be lost")
 
-    async def _recent(self, after_id: int, gap: Gap) -> Iterable[Delivered]:
+    async def _unstored(self, after_id: int, gap: Gap) -> list[MessageRecord]:
+        if self._tail is None:
+            return []
         try:
-            return await self._bus.recent(after_id)
+            return await self._tail.after(after_id)
         except (ChatError, OSError) as exc:
             log.warning("resume: the recent messages could not be read: %s", exc)
             gap.doubts.append("the cluster's log does not answer")
-            return ()
+            return []
 
     async def _stored(self, after_id: int, room_ids: list[int], user: User, limit: int,
                       gap: Gap) -> list[MessageRecord]:
@@ -156,8 +152,3 @@ def _concerns(record: MessageRecord, rooms: Mapping[int, str], user: User) -> bo
         return record.room_id in rooms
     return user.id in (record.recipient_id, record.sender_id)
 
-
-def _reaches(delivered: Delivered, rooms: Mapping[int, str], user: User) -> bool:
-    if delivered.event.room is not None:
-        return delivered.room_id in rooms
-    return user.id in delivered.user_ids

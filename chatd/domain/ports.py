@@ -26,7 +26,7 @@ if TYPE_CHECKING:
     from contextlib import AbstractAsyncContextManager
 
     from chatd.domain.accounts import User
-    from chatd.domain.events import Event, Message
+    from chatd.domain.events import Event
     from chatd.domain.room import Room
     from storage.records import MessageRecord
 
@@ -98,16 +98,6 @@ class Routes(Protocol):
         """``user``'s connections, oldest first (do not change it)."""
 
 
-@dataclass(frozen=True, slots=True)
-class Delivered:
-    """A message as a bus delivered it: to ``room_id``'s members, or (no room) to
-    the users ``user_ids`` (a direct message's recipient and sender)."""
-
-    event: Message
-    room_id: int | None
-    user_ids: tuple[int, ...] = ()
-
-
 class Bus(Routes, Protocol):
     """How the domain tells connections what happened.
 
@@ -145,12 +135,6 @@ class Bus(Routes, Protocol):
         (``banned``, ``muted``, ``not-in-room``) when a sanction ordered before
         it forbade it, or ``busy`` when the log could not take it."""
 
-
-    def recent(self, after_id: int) -> Awaitable[Sequence[Delivered]]:
-        """The messages above ``after_id`` this bus delivered that storage may not
-        hold yet (/resume merges them with storage's). This process's bus has
-        none beyond its own writer's; a shared log's bus reads the log's tail,
-        raising ``ChatError`` (``busy``) when the log does not answer."""
 
 # A message id, now or once a shared counter answered (see :class:`Sequencer`).
 Id = int | Awaitable[int]
@@ -304,3 +288,8 @@ class Tail(Protocol):
     async def direct(self, user_id: int, other_id: int,
                      before_id: int | None) -> list[MessageRecord]:
         """The unstored direct messages between two users, either way, oldest first."""
+
+    async def after(self, after_id: int) -> list[MessageRecord]:
+        """Every unstored message numbered above ``after_id``, oldest first (what
+        /resume merges with storage's); ``ChatError`` (``busy``) when the log
+        does not answer, so that the answer can say the gap may be incomplete."""
