@@ -28,6 +28,7 @@ from chatd.cluster.sequencer import ClusterSequencer
 from chatd.cluster.sync import RoomSync
 from chatd.cluster.tail import LogTail
 from chatd.cluster.transactions import ClusterTransactions
+from chatd.domain.stats import Figure
 
 if TYPE_CHECKING:
     import asyncpg
@@ -42,6 +43,8 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
+# Refusal reasons always exported (at 0 until the first), so a rate can be graphed at once.
+REFUSAL_REASONS = ("busy", "banned", "muted", "not-in-room")
 # Connections of a node's locks and reloads (each governance decision in
 # progress holds one; more wait).
 POOL_SIZE = 8
@@ -111,6 +114,46 @@ class ClusterNode:
         self.janitor = Janitor(self.redis, self.leader, self.presence)
         self.registry = NodeRegistry(self.redis, self.heartbeat, self.janitor)
 
+    async def nodes(self) -> list[dict[str, Any]]:
+        """Every node of the cluster, for ``chatctl nodes``."""
+        return await self.registry.nodes()
+
+    def figures(self) -> list[Figure]:
+        """This node's cluster metrics: its log reader and writer, its ids, its
+        decisions, its persister, its life in the cluster."""
+        found = self.registry.figures()
+        bus, persister, transactions = self.bus, self.persister, self.transactions
+        if bus is not None:
+            refusals = dict.fromkeys(REFUSAL_REASONS, 0) | dict(bus.refusals)
+            found += [
+                Figure("chatd_cluster_entries_delivered", "Entries of the shared log this "
+                       "node delivered to its connections", "counter", bus.delivered),
+                Figure("chatd_cluster_refusals", "This node's posts refused where the "
+                       "cluster's order is decided, by reason", "counter", by=refusals,
+                       label="reason")]
+        found += [
+            Figure("chatd_cluster_sequencer_batches", "Round trips that numbered a turn's "
+                   "ids", "counter", self.sequencer.batches),
+            Figure("chatd_cluster_sequencer_refused", "Ids refused with busy: Redis did not "
+                   "answer in time", "counter", self.sequencer.refused),
+            Figure("chatd_epoch_changes", "Times this node found Redis had lost its data and "
+                   "started over on a new epoch", "counter", self.sequencer.epoch_changes)]
+        if transactions is not None:
+            found.append(Figure("chatd_cluster_transaction_seconds", "Governance decisions "
+                                "under a cluster-wide lock: from asking for the lock to "
+                                "releasing it", "summary", transactions.decision_seconds,
+                                samples=transactions.decisions))
+        if persister is not None:
+            found += [
+                Figure("chatd_log_backlog", "Entries of the cluster's log not stored in "
+                       "PostgreSQL yet (the group persist's lag and pending)",
+                       value=persister.backlog),
+                Figure("chatd_log_full", "1 while messages are refused because the backlog "
+                       "is over 90% of the log's length", value=float(persister.full)),
+                Figure("chatd_persisted", "Messages this node's persister stored", "counter",
+                       persister.stored)]
+        return found
+
     def make_bus(self, local: LocalBus) -> ClusterBus:
         """The node's bus around ``local`` (rooms and accounts given by :meth:`attach`)."""
         self.bus = ClusterBus(local, self.node_id, self.sequencer, self.redis,
@@ -131,7 +174,7 @@ class ClusterNode:
         """The domain's writer: a message goes with its entry of the log, and the
         group ``persist`` stores it (chatd/cluster/persister.py)."""
         assert self.bus is not None and self.persister is not None, "make_bus first"
-        return LogWriter(self.bus.keep, self.persister, self.sequencer)
+        return LogWriter(self.bus.keep, self.persister)
 
     def attach(self, rooms: Rooms, accounts: Accounts, presence: Presence) -> None:
         """The rooms and accounts this node keeps, reloaded when others decide,

@@ -53,7 +53,6 @@ if TYPE_CHECKING:
 
     import redis.asyncio
 
-    from chatd.cluster.sequencer import ClusterSequencer
 
     Store = Callable[[Sequence[MessageRecord]], Awaitable[int]]
     Verdict = Callable[[int], bool | None]
@@ -337,24 +336,9 @@ class LogWriter:
     the log (``keep``), which the persister stores. So there is nothing to
     flush; the figures are the persister's (pending: the group's backlog)."""
 
-    def __init__(self, keep: Callable[[MessageRecord], None], persister: Persister,
-                 sequencer: ClusterSequencer) -> None:
+    def __init__(self, keep: Callable[[MessageRecord], None], persister: Persister) -> None:
         self._keep = keep
         self._persister = persister
-        self._sequencer = sequencer
-
-    def cluster_figures(self) -> list[tuple[str, str, str, float]]:
-        """The cluster's metrics: (name, help, gauge or counter, value)."""
-        persister = self._persister
-        return [
-            ("chatd_log_backlog", "Entries of the cluster's log not stored in PostgreSQL "
-             "yet (the group persist's lag and pending)", "gauge", persister.backlog),
-            ("chatd_log_full", "1 while messages are refused because the backlog is over "
-             "90% of the log's length", "gauge", float(persister.full)),
-            ("chatd_persisted", "Messages this node's persister stored", "counter",
-             persister.stored),
-            ("chatd_epoch_changes", "Times this node found Redis had lost its data and "
-             "started over on a new epoch", "counter", self._sequencer.epoch_changes)]
 
     @property
     def pending(self) -> int:

@@ -13,6 +13,7 @@ import time
 from typing import TYPE_CHECKING, Any
 
 from chatd.cluster import keys
+from chatd.domain.stats import Figure
 
 if TYPE_CHECKING:
     import redis.asyncio
@@ -49,12 +50,17 @@ class NodeRegistry:
         return [_row(name, {_text(k): _text(v) for k, v in record.items()}, now)
                 for name, record in zip(names, records, strict=True)]
 
-    def figures(self) -> dict[str, float]:
+    def figures(self) -> list[Figure]:
         heartbeat = self.heartbeat
-        return {"nodes_alive": self.janitor.alive,
-                "heartbeat_age_seconds": heartbeat.heartbeat_age(),
-                "stream_lag_seconds": heartbeat.lag_ms / 1000,
-                "fences": heartbeat.fences}
+        return [
+            Figure("chatd_cluster_nodes_alive", "Nodes whose heartbeat is alive",
+                   value=self.janitor.alive),
+            Figure("chatd_cluster_heartbeat_age_seconds", "Seconds since this node's "
+                   "heartbeat was last refreshed", value=heartbeat.heartbeat_age()),
+            Figure("chatd_cluster_stream_lag_seconds", "How far this node's log reader is "
+                   "behind the log's newest entry", value=heartbeat.lag_ms / 1000),
+            Figure("chatd_cluster_fences", "Times this node found its heartbeat lapsed and "
+                   "dropped its sessions", "counter", heartbeat.fences)]
 
 
 def _row(name: str, record: dict[str, str], now: float) -> dict[str, Any]:

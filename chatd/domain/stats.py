@@ -7,6 +7,23 @@ Plain integers updated in place (once per message, not per delivery), read by
 from __future__ import annotations
 
 from collections import Counter
+from collections.abc import Mapping
+from typing import NamedTuple
+
+
+class Figure(NamedTuple):
+    """One figure a part of the daemon exports as a metric (a cluster node's, say),
+    without knowing the metrics' library: a counter, a gauge, or a summary
+    (``value`` its sum, ``samples`` its count). ``by`` holds values by the label
+    ``label`` instead of one value."""
+
+    name: str
+    help: str
+    kind: str = "gauge"
+    value: float = 0.0
+    by: Mapping[str, float] | None = None
+    label: str = ""
+    samples: int = 0
 
 
 class Stats:

@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 
 if TYPE_CHECKING:
     from chatd.config import Config
+    from chatd.domain.stats import Figure
     from chatd.protocol.services import Services
 
 
@@ -26,8 +27,8 @@ class NodeList(Protocol):
         lag_ms, age, heartbeat_ms, config."""
         ...
 
-    def figures(self) -> dict[str, float]:
-        """The cluster's metrics, by name (none for the embedded daemon)."""
+    def figures(self) -> list[Figure]:
+        """The cluster's metrics (none for the embedded daemon)."""
         ...
 
 

@@ -21,6 +21,7 @@ from chatd import __version__
 
 if TYPE_CHECKING:
     from chatd.config import Config
+    from chatd.domain.stats import Figure
     from chatd.ops.admin import Running
 
 # The configuration sections every node of a cluster must share: who may
@@ -64,8 +65,8 @@ class SoleNode:
                  "lag_ms": 0, "age": max(0.0, age), "heartbeat_ms": 0,
                  "config": record["config"]}]
 
-    def figures(self) -> dict[str, float]:
-        return {}
+    def figures(self) -> list[Figure]:
+        return []
 
 
 def flagged(rows: list[dict[str, Any]], this: str) -> tuple[list[dict[str, Any]], list[str]]:

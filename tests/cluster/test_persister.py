@@ -298,8 +298,7 @@ async def test_redis_restarted_without_its_data_starts_a_new_epoch(
     for app in nodes:
         sequencer: Any = app.services.sequencer
         assert sequencer.epoch != epoch and sequencer.epoch_changes == 1
-        figures = {name: value for name, _, _, value in
-                   app.services.writer.cluster_figures()}  # type: ignore[attr-defined]
+        figures = {figure.name: figure.value for figure in app.nodes.figures()}
         assert figures["chatd_epoch_changes"] == 1
     room = nodes[0].services.rooms.find("epochs")
     assert room is not None

@@ -17,6 +17,7 @@ from prometheus_client.parser import text_string_to_metric_families
 from chatd.app.app import App
 from chatd.client import ChatClient
 from chatd.cluster import keys
+from chatd.cluster.node import ClusterNode
 from chatd.cluster.registry import NodeRegistry
 from chatd.domain.accounts import User
 from chatd.ops.chatctl import main
@@ -30,9 +31,9 @@ pytestmark = pytest.mark.asyncio
 
 
 def registry(app: App) -> NodeRegistry:
-    nodes = app.nodes
-    assert isinstance(nodes, NodeRegistry)
-    return nodes
+    node = app.nodes
+    assert isinstance(node, ClusterNode)
+    return node.registry
 
 
 def quicken(app: App) -> None:
@@ -174,7 +175,7 @@ async def test_a_node_that_stops_beating_is_buried_by_the_janitor(
     sessions, registered = await shared(redis_server, ann_id)
     assert sessions == {} and registered == {b"n1", b"n3"}
     async with asyncio.timeout(10):
-        while registry(nodes[0]).figures()["nodes_alive"] != 2:  # noqa: ASYNC110
+        while registry(nodes[0]).janitor.alive != 2:  # noqa: ASYNC110
             await asyncio.sleep(0.02)
     for client in (ann, bob, cat):
         await client.close()
@@ -196,7 +197,7 @@ async def test_a_node_back_from_a_pause_drops_its_sessions_and_starts_a_new_life
         while not heartbeat.registered:  # noqa: ASYNC110
             await asyncio.sleep(0.02)
     assert heartbeat.incarnation != paused and heartbeat.fences == 1
-    assert registry(nodes[1]).figures()["fences"] == 1
+    assert registry(nodes[1]).heartbeat.fences == 1
     # Nothing of the old life came back: not in Redis, not on any node.
     sessions, registered = await shared(redis_server, ann_id)
     assert sessions == {} and b"n2" in registered
