@@ -55,5 +55,4 @@ async def _admitted(protection: Protection, peer: str, name: str | None,
         failed = exc.code is Code.AUTH_FAILED
         raise
     finally:
-        if not failed:
-            protection.login_not_failed(peer, name)
+        protection.login_ended(peer, name, failed=failed)

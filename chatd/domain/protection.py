@@ -240,24 +240,37 @@ class Protection:
     # -- logins ----------------------------------------------------------------
 
     async def admit_login(self, peer: str, name: str | None) -> None:
-        """Take a failure's token from the IP's and the account name's buckets
-        before the attempt is checked, or refuse it while either is empty.
+        """Refuse a login attempt while the address's or the account name's bucket
+        of failures is empty.
 
-        Taken first, so attempts checked at once cannot all pass on the tokens
-        left; :meth:`login_not_failed` gives it back to an attempt that did not fail.
+        The name's token is taken first, so guesses at one account checked at
+        once cannot all pass on the tokens left (:meth:`login_ended` gives it
+        back unless the attempt failed). The address's is only looked at (taken
+        and given back): many people behind one address log in at once, and only
+        a failure costs the address (charged by :meth:`login_ended`).
         """
-        wait = self._store.take_all(self._login_charges(peer, name))
+        address, *named = self._login_charges(peer, name)
+        wait = self._store.take_all([address, *named])
         if not isinstance(wait, float):
             wait = await wait
         if wait:
             raise ChatError(Code.RATE_LIMITED,
                             "too many failed logins; wait a minute and try again.")
+        self._settle(self._store.give_back([address]))
 
-    def login_not_failed(self, peer: str, name: str | None) -> None:
-        """The attempt :meth:`admit_login` let through did not fail: its token goes back."""
-        given = self._store.give_back(self._login_charges(peer, name))
-        if given is not None:
-            self._spawn(_awaited(given))
+    def login_ended(self, peer: str, name: str | None, *, failed: bool) -> None:
+        """The attempt :meth:`admit_login` let through ended: a failure costs the
+        address a token; any other outcome gives the name's back."""
+        address, *named = self._login_charges(peer, name)
+        if failed:
+            self._settle(self._store.take_all([address]))
+        elif named:
+            self._settle(self._store.give_back(named))
+
+    def _settle(self, answer: float | Awaitable[Any] | None) -> None:
+        """A shared store's answer is awaited aside: nothing waits for it."""
+        if answer is not None and not isinstance(answer, float):
+            self._spawn(_awaited(answer))
 
     def _login_charges(self, peer: str, name: str | None) -> list[Charge]:
         rate, burst = self.rate(Kind.LOGIN_ADDRESS)
@@ -271,7 +284,7 @@ class Protection:
             del self._floods[user_id]
 
 
-async def _awaited(work: Awaitable[None]) -> None:
+async def _awaited(work: Awaitable[Any]) -> None:
     """``work`` as a coroutine; a store that cannot answer loses nothing worth a log."""
     # A token not given back only delays the next attempt, at worst.
     with contextlib.suppress(ChatError):

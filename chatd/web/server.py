@@ -280,8 +280,7 @@ class WebServer:
             failed = True  # any refused token counts, as a failed login does
             raise
         finally:
-            if not failed:
-                protection.login_not_failed(peer, None)
+            protection.login_ended(peer, None, failed=failed)
         wait = protection.charge(Kind.COMMAND, ("api", grant.user.id))
         if wait:
             retry_ms = max(1, round(wait * 1000))

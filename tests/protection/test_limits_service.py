@@ -117,9 +117,10 @@ async def test_failed_logins_throttle_address_and_name(tmp_path: Path) -> None:
     clock = ManualClock()
     protection = _protection(_config(tmp_path), clock)
     await protection.admit_login("192.0.2.1:1", "bob")
-    protection.login_not_failed("192.0.2.1:1", "bob")  # a success costs nothing
-    await protection.admit_login("192.0.2.1:1", "bob")  # two failures: kept
-    await protection.admit_login("192.0.2.1:2", "Bob")
+    protection.login_ended("192.0.2.1:1", "bob", failed=False)  # a success costs nothing
+    for peer, name in (("192.0.2.1:1", "bob"), ("192.0.2.1:2", "Bob")):
+        await protection.admit_login(peer, name)
+        protection.login_ended(peer, name, failed=True)  # two failures: kept
     for peer, name in [("192.0.2.1:3", None), ("198.51.100.1:1", "BOB")]:
         with pytest.raises(ChatError) as refused:
             await protection.admit_login(peer, name)
@@ -129,6 +130,21 @@ async def test_failed_logins_throttle_address_and_name(tmp_path: Path) -> None:
     await protection.admit_login("198.51.100.1:1", "dave")
     clock.advance(5)  # one failure's worth of the window
     await protection.admit_login("192.0.2.1:3", "bob")
+
+
+async def test_many_logins_at_once_from_one_address_are_not_refused(tmp_path: Path) -> None:
+    """People behind one address (a NAT, a bot host) log in at the same moment:
+    only failures cost the address, so attempts in flight take nothing from it."""
+    protection = _protection(_config(tmp_path), ManualClock())
+    for n in range(50):
+        await protection.admit_login(f"192.0.2.1:{n}", f"user{n}")
+    for n in range(50):
+        protection.login_ended(f"192.0.2.1:{n}", f"user{n}", failed=False)
+    # Guesses at one account at once are still bounded by the name's bucket.
+    await protection.admit_login("192.0.2.9:1", "eve")
+    await protection.admit_login("192.0.2.9:2", "eve")
+    with pytest.raises(ChatError):
+        await protection.admit_login("192.0.2.9:3", "eve")
 
 
 def test_sweep_forgets_idle_flood_detectors(tmp_path: Path) -> None:
@@ -152,6 +168,7 @@ async def test_sweep_forgets_what_refilled(tmp_path: Path) -> None:
     store = MemoryLimitStore(clock)
     protection = Protection(_config(tmp_path), clock, cast(Any, None), cast(Any, None), store)
     await protection.admit_login("192.0.2.1:1", "bob")
+    protection.login_ended("192.0.2.1:1", "bob", failed=True)
     protection.charge_command(_session())
     assert len(store) == 3
     clock.advance(3)
