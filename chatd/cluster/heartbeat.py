@@ -13,14 +13,17 @@ restarted after a crash starts clean, whether or not the janitor came by.
 
 **The fence.** A refresh is a script that succeeds only while the record still
 holds this incarnation. A node that finds it another's, or that sees by its
-own clock it missed the deadline (it was paused past the expiry, or cut off
-from Redis), or that reads its own burial on the log, is fenced: it drops every logged-in
+own clock it missed the deadline while it was not running (paused past the
+expiry: a stopped process, a long collection), or that reads its own burial
+on the log, is fenced: it drops every logged-in
 session (the client is told to reconnect and its connection closed), stops
 writing under the old incarnation, and registers again as a new one, telling
 the others the old life is over. Its stale counts are never written back: every
 presence write checks the incarnation too (:mod:`chatd.cluster.presence`).
-A record simply gone while the node beat in time means Redis lost its data:
-the node registers again with the sessions it holds, and keeps them.
+A record simply gone while the node beat in time means Redis lost its data;
+a deadline missed while the node ran and Redis did not answer is an outage.
+Either way the node's connections are live: it registers again with the
+sessions it holds, and keeps them.
 """
 
 from __future__ import annotations
@@ -147,6 +150,9 @@ class Heartbeat:
         self.fences = 0
         self.last_beat = 0.0  # monotonic time of the last refresh that held
         self._deadline = 0.0  # and when the record it refreshed expires, at the latest
+        # When the attempts to reach Redis began failing, the loop running meanwhile
+        # (an outage, not a pause: see beat); None while they succeed.
+        self._failing_since: float | None = None
         self.lag_ms = 0
         self._task: asyncio.Task[None] | None = None
         self._stopping = asyncio.Event()
@@ -185,15 +191,28 @@ class Heartbeat:
             "node": self.node_id, "incarnation": incarnation, "users": len(users)}})
 
     def fence(self, reason: str) -> None:
-        """This node's life lapsed: drop its sessions; the loop registers a new one."""
+        """This node's life lapsed: drop its sessions; the loop registers a new one.
+
+        Unless the node ran all along and Redis did not answer (an outage, not a
+        pause): its connections stayed up and are real, so its sessions are kept
+        and registered again with the new life."""
         if not self.registered:
             return
-        self._previous, self.incarnation = self.incarnation, ""
+        outage = self._failing_since is not None and self._failing_since <= self._deadline
+        self._end_life()
+        if outage:
+            log.warning("cluster: the node's life lapsed while Redis did not answer (%s); "
+                        "registering again with its sessions", reason)
+            return
         self.fences += 1
-        self._presence.unregistered()
         log.warning("cluster: node fenced, dropping its sessions", extra={"fields": {
             "node": self.node_id, "reason": reason}})
         self.drop_sessions(reason)
+
+    def _end_life(self) -> None:
+        """Nothing more under this incarnation; the next registration announces its end."""
+        self._previous, self.incarnation = self.incarnation, ""
+        self._presence.unregistered()
 
     # -- the loop -----------------------------------------------------------------
 
@@ -225,6 +244,7 @@ class Heartbeat:
 
     async def _run(self, stopping: asyncio.Event) -> None:
         while not stopping.is_set():
+            attempt = self._monotonic()
             try:
                 if self.registered:
                     await self.beat()
@@ -232,6 +252,8 @@ class Heartbeat:
                     await self.register()
             except (redis.RedisError, TimeoutError) as exc:
                 log.warning("cluster: heartbeat failed: %s", exc)
+                if self._failing_since is None:
+                    self._failing_since = attempt
             await pause(stopping, self.interval)
 
     async def beat(self) -> None:
@@ -251,6 +273,7 @@ class Heartbeat:
             # data (a restart without it). The sessions here are live: register them
             # again rather than drop them.
             log.warning("cluster: the node's record is gone from Redis; registering again")
+            self._end_life()
             await self.register()
             return
         if not kept:
@@ -266,6 +289,7 @@ class Heartbeat:
         (counted from the sending, so this node believes it expired no later than Redis)."""
         self.last_beat = sent
         self._deadline = sent + self.ttl_ms / 1000
+        self._failing_since = None
 
     def heartbeat_age(self) -> float:
         """Seconds since the last refresh that held."""

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import socket
 import urllib.request
 from pathlib import Path
 from typing import Any
@@ -209,6 +210,38 @@ async def test_a_node_back_from_a_pause_drops_its_sessions_and_starts_a_new_life
     await shown(bob, "ann", True)
     for client in (ann, bob):
         await client.close()
+
+
+async def test_a_node_cut_off_from_redis_past_its_heartbeat_keeps_its_sessions(
+        start_node: StartNode, redis_server: RedisServer) -> None:
+    """A node that keeps running while Redis does not answer it (a partition) past
+    its record's life: the others bury it and show its users offline, but its
+    connections stayed up and are real, so none is dropped; once Redis answers, it
+    registers a new life with its sessions and its users show online again."""
+    nodes = await three_nodes(start_node, "ann", "bob")
+    bob = await login(nodes[0], "bob")
+    ann = await login(nodes[1], "ann")
+    await shown(bob, "ann", True)
+    heartbeat = registry(nodes[1]).heartbeat
+    life, reachable = heartbeat.incarnation, heartbeat._shared
+    # Its heartbeat's client now reaches nothing: a closed loopback port.
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        cut_off = redis.asyncio.Redis(port=probe.getsockname()[1])
+    heartbeat._shared = cut_off
+    try:
+        await shown(bob, "ann", False)  # buried by the others meanwhile
+    finally:
+        heartbeat._shared = reachable
+        await cut_off.aclose()
+    async with asyncio.timeout(10):
+        while heartbeat.incarnation in ("", life):  # noqa: ASYNC110
+            await asyncio.sleep(0.02)
+    await shown(bob, "ann", True)
+    assert (await ann.command("/whoami"))["user"] == "ann"  # still logged in, never closed
+    assert heartbeat.fences == 0
+    await bob.close()
+    await ann.close()
 
 
 async def test_a_node_whose_record_holds_another_life_is_fenced(
