@@ -87,7 +87,7 @@ def _request(ctx: IrcContext, wanted: str) -> None:
             caps.discard(cap_name)
         else:
             caps.add(cap_name)
-    irc.set_caps(caps)
+    ctx.session.set_caps(caps)
     _cap_reply(ctx, "ACK", wanted)
 
 
