@@ -18,7 +18,7 @@ NUL inside it, nor a body longer than the limit.
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Final
 
@@ -207,7 +207,7 @@ def parse(line: str) -> IrcMessage:
     verb, pos = _next_word(line, pos)
     if not verb or not verb.isascii() or not verb.isalnum():
         raise IrcParseError(f"no command in {line[:40]!r}")
-    return IrcMessage(verb.upper(), tuple(_params(line, pos)), source, tags)
+    return IrcMessage(verb.upper(), _params(line, pos), source, tags)
 
 
 def raw_verb(line: str) -> str:
@@ -221,14 +221,17 @@ def raw_verb(line: str) -> str:
     return _next_word(line, pos)[0].upper()
 
 
-def _params(line: str, pos: int) -> Iterator[str]:
-    while pos < len(line):
+def _params(line: str, pos: int) -> tuple[str, ...]:
+    params: list[str] = []
+    end = len(line)
+    while pos < end:
         if line[pos] == ":":
-            yield line[pos + 1:]
-            return
+            params.append(line[pos + 1:])
+            break
         word, pos = _next_word(line, pos)
         if word:
-            yield word
+            params.append(word)
+    return tuple(params)
 
 
 # ---------------------------------------------------------------------------

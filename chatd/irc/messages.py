@@ -112,10 +112,16 @@ def _send(ctx: IrcContext) -> Awaitable[None] | None:
 def _send_each(ctx: IrcContext, names: list[str], sent: Outgoing) -> Awaitable[None] | None:
     """Send to each target in turn; from the first that must wait on, in a coroutine."""
     for index, target in enumerate(names):
-        with ctx.attempt(target, target):
+        # ctx.attempt(target, target), written out: the generator-based context
+        # manager cost more than the rest of a one-target PRIVMSG's dispatch.
+        ctx.channel = ctx.target = target
+        try:
             pending = _send_to(ctx, target, sent)
-            if pending is not None:
-                return _send_rest(ctx, pending, target, names[index + 1:], sent)
+        except (IrcError, ChatError) as exc:
+            ctx.fail(exc)
+            continue
+        if pending is not None:
+            return _send_rest(ctx, pending, target, names[index + 1:], sent)
     return None
 
 
@@ -215,9 +221,11 @@ def fakelag(ctx: IrcContext, room: Room | None,
         result = send()
     except ChatError as exc:
         return _fakelag(ctx, room, send, delay=_retry_delay(exc))
-    if inspect.isawaitable(result):
-        return _fakelag(ctx, room, send, started=result)
-    return None
+    # A message id (an int) or nothing is done; checked first because
+    # inspect.isawaitable of an int walks the Awaitable ABC's checks.
+    if result is None or isinstance(result, int) or not inspect.isawaitable(result):
+        return None
+    return _fakelag(ctx, room, send, started=result)
 
 
 async def _fakelag(ctx: IrcContext, room: Room | None, send: Callable[[], object],
