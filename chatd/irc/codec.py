@@ -242,9 +242,18 @@ def _params(line: str, pos: int) -> tuple[str, ...]:
 _BREAKING: Final = str.maketrans({"\r": " ", "\n": " ", "\0": " "})
 
 
+def _unbroken(text: str) -> str:
+    """``text`` with the characters that would break a line replaced by spaces."""
+    # Three scans in C are cheaper than translate's lookup per character, and
+    # almost no text has any of them.
+    if "\r" in text or "\n" in text or "\0" in text:
+        return text.translate(_BREAKING)
+    return text
+
+
 def _middle(param: str) -> str:
     """A non-final parameter: no spaces, not empty, no leading colon."""
-    param = param.translate(_BREAKING).replace(" ", "_")
+    param = _unbroken(param).replace(" ", "_")
     if not param or param.startswith(":"):
         return "*" + param
     return param
@@ -264,7 +273,7 @@ def format_line(command: str, *params: str, source: str | None = None,
     if params:
         *middle, last = params
         head = " ".join([head, *map(_middle, middle)])
-        last = fit(last.translate(_BREAKING), MAX_BODY - len(head.encode()) - 2)
+        last = fit(_unbroken(last), MAX_BODY - len(head.encode()) - 2)
         needed = not last or " " in last or last.startswith(":")
         head = f"{head} :{last}" if trailing or needed else f"{head} {last}"
     return add_tags(head, tags) if tags else head

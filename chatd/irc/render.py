@@ -161,6 +161,8 @@ class IrcRenderer:
         return lines
 
     def _message_tags(self, msg: ev.Message, key: int) -> dict[str, str]:
+        if not (-1 - key) & 3:
+            return {}  # neither server-time nor message-tags: nothing to format
         tags = self._tags(key, iso_ts(msg.ts), msg.id)
         if (-1 - key) & 2:  # message-tags: the bot tag and the sender's client-only tags
             if self.directory.is_bot(msg.sender):
