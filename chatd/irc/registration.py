@@ -88,6 +88,7 @@ def _request(ctx: IrcContext, wanted: str) -> None:
         else:
             caps.add(cap_name)
     ctx.session.set_caps(caps)
+    ctx.listener.people.caps_changed(ctx.session)
     _cap_reply(ctx, "ACK", wanted)
 
 

@@ -126,6 +126,25 @@ async def test_away_notify(irc: IrcFactory, clients: Clients) -> None:
     assert (await bob.expect("AWAY")).params == ()
 
 
+async def test_away_notify_asked_for_after_registration_and_dropped(
+        irc: IrcFactory, clients: Clients) -> None:
+    bob = await irc("bob")
+    alice = await clients.user("alice")
+    await alice.command("/create den")
+    bob.send("JOIN #den", "CAP REQ :away-notify")
+    await bob.expect("366")
+    assert (await bob.expect("CAP")).params[1:] == ("ACK", "away-notify")
+    await alice.command("/away at lunch")
+    assert (await bob.expect("AWAY")).params == ("at lunch",)
+    bob.send("CAP REQ :-away-notify", "PING done")
+    await bob.expect("PONG")
+    await alice.command("/away")
+    bob.send("PING again")
+    await bob.expect("PONG")
+    aways = [line for line in bob.lines if line.split(" ")[1:2] == ["AWAY"]]
+    assert aways == [":alice!alice@chatd.local AWAY :at lunch"]  # not the one after -away
+
+
 async def test_oper_kill_and_wallops(server: ChatServer, irc: IrcFactory,
                                      clients: Clients) -> None:
     await server.services.accounts.create("root", PASSWORD, is_admin=True)
