@@ -12,6 +12,12 @@ difference in messages, is what one message costs the daemon with its
 deliveries to the room (start-up and log-ins cancel out).
 
     scripts/count-instructions [--checkout DIR] [--clients 10] [--few 200] [--many 1200]
+                               [--irc [--caps "server-time message-tags"]]
+
+``--irc`` does the same over the IRC listener: the accounts and the room are
+made over the line protocol, then every client connects over IRC (``PASS``
+with its password, ``NICK``, ``USER``, the capabilities of ``--caps`` if
+any), joins the channel, and the first posts with ``PRIVMSG``.
 
 ``--checkout`` points at another checkout of chatd (for example the code
 before a change, from ``git worktree add``), so two versions are compared
@@ -26,6 +32,7 @@ import asyncio
 import json
 import os
 import re
+import socket
 import subprocess
 import sys
 import tempfile
@@ -36,10 +43,18 @@ ROOT = Path(__file__).resolve().parent.parent
 MARK = b"COUNTED"
 
 
-def start_daemon(checkout: Path, work: Path, out: Path) -> tuple[subprocess.Popen[bytes], int]:
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def start_daemon(checkout: Path, work: Path, out: Path,
+                 irc_port: int | None) -> tuple[subprocess.Popen[bytes], int]:
     """``chatd serve`` under callgrind on a free loopback port; its process and port."""
     config = work / "chatd.yaml"
-    config.write_text(json.dumps({
+    irc = {"irc": {"enabled": True, "port": irc_port}} if irc_port else {}
+    config.write_text(json.dumps({**irc,
         "accounts": {"bcrypt_cost": 4},
         "limits": {"message_rate": 1e7, "message_burst": 1e7, "command_rate": 1e7,
                    "command_burst": 1e7, "login_timeout": 600,
@@ -76,6 +91,36 @@ async def converse(port: int, clients: int, messages: int) -> None:
         while b"pong" not in await asyncio.wait_for(reader.readline(), 300):
             pass
         conns.append((reader, writer))
+    await listen_and_send(conns, messages, b"", b"\n")
+
+
+async def converse_irc(port: int, irc_port: int, clients: int, messages: int,
+                       caps: str) -> None:
+    """As :func:`converse`, over IRC: accounts and room made over the line protocol."""
+    for i in range(clients):
+        reader, writer = await asyncio.open_connection("127.0.0.1", port)
+        verb = "create" if i == 0 else "join"
+        writer.write(f"/register u{i} password{i}x\n/{verb} #counted\n/ping\n".encode())
+        while b"pong" not in await asyncio.wait_for(reader.readline(), 300):
+            pass
+        writer.close()
+    conns = []
+    for i in range(clients):
+        reader, writer = await asyncio.open_connection("127.0.0.1", irc_port)
+        cap = f"CAP REQ :{caps}\r\nCAP END\r\n" if caps else ""
+        writer.write(f"{cap}PASS u{i}:password{i}x\r\nNICK u{i}\r\nUSER u{i} 0 * :u{i}\r\n"
+                     "JOIN #counted\r\n".encode())
+        while b" 366 " not in await asyncio.wait_for(reader.readline(), 300):
+            pass
+        conns.append((reader, writer))
+    await listen_and_send(conns, messages, b"PRIVMSG #counted :", b"\r\n")
+
+
+async def listen_and_send(conns: list[tuple[asyncio.StreamReader, asyncio.StreamWriter]],
+                          messages: int, verb: bytes, end: bytes) -> None:
+    """The first connection posts ``messages``, each once the previous one reached the
+    second; returns once every other connection heard them all."""
+    clients = len(conns)
     heard = [0] * clients
     first_heard = asyncio.Event()
 
@@ -93,21 +138,25 @@ async def converse(port: int, clients: int, messages: int) -> None:
     listeners = [asyncio.create_task(listen(i)) for i in range(1, clients)]
     sender = conns[0][1]
     for k in range(messages):
-        sender.write(MARK + f" {k} hello there everyone\n".encode())
+        sender.write(verb + MARK + f" {k} hello there everyone".encode() + end)
         while heard[1] <= k:
             first_heard.clear()
             await first_heard.wait()
     await asyncio.gather(*listeners)
 
 
-def count(checkout: Path, clients: int, messages: int) -> int:
+def count(checkout: Path, clients: int, messages: int, irc: bool, caps: str) -> int:
     """The daemon's total instructions for a run with ``messages`` messages."""
     with tempfile.TemporaryDirectory(prefix="chatd-count-") as tmp:
         work = Path(tmp)
         out = work / "callgrind.out"
-        proc, port = start_daemon(checkout, work, out)
+        irc_port = free_port() if irc else None
+        proc, port = start_daemon(checkout, work, out, irc_port)
         try:
-            asyncio.run(converse(port, clients, messages))
+            if irc_port:
+                asyncio.run(converse_irc(port, irc_port, clients, messages, caps))
+            else:
+                asyncio.run(converse(port, clients, messages))
         finally:
             proc.terminate()
             proc.wait(300)
@@ -123,17 +172,24 @@ def main() -> None:
     parser.add_argument("--clients", type=int, default=10)
     parser.add_argument("--few", type=int, default=200)
     parser.add_argument("--many", type=int, default=1200)
+    parser.add_argument("--irc", action="store_true",
+                        help="clients over the IRC listener (PRIVMSG to a channel)")
+    parser.add_argument("--caps", default="",
+                        help="with --irc: the capabilities every client asks for")
     args = parser.parse_args()
     if args.clients < 2 or args.many <= args.few:
         parser.error("need at least 2 clients and --many above --few")
-    few = count(args.checkout, args.clients, args.few)
-    many = count(args.checkout, args.clients, args.many)
+    few = count(args.checkout, args.clients, args.few, args.irc, args.caps)
+    many = count(args.checkout, args.clients, args.many, args.irc, args.caps)
     per_message = (many - few) / (args.many - args.few)
     print(json.dumps({"checkout": str(args.checkout), "clients": args.clients,
                       "messages": [args.few, args.many], "instructions": [few, many],
                       "per_message": round(per_message),
                       "per_delivery": round(per_message / (args.clients - 1), 1),
-                      "load": "one message per turn, one room, text mode off (JSON)"}))
+                      "load": ("one message per turn, one room, over IRC"
+                               + (f" (caps: {args.caps})" if args.caps else "")
+                               if args.irc else
+                               "one message per turn, one room, text mode off (JSON)")}))
 
 
 if __name__ == "__main__":

@@ -192,7 +192,8 @@ class LocalBus:
             feed = self._feeds[room_id] = RoomFeed(room_id)
         if skip is not None and skip.out.feed is feed:
             skip.out.untap()
-        feed.add(item)
+        if not feed.add(item):
+            _untap_closed(connected)
         if feed.taps != len(connected):
             # Someone is not tapped yet this turn, or was given something else since.
             for session in connected:
@@ -233,6 +234,15 @@ class LocalBus:
                 session.reply(item, labelled[1])
             else:
                 session.deliver(item)
+
+
+def _untap_closed(connected: Collection[Receiver]) -> None:
+    """Untap the connections of lanes that refused an item: they keep what they took,
+    and the fan-out then gives them the item one by one."""
+    for session in connected:
+        lane = session.out.lane
+        if lane is not None and lane.closed:
+            session.out.untap()
 
 
 def _receiver(endpoint: Endpoint) -> Receiver:

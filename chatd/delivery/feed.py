@@ -31,14 +31,16 @@ if TYPE_CHECKING:
 
 # One output style's rendering of an item, for the room that is (or is not)
 # the recipients' current room: made by the front end once per style change
-# (it builds the item's record from its event on first use).
-Render = Callable[["Outgoing"], bytes]
+# (it builds the item's record from its event on first use). None refuses the
+# item: what the connections on the lane show of it depends on each of them
+# (an IRC client's channels, for example), so they take it one by one.
+Render = Callable[["Outgoing"], "bytes | None"]
 
 
 class Lane:
     """One output style's bytes of a room's messages in the current turn."""
 
-    __slots__ = ("_joined", "_joined_count", "chunks", "key", "render")
+    __slots__ = ("_joined", "_joined_count", "chunks", "closed", "key", "render")
 
     def __init__(self, key: int, render: Render) -> None:
         self.key = key
@@ -48,13 +50,22 @@ class Lane:
         self.chunks: list[bytes] = []
         self._joined = b""
         self._joined_count = 0
+        # Set when the lane refused an item: it takes no more.
+        self.closed = False
 
-    def add(self, item: Outgoing) -> None:
+    def add(self, item: Outgoing) -> bool:
+        """Append ``item``'s bytes; False (and the lane closed) when the render refuses
+        it, as an IRC lane refuses what is not a plain message."""
         key = self.key
         data = item.cache.get(key)
         if data is None:
-            data = item.cache[key] = self.render(item)
+            data = self.render(item)
+            if data is None:
+                self.closed = True
+                return False
+            item.cache[key] = data
         self.chunks.append(data)
+        return True
 
     def joined(self) -> bytes:
         """Every chunk so far as one bytes object, joined once for all who take it whole."""
@@ -75,10 +86,19 @@ class RoomFeed:
         # How many connections hold a tap on this feed now.
         self.taps = 0
 
-    def add(self, item: Outgoing) -> None:
-        """Append a message to every lane (the members already tapped receive it)."""
+    def add(self, item: Outgoing) -> bool:
+        """Append a message to every lane (the members already tapped receive it).
+
+        False when a lane refused it (see :class:`Lane`): that lane is closed and
+        dropped from the feed, and its connections must be untapped (it took the
+        messages before) and given ``item`` one by one."""
+        refused = False
         for lane in self.lanes.values():
-            lane.add(item)
+            if not lane.add(item):
+                refused = True
+        if refused:
+            self.lanes = {key: lane for key, lane in self.lanes.items() if not lane.closed}
+        return not refused
 
     def lane(self, key: int, render: Render, item: Outgoing) -> Lane:
         """The lane of ``key`` (rendered by ``render``); a new one starts with ``item``,

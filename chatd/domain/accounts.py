@@ -92,6 +92,8 @@ class Accounts:
         self._audit = audit
         self._by_id: dict[int, User] = {}
         self._by_key: dict[str, User] = {}
+        # The administrators (few): LUSERS counts those online at every IRC welcome.
+        self._admins: set[User] = set()
         # Checked against when the account does not exist, so that failing costs as much:
         # made (in the executor) at the configured cost, again when that cost changes.
         self._dummy_hash = b""
@@ -114,6 +116,8 @@ class Accounts:
         user = User(record)
         self._by_id[user.id] = user
         self._by_key[names.name_key(user.name)] = user
+        if user.is_admin:
+            self._admins.add(user)
         return user
 
     def adopt(self, record: UserRecord) -> User | None:
@@ -143,6 +147,9 @@ class Accounts:
 
     def all(self) -> list[User]:
         return list(self._by_id.values())
+
+    def admins(self) -> list[User]:
+        return list(self._admins)
 
     @property
     def count(self) -> int:
@@ -245,6 +252,7 @@ class Accounts:
         await self._storage.delete_user(user.id)
         del self._by_id[user.id]
         del self._by_key[names.name_key(user.name)]
+        self._admins.discard(user)
         for other in self._by_id.values():
             other.blocked.pop(user.id, None)
 
@@ -285,6 +293,10 @@ class Accounts:
     async def set_admin(self, user: User, is_admin: bool) -> None:
         await self._storage.set_admin(user.id, is_admin)
         user.is_admin = is_admin
+        if is_admin:
+            self._admins.add(user)
+        else:
+            self._admins.discard(user)
 
     async def save_settings(self, user: User) -> None:
         await self._storage.set_user_settings(user.id, user.settings)

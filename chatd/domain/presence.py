@@ -108,6 +108,9 @@ class Presence:
         # Every connection, logged in or not (a dict as an ordered set: at
         # 10,000 entries a dict takes about half a set's bytes per entry).
         self.sessions: dict[Endpoint, None] = {}
+        # How many of them are logged in (LUSERS at every IRC welcome: no pass
+        # over 10,000 sessions per log-in).
+        self._signed_in = 0
         self._online: PresenceStore = online if online is not None else MemoryPresenceStore()
         # Away messages by user id, whatever protocol set them (/away, IRC AWAY).
         # Kept in memory only: they end with the user's last connection.
@@ -120,6 +123,17 @@ class Presence:
     @property
     def users_online(self) -> int:
         return self._online.count()
+
+    @property
+    def anonymous_sessions(self) -> int:
+        """The connections not logged in."""
+        return len(self.sessions) - self._signed_in
+
+    def admins_online(self) -> int:
+        """The administrators with a connection here."""
+        sessions = self.sessions
+        return sum(1 for admin in self._accounts.admins()
+                   if any(s in sessions for s in self._rooms.connections(admin)))
 
     def away(self, user: User) -> str:
         """The away message of ``user``; empty when they are not marked away."""
@@ -147,6 +161,8 @@ class Presence:
             raise ChatError(Code.NOT_LOGGED_IN, "the connection closed during login.")
         rooms = self._rooms.of_user(user)
         session.signed_in(user, rooms[0] if len(rooms) == 1 else None)
+        if session in self.sessions:
+            self._signed_in += 1
         self._stats.logins += 1
         user.connections += 1
         first = not self._online.is_online(user.id)
@@ -178,6 +194,8 @@ class Presence:
             return
         self._rooms.detach(session)
         user.connections = len(self._rooms.connections(user))
+        if session in self.sessions:
+            self._signed_in -= 1
         if self._online.left(user.id):
             self._away.pop(user.id, None)
             for watcher in self.watchers:

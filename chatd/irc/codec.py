@@ -18,7 +18,7 @@ NUL inside it, nor a body longer than the limit.
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Final
 
@@ -207,7 +207,7 @@ def parse(line: str) -> IrcMessage:
     verb, pos = _next_word(line, pos)
     if not verb or not verb.isascii() or not verb.isalnum():
         raise IrcParseError(f"no command in {line[:40]!r}")
-    return IrcMessage(verb.upper(), tuple(_params(line, pos)), source, tags)
+    return IrcMessage(verb.upper(), _params(line, pos), source, tags)
 
 
 def raw_verb(line: str) -> str:
@@ -221,14 +221,17 @@ def raw_verb(line: str) -> str:
     return _next_word(line, pos)[0].upper()
 
 
-def _params(line: str, pos: int) -> Iterator[str]:
-    while pos < len(line):
+def _params(line: str, pos: int) -> tuple[str, ...]:
+    params: list[str] = []
+    end = len(line)
+    while pos < end:
         if line[pos] == ":":
-            yield line[pos + 1:]
-            return
+            params.append(line[pos + 1:])
+            break
         word, pos = _next_word(line, pos)
         if word:
-            yield word
+            params.append(word)
+    return tuple(params)
 
 
 # ---------------------------------------------------------------------------
@@ -239,9 +242,18 @@ def _params(line: str, pos: int) -> Iterator[str]:
 _BREAKING: Final = str.maketrans({"\r": " ", "\n": " ", "\0": " "})
 
 
+def _unbroken(text: str) -> str:
+    """``text`` with the characters that would break a line replaced by spaces."""
+    # Three scans in C are cheaper than translate's lookup per character, and
+    # almost no text has any of them.
+    if "\r" in text or "\n" in text or "\0" in text:
+        return text.translate(_BREAKING)
+    return text
+
+
 def _middle(param: str) -> str:
     """A non-final parameter: no spaces, not empty, no leading colon."""
-    param = param.translate(_BREAKING).replace(" ", "_")
+    param = _unbroken(param).replace(" ", "_")
     if not param or param.startswith(":"):
         return "*" + param
     return param
@@ -261,7 +273,7 @@ def format_line(command: str, *params: str, source: str | None = None,
     if params:
         *middle, last = params
         head = " ".join([head, *map(_middle, middle)])
-        last = fit(last.translate(_BREAKING), MAX_BODY - len(head.encode()) - 2)
+        last = fit(_unbroken(last), MAX_BODY - len(head.encode()) - 2)
         needed = not last or " " in last or last.startswith(":")
         head = f"{head} :{last}" if trailing or needed else f"{head} {last}"
     return add_tags(head, tags) if tags else head

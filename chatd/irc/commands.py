@@ -269,7 +269,8 @@ class IrcDispatcher:
         except Exception:
             _crashed(ctx)
         else:
-            if isinstance(result, Coroutine):
+            # (Most commands return None: no ABC check for them.)
+            if result is not None and isinstance(result, Coroutine):
                 return self._finish(ctx, result)
         ctx.flush()
         return None

@@ -24,9 +24,8 @@ from __future__ import annotations
 
 import asyncio
 import inspect
-from collections.abc import Callable, Iterable
-from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from collections.abc import Awaitable, Callable, Iterable
+from typing import TYPE_CHECKING, NamedTuple
 
 from chatd.domain.clock import iso_ts
 from chatd.domain.protection import MAX_WAIT_STEP
@@ -45,6 +44,7 @@ from chatd.protocol.codec import clean_text
 from chatd.protocol.session import SessionState
 
 if TYPE_CHECKING:
+    from chatd.domain.accounts import User
     from chatd.domain.ports import Endpoint
     from chatd.domain.room import Room
     from chatd.irc.commands import IrcContext
@@ -66,24 +66,21 @@ def _ctcp(text: str) -> tuple[str, bool] | None:
 
 
 @irc_command("PRIVMSG", errors=_SEND_ERRORS, scope=Scope.POST)
-async def privmsg(ctx: IrcContext) -> None:
+def privmsg(ctx: IrcContext) -> Awaitable[None] | None:
     """Send a message to channels or users (at most 4 targets)."""
-    await _send(ctx)
+    return _send(ctx)
 
 
 @irc_command("NOTICE", quiet=True, errors=_SEND_ERRORS, scope=Scope.POST)
-async def notice(ctx: IrcContext) -> None:
+def notice(ctx: IrcContext) -> Awaitable[None] | None:
     """Send a notice: a message never answered automatically (nor with errors)."""
-    await _send(ctx)
+    return _send(ctx)
 
 
-@dataclass(frozen=True, slots=True)
-class Outgoing:
-    """What one PRIVMSG or NOTICE sends, whatever its target."""
-
-    text: str
-    kind: str
-    extra: dict[str, object]
+# PRIVMSG and NOTICE are plain functions that return an awaitable only when a
+# send must wait (fakelag, a direct message's storage, a sequencer's id): a room
+# message that goes out at once costs no coroutine and no task, which was most
+# of its cost at full load. The dispatcher awaits what they return.
 
 
 def client_tags(ctx: IrcContext) -> dict[str, str]:
@@ -94,27 +91,64 @@ def client_tags(ctx: IrcContext) -> dict[str, str]:
     return tags
 
 
-async def _send(ctx: IrcContext) -> None:
+def _send(ctx: IrcContext) -> Awaitable[None] | None:
     if not ctx.params or not ctx.params[0]:
         raise IrcError(n.ERR_NORECIPIENT, f"No recipient given ({ctx.message.command})")
     if len(ctx.params) < 2 or not ctx.params[1]:
         raise IrcError(n.ERR_NOTEXTTOSEND, "No text to send")
     parsed = _ctcp(ctx.params[1])
     if parsed is None:
-        return
+        return None
     text, action = clean_text(parsed[0]), parsed[1]
     if not text.strip():
         raise IrcError(n.ERR_NOTEXTTOSEND, "No text to send")
     kind = "notice" if ctx.message.command == "NOTICE" else "action" if action else "text"
-    tags = client_tags(ctx)
-    extra: dict[str, object] = {CLIENT_TAGS: tags} if tags else {}
-    for target in targets(ctx.params[0])[:MAX_TARGETS]:
+    # (Most lines carry no tags: no dict comprehension for them.)
+    tags = client_tags(ctx) if ctx.message.tags else {}
+    sent = Outgoing(text, kind, {CLIENT_TAGS: tags} if tags else {})
+    return _send_each(ctx, targets(ctx.params[0])[:MAX_TARGETS], sent)
+
+
+def _send_each(ctx: IrcContext, names: list[str], sent: Outgoing) -> Awaitable[None] | None:
+    """Send to each target in turn; from the first that must wait on, in a coroutine."""
+    for index, target in enumerate(names):
+        # ctx.attempt(target, target), written out: the generator-based context
+        # manager cost more than the rest of a one-target PRIVMSG's dispatch.
+        ctx.channel = ctx.target = target
+        try:
+            pending = _send_to(ctx, target, sent)
+        except (IrcError, ChatError) as exc:
+            ctx.fail(exc)
+            continue
+        if pending is not None:
+            return _send_rest(ctx, pending, target, names[index + 1:], sent)
+    return None
+
+
+async def _send_rest(ctx: IrcContext, pending: Awaitable[None], waiting_for: str,
+                     rest: list[str], sent: Outgoing) -> None:
+    with ctx.attempt(waiting_for, waiting_for):
+        await pending
+    for target in rest:
         with ctx.attempt(target, target):
-            sent = Outgoing(_fitted(ctx, target, text, kind), kind, extra)
-            if target.startswith("#"):
-                await _to_room(ctx, existing_room(ctx, target), sent)
-            else:
-                await _to_user(ctx, target, sent)
+            waiting = _send_to(ctx, target, sent)
+            if waiting is not None:
+                await waiting
+
+
+def _send_to(ctx: IrcContext, target: str, sent: Outgoing) -> Awaitable[None] | None:
+    fitted = Outgoing(_fitted(ctx, target, sent.text, sent.kind), sent.kind, sent.extra)
+    if target.startswith("#"):
+        return _to_room(ctx, existing_room(ctx, target), fitted)
+    return _to_user(ctx, target, fitted)
+
+
+class Outgoing(NamedTuple):
+    """What one PRIVMSG or NOTICE sends, whatever its target."""
+
+    text: str
+    kind: str
+    extra: dict[str, object]
 
 
 def _fitted(ctx: IrcContext, target: str, text: str, kind: str) -> str:
@@ -128,13 +162,13 @@ def _fitted(ctx: IrcContext, target: str, text: str, kind: str) -> str:
     return fit(text, MAX_BODY - overhead)
 
 
-async def _to_room(ctx: IrcContext, room: Room, sent: Outgoing) -> None:
+def _to_room(ctx: IrcContext, room: Room, sent: Outgoing) -> Awaitable[None] | None:
     session, messaging = ctx.session, ctx.services.messaging
-    await fakelag(ctx, room, lambda: messaging.post_kind(session, room, sent.text, sent.kind,
-                                                         dict(sent.extra), ECHO))
+    return fakelag(ctx, room, lambda: messaging.post_kind(session, room, sent.text, sent.kind,
+                                                          dict(sent.extra), ECHO))
 
 
-async def _to_user(ctx: IrcContext, nick: str, sent: Outgoing) -> None:
+def _to_user(ctx: IrcContext, nick: str, sent: Outgoing) -> Awaitable[None] | None:
     session, target = ctx.session, find_user(ctx, nick)
     if target is None:
         raise IrcError(n.ERR_NOSUCHNICK, nick, "No such nick/channel")
@@ -144,24 +178,68 @@ async def _to_user(ctx: IrcContext, nick: str, sent: Outgoing) -> None:
         text, kind = f"* {ctx.nick} {text}", "text"
     if is_guest(target):
         guests = ctx.listener.guests
-        await fakelag(ctx, None, lambda: guests.direct(session, target, text, ECHO, kind,
-                                                       sent.extra))
+        pending = fakelag(ctx, None, lambda: guests.direct(session, target, text, ECHO, kind,
+                                                           sent.extra))
     else:
         messaging = ctx.services.messaging
-        await fakelag(ctx, None, lambda: messaging.direct(session, target, text, ECHO, kind,
-                                                          dict(sent.extra)))
+        pending = fakelag(ctx, None, lambda: messaging.direct(session, target, text, ECHO,
+                                                              kind, dict(sent.extra)))
+    if pending is None:
+        _tell_away(ctx, target)
+        return None
+    return _then_tell_away(ctx, pending, target)
+
+
+async def _then_tell_away(ctx: IrcContext, pending: Awaitable[None], target: User) -> None:
+    await pending
+    _tell_away(ctx, target)
+
+
+def _tell_away(ctx: IrcContext, target: User) -> None:
     away = away_message(ctx, target)
     if away is not None and ctx.message.command == "PRIVMSG":
         ctx.reply(n.RPL_AWAY, target.name, away)
 
 
-async def fakelag(ctx: IrcContext, room: Room | None, send: Callable[[], object]) -> None:
+def fakelag(ctx: IrcContext, room: Room | None,
+            send: Callable[[], object]) -> Awaitable[None] | None:
     """Run ``send`` once the sender's message bucket has a token.
 
     The user's bucket is read without taking from it, so waiting is not a
     refusal (refusals count toward flood control). A room with its own rate
     keeps that bucket to itself: there a refusal is waited out and retried.
+    Returns None when ``send`` ran at once and finished (the usual case: no
+    coroutine), else an awaitable of the rest.
     """
+    session = ctx.session
+    if session.state is SessionState.CLOSING:
+        return None
+    user = session.user
+    if user is not None and ctx.services.protection.message_wait(user, room):
+        return _fakelag(ctx, room, send)
+    try:
+        result = send()
+    except ChatError as exc:
+        return _fakelag(ctx, room, send, delay=_retry_delay(exc))
+    # A message id (an int) or nothing is done; checked first because
+    # inspect.isawaitable of an int walks the Awaitable ABC's checks.
+    if result is None or isinstance(result, int) or not inspect.isawaitable(result):
+        return None
+    return _fakelag(ctx, room, send, started=result)
+
+
+async def _fakelag(ctx: IrcContext, room: Room | None, send: Callable[[], object],
+                   started: Awaitable[object] | None = None, delay: float = 0.0) -> None:
+    """:func:`fakelag` from where it had to wait: finishing a send it ``started``,
+    or after ``delay`` seconds."""
+    if started is not None:
+        try:
+            await started
+            return
+        except ChatError as exc:
+            delay = _retry_delay(exc)
+    if delay:
+        await asyncio.sleep(delay)
     session, protection = ctx.session, ctx.services.protection
     while session.state is not SessionState.CLOSING:
         user = session.user
@@ -175,9 +253,15 @@ async def fakelag(ctx: IrcContext, room: Room | None, send: Callable[[], object]
                 await result
             return
         except ChatError as exc:
-            if exc.code is not Code.RATE_LIMITED or "retry_ms" not in exc.details:
-                raise
-            await asyncio.sleep(min(exc.details["retry_ms"] / 1000, MAX_WAIT_STEP))
+            await asyncio.sleep(_retry_delay(exc))
+
+
+def _retry_delay(exc: ChatError) -> float:
+    """How long to wait before trying a send refused by ``exc`` again (a room's own
+    rate); any other refusal is raised again."""
+    if exc.code is not Code.RATE_LIMITED or "retry_ms" not in exc.details:
+        raise exc
+    return float(min(exc.details["retry_ms"] / 1000, MAX_WAIT_STEP))
 
 
 @irc_command("TAGMSG", min_params=1, quiet=True, scope=Scope.POST)

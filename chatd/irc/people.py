@@ -79,6 +79,10 @@ class People:
         # Monitored nick (its key) -> the sessions monitoring it.
         self._monitors: dict[str, set[IrcSession]] = {}
         self._sessions: set[IrcSession] = set()
+        # The registered sessions that asked for away-notify: every log-in and
+        # log-out looks for them, so they are kept apart (a pass over every
+        # session made each log-in cost in proportion to the connections held).
+        self._away_notify: set[IrcSession] = set()
 
     # -- identities --------------------------------------------------------------
 
@@ -99,7 +103,15 @@ class People:
         (the newest IRC connection of an account speaks for it)."""
         irc = session.irc
         self._sessions.add(session)
+        self.caps_changed(session)
         self._identities[name_key(irc.nick)] = Identity(irc.username, irc.realname)
+
+    def caps_changed(self, session: IrcSession) -> None:
+        """``session``'s capabilities changed (or it registered with them)."""
+        if session in self._sessions and "away-notify" in session.irc.caps:
+            self._away_notify.add(session)
+        else:
+            self._away_notify.discard(session)
 
     def set_realname(self, session: IrcSession, realname: str) -> None:
         session.irc.realname = realname
@@ -124,6 +136,7 @@ class People:
     def ended(self, session: IrcSession) -> None:
         """The connection of ``session`` ended: its monitor list goes with it."""
         self._sessions.discard(session)
+        self._away_notify.discard(session)
         for nick in list(session.irc.monitoring):
             self.unmonitor(session, nick)
 
@@ -187,10 +200,10 @@ class People:
         """``away-notify``: the new away state of ``user`` to the sessions sharing a
         channel with them (``AWAY :text``, or ``AWAY`` when back)."""
         # Every login and logout of either listener comes here: the common case,
-        # nobody asking for away-notify, costs one pass over the IRC sessions.
-        listening = [s for s in self._sessions if "away-notify" in s.irc.caps]
-        if not listening:
+        # nobody asking for away-notify, costs nothing.
+        if not self._away_notify:
             return
+        listening = list(self._away_notify)
         params = (text,) if text else ()
         line = format_line("AWAY", *params, source=self._renderer.mask(user.name))
         for session in self.sharing_channel(user, listening):

@@ -87,7 +87,8 @@ def _request(ctx: IrcContext, wanted: str) -> None:
             caps.discard(cap_name)
         else:
             caps.add(cap_name)
-    irc.set_caps(caps)
+    ctx.session.set_caps(caps)
+    ctx.listener.people.caps_changed(ctx.session)
     _cap_reply(ctx, "ACK", wanted)
 
 

@@ -18,7 +18,7 @@ shows no host, and hiding addresses is the point.
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping
-from typing import Any, Final, Protocol
+from typing import TYPE_CHECKING, Any, Final, Protocol
 
 from chatd.domain import events as ev
 from chatd.domain.moderation import CONSOLE, SERVER
@@ -27,6 +27,10 @@ from chatd.irc.codec import MAX_BODY, add_tags, format_line, split_text
 from chatd.protocol.codec import iso_ts
 from chatd.protocol.records import record_of
 from chatd.protocol.render import EVENT_TEXT
+
+if TYPE_CHECKING:
+    from chatd.delivery.feed import Render
+    from chatd.delivery.outgoing import Outgoing
 
 Record = Mapping[str, Any]
 # Whether a user named by a record is a member of the room named by it.
@@ -66,6 +70,13 @@ def cache_key(server_time: bool, message_tags: bool, multi_prefix: bool = False)
     return -1 - (int(server_time) | int(message_tags) << 1 | int(multi_prefix) << 2)
 
 
+def lane_key(key: int) -> int:
+    """The room-feed lane key of tag mode ``key``: apart from the render-cache keys
+    (a lane caches only messages under its key, which ``IrcSession.deliver`` must
+    not take for another event)."""
+    return key - 8
+
+
 def channel(room: str) -> str:
     return f"#{room}"
 
@@ -80,6 +91,7 @@ class IrcRenderer:
         self._now = now
         self._is_member = is_member
         self.directory: Directory = _Nobody()
+        self._lanes: dict[int, tuple[int, Render]] = {}
 
     @property
     def server(self) -> str:
@@ -108,6 +120,28 @@ class IrcRenderer:
         tags = self._tags(key, None, None)
         return _encode([add_tags(line, tags) for line in render(self, event, key)])
 
+    def lane(self, key: int) -> tuple[int, Render]:
+        """The room-feed lane of tag mode ``key`` (chatd.delivery.feed): its lane key
+        and its render, which takes room messages and refuses every other event (what
+        a client is shown of those depends on its channels and nick: one by one)."""
+        found = self._lanes.get(key)
+        if found is None:
+            found = self._lanes[key] = (lane_key(key), self._lane_render(key))
+        return found
+
+    def _lane_render(self, key: int) -> Render:
+        def render(item: Outgoing) -> bytes | None:
+            event = item.event
+            if not isinstance(event, ev.Message):
+                return None
+            # Shared with IrcSession.deliver's cache, so the message is formatted
+            # once per tag mode however its recipients take it.
+            data = item.cache.get(key)
+            if data is None:
+                data = item.cache[key] = _encode(self.message(event, key))
+            return data
+        return render
+
     def message(self, msg: ev.Message, key: int) -> list[str]:
         """A room or direct message as PRIVMSG (NOTICE) lines; text longer than a line
         (from the line protocol, which allows more) or of several lines is split."""
@@ -127,6 +161,8 @@ class IrcRenderer:
         return lines
 
     def _message_tags(self, msg: ev.Message, key: int) -> dict[str, str]:
+        if not (-1 - key) & 3:
+            return {}  # neither server-time nor message-tags: nothing to format
         tags = self._tags(key, iso_ts(msg.ts), msg.id)
         if (-1 - key) & 2:  # message-tags: the bot tag and the sender's client-only tags
             if self.directory.is_bot(msg.sender):

@@ -83,9 +83,9 @@ class IrcState:
     """The IRC side of a session: registration, capabilities, channels."""
 
     __slots__ = ("account_changes", "bot", "caps", "context", "grant", "held", "invisible",
-                 "joined", "key", "last_rename", "listener", "monitoring", "negotiating", "nick",
-                 "oper", "password", "quit_message", "quitted", "realname", "registered", "sasl",
-                 "username", "wallops")
+                 "joined", "key", "lane", "last_rename", "listener", "monitoring", "negotiating",
+                 "nick", "oper", "password", "quit_message", "quitted", "realname", "registered",
+                 "sasl", "username", "wallops")
 
     def __init__(self, listener: IrcFront) -> None:
         self.listener = listener
@@ -121,11 +121,14 @@ class IrcState:
         self.held: list[bytes] | None = None
         self.context: Replies | None = None
         self.key = cache_key(False, False)
+        # The room-feed lane of this tag mode: its key and render.
+        self.lane = listener.renderer.lane(self.key)
 
     def set_caps(self, caps: set[str]) -> None:
         self.caps = caps
         self.key = cache_key("server-time" in caps, "message-tags" in caps,
                              "multi-prefix" in caps)
+        self.lane = self.listener.renderer.lane(self.key)
 
 
 class IrcSession(Session):
@@ -140,8 +143,21 @@ class IrcSession(Session):
     # -- what the domain calls ----------------------------------------------------
 
     def tap(self, feed: RoomFeed, item: Outgoing) -> None:
-        """IRC lines depend on the channels this client has joined: no shared lanes."""
-        self.deliver(item)
+        """Take the room's messages of this turn from ``item`` on, on the lane of this
+        client's tag mode (see chatd.delivery.feed), when nothing about them depends
+        on this client: a message to a channel it was shown, no output held, no
+        summary due. Anything else is delivered one by one (the lane refuses events
+        other than messages, so later ones of the turn come here again)."""
+        irc = self.irc
+        if (irc.held is None and not self.coalesced and feed.room_id in irc.joined
+                and isinstance(item.event, events.Message)):
+            key, render = irc.lane
+            lane = feed.lanes.get(key)  # RoomFeed.lane's lookup, without its call
+            if lane is None:
+                lane = feed.lane(key, render, item)
+            self.out.tap(feed, lane)
+        else:
+            self.deliver(item)
 
     def deliver(self, item: Outgoing) -> None:
         """Queue ``item`` as IRC lines (rendered once per tag mode for all recipients)."""
@@ -169,6 +185,11 @@ class IrcSession(Session):
         self._queue(data)
         if room_id is not None and isinstance(event, _DEPARTURES) and self._is_me(event.user):
             irc.joined.discard(room_id)
+
+    def set_caps(self, caps: set[str]) -> None:
+        """Change the capabilities; a tapped lane renders the old tag mode."""
+        self.out.untap()
+        self.irc.set_caps(caps)
 
     def _told_otherwise(self, event: Event) -> bool:
         """Whether ``event`` reaches this client as something else, or not again: a
@@ -262,6 +283,7 @@ class IrcSession(Session):
 
     def hold(self) -> None:
         """Keep deliveries back until :meth:`release` (replies still go out)."""
+        self.out.untap()  # what a tap takes from now on would not be held
         if self.irc.held is None:
             self.irc.held = []
 

@@ -88,8 +88,8 @@ def lusers_lines(ctx: IrcContext) -> None:
     presence = services.presence
     sessions = presence.sessions
     users = presence.users_online
-    admins = len({s.user.id for s in sessions if s.user is not None and s.user.is_admin})
-    unknown = sum(1 for s in sessions if s.user is None)
+    admins = presence.admins_online()
+    unknown = presence.anonymous_sessions
     peak = max(presence.peak_users, users)
     ctx.reply(n.RPL_LUSERCLIENT, f"There are {users} users and 0 invisible on 1 servers")
     ctx.reply(n.RPL_LUSEROP, str(admins), "operator(s) online")

@@ -21,8 +21,9 @@ import os
 import re
 import sys
 from collections.abc import Mapping
-from datetime import UTC, datetime
 from typing import Final
+
+from chatd.domain.clock import iso_ts
 
 __all__ = ["JsonFormatter", "KeyValueFormatter", "configure_logging", "under_journal"]
 
@@ -83,9 +84,12 @@ def _fields(record: logging.LogRecord) -> list[tuple[str, object]]:
 
 
 def _iso_time(epoch: float) -> str:
-    """ISO 8601 UTC with milliseconds (the same format as the protocol's timestamps)."""
-    moment = datetime.fromtimestamp(epoch, UTC)
-    return f"{moment:%Y-%m-%dT%H:%M:%S}.{moment.microsecond // 1000:03d}Z"
+    """ISO 8601 UTC with milliseconds (the same format as the protocol's timestamps).
+
+    The protocol's formatter, which formats each second's datetime once: at a
+    wave of log-ins (two log lines each) a datetime per line was 7% of the
+    daemon's samples."""
+    return iso_ts(epoch)
 
 
 class _OneLineFormatter(logging.Formatter):

@@ -64,6 +64,31 @@ async def test_lusers_reports_the_peaks(irc: IrcFactory) -> None:
     assert lines["250"][-1].startswith("Highest connection count: 3")
 
 
+async def test_lusers_counts_operators_and_connections_not_logged_in(
+        server: ChatServer, irc: IrcFactory, clients: Clients) -> None:
+    root = await server.services.accounts.create("root", PASSWORD, is_admin=True)
+    bob = await irc("bob")
+    await irc("root")
+    await clients.user("root")  # a second connection: still one operator
+    await clients.anonymous()
+    unregistered = await irc()
+
+    async def lusers() -> dict[str, tuple[str, ...]]:
+        bob.send("LUSERS")
+        return {m.command: m.params for m in await bob.until("250")}
+
+    lines = await lusers()
+    assert lines["252"][1] == "1" and lines["253"][1] == "2"  # the anonymous two
+    assert lines["255"][1] == "I have 3 clients and 0 servers"
+    await server.services.accounts.set_admin(root, False)
+    await unregistered.close()
+    for _ in range(50):  # until the server has seen it go
+        lines = await lusers()
+        if lines["253"][1] == "1":
+            break
+    assert lines["252"][1] == "0" and lines["253"][1] == "1"
+
+
 async def test_list_with_elist_filters(irc: IrcFactory) -> None:
     bob = await irc("bob")
     carol = await irc("carol")
@@ -124,6 +149,25 @@ async def test_away_notify(irc: IrcFactory, clients: Clients) -> None:
     assert (await bob.expect("AWAY")).params == ("offline",)
     await clients.user("alice")
     assert (await bob.expect("AWAY")).params == ()
+
+
+async def test_away_notify_asked_for_after_registration_and_dropped(
+        irc: IrcFactory, clients: Clients) -> None:
+    bob = await irc("bob")
+    alice = await clients.user("alice")
+    await alice.command("/create den")
+    bob.send("JOIN #den", "CAP REQ :away-notify")
+    await bob.expect("366")
+    assert (await bob.expect("CAP")).params[1:] == ("ACK", "away-notify")
+    await alice.command("/away at lunch")
+    assert (await bob.expect("AWAY")).params == ("at lunch",)
+    bob.send("CAP REQ :-away-notify", "PING done")
+    await bob.expect("PONG")
+    await alice.command("/away")
+    bob.send("PING again")
+    await bob.expect("PONG")
+    aways = [line for line in bob.lines if line.split(" ")[1:2] == ["AWAY"]]
+    assert aways == [":alice!alice@chatd.local AWAY :at lunch"]  # not the one after -away
 
 
 async def test_oper_kill_and_wallops(server: ChatServer, irc: IrcFactory,
