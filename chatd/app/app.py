@@ -29,7 +29,7 @@ import logging
 import os
 import resource
 import signal
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol
 
 from chatd import __version__
 from chatd.config import ConfigError, held_for_restart, load_config
@@ -60,6 +60,14 @@ log = logging.getLogger(__name__)
 TOKEN_USE_FLUSH = 30.0
 
 
+class Part(Protocol):
+    """A part with a life of its own beside the services (a cluster node)."""
+
+    async def start(self) -> None: ...
+
+    async def stop(self) -> None: ...
+
+
 class App:
     """One chatd: its services, listeners and, as a process, what an operator needs."""
 
@@ -68,10 +76,14 @@ class App:
                  control: Callable[[App], ControlServer], backups: Backups, *,
                  irc: IrcListener | None = None, web: WebServer | None = None,
                  process: bool = False, nodes: NodeList | None = None,
+                 cluster: Part | None = None,
                  config_path: str | None = None,
                  overrides: dict[str, Any] | None = None) -> None:
         self.config = config
         self.services = services
+        # A cluster node's share (its reader, persister, heartbeat...): started once
+        # the counter is joined, stopped once everything acknowledged is handed on.
+        self._cluster = cluster
         self.storage: Storage = services.storage
         self.clock: Clock = services.clock
         self.listeners = listeners
@@ -117,6 +129,8 @@ class App:
         await services.rooms.load()
         await services.moderation.load()
         await services.sequencer.load()
+        if self._cluster is not None:
+            await self._cluster.start()
         await services.messaging.load()
         await services.writer.start()
         await self.listeners.listen(sockets)
@@ -240,9 +254,8 @@ class App:
             await self.services.audit.close()
             await self.services.tokens.flush_use()
         finally:
-            closing = getattr(self.services.sequencer, "aclose", None)
-            if closing is not None:
-                await closing()
+            if self._cluster is not None:
+                await self._cluster.stop()
 
     async def _stop_operations(self) -> None:
         systemd.notify("STOPPING=1")

@@ -122,7 +122,7 @@ def build_app(config: Config, clock: Clock | None = None, storage: Storage | Non
     web = build_web(listeners, services, front) if config.web.enabled else None
     app = App(config, services, listeners, Housekeeping(services, leader), reloads,
               ControlServer, backups, irc=irc, web=web, process=process,
-              nodes=node,
+              nodes=node, cluster=node,
               config_path=config_path, overrides=overrides)
     if node is not None:
         node.heartbeat.describe = lambda: describe(app)

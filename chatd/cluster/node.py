@@ -96,8 +96,6 @@ class ClusterNode:
         self.redis = redis.asyncio.Redis.from_url(config.redis, socket_connect_timeout=1.0)
         self._pool = _Pool(config.postgres, f"chatd/{config.node_id}/locks")
         self.sequencer = ClusterSequencer(storage, self.redis)
-        self.sequencer.started = self.start
-        self.sequencer.stopping = self.stop
         self.leader = RedisLeader(self.redis)
         self._pool_user: Any = self._pool
         self.sync: RoomSync | None = None
@@ -245,6 +243,7 @@ class ClusterNode:
             await self.persister.stop()
         if self.bus is not None:
             await self.bus.stop()
+        await self.sequencer.aclose()
         await self._pool.close()
         with contextlib.suppress(redis.RedisError):
             await self.redis.aclose()

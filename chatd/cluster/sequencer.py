@@ -113,14 +113,10 @@ class ClusterSequencer:
         # The node starts over on a new epoch's log.
         self.epoch_changed: Callable[[], Awaitable[None]] | None = None
         # The node's start (once the counter is joined) and stop.
-        self.started: Callable[[], Awaitable[None]] | None = None
-        self.stopping: Callable[[], Awaitable[None]] | None = None
 
     async def load(self) -> None:
         """Join the counter, seeding it if this Redis has none yet."""
         await self._join(await self._storage.max_message_id())
-        if self.started is not None:
-            await self.started()
 
     async def _join(self, stored: int) -> None:
         """Seed the counter above ``stored`` (the database's largest id) under a new
@@ -170,9 +166,7 @@ class ClusterSequencer:
             self._renewal = None
 
     async def aclose(self) -> None:
-        """The node stops: it reads and publishes nothing more."""
-        if self.stopping is not None:
-            await self.stopping()
+        """The node stops: the ids asked for are answered, no renewal is left running."""
         if self._numbering is not None:
             await self._numbering
         if self._renewal is not None:
