@@ -245,18 +245,21 @@ class Protection:
 
         The name's token is taken first, so guesses at one account checked at
         once cannot all pass on the tokens left (:meth:`login_ended` gives it
-        back unless the attempt failed). The address's is only looked at (taken
-        and given back): many people behind one address log in at once, and only
-        a failure costs the address (charged by :meth:`login_ended`).
+        back unless the attempt failed). The address's is only looked at: many
+        people behind one address log in at once, and only a failure costs the
+        address (charged by :meth:`login_ended`). A shared store looks at what this
+        process knows of it (emptied by another node, it is known empty here once
+        a charge of this node's is refused).
         """
         address, *named = self._login_charges(peer, name)
-        wait = self._store.take_all([address, *named])
-        if not isinstance(wait, float):
-            wait = await wait
+        wait: float | Awaitable[float] = self._store.wait(*address)
+        if not wait and named:
+            wait = self._store.take_all(named)
+            if not isinstance(wait, float):
+                wait = await wait
         if wait:
             raise ChatError(Code.RATE_LIMITED,
                             "too many failed logins; wait a minute and try again.")
-        self._settle(self._store.give_back([address]))
 
     def login_ended(self, peer: str, name: str | None, *, failed: bool) -> None:
         """The attempt :meth:`admit_login` let through ended: a failure costs the
