@@ -291,7 +291,8 @@ class Cluster:
             await client.close()
         for node in self.nodes:
             await asyncio.to_thread(node.stop)
-        shutil.rmtree(self.directory, ignore_errors=True)
+        if not os.environ.get("KEEPCL"):
+            shutil.rmtree(self.directory, ignore_errors=True)
 
     def logs(self) -> str:
         """The tail of every node's log, for a failure's message."""
