@@ -7,7 +7,8 @@ each, and waits until each logs ``started`` and accepts connections. A node
 can be killed (SIGKILL), paused (SIGSTOP) and resumed (SIGCONT), or stopped
 gracefully (SIGTERM), always by its process id. However a test ends, every node
 is stopped and reaped (:meth:`Cluster.close`), and a node dies with the test
-process (a parent-death signal).
+process (a parent-death signal). With ``CHATD_TEST_KEEP_NODES`` set, the nodes'
+directories (their configuration and log) are kept for a look afterwards.
 
 :class:`RecordingClient` is chatd's :class:`~chatd.client.ChatClient` that
 writes every line it receives, every command it sends and its final reply into
@@ -291,7 +292,7 @@ class Cluster:
             await client.close()
         for node in self.nodes:
             await asyncio.to_thread(node.stop)
-        if not os.environ.get("KEEPCL"):
+        if not os.environ.get("CHATD_TEST_KEEP_NODES"):
             shutil.rmtree(self.directory, ignore_errors=True)
 
     def logs(self) -> str:
