@@ -85,6 +85,11 @@ GAP_WAIT = 1.0
 PLACE_WAIT = 5.0
 # The most entries read at once.
 READ_COUNT = 1000
+# After a read that found entries (fewer than READ_COUNT), the reader waits this
+# long before reading again, so that under load a read carries the entries of
+# several turns of the other nodes: every read costs this node a client call and
+# a write to each of its connections in the rooms, whatever it carries.
+READ_GATHER = 0.002
 # How often the reader checks that Redis still holds this node's epoch, in seconds.
 EPOCH_CHECK = 1.0
 # The longest pause of the reader between attempts while Redis does not answer.
@@ -112,6 +117,9 @@ class ClusterBus:
         self._node = node_id
         self._ids = sequencer
         self._shared = shared
+        # The reader's own connection: a blocking XREAD holds one, and a client of
+        # one connection spares each read the pool's checks.
+        self._reading = shared.client()
         self._room_of = room_of
         self._user_of = user_of
         self._resync = resync
@@ -380,6 +388,7 @@ class ClusterBus:
         while self._reader is not None and not self._reader.done():
             self._reader.cancel()
             await asyncio.wait({self._reader}, timeout=0.1)
+        await self._reading.aclose()
 
     async def _read(self) -> None:
         failures = 0
@@ -388,8 +397,8 @@ class ClusterBus:
             try:
                 await self._check_epoch()
                 block = 1000 if not self._held else max(1, int(GAP_WAIT * 500))
-                answer: Any = await self._shared.xread({keys.LOG: self.position},
-                                                       count=READ_COUNT, block=block)
+                answer: Any = await self._reading.xread({keys.LOG: self.position},
+                                                        count=READ_COUNT, block=block)
             except (redis.RedisError, EpochChanged) as exc:
                 if stopping():
                     raise asyncio.CancelledError from exc  # cancelled mid-command
@@ -404,19 +413,24 @@ class ClusterBus:
                 failures = 0
             if generation != self._generation:
                 continue  # read from the old log: reset meanwhile
-            await self._take_all(answer)
+            if 0 < await self._take_all(answer) < READ_COUNT:
+                await asyncio.sleep(READ_GATHER)
 
-    async def _take_all(self, answer: Any) -> None:
+    async def _take_all(self, answer: Any) -> int:
         """Take a read's entries into the order and deliver what is next, in
         this turn when nothing needs Redis or PostgreSQL: every connection's
-        share of the batch then leaves in one write (LocalBus.end_turn)."""
+        share of the batch then leaves in one write (LocalBus.end_turn). How
+        many entries were read."""
+        taken = 0
         for _stream, items in answer or ():
+            taken += len(items)
             for stream_id, fields in items:
                 self.position = stream_id
                 waiting = self._take(codec.decode(fields[b"j"]))
                 if waiting is not None:
                     await waiting
         await self._release()
+        return taken
 
     async def _check_epoch(self) -> None:
         """Now and then: is this node's epoch still Redis's? (The sequencer checks
