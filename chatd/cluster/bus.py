@@ -89,7 +89,7 @@ READ_COUNT = 1000
 # long before reading again, so that under load a read carries the entries of
 # several turns of the other nodes: every read costs this node a client call and
 # a write to each of its connections in the rooms, whatever it carries.
-READ_GATHER = 0.002
+READ_GATHER = 0.005
 # How often the reader checks that Redis still holds this node's epoch, in seconds.
 EPOCH_CHECK = 1.0
 # The longest pause of the reader between attempts while Redis does not answer.
