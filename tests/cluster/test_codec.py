@@ -5,7 +5,9 @@ domain's classes can be named."""
 
 from __future__ import annotations
 
+import collections
 import json
+from typing import NamedTuple
 
 import pytest
 
@@ -62,3 +64,19 @@ def test_only_the_domains_classes_can_be_named(name: str) -> None:
 def test_a_value_of_another_class_is_not_carried() -> None:
     with pytest.raises(TypeError, match="not carried"):
         codec.encode({"x": object()})
+
+
+def test_subclasses_of_plain_containers_travel_as_their_base() -> None:
+    value = {"counts": collections.OrderedDict(b=2, a=1), "names": collections.deque(["x"]),
+             "pair": Pair(1, "one")}
+    with pytest.raises(TypeError, match="not carried"):
+        codec.encode(value)  # a deque is no list: not carried
+    del value["names"]
+    back = codec.decode(codec.encode(value))
+    assert back == {"counts": {"b": 2, "a": 1}, "pair": (1, "one")}
+    assert type(back["counts"]) is dict and type(back["pair"]) is tuple
+
+
+class Pair(NamedTuple):
+    number: int
+    name: str
