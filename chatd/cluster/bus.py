@@ -84,6 +84,11 @@ GAP_WAIT = 1.0
 PLACE_WAIT = 5.0
 # The most entries read at once.
 READ_COUNT = 1000
+# After a read that found entries (fewer than READ_COUNT), the reader waits this
+# long before reading again, so that under load a read carries the entries of
+# several turns of the other nodes: every read costs this node a client call and
+# a write to each of its connections in the rooms, whatever it carries.
+READ_GATHER = 0.005
 # How often the reader checks that Redis still holds this node's epoch, in seconds.
 EPOCH_CHECK = 1.0
 # The longest pause of the reader between attempts while Redis does not answer.
@@ -111,6 +116,9 @@ class ClusterBus:
         self._node = node_id
         self._ids = sequencer
         self._shared = shared
+        # The reader's own connection: a blocking XREAD holds one, and a client of
+        # one connection spares each read the pool's checks.
+        self._reading = shared.client()
         self._room_of = room_of
         self._user_of = user_of
         self._resync = resync
@@ -248,7 +256,7 @@ class ClusterBus:
 
     def to_room(self, room: Room, event: Event, skip: Endpoint | None = None,
                 label: str | None = None) -> int:
-        entry = {"k": "room", "r": room.id, "e": codec.encode(event)}
+        entry = {"k": "room", "r": room.id, "e": event}
         self._carry(entry, event)
         if isinstance(event, DEPARTURES):
             # Decided here, so the room's connections are still those of before the
@@ -265,8 +273,7 @@ class ClusterBus:
 
     def to_users(self, users: Iterable[User], event: Event,
                  skip: Endpoint | None = None, room_id: int | None = None) -> None:
-        entry = {"k": "users", "u": [u.id for u in users], "r": room_id,
-                 "e": codec.encode(event)}
+        entry = {"k": "users", "u": [u.id for u in users], "r": room_id, "e": event}
         self._carry(entry, event)
         self._publish(self._numbered(entry, event, skip, None))
 
@@ -374,6 +381,7 @@ class ClusterBus:
         while self._reader is not None and not self._reader.done():
             self._reader.cancel()
             await asyncio.wait({self._reader}, timeout=0.1)
+        await self._reading.aclose()
 
     async def _read(self) -> None:
         failures = 0
@@ -382,8 +390,8 @@ class ClusterBus:
             try:
                 await self._check_epoch()
                 block = 1000 if not self._held else max(1, int(GAP_WAIT * 500))
-                answer: Any = await self._shared.xread({keys.LOG: self.position},
-                                                       count=READ_COUNT, block=block)
+                answer: Any = await self._reading.xread({keys.LOG: self.position},
+                                                        count=READ_COUNT, block=block)
             except (redis.RedisError, EpochChanged) as exc:
                 if stopping():
                     raise asyncio.CancelledError from exc  # cancelled mid-command
@@ -398,11 +406,24 @@ class ClusterBus:
                 failures = 0
             if generation != self._generation:
                 continue  # read from the old log: reset meanwhile
-            for _stream, items in answer or ():
-                for stream_id, fields in items:
-                    self.position = stream_id
-                    await self._take(codec.decode(fields[b"j"]))
-            await self._release()
+            if 0 < await self._take_all(answer) < READ_COUNT:
+                await asyncio.sleep(READ_GATHER)
+
+    async def _take_all(self, answer: Any) -> int:
+        """Take a read's entries into the order and deliver what is next, in
+        this turn when nothing needs Redis or PostgreSQL: every connection's
+        share of the batch then leaves in one write (LocalBus.end_turn). How
+        many entries were read."""
+        taken = 0
+        for _stream, items in answer or ():
+            taken += len(items)
+            for stream_id, fields in items:
+                self.position = stream_id
+                waiting = self._take(codec.decode(fields[b"j"]))
+                if waiting is not None:
+                    await waiting
+        await self._release()
+        return taken
 
     async def _check_epoch(self) -> None:
         """Now and then: is this node's epoch still Redis's? (The sequencer checks
@@ -413,13 +434,13 @@ class ClusterBus:
         self._epoch_checked = now
         await self._ids.check_epoch()
 
-    async def _take(self, entry: Entry) -> None:
+    def _take(self, entry: Entry) -> Awaitable[None] | None:
         number = entry.get("s")
         if number is None or number < self._expected:
             # Unnumbered (typing), or numbered before this node started reading.
-            await self._deliver(entry)
-            return
+            return self._deliver(entry)
         heapq.heappush(self._held, (number, id(entry), entry))
+        return None
 
     async def _release(self) -> None:
         """Deliver what is next in the order; move past a gap that lasted too long."""
@@ -437,33 +458,57 @@ class ClusterBus:
             self._gap_since = None
             _, _, entry = heapq.heappop(held)
             self._expected = max(self._expected, number + 1)
-            await self._deliver(entry)
+            waiting = self._deliver(entry)
+            if waiting is not None:
+                await waiting
 
-    async def _deliver(self, entry: Entry) -> None:
-        handler = self.handlers.get(entry["k"])
+    def _deliver(self, entry: Entry) -> Awaitable[None] | None:
+        """Deliver ``entry`` now, or return what delivers it when it needs a
+        round trip first (a room or an account to load, a decision to apply)."""
         try:
+            handler = self.handlers.get(entry["k"])
             if handler is not None:
                 handler(entry)
-            else:
-                await self._deliver_entry(entry)
+                return None
+            kind = entry["k"]
+            if kind in {"sync", "account"}:
+                return self._guarded(self._deliver_other(entry, kind))
+            event = codec.decode(entry["e"])
+            if entry.get("r") is not None and not isinstance(event, Message | Typing):
+                return self._guarded(self._deliver_decision(entry, event))
+            self._deliver_event(entry, event, ())
+        except Exception:
+            log.exception("cluster: an entry could not be delivered")
+        return None
+
+    @staticmethod
+    async def _guarded(delivering: Awaitable[None]) -> None:
+        try:
+            await delivering
         except Exception:
             log.exception("cluster: an entry could not be delivered")
 
-    async def _deliver_entry(self, entry: Entry) -> None:
+    async def _deliver_other(self, entry: Entry, kind: str) -> None:
+        """A room or an account made on another node: load it."""
+        if entry["n"] == self._node:
+            return
+        if kind == "sync" and entry.get("r") is not None:
+            await self._resync(entry["r"])
+        elif kind == "account":
+            await self._adopt(entry["u"])
+
+    async def _deliver_decision(self, entry: Entry, event: Event) -> None:
+        """A decision about a room: applied to the gate and to this node's copy
+        of the room before its event is delivered."""
+        before = await self._decided(entry["r"], event, entry["n"] == self._node)
+        self._deliver_event(entry, event, before)
+
+    def _deliver_event(self, entry: Entry, event: Event,
+                       before: tuple[Endpoint, ...]) -> None:
         ours = entry["n"] == self._node
         room_id = entry.get("r")
-        if entry["k"] == "sync":
-            if not ours and room_id is not None:
-                await self._resync(room_id)
-            return
-        if entry["k"] == "account":
-            if not ours:
-                await self._adopt(entry["u"])
-            return
-        event = codec.decode(entry["e"])
-        before = self._departing.pop(entry["d"], ()) if ours and "d" in entry else ()
-        if room_id is not None and not isinstance(event, Message | Typing):
-            before = await self._decided(room_id, event, ours) or before
+        if ours and "d" in entry:
+            before = self._departing.pop(entry["d"], ()) or before
         reply = self._replies.pop(entry["t"], None) if ours and "t" in entry else None
         if entry["k"] == "room":
             self._deliver_to_room(entry, room_id, event, reply, before)

@@ -2,8 +2,22 @@
 
 The domain's events are frozen dataclasses (``chatd.domain.events``) whose
 fields hold plain values and a few records of their own. A dataclass becomes an
-object naming its class; only classes of the modules listed here can come
-back, so an entry in Redis can name no other code to run.
+object naming its class and listing its fields' values in their order; only
+classes of the modules listed here can come back, so an entry in Redis can
+name no other code to run.
+
+**Cheap, because every node decodes every entry.** Each class's fields and
+constructor are looked up once (``_LAYOUTS``, ``_CLASSES``); a dict whose keys
+are plain strings (an entry of the log) stays a JSON object, and decoding is
+one ``json.loads`` whose ``object_hook`` rebuilds the marked objects bottom-up,
+with no walk over the plain values in Python. An entry carries its event as
+such (not as JSON inside JSON), so it is parsed once.
+
+The marked objects: ``{"$d": class, "a": [values]}`` a dataclass (``"f":
+{name: value}`` is read too, as older nodes wrote it), ``{"$e": class, "v":
+value}`` an enum member, ``{"$t": [items]}`` a tuple, ``{"$m": [[key, value],
+...]}`` a dict whose keys are not all plain strings (or one that starts with
+``$``, which could be taken for a mark).
 """
 
 from __future__ import annotations
@@ -12,48 +26,80 @@ import dataclasses
 import enum
 import importlib
 import json
+from collections.abc import Callable
 from typing import Any, Final
 
 _MODULES: Final = ("chatd.domain.events", "chatd.domain.modes", "chatd.domain.room",
                    "storage.records")
+_ATOMS: Final = frozenset({str, int, float, bool, type(None)})
+
+# A dataclass's name on the wire and the names of its fields given to its constructor.
+_LAYOUTS: dict[type, tuple[str, tuple[str, ...]]] = {}
+# The classes named on the wire, once checked and imported.
+_CLASSES: dict[str, Callable[..., Any]] = {}
+_encoder = json.JSONEncoder(separators=(",", ":"))
 
 
 def encode(value: Any) -> str:
-    return json.dumps(_plain(value), separators=(",", ":"))
+    return _encoder.encode(_plain(value))
 
 
-def decode(text: str | bytes) -> Any:
-    return _typed(json.loads(text))
+def decode(text: Any) -> Any:
+    """The value of ``text``, JSON written by :func:`encode`. A value already
+    decoded (an entry's event, decoded with its entry) is returned as it is."""
+    if isinstance(text, str | bytes):
+        return json.loads(text, object_hook=_typed)
+    return text
 
 
 def _plain(value: Any) -> Any:
-    if isinstance(value, enum.Enum):
-        return {"$e": _name(type(value)), "v": value.value}
-    if dataclasses.is_dataclass(value) and not isinstance(value, type):
-        fields = {f.name: _plain(getattr(value, f.name)) for f in dataclasses.fields(value)
-                  if f.init}
-        return {"$d": _name(type(value)), "f": fields}
-    if isinstance(value, tuple):
-        return {"$t": [_plain(v) for v in value]}
-    if isinstance(value, list):
-        return [_plain(v) for v in value]
-    if isinstance(value, dict):
-        return {"$m": [[_plain(k), _plain(v)] for k, v in value.items()]}
-    return value
-
-
-def _typed(value: Any) -> Any:
-    if isinstance(value, list):
-        return [_typed(v) for v in value]
-    if not isinstance(value, dict):
+    cls = type(value)
+    if cls in _ATOMS:
         return value
+    if cls is list:
+        return [_plain(v) for v in value]
+    if cls is tuple:
+        return {"$t": [_plain(v) for v in value]}
+    if cls is dict:
+        return _plain_dict(value)
+    if isinstance(value, enum.Enum):
+        return {"$e": _name(cls), "v": value.value}
+    if isinstance(value, tuple | list | dict):  # a subclass: as its base
+        return _plain(tuple(value) if isinstance(value, tuple) else
+                      list(value) if isinstance(value, list) else dict(value))
+    layout = _LAYOUTS.get(cls)
+    if layout is None:
+        layout = _layout(cls)
+    return {"$d": layout[0], "a": [_plain(getattr(value, f)) for f in layout[1]]}
+
+
+def _plain_dict(value: dict[Any, Any]) -> Any:
+    if all(type(k) is str and not k.startswith("$") for k in value):
+        return {k: _plain(v) for k, v in value.items()}
+    return {"$m": [[_plain(k), _plain(v)] for k, v in value.items()]}
+
+
+def _layout(cls: type) -> tuple[str, tuple[str, ...]]:
+    if not dataclasses.is_dataclass(cls):
+        raise TypeError(f"{cls.__module__}.{cls.__qualname__} is not carried between nodes")
+    layout = (_name(cls), tuple(f.name for f in dataclasses.fields(cls) if f.init))
+    _LAYOUTS[cls] = layout
+    return layout
+
+
+def _typed(value: dict[str, Any]) -> Any:
+    """A JSON object as :func:`encode` meant it (its members already typed)."""
+    if "$d" in value:
+        cls = _class(value["$d"])
+        values = value.get("a")
+        return cls(*values) if values is not None else cls(**value["f"])
+    if "$t" in value:
+        return tuple(value["$t"])
+    if "$m" in value:
+        return {k: v for k, v in value["$m"]}
     if "$e" in value:
         return _class(value["$e"])(value["v"])
-    if "$d" in value:
-        return _class(value["$d"])(**{k: _typed(v) for k, v in value["f"].items()})
-    if "$t" in value:
-        return tuple(_typed(v) for v in value["$t"])
-    return {_typed(k): _typed(v) for k, v in value["$m"]}
+    return value
 
 
 def _name(cls: type) -> str:
@@ -62,8 +108,13 @@ def _name(cls: type) -> str:
     return f"{cls.__module__}:{cls.__qualname__}"
 
 
-def _class(name: str) -> Any:
+def _class(name: str) -> Callable[..., Any]:
+    known = _CLASSES.get(name)
+    if known is not None:
+        return known
     module, _, qualname = name.partition(":")
     if module not in _MODULES or "." in qualname:
         raise ValueError(f"{name!r} is not an event class")
-    return getattr(importlib.import_module(module), qualname)
+    found: Callable[..., Any] = getattr(importlib.import_module(module), qualname)
+    _CLASSES[name] = found
+    return found
