@@ -49,6 +49,8 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 MARK = b"COUNTED"
+# The resume tokens an account keeps (chatd.domain.resume.MAX_PER_USER).
+MAX_PER_USER = 20
 
 
 def free_port() -> int:
@@ -170,17 +172,23 @@ async def json_reply(reader: asyncio.StreamReader, command: str) -> dict[str, ob
 async def log_ins(port: int, kind: str, wave: int, logins: int, issued: int) -> None:
     """``logins`` connections log in (``/auth`` or ``/login --resume``), ``wave`` at a
     time, and stay; ``issued`` resume tokens are made first whatever ``logins`` is."""
-    reader, writer = await asyncio.open_connection("127.0.0.1", port)
-    writer.write(b"/format json\n/register u0 password0x\n/token create counted\n")
-    api_token = str((await json_reply(reader, "token"))["token"])
+    # An account keeps its newest MAX_PER_USER resume tokens: enough accounts for all.
+    held, api_tokens = [], []
+    for i in range(1 + (issued - 1) // MAX_PER_USER if kind == "resume" else 1):
+        reader, writer = await asyncio.open_connection("127.0.0.1", port)
+        writer.write(f"/format json\n/register u{i} password{i}x\n/token create counted\n"
+                     .encode())
+        api_tokens.append(str((await json_reply(reader, "token"))["token"]))
+        held.append((reader, writer))
+    api_token = api_tokens[0]
     secrets: list[str] = []
     if kind == "resume":
         for start in range(0, issued, wave):
             batch = await asyncio.gather(*(
-                one_login(port, f"/auth {api_token} --resume", "auth", keep=False)
-                for _ in range(start, min(issued, start + wave))))
+                one_login(port, f"/auth {api_tokens[i // MAX_PER_USER]} --resume", "auth",
+                          keep=False)
+                for i in range(start, min(issued, start + wave))))
             secrets += [str(record["resume"]) for record, _ in batch]
-    held = [(reader, writer)]
     for start in range(0, logins, wave):
         lines = [f"/login --resume {secrets[i]}" if kind == "resume" else f"/auth {api_token}"
                  for i in range(start, min(logins, start + wave))]
