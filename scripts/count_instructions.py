@@ -13,12 +13,15 @@ deliveries to the room (start-up and log-ins cancel out).
 
     scripts/count-instructions [--checkout DIR] [--clients 10] [--few 200] [--many 1200]
                                [--irc [--caps "server-time message-tags"]]
-                               [--logins token|resume]
+                               [--logins token|resume] [--dm]
 
 ``--irc`` does the same over the IRC listener: the accounts and the room are
 made over the line protocol, then every client connects over IRC (``PASS``
 with its password, ``NICK``, ``USER``, the capabilities of ``--caps`` if
 any), joins the channel, and the first posts with ``PRIVMSG``.
+
+``--dm`` sends direct messages to the second client instead (``/msg u1`` or
+``PRIVMSG u1``); the others only wait, so use ``--clients 2``.
 
 ``--logins`` counts log-ins instead of messages: one account with an API
 token; FEW (then MANY) connections log in with ``/auth <token>`` (``token``)
@@ -90,7 +93,7 @@ def start_daemon(checkout: Path, work: Path, out: Path,
     raise SystemExit(f"chatd did not start:\n{log.read_text(errors='replace')[-2000:]}")
 
 
-async def converse(port: int, clients: int, messages: int) -> None:
+async def converse(port: int, clients: int, messages: int, dm: bool = False) -> None:
     """Log ``clients`` users into one room; the first posts ``messages``, one per turn."""
     conns = []
     for i in range(clients):
@@ -101,11 +104,11 @@ async def converse(port: int, clients: int, messages: int) -> None:
         while b"pong" not in await asyncio.wait_for(reader.readline(), 300):
             pass
         conns.append((reader, writer))
-    await listen_and_send(conns, messages, b"", b"\n")
+    await listen_and_send(conns, messages, b"/msg u1 " if dm else b"", b"\n")
 
 
 async def converse_irc(port: int, irc_port: int, clients: int, messages: int,
-                       caps: str) -> None:
+                       caps: str, dm: bool = False) -> None:
     """As :func:`converse`, over IRC: accounts and room made over the line protocol."""
     for i in range(clients):
         reader, writer = await asyncio.open_connection("127.0.0.1", port)
@@ -123,7 +126,8 @@ async def converse_irc(port: int, irc_port: int, clients: int, messages: int,
         while b" 366 " not in await asyncio.wait_for(reader.readline(), 300):
             pass
         conns.append((reader, writer))
-    await listen_and_send(conns, messages, b"PRIVMSG #counted :", b"\r\n")
+    await listen_and_send(conns, messages, b"PRIVMSG u1 :" if dm else b"PRIVMSG #counted :",
+                          b"\r\n")
 
 
 async def listen_and_send(conns: list[tuple[asyncio.StreamReader, asyncio.StreamWriter]],
@@ -213,7 +217,7 @@ async def one_login(port: int, line: str, command: str, keep: bool) -> tuple[
 
 
 def count(checkout: Path, clients: int, messages: int, irc: bool, caps: str,
-          logins: str | None = None, issued: int = 0) -> int:
+          logins: str | None = None, issued: int = 0, dm: bool = False) -> int:
     """The daemon's total instructions for a run with ``messages`` messages."""
     with tempfile.TemporaryDirectory(prefix="chatd-count-") as tmp:
         work = Path(tmp)
@@ -224,9 +228,9 @@ def count(checkout: Path, clients: int, messages: int, irc: bool, caps: str,
             if logins:
                 asyncio.run(log_ins(port, logins, clients, messages, issued))
             elif irc_port:
-                asyncio.run(converse_irc(port, irc_port, clients, messages, caps))
+                asyncio.run(converse_irc(port, irc_port, clients, messages, caps, dm))
             else:
-                asyncio.run(converse(port, clients, messages))
+                asyncio.run(converse(port, clients, messages, dm))
         finally:
             proc.terminate()
             proc.wait(300)
@@ -246,6 +250,8 @@ def main() -> None:
                         help="clients over the IRC listener (PRIVMSG to a channel)")
     parser.add_argument("--caps", default="",
                         help="with --irc: the capabilities every client asks for")
+    parser.add_argument("--dm", action="store_true",
+                        help="direct messages to the second client instead of a room")
     parser.add_argument("--logins", choices=("token", "resume"),
                         help="count log-ins (/auth <token>, /login --resume) instead")
     args = parser.parse_args()
@@ -254,14 +260,15 @@ def main() -> None:
     if args.logins:
         print_logins(args)
         return
-    few = count(args.checkout, args.clients, args.few, args.irc, args.caps)
-    many = count(args.checkout, args.clients, args.many, args.irc, args.caps)
+    few = count(args.checkout, args.clients, args.few, args.irc, args.caps, dm=args.dm)
+    many = count(args.checkout, args.clients, args.many, args.irc, args.caps, dm=args.dm)
     per_message = (many - few) / (args.many - args.few)
     print(json.dumps({"checkout": str(args.checkout), "clients": args.clients,
                       "messages": [args.few, args.many], "instructions": [few, many],
                       "per_message": round(per_message),
                       "per_delivery": round(per_message / (args.clients - 1), 1),
-                      "load": ("one message per turn, one room, over IRC"
+                      "load": ("direct messages, " if args.dm else "")
+                      + ("one message per turn, one room, over IRC"
                                + (f" (caps: {args.caps})" if args.caps else "")
                                if args.irc else
                                "one message per turn, one room, text mode off (JSON)")}))
