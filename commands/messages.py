@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
-from collections.abc import Awaitable
+from collections.abc import Awaitable, Coroutine
 from dataclasses import dataclass
+from typing import Any
 
 from chatd.domain.accounts import User
 from chatd.domain.ports import settled
@@ -57,9 +58,20 @@ async def me(ctx: Context, action: str) -> Ok:
 
 @command("msg", UserRef("user"), Text("text"), group=GROUP,
          scope=Scope.POST, errors=(Code.BLOCKED,))
-async def msg(ctx: Context, user: User, text: str) -> Ok:
+def msg(ctx: Context, user: User, text: str) -> Ok | Coroutine[Any, Any, Ok]:
     """Send a direct message to a user; they get it at their next login if offline."""
-    message_id = await ctx.services.messaging.direct(ctx.session, user, text, ctx.label)
+    # A plain function when the message went out at once (no coroutine, no task).
+    sent = ctx.services.messaging.send_direct(ctx.session, user, text, ctx.label)
+    if isinstance(sent, int):
+        return _sent_to(ctx, user, sent)
+    return _msg_sent(ctx, user, sent)
+
+
+async def _msg_sent(ctx: Context, user: User, sent: Awaitable[int]) -> Ok:
+    return _sent_to(ctx, user, await sent)
+
+
+def _sent_to(ctx: Context, user: User, message_id: int) -> Ok:
     note = "" if user.online else f"{user.name} is offline and will see it at their next login."
     away = ctx.services.presence.away(user)
     if not away:

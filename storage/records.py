@@ -180,6 +180,11 @@ class ResumeRecord:
     scopes: str
 
 
+# One resume token's rotation: the old token's id, the new one's hash, when it is
+# made and when it expires (see Storage.rotate_resume_tokens).
+Rotation = tuple[int, str, float, float]
+
+
 @dataclass(frozen=True, slots=True)
 class FileRecord:
     """An uploaded file; its bytes live in blob storage under ``blob_key``."""

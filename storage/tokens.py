@@ -8,8 +8,10 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
+import aiosqlite
+
 from storage.host import SqliteHost, rowid
-from storage.records import ALL_SCOPES, ResumeRecord, TokenRecord
+from storage.records import ALL_SCOPES, ResumeRecord, Rotation, TokenRecord
 
 _TOKEN = "id, user_id, name, token_hash, created_at, expires_at, scopes, last_used_at"
 _RESUME = "id, user_id, token_hash, created_at, expires_at, api_token_id, scopes"
@@ -81,18 +83,16 @@ class TokenQueries:
         """Replace a resume token by a new one of the same account and scopes, in one
         transaction; None when the old one is gone (revoked meanwhile)."""
         async with self._transaction() as conn:
-            rows = list(await conn.execute_fetchall(
-                f"SELECT {_RESUME} FROM resume_tokens WHERE id = ?", (old_id,)))
-            if not rows:
-                return None
-            old = ResumeRecord(*rows[0])
-            await conn.execute("DELETE FROM resume_tokens WHERE id = ?", (old_id,))
-            cursor = await conn.execute(_INSERT_RESUME, (old.user_id, token_hash, created_at,
-                                                         expires_at, old.api_token_id,
-                                                         old.scopes))
-            token_id = rowid(cursor)
-        return ResumeRecord(token_id, old.user_id, token_hash, created_at, expires_at,
-                            old.api_token_id, old.scopes)
+            (rotated,) = await _rotate(conn, [(old_id, token_hash, created_at, expires_at)])
+        return rotated
+
+    async def rotate_resume_tokens(self: SqliteHost, rotations: Sequence[Rotation]
+                                   ) -> list[ResumeRecord | None]:
+        """Several rotations (old id, new hash, created, expires) in one transaction:
+        a wave of log-ins after a restart commits once, not once per log-in. Each
+        result as :meth:`rotate_resume_token`'s, in order."""
+        async with self._transaction() as conn:
+            return await _rotate(conn, rotations)
 
     async def load_resume_tokens(self: SqliteHost, now: float) -> list[ResumeRecord]:
         """The resume tokens that have not expired, oldest first."""
@@ -110,3 +110,23 @@ class TokenQueries:
 
     async def delete_expired_resume_tokens(self: SqliteHost, now: float) -> int:
         return await self._write("DELETE FROM resume_tokens WHERE expires_at <= ?", (now,))
+
+
+async def _rotate(conn: aiosqlite.Connection,
+                  rotations: Sequence[Rotation]) -> list[ResumeRecord | None]:
+    """Each rotation: the old token deleted (None if it was gone), the new one inserted."""
+    rotated: list[ResumeRecord | None] = []
+    for old_id, token_hash, created_at, expires_at in rotations:
+        rows = list(await conn.execute_fetchall(
+            f"SELECT {_RESUME} FROM resume_tokens WHERE id = ?", (old_id,)))
+        if not rows:
+            rotated.append(None)
+            continue
+        old = ResumeRecord(*rows[0])
+        await conn.execute("DELETE FROM resume_tokens WHERE id = ?", (old_id,))
+        cursor = await conn.execute(_INSERT_RESUME, (old.user_id, token_hash,
+                                                     created_at, expires_at,
+                                                     old.api_token_id, old.scopes))
+        rotated.append(ResumeRecord(rowid(cursor), old.user_id, token_hash, created_at,
+                                    expires_at, old.api_token_id, old.scopes))
+    return rotated

@@ -51,9 +51,12 @@ class AuditLog:
         self._add(action, actor, target, room, reason)
         await self.flush()
 
-    def note(self, action: str, actor: str | None = None, target: str | None = None) -> None:
-        """Make an entry now and write it soon, in a batch (log-ins: no await)."""
-        self._add(action, actor, target, None, "")
+    def note(self, action: str, actor: str | None = None, target: str | None = None,
+             logged: bool = False) -> None:
+        """Make an entry now and write it soon, in a batch (log-ins: no await).
+        ``logged``: the caller's own log line already says it (a log-in's ``login``
+        line), so the entry makes no ``audit`` line of its own."""
+        self._add(action, actor, target, None, "", logged)
         if self._writing is None:
             self._writing = asyncio.ensure_future(self._write_noted())
 
@@ -80,12 +83,13 @@ class AuditLog:
             writing.cancel()
 
     def _add(self, action: str, actor: str | None, target: str | None, room: Room | None,
-             reason: str) -> None:
+             reason: str, logged: bool = False) -> None:
         name = room.name if room is not None else None
         fields = {"action": action, "actor": actor, "target": target, "room": name,
                   "reason": reason or None}
         present = {k: v for k, v in fields.items() if v is not None}
-        log.info("audit", extra={"fields": present})
+        if not logged:
+            log.info("audit", extra={"fields": present})
         now = self._clock.time()
         self._unwritten.append((now, actor, action, target, name, reason,
                                 room.id if room is not None else None))

@@ -186,6 +186,16 @@ class Messaging:
         """Send ``text`` (or an end-to-end envelope, in ``extra``) to every connection
         of ``target`` and of the sender; an offline target finds it at next login.
         Refused with ``blocked`` when ``target`` blocks the sender."""
+        sent = self.send_direct(session, target, text, label, kind, extra)
+        return sent if isinstance(sent, int) else await sent
+
+    def send_direct(self, session: Endpoint, target: User, text: str,
+                    label: str | None = None, kind: str = "text",
+                    extra: dict[str, Any] | None = None) -> int | Awaitable[int]:
+        """:meth:`direct` without a coroutine when nothing has to wait (in one process,
+        to a user online: the usual case): the message's id, else an awaitable of it.
+        IRC's PRIVMSG to a nick sends this way (a coroutine and a task each were most
+        of a direct message's cost)."""
         user = session.user
         assert user is not None
         if user.id in target.blocked:
@@ -197,8 +207,33 @@ class Messaging:
             # bucket bounds it, the message bucket is for what people read.
             charged = self._protection.charge_message(session, None)
             if charged is not None:
-                await charged
+                return self._direct_charged(charged, session, target, text, label, kind, extra)
+        number = self._ids.for_direct(target.id)
+        if not isinstance(number, int):
+            return self._direct_numbered(number, session, target, text, label, kind, extra)
+        return self._direct_sent(number, session, target, text, label, kind, extra)
+
+    async def _direct_charged(self, charged: Awaitable[None], session: Endpoint, target: User,
+                              text: str, label: str | None, kind: str,
+                              extra: dict[str, Any] | None) -> int:
+        await charged
         number = await settled(self._ids.for_direct(target.id))
+        return await settled(self._direct_sent(number, session, target, text, label, kind,
+                                               extra))
+
+    async def _direct_numbered(self, number: Id, session: Endpoint, target: User, text: str,
+                               label: str | None, kind: str,
+                               extra: dict[str, Any] | None) -> int:
+        return await settled(self._direct_sent(await settled(number), session, target, text,
+                                               label, kind, extra))
+
+    def _direct_sent(self, number: int, session: Endpoint, target: User, text: str,
+                     label: str | None, kind: str,
+                     extra: dict[str, Any] | None) -> int | Awaitable[int]:
+        """Store and deliver the direct message numbered ``number``; its id, or an
+        awaitable of it when the sender's echo or the offline target's notice waits."""
+        user = session.user
+        assert user is not None
         online = target.online
         msg = MessageRecord(number, user.id, user.name, text,
                             self._clock.time(), recipient_id=target.id, kind=kind,
@@ -208,16 +243,34 @@ class Messaging:
         self._bus.to_users((target,) if target is user else (target, user), event, skip=session)
         placing = self._bus.placed(msg.id)
         if placing is not None:
-            await placing  # a shared log: acknowledged once it holds the message
+            return self._direct_placed(placing, session, event, label, target, msg)
         session.send(event, label)
-        if not online:
-            self._unseen_by.add(target.id)
-            if kind == ROOM_KEY:
-                return msg.id  # kept for their next login; nothing for them to read
-            what = "an end-to-end encrypted message" if kind == "e2e" else "a direct message"
-            await self._notifier.notify(target, "direct-message",
-                                        f"{user.name} sent you {what}.",
-                                        sender=user.name, message_id=msg.id)
+        if online:
+            return msg.id
+        # At once, not when the notice is sent: a log-in meanwhile must replay it.
+        self._unseen_by.add(target.id)
+        if kind == ROOM_KEY:
+            return msg.id  # kept for their next login; nothing for them to read
+        return self._notify_offline(target, msg)
+
+    async def _direct_placed(self, placing: Awaitable[None], session: Endpoint, event: Message,
+                             label: str | None, target: User, msg: MessageRecord) -> int:
+        await placing  # a shared log: acknowledged once it holds the message
+        session.send(event, label)
+        if msg.delivered:
+            return msg.id
+        self._unseen_by.add(target.id)
+        if msg.kind == ROOM_KEY:
+            return msg.id
+        return await self._notify_offline(target, msg)
+
+    async def _notify_offline(self, target: User, msg: MessageRecord) -> int:
+        """The target was offline: a notification tells it of the message it will read
+        at its next login."""
+        what = "an end-to-end encrypted message" if msg.kind == "e2e" else "a direct message"
+        await self._notifier.notify(target, "direct-message",
+                                    f"{msg.sender_name} sent you {what}.",
+                                    sender=msg.sender_name, message_id=msg.id)
         return msg.id
 
     async def replay_direct(self, session: Endpoint, user: User) -> int:

@@ -109,6 +109,9 @@ class Protection:
         # configuration, rather than looked up at each charge.
         self._message_rate = config.limits.message_rate
         self._message_burst = config.limits.message_burst
+        # Every command line is charged too (an IRC message is one).
+        self._command_rate = config.limits.command_rate
+        self._command_burst = config.limits.command_burst
 
     # -- the declared kinds --------------------------------------------------------
 
@@ -138,6 +141,8 @@ class Protection:
             # This machine's CPU, so this process's budget, not a shared bucket:
             # at most spawn_rate starts within any second.
             return self._spawns.try_take(max(1, self.config.crypto.spawn_rate))
+        if kind is Kind.COMMAND:  # the frequent one: its rate is read once per configuration
+            return self._store.take(kind, key, self._command_rate, self._command_burst, cost)
         rate, burst = self.rate(kind)
         return self._store.take(kind, key, rate, burst, cost)
 
@@ -203,7 +208,7 @@ class Protection:
         room with its own rate, whose bucket is only known by charging it."""
         if room is not None and ROOM_RATE in room.settings:
             return 0.0
-        return self.wait(Kind.MESSAGE, user.id)
+        return self._store.wait(MESSAGE, user.id, self._message_rate, self._message_burst)
 
     def room_rate_changed(self, room: Room) -> None:
         """Forget the room's buckets so the new rate applies at once."""

@@ -10,13 +10,18 @@ write, and replaces it by a new one (rotation): each token works once, so a
 copy that leaked is worth nothing once its owner has used it.
 
 Every live resume token is held in memory (loaded at start), so checking
-one asks the database nothing; the rotation is one transaction. ``/logout``
+one asks the database nothing; the rotation is one transaction. Which of two
+presentations of one token logs in is decided in memory, before any await
+(the token is taken out of the map); the rotations of the log-ins of a moment
+are then written together, in one transaction, and each log-in is answered
+only once its own rotation is stored (see :class:`_Rotations`). ``/logout``
 revokes the session's token, ``/passwd`` all of the account's, revoking the
 API token all made from it (the database cascades; memory checks the token).
 """
 
 from __future__ import annotations
 
+import asyncio
 import secrets
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
@@ -30,7 +35,7 @@ if TYPE_CHECKING:
     from chatd.domain.accounts import Accounts, User
     from chatd.domain.clock import Clock
     from storage.api import Storage
-    from storage.records import ResumeRecord
+    from storage.records import ResumeRecord, Rotation
 
 PREFIX = "chatdr_"
 # The most resume tokens an account keeps (one per device or bot process that
@@ -58,6 +63,7 @@ class ResumeTokens:
         self._clock = clock
         self._ttl = config.accounts.resume_ttl
         self._by_hash: dict[str, ResumeRecord] = {}
+        self._rotations = _Rotations(storage)
 
     def reconfigure(self, config: Config) -> None:
         self._ttl = config.accounts.resume_ttl
@@ -104,8 +110,8 @@ class ResumeTokens:
             raise _refused()
         now = self._clock.time()
         fresh = PREFIX + secrets.token_urlsafe(32)
-        rotated = await self._storage.rotate_resume_token(
-            record.id, token_hash(fresh), now, self._expiry(now, record.api_token_id))
+        rotated = await self._rotations.rotate(
+            (record.id, token_hash(fresh), now, self._expiry(now, record.api_token_id)))
         if rotated is None:  # revoked while it was being rotated
             raise _refused()
         self._by_hash[rotated.token_hash] = rotated
@@ -140,6 +146,56 @@ class ResumeTokens:
         for key in [k for k, r in self._by_hash.items() if r.expires_at <= now]:
             del self._by_hash[key]
         return await self._storage.delete_expired_resume_tokens(now)
+
+
+class _Rotations:
+    """Writes the rotations asked for meanwhile in one transaction, one batch at a time.
+
+    The first rotation of a moment starts a writer task; rotations asked for
+    while a batch is being written wait for the next one. After a restart every
+    client presents its token at once: their rotations take a few commits, not
+    one each. A batch that fails fails each of its log-ins (as one rotation's
+    failure failed its log-in)."""
+
+    def __init__(self, storage: Storage) -> None:
+        self._storage = storage
+        self._pending: list[tuple[Rotation, asyncio.Future[ResumeRecord | None]]] = []
+        self._writer: asyncio.Task[None] | None = None
+
+    def rotate(self, rotation: Rotation) -> asyncio.Future[ResumeRecord | None]:
+        """The stored new token once ``rotation`` is written; None if the old one had gone."""
+        done = asyncio.get_running_loop().create_future()
+        self._pending.append((rotation, done))
+        if self._writer is None:
+            self._writer = asyncio.ensure_future(self._write())
+        return done
+
+    async def _write(self) -> None:
+        try:
+            while self._pending:
+                batch, self._pending = self._pending, []
+                await self._write_batch(batch)
+        finally:
+            self._writer = None
+
+    async def _write_batch(self, batch: list[tuple[Rotation, asyncio.Future[ResumeRecord | None]]]
+                           ) -> None:
+        try:
+            rotated = await self._storage.rotate_resume_tokens([r for r, _ in batch])
+        except Exception as exc:
+            # Each log-in of the batch fails with the storage's error, as its own
+            # rotation's failure failed it before.
+            for _, done in batch:
+                if not done.done():
+                    done.set_exception(exc)
+            return
+        except BaseException:
+            for _, done in batch:
+                done.cancel()
+            raise
+        for (_, done), record in zip(batch, rotated, strict=True):
+            if not done.done():
+                done.set_result(record)
 
 
 def _refused() -> ChatError:

@@ -182,8 +182,8 @@ def _to_user(ctx: IrcContext, nick: str, sent: Outgoing) -> Awaitable[None] | No
                                                            sent.extra))
     else:
         messaging = ctx.services.messaging
-        pending = fakelag(ctx, None, lambda: messaging.direct(session, target, text, ECHO,
-                                                              kind, dict(sent.extra)))
+        pending = fakelag(ctx, None, lambda: messaging.send_direct(session, target, text, ECHO,
+                                                                   kind, dict(sent.extra)))
     if pending is None:
         _tell_away(ctx, target)
         return None

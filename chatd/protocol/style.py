@@ -52,12 +52,16 @@ def apply_account_settings(session: Session, settings: dict[str, Any]) -> None:
 def apply_settings(session: Session, settings: dict[str, Any]) -> None:
     """Apply stored settings (unknown or malformed keys are ignored)."""
     style = session.style
-    if settings.get("format") in ("text", "json"):
-        style = replace(style, fmt=settings["format"])
-    if isinstance(settings.get("color"), bool):
-        style = replace(style, color=settings["color"])
-    if isinstance(settings.get("timestamps"), bool):
-        style = replace(style, timestamps=settings["timestamps"])
-    if settings.get("theme") in THEMES:
-        style = replace(style, theme=settings["theme"])
-    session.set_style(style)
+    changes: dict[str, Any] = {}
+    if settings.get("format") in ("text", "json") and settings["format"] != style.fmt:
+        changes["fmt"] = settings["format"]
+    for key in ("color", "timestamps"):
+        value = settings.get(key)
+        if isinstance(value, bool) and value != getattr(style, key):
+            changes[key] = value
+    if settings.get("theme") in THEMES and settings["theme"] != style.theme:
+        changes["theme"] = settings["theme"]
+    # Nothing changes (most log-ins: an account with the default settings):
+    # the session keeps its style, its cache keys and its lane renderers.
+    if changes:
+        session.set_style(replace(style, **changes))

@@ -9,9 +9,13 @@ of two nodes rotating the same token at once only one gets a new one.
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import TYPE_CHECKING
 
 from storage.postgres.host import PgHost
-from storage.records import ALL_SCOPES, ResumeRecord, TokenRecord
+from storage.records import ALL_SCOPES, ResumeRecord, Rotation, TokenRecord
+
+if TYPE_CHECKING:
+    from storage.postgres.host import PgConnection
 
 _TOKEN = "id, user_id, name, token_hash, created_at, expires_at, scopes, last_used_at"
 _RESUME = "id, user_id, token_hash, created_at, expires_at, api_token_id, scopes"
@@ -82,15 +86,15 @@ class PgTokenQueries:
         """Replace a resume token by a new one of the same account and scopes, in one
         transaction; None when the old one is gone (revoked or rotated meanwhile)."""
         async with self._transaction() as conn:
-            row = await conn.fetchrow(
-                f"DELETE FROM resume_tokens WHERE id = $1 RETURNING {_RESUME}", old_id)
-            if row is None:
-                return None
-            old = ResumeRecord(*row)
-            token_id = await conn.fetchval(_INSERT_RESUME, old.user_id, token_hash, created_at,
-                                           expires_at, old.api_token_id, old.scopes)
-        return ResumeRecord(int(token_id), old.user_id, token_hash, created_at, expires_at,
-                            old.api_token_id, old.scopes)
+            (rotated,) = await _rotate(conn, [(old_id, token_hash, created_at, expires_at)])
+        return rotated
+
+    async def rotate_resume_tokens(self: PgHost, rotations: Sequence[Rotation]
+                                   ) -> list[ResumeRecord | None]:
+        """Several rotations (old id, new hash, created, expires) in one transaction,
+        each decided by its own ``DELETE ... RETURNING``; results in order."""
+        async with self._transaction() as conn:
+            return await _rotate(conn, rotations)
 
     async def load_resume_tokens(self: PgHost, now: float) -> list[ResumeRecord]:
         """The resume tokens that have not expired, oldest first."""
@@ -106,3 +110,21 @@ class PgTokenQueries:
 
     async def delete_expired_resume_tokens(self: PgHost, now: float) -> int:
         return await self._execute("DELETE FROM resume_tokens WHERE expires_at <= $1", now)
+
+
+async def _rotate(conn: PgConnection, rotations: Sequence[Rotation]) -> list[ResumeRecord | None]:
+    """Each rotation: the old token deleted (None if it was gone), the new one inserted."""
+    rotated: list[ResumeRecord | None] = []
+    for old_id, token_hash, created_at, expires_at in rotations:
+        row = await conn.fetchrow(
+            f"DELETE FROM resume_tokens WHERE id = $1 RETURNING {_RESUME}", old_id)
+        if row is None:
+            rotated.append(None)
+            continue
+        old = ResumeRecord(*row)
+        token_id = await conn.fetchval(_INSERT_RESUME, old.user_id, token_hash,
+                                       created_at, expires_at, old.api_token_id,
+                                       old.scopes)
+        rotated.append(ResumeRecord(int(token_id), old.user_id, token_hash, created_at,
+                                    expires_at, old.api_token_id, old.scopes))
+    return rotated

@@ -12,6 +12,7 @@ from chatd.domain import hashing
 from chatd.domain.clock import ManualClock
 from chatd.domain.resume import MAX_PER_USER
 from chatd.domain.tokens import Grant
+from storage.api import Unavailable
 from tests.backends import both
 from tests.helpers import ChatServer, Clients, error_of, room_with, start_server
 
@@ -192,3 +193,41 @@ async def test_failed_resumes_count_as_failed_logins(clients: Clients) -> None:
     codes = [(await error_of(client, f"/login --resume chatdr_{n}"))["code"]
              for n in range(6)]
     assert codes == ["auth-failed"] * 5 + ["rate-limited"]
+
+
+async def test_resumes_at_once_rotate_together_each_decided_alone(
+        clients: Clients, server: ChatServer, monkeypatch: pytest.MonkeyPatch) -> None:
+    storage = server.services.storage
+    batches: list[int] = []
+    real = storage.rotate_resume_tokens
+
+    async def counted(rotations: Any) -> Any:
+        batches.append(len(rotations))
+        return await real(rotations)
+
+    monkeypatch.setattr(storage, "rotate_resume_tokens", counted)
+    await clients.user("alice")
+    alice = server.services.accounts.require("alice")
+    issued = [await server.services.resume.issue(Grant(alice)) for _ in range(6)]
+    # One of them is gone from the database (another node revoked it) but not from memory.
+    await storage.delete_resume_tokens([issued[2].id])
+    replies = await asyncio.gather(*(_resume(clients, i.secret) for i in issued),
+                                   _resume(clients, issued[0].secret))
+    assert [r["type"] for r in replies] == ["ok", "ok", "error", "ok", "ok", "ok", "error"]
+    assert sum(batches) == 6 and len(batches) < 6  # fewer commits than rotations
+    again = [r["resume"] for r in replies if r["type"] == "ok"]
+    assert [r["type"] for r in await asyncio.gather(*(_resume(clients, s) for s in again))] == [
+        "ok"] * 5
+
+
+async def test_a_rotation_the_database_refuses_fails_that_login(
+        clients: Clients, server: ChatServer, monkeypatch: pytest.MonkeyPatch) -> None:
+    await clients.user("alice")
+    alice = server.services.accounts.require("alice")
+    issued = await server.services.resume.issue(Grant(alice))
+
+    async def refused(rotations: Any) -> Any:
+        raise Unavailable("the database is away")
+
+    monkeypatch.setattr(server.services.storage, "rotate_resume_tokens", refused)
+    assert (await _resume(clients, issued.secret))["code"] == "busy"

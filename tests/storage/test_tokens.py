@@ -60,3 +60,18 @@ async def test_resume_tokens_rotate_expire_and_go_with_their_api_token(
     assert await storage.delete_expired_resume_tokens(T0 + 61) == 1
     assert await storage.delete_resume_tokens([]) == 0
     assert await storage.delete_resume_tokens([plain.id]) == 0  # already gone
+
+
+async def test_resume_tokens_rotate_in_one_batch_each_decided_alone(storage: Storage) -> None:
+    alice = await storage.create_user("alice", b"h", False, T0)
+    first = await storage.create_resume_token(alice.id, "r1", T0, T0 + 60, None, ALL_SCOPES)
+    second = await storage.create_resume_token(alice.id, "r2", T0, T0 + 60, None, "read")
+
+    rotated = await storage.rotate_resume_tokens([
+        (first.id, "r3", T0 + 1, T0 + 61), (404, "r4", T0 + 1, T0 + 61),
+        (second.id, "r5", T0 + 1, T0 + 62), (first.id, "r6", T0 + 1, T0 + 61)])
+    # The unknown token and the second rotation of the same token get None.
+    assert [r and (r.token_hash, r.scopes, r.expires_at) for r in rotated] == [
+        ("r3", ALL_SCOPES, T0 + 61), None, ("r5", "read", T0 + 62), None]
+    assert [r.token_hash for r in await storage.load_resume_tokens(T0)] == ["r3", "r5"]
+    assert await storage.rotate_resume_tokens([]) == []
