@@ -60,6 +60,9 @@ async def _redis_restart(group: NodeGroup, first_probe: int) -> dict[str, Any]:
         await asyncio.sleep(0.5)
         t_down = time.monotonic()
         await asyncio.to_thread(group.redis.stop)
+        # Only a post sent once Redis is down counts: one sent before may still
+        # arrive while it stops, ahead of Redis's return.
+        t_stopped = time.monotonic()
         await asyncio.sleep(REDIS_DOWN)
         # Started from this thread, not a worker thread: the server is told to
         # end when the thread that started it ends (its parent-death signal).
@@ -71,7 +74,7 @@ async def _redis_restart(group: NodeGroup, first_probe: int) -> dict[str, Any]:
                 while resumed is None:
                     await asyncio.sleep(0.01)
                     after = [member.arrived[text] for text, at in sent.items()
-                             if at >= t_down and text in member.arrived]
+                             if at >= t_stopped and text in member.arrived]
                     resumed = min(after) if after else None
         stop.set()
         await posting

@@ -77,13 +77,27 @@ class Probe:
             raise ProbeError(f"{name}: {reply.get('code')}: {reply.get('message')}")
         return reply
 
-    async def enter(self, room: str) -> None:
-        """Create ``room``, or join it when it exists; plain lines then go to it."""
+    async def enter(self, room: str, wait: float = 5.0) -> None:
+        """Create ``room``, or join it when it exists; plain lines then go to it.
+
+        On a cluster's node the room another node just made is unknown for a
+        moment (it is announced on the log): the join is tried again meanwhile,
+        for ``wait`` seconds at most."""
         try:
             await self.command(f"/create {room}")
+            return
         except ProbeError:
-            await self.command(f"/join {room}")
-            await self.command(f"/switch {room}")
+            pass
+        deadline = time.monotonic() + wait
+        while True:
+            try:
+                await self.command(f"/join {room}")
+                break
+            except ProbeError as exc:
+                if "no-such-room" not in str(exc) or time.monotonic() > deadline:
+                    raise
+                await asyncio.sleep(0.02)
+        await self.command(f"/switch {room}")
 
     async def post(self, text: str, timeout: float = TIMEOUT) -> dict[str, Any]:
         """Post ``text`` (unique) to the current room; its echo, or ProbeError."""
