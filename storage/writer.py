@@ -19,7 +19,8 @@ import asyncio
 import contextlib
 import logging
 import time
-from typing import Protocol
+from collections.abc import Awaitable, Callable
+from typing import Final, Protocol
 
 from storage.api import Refused, Storage
 from storage.records import MessageRecord
@@ -47,6 +48,37 @@ class Writer(Protocol):
     async def start(self) -> None: ...
     async def flush(self) -> None: ...
     async def close(self) -> None: ...
+
+
+# What :func:`write_or_drop` reports of a record the database refused.
+DROPPED: Final = object()
+
+
+async def write_or_drop(batch: list[MessageRecord],
+                        write: Callable[[list[MessageRecord]], Awaitable[object]],
+                        settled: Callable[[list[MessageRecord], object], None]) -> None:
+    """Write ``batch`` with ``write``; tell ``settled`` of each piece written (with
+    what ``write`` answered) or dropped (``DROPPED``), in order.
+
+    A batch the database refuses is written again in halves, down to the single
+    records it refuses, which are logged and dropped: one bad record (a room
+    deleted meanwhile, say) never holds back the others.
+    """
+    try:
+        answer = await write(batch)
+    except Refused as exc:
+        if len(batch) > 1:
+            middle = len(batch) // 2
+            await write_or_drop(batch[:middle], write, settled)
+            await write_or_drop(batch[middle:], write, settled)
+            return
+        message = batch[0]
+        log.error("message %d (room %s, recipient %s, sender %s) is refused by the "
+                  "database and dropped: %s", message.id, message.room_id,
+                  message.recipient_id, message.sender_name, exc)
+        settled(batch, DROPPED)
+        return
+    settled(batch, answer)
 
 
 class MessageWriter:
@@ -164,26 +196,17 @@ class MessageWriter:
     async def _write(self, batch: list[MessageRecord]) -> None:
         """Write ``batch``, the oldest pending records, and take it off the pending list.
 
-        If the database refuses it, the halves are written in turn, down to
-        the single records it refuses, which are logged and dropped. Each
-        piece leaves the pending list as soon as it is settled, so a
-        failure of another kind midway loses and repeats nothing.
+        Each piece (see :func:`write_or_drop`) leaves the pending list as soon
+        as it is settled, so a failure of another kind midway loses and
+        repeats nothing.
         """
-        try:
-            await self._storage.append_messages(batch)
-        except Refused as exc:
-            if len(batch) > 1:
-                middle = len(batch) // 2
-                await self._write(batch[:middle])
-                await self._write(batch[middle:])
-                return
-            message = batch[0]
-            log.error("message %d (room %s, recipient %s, sender %s) is refused by the "
-                      "database and dropped: %s", message.id, message.room_id,
-                      message.recipient_id, message.sender_name, exc)
+        await write_or_drop(batch, self._storage.append_messages, self._settle)
+
+    def _settle(self, piece: list[MessageRecord], written: object) -> None:
+        if written is DROPPED:
             self._dropped += 1
-        del self._pending[: len(batch)]
-        self._settled += len(batch)
+        del self._pending[: len(piece)]
+        self._settled += len(piece)
 
     async def _run(self) -> None:
         failures = 0

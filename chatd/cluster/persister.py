@@ -45,8 +45,9 @@ from typing import TYPE_CHECKING, Any
 import redis
 
 from chatd.cluster import codec, keys
-from storage.api import Refused, StorageError
+from storage.api import StorageError
 from storage.records import MessageRecord
+from storage.writer import DROPPED, write_or_drop
 
 if TYPE_CHECKING:
     from collections.abc import Awaitable, Callable, Sequence
@@ -275,23 +276,16 @@ class Persister:
                         "them", len(undecided))
 
     async def _write(self, batch: list[MessageRecord]) -> None:
-        """Store ``batch``; a batch the database refuses is halved down to the
-        messages it refuses, which are logged and dropped."""
-        if not batch:
-            return
-        try:
-            self.stored += await self._store(batch)
-        except Refused as exc:
-            if len(batch) > 1:
-                middle = len(batch) // 2
-                await self._write(batch[:middle])
-                await self._write(batch[middle:])
-                return
-            message = batch[0]
-            log.error("message %d (room %s, recipient %s, sender %s) is refused by the "
-                      "database and dropped: %s", message.id, message.room_id,
-                      message.recipient_id, message.sender_name, exc)
+        """Store ``batch``; what the database refuses is logged and dropped
+        (:func:`storage.writer.write_or_drop`)."""
+        if batch:
+            await write_or_drop(batch, self._store, self._settle)
+
+    def _settle(self, piece: list[MessageRecord], stored: object) -> None:
+        if stored is DROPPED:
             self.dropped += 1
+        elif isinstance(stored, int):
+            self.stored += stored
 
     # -- backlog -------------------------------------------------------------
 
