@@ -5,8 +5,6 @@ free loopback ports; the services are the tests' own (tests/services.py)."""
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -16,8 +14,8 @@ import redis.asyncio
 from chatd.app.app import App
 from chatd.client import ChatClient
 from chatd.client.api import ClientError
-from tests.helpers import PASSWORD, start_server
-from tests.services import RedisServer
+from tests.cluster.conftest import StartNode, login, register
+from tests.helpers import PASSWORD
 
 pytestmark = pytest.mark.asyncio
 
@@ -25,35 +23,11 @@ USERS = ("ann", "bob", "cat", "dan")
 
 
 @pytest.fixture
-async def nodes(tmp_path: Path, postgres_url: str,
-                redis_server: RedisServer) -> AsyncIterator[list[App]]:
+async def nodes(start_node: StartNode) -> list[App]:
     """Three nodes; the accounts are made on the first before the others start."""
-    redis.Redis.from_url(redis_server.url).flushall()
-    started: list[App] = []
-
-    async def node(n: int) -> App:
-        app = await start_server(tmp_path / f"n{n}.db", cluster__enabled=True,
-                                 cluster__node_id=f"n{n}", cluster__postgres=postgres_url,
-                                 cluster__redis=redis_server.url)
-        started.append(app)
-        return app
-
-    first = await node(1)
-    for name in USERS:
-        client = await ChatClient.connect("127.0.0.1", first.port)
-        await client.command(f"/register {name} {PASSWORD}")
-        await client.close()
-    await node(2)
-    await node(3)
-    yield started
-    for app in started:
-        await app.stop()
-
-
-async def login(app: App, name: str) -> ChatClient:
-    client = await ChatClient.connect("127.0.0.1", app.port)
-    await client.command(f"/login {name} {PASSWORD}")
-    return client
+    first = await start_node(1)
+    await register(first, *USERS)
+    return [first, await start_node(2), await start_node(3)]
 
 
 async def known_everywhere(nodes: list[App], room: str) -> None:

@@ -11,7 +11,7 @@ import logging
 import os
 import signal
 import time
-from collections.abc import AsyncIterator, Callable, Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -27,8 +27,9 @@ from chatd.cluster.tail import LogTail
 from chatd.errors import Code
 from storage.postgres import PostgresStorage
 from storage.records import MessageRecord
-from tests.cluster.test_nodes import known_everywhere, login
-from tests.helpers import PASSWORD, start_server
+from tests.cluster.conftest import StartNode, login, register
+from tests.cluster.test_nodes import known_everywhere
+from tests.helpers import PASSWORD
 from tests.services import PostgresServer, RedisServer
 
 pytestmark = pytest.mark.asyncio
@@ -46,28 +47,11 @@ def fast_failures(monkeypatch: pytest.MonkeyPatch) -> None:
 
 
 @pytest.fixture
-async def nodes(tmp_path: Path, postgres_url: str, redis_server: RedisServer,
-                fast_failures: None) -> AsyncIterator[list[App]]:
+async def nodes(start_node: StartNode, fast_failures: None) -> list[App]:
     """Two nodes; the accounts are made on the first before the second starts."""
-    redis.Redis.from_url(redis_server.url).flushall()
-    started: list[App] = []
-
-    async def node(n: int) -> App:
-        app = await start_server(tmp_path / f"n{n}.db", cluster__enabled=True,
-                                 cluster__node_id=f"n{n}", cluster__postgres=postgres_url,
-                                 cluster__redis=redis_server.url)
-        started.append(app)
-        return app
-
-    first = await node(1)
-    for name in USERS:
-        client = await ChatClient.connect("127.0.0.1", first.port)
-        await client.command(f"/register {name} {PASSWORD}")
-        await client.close()
-    await node(2)
-    yield started
-    for app in started:
-        await app.stop()
+    first = await start_node(1)
+    await register(first, *USERS)
+    return [first, await start_node(2)]
 
 
 def persister_of(app: App) -> Persister:

@@ -14,7 +14,8 @@ import redis.asyncio
 
 from chatd.app.app import App
 from chatd.client import ChatClient
-from tests.cluster.test_nodes import known_everywhere, login
+from tests.cluster.conftest import login
+from tests.cluster.test_nodes import known_everywhere
 from tests.cluster.test_persister import persister_of
 from tests.helpers import PASSWORD, start_server
 from tests.services import RedisServer
