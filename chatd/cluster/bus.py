@@ -57,7 +57,7 @@ import redis
 
 from chatd.cluster import codec, keys
 from chatd.cluster.gate import Gate
-from chatd.cluster.persister import stopping
+from chatd.cluster.retry import Retries, stopping
 from chatd.cluster.sequencer import EpochChanged, busy
 from chatd.delivery.issuer import issuer, issuing
 from chatd.domain.events import Banned, Kicked, Left, Message, Typing
@@ -384,7 +384,8 @@ class ClusterBus:
         await self._reading.aclose()
 
     async def _read(self) -> None:
-        failures = 0
+        # Redis away: retry soon, then less often (flow resumes within a second).
+        retries = Retries("reading the log failed", READ_BACKOFF, log)
         while not stopping():
             generation = self._generation
             try:
@@ -393,17 +394,10 @@ class ClusterBus:
                 answer: Any = await self._reading.xread({keys.LOG: self.position},
                                                         count=READ_COUNT, block=block)
             except (redis.RedisError, EpochChanged) as exc:
-                if stopping():
-                    raise asyncio.CancelledError from exc  # cancelled mid-command
-                failures += 1
-                if failures == 1:
-                    log.warning("cluster: reading the log failed (%s); retrying", exc)
-                # Redis away: retry soon, then less often (flow resumes within a second).
-                await asyncio.sleep(min(0.1 * failures, READ_BACKOFF))
+                await retries.failed(exc)
                 continue
-            if failures:
+            if retries.succeeded():
                 log.info("cluster: reading the log again")
-                failures = 0
             if generation != self._generation:
                 continue  # read from the old log: reset meanwhile
             if 0 < await self._take_all(answer) < READ_COUNT:

@@ -45,6 +45,7 @@ from typing import TYPE_CHECKING, Any
 import redis
 
 from chatd.cluster import codec, keys
+from chatd.cluster.retry import Retries, stopping
 from storage.api import StorageError
 from storage.records import MessageRecord
 from storage.writer import DROPPED, write_or_drop
@@ -157,7 +158,7 @@ class Persister:
     # -- consuming -----------------------------------------------------------
 
     async def _consume(self) -> None:
-        failures = 0
+        retries = Retries("the persister cannot reach Redis", MAX_BACKOFF, log)
         while not stopping():
             try:
                 if 1 < await self.step() < BATCH:
@@ -168,14 +169,9 @@ class Persister:
                 await self._create_group()
                 continue
             except redis.RedisError as exc:
-                if stopping():
-                    raise asyncio.CancelledError from exc  # cancelled mid-command
-                failures += 1
-                if failures == 1:
-                    log.warning("cluster: the persister cannot reach Redis (%s); retrying", exc)
-                await asyncio.sleep(min(0.1 * failures, MAX_BACKOFF))
+                await retries.failed(exc)
                 continue
-            failures = 0
+            retries.succeeded()
 
     async def _create_group(self) -> None:
         """The group starts at the log's beginning: nothing in it is skipped."""
@@ -316,14 +312,6 @@ class Persister:
             log.warning("cluster: %d log entries are not stored yet, over half the log's "
                         "length (%d): is PostgreSQL reachable?", backlog, length)
         self._warned = warn
-
-
-def stopping() -> bool:
-    """Whether the running task is being cancelled: the Redis client may turn a
-    cancellation in the middle of a command into a connection error, which a
-    retrying loop must not take for Redis being away."""
-    task = asyncio.current_task()
-    return task is not None and task.cancelling() > 0
 
 
 def _decoded(stream_id: bytes, fields: dict[bytes, bytes]) -> Pair:
