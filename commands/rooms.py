@@ -83,7 +83,11 @@ async def leave(ctx: Context, room: Room) -> Ok:
     """Leave a room (the current one by default)."""
     if not room.is_member(ctx.user.id):
         raise ChatError(Code.NOT_IN_ROOM, f"you are not in #{room.name}.")
-    await ctx.services.rooms.leave(ctx.user, room, ctx.session)
+    if not await ctx.services.rooms.leave(ctx.user, room, ctx.session):
+        # A decision queued before this one took the user out (the room ended, or
+        # they were kicked): they are out, as they asked, and were told why.
+        return ok(f"You are no longer in #{room.name}.", room=room.name, id=room.id,
+                  already=True)
     return ok(f"You left #{room.name}.", room=room.name, id=room.id)
 
 

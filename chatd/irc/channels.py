@@ -103,8 +103,10 @@ async def _part(ctx: IrcContext, room: Room, reason: str) -> None:
     if is_guest(user):
         await ctx.listener.guests.leave(ctx.session, room, reason)
     else:
+        # missing_ok: a decision queued first (the room ended, a kick) took the user
+        # out already; the PART below still tells the client it is out.
         await ctx.services.rooms.remove(room, user, "leave", user.name, reason,
-                                        skip=ctx.session)
+                                        skip=ctx.session, missing_ok=True)
     ctx.session.irc.joined.discard(room.id)
     params = [channel(room.name), *([reason] if reason else [])]
     ctx.line(format_line("PART", *params, source=ctx.listener.renderer.mask(ctx.nick),

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
@@ -278,6 +279,19 @@ async def test_leave_a_room_that_is_not_the_current_one(clients: Clients) -> Non
     await bob.command("/leave general")
     who = await bob.command("/whoami")
     assert who["current_room"] == "dev" and who["rooms"] == ["dev"]
+
+
+async def test_the_last_two_members_leaving_at_once_both_succeed(clients: Clients) -> None:
+    # The first leave ends the room and evicts the other member, whose own leave,
+    # already waiting for the room, finds them out: what they asked for.
+    alice = await clients.user("alice")
+    await alice.command("/create den")
+    bob = await clients.user("bob")
+    await bob.command("/join den")
+    replies = await asyncio.gather(alice.command("/leave den"), bob.command("/leave den"))
+    assert all(r["type"] == "ok" for r in replies), replies
+    assert sorted(bool(r.get("already")) for r in replies) == [False, True]
+    assert (await error_of(alice, "/join den"))["code"] == "no-such-room"
 
 
 async def test_leave_a_room_you_are_not_in(clients: Clients) -> None:
