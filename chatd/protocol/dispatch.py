@@ -20,6 +20,7 @@ from chatd.errors import ChatError, Code
 from chatd.protocol.codec import ParsedLine, parse_line
 from chatd.protocol.context import Context
 from chatd.protocol.params import parse as parse_params
+from chatd.protocol.pipeline import Posts
 from chatd.protocol.registry import Command, CommandTable, Need
 from chatd.protocol.results import Deferred, Ok
 from storage.api import Unavailable
@@ -46,6 +47,20 @@ class Dispatcher:
         parsed = _unquoted(parse_line(line))
         if parsed.command is None:
             return self._message(session, parsed.text) if parsed.text else None
+        posts = session.posts
+        if posts is not None and posts.waiting():
+            # A command is handled after the posts read before it (pipeline).
+            return self._after_posts(posts, session, parsed)
+        return self._command(session, parsed)
+
+    async def _after_posts(self, posts: Posts, session: Session, parsed: ParsedLine) -> None:
+        await posts.settled()
+        pending = self._command(session, parsed)
+        if pending is not None:
+            await pending
+
+    def _command(self, session: Session, parsed: ParsedLine) -> Awaitable[None] | None:
+        assert parsed.command is not None
         cmd = self._table.get(parsed.command)
         ctx = Context(self._services, session, parsed.command, parsed.label)
         try:
@@ -99,8 +114,12 @@ class Dispatcher:
             self._crash(ctx)
         else:
             if pending is not None:
-                # Sent once a shared sequencer gave its id (cluster mode).
-                return self._sent(ctx, pending)
+                # Sent once the cluster charged, numbered and placed it: the next
+                # plain lines go on meanwhile (chatd.protocol.pipeline).
+                posts = session.posts
+                if posts is None:
+                    posts = session.posts = Posts()
+                return posts.add(self._sent(ctx, pending))
         return None
 
     async def _sent(self, ctx: Context, pending: Awaitable[Any]) -> None:

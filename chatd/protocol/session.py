@@ -23,6 +23,7 @@ if TYPE_CHECKING:
     from chatd.domain.accounts import User
     from chatd.domain.room import Room
     from chatd.domain.scopes import Scope
+    from chatd.protocol.pipeline import Posts
 
 log = logging.getLogger(__name__)
 _ids = itertools.count(1)
@@ -83,6 +84,7 @@ class Session:
         "line_sink",
         "out",
         "peer",
+        "posts",
         "resume_id",
         "scopes",
         "state",
@@ -107,6 +109,8 @@ class Session:
         self._room_id = -1
         # While set, received lines go to it instead of the command dispatcher.
         self.line_sink: LineSink | None = None
+        # Posts waiting for a cluster's order (chatd.protocol.pipeline); made at the first.
+        self.posts: Posts | None = None
         # Presence events skipped under output pressure, summarised once it eases.
         self.coalesced = 0
         # While set, what the bus delivers waits here (a /resume replays first).

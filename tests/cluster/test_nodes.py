@@ -198,3 +198,39 @@ async def test_an_account_made_on_one_node_is_known_to_the_others(nodes: list[Ap
         await nodes[0].storage.get_user_by_name("eve")) is None  # type: ignore[arg-type]
     for client in (newcomer, eve, ann):
         await client.close()
+
+
+def figure(app: App, name: str) -> float:
+    return next(f.value for f in app.nodes.figures() if f.name == name)
+
+
+async def test_one_connections_lines_are_posted_together_and_keep_their_order(
+        start_node: StartNode) -> None:
+    # 150 lines in one write, then a command: the lines' posts wait for the cluster
+    # side by side (a few round trips for all), yet arrive in the order written, with
+    # increasing ids, and the /leave written after them comes after them.
+    limits = {"limits__message_rate": 1000.0, "limits__message_burst": 1000.0,
+              "limits__input_queue": 1000}
+    first = await start_node(1, **limits)
+    await register(first, "ann", "bob")
+    second = await start_node(2, **limits)
+    ann, bob = await login(first, "ann"), await login(second, "bob")
+    await ann.command("/create lobby")
+    await known_everywhere([first, second], "lobby")
+    await bob.command("/join lobby")
+    await ann.next_event(lambda e: e.get("event") == "join", timeout=10)
+    batches = figure(first, "chatd_cluster_sequencer_batches")
+    count = 150
+    _reader, writer = await asyncio.open_connection("127.0.0.1", first.port)
+    writer.write(f"/format json\n/login ann {PASSWORD}\n/switch lobby\n".encode())
+    writer.write("".join(f"p{i}\n" for i in range(count)).encode() + b"/leave lobby\n")
+    got = await messages(bob, count)
+    assert [m["text"] for m in got] == [f"p{i}" for i in range(count)]
+    ids = [m["id"] for m in got]
+    assert ids == sorted(set(ids))
+    left = await bob.next_event(lambda e: e.get("type") == "event", timeout=10)
+    assert left["event"] == "leave" and left["user"] == "ann"
+    assert figure(first, "chatd_cluster_sequencer_batches") - batches < count / 4
+    writer.close()
+    for client in (ann, bob):
+        await client.close()
