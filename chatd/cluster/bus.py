@@ -50,6 +50,7 @@ import heapq
 import itertools
 import logging
 import time
+from collections import deque
 from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING, Any
 
@@ -137,8 +138,11 @@ class ClusterBus:
         self.refused = 0
         # This node's posts refused where the order is decided, by error code (metrics).
         self.refusals: dict[str, int] = {}
-        # This node's room messages waiting for their place, by id.
+        # This node's room messages waiting for their place, by id, and when each is
+        # refused (busy) if still waiting, oldest first, with the timer of the first.
         self._placing: dict[int, asyncio.Future[None]] = {}
+        self._deadlines: deque[tuple[float, int]] = deque()
+        self._expiry: asyncio.TimerHandle | None = None
         # The room's connections when this node decided a departure, by entry token.
         self._departing: dict[int, tuple[Endpoint, ...]] = {}
         # The records of messages about to be published, by id (see keep).
@@ -223,19 +227,26 @@ class ClusterBus:
         self._publish(entry)
 
     def placed(self, message_id: int) -> Awaitable[None]:
-        future = asyncio.get_running_loop().create_future()
+        loop = asyncio.get_running_loop()
+        future = loop.create_future()
         self._placing[message_id] = future
-        return self._wait_placed(message_id, future)
+        # One timer for all the posts waiting, not one per post: the deadlines come
+        # in the order the posts were placed, so the oldest is always the first.
+        self._deadlines.append((loop.time() + PLACE_WAIT, message_id))
+        if self._expiry is None:
+            self._expiry = loop.call_at(self._deadlines[0][0], self._expire)
+        return future
 
-    async def _wait_placed(self, message_id: int, future: asyncio.Future[None]) -> None:
-        try:
-            async with asyncio.timeout(PLACE_WAIT):
-                await future
-        except TimeoutError:
-            self._count_refusal(Code.BUSY)
-            raise busy() from None
-        finally:
-            self._placing.pop(message_id, None)
+    def _expire(self) -> None:
+        """Refuse with ``busy`` the posts that waited ``PLACE_WAIT`` for their place."""
+        loop = asyncio.get_running_loop()
+        now, deadlines = loop.time(), self._deadlines
+        while deadlines and deadlines[0][0] <= now:
+            future = self._placing.pop(deadlines.popleft()[1], None)
+            if future is not None and not future.done():
+                self._count_refusal(Code.BUSY)
+                future.set_exception(busy())
+        self._expiry = loop.call_at(deadlines[0][0], self._expire) if deadlines else None
 
     def _count_refusal(self, code: Code) -> None:
         self.refusals[code.value] = self.refusals.get(code.value, 0) + 1
@@ -369,11 +380,14 @@ class ClusterBus:
         self._gap_since = None
         self._dropped.clear()
         self.gate = Gate()
-        for future in list(self._placing.values()):
+        for future in self._placing.values():
             if not future.done():
                 future.set_exception(busy())
+        self._placing.clear()
 
     async def stop(self) -> None:
+        if self._expiry is not None:
+            self._expiry.cancel()
         if self._flushing is not None:
             await self._flushing
         # Cancelled until it ends: a cancellation that meets a Redis reply

@@ -47,8 +47,12 @@ def encode(value: Any) -> str:
 def decode(text: Any) -> Any:
     """The value of ``text``, JSON written by :func:`encode`. A value already
     decoded (an entry's event, decoded with its entry) is returned as it is."""
-    if isinstance(text, str | bytes):
-        return json.loads(text, object_hook=_typed)
+    if type(text) is bytes:
+        # One decoder for all (json.loads with a hook makes one per call), given text
+        # (bytes would have their encoding guessed each time: always UTF-8 here).
+        return _decoder.decode(text.decode())
+    if isinstance(text, str):
+        return _decoder.decode(text)
     return text
 
 
@@ -115,6 +119,12 @@ def _class(name: str) -> Callable[..., Any]:
     module, _, qualname = name.partition(":")
     if module not in _MODULES or "." in qualname:
         raise ValueError(f"{name!r} is not an event class")
-    found: Callable[..., Any] = getattr(importlib.import_module(module), qualname)
-    _CLASSES[name] = found
-    return found
+    found: Any = getattr(importlib.import_module(module), qualname)
+    # A class may offer a cheaper maker of its fields' values in order (Message does:
+    # a frozen dataclass's __init__ sets each field through object.__setattr__).
+    maker: Callable[..., Any] = getattr(found, "from_values", found)
+    _CLASSES[name] = maker
+    return maker
+
+
+_decoder = json.JSONDecoder(object_hook=_typed)

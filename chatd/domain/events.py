@@ -67,8 +67,19 @@ class Message(Event):
         # The one event made for every message: filled by a plain __init__ of a
         # class with the same slots, then made a Message (a frozen __init__ calls
         # object.__setattr__ per field, which costs three times as much).
-        event = _MessageFill(msg.sender_name, msg.text, msg.ts, msg.id, room, to, msg.kind,
-                             msg.extra, history, offline)
+        return cls.from_values(msg.sender_name, msg.text, msg.ts, msg.id, room, to, msg.kind,
+                               msg.extra, history, offline)
+
+    @staticmethod
+    def from_values(sender: str, text: str, ts: float, id: int | None = None,
+                    room: str | None = None, to: str | None = None, msg_kind: str = "text",
+                    extra: dict[str, Any] | None = None, history: bool = False,
+                    offline: bool = False) -> Message:
+        """A Message of its fields' values in their order, the cheap way (a cluster
+        node decodes every message of the log through it); the defaults are the
+        dataclass's."""
+        event = _MessageFill(sender, text, ts, id, room, to, msg_kind,
+                             {} if extra is None else extra, history, offline)
         event.__class__ = Message  # type: ignore[assignment]
         return event  # type: ignore[return-value]
 

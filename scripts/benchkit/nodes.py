@@ -106,6 +106,8 @@ class NodeGroup:
         self.name = "cluster"
         # (each node's CPU, Redis's, PostgreSQL's) at every cpu() call of a phase.
         self.snapshots: list[tuple[list[float], float, float]] = []
+        # Redis's calls per command at the phase's first and latest cpu() call.
+        self.commands: list[dict[str, int]] = []
 
     @property
     def ports(self) -> list[int]:
@@ -122,6 +124,7 @@ class NodeGroup:
     def cpu(self) -> float:
         values = [node.cpu() for node in self.nodes]
         self.snapshots.append((values, tree_cpu(self.redis.pid), tree_cpu(self.postgres.pid)))
+        self.commands[1:] = [redis_calls(self.redis.url)]
         return sum(values)
 
     def cpu_split(self) -> tuple[float, float]:
@@ -158,7 +161,9 @@ class NodeGroup:
         total = run["server_cpu_s"] + run["redis_cpu_s"] + run["postgres_cpu_s"]
         run["deliveries_per_cpu_s_with_services"] = round(run["deliveries"] / total) \
             if total > 0 else None
+        run["redis_calls_per_message"] = calls_per_message(self.commands, messages)
         self.snapshots.clear()
+        self.commands.clear()
 
     def stop(self) -> None:
         for node in self.nodes:
@@ -175,3 +180,23 @@ def start_nodes(count: int, workdir: Path, redis: Any, postgres: Any) -> NodeGro
         node.start()
         log(f"chatd node {name}: pid {node.pid}, port {node.port}")
     return NodeGroup(nodes, redis, postgres)
+
+
+def redis_calls(url: str) -> dict[str, int]:
+    """Redis's calls so far, per command (``INFO commandstats``)."""
+    import redis  # noqa: PLC0415 - the cluster run's extra, loaded only for it
+
+    stats = redis.Redis.from_url(url).info("commandstats")
+    return {name.removeprefix("cmdstat_"): int(value["calls"]) for name, value in stats.items()}
+
+
+def calls_per_message(readings: list[dict[str, int]], messages: int) -> dict[str, float]:
+    """Redis calls per message between the first and last reading: in all, and per command
+    (the ones above 0.01)."""
+    if len(readings) < 2:
+        return {}
+    first, last = readings
+    per = {name: (calls - first.get(name, 0)) / messages for name, calls in last.items()}
+    shown = {name: round(value, 2) for name, value in sorted(per.items(), key=lambda kv: -kv[1])
+             if value >= 0.01 and name != "info"}
+    return {"all": round(sum(shown.values()), 2), **shown}

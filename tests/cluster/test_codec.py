@@ -6,6 +6,7 @@ domain's classes can be named."""
 from __future__ import annotations
 
 import collections
+import dataclasses
 import json
 from typing import NamedTuple
 
@@ -24,6 +25,10 @@ def test_a_message_entry_round_trips_with_its_event_parsed_once() -> None:
     text = codec.encode(entry)
     back = codec.decode(text)
     assert back == entry
+    assert type(back["e"]) is Message
+    with pytest.raises(dataclasses.FrozenInstanceError):  # made cheaply, still frozen
+        back["e"].text = "changed"  # type: ignore[misc]
+    assert codec.decode(codec.encode(codec.decode(text.encode()))) == entry  # bytes too
     assert back["e"] is codec.decode(back["e"])  # already decoded: given back as it is
     assert json.loads(text)["k"] == "room"  # an entry stays a plain JSON object
 

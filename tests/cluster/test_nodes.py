@@ -14,8 +14,10 @@ import redis.asyncio
 from chatd.app.app import App
 from chatd.client import ChatClient
 from chatd.client.api import ClientError
+from chatd.cluster import keys
 from tests.cluster.conftest import StartNode, login, register
 from tests.helpers import PASSWORD
+from tests.services import RedisServer
 
 pytestmark = pytest.mark.asyncio
 
@@ -179,6 +181,24 @@ async def test_posts_are_refused_with_busy_while_redis_does_not_answer(
     sequencer._shared = shared
     back = await ann.command("/say lab back again")
     assert back["id"] > 0
+    await ann.close()
+
+
+async def test_a_post_that_waits_too_long_for_its_place_is_refused_with_busy(
+        nodes: list[App], redis_server: RedisServer, monkeypatch: pytest.MonkeyPatch) -> None:
+    # A number taken and never appended (a node that died between the two) holds the
+    # entries after it back for GAP_WAIT; a post waits at most PLACE_WAIT for its place.
+    monkeypatch.setattr("chatd.cluster.bus.PLACE_WAIT", 0.1)
+    ann = await login(nodes[0], "ann")
+    await ann.command("/create lab")
+    shared = redis.asyncio.Redis.from_url(redis_server.url)
+    await shared.incr(keys.COUNTER)
+    await shared.aclose()
+    said = await ann.command("/say lab after a gap", check=False)
+    assert said["code"] == "busy" and said["retry_ms"] > 0
+    async with asyncio.timeout(10):  # once the reader moved past the gap, placed again
+        while (await ann.command("/say lab later", check=False)).get("type") != "ok":  # noqa: ASYNC110
+            await asyncio.sleep(0.1)
     await ann.close()
 
 
