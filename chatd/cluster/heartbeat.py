@@ -39,6 +39,7 @@ from typing import TYPE_CHECKING, Any
 import redis
 
 from chatd.cluster import keys
+from chatd.config import ConfigError
 
 if TYPE_CHECKING:
     import redis.asyncio
@@ -126,6 +127,10 @@ def stream_time(stream_id: bytes | str) -> int:
     return int(_text(stream_id).partition("-")[0])
 
 
+class NodeIdTaken(ConfigError):
+    """Another running process serves this node id: a configuration mistake."""
+
+
 class Heartbeat:
     """Registers this node, keeps its record alive, and fences it when it lapsed."""
 
@@ -169,6 +174,31 @@ class Heartbeat:
         return [item for pair in fields.items() for item in pair]
 
     # -- registration -------------------------------------------------------------
+
+    async def ensure_alone(self) -> None:
+        """At start: refuse (:class:`NodeIdTaken`) when another running process
+        holds this node id, rather than take its record and fence each other for ever.
+
+        A record of this id left by an earlier life that crashed lasts until it
+        expires (at most ``TTL_MS``): one that is not refreshed meanwhile is that,
+        and this start goes on; one refreshed is a live node's."""
+        record = keys.node(self.node_id)
+        first: Any = await self._shared.hget(record, "beat")
+        if first is None:
+            return
+        deadline = self._monotonic() + self.ttl_ms / 1000 + self.interval
+        while self._monotonic() < deadline:
+            await asyncio.sleep(self.interval / 4)
+            beat: Any = await self._shared.hget(record, "beat")
+            if beat is None:
+                return  # an earlier life's record, expired
+            if beat != first:
+                addresses: Any = await self._shared.hget(record, "addresses")
+                raise NodeIdTaken(
+                    f"cluster.node_id: another running node is {self.node_id} (at "
+                    f"{_text(addresses or b'?')}): give each node its own node_id")
+        log.warning("cluster: the record of node %s was neither refreshed nor expired "
+                    "in time; taking it over", self.node_id)
 
     async def register(self) -> None:
         """Register a new incarnation with this node's counts (RedisError if Redis fails)."""

@@ -231,6 +231,7 @@ class ClusterNode:
         await self.persister.start()
         self.heartbeat.epoch = self.sequencer.epoch
         await self.presence.load()
+        await self.heartbeat.ensure_alone()
         await self.heartbeat.register()
         self.heartbeat.start()
         self.janitor.start()

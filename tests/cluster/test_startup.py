@@ -54,3 +54,20 @@ async def test_an_embedded_daemon_does_not_warn(tmp_path: Path) -> None:
         await daemon.started()
         log = daemon.log()
     assert warnings_about_files(log) == []
+
+
+async def test_a_second_node_with_a_running_nodes_id_refuses_to_start(
+        tmp_path: Path, postgres_url: str, redis_server: RedisServer) -> None:
+    # Two processes under one node id would take each other's record and fence each
+    # other for ever: the second is refused, and the first keeps serving.
+    first = node_config(tmp_path / "n1.yaml", postgres_url, redis_server.url)
+    with ChatdProcess.serve(tmp_path, first, tmp_path / "n1.db") as running:
+        host, port = await running.started()
+        (tmp_path / "again").mkdir()
+        second = node_config(tmp_path / "again" / "n1.yaml", postgres_url, redis_server.url)
+        with ChatdProcess.serve(tmp_path / "again", second, tmp_path / "again" / "n1.db") as twin:
+            assert await twin.wait() == 1
+            refused = twin.log()
+        assert "another running node is n1" in refused
+        assert f"{host}:{port}" in refused or str(port) in refused
+        assert "fenced" not in running.log()
