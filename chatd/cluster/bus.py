@@ -51,7 +51,7 @@ import itertools
 import logging
 import time
 from collections import deque
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterator
 from typing import TYPE_CHECKING, Any
 
 import redis
@@ -83,8 +83,9 @@ log = logging.getLogger(__name__)
 GAP_WAIT = 1.0
 # How long a post waits for its place in the order before it is refused (busy).
 PLACE_WAIT = 5.0
-# The most entries read at once.
+# The most items read at once, and the most entries written in one item.
 READ_COUNT = 1000
+ITEM_ENTRIES = 100
 # After a read that found entries (fewer than READ_COUNT), the reader waits this
 # long before reading again, so that under load a read carries the entries of
 # several turns of the other nodes: every read costs this node a client call and
@@ -158,6 +159,8 @@ class ClusterBus:
         self._users: dict[int, User] = {}
         # Who applies the entries of other kinds (presence's, by kind).
         self.handlers: dict[str, Callable[[Entry], None]] = {}
+        # Whether every live node reads items of several entries (keys.LOG_FORMAT).
+        self.batching: Callable[[], bool] = lambda: False
 
     # -- routes: this node's own ------------------------------------------
 
@@ -339,14 +342,24 @@ class ClusterBus:
             self._unpublished(entries)
             return
         pipe = self._shared.pipeline(transaction=False)
-        for entry in entries:
-            pipe.xadd(keys.LOG, {"j": codec.encode(entry)}, maxlen=keys.LOG_LENGTH,
-                      approximate=True)
+        for fields in self._items(entries):
+            pipe.xadd(keys.LOG, fields, maxlen=keys.LOG_LENGTH, approximate=True)
         try:
             await pipe.execute()
         except redis.RedisError:
             log.exception("cluster: %d entries not published", len(entries))
             self._unpublished(entries)
+
+    def _items(self, entries: list[Entry]) -> Iterator[dict[Any, Any]]:
+        """The log's items for a turn's entries: several to an item while every
+        live node reads such items (each item is a call to pack, a command for
+        Redis and a record for every reader), else one each."""
+        if len(entries) > 1 and self.batching():
+            for start in range(0, len(entries), ITEM_ENTRIES):
+                yield {"b": codec.encode(entries[start:start + ITEM_ENTRIES])}
+        else:
+            for entry in entries:
+                yield {"j": codec.encode(entry)}
 
     def _unpublished(self, entries: list[Entry]) -> None:
         for entry in entries:
@@ -427,9 +440,10 @@ class ClusterBus:
             taken += len(items)
             for stream_id, fields in items:
                 self.position = stream_id
-                waiting = self._take(codec.decode(fields[b"j"]))
-                if waiting is not None:
-                    await waiting
+                for entry in codec.entries_of(fields):
+                    waiting = self._take(entry)
+                    if waiting is not None:
+                        await waiting
         await self._release()
         return taken
 

@@ -26,7 +26,7 @@ import dataclasses
 import enum
 import importlib
 import json
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from typing import Any, Final
 
 _MODULES: Final = ("chatd.domain.events", "chatd.domain.modes", "chatd.domain.room",
@@ -54,6 +54,15 @@ def decode(text: Any) -> Any:
     if isinstance(text, str):
         return _decoder.decode(text)
     return text
+
+
+def entries_of(fields: Mapping[bytes, bytes]) -> list[Any]:
+    """The entries of one item of the log: one (``j``), or several written together
+    in one turn (``b``, a list)."""
+    batch = fields.get(b"b")
+    if batch is not None:
+        return decode(batch)  # type: ignore[no-any-return]
+    return [decode(fields[b"j"])]
 
 
 def _plain(value: Any) -> Any:

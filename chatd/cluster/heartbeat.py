@@ -170,7 +170,7 @@ class Heartbeat:
     def _record(self) -> list[str | int | float]:
         fields: dict[str, str | int | float] = {
             **self.describe(), "id": self.node_id, "epoch": self.epoch,
-            "lag_ms": self.lag_ms, "beat": int(time.time() * 1000)}
+            "log": keys.LOG_FORMAT, "lag_ms": self.lag_ms, "beat": int(time.time() * 1000)}
         return [item for pair in fields.items() for item in pair]
 
     # -- registration -------------------------------------------------------------

@@ -69,6 +69,9 @@ class Janitor:
         self.interval = INTERVAL
         self.alive = 0
         self.buried = 0
+        # The oldest log format a live node reads (keys.LOG_FORMAT); 1 until the first
+        # sweep has seen them all.
+        self.log_format = 1
         self._task: asyncio.Task[None] | None = None
         self._stopping = asyncio.Event()
 
@@ -94,10 +97,13 @@ class Janitor:
             names = [_text(name) for name in await self._shared.hkeys(keys.NODES)]
             pipe = self._shared.pipeline(transaction=False)
             for name in names:
-                pipe.exists(keys.node(name))
+                pipe.hmget(keys.node(name), "inc", "log")
             found = await pipe.execute()
-        dead = [name for name, there in zip(names, found, strict=True) if not there]
+        dead = [name for name, (life, _) in zip(names, found, strict=True) if life is None]
         self.alive = len(names) - len(dead)
+        # A node of a version before the field reads one entry per item (format 1).
+        self.log_format = min((int(log_format or 1) for life, log_format in found
+                               if life is not None), default=keys.LOG_FORMAT)
         if not dead:
             return
         async with self._leader.lead("janitor", ttl_ms=LEAD_TTL_MS) as leading:

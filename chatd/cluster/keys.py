@@ -13,6 +13,11 @@ EPOCH: Final = "{chatd}:epoch"
 # The first id of the counter's epoch (/resume: an id below it may miss messages).
 EPOCH_FIRST: Final = "{chatd}:epoch:first"
 LOG: Final = "{chatd}:log"
+# The log's format this version writes and reads: 1, one entry per stream item
+# (field "j"); 2, also several entries in one item (field "b"). A node writes
+# items of several entries only while every live node reads them (its record's
+# "log" field, chatd.cluster.janitor): a rolling upgrade mixes versions.
+LOG_FORMAT: Final = 2
 FENCE: Final = "{chatd}:fence"
 # The consumer group of the log whose consumers (one per node) store history.
 PERSIST: Final = "persist"

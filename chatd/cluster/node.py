@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING, Any
 
 import redis.asyncio
 
+from chatd.cluster import keys
 from chatd.cluster.bus import ClusterBus
 from chatd.cluster.epoch import EpochChange
 from chatd.cluster.heartbeat import Heartbeat
@@ -159,6 +160,8 @@ class ClusterNode:
                               lambda user_id: self._accounts.get(user_id)
                               if self._accounts else None, self._reload, self._adopt)
         self.bus.handlers.update(p=self.presence.on_entry, down=self.presence.on_down)
+        janitor = self.janitor
+        self.bus.batching = lambda: janitor.log_format >= keys.LOG_FORMAT
         self.presence.bus = self.bus
         bus = self.bus
         self.heartbeat.position = lambda: bus.position

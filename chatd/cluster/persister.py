@@ -189,7 +189,9 @@ class Persister:
             return 0
         started = time.perf_counter()
         await self._persist([entry for _, entry in pairs])
-        await self._shared.xack(keys.LOG, keys.PERSIST, *[stream_id for stream_id, _ in pairs])
+        # An item of several entries gives each its pair: acknowledged once.
+        await self._shared.xack(keys.LOG, keys.PERSIST,
+                                *dict.fromkeys(stream_id for stream_id, _ in pairs))
         self.batches += 1
         self.last_batch_seconds = time.perf_counter() - started
         return len(pairs)
@@ -211,8 +213,8 @@ class Persister:
     async def _read(self, start: str, block: int | None) -> list[Pair]:
         answer: Any = await self._shared.xreadgroup(
             keys.PERSIST, self._name, {keys.LOG: start}, count=BATCH, block=block)
-        return [_decoded(stream_id, fields) for _, items in answer or ()
-                for stream_id, fields in items if fields]
+        return [pair for _, items in answer or () for stream_id, fields in items if fields
+                for pair in _decoded(stream_id, fields)]
 
     async def _claim(self) -> list[Pair]:
         answer: Any = await self._shared.xautoclaim(
@@ -227,7 +229,8 @@ class Persister:
         self._claim_from = following.decode() if isinstance(following, bytes) else following
         if self._claim_from == "0-0":
             self._claimed_at = time.monotonic()  # went round: rest a while
-        pairs = [_decoded(stream_id, fields) for stream_id, fields in items if fields]
+        pairs = [pair for stream_id, fields in items if fields
+                 for pair in _decoded(stream_id, fields)]
         if pairs:
             log.info("cluster: took over %d log entries pending with another node", len(pairs))
         return pairs
@@ -314,8 +317,8 @@ class Persister:
         self._warned = warn
 
 
-def _decoded(stream_id: bytes, fields: dict[bytes, bytes]) -> Pair:
-    return stream_id, codec.decode(fields[b"j"])
+def _decoded(stream_id: bytes, fields: dict[bytes, bytes]) -> list[Pair]:
+    return [(stream_id, entry) for entry in codec.entries_of(fields)]
 
 
 class LogWriter:

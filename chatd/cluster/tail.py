@@ -108,7 +108,7 @@ class LogTail:
             groups, pending = [], {}
         lowest = _lowest_unstored(groups, pending)
         items: Any = await self._shared.xrevrange(keys.LOG, "+", lowest, count=TAIL_COUNT)
-        return [codec.decode(fields[b"j"]) for _, fields in items if fields]
+        return [entry for _, fields in items if fields for entry in codec.entries_of(fields)]
 
 
 def _lowest_unstored(groups: list[dict[Any, Any]], pending: dict[str, Any]) -> str:

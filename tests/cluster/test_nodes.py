@@ -14,7 +14,9 @@ import redis.asyncio
 from chatd.app.app import App
 from chatd.client import ChatClient
 from chatd.client.api import ClientError
-from chatd.cluster import keys
+from chatd.cluster import codec, keys
+from chatd.cluster.node import ClusterNode
+from chatd.domain.events import Message
 from tests.cluster.conftest import StartNode, login, register
 from tests.helpers import PASSWORD
 from tests.services import RedisServer
@@ -254,3 +256,65 @@ async def test_one_connections_lines_are_posted_together_and_keep_their_order(
     writer.close()
     for client in (ann, bob):
         await client.close()
+
+
+async def items_carrying(shared: redis.asyncio.Redis, texts: set[str]) -> list[set[str]]:
+    """For each item of the log holding some of ``texts``, which of them it holds."""
+    found = []
+    for _, fields in await shared.xrange(keys.LOG):
+        held = {e["e"].text for e in codec.entries_of(fields)
+                if isinstance(e.get("e"), Message)} & texts
+        if held:
+            found.append(held)
+    return found
+
+
+async def burst(node: App, room: str, texts: list[str]) -> None:
+    """``texts`` in one write from a connection of its own (their posts share turns)."""
+    _reader, writer = await asyncio.open_connection("127.0.0.1", node.port)
+    writer.write(f"/format json\n/login ann {PASSWORD}\n/switch {room}\n".encode())
+    writer.write("".join(f"{t}\n" for t in texts).encode() + b"/quit\n")
+    await writer.drain()
+    await _reader.read()  # until the server closes after /quit
+    writer.close()
+
+
+async def test_a_turns_entries_share_an_item_only_while_every_live_node_reads_such_items(
+        start_node: StartNode, redis_server: RedisServer) -> None:
+    limits = {"limits__message_rate": 1000.0, "limits__message_burst": 1000.0}
+    node = await start_node(1, **limits)
+    await register(node, "ann")
+    cluster = node.nodes
+    assert isinstance(cluster, ClusterNode)
+    janitor = cluster.janitor
+    janitor.interval = 0.05
+    ann = await login(node, "ann")
+    await ann.command("/create lobby")
+    shared = redis.asyncio.Redis.from_url(redis_server.url)
+    # A live node of an earlier version: its record has no "log" field.
+    await shared.hset(keys.node("old"), mapping={"inc": "x", "beat": "1"})
+    await shared.hset(keys.NODES, "old", "x")
+    async with asyncio.timeout(10):
+        while janitor.log_format != 1:  # noqa: ASYNC110
+            await asyncio.sleep(0.02)
+    first = [f"a{i}" for i in range(30)]
+    await burst(node, "lobby", first)
+    async with asyncio.timeout(10):
+        while sum(map(len, await items_carrying(shared, set(first)))) < len(first):  # noqa: ASYNC110
+            await asyncio.sleep(0.02)
+    assert all(len(held) == 1 for held in await items_carrying(shared, set(first)))
+    # The old node gone: every live node reads items of several entries.
+    await shared.delete(keys.node("old"))
+    await shared.hdel(keys.NODES, "old")
+    async with asyncio.timeout(10):
+        while janitor.log_format != keys.LOG_FORMAT:  # noqa: ASYNC110
+            await asyncio.sleep(0.02)
+    second = [f"b{i}" for i in range(30)]
+    await burst(node, "lobby", second)
+    got = await messages(ann, len(first) + len(second))
+    assert [m["text"] for m in got] == first + second  # one order, whatever the items
+    shared_items = await items_carrying(shared, set(second))
+    assert sum(map(len, shared_items)) == len(second)
+    assert any(len(held) > 1 for held in shared_items)
+    await shared.aclose()
+    await ann.close()
