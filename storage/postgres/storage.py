@@ -61,6 +61,15 @@ FAST_CONNECT_TIMEOUT = 2.0
 # The key of the lock a sole node holds for as long as it serves the database.
 NODE_LOCK = 0x6368617464 + 2
 
+async def _session_unchanged(conn: asyncpg.Connection) -> None:
+    """The pool's reset of a connection given back: nothing to undo. Its default
+    runs ``pg_advisory_unlock_all(); CLOSE ALL; UNLISTEN *; RESET ALL`` on every
+    release, a round trip each time, for session state this storage never sets
+    (its advisory locks are transaction-level, and the node lock has a
+    connection of its own). An open transaction is still rolled back by asyncpg
+    before this runs."""
+
+
 _USER = "id, name, password_hash, is_admin, created_at, settings, kind, owner_id"
 _ROOM = ("id, name, mode, topic, created_at, terminated_at, settings, key, member_limit, "
          "moderated, secret, no_external, topic_lock")
@@ -106,7 +115,7 @@ class PostgresStorage(PgMessageQueries, PgContentQueries, PgGovernanceQueries,
                     self._lock_conn = await self._claim_database()
                 pool = await asyncpg.create_pool(
                     self._url, min_size=1, max_size=POOL_SIZE, timeout=self._connect_timeout,
-                    command_timeout=self._command_timeout,
+                    command_timeout=self._command_timeout, reset=_session_unchanged,
                     server_settings={"application_name": self._name})
                 try:
                     async with pool.acquire() as conn:
