@@ -213,6 +213,7 @@ def wire_services(config: Config, clock: Clock, storage: Storage, table: Command
         node.attach(rooms, accounts, presence)
         warn_unshared(config.files, config.storage.path)
         messaging.tail = node.tail
+        messaging.poster = node.poster
     admission = Admission(storage, rooms, accounts, bus, notifier, audit, clock, config,
                           transactions)
     tokens = Tokens(storage, accounts, clock)

@@ -139,9 +139,10 @@ class ClusterBus:
         self.refused = 0
         # This node's posts refused where the order is decided, by error code (metrics).
         self.refusals: dict[str, int] = {}
-        # This node's room messages waiting for their place, by id, and when each is
-        # refused (busy) if still waiting, oldest first, with the timer of the first.
-        self._placing: dict[int, asyncio.Future[None]] = {}
+        # This node's room messages waiting for their place, by id (minus the entry's
+        # token for a post the poster's script numbers), and when each is refused
+        # (busy) if still waiting, oldest first, with the timer of the first.
+        self._placing: dict[int, asyncio.Future[Any]] = {}
         self._deadlines: deque[tuple[float, int]] = deque()
         self._expiry: asyncio.TimerHandle | None = None
         # The room's connections when this node decided a departure, by entry token.
@@ -159,8 +160,8 @@ class ClusterBus:
         self._users: dict[int, User] = {}
         # Who applies the entries of other kinds (presence's, by kind).
         self.handlers: dict[str, Callable[[Entry], None]] = {}
-        # Whether every live node reads items of several entries (keys.LOG_FORMAT).
-        self.batching: Callable[[], bool] = lambda: False
+        # The newest format of the log every live node reads (keys.LOG_FORMAT).
+        self.log_format: Callable[[], int] = lambda: 1
 
     # -- routes: this node's own ------------------------------------------
 
@@ -230,12 +231,17 @@ class ClusterBus:
         self._publish(entry)
 
     def placed(self, message_id: int) -> Awaitable[None]:
+        return self._wait_place(message_id)
+
+    def _wait_place(self, key: int) -> asyncio.Future[Any]:
+        """A future settled when this node's post ``key`` (a message id, or minus
+        the entry's token) took its place, or refused with busy after PLACE_WAIT."""
         loop = asyncio.get_running_loop()
         future = loop.create_future()
-        self._placing[message_id] = future
+        self._placing[key] = future
         # One timer for all the posts waiting, not one per post: the deadlines come
         # in the order the posts were placed, so the oldest is always the first.
-        self._deadlines.append((loop.time() + PLACE_WAIT, message_id))
+        self._deadlines.append((loop.time() + PLACE_WAIT, key))
         if self._expiry is None:
             self._expiry = loop.call_at(self._deadlines[0][0], self._expire)
         return future
@@ -255,15 +261,44 @@ class ClusterBus:
         self.refusals[code.value] = self.refusals.get(code.value, 0) + 1
 
     def _settle(self, entry: Entry, refusal: ChatError | None) -> None:
-        """Tell this node's post waiting for ``entry`` whether it took its place."""
-        future = self._placing.pop(entry.get("s", 0), None) if entry["n"] == self._node \
-            else None
+        """Tell this node's post waiting for ``entry`` whether it took its place
+        (a post numbered by the poster's script waits under its token, and learns
+        its number here)."""
+        if entry["n"] != self._node:
+            return
+        placing = self._placing
+        future = placing.pop(-entry["t"], None) if entry.get("o") else \
+            placing.pop(entry.get("s", 0), None)
         if future is None or future.done():
             return
         if refusal is None:
-            future.set_result(None)
+            future.set_result(entry["s"])
         else:
             self._count_refusal(refusal.code)
+            future.set_exception(refusal)
+
+    def post_entry(self, room: Room, event: Message, record: MessageRecord,
+                   skip: Endpoint | None, label: str | None) -> tuple[Entry, asyncio.Future[int]]:
+        """The entry of a room message the poster's script numbers and appends
+        (:mod:`chatd.cluster.poster`), and the future of its number once placed.
+
+        It waits under its token (its number is not known before the script
+        ran, and the reader may read the entry before this node reads the
+        script's answer); ``skip`` is shown its copy labelled ``label``."""
+        token = next(self._tokens)
+        entry: Entry = {"k": "room", "r": room.id, "e": event, "o": 1, "t": token,
+                        "n": self._node,
+                        "p": [record.sender_id, record.recipient_id, record.delivered]}
+        if skip is not None:
+            self._replies[token] = (skip, label, True)
+        return entry, self._wait_place(-token)
+
+    def unplaced(self, entry: Entry, refusal: Exception) -> None:
+        """The poster's script did not append ``entry``: its post learns why."""
+        token = entry["t"]
+        self._replies.pop(token, None)
+        future = self._placing.pop(-token, None)
+        if future is not None and not future.done():
             future.set_exception(refusal)
 
     # -- publishing --------------------------------------------------------
@@ -339,6 +374,10 @@ class ClusterBus:
                     entry["s"] = await number
         except ChatError:
             log.error("cluster: %d entries not published: Redis does not answer", len(entries))
+            for entry in entries:  # the batch was refused as one: each refusal is seen
+                number = entry.get("s")
+                if isinstance(number, asyncio.Future) and number.done():
+                    number.exception()
             self._unpublished(entries)
             return
         pipe = self._shared.pipeline(transaction=False)
@@ -354,7 +393,7 @@ class ClusterBus:
         """The log's items for a turn's entries: several to an item while every
         live node reads such items (each item is a call to pack, a command for
         Redis and a record for every reader), else one each."""
-        if len(entries) > 1 and self.batching():
+        if len(entries) > 1 and self.log_format() >= keys.LOG_BATCHES:
             for start in range(0, len(entries), ITEM_ENTRIES):
                 yield {"b": codec.encode(entries[start:start + ITEM_ENTRIES])}
         else:

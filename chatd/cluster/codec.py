@@ -61,11 +61,20 @@ def decode(text: Any) -> Any:
 
 def entries_of(fields: Mapping[bytes, bytes]) -> list[Any]:
     """The entries of one item of the log: one (``j``), or several written together
-    in one turn (``b``, a list)."""
+    in one turn (``b``, a list). Posts numbered by the script that appended them
+    (``f``, the first one's number) get their numbers here, in the list's order:
+    the entry's ``s`` and its message's id."""
     batch = fields.get(b"b")
-    if batch is not None:
-        return decode(batch)  # type: ignore[no-any-return]
-    return [decode(fields[b"j"])]
+    if batch is None:
+        return [decode(fields[b"j"])]
+    entries: list[Any] = decode(batch)
+    first = fields.get(b"f")
+    if first is not None:
+        for number, entry in enumerate(entries, int(first)):
+            entry["s"] = number
+            # A frozen event, made here: its id is set once, before anyone sees it.
+            object.__setattr__(entry["e"], "id", number)
+    return entries
 
 
 def _plain(value: Any) -> Any:

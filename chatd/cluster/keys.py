@@ -13,11 +13,14 @@ EPOCH: Final = "{chatd}:epoch"
 # The first id of the counter's epoch (/resume: an id below it may miss messages).
 EPOCH_FIRST: Final = "{chatd}:epoch:first"
 LOG: Final = "{chatd}:log"
-# The log's format this version writes and reads: 1, one entry per stream item
-# (field "j"); 2, also several entries in one item (field "b"). A node writes
-# items of several entries only while every live node reads them (its record's
-# "log" field, chatd.cluster.janitor): a rolling upgrade mixes versions.
-LOG_FORMAT: Final = 2
+# The log's formats: 1, one entry per stream item (field "j"); 2, also several
+# entries in one item (field "b"); 3, also an item whose entries are numbered by
+# the script that appended them (field "f", the first one's number). A node
+# writes a format only while every live node reads it (its record's "log"
+# field, chatd.cluster.janitor): a rolling upgrade mixes versions.
+LOG_BATCHES: Final = 2
+LOG_NUMBERED: Final = 3
+LOG_FORMAT: Final = LOG_NUMBERED
 FENCE: Final = "{chatd}:fence"
 # The consumer group of the log whose consumers (one per node) store history.
 PERSIST: Final = "persist"

@@ -64,17 +64,20 @@ SHARED: Final = {Kind.MESSAGE: "m", Kind.ROOM_MESSAGE: "r", Kind.LOGIN_ADDRESS: 
 # -1 never (a cost above the burst), else the microseconds until it could be.
 # A bucket is a string: its tokens and the time they were counted, read with
 # one GET, written with one SET.
-_TAKE: Final = """
-local now = tonumber(ARGV[1])
+# The token buckets' arithmetic, a Lua function: ``take(first_key, now, groups)``
+# charges the groups (the buckets from KEYS[first_key] on) and returns their answers.
+TAKE_FUNCTION: Final = """
+local function take(first_key, clock, groups)
+local now = tonumber(clock)
 if not now then
   local t = redis.call('TIME')
   now = tonumber(t[1]) * 1000000 + tonumber(t[2])
 end
 local n = {}
-for word in string.gmatch(ARGV[2], '%S+') do n[#n + 1] = tonumber(word) end
+for word in string.gmatch(groups, '%S+') do n[#n + 1] = tonumber(word) end
 local EPSILON = 1e-9
 local results = {}
-local k, a = 1, 1
+local k, a = first_key, 1
 while a <= #n do
   local size = n[a]
   a = a + 1
@@ -120,7 +123,12 @@ while a <= #n do
   k = k + size
   a = a + 3 * size
 end
-return table.concat(results, ' ')
+return results
+end
+"""
+
+_TAKE: Final = TAKE_FUNCTION + """
+return table.concat(take(1, ARGV[1], ARGV[2]), ' ')
 """
 
 
@@ -276,11 +284,11 @@ class ClusterLimitStore:
         for ask, wait in zip(batch, map(int, answer.split()), strict=True):
             seconds = math.inf if wait < 0 else wait / 1_000_000
             if seconds and ask.lone is not None:
-                self._note_empty(ask.lone, seconds)
+                self.note_empty(ask.lone, seconds)
             if not ask.future.done():  # a post whose connection went away no longer waits
                 ask.future.set_result(seconds)
 
-    def _note_empty(self, bucket: tuple[Kind, Hashable], wait: float) -> None:
+    def note_empty(self, bucket: tuple[Kind, Hashable], wait: float) -> None:
         """Remember that ``bucket`` is empty for ``wait`` seconds."""
         if wait == math.inf:
             return  # a cost above the burst: a reload may raise the burst

@@ -15,7 +15,6 @@ from typing import TYPE_CHECKING, Any
 
 import redis.asyncio
 
-from chatd.cluster import keys
 from chatd.cluster.bus import ClusterBus
 from chatd.cluster.epoch import EpochChange
 from chatd.cluster.heartbeat import Heartbeat
@@ -23,6 +22,7 @@ from chatd.cluster.janitor import Janitor
 from chatd.cluster.leader import RedisLeader
 from chatd.cluster.limits import ClusterLimitStore
 from chatd.cluster.persister import LogWriter, Persister
+from chatd.cluster.poster import ClusterPoster
 from chatd.cluster.presence import ClusterPresence
 from chatd.cluster.registry import NodeRegistry
 from chatd.cluster.sequencer import ClusterSequencer
@@ -106,6 +106,7 @@ class ClusterNode:
         self.transactions: ClusterTransactions | None = None
         self.persister: Persister | None = None
         self.tail: LogTail | None = None
+        self.poster: ClusterPoster | None = None
         self.epoch: EpochChange | None = None
         # Presence across nodes, the node's heartbeat and fence, the janitor.
         self.presence = ClusterPresence(config.node_id, self.redis)
@@ -133,6 +134,9 @@ class ClusterNode:
         found += [
             Figure("chatd_cluster_sequencer_batches", "Round trips that numbered a turn's "
                    "ids", "counter", self.sequencer.batches),
+            Figure("chatd_cluster_poster_batches", "Round trips that charged, numbered and "
+                   "appended a turn's room messages", "counter",
+                   self.poster.batches if self.poster is not None else 0),
             Figure("chatd_cluster_sequencer_refused", "Ids refused with busy: Redis did not "
                    "answer in time", "counter", self.sequencer.refused),
             Figure("chatd_epoch_changes", "Times this node found Redis had lost its data and "
@@ -161,7 +165,7 @@ class ClusterNode:
                               if self._accounts else None, self._reload, self._adopt)
         self.bus.handlers.update(p=self.presence.on_entry, down=self.presence.on_down)
         janitor = self.janitor
-        self.bus.batching = lambda: janitor.log_format >= keys.LOG_FORMAT
+        self.bus.log_format = lambda: janitor.log_format
         self.presence.bus = self.bus
         bus = self.bus
         self.heartbeat.position = lambda: bus.position
@@ -197,8 +201,12 @@ class ClusterNode:
             self.sequencer.epoch_changed = self.epoch
 
     def make_limits(self, clock: Clock) -> ClusterLimitStore:
-        """The rate limits every node shares (messages, failed logins)."""
-        return ClusterLimitStore(self.redis, clock)
+        """The rate limits every node shares (messages, failed logins); and the
+        poster, which charges room messages to them (make_bus first)."""
+        limits = ClusterLimitStore(self.redis, clock)
+        assert self.bus is not None, "make_bus first"
+        self.poster = ClusterPoster(self.redis, self.bus, self.sequencer, limits)
+        return limits
 
     def make_transactions(self) -> ClusterTransactions:
         self.transactions = ClusterTransactions(self._pool_user, self.redis, self._resync,
@@ -245,6 +253,8 @@ class ClusterNode:
         await self.presence.close()
         if self.persister is not None:
             await self.persister.stop()
+        if self.poster is not None:
+            await self.poster.aclose()
         if self.bus is not None:
             await self.bus.stop()
         await self.sequencer.aclose()

@@ -153,7 +153,7 @@ class ClusterSequencer:
             if self.epoch_changed is not None:
                 await self.epoch_changed()
 
-    def _renew_later(self) -> None:
+    def renew_later(self) -> None:
         if self._renewal is None:
             self._renewal = asyncio.get_running_loop().create_task(self._renew_quietly())
 
@@ -240,7 +240,7 @@ class ClusterSequencer:
             return
         if answer is None:  # Redis answered, without this node's epoch
             self._refuse(batch)
-            self._renew_later()
+            self.renew_later()
             return
         last = int(answer)
         self.batches += 1

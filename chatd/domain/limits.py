@@ -248,6 +248,16 @@ class Kind(Enum):
     __hash__ = object.__hash__
 
 
+class RateRefused(Exception):
+    """A shared bucket answered later that it holds no token: ``wait`` seconds
+    until it does (:data:`math.inf`: never, a cost above its burst). The domain
+    turns it into ``rate-limited`` (see Protection.refuse_message)."""
+
+    def __init__(self, wait: float) -> None:
+        super().__init__(wait)
+        self.wait = wait
+
+
 class Charge(NamedTuple):
     """One bucket to charge, with the rate and burst in force."""
 

@@ -14,6 +14,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 from chatd.domain.events import ROOM_KEY, Message, Typing
+from chatd.domain.limits import RateRefused
 from chatd.domain.names import format_duration
 from chatd.domain.ports import settled
 from chatd.errors import ChatError, Code, Remedy, Step
@@ -25,7 +26,7 @@ if TYPE_CHECKING:
     from chatd.domain.accounts import User
     from chatd.domain.clock import Clock
     from chatd.domain.notifications import Notifier
-    from chatd.domain.ports import Bus, Endpoint, Id, Sequencer, Tail
+    from chatd.domain.ports import Bus, Endpoint, Id, Poster, Sequencer, Tail
     from chatd.domain.protection import Protection
     from chatd.domain.room import Room
     from chatd.domain.stats import Stats
@@ -52,6 +53,8 @@ class Messaging:
         self._unseen_by: set[int] = set()
         # Acknowledged messages not stored yet, merged into history (a cluster's log).
         self.tail: Tail | None = None
+        # Charges, numbers and publishes a room message in one step (a cluster's).
+        self.poster: Poster | None = None
 
     async def load(self) -> None:
         self._unseen_by = set(await self._storage.recipients_of_undelivered())
@@ -81,6 +84,9 @@ class Messaging:
             raise ChatError(Code.E2E_REQUIRED, f"#{room.name} is end-to-end encrypted: send "
                             "from a client that encrypts (chatd-client).",
                             remedy=Remedy(Step.ENCRYPT, room.name))
+        poster = self.poster
+        if poster is not None and poster.ready():
+            return self._post_in_one(poster, session, user, room, text, kind, extra, label)
         charged = self._protection.charge_message(session, room)
         if charged is not None:
             return self._to_room_charged(session, user, room, charged, text, kind, extra,
@@ -89,6 +95,25 @@ class Messaging:
         if isinstance(number, int):
             return self._to_room(session, user, room, number, text, kind, extra, label)
         return self._to_room_later(session, user, room, number, text, kind, extra, label)
+
+    async def _post_in_one(self, poster: Poster, session: Endpoint, user: User, room: Room,
+                           text: str, kind: str, extra: dict[str, Any],
+                           label: str | None) -> int:
+        """A post charged, numbered and published in one step by ``poster``: its
+        record and event are made before the id exists (the readers number them)."""
+        charge = self._protection.message_charge(session, room)
+        msg = MessageRecord(0, user.id, user.name, text, self._clock.time(),
+                            room_id=room.id, kind=kind, extra=extra)
+        skip = session if label is not None else None
+        try:
+            number = await poster.post(room, Message.of(msg, room=room.name), msg, charge,
+                                       skip, label)
+        except RateRefused as refused:
+            self._protection.refuse_message(session, room, refused.wait)
+        stats = self._stats
+        stats.messages += 1
+        stats.deliveries += len(self._bus.in_room(room))
+        return number
 
     async def _to_room_charged(self, session: Endpoint, user: User, room: Room,
                                charged: Awaitable[None], text: str, kind: str,

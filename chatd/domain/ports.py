@@ -26,7 +26,8 @@ if TYPE_CHECKING:
     from contextlib import AbstractAsyncContextManager
 
     from chatd.domain.accounts import User
-    from chatd.domain.events import Event
+    from chatd.domain.events import Event, Message
+    from chatd.domain.limits import Charge
     from chatd.domain.room import Room
     from storage.records import MessageRecord
 
@@ -134,6 +135,27 @@ class Bus(Routes, Protocol):
         bus answers once its reader ordered the message, raising the refusal
         (``banned``, ``muted``, ``not-in-room``) when a sanction ordered before
         it forbade it, or ``busy`` when the log could not take it."""
+
+
+class Poster(Protocol):
+    """A room message charged, numbered and published in one step: where the rate
+    limit, the counter and the log are one shared service (a cluster's Redis),
+    one call does all three for the posts of a turn instead of three calls one
+    after another (see ``chatd.cluster.poster``). This process has none: its
+    steps take no round trip.
+    """
+
+    def ready(self) -> bool:
+        """Whether posts may go this way now (else the three steps)."""
+
+    def post(self, room: Room, event: Message, record: MessageRecord, charge: Charge,
+             skip: Endpoint | None, label: str | None) -> Awaitable[int]:
+        """Charge ``charge``, then number ``event`` (the message of ``record``, its id
+        not known yet) and publish it to ``room``; the id once it took its place
+        in the order. Raises :class:`~chatd.domain.limits.RateRefused` when the
+        bucket is empty, and a ChatError (``busy``, or the sanction ordered
+        before it) when it could not be sent. ``skip`` is shown its copy as the
+        reply labelled ``label``."""
 
 
 # A message id, now or once a shared counter answered (see :class:`Sequencer`).

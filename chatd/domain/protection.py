@@ -180,17 +180,39 @@ class Protection:
         """
         user = session.user
         assert user is not None
-        if room is None or ROOM_RATE not in room.settings:
-            wait = self._store.take_shared(MESSAGE, user.id, self._message_rate,
-                                           self._message_burst)
-        else:
-            wait = self._store.take_shared(Kind.ROOM_MESSAGE, (room.id, user.id),
-                                           room.settings[ROOM_RATE], room.settings[ROOM_BURST])
+        wait = self._store.take_shared(*self.message_bucket(user, room))
         if isinstance(wait, float):
             if wait:
                 self._refuse_message(session, user, room, wait)
             return None
         return self._message_answered(session, user, room, wait)
+
+    def message_bucket(self, user: User, room: Room | None) -> Charge:
+        """The bucket a message of ``user`` (to ``room``) is charged to: theirs, or
+        theirs in a room with its own rate."""
+        if room is None or ROOM_RATE not in room.settings:
+            return Charge(MESSAGE, user.id, self._message_rate, self._message_burst)
+        return Charge(Kind.ROOM_MESSAGE, (room.id, user.id), room.settings[ROOM_RATE],
+                      room.settings[ROOM_BURST])
+
+    def message_charge(self, session: Client, room: Room) -> Charge:
+        """The bucket a cluster's poster charges a message of ``session`` to, in one
+        call with its id and its place in the log (:class:`~chatd.domain.ports.Poster`);
+        ``rate-limited`` at once when the bucket is known to be empty."""
+        user = session.user
+        assert user is not None
+        charge = self.message_bucket(user, room)
+        wait = self._store.wait(*charge)
+        if wait:
+            self._refuse_message(session, user, room, wait)
+        return charge
+
+    def refuse_message(self, session: Client, room: Room | None, wait: float) -> NoReturn:
+        """A message's bucket was found empty after the fact (a poster's answer):
+        counted towards flooding, and ``rate-limited``."""
+        user = session.user
+        assert user is not None
+        self._refuse_message(session, user, room, wait)
 
     async def _message_answered(self, session: Client, user: User, room: Room | None,
                                 answer: Awaitable[float]) -> None:

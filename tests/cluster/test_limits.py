@@ -265,6 +265,24 @@ async def test_a_flood_spread_over_three_nodes_gets_one_nodes_budget(
         await client.close()
 
 
+async def test_a_message_its_bucket_refuses_takes_no_id(nodes: list[App]) -> None:
+    # The poster's one call charges, then numbers only what it accepted: the
+    # counter moves by the accepted posts alone, and nothing waits on a gap.
+    ann = await login(nodes[0])
+    await create_everywhere(nodes, ann, "lobby")
+    shared = redis.asyncio.Redis.from_url(str(nodes[0].services.config.cluster.redis))
+    before = int(await shared.get(keys.COUNTER))
+    replies = await asyncio.gather(*(ann.command(f"/say lobby m{i}", check=False)
+                                     for i in range(2 * int(BURST))))
+    accepted = [r["id"] for r in replies if r.get("type") == "ok"]
+    assert len(accepted) == BURST
+    assert {r["code"] for r in replies if r.get("type") != "ok"} == {"rate-limited"}
+    assert int(await shared.get(keys.COUNTER)) - before == BURST
+    assert sorted(accepted) == list(range(before + 1, before + 1 + int(BURST)))
+    await shared.aclose()
+    await ann.close()
+
+
 async def test_refusals_from_the_shared_bucket_mute_a_flooder_everywhere(
         nodes: list[App]) -> None:
     ann, bob, bob_elsewhere = await login(nodes[0]), await login(nodes[0], "bob"), \
@@ -333,16 +351,19 @@ async def test_posts_and_logins_are_refused_with_busy_while_redis_is_down(
         nodes: list[App]) -> None:
     ann = await login(nodes[0])
     await ann.command("/create lab")
+    # The limit store (logins) and the poster (posts: charge, id and log in one call).
     store: Any = nodes[0].services.protection._store
+    poster: Any = nodes[0].services.messaging.poster
     alive = store._shared
-    store._shared = redis.asyncio.Redis(host="127.0.0.1", port=1, socket_connect_timeout=0.2)
+    away = redis.asyncio.Redis(host="127.0.0.1", port=1, socket_connect_timeout=0.2)
+    store._shared = poster._shared = away
     said = await ann.command("/say lab while redis is away", check=False)
     assert (said["code"], said["retry_ms"] > 0) == ("busy", True)
     guest = await ChatClient.connect("127.0.0.1", nodes[0].port)
     refused = await guest.command(f"/login ann {PASSWORD}", check=False)
     assert (refused["code"], refused["retry_ms"] > 0) == ("busy", True)
-    await store._shared.aclose()
-    store._shared = alive
+    await away.aclose()
+    store._shared = poster._shared = alive
     assert (await ann.command("/say lab back again"))["id"] > 0
     for client in (ann, guest):
         await client.close()

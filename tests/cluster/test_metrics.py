@@ -43,6 +43,7 @@ async def test_cluster_metrics_move_with_activity(tmp_path: Path, postgres_url: 
         assert refusals(before) == dict.fromkeys(REASONS, 0.0)
         for name in ("chatd_cluster_entries_delivered_total",
                      "chatd_cluster_sequencer_batches_total",
+                     "chatd_cluster_poster_batches_total",
                      "chatd_cluster_sequencer_refused_total",
                      "chatd_cluster_transaction_seconds_count",
                      "chatd_cluster_transaction_seconds_sum"):
@@ -61,16 +62,17 @@ async def test_cluster_metrics_move_with_activity(tmp_path: Path, postgres_url: 
             room = services.rooms.require("hall")
             services.bus.gate.apply(room.id, Banned("hall", "bob", "ann"))
             gated = await bob.command("/say hall still here?", check=False)
-            # Redis not answering the sequencer: the id is refused.
-            sequencer, shared = services.sequencer, services.sequencer._shared
-            sequencer._shared = dead_redis()
+            # Redis not answering the poster (charge, id and log in one call): refused.
+            poster, shared = services.messaging.poster, services.messaging.poster._shared
+            poster._shared = dead_redis()
             unnumbered = await ann.command("/say hall one", check=False)
-            await sequencer._shared.aclose()
-            sequencer._shared = shared
-            # Redis not taking the entry: the numbered post is refused.
+            await poster._shared.aclose()
+            poster._shared = shared
+            # Redis not taking the entry of a direct message (numbered, then
+            # appended): the numbered message is refused.
             bus, shared = services.bus, services.bus._shared
             bus._shared = dead_redis()
-            unpublished = await ann.command("/say hall two", check=False)
+            unpublished = await ann.command("/msg bob two", check=False)
             await bus._shared.aclose()
             bus._shared = shared
             after = await scrape(node)
@@ -80,8 +82,9 @@ async def test_cluster_metrics_move_with_activity(tmp_path: Path, postgres_url: 
         ["banned", "busy", "busy"]
     delivered = "chatd_cluster_entries_delivered_total"
     assert value(during, delivered) - value(before, delivered) >= 3
-    batches = "chatd_cluster_sequencer_batches_total"
-    assert value(during, batches) > value(before, batches)
+    for batches in ("chatd_cluster_sequencer_batches_total",
+                    "chatd_cluster_poster_batches_total"):
+        assert value(during, batches) > value(before, batches), batches
     decisions = "chatd_cluster_transaction_seconds_count"
     assert value(during, decisions) - value(before, decisions) >= 1
     assert value(during, "chatd_cluster_transaction_seconds_sum") > 0

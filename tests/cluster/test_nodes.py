@@ -15,6 +15,7 @@ from chatd.app.app import App
 from chatd.client import ChatClient
 from chatd.client.api import ClientError
 from chatd.cluster import codec, keys
+from chatd.cluster.janitor import Janitor
 from chatd.cluster.node import ClusterNode
 from chatd.domain.events import Message
 from tests.cluster.conftest import StartNode, login, register
@@ -170,17 +171,18 @@ async def test_posts_are_refused_with_busy_while_redis_does_not_answer(
         nodes: list[App]) -> None:
     ann = await login(nodes[0], "ann")
     await ann.command("/create lab")
-    sequencer: Any = nodes[0].services.sequencer
-    shared = sequencer._shared
-    sequencer._shared = redis.asyncio.Redis(host="127.0.0.1", port=1,
-                                            socket_connect_timeout=0.2)
+    # Posts: charged, numbered and appended in one call by the poster.
+    poster: Any = nodes[0].services.messaging.poster
+    shared = poster._shared
+    poster._shared = redis.asyncio.Redis(host="127.0.0.1", port=1,
+                                         socket_connect_timeout=0.2)
     ann.send_line("a plain line")
     plain = await ann.next_event(lambda e: e.get("type") == "error", timeout=10)
     said = await ann.command("/say lab a command", check=False)
     assert [plain["code"], said["code"]] == ["busy", "busy"]
     assert said["retry_ms"] > 0
-    await sequencer._shared.aclose()
-    sequencer._shared = shared
+    await poster._shared.aclose()
+    poster._shared = shared
     back = await ann.command("/say lab back again")
     assert back["id"] > 0
     await ann.close()
@@ -241,7 +243,7 @@ async def test_one_connections_lines_are_posted_together_and_keep_their_order(
     await known_everywhere([first, second], "lobby")
     await bob.command("/join lobby")
     await ann.next_event(lambda e: e.get("event") == "join", timeout=10)
-    batches = figure(first, "chatd_cluster_sequencer_batches")
+    batches = figure(first, "chatd_cluster_poster_batches")
     count = 150
     _reader, writer = await asyncio.open_connection("127.0.0.1", first.port)
     writer.write(f"/format json\n/login ann {PASSWORD}\n/switch lobby\n".encode())
@@ -252,20 +254,22 @@ async def test_one_connections_lines_are_posted_together_and_keep_their_order(
     assert ids == sorted(set(ids))
     left = await bob.next_event(lambda e: e.get("type") == "event", timeout=10)
     assert left["event"] == "leave" and left["user"] == "ann"
-    assert figure(first, "chatd_cluster_sequencer_batches") - batches < count / 4
+    assert 0 < figure(first, "chatd_cluster_poster_batches") - batches < count / 4
     writer.close()
     for client in (ann, bob):
         await client.close()
 
 
-async def items_carrying(shared: redis.asyncio.Redis, texts: set[str]) -> list[set[str]]:
-    """For each item of the log holding some of ``texts``, which of them it holds."""
+async def items_carrying(shared: redis.asyncio.Redis,
+                         texts: set[str]) -> list[tuple[set[str], bool]]:
+    """For each item of the log holding some of ``texts``: which, and whether the
+    script that appended the item numbered them (field f)."""
     found = []
     for _, fields in await shared.xrange(keys.LOG):
         held = {e["e"].text for e in codec.entries_of(fields)
                 if isinstance(e.get("e"), Message)} & texts
         if held:
-            found.append(held)
+            found.append((held, b"f" in fields))
     return found
 
 
@@ -279,8 +283,32 @@ async def burst(node: App, room: str, texts: list[str]) -> None:
     writer.close()
 
 
-async def test_a_turns_entries_share_an_item_only_while_every_live_node_reads_such_items(
+async def stage(node: App, shared: redis.asyncio.Redis, janitor: Janitor, log_format: int,
+                prefix: str) -> list[tuple[set[str], bool]]:
+    """With a live node of an earlier version that reads ``log_format`` (none:
+    this version alone), a burst of 30 lines; the items that carried them."""
+    if log_format < keys.LOG_FORMAT:
+        record = {"inc": "x", "beat": "1"} | ({"log": log_format} if log_format > 1 else {})
+        await shared.hset(keys.node("old"), mapping=record)
+        await shared.hset(keys.NODES, "old", "x")
+    else:
+        await shared.delete(keys.node("old"))
+        await shared.hdel(keys.NODES, "old")
+    async with asyncio.timeout(10):
+        while janitor.log_format != log_format:  # noqa: ASYNC110
+            await asyncio.sleep(0.02)
+    texts = [f"{prefix}{i}" for i in range(30)]
+    await burst(node, "lobby", texts)
+    async with asyncio.timeout(10):
+        while sum(len(held) for held, _ in await items_carrying(shared, set(texts))) < 30:  # noqa: ASYNC110
+            await asyncio.sleep(0.02)
+    return await items_carrying(shared, set(texts))
+
+
+async def test_the_log_is_written_in_the_newest_format_every_live_node_reads(
         start_node: StartNode, redis_server: RedisServer) -> None:
+    # A rolling upgrade mixes versions: an item of several entries (format 2), or one
+    # numbered by the poster's script (format 3), only once every live node reads it.
     limits = {"limits__message_rate": 1000.0, "limits__message_burst": 1000.0}
     node = await start_node(1, **limits)
     await register(node, "ann")
@@ -291,30 +319,17 @@ async def test_a_turns_entries_share_an_item_only_while_every_live_node_reads_su
     ann = await login(node, "ann")
     await ann.command("/create lobby")
     shared = redis.asyncio.Redis.from_url(redis_server.url)
-    # A live node of an earlier version: its record has no "log" field.
-    await shared.hset(keys.node("old"), mapping={"inc": "x", "beat": "1"})
-    await shared.hset(keys.NODES, "old", "x")
-    async with asyncio.timeout(10):
-        while janitor.log_format != 1:  # noqa: ASYNC110
-            await asyncio.sleep(0.02)
-    first = [f"a{i}" for i in range(30)]
-    await burst(node, "lobby", first)
-    async with asyncio.timeout(10):
-        while sum(map(len, await items_carrying(shared, set(first)))) < len(first):  # noqa: ASYNC110
-            await asyncio.sleep(0.02)
-    assert all(len(held) == 1 for held in await items_carrying(shared, set(first)))
-    # The old node gone: every live node reads items of several entries.
-    await shared.delete(keys.node("old"))
-    await shared.hdel(keys.NODES, "old")
-    async with asyncio.timeout(10):
-        while janitor.log_format != keys.LOG_FORMAT:  # noqa: ASYNC110
-            await asyncio.sleep(0.02)
-    second = [f"b{i}" for i in range(30)]
-    await burst(node, "lobby", second)
-    got = await messages(ann, len(first) + len(second))
-    assert [m["text"] for m in got] == first + second  # one order, whatever the items
-    shared_items = await items_carrying(shared, set(second))
-    assert sum(map(len, shared_items)) == len(second)
-    assert any(len(held) > 1 for held in shared_items)
+    single = await stage(node, shared, janitor, 1, "a")
+    assert all(len(held) == 1 and not numbered for held, numbered in single)
+    batched = await stage(node, shared, janitor, keys.LOG_BATCHES, "b")
+    assert any(len(held) > 1 for held, _ in batched)
+    assert not any(numbered for _, numbered in batched)
+    posted = await stage(node, shared, janitor, keys.LOG_NUMBERED, "c")
+    assert all(numbered for _, numbered in posted)
+    assert any(len(held) > 1 for held, _ in posted)
+    got = await messages(ann, 90)
+    assert [m["text"] for m in got] == [f"{p}{i}" for p in "abc" for i in range(30)]
+    ids = [m["id"] for m in got]
+    assert ids == sorted(set(ids))  # one order, increasing ids, whatever the format
     await shared.aclose()
     await ann.close()

@@ -161,7 +161,7 @@ async def test_a_new_epoch_waits_for_the_database(shared: redis.asyncio.Redis) -
     sequencer._storage = _Away()  # type: ignore[assignment]
     with pytest.raises(EpochChanged):
         await sequencer.check_epoch()
-    sequencer._renew_later()  # the batch's renewal logs the same and gives up
+    sequencer.renew_later()  # the batch's renewal logs the same and gives up
     while sequencer._renewal is not None:  # noqa: ASYNC110 - bounded by the renewal's end
         await asyncio.sleep(0.01)
     assert sequencer.epoch_changes == 0

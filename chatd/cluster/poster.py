@@ -1,0 +1,174 @@
+"""A room message charged, numbered and appended to the log in one call to Redis:
+the cluster's :class:`~chatd.domain.ports.Poster`.
+
+Without it a post waits for Redis three times, one after another: its
+rate-limit charge (:mod:`chatd.cluster.limits`), its id
+(:mod:`chatd.cluster.sequencer`), then its entry's append (:mod:`chatd.cluster.bus`).
+Each is batched per turn of the event loop, but at light load a turn carries
+one post, so each post paid three round trips of latency and three calls of
+CPU on its node. The poster collects the posts of a turn and sends them in one
+script call that, under the node's epoch, charges each post's bucket in order,
+takes as many ids as posts it accepted (a refused post takes none: no gap), and
+appends the accepted posts as one item of the log whose field ``f`` is the first
+id; every reader numbers the item's entries from it, in order
+(:func:`chatd.cluster.codec.entries_of`). The script's answer is the first id
+and each post's wait: 0 accepted, else the microseconds until its bucket holds
+a token (``rate-limited``, with the flood accounting of
+:class:`~chatd.domain.protection.Protection`).
+
+A post is acknowledged, as before, once this node's reader placed its entry
+(the gate may still drop it for a sanction ordered before it): it waits under
+its entry's token, since its id is only known once the script answered, and the
+reader may read the entry first.
+
+**Only when every node reads it.** An item numbered by its script is the log's
+format 3 (:data:`chatd.cluster.keys.LOG_NUMBERED`): while a live node of an
+earlier version cannot read it (a rolling upgrade), :meth:`ClusterPoster.ready`
+is false and posts take the three steps. Direct messages take them always.
+
+**Never hanging.** No answer within the sequencer's ``TIMEOUT``: the turn's posts
+are refused with ``busy`` and a ``retry_ms``. Another epoch in Redis: ``busy``,
+and the node renews. The log's backlog near its limit: refused before asking.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import math
+from typing import TYPE_CHECKING, Any, Final
+
+import redis
+
+from chatd.cluster import codec, keys
+from chatd.cluster.limits import TAKE_FUNCTION, bucket_key
+from chatd.cluster.sequencer import TIMEOUT, backlogged, busy
+from chatd.domain.limits import RateRefused
+
+if TYPE_CHECKING:
+    from collections.abc import Callable
+
+    import redis.asyncio
+
+    from chatd.cluster.bus import ClusterBus, Entry
+    from chatd.cluster.limits import ClusterLimitStore
+    from chatd.cluster.sequencer import ClusterSequencer
+    from chatd.domain.events import Message
+    from chatd.domain.limits import Charge
+    from chatd.domain.ports import Endpoint
+    from chatd.domain.room import Room
+    from storage.records import MessageRecord
+
+# KEYS: the epoch, the counter, the log, then each post's bucket. ARGV: the
+# node's epoch, now ('' for Redis's clock), the charges (as the limits' script
+# takes them: one group of one bucket per post), the log's length, then each
+# post's entry as JSON. Answers false under another epoch, else the first id
+# and each post's wait, separated by spaces.
+_POST: Final = TAKE_FUNCTION + """
+if redis.call('GET', KEYS[1]) ~= ARGV[1] then return false end
+local waits = take(4, ARGV[2], ARGV[3])
+local accepted = {}
+for i, wait in ipairs(waits) do
+  if wait == '0' then accepted[#accepted + 1] = ARGV[4 + i] end
+end
+local first = 0
+if #accepted > 0 then
+  first = redis.call('INCRBY', KEYS[2], #accepted) - #accepted + 1
+  redis.call('XADD', KEYS[3], 'MAXLEN', '~', ARGV[4], '*',
+             'b', '[' .. table.concat(accepted, ',') .. ']', 'f', first)
+end
+return first .. ' ' .. table.concat(waits, ' ')
+"""
+
+
+class _Post:
+    __slots__ = ("charge", "entry", "future")
+
+    def __init__(self, charge: Charge, entry: Entry, future: asyncio.Future[int]) -> None:
+        self.charge = charge
+        self.entry = entry
+        self.future = future
+
+
+class ClusterPoster:
+    """Room messages in one script call per turn: charge, number, append."""
+
+    def __init__(self, shared: redis.asyncio.Redis, bus: ClusterBus,
+                 sequencer: ClusterSequencer, limits: ClusterLimitStore,
+                 now: Callable[[], float] | None = None) -> None:
+        """``now`` (seconds) replaces Redis's clock: for tests that move time."""
+        self._bus = bus
+        self._sequencer = sequencer
+        self._limits = limits
+        self._now = now
+        self._script = shared.register_script(_POST)
+        self._shared = shared
+        self._asked: list[_Post] = []
+        self._sending: asyncio.Task[None] | None = None
+        # Script calls that answered (metrics, tests).
+        self.batches = 0
+
+    def ready(self) -> bool:
+        """Whether every live node reads what the script appends (else the three steps)."""
+        return self._bus.log_format() >= keys.LOG_NUMBERED
+
+    def post(self, room: Room, event: Message, record: MessageRecord, charge: Charge,
+             skip: Endpoint | None, label: str | None) -> asyncio.Future[int]:
+        """Charge ``charge``, number and append ``event`` after this turn; its id once
+        placed, :class:`RateRefused` when its bucket is empty, or a ChatError."""
+        if self._sequencer.backlogged():
+            raise backlogged()
+        entry, placed = self._bus.post_entry(room, event, record, skip, label)
+        self._asked.append(_Post(charge, entry, placed))
+        if self._sending is None:
+            self._sending = asyncio.get_running_loop().create_task(self._send())
+        return placed
+
+    async def aclose(self) -> None:
+        if self._sending is not None:
+            await self._sending
+
+    async def _send(self) -> None:
+        try:
+            await asyncio.sleep(0)  # the rest of this turn posts too
+            while self._asked:
+                batch, self._asked = self._asked, []
+                await self._answer(batch)
+        finally:
+            self._sending = None
+
+    async def _answer(self, batch: list[_Post]) -> None:
+        now = "" if self._now is None else str(round(self._now() * 1_000_000))
+        charges = " ".join(f"1 {p.charge.rate!r} {p.charge.burst!r} 1.0" for p in batch)
+        try:
+            async with asyncio.timeout(TIMEOUT):
+                answer: Any = await self._script(
+                    keys=[keys.EPOCH, keys.COUNTER, keys.LOG,
+                          *(bucket_key(*p.charge) for p in batch)],
+                    args=[self._sequencer.epoch, now, charges, keys.LOG_LENGTH,
+                          *(codec.encode(p.entry) for p in batch)],
+                    client=self._shared)
+        except (redis.RedisError, TimeoutError):
+            self._refuse(batch)
+            return
+        if answer is None:  # Redis answered, without this node's epoch
+            self._refuse(batch)
+            self._sequencer.renew_later()
+            return
+        self.batches += 1
+        # The first id is the readers' to use: an accepted post learns its own when
+        # this node's reader places its entry (ClusterBus._settle).
+        _first, *waits = map(int, answer.split())
+        for post, wait in zip(batch, waits, strict=True):
+            if wait:
+                self._refused_by_bucket(post, wait)
+
+    def _refused_by_bucket(self, post: _Post, wait: int) -> None:
+        seconds = math.inf if wait < 0 else wait / 1_000_000
+        if wait > 0:
+            self._limits.note_empty((post.charge.kind, post.charge.key), seconds)
+        self._bus.unplaced(post.entry, RateRefused(seconds))
+
+    def _refuse(self, batch: list[_Post]) -> None:
+        for post in batch:
+            self._sequencer.refused += 1
+            self._bus.unplaced(post.entry, busy())
