@@ -42,6 +42,7 @@ import redis
 
 from chatd.cluster import keys
 from chatd.cluster.sequencer import RETRY_MS, TIMEOUT
+from chatd.cluster.turns import PerTurn
 from chatd.domain.limits import MAX_KEYS, Charge, Kind, MemoryLimitStore
 from chatd.errors import ChatError, Code
 
@@ -176,8 +177,7 @@ class ClusterLimitStore:
         self._clock = clock
         self._now = now
         self._local = MemoryLimitStore(clock)
-        self._asked: list[_Ask] = []
-        self._sending: asyncio.Task[None] | None = None
+        self._asks: PerTurn[_Ask] = PerTurn(self._answer)
         # Until when (this node's monotonic seconds) a shared bucket is known
         # to be empty: a flood refused once is refused again here, without a
         # call, until then. Only ever stricter than Redis (nothing refills sooner).
@@ -249,21 +249,9 @@ class ClusterLimitStore:
 
     def _ask(self, bucket_keys: list[str], args: str,
              lone: tuple[Kind, Hashable] | None) -> asyncio.Future[float]:
-        loop = asyncio.get_running_loop()
-        future: asyncio.Future[float] = loop.create_future()
-        self._asked.append(_Ask(bucket_keys, args, lone, future))
-        if self._sending is None:
-            self._sending = loop.create_task(self._send())
+        future: asyncio.Future[float] = asyncio.get_running_loop().create_future()
+        self._asks.add(_Ask(bucket_keys, args, lone, future))
         return future
-
-    async def _send(self) -> None:
-        try:
-            await asyncio.sleep(0)  # the rest of this turn asks too
-            while self._asked:
-                batch, self._asked = self._asked, []
-                await self._answer(batch)
-        finally:
-            self._sending = None
 
     async def _answer(self, batch: list[_Ask]) -> None:
         now = "" if self._now is None else str(round(self._now() * 1_000_000))

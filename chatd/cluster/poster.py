@@ -41,7 +41,8 @@ import redis
 
 from chatd.cluster import codec, keys
 from chatd.cluster.limits import TAKE_FUNCTION, bucket_key
-from chatd.cluster.sequencer import TIMEOUT, backlogged, busy
+from chatd.cluster.sequencer import backlogged, busy
+from chatd.cluster.turns import PerTurn
 from chatd.domain.limits import RateRefused
 
 if TYPE_CHECKING:
@@ -102,8 +103,7 @@ class ClusterPoster:
         self._now = now
         self._script = shared.register_script(_POST)
         self._shared = shared
-        self._asked: list[_Post] = []
-        self._sending: asyncio.Task[None] | None = None
+        self._posts: PerTurn[_Post] = PerTurn(self._answer)
         # Script calls that answered (metrics, tests).
         self.batches = 0
 
@@ -118,41 +118,22 @@ class ClusterPoster:
         if self._sequencer.backlogged():
             raise backlogged()
         entry, placed = self._bus.post_entry(room, event, record, skip, label)
-        self._asked.append(_Post(charge, entry, placed))
-        if self._sending is None:
-            self._sending = asyncio.get_running_loop().create_task(self._send())
+        self._posts.add(_Post(charge, entry, placed))
         return placed
 
     async def aclose(self) -> None:
-        if self._sending is not None:
-            await self._sending
-
-    async def _send(self) -> None:
-        try:
-            await asyncio.sleep(0)  # the rest of this turn posts too
-            while self._asked:
-                batch, self._asked = self._asked, []
-                await self._answer(batch)
-        finally:
-            self._sending = None
+        await self._posts.drained()
 
     async def _answer(self, batch: list[_Post]) -> None:
         now = "" if self._now is None else str(round(self._now() * 1_000_000))
         charges = " ".join(f"1 {p.charge.rate!r} {p.charge.burst!r} 1.0" for p in batch)
-        try:
-            async with asyncio.timeout(TIMEOUT):
-                answer: Any = await self._script(
-                    keys=[keys.EPOCH, keys.COUNTER, keys.LOG,
-                          *(bucket_key(*p.charge) for p in batch)],
-                    args=[self._sequencer.epoch, now, charges, keys.LOG_LENGTH,
-                          *(codec.encode(p.entry) for p in batch)],
-                    client=self._shared)
-        except (redis.RedisError, TimeoutError):
+        answer: Any = await self._sequencer.under_epoch(self._script(
+            keys=[keys.EPOCH, keys.COUNTER, keys.LOG, *(bucket_key(*p.charge) for p in batch)],
+            args=[self._sequencer.epoch, now, charges, keys.LOG_LENGTH,
+                  *(codec.encode(p.entry) for p in batch)],
+            client=self._shared))
+        if answer is None:
             self._refuse(batch)
-            return
-        if answer is None:  # Redis answered, without this node's epoch
-            self._refuse(batch)
-            self._sequencer.renew_later()
             return
         self.batches += 1
         # The first id is the readers' to use: an accepted post learns its own when

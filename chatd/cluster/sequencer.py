@@ -39,6 +39,7 @@ from typing import TYPE_CHECKING, Any
 import redis
 
 from chatd.cluster import keys
+from chatd.cluster.turns import PerTurn
 from chatd.domain.ports import IdSpan
 from chatd.errors import ChatError, Code
 from storage.api import StorageError
@@ -95,9 +96,7 @@ class ClusterSequencer:
     def __init__(self, storage: Storage, shared: redis.asyncio.Redis) -> None:
         self._storage = storage
         self._shared = shared
-        self._asked: list[asyncio.Future[int]] = []
-        self._in_flight: list[asyncio.Future[int]] = []
-        self._numbering: asyncio.Task[None] | None = None
+        self._asks: PerTurn[asyncio.Future[int]] = PerTurn(self._answer)
         self.epoch = ""
         # The first id of the counter's epoch (0: nothing before it was stored).
         self.first = 0
@@ -167,8 +166,7 @@ class ClusterSequencer:
 
     async def aclose(self) -> None:
         """The node stops: the ids asked for are answered, no renewal is left running."""
-        if self._numbering is not None:
-            await self._numbering
+        await self._asks.drained()
         if self._renewal is not None:
             self._renewal.cancel()
 
@@ -197,29 +195,15 @@ class ClusterSequencer:
     def next(self) -> asyncio.Future[int]:
         """The next id of the cluster (an event's place in the one order), once
         this turn's batch is numbered."""
-        loop = asyncio.get_running_loop()
-        future: asyncio.Future[int] = loop.create_future()
-        self._asked.append(future)
-        if self._numbering is None:
-            self._numbering = loop.create_task(self._number())
+        future: asyncio.Future[int] = asyncio.get_running_loop().create_future()
+        self._asks.add(future)
         return future
-
-    async def _number(self) -> None:
-        try:
-            await asyncio.sleep(0)  # the rest of this turn asks too
-            while self._asked:
-                batch, self._asked = self._asked, []
-                self._in_flight = batch
-                await self._answer(batch)
-        finally:
-            self._in_flight = []
-            self._numbering = None
 
     async def caught_up(self) -> None:
         """Wait until every id asked for so far is answered (or refused): a
         decision's events are numbered before its room's lock is released, so
         the decisions about a room are numbered in the order they were made."""
-        waiting = [*self._in_flight, *self._asked]
+        waiting = [*self._asks.in_flight, *self._asks.asked]
         if waiting:
             await asyncio.wait(waiting)
 
@@ -229,18 +213,25 @@ class ClusterSequencer:
                 self.refused += 1
                 future.set_exception(busy())
 
-    async def _answer(self, batch: list[asyncio.Future[int]]) -> None:
+    async def under_epoch(self, script_call: Awaitable[Any]) -> Any:
+        """The answer of a script that first checks this node's epoch; None when
+        Redis did not answer within ``TIMEOUT`` or answered without the epoch (the
+        node then renews): whatever it was asked is refused with busy."""
         try:
             async with asyncio.timeout(TIMEOUT):
-                answer = await self._number_script(keys=[keys.EPOCH, keys.COUNTER],
-                                                   args=[self.epoch, len(batch)],
-                                                   client=self._shared)
+                answer = await script_call
         except (redis.RedisError, TimeoutError):
-            self._refuse(batch)
-            return
+            return None
         if answer is None:  # Redis answered, without this node's epoch
-            self._refuse(batch)
             self.renew_later()
+        return answer
+
+    async def _answer(self, batch: list[asyncio.Future[int]]) -> None:
+        answer = await self.under_epoch(self._number_script(
+            keys=[keys.EPOCH, keys.COUNTER], args=[self.epoch, len(batch)],
+            client=self._shared))
+        if answer is None:
+            self._refuse(batch)
             return
         last = int(answer)
         self.batches += 1

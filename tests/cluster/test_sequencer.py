@@ -68,7 +68,7 @@ async def test_asks_made_while_a_batch_is_in_flight_form_the_next_one(
         shared: redis.asyncio.Redis) -> None:
     sequencer = await sequencer_on(shared)
     first = sequencer.next()
-    while sequencer._asked:  # noqa: ASYNC110 - until the first batch is sent
+    while sequencer._asks.asked:  # noqa: ASYNC110 - until the first batch is sent
         await asyncio.sleep(0)
     more = [sequencer.next() for _ in range(5)]
     ids = [await first, *[await f for f in more]]
