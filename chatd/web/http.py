@@ -82,6 +82,12 @@ class Request:
             raise HttpError(400, Code.BAD_REQUEST, "the body is not valid JSON.") from None
         if not isinstance(value, dict):
             raise HttpError(400, Code.BAD_REQUEST, "the body must be a JSON object.")
+        try:
+            # A "\ud800" escape alone decodes to a string no UTF-8 can carry.
+            json.dumps(value, ensure_ascii=False).encode("utf-8")
+        except UnicodeEncodeError:
+            raise HttpError(400, Code.BAD_REQUEST, "the body holds a lone surrogate escape "
+                            "(\\ud800-\\udfff without its pair): not text.") from None
         return value
 
 

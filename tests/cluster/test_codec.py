@@ -8,6 +8,7 @@ from __future__ import annotations
 import collections
 import dataclasses
 import json
+import math
 from typing import NamedTuple
 
 import pytest
@@ -28,7 +29,7 @@ def test_a_message_entry_round_trips_with_its_event_parsed_once() -> None:
     assert type(back["e"]) is Message
     with pytest.raises(dataclasses.FrozenInstanceError):  # made cheaply, still frozen
         back["e"].text = "changed"  # type: ignore[misc]
-    assert codec.decode(codec.encode(codec.decode(text.encode()))) == entry  # bytes too
+    assert codec.decode(codec.encode(codec.decode(text.decode()))) == entry  # text too
     assert back["e"] is codec.decode(back["e"])  # already decoded: given back as it is
     assert json.loads(text)["k"] == "room"  # an entry stays a plain JSON object
 
@@ -99,3 +100,12 @@ def test_a_message_takes_the_generic_layout_whichever_way_it_is_written() -> Non
     assert codec.decode(codec.encode(message)) == message
     bare = Message(sender="bob", text="x", ts=2.0)
     assert codec.decode(codec.encode(bare)) == bare
+
+
+def test_what_orjson_refuses_is_carried_as_the_line_protocol_shows_it() -> None:
+    odd = Message(sender="ann", text="a\ud800b", ts=1.0, extra={"n": 2 ** 70})
+    back = codec.decode(codec.encode(odd))
+    assert back.text == "a?b" and back.extra == {"n": float(2 ** 70)}
+    with pytest.raises(codec.Uncarried):
+        codec.encode({"text": "\udfff", "x": math.nan})
+    assert codec.decode(codec.joined([codec.encode(1), codec.encode("two")])) == [1, "two"]

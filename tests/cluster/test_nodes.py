@@ -333,3 +333,4 @@ async def test_the_log_is_written_in_the_newest_format_every_live_node_reads(
     assert ids == sorted(set(ids))  # one order, increasing ids, whatever the format
     await shared.aclose()
     await ann.close()
+

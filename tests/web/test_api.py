@@ -86,6 +86,14 @@ async def test_posting_is_refused_with_the_line_protocols_codes(
         assert too_long.json()["error"]["code"] == "line-too-long"
         not_json = await client.post("/api/v1/users/alice/messages", content=b"{nope")
         assert not_json.json()["error"]["code"] == "bad-request"
+        # An escaped surrogate without its pair is no text (UTF-8 cannot carry it).
+        lone = await client.post("/api/v1/rooms/den/messages",
+                                 content=b'{"text": "odd \\ud800 one"}')
+        assert lone.status_code == 400 and lone.json()["error"]["code"] == "bad-request"
+        assert "surrogate" in lone.json()["error"]["message"]
+        paired = await client.post("/api/v1/users/alice/messages",
+                                   content=b'{"text": "\\ud83d\\ude00"}')
+        assert paired.status_code == 201, paired.text
         huge = await client.post("/api/v1/users/alice/messages",
                                  content=b"x" * (server.config.web.max_body + 1))
         assert huge.status_code == 413
