@@ -180,7 +180,13 @@ class Protection:
         """
         user = session.user
         assert user is not None
-        wait = self._store.take_shared(*self.message_bucket(user, room))
+        # The bucket message_bucket names, without making a Charge: every message runs this.
+        if room is None or ROOM_RATE not in room.settings:
+            wait = self._store.take_shared(MESSAGE, user.id, self._message_rate,
+                                           self._message_burst)
+        else:
+            wait = self._store.take_shared(Kind.ROOM_MESSAGE, (room.id, user.id),
+                                           room.settings[ROOM_RATE], room.settings[ROOM_BURST])
         if isinstance(wait, float):
             if wait:
                 self._refuse_message(session, user, room, wait)
