@@ -1,9 +1,10 @@
 """Rate limits every node shares: the cluster's :class:`~chatd.domain.limits.LimitStore`.
 
-A user's message bucket (and their bucket in a room with its own rate), and the
-failed-login buckets of an IP address and of an account name, live in Redis,
-so a flood or a password guesser spread over several nodes gets no more than
-on one: every node charges the same bucket, in one atomic script.
+A user's message bucket (and their bucket in a room with its own rate), the
+failed-login buckets of an IP address and of an account name, and each incoming
+webhook's bucket live in Redis, so a flood, a password guesser or a webhook spread
+over several nodes gets no more than on one: every node charges the same bucket,
+in one atomic script.
 
 **Never on the loop's time, never a round trip per message.** A charge is a
 future: the charges of one turn of the event loop are sent after the turn in
@@ -26,7 +27,7 @@ refilled (written with ``PX``, a ``PEXPIRE``): a missing key is a full bucket.
 ``TIMEOUT`` is refused with ``busy`` and a ``retry_ms``: nothing waits without
 bound.
 
-Everything else (commands, typing, webhooks: per connection or per webhook) is
+Everything else (commands and typing, per connection) is
 this node's :class:`~chatd.domain.limits.MemoryLimitStore`; so is a charge
 made synchronously (``take``), which nothing in chatd makes of a shared kind.
 """
@@ -53,7 +54,7 @@ if TYPE_CHECKING:
 
 # The buckets kept in Redis, with the tag of each kind's keys.
 SHARED: Final = {Kind.MESSAGE: "m", Kind.ROOM_MESSAGE: "r", Kind.LOGIN_ADDRESS: "a",
-                 Kind.LOGIN_NAME: "n"}
+                 Kind.LOGIN_NAME: "n", Kind.WEBHOOK: "w"}
 
 # Take from groups of buckets, each group all or nothing, in the order given.
 # KEYS: the buckets, group after group. ARGV[1]: now in microseconds ('' for

@@ -146,6 +146,12 @@ class Protection:
         rate, burst = self.rate(kind)
         return self._store.take(kind, key, rate, burst, cost)
 
+    def charge_shared(self, kind: Kind, key: Hashable) -> float | Awaitable[float]:
+        """:meth:`charge` one token, or, when the bucket is shared by several nodes,
+        an awaitable of the answer (an incoming webhook's budget)."""
+        rate, burst = self.rate(kind)
+        return self._store.take_shared(kind, key, rate, burst)
+
     def wait(self, kind: Kind, key: Hashable, cost: float = 1.0) -> float:
         """Seconds until the bucket of ``kind`` and ``key`` has ``cost``, taking nothing."""
         rate, burst = self.rate(kind)

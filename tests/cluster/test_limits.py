@@ -27,6 +27,7 @@ from chatd.domain.limits import Charge, Kind, TokenBucket
 from chatd.errors import ChatError, Code
 from tests.helpers import PASSWORD, start_server
 from tests.services import RedisServer
+from tests.web.helpers import http
 
 # -- the script's arithmetic, on a clock the test moves ------------------------------
 
@@ -123,8 +124,8 @@ async def test_this_nodes_kinds_stay_in_its_memory(shared: redis.asyncio.Redis) 
     assert store.take_shared(Kind.COMMAND, 1, 1.0, 1.0) == 0.0
     assert store.take(Kind.COMMAND, 1, 1.0, 1.0) == pytest.approx(1.0)
     assert store.wait(Kind.COMMAND, 1, 1.0, 1.0) == pytest.approx(1.0)
-    assert store.take_all([Charge(Kind.WEBHOOK, 2, 1.0, 1.0)]) == 0.0
-    assert store.give_back([Charge(Kind.WEBHOOK, 2, 1.0, 1.0)]) is None
+    assert store.take_all([Charge(Kind.TYPING, 2, 1.0, 1.0)]) == 0.0
+    assert store.give_back([Charge(Kind.TYPING, 2, 1.0, 1.0)]) is None
     store.forget(Kind.COMMAND, 1)
     store.sweep()
     assert await shared.dbsize() == 0
@@ -367,3 +368,28 @@ async def test_posts_and_logins_are_refused_with_busy_while_redis_is_down(
     assert (await ann.command("/say lab back again"))["id"] > 0
     for client in (ann, guest):
         await client.close()
+
+
+async def test_a_webhook_spread_over_nodes_gets_one_budget(
+        tmp_path: Path, postgres_url: str, redis_server: RedisServer) -> None:
+    # A load balancer spreading a webhook's posts over the nodes: one bucket for all.
+    redis.Redis.from_url(redis_server.url).flushall()
+    apps = [await start_server(
+        tmp_path / f"w{n}.db", cluster__enabled=True, cluster__node_id=f"w{n}",
+        cluster__postgres=postgres_url, cluster__redis=redis_server.url,
+        web__enabled=True, web__port=0, web__webhook_rate=0.01, web__webhook_burst=2)
+        for n in (1, 2)]
+    try:
+        owner = await ChatClient.connect("127.0.0.1", apps[0].port)
+        await owner.command(f"/register ann {PASSWORD}")
+        await owner.command("/create den")
+        made = await owner.command("/webhook create chatty")
+        statuses = []
+        for app in (apps[0], apps[1], apps[0], apps[1]):
+            async with http(app) as hook:
+                statuses.append((await hook.post(made["path"], json={"text": "m"})).status_code)
+        assert statuses == [201, 201, 429, 429]
+        await owner.close()
+    finally:
+        for app in apps:
+            await app.stop()
