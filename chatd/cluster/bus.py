@@ -293,13 +293,16 @@ class ClusterBus:
             self._replies[token] = (skip, label, True)
         return entry, self._wait_place(-token)
 
-    def unplaced(self, entry: Entry, refusal: Exception) -> None:
-        """The poster's script did not append ``entry``: its post learns why."""
+    def unplaced(self, entry: Entry, refusal: Exception) -> bool:
+        """The poster's script did not append ``entry``: its post learns why. False
+        when the post is no longer waiting (placed, or given up)."""
         token = entry["t"]
-        self._replies.pop(token, None)
         future = self._placing.pop(-token, None)
-        if future is not None and not future.done():
-            future.set_exception(refusal)
+        if future is None or future.done():
+            return False
+        self._replies.pop(token, None)
+        future.set_exception(refusal)
+        return True
 
     # -- publishing --------------------------------------------------------
 
@@ -451,6 +454,10 @@ class ClusterBus:
     async def stop(self) -> None:
         if self._expiry is not None:
             self._expiry.cancel()
+        for future in self._placing.values():  # nothing will place them now
+            if not future.done():
+                future.set_exception(busy())
+        self._placing.clear()
         if self._flushing is not None:
             await self._flushing
         # Cancelled until it ends: a cancellation that meets a Redis reply
@@ -490,7 +497,7 @@ class ClusterBus:
             taken += len(items)
             for stream_id, fields in items:
                 self.position = stream_id
-                for entry in codec.entries_of(fields):
+                for entry in codec.readable_entries(stream_id, fields):
                     waiting = self._take(entry)
                     if waiting is not None:
                         await waiting

@@ -29,6 +29,7 @@ import dataclasses
 import enum
 import importlib
 import json
+import logging
 from collections.abc import Callable, Mapping
 from typing import Any, Final
 
@@ -46,6 +47,7 @@ _LAYOUTS: dict[type, tuple[str, tuple[str, ...]]] = {}
 # The classes named on the wire, once checked and imported.
 _CLASSES: dict[str, Callable[..., Any]] = {}
 _MESSAGE: Final = "chatd.domain.events:Message"
+log = logging.getLogger(__name__)
 _CONTAINERS: Final = frozenset({dict, list})
 
 
@@ -79,7 +81,12 @@ def _encode_odd(plain: Any) -> bytes:
         text = json.dumps(plain, ensure_ascii=False, allow_nan=False, separators=(",", ":"))
     except ValueError as exc:
         raise Uncarried(f"not carried between nodes: {exc}") from exc
-    return text.encode("utf-8", "replace")
+    encoded = text.encode("utf-8", "replace")
+    try:
+        orjson.loads(encoded)  # what every reader will do with it (a huge integer fails)
+    except orjson.JSONDecodeError as exc:
+        raise Uncarried(f"not carried between nodes: {exc}") from exc
+    return encoded
 
 
 def decode(text: Any) -> Any:
@@ -88,6 +95,22 @@ def decode(text: Any) -> Any:
     if isinstance(text, bytes | str):
         return _revived(orjson.loads(text))
     return text
+
+
+def readable_entries(stream_id: Any, fields: Mapping[bytes, bytes]) -> list[Any]:
+    """:func:`entries_of`, or none (logged) for an item this version cannot read: a
+    reader or a persister must not stop at one (a newer node's format, a damaged
+    item); what it holds is skipped, and said."""
+    try:
+        return entries_of(fields)
+    except (ValueError, KeyError, TypeError, IndexError) as exc:
+        log.error("cluster: item %s of the log cannot be read, skipped: %s",
+                  _text(stream_id), exc or type(exc).__name__)
+        return []
+
+
+def _text(value: Any) -> str:
+    return value.decode() if isinstance(value, bytes) else str(value)
 
 
 def entries_of(fields: Mapping[bytes, bytes]) -> list[Any]:

@@ -236,25 +236,27 @@ class ClusterNode:
 
     async def start(self) -> None:
         """Storage is open and the sequencer seeded: open the pool, read the log."""
+        # Before anything reads the log: a duplicate of a running node must not read
+        # its consumer group under that node's name.
+        await self.heartbeat.ensure_alone()
         await self._pool.open()
         assert self.bus is not None and self.persister is not None
         await self.bus.start()
         await self.persister.start()
         self.heartbeat.epoch = self.sequencer.epoch
         await self.presence.load()
-        await self.heartbeat.ensure_alone()
         await self.heartbeat.register()
         self.heartbeat.start()
         self.janitor.start()
 
     async def stop(self) -> None:
+        if self.poster is not None:
+            await self.poster.aclose()  # its last batch stored by this node's persister
         await self.janitor.stop()
         await self.heartbeat.stop()
         await self.presence.close()
         if self.persister is not None:
             await self.persister.stop()
-        if self.poster is not None:
-            await self.poster.aclose()
         if self.bus is not None:
             await self.bus.stop()
         await self.sequencer.aclose()

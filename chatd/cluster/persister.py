@@ -318,7 +318,10 @@ class Persister:
 
 
 def _decoded(stream_id: bytes, fields: dict[bytes, bytes]) -> list[Pair]:
-    return [(stream_id, entry) for entry in codec.entries_of(fields)]
+    entries = codec.readable_entries(stream_id, fields)
+    # An item it cannot read is still acknowledged (with nothing to store): left
+    # pending, it would be claimed and skipped again for ever.
+    return [(stream_id, entry) for entry in entries] or [(stream_id, {})]
 
 
 class LogWriter:

@@ -34,6 +34,7 @@ and the node renews. The log's backlog near its limit: refused before asking.
 from __future__ import annotations
 
 import asyncio
+import logging
 import math
 from typing import TYPE_CHECKING, Any, Final
 
@@ -41,7 +42,7 @@ import redis
 
 from chatd.cluster import codec, keys
 from chatd.cluster.limits import TAKE_FUNCTION, bucket_key
-from chatd.cluster.sequencer import backlogged, busy
+from chatd.cluster.sequencer import TIMEOUT, backlogged, busy
 from chatd.cluster.turns import PerTurn
 from chatd.domain.limits import RateRefused
 
@@ -62,8 +63,8 @@ if TYPE_CHECKING:
 # KEYS: the epoch, the counter, the log, then each post's bucket. ARGV: the
 # node's epoch, now ('' for Redis's clock), the charges (as the limits' script
 # takes them: one group of one bucket per post), the log's length, then each
-# post's entry as JSON. Answers false under another epoch, else the first id
-# and each post's wait, separated by spaces.
+# post's entry as JSON. Answers false under another epoch, else each post's wait
+# (0: accepted), separated by spaces.
 _POST: Final = TAKE_FUNCTION + """
 if redis.call('GET', KEYS[1]) ~= ARGV[1] then return false end
 local waits = take(4, ARGV[2], ARGV[3])
@@ -71,14 +72,20 @@ local accepted = {}
 for i, wait in ipairs(waits) do
   if wait == '0' then accepted[#accepted + 1] = ARGV[4 + i] end
 end
-local first = 0
 if #accepted > 0 then
-  first = redis.call('INCRBY', KEYS[2], #accepted) - #accepted + 1
+  local first = redis.call('INCRBY', KEYS[2], #accepted) - #accepted + 1
   redis.call('XADD', KEYS[3], 'MAXLEN', '~', ARGV[4], '*',
-             'b', '[' .. table.concat(accepted, ',') .. ']', 'f', first)
+             'b', '[' .. table.concat(accepted, ',') .. ']', 'f', string.format('%d', first))
 end
-return first .. ' ' .. table.concat(waits, ' ')
+return table.concat(waits, ' ')
 """
+
+
+log = logging.getLogger(__name__)
+
+# After a script call answered too late (it may have run), how long its posts may
+# still be placed by this node's reader before they are refused, in seconds.
+LATE_GRACE = 1.0
 
 
 class _Post:
@@ -130,18 +137,32 @@ class ClusterPoster:
             return
         now = "" if self._now is None else str(round(self._now() * 1_000_000))
         charges = " ".join(f"1 {p.charge.rate!r} {p.charge.burst!r} 1.0" for p in batch)
-        answer: Any = await self._sequencer.under_epoch(self._script(
-            keys=[keys.EPOCH, keys.COUNTER, keys.LOG, *(bucket_key(*p.charge) for p in batch)],
-            args=[self._sequencer.epoch, now, charges, keys.LOG_LENGTH, *encoded],
-            client=self._shared))
-        if answer is None:
+        try:
+            async with asyncio.timeout(TIMEOUT):
+                answer: Any = await self._script(
+                    keys=[keys.EPOCH, keys.COUNTER, keys.LOG,
+                          *(bucket_key(*p.charge) for p in batch)],
+                    args=[self._sequencer.epoch, now, charges, keys.LOG_LENGTH, *encoded],
+                    client=self._shared)
+        except TimeoutError:
+            # The script may have run, only its answer late: a post it appended is
+            # placed when this node's reader reads it. Refusing now could refuse a
+            # message every member then sees, and that its sender sends again; so
+            # the posts not placed within LATE_GRACE more are refused then.
+            log.warning("cluster: %d posts' script call answered late", len(batch))
+            asyncio.get_running_loop().call_later(LATE_GRACE, self._refuse, batch)
+            return
+        except redis.RedisError:
+            self._refuse(batch)  # no answer: Redis unreachable, nothing was run
+            return
+        if answer is None:  # Redis answered, without this node's epoch: nothing was run
             self._refuse(batch)
+            self._sequencer.renew_later()
             return
         self.batches += 1
-        # The first id is the readers' to use: an accepted post learns its own when
-        # this node's reader places its entry (ClusterBus._settle).
-        _first, *waits = map(int, answer.split())
-        for post, wait in zip(batch, waits, strict=True):
+        # An accepted post (wait 0) learns its id when this node's reader places its
+        # entry (ClusterBus._settle): the readers number the item from its field f.
+        for post, wait in zip(batch, map(int, answer.split()), strict=True):
             if wait:
                 self._refused_by_bucket(post, wait)
 
@@ -165,6 +186,7 @@ class ClusterPoster:
         self._bus.unplaced(post.entry, RateRefused(seconds))
 
     def _refuse(self, batch: list[_Post]) -> None:
+        """Refuse with busy the posts of ``batch`` still waiting."""
         for post in batch:
-            self._sequencer.refused += 1
-            self._bus.unplaced(post.entry, busy())
+            if self._bus.unplaced(post.entry, busy()):
+                self._sequencer.refused += 1

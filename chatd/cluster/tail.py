@@ -108,7 +108,8 @@ class LogTail:
             groups, pending = [], {}
         lowest = _lowest_unstored(groups, pending)
         items: Any = await self._shared.xrevrange(keys.LOG, "+", lowest, count=TAIL_COUNT)
-        return [entry for _, fields in items if fields for entry in codec.entries_of(fields)]
+        return [entry for stream_id, fields in items if fields
+                for entry in codec.readable_entries(stream_id, fields)]
 
 
 def _lowest_unstored(groups: list[dict[Any, Any]], pending: dict[str, Any]) -> str:

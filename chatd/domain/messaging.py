@@ -109,7 +109,7 @@ class Messaging:
             number = await poster.post(room, Message.of(msg, room=room.name), msg, charge,
                                        skip, label)
         except RateRefused as refused:
-            self._protection.refuse_message(session, room, refused.wait)
+            self._protection.refuse_message(session, user, room, refused.wait)
         stats = self._stats
         stats.messages += 1
         stats.deliveries += len(self._bus.in_room(room))

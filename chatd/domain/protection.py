@@ -219,11 +219,11 @@ class Protection:
             self._refuse_message(session, user, room, wait)
         return charge
 
-    def refuse_message(self, session: Client, room: Room | None, wait: float) -> NoReturn:
-        """A message's bucket was found empty after the fact (a poster's answer):
-        counted towards flooding, and ``rate-limited``."""
-        user = session.user
-        assert user is not None
+    def refuse_message(self, session: Client, user: User, room: Room | None,
+                       wait: float) -> NoReturn:
+        """A message of ``user`` found its bucket empty after the fact (a poster's
+        answer; the session may have logged out meanwhile): counted towards
+        flooding, and ``rate-limited``."""
         self._refuse_message(session, user, room, wait)
 
     async def _message_answered(self, session: Client, user: User, room: Room | None,

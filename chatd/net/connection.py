@@ -29,6 +29,7 @@ if TYPE_CHECKING:
 
     from chatd.config import Config
     from chatd.domain.clock import Clock
+    from chatd.protocol.pipeline import Posts
 
 log = logging.getLogger(__name__)
 
@@ -205,11 +206,27 @@ class Connection(Outbox, asyncio.Protocol):
         self._idle()
 
     def _idle(self) -> None:
-        """Every queued line is handled: read more, or close after the client's EOF."""
-        if self._eof:
-            self.close("end of input")
-        else:
+        """Every queued line is handled: read more, or close after the client's EOF
+        (once its posts that wait for a cluster are answered too)."""
+        if not self._eof:
             self._resume_reading()
+        elif self.session.posts is not None and self.session.posts.waiting():
+            self.worker = asyncio.ensure_future(self._close_after(self.session.posts))
+        else:
+            self.close("end of input")
+
+    async def _close_after(self, posts: Posts) -> None:
+        try:
+            await posts.settled()
+        finally:
+            self.worker = None
+        self.close("end of input")
+
+    def running(self) -> list[asyncio.Future[None]]:
+        """What still runs for this connection: its command, its posts."""
+        running: list[asyncio.Future[None]] = [] if self.worker is None else [self.worker]
+        posts = self.session.posts
+        return running + ([] if posts is None else list(posts.pending()))
 
     def _handle(self, item: str | BadLine) -> Awaitable[None] | None:
         if isinstance(item, BadLine):

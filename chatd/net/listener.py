@@ -100,7 +100,7 @@ class Listeners:
         output; wait (up to ``timeout``) for commands already running."""
         notice = {"type": "notice", "text": "the server is shutting down. Goodbye.",
                   "shutdown": True}
-        workers = [c.worker for c in self._connections if c.worker is not None]
+        workers = [task for c in self._connections for task in c.running()]
         for conn in list(self._connections):
             conn.session.send(notice)
             conn.close("shutdown")

@@ -55,6 +55,10 @@ class Posts:
             return self._oldest()
         return None
 
+    def pending(self) -> list[asyncio.Task[None]]:
+        """The posts not settled yet (a server stopping waits for them)."""
+        return [post for post in self._waiting if not post.done()]
+
     async def settled(self) -> None:
         """Until every post added so far has settled."""
         waiting = list(self._waiting)

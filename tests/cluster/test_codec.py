@@ -109,3 +109,15 @@ def test_what_orjson_refuses_is_carried_as_the_line_protocol_shows_it() -> None:
     with pytest.raises(codec.Uncarried):
         codec.encode({"text": "\udfff", "x": math.nan})
     assert codec.decode(codec.joined([codec.encode(1), codec.encode("two")])) == [1, "two"]
+
+
+def test_an_integer_no_reader_could_read_back_is_not_carried() -> None:
+    with pytest.raises(codec.Uncarried):
+        codec.encode({"text": "x", "n": 10 ** 400})
+
+
+def test_an_item_this_version_cannot_read_is_skipped_and_said(
+        caplog: pytest.LogCaptureFixture) -> None:
+    for fields in ({b"b": b"not json"}, {b"x": b"{}"}, {b"b": b"[{}]", b"f": b"7"}):
+        assert codec.readable_entries(b"1-0", fields) == []
+    assert caplog.text.count("cannot be read, skipped") == 3

@@ -5,6 +5,7 @@ free loopback ports; the services are the tests' own (tests/services.py)."""
 from __future__ import annotations
 
 import asyncio
+import json
 from typing import Any
 
 import pytest
@@ -334,3 +335,76 @@ async def test_the_log_is_written_in_the_newest_format_every_live_node_reads(
     await shared.aclose()
     await ann.close()
 
+
+
+class LateAnswers:
+    """A Redis client whose scripts run at once but whose answers come late (a
+    reply stuck behind a slow network or a busy Redis)."""
+
+    def __init__(self, real: Any, delay: float) -> None:
+        self._real = real
+        self._delay = delay
+
+    async def evalsha(self, *args: Any) -> Any:
+        answer = await self._real.evalsha(*args)
+        await asyncio.sleep(self._delay)
+        return answer
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._real, name)
+
+
+class SlowReads(LateAnswers):
+    """A Redis client whose reads of the log that find entries answer late."""
+
+    async def xread(self, *args: Any, **kwargs: Any) -> Any:
+        answer = await self._real.xread(*args, **kwargs)
+        if answer:
+            await asyncio.sleep(self._delay)
+        return answer
+
+
+async def test_a_post_whose_script_answers_late_is_acknowledged_once_placed(
+        nodes: list[App]) -> None:
+    # The poster stops waiting for its script's answer, but the script ran: the
+    # post is acknowledged when its node reads it, not refused with busy (which
+    # would have the sender send again what every member already has).
+    ann = await login(nodes[0], "ann")
+    await ann.command("/create lab")
+    poster: Any = nodes[0].services.messaging.poster
+    async with asyncio.timeout(10):  # the first sweep saw every node read the poster's items
+        while not poster.ready():  # noqa: ASYNC110
+            await asyncio.sleep(0.05)
+    # The node's reader reads late too, so the script's answer is given up for lost
+    # before the reader finds the post placed.
+    bus: Any = nodes[0].services.bus
+    reading = bus._reading
+    bus._reading = SlowReads(reading, 0.9)
+    await ann.command("/say lab the reader reads late from here on")
+    real = poster._shared
+    poster._shared = LateAnswers(real, 0.8)
+    said = await ann.command("/say lab late but sent", check=False)
+    poster._shared, bus._reading = real, reading
+    assert said.get("type") == "ok", said
+    history = await ann.command("/history lab 10")
+    assert said["id"] in [m["id"] for m in history["messages"]]
+    await ann.close()
+
+
+async def test_a_client_that_ends_its_input_gets_its_posts_answered_first(
+        nodes: list[App]) -> None:
+    # nc sends its lines, then EOF: the posts still waiting for the cluster are
+    # answered (the sender's copies shown) before the server closes.
+    ann = await login(nodes[0], "ann")
+    await ann.command("/create lab")
+    reader, writer = await asyncio.open_connection("127.0.0.1", nodes[0].port)
+    writer.write(f"/format json\n/login ann {PASSWORD}\n/switch lab\n".encode())
+    writer.write(b"".join(f"line {i}\n".encode() for i in range(20)))
+    writer.write_eof()
+    async with asyncio.timeout(10):
+        received = (await reader.read()).decode()
+    texts = [json.loads(line).get("text") for line in received.splitlines()
+             if line.startswith("{")]
+    assert [t for t in texts if t and t.startswith("line ")] == [f"line {i}" for i in range(20)]
+    writer.close()
+    await ann.close()

@@ -121,6 +121,23 @@ def _url_of(app: App) -> str:
     return str(app.services.config.cluster.redis)
 
 
+async def test_an_item_no_node_can_read_is_skipped_and_the_log_flows_on(
+        nodes: list[App]) -> None:
+    # A damaged item (or one of a newer format): every reader and persister says so
+    # and goes on; the persister acknowledges it rather than claim it for ever.
+    ann, bob, room_id = await room_with(nodes, "odd")
+    shared = redis.asyncio.Redis.from_url(_url_of(nodes[0]))
+    await shared.xadd(keys.LOG, {"b": b"[{not json"})
+    sent = await ann.command("/say odd after the odd item")
+    got = await bob.next_event(lambda e: e.get("type") == "message", timeout=10)
+    assert got["id"] == sent["id"]
+    await until(lambda: _has(stored_texts(nodes[0], room_id), ["after the odd item"]))
+    await until(lambda: _backlog_empty(shared))
+    await shared.aclose()
+    await ann.close()
+    await bob.close()
+
+
 async def test_the_same_entry_twice_is_stored_once(nodes: list[App]) -> None:
     ann, bob, room_id = await room_with(nodes, "echo")
     said = await ann.command("/say echo once only")
