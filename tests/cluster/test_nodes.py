@@ -21,6 +21,7 @@ from chatd.cluster.node import ClusterNode
 from chatd.domain.events import Message
 from tests.cluster.conftest import StartNode, login, register
 from tests.helpers import PASSWORD
+from tests.irc.helpers import login as irc_login
 from tests.services import RedisServer
 
 pytestmark = pytest.mark.asyncio
@@ -408,3 +409,34 @@ async def test_a_client_that_ends_its_input_gets_its_posts_answered_first(
     assert [t for t in texts if t and t.startswith("line ")] == [f"line {i}" for i in range(20)]
     writer.close()
     await ann.close()
+
+
+async def test_an_irc_client_and_a_line_client_on_two_nodes_talk_in_one_room(
+        start_node: StartNode) -> None:
+    # IRC's PRIVMSG posts through the same path as a plain line: to the poster of
+    # its node, and to the members on the other node in the room's one order.
+    first = await start_node(1, irc__enabled=True, irc__port=0)
+    await register(first, "ann", "bob")
+    second = await start_node(2)
+    assert first.irc is not None
+    ann = await irc_login(first.irc.port, "ann")
+    bob = await login(second, "bob")
+    try:
+        ann.send("JOIN #den")
+        await ann.expect("366")
+        await known_everywhere([first, second], "den")
+        await bob.command("/join den")
+        for i in range(5):
+            ann.send(f"PRIVMSG #den :from irc {i}")
+        got = await messages(bob, 5)
+        assert [m["text"] for m in got] == [f"from irc {i}" for i in range(5)]
+        assert all(m["from"] == "ann" for m in got)
+        ids = [m["id"] for m in got]
+        assert ids == sorted(set(ids))
+        said = await bob.command("/say den from the line protocol")
+        heard = await ann.expect("PRIVMSG", timeout=10)
+        assert heard.params == ("#den", "from the line protocol")
+        assert said["id"] > ids[-1]
+    finally:
+        await ann.close()
+        await bob.close()
