@@ -10,6 +10,7 @@ from typing import Any
 
 import pytest
 import redis
+import redis.asyncio
 
 from chatd.app.app import App
 from chatd.client import ChatClient
@@ -17,6 +18,15 @@ from tests.helpers import PASSWORD, start_server
 from tests.services import RedisServer
 
 StartNode = Callable[..., Awaitable[App]]
+
+
+@pytest.fixture
+async def shared(redis_server: RedisServer) -> AsyncIterator[redis.asyncio.Redis]:
+    """A client of the tests' Redis, emptied first."""
+    client = redis.asyncio.Redis.from_url(redis_server.url)
+    await client.flushall()
+    yield client
+    await client.aclose()
 
 
 def pytest_configure(config: pytest.Config) -> None:

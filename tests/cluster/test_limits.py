@@ -32,14 +32,6 @@ from tests.web.helpers import http
 # -- the script's arithmetic, on a clock the test moves ------------------------------
 
 
-@pytest.fixture
-async def shared(redis_server: RedisServer) -> AsyncIterator[redis.asyncio.Redis]:
-    redis.Redis.from_url(redis_server.url).flushall()
-    client = redis.asyncio.Redis.from_url(redis_server.url)
-    yield client
-    await client.aclose()
-
-
 def store_on(shared: redis.asyncio.Redis, clock: ManualClock) -> ClusterLimitStore:
     """A store whose script reads ``clock`` rather than Redis's own."""
     return ClusterLimitStore(shared, clock, now=clock.monotonic)

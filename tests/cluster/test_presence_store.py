@@ -4,8 +4,6 @@ other nodes (chatd/cluster/presence.py)."""
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
-
 import pytest
 import redis.asyncio
 
@@ -13,17 +11,8 @@ from chatd.cluster import keys
 from chatd.cluster.presence import ClusterPresence
 from chatd.domain.accounts import User
 from storage.records import UserRecord
-from tests.services import RedisServer
 
 pytestmark = pytest.mark.asyncio
-
-
-@pytest.fixture
-async def shared(redis_server: RedisServer) -> AsyncIterator[redis.asyncio.Redis]:
-    client = redis.asyncio.Redis.from_url(redis_server.url)
-    await client.flushall()
-    yield client
-    await client.aclose()
 
 
 async def registered(shared: redis.asyncio.Redis, incarnation: str = "life1"

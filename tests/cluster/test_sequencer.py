@@ -4,7 +4,6 @@ the loop, so taking an id never blocks the event loop (chatd/cluster/sequencer.p
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
 from typing import Any
 
 import pytest
@@ -15,7 +14,6 @@ from chatd.cluster import keys
 from chatd.cluster.sequencer import ClusterSequencer, EpochChanged
 from chatd.errors import ChatError, Code
 from storage.api import StorageError
-from tests.services import RedisServer
 
 pytestmark = pytest.mark.asyncio
 
@@ -28,14 +26,6 @@ class _Stored:
 
     async def max_message_id(self) -> int:
         return self.largest
-
-
-@pytest.fixture
-async def shared(redis_server: RedisServer) -> AsyncIterator[redis.asyncio.Redis]:
-    redis.Redis.from_url(redis_server.url).flushall()
-    client = redis.asyncio.Redis.from_url(redis_server.url)
-    yield client
-    await client.aclose()
 
 
 async def sequencer_on(shared: Any, largest: int = 0) -> ClusterSequencer:
