@@ -105,11 +105,12 @@ def readable_entries(stream_id: Any, fields: Mapping[bytes, bytes]) -> list[Any]
         return entries_of(fields)
     except (ValueError, KeyError, TypeError, IndexError) as exc:
         log.error("cluster: item %s of the log cannot be read, skipped: %s",
-                  _text(stream_id), exc or type(exc).__name__)
+                  text(stream_id), exc or type(exc).__name__)
         return []
 
 
-def _text(value: Any) -> str:
+def text(value: Any) -> str:
+    """A Redis reply's value as text: its bytes decoded, anything else as ``str``."""
     return value.decode() if isinstance(value, bytes) else str(value)
 
 

@@ -38,7 +38,7 @@ from typing import TYPE_CHECKING, Any
 
 import redis
 
-from chatd.cluster import keys
+from chatd.cluster import codec, keys
 from chatd.config import ConfigError
 
 if TYPE_CHECKING:
@@ -118,13 +118,10 @@ async def finish(task: asyncio.Task[None] | None, stopping: asyncio.Event) -> No
             await task
 
 
-def _text(value: Any) -> str:
-    return value.decode() if isinstance(value, bytes) else str(value)
-
 
 def stream_time(stream_id: bytes | str) -> int:
     """The milliseconds of a stream entry's id (``<ms>-<seq>``)."""
-    return int(_text(stream_id).partition("-")[0])
+    return int(codec.text(stream_id).partition("-")[0])
 
 
 class NodeIdTaken(ConfigError):
@@ -196,7 +193,7 @@ class Heartbeat:
                 addresses: Any = await self._shared.hget(record, "addresses")
                 raise NodeIdTaken(
                     f"cluster.node_id: another running node is {self.node_id} (at "
-                    f"{_text(addresses or b'?')}): give each node its own node_id")
+                    f"{codec.text(addresses or b'?')}): give each node its own node_id")
         log.warning("cluster: the record of node %s was neither refreshed nor expired "
                     "in time; taking it over", self.node_id)
 
@@ -213,7 +210,7 @@ class Heartbeat:
             old: Any = await self._shared.eval(
                 _REGISTER, len(names), *names, incarnation, self.node_id, self.ttl_ms,
                 len(record) // 2, *record, *(counts[user] for user in users))
-        stale = {_text(old), self._previous} - {"", incarnation}
+        stale = {codec.text(old), self._previous} - {"", incarnation}
         self.incarnation, self._previous = incarnation, ""
         self._held(sent)
         self._presence.registered(incarnation, sorted(stale), counts)

@@ -22,7 +22,7 @@ from typing import TYPE_CHECKING, Any
 
 import redis
 
-from chatd.cluster import keys
+from chatd.cluster import codec, keys
 from chatd.cluster.heartbeat import finish, pause
 
 if TYPE_CHECKING:
@@ -53,9 +53,6 @@ redis.call('HDEL', KEYS[3], ARGV[1])
 return {life, users}
 """
 
-
-def _text(value: Any) -> str:
-    return value.decode() if isinstance(value, bytes) else str(value)
 
 
 class Janitor:
@@ -94,7 +91,7 @@ class Janitor:
     async def sweep(self) -> None:
         """One look at the nodes; bury the dead ones if this node leads the job."""
         async with asyncio.timeout(LEAD_TTL_MS / 1000):
-            names = [_text(name) for name in await self._shared.hkeys(keys.NODES)]
+            names = [codec.text(name) for name in await self._shared.hkeys(keys.NODES)]
             pipe = self._shared.pipeline(transaction=False)
             for name in names:
                 pipe.hmget(keys.node(name), "inc", "log")
@@ -116,7 +113,7 @@ class Janitor:
                                               keys.node_users(node_id), keys.NODES, node_id)
         if not answer:
             return
-        life, users = _text(answer[0]), answer[1]
+        life, users = codec.text(answer[0]), answer[1]
         self.buried += 1
         log.warning("cluster: node found dead, its sessions dropped", extra={"fields": {
             "node": node_id, "incarnation": life, "users": len(users)}})

@@ -226,7 +226,7 @@ class Persister:
             # Trimmed while pending: cannot happen below the backlog's limit.
             log.error("cluster: %d log entries were trimmed before they were stored",
                       len(gone))
-        self._claim_from = following.decode() if isinstance(following, bytes) else following
+        self._claim_from = codec.text(following)
         if self._claim_from == "0-0":
             self._claimed_at = time.monotonic()  # went round: rest a while
         pairs = [pair for stream_id, fields in items if fields

@@ -34,7 +34,7 @@ from typing import TYPE_CHECKING, Any
 
 import redis
 
-from chatd.cluster import keys
+from chatd.cluster import codec, keys
 
 if TYPE_CHECKING:
     from collections.abc import Iterable
@@ -72,9 +72,6 @@ return 1
 
 Entry = dict[str, Any]
 
-
-def _text(value: Any) -> str:
-    return value.decode() if isinstance(value, bytes) else str(value)
 
 
 def host(node_id: str, incarnation: str) -> str:
@@ -234,7 +231,7 @@ class ClusterPresence:
 
     async def load(self) -> None:
         """Read what the other nodes hold now (at start; the log brings the rest)."""
-        names = [_text(name) for name in await self._shared.hkeys(keys.NODES)]
+        names = [codec.text(name) for name in await self._shared.hkeys(keys.NODES)]
         others = [name for name in names if name != self.node_id]
         pipe = self._shared.pipeline(transaction=False)
         for name in others:
@@ -245,7 +242,7 @@ class ClusterPresence:
             incarnation, users = answers[2 * index], answers[2 * index + 1]
             if incarnation:  # a node whose record expired is the janitor's
                 for user_id in sorted(int(user) for user in users):
-                    self._host_add(host(name, _text(incarnation)), user_id)
+                    self._host_add(host(name, codec.text(incarnation)), user_id)
 
     def on_entry(self, entry: Entry) -> None:
         """A ``p`` entry: a node's first session of a user, or its last, ended."""

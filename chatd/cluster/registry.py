@@ -12,7 +12,7 @@ from __future__ import annotations
 import time
 from typing import TYPE_CHECKING, Any
 
-from chatd.cluster import keys
+from chatd.cluster import codec, keys
 from chatd.domain.stats import Figure
 
 if TYPE_CHECKING:
@@ -21,9 +21,6 @@ if TYPE_CHECKING:
     from chatd.cluster.heartbeat import Heartbeat
     from chatd.cluster.janitor import Janitor
 
-
-def _text(value: Any) -> str:
-    return value.decode() if isinstance(value, bytes) else str(value)
 
 
 class NodeRegistry:
@@ -41,13 +38,13 @@ class NodeRegistry:
 
     async def nodes(self) -> list[dict[str, Any]]:
         """Every node registered, in the order of their ids."""
-        names = sorted(_text(name) for name in await self._shared.hkeys(keys.NODES))
+        names = sorted(codec.text(name) for name in await self._shared.hkeys(keys.NODES))
         pipe = self._shared.pipeline(transaction=False)
         for name in names:
             pipe.hgetall(keys.node(name))
         records = await pipe.execute()
         now = time.time()
-        return [_row(name, {_text(k): _text(v) for k, v in record.items()}, now)
+        return [_row(name, {codec.text(k): codec.text(v) for k, v in record.items()}, now)
                 for name, record in zip(names, records, strict=True)]
 
     def figures(self) -> list[Figure]:

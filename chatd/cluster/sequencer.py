@@ -38,7 +38,7 @@ from typing import TYPE_CHECKING, Any
 
 import redis
 
-from chatd.cluster import keys
+from chatd.cluster import codec, keys
 from chatd.cluster.turns import PerTurn
 from chatd.domain.ports import IdSpan
 from chatd.errors import ChatError, Code
@@ -124,8 +124,8 @@ class ClusterSequencer:
         epoch, first = await self._shared.eval(_SEED, 3, keys.EPOCH, keys.COUNTER,
                                                keys.EPOCH_FIRST, secrets.token_hex(8), seed,
                                                seed + 1 if stored else 0)
-        self.epoch = _text(epoch)
-        self.first = int(_text(first))
+        self.epoch = codec.text(epoch)
+        self.first = int(codec.text(first))
 
     async def check_epoch(self) -> None:
         """Renew if Redis's epoch is not this node's (EpochChanged if it cannot yet)."""
@@ -239,6 +239,3 @@ class ClusterSequencer:
             if not future.done():  # a post whose connection went away no longer waits
                 future.set_result(number)
 
-
-def _text(value: Any) -> str:
-    return value.decode() if isinstance(value, bytes) else str(value)

@@ -117,10 +117,8 @@ def _lowest_unstored(groups: list[dict[Any, Any]], pending: dict[str, Any]) -> s
     the first after the group's last delivered one ("-" without a group)."""
     if pending and pending.get("pending") and pending.get("min") is not None:
         oldest = pending["min"]
-        return oldest.decode() if isinstance(oldest, bytes) else str(oldest)
+        return codec.text(oldest)
     for group in groups:
         if group.get("name") in (keys.PERSIST, keys.PERSIST.encode()):
-            last = group.get("last-delivered-id")
-            last = last.decode() if isinstance(last, bytes) else str(last)
-            return "(" + last
+            return "(" + codec.text(group.get("last-delivered-id"))
     return "-"
