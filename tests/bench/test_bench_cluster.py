@@ -5,15 +5,12 @@ do the thing yet). Never a timing: the figures depend on the machine."""
 
 from __future__ import annotations
 
-import json
 import shutil
-import subprocess
-import sys
 from pathlib import Path
 
+from tests.bench.helpers import assert_delivered, run_bench
 from tests.services import postgres_programs, unavailable
 
-BENCH = Path(__file__).resolve().parents[2] / "scripts" / "bench.py"
 TIMEOUT = 240
 GOALS = {"vs_embedded_pct", "latency_p99_ms", "offline_after_s", "stored_after_s",
          "redis_resumed_after_s", "persistence_lag_p99_ms"}
@@ -22,22 +19,12 @@ GOALS = {"vs_embedded_pct", "latency_p99_ms", "offline_after_s", "stored_after_s
 def test_quick_cluster_benchmark_reports_every_figure(tmp_path: Path) -> None:
     if postgres_programs() is None or shutil.which("redis-server") is None:
         unavailable("PostgreSQL's initdb and redis-server (Debian packages)")
-    proc = subprocess.run(
-        [sys.executable, str(BENCH), "--cluster", "3", "--quick", "--json-only",
-         "--max-time", str(TIMEOUT - 20)],
-        capture_output=True, text=True, timeout=TIMEOUT, cwd=tmp_path, check=False)
-    lines = proc.stdout.strip().splitlines()
-    assert lines, f"no output; stderr:\n{proc.stderr[-3000:]}"
-    report = json.loads(lines[-1])
-    assert report["failure"] is None, report["failure"]
+    report, _proc = run_bench(tmp_path, TIMEOUT, TIMEOUT - 20, "--cluster", "3")
     out = report["results"]["cluster"]
     assert out["nodes"] == 3
     for side in ("embedded", "cluster"):
         for name in ("fanout", "latency"):
-            run = out[side][name]
-            assert run["deliveries"] == run["expected"] > 0, (side, name)
-            assert run["loss"] == run["extra"] == run["reordered"] == 0, (side, name)
-            assert not run["errors"], (side, name, run["error_samples"])
+            assert_delivered(out[side][name], (side, name))
     for name in ("fanout", "latency"):
         nodes = out["cluster"][name]["nodes"]
         assert [n["node"] for n in nodes] == ["n1", "n2", "n3"]

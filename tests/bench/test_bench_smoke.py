@@ -10,17 +10,15 @@ the figures depend on the machine and on what else it runs.
 
 from __future__ import annotations
 
-import json
 import os
 import shutil
-import subprocess
-import sys
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-BENCH = Path(__file__).resolve().parents[2] / "scripts" / "bench.py"
+from tests.bench.helpers import assert_delivered, run_bench
+
 TIMEOUT = 120
 
 
@@ -36,13 +34,7 @@ def fan_runs(results: dict[str, Any]) -> dict[str, dict[str, Any]]:
 
 
 def test_quick_benchmark_completes_without_loss_or_reordering(tmp_path: Path) -> None:
-    proc = subprocess.run(
-        [sys.executable, str(BENCH), "--quick", "--json-only", "--max-time", str(TIMEOUT - 10)],
-        capture_output=True, text=True, timeout=TIMEOUT, cwd=tmp_path, check=False)
-    lines = proc.stdout.strip().splitlines()
-    assert lines, f"no output; stderr:\n{proc.stderr[-3000:]}"
-    report = json.loads(lines[-1])
-    assert report["failure"] is None, report["failure"]
+    report, proc = run_bench(tmp_path, TIMEOUT, TIMEOUT - 10)
     assert report["loss"] == 0
     assert report["reordered"] == 0
     assert report["errors"] == 0
@@ -50,9 +42,7 @@ def test_quick_benchmark_completes_without_loss_or_reordering(tmp_path: Path) ->
     plan = report["plan"]
     assert len(runs) == len(plan["fanout"]) + len(plan["scaling"]) + 3
     for name, run in runs.items():
-        assert run["deliveries"] == run["expected"] > 0, name
-        assert run["loss"] == run["extra"] == run["reordered"] == 0, name
-        assert not run["errors"], (name, run["error_samples"])
+        assert_delivered(run, name)
         assert not run["timed_out"], name
     assert report["results"]["latency"]["latency_ms"]["samples"] > 0
     conns = report["results"]["connections"]
@@ -64,20 +54,10 @@ def test_quick_benchmark_completes_without_loss_or_reordering(tmp_path: Path) ->
 
 def test_quick_websocket_scenario_loses_nothing(tmp_path: Path) -> None:
     """``--only ws``: the same fan-out over TCP and /ws, then idle WebSockets."""
-    proc = subprocess.run(
-        [sys.executable, str(BENCH), "--quick", "--json-only", "--only", "ws",
-         "--max-time", str(TIMEOUT - 10)],
-        capture_output=True, text=True, timeout=TIMEOUT, cwd=tmp_path, check=False)
-    lines = proc.stdout.strip().splitlines()
-    assert lines, f"no output; stderr:\n{proc.stderr[-3000:]}"
-    report = json.loads(lines[-1])
-    assert report["failure"] is None, report["failure"]
+    report, proc = run_bench(tmp_path, TIMEOUT, TIMEOUT - 10, "--only", "ws")
     web = report["results"]["ws"]
     for name in ("tcp", "ws"):
-        run = web[name]
-        assert run["deliveries"] == run["expected"] > 0, name
-        assert run["loss"] == run["extra"] == run["reordered"] == 0, name
-        assert not run["errors"], (name, run["error_samples"])
+        assert_delivered(web[name], name)
     assert web["idle"]["connected"] == web["idle"]["requested"], web["idle"]["failures"]
     assert web["idle"]["bytes_per_connection"] > 0
     assert proc.returncode == 0, proc.stderr[-3000:]
@@ -94,15 +74,8 @@ def test_quick_compare_with_ngircd_loses_nothing(tmp_path: Path) -> None:
         if os.environ.get("CI"):
             pytest.fail("ngircd is not installed (scripts/test installs it)")
         pytest.skip("ngircd is not installed")
-    proc = subprocess.run(
-        [sys.executable, str(BENCH), "--quick", "--json-only", "--compare",
-         "--servers", "chatd,ngircd", "--only", "room100,dm,logins",
-         "--max-time", str(TIMEOUT - 10)],
-        capture_output=True, text=True, timeout=TIMEOUT, cwd=tmp_path, check=False)
-    lines = proc.stdout.strip().splitlines()
-    assert lines, f"no output; stderr:\n{proc.stderr[-3000:]}"
-    report = json.loads(lines[-1])
-    assert report["failure"] is None, report["failure"]
+    report, proc = run_bench(tmp_path, TIMEOUT, TIMEOUT - 10, "--compare",
+                             "--servers", "chatd,ngircd", "--only", "room100,dm,logins")
     compare = report["results"]["compare"]
     assert set(compare["servers"]) == {"chatd", "ngircd"}
     assert compare["missing"] == []
