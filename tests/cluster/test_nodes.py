@@ -44,6 +44,17 @@ async def known_everywhere(nodes: list[App], room: str) -> None:
             await asyncio.sleep(0.01)
 
 
+async def members_on_every_node(nodes: list[App], room: str) -> list[ChatClient]:
+    """ann, bob, cat ... logged in one per node, ann creating ``room`` and the
+    others joining it once every node knows it."""
+    members = [await login(app, name) for app, name in zip(nodes, USERS, strict=False)]
+    await members[0].command(f"/create {room}")
+    await known_everywhere(nodes, room)
+    for member in members[1:]:
+        await member.command(f"/join {room}")
+    return members
+
+
 async def messages(client: ChatClient, count: int) -> list[dict[str, Any]]:
     """The next ``count`` room messages ``client`` receives (bounded wait)."""
     got = []
@@ -54,11 +65,7 @@ async def messages(client: ChatClient, count: int) -> list[dict[str, Any]]:
 
 
 async def test_messages_reach_every_node_in_one_order(nodes: list[App]) -> None:
-    ann, bob, cat = [await login(app, name) for app, name in zip(nodes, USERS, strict=False)]
-    await ann.command("/create lobby")
-    await known_everywhere(nodes, "lobby")
-    await bob.command("/join lobby")
-    await cat.command("/join lobby")
+    ann, bob, cat = await members_on_every_node(nodes, "lobby")
     for i in range(10):
         for n, sender in enumerate((ann, bob, cat)):
             sender.send_line(f"/say lobby m{n}.{i}")
@@ -72,11 +79,7 @@ async def test_messages_reach_every_node_in_one_order(nodes: list[App]) -> None:
 
 
 async def test_two_admins_kicking_one_member_on_two_nodes(nodes: list[App]) -> None:
-    ann, bob, cat = [await login(app, name) for app, name in zip(nodes, USERS, strict=False)]
-    await ann.command("/create hall")
-    await known_everywhere(nodes, "hall")
-    await bob.command("/join hall")
-    await cat.command("/join hall")
+    ann, bob, cat = await members_on_every_node(nodes, "hall")
     await ann.command("/promote bob hall")
     replies = await asyncio.gather(ann.command("/kick cat hall", check=False),
                                    bob.command("/kick cat hall", check=False))
@@ -140,12 +143,9 @@ async def flood_until_refused(client: ChatClient, room: str) -> tuple[list[int],
 
 
 async def test_nothing_a_banned_user_sends_is_ordered_after_the_ban(nodes: list[App]) -> None:
-    ann, bob, cat = [await login(app, name) for app, name in zip(nodes, USERS, strict=False)]
+    ann, bob, cat = await members_on_every_node(nodes, "hall")
     dan = await login(nodes[0], "dan")  # an observer on the node that bans
-    await ann.command("/create hall")
-    await known_everywhere(nodes, "hall")
-    for member in (bob, cat, dan):
-        await member.command("/join hall")
+    await dan.command("/join hall")
     flooding = asyncio.create_task(flood_until_refused(bob, "hall"))
     await ann.next_event(lambda e: e.get("from") == "bob", timeout=10)
     await ann.command("/ban bob hall")

@@ -15,7 +15,7 @@ import redis.asyncio
 from chatd.app.app import App
 from chatd.client import ChatClient
 from tests.cluster.conftest import login
-from tests.cluster.test_nodes import known_everywhere
+from tests.cluster.test_nodes import members_on_every_node
 from tests.cluster.test_persister import persister_of
 from tests.helpers import PASSWORD, start_server
 from tests.services import RedisServer
@@ -58,11 +58,7 @@ async def stored(nodes: list[App], message_id: int) -> None:
 
 
 async def test_a_client_resumes_on_another_node_with_no_gap(nodes: list[App]) -> None:
-    ann, bob, cat = [await login(app, name) for app, name in zip(nodes, USERS, strict=True)]
-    await ann.command("/create lobby")
-    await known_everywhere(nodes, "lobby")
-    await bob.command("/join lobby")
-    await cat.command("/join lobby")
+    ann, bob, cat = await members_on_every_node(nodes, "lobby")
     last = (await ann.command("/say lobby before"))["id"]
     await ann.close()
     missed = [(await bob.command("/say lobby from node 2"))["id"],
