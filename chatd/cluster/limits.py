@@ -271,13 +271,20 @@ class ClusterLimitStore:
             return
         self.batches += 1
         for ask, wait in zip(batch, map(int, answer.split()), strict=True):
-            seconds = math.inf if wait < 0 else wait / 1_000_000
-            if seconds and ask.lone is not None:
-                self.note_empty(ask.lone, seconds)
+            seconds = self.answered(ask.lone, wait)
             if not ask.future.done():  # a post whose connection went away no longer waits
                 ask.future.set_result(seconds)
 
-    def note_empty(self, bucket: tuple[Kind, Hashable], wait: float) -> None:
+    def answered(self, bucket: tuple[Kind, Hashable] | None, wait: int) -> float:
+        """The seconds a script's answer for a charge says to wait (``wait`` in
+        microseconds, -1 for never), remembering that ``bucket`` (when the charge
+        was its alone) is empty meanwhile."""
+        seconds = math.inf if wait < 0 else wait / 1_000_000
+        if seconds and bucket is not None:
+            self._note_empty(bucket, seconds)
+        return seconds
+
+    def _note_empty(self, bucket: tuple[Kind, Hashable], wait: float) -> None:
         """Remember that ``bucket`` is empty for ``wait`` seconds."""
         if wait == math.inf:
             return  # a cost above the burst: a reload may raise the burst

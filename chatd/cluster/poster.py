@@ -35,7 +35,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import math
 from typing import TYPE_CHECKING, Any, Final
 
 import redis
@@ -47,7 +46,6 @@ from chatd.cluster.turns import PerTurn
 from chatd.domain.limits import RateRefused
 
 if TYPE_CHECKING:
-    from collections.abc import Callable
 
     import redis.asyncio
 
@@ -61,7 +59,7 @@ if TYPE_CHECKING:
     from storage.records import MessageRecord
 
 # KEYS: the epoch, the counter, the log, then each post's bucket. ARGV: the
-# node's epoch, now ('' for Redis's clock), the charges (as the limits' script
+# node's epoch, '' (the buckets read Redis's clock), the charges (as the limits' script
 # takes them: one group of one bucket per post), the log's length, then each
 # post's entry as JSON. Answers false under another epoch, else each post's wait
 # (0: accepted), separated by spaces.
@@ -89,25 +87,23 @@ LATE_GRACE = 1.0
 
 
 class _Post:
-    __slots__ = ("charge", "entry", "future")
+    """A post of this turn: its bucket and its entry (its future waits in the bus)."""
 
-    def __init__(self, charge: Charge, entry: Entry, future: asyncio.Future[int]) -> None:
+    __slots__ = ("charge", "entry")
+
+    def __init__(self, charge: Charge, entry: Entry) -> None:
         self.charge = charge
         self.entry = entry
-        self.future = future
 
 
 class ClusterPoster:
     """Room messages in one script call per turn: charge, number, append."""
 
     def __init__(self, shared: redis.asyncio.Redis, bus: ClusterBus,
-                 sequencer: ClusterSequencer, limits: ClusterLimitStore,
-                 now: Callable[[], float] | None = None) -> None:
-        """``now`` (seconds) replaces Redis's clock: for tests that move time."""
+                 sequencer: ClusterSequencer, limits: ClusterLimitStore) -> None:
         self._bus = bus
         self._sequencer = sequencer
         self._limits = limits
-        self._now = now
         self._script = shared.register_script(_POST)
         self._shared = shared
         self._posts: PerTurn[_Post] = PerTurn(self._answer)
@@ -125,7 +121,7 @@ class ClusterPoster:
         if self._sequencer.backlogged():
             raise backlogged()
         entry, placed = self._bus.post_entry(room, event, record, skip, label)
-        self._posts.add(_Post(charge, entry, placed))
+        self._posts.add(_Post(charge, entry))
         return placed
 
     async def aclose(self) -> None:
@@ -135,14 +131,13 @@ class ClusterPoster:
         batch, encoded = self._encoded(asked)
         if not batch:
             return
-        now = "" if self._now is None else str(round(self._now() * 1_000_000))
         charges = " ".join(f"1 {p.charge.rate!r} {p.charge.burst!r} 1.0" for p in batch)
         try:
             async with asyncio.timeout(TIMEOUT):
                 answer: Any = await self._script(
                     keys=[keys.EPOCH, keys.COUNTER, keys.LOG,
                           *(bucket_key(*p.charge) for p in batch)],
-                    args=[self._sequencer.epoch, now, charges, keys.LOG_LENGTH, *encoded],
+                    args=[self._sequencer.epoch, "", charges, keys.LOG_LENGTH, *encoded],
                     client=self._shared)
         except TimeoutError:
             # The script may have run, only its answer late: a post it appended is
@@ -180,9 +175,7 @@ class ClusterPoster:
         return batch, encoded
 
     def _refused_by_bucket(self, post: _Post, wait: int) -> None:
-        seconds = math.inf if wait < 0 else wait / 1_000_000
-        if wait > 0:
-            self._limits.note_empty((post.charge.kind, post.charge.key), seconds)
+        seconds = self._limits.answered((post.charge.kind, post.charge.key), wait)
         self._bus.unplaced(post.entry, RateRefused(seconds))
 
     def _refuse(self, batch: list[_Post]) -> None:
