@@ -446,6 +446,10 @@ class ClusterBus:
         self._gap_since = None
         self._dropped.clear()
         self.gate = Gate()
+        self._refuse_waiting()
+
+    def _refuse_waiting(self) -> None:
+        """Refuse with busy every post of this node still waiting for its place."""
         for future in self._placing.values():
             if not future.done():
                 future.set_exception(busy())
@@ -454,10 +458,7 @@ class ClusterBus:
     async def stop(self) -> None:
         if self._expiry is not None:
             self._expiry.cancel()
-        for future in self._placing.values():  # nothing will place them now
-            if not future.done():
-                future.set_exception(busy())
-        self._placing.clear()
+        self._refuse_waiting()  # nothing will place them now
         if self._flushing is not None:
             await self._flushing
         # Cancelled until it ends: a cancellation that meets a Redis reply
