@@ -46,13 +46,14 @@ _ATOMS: Final = frozenset({str, int, float, bool, type(None)})
 _LAYOUTS: dict[type, tuple[str, tuple[str, ...]]] = {}
 # The classes named on the wire, once checked and imported.
 _CLASSES: dict[str, Callable[..., Any]] = {}
-_MESSAGE: Final = "chatd.domain.events:Message"
+_MESSAGE: Final = f"{Message.__module__}:{Message.__qualname__}"  # its name on the wire
 log = logging.getLogger(__name__)
 _CONTAINERS: Final = frozenset({dict, list})
 
 
 class Uncarried(ValueError):
-    """A value JSON cannot carry (a float that is not a number)."""
+    """A value no reader could read back: an integer beyond what JSON parsers take,
+    or a float that is not a number beside a value orjson refuses."""
 
 
 def encode(value: Any) -> bytes:

@@ -213,25 +213,18 @@ class ClusterSequencer:
                 self.refused += 1
                 future.set_exception(busy())
 
-    async def under_epoch(self, script_call: Awaitable[Any]) -> Any:
-        """The answer of a script that first checks this node's epoch; None when
-        Redis did not answer within ``TIMEOUT`` or answered without the epoch (the
-        node then renews): whatever it was asked is refused with busy."""
+    async def _answer(self, batch: list[asyncio.Future[int]]) -> None:
         try:
             async with asyncio.timeout(TIMEOUT):
-                answer = await script_call
+                answer = await self._number_script(keys=[keys.EPOCH, keys.COUNTER],
+                                                   args=[self.epoch, len(batch)],
+                                                   client=self._shared)
         except (redis.RedisError, TimeoutError):
-            return None
-        if answer is None:  # Redis answered, without this node's epoch
-            self.renew_later()
-        return answer
-
-    async def _answer(self, batch: list[asyncio.Future[int]]) -> None:
-        answer = await self.under_epoch(self._number_script(
-            keys=[keys.EPOCH, keys.COUNTER], args=[self.epoch, len(batch)],
-            client=self._shared))
-        if answer is None:
             self._refuse(batch)
+            return
+        if answer is None:  # Redis answered, without this node's epoch
+            self._refuse(batch)
+            self.renew_later()
             return
         last = int(answer)
         self.batches += 1

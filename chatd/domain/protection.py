@@ -195,7 +195,7 @@ class Protection:
                                            room.settings[ROOM_RATE], room.settings[ROOM_BURST])
         if isinstance(wait, float):
             if wait:
-                self._refuse_message(session, user, room, wait)
+                self.refuse_message(session, user, room, wait)
             return None
         return self._message_answered(session, user, room, wait)
 
@@ -216,24 +216,20 @@ class Protection:
         charge = self.message_bucket(user, room)
         wait = self._store.wait(*charge)
         if wait:
-            self._refuse_message(session, user, room, wait)
+            self.refuse_message(session, user, room, wait)
         return charge
-
-    def refuse_message(self, session: Client, user: User, room: Room | None,
-                       wait: float) -> NoReturn:
-        """A message of ``user`` found its bucket empty after the fact (a poster's
-        answer; the session may have logged out meanwhile): counted towards
-        flooding, and ``rate-limited``."""
-        self._refuse_message(session, user, room, wait)
 
     async def _message_answered(self, session: Client, user: User, room: Room | None,
                                 answer: Awaitable[float]) -> None:
         wait = await answer
         if wait:
-            self._refuse_message(session, user, room, wait)
+            self.refuse_message(session, user, room, wait)
 
-    def _refuse_message(self, session: Client, user: User, room: Room | None,
-                        wait: float) -> NoReturn:
+    def refuse_message(self, session: Client, user: User, room: Room | None,
+                       wait: float) -> NoReturn:
+        """A message of ``user`` found its bucket empty (here, or after the fact in a
+        poster's answer, when the session may have logged out meanwhile): counted
+        towards flooding, and ``rate-limited``."""
         self._refused(session, user, room)
         raise _rate_limited("too many messages", wait)
 
