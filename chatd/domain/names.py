@@ -66,7 +66,10 @@ def room_name(raw: str) -> str:
 
 def name_key(name: str) -> str:
     """The case-insensitive key under which a name is looked up and kept unique."""
-    return name.casefold()
+    key = name.casefold()
+    # The name itself when it is its own key (most are): a key kept for every
+    # connection (nicks, identities) then costs no second string.
+    return name if key == name else key
 
 
 # ---------------------------------------------------------------------------

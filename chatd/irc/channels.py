@@ -33,9 +33,9 @@ if TYPE_CHECKING:
 
 def _announce(ctx: IrcContext, room: Room) -> None:
     """The client's JOIN of ``room``, its topic and names, as this command's reply."""
-    joined = ctx.session.irc.joined
-    if room.id not in joined:
-        joined.add(room.id)
+    irc = ctx.session.irc
+    if room.id not in irc.joined:
+        irc.shown_joined(room.id)
         ctx.lines.extend(join_lines(ctx.listener.renderer, ctx.nick, room, ctx.session.irc.caps))
 
 
@@ -107,7 +107,7 @@ async def _part(ctx: IrcContext, room: Room, reason: str) -> None:
         # out already; the PART below still tells the client it is out.
         await ctx.services.rooms.remove(room, user, "leave", user.name, reason,
                                         skip=ctx.session, missing_ok=True)
-    ctx.session.irc.joined.discard(room.id)
+    ctx.session.irc.shown_parted(room.id)
     params = [channel(room.name), *([reason] if reason else [])]
     ctx.line(format_line("PART", *params, source=ctx.listener.renderer.mask(ctx.nick),
                          trailing=len(params) > 1))

@@ -22,7 +22,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Final
 
-from chatd.protocol.codec import INVALID_UTF8, LINE_TOO_LONG, BadLine, LineFramer
+from chatd.protocol.codec import INVALID_UTF8, LINE_TOO_LONG, BadLine
 
 __all__ = [
     "MAX_BODY",
@@ -68,10 +68,11 @@ class IrcMessage:
 # ---------------------------------------------------------------------------
 
 
-class IrcFramer(LineFramer):
+class IrcFramer:
     """Split a client's byte stream into IRC lines (``str``) and framing errors.
 
-    A :class:`chatd.protocol.codec.LineFramer` in contract (``feed`` returns lines and
+    A :class:`chatd.protocol.codec.Framer`, as the line protocol's
+    :class:`chatd.protocol.codec.LineFramer` (``feed`` returns lines and
     :class:`BadLine` in order, and feeding in any pieces gives the same
     result), with IRC's limits and none of the telnet handling: an over-long
     line is reported once as ``line-too-long``, as soon as it passes the limit,
@@ -82,13 +83,14 @@ class IrcFramer(LineFramer):
     __slots__ = ("_pending", "_skipping")
 
     def __init__(self) -> None:
-        super().__init__(MAX_TAGS + MAX_BODY)
-        self._pending = bytearray()
+        # The incomplete last line; None rather than empty, so the many
+        # connections between lines hold no buffer.
+        self._pending: bytearray | None = None
         self._skipping = False
 
     @property
     def buffered(self) -> int:
-        return len(self._pending)
+        return 0 if self._pending is None else len(self._pending)
 
     def feed(self, data: bytes) -> list[str | BadLine]:
         out: list[str | BadLine] = []
@@ -101,20 +103,32 @@ class IrcFramer(LineFramer):
             pos = newline + 1
         newline = data.find(b"\n", pos)
         while newline >= 0:
-            self._pending += data[pos:newline]
-            line = _decode(bytes(self._pending))
-            self._pending.clear()
+            pending = self._pending
+            if pending is None:
+                line = _decode(data[pos:newline])
+            else:
+                pending += data[pos:newline]
+                line = _decode(bytes(pending))
+                self._pending = None
             if line is not None:
                 out.append(line)
             pos = newline + 1
             newline = data.find(b"\n", pos)
-        self._pending += data[pos:]
+        if pos < len(data):
+            self._hold(data[pos:], out)
+        return out
+
+    def _hold(self, rest: bytes, out: list[str | BadLine]) -> None:
+        """Keep the start of an incomplete line, or report it when it is too long."""
+        if self._pending is None:
+            self._pending = bytearray(rest)
+        else:
+            self._pending += rest
         if not _fits(self._pending, complete=False):
             # Reported now, not at the newline, so the buffer stays bounded.
-            self._pending.clear()
+            self._pending = None
             self._skipping = True
             out.append(_TOO_LONG)
-        return out
 
 
 def _fits(raw: bytes | bytearray, complete: bool) -> bool:

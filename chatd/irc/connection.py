@@ -32,11 +32,12 @@ class IrcConnection(Connection):
     __slots__ = ("_irc", "_irc_session")
 
     def __init__(self, host: ConnectionHost, front: IrcFront) -> None:
-        super().__init__(host)
-        self._irc = front
-        self._framer = IrcFramer()
-        self._irc_session = IrcSession(self, "-", self.connected_at, front)
-        self.session = self._irc_session
+        self._irc = front  # before Connection's set-up, which makes the session
+        super().__init__(host, IrcFramer())
+
+    def _new_session(self, now: float) -> IrcSession:
+        self._irc_session = IrcSession(self, "-", now, self._irc)
+        return self._irc_session
 
     def _handle(self, item: str | BadLine) -> Awaitable[None] | None:
         if isinstance(item, BadLine):

@@ -160,13 +160,13 @@ class People:
             return True
         if len(irc.monitoring) >= MONITOR_MAX:
             return False
-        irc.monitoring[key] = nick
+        irc.monitor(key, nick)
         self._monitors.setdefault(key, set()).add(session)
         return True
 
     def unmonitor(self, session: IrcSession, nick: str) -> None:
         key = name_key(nick)
-        session.irc.monitoring.pop(key, None)
+        session.irc.unmonitor(key)
         watchers = self._monitors.get(key)
         if watchers is not None:
             watchers.discard(session)

@@ -236,9 +236,10 @@ async def _identify(ctx: IrcContext) -> Grant | None:
         _refuse(ctx, "Password changed since SASL authentication"
                 if irc.grant.token_id is None else "Token revoked since SASL authentication")
         return None
-    if irc.password is not None:
+    password, irc.password = irc.password, None  # no secret kept past its one use
+    if password is not None:
         try:
-            grant = await password_login(ctx, irc.password)
+            grant = await password_login(ctx, password)
         except ChatError:
             _refuse(ctx, "Password incorrect")
             return None

@@ -21,7 +21,7 @@ from typing import TYPE_CHECKING, Any, Protocol, cast
 
 from chatd.delivery.feed import Outbox
 from chatd.errors import Code
-from chatd.protocol.codec import BadLine, LineFramer
+from chatd.protocol.codec import BadLine, Framer, LineFramer
 from chatd.protocol.session import Session
 
 if TYPE_CHECKING:
@@ -110,12 +110,12 @@ class Connection(Outbox, asyncio.Protocol):
     __slots__ = ("_closing", "_eof", "_flusher", "_framer", "_host", "_paused", "_queue",
                  "_transport", "connected_at", "last_input", "session", "worker")
 
-    def __init__(self, host: ConnectionHost) -> None:
+    def __init__(self, host: ConnectionHost, framer: Framer | None = None) -> None:
         super().__init__()
         self._host = host
         self._flusher = host.flusher
         self._transport: asyncio.Transport | None = None
-        self._framer = LineFramer(host.config.listen.max_line)
+        self._framer = framer or LineFramer(host.config.listen.max_line)
         # Lines waiting behind a command that is still running; None when none
         # wait (an empty deque alone would cost an idle connection ~750 bytes).
         self._queue: deque[str | BadLine] | None = None
@@ -124,7 +124,11 @@ class Connection(Outbox, asyncio.Protocol):
         self._closing = False
         self._eof = False
         self.connected_at = self.last_input = host.clock.monotonic()
-        self.session = Session(self, "-", self.connected_at)
+        self.session = self._new_session(self.connected_at)
+
+    def _new_session(self, now: float) -> Session:
+        """The session this connection carries (an IRC connection carries an IRC one)."""
+        return Session(self, "-", now)
 
     # -- asyncio.Protocol ------------------------------------------------------
 

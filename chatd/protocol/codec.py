@@ -16,7 +16,7 @@ import json.encoder
 import re
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
-from typing import Any, Final
+from typing import Any, Final, Protocol
 
 from chatd.domain.clock import iso_ts
 
@@ -24,6 +24,7 @@ __all__ = [
     "INVALID_UTF8",
     "LINE_TOO_LONG",
     "BadLine",
+    "Framer",
     "LineFramer",
     "ParsedLine",
     "clean_text",
@@ -48,6 +49,18 @@ class BadLine:
     """
 
     code: str
+
+
+class Framer(Protocol):
+    """What a connection reads its client's bytes with: :class:`LineFramer` for the
+    line protocol, ``chatd.irc.codec.IrcFramer`` for IRC."""
+
+    @property
+    def buffered(self) -> int:
+        """How many bytes of an incomplete line are held."""
+
+    def feed(self, data: bytes) -> list[str | BadLine]:
+        """Consume ``data``; return the lines and errors it completes, in order."""
 
 
 # Shared instances: the dataclass is frozen and compares by value, so there is

@@ -24,6 +24,7 @@ from .daemon import machine_busy
 from .database import durable_max_id, wait_durable
 from .ircclients import IrcFanClient, IrcIdleClient, IrcState
 from .load import Workers, _connect_all, pipe_recv
+from .profiler import Profiler
 
 # -- worker side ------------------------------------------------------------------------
 
@@ -252,15 +253,20 @@ def run_irc_idle(server: Any, count: int, args: argparse.Namespace, timeout: flo
               "concurrency": max(1, server.handshakes // procs),
               "indexes": list(range(first + w, first + count, procs))} for w in range(procs)]
     workers = Workers("ircidle", specs)
+    profiler = None
     try:
         workers.gather("armed", 60)
+        profiler = Profiler(args.profile, server.pid, f"logins-irc-{login}")
         workers.send("go")
         ready = workers.gather("ready", timeout * 4)
         cpu1 = server.cpu()
+        profiler.stop()
         time.sleep(1.0)  # the last log-ins' tails (audit rows, log lines) settle
         rss1 = server.rss_kib()
         held = server.connections()
     finally:
+        if profiler is not None:
+            profiler.stop()
         workers.close()
     server.wait_idle(60)
     connected = sum(r["connected"] for r in ready)

@@ -37,12 +37,13 @@ class Profiler:
     def stop(self) -> dict[str, Any] | None:
         if self.proc is None or self.out is None:
             return None
-        self.proc.send_signal(signal.SIGINT)
+        proc, self.proc = self.proc, None  # a second stop (a finally clause) does nothing
+        proc.send_signal(signal.SIGINT)
         try:
-            self.proc.wait(timeout=30)
+            proc.wait(timeout=30)
         except subprocess.TimeoutExpired:
-            self.proc.kill()
-            self.proc.wait()
+            proc.kill()
+            proc.wait()
         return summarise_profile(self.out) if self.out.exists() else None
 
 

@@ -110,6 +110,15 @@ def test_framer_joins_lines_split_across_reads() -> None:
     assert framer.feed(b"NG y\r\n\r\n\n") == ["PING y"]
 
 
+def test_framer_holds_nothing_between_lines() -> None:
+    framer = IrcFramer()
+    assert framer.feed(b"PING a\r\nPI") == ["PING a"]
+    assert framer.feed(b"NG b\r\n") == ["PING b"]
+    assert framer.buffered == 0
+    assert framer.feed(b"P " + b"x" * 600) == [TOO_LONG]
+    assert framer.buffered == 0
+
+
 def test_framer_limits_a_line_to_512_bytes_and_resyncs() -> None:
     framer = IrcFramer()
     fits = b"P " + b"x" * (MAX_BODY - 2)

@@ -46,7 +46,7 @@ def _session(server: ChatServer, user: User, room: Room, caps: set[str]) -> IrcS
     session.irc.nick = user.name
     session.user = user
     session.set_caps(caps)
-    session.irc.joined.add(room.id)  # the channel was announced
+    session.irc.shown_joined(room.id)  # the channel was announced
     return session
 
 

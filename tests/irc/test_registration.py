@@ -7,6 +7,7 @@ import base64
 import pytest
 
 from chatd.domain.clock import ManualClock
+from chatd.irc.session import IrcSession
 from tests.helpers import PASSWORD, ChatServer
 from tests.irc.conftest import IrcFactory
 
@@ -29,6 +30,18 @@ async def test_pass_account_colon_password_registers(server: ChatServer,
         assert token in isupport
     assert client.nick == "bob"
     assert server.services.accounts.find("bob") is not None
+
+
+async def test_the_pass_secret_is_not_kept_after_registration(server: ChatServer,
+                                                              irc: IrcFactory) -> None:
+    await _account(server, "kim")
+    client = await irc()
+    await client.register("kim", password=f"kim:{PASSWORD}")
+    account = server.services.accounts.find("kim")
+    assert account is not None
+    [session] = server.services.presence.connections(account)
+    assert isinstance(session, IrcSession)
+    assert session.irc.password is None
 
 
 async def test_pass_with_the_nick_as_account_and_the_nick_takes_the_account_case(
