@@ -85,14 +85,16 @@ class AuditLog:
     def _add(self, action: str, actor: str | None, target: str | None, room: Room | None,
              reason: str, logged: bool = False) -> None:
         name = room.name if room is not None else None
+        now = self._clock.time()
+        self._unwritten.append((now, actor, action, target, name, reason,
+                                room.id if room is not None else None))
+        if logged and not self.listeners:
+            return  # a log-in's entry, with nobody following: nothing more to make
         fields = {"action": action, "actor": actor, "target": target, "room": name,
                   "reason": reason or None}
         present = {k: v for k, v in fields.items() if v is not None}
         if not logged:
             log.info("audit", extra={"fields": present})
-        now = self._clock.time()
-        self._unwritten.append((now, actor, action, target, name, reason,
-                                room.id if room is not None else None))
         for listener in list(self.listeners):
             listener({"ts": now, **present})
 

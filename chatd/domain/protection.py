@@ -299,6 +299,8 @@ class Protection:
     def login_ended(self, peer: str, name: str | None, *, failed: bool) -> None:
         """The attempt :meth:`admit_login` let through ended: a failure costs the
         address a token; any other outcome gives the name's back."""
+        if not failed and name is None:
+            return  # (a token log-in's usual end: nothing was taken, nothing to give back)
         address, *named = self._login_charges(peer, name)
         if failed:
             self._settle(self._store.take_all([address]))

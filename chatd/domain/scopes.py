@@ -9,6 +9,7 @@ moderation bot may have ``read moderate`` and still not post.
 
 from __future__ import annotations
 
+import functools
 from enum import StrEnum
 
 from chatd.errors import ChatError, Code
@@ -62,8 +63,12 @@ def stored(scopes: frozenset[Scope]) -> str:
     return " ".join(scope.value for scope in Scope if scope in scopes)
 
 
+@functools.lru_cache(maxsize=64)
 def loaded(text: str) -> frozenset[Scope]:
-    """Read back from storage (an unknown word is ignored: it grants nothing)."""
+    """Read back from storage (an unknown word is ignored: it grants nothing).
+
+    Every token log-in reads its token's scopes: the few texts there are are
+    read once (the result is immutable)."""
     return frozenset(Scope(word) for word in text.split() if word in _NAMES)
 
 
@@ -75,4 +80,10 @@ def shown(scopes: frozenset[Scope]) -> str:
 
 def listed(scopes: frozenset[Scope]) -> list[str]:
     """For programs: ``["read", "post"]``, in a fixed order."""
-    return [scope.value for scope in Scope if scope in scopes]
+    return list(_listed(scopes))
+
+
+@functools.lru_cache(maxsize=64)
+def _listed(scopes: frozenset[Scope]) -> tuple[str, ...]:
+    # Every log-in's reply lists its scopes; there are few sets of them.
+    return tuple(scope.value for scope in Scope if scope in scopes)

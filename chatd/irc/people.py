@@ -176,8 +176,10 @@ class People:
     # -- presence (chatd.domain.presence.PresenceWatcher) -----------------------------
 
     def came_online(self, user: User) -> None:
-        mask = self._renderer.mask(user.name)
-        self._tell_monitors(user.name, n.RPL_MONONLINE, mask)
+        # Every log-in of either listener comes here: the mask is rendered only
+        # for a name somebody monitors.
+        if name_key(user.name) in self._monitors:
+            self._tell_monitors(user.name, n.RPL_MONONLINE, self._renderer.mask(user.name))
         self._tell_away(user, "")
 
     def went_offline(self, user: User) -> None:
