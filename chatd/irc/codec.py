@@ -19,8 +19,8 @@ NUL inside it, nor a body longer than the limit.
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass, field
-from typing import Final
+from types import MappingProxyType
+from typing import Final, NamedTuple
 
 from chatd.protocol.codec import INVALID_UTF8, LINE_TOO_LONG, BadLine
 
@@ -53,14 +53,20 @@ class IrcParseError(ValueError):
     """A line that is not an IRC message (no verb, or a malformed verb)."""
 
 
-@dataclass(frozen=True, slots=True)
-class IrcMessage:
-    """One parsed IRC line. ``command`` is upper-cased; ``params`` include the trailing one."""
+# The tags of the many lines that have none: one shared, read-only mapping.
+NO_TAGS: Final[Mapping[str, str]] = MappingProxyType({})
+
+
+class IrcMessage(NamedTuple):
+    """One parsed IRC line. ``command`` is upper-cased; ``params`` include the trailing one.
+
+    A named tuple rather than a frozen dataclass: as immutable, and made without
+    a ``__setattr__`` per field, once for every line a client sends."""
 
     command: str
     params: tuple[str, ...] = ()
     source: str | None = None
-    tags: Mapping[str, str] = field(default_factory=dict)
+    tags: Mapping[str, str] = NO_TAGS
 
 
 # ---------------------------------------------------------------------------
@@ -209,8 +215,10 @@ def _next_word(line: str, pos: int) -> tuple[str, int]:
 
 def parse(line: str) -> IrcMessage:
     """Parse one line (without its line end). Raises :class:`IrcParseError` only."""
+    if line and line[0] not in _UNCOMMON_START:
+        return _parse_plain(line)
     pos = len(line) - len(line.lstrip(" "))
-    tags: dict[str, str] = {}
+    tags: Mapping[str, str] = NO_TAGS
     source = None
     if line.startswith("@", pos):
         word, pos = _next_word(line, pos)
@@ -222,6 +230,24 @@ def parse(line: str) -> IrcMessage:
     if not verb or not verb.isascii() or not verb.isalnum():
         raise IrcParseError(f"no command in {line[:40]!r}")
     return IrcMessage(verb.upper(), _params(line, pos), source, tags)
+
+
+# What a line starts with when it has tags, a source or leading spaces.
+_UNCOMMON_START: Final = "@: "
+
+
+def _parse_plain(line: str) -> IrcMessage:
+    """:func:`parse` of a line with no tags, no source and no leading space (almost
+    every line a client sends), in a few string operations: the trailing
+    parameter starts at the first space followed by a colon."""
+    head, colon, trailing = line.partition(" :")
+    words = [word for word in head.split(" ") if word]
+    verb = words[0]
+    if not verb.isascii() or not verb.isalnum():
+        raise IrcParseError(f"no command in {line[:40]!r}")
+    if colon:
+        words.append(trailing)
+    return IrcMessage(verb.upper(), tuple(words[1:]))
 
 
 def raw_verb(line: str) -> str:
@@ -273,6 +299,17 @@ def _middle(param: str) -> str:
     return param
 
 
+def _middles(params: list[str]) -> str:
+    """The non-final parameters, joined: most are words already (a nick, a
+    channel, a count), which a few scans of the joined text show at once."""
+    joined = " ".join(params)
+    if (joined and joined.count(" ") == len(params) - 1 and "  " not in joined
+            and not joined.startswith((":", " ")) and not joined.endswith(" ")
+            and " :" not in joined and _unbroken(joined) is joined):
+        return joined
+    return " ".join(map(_middle, params))
+
+
 def format_line(command: str, *params: str, source: str | None = None,
                 tags: Mapping[str, str] | None = None, trailing: bool = True) -> str:
     """One IRC line without its line end.
@@ -286,7 +323,8 @@ def format_line(command: str, *params: str, source: str | None = None,
     head = f":{source} {command}" if source else command
     if params:
         *middle, last = params
-        head = " ".join([head, *map(_middle, middle)])
+        if middle:
+            head = f"{head} {_middles(middle)}"
         last = fit(_unbroken(last), MAX_BODY - len(head.encode()) - 2)
         needed = not last or " " in last or last.startswith(":")
         head = f"{head} :{last}" if trailing or needed else f"{head} {last}"

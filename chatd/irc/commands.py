@@ -130,7 +130,7 @@ class IrcContext:
     """One IRC command being handled: its message, its session and its replies."""
 
     __slots__ = ("channel", "command", "held", "label", "lines", "listener", "message",
-                 "session", "target")
+                 "server", "session", "target")
 
     def __init__(self, listener: Front, session: IrcSession, message: IrcMessage) -> None:
         self.listener = listener
@@ -143,6 +143,8 @@ class IrcContext:
         self.channel = "*"
         self.target = "*"
         self.held = False
+        # The server's name, as this command's replies give it (read at the first).
+        self.server: str | None = None
 
     @property
     def services(self) -> Services:
@@ -165,8 +167,10 @@ class IrcContext:
 
     def reply(self, numeric: str, *params: str) -> None:
         """A numeric reply to this client."""
-        self.lines.append(format_line(numeric, self.nick, *params,
-                                      source=self.listener.renderer.server))
+        server = self.server
+        if server is None:  # read once per command: a welcome is 20-odd replies
+            server = self.server = self.listener.renderer.server
+        self.lines.append(format_line(numeric, self.session.irc.nick, *params, source=server))
 
     def line(self, line: str) -> None:
         self.lines.append(line)

@@ -181,9 +181,11 @@ def run_irc_fan(server: Any, name: str, clients: list[dict[str, Any]], messages:
         if connected < len(clients):
             log(f"{name}: only {connected}/{len(clients)} logged in: {dict(failures)}")
         time.sleep(0.2)  # log-in tails out of the measured window
+        profiler = Profiler(args.profile, server.pid, f"{name}-{mode}-{server.name}")
         cpu0, busy0, t0 = server.cpu(), machine_busy(), time.monotonic()
         workers.send("go")
         done = workers.gather("done", timeout + 30)
+        profiler.stop()
         t_end = max(d["t_last"] for d in done)
         if server.db is not None:  # chatd: until the last message is stored
             sent = messages * sum(1 for c in clients if c["sender"])

@@ -9,6 +9,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from parser_tests import data as vectors
 
+from chatd.irc import codec
 from chatd.irc.codec import (
     MAX_BODY,
     MAX_TAGS,
@@ -170,6 +171,28 @@ def test_parse_never_fails_otherwise(line: str) -> None:
     except IrcParseError:
         return
     assert message.command.isupper() or message.command.isdigit()
+
+
+def _outcome(line: str) -> IrcMessage | None:
+    try:
+        return parse(line)
+    except IrcParseError:
+        return None
+
+
+@settings(max_examples=500)
+@given(st.text(st.sampled_from("PRIVMSG #a:b x @=;\t"), max_size=40) | st.text(max_size=200))
+def test_the_short_way_for_plain_lines_parses_as_the_long_way(line: str) -> None:
+    # A line with a leading space takes the general parser, with the same meaning.
+    assert _outcome(line) == _outcome(" " + line)
+
+
+@settings(max_examples=500)
+@given(st.lists(st.text(st.sampled_from("ab :\r\n\0"), max_size=4) | st.text(max_size=8),
+                min_size=1, max_size=5))
+def test_middle_parameters_are_written_as_one_by_one(params: list[str]) -> None:
+    # The joined short way for plain words gives what each parameter's own rules give.
+    assert codec._middles(params) == " ".join(map(codec._middle, params))
 
 
 @settings(max_examples=300)
