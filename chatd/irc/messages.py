@@ -92,11 +92,12 @@ def client_tags(ctx: IrcContext) -> dict[str, str]:
 
 
 def _send(ctx: IrcContext) -> Awaitable[None] | None:
-    if not ctx.params or not ctx.params[0]:
+    params = ctx.message.params  # (read once: a property call each time, per message)
+    if not params or not params[0]:
         raise IrcError(n.ERR_NORECIPIENT, f"No recipient given ({ctx.message.command})")
-    if len(ctx.params) < 2 or not ctx.params[1]:
+    if len(params) < 2 or not params[1]:
         raise IrcError(n.ERR_NOTEXTTOSEND, "No text to send")
-    parsed = _ctcp(ctx.params[1])
+    parsed = _ctcp(params[1])
     if parsed is None:
         return None
     text, action = clean_text(parsed[0]), parsed[1]
@@ -106,7 +107,7 @@ def _send(ctx: IrcContext) -> Awaitable[None] | None:
     # (Most lines carry no tags: no dict comprehension for them.)
     tags = client_tags(ctx) if ctx.message.tags else {}
     sent = Outgoing(text, kind, {CLIENT_TAGS: tags} if tags else {})
-    return _send_each(ctx, targets(ctx.params[0])[:MAX_TARGETS], sent)
+    return _send_each(ctx, targets(params[0])[:MAX_TARGETS], sent)
 
 
 def _send_each(ctx: IrcContext, names: list[str], sent: Outgoing) -> Awaitable[None] | None:

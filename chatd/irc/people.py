@@ -105,6 +105,7 @@ class People:
         self._sessions.add(session)
         self.caps_changed(session)
         self._identities[name_key(irc.nick)] = Identity(irc.username, irc.realname)
+        self._renderer.forget_masks()
 
     def caps_changed(self, session: IrcSession) -> None:
         """``session``'s capabilities changed (or it registered with them)."""
@@ -116,6 +117,7 @@ class People:
     def set_realname(self, session: IrcSession, realname: str) -> None:
         session.irc.realname = realname
         self._identities[name_key(session.irc.nick)] = Identity(session.irc.username, realname)
+        self._renderer.forget_masks()
 
     def set_bot(self, name: str, on: bool) -> None:
         if on:
@@ -128,6 +130,7 @@ class People:
         identity = self._identities.pop(name_key(old), None)
         if identity is not None:
             self._identities[name_key(new)] = identity
+            self._renderer.forget_masks()
         if name_key(old) in self._bots:
             self._bots.discard(name_key(old))
             self._bots.add(name_key(new))
@@ -184,6 +187,8 @@ class People:
 
     def went_offline(self, user: User) -> None:
         identity = self._identities.pop(name_key(user.name), None)
+        if identity is not None:
+            self._renderer.forget_masks()
         self._bots.discard(name_key(user.name))
         self._remember(user.name, identity)
         self._tell_monitors(user.name, n.RPL_MONOFFLINE, user.name)

@@ -81,6 +81,10 @@ def channel(room: str) -> str:
     return f"#{room}"
 
 
+# Masks kept at most (the senders of recent messages); then they are made anew.
+_MASKS_KEPT = 4096
+
+
 class IrcRenderer:
     """Formats events (and the personal records of notices) for IRC; one per listener
     (it knows the server's name)."""
@@ -92,6 +96,9 @@ class IrcRenderer:
         self._is_member = is_member
         self.directory: Directory = _Nobody()
         self._lanes: dict[int, tuple[int, Render]] = {}
+        # Masks by name, each with the server name it was made with: a message
+        # needs its sender's twice (to fit its text, then to render it).
+        self._masks: dict[str, tuple[str, str]] = {}
 
     @property
     def server(self) -> str:
@@ -99,7 +106,19 @@ class IrcRenderer:
 
     def mask(self, name: str) -> str:
         """The ``nick!user@host`` source of a user."""
-        return f"{name}!{self.directory.username(name)}@{self.server}"
+        server = self._server_name()
+        known = self._masks.get(name)
+        if known is not None and known[0] == server:
+            return known[1]
+        mask = f"{name}!{self.directory.username(name)}@{server}"
+        if len(self._masks) >= _MASKS_KEPT:
+            self._masks.clear()
+        self._masks[name] = (server, mask)
+        return mask
+
+    def forget_masks(self) -> None:
+        """Somebody's username changed (the directory's identities): make masks anew."""
+        self._masks.clear()
 
     def source(self, actor: str | None) -> str:
         """The source of an action: the actor, or the server for the console and expiry."""

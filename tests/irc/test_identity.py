@@ -82,6 +82,25 @@ async def test_user_gives_the_username_and_real_name(server: ChatServer,
     assert (await watcher.expect("JOIN")).source == "bob!bd@chatd.local"
 
 
+async def test_a_newer_connection_s_username_shows_in_the_mask_of_later_messages(
+        server: ChatServer, irc: IrcFactory) -> None:
+    await server.services.accounts.create("bob", "bob-password-1")
+    first = await irc()
+    first.send("PASS bob:bob-password-1", "NICK bob", "USER first 0 * :Bob", "JOIN #site")
+    await first.expect("366")
+    watcher = await irc("carol")
+    watcher.send("JOIN #site")
+    await watcher.expect("366")
+    first.send("PRIVMSG #site :one")
+    assert (await watcher.expect("PRIVMSG")).source == "bob!first@chatd.local"
+    second = await irc()
+    second.send("PASS bob:bob-password-1", "NICK bob", "USER second 0 * :Bob")
+    await second.expect("001")
+    # The newest IRC connection of an account speaks for it, in every mask.
+    first.send("PRIVMSG #site :two")
+    assert (await watcher.expect("PRIVMSG")).source == "bob!second@chatd.local"
+
+
 async def test_setname_changes_the_real_name(irc: IrcFactory) -> None:
     bob = await irc("bob", caps=("setname",))
     carol = await irc("carol", caps=("setname",))
