@@ -10,12 +10,14 @@ the bot mode, ELIST).
 
 from __future__ import annotations
 
+import functools
 import time
 from typing import TYPE_CHECKING, Final
 
 from chatd.domain.names import ROOM_NAME_MAX, USER_NAME_MAX
 from chatd.domain.presence import AWAY_MAX
 from chatd.irc import numerics as n
+from chatd.irc.codec import MAX_BODY, format_line
 from chatd.irc.commands import irc_command
 from chatd.irc.history import HISTORY_MAX
 from chatd.irc.operators import USER_MODES, USERHOST_MAX
@@ -65,20 +67,57 @@ def welcome(ctx: IrcContext) -> None:
     """001 to 005, then LUSERS and the MOTD."""
     services, nick = ctx.services, ctx.nick
     server = ctx.listener.renderer.server
-    version = f"chatd-{services.version}"
     network = services.config.server.name
-    created = time.strftime("%Y-%m-%d %H:%M:%S UTC", time.gmtime(services.started_at))
     ctx.reply(n.RPL_WELCOME, f"Welcome to the {network} IRC Network "
                              f"{ctx.listener.renderer.mask(nick)}")
-    ctx.reply(n.RPL_YOURHOST, f"Your host is {server}, running version {version}")
-    ctx.reply(n.RPL_CREATED, f"This server was created {created}")
-    ctx.reply(n.RPL_MYINFO, server, version, "".join(sorted(USER_MODES)), "biklmnoqstvR", "bkloqv")
-    tokens = isupport(network, "multi-prefix" in ctx.session.irc.caps)
-    for start in range(0, len(tokens), TOKENS_PER_LINE):
-        ctx.reply(n.RPL_ISUPPORT, *tokens[start:start + TOKENS_PER_LINE],
-                  "are supported by this server")
+    _reply_all(ctx, _introduction(server, network, services.version, services.started_at,
+                                  "multi-prefix" in ctx.session.irc.caps))
     lusers_lines(ctx)
     motd_lines(ctx)
+
+
+# A reply formatted once for every client: its numeric, its parameters after the
+# nick, and the end of its line after the nick (see _reply_all).
+Formatted = tuple[str, tuple[str, ...], str]
+
+
+@functools.lru_cache(maxsize=16)
+def _introduction(server: str, network: str, version: str, started_at: float,
+                  multi_prefix: bool) -> tuple[Formatted, ...]:
+    """002 to 005: the same for every client but for its nick, so formatted once per
+    server name, network, version and ``multi-prefix`` (they were most of the
+    CPU of an IRC log-in)."""
+    running = f"chatd-{version}"
+    created = time.strftime("%Y-%m-%d %H:%M:%S UTC", time.gmtime(started_at))
+    replies: list[tuple[str, tuple[str, ...]]] = [
+        (n.RPL_YOURHOST, (f"Your host is {server}, running version {running}",)),
+        (n.RPL_CREATED, (f"This server was created {created}",)),
+        (n.RPL_MYINFO, (server, running, "".join(sorted(USER_MODES)), "biklmnoqstvR",
+                        "bkloqv")),
+    ]
+    tokens = isupport(network, multi_prefix)
+    for start in range(0, len(tokens), TOKENS_PER_LINE):
+        replies.append((n.RPL_ISUPPORT, (*tokens[start:start + TOKENS_PER_LINE],
+                                         "are supported by this server")))
+    return tuple(_formatted(server, numeric, params) for numeric, params in replies)
+
+
+def _formatted(server: str, numeric: str, params: tuple[str, ...]) -> Formatted:
+    head = f":{server} {numeric} *"
+    return numeric, params, format_line(numeric, "*", *params, source=server)[len(head):]
+
+
+def _reply_all(ctx: IrcContext, replies: tuple[Formatted, ...]) -> None:
+    """``ctx.reply`` of each, from its formatted end: the same line unless the nick
+    makes it too long, which ``ctx.reply`` then cuts as always."""
+    nick, server = ctx.nick, ctx.listener.renderer.server
+    plain = bool(nick) and not nick.startswith(":") and " " not in nick and "\0" not in nick
+    for numeric, params, end in replies:
+        line = f":{server} {numeric} {nick}{end}"
+        if plain and len(line.encode()) <= MAX_BODY:
+            ctx.line(line)
+        else:
+            ctx.reply(numeric, *params)
 
 
 def lusers_lines(ctx: IrcContext) -> None:
@@ -105,14 +144,17 @@ def lusers_lines(ctx: IrcContext) -> None:
 
 
 def motd_lines(ctx: IrcContext) -> None:
-    motd = ctx.services.config.server.motd
+    _reply_all(ctx, _motd(ctx.listener.renderer.server, ctx.services.config.server.motd))
+
+
+@functools.lru_cache(maxsize=16)
+def _motd(server: str, motd: str) -> tuple[Formatted, ...]:
+    """The MOTD's replies, formatted once per server name and text."""
     if not motd:
-        ctx.reply(n.ERR_NOMOTD, "MOTD File is missing")
-        return
-    ctx.reply(n.RPL_MOTDSTART, f"- {ctx.listener.renderer.server} Message of the day - ")
-    for line in motd.split("\n"):
-        ctx.reply(n.RPL_MOTD, f"- {line}")
-    ctx.reply(n.RPL_ENDOFMOTD, "End of /MOTD command.")
+        return (_formatted(server, n.ERR_NOMOTD, ("MOTD File is missing",)),)
+    return (_formatted(server, n.RPL_MOTDSTART, (f"- {server} Message of the day - ",)),
+            *(_formatted(server, n.RPL_MOTD, (f"- {line}",)) for line in motd.split("\n")),
+            _formatted(server, n.RPL_ENDOFMOTD, ("End of /MOTD command.",)))
 
 
 @irc_command("MOTD")

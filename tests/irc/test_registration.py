@@ -220,6 +220,17 @@ async def test_motd_lines_and_names(irc: IrcFactory) -> None:
     assert ":irc.test 001 bob :Welcome to the testnet IRC Network bob!bob@irc.test" in client.lines
 
 
+@pytest.mark.server(server__motd="x" * 600, irc__server_name="irc.test")
+async def test_a_motd_line_too_long_for_the_nick_is_cut_to_fit(irc: IrcFactory) -> None:
+    # The welcome's lines are formatted once for everyone; one that a nick makes
+    # too long is cut as any reply is.
+    for nick in ("b", "a-much-longer-nickname"):
+        client = await irc(nick)
+        [motd] = [line for line in client.lines if line.split()[1] == "372"]
+        assert motd.startswith(f":irc.test 372 {nick} :- xxx")
+        assert len(motd.encode()) == 510
+
+
 async def test_quit_says_error_and_keeps_memberships(server: ChatServer,
                                                      irc: IrcFactory) -> None:
     client = await irc("bob")
