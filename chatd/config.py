@@ -471,12 +471,21 @@ def all_keys() -> list[str]:
             for key in dataclasses.fields(section)]
 
 
+# One word of printable characters that does not start with a colon.
+_IRC_WORD = re.compile(r"[^\s:\x00-\x1f\x7f][^\s\x00-\x1f\x7f]*")
+
+
 def _check_together(config: Config) -> None:
     """Rules that span several keys."""
     if config.tls.enabled and not (config.tls.cert and config.tls.key):
         raise ConfigError("tls.enabled: needs tls.cert and tls.key (PEM file paths)")
     if config.irc.tls_port is not None and not (config.tls.cert and config.tls.key):
         raise ConfigError("irc.tls_port: needs tls.cert and tls.key (PEM file paths)")
+    if not _IRC_WORD.fullmatch(config.irc.server_name):
+        # It is the source of every server reply: a space or a leading colon
+        # would change what the line says, and an empty one would drop it.
+        raise ConfigError(f"irc.server_name: {config.irc.server_name!r} must be one word "
+                          "(such as chat.example.org): no spaces, not starting with ':'")
     if min(config.crypto.max_concurrent, config.crypto.max_input,
            config.crypto.max_envelope) < 1:
         raise ConfigError("crypto: max_concurrent, max_input and max_envelope must be at least 1")

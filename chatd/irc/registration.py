@@ -230,13 +230,13 @@ async def _register(ctx: IrcContext) -> None:
 async def _identify(ctx: IrcContext) -> Grant | None:
     """Who this connection is: an account, a new guest, or nobody (then it is refused)."""
     irc = ctx.session.irc
+    password, irc.password = irc.password, None  # no secret kept past registration
     if irc.grant is not None:
         if still_valid(ctx, irc.grant):
             return irc.grant
         _refuse(ctx, "Password changed since SASL authentication"
                 if irc.grant.token_id is None else "Token revoked since SASL authentication")
         return None
-    password, irc.password = irc.password, None  # no secret kept past its one use
     if password is not None:
         try:
             grant = await password_login(ctx, password)

@@ -75,6 +75,8 @@ class Quitting(Protocol):
     """Whether a departure is a guest's quit (chatd.irc.guests.Guests)."""
 
     def quitting(self, name: str) -> bool: ...
+
+
 # What an IRC state starts with, shared: an idle connection holds no empty set
 # or dict of its own (10,000 held connections, three empty sets each, were
 # 650 of the 3,400 bytes each cost). The state replaces them when they change.
@@ -122,9 +124,9 @@ class IrcState:
         # other channels it shares with them are not shown again as PARTs.
         self.quitted: frozenset[str] = _NONE
         self.last_rename: tuple[str, str] | None = None
-        # Ids of the rooms this client has been shown as joined channels; a
-        # frozenset replaced at each JOIN and PART shown, which are rare.
-        self.joined: frozenset[int] = _NONE
+        # Ids of the rooms this client has been shown as joined channels: the
+        # shared empty set until the first, then a set of its own.
+        self.joined: Set[int] = _NONE
         self.held: list[bytes] | None = None
         self.context: Replies | None = None
         self.key = cache_key(False, False)
@@ -138,11 +140,14 @@ class IrcState:
         self.lane = self.listener.renderer.lane(self.key)
 
     def shown_joined(self, room_id: int) -> None:
-        self.joined = self.joined | {room_id}
+        if isinstance(self.joined, set):
+            self.joined.add(room_id)  # (a copy per JOIN would cost a member of
+        else:                         # thousands of rooms a square at log-in)
+            self.joined = {room_id}
 
     def shown_parted(self, room_id: int) -> None:
-        if room_id in self.joined:
-            self.joined = self.joined - {room_id} or _NONE
+        if isinstance(self.joined, set):
+            self.joined.discard(room_id)
 
     def shown_quit(self, key: str) -> None:
         """Remember that this client was shown the QUIT of ``key`` (a few at most)."""

@@ -103,6 +103,7 @@ def _introduction(server: str, network: str, version: str, started_at: float,
 
 
 def _formatted(server: str, numeric: str, params: tuple[str, ...]) -> Formatted:
+    # (The server name is one word, never empty: the configuration checks it.)
     head = f":{server} {numeric} *"
     return numeric, params, format_line(numeric, "*", *params, source=server)[len(head):]
 

@@ -115,7 +115,7 @@ class Connection(Outbox, asyncio.Protocol):
         self._host = host
         self._flusher = host.flusher
         self._transport: asyncio.Transport | None = None
-        self._framer = framer or LineFramer(host.config.listen.max_line)
+        self._framer = framer if framer is not None else LineFramer(host.config.listen.max_line)
         # Lines waiting behind a command that is still running; None when none
         # wait (an empty deque alone would cost an idle connection ~750 bytes).
         self._queue: deque[str | BadLine] | None = None

@@ -148,7 +148,7 @@ class KeyValueFormatter(_OneLineFormatter):
     def format(self, record: logging.LogRecord) -> str:
         """Format one record as one line."""
         parts = [f"time={_iso_time(record.created)}"] if self.with_time else []
-        parts.append(_HEADS.get((record.levelno, record.name)) or _head(record))
+        parts.append(_HEADS.get((record.levelname, record.name)) or _head(record))
         parts.append(f"msg={_quote(record.getMessage())}")
         for key, value in _fields(record):
             parts.append(f"{key}={_kv_value(value)}")
@@ -161,11 +161,11 @@ def _head(record: logging.LogRecord) -> str:
     """``level=... logger=...``, made once per level and logger."""
     head = f"level={record.levelname.lower()} logger={_kv_value(record.name)}"
     if len(_HEADS) < _KEPT:
-        _HEADS[record.levelno, record.name] = head
+        _HEADS[record.levelname, record.name] = head
     return head
 
 
-_HEADS: Final[dict[tuple[int, str], str]] = {}
+_HEADS: Final[dict[tuple[str, str], str]] = {}
 
 
 class JsonFormatter(_OneLineFormatter):
@@ -205,11 +205,9 @@ _HANDLER_NAME: Final = "chatd-stderr"
 
 
 def _skip_unused_record_fields() -> None:
-    """Spare every log call what neither format shows: the caller's file and line
-    (a walk up the stack), the thread and the process. These are the switches
-    the logging HOWTO's "Optimization" section names; a log call took a fifth
-    less time without them."""
-    logging._srcfile = None  # the documented switch, private as it is
+    """Spare every log call what neither format shows: the thread and the process
+    (switches the logging HOWTO's "Optimization" section names). The caller's
+    file and line stay: without them ``stack_info=True`` would show no stack."""
     logging.logThreads = False
     logging.logProcesses = False
     logging.logMultiprocessing = False

@@ -174,6 +174,7 @@ def run_irc_fan(server: Any, name: str, clients: list[dict[str, Any]], messages:
              for w in range(procs)]
     start_id = durable_max_id(server.db) if server.db is not None else 0
     workers = Workers("ircfan", specs)
+    profiler = None
     try:
         ready = workers.gather("ready", timeout * 3)
         connected = sum(r["connected"] for r in ready)
@@ -185,17 +186,20 @@ def run_irc_fan(server: Any, name: str, clients: list[dict[str, Any]], messages:
         cpu0, busy0, t0 = server.cpu(), machine_busy(), time.monotonic()
         workers.send("go")
         done = workers.gather("done", timeout + 30)
-        profiler.stop()
         t_end = max(d["t_last"] for d in done)
         if server.db is not None:  # chatd: until the last message is stored
             sent = messages * sum(1 for c in clients if c["sender"])
             wait_durable(server.db, start_id + sent, timeout=30)
         cpu1, busy1, t1 = server.cpu(), machine_busy(), time.monotonic()
+        profile = profiler.stop()  # after the figures: its stopping is not measured
     finally:
+        if profiler is not None:
+            profiler.stop()
         workers.close()
     server.wait_idle()
-    return _fan_result(done, connected, len(clients), failures, messages, clients,
-                       cpu1 - cpu0, t1 - t0, t_end - t0, busy1[0] - busy0[0], mode, rate)
+    result = _fan_result(done, connected, len(clients), failures, messages, clients,
+                         cpu1 - cpu0, t1 - t0, t_end - t0, busy1[0] - busy0[0], mode, rate)
+    return result | ({"profile": profile} if profile else {})
 
 
 def _fan_result(done: list[dict[str, Any]], connected: int, wanted: int,
@@ -262,7 +266,7 @@ def run_irc_idle(server: Any, count: int, args: argparse.Namespace, timeout: flo
         workers.send("go")
         ready = workers.gather("ready", timeout * 4)
         cpu1 = server.cpu()
-        profiler.stop()
+        profile = profiler.stop()
         time.sleep(1.0)  # the last log-ins' tails (audit rows, log lines) settle
         rss1 = server.rss_kib()
         held = server.connections()
@@ -278,4 +282,5 @@ def run_irc_idle(server: Any, count: int, args: argparse.Namespace, timeout: flo
             "wall_s": round(wall, 3), "logins_per_s": round(connected / wall),
             "server_cpu_per_login_ms": round(1000 * (cpu1 - cpu0) / max(1, connected), 3),
             "rss_before_kib": rss0, "rss_after_kib": rss1,
-            "bytes_per_connection": round(1024 * (rss1 - rss0) / max(1, connected))}
+            "bytes_per_connection": round(1024 * (rss1 - rss0) / max(1, connected))} | (
+                {"profile": profile} if profile else {})

@@ -74,6 +74,9 @@ def test_no_file_means_defaults() -> None:
     ("listen: [1, 2]\n", "listen"),
     ("logging:\n  level: loud\n", "logging.level"),
     ("limits:\n  keepalive: 1\n", "limits.keepalive"),
+    ("irc:\n  server_name: ''\n", "irc.server_name"),
+    ("irc:\n  server_name: my server\n", "irc.server_name"),
+    ("irc:\n  server_name: ':x'\n", "irc.server_name"),
 ])
 def test_bad_values_are_refused_by_name(tmp_path: Path, text: str, named: str) -> None:
     path = tmp_path / "bad.yaml"

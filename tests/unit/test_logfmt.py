@@ -287,6 +287,14 @@ def test_configure_logging_again_replaces_handler(
     assert json.loads(err)["msg"] == "now visible"
 
 
+def test_configure_logging_keeps_stack_info(
+    root_logger: logging.Logger, capsys: pytest.CaptureFixture[str]
+) -> None:
+    configure_logging("info", "kv", with_time=False)
+    logging.getLogger("chatd.test").warning("where", stack_info=True)
+    assert "stack=\"Stack (most recent call last):" in capsys.readouterr().err
+
+
 def test_configure_logging_with_time(root_logger: logging.Logger) -> None:
     configure_logging("warning", "kv", with_time=True)
     formatter = ours(root_logger)[0].formatter
