@@ -47,6 +47,10 @@ class ListenConfig:
     host: str = "127.0.0.1"
     port: int = 7777
     max_line: int = 4096
+    # Seconds output waits for more before it is written (0: at the end of the
+    # event loop's turn): the messages of that moment then share one write
+    # per connection (see docs/PERFORMANCE.md, "Writes a moment late").
+    flush_delay: float = 0.002
 
 
 @dataclass(frozen=True, slots=True)
@@ -312,7 +316,7 @@ def _each(section: str, policy: ReloadPolicy, *keys: str) -> dict[str, ReloadPol
 RELOAD_POLICY: Final[dict[str, ReloadPolicy]] = {
     **_each("server", "applied", "name", "motd"),
     **_each("listen", "restart", "host", "port"),
-    **_each("listen", "applied", "max_line"),
+    **_each("listen", "applied", "max_line", "flush_delay"),
     **_each("tls", "restart", "enabled", "host", "port"),
     # A renewed certificate serves new handshakes (Listeners.reconfigure).
     **_each("tls", "applied", "cert", "key"),
@@ -471,6 +475,8 @@ def all_keys() -> list[str]:
             for key in dataclasses.fields(section)]
 
 
+# The longest listen.flush_delay: a wait every reply and message pays.
+FLUSH_DELAY_MAX: Final = 0.05
 # One word of printable characters that does not start with a colon.
 _IRC_WORD = re.compile(r"[^\s:\x00-\x1f\x7f][^\s\x00-\x1f\x7f]*")
 
@@ -493,6 +499,9 @@ def _check_together(config: Config) -> None:
         raise ConfigError("accounts.bcrypt_cost: must be from 4 to 31")
     if config.listen.max_line < 64:
         raise ConfigError(f"listen.max_line: {config.listen.max_line} is out of range")
+    if config.listen.flush_delay > FLUSH_DELAY_MAX:
+        raise ConfigError(f"listen.flush_delay: {config.listen.flush_delay} is more than "
+                          f"{FLUSH_DELAY_MAX} s, which every reply would wait")
     _check_cluster(config)
 
 

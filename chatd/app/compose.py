@@ -73,7 +73,7 @@ if TYPE_CHECKING:
 READ_PER_USE = ("server", "rooms", "accounts.registration", "accounts.guests",
                 "housekeeping")
 # What connections and their host read of the configuration they are given.
-READ_BY_CONNECTIONS = ("server", "listen.max_line", "tls.cert", "tls.key",
+READ_BY_CONNECTIONS = ("server", "listen.max_line", "listen.flush_delay", "tls.cert", "tls.key",
                        "limits.output_buffer",
                        "limits.input_queue", "limits.login_timeout", "limits.idle_timeout",
                        "limits.keepalive", "limits.max_connections",

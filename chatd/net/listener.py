@@ -66,7 +66,8 @@ class Listeners:
         """Listen on passed sockets (socket activation) or the configured address,
         plus the TLS listener when it is enabled, then the other front ends'."""
         loop = asyncio.get_running_loop()
-        self.flusher = FlushScheduler(loop, self.services.bus.end_turn)
+        self.flusher = FlushScheduler(loop, self.services.bus.end_turn,
+                                      lambda: self.config.listen.flush_delay)
         for sock in sockets or []:
             self._servers.append(await loop.create_server(
                 lambda: Connection(self), sock=sock, backlog=1024))

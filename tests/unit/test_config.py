@@ -75,6 +75,8 @@ def test_no_file_means_defaults() -> None:
     ("logging:\n  level: loud\n", "logging.level"),
     ("limits:\n  keepalive: 1\n", "limits.keepalive"),
     ("irc:\n  server_name: ''\n", "irc.server_name"),
+    ("listen:\n  flush_delay: 0.5\n", "listen.flush_delay"),
+    ("listen:\n  flush_delay: -1\n", "listen.flush_delay"),
     ("irc:\n  server_name: my server\n", "irc.server_name"),
     ("irc:\n  server_name: ':x'\n", "irc.server_name"),
 ])
