@@ -117,8 +117,9 @@ async def settle(conn: Connection) -> None:
     """Wait until ``conn`` has no line waiting or running, then for the flush."""
     while conn.worker is not None:
         await conn.worker
-    # The flush is scheduled for the end of this turn of the loop; deliveries
-    # to other connections were queued in the same turn.
+    # The flush is scheduled for the end of this turn of the loop (the servers
+    # here have no flush delay); deliveries to other connections were queued
+    # in the same turn.
     await asyncio.sleep(0)
     await asyncio.sleep(0)
 
@@ -158,7 +159,10 @@ class Chat:
 @pytest.fixture
 async def chat(tmp_path: Path, storage_overrides: dict[str, Any]) -> AsyncIterator[Chat]:
     clock = ManualClock()
-    server = await start_server(tmp_path / "chatd.db", clock=clock, **storage_overrides)
+    # Output at the end of each loop turn (no listen.flush_delay): a conversation
+    # here settles in two turns. The real-socket tests keep the default delay.
+    server = await start_server(tmp_path / "chatd.db", clock=clock, listen__flush_delay=0,
+                                **storage_overrides)
     opened = Chat(server, clock)
     yield opened
     opened.close()
