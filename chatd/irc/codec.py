@@ -303,8 +303,9 @@ def _middles(params: list[str]) -> str:
     """The non-final parameters, joined: most are words already (a nick, a
     channel, a count), which a few scans of the joined text show at once."""
     joined = " ".join(params)
-    if (joined and joined.count(" ") == len(params) - 1 and "  " not in joined
-            and not joined.startswith((":", " ")) and not joined.endswith(" ")
+    # None empty, none with a space (then the joins are the only spaces), none
+    # starting with a colon, no line-breaking character.
+    if (all(params) and joined.count(" ") == len(params) - 1 and not joined.startswith(":")
             and " :" not in joined and _unbroken(joined) is joined):
         return joined
     return " ".join(map(_middle, params))
