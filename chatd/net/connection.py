@@ -76,7 +76,7 @@ class FlushScheduler:
     connection, which costs about the same for one message as for ten: at
     a message a millisecond into a room of 100, a delay of 2 ms took about
     half the server's CPU off, for about a millisecond more at the p99
-    (docs/PERFORMANCE.md, "Writes a moment late").
+    (docs/PERFORMANCE.md, "Writes a moment late"). Off by default for now.
 
     One callback per turn, however many connections have output: the first
     connection marked schedules it, and it flushes them all in one pass.

@@ -159,8 +159,8 @@ class Chat:
 @pytest.fixture
 async def chat(tmp_path: Path, storage_overrides: dict[str, Any]) -> AsyncIterator[Chat]:
     clock = ManualClock()
-    # Output at the end of each loop turn (no listen.flush_delay): a conversation
-    # here settles in two turns. The real-socket tests keep the default delay.
+    # Output at the end of each loop turn (no listen.flush_delay, whatever the
+    # default): a conversation here settles in two turns.
     server = await start_server(tmp_path / "chatd.db", clock=clock, listen__flush_delay=0,
                                 **storage_overrides)
     opened = Chat(server, clock)

@@ -6,13 +6,7 @@ from typing import Any
 
 import pytest
 
-from chatd.config import (
-    DEFAULT_FLUSH_DELAY,
-    RELOAD_POLICY,
-    ConfigError,
-    flush_delay,
-    load_config,
-)
+from chatd.config import RELOAD_POLICY, ConfigError, load_config
 
 NODE = {"cluster.enabled": True, "cluster.node_id": "n1",
         "cluster.postgres": "postgresql://chatd@127.0.0.1:5432/chatd"}
@@ -61,11 +55,3 @@ def test_the_keys_are_checked_even_when_the_cluster_is_off() -> None:
         load_config(None, {"cluster.postgres": "sqlite:///chatd.db"})
     assert load_config(None, {"cluster.node_id": "n2"}).cluster.node_id == "n2"
 
-
-def test_output_waits_2_ms_on_one_node_and_not_on_a_cluster_node_unless_set() -> None:
-    cluster = {**NODE, "cluster.redis": "redis://127.0.0.1:6379/0",
-               "cluster.postgres": "postgresql://chatd@127.0.0.1:5432/chatd"}
-    assert flush_delay(load_config(None)) == DEFAULT_FLUSH_DELAY == 0.002
-    assert flush_delay(load_config(None, cluster)) == 0.0
-    assert flush_delay(load_config(None, {**cluster, "listen.flush_delay": 0.001})) == 0.001
-    assert flush_delay(load_config(None, {"listen.flush_delay": 0})) == 0.0
