@@ -167,10 +167,16 @@ class IrcContext:
 
     def reply(self, numeric: str, *params: str) -> None:
         """A numeric reply to this client."""
+        self.lines.append(format_line(numeric, self.session.irc.nick, *params,
+                                      source=self.server_name()))
+
+    def server_name(self) -> str:
+        """The server's name as this command's replies give it: read once per
+        command (a welcome is 20-odd replies)."""
         server = self.server
-        if server is None:  # read once per command: a welcome is 20-odd replies
+        if server is None:
             server = self.server = self.listener.renderer.server
-        self.lines.append(format_line(numeric, self.session.irc.nick, *params, source=server))
+        return server
 
     def line(self, line: str) -> None:
         self.lines.append(line)

@@ -66,7 +66,7 @@ def isupport(network: str, multi_prefix: bool = False) -> list[str]:
 def welcome(ctx: IrcContext) -> None:
     """001 to 005, then LUSERS and the MOTD."""
     services, nick = ctx.services, ctx.nick
-    server = ctx.listener.renderer.server
+    server = ctx.server_name()
     network = services.config.server.name
     ctx.reply(n.RPL_WELCOME, f"Welcome to the {network} IRC Network "
                              f"{ctx.listener.renderer.mask(nick)}")
@@ -111,7 +111,7 @@ def _formatted(server: str, numeric: str, params: tuple[str, ...]) -> Formatted:
 def _reply_all(ctx: IrcContext, replies: tuple[Formatted, ...]) -> None:
     """``ctx.reply`` of each, from its formatted end: the same line unless the nick
     makes it too long, which ``ctx.reply`` then cuts as always."""
-    nick, server = ctx.nick, ctx.listener.renderer.server
+    nick, server = ctx.nick, ctx.server_name()
     plain = bool(nick) and not nick.startswith(":") and " " not in nick and "\0" not in nick
     for numeric, params, end in replies:
         line = f":{server} {numeric} {nick}{end}"
@@ -145,7 +145,7 @@ def lusers_lines(ctx: IrcContext) -> None:
 
 
 def motd_lines(ctx: IrcContext) -> None:
-    _reply_all(ctx, _motd(ctx.listener.renderer.server, ctx.services.config.server.motd))
+    _reply_all(ctx, _motd(ctx.server_name(), ctx.services.config.server.motd))
 
 
 @functools.lru_cache(maxsize=16)
