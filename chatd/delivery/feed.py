@@ -132,6 +132,14 @@ class Outbox(abc.ABC):
         """A copy of the bytes queued so far this turn (the tap's not included)."""
         return list(self._pending or ())
 
+    def held(self) -> int:
+        """How many bytes wait for this turn's flush, the tap's included."""
+        held = sum(map(len, self._pending)) if self._pending is not None else 0
+        lane = self.lane
+        if lane is not None:
+            held += sum(map(len, lane.chunks[self.lane_start:]))
+        return held
+
     @abc.abstractmethod
     def wake(self) -> bool:
         """Output starts for this turn: schedule the flush; False once closing."""

@@ -290,9 +290,15 @@ class Connection(Outbox, asyncio.Protocol):
 
     @property
     def congested(self) -> bool:
+        """More than a quarter of ``limits.output_buffer`` is unsent: in the socket's
+        buffer, or still held for this turn's flush (``listen.flush_delay`` holds
+        output back for a while, and a download must count it before it is written)."""
         transport = self._transport
+        if transport is None:
+            return False
         limit = self._host.config.limits.output_buffer // 4
-        return transport is not None and transport.get_write_buffer_size() > limit
+        buffered = transport.get_write_buffer_size()
+        return buffered > limit or buffered + self.held() > limit
 
     def close(self, reason: str) -> None:
         """Send what is queued, then close (gracefully: buffered bytes still go out)."""

@@ -20,6 +20,7 @@ from collections import Counter
 from typing import TYPE_CHECKING
 
 from chatd import __version__
+from chatd.config import effective_flush_delay
 from chatd.errors import Code
 from chatd.net.connection import Connection, FlushScheduler, set_keepalive
 
@@ -67,7 +68,7 @@ class Listeners:
         plus the TLS listener when it is enabled, then the other front ends'."""
         loop = asyncio.get_running_loop()
         self.flusher = FlushScheduler(loop, self.services.bus.end_turn,
-                                      lambda: self.config.listen.flush_delay)
+                                      lambda: effective_flush_delay(self.config))
         for sock in sockets or []:
             self._servers.append(await loop.create_server(
                 lambda: Connection(self), sock=sock, backlog=1024))

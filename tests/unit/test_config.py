@@ -11,6 +11,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from chatd.config import (
+    DEFAULT_FLUSH_DELAY,
     PATH_KEYS,
     PORT_KEYS,
     RELOAD_POLICY,
@@ -18,6 +19,7 @@ from chatd.config import (
     ConfigError,
     all_keys,
     as_dict,
+    effective_flush_delay,
     held_for_restart,
     load_config,
 )
@@ -76,6 +78,7 @@ def test_no_file_means_defaults() -> None:
     ("limits:\n  keepalive: 1\n", "limits.keepalive"),
     ("irc:\n  server_name: ''\n", "irc.server_name"),
     ("listen:\n  flush_delay: 0.5\n", "listen.flush_delay"),
+    ("listen:\n  flush_delay: true\n", "listen.flush_delay"),
     ("listen:\n  flush_delay: -1\n", "listen.flush_delay"),
     ("irc:\n  server_name: my server\n", "irc.server_name"),
     ("irc:\n  server_name: ':x'\n", "irc.server_name"),
@@ -183,3 +186,16 @@ def test_relative_paths_in_a_file_are_relative_to_the_file(tmp_path: Path) -> No
     assert load_config(path).storage.path == "/srv/chat.db"
     assert load_config(path).files.dir == ""
     assert load_config(path, {"storage.path": "here.db"}).storage.path == "here.db"
+
+
+@pytest.mark.parametrize(("text", "delay"), [
+    ("", DEFAULT_FLUSH_DELAY),
+    ("listen:\n  flush_delay: null\n", DEFAULT_FLUSH_DELAY),
+    ("listen:\n  flush_delay: 0\n", 0.0),
+    ("listen:\n  flush_delay: 0.01\n", 0.01),
+])
+def test_a_single_nodes_write_delay_defaults_to_two_milliseconds(
+        tmp_path: Path, text: str, delay: float) -> None:
+    path = tmp_path / "chatd.yaml"
+    path.write_text(text, encoding="utf-8")
+    assert effective_flush_delay(load_config(path)) == delay

@@ -6,7 +6,7 @@ from typing import Any
 
 import pytest
 
-from chatd.config import RELOAD_POLICY, ConfigError, load_config
+from chatd.config import RELOAD_POLICY, ConfigError, effective_flush_delay, load_config
 
 NODE = {"cluster.enabled": True, "cluster.node_id": "n1",
         "cluster.postgres": "postgresql://chatd@127.0.0.1:5432/chatd"}
@@ -18,6 +18,12 @@ def test_off_by_default_and_on_with_a_node_and_a_database() -> None:
     assert (cluster.enabled, cluster.node_id) == (True, "n1")
     assert cluster.postgres.startswith("postgresql://")
     assert cluster.redis == "redis://127.0.0.1:6379/0"
+
+
+def test_a_node_writes_at_the_end_of_each_turn_unless_told_otherwise() -> None:
+    """Its deliveries come in batches already: a write delay would only add latency."""
+    assert effective_flush_delay(load_config(None, NODE)) == 0.0
+    assert effective_flush_delay(load_config(None, {**NODE, "listen.flush_delay": 0.002})) == 0.002
 
 
 def test_every_cluster_key_waits_for_a_restart() -> None:
