@@ -34,6 +34,7 @@ __all__ = [
     "escape_tag",
     "fit",
     "format_line",
+    "is_plain_middle",
     "parse",
     "raw_verb",
     "split_text",
@@ -297,6 +298,12 @@ def _middle(param: str) -> str:
     if not param or param.startswith(":"):
         return "*" + param
     return param
+
+
+def is_plain_middle(param: str) -> bool:
+    """Whether ``param`` is written as it is as a non-final parameter (a nick, a channel)."""
+    return (bool(param) and " " not in param and not param.startswith(":")
+            and _unbroken(param) is param)
 
 
 def _middles(params: list[str]) -> str:

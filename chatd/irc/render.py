@@ -23,7 +23,7 @@ from typing import TYPE_CHECKING, Any, Final, Protocol
 from chatd.domain import events as ev
 from chatd.domain.moderation import CONSOLE, SERVER
 from chatd.domain.modes import format_changes
-from chatd.irc.codec import MAX_BODY, add_tags, format_line, split_text
+from chatd.irc.codec import MAX_BODY, add_tags, format_line, is_plain_middle, split_text
 from chatd.protocol.codec import iso_ts
 from chatd.protocol.records import record_of
 from chatd.protocol.render import EVENT_TEXT
@@ -166,11 +166,26 @@ class IrcRenderer:
         (from the line protocol, which allows more) or of several lines is split."""
         target = msg.to if msg.to is not None else channel(msg.room or "")
         source = self.mask(msg.sender)
-        tags = self._message_tags(msg, key)
         verb = "NOTICE" if msg.msg_kind == "notice" else "PRIVMSG"
+        body = _body(msg)
+        if not (-1 - key) & 3 and msg.msg_kind != "action":
+            # Most messages: one short line of plain text, to a client that takes no
+            # tags. It is written at once; what format_line would change (a line
+            # break, a long text, an odd target) takes the general way below.
+            line = f":{source} {verb} {target} :{body}"
+            if ("\n" not in body and "\r" not in body and "\0" not in body
+                    and len(line.encode()) + 2 <= MAX_BODY and is_plain_middle(target)):
+                return [line]
+        return self._lines(msg, key, target, source, verb, body)
+
+    def _lines(self, msg: ev.Message, key: int, target: str, source: str, verb: str,
+               body: str) -> list[str]:
+        """:meth:`message`'s general way: tags, actions, and the splitting of long text
+        or of several lines."""
+        tags = self._message_tags(msg, key)
         overhead = len(f":{source} {verb} {target} :".encode()) + 2
         lines = []
-        for text in _body(msg).split("\n"):
+        for text in body.split("\n"):
             if msg.msg_kind == "action":
                 pieces = [f"\x01ACTION {p}\x01" for p in split_text(text, MAX_BODY - overhead - 9)]
             else:

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from chatd.domain import events as ev
 from chatd.domain.modes import ModeChange, RoomModes
@@ -25,6 +27,40 @@ def _lines(event: ev.Event, key: int = PLAIN) -> list[str]:
     data = _renderer().shared(event, key)
     assert data is not None
     return data.decode().split("\r\n")[:-1]
+
+
+# Text with what the general way handles: line breaks, NULs, spaces, leading
+# colons, multi-byte characters, and lengths on both sides of a line's limit.
+_TEXTS = st.one_of(st.text(st.sampled_from("ab :\r\n\0é€😀"), max_size=40),
+                   st.integers(400, 1100).map(lambda n: "x é" * (n // 4)),
+                   st.integers(440, 510).map(lambda n: "y" * n))
+
+
+@given(text=_TEXTS, sender=st.sampled_from(["al", "a" * 120]),
+       target=st.sampled_from([("dev", None), (None, "bob"), (None, ":odd"), (None, "a b")]),
+       kind=st.sampled_from(["text", "notice", "action", "file"]),
+       key=st.sampled_from([PLAIN, TIMED, TAGGED, cache_key(False, False, True)]))
+def test_a_short_plain_message_written_at_once_reads_as_the_general_way_writes_it(
+        text: str, sender: str, target: tuple[str | None, str | None], kind: str,
+        key: int) -> None:
+    renderer = _renderer()
+    message = ev.Message(sender, text, TS, 9, room=target[0], to=target[1], msg_kind=kind)
+    source, where = renderer.mask(sender), target[1] or f"#{target[0]}"
+    verb = "NOTICE" if kind == "notice" else "PRIVMSG"
+    general = renderer._lines(message, key, where, source, verb, text)
+    assert renderer.message(message, key) == general
+
+
+def test_a_message_at_the_length_of_a_line_is_split_only_past_it() -> None:
+    """``:al!al@irc.test PRIVMSG #dev :`` and the line end leave 478 bytes of text."""
+    renderer = _renderer()
+    for length, lines in ((477, 1), (478, 1), (479, 2), (480, 2)):
+        message = ev.Message("al", "y" * length, TS, 9, room="dev")
+        written = renderer.message(message, PLAIN)
+        assert len(written) == lines
+        assert max(len(line.encode()) for line in written) + 2 <= 510
+        assert written == renderer._lines(message, PLAIN, "#dev", "al!al@irc.test", "PRIVMSG",
+                                          message.text)
 
 
 def test_cache_keys_never_meet_style_keys() -> None:
