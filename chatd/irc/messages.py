@@ -138,7 +138,8 @@ async def _send_rest(ctx: IrcContext, pending: Awaitable[None], waiting_for: str
 
 
 def _send_to(ctx: IrcContext, target: str, sent: Outgoing) -> Awaitable[None] | None:
-    fitted = Outgoing(_fitted(ctx, target, sent.text, sent.kind), sent.kind, sent.extra)
+    text = _fitted(ctx, target, sent.text, sent.kind)
+    fitted = sent if text is sent.text else Outgoing(text, sent.kind, sent.extra)
     if target.startswith("#"):
         return _to_room(ctx, existing_room(ctx, target), fitted)
     return _to_user(ctx, target, fitted)
@@ -154,11 +155,20 @@ class Outgoing(NamedTuple):
 
 def _fitted(ctx: IrcContext, target: str, text: str, kind: str) -> str:
     """``text`` cut so that the line relayed to ``target`` fits in an IRC line."""
+    return fitted_text(text, ctx.listener.renderer.mask(ctx.nick), target, kind)
+
+
+def fitted_text(text: str, mask: str, target: str, kind: str) -> str:
+    """``text`` cut so that ``mask``'s line to ``target`` fits in an IRC line, as the
+    renderer counts it (chatd.irc.render.IrcRenderer.message), which then has no
+    reason to split it."""
+    # A character is at most 4 bytes (a target's lower case too): text this short
+    # fits whatever it holds. The rest is ":", two spaces, a verb of 7, " :", the
+    # line end and an action's 9.
+    if 4 * (len(text) + len(mask) + len(target)) + 23 <= MAX_BODY:
+        return text
     verb = "NOTICE" if kind == "notice" else "PRIVMSG"
-    mask = ctx.listener.renderer.mask(ctx.nick)
     room = target.lower() if target.startswith("#") else target
-    # As the renderer counts it (chatd.irc.render.IrcRenderer.message), which then
-    # has no reason to split the text.
     overhead = len(f":{mask} {verb} {room} :".encode()) + 2 + (9 if kind == "action" else 0)
     return fit(text, MAX_BODY - overhead)
 

@@ -8,7 +8,9 @@ from hypothesis import strategies as st
 
 from chatd.domain import events as ev
 from chatd.domain.modes import ModeChange, RoomModes
+from chatd.irc.codec import MAX_BODY, fit
 from chatd.irc.front import load
+from chatd.irc.messages import fitted_text
 from chatd.irc.render import IrcRenderer, cache_key
 from chatd.protocol.render import Style, style_key
 from storage.records import NotificationRecord
@@ -61,6 +63,17 @@ def test_a_message_at_the_length_of_a_line_is_split_only_past_it() -> None:
         assert max(len(line.encode()) for line in written) + 2 <= 510
         assert written == renderer._lines(message, PLAIN, "#dev", "al!al@irc.test", "PRIVMSG",
                                           message.text)
+
+
+@given(text=_TEXTS, mask=st.sampled_from(["al!al@irc.test", "é" * 60 + "!x@irc.test"]),
+       target=st.sampled_from(["#dev", "#DEV" * 20, "bob", "#\u0130" * 30]),
+       kind=st.sampled_from(["text", "notice", "action"]))
+def test_text_sure_to_fit_is_taken_whole_and_other_text_is_cut_to_fit(
+        text: str, mask: str, target: str, kind: str) -> None:
+    verb = "NOTICE" if kind == "notice" else "PRIVMSG"
+    room = target.lower() if target.startswith("#") else target
+    limit = MAX_BODY - len(f":{mask} {verb} {room} :\r\n".encode()) - (9 if kind == "action" else 0)
+    assert fitted_text(text, mask, target, kind) == fit(text, limit)
 
 
 def test_cache_keys_never_meet_style_keys() -> None:
