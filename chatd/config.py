@@ -47,9 +47,11 @@ class ListenConfig:
     host: str = "127.0.0.1"
     port: int = 7777
     max_line: int = 4096
-    # Seconds output waits for more before it is written (0: at the end of the
-    # event loop's turn): the messages of that moment then share one write
-    # per connection (see docs/PERFORMANCE.md, "Writes a moment late").
+    # Seconds output may wait for more before it is written, while messages
+    # fan out steadily to the same connections (0: never; it goes at the end
+    # of the event loop's turn): the messages of that moment then share one
+    # write per connection (chatd.net.connection.FlushScheduler and
+    # docs/PERFORMANCE.md, "Writes a moment late").
     # None: DEFAULT_FLUSH_DELAY on a single node, 0 on a cluster node (see
     # effective_flush_delay).
     flush_delay: float | None = None

@@ -15,9 +15,10 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import math
 import socket
 from collections import deque
-from typing import TYPE_CHECKING, Any, Protocol, cast
+from typing import TYPE_CHECKING, Any, Final, Protocol, cast
 
 from chatd.delivery.feed import Outbox
 from chatd.errors import Code
@@ -26,6 +27,7 @@ from chatd.protocol.session import Session
 
 if TYPE_CHECKING:
     from collections.abc import Awaitable, Callable
+    from collections.abc import Set as AbstractSet
 
     from chatd.config import Config
     from chatd.domain.clock import Clock
@@ -67,16 +69,33 @@ class ConnectionHost(Protocol):
         """Forget it (its session leaves presence)."""
 
 
+# A flush to fewer connections never makes the next turn wait: a direct
+# message, a small room, a bot's replies gain nothing from it.
+FANOUT_MIN: Final = 16
+_NO_CONNECTIONS: Final[frozenset[Connection]] = frozenset()
+
+
 class FlushScheduler:
     """Coalesces writes: every connection written to is flushed once per *turn*.
 
-    A turn ends ``delay()`` seconds after its first output (``listen.flush_delay``),
-    or, with no delay, at the end of the event loop's turn. Under steady
-    traffic the messages of that moment then share one ``send()`` per
-    connection, which costs about the same for one message as for ten: at
-    a message a millisecond into a room of 100, a delay of 2 ms took about
-    half the server's CPU off, for about a millisecond more at the p99
-    (docs/PERFORMANCE.md, "Writes a moment late"). Off by default for now.
+    A turn ends at the end of the event loop's turn, or, while output fans
+    out to the same connections again and again, ``delay()`` seconds after
+    its first output (``listen.flush_delay``). Under steady traffic into a
+    room the messages of that moment then share one ``send()`` per
+    connection, which costs about the same for one message as for ten: at a
+    message a millisecond into a room of 100, a delay of 2 ms took about half
+    the server's CPU off (docs/PERFORMANCE.md, "Writes a moment late").
+
+    The delay is earned, not assumed: a turn waits only when its first output
+    comes less than two delays after a flush to at least FANOUT_MIN
+    connections, most of which the flush before wrote to as well. Direct
+    messages and small rooms on a server without a busy room, and a large
+    room at a message every few delays, keep the latency of a turn's end.
+    And a client outside that fan-out never waits for its answers: while a
+    turn is held, a connection whose input has been handled writes its output
+    at once unless it was in the fan-out (:meth:`Connection._idle`). A member
+    of the busy room gets its answers with the room's batch, at most the
+    delay later, so the batch is not broken up for it.
 
     One callback per turn, however many connections have output: the first
     connection marked schedules it, and it flushes them all in one pass.
@@ -85,7 +104,8 @@ class FlushScheduler:
     closes meanwhile writes its own output first (:meth:`Connection.close`).
     """
 
-    __slots__ = ("_delay", "_end_turn", "_loop", "dirty", "scheduled")
+    __slots__ = ("_delay", "_end_turn", "_flushed_at", "_loop", "dirty", "holding",
+                 "scheduled", "steady", "waits")
 
     def __init__(self, loop: asyncio.AbstractEventLoop, end_turn: Callable[[], None],
                  delay: Callable[[], float] = lambda: 0.0) -> None:
@@ -97,6 +117,14 @@ class FlushScheduler:
         # fewer per connection per turn on the fan-out's path.
         self.dirty: list[Connection] = []
         self.scheduled = False
+        # Whether the next turn may wait the delay (see _earned_wait), and whether
+        # this one does: then a client's answers go out without it (Connection._idle).
+        self.waits = self.holding = False
+        # The connections of the last flush, when it went to FANOUT_MIN or more:
+        # while a turn is held, a client among them gets its answers with the
+        # batch, and any other at once.
+        self.steady: AbstractSet[Connection] = _NO_CONNECTIONS
+        self._flushed_at = -math.inf
 
     def mark(self, conn: Connection) -> None:
         self.dirty.append(conn)
@@ -105,18 +133,35 @@ class FlushScheduler:
 
     def schedule(self) -> None:
         self.scheduled = True
-        delay = self._delay()
-        if delay > 0:
-            self._loop.call_later(delay, self.flush)
-        else:
-            self._loop.call_soon(self.flush)
+        if self.waits:
+            delay = self._delay()
+            # Output within two delays of the last flush waits (traffic is steady);
+            # after a lull it goes at once. A delay of 0 never waits.
+            if self._loop.time() - self._flushed_at < 2 * delay:
+                self.holding = True
+                self._loop.call_later(delay, self.flush)
+                return
+        self._loop.call_soon(self.flush)
 
     def flush(self) -> None:
-        self.scheduled = False
+        self.scheduled = self.holding = False
         self._end_turn()
         dirty, self.dirty = self.dirty, []
         for conn in dirty:
             conn.flush()
+        self.waits = self._earned_wait(dirty)
+
+    def _earned_wait(self, flushed: list[Connection]) -> bool:
+        """Whether the next turn may wait: this flush wrote to many connections, most
+        of which the flush before wrote to as well (whether it does wait depends on
+        how soon its output comes: see :meth:`schedule`)."""
+        self._flushed_at = self._loop.time()
+        if len(flushed) < FANOUT_MIN:  # (checked first: most flushes of a quiet server)
+            self.steady = _NO_CONNECTIONS
+            return False
+        previous, current = self.steady, set(flushed)
+        self.steady = current
+        return 2 * len(current & previous) >= len(current)
 
 
 class Connection(Outbox, asyncio.Protocol):
@@ -226,7 +271,12 @@ class Connection(Outbox, asyncio.Protocol):
 
     def _idle(self) -> None:
         """Every queued line is handled: read more, or close after the client's EOF
-        (once its posts that wait for a cluster are answered too)."""
+        (once its posts that wait for a cluster are answered too). While the turn
+        is held for a busy room's fan-out that this connection is not part of, its
+        answers go out now: nothing would come to share their write."""
+        flusher = self._flusher
+        if flusher.holding and self not in flusher.steady:
+            self.flush()
         if not self._eof:
             self._resume_reading()
         elif self.session.posts is not None and self.session.posts.waiting():

@@ -7,6 +7,7 @@ from pathlib import Path
 
 import pytest
 
+from chatd.client import ChatClient
 from tests.content import (
     b64_lines,
     blob_paths,
@@ -174,22 +175,24 @@ async def test_files_lists_a_rooms_files(clients: Clients) -> None:
         ("a.txt", len(data), "text/plain", "alice")]
 
 
-@pytest.mark.parametrize("flush_delay", [0.0, 0.05])
-async def test_a_large_download_is_paced_for_a_slow_reader(db_path: Path,
-                                                           flush_delay: float) -> None:
+@pytest.mark.parametrize(("flush_delay", "busy"), [(0.0, False), (0.05, True)])
+async def test_a_large_download_is_paced_for_a_slow_reader(db_path: Path, flush_delay: float,
+                                                           busy: bool) -> None:
     """A reader that stops for a while is waited for, not dropped, and gets every byte;
-    also when output is held back for a while before it is written (the pacing
-    counts what is held as well as what the socket has not taken)."""
+    also on a busy server, whose output waits a while before it is written (the
+    pacing counts what is held as well as what the socket has not taken)."""
     import asyncio
     import json
     import os
 
     from chatd.domain.clock import ManualClock
+    from chatd.net.connection import FANOUT_MIN
     from tests.helpers import PASSWORD, start_server
 
     # Bigger than the kernel's socket buffers: without pacing, this reader is dropped.
     server = await start_server(db_path, clock=ManualClock(), limits__output_buffer=256 * 1024,
-                                files__max_size=9 * 1024 * 1024, listen__flush_delay=flush_delay)
+                                files__max_size=9 * 1024 * 1024, listen__flush_delay=flush_delay,
+                                limits__message_burst=100_000)
     clients = Clients(server)
     try:
         alice = await clients.user("alice")
@@ -197,6 +200,13 @@ async def test_a_large_download_is_paced_for_a_slow_reader(db_path: Path,
         data = os.urandom(8 * 1024 * 1024)
         reply = await upload(alice, "big.bin", data, width=4000)
         assert reply.ok, reply.final
+        waited: list[bool] = []
+        if busy:
+            # A room of FANOUT_MIN members with a message every 10 ms: the server's
+            # turns wait the delay for more output while it lasts.
+            for i in range(FANOUT_MIN):
+                await (await clients.user(f"reader{i}")).command("/join general")
+            chatter = asyncio.ensure_future(_chatter(alice, server, waited))
         # A raw JSON connection that reads nothing for a second.
         reader, writer = await asyncio.open_connection("127.0.0.1", server.port, limit=1 << 16)
         writer.write(f"/format json\r\n/login alice {PASSWORD}\r\n"
@@ -214,8 +224,21 @@ async def test_a_large_download_is_paced_for_a_slow_reader(db_path: Path,
                     chunks.append(base64.b64decode(obj["data"]))
                 elif obj.get("label") == "d":
                     final = obj
+        if busy:
+            chatter.cancel()
+            assert any(waited), "the server's turns never waited: the case is not tested"
         assert final["type"] == "ok" and b"".join(chunks) == data
         writer.close()
     finally:
         await clients.close()
         await server.stop()
+
+
+async def _chatter(sender: ChatClient, server: ChatServer, waited: list[bool]) -> None:
+    """Post to the sender's room every 10 ms, noting whether the server's turns wait."""
+    import asyncio
+
+    for count in range(100_000):
+        sender.send_line(f"chatter {count}")
+        waited.append(server.listeners.flusher.waits)
+        await asyncio.sleep(0.01)

@@ -1,11 +1,14 @@
-"""FlushScheduler: output written once per turn, a turn lasting listen.flush_delay."""
+"""FlushScheduler: output written once per turn; a turn waits listen.flush_delay only
+while output fans out to the same connections again and again."""
 
 from __future__ import annotations
 
 import asyncio
 from typing import cast
 
-from chatd.net.connection import Connection, FlushScheduler
+from chatd.net.connection import FANOUT_MIN, Connection, FlushScheduler
+
+DELAY = 0.05
 
 
 class _Written:
@@ -23,17 +26,15 @@ def _scheduler(delay: float, turns: list[float]) -> FlushScheduler:
     return FlushScheduler(loop, lambda: turns.append(loop.time()), lambda: delay)
 
 
-async def test_with_a_delay_the_output_of_several_loop_turns_is_written_together() -> None:
-    turns: list[float] = []
-    scheduler = _scheduler(0.05, turns)
-    first, second = _Written(), _Written()
-    scheduler.mark(cast(Connection, first))
-    await asyncio.sleep(0)  # another turn of the event loop
-    scheduler.mark(cast(Connection, second))
+async def _turn(scheduler: FlushScheduler, connections: list[_Written]) -> None:
+    """Output for each of ``connections``, then the end of the loop's turn."""
+    for conn in connections:
+        scheduler.mark(cast(Connection, conn))
     await asyncio.sleep(0)
-    assert (first.flushes, second.flushes, turns) == (0, 0, [])
-    await asyncio.sleep(0.1)
-    assert (first.flushes, second.flushes, len(turns)) == (1, 1, 1)
+
+
+def _room(size: int = FANOUT_MIN) -> list[_Written]:
+    return [_Written() for _ in range(size)]
 
 
 async def test_without_a_delay_the_output_is_written_at_the_end_of_the_loop_turn() -> None:
@@ -44,6 +45,75 @@ async def test_without_a_delay_the_output_is_written_at_the_end_of_the_loop_turn
     assert written.flushes == 0
     await asyncio.sleep(0)
     assert (written.flushes, len(turns)) == (1, 1)
-    scheduler.mark(cast(Connection, written))  # a new turn is scheduled anew
-    await asyncio.sleep(0)
-    assert (written.flushes, len(turns)) == (2, 2)
+    room = _room()
+    for _ in range(3):  # fan-out, however steady, never waits without a delay
+        await _turn(scheduler, room)
+    assert (room[0].flushes, len(turns)) == (3, 4)
+
+
+async def test_steady_fan_out_to_the_same_connections_earns_the_wait() -> None:
+    turns: list[float] = []
+    scheduler = _scheduler(DELAY, turns)
+    room = _room()
+    await _turn(scheduler, room)  # the first flush: nothing to compare it with
+    assert (room[0].flushes, scheduler.waits) == (1, False)
+    await _turn(scheduler, room)  # the same connections again, at once
+    assert (room[0].flushes, scheduler.waits) == (2, True)
+    # Now a turn waits the delay, and gathers the output of several loop turns.
+    # (A connection is marked once per turn: its first output of the turn marks it.)
+    first, second = _Written(), _Written()
+    await _turn(scheduler, [first, *room])
+    await _turn(scheduler, [second])
+    assert (first.flushes, second.flushes, room[0].flushes, len(turns)) == (0, 0, 2, 2)
+    await asyncio.sleep(DELAY * 2)
+    assert (first.flushes, second.flushes, room[0].flushes, len(turns)) == (1, 1, 3, 3)
+
+
+async def test_a_direct_message_or_a_small_room_is_never_held_back() -> None:
+    turns: list[float] = []
+    scheduler = _scheduler(DELAY, turns)
+    pair = _room(FANOUT_MIN - 1)
+    for _ in range(5):
+        await _turn(scheduler, pair)
+    assert (pair[0].flushes, len(turns), scheduler.waits) == (5, 5, False)
+
+
+async def test_fan_out_to_other_connections_each_turn_is_not_held_back() -> None:
+    """Many small rooms: each turn's connections are new, so a wait would batch nothing."""
+    turns: list[float] = []
+    scheduler = _scheduler(DELAY, turns)
+    for _ in range(4):
+        await _turn(scheduler, _room())
+        assert scheduler.waits is False
+    assert len(turns) == 4
+
+
+async def test_output_after_a_lull_goes_at_once() -> None:
+    """A large room at a message every few delays gains nothing from a wait."""
+    turns: list[float] = []
+    scheduler = _scheduler(DELAY, turns)
+    room = _room()
+    await _turn(scheduler, room)
+    await _turn(scheduler, room)
+    assert scheduler.waits is True
+    await _turn(scheduler, room)
+    assert room[0].flushes == 2  # held back
+    await asyncio.sleep(DELAY * 1.5)
+    assert room[0].flushes == 3
+    await asyncio.sleep(DELAY * 2)
+    await _turn(scheduler, room)  # more than two delays after the last flush
+    assert room[0].flushes == 4
+
+
+async def test_a_delay_set_to_zero_stops_the_waits_at_once() -> None:
+    turns: list[float] = []
+    delay = [DELAY]
+    loop = asyncio.get_running_loop()
+    scheduler = FlushScheduler(loop, lambda: turns.append(loop.time()), lambda: delay[0])
+    room = _room()
+    await _turn(scheduler, room)
+    await _turn(scheduler, room)
+    assert scheduler.waits is True
+    delay[0] = 0.0  # a reload
+    await _turn(scheduler, room)
+    assert room[0].flushes == 3
