@@ -93,7 +93,10 @@ def _request(ctx: IrcContext, wanted: str) -> None:
 
 
 def _cap_reply(ctx: IrcContext, sub: str, text: str) -> None:
-    ctx.line(f":{ctx.listener.renderer.server} CAP {ctx.nick} {sub} :{text}")
+    # Formatted, not pasted: a NAK repeats what the client asked for, which may
+    # hold a character that would break the line.
+    server = ctx.listener.renderer.server
+    ctx.line(format_line("CAP", ctx.nick, sub, text, source=server))
 
 
 @irc_command("NICK", registered=False, scope=None)
@@ -179,7 +182,8 @@ def ping(ctx: IrcContext) -> None:
     if not ctx.params:
         raise IrcError(n.ERR_NOORIGIN, "No origin specified")
     server = ctx.listener.renderer.server
-    ctx.line(f":{server} PONG {server} :{ctx.params[0]}")
+    # The token comes back as sent, but never a character that would break the line.
+    ctx.line(format_line("PONG", server, ctx.params[0], source=server))
 
 
 @irc_command("PONG", registered=False, scope=None)

@@ -93,6 +93,16 @@ async def test_cap_negotiation_holds_registration_until_end(server: ChatServer,
     assert (await client.expect("001")).params[0] == "bob"
 
 
+async def test_echoed_tokens_never_carry_a_line_break_or_nul(irc: IrcFactory) -> None:
+    """PING's token and a refused CAP REQ come back as sent, but a CR or NUL in them
+    (only LF ends an IRC line here) would break the reply line."""
+    client = await irc()
+    client.send_raw(b"PING a\rPING b\r\nPING :x\x00y\r\nCAP REQ :bogus\rz\r\n")
+    assert await client.raw() == ":chatd.local PONG chatd.local :a PING"
+    assert await client.raw() == ":chatd.local PONG chatd.local :x y"
+    assert await client.raw() == ":chatd.local CAP * NAK :bogus z"
+
+
 async def test_cap_ls_without_302_shows_bare_names(irc: IrcFactory) -> None:
     client = await irc()
     client.send("CAP LS")
