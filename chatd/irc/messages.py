@@ -107,7 +107,13 @@ def _send(ctx: IrcContext) -> Awaitable[None] | None:
     # (Most lines carry no tags: no dict comprehension for them.)
     tags = client_tags(ctx) if ctx.message.tags else {}
     sent = Outgoing(text, kind, {CLIENT_TAGS: tags} if tags else {})
-    return _send_each(ctx, targets(params[0])[:MAX_TARGETS], sent)
+    names = targets(params[0])
+    for dropped in names[MAX_TARGETS:]:
+        # Refused by name, not skipped in silence (ISUPPORT says TARGMAX, but a
+        # client that ignores it must still learn who got nothing).
+        ctx.fail(IrcError(n.ERR_TOOMANYTARGETS, dropped,
+                          f"Too many targets: at most {MAX_TARGETS}; not sent"))
+    return _send_each(ctx, names[:MAX_TARGETS], sent)
 
 
 def _send_each(ctx: IrcContext, names: list[str], sent: Outgoing) -> Awaitable[None] | None:
