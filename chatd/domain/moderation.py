@@ -128,36 +128,48 @@ class Moderation:
 
     async def mute(self, actor: User | None, room: Room, target: User,
                    duration: float | None) -> SanctionRecord:
-        if not room.is_member(target.id):
-            raise ChatError(Code.NOT_IN_ROOM, f"{target.name} is not in #{room.name}.")
-        _authorize(Action.MUTE, room, actor, target)
-        return await self._mute(room, target, duration, actor.id if actor else None,
-                                _name(actor))
+        async with self._transactions.room(room):
+            if not room.is_member(target.id):
+                raise ChatError(Code.NOT_IN_ROOM, f"{target.name} is not in #{room.name}.")
+            _authorize(Action.MUTE, room, actor, target)
+            record = await self._impose_mute(room, target, duration,
+                                             actor.id if actor else None, "")
+        await self._announce_mute(room, target, record, duration, _name(actor))
+        return record
 
     async def mute_for_flood(self, room: Room, target: User, duration: float) -> None:
-        """Flood control mutes a member; a mute already running is left as it is."""
-        if not room.is_member(target.id) or room.muted(target.id, self._clock.time()):
-            return
+        """Flood control mutes a member; a mute already running is left as it is.
+
+        Decided in the room's transaction: one burst can pass the flood
+        threshold twice before the first mute is stored, and the second must
+        find the first (one mute, one notice, one audit entry)."""
         if self._accounts.get(target.id) is None:
             return  # a guest without an account: a mute cannot be stored for them
-        await self._mute(room, target, duration, None, SERVER, reason="flooding")
+        async with self._transactions.room(room):
+            if not room.is_member(target.id) or room.muted(target.id, self._clock.time()):
+                return
+            record = await self._impose_mute(room, target, duration, None, "flooding")
+        await self._announce_mute(room, target, record, duration, SERVER)
 
-    async def _mute(self, room: Room, target: User, duration: float | None,
-                    actor_id: int | None, actor: str, reason: str = "") -> SanctionRecord:
+    async def _impose_mute(self, room: Room, target: User, duration: float | None,
+                           actor_id: int | None, reason: str) -> SanctionRecord:
         now = self._clock.time()
         record = SanctionRecord(room.id, target.id, actor_id, reason, now,
                                 now + duration if duration else None)
         await self._storage.put_sanction("mute", record)
         room.mutes[target.id] = record
+        return record
+
+    async def _announce_mute(self, room: Room, target: User, record: SanctionRecord,
+                             duration: float | None, actor: str) -> None:
         self._emit(room, target,
-                   events.Muted(room.name, target.name, actor, record.until, reason))
+                   events.Muted(room.name, target.name, actor, record.until, record.reason))
         await self._audit.record("mute", actor, target.name, room,
-                                 reason or _for(duration).strip())
+                                 record.reason or _for(duration).strip())
         await self._notifier.notify(target, "muted",
                                     f"you are muted in #{room.name}{_for(duration)}.",
                                     room=room.name, room_id=room.id, actor=actor,
                                     until=record.until)
-        return record
 
     async def unmute(self, actor: User | None, room: Room, target: User) -> None:
         _authorize(Action.UNMUTE, room, actor, target)

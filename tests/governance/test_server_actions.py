@@ -3,6 +3,8 @@ and flood mutes, as the domain offers them to chatd.ops.control and chatd.domain
 
 from __future__ import annotations
 
+import asyncio
+
 from chatd.domain.clock import ManualClock
 from tests.governance import events, members_of, notes, room_with, settle, users
 from tests.helpers import ChatServer, Clients
@@ -45,6 +47,21 @@ async def test_a_flood_mute_keeps_a_longer_mute(server: ChatServer, clients: Cli
     # Not a member: nothing to do.
     await bob.command("/leave dev")
     await services.moderation.mute_for_flood(room, bob_user, 60)
+
+
+async def test_one_burst_past_the_flood_threshold_twice_mutes_once(
+        server: ChatServer, clients: Clients) -> None:
+    """Two flood mutes of one member started together (one burst can pass the
+    threshold twice before the first is stored): one mute, one notice, one entry."""
+    alice, bob = await users(clients, "alice", "bob")
+    await room_with(alice, "dev", bob)
+    services = server.services
+    room, bob_user = services.rooms.require("dev"), services.accounts.require("bob")
+    await asyncio.gather(services.moderation.mute_for_flood(room, bob_user, 60),
+                         services.moderation.mute_for_flood(room, bob_user, 60))
+    assert len(events(await settle(alice), "mute")) == 1
+    assert len(notes(await settle(bob), "muted")) == 1
+    assert [e.action for e in await services.audit.entries(50, room)].count("mute") == 1
 
 
 async def test_hidden_rooms_lists_the_unlisted(server: ChatServer, clients: Clients) -> None:
