@@ -126,5 +126,8 @@ def still_valid(ctx: IrcContext, grant: Grant) -> bool:
 
 def logged_in(ctx: IrcContext, user: User) -> None:
     """RPL_LOGGEDIN: which account this connection is logged in as."""
-    ctx.reply(n.RPL_LOGGEDIN, ctx.listener.renderer.mask(user.name), user.name,
-              f"You are now logged in as {user.name}")
+    # Before registration completes (SASL, PASS) the connection's own USER, if it
+    # sent one, is not yet its account's identity: the mask is made with it.
+    username, renderer = ctx.session.irc.username, ctx.listener.renderer
+    mask = f"{user.name}!{username}@{renderer.server}" if username else renderer.mask(user.name)
+    ctx.reply(n.RPL_LOGGEDIN, mask, user.name, f"You are now logged in as {user.name}")

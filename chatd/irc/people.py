@@ -87,8 +87,17 @@ class People:
     # -- identities --------------------------------------------------------------
 
     def username(self, name: str) -> str:
-        identity = self._identities.get(name_key(name))
-        return identity.username if identity is not None else name
+        """The USER name of ``name``'s newest IRC connection; once it is gone, the
+        last one WHOWAS keeps (a guest's QUIT is rendered after it left); else the
+        name itself."""
+        key = name_key(name)
+        identity = self._identities.get(key)
+        if identity is not None:
+            return identity.username
+        for entry in reversed(self.whowas):
+            if name_key(entry.nick) == key:
+                return entry.username
+        return name
 
     def realname(self, name: str) -> str:
         identity = self._identities.get(name_key(name))

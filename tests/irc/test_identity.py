@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import pytest
 
-from tests.helpers import ChatServer, Clients
+from tests.helpers import PASSWORD, ChatServer, Clients
 from tests.irc.conftest import IrcFactory
 from tests.irc.helpers import IrcClient
 
@@ -140,6 +140,29 @@ async def test_a_guest_that_goes_quits_once_for_all_its_channels(
     await carol.nothing(0.3)
     left = await alice.next_event(lambda e: e.get("event") == "leave")
     assert left["reason"] == "Quit: see you"
+
+
+@GUESTS
+async def test_a_guests_quit_and_a_logins_900_show_the_username_it_registered_with(
+        server: ChatServer, irc: IrcFactory, clients: Clients) -> None:
+    alice = await clients.user("alice")
+    await alice.command("/create one")
+    carol = await irc("carol")
+    carol.send("JOIN #one")
+    await carol.expect("366")
+    visitor = await irc()
+    visitor.send("NICK visitor", "USER v 0 * :V", "JOIN #one")
+    await visitor.expect("366")
+    assert await carol.raw() == ":visitor!v@chatd.local JOIN #one"
+    visitor.send("QUIT :bye")
+    # Rendered once the guest is gone: its username is what WHOWAS keeps.
+    assert await carol.raw() == ":visitor!v@chatd.local QUIT :Quit: bye"
+    await server.services.accounts.create("dave", PASSWORD)
+    dave = await irc()
+    dave.send(f"PASS dave:{PASSWORD}", "NICK dave", "USER d 0 * :D")
+    logged_in, welcome = await dave.expect("900"), await dave.expect("001")
+    assert logged_in.params[1] == "dave!d@chatd.local"
+    assert welcome.params[1].endswith(" dave!d@chatd.local")
 
 
 @GUESTS
