@@ -256,6 +256,8 @@ async def test_binary_garbage_does_not_hurt_the_server(clients: Clients) -> None
     ("/mute bob general 10m extra", "too many arguments."),
     ("/mute bob 10m extra", "too many arguments."),
     ("/history 5 extra", "too many arguments."),
+    # Before any name is looked up (docs/PROTOCOL.md): not no-such-room.
+    ("/join nosuchroom key extra", "too many arguments. Usage: /join"),
 ])
 async def test_argument_errors_say_what_was_wrong(clients: Clients, line: str,
                                                   message: str) -> None:
