@@ -18,8 +18,9 @@ import asyncio
 import binascii
 import hashlib
 import logging
+import string
 from pathlib import Path
-from typing import TYPE_CHECKING, BinaryIO
+from typing import TYPE_CHECKING, BinaryIO, Final
 
 from chatd.content.files import Staged
 from chatd.errors import ChatError, Code
@@ -39,6 +40,10 @@ END = "."
 WRITE_AT = 256 * 1024
 
 
+# What a group of base64 may hold (padding included).
+_BASE64_CHARS: Final = frozenset(string.ascii_letters + string.digits + "+/=")
+
+
 class Base64Lines:
     """An incremental base64 decoder over lines of any length.
 
@@ -56,7 +61,11 @@ class Base64Lines:
         """The bytes of ``line`` (raises ValueError on anything but base64)."""
         text = self._pending + line
         whole = len(text) - len(text) % 4
-        self._pending = text[whole:]
+        rest = text[whole:]
+        if not _BASE64_CHARS.issuperset(rest):
+            # Refused on this line, not at the end when the group is completed.
+            raise ValueError(f"not a base64 character: {rest!r}")
+        self._pending = rest
         return _decode(text[:whole])
 
     def end(self) -> bytes:

@@ -70,6 +70,18 @@ async def test_bad_base64(server: ChatServer, clients: Clients) -> None:
     assert any(line.get("upload") == "failed" for line in reply.lines)
 
 
+@pytest.mark.parametrize("bad", ["Q.", "..", " .", "-", "_"])
+async def test_a_bad_character_after_the_last_whole_group_fails_on_its_line(
+        server: ChatServer, clients: Clients, bad: str) -> None:
+    """Characters past a line's last group of four wait for the next line, but one
+    that no base64 has is refused on its own line, not at the end."""
+    alice = await room_owner(clients)
+    reply = await upload(alice, "q.txt", b"ABC", lines=["QUJD", bad])
+    await assert_failed(server, alice, "bad-arguments", reply)
+    assert "line 2 of the upload is not base64" in reply.final["message"]
+    assert any(line.get("upload") == "failed" for line in reply.lines)
+
+
 async def test_a_dangling_base64_character_at_the_end(server: ChatServer,
                                                       clients: Clients) -> None:
     alice = await room_owner(clients)
