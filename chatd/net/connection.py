@@ -27,7 +27,6 @@ from chatd.protocol.session import Session
 
 if TYPE_CHECKING:
     from collections.abc import Awaitable, Callable
-    from collections.abc import Set as AbstractSet
 
     from chatd.config import Config
     from chatd.domain.clock import Clock
@@ -72,7 +71,6 @@ class ConnectionHost(Protocol):
 # A flush to fewer connections never makes the next turn wait: a direct
 # message, a small room, a bot's replies gain nothing from it.
 FANOUT_MIN: Final = 16
-_NO_CONNECTIONS: Final[frozenset[Connection]] = frozenset()
 
 
 class FlushScheduler:
@@ -104,8 +102,8 @@ class FlushScheduler:
     closes meanwhile writes its own output first (:meth:`Connection.close`).
     """
 
-    __slots__ = ("_delay", "_end_turn", "_flushed_at", "_loop", "dirty", "holding",
-                 "scheduled", "steady", "waits")
+    __slots__ = ("_answered", "_delay", "_end_turn", "_flushed_at", "_loop", "dirty",
+                 "holding", "scheduled", "steady", "waits")
 
     def __init__(self, loop: asyncio.AbstractEventLoop, end_turn: Callable[[], None],
                  delay: Callable[[], float] = lambda: 0.0) -> None:
@@ -120,10 +118,12 @@ class FlushScheduler:
         # Whether the next turn may wait the delay (see _earned_wait), and whether
         # this one does: then a client's answers go out without it (Connection._idle).
         self.waits = self.holding = False
-        # The connections of the last flush, when it went to FANOUT_MIN or more:
-        # while a turn is held, a client among them gets its answers with the
-        # batch, and any other at once.
-        self.steady: AbstractSet[Connection] = _NO_CONNECTIONS
+        # The connections of the last flush that went to FANOUT_MIN or more, but
+        # those answered early: while a turn is held, a client among them gets
+        # its answers with the batch, and any other at once (answer).
+        self.steady: set[Connection] = set()
+        # The connections answered early in the held turn: they stay out of steady.
+        self._answered: set[Connection] = set()
         self._flushed_at = -math.inf
 
     def mark(self, conn: Connection) -> None:
@@ -151,17 +151,39 @@ class FlushScheduler:
             conn.flush()
         self.waits = self._earned_wait(dirty)
 
+    def answer(self, conn: Connection) -> None:
+        """Write ``conn``'s output now, in a held turn: it is a client waiting for an
+        answer, not one of the busy room's readers (Connection._idle)."""
+        self._answered.add(conn)
+        conn.flush()
+
+    def forget(self, conn: Connection) -> None:
+        """``conn`` closed: keep no reference to it."""
+        self.steady.discard(conn)
+        self._answered.discard(conn)
+
     def _earned_wait(self, flushed: list[Connection]) -> bool:
-        """Whether the next turn may wait: this flush wrote to many connections, most
-        of which the flush before wrote to as well (whether it does wait depends on
-        how soon its output comes: see :meth:`schedule`)."""
+        """Whether the next turn may wait: this flush wrote to many connections (the
+        clients answered early left out), most of which the flush before wrote to
+        as well (whether it does wait depends on how soon its output comes: see
+        :meth:`schedule`)."""
         self._flushed_at = self._loop.time()
-        if len(flushed) < FANOUT_MIN:  # (checked first: most flushes of a quiet server)
-            self.steady = _NO_CONNECTIONS
+        answered = self._answered
+        if answered:
+            self._answered = set()
+        # (The length first: most flushes of a quiet server are short. A
+        # connection answered early is in the list twice if it got more output.)
+        if len(flushed) < FANOUT_MIN:
+            # A direct message, a small room, a download between two of the busy
+            # room's flushes: the next turn goes at once, but the next fan-out
+            # is compared with the last one, not with this.
             return False
-        previous, current = self.steady, set(flushed)
+        if self._delay() <= 0:
+            self.steady.clear()
+            return False
+        previous, current = self.steady, set(flushed) - answered
         self.steady = current
-        return 2 * len(current & previous) >= len(current)
+        return len(current) >= FANOUT_MIN and 2 * len(current & previous) >= len(current)
 
 
 class Connection(Outbox, asyncio.Protocol):
@@ -222,6 +244,7 @@ class Connection(Outbox, asyncio.Protocol):
     def connection_lost(self, exc: Exception | None) -> None:
         self._closing = True
         self.discard()
+        self._flusher.forget(self)
         # A command already running finishes (its replies go nowhere); cancelling
         # it could stop it between persisting a change and applying it.
         self._host.connection_closed(self)
@@ -276,7 +299,7 @@ class Connection(Outbox, asyncio.Protocol):
         answers go out now: nothing would come to share their write."""
         flusher = self._flusher
         if flusher.holding and self not in flusher.steady:
-            self.flush()
+            flusher.answer(self)
         if not self._eof:
             self._resume_reading()
         elif self.session.posts is not None and self.session.posts.waiting():

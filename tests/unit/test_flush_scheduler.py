@@ -117,3 +117,28 @@ async def test_a_delay_set_to_zero_stops_the_waits_at_once() -> None:
     delay[0] = 0.0  # a reload
     await _turn(scheduler, room)
     assert room[0].flushes == 3
+
+
+async def test_a_connection_listed_twice_counts_once() -> None:
+    """A client answered early and given more output in the same turn is marked
+    again: the fan-out is still one connection short."""
+    turns: list[float] = []
+    scheduler = _scheduler(DELAY, turns)
+    room = _room(FANOUT_MIN - 1)
+    for _ in range(3):
+        await _turn(scheduler, [*room, room[0]])
+        assert scheduler.waits is False
+
+
+async def test_a_closed_connection_is_forgotten_and_no_delay_keeps_none() -> None:
+    turns: list[float] = []
+    scheduler = _scheduler(DELAY, turns)
+    room = _room()
+    await _turn(scheduler, room)
+    gone = cast(Connection, room[0])
+    assert gone in scheduler.steady
+    scheduler.forget(gone)
+    assert gone not in scheduler.steady
+    without = _scheduler(0.0, turns)
+    await _turn(without, room)
+    assert without.steady == set()
