@@ -87,16 +87,18 @@ class People:
     # -- identities --------------------------------------------------------------
 
     def username(self, name: str) -> str:
-        """The USER name of ``name``'s newest IRC connection; once it is gone, the
-        last one WHOWAS keeps (a guest's QUIT is rendered after it left); else the
-        name itself."""
+        """The USER name of ``name``'s newest IRC connection; for a guest that is
+        gone, the last one WHOWAS keeps (its QUIT is rendered after it left); else
+        the name itself (an account without an IRC connection, a line-protocol user:
+        never the USER of a guest that once had its name)."""
         key = name_key(name)
         identity = self._identities.get(key)
         if identity is not None:
             return identity.username
-        for entry in reversed(self.whowas):
-            if name_key(entry.nick) == key:
-                return entry.username
+        if self._services.accounts.find(name) is None:
+            for entry in reversed(self.whowas):
+                if name_key(entry.nick) == key:
+                    return entry.username
         return name
 
     def realname(self, name: str) -> str:
@@ -190,6 +192,7 @@ class People:
     def came_online(self, user: User) -> None:
         # Every log-in of either listener comes here: the mask is rendered only
         # for a name somebody monitors.
+        self._renderer.forget_mask(user.name)
         if name_key(user.name) in self._monitors:
             self._tell_monitors(user.name, n.RPL_MONONLINE, self._renderer.mask(user.name))
         self._tell_away(user, "")

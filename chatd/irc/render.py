@@ -120,6 +120,10 @@ class IrcRenderer:
         """Somebody's username changed (the directory's identities): make masks anew."""
         self._masks.clear()
 
+    def forget_mask(self, name: str) -> None:
+        """``name`` came online: its mask may not be that of a guest once called so."""
+        self._masks.pop(name, None)
+
     def source(self, actor: str | None) -> str:
         """The source of an action: the actor, or the server for the console and expiry."""
         if not actor or actor in (CONSOLE, SERVER):

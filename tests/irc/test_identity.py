@@ -157,6 +157,12 @@ async def test_a_guests_quit_and_a_logins_900_show_the_username_it_registered_wi
     visitor.send("QUIT :bye")
     # Rendered once the guest is gone: its username is what WHOWAS keeps.
     assert await carol.raw() == ":visitor!v@chatd.local QUIT :Quit: bye"
+    # An account that later takes the name is not shown with the guest's USER.
+    later = await clients.user("visitor")
+    await later.command("/join one")
+    await carol.expect("JOIN")
+    await later.say("hi")
+    assert await carol.raw() == ":visitor!visitor@chatd.local PRIVMSG #one :hi"
     await server.services.accounts.create("dave", PASSWORD)
     dave = await irc()
     dave.send(f"PASS dave:{PASSWORD}", "NICK dave", "USER d 0 * :D")
