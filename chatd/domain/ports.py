@@ -251,10 +251,10 @@ class RoomTransactions(Protocol):
     lock while paused cannot write after the next holder.
 
     Creating a room needs none: its name is taken once by the database's
-    unique constraint (``Conflict``), whichever node asks. Mutes, unmutes,
-    unbans, declined requests and expiries are still made outside one (each
-    a single write whose check runs with no await before it); a cluster needs
-    them inside too.
+    unique constraint (``Conflict``), whichever node asks. Mutes (by a command
+    and by flood control) are made inside one. Unmutes, unbans, declined
+    requests and expiries are still made outside one (each a single write
+    whose check runs with no await before it); a cluster needs them inside too.
     """
 
     def room(self, room: Room) -> AbstractAsyncContextManager[RoomTxn]:

@@ -267,10 +267,13 @@ class Protection:
                                                 room, "flooding"))
 
     def _spawn(self, work: Coroutine[Any, Any, None]) -> None:
-        """Run an async consequence of a synchronous refusal, keeping a reference."""
+        """Run an async consequence of a synchronous refusal, keeping a reference.
+        Nobody awaits it: a failure (a cluster's room lock that stays busy, a
+        database away) is logged here, not left as an unretrieved exception."""
         task = asyncio.ensure_future(work)
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
+        task.add_done_callback(_log_failure)
 
     # -- logins ----------------------------------------------------------------
 
@@ -343,3 +346,8 @@ def _auth_keys(peer: str, name: str | None) -> list[tuple[Kind, str]]:
     if name is not None:
         keys.append((Kind.LOGIN_NAME, name_key(name)))
     return keys
+
+
+def _log_failure(task: asyncio.Future[None]) -> None:
+    if not task.cancelled() and (exc := task.exception()) is not None:
+        log.warning("a flood sanction could not be applied", exc_info=exc)
