@@ -179,20 +179,37 @@ class Moderation:
         """Lift every ban and mute whose time is up; returns how many."""
         count = 0
         for kind in SANCTION_KINDS:
-            for record in await self._storage.delete_expired_sanctions(kind, self._clock.time()):
+            now = self._clock.time()
+            for record in await self._storage.delete_expired_sanctions(kind, now):
                 room, user = self._rooms.get(record.room_id), self._accounts.get(record.user_id)
-                if room is not None and user is not None:
-                    _table(room, kind).pop(user.id, None)
+                if room is not None and user is not None and await self._expired(kind, room,
+                                                                                 user, now):
                     await self._lifted(kind, room, user, actor=None)
                 count += 1
         return count
 
+    async def _expired(self, kind: str, room: Room, user: User, now: float) -> bool:
+        """Forget ``user``'s sanction in ``room`` if it is the one that ran out: one
+        imposed since (a flood mute while earlier expiries were announced) stays,
+        and nobody is told it was lifted."""
+        async with self._transactions.room(room):
+            table = _table(room, kind)
+            current = table.get(user.id)
+            if current is not None and (current.until is None or current.until > now):
+                return False
+            table.pop(user.id, None)
+            return True
+
     async def _lift(self, kind: str, room: Room, target: User, actor: str) -> None:
-        existed = await self._storage.delete_sanction(kind, room.id, target.id)
-        active = _table(room, kind).pop(target.id, None)
-        if not (existed or active):
-            raise ChatError(Code.BAD_ARGUMENTS,
-                            f"{target.name} is not {_DONE[kind]} in #{room.name}.")
+        # In the room's transaction, as sanctions are imposed: a flood mute landing
+        # between the delete and the removal from memory would be stored but not
+        # applied.
+        async with self._transactions.room(room):
+            existed = await self._storage.delete_sanction(kind, room.id, target.id)
+            active = _table(room, kind).pop(target.id, None)
+            if not (existed or active):
+                raise ChatError(Code.BAD_ARGUMENTS,
+                                f"{target.name} is not {_DONE[kind]} in #{room.name}.")
         await self._lifted(kind, room, target, actor)
 
     async def _lifted(self, kind: str, room: Room, target: User, actor: str | None) -> None:

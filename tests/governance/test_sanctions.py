@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from chatd.domain.clock import ManualClock
+from storage.records import SanctionRecord
 from tests.governance import (
     drain,
     error_of,
@@ -188,6 +189,31 @@ async def test_a_temporary_mute_expires(server: ChatServer, clients: Clients,
     assert [n["room"] for n in notes(bob_got, "unmuted")] == ["dev"]
     assert [e["user"] for e in events(await settle(alice), "unmute")] == ["bob"]
     assert (await bob.say("back"))["type"] == "message"
+
+
+async def test_a_mute_imposed_while_expiries_are_lifted_stays(
+        server: ChatServer, clients: Clients, clock: ManualClock) -> None:
+    """Expiry deletes the expired rows in one statement, then lifts each in turn,
+    announcing each (awaits between them). A mute imposed meanwhile on a member
+    whose old mute ran out (a flood mute) is what the room holds by the time its
+    turn comes: it stays, and the member is not told it was lifted."""
+    alice, bob, carol = await users(clients, "alice", "bob", "carol")
+    await room_with(alice, "one", carol)
+    await room_with(alice, "two", bob)
+    await alice.command("/mute carol one 30s")
+    await alice.command("/mute bob two 30s")
+    await drain(alice, bob, carol)
+    clock.advance(30)
+    services = server.services
+    two, bob_user = services.rooms.require("two"), services.accounts.require("bob")
+    # The room as the flood mute leaves it, once the expired rows were read.
+    two.mutes[bob_user.id] = SanctionRecord(two.id, bob_user.id, None, "flooding",
+                                            clock.time(), clock.time() + 600)
+    assert await services.moderation.expire() == 2
+    assert two.muted(bob_user.id, clock.time())
+    assert (await bob.say("still muted?"))["code"] == "muted"
+    assert notes(await settle(bob), "unmuted") == []
+    assert [n["room"] for n in notes(await settle(carol), "unmuted")] == ["one"]
 
 
 async def test_a_permanent_mute_lasts_until_unmute(clients: Clients,
