@@ -5,11 +5,25 @@ from __future__ import annotations
 
 import pytest
 
+from chatd.client import ChatClient
 from tests.helpers import PASSWORD, ChatServer, Clients
 from tests.irc.conftest import IrcFactory
 from tests.irc.helpers import IrcClient
 
 GUESTS = pytest.mark.server(accounts__guests=True)
+
+
+async def _watched(irc: IrcFactory, clients: Clients,
+                   *rooms: str) -> tuple[ChatClient, IrcClient]:
+    """alice's new ``rooms``, and carol over IRC in all of them."""
+    alice = await clients.user("alice")
+    for room in rooms:
+        await alice.command(f"/create {room}")
+    carol = await irc("carol")
+    carol.send("JOIN " + ",".join(f"#{room}" for room in rooms))
+    for _ in rooms:
+        await carol.expect("366")
+    return alice, carol
 
 
 async def _guest(irc: IrcFactory, nick: str, caps: tuple[str, ...] = ()) -> IrcClient:
@@ -21,11 +35,7 @@ async def _guest(irc: IrcFactory, nick: str, caps: tuple[str, ...] = ()) -> IrcC
 @GUESTS
 async def test_a_guest_changes_its_nick_and_everyone_sharing_a_channel_sees_it(
         server: ChatServer, irc: IrcFactory, clients: Clients) -> None:
-    alice = await clients.user("alice")
-    await alice.command("/create lobby")
-    watcher = await irc("carol")
-    watcher.send("JOIN #lobby")
-    await watcher.expect("366")
+    alice, watcher = await _watched(irc, clients, "lobby")
     visitor = await _guest(irc, "visitor")
     visitor.send("JOIN #lobby")
     await visitor.expect("366")
@@ -122,13 +132,7 @@ async def test_setname_changes_the_real_name(irc: IrcFactory) -> None:
 @GUESTS
 async def test_a_guest_that_goes_quits_once_for_all_its_channels(
         irc: IrcFactory, clients: Clients) -> None:
-    alice = await clients.user("alice")
-    await alice.command("/create one")
-    await alice.command("/create two")
-    carol = await irc("carol")
-    carol.send("JOIN #one,#two")
-    await carol.expect("366")
-    await carol.expect("366")
+    alice, carol = await _watched(irc, clients, "one", "two")
     visitor = await _guest(irc, "visitor")
     visitor.send("JOIN #one,#two")
     await visitor.expect("366")
@@ -145,11 +149,7 @@ async def test_a_guest_that_goes_quits_once_for_all_its_channels(
 @GUESTS
 async def test_a_guests_quit_and_a_logins_900_show_the_username_it_registered_with(
         server: ChatServer, irc: IrcFactory, clients: Clients) -> None:
-    alice = await clients.user("alice")
-    await alice.command("/create one")
-    carol = await irc("carol")
-    carol.send("JOIN #one")
-    await carol.expect("366")
+    _, carol = await _watched(irc, clients, "one")
     visitor = await irc()
     visitor.send("NICK visitor", "USER v 0 * :V", "JOIN #one")
     await visitor.expect("366")
