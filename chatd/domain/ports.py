@@ -252,9 +252,10 @@ class RoomTransactions(Protocol):
 
     Creating a room needs none: its name is taken once by the database's
     unique constraint (``Conflict``), whichever node asks. Mutes (by a command
-    and by flood control), unmutes and unbans are made inside one, and an
-    expiry forgets a sanction inside one (after the expired rows are deleted
-    in one statement). Declined requests are still made outside one (a single
+    and by flood control), unmutes and unbans are made inside one. An expiry
+    deletes the expired rows in one statement, then forgets each sanction
+    only if the room's current one has run out (a look and a removal with no
+    await between). Declined requests are still made outside one (a single
     write whose check runs with no await before it).
     """
 

@@ -350,4 +350,5 @@ def _auth_keys(peer: str, name: str | None) -> list[tuple[Kind, str]]:
 
 def _log_failure(task: asyncio.Future[None]) -> None:
     if not task.cancelled() and (exc := task.exception()) is not None:
-        log.warning("a flood sanction could not be applied", exc_info=exc)
+        log.warning("a consequence of a refusal (a flood sanction, a login charge) "
+                    "failed", exc_info=exc)

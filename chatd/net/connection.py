@@ -68,8 +68,8 @@ class ConnectionHost(Protocol):
         """Forget it (its session leaves presence)."""
 
 
-# A flush to fewer connections never makes the next turn wait: a direct
-# message, a small room, a bot's replies gain nothing from it.
+# A flush to fewer of the rooms' readers never makes the next turn wait: a
+# direct message, a small room, a bot's replies gain nothing from it.
 FANOUT_MIN: Final = 16
 
 
@@ -85,8 +85,9 @@ class FlushScheduler:
     the server's CPU off (docs/PERFORMANCE.md, "Writes a moment late").
 
     The delay is earned, not assumed: a turn waits only when its first output
-    comes less than two delays after a flush to at least FANOUT_MIN
-    connections, most of which the flush before wrote to as well. Direct
+    comes less than two delays after a flush to at least FANOUT_MIN of the
+    rooms' readers (connections taking a room feed's lane), most of which the
+    flush before went to as well. Direct
     messages and small rooms on a server without a busy room, and a large
     room at a message every few delays, keep the latency of a turn's end.
     And a client outside that fan-out never waits for its answers: while a
@@ -102,7 +103,7 @@ class FlushScheduler:
     closes meanwhile writes its own output first (:meth:`Connection.close`).
     """
 
-    __slots__ = ("_answered", "_delay", "_end_turn", "_flushed_at", "_loop", "dirty",
+    __slots__ = ("_delay", "_end_turn", "_excluded", "_flushed_at", "_loop", "dirty",
                  "holding", "scheduled", "steady", "waits")
 
     def __init__(self, loop: asyncio.AbstractEventLoop, end_turn: Callable[[], None],
@@ -118,12 +119,13 @@ class FlushScheduler:
         # Whether the next turn may wait the delay (see _earned_wait), and whether
         # this one does: then a client's answers go out without it (Connection._idle).
         self.waits = self.holding = False
-        # The connections of the last flush that went to FANOUT_MIN or more, but
-        # those answered early: while a turn is held, a client among them gets
-        # its answers with the batch, and any other at once (answer).
+        # The rooms' readers of the last flush that went to FANOUT_MIN or more of
+        # them, but those answered early: while a turn is held, a client among
+        # them gets its answers with the batch, and any other at once (answer).
         self.steady: set[Connection] = set()
-        # The connections answered early in the held turn: they stay out of steady.
-        self._answered: set[Connection] = set()
+        # The connections answered early in the held turn, and those closed: they
+        # stay out of steady.
+        self._excluded: set[Connection] = set()
         self._flushed_at = -math.inf
 
     def mark(self, conn: Connection) -> None:
@@ -147,33 +149,37 @@ class FlushScheduler:
         self.scheduled = self.holding = False
         self._end_turn()
         dirty, self.dirty = self.dirty, []
+        # The rooms' readers: connections taking a room feed's lane. Replies, direct
+        # messages and a lone client's answers are queued bytes, never a lane.
+        # (The length first: most flushes of a quiet server are short.)
+        readers = ([conn for conn in dirty if conn.lane is not None]
+                   if len(dirty) >= FANOUT_MIN else None)
         for conn in dirty:
             conn.flush()
-        self.waits = self._earned_wait(dirty)
+        self.waits = self._earned_wait(readers)
 
     def answer(self, conn: Connection) -> None:
         """Write ``conn``'s output now, in a held turn: it is a client waiting for an
         answer, not one of the busy room's readers (Connection._idle)."""
-        self._answered.add(conn)
+        self._excluded.add(conn)
         conn.flush()
 
     def forget(self, conn: Connection) -> None:
-        """``conn`` closed: keep no reference to it."""
+        """``conn`` closed: keep no reference to it (also should it be in this turn's
+        flush, which follows)."""
         self.steady.discard(conn)
-        self._answered.discard(conn)
+        self._excluded.add(conn)
 
-    def _earned_wait(self, flushed: list[Connection]) -> bool:
-        """Whether the next turn may wait: this flush wrote to many connections (the
-        clients answered early left out), most of which the flush before wrote to
-        as well (whether it does wait depends on how soon its output comes: see
-        :meth:`schedule`)."""
+    def _earned_wait(self, readers: list[Connection] | None) -> bool:
+        """Whether the next turn may wait: this flush went to many of the rooms'
+        readers (the clients answered early and the closed left out), most of
+        which the flush before went to as well (whether it does wait depends on
+        how soon its output comes: see :meth:`schedule`)."""
         self._flushed_at = self._loop.time()
-        answered = self._answered
-        if answered:
-            self._answered = set()
-        # (The length first: most flushes of a quiet server are short. A
-        # connection answered early is in the list twice if it got more output.)
-        if len(flushed) < FANOUT_MIN:
+        excluded = self._excluded
+        if excluded:
+            self._excluded = set()
+        if readers is None or len(readers) < FANOUT_MIN:
             # A direct message, a small room, a download between two of the busy
             # room's flushes: the next turn goes at once, but the next fan-out
             # is compared with the last one, not with this.
@@ -181,7 +187,8 @@ class FlushScheduler:
         if self._delay() <= 0:
             self.steady.clear()
             return False
-        previous, current = self.steady, set(flushed) - answered
+        # (A set: a connection answered early is listed again if it got more.)
+        previous, current = self.steady, set(readers) - excluded
         self.steady = current
         return len(current) >= FANOUT_MIN and 2 * len(current & previous) >= len(current)
 

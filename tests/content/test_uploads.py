@@ -190,8 +190,7 @@ async def test_a_large_download_is_paced_for_a_slow_reader(db_path: Path, flush_
     from tests.helpers import PASSWORD, start_server
 
     # A file bigger than the kernel's socket buffers: without pacing, this reader
-    # is dropped. (On the busy server, where every chunk waits for a held turn,
-    # a larger buffer lets a turn carry a few chunks: the test takes less time.)
+    # is dropped.
     buffer = 256 * 1024
     server = await start_server(db_path, clock=ManualClock(), limits__output_buffer=buffer,
                                 files__max_size=9 * 1024 * 1024, listen__flush_delay=flush_delay,

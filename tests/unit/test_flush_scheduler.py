@@ -12,10 +12,12 @@ DELAY = 0.05
 
 
 class _Written:
-    """The transport side as the scheduler sees it: something to flush."""
+    """The transport side as the scheduler sees it: something to flush, a room's
+    reader (taking a feed's lane) or not."""
 
-    def __init__(self) -> None:
+    def __init__(self, reader: bool = True) -> None:
         self.flushes = 0
+        self.lane = object() if reader else None
 
     def flush(self) -> None:
         self.flushes += 1
@@ -142,3 +144,19 @@ async def test_a_closed_connection_is_forgotten_and_no_delay_keeps_none() -> Non
     without = _scheduler(0.0, turns)
     await _turn(without, room)
     assert without.steady == set()
+
+
+async def test_only_the_rooms_readers_make_the_fan_out() -> None:
+    """Connections given queued bytes (replies, direct messages) in the same
+    flushes are not readers: they neither earn the wait nor join the steady set."""
+    turns: list[float] = []
+    scheduler = _scheduler(DELAY, turns)
+    others = [_Written(reader=False) for _ in range(FANOUT_MIN)]
+    for _ in range(3):
+        await _turn(scheduler, others)
+        assert scheduler.waits is False
+    room, lone = _room(), _Written(reader=False)
+    await _turn(scheduler, [*room, lone])
+    await _turn(scheduler, [*room, lone])
+    assert scheduler.waits is True
+    assert cast(Connection, lone) not in scheduler.steady
