@@ -87,9 +87,9 @@ class FlushScheduler:
     The delay is earned, not assumed: a turn waits only when its first output
     comes less than two delays after a flush to at least FANOUT_MIN of the
     rooms' readers (connections taking a room feed's lane), most of which the
-    flush before went to as well. Direct
-    messages and small rooms on a server without a busy room, and a large
-    room at a message every few delays, keep the latency of a turn's end.
+    flush before went to as well. Direct messages and small rooms on a server
+    without a busy room, and a large room at a message every few delays, keep
+    the latency of a turn's end.
     And a client outside that fan-out never waits for its answers: while a
     turn is held, a connection whose input has been handled writes its output
     at once unless it was in the fan-out (:meth:`Connection._idle`). A member
@@ -378,6 +378,7 @@ class Connection(Outbox, asyncio.Protocol):
             return False
         limit = self._host.config.limits.output_buffer // 4
         buffered = transport.get_write_buffer_size()
+        # (The socket's buffer alone first: summing the held output costs more.)
         return buffered > limit or buffered + self.held() > limit
 
     def close(self, reason: str) -> None:
