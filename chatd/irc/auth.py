@@ -26,6 +26,7 @@ from chatd.errors import ChatError
 from chatd.irc import numerics as n
 from chatd.irc.commands import irc_command
 from chatd.irc.numerics import IrcError
+from chatd.irc.render import user_mask
 
 if TYPE_CHECKING:
     from chatd.domain.accounts import User
@@ -129,5 +130,5 @@ def logged_in(ctx: IrcContext, user: User) -> None:
     # Before registration completes (SASL, PASS) the connection's own USER, if it
     # sent one, is not yet its account's identity: the mask is made with it.
     username, renderer = ctx.session.irc.username, ctx.listener.renderer
-    mask = f"{user.name}!{username}@{renderer.server}" if username else renderer.mask(user.name)
+    mask = user_mask(user.name, username, renderer.server) if username else renderer.mask(user.name)
     ctx.reply(n.RPL_LOGGEDIN, mask, user.name, f"You are now logged in as {user.name}")

@@ -95,7 +95,7 @@ def _request(ctx: IrcContext, wanted: str) -> None:
 def _cap_reply(ctx: IrcContext, sub: str, text: str) -> None:
     # Formatted, not pasted: a NAK repeats what the client asked for, which may
     # hold a character that would break the line.
-    server = ctx.listener.renderer.server
+    server = ctx.server_name()
     ctx.line(format_line("CAP", ctx.nick, sub, text, source=server))
 
 
@@ -181,7 +181,7 @@ def ping(ctx: IrcContext) -> None:
     """Answer with PONG and the same token."""
     if not ctx.params:
         raise IrcError(n.ERR_NOORIGIN, "No origin specified")
-    server = ctx.listener.renderer.server
+    server = ctx.server_name()
     # The token comes back as sent, but never a character that would break the line.
     ctx.line(format_line("PONG", server, ctx.params[0], source=server))
 

@@ -81,6 +81,11 @@ def channel(room: str) -> str:
     return f"#{room}"
 
 
+def user_mask(nick: str, username: str, server: str) -> str:
+    """The ``nick!user@host`` source of a user; every user's host is the server."""
+    return f"{nick}!{username}@{server}"
+
+
 # Masks kept at most (the senders of recent messages); then they are made anew.
 _MASKS_KEPT = 4096
 
@@ -110,7 +115,7 @@ class IrcRenderer:
         known = self._masks.get(name)
         if known is not None and known[0] == server:
             return known[1]
-        mask = f"{name}!{self.directory.username(name)}@{server}"
+        mask = user_mask(name, self.directory.username(name), server)
         if len(self._masks) >= _MASKS_KEPT:
             self._masks.clear()
         self._masks[name] = (server, mask)
@@ -178,7 +183,7 @@ class IrcRenderer:
             # break, a long text, an odd target) takes the general way below.
             line = f":{source} {verb} {target} :{body}"
             if ("\n" not in body and "\r" not in body and "\0" not in body
-                    and len(line.encode()) + 2 <= MAX_BODY and is_plain_middle(target)):
+                    and _byte_length(line) + 2 <= MAX_BODY and is_plain_middle(target)):
                 return [line]
         return self._lines(msg, key, target, source, verb, body)
 
@@ -276,7 +281,7 @@ class IrcRenderer:
 
     def _renamed(self, e: ev.Renamed, key: int) -> list[str]:
         # The source is the old nick; its username is looked up under the new one.
-        source = f"{e.user}!{self.directory.username(e.name)}@{self.server}"
+        source = user_mask(e.user, self.directory.username(e.name), self.server)
         return [format_line("NICK", e.name, source=source)]
 
     def _typing(self, e: ev.Typing, key: int) -> list[str]:
@@ -358,6 +363,12 @@ def _body(msg: ev.Message) -> str:
         return ENCRYPTED
     extra = msg.extra.get("sticker_art") or (msg.extra.get("file") or {}).get("preview")
     return f"{msg.text}\n{extra}" if extra else msg.text
+
+
+def _byte_length(text: str) -> int:
+    """``text``'s length in UTF-8 without encoding it when it is ASCII (str.isascii
+    reads a flag: most chat lines are encoded once, by _encode, not twice)."""
+    return len(text) if text.isascii() else len(text.encode())
 
 
 def _encode(lines: list[str]) -> bytes:
