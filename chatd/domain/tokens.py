@@ -16,7 +16,7 @@ import hashlib
 import logging
 import re
 import secrets
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING
 
 from chatd.domain.scopes import ALL_SCOPES, DEFAULT_SCOPES, Scope, loaded, stored
@@ -66,15 +66,13 @@ class Tokens:
         self._clock = clock
         self._by_hash: dict[str, TokenRecord] = {}
         self._by_id: dict[int, TokenRecord] = {}
-        # Last use by token id: every one known, and those not yet written.
-        self._last_used: dict[int, float] = {}
+        # Last use by token id, of those not yet written; once written, a token's
+        # record holds it (no second map: it cost each held connection ~60 bytes).
         self._unwritten: dict[int, float] = {}
 
     async def load(self) -> None:
         for record in await self._storage.load_tokens():
             self._remember(record)
-            if record.last_used_at is not None:
-                self._last_used[record.id] = record.last_used_at
 
     def _remember(self, record: TokenRecord) -> None:
         self._by_hash[record.token_hash] = record
@@ -83,7 +81,6 @@ class Tokens:
     def _forget(self, record: TokenRecord) -> None:
         self._by_hash.pop(record.token_hash, None)
         self._by_id.pop(record.id, None)
-        self._last_used.pop(record.id, None)
         self._unwritten.pop(record.id, None)
 
     async def create(self, user: User, name: str, ttl: float | None,
@@ -107,7 +104,10 @@ class Tokens:
                       key=lambda r: r.id)
 
     def last_used(self, record: TokenRecord) -> float | None:
-        return self._last_used.get(record.id)
+        unwritten = self._unwritten.get(record.id)
+        if unwritten is not None:
+            return unwritten
+        return self._by_id.get(record.id, record).last_used_at
 
     @staticmethod
     def scopes(record: TokenRecord) -> frozenset[Scope]:
@@ -145,7 +145,7 @@ class Tokens:
         if record is None or user is None or not self._alive(record) or \
                 (name is not None and user.name.lower() != name.lower()):
             raise ChatError(Code.AUTH_FAILED, "wrong name or token.")
-        self._last_used[record.id] = self._unwritten[record.id] = self._clock.time()
+        self._unwritten[record.id] = self._clock.time()
         return Grant(user, loaded(record.scopes), record.id)
 
     async def flush_use(self) -> int:
@@ -158,4 +158,8 @@ class Tokens:
             for token_id, at in batch.items():
                 self._unwritten.setdefault(token_id, at)
             return 0
+        for token_id, at in batch.items():
+            record = self._by_id.get(token_id)
+            if record is not None:  # (not revoked meanwhile)
+                self._remember(replace(record, last_used_at=at))
         return len(batch)

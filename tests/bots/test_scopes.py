@@ -111,6 +111,8 @@ async def test_listing_shows_scopes_expiry_and_last_use_written_in_batches(
     [stored] = await storage.load_tokens()
     assert stored.last_used_at == used
     assert await server.services.tokens.flush_use() == 0
+    # Written, the last use is still listed (the record in memory holds it now).
+    assert (await alice.command("/token list"))["tokens"][0]["last_used"] == used
 
 
 async def test_token_list_in_text_mode(clients: Clients) -> None:
