@@ -31,6 +31,7 @@ from chatd.irc.render import user_mask
 if TYPE_CHECKING:
     from chatd.domain.accounts import User
     from chatd.irc.commands import IrcContext
+    from chatd.irc.session import Registering
 
 _T = TypeVar("_T")
 
@@ -70,35 +71,35 @@ async def password_login(ctx: IrcContext, password: str) -> Grant:
 @irc_command("AUTHENTICATE", min_params=1, registered=False, scope=None)
 async def authenticate(ctx: IrcContext) -> None:
     """SASL: ``AUTHENTICATE PLAIN``, then the base64 of ``authzid NUL authcid NUL password``."""
-    irc, data = ctx.session.irc, ctx.params[0]
-    if irc.registered or irc.grant is not None:
+    pending, data = ctx.session.irc.pending, ctx.params[0]
+    if pending is None or pending.grant is not None:
         raise IrcError(n.ERR_SASLALREADY, "You have already authenticated using SASL")
     if data == "*":
-        irc.sasl = None
+        pending.sasl = None
         raise IrcError(n.ERR_SASLABORTED, "SASL authentication aborted")
-    if irc.sasl is None:
-        _start(ctx, data)
+    if pending.sasl is None:
+        _start(ctx, pending, data)
         return
-    if len(data) > CHUNK or len(irc.sasl) + len(data) > MAX_SASL:
-        irc.sasl = None
+    if len(data) > CHUNK or len(pending.sasl) + len(data) > MAX_SASL:
+        pending.sasl = None
         raise IrcError(n.ERR_SASLTOOLONG, "SASL message too long")
     if data != "+":
-        irc.sasl += data.encode()
+        pending.sasl += data.encode()
     if len(data) == CHUNK:
         return  # more chunks follow
-    payload, irc.sasl = bytes(irc.sasl), None
-    await _finish(ctx, payload)
+    payload, pending.sasl = bytes(pending.sasl), None
+    await _finish(ctx, pending, payload)
 
 
-def _start(ctx: IrcContext, mechanism: str) -> None:
+def _start(ctx: IrcContext, pending: Registering, mechanism: str) -> None:
     if mechanism.upper() != "PLAIN":
         ctx.reply(n.RPL_SASLMECHS, "PLAIN", "are available SASL mechanisms")
         raise IrcError(n.ERR_SASLFAIL, "SASL authentication failed")
-    ctx.session.irc.sasl = bytearray()
+    pending.sasl = bytearray()
     ctx.line("AUTHENTICATE +")
 
 
-async def _finish(ctx: IrcContext, payload: bytes) -> None:
+async def _finish(ctx: IrcContext, pending: Registering, payload: bytes) -> None:
     """Check a PLAIN payload; on success the account logs in when registration ends."""
     try:
         authzid, authcid, password = b64decode(payload, validate=True).decode().split("\0")
@@ -110,19 +111,18 @@ async def _finish(ctx: IrcContext, payload: bytes) -> None:
         grant = await secret_login(ctx, authcid or None, password)
     except ChatError:
         raise IrcError(n.ERR_SASLFAIL, "SASL authentication failed") from None
-    irc = ctx.session.irc
-    irc.grant, irc.account_changes = grant, grant.user.password_changes
+    pending.grant, pending.account_changes = grant, grant.user.password_changes
     logged_in(ctx, grant.user)
     ctx.reply(n.RPL_SASLSUCCESS, "SASL authentication successful")
 
 
-def still_valid(ctx: IrcContext, grant: Grant) -> bool:
+def still_valid(ctx: IrcContext, grant: Grant, account_changes: int) -> bool:
     """Whether what SASL authenticated still holds: not for a password login whose
     password changed since (the client then authenticates again, with the new one),
     nor for a token login whose token was revoked or expired."""
     if grant.token_id is not None:
         return ctx.services.tokens.alive(grant.token_id)
-    return grant.user.password_changes == ctx.session.irc.account_changes
+    return grant.user.password_changes == account_changes
 
 
 def logged_in(ctx: IrcContext, user: User) -> None:

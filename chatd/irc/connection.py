@@ -29,24 +29,24 @@ if TYPE_CHECKING:
 class IrcConnection(Connection):
     """The transport side of an IRC session."""
 
-    __slots__ = ("_irc", "_irc_session")
+    __slots__ = ("_irc",)
+    session: IrcSession  # (what _new_session made)
 
     def __init__(self, host: ConnectionHost, front: IrcFront) -> None:
         self._irc = front  # before Connection's set-up, which makes the session
         super().__init__(host, IrcFramer())
 
     def _new_session(self, now: float) -> IrcSession:
-        self._irc_session = IrcSession(self, "-", now, self._irc)
-        return self._irc_session
+        return IrcSession(self, None, now, self._irc)
 
     def _handle(self, item: str | BadLine) -> Awaitable[None] | None:
         if isinstance(item, BadLine):
             self._framing_error(item.code)
             return None
-        return self._irc.dispatcher.handle(self._irc_session, item)
+        return self._irc.dispatcher.handle(self.session, item)
 
     def _framing_error(self, code: str) -> None:
-        session = self._irc_session
+        session = self.session
         server = self._irc.renderer.server
         if code == Code.LINE_TOO_LONG:
             line = format_line(n.ERR_INPUTTOOLONG, session.nick, "Input line was too long",
@@ -57,13 +57,13 @@ class IrcConnection(Connection):
         session.write_lines([line])
 
     def connection_lost(self, exc: Exception | None) -> None:
-        self._irc.guests.disconnected(self._irc_session)
-        self._irc.people.ended(self._irc_session)
+        self._irc.guests.disconnected(self.session)
+        self._irc.people.ended(self.session)
         super().connection_lost(exc)
 
     def close(self, reason: str) -> None:
         """Say ``ERROR`` (as IRC servers do before closing a link), then close."""
-        session = self._irc_session
+        session = self.session
         if not self._closing_or_gone():
             session.write_lines([format_line("ERROR", f"Closing Link: {session.nick} "
                                                       f"({reason})")])

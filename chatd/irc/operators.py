@@ -23,6 +23,7 @@ from chatd.irc.commands import irc_command
 from chatd.irc.guests import is_guest
 from chatd.irc.lookup import away_message, existing_user, find_user, targets
 from chatd.irc.numerics import IrcError
+from chatd.irc.session import USER_MODES
 from chatd.protocol.codec import clean_text
 
 if TYPE_CHECKING:
@@ -32,16 +33,13 @@ if TYPE_CHECKING:
 USERHOST_MAX: Final = 5
 # User modes a client may set on itself; +o comes from OPER only (and may be dropped).
 SELF_MODES: Final = "iwB"
-USER_MODES: Final = "iowB"
 
 
 # -- user modes ----------------------------------------------------------------------
 
 
 def user_modes(ctx: IrcContext) -> str:
-    irc = ctx.session.irc
-    flags = {"i": irc.invisible, "o": irc.oper, "w": irc.wallops, "B": irc.bot}
-    return "+" + "".join(flag for flag, on in flags.items() if on)
+    return "+" + ctx.session.irc.modes
 
 
 def change_user_modes(ctx: IrcContext, changes: list[tuple[str, str]]) -> None:
@@ -69,10 +67,8 @@ def _set_flag(ctx: IrcContext, flag: str, on: bool) -> bool:
     irc = ctx.session.irc
     if flag == "B" and not on and ctx.user.is_bot:
         return False
-    attribute = {"i": "invisible", "o": "oper", "w": "wallops", "B": "bot"}[flag]
-    if getattr(irc, attribute) == on:
+    if not irc.set_mode(flag, on):
         return False
-    setattr(irc, attribute, on)
     if flag == "B":
         ctx.listener.people.set_bot(ctx.nick, on)
     return True
@@ -166,5 +162,5 @@ def wallops(ctx: IrcContext) -> None:
     text = clean_text(ctx.params[0])
     line = format_line("WALLOPS", text, source=ctx.listener.renderer.mask(ctx.nick))
     for session in ctx.listener.people.sessions():
-        if session.irc.wallops:
+        if session.irc.has_mode("w"):
             session.queue_lines([line])

@@ -114,7 +114,7 @@ def _visible(ctx: IrcContext) -> list[User]:
     anyone sharing a room with the asker (server admins see everyone)."""
     me = ctx.user
     invisible = {s.user.id for s in ctx.listener.people.sessions()
-                 if s.irc.invisible and s.user is not None}
+                 if s.irc.has_mode("i") and s.user is not None}
     mine = {room.id for room in rooms_of(ctx, me)}
     seen: dict[int, User] = {}
     for session in ctx.services.presence.sessions:

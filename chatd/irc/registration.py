@@ -18,6 +18,7 @@ says why); a guest may change its nick to any free one.
 from __future__ import annotations
 
 import asyncio
+import sys
 from collections.abc import Awaitable
 from typing import TYPE_CHECKING, Final
 
@@ -39,6 +40,7 @@ from chatd.protocol.codec import clean_text
 
 if TYPE_CHECKING:
     from chatd.irc.commands import IrcContext
+    from chatd.irc.session import IrcState
 
 CAPABILITIES: Final = ("away-notify", "batch", "draft/chathistory", "echo-message",
                        "labeled-response", "message-tags", "multi-prefix", "sasl",
@@ -56,7 +58,7 @@ def cap(ctx: IrcContext) -> Awaitable[None] | None:
     irc = ctx.session.irc
     sub = ctx.params[0].upper()
     if sub == "LS":
-        irc.negotiating = not irc.registered
+        _negotiating(irc, True)
         modern = len(ctx.params) > 1 and ctx.params[1].isdigit() and int(ctx.params[1]) >= 302
         shown = [f"{c}={_CAP_VALUES[c]}" if modern and c in _CAP_VALUES else c
                  for c in CAPABILITIES]
@@ -64,10 +66,10 @@ def cap(ctx: IrcContext) -> Awaitable[None] | None:
     elif sub == "LIST":
         _cap_reply(ctx, "LIST", " ".join(sorted(irc.caps)))
     elif sub == "REQ":
-        irc.negotiating = not irc.registered
+        _negotiating(irc, True)
         _request(ctx, ctx.params[1] if len(ctx.params) > 1 else "")
     elif sub == "END":
-        irc.negotiating = False
+        _negotiating(irc, False)
         return complete(ctx)
     else:
         raise IrcError(n.ERR_INVALIDCAPCMD, ctx.params[0], "Invalid CAP command")
@@ -90,6 +92,12 @@ def _request(ctx: IrcContext, wanted: str) -> None:
     ctx.session.set_caps(caps)
     ctx.listener.people.caps_changed(ctx.session)
     _cap_reply(ctx, "ACK", wanted)
+
+
+def _negotiating(irc: IrcState, on: bool) -> None:
+    """CAP negotiation opens or closes (it holds registration back, so only before it)."""
+    if irc.pending is not None:
+        irc.pending.negotiating = on
 
 
 def _cap_reply(ctx: IrcContext, sub: str, text: str) -> None:
@@ -142,8 +150,10 @@ def user(ctx: IrcContext) -> Awaitable[None] | None:
     realname = clean_text(ctx.params[3]).strip()
     if not realname or not ctx.params[0]:
         raise IrcError(n.ERR_NEEDMOREPARAMS, "USER", "Not enough parameters")
-    irc.username = clean_username(ctx.params[0], "user")
-    irc.realname = realname[:REALNAME_MAX]
+    # Interned: clients send their defaults, so many connections hold the same
+    # username or real name, and each copy stays for the connection's life.
+    irc.username = sys.intern(clean_username(ctx.params[0], "user"))
+    irc.realname = sys.intern(realname[:REALNAME_MAX])
     return complete(ctx)
 
 
@@ -170,10 +180,10 @@ def setname(ctx: IrcContext) -> None:
 def pass_(ctx: IrcContext) -> None:
     """Give the password or an API token: PASS <account>:<secret>, or PASS <secret>
     (the nick's password, or a token alone)."""
-    irc = ctx.session.irc
-    if irc.registered:
+    pending = ctx.session.irc.pending
+    if pending is None:
         raise IrcError(n.ERR_ALREADYREGISTERED, "You may not reregister")
-    irc.password = ctx.params[0]
+    pending.password = ctx.params[0]
 
 
 @irc_command("PING", registered=False, scope=None)
@@ -205,7 +215,7 @@ def quit_(ctx: IrcContext) -> None:
 def complete(ctx: IrcContext) -> Awaitable[None] | None:
     """Register when NICK and USER are in and CAP negotiation is over."""
     irc = ctx.session.irc
-    if irc.registered or irc.negotiating or irc.nick == "*" or not irc.username:
+    if irc.pending is None or irc.pending.negotiating or irc.nick == "*" or not irc.username:
         return None
     return _register(ctx)
 
@@ -219,11 +229,12 @@ async def _register(ctx: IrcContext) -> None:
     session, services, account = ctx.session, ctx.services, grant.user
     irc = session.irc
     irc.nick = account.name
-    irc.bot = account.is_bot
+    irc.share_names()
+    irc.set_mode("B", account.is_bot)
     await services.presence.login(session, account)
     # What this login may do: every scope, or the token's (checked per command).
     session.scopes = None if grant.scopes == ALL_SCOPES else grant.scopes
-    irc.registered = True
+    irc.completed()
     ctx.listener.people.registered(session)
     welcome(ctx)
     for room in rooms_of(ctx, account):
@@ -234,12 +245,15 @@ async def _register(ctx: IrcContext) -> None:
 async def _identify(ctx: IrcContext) -> Grant | None:
     """Who this connection is: an account, a new guest, or nobody (then it is refused)."""
     irc = ctx.session.irc
-    password, irc.password = irc.password, None  # no secret kept past registration
-    if irc.grant is not None:
-        if still_valid(ctx, irc.grant):
-            return irc.grant
+    pending = irc.pending
+    if pending is None:  # (registration completes once: complete() checked)
+        return None
+    password, pending.password = pending.password, None  # no secret kept past here
+    if pending.grant is not None:
+        if still_valid(ctx, pending.grant, pending.account_changes):
+            return pending.grant
         _refuse(ctx, "Password changed since SASL authentication"
-                if irc.grant.token_id is None else "Token revoked since SASL authentication")
+                if pending.grant.token_id is None else "Token revoked since SASL authentication")
         return None
     if password is not None:
         try:

@@ -21,7 +21,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Set
 from types import MappingProxyType
-from typing import TYPE_CHECKING, Any, Protocol
+from typing import TYPE_CHECKING, Any, Final, Protocol
 
 from chatd.domain import events
 from chatd.domain.events import Event
@@ -82,29 +82,25 @@ class Quitting(Protocol):
 # 650 of the 3,400 bytes each cost). The state replaces them when they change.
 _NONE: frozenset[Any] = frozenset()
 _NO_NICKS: Mapping[str, str] = MappingProxyType({})
+# The user modes, in the order MODE shows them: i (invisible), o (OPER
+# succeeded: a server admin), w (receives WALLOPS), B (a bot, IRCv3 bot mode).
+USER_MODES: Final = "iowB"
 # The label chatd's messaging is given so the sender's copy comes through send():
 # IRC decides there whether to echo it (echo-message) and how to label it.
 ECHO = ""
 
 
-class IrcState:
-    """The IRC side of a session: registration, capabilities, channels."""
+class Registering:
+    """What an IRC connection holds only until it registers: the ``PASS`` secret,
+    what SASL authenticated, and whether CAP negotiation is open. Apart, so
+    that a registered connection keeps none of it."""
 
-    __slots__ = ("account_changes", "bot", "caps", "context", "grant", "held", "invisible",
-                 "joined", "key", "lane", "last_rename", "listener", "monitoring", "negotiating",
-                 "nick", "oper", "password", "quit_message", "quitted", "realname", "registered",
-                 "sasl", "username", "wallops")
+    __slots__ = ("account_changes", "grant", "negotiating", "password", "sasl")
 
-    def __init__(self, listener: IrcFront) -> None:
-        self.listener = listener
-        self.nick = "*"
-        self.username = ""
-        self.realname = ""
+    def __init__(self) -> None:
         self.password: str | None = None
-        self.caps: Set[str] = _NONE
         # Between CAP LS/REQ and CAP END, registration waits.
         self.negotiating = False
-        self.registered = False
         # What SASL authenticated (an account, and a token's scopes), logged in
         # when registration completes.
         self.grant: Grant | None = None
@@ -112,10 +108,26 @@ class IrcState:
         # registration voids a password login.
         self.account_changes = 0
         self.sasl: bytearray | None = None
-        self.invisible = False
-        self.wallops = False  # user mode +w: receives WALLOPS
-        self.bot = False  # user mode +B (IRCv3 bot mode)
-        self.oper = False  # user mode +o: OPER succeeded (a server admin)
+
+
+class IrcState:
+    """The IRC side of a session: registration, capabilities, channels."""
+
+    __slots__ = ("caps", "context", "held", "joined", "key", "lane", "last_rename",
+                 "listener", "modes", "monitoring", "nick", "pending", "quit_message",
+                 "quitted", "realname", "registered", "username")
+
+    def __init__(self, listener: IrcFront) -> None:
+        self.listener = listener
+        self.nick = "*"
+        self.username = ""
+        self.realname = ""
+        self.caps: Set[str] = _NONE
+        self.registered = False
+        # Until registration completes; then None (see Registering).
+        self.pending: Registering | None = Registering()
+        # The user modes set, in USER_MODES order: a string, not a flag each.
+        self.modes = ""
         # The nicks this client monitors (MONITOR), by key.
         self.monitoring: Mapping[str, str] = _NO_NICKS
         # QUIT's message, for the guest's departure from its rooms.
@@ -132,6 +144,30 @@ class IrcState:
         self.key = cache_key(False, False)
         # The room-feed lane of this tag mode: its key and render.
         self.lane = listener.renderer.lane(self.key)
+
+    def completed(self) -> None:
+        """Registration is complete: what it needed goes."""
+        self.registered = True
+        self.pending = None
+
+    def has_mode(self, flag: str) -> bool:
+        return flag in self.modes
+
+    def set_mode(self, flag: str, on: bool) -> bool:
+        """Set or clear user mode ``flag`` (one of USER_MODES); whether it changed."""
+        if (flag in self.modes) == on:
+            return False
+        kept = self.modes + flag if on else self.modes.replace(flag, "")
+        self.modes = "".join(mode for mode in USER_MODES if mode in kept)
+        return True
+
+    def share_names(self) -> None:
+        """One string where the username or real name repeats the nick (as many
+        clients send them): a held connection keeps no copy of it."""
+        if self.username == self.nick:
+            self.username = self.nick
+        if self.realname == self.nick:
+            self.realname = self.nick
 
     def set_caps(self, caps: Set[str]) -> None:
         self.caps = frozenset(caps) or _NONE
@@ -171,7 +207,7 @@ class IrcSession(Session):
 
     __slots__ = ("irc",)
 
-    def __init__(self, out: Output, peer: str, now: float, listener: IrcFront) -> None:
+    def __init__(self, out: Output, peer: str | None, now: float, listener: IrcFront) -> None:
         super().__init__(out, peer, now)
         self.irc = IrcState(listener)
 

@@ -20,8 +20,9 @@ from chatd.irc import numerics as n
 from chatd.irc.codec import MAX_BODY, format_line
 from chatd.irc.commands import irc_command
 from chatd.irc.history import HISTORY_MAX
-from chatd.irc.operators import USER_MODES, USERHOST_MAX
+from chatd.irc.operators import USERHOST_MAX
 from chatd.irc.people import MONITOR_MAX, USER_LEN
+from chatd.irc.session import USER_MODES
 from chatd.irc.views import PREFIX_TOKEN
 
 if TYPE_CHECKING:

@@ -197,7 +197,7 @@ class Connection(Outbox, asyncio.Protocol):
     """The transport side of a session; its output of a turn is its :class:`Outbox`."""
 
     __slots__ = ("_closing", "_eof", "_flusher", "_framer", "_host", "_paused", "_queue",
-                 "_transport", "connected_at", "last_input", "session", "worker")
+                 "_transport", "last_input", "session", "worker")
 
     def __init__(self, host: ConnectionHost, framer: Framer | None = None) -> None:
         super().__init__()
@@ -212,19 +212,18 @@ class Connection(Outbox, asyncio.Protocol):
         self._paused = False
         self._closing = False
         self._eof = False
-        self.connected_at = self.last_input = host.clock.monotonic()
-        self.session = self._new_session(self.connected_at)
+        self.last_input = host.clock.monotonic()
+        self.session = self._new_session(self.last_input)
 
     def _new_session(self, now: float) -> Session:
         """The session this connection carries (an IRC connection carries an IRC one)."""
-        return Session(self, "-", now)
+        return Session(self, None, now)
 
     # -- asyncio.Protocol ------------------------------------------------------
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         # uvloop's transports do not subclass asyncio.Transport but behave as one.
         self._transport = cast(asyncio.Transport, transport)
-        self.session.peer = _peer_name(transport)
         # TCP keepalive is set on the listening sockets and inherited (see
         # set_keepalive): asking the transport for its socket here would keep a
         # socket object alive for every connection.
@@ -367,6 +366,11 @@ class Connection(Outbox, asyncio.Protocol):
                 "buffered": transport.get_write_buffer_size()}})
             self._closing = True
             transport.abort()
+
+    @property
+    def peer(self) -> str:
+        """``host:port`` of the client, asked of the socket (``-`` before it connects)."""
+        return "-" if self._transport is None else _peer_name(self._transport)
 
     @property
     def congested(self) -> bool:

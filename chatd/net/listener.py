@@ -16,6 +16,7 @@ import asyncio
 import contextlib
 import logging
 import ssl
+import sys
 from collections import Counter
 from typing import TYPE_CHECKING
 
@@ -51,9 +52,9 @@ class Listeners:
         self.tls_context: ssl.SSLContext | None = None
         self._servers: list[asyncio.Server] = []
         self._more: list[Callable[[], Awaitable[list[asyncio.Server]]]] = []
-        # Every open connection (a dict as an ordered set: at 10,000 entries a
-        # dict takes about half a set's bytes per entry).
-        self._connections: dict[Connection, None] = {}
+        # Every open connection and the address it counts against in _per_ip
+        # (kept, as the socket may no longer say once the connection ended).
+        self._connections: dict[Connection, str] = {}
         self._per_ip: Counter[str] = Counter()
         self._sweeper: asyncio.Task[None] | None = None
 
@@ -159,8 +160,9 @@ class Listeners:
 
     def connection_opened(self, conn: Connection) -> None:
         limits = self.config.limits
-        ip = conn.session.peer.rpartition(":")[0]
-        self._connections[conn] = None
+        # Interned: the map below keeps one string per address, not per connection.
+        ip = sys.intern(conn.peer.rpartition(":")[0])
+        self._connections[conn] = ip
         self._per_ip[ip] += 1
         self.services.stats.connections_total += 1
         if (len(self._connections) > limits.max_connections
@@ -173,9 +175,8 @@ class Listeners:
         conn.session.send(self._banner())
 
     def connection_closed(self, conn: Connection) -> None:
-        if conn in self._connections:
-            del self._connections[conn]
-            ip = conn.session.peer.rpartition(":")[0]
+        ip = self._connections.pop(conn, None)
+        if ip is not None:
             self._per_ip[ip] -= 1
             if self._per_ip[ip] <= 0:
                 del self._per_ip[ip]

@@ -31,8 +31,10 @@ _ids = itertools.count(1)
 # Every connection starts in the default style: one shared instance (styles are
 # frozen) and its lane keys and renderers, looked up once, not per connection.
 DEFAULT_STYLE = Style()
-_DEFAULT_LANES = (style_key(DEFAULT_STYLE, True), style_key(DEFAULT_STYLE, False),
-                  lane_renderer(DEFAULT_STYLE, True), lane_renderer(DEFAULT_STYLE, False))
+# A session keeps, for messages of its current room and of the others, the
+# lane key and renderer of its style as one pair each (two slots, not four).
+_DEFAULT_LANES = ((style_key(DEFAULT_STYLE, True), lane_renderer(DEFAULT_STYLE, True)),
+                  (style_key(DEFAULT_STYLE, False), lane_renderer(DEFAULT_STYLE, False)))
 
 
 class SessionState(Enum):
@@ -63,6 +65,8 @@ class Output(Protocol):
 
     @property
     def congested(self) -> bool: ...
+    @property
+    def peer(self) -> str: ...
     def write(self, data: bytes) -> None: ...
     def close(self, reason: str) -> None: ...
 
@@ -71,10 +75,9 @@ class Session:
     """One connection's protocol state and its delivery entry point."""
 
     __slots__ = (
-        "_key_current",
-        "_key_other",
-        "_render_current",
-        "_render_other",
+        "_current",
+        "_other",
+        "_peer",
         "_room",
         "_room_id",
         "anonymous_since",
@@ -83,7 +86,6 @@ class Session:
         "id",
         "line_sink",
         "out",
-        "peer",
         "posts",
         "resume_id",
         "scopes",
@@ -92,12 +94,14 @@ class Session:
         "user",
     )
 
-    def __init__(self, out: Output, peer: str, now: float = 0.0) -> None:
+    def __init__(self, out: Output, peer: str | None = None, now: float = 0.0) -> None:
         self.id = next(_ids)
         # Since when nobody is logged in here (connect or logout): the login timeout's start.
         self.anonymous_since = now
         self.out = out
-        self.peer = peer
+        # None: the output knows (a connection asks its socket, rather than keep
+        # a string of its own for life: 64 bytes of each held connection).
+        self._peer = peer
         self.state = SessionState.CONNECTED
         self.user: User | None = None
         # What the login may do: None for every scope (a password login), else
@@ -116,8 +120,12 @@ class Session:
         # While set, what the bus delivers waits here (a /resume replays first).
         self.held: list[Outgoing] | None = None
         self.style = DEFAULT_STYLE
-        (self._key_current, self._key_other,
-         self._render_current, self._render_other) = _DEFAULT_LANES
+        self._current, self._other = _DEFAULT_LANES
+
+    @property
+    def peer(self) -> str:
+        """The client's address, ``host:port``."""
+        return self._peer if self._peer is not None else self.out.peer
 
     @property
     def logged_in(self) -> bool:
@@ -138,10 +146,8 @@ class Session:
         """Change the output style (format, colour, timestamps, theme)."""
         self.out.untap()
         self.style = style
-        self._key_current = style_key(style, True)
-        self._key_other = style_key(style, False)
-        self._render_current = lane_renderer(style, True)
-        self._render_other = lane_renderer(style, False)
+        self._current = (style_key(style, True), lane_renderer(style, True))
+        self._other = (style_key(style, False), lane_renderer(style, False))
 
     def tap(self, feed: RoomFeed, item: Outgoing) -> None:
         """Take the room's messages of this turn from ``item`` on (see chatd.delivery.feed):
@@ -153,9 +159,9 @@ class Session:
             self.deliver(item)
             return
         if feed.room_id == self._room_id:
-            key, render = self._key_current, self._render_current
+            key, render = self._current
         else:
-            key, render = self._key_other, self._render_other
+            key, render = self._other
         lane = feed.lanes.get(key)  # RoomFeed.lane's lookup, without its call
         if lane is None:
             lane = feed.lane(key, render, item)
@@ -166,7 +172,7 @@ class Session:
         if self.held is not None:
             self.held.append(item)
             return
-        key = self._key_current if item.room_id == self._room_id else self._key_other
+        key = self._current[0] if item.room_id == self._room_id else self._other[0]
         if item.priority and self.out.congested:
             self._shed(item)
             return
@@ -175,7 +181,7 @@ class Session:
         data = item.cache.get(key)
         if data is None:
             data = item.cache[key] = render(record_for(item), self.style,
-                                            key == self._key_current)
+                                            key == self._current[0])
         if data:
             self.out.write(data)
 
@@ -223,6 +229,7 @@ class Session:
     def signed_in(self, user: User, room: Room | None) -> None:
         self.user = user
         self.state = SessionState.AUTHENTICATED
+        self.anonymous_since = 0.0  # (unused until a log-out: its float need not stay)
         if room is not None:
             self.current_room = room
 
