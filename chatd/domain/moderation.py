@@ -208,11 +208,23 @@ class Moderation:
         # applied.
         async with self._transactions.room(room):
             existed = await self._storage.delete_sanction(kind, room.id, target.id)
-            active = _table(room, kind).pop(target.id, None)
+            active = self._ran_out_or_taken(kind, room, target, existed)
             if not (existed or active):
                 raise ChatError(Code.BAD_ARGUMENTS,
                                 f"{target.name} is not {_DONE[kind]} in #{room.name}.")
         await self._lifted(kind, room, target, actor)
+
+    def _ran_out_or_taken(self, kind: str, room: Room, target: User,
+                          existed: bool) -> SanctionRecord | None:
+        """The sanction a lift takes out of ``room``, if any. One whose row an
+        expiry already deleted and whose time is up is left to that expiry, which
+        tells of it: lifting it here as well told the member twice."""
+        table = _table(room, kind)
+        active = table.get(target.id)
+        if not existed and active is not None and active.until is not None \
+                and active.until <= self._clock.time():
+            return None
+        return table.pop(target.id, None)
 
     async def _lifted(self, kind: str, room: Room, target: User, actor: str | None) -> None:
         event = f"un{kind}"

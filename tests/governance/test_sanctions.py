@@ -216,6 +216,31 @@ async def test_a_mute_imposed_while_expiries_are_lifted_stays(
     assert [n["room"] for n in notes(await settle(carol), "unmuted")] == ["one"]
 
 
+async def test_an_unmute_racing_the_expiry_tells_the_member_once(
+        server: ChatServer, clients: Clients, clock: ManualClock) -> None:
+    """The expiry deletes the run-out rows, then lifts each in turn. An /unmute
+    that comes between finds no row but the mute still in the room: it is the
+    expiry's to lift and tell of (both did, and the member was told twice)."""
+    alice, bob = await users(clients, "alice", "bob")
+    await room_with(alice, "dev", bob)
+    await alice.command("/mute bob dev 30s")
+    await drain(alice, bob)
+    clock.advance(30)
+    services = server.services
+    # What the expiry's first step leaves: the row deleted, the room's mute kept.
+    [expired] = await services.storage.delete_expired_sanctions("mute", clock.time())
+    assert expired.user_id == services.accounts.require("bob").id
+    refused = await error_of(alice, "/unmute bob dev")
+    assert refused["code"] == "bad-arguments" and "not muted" in refused["message"]
+    assert notes(await settle(bob), "unmuted") == []
+    assert (await bob.say("the mute ran out"))["type"] == "message"
+    # A mute still running is lifted by /unmute as ever, row or no row in the way.
+    await alice.command("/mute bob dev 1h")
+    await drain(alice, bob)
+    await alice.command("/unmute bob dev")
+    assert [n["room"] for n in notes(await settle(bob), "unmuted")] == ["dev"]
+
+
 async def test_a_permanent_mute_lasts_until_unmute(clients: Clients,
                                                    clock: ManualClock) -> None:
     alice, bob = await users(clients, "alice", "bob")
