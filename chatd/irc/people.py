@@ -27,12 +27,12 @@ from chatd.domain.names import name_key
 from chatd.irc import numerics as n
 from chatd.irc.codec import format_line
 from chatd.irc.guests import is_guest
+from chatd.irc.session import IrcSession
 
 if TYPE_CHECKING:
     from chatd.domain.accounts import User
     from chatd.domain.room import Room
     from chatd.irc.render import IrcRenderer
-    from chatd.irc.session import IrcSession
     from chatd.protocol.services import Services
 
 # WHOWAS remembers this many departures (renames and disconnections), newest last.
@@ -81,9 +81,6 @@ class People:
         self.whowas: deque[Departed] = deque(maxlen=WHOWAS_MAX)
         # Monitored nick (its key) -> the sessions monitoring it.
         self._monitors: dict[str, set[IrcSession]] = {}
-        # The registered IRC sessions (a dict as an ordered set: about half a
-        # set's bytes per entry at 10,000 held).
-        self._sessions: dict[IrcSession, None] = {}
         # The registered sessions that asked for away-notify: every log-in and
         # log-out looks for them, so they are kept apart (a pass over every
         # session made each log-in cost in proportion to the connections held).
@@ -118,14 +115,13 @@ class People:
         """``session`` completed registration: its USER becomes its user's identity
         (the newest IRC connection of an account speaks for it)."""
         irc = session.irc
-        self._sessions[session] = None
         self.caps_changed(session)
         self._identities[name_key(irc.nick)] = irc
         self._renderer.forget_masks()
 
     def caps_changed(self, session: IrcSession) -> None:
         """``session``'s capabilities changed (or it registered with them)."""
-        if session in self._sessions and "away-notify" in session.irc.caps:
+        if session.irc.registered and "away-notify" in session.irc.caps:
             self._away_notify.add(session)
         else:
             self._away_notify.discard(session)
@@ -154,7 +150,6 @@ class People:
 
     def ended(self, session: IrcSession) -> None:
         """The connection of ``session`` ended: its monitor list goes with it."""
-        self._sessions.pop(session, None)
         self._away_notify.discard(session)
         for nick in list(session.irc.monitoring):
             self.unmonitor(session, nick)
@@ -238,7 +233,7 @@ class People:
                         among: Iterable[IrcSession] | None = None) -> Iterator[IrcSession]:
         """The registered IRC sessions (of ``among``) shown a channel ``user`` is in."""
         rooms = {room.id for room in self._rooms_of(user)}
-        for session in list(self._sessions if among is None else among):
+        for session in list(self.sessions() if among is None else among):
             if session.irc.registered and not rooms.isdisjoint(session.irc.joined):
                 yield session
 
@@ -249,5 +244,8 @@ class People:
         return [room for room in rooms.listed_for(user) if room.is_member(user.id)]
 
     def sessions(self) -> list[IrcSession]:
-        """Every registered IRC session (WALLOPS, WHO masks)."""
-        return [s for s in self._sessions if s.irc.registered]
+        """Every registered IRC session (WALLOPS, WHO masks, SETNAME): the
+        presence's connections are the one list of them (a set of its own here
+        cost each held connection about 40 bytes, for these rare passes)."""
+        return [s for s in self._services.presence.sessions
+                if isinstance(s, IrcSession) and s.irc.registered]

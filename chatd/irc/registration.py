@@ -18,7 +18,6 @@ says why); a guest may change its nick to any free one.
 from __future__ import annotations
 
 import asyncio
-import sys
 from collections.abc import Awaitable
 from typing import TYPE_CHECKING, Final
 
@@ -150,10 +149,11 @@ def user(ctx: IrcContext) -> Awaitable[None] | None:
     realname = clean_text(ctx.params[3]).strip()
     if not realname or not ctx.params[0]:
         raise IrcError(n.ERR_NEEDMOREPARAMS, "USER", "Not enough parameters")
-    # Interned: clients send their defaults, so many connections hold the same
-    # username or real name, and each copy stays for the connection's life.
-    irc.username = sys.intern(clean_username(ctx.params[0], "user"))
-    irc.realname = sys.intern(realname[:REALNAME_MAX])
+    # (Not interned: the interpreter's table of interned strings grows by an
+    # entry per new name and never shrinks; IrcState.share_names dedups the
+    # common case, a name that repeats the nick.)
+    irc.username = clean_username(ctx.params[0], "user")
+    irc.realname = realname[:REALNAME_MAX]
     return complete(ctx)
 
 

@@ -115,7 +115,7 @@ class IrcState:
 
     __slots__ = ("caps", "context", "held", "joined", "key", "lane", "last_rename",
                  "listener", "modes", "monitoring", "nick", "pending", "quit_message",
-                 "quitted", "realname", "registered", "username")
+                 "quitted", "realname", "username")
 
     def __init__(self, listener: IrcFront) -> None:
         self.listener = listener
@@ -123,7 +123,6 @@ class IrcState:
         self.username = ""
         self.realname = ""
         self.caps: Set[str] = _NONE
-        self.registered = False
         # Until registration completes; then None (see Registering).
         self.pending: Registering | None = Registering()
         # The user modes set, in USER_MODES order: a string, not a flag each.
@@ -145,9 +144,12 @@ class IrcState:
         # The room-feed lane of this tag mode: its key and render.
         self.lane = listener.renderer.lane(self.key)
 
+    @property
+    def registered(self) -> bool:
+        return self.pending is None
+
     def completed(self) -> None:
         """Registration is complete: what it needed goes."""
-        self.registered = True
         self.pending = None
 
     def has_mode(self, flag: str) -> bool:
