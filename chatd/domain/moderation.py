@@ -180,21 +180,29 @@ class Moderation:
         count = 0
         for kind in SANCTION_KINDS:
             now = self._clock.time()
-            for record in await self._storage.delete_expired_sanctions(kind, now):
-                room, user = self._rooms.get(record.room_id), self._accounts.get(record.user_id)
-                if room is not None and user is not None and self._expired(kind, room, user,
-                                                                           now):
-                    await self._lifted(kind, room, user, actor=None)
-                count += 1
+            records = await self._storage.delete_expired_sanctions(kind, now)
+            count += len(records)
+            # Every lift leaves the rooms before any is told (each telling awaits):
+            # a pass stopped half-way, by a storage error, leaves no sanction in
+            # memory whose row is gone, which no later pass could find.
+            lifted = [(room, user) for room, user in self._known(records)
+                      if self._expired(kind, room, user, now)]
+            for room, user in lifted:
+                await self._lifted(kind, room, user, actor=None)
         return count
+
+    def _known(self, records: list[SanctionRecord]) -> list[tuple[Room, User]]:
+        """The room and user of each record, where both still exist."""
+        found = ((self._rooms.get(r.room_id), self._accounts.get(r.user_id)) for r in records)
+        return [(room, user) for room, user in found if room is not None and user is not None]
 
     @staticmethod
     def _expired(kind: str, room: Room, user: User, now: float) -> bool:
         """Forget ``user``'s sanction in ``room`` if it is the one that ran out: one
-        imposed since (a flood mute while earlier expiries were announced) stays,
-        and nobody is told it was lifted. No await between the look and the
-        removal, so no transaction is needed (one could stay busy in a cluster,
-        and the expired rows are already deleted: the lifts must not stop)."""
+        imposed since the rows were read stays, and nobody is told it was lifted.
+        No await between the look and the removal, so no transaction is needed
+        (one could stay busy in a cluster, and the expired rows are already
+        deleted: the lifts must not stop)."""
         table = _table(room, kind)
         current = table.get(user.id)
         if current is not None and (current.until is None or current.until > now):

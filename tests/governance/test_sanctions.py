@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import pytest
+
 from chatd.domain.clock import ManualClock
+from storage.api import StorageError
 from storage.records import SanctionRecord
 from tests.governance import (
     drain,
@@ -239,6 +242,35 @@ async def test_an_unmute_racing_the_expiry_tells_the_member_once(
     await drain(alice, bob)
     await alice.command("/unmute bob dev")
     assert [n["room"] for n in notes(await settle(bob), "unmuted")] == ["dev"]
+
+
+async def test_an_expiry_stopped_half_way_leaves_no_mute_behind(
+        server: ChatServer, clients: Clients, clock: ManualClock,
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """The expiry deletes the run-out rows, then tells of each lift (a storage
+    write each). A write that fails stops the pass: every lift has left the rooms
+    already, so none is left in memory with its row gone, where no later pass
+    could find it."""
+    alice, bob, carol = await users(clients, "alice", "bob", "carol")
+    await room_with(alice, "dev", bob, carol)
+    await alice.command("/mute bob dev 30s")
+    await alice.command("/mute carol dev 30s")
+    await drain(alice, bob, carol)
+    clock.advance(30)
+    services = server.services
+
+    async def disk_full(*args: object) -> None:
+        raise StorageError("disk full")
+
+    monkeypatch.setattr(services.storage, "add_notification", disk_full)
+    with pytest.raises(StorageError):
+        await services.moderation.expire()
+    monkeypatch.undo()
+    assert services.rooms.require("dev").mutes == {}
+    assert await services.storage.delete_expired_sanctions("mute", clock.time()) == []
+    for name in ("bob", "carol"):
+        refused = await error_of(alice, f"/unmute {name} dev")
+        assert refused["code"] == "bad-arguments"
 
 
 async def test_a_permanent_mute_lasts_until_unmute(clients: Clients,
