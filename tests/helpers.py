@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -125,3 +127,10 @@ async def text_run(client: LineClient, line: str | bytes | None) -> list[str]:
         client.send(line)
     client.send("@sync /ping")
     return (await client.until(lambda s: s.startswith("@sync ")))[:-1]
+
+
+async def eventually(condition: Callable[[], bool], timeout: float = 15.0) -> None:
+    """Wait until ``condition()`` holds (it depends on the server catching up)."""
+    async with asyncio.timeout(timeout):
+        while not condition():  # noqa: ASYNC110 - polling server state; no event to wait on
+            await asyncio.sleep(0.005)

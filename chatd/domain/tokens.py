@@ -161,5 +161,6 @@ class Tokens:
         for token_id, at in batch.items():
             record = self._by_id.get(token_id)
             if record is not None:  # (not revoked meanwhile)
-                self._remember(replace(record, last_used_at=at))
+                latest = max(at, record.last_used_at or at)
+                self._remember(replace(record, last_used_at=latest))
         return len(batch)

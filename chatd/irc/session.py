@@ -153,11 +153,11 @@ class IrcState:
         self.pending = None
 
     def has_mode(self, flag: str) -> bool:
-        return flag in self.modes
+        return len(flag) == 1 and flag in self.modes
 
     def set_mode(self, flag: str, on: bool) -> bool:
         """Set or clear user mode ``flag`` (one of USER_MODES); whether it changed."""
-        if (flag in self.modes) == on:
+        if len(flag) != 1 or flag not in USER_MODES or (flag in self.modes) == on:
             return False
         kept = self.modes + flag if on else self.modes.replace(flag, "")
         self.modes = "".join(mode for mode in USER_MODES if mode in kept)

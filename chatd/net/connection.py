@@ -197,7 +197,7 @@ class Connection(Outbox, asyncio.Protocol):
     """The transport side of a session; its output of a turn is its :class:`Outbox`."""
 
     __slots__ = ("_closing", "_eof", "_flusher", "_framer", "_host", "_paused", "_queue",
-                 "_transport", "last_input", "session", "worker")
+                 "_transport", "address", "last_input", "session", "worker")
 
     def __init__(self, host: ConnectionHost, framer: Framer | None = None) -> None:
         super().__init__()
@@ -213,6 +213,9 @@ class Connection(Outbox, asyncio.Protocol):
         self._closing = False
         self._eof = False
         self.last_input = host.clock.monotonic()
+        # The client's host, as the listener counts it (one string per address,
+        # shared): what ``peer`` falls back to once the socket cannot say.
+        self.address = "-"
         self.session = self._new_session(self.last_input)
 
     def _new_session(self, now: float) -> Session:
@@ -369,8 +372,12 @@ class Connection(Outbox, asyncio.Protocol):
 
     @property
     def peer(self) -> str:
-        """``host:port`` of the client, asked of the socket (``-`` before it connects)."""
-        return "-" if self._transport is None else _peer_name(self._transport)
+        """``host:port`` of the client, asked of the socket; when it can no longer
+        say (a TLS connection once it is lost), ``host:0``."""
+        peer = "-" if self._transport is None else _peer_name(self._transport)
+        if peer == "-" and self.address != "-":
+            return f"{self.address}:0"
+        return peer
 
     @property
     def congested(self) -> bool:

@@ -9,9 +9,10 @@ from __future__ import annotations
 
 import itertools
 import logging
+import math
 from collections.abc import Awaitable, Mapping, Sequence
 from enum import Enum
-from typing import TYPE_CHECKING, Any, Protocol
+from typing import TYPE_CHECKING, Any, Final, Protocol
 
 from chatd.delivery.outgoing import PRESENCE, Outgoing
 from chatd.domain.events import Event, Message
@@ -31,6 +32,8 @@ _ids = itertools.count(1)
 # Every connection starts in the default style: one shared instance (styles are
 # frozen) and its lane keys and renderers, looked up once, not per connection.
 DEFAULT_STYLE = Style()
+# A logged-in session's anonymous start: its login timeout never falls due.
+_NEVER: Final = math.inf
 # A session keeps, for messages of its current room and of the others, the
 # lane key and renderer of its style as one pair each (two slots, not four).
 _DEFAULT_LANES = ((style_key(DEFAULT_STYLE, True), lane_renderer(DEFAULT_STYLE, True)),
@@ -229,7 +232,9 @@ class Session:
     def signed_in(self, user: User, room: Room | None) -> None:
         self.user = user
         self.state = SessionState.AUTHENTICATED
-        self.anonymous_since = 0.0  # (unused until a log-out: its float need not stay)
+        # Not anonymous until a log-out: the login timeout cannot fall due (and
+        # the float of the connection's start need not stay).
+        self.anonymous_since = _NEVER
         if room is not None:
             self.current_room = room
 

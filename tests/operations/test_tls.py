@@ -19,7 +19,7 @@ from chatd import __version__
 from chatd.app.compose import build_app
 from chatd.client import ChatClient, LineClient
 from chatd.config import ConfigError, load_config
-from tests.helpers import PASSWORD, ChatServer, start_server
+from tests.helpers import PASSWORD, ChatServer, eventually, start_server
 from tests.helpers import test_config as make_config
 from tests.operations import restored_logging
 
@@ -165,3 +165,26 @@ async def test_a_reload_picks_up_a_renewed_certificate(tmp_path: Path) -> None:
             await client.close()
         finally:
             await daemon.stop()
+
+
+async def test_a_lost_tls_connection_keeps_its_address(tmp_path: Path) -> None:
+    """Once a TLS connection is lost, its socket no longer says whose it was: the
+    connection falls back on the address it counted against (``host:0``), and that
+    address's allowance is given back, connection after connection."""
+    cert, key = self_signed(tmp_path)
+    server = await start_server(tmp_path / "chatd.db", tls__enabled=True, tls__port=0,
+                                tls__cert=str(cert), tls__key=str(key),
+                                limits__max_connections_per_ip=1)
+    try:
+        for _ in range(3):
+            client = await ChatClient.connect("127.0.0.1", tls_port(server), ssl=trusting(cert),
+                                              server_hostname="127.0.0.1")
+            assert (await client.command("/ping")).ok  # (not refused: the allowance is back)
+            [session] = server.services.presence.sessions
+            port = client._writer.get_extra_info("sockname")[1]
+            assert session.peer == f"127.0.0.1:{port}"
+            await client.close()
+            await eventually(lambda: server.connection_count == 0)
+            assert session.peer == "127.0.0.1:0"
+    finally:
+        await server.stop()

@@ -19,7 +19,7 @@ import pytest
 
 from chatd.client import ChatClient, LineClient
 from chatd.domain.clock import ManualClock
-from tests.helpers import PASSWORD, ChatServer
+from tests.helpers import PASSWORD, ChatServer, eventually
 from tests.protection import (
     ProtectionClients,
     error_of,
@@ -30,13 +30,6 @@ from tests.protection import (
     settle,
     text_error_code,
 )
-
-
-async def eventually(condition: Callable[[], bool], timeout: float = 10.0) -> None:
-    """Wait until ``condition()`` holds (it depends on the server catching up)."""
-    async with asyncio.timeout(timeout):
-        while not condition():  # noqa: ASYNC110 - polling server state; no event to wait on
-            await asyncio.sleep(0.005)
 
 
 async def closed(client: LineClient, timeout: float = 10.0) -> list[str]:

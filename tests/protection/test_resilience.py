@@ -20,7 +20,7 @@ from typing import Any
 
 from chatd.client import ChatClient
 from chatd.domain.clock import ManualClock
-from tests.helpers import PASSWORD
+from tests.helpers import PASSWORD, eventually
 from tests.protection import ProtectionClients, room_with, serving
 
 HELD = 1000
@@ -37,11 +37,6 @@ def rss_bytes() -> int:
     assert match is not None
     return int(match.group(1)) * 1024
 
-
-async def eventually(condition: Callable[[], bool], timeout: float = 15.0) -> None:
-    async with asyncio.timeout(timeout):
-        while not condition():  # noqa: ASYNC110 - polling server state; no event to wait on
-            await asyncio.sleep(0.01)
 
 
 class Held:
