@@ -203,11 +203,9 @@ class Moderation:
         No await between the look and the removal, so no transaction is needed
         (one could stay busy in a cluster, and the expired rows are already
         deleted: the lifts must not stop)."""
-        table = _table(room, kind)
-        current = table.get(user.id)
-        if current is not None and (current.until is None or current.until > now):
+        if _in_force(room, kind, user.id, now) is not None:
             return False
-        table.pop(user.id, None)
+        _table(room, kind).pop(user.id, None)
         return True
 
     async def _lift(self, kind: str, room: Room, target: User, actor: str) -> None:
@@ -228,9 +226,8 @@ class Moderation:
         expiry already deleted and whose time is up is left to that expiry, which
         tells of it: lifting it here as well told the member twice."""
         table = _table(room, kind)
-        active = table.get(target.id)
-        if not existed and active is not None and active.until is not None \
-                and active.until <= self._clock.time():
+        if not existed and target.id in table and \
+                _in_force(room, kind, target.id, self._clock.time()) is None:
             return None
         return table.pop(target.id, None)
 
@@ -378,6 +375,11 @@ def _name(actor: User | None) -> str:
 
 def _table(room: Room, kind: str) -> dict[int, SanctionRecord]:
     return room.bans if kind == "ban" else room.mutes
+
+
+def _in_force(room: Room, kind: str, user_id: int, now: float) -> SanctionRecord | None:
+    """``user_id``'s ban or mute in ``room`` if its time is not up (the room's rule)."""
+    return room.banned(user_id, now) if kind == "ban" else room.muted(user_id, now)
 
 
 def _for(duration: float | None) -> str:
