@@ -93,14 +93,13 @@ class People:
         gone, the last one WHOWAS keeps (its QUIT is rendered after it left); else
         the name itself (an account without an IRC connection, a line-protocol user:
         never the USER of a guest that once had its name)."""
-        key = name_key(name)
-        identity = self._identities.get(key)
+        identity = self._identities.get(name_key(name))
         if identity is not None:
             return identity.username
         if self._services.accounts.find(name) is None:
-            for entry in reversed(self.whowas):
-                if name_key(entry.nick) == key:
-                    return entry.username
+            gone = self.departed(name)
+            if gone:
+                return gone[0].username
         return name
 
     def realname(self, name: str) -> str:
