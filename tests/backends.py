@@ -21,7 +21,7 @@ from typing import Any, TypeVar
 
 import pytest
 
-from tests.services import PostgresServer, required_in_ci, unavailable
+from tests.services import PostgresServer, import_needed, unavailable
 
 BACKENDS = ("sqlite", "postgres")
 SHARED = "chatd_test"
@@ -42,13 +42,7 @@ on_both = pytest.mark.parametrize("backend", BACKENDS)
 def import_asyncpg() -> Any:
     """The asyncpg module, for a test module that needs it at import: skipped
     without it (the cluster extra), except in CI, where it must be installed."""
-    try:
-        import asyncpg
-    except ImportError:
-        if required_in_ci():
-            raise
-        pytest.skip("needs asyncpg (chatd's cluster extra)", allow_module_level=True)
-    return asyncpg
+    return import_needed("asyncpg", "asyncpg (chatd's cluster extra)")
 
 
 def run_apart(work: Callable[[], Awaitable[_T]]) -> _T:

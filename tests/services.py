@@ -36,7 +36,10 @@ import tempfile
 import time
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any, NoReturn
+from typing import TYPE_CHECKING, Any, NoReturn
+
+if TYPE_CHECKING:
+    from pytest import MarkDecorator
 
 START_TIMEOUT = 30.0
 STOP_TIMEOUT = 10.0
@@ -61,6 +64,29 @@ def unavailable(what: str) -> NoReturn:
     if required_in_ci():
         pytest.fail(f"CI needs {message}", pytrace=False)
     pytest.skip(f"needs {message}")
+
+
+def needed(available: bool, what: str) -> MarkDecorator:
+    """A mark that skips a test without ``what``; in CI the test runs, and fails
+    where ``what`` is missing, as a missing service does."""
+    import pytest
+
+    return pytest.mark.skipif(not available and not required_in_ci(), reason=f"needs {what}")
+
+
+def import_needed(module: str, what: str) -> Any:
+    """``module`` imported for a test module: its tests are skipped without it,
+    except in CI, where the import error fails them."""
+    import importlib
+
+    import pytest
+
+    try:
+        return importlib.import_module(module)
+    except ImportError:
+        if required_in_ci():
+            raise
+        pytest.skip(f"needs {what}", allow_module_level=True)
 
 
 def free_port() -> int:

@@ -19,10 +19,10 @@ import pytest
 
 from tests.client.helpers import said
 from tests.helpers import PASSWORD, ChatServer, Clients
+from tests.services import needed
 
 # Skipped without tmux, except in CI, where scripts/test installs it and its absence fails.
-pytestmark = pytest.mark.skipif(shutil.which("tmux") is None and os.environ.get("CI") != "true",
-                                reason="tmux is not installed")
+pytestmark = needed(shutil.which("tmux") is not None, "tmux (scripts/test installs it)")
 PROJECT_ROOT = str(Path(__file__).resolve().parents[2])
 
 

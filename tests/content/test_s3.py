@@ -13,9 +13,10 @@ import pytest
 from chatd.config import ConfigError, FilesConfig
 from tests.content import download, image, member_of, no_staged_files, sha, text_file, upload
 from tests.helpers import ChatServer, Clients, start_server
+from tests.services import import_needed
 
-boto3 = pytest.importorskip("boto3")
-moto_server = pytest.importorskip("moto.server")
+boto3 = import_needed("boto3", "boto3 (chatd's s3 extra)")
+moto_server = import_needed("moto.server", "moto (the test extra)")
 
 BUCKET = "chatd-files"
 KEYS = {"s3_access_key": "testing", "s3_secret_key": "testing", "s3_region": "us-east-1"}

@@ -17,8 +17,8 @@ import pytest
 
 from chatd.crypto import armor, kdf
 from chatd.crypto.cli import main
-from chatd.crypto.envelope import pq_available
 from chatd.crypto.keys import read_private
+from tests.crypto import PQ
 
 ALGS = ("aes-256-gcm", "chacha20-poly1305", "fernet")
 PW = "correct horse battery"
@@ -247,7 +247,7 @@ def test_keygen_writes_a_private_file_created_0600(tmp_path: Path,
     assert not [p for p in tmp_path.iterdir() if p.name.endswith(".tmp")]
 
 
-@pytest.mark.skipif(not pq_available(), reason="no ML-KEM-768 in this cryptography build")
+@PQ
 def test_keygen_pq(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     code, out, _ = run(["keygen", "--pq", "--out", str(tmp_path / "pq")], capsys)
     assert code == 0

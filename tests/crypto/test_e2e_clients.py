@@ -17,6 +17,7 @@ from chatd.client import ChatClient
 from chatd.client.tui.keyring import Keyring
 from chatd.client.tui.session import ClientSession
 from chatd.crypto import envelope, group
+from tests.crypto import PQ
 from tests.crypto.sessions import (
     People,
     messages,
@@ -27,7 +28,6 @@ from tests.crypto.sessions import (
 )
 from tests.helpers import PASSWORD, ChatServer
 
-PQ = pytest.mark.skipif(not envelope.pq_available(), reason="no ML-KEM-768 here")
 ROOM_SECRET = "the vault code is 7-4-1-9 zebra"
 REPLY_SECRET = "copy that, bringing the zebra"
 DM_SECRET = "meet behind the old mill"

@@ -14,6 +14,7 @@ from chatd.crypto.envelope import Identity, seal
 from chatd.crypto.group import Handout
 from chatd.crypto.ratchet import OutboundChain
 from chatd.domain.clock import ManualClock
+from tests.crypto import PQ
 from tests.helpers import ChatServer, Clients, start_server
 
 IDS = {name: Identity.generate() for name in ("alice", "bob", "carol", "mallory")}
@@ -83,7 +84,7 @@ async def test_publish_validates_keys(clients: Clients, bad: str) -> None:
     assert (await error(alice, "/keys get alice bob"))["code"] == "bad-arguments"
 
 
-@pytest.mark.skipif(not envelope.pq_available(), reason="no ML-KEM-768 here")
+@PQ
 async def test_publish_with_a_post_quantum_key(clients: Clients) -> None:
     alice = await clients.user("alice")
     ident = Identity.generate(pq=True)

@@ -11,8 +11,7 @@ from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
 from chatd.crypto import envelope
 from chatd.crypto.envelope import EnvelopeError, Identity, PublicKey, open_envelope, seal, unpack
-
-PQ = pytest.mark.skipif(not envelope.pq_available(), reason="no ML-KEM-768 here")
+from tests.crypto import PQ
 
 
 @pytest.fixture(scope="module")

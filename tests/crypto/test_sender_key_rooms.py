@@ -15,8 +15,9 @@ import pytest
 from chatd.client.tui.lines import Line
 from chatd.client.tui.session import ClientSession
 from chatd.config import Config
-from chatd.crypto import envelope, group
+from chatd.crypto import group
 from chatd.domain.clock import Clock
+from tests.crypto import PQ
 from tests.crypto.sessions import People, messages, next_message, received, take_in
 from tests.helpers import ChatServer, start_server
 
@@ -180,7 +181,7 @@ async def test_a_handout_for_someone_else_or_forged_is_not_taken(people: People)
     assert moved[0].kind == "warning" and "written for #vault" in moved[0].text
 
 
-@pytest.mark.skipif(not envelope.pq_available(), reason="no ML-KEM-768 here")
+@PQ
 async def test_fifty_members_on_defaults_with_post_quantum_hybrid(db_path: Path,
                                                                   tmp_path: Path) -> None:
     """The goal of sender keys: the default line limit and rate limits, ML-KEM-768

@@ -13,8 +13,8 @@ from chatd.crypto import envelope, group, ratchet
 from chatd.crypto.envelope import EnvelopeError, Identity, NotForYou, open_envelope
 from chatd.crypto.group import GroupMessage, Handout, open_message, seal, sealed_size, unpack
 from chatd.crypto.ratchet import ChainKey, InboundChain, OutboundChain, RatchetError
+from tests.crypto import PQ
 
-PQ = pytest.mark.skipif(not envelope.pq_available(), reason="no ML-KEM-768 here")
 LINE_LIMIT = 4096
 
 

@@ -3,7 +3,6 @@ the embedded daemon never loading the PostgreSQL (or Redis) client."""
 
 from __future__ import annotations
 
-import os
 import subprocess
 import sys
 import textwrap
@@ -14,6 +13,7 @@ import pytest
 from chatd.app.compose import make_storage
 from chatd.config import ConfigError, load_config
 from storage import SqliteStorage
+from tests.services import import_needed
 
 CLUSTER = {"cluster.enabled": True, "cluster.node_id": "n1",
            "cluster.postgres": "postgresql://chatd@127.0.0.1:1/chatd"}
@@ -25,8 +25,7 @@ def test_embedded_mode_is_sqlite(tmp_path: Path) -> None:
 
 
 def test_cluster_mode_is_postgres_as_a_sole_node() -> None:
-    if os.environ.get("CI") != "true":  # in CI the cluster extra is installed: no skip
-        pytest.importorskip("asyncpg")
+    import_needed("asyncpg", "asyncpg (chatd's cluster extra)")
     from storage.postgres import PostgresStorage
 
     storage = make_storage(load_config(None, CLUSTER))

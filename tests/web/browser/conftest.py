@@ -9,7 +9,6 @@ is printed at the end of the run.
 
 from __future__ import annotations
 
-import os
 import shutil
 import socket
 from collections.abc import AsyncIterator
@@ -22,6 +21,7 @@ from playwright.async_api import async_playwright
 from chatd.client import ChatClient
 from chatd.domain.clock import ManualClock
 from tests.helpers import PASSWORD, ChatServer, start_server
+from tests.services import unavailable
 
 SCREENSHOTS = Path(__file__).resolve().parents[3] / "test-output" / "browser"
 CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu",
@@ -34,9 +34,7 @@ PAGE_TIMEOUT_MS = 15_000
 def chromium_path() -> str:
     found = shutil.which("chromium")
     if found is None:
-        if os.environ.get("CI") == "true":
-            pytest.fail("chromium is missing: scripts/test installs it (apt-get install chromium)")
-        pytest.skip("chromium is not installed (apt-get install chromium)")
+        unavailable("chromium (Debian package: chromium)")
     return found
 
 
