@@ -130,8 +130,11 @@ class Admission:
                                     room=room.name, room_id=room.id, actor=actor.name)
 
     async def decline(self, actor: User, room: Room, target: User) -> None:
-        authorize(Action.DECLINE, room, actor)
-        await self._take_request(room, target)
+        # In the room's transaction, as an accept is: a demotion decided meanwhile
+        # is seen, and the request goes exactly once.
+        async with self._transactions.room(room):
+            authorize(Action.DECLINE, room, actor)
+            await self._take_request(room, target)
         await self._audit.record("decline", actor.name, target.name, room)
         await self._notifier.notify(target, "request-declined",
                                     f"your request to join #{room.name} was declined.",

@@ -165,3 +165,22 @@ async def test_a_demotion_queued_first_forbids_the_e2e_change_behind_it(
     assert await demote == "ok"
     assert await e2e == "not-permitted"
     assert not room.settings.get("e2e")
+
+
+async def test_a_demotion_queued_first_forbids_the_decline_behind_it(
+        server: ChatServer, clients: Clients) -> None:
+    alice, bob, carol = await users(clients, "alice", "bob", "carol")
+    await room_with(alice, "club", bob, mode="request", admins=(bob,))
+    assert (await carol.command("/join club"))["requested"] is True
+    room = server.services.rooms.find("club")
+    transactions = server.services.transactions
+    assert room is not None and isinstance(transactions, LocalTransactions)
+    # As above: bob's right to decline is judged when his decline runs.
+    async with transactions.room(room):
+        demote = asyncio.create_task(code_of(alice, "/demote bob club"))
+        await _queued_on(transactions, room, 1)
+        decline = asyncio.create_task(code_of(bob, "/decline carol club"))
+        await _queued_on(transactions, room, 2)
+    assert await demote == "ok"
+    assert await decline == "not-permitted"
+    assert [r["user"] for r in (await alice.command("/requests club"))["requests"]] == ["carol"]
