@@ -20,7 +20,7 @@ from chatd.errors import ChatError, Code, Remedy, Step
 from storage.api import Conflict
 
 if TYPE_CHECKING:
-    from collections.abc import Iterable, Sequence
+    from collections.abc import Iterable, Mapping, Sequence
 
     from chatd.domain.accounts import Accounts, User
     from chatd.domain.audit import AuditLog
@@ -28,7 +28,7 @@ if TYPE_CHECKING:
     from chatd.domain.notifications import Notifier
     from chatd.domain.ports import Bus, Endpoint, RoomTransactions
     from storage.api import Storage
-    from storage.records import AssociationRecord, MemberRecord, RoomRecord
+    from storage.records import AssociationRecord, MemberRecord, RoomRecord, SanctionRecord
 
 log = logging.getLogger(__name__)
 
@@ -297,16 +297,17 @@ class Rooms:
 
     # -- another node's decisions ------------------------------------------------
 
-    def resync(self, room_id: int, record: RoomRecord | None,
-               members: Iterable[MemberRecord]) -> None:
+    def resync(self, room_id: int, record: RoomRecord | None, members: Iterable[MemberRecord],
+               sanctions: Mapping[str, Iterable[SanctionRecord]]) -> None:
         """Make this process's copy of a room what storage says it is now.
 
         A cluster node calls it when another node decided about the room (or
         before deciding itself, under the room's transaction): ``record`` is the
         room as stored (None when it ended or never existed), ``members`` its
-        members. Connections follow: a member gone is disconnected and told the
-        room is no longer theirs, a member come is connected, an ended room is
-        closed. Nothing is announced: the deciding node's events do that.
+        members, ``sanctions`` its bans and mutes by kind ("ban", "mute").
+        Connections follow: a member gone is disconnected and told the room is
+        no longer theirs, a member come is connected, an ended room is closed.
+        Nothing is announced: the deciding node's events do that.
         """
         room = self._by_id.get(room_id)
         if record is None:
@@ -317,6 +318,8 @@ class Rooms:
             room = self._index(Room(record))
         else:
             room.refresh(record)
+        room.bans = {s.user_id: s for s in sanctions.get("ban", ())}
+        room.mutes = {s.user_id: s for s in sanctions.get("mute", ())}
         fresh = {m.user_id: m for m in members}
         for user_id in [u for u in room.members if u not in fresh]:
             self._drop_member(room, user_id)

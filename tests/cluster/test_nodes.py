@@ -18,6 +18,7 @@ from chatd.client.api import ClientError
 from chatd.cluster import codec, keys
 from chatd.cluster.janitor import Janitor
 from chatd.cluster.node import ClusterNode
+from chatd.domain.clock import ManualClock
 from chatd.domain.events import Message
 from tests.cluster.conftest import StartNode, login, register
 from tests.helpers import PASSWORD
@@ -111,6 +112,46 @@ async def test_last_two_members_leaving_at_once_end_the_room_once(nodes: list[Ap
     for client in (ann, bob):
         await client.close()
 
+
+
+async def sanctions_everywhere(nodes: list[App], room: str,
+                               wanted: tuple[set[int], set[int]]) -> None:
+    """Every node's copy of ``room`` holds the bans and mutes ``wanted`` (user ids),
+    as the log's decisions reach it (bounded wait)."""
+    def held(app: App) -> tuple[set[int], set[int]]:
+        copy = app.services.rooms.require(room)
+        return set(copy.bans), set(copy.mutes)
+
+    async with asyncio.timeout(10):
+        while any(held(app) != wanted for app in nodes):  # noqa: ASYNC110
+            await asyncio.sleep(0.01)
+
+
+async def test_a_ban_or_mute_decided_on_one_node_holds_on_every_node(
+        nodes: list[App]) -> None:
+    ann, bob, cat = await members_on_every_node(nodes, "hall")
+    bob_id, cat_id = (nodes[0].services.accounts.require(n).id for n in ("bob", "cat"))
+    await ann.command("/ban bob hall")
+    await ann.command("/mute cat hall 10m")
+    await sanctions_everywhere(nodes, "hall", ({bob_id}, {cat_id}))
+    # bob, on the second node, may not come back; cat, on the third, is told how long.
+    assert (await bob.command("/join hall", check=False))["code"] == "banned"
+    muted = await cat.command("/say hall hi", check=False)
+    assert muted["code"] == "muted" and "for 10m more" in muted["message"]
+    # A lift decided on another node than the sanction reaches every node too.
+    await ann.command("/unban bob hall")
+    await sanctions_everywhere(nodes, "hall", (set(), {cat_id}))
+    assert (await bob.command("/join hall"))["type"] == "ok"
+    # The leader's expiry lifts the mute, and no node keeps it in memory after.
+    for app in nodes:
+        clock = app.clock
+        assert isinstance(clock, ManualClock)
+        clock.advance(11 * 60)
+    assert await nodes[0].services.moderation.expire() == 1
+    await sanctions_everywhere(nodes, "hall", (set(), set()))
+    assert (await cat.command("/say hall back"))["id"] > 0
+    for client in (ann, bob, cat):
+        await client.close()
 
 async def room_stream(client: ChatClient, room: str, quiet: float = 0.5) -> list[dict[str, Any]]:
     """The events of ``room`` that ``client`` receives until none came for ``quiet`` s."""
