@@ -177,9 +177,12 @@ class Room:
 
 
 def _active(sanction: SanctionRecord | None, now: float) -> SanctionRecord | None:
-    if sanction is None or (sanction.until is not None and sanction.until <= now):
-        return None
-    return sanction
+    return sanction if sanction is not None and in_force(sanction, now) else None
+
+
+def in_force(sanction: SanctionRecord, now: float) -> bool:
+    """Whether ``sanction`` still holds at ``now`` (until None: for good)."""
+    return sanction.until is None or sanction.until > now
 
 
 def _succession(leaver: Member, remaining: list[Member]) -> list[tuple[int, Role]]:

@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, Any
 
 from chatd.domain import events, names
 from chatd.domain.permissions import Action, authorize
-from chatd.domain.room import UNSTORED_SEQ, Departure, Member, Mode, Role, Room
+from chatd.domain.room import UNSTORED_SEQ, Departure, Member, Mode, Role, Room, in_force
 from chatd.errors import ChatError, Code, Remedy, Step
 from storage.api import Conflict
 
@@ -318,8 +318,11 @@ class Rooms:
             room = self._index(Room(record))
         else:
             room.refresh(record)
-        room.bans = {s.user_id: s for s in sanctions.get("ban", ())}
-        room.mutes = {s.user_id: s for s in sanctions.get("mute", ())}
+        # Only those in force: a reload read just before an expiry deleted the rows
+        # must not bring back what it lifted (it is not under the room's lock).
+        now = self._clock.time()
+        room.bans = {s.user_id: s for s in sanctions.get("ban", ()) if in_force(s, now)}
+        room.mutes = {s.user_id: s for s in sanctions.get("mute", ()) if in_force(s, now)}
         fresh = {m.user_id: m for m in members}
         for user_id in [u for u in room.members if u not in fresh]:
             self._drop_member(room, user_id)
