@@ -150,23 +150,12 @@ async def passwd(ctx: Context, old: str, new: str) -> Ok:
     user, services = ctx.user, ctx.services
     await services.accounts.change_password(user, old, new)
     # No await since the change: nobody logs in with the old password meanwhile.
-    closed = _close_other_sessions(ctx, user)
+    closed = services.presence.close_sessions(user, keep=ctx.session)
     # Whoever held the old password may hold a resume token made with it.
     await services.resume.revoke_user(user)
     await services.audit.record("password-changed", actor=user.name)
     valid = await services.tokens.count_valid(user)
     return ok(_password_changed(closed, valid), closed_connections=closed, valid_tokens=valid)
-
-
-def _close_other_sessions(ctx: Context, user: User) -> int:
-    """Close ``user``'s connections other than this one, saying why; how many."""
-    others = [s for s in ctx.services.presence.connections(user) if s is not ctx.session]
-    for session in others:
-        session.send({"type": "notice", "text": "your password was changed on another "
-                      "connection; log in again with the new password."})
-        session.close("password changed")
-        ctx.services.presence.logout(session)
-    return len(others)
 
 
 def _password_changed(closed: int, valid: int) -> str:

@@ -100,6 +100,11 @@ class TokenQueries:
                                  "ORDER BY id", (now,))
         return [ResumeRecord(*row) for row in rows]
 
+    async def find_resume_token(self: SqliteHost, token_hash: str) -> ResumeRecord | None:
+        row = await self._fetch_one(f"SELECT {_RESUME} FROM resume_tokens WHERE token_hash = ?",
+                                    (token_hash,))
+        return None if row is None else ResumeRecord(*row)
+
     async def delete_resume_tokens(self: SqliteHost, ids: Sequence[int]) -> int:
         if not ids:
             return 0

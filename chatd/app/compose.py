@@ -209,15 +209,17 @@ def wire_services(config: Config, clock: Clock, storage: Storage, table: Command
     messaging = Messaging(storage, writer, bus, notifier, clock, protection, stats, sequencer)
     presence = Presence(accounts, rooms, messaging, notifier, audit, stats, clock, transactions,
                         node.presence if node is not None else None)
+    tokens = Tokens(storage, accounts, clock)
     if node is not None:
-        node.attach(rooms, accounts, presence)
+        tokens.shared = True
+        node.attach(rooms, accounts, presence, tokens)
         warn_unshared(config.files, config.storage.path)
         messaging.tail = node.tail
         messaging.poster = node.poster
     admission = Admission(storage, rooms, accounts, bus, notifier, audit, clock, config,
                           transactions)
-    tokens = Tokens(storage, accounts, clock)
     resume = ResumeTokens(storage, accounts, tokens, clock, config)
+    resume.shared = node is not None
     files = Files(config.files, config.storage.path, storage,
                   open_blob_store(config.files, config.storage.path), messaging, rooms, clock)
     e2e = E2E(config.crypto, storage, accounts, messaging, bus, clock, transactions)

@@ -39,8 +39,10 @@ the users signed in here that messages may be missing (:meth:`ClusterBus.tell_al
 is delivered, the node reloads the room from PostgreSQL (``resync``): members
 gone are disconnected, members come are connected, an ended room is closed.
 A room this node first connects someone to is announced, so the other nodes
-load it (a room created here is unknown to them until then); so is an account
-made here (:meth:`ClusterBus.announce_account`).
+load it (a room created here is unknown to them until then); so is a change
+to an account made here (:meth:`ClusterBus.announce_account`): the others load
+a new account, forget a deleted one, close its connections after a change of
+password, reload its API tokens, and take its blocks and admin flag.
 """
 
 from __future__ import annotations
@@ -112,9 +114,9 @@ class ClusterBus:
                  shared: redis.asyncio.Redis, room_of: Callable[[int], Room | None],
                  user_of: Callable[[int], User | None],
                  resync: Callable[[int], Awaitable[None]],
-                 adopt: Callable[[int], Awaitable[None]]) -> None:
+                 account_changed: Callable[[Entry], Awaitable[None]]) -> None:
         self.local = local
-        self._adopt = adopt
+        self._account_changed = account_changed
         self._node = node_id
         self._ids = sequencer
         self._shared = shared
@@ -204,10 +206,14 @@ class ClusterBus:
     def end_turn(self) -> None:
         self.local.end_turn()
 
-    def announce_account(self, user_id: int) -> None:
-        """An account was made here: the other nodes load it (before anything of
-        it they read later, an unnumbered entry being delivered when read)."""
-        self._publish({"k": "account", "u": user_id})
+    def announce_account(self, user_id: int, what: str, details: Mapping[str, Any]) -> None:
+        """An account was made or changed here (``what``, see ``Accounts.changed``):
+        the other nodes apply it before anything of it they read later (an
+        unnumbered entry is delivered when read)."""
+        entry: Entry = {"k": "account", "u": user_id, "w": what}
+        if details:
+            entry["x"] = dict(details)
+        self._publish(entry)
 
     def keep(self, record: MessageRecord) -> None:
         """``record`` is to be stored: its entry, published next, carries what its
@@ -575,7 +581,7 @@ class ClusterBus:
         if kind == "sync" and entry.get("r") is not None:
             await self._resync(entry["r"])
         elif kind == "account":
-            await self._adopt(entry["u"])
+            await self._account_changed(entry)
 
     async def _deliver_decision(self, entry: Entry, event: Event) -> None:
         """A decision about a room: applied to the gate and to this node's copy

@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, Any
 
 import redis.asyncio
 
-from chatd.cluster.bus import ClusterBus
+from chatd.cluster.bus import ClusterBus, Entry
 from chatd.cluster.epoch import EpochChange
 from chatd.cluster.heartbeat import Heartbeat
 from chatd.cluster.janitor import Janitor
@@ -40,6 +40,7 @@ if TYPE_CHECKING:
     from chatd.domain.clock import Clock
     from chatd.domain.presence import Presence
     from chatd.domain.rooms import Rooms
+    from chatd.domain.tokens import Tokens
     from storage.api import Storage
 
 log = logging.getLogger(__name__)
@@ -102,6 +103,8 @@ class ClusterNode:
         self.sync: RoomSync | None = None
         self._rooms: Rooms | None = None
         self._accounts: Accounts | None = None
+        self._logins: Presence | None = None
+        self._tokens: Tokens | None = None
         self.bus: ClusterBus | None = None
         self.transactions: ClusterTransactions | None = None
         self.persister: Persister | None = None
@@ -162,7 +165,7 @@ class ClusterNode:
         self.bus = ClusterBus(local, self.node_id, self.sequencer, self.redis,
                               lambda room_id: self._rooms.get(room_id) if self._rooms else None,
                               lambda user_id: self._accounts.get(user_id)
-                              if self._accounts else None, self._reload, self._adopt)
+                              if self._accounts else None, self._reload, self._account_changed)
         self.bus.handlers.update(p=self.presence.on_entry, down=self.presence.on_down)
         janitor = self.janitor
         self.bus.log_format = lambda: janitor.log_format
@@ -181,18 +184,22 @@ class ClusterNode:
         assert self.bus is not None and self.persister is not None, "make_bus first"
         return LogWriter(self.bus.keep, self.persister)
 
-    def attach(self, rooms: Rooms, accounts: Accounts, presence: Presence) -> None:
-        """The rooms and accounts this node keeps, reloaded when others decide,
-        and its sessions, dropped when the node is fenced."""
+    def attach(self, rooms: Rooms, accounts: Accounts, presence: Presence,
+               tokens: Tokens) -> None:
+        """The rooms, accounts and API tokens this node keeps, reloaded when others
+        decide, and its sessions, dropped when the node is fenced."""
         self._rooms = rooms
         self._accounts = accounts
+        self._tokens = tokens
+        self._logins = presence
         self.presence.user_of = accounts.get
         self.presence.watchers = presence.watchers
         self.heartbeat.drop_sessions = lambda reason: drop_sessions(presence, reason)
         self.sync = RoomSync(self._pool_user, rooms)
         bus = self.bus
         if bus is not None:
-            accounts.on_created = lambda user: bus.announce_account(user.id)
+            accounts.on_changed = lambda user, what, details: bus.announce_account(
+                user.id, what, details)
         if bus is not None and self.persister is not None:
             self.epoch = EpochChange(
                 bus, self.persister,
@@ -212,6 +219,26 @@ class ClusterNode:
         self.transactions = ClusterTransactions(self._pool_user, self.redis, self._resync,
                                                 self.sequencer.caught_up)
         return self.transactions
+
+    async def _account_changed(self, entry: Entry) -> None:
+        """Another node made or changed an account (``Accounts.changed``): apply it here."""
+        accounts, logins, tokens = self._accounts, self._logins, self._tokens
+        assert accounts is not None and logins is not None and tokens is not None, "attach first"
+        what = entry.get("w", "created")  # (a node of the previous version says nothing)
+        if what == "created":
+            await self._adopt(entry["u"])
+            return
+        user = accounts.get(entry["u"])
+        if user is None:
+            return
+        if what == "deleted":
+            logins.deleted_elsewhere(user)
+        elif what == "tokens":
+            await tokens.reload(user)
+        else:
+            accounts.apply(user, what, entry.get("x", {}))
+            if what == "password":
+                logins.close_sessions(user)
 
     async def _adopt(self, user_id: int) -> None:
         """Another node made account ``user_id``: read it from the database."""

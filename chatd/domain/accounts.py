@@ -18,7 +18,7 @@ from storage.api import Conflict, Storage, StorageError
 from storage.records import BOT_KIND, UserBlockRecord, UserRecord
 
 if TYPE_CHECKING:
-    from collections.abc import Callable
+    from collections.abc import Callable, Mapping
 
     from chatd.config import Config
     from chatd.domain.clock import Clock
@@ -98,8 +98,9 @@ class Accounts:
         # made (in the executor) at the configured cost, again when that cost changes.
         self._dummy_hash = b""
         self._dummy_cost = 0
-        # Told of each account made here: a cluster node announces it to the others.
-        self.on_created: Callable[[User], None] | None = None
+        # Told of each change made here to an account (what, and its details): a
+        # cluster node announces it to the others, which apply it to their copy.
+        self.on_changed: Callable[[User, str, dict[str, Any]], None] | None = None
 
     def reconfigure(self, config: Config) -> None:
         self._config = config
@@ -129,9 +130,27 @@ class Accounts:
 
     def _created(self, record: UserRecord) -> User:
         user = self._add(record)
-        if self.on_created is not None:
-            self.on_created(user)
+        self.changed(user, "created")
         return user
+
+    def changed(self, user: User, what: str, **details: Any) -> None:
+        """``user``'s account changed here (``what``: created, deleted, password,
+        tokens, block, unblock, admin): tell whoever listens (a cluster's other nodes)."""
+        if self.on_changed is not None:
+            self.on_changed(user, what, details)
+
+    def apply(self, user: User, what: str, details: Mapping[str, Any]) -> None:
+        """Apply to this process's copy a change another node made and stored: a
+        block or unblock, the admin flag, a new password (a login checked against
+        the old one fails, see ``authenticate``)."""
+        if what == "block":
+            user.blocked[int(details["of"])] = float(details["since"])
+        elif what == "unblock":
+            user.blocked.pop(int(details["of"]), None)
+        elif what == "admin":
+            self._set_admin_flag(user, bool(details["on"]))
+        elif what == "password":
+            user.password_changes += 2
 
     def get(self, user_id: int) -> User | None:
         return self._by_id.get(user_id)
@@ -247,9 +266,17 @@ class Accounts:
         user.password_changes += 1
         await self._storage.set_password(user.id, password_hash)
         user.password_changes += 1
+        self.changed(user, "password")
 
     async def delete(self, user: User) -> None:
         await self._storage.delete_user(user.id)
+        self.forget(user)
+        self.changed(user, "deleted")
+
+    def forget(self, user: User) -> None:
+        """Drop a deleted account from memory (deleted here, or on another node)."""
+        if self._by_id.get(user.id) is not user:
+            return
         del self._by_id[user.id]
         del self._by_key[names.name_key(user.name)]
         self._admins.discard(user)
@@ -270,6 +297,7 @@ class Accounts:
         except StorageError:
             user.blocked.pop(target.id, None)
             raise
+        self.changed(user, "block", of=target.id, since=since)
         return True
 
     async def unblock(self, user: User, target: User) -> None:
@@ -283,6 +311,7 @@ class Accounts:
         except StorageError:
             user.blocked.setdefault(target.id, since)
             raise
+        self.changed(user, "unblock", of=target.id)
 
     def blocks(self, user: User) -> list[tuple[User, float]]:
         """The accounts ``user`` blocks, with since when, by name."""
@@ -292,6 +321,10 @@ class Accounts:
 
     async def set_admin(self, user: User, is_admin: bool) -> None:
         await self._storage.set_admin(user.id, is_admin)
+        self._set_admin_flag(user, is_admin)
+        self.changed(user, "admin", on=is_admin)
+
+    def _set_admin_flag(self, user: User, is_admin: bool) -> None:
         user.is_admin = is_admin
         if is_admin:
             self._admins.add(user)

@@ -30,6 +30,9 @@ log = logging.getLogger(__name__)
 
 # The longest away message, in characters (IRC advertises it as AWAYLEN).
 AWAY_MAX = 200
+# What a connection is told when its account's password changed on another connection.
+PASSWORD_CHANGED = ("your password was changed on another connection; log in again with the "
+                    "new password.")
 
 
 class PresenceStore(Protocol):
@@ -222,14 +225,34 @@ class Presence:
             # A room the user left meanwhile (by their own /leave) is passed over.
             await self._rooms.remove(room, user, "leave", actor_name=actor,
                                      reason="account deleted", missing_ok=True)
+        self._close_deleted(user, keep)
+        await self._accounts.delete(user)
+        self._notifier.forget(user)  # its notifications went with the account
+        await self._audit.record("account-deleted", actor=actor, target=user.name)
+
+    def _close_deleted(self, user: User, keep: Endpoint | None) -> None:
         for session in list(self._rooms.connections(user)):
             if session is not keep:
                 session.send(events.AccountDeleted(user.name))
                 session.close("account deleted")
             self.logout(session)
-        await self._accounts.delete(user)
-        self._notifier.forget(user)  # its notifications went with the account
-        await self._audit.record("account-deleted", actor=actor, target=user.name)
+
+    def deleted_elsewhere(self, user: User) -> None:
+        """Another node deleted ``user``'s account (and took it out of its rooms):
+        its connections here are told and closed, and this process forgets it."""
+        self._close_deleted(user, None)
+        self._accounts.forget(user)
+        self._notifier.forget(user)
+
+    def close_sessions(self, user: User, keep: Endpoint | None = None) -> int:
+        """Close ``user``'s connections (but ``keep``) after a change of password,
+        telling each why; how many."""
+        others = [s for s in self._rooms.connections(user) if s is not keep]
+        for session in others:
+            session.send({"type": "notice", "text": PASSWORD_CHANGED})
+            session.close("password changed")
+            self.logout(session)
+        return len(others)
 
     def disconnected(self, session: Endpoint) -> None:
         session.gone()

@@ -10,9 +10,11 @@ write, and replaces it by a new one (rotation): each token works once, so a
 copy that leaked is worth nothing once its owner has used it.
 
 Every live resume token is held in memory (loaded at start), so checking
-one asks the database nothing; the rotation is one transaction. Which of two
-presentations of one token logs in is decided in memory, before any await
-(the token is taken out of the map); the rotations of the log-ins of a moment
+one asks the database nothing (a cluster's node looks up a token it does not
+hold: another node issued it, and a client that lost its node comes back with
+it); the rotation is one transaction. Which of two presentations of one token
+logs in is decided in memory, before any await (the token is taken out of the
+map; across nodes, by the rotation's delete); the rotations of the log-ins of a moment
 are then written together, in one transaction, and each log-in is answered
 only once its own rotation is stored (see :class:`_Rotations`). ``/logout``
 revokes the session's token, ``/passwd`` all of the account's, revoking the
@@ -63,6 +65,8 @@ class ResumeTokens:
         self._clock = clock
         self._ttl = config.accounts.resume_ttl
         self._by_hash: dict[str, ResumeRecord] = {}
+        # True on a cluster's node: a token this node does not hold may be another's.
+        self.shared = False
         self._rotations = _Rotations(storage)
 
     def reconfigure(self, config: Config) -> None:
@@ -104,7 +108,12 @@ class ResumeTokens:
         """Log in with a resume token: its grant and the token that replaces it.
         ``auth-failed`` when unknown, used, revoked or expired."""
         # Taken out at once: the same token presented twice at the same time works once.
-        record = self._by_hash.pop(token_hash(secret), None)
+        hashed = token_hash(secret)
+        record = self._by_hash.pop(hashed, None)
+        if record is None and self.shared:
+            # Issued or rotated by another node of the cluster: its row says. Two
+            # presentations of it both find it, and the rotation's delete picks one.
+            record = await self._storage.find_resume_token(hashed)
         user = self._accounts.get(record.user_id) if record else None
         if record is None or user is None or not self._valid(record):
             raise _refused()

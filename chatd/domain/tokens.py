@@ -5,7 +5,9 @@ stored. Tokens carry the scopes they grant (chatd.domain.scopes), an
 optional expiry, and the time they were last used; they are revoked by name.
 
 Every token is read into memory at start, so a token login asks the database
-nothing. The last use is noted in memory and written in batches
+nothing. On a cluster's node, a token made or revoked on another node is
+reloaded when that node announces it, and a token this node does not hold yet
+is looked up in the database. The last use is noted in memory and written in batches
 (:meth:`Tokens.flush_use`, every few seconds and at shutdown), never once per
 login: a bot that reconnects in a loop costs no writes.
 """
@@ -69,6 +71,8 @@ class Tokens:
         # Last use by token id, of those not yet written; once written, a token's
         # record holds it (no second map: it cost each held connection ~60 bytes).
         self._unwritten: dict[int, float] = {}
+        # True on a cluster's node: a token this node does not hold may be another's.
+        self.shared = False
 
     async def load(self) -> None:
         for record in await self._storage.load_tokens():
@@ -96,6 +100,7 @@ class Tokens:
             raise ChatError(Code.NAME_TAKEN, f'you already have a token named "{name}".',
                             remedy=Remedy(Step.REVOKE_TOKEN)) from None
         self._remember(record)
+        self._accounts.changed(user, "tokens")
         return secret, record
 
     def of(self, user: User) -> list[TokenRecord]:
@@ -134,11 +139,31 @@ class Tokens:
         if not await self._storage.delete_token(user.id, name) or not found:
             raise ChatError(Code.NO_SUCH_TOKEN, f'you have no token named "{name}".')
         self._forget(found[0])
+        self._accounts.changed(user, "tokens")
+
+    async def reload(self, user: User) -> None:
+        """Take ``user``'s tokens as stored now: another node created or revoked one
+        (a revoked token stops logging in here as soon as this node hears of it)."""
+        stored = {record.id: record for record in await self._storage.list_tokens(user.id)}
+        for record in self.of(user):
+            if record.id not in stored:
+                self._forget(record)
+        for record in stored.values():
+            held = self._by_id.get(record.id)
+            if held is None or (held.last_used_at or 0) <= (record.last_used_at or 0):
+                self._remember(record)
 
     async def authenticate(self, secret: str, name: str | None = None) -> Grant:
         """The token's user and scopes; ``auth-failed`` when unknown, expired or not
-        ``name``'s. Asks the database nothing."""
-        record = self._by_hash.get(token_hash(secret))
+        ``name``'s. Asks the database nothing (a cluster's node: only for a token
+        it does not hold)."""
+        hashed = token_hash(secret)
+        record = self._by_hash.get(hashed)
+        if record is None and self.shared:
+            # Made on another node a moment ago, before its announcement arrived.
+            record = await self._storage.find_token(hashed)
+            if record is not None:
+                self._remember(record)
         user = self._accounts.get(record.user_id) if record else None
         if record is not None and user is None:
             self._forget(record)  # its account was deleted (the row went with it)

@@ -102,6 +102,11 @@ class PgTokenQueries:
                                  "ORDER BY id", now)
         return [ResumeRecord(*row) for row in rows]
 
+    async def find_resume_token(self: PgHost, token_hash: str) -> ResumeRecord | None:
+        row = await self._fetch_one(f"SELECT {_RESUME} FROM resume_tokens WHERE token_hash = $1",
+                                    token_hash)
+        return None if row is None else ResumeRecord(*row)
+
     async def delete_resume_tokens(self: PgHost, ids: Sequence[int]) -> int:
         if not ids:
             return 0

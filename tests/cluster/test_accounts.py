@@ -1,52 +1,126 @@
-"""An account made with ``chatd useradd`` beside running nodes (writing the
-cluster's database, no node's control socket answering, no announcement on
-the log) logs in on a node that started before it existed."""
+"""An account changed through one node is changed on every node: tokens, blocks,
+passwords and deletion (docs/CLUSTER.md, "Governance exactly once")."""
 
 from __future__ import annotations
 
 import asyncio
-import subprocess
-from pathlib import Path
+from collections.abc import Callable
 
 import pytest
 
+from chatd.app.app import App
 from chatd.client import ChatClient
-from chatd.client.api import ClientError
-from tests.helpers import PASSWORD, start_server
-from tests.operations import CHATD, write_config
-from tests.services import RedisServer
+from chatd.domain.tokens import PREFIX, token_hash
+from tests.cluster.conftest import login, register
+from tests.cluster.test_nodes import nodes  # noqa: F401 - the three nodes
+from tests.helpers import PASSWORD
 
 pytestmark = pytest.mark.asyncio
 
 
-async def test_an_account_made_outside_the_nodes_logs_in(
-        tmp_path: Path, postgres_url: str, redis_server: RedisServer) -> None:
-    # Without Redis: the account is not announced to the nodes; they learn of it at its login.
-    cluster = {"enabled": True, "node_id": "n0", "postgres": postgres_url}
-    node = await start_server(tmp_path / "n1.db", cluster__enabled=True, cluster__node_id="n1",
-                              cluster__postgres=postgres_url, cluster__redis=redis_server.url,
-                              control__enabled=False)
-    try:
-        client = await ChatClient.connect("127.0.0.1", node.port)
-        with pytest.raises(ClientError):
-            await client.command(f"/login erin {PASSWORD}")
-        config = write_config(tmp_path / "outside.yaml", cluster=cluster,
-                              backup={"interval": 0},
-                              storage={"path": str(tmp_path / "outside.db")})
-        made = await asyncio.to_thread(
-            subprocess.run, [str(CHATD), "useradd", "erin", "--password-stdin",
-                             "--config", str(config)],
-            input=f"{PASSWORD}\n", capture_output=True, text=True, timeout=60, check=False)
-        assert made.returncode == 0, made.stderr
-        assert node.services.accounts.find("erin") is None
-        reply = await client.command(f"/login erin {PASSWORD}")
-        assert reply.ok
-        assert node.services.accounts.find("erin") is not None
+async def everywhere(nodes: list[App], holds: Callable[[App], bool]) -> None:  # noqa: F811
+    """Wait until ``holds`` is true of every node, as the log's entries reach them
+    (bounded)."""
+    async with asyncio.timeout(10):
+        while not all(holds(app) for app in nodes):  # noqa: ASYNC110
+            await asyncio.sleep(0.01)
+
+
+async def token_login(app: App, secret: str) -> str:
+    """The outcome of a log-in with API token ``secret`` on ``app``: ok or the error code."""
+    client = await ChatClient.connect("127.0.0.1", app.port)
+    reply = await client.command(f"/auth {secret}", check=False)
+    await client.close()
+    return str(reply.get("code", reply["type"]))
+
+
+async def test_a_token_made_or_revoked_on_one_node_is_so_on_every_node(
+        nodes: list[App]) -> None:  # noqa: F811
+    ann = await login(nodes[0], "ann")
+    secret = (await ann.command("/token create bot"))["token"]
+    await everywhere(nodes, lambda app: len(app.services.tokens.of(
+        app.services.accounts.require("ann"))) == 1)
+    assert [await token_login(app, secret) for app in nodes] == ["ok", "ok", "ok"]
+    await ann.command("/token revoke bot")
+    await everywhere(nodes, lambda app: not app.services.tokens.of(
+        app.services.accounts.require("ann")))
+    assert [await token_login(app, secret) for app in nodes] == ["auth-failed"] * 3
+    # A token no node announced (written straight to the database, as by another
+    # node a moment before its announcement arrives) is looked up where it is not held.
+    user = nodes[0].services.accounts.require("ann")
+    unannounced = PREFIX + "A" * 43
+    await nodes[0].storage.create_token(user.id, "direct", token_hash(unannounced),
+                                        nodes[0].clock.time(), None)
+    assert await token_login(nodes[2], unannounced) == "ok"
+    await ann.close()
+
+
+async def test_a_block_made_on_one_node_refuses_messages_sent_on_another(
+        nodes: list[App]) -> None:  # noqa: F811
+    ann, bob = await login(nodes[0], "ann"), await login(nodes[1], "bob")
+    await ann.command("/block bob")
+    bob_id = nodes[0].services.accounts.require("bob").id
+    await everywhere(nodes, lambda app: bob_id in app.services.accounts.require("ann").blocked)
+    assert (await bob.command("/msg ann hello", check=False))["code"] == "blocked"
+    await ann.command("/unblock bob")
+    await everywhere(nodes, lambda app: not app.services.accounts.require("ann").blocked)
+    assert (await bob.command("/msg ann hello again"))["type"] == "ok"
+    for client in (ann, bob):
         await client.close()
-        # A wrong password for an account this node does not know yet stays a failure.
-        other = await ChatClient.connect("127.0.0.1", node.port)
-        with pytest.raises(ClientError):
-            await other.command("/login erin wrong-password")
-        await other.close()
-    finally:
-        await node.stop()
+
+
+async def test_a_password_changed_on_one_node_closes_the_connections_on_the_others(
+        nodes: list[App]) -> None:  # noqa: F811
+    here, there = await login(nodes[0], "cat"), await login(nodes[2], "cat")
+    await here.command(f"/passwd {PASSWORD} a-new-password")
+    told = await there.next_event(lambda e: e.get("type") == "notice", timeout=10)
+    assert "password was changed" in told["text"]
+    await there.next_event(lambda e: e.get("type") == "closed", timeout=10)
+    for client in (here, there):
+        await client.close()
+
+
+async def test_an_account_deleted_on_one_node_is_gone_from_every_node(
+        nodes: list[App]) -> None:  # noqa: F811
+    await register(nodes[0], "eve")
+    await everywhere(nodes, lambda app: app.services.accounts.find("eve") is not None)
+    eve, dan = await login(nodes[1], "eve"), await login(nodes[2], "dan")
+    admin = nodes[0].services.accounts.require("ann")
+    await nodes[0].services.accounts.set_admin(admin, True)
+    await everywhere(nodes, lambda app: app.services.accounts.require("ann").is_admin)
+    ann = await login(nodes[0], "ann")
+    await ann.command("/userdel eve")
+    await everywhere(nodes, lambda app: app.services.accounts.find("eve") is None)
+    told = await eve.next_event(lambda e: e.get("type") == "notice", timeout=10)
+    assert told["text"] == "your account was deleted."
+    await eve.next_event(lambda e: e.get("type") == "closed", timeout=10)
+    # dan, on another node, finds no eve: no error of the database's, no stale whois.
+    assert (await dan.command("/msg eve hello", check=False))["code"] == "no-such-user"
+    assert (await dan.command("/whois eve", check=False))["code"] == "no-such-user"
+    for client in (ann, dan, eve):
+        await client.close()
+
+
+
+async def resumed(app: App, secret: str) -> dict[str, object]:
+    """``/login --resume secret`` on ``app``: its final reply."""
+    client = await ChatClient.connect("127.0.0.1", app.port)
+    reply = await client.command(f"/login --resume {secret}", check=False)
+    await client.close()
+    return dict(reply.final)
+
+
+async def test_a_resume_token_of_one_node_logs_in_on_another_once(
+        nodes: list[App]) -> None:  # noqa: F811
+    client = await ChatClient.connect("127.0.0.1", nodes[0].port)
+    first = (await client.command(f"/login ann {PASSWORD} --resume"))["resume"]
+    await client.close()
+    # The client lost its node: it comes back on another with its resume token.
+    again = await resumed(nodes[1], str(first))
+    assert again["type"] == "ok" and again["user"] == "ann"
+    # Used once: the issuing node, which still holds it, refuses it now.
+    assert (await resumed(nodes[0], str(first)))["code"] == "auth-failed"
+    # Presented on two nodes at once, the rotated token logs in once.
+    both = await asyncio.gather(resumed(nodes[0], str(again["resume"])),
+                                resumed(nodes[2], str(again["resume"])))
+    assert sorted(str(r["type"]) for r in both) == ["error", "ok"]

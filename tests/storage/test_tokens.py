@@ -52,6 +52,8 @@ async def test_resume_tokens_rotate_expire_and_go_with_their_api_token(
     assert (rotated.user_id, rotated.api_token_id, rotated.scopes, rotated.token_hash) == (
         alice.id, api.id, "read", "r3")
     assert await storage.rotate_resume_token(scoped.id, "r4", T0, T0) is None
+    assert await storage.find_resume_token("r3") == rotated
+    assert await storage.find_resume_token("r2") is None  # rotated away
     assert [r.token_hash for r in await storage.load_resume_tokens(T0)] == ["r1", "r3"]
     assert [r.token_hash for r in await storage.load_resume_tokens(T0 + 61)] == ["r3"]
 
