@@ -25,6 +25,7 @@ from chatd.cluster.limits import ClusterLimitStore
 from chatd.domain.clock import ManualClock
 from chatd.domain.limits import Charge, Kind, TokenBucket
 from chatd.errors import ChatError, Code
+from tests.cluster.test_nodes import known_everywhere
 from tests.helpers import PASSWORD, start_server
 from tests.services import RedisServer
 from tests.web.helpers import http
@@ -376,6 +377,8 @@ async def test_a_webhook_spread_over_nodes_gets_one_budget(
         await owner.command(f"/register ann {PASSWORD}")
         await owner.command("/create den")
         made = await owner.command("/webhook create chatty")
+        # The second node posts into the room once the log has brought it there.
+        await known_everywhere(apps, "den")
         statuses = []
         for app in (apps[0], apps[1], apps[0], apps[1]):
             async with http(app) as hook:
