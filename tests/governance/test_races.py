@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 
+from chatd.client import ChatClient
 from chatd.domain.protection import ROOM_BURST, ROOM_RATE
 from chatd.domain.room import Room
 from chatd.domain.transactions import LocalTransactions
@@ -146,25 +147,31 @@ async def _queued_on(transactions: LocalTransactions, room: Room, waiters: int) 
     raise AssertionError(f"fewer than {waiters} waiting")
 
 
+async def _behind_a_demotion(server: ChatServer, owner: ChatClient, admin: ChatClient,
+                             room_name: str, command: str) -> str:
+    """Hold the room's transaction so that the owner's demotion of bob (``admin``)
+    queues first and bob's ``command`` behind it; the command's code. His right
+    must be judged when the command runs, not when it arrived."""
+    room = server.services.rooms.find(room_name)
+    transactions = server.services.transactions
+    assert room is not None and isinstance(transactions, LocalTransactions)
+    async with transactions.room(room):
+        demote = asyncio.create_task(code_of(owner, f"/demote bob {room_name}"))
+        await _queued_on(transactions, room, 1)
+        behind = asyncio.create_task(code_of(admin, command))
+        await _queued_on(transactions, room, 2)
+    assert await demote == "ok"
+    return await behind
+
+
 async def test_a_demotion_queued_first_forbids_the_e2e_change_behind_it(
         server: ChatServer, clients: Clients) -> None:
     alice, bob = await users(clients, "alice", "bob")
     await room_with(alice, "den")
     assert await code_of(bob, "/join den") == "ok"
     assert await code_of(alice, "/promote bob den") == "ok"
-    room = server.services.rooms.find("den")
-    transactions = server.services.transactions
-    assert room is not None and isinstance(transactions, LocalTransactions)
-    # Hold the room's transaction so that the demotion queues first and /e2e behind
-    # it: bob's right must be judged when his change runs, not when it arrived.
-    async with transactions.room(room):
-        demote = asyncio.create_task(code_of(alice, "/demote bob den"))
-        await _queued_on(transactions, room, 1)
-        e2e = asyncio.create_task(code_of(bob, "/e2e on den"))
-        await _queued_on(transactions, room, 2)
-    assert await demote == "ok"
-    assert await e2e == "not-permitted"
-    assert not room.settings.get("e2e")
+    assert await _behind_a_demotion(server, alice, bob, "den", "/e2e on den") == "not-permitted"
+    assert not server.services.rooms.require("den").settings.get("e2e")
 
 
 async def test_a_demotion_queued_first_forbids_the_decline_behind_it(
@@ -172,15 +179,6 @@ async def test_a_demotion_queued_first_forbids_the_decline_behind_it(
     alice, bob, carol = await users(clients, "alice", "bob", "carol")
     await room_with(alice, "club", bob, mode="request", admins=(bob,))
     assert (await carol.command("/join club"))["requested"] is True
-    room = server.services.rooms.find("club")
-    transactions = server.services.transactions
-    assert room is not None and isinstance(transactions, LocalTransactions)
-    # As above: bob's right to decline is judged when his decline runs.
-    async with transactions.room(room):
-        demote = asyncio.create_task(code_of(alice, "/demote bob club"))
-        await _queued_on(transactions, room, 1)
-        decline = asyncio.create_task(code_of(bob, "/decline carol club"))
-        await _queued_on(transactions, room, 2)
-    assert await demote == "ok"
-    assert await decline == "not-permitted"
+    declined = await _behind_a_demotion(server, alice, bob, "club", "/decline carol club")
+    assert declined == "not-permitted"
     assert [r["user"] for r in (await alice.command("/requests club"))["requests"]] == ["carol"]
