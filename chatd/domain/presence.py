@@ -231,11 +231,11 @@ class Presence:
         await self._audit.record("account-deleted", actor=actor, target=user.name)
 
     def _close_deleted(self, user: User, keep: Endpoint | None) -> None:
-        for session in list(self._rooms.connections(user)):
-            if session is not keep:
-                session.send(events.AccountDeleted(user.name))
-                session.close("account deleted")
-            self.logout(session)
+        """Close ``user``'s connections but ``keep``, which is only logged out."""
+        kept = keep if keep in self._rooms.connections(user) else None
+        self._close(user, keep, events.AccountDeleted(user.name), "account deleted")
+        if kept is not None:
+            self.logout(kept)
 
     def deleted_elsewhere(self, user: User) -> None:
         """Another node deleted ``user``'s account (and took it out of its rooms):
@@ -247,10 +247,17 @@ class Presence:
     def close_sessions(self, user: User, keep: Endpoint | None = None) -> int:
         """Close ``user``'s connections (but ``keep``) after a change of password,
         telling each why; how many."""
+        return self._close(user, keep, {"type": "notice", "text": PASSWORD_CHANGED},
+                           "password changed")
+
+    def _close(self, user: User, keep: Endpoint | None, told: events.Event | dict[str, Any],
+               reason: str) -> int:
+        """Tell each of ``user``'s connections but ``keep`` ``told``, close it and log
+        it out; how many."""
         others = [s for s in self._rooms.connections(user) if s is not keep]
         for session in others:
-            session.send({"type": "notice", "text": PASSWORD_CHANGED})
-            session.close("password changed")
+            session.send(told)
+            session.close(reason)
             self.logout(session)
         return len(others)
 
