@@ -211,7 +211,7 @@ def wire_services(config: Config, clock: Clock, storage: Storage, table: Command
                         node.presence if node is not None else None)
     tokens = Tokens(storage, accounts, clock)
     if node is not None:
-        tokens.shared = True
+        tokens.shared = notifier.shared = True
         node.attach(rooms, accounts, presence, tokens)
         warn_unshared(config.files, config.storage.path)
         messaging.tail = node.tail

@@ -29,6 +29,9 @@ class Notifier:
         self._clock = clock
         # Stored notifications by user id (users with none are left out).
         self._counts: dict[int, int] = {}
+        # True on a cluster's node: the other nodes write and clear notifications
+        # too, so the count is the database's (one query a log-in).
+        self.shared = False
 
     async def load(self) -> None:
         self._counts = await self._storage.notification_counts()
@@ -43,8 +46,10 @@ class Notifier:
     async def pending(self, user: User) -> list[NotificationRecord]:
         return await self._storage.list_notifications(user.id)
 
-    def count(self, user: User) -> int:
-        """How many notifications ``user`` has (from memory)."""
+    async def unread(self, user: User) -> int:
+        """How many notifications ``user`` has, wherever they were written."""
+        if self.shared:
+            return await self._storage.count_notifications(user.id)
         return self._counts.get(user.id, 0)
 
     async def clear(self, user: User) -> int:

@@ -78,7 +78,7 @@ def _field(body: dict[str, Any], name: str, choices: tuple[str, ...] | None = No
 
 async def me(call: Call) -> Response:
     user = call.me
-    unread = call.services.notifier.count(user)
+    unread = await call.services.notifier.unread(user)
     return json_response({"name": user.name, "admin": user.is_admin,
                           "rooms": len(call.services.rooms.of_user(user)),
                           "notifications": unread})

@@ -124,3 +124,21 @@ async def test_a_resume_token_of_one_node_logs_in_on_another_once(
     both = await asyncio.gather(resumed(nodes[0], str(again["resume"])),
                                 resumed(nodes[2], str(again["resume"])))
     assert sorted(str(r["type"]) for r in both) == ["error", "ok"]
+
+
+async def test_the_unread_count_at_log_in_counts_what_every_node_wrote(
+        nodes: list[App]) -> None:  # noqa: F811
+    ann, cat = await login(nodes[0], "ann"), await login(nodes[1], "cat")
+    # Two notifications written by the first node, one by the second.
+    for room in ("den", "hut"):
+        await ann.command(f"/create {room}")
+        await ann.command(f"/invite bob {room}")
+    await cat.command("/create lab")
+    await cat.command("/invite bob lab")
+    for app in nodes:
+        again = await ChatClient.connect("127.0.0.1", app.port)
+        welcome = await again.command(f"/login bob {PASSWORD}")
+        assert welcome["notifications"] == 3, app.services.config.cluster.node_id
+        await again.close()
+    for client in (ann, cat):
+        await client.close()

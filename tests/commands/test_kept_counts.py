@@ -34,14 +34,14 @@ async def test_the_count_follows_every_write(chat: Chat) -> None:
     bob = await offline_user(chat, "bob")
     for n in range(3):
         await notifier.notify(bob, "kicked", f"kick {n}")
-    assert notifier.count(bob) == await stored(chat, bob) == 3
+    assert await notifier.unread(bob) == await stored(chat, bob) == 3
     peer = await chat.anonymous()
     await peer.say("/format json")
     welcome = await peer.final(f"/login bob {PASSWORD}")
     assert welcome["notifications"] == 3
     assert "3 unread notifications" in str(welcome["message"])
     await peer.say("/notifications clear")
-    assert notifier.count(bob) == await stored(chat, bob) == 0
+    assert await notifier.unread(bob) == await stored(chat, bob) == 0
     assert (await peer.final("/logout"))["type"] == "ok"
     assert (await peer.final(f"/login bob {PASSWORD}"))["notifications"] == 0
 
@@ -53,7 +53,7 @@ async def test_concurrent_writes_leave_memory_and_storage_agreeing(chat: Chat) -
         await asyncio.gather(notifier.notify(bob, "kicked", f"a{round_}"),
                              notifier.clear(bob),
                              notifier.notify(bob, "kicked", f"b{round_}"))
-        assert notifier.count(bob) == await stored(chat, bob)
+        assert await notifier.unread(bob) == await stored(chat, bob)
 
 
 async def test_expiry_lowers_each_users_count(chat: Chat) -> None:
@@ -65,7 +65,7 @@ async def test_expiry_lowers_each_users_count(chat: Chat) -> None:
     await services.notifier.notify(bob, "kicked", "new")
     done = await chat.server.housekeeping.run_once()  # retention: 30 days
     assert done["notifications_deleted"] == 2
-    assert (services.notifier.count(bob), services.notifier.count(carol)) == (1, 0)
+    assert (await services.notifier.unread(bob), await services.notifier.unread(carol)) == (1, 0)
     assert (await stored(chat, bob), await stored(chat, carol)) == (1, 0)
 
 
@@ -75,19 +75,19 @@ async def test_counts_are_loaded_at_start(chat: Chat) -> None:
     await services.notifier.notify(bob, "kicked", "x")
     await services.notifier.notify(bob, "muted", "y")
     fresh = Notifier(services.storage, services.bus, chat.clock)
-    assert fresh.count(bob) == 0
+    assert await fresh.unread(bob) == 0
     await fresh.load()
-    assert fresh.count(bob) == 2
+    assert await fresh.unread(bob) == 2
 
 
 async def test_a_deleted_account_leaves_no_count(chat: Chat) -> None:
     services = chat.server.services
     dave = await offline_user(chat, "dave")
     await services.notifier.notify(dave, "kicked", "x")
-    assert services.notifier.count(dave) == 1
+    assert await services.notifier.unread(dave) == 1
     await services.presence.delete_account(dave, actor="root")  # what /userdel does
     assert services.accounts.find("dave") is None
-    assert services.notifier.count(dave) == 0
+    assert await services.notifier.unread(dave) == 0
 
 
 async def test_a_login_entry_is_written_in_order_before_any_read(chat: Chat) -> None:
