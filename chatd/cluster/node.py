@@ -235,6 +235,8 @@ class ClusterNode:
             logins.deleted_elsewhere(user)
         elif what == "tokens":
             await tokens.reload(user)
+        elif what == "away":
+            logins.away_elsewhere(user, str(entry.get("x", {}).get("text", "")))
         else:
             accounts.apply(user, what, entry.get("x", {}))
             if what == "password":

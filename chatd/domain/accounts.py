@@ -135,14 +135,15 @@ class Accounts:
 
     def changed(self, user: User, what: str, **details: Any) -> None:
         """``user``'s account changed here (``what``: created, deleted, password,
-        tokens, block, unblock, admin): tell whoever listens (a cluster's other nodes)."""
+        tokens, block, unblock, admin, settings, away): tell whoever listens (a
+        cluster's other nodes)."""
         if self.on_changed is not None:
             self.on_changed(user, what, details)
 
     def apply(self, user: User, what: str, details: Mapping[str, Any]) -> None:
         """Apply to this process's copy a change another node made and stored: a
         block or unblock, the admin flag, a new password (a login checked against
-        the old one fails, see ``authenticate``)."""
+        the old one fails, see ``authenticate``), the account's settings."""
         if what == "block":
             user.blocked[int(details["of"])] = float(details["since"])
         elif what == "unblock":
@@ -151,6 +152,8 @@ class Accounts:
             self._set_admin_flag(user, bool(details["on"]))
         elif what == "password":
             user.password_changes += 2
+        elif what == "settings":
+            user.settings = dict(details["settings"])
 
     def get(self, user_id: int) -> User | None:
         return self._by_id.get(user_id)
@@ -333,6 +336,7 @@ class Accounts:
 
     async def save_settings(self, user: User) -> None:
         await self._storage.set_user_settings(user.id, user.settings)
+        self.changed(user, "settings", settings=dict(user.settings))
 
     async def _dummy(self) -> bytes:
         """The hash a password is checked against when there is no account to check."""

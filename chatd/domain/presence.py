@@ -121,7 +121,9 @@ class Presence:
         # The most users online and connections open at once since start (LUSERS).
         self.peak_users = 0
         self.peak_sessions = 0
-        self.watchers: list[PresenceWatcher] = []
+        # The first ends an away message when its user goes offline: told by this
+        # process, or by a cluster's presence when their last connection was elsewhere.
+        self.watchers: list[PresenceWatcher] = [_AwayEnds(self._away)]
 
     @property
     def users_online(self) -> int:
@@ -143,15 +145,27 @@ class Presence:
         return self._away.get(user.id, "")
 
     def set_away(self, user: User, text: str) -> None:
-        """Mark ``user`` away with ``text`` (cut to AWAY_MAX), or back with ``""``."""
+        """Mark ``user`` away with ``text`` (cut to AWAY_MAX), or back with ``""``
+        (a cluster's other nodes are told, see ``away_elsewhere``)."""
+        if self._mark_away(user, text[:AWAY_MAX]):
+            self._accounts.changed(user, "away", text=text[:AWAY_MAX])
+
+    def away_elsewhere(self, user: User, text: str) -> None:
+        """Another node marked ``user`` away with ``text``, or back with ``""``."""
+        self._mark_away(user, text[:AWAY_MAX])
+
+    def _mark_away(self, user: User, text: str) -> bool:
+        """Whether the away message changed; the watchers are told when it did."""
         before = self._away.get(user.id, "")
         if text:
-            self._away[user.id] = text[:AWAY_MAX]
+            self._away[user.id] = text
         else:
             self._away.pop(user.id, None)
-        if self._away.get(user.id, "") != before:
-            for watcher in self.watchers:
-                watcher.away_changed(user, text[:AWAY_MAX])
+        if text == before:
+            return False
+        for watcher in self.watchers:
+            watcher.away_changed(user, text)
+        return True
 
     def connected(self, session: Endpoint) -> None:
         self.sessions[session] = None
@@ -202,7 +216,6 @@ class Presence:
         if session in self.sessions:
             self._signed_in -= 1
         if self._online.left(user.id):
-            self._away.pop(user.id, None)
             for watcher in self.watchers:
                 watcher.went_offline(user)
         session.signed_out(self._clock.monotonic())
@@ -265,3 +278,19 @@ class Presence:
         session.gone()
         self.logout(session)
         self.sessions.pop(session, None)
+
+
+class _AwayEnds:
+    """The presence watcher that ends a user's away message when they go offline."""
+
+    def __init__(self, away: dict[int, str]) -> None:
+        self._away = away
+
+    def came_online(self, user: User) -> None:
+        """Nothing: a user comes online not away."""
+
+    def went_offline(self, user: User) -> None:
+        self._away.pop(user.id, None)
+
+    def away_changed(self, user: User, text: str) -> None:
+        """Nothing: the message is already kept."""

@@ -142,3 +142,23 @@ async def test_the_unread_count_at_log_in_counts_what_every_node_wrote(
         await again.close()
     for client in (ann, cat):
         await client.close()
+
+
+async def test_away_and_settings_set_on_one_node_are_seen_on_every_node(
+        nodes: list[App]) -> None:  # noqa: F811
+    ann, bob = await login(nodes[0], "ann"), await login(nodes[1], "bob")
+    await ann.command("/away lunch")
+    await everywhere(nodes, lambda app: app.services.presence.away(
+        app.services.accounts.require("ann")) == "lunch")
+    assert (await bob.command("/whois ann"))["away"] == "lunch"
+    await ann.command("/set timestamps on")
+    await everywhere(nodes, lambda app: app.services.accounts.require("ann").settings.get(
+        "timestamps") is True)
+    # ann's last connection ends: her away message ends on every node.
+    await ann.close()
+    await everywhere(nodes, lambda app: not app.services.presence.away(
+        app.services.accounts.require("ann")))
+    again = await login(nodes[2], "ann")
+    assert (await bob.command("/whois ann")).get("away") is None
+    for client in (again, bob):
+        await client.close()
