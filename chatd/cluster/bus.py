@@ -100,6 +100,12 @@ READ_BACKOFF = 0.5
 # The most message numbers remembered as dropped by the gate, and records kept
 # for entries not yet published (the oldest are forgotten first).
 REMEMBERED = 100_000
+# An account's change is stored before it is announced, so an announcement Redis
+# refused is tried again, every ANNOUNCE_RETRY seconds until Redis answers (at most
+# ANNOUNCEMENTS kept; the oldest go first, logged): otherwise another node would
+# keep a revoked token or a lifted block until it restarts.
+ANNOUNCE_RETRY = 1.0
+ANNOUNCEMENTS = 10_000
 
 Entry = dict[str, Any]
 
@@ -128,6 +134,8 @@ class ClusterBus:
         self._resync = resync
         self._outgoing: list[Entry] = []
         self._flushing: asyncio.Task[None] | None = None
+        self._unannounced: list[Entry] = []
+        self._announcing: asyncio.Task[None] | None = None
         # The endpoint and label of this node's entries, shown their copy as a reply.
         self._replies: dict[int, tuple[Endpoint | None, str | None, bool]] = {}
         self._tokens = itertools.count(1)
@@ -424,6 +432,22 @@ class ClusterBus:
         for entry in entries:
             if isinstance(entry.get("s"), int):
                 self._settle(entry, busy())
+        self._unannounced += [entry for entry in entries if entry["k"] == "account"]
+        if len(self._unannounced) > ANNOUNCEMENTS:
+            dropped = len(self._unannounced) - ANNOUNCEMENTS
+            log.error("cluster: %d account changes will not reach the other nodes", dropped)
+            del self._unannounced[:dropped]
+        if self._unannounced and self._announcing is None:
+            self._announcing = asyncio.get_running_loop().create_task(self._announce_again())
+
+    async def _announce_again(self) -> None:
+        """Publish the account changes Redis refused, a moment later (refused
+        again, they come back here)."""
+        await asyncio.sleep(ANNOUNCE_RETRY)
+        self._announcing = None
+        entries, self._unannounced = self._unannounced, []
+        for entry in entries:
+            self._publish(entry)
 
     # -- reading -----------------------------------------------------------
 
@@ -464,6 +488,8 @@ class ClusterBus:
     async def stop(self) -> None:
         if self._expiry is not None:
             self._expiry.cancel()
+        if self._announcing is not None:
+            self._announcing.cancel()
         self._refuse_waiting()  # nothing will place them now
         if self._flushing is not None:
             await self._flushing

@@ -5,8 +5,10 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Callable
+from typing import Any
 
 import pytest
+import redis.asyncio
 
 from chatd.app.app import App
 from chatd.client import ChatClient
@@ -162,3 +164,28 @@ async def test_away_and_settings_set_on_one_node_are_seen_on_every_node(
     assert (await bob.command("/whois ann")).get("away") is None
     for client in (again, bob):
         await client.close()
+
+
+async def test_an_announcement_redis_refused_is_made_once_it_answers(
+        nodes: list[App], monkeypatch: pytest.MonkeyPatch) -> None:  # noqa: F811
+    monkeypatch.setattr("chatd.cluster.bus.ANNOUNCE_RETRY", 0.05)
+    ann = await login(nodes[0], "ann")
+    secret = (await ann.command("/token create bot"))["token"]
+    await everywhere(nodes, lambda app: len(app.services.tokens.of(
+        app.services.accounts.require("ann"))) == 1)
+    bus: Any = nodes[0].services.bus
+    shared = bus._shared
+    bus._shared = redis.asyncio.Redis(host="127.0.0.1", port=1, socket_connect_timeout=0.2)
+    try:
+        # Revoked (stored) while this node cannot publish: the others still hold it.
+        await ann.command("/token revoke bot")
+        await asyncio.sleep(0.3)
+        assert await token_login(nodes[1], secret) == "ok"
+    finally:
+        await bus._shared.aclose()
+        bus._shared = shared
+    # Redis answers again: the announcement is made, and the token fails everywhere.
+    await everywhere(nodes, lambda app: not app.services.tokens.of(
+        app.services.accounts.require("ann")))
+    assert [await token_login(app, secret) for app in nodes] == ["auth-failed"] * 3
+    await ann.close()
