@@ -34,9 +34,15 @@ async def register(ctx: Context, name: str, password: str) -> Ok:
         raise ChatError(Code.REGISTRATION_CLOSED,
                         "registration is closed here; ask an administrator for an account.")
     user = await services.accounts.create(name, password, actor=name)
-    welcome = await services.presence.login(ctx.session, user)
+    welcome = await _welcome(ctx, user)
     return ok(f"Welcome, {user.name}. You are logged in. Try /rooms, or /create <room>.",
               **welcome)
+
+
+async def _welcome(ctx: Context, user: User) -> dict[str, Any]:
+    """Log the connection in as ``user``: what the welcome says, the unread count too."""
+    welcome = await ctx.services.presence.login(ctx.session, user)
+    return welcome | {"notifications": await ctx.services.notifier.unread(user)}
 
 
 LOGIN_USAGE = ("/login <name> <password> [--resume]  or  /login <name> --token <token> "
@@ -101,8 +107,10 @@ async def _logged_in(ctx: Context, grant: Grant, resume: bool) -> Ok:
 
 async def _signed_in(ctx: Context, grant: Grant, issued: Issued | None) -> Ok:
     user, session = grant.user, ctx.session
-    welcome = await ctx.services.presence.login(session, user)
+    # Before the log-in's first await: a connection is never logged in with more
+    # than its grant, even for a moment, even when the log-in then fails.
     session.scopes = None if grant.scopes == ALL_SCOPES else grant.scopes
+    welcome = await _welcome(ctx, user)
     apply_account_settings(session, user.settings)
     style = session.style
     # A full-screen client draws in the account's theme: tell it what was applied.

@@ -105,6 +105,9 @@ class TokenQueries:
                                     (token_hash,))
         return None if row is None else ResumeRecord(*row)
 
+    async def delete_user_resume_tokens(self: SqliteHost, user_id: int) -> int:
+        return await self._write("DELETE FROM resume_tokens WHERE user_id = ?", (user_id,))
+
     async def delete_resume_tokens(self: SqliteHost, ids: Sequence[int]) -> int:
         if not ids:
             return 0

@@ -23,6 +23,12 @@ class UserBlockQueries:
         return await self._write("DELETE FROM user_blocks WHERE user_id = ? AND blocked_id = ?",
                                  (user_id, blocked_id)) > 0
 
+    async def list_user_blocks(self: SqliteHost, user_id: int) -> list[UserBlockRecord]:
+        """The blocks ``user_id`` made."""
+        rows = await self._fetch("SELECT user_id, blocked_id, created_at FROM user_blocks "
+                                 "WHERE user_id = ? ORDER BY created_at, blocked_id", (user_id,))
+        return [UserBlockRecord(*row) for row in rows]
+
     async def load_user_blocks(self: SqliteHost) -> list[UserBlockRecord]:
         rows = await self._fetch("SELECT user_id, blocked_id, created_at FROM user_blocks "
                                  "ORDER BY user_id, created_at, blocked_id")

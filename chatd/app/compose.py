@@ -210,16 +210,15 @@ def wire_services(config: Config, clock: Clock, storage: Storage, table: Command
     presence = Presence(accounts, rooms, messaging, notifier, audit, stats, clock, transactions,
                         node.presence if node is not None else None)
     tokens = Tokens(storage, accounts, clock)
+    resume = ResumeTokens(storage, accounts, tokens, clock, config)
     if node is not None:
-        tokens.shared = notifier.shared = True
-        node.attach(rooms, accounts, presence, tokens)
+        tokens.shared = resume.shared = notifier.shared = True
+        node.attach(rooms, accounts, presence, tokens, resume)
         warn_unshared(config.files, config.storage.path)
         messaging.tail = node.tail
         messaging.poster = node.poster
     admission = Admission(storage, rooms, accounts, bus, notifier, audit, clock, config,
                           transactions)
-    resume = ResumeTokens(storage, accounts, tokens, clock, config)
-    resume.shared = node is not None
     files = Files(config.files, config.storage.path, storage,
                   open_blob_store(config.files, config.storage.path), messaging, rooms, clock)
     e2e = E2E(config.crypto, storage, accounts, messaging, bus, clock, transactions)

@@ -488,11 +488,11 @@ class ClusterBus:
     async def stop(self) -> None:
         if self._expiry is not None:
             self._expiry.cancel()
-        if self._announcing is not None:
-            self._announcing.cancel()
         self._refuse_waiting()  # nothing will place them now
         if self._flushing is not None:
             await self._flushing
+        if self._announcing is not None:  # (after the flush, which may start it)
+            self._announcing.cancel()
         # Cancelled until it ends: a cancellation that meets a Redis reply
         # arriving can be lost inside the client (asyncio.wait_for in 3.11).
         while self._reader is not None and not self._reader.done():

@@ -39,6 +39,7 @@ if TYPE_CHECKING:
     from chatd.domain.accounts import Accounts
     from chatd.domain.clock import Clock
     from chatd.domain.presence import Presence
+    from chatd.domain.resume import ResumeTokens
     from chatd.domain.rooms import Rooms
     from chatd.domain.tokens import Tokens
     from storage.api import Storage
@@ -105,6 +106,7 @@ class ClusterNode:
         self._accounts: Accounts | None = None
         self._logins: Presence | None = None
         self._tokens: Tokens | None = None
+        self._resume: ResumeTokens | None = None
         self.bus: ClusterBus | None = None
         self.transactions: ClusterTransactions | None = None
         self.persister: Persister | None = None
@@ -185,12 +187,13 @@ class ClusterNode:
         return LogWriter(self.bus.keep, self.persister)
 
     def attach(self, rooms: Rooms, accounts: Accounts, presence: Presence,
-               tokens: Tokens) -> None:
-        """The rooms, accounts and API tokens this node keeps, reloaded when others
-        decide, and its sessions, dropped when the node is fenced."""
+               tokens: Tokens, resume: ResumeTokens) -> None:
+        """The rooms, accounts and API and resume tokens this node keeps, reloaded
+        when others decide, and its sessions, dropped when the node is fenced."""
         self._rooms = rooms
         self._accounts = accounts
         self._tokens = tokens
+        self._resume = resume
         self._logins = presence
         self.presence.user_of = accounts.get
         self.presence.watchers = presence.watchers
@@ -221,32 +224,42 @@ class ClusterNode:
         return self.transactions
 
     async def _account_changed(self, entry: Entry) -> None:
-        """Another node made or changed an account (``Accounts.changed``): apply it here."""
-        accounts, logins, tokens = self._accounts, self._logins, self._tokens
-        assert accounts is not None and logins is not None and tokens is not None, "attach first"
-        what = entry.get("w", "created")  # (a node of the previous version says nothing)
-        if what == "created":
-            await self._adopt(entry["u"])
-            return
-        user = accounts.get(entry["u"])
-        if user is None:
-            return
-        if what == "deleted":
-            logins.deleted_elsewhere(user)
-        elif what == "tokens":
-            await tokens.reload(user)
-        elif what == "away":
-            logins.away_elsewhere(user, str(entry.get("x", {}).get("text", "")))
-        else:
-            accounts.apply(user, what, entry.get("x", {}))
-            if what == "password":
-                logins.close_sessions(user)
+        """Another node made or changed an account (``Accounts.changed``): take it as
+        the database holds it now, so that an announcement repeated, or late (one
+        Redis refused is made again), changes nothing; then do what the change asks
+        of this node's connections. Bounded, as a room's reload is: the database
+        away must not hold the log's reader."""
+        try:
+            async with asyncio.timeout(RELOAD_TIMEOUT):
+                await self._take_account(entry["u"], entry.get("w", "created"),
+                                         entry.get("x", {}))
+        except Exception as exc:  # logged; the account's next change reloads it
+            log.warning("cluster: account %d not reloaded (%s): the database does not "
+                        "answer", entry["u"], exc or type(exc).__name__)
 
-    async def _adopt(self, user_id: int) -> None:
-        """Another node made account ``user_id``: read it from the database."""
+    async def _take_account(self, user_id: int, what: str, details: Entry) -> None:
+        accounts, logins, tokens, resume = self._accounts, self._logins, self._tokens, self._resume
+        assert accounts is not None and logins is not None, "attach first"
+        assert tokens is not None and resume is not None, "attach first"
+        user = accounts.get(user_id)
+        if what == "away":  # (not stored: the announcement carries it)
+            if user is not None:
+                logins.away_elsewhere(user, str(details.get("text", "")))
+            return
         record = await self._storage.get_user(user_id)
-        if record is not None and self._accounts is not None:
-            self._accounts.adopt(record)
+        if record is None:
+            if user is not None:
+                logins.deleted_elsewhere(user)
+        elif user is None:
+            accounts.adopt(record)
+        else:
+            accounts.refresh(user, record, await self._storage.list_user_blocks(user_id))
+            if what == "tokens":
+                await tokens.reload(user)
+            elif what == "password":  # (its resume tokens' rows are gone already)
+                accounts.password_changed_elsewhere(user)
+                resume.forget_user(user)
+                logins.close_sessions(user)
 
     async def _reload(self, room_id: int) -> None:
         """The reader's reload of a room another node decided about (bounded: the

@@ -18,7 +18,7 @@ from storage.api import Conflict, Storage, StorageError
 from storage.records import BOT_KIND, UserBlockRecord, UserRecord
 
 if TYPE_CHECKING:
-    from collections.abc import Callable, Mapping
+    from collections.abc import Callable, Iterable
 
     from chatd.config import Config
     from chatd.domain.clock import Clock
@@ -137,23 +137,21 @@ class Accounts:
         """``user``'s account changed here (``what``: created, deleted, password,
         tokens, block, unblock, admin, settings, away): tell whoever listens (a
         cluster's other nodes)."""
-        if self.on_changed is not None:
+        if self.on_changed is not None and user.has_account:  # (a guest is this node's)
             self.on_changed(user, what, details)
 
-    def apply(self, user: User, what: str, details: Mapping[str, Any]) -> None:
-        """Apply to this process's copy a change another node made and stored: a
-        block or unblock, the admin flag, a new password (a login checked against
-        the old one fails, see ``authenticate``), the account's settings."""
-        if what == "block":
-            user.blocked[int(details["of"])] = float(details["since"])
-        elif what == "unblock":
-            user.blocked.pop(int(details["of"]), None)
-        elif what == "admin":
-            self._set_admin_flag(user, bool(details["on"]))
-        elif what == "password":
-            user.password_changes += 2
-        elif what == "settings":
-            user.settings = dict(details["settings"])
+    def refresh(self, user: User, record: UserRecord, blocks: Iterable[UserBlockRecord]) -> None:
+        """Take ``user`` as stored now (another node changed it): the admin flag,
+        the settings and the blocks."""
+        self._set_admin_flag(user, record.is_admin)
+        user.settings = dict(record.settings)
+        user.blocked = {block.blocked_id: block.created_at for block in blocks}
+
+    @staticmethod
+    def password_changed_elsewhere(user: User) -> None:
+        """Another node changed ``user``'s password: a log-in here checked against
+        the old one meanwhile fails (see ``authenticate``)."""
+        user.password_changes += 2
 
     def get(self, user_id: int) -> User | None:
         return self._by_id.get(user_id)
@@ -300,7 +298,7 @@ class Accounts:
         except StorageError:
             user.blocked.pop(target.id, None)
             raise
-        self.changed(user, "block", of=target.id, since=since)
+        self.changed(user, "block")
         return True
 
     async def unblock(self, user: User, target: User) -> None:
@@ -314,7 +312,7 @@ class Accounts:
         except StorageError:
             user.blocked.setdefault(target.id, since)
             raise
-        self.changed(user, "unblock", of=target.id)
+        self.changed(user, "unblock")
 
     def blocks(self, user: User) -> list[tuple[User, float]]:
         """The accounts ``user`` blocks, with since when, by name."""
@@ -325,7 +323,7 @@ class Accounts:
     async def set_admin(self, user: User, is_admin: bool) -> None:
         await self._storage.set_admin(user.id, is_admin)
         self._set_admin_flag(user, is_admin)
-        self.changed(user, "admin", on=is_admin)
+        self.changed(user, "admin")
 
     def _set_admin_flag(self, user: User, is_admin: bool) -> None:
         user.is_admin = is_admin
@@ -336,7 +334,7 @@ class Accounts:
 
     async def save_settings(self, user: User) -> None:
         await self._storage.set_user_settings(user.id, user.settings)
-        self.changed(user, "settings", settings=dict(user.settings))
+        self.changed(user, "settings")
 
     async def _dummy(self) -> bytes:
         """The hash a password is checked against when there is no account to check."""

@@ -3,14 +3,17 @@
 How many each user has is kept in memory (loaded at start, changed with every
 write), so the welcome of a log-in asks the database nothing. The counts change
 by the number of rows each write added or removed, which gives the same result
-in whatever order concurrent writes finish.
+in whatever order concurrent writes finish. A cluster's node counts in the
+database instead (one query a line-protocol log-in): every node writes them.
 """
 
 from __future__ import annotations
 
+import logging
 from typing import TYPE_CHECKING, Any
 
 from chatd.domain.events import Notified
+from storage.api import StorageError
 
 if TYPE_CHECKING:
     from chatd.domain.accounts import User
@@ -18,6 +21,9 @@ if TYPE_CHECKING:
     from chatd.domain.ports import Bus
     from storage.api import Storage
     from storage.records import NotificationRecord
+
+
+log = logging.getLogger(__name__)
 
 
 class Notifier:
@@ -47,9 +53,15 @@ class Notifier:
         return await self._storage.list_notifications(user.id)
 
     async def unread(self, user: User) -> int:
-        """How many notifications ``user`` has, wherever they were written."""
-        if self.shared:
-            return await self._storage.count_notifications(user.id)
+        """How many notifications ``user`` has, wherever they were written (on a
+        cluster's node, this node's count when the database does not answer: a
+        welcome is not refused for it)."""
+        if self.shared and user.has_account:
+            try:
+                return await self._storage.count_notifications(user.id)
+            except StorageError:
+                log.warning("unread notifications of %s not counted: the database does "
+                            "not answer", user.name)
         return self._counts.get(user.id, 0)
 
     async def clear(self, user: User) -> int:

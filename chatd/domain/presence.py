@@ -199,7 +199,6 @@ class Presence:
         replayed = await self._messaging.replay_direct(session, user)
         return {"user": user.name, "admin": user.is_admin,
                 "rooms": [r.name for r in rooms],
-                "notifications": await self._notifier.unread(user),
                 "direct_messages": replayed}
 
     def connections(self, user: User) -> Sequence[Endpoint]:

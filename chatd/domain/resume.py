@@ -139,10 +139,15 @@ class ResumeTokens:
         return bool(found)
 
     async def revoke_user(self, user: User) -> int:
-        """Revoke every resume token of ``user``; how many there were."""
-        found = self._of(user)
-        await self._drop(found)
-        return len(found)
+        """Revoke every resume token of ``user``, wherever it was issued (another
+        node of a cluster included: the rows go by account); how many there were."""
+        self.forget_user(user)
+        return await self._storage.delete_user_resume_tokens(user.id)
+
+    def forget_user(self, user: User) -> None:
+        """Drop ``user``'s resume tokens from memory (revoked here or on another node)."""
+        for record in self._of(user):
+            del self._by_hash[record.token_hash]
 
     async def _drop(self, records: list[ResumeRecord]) -> None:
         for record in records:

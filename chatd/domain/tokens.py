@@ -136,9 +136,12 @@ class Tokens:
     async def revoke(self, user: User, name: str) -> None:
         """Delete ``user``'s token ``name`` (and, with it, the resume tokens made from it)."""
         found = [r for r in self.of(user) if r.name.lower() == name.lower()]
-        if not await self._storage.delete_token(user.id, name) or not found:
+        # The row decides (on a cluster's node, a token made elsewhere a moment ago
+        # may not be held here yet).
+        if not await self._storage.delete_token(user.id, name):
             raise ChatError(Code.NO_SUCH_TOKEN, f'you have no token named "{name}".')
-        self._forget(found[0])
+        for record in found:
+            self._forget(record)
         self._accounts.changed(user, "tokens")
 
     async def reload(self, user: User) -> None:
@@ -161,9 +164,9 @@ class Tokens:
         record = self._by_hash.get(hashed)
         if record is None and self.shared:
             # Made on another node a moment ago, before its announcement arrived.
+            # Not kept: a revocation reloaded during the await would not remove it
+            # (the announcement's reload brings it in a moment).
             record = await self._storage.find_token(hashed)
-            if record is not None:
-                self._remember(record)
         user = self._accounts.get(record.user_id) if record else None
         if record is not None and user is None:
             self._forget(record)  # its account was deleted (the row went with it)

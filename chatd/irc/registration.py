@@ -231,9 +231,10 @@ async def _register(ctx: IrcContext) -> None:
     irc.nick = account.name
     irc.share_names()
     irc.set_mode("B", account.is_bot)
-    await services.presence.login(session, account)
-    # What this login may do: every scope, or the token's (checked per command).
+    # What this login may do: every scope, or the token's (checked per command);
+    # set before the log-in's first await, so never more than the grant.
     session.scopes = None if grant.scopes == ALL_SCOPES else grant.scopes
+    await services.presence.login(session, account)
     irc.completed()
     ctx.listener.people.registered(session)
     welcome(ctx)

@@ -187,6 +187,12 @@ class PgGovernanceQueries:
             "DELETE FROM user_blocks WHERE user_id = $1 AND blocked_id = $2",
             user_id, blocked_id) > 0
 
+    async def list_user_blocks(self: PgHost, user_id: int) -> list[UserBlockRecord]:
+        """The blocks ``user_id`` made."""
+        rows = await self._fetch("SELECT user_id, blocked_id, created_at FROM user_blocks "
+                                 "WHERE user_id = $1 ORDER BY created_at, blocked_id", user_id)
+        return [UserBlockRecord(*row) for row in rows]
+
     async def load_user_blocks(self: PgHost) -> list[UserBlockRecord]:
         rows = await self._fetch("SELECT user_id, blocked_id, created_at FROM user_blocks "
                                  "ORDER BY user_id, created_at, blocked_id")

@@ -107,6 +107,9 @@ class PgTokenQueries:
                                     token_hash)
         return None if row is None else ResumeRecord(*row)
 
+    async def delete_user_resume_tokens(self: PgHost, user_id: int) -> int:
+        return await self._execute("DELETE FROM resume_tokens WHERE user_id = $1", user_id)
+
     async def delete_resume_tokens(self: PgHost, ids: Sequence[int]) -> int:
         if not ids:
             return 0

@@ -147,6 +147,26 @@ async def test_revoked_and_unknown_tokens_fail_without_the_database(
     assert await server.services.storage.find_token(token_hash(token)) is None
 
 
+async def test_a_log_in_that_fails_half_way_never_has_more_than_its_token(
+        clients: Clients, server: ChatServer, monkeypatch: pytest.MonkeyPatch) -> None:
+    # The log-in signs the connection in, then replays the direct messages that
+    # waited: the database failing there answers an error, and the connection,
+    # logged in, may still do only what its read token grants.
+    alice, bob = await clients.user("alice"), await clients.user("bob")
+    token = (await alice.command("/token create r read"))["token"]
+    await alice.command("/logout")
+    await bob.command("/msg alice while you were away")
+
+    async def failing(user_id: int) -> list[Any]:
+        raise StorageError("the database does not answer")
+
+    monkeypatch.setattr(server.services.storage, "undelivered_direct_messages", failing)
+    client = await clients.anonymous()
+    assert (await error_of(client, f"/auth {token}"))["code"] == "internal-error"
+    refused = await error_of(client, "/token create full read,post,moderate,admin")
+    assert refused["code"] == "scope"
+
+
 async def test_scopes_reset_at_logout(clients: Clients) -> None:
     alice = await clients.user("alice")
     token = (await alice.command("/token create r read"))["token"]

@@ -13,6 +13,7 @@ import redis.asyncio
 from chatd.app.app import App
 from chatd.client import ChatClient
 from chatd.domain.tokens import PREFIX, token_hash
+from storage.api import StorageError
 from tests.cluster.conftest import login, register
 from tests.cluster.test_nodes import nodes  # noqa: F401 - the three nodes
 from tests.helpers import PASSWORD
@@ -54,7 +55,12 @@ async def test_a_token_made_or_revoked_on_one_node_is_so_on_every_node(
     await nodes[0].storage.create_token(user.id, "direct", token_hash(unannounced),
                                         nodes[0].clock.time(), None)
     assert await token_login(nodes[2], unannounced) == "ok"
-    await ann.close()
+    # Revoked on a node that does not hold it: the row decides.
+    elsewhere = await login(nodes[1], "ann")
+    assert (await elsewhere.command("/token revoke direct"))["type"] == "ok"
+    assert await token_login(nodes[2], unannounced) == "auth-failed"
+    for client in (ann, elsewhere):
+        await client.close()
 
 
 async def test_a_block_made_on_one_node_refuses_messages_sent_on_another(
@@ -129,7 +135,7 @@ async def test_a_resume_token_of_one_node_logs_in_on_another_once(
 
 
 async def test_the_unread_count_at_log_in_counts_what_every_node_wrote(
-        nodes: list[App]) -> None:  # noqa: F811
+        nodes: list[App], monkeypatch: pytest.MonkeyPatch) -> None:  # noqa: F811
     ann, cat = await login(nodes[0], "ann"), await login(nodes[1], "cat")
     # Two notifications written by the first node, one by the second.
     for room in ("den", "hut"):
@@ -142,7 +148,16 @@ async def test_the_unread_count_at_log_in_counts_what_every_node_wrote(
         welcome = await again.command(f"/login bob {PASSWORD}")
         assert welcome["notifications"] == 3, app.services.config.cluster.node_id
         await again.close()
-    for client in (ann, cat):
+    # The database not answering the count does not refuse the log-in: the node's
+    # own count is given (the one notification it wrote).
+
+    async def failing(user_id: int) -> int:
+        raise StorageError("the database does not answer")
+
+    monkeypatch.setattr(nodes[1].storage, "count_notifications", failing)
+    again = await ChatClient.connect("127.0.0.1", nodes[1].port)
+    assert (await again.command(f"/login bob {PASSWORD}"))["notifications"] == 1
+    for client in (ann, cat, again):
         await client.close()
 
 
@@ -189,3 +204,44 @@ async def test_an_announcement_redis_refused_is_made_once_it_answers(
         app.services.accounts.require("ann")))
     assert [await token_login(app, secret) for app in nodes] == ["auth-failed"] * 3
     await ann.close()
+
+
+async def test_a_password_change_revokes_resume_tokens_issued_on_any_node(
+        nodes: list[App]) -> None:  # noqa: F811
+    client = await ChatClient.connect("127.0.0.1", nodes[2].port)
+    issued = (await client.command(f"/login cat {PASSWORD} --resume"))["resume"]
+    here = await login(nodes[0], "cat")
+    await here.command(f"/passwd {PASSWORD} a-new-password")
+    await client.next_event(lambda e: e.get("type") == "closed", timeout=10)
+    await everywhere(nodes, lambda app: not app.services.resume.count(
+        app.services.accounts.require("cat")))
+    assert [str((await resumed(app, str(issued)))["code"]) for app in nodes] == [
+        "auth-failed"] * 3
+    for each in (client, here):
+        await each.close()
+
+
+async def test_announcements_made_late_leave_every_node_as_the_database_says(
+        nodes: list[App], monkeypatch: pytest.MonkeyPatch) -> None:  # noqa: F811
+    monkeypatch.setattr("chatd.cluster.bus.ANNOUNCE_RETRY", 0.05)
+    accounts = nodes[0].services.accounts
+    ann, bob = accounts.require("ann"), accounts.require("bob")
+    bus: Any = nodes[0].services.bus
+    shared = bus._shared
+    bus._shared = redis.asyncio.Redis(host="127.0.0.1", port=1, socket_connect_timeout=0.2)
+    try:  # refused by Redis: kept, to be announced again
+        await accounts.block(ann, bob)
+        await accounts.set_admin(bob, True)
+        await asyncio.sleep(0.2)
+    finally:
+        await bus._shared.aclose()
+        bus._shared = shared
+    # Undone at once, announced before or after the late ones: the same end.
+    await accounts.unblock(ann, bob)
+    await accounts.set_admin(bob, False)
+    async with asyncio.timeout(10):
+        while bus._unannounced or bus._announcing is not None:  # noqa: ASYNC110
+            await asyncio.sleep(0.01)
+    await asyncio.sleep(0.2)  # the late entries read
+    await everywhere(nodes, lambda app: not app.services.accounts.require("ann").blocked
+                     and not app.services.accounts.require("bob").is_admin)

@@ -726,6 +726,9 @@ async def test_user_blocks(storage: Storage) -> None:
     assert await storage.load_user_blocks() == [
         UserBlockRecord(alice, bob, T0), UserBlockRecord(alice, carol, T0 + 1),
         UserBlockRecord(carol, alice, T0 + 2)]
+    assert await storage.list_user_blocks(alice) == [
+        UserBlockRecord(alice, bob, T0), UserBlockRecord(alice, carol, T0 + 1)]
+    assert await storage.list_user_blocks(bob) == []
     with pytest.raises(StorageError):
         await storage.put_user_block(UserBlockRecord(bob, bob, T0))  # nobody blocks themselves
     assert await storage.delete_user_block(alice, carol) is True

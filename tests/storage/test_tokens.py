@@ -62,6 +62,12 @@ async def test_resume_tokens_rotate_expire_and_go_with_their_api_token(
     assert await storage.delete_expired_resume_tokens(T0 + 61) == 1
     assert await storage.delete_resume_tokens([]) == 0
     assert await storage.delete_resume_tokens([plain.id]) == 0  # already gone
+    # By account, wherever they were issued: only that account's.
+    bob = await storage.create_user("bob", b"h", False, T0)
+    for owner, hashed in ((alice.id, "a1"), (alice.id, "a2"), (bob.id, "b1")):
+        await storage.create_resume_token(owner, hashed, T0, T0 + 60, None, ALL_SCOPES)
+    assert await storage.delete_user_resume_tokens(alice.id) == 2
+    assert [r.token_hash for r in await storage.load_resume_tokens(T0)] == ["b1"]
 
 
 async def test_resume_tokens_rotate_in_one_batch_each_decided_alone(storage: Storage) -> None:
