@@ -149,6 +149,5 @@ async def _apply(ctx: Context, key: str, value: str) -> Ok:
     # The format belongs to the connection (a person and their bot share an
     # account); colours, timestamps and theme follow the account.
     if user is not None and key in ACCOUNT_SETTINGS:
-        user.settings.update(stored)
-        await ctx.services.accounts.save_settings(user)
+        await ctx.services.accounts.save_settings(user, stored)
     return ok(f"{key} is now {value.lower()}.", setting=key, value=value.lower())

@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING, Any
 
 import redis.asyncio
 
+from chatd.cluster.accountsync import AccountSync
 from chatd.cluster.bus import ClusterBus, Entry
 from chatd.cluster.epoch import EpochChange
 from chatd.cluster.heartbeat import Heartbeat
@@ -104,9 +105,7 @@ class ClusterNode:
         self.sync: RoomSync | None = None
         self._rooms: Rooms | None = None
         self._accounts: Accounts | None = None
-        self._logins: Presence | None = None
-        self._tokens: Tokens | None = None
-        self._resume: ResumeTokens | None = None
+        self.accounts: AccountSync | None = None
         self.bus: ClusterBus | None = None
         self.transactions: ClusterTransactions | None = None
         self.persister: Persister | None = None
@@ -192,9 +191,7 @@ class ClusterNode:
         when others decide, and its sessions, dropped when the node is fenced."""
         self._rooms = rooms
         self._accounts = accounts
-        self._tokens = tokens
-        self._resume = resume
-        self._logins = presence
+        self.accounts = AccountSync(self._storage, accounts, presence, tokens, resume)
         self.presence.user_of = accounts.get
         self.presence.watchers = presence.watchers
         self.heartbeat.drop_sessions = lambda reason: drop_sessions(presence, reason)
@@ -224,42 +221,9 @@ class ClusterNode:
         return self.transactions
 
     async def _account_changed(self, entry: Entry) -> None:
-        """Another node made or changed an account (``Accounts.changed``): take it as
-        the database holds it now, so that an announcement repeated, or late (one
-        Redis refused is made again), changes nothing; then do what the change asks
-        of this node's connections. Bounded, as a room's reload is: the database
-        away must not hold the log's reader."""
-        try:
-            async with asyncio.timeout(RELOAD_TIMEOUT):
-                await self._take_account(entry["u"], entry.get("w", "created"),
-                                         entry.get("x", {}))
-        except Exception as exc:  # logged; the account's next change reloads it
-            log.warning("cluster: account %d not reloaded (%s): the database does not "
-                        "answer", entry["u"], exc or type(exc).__name__)
-
-    async def _take_account(self, user_id: int, what: str, details: Entry) -> None:
-        accounts, logins, tokens, resume = self._accounts, self._logins, self._tokens, self._resume
-        assert accounts is not None and logins is not None, "attach first"
-        assert tokens is not None and resume is not None, "attach first"
-        user = accounts.get(user_id)
-        if what == "away":  # (not stored: the announcement carries it)
-            if user is not None:
-                logins.away_elsewhere(user, str(details.get("text", "")))
-            return
-        record = await self._storage.get_user(user_id)
-        if record is None:
-            if user is not None:
-                logins.deleted_elsewhere(user)
-        elif user is None:
-            accounts.adopt(record)
-        else:
-            accounts.refresh(user, record, await self._storage.list_user_blocks(user_id))
-            if what == "tokens":
-                await tokens.reload(user)
-            elif what == "password":  # (its resume tokens' rows are gone already)
-                accounts.password_changed_elsewhere(user)
-                resume.forget_user(user)
-                logins.close_sessions(user)
+        """Another node made or changed an account: see chatd/cluster/accountsync.py."""
+        assert self.accounts is not None, "attach first"
+        await self.accounts(entry["u"], entry.get("w", "created"), entry.get("x", {}))
 
     async def _reload(self, room_id: int) -> None:
         """The reader's reload of a room another node decided about (bounded: the
@@ -295,6 +259,8 @@ class ClusterNode:
         if self.poster is not None:
             await self.poster.aclose()  # its last batch stored by this node's persister
         await self.janitor.stop()
+        if self.accounts is not None:
+            await self.accounts.stop()
         await self.heartbeat.stop()
         await self.presence.close()
         if self.persister is not None:

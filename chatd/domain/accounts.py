@@ -9,6 +9,8 @@ accounts exist.
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import logging
 from typing import TYPE_CHECKING, Any, Protocol
 
@@ -18,7 +20,7 @@ from storage.api import Conflict, Storage, StorageError
 from storage.records import BOT_KIND, UserBlockRecord, UserRecord
 
 if TYPE_CHECKING:
-    from collections.abc import Callable, Iterable
+    from collections.abc import AsyncIterator, Callable, Iterable, Mapping
 
     from chatd.config import Config
     from chatd.domain.clock import Clock
@@ -74,6 +76,17 @@ class User:
         return f"<User {self.id} {self.name}>"
 
 
+class _Writing:
+    """An account's lock while it is written or read again, and how many hold or
+    wait for it (it is dropped when none do)."""
+
+    __slots__ = ("lock", "users")
+
+    def __init__(self) -> None:
+        self.lock = asyncio.Lock()
+        self.users = 0
+
+
 class _Audit(Protocol):
     """What accounts need of the audit log (a protocol: the log knows users)."""
 
@@ -98,6 +111,8 @@ class Accounts:
         # made (in the executor) at the configured cost, again when that cost changes.
         self._dummy_hash = b""
         self._dummy_cost = 0
+        # Accounts whose blocks, settings or flag are being written or read (writing()).
+        self._writing: dict[int, _Writing] = {}
         # Told of each change made here to an account (what, and its details): a
         # cluster node announces it to the others, which apply it to their copy.
         self.on_changed: Callable[[User, str, dict[str, Any]], None] | None = None
@@ -288,31 +303,50 @@ class Accounts:
         """Refuse ``target``'s direct messages to ``user``; False if they already are."""
         if target is user:
             raise ChatError(Code.NOT_PERMITTED, "you cannot block yourself.")
-        if target.id in user.blocked:
-            return False
-        # Decided in memory before the write: direct messages are refused from here
-        # on, and concurrent /block and /unblock reach storage in this same order.
-        since = user.blocked[target.id] = self._clock.time()
-        try:
-            await self._storage.put_user_block(UserBlockRecord(user.id, target.id, since))
-        except StorageError:
-            user.blocked.pop(target.id, None)
-            raise
+        async with self.writing(user):
+            if target.id in user.blocked:
+                return False
+            # Decided in memory before the write: direct messages are refused from here on.
+            since = user.blocked[target.id] = self._clock.time()
+            try:
+                await self._storage.put_user_block(UserBlockRecord(user.id, target.id, since))
+            except StorageError:
+                user.blocked.pop(target.id, None)
+                raise
         self.changed(user, "block")
         return True
 
     async def unblock(self, user: User, target: User) -> None:
         """Accept ``target``'s direct messages to ``user`` again."""
-        since = user.blocked.pop(target.id, None)
-        if since is None:
-            raise ChatError(Code.BAD_ARGUMENTS, f"you do not block {target.name}.",
-                            remedy=Remedy(Step.LIST_BLOCKS))
-        try:
-            await self._storage.delete_user_block(user.id, target.id)
-        except StorageError:
-            user.blocked.setdefault(target.id, since)
-            raise
+        async with self.writing(user):
+            since = user.blocked.pop(target.id, None)
+            if since is None:
+                raise ChatError(Code.BAD_ARGUMENTS, f"you do not block {target.name}.",
+                                remedy=Remedy(Step.LIST_BLOCKS))
+            try:
+                await self._storage.delete_user_block(user.id, target.id)
+            except StorageError:
+                user.blocked.setdefault(target.id, since)
+                raise
         self.changed(user, "unblock")
+
+    @contextlib.asynccontextmanager
+    async def writing(self, user: User) -> AsyncIterator[None]:
+        """Hold ``user``'s account while its blocks, settings or admin flag are
+        written, or read again after another node changed them: one at a time, in
+        the order asked (a read never lands between a change in memory and its
+        write, which it would undo)."""
+        entry = self._writing.get(user.id)
+        if entry is None:
+            entry = self._writing[user.id] = _Writing()
+        entry.users += 1
+        try:
+            async with entry.lock:
+                yield
+        finally:
+            entry.users -= 1
+            if not entry.users:  # nobody holds or waits for it
+                del self._writing[user.id]
 
     def blocks(self, user: User) -> list[tuple[User, float]]:
         """The accounts ``user`` blocks, with since when, by name."""
@@ -321,8 +355,9 @@ class Accounts:
                       key=lambda entry: names.name_key(entry[0].name))
 
     async def set_admin(self, user: User, is_admin: bool) -> None:
-        await self._storage.set_admin(user.id, is_admin)
-        self._set_admin_flag(user, is_admin)
+        async with self.writing(user):
+            await self._storage.set_admin(user.id, is_admin)
+            self._set_admin_flag(user, is_admin)
         self.changed(user, "admin")
 
     def _set_admin_flag(self, user: User, is_admin: bool) -> None:
@@ -332,8 +367,11 @@ class Accounts:
         else:
             self._admins.discard(user)
 
-    async def save_settings(self, user: User) -> None:
-        await self._storage.set_user_settings(user.id, user.settings)
+    async def save_settings(self, user: User, changed: Mapping[str, Any]) -> None:
+        """Take ``changed`` into ``user``'s settings and store them."""
+        async with self.writing(user):
+            user.settings.update(changed)
+            await self._storage.set_user_settings(user.id, user.settings)
         self.changed(user, "settings")
 
     async def _dummy(self) -> bytes:

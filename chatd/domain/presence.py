@@ -118,12 +118,14 @@ class Presence:
         # Away messages by user id, whatever protocol set them (/away, IRC AWAY).
         # Kept in memory only: they end with the user's last connection.
         self._away: dict[int, str] = {}
+        # When each online user's away message last changed, here or elsewhere.
+        self._away_at: dict[int, float] = {}
         # The most users online and connections open at once since start (LUSERS).
         self.peak_users = 0
         self.peak_sessions = 0
         # The first ends an away message when its user goes offline: told by this
         # process, or by a cluster's presence when their last connection was elsewhere.
-        self.watchers: list[PresenceWatcher] = [_AwayEnds(self._away)]
+        self.watchers: list[PresenceWatcher] = [_AwayEnds(self._away, self._away_at)]
 
     @property
     def users_online(self) -> int:
@@ -147,11 +149,17 @@ class Presence:
     def set_away(self, user: User, text: str) -> None:
         """Mark ``user`` away with ``text`` (cut to AWAY_MAX), or back with ``""``
         (a cluster's other nodes are told, see ``away_elsewhere``)."""
+        at = self._away_at[user.id] = self._clock.time()
         if self._mark_away(user, text[:AWAY_MAX]):
-            self._accounts.changed(user, "away", text=text[:AWAY_MAX])
+            self._accounts.changed(user, "away", text=text[:AWAY_MAX], at=at)
 
-    def away_elsewhere(self, user: User, text: str) -> None:
-        """Another node marked ``user`` away with ``text``, or back with ``""``."""
+    def away_elsewhere(self, user: User, text: str, at: float) -> None:
+        """Another node marked ``user`` away with ``text``, or back with ``""``, at
+        ``at``: an announcement older than the last change known here is late (one
+        Redis refused, made again) and changes nothing."""
+        if at < self._away_at.get(user.id, at):
+            return
+        self._away_at[user.id] = at
         self._mark_away(user, text[:AWAY_MAX])
 
     def _mark_away(self, user: User, text: str) -> bool:
@@ -282,14 +290,16 @@ class Presence:
 class _AwayEnds:
     """The presence watcher that ends a user's away message when they go offline."""
 
-    def __init__(self, away: dict[int, str]) -> None:
+    def __init__(self, away: dict[int, str], changed: dict[int, float]) -> None:
         self._away = away
+        self._changed = changed
 
     def came_online(self, user: User) -> None:
         """Nothing: a user comes online not away."""
 
     def went_offline(self, user: User) -> None:
         self._away.pop(user.id, None)
+        self._changed.pop(user.id, None)
 
     def away_changed(self, user: User, text: str) -> None:
         """Nothing: the message is already kept."""

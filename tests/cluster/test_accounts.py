@@ -245,3 +245,66 @@ async def test_announcements_made_late_leave_every_node_as_the_database_says(
     await asyncio.sleep(0.2)  # the late entries read
     await everywhere(nodes, lambda app: not app.services.accounts.require("ann").blocked
                      and not app.services.accounts.require("bob").is_admin)
+
+
+async def test_a_read_again_never_undoes_the_nodes_own_change_being_written(
+        nodes: list[App], monkeypatch: pytest.MonkeyPatch) -> None:  # noqa: F811
+    # ann blocks bob through the second node, whose write is slow; meanwhile a
+    # setting of hers changes through the first, and the second reads her again.
+    accounts = nodes[1].services.accounts
+    ann, bob = accounts.require("ann"), accounts.require("bob")
+    written = asyncio.Event()
+    store = nodes[1].storage.put_user_block
+
+    async def slow(record: Any) -> None:
+        await written.wait()
+        await store(record)
+
+    monkeypatch.setattr(nodes[1].storage, "put_user_block", slow)
+    blocking = asyncio.ensure_future(accounts.block(ann, bob))
+    await asyncio.sleep(0.05)
+    first = nodes[0].services.accounts
+    await first.save_settings(first.require("ann"), {"timestamps": True})
+    await asyncio.sleep(0.2)  # the announcement read: its read of ann waits for the write
+    written.set()
+    assert await blocking is True
+    await everywhere(nodes, lambda app: app.services.accounts.require("ann").settings.get(
+        "timestamps") is True)
+    assert bob.id in ann.blocked
+    sender = await login(nodes[1], "bob")
+    assert (await sender.command("/msg ann hello", check=False))["code"] == "blocked"
+    await sender.close()
+
+
+async def test_a_deletion_or_password_change_holds_while_the_database_does_not_answer(
+        nodes: list[App], monkeypatch: pytest.MonkeyPatch) -> None:  # noqa: F811
+    cat_there, eve_there = await login(nodes[2], "cat"), None
+    await register(nodes[0], "eve")
+    await everywhere(nodes, lambda app: app.services.accounts.find("eve") is not None)
+    eve_there = await login(nodes[2], "eve")
+
+    async def failing(user_id: int) -> None:
+        raise StorageError("the database does not answer")
+
+    monkeypatch.setattr(nodes[2].storage, "get_user", failing)
+    cat_here = await login(nodes[0], "cat")
+    await cat_here.command(f"/passwd {PASSWORD} a-new-password")
+    await cat_there.next_event(lambda e: e.get("type") == "closed", timeout=10)
+    first = nodes[0].services
+    await first.presence.delete_account(first.accounts.require("eve"), "ann")
+    await eve_there.next_event(lambda e: e.get("type") == "closed", timeout=10)
+    assert nodes[2].services.accounts.find("eve") is None
+    for client in (cat_here, cat_there, eve_there):
+        await client.close()
+
+
+async def test_a_late_away_announcement_does_not_undo_a_newer_one(
+        nodes: list[App]) -> None:  # noqa: F811
+    presence = nodes[1].services.presence
+    ann = nodes[1].services.accounts.require("ann")
+    online = await login(nodes[1], "ann")
+    presence.away_elsewhere(ann, "lunch", 100.0)
+    presence.away_elsewhere(ann, "", 200.0)  # back
+    presence.away_elsewhere(ann, "lunch", 150.0)  # the first again, made late
+    assert presence.away(ann) == ""
+    await online.close()
