@@ -42,7 +42,9 @@ async def register(ctx: Context, name: str, password: str) -> Ok:
 async def _welcome(ctx: Context, user: User) -> dict[str, Any]:
     """Log the connection in as ``user``: what the welcome says, the unread count too."""
     welcome = await ctx.services.presence.login(ctx.session, user)
-    return welcome | {"notifications": await ctx.services.notifier.unread(user)}
+    unread = await ctx.services.notifier.unread(user)
+    replayed = welcome.pop("direct_messages")  # (last, as the protocol's examples show)
+    return welcome | {"notifications": unread, "direct_messages": replayed}
 
 
 LOGIN_USAGE = ("/login <name> <password> [--resume]  or  /login <name> --token <token> "
