@@ -170,6 +170,12 @@ class SqliteStorage(MessageQueries, ContentQueries, GovernanceQueries, TokenQuer
         await self._write("UPDATE users SET settings = ? WHERE id = ?",
                           (dumps_object(settings), user_id))
 
+    async def merge_user_settings(self, user_id: int, changed: JsonDict) -> None:
+        """Replace only the keys of ``changed`` (a change made at the same time to
+        other keys, by another process, stays)."""
+        await self._write("UPDATE users SET settings = json_patch(settings, ?) WHERE id = ?",
+                          (dumps_object(changed), user_id))
+
     async def delete_user(self, user_id: int) -> None:
         """Delete the user and what is theirs; their messages stay, with sender_id 0."""
         await self._write("DELETE FROM users WHERE id = ?", (user_id,))

@@ -19,7 +19,9 @@ applies it here:
   made off the reader (messages do not wait on the database), once for several
   announcements about one account, under the account's local lock (a change
   this node is writing meanwhile is read after it is stored, not lost), and
-  again a second later while the database does not answer.
+  again a second later while the database does not answer. An announcement
+  about an account this node does not know (its creation could not be read)
+  reads it then.
 """
 
 from __future__ import annotations
@@ -56,6 +58,7 @@ class AccountSync:
         # Accounts to read again: user id -> whether its API tokens too.
         self._due: dict[int, bool] = {}
         self._worker: asyncio.Task[None] | None = None
+        self._stopped = False
 
     async def __call__(self, user_id: int, what: str, details: dict[str, Any]) -> None:
         """An ``account`` entry of the log, read (awaited by the reader only for a
@@ -65,12 +68,15 @@ class AccountSync:
             return
         user = self._accounts.get(user_id)
         if user is None:
+            if what != "deleted":  # made while this node could not read it: read it now
+                self._read_soon(user_id, tokens=True)
             return
         if what == "deleted":
             self._presence.deleted_elsewhere(user)
         elif what == "away":
+            at = details.get("at")  # (none from a node of the previous version)
             self._presence.away_elsewhere(user, str(details.get("text", "")),
-                                          float(details.get("at", 0.0)))
+                                          None if at is None else float(at))
         elif what == "password":
             self._accounts.password_changed_elsewhere(user)
             self._resume.forget_user(user)
@@ -82,7 +88,7 @@ class AccountSync:
         try:
             async with asyncio.timeout(READ_TIMEOUT):
                 record = await self._storage.get_user(user_id)
-        except Exception as exc:  # known at its first log-in here, or the next start
+        except Exception as exc:  # read again at the account's next announcement
             log.warning("cluster: new account %d not read (%s)", user_id,
                         exc or type(exc).__name__)
             return
@@ -90,6 +96,8 @@ class AccountSync:
             self._accounts.adopt(record)
 
     def _read_soon(self, user_id: int, tokens: bool) -> None:
+        if self._stopped:
+            return
         self._due[user_id] = self._due.get(user_id, False) or tokens
         if self._worker is None:
             self._worker = asyncio.get_running_loop().create_task(self._work())
@@ -112,7 +120,11 @@ class AccountSync:
 
     async def _read(self, user_id: int, tokens: bool) -> None:
         user = self._accounts.get(user_id)
-        if user is None:
+        if user is None:  # missed when it was made (a bot logs in with no password)
+            record = await self._storage.get_user(user_id)
+            user = self._accounts.adopt(record) if record is not None else None
+            if user is not None:
+                await self._tokens.reload(user)
             return
         async with self._accounts.writing(user):
             record = await self._storage.get_user(user_id)
@@ -124,6 +136,7 @@ class AccountSync:
             await self._tokens.reload(user)
 
     async def stop(self) -> None:
+        self._stopped = True  # (the log's reader may still deliver a moment)
         if self._worker is not None:
             self._worker.cancel()
             await asyncio.gather(self._worker, return_exceptions=True)

@@ -371,7 +371,7 @@ class Accounts:
         """Take ``changed`` into ``user``'s settings and store them."""
         async with self.writing(user):
             user.settings.update(changed)
-            await self._storage.set_user_settings(user.id, user.settings)
+            await self._storage.merge_user_settings(user.id, dict(changed))
         self.changed(user, "settings")
 
     async def _dummy(self) -> bytes:

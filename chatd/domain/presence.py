@@ -153,13 +153,17 @@ class Presence:
         if self._mark_away(user, text[:AWAY_MAX]):
             self._accounts.changed(user, "away", text=text[:AWAY_MAX], at=at)
 
-    def away_elsewhere(self, user: User, text: str, at: float) -> None:
+    def away_elsewhere(self, user: User, text: str, at: float | None) -> None:
         """Another node marked ``user`` away with ``text``, or back with ``""``, at
-        ``at``: an announcement older than the last change known here is late (one
-        Redis refused, made again) and changes nothing."""
-        if at < self._away_at.get(user.id, at):
+        ``at`` (None: a node of the previous version did). An announcement older
+        than the last change known here, or about a user no longer online, is late
+        (one Redis refused, made again) and changes nothing."""
+        if not self._online.is_online(user.id):
             return
-        self._away_at[user.id] = at
+        if at is not None:
+            if at < self._away_at.get(user.id, at):
+                return
+            self._away_at[user.id] = at
         self._mark_away(user, text[:AWAY_MAX])
 
     def _mark_away(self, user: User, text: str) -> bool:

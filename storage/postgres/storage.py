@@ -212,6 +212,12 @@ class PostgresStorage(PgMessageQueries, PgContentQueries, PgGovernanceQueries,
         await self._execute("UPDATE users SET settings = $1 WHERE id = $2",
                             dumps_object(settings), user_id)
 
+    async def merge_user_settings(self, user_id: int, changed: JsonDict) -> None:
+        """Replace only the keys of ``changed`` (a change made at the same time to
+        other keys, on another node, stays)."""
+        await self._execute("UPDATE users SET settings = (settings::jsonb || $1::jsonb)::text "
+                            "WHERE id = $2", dumps_object(changed), user_id)
+
     async def delete_user(self, user_id: int) -> None:
         """Delete the user and what is theirs; their messages stay, with sender_id 0."""
         await self._execute("DELETE FROM users WHERE id = $1", user_id)

@@ -307,4 +307,31 @@ async def test_a_late_away_announcement_does_not_undo_a_newer_one(
     presence.away_elsewhere(ann, "", 200.0)  # back
     presence.away_elsewhere(ann, "lunch", 150.0)  # the first again, made late
     assert presence.away(ann) == ""
+    presence.away_elsewhere(ann, "tea", None)  # from a node of the previous version
+    assert presence.away(ann) == "tea"
     await online.close()
+    await everywhere(nodes, lambda app: not app.services.presence.users_online)
+    presence.away_elsewhere(ann, "lunch", 300.0)  # late, and she is gone
+    assert presence.away(ann) == ""
+
+
+async def test_an_account_whose_creation_a_node_could_not_read_is_read_at_its_next_change(
+        nodes: list[App], monkeypatch: pytest.MonkeyPatch) -> None:  # noqa: F811
+    storage = nodes[2].storage
+    read = storage.get_user
+    calls: list[int] = []
+
+    async def failing_once(user_id: int) -> Any:
+        calls.append(user_id)
+        if len(calls) == 1:
+            raise StorageError("the database does not answer")
+        return await read(user_id)
+
+    monkeypatch.setattr(storage, "get_user", failing_once)
+    ann = await login(nodes[0], "ann")
+    made = await ann.command("/bot create helper")
+    # The bot's token was announced after it: the third node reads the bot then.
+    await everywhere(nodes, lambda app: app.services.accounts.find("helper") is not None)
+    assert calls[0] == nodes[0].services.accounts.require("helper").id  # the one that failed
+    assert await token_login(nodes[2], str(made["token"])) == "ok"
+    await ann.close()

@@ -232,6 +232,10 @@ async def test_user_updates(storage: Storage) -> None:
     assert (user.password_hash, user.is_admin, user.settings) == (b"new", True, settings_)
     await storage.set_admin(bob, False)
     assert (await storage.get_user(bob)) == UserRecord(bob, "bob", b"new", False, T0, settings_)
+    # A merge replaces only its keys (two nodes changing two settings at once keep both).
+    await storage.merge_user_settings(bob, {"color": "off", "theme": "dark"})
+    merged = await storage.get_user(bob)
+    assert merged is not None and merged.settings == settings_ | {"color": "off", "theme": "dark"}
     assert [u.id for u in await storage.list_users()] == [bob, carol]
 
 
