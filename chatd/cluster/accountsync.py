@@ -31,11 +31,14 @@ import logging
 from typing import TYPE_CHECKING, Any, Final
 
 if TYPE_CHECKING:
-    from chatd.domain.accounts import Accounts
+    from collections.abc import Callable
+
+    from chatd.domain.accounts import Accounts, User
     from chatd.domain.presence import Presence
     from chatd.domain.resume import ResumeTokens
     from chatd.domain.tokens import Tokens
     from storage.api import Storage
+    from storage.records import UserRecord
 
 log = logging.getLogger(__name__)
 
@@ -43,14 +46,23 @@ log = logging.getLogger(__name__)
 # before it is tried again.
 READ_TIMEOUT: Final = 2.0
 RETRY: Final = 1.0
+# The most deleted accounts remembered (a late read of one is not adopted).
+DELETED_KEPT: Final = 10_000
 
 
 class AccountSync:
     """Applies the account changes another node announced (see the module)."""
 
     def __init__(self, storage: Storage, accounts: Accounts, presence: Presence,
-                 tokens: Tokens, resume: ResumeTokens) -> None:
+                 tokens: Tokens, resume: ResumeTokens,
+                 elsewhere: Callable[[int], int] = lambda user_id: 0) -> None:
         self._storage = storage
+        # How many connections an account has on other nodes (the cluster's presence
+        # counted them before this node knew the account).
+        self._elsewhere = elsewhere
+        # The accounts deleted since start (an ordered set, the oldest forgotten
+        # first): a read begun before a deletion must not bring the account back.
+        self._deleted: dict[int, None] = {}
         self._accounts = accounts
         self._presence = presence
         self._tokens = tokens
@@ -66,6 +78,8 @@ class AccountSync:
         if what == "created":
             await self._adopt(user_id)
             return
+        if what == "deleted":
+            self._gone(user_id)
         user = self._accounts.get(user_id)
         if user is None:
             if what != "deleted":  # made while this node could not read it: read it now
@@ -84,6 +98,12 @@ class AccountSync:
         else:
             self._read_soon(user_id, tokens=what == "tokens")
 
+    def _gone(self, user_id: int) -> None:
+        self._deleted[user_id] = None
+        if len(self._deleted) > DELETED_KEPT:
+            del self._deleted[next(iter(self._deleted))]
+        self._due.pop(user_id, None)
+
     async def _adopt(self, user_id: int) -> None:
         try:
             async with asyncio.timeout(READ_TIMEOUT):
@@ -93,7 +113,17 @@ class AccountSync:
                         exc or type(exc).__name__)
             return
         if record is not None:
-            self._accounts.adopt(record)
+            self._known(record)
+
+    def _known(self, record: UserRecord) -> User | None:
+        """Know the account of ``record`` (read just now), unless it was deleted
+        meanwhile; it may already have connections elsewhere."""
+        if record.id in self._deleted:
+            return None
+        user = self._accounts.adopt(record)
+        if user is not None:
+            user.elsewhere = self._elsewhere(user.id)
+        return user
 
     def _read_soon(self, user_id: int, tokens: bool) -> None:
         if self._stopped:
@@ -122,10 +152,10 @@ class AccountSync:
         user = self._accounts.get(user_id)
         if user is None:  # missed when it was made (a bot logs in with no password)
             record = await self._storage.get_user(user_id)
-            user = self._accounts.adopt(record) if record is not None else None
-            if user is not None:
-                await self._tokens.reload(user)
-            return
+            user = self._known(record) if record is not None else None
+            if user is None:
+                return
+            tokens = True
         async with self._accounts.writing(user):
             record = await self._storage.get_user(user_id)
             if record is None:

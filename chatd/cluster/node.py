@@ -191,7 +191,8 @@ class ClusterNode:
         when others decide, and its sessions, dropped when the node is fenced."""
         self._rooms = rooms
         self._accounts = accounts
-        self.accounts = AccountSync(self._storage, accounts, presence, tokens, resume)
+        self.accounts = AccountSync(self._storage, accounts, presence, tokens, resume,
+                                    self.presence.elsewhere)
         self.presence.user_of = accounts.get
         self.presence.watchers = presence.watchers
         self.heartbeat.drop_sessions = lambda reason: drop_sessions(presence, reason)

@@ -130,6 +130,10 @@ class ClusterPresence:
     def is_online(self, user_id: int) -> bool:
         return user_id in self._local or user_id in self._remote
 
+    def elsewhere(self, user_id: int) -> int:
+        """How many other nodes' connections ``user_id`` has, as last heard."""
+        return len(self._remote.get(user_id, ()))
+
     def count(self) -> int:
         return self._online
 

@@ -118,14 +118,15 @@ class Presence:
         # Away messages by user id, whatever protocol set them (/away, IRC AWAY).
         # Kept in memory only: they end with the user's last connection.
         self._away: dict[int, str] = {}
-        # When each online user's away message last changed, here or elsewhere.
+        # When each user's away message last changed, here or elsewhere, or, once
+        # they went offline, when they did (one float per account that ever set one).
         self._away_at: dict[int, float] = {}
         # The most users online and connections open at once since start (LUSERS).
         self.peak_users = 0
         self.peak_sessions = 0
         # The first ends an away message when its user goes offline: told by this
         # process, or by a cluster's presence when their last connection was elsewhere.
-        self.watchers: list[PresenceWatcher] = [_AwayEnds(self._away, self._away_at)]
+        self.watchers: list[PresenceWatcher] = [_AwayEnds(self._away, self._away_at, clock)]
 
     @property
     def users_online(self) -> int:
@@ -156,10 +157,9 @@ class Presence:
     def away_elsewhere(self, user: User, text: str, at: float | None) -> None:
         """Another node marked ``user`` away with ``text``, or back with ``""``, at
         ``at`` (None: a node of the previous version did). An announcement older
-        than the last change known here, or about a user no longer online, is late
-        (one Redis refused, made again) and changes nothing."""
-        if not self._online.is_online(user.id):
-            return
+        than the last change known here, or than the user's going offline, is late
+        (one Redis refused, made again) and changes nothing. (It may come before the
+        news that the user is online: those are numbered, and wait their turn.)"""
         if at is not None:
             if at < self._away_at.get(user.id, at):
                 return
@@ -294,16 +294,18 @@ class Presence:
 class _AwayEnds:
     """The presence watcher that ends a user's away message when they go offline."""
 
-    def __init__(self, away: dict[int, str], changed: dict[int, float]) -> None:
+    def __init__(self, away: dict[int, str], changed: dict[int, float], clock: Clock) -> None:
         self._away = away
         self._changed = changed
+        self._clock = clock
 
     def came_online(self, user: User) -> None:
         """Nothing: a user comes online not away."""
 
     def went_offline(self, user: User) -> None:
         self._away.pop(user.id, None)
-        self._changed.pop(user.id, None)
+        if user.id in self._changed:  # an announcement older than this is late
+            self._changed[user.id] = self._clock.time()
 
     def away_changed(self, user: User, text: str) -> None:
         """Nothing: the message is already kept."""

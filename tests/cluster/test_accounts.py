@@ -335,3 +335,57 @@ async def test_an_account_whose_creation_a_node_could_not_read_is_read_at_its_ne
     assert calls[0] == nodes[0].services.accounts.require("helper").id  # the one that failed
     assert await token_login(nodes[2], str(made["token"])) == "ok"
     await ann.close()
+
+
+async def test_an_away_message_set_at_once_after_log_in_reaches_every_node(
+        nodes: list[App]) -> None:  # noqa: F811
+    # The away announcement may arrive before the news that ann is online.
+    ann = await login(nodes[0], "ann")
+    await ann.command("/away lunch")
+    await everywhere(nodes, lambda app: app.services.presence.away(
+        app.services.accounts.require("ann")) == "lunch")
+    await ann.close()
+
+
+async def test_an_account_read_late_is_read_whole_and_never_after_its_deletion(
+        nodes: list[App], monkeypatch: pytest.MonkeyPatch) -> None:  # noqa: F811
+    storage = nodes[2].storage
+    read = storage.get_user
+    calls: list[int] = []
+    held = asyncio.Event()
+
+    async def failing_then_held(user_id: int) -> Any:
+        calls.append(user_id)
+        if len(calls) == 1:
+            raise StorageError("the database does not answer")
+        if len(calls) == 2 and user_id == calls[0]:
+            await held.wait()
+        return await read(user_id)
+
+    monkeypatch.setattr(storage, "get_user", failing_then_held)
+    await register(nodes[0], "eve")  # not read by the third node
+    eve = await login(nodes[0], "eve")
+    await eve.command("/block bob")  # announced: the third node reads eve, slowly
+    async with asyncio.timeout(10):
+        while len(calls) < 2:  # noqa: ASYNC110
+            await asyncio.sleep(0.01)
+    # Deleted while that read waits: the read's answer does not bring eve back.
+    first = nodes[0].services
+    await first.presence.delete_account(first.accounts.require("eve"), "ann")
+    await asyncio.sleep(0.2)
+    held.set()
+    await asyncio.sleep(0.3)
+    assert nodes[2].services.accounts.find("eve") is None
+    # Another account read late gets its blocks and its presence elsewhere.
+    calls.clear()
+    monkeypatch.setattr(storage, "get_user", failing_then_held)
+    held.set()
+    await register(nodes[0], "fay")
+    fay = await login(nodes[0], "fay")
+    await fay.command("/block bob")
+    bob_id = nodes[0].services.accounts.require("bob").id
+    await everywhere(nodes, lambda app: (app.services.accounts.find("fay") is not None and
+                                         bob_id in app.services.accounts.require("fay").blocked))
+    assert nodes[2].services.accounts.require("fay").online
+    for client in (eve, fay):
+        await client.close()
