@@ -30,6 +30,8 @@ import asyncio
 import logging
 from typing import TYPE_CHECKING, Any, Final
 
+from storage.api import StorageError
+
 if TYPE_CHECKING:
     from collections.abc import Callable
 
@@ -140,11 +142,13 @@ class AccountSync:
                 try:
                     async with asyncio.timeout(READ_TIMEOUT):
                         await self._read(user_id, tokens)
-                except Exception as exc:  # tried again, after the others due
+                except (StorageError, TimeoutError, OSError) as exc:  # tried again later
                     log.warning("cluster: account %d not read again (%s); retrying",
                                 user_id, exc or type(exc).__name__)
                     self._read_soon(user_id, tokens)
                     await asyncio.sleep(RETRY)
+                except Exception:  # a fault of ours: retrying would not mend it
+                    log.exception("cluster: account %d not read again", user_id)
         finally:
             self._worker = None
 

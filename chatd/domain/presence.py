@@ -118,9 +118,10 @@ class Presence:
         # Away messages by user id, whatever protocol set them (/away, IRC AWAY).
         # Kept in memory only: they end with the user's last connection.
         self._away: dict[int, str] = {}
-        # When each user's away message last changed, here or elsewhere, or, once
-        # they went offline, when they did (one float per account that ever set one).
-        self._away_at: dict[int, float] = {}
+        # On a cluster's node (where another node's away announcement may come late):
+        # when each account's away message last changed, here or elsewhere, or when
+        # it last went offline, whichever came last (one float per such account).
+        self._away_at: dict[int, float] | None = {} if online is not None else None
         # The most users online and connections open at once since start (LUSERS).
         self.peak_users = 0
         self.peak_sessions = 0
@@ -150,9 +151,12 @@ class Presence:
     def set_away(self, user: User, text: str) -> None:
         """Mark ``user`` away with ``text`` (cut to AWAY_MAX), or back with ``""``
         (a cluster's other nodes are told, see ``away_elsewhere``)."""
-        at = self._away_at[user.id] = self._clock.time()
-        if self._mark_away(user, text[:AWAY_MAX]):
-            self._accounts.changed(user, "away", text=text[:AWAY_MAX], at=at)
+        if not self._mark_away(user, text[:AWAY_MAX]):
+            return
+        at = self._clock.time()
+        if self._away_at is not None and user.has_account:
+            self._away_at[user.id] = at
+        self._accounts.changed(user, "away", text=text[:AWAY_MAX], at=at)
 
     def away_elsewhere(self, user: User, text: str, at: float | None) -> None:
         """Another node marked ``user`` away with ``text``, or back with ``""``, at
@@ -160,10 +164,11 @@ class Presence:
         than the last change known here, or than the user's going offline, is late
         (one Redis refused, made again) and changes nothing. (It may come before the
         news that the user is online: those are numbered, and wait their turn.)"""
-        if at is not None:
-            if at < self._away_at.get(user.id, at):
+        known = self._away_at
+        if at is not None and known is not None:
+            if at < known.get(user.id, at):
                 return
-            self._away_at[user.id] = at
+            known[user.id] = at
         self._mark_away(user, text[:AWAY_MAX])
 
     def _mark_away(self, user: User, text: str) -> bool:
@@ -260,6 +265,8 @@ class Presence:
         self._close(user, keep, events.AccountDeleted(user.name), "account deleted")
         if kept is not None:
             self.logout(kept)
+        if self._away_at is not None:  # (its going offline just noted it)
+            self._away_at.pop(user.id, None)
 
     def deleted_elsewhere(self, user: User) -> None:
         """Another node deleted ``user``'s account (and took it out of its rooms):
@@ -294,7 +301,8 @@ class Presence:
 class _AwayEnds:
     """The presence watcher that ends a user's away message when they go offline."""
 
-    def __init__(self, away: dict[int, str], changed: dict[int, float], clock: Clock) -> None:
+    def __init__(self, away: dict[int, str], changed: dict[int, float] | None,
+                 clock: Clock) -> None:
         self._away = away
         self._changed = changed
         self._clock = clock
@@ -304,7 +312,7 @@ class _AwayEnds:
 
     def went_offline(self, user: User) -> None:
         self._away.pop(user.id, None)
-        if user.id in self._changed:  # an announcement older than this is late
+        if self._changed is not None and user.has_account:  # older announcements are late
             self._changed[user.id] = self._clock.time()
 
     def away_changed(self, user: User, text: str) -> None:

@@ -313,6 +313,14 @@ async def test_a_late_away_announcement_does_not_undo_a_newer_one(
     await everywhere(nodes, lambda app: not app.services.presence.users_online)
     presence.away_elsewhere(ann, "lunch", 300.0)  # late, and she is gone
     assert presence.away(ann) == ""
+    # The same for a first away message, set before its user went offline.
+    bob = nodes[1].services.accounts.require("bob")
+    before = nodes[1].clock.time() - 1
+    online = await login(nodes[0], "bob")
+    await online.close()
+    await everywhere(nodes, lambda app: not app.services.presence.users_online)
+    presence.away_elsewhere(bob, "lunch", before)
+    assert presence.away(bob) == ""
 
 
 async def test_an_account_whose_creation_a_node_could_not_read_is_read_at_its_next_change(
