@@ -161,17 +161,23 @@ async def passwd(ctx: Context, old: str, new: str) -> Ok:
     await services.accounts.change_password(user, old, new)
     # No await since the change: nobody logs in with the old password meanwhile.
     closed = services.presence.close_sessions(user, keep=ctx.session)
+    # A cluster's other nodes close theirs when they hear of the change.
+    nodes = user.elsewhere
     # Whoever held the old password may hold a resume token made with it.
     await services.resume.revoke_user(user)
     await services.audit.record("password-changed", actor=user.name)
     valid = await services.tokens.count_valid(user)
-    return ok(_password_changed(closed, valid), closed_connections=closed, valid_tokens=valid)
+    return ok(_password_changed(closed, nodes, valid), closed_connections=closed,
+              closed_on_nodes=nodes, valid_tokens=valid)
 
 
-def _password_changed(closed: int, valid: int) -> str:
+def _password_changed(closed: int, nodes: int, valid: int) -> str:
     text = "Your password is changed."
     if closed:
         text += f" Your {closed} other connection{'s were' if closed != 1 else ' was'} closed."
+    if nodes:
+        text += (f" Your connections on {nodes} other node{'s' * (nodes != 1)} of the cluster "
+                 "are closed too.")
     if not valid:
         return text + " No API token can log in as you."
     shown = "them" if valid != 1 else "it"

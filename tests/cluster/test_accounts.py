@@ -80,7 +80,9 @@ async def test_a_block_made_on_one_node_refuses_messages_sent_on_another(
 async def test_a_password_changed_on_one_node_closes_the_connections_on_the_others(
         nodes: list[App]) -> None:  # noqa: F811
     here, there = await login(nodes[0], "cat"), await login(nodes[2], "cat")
-    await here.command(f"/passwd {PASSWORD} a-new-password")
+    await everywhere(nodes[:1], lambda app: app.services.accounts.require("cat").elsewhere == 1)
+    changed = await here.command(f"/passwd {PASSWORD} a-new-password")
+    assert changed["closed_on_nodes"] == 1 and "on 1 other node" in changed["message"]
     told = await there.next_event(lambda e: e.get("type") == "notice", timeout=10)
     assert "password was changed" in told["text"]
     await there.next_event(lambda e: e.get("type") == "closed", timeout=10)
