@@ -12,7 +12,8 @@ applies it here:
   account here: the connections are told and closed, the account's resume
   tokens dropped (their rows went with the change);
 - **away**: the message travels in the entry (it is not stored), with the time
-  it was set, so a late announcement does not undo a newer one;
+  it was set, so a late announcement does not undo a newer one, nor outlive its
+  user's going offline (:meth:`chatd.domain.presence.Presence.away_elsewhere`);
 - **block**, **unblock**, **admin**, **settings**, **tokens**: the account is read
   again from the database (flag, settings, blocks; its API tokens for a token
   change), so a repeated or late announcement changes nothing. That read is
@@ -56,10 +57,9 @@ class AccountSync:
     """Applies the account changes another node announced (see the module)."""
 
     def __init__(self, storage: Storage, accounts: Accounts, presence: Presence,
-                 tokens: Tokens, resume: ResumeTokens,
-                 elsewhere: Callable[[int], int] = lambda user_id: 0) -> None:
+                 tokens: Tokens, resume: ResumeTokens, elsewhere: Callable[[int], int]) -> None:
         self._storage = storage
-        # How many connections an account has on other nodes (the cluster's presence
+        # On how many other nodes an account has connections (the cluster's presence
         # counted them before this node knew the account).
         self._elsewhere = elsewhere
         # The accounts deleted since start (an ordered set, the oldest forgotten
