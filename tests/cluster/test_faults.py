@@ -19,7 +19,7 @@ import pytest
 
 from tests.backends import import_asyncpg
 from tests.cluster.harness import Cluster, RecordingClient, eventually, read_stored
-from tests.cluster.invariants import Stored, assert_holds
+from tests.cluster.invariants import Stored, assert_holds, is_room_message
 from tests.services import PostgresServer, RedisServer, start_postgres, start_redis
 
 import_asyncpg()
@@ -85,15 +85,15 @@ async def quiet(clients: list[RecordingClient], room: str, period: float = 0.5) 
                 return
 
 
-async def stored_once_caught_up(postgres_url: str, acked: list[int],
+async def stored_once_caught_up(postgres_url: str, owed: list[int],
                                 timeout: float = SETTLE) -> Stored:
-    """The database's state once every acknowledged id is in history (or the
-    state at the end of ``timeout``, for the checker to report what is missing)."""
+    """The database's state once every id owed (``owed_ids``) is in history (or
+    the state at the end of ``timeout``, for the checker to report what is missing)."""
     with contextlib.suppress(TimeoutError):
         async with asyncio.timeout(timeout):
             while True:
                 stored = await read_stored(postgres_url)
-                if set(acked) <= set(itertools.chain(*stored.history.values())):
+                if set(owed) <= set(itertools.chain(*stored.history.values())):
                     return stored
                 await asyncio.sleep(0.1)
     return await read_stored(postgres_url)
@@ -101,6 +101,14 @@ async def stored_once_caught_up(postgres_url: str, acked: list[int],
 
 def acked_ids(cluster: Cluster) -> list[int]:
     return [s.fields["id"] for s in cluster.journal.acked()]
+
+
+def owed_ids(cluster: Cluster) -> list[int]:
+    """What history must hold (the checker's rule): every acknowledged message,
+    and every one delivered, such as a killed node's whose acknowledgement was
+    lost with it, which another node's persister stores once it claims them."""
+    delivered = [r.line["id"] for r in cluster.journal.received if is_room_message(r.line)]
+    return acked_ids(cluster) + delivered
 
 
 # -- a node dies ------------------------------------------------------------
@@ -122,7 +130,7 @@ async def test_a_killed_node_loses_no_acknowledged_message_and_its_clients_move_
     await send_many(ann, "hall", 5, "after")
     await quiet([ann, bob, again], "hall")
 
-    stored = await stored_once_caught_up(postgres_url, acked_ids(cluster))
+    stored = await stored_once_caught_up(postgres_url, owed_ids(cluster))
     assert_holds(cluster.journal, stored)
     if resumed.get("code") != "unknown-command":
         replayed = {line["id"] for line in resumed.lines if line.get("type") == "message"}
@@ -197,7 +205,7 @@ async def test_redis_restarted_with_its_data_lets_the_flow_resume_by_itself(
         await send_many(client, "hall", 5, f"{client.name}.after")
     await quiet(clients, "hall")
     assert_holds(cluster.journal, await stored_once_caught_up(postgres_url,
-                                                              acked_ids(cluster)))
+                                                              owed_ids(cluster)))
 
 
 async def test_redis_restarted_empty_changes_the_epoch_and_ids_keep_increasing(
@@ -206,7 +214,7 @@ async def test_redis_restarted_empty_changes_the_epoch_and_ids_keep_increasing(
     before = [await send_many(c, "hall", 5, f"{c.name}.before") for c in clients]
     # What the old log held and no persister stored yet is lost with Redis's memory
     # (docs/CLUSTER.md, "Redis data loss"): the loss is tested once that is stored.
-    await stored_once_caught_up(postgres_url, acked_ids(cluster))
+    await stored_once_caught_up(postgres_url, owed_ids(cluster))
     restarted_at = cluster.journal.tick()
 
     own_redis.restart(keep_data=False)
@@ -222,7 +230,7 @@ async def test_redis_restarted_empty_changes_the_epoch_and_ids_keep_increasing(
                 if r.at > restarted_at and r.line.get("type") == "notice"]
         assert told, f"{client.name} was not told of the new epoch"
     assert_holds(cluster.journal, await stored_once_caught_up(postgres_url,
-                                                              acked_ids(cluster)))
+                                                              owed_ids(cluster)))
 
 
 # -- PostgreSQL stops ---------------------------------------------------------
@@ -258,7 +266,7 @@ async def test_postgres_stopped_messages_flow_governance_refused_history_catches
             own_postgres.start()
 
         await quiet([ann, bob, cat], "hall")
-        stored = await stored_once_caught_up(url, acked_ids(cluster))
+        stored = await stored_once_caught_up(url, owed_ids(cluster))
         assert_holds(cluster.journal, stored)
         kicked = await ann.command("/kick cat hall")  # governance is back
         assert kicked.ok
@@ -382,7 +390,7 @@ async def test_a_ban_while_the_banned_user_floods_from_another_node(
     refused = await flooding
     assert set(refused) <= {"banned", "not-in-room"}, refused
     await quiet([ann, cat, dan], "hall")
-    stored = await stored_once_caught_up(postgres_url, acked_ids(cluster))
+    stored = await stored_once_caught_up(postgres_url, owed_ids(cluster))
     assert_holds(cluster.journal, stored)
     seen = [[r.line["event"] for r in cluster.journal.lines_of(c.name)
              if r.line.get("type") == "event"] for c in (ann, cat, dan)]
