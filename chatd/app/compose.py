@@ -200,7 +200,7 @@ def wire_services(config: Config, clock: Clock, storage: Storage, table: Command
     writer = MessageWriter(storage, config.storage.flush_interval, config.storage.max_batch) \
         if node is None else node.make_writer()
     audit = AuditLog(storage, clock)
-    accounts = Accounts(storage, config, clock, audit)
+    accounts = Accounts(storage, config, clock, audit, LocalTransactions())
     notifier = Notifier(storage, bus, clock)
     rooms = Rooms(storage, accounts, bus, notifier, audit, clock, transactions)
     moderation = Moderation(storage, rooms, accounts, bus, notifier, audit, clock, transactions)

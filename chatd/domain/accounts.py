@@ -9,8 +9,6 @@ accounts exist.
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
 import logging
 from typing import TYPE_CHECKING, Any, Protocol
 
@@ -20,10 +18,12 @@ from storage.api import Conflict, Storage, StorageError
 from storage.records import BOT_KIND, UserBlockRecord, UserRecord
 
 if TYPE_CHECKING:
-    from collections.abc import AsyncIterator, Callable, Iterable, Mapping
+    from collections.abc import Callable, Iterable, Mapping
+    from contextlib import AbstractAsyncContextManager
 
     from chatd.config import Config
     from chatd.domain.clock import Clock
+    from chatd.domain.ports import AccountTransactions
 
 log = logging.getLogger(__name__)
 
@@ -76,17 +76,6 @@ class User:
         return f"<User {self.id} {self.name}>"
 
 
-class _Writing:
-    """An account's lock while it is written or read again, and how many hold or
-    wait for it (it is dropped when none do)."""
-
-    __slots__ = ("lock", "users")
-
-    def __init__(self) -> None:
-        self.lock = asyncio.Lock()
-        self.users = 0
-
-
 class _Audit(Protocol):
     """What accounts need of the audit log (a protocol: the log knows users)."""
 
@@ -98,7 +87,7 @@ class Accounts:
     """Every account, by id and by case-insensitive name."""
 
     def __init__(self, storage: Storage, config: Config, clock: Clock,
-                 audit: _Audit) -> None:
+                 audit: _Audit, local_locks: AccountTransactions) -> None:
         self._storage = storage
         self._config = config
         self._clock = clock
@@ -111,8 +100,9 @@ class Accounts:
         # made (in the executor) at the configured cost, again when that cost changes.
         self._dummy_hash = b""
         self._dummy_cost = 0
-        # Accounts whose blocks, settings or flag are being written or read (writing()).
-        self._writing: dict[int, _Writing] = {}
+        # A lock per account whose blocks, settings or flag are being written or read
+        # (writing()): local to this process, whatever the decisions' transactions.
+        self._writing = local_locks
         # Told of each change made here to an account (what, and its details): a
         # cluster node announces it to the others, which apply it to their copy.
         self.on_changed: Callable[[User, str, dict[str, Any]], None] | None = None
@@ -330,23 +320,12 @@ class Accounts:
                 raise
         self.changed(user, "unblock")
 
-    @contextlib.asynccontextmanager
-    async def writing(self, user: User) -> AsyncIterator[None]:
+    def writing(self, user: User) -> AbstractAsyncContextManager[object]:
         """Hold ``user``'s account while its blocks, settings or admin flag are
         written, or read again after another node changed them: one at a time, in
         the order asked (a read never lands between a change in memory and its
         write, which it would undo)."""
-        entry = self._writing.get(user.id)
-        if entry is None:
-            entry = self._writing[user.id] = _Writing()
-        entry.users += 1
-        try:
-            async with entry.lock:
-                yield
-        finally:
-            entry.users -= 1
-            if not entry.users:  # nobody holds or waits for it
-                del self._writing[user.id]
+        return self._writing.account(user)
 
     def blocks(self, user: User) -> list[tuple[User, float]]:
         """The accounts ``user`` blocks, with since when, by name."""

@@ -289,7 +289,11 @@ class AccountTransactions(Protocol):
     on a version column): a concurrent change is refused, not serialised.
     Creating an account takes its name once by the database's unique
     constraint. Blocks are decided in memory before they are written, and
-    each is its user's own. A transfer of ownership concerns one room only.
+    each is its user's own; they, settings and the admin flag are written under
+    a lock of this process alone (``Accounts.writing``, a local
+    ``account`` transaction), so a cluster node reading again an account
+    changed elsewhere never undoes one being written. A transfer of ownership
+    concerns one room only.
     In a cluster the account's transaction locks the user's row (``SELECT ...
     FOR UPDATE``) and carries a fencing epoch, as a room's does.
     """
