@@ -23,7 +23,6 @@ if TYPE_CHECKING:
 
     from chatd.config import Config
     from chatd.domain.clock import Clock
-    from chatd.domain.ports import AccountTransactions
 
 log = logging.getLogger(__name__)
 
@@ -76,6 +75,13 @@ class User:
         return f"<User {self.id} {self.name}>"
 
 
+class _AccountLocks(Protocol):
+    """A lock per account, in this process (a ``LocalTransactions``; a protocol:
+    the transaction ports know users)."""
+
+    def account(self, user: User) -> AbstractAsyncContextManager[object]: ...
+
+
 class _Audit(Protocol):
     """What accounts need of the audit log (a protocol: the log knows users)."""
 
@@ -87,7 +93,7 @@ class Accounts:
     """Every account, by id and by case-insensitive name."""
 
     def __init__(self, storage: Storage, config: Config, clock: Clock,
-                 audit: _Audit, local_locks: AccountTransactions) -> None:
+                 audit: _Audit, local_locks: _AccountLocks) -> None:
         self._storage = storage
         self._config = config
         self._clock = clock
