@@ -12,6 +12,8 @@ import math
 from typing import NamedTuple
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from chatd.cluster import codec
 from chatd.domain.events import Message, ModesChanged, Promoted
@@ -32,6 +34,45 @@ def test_a_message_entry_round_trips_with_its_event_parsed_once() -> None:
     assert codec.decode(codec.encode(codec.decode(text.decode()))) == entry  # text too
     assert back["e"] is codec.decode(back["e"])  # already decoded: given back as it is
     assert json.loads(text)["k"] == "room"  # an entry stays a plain JSON object
+
+
+_INTS = st.integers(-2 ** 63, 2 ** 63 - 1)
+_ATOMS = (st.none() | st.booleans() | _INTS
+          | st.floats(allow_nan=False, allow_infinity=False) | st.text(max_size=8))
+# Keys a mark could be taken for ("$d", "$t" ...) and keys that are not strings.
+_KEYS = st.sampled_from(["$d", "$t", "$m", "$e", "a", "v", "f", "k", "e"]) | st.text(max_size=4)
+
+
+def _values(children: st.SearchStrategy[object]) -> st.SearchStrategy[object]:
+    return (st.lists(children, max_size=4) | st.tuples(children, children)
+            | st.dictionaries(_KEYS, children, max_size=4)
+            | st.dictionaries(_INTS | st.tuples(_INTS), children, max_size=3))
+
+
+_MESSAGES = st.builds(Message, sender=st.text(max_size=6), text=st.text(max_size=20),
+                      ts=st.floats(0, 2e9), id=st.none() | st.integers(0, 2 ** 53),
+                      room=st.none() | st.text(max_size=6),
+                      extra=st.dictionaries(_KEYS, _ATOMS, max_size=3),
+                      history=st.booleans())
+_CARRIED = st.recursive(_ATOMS | _MESSAGES | st.sampled_from(Role), _values, max_leaves=12)
+
+
+@given(_CARRIED)
+def test_whatever_the_codec_writes_it_reads_back_with_its_types(value: object) -> None:
+    """Marks (``$d`` ...) written by a client as keys stay keys, tuples stay tuples,
+    dicts of other keys keep them, and a Message inside anything comes back a Message."""
+    back = codec.decode(codec.encode(value))
+    assert back == value
+    assert _shape(back) == _shape(value)
+
+
+def _shape(value: object) -> object:
+    """The types of ``value`` all the way down (``==`` takes a tuple for no list)."""
+    if isinstance(value, dict):
+        return (type(value), sorted((repr(k), _shape(v)) for k, v in value.items()))
+    if isinstance(value, list | tuple):
+        return (type(value), [_shape(v) for v in value])
+    return type(value)
 
 
 def test_tuples_enums_and_dicts_with_other_keys_keep_their_types() -> None:
