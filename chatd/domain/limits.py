@@ -66,12 +66,13 @@ class TokenBucket:
 
     def wait(self, cost: float = 1.0) -> float:
         """Seconds until ``cost`` tokens are available, taking nothing (0.0: now)."""
-        if self._rate <= 0:
+        rate = self._rate
+        if rate <= 0:
             return 0.0
-        missing = cost - self.tokens
+        missing = cost - max(0.0, self._refilled(rate))
         if missing <= _EPSILON:
             return 0.0
-        return math.inf if cost > self._burst else missing / self._rate
+        return math.inf if cost > self._burst else missing / rate
 
     @property
     def tokens(self) -> float:
@@ -90,15 +91,16 @@ class TokenBucket:
         """
         if cost < 0:
             raise ValueError(f"cost must not be negative, not {cost}")
-        if self._rate <= 0:
+        rate = self._rate
+        if rate <= 0:
             return 0.0
-        self._refill()
-        if self._tokens + _EPSILON >= cost:
-            self._tokens -= cost
+        tokens = self._refilled(rate)
+        if tokens + _EPSILON >= cost:
+            self._tokens = tokens - cost
             return 0.0
         if cost > self._burst:
             return math.inf
-        return (cost - self._tokens) / self._rate
+        return (cost - tokens) / rate
 
     def give(self, cost: float = 1.0) -> None:
         """Put back ``cost`` tokens taken for nothing (at most up to the burst)."""
@@ -116,6 +118,19 @@ class TokenBucket:
         self._tokens = burst if self._rate <= 0 else min(self._tokens, burst)
         self._rate = rate
         self._burst = burst
+
+    def _refilled(self, rate: float) -> float:
+        """:meth:`_refill` for a limited bucket (``rate``, its rate, is above 0), and
+        the tokens it holds: every charge of a message runs this, so it is one call."""
+        now = self._now()
+        elapsed = now - self._stamp
+        if elapsed > 0:  # a clock standing still (or going back) earns nothing
+            self._stamp = now
+            tokens = self._tokens + elapsed * rate
+            burst = self._burst
+            self._tokens = tokens = burst if tokens > burst else tokens
+            return tokens
+        return self._tokens
 
     def _refill(self) -> None:
         """Add the tokens earned since the last refill."""
@@ -386,7 +401,7 @@ class MemoryLimitStore:
         if bucket is None:
             # A bucket not yet made is full: only a cost above the burst waits.
             return 0.0 if rate <= 0 or cost <= burst else math.inf
-        if bucket.rate != rate or bucket.burst != burst:
+        if bucket._rate != rate or bucket._burst != burst:  # its fields: same module
             bucket.reconfigure(rate, burst)
         return bucket.wait(cost)
 

@@ -372,4 +372,6 @@ def _byte_length(text: str) -> int:
 
 
 def _encode(lines: list[str]) -> bytes:
+    if len(lines) == 1:  # most messages: no generator to join
+        return (lines[0] + "\r\n").encode("utf-8", "replace")
     return "".join(f"{line}\r\n" for line in lines).encode("utf-8", "replace")
