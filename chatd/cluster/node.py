@@ -158,7 +158,11 @@ class ClusterNode:
                 Figure("chatd_log_full", "1 while messages are refused because the backlog "
                        "is over 90% of the log's length", value=float(persister.full)),
                 Figure("chatd_persisted", "Messages this node's persister stored", "counter",
-                       persister.stored)]
+                       persister.stored),
+                Figure("chatd_persist_lag_seconds", "Entries this node's persister stored: "
+                       "from their append to the log to their acknowledgement once in "
+                       "PostgreSQL", "summary", persister.lag_seconds,
+                       samples=persister.lagged)]
         return found
 
     def make_bus(self, local: LocalBus) -> ClusterBus:

@@ -32,6 +32,13 @@ a consumer plus those pending) now and then: above half of the log's length
 (``keys.LOG_LENGTH``) it warns; above 90 % the node refuses new messages with
 ``busy`` (:attr:`Persister.full`), so that trimming the log never drops an
 entry not yet stored.
+
+**Lag.** Each item's id in the log is Redis's clock (milliseconds) when it was
+appended: once a batch is acknowledged, the time from each of its entries'
+append to then is added to :attr:`Persister.lag_seconds` (with
+:attr:`Persister.lagged`, their count): the metric
+``chatd_persist_lag_seconds``, a summary whose mean is the persistence lag. It
+compares Redis's clock with the node's, as close as the machines keep them.
 """
 
 from __future__ import annotations
@@ -103,6 +110,13 @@ def record_of(entry: dict[str, Any]) -> MessageRecord | None:
                          delivered=delivered)
 
 
+def appended_at(stream_id: bytes | str) -> float | None:
+    """When an item was appended to the log, in seconds since the epoch: the
+    milliseconds of its id (``<ms>-<seq>``, Redis's clock); None for an odd id."""
+    millis, _, _ = codec.text(stream_id).partition("-")
+    return int(millis) / 1000 if millis.isdigit() else None
+
+
 def backlog_of(groups: list[dict[Any, Any]]) -> int | None:
     """The entries of the log the group has not stored yet (XINFO GROUPS); None
     when there is no group."""
@@ -132,6 +146,9 @@ class Persister:
         self.dropped = 0
         self.batches = 0
         self.last_batch_seconds = 0.0
+        # Each stored entry's time from its append to the log to its acknowledgement.
+        self.lag_seconds = 0.0
+        self.lagged = 0
         self.backlog = 0
         self.full = False
         self._warned = False
@@ -194,7 +211,16 @@ class Persister:
                                 *dict.fromkeys(stream_id for stream_id, _ in pairs))
         self.batches += 1
         self.last_batch_seconds = time.perf_counter() - started
+        self._lagged(pairs, time.time())
         return len(pairs)
+
+    def _lagged(self, pairs: list[Pair], now: float) -> None:
+        """Add the lag of a batch's entries, acknowledged at ``now`` (see Lag)."""
+        for stream_id, _ in pairs:
+            appended = appended_at(stream_id)
+            if appended is not None:
+                self.lag_seconds += max(0.0, now - appended)
+                self.lagged += 1
 
     async def _next(self) -> list[Pair]:
         """This consumer's own pending entries, else entries another consumer left

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from pathlib import Path
 from typing import Any
 
@@ -32,6 +33,16 @@ def refusals(samples: Samples) -> dict[str, float]:
             for reason in REASONS}
 
 
+async def persisted(node: Any, count: int) -> Samples:
+    """The node's metrics once its persister stored at least ``count`` messages."""
+    async with asyncio.timeout(10):
+        while True:
+            samples = await scrape(node)
+            if value(samples, "chatd_persisted_total") >= count:
+                return samples
+            await asyncio.sleep(0.05)
+
+
 async def test_cluster_metrics_move_with_activity(tmp_path: Path, postgres_url: str,
                                                   redis_server: RedisServer) -> None:
     redis.Redis.from_url(redis_server.url).flushall()
@@ -55,7 +66,7 @@ async def test_cluster_metrics_move_with_activity(tmp_path: Path, postgres_url: 
             await bob.command("/join hall")
             for n in range(3):
                 await ann.command(f"/say hall hello {n}")
-            during = await scrape(node)
+            during = await persisted(node, 3)
             services: Any = node.services
             # A ban the log ordered before bob's post, which his node's memory
             # has not applied yet: the post meets it at the gate.
@@ -88,6 +99,9 @@ async def test_cluster_metrics_move_with_activity(tmp_path: Path, postgres_url: 
     decisions = "chatd_cluster_transaction_seconds_count"
     assert value(during, decisions) - value(before, decisions) >= 1
     assert value(during, "chatd_cluster_transaction_seconds_sum") > 0
+    # Each stored entry's lag, from its append to its acknowledgement (a summary).
+    assert value(during, "chatd_persist_lag_seconds_count") >= 3
+    assert value(during, "chatd_persist_lag_seconds_sum") >= 0
     assert refusals(after) == {"busy": 1.0, "banned": 1.0, "muted": 0.0, "not-in-room": 0.0}
     assert value(after, "chatd_cluster_sequencer_refused_total") == 1
     node._metrics.server_close()

@@ -22,7 +22,7 @@ import redis.asyncio
 from chatd.app.app import App
 from chatd.client import ChatClient
 from chatd.cluster import codec, keys, persister, transactions
-from chatd.cluster.persister import Persister, backlog_of, record_of
+from chatd.cluster.persister import Persister, appended_at, backlog_of, record_of
 from chatd.cluster.tail import LogTail
 from chatd.errors import Code
 from storage.postgres import PostgresStorage
@@ -373,6 +373,19 @@ async def test_the_backlog_warns_at_half_and_refuses_at_ninety_percent(
         assert not consumer.full and "taken again" in caplog.text
     assert backlog_of([{"name": b"persist", "lag": 3, "pel-count": 4}]) == 7
     assert backlog_of([{"name": b"other", "lag": 3, "pel-count": 4}]) is None
+
+
+async def test_an_entrys_lag_runs_from_its_items_id_to_its_acknowledgement() -> None:
+    consumer = Persister(None, "n1", None, lambda n: True)  # type: ignore[arg-type]
+    # Two entries of one item appended at 1000.250 s, one of another at 1001.000 s.
+    pairs = [(b"1000250-0", {}), (b"1000250-0", {}), (b"1001000-3", {})]
+    consumer._lagged(pairs, now=1001.5)
+    assert consumer.lagged == 3
+    assert consumer.lag_seconds == pytest.approx(1.25 + 1.25 + 0.5)
+    consumer._lagged([(b"1002000-0", {})], now=1001.5)  # clocks apart: never negative
+    assert (consumer.lagged, consumer.lag_seconds) == (4, pytest.approx(3.0))
+    assert appended_at("17-1") == 0.017
+    assert appended_at(b"odd") is None
 
 
 async def test_history_is_the_databases_alone_when_the_log_does_not_answer() -> None:
