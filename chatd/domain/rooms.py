@@ -17,7 +17,7 @@ from chatd.domain import events, names
 from chatd.domain.permissions import Action, authorize
 from chatd.domain.room import UNSTORED_SEQ, Departure, Member, Mode, Role, Room, in_force
 from chatd.errors import ChatError, Code, Remedy, Step
-from storage.api import Conflict
+from storage.api import Conflict, Refused
 
 if TYPE_CHECKING:
     from collections.abc import Iterable, Mapping, Sequence
@@ -199,13 +199,25 @@ class Rooms:
                 return None
             if room.is_member(user.id):
                 raise ChatError(Code.ALREADY_IN_ROOM, f"you are already in #{room.name}.")
-            record = await self._storage.add_member(room.id, user.id, Role.MEMBER.value,
-                                                    self._clock.time())
+            record = await self._add_member_row(user, room)
             member = Member.from_record(record, user.name)
             self._add_member(room, member)
         self._bus.to_room(room, events.Joined(room.name, user.name), skip=actor)
         await self._audit.record("join", actor=user.name, room=room)
         return member
+
+    async def _add_member_row(self, user: User, room: Room) -> MemberRecord:
+        """Store ``user``'s membership of ``room``. The account may have been deleted
+        meanwhile (on another node, or while this join awaited the room's lock): the
+        database refuses a member without an account, and so is the join, in words."""
+        try:
+            return await self._storage.add_member(room.id, user.id, Role.MEMBER.value,
+                                                  self._clock.time())
+        except Refused:
+            if user.has_account and await self._storage.get_user(user.id) is None:
+                raise ChatError(Code.NO_SUCH_USER, f"the account {user.name} was deleted."
+                                ) from None
+            raise
 
     async def leave(self, user: User, room: Room, actor: Endpoint | None = None) -> bool:
         """``user`` leaves ``room`` of their own accord.

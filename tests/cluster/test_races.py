@@ -1,0 +1,174 @@
+"""Governance raced across nodes, beyond the four of the fault tests
+(tests/cluster/test_faults.py): an account deleted while it joins a room through
+another node, ownership handed to a member who leaves through another node, one
+join request accepted by two admins on two nodes, and a room's last member
+leaving while a newcomer joins elsewhere. Each is decided once, whichever came
+first: afterwards PostgreSQL holds one outcome and every node's memory of the
+room is that outcome (docs/CLUSTER.md, "Governance exactly once")."""
+
+from __future__ import annotations
+
+import asyncio
+
+import pytest
+
+from chatd.app.app import App
+from chatd.client import ChatClient
+from tests.cluster.conftest import login, register
+from tests.cluster.test_accounts import everywhere
+from tests.cluster.test_nodes import (
+    known_everywhere,
+    members_on_every_node,
+    nodes,  # noqa: F401 - the three nodes
+)
+
+pytestmark = pytest.mark.asyncio
+
+Roles = dict[int, str]
+
+
+async def stored_roles(app: App, room_id: int) -> Roles:
+    """The room's members and their roles as PostgreSQL holds them."""
+    return {m.user_id: m.role for m in await app.storage.load_members() if m.room_id == room_id}
+
+
+def remembered_roles(app: App, room_id: int) -> Roles | None:
+    """The room's members and their roles in ``app``'s memory (None: no such live room)."""
+    room = app.services.rooms.get(room_id)
+    if room is None:
+        return None
+    return {user_id: member.role.value for user_id, member in room.members.items()}
+
+
+async def agreed(nodes: list[App], room_id: int) -> Roles:  # noqa: F811
+    """Wait until every node's memory of the room is what PostgreSQL holds (bounded);
+    that outcome. A room with no member row is one that ended: no node holds it."""
+    stored = await stored_roles(nodes[0], room_id)
+    expected = stored or None
+    await everywhere(nodes, lambda app: remembered_roles(app, room_id) == expected)
+    if stored:
+        assert list(stored.values()).count("owner") == 1, stored
+    return stored
+
+
+def room_id(app: App, name: str) -> int:
+    return app.services.rooms.require(name).id
+
+
+def user_id(app: App, name: str) -> int:
+    return app.services.accounts.require(name).id
+
+
+async def joining(client: ChatClient, room: str) -> str:
+    """``/join room``'s outcome: ok, the refusal's code, or closed (the account's
+    deletion closed the connection before the answer)."""
+    try:
+        reply = await client.command(f"/join {room}", check=False)
+    except ConnectionError:
+        return "closed"
+    return "ok" if reply.ok else str(reply.final["code"])
+
+
+async def test_an_account_deleted_while_it_joins_through_another_node(
+        nodes: list[App]) -> None:  # noqa: F811
+    admin = nodes[0].services.accounts.require("ann")
+    await nodes[0].services.accounts.set_admin(admin, True)
+    await everywhere(nodes, lambda app: app.services.accounts.require("ann").is_admin)
+    ann, dan = await login(nodes[0], "ann"), await login(nodes[2], "dan")
+    await dan.command("/create hall")
+    await known_everywhere(nodes, "hall")
+    hall = room_id(nodes[0], "hall")
+    outcomes = set()
+    for round_ in range(3):
+        name = f"eve{round_}"
+        await register(nodes[0], name)
+        await everywhere(nodes, lambda app, name=name: app.services.accounts.find(name)
+                         is not None)
+        eve = await login(nodes[1], name)
+        eve_id = user_id(nodes[1], name)
+        deleted, joined = await asyncio.gather(ann.command(f"/userdel {name}", check=False),
+                                               joining(eve, "hall"))
+        assert deleted.ok, deleted.final
+        outcomes.add(joined)
+        # Joined first then deleted, or deleted first and the join refused: never
+        # a member row of a deleted account, on any node or in the database.
+        roles = await agreed(nodes, hall)
+        assert eve_id not in roles and user_id(nodes[0], "dan") in roles
+        await everywhere(nodes, lambda app, name=name: app.services.accounts.find(name)
+                         is None)
+        await eve.close()
+    # Which came first varies; each outcome is one of these, never an internal error.
+    assert outcomes <= {"ok", "no-such-user", "closed"}, outcomes
+    for client in (ann, dan):
+        await client.close()
+
+
+async def test_ownership_handed_to_a_member_leaving_through_another_node(
+        nodes: list[App]) -> None:  # noqa: F811
+    ann, bob, cat = await members_on_every_node(nodes, "hall")
+    hall = room_id(nodes[0], "hall")
+    await everywhere(nodes, lambda app: len(remembered_roles(app, hall) or ()) == 3)
+    transfer, leave = await asyncio.gather(ann.command("/transfer bob hall", check=False),
+                                           bob.command("/leave hall", check=False))
+    assert leave.ok, leave.final
+    # Transferred first: bob owned it and left, and succession gave it back to
+    # ann, an admin since. Left first: nothing to transfer to.
+    assert transfer.ok or transfer.final["code"] == "not-in-room", transfer.final
+    roles = await agreed(nodes, hall)
+    assert roles == {user_id(nodes[0], "ann"): "owner", user_id(nodes[0], "cat"): "member"}
+    for client in (ann, bob, cat):
+        await client.close()
+
+
+async def test_one_join_request_accepted_by_two_admins_on_two_nodes(
+        nodes: list[App]) -> None:  # noqa: F811
+    ann, bob = await login(nodes[0], "ann"), await login(nodes[1], "bob")
+    dan = await login(nodes[2], "dan")
+    await ann.command("/create den")
+    await known_everywhere(nodes, "den")
+    await bob.command("/join den")
+    await ann.command("/promote bob den")
+    await ann.command("/mode request den")
+    den = room_id(nodes[0], "den")
+    await everywhere(nodes, lambda app: (remembered_roles(app, den) or {}).get(
+        user_id(app, "bob")) == "admin" and app.services.rooms.require("den").mode == "request")
+    assert (await dan.command("/join den"))["requested"] is True
+    first, second = await asyncio.gather(ann.command("/accept dan den", check=False),
+                                         bob.command("/accept dan den", check=False))
+    assert [first.ok, second.ok].count(True) == 1, (first.final, second.final)
+    refused = second if first.ok else first
+    assert refused.final["code"] in ("bad-arguments", "already-in-room"), refused.final
+    roles = await agreed(nodes, den)
+    assert roles.get(user_id(nodes[0], "dan")) == "member"
+    audit = await nodes[0].storage.list_audit(100, room="den")
+    assert [a.action for a in audit].count("accept") == 1, [a.action for a in audit]
+    for client in (ann, bob, dan):
+        await client.close()
+
+
+async def test_the_last_member_leaving_while_a_newcomer_joins_through_another_node(
+        nodes: list[App]) -> None:  # noqa: F811
+    clients: list[ChatClient] = []
+    for round_ in range(3):
+        name = f"nook{round_}"
+        ann, cat = await login(nodes[0], "ann"), await login(nodes[2], "cat")
+        clients += [ann, cat]
+        await ann.command(f"/create {name}")
+        await known_everywhere(nodes, name)
+        nook = room_id(nodes[0], name)
+        left, joined = await asyncio.gather(ann.command(f"/leave {name}", check=False),
+                                            cat.command(f"/join {name}", check=False))
+        assert left.ok, left.final
+        roles = await agreed(nodes, nook)
+        if joined.ok and roles:
+            # Joined first: cat stays, and succession made it the owner.
+            assert roles == {user_id(nodes[0], "cat"): "owner"}
+        else:
+            # Left first: the room ended once, and the join found no room.
+            assert roles == {}
+            if not joined.ok:
+                assert joined.final["code"] == "no-such-room", joined.final
+            ended = await nodes[0].storage.list_audit(100, room=name)
+            assert [a.action for a in ended].count("terminate") == 1
+    for client in clients:
+        await client.close()
