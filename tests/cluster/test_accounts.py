@@ -4,7 +4,9 @@ passwords and deletion (docs/CLUSTER.md, "Governance exactly once")."""
 from __future__ import annotations
 
 import asyncio
+import subprocess
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -17,6 +19,8 @@ from storage.api import StorageError
 from tests.cluster.conftest import login, register
 from tests.cluster.test_nodes import nodes  # noqa: F401 - the three nodes
 from tests.helpers import PASSWORD
+from tests.operations import CHATD, write_config
+from tests.services import RedisServer
 
 pytestmark = pytest.mark.asyncio
 
@@ -399,3 +403,27 @@ async def test_an_account_read_late_is_read_whole_and_never_after_its_deletion(
     assert nodes[2].services.accounts.require("fay").online
     for client in (eve, fay):
         await client.close()
+
+
+async def test_an_account_made_by_chatd_useradd_while_nodes_run_logs_in_on_every_node(
+        nodes: list[App], tmp_path: Path, postgres_url: str,  # noqa: F811
+        redis_server: RedisServer) -> None:
+    """The sysadmin's way, on a machine whose configuration names the cluster but
+    no node's control socket: written to PostgreSQL and announced on the log."""
+    config = write_config(tmp_path / "admin.yaml",
+                          cluster={"enabled": True, "node_id": "console",
+                                   "postgres": postgres_url, "redis": redis_server.url},
+                          control={"path": str(tmp_path / "nobody.sock")},
+                          storage={"path": str(tmp_path / "console.db")})
+    made = await asyncio.to_thread(
+        subprocess.run, [str(CHATD), "useradd", "zed", "--admin", "--password-stdin",
+                         "--config", str(config)],
+        input=f"{PASSWORD}\n", capture_output=True, text=True, timeout=60, check=False)
+    assert (made.returncode, made.stdout.strip()) == (0, "created admin account zed"), \
+        made.stderr
+    assert "Traceback" not in made.stderr
+    await everywhere(nodes, lambda app: app.services.accounts.find("zed") is not None)
+    for app in nodes:
+        zed = await login(app, "zed")
+        assert (await zed.command("/whoami"))["admin"] is True
+        await zed.close()
