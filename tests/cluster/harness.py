@@ -301,8 +301,9 @@ class Cluster:
 
 
 async def read_stored(postgres_url: str) -> Stored:
-    """What the cluster's database holds: history per room, owners of live rooms,
-    ended rooms, terminations and audit rows (read directly with asyncpg)."""
+    """What the cluster's database holds: history per room, direct messages, owners
+    of live rooms, ended rooms, terminations and audit rows (read directly with
+    asyncpg)."""
     import asyncpg
 
     connection = await asyncpg.connect(postgres_url)
@@ -319,6 +320,8 @@ async def read_stored(postgres_url: str) -> Stored:
             stored.owners[row["name"]] = row["owners"]
             if row["terminated_at"] is not None:
                 stored.ended.add(row["name"])
+        stored.direct = [row["id"] for row in await connection.fetch(
+            "SELECT id FROM messages WHERE recipient_id IS NOT NULL ORDER BY id")]
         for row in await connection.fetch("SELECT action, room, target FROM audit"):
             if row["action"] == "terminate":
                 stored.terminations[row["room"]] = stored.terminations.get(row["room"], 0) + 1

@@ -12,8 +12,10 @@ sentence per broken one:
    room they both received the same way;
 3. zero loss: every acknowledged message is in history, and reached every
    member connection that was in the room from before it was sent until the end;
+   every acknowledged direct message is stored, and reached every connection
+   of its recipient open from before it was sent until the end;
 4. history is what was delivered: no duplicate, nothing stored that nobody
-   received, nothing delivered that was not stored;
+   received, nothing delivered that was not stored (direct messages too);
 5. the gate: in each connection's view of a room, no message from a user after
    the kick, ban, leave or mute that stopped them (until a join or an unmute);
 6. governance once: one owner per live room, one termination per ended room,
@@ -120,6 +122,11 @@ class Journal:
         return [s for s in self.sent if s.ok and s.command in ("say", "me")
                 and "id" in s.fields and "room" in s.fields]
 
+    def acked_direct(self) -> list[Sent]:
+        """The direct messages the senders were told were sent."""
+        return [s for s in self.sent if s.ok and s.command == "msg"
+                and "id" in s.fields and "to" in s.fields]
+
     def lines_of(self, conn: str) -> list[Received]:
         return [r for r in self.received if r.conn == conn]
 
@@ -138,10 +145,16 @@ class Stored:
     ended: set[str] = field(default_factory=set)
     # (action, room, target) of every audit row.
     audit: list[tuple[str, str, str]] = field(default_factory=list)
+    # The ids of the stored direct messages (duplicates kept, to be caught).
+    direct: list[int] = field(default_factory=list)
 
 
 def is_room_message(line: Line) -> bool:
     return line.get("type") == "message" and "room" in line and not line.get("history")
+
+
+def is_direct_message(line: Line) -> bool:
+    return line.get("type") == "message" and "to" in line and not line.get("history")
 
 
 def is_event(line: Line, kinds: Collection[str]) -> bool:
@@ -278,6 +291,27 @@ def no_loss(journal: Journal, stored: Stored) -> list[str]:
     return found
 
 
+def no_direct_loss(journal: Journal, stored: Stored) -> list[str]:
+    delivered: dict[str, set[int]] = defaultdict(set)
+    for r in journal.received:
+        if is_direct_message(r.line):
+            delivered[r.conn].add(r.line["id"])
+    kept = set(stored.direct)
+    found = []
+    for ack in journal.acked_direct():
+        message_id, recipient = ack.fields["id"], ack.fields["to"]
+        if message_id not in kept:
+            found.append(f"direct message {message_id} to {recipient} was acknowledged "
+                         "but is not stored")
+        for conn, connection in journal.connections.items():
+            through = (connection.user == recipient and connection.opened_at < ack.sent_at
+                       and connection.closed_at is None)
+            if through and message_id not in delivered[conn]:
+                found.append(f"direct message {message_id} never reached {conn}, a "
+                             f"connection of {recipient} all along")
+    return found
+
+
 # -- 4. history is what was delivered ----------------------------------------
 
 def history_matches(journal: Journal, stored: Stored) -> list[str]:
@@ -383,10 +417,24 @@ def governance_once(journal: Journal, stored: Stored) -> list[str]:
     return found
 
 
+def direct_history_matches(journal: Journal, stored: Stored) -> list[str]:
+    delivered = {r.line["id"] for r in journal.received if is_direct_message(r.line)}
+    delivered |= {ack.fields["id"] for ack in journal.acked_direct()}
+    found = []
+    if twice := sorted(i for i, n in Counter(stored.direct).items() if n > 1):
+        found.append(f"direct messages stored more than once: {twice}")
+    if missing := sorted(delivered - set(stored.direct)):
+        found.append(f"direct messages delivered but not stored: {missing}")
+    if extra := sorted(set(stored.direct) - delivered):
+        found.append(f"direct messages stored but delivered to nobody: {extra}")
+    return found
+
+
 def violations(journal: Journal, stored: Stored) -> list[str]:
     """Every broken promise of the run (empty when all hold)."""
     return [*increasing_ids(journal), *one_order(journal), *no_loss(journal, stored),
-            *history_matches(journal, stored), *gate(journal),
+            *no_direct_loss(journal, stored), *history_matches(journal, stored),
+            *direct_history_matches(journal, stored), *gate(journal),
             *governance_once(journal, stored)]
 
 

@@ -19,7 +19,7 @@ import pytest
 
 from tests.backends import import_asyncpg
 from tests.cluster.harness import Cluster, RecordingClient, eventually, read_stored
-from tests.cluster.invariants import Stored, assert_holds, is_room_message
+from tests.cluster.invariants import Stored, assert_holds, is_direct_message, is_room_message
 from tests.services import PostgresServer, RedisServer, start_postgres, start_redis
 
 import_asyncpg()
@@ -61,6 +61,19 @@ async def members_on_every_node(cluster: Cluster, room: str,
     return clients
 
 
+async def send_direct_many(client: RecordingClient, to: str, count: int, tag: str) -> list[int]:
+    """``count`` direct messages to ``to``, one after the other; the ids acknowledged."""
+    acked = []
+    for i in range(count):
+        try:
+            reply = await client.command(f"/msg {to} {tag}.{i}", check=False, timeout=SETTLE)
+        except (ConnectionError, TimeoutError):
+            break
+        if reply.ok:
+            acked.append(reply["id"])
+    return acked
+
+
 async def send_many(client: RecordingClient, room: str, count: int, tag: str) -> list[int]:
     """``count`` messages, one after the other; the ids acknowledged (refusals and
     a connection that died end nothing but that message)."""
@@ -93,21 +106,23 @@ async def stored_once_caught_up(postgres_url: str, owed: list[int],
         async with asyncio.timeout(timeout):
             while True:
                 stored = await read_stored(postgres_url)
-                if set(owed) <= set(itertools.chain(*stored.history.values())):
+                if set(owed) <= set(itertools.chain(stored.direct, *stored.history.values())):
                     return stored
                 await asyncio.sleep(0.1)
     return await read_stored(postgres_url)
 
 
 def acked_ids(cluster: Cluster) -> list[int]:
-    return [s.fields["id"] for s in cluster.journal.acked()]
+    journal = cluster.journal
+    return [s.fields["id"] for s in (*journal.acked(), *journal.acked_direct())]
 
 
 def owed_ids(cluster: Cluster) -> list[int]:
     """What history must hold (the checker's rule): every acknowledged message,
     and every one delivered, such as a killed node's whose acknowledgement was
     lost with it, which another node's persister stores once it claims them."""
-    delivered = [r.line["id"] for r in cluster.journal.received if is_room_message(r.line)]
+    delivered = [r.line["id"] for r in cluster.journal.received
+                 if is_room_message(r.line) or is_direct_message(r.line)]
     return acked_ids(cluster) + delivered
 
 
@@ -118,6 +133,9 @@ async def test_a_killed_node_loses_no_acknowledged_message_and_its_clients_move_
     ann, bob, cat = await members_on_every_node(cluster, "hall")
     victim = cluster.nodes[2]
     senders = [asyncio.create_task(send_many(c, "hall", 60, c.name)) for c in (ann, bob, cat)]
+    # Direct messages across the nodes too, the killed node's user among the senders.
+    senders += [asyncio.create_task(send_direct_many(a, b.name, 30, f"{a.name}.dm"))
+                for a, b in ((ann, bob), (cat, ann))]
     await eventually(lambda: len(acked_ids(cluster)) >= 30, SETTLE, 0.01)
     victim.kill()
     await asyncio.gather(*senders)
@@ -133,6 +151,7 @@ async def test_a_killed_node_loses_no_acknowledged_message_and_its_clients_move_
     await quiet([ann, bob, again], "hall")
 
     stored = await stored_once_caught_up(postgres_url, owed_ids(cluster))
+    assert len(cluster.journal.acked_direct()) >= 30  # ann's to bob, at least
     assert_holds(cluster.journal, stored)
     # No gap: what it missed is replayed (or came live after the log-in), and the
     # server says it could tell (the killed node's entries are still in the log).

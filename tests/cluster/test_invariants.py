@@ -45,6 +45,16 @@ class Run:
                                   "user": user})
 
 
+def direct(run: Run, sender: str, to: str, message_id: int, *receivers: str) -> None:
+    """``sender``'s connection acknowledged a direct message to ``to``, which each
+    of ``receivers`` (connections) received."""
+    sent = run.journal.send(sender, f"/msg {to} hi")
+    run.journal.reply(sent, {"type": "ok", "command": "msg", "id": message_id, "to": to})
+    for conn in receivers:
+        run.journal.receive(conn, {"type": "message", "to": to, "from": "ann", "text": "hi",
+                                   "id": message_id, "ts": TS})
+
+
 def clean_run() -> tuple[Run, Stored]:
     """Ann and bob in #hall on two connections; ann sends 1, 2, 3; all acknowledged,
     delivered to both, stored."""
@@ -61,6 +71,31 @@ def clean_run() -> tuple[Run, Stored]:
 def test_a_clean_run_breaks_nothing() -> None:
     run, stored = clean_run()
     assert violations(run.journal, stored) == []
+
+
+def test_direct_messages_acknowledged_delivered_and_stored_break_nothing() -> None:
+    run, stored = clean_run()
+    direct(run, "a", "bob", 4, "b")
+    stored.direct = [4]
+    assert violations(run.journal, stored) == []
+
+
+def test_a_direct_message_lost_or_stored_wrongly_is_caught() -> None:
+    run, stored = clean_run()
+    direct(run, "a", "bob", 4)  # acknowledged, never reached bob's open connection
+    direct(run, "a", "bob", 5, "b")  # reached bob, not stored
+    stored.direct = [4, 4, 6]  # 4 twice; 6 delivered to nobody
+    found = violations(run.journal, stored)
+    assert "direct message 4 never reached b, a connection of bob all along" in found
+    assert "direct message 5 to bob was acknowledged but is not stored" in found
+    assert "direct messages stored more than once: [4]" in found
+    assert "direct messages delivered but not stored: [5]" in found
+    assert "direct messages stored but delivered to nobody: [6]" in found
+    # A connection opened after the message was sent is not owed it.
+    late = Run()
+    direct(late, "a", "bob", 7)
+    late.connect("b2", "bob")
+    assert violations(late.journal, Stored(direct=[7])) == []
 
 
 def test_ids_that_go_back_on_a_connection_are_caught() -> None:
