@@ -138,6 +138,8 @@ class ClusterBus:
         self._announcing: asyncio.Task[None] | None = None
         # The endpoint and label of this node's entries, shown their copy as a reply.
         self._replies: dict[int, tuple[Endpoint | None, str | None, bool]] = {}
+        # The tokens of direct messages whose skipped sender is sent its own copy.
+        self._echoes: set[int] = set()
         self._tokens = itertools.count(1)
         self._announced: set[int] = set()
         self._reader: asyncio.Task[None] | None = None
@@ -338,10 +340,17 @@ class ClusterBus:
         self.to_users((user,), event, skip, room_id)
 
     def to_users(self, users: Iterable[User], event: Event,
-                 skip: Endpoint | None = None, room_id: int | None = None) -> None:
+                 skip: Endpoint | None = None, room_id: int | None = None,
+                 echo: bool = False, label: str | None = None) -> None:
         entry = {"k": "users", "u": [u.id for u in users], "r": room_id, "e": event}
         self._carry(entry, event)
-        self._publish(self._numbered(entry, event, skip, None))
+        numbered = self._numbered(entry, event, skip, label)
+        token = numbered.get("t")
+        if echo and skip is not None and isinstance(token, int):
+            # The sender's copy goes out when the reader delivers the entry, in the
+            # log's order with the messages around it, not once its post is answered.
+            self._echoes.add(token)
+        self._publish(numbered)
 
     def to_endpoints(self, endpoints: Iterable[Endpoint], record: Mapping[str, Any]) -> None:
         # A front end's notice to connections it names: they are this node's.
@@ -432,6 +441,9 @@ class ClusterBus:
         for entry in entries:
             if isinstance(entry.get("s"), int):
                 self._settle(entry, busy())
+            if "t" in entry:  # never delivered: nobody is to be shown it
+                self._replies.pop(entry["t"], None)
+                self._echoes.discard(entry["t"])
         self._unannounced += [entry for entry in entries if entry["k"] == "account"]
         if len(self._unannounced) > ANNOUNCEMENTS:
             dropped = len(self._unannounced) - ANNOUNCEMENTS
@@ -475,6 +487,8 @@ class ClusterBus:
         self._held.clear()
         self._gap_since = None
         self._dropped.clear()
+        self._replies.clear()
+        self._echoes.clear()
         self.gate = Gate()
         self._refuse_waiting()
 
@@ -631,8 +645,12 @@ class ClusterBus:
         if reply is not None and not reply[2]:
             with issuing(reply[0], reply[1]):  # type: ignore[arg-type]
                 self.local.to_users(users, event, None, room_id)
+        elif reply is not None:
+            echo = entry["t"] in self._echoes
+            self._echoes.discard(entry["t"])
+            self.local.to_users(users, event, reply[0], room_id, echo, reply[1])
         else:
-            self.local.to_users(users, event, reply[0] if reply else None, room_id)
+            self.local.to_users(users, event, None, room_id)
 
     async def _decided(self, room_id: int, event: Event,
                        ours: bool) -> tuple[Endpoint, ...]:

@@ -205,10 +205,13 @@ class LocalBus:
         self.deliver_to_user(user, Outgoing(event, room_id), skip)
 
     def to_users(self, users: Iterable[User], event: Event,
-                 skip: Endpoint | None = None, room_id: int | None = None) -> None:
+                 skip: Endpoint | None = None, room_id: int | None = None,
+                 echo: bool = False, label: str | None = None) -> None:
         item = Outgoing(event, room_id)
         for user in users:
             self.deliver_to_user(user, item, skip)
+        if echo and skip is not None:
+            skip.send(event, label)
 
     def to_each(self, endpoints: Iterable[Endpoint], event: Event,
                 room_id: int | None = None) -> None:

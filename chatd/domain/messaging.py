@@ -265,11 +265,13 @@ class Messaging:
                             extra=extra or {}, delivered=online)
         self._writer.submit(msg)
         event = Message.of(msg, to=target.name)
-        self._bus.to_users((target,) if target is user else (target, user), event, skip=session)
+        # The sender's connection is sent its own copy (its acknowledgement when
+        # labelled) by the bus, in its place among the connection's messages.
+        self._bus.to_users((target,) if target is user else (target, user), event, skip=session,
+                           echo=True, label=label)
         placing = self._bus.placed(msg.id)
         if placing is not None:
-            return self._direct_placed(placing, session, event, label, target, msg)
-        session.send(event, label)
+            return self._direct_placed(placing, target, msg)
         if online:
             return msg.id
         # At once, not when the notice is sent: a log-in meanwhile must replay it.
@@ -278,10 +280,9 @@ class Messaging:
             return msg.id  # kept for their next login; nothing for them to read
         return self._notify_offline(target, msg)
 
-    async def _direct_placed(self, placing: Awaitable[None], session: Endpoint, event: Message,
-                             label: str | None, target: User, msg: MessageRecord) -> int:
+    async def _direct_placed(self, placing: Awaitable[None], target: User,
+                             msg: MessageRecord) -> int:
         await placing  # a shared log: acknowledged once it holds the message
-        session.send(event, label)
         if msg.delivered:
             return msg.id
         self._unseen_by.add(target.id)

@@ -119,8 +119,12 @@ class Bus(Routes, Protocol):
                 room_id: int | None = None) -> None: ...
 
     def to_users(self, users: Iterable[User], event: Event,
-                 skip: Endpoint | None = None, room_id: int | None = None) -> None:
-        """:meth:`to_user` for each of ``users``, the event rendered once for them all."""
+                 skip: Endpoint | None = None, room_id: int | None = None,
+                 echo: bool = False, label: str | None = None) -> None:
+        """:meth:`to_user` for each of ``users``, the event rendered once for them all.
+        With ``echo``, ``skip`` is then sent its own copy, labelled ``label`` (the
+        sender's copy of its direct message), in its place among the connection's
+        other messages: on a shared log, when the log's order delivers it."""
 
     def to_endpoints(self, endpoints: Iterable[Endpoint], record: Mapping[str, Any]) -> None:
         """Deliver ``record`` to each of ``endpoints`` (a server-wide notice of a front

@@ -134,8 +134,8 @@ async def test_a_killed_node_loses_no_acknowledged_message_and_its_clients_move_
     victim = cluster.nodes[2]
     senders = [asyncio.create_task(send_many(c, "hall", 60, c.name)) for c in (ann, bob, cat)]
     # Direct messages across the nodes too, the killed node's user among the senders.
-    senders += [asyncio.create_task(send_direct_many(a, b.name, 30, f"{a.name}.dm"))
-                for a, b in ((ann, bob), (cat, ann))]
+    senders += [asyncio.create_task(send_direct_many(client, to, 30, f"{client.name}.dm"))
+                for client, to in ((ann, "bob"), (cat, "ann"))]
     await eventually(lambda: len(acked_ids(cluster)) >= 30, SETTLE, 0.01)
     victim.kill()
     await asyncio.gather(*senders)
