@@ -159,9 +159,9 @@ class ClusterNode:
                        "is over 90% of the log's length", value=float(persister.full)),
                 Figure("chatd_persisted", "Messages this node's persister stored", "counter",
                        persister.stored),
-                Figure("chatd_persist_lag_seconds", "Entries this node's persister stored: "
-                       "from their append to the log to their acknowledgement once in "
-                       "PostgreSQL", "summary", persister.lag_seconds,
+                Figure("chatd_persist_lag_seconds", "Messages this node's persister "
+                       "stored: from their append to the log to their acknowledgement once "
+                       "in PostgreSQL (Redis's clock)", "summary", persister.lag_seconds,
                        samples=persister.lagged)]
         return found
 

@@ -34,11 +34,12 @@ a consumer plus those pending) now and then: above half of the log's length
 entry not yet stored.
 
 **Lag.** Each item's id in the log is Redis's clock (milliseconds) when it was
-appended: once a batch is acknowledged, the time from each of its entries'
-append to then is added to :attr:`Persister.lag_seconds` (with
+appended; the acknowledgement of a batch asks Redis's clock too (``TIME``, in
+the same round trip). For each message of the batch stored (not typing, presence
+or other entries, nor those the gate dropped), the time from its append to its
+acknowledgement is added to :attr:`Persister.lag_seconds` (with
 :attr:`Persister.lagged`, their count): the metric
-``chatd_persist_lag_seconds``, a summary whose mean is the persistence lag. It
-compares Redis's clock with the node's, as close as the machines keep them.
+``chatd_persist_lag_seconds``, a summary whose mean is the persistence lag.
 """
 
 from __future__ import annotations
@@ -114,7 +115,7 @@ def appended_at(stream_id: bytes | str) -> float | None:
     """When an item was appended to the log, in seconds since the epoch: the
     milliseconds of its id (``<ms>-<seq>``, Redis's clock); None for an odd id."""
     millis, _, _ = codec.text(stream_id).partition("-")
-    return int(millis) / 1000 if millis.isdigit() else None
+    return int(millis) / 1000 if millis.isascii() and millis.isdigit() else None
 
 
 def backlog_of(groups: list[dict[Any, Any]]) -> int | None:
@@ -205,17 +206,22 @@ class Persister:
         if not pairs:
             return 0
         started = time.perf_counter()
-        await self._persist([entry for _, entry in pairs])
-        # An item of several entries gives each its pair: acknowledged once.
-        await self._shared.xack(keys.LOG, keys.PERSIST,
-                                *dict.fromkeys(stream_id for stream_id, _ in pairs))
+        stored = await self._persist([entry for _, entry in pairs])
+        # An item of several entries gives each its pair: acknowledged once. Redis's
+        # clock comes with the acknowledgement: the lag is measured on one clock.
+        pipe = self._shared.pipeline(transaction=False)
+        pipe.xack(keys.LOG, keys.PERSIST, *dict.fromkeys(stream_id for stream_id, _ in pairs))
+        pipe.time()
+        _, (seconds, micros) = await pipe.execute()
         self.batches += 1
         self.last_batch_seconds = time.perf_counter() - started
-        self._lagged(pairs, time.time())
+        self._lagged([(i, e) for i, e in pairs if e.get("s") in stored],
+                     int(seconds) + int(micros) / 1e6)
         return len(pairs)
 
     def _lagged(self, pairs: list[Pair], now: float) -> None:
-        """Add the lag of a batch's entries, acknowledged at ``now`` (see Lag)."""
+        """Add the lag of the messages of a batch stored, acknowledged at ``now``,
+        Redis's time (see Lag)."""
         for stream_id, _ in pairs:
             appended = appended_at(stream_id)
             if appended is not None:
@@ -263,12 +269,12 @@ class Persister:
 
     # -- storing -------------------------------------------------------------
 
-    async def _persist(self, entries: list[dict[str, Any]]) -> None:
+    async def _persist(self, entries: list[dict[str, Any]]) -> set[int]:
         """Store the messages of ``entries`` the gate did not drop; retry until
-        PostgreSQL takes them (or refuses some, dropped)."""
+        PostgreSQL takes them (or refuses some, dropped). Their ids."""
         records = [r for r in map(record_of, entries) if r is not None]
         if not records:
-            return
+            return set()
         await self._decided(records)
         kept = [r for r in records if self._verdict(r.id) is not False]
         failures = 0
@@ -285,6 +291,7 @@ class Persister:
         if failures:
             log.info("cluster: stored %d messages after %d failed attempts", len(kept),
                      failures)
+        return {r.id for r in kept}
 
     async def _decided(self, records: list[MessageRecord]) -> None:
         """Wait (at most VERDICT_WAIT) until this node's reader decided the batch's

@@ -133,7 +133,7 @@ class Moderation:
                 raise ChatError(Code.NOT_IN_ROOM, f"{target.name} is not in #{room.name}.")
             _authorize(Action.MUTE, room, actor, target)
             record = await self._impose_mute(room, target, duration,
-                                             actor.id if actor else None, "")
+                                             actor.id if actor else None, "", _name(actor))
         await self._announce_mute(room, target, record, duration, _name(actor))
         return record
 
@@ -148,22 +148,26 @@ class Moderation:
         async with self._transactions.room(room):
             if not room.is_member(target.id) or room.muted(target.id, self._clock.time()):
                 return
-            record = await self._impose_mute(room, target, duration, None, "flooding")
+            record = await self._impose_mute(room, target, duration, None, "flooding", SERVER)
         await self._announce_mute(room, target, record, duration, SERVER)
 
     async def _impose_mute(self, room: Room, target: User, duration: float | None,
-                           actor_id: int | None, reason: str) -> SanctionRecord:
+                           actor_id: int | None, reason: str, actor: str) -> SanctionRecord:
+        """Store and apply a mute, and tell the room, under the room's lock: on a
+        shared log the mute then takes its place before any later decision (an
+        unmute decided elsewhere must not be ordered before it)."""
         now = self._clock.time()
         record = SanctionRecord(room.id, target.id, actor_id, reason, now,
                                 now + duration if duration else None)
         await self._storage.put_sanction("mute", record)
         room.mutes[target.id] = record
+        self._emit(room, target,
+                   events.Muted(room.name, target.name, actor, record.until, record.reason))
         return record
 
     async def _announce_mute(self, room: Room, target: User, record: SanctionRecord,
                              duration: float | None, actor: str) -> None:
-        self._emit(room, target,
-                   events.Muted(room.name, target.name, actor, record.until, record.reason))
+        """A mute's audit entry and the muted member's notification."""
         await self._audit.record("mute", actor, target.name, room,
                                  record.reason or _for(duration).strip())
         await self._notifier.notify(target, "muted",
@@ -218,7 +222,9 @@ class Moderation:
             if not (existed or active):
                 raise ChatError(Code.BAD_ARGUMENTS,
                                 f"{target.name} is not {_DONE[kind]} in #{room.name}.")
-        await self._lifted(kind, room, target, actor)
+            # Told under the room's lock, as the sanction was (see _impose_mute).
+            self._emit_lift(kind, room, target, actor)
+        await self._told_lifted(kind, room, target, actor)
 
     def _ran_out_or_taken(self, kind: str, room: Room, target: User,
                           existed: bool) -> SanctionRecord | None:
@@ -232,9 +238,17 @@ class Moderation:
         return table.pop(target.id, None)
 
     async def _lifted(self, kind: str, room: Room, target: User, actor: str | None) -> None:
-        event = f"un{kind}"
+        self._emit_lift(kind, room, target, actor)
+        await self._told_lifted(kind, room, target, actor)
+
+    def _emit_lift(self, kind: str, room: Room, target: User, actor: str | None) -> None:
         lifted = events.Unbanned if kind == "ban" else events.Unmuted
         self._emit(room, target, lifted(room.name, target.name, actor or SERVER))
+
+    async def _told_lifted(self, kind: str, room: Room, target: User,
+                           actor: str | None) -> None:
+        """A lift's audit entry and the member's notification."""
+        event = f"un{kind}"
         await self._audit.record(event, actor, target.name, room,
                                  "" if actor else "expired")
         await self._notifier.notify(target, f"un{_DONE[kind]}",

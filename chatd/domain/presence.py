@@ -250,12 +250,13 @@ class Presence:
             await self._delete_account(user, actor, keep)
 
     async def _delete_account(self, user: User, actor: str, keep: Endpoint | None) -> None:
-        for room in self._rooms.of_user(user):
+        for room in await self._rooms.of_user_stored(user):
             # A room the user left meanwhile (by their own /leave) is passed over.
             await self._rooms.remove(room, user, "leave", actor_name=actor,
                                      reason="account deleted", missing_ok=True)
         self._close_deleted(user, keep)
         await self._accounts.delete(user)
+        self._rooms.forget_member(user.id)  # a join that came in meanwhile
         self._notifier.forget(user)  # its notifications went with the account
         await self._audit.record("account-deleted", actor=actor, target=user.name)
 
@@ -272,6 +273,7 @@ class Presence:
         """Another node deleted ``user``'s account (and took it out of its rooms):
         its connections here are told and closed, and this process forgets it."""
         self._close_deleted(user, None)
+        self._rooms.forget_member(user.id)
         self._accounts.forget(user)
         self._notifier.forget(user)
 

@@ -89,6 +89,24 @@ class Rooms:
     def of_user(self, user: User) -> list[Room]:
         return sorted(self._of_user.get(user.id, ()), key=lambda r: r.name)
 
+    async def of_user_stored(self, user: User) -> list[Room]:
+        """:meth:`of_user`, and the live rooms the database has ``user`` in: a join
+        another node decided may not have reached this process yet (an account's
+        deletion leaves those too)."""
+        rooms = set(self._of_user.get(user.id, ()))
+        if user.has_account:
+            for room_id in await self._storage.member_room_ids(user.id):
+                room = self._by_id.get(room_id)
+                if room is not None:
+                    rooms.add(room)
+        return sorted(rooms, key=lambda r: r.name)
+
+    def forget_member(self, user_id: int) -> None:
+        """Drop a deleted account from the rooms this process remembers it in: the
+        database's rows went with the account, whichever join made them."""
+        for room in list(self._of_user.get(user_id, ())):
+            self._drop_member(room, user_id)
+
     async def joined_before(self, user: User) -> list[AssociationRecord]:
         """Every room ``user`` has joined at some time, ended ones included (/myrooms)."""
         return await self._storage.list_associations(user.id)
@@ -170,6 +188,9 @@ class Rooms:
                 room, member = await self._create_row(user, name, mode)
             except Conflict:
                 raise ChatError(Code.NAME_TAKEN, f'a room named "{name}" exists.') from None
+            except Refused:
+                await refuse_if_deleted(self._storage, user)
+                raise
             self._add_member(room, member, user)
         await self._audit.record("create", actor=user.name, room=room, reason=mode.value)
         return room
@@ -202,21 +223,20 @@ class Rooms:
             record = await self._add_member_row(user, room)
             member = Member.from_record(record, user.name)
             self._add_member(room, member)
-        self._bus.to_room(room, events.Joined(room.name, user.name), skip=actor)
+            # Told under the room's lock, as a departure is: on a shared log the
+            # join then takes its place before any later decision about the room
+            # (a kick decided elsewhere must not be ordered before it).
+            self._bus.to_room(room, events.Joined(room.name, user.name), skip=actor)
         await self._audit.record("join", actor=user.name, room=room)
         return member
 
     async def _add_member_row(self, user: User, room: Room) -> MemberRecord:
-        """Store ``user``'s membership of ``room``. The account may have been deleted
-        meanwhile (on another node, or while this join awaited the room's lock): the
-        database refuses a member without an account, and so is the join, in words."""
+        """Store ``user``'s membership of ``room`` (see :func:`refuse_if_deleted`)."""
         try:
             return await self._storage.add_member(room.id, user.id, Role.MEMBER.value,
                                                   self._clock.time())
         except Refused:
-            if user.has_account and await self._storage.get_user(user.id) is None:
-                raise ChatError(Code.NO_SUCH_USER, f"the account {user.name} was deleted."
-                                ) from None
+            await refuse_if_deleted(self._storage, user)
             raise
 
     async def leave(self, user: User, room: Room, actor: Endpoint | None = None) -> bool:
@@ -446,3 +466,14 @@ def _valid_room_name(raw: str) -> str:
         return names.room_name(raw)
     except names.InvalidName as exc:
         raise ChatError(Code.INVALID_NAME, str(exc)) from None
+
+
+async def refuse_if_deleted(storage: Storage, *users: User) -> None:
+    """After the database refused a row naming ``users`` (a member, a join request,
+    an invitation): ``no-such-user`` when one of their accounts was deleted
+    meanwhile, on another node or while the caller awaited a room's lock. The
+    database refuses rows of an account that is gone; the caller says so in
+    words rather than as an internal error."""
+    for user in users:
+        if user.has_account and await storage.get_user(user.id) is None:
+            raise ChatError(Code.NO_SUCH_USER, f"the account {user.name} was deleted.")

@@ -285,6 +285,13 @@ class PostgresStorage(PgMessageQueries, PgContentQueries, PgGovernanceQueries,
         await self._execute("DELETE FROM members WHERE room_id = $1 AND user_id = $2",
                             room_id, user_id)
 
+    async def member_room_ids(self, user_id: int) -> list[int]:
+        """The live rooms ``user_id`` is a member of, by id."""
+        rows = await self._fetch(
+            "SELECT m.room_id FROM members m JOIN rooms r ON r.id = m.room_id "
+            "WHERE m.user_id = $1 AND r.terminated_at IS NULL ORDER BY m.room_id", user_id)
+        return [row[0] for row in rows]
+
     async def set_roles(self, room_id: int, changes: Sequence[tuple[int, str]],
                         at: float) -> None:
         """Apply the role changes; role_since moves only when the role really changes."""

@@ -146,8 +146,10 @@ async def test_one_join_request_accepted_by_two_admins_on_two_nodes(
         await client.close()
 
 
-async def test_the_last_member_leaving_while_a_newcomer_joins_through_another_node(
+async def test_the_last_member_leaving_while_a_newcomer_joins_ends_the_room_once(
         nodes: list[App]) -> None:  # noqa: F811
+    """Either order ends the room, once: the owner left alone, or left with one plain
+    member, who is evicted (docs/PROTOCOL.md, succession and termination)."""
     clients: list[ChatClient] = []
     for round_ in range(3):
         name = f"nook{round_}"
@@ -159,16 +161,39 @@ async def test_the_last_member_leaving_while_a_newcomer_joins_through_another_no
         left, joined = await asyncio.gather(ann.command(f"/leave {name}", check=False),
                                             cat.command(f"/join {name}", check=False))
         assert left.ok, left.final
-        roles = await agreed(nodes, nook)
-        if joined.ok and roles:
-            # Joined first: cat stays, and succession made it the owner.
-            assert roles == {user_id(nodes[0], "cat"): "owner"}
-        else:
-            # Left first: the room ended once, and the join found no room.
-            assert roles == {}
-            if not joined.ok:
-                assert joined.final["code"] == "no-such-room", joined.final
-            ended = await nodes[0].storage.list_audit(100, room=name)
-            assert [a.action for a in ended].count("terminate") == 1
+        assert await agreed(nodes, nook) == {}
+        if joined.ok:  # joined first: evicted by the leave, and told
+            ended = await cat.next_event(lambda e, name=name: e.get("event") == "terminated"
+                                         and e.get("room") == name, timeout=10)
+            assert ended["user"] == "cat"
+        else:  # left first: nothing to join
+            assert joined.final["code"] == "no-such-room", joined.final
+        audit = await nodes[0].storage.list_audit(100, room=name)
+        assert [a.action for a in audit].count("terminate") == 1
     for client in clients:
+        await client.close()
+
+
+async def test_rows_of_an_account_deleted_elsewhere_are_refused_in_words(
+        nodes: list[App]) -> None:  # noqa: F811
+    """The account is gone from the database (another node's /userdel, whose
+    announcement has not reached this node yet): what would write a row naming
+    it is refused with no-such-user, never an internal error."""
+    ann = await login(nodes[1], "ann")
+    await ann.command("/create den")
+    await ann.command("/mode request den")
+    await ann.command("/create hall")
+    await register(nodes[0], "eve", "fay")
+    await everywhere(nodes, lambda app: app.services.accounts.find("fay") is not None)
+    eve = await login(nodes[1], "eve")
+    for name in ("eve", "fay"):
+        await nodes[0].storage.delete_user(user_id(nodes[0], name))
+    refused = [await eve.command(line, check=False)
+               for line in ("/join hall", "/join den", "/create nook")]
+    refused.append(await ann.command("/invite fay hall", check=False))
+    assert [r.final.get("code") for r in refused] == ["no-such-user"] * 4, \
+        [r.final for r in refused]
+    assert "the account eve was deleted." in refused[0].final["message"]
+    assert "fay" in refused[3].final["message"]
+    for client in (ann, eve):
         await client.close()
