@@ -21,7 +21,7 @@ MODES = tuple(m.value for m in Mode)
 
 @command("create", Word("room"),
          Choice("mode", optional=True, default="open", choices=MODES), group=GROUP,
-         scope=Scope.POST, errors=(Code.NAME_TAKEN, Code.INVALID_NAME))
+         scope=Scope.POST, errors=(Code.NAME_TAKEN, Code.INVALID_NAME, Code.NO_SUCH_USER))
 async def create(ctx: Context, room: str, mode: str) -> Ok:
     """Create a room (open by default); you become its owner."""
     created = await ctx.services.rooms.create(ctx.user, room, Mode(mode))
@@ -57,7 +57,7 @@ def rooms(ctx: Context, page: int) -> Ok:
 
 @command("join", RoomRef("room"), Word("key", optional=True), group=GROUP,
          scope=Scope.POST, errors=(Code.NOT_PERMITTED, Code.BANNED, Code.BAD_ROOM_KEY,
-                                   Code.ROOM_FULL))
+                                   Code.ROOM_FULL, Code.NO_SUCH_USER))
 async def join(ctx: Context, room: Room, key: str | None) -> Ok:
     """Join a room by name or id, with its key if it has one (+k)."""
     services, user = ctx.services, ctx.user
