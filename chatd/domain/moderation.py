@@ -100,19 +100,23 @@ class Moderation:
         record = SanctionRecord(room.id, target.id, actor.id if actor else None, reason, now,
                                 now + duration if duration else None)
 
+        name = _name(actor)
+
         async def impose() -> None:
             await self._storage.put_sanction("ban", record)
             room.bans[target.id] = record
             # A ban revokes what would let the user back in once it is lifted.
             await self._storage.delete_join_request(room.id, target.id)
             await self._storage.delete_invitation(room.id, target.id)
+            if not room.is_member(target.id):
+                # A pre-emptive ban of a non-member is told under the room's lock,
+                # as a member's is (by its departure): it takes its place in order.
+                self._emit(room, target, events.Banned(room.name, target.name, name, reason))
 
-        name = _name(actor)
         removed = await self._rooms.remove(
             room, target, "ban", name, reason, prepare=impose, missing_ok=True,
             authorize=lambda: _authorize(Action.BAN, room, actor, target))
         if removed is None:  # a pre-emptive ban of a non-member
-            self._emit(room, target, events.Banned(room.name, target.name, name, reason))
             await self._audit.record("ban", name, target.name, room, reason)
         await self._notifier.notify(
             target, "banned", _sentence(f"you are banned from #{room.name}{_for(duration)}",
@@ -192,6 +196,10 @@ class Moderation:
             lifted = [(room, user) for room, user in self._known(records)
                       if self._expired(kind, room, user, now)]
             for room, user in lifted:
+                if _in_force(room, kind, user.id, self._clock.time()) is not None:
+                    # Imposed again while an earlier lift of this pass was told (each
+                    # telling awaits): the new sanction stands, and is not lifted.
+                    continue
                 await self._lifted(kind, room, user, actor=None)
         return count
 
