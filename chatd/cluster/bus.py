@@ -276,22 +276,24 @@ class ClusterBus:
     def _count_refusal(self, code: Code) -> None:
         self.refusals[code.value] = self.refusals.get(code.value, 0) + 1
 
-    def _settle(self, entry: Entry, refusal: ChatError | None) -> None:
+    def _settle(self, entry: Entry, refusal: ChatError | None) -> bool:
         """Tell this node's post waiting for ``entry`` whether it took its place
         (a post numbered by the poster's script waits under its token, and learns
-        its number here)."""
+        its number here). False when no post was waiting: none was made here, or
+        it was refused already (busy, having waited too long)."""
         if entry["n"] != self._node:
-            return
+            return False
         placing = self._placing
         future = placing.pop(-entry["t"], None) if entry.get("o") else \
             placing.pop(entry.get("s", 0), None)
         if future is None or future.done():
-            return
+            return False
         if refusal is None:
             future.set_result(entry["s"])
         else:
             self._count_refusal(refusal.code)
             future.set_exception(refusal)
+        return True
 
     def post_entry(self, room: Room, event: Message, record: MessageRecord,
                    skip: Endpoint | None, label: str | None) -> tuple[Entry, asyncio.Future[int]]:
@@ -435,15 +437,14 @@ class ClusterBus:
         except codec.Uncarried as exc:
             log.warning("cluster: an entry was not published: %s", exc)
             self._settle(entry, codec.refusal(exc))
+            self._forget_reply(entry)
             return None
 
     def _unpublished(self, entries: list[Entry]) -> None:
         for entry in entries:
             if isinstance(entry.get("s"), int):
                 self._settle(entry, busy())
-            if "t" in entry:  # never delivered: nobody is to be shown it
-                self._replies.pop(entry["t"], None)
-                self._echoes.discard(entry["t"])
+            self._forget_reply(entry)
         self._unannounced += [entry for entry in entries if entry["k"] == "account"]
         if len(self._unannounced) > ANNOUNCEMENTS:
             dropped = len(self._unannounced) - ANNOUNCEMENTS
@@ -451,6 +452,13 @@ class ClusterBus:
             del self._unannounced[:dropped]
         if self._unannounced and self._announcing is None:
             self._announcing = asyncio.get_running_loop().create_task(self._announce_again())
+
+    def _forget_reply(self, entry: Entry) -> None:
+        """An entry never delivered: nobody is to be shown it as a reply or a copy."""
+        token = entry.get("t")
+        if isinstance(token, int):
+            self._replies.pop(token, None)
+            self._echoes.discard(token)
 
     async def _announce_again(self) -> None:
         """Publish the account changes Redis refused, a moment later (refused
@@ -640,13 +648,15 @@ class ClusterBus:
             self._deliver_to_room(entry, room_id, event, reply, before)
             return
         self.delivered += 1
-        self._settle(entry, None)  # a direct message waits for its place too
+        told = self._settle(entry, None)  # a direct message waits for its place too
         users = [u for u in map(self._user_of, entry["u"]) if u is not None]
         if reply is not None and not reply[2]:
             with issuing(reply[0], reply[1]):  # type: ignore[arg-type]
                 self.local.to_users(users, event, None, room_id)
         elif reply is not None:
-            echo = entry["t"] in self._echoes
+            # The sender's copy, only to a post still waiting: one refused with busy
+            # meanwhile was told so, and is not sent a copy after its error.
+            echo = told and entry["t"] in self._echoes
             self._echoes.discard(entry["t"])
             self.local.to_users(users, event, reply[0], room_id, echo, reply[1])
         else:
@@ -669,7 +679,11 @@ class ClusterBus:
                          before: tuple[Endpoint, ...]) -> None:
         room = self._room_of(room_id) if room_id is not None else None
         refusal = self._refusal(room_id, room, event)
-        self._settle(entry, refusal)
+        told = self._settle(entry, refusal)
+        if reply is not None and reply[2] and not told and isinstance(event, Message):
+            # Its post was refused with busy meanwhile: the sender is not sent its
+            # labelled copy after the error (the others get the message).
+            reply = (reply[0], None, True)
         if room is not None and refusal is None:
             self.delivered += 1
             self._to_room(room, event, reply)

@@ -61,6 +61,8 @@ class Replies(Protocol):
     joins the command's labelled batch."""
 
     lines: list[str]
+    # The command's label (``@label=``), None when it has none.
+    label: str | None
 
 # Events that take the named user out of the room's channel.
 _DEPARTURES = (events.Left, events.Kicked, events.Banned, events.Terminated)
@@ -306,9 +308,13 @@ class IrcSession(Session):
                 return  # IRC clients show their own messages unless they ask for echoes
             lines = renderer.message(record, self.irc.key)
             context = self.irc.context
-            if label is not None and context is not None:
+            if (label is not None and context is not None and context.label is not None
+                    and "labeled-response" in self.irc.caps):
+                # The labelled command's response: it goes out with its reply.
                 context.lines.extend(lines)
                 return
+            # Written now, in its place among what this connection receives: on a
+            # cluster the log's reader sends it, between other messages.
             self._queue("".join(f"{line}\r\n" for line in lines).encode())
             return
         if isinstance(record, Event):

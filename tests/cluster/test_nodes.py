@@ -5,6 +5,7 @@ free loopback ports; the services are the tests' own (tests/services.py)."""
 from __future__ import annotations
 
 import asyncio
+import itertools
 import json
 from typing import Any
 
@@ -481,3 +482,40 @@ async def test_an_irc_client_and_a_line_client_on_two_nodes_talk_in_one_room(
     finally:
         await ann.close()
         await bob.close()
+
+
+async def test_an_irc_clients_own_echoes_keep_id_order_with_what_it_receives(
+        start_node: StartNode) -> None:
+    """An IRC client with echo-message sees its own messages (to a nick and to a
+    channel) in their id order among the room messages another node's user floods
+    in: the log's reader sends the echo in its place, not with the command's end."""
+    first = await start_node(1, irc__enabled=True, irc__port=0)
+    await register(first, "ann", "bob", "cat")
+    second = await start_node(2)
+    assert first.irc is not None
+    ann = await irc_login(first.irc.port, "ann", caps=("echo-message", "message-tags"))
+    bob, cat = await login(second, "bob"), await login(second, "cat")
+    try:
+        ann.send("JOIN #den")
+        await ann.expect("366")
+        await known_everywhere([first, second], "den")
+        await bob.command("/join den")
+        await bob.command("/switch den")
+        for i in range(200):
+            bob.send_line(f"m{i}")
+        for i in range(40):
+            ann.send(f"PRIVMSG cat :dm{i}")
+            ann.send(f"PRIVMSG #den :own{i}")
+        seen: list[tuple[int, str]] = []
+        async with asyncio.timeout(30):
+            while len(seen) < 280:
+                line = await ann.read(timeout=20)
+                if line.command == "PRIVMSG":
+                    seen.append((int(line.tags["msgid"]), line.params[1]))
+        assert sum(text.startswith("dm") for _, text in seen) == 40
+        ids = [number for number, _ in seen]
+        assert ids == sorted(ids), [p for p in itertools.pairwise(seen) if p[1][0] < p[0][0]]
+    finally:
+        await ann.close()
+        for client in (bob, cat):
+            await client.close()
