@@ -150,6 +150,8 @@ class Persister:
         # Each stored entry's time from its append to the log to its acknowledgement.
         self.lag_seconds = 0.0
         self.lagged = 0
+        # The ids of the batch being written that the database refused (dropped).
+        self._dropped_now: set[int] = set()
         self.backlog = 0
         self.full = False
         self._warned = False
@@ -291,7 +293,8 @@ class Persister:
         if failures:
             log.info("cluster: stored %d messages after %d failed attempts", len(kept),
                      failures)
-        return {r.id for r in kept}
+        dropped, self._dropped_now = self._dropped_now, set()
+        return {r.id for r in kept} - dropped
 
     async def _decided(self, records: list[MessageRecord]) -> None:
         """Wait (at most VERDICT_WAIT) until this node's reader decided the batch's
@@ -316,6 +319,7 @@ class Persister:
     def _settle(self, piece: list[MessageRecord], stored: object) -> None:
         if stored is DROPPED:
             self.dropped += 1
+            self._dropped_now.update(r.id for r in piece)
         elif isinstance(stored, int):
             self.stored += stored
 

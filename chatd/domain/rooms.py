@@ -221,6 +221,10 @@ class Rooms:
             if room.is_member(user.id):
                 raise ChatError(Code.ALREADY_IN_ROOM, f"you are already in #{room.name}.")
             record = await self._add_member_row(user, room)
+            if user.has_account and self._accounts.get(user.id) is not user:
+                # Deleted while the row was written: the deletion took the row with
+                # the account, and this process must not keep the member either.
+                raise ChatError(Code.NO_SUCH_USER, f"the account {user.name} was deleted.")
             member = Member.from_record(record, user.name)
             self._add_member(room, member)
             # Told under the room's lock, as a departure is: on a shared log the

@@ -24,6 +24,7 @@ from chatd.client import ChatClient
 from chatd.cluster import codec, keys, persister, transactions
 from chatd.cluster.persister import Persister, appended_at, backlog_of, record_of
 from chatd.cluster.tail import LogTail
+from chatd.domain.events import Message
 from chatd.errors import Code
 from storage.postgres import PostgresStorage
 from storage.records import MessageRecord
@@ -354,6 +355,10 @@ async def test_a_message_the_database_refuses_is_dropped_the_rest_stored(
         assert consumer.dropped == 2 and consumer.stored == 3
         assert [m.text for m in await storage.room_history(room.id, 10)] == ["m0", "m1", "m3"]
         assert "message 12 (room 999999" in caplog.text
+        # From the log's entries: the ids in the database, which the lag is counted for.
+        entries = [{"r": r.room_id, "e": Message.of(r, room="kept"),
+                    "p": [r.sender_id, r.recipient_id, r.delivered]} for r in records]
+        assert await consumer._persist(entries) == {10, 11, 13}
     finally:
         await storage.close()
 
