@@ -140,6 +140,8 @@ class ClusterBus:
         self._replies: dict[int, tuple[Endpoint | None, str | None, bool]] = {}
         # The tokens of direct messages whose skipped sender is sent its own copy.
         self._echoes: set[int] = set()
+        # The recipients without an account of this node's entries, by token.
+        self._guests: dict[int, list[User]] = {}
         self._tokens = itertools.count(1)
         self._announced: set[int] = set()
         self._reader: asyncio.Task[None] | None = None
@@ -344,10 +346,19 @@ class ClusterBus:
     def to_users(self, users: Iterable[User], event: Event,
                  skip: Endpoint | None = None, room_id: int | None = None,
                  echo: bool = False, label: str | None = None) -> None:
-        entry = {"k": "users", "u": [u.id for u in users], "r": room_id, "e": event}
+        users = list(users)
+        entry = {"k": "users", "u": [u.id for u in users if u.has_account], "r": room_id,
+                 "e": event}
         self._carry(entry, event)
         numbered = self._numbered(entry, event, skip, label)
         token = numbered.get("t")
+        guests = [u for u in users if not u.has_account]
+        if guests:
+            # A user without an account (an IRC guest) is this node's alone and no
+            # other node could name it: delivered here when the entry is read back.
+            if not isinstance(token, int):
+                token = numbered["t"] = next(self._tokens)
+            self._guests[token] = guests
         if echo and skip is not None and isinstance(token, int):
             # The sender's copy goes out when the reader delivers the entry, in the
             # log's order with the messages around it, not once its post is answered.
@@ -439,6 +450,13 @@ class ClusterBus:
             self._settle(entry, codec.refusal(exc))
             self._forget_reply(entry)
             return None
+        except TypeError:
+            # A value of a class no node can read back: a fault of ours, logged; the
+            # turn's other entries are published all the same.
+            log.exception("cluster: an entry was not published")
+            self._settle(entry, ChatError(Code.INTERNAL_ERROR, "this message cannot be sent."))
+            self._forget_reply(entry)
+            return None
 
     def _unpublished(self, entries: list[Entry]) -> None:
         for entry in entries:
@@ -459,6 +477,7 @@ class ClusterBus:
         if isinstance(token, int):
             self._replies.pop(token, None)
             self._echoes.discard(token)
+            self._guests.pop(token, None)
 
     async def _announce_again(self) -> None:
         """Publish the account changes Redis refused, a moment later (refused
@@ -497,6 +516,7 @@ class ClusterBus:
         self._dropped.clear()
         self._replies.clear()
         self._echoes.clear()
+        self._guests.clear()
         self.gate = Gate()
         self._refuse_waiting()
 
@@ -650,6 +670,8 @@ class ClusterBus:
         self.delivered += 1
         told = self._settle(entry, None)  # a direct message waits for its place too
         users = [u for u in map(self._user_of, entry["u"]) if u is not None]
+        if ours and "t" in entry:
+            users += self._guests.pop(entry["t"], ())
         if reply is not None and not reply[2]:
             with issuing(reply[0], reply[1]):  # type: ignore[arg-type]
                 self.local.to_users(users, event, None, room_id)

@@ -49,6 +49,8 @@ _CLASSES: dict[str, Callable[..., Any]] = {}
 _MESSAGE: Final = f"{Message.__module__}:{Message.__qualname__}"  # its name on the wire
 log = logging.getLogger(__name__)
 _CONTAINERS: Final = frozenset({dict, list})
+# The types whose subclasses travel as their base (see _as_base).
+_PLAIN_TYPES: Final[tuple[type, ...]] = (int, str, float, tuple, list, dict)
 
 
 class Uncarried(ValueError):
@@ -147,13 +149,23 @@ def _plain(value: Any) -> Any:
         return _plain_dict(value)
     if isinstance(value, enum.Enum):
         return {"$e": _name(cls), "v": value.value}
-    if isinstance(value, tuple | list | dict):  # a subclass: as its base
-        return _plain(tuple(value) if isinstance(value, tuple) else
-                      list(value) if isinstance(value, list) else dict(value))
+    base = _as_base(value)
+    if base is not None:
+        return _plain(base)
     layout = _LAYOUTS.get(cls)
     if layout is None:
         layout = _layout(cls)
     return {"$d": layout[0], "a": [_plain(getattr(value, f)) for f in layout[1]]}
+
+
+def _as_base(value: Any) -> Any:
+    """A value of a subclass of a plain type (an IRC guest's id, a named tuple) as
+    a value of that type; None for any other."""
+    plain: type
+    for plain in _PLAIN_TYPES:
+        if isinstance(value, plain):
+            return plain(value)
+    return None
 
 
 def _plain_message(message: Message) -> Any:

@@ -233,8 +233,13 @@ class Guests:
         message = events.Message(user.name, text, services.clock.time(),
                                  id=number, to=target.name,
                                  msg_kind=kind, extra=dict(extra or {}))
-        self._services.bus.to_user(target, message, skip=session)
-        session.send(message, label)
+        # The sender's copy is the bus's to send, in its place among the messages
+        # this connection receives (on a cluster, when the log's reader delivers it).
+        bus = self._services.bus
+        bus.to_users((target,), message, skip=session, echo=True, label=label)
+        placing = bus.placed(number)
+        if placing is not None:
+            await placing  # a shared log: sent once it holds the message
 
     # -- the end of a guest ----------------------------------------------------------
 

@@ -124,6 +124,16 @@ def test_subclasses_of_plain_containers_travel_as_their_base() -> None:
     assert type(back["counts"]) is dict and type(back["pair"]) is tuple
 
 
+class Number(int):
+    """An id of a type of its own (as an IRC guest's is)."""
+
+
+def test_subclasses_of_atoms_travel_as_their_base() -> None:
+    back = codec.decode(codec.encode({"sender": Number(-3), "p": [Number(7), "x"]}))
+    assert back == {"sender": -3, "p": [7, "x"]}
+    assert type(back["sender"]) is int
+
+
 class Pair(NamedTuple):
     number: int
     name: str

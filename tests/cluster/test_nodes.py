@@ -23,6 +23,7 @@ from chatd.domain.clock import ManualClock
 from chatd.domain.events import Message
 from tests.cluster.conftest import StartNode, login, register
 from tests.helpers import PASSWORD
+from tests.irc.helpers import IrcClient
 from tests.irc.helpers import login as irc_login
 from tests.services import RedisServer
 
@@ -519,3 +520,28 @@ async def test_an_irc_clients_own_echoes_keep_id_order_with_what_it_receives(
         await ann.close()
         for client in (bob, cat):
             await client.close()
+
+
+async def test_direct_messages_between_an_account_and_a_guest_echo_once(
+        start_node: StartNode) -> None:
+    """A guest lives on its node alone; its direct messages still take a place in
+    the log, and each sender with echo-message is sent its copy once, by the bus."""
+    first = await start_node(1, irc__enabled=True, irc__port=0, accounts__guests=True)
+    await register(first, "ann")
+    assert first.irc is not None
+    ann = await irc_login(first.irc.port, "ann", caps=("echo-message", "message-tags"))
+    visitor = await IrcClient.connect(first.irc.port)
+    await visitor.register("visitor", caps=("echo-message", "message-tags"))
+    try:
+        ann.send("PRIVMSG visitor :hi guest")
+        echo, dm = await ann.expect("PRIVMSG"), await visitor.expect("PRIVMSG")
+        assert echo.params == dm.params == ("visitor", "hi guest")
+        assert echo.tags["msgid"] == dm.tags["msgid"]
+        visitor.send("PRIVMSG ann :hi ann")
+        echo, dm = await visitor.expect("PRIVMSG"), await ann.expect("PRIVMSG")
+        assert echo.params == dm.params == ("ann", "hi ann")
+        await ann.nothing()
+        await visitor.nothing()
+    finally:
+        await ann.close()
+        await visitor.close()
