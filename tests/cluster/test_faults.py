@@ -63,24 +63,23 @@ async def members_on_every_node(cluster: Cluster, room: str,
 
 async def send_direct_many(client: RecordingClient, to: str, count: int, tag: str) -> list[int]:
     """``count`` direct messages to ``to``, one after the other; the ids acknowledged."""
-    acked = []
-    for i in range(count):
-        try:
-            reply = await client.command(f"/msg {to} {tag}.{i}", check=False, timeout=SETTLE)
-        except (ConnectionError, TimeoutError):
-            break
-        if reply.ok:
-            acked.append(reply["id"])
-    return acked
+    return await _send_each(client, f"/msg {to}", count, tag)
 
 
 async def send_many(client: RecordingClient, room: str, count: int, tag: str) -> list[int]:
     """``count`` messages, one after the other; the ids acknowledged (refusals and
     a connection that died end nothing but that message)."""
+    return await _send_each(client, f"/say {room}", count, tag)
+
+
+async def _send_each(client: RecordingClient, command: str, count: int,
+                     tag: str) -> list[int]:
+    """``command`` followed by ``tag.i`` for i below ``count``, one after the other;
+    the ids acknowledged (a connection that died ends the run)."""
     acked = []
     for i in range(count):
         try:
-            reply = await client.command(f"/say {room} {tag}.{i}", check=False, timeout=SETTLE)
+            reply = await client.command(f"{command} {tag}.{i}", check=False, timeout=SETTLE)
         except (ConnectionError, TimeoutError):
             break
         if reply.ok:
