@@ -447,16 +447,15 @@ class ClusterBus:
             return codec.encode(entry)
         except codec.Uncarried as exc:
             log.warning("cluster: an entry was not published: %s", exc)
-            self._settle(entry, codec.refusal(exc))
-            self._forget_reply(entry)
-            return None
+            refusal = codec.refusal(exc)
         except TypeError:
             # A value of a class no node can read back: a fault of ours, logged; the
             # turn's other entries are published all the same.
             log.exception("cluster: an entry was not published")
-            self._settle(entry, ChatError(Code.INTERNAL_ERROR, "this message cannot be sent."))
-            self._forget_reply(entry)
-            return None
+            refusal = ChatError(Code.INTERNAL_ERROR, "this message cannot be sent.")
+        self._settle(entry, refusal)
+        self._forget_reply(entry)
+        return None
 
     def _unpublished(self, entries: list[Entry]) -> None:
         for entry in entries:

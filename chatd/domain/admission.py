@@ -18,9 +18,8 @@ from chatd.domain import events
 from chatd.domain.names import format_duration
 from chatd.domain.permissions import Action, authorize
 from chatd.domain.room import Mode, Room
-from chatd.domain.rooms import refuse_if_deleted
+from chatd.domain.rooms import unless_deleted
 from chatd.errors import ChatError, Code, Remedy, Step
-from storage.api import Refused
 from storage.records import InvitationRecord, JoinRequestRecord
 
 if TYPE_CHECKING:
@@ -74,11 +73,8 @@ class Admission:
             if room.mode is Mode.PRIVATE:
                 raise ChatError(Code.NOT_PERMITTED, _uninvited(room, invitation, now))
             refuse_gate(room, key, joining=room.mode is Mode.OPEN)
-            try:
-                await self._storage.put_join_request(JoinRequestRecord(room.id, user.id, now))
-            except Refused:
-                await refuse_if_deleted(self._storage, user)
-                raise
+            await unless_deleted(self._storage.put_join_request(
+                JoinRequestRecord(room.id, user.id, now)), self._storage, user)
             return False
 
         if await self._rooms.join(user, room, session, admit=decide) is not None:
@@ -104,11 +100,8 @@ class Admission:
             now = self._clock.time()
             ttl = self.config.rooms.invitation_ttl
             record = InvitationRecord(room.id, target.id, actor.id, now, now + ttl)
-            try:
-                await self._storage.put_invitation(record)
-            except Refused:
-                await refuse_if_deleted(self._storage, target, actor)
-                raise
+            await unless_deleted(self._storage.put_invitation(record), self._storage, target,
+                                 actor)
         self._bus.to_room(room, events.Invited(room.name, target.name, actor.name))
         await self._notifier.notify(
             target, "invitation",

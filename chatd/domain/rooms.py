@@ -11,7 +11,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Awaitable, Callable
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from chatd.domain import events, names
 from chatd.domain.permissions import Action, authorize
@@ -31,6 +31,7 @@ if TYPE_CHECKING:
     from storage.records import AssociationRecord, MemberRecord, RoomRecord, SanctionRecord
 
 log = logging.getLogger(__name__)
+T = TypeVar("T")
 
 # The event of each way out of a room (Rooms.remove).
 _DEPARTURES: dict[str, type[events.Left | events.Kicked | events.Banned]] = {
@@ -185,12 +186,10 @@ class Rooms:
                 raise ChatError(Code.NAME_TAKEN, f'a room named "{name}" exists.',
                                 remedy=Remedy(Step.JOIN_EXISTING, name))
             try:
-                room, member = await self._create_row(user, name, mode)
+                room, member = await unless_deleted(self._create_row(user, name, mode),
+                                                    self._storage, user)
             except Conflict:
                 raise ChatError(Code.NAME_TAKEN, f'a room named "{name}" exists.') from None
-            except Refused:
-                await refuse_if_deleted(self._storage, user)
-                raise
             self._add_member(room, member, user)
         await self._audit.record("create", actor=user.name, room=room, reason=mode.value)
         return room
@@ -220,7 +219,9 @@ class Rooms:
                 return None
             if room.is_member(user.id):
                 raise ChatError(Code.ALREADY_IN_ROOM, f"you are already in #{room.name}.")
-            record = await self._add_member_row(user, room)
+            record = await unless_deleted(
+                self._storage.add_member(room.id, user.id, Role.MEMBER.value,
+                                         self._clock.time()), self._storage, user)
             if user.has_account and self._accounts.get(user.id) is not user:
                 # Deleted while the row was written: the deletion took the row with
                 # the account, and this process must not keep the member either.
@@ -233,15 +234,6 @@ class Rooms:
             self._bus.to_room(room, events.Joined(room.name, user.name), skip=actor)
         await self._audit.record("join", actor=user.name, room=room)
         return member
-
-    async def _add_member_row(self, user: User, room: Room) -> MemberRecord:
-        """Store ``user``'s membership of ``room`` (see :func:`refuse_if_deleted`)."""
-        try:
-            return await self._storage.add_member(room.id, user.id, Role.MEMBER.value,
-                                                  self._clock.time())
-        except Refused:
-            await refuse_if_deleted(self._storage, user)
-            raise
 
     async def leave(self, user: User, room: Room, actor: Endpoint | None = None) -> bool:
         """``user`` leaves ``room`` of their own accord.
@@ -472,12 +464,18 @@ def _valid_room_name(raw: str) -> str:
         raise ChatError(Code.INVALID_NAME, str(exc)) from None
 
 
-async def refuse_if_deleted(storage: Storage, *users: User) -> None:
-    """After the database refused a row naming ``users`` (a member, a join request,
-    an invitation): ``no-such-user`` when one of their accounts was deleted
-    meanwhile, on another node or while the caller awaited a room's lock. The
-    database refuses rows of an account that is gone; the caller says so in
-    words rather than as an internal error."""
-    for user in users:
-        if user.has_account and await storage.get_user(user.id) is None:
-            raise ChatError(Code.NO_SUCH_USER, f"the account {user.name} was deleted.")
+async def unless_deleted(write: Awaitable[T], storage: Storage, *users: User) -> T:
+    """``write`` (a row naming ``users``: a member, a room's owner, a join request,
+    an invitation), answered ``no-such-user`` when the database refuses it because
+    one of their accounts was deleted meanwhile, on another node or while the
+    caller awaited a room's lock: in words, rather than as an internal error."""
+    try:
+        return await write
+    except Conflict:
+        raise  # a unique row already there: the caller's to say
+    except Refused:
+        for user in users:
+            if user.has_account and await storage.get_user(user.id) is None:
+                raise ChatError(Code.NO_SUCH_USER,
+                                f"the account {user.name} was deleted.") from None
+        raise
