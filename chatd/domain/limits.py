@@ -79,8 +79,7 @@ class TokenBucket:
         """The tokens available now (an unlimited bucket is always full)."""
         if self._rate <= 0:
             return self._burst
-        self._refill()
-        return max(0.0, self._tokens)
+        return max(0.0, self._refilled(self._rate))
 
     def try_take(self, cost: float = 1.0) -> float:
         """Take ``cost`` tokens if available.
@@ -106,43 +105,35 @@ class TokenBucket:
         """Put back ``cost`` tokens taken for nothing (at most up to the burst)."""
         if self._rate <= 0:
             return
-        self._refill()
+        self._refilled(self._rate)
         self._tokens = min(self._burst, self._tokens + cost)
 
     def reconfigure(self, rate: float, burst: float) -> None:
         """Change rate and burst, keeping the current tokens (clamped to ``burst``)."""
         _check_burst(burst)
         # Credit the time elapsed so far at the old rate before switching.
-        self._refill()
+        self._refilled(self._rate)
         # An unlimited bucket is always full, so it becomes a full bucket.
         self._tokens = burst if self._rate <= 0 else min(self._tokens, burst)
         self._rate = rate
         self._burst = burst
 
     def _refilled(self, rate: float) -> float:
-        """:meth:`_refill` for a limited bucket (``rate``, its rate, is above 0), and
-        the tokens it holds: every charge of a message runs this, so it is one call."""
-        now = self._now()
-        elapsed = now - self._stamp
-        if elapsed > 0:  # a clock standing still (or going back) earns nothing
-            self._stamp = now
-            tokens = self._tokens + elapsed * rate
-            burst = self._burst
-            self._tokens = tokens = burst if tokens > burst else tokens
-            return tokens
-        return self._tokens
-
-    def _refill(self) -> None:
-        """Add the tokens earned since the last refill."""
+        """Add the tokens earned at ``rate`` (the bucket's; 0 or less earns nothing)
+        since the last refill, and return the tokens held: one call, as every
+        charge of a message runs it."""
         now = self._now()
         elapsed = now - self._stamp
         if elapsed <= 0:
             # A clock that stands still (or, wrongly, goes back) earns nothing;
             # keeping the old stamp means it cannot earn twice later either.
-            return
-        if self._rate > 0:
-            self._tokens = min(self._burst, self._tokens + elapsed * self._rate)
+            return self._tokens
         self._stamp = now
+        if rate > 0:
+            tokens = self._tokens + elapsed * rate
+            burst = self._burst
+            self._tokens = burst if tokens > burst else tokens
+        return self._tokens
 
     def __repr__(self) -> str:
         """Show rate, burst and the stored (not refilled) tokens."""
