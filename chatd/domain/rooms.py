@@ -225,7 +225,7 @@ class Rooms:
             if user.has_account and self._accounts.get(user.id) is not user:
                 # Deleted while the row was written: the deletion took the row with
                 # the account, and this process must not keep the member either.
-                raise ChatError(Code.NO_SUCH_USER, f"the account {user.name} was deleted.")
+                raise deleted_account(user)
             member = Member.from_record(record, user.name)
             self._add_member(room, member)
             # Told under the room's lock, as a departure is: on a shared log the
@@ -476,6 +476,10 @@ async def unless_deleted(write: Awaitable[T], storage: Storage, *users: User) ->
     except Refused:
         for user in users:
             if user.has_account and await storage.get_user(user.id) is None:
-                raise ChatError(Code.NO_SUCH_USER,
-                                f"the account {user.name} was deleted.") from None
+                raise deleted_account(user) from None
         raise
+
+
+def deleted_account(user: User) -> ChatError:
+    """The refusal of a change naming ``user`` when its account was deleted meanwhile."""
+    return ChatError(Code.NO_SUCH_USER, f"the account {user.name} was deleted.")
