@@ -66,28 +66,57 @@ function feedRow(entry) {
   while (feed.children.length > FEED_KEPT) feed.lastChild.remove();
 }
 
+// Live rows that came while the past entries were being read, or null once
+// the feed shows them as they come.
+let heldBack = null;
+
+// A live entry leaves its empty fields out; a stored one has them null or "".
+function entryKey(entry) {
+  return JSON.stringify([entry.ts, entry.action, ...["actor", "target", "room", "reason"]
+    .map((field) => entry[field] || null)]);
+}
+
+function liveRow(entry) {
+  if (heldBack) heldBack.push(entry);
+  else feedRow(entry);
+}
+
 function onRecord(record) {
   if (record.type !== "notice") return;
   if (record.audit) {
-    feedRow(record.audit);
+    liveRow(record.audit);
   } else if (record.presence) {
     const {user, online: isOnline} = record.presence;
     if (isOnline) online.add(user);
     else online.delete(user);
     showOnline();
-    feedRow({ts: Date.now() / 1000, actor: user, action: isOnline ? "online" : "offline"});
+    liveRow({ts: Date.now() / 1000, actor: user, action: isOnline ? "online" : "offline"});
   }
 }
 
+// Following starts before the past is read, so no entry falls between the two;
+// one made meanwhile comes both ways and is shown once.
 async function follow() {
-  const past = await conn.command("/audit 50");
-  $("feed").replaceChildren();
-  if (past.type === "ok") for (const entry of past.entries) feedRow(entry);
+  heldBack = [];
+  delete $("feed").dataset.live;
   const on = await conn.command("/adminfeed on");
   if (on.type !== "ok") {
+    heldBack = null;
     await stop(on.message);
     return;
   }
+  const past = await conn.command("/audit 50");
+  const shown = new Set();
+  $("feed").replaceChildren();
+  if (past.type === "ok") {
+    for (const entry of past.entries) {
+      shown.add(entryKey(entry));
+      feedRow(entry);
+    }
+  }
+  for (const entry of heldBack) if (!shown.has(entryKey(entry))) feedRow(entry);
+  heldBack = null;
+  $("feed").dataset.live = "true";
   await readStats();
 }
 

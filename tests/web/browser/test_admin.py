@@ -22,15 +22,17 @@ def feed_row(page: Any, action: str, text: str) -> Any:
 async def test_a_kick_is_seen_live_and_the_admin_acts(daemon: Daemon, browser: Any) -> None:
     await daemon.admin_account("root")
     admin = await browser("root")
-    await open_admin(admin, daemon.url, "root")
-    await admin.locator("#admin").wait_for(state="visible")
-
     alice = await daemon.tcp_user("alice")
     bob = await daemon.tcp_user("bob")
+    # Made while the page logs in and reads the past: each shown once all the same.
+    await open_admin(admin, daemon.url, "root")
     await alice.command("/create den")
     await bob.command("/join den")
+    await admin.locator("#feed[data-live]").wait_for(state="attached")
     await feed_row(admin, "create", "den").wait_for()
     await feed_row(admin, "join", "bob").wait_for()
+    assert await feed_row(admin, "create", "den").count() == 1
+    assert await feed_row(admin, "join", "bob").count() == 1
     online = admin.locator("#online-list")
     for name in ("alice", "bob", "root"):
         await online.get_by_text(name, exact=True).wait_for()
