@@ -36,26 +36,30 @@ class GovernanceQueries:
             (record.room_id, record.user_id, record.actor_id, record.reason,
              record.created_at, record.until))
 
-    async def delete_sanction(self: SqliteHost, kind: str, room_id: int, user_id: int) -> bool:
+    async def delete_sanction(self: SqliteHost, kind: str, room_id: int, user_id: int,
+                              ran_out_by: float | None = None) -> bool:
+        """Delete the sanction; with ``ran_out_by``, only if its ``until`` has passed
+        by then (one imposed anew since it was found expired stays)."""
         table = _sanction_table(kind)
-        count = await self._write(f"DELETE FROM {table} WHERE room_id = ? AND user_id = ?",
-                                  (room_id, user_id))
-        return count > 0
+        where = "room_id = ? AND user_id = ?"
+        params: tuple[int | float, ...] = (room_id, user_id)
+        if ran_out_by is not None:
+            where += " AND until IS NOT NULL AND until <= ?"
+            params += (ran_out_by,)
+        return await self._write(f"DELETE FROM {table} WHERE {where}", params) > 0
 
     async def load_sanctions(self: SqliteHost, kind: str) -> list[SanctionRecord]:
         table = _sanction_table(kind)
         rows = await self._fetch(f"SELECT {_SANCTION} FROM {table} ORDER BY room_id, user_id")
         return [SanctionRecord(*row) for row in rows]
 
-    async def delete_expired_sanctions(self: SqliteHost, kind: str,
-                                       now: float) -> list[SanctionRecord]:
-        """Delete the sanctions whose ``until`` has passed and return them."""
+    async def expired_sanctions(self: SqliteHost, kind: str,
+                                now: float) -> list[SanctionRecord]:
+        """The sanctions whose ``until`` has passed by ``now``."""
         table = _sanction_table(kind)
-        expired = f"FROM {table} WHERE until IS NOT NULL AND until <= ?"
-        async with self._transaction() as conn:
-            rows = await conn.execute_fetchall(
-                f"SELECT {_SANCTION} {expired} ORDER BY room_id, user_id", (now,))
-            await conn.execute(f"DELETE {expired}", (now,))
+        rows = await self._fetch(
+            f"SELECT {_SANCTION} FROM {table} WHERE until IS NOT NULL AND until <= ? "
+            "ORDER BY room_id, user_id", (now,))
         return [SanctionRecord(*row) for row in rows]
 
     # -- invitations and join requests ---------------------------------------

@@ -188,36 +188,26 @@ class Moderation:
         count = 0
         for kind in SANCTION_KINDS:
             now = self._clock.time()
-            records = await self._storage.delete_expired_sanctions(kind, now)
-            count += len(records)
-            # Every lift leaves the rooms before any is told (each telling awaits):
-            # a pass stopped half-way, by a storage error, leaves no sanction in
-            # memory whose row is gone, which no later pass could find.
-            lifted = [(room, user) for room, user in self._known(records)
-                      if self._expired(kind, room, user, now)]
-            for room, user in lifted:
-                if _in_force(room, kind, user.id, self._clock.time()) is not None:
-                    # Imposed again while an earlier lift of this pass was told (each
-                    # telling awaits): the new sanction stands, and is not lifted.
-                    continue
-                await self._lifted(kind, room, user, actor=None)
+            for record in await self._storage.expired_sanctions(kind, now):
+                count += await self._expire(kind, record, now)
         return count
 
-    def _known(self, records: list[SanctionRecord]) -> list[tuple[Room, User]]:
-        """The room and user of each record, where both still exist."""
-        found = ((self._rooms.get(r.room_id), self._accounts.get(r.user_id)) for r in records)
-        return [(room, user) for room, user in found if room is not None and user is not None]
-
-    @staticmethod
-    def _expired(kind: str, room: Room, user: User, now: float) -> bool:
-        """Forget ``user``'s sanction in ``room`` if it is the one that ran out: one
-        imposed since the rows were read stays, and nobody is told it was lifted.
-        No await between the look and the removal, so no transaction is needed
-        (one could stay busy in a cluster, and the expired rows are already
-        deleted: the lifts must not stop)."""
-        if _in_force(room, kind, user.id, now) is not None:
-            return False
-        _table(room, kind).pop(user.id, None)
+    async def _expire(self, kind: str, record: SanctionRecord, now: float) -> bool:
+        """Lift one sanction that ran out, in its room's transaction as an /unmute
+        is: its row goes only if it is still the one that ran out (one imposed or
+        lifted since, through any node, stays as it is, and nobody is told), and
+        the lift takes its place among the room's decisions before any later one.
+        A pass stopped by an error leaves the rest, rows and all, to the next."""
+        room, user = self._rooms.get(record.room_id), self._accounts.get(record.user_id)
+        if room is None or user is None:  # the room ended or the account went
+            return await self._storage.delete_sanction(kind, record.room_id, record.user_id,
+                                                       ran_out_by=now)
+        async with self._transactions.room(room):
+            if not await self._storage.delete_sanction(kind, room.id, user.id, ran_out_by=now):
+                return False
+            _table(room, kind).pop(user.id, None)
+            self._emit_lift(kind, room, user, None)
+        await self._told_lifted(kind, room, user, None)
         return True
 
     async def _lift(self, kind: str, room: Room, target: User, actor: str) -> None:
@@ -226,24 +216,12 @@ class Moderation:
         # applied.
         async with self._transactions.room(room):
             existed = await self._storage.delete_sanction(kind, room.id, target.id)
-            active = self._ran_out_or_taken(kind, room, target, existed)
-            if not (existed or active):
+            if not (_table(room, kind).pop(target.id, None) or existed):
                 raise ChatError(Code.BAD_ARGUMENTS,
                                 f"{target.name} is not {_DONE[kind]} in #{room.name}.")
             # Told under the room's lock, as the sanction was (see _impose_mute).
             self._emit_lift(kind, room, target, actor)
         await self._told_lifted(kind, room, target, actor)
-
-    def _ran_out_or_taken(self, kind: str, room: Room, target: User,
-                          existed: bool) -> SanctionRecord | None:
-        """The sanction a lift takes out of ``room``, if any. One whose row an
-        expiry already deleted and whose time is up is left to that expiry, which
-        tells of it: lifting it here as well told the member twice."""
-        table = _table(room, kind)
-        if not existed and target.id in table and \
-                _in_force(room, kind, target.id, self._clock.time()) is None:
-            return None
-        return table.pop(target.id, None)
 
     async def _lifted(self, kind: str, room: Room, target: User, actor: str | None) -> None:
         self._emit_lift(kind, room, target, actor)

@@ -40,25 +40,30 @@ class PgGovernanceQueries:
             record.room_id, record.user_id, record.actor_id, record.reason,
             record.created_at, record.until)
 
-    async def delete_sanction(self: PgHost, kind: str, room_id: int, user_id: int) -> bool:
+    async def delete_sanction(self: PgHost, kind: str, room_id: int, user_id: int,
+                              ran_out_by: float | None = None) -> bool:
+        """Delete the sanction; with ``ran_out_by``, only if its ``until`` has passed
+        by then (one imposed anew since it was found expired stays)."""
         table = _sanction_table(kind)
-        return await self._execute(f"DELETE FROM {table} WHERE room_id = $1 AND user_id = $2",
-                                   room_id, user_id) > 0
+        if ran_out_by is None:
+            return await self._execute(f"DELETE FROM {table} WHERE room_id = $1 "
+                                       "AND user_id = $2", room_id, user_id) > 0
+        return await self._execute(f"DELETE FROM {table} WHERE room_id = $1 AND user_id = $2 "
+                                   "AND until IS NOT NULL AND until <= $3",
+                                   room_id, user_id, ran_out_by) > 0
 
     async def load_sanctions(self: PgHost, kind: str) -> list[SanctionRecord]:
         table = _sanction_table(kind)
         rows = await self._fetch(f"SELECT {_SANCTION} FROM {table} ORDER BY room_id, user_id")
         return [SanctionRecord(*row) for row in rows]
 
-    async def delete_expired_sanctions(self: PgHost, kind: str,
-                                       now: float) -> list[SanctionRecord]:
-        """Delete the sanctions whose ``until`` has passed and return them."""
+    async def expired_sanctions(self: PgHost, kind: str, now: float) -> list[SanctionRecord]:
+        """The sanctions whose ``until`` has passed by ``now``."""
         table = _sanction_table(kind)
         rows = await self._fetch(
-            f"DELETE FROM {table} WHERE until IS NOT NULL AND until <= $1 "
-            f"RETURNING {_SANCTION}", now)
-        return sorted((SanctionRecord(*row) for row in rows),
-                      key=lambda s: (s.room_id, s.user_id))
+            f"SELECT {_SANCTION} FROM {table} WHERE until IS NOT NULL AND until <= $1 "
+            "ORDER BY room_id, user_id", now)
+        return [SanctionRecord(*row) for row in rows]
 
     # -- invitations and join requests ---------------------------------------
 

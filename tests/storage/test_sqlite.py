@@ -583,9 +583,13 @@ async def test_sanctions(storage: Storage, kind: str) -> None:
     assert await storage.load_sanctions(kind) == [
         sanction(room, bob, until=T0 + 30, reason="again"),
         sanction(room, carol, until=None, reason="forever")]
-    assert await storage.delete_expired_sanctions(kind, T0 + 29) == []
-    assert await storage.delete_expired_sanctions(kind, T0 + 30) == [
+    assert await storage.expired_sanctions(kind, T0 + 29) == []
+    assert await storage.expired_sanctions(kind, T0 + 30) == [
         sanction(room, bob, until=T0 + 30, reason="again")]
+    # Deleted as run out only while it is: neither early nor one without an end.
+    assert await storage.delete_sanction(kind, room, bob, ran_out_by=T0 + 29) is False
+    assert await storage.delete_sanction(kind, room, carol, ran_out_by=T0 + 30) is False
+    assert await storage.delete_sanction(kind, room, bob, ran_out_by=T0 + 30) is True
     assert [s.user_id for s in await storage.load_sanctions(kind)] == [carol]
     assert await storage.delete_sanction(kind, room, carol) is True
     assert await storage.delete_sanction(kind, room, carol) is False
@@ -601,7 +605,7 @@ async def test_unknown_sanction_kind(storage: Storage) -> None:
     with pytest.raises(ValueError):
         await storage.load_sanctions("")
     with pytest.raises(ValueError):
-        await storage.delete_expired_sanctions("Ban", T0)
+        await storage.expired_sanctions("Ban", T0)
 
 
 # -- invitations and join requests -------------------------------------------------
