@@ -3,8 +3,10 @@ log (mixed into SqliteStorage)."""
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Sequence
 
+from storage.chunks import InsertSql, flat, insert_chunks, insert_sql, width
 from storage.host import SqliteHost
 from storage.records import (
     AuditEntry,
@@ -15,9 +17,10 @@ from storage.records import (
 )
 
 _SANCTION_TABLES = {"ban": "bans", "mute": "mutes"}
-# The most audit entries one INSERT statement writes (7 parameters each).
-AUDIT_BATCH = 500
 _SANCTION = "room_id, user_id, actor_id, reason, created_at, until"
+_AUDIT = "ts, actor, action, target, room, reason, room_id"
+_AUDIT_WIDTH = width(_AUDIT)
+_insert_audit_sql: InsertSql = functools.partial(insert_sql, "audit", _AUDIT)
 _INVITATION = "room_id, user_id, inviter_id, created_at, expires_at"
 
 
@@ -130,16 +133,13 @@ class GovernanceQueries:
             "VALUES (?, ?, ?, ?, ?, ?, ?)", (ts, actor, action, target, room, reason, room_id))
 
     async def append_audit_entries(self: SqliteHost, entries: Sequence[AuditEntry]) -> None:
-        """Several entries, in order: a batch of log-ins. A batch of up to
-        AUDIT_BATCH is one statement, atomic by itself, so it takes one round trip
-        and holds the database's write lock for no longer than the statement."""
-        for start in range(0, len(entries), AUDIT_BATCH):
-            chunk = entries[start:start + AUDIT_BATCH]
-            values = ", ".join(["(?, ?, ?, ?, ?, ?, ?)"] * len(chunk))
-            async with self._reading() as conn:  # the connection alone, autocommit
-                await conn.execute(
-                    "INSERT INTO audit (ts, actor, action, target, room, reason, room_id) "
-                    f"VALUES {values}", [value for entry in chunk for value in entry])
+        """Several entries, in order, in one transaction: a batch of log-ins (a few
+        statements of the fixed shapes of storage.chunks)."""
+        if not entries:
+            return
+        values = flat(entries)
+        async with self._transaction() as conn:
+            await insert_chunks(conn, _insert_audit_sql, _AUDIT_WIDTH, values)
 
     async def list_audit(self: SqliteHost, limit: int, room: str | None = None,
                          room_id: int | None = None) -> list[AuditRecord]:

@@ -9,17 +9,25 @@ the system's) a row each in ``messages``. History reads both.
 from __future__ import annotations
 
 import functools
-import itertools
 import json
 import operator
 import sqlite3
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Iterable, Sequence
 from typing import Any
 
 import aiosqlite
 
 from storage.api import Conflict
 from storage.blocks import BLOCK_COLUMNS, BLOCK_SIZE, block_rows, is_plain, read_block
+from storage.chunks import (
+    CHUNK_SIZES,
+    InsertSql,
+    flat,
+    insert_chunks,
+    insert_sql,
+    values_sql,
+    width,
+)
 from storage.host import SqliteHost, dumps_object, loads_object
 from storage.records import MessageRecord
 
@@ -77,49 +85,13 @@ _BLOCKS_AFTER_SQL = ("SELECT first_id, room_id, count, numbers, strings FROM mes
 MAX_MESSAGE_ID_SQL = ("SELECT MAX((SELECT COALESCE(MAX(id), 0) FROM messages), "
                       "(SELECT COALESCE(MAX(last_id), 0) FROM message_blocks))")
 
-# -- the batched insert ----------------------------------------------------------
-#
-# Rows go many to a statement: executemany would take the GIL back for every
-# row, and a busy event loop then starves the writer thread (measured: a
-# 5000-row batch took seconds instead of milliseconds while the daemon was
-# delivering). One execute binds a whole chunk in C.
-#
-# Chunks have sizes from a fixed set only, so only a few distinct statements
-# ever exist and sqlite3's statement cache always has them compiled: preparing
-# a 400-row INSERT costs 0.6-1 ms, more than running it, and with one arbitrary
-# remainder per batch it was paid for nearly every batch. Powers of two split
-# any count into few statements (at most one per binary digit of the rest).
-# 512 rows bind at most 5120 parameters, far below SQLite's limit (32766 since
-# SQLite 3.32).
-MESSAGE_CHUNK = 512
-CHUNK_SIZES: tuple[int, ...] = tuple(
-    2 ** k for k in range(MESSAGE_CHUNK.bit_length() - 1, -1, -1))
+# -- the batched insert (in the fixed shapes of storage.chunks) ------------------------
 
 _ALL_COLUMNS = ("id, room_id, recipient_id, sender_id, sender_name, text, ts, kind, extra, "
                 "delivered")
 
-InsertSql = Callable[[int], str]
-
-
-def _width(columns: str) -> int:
-    """How many values a row of ``columns`` (a comma-separated list) binds."""
-    return columns.count(",") + 1
-
-
-def _values_sql(columns: str, rows: int) -> str:
-    """``VALUES`` placeholders for ``rows`` rows of ``columns``."""
-    row = "(" + ",".join("?" * _width(columns)) + ")"
-    return "VALUES " + ",".join([row] * rows)
-
-
-@functools.lru_cache(maxsize=4 * len(CHUNK_SIZES))
-def _insert_sql(table: str, columns: str, rows: int) -> str:
-    """The fast INSERT of ``rows`` rows; the foreign keys check what it inserts."""
-    return f"INSERT INTO {table} ({columns}) {_values_sql(columns, rows)}"
-
-
-_insert_messages_sql: InsertSql = functools.partial(_insert_sql, "messages", _ALL_COLUMNS)
-_insert_blocks_sql: InsertSql = functools.partial(_insert_sql, "message_blocks", BLOCK_COLUMNS)
+_insert_messages_sql: InsertSql = functools.partial(insert_sql, "messages", _ALL_COLUMNS)
+_insert_blocks_sql: InsertSql = functools.partial(insert_sql, "message_blocks", BLOCK_COLUMNS)
 
 
 # The careful form, used only for a chunk the fast form could not insert
@@ -135,21 +107,11 @@ def _careful_insert_sql(rows: int) -> str:
         f"INSERT INTO messages ({_ALL_COLUMNS}) "
         "SELECT column1, column2, column3, (SELECT id FROM users WHERE id = column4), "
         "column5, column6, column7, column8, column9, column10 "
-        f"FROM ({_values_sql(_ALL_COLUMNS, rows)}) "
+        f"FROM ({values_sql(_ALL_COLUMNS, rows)}) "
         "WHERE column3 IS NULL OR EXISTS (SELECT 1 FROM users WHERE id = column3)")
 
 
-def chunk_sizes(count: int) -> list[int]:
-    """Split ``count`` rows into chunks of the sizes in CHUNK_SIZES, largest first."""
-    sizes: list[int] = []
-    for size in CHUNK_SIZES:
-        full, count = divmod(count, size)
-        sizes.extend([size] * full)
-    return sizes
-
-
-__all__ = ["CHUNK_SIZES", "HISTORY_SQL", "MAX_MESSAGE_ID_SQL", "MESSAGE_CHUNK",
-           "MessageQueries", "chunk_sizes"]
+__all__ = ["HISTORY_SQL", "MAX_MESSAGE_ID_SQL", "MessageQueries"]
 
 
 class MessageQueries:
@@ -168,16 +130,16 @@ class MessageQueries:
         first = _first_new_id(batch)
         plain, other = _partition(batch)
         # The values are made here, in the event loop, before taking the lock.
-        block_values = _flat(block_rows(plain))
-        other_values = _flat(map(_message_row, other))
+        block_values = flat(block_rows(plain))
+        other_values = flat(map(_message_row, other))
         async with self._transaction() as conn:
             [(stored,)] = await conn.execute_fetchall(MAX_MESSAGE_ID_SQL)
             if first <= stored:
                 raise Conflict(f"message ids must be new: the batch starts at {first}, "
                                f"ids up to {stored} are stored")
-            await _insert_chunks(conn, _insert_blocks_sql, _BLOCK_WIDTH, block_values)
-            await _insert_chunks(conn, _insert_messages_sql, _ALL_WIDTH, other_values,
-                                 careful=_careful_insert_sql)
+            await insert_chunks(conn, _insert_blocks_sql, _BLOCK_WIDTH, block_values)
+            await insert_chunks(conn, _insert_messages_sql, _ALL_WIDTH, other_values,
+                                careful=_careful_insert_sql)
 
     async def max_message_id(self: SqliteHost) -> int:
         rows = await self._fetch(MAX_MESSAGE_ID_SQL)
@@ -377,8 +339,8 @@ async def _forget_deleted_senders(conn: aiosqlite.Connection,
 
 
 _by_id = operator.attrgetter("id")
-_ALL_WIDTH = _width(_ALL_COLUMNS)
-_BLOCK_WIDTH = _width(BLOCK_COLUMNS)
+_ALL_WIDTH = width(_ALL_COLUMNS)
+_BLOCK_WIDTH = width(BLOCK_COLUMNS)
 
 
 def _first_new_id(batch: Sequence[MessageRecord]) -> int:
@@ -403,32 +365,6 @@ def _partition(batch: Iterable[MessageRecord]) -> tuple[list[MessageRecord],
     for message in batch:
         (plain if is_plain(message) else other).append(message)
     return plain, other
-
-
-def _flat(rows: Iterable[tuple[Any, ...]]) -> list[Any]:
-    """The rows' values in one list, as a multi-row statement binds them."""
-    return list(itertools.chain.from_iterable(rows))
-
-
-async def _insert_chunks(conn: aiosqlite.Connection, insert_sql: InsertSql, width: int,
-                         values: list[Any], careful: InsertSql | None = None) -> None:
-    """Insert the rows whose ``width`` values each are ``values``, chunk by chunk.
-
-    ``careful``: the statement taking a chunk's place when it broke a foreign key.
-    """
-    start = 0
-    for size in chunk_sizes(len(values) // width):
-        end = start + size * width
-        chunk = values[start:end]
-        try:
-            await conn.execute(insert_sql(size), chunk)
-        except sqlite3.IntegrityError as exc:
-            if careful is None or exc.sqlite_errorcode != sqlite3.SQLITE_CONSTRAINT_FOREIGNKEY:
-                raise
-            # SQLite undid this statement alone; the transaction goes on with
-            # the chunks before it, so the careful form can take its place.
-            await conn.execute(careful(size), chunk)
-        start = end
 
 
 def _message_row(message: MessageRecord) -> tuple[Any, ...]:

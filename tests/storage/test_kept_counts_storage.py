@@ -3,7 +3,8 @@ storage, on both backends."""
 
 from __future__ import annotations
 
-from storage import Storage
+from storage import Storage, chunks
+from storage.chunks import CHUNK_ROWS, CHUNK_SIZES
 from tests.backends import both
 
 T0 = 1_700_000_000.0
@@ -34,3 +35,21 @@ async def test_a_batch_of_audit_entries_is_stored_in_its_order(storage: Storage)
     assert [a.id for a in listed] == sorted(a.id for a in listed)
     kicked = listed[2]
     assert (kicked.target, kicked.room, kicked.reason) == ("bob", "dev", "too loud")
+
+
+async def test_audit_batches_of_any_size_are_stored_whole_in_their_order(
+        storage: Storage) -> None:
+    """A batch goes in chunks of a few fixed sizes (storage.chunks), largest first,
+    one after the other: its entries keep their order across the chunks."""
+    chunks.insert_sql.cache_clear()
+    made = 0
+    for size in (CHUNK_ROWS + 188, 3, 255):
+        await storage.append_audit_entries(
+            [(T0 + made + i, f"user{made + i}", "login", None, None, "", None)
+             for i in range(size)])
+        made += size
+    listed = await storage.list_audit(made)
+    assert [a.actor for a in listed] == [f"user{i}" for i in range(made)]
+    assert [a.id for a in listed] == sorted(a.id for a in listed)
+    # SQLite: one compiled INSERT per chunk size, not one per batch size.
+    assert chunks.insert_sql.cache_info().currsize <= len(CHUNK_SIZES)

@@ -23,10 +23,10 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from storage import Conflict, MessageRecord, SqliteStorage, StorageError
+from storage import Conflict, MessageRecord, SqliteStorage, StorageError, chunks
 from storage import messages as insert
 from storage.blocks import is_plain, read_block
-from storage.messages import CHUNK_SIZES, MESSAGE_CHUNK, chunk_sizes
+from storage.chunks import CHUNK_ROWS, CHUNK_SIZES, chunk_sizes
 from tests.storage import open_storage
 
 T0 = 1_700_000_000.0
@@ -301,26 +301,26 @@ async def test_plain_text_to_an_unknown_room_fails_the_whole_batch(world: World)
 
 
 def test_chunk_sizes_come_from_the_fixed_set() -> None:
-    assert CHUNK_SIZES[0] == MESSAGE_CHUNK
+    assert CHUNK_SIZES[0] == CHUNK_ROWS
     assert all(big == 2 * small for big, small in itertools.pairwise(CHUNK_SIZES))
     assert CHUNK_SIZES[-1] == 1
-    for count in range(3 * MESSAGE_CHUNK + 2):
+    for count in range(3 * CHUNK_ROWS + 2):
         sizes = chunk_sizes(count)
         assert sum(sizes) == count
         assert set(sizes) <= set(CHUNK_SIZES)
         assert sizes == sorted(sizes, reverse=True)
         # Full chunks, then one statement per binary digit of the rest.
-        assert len(sizes) == count // MESSAGE_CHUNK + (count % MESSAGE_CHUNK).bit_count()
+        assert len(sizes) == count // CHUNK_ROWS + (count % CHUNK_ROWS).bit_count()
 
 
 def test_the_largest_chunk_binds_fewer_parameters_than_sqlite_allows() -> None:
     with sqlite3.connect(":memory:") as conn:
         limit = conn.getlimit(sqlite3.SQLITE_LIMIT_VARIABLE_NUMBER)
-    assert limit >= MESSAGE_CHUNK * 10
+    assert limit >= CHUNK_ROWS * 10
 
 
 async def test_batches_of_any_size_use_a_few_distinct_statements(world: World) -> None:
-    insert._insert_sql.cache_clear()
+    chunks.insert_sql.cache_clear()
     insert._careful_insert_sql.cache_clear()
     gone = (await world.storage.create_user("gone", b"h", False, T0)).id
     await world.storage.delete_user(gone)
@@ -334,7 +334,7 @@ async def test_batches_of_any_size_use_a_few_distinct_statements(world: World) -
         start += size
     assert len(world.ids()) == start - 1
     # A miss is a distinct SQL text built; none was evicted and built again.
-    fast, careful = insert._insert_sql.cache_info(), insert._careful_insert_sql.cache_info()
+    fast, careful = chunks.insert_sql.cache_info(), insert._careful_insert_sql.cache_info()
     assert fast.misses <= 2 * len(CHUNK_SIZES) and fast.hits > fast.misses
     assert 0 < careful.misses <= len(CHUNK_SIZES)
 

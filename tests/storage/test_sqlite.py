@@ -891,11 +891,11 @@ async def test_a_text_the_database_cannot_hold_is_refused(storage: Storage,
 
 
 async def test_a_batch_larger_than_a_chunk_keeps_its_order(storage: Storage) -> None:
-    from storage.messages import MESSAGE_CHUNK
+    from storage.chunks import CHUNK_ROWS
 
     owner = await storage.create_user("owner", b"h", False, 1.0)
     room, _ = await storage.create_room("chunks", "open", owner.id, 1.0)
-    count = MESSAGE_CHUNK * 2 + 7
+    count = CHUNK_ROWS * 2 + 7
     await storage.append_messages([
         MessageRecord(i, owner.id, "owner", f"m{i}", float(i), room_id=room.id)
         for i in range(1, count + 1)])
