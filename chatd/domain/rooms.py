@@ -346,8 +346,8 @@ class Rooms:
             room = self._index(Room(record))
         else:
             room.refresh(record)
-        # Only those in force: a reload read just before an expiry deleted the rows
-        # must not bring back what it lifted (it is not under the room's lock).
+        # Only those in force: a sanction whose time is up no longer applies, even
+        # before the expiry (under the room's lock, later) deletes its row.
         now = self._clock.time()
         room.bans = {s.user_id: s for s in sanctions.get("ban", ()) if in_force(s, now)}
         room.mutes = {s.user_id: s for s in sanctions.get("mute", ()) if in_force(s, now)}

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING
 
 from chatd.ops.leader import SoleLeader
@@ -47,25 +48,34 @@ class Housekeeping:
             await asyncio.sleep(self._services.config.housekeeping.interval)
 
     async def run_once(self) -> dict[str, int]:
-        """Run every job once; returns how many things each job handled."""
+        """Run every job once; returns how many things each job handled. A job that
+        fails is logged and left out; the others run all the same (the next pass
+        tries it again)."""
+        done: dict[str, int] = {}
+        for name, job in self._jobs():
+            try:
+                done[name] = await job()
+            except Exception:
+                log.exception("housekeeping job failed", extra={"fields": {"job": name}})
+        log.info("housekeeping", extra={"fields": done})
+        return done
+
+    def _jobs(self) -> list[tuple[str, Callable[[], Awaitable[int]]]]:
         services = self._services
         config = services.config.housekeeping
         storage = services.storage
         now = services.clock.time()
-        done = {
-            "sanctions_expired": await services.moderation.expire(),
-            "invitations_expired": await storage.delete_expired_invitations(now),
-            "resume_tokens_expired": await services.resume.expire(),
-            "notifications_deleted": await services.notifier.expire(
-                now - config.notification_retention),
-            "associations_deleted": await storage.delete_stale_associations(
-                now - config.association_retention),
-            "empty_rooms_terminated": await services.rooms.terminate_empty(),
-            "messages_deleted": await storage.delete_terminated_history(
-                now - config.history_retention),
+        history_cut = now - config.history_retention
+        return [
+            ("sanctions_expired", services.moderation.expire),
+            ("invitations_expired", lambda: storage.delete_expired_invitations(now)),
+            ("resume_tokens_expired", services.resume.expire),
+            ("notifications_deleted",
+             lambda: services.notifier.expire(now - config.notification_retention)),
+            ("associations_deleted",
+             lambda: storage.delete_stale_associations(now - config.association_retention)),
+            ("empty_rooms_terminated", services.rooms.terminate_empty),
+            ("messages_deleted", lambda: storage.delete_terminated_history(history_cut)),
             # Files follow their room's history; a blob goes with its last file.
-            "files_deleted": await services.files.purge_terminated(
-                now - config.history_retention),
-        }
-        log.info("housekeeping", extra={"fields": done})
-        return done
+            ("files_deleted", lambda: services.files.purge_terminated(history_cut)),
+        ]
