@@ -10,6 +10,8 @@ import {Connection, applyTheme, clockTime, el} from "./connection.js";
 const conn = new Connection("chatd.admin");
 const STATS_EVERY_MS = 2000;
 const FEED_KEPT = 500;
+// What the connection answers for a command it could not get answered.
+const TRANSIENT = new Set(["not-connected", "timeout"]);
 const $ = (id) => document.getElementById(id);
 const online = new Set();
 let statsTimer = null;
@@ -102,7 +104,8 @@ async function follow() {
   const on = await conn.command("/adminfeed on");
   if (on.type !== "ok") {
     heldBack = null;
-    await stop(on.message);
+    // A dropped connection is not a refusal: the reconnection follows again.
+    if (!TRANSIENT.has(on.code)) await stop(on.message);
     return;
   }
   const past = await conn.command("/audit 50");

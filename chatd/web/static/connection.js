@@ -124,21 +124,23 @@ export class Connection {
 
   // -- logging in, and back in ----------------------------------------------------
 
-  // Log in (or register) with a password; keep an API token for the tab.
+  // Log in (or register) with a password; keep an API token for the tab, and a
+  // resume token when the server gives one. The token may do all that this
+  // password session may (a reconnected tab keeps its powers: moderation, admin).
   async login(name, password, register) {
     this.wanted = true;
     if (!this.ws) await this.open();
-    const verb = register ? "register" : "login";
-    const reply = await this.command(`/${verb} ${name} ${password}`);
+    const line = register ? `/register ${name} ${password}` : `/login ${name} ${password} --resume`;
+    const reply = await this.command(line);
     if (reply.type !== "ok") return reply;
     const tokenName = `web-${randomWord()}`;
-    const made = await this.command(`/token create ${tokenName} 7d`);
+    const made = await this.command(`/token create ${tokenName} all 7d`);
     const saved = {user: reply.user, admin: reply.admin, lastId: 0};
     if (made.type === "ok") {
       saved.token = made.token;
       saved.tokenName = made.name;
     }
-    if (reply.resume_token) saved.resume = reply.resume_token;
+    if (reply.resume) saved.resume = reply.resume;
     this.user = reply.user;
     this.save(saved);
     return reply;
@@ -152,15 +154,16 @@ export class Connection {
     if (!this.ws) await this.open();
     let reply = {type: "error", code: "auth-failed", message: "no token kept."};
     if (saved.resume) {
-      reply = await this.command(`/login ${saved.user} --resume ${saved.resume}`);
-      if (reply.type !== "ok") delete saved.resume;
+      // Used up either way: an ok brings the next one.
+      reply = await this.command(`/login --resume ${saved.resume}`);
+      delete saved.resume;
     }
     if (reply.type !== "ok" && saved.token) {
-      reply = await this.command(`/login ${saved.user} --token ${saved.token}`);
+      reply = await this.command(`/login ${saved.user} --token ${saved.token} --resume`);
     }
     if (reply.type === "ok") {
       this.user = reply.user;
-      if (reply.resume_token) saved.resume = reply.resume_token;
+      if (reply.resume) saved.resume = reply.resume;
       saved.admin = reply.admin;
       this.save(saved);
     }

@@ -71,6 +71,37 @@ async def test_a_kick_is_seen_live_and_the_admin_acts(daemon: Daemon, browser: A
     assert admin.script_errors == []
 
 
+async def test_the_admin_page_follows_again_after_a_restart(daemon: Daemon,
+                                                           browser: Any) -> None:
+    await daemon.admin_account("root")
+    admin = await browser("root")
+    await open_admin(admin, daemon.url, "root")
+    await admin.locator("#feed[data-live]").wait_for(state="attached")
+    # The tab keeps a resume token (and an API token that may do what the password
+    # session may): the reconnection logs in with it, the admin scope included.
+    first = await kept(admin)
+    assert first["resume"].startswith("chatdr_") and first["token"]
+    await daemon.stop()
+    reconnecting = admin.locator("#connection").filter(has_text="reconnecting")
+    await reconnecting.wait_for()
+    await daemon.start()
+    await reconnecting.wait_for(state="detached")
+    alice = await daemon.tcp_user("alice")
+    await alice.command("/create after")
+    await feed_row(admin, "create", "after").wait_for()
+    assert await feed_row(admin, "create", "after").count() == 1
+    assert await admin.locator("#admin").is_visible()
+    assert (await kept(admin))["resume"] not in ("", first["resume"])  # used, and replaced
+    assert admin.script_errors == []
+
+
+async def kept(page: Any) -> dict[str, Any]:
+    """What the admin page's tab keeps in its sessionStorage."""
+    saved: dict[str, Any] = await page.evaluate(
+        "JSON.parse(sessionStorage.getItem('chatd.admin') || '{}')")
+    return saved
+
+
 async def test_the_admin_page_refuses_other_users(daemon: Daemon, browser: Any) -> None:
     await daemon.tcp_user("mallory")
     page = await browser("mallory")
