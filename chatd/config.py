@@ -264,8 +264,8 @@ class ClusterConfig:
     enabled: bool = False
     # This node's name, unique among the nodes of one cluster.
     node_id: str = ""
-    # redis://host:port/db: what the nodes will share delivery through (not
-    # used yet: in this version one node serves a database).
+    # redis://host:port/db: what the nodes share (the log of every room, ids,
+    # presence, rate limits). Empty: this node stays alone on its database.
     redis: str = ""
     # postgresql://user[:password]@host[:port]/database
     postgres: str = ""
