@@ -74,13 +74,15 @@ class Staged:
     sha256: str
 
 
-def valid_filename(raw: str) -> str:
-    """A file name is 1-128 printable characters, with no path separators."""
-    name = raw.strip()
-    if (not 1 <= len(name) <= MAX_NAME or not name.isprintable() or name in (".", "..")
-            or any(ch in name for ch in "/\\")):
-        raise ChatError(Code.BAD_ARGUMENTS, "a file name is 1-128 printable characters "
-                        "without spaces, / or \\.")
+def valid_filename(name: str) -> str:
+    """A file name is 1-128 printable characters (a space only between others),
+    with no path separators. Checked as given, since it is stored as given: a
+    line break in a name (the HTTP API's ``name``) would reach a text client as
+    a line of its own."""
+    if (not 1 <= len(name) <= MAX_NAME or not name.isprintable() or name != name.strip()
+            or name in (".", "..") or any(ch in name for ch in "/\\")):
+        raise ChatError(Code.BAD_ARGUMENTS, "a file name is 1-128 printable characters, "
+                        "without / or \\ and with no space at either end.")
     return name
 
 

@@ -154,13 +154,17 @@ class RequestReader:
         self._pending = request
         return request
 
-    def body(self, limit: int) -> Request | None:
+    def body(self, limit: int, what: str = "") -> Request | None:
         """The pending request with its whole body, or None while it is arriving;
-        ``request-too-large`` at once when its declared length is over ``limit``."""
+        ``request-too-large`` at once when its declared length is over ``limit``
+        (``file-too-large`` when the body is ``what``: "a file")."""
         request = self._pending
         assert request is not None
         length = request.content_length
         if length > limit:
+            if what:
+                raise HttpError(413, Code.FILE_TOO_LARGE, f"{what} may have at most {limit} "
+                                f"bytes; this one has {length}.", max_size=limit)
             raise HttpError(413, Code.REQUEST_TOO_LARGE,
                             f"the body is {length} bytes; at most {limit} are accepted here.",
                             max_size=limit)

@@ -186,11 +186,14 @@ class WebServer:
                 return str(ipaddress.ip_address(candidate))
         return ip
 
-    def body_limit(self, request: Request) -> int:
+    def body_limit(self, request: Request) -> tuple[int, str]:
+        """The largest body ``request`` may have, and what it is when it is a file
+        (an upload: over files.max_size it is ``file-too-large``)."""
         found = self.routes.find(request.method, request.path)
         if found is not None and found[1]:
-            return found[0].limit(self.config)
-        return self.config.web.max_body
+            route = found[0]
+            return route.limit(self.config), "a file" if route.body == "binary" else ""
+        return self.config.web.max_body, ""
 
     async def respond(self, request: Request, ip: str) -> Response:
         """The answer to one plain HTTP request (never raises)."""
@@ -404,7 +407,7 @@ class HttpConnection(asyncio.Protocol):
             if head.is_upgrade:
                 self._upgrade(head)
                 return
-            request = self._reader.body(self.web.body_limit(head))
+            request = self._reader.body(*self.web.body_limit(head))
         except HttpError as exc:
             self.refuse(exc)
             return

@@ -215,11 +215,21 @@ async def test_uploads_are_bounded_by_files_max_size(server: ChatServer,
         big = await client.post("/api/v1/rooms/den/files", params={"name": "big.bin"},
                                 content=b"x" * 1001)
         assert big.status_code == 413
+        assert big.json()["error"]["code"] == "file-too-large"
+        assert big.json()["error"]["max_size"] == 1000
         nameless = await client.post("/api/v1/rooms/den/files", content=b"x")
         assert nameless.json()["error"]["code"] == "bad-arguments"
         bad_name = await client.post("/api/v1/rooms/den/files", params={"name": "a/b"},
                                      content=b"x")
         assert bad_name.json()["error"]["code"] == "bad-arguments"
+        # A name is stored as given: one that could break a text client's line is refused.
+        for name in ("a\r\n[server] reset your password", "tab\there", " lead.txt", "trail "):
+            refused = await client.post("/api/v1/rooms/den/files", params={"name": name},
+                                        content=b"x")
+            assert refused.json()["error"]["code"] == "bad-arguments", name
+        spaced = await client.post("/api/v1/rooms/den/files", params={"name": "my cat.txt"},
+                                   content=b"x")
+        assert spaced.status_code == 201 and spaced.json()["name"] == "my cat.txt"
         assert (await client.get("/api/v1/files/77")).json()["error"]["code"] == "no-such-file"
 
 
