@@ -26,7 +26,7 @@ from chatd.domain.modes import format_changes
 from chatd.irc.codec import MAX_BODY, add_tags, format_line, is_plain_middle, split_text
 from chatd.protocol.codec import iso_ts
 from chatd.protocol.records import record_of
-from chatd.protocol.render import EVENT_TEXT
+from chatd.protocol.render import EVENT_TEXT, EventFields
 
 if TYPE_CHECKING:
     from chatd.delivery.feed import Render
@@ -296,9 +296,9 @@ class IrcRenderer:
         record = record_of(e)
         fields = {k: v for k, v in record.items() if isinstance(v, str)}
         template = EVENT_TEXT.get(e.kind, "{event} {user} {room}")
-        text = template.format_map({**fields, "room": channel(record["room"]),
-                                    "user": record.get("user", ""),
-                                    "actor": record.get("actor", "")})
+        text = template.format_map(EventFields(fields, room=channel(record["room"]),
+                                               user=record.get("user", ""),
+                                               actor=record.get("actor", "")))
         if record.get("reason"):
             text += f" ({record['reason']})"
         return [format_line("NOTICE", channel(record["room"]), text, source=self.server)]

@@ -78,10 +78,9 @@ def _room_first(e: ev.Joined | ev.Left | ev.Kicked | ev.Banned) -> Record:
 
 
 def _topic(e: ev.TopicChanged) -> Record:
-    record: Record = {"type": "event", "room": e.room, "event": "topic", "actor": e.actor}
-    if e.topic:
-        record["topic"] = e.topic
-    return record
+    # "" when it was cleared (IRC's TOPIC #room :), so a client can tell.
+    return {"type": "event", "room": e.room, "event": "topic", "actor": e.actor,
+            "topic": e.topic}
 
 
 def _sanction(e: ev.Unbanned | ev.Unmuted | ev.Muted) -> Record:

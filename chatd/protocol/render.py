@@ -221,17 +221,28 @@ def _event(record: Record, style: Style, paint: _Paint, current: bool) -> list[s
     user = paint.user(record.get("user", ""))
     actor = paint.user(record.get("actor", ""))
     template = EVENT_TEXT.get(record["event"], "{event} {user} {room}")
-    line = template.format_map({**fields, "room": room, "user": user, "actor": actor})
+    if record["event"] == "topic" and not record.get("topic"):
+        template = CLEARED_TOPIC
+    line = template.format_map(EventFields(fields, room=room, user=user, actor=actor))
     reason = record.get("reason")
     if reason:
         line += f" ({reason})"
     return [paint.notice(f"* {line}")]
 
 
+class EventFields(dict[str, str]):
+    """An event's fields for its sentence: one the record leaves out (an empty
+    one) reads as nothing, never as an error in the middle of a fan-out."""
+
+    def __missing__(self, key: str) -> str:
+        return ""
+
+
 def _data(record: Record, style: Style, paint: _Paint, current: bool) -> list[str]:
     return [str(record["data"])]
 
 
+CLEARED_TOPIC = "{actor} cleared the topic of {room}"
 # One sentence per event kind of the contract; fields come from the record.
 EVENT_TEXT: dict[str, str] = {
     "join": "{user} joined {room}",

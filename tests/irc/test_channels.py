@@ -4,7 +4,7 @@ INVITE, AWAY and their error numerics."""
 from __future__ import annotations
 
 from chatd.domain.room import Mode
-from tests.helpers import ChatServer, Clients
+from tests.helpers import ChatServer, Clients, text_client, text_run
 from tests.irc.conftest import IrcFactory
 
 
@@ -92,6 +92,27 @@ async def test_topic_show_set_and_refusals(irc: IrcFactory) -> None:
     bob.send("TOPIC #t", "TOPIC #none")
     assert (await bob.expect("332")).params[1:] == ("#t", "the topic")
     await bob.expect("403")
+
+
+async def test_a_topic_cleared_over_irc_reaches_text_json_and_irc_members(
+        irc: IrcFactory, clients: Clients) -> None:
+    """IRC's TOPIC #room : clears the topic; every member is told, in its own form
+    (the text sentence once failed on the missing field, and told nobody)."""
+    alice = await irc("alice")
+    alice.send("JOIN #t", "TOPIC #t :before")
+    await alice.expect("TOPIC")
+    text = await text_client(clients, "tess")
+    await text_run(text, "/join t")
+    jay = await clients.user("jay")
+    await jay.command("/join t")
+    alice.send("TOPIC #t :")
+    assert (await alice.expect("TOPIC")).params == ("#t", "")
+    told = await jay.next_event(lambda e: e.get("event") == "topic")
+    assert (told["actor"], told["topic"]) == ("alice", "")
+    assert "* alice cleared the topic of #t" in await text_run(text, None)
+    alice.send("TOPIC #t")
+    assert (await alice.expect("331")).params[1:] == ("#t", "No topic is set")
+    await alice.nothing()  # no error numeric came with the clearing
 
 
 async def test_names_who_whois_list(server: ChatServer, irc: IrcFactory,

@@ -457,7 +457,7 @@ function eventSentence(e) {
     case "unmute": return `${e.user} was unmuted${by}`;
     case "promote": case "demote": case "owner": case "voice": case "devoice":
       return `${e.user} is now ${e.role}${by}`;
-    case "topic": return `${e.actor} set the topic: ${e.topic || ""}`;
+    case "topic": return e.topic ? `${e.actor} set the topic: ${e.topic}` : `${e.actor} cleared the topic`;
     case "terminated": return `#${e.room} ended`;
     case "invite": return `${e.actor} invited ${e.user}`;
     case "request": return `${e.user} asks to join #${e.room}`;
