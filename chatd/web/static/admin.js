@@ -10,6 +10,8 @@ import {Connection, applyTheme, clockTime, el} from "./connection.js";
 const conn = new Connection("chatd.admin");
 const STATS_EVERY_MS = 2000;
 const FEED_KEPT = 500;
+// A word /ban and /mute take for a duration (10m, 1h30m), as the server reads it.
+const DURATION = /^(?:[0-9]{1,10}[smhdw])+$/;
 // What the connection answers for a command it could not get answered.
 const TRANSIENT = new Set(["not-connected", "timeout"]);
 const $ = (id) => document.getElementById(id);
@@ -180,8 +182,16 @@ function wire() {
   });
   $("ban-form").addEventListener("submit", (e) => {
     e.preventDefault();
-    act(words("/ban", $("ban-user").value, room("ban-room"), $("ban-duration").value,
-              $("ban-reason").value));
+    const duration = $("ban-duration").value.trim();
+    const reason = $("ban-reason").value.trim();
+    if (!duration && DURATION.test(reason.split(/\s/, 1)[0])) {
+      // /ban would read that word as the ban's duration.
+      $("action-result").textContent = "The reason starts with a duration: give a duration, "
+        + "or begin the reason with another word.";
+      $("action-result").className = "error";
+      return;
+    }
+    act(words("/ban", $("ban-user").value, room("ban-room"), duration, reason));
   });
   $("mute-form").addEventListener("submit", (e) => {
     e.preventDefault();

@@ -19,7 +19,8 @@ const RECOVER_PAGES = 10;
 const MEMBER_EVENTS = new Set(["join", "leave", "kick", "ban", "unban", "promote", "demote",
                                "owner", "voice", "devoice", "rename", "terminated"]);
 const LIST_FIELDS = ["rooms", "members", "entries", "files", "tokens", "blocks", "requests",
-                     "webhooks", "keys", "past", "notifications"];
+                     "webhooks", "keys", "past", "notifications", "messages", "stickers",
+                     "bots", "online"];
 
 const state = {
   me: null,
@@ -481,6 +482,12 @@ function onNotice(record) {
 
 // -- the composer and commands -------------------------------------------------------------------
 
+// The command a line types, lower-cased; null for a plain line (//text is text).
+function commandWord(line) {
+  if (!line.startsWith("/") || line.startsWith("//")) return null;
+  return line.slice(1).split(/\s/, 1)[0].toLowerCase();
+}
+
 async function submit(event) {
   event.preventDefault();
   const input = $("composer-input");
@@ -488,7 +495,13 @@ async function submit(event) {
   if (!line.trim()) return;
   input.value = "";
   const conv = state.convs.get(state.active);
-  if (line.startsWith("/") && !line.startsWith("//")) {
+  const command = commandWord(line);
+  if (command === "logout" || command === "quit") {
+    // As the Log out button: the tab's token is revoked while the session may still.
+    await endSession("");
+  } else if (command === "me" && conv && conv.kind === "direct") {
+    noteHere("/me acts in a room; in a direct conversation, type the text.", "error");
+  } else if (command !== null) {
     const reply = await conn.command(line);
     handleReply(line, reply);
   } else if (conv && conv.kind === "direct") {

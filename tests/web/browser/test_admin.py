@@ -95,6 +95,31 @@ async def test_the_admin_page_follows_again_after_a_restart(daemon: Daemon,
     assert admin.script_errors == []
 
 
+async def test_a_ban_for_good_whose_reason_reads_as_a_duration_is_not_sent(
+        daemon: Daemon, browser: Any) -> None:
+    await daemon.admin_account("root")
+    alice = await daemon.tcp_user("alice")
+    await alice.command("/create den")
+    await daemon.tcp_user("carol")
+    admin = await browser("root")
+    await open_admin(admin, daemon.url, "root")
+    await admin.locator("#feed[data-live]").wait_for(state="attached")
+    ban = admin.get_by_role("form", name="Ban")
+    await ban.get_by_label("User").fill("carol")
+    await ban.get_by_label("Room").fill("den")
+    await ban.get_by_label("Reason").fill("2d ago he spammed the room")
+    await admin.get_by_role("button", name="Ban", exact=True).click()
+    await admin.locator("#action-result.error").filter(has_text="starts with a duration").wait_for()
+    assert daemon.server is not None
+    assert daemon.server.services.rooms.require("den").bans == {}
+    await ban.get_by_label("Reason").fill("he spammed the room 2d ago")
+    await admin.get_by_role("button", name="Ban", exact=True).click()
+    await feed_row(admin, "ban", "he spammed the room 2d ago").wait_for()
+    [record] = daemon.server.services.rooms.require("den").bans.values()
+    assert record.until is None  # for good
+    assert admin.script_errors == []
+
+
 async def kept(page: Any) -> dict[str, Any]:
     """What the admin page's tab keeps in its sessionStorage."""
     saved: dict[str, Any] = await page.evaluate(

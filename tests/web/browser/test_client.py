@@ -196,3 +196,35 @@ async def test_keyboard_only_use_and_the_dark_theme(daemon: Daemon, browser: Any
     await screenshot(page, "client-dark-theme")
     assert user.settings.get("theme") == "dark"
     assert page.script_errors == []
+
+
+async def test_typed_commands_list_act_where_they_should_and_log_out_cleanly(
+        daemon: Daemon, browser: Any) -> None:
+    page = await browser("erin")
+    await register(page, daemon.url, "erin")
+    await enter_room(page, "/create yard", "yard")
+    for text in ("first words", "second words"):
+        await type_line(page, text)
+        await see(page, text)
+    # A list in an ok is shown one entry a line: /history's messages too.
+    await type_line(page, "/history 2")
+    await page.locator("#log li.note").filter(has_text="text: second words").wait_for()
+    # /me in a direct conversation would act in the room behind it: refused here.
+    await daemon.tcp_user("frank")
+    await type_line(page, "/msg frank hello")
+    await page.get_by_role("button", name="frank").click()
+    await page.locator("#view-title").filter(has_text="frank").wait_for()
+    await type_line(page, "/me waves")
+    await page.locator("#log li.error").filter(has_text="/me acts in a room").wait_for()
+    same = await daemon.tcp_user("erin")  # erin's own view of the room's history
+    shown = await same.command("/history yard 10")
+    assert [m["text"] for m in shown["messages"]] == ["first words", "second words"]
+    assert daemon.server is not None
+    services = daemon.server.services
+    erin = services.accounts.require("erin")
+    # /logout typed does what the Log out button does: the tab's token goes too.
+    assert len(services.tokens.of(erin)) == 1
+    await type_line(page, "/logout")
+    await page.locator("#login").wait_for(state="visible")
+    assert services.tokens.of(erin) == []
+    assert page.script_errors == []
