@@ -7,7 +7,7 @@ import time
 from typing import Any
 
 from chatd.domain.accounts import User
-from chatd.domain.names import looks_like_duration, parse_duration
+from chatd.domain.names import is_number, looks_like_duration, parse_duration
 from chatd.domain.permissions import Action
 from chatd.domain.protection import ROOM_BURST, ROOM_RATE
 from chatd.domain.room import Role, Room
@@ -264,7 +264,7 @@ async def webhook(ctx: Context, action: str, what: str | None, room: Room) -> Ok
         return ok(f"Webhook {record.id} posts to #{room.name} as {bot_name(record)}: "
                   f"POST to {path} on the web listener (shown only now).",
                   path=path, secret=secret, **describe(record), room=room.name)
-    if not what.isdigit():
+    if not is_number(what):
         raise ChatError(Code.BAD_ARGUMENTS, "a webhook is revoked by its id: "
                         "/webhook revoke <id> [room].")
     record = await hooks.revoke(ctx.user, room, int(what))

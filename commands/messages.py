@@ -7,6 +7,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from chatd.domain.accounts import User
+from chatd.domain.names import is_number
 from chatd.domain.ports import settled
 from chatd.domain.room import Room
 from chatd.domain.scopes import Scope
@@ -122,7 +123,7 @@ class MessageId(Int):
     high: int = 2**63 - 1
 
     def convert(self, ctx: ParamContext, word: str, more_follow: bool) -> int:
-        if word.isascii() and word.isdigit() and int(word) <= self.high:
+        if is_number(word) and int(word) <= self.high:
             return int(word)
         raise self.refusal(ctx, word)
 

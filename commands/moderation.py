@@ -13,7 +13,7 @@ from typing import Any, Protocol
 
 from chatd.domain.accounts import User
 from chatd.domain.modes import LETTERS, ModeChange, Takes, format_changes, parse_mode_string
-from chatd.domain.names import format_duration
+from chatd.domain.names import format_duration, is_number
 from chatd.domain.permissions import Action, authorize
 from chatd.domain.room import Mode, Role, Room
 from chatd.domain.scopes import Scope
@@ -307,7 +307,7 @@ def _audit_args(ctx: Context, args: str) -> tuple[str | None, int]:
         raise ChatError(Code.BAD_ARGUMENTS, f"too many arguments. Usage: {AUDIT_USAGE}")
     if len(words) == 2:
         return words[0], _COUNT.convert(ctx, words[1], False)
-    if words and not words[0].isdigit():
+    if words and not is_number(words[0]):
         return words[0], 50
     return None, _COUNT.convert(ctx, words[0], False) if words else 50
 

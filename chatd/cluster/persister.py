@@ -54,6 +54,7 @@ import redis
 
 from chatd.cluster import codec, keys
 from chatd.cluster.retry import Retries, stopping
+from chatd.domain.names import is_number
 from storage.api import StorageError
 from storage.records import MessageRecord
 from storage.writer import DROPPED, write_or_drop
@@ -115,7 +116,7 @@ def appended_at(stream_id: bytes | str) -> float | None:
     """When an item was appended to the log, in seconds since the epoch: the
     milliseconds of its id (``<ms>-<seq>``, Redis's clock); None for an odd id."""
     millis, _, _ = codec.text(stream_id).partition("-")
-    return int(millis) / 1000 if millis.isascii() and millis.isdigit() else None
+    return int(millis) / 1000 if is_number(millis) else None
 
 
 def backlog_of(groups: list[dict[Any, Any]]) -> int | None:

@@ -16,6 +16,7 @@ import logging
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
+from chatd.domain.names import is_number
 from storage.api import StorageError
 
 if TYPE_CHECKING:
@@ -126,7 +127,7 @@ class AuditLog:
         """A terminated room's (id, name), by id or by name (``#`` optional): of a
         name used again, the room that ended last."""
         await self.flush()
-        if ref.isdigit():
+        if is_number(ref):
             return await self._storage.ended_room(room_id=int(ref))
         return await self._storage.ended_room(name=ref.removeprefix("#"))
 

@@ -26,6 +26,7 @@ from dataclasses import dataclass
 from enum import StrEnum
 from typing import Final
 
+from chatd.domain.names import is_number
 from chatd.errors import ChatError, Code
 
 # The letters of RoomModes, in the order a mode string lists them.
@@ -174,7 +175,7 @@ def valid_key(key: str | None) -> str:
 def valid_limit(limit: str | None) -> int:
     """A member limit: a whole number from 1 to :data:`LIMIT_MAX`."""
     if (limit is None or len(limit) > len(str(LIMIT_MAX)) or not limit.isascii()
-            or not limit.isdigit() or not 1 <= int(limit) <= LIMIT_MAX):
+            or not is_number(limit) or not 1 <= int(limit) <= LIMIT_MAX):
         raise ChatError(Code.BAD_ARGUMENTS, f"+l needs the member limit: a whole number from "
                         f"1 to {LIMIT_MAX}, like +l 50.")
     return int(limit)

@@ -13,12 +13,19 @@ __all__ = [
     "MAX_DURATION",
     "InvalidName",
     "format_duration",
+    "is_number",
     "looks_like_duration",
     "name_key",
     "parse_duration",
     "room_name",
     "user_name",
 ]
+
+def is_number(word: str) -> bool:
+    """Whether ``word`` is a number in ASCII digits, as ``int()`` takes it. (Not
+    ``str.isdigit``: it takes "²" too, which ``int()`` refuses.)"""
+    return word.isascii() and word.isdigit()
+
 
 USER_NAME_MAX: Final = 24
 ROOM_NAME_MAX: Final = 32

@@ -76,7 +76,7 @@ class Rooms:
 
     def find(self, ref: str) -> Room | None:
         """A room by name (``#`` optional, any case) or by numeric id."""
-        if ref.isdigit():
+        if names.is_number(ref):
             return self._by_id.get(int(ref))
         return self._by_key.get(names.name_key(ref.removeprefix("#")))
 

@@ -30,6 +30,7 @@ from datetime import datetime
 from typing import TYPE_CHECKING, Final
 
 from chatd.domain.clock import iso_ts
+from chatd.domain.names import is_number
 from chatd.irc.codec import add_tags, format_line
 from chatd.irc.commands import irc_command
 from chatd.irc.guests import is_guest
@@ -88,7 +89,7 @@ def parse_ref(text: str) -> Ref:
 
 
 def parse_limit(text: str) -> int:
-    if not text.isdigit() or int(text) < 1:
+    if not is_number(text) or int(text) < 1:
         raise HistoryError("INVALID_PARAMS", f"bad limit {text}")
     return min(int(text), HISTORY_MAX)
 

@@ -15,6 +15,7 @@ import fnmatch
 from collections.abc import Callable
 from typing import TYPE_CHECKING
 
+from chatd.domain.names import is_number
 from chatd.irc import numerics as n
 from chatd.irc.commands import irc_command
 from chatd.irc.lookup import targets
@@ -35,7 +36,7 @@ def _name_matches(mask: str) -> Condition:
 
 def condition(word: str) -> Condition | None:
     """One ELIST condition; None for one chatd does not know (it is ignored)."""
-    if word[:1] in "<>" and word[1:].isdigit():
+    if word[:1] in "<>" and is_number(word[1:]):
         bound = int(word[1:])
         if word[0] == ">":
             return lambda room: len(room.members) > bound

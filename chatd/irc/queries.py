@@ -12,6 +12,7 @@ import time
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Final
 
+from chatd.domain.names import is_number
 from chatd.domain.scopes import Scope
 from chatd.irc import numerics as n
 from chatd.irc.commands import irc_command
@@ -163,7 +164,7 @@ def whowas(ctx: IrcContext) -> None:
     """Who recently had a nick (renamed guests, ended connections): WHOWAS nick [count]."""
     nick = ctx.params[0].split(",")[0]
     ctx.target = nick
-    count = int(ctx.params[1]) if len(ctx.params) > 1 and ctx.params[1].isdigit() else 0
+    count = int(ctx.params[1]) if len(ctx.params) > 1 and is_number(ctx.params[1]) else 0
     entries = ctx.listener.people.departed(nick)
     if count > 0:
         entries = entries[:count]

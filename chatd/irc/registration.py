@@ -58,7 +58,8 @@ def cap(ctx: IrcContext) -> Awaitable[None] | None:
     sub = ctx.params[0].upper()
     if sub == "LS":
         _negotiating(irc, True)
-        modern = len(ctx.params) > 1 and ctx.params[1].isdigit() and int(ctx.params[1]) >= 302
+        version = ctx.params[1] if len(ctx.params) > 1 else ""
+        modern = names.is_number(version) and int(version) >= 302
         shown = [f"{c}={_CAP_VALUES[c]}" if modern and c in _CAP_VALUES else c
                  for c in CAPABILITIES]
         _cap_reply(ctx, "LS", " ".join(shown))

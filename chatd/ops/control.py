@@ -257,7 +257,7 @@ def _blobs_note(with_files: bool, backend: str) -> str:
 def _decode(line: bytes) -> dict[str, Any]:
     try:
         value = json.loads(line)
-    except ValueError:
+    except (ValueError, RecursionError):
         return {}
     return value if isinstance(value, dict) else {}
 

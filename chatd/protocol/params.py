@@ -186,7 +186,7 @@ class Int(Param):
         return {"min": self.low, "max": self.high}
 
     def convert(self, ctx: Context, word: str, more_follow: bool) -> Any:
-        if word.isdigit() and self.low <= int(word) <= self.high:
+        if names.is_number(word) and self.low <= int(word) <= self.high:
             return int(word)
         if self.optional:
             raise Decline
@@ -316,7 +316,7 @@ class RoomRef(Param):
     def convert(self, ctx: Context, word: str, more_follow: bool) -> Any:
         rooms = ctx.services.rooms
         if self.optional and more_follow and not word.startswith("#"):
-            room = None if word.isdigit() else rooms.find(word)
+            room = None if names.is_number(word) else rooms.find(word)
             if room is None:
                 raise Decline
             return room

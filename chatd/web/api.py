@@ -325,7 +325,8 @@ async def revoke_webhook(call: Call) -> Response:
 async def post_webhook(call: Call) -> Response:
     """An incoming webhook's post: JSON ``{"text": ...}`` or a plain-text body."""
     request = call.request
-    if request.headers.get("content-type", "").startswith("text/plain"):
+    # Media types are case-insensitive (RFC 9110 8.3.1): Text/Plain is text/plain.
+    if request.headers.get("content-type", "").lower().startswith("text/plain"):
         try:
             raw: Any = request.body.decode("utf-8").strip()
         except UnicodeDecodeError:

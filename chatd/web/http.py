@@ -16,6 +16,7 @@ from http import HTTPStatus
 from typing import Any
 from urllib.parse import parse_qsl, unquote, urlsplit
 
+from chatd.domain.names import is_number
 from chatd.errors import Code
 
 MAX_HEAD = 16 * 1024
@@ -66,7 +67,7 @@ class Request:
     @property
     def content_length(self) -> int:
         raw = self.headers.get("content-length", "0").strip()
-        if not raw.isdigit():
+        if not is_number(raw):
             raise HttpError(400, Code.BAD_REQUEST, "Content-Length must be a number.")
         return int(raw)
 
@@ -78,7 +79,8 @@ class Request:
         """The body as a JSON object (``bad-request`` when it is not one)."""
         try:
             value = json.loads(self.body or b"{}")
-        except (ValueError, UnicodeDecodeError):
+        except (ValueError, UnicodeDecodeError, RecursionError):
+            # (RecursionError: arrays or objects nested deeper than the parser goes.)
             raise HttpError(400, Code.BAD_REQUEST, "the body is not valid JSON.") from None
         if not isinstance(value, dict):
             raise HttpError(400, Code.BAD_REQUEST, "the body must be a JSON object.")

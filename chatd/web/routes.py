@@ -12,6 +12,7 @@ import re
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Literal
 
+from chatd.domain.names import is_number
 from chatd.domain.scopes import Scope
 from chatd.errors import ChatError, Code
 
@@ -39,7 +40,7 @@ class Param:
     def value(self, raw: str) -> str | int:
         if not self.integer:
             return raw
-        if not raw.isdigit() or len(raw) > 18:
+        if not is_number(raw) or len(raw) > 18:
             raise ChatError(Code.BAD_ARGUMENTS, f"{self.name} must be a positive number.")
         return int(raw)
 

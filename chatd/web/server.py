@@ -232,7 +232,9 @@ class WebServer:
         if method == "OPTIONS":
             return _preflight(request, self.routes, path)
         if not same_method:
-            raise HttpError(405, Code.METHOD_NOT_ALLOWED, f"{path} does not take {method}.")
+            # The route's pattern, not the path: a webhook's path holds its secret.
+            raise HttpError(405, Code.METHOD_NOT_ALLOWED,
+                            f"{route.path} does not take {method}.")
         return await self._call(route, request, ip)
 
     async def _page(self, path: str) -> Response | None:

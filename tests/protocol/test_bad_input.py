@@ -270,6 +270,21 @@ async def test_argument_errors_say_what_was_wrong(clients: Clients, line: str,
     assert message in error["message"], error["message"]
 
 
+@pytest.mark.parametrize("line", ["/rooms ²", "/download ²", "/history general ²",
+                                  "/join ²", "/switch ²", "/audit ²", "/mode +l ² general",
+                                  "/audit general ²"])
+async def test_digits_int_does_not_take_are_refused_not_failures(clients: Clients,
+                                                                  line: str) -> None:
+    """"²" is a digit to str.isdigit but not to int(): a clear refusal, never an
+    internal error."""
+    admin = await clients.user("root")
+    clients.server.services.accounts.require("root").is_admin = True
+    await admin.command("/create general")
+    error = await error_of(admin, line)
+    assert error["code"] in ("bad-arguments", "no-such-room"), error
+    assert (await admin.command("/whoami"))["user"] == "root"
+
+
 async def test_an_unknown_room_among_optional_words_is_still_no_such_room(
         clients: Clients) -> None:
     alice = await clients.user("alice")

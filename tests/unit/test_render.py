@@ -60,7 +60,8 @@ def test_topics_show_invisible_characters(name: str, topic: str) -> None:
     event = {"type": "event", "event": "topic", "room": "general", "actor": name,
              "topic": topic}
     text = render(event, Style(), True).decode()
-    assert text.startswith(f"* {name} set the topic of #general: ")
+    said = "set the topic of #general: " if topic else "cleared the topic of #general"
+    assert text.startswith(f"* {name} {said}")
     assert not any(char in INVISIBLE for char in text)
 
 

@@ -233,6 +233,22 @@ async def test_uploads_are_bounded_by_files_max_size(server: ChatServer,
         assert (await client.get("/api/v1/files/77")).json()["error"]["code"] == "no-such-file"
 
 
+async def test_odd_numbers_and_deep_json_are_bad_requests_not_failures(
+        server: ChatServer, clients: Clients) -> None:
+    token, _ = await den_with_alice(server, clients)
+    async with http(server, token) as client:
+        # "²" is a digit to str.isdigit, not to int().
+        odd_id = await client.get("/api/v1/files/%C2%B2")
+        assert odd_id.status_code == 400, odd_id.text
+        odd_limit = await client.get("/api/v1/rooms/den/messages", params={"limit": "²"})
+        assert odd_limit.status_code == 400, odd_limit.text
+        deep = await client.post("/api/v1/rooms/den/messages", content=b"[" * 60_000,
+                                 headers={"Content-Type": "application/json"})
+        assert deep.status_code == 400 and deep.json()["error"]["code"] == "bad-request"
+        sent = await client.post("/api/v1/rooms/den/messages", json={"text": "still fine"})
+        assert sent.status_code in (200, 201), sent.text
+
+
 async def test_encrypt_and_decrypt_as_strings_and_as_files(server: ChatServer) -> None:
     token = await token_for(server, "alice")
     async with http(server, token) as client:

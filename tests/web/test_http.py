@@ -65,6 +65,10 @@ async def test_unknown_paths_methods_and_websocket_paths_without_upgrade(
         wrong = await client.put("/api/v1/rooms")
         assert wrong.status_code == 405
         assert wrong.json()["error"]["code"] == "method-not-allowed"
+        # A webhook's path holds its secret: the refusal names the route, not the path.
+        hook = await client.get("/hooks/7/s3cret-part")
+        assert hook.status_code == 405 and "s3cret" not in hook.text
+        assert "/hooks/{id}/{secret}" in hook.json()["error"]["message"]
         plain = await client.get("/ws")
         assert plain.status_code == 426
 
@@ -85,6 +89,8 @@ async def test_keep_alive_serves_several_requests_on_one_socket(server: ChatServ
     (b"POST /hooks/1/x HTTP/1.1\r\nContent-Length: 99999999\r\n\r\n", 413,
      "request-too-large"),
     (b"POST /hooks/1/x HTTP/1.1\r\nContent-Length: lots\r\n\r\n", 400, "bad-request"),
+    # A digit to str.isdigit but not to int(): Latin-1's superscript two.
+    (b"POST /hooks/1/x HTTP/1.1\r\nContent-Length: \xb2\r\n\r\n", 400, "bad-request"),
 ])
 async def test_malformed_and_oversized_requests_get_an_error_and_a_close(
         server: ChatServer, data: bytes, status: int, code: str) -> None:
