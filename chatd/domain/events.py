@@ -171,6 +171,8 @@ class Promoted(Event):
     user: str
     actor: str | None
     role: str
+    # The member had voice, which the promotion ends (IRC is told -v).
+    voiced: bool = False
 
 
 @dataclass(frozen=True, slots=True)
@@ -193,6 +195,8 @@ class OwnerChanged(Event):
     actor: str | None
     role: str
     previous: str | None = None
+    # The new owner had voice, which the transfer ends (IRC is told -v).
+    voiced: bool = False
 
 
 @dataclass(frozen=True, slots=True)

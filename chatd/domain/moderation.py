@@ -275,8 +275,12 @@ class Moderation:
             now = self._clock.time()
             await self._storage.set_roles(room.id, [(target.id, after.value)], now)
             room.set_roles([(target.id, after)], now)
-        change = _ROLE_EVENTS[action]
-        self._emit(room, target, change(room.name, target.name, actor.name, after.value))
+        if action is Action.PROMOTE:
+            change: events.Event = events.Promoted(room.name, target.name, actor.name,
+                                                   after.value, voiced=role is Role.VOICE)
+        else:
+            change = _ROLE_EVENTS[action](room.name, target.name, actor.name, after.value)
+        self._emit(room, target, change)
         await self._audit.record(action.value, actor.name, target.name, room)
         if target.has_account:  # a guest has nowhere to keep a notification
             await self._notifier.notify(
@@ -304,7 +308,8 @@ class Moderation:
             await self._storage.set_roles(room.id, [(uid, r.value) for uid, r in changes], now)
             room.set_roles(changes, now)
         self._emit(room, target, events.OwnerChanged(room.name, target.name, actor.name,
-                                                     Role.OWNER.value, owner.name))
+                                                     Role.OWNER.value, owner.name,
+                                                     voiced=role is Role.VOICE))
         await self._audit.record("transfer", actor.name, target.name, room,
                                  f"from {owner.name}")
         await self._notifier.notify(target, "promoted",

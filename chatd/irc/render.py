@@ -245,19 +245,26 @@ class IrcRenderer:
         return self._mode(e.room, e.actor, "-b", f"{e.user}!*@*")
 
     def _promote(self, e: ev.Promoted, key: int) -> list[str]:
+        if e.voiced:  # voice is a role: an admin is no longer voiced
+            return self._mode(e.room, e.actor, "-v+o", e.user, e.user)
         return self._mode(e.room, e.actor, "+o", e.user)
 
     def _demote(self, e: ev.Demoted, key: int) -> list[str]:
         return self._mode(e.room, e.actor, "-o", e.user)
 
     def _owner(self, e: ev.OwnerChanged, key: int) -> list[str]:
+        # A voiced member made owner is no longer voiced (voice is a role).
+        devoice, devoiced = ("v", (e.user,)) if e.voiced else ("", ())
         if not (-1 - key) & 4:
             # Without multi-prefix the owner is an operator like the admins (the
             # old owner of a transfer stays one).
-            return self._mode(e.room, e.actor, "+o", e.user)
+            return self._mode(e.room, e.actor, f"-{devoice}+o" if devoice else "+o",
+                              *devoiced, e.user)
         if e.previous is None:
-            return self._mode(e.room, e.actor, "+qo", e.user, e.user)
-        return self._mode(e.room, e.actor, "-q+qo", e.previous, e.user, e.user)
+            return self._mode(e.room, e.actor, f"-{devoice}+qo" if devoice else "+qo",
+                              *devoiced, e.user, e.user)
+        return self._mode(e.room, e.actor, f"-q{devoice}+qo", e.previous, *devoiced, e.user,
+                          e.user)
 
     def _voice(self, e: ev.Voiced, key: int) -> list[str]:
         return self._mode(e.room, e.actor, "+v", e.user)

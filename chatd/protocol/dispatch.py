@@ -194,8 +194,11 @@ def _unquoted(parsed: ParsedLine) -> ParsedLine:
     while parsed.command == QUOTE and parsed.args:
         rest = parsed.args
         inner = parse_line(rest if rest.startswith("/") else f"/{rest}")
-        parsed = ParsedLine(parsed.label if inner.command is not None else None,
-                            inner.command, inner.args, inner.text)
+        if inner.command is None:
+            # "/quote //text" quotes a message, not a command: a bare /quote's
+            # refusal, answered under the label (a labelled client waits for it).
+            return ParsedLine(parsed.label, QUOTE, "", None)
+        parsed = ParsedLine(parsed.label, inner.command, inner.args, inner.text)
     return parsed
 
 

@@ -113,6 +113,9 @@ def test_previews_become_lines_and_encrypted_messages_a_placeholder() -> None:
     (ev.Banned("dev", "eve", "console"), [":irc.test MODE #dev +b eve!*@*"]),
     (ev.Unbanned("dev", "eve", "the server"), [":irc.test MODE #dev -b eve!*@*"]),
     (ev.Promoted("dev", "bob", None, "admin"), [":irc.test MODE #dev +o bob"]),
+    # Voice is a role: a voiced member made admin is no longer voiced.
+    (ev.Promoted("dev", "bob", "al", "admin", voiced=True),
+     [":al!al@irc.test MODE #dev -v+o bob bob"]),
     (ev.Demoted("dev", "bob", "al", "member"), [":al!al@irc.test MODE #dev -o bob"]),
     (ev.OwnerChanged("dev", "bob", None, "owner"), [":irc.test MODE #dev +o bob"]),
     (ev.Voiced("dev", "bob", "al", "voice"), [":al!al@irc.test MODE #dev +v bob"]),
@@ -140,6 +143,9 @@ def test_multi_prefix_clients_see_the_owner_as_q_and_o() -> None:
         ":al!al@irc.test MODE #dev -q+qo al bob bob"]
     assert _lines(ev.OwnerChanged("dev", "bob", "al", "owner", "al")) == [
         ":al!al@irc.test MODE #dev +o bob"]
+    voiced = ev.OwnerChanged("dev", "bob", "al", "owner", "al", voiced=True)
+    assert _lines(voiced, multi) == [":al!al@irc.test MODE #dev -qv+qo al bob bob bob"]
+    assert _lines(voiced) == [":al!al@irc.test MODE #dev -v+o bob bob"]
 
 
 def test_typing_is_a_tagmsg_for_clients_that_take_tags() -> None:

@@ -111,6 +111,14 @@ async def test_a_moderated_channel_and_voice(server: ChatServer, irc: IrcFactory
     room = server.services.rooms.find("m")
     assert room is not None and room.role_of(server.services.accounts.require("bob").id) \
         is Role.MEMBER
+    # Voice is a role: promoting a voiced member ends it, and IRC is told so.
+    alice.send("MODE #m +v bob", "MODE #m +o bob")
+    assert (await bob.expect("MODE")).params == ("#m", "+v", "bob")
+    assert (await bob.expect("MODE")).params == ("#m", "-v+o", "bob", "bob")
+    alice.send("MODE #m -o bob")
+    assert (await bob.expect("MODE")).params == ("#m", "-o", "bob")
+    bob.send("NAMES #m")
+    assert (await bob.expect("353")).params[3] == "~@alice bob carol"
 
 
 async def test_n_and_t_are_toggles(irc: IrcFactory, clients: Clients) -> None:
