@@ -17,14 +17,13 @@ from chatd.domain.room import Mode
 from chatd.domain.scopes import Scope
 from chatd.errors import ChatError, Code
 from chatd.irc import numerics as n
-from chatd.irc.codec import format_line
+from chatd.irc.codec import format_line, plain_text
 from chatd.irc.commands import irc_command
 from chatd.irc.guests import is_guest
 from chatd.irc.lookup import existing_room, existing_user, room_name, rooms_of, targets
 from chatd.irc.numerics import IrcError
 from chatd.irc.render import channel
 from chatd.irc.views import join_lines, names_lines, topic_lines
-from chatd.protocol.codec import clean_text
 
 if TYPE_CHECKING:
     from chatd.domain.room import Room
@@ -89,7 +88,7 @@ async def _join(ctx: IrcContext, name: str, key: str) -> None:
 @irc_command("PART", min_params=1, scope=Scope.POST)
 async def part(ctx: IrcContext) -> None:
     """Leave channels (the room membership ends, as with /leave)."""
-    reason = clean_text(ctx.params[1]) if len(ctx.params) > 1 else ""
+    reason = plain_text(ctx.params[1]) if len(ctx.params) > 1 else ""
     for name in targets(ctx.params[0]):
         with ctx.attempt(name):
             room = existing_room(ctx, name)
@@ -134,7 +133,7 @@ async def topic(ctx: IrcContext) -> None:
         raise IrcError(n.ERR_NOTONCHANNEL, name, "You're not on that channel")
     authorize(Action.TOPIC, room, user)
     # The topic event reaches every member, this connection included.
-    await ctx.services.rooms.set_topic(user, room, clean_text(ctx.params[1]))
+    await ctx.services.rooms.set_topic(user, room, plain_text(ctx.params[1]))
 
 
 @irc_command("NAMES")
@@ -157,7 +156,7 @@ def names(ctx: IrcContext) -> None:
 async def kick(ctx: IrcContext) -> None:
     """Remove members from a channel (room admins; admins only by the owner)."""
     name = ctx.params[0]
-    reason = clean_text(ctx.params[2]) if len(ctx.params) > 2 else ""
+    reason = plain_text(ctx.params[2]) if len(ctx.params) > 2 else ""
     with ctx.attempt(name):
         room = existing_room(ctx, name)
         for nick in targets(ctx.params[1]):

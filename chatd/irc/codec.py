@@ -18,11 +18,12 @@ NUL inside it, nor a body longer than the limit.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Mapping
 from types import MappingProxyType
 from typing import Final, NamedTuple
 
-from chatd.protocol.codec import INVALID_UTF8, LINE_TOO_LONG, BadLine
+from chatd.protocol.codec import INVALID_UTF8, LINE_TOO_LONG, BadLine, clean_text
 
 __all__ = [
     "MAX_BODY",
@@ -376,3 +377,18 @@ def split_text(text: str, limit: int) -> list[str]:
         raw = raw[cut:].lstrip(b" ") if space == cut else raw[cut:]
     pieces.append(raw.decode())
     return pieces
+
+
+# A colour code with its numbers: ^C then a foreground and an optional
+# background of one or two digits each, or ^D then six hex digits each.
+_COLOUR_RE: Final = re.compile(r"\x03(?:[0-9]{1,2}(?:,[0-9]{1,2})?)?"
+                               r"|\x04(?:[0-9A-Fa-f]{6}(?:,[0-9A-Fa-f]{6})?)?")
+
+
+def plain_text(text: str) -> str:
+    """Text from an IRC client as the line protocol takes it: colour codes with
+    their numbers removed (the control byte alone left "04,12red"), then every
+    other control character (bold, italics, reset ...)."""
+    if "\x03" in text or "\x04" in text:
+        text = _COLOUR_RE.sub("", text)
+    return clean_text(text)

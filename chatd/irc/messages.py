@@ -32,7 +32,7 @@ from chatd.domain.protection import MAX_WAIT_STEP
 from chatd.domain.scopes import Scope
 from chatd.errors import ChatError, Code
 from chatd.irc import numerics as n
-from chatd.irc.codec import MAX_BODY, add_tags, fit, format_line
+from chatd.irc.codec import MAX_BODY, add_tags, fit, format_line, plain_text
 from chatd.irc.commands import irc_command
 from chatd.irc.guests import is_guest
 from chatd.irc.lookup import away_message, existing_room, existing_user, find_user, targets
@@ -40,7 +40,6 @@ from chatd.irc.numerics import IrcError
 from chatd.irc.render import CLIENT_TAGS, CLIENT_TAGS_MAX, channel
 from chatd.irc.session import ECHO, IrcSession
 from chatd.irc.welcome import MAX_TARGETS
-from chatd.protocol.codec import clean_text
 from chatd.protocol.session import SessionState
 
 if TYPE_CHECKING:
@@ -104,7 +103,7 @@ def _send(ctx: IrcContext) -> Awaitable[None] | None:
     parsed = _ctcp(params[1])
     if parsed is None:
         return None
-    text, action = clean_text(parsed[0]), parsed[1]
+    text, action = plain_text(parsed[0]), parsed[1]
     if not text.strip():
         raise IrcError(n.ERR_NOTEXTTOSEND, "No text to send")
     kind = "notice" if ctx.message.command == "NOTICE" else "action" if action else "text"

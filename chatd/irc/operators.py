@@ -18,13 +18,12 @@ from chatd.domain.scopes import Scope
 from chatd.errors import ChatError
 from chatd.irc import numerics as n
 from chatd.irc.auth import checked_login
-from chatd.irc.codec import format_line
+from chatd.irc.codec import format_line, plain_text
 from chatd.irc.commands import irc_command
 from chatd.irc.guests import is_guest
 from chatd.irc.lookup import away_message, existing_user, find_user, targets
 from chatd.irc.numerics import IrcError
 from chatd.irc.session import USER_MODES
-from chatd.protocol.codec import clean_text
 
 if TYPE_CHECKING:
     from chatd.irc.commands import IrcContext
@@ -146,7 +145,7 @@ async def kill(ctx: IrcContext) -> None:
     _require_admin(ctx)
     ctx.target = ctx.params[0]
     target = existing_user(ctx, ctx.params[0])
-    reason = clean_text(ctx.params[1]).strip() or "no reason"
+    reason = plain_text(ctx.params[1]).strip() or "no reason"
     text = f"Killed ({ctx.nick} ({reason}))"
     for session in list(ctx.services.presence.connections(target)):
         session.send({"type": "notice", "text": f"you were disconnected by {ctx.nick}: "
@@ -159,7 +158,7 @@ async def kill(ctx: IrcContext) -> None:
 def wallops(ctx: IrcContext) -> None:
     """A message to every IRC client with user mode +w (server admins)."""
     _require_admin(ctx)
-    text = clean_text(ctx.params[0])
+    text = plain_text(ctx.params[0])
     line = format_line("WALLOPS", text, source=ctx.listener.renderer.mask(ctx.nick))
     for session in ctx.listener.people.sessions():
         if session.irc.has_mode("w"):

@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING, Final
 from chatd.domain.names import is_number
 from chatd.domain.scopes import Scope
 from chatd.irc import numerics as n
+from chatd.irc.codec import plain_text
 from chatd.irc.commands import irc_command
 from chatd.irc.guests import is_guest
 from chatd.irc.lookup import away_message, existing_user, find_user, rooms_of
@@ -22,7 +23,6 @@ from chatd.irc.numerics import IrcError
 from chatd.irc.render import channel
 from chatd.irc.views import members_in_order, prefix
 from chatd.irc.welcome import AWAY_LEN
-from chatd.protocol.codec import clean_text
 
 if TYPE_CHECKING:
     from chatd.domain.accounts import User
@@ -181,7 +181,7 @@ def whowas(ctx: IrcContext) -> None:
 @irc_command("AWAY", scope=Scope.POST)
 def away(ctx: IrcContext) -> None:
     """Set an away message (AWAY :text), or clear it (AWAY)."""
-    text = clean_text(ctx.params[0]).strip()[:AWAY_LEN] if ctx.params else ""
+    text = plain_text(ctx.params[0]).strip()[:AWAY_LEN] if ctx.params else ""
     ctx.services.presence.set_away(ctx.user, text)
     if text:
         ctx.reply(n.RPL_NOWAWAY, "You have been marked as being away")

@@ -223,3 +223,20 @@ def test_format_then_parse_gives_the_parts_back(middle: list[str], last: str,
     assert message.tags == tags
     body = line.split(" ", 1)[1] if tags else line
     assert len(body.encode()) <= MAX_BODY
+
+
+@pytest.mark.parametrize(("raw", "plain"), [
+    ("c \x0304,12red\x03 \x034x \x04ff0000hex\x04", "c red x hex"),
+    ("\x02bold\x02 \x1ditalic\x1d \x1funder\x1f \x0freset", "bold italic under reset"),
+    ("\x03,12 no foreground: the comma stays", ",12 no foreground: the comma stays"),
+    ("\x03123 three digits: the third stays", "3 three digits: the third stays"),
+    ("\x04ff00 short hex: left", "ff00 short hex: left"),
+    ("no formatting at all", "no formatting at all"),
+])
+def test_plain_text_removes_colour_codes_with_their_numbers(raw: str, plain: str) -> None:
+    assert codec.plain_text(raw) == plain
+
+
+@given(st.text())
+def test_plain_text_leaves_no_control_character(text: str) -> None:
+    assert not any(ord(ch) < 0x20 or 0x7F <= ord(ch) <= 0x9F for ch in codec.plain_text(text))

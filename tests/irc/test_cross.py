@@ -58,6 +58,10 @@ async def test_formatting_and_controls_are_removed(irc: IrcFactory, clients: Cli
     bob.send("PRIVMSG #general :\x02bold\x02 \x1b[31mred\x03")
     got = await alice.next_event(_is("message", room="general"))
     assert got["text"] == "bold [31mred"
+    # A colour code goes with its numbers.
+    bob.send("PRIVMSG #general :c \x0304,12red\x03 \x04ff0000hex\x04")
+    got = await alice.next_event(_is("message", room="general"))
+    assert got["text"] == "c red hex"
 
 
 async def test_joins_and_parts_both_ways(irc: IrcFactory, clients: Clients) -> None:
