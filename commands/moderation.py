@@ -179,8 +179,8 @@ _JOIN_LETTERS = {"i": Mode.PRIVATE, "R": Mode.REQUEST}
 async def mode(ctx: Context, args: str) -> Ok:
     """Show a room's modes, or change them: who may join, or +/- k l m s n t i R v."""
     words = args.split()
-    if words and words[0] in MODES:
-        return await _join_mode(ctx, Mode(words[0]), _mode_room(ctx, words[1:]))
+    if words and words[0].lower() in MODES:  # choices are case-insensitive
+        return await _join_mode(ctx, Mode(words[0].lower()), _mode_room(ctx, words[1:]))
     if words and words[0][0] in "+-":
         changes, left = parse_mode_string(words[0], words[1:], _TAKES)
         return await _change_modes(ctx, changes, _mode_room(ctx, left))

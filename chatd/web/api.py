@@ -108,7 +108,10 @@ async def members(call: Call) -> Response:
 async def history(call: Call) -> Response:
     room = member_room(call, "read its history")
     config = call.config.rooms
-    limit = min(call.number("limit", config.history_default) or 1, config.history_max)
+    asked = call.number("limit", config.history_default)
+    if asked < 1:
+        raise ChatError(Code.BAD_ARGUMENTS, "limit must be 1 or more.")
+    limit = min(asked, config.history_max)
     before = call.params.get("before")
     found = await call.services.messaging.history(room, limit,
                                                   before if isinstance(before, int) else None)

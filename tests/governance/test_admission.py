@@ -213,7 +213,7 @@ async def test_the_owner_changes_the_mode(clients: Clients) -> None:
     await alice.command("/mode request dev")
     assert "dev" in await listed(carol)
     assert (await carol.command("/join dev"))["requested"] is True
-    await alice.command("/mode open dev")
+    await alice.command("/mode OPEN dev")  # choices are case-insensitive
     assert (await carol.command("/join dev"))["room"] == "dev"
     assert (await error_of(alice, "/mode secret dev"))["code"] == "bad-arguments"
 

@@ -242,6 +242,8 @@ async def test_odd_numbers_and_deep_json_are_bad_requests_not_failures(
         assert odd_id.status_code == 400, odd_id.text
         odd_limit = await client.get("/api/v1/rooms/den/messages", params={"limit": "²"})
         assert odd_limit.status_code == 400, odd_limit.text
+        none = await client.get("/api/v1/rooms/den/messages", params={"limit": "0"})
+        assert none.status_code == 400 and "1 or more" in none.json()["error"]["message"]
         deep = await client.post("/api/v1/rooms/den/messages", content=b"[" * 60_000,
                                  headers={"Content-Type": "application/json"})
         assert deep.status_code == 400 and deep.json()["error"]["code"] == "bad-request"
