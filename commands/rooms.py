@@ -127,7 +127,8 @@ def who(ctx: Context, room: Room) -> Ok:
 @command("topic", RoomRef("room", optional=True), Text("text", optional=True, default=""),
          group=GROUP, scope=Scope.MODERATE, errors=(Code.NOT_PERMITTED, Code.BANNED))
 async def topic(ctx: Context, room: Room, text: str) -> Ok:
-    """Show a room's topic, or set it (admins and the owner)."""
+    """Show a room's topic, or set it (admins and the owner; any member when the topic
+    lock is off, /mode -t)."""
     if not text:
         if not ctx.services.rooms.can_see(ctx.user, room):
             # A ban hides any room, open ones too: say so rather than call it private.

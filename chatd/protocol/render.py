@@ -223,6 +223,8 @@ def _event(record: Record, style: Style, paint: _Paint, current: bool) -> list[s
     template = EVENT_TEXT.get(record["event"], "{event} {user} {room}")
     if record["event"] == "topic" and not record.get("topic"):
         template = CLEARED_TOPIC
+    elif record["event"] == "mode":
+        fields["mode"] = JOIN_MODE_WORDS.get(fields.get("mode", ""), fields.get("mode", ""))
     line = template.format_map(EventFields(fields, room=room, user=user, actor=actor))
     reason = record.get("reason")
     if reason:
@@ -243,6 +245,8 @@ def _data(record: Record, style: Style, paint: _Paint, current: bool) -> list[st
 
 
 CLEARED_TOPIC = "{actor} cleared the topic of {room}"
+# A join mode in a sentence: "alice made #dev request-only" (not "... request").
+JOIN_MODE_WORDS = {"request": "request-only"}
 # One sentence per event kind of the contract; fields come from the record.
 EVENT_TEXT: dict[str, str] = {
     "join": "{user} joined {room}",
@@ -258,7 +262,7 @@ EVENT_TEXT: dict[str, str] = {
     "invite": "{actor} invited {user} to {room}",
     "request": "{user} asks to join {room}",
     "topic": "{actor} set the topic of {room}: {topic}",
-    "mode": "{actor} made {room} {mode}",
+    "mode": "{actor} made {room} {mode}",  # the mode's words: JOIN_MODE_WORDS
     "modes": "{actor} changed {room}: {summary}",
     "voice": "{actor} gave {user} voice in {room}",
     "devoice": "{actor} took the voice of {user} in {room}",

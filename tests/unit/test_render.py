@@ -91,3 +91,11 @@ def test_end_to_end_records_show_no_text() -> None:
     assert "[end-to-end encrypted message]" in render(base, Style(), True).decode()
     key = render({**base, "room_key": "dev"}, Style(), True).decode()
     assert "[end-to-end key for #dev]" in key and "QUJD" not in key
+
+
+def test_a_join_mode_reads_as_words() -> None:
+    event = {"type": "event", "event": "mode", "room": "gov", "actor": "alice"}
+    said = [render(event | {"mode": mode}, Style(), True).decode().strip()
+            for mode in ("open", "private", "request")]
+    assert said == ["* alice made #gov open", "* alice made #gov private",
+                    "* alice made #gov request-only"]
