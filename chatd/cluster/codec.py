@@ -17,7 +17,10 @@ writes a Message without the generic walk. An entry carries its event as such
 (not as JSON inside JSON), so it is parsed once.
 
 The marked objects: ``{"$d": class, "a": [values]}`` a dataclass (``"f":
-{name: value}`` is read too, as older nodes wrote it), ``{"$e": class, "v":
+{name: value}`` is read too, as older nodes wrote it; trailing values at their
+field's default are left out, and values beyond the fields a reader knows are
+ignored, so a field added later, with a default and at the end, leaves nodes of
+adjacent versions able to read each other), ``{"$e": class, "v":
 value}`` an enum member, ``{"$t": [items]}`` a tuple, ``{"$m": [[key, value],
 ...]}`` a dict whose keys are not all plain strings (or one that starts with
 ``$``, which could be taken for a mark).
@@ -42,8 +45,13 @@ _MODULES: Final = ("chatd.domain.events", "chatd.domain.modes", "chatd.domain.ro
                    "storage.records")
 _ATOMS: Final = frozenset({str, int, float, bool, type(None)})
 
-# A dataclass's name on the wire and the names of its fields given to its constructor.
-_LAYOUTS: dict[type, tuple[str, tuple[str, ...]]] = {}
+# A dataclass's name on the wire, the names of its fields given to its constructor,
+# and their defaults (_NO_DEFAULT for a field without one).
+Layout = tuple[str, tuple[str, ...], tuple[Any, ...]]
+_LAYOUTS: dict[type, Layout] = {}
+_NO_DEFAULT: Final = object()
+# How many values the constructor of each dataclass named on the wire takes.
+_ARITY: dict[str, int] = {}
 # The classes named on the wire, once checked and imported.
 _CLASSES: dict[str, Callable[..., Any]] = {}
 _MESSAGE: Final = f"{Message.__module__}:{Message.__qualname__}"  # its name on the wire
@@ -155,7 +163,14 @@ def _plain(value: Any) -> Any:
     layout = _LAYOUTS.get(cls)
     if layout is None:
         layout = _layout(cls)
-    return {"$d": layout[0], "a": [_plain(getattr(value, f)) for f in layout[1]]}
+    name, fields, defaults = layout
+    values = [getattr(value, f) for f in fields]
+    # Trailing fields at their defaults are left out: a field added in a later
+    # version (with a default, at the end) is then not written until it is used,
+    # and a node of the version before reads what it holds.
+    while values and _is_default(values[-1], defaults[len(values) - 1]):
+        values.pop()
+    return {"$d": name, "a": [_plain(v) for v in values]}
 
 
 def _as_base(value: Any) -> Any:
@@ -192,10 +207,20 @@ def _plain_dict(value: dict[Any, Any]) -> Any:
     return plain
 
 
-def _layout(cls: type) -> tuple[str, tuple[str, ...]]:
+def _is_default(value: Any, default: Any) -> bool:
+    """Whether ``value`` is the field's ``default`` itself (of its type: a 0 is not
+    a False, which would come back as one)."""
+    return value is default or (default is not _NO_DEFAULT and type(value) is type(default)
+                                and value == default)
+
+
+def _layout(cls: type) -> Layout:
     if not dataclasses.is_dataclass(cls):
         raise TypeError(f"{cls.__module__}.{cls.__qualname__} is not carried between nodes")
-    layout = (_name(cls), tuple(f.name for f in dataclasses.fields(cls) if f.init))
+    fields = [f for f in dataclasses.fields(cls) if f.init]
+    layout = (_name(cls), tuple(f.name for f in fields),
+              tuple(_NO_DEFAULT if f.default is dataclasses.MISSING else f.default
+                    for f in fields))
     _LAYOUTS[cls] = layout
     return layout
 
@@ -225,9 +250,14 @@ def _revived(value: Any) -> Any:
 def _typed(value: dict[str, Any]) -> Any:
     """A JSON object as :func:`encode` meant it (its members already typed)."""
     if "$d" in value:
-        cls = _class(value["$d"])
+        name = value["$d"]
+        cls = _class(name)
         values = value.get("a")
-        return cls(*values) if values is not None else cls(**value["f"])
+        if values is None:
+            return cls(**value["f"])
+        # Values beyond the fields this version knows: a newer node's additions.
+        known = _ARITY.get(name, len(values))
+        return cls(*values[:known]) if len(values) > known else cls(*values)
     if "$t" in value:
         return tuple(value["$t"])
     if "$m" in value:
@@ -251,6 +281,8 @@ def _class(name: str) -> Callable[..., Any]:
     if module not in _MODULES or "." in qualname:
         raise ValueError(f"{name!r} is not an event class")
     found: Any = getattr(importlib.import_module(module), qualname)
+    if dataclasses.is_dataclass(found):
+        _ARITY[name] = sum(1 for f in dataclasses.fields(found) if f.init)
     # A class may offer a cheaper maker of its fields' values in order (Message does:
     # a frozen dataclass's __init__ sets each field through object.__setattr__).
     maker: Callable[..., Any] = getattr(found, "from_values", found)
