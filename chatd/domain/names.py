@@ -21,10 +21,16 @@ __all__ = [
     "user_name",
 ]
 
+# More digits than any number chatd takes (ids are below 2**63: 19 digits);
+# int() refuses a string of over 4,300 digits by itself.
+MAX_DIGITS: Final = 30
+
+
 def is_number(word: str) -> bool:
-    """Whether ``word`` is a number in ASCII digits, as ``int()`` takes it. (Not
-    ``str.isdigit``: it takes "²" too, which ``int()`` refuses.)"""
-    return word.isascii() and word.isdigit()
+    """Whether ``word`` is a number in ASCII digits, as ``int()`` takes it, of at
+    most MAX_DIGITS. (Not ``str.isdigit``: it takes "²" too, which ``int()``
+    refuses.)"""
+    return len(word) <= MAX_DIGITS and word.isascii() and word.isdigit()
 
 
 USER_NAME_MAX: Final = 24

@@ -28,14 +28,13 @@ from chatd.domain.tokens import Grant
 from chatd.errors import ChatError
 from chatd.irc import numerics as n
 from chatd.irc.auth import logged_in, password_login, still_valid
-from chatd.irc.codec import format_line
+from chatd.irc.codec import format_line, plain_text
 from chatd.irc.commands import irc_command
 from chatd.irc.guests import is_guest
 from chatd.irc.lookup import rooms_of
 from chatd.irc.numerics import IrcError
 from chatd.irc.people import clean_username
 from chatd.irc.welcome import welcome
-from chatd.protocol.codec import clean_text
 
 if TYPE_CHECKING:
     from chatd.irc.commands import IrcContext
@@ -147,7 +146,7 @@ def user(ctx: IrcContext) -> Awaitable[None] | None:
     irc = ctx.session.irc
     if irc.registered or irc.username:
         raise IrcError(n.ERR_ALREADYREGISTERED, "You may not reregister")
-    realname = clean_text(ctx.params[3]).strip()
+    realname = plain_text(ctx.params[3]).strip()
     if not realname or not ctx.params[0]:
         raise IrcError(n.ERR_NEEDMOREPARAMS, "USER", "Not enough parameters")
     # (Not interned: the interpreter's table of interned strings grows by an
@@ -162,7 +161,7 @@ def user(ctx: IrcContext) -> Awaitable[None] | None:
 def setname(ctx: IrcContext) -> None:
     """Change your real name (IRCv3 setname): shown to you and, with the capability,
     to those sharing a channel with you."""
-    realname = clean_text(ctx.params[0]).strip()[:REALNAME_MAX]
+    realname = plain_text(ctx.params[0]).strip()[:REALNAME_MAX]
     if not realname:
         ctx.line(format_line("FAIL", "SETNAME", "INVALID_REALNAME", "Real name is empty",
                              source=ctx.listener.renderer.server))
@@ -205,7 +204,7 @@ def pong(ctx: IrcContext) -> None:
 @irc_command("QUIT", registered=False, scope=None)
 def quit_(ctx: IrcContext) -> None:
     """Close the connection; an account's rooms keep its membership."""
-    message = clean_text(ctx.params[0])[:QUIT_MAX] if ctx.params else "Client Quit"
+    message = plain_text(ctx.params[0])[:QUIT_MAX] if ctx.params else "Client Quit"
     ctx.session.irc.quit_message = message
     asyncio.get_running_loop().call_soon(ctx.session.close, f"Quit: {message}")
 

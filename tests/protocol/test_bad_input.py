@@ -272,7 +272,7 @@ async def test_argument_errors_say_what_was_wrong(clients: Clients, line: str,
 
 @pytest.mark.parametrize("line", ["/rooms ²", "/download ²", "/history general ²",
                                   "/join ²", "/switch ²", "/audit ²", "/mode +l ² general",
-                                  "/audit general ²"])
+                                  "/audit general ²", "/rooms " + "9" * 4000])
 async def test_digits_int_does_not_take_are_refused_not_failures(clients: Clients,
                                                                   line: str) -> None:
     """"²" is a digit to str.isdigit but not to int(): a clear refusal, never an

@@ -91,6 +91,9 @@ async def test_keep_alive_serves_several_requests_on_one_socket(server: ChatServ
     (b"POST /hooks/1/x HTTP/1.1\r\nContent-Length: lots\r\n\r\n", 400, "bad-request"),
     # A digit to str.isdigit but not to int(): Latin-1's superscript two.
     (b"POST /hooks/1/x HTTP/1.1\r\nContent-Length: \xb2\r\n\r\n", 400, "bad-request"),
+    # More digits than int() takes from a string.
+    (b"POST /hooks/1/x HTTP/1.1\r\nContent-Length: " + b"9" * 5000 + b"\r\n\r\n", 400,
+     "bad-request"),
 ])
 async def test_malformed_and_oversized_requests_get_an_error_and_a_close(
         server: ChatServer, data: bytes, status: int, code: str) -> None:

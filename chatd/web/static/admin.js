@@ -14,6 +14,7 @@ const FEED_KEPT = 500;
 const DURATION = /^(?:[0-9]{1,10}[smhdw])+$/;
 // What the connection answers for a command it could not get answered.
 const TRANSIENT = new Set(["not-connected", "timeout"]);
+const FOLLOW_RETRY_MS = 2000;
 const $ = (id) => document.getElementById(id);
 const online = new Set();
 let statsTimer = null;
@@ -106,8 +107,10 @@ async function follow() {
   const on = await conn.command("/adminfeed on");
   if (on.type !== "ok") {
     heldBack = null;
-    // A dropped connection is not a refusal: the reconnection follows again.
-    if (!TRANSIENT.has(on.code)) await stop(on.message);
+    // A dropped connection is not a refusal: the reconnection follows again. A
+    // slow answer on a live connection is tried again here.
+    if (on.code === "timeout") setTimeout(follow, FOLLOW_RETRY_MS);
+    else if (!TRANSIENT.has(on.code)) await stop(on.message);
     return;
   }
   const past = await conn.command("/audit 50");

@@ -482,10 +482,18 @@ function onNotice(record) {
 
 // -- the composer and commands -------------------------------------------------------------------
 
-// The command a line types, lower-cased; null for a plain line (//text is text).
+// The command a line runs, lower-cased; null for a plain line (//text is text).
+// Through a label (@l /cmd) and /quote, as the server reads them.
 function commandWord(line) {
-  if (!line.startsWith("/") || line.startsWith("//")) return null;
-  return line.slice(1).split(/\s/, 1)[0].toLowerCase();
+  let rest = line.replace(/^@[A-Za-z0-9._:+-]{1,64} +(?=\/)/, "");
+  for (;;) {
+    if (!rest.startsWith("/") || rest.startsWith("//")) return null;
+    const [word, ...more] = rest.slice(1).split(/\s+/);
+    const command = word.toLowerCase();
+    if (command !== "quote" || more.length === 0) return command;
+    rest = more.join(" ");
+    if (!rest.startsWith("/")) rest = `/${rest}`;
+  }
 }
 
 async function submit(event) {

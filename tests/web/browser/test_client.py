@@ -222,9 +222,10 @@ async def test_typed_commands_list_act_where_they_should_and_log_out_cleanly(
     assert daemon.server is not None
     services = daemon.server.services
     erin = services.accounts.require("erin")
-    # /logout typed does what the Log out button does: the tab's token goes too.
+    # /logout typed (here through /quote, as the server reads it) does what the Log
+    # out button does: the tab's token goes too.
     assert len(services.tokens.of(erin)) == 1
-    await type_line(page, "/logout")
+    await type_line(page, "/quote LOGOUT")
     await page.locator("#login").wait_for(state="visible")
     assert services.tokens.of(erin) == []
     assert page.script_errors == []
