@@ -71,6 +71,8 @@ class Departure:
 
     leaving: list[int]
     role_changes: list[tuple[int, Role]] = field(default_factory=list)
+    # The heirs of role_changes who had voice, which their new role ends.
+    voiced: frozenset[int] = frozenset()
     # The one plain member left behind when the room terminates with one member.
     evicted: int | None = None
     terminate: bool = False
@@ -159,6 +161,8 @@ class Room:
             departure.evicted = remaining[0].user_id
         else:
             departure.role_changes = _succession(leaver, remaining)
+            departure.voiced = frozenset(uid for uid, _ in departure.role_changes
+                                         if self.members[uid].role is Role.VOICE)
         return departure
 
     def apply_departure(self, departure: Departure, now: float) -> list[int]:

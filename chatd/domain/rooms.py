@@ -275,7 +275,7 @@ class Rooms:
             self._apply_departure(room, departure)
         await self._audit.record(event, actor=actor_name, target=user.name, room=room,
                                  reason=reason)
-        await self._announce_roles(room, departure.role_changes)
+        await self._announce_roles(room, departure.role_changes, departure.voiced)
         if departure.terminate:
             await self._terminated(room, departure)
         return departure
@@ -424,13 +424,17 @@ class Rooms:
             for endpoint in self._bus.close_room(room):
                 endpoint.left_room(room)
 
-    async def _announce_roles(self, room: Room, changes: list[tuple[int, Role]]) -> None:
+    async def _announce_roles(self, room: Room, changes: list[tuple[int, Role]],
+                              voiced: frozenset[int]) -> None:
         for user_id, role in changes:
             member = room.members.get(user_id)
             if member is None:
                 continue
-            change = (events.OwnerChanged if role is Role.OWNER else events.Promoted)(
-                room.name, member.name, None, role.value)
+            had_voice = user_id in voiced
+            change: events.Event = (
+                events.OwnerChanged(room.name, member.name, None, role.value, voiced=had_voice)
+                if role is Role.OWNER else
+                events.Promoted(room.name, member.name, None, role.value, voiced=had_voice))
             event = change.kind
             self._bus.to_room(room, change)
             await self._audit.record(event, None, member.name, room, "succession")

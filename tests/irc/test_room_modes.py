@@ -119,6 +119,13 @@ async def test_a_moderated_channel_and_voice(server: ChatServer, irc: IrcFactory
     assert (await bob.expect("MODE")).params == ("#m", "-o", "bob")
     bob.send("NAMES #m")
     assert (await bob.expect("353")).params[3] == "~@alice bob carol"
+    # So does succession: the owner leaves, and bob, voiced and the earliest joiner,
+    # inherits the room.
+    alice.send("MODE #m +v bob")
+    assert (await bob.expect("MODE")).params == ("#m", "+v", "bob")
+    alice.send("PART #m")
+    await bob.expect("PART")
+    assert (await bob.expect("MODE")).params == ("#m", "-v+qo", "bob", "bob", "bob")
 
 
 async def test_n_and_t_are_toggles(irc: IrcFactory, clients: Clients) -> None:
