@@ -5,13 +5,13 @@ pass, once PostgreSQL is back, does the work."""
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterator
 
 import pytest
 
 from chatd.domain.clock import ManualClock
 from tests.cluster.conftest import StartNode, login, register
-from tests.services import PostgresServer, start_postgres
+from tests.cluster.test_faults import own_postgres  # noqa: F401 - stopped and started here
+from tests.services import PostgresServer
 
 pytestmark = pytest.mark.asyncio
 
@@ -19,21 +19,13 @@ JOBS = 8
 
 
 @pytest.fixture
-def own_postgres() -> Iterator[PostgresServer]:
-    """A PostgreSQL of this test's own: the test stops and starts it."""
-    server = start_postgres()
-    yield server
-    server.remove()
-
-
-@pytest.fixture
-def postgres_url(own_postgres: PostgresServer) -> str:
+def postgres_url(own_postgres: PostgresServer) -> str:  # noqa: F811
     """The nodes' database is this test's own."""
     return own_postgres.url()
 
 
 async def test_every_job_is_tried_while_postgres_is_away(
-        start_node: StartNode, own_postgres: PostgresServer,
+        start_node: StartNode, own_postgres: PostgresServer,  # noqa: F811
         caplog: pytest.LogCaptureFixture) -> None:
     node = await start_node(1)
     await register(node, "ann", "bob")
