@@ -245,26 +245,30 @@ class IrcRenderer:
         return self._mode(e.room, e.actor, "-b", f"{e.user}!*@*")
 
     def _promote(self, e: ev.Promoted, key: int) -> list[str]:
-        if e.voiced:  # voice is a role: an admin is no longer voiced
-            return self._mode(e.room, e.actor, "-v+o", e.user, e.user)
-        return self._mode(e.room, e.actor, "+o", e.user)
+        # Voice is a role: a voiced member made admin is no longer voiced.
+        return self._roles(e.room, e.actor, [("v", e.user)] if e.voiced else [],
+                           [("o", e.user)])
 
     def _demote(self, e: ev.Demoted, key: int) -> list[str]:
         return self._mode(e.room, e.actor, "-o", e.user)
 
     def _owner(self, e: ev.OwnerChanged, key: int) -> list[str]:
-        # A voiced member made owner is no longer voiced (voice is a role).
-        devoice, devoiced = ("v", (e.user,)) if e.voiced else ("", ())
+        taken = [("v", e.user)] if e.voiced else []
         if not (-1 - key) & 4:
             # Without multi-prefix the owner is an operator like the admins (the
             # old owner of a transfer stays one).
-            return self._mode(e.room, e.actor, f"-{devoice}+o" if devoice else "+o",
-                              *devoiced, e.user)
-        if e.previous is None:
-            return self._mode(e.room, e.actor, f"-{devoice}+qo" if devoice else "+qo",
-                              *devoiced, e.user, e.user)
-        return self._mode(e.room, e.actor, f"-q{devoice}+qo", e.previous, *devoiced, e.user,
-                          e.user)
+            return self._roles(e.room, e.actor, taken, [("o", e.user)])
+        if e.previous is not None:
+            taken.insert(0, ("q", e.previous))
+        return self._roles(e.room, e.actor, taken, [("q", e.user), ("o", e.user)])
+
+    def _roles(self, room: str, actor: str | None, taken: list[tuple[str, str]],
+               given: list[tuple[str, str]]) -> list[str]:
+        """One MODE line taking then giving channel prefixes: (letter, nick) pairs."""
+        spec = "".join(("-" if taken else "", *(m for m, _ in taken),
+                        "+", *(m for m, _ in given)))
+        return self._mode(room, actor, spec, *(nick for _, nick in taken),
+                          *(nick for _, nick in given))
 
     def _voice(self, e: ev.Voiced, key: int) -> list[str]:
         return self._mode(e.room, e.actor, "+v", e.user)
