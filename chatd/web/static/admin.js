@@ -12,8 +12,7 @@ const STATS_EVERY_MS = 2000;
 const FEED_KEPT = 500;
 // A word /ban and /mute take for a duration (10m, 1h30m), as the server reads it.
 const DURATION = /^(?:[0-9]{1,10}[smhdw])+$/;
-// What the connection answers for a command it could not get answered.
-const TRANSIENT = new Set(["not-connected", "timeout"]);
+// How long the page waits before asking for the feed again after a timeout.
 const FOLLOW_RETRY_MS = 2000;
 const $ = (id) => document.getElementById(id);
 const online = new Set();
@@ -110,7 +109,7 @@ async function follow() {
     // A dropped connection is not a refusal: the reconnection follows again. A
     // slow answer on a live connection is tried again here.
     if (on.code === "timeout") setTimeout(follow, FOLLOW_RETRY_MS);
-    else if (!TRANSIENT.has(on.code)) await stop(on.message);
+    else if (on.code !== "not-connected") await stop(on.message);
     return;
   }
   const past = await conn.command("/audit 50");
