@@ -45,12 +45,12 @@ class PgGovernanceQueries:
         """Delete the sanction; with ``ran_out_by``, only if its ``until`` has passed
         by then (one imposed anew since it was found expired stays)."""
         table = _sanction_table(kind)
-        if ran_out_by is None:
-            return await self._execute(f"DELETE FROM {table} WHERE room_id = $1 "
-                                       "AND user_id = $2", room_id, user_id) > 0
-        return await self._execute(f"DELETE FROM {table} WHERE room_id = $1 AND user_id = $2 "
-                                   "AND until IS NOT NULL AND until <= $3",
-                                   room_id, user_id, ran_out_by) > 0
+        where = "room_id = $1 AND user_id = $2"
+        params: list[int | float] = [room_id, user_id]
+        if ran_out_by is not None:
+            where += " AND until IS NOT NULL AND until <= $3"
+            params.append(ran_out_by)
+        return await self._execute(f"DELETE FROM {table} WHERE {where}", *params) > 0
 
     async def load_sanctions(self: PgHost, kind: str) -> list[SanctionRecord]:
         table = _sanction_table(kind)
