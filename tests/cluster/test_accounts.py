@@ -323,6 +323,9 @@ async def test_a_late_away_announcement_does_not_undo_a_newer_one(
     bob = nodes[1].services.accounts.require("bob")
     before = nodes[1].clock.time() - 1
     online = await login(nodes[0], "bob")
+    # Every node knows bob came online before it waits for him to go: else a node
+    # that had not heard yet passes the wait, and hears of the log-out too late.
+    await everywhere(nodes, lambda app: app.services.presence.users_online == 1)
     await online.close()
     await everywhere(nodes, lambda app: not app.services.presence.users_online)
     presence.away_elsewhere(bob, "lunch", before)
