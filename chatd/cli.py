@@ -43,8 +43,7 @@ def main(argv: list[str] | None = None) -> int:
         if args.command == "serve":
             check_hosts(config)
         if args.command == "migrate":
-            # The target is checked as cluster.postgres would be.
-            load_config(None, {"cluster.postgres": args.to})
+            _check_target(args.to)
     except ConfigError as exc:
         print(f"chatd: configuration error: {exc}", file=sys.stderr)
         return 2
@@ -63,6 +62,15 @@ def main(argv: list[str] | None = None) -> int:
     except ConfigError as exc:  # found when the daemon is built (a missing driver)
         print(f"chatd: configuration error: {exc}", file=sys.stderr)
         return 2
+
+
+def _check_target(url: str) -> None:
+    """The target of ``migrate`` is checked as ``cluster.postgres`` would be, and a
+    fault named as the option that gave it."""
+    try:
+        load_config(None, {"cluster.postgres": url})
+    except ConfigError as exc:
+        raise ConfigError(f"--to: {str(exc).removeprefix('cluster.postgres: ')}") from None
 
 
 def _parser() -> argparse.ArgumentParser:

@@ -77,11 +77,10 @@ def stats(ctx: Context) -> Ok:
 
 @command("broadcast", Text("text"), server_admin=True, group=GROUP)
 async def broadcast(ctx: Context, text: str) -> Ok:
-    """Send a notice to every connection, logged in or not (as chatctl broadcast)."""
-    sessions = list(ctx.services.presence.sessions)
-    record = {"type": "notice", "text": f"[server] {text}", "broadcast": True}
-    for session in sessions:
-        session.send(record)
+    """Send a notice to every connection, logged in or not, on every node of a
+    cluster (as chatctl broadcast)."""
+    sent = ctx.services.presence.broadcast(text)
     await ctx.services.audit.record("broadcast", ctx.user.name, reason=text)
-    return ok(f"Sent to {len(sessions)} connection{'s' * (len(sessions) != 1)}.",
-              sessions=len(sessions))
+    where = " on this node; every other node sends it to its own" \
+        if ctx.services.config.cluster.enabled else ""
+    return ok(f"Sent to {sent} connection{'s' * (sent != 1)}{where}.", sessions=sent)

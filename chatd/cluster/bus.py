@@ -227,6 +227,11 @@ class ClusterBus:
             entry["x"] = dict(details)
         self._publish(entry)
 
+    def announce_broadcast(self, text: str) -> None:
+        """An operator's broadcast made here (``Presence.broadcast``): every other
+        node sends it to its own connections when it reads the entry."""
+        self._publish({"k": "bc", "x": text})
+
     def keep(self, record: MessageRecord) -> None:
         """``record`` is to be stored: its entry, published next, carries what its
         row needs beside the event (the persister stores it from the log)."""

@@ -205,6 +205,8 @@ class ClusterNode:
         if bus is not None:
             accounts.on_changed = lambda user, what, details: bus.announce_account(
                 user.id, what, details)
+            presence.on_broadcast = bus.announce_broadcast
+            bus.handlers["bc"] = lambda entry: self._broadcast_here(presence, entry)
         if bus is not None and self.persister is not None:
             self.epoch = EpochChange(
                 bus, self.persister,
@@ -224,6 +226,11 @@ class ClusterNode:
         self.transactions = ClusterTransactions(self._pool_user, self.redis, self._resync,
                                                 self.sequencer.caught_up)
         return self.transactions
+
+    def _broadcast_here(self, presence: Presence, entry: Entry) -> None:
+        """Another node's operator broadcast: sent to this node's connections."""
+        if entry["n"] != self.node_id:
+            presence.broadcast_here(entry["x"])
 
     async def _account_changed(self, entry: Entry) -> None:
         """Another node made or changed an account: see chatd/cluster/accountsync.py."""

@@ -9,6 +9,7 @@ while they were away.
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from typing import TYPE_CHECKING, Any, Protocol
 
 from chatd.domain import events
@@ -128,6 +129,8 @@ class Presence:
         # The first ends an away message when its user goes offline: told by this
         # process, or by a cluster's presence when their last connection was elsewhere.
         self.watchers: list[PresenceWatcher] = [_AwayEnds(self._away, self._away_at, clock)]
+        # On a cluster's node: tells the other nodes of an operator's broadcast.
+        self.on_broadcast: Callable[[str], None] | None = None
 
     @property
     def users_online(self) -> int:
@@ -293,6 +296,21 @@ class Presence:
             session.close(reason)
             self.logout(session)
         return len(others)
+
+    def broadcast(self, text: str) -> int:
+        """An operator's notice ``[server] text`` to every connection, logged in or
+        not: this process's, and every other node's of a cluster; how many here."""
+        if self.on_broadcast is not None:
+            self.on_broadcast(text)
+        return self.broadcast_here(text)
+
+    def broadcast_here(self, text: str) -> int:
+        """:meth:`broadcast` to this process's connections alone; how many."""
+        record = {"type": "notice", "text": f"[server] {text}", "broadcast": True}
+        sessions = list(self.sessions)
+        for session in sessions:
+            session.send(record)
+        return len(sessions)
 
     def disconnected(self, session: Endpoint) -> None:
         session.gone()

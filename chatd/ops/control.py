@@ -198,6 +198,14 @@ class ControlServer:
         wherever its operator may, whatever sandbox the daemon runs in.
         """
         config, services = self.admin.config, self.services
+        if config.cluster.enabled:
+            # A refusal, not a failure: the cluster's database is PostgreSQL's to back up.
+            writer.write(json.dumps({
+                "ok": False, "code": Code.NOT_PERMITTED.value,
+                "error": "in cluster mode the database is PostgreSQL's: back it up with "
+                         "pg_dump or continuous archiving (docs/CLUSTER.md, \"Backups\")"}
+            ).encode() + b"\n")
+            return
         with_files = bool(request.get("files"))
         blobs = files_dir(config.files, config.storage.path) / BLOBS \
             if with_files and config.files.backend == "local" else None
@@ -452,10 +460,10 @@ async def _set_admin(ctl: ControlServer, name: str, flag: bool) -> Any:
 @handler("broadcast")
 async def _broadcast(ctl: ControlServer, req: dict[str, Any]) -> Any:
     text = str(req["text"])
-    sessions = list(ctl.services.presence.sessions)
-    ctl.services.bus.to_endpoints(sessions, {"type": "notice", "text": f"[server] {text}",
-                                             "broadcast": True})
-    return {"sessions": len(sessions)}
+    sent = ctl.services.presence.broadcast(text)
+    await ctl.services.audit.record("broadcast", "console", reason=text)
+    # On a cluster, the count is this node's: the other nodes send it to their own.
+    return {"sessions": sent, "other_nodes": ctl.admin.config.cluster.enabled}
 
 
 @handler("reload")

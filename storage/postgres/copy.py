@@ -31,6 +31,8 @@ if TYPE_CHECKING:
     from storage.postgres.host import PgConnection
 
 CHUNK = 5000
+# The copy's sessions are named so (nodes name theirs ``chatd/<node_id>``).
+COPY_NAME = "chatd-migrate"
 
 
 @dataclass(frozen=True, slots=True)
@@ -99,10 +101,11 @@ async def copy_database(source: str, target: str, *, replace: bool = False,
     sqlite = SqliteStorage(source)
     await sqlite.open()  # migrates it: both schemas are then at the same version
     await sqlite.close()
-    postgres = PostgresStorage(target, sole_node=True, name="chatd-migrate")
+    postgres = PostgresStorage(target, sole_node=True, name=COPY_NAME)
     await postgres.open()
     try:
         async with postgres.transaction() as conn:
+            await _refuse_served(conn)
             await _prepare_target(conn, replace)
             counts = await _copy_tables(conn, source)
             for key, value in (meta or {}).items():
@@ -112,6 +115,20 @@ async def copy_database(source: str, target: str, *, replace: bool = False,
     finally:
         await postgres.close()
     return counts
+
+
+async def _refuse_served(conn: PgConnection) -> None:
+    """Refuse a database that nodes sharing it through Redis are serving: they
+    hold no node lock (that is a sole node's), but each of their sessions names
+    its node (``chatd/<node_id>``), and a copy would replace what they serve."""
+    served = await conn.fetch(
+        "SELECT DISTINCT application_name FROM pg_stat_activity "
+        "WHERE datname = current_database() AND pid <> pg_backend_pid() "
+        "AND application_name LIKE 'chatd/%' ORDER BY application_name")
+    if served:
+        nodes = ", ".join(row[0].removeprefix("chatd/") for row in served)
+        raise StorageError(f"chatd nodes are serving the target database ({nodes}): "
+                           "stop them before copying into it")
 
 
 async def _prepare_target(conn: PgConnection, replace: bool) -> None:

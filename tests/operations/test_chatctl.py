@@ -156,7 +156,8 @@ async def test_promote_and_demote(ctl: Ctl, daemon: App, clients: Clients) -> No
 async def test_broadcast(ctl: Ctl, clients: Clients) -> None:
     alice = await clients.user("alice")
     anonymous = await clients.anonymous()
-    assert await ctl.json("broadcast", "maintenance", "at", "noon") == {"sessions": 2}
+    answer = await ctl.json("broadcast", "maintenance", "at", "noon")
+    assert answer == {"sessions": 2, "other_nodes": False}
     for client in (alice, anonymous):
         notice = await client.next_event(lambda e: e.get("broadcast") is True)
         assert notice["type"] == "notice" and notice["text"] == "[server] maintenance at noon"

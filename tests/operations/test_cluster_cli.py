@@ -174,7 +174,7 @@ async def test_migrate_refuses_while_the_embedded_daemon_runs(tmp_path: Path) ->
 
 
 @pytest.mark.parametrize(("args", "status", "said"), [
-    (["--to", "mysql://db/chatd"], 2, "cluster.postgres"),
+    (["--to", "mysql://db/chatd"], 2, "configuration error: --to: expected a URL"),
     (["--to", "postgresql://x@127.0.0.1/x", "--db", "/nonexistent/chatd.db"], 1,
      "no embedded database"),
 ])

@@ -246,6 +246,27 @@ async def test_a_served_target_is_refused(populated: str, postgres_url: str) -> 
         await serving.close()
 
 
+async def test_a_target_served_by_cluster_nodes_is_refused_even_when_replacing(
+        populated: str, postgres_url: str) -> None:
+    # Nodes sharing a database through Redis take no node lock: their sessions name them.
+    nodes = [PostgresStorage(postgres_url, name=f"chatd/n{i}") for i in (1, 2)]
+    for node in nodes:
+        await node.open()
+    try:
+        await nodes[0].create_user("served", b"h", False, T0)
+        with pytest.raises(StorageError, match=r"nodes are serving the target database "
+                                               r"\(n1, n2\)"):
+            await copy_database(populated, postgres_url, replace=True)
+    finally:
+        for node in nodes:
+            await node.close()
+    users = next(t for t in TABLES if t.name == "users")
+    assert [row[1] for row in await postgres_rows(postgres_url, users)] == ["served"]
+    # Once they stopped, replacing is the operator's choice.
+    await copy_database(populated, postgres_url, replace=True)
+    assert await postgres_rows(postgres_url, users) == sqlite_rows(populated, users)
+
+
 async def test_an_old_embedded_database_is_migrated_before_the_copy(
         tmp_path: Path, postgres_url: str) -> None:
     import aiosqlite

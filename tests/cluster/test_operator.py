@@ -1,0 +1,84 @@
+"""An operator's commands on a cluster (docs/CLUSTER.md): a broadcast reaches every
+node's connections, and ``chatctl backup`` refuses with a stable code, saying
+what backs a cluster's database up. Three in-process nodes."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from chatd.app.app import App
+from chatd.client import ChatClient
+from chatd.ops.chatctl import main
+from tests.cluster.conftest import StartNode, login, register
+
+pytestmark = [pytest.mark.asyncio, pytest.mark.cluster]
+
+
+async def heard(client: ChatClient, text: str) -> dict[str, Any]:
+    return await client.next_event(
+        lambda e: e.get("broadcast") is True and e.get("text") == f"[server] {text}",
+        timeout=10)
+
+
+async def started(start_node: StartNode, socket: str) -> list[App]:
+    first = await start_node(1, control__path=socket)
+    await register(first, "root", "ann", "bob")
+    await first.services.accounts.set_admin(first.services.accounts.require("root"), True)
+    return [first, await start_node(2), await start_node(3)]
+
+
+async def test_a_broadcast_reaches_every_nodes_connections_once(
+        start_node: StartNode, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    socket = str(tmp_path / "n1.sock")
+    nodes = await started(start_node, socket)
+    root, ann = await login(nodes[0], "root"), await login(nodes[1], "ann")
+    # Logged in or not, on any node.
+    anonymous = await ChatClient.connect("127.0.0.1", nodes[2].port)
+    everyone = [root, ann, anonymous]
+    try:
+        reply = await root.command("/broadcast restart at 18:00")
+        assert reply["sessions"] == 1 and "every other node" in reply["message"]
+        for client in everyone:
+            await heard(client, "restart at 18:00")
+
+        await nodes[0].control.start()
+        try:
+            assert await asyncio.to_thread(
+                main, ["--socket", socket, "--json", "broadcast", "back", "soon"]) == 0
+            answer = json.loads(capsys.readouterr().out)
+            assert answer == {"sessions": 1, "other_nodes": True}
+            for client in everyone:
+                await heard(client, "back soon")
+        finally:
+            await nodes[0].control.stop()
+        # Once each: nothing more came by the time a ping is answered.
+        for client in everyone:
+            await client.command("/ping")
+            assert not [e for e in client.pending_events() if e.get("broadcast")]
+        audited = await root.command("/audit 5")
+        assert sorted(e["actor"] for e in audited["entries"]
+                      if e["action"] == "broadcast") == ["console", "root"]
+    finally:
+        for client in everyone:
+            await client.close()
+
+
+async def test_chatctl_backup_on_a_cluster_is_refused_and_says_what_to_use(
+        start_node: StartNode, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    socket = str(tmp_path / "n1.sock")
+    nodes = await started(start_node, socket)
+    await nodes[0].control.start()
+    try:
+        copy = tmp_path / "copy.db"
+        status = await asyncio.to_thread(main, ["--socket", socket, "backup", str(copy)])
+        said = capsys.readouterr().err
+        assert status == 1 and not copy.exists()
+        assert "not-permitted" in said and "pg_dump" in said
+        assert "internal" not in said
+    finally:
+        await nodes[0].control.stop()
