@@ -7,8 +7,10 @@ reader now and then) and seeds a new epoch, or adopts the one another node
 seeded, above the largest stored id plus a margin, so no id is issued twice.
 Then each node starts over on the new log: its reader from the log's start,
 its gate empty, its persister in a group made anew; it reloads its rooms from
-PostgreSQL (a decision whose event was lost is still applied), and tells the
-users signed in here that messages may be missing.
+PostgreSQL (a decision whose event was lost is still applied), forgets the
+other nodes' lives Redis no longer records (their users would otherwise stay
+online for ever: see ``ClusterPresence.start_over``), and tells the users
+signed in here that messages may be missing.
 
 What the old log held and no persister had stored yet is lost with it: Redis
 should keep an append-only file (``appendonly yes``, ``appendfsync everysec``).
@@ -25,6 +27,7 @@ if TYPE_CHECKING:
 
     from chatd.cluster.bus import ClusterBus
     from chatd.cluster.persister import Persister
+    from chatd.cluster.presence import ClusterPresence
 
 log = logging.getLogger(__name__)
 
@@ -39,9 +42,11 @@ class EpochChange:
 
     def __init__(self, bus: ClusterBus, persister: Persister,
                  rooms: Callable[[], Iterable[int]],
-                 reload: Callable[[int], Awaitable[None]]) -> None:
+                 reload: Callable[[int], Awaitable[None]],
+                 presence: ClusterPresence) -> None:
         self._bus = bus
         self._persister = persister
+        self._presence = presence
         self._rooms = rooms
         self._reload = reload
         self.count = 0
@@ -50,6 +55,11 @@ class EpochChange:
         self.count += 1
         await self._bus.reset()
         self._persister.reset()
+        try:
+            await self._presence.start_over()
+        except Exception:  # Redis gone again: the next epoch change starts over again
+            log.warning("cluster: the other nodes' presence not read again after the epoch "
+                        "change", exc_info=True)
         reloaded = 0
         for room_id in list(self._rooms()):
             try:

@@ -211,7 +211,7 @@ class ClusterNode:
             self.epoch = EpochChange(
                 bus, self.persister,
                 lambda: [r.id for r in (*rooms.listed_for(None), *rooms.hidden_rooms())],
-                self._resync)
+                self._resync, self.presence)
             self.sequencer.epoch_changed = self.epoch
 
     def make_limits(self, clock: Clock) -> ClusterLimitStore:

@@ -235,6 +235,25 @@ class ClusterPresence:
 
     async def load(self) -> None:
         """Read what the other nodes hold now (at start; the log brings the rest)."""
+        self._adopt(await self._registered())
+
+    async def start_over(self) -> None:
+        """Redis lost its memory (a new epoch). The lives it recorded are gone with
+        it, and no ``down`` entry will ever end them: each other life that Redis
+        does not record now is buried here (the nodes register again as new
+        lives), then what the others hold is read again."""
+        registered = await self._registered()
+        for life in [life for life in self._hosts if life not in registered]:
+            self.bury(life)
+        self._adopt(registered)
+
+    def _adopt(self, lives: dict[str, list[int]]) -> None:
+        for life, users in lives.items():
+            for user_id in users:
+                self._host_add(life, user_id)
+
+    async def _registered(self) -> dict[str, list[int]]:
+        """The other nodes' lives Redis records now, and the users each holds."""
         names = [codec.text(name) for name in await self._shared.hkeys(keys.NODES)]
         others = [name for name in names if name != self.node_id]
         pipe = self._shared.pipeline(transaction=False)
@@ -242,11 +261,12 @@ class ClusterPresence:
             pipe.hget(keys.node(name), "inc")
             pipe.smembers(keys.node_users(name))
         answers = await pipe.execute()
+        lives: dict[str, list[int]] = {}
         for index, name in enumerate(others):
             incarnation, users = answers[2 * index], answers[2 * index + 1]
             if incarnation:  # a node whose record expired is the janitor's
-                for user_id in sorted(int(user) for user in users):
-                    self._host_add(host(name, codec.text(incarnation)), user_id)
+                lives[host(name, codec.text(incarnation))] = sorted(int(u) for u in users)
+        return lives
 
     def on_entry(self, entry: Entry) -> None:
         """A ``p`` entry: a node's first session of a user, or its last, ended."""

@@ -212,6 +212,37 @@ async def test_a_node_back_from_a_pause_drops_its_sessions_and_starts_a_new_life
         await client.close()
 
 
+async def test_users_leaving_after_redis_lost_its_memory_go_offline_everywhere(
+        start_node: StartNode, redis_server: RedisServer) -> None:
+    # Redis's records of the nodes' lives go with its memory: no down entry will
+    # ever end the old lives, so no node may keep their users online.
+    nodes = await three_nodes(start_node, "ann", "bob", "cat")
+    ann, bob = await login(nodes[0], "ann"), await login(nodes[1], "bob")
+    cat = await login(nodes[2], "cat")
+    for viewer in (ann, bob, cat):
+        for name in ("ann", "bob"):
+            await shown(viewer, name, True)
+    client = redis.asyncio.Redis.from_url(redis_server.url)
+    try:
+        await client.flushall()
+    finally:
+        await client.aclose()
+    for told in (ann, bob, cat):
+        await told.next_event(lambda e: e.get("epoch") is True, timeout=10)
+    await ann.close()
+    await bob.close()
+    for name in ("ann", "bob"):
+        await shown(cat, name, False)
+    watcher = await login(nodes[1], "cat")
+    await shown(watcher, "ann", False)
+    # Users online now are still shown so.
+    assert (await watcher.command("/whois cat"))["online"]
+    for name, app in (("ann", nodes[1]), ("bob", nodes[0])):
+        assert not app.services.accounts.require(name).online
+    for left in (cat, watcher):
+        await left.close()
+
+
 async def test_a_node_cut_off_from_redis_past_its_heartbeat_keeps_its_sessions(
         start_node: StartNode, redis_server: RedisServer) -> None:
     """A node that keeps running while Redis does not answer it (a partition) past
