@@ -215,7 +215,7 @@ def wire_services(config: Config, clock: Clock, storage: Storage, table: Command
         tokens.shared = resume.shared = notifier.shared = True
         node.attach(rooms, accounts, presence, tokens, resume)
         warn_unshared(config.files, config.storage.path)
-        messaging.tail = node.tail
+        messaging.tail, messaging.shared = node.tail, True
         messaging.poster = node.poster
     admission = Admission(storage, rooms, accounts, bus, notifier, audit, clock, config,
                           transactions)

@@ -51,6 +51,9 @@ class Messaging:
         # Users who may have direct messages they have not seen: a login of
         # anyone else skips the flush and the query of replay_direct.
         self._unseen_by: set[int] = set()
+        # On a cluster's node a direct message may have been sent through another
+        # node: a login always asks storage (_unseen_by knows only this node's).
+        self.shared = False
         # Acknowledged messages not stored yet, merged into history (a cluster's log).
         self.tail: Tail | None = None
         # Charges, numbers and publishes a room message in one step (a cluster's).
@@ -301,7 +304,7 @@ class Messaging:
 
     async def replay_direct(self, session: Endpoint, user: User) -> int:
         """Show a user who logs in the direct messages sent while they were away."""
-        if user.id not in self._unseen_by:
+        if user.id not in self._unseen_by and not self.shared:
             return 0
         await self._writer.flush()
         pending = await self._storage.undelivered_direct_messages(user.id)

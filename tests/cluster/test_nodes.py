@@ -269,6 +269,28 @@ async def test_an_account_made_on_one_node_is_known_to_the_others(nodes: list[Ap
         await client.close()
 
 
+async def test_a_direct_message_sent_while_away_is_shown_at_a_login_on_another_node(
+        nodes: list[App]) -> None:
+    ann = await login(nodes[0], "ann")
+    sent = await ann.command("/msg dan while you were out")
+    assert "offline" in sent["message"]
+    async with asyncio.timeout(10):  # stored by a persister (a replay reads storage)
+        while not await nodes[1].storage.undelivered_direct_messages(  # noqa: ASYNC110
+                nodes[1].services.accounts.require("dan").id):
+            await asyncio.sleep(0.01)
+    dan = await login(nodes[1], "dan")
+    got = await dan.next_event(lambda e: e.get("type") == "message", timeout=10)
+    assert (got["id"], got["from"], got["text"], got["offline"]) == (
+        sent["id"], "ann", "while you were out", True)
+    await dan.close()
+    # Shown once: a later login elsewhere replays nothing more.
+    again = await login(nodes[0], "dan")
+    await again.command("/ping")
+    assert not [e for e in again.pending_events() if e.get("type") == "message"]
+    for client in (ann, again):
+        await client.close()
+
+
 def figure(app: App, name: str) -> float:
     return next(f.value for f in app.nodes.figures() if f.name == name)
 
