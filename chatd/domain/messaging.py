@@ -11,6 +11,7 @@ the cluster's reader checks sanctions again where the order is decided).
 
 from __future__ import annotations
 
+import logging
 from typing import TYPE_CHECKING, Any
 
 from chatd.domain.events import ROOM_KEY, Message, Typing
@@ -18,6 +19,7 @@ from chatd.domain.limits import RateRefused
 from chatd.domain.names import format_duration
 from chatd.domain.ports import settled
 from chatd.errors import ChatError, Code, Remedy, Step
+from storage.api import Unavailable
 from storage.records import MessageRecord
 
 if TYPE_CHECKING:
@@ -32,6 +34,8 @@ if TYPE_CHECKING:
     from chatd.domain.stats import Stats
     from storage.api import Storage
     from storage.writer import Writer
+
+log = logging.getLogger(__name__)
 
 
 class Messaging:
@@ -321,7 +325,7 @@ class Messaging:
     async def history(self, room: Room, limit: int,
                       before_id: int | None = None) -> list[Message]:
         await self._writer.flush()
-        stored = await self._storage.room_history(room.id, limit, before_id)
+        stored = await self._stored(self._storage.room_history(room.id, limit, before_id))
         if self.tail is not None:
             stored = _merged(stored, await self.tail.room(room.id, before_id), limit)
         return [Message.of(m, room=room.name, history=True) for m in stored]
@@ -332,13 +336,25 @@ class Messaging:
         ``before_id``), either way, oldest first. Sender keys (``e2e-key``) are left
         out: there is nothing in them to read."""
         await self._writer.flush()
-        stored = await self._storage.direct_history(user.id, other.id, limit, before_id,
-                                                    hidden_kind=ROOM_KEY)
+        stored = await self._stored(self._storage.direct_history(
+            user.id, other.id, limit, before_id, hidden_kind=ROOM_KEY))
         if self.tail is not None:
             unstored = await self.tail.direct(user.id, other.id, before_id)
             stored = _merged(stored, [m for m in unstored if m.kind != ROOM_KEY], limit)
         return [Message.of(m, to=user.name if m.recipient_id == user.id else other.name,
                            history=True) for m in stored]
+
+    async def _stored(self, reading: Awaitable[list[MessageRecord]]) -> list[MessageRecord]:
+        """What storage holds; on a cluster's node while the database does not
+        answer, nothing: history then shows what the log's tail holds (the newest
+        messages, those the persisters could not store yet)."""
+        try:
+            return await reading
+        except Unavailable:
+            if self.tail is None:
+                raise
+            log.warning("history from the log alone: the database does not answer")
+            return []
 
     async def partners(self, user: User) -> list[tuple[int, float]]:
         """The ids of those ``user`` exchanged direct messages with, and the time of

@@ -287,6 +287,9 @@ async def test_postgres_stopped_messages_flow_governance_refused_history_catches
             assert "the database does not answer" in resumed["reasons"]
             replayed = [line["id"] for line in resumed.lines if line.get("type") == "message"]
             assert replayed == sorted(set(itertools.chain(*during))), replayed
+            # History shows what the log holds: the newest messages, not stored yet.
+            shown = await resuming.command("/history hall 4")
+            assert [m["id"] for m in shown["messages"]] == replayed[-4:], shown.final
             kick = await ann.command("/kick cat hall", check=False)
             assert kick.get("code") == "busy", kick.final
             newcomer = await RecordingClient.open(cluster.journal, "late", "dan",
