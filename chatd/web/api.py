@@ -20,6 +20,7 @@ from chatd.domain.ports import settled
 from chatd.domain.scopes import Scope
 from chatd.domain.webhooks import describe, hook_path
 from chatd.errors import ChatError, Code
+from chatd.protocol.codec import clean_text
 from chatd.protocol.records import record_of
 from chatd.web import schemas as s
 from chatd.web.endpoint import ApiEndpoint
@@ -52,10 +53,14 @@ def member_room(call: Call, what: str) -> Room:
 
 
 def checked_text(call: Call, value: Any, name: str = "text") -> str:
-    """A message's text: one line of printable text, within the line limit."""
+    """A message's text: one line of printable text, within the line limit. A TAB
+    becomes a space, as on the line protocol; any other control character (C0,
+    DEL, and the C1 controls, whose CSI starts a terminal's escape sequence) is
+    refused, since the text would not arrive as written."""
     if not isinstance(value, str) or not value.strip():
         raise ChatError(Code.BAD_ARGUMENTS, f"{name} must be a non-empty string.")
-    if any((ord(ch) < 32 and ch != "\t") or ord(ch) == 127 for ch in value):
+    value = value.replace("\t", " ")
+    if clean_text(value) != value:
         raise ChatError(Code.BAD_ARGUMENTS, f"{name} must be one line without control "
                         "characters.")
     limit = call.config.listen.max_line

@@ -62,6 +62,11 @@ async def test_rooms_members_and_posting_reach_connected_users(
         assert direct.status_code == 201 and direct.json()["online"] is True
         dm = await bob.next_event(lambda e: e.get("type") == "message")
         assert dm["to"] == "bob" and dm["text"] == "psst"
+        # A TAB becomes a space, as on the line protocol.
+        tabbed = await client.post("/api/v1/users/bob/messages", json={"text": "a\tb"})
+        assert tabbed.status_code == 201
+        dm = await bob.next_event(lambda e: e.get("type") == "message")
+        assert dm["text"] == "a b"
 
 
 async def test_posting_is_refused_with_the_line_protocols_codes(
@@ -75,9 +80,13 @@ async def test_posting_is_refused_with_the_line_protocols_codes(
         nowhere = await client.post("/api/v1/rooms/nope/messages", json={"text": "hi"})
         assert nowhere.status_code == 404
         assert nowhere.json()["error"]["code"] == "no-such-room"
-        for body in ({}, {"text": ""}, {"text": "two\nlines"}, {"text": 5}):
+        # No control character reaches a terminal: C0, DEL and C1 (CSI is U+009B).
+        for body in ({}, {"text": ""}, {"text": "two\nlines"}, {"text": 5},
+                     {"text": "esc \x1b[31m"}, {"text": "csi \x9b31m"},
+                     {"text": "nel \x85"}, {"text": "del \x7f"}):
             bad = await client.post("/api/v1/users/alice/messages", json=body)
             assert bad.status_code == 400, body
+            assert bad.json()["error"]["code"] == "bad-arguments", body
         action = await client.post("/api/v1/rooms/den/messages",
                                    json={"text": "x", "action": "yes"})
         assert action.json()["error"]["code"] == "bad-arguments"

@@ -31,6 +31,12 @@ async def test_create_post_list_revoke_through_the_command(
         shouted = await hook.post(made["path"], content=b"PLAIN AS WELL",
                                   headers={"Content-Type": "Text/Plain; charset=UTF-8"})
         assert shouted.status_code == 201, shouted.text
+        # A terminal's escape sequence never reaches text-mode members (CSI is U+009B).
+        for body in ("c1 \u009b31mred".encode(), b"esc \x1b[31m"):
+            escaped = await hook.post(made["path"], content=body,
+                                      headers={"Content-Type": "text/plain"})
+            assert escaped.status_code == 400, body
+            assert escaped.json()["error"]["code"] == "bad-arguments"
         listed = await owner.command("/webhook list")
         assert [h["name"] for h in listed["webhooks"]] == ["deploy"]
         assert "secret" not in listed["webhooks"][0]
