@@ -139,12 +139,10 @@ async def bot(ctx: Context, action: str, name: str | None, scopes: frozenset[Sco
 async def _bot_create(ctx: Context, name: str, scopes: frozenset[Scope] | None,
                       ttl: float | None) -> Ok:
     services, owner = ctx.services, ctx.user
-    if not owner.is_admin and len(services.accounts.bots_of(owner)) >= MAX_BOTS:
-        raise ChatError(Code.QUOTA_EXCEEDED, f"you have {MAX_BOTS} bots already; /bot delete "
-                        "one first (a server admin has no limit).", quota=MAX_BOTS)
     if owner.is_bot:
         raise ChatError(Code.NOT_PERMITTED, "a bot cannot make bots.")
-    created = await services.accounts.create_bot(name, owner, actor=owner.name)
+    created = await services.accounts.create_bot(
+        name, owner, actor=owner.name, quota=None if owner.is_admin else MAX_BOTS)
     result = await _create_token(ctx, created, "default", scopes, ttl)
     return ok(f"Bot {created.name} created, owned by {owner.name}. " + result.message,
               **result.fields, bot=True, owner=owner.name)

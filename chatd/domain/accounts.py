@@ -218,10 +218,23 @@ class Accounts:
                        if u.is_bot and (owner is None or u.owner_id == owner.id)),
                       key=lambda u: names.name_key(u.name))
 
-    async def create_bot(self, name: str, owner: User | None, *, actor: str) -> User:
+    async def create_bot(self, name: str, owner: User | None, *, actor: str,
+                         quota: int | None = None) -> User:
         """Create a bot account owned by ``owner``: it has no password (tokens only),
-        so making it costs no bcrypt. Raises ``invalid-name`` or ``name-taken``."""
+        so making it costs no bcrypt. Raises ``invalid-name``, ``name-taken``, or
+        ``quota-exceeded`` when ``owner`` has ``quota`` bots already."""
         name = _valid_user_name(name)
+        if owner is None:
+            return await self._create_bot(name, None, actor)
+        # The count and the creation under the owner's lock: creations sent at once
+        # on several connections are counted one after the other.
+        async with self.writing(owner):
+            if quota is not None and len(self.bots_of(owner)) >= quota:
+                raise ChatError(Code.QUOTA_EXCEEDED, f"you have {quota} bots already; /bot "
+                                "delete one first (a server admin has no limit).", quota=quota)
+            return await self._create_bot(name, owner, actor)
+
+    async def _create_bot(self, name: str, owner: User | None, actor: str) -> User:
         if self.find(name) is not None:
             raise _name_taken(name)
         try:

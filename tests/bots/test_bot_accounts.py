@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+
 from tests.backends import both
 from tests.helpers import ChatServer, Clients, error_of, room_with, text_client, text_run
 
@@ -111,6 +113,19 @@ async def test_names_kinds_and_limits(clients: Clients) -> None:
     await bot.command(f"/auth {token}")
     refused = await error_of(bot, "/bot create grandchild")
     assert refused["code"] == "not-permitted" and "a bot cannot make bots" in refused["message"]
+
+
+async def test_creations_sent_at_once_on_many_connections_keep_to_the_quota(
+        clients: Clients) -> None:
+    first = await clients.user("alice")
+    await first.command("/bot create b0")
+    connections = [first, *[await clients.user("alice") for _ in range(11)]]
+    replies = await asyncio.gather(*(c.command(f"/bot create r{i}", check=False)
+                                     for i, c in enumerate(connections)))
+    made = [r for r in replies if r.ok]
+    assert len(made) == 9
+    assert {r["code"] for r in replies if not r.ok} == {"quota-exceeded"}
+    assert len((await first.command("/bot list"))["bots"]) == 10
 
 
 async def test_a_bot_outlives_its_deleted_owner(clients: Clients, server: ChatServer) -> None:
