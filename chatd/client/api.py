@@ -17,6 +17,7 @@ import asyncio
 import contextlib
 import itertools
 import json
+import re
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
 from typing import Any
@@ -129,8 +130,11 @@ class ChatClient:
     async def say(self, text: str, timeout: float = DEFAULT_TIMEOUT) -> dict[str, Any]:
         """Send a plain line to the current room; returns its echoed ``message``."""
         self.send_line(text if not text.startswith("/") else "/" + text)
+        # The echo carries the text as the server keeps it (no control characters,
+        # a TAB as a space, no trailing whitespace).
+        echoed = as_kept(text)
         return await self.next_event(lambda e: e.get("type") in ("message", "error")
-                                     and e.get("text", text) == text, timeout)
+                                     and e.get("text", echoed) == echoed, timeout)
 
     async def next_event(self, match: Any = None, timeout: float = DEFAULT_TIMEOUT
                          ) -> dict[str, Any]:
@@ -170,6 +174,15 @@ class ChatClient:
             self._task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await self._task
+
+
+# What the server removes from a line's text: C0 controls but TAB, DEL, C1 controls.
+_CONTROLS = re.compile("[\x00-\x08\x0a-\x1f\x7f-\x9f]")
+
+
+def as_kept(text: str) -> str:
+    """``text`` as the server keeps a plain line (docs/PROTOCOL.md, section 1)."""
+    return _CONTROLS.sub("", text.replace("\t", " ")).rstrip()
 
 
 class LineClient:

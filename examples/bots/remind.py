@@ -23,6 +23,8 @@ from chatd.client.sdk import Bot, Clock, Message, SystemClock, cli
 
 MAX_SECONDS = 30 * 86400
 MAX_PER_USER = 20
+# How many times a due reminder is tried, each once the bot is connected again.
+ATTEMPTS = 5
 _UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400}
 _DURATION = re.compile(r"(?:\d+[smhd])+")
 USAGE = "usage: !remind <duration> <text>, for example !remind 10m stretch"
@@ -65,9 +67,20 @@ class Reminders:
     async def _later(self, message: Message, seconds: int, text: str) -> None:
         try:
             await self.clock.sleep(seconds)
-            await self.bot.reply(message, f"{message.sender}: reminder: {text}")
+            await self._tell(message, f"{message.sender}: reminder: {text}")
         finally:
             self.pending[message.sender.casefold()] -= 1
+
+    async def _tell(self, message: Message, text: str) -> None:
+        """Say it once the bot is connected: a reminder that comes due while the bot
+        reconnects waits for it (a few tries, should the connection drop again)."""
+        for _ in range(ATTEMPTS):
+            await self.bot.connected.wait()
+            try:
+                await self.bot.reply(message, text)
+                return
+            except ConnectionError:
+                continue
 
     async def count(self, message: Message, args: str) -> None:
         pending = self.pending[message.sender.casefold()]

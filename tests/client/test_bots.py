@@ -13,7 +13,7 @@ from typing import Any
 import pytest
 
 from chatd.client import ChatClient
-from chatd.client.sdk import Bot, FileResumeTokens, ManualClock, MemoryResumeTokens, cli
+from chatd.client.sdk import Backoff, Bot, FileResumeTokens, ManualClock, MemoryResumeTokens, cli
 from examples.bots import assistant, echo, moderate, remind
 from tests.client.helpers import bot_token, said, started, stopped, until
 from tests.helpers import ChatServer, Clients, settle
@@ -105,6 +105,26 @@ async def test_reminder_bot_with_a_controlled_clock(bot: Bot,
     await until(lambda: clock.sleepers == 1, "the private reminder to wait")
     clock.advance(5)
     assert (await said(alice, "in private"))["to"] == "alice"
+    await stopped(bot, task)
+
+
+async def test_a_reminder_due_while_the_bot_reconnects_is_said_once_it_is_back(
+        server: ChatServer, room: tuple[ChatClient, str]) -> None:
+    alice, token = room
+    bot = Bot("127.0.0.1", server.port, user="helper", token=token, rooms=["general"],
+              backoff=Backoff(first=0.3, ceiling=0.3, floor=0.3, rng=lambda: 0.5))
+    clock = ManualClock()
+    remind.Reminders(bot, clock)
+    task = await run(bot)
+    await alice.command("/say general !remind 1s stretch")
+    await said(alice, "I will remind you in 1s")
+    await until(lambda: clock.sleepers == 1, "the reminder to wait")
+    assert bot.client is not None
+    await bot.client.close()
+    await until(lambda: not bot.connected.is_set(), "the bot to notice")
+    clock.advance(1)  # due while the bot is away
+    got = await said(alice, "reminder:")
+    assert got["text"] == "alice: reminder: stretch" and bot.connections == 2
     await stopped(bot, task)
 
 

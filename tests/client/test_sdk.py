@@ -170,17 +170,55 @@ async def test_a_failing_handler_does_not_stop_the_bot(
     async def fail(message: Message, args: str) -> None:
         await bot.request("/join nosuchroom")
 
+    @bot.command("slow")
+    async def slow(message: Message, args: str) -> None:
+        await asyncio.wait_for(asyncio.Event().wait(), 0.01)  # its own call timed out
+
     @bot.command("echo")
     async def echo(message: Message, args: str) -> None:
         got.append(args)
 
-    task = await started(bot)
+    @bot.on_connect
+    async def connected() -> None:
+        raise RuntimeError("on_connect bug")
+
     with caplog.at_level(logging.WARNING, logger="chatd.client.sdk.bot"):
-        for line in ("!boom", "!fail", "!unknown", "!ECHO  still here "):
+        task = await started(bot)
+        for line in ("!boom", "!fail", "!slow", "!unknown", "!ECHO  still here "):
             await alice.command(f"/say general {line}")
         await until(lambda: got == ["still here"], "the bot to go on")
     assert "a handler failed" in caplog.text and "no-such-room" in caplog.text
+    assert "on_connect bug" in caplog.text and "got no answer" in caplog.text
+    # Not one of them cost the connection.
+    assert bot.connections == 1 and not task.done()
     await stopped(bot, task)
+
+
+async def test_a_notice_is_never_answered_automatically(server: ChatServer,
+                                                         clients: Clients) -> None:
+    token = await bot_token(clients, "helper")
+    bot = Bot("127.0.0.1", server.port, user="helper", token=token)
+    seen: list[Message] = []
+    answered: list[str] = []
+    bot.on_message(_append(seen))
+
+    @bot.on_mention
+    async def mentioned(message: Message) -> None:
+        answered.append("mention")
+
+    @bot.command("ping")
+    async def ping(message: Message, args: str) -> None:
+        answered.append("command")
+
+    for text in ("helper: a notice", "!ping"):
+        await bot.dispatch({"type": "message", "room": "general", "from": "bob", "id": 7,
+                            "text": text, "notice": True})
+        await bot.dispatch({"type": "message", "to": "helper", "from": "bob", "id": 8,
+                            "text": text, "notice": True})
+    assert answered == [] and len(seen) == 4 and all(m.notice for m in seen)
+    await bot.dispatch({"type": "message", "room": "general", "from": "bob", "id": 9,
+                        "text": "!ping"})
+    assert answered == ["command"] and not seen[-1].notice
 
 
 async def test_reconnects_after_a_restart_and_joins_again(tmp_path: Path,
@@ -318,6 +356,33 @@ async def test_the_bot_stops_while_connecting(server: ChatServer, clients: Clien
     await asyncio.wait_for(task, 8)
 
 
+async def test_a_bot_that_saw_no_message_yet_still_gets_what_it_missed(
+        server: ChatServer, clients: Clients) -> None:
+    token = await bot_token(clients, "helper")
+    alice = await clients.user("alice")
+    await alice.command("/create general")
+    await alice.command("/say general said before the bot came")
+    bot = Bot("127.0.0.1", server.port, user="helper", token=token, rooms=["general"],
+              backoff=Backoff(first=0.5, ceiling=0.5, floor=0.5, rng=lambda: 0.5))
+    got: list[tuple[str, bool]] = []
+
+    @bot.on_message
+    async def message(event: Message) -> None:
+        got.append((event.text, event.replayed))
+
+    task = await started(bot)
+    assert bot.client is not None
+    await bot.client.close()
+    await alice.command("/say general during")
+    await alice.command("/say general !ping")
+    await until(lambda: len(got) >= 2, "the missed messages")
+    await alice.command("/say general after")
+    await until(lambda: len(got) >= 3, "the live message")
+    # What came before its first login is not replayed; what it missed is, once.
+    assert got == [("during", True), ("!ping", True), ("after", False)]
+    await stopped(bot, task)
+
+
 async def test_a_reconnected_bot_gets_what_it_missed_once_through_resume(
         server: ChatServer, clients: Clients) -> None:
     token = await bot_token(clients, "helper")
@@ -344,3 +409,10 @@ async def test_a_reconnected_bot_gets_what_it_missed_once_through_resume(
     await until(lambda: len(got) >= 6, "the live message")
     assert got[1:] == [*((i, True) for i in missed), (after, False)]
     await stopped(bot, task)
+
+
+async def test_say_returns_the_echo_of_a_line_the_server_cleaned(clients: Clients) -> None:
+    alice = await clients.user("alice")
+    await alice.command("/create general")
+    echoed = await alice.say("tab\there, bell\x07 and trailing  ", timeout=5)
+    assert echoed["type"] == "message" and echoed["text"] == "tab here, bell and trailing"

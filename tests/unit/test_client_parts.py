@@ -11,12 +11,14 @@ from hypothesis import strategies as st
 from prompt_toolkit.completion import CompleteEvent
 from prompt_toolkit.document import Document
 
+from chatd.client.api import as_kept
 from chatd.client.sdk import Backoff, ManualClock, SystemClock, events
 from chatd.client.sdk.events import Invite, Join, Leave, Message, Notice, RoomEvent, ServerError
 from chatd.client.tui.complete import ChatCompleter, Vocabulary, params_of
 from chatd.client.tui.lines import Line, error, notice
 from chatd.client.tui.paint import fragments, name_style, sgr_style, style_sheet, theme_of, wrap
 from chatd.client.tui.state import SCROLLBACK, SERVER, ChatState, Conversation, dm_key
+from chatd.protocol.codec import clean_text
 
 
 def message(room: str | None, sender: str, text: str, id: int | None = None,
@@ -216,3 +218,8 @@ def test_records_become_typed_events() -> None:
 def test_message_lines_wrap_to_width(text: str) -> None:
     rows = wrap(fragments(Line("message", text, room="r", sender="s"), None, "r"), 8)
     assert all(sum(len(part) for _, part in row) <= 8 for row in rows)
+
+
+@given(st.text())
+def test_the_client_knows_a_line_as_the_server_keeps_it(text: str) -> None:
+    assert as_kept(text) == clean_text(text).rstrip()

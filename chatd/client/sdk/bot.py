@@ -137,6 +137,7 @@ class Bot:
         self.client: ChatClient | None = None
         self.connected = asyncio.Event()
         self.last_id = 0  # the highest message id seen: where a resume starts
+        self._started = False  # logged in once: the next login resumes from last_id
         self.connections = 0  # successful logins so far
         self._token, self._password, self._tls = token, password, tls
         self._handlers: dict[type[Any], list[Handler[Any]]] = {}
@@ -264,8 +265,9 @@ class Bot:
     async def _serve_once(self) -> None:
         client = await ChatClient.connect(self.host, self.port, self.timeout, **self._tls)
         self.client = client
-        # Where the resume starts: the welcome's direct messages raise last_id.
-        resume_from = self.last_id
+        # Where the resume starts (None: the first login, nothing to resume yet);
+        # the welcome's direct messages raise last_id.
+        resume_from = self.last_id if self._started else None
         try:
             welcome = await self._login(client)
             await self._rejoin(client)
@@ -276,9 +278,12 @@ class Bot:
             for record in welcome.lines:  # direct messages kept while the bot was away
                 seen.add(record.get("id", 0))
                 await self.dispatch(record, replayed=True)
-            await self._resume(client, resume_from, seen)
+            if resume_from is None:
+                await self._mark_start(client)
+            else:
+                await self._resume(client, resume_from, seen)
             for handler in self._on_connect:
-                await handler()
+                await self._guarded(handler())
             async for record in client.events():
                 await self.dispatch(record)
         finally:
@@ -333,8 +338,6 @@ class Bot:
         while the server says there are ``more``. Live messages that came since
         the login wait in the client and are dispatched after, those replayed
         left out."""
-        if not after_id:
-            return
         while True:
             reply = await client.command(f"/resume {after_id}", check=False)
             if not reply.ok:
@@ -351,6 +354,16 @@ class Bot:
                 break
             after_id = int(reply.final.get("last_id", after_id))
         self._skip_replayed(client, seen)
+
+    async def _mark_start(self, client: ChatClient) -> None:
+        """At the first login, where a later resume starts: the newest message of
+        the bot's rooms (or what it saw since), so that what is said while it is
+        away is replayed even if it had seen no message yet."""
+        for room in sorted(self.rooms):
+            reply = await client.command(f"/history {room} 1", check=False)
+            for record in reply.get("messages", []) if reply.ok else ():
+                self.last_id = max(self.last_id, int(record.get("id", 0)))
+        self._started = True
 
     @staticmethod
     def _skip_replayed(client: ChatClient, seen: set[int]) -> None:
@@ -381,6 +394,8 @@ class Bot:
 
     async def _message(self, message: Message) -> None:
         await self._call(self._handlers.get(Message, []), message)
+        if message.notice:
+            return  # never answered automatically: two bots would answer each other
         if message.is_direct or message.mentions(self.user):
             await self._call(self._mention_handlers, message)
         if message.text.startswith(self.prefix):
@@ -394,13 +409,15 @@ class Bot:
             await self._guarded(handler(event))
 
     async def _guarded(self, work: Awaitable[None]) -> None:
-        """A failing handler is logged; the bot goes on with the next event."""
+        """A failing handler is logged; the bot goes on with the next event. (A
+        connection that really dropped ends the stream of events, and the bot
+        reconnects then: a handler's own timeout or refused request must not.)"""
         try:
             await work
         except ClientError as exc:
             log.warning("a request of a handler failed: %s", exc)
-        except (ConnectionError, TimeoutError):
-            raise
+        except (ConnectionError, TimeoutError) as exc:
+            log.warning("a handler's request got no answer: %s", exc or type(exc).__name__)
         except Exception:
             log.exception("a handler failed")
 

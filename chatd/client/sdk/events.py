@@ -28,6 +28,9 @@ class Message:
     action: bool = False  # a /me
     encrypted: bool = False  # end-to-end: ``text`` is empty, the envelope is in ``raw``
     replayed: bool = False  # from history, an offline replay or a resume
+    # IRC's NOTICE: never answered automatically (mention and command handlers
+    # do not see it; ``on_message`` handlers do, and should not reply).
+    notice: bool = False
     raw: Record = field(default_factory=dict, compare=False, repr=False)
 
     @property
@@ -129,7 +132,8 @@ def message(record: Record, replayed: bool = False) -> Message:
         text=str(record.get("text", "")), room=record.get("room"), to=record.get("to"),
         ts=str(record.get("ts", "")), action=bool(record.get("action")),
         encrypted=bool(record.get("e2e")),
-        replayed=replayed or bool(record.get("history") or record.get("offline")), raw=record)
+        replayed=replayed or bool(record.get("history") or record.get("offline")),
+        notice=bool(record.get("notice")), raw=record)
 
 
 def _event(record: Record) -> Event:
