@@ -59,14 +59,14 @@ def checked_text(call: Call, value: Any, name: str = "text") -> str:
     refused, since the text would not arrive as written."""
     if not isinstance(value, str) or not value.strip():
         raise ChatError(Code.BAD_ARGUMENTS, f"{name} must be a non-empty string.")
-    value = value.replace("\t", " ")
-    if clean_text(value) != value:
+    text = value.replace("\t", " ")
+    if clean_text(text) != text:
         raise ChatError(Code.BAD_ARGUMENTS, f"{name} must be one line without control "
                         "characters.")
     limit = call.config.listen.max_line
-    if len(value.encode("utf-8")) > limit:
+    if len(text.encode("utf-8")) > limit:
         raise ChatError(Code.LINE_TOO_LONG, f"{name} is over {limit} bytes.")
-    return value
+    return text
 
 
 def _field(body: dict[str, Any], name: str, choices: tuple[str, ...] | None = None,
