@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING, Any
 
 from chatd.errors import ChatError, Code
 from chatd.protocol.params import expected
-from chatd.protocol.render import THEMES
+from chatd.protocol.render import THEMES, Style
 
 if TYPE_CHECKING:
     from chatd.protocol.session import Session
@@ -44,9 +44,18 @@ def change(session: Session, key: str, value: str) -> dict[str, Any]:
 ACCOUNT_SETTINGS = ("color", "timestamps", "theme")
 
 
+# What an account that never saved a setting has: a fresh connection's.
+_FRESH = Style()
+_ACCOUNT_DEFAULTS: dict[str, Any] = {"color": _FRESH.color, "timestamps": _FRESH.timestamps,
+                                     "theme": _FRESH.theme}
+
+
 def apply_account_settings(session: Session, settings: dict[str, Any]) -> None:
-    """At login: the account's colour, timestamps and theme."""
-    apply_settings(session, {k: v for k, v in settings.items() if k in ACCOUNT_SETTINGS})
+    """At login: the account's colour, timestamps and theme, each replacing the
+    connection's (the default where the account saved none: nothing carries
+    over from before the login, or from the account logged in before)."""
+    apply_settings(session, _ACCOUNT_DEFAULTS | {k: v for k, v in settings.items()
+                                                 if k in ACCOUNT_SETTINGS})
 
 
 def apply_settings(session: Session, settings: dict[str, Any]) -> None:

@@ -56,3 +56,20 @@ async def test_login_says_which_account_settings_it_applied(chat: Chat) -> None:
     await peer.say("/format json")
     final = await peer.final(f"/login alice {PASSWORD}")
     assert final["settings"] == {"color": True, "timestamps": False, "theme": "dark"}
+
+
+async def test_an_account_without_saved_settings_gets_the_defaults_at_login(
+        chat: Chat) -> None:
+    ivan = await chat.user("ivan")
+    await ivan.say("/set timestamps on")
+    await ivan.say("/set theme dark")
+    await chat.user("kim")
+    client = await chat.anonymous()
+    await client.say("/format json")
+    # What was chosen before the login, and the account logged in before, carry over
+    # to no account that saved nothing.
+    await client.final("/set color on")
+    await client.final(f"/login ivan {PASSWORD}")
+    await client.final("/logout")
+    final = await client.final(f"/login kim {PASSWORD}")
+    assert final["settings"] == {"color": False, "timestamps": False, "theme": "default"}
