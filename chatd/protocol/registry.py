@@ -133,7 +133,9 @@ def command(name: str, *params: Param, need: Need = Need.LOGIN, role: Role | Non
 
     def register(handler: Handler) -> Handler:
         doc = inspect.getdoc(handler) or ""
-        table.add(Command(name, handler, params, doc.split("\n")[0], need, role,
+        # The summary is the docstring's first paragraph, however many lines it takes.
+        summary = " ".join(doc.split("\n\n")[0].split())
+        table.add(Command(name, handler, params, summary, need, role,
                           server_admin, aliases, group, usage, data_lines,
                           scope or _default_scope(server_admin, role), errors, described))
         return handler

@@ -299,3 +299,13 @@ async def test_every_command_has_usage_summary_and_needs(clients: Clients) -> No
         assert cmd.usage.startswith(f"/{cmd.name}")
         assert cmd.summary.strip(), cmd.name
         assert cmd.needs_text.strip(), cmd.name
+
+
+async def test_every_commands_help_is_a_whole_sentence(clients: Clients) -> None:
+    # A summary is its docstring's first paragraph, however many lines it takes.
+    client = await clients.anonymous()
+    listed = (await client.command("/help"))["commands"]
+    cut = [c["name"] for c in listed if not c["help"].endswith((".", ".)", "?"))]
+    assert listed and cut == []
+    topic = await client.command("/help topic")
+    assert topic["help"].endswith("any member when the topic lock is off, /mode -t).")
