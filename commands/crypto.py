@@ -20,13 +20,16 @@ from chatd.protocol.results import Ok, ok
 
 GROUP = "crypto"
 FILE_FLAG = "--file"
+# With --file the result is shared in the current room, as an upload is.
+SHARING_ERRORS = (Code.NO_ROOM, Code.NOT_IN_ROOM, Code.MUTED, Code.MODERATED, Code.E2E_REQUIRED,
+                  Code.FILE_TOO_LARGE, Code.QUOTA_EXCEEDED)
 # What /decrypt may show: any text but terminal controls (tab and newline stay).
 _CONTROLS = {c: "\ufffd" for c in (*range(0x20), 0x7F, *range(0x80, 0xA0)) if c not in (9, 10)}
 
 
 @command("encrypt", Choice(FILE_FLAG, optional=True, choices=(FILE_FLAG,)),
          Choice("algorithm", choices=ALGORITHMS), Choice("cost", choices=COSTS),
-         Word("password"), Text("text"), group=GROUP, scope=Scope.POST, errors=(Code.NO_ROOM,))
+         Word("password"), Text("text"), group=GROUP, scope=Scope.POST, errors=SHARING_ERRORS)
 async def encrypt(ctx: Context, algorithm: str, cost: str, password: str, text: str,
                   **flags: Any) -> Ok:
     """Encrypt text with a password (scrypt at the cost given); answers armored text."""
@@ -38,7 +41,8 @@ async def encrypt(ctx: Context, algorithm: str, cost: str, password: str, text: 
 
 
 @command("decrypt", Choice(FILE_FLAG, optional=True, choices=(FILE_FLAG,)),
-         Word("password"), Text("armored"), group=GROUP, scope=Scope.POST)
+         Word("password"), Text("armored"), group=GROUP, scope=Scope.POST,
+         errors=SHARING_ERRORS)
 async def decrypt(ctx: Context, password: str, armored: str, **flags: Any) -> Ok:
     """Decrypt armored text made by /encrypt or chatd-crypt with its password."""
     data = await ctx.services.crypto.decrypt(password, armored)

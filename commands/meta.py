@@ -115,7 +115,7 @@ def help_rows(usage: str, summary: str) -> list[str]:
 
 
 @command(QUOTE, Text("line", optional=True, default=""), need=Need.ANY, group=GROUP,
-         scope=Scope.READ)
+         scope=Scope.READ, errors=tuple(Code))  # whatever the command it runs answers
 def quote(ctx: Context, line: str) -> Ok:
     """Run the rest of the line as a command, as IRC's /quote: /quote join general."""
     # The dispatcher runs "/quote <line>" as the line itself; only a bare /quote is left.

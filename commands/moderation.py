@@ -175,7 +175,7 @@ _JOIN_LETTERS = {"i": Mode.PRIVATE, "R": Mode.REQUEST}
 
 @command("mode", Text("args", optional=True, default=""), group=GROUP, usage=MODE_USAGE,
          scope=Scope.MODERATE, errors=(Code.NO_ROOM, Code.NO_SUCH_ROOM, Code.NO_SUCH_USER,
-                                       Code.NOT_PERMITTED))
+                                       Code.NOT_PERMITTED, Code.NOT_IN_ROOM))
 async def mode(ctx: Context, args: str) -> Ok:
     """Show a room's modes, or change them: who may join, or +/- k l m s n t i R v."""
     words = args.split()

@@ -121,6 +121,26 @@ def _documented() -> dict[str, dict[str, Any]]:
     return rows
 
 
+async def test_codes_answered_in_odd_corners_are_declared(clients: Clients) -> None:
+    owner, member = await clients.user("alice"), await clients.user("bob")
+    await clients.user("carol")
+    await owner.command("/create den")
+    await member.command("/join den")
+    await owner.command("/mode +m den")
+    answered = {
+        "mode": await error_of(owner, "/mode +v carol den"),
+        "encrypt": await error_of(member, "/encrypt --file fernet low pw hello"),
+        "quote": await error_of(member, "/quote nosuchcommand"),
+    }
+    armored = (await member.command("/encrypt fernet low pw hello"))["result"]
+    await member.command("/leave den")
+    answered["decrypt"] = await error_of(member, f"/decrypt --file pw {armored}")
+    for name, error in answered.items():
+        assert error["code"] in describe(_cmd(name))["errors"], (name, error)
+    assert [answered[n]["code"] for n in ("mode", "encrypt", "quote", "decrypt")] == [
+        "not-in-room", "moderated", "unknown-command", "no-room"]
+
+
 def test_the_docs_command_tables_match_the_schema() -> None:
     documented = _documented()
     described = {c["name"]: c for c in schema(TABLE)["commands"]}
