@@ -57,11 +57,14 @@ async def token(ctx: Context, action: str, name: str | None, scopes: frozenset[S
 
 def _name_scopes_ttl(name: str | None, scopes: frozenset[Scope] | None,
                      ttl: float | None) -> tuple[str, frozenset[Scope] | None, float | None]:
-    """``/token create 7d`` and ``/token create read,post``: a first word that is a
-    lifetime or a list of scopes is that, not the token's name."""
-    if name is not None and ttl is None and scopes is None and looks_like_duration(name):
+    """``/token create 7d``, ``/token create 2h read`` and ``/token create read,post``:
+    a first word that is a lifetime or a list of scopes is that, not the token's name."""
+    if name is not None and looks_like_duration(name):
+        if ttl is not None:
+            raise ChatError(Code.BAD_ARGUMENTS, f"{name} is a lifetime, and so is the last "
+                            "word: name the token with a word that is not a duration.")
         try:
-            return "default", None, parse_duration(name)
+            return "default", scopes, parse_duration(name)
         except ValueError as exc:
             raise ChatError(Code.BAD_ARGUMENTS, f"ttl: {exc}") from None
     if name is not None and scopes is None and looks_like_scopes(name):

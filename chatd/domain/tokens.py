@@ -37,6 +37,9 @@ PREFIX = "chatd_"
 # The 32 random bytes of a token, in base64url without padding.
 _SECRET_CHARS = 43
 _TOKEN_FORM = re.compile(rf"{PREFIX}[A-Za-z0-9_-]{{{_SECRET_CHARS}}}")
+# A token's name: a word that lists, logs and commands show as it is.
+NAME_MAX = 32
+_NAME = re.compile(rf"[A-Za-z0-9._-]{{1,{NAME_MAX}}}")
 
 
 def token_hash(token: str) -> str:
@@ -90,6 +93,9 @@ class Tokens:
     async def create(self, user: User, name: str, ttl: float | None,
                      scopes: frozenset[Scope] = DEFAULT_SCOPES) -> tuple[str, TokenRecord]:
         """A new token: the secret (to show once) and its stored record."""
+        if _NAME.fullmatch(name) is None:
+            raise ChatError(Code.BAD_ARGUMENTS, f"a token's name is 1-{NAME_MAX} letters, "
+                            f"digits, '.', '_' or '-'; not {name!r}.")
         secret = PREFIX + secrets.token_urlsafe(32)
         now = self._clock.time()
         try:

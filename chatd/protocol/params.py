@@ -171,7 +171,10 @@ class Scopes(Param):
         return {"choices": [scope.value for scope in scopes.Scope], "separator": scopes.SEPARATOR}
 
     def convert(self, ctx: Context, word: str, more_follow: bool) -> Any:
-        if self.optional and not scopes.looks_like_scopes(word):
+        # A word with the separator is meant as scopes (read,bogus): parsing it says
+        # which is unknown, rather than another parameter refusing it.
+        if self.optional and not scopes.looks_like_scopes(word) \
+                and scopes.SEPARATOR not in word:
             raise Decline
         return scopes.parse_scopes(word)
 

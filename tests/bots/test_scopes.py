@@ -89,6 +89,19 @@ async def test_token_create_reads_name_scopes_and_ttl_in_any_sensible_order(
     assert named["expires"] is not None
     assert (await error_of(alice, "/token create x read,nope"))["code"] == "bad-arguments"
     assert (await error_of(alice, "/token create 0s"))["code"] == "bad-arguments"
+    # A lifetime first, then scopes: still a lifetime, never a name.
+    await alice.command("/token revoke default")
+    short = await alice.command("/token create 2h read,post")
+    assert (short["name"], short["scopes"]) == ("default", ["read", "post"])
+    assert short["expires"] is not None
+    assert "lifetime" in (await error_of(alice, "/token create 2h read 3d"))["message"]
+    # An unknown scope is named as such, not taken for a lifetime.
+    unknown = await error_of(alice, "/token create t3 read,bogus")
+    assert "bogus" in unknown["message"] and "ttl" not in unknown["message"]
+    for name in ("bad!name", "x" * 33):
+        refused = await error_of(alice, f"/token create {name}")
+        assert refused["code"] == "bad-arguments" and "token's name" in refused["message"]
+    assert (await alice.command(f"/token create {'x' * 32}"))["name"] == "x" * 32
 
 
 async def test_listing_shows_scopes_expiry_and_last_use_written_in_batches(
