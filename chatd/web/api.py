@@ -374,17 +374,17 @@ def api_routes(links: LinkSigner) -> list[Route]:
         Route("GET", PREFIX + "/notifications", notifications, "Your notifications",
               "account", answer=s.obj(notifications=s.array(s.ANY_OBJECT))),
         Route("DELETE", PREFIX + "/notifications", clear_notifications, "Clear your "
-              "notifications", "account", answer=s.obj(cleared=s.INT)),
+              "notifications", "account", answer=s.obj(cleared=s.INT), scope=Scope.READ),
         *file_routes(links),
         Route("GET", PREFIX + "/crypto", crypto_options, "The encryption utility's "
               "algorithms and cost levels", "crypto", answer=s.CRYPTO),
         Route("POST", PREFIX + "/crypto/encrypt", encrypt, "Encrypt text with a password "
               "(chatd-crypt in a bounded subprocess); as a string or a file", "crypto",
               body=s.ENCRYPT, answer=s.obj(result=s.STR, algorithm=s.STR, cost=s.STR),
-              errors=(400, 429), scope=Scope.READ),
+              errors=(400, 429)),
         Route("POST", PREFIX + "/crypto/decrypt", decrypt, "Decrypt armored text with its "
               "password; as a string or a file", "crypto", body=s.DECRYPT,
-              answer=s.obj(result=s.STR), errors=(400, 429), scope=Scope.READ),
+              answer=s.obj(result=s.STR), errors=(400, 429)),
         Route("GET", PREFIX + "/rooms/{room}/webhooks", webhooks, "A room's incoming "
               "webhooks (its admins)", "webhooks", (ROOM,),
               answer=s.obj(room=s.STR, webhooks=s.array(s.WEBHOOK)), errors=(403, 404),

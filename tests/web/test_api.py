@@ -8,7 +8,10 @@ from urllib.parse import parse_qs, urlsplit
 import pytest
 from PIL import Image
 
+import commands
 from chatd.domain.clock import ManualClock
+from chatd.web.api import api_routes
+from chatd.web.links import LinkSigner
 from tests.helpers import ChatServer, Clients, settle
 from tests.web.helpers import http, token_for
 
@@ -303,3 +306,23 @@ async def test_each_route_needs_its_tokens_scope(server: ChatServer, clients: Cl
         assert hooks.status_code == 403 and hooks.json()["error"]["scope"] == "moderate"
     await alice.command("/history den")
     assert "no" not in [m.get("text") for m in (await alice.command("/history den"))["messages"]]
+
+
+# Each operation and the command it does what of (docs/WEB.md: "the same domain rules").
+SAME_AS = {"me": "whoami", "rooms": "myrooms", "members": "who", "history": "history",
+           "post_to_room": "say", "post_to_user": "msg", "notifications": "notifications",
+           "clear_notifications": "notifications", "files": "files", "upload": "upload",
+           "file_info": "files", "file_content": "download",
+           "crypto_options": "encrypt", "encrypt": "encrypt", "decrypt": "decrypt",
+           "webhooks": "webhook", "create_webhook": "webhook", "revoke_webhook": "webhook"}
+
+
+def test_each_operation_needs_the_scope_of_its_command() -> None:
+    table = commands.load()
+    routes = [r for r in api_routes(LinkSigner()) if r.auth]
+    assert sorted(r.handler.__name__ for r in routes) == sorted(SAME_AS)
+    for route in routes:
+        command = table.get(SAME_AS[route.handler.__name__])
+        assert command is not None
+        if route.handler.__name__ != "crypto_options":  # a list of choices: read
+            assert route.needs is command.scope, (route.method, route.path)
