@@ -71,6 +71,9 @@ return redis.call('INCRBY', KEYS[2], ARGV[2])
 
 log = logging.getLogger(__name__)
 
+# The database's record of the last epoch that numbered its messages.
+EPOCH_META = "cluster_epoch"
+
 # How long a post waits for Redis before it is refused, in seconds.
 TIMEOUT = 0.5
 RETRY_MS = 1000
@@ -114,18 +117,24 @@ class ClusterSequencer:
         # The node's start (once the counter is joined) and stop.
 
     async def load(self) -> None:
-        """Join the counter, seeding it if this Redis has none yet."""
-        await self._join(await self._storage.max_message_id())
+        """Join the counter, seeding it if this Redis has none yet. Ids before a new
+        epoch are in doubt only if the database was served through a Redis before
+        (its log may have held messages never stored): a database a cluster has
+        never served (migrated from embedded mode, or new) holds all of its own."""
+        served = await getattr(self._storage, "get_meta")(EPOCH_META)  # noqa: B009
+        await self._join(await self._storage.max_message_id(), doubtful=served is not None)
 
-    async def _join(self, stored: int) -> None:
+    async def _join(self, stored: int, doubtful: bool = True) -> None:
         """Seed the counter above ``stored`` (the database's largest id) under a new
         epoch, unless Redis has one: then take it, and the epoch's first id."""
         seed = stored + keys.SEED_MARGIN
         epoch, first = await self._shared.eval(_SEED, 3, keys.EPOCH, keys.COUNTER,
                                                keys.EPOCH_FIRST, secrets.token_hex(8), seed,
-                                               seed + 1 if stored else 0)
+                                               seed + 1 if stored and doubtful else 0)
         self.epoch = codec.text(epoch)
         self.first = int(codec.text(first))
+        # The database is served through a Redis from now on (see load).
+        await getattr(self._storage, "set_meta")(EPOCH_META, self.epoch)  # noqa: B009
 
     async def check_epoch(self) -> None:
         """Renew if Redis's epoch is not this node's (EpochChanged if it cannot yet)."""

@@ -14,6 +14,7 @@ import redis.asyncio
 
 from chatd.app.app import App
 from chatd.client import ChatClient
+from storage.postgres.copy import copy_database
 from tests.cluster.conftest import login
 from tests.cluster.test_nodes import members_on_every_node
 from tests.cluster.test_persister import persister_of
@@ -111,3 +112,30 @@ async def test_resuming_from_before_the_counters_epoch_is_not_recovered(
         await back.close()
     finally:
         await fresh.stop()
+
+
+async def test_resuming_from_before_a_migration_is_recovered(
+        tmp_path: Path, postgres_url: str, redis_server: RedisServer) -> None:
+    # A database migrated from embedded mode holds every message of its past: the
+    # first epoch casts no doubt on them (nothing was ever in a log unstored).
+    embedded = await start_server(tmp_path / "embedded.db")
+    try:
+        ann = await ChatClient.connect("127.0.0.1", embedded.port)
+        await ann.command(f"/register ann {PASSWORD}")
+        await ann.command("/create hall")
+        ids = [(await ann.command(f"/say hall old {n}"))["id"] for n in range(3)]
+        await ann.close()
+    finally:
+        await embedded.stop()
+    await copy_database(str(tmp_path / "embedded.db"), postgres_url)
+    redis.Redis.from_url(redis_server.url).flushall()
+    node = await start_server(tmp_path / "n1.db", cluster__enabled=True, cluster__node_id="n1",
+                              cluster__postgres=postgres_url, cluster__redis=redis_server.url)
+    try:
+        back = await login(node, "ann")
+        reply = await back.command(f"/resume {ids[0]}")
+        assert reply.final["recovered"] is True, reply.final
+        assert [m["id"] for m in reply.lines if m.get("type") == "message"] == ids[1:]
+        await back.close()
+    finally:
+        await node.stop()

@@ -23,9 +23,16 @@ class _Stored:
 
     def __init__(self, largest: int) -> None:
         self.largest = largest
+        self.meta: dict[str, str] = {}
 
     async def max_message_id(self) -> int:
         return self.largest
+
+    async def get_meta(self, key: str) -> str | None:
+        return self.meta.get(key)
+
+    async def set_meta(self, key: str, value: str) -> None:
+        self.meta[key] = value
 
 
 async def sequencer_on(shared: Any, largest: int = 0) -> ClusterSequencer:
