@@ -122,14 +122,29 @@ def apply_changes(modes: RoomModes, changes: Iterable[ModeChange]
                   ) -> tuple[RoomModes, list[ModeChange]]:
     """``modes`` after ``changes`` (letters of :data:`LETTERS` only), and the changes
     that made a difference, each with the argument it stands for (``-k`` and ``-l``
-    with none). A bad key or limit is ``bad-arguments`` and changes nothing."""
-    current, effective = modes, []
+    with none): one per letter whose setting differs in the end (``+k-k`` changes
+    nothing; ``+kk a b`` sets the key ``b``), in the order of their last change.
+    A bad key or limit is ``bad-arguments`` and changes nothing."""
+    current, last = modes, {}
     for change in changes:
         after = _apply(current, change)
         if after != current:
-            effective.append(_as_applied(change, after))
+            last.pop(change.letter, None)  # re-inserted: the order of the last changes
+            last[change.letter] = change
             current = after
+    effective = [_as_applied(change, current) for letter, change in last.items()
+                 if _setting(modes, letter) != _setting(current, letter)]
     return current, effective
+
+
+# The field of RoomModes each letter sets.
+_FIELDS: Final = {"k": "key", "l": "limit", "m": "moderated", "s": "secret",
+                  "n": "no_external", "t": "topic_lock"}
+
+
+def _setting(modes: RoomModes, letter: str) -> object:
+    """What one letter's mode is in ``modes``: its key or limit, or on or off."""
+    return getattr(modes, _FIELDS[letter])
 
 
 def _apply(modes: RoomModes, change: ModeChange) -> RoomModes:

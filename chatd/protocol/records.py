@@ -138,7 +138,8 @@ _SAID = {"+k": "a key is needed to join", "-k": "no key is needed to join",
 
 def describe_changes(changes: Iterable[ModeChange]) -> str:
     """What ``changes`` do, in words: ``a key is needed to join, not moderated``."""
-    return ", ".join(_SAID[c.signed].format(c.argument) for c in changes)
+    return ", ".join("at most 1 member" if c.signed == "+l" and c.argument == "1"
+                     else _SAID[c.signed].format(c.argument) for c in changes)
 
 
 def _e2e(e: ev.E2eChanged) -> Record:

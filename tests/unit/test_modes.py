@@ -74,6 +74,23 @@ def test_applying_changes_is_applying_them_one_by_one(signed: list[str]) -> None
     # Only real changes are reported, and replaying them gives the same state.
     assert apply_changes(RoomModes(), effective)[0] == state
     assert len(effective) <= len(changes)
+    letters = [c.letter for c in effective]
+    assert len(letters) == len(set(letters))  # one change per letter, at most
+
+
+def test_only_what_differs_in_the_end_is_reported() -> None:
+    keyed = RoomModes(key="pw")
+    assert apply_changes(RoomModes(), [ModeChange(True, "k", "pw"), ModeChange(False, "k")]
+                         ) == (RoomModes(), [])
+    assert apply_changes(RoomModes(), [ModeChange(True, "m"), ModeChange(False, "m")]
+                         ) == (RoomModes(), [])
+    state, effective = apply_changes(RoomModes(), [
+        ModeChange(True, "k", "a"), ModeChange(True, "m"), ModeChange(True, "k", "b")])
+    assert state == RoomModes(key="b", moderated=True)
+    assert effective == [ModeChange(True, "m"), ModeChange(True, "k", "b")]
+    # A key cleared and set again to the same: nothing to tell.
+    assert apply_changes(keyed, [ModeChange(False, "k"), ModeChange(True, "k", "pw")]
+                         ) == (keyed, [])
 
 
 def test_apply_reports_the_argument_each_change_stands_for() -> None:
