@@ -166,6 +166,7 @@ async def e2e(ctx: Context, state: str, room: Room) -> Ok:
     """Make a room end-to-end encrypted only (on) or not (off); admins and the owner."""
     on = state == "on"
     changed = await ctx.services.e2e.set_room_flag(ctx.user, room, on)
-    what = "end-to-end encrypted only" if on else "open to plain messages again"
-    message = f"#{room.name} is {'now' if changed else 'already'} {what}."
+    what = "end-to-end encrypted only" if on else "open to plain messages"
+    message = f"#{room.name} is {'now' if changed else 'already'} {what}" \
+        f"{' again' if changed and not on else ''}."
     return ok(message, room=room.name, e2e=on, changed=changed)

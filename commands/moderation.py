@@ -247,9 +247,7 @@ async def _voice_letter(ctx: Context, room: Room, change: ModeChange) -> ModeCha
 
 
 def _show_modes(ctx: Context, room: Room) -> Ok:
-    if not ctx.services.rooms.can_see(ctx.user, room):
-        ctx.services.admission.refuse_banned(ctx.user, room)
-        raise ChatError(Code.NOT_PERMITTED, f"#{room.name} is hidden; only members see it.")
+    ctx.services.admission.require_visible(ctx.user, room)
     fields = _modes_fields(ctx, room)
     said = [room.mode.value, *(_SHOWN[letter] for letter in room.modes.letters())]
     if "key" in fields:

@@ -130,10 +130,7 @@ async def topic(ctx: Context, room: Room, text: str) -> Ok:
     """Show a room's topic, or set it (admins and the owner; any member when the topic
     lock is off, /mode -t)."""
     if not text:
-        if not ctx.services.rooms.can_see(ctx.user, room):
-            # A ban hides any room, open ones too: say so rather than call it private.
-            ctx.services.admission.refuse_banned(ctx.user, room)
-            raise ChatError(Code.NOT_PERMITTED, f"#{room.name} is private; only members see it.")
+        ctx.services.admission.require_visible(ctx.user, room)
         shown = room.topic or "(no topic)"
         return ok(f"#{room.name}: {shown}", room=room.name, topic=room.topic)
     await ctx.services.rooms.set_topic(ctx.user, room, text)

@@ -136,12 +136,15 @@ def clean(text: str, max_lines: int = 60) -> str:
 
 
 def human_size(size: int) -> str:
+    """``1 byte``, ``512 bytes``, ``1.5 KiB`` ... ``2.0 GiB``."""
     value = float(size)
-    for unit in ("bytes", "KiB", "MiB", "GiB"):
-        if value < 1024 or unit == "GiB":
-            return f"{size} bytes" if unit == "bytes" else f"{value:.1f} {unit}"
+    for unit in ("KiB", "MiB", "GiB"):
+        if value < 1024:
+            break
         value /= 1024
-    return f"{size} bytes"  # pragma: no cover (the loop always returns)
+        if value < 1024 or unit == "GiB":
+            return f"{value:.1f} {unit}"
+    return f"{size} byte{'s' * (size != 1)}"
 
 
 # -- the previews themselves (run in the child process) ------------------------------------

@@ -148,6 +148,15 @@ class Admission:
             raise ChatError(Code.BAD_ARGUMENTS,
                             f"{target.name} has no pending request for #{room.name}.")
 
+    def require_visible(self, user: User, room: Room) -> None:
+        """Raise unless ``user`` may see ``room``: ``banned`` (a ban hides any room,
+        open ones too, and says so), else ``not-permitted`` for a stranger to a
+        private or secret room."""
+        if self._rooms.can_see(user, room):
+            return
+        self.refuse_banned(user, room)
+        raise ChatError(Code.NOT_PERMITTED, f"#{room.name} is hidden; only members see it.")
+
     def refuse_banned(self, user: User, room: Room, who: str = "you") -> None:
         """Raise ``banned`` (with how long it lasts) if ``user`` is banned from ``room``."""
         ban = room.banned(user.id, self._clock.time())

@@ -125,7 +125,8 @@ def apply_changes(modes: RoomModes, changes: Iterable[ModeChange]
     with none): one per letter whose setting differs in the end (``+k-k`` changes
     nothing; ``+kk a b`` sets the key ``b``), in the order of their last change.
     A bad key or limit is ``bad-arguments`` and changes nothing."""
-    current, last = modes, {}
+    current = modes
+    last: dict[str, ModeChange] = {}
     for change in changes:
         after = _apply(current, change)
         if after != current:

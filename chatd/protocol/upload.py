@@ -123,7 +123,8 @@ class Upload:
             self._tell_failed(self._error)
             return
         self._path, self._file = await self._files.stage()
-        self._ctx.notice(f"send {self._name} ({self._size} bytes) as base64 lines, then a line "
+        size = f"{self._size} byte{'s' * (self._size != 1)}"
+        self._ctx.notice(f"send {self._name} ({size}) as base64 lines, then a line "
                          "with a single \".\". Commands wait until then.", upload="ready")
 
     # -- the LineSink protocol --------------------------------------------------

@@ -230,5 +230,6 @@ async def test_a_child_that_fails_gives_an_error_preview(tmp_path: Path,
 
 
 def test_human_size() -> None:
-    assert [previews.human_size(n) for n in (0, 1023, 1024, 5 * 1024 * 1024, 3 << 30)] == [
-        "0 bytes", "1023 bytes", "1.0 KiB", "5.0 MiB", "3.0 GiB"]
+    assert [previews.human_size(n) for n in (0, 1, 1023, 1024, 5 * 1024 * 1024, 3 << 30,
+                                             5000 << 30)] == [
+        "0 bytes", "1 byte", "1023 bytes", "1.0 KiB", "5.0 MiB", "3.0 GiB", "5000.0 GiB"]

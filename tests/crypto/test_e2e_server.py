@@ -191,7 +191,9 @@ async def test_e2e_room_refuses_plain_messages(clients: Clients) -> None:
     assert (await bob.command(f"/emsg #dev {sealed('bob', '#dev', 'alice', 'bob')}")).ok
     assert (await alice.command("/keys room"))["e2e"] is True
     assert (await alice.command("/e2e on"))["changed"] is False
-    await alice.command("/e2e off")
+    opened = "#dev is now open to plain messages again."
+    assert (await alice.command("/e2e off"))["message"] == opened
+    assert (await alice.command("/e2e off"))["message"] == "#dev is already open to plain messages."
     assert (await bob.command("/say dev plain again")).ok
 
 

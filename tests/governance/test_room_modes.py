@@ -152,6 +152,9 @@ async def test_a_secret_room_is_hidden_from_strangers(clients: Clients) -> None:
     assert "den" in (await bob.command("/whois alice"))["rooms"]
     assert (await error_of(carol, "/who den"))["code"] == "not-permitted"
     assert (await error_of(carol, "/mode den"))["code"] == "not-permitted"
+    # One word for both: the room is secret, not private.
+    for line in ("/mode den", "/topic den"):
+        assert (await error_of(carol, line))["message"] == "#den is hidden; only members see it."
     # Hidden, not closed: whoever knows the name may join.
     assert (await carol.command("/join den"))["room"] == "den"
 
