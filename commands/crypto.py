@@ -54,7 +54,8 @@ async def decrypt(ctx: Context, password: str, armored: str, **flags: Any) -> Ok
     fields: dict[str, Any] = {"result": plaintext}
     if flags.get(FILE_FLAG):
         fields["file_id"] = await _store(ctx, "decrypted.txt", data)
-    return ok(plaintext.translate(_CONTROLS), **fields)
+    # An empty plaintext is said so: a text-mode reader would otherwise see nothing.
+    return ok(plaintext.translate(_CONTROLS) or "(the plaintext is empty)", **fields)
 
 
 async def _store(ctx: Context, name: str, data: bytes) -> int:

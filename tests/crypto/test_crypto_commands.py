@@ -4,6 +4,9 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
+import subprocess
+import sys
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
@@ -210,3 +213,13 @@ async def test_text_mode_shows_the_result(clients: Clients) -> None:
     raw.send("/encrypt aes-256-gcm low pw hello text mode")
     line = await raw.line(timeout=15)
     assert line.startswith("* chatd-crypt:1:aes-256-gcm:")
+
+
+async def test_an_empty_plaintext_is_said_to_be_empty(clients: Clients) -> None:
+    made = await asyncio.to_thread(
+        subprocess.run, [sys.executable, "-m", "chatd.crypto.cli", "encrypt", "--cost", "low"],
+        input=b"", capture_output=True, timeout=30, check=True,
+        env={**os.environ, "CHATD_CRYPT_PASSWORD": SECRET_PW})
+    alice = await clients.user("alice")
+    dec = await alice.command(f"/decrypt {SECRET_PW} {made.stdout.decode().strip()}")
+    assert (dec["result"], dec["message"]) == ("", "(the plaintext is empty)")
