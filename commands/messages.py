@@ -129,7 +129,7 @@ class MessageId(Int):
 
 
 @command("resume", MessageId("last_id"), group=GROUP, scope=Scope.READ,
-         errors=(Code.BAD_ARGUMENTS,))
+         usage="/resume <last-id>", errors=(Code.BAD_ARGUMENTS,))
 async def resume(ctx: Context, last_id: int) -> Ok:
     """Replay the messages of your rooms and direct messages above a message id, in id order."""
     session = ctx.session

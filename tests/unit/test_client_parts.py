@@ -123,6 +123,13 @@ def test_sgr_codes_become_styles() -> None:
     assert sgr_style("2") == "fg:ansibrightblack"
     assert sgr_style("1;91") == "bold fg:ansibrightred"
     assert sgr_style("4") == ""
+    # Odd parameters from the server are skipped, never a crash.
+    assert sgr_style("1;²;36") == "bold fg:ansicyan" and sgr_style("9" * 5000) == ""
+
+
+@given(st.text())
+def test_any_sgr_parameters_give_a_style(code: str) -> None:
+    assert isinstance(sgr_style(code), str)
     assert theme_of("nosuch") is theme_of("default") and theme_of("dark", color=False) is None
     assert name_style("bob", theme_of("dark")) == name_style("BOB", theme_of("dark")) != ""
     assert name_style("bob", None) == ""

@@ -31,7 +31,9 @@ _SGR_BRIGHT = ("brightblack", "brightred", "brightgreen", "brightyellow", "brigh
 def sgr_style(code: str) -> str:
     """A prompt_toolkit style for an SGR parameter string: ``"1;36"`` is bold cyan."""
     parts = []
-    for number in (int(p) for p in code.split(";") if p.isdigit()):
+    # ASCII digits only, and few of them: "²".isdigit() is true, and int() refuses it.
+    for number in (int(p) for p in code.split(";") if p.isascii() and p.isdigit()
+                   and len(p) <= 3):
         if number == 1:
             parts.append("bold")
         elif number == 2:  # prompt_toolkit has no "dim": grey reads the same
