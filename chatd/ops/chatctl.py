@@ -293,7 +293,10 @@ def _show(command: str, result: Any, console: Console) -> None:
     elif isinstance(result, list):
         console.print(_table(result))
     else:
-        console.print(", ".join(f"{k}: {_fmt(k, v)}" for k, v in result.items()))
+        # One line, wrapped by the terminal alone: a secret (bot-create's token) must
+        # never be broken across lines where it is copied from.
+        console.print(", ".join(f"{k}: {_fmt(k, v)}" for k, v in result.items()),
+                      soft_wrap=True)
 
 
 def _show_nodes(result: dict[str, Any], console: Console) -> None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import re
 import json
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -98,3 +99,7 @@ async def test_revoke_token_of_a_bot(daemon: App, clients: Clients,
     assert refused.final["code"] == "auth-failed"
     code, _, err = await _run(daemon, capsys, "bot-create", "x", "--scopes", "nope")
     assert code == 1 and "scopes" in err
+    # Shown as text, the secret stays whole on its line (copied from there).
+    code, out, _ = await _run(daemon, capsys, "bot-create", "another")
+    shown = re.search(r"token: ([^\s,]+)", out)
+    assert code == 0 and shown is not None and len(shown.group(1)) == len(made["token"])
