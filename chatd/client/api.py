@@ -17,10 +17,11 @@ import asyncio
 import contextlib
 import itertools
 import json
-import re
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
 from typing import Any
+
+from chatd.protocol.codec import clean_text
 
 DEFAULT_TIMEOUT = 10.0
 
@@ -176,13 +177,9 @@ class ChatClient:
                 await self._task
 
 
-# What the server removes from a line's text: C0 controls but TAB, DEL, C1 controls.
-_CONTROLS = re.compile("[\x00-\x08\x0a-\x1f\x7f-\x9f]")
-
-
 def as_kept(text: str) -> str:
     """``text`` as the server keeps a plain line (docs/PROTOCOL.md, section 1)."""
-    return _CONTROLS.sub("", text.replace("\t", " ")).rstrip()
+    return clean_text(text).rstrip()
 
 
 class LineClient:

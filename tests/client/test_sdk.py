@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import os
 import stat
@@ -416,3 +417,99 @@ async def test_say_returns_the_echo_of_a_line_the_server_cleaned(clients: Client
     await alice.command("/create general")
     echoed = await alice.say("tab\there, bell\x07 and trailing  ", timeout=5)
     assert echoed["type"] == "message" and echoed["text"] == "tab here, bell and trailing"
+
+
+class _Proxy:
+    """A TCP relay to the server whose open connections can be frozen: bytes stop
+    both ways and nothing is closed, as when a peer vanishes without a word."""
+
+    def __init__(self, port: int) -> None:
+        self.port = port
+        self.frozen = asyncio.Event()
+        self.server: asyncio.Server | None = None
+
+    async def start(self) -> int:
+        self.server = await asyncio.start_server(self._relay, "127.0.0.1", 0)
+        return int(self.server.sockets[0].getsockname()[1])
+
+    async def _relay(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        upstream_reader, upstream_writer = await asyncio.open_connection("127.0.0.1", self.port)
+        frozen = self.frozen.is_set
+
+        async def pipe(source: asyncio.StreamReader, sink: asyncio.StreamWriter) -> None:
+            while data := await source.read(65536):
+                if frozen():
+                    continue  # swallowed: the other end hears nothing, and waits
+                sink.write(data)
+        pipes = [asyncio.ensure_future(pipe(reader, upstream_writer)),
+                 asyncio.ensure_future(pipe(upstream_reader, writer))]
+        try:
+            # Either end closing ends the relay (and so the other end).
+            await asyncio.wait(pipes, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            for task in pipes:
+                task.cancel()
+            await asyncio.gather(*pipes, return_exceptions=True)
+            for end in (writer, upstream_writer):
+                end.close()
+                with contextlib.suppress(OSError):
+                    await end.wait_closed()
+
+    async def stop(self) -> None:
+        if self.server is not None:
+            self.server.close()
+            await self.server.wait_closed()
+
+
+async def test_a_connection_that_stops_answering_is_dropped_and_made_again(
+        server: ChatServer, clients: Clients, caplog: pytest.LogCaptureFixture) -> None:
+    token = await bot_token(clients, "helper")
+    alice = await clients.user("alice")
+    await alice.command("/create general")
+    proxy = _Proxy(server.port)
+    bot = Bot("127.0.0.1", await proxy.start(), user="helper", token=token,
+              rooms=["general"], backoff=quick_backoff())
+    bot.alive_timeout = 0.2
+
+    @bot.command("slow")
+    async def slow(message: Message, args: str) -> None:
+        proxy.frozen.set()  # the peer is gone from here on, without a word
+        await bot.request("/ping", timeout=0.2)
+
+    task = await started(bot)
+    await alice.command("/say general !slow")
+    await until(lambda: not bot.connected.is_set(), "the bot to give the connection up")
+    proxy.frozen.clear()  # new connections go through
+    await until(bot.connected.is_set, "the bot to connect again")
+    assert bot.connections == 2
+    await stopped(bot, task)
+    await proxy.stop()
+
+
+async def test_a_bot_that_knows_no_message_resumes_nothing_rather_than_everything(
+        server: ChatServer, clients: Clients) -> None:
+    token = await bot_token(clients, "helper")
+    alice = await clients.user("alice")
+    await alice.command("/msg helper read long ago")
+    first = Bot("127.0.0.1", server.port, user="helper", token=token)
+    got: list[str] = []
+    first.on_message(lambda m: _noted(got, m.text))
+    await stopped(first, await started(first))
+    assert got == ["read long ago"]  # kept while it was away, shown at its login
+    # A new process: no room, no message seen; its reconnection must not ask
+    # for /resume 0 (every message of the account).
+    again = Bot("127.0.0.1", server.port, user="helper", token=token,
+                backoff=Backoff(first=0.3, ceiling=0.3, floor=0.3, rng=lambda: 0.5))
+    again.on_message(lambda m: _noted(got, m.text))
+    task = await started(again)
+    assert again.client is not None
+    await again.client.close()
+    await until(lambda: again.connections == 2, "the bot to reconnect")
+    await alice.command("/msg helper now")
+    await until(lambda: got[-1:] == ["now"], "the live message")
+    assert got == ["read long ago", "now"]
+    await stopped(again, task)
+
+
+async def _noted(into: list[str], text: str) -> None:
+    into.append(text)

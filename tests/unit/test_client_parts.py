@@ -11,14 +11,12 @@ from hypothesis import strategies as st
 from prompt_toolkit.completion import CompleteEvent
 from prompt_toolkit.document import Document
 
-from chatd.client.api import as_kept
 from chatd.client.sdk import Backoff, ManualClock, SystemClock, events
 from chatd.client.sdk.events import Invite, Join, Leave, Message, Notice, RoomEvent, ServerError
 from chatd.client.tui.complete import ChatCompleter, Vocabulary, params_of
 from chatd.client.tui.lines import Line, error, notice
 from chatd.client.tui.paint import fragments, name_style, sgr_style, style_sheet, theme_of, wrap
 from chatd.client.tui.state import SCROLLBACK, SERVER, ChatState, Conversation, dm_key
-from chatd.protocol.codec import clean_text
 
 
 def message(room: str | None, sender: str, text: str, id: int | None = None,
@@ -125,11 +123,6 @@ def test_sgr_codes_become_styles() -> None:
     assert sgr_style("4") == ""
     # Odd parameters from the server are skipped, never a crash.
     assert sgr_style("1;²;36") == "bold fg:ansicyan" and sgr_style("9" * 5000) == ""
-
-
-@given(st.text())
-def test_any_sgr_parameters_give_a_style(code: str) -> None:
-    assert isinstance(sgr_style(code), str)
     assert theme_of("nosuch") is theme_of("default") and theme_of("dark", color=False) is None
     assert name_style("bob", theme_of("dark")) == name_style("BOB", theme_of("dark")) != ""
     assert name_style("bob", None) == ""
@@ -138,6 +131,11 @@ def test_any_sgr_parameters_give_a_style(code: str) -> None:
                                                    for r in dark.style_rules] or any(
         rule == ("error", "bold fg:ansibrightred") for rule in dark.style_rules)
     assert not any(rule[0] == "error" for rule in style_sheet(None).style_rules)
+
+
+@given(st.text())
+def test_any_sgr_parameters_give_a_style(code: str) -> None:
+    assert isinstance(sgr_style(code), str)
 
 
 def text_of(line: Line, current: str | None = None) -> str:
@@ -225,8 +223,3 @@ def test_records_become_typed_events() -> None:
 def test_message_lines_wrap_to_width(text: str) -> None:
     rows = wrap(fragments(Line("message", text, room="r", sender="s"), None, "r"), 8)
     assert all(sum(len(part) for _, part in row) <= 8 for row in rows)
-
-
-@given(st.text())
-def test_the_client_knows_a_line_as_the_server_keeps_it(text: str) -> None:
-    assert as_kept(text) == clean_text(text).rstrip()

@@ -54,6 +54,9 @@ Handler = Callable[[E], Awaitable[None]]
 CommandHandler = Callable[[Message, str], Awaitable[None]]
 # Login errors no retry can cure: the bot stops instead of hammering the server.
 FATAL_LOGIN = frozenset({"auth-failed", "bad-arguments", "no-such-user"})
+# How long a ping may take, after a handler's request went unanswered, before the
+# connection is taken for dead (Bot.alive_timeout).
+ALIVE_TIMEOUT = 5.0
 
 
 class LoginRefused(Exception):
@@ -134,6 +137,7 @@ class Bot:
         self.resume_tokens: ResumeTokens | None = (
             (resume_tokens or MemoryResumeTokens()) if resume else None)
         self.timeout = timeout
+        self.alive_timeout = ALIVE_TIMEOUT
         self.client: ChatClient | None = None
         self.connected = asyncio.Event()
         self.last_id = 0  # the highest message id seen: where a resume starts
@@ -279,8 +283,8 @@ class Bot:
                 seen.add(record.get("id", 0))
                 await self.dispatch(record, replayed=True)
             if resume_from is None:
-                await self._mark_start(client)
-            else:
+                await self._mark_start(client, welcome)
+            elif resume_from:
                 await self._resume(client, resume_from, seen)
             for handler in self._on_connect:
                 await self._guarded(handler())
@@ -355,11 +359,14 @@ class Bot:
             after_id = int(reply.final.get("last_id", after_id))
         self._skip_replayed(client, seen)
 
-    async def _mark_start(self, client: ChatClient) -> None:
+    async def _mark_start(self, client: ChatClient, welcome: Reply) -> None:
         """At the first login, where a later resume starts: the newest message of
-        the bot's rooms (or what it saw since), so that what is said while it is
-        away is replayed even if it had seen no message yet."""
-        for room in sorted(self.rooms):
+        the bot's rooms (those it joins, and those its account is in), or what it
+        saw since, so that what is said while it is away is replayed even if it had
+        seen no message yet. (Nothing at all known: no resume, rather than
+        ``/resume 0``, which would replay every message of the account.)"""
+        rooms = self.rooms | {str(name).lower() for name in welcome.get("rooms", [])}
+        for room in sorted(rooms):
             reply = await client.command(f"/history {room} 1", check=False)
             for record in reply.get("messages", []) if reply.ok else ():
                 self.last_id = max(self.last_id, int(record.get("id", 0)))
@@ -418,8 +425,22 @@ class Bot:
             log.warning("a request of a handler failed: %s", exc)
         except (ConnectionError, TimeoutError) as exc:
             log.warning("a handler's request got no answer: %s", exc or type(exc).__name__)
+            await self._check_alive()
         except Exception:
             log.exception("a handler failed")
+
+    async def _check_alive(self) -> None:
+        """After a request went unanswered: a connection that no longer answers a
+        ping is closed, which ends its events and makes the bot reconnect (a peer
+        gone without a word would otherwise leave it waiting for ever)."""
+        client = self.client
+        if client is None or not self.connected.is_set():
+            return
+        try:
+            await client.command("/ping", check=False, timeout=self.alive_timeout)
+        except (ConnectionError, TimeoutError, OSError):
+            log.warning("the connection does not answer; reconnecting")
+            await client.close()
 
 
 def _one_line(text: str) -> str:
