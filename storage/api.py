@@ -34,6 +34,12 @@ from storage.records import (
     WebhookRecord,
 )
 
+# A cluster database's record (chatd_meta) of the epoch that last numbered its
+# messages; MIGRATED for one copied whole from embedded mode, before any epoch:
+# then no log ever held a message of it unstored.
+EPOCH_META = "cluster_epoch"
+MIGRATED = "migrated"
+
 
 class StorageError(Exception):
     """Base class of storage failures the daemon may want to tell apart."""

@@ -216,8 +216,7 @@ class ClusterPresence:
             return
         for old in stale:
             self.ended(self.node_id, old)
-        for user_id in self.counts():
-            self.bus.publish({"k": "p", "u": user_id, "on": True, "i": incarnation})
+        self.announce()
 
     def ended(self, node_id: str, incarnation: str) -> None:
         """Tell every node that a life of ``node_id`` is over (its users' sessions there)."""
@@ -239,13 +238,25 @@ class ClusterPresence:
 
     async def start_over(self) -> None:
         """Redis lost its memory (a new epoch). The lives it recorded are gone with
-        it, and no ``down`` entry will ever end them: each other life that Redis
-        does not record now is buried here (the nodes register again as new
-        lives), then what the others hold is read again."""
+        it, and no ``down`` entry will ever end them: each other life known before
+        and not recorded now is buried (the nodes register again as new lives;
+        one read meanwhile is not a candidate). Then this node tells the new log
+        who it holds: its registration may have published before its own epoch
+        changed, when no entry could be numbered. The other nodes do the same, so
+        their users come back from the new log."""
+        candidates = set(self._hosts)
         registered = await self._registered()
-        for life in [life for life in self._hosts if life not in registered]:
+        for life in sorted(candidates - set(registered)):
             self.bury(life)
-        self._adopt(registered)
+        self.announce()
+
+    def announce(self) -> None:
+        """Publish that this node holds a session of each of its users (under its
+        incarnation, once registered)."""
+        if self.bus is None or not self.incarnation:
+            return
+        for user_id in self.counts():
+            self.bus.publish({"k": "p", "u": user_id, "on": True, "i": self.incarnation})
 
     def _adopt(self, lives: dict[str, list[int]]) -> None:
         for life, users in lives.items():

@@ -42,7 +42,7 @@ from chatd.cluster import codec, keys
 from chatd.cluster.turns import PerTurn
 from chatd.domain.ports import IdSpan
 from chatd.errors import ChatError, Code
-from storage.api import StorageError
+from storage.api import EPOCH_META, MIGRATED, StorageError
 
 if TYPE_CHECKING:
     from collections.abc import Awaitable, Callable
@@ -70,9 +70,6 @@ return redis.call('INCRBY', KEYS[2], ARGV[2])
 """
 
 log = logging.getLogger(__name__)
-
-# The database's record of the last epoch that numbered its messages.
-EPOCH_META = "cluster_epoch"
 
 # How long a post waits for Redis before it is refused, in seconds.
 TIMEOUT = 0.5
@@ -118,11 +115,14 @@ class ClusterSequencer:
 
     async def load(self) -> None:
         """Join the counter, seeding it if this Redis has none yet. Ids before a new
-        epoch are in doubt only if the database was served through a Redis before
-        (its log may have held messages never stored): a database a cluster has
-        never served (migrated from embedded mode, or new) holds all of its own."""
-        served = await getattr(self._storage, "get_meta")(EPOCH_META)  # noqa: B009
-        await self._join(await self._storage.max_message_id(), doubtful=served is not None)
+        epoch are in doubt (a log may have held messages never stored) unless the
+        database was copied whole from embedded mode and no epoch numbered it since
+        (``chatd migrate`` records that: see storage.api.EPOCH_META)."""
+        meta = self._storage  # PostgreSQL's: a cluster node's storage
+        served = await getattr(meta, "get_meta")(EPOCH_META)  # noqa: B009
+        await self._join(await self._storage.max_message_id(), doubtful=served != MIGRATED)
+        if served != self.epoch:
+            await getattr(meta, "set_meta")(EPOCH_META, self.epoch)  # noqa: B009
 
     async def _join(self, stored: int, doubtful: bool = True) -> None:
         """Seed the counter above ``stored`` (the database's largest id) under a new
@@ -133,8 +133,6 @@ class ClusterSequencer:
                                                seed + 1 if stored and doubtful else 0)
         self.epoch = codec.text(epoch)
         self.first = int(codec.text(first))
-        # The database is served through a Redis from now on (see load).
-        await getattr(self._storage, "set_meta")(EPOCH_META, self.epoch)  # noqa: B009
 
     async def check_epoch(self) -> None:
         """Renew if Redis's epoch is not this node's (EpochChanged if it cannot yet)."""

@@ -22,7 +22,7 @@ from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from storage.api import StorageError
+from storage.api import EPOCH_META, MIGRATED, StorageError
 from storage.blocks import read_block
 from storage.postgres.storage import PostgresStorage
 from storage.sqlite import SqliteStorage
@@ -108,7 +108,9 @@ async def copy_database(source: str, target: str, *, replace: bool = False,
             await _refuse_served(conn)
             await _prepare_target(conn, replace)
             counts = await _copy_tables(conn, source)
-            for key, value in (meta or {}).items():
+            # Every message is here, whole: the first epoch casts no doubt on them
+            # (and a replaced database's old epoch is forgotten).
+            for key, value in {**(meta or {}), EPOCH_META: MIGRATED}.items():
                 await conn.execute("INSERT INTO chatd_meta (key, value) VALUES ($1, $2) "
                                    "ON CONFLICT (key) DO UPDATE SET value = excluded.value",
                                    key, value)
