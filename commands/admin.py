@@ -81,6 +81,7 @@ async def broadcast(ctx: Context, text: str) -> Ok:
     cluster (as chatctl broadcast)."""
     sent = ctx.services.presence.broadcast(text)
     await ctx.services.audit.record("broadcast", ctx.user.name, reason=text)
+    cluster = ctx.services.config.cluster
     where = " on this node; every other node sends it to its own" \
-        if ctx.services.config.cluster.enabled else ""
+        if cluster.enabled and cluster.redis else ""
     return ok(f"Sent to {sent} connection{'s' * (sent != 1)}{where}.", sessions=sent)

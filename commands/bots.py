@@ -13,6 +13,7 @@ from chatd.domain.protection import ROOM_BURST, ROOM_RATE
 from chatd.domain.room import Role, Room
 from chatd.domain.scopes import (
     DEFAULT_SCOPES,
+    SEPARATOR,
     Scope,
     listed,
     looks_like_scopes,
@@ -67,8 +68,8 @@ def _name_scopes_ttl(name: str | None, scopes: frozenset[Scope] | None,
             return "default", scopes, parse_duration(name)
         except ValueError as exc:
             raise ChatError(Code.BAD_ARGUMENTS, f"ttl: {exc}") from None
-    if name is not None and scopes is None and looks_like_scopes(name):
-        return "default", parse_scopes(name), ttl
+    if name is not None and scopes is None and (looks_like_scopes(name) or SEPARATOR in name):
+        return "default", parse_scopes(name), ttl  # names unknown scopes, if any
     return name or "default", scopes, ttl
 
 

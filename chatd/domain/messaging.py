@@ -311,7 +311,15 @@ class Messaging:
         if user.id not in self._unseen_by and not self.shared:
             return 0
         await self._writer.flush()
-        pending = await self._storage.undelivered_direct_messages(user.id)
+        try:
+            pending = await self._storage.undelivered_direct_messages(user.id)
+        except Unavailable:
+            if not self.shared:
+                raise
+            # A cluster's node while the database is away: they wait for a later log-in.
+            log.warning("direct messages not replayed at a log-in: the database does not "
+                        "answer")
+            return 0
         if session.user is not user:
             return 0  # the connection went away meanwhile: keep them for next time
         for msg in pending:
@@ -325,7 +333,8 @@ class Messaging:
     async def history(self, room: Room, limit: int,
                       before_id: int | None = None) -> list[Message]:
         await self._writer.flush()
-        stored = await self._stored(self._storage.room_history(room.id, limit, before_id))
+        stored = await self._stored(self._storage.room_history(room.id, limit, before_id),
+                                    before_id)
         if self.tail is not None:
             stored = _merged(stored, await self.tail.room(room.id, before_id), limit)
         return [Message.of(m, room=room.name, history=True) for m in stored]
@@ -337,21 +346,23 @@ class Messaging:
         out: there is nothing in them to read."""
         await self._writer.flush()
         stored = await self._stored(self._storage.direct_history(
-            user.id, other.id, limit, before_id, hidden_kind=ROOM_KEY))
+            user.id, other.id, limit, before_id, hidden_kind=ROOM_KEY), before_id)
         if self.tail is not None:
             unstored = await self.tail.direct(user.id, other.id, before_id)
             stored = _merged(stored, [m for m in unstored if m.kind != ROOM_KEY], limit)
         return [Message.of(m, to=user.name if m.recipient_id == user.id else other.name,
                            history=True) for m in stored]
 
-    async def _stored(self, reading: Awaitable[list[MessageRecord]]) -> list[MessageRecord]:
+    async def _stored(self, reading: Awaitable[list[MessageRecord]],
+                      before_id: int | None) -> list[MessageRecord]:
         """What storage holds; on a cluster's node while the database does not
-        answer, nothing: history then shows what the log's tail holds (the newest
-        messages, those the persisters could not store yet)."""
+        answer, nothing: the newest page then shows what the log's tail holds (the
+        messages the persisters could not store yet). An older page stays refused
+        (busy): an empty one would read as the start of history."""
         try:
             return await reading
         except Unavailable:
-            if self.tail is None:
+            if self.tail is None or before_id is not None:
                 raise
             log.warning("history from the log alone: the database does not answer")
             return []

@@ -463,7 +463,8 @@ async def _broadcast(ctl: ControlServer, req: dict[str, Any]) -> Any:
     sent = ctl.services.presence.broadcast(text)
     await ctl.services.audit.record("broadcast", "console", reason=text)
     # On a cluster, the count is this node's: the other nodes send it to their own.
-    return {"sessions": sent, "other_nodes": ctl.admin.config.cluster.enabled}
+    cluster = ctl.admin.config.cluster
+    return {"sessions": sent, "other_nodes": bool(cluster.enabled and cluster.redis)}
 
 
 @handler("reload")

@@ -123,12 +123,13 @@ async def _refuse_served(conn: PgConnection) -> None:
     """Refuse a database that nodes sharing it through Redis are serving: they
     hold no node lock (that is a sole node's), but each of their sessions names
     its node (``chatd/<node_id>``), and a copy would replace what they serve."""
+    # A node's pools are named chatd/<node_id> and chatd/<node_id>/<purpose>.
     served = await conn.fetch(
-        "SELECT DISTINCT application_name FROM pg_stat_activity "
+        "SELECT DISTINCT split_part(application_name, '/', 2) AS node FROM pg_stat_activity "
         "WHERE datname = current_database() AND pid <> pg_backend_pid() "
-        "AND application_name LIKE 'chatd/%' ORDER BY application_name")
+        "AND application_name LIKE 'chatd/%' ORDER BY node")
     if served:
-        nodes = ", ".join(row[0].removeprefix("chatd/") for row in served)
+        nodes = ", ".join(row[0] for row in served)
         raise StorageError(f"chatd nodes are serving the target database ({nodes}): "
                            "stop them before copying into it")
 

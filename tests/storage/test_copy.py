@@ -249,7 +249,8 @@ async def test_a_served_target_is_refused(populated: str, postgres_url: str) -> 
 async def test_a_target_served_by_cluster_nodes_is_refused_even_when_replacing(
         populated: str, postgres_url: str) -> None:
     # Nodes sharing a database through Redis take no node lock: their sessions name them.
-    nodes = [PostgresStorage(postgres_url, name=f"chatd/n{i}") for i in (1, 2)]
+    nodes = [PostgresStorage(postgres_url, name=name)
+             for name in ("chatd/n1", "chatd/n1/locks", "chatd/n2")]
     for node in nodes:
         await node.open()
     try:
