@@ -273,11 +273,16 @@ class Rooms:
             self._bus.to_room(room, _DEPARTURES[event](room.name, user.name, actor_name,
                                                        reason), skip=skip)
             self._apply_departure(room, departure)
+            # Told under the room's lock: a command that waited for it (the evicted
+            # member's own /leave) is answered after these events; on a cluster they
+            # are numbered before the lock is released.
+            heirs = self._tell_roles(room, departure.role_changes, departure.voiced)
+            evicted = self._tell_terminated(room, departure)
         await self._audit.record(event, actor=actor_name, target=user.name, room=room,
                                  reason=reason)
-        await self._announce_roles(room, departure.role_changes, departure.voiced)
+        await self._record_roles(room, heirs)
         if departure.terminate:
-            await self._terminated(room, departure)
+            await self._record_termination(room, evicted)
         return departure
 
     async def terminate_empty(self) -> int:
@@ -292,7 +297,7 @@ class Rooms:
                 departure = Departure(leaving=[], terminate=True)
                 await self._persist_departure(room, departure)
                 self._apply_departure(room, departure)
-            await self._terminated(room, departure)
+            await self._record_termination(room, None)
             ended += 1
         return ended
 
@@ -424,20 +429,27 @@ class Rooms:
             for endpoint in self._bus.close_room(room):
                 endpoint.left_room(room)
 
-    async def _announce_roles(self, room: Room, changes: list[tuple[int, Role]],
-                              voiced: frozenset[int]) -> None:
+    def _tell_roles(self, room: Room, changes: list[tuple[int, Role]],
+                    voiced: frozenset[int]) -> list[tuple[int, str, Role]]:
+        """Tell the room of the roles succession gave; the heirs (id, name, role)."""
+        heirs = []
         for user_id, role in changes:
             member = room.members.get(user_id)
             if member is None:
                 continue
             had_voice = user_id in voiced
-            change: events.Event = (
+            self._bus.to_room(room, (
                 events.OwnerChanged(room.name, member.name, None, role.value, voiced=had_voice)
                 if role is Role.OWNER else
-                events.Promoted(room.name, member.name, None, role.value, voiced=had_voice))
-            event = change.kind
-            self._bus.to_room(room, change)
-            await self._audit.record(event, None, member.name, room, "succession")
+                events.Promoted(room.name, member.name, None, role.value, voiced=had_voice)))
+            heirs.append((user_id, member.name, role))
+        return heirs
+
+    async def _record_roles(self, room: Room, heirs: list[tuple[int, str, Role]]) -> None:
+        """Audit and notify what :meth:`_tell_roles` told."""
+        for user_id, name, role in heirs:
+            event = "owner" if role is Role.OWNER else "promote"
+            await self._audit.record(event, None, name, room, "succession")
             user = self._accounts.get(user_id)
             if user is None:
                 continue  # a guest (never told by notification) or a deleted account
@@ -445,15 +457,22 @@ class Rooms:
                                         f"you are now the {role.value} of #{room.name}.",
                                         room=room.name, room_id=room.id, role=role.value)
 
-    async def _terminated(self, room: Room, departure: Departure) -> None:
+    def _tell_terminated(self, room: Room, departure: Departure) -> User | None:
+        """Tell the member a termination evicted (if any, with an account); who."""
+        if not departure.terminate or not departure.evicted:
+            return None
+        evicted = self._accounts.get(departure.evicted)
+        if evicted is not None:
+            self._bus.to_user(evicted, events.Terminated(room.name, evicted.name),
+                              room_id=room.id)
+        return evicted
+
+    async def _record_termination(self, room: Room, evicted: User | None) -> None:
         await self._audit.record("terminate", room=room)
-        evicted = self._accounts.get(departure.evicted) if departure.evicted else None
-        if evicted is None:
-            return
-        self._bus.to_user(evicted, events.Terminated(room.name, evicted.name), room_id=room.id)
-        await self._notifier.notify(evicted, "terminated",
-                                    f"#{room.name} was terminated: you were its last member.",
-                                    room=room.name, room_id=room.id)
+        if evicted is not None:
+            await self._notifier.notify(evicted, "terminated",
+                                        f"#{room.name} was terminated: you were its last "
+                                        "member.", room=room.name, room_id=room.id)
 
 
 def _hidden(room: Room) -> bool:

@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import json
+
+from chatd.client import LineClient
 from chatd.domain.clock import ManualClock
 from tests.governance import Event, drain, events, room_with, settle, users
-from tests.helpers import ChatServer, Clients
+from tests.helpers import PASSWORD, ChatServer, Clients
 
 
 def only(received: list[Event], name: str) -> Event:
@@ -108,3 +111,42 @@ async def test_expiry_events_name_the_user(server: ChatServer, clients: Clients,
     assert [(e["room"], e["user"]) for e in events(got, "unmute")] == [("dev", "bob")]
     assert [(e["room"], e["user"]) for e in events(got, "unban")] == [("dev", "carol")]
     assert [e["user"] for e in events(await settle(carol), "unban")] == ["carol"]
+
+
+async def test_a_leave_that_lost_the_race_hears_why_first(server: ChatServer,
+                                                          clients: Clients) -> None:
+    # The owner and the last member leave at once: the owner's leave ends the room
+    # and evicts the member, whose own leave then finds nothing to do. The events
+    # that say why come before that answer.
+    await users(clients, "alice", "bob")
+    lost: list[bool] = []
+    for round_ in range(3):
+        room = f"race{round_}"
+        owner, member = await LineClient.connect(port=server.port), \
+            await LineClient.connect(port=server.port)
+        try:
+            lost.append(await _race_leaves(owner, member, room))
+        finally:
+            for client in (owner, member):
+                await client.close()
+    assert any(lost)  # the owner's leave, sent first, came first at least once
+
+
+async def _race_leaves(owner: LineClient, member: LineClient, room: str) -> bool:
+    """Whether the member's leave lost the race (and heard why first)."""
+    for client, name in ((owner, "alice"), (member, "bob")):
+        client.send("/format json")
+        client.send(f"/login {name} {PASSWORD}")
+        await client.until(lambda line: '"command":"login"' in line)
+    owner.send(f"/create {room}")
+    await owner.until(lambda line: '"command":"create"' in line)
+    member.send(f"/join {room}")
+    await member.until(lambda line: '"command":"join"' in line)
+    owner.send(f"/leave {room}")
+    member.send(f"/leave {room}")
+    seen = [json.loads(line) for line in
+            await member.until(lambda line: '"command":"leave"' in line)]
+    if not seen[-1].get("already"):
+        return False
+    assert any(r.get("event") == "terminated" for r in seen[:-1]), seen
+    return True
