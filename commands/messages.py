@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from collections.abc import Awaitable, Coroutine
 from dataclasses import dataclass
 from typing import Any
@@ -112,6 +113,28 @@ async def history(ctx: Context, room: Room, n: int) -> Ok:
     ctx.text([f"-- {last} of #{room.name} --", *lines])
     return ok(f"{len(messages)} message{'s' * (len(messages) != 1)}.", room=room.name,
               messages=messages)
+
+
+# The most conversations /conversations lists (the most recent first).
+CONVERSATIONS_SHOWN = 200
+
+
+@command("conversations", group=GROUP, scope=Scope.READ)
+async def conversations(ctx: Context) -> Ok:
+    """List the people you exchanged direct messages with, the most recent first."""
+    accounts, found = ctx.services.accounts, []
+    for partner_id, ts in await ctx.services.messaging.partners(ctx.user):
+        partner = accounts.get(partner_id)
+        if partner is not None:  # not a deleted account
+            found.append({"user": partner.name, "last": ts, "online": partner.online})
+    shown = found[:CONVERSATIONS_SHOWN]
+    if shown:
+        ctx.table(["with", "last message (UTC)", "online"],
+                  [[c["user"], time.strftime("%Y-%m-%d %H:%M", time.gmtime(c["last"])),
+                    "yes" if c["online"] else "no"] for c in shown])
+    return ok(f"{len(found)} conversation{'s' * (len(found) != 1)}"
+              f"{f'; the {len(shown)} most recent shown' if len(shown) < len(found) else ''}.",
+              conversations=shown, total=len(found))
 
 
 @dataclass(frozen=True, slots=True)

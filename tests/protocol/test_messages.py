@@ -441,3 +441,23 @@ async def test_text_mode_message_shapes(clients: Clients) -> None:
     assert await reader.line() == "<bob> hi alice"
     reader.send("//slash")
     assert await reader.line() == "<bob> /slash"
+
+
+async def test_conversations_lists_whom_you_wrote_to_the_most_recent_first(
+        clients: Clients, clock: ManualClock) -> None:
+    alice, bob = await clients.user("alice"), await clients.user("bob")
+    carol = await clients.user("carol")
+    await alice.command("/msg bob hello")
+    clock.advance(60)
+    await carol.command("/msg alice hi alice")
+    await carol.close()
+    listed = await alice.command("/conversations")
+    assert [(c["user"], c["online"]) for c in listed["conversations"]] == [
+        ("carol", False), ("bob", True)]
+    assert listed["total"] == 2 and listed["message"] == "2 conversations."
+    assert listed["conversations"][0]["last"] == listed["conversations"][1]["last"] + 60
+    assert [c["user"] for c in (await bob.command("/conversations"))["conversations"]] == [
+        "alice"]
+    # In text mode, a table.
+    person = await text_client(clients, "dave")
+    assert await text_run(person, "/conversations") == ["* 0 conversations."]

@@ -683,6 +683,7 @@ async function start(reply) {
   if (reply.settings) applyTheme(reply.settings.theme);
   themeButton();
   await syncRooms(reply.rooms || []);
+  await syncConversations();
   const saved = conn.saved || {};
   const first = saved.active && state.convs.has(saved.active) ? saved.active
     : Array.from(state.convs.keys())[0];
@@ -705,6 +706,15 @@ async function syncRooms(names) {
       conv.topic = room.topic || "";
     }
   }
+  renderNav();
+}
+
+// The direct conversations the account has had, listed as the rooms are (a reload
+// or another tab shows them too).
+async function syncConversations() {
+  const found = await conn.command("/conversations");
+  if (found.type !== "ok") return;
+  for (const other of found.conversations) conversation("direct", other.user);
   renderNav();
 }
 
@@ -799,12 +809,18 @@ function wire() {
     state.notifications = [];
     renderNotifications();
   });
-  $("direct-form").addEventListener("submit", (e) => {
+  $("direct-form").addEventListener("submit", async (e) => {
     e.preventDefault();
     const name = $("direct-name").value.trim();
     if (!name) return;
+    // Only someone who exists: a mistyped name opens no conversation.
+    const who = await conn.command(`/whois ${name}`);
+    if (who.type !== "ok") {
+      noteHere(`${who.code}: ${who.message}`, "error");
+      return;
+    }
     $("direct-name").value = "";
-    activate(conversation("direct", name).key);
+    activate(conversation("direct", who.user).key);
   });
   document.addEventListener("keydown", onKey);
   themeButton();

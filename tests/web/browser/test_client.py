@@ -216,6 +216,14 @@ async def test_typed_commands_list_act_where_they_should_and_log_out_cleanly(
     await page.locator("#view-title").filter(has_text="frank").wait_for()
     await type_line(page, "/me waves")
     await page.locator("#log li.error").filter(has_text="/me acts in a room").wait_for()
+    # A reload lists the conversation again; a mistyped name opens none.
+    await page.reload()
+    direct = page.locator("#direct-list")
+    await direct.get_by_role("button", name="frank").wait_for()
+    await page.fill("#direct-name", "nobody-here")
+    await page.press("#direct-name", "Enter")
+    await page.locator("#log li.error").filter(has_text="no-such-user").wait_for()
+    assert await direct.get_by_role("button", name="nobody-here").count() == 0
     same = await daemon.tcp_user("erin")  # erin's own view of the room's history
     shown = await same.command("/history yard 10")
     assert [m["text"] for m in shown["messages"]] == ["first words", "second words"]
