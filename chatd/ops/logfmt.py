@@ -231,6 +231,23 @@ def under_journal(env: Mapping[str, str] | None = None) -> bool:
     return f"{status.st_dev}:{status.st_ino}" == f"{device}:{inode}"
 
 
+# Loggers of libraries that log a failure they retry with its whole traceback (the
+# PostgreSQL driver's pool, every few seconds while the database is away).
+_DRIVERS: Final = ("asyncpg",)
+
+
+def _one_line_from_drivers(record: logging.LogRecord) -> bool:
+    """A driver's warning with a traceback becomes one line naming the exception:
+    the traceback says nothing an operator can act on, and it repeats."""
+    if record.exc_info and record.levelno < logging.ERROR and \
+            record.name.partition(".")[0] in _DRIVERS:
+        error = record.exc_info[1]
+        record.msg = f"{record.getMessage()} ({type(error).__name__}: {error})"
+        record.args = None
+        record.exc_info = record.exc_text = None
+    return True
+
+
 def configure_logging(level: str, fmt: str, *, with_time: bool | None = None) -> None:
     """Log to stderr at ``level`` ("debug" ... "critical") in format ``fmt`` ("kv" or "json").
 
@@ -257,6 +274,7 @@ def configure_logging(level: str, fmt: str, *, with_time: bool | None = None) ->
     handler = logging.StreamHandler(sys.stderr)
     handler.set_name(_HANDLER_NAME)
     handler.setFormatter(formatter)
+    handler.addFilter(_one_line_from_drivers)
     root = logging.getLogger()
     for old in list(root.handlers):
         if old.get_name() == _HANDLER_NAME:

@@ -295,6 +295,21 @@ def test_configure_logging_keeps_stack_info(
     assert "stack=\"Stack (most recent call last):" in capsys.readouterr().err
 
 
+def test_a_drivers_retried_failure_is_one_line_and_ours_keep_their_traceback(
+    root_logger: logging.Logger, capsys: pytest.CaptureFixture[str]
+) -> None:
+    configure_logging("info", "kv", with_time=False)
+    for name in ("asyncpg.pool", "chatd.cluster"):
+        try:
+            raise ConnectionRefusedError("connect call failed")
+        except OSError:
+            logging.getLogger(name).warning("pool floor not restored", exc_info=True)
+    driver, mine = capsys.readouterr().err.split("level=warning")[1:]
+    assert driver == (' logger=asyncpg.pool msg="pool floor not restored '
+                      '(ConnectionRefusedError: connect call failed)"\n')
+    assert "Traceback" in mine
+
+
 def test_configure_logging_with_time(root_logger: logging.Logger) -> None:
     configure_logging("warning", "kv", with_time=True)
     formatter = ours(root_logger)[0].formatter
