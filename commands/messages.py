@@ -122,19 +122,18 @@ CONVERSATIONS_SHOWN = 200
 @command("conversations", group=GROUP, scope=Scope.READ)
 async def conversations(ctx: Context) -> Ok:
     """List the people you exchanged direct messages with, the most recent first."""
-    accounts, found = ctx.services.accounts, []
-    for partner_id, ts in await ctx.services.messaging.partners(ctx.user):
-        partner = accounts.get(partner_id)
-        if partner is not None:  # not a deleted account
-            found.append({"user": partner.name, "last": ts, "online": partner.online})
+    accounts = ctx.services.accounts
+    found = [(partner, ts) for partner_id, ts in await ctx.services.messaging.partners(ctx.user)
+             if (partner := accounts.get(partner_id)) is not None]  # not a deleted account
     shown = found[:CONVERSATIONS_SHOWN]
     if shown:
         ctx.table(["with", "last message (UTC)", "online"],
-                  [[c["user"], time.strftime("%Y-%m-%d %H:%M", time.gmtime(c["last"])),
-                    "yes" if c["online"] else "no"] for c in shown])
+                  [[p.name, time.strftime("%Y-%m-%d %H:%M", time.gmtime(ts)),
+                    "yes" if p.online else "no"] for p, ts in shown])
     return ok(f"{len(found)} conversation{'s' * (len(found) != 1)}"
               f"{f'; the {len(shown)} most recent shown' if len(shown) < len(found) else ''}.",
-              conversations=shown, total=len(found))
+              conversations=[{"user": p.name, "last": ts, "online": p.online} for p, ts in shown],
+              total=len(found))
 
 
 @dataclass(frozen=True, slots=True)
