@@ -31,6 +31,7 @@ from chatd.irc.numerics import IrcError
 from chatd.irc.operators import change_user_modes, user_modes
 from chatd.irc.render import channel
 from chatd.irc.views import channel_mode_params
+from chatd.irc.welcome import MAX_TARGETS
 
 if TYPE_CHECKING:
     from chatd.domain.room import Room
@@ -87,7 +88,7 @@ async def _channel_mode(ctx: IrcContext, name: str) -> None:
         ctx.reply(n.RPL_CHANNELMODEIS, channel(room.name), *channel_mode_params(room, show_key))
         ctx.reply(n.RPL_CREATIONTIME, channel(room.name), str(int(room.created_at)))
         return
-    changes = parse_mode_string(ctx.params[1], list(ctx.params[2:]), TAKES)[0]
+    changes = _within_modes(parse_mode_string(ctx.params[1], list(ctx.params[2:]), TAKES)[0])
     # The room's own modes change at once, in one MODE line to the room.
     await _room_modes(ctx, room, [c for c in changes if c.letter in LETTERS])
     for change in changes:
@@ -98,6 +99,19 @@ async def _channel_mode(ctx: IrcContext, name: str) -> None:
             if apply is None:
                 raise IrcError(n.ERR_UNKNOWNMODE, change.letter, "is unknown mode char to me")
             await apply(ctx, room, change.on, change.argument)
+
+
+def _within_modes(changes: list[ModeChange]) -> list[ModeChange]:
+    """At most MODES (ISUPPORT) changes with an argument per MODE, as advertised:
+    the ones after it are left out, as other servers do."""
+    kept, argued = [], 0
+    for change in changes:
+        if change.argument is not None:
+            argued += 1
+            if argued > MAX_TARGETS:
+                continue
+        kept.append(change)
+    return kept
 
 
 async def _room_modes(ctx: IrcContext, room: Room, changes: list[ModeChange]) -> None:

@@ -59,6 +59,16 @@ async def test_modes_are_set_shown_and_told_to_the_room(server: ChatServer,
     assert room is not None and room.modes.secret and room.modes.key is None
 
 
+async def test_at_most_four_changes_with_an_argument_per_mode(server: ChatServer,
+                                                                irc: IrcFactory) -> None:
+    alice, bob = await irc("alice"), await irc("bob")
+    await _room(alice, bob)
+    alice.send("MODE #m +klkll a 1 b 2 3")  # MODES=4: the fifth (+l 3) is left out
+    assert (await bob.expect("MODE")).params == ("#m", "+kl", "b", "2")
+    room = server.services.rooms.find("m")
+    assert room is not None and (room.modes.key, room.modes.limit) == ("b", 2)
+
+
 async def test_mode_refusals(irc: IrcFactory) -> None:
     alice, bob = await irc("alice"), await irc("bob")
     await _room(alice, bob)
