@@ -13,7 +13,8 @@ from typing import TYPE_CHECKING, Any
 
 from chatd.errors import ChatError, Code
 from chatd.protocol.params import expected
-from chatd.protocol.render import THEMES, Style
+from chatd.protocol.render import THEMES
+from chatd.protocol.session import DEFAULT_STYLE
 
 if TYPE_CHECKING:
     from chatd.protocol.session import Session
@@ -45,9 +46,9 @@ ACCOUNT_SETTINGS = ("color", "timestamps", "theme")
 
 
 # What an account that never saved a setting has: a fresh connection's.
-_FRESH = Style()
-_ACCOUNT_DEFAULTS: dict[str, Any] = {"color": _FRESH.color, "timestamps": _FRESH.timestamps,
-                                     "theme": _FRESH.theme}
+_ACCOUNT_DEFAULTS: dict[str, Any] = {"color": DEFAULT_STYLE.color,
+                                     "timestamps": DEFAULT_STYLE.timestamps,
+                                     "theme": DEFAULT_STYLE.theme}
 
 
 def apply_account_settings(session: Session, settings: dict[str, Any]) -> None:
