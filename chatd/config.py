@@ -370,6 +370,9 @@ PORT_KEYS: Final = ("listen.port", "tls.port", "metrics.port", "irc.port", "irc.
 AT_LEAST_ONE: Final = ("limits.max_connections", "limits.max_connections_per_ip",
                        "limits.input_queue", "storage.max_batch", "rooms.page_size",
                        "crypto.spawn_rate", "web.max_body")
+# Durations that must be more than 0 (0 would run housekeeping without a pause,
+# or drop every connection before it could log in).
+ABOVE_ZERO: Final = ("housekeeping.interval", "limits.login_timeout")
 _NODE_ID_RE: Final = re.compile(r"[A-Za-z0-9_-]{1,32}")
 # SQLite's in-memory database: not a file, so never resolved against a directory.
 _MEMORY: Final = ":memory:"
@@ -393,8 +396,24 @@ def load_config(path: str | Path | None, overrides: dict[str, Any] | None = None
         data[section][key] = value
     config = _build(Config, data, "")
     _check_numbers(config)
+    _check_ranges(config)
     _check_together(config)
     return config
+
+
+def where_control(path: str) -> dict[str, Any]:
+    """``storage.path`` and ``control.path`` of the file ``path`` alone (dotted, its
+    relative paths resolved), whatever else the file holds: chatctl reaches a
+    daemon by them even when another key was edited into a value a reload will
+    refuse. ConfigError only when the file itself cannot be read."""
+    data = _read(Path(path))
+    found: dict[str, Any] = {}
+    for dotted in ("storage.path", "control.path"):
+        section, _, key = dotted.partition(".")
+        values = data.get(section)
+        if isinstance(values, dict) and isinstance(values.get(key), str):
+            found[dotted] = values[key]
+    return found
 
 
 def _read(path: Path) -> dict[str, Any]:
@@ -403,6 +422,9 @@ def _read(path: Path) -> dict[str, Any]:
         loaded = yaml.safe_load(path.read_text(encoding="utf-8"))
     except OSError as exc:
         raise ConfigError(f"cannot read {path}: {exc.strerror}") from exc
+    except UnicodeDecodeError as exc:
+        raise ConfigError(f"{path} is not UTF-8 text (byte {exc.start}: "
+                          f"{exc.object[exc.start:exc.start + 1]!r}); save it as UTF-8") from exc
     except yaml.YAMLError as exc:
         raise ConfigError(f"{path} is not valid YAML: {exc}") from exc
     if loaded is not None and not isinstance(loaded, dict):
@@ -435,6 +457,8 @@ def _check_numbers(config: Config) -> None:
                 raise ConfigError(f"{dotted}: {value} must not be negative")
             if dotted in AT_LEAST_ONE and value < 1:
                 raise ConfigError(f"{dotted}: {value} must be at least 1")
+            if dotted in ABOVE_ZERO and value <= 0:
+                raise ConfigError(f"{dotted}: {value} must be more than 0")
 
 
 def check_hosts(config: Config) -> None:
@@ -498,6 +522,18 @@ def effective_flush_delay(config: Config) -> float:
 
 # One word of printable characters that does not start with a colon.
 _IRC_WORD = re.compile(r"[^\s:\x00-\x1f\x7f][^\s\x00-\x1f\x7f]*")
+
+
+# Keys whose value must lie within a range (seconds): a resume token of a few
+# seconds is no use, one of more than ten years a risk.
+RANGES: Final = {"accounts.resume_ttl": (30, 3650 * 86400)}
+
+
+def _check_ranges(config: Config) -> None:
+    for dotted, (low, high) in RANGES.items():
+        value = _value(config, dotted)
+        if not low <= value <= high:
+            raise ConfigError(f"{dotted}: {value:g} must be {low:g} to {high:g} seconds")
 
 
 def _check_together(config: Config) -> None:

@@ -33,6 +33,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 
 from chatd import __version__
 from chatd.config import ConfigError, held_for_restart, load_config
+from chatd.net.listener import check_certificate
 from chatd.ops import systemd
 from chatd.ops.metrics import MetricsUnavailable, start_metrics
 from chatd.ops.nodes import SoleNode
@@ -116,10 +117,19 @@ class App:
     async def start(self, sockets: list[socket.socket] | None = None) -> None:
         """Open storage, load state, then listen (on ``sockets`` if given; as the
         process, on those systemd passed)."""
+        # A certificate that cannot be loaded is named before anything is opened.
+        check_certificate(self.config)
         if self.process:
             _raise_open_files_limit()
             await self.control.refuse_if_taken()  # before the database is touched
             sockets = sockets or systemd.listen_sockets() or None
+            if sockets:
+                listen = self.config.listen
+                # Said, since the file's listen.host and listen.port then do nothing.
+                log.info("listening on the sockets the service manager passed (the socket "
+                         "unit's ListenStream=); listen.host and listen.port are not used",
+                         extra={"fields": {"sockets": len(sockets),
+                                           "configured": f"{listen.host}:{listen.port}"}})
         services = self.services
         await self.storage.open()
         await services.accounts.load()
@@ -147,7 +157,11 @@ class App:
         self.backups.start()
         metrics = self.config.metrics
         if metrics.enabled:
-            self._metrics = start_metrics(self, metrics.host, metrics.port)
+            try:
+                self._metrics = start_metrics(self, metrics.host, metrics.port)
+            except OSError as exc:  # said with the address, as the listeners' are
+                raise OSError(exc.errno, f"metrics on {metrics.host}:{metrics.port}: "
+                                         f"{exc.strerror or exc}") from exc
         interval = systemd.watchdog_interval()
         if interval:
             self._watchdog = asyncio.ensure_future(systemd.watchdog(interval))
@@ -189,6 +203,7 @@ class App:
         systemd.reloading()
         try:
             loaded = load_config(self.config_path, self.overrides)
+            check_certificate(loaded)
         except (ConfigError, ValueError) as exc:
             log.error("reload refused", extra={"fields": {"error": str(exc)}})
             return str(exc)

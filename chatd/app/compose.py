@@ -117,10 +117,13 @@ def build_app(config: Config, clock: Clock | None = None, storage: Storage | Non
     irc = front = None
     if config.irc.enabled:
         front = IrcFront(lambda: listeners.config, services)
-        irc = IrcListener(listeners, front)
+        irc = IrcListener(listeners, front, listeners.server_tls_context)
         listeners.also(irc.start)
     web = build_web(listeners, services, front) if config.web.enabled else None
-    app = App(config, services, listeners, Housekeeping(services, leader), reloads,
+    housekeeping = Housekeeping(services, leader)
+    reloads.register(Applies("housekeeping", lambda c: housekeeping.interval_changed()),
+                     "housekeeping.interval")
+    app = App(config, services, listeners, housekeeping, reloads,
               ControlServer, backups, irc=irc, web=web, process=process,
               nodes=node, cluster=node,
               config_path=config_path, overrides=overrides)

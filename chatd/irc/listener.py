@@ -15,6 +15,8 @@ from typing import TYPE_CHECKING
 from chatd.irc.connection import IrcConnection
 
 if TYPE_CHECKING:
+    from collections.abc import Callable
+
     from chatd.irc.front import IrcFront
     from chatd.net.connection import ConnectionHost
 
@@ -22,9 +24,11 @@ if TYPE_CHECKING:
 class IrcListener:
     """IRC's sockets, for one connection host and one IRC front end."""
 
-    def __init__(self, host: ConnectionHost, front: IrcFront) -> None:
+    def __init__(self, host: ConnectionHost, front: IrcFront,
+                 tls: Callable[[], ssl.SSLContext]) -> None:
         self.host = host
         self.front = front
+        self._tls = tls
         self._servers: list[asyncio.Server] = []
 
     async def start(self) -> list[asyncio.Server]:
@@ -35,11 +39,10 @@ class IrcListener:
         self._servers.append(await loop.create_server(
             self._connection, irc.host, irc.port, reuse_address=True, backlog=1024))
         if irc.tls_port is not None:
-            context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
-            context.load_cert_chain(config.tls.cert, config.tls.key)
+            # The line protocol's context: a reload renews the certificate for both.
             self._servers.append(await loop.create_server(
-                self._connection, irc.host, irc.tls_port, ssl=context, reuse_address=True,
-                backlog=1024))
+                self._connection, irc.host, irc.tls_port, ssl=self._tls(),
+                reuse_address=True, backlog=1024))
         return list(self._servers)
 
     def _connection(self) -> IrcConnection:

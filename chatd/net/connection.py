@@ -244,11 +244,13 @@ class Connection(Outbox, asyncio.Protocol):
 
     def eof_received(self) -> bool:
         """The client closed its sending side (``nc`` at the end of its input):
-        answer what it sent, then close. True keeps the transport open to write."""
+        answer what it sent, then close. True keeps the transport open to write
+        (TLS has no half-close: there the transport closes, and True would only
+        earn asyncio's warning)."""
         self._eof = True
         if self.worker is None:
             self._idle()
-        return True
+        return self._transport is None or self._transport.get_extra_info("sslcontext") is None
 
     def connection_lost(self, exc: Exception | None) -> None:
         self._closing = True

@@ -19,7 +19,7 @@ import ssl
 from typing import TYPE_CHECKING
 
 from chatd import __version__
-from chatd.config import effective_flush_delay
+from chatd.config import ConfigError, effective_flush_delay
 from chatd.errors import Code
 from chatd.net.connection import Connection, FlushScheduler, set_keepalive
 
@@ -89,11 +89,8 @@ class Listeners:
                 backlog=1024))
         tls = self.config.tls
         if tls.enabled:
-            context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
-            context.load_cert_chain(tls.cert, tls.key)
-            self.tls_context = context
             self._servers.append(await loop.create_server(
-                lambda: Connection(self), tls.host, tls.port, ssl=context,
+                lambda: Connection(self), tls.host, tls.port, ssl=self.server_tls_context(),
                 reuse_address=True, backlog=1024))
         for bind in self._more:
             # Appended last, so port still names the line protocol's first listener.
@@ -155,15 +152,26 @@ class Listeners:
             with contextlib.suppress(OSError):  # not TCP (a passed Unix socket)
                 set_keepalive(sock, config.limits.keepalive)
 
+    def server_tls_context(self) -> ssl.SSLContext:
+        """The one TLS context of every TLS listener (the line protocol's, IRC's), so
+        a reload renews the certificate for all of them."""
+        if self.tls_context is None:
+            context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+            context.load_cert_chain(self.config.tls.cert, self.config.tls.key)
+            self.tls_context = context
+        return self.tls_context
+
     def _reload_certificate(self, config: Config) -> None:
-        """A renewed certificate serves new TLS handshakes without a restart."""
-        if self.tls_context is None or not config.tls.enabled:
+        """A renewed certificate serves new TLS handshakes without a restart (a reload
+        checked it first: see check_certificate)."""
+        if self.tls_context is None:
             return
         try:
             self.tls_context.load_cert_chain(config.tls.cert, config.tls.key)
         except (OSError, ssl.SSLError) as exc:
             log.error("certificate reload failed; the old one stays",
-                      extra={"fields": {"error": str(exc)}})
+                      extra={"fields": {"error": str(exc), "cert": config.tls.cert,
+                                        "key": config.tls.key}})
 
     # -- connections (the ConnectionHost protocol) ----------------------------------------
 
@@ -243,3 +251,17 @@ class Listeners:
     def _time_out(self, conn: Connection, code: Code, message: str) -> None:
         conn.session.send({"type": "error", "code": code.value, "message": message})
         conn.close(code.value)
+
+
+def check_certificate(config: Config) -> None:
+    """ConfigError naming the files when a TLS listener's certificate or key cannot
+    be loaded: a reload is then refused, and the old certificate stays."""
+    if not (config.tls.enabled or config.irc.tls_port is not None):
+        return
+    try:
+        ssl.create_default_context(ssl.Purpose.CLIENT_AUTH).load_cert_chain(
+            config.tls.cert, config.tls.key)
+    except (OSError, ssl.SSLError) as exc:
+        reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc)
+        raise ConfigError(f"tls.cert, tls.key: cannot load {config.tls.cert} with "
+                          f"{config.tls.key}: {reason}") from exc

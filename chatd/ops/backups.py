@@ -2,7 +2,10 @@
 
 Each backup is a consistent copy made through SQLite's online backup API
 while the daemon keeps running. Scheduled backups are files named by time in
-``backup.dir``; only the newest ``backup.keep`` are kept. Every backup file is
+``backup.dir`` (``<database>-YYYYmmdd-HHMMSS.db``, UTC); only the newest
+``backup.keep`` of this database are kept, and no other file is ever removed. The
+next is due an interval after the last (found in the directory at start), so a
+reload or a restart never puts it off. Every backup file is
 owner-only (0600): it holds password hashes and private history.
 
 ``chatctl backup`` gets its copy over the control socket, so the daemon never
@@ -18,10 +21,12 @@ between chunks: memory stays bounded, the event loop free.
 from __future__ import annotations
 
 import asyncio
+import calendar
 import contextlib
 import json
 import logging
 import os
+import re
 import shutil
 import tarfile
 import tempfile
@@ -38,7 +43,6 @@ if TYPE_CHECKING:
     from storage.api import Storage
 
 log = logging.getLogger(__name__)
-PREFIX = "chatd-"
 SUFFIX = ".db"
 DATABASE_NAME = "chatd.db"
 BLOBS = "blobs"
@@ -67,12 +71,23 @@ class Backups:
         self._task: asyncio.Task[None] | None = None
         self.config = config
         self._directory = self._folder(config)
+        # Named after their database (daemons may share a directory); only names of
+        # exactly this shape are ever pruned.
+        stem = Path(database).stem
+        self._prefix = f"{stem}-"
+        self._own = re.compile(rf"{re.escape(stem)}-(\d{{8}}-\d{{6}}){re.escape(SUFFIX)}")
+        # When the last scheduled backup was tried (wall clock), and when scheduling
+        # began: the next is due an interval after the later of them, so neither a
+        # reload nor a restart puts it off.
+        self._last: float | None = None
+        self._since: float | None = None
 
     def _folder(self, config: BackupConfig) -> Path:
         return Path(config.dir or state_directory(self._database) / "backups")
 
     def start(self) -> None:
         if self.config.interval > 0 and self._task is None:
+            self._since = self._since or time.time()
             self._task = asyncio.ensure_future(self._loop())
 
     def stop(self) -> None:
@@ -89,19 +104,44 @@ class Backups:
 
     async def _loop(self) -> None:
         while True:
-            await asyncio.sleep(self.config.interval)
+            await asyncio.sleep(max(0.0, await self._due() - time.time()))
             try:
                 async with self._leader.lead("backup") as leading:
                     if leading:
                         await self.take()
+            except OSError as exc:  # the directory: said in one line, naming it
+                log.error("scheduled backup failed", extra={"fields": {
+                    "dir": str(self._directory), "error": exc.strerror or str(exc)}})
             except Exception:  # logged; the next interval tries again
                 log.exception("scheduled backup failed")
+            finally:
+                self._last = time.time()
+
+    async def _due(self) -> float:
+        """When the next scheduled backup is due: an interval after the last one
+        (tried by this process, or found in the directory), or after scheduling
+        began when there is none."""
+        last = self._last or await asyncio.to_thread(self._newest) or self._since or time.time()
+        return last + self.config.interval
+
+    def _newest(self) -> float | None:
+        """The time of the newest backup of this database in the directory."""
+        stamps = [m.group(1) for m in map(self._own.fullmatch, self._names()) if m]
+        if not stamps:
+            return None
+        return calendar.timegm(time.strptime(max(stamps), "%Y%m%d-%H%M%S"))
+
+    def _names(self) -> list[str]:
+        try:
+            return [entry.name for entry in os.scandir(self._directory)]
+        except OSError:
+            return []
 
     async def take(self, now: float | None = None) -> Path:
         """Make one backup now and prune old ones; returns its path."""
         await asyncio.to_thread(self._directory.mkdir, PRIVATE_DIR, parents=True, exist_ok=True)
         stamp = time.strftime("%Y%m%d-%H%M%S", time.gmtime(now or time.time()))
-        path = self._directory / f"{PREFIX}{stamp}{SUFFIX}"
+        path = self._directory / f"{self._prefix}{stamp}{SUFFIX}"
         await asyncio.to_thread(remove_leftovers, self._directory, self._database)
         async with private_copy(self._storage, self._directory, self._database) as copy:
             await asyncio.to_thread(os.replace, copy, path)
@@ -110,10 +150,10 @@ class Backups:
         return path
 
     def _prune(self) -> int:
-        backups = sorted(self._directory.glob(f"{PREFIX}*{SUFFIX}"))
+        backups = sorted(name for name in self._names() if self._own.fullmatch(name))
         stale = backups[:-self.config.keep] if self.config.keep > 0 else []
         for old in stale:
-            os.unlink(old)
+            os.unlink(self._directory / old)
         return len(stale)
 
 

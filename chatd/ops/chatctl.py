@@ -26,7 +26,7 @@ from rich.console import Console
 from rich.table import Table
 
 from chatd import __version__
-from chatd.config import ConfigError, load_config
+from chatd.config import ConfigError, load_config, where_control
 from chatd.ops.control import control_path, found_database
 from chatd.ops.control_client import ControlClient, ControlError
 
@@ -63,6 +63,10 @@ def main(argv: list[str] | None = None) -> int:
         return 1
     except KeyboardInterrupt:
         return 130
+    except BrokenPipeError:
+        # The reader went (| head): nothing more to say, and no traceback at exit.
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 141
 
 
 def socket_path(socket: str | None, config: str | None, database: str | None) -> str:
@@ -73,7 +77,18 @@ def socket_path(socket: str | None, config: str | None, database: str | None) ->
     """
     if socket:
         return socket
-    loaded = load_config(config, {"storage.path": database} if database else None)
+    given = {"storage.path": database} if database else {}
+    try:
+        loaded = load_config(config, given or None)
+    except ConfigError as exc:
+        if config is None:
+            raise
+        # An edit a reload will refuse must not lock the operator out: the daemon is
+        # reached by the file's storage.path and control.path alone (and logs the
+        # refusal when asked to reload).
+        print(f"chatctl: configuration error: {exc} (reaching chatd by the file's "
+              "storage.path and control.path)", file=sys.stderr)
+        loaded = load_config(None, {**where_control(config), **given})
     return control_path(found_database(loaded.storage.path, bool(config or database)),
                         loaded.control.path)
 
@@ -169,7 +184,8 @@ def _parser() -> argparse.ArgumentParser:
                         help="a tar of the database (chatd.db) and the uploaded files "
                              "(blobs/) of the local backend")
     audit = command("audit", "the audit log, oldest first")
-    audit.add_argument("--follow", action="store_true", help="then stream new entries")
+    audit.add_argument("--follow", action="store_true",
+                       help="print the last -n entries, then stream new ones")
     audit.add_argument("--room")
     audit.add_argument("-n", type=int, default=50, help="how many entries (default 50)")
     return parser
@@ -345,17 +361,26 @@ def _date(epoch: float) -> str:
 
 async def _follow_audit(client: ControlClient, args: argparse.Namespace,
                         console: Console) -> None:
+    """The last ``-n`` entries, then each new one as it comes (ControlError when the
+    daemon ends the stream)."""
+    past = await client.call("audit", n=args.n, room=args.room) if args.n > 0 else []
+    for entry in past:
+        _print_entry(entry, args, console)
     with contextlib.suppress(asyncio.CancelledError):
         async for item in client.follow(args.room):
-            if "event" not in item:
-                continue
-            if getattr(args, "json", False):
-                print(json.dumps(item["event"]), flush=True)
-            else:
-                entry = item["event"]
-                console.print(f"{_fmt('ts', entry['ts'])}  {entry.get('actor') or '-':12} "
-                              f"{entry['action']:14} {entry.get('target') or '':12} "
-                              f"{('#' + entry['room']) if entry.get('room') else ''}")
+            if "event" in item:
+                _print_entry(item["event"], args, console)
+
+
+def _print_entry(entry: dict[str, Any], args: argparse.Namespace, console: Console) -> None:
+    if getattr(args, "json", False):
+        print(json.dumps(entry), flush=True)
+        return
+    console.print(f"{_fmt('ts', entry['ts'])}  {entry.get('actor') or '-':12} "
+                  f"{entry['action']:14} {entry.get('target') or '':12} "
+                  f"{('#' + entry['room']) if entry.get('room') else ''}"
+                  f"{'  ' + entry['reason'] if entry.get('reason') else ''}",
+                  highlight=False, soft_wrap=True)
 
 
 if __name__ == "__main__":

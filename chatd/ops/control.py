@@ -234,8 +234,16 @@ class ControlServer:
         log.info("backup sent", extra={"fields": totals})
 
     async def _follow(self, request: dict[str, Any], writer: asyncio.StreamWriter) -> None:
-        """Stream audit entries (optionally of one room) and a status line a second."""
-        room = request.get("room")
+        """Stream audit entries (optionally of one room) and a status line a second;
+        a room that does not exist is refused first, as ``audit`` refuses it."""
+        room: str | None = None
+        if request.get("room"):
+            try:
+                room = self.services.rooms.require(str(request["room"])).name
+            except ChatError as exc:
+                writer.write(json.dumps({"ok": False, "code": exc.code.value,
+                                         "error": exc.message}).encode() + b"\n")
+                return
         queue: asyncio.Queue[dict[str, Any]] = asyncio.Queue(maxsize=10_000)
 
         def on_audit(entry: dict[str, Any]) -> None:
@@ -251,6 +259,8 @@ class ControlServer:
                     item = {"status": status(self)}
                 writer.write(json.dumps(item).encode() + b"\n")
                 await writer.drain()
+        except (ConnectionError, RuntimeError):
+            return  # the follower went, or the daemon is stopping: the stream ends
         finally:
             self.services.audit.listeners.discard(on_audit)
 
@@ -459,7 +469,9 @@ async def _set_admin(ctl: ControlServer, name: str, flag: bool) -> Any:
 
 @handler("broadcast")
 async def _broadcast(ctl: ControlServer, req: dict[str, Any]) -> Any:
-    text = str(req["text"])
+    text = str(req["text"]).strip()
+    if not text:
+        raise ChatError(Code.BAD_ARGUMENTS, "a broadcast needs some text.")
     sent = ctl.services.presence.broadcast(text)
     await ctl.services.audit.record("broadcast", "console", reason=text)
     # On a cluster, the count is this node's: the other nodes send it to their own.

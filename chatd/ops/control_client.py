@@ -27,9 +27,13 @@ class ControlClient:
     async def _open(self) -> tuple[asyncio.StreamReader, asyncio.StreamWriter]:
         try:
             return await asyncio.open_unix_connection(self.path, limit=1 << 24)
-        except (FileNotFoundError, ConnectionRefusedError) as exc:
-            raise ControlError(f"chatd is not running (no control socket at {self.path})") \
-                from exc
+        except FileNotFoundError as exc:
+            raise ControlError(f"chatd is not running (no control socket at {self.path}; "
+                               "if storage.path or control.path changed since it started, "
+                               "give --socket)") from exc
+        except ConnectionRefusedError as exc:
+            raise ControlError(f"chatd is not running (nobody answers on {self.path}, left "
+                               "by a daemon that was killed)") from exc
         except PermissionError as exc:
             raise ControlError(f"permission denied on {self.path}: run as the daemon's user") \
                 from exc
@@ -62,13 +66,19 @@ class ControlClient:
         return {**result, "files": end["files"], "bytes": end["bytes"]}
 
     async def follow(self, room: str | None = None) -> AsyncIterator[dict[str, Any]]:
+        """The daemon's stream of audit entries and status lines; ControlError for a
+        refusal, and when the daemon ends the stream (it stopped)."""
         reader, writer = await self._open()
         try:
             writer.write(json.dumps({"cmd": "follow", "room": room}).encode() + b"\n")
             while line := await reader.readline():
-                yield json.loads(line)
+                item = json.loads(line)
+                if item.get("ok") is False:
+                    raise ControlError(f"{item.get('code')}: {item.get('error')}")
+                yield item
         finally:
             writer.close()
+        raise ControlError("chatd ended the stream (it stopped or restarted)")
 
 
 def _result(line: bytes) -> Any:

@@ -9,7 +9,9 @@ drive them by moving a manual clock and calling :meth:`Housekeeping.run_once`.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
+import time
 from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING
 
@@ -29,6 +31,8 @@ class Housekeeping:
         self._services = services
         self._leader: Leader = leader or SoleLeader()
         self._task: asyncio.Task[None] | None = None
+        # Set by a reload: the wait for the next pass is measured again.
+        self._changed = asyncio.Event()
 
     def start(self) -> None:
         self._task = asyncio.ensure_future(self._loop())
@@ -45,7 +49,19 @@ class Housekeeping:
                         await self.run_once()
             except Exception:  # a failed pass is logged and retried next interval
                 log.exception("housekeeping failed")
-            await asyncio.sleep(self._services.config.housekeeping.interval)
+            await self._until_due(time.monotonic())
+
+    async def _until_due(self, last: float) -> None:
+        """Wait until an interval after ``last``, the interval in force: a reload that
+        shortens it takes effect at once, not after the old one ran out."""
+        while (left := last + self._services.config.housekeeping.interval
+               - time.monotonic()) > 0:
+            self._changed.clear()
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._changed.wait(), left)
+
+    def interval_changed(self) -> None:
+        self._changed.set()
 
     async def run_once(self) -> dict[str, int]:
         """Run every job once; returns how many things each job handled. A job that

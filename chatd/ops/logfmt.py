@@ -234,6 +234,8 @@ def under_journal(env: Mapping[str, str] | None = None) -> bool:
 # Loggers of libraries that log a failure they retry with its whole traceback (the
 # PostgreSQL driver's pool, every few seconds while the database is away).
 _DRIVERS: Final = ("asyncpg",)
+# Loggers whose debug records carry the statements' parameters.
+_QUIET_DEBUG: Final = ("aiosqlite", "asyncpg")
 
 
 def _one_line_from_drivers(record: logging.LogRecord) -> bool:
@@ -282,3 +284,7 @@ def configure_logging(level: str, fmt: str, *, with_time: bool | None = None) ->
             old.close()
     root.addHandler(handler)
     root.setLevel(level_no)
+    # The database drivers' debug records hold every statement with its parameters:
+    # password hashes, token hashes, message bodies. Never logged, whatever the level.
+    for driver in _QUIET_DEBUG:
+        logging.getLogger(driver).setLevel(max(level_no, logging.INFO))

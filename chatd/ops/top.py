@@ -81,6 +81,9 @@ async def run_top(client: ControlClient, console: Console) -> None:
                 task.cancel()
                 with contextlib.suppress(asyncio.CancelledError, Exception):
                     await task
+    # Off the screen: the daemon going away is said (chatctl exits 1), a q is not.
+    if follower.done() and not follower.cancelled() and follower.exception() is not None:
+        raise follower.exception()  # type: ignore[misc]
 
 
 async def _pump(client: ControlClient, screen: TopScreen, live: Live, console: Console) -> None:

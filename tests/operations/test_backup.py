@@ -166,6 +166,54 @@ async def test_retention_keeps_the_newest(tmp_path: Path) -> None:
         await server.stop()
 
 
+async def test_two_databases_in_one_directory_keep_their_own_backups(tmp_path: Path) -> None:
+    directory = tmp_path / "shared"
+    directory.mkdir()
+    # A file of the operator's own, named as the README's chatctl example names one.
+    (directory / "chatd-2026-11-21.db").write_text("mine")
+    servers = [await start_server(tmp_path / f"{name}.db") for name in ("a", "b")]
+    try:
+        kept = BackupConfig(interval=3600, dir=str(directory), keep=1)
+        made = [Backups(server.storage, kept, str(tmp_path / f"{name}.db"))
+                for server, name in zip(servers, "ab", strict=True)]
+        day = 1_700_000_000.0
+        for n in range(2):
+            for backups in made:
+                await backups.take(now=day + n * 3600)
+        stamp = time.strftime("%Y%m%d-%H%M%S", time.gmtime(day + 3600))
+        assert sorted(p.name for p in directory.iterdir()) == sorted(
+            [f"a-{stamp}.db", f"b-{stamp}.db", "chatd-2026-11-21.db"])
+    finally:
+        for server in servers:
+            await server.stop()
+
+
+async def test_reloads_never_put_the_next_backup_off(tmp_path: Path) -> None:
+    directory = tmp_path / "steady"
+    async with running_daemon(tmp_path, backup__interval=0.3, backup__dir=str(directory),
+                              backup__keep=0) as daemon:
+        # A reload every 0.1 s (as a certificate renewal reloads, only faster).
+        for _ in range(10):
+            assert daemon.reload() is None
+            await asyncio.sleep(0.1)
+        assert len(list(directory.glob("chatd-*.db"))) >= 2
+
+
+async def test_a_restart_counts_from_the_last_backup_in_the_directory(tmp_path: Path) -> None:
+    directory = tmp_path / "older"
+    server = await start_server(tmp_path / "chatd.db")
+    try:
+        backups = Backups(server.storage, BackupConfig(interval=3600, dir=str(directory), keep=3),
+                          str(tmp_path / "chatd.db"))
+        await backups.take(now=time.time() - 7200)  # two hours ago: one is overdue
+        backups.start()
+        found = await wait_for(lambda: len(list(directory.glob("chatd-*.db"))) == 2)
+        assert found
+        backups.stop()
+    finally:
+        await server.stop()
+
+
 async def test_scheduled_backups_run_and_stop(tmp_path: Path) -> None:
     directory = tmp_path / "scheduled"
     async with running_daemon(tmp_path, backup__interval=0.05, backup__dir=str(directory),

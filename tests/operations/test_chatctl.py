@@ -158,6 +158,8 @@ async def test_broadcast(ctl: Ctl, clients: Clients) -> None:
     anonymous = await clients.anonymous()
     answer = await ctl.json("broadcast", "maintenance", "at", "noon")
     assert answer == {"sessions": 2, "other_nodes": False}
+    code, _, err = await ctl.run("broadcast", "   ")
+    assert code == 1 and "bad-arguments" in err and "needs some text" in err
     for client in (alice, anonymous):
         notice = await client.next_event(lambda e: e.get("broadcast") is True)
         assert notice["type"] == "notice" and notice["text"] == "[server] maintenance at noon"
@@ -423,3 +425,51 @@ async def test_follow_sends_status_lines(daemon: App,
     async with contextlib.aclosing(follower):
         item = await asyncio.wait_for(anext(follower), 5.0)
     assert item["status"]["version"] == __version__
+
+
+async def test_follow_names_its_room_as_audit_does(daemon: App, clients: Clients) -> None:
+    alice = await clients.user("alice")
+    await alice.command("/create lounge")
+    with pytest.raises(ControlError, match="no-such-room"):
+        async with contextlib.aclosing(ControlClient(daemon.control.path).follow("nosuch")) as f:
+            await anext(f)
+    follower = ControlClient(daemon.control.path).follow("#LOUNGE")
+    async with contextlib.aclosing(follower):
+        waiting = asyncio.ensure_future(anext(follower))
+        await wait_for(lambda: daemon.services.audit.listeners)
+        await alice.command("/topic lounge the new topic")
+        await alice.command("/kick nobody lounge", check=False)
+        bob = await clients.user("bob")
+        await bob.command("/join lounge")
+        entry = (await asyncio.wait_for(waiting, 5.0))["event"]
+    assert entry["room"] == "lounge"
+
+
+async def test_audit_follow_shows_the_last_entries_then_says_when_chatd_stops(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    async with running_daemon(tmp_path) as daemon:
+        clients = Clients(daemon)
+        try:
+            alice = await clients.user("alice")
+            await alice.command("/create lounge")
+            capsys.readouterr()
+            following = asyncio.ensure_future(asyncio.to_thread(
+                main, ["--socket", daemon.control.path, "audit", "--follow", "-n", "1"]))
+            await wait_for(lambda: daemon.services.audit.listeners)
+        finally:
+            await clients.close()
+    status = await asyncio.wait_for(following, 10)
+    out, err = capsys.readouterr()
+    assert status == 1 and "ended the stream" in err
+    assert "create" in out and out.count("\n") == 1  # -n 1: the room's creation
+
+
+async def test_an_edit_a_reload_would_refuse_does_not_lock_chatctl_out(
+        daemon: App, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    edited = tmp_path / "edited.yaml"
+    edited.write_text(f"control:\n  path: {daemon.control.path}\n"
+                      "limits:\n  max_connections: 0\n")
+    status = await asyncio.to_thread(main, ["--config", str(edited), "--json", "status"])
+    out, err = capsys.readouterr()
+    assert status == 0 and json.loads(out)["version"] == __version__
+    assert "limits.max_connections" in err and "reaching chatd" in err

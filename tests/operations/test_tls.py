@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import datetime
 import ipaddress
 import ssl
@@ -54,7 +55,8 @@ def trusting(cert: Path) -> ssl.SSLContext:
 
 
 def tls_port(server: ChatServer) -> int:
-    assert len(server.addresses) == 2
+    """The line protocol's TLS port: the second address (IRC's come after)."""
+    assert len(server.addresses) >= 2
     return int(server.addresses[1].rpartition(":")[2])
 
 
@@ -146,7 +148,8 @@ async def test_a_missing_certificate_file_stops_start_up(tmp_path: Path) -> None
 async def test_a_reload_picks_up_a_renewed_certificate(tmp_path: Path) -> None:
     cert, key = self_signed(tmp_path)
     overrides = {"tls.enabled": True, "tls.port": 0, "tls.cert": str(cert),
-                 "tls.key": str(key), "control.path": str(tmp_path / "ctl.sock")}
+                 "tls.key": str(key), "control.path": str(tmp_path / "ctl.sock"),
+                 "irc.enabled": True, "irc.port": 0, "irc.tls_port": 0}
     config = make_config(tmp_path / "chatd.db", **{k.replace(".", "__"): v
                                                    for k, v in overrides.items()})
     with restored_logging():
@@ -163,8 +166,26 @@ async def test_a_reload_picks_up_a_renewed_certificate(tmp_path: Path) -> None:
                                               ssl=trusting(new_cert),
                                               server_hostname="127.0.0.1", timeout=5)
             await client.close()
+            # The IRC listener's TLS port is renewed too.
+            assert daemon.irc is not None and daemon.irc.tls_port is not None
+            await handshake(daemon.irc.tls_port, new_cert)
+            # A certificate that cannot be loaded refuses the reload, naming the
+            # files; the one in use stays.
+            cert.write_text("not a certificate")
+            refused = daemon.reload()
+            assert refused is not None and refused.startswith("tls.cert, tls.key: cannot load")
+            await handshake(daemon.irc.tls_port, new_cert)
         finally:
             await daemon.stop()
+
+
+async def handshake(port: int, cert: Path) -> None:
+    """A TLS handshake with ``port`` that trusts ``cert`` alone."""
+    _, writer = await asyncio.wait_for(asyncio.open_connection(
+        "127.0.0.1", port, ssl=trusting(cert), server_hostname="127.0.0.1"), 5)
+    writer.close()
+    with contextlib.suppress(OSError, ssl.SSLError):
+        await writer.wait_closed()
 
 
 async def test_a_lost_tls_connection_keeps_its_address(tmp_path: Path) -> None:

@@ -15,7 +15,7 @@ import pytest
 from rich.console import Console
 
 from chatd import __version__
-from chatd.ops.control_client import ControlClient
+from chatd.ops.control_client import ControlClient, ControlError
 from chatd.ops.top import KEEP_EVENTS, TopScreen, run_top
 from tests.helpers import Clients
 from tests.operations import ChatdProcess, running_daemon, wait_for, write_config
@@ -101,8 +101,15 @@ async def ended(top: asyncio.Future[None], timeout: float) -> bool:
 
 async def cancel(top: asyncio.Future[None]) -> None:
     top.cancel()
-    with contextlib.suppress(asyncio.CancelledError):
+    with contextlib.suppress(asyncio.CancelledError, ControlError):
         await top
+
+
+def said_it_ended(top: asyncio.Future[None]) -> bool:
+    """The screen ended by itself, saying the daemon ended the stream (chatctl exits
+    1 with that line)."""
+    error = top.exception() if top.done() and not top.cancelled() else None
+    return isinstance(error, ControlError) and "ended the stream" in str(error)
 
 
 async def test_run_top_shows_a_live_daemon_and_quits_on_q(
@@ -147,7 +154,7 @@ async def test_run_top_ends_when_the_daemon_process_exits(tmp_path: Path,
             assert await ended(top, 5.0)
         finally:
             await cancel(top)
-    assert top.done() and not top.cancelled() and top.exception() is None
+    assert said_it_ended(top)
 
 
 async def test_run_top_ends_when_the_in_process_daemon_stops(
@@ -160,6 +167,7 @@ async def test_run_top_ends_when_the_in_process_daemon_stops(
             await wait_for(lambda: listeners)
             await daemon.stop()
             assert await ended(top, 2.0), "chatctl top still running after the daemon stopped"
+            assert said_it_ended(top)
         finally:
             keyboard(b"q")
             await ended(top, 5.0)

@@ -160,7 +160,9 @@ def test_a_negative_number_is_refused_by_name(key: str, value: int) -> None:
     ("limits.max_connections", 0), ("limits.max_connections_per_ip", 0),
     ("limits.input_queue", 0), ("storage.max_batch", 0), ("rooms.page_size", 0),
     ("crypto.spawn_rate", 0), ("limits.message_rate", float("inf")),
-    ("limits.command_rate", float("nan")),
+    ("limits.command_rate", float("nan")), ("web.max_body", 0), ("housekeeping.interval", 0),
+    ("limits.login_timeout", 0), ("accounts.resume_ttl", "5s"), ("accounts.resume_ttl", 0),
+    ("accounts.resume_ttl", "3651d"),
 ])
 def test_numbers_that_cannot_work_are_refused_by_name(key: str, value: float) -> None:
     with pytest.raises(ConfigError, match=rf"^{key}: "):
@@ -199,3 +201,10 @@ def test_a_single_nodes_write_delay_defaults_to_two_milliseconds(
     path = tmp_path / "chatd.yaml"
     path.write_text(text, encoding="utf-8")
     assert effective_flush_delay(load_config(path)) == delay
+
+
+def test_a_file_that_is_not_utf8_is_named_not_a_traceback(tmp_path: Path) -> None:
+    path = tmp_path / "latin1.yaml"
+    path.write_bytes(b'server:\n  name: "caf\xe9"\n')
+    with pytest.raises(ConfigError, match=r"latin1\.yaml is not UTF-8 text"):
+        load_config(str(path))

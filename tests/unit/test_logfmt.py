@@ -349,3 +349,12 @@ def test_configure_logging_stamps_lines_unless_under_the_journal(
     configure_logging("info", "kv")
     formatter = ours(root_logger)[0].formatter
     assert isinstance(formatter, KeyValueFormatter) and formatter.with_time
+
+
+def test_debug_never_logs_the_database_drivers_statements(
+    root_logger: logging.Logger, capsys: pytest.CaptureFixture[str]
+) -> None:
+    configure_logging("debug", "kv", with_time=False)
+    logging.getLogger("aiosqlite").debug("executing UPDATE users SET password_hash = ?")
+    logging.getLogger("chatd.test").debug("ours")
+    assert capsys.readouterr().err == 'level=debug logger=chatd.test msg="ours"\n'
