@@ -42,6 +42,11 @@ def quick_backoff() -> Backoff:
     return Backoff(first=0.01, ceiling=0.05, floor=0.005, rng=lambda: 0.5)
 
 
+def fixed_backoff(seconds: float) -> Backoff:
+    """A reconnection after ``seconds`` each time: long enough to post meanwhile."""
+    return Backoff(first=seconds, ceiling=seconds, floor=seconds, rng=lambda: 0.5)
+
+
 async def started(bot: Bot) -> asyncio.Task[None]:
     """Run ``bot`` in the background until it is logged in and in its rooms."""
     task = asyncio.ensure_future(bot.run())

@@ -13,9 +13,9 @@ from typing import Any
 import pytest
 
 from chatd.client import ChatClient
-from chatd.client.sdk import Backoff, Bot, FileResumeTokens, ManualClock, MemoryResumeTokens, cli
+from chatd.client.sdk import Bot, FileResumeTokens, ManualClock, MemoryResumeTokens, cli
 from examples.bots import assistant, echo, moderate, remind
-from tests.client.helpers import bot_token, said, started, stopped, until
+from tests.client.helpers import bot_token, fixed_backoff, said, started, stopped, until
 from tests.helpers import ChatServer, Clients, settle
 
 
@@ -112,7 +112,7 @@ async def test_a_reminder_due_while_the_bot_reconnects_is_said_once_it_is_back(
         server: ChatServer, room: tuple[ChatClient, str]) -> None:
     alice, token = room
     bot = Bot("127.0.0.1", server.port, user="helper", token=token, rooms=["general"],
-              backoff=Backoff(first=0.3, ceiling=0.3, floor=0.3, rng=lambda: 0.5))
+              backoff=fixed_backoff(0.3))
     clock = ManualClock()
     remind.Reminders(bot, clock)
     task = await run(bot)

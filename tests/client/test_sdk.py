@@ -24,11 +24,11 @@ from chatd.client.sdk import (
     RoomEvent,
     Typing,
 )
-from chatd.client.sdk.backoff import Backoff
 from chatd.domain.clock import ManualClock
 from tests.client.helpers import (
     bot_token,
     change_password_offline,
+    fixed_backoff,
     quick_backoff,
     said,
     started,
@@ -363,14 +363,10 @@ async def test_a_bot_that_saw_no_message_yet_still_gets_what_it_missed(
     alice = await clients.user("alice")
     await alice.command("/create general")
     await alice.command("/say general said before the bot came")
+    got: list[Message] = []
     bot = Bot("127.0.0.1", server.port, user="helper", token=token, rooms=["general"],
-              backoff=Backoff(first=0.5, ceiling=0.5, floor=0.5, rng=lambda: 0.5))
-    got: list[tuple[str, bool]] = []
-
-    @bot.on_message
-    async def message(event: Message) -> None:
-        got.append((event.text, event.replayed))
-
+              backoff=fixed_backoff(0.5))
+    bot.on_message(_append(got))
     task = await started(bot)
     assert bot.client is not None
     await bot.client.close()
@@ -380,7 +376,8 @@ async def test_a_bot_that_saw_no_message_yet_still_gets_what_it_missed(
     await alice.command("/say general after")
     await until(lambda: len(got) >= 3, "the live message")
     # What came before its first login is not replayed; what it missed is, once.
-    assert got == [("during", True), ("!ping", True), ("after", False)]
+    assert [(m.text, m.replayed) for m in got] == [
+        ("during", True), ("!ping", True), ("after", False)]
     await stopped(bot, task)
 
 
@@ -391,7 +388,7 @@ async def test_a_reconnected_bot_gets_what_it_missed_once_through_resume(
     await alice.command("/create general")
     # Waits long enough to post while the bot is away.
     bot = Bot("127.0.0.1", server.port, user="helper", token=token, rooms=["general"],
-              backoff=Backoff(first=0.5, ceiling=0.5, floor=0.5, rng=lambda: 0.5))
+              backoff=fixed_backoff(0.5))
     got: list[tuple[int, bool]] = []
 
     @bot.on_message
@@ -499,7 +496,7 @@ async def test_a_bot_that_knows_no_message_resumes_nothing_rather_than_everythin
     # A new process: no room, no message seen; its reconnection must not ask
     # for /resume 0 (every message of the account).
     again = Bot("127.0.0.1", server.port, user="helper", token=token,
-                backoff=Backoff(first=0.3, ceiling=0.3, floor=0.3, rng=lambda: 0.5))
+                backoff=fixed_backoff(0.3))
     again.on_message(lambda m: _noted(got, m.text))
     task = await started(again)
     assert again.client is not None
