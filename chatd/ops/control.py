@@ -461,10 +461,12 @@ async def _demote(ctl: ControlServer, req: dict[str, Any]) -> Any:
 async def _set_admin(ctl: ControlServer, name: str, flag: bool) -> Any:
     services = ctl.services
     user = services.accounts.require(name)
+    if user.is_admin == flag:  # nothing to change, nor to audit
+        return {"name": user.name, "admin": flag, "changed": False}
     await services.accounts.set_admin(user, flag)
     await services.audit.record("server-admin" if flag else "server-admin-removed", "console",
                                 user.name)
-    return {"name": user.name, "admin": user.is_admin}
+    return {"name": user.name, "admin": user.is_admin, "changed": True}
 
 
 @handler("broadcast")

@@ -143,11 +143,17 @@ async def test_useradd_userdel(ctl: Ctl, daemon: App, monkeypatch: pytest.Monkey
 
 async def test_promote_and_demote(ctl: Ctl, daemon: App, clients: Clients) -> None:
     alice = await clients.user("alice")
-    assert await ctl.json("promote", "alice") == {"name": "alice", "admin": True}
+    assert await ctl.json("promote", "alice") == {"name": "alice", "admin": True,
+                                                  "changed": True}
     assert daemon.services.accounts.require("alice").is_admin
+    # Again: nothing changes, and nothing more is audited.
+    assert (await ctl.json("promote", "alice"))["changed"] is False
+    audited = await daemon.services.audit.entries(20)
+    assert [e.action for e in audited].count("server-admin") == 1
     # As a server admin, alice may create accounts over the chat protocol.
     assert (await alice.command(f"/useradd erin {PASSWORD}")).ok
-    assert await ctl.json("demote", "alice") == {"name": "alice", "admin": False}
+    assert await ctl.json("demote", "alice") == {"name": "alice", "admin": False,
+                                                 "changed": True}
     assert not daemon.services.accounts.require("alice").is_admin
     refused = await alice.command(f"/useradd frank {PASSWORD}", check=False)
     assert refused.final["type"] == "error"
