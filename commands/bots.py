@@ -83,8 +83,10 @@ async def _create_token(ctx: Context, owner: User, name: str,
         raise ChatError(Code.SCOPE, f"a token may not grant more than yours does "
                         f"({shown(mine)}).", scope=shown(granted - mine))
     secret, record = await ctx.services.tokens.create(owner, name, ttl, granted)
-    return ok(f"Token {record.name} for {owner.name} ({shown(granted)}): {secret}  (shown "
-              f"only now; log in with /login {owner.name} --token <token>)", token=secret,
+    lasts = "never expires" if record.expires_at is None else \
+        f"expires {_day(record.expires_at)} UTC"
+    return ok(f"Token {record.name} for {owner.name} ({shown(granted)}, {lasts}): {secret}  "
+              f"(shown only now; log in with /login {owner.name} --token <token>)", token=secret,
               name=record.name, user=owner.name, scopes=listed(granted),
               expires=record.expires_at)
 

@@ -93,7 +93,8 @@ async def test_token_create_reads_name_scopes_and_ttl_in_any_sensible_order(
     await alice.command("/token revoke default")
     short = await alice.command("/token create 2h read,post")
     assert (short["name"], short["scopes"]) == ("default", ["read", "post"])
-    assert short["expires"] is not None
+    assert short["expires"] is not None and "read,post, expires 20" in short["message"]
+    assert "never expires" in scoped["message"]
     assert "lifetime" in (await error_of(alice, "/token create 2h read 3d"))["message"]
     # An unknown scope is named as such, not taken for a lifetime.
     for line in ("/token create t3 read,bogus", "/token create read,bogus"):
