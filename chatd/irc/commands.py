@@ -22,7 +22,7 @@ import contextlib
 import inspect
 import itertools
 import logging
-from collections.abc import Awaitable, Callable, Coroutine, Iterator, Mapping
+from collections.abc import Awaitable, Callable, Coroutine, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Protocol
 
@@ -32,6 +32,7 @@ from chatd.errors import ChatError, Code
 from chatd.irc import numerics as n
 from chatd.irc.codec import IrcMessage, IrcParseError, add_tags, format_line, parse, raw_verb
 from chatd.irc.numerics import IrcError
+from chatd.irc.views import list_lines
 from chatd.protocol.session import SessionState
 
 if TYPE_CHECKING:
@@ -180,6 +181,12 @@ class IrcContext:
 
     def line(self, line: str) -> None:
         self.lines.append(line)
+
+    def reply_list(self, code: str, params: Sequence[str], items: Iterable[str],
+                   separator: str = " ") -> None:
+        """A numeric listing ``items``, split over as many lines as they need."""
+        self.lines.extend(list_lines(self.server_name(), code, self.session.irc.nick,
+                                     params, items, separator))
 
     def hold(self) -> None:
         """Hold deliveries to this session until the command's replies are out."""

@@ -55,7 +55,7 @@ def _clear(ctx: IrcContext, nicks: list[str]) -> None:
 def _list(ctx: IrcContext, nicks: list[str]) -> None:
     listed = list(ctx.session.irc.monitoring.values())
     if listed:
-        ctx.reply(n.RPL_MONLIST, ",".join(listed))
+        ctx.reply_list(n.RPL_MONLIST, (), listed, ",")
     ctx.reply(n.RPL_ENDOFMONLIST, "End of MONITOR list")
 
 
@@ -73,9 +73,9 @@ def _states(ctx: IrcContext, nicks: list[str]) -> None:
         else:
             offline.append(nick)
     if online:
-        ctx.reply(n.RPL_MONONLINE, ",".join(online))
+        ctx.reply_list(n.RPL_MONONLINE, (), online, ",")
     if offline:
-        ctx.reply(n.RPL_MONOFFLINE, ",".join(offline))
+        ctx.reply_list(n.RPL_MONOFFLINE, (), offline, ",")
 
 
 _ACTIONS: Final[dict[str, Callable[[IrcContext, list[str]], None]]] = {

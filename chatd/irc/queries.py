@@ -145,7 +145,7 @@ def whois(ctx: IrcContext) -> None:
     visible = [prefix(room.members[user.id].role, caps) + channel(room.name)
                for room in rooms_of(ctx, user) if ctx.services.rooms.can_see(ctx.user, room)]
     if visible:
-        ctx.reply(n.RPL_WHOISCHANNELS, name, " ".join(visible))
+        ctx.reply_list(n.RPL_WHOISCHANNELS, (name,), visible)
     ctx.reply(n.RPL_WHOISSERVER, name, server, f"chatd {ctx.services.version}")
     if user.is_admin:
         ctx.reply(n.RPL_WHOISOPERATOR, name, "is a server administrator")

@@ -22,7 +22,7 @@ from typing import TYPE_CHECKING, Any, Final, Protocol
 
 from chatd.domain import events as ev
 from chatd.domain.moderation import CONSOLE, SERVER
-from chatd.domain.modes import format_changes
+from chatd.domain.modes import ModeChange, format_changes
 from chatd.irc.codec import MAX_BODY, add_tags, format_line, is_plain_middle, split_text
 from chatd.protocol.codec import iso_ts
 from chatd.protocol.records import record_of
@@ -277,7 +277,11 @@ class IrcRenderer:
         return self._mode(e.room, e.actor, "-v", e.user)
 
     def _modes(self, e: ev.ModesChanged, key: int) -> list[str]:
-        spec, arguments = format_changes(e.changes)
+        # k is a type B mode (CHANMODES=b,k,...): it takes a parameter when unset
+        # too, or a client gives the next one (+l's limit) to -k.
+        spec, arguments = format_changes(
+            ModeChange(False, "k", "*") if c.letter == "k" and not c.on else c
+            for c in e.changes)
         return self._mode(e.room, e.actor, spec, *arguments)
 
     def _room_mode(self, e: ev.ModeChanged, key: int) -> list[str]:

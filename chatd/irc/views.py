@@ -6,7 +6,7 @@ client) and the command handlers. Pure functions of the domain objects.
 
 from __future__ import annotations
 
-from collections.abc import Collection, Iterable
+from collections.abc import Collection, Iterable, Sequence
 from typing import TYPE_CHECKING, Final
 
 from chatd.domain.room import Member, Mode, Role, Room
@@ -56,13 +56,19 @@ def names_lines(renderer: IrcRenderer, nick: str, room: Room,
     (``multi-prefix``) and full masks (``userhost-in-names``) if the client asked."""
     server, name = renderer.server, channel(room.name)
     symbol = "@" if room.mode is Mode.PRIVATE or room.modes.secret else "="
-    head = numeric(server, n.RPL_NAMREPLY, nick, symbol, name, "x")
-    budget = MAX_BODY - len(head.encode())
     shown = renderer.mask if "userhost-in-names" in caps else str
-    lines = [numeric(server, n.RPL_NAMREPLY, nick, symbol, name, " ".join(chunk))
-             for chunk in _chunks((prefix(m.role, caps) + shown(m.name)
-                                   for m in members_in_order(room)), budget)]
+    lines = list_lines(server, n.RPL_NAMREPLY, nick, (symbol, name),
+                       (prefix(m.role, caps) + shown(m.name) for m in members_in_order(room)))
     return [*lines, numeric(server, n.RPL_ENDOFNAMES, nick, name, "End of /NAMES list")]
+
+
+def list_lines(server: str, code: str, nick: str, params: Sequence[str],
+               items: Iterable[str], separator: str = " ") -> list[str]:
+    """A numeric whose last parameter lists ``items``, in as many lines as it takes
+    for each to fit in an IRC line: never an item cut, never one left out."""
+    budget = MAX_BODY - len(numeric(server, code, nick, *params, "x").encode())
+    return [numeric(server, code, nick, *params, separator.join(chunk))
+            for chunk in _chunks(items, budget)]
 
 
 def _chunks(words: Iterable[str], budget: int) -> list[list[str]]:

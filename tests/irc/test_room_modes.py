@@ -51,7 +51,8 @@ async def test_modes_are_set_shown_and_told_to_the_room(server: ChatServer,
     carol.send("MODE #m")
     assert (await carol.expect("324")).params[1:] == ("#m", "+nklm", "<key>", "5")
     alice.send("MODE #m -kl+s whatever")
-    assert (await bob.expect("MODE")).params == ("#m", "-kl+s")
+    # k takes a parameter when unset too (a type B mode): "*" stands for the key.
+    assert (await bob.expect("MODE")).params == ("#m", "-kl+s", "*")
     carol.send("MODE #m", "LIST")
     assert (await carol.expect("403")).params[1] == "#m"
     assert (await carol.expect("323", "322")).command == "323"
@@ -67,6 +68,17 @@ async def test_at_most_four_changes_with_an_argument_per_mode(server: ChatServer
     assert (await bob.expect("MODE")).params == ("#m", "+kl", "b", "2")
     room = server.services.rooms.find("m")
     assert room is not None and (room.modes.key, room.modes.limit) == ("b", 2)
+    # Long lists are split over lines that each fit, whole: MONITOR L and 319.
+    nicks = [f"n{i:02d}" + "x" * 21 for i in range(40)]
+    alice.send(*(f"MONITOR + {','.join(nicks[i:i + 10])}" for i in range(0, 40, 10)))
+    for _ in range(4):
+        await alice.expect("731")
+    alice.send("MONITOR L")
+    listed: list[str] = []
+    while (reply := await alice.expect("732", "733")).command == "732":
+        assert len(alice.lines[-1].encode()) <= 510  # and its CRLF: 512
+        listed += reply.params[-1].split(",")
+    assert sorted(listed) == nicks
 
 
 async def test_mode_refusals(irc: IrcFactory) -> None:
