@@ -294,6 +294,7 @@ def tagmsg(ctx: IrcContext) -> None:
     tags, target = client_tags(ctx), ctx.params[0]
     if not tags:
         return
+    sent = dict(tags)  # what the sender is echoed (echo-message): all of it
     if target.startswith("#"):
         room = existing_room(ctx, target)
         if not room.is_member(ctx.user.id):
@@ -308,8 +309,11 @@ def tagmsg(ctx: IrcContext) -> None:
     else:
         user = existing_user(ctx, target)
         receivers, shown = ctx.services.presence.connections(user), user.name
+    others = [r for r in receivers if r is not ctx.session]
     if tags:
-        _relay_tags(ctx, receivers, shown, tags)
+        _relay_tags(ctx, others, shown, tags)
+    if "echo-message" in ctx.session.irc.caps:
+        _relay_tags(ctx, [ctx.session], shown, sent)
 
 
 def _relay_tags(ctx: IrcContext, receivers: Iterable[Endpoint], target: str,
@@ -319,8 +323,6 @@ def _relay_tags(ctx: IrcContext, receivers: Iterable[Endpoint], target: str,
     stamp = iso_ts(ctx.services.clock.time())
     for receiver in receivers:
         if not isinstance(receiver, IrcSession) or "message-tags" not in receiver.irc.caps:
-            continue
-        if receiver is ctx.session and "echo-message" not in receiver.irc.caps:
             continue
         timed = {"time": stamp} if "server-time" in receiver.irc.caps else {}
         receiver.queue_lines([add_tags(line, {**timed, **tags})])

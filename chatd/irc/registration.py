@@ -34,6 +34,7 @@ from chatd.irc.guests import is_guest
 from chatd.irc.lookup import rooms_of
 from chatd.irc.numerics import IrcError
 from chatd.irc.people import clean_username
+from chatd.irc.views import PREFIX_TOKEN
 from chatd.irc.welcome import welcome
 
 if TYPE_CHECKING:
@@ -88,9 +89,15 @@ def _request(ctx: IrcContext, wanted: str) -> None:
             caps.discard(cap_name)
         else:
             caps.add(cap_name)
+    had_prefix = "multi-prefix" in irc.caps
     ctx.session.set_caps(caps)
     ctx.listener.people.caps_changed(ctx.session)
     _cap_reply(ctx, "ACK", wanted)
+    if irc.registered and ("multi-prefix" in caps) != had_prefix:
+        # The prefixes it will be shown change (the owner's ~ comes or goes): told
+        # again, as a client told PREFIX=(ov)@+ would read ~@alice as a nick.
+        ctx.reply(n.RPL_ISUPPORT, PREFIX_TOKEN["multi-prefix" in caps],
+                  "are supported by this server")
 
 
 def _negotiating(irc: IrcState, on: bool) -> None:

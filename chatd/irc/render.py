@@ -192,15 +192,19 @@ class IrcRenderer:
         """:meth:`message`'s general way: tags, actions, and the splitting of long text
         or of several lines."""
         tags = self._message_tags(msg, key)
+        # A msgid names one line: the first carries it, the lines that continue the
+        # message do not (a client that drops repeated msgids would hide them).
+        following = {name: value for name, value in tags.items() if name != "msgid"}
         overhead = len(f":{source} {verb} {target} :".encode()) + 2
-        lines = []
+        lines: list[str] = []
         for text in body.split("\n"):
             if msg.msg_kind == "action":
                 pieces = [f"\x01ACTION {p}\x01" for p in split_text(text, MAX_BODY - overhead - 9)]
             else:
                 pieces = split_text(text, MAX_BODY - overhead)
-            lines += [format_line(verb, target, piece, source=source, tags=tags)
-                      for piece in pieces]
+            lines += [format_line(verb, target, piece, source=source,
+                                  tags=following if lines or index else tags)
+                      for index, piece in enumerate(pieces)]
         return lines
 
     def _message_tags(self, msg: ev.Message, key: int) -> dict[str, str]:

@@ -64,6 +64,13 @@ async def test_typing_crosses_both_ways(irc: IrcFactory, clients: Clients) -> No
     assert event["user"] == "bob"
     bob.send("PING z")
     assert (await bob.expect("PONG", "403")).command == "PONG"  # TAGMSG is quiet
+    # With echo-message the sender hears its TAGMSG back, typing included.
+    echoed = await irc("dave", caps=("message-tags", "echo-message"))
+    echoed.send("JOIN #t")
+    await echoed.expect("366")
+    echoed.send("@+typing=active TAGMSG #t")
+    back = await echoed.expect("TAGMSG")
+    assert back.tags == {"+typing": "active"} and back.source.startswith("dave!")
 
 
 async def test_notice_is_a_message_and_never_answers_errors(irc: IrcFactory,

@@ -65,6 +65,14 @@ def test_a_message_at_the_length_of_a_line_is_split_only_past_it() -> None:
                                           message.text)
 
 
+def test_only_the_first_line_of_a_split_message_carries_its_msgid() -> None:
+    message = ev.Message("al", "y" * 900 + "\nsecond line", TS, 42, room="dev")
+    written = _renderer().message(message, TAGGED)
+    assert len(written) == 3
+    assert ["msgid=42" in line.split(" ", 1)[0] for line in written] == [True, False, False]
+    assert all("time=" in line.split(" ", 1)[0] for line in written)
+
+
 @given(text=_TEXTS, mask=st.sampled_from(["al!al@irc.test", "é" * 60 + "!x@irc.test"]),
        target=st.sampled_from(["#dev", "#DEV" * 20, "bob", "#\u0130" * 30]),
        kind=st.sampled_from(["text", "notice", "action"]))

@@ -191,6 +191,14 @@ async def test_isupport_tells_each_client_the_prefixes_it_will_see(irc: IrcFacto
         isupport = [line for line in client.lines if " 005 " in line]
         assert any(token in line.split() for line in isupport), caps
         assert any("CHANMODES=b,k,l,imnstR" in line.split() for line in isupport)
+    # Asked for after registration, multi-prefix brings the new PREFIX with it (and
+    # taking it back, the old one): the client reads ~@alice right.
+    late = await irc("late")
+    for wanted, token in (("multi-prefix", "PREFIX=(qov)~@+"), ("-multi-prefix",
+                                                                  "PREFIX=(ov)@+")):
+        late.send(f"CAP REQ :{wanted}")
+        await late.expect("CAP")
+        assert token in (await late.expect("005")).params
 
 
 async def test_a_transfer_reads_as_q_and_o(server: ChatServer, irc: IrcFactory,
