@@ -92,6 +92,7 @@ def page(routes: list[Route], version: str) -> bytes:
 <meta name="viewport" content="width=device-width, initial-scale=1">
 <title>chatd HTTP API {html.escape(version)}</title>
 <link rel="stylesheet" href="/static/docs.css">
+<link rel="icon" href="data:,">
 </head>
 <body>
 <main>

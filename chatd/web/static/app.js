@@ -215,6 +215,21 @@ function renderNav() {
   }
 }
 
+// What the screen says it shows (a screen reader hears these): the conversation in
+// view, or none once it was left.
+function renderHeader(conv) {
+  const label = !conv ? "" : conv.kind === "room" ? `#${conv.name}` : conv.name;
+  $("view-title").textContent = label || "No room yet";
+  $("view-topic").textContent = conv ? conv.topic || "" : "";
+  $("composer-label").textContent = label ? `Message ${label}` : "Message";
+  $("log").setAttribute("aria-label", label ? `Messages in ${label}` : "Messages");
+  if (!conv) {
+    $("older-button").hidden = true;
+    $("history-status").textContent = "";
+    $("member-list").replaceChildren();
+  }
+}
+
 async function activate(key, {focus = true} = {}) {
   const conv = state.convs.get(key);
   if (!conv) return;
@@ -227,11 +242,7 @@ async function activate(key, {focus = true} = {}) {
     saved.active = key;
     conn.save(saved);
   }
-  const label = conv.kind === "room" ? `#${conv.name}` : conv.name;
-  $("view-title").textContent = label;
-  $("view-topic").textContent = conv.topic || "";
-  $("composer-label").textContent = `Message ${label}`;
-  $("log").setAttribute("aria-label", `Messages in ${label}`);
+  renderHeader(conv);
   renderNav();
   renderLog();
   if (focus) $("composer-input").focus();
@@ -273,7 +284,11 @@ async function loadOlder() {
     addNote(conv, `history unavailable: ${err.message}`, "error");
   } finally {
     state.olderLoading = false;
+    const button = $("older-button");
+    const focused = document.activeElement === button;
     historyStatus(conv);
+    // The button hides at the start of history: focus must not fall to the page.
+    if (focused && button.hidden) log.focus();
   }
 }
 
@@ -437,7 +452,8 @@ function onEvent(record) {
     conv.topic = record.topic || "";
     if (conv.key === state.active) $("view-topic").textContent = conv.topic;
   }
-  if (["kick", "ban", "terminated"].includes(record.event) && record.user === state.me) {
+  if (["kick", "ban", "terminated", "leave"].includes(record.event) && record.user === state.me) {
+    // Also a leave of this account's other tab or connection.
     conv.member = false;
     renderNav();
   }
@@ -507,8 +523,12 @@ async function submit(event) {
   if (command === "logout" || command === "quit") {
     // As the Log out button: the tab's token is revoked while the session may still.
     await endSession("");
-  } else if (command === "me" && conv && conv.kind === "direct") {
-    noteHere("/me acts in a room; in a direct conversation, type the text.", "error");
+  } else if ((command === "me" || command === "sticker") && conv && conv.kind === "direct") {
+    noteHere(`/${command} acts in a room; in a direct conversation, type the text.`, "error");
+  } else if (command === "format" || (command === "set" && /\bformat\b/i.test(line))) {
+    // The page reads JSON records: text lines would leave every answer unread.
+    noteHere("This page talks to the server in JSON; the format cannot change here.",
+             "error");
   } else if (command !== null) {
     const reply = await conn.command(line);
     handleReply(line, reply);
@@ -531,6 +551,8 @@ async function handleReply(line, reply) {
   const command = reply.command;
   if ((command === "join" || command === "create") && !reply.requested) {
     const conv = conversation("room", reply.name || reply.room);
+    // Back after a kick or a leave: what was said meanwhile is read again.
+    if (!conv.member) conv.loaded = false;
     conv.member = true;
     conv.topic = reply.topic || conv.topic;
     await activate(conv.key);
@@ -538,7 +560,10 @@ async function handleReply(line, reply) {
     await activate(conversation("room", reply.room).key);
   } else if (command === "leave") {
     state.convs.delete(`#${String(reply.room).toLowerCase()}`);
-    if (state.active === `#${String(reply.room).toLowerCase()}`) state.active = null;
+    if (state.active === `#${String(reply.room).toLowerCase()}`) {
+      state.active = null;
+      renderHeader(null);
+    }
     renderNav();
     renderLog();
   } else if (command === "msg" || command === "emsg") {
@@ -585,8 +610,11 @@ async function toggleStickers() {
   const box = $("stickers");
   const button = $("sticker-button");
   if (!box.hidden) {
+    // Focus goes back where it came from, as the notifications panel's does.
+    const inside = box.contains(document.activeElement);
     box.hidden = true;
     button.setAttribute("aria-expanded", "false");
+    if (inside) $("composer-input").focus();
     return;
   }
   if (!state.stickers) {
@@ -700,12 +728,19 @@ async function syncRooms(names) {
   for (const name of names) conversation("room", name).member = true;
   const mine = await conn.command("/myrooms");
   if (mine.type === "ok") {
+    const current = new Set(mine.rooms.map((room) => room.name.toLowerCase()));
+    for (const conv of state.convs.values()) {
+      // Left meanwhile (kicked while the connection was away, say).
+      if (conv.kind === "room" && !current.has(conv.name.toLowerCase())) conv.member = false;
+    }
     for (const room of mine.rooms) {
       const conv = conversation("room", room.name);
       conv.member = true;
       conv.topic = room.topic || "";
     }
   }
+  const shown = state.convs.get(state.active);
+  if (shown) renderHeader(shown);
   renderNav();
 }
 
@@ -755,7 +790,9 @@ conn.onStatus(async (status, detail) => {
     const lastId = state.resumeFrom || 0;
     state.resumeFrom = null;
     await syncRooms(detail.rooms || []);
+    api.links.clear();  // signed by the daemon that went away: they may no longer pass
     await recover(lastId);
+    await loadNotifications();  // those written while the connection was away
     const conv = state.convs.get(state.active);
     if (conv && conv.kind === "room" && conv.member) conn.command(`/switch ${conv.name}`);
     refreshMembers();

@@ -9,6 +9,11 @@
 // missed. Nothing here builds HTML.
 
 const COMMAND_TIMEOUT_MS = 20000;
+// The HTTP API: requests at once, tries of one refused with 429, and how long a
+// file's signed link is used again (the server's links last longer).
+const API_CONCURRENCY = 4;
+const API_RETRIES = 5;
+const LINK_REUSE_MS = 60000;
 const BACKOFF_FIRST_MS = 300;
 const BACKOFF_MAX_MS = 5000;
 
@@ -128,11 +133,13 @@ export class Connection {
   // resume token when the server gives one. The token may do all that this
   // password session may (a reconnected tab keeps its powers: moderation, admin).
   async login(name, password, register) {
-    this.wanted = true;
     if (!this.ws) await this.open();
     const line = register ? `/register ${name} ${password}` : `/login ${name} ${password} --resume`;
     const reply = await this.command(line);
     if (reply.type !== "ok") return reply;
+    // Only a logged-in connection comes back by itself: one that never logged in
+    // (a wrong password, then the server's login timeout) just closes quietly.
+    this.wanted = true;
     const tokenName = `web-${randomWord()}`;
     const made = await this.command(`/token create ${tokenName} all 7d`);
     const saved = {user: reply.user, admin: reply.admin, lastId: 0};
@@ -168,6 +175,19 @@ export class Connection {
       this.save(saved);
     }
     return reply;
+  }
+
+  // The tab's API token was refused (revoked by a duplicate of this tab that logged
+  // out, say): make the tab one of its own over the logged-in connection.
+  async renewToken() {
+    const saved = this.saved;
+    if (!saved || !this.user) return false;
+    const made = await this.command(`/token create web-${randomWord()} all 7d`);
+    if (made.type !== "ok") return false;
+    saved.token = made.token;
+    saved.tokenName = made.name;
+    this.save(saved);
+    return true;
   }
 
   async logout() {
@@ -244,20 +264,54 @@ function randomWord() {
 export class Api {
   constructor(connection) {
     this.connection = connection;
+    this.running = 0;
+    this.waiting = [];
+    this.links = new Map();  // file id -> {at, promise}: a signed link, for a while
   }
 
+  // A request, a few at a time (a room of images asks for many links at once, and
+  // the server counts every request against the user's command rate): one refused
+  // with 429 waits its Retry-After and is tried again; one whose token is gone (the
+  // tab was duplicated and the other one logged out) gets the tab a new token first.
   async call(method, path, body, headers = {}) {
-    const saved = this.connection.saved;
-    if (!saved || !saved.token) throw new Error("no API token for this tab.");
-    const answer = await fetch(`/api/v1${path}`, {
-      method, body, headers: {Authorization: `Bearer ${saved.token}`, ...headers},
-    });
-    const value = await answer.json().catch(() => ({}));
-    if (!answer.ok) {
-      const error = value.error || {};
-      throw new Error(`${error.code || answer.status}: ${error.message || "request failed"}`);
+    await this.slot();
+    try {
+      for (let attempt = 0; ; attempt += 1) {
+        const saved = this.connection.saved;
+        if (!saved || !saved.token) throw new Error("no API token for this tab.");
+        const answer = await fetch(`/api/v1${path}`, {
+          method, body, headers: {Authorization: `Bearer ${saved.token}`, ...headers},
+        });
+        const value = await answer.json().catch(() => ({}));
+        if (answer.ok) return value;
+        if (answer.status === 429 && attempt < API_RETRIES) {
+          const wait = Number(answer.headers.get("Retry-After")) || 1;
+          await new Promise((resolve) => setTimeout(resolve, wait * 1000));
+          continue;
+        }
+        if (answer.status === 401 && attempt === 0 && await this.connection.renewToken()) {
+          continue;
+        }
+        const error = value.error || {};
+        throw new Error(`${error.code || answer.status}: ${error.message || "request failed"}`);
+      }
+    } finally {
+      this.release();
     }
-    return value;
+  }
+
+  slot() {
+    if (this.running < API_CONCURRENCY) {
+      this.running += 1;
+      return Promise.resolve();
+    }
+    return new Promise((resolve) => this.waiting.push(resolve));
+  }
+
+  release() {
+    const next = this.waiting.shift();
+    if (next) next();
+    else this.running -= 1;
   }
 
   history(room, before, limit = 50) {
@@ -266,8 +320,15 @@ export class Api {
     return this.call("GET", `/rooms/${encodeURIComponent(room)}/messages?${query}`);
   }
 
+  // A file's details and signed download link; asked again only after a while (a
+  // room's images are drawn again each time it is opened).
   file(id) {
-    return this.call("GET", `/files/${id}`);
+    const kept = this.links.get(id);
+    if (kept && Date.now() - kept.at < LINK_REUSE_MS) return kept.promise;
+    const promise = this.call("GET", `/files/${id}`);
+    this.links.set(id, {at: Date.now(), promise});
+    promise.catch(() => this.links.delete(id));
+    return promise;
   }
 
   upload(room, file) {

@@ -8,6 +8,7 @@ from typing import Any
 from PIL import Image
 from playwright.async_api import expect
 
+from tests.helpers import PASSWORD
 from tests.web.browser.conftest import Daemon, screenshot
 from tests.web.browser.pages import enter_room, log_text, messages, register, see, type_line
 
@@ -237,3 +238,57 @@ async def test_typed_commands_list_act_where_they_should_and_log_out_cleanly(
     await page.locator("#login").wait_for(state="visible")
     assert services.tokens.of(erin) == []
     assert page.script_errors == []
+
+
+async def test_a_failed_login_then_the_login_timeout_leaves_the_page_alone(
+        daemon: Daemon, browser: Any) -> None:
+    page = await browser("gwen")
+    await daemon.tcp_user("gwen")
+    await page.goto(daemon.url + "/")
+    await page.get_by_label("Name").fill("gwen")
+    await page.get_by_label("Password").fill("not-the-password")
+    await page.get_by_role("button", name="Log in").click()
+    error = page.locator("#login-error")
+    await error.filter(has_text="wrong").wait_for()
+    # The user types the password again while the server closes the connection that
+    # never logged in (limits.login_timeout).
+    await page.get_by_label("Password").fill("half")
+    assert daemon.server is not None
+    daemon.clock.advance(daemon.server.config.limits.login_timeout + 1)
+    daemon.server.listeners.sweep_once()
+    await page.wait_for_timeout(1500)  # the page's reconnection would have come by now
+    assert "wrong" in await error.text_content()
+    assert await page.evaluate("document.activeElement.id") == "login-password"
+    assert await page.get_by_label("Name").input_value() == "gwen"
+    # And the next try logs in on a new connection.
+    await page.get_by_label("Password").fill(PASSWORD)
+    await page.get_by_role("button", name="Log in").click()
+    await page.locator("#me").filter(has_text="gwen").wait_for()
+    # The page talks JSON to the server: typing a format change is refused here.
+    await type_line(page, "/set format text")
+    await page.locator("#log li.error").filter(has_text="cannot change here").wait_for()
+    await type_line(page, "/whoami")
+    await page.locator("#log li.note").filter(has_text="gwen").first.wait_for()
+    assert page.script_errors == []
+
+
+async def test_leaving_a_room_shows_everywhere_the_account_is(
+        daemon: Daemon, browser: Any) -> None:
+    first, second = await browser("hana"), await browser("hana-again")
+    await register(first, daemon.url, "hana")
+    await enter_room(first, "/create yard", "yard")
+    await second.goto(daemon.url + "/")
+    await second.get_by_label("Name").fill("hana")
+    await second.get_by_label("Password").fill(PASSWORD)
+    await second.get_by_role("button", name="Log in").click()
+    await second.locator("#view-title").filter(has_text="#yard").wait_for()
+    await enter_room(first, "/create shed", "shed")
+    # Left in the second tab: the first lists #yard as a room it is not in.
+    await second.get_by_role("button", name="#yard").click()
+    await type_line(second, "/leave yard")
+    await first.get_by_role("button", name="#yard, not a member").wait_for()
+    # Left where it is on screen: the screen no longer claims to show it.
+    await type_line(second, "/leave shed")
+    await second.locator("#view-title").filter(has_text="No room yet").wait_for()
+    assert await second.locator("#composer-label").text_content() == "Message"
+    assert first.script_errors == [] and second.script_errors == []
