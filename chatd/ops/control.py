@@ -200,11 +200,9 @@ class ControlServer:
         config, services = self.admin.config, self.services
         if config.cluster.enabled:
             # A refusal, not a failure: the cluster's database is PostgreSQL's to back up.
-            writer.write(json.dumps({
-                "ok": False, "code": Code.NOT_PERMITTED.value,
-                "error": "in cluster mode the database is PostgreSQL's: back it up with "
-                         "pg_dump or continuous archiving (docs/CLUSTER.md, \"Backups\")"}
-            ).encode() + b"\n")
+            writer.write(_refusal(Code.NOT_PERMITTED, "in cluster mode the database is "
+                                  "PostgreSQL's: back it up with pg_dump or continuous "
+                                  "archiving (docs/CLUSTER.md, \"Backups\")"))
             return
         with_files = bool(request.get("files"))
         blobs = files_dir(config.files, config.storage.path) / BLOBS \
@@ -228,8 +226,7 @@ class ControlServer:
         except (StorageError, OSError) as exc:
             log.error("backup failed", extra={"fields": {"error": str(exc)}})
             if not answered:  # mid-stream, closing the connection tells chatctl
-                writer.write(json.dumps({"ok": False, "code": Code.INTERNAL_ERROR.value,
-                                         "error": f"backup failed: {exc}"}).encode() + b"\n")
+                writer.write(_refusal(Code.INTERNAL_ERROR, f"backup failed: {exc}"))
             return
         log.info("backup sent", extra={"fields": totals})
 
@@ -241,8 +238,7 @@ class ControlServer:
             try:
                 room = self.services.rooms.require(str(request["room"])).name
             except ChatError as exc:
-                writer.write(json.dumps({"ok": False, "code": exc.code.value,
-                                         "error": exc.message}).encode() + b"\n")
+                writer.write(_refusal(exc.code, exc.message))
                 return
         queue: asyncio.Queue[dict[str, Any]] = asyncio.Queue(maxsize=10_000)
 
@@ -263,6 +259,12 @@ class ControlServer:
             return  # the follower went, or the daemon is stopping: the stream ends
         finally:
             self.services.audit.listeners.discard(on_audit)
+
+
+def _refusal(code: Code, message: str) -> bytes:
+    """The answer line of a stream's request that is refused (chatctl says ``code:
+    message``), as :meth:`ControlServer.answer` answers any other request."""
+    return json.dumps({"ok": False, "code": code.value, "error": message}).encode() + b"\n"
 
 
 def _blobs_note(with_files: bool, backend: str) -> str:
