@@ -309,20 +309,30 @@ def tagmsg(ctx: IrcContext) -> None:
     else:
         user = existing_user(ctx, target)
         receivers, shown = ctx.services.presence.connections(user), user.name
-    others = [r for r in receivers if r is not ctx.session]
-    if tags:
-        _relay_tags(ctx, others, shown, tags)
-    if "echo-message" in ctx.session.irc.caps:
-        _relay_tags(ctx, [ctx.session], shown, sent)
+    _relay_tags(ctx, receivers, shown, tags, sent)
 
 
 def _relay_tags(ctx: IrcContext, receivers: Iterable[Endpoint], target: str,
-                tags: dict[str, str]) -> None:
+                tags: dict[str, str], sent: dict[str, str]) -> None:
+    """``tags`` to the other receivers that take message tags; ``sent`` (all of them)
+    back to the sender with echo-message, labelled as a PRIVMSG's echo is."""
     line = format_line("TAGMSG", target, source=ctx.listener.renderer.mask(ctx.nick),
                        trailing=False)
     stamp = iso_ts(ctx.services.clock.time())
-    for receiver in receivers:
-        if not isinstance(receiver, IrcSession) or "message-tags" not in receiver.irc.caps:
-            continue
-        timed = {"time": stamp} if "server-time" in receiver.irc.caps else {}
-        receiver.queue_lines([add_tags(line, {**timed, **tags})])
+    if tags:
+        for receiver in receivers:
+            if receiver is not ctx.session and isinstance(receiver, IrcSession) \
+                    and "message-tags" in receiver.irc.caps:
+                receiver.queue_lines([_tagged(receiver, line, tags, stamp)])
+    caps = ctx.session.irc.caps
+    if "echo-message" in caps and "message-tags" in caps:
+        echo = _tagged(ctx.session, line, sent, stamp)
+        if ctx.label is not None and "labeled-response" in caps:
+            ctx.line(echo)  # the labelled command's response
+        else:
+            ctx.session.queue_lines([echo])
+
+
+def _tagged(receiver: IrcSession, line: str, tags: dict[str, str], stamp: str) -> str:
+    timed = {"time": stamp} if "server-time" in receiver.irc.caps else {}
+    return add_tags(line, {**timed, **tags})

@@ -256,7 +256,7 @@ class Listeners:
 def check_certificate(config: Config) -> None:
     """ConfigError naming the files when a TLS listener's certificate or key cannot
     be loaded: a reload is then refused, and the old certificate stays."""
-    if not (config.tls.enabled or config.irc.tls_port is not None):
+    if not (config.tls.enabled or (config.irc.enabled and config.irc.tls_port is not None)):
         return
     try:
         ssl.create_default_context(ssl.Purpose.CLIENT_AUTH).load_cert_chain(

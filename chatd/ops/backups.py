@@ -81,6 +81,7 @@ class Backups:
         # reload nor a restart puts it off.
         self._last: float | None = None
         self._since: float | None = None
+        self._changed = asyncio.Event()
 
     def _folder(self, config: BackupConfig) -> Path:
         return Path(config.dir or state_directory(self._database) / "backups")
@@ -96,16 +97,22 @@ class Backups:
             self._task = None
 
     def reconfigure(self, config: BackupConfig) -> None:
-        """Apply a reloaded configuration: new directory, interval or retention."""
-        self.stop()
+        """Apply a reloaded configuration: new directory, interval or retention. The
+        running loop is woken, never cancelled: a reload never breaks off a backup
+        being taken, and the next one's time is measured again."""
         self.config = config
         self._directory = self._folder(config)
-        self.start()
+        if config.interval <= 0:
+            self.stop()
+        elif self._task is None:
+            self.start()
+        else:
+            self._changed.set()
 
     async def _loop(self) -> None:
         while True:
-            await asyncio.sleep(max(0.0, await self._due() - time.time()))
             try:
+                await self._until_due()
                 async with self._leader.lead("backup") as leading:
                     if leading:
                         await self.take()
@@ -117,19 +124,28 @@ class Backups:
             finally:
                 self._last = time.time()
 
-    async def _due(self) -> float:
-        """When the next scheduled backup is due: an interval after the last one
-        (tried by this process, or found in the directory), or after scheduling
-        began when there is none."""
-        last = self._last or await asyncio.to_thread(self._newest) or self._since or time.time()
-        return last + self.config.interval
+    async def _until_due(self) -> None:
+        """Wait until the next scheduled backup is due: an interval after the last one
+        (tried by this process, or found in the directory), or after scheduling began
+        when there is none; a reload wakes the wait, which is measured again."""
+        while True:
+            last = (self._last or await asyncio.to_thread(self._newest) or self._since
+                    or time.time())
+            left = last + self.config.interval - time.time()
+            if left <= 0:
+                return
+            self._changed.clear()
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._changed.wait(), left)
 
     def _newest(self) -> float | None:
-        """The time of the newest backup of this database in the directory."""
-        stamps = [m.group(1) for m in map(self._own.fullmatch, self._names()) if m]
-        if not stamps:
-            return None
-        return calendar.timegm(time.strptime(max(stamps), "%Y%m%d-%H%M%S"))
+        """The time of the newest backup of this database in the directory (a name
+        that is no real time is skipped; one in the future counts as now)."""
+        times = []
+        for match in filter(None, map(self._own.fullmatch, self._names())):
+            with contextlib.suppress(ValueError):
+                times.append(calendar.timegm(time.strptime(match.group(1), "%Y%m%d-%H%M%S")))
+        return min(max(times), time.time()) if times else None
 
     def _names(self) -> list[str]:
         try:

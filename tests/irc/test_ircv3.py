@@ -71,6 +71,15 @@ async def test_typing_crosses_both_ways(irc: IrcFactory, clients: Clients) -> No
     echoed.send("@+typing=active TAGMSG #t")
     back = await echoed.expect("TAGMSG")
     assert back.tags == {"+typing": "active"} and back.source.startswith("dave!")
+    # To a user too (the sender is not among the receivers), and labelled: the echo
+    # is the labelled response, with no ACK beside it.
+    labelled = await irc("erin", caps=("message-tags", "echo-message", "labeled-response"))
+    labelled.send("@label=t1;+react=yes TAGMSG bob")
+    back = await labelled.expect("TAGMSG", "ACK")
+    assert back.command == "TAGMSG" and back.tags == {"label": "t1", "+react": "yes"}
+    while (relayed := await bob.expect("TAGMSG")).tags.get("+typing"):
+        pass  # dave's typing in #t comes first
+    assert relayed.tags == {"+react": "yes"} and relayed.params == ("bob",)
 
 
 async def test_notice_is_a_message_and_never_answers_errors(irc: IrcFactory,

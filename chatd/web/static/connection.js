@@ -29,6 +29,7 @@ export class Connection {
     this.backoff = BACKOFF_FIRST_MS;
     this.timer = null;
     this.user = null;
+    this.renewing = null;
   }
 
   // -- what the tab keeps (sessionStorage: this tab only, gone when it closes) --
@@ -179,15 +180,25 @@ export class Connection {
 
   // The tab's API token was refused (revoked by a duplicate of this tab that logged
   // out, say): make the tab one of its own over the logged-in connection.
-  async renewToken() {
+  // One renewal at a time: requests refused together share it (each new token would
+  // otherwise outlive the tab, unrevoked); one refused with a token since replaced
+  // just tries again.
+  renewToken(refused) {
     const saved = this.saved;
-    if (!saved || !this.user) return false;
-    const made = await this.command(`/token create web-${randomWord()} all 7d`);
-    if (made.type !== "ok") return false;
-    saved.token = made.token;
-    saved.tokenName = made.name;
-    this.save(saved);
-    return true;
+    if (!saved || !this.user) return Promise.resolve(false);
+    if (saved.token !== refused) return Promise.resolve(true);
+    if (!this.renewing) {
+      this.renewing = (async () => {
+        const made = await this.command(`/token create web-${randomWord()} all 7d`);
+        if (made.type !== "ok") return false;
+        const kept = this.saved || saved;
+        kept.token = made.token;
+        kept.tokenName = made.name;
+        this.save(kept);
+        return true;
+      })().finally(() => { this.renewing = null; });
+    }
+    return this.renewing;
   }
 
   async logout() {
@@ -274,29 +285,33 @@ export class Api {
   // with 429 waits its Retry-After and is tried again; one whose token is gone (the
   // tab was duplicated and the other one logged out) gets the tab a new token first.
   async call(method, path, body, headers = {}) {
-    await this.slot();
-    try {
-      for (let attempt = 0; ; attempt += 1) {
-        const saved = this.connection.saved;
-        if (!saved || !saved.token) throw new Error("no API token for this tab.");
-        const answer = await fetch(`/api/v1${path}`, {
+    let renewed = false;
+    for (let attempt = 0; ; attempt += 1) {
+      const saved = this.connection.saved;
+      if (!saved || !saved.token) throw new Error("no API token for this tab.");
+      await this.slot();
+      let answer;
+      let value;
+      try {
+        answer = await fetch(`/api/v1${path}`, {
           method, body, headers: {Authorization: `Bearer ${saved.token}`, ...headers},
         });
-        const value = await answer.json().catch(() => ({}));
-        if (answer.ok) return value;
-        if (answer.status === 429 && attempt < API_RETRIES) {
-          const wait = Number(answer.headers.get("Retry-After")) || 1;
-          await new Promise((resolve) => setTimeout(resolve, wait * 1000));
-          continue;
-        }
-        if (answer.status === 401 && attempt === 0 && await this.connection.renewToken()) {
-          continue;
-        }
-        const error = value.error || {};
-        throw new Error(`${error.code || answer.status}: ${error.message || "request failed"}`);
+        value = await answer.json().catch(() => ({}));
+      } finally {
+        this.release();  // not held while waiting to try again
       }
-    } finally {
-      this.release();
+      if (answer.ok) return value;
+      if (answer.status === 429 && attempt < API_RETRIES) {
+        const wait = Number(answer.headers.get("Retry-After")) || 1;
+        await new Promise((resolve) => setTimeout(resolve, wait * 1000));
+        continue;
+      }
+      if (answer.status === 401 && !renewed && await this.connection.renewToken(saved.token)) {
+        renewed = true;
+        continue;
+      }
+      const error = value.error || {};
+      throw new Error(`${error.code || answer.status}: ${error.message || "request failed"}`);
     }
   }
 
@@ -327,7 +342,9 @@ export class Api {
     if (kept && Date.now() - kept.at < LINK_REUSE_MS) return kept.promise;
     const promise = this.call("GET", `/files/${id}`);
     this.links.set(id, {at: Date.now(), promise});
-    promise.catch(() => this.links.delete(id));
+    promise.catch(() => {
+      if (this.links.get(id)?.promise === promise) this.links.delete(id);
+    });
     return promise;
   }
 
