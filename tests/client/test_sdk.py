@@ -418,28 +418,36 @@ async def test_say_returns_the_echo_of_a_line_the_server_cleaned(clients: Client
 
 class _Proxy:
     """A TCP relay to the server whose open connections can be frozen: bytes stop
-    both ways and nothing is closed, as when a peer vanishes without a word."""
+    both ways and nothing is closed, as when a peer vanishes without a word.
+    Connections made after the freeze are relayed as usual."""
 
     def __init__(self, port: int) -> None:
         self.port = port
-        self.frozen = asyncio.Event()
         self.server: asyncio.Server | None = None
+        self._relays: dict[int, bool] = {}  # relay -> frozen
+        self._tasks: set[asyncio.Task[None]] = set()
 
     async def start(self) -> int:
         self.server = await asyncio.start_server(self._relay, "127.0.0.1", 0)
         return int(self.server.sockets[0].getsockname()[1])
 
+    def freeze(self) -> None:
+        """Every connection open now goes silent."""
+        for relay in self._relays:
+            self._relays[relay] = True
+
     async def _relay(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         upstream_reader, upstream_writer = await asyncio.open_connection("127.0.0.1", self.port)
-        frozen = self.frozen.is_set
+        relay = id(writer)
+        self._relays[relay] = False
 
         async def pipe(source: asyncio.StreamReader, sink: asyncio.StreamWriter) -> None:
             while data := await source.read(65536):
-                if frozen():
-                    continue  # swallowed: the other end hears nothing, and waits
-                sink.write(data)
+                if not self._relays.get(relay):  # frozen: swallowed, the other end waits
+                    sink.write(data)
         pipes = [asyncio.ensure_future(pipe(reader, upstream_writer)),
                  asyncio.ensure_future(pipe(upstream_reader, writer))]
+        self._tasks.update(pipes)
         try:
             # Either end closing ends the relay (and so the other end).
             await asyncio.wait(pipes, return_when=asyncio.FIRST_COMPLETED)
@@ -447,12 +455,17 @@ class _Proxy:
             for task in pipes:
                 task.cancel()
             await asyncio.gather(*pipes, return_exceptions=True)
+            self._tasks.difference_update(pipes)
+            self._relays.pop(relay, None)
             for end in (writer, upstream_writer):
                 end.close()
                 with contextlib.suppress(OSError):
                     await end.wait_closed()
 
     async def stop(self) -> None:
+        for task in list(self._tasks):
+            task.cancel()
+        await asyncio.gather(*self._tasks, return_exceptions=True)
         if self.server is not None:
             self.server.close()
             await self.server.wait_closed()
@@ -470,17 +483,17 @@ async def test_a_connection_that_stops_answering_is_dropped_and_made_again(
 
     @bot.command("slow")
     async def slow(message: Message, args: str) -> None:
-        proxy.frozen.set()  # the peer is gone from here on, without a word
+        proxy.freeze()  # the peer is gone from here on, without a word
         await bot.request("/ping", timeout=0.2)
 
-    task = await started(bot)
-    await alice.command("/say general !slow")
-    await until(lambda: not bot.connected.is_set(), "the bot to give the connection up")
-    proxy.frozen.clear()  # new connections go through
-    await until(bot.connected.is_set, "the bot to connect again")
-    assert bot.connections == 2
-    await stopped(bot, task)
-    await proxy.stop()
+    try:
+        task = await started(bot)
+        await alice.command("/say general !slow")
+        await until(lambda: bot.connections == 2, "the bot to give the connection up and "
+                                                  "make a new one")
+        await stopped(bot, task)
+    finally:
+        await proxy.stop()
 
 
 async def test_a_bot_that_knows_no_message_resumes_nothing_rather_than_everything(
