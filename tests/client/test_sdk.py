@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import os
 import stat
@@ -36,6 +35,7 @@ from tests.client.helpers import (
     until,
 )
 from tests.helpers import PASSWORD, ChatServer, Clients, settle, start_server
+from tests.relay import Relay
 
 
 async def test_handlers_get_typed_events(server: ChatServer, clients: Clients) -> None:
@@ -416,84 +416,26 @@ async def test_say_returns_the_echo_of_a_line_the_server_cleaned(clients: Client
     assert echoed["type"] == "message" and echoed["text"] == "tab here, bell and trailing"
 
 
-class _Proxy:
-    """A TCP relay to the server whose open connections can be frozen: bytes stop
-    both ways and nothing is closed, as when a peer vanishes without a word.
-    Connections made after the freeze are relayed as usual."""
-
-    def __init__(self, port: int) -> None:
-        self.port = port
-        self.server: asyncio.Server | None = None
-        self._relays: dict[int, bool] = {}  # relay -> frozen
-        self._tasks: set[asyncio.Task[None]] = set()
-
-    async def start(self) -> int:
-        self.server = await asyncio.start_server(self._relay, "127.0.0.1", 0)
-        return int(self.server.sockets[0].getsockname()[1])
-
-    def freeze(self) -> None:
-        """Every connection open now goes silent."""
-        for relay in self._relays:
-            self._relays[relay] = True
-
-    async def _relay(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        upstream_reader, upstream_writer = await asyncio.open_connection("127.0.0.1", self.port)
-        relay = id(writer)
-        self._relays[relay] = False
-
-        async def pipe(source: asyncio.StreamReader, sink: asyncio.StreamWriter) -> None:
-            while data := await source.read(65536):
-                if not self._relays.get(relay):  # frozen: swallowed, the other end waits
-                    sink.write(data)
-        pipes = [asyncio.ensure_future(pipe(reader, upstream_writer)),
-                 asyncio.ensure_future(pipe(upstream_reader, writer))]
-        self._tasks.update(pipes)
-        try:
-            # Either end closing ends the relay (and so the other end).
-            await asyncio.wait(pipes, return_when=asyncio.FIRST_COMPLETED)
-        finally:
-            for task in pipes:
-                task.cancel()
-            await asyncio.gather(*pipes, return_exceptions=True)
-            self._tasks.difference_update(pipes)
-            self._relays.pop(relay, None)
-            for end in (writer, upstream_writer):
-                end.close()
-                with contextlib.suppress(OSError):
-                    await end.wait_closed()
-
-    async def stop(self) -> None:
-        for task in list(self._tasks):
-            task.cancel()
-        await asyncio.gather(*self._tasks, return_exceptions=True)
-        if self.server is not None:
-            self.server.close()
-            await self.server.wait_closed()
-
-
 async def test_a_connection_that_stops_answering_is_dropped_and_made_again(
         server: ChatServer, clients: Clients, caplog: pytest.LogCaptureFixture) -> None:
     token = await bot_token(clients, "helper")
     alice = await clients.user("alice")
     await alice.command("/create general")
-    proxy = _Proxy(server.port)
-    bot = Bot("127.0.0.1", await proxy.start(), user="helper", token=token,
-              rooms=["general"], backoff=quick_backoff())
-    bot.alive_timeout = 0.2
+    async with Relay(server.port) as relay:
+        bot = Bot("127.0.0.1", relay.port, user="helper", token=token,
+                  rooms=["general"], backoff=quick_backoff())
+        bot.alive_timeout = 0.2
 
-    @bot.command("slow")
-    async def slow(message: Message, args: str) -> None:
-        proxy.freeze()  # the peer is gone from here on, without a word
-        await bot.request("/ping", timeout=0.2)
+        @bot.command("slow")
+        async def slow(message: Message, args: str) -> None:
+            relay.freeze()  # the peer is gone from here on, without a word
+            await bot.request("/ping", timeout=0.2)
 
-    try:
         task = await started(bot)
         await alice.command("/say general !slow")
         await until(lambda: bot.connections == 2, "the bot to give the connection up and "
                                                   "make a new one")
         await stopped(bot, task)
-    finally:
-        await proxy.stop()
 
 
 async def test_a_bot_that_knows_no_message_resumes_nothing_rather_than_everything(
@@ -502,24 +444,20 @@ async def test_a_bot_that_knows_no_message_resumes_nothing_rather_than_everythin
     alice = await clients.user("alice")
     await alice.command("/msg helper read long ago")
     first = Bot("127.0.0.1", server.port, user="helper", token=token)
-    got: list[str] = []
-    first.on_message(lambda m: _noted(got, m.text))
+    got: list[Message] = []
+    first.on_message(_append(got))
     await stopped(first, await started(first))
-    assert got == ["read long ago"]  # kept while it was away, shown at its login
+    assert [m.text for m in got] == ["read long ago"]  # kept while away, shown at login
     # A new process: no room, no message seen; its reconnection must not ask
     # for /resume 0 (every message of the account).
     again = Bot("127.0.0.1", server.port, user="helper", token=token,
                 backoff=fixed_backoff(0.3))
-    again.on_message(lambda m: _noted(got, m.text))
+    again.on_message(_append(got))
     task = await started(again)
     assert again.client is not None
     await again.client.close()
     await until(lambda: again.connections == 2, "the bot to reconnect")
     await alice.command("/msg helper now")
-    await until(lambda: got[-1:] == ["now"], "the live message")
-    assert got == ["read long ago", "now"]
+    await until(lambda: [m.text for m in got[-1:]] == ["now"], "the live message")
+    assert [m.text for m in got] == ["read long ago", "now"]
     await stopped(again, task)
-
-
-async def _noted(into: list[str], text: str) -> None:
-    into.append(text)

@@ -32,6 +32,7 @@ from chatd.client.tui.keyring import Keyring
 from chatd.client.tui.session import ClientSession
 from tests.helpers import PASSWORD, ChatServer, Clients, settle, start_server
 from tests.operations.test_tls import self_signed, tls_port
+from tests.relay import Relay
 
 WAIT = 8.0  # seconds for anything to show up; the whole file takes a few
 SECRET = "the vault code is 7-4-1-9 zebra"
@@ -532,59 +533,12 @@ async def test_tls(tmp_path: Path, terminal: StartTerminal,
         await server.stop()
 
 
-class Proxy:
-    """A loopback TCP relay to the server that drops the connection, unanswered, at the
-    first line from the client containing ``cut_at``."""
-
-    def __init__(self, port: int, cut_at: bytes) -> None:
-        self.upstream = port
-        self.cut_at = cut_at
-        self.port = 0
-        self._server: asyncio.Server | None = None
-        self._tasks: set[asyncio.Task[None]] = set()
-
-    async def __aenter__(self) -> Proxy:
-        self._server = await asyncio.start_server(self._relay, "127.0.0.1", 0)
-        self.port = self._server.sockets[0].getsockname()[1]
-        return self
-
-    async def __aexit__(self, *exc: object) -> None:
-        assert self._server is not None
-        self._server.close()
-        for task in self._tasks:
-            task.cancel()
-        await asyncio.gather(*self._tasks, return_exceptions=True)
-        await self._server.wait_closed()
-
-    async def _relay(self, client_r: asyncio.StreamReader, client_w: asyncio.StreamWriter,
-                     ) -> None:
-        server_r, server_w = await asyncio.open_connection("127.0.0.1", self.upstream)
-
-        async def up() -> None:
-            while (line := await client_r.readline()) and self.cut_at not in line:
-                server_w.write(line)
-
-        async def down() -> None:
-            while data := await server_r.read(65536):
-                client_w.write(data)
-
-        pumps = [asyncio.ensure_future(up()), asyncio.ensure_future(down())]
-        self._tasks.update(pumps)
-        try:
-            await asyncio.wait(pumps, return_when=asyncio.FIRST_COMPLETED)
-        finally:
-            for task in pumps:
-                task.cancel()
-            for writer in (client_w, server_w):
-                writer.close()
-
-
 async def test_the_connection_dropping_during_a_command(
         server: ChatServer, clients: Clients, terminal: StartTerminal, tmp_path: Path,
         monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("CHATD_PASSWORD", PASSWORD)
     await clients.user("zed")
-    async with Proxy(server.port, cut_at=b"/rooms") as proxy:
+    async with Relay(server.port, cut_at=b"/rooms") as proxy:
         term = terminal(argv(proxy.port, "zed", "--config-dir", str(tmp_path / "keys"),
                              "--no-reconnect"))
         await term.shows("Welcome back, zed")
