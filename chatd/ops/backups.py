@@ -36,6 +36,7 @@ from pathlib import Path
 from typing import IO, TYPE_CHECKING, Any
 
 from chatd.ops.leader import SoleLeader
+from chatd.ops.wakeable import Wakeable
 
 if TYPE_CHECKING:
     from chatd.config import BackupConfig
@@ -81,7 +82,7 @@ class Backups:
         # reload nor a restart puts it off.
         self._last: float | None = None
         self._since: float | None = None
-        self._changed = asyncio.Event()
+        self._sleep = Wakeable()
 
     def _folder(self, config: BackupConfig) -> Path:
         return Path(config.dir or state_directory(self._database) / "backups")
@@ -107,7 +108,7 @@ class Backups:
         elif self._task is None:
             self.start()
         else:
-            self._changed.set()
+            self._sleep.wake()
 
     async def _loop(self) -> None:
         while True:
@@ -134,9 +135,7 @@ class Backups:
             left = last + self.config.interval - time.time()
             if left <= 0:
                 return
-            self._changed.clear()
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._changed.wait(), left)
+            await self._sleep.sleep(left)
 
     def _newest(self) -> float | None:
         """The time of the newest backup of this database in the directory (a name

@@ -9,13 +9,13 @@ drive them by moving a manual clock and calling :meth:`Housekeeping.run_once`.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import time
 from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING
 
 from chatd.ops.leader import SoleLeader
+from chatd.ops.wakeable import Wakeable
 
 if TYPE_CHECKING:
     from chatd.ops.leader import Leader
@@ -31,8 +31,8 @@ class Housekeeping:
         self._services = services
         self._leader: Leader = leader or SoleLeader()
         self._task: asyncio.Task[None] | None = None
-        # Set by a reload: the wait for the next pass is measured again.
-        self._changed = asyncio.Event()
+        # Woken by a reload: the wait for the next pass is measured again.
+        self._sleep = Wakeable()
 
     def start(self) -> None:
         self._task = asyncio.ensure_future(self._loop())
@@ -56,12 +56,10 @@ class Housekeeping:
         shortens it takes effect at once, not after the old one ran out."""
         while (left := last + self._services.config.housekeeping.interval
                - time.monotonic()) > 0:
-            self._changed.clear()
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._changed.wait(), left)
+            await self._sleep.sleep(left)
 
     def interval_changed(self) -> None:
-        self._changed.set()
+        self._sleep.wake()
 
     async def run_once(self) -> dict[str, int]:
         """Run every job once; returns how many things each job handled. A job that
