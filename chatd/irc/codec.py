@@ -21,9 +21,9 @@ from __future__ import annotations
 import re
 from collections.abc import Mapping
 from types import MappingProxyType
-from typing import Final, NamedTuple
+from typing import Final, NamedTuple, Self
 
-from chatd.protocol.codec import INVALID_UTF8, LINE_TOO_LONG, BadLine, clean_text
+from chatd.protocol.codec import INVALID_UTF8, LINE_TOO_LONG, BadLine, SharedAtRest, clean_text
 
 __all__ = [
     "MAX_BODY",
@@ -76,7 +76,7 @@ class IrcMessage(NamedTuple):
 # ---------------------------------------------------------------------------
 
 
-class IrcFramer:
+class IrcFramer(SharedAtRest):
     """Split a client's byte stream into IRC lines (``str``) and framing errors.
 
     A :class:`chatd.protocol.codec.Framer`, as the line protocol's
@@ -91,10 +91,20 @@ class IrcFramer:
     __slots__ = ("_pending", "_skipping")
 
     def __init__(self) -> None:
+        super().__init__()
         # The incomplete last line; None rather than empty, so the many
         # connections between lines hold no buffer.
         self._pending: bytearray | None = None
         self._skipping = False
+
+    def _at_rest(self) -> bool:
+        return self._pending is None and not self._skipping
+
+    def _take_state(self) -> Self:
+        private = type(self)()
+        private._pending, private._skipping = self._pending, self._skipping
+        self._pending, self._skipping = None, False
+        return private
 
     @property
     def buffered(self) -> int:

@@ -10,7 +10,7 @@ differ: the framer (IRC's 512/8191-byte limits, no telnet), the session
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Final
 
 from chatd.errors import Code
 from chatd.irc import numerics as n
@@ -26,6 +26,10 @@ if TYPE_CHECKING:
     from chatd.net.connection import ConnectionHost
 
 
+# The framer of IRC connections between lines (see SharedAtRest).
+_FRAMER_AT_REST: Final = IrcFramer()
+
+
 class IrcConnection(Connection):
     """The transport side of an IRC session."""
 
@@ -34,7 +38,7 @@ class IrcConnection(Connection):
 
     def __init__(self, host: ConnectionHost, front: IrcFront) -> None:
         self._irc = front  # before Connection's set-up, which makes the session
-        super().__init__(host, IrcFramer())
+        super().__init__(host, _FRAMER_AT_REST)
 
     def _new_session(self, now: float) -> IrcSession:
         return IrcSession(self, None, now, self._irc)

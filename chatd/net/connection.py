@@ -204,7 +204,9 @@ class Connection(Outbox, asyncio.Protocol):
         self._host = host
         self._flusher = host.flusher
         self._transport: asyncio.Transport | None = None
-        self._framer = framer if framer is not None else LineFramer(host.config.listen.max_line)
+        # Shared while at rest: framer.settle() after each feed (SharedAtRest).
+        self._framer = (framer if framer is not None
+                        else LineFramer.at_rest(host.config.listen.max_line))
         # Lines waiting behind a command that is still running; None when none
         # wait (an empty deque alone would cost an idle connection ~750 bytes).
         self._queue: deque[str | BadLine] | None = None
@@ -236,7 +238,9 @@ class Connection(Outbox, asyncio.Protocol):
         if self._closing:
             return
         self.last_input = self._host.clock.monotonic()
-        lines = self._framer.feed(data)
+        framer = self._framer
+        lines = framer.feed(data)
+        self._framer = framer.settle()
         if self.worker is None and not self._queue:
             self._handle_lines(lines)
         else:

@@ -11,12 +11,13 @@ chatd (the codec is a leaf of the package).
 
 from __future__ import annotations
 
+import functools
 import json
 import json.encoder
 import re
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
-from typing import Any, Final, Protocol
+from typing import Any, Final, Protocol, Self
 
 from chatd.domain.clock import iso_ts
 
@@ -27,6 +28,7 @@ __all__ = [
     "Framer",
     "LineFramer",
     "ParsedLine",
+    "SharedAtRest",
     "clean_text",
     "encode_json",
     "encode_line",
@@ -61,6 +63,50 @@ class Framer(Protocol):
 
     def feed(self, data: bytes) -> list[str | BadLine]:
         """Consume ``data``; return the lines and errors it completes, in order."""
+
+    def settle(self) -> Framer:
+        """The framer to feed next (see :class:`SharedAtRest`)."""
+
+
+class SharedAtRest:
+    """A framer that many connections share while it is at rest.
+
+    Between lines a framer holds nothing of its client's, and that is where
+    almost every connection is almost all of the time: the connections of a
+    kind share one framer then (10,000 idle connections held 10,000 framers
+    of 48 to 64 bytes each). After each ``feed`` a connection keeps what
+    :meth:`settle` returns: the shared framer while it is at rest; when a
+    feed leaves part of a line (or a telnet sequence, or an over-long line's
+    rest), a private framer that carries on from that state, the shared one
+    returning to rest. The private one gives way to the shared one again at
+    the next rest. A feed and its settle run without an await in between, so
+    the shared framer is at rest whenever another connection feeds it.
+    """
+
+    __slots__ = ("_home",)
+
+    def __init__(self) -> None:
+        # The shared framer a private one returns to; None in the shared one.
+        self._home: Self | None = None
+
+    def settle(self) -> Self:
+        home = self._home
+        if self._at_rest():
+            return self if home is None else home
+        if home is not None:
+            return self
+        private = self._take_state()
+        private._home = self
+        return private
+
+    def _at_rest(self) -> bool:
+        """Whether this framer holds nothing of a client's."""
+        raise NotImplementedError
+
+    def _take_state(self) -> Self:
+        """A new framer of the same kind and limits with this one's state; this one
+        is left at rest."""
+        raise NotImplementedError
 
 
 # Shared instances: the dataclass is frozen and compares by value, so there is
@@ -151,7 +197,7 @@ _NL: Final = b"\n"
 _CR: Final = b"\r"
 
 
-class LineFramer:
+class LineFramer(SharedAtRest):
     """Split a client's byte stream into cleaned text lines.
 
     ``feed()`` returns, in order, the complete lines (``str``, cleaned with
@@ -181,6 +227,7 @@ class LineFramer:
         """Create a framer accepting lines of at most ``max_line`` bytes."""
         if max_line < 1:
             raise ValueError(f"max_line must be at least 1, not {max_line}")
+        super().__init__()
         self._max = max_line
         # The incomplete last line, telnet already removed; None rather than
         # empty, so the many connections between lines hold no buffer.
@@ -192,6 +239,22 @@ class LineFramer:
     def buffered(self) -> int:
         """How many bytes of an incomplete line are held."""
         return 0 if self._buf is None else len(self._buf)
+
+    def _at_rest(self) -> bool:
+        return self._buf is None and not self._discarding and self._telnet == _T_DATA
+
+    @staticmethod
+    @functools.cache
+    def at_rest(max_line: int) -> LineFramer:
+        """The shared framer of ``max_line``'s connections (see :class:`SharedAtRest`)."""
+        return LineFramer(max_line)
+
+    def _take_state(self) -> Self:
+        private = type(self)(self._max)
+        private._buf, private._discarding, private._telnet = \
+            self._buf, self._discarding, self._telnet
+        self._buf, self._discarding, self._telnet = None, False, _T_DATA
+        return private
 
     def feed(self, data: bytes) -> list[str | BadLine]:
         """Consume ``data``; return the lines and errors it completes, in order."""

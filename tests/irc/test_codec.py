@@ -240,3 +240,29 @@ def test_plain_text_removes_colour_codes_with_their_numbers(raw: str, plain: str
 @given(st.text())
 def test_plain_text_leaves_no_control_character(text: str) -> None:
     assert not any(ord(ch) < 0x20 or 0x7F <= ord(ch) <= 0x9F for ch in codec.plain_text(text))
+
+
+@settings(max_examples=200)
+@given(st.binary(max_size=1200), st.binary(max_size=1200),
+       st.lists(st.integers(0, 1200), max_size=6))
+def test_connections_sharing_the_framer_at_rest_keep_their_own_lines(
+        first: bytes, second: bytes, cuts: list[int]) -> None:
+    """Two streams fed in turns, each connection keeping what settle() returns, as
+    a connection does: each gives what it gives alone, and the shared framer is at
+    rest after every settle."""
+    shared = IrcFramer()
+    held = [shared, shared]
+    got: list[list[str | BadLine]] = [[], []]
+    start = 0
+    for cut in [*sorted(cuts), 1200]:
+        for k, data in enumerate((first, second)):
+            got[k] += held[k].feed(data[start:cut])
+            held[k] = held[k].settle()
+            assert shared.buffered == 0
+        start = max(start, cut)
+    assert got == [IrcFramer().feed(first), IrcFramer().feed(second)]
+    # A newline ends any line or skip: both connections are back on the shared framer.
+    for k in range(2):
+        held[k].feed(b"\n")
+        held[k] = held[k].settle()
+    assert held[0] is shared and held[1] is shared

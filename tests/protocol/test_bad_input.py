@@ -290,3 +290,31 @@ async def test_an_unknown_room_among_optional_words_is_still_no_such_room(
     alice = await clients.user("alice")
     error = await error_of(alice, "/history nosuchroom")
     assert error["code"] == "no-such-room" and "Usage" not in error["message"]
+
+
+# -- lines in pieces, on many connections at once --------------------------------------
+
+
+async def test_lines_sent_in_pieces_on_interleaved_connections_stay_apart(
+        clients: Clients) -> None:
+    """Connections between lines share one framer (SharedAtRest): a connection's
+    unfinished line, an over-long line's rest and a telnet sequence cut in two are
+    its own, whatever the others send meanwhile."""
+    bob, alice = await listening_room(clients)
+    carol = await text_client(clients, "carol")
+    await text_run(carol, "/join general")
+    await settle(bob)
+    alice.send(b"hel")
+    carol.send(b"wor")
+    alice.send(b"lo from al")
+    carol.send(b"x" * (MAX_LINE + 5))  # over-long: refused, its rest skipped
+    alice.send(b"ice\r\nsecond \xff")  # a telnet command cut after its IAC
+    carol.send(b"still the long line\nld from carol\n")
+    alice.send(b"\xfb\x01line\n")
+    carol_lines = await text_run(carol, None)
+    await text_run(alice, None)
+    assert [line for line in carol_lines if line.startswith("!")] == [
+        "! line-too-long: that line was too long and was dropped."]
+    assert "<carol> ld from carol" in carol_lines
+    texts = [e["text"] for e in await settle(bob) if is_message(e)]
+    assert sorted(texts) == ["hello from alice", "ld from carol", "second line"]

@@ -594,3 +594,35 @@ def test_encode_json_refuses_what_json_refuses() -> None:
 )
 def test_iso_ts(epoch: float, expected: str) -> None:
     assert iso_ts(epoch) == expected
+
+
+@FAST
+@given(st.binary(max_size=600), st.binary(max_size=600),
+       st.lists(st.integers(0, 600), max_size=6))
+def test_connections_sharing_the_framer_at_rest_keep_their_own_lines(
+        first: bytes, second: bytes, cuts: list[int]) -> None:
+    """Two streams (telnet sequences, long lines and all) fed in turns, each
+    connection keeping what settle() returns: each gives what it gives alone."""
+    shared = LineFramer(64)
+    held = [shared, shared]
+    got: list[list[str | BadLine]] = [[], []]
+    start = 0
+    for cut in [*sorted(cuts), 600]:
+        for k, data in enumerate((first, second)):
+            got[k] += held[k].feed(data[start:cut])
+            held[k] = held[k].settle()
+            assert shared.buffered == 0
+        start = max(start, cut)
+    assert got == [LineFramer(64).feed(first), LineFramer(64).feed(second)]
+
+
+def test_the_framer_at_rest_is_one_per_line_limit() -> None:
+    assert LineFramer.at_rest(100) is LineFramer.at_rest(100)
+    assert LineFramer.at_rest(100) is not LineFramer.at_rest(200)
+    private = LineFramer.at_rest(100)
+    private.feed(b"half a li")
+    private = private.settle()
+    assert private is not LineFramer.at_rest(100) and private.buffered == 9
+    assert LineFramer.at_rest(100).buffered == 0
+    assert private.feed(b"ne\n") == ["half a line"]
+    assert private.settle() is LineFramer.at_rest(100)
