@@ -7,11 +7,15 @@ housekeeping instead of sleeping.
 
 from __future__ import annotations
 
+import math
 import time
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, Final
 
 _wall, _monotonic = time.time, time.monotonic
+
+# How late coarse_monotonic() may be.
+COARSE: Final = 0.25
 
 
 class Clock:
@@ -22,11 +26,25 @@ class Clock:
     time = staticmethod(_wall)
     monotonic = staticmethod(_monotonic)
 
+    def __init__(self) -> None:
+        self._coarse = -math.inf
+
+    def coarse_monotonic(self) -> float:
+        """Monotonic time, up to COARSE seconds late, as one float object for all
+        the calls of that moment: what a connection keeps of its last input for
+        the idle timeout, which 10,000 idle connections would otherwise hold as
+        10,000 floats of 24 bytes."""
+        now = self.monotonic()
+        if now - self._coarse >= COARSE:
+            self._coarse = now
+        return self._coarse
+
 
 class ManualClock(Clock):
     """A clock that only moves when told to."""
 
     def __init__(self, start: float = 1_800_000_000.0) -> None:
+        super().__init__()
         self._wall = start
         self._mono = 1000.0
 

@@ -214,7 +214,7 @@ class Connection(Outbox, asyncio.Protocol):
         self._paused = False
         self._closing = False
         self._eof = False
-        self.last_input = host.clock.monotonic()
+        self.last_input = host.clock.coarse_monotonic()
         # The client's host, as the listener counts it (one string per address,
         # shared): what ``peer`` falls back to once the socket cannot say.
         self.address = "-"
@@ -237,7 +237,7 @@ class Connection(Outbox, asyncio.Protocol):
     def data_received(self, data: bytes) -> None:
         if self._closing:
             return
-        self.last_input = self._host.clock.monotonic()
+        self.last_input = self._host.clock.coarse_monotonic()
         framer = self._framer
         lines = framer.feed(data)
         self._framer = framer.settle()

@@ -20,6 +20,7 @@ from typing import TYPE_CHECKING
 
 from chatd import __version__
 from chatd.config import ConfigError, effective_flush_delay
+from chatd.domain.clock import COARSE
 from chatd.errors import Code
 from chatd.net.connection import Connection, FlushScheduler, set_keepalive
 
@@ -239,7 +240,10 @@ class Listeners:
 
     def sweep_once(self) -> None:
         """Close connections that did not log in in time, or went idle."""
-        limits, now = self.config.limits, self.clock.monotonic()
+        limits = self.config.limits
+        # Both times were taken from coarse_monotonic(), which may be up to COARSE
+        # late: a connection is never timed out before its time.
+        now = self.clock.monotonic() - COARSE
         for conn in list(self._connections):
             if not conn.session.logged_in:
                 if conn.session.anonymous_since < now - limits.login_timeout:

@@ -182,6 +182,24 @@ async def test_idle_timeout_closes_idle_connections_only(
         await eventually(lambda: server.connection_count == 1)
 
 
+async def test_idle_timeout_never_closes_a_connection_early(
+        db_path: Path, clock: ManualClock) -> None:
+    """A connection keeps a coarse time of its last input (one float shared by the
+    connections of that moment): the sweep allows for it, so an input a moment
+    after the time was taken still counts in full."""
+    async with serving(db_path, clock, limits__idle_timeout=30) as (server, clients):
+        [busy] = await room_with(clients, "busy")
+        await busy.command("/ping")
+        clock.advance(0.2)
+        await busy.command("/ping")  # within the coarse time's step: the same float
+        clock.advance(29.9)  # 30.1 s after the first input, 29.9 after the last
+        server.sweep_once()
+        assert (await busy.command("/ping"))["type"] == "ok"
+        clock.advance(30.3)
+        server.sweep_once()
+        assert (await busy.next_event(is_error("idle-timeout")))["code"] == "idle-timeout"
+
+
 # ---------------------------------------------------------------------------
 # Slow consumers
 # ---------------------------------------------------------------------------
