@@ -35,6 +35,7 @@ from chatd import __version__
 from chatd.config import ConfigError, held_for_restart, load_config
 from chatd.net.listener import check_certificate
 from chatd.ops import systemd
+from chatd.ops.dblock import DatabaseLock
 from chatd.ops.metrics import MetricsUnavailable, start_metrics
 from chatd.ops.nodes import SoleNode
 from storage.api import StorageError
@@ -106,6 +107,8 @@ class App:
         # take effect at the next start.
         self.restart_needed: list[str] = []
         self._metrics: Any = None
+        # Held by the serving process of an embedded database (see chatd.ops.dblock).
+        self._database_lock = DatabaseLock(config.storage.path)
         self._watchdog: asyncio.Task[None] | None = None
         self._stopping = asyncio.Event()
         self._stopped = asyncio.Event()
@@ -122,6 +125,8 @@ class App:
         if self.process:
             _raise_open_files_limit()
             await self.control.refuse_if_taken()  # before the database is touched
+            if self._cluster is None:
+                self._database_lock.acquire()
             sockets = sockets or systemd.listen_sockets() or None
             if sockets:
                 listen = self.config.listen
@@ -258,6 +263,7 @@ class App:
             with contextlib.suppress(TimeoutError):
                 async with asyncio.timeout(timeout):
                     await self.storage.close()
+            self._database_lock.release()
             self._stopped.set()
         log.info("stopped")
 

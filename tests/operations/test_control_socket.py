@@ -10,6 +10,9 @@ import json
 import socket
 import subprocess
 from pathlib import Path
+from typing import Any
+
+import pytest
 
 from chatd.ops.control import control_path
 from tests.operations import CHATCTL, CHATD, ChatdProcess, exists, write_config
@@ -60,6 +63,30 @@ async def test_a_second_daemon_on_a_live_socket_refuses_to_start(tmp_path: Path)
         # The first daemon keeps its socket and still answers.
         done = await asyncio.to_thread(chatctl, "--db", str(tmp_path / "chatd.db"), "status")
         assert done.returncode == 0, done.stderr
+
+
+@pytest.mark.parametrize("control", [{"enabled": False}, {"path": "elsewhere.sock"}])
+async def test_a_second_daemon_on_a_served_database_refuses_to_start(
+        tmp_path: Path, control: dict[str, Any]) -> None:
+    """Not only through the control socket: with its own socket, or none, a second
+    daemon would number messages from the same largest id as the first."""
+    db = tmp_path / "chatd.db"
+    with ChatdProcess.serve(tmp_path, write_config(tmp_path / "chatd.yaml"), db) as first:
+        await first.ready()
+        if "path" in control:
+            control = {"path": str(tmp_path / control["path"])}
+        other = write_config(tmp_path / "other.yaml", control=control)
+        second = ChatdProcess([str(CHATD), "serve", "--config", str(other), "--db", str(db),
+                               "--port", "0"], tmp_path / "second.log")
+        with second:
+            assert await second.wait(TIMEOUT) == 1
+        assert f"another chatd serves the database {db}" in second.log()
+        assert "Traceback" not in second.log()
+        done = await asyncio.to_thread(chatctl, "--db", str(db), "status")
+        assert done.returncode == 0, done.stderr
+    # The lock ends with its process, however it ends: the next daemon starts.
+    with ChatdProcess.serve(tmp_path, write_config(tmp_path / "chatd.yaml"), db) as again:
+        await again.ready()
 
 
 async def test_a_stale_socket_file_is_replaced(tmp_path: Path) -> None:
