@@ -36,6 +36,8 @@ class DatabaseLock:
         """Take the lock, or raise :class:`DatabaseInUse` at once (never waits)."""
         if self._fd is not None or _in_memory(self.path):
             return
+        if not os.path.isdir(os.path.dirname(os.path.abspath(self.path))):
+            return  # opening the database names the missing directory
         fd = os.open(self.path, os.O_RDONLY | os.O_CREAT | os.O_CLOEXEC, 0o600)
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
