@@ -354,6 +354,16 @@ CREATE INDEX messages_sent ON messages (sender_id, recipient_id, id)
     WHERE recipient_id IS NOT NULL;
 """
 
+# Facts about the database itself, as a cluster database has them: whether a
+# daemon serving it stopped with everything written, and where the message ids
+# of the numbering since its last unclean stop begin (chatd.domain.sequence).
+META = """
+CREATE TABLE chatd_meta (
+    key   TEXT PRIMARY KEY,
+    value TEXT NOT NULL
+);
+"""
+
 MIGRATIONS: tuple[Migration, ...] = (
     Migration(1, "foundation: users, rooms, members, messages, associations, notifications",
               FOUNDATION),
@@ -369,6 +379,7 @@ MIGRATIONS: tuple[Migration, ...] = (
     Migration(10, "incoming webhooks of rooms", WEBHOOKS),
     Migration(11, "bot accounts, token scopes and last use, resume tokens", BOTS_SCOPES_RESUME),
     Migration(12, "indexes of direct-message conversations", CONVERSATIONS),
+    Migration(13, "facts about the database (chatd_meta)", META),
 )
 
 LATEST_VERSION: int = MIGRATIONS[-1].version

@@ -328,6 +328,16 @@ class SqliteStorage(MessageQueries, ContentQueries, GovernanceQueries, TokenQuer
             await conn.execute("DELETE FROM notifications WHERE created_at < ?", (before,))
         return {int(row[0]): int(row[1]) for row in rows}
 
+    # -- facts about the database ---------------------------------------------
+
+    async def get_meta(self, key: str) -> str | None:
+        row = await self._fetch_one("SELECT value FROM chatd_meta WHERE key = ?", (key,))
+        return None if row is None else str(row[0])
+
+    async def set_meta(self, key: str, value: str) -> None:
+        await self._write("INSERT INTO chatd_meta (key, value) VALUES (?, ?) "
+                          "ON CONFLICT (key) DO UPDATE SET value = excluded.value", (key, value))
+
     # -- plumbing ----------------------------------------------------------
 
     def _db(self) -> aiosqlite.Connection:

@@ -84,9 +84,10 @@ TABLES: tuple[Table, ...] = (
     Table("webhooks", ("id", "room_id", "name", "secret_hash", "creator_id", "created_at"),
           identity="id"),
 )
-# SQLite's tables that are not copied as they are: its own bookkeeping, and the
-# blocks of room text, unpacked into messages.
-NOT_COPIED_AS_IS = ("sqlite_sequence", "message_blocks")
+# SQLite's tables that are not copied as they are: its own bookkeeping, the
+# blocks of room text, unpacked into messages, and the facts about the embedded
+# daemon's numbering (a cluster numbers by epochs; the copy records MIGRATED).
+NOT_COPIED_AS_IS = ("sqlite_sequence", "message_blocks", "chatd_meta")
 
 
 async def copy_database(source: str, target: str, *, replace: bool = False,

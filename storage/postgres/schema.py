@@ -320,11 +320,19 @@ CREATE INDEX resume_tokens_expires ON resume_tokens (expires_at);
 # migration's transaction; the build holds off writes to messages meanwhile.)
 CONVERSATIONS = migrations.CONVERSATIONS
 
+# The bootstrap above made chatd_meta already (the cluster's epoch lives there).
+META = """
+CREATE TABLE IF NOT EXISTS chatd_meta (
+    key   text PRIMARY KEY,
+    value text NOT NULL
+);
+"""
+
 # Each step's PostgreSQL script, by the version of the SQLite step it mirrors.
 _SCRIPTS: dict[int, str] = {
     1: FOUNDATION, 2: GOVERNANCE, 3: API_TOKENS, 4: AUDIT_ROOM_ID, 5: CONTENT_AND_KEYS,
     6: DROP_SENDER_INDEX, 7: MESSAGE_BLOCKS, 8: USER_BLOCKS, 9: ROOM_MODES, 10: WEBHOOKS,
-    11: BOTS_SCOPES_RESUME, 12: CONVERSATIONS}
+    11: BOTS_SCOPES_RESUME, 12: CONVERSATIONS, 13: META}
 
 
 def _mirrored() -> tuple[PgMigration, ...]:

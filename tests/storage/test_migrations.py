@@ -128,9 +128,13 @@ async def seed_v12(conn: aiosqlite.Connection) -> None:
                        "ts) VALUES (12, 1, 2, 'bob', 'answer', ?)", (T0 + 12,))
 
 
+async def seed_v13(conn: aiosqlite.Connection) -> None:
+    await conn.execute("INSERT INTO chatd_meta (key, value) VALUES ('seeded', 'yes')")
+
+
 SEEDS: dict[int, Seed] = {1: seed_v1, 2: seed_v2, 3: seed_v3, 4: seed_v4, 5: seed_v5,
                           6: seed_v6, 7: seed_v7, 8: seed_v8, 9: seed_v9, 10: seed_v10,
-                          11: seed_v11, 12: seed_v12}
+                          11: seed_v11, 12: seed_v12, 13: seed_v13}
 
 
 async def build_database(path: Path, version: int) -> None:
@@ -163,7 +167,7 @@ async def test_fresh_database_gets_the_latest_schema(tmp_path: Path) -> None:
         "users", "rooms", "members", "user_rooms", "messages", "notifications", "bans",
         "mutes", "invitations", "join_requests", "audit", "api_tokens", "files", "user_keys",
         "message_blocks", "user_blocks", "webhooks",
-        "resume_tokens"}
+        "resume_tokens", "chatd_meta"}
 
 
 @pytest.mark.parametrize("version", range(LATEST_VERSION))
@@ -187,6 +191,9 @@ async def test_older_database_is_upgraded_at_open(tmp_path: Path, version: int) 
         room, _ = await storage.create_room("den", "private", user.id, T0)
         await storage.put_sanction("mute", SanctionRecord(room.id, user.id, None, "", T0, None))
         await storage.create_token(user.id, "bot", "carol-hash", T0, None)
+        await storage.set_meta("serving", "yes")
+        await storage.set_meta("serving", "no")
+        assert (await storage.get_meta("serving"), await storage.get_meta("none")) == ("no", None)
     finally:
         await storage.close()
 
