@@ -22,6 +22,8 @@ from chatd.protocol.render import render
 from chatd.protocol.results import Ok, ok
 
 GROUP = "messages"
+# /resume's reason when the cap (rooms.resume_max) cut the replay short.
+RESUME_CAPPED = "more follow: /resume from last_id"
 
 
 @message_handler
@@ -170,7 +172,8 @@ async def resume(ctx: Context, last_id: int) -> Ok:
     if gap.recovered:
         return ok(f"{count}; nothing is missing.", recovered=True, more=False,
                   replayed=len(replay), last_id=last)
-    why = "more follow: /resume from last_id" if gap.more else "; ".join(gap.doubts)
-    return ok(f"{count}; the gap may not be complete ({why}).", recovered=False,
-              more=gap.more, replayed=len(replay), last_id=last, reasons=gap.doubts)
+    reasons = [*gap.doubts, *([RESUME_CAPPED] if gap.more else [])]
+    return ok(f"{count}; the gap may not be complete ({'; '.join(reasons)}).",
+              recovered=False, more=gap.more, replayed=len(replay), last_id=last,
+              reasons=reasons)
 

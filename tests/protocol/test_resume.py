@@ -100,6 +100,7 @@ async def test_resume_stops_at_the_cap_and_says_more(db_path: Path) -> None:
         first = await alice.command(f"/resume {last}")
         assert [m["id"] for m in messages(first.lines)] == sorted(missed)[:2]
         assert first.final["recovered"] is False and first.final["more"] is True
+        assert first.final["reasons"] == ["more follow: /resume from last_id"]
         rest = await alice.command(f"/resume {first.final['last_id']}")
         assert [m["id"] for m in messages(rest.lines)] == sorted(missed)[2:]
         assert rest.final["recovered"] is True
