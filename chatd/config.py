@@ -78,6 +78,9 @@ class StorageConfig:
     path: str = "chatd.db"
     flush_interval: Seconds = Seconds(0.1)
     max_batch: int = 5000
+    # Messages acknowledged and not written yet, at most: past it posts are refused
+    # with busy (a database that cannot keep up, a full disk).
+    max_pending: int = 100_000
 
 
 @dataclass(frozen=True, slots=True)
@@ -324,7 +327,7 @@ RELOAD_POLICY: Final[dict[str, ReloadPolicy]] = {
     **_each("tls", "restart", "enabled", "host", "port"),
     # A renewed certificate serves new handshakes (Listeners.reconfigure).
     **_each("tls", "applied", "cert", "key"),
-    **_each("storage", "restart", "path", "flush_interval", "max_batch"),
+    **_each("storage", "restart", "path", "flush_interval", "max_batch", "max_pending"),
     **_each("control", "restart", "enabled", "path"),
     **_each("accounts", "applied", "registration", "bcrypt_cost", "guests", "resume_ttl"),
     **_each("rooms", "applied", "page_size", "history_default", "history_max", "resume_max",
@@ -368,7 +371,8 @@ PORT_KEYS: Final = ("listen.port", "tls.port", "metrics.port", "irc.port", "irc.
 # Every other number must not be negative; these must be at least 1 (0 would
 # refuse every connection, queue without bound, or never make progress).
 AT_LEAST_ONE: Final = ("limits.max_connections", "limits.max_connections_per_ip",
-                       "limits.input_queue", "storage.max_batch", "rooms.page_size",
+                       "limits.input_queue", "storage.max_batch", "storage.max_pending",
+                       "rooms.page_size",
                        "crypto.spawn_rate", "web.max_body")
 # Durations that must be more than 0 (0 would run housekeeping without a pause,
 # or drop every connection before it could log in).

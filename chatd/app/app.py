@@ -259,6 +259,10 @@ class App:
         except TimeoutError:
             log.error("stopping: writing out did not finish within %.1f s; what was not "
                       "written is lost", timeout)
+        except StorageError as exc:
+            # A full disk, say: said in one line (the next start skips the ids).
+            log.error("stopping: %d acknowledged messages could not be written and are "
+                      "lost: %s", self.services.writer.pending, exc)
         finally:
             with contextlib.suppress(TimeoutError):
                 async with asyncio.timeout(timeout):
@@ -272,6 +276,7 @@ class App:
         cluster node stops reading and publishing (see chatd.cluster)."""
         try:
             await self.services.writer.close()
+            await self.services.sequencer.stopped()
             await self.services.audit.close()
             await self.services.tokens.flush_use()
         finally:

@@ -67,6 +67,7 @@ if TYPE_CHECKING:
     from chatd.protocol.registry import CommandTable
     from chatd.web.server import WebServer
     from storage.api import Storage
+    from storage.writer import Writer
 
 # The keys handlers and the IRC front end read through ``Services.config`` at
 # each use (so a reload reaches them by replacing it), housekeeping's among them.
@@ -184,24 +185,26 @@ def make_node(config: Config, storage: Storage) -> ClusterNode | None:
     return ClusterNode(config.cluster, storage)
 
 
-def make_seams(storage: Storage, node: ClusterNode | None
-               ) -> tuple[Bus, Sequencer, LocalTransactions | ClusterTransactions]:
-    """The bus, the sequencer and the room and account transactions: this
-    process's own, or with ``node`` the cluster's, shared through Redis and
-    PostgreSQL."""
+def make_seams(config: Config, storage: Storage, node: ClusterNode | None
+               ) -> tuple[Bus, Sequencer, LocalTransactions | ClusterTransactions, Writer]:
+    """The bus, the sequencer, the room and account transactions and the
+    writer of messages: this process's own, or with ``node`` the cluster's,
+    shared through Redis and PostgreSQL."""
     if node is None:
-        return LocalBus(), LocalSequencer(storage), LocalTransactions()
-    return node.make_bus(LocalBus()), node.sequencer, node.make_transactions()
+        writer = MessageWriter(storage, config.storage.flush_interval,
+                               config.storage.max_batch)
+        return (LocalBus(), LocalSequencer(storage, writer, config.storage.max_pending),
+                LocalTransactions(), writer)
+    return (node.make_bus(LocalBus()), node.sequencer, node.make_transactions(),
+            node.make_writer())
 
 
 def wire_services(config: Config, clock: Clock, storage: Storage, table: CommandTable,
                   reloads: Reloads, node: ClusterNode | None = None) -> Services:
     """Build the domain services around one storage and one bus; register
     those a reload reaches with the keys they read."""
-    bus, sequencer, transactions = make_seams(storage, node)
+    bus, sequencer, transactions, writer = make_seams(config, storage, node)
     stats = Stats()
-    writer = MessageWriter(storage, config.storage.flush_interval, config.storage.max_batch) \
-        if node is None else node.make_writer()
     audit = AuditLog(storage, clock)
     accounts = Accounts(storage, config, clock, audit, LocalTransactions())
     notifier = Notifier(storage, bus, clock)

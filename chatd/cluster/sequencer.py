@@ -171,6 +171,10 @@ class ClusterSequencer:
         finally:
             self._renewal = None
 
+    async def stopped(self) -> None:
+        """Nothing to record: the epoch (see chatd.cluster.epoch) says what a
+        node's crash may have lost."""
+
     async def aclose(self) -> None:
         """The node stops: the ids asked for are answered, no renewal is left running."""
         await self._asks.drained()

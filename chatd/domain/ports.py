@@ -197,6 +197,11 @@ class Sequencer(Protocol):
         first message. This process's counter continues above the largest
         stored id; a cluster's joins the shared counter and learns its epoch."""
 
+    async def stopped(self) -> None:
+        """Every message numbered here is stored (a clean stop): this process's
+        counter records it, so the next start need not skip ahead; a cluster's
+        epochs say what a node's crash lost instead."""
+
     async def issued(self) -> IdSpan:
         """Which ids this sequencer vouches for (see :class:`IdSpan`); a shared
         counter asks it, raising ``ChatError`` (``busy``) when it does not answer."""

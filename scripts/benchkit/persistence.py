@@ -72,7 +72,7 @@ def scenario_persistence(ctx: Context) -> dict[str, Any]:
 
     The cost is measured by running the same fan-out in fresh daemons, in
     alternating pairs: as configured (the batched writer writes every 0.1 s),
-    and with the writer held off for the whole run (flush_interval 1 day,
+    and with the writer held off for the whole run (flush_interval 1 day, max_pending and
     max_batch above the run's message count), so that the messages wait in
     memory and are written at shutdown, outside the measurement. The cost is
     1 - median(with writer) / median(held off) in deliveries per server
@@ -93,8 +93,8 @@ def scenario_persistence(ctx: Context) -> dict[str, Any]:
     for attempt in range(ctx.args.persist_repeat):
         for label, storage, durable in (
                 ("with_writer", {}, True),
-                ("writer_held_off", {"flush_interval": 86400, "max_batch": total * 10 + 10_000},
-                 False)):
+                ("writer_held_off", {"flush_interval": 86400, "max_batch": total * 10 + 10_000,
+                                     "max_pending": total * 10 + 10_000}, False)):
             daemon = ctx.fresh_daemon(f"persist-{label}-{attempt}", storage)
             try:
                 start_id = durable_max_id(daemon.db)

@@ -5,11 +5,13 @@ from __future__ import annotations
 import itertools
 from pathlib import Path
 
+import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from chatd.domain.ports import Sequencer
+from chatd.domain.ports import IdSpan, Sequencer
 from chatd.domain.sequence import LocalSequencer
+from chatd.errors import ChatError, Code
 from storage.records import MessageRecord
 from storage.sqlite import SqliteStorage
 
@@ -69,3 +71,52 @@ def test_ids_are_unique_and_increase_in_any_interleaving_of_rooms_and_users(
 def test_the_local_sequencer_is_a_sequencer() -> None:
     sequencer: Sequencer = LocalSequencer(None)  # type: ignore[arg-type]
     assert sequencer.for_room(1) < sequencer.for_direct(1) < sequencer.for_room(2)
+
+
+class Backlog:
+    def __init__(self) -> None:
+        self.pending = 0
+
+
+async def test_a_clean_stop_continues_right_above_and_a_crash_skips_ahead(
+        tmp_path: Path) -> None:
+    storage = SqliteStorage(str(tmp_path / "ids.db"))
+    await storage.open()
+    try:
+        user = await storage.create_user("alice", b"hash", False, 0.0)
+        sequencer = LocalSequencer(storage, Backlog(), max_pending=10)
+        await sequencer.load()  # a new database: nothing to skip
+        assert [sequencer.for_direct(user.id), sequencer.for_direct(user.id)] == [1, 2]
+        await storage.append_messages([MessageRecord(1, user.id, "alice", "hi", 1.0,
+                                                     recipient_id=user.id)])
+        await sequencer.stopped()
+        again = LocalSequencer(storage, Backlog(), max_pending=7)
+        await again.load()  # stopped cleanly: id 2 was written, or never acknowledged
+        assert (await again.issued(), again.for_direct(user.id)) == (IdSpan(0, 1), 2)
+        # This one crashes (no stopped()): its bound was 7, so the next skips 14.
+        after = LocalSequencer(storage, Backlog(), max_pending=10)
+        await after.load()
+        assert after.for_direct(user.id) == 1 + 2 * 7 + 1
+        assert (await after.issued()).first == 16
+        await storage.append_messages([MessageRecord(16, user.id, "alice", "hi", 1.0,
+                                                     recipient_id=user.id)])
+        await after.stopped()
+        # The skip is remembered: a later clean start still doubts ids before it.
+        later = LocalSequencer(storage, Backlog(), max_pending=10)
+        await later.load()
+        assert await later.issued() == IdSpan(16, 16)
+    finally:
+        await storage.close()
+
+
+def test_no_id_is_issued_while_the_backlog_is_full() -> None:
+    backlog = Backlog()
+    sequencer = LocalSequencer(None, backlog, max_pending=2)  # type: ignore[arg-type]
+    sequencer.seed(10)
+    backlog.pending = 2
+    for take_one in (sequencer.for_room, sequencer.for_direct):
+        with pytest.raises(ChatError) as refused:
+            take_one(1)
+        assert refused.value.code == Code.BUSY and refused.value.details["retry_ms"] > 0
+    backlog.pending = 1
+    assert sequencer.for_room(1) == 11
