@@ -10,7 +10,9 @@ import re
 from typing import Final
 
 __all__ = [
+    "MAX_DIGITS",
     "MAX_DURATION",
+    "MAX_NUMBER",
     "InvalidName",
     "format_duration",
     "is_number",
@@ -21,16 +23,23 @@ __all__ = [
     "user_name",
 ]
 
-# More digits than any number chatd takes (ids are below 2**63: 19 digits);
-# int() refuses a string of over 4,300 digits by itself.
+# The largest whole number chatd takes: ids and counts go to 64-bit signed
+# columns (SQLite's INTEGER, PostgreSQL's bigint), and a larger value makes the
+# database driver raise OverflowError, an internal error, instead of a refusal.
+MAX_NUMBER: Final = 2**63 - 1
+# Bounds the string int() reads (its cost grows with the length; leading zeros
+# aside, MAX_NUMBER has 19 digits).
 MAX_DIGITS: Final = 30
 
 
 def is_number(word: str) -> bool:
-    """Whether ``word`` is a number in ASCII digits, as ``int()`` takes it, of at
-    most MAX_DIGITS. (Not ``str.isdigit``: it takes "²" too, which ``int()``
-    refuses.)"""
-    return len(word) <= MAX_DIGITS and word.isascii() and word.isdigit()
+    """Whether ``word`` is a whole number chatd takes: ASCII digits only, at most
+    MAX_DIGITS of them, of a value at most MAX_NUMBER. (Not ``str.isdigit``: it
+    takes "²" and "٣" too; nor ``int()``, which takes "٣", "1_0", "+1" and " 1".)
+    Every parser of a number from users goes through this, so what one takes,
+    the others take, and none hands storage a value it cannot hold."""
+    return (len(word) <= MAX_DIGITS and word.isascii() and word.isdigit()
+            and int(word) <= MAX_NUMBER)
 
 
 USER_NAME_MAX: Final = 24

@@ -1,17 +1,22 @@
-"""Tests for chatd.domain.names: name validation and durations."""
+"""Tests for chatd.domain.names: name validation, numbers and durations."""
 
 from __future__ import annotations
 
+import contextlib
 import math
+import sqlite3
 
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from chatd.domain.names import (
+    MAX_DIGITS,
     MAX_DURATION,
+    MAX_NUMBER,
     InvalidName,
     format_duration,
+    is_number,
     looks_like_duration,
     name_key,
     parse_duration,
@@ -292,3 +297,58 @@ def test_names_refuse_invisible_characters(before: str, char: str, after: str) -
         user_name(before + char + after)
     with pytest.raises(InvalidName):
         room_name(before + char + after)
+
+
+# ---------------------------------------------------------------------------
+# Numbers
+# ---------------------------------------------------------------------------
+
+
+def test_the_largest_number_is_the_largest_stored_id() -> None:
+    assert MAX_NUMBER == 2**63 - 1 == 9223372036854775807
+
+
+@pytest.mark.parametrize(("word", "expected"), [
+    ("0", True), ("7", True), ("007", True), ("9223372036854775807", True),
+    ("0" * (MAX_DIGITS - 1) + "5", True),
+    ("9223372036854775808", False), ("99999999999999999999", False), ("1" + "0" * 400, False),
+    ("0" * MAX_DIGITS + "5", False),
+    ("", False), ("-5", False), ("+5", False), (" 5", False), ("5 ", False), ("1_0", False),
+    ("٣", False), ("²", False), ("５", False), ("1.0", False), ("1e3", False), ("0x1", False),
+])
+def test_is_number(word: str, expected: bool) -> None:
+    assert is_number(word) is expected
+
+
+@FAST
+@given(st.integers(min_value=0, max_value=MAX_NUMBER))
+def test_every_id_storage_holds_is_a_number(value: int) -> None:
+    assert is_number(str(value))
+
+
+@FAST
+@given(st.integers(min_value=MAX_NUMBER + 1, max_value=10**(MAX_DIGITS + 5)))
+def test_no_number_beyond_storage_is_one(value: int) -> None:
+    assert not is_number(str(value))
+
+
+@FAST
+@given(st.text(max_size=40) | st.from_regex(r"[0-9]{1,35}", fullmatch=True))
+def test_what_is_a_number_storage_holds_and_int_reads_alike(word: str) -> None:
+    """Whatever passes, int() reads as written (digits 0-9, nothing else) and
+    SQLite stores (no OverflowError: the internal error a hostile id gave)."""
+    if is_number(word):
+        assert set(word) <= set("0123456789")
+        with contextlib.closing(sqlite3.connect(":memory:")) as db:
+            assert db.execute("SELECT ?", (int(word),)).fetchone() == (int(word),)
+    else:
+        assert not word.isascii() or not word.isdigit() or len(word) > MAX_DIGITS \
+            or int(word) > MAX_NUMBER
+
+
+@FAST
+@given(st.text(min_size=1, max_size=5).filter(lambda t: not (t.isascii() and t.isdigit())),
+       st.from_regex(r"[0-9]{0,5}", fullmatch=True))
+def test_a_number_is_digits_only(odd: str, digits: str) -> None:
+    assert not is_number(digits + odd)
+    assert not is_number(odd + digits)
