@@ -67,24 +67,28 @@ class HistoryError(Exception):
 
 @dataclass(frozen=True, slots=True)
 class Ref:
-    """A point in a channel's history: a message id, or a time."""
+    """A point in a channel's history: a message id (an int, kept exact: a float
+    has 53 bits, and an id rounded up past the largest reads beyond storage's
+    64-bit range), or a time."""
 
     by_id: bool
     value: float
 
     def key(self, message: Message) -> float:
-        return float(message.id or 0) if self.by_id else message.ts
+        return (message.id or 0) if self.by_id else message.ts
 
 
 def parse_ref(text: str) -> Ref:
+    """``msgid=<id>`` (an id by chatd's one number rule, :func:`is_number`) or
+    ``timestamp=<ISO 8601>``; anything else is INVALID_PARAMS."""
     kind, _, value = text.partition("=")
-    try:
-        if kind == "msgid":
-            return Ref(True, float(int(value)))
-        if kind == "timestamp":
+    if kind == "msgid" and is_number(value):
+        return Ref(True, int(value))
+    if kind == "timestamp":
+        try:
             return Ref(False, datetime.fromisoformat(value.replace("Z", "+00:00")).timestamp())
-    except ValueError:
-        pass
+        except ValueError:
+            pass
     raise HistoryError("INVALID_PARAMS", f"bad message reference {text}")
 
 

@@ -3,9 +3,13 @@
 from __future__ import annotations
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from chatd.domain.clock import ManualClock, iso_ts
+from chatd.domain.names import MAX_NUMBER, is_number
 from chatd.irc.codec import IrcMessage
+from chatd.irc.history import HistoryError, parse_limit, parse_ref
 from tests.backends import on_both
 from tests.helpers import ChatServer, Clients
 from tests.irc.conftest import IrcFactory
@@ -156,3 +160,55 @@ async def test_chathistory_with_a_guest_is_empty_and_of_nobody_refused(
         assert fail.params[:3] == ("CHATHISTORY", "INVALID_TARGET", "LATEST")
     finally:
         await guest.close()
+
+
+# Ids beyond storage's 64 bits made the database driver (or float()) overflow, an
+# internal error; digits other than ASCII and signs were read as ids by int().
+BAD_MSGIDS = ("99999999999999999999999", "9223372036854775808", "1" + "0" * 400, "٣", "５", "-5",
+              "+5", "1_0", "5.0", "")
+
+
+async def test_chathistory_refuses_a_msgid_that_is_no_number_storage_holds(
+        server: ChatServer, irc: IrcFactory, clients: Clients) -> None:
+    alice = await clients.user("alice")
+    await alice.command("/create den")
+    for number in range(1, 4):
+        await alice.say(f"m{number}")
+    bob = await irc("bob", caps=CAPS)
+    bob.send("JOIN #den")
+    await bob.expect("366")
+    # The largest id storage holds is a reference: before it are all the messages
+    # (a float rounded it up to 2**63, past the largest).
+    assert _texts(await _history(bob, f"BEFORE #den msgid={MAX_NUMBER} 2")) == ["m2", "m3"]
+    assert _texts(await _history(bob, f"AFTER #den msgid={MAX_NUMBER} 2")) == []
+    for sub in ("BEFORE", "AFTER", "AROUND", "LATEST"):
+        for msgid in BAD_MSGIDS:
+            bob.send(f"CHATHISTORY {sub} #den msgid={msgid} 10")
+            fail = await bob.expect("FAIL", "BATCH", "400")
+            assert fail.command == "FAIL", (sub, msgid, bob.lines[-1])
+            assert fail.params[:2] == ("CHATHISTORY", "INVALID_PARAMS"), (sub, msgid)
+    bob.send("CHATHISTORY LATEST #den * 99999999999999999999999")
+    assert (await bob.expect("FAIL", "BATCH")).params[:2] == ("CHATHISTORY", "INVALID_PARAMS")
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.text(max_size=30) | st.from_regex(r"[+-]?[0-9_]{1,40}", fullmatch=True))
+def test_a_msgid_is_an_id_by_the_number_rule_or_refused(value: str) -> None:
+    try:
+        ref = parse_ref(f"msgid={value}")
+    except HistoryError as exc:
+        assert exc.code == "INVALID_PARAMS"
+        assert not is_number(value)
+    else:
+        assert ref.by_id and is_number(value)
+        assert type(ref.value) is int and ref.value == int(value) <= MAX_NUMBER
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.text(max_size=40))
+def test_a_bad_timestamp_or_limit_is_invalid_params(value: str) -> None:
+    for parse in (lambda: parse_ref(f"timestamp={value}"), lambda: parse_limit(value)):
+        try:
+            parse()
+        except HistoryError as exc:
+            assert exc.code == "INVALID_PARAMS"
