@@ -7,7 +7,7 @@ import time
 from typing import Any
 
 from chatd.domain.accounts import User
-from chatd.domain.names import is_number, looks_like_duration, parse_duration
+from chatd.domain.names import is_decimal, is_number, looks_like_duration, parse_duration
 from chatd.domain.permissions import Action
 from chatd.domain.protection import ROOM_BURST, ROOM_RATE
 from chatd.domain.room import Role, Room
@@ -212,8 +212,8 @@ async def ratelimit(ctx: Context, rate: str, burst: float | None, room: Room) ->
         fresh: dict[str, float] = {}
         text = f"#{room.name} uses the server's message rate again."
     else:
-        value = _within(rate, "rate", limits.room_message_rate_max)
-        size = _within(str(burst if burst is not None else max(1.0, value)), "burst",
+        value = _within(_decimal(rate), "rate", limits.room_message_rate_max)
+        size = _within(burst if burst is not None else max(1.0, value), "burst",
                        limits.room_message_burst_max, low=1.0)
         fresh = {ROOM_RATE: value, ROOM_BURST: size}
         text = f"#{room.name}: {value:g} messages a second, bursts of {size:g}."
@@ -230,11 +230,14 @@ async def ratelimit(ctx: Context, rate: str, burst: float | None, room: Room) ->
     return ok(text, room=room.name, rate=settings.get(ROOM_RATE), burst=settings.get(ROOM_BURST))
 
 
-def _within(raw: str, what: str, high: float, low: float = 0.1) -> float:
-    try:
-        value = float(raw)
-    except ValueError:
-        value = -1.0
+def _decimal(raw: str) -> float:
+    """The rate's value by the decimal rule of every number parameter (float() also
+    takes "٣" and "1_0"); a word that is none is -1, outside every range, so that
+    :func:`_within` refuses it with the range it must be in."""
+    return float(raw) if is_decimal(raw) else -1.0
+
+
+def _within(value: float, what: str, high: float, low: float = 0.1) -> float:
     if not low <= value <= high:
         raise ChatError(Code.BAD_ARGUMENTS, f"the {what} is a number from {low:g} to "
                         f"{high:g}, or 'off'.")

@@ -15,6 +15,7 @@ __all__ = [
     "MAX_NUMBER",
     "InvalidName",
     "format_duration",
+    "is_decimal",
     "is_number",
     "looks_like_duration",
     "name_key",
@@ -40,6 +41,19 @@ def is_number(word: str) -> bool:
     the others take, and none hands storage a value it cannot hold."""
     return (len(word) <= MAX_DIGITS and word.isascii() and word.isdigit()
             and int(word) <= MAX_NUMBER)
+
+
+# A decimal as people write one: digits with at most one decimal point ("2",
+# "0.5", ".5", "5."). float() alone takes far more: "٣", "1_0", "1e3", "inf",
+# "nan", signs and surrounding spaces.
+_DECIMAL_RE: Final = re.compile(r"[0-9]+(?:\.[0-9]*)?|\.[0-9]+")
+
+
+def is_decimal(word: str) -> bool:
+    """Whether ``word`` is a decimal number chatd takes (then ``float(word)`` is
+    its finite value): ASCII digits with at most one decimal point, at most
+    MAX_DIGITS characters. Every whole number (:func:`is_number`) is one."""
+    return len(word) <= MAX_DIGITS and _DECIMAL_RE.fullmatch(word) is not None
 
 
 USER_NAME_MAX: Final = 24

@@ -205,7 +205,7 @@ class Int(Param):
 
 @dataclass(frozen=True, slots=True)
 class Number(Param):
-    """A decimal number from ``low`` to ``high``."""
+    """A decimal number from ``low`` to ``high``, in ASCII (``names.is_decimal``)."""
 
     kind = "number"
     low: float = 0.0
@@ -215,12 +215,13 @@ class Number(Param):
         return {"min": self.low, "max": self.high}
 
     def convert(self, ctx: Context, word: str, more_follow: bool) -> Any:
-        try:
-            value = float(word)
-        except ValueError:
+        # The decimal rule of names, not float()'s, which takes "٣" and "1_0" that
+        # every whole-number parameter refuses.
+        if not names.is_decimal(word):
             if self.optional:
-                raise Decline from None
-            raise self.refusal(ctx, word) from None
+                raise Decline
+            raise self.refusal(ctx, word)
+        value = float(word)
         if not self.low <= value <= self.high:
             raise ChatError(Code.BAD_ARGUMENTS,
                             f"{self.name} must be from {self.low:g} to {self.high:g}.")

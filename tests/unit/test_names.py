@@ -16,6 +16,7 @@ from chatd.domain.names import (
     MAX_NUMBER,
     InvalidName,
     format_duration,
+    is_decimal,
     is_number,
     looks_like_duration,
     name_key,
@@ -352,3 +353,34 @@ def test_what_is_a_number_storage_holds_and_int_reads_alike(word: str) -> None:
 def test_a_number_is_digits_only(odd: str, digits: str) -> None:
     assert not is_number(digits + odd)
     assert not is_number(odd + digits)
+
+
+@pytest.mark.parametrize(("word", "expected"), [
+    ("2", True), ("0.5", True), (".5", True), ("5.", True), ("20.25", True), ("007", True),
+    ("", False), (".", False), ("1..2", False), ("1.2.3", False), ("-1", False), ("+1", False),
+    (" 1", False), ("1 ", False), ("1_0", False), ("1e3", False), ("1E3", False), ("inf", False),
+    ("nan", False), ("0x1", False), ("٣", False), ("٣.5", False), ("1.٥", False), ("５", False),
+    ("1" * MAX_DIGITS, True), ("1" * (MAX_DIGITS + 1), False),
+])
+def test_is_decimal(word: str, expected: bool) -> None:
+    assert is_decimal(word) is expected
+
+
+@FAST
+@given(st.text(max_size=12) | st.from_regex(r"[ +-]?[0-9_]{0,5}\.?[0-9_eE]{0,5}", fullmatch=True))
+def test_a_decimal_is_ascii_digits_and_one_point(word: str) -> None:
+    """What passes is what float() reads as written; what float() reads besides
+    (other digits, "_", exponents, signs, spaces, inf and nan) does not pass."""
+    if is_decimal(word):
+        assert set(word) <= set("0123456789.") and word.count(".") <= 1
+        assert math.isfinite(float(word)) and float(word) >= 0
+    else:
+        assert not word or not set(word) <= set("0123456789.") or word.count(".") > 1 \
+            or word == "." or len(word) > MAX_DIGITS
+
+
+@FAST
+@given(st.integers(min_value=0, max_value=MAX_NUMBER).map(str) | st.text(max_size=25))
+def test_every_whole_number_is_a_decimal(word: str) -> None:
+    if is_number(word):
+        assert is_decimal(word)
