@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import itertools
 import time
+from dataclasses import dataclass
 from typing import Any
 
 from chatd.domain.accounts import User
@@ -24,6 +25,7 @@ from chatd.domain.webhooks import bot_name, describe, hook_path
 from chatd.errors import ChatError, Code
 from chatd.protocol.context import Context
 from chatd.protocol.params import Choice, Duration, Number, RoomRef, Scopes, Word
+from chatd.protocol.params import Context as ParamContext
 from chatd.protocol.registry import command
 from chatd.protocol.results import Ok, ok
 
@@ -34,6 +36,15 @@ MAX_BOTS = 10
 
 TOKEN_USAGE = ("/token create [name] [scopes] [ttl]  |  /token list  |  "
                "/token revoke <name>  |  /token revoke-resume")
+
+
+def _nothing_more(usage: str, *unused: object) -> None:
+    """Refuse words a sub-command does not take (PROTOCOL §2: surplus words are
+    bad-arguments). The parser cannot: the words fill the parameters of the
+    command's richest sub-command, so /token list x or /bot delete b 1d parse,
+    and ignoring the extra word would act on a line that meant something else."""
+    if any(value is not None for value in unused):
+        raise ChatError(Code.BAD_ARGUMENTS, f"too many arguments. Usage: {usage}")
 
 
 @command("token", Choice("action", choices=("create", "list", "revoke", "revoke-resume")),
@@ -48,8 +59,10 @@ async def token(ctx: Context, action: str, name: str | None, scopes: frozenset[S
     if action == "revoke":
         if name is None:
             raise ChatError(Code.BAD_ARGUMENTS, "usage: /token revoke <name>.")
+        _nothing_more(TOKEN_USAGE, scopes, ttl)
         await ctx.services.tokens.revoke(ctx.user, name)
         return ok(f"Token {name} revoked.", name=name)
+    _nothing_more(TOKEN_USAGE, name, scopes, ttl)
     if action == "revoke-resume":
         count = await ctx.services.resume.revoke_user(ctx.user)
         return ok(f"{count} resume token{'s' * (count != 1)} revoked.", revoked=count)
@@ -127,12 +140,15 @@ async def bot(ctx: Context, action: str, name: str | None, scopes: frozenset[Sco
               ttl: float | None) -> Ok:
     """Make and manage bot accounts: they log in with tokens only and show as bots."""
     if action == "list":
+        _nothing_more(BOT_USAGE, name, scopes, ttl)
         return _bot_list(ctx)
     if name is None:
         raise ChatError(Code.BAD_ARGUMENTS, f"/bot {action} needs the bot's name. "
                                             f"Usage: {BOT_USAGE}")
     if action == "create":
         return await _bot_create(ctx, name, scopes, ttl)
+    if action != "token":  # tokens, delete: the name only
+        _nothing_more(BOT_USAGE, scopes, ttl)
     target = _my_bot(ctx, name)
     if action == "token":
         return await _create_token(ctx, target, _fresh_token_name(ctx, target), scopes, ttl)
@@ -244,27 +260,44 @@ def _within(value: float, what: str, high: float, low: float = 0.1) -> float:
     return value
 
 
+WEBHOOK_USAGE = ("/webhook create <name> [room]  |  /webhook list [room]  |  "
+                 "/webhook revoke <id> [room]")
+
+
+@dataclass(frozen=True, slots=True)
+class _RoomOrCurrent(RoomRef):
+    """``[room]``, the current room when absent (as /schema says), resolved by
+    /webhook itself: /webhook list names its room in the word before, so it must
+    tell a second room (too many words) from none, and needs no current room
+    when the first word named one."""
+
+    def absent(self, ctx: ParamContext) -> Any:
+        return None
+
+
+def _or_current(ctx: Context, room: Room | None) -> Room:
+    """``room``, or when it was left out the session's current room (``no-room``
+    when it has none), as any [room] left out is."""
+    if room is not None:
+        return room
+    current: Room = RoomRef("room", optional=True).absent(ctx)
+    return current
+
+
 @command("webhook", Choice("action", choices=("create", "list", "revoke")),
-         Word("what", optional=True), RoomRef("room", optional=True), group=GROUP,
-         usage="/webhook create <name> [room]  |  /webhook list [room]  |  "
-               "/webhook revoke <id> [room]",
+         Word("what", optional=True), _RoomOrCurrent("room", optional=True), group=GROUP,
+         usage=WEBHOOK_USAGE,
          scope=Scope.MODERATE, errors=(Code.NO_SUCH_WEBHOOK, Code.NOT_PERMITTED,
                                        Code.INVALID_NAME, Code.NAME_TAKEN))
-async def webhook(ctx: Context, action: str, what: str | None, room: Room) -> Ok:
+async def webhook(ctx: Context, action: str, what: str | None, room: Room | None) -> Ok:
     """Incoming webhooks of a room (its admins): a secret URL that posts as a named bot."""
-    hooks = ctx.services.webhooks
     if action == "list":
-        if what is not None:
-            room = ctx.services.rooms.require(what)
-        records = await hooks.list(ctx.user, room)
-        if records:
-            ctx.table(["id", "bot", "created (UTC)"],
-                      [[str(r.id), bot_name(r), _day(r.created_at)] for r in records])
-        return ok(f"#{room.name}: {len(records)} webhook{'s' * (len(records) != 1)}.",
-                  room=room.name, webhooks=[describe(r) for r in records])
+        return await _webhook_list(ctx, what, room)
     if what is None:
         raise ChatError(Code.BAD_ARGUMENTS, f"missing {'name' if action == 'create' else 'id'}."
                         " Usage: /webhook create <name> [room]  |  /webhook revoke <id> [room]")
+    room = _or_current(ctx, room)
+    hooks = ctx.services.webhooks
     if action == "create":
         secret, record = await hooks.create(ctx.user, room, what)
         path = hook_path(record.id, secret)
@@ -277,3 +310,17 @@ async def webhook(ctx: Context, action: str, what: str | None, room: Room) -> Ok
     record = await hooks.revoke(ctx.user, room, int(what))
     return ok(f"Webhook {record.id} ({bot_name(record)}) of #{room.name} revoked.",
               room=room.name, **describe(record))
+
+
+async def _webhook_list(ctx: Context, what: str | None, room: Room | None) -> Ok:
+    """``/webhook list [room]``: the room is the word after ``list`` (one only)."""
+    if what is not None:
+        _nothing_more(WEBHOOK_USAGE, room)
+        room = ctx.services.rooms.require(what)
+    room = _or_current(ctx, room)
+    records = await ctx.services.webhooks.list(ctx.user, room)
+    if records:
+        ctx.table(["id", "bot", "created (UTC)"],
+                  [[str(r.id), bot_name(r), _day(r.created_at)] for r in records])
+    return ok(f"#{room.name}: {len(records)} webhook{'s' * (len(records) != 1)}.",
+              room=room.name, webhooks=[describe(r) for r in records])

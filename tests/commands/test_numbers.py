@@ -8,7 +8,7 @@ import logging
 
 import pytest
 
-from tests.helpers import Clients, error_of
+from tests.helpers import ChatServer, Clients, error_of
 
 
 def _no_traceback(caplog: pytest.LogCaptureFixture) -> None:
@@ -68,3 +68,53 @@ async def test_a_decimal_in_ascii_sets_the_rate(clients: Clients) -> None:
     assert (reply["rate"], reply["burst"]) == (0.5, 3.0)
     # A second word that is no number is the room, as "/ratelimit 2 general" is.
     assert (await error_of(alice, "/ratelimit 2 ٣"))["code"] == "no-such-room"
+
+
+# Surplus words (PROTOCOL §2): each sub-command of /token, /bot and /webhook takes
+# its own share of the command's parameters, and a word beyond it is refused, not
+# ignored, whatever it would have filled.
+@pytest.mark.parametrize("line", [
+    "/token list extra", "/token list read", "/token list 1d", "/token list a read 1d",
+    "/token revoke-resume extra", "/token revoke ci read", "/token revoke ci 1d",
+    "/bot list extra", "/bot list read", "/bot tokens helper read", "/bot tokens helper 1d",
+    "/bot delete helper read", "/bot delete helper 1d",
+    "/webhook list general general", "/webhook list general dev",
+])
+async def test_a_sub_command_refuses_words_beyond_its_own(clients: Clients, line: str) -> None:
+    alice = await clients.user("alice")
+    await alice.command("/create dev")
+    await alice.command("/create general")
+    await alice.command("/token create ci")
+    await alice.command("/bot create helper")
+    error = await error_of(alice, line)
+    assert error["code"] == "bad-arguments" and "too many arguments" in error["message"]
+    # Nothing was done: the token and the bot are there still.
+    assert [t["name"] for t in (await alice.command("/token list"))["tokens"]] == ["ci"]
+    assert [b["user"] for b in (await alice.command("/bot list"))["bots"]] == ["helper"]
+
+
+async def test_the_sub_commands_take_their_own_words(clients: Clients) -> None:
+    alice = await clients.user("alice")
+    await alice.command("/create general")
+    await alice.command("/token create ci read 1d")
+    await alice.command("/bot create helper read")
+    assert (await alice.command("/bot token helper read 1d"))["name"] == "token2"
+    assert len((await alice.command("/bot tokens helper"))["tokens"]) == 2
+    assert (await alice.command("/webhook create deploy general"))["room"] == "general"
+    assert len((await alice.command("/webhook list general"))["webhooks"]) == 1
+    assert (await alice.command("/token revoke ci"))["name"] == "ci"
+    assert (await alice.command("/token revoke-resume"))["revoked"] == 0
+    assert (await alice.command("/bot delete helper"))["user"] == "helper"
+
+
+async def test_webhook_list_of_a_named_room_needs_no_current_room(
+        clients: Clients, server: ChatServer) -> None:
+    bob = await clients.user("bob")
+    await bob.command("/create general")
+    alice = await clients.user("alice")  # a server admin in no room
+    user = server.services.accounts.find("alice")
+    assert user is not None
+    await server.services.accounts.set_admin(user, True)
+    assert (await alice.command("/webhook list general"))["room"] == "general"
+    assert (await error_of(alice, "/webhook list"))["code"] == "no-room"
+    assert (await error_of(alice, "/webhook create deploy"))["code"] == "no-room"
