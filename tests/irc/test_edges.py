@@ -42,6 +42,7 @@ class _Pressured(Outbox):
     """An output that is behind: congested, collecting what is written."""
 
     congested = True
+    peer = "127.0.0.1:1"
 
     def wake(self) -> bool:
         return True
