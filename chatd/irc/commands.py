@@ -30,7 +30,15 @@ from chatd.domain.limits import Kind
 from chatd.domain.scopes import Scope, missing_scope
 from chatd.errors import ChatError, Code
 from chatd.irc import numerics as n
-from chatd.irc.codec import IrcMessage, IrcParseError, add_tags, format_line, parse, raw_verb
+from chatd.irc.codec import (
+    IrcMessage,
+    IrcParseError,
+    add_tags,
+    format_line,
+    parse,
+    plain_text,
+    raw_verb,
+)
 from chatd.irc.numerics import IrcError
 from chatd.irc.views import list_lines
 from chatd.protocol.session import SessionState
@@ -207,7 +215,7 @@ class IrcContext:
         if self.command is not None and self.command.quiet:
             return
         if isinstance(exc, IrcError):
-            self.reply(exc.numeric, *exc.params)
+            self._refuse(exc.numeric, exc.params)
             return
         self.listener.services.stats.error(exc.code.value)
         if exc.code is Code.SCOPE:
@@ -217,9 +225,16 @@ class IrcContext:
             return
         declared = self.command.errors if self.command is not None else {}
         numeric = declared.get(exc.code) or n.ERRORS.get(exc.code, n.ERR_UNKNOWNERROR)
-        subjects = {"nick": self.target, "channel": self.channel,
-                    "command": self.message.command}
-        self.reply(numeric, *(subjects[s] for s in n.SHAPES.get(numeric, ())), exc.message)
+        about = {"nick": self.target, "channel": self.channel, "command": self.message.command}
+        self._refuse(numeric, (*(about[s] for s in n.SHAPES.get(numeric, ())), exc.message))
+
+    def _refuse(self, numeric: str, params: Sequence[str]) -> None:
+        """An error numeric: its subjects (the command, channel or nick as the client
+        sent it), then its text. A subject is refused often because of a control
+        character in it (``PRIVMSG #gen^@eral``): it is echoed without them, as IRC
+        text is taken, for a client would show a colour or act on a CTCP byte the
+        server sent back."""
+        self.reply(numeric, *(plain_text(subject) for subject in params[:-1]), *params[-1:])
 
     def flush(self) -> None:
         """Write the replies (labelled and batched as negotiated), then release held output."""

@@ -90,3 +90,16 @@ async def test_a_guest_in_too_many_rooms_and_leaving_them(server: ChatServer,
     for _ in range(MAX_GUEST_ROOMS - 1):
         await visitor.expect("PART")
     assert all(len(r.members) == 1 for r in server.services.rooms.listed_for(None))
+
+
+async def test_refused_commands_and_channels_are_echoed_without_control_characters(
+        irc: IrcFactory) -> None:
+    """421 and 476 repeat what the client sent: never its control characters (IRC
+    formatting included), which a client would show or act on."""
+    bob = await irc("bob")
+    bob.send_raw(b"\x01\x02\x03FOO\r\nPRIV\x00MSG #x :y\r\nPRIVMSG #gen\x00eral :x\r\n"
+                 b"JOIN #a\x0304b\r\n")
+    assert await bob.raw() == ":chatd.local 421 bob FOO :Unknown command"
+    assert await bob.raw() == ":chatd.local 421 bob PRIVMSG :Unknown command"
+    assert await bob.raw() == ":chatd.local 476 bob #general :Bad Channel Mask"
+    assert await bob.raw() == ":chatd.local 476 bob #ab :Bad Channel Mask"
