@@ -140,16 +140,17 @@ class Guests:
 
     async def join(self, session: IrcSession, room: Room, key: str | None = None) -> None:
         """Add the guest of ``session`` to the open ``room``, in memory only; ``key``
-        opens a room with a key, and a full room refuses (both in the room's lock)."""
+        opens a room with a key, and a full room refuses. All is decided in the
+        room's lock: a mode change or ban queued before this JOIN applies to it."""
         user = session.user
         assert user is not None
-        self._check_join(session, room)
         services = self._services
         async with services.transactions.room(room):
             if room.is_member(user.id):
                 return
             if services.rooms.get(room.id) is not room:
                 raise ChatError(Code.NO_SUCH_ROOM, f"#{room.name} no longer exists.")
+            self._check_join(session, room)
             refuse_gate(room, key)
             now = services.clock.time()
             room.members[user.id] = Member(user.id, user.name, Role.MEMBER, now, now,

@@ -5,8 +5,9 @@ from __future__ import annotations
 
 import pytest
 
-from chatd.domain.room import Mode
-from tests.helpers import ChatServer, Clients
+from chatd.domain.room import Mode, Room
+from chatd.domain.transactions import LocalTransactions
+from tests.helpers import ChatServer, Clients, eventually
 from tests.irc.conftest import IrcFactory
 from tests.irc.helpers import IrcClient
 
@@ -155,3 +156,41 @@ async def test_a_guest_in_a_room_going_private_is_still_listed(server: ChatServe
     visitor.send("NAMES #r", "WHOIS visitor")
     assert (await visitor.expect("353")).params[3] == "@owner visitor"
     assert (await visitor.expect("319")).params[2] == "#r"
+
+
+def _room_lock(server: ChatServer) -> LocalTransactions:
+    """The room transactions of the test server (this process's locks), whose
+    queue a test watches to line decisions up."""
+    transactions = server.services.transactions
+    assert isinstance(transactions, LocalTransactions)
+    return transactions
+
+
+async def _hall(server: ChatServer, irc: IrcFactory) -> tuple[IrcClient, Room]:
+    owner = await irc("owner")
+    owner.send("JOIN #hall")
+    await owner.expect("366")
+    room = server.services.rooms.find("hall")
+    assert room is not None
+    return owner, room
+
+
+@GUESTS
+async def test_a_guest_join_queued_behind_a_mode_change_is_decided_after_it(
+        server: ChatServer, irc: IrcFactory) -> None:
+    """A guest's JOIN is checked in the room's lock: a MODE +i queued before it (both
+    waiting for a decision that holds the room, as a ban writing its row) applies
+    to it."""
+    owner, room = await _hall(server, irc)
+    visitor = await _guest(irc, "visitor")
+    transactions = _room_lock(server)
+    async with transactions.room(room):
+        owner.send("MODE #hall +i")
+        await eventually(lambda: transactions.queued(room) == 1)
+        visitor.send("JOIN #hall")
+        await eventually(lambda: transactions.queued(room) == 2)
+    assert (await visitor.expect("473", "366")).command == "473"
+    guest = server.irc.front.guests.find("visitor") if server.irc else None
+    assert guest is not None and not room.is_member(guest.id)
+    owner.send("NAMES #hall")
+    assert (await owner.expect("353")).params[3] == "@owner"
