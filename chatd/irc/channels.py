@@ -64,7 +64,8 @@ async def _join(ctx: IrcContext, name: str, key: str) -> None:
             raise IrcError(n.ERR_NOSUCHCHANNEL, name, "No such channel (guests cannot create "
                            "rooms)")
         try:
-            room = await services.rooms.create(user, name, Mode.OPEN)
+            room = await (ctx.listener.guests.create(ctx.session, name) if is_guest(user)
+                          else services.rooms.create(user, name, Mode.OPEN))
         except ChatError as exc:
             if exc.code is not Code.NAME_TAKEN:
                 raise

@@ -138,6 +138,13 @@ class Guests:
     def rooms_of(self, user: User) -> list[Room]:
         return [r for r in self._services.rooms.listed_for(user) if r.is_member(user.id)]
 
+    def present(self, session: IrcSession) -> bool:
+        """Whether the guest of ``session`` is still here: its connection open, its
+        nick its own. A command that awaited (a room's lock, a write) asks before
+        it makes the guest a member: the disconnection took the guest out of the
+        rooms it was in then, and nothing would take it out of a later one."""
+        return not session.closing and self._online.get(name_key(session.irc.nick)) is session
+
     async def join(self, session: IrcSession, room: Room, key: str | None = None) -> None:
         """Add the guest of ``session`` to the open ``room``, in memory only; ``key``
         opens a room with a key, and a full room refuses. All is decided in the
@@ -146,6 +153,8 @@ class Guests:
         assert user is not None
         services = self._services
         async with services.transactions.room(room):
+            if not self.present(session):
+                raise _gone()
             if room.is_member(user.id):
                 return
             if services.rooms.get(room.id) is not room:
@@ -171,6 +180,20 @@ class Guests:
         assert session.user is not None
         if len(self.rooms_of(session.user)) >= MAX_GUEST_ROOMS:
             raise IrcError(n.ERR_TOOMANYCHANNELS, name, "You have joined too many channels")
+
+    async def create(self, session: IrcSession, name: str) -> Room:
+        """Create the open room ``name`` with the guest of ``session`` as its owner
+        (``rooms.creation`` "everyone"). Storing it is awaited: a guest whose
+        connection ended meanwhile leaves it as its disconnection would have, had
+        the room been made by then (one left empty ends)."""
+        user = session.user
+        assert user is not None
+        room = await self._services.rooms.create(user, name, Mode.OPEN)
+        if not self.present(session):
+            await self._services.rooms.remove(room, user, "leave", user.name,
+                                              _quit_reason(session), missing_ok=True)
+            raise _gone()
+        return room
 
     async def leave(self, session: IrcSession, room: Room, reason: str = "") -> None:
         user = session.user
@@ -257,9 +280,8 @@ class Guests:
             # their user, which the logout that follows clears.
             self._services.bus.disconnect(room, (session,))
         if rooms:
-            reason = QUIT_PREFIX + (session.irc.quit_message or "Connection closed")
             self._quitting.add(name_key(user.name))
-            task = asyncio.ensure_future(self._leave_all(user, rooms, reason))
+            task = asyncio.ensure_future(self._leave_all(user, rooms, _quit_reason(session)))
             self._tasks.add(task)
             task.add_done_callback(self._tasks.discard)
 
@@ -274,6 +296,16 @@ class Guests:
                                 extra={"fields": {"user": user.name, "room": room.name}})
         finally:
             self._quitting.discard(name_key(user.name))
+
+
+def _quit_reason(session: IrcSession) -> str:
+    """Why a guest leaves its rooms when its connection ends (shown as its QUIT)."""
+    return QUIT_PREFIX + (session.irc.quit_message or "Connection closed")
+
+
+def _gone() -> ChatError:
+    """What stops a command of a guest that is gone (its reply goes nowhere)."""
+    return ChatError(Code.NOT_LOGGED_IN, "the connection closed meanwhile.")
 
 
 def _address(session: IrcSession) -> str:

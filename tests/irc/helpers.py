@@ -5,7 +5,9 @@ from __future__ import annotations
 import asyncio
 import base64
 import contextlib
+import socket
 import ssl
+import struct
 from typing import Any
 
 from chatd.irc.codec import IrcMessage, parse
@@ -104,6 +106,14 @@ class IrcClient:
         payload = base64.b64encode(f"{account}\0{account}\0{password}".encode()).decode()
         self.send(f"AUTHENTICATE {payload}")
         return await self.expect("903", "904")
+
+    def reset(self) -> None:
+        """Drop the connection as a crashed client or a lost network does: a TCP
+        reset, which ends the server's connection at once, whatever command it is
+        running (after a close, FIN, it would answer its queued lines first)."""
+        sock = self.writer.get_extra_info("socket")
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+        self.writer.transport.abort()
 
     async def close(self) -> None:
         self.writer.close()

@@ -3,6 +3,10 @@ and audit entries."""
 
 from __future__ import annotations
 
+import asyncio
+import logging
+from typing import Any
+
 import pytest
 
 from chatd.domain.room import Mode, Room
@@ -193,4 +197,64 @@ async def test_a_guest_join_queued_behind_a_mode_change_is_decided_after_it(
     guest = server.irc.front.guests.find("visitor") if server.irc else None
     assert guest is not None and not room.is_member(guest.id)
     owner.send("NAMES #hall")
+    assert (await owner.expect("353")).params[3] == "@owner"
+
+
+@GUESTS
+async def test_a_guest_gone_while_its_join_waited_is_not_left_in_the_room(
+        server: ChatServer, irc: IrcFactory, caplog: pytest.LogCaptureFixture) -> None:
+    """The connection of a guest ends while its JOIN waits for the room: the JOIN
+    adds nobody, and ends quietly (the disconnection took the guest out of the
+    rooms it was in then; nothing would take it out of this one, and a new guest
+    with its nick would be listed twice)."""
+    owner, room = await _hall(server, irc)
+    assert server.irc is not None
+    guests = server.irc.front.guests
+    ghost = await _guest(irc, "ghost")
+    transactions = _room_lock(server)
+    async with transactions.room(room):
+        ghost.send("JOIN #hall")
+        await eventually(lambda: transactions.queued(room) == 1)
+        ghost.reset()
+        await eventually(lambda: guests.find("ghost") is None)
+    again = await _guest(irc, "ghost")
+    again.send("JOIN #hall")
+    assert (await again.expect("353")).params[3] == "@owner ghost"
+    owner.send("NAMES #hall")
+    assert (await owner.expect("353")).params[3] == "@owner ghost"
+    assert len(room.members) == 2 and len(server.services.bus.in_room(room)) == 2
+    assert not [r.message for r in caplog.records if r.levelno >= logging.WARNING]
+
+
+@pytest.mark.server(accounts__guests=True, rooms__creation="everyone")
+async def test_a_guest_gone_while_its_channel_was_made_does_not_own_it(
+        server: ChatServer, irc: IrcFactory, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The connection of a guest ends while its JOIN #new stores the room: the guest
+    leaves it as its disconnection would have (the room, left empty, ends), not
+    its owner for good."""
+    assert server.irc is not None
+    guests, storage = server.irc.front.guests, server.services.storage
+    storing, stored = asyncio.Event(), asyncio.Event()
+    create = storage.create_unowned_room
+    join: list[asyncio.Task[Any]] = []
+
+    async def slow_create(*args: Any) -> Any:
+        task = asyncio.current_task()  # the connection's command: its JOIN
+        assert task is not None
+        join.append(task)
+        storing.set()
+        await stored.wait()
+        return await create(*args)
+
+    monkeypatch.setattr(storage, "create_unowned_room", slow_create)
+    ghost = await _guest(irc, "ghost")
+    ghost.send("JOIN #new")
+    await storing.wait()
+    ghost.reset()
+    await eventually(lambda: guests.find("ghost") is None)
+    stored.set()
+    await asyncio.wait(join)
+    assert server.services.rooms.find("new") is None
+    owner = await irc("owner")
+    owner.send("JOIN #new")
     assert (await owner.expect("353")).params[3] == "@owner"
