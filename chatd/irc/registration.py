@@ -242,6 +242,11 @@ async def _register(ctx: IrcContext) -> None:
     # set before the log-in's first await, so never more than the grant.
     session.scopes = None if grant.scopes == ALL_SCOPES else grant.scopes
     await services.presence.login(session, account)
+    if session.closing:
+        # Gone while the log-in awaited (the replay of waiting direct messages):
+        # its end was handled then (people.ended, the log-out); registering now
+        # would make the dead session its account's identity again, for good.
+        return
     irc.completed()
     ctx.listener.people.registered(session)
     welcome(ctx)

@@ -2,14 +2,17 @@
 
 from __future__ import annotations
 
+import asyncio
 import base64
+from typing import Any
 
 import pytest
 
 from chatd.domain.clock import ManualClock
 from chatd.irc.session import IrcSession
-from tests.helpers import PASSWORD, ChatServer
+from tests.helpers import PASSWORD, ChatServer, eventually
 from tests.irc.conftest import IrcFactory
+from tests.irc.helpers import IrcClient
 
 
 async def _account(server: ChatServer, name: str) -> None:
@@ -293,3 +296,45 @@ async def test_shutdown_tells_irc_clients(server: ChatServer, irc: IrcFactory) -
     lines = await client.closed()
     assert ":chatd.local NOTICE bob :the server is shutting down. Goodbye." in lines
     assert lines[-1].startswith("ERROR ")
+
+
+async def test_a_connection_gone_while_its_login_replays_is_not_registered(
+        server: ChatServer, irc: IrcFactory, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The connection ends while its log-in replays the direct messages waiting
+    for the account: registration stops there. (It went on: the dead session's
+    USER became the account's identity for good, stale in WHO and WHOIS, and it
+    stayed among the away-notify listeners.)"""
+    assert server.irc is not None
+    await _account(server, "bob")
+    alice = await irc("alice")
+    alice.send("PRIVMSG bob :while you were out", "PING sync")
+    await alice.expect("PONG")
+    messaging = server.services.messaging
+    replaying, replayed = asyncio.Event(), asyncio.Event()
+    replay = messaging.replay_direct
+    login: list[asyncio.Task[Any]] = []
+
+    async def slow_replay(*args: Any) -> int:
+        task = asyncio.current_task()  # the connection's command: its registration
+        assert task is not None
+        login.append(task)
+        replaying.set()
+        await replayed.wait()
+        return await replay(*args)
+
+    monkeypatch.setattr(messaging, "replay_direct", slow_replay)
+    bob = await IrcClient.connect(server.irc.port)
+    bob.send("CAP LS 302", "CAP REQ :away-notify", f"PASS bob:{PASSWORD}", "NICK bob",
+             "USER ghostident 0 * :Ghost", "CAP END")
+    await replaying.wait()
+    bob.reset()
+    account = server.services.accounts.require("bob")
+    await eventually(lambda: not account.online)
+    replayed.set()
+    await asyncio.wait(login)
+    assert server.irc.front.people.username("bob") == "bob"
+    alice.send("WHO bob")
+    assert (await alice.expect("352")).params[2] == "bob"
+    # The direct message waits for bob's next log-in.
+    again = await irc("bob")
+    assert (await again.expect("PRIVMSG")).params == ("bob", "while you were out")
