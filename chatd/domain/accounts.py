@@ -10,6 +10,7 @@ accounts exist.
 from __future__ import annotations
 
 import logging
+from contextlib import contextmanager
 from typing import TYPE_CHECKING, Any, Protocol
 
 from chatd.domain import hashing, names
@@ -18,7 +19,7 @@ from storage.api import Conflict, Storage, StorageError
 from storage.records import BOT_KIND, UserBlockRecord, UserRecord
 
 if TYPE_CHECKING:
-    from collections.abc import Callable, Iterable, Mapping
+    from collections.abc import Callable, Iterable, Iterator, Mapping
     from contextlib import AbstractAsyncContextManager
 
     from chatd.config import Config
@@ -89,6 +90,15 @@ class _Audit(Protocol):
                      *, reason: str = "") -> None: ...
 
 
+class NameHolder(Protocol):
+    """Users without an account who hold a name while they are connected: IRC
+    guests (chatd.irc.guests registers them in :attr:`Accounts.name_holders`).
+    No account is made with a name one of them holds: two users would answer
+    to it (a kick, a lookup, the members of a room)."""
+
+    def holds(self, name: str) -> bool: ...
+
+
 class Accounts:
     """Every account, by id and by case-insensitive name."""
 
@@ -109,6 +119,9 @@ class Accounts:
         # A lock per account whose blocks, settings or flag are being written or read
         # (writing()): local to this process, whatever the decisions' transactions.
         self._writing = local_locks
+        # The keys of the names whose accounts are being made (see _claiming).
+        self._claimed: set[str] = set()
+        self.name_holders: list[NameHolder] = []
         # Told of each change made here to an account (what, and its details): a
         # cluster node announces it to the others, which apply it to their copy.
         self.on_changed: Callable[[User, str, dict[str, Any]], None] | None = None
@@ -170,6 +183,30 @@ class Accounts:
     def find(self, name: str) -> User | None:
         return self._by_key.get(names.name_key(name))
 
+    def claimed(self, name: str) -> bool:
+        """Whether ``name`` is an account's, or one's being made: a guest may not
+        take it (see _claiming)."""
+        key = names.name_key(name)
+        return key in self._by_key or key in self._claimed
+
+    @contextmanager
+    def _claiming(self, name: str) -> Iterator[None]:
+        """Hold ``name`` while its account is made: checked free of accounts (made
+        or being made) and of the name holders, then held until the account is in
+        memory. The bcrypt hash and the write are awaited in between: a check
+        alone would let a guest take the name meanwhile (claimed() refuses it)."""
+        if self.claimed(name):
+            raise _name_taken(name)
+        if any(holder.holds(name) for holder in self.name_holders):
+            raise ChatError(Code.NAME_TAKEN, f'the name "{name}" is in use by a guest '
+                            "online; choose another.")
+        key = names.name_key(name)
+        self._claimed.add(key)
+        try:
+            yield
+        finally:
+            self._claimed.discard(key)
+
     def require(self, name: str) -> User:
         user = self.find(name)
         if user is None:
@@ -194,15 +231,14 @@ class Accounts:
         ``chatd useradd``) comes here, so none forgets the audit entry."""
         name = _valid_user_name(name)
         _check_password(password)
-        if self.find(name) is not None:
-            raise _name_taken(name)
-        password_hash = await self._hash(password)
-        try:
-            record = await self._storage.create_user(name, password_hash, is_admin,
-                                                     self._clock.time())
-        except Conflict:
-            raise _name_taken(name) from None
-        user = self._created(record)
+        with self._claiming(name):
+            password_hash = await self._hash(password)
+            try:
+                record = await self._storage.create_user(name, password_hash, is_admin,
+                                                         self._clock.time())
+            except Conflict:
+                raise _name_taken(name) from None
+            user = self._created(record)
         await self._audit.record("account-created", actor=actor, target=user.name,
                                  reason="admin" if is_admin else "")
         return user
@@ -235,15 +271,14 @@ class Accounts:
             return await self._create_bot(name, owner, actor)
 
     async def _create_bot(self, name: str, owner: User | None, actor: str) -> User:
-        if self.find(name) is not None:
-            raise _name_taken(name)
-        try:
-            record = await self._storage.create_user(
-                name, NO_PASSWORD, False, self._clock.time(), kind=BOT_KIND,
-                owner_id=owner.id if owner is not None else None)
-        except Conflict:
-            raise _name_taken(name) from None
-        user = self._created(record)
+        with self._claiming(name):
+            try:
+                record = await self._storage.create_user(
+                    name, NO_PASSWORD, False, self._clock.time(), kind=BOT_KIND,
+                    owner_id=owner.id if owner is not None else None)
+            except Conflict:
+                raise _name_taken(name) from None
+            user = self._created(record)
         await self._audit.record("bot-created", actor=actor, target=user.name,
                                  reason=f"owner {owner.name}" if owner is not None else "")
         return user

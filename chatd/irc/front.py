@@ -42,6 +42,8 @@ class IrcFront:
         self.renderer = IrcRenderer(lambda: config().irc.server_name,
                                     services.clock.time, self._is_member)
         self.guests = Guests(services)
+        # No account is made with the name of a guest online.
+        services.accounts.name_holders.append(self.guests)
         self.people = People(services, self.renderer)
         self.renderer.directory = self.people
         services.presence.watchers.append(self.people)

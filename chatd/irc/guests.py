@@ -92,8 +92,14 @@ class Guests:
     # -- nicks -------------------------------------------------------------------
 
     def nick_free(self, nick: str) -> bool:
-        """A guest may take ``nick``: it is no account's name and no guest's."""
-        return self._services.accounts.find(nick) is None and name_key(nick) not in self._online
+        """A guest may take ``nick``: it is no account's name (nor one's being made)
+        and no guest's."""
+        return not self._services.accounts.claimed(nick) and not self.holds(nick)
+
+    def holds(self, name: str) -> bool:
+        """Whether a guest online has ``name`` (the accounts' NameHolder: no account
+        is made with it)."""
+        return name_key(name) in self._online
 
     def find(self, nick: str) -> User | None:
         session = self._online.get(name_key(nick))

@@ -9,9 +9,10 @@ from typing import Any
 
 import pytest
 
+from chatd.domain import hashing
 from chatd.domain.room import Mode, Room
 from chatd.domain.transactions import LocalTransactions
-from tests.helpers import ChatServer, Clients, eventually
+from tests.helpers import PASSWORD, ChatServer, Clients, error_of, eventually
 from tests.irc.conftest import IrcFactory
 from tests.irc.helpers import IrcClient
 
@@ -258,3 +259,56 @@ async def test_a_guest_gone_while_its_channel_was_made_does_not_own_it(
     owner = await irc("owner")
     owner.send("JOIN #new")
     assert (await owner.expect("353")).params[3] == "@owner"
+
+
+@GUESTS
+async def test_no_account_takes_the_name_of_a_guest_online(server: ChatServer, irc: IrcFactory,
+                                                           clients: Clients) -> None:
+    """Every way an account is made refuses the name of a guest online (in any case):
+    two users would answer to it (KICK, WHOIS, the members of a room)."""
+    assert server.irc is not None
+    guests = server.irc.front.guests
+    await server.services.accounts.create("root", PASSWORD, is_admin=True)
+    visitor = await _guest(irc, "visitor")
+    newcomer = await clients.anonymous()
+    for name in ("visitor", "VISITOR"):
+        taken = await error_of(newcomer, f"/register {name} {PASSWORD}")
+        assert taken["code"] == "name-taken" and "guest" in taken["message"]
+    root = await clients.user("root")
+    for line in (f"/useradd visitor {PASSWORD}", "/bot create Visitor"):
+        assert (await error_of(root, line))["code"] == "name-taken"
+    assert server.services.accounts.find("visitor") is None
+    visitor.send("QUIT")
+    await visitor.closed()
+    await eventually(lambda: guests.find("visitor") is None)
+    await newcomer.command(f"/register visitor {PASSWORD}")
+
+
+@GUESTS
+async def test_a_guest_cannot_take_a_name_while_its_account_is_being_made(
+        server: ChatServer, irc: IrcFactory, clients: Clients,
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """From the check of a new account's name to its arrival (the bcrypt hash and
+    the write between), no guest takes the name, by registering or by NICK."""
+    other = await _guest(irc, "other")
+    hashing_started, hashed = asyncio.Event(), asyncio.Event()
+    make = hashing.make
+
+    async def slow_make(*args: Any) -> bytes:
+        hashing_started.set()
+        await hashed.wait()
+        return await make(*args)
+
+    monkeypatch.setattr(hashing, "make", slow_make)
+    newcomer = await clients.anonymous()
+    registering = asyncio.ensure_future(newcomer.command(f"/register visitor {PASSWORD}"))
+    await hashing_started.wait()
+    client = await irc()
+    client.send("NICK visitor", "USER v 0 * :V")
+    assert (await client.expect("433", "001")).params[1] == "visitor"
+    other.send("NICK Visitor")
+    assert (await other.expect("433", "NICK")).params[1] == "Visitor"
+    hashed.set()
+    assert (await registering).ok
+    client.send("NICK guest2")
+    assert (await client.expect("001")).params[0] == "guest2"
