@@ -2,8 +2,10 @@
 
 Wire rules (see ``LineFramer``): UTF-8 text lines ending in ``\\n`` or
 ``\\r\\n``; telnet option negotiation is silently removed so a plain
-``telnet host port`` works; control characters never survive decoding, so no
-terminal escape sequence can travel from one user to another.
+``telnet host port`` works (not on a stream that is not telnet's, such as the
+lines of WebSocket messages: ``LineFramer(telnet=False)``); control characters
+never survive decoding, so no terminal escape sequence can travel from one user
+to another.
 
 Everything here is pure: no asyncio, no I/O, and no import from the rest of
 chatd (the codec is a leaf of the package).
@@ -215,20 +217,24 @@ class LineFramer(SharedAtRest):
       removed before framing, and may be split across ``feed()`` calls. A
       client that opens a subnegotiation and never closes it loses the rest
       of its input; only a misbehaving telnet client can do that, since 0xFF
-      never occurs in UTF-8 text.
+      never occurs in UTF-8 text. With ``telnet=False`` nothing is removed:
+      for streams that are not a telnet client's (a WebSocket's messages,
+      where a 0xFF byte is bad UTF-8 to report, not a command to act on).
 
     Feeding a stream in any number of pieces gives the same result as feeding
     it at once.
     """
 
-    __slots__ = ("_buf", "_discarding", "_max", "_telnet")
+    __slots__ = ("_buf", "_discarding", "_max", "_strips", "_telnet")
 
-    def __init__(self, max_line: int = DEFAULT_MAX_LINE) -> None:
-        """Create a framer accepting lines of at most ``max_line`` bytes."""
+    def __init__(self, max_line: int = DEFAULT_MAX_LINE, *, telnet: bool = True) -> None:
+        """Create a framer accepting lines of at most ``max_line`` bytes, removing
+        telnet commands unless ``telnet`` is False."""
         if max_line < 1:
             raise ValueError(f"max_line must be at least 1, not {max_line}")
         super().__init__()
         self._max = max_line
+        self._strips = telnet
         # The incomplete last line, telnet already removed; None rather than
         # empty, so the many connections between lines hold no buffer.
         self._buf: bytearray | None = None
@@ -245,12 +251,13 @@ class LineFramer(SharedAtRest):
 
     @staticmethod
     @functools.cache
-    def at_rest(max_line: int) -> LineFramer:
-        """The shared framer of ``max_line``'s connections (see :class:`SharedAtRest`)."""
-        return LineFramer(max_line)
+    def at_rest(max_line: int, *, telnet: bool = True) -> LineFramer:
+        """The shared framer of the connections of ``max_line`` and ``telnet``
+        (see :class:`SharedAtRest`)."""
+        return LineFramer(max_line, telnet=telnet)
 
     def _take_state(self) -> Self:
-        private = type(self)(self._max)
+        private = type(self)(self._max, telnet=self._strips)
         private._buf, private._discarding, private._telnet = \
             self._buf, self._discarding, self._telnet
         self._buf, self._discarding, self._telnet = None, False, _T_DATA
@@ -259,8 +266,9 @@ class LineFramer(SharedAtRest):
     def feed(self, data: bytes) -> list[str | BadLine]:
         """Consume ``data``; return the lines and errors it completes, in order."""
         # `in` is a C-speed search; the byte-level state machine only runs when
-        # a telnet sequence is present or was cut by the previous feed.
-        if self._telnet != _T_DATA or _IAC_BYTE in data:
+        # a telnet sequence is present or was cut by the previous feed. (The
+        # option is asked last: the common line without 0xFF pays nothing for it.)
+        if (self._telnet != _T_DATA or _IAC_BYTE in data) and self._strips:
             data = self._strip_telnet(data)
         pos = 0
         if self._discarding:

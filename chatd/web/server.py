@@ -35,6 +35,7 @@ from chatd import __version__
 from chatd.domain.limits import Kind
 from chatd.errors import ChatError, Code
 from chatd.net.connection import Connection
+from chatd.protocol.codec import LineFramer
 from chatd.web import openapi
 from chatd.web.api import api_routes
 from chatd.web.http import (
@@ -332,7 +333,10 @@ class WebServer:
         return reader
 
     def _chatd_connection(self) -> Connection:
-        return Connection(self.host)
+        # Messages are lines, not a telnet stream: a 0xFF byte in one is bad UTF-8
+        # (invalid-utf8), never a command that would swallow or join lines.
+        framer = LineFramer.at_rest(self.config.listen.max_line, telnet=False)
+        return Connection(self.host, framer)
 
 
 def _preflight(request: Request, routes: RouteTable, path: str) -> Response:

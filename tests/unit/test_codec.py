@@ -37,12 +37,13 @@ FAST = settings(max_examples=150, deadline=None)
 # ---------------------------------------------------------------------------
 
 
-def feed_pieces(max_line: int, data: bytes, cuts: list[int]) -> list[str | BadLine]:
+def feed_pieces(max_line: int, data: bytes, cuts: list[int], *,
+                telnet: bool = True) -> list[str | BadLine]:
     """Feed ``data`` to a new framer, cut at the offsets ``cuts``.
 
     Checks the buffer bound after every feed.
     """
-    framer = LineFramer(max_line)
+    framer = LineFramer(max_line, telnet=telnet)
     out: list[str | BadLine] = []
     start = 0
     for cut in [*sorted(cuts), len(data)]:
@@ -83,9 +84,9 @@ def reference_skip_subnegotiation(data: bytes, i: int) -> int:
     return i
 
 
-def reference_frame(data: bytes, max_line: int) -> list[str | BadLine]:
+def reference_frame(data: bytes, max_line: int, *, telnet: bool = True) -> list[str | BadLine]:
     """A slow reference framer for a whole stream fed at once."""
-    *lines, tail = reference_strip_telnet(data).split(b"\n")
+    *lines, tail = (reference_strip_telnet(data) if telnet else data).split(b"\n")
     out: list[str | BadLine] = []
     for raw in lines:
         body = raw[:-1] if raw.endswith(b"\r") else raw
@@ -300,6 +301,27 @@ def test_framer_invalid_utf8(bad: bytes) -> None:
     assert framer.feed(b"before\n" + bad + b"\r\nafter\n") == ["before", BAD_UTF8, "after"]
 
 
+@pytest.mark.parametrize(
+    ("chunks", "expected"),
+    [
+        # A WebSocket's messages, one line each: 0xFF is bad UTF-8, not telnet's IAC,
+        # so it neither swallows the line end after it nor joins two lines.
+        ([b"/ping\xff\n", b"/whoami\n"], [BAD_UTF8, "/whoami"]),
+        ([b"\xff\xfa\n", b"/ping\n/ping\n"], [BAD_UTF8, "/ping", "/ping"]),
+        ([b"a\xff", b"\xfb\x01b\n"], [BAD_UTF8]),
+        ([b"\xff\xf0\n"], [BAD_UTF8]),
+    ],
+)
+def test_framer_without_telnet_keeps_every_byte(chunks: list[bytes],
+                                                expected: list[str | BadLine]) -> None:
+    framer = LineFramer(telnet=False)
+    out: list[str | BadLine] = []
+    for chunk in chunks:
+        out.extend(framer.feed(chunk))
+    assert out == expected
+    assert framer.buffered == 0
+
+
 def test_framer_default_limit_is_4096() -> None:
     framer = LineFramer()
     assert framer.feed(b"a" * 4096 + b"\r\n") == ["a" * 4096]
@@ -347,6 +369,15 @@ def test_framer_split_anywhere_same_result(case: tuple[bytes, list[int]], max_li
 def test_framer_matches_reference(case: tuple[bytes, list[int]], max_line: int) -> None:
     data, cuts = case
     assert feed_pieces(max_line, data, cuts) == reference_frame(data, max_line)
+
+
+@FAST
+@given(stream_and_cuts(), st.sampled_from([4, 16, 4096]))
+def test_framer_without_telnet_matches_reference(case: tuple[bytes, list[int]],
+                                                 max_line: int) -> None:
+    data, cuts = case
+    assert feed_pieces(max_line, data, cuts, telnet=False) == \
+        reference_frame(data, max_line, telnet=False)
 
 
 @FAST
@@ -626,3 +657,15 @@ def test_the_framer_at_rest_is_one_per_line_limit() -> None:
     assert LineFramer.at_rest(100).buffered == 0
     assert private.feed(b"ne\n") == ["half a line"]
     assert private.settle() is LineFramer.at_rest(100)
+
+
+def test_the_framer_at_rest_without_telnet_is_its_own_and_stays_so() -> None:
+    plain = LineFramer.at_rest(100, telnet=False)
+    assert plain is LineFramer.at_rest(100, telnet=False)
+    assert plain is not LineFramer.at_rest(100)
+    # A line cut after 0xFF leaves a private framer: it must not start filtering telnet.
+    assert plain.feed(b"half\xff") == []
+    private = plain.settle()
+    assert private is not plain and plain.buffered == 0
+    assert private.feed(b"\xfa\n/ping\n") == [BAD_UTF8, "/ping"]
+    assert private.settle() is plain

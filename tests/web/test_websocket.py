@@ -99,6 +99,25 @@ async def test_fragments_are_one_message_and_invalid_utf8_is_refused(
         raw.close()
 
 
+async def test_a_0xff_byte_is_invalid_utf8_and_each_message_stays_its_own_line(
+        server: ChatServer) -> None:
+    raw = await RawWs.open(server, "/ws?format=json")
+    try:
+        await raw.text_until(lambda line: '"notice"' in line)
+        # 0xFF is telnet's IAC on TCP; in a message it is only a byte that is not UTF-8.
+        raw.send(b"@a /ping\xff")
+        raw.send(b"@b /ping")
+        raw.send(b"\xff\xfa")  # IAC SB: would swallow everything up to an IAC SE
+        raw.send(b"@c /ping")
+        raw.send(b"@d /ping")
+        records = [json.loads(line) for line in await raw.text_until(lambda t: '"d"' in t)]
+        got = [(r["type"], r.get("code"), r.get("label")) for r in records]
+        assert got == [("error", "invalid-utf8", None), ("ok", None, "b"),
+                       ("error", "invalid-utf8", None), ("ok", None, "c"), ("ok", None, "d")]
+    finally:
+        raw.close()
+
+
 async def test_an_unmasked_client_frame_is_a_protocol_error(server: ChatServer) -> None:
     raw = await RawWs.open(server)
     try:
