@@ -318,7 +318,8 @@ class WebServer:
         protocol = handshake(request.head, offered, max_size)
         transport = WsTransport(raw, protocol, binary=protocol.subprotocol == IRC_BINARY,
                                 line_end=line_end,
-                                peer=(self.client_ip(conn.ip, request), conn.port))
+                                peer=(self.client_ip(conn.ip, request), conn.port),
+                                output_limit=lambda: self.config.limits.output_buffer)
         transport.send_pending()
         if transport.is_closing():
             return None

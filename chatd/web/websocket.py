@@ -19,6 +19,7 @@ on the fan-out's hot path.
 from __future__ import annotations
 
 import asyncio
+import logging
 import struct
 from typing import TYPE_CHECKING, Any
 
@@ -30,11 +31,13 @@ from websockets.server import ServerProtocol
 from chatd.errors import Code
 
 if TYPE_CHECKING:
-    from collections.abc import Sequence
+    from collections.abc import Callable, Sequence
 
     from websockets.typing import Subprotocol
 
     from chatd.net.connection import Connection
+
+log = logging.getLogger(__name__)
 
 CHATD = "text.chatd"
 IRC_TEXT = "text.ircv3.net"
@@ -113,10 +116,12 @@ class WsTransport(asyncio.Transport):
     """What a chatd connection writes to: lines in, one WebSocket message each out."""
 
     def __init__(self, raw: asyncio.Transport, protocol: ServerProtocol, *, binary: bool,
-                 line_end: bytes, peer: Any) -> None:
+                 line_end: bytes, peer: Any, output_limit: Callable[[], int]) -> None:
         super().__init__()
         self._raw = raw
         self.protocol = protocol
+        # limits.output_buffer, read at each use (a reload reaches open sockets).
+        self._output_limit = output_limit
         self._first = _BINARY if binary else _TEXT
         # IRC text mode must send UTF-8 only (IRCv3): bad bytes become U+FFFD.
         self._sanitize = not binary and line_end == b"\r\n"
@@ -196,6 +201,21 @@ class WsTransport(asyncio.Transport):
             self._closed = True
             self._raw.close()
 
+    def send_answers(self) -> None:
+        """Write the protocol's answers to the client's frames (pongs, the closing
+        handshake); past ``limits.output_buffer`` unsent, cut the client off.
+
+        These go to the socket directly, never through the connection, so its own
+        cut-off (Connection.flush) never sees them: a client sending pings and
+        reading nothing would grow the buffer by a pong per ping, without end.
+        Between two checks it grows by one read's pongs at most."""
+        self.send_pending()
+        buffered = self._raw.get_write_buffer_size()
+        if buffered > self._output_limit() and not self._raw.is_closing():
+            log.warning("slow consumer disconnected", extra={"fields": {
+                "peer": self._peer, "buffered": buffered, "unread": "pongs"}})
+            self.abort()
+
     def ping(self) -> None:
         if not self._closed and self.protocol.state is OPEN:
             self.protocol.send_ping(b"")
@@ -235,7 +255,7 @@ class MessageReader:
                 self._message(b"".join(self._parts), lines)
                 self._parts = []
         self._deliver(lines)
-        self.transport.send_pending()
+        self.transport.send_answers()
 
     def _message(self, data: bytes, lines: list[bytes]) -> None:
         if self._binary and self._refuse_binary:

@@ -12,7 +12,7 @@ from websockets.asyncio.client import connect
 from websockets.exceptions import ConnectionClosed, InvalidStatus
 
 from chatd.domain.clock import ManualClock
-from tests.helpers import PASSWORD, ChatServer, Clients, settle
+from tests.helpers import PASSWORD, ChatServer, Clients, eventually, settle
 from tests.web.helpers import RawWs, WsChat, ws_url
 
 
@@ -165,22 +165,27 @@ async def test_a_silent_websocket_is_timed_out_like_tcp(
         await web.record()
 
 
-@pytest.mark.server(limits__output_buffer=65536)
-async def test_a_websocket_that_reads_nothing_is_cut_off(
-        server: ChatServer, clients: Clients) -> None:
-    talker = await clients.user("talker")
-    await talker.command("/create den")
+async def slow_reader(server: ChatServer) -> RawWs:
+    """A /ws socket whose client reads (almost) nothing: a tiny receive buffer."""
     assert server.web is not None
     slow = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
     slow.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
     slow.connect(("127.0.0.1", server.web.port))
     reader, writer = await asyncio.open_connection(sock=slow)
+    writer.write(b"GET /ws HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\n"
+                 b"Connection: Upgrade\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n"
+                 b"Sec-WebSocket-Version: 13\r\n\r\n")
+    head = await reader.readuntil(b"\r\n\r\n")
+    return RawWs(reader, writer, head.decode("latin-1"))
+
+
+@pytest.mark.server(limits__output_buffer=65536)
+async def test_a_websocket_that_reads_nothing_is_cut_off(
+        server: ChatServer, clients: Clients) -> None:
+    talker = await clients.user("talker")
+    await talker.command("/create den")
+    raw = await slow_reader(server)
     try:
-        raw = RawWs(reader, writer, "")
-        writer.write(b"GET /ws HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\n"
-                     b"Connection: Upgrade\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n"
-                     b"Sec-WebSocket-Version: 13\r\n\r\n")
-        await reader.readuntil(b"\r\n\r\n")
         raw.send(f"/register slow {PASSWORD}".encode())
         raw.send(b"/join den")
         await asyncio.sleep(0.2)
@@ -193,9 +198,33 @@ async def test_a_websocket_that_reads_nothing_is_cut_off(
                 await talker.command("/ping")
         assert (await talker.command("/ping"))["type"] == "ok"
     finally:
-        writer.close()
+        raw.writer.close()
         with contextlib.suppress(ConnectionError):
-            await writer.wait_closed()
+            await raw.writer.wait_closed()
+
+
+@pytest.mark.server(limits__output_buffer=65536)
+async def test_pings_from_a_client_that_reads_nothing_are_cut_off(server: ChatServer) -> None:
+    """Each ping is answered with a pong the client never reads: the pongs are
+    bounded by limits.output_buffer, as the connection's own output is."""
+    raw = await slow_reader(server)
+    try:
+        await eventually(lambda: server.connection_count == 1)
+        key = b"\x01\x02\x03\x04"
+        ping = bytes((0x89, 0x80 | 125)) + key + bytes(b ^ key[i % 4] for i, b in
+                                                        enumerate(b"x" * 125))
+        sent = 0
+        async with asyncio.timeout(30):
+            while server.connection_count == 1:
+                # 40 MB of pings would be 39 MB of pongs held for this client, far
+                # beyond the kernel's buffers (a few MB).
+                assert sent < 40_000_000, "the server kept reading pings and queuing pongs"
+                raw.writer.write(ping * 1000)
+                sent += len(ping) * 1000
+                with contextlib.suppress(ConnectionError):
+                    await raw.writer.drain()
+    finally:
+        raw.close()
 
 
 async def test_shutdown_says_goodbye_over_the_websocket(server: ChatServer) -> None:
