@@ -359,6 +359,7 @@ class HttpConnection(asyncio.Protocol):
         self.ws: MessageReader | None = None
         self._reader = RequestReader()
         self._busy = False
+        self._paused = False  # reading paused by this connection (while _busy)
         self._timer: asyncio.TimerHandle | None = None
         self._writable = asyncio.Event()
         self._writable.set()
@@ -421,6 +422,10 @@ class HttpConnection(asyncio.Protocol):
         if request is not None:
             self._busy = True
             self._disarm()
+            # One request at a time, so the limits of _next cannot check what arrives
+            # meanwhile: it waits in the socket (the client's send blocks) instead of
+            # in the reader, which then holds at most one read past the request.
+            self._pause_reading()
             self._task = asyncio.ensure_future(self._serve(request))
 
     def _upgrade(self, head: Request) -> None:
@@ -454,6 +459,9 @@ class HttpConnection(asyncio.Protocol):
             self.close()
             return
         self._arm()
+        # Before _next: a request it starts pauses again, and a WebSocket it opens
+        # must be left to pause and resume the socket as its connection decides.
+        self._resume_reading()
         if self._reader.buffered:
             self._next()
 
@@ -475,6 +483,17 @@ class HttpConnection(asyncio.Protocol):
                 # A client that reads nothing is cut off rather than waited on forever.
                 async with asyncio.timeout(STALL_LIMIT):
                     await self._writable.wait()
+
+    def _pause_reading(self) -> None:
+        if self.transport is not None and not self._paused:
+            self._paused = True
+            self.transport.pause_reading()
+
+    def _resume_reading(self) -> None:
+        if self.transport is not None and self._paused:
+            self._paused = False
+            if not self.transport.is_closing():
+                self.transport.resume_reading()
 
     def refuse(self, error: HttpError) -> None:
         """Answer ``error`` and close (the request cannot be read on from here)."""

@@ -5,13 +5,15 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import json
+import os
 import re
+import socket
 import subprocess
 import sys
 
 import pytest
 
-from tests.helpers import ChatServer
+from tests.helpers import ChatServer, Clients
 from tests.web.helpers import http, token_for
 
 
@@ -118,6 +120,42 @@ async def test_the_per_address_limit_applies_to_http_sockets(server: ChatServer)
     finally:
         for _, writer in held:
             writer.close()
+
+
+async def test_bytes_sent_during_a_response_wait_unread(
+        server: ChatServer, clients: Clients) -> None:
+    """A client pipelining while its download is still being written is not read
+    meanwhile (the server holds at most one read of it), and the download is whole."""
+    assert server.web is not None
+    alice = await clients.user("alice")
+    await alice.command("/create den")
+    token = await token_for(server, "alice")
+    size = 8 * 1024 * 1024  # more than the kernel's buffers hold: the download waits
+    async with http(server, token) as client:
+        record = (await client.post("/api/v1/rooms/den/files", params={"name": "big.bin"},
+                                    content=os.urandom(size))).json()
+    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 65536)
+    sock.connect(("127.0.0.1", server.web.port))
+    reader, writer = await asyncio.open_connection(sock=sock)
+    try:
+        writer.write(f"GET /api/v1/files/{record['id']}/content HTTP/1.1\r\nHost: x\r\n"
+                     f"Authorization: Bearer {token}\r\n\r\n".encode())
+        chunk, sent, limit = b"x" * (1 << 20), 0, 64 << 20
+        while sent < limit:
+            writer.write(chunk)
+            try:
+                await asyncio.wait_for(writer.drain(), 1.0)
+            except TimeoutError:
+                break  # the server stopped reading: what this test wants
+            sent += len(chunk)
+        assert sent < limit, "the server read 64 MB sent during one response"
+        head = await asyncio.wait_for(reader.readuntil(b"\r\n\r\n"), 5)
+        assert head.startswith(b"HTTP/1.1 200 ") and f"{size}".encode() in head
+        body = await asyncio.wait_for(reader.readexactly(size), 30)
+        assert len(body) == size
+    finally:
+        writer.close()
 
 
 @pytest.mark.server(web__allowed_origins=["https://app.example.org"])
