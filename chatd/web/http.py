@@ -10,7 +10,7 @@ an :class:`HttpError` with a status and one of chatd's stable error codes.
 from __future__ import annotations
 
 import json
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass, field
 from http import HTTPStatus
 from typing import Any
@@ -34,14 +34,23 @@ CSP = ("default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' 
 
 
 class HttpError(Exception):
-    """A request refused: the status, the stable code and the sentence to send."""
+    """A request refused: the status, the stable code and the sentence to send, and
+    the headers a status calls for (``Allow`` with a 405, say)."""
 
-    def __init__(self, status: int, code: Code, message: str, **details: Any) -> None:
+    def __init__(self, status: int, code: Code, message: str, *,
+                 headers: Sequence[tuple[str, str]] = (), **details: Any) -> None:
         super().__init__(f"{status} {code}: {message}")
         self.status = status
         self.code = code
         self.message = message
+        self.headers = list(headers)
         self.details = details
+
+    def response(self) -> Response:
+        """The error's answer: the API's JSON error body, with the error's headers."""
+        response = error_response(self.status, self.code, self.message, **self.details)
+        response.headers += self.headers
+        return response
 
 
 @dataclass(slots=True)

@@ -201,7 +201,7 @@ class WebServer:
         try:
             response = await self._answer(request, ip)
         except HttpError as exc:
-            response = error_response(exc.status, exc.code, exc.message, **exc.details)
+            response = exc.response()
         except ChatError as exc:
             response = error_response(status_of(exc.code), exc.code, exc.message,
                                       **exc.details)
@@ -315,7 +315,11 @@ class WebServer:
             conn.refuse(HttpError(403, Code.BAD_ORIGIN, "WebSockets from that origin are "
                                                         "not allowed."))
             return None
-        protocol = handshake(request.head, offered, max_size)
+        try:
+            protocol = handshake(request.head, offered, max_size)
+        except HttpError as exc:
+            conn.refuse(exc)
+            return None
         transport = WsTransport(raw, protocol, binary=protocol.subprotocol == IRC_BINARY,
                                 line_end=line_end,
                                 peer=(self.client_ip(conn.ip, request), conn.port),
@@ -497,7 +501,7 @@ class HttpConnection(asyncio.Protocol):
 
     def refuse(self, error: HttpError) -> None:
         """Answer ``error`` and close (the request cannot be read on from here)."""
-        response = error_response(error.status, error.code, error.message, **error.details)
+        response = error.response()
         if self.transport is not None and not self.transport.is_closing():
             self.transport.write(response.head(False) + response.body)
         self.close()

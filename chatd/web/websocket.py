@@ -23,16 +23,18 @@ import logging
 import struct
 from typing import TYPE_CHECKING, Any
 
-from websockets.exceptions import NegotiationError
+from websockets.exceptions import InvalidHeader, NegotiationError, SecurityError
 from websockets.frames import Frame, Opcode
 from websockets.protocol import OPEN
 from websockets.server import ServerProtocol
 
 from chatd.errors import Code
+from chatd.web.http import HttpError
 
 if TYPE_CHECKING:
     from collections.abc import Callable, Sequence
 
+    from websockets.http11 import Response
     from websockets.typing import Subprotocol
 
     from chatd.net.connection import Connection
@@ -83,15 +85,54 @@ def _framed_once(data: bytes, first: int) -> bytes:
 
 
 def handshake(head: bytes, offered: Sequence[str], max_size: int) -> ServerProtocol:
-    """A protocol that has read the upgrade request ``head`` and answered it (see
-    ``data_to_send``); its state is OPEN when the handshake succeeded."""
+    """A protocol that has read the upgrade request ``head`` and accepted it (the
+    101 is in ``data_to_send``); HttpError when the request cannot be accepted."""
     protocol = ServerProtocol(subprotocols=[_sub(p) for p in offered],
                               select_subprotocol=_in_client_order, max_size=max_size)
     protocol.receive_data(head)
     events = protocol.events_received()
-    if events:  # else the library has answered a malformed request itself
-        protocol.send_response(protocol.accept(events[0]))  # type: ignore[arg-type]
+    # No event: the library could not read the request and has queued its own
+    # answer (or none). Either way its text/plain answer is never sent: every
+    # refusal of the web listener is the API's JSON error with a stable code.
+    response = protocol.accept(events[0]) if events else None  # type: ignore[arg-type]
+    if response is None or response.status_code != 101:
+        raise _refused(protocol.handshake_exc, response)
+    protocol.send_response(response)
     return protocol
+
+
+# The stable code of each status the library refuses an upgrade with; others are
+# bad-request.
+_REFUSAL_CODES = {405: Code.METHOD_NOT_ALLOWED, 431: Code.REQUEST_TOO_LARGE,
+                  500: Code.INTERNAL_ERROR}
+
+
+def _refused(exc: BaseException | None, response: Response | None) -> HttpError:
+    """The JSON refusal of a failed handshake, with the library's status and reason."""
+    status = 400 if response is None else response.status_code
+    if isinstance(exc, SecurityError):
+        status = 431  # a header line over the library's 8 KiB (the request is within ours)
+    headers: list[tuple[str, str]] = []
+    if status == 405:
+        headers.append(("Allow", "GET"))
+    elif isinstance(exc, InvalidHeader) and exc.name.lower() == "sec-websocket-version":
+        # RFC 6455 4.4: name the version this server speaks.
+        status = 426
+        headers.append(("Sec-WebSocket-Version", "13"))
+    elif status == 426:
+        headers.append(("Upgrade", "websocket"))
+    code = _REFUSAL_CODES.get(status, Code.BAD_REQUEST)
+    return HttpError(status, code, f"the WebSocket handshake failed: {_reason(exc)}.",
+                     headers=headers)
+
+
+def _reason(exc: BaseException | None) -> str:
+    """The exception and its causes, as the library words them."""
+    reasons = []
+    while exc is not None:
+        reasons.append(str(exc))
+        exc = exc.__cause__
+    return "; ".join(reasons) or "not a WebSocket upgrade request"
 
 
 def _sub(name: str) -> Subprotocol:

@@ -14,6 +14,7 @@ from websockets.exceptions import ConnectionClosed, InvalidStatus
 from chatd.domain.clock import ManualClock
 from tests.helpers import PASSWORD, ChatServer, Clients, eventually, settle
 from tests.web.helpers import RawWs, WsChat, ws_url
+from tests.web.test_http import raw_request, status_and_error
 
 
 async def test_a_browser_user_and_a_tcp_user_talk_in_one_room(
@@ -116,6 +117,38 @@ async def test_a_0xff_byte_is_invalid_utf8_and_each_message_stays_its_own_line(
                        ("error", "invalid-utf8", None), ("ok", None, "c"), ("ok", None, "d")]
     finally:
         raw.close()
+
+
+UPGRADE = {"Host": "x", "Upgrade": "websocket", "Connection": "Upgrade",
+           "Sec-WebSocket-Key": "dGhlIHNhbXBsZSBub25jZQ==", "Sec-WebSocket-Version": "13"}
+
+
+@pytest.mark.parametrize(("line", "changes", "status", "code", "header"), [
+    ("GET /ws HTTP/1.1", {"Sec-WebSocket-Key": "not-a-key"}, 400, "bad-request", None),
+    ("GET /ws HTTP/1.1", {"Sec-WebSocket-Key": None}, 400, "bad-request", None),
+    ("GET /ws HTTP/1.1", {"Sec-WebSocket-Version": "8"}, 426, "bad-request",
+     ("sec-websocket-version", "13")),
+    ("GET /ws HTTP/1.1", {"Sec-WebSocket-Protocol": "mqtt"}, 400, "bad-request", None),
+    ("GET /irc HTTP/1.1", {"Sec-WebSocket-Protocol": "text.chatd"}, 400, "bad-request", None),
+    ("GET /ws HTTP/1.1", {"Connection": "keep-alive"}, 426, "bad-request",
+     ("upgrade", "websocket")),
+    ("POST /ws HTTP/1.1", {}, 405, "method-not-allowed", ("allow", "GET")),
+    ("GET /ws HTTP/1.0", {}, 505, "bad-request", None),
+    ("GET /ws HTTP/1.1", {"X-Long": "a" * 9000}, 431, "request-too-large", None),
+])
+async def test_a_failed_handshake_is_a_json_error_with_a_stable_code(
+        server: ChatServer, line: str, changes: dict[str, str | None], status: int, code: str,
+        header: tuple[str, str] | None) -> None:
+    fields = {k: v for k, v in {**UPGRADE, **changes}.items() if v is not None}
+    head = "\r\n".join([line, *(f"{k}: {v}" for k, v in fields.items())]) + "\r\n\r\n"
+    answer = await raw_request(server, head.encode())
+    assert status_and_error(answer) == (status, code)
+    head_lines = answer.partition(b"\r\n\r\n")[0].decode("latin-1").split("\r\n")
+    headers = dict(h.lower().split(": ", 1) for h in head_lines[1:])
+    assert headers["content-type"] == "application/json"
+    if header is not None:
+        assert headers[header[0]] == header[1].lower()
+    assert server.connection_count == 0
 
 
 async def test_an_unmasked_client_frame_is_a_protocol_error(server: ChatServer) -> None:
