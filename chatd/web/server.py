@@ -28,13 +28,13 @@ import ipaddress
 import json
 import logging
 from collections import Counter
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Protocol
 from urllib.parse import urlsplit
 
 from chatd import __version__
 from chatd.domain.limits import Kind
 from chatd.errors import ChatError, Code
-from chatd.net.connection import Connection
+from chatd.net.connection import Connection, ConnectionHost
 from chatd.protocol.codec import LineFramer
 from chatd.web import openapi
 from chatd.web.api import api_routes
@@ -66,7 +66,6 @@ if TYPE_CHECKING:
     from chatd.config import Config
     from chatd.domain.accounts import User
     from chatd.domain.tokens import Grant
-    from chatd.net.connection import ConnectionHost
     from chatd.protocol.services import Services
     from chatd.web.routes import Route
 
@@ -89,10 +88,18 @@ def status_of(code: Code) -> int:
     return STATUS.get(code, 400)
 
 
+class WebHost(ConnectionHost, Protocol):
+    """The connection host, as the web listener needs it: it also tells how many
+    connections are open (TCP, IRC and WebSocket alike), for /health."""
+
+    @property
+    def connection_count(self) -> int: ...
+
+
 class WebServer:
     """The web listener, its HTTP connections and what they answer."""
 
-    def __init__(self, host: ConnectionHost, services: Services,
+    def __init__(self, host: WebHost, services: Services,
                  irc_connection: Callable[[], Connection] | None = None) -> None:
         self.host = host
         self.services = services
@@ -240,8 +247,11 @@ class WebServer:
 
     async def _page(self, path: str) -> Response | None:
         if path == "/health":
+            # Open now, as /stats and chatctl status count them; the total since start
+            # under its own name.
             return json_response({"status": "ok", "version": __version__,
-                                  "connections": self.services.stats.connections_total})
+                                  "connections": self.host.connection_count,
+                                  "connections_accepted": self.services.stats.connections_total})
         if path == "/":
             return await static_file(INDEX)
         if path == "/admin":

@@ -13,7 +13,7 @@ import sys
 
 import pytest
 
-from tests.helpers import ChatServer, Clients
+from tests.helpers import ChatServer, Clients, eventually
 from tests.web.helpers import http, token_for
 
 
@@ -57,6 +57,20 @@ async def test_health_front_page_and_static_files(server: ChatServer) -> None:
             missing = await client.get(bad)
             assert missing.status_code == 404, bad
             assert missing.json()["error"]["code"] == "not-found"
+
+
+async def test_health_counts_the_connections_open_now(
+        server: ChatServer, clients: Clients) -> None:
+    await clients.raw()
+    second = await clients.raw()
+    await eventually(lambda: server.connection_count == 2)
+    async with http(server) as client:
+        health = (await client.get("/health")).json()
+        assert (health["connections"], health["connections_accepted"]) == (2, 2)
+        await second.close()
+        await eventually(lambda: server.connection_count == 1)
+        health = (await client.get("/health")).json()
+        assert (health["connections"], health["connections_accepted"]) == (1, 2)
 
 
 async def test_unknown_paths_methods_and_websocket_paths_without_upgrade(
