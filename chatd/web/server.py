@@ -16,7 +16,10 @@ answers them one at a time:
 The limits of plain HTTP are its own: a request must arrive within
 ``web.request_timeout`` (so must the next one on a kept-alive socket), its
 body within ``web.max_body`` (an upload's within ``files.max_size``), and one
-address may hold ``limits.max_connections_per_ip`` sockets, as on TCP.
+address may hold ``limits.max_connections_per_ip`` plain HTTP sockets (the
+listener ``limits.max_connections``). A socket that becomes a WebSocket leaves
+that count: it is then a connection of the host, counted with the address's
+TCP and IRC connections against the same limits, and never in both counts.
 """
 
 from __future__ import annotations
@@ -109,7 +112,10 @@ class WebServer:
         self._openapi = json.dumps(openapi.document(self.routes.routes, __version__)).encode()
         self._docs = openapi.page(self.routes.routes, __version__)
         self._servers: list[asyncio.Server] = []
-        self._open: set[HttpConnection] = set()
+        # Plain HTTP sockets (what the limits here count), and the sockets that
+        # became WebSockets (counted by the connection host, pinged from here).
+        self._http: set[HttpConnection] = set()
+        self._websockets: set[HttpConnection] = set()
         self._per_ip: Counter[str] = Counter()
         self._pinger: asyncio.Task[None] | None = None
 
@@ -139,9 +145,8 @@ class WebServer:
             server.close()
         if self._pinger is not None:
             self._pinger.cancel()
-        for conn in list(self._open):
-            if conn.ws is None:
-                conn.close()
+        for conn in list(self._http):
+            conn.close()
 
     async def _ping(self) -> None:
         """Ping every WebSocket now and then: proxies close connections that stay quiet."""
@@ -149,24 +154,36 @@ class WebServer:
             interval = self.config.web.ping_interval
             await asyncio.sleep(interval or 5.0)
             if interval:
-                for conn in list(self._open):
+                for conn in list(self._websockets):
                     if conn.ws is not None:
                         conn.ws.transport.ping()
 
     # -- connection limits -------------------------------------------------------------
 
     def opened(self, conn: HttpConnection) -> bool:
-        """Count a new socket; False when its address (or the server) has too many."""
+        """Count a new plain HTTP socket; False when its address (or the listener)
+        has too many."""
         limits = self.config.limits
-        self._open.add(conn)
+        self._http.add(conn)
         self._per_ip[conn.ip] += 1
         proxied = conn.ip in self.config.web.trusted_proxies
-        return len(self._open) <= limits.max_connections and \
+        return len(self._http) <= limits.max_connections and \
             (proxied or self._per_ip[conn.ip] <= limits.max_connections_per_ip)
 
+    def upgraded(self, conn: HttpConnection) -> None:
+        """``conn`` is a WebSocket now: a connection of the host, which counts it
+        with the address's TCP and IRC connections, so it leaves the count here
+        (one socket, one count against the address's limit)."""
+        self._uncount(conn)
+        self._websockets.add(conn)
+
     def closed(self, conn: HttpConnection) -> None:
-        if conn in self._open:
-            self._open.discard(conn)
+        self._uncount(conn)
+        self._websockets.discard(conn)
+
+    def _uncount(self, conn: HttpConnection) -> None:
+        if conn in self._http:
+            self._http.discard(conn)
             self._per_ip[conn.ip] -= 1
             if self._per_ip[conn.ip] <= 0:
                 del self._per_ip[conn.ip]
@@ -449,6 +466,7 @@ class HttpConnection(asyncio.Protocol):
         if reader is None:
             return
         self.ws = reader
+        self.web.upgraded(self)
         rest = self._reader.rest()
         if rest:
             reader.feed(rest)

@@ -12,9 +12,10 @@ import subprocess
 import sys
 
 import pytest
+from websockets.asyncio.client import connect
 
 from tests.helpers import ChatServer, Clients, eventually
-from tests.web.helpers import http, token_for
+from tests.web.helpers import WsChat, http, token_for, ws_url
 
 
 async def raw_request(server: ChatServer, data: bytes, read_all: bool = True) -> bytes:
@@ -170,6 +171,27 @@ async def test_bytes_sent_during_a_response_wait_unread(
         assert len(body) == size
     finally:
         writer.close()
+
+
+@pytest.mark.server(limits__max_connections_per_ip=2)
+async def test_a_websocket_counts_once_per_address_with_tcp_not_with_http(
+        server: ChatServer) -> None:
+    """An address's chat connections (TCP, IRC, WebSockets) share one count; its
+    plain HTTP sockets another: a socket is never counted in both."""
+    first, second = await WsChat.open(server), await WsChat.open(server)
+    try:
+        await eventually(lambda: server.connection_count == 2)
+        answer = await raw_request(server, b"GET /health HTTP/1.1\r\nHost: x\r\n"
+                                   b"Connection: close\r\n\r\n")
+        assert answer.startswith(b"HTTP/1.1 200 ")
+        # The chat count is full: a third WebSocket is refused as a third TCP one is.
+        third = await connect(ws_url(server, "/ws?format=json"), subprotocols=["text.chatd"])
+        async with third:
+            refused = json.loads(await asyncio.wait_for(third.recv(), 5))
+            assert refused["code"] == "too-many-connections"
+    finally:
+        await first.close()
+        await second.close()
 
 
 @pytest.mark.server(web__allowed_origins=["https://app.example.org"])
