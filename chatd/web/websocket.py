@@ -254,7 +254,7 @@ class WsTransport(asyncio.Transport):
         buffered = self._raw.get_write_buffer_size()
         if buffered > self._output_limit() and not self._raw.is_closing():
             log.warning("slow consumer disconnected", extra={"fields": {
-                "peer": self._peer, "buffered": buffered, "unread": "pongs"}})
+                "peer": self._peer, "buffered": buffered}})
             self.abort()
 
     def ping(self) -> None:
