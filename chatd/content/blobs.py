@@ -51,6 +51,21 @@ class BlobStore(Protocol):
         ...
 
 
+def private_dirs(path: Path) -> None:
+    """Make ``path`` and each missing directory above it readable by the owner
+    alone (0700, whatever the umask): they hold private uploads, and a
+    directory others may write to lets them replace or delete blobs.
+    Directories that exist are left as they are (an operator's choice)."""
+    missing: list[Path] = []
+    while not path.is_dir():
+        missing.append(path)
+        path = path.parent
+    for directory in reversed(missing):
+        with contextlib.suppress(FileExistsError):  # made meanwhile by another upload
+            directory.mkdir(0o700)
+            os.chmod(directory, 0o700)  # the umask may have taken bits of 0700 itself
+
+
 def files_dir(config: FilesConfig, database: str) -> Path:
     """The local files directory: ``files.dir``, or "files" beside the database."""
     return Path(config.dir) if config.dir else Path(database).resolve().parent / "files"
@@ -94,7 +109,7 @@ class LocalBlobs:
             # The same content is already stored: keep one copy.
             staged.unlink(missing_ok=True)
             return
-        target.parent.mkdir(parents=True, exist_ok=True)
+        private_dirs(target.parent)
         # Staging lives under the same files directory, so this rename is atomic.
         os.replace(staged, target)
 

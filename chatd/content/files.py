@@ -21,7 +21,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, BinaryIO, Protocol
 
 from chatd.content import previews
-from chatd.content.blobs import CHUNK, files_dir
+from chatd.content.blobs import CHUNK, files_dir, private_dirs
 from chatd.domain.messaging import refuse_unvoiced
 from chatd.domain.ports import Endpoint, settled
 from chatd.domain.room import Role
@@ -145,7 +145,7 @@ class Files:
         return await asyncio.to_thread(self._stage)
 
     def _stage(self) -> tuple[Path, BinaryIO]:
-        self.staging.mkdir(parents=True, exist_ok=True)
+        private_dirs(self.staging)
         fd, name = tempfile.mkstemp(prefix="upload-", suffix=".part", dir=self.staging)
         return Path(name), os.fdopen(fd, "wb", buffering=0)
 

@@ -11,6 +11,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 from chatd.client import ChatClient
+from tests.content import upload
 from tests.helpers import PASSWORD
 from tests.operations import ChatdProcess, write_config
 
@@ -67,3 +68,27 @@ async def test_existing_database_files_open_to_others_are_made_owner_only(
         assert stat.S_IMODE((await asyncio.to_thread(os.stat, db)).st_mode) == 0o600
         warned = await daemon.wait_log(r'msg="database file was open to other users')
         assert f"path={db}" in warned and "mode=0644" in warned
+
+
+async def test_upload_directories_are_owner_only_even_with_no_umask(tmp_path: Path) -> None:
+    """files/, its staging and blob directories hold private uploads: a directory
+    others may write to would let them replace or delete another user's blobs."""
+    config = write_config(tmp_path / "chatd.yaml")
+    with umask(0o000), ChatdProcess.serve(tmp_path, config) as daemon:
+        host, port = await daemon.ready()
+        client = await ChatClient.connect(host, port)
+        try:
+            await client.command(f"/register alice {PASSWORD}")
+            await client.command("/create lounge")
+            reply = await upload(client, "note.txt", b"private words\n", "lounge")
+            assert reply.final["type"] == "ok", reply.final
+        finally:
+            await client.close()
+        daemon.signal(signal.SIGTERM)
+        assert await daemon.wait() == 0
+    made = [path for path in (tmp_path / "files").rglob("*") if path.is_dir()]
+    directories = [tmp_path / "files", *made]
+    assert len(directories) >= 4  # files, incoming, blobs, blobs/<ab>
+    assert {str(d.relative_to(tmp_path)): f"{stat.S_IMODE(d.stat().st_mode):04o}"
+            for d in directories} == {
+        str(d.relative_to(tmp_path)): "0700" for d in directories}
