@@ -22,7 +22,7 @@ from typing import TYPE_CHECKING, Any
 
 import aiosqlite
 
-from storage.api import Conflict, Refused, Storage, StorageError
+from storage.api import Conflict, Refused, Storage, StorageError, Unavailable
 from storage.content import ContentQueries
 from storage.governance import GovernanceQueries
 from storage.host import dumps_object, loads_object, rowid
@@ -48,6 +48,8 @@ _DATABASE_FILES = ("", "-wal", "-shm")
 BUSY_TIMEOUT_MS = 5000
 MEMORY = ":memory:"
 _MAX_ID = 2**63 - 1
+# Another connection holds the lock (past busy_timeout): Unavailable, not broken.
+_BUSY_ERRORS = frozenset({sqlite3.SQLITE_BUSY, sqlite3.SQLITE_LOCKED})
 _UNIQUE_ERRORS = frozenset({sqlite3.SQLITE_CONSTRAINT_UNIQUE,
                             sqlite3.SQLITE_CONSTRAINT_PRIMARYKEY})
 _PRAGMAS = ("journal_mode", "foreign_keys", "synchronous", "busy_timeout")
@@ -399,6 +401,12 @@ def _translated() -> Iterator[None]:
         if exc.sqlite_errorcode in _UNIQUE_ERRORS:
             raise Conflict(str(exc)) from exc
         raise Refused(str(exc)) from exc
+    except sqlite3.OperationalError as exc:
+        # Another process held the database past busy_timeout (a long-running
+        # sqlite3 shell, a backup tool): nothing was done, a retry may pass.
+        if getattr(exc, "sqlite_errorcode", 0) & 0xFF in _BUSY_ERRORS:  # (extended codes)
+            raise Unavailable(f"the database is locked by another process: {exc}") from exc
+        raise StorageError(str(exc)) from exc
     except sqlite3.Error as exc:
         raise StorageError(str(exc)) from exc
 

@@ -31,6 +31,7 @@ from storage import (
     UserBlockRecord,
     UserRecord,
 )
+from storage.api import Unavailable
 from storage.messages import HISTORY_SQL, MAX_MESSAGE_ID_SQL
 from tests.backends import both
 
@@ -141,6 +142,22 @@ async def test_open_failure_is_a_storage_error(tmp_path: Path) -> None:
     store = SqliteStorage(str(tmp_path / "missing-dir" / "chat.db"))
     with pytest.raises(StorageError, match="unable to open"):
         await store.open()
+
+
+async def test_a_database_locked_by_another_process_is_unavailable_not_broken(
+        sqlite_storage: SqliteStorage, db_path: str) -> None:
+    """A sqlite3 shell or backup tool holding the write lock past busy_timeout:
+    the dispatcher answers busy with retry_ms (Unavailable), not internal-error."""
+    await sqlite_storage._db().execute("PRAGMA busy_timeout = 50")  # (5 s by default)
+    other = sqlite3.connect(db_path, isolation_level=None)
+    try:
+        other.execute("BEGIN IMMEDIATE")
+        with pytest.raises(Unavailable, match="locked by another process"):
+            await sqlite_storage.create_user("alice", b"hash", False, 0.0)
+        other.execute("ROLLBACK")
+        assert (await sqlite_storage.create_user("alice", b"hash", False, 0.0)).name == "alice"
+    finally:
+        other.close()
 
 
 async def test_data_survives_close_and_reopen(unopened: Callable[[], Storage]) -> None:
