@@ -22,7 +22,7 @@ from typing import TYPE_CHECKING, Any
 
 from chatd import __version__
 from chatd.content.blobs import files_dir
-from chatd.domain.names import parse_duration
+from chatd.domain.names import MAX_NUMBER, is_number, parse_duration
 from chatd.domain.scopes import DEFAULT_SCOPES, listed, parse_scopes
 from chatd.errors import ChatError, Code
 from chatd.ops.backups import (
@@ -282,6 +282,15 @@ def _decode(line: bytes) -> dict[str, Any]:
     return value if isinstance(value, dict) else {}
 
 
+def _count(value: Any) -> int:
+    """A request's count of entries: a whole number storage can take (as a word too)."""
+    if isinstance(value, int) and not isinstance(value, bool) and 0 <= value <= MAX_NUMBER:
+        return value
+    if isinstance(value, str) and is_number(value):
+        return int(value)
+    raise ChatError(Code.BAD_ARGUMENTS, f"n must be a whole number from 0, not {value!r}.")
+
+
 def status(ctl: ControlServer) -> dict[str, Any]:
     services, server = ctl.services, ctl.admin
     stats = services.stats
@@ -290,6 +299,9 @@ def status(ctl: ControlServer) -> dict[str, Any]:
             "users": services.accounts.count, "rooms": services.rooms.count,
             "messages": stats.messages, "messages_per_second": stats.messages_per_second,
             "deliveries": stats.deliveries, "loop_lag": stats.loop_lag,
+            # As /stats has them: a backlog of unwritten messages shows here first.
+            "storage_pending": stats.storage_pending,
+            "storage_flush_seconds": stats.flush_seconds,
             "addresses": server.addresses}
 
 
@@ -495,6 +507,6 @@ async def _reload(ctl: ControlServer, req: dict[str, Any]) -> Any:
 @handler("audit")
 async def _audit(ctl: ControlServer, req: dict[str, Any]) -> Any:
     room = ctl.services.rooms.require(req["room"]) if req.get("room") else None
-    entries = await ctl.services.audit.entries(int(req.get("n", 50)), room)
+    entries = await ctl.services.audit.entries(_count(req.get("n", 50)), room)
     return [{"id": e.id, "ts": e.ts, "actor": e.actor, "action": e.action, "target": e.target,
              "room": e.room, "reason": e.reason} for e in entries]

@@ -99,6 +99,8 @@ async def test_control_socket_is_private_and_answers_status(daemon: App,
     assert status["uptime"] >= 0 and status["loop_lag"] >= 0
     for key in ("messages", "messages_per_second", "deliveries"):
         assert key in status
+    # The writer's backlog, as /stats shows it.
+    assert status["storage_pending"] >= 0 and status["storage_flush_seconds"] >= 0
 
 
 async def test_control_refusals(daemon: App) -> None:
@@ -109,6 +111,10 @@ async def test_control_refusals(daemon: App) -> None:
         await client.call("kick")  # no user, no room
     with pytest.raises(ControlError, match="nobody"):
         await client.call("promote", name="nobody")
+    for count in (2**63, -1, "1e3", "٣", True):
+        with pytest.raises(ControlError, match="bad-arguments"):
+            await client.call("audit", n=count)
+    assert await client.call("audit", n="5") == []
 
 
 async def test_status_users_rooms(ctl: Ctl, clients: Clients) -> None:
