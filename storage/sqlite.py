@@ -88,6 +88,12 @@ class SqliteStorage(MessageQueries, ContentQueries, GovernanceQueries, TokenQuer
         if self._path != MEMORY and not await asyncio.to_thread(os.path.isdir, folder):
             raise StorageError(f"unable to open database file {self._path}: "
                                f"the directory {folder} does not exist")
+        try:
+            self._conn = await self._connect()
+        except (StorageError, OSError) as exc:
+            raise await asyncio.to_thread(_opening_error, self._path, exc) from exc
+
+    async def _connect(self) -> aiosqlite.Connection:
         if self._path != MEMORY:
             await asyncio.to_thread(_owner_only, self._path)
         with _translated():
@@ -101,7 +107,7 @@ class SqliteStorage(MessageQueries, ContentQueries, GovernanceQueries, TokenQuer
         except BaseException:
             await conn.close()
             raise
-        self._conn = conn
+        return conn
 
     async def close(self) -> None:
         """Wait for the running operation, then close; closing twice is harmless."""
@@ -409,6 +415,19 @@ def _translated() -> Iterator[None]:
         raise StorageError(str(exc)) from exc
     except sqlite3.Error as exc:
         raise StorageError(str(exc)) from exc
+
+
+def _opening_error(path: str, exc: Exception) -> StorageError:
+    """What stopped the database from opening, with its path, and the likely cause
+    when its directory cannot be written (SQLite's own words do not say)."""
+    if isinstance(exc, StorageError) and path in str(exc):
+        return exc
+    reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc)
+    folder = os.path.dirname(path)
+    if path != MEMORY and not os.access(folder, os.W_OK):
+        reason += (f" (the directory {folder} cannot be written: the database needs its "
+                   "-wal and -shm files beside it)")
+    return StorageError(f"cannot open the database {path}: {reason}")
 
 
 def _owner_only(path: str) -> None:

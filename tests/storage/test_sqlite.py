@@ -144,6 +144,13 @@ async def test_open_failure_is_a_storage_error(tmp_path: Path) -> None:
         await store.open()
 
 
+async def test_an_unopenable_database_is_named_in_the_error(tmp_path: Path) -> None:
+    path = tmp_path / "a-directory.db"
+    path.mkdir()
+    with pytest.raises(StorageError, match=f"cannot open the database {path}: "):
+        await SqliteStorage(str(path)).open()
+
+
 async def test_a_database_locked_by_another_process_is_unavailable_not_broken(
         sqlite_storage: SqliteStorage, db_path: str) -> None:
     """A sqlite3 shell or backup tool holding the write lock past busy_timeout:
