@@ -60,6 +60,8 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 # Seconds between writes of the API tokens' last use (and one more at stop).
 TOKEN_USE_FLUSH = 30.0
+# Seconds between checks that the database file is still the one being served.
+DATABASE_CHECK = 2.0
 
 
 class Part(Protocol):
@@ -107,8 +109,11 @@ class App:
         # take effect at the next start.
         self.restart_needed: list[str] = []
         self._metrics: Any = None
-        # Held by the serving process of an embedded database (see chatd.ops.dblock).
+        # Held by the serving process of an embedded database (see chatd.ops.dblock),
+        # which checks every DATABASE_CHECK seconds that the file is still there.
         self._database_lock = DatabaseLock(config.storage.path)
+        self._database_watch: asyncio.Task[None] | None = None
+        self._database_missing = False
         self._watchdog: asyncio.Task[None] | None = None
         self._stopping = asyncio.Event()
         self._stopped = asyncio.Event()
@@ -167,6 +172,9 @@ class App:
             except OSError as exc:  # said with the address, as the listeners' are
                 raise OSError(exc.errno, f"metrics on {metrics.host}:{metrics.port}: "
                                          f"{exc.strerror or exc}") from exc
+        if self._cluster is None:
+            self._database_watch = asyncio.ensure_future(
+                _every(DATABASE_CHECK, self._check_database))
         interval = systemd.watchdog_interval()
         if interval:
             self._watchdog = asyncio.ensure_future(systemd.watchdog(interval))
@@ -283,8 +291,20 @@ class App:
             if self._cluster is not None:
                 await self._cluster.stop()
 
+    async def _check_database(self) -> None:
+        """Say, once, that the database file was deleted or replaced under the
+        running daemon (an operator's rm, a restore over it)."""
+        problem = self._database_lock.missing()
+        if problem is not None and not self._database_missing:
+            log.error("the database file %s %s while chatd serves it: what is written from "
+                      "now on is lost when chatd stops; put the file back (or restore a "
+                      "backup) and restart", self._database_lock.path, problem)
+        self._database_missing = problem is not None
+
     async def _stop_operations(self) -> None:
         systemd.notify("STOPPING=1")
+        if self._database_watch is not None:
+            self._database_watch.cancel()
         if self._watchdog is not None:
             self._watchdog.cancel()
             with contextlib.suppress(asyncio.CancelledError):

@@ -50,6 +50,22 @@ class DatabaseLock:
             raise
         self._fd = fd
 
+    def missing(self) -> str | None:
+        """What happened to the database file, when the path no longer leads to
+        the file this daemon serves (deleted, or replaced by another); None while
+        it does. SQLite keeps writing to the file it opened, so everything written
+        from then on would be gone at the next start."""
+        if self._fd is None:
+            return None
+        try:
+            now = os.stat(self.path)
+        except FileNotFoundError:
+            return "was deleted"
+        held = os.fstat(self._fd)
+        if (now.st_dev, now.st_ino) != (held.st_dev, held.st_ino):
+            return "was replaced by another file"
+        return None
+
     def release(self) -> None:
         """After the database is closed."""
         if self._fd is not None:

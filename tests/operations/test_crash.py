@@ -8,6 +8,7 @@ Real ``chatd serve`` processes, a real client over TCP.
 
 from __future__ import annotations
 
+import asyncio
 import signal
 from pathlib import Path
 
@@ -88,3 +89,15 @@ async def test_past_the_backlog_bound_posts_are_refused_with_busy(tmp_path: Path
         texts = [m["text"] for m in (await alice.command("/history den"))["messages"]]
         assert texts == ["waits 0", "waits 1"]
         await alice.close()
+
+
+async def test_a_database_file_deleted_under_the_daemon_is_said_in_the_log(
+        tmp_path: Path) -> None:
+    db = tmp_path / "chatd.db"
+    with ChatdProcess.serve(tmp_path, write_config(tmp_path / "chatd.yaml"), db) as daemon:
+        await daemon.ready()
+        for suffix in ("", "-wal", "-shm"):
+            await asyncio.to_thread(Path(f"{db}{suffix}").unlink, missing_ok=True)
+        line = await daemon.wait_log("database file .* was deleted while chatd serves it",
+                                     timeout=10)
+        assert "level=error" in line
