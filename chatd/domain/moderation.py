@@ -1,8 +1,8 @@
 """Moderation: kick, ban, unban, mute, unmute, promote, demote, voice, devoice,
 transfer and room modes.
 
-Every action checks the actor's permission at the moment it runs (in the
-room's transaction when it changes membership or roles), then persists,
+Every action checks the actor's permission at the moment it runs, in the room's
+transaction (a demotion queued before the action is decided first), then persists,
 applies, tells the room (an ``event``), tells the target (a notification) and writes
 the audit log.
 """
@@ -127,8 +127,7 @@ class Moderation:
         return record
 
     async def unban(self, actor: User | None, room: Room, target: User) -> None:
-        _authorize(Action.UNBAN, room, actor, target)
-        await self._lift("ban", room, target, _name(actor))
+        await self._lift("ban", Action.UNBAN, room, target, actor)
 
     # -- mutes -------------------------------------------------------------
 
@@ -182,8 +181,7 @@ class Moderation:
                                     until=record.until)
 
     async def unmute(self, actor: User | None, room: Room, target: User) -> None:
-        _authorize(Action.UNMUTE, room, actor, target)
-        await self._lift("mute", room, target, _name(actor))
+        await self._lift("mute", Action.UNMUTE, room, target, actor)
 
     async def expire(self) -> int:
         """Lift every ban and mute whose time is up; returns how many."""
@@ -219,18 +217,21 @@ class Moderation:
         await self._told_lifted(kind, room, user, None)
         return True
 
-    async def _lift(self, kind: str, room: Room, target: User, actor: str) -> None:
+    async def _lift(self, kind: str, action: Action, room: Room, target: User,
+                    actor: User | None) -> None:
         # In the room's transaction, as sanctions are imposed: a flood mute landing
         # between the delete and the removal from memory would be stored but not
-        # applied.
+        # applied. The actor's right is judged there too: a demotion queued before
+        # this lift is decided first, and forbids it.
         async with self._transactions.room(room):
+            _authorize(action, room, actor, target)
             existed = await self._storage.delete_sanction(kind, room.id, target.id)
             if not (_table(room, kind).pop(target.id, None) or existed):
                 raise ChatError(Code.BAD_ARGUMENTS,
                                 f"{target.name} is not {_DONE[kind]} in #{room.name}.")
             # Told under the room's lock, as the sanction was (see _impose_mute).
-            self._emit_lift(kind, room, target, actor)
-        await self._told_lifted(kind, room, target, actor)
+            self._emit_lift(kind, room, target, _name(actor))
+        await self._told_lifted(kind, room, target, _name(actor))
 
     def _emit_lift(self, kind: str, room: Room, target: User, actor: str | None) -> None:
         lifted = events.Unbanned if kind == "ban" else events.Unmuted

@@ -182,3 +182,23 @@ async def test_a_demotion_queued_first_forbids_the_decline_behind_it(
     declined = await _behind_a_demotion(server, alice, bob, "club", "/decline carol club")
     assert declined == "not-permitted"
     assert [r["user"] for r in (await alice.command("/requests club"))["requests"]] == ["carol"]
+
+
+async def test_a_demotion_queued_first_forbids_the_unban_behind_it(
+        server: ChatServer, clients: Clients) -> None:
+    alice, bob, carol = await users(clients, "alice", "bob", "carol")
+    await room_with(alice, "den", bob, admins=(bob,))
+    assert await code_of(alice, "/ban carol den") == "ok"
+    assert await _behind_a_demotion(server, alice, bob, "den", "/unban carol den") \
+        == "not-permitted"
+    assert await code_of(carol, "/join den") == "banned"
+
+
+async def test_a_demotion_queued_first_forbids_the_unmute_behind_it(
+        server: ChatServer, clients: Clients) -> None:
+    alice, bob, carol = await users(clients, "alice", "bob", "carol")
+    await room_with(alice, "den", bob, carol, admins=(bob,))
+    assert await code_of(alice, "/mute carol den") == "ok"
+    assert await _behind_a_demotion(server, alice, bob, "den", "/unmute carol den") \
+        == "not-permitted"
+    assert await code_of(carol, "/say den still muted?") == "muted"
