@@ -226,12 +226,11 @@ async def _change_modes(ctx: Context, changes: list[ModeChange], room: Room) -> 
 
 
 async def _join_letter(ctx: Context, room: Room, change: ModeChange) -> list[ModeChange]:
-    wanted = _JOIN_LETTERS[change.letter]
-    new = wanted if change.on else Mode.OPEN if room.mode is wanted else room.mode
-    if new is room.mode:
-        return []
-    await ctx.services.moderation.set_mode(ctx.user, room, new)
-    return [change]
+    # Decided by the domain from the mode in force when the room's turn comes, not
+    # from the mode seen here (another admin may change it meanwhile).
+    changed = await ctx.services.moderation.switch_mode(ctx.user, room,
+                                                        _JOIN_LETTERS[change.letter], change.on)
+    return [change] if changed else []
 
 
 async def _voice_letter(ctx: Context, room: Room, change: ModeChange) -> ModeChange:

@@ -2,7 +2,8 @@
 transfer and room modes.
 
 Every action checks the actor's permission at the moment it runs, in the room's
-transaction (a demotion queued before the action is decided first), then persists,
+transaction (a demotion queued before the action is decided first), then decides
+from the room's state read there (never from what was seen before the lock), persists,
 applies, tells the room (an ``event``), tells the target (a notification) and writes
 the audit log.
 """
@@ -21,7 +22,7 @@ from chatd.errors import ChatError, Code, Remedy, Step
 from storage.records import SanctionRecord
 
 if TYPE_CHECKING:
-    from collections.abc import Sequence
+    from collections.abc import Callable, Sequence
 
     from chatd.domain.accounts import Accounts, User
     from chatd.domain.audit import AuditLog
@@ -326,12 +327,36 @@ class Moderation:
         return owner.name
 
     async def set_mode(self, actor: User, room: Room, mode: Mode) -> None:
+        """Make ``mode`` the room's join policy (set again when it is already)."""
+        await self._change_mode(actor, room, lambda _now: mode)
+
+    async def switch_mode(self, actor: User, room: Room, mode: Mode, on: bool) -> bool:
+        """IRC's ``+i``/``+R`` (``on``: make ``mode`` the room's) and ``-i``/``-R``
+        (open the room, only if ``mode`` is its policy now); whether it changed.
+
+        Decided from the policy in force in the room's transaction: a change
+        another admin made meanwhile is built on, never undone (``-i`` leaves a
+        room made ``request`` meanwhile as it is)."""
+        def decide(now: Mode) -> Mode | None:
+            new = mode if on else Mode.OPEN if now is mode else now
+            return None if new is now else new
+
+        return await self._change_mode(actor, room, decide)
+
+    async def _change_mode(self, actor: User, room: Room,
+                           decide: Callable[[Mode], Mode | None]) -> bool:
+        """Set the policy ``decide`` derives from the current one, in the room's
+        transaction; whether it was set (None: no change, which needs no right)."""
         async with self._transactions.room(room):
+            mode = decide(room.mode)
+            if mode is None:
+                return False
             authorize(Action.MODE, room, actor)
             await self._storage.set_room_mode(room.id, mode.value)
             room.mode = mode
         self._emit(room, None, events.ModeChanged(room.name, actor.name, mode.value))
         await self._audit.record("mode", actor.name, None, room, mode.value)
+        return True
 
     async def change_modes(self, actor: User, room: Room,
                            changes: Sequence[ModeChange]) -> list[ModeChange]:

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import asyncio
 
-from chatd.client import ChatClient
+from chatd.client import ChatClient, Reply
 from chatd.domain.protection import ROOM_BURST, ROOM_RATE
 from chatd.domain.room import Room
 from chatd.domain.transactions import LocalTransactions
@@ -147,21 +147,30 @@ async def _queued_on(transactions: LocalTransactions, room: Room, waiters: int) 
     raise AssertionError(f"fewer than {waiters} waiting")
 
 
-async def _behind_a_demotion(server: ChatServer, owner: ChatClient, admin: ChatClient,
-                             room_name: str, command: str) -> str:
-    """Hold the room's transaction so that the owner's demotion of bob (``admin``)
-    queues first and bob's ``command`` behind it; the command's code. His right
-    must be judged when the command runs, not when it arrived."""
+async def _in_turn(server: ChatServer, room_name: str,
+                   *sent: tuple[ChatClient, str]) -> list[Reply]:
+    """Hold the room's transaction while each command of ``sent`` queues for it, in
+    that order; then let them run. Their replies, in the same order."""
     room = server.services.rooms.find(room_name)
     transactions = server.services.transactions
     assert room is not None and isinstance(transactions, LocalTransactions)
+    queued = []
     async with transactions.room(room):
-        demote = asyncio.create_task(code_of(owner, f"/demote bob {room_name}"))
-        await _queued_on(transactions, room, 1)
-        behind = asyncio.create_task(code_of(admin, command))
-        await _queued_on(transactions, room, 2)
-    assert await demote == "ok"
-    return await behind
+        for client, command in sent:
+            queued.append(asyncio.create_task(client.command(command, check=False)))
+            await _queued_on(transactions, room, len(queued))
+    return list(await asyncio.gather(*queued))
+
+
+async def _behind_a_demotion(server: ChatServer, owner: ChatClient, admin: ChatClient,
+                             room_name: str, command: str) -> str:
+    """The owner's demotion of bob (``admin``) queues first and bob's ``command``
+    behind it; the command's code. His right must be judged when the command
+    runs, not when it arrived."""
+    demote, behind = await _in_turn(server, room_name, (owner, f"/demote bob {room_name}"),
+                                    (admin, command))
+    assert demote.ok
+    return "ok" if behind.ok else str(behind.final["code"])
 
 
 async def test_a_demotion_queued_first_forbids_the_e2e_change_behind_it(
@@ -202,3 +211,16 @@ async def test_a_demotion_queued_first_forbids_the_unmute_behind_it(
     assert await _behind_a_demotion(server, alice, bob, "den", "/unmute carol den") \
         == "not-permitted"
     assert await code_of(carol, "/say den still muted?") == "muted"
+
+
+async def test_minus_i_behind_a_change_to_request_leaves_the_room_request(
+        server: ChatServer, clients: Clients) -> None:
+    """-i opens a private room: decided from the mode when its turn comes, it leaves
+    alone a room the owner's other connection made "request" meanwhile."""
+    alice, other = await users(clients, "alice", "alice")
+    await room_with(alice, "den", mode="private")
+    minus_i, request = await _in_turn(server, "den", (other, "/mode -i den"),
+                                      (alice, "/mode request den"))
+    assert request["mode"] == "request"
+    assert (minus_i["changes"], minus_i["mode"]) == ("", "request")
+    assert server.services.rooms.require("den").mode.value == "request"
