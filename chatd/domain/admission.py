@@ -90,8 +90,10 @@ class Admission:
         await self._audit.record("request", user.name, None, room)
 
     async def invite(self, actor: User, room: Room, target: User) -> InvitationRecord:
-        # In the room's transaction, as a ban is: a ban never leaves an invitation behind.
+        # In the room's transaction, as a ban is: a ban never leaves an invitation
+        # behind, nor does the room's ending (an invitation to no room).
         async with self._transactions.room(room):
+            self._rooms.ensure_live(room)
             authorize(Action.INVITE, room, actor)
             self.refuse_banned(target, room, who=target.name)
             if room.is_member(target.id):
@@ -136,6 +138,7 @@ class Admission:
         # In the room's transaction, as an accept is: a demotion decided meanwhile
         # is seen, and the request goes exactly once.
         async with self._transactions.room(room):
+            self._rooms.ensure_live(room)
             authorize(Action.DECLINE, room, actor)
             await self._take_request(room, target)
         await self._audit.record("decline", actor.name, target.name, room)

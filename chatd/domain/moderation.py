@@ -1,9 +1,11 @@
 """Moderation: kick, ban, unban, mute, unmute, promote, demote, voice, devoice,
 transfer and room modes.
 
-Every action checks the actor's permission at the moment it runs, in the room's
-transaction (a demotion queued before the action is decided first), then decides
-from the room's state read there (never from what was seen before the lock), persists,
+Every action checks, in the room's transaction, that the room is still live (a
+change queued behind its end is ``no-such-room``) and the actor's permission at
+the moment it runs (a demotion queued before the action is decided first), then
+decides from the room's state read there (never from what was seen before the
+lock), persists,
 applies, tells the room (an ``event``), tells the target (a notification) and writes
 the audit log.
 """
@@ -135,6 +137,7 @@ class Moderation:
     async def mute(self, actor: User | None, room: Room, target: User,
                    duration: float | None) -> SanctionRecord:
         async with self._transactions.room(room):
+            self._rooms.ensure_live(room)
             if not room.is_member(target.id):
                 raise ChatError(Code.NOT_IN_ROOM, f"{target.name} is not in #{room.name}.")
             _authorize(Action.MUTE, room, actor, target)
@@ -225,6 +228,7 @@ class Moderation:
         # applied. The actor's right is judged there too: a demotion queued before
         # this lift is decided first, and forbids it.
         async with self._transactions.room(room):
+            self._rooms.ensure_live(room)
             _authorize(action, room, actor, target)
             existed = await self._storage.delete_sanction(kind, room.id, target.id)
             if not (_table(room, kind).pop(target.id, None) or existed):
@@ -267,6 +271,7 @@ class Moderation:
     async def _set_role(self, action: Action, actor: User, room: Room, target: User,
                         before: tuple[Role, ...], after: Role) -> None:
         async with self._transactions.room(room):
+            self._rooms.ensure_live(room)
             authorize(action, room, actor, target)
             role = room.role_of(target.id)
             if role is None:
@@ -296,6 +301,7 @@ class Moderation:
         Returns the name of the previous owner.
         """
         async with self._transactions.room(room):
+            self._rooms.ensure_live(room)
             authorize(Action.TRANSFER, room, actor)
             owner = room.owner
             role = room.role_of(target.id)
@@ -348,6 +354,7 @@ class Moderation:
         """Set the policy ``decide`` derives from the current one, in the room's
         transaction; whether it was set (None: no change, which needs no right)."""
         async with self._transactions.room(room):
+            self._rooms.ensure_live(room)
             mode = decide(room.mode)
             if mode is None:
                 return False
@@ -363,6 +370,7 @@ class Moderation:
         """Change ``room``'s key, limit and switches (admins and the owner); return the
         changes that made a difference. A bad key or limit changes nothing."""
         async with self._transactions.room(room):
+            self._rooms.ensure_live(room)
             authorize(Action.MODES, room, actor)
             modes, applied = apply_changes(room.modes, changes)
             if applied:

@@ -87,6 +87,12 @@ class Rooms:
                             remedy=Remedy(Step.LIST_ROOMS))
         return room
 
+    def ensure_live(self, room: Room) -> None:
+        """Raise ``no-such-room`` when ``room`` has ended (checked in the room's
+        transaction: a change decided there must not land in an ended room)."""
+        if self._by_id.get(room.id) is not room:
+            raise ChatError(Code.NO_SUCH_ROOM, f"#{room.name} no longer exists.")
+
     def of_user(self, user: User) -> list[Room]:
         return sorted(self._of_user.get(user.id, ()), key=lambda r: r.name)
 
@@ -214,7 +220,7 @@ class Rooms:
         A user who is a member already is ``already-in-room``.
         """
         async with self._transactions.room(room):
-            self._ensure_live(room)
+            self.ensure_live(room)
             if admit is not None and not await admit():
                 return None
             if room.is_member(user.id):
@@ -257,9 +263,13 @@ class Rooms:
         ``authorize`` runs in the room's transaction, so a permission is checked at
         the moment the change is made; then ``prepare`` (a ban records itself
         there). A user who is not a member is ``not-in-room``, or, with
-        ``missing_ok``, nothing to remove (None).
+        ``missing_ok``, nothing to remove (None). A room that ended meanwhile is
+        ``no-such-room`` (a ban or a kick records nothing in it), except for a
+        plain departure with ``missing_ok``: its ending took everyone out already.
         """
         async with self._transactions.room(room):
+            if prepare is not None or not missing_ok:
+                self.ensure_live(room)
             if authorize is not None:
                 authorize()
             if prepare is not None:
@@ -304,7 +314,7 @@ class Rooms:
     async def set_topic(self, user: User, room: Room, topic: str) -> None:
         async with self._transactions.room(room):
             authorize(Action.TOPIC, room, user)
-            self._ensure_live(room)
+            self.ensure_live(room)
             await self._storage.set_room_topic(room.id, topic)
             room.topic = topic
         self._bus.to_room(room, events.TopicChanged(room.name, user.name, topic))
@@ -320,7 +330,7 @@ class Rooms:
         """
         async with self._transactions.room(room):
             authorize(action, room, user)
-            self._ensure_live(room)
+            self.ensure_live(room)
             settings = change(dict(room.settings))
             await self._storage.set_room_settings(room.id, settings)
             room.settings = settings
@@ -399,10 +409,6 @@ class Rooms:
         user = user or self._accounts.get(member.user_id)
         if user is not None:
             self._bus.connect(room, self._bus.of_user(user))
-
-    def _ensure_live(self, room: Room) -> None:
-        if self._by_id.get(room.id) is not room:
-            raise ChatError(Code.NO_SUCH_ROOM, f"#{room.name} no longer exists.")
 
     async def _persist_departure(self, room: Room, departure: Departure) -> None:
         for user_id in departure.leaving + ([departure.evicted] if departure.evicted else []):

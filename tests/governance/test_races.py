@@ -6,11 +6,22 @@ from __future__ import annotations
 
 import asyncio
 
+import pytest
+
 from chatd.client import ChatClient, Reply
 from chatd.domain.protection import ROOM_BURST, ROOM_RATE
 from chatd.domain.room import Room
 from chatd.domain.transactions import LocalTransactions
-from tests.governance import code_of, members_of, room_with, users
+from tests.governance import (
+    code_of,
+    drain,
+    members_of,
+    notes,
+    room_with,
+    server_admin,
+    settle,
+    users,
+)
 from tests.helpers import ChatServer, Clients
 
 ROUNDS = 25
@@ -224,3 +235,24 @@ async def test_minus_i_behind_a_change_to_request_leaves_the_room_request(
     assert request["mode"] == "request"
     assert (minus_i["changes"], minus_i["mode"]) == ("", "request")
     assert server.services.rooms.require("den").mode.value == "request"
+
+
+@pytest.mark.parametrize("command", ["/invite carol den", "/mode private den", "/mode +m den",
+                                     "/ban carol den", "/unban dave den"])
+async def test_a_change_queued_behind_the_end_of_the_room_is_no_such_room(
+        server: ChatServer, clients: Clients, command: str) -> None:
+    """alice leaves bob alone in #den, which ends; a server admin's change queued
+    behind her leave finds no room, and records nothing for it (an invitation to
+    a room that is gone, a ban in it, a mode)."""
+    root = await server_admin(server, clients)
+    alice, bob, carol, _ = await users(clients, "alice", "bob", "carol", "dave")
+    await room_with(alice, "den", bob)
+    assert await code_of(alice, "/ban dave den") == "ok"
+    bans = await server.services.storage.load_sanctions("ban")
+    await drain(carol)
+    left, late = await _in_turn(server, "den", (alice, "/leave den"), (root, command))
+    assert left.ok
+    assert late.final.get("code") == "no-such-room", late.final
+    assert late.final["message"] == "#den no longer exists."
+    assert notes(await settle(carol), "invitation") == []
+    assert await server.services.storage.load_sanctions("ban") == bans
