@@ -196,6 +196,12 @@ class Presence:
         if session.closing:
             # The connection went away while the password was being checked.
             raise ChatError(Code.NOT_LOGGED_IN, "the connection closed during login.")
+        if self._rooms.account_gone(user):
+            # Deleted, or being deleted, since its password or token was checked.
+            # Decided in the step that attaches the session, with no await between:
+            # a deletion either began later, and finds this session to close, or
+            # earlier, and this refuses.
+            raise ChatError(Code.AUTH_FAILED, f"the account {user.name} was deleted.")
         rooms = self._rooms.of_user(user)
         session.signed_in(user, rooms[0] if len(rooms) == 1 else None)
         if session in self.sessions:
@@ -253,12 +259,16 @@ class Presence:
             await self._delete_account(user, actor, keep)
 
     async def _delete_account(self, user: User, actor: str, keep: Endpoint | None) -> None:
-        for room in await self._rooms.of_user_stored(user):
-            # A room the user left meanwhile (by their own /leave) is passed over.
-            await self._rooms.remove(room, user, "leave", actor_name=actor,
-                                     reason="account deleted", missing_ok=True)
-        self._close_deleted(user, keep)
-        await self._accounts.delete(user)
+        # From here on the account logs in nowhere in this process (refused in the
+        # step that would attach the session): the connections closed below are
+        # every connection it will have, even while the database deletes its row.
+        with self._rooms.deleting(user):
+            for room in await self._rooms.of_user_stored(user):
+                # A room the user left meanwhile (by their own /leave) is passed over.
+                await self._rooms.remove(room, user, "leave", actor_name=actor,
+                                         reason="account deleted", missing_ok=True)
+            self._close_deleted(user, keep)
+            await self._accounts.delete(user)
         self._rooms.forget_member(user.id)  # a join that came in meanwhile
         self._notifier.forget(user)  # its notifications went with the account
         await self._audit.record("account-deleted", actor=actor, target=user.name)

@@ -10,7 +10,8 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterator
+from contextlib import contextmanager
 from typing import TYPE_CHECKING, Any, TypeVar
 
 from chatd.domain import events, names
@@ -53,6 +54,8 @@ class Rooms:
         self._by_id: dict[int, Room] = {}
         self._by_key: dict[str, Room] = {}
         self._of_user: dict[int, set[Room]] = {}
+        # The accounts whose deletion is under way here (see ``deleting``).
+        self._deleting: set[int] = set()
         # Not a room transaction: a name is taken once by storage's unique
         # constraint (Conflict), whoever asks; this only spares a doomed write.
         self._create_lock = asyncio.Lock()
@@ -146,6 +149,24 @@ class Rooms:
         return {"id": room.id, "name": room.name, "mode": room.mode.value,
                 "members": len(room.members), "topic": room.topic,
                 "e2e": bool(room.settings.get("e2e")), "modes": "+" + room.modes.letters()}
+
+    # -- accounts that go ------------------------------------------------------
+
+    @contextmanager
+    def deleting(self, user: User) -> Iterator[None]:
+        """While ``user``'s account is being deleted: from the moment this is entered,
+        :meth:`account_gone` says so, and what checks it (a log-in) is refused."""
+        self._deleting.add(user.id)
+        try:
+            yield
+        finally:
+            self._deleting.discard(user.id)
+
+    def account_gone(self, user: User) -> bool:
+        """Whether ``user``'s account was deleted, or its deletion is under way: it
+        may log in no more. (A guest's never is.)"""
+        return user.has_account and (user.id in self._deleting
+                                     or self._accounts.get(user.id) is not user)
 
     # -- connections ---------------------------------------------------------
 
