@@ -259,9 +259,10 @@ class Presence:
             await self._delete_account(user, actor, keep)
 
     async def _delete_account(self, user: User, actor: str, keep: Endpoint | None) -> None:
-        # From here on the account logs in nowhere in this process (refused in the
-        # step that would attach the session): the connections closed below are
-        # every connection it will have, even while the database deletes its row.
+        # From here on the account logs in, joins and creates nowhere in this
+        # process (each refused in the step that would attach or add it): the rooms
+        # read below are every room it will be in, the connections closed below
+        # every connection it will have.
         with self._rooms.deleting(user):
             for room in await self._rooms.of_user_stored(user):
                 # A room the user left meanwhile (by their own /leave) is passed over.
@@ -269,7 +270,9 @@ class Presence:
                                          reason="account deleted", missing_ok=True)
             self._close_deleted(user, keep)
             await self._accounts.delete(user)
-        self._rooms.forget_member(user.id)  # a join that came in meanwhile
+        # A join decided on another node of a cluster, too late for the rooms read
+        # above: its row went with the account; this process forgets the member.
+        self._rooms.forget_member(user.id)
         self._notifier.forget(user)  # its notifications went with the account
         await self._audit.record("account-deleted", actor=actor, target=user.name)
 

@@ -112,8 +112,10 @@ class Rooms:
         return sorted(rooms, key=lambda r: r.name)
 
     def forget_member(self, user_id: int) -> None:
-        """Drop a deleted account from the rooms this process remembers it in: the
-        database's rows went with the account, whichever join made them."""
+        """Drop a deleted account from the rooms this process remembers it in, with
+        no departure: the deletion decided those (here, or on the node that deleted
+        it), and the database's rows went with the account. What is left is a join
+        another node of a cluster made too late for that deletion to see."""
         for room in list(self._of_user.get(user_id, ())):
             self._drop_member(room, user_id)
 
@@ -155,7 +157,9 @@ class Rooms:
     @contextmanager
     def deleting(self, user: User) -> Iterator[None]:
         """While ``user``'s account is being deleted: from the moment this is entered,
-        :meth:`account_gone` says so, and what checks it (a log-in) is refused."""
+        it joins and creates no room (checked in the step that would add the member,
+        after any await), so the rooms it is in then are all it will ever be in here,
+        and a deletion that takes it out of them leaves it in none."""
         self._deleting.add(user.id)
         try:
             yield
@@ -164,9 +168,13 @@ class Rooms:
 
     def account_gone(self, user: User) -> bool:
         """Whether ``user``'s account was deleted, or its deletion is under way: it
-        may log in no more. (A guest's never is.)"""
+        may join, create and log in no more. (A guest's never is.)"""
         return user.has_account and (user.id in self._deleting
                                      or self._accounts.get(user.id) is not user)
+
+    def _refuse_gone(self, user: User) -> None:
+        if self.account_gone(user):
+            raise deleted_account(user)
 
     # -- connections ---------------------------------------------------------
 
@@ -212,23 +220,39 @@ class Rooms:
             if self.find(name) is not None:
                 raise ChatError(Code.NAME_TAKEN, f'a room named "{name}" exists.',
                                 remedy=Remedy(Step.JOIN_EXISTING, name))
+            self._refuse_gone(user)  # (spares a doomed write; checked again below)
             try:
                 room, member = await unless_deleted(self._create_row(user, name, mode),
                                                     self._storage, user)
             except Conflict:
                 raise ChatError(Code.NAME_TAKEN, f'a room named "{name}" exists.') from None
+            if self.account_gone(user):
+                # Deleted, or its deletion began, while the rows were written: that
+                # deletion cannot see a room not yet in memory, so the room ends
+                # unborn rather than live without its owner.
+                await self._unmake(room, user)
+                raise deleted_account(user)
+            # No await since the check: a deletion that begins now sees the room.
+            self._index(room)
             self._add_member(room, member, user)
         await self._audit.record("create", actor=user.name, room=room, reason=mode.value)
         return room
 
     async def _create_row(self, user: User, name: str, mode: Mode) -> tuple[Room, Member]:
+        """The room's rows (and its owner's), written; not in memory yet."""
         now = self._clock.time()
         if user.has_account:
             record, member = await self._storage.create_room(name, mode.value, user.id, now)
-            return self._index(Room(record)), Member.from_record(member, user.name)
+            return Room(record), Member.from_record(member, user.name)
         record = await self._storage.create_unowned_room(name, mode.value, now)
         owner = Member(user.id, user.name, Role.OWNER, now, now, UNSTORED_SEQ)
-        return self._index(Room(record)), owner
+        return Room(record), owner
+
+    async def _unmake(self, room: Room, owner: User) -> None:
+        """Undo the rows of a room whose creation is refused after they were
+        written: its name is free again, and no member row stays behind."""
+        await self._storage.remove_member(room.id, owner.id)
+        await self._storage.terminate_room(room.id, self._clock.time())
 
     async def join(self, user: User, room: Room, actor: Endpoint | None = None,
                    admit: Callable[[], Awaitable[bool]] | None = None) -> Member | None:
@@ -242,6 +266,7 @@ class Rooms:
         """
         async with self._transactions.room(room):
             self.ensure_live(room)
+            self._refuse_gone(user)
             if admit is not None and not await admit():
                 return None
             if room.is_member(user.id):
@@ -249,9 +274,11 @@ class Rooms:
             record = await unless_deleted(
                 self._storage.add_member(room.id, user.id, Role.MEMBER.value,
                                          self._clock.time()), self._storage, user)
-            if user.has_account and self._accounts.get(user.id) is not user:
-                # Deleted while the row was written: the deletion took the row with
-                # the account, and this process must not keep the member either.
+            if self.account_gone(user):
+                # Deleted, or its deletion began, while the row was written: that
+                # deletion does not see this membership, so it is not made. The row
+                # goes too (a deletion takes it with the account, but may fail).
+                await self._storage.remove_member(room.id, user.id)
                 raise deleted_account(user)
             member = Member.from_record(record, user.name)
             self._add_member(room, member)

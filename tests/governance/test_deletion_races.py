@@ -1,5 +1,6 @@
-"""An account deleted while its own commands are under way: a login that is in
-flight when /userdel runs gives the account no session.
+"""An account deleted while its own commands are under way: a login, a /create or a
+/join that is in flight when /userdel runs gives the account nothing (no session,
+no room, no membership), and no room is left live without its owner.
 
 Each race is made deterministic by holding one storage call (the database being
 slow) at the moment that matters, over real sockets (line protocol and IRC).
@@ -15,7 +16,7 @@ from typing import Any
 import pytest
 
 from chatd.domain.clock import ManualClock
-from tests.governance import code_of, error_of, server_admin
+from tests.governance import code_of, error_of, members_of, server_admin, users
 from tests.helpers import PASSWORD, ChatServer, Clients, start_server
 from tests.irc.helpers import IrcClient
 
@@ -80,6 +81,18 @@ def hold(server: ChatServer, monkeypatch: pytest.MonkeyPatch) -> Iterator[Callab
         held.release()
 
 
+async def _stored_rooms(server: ChatServer) -> set[str]:
+    return {r.name for r in await server.services.storage.load_active_rooms()}
+
+
+async def _stored_members(server: ChatServer, room: str) -> list[str]:
+    """The names of a live room's members as the database has them."""
+    services = server.services
+    room_id = services.rooms.require(room).id
+    return [user.name for m in await services.storage.load_members()
+            if m.room_id == room_id and (user := services.accounts.get(m.user_id))]
+
+
 # -- logins --------------------------------------------------------------------------
 
 
@@ -129,3 +142,82 @@ async def test_a_sasl_login_of_an_account_deleted_before_cap_end_gets_no_session
         assert newcomer.pending_events() == []
     finally:
         await client.close()
+
+
+# -- rooms ---------------------------------------------------------------------------
+
+
+async def test_a_room_created_once_the_deletion_has_read_the_rooms_is_refused(
+        server: ChatServer, clients: Clients, hold: Callable[..., Held]) -> None:
+    """The deletion has read the rooms mallory is in when her /create arrives: the
+    room would be one it never leaves, live and ownerless once she is gone."""
+    root, mallory, bob = await server_admin(server, clients), *await users(
+        clients, "mallory", "bob")
+    held = hold("member_room_ids", after=True)
+    deletion = asyncio.create_task(root.command("/userdel mallory"))
+    await held.reached()
+    refused = await error_of(mallory, "/create orphan")
+    assert refused["code"] == "no-such-user"
+    assert refused["message"] == "the account mallory was deleted."
+    held.release()
+    await deletion
+    assert "orphan" not in await _stored_rooms(server)
+    assert await code_of(bob, "/join orphan") == "no-such-room"
+
+
+async def test_a_room_whose_creation_was_in_flight_during_the_deletion_never_lives(
+        server: ChatServer, clients: Clients, hold: Callable[..., Held]) -> None:
+    """mallory's room is written, not yet in memory, while her account is deleted
+    from start to end: the room ends unborn, and its name is free."""
+    root, mallory, bob = await server_admin(server, clients), *await users(
+        clients, "mallory", "bob")
+    held = hold("create_room", after=True)
+    creation = asyncio.ensure_future(mallory.command("/create orphan", check=False))
+    await held.reached()
+    assert (await root.command("/userdel mallory"))["user"] == "mallory"
+    held.release()
+    # Behind mallory's creation (one at a time): the name is free, and bob owns the room.
+    assert await code_of(bob, "/create orphan") == "ok"
+    assert await members_of(bob, "orphan") == {"bob": "owner"}
+    assert "orphan" in await _stored_rooms(server)
+    with pytest.raises(ConnectionError):  # her connection was closed with the account
+        await creation
+
+
+async def test_a_join_once_the_deletion_has_read_the_rooms_is_refused(
+        server: ChatServer, clients: Clients, hold: Callable[..., Held]) -> None:
+    """The deletion has read the rooms mallory is in when her /join arrives: the
+    membership would be one it never ends, and nobody would be told she left."""
+    root, alice, mallory = await server_admin(server, clients), *await users(
+        clients, "alice", "mallory")
+    await alice.command("/create den")
+    held = hold("member_room_ids", after=True)
+    deletion = asyncio.create_task(root.command("/userdel mallory"))
+    await held.reached()
+    assert (await error_of(mallory, "/join den"))["code"] == "no-such-user"
+    held.release()
+    await deletion
+    assert await members_of(alice, "den") == {"alice": "owner"}
+    assert await _stored_members(server, "den") == ["alice"]
+
+
+async def test_a_join_written_while_the_deletion_reads_the_rooms_is_undone(
+        server: ChatServer, clients: Clients, hold: Callable[..., Held]) -> None:
+    """mallory's /join passed its checks and writes her row while the deletion
+    reads her rooms (without it): the join, seeing the deletion under way once
+    written, takes its row back and is refused."""
+    root, alice, mallory = await server_admin(server, clients), *await users(
+        clients, "alice", "mallory")
+    await alice.command("/create den")
+    writing = hold("add_member")
+    joining = asyncio.ensure_future(mallory.command("/join den", check=False))
+    await writing.reached()
+    reading = hold("member_room_ids", after=True)
+    deletion = asyncio.create_task(root.command("/userdel mallory"))
+    await reading.reached()
+    writing.release()
+    assert (await joining).final.get("code") == "no-such-user"
+    reading.release()
+    await deletion
+    assert await members_of(alice, "den") == {"alice": "owner"}
+    assert await _stored_members(server, "den") == ["alice"]
