@@ -194,15 +194,10 @@ async def _owner(ctx: IrcContext, room: Room, on: bool, nick: str | None) -> Non
 
 
 async def _room_mode(ctx: IrcContext, room: Room, wanted: Mode, on: bool) -> None:
-    """+i / +R make the room private / request; removing the room's mode opens it."""
-    if on:
-        new = wanted
-    elif room.mode is wanted:
-        new = Mode.OPEN
-    else:
-        return
-    if new is not room.mode:
-        await ctx.services.moderation.set_mode(ctx.user, room, new)
+    """+i / +R make the room private / request; removing the room's mode opens it.
+    Decided from the mode in force in the room's transaction, so a -i queued
+    behind another admin's change to request leaves that change alone."""
+    await ctx.services.moderation.switch_mode(ctx.user, room, wanted, on)
 
 
 async def _private(ctx: IrcContext, room: Room, on: bool, argument: str | None) -> None:

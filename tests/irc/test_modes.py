@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
-from chatd.domain.room import Mode, Role
+import asyncio
+
+from chatd.domain.room import Mode, Role, Room
+from chatd.domain.transactions import LocalTransactions
 from tests.helpers import ChatServer, Clients
 from tests.irc.conftest import IrcFactory
 from tests.irc.helpers import IrcClient
@@ -144,3 +147,35 @@ async def test_user_modes(irc: IrcFactory) -> None:
     assert await bob.raw() == ":bob!bob@chatd.local MODE bob -w"
     bob.send("MODE bob")
     assert (await bob.expect("221")).params == ("bob", "+i")
+
+
+async def test_minus_i_queued_behind_a_change_to_request_leaves_it(
+        server: ChatServer, irc: IrcFactory, clients: Clients) -> None:
+    """-i opens a private room; decided when it runs, under the room's lock, not
+    from the mode it saw when it arrived: a change to request made meanwhile (here
+    from the owner's other connection) stays."""
+    alice = await irc("alice")
+    await _room(alice)
+    alice.send("MODE #m +i")
+    await alice.expect("MODE")
+    room = server.services.rooms.require("m")
+    line = await clients.user("alice")
+    transactions = server.services.transactions
+    assert isinstance(transactions, LocalTransactions)
+    async with transactions.room(room):
+        request = asyncio.create_task(line.command("/mode request m"))
+        await _queued(transactions, room, 1)
+        alice.send("MODE #m -i")
+        await _queued(transactions, room, 2)
+    await request
+    alice.send("MODE #m")
+    assert (await alice.expect("324")).params[2] == "+ntR"
+    assert room.mode is Mode.REQUEST
+
+
+async def _queued(transactions: LocalTransactions, room: Room, waiters: int) -> None:
+    for _ in range(10_000):
+        if transactions.queued(room) >= waiters:
+            return
+        await asyncio.sleep(0)
+    raise AssertionError(f"fewer than {waiters} waiting")
