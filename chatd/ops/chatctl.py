@@ -363,11 +363,8 @@ async def _follow_audit(client: ControlClient, args: argparse.Namespace,
                         console: Console) -> None:
     """The last ``-n`` entries, then each new one as it comes (ControlError when the
     daemon ends the stream)."""
-    past = await client.call("audit", n=args.n, room=args.room) if args.n > 0 else []
-    for entry in past:
-        _print_entry(entry, args, console)
     with contextlib.suppress(asyncio.CancelledError):
-        async for item in client.follow(args.room):
+        async for item in client.follow(args.room, max(0, args.n)):
             if "event" in item:
                 _print_entry(item["event"], args, console)
 

@@ -42,6 +42,7 @@ if TYPE_CHECKING:
     from chatd.domain.room import Room
     from chatd.ops.admin import Admin
     from chatd.protocol.services import Services
+    from storage.records import AuditRecord
 
 log = logging.getLogger(__name__)
 Handler = Callable[["ControlServer", dict[str, Any]], Awaitable[Any]]
@@ -231,34 +232,56 @@ class ControlServer:
         log.info("backup sent", extra={"fields": totals})
 
     async def _follow(self, request: dict[str, Any], writer: asyncio.StreamWriter) -> None:
-        """Stream audit entries (optionally of one room) and a status line a second;
-        a room that does not exist is refused first, as ``audit`` refuses it."""
-        room: str | None = None
-        if request.get("room"):
-            try:
-                room = self.services.rooms.require(str(request["room"])).name
-            except ChatError as exc:
-                writer.write(_refusal(exc.code, exc.message))
-                return
+        """Stream the last ``n`` audit entries (optionally of one room), then each new
+        one and a status line a second; a room that does not exist, or a bad ``n``,
+        is refused first, as ``audit`` refuses them.
+
+        It listens before it reads the past entries: an entry made while they are
+        read is then in both, and sent once, rather than in neither."""
+        try:
+            room = (self.services.rooms.require(str(request["room"]))
+                    if request.get("room") else None)
+            count = _count(request.get("n", 0))
+        except ChatError as exc:
+            writer.write(_refusal(exc.code, exc.message))
+            return
         queue: asyncio.Queue[dict[str, Any]] = asyncio.Queue(maxsize=10_000)
 
         def on_audit(entry: dict[str, Any]) -> None:
-            if (room is None or entry.get("room") == room) and not queue.full():
+            if (room is None or entry.get("room") == room.name) and not queue.full():
                 queue.put_nowait({"event": entry})
 
         self.services.audit.listeners.add(on_audit)
         try:
+            past = await self.services.audit.entries(count, room) if count else []
+            sent = {_entry_key(entry) for entry in _entry_rows(past)}
+            for entry in _entry_rows(past):
+                writer.write(json.dumps({"event": entry}).encode() + b"\n")
             while True:
                 try:
                     item = await asyncio.wait_for(queue.get(), FOLLOW_STATUS_INTERVAL)
                 except TimeoutError:
                     item = {"status": status(self)}
+                if "event" in item and _entry_key(item["event"]) in sent:
+                    continue  # read with the past entries already
                 writer.write(json.dumps(item).encode() + b"\n")
                 await writer.drain()
         except (ConnectionError, RuntimeError):
             return  # the follower went, or the daemon is stopping: the stream ends
         finally:
             self.services.audit.listeners.discard(on_audit)
+
+
+def _entry_rows(entries: list[AuditRecord]) -> list[dict[str, Any]]:
+    """Audit records as the console shows them."""
+    return [{"id": e.id, "ts": e.ts, "actor": e.actor, "action": e.action, "target": e.target,
+             "room": e.room, "reason": e.reason} for e in entries]
+
+
+def _entry_key(entry: dict[str, Any]) -> tuple[Any, ...]:
+    """What tells one entry from another, stored or live (a live one has no id)."""
+    return (entry.get("ts"), entry.get("action"), entry.get("actor"), entry.get("target"),
+            entry.get("room"))
 
 
 def _refusal(code: Code, message: str) -> bytes:
@@ -507,6 +530,4 @@ async def _reload(ctl: ControlServer, req: dict[str, Any]) -> Any:
 @handler("audit")
 async def _audit(ctl: ControlServer, req: dict[str, Any]) -> Any:
     room = ctl.services.rooms.require(req["room"]) if req.get("room") else None
-    entries = await ctl.services.audit.entries(_count(req.get("n", 50)), room)
-    return [{"id": e.id, "ts": e.ts, "actor": e.actor, "action": e.action, "target": e.target,
-             "room": e.room, "reason": e.reason} for e in entries]
+    return _entry_rows(await ctl.services.audit.entries(_count(req.get("n", 50)), room))

@@ -65,12 +65,14 @@ class ControlClient:
             writer.close()
         return {**result, "files": end["files"], "bytes": end["bytes"]}
 
-    async def follow(self, room: str | None = None) -> AsyncIterator[dict[str, Any]]:
-        """The daemon's stream of audit entries and status lines; ControlError for a
-        refusal, and when the daemon ends the stream (it stopped)."""
+    async def follow(self, room: str | None = None, n: int = 0
+                     ) -> AsyncIterator[dict[str, Any]]:
+        """The daemon's stream: the last ``n`` audit entries, then each new one and
+        status lines; ControlError for a refusal, and when the daemon ends the
+        stream (it stopped)."""
         reader, writer = await self._open()
         try:
-            writer.write(json.dumps({"cmd": "follow", "room": room}).encode() + b"\n")
+            writer.write(json.dumps({"cmd": "follow", "room": room, "n": n}).encode() + b"\n")
             while line := await reader.readline():
                 item = json.loads(line)
                 if item.get("ok") is False:

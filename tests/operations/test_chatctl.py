@@ -430,6 +430,31 @@ async def test_follow_streams_audit_entries(daemon: App, clients: Clients) -> No
     assert entry["actor"] == "bob" and entry["room"] == "lounge" and entry["ts"] > 0
 
 
+async def test_follow_sends_the_last_entries_then_the_new_ones_each_once(
+        daemon: App, clients: Clients, monkeypatch: pytest.MonkeyPatch) -> None:
+    """One request: the stream listens, then reads the last n entries (an entry
+    noted meanwhile would be in both, and is sent once), then follows. bob's first
+    log-in is noted, not yet written, when the stream starts."""
+    monkeypatch.setattr("chatd.ops.control.FOLLOW_STATUS_INTERVAL", 0.3)
+    alice = await clients.user("alice")
+    await alice.command("/create lounge")
+    await clients.user("bob")
+    follower = ControlClient(daemon.control.path).follow(n=5)
+    async with contextlib.aclosing(follower):
+        first = asyncio.ensure_future(anext(follower))
+        await wait_for(lambda: daemon.services.audit.listeners)
+        await clients.user("bob")
+        item = await asyncio.wait_for(first, 5.0)
+        events = []
+        while "event" in item:
+            events.append(item["event"])
+            item = await asyncio.wait_for(anext(follower), 5.0)
+    assert [(e["actor"], e["action"]) for e in events] == [  # the last 5, then the new one
+        ("alice", "account-created"), ("alice", "login"), ("alice", "create"),
+        ("bob", "account-created"), ("bob", "login"), ("bob", "login")]
+    assert "id" in events[-2] and "id" not in events[-1]  # stored, then live
+
+
 async def test_follow_sends_status_lines(daemon: App,
                                          monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr("chatd.ops.control.FOLLOW_STATUS_INTERVAL", 0.05)
