@@ -119,10 +119,20 @@ async def _signed_in(ctx: Context, grant: Grant, issued: Issued | None) -> Ok:
     settings = {"color": style.color, "timestamps": style.timestamps, "theme": style.theme}
     fields: dict[str, Any] = {**welcome, "bot": user.is_bot, "scopes": scopes.listed(grant.scopes),
                               "settings": settings}
+    text = _welcome_back(user.name, welcome["rooms"], welcome["notifications"])
     if issued is not None:
         session.resume_id = issued.id
         fields |= {"resume": issued.secret, "resume_expires": issued.expires_at}
-    return ok(_welcome_back(user.name, welcome["rooms"], welcome["notifications"]), **fields)
+        text += " " + _resume_sentence(issued)
+    return ok(text, **fields)
+
+
+def _resume_sentence(issued: Issued) -> str:
+    """The new resume token, in the words /token create shows its secret with: a
+    person on telnet has no other way to see it."""
+    expires = time.strftime("%Y-%m-%d %H:%M", time.gmtime(issued.expires_at))
+    return (f"Resume token (expires {expires} UTC): {issued.secret} (shown only now; "
+            "log in with /login --resume <resume-token>, once).")
 
 
 def _welcome_back(name: str, rooms: list[str], notifications: int) -> str:
