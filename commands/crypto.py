@@ -14,7 +14,7 @@ from chatd.domain.room import Role, Room
 from chatd.domain.scopes import Scope
 from chatd.errors import ChatError, Code
 from chatd.protocol.context import Context
-from chatd.protocol.params import Choice, RoomRef, Text, UserRef, Word
+from chatd.protocol.params import Choice, RoomRef, Text, UserRef, Word, no_room
 from chatd.protocol.registry import command
 from chatd.protocol.results import Ok, ok
 
@@ -65,7 +65,7 @@ async def _store(ctx: Context, name: str, data: bytes) -> int:
         raise ChatError(Code.BAD_ARGUMENTS, "files are not available on this server.")
     room = ctx.session.current_room
     if room is None:
-        raise ChatError(Code.NO_ROOM, "--file stores into your current room: /join one first.")
+        raise no_room(ctx)  # --file stores into the current room
     from chatd.content.files import Staged  # noqa: PLC0415 - only where uploads exist
 
     await files.check_upload(ctx.user, room, name, len(data))

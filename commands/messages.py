@@ -15,7 +15,7 @@ from chatd.domain.scopes import Scope
 from chatd.errors import ChatError, Code
 from chatd.protocol.context import Context
 from chatd.protocol.params import Context as ParamContext
-from chatd.protocol.params import Int, RoomRef, Text, UserRef
+from chatd.protocol.params import Int, RoomRef, Text, UserRef, no_room
 from chatd.protocol.records import record_of
 from chatd.protocol.registry import command, message_handler
 from chatd.protocol.render import render
@@ -31,8 +31,7 @@ def plain_line(ctx: Context, text: str) -> Awaitable[int] | None:
     """A line that is not a command goes to the current room."""
     room = ctx.session.current_room
     if room is None:
-        raise ChatError(Code.NO_ROOM, "you are in no room: /join <room> or /create <room> "
-                        "first, then plain lines go there.")
+        raise no_room(ctx)
     sent = ctx.services.messaging.post(ctx.session, room, text)
     # Awaited by the dispatcher when the id comes later (a cluster's counter).
     return None if isinstance(sent, int) else sent
@@ -54,7 +53,7 @@ async def me(ctx: Context, action: str) -> Ok:
     """Send an action to the current room, shown as '<you> * <action>'."""
     room = ctx.session.current_room
     if room is None:
-        raise ChatError(Code.NO_ROOM, "you are in no room: /join one first.")
+        raise no_room(ctx)
     message_id = await settled(ctx.services.messaging.post(ctx.session, room, action,
                                                            action=True, label=ctx.label))
     return ok(id=message_id, room=room.name)

@@ -19,7 +19,7 @@ from chatd.domain.room import Mode, Role, Room
 from chatd.domain.scopes import Scope
 from chatd.errors import ChatError, Code
 from chatd.protocol.context import Context
-from chatd.protocol.params import Duration, Int, RoomRef, Text, UserRef
+from chatd.protocol.params import Duration, Int, RoomRef, Text, UserRef, no_room
 from chatd.protocol.records import describe_changes
 from chatd.protocol.registry import command
 from chatd.protocol.results import Ok, ok
@@ -195,7 +195,7 @@ def _mode_room(ctx: Context, words: list[str]) -> Room:
         return ctx.services.rooms.require(words[0])
     room = ctx.session.current_room
     if room is None:
-        raise ChatError(Code.NO_ROOM, "you have no current room: name one, or /join a room.")
+        raise no_room(ctx)
     return room
 
 

@@ -17,7 +17,7 @@ from chatd.errors import ChatError, Code
 
 if TYPE_CHECKING:
     from chatd.config import Config
-    from chatd.domain.accounts import Accounts
+    from chatd.domain.accounts import Accounts, User
     from chatd.domain.room import Room
     from chatd.domain.rooms import Rooms
 
@@ -36,6 +36,9 @@ class _Lookups(Protocol):
 class _Where(Protocol):
     @property
     def current_room(self) -> Room | None: ...
+
+    @property
+    def user(self) -> User | None: ...
 
 
 class Context(Protocol):
@@ -331,8 +334,27 @@ class RoomRef(Param):
             return None
         room = ctx.session.current_room
         if room is None:
-            raise ChatError(Code.NO_ROOM, "you have no current room: name one, or /join a room.")
+            raise no_room(ctx)
         return room
+
+
+# The most of a user's rooms the no-room error names.
+NO_ROOM_LISTED = 3
+
+
+def no_room(ctx: Context) -> ChatError:
+    """The one error of a line or command that needs a current room when there is none:
+    true whether the user is in rooms (then /switch to one) or in none (/join, /create)."""
+    user = ctx.session.user
+    rooms = ctx.services.rooms.of_user(user) if user is not None else []
+    if not rooms:
+        return ChatError(Code.NO_ROOM, "you have no current room, and you are in no room: "
+                                       "/join <room> or /create <room> first.")
+    listed = ", ".join(f"#{room.name}" for room in rooms[:NO_ROOM_LISTED])
+    if len(rooms) > NO_ROOM_LISTED:
+        listed += f" and {len(rooms) - NO_ROOM_LISTED} more"
+    return ChatError(Code.NO_ROOM, f"you have no current room: /switch <room> makes one of "
+                                   f"yours ({listed}) current.")
 
 
 def parse(params: tuple[Param, ...], ctx: Context, args: str, usage: str) -> dict[str, Any]:

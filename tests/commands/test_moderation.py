@@ -22,8 +22,8 @@ async def test_kick_removes_a_member(chat: Chat) -> None:
     said = await alice.say("/kick bob dev behave")
     assert said[0].startswith("* bob was kicked from #dev by alice")
     assert bob.lines()[0].startswith("* bob was kicked from #dev by alice")
-    assert await bob.say("hello") == ["! no-room: you are in no room: /join <room> or "
-                                      "/create <room> first, then plain lines go there."]
+    assert await bob.say("hello") == ["! no-room: you have no current room, and you are in "
+                                      "no room: /join <room> or /create <room> first."]
 
 
 async def test_ban_keeps_the_user_out_for_its_time(chat: Chat) -> None:

@@ -20,3 +20,23 @@ async def test_a_text_mode_login_with_resume_shows_the_resume_token(clients: Cli
     following = re.search(r"chatdr_\S+", resumed)
     assert resumed.startswith("* Welcome back, alice.") and following
     assert following.group() != token.group()
+
+
+async def test_no_current_room_has_one_sentence_that_names_the_way_out(
+        clients: Clients) -> None:
+    alice = await text_client(clients, "alice")
+    nowhere = ("! no-room: you have no current room, and you are in no room: "
+               "/join <room> or /create <room> first.")
+    assert await text_run(alice, "hello") == [nowhere]
+    assert await text_run(alice, "/me waves") == [nowhere]
+    await text_run(alice, "/create dev")
+    await text_run(alice, "/create general")
+    await text_run(alice, "/logout")
+    await text_run(alice, f"/login alice {PASSWORD}")  # two rooms: no current one
+    elsewhere = ("! no-room: you have no current room: /switch <room> makes one of yours "
+                 "(#dev, #general) current.")
+    for line in ("hello", "/me waves", "/who", "/leave", "/topic", "/typing", "/mode"):
+        assert await text_run(alice, line) == [elsewhere], line
+    alice.send("/upload s.txt 3")
+    alice.send("QUJD")
+    assert (await text_run(alice, "."))[-1] == elsewhere
