@@ -164,10 +164,13 @@ async def logout(ctx: Context) -> Ok:
 
 
 @command("passwd", Word("old"), Word("new"), group=GROUP,
-         scope=Scope.ADMIN, errors=(Code.AUTH_FAILED,))
+         scope=Scope.ADMIN, errors=(Code.AUTH_FAILED, Code.NOT_PERMITTED))
 async def passwd(ctx: Context, old: str, new: str) -> Ok:
     """Change your password; your other connections are closed."""
     user, services = ctx.user, ctx.services
+    if user.is_bot:
+        raise ChatError(Code.NOT_PERMITTED, f"{user.name} is a bot, and a bot has no password "
+                        "to change: it logs in with its tokens only.")
     await services.accounts.change_password(user, old, new)
     # No await since the change: nobody logs in with the old password meanwhile.
     closed = services.presence.close_sessions(user, keep=ctx.session)

@@ -314,13 +314,18 @@ class Accounts:
         other sessions right after, with no await between: logins checked against
         the old password while it was replaced fail (see ``authenticate``)."""
         changes = user.password_changes
-        await self.authenticate(user.name, old)
+        try:
+            await self.authenticate(user.name, old)
+        except ChatError as exc:
+            # The name is the user's own: only the old password can be wrong (or
+            # another connection changed it while it was checked).
+            raise (_changed_meanwhile() if user.password_changes != changes else
+                   ChatError(Code.AUTH_FAILED, "wrong old password.")) from exc
         _check_password(new)
         password_hash = await self._hash(new)
         if user.password_changes != changes:
             # Another connection changed it meanwhile: that change stands.
-            raise ChatError(Code.AUTH_FAILED, "your password was changed meanwhile "
-                            "on another connection.")
+            raise _changed_meanwhile()
         # Counted before the write, so a concurrent change stops above, and after it,
         # so a login that read the old hash during the write fails.
         user.password_changes += 1
@@ -449,3 +454,8 @@ def _plausible(name: str) -> bool:
     except names.InvalidName:
         return False
     return True
+
+
+def _changed_meanwhile() -> ChatError:
+    return ChatError(Code.AUTH_FAILED, "your password was changed meanwhile on another "
+                                       "connection.")

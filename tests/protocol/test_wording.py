@@ -40,3 +40,17 @@ async def test_no_current_room_has_one_sentence_that_names_the_way_out(
     alice.send("/upload s.txt 3")
     alice.send("QUJD")
     assert (await text_run(alice, "."))[-1] == elsewhere
+
+
+async def test_passwd_says_the_old_password_is_wrong_and_refuses_a_bot(
+        clients: Clients) -> None:
+    alice = await text_client(clients, "alice")
+    assert await text_run(alice, "/passwd wrong newpass") == [
+        "! auth-failed: wrong old password."]
+    owner = await clients.user("carol")
+    token = (await owner.command("/bot create helper all"))["token"]
+    bot = await text_client(clients)
+    await text_run(bot, f"/login helper --token {token}")
+    assert await text_run(bot, "/passwd x y") == [
+        "! not-permitted: helper is a bot, and a bot has no password to change: it logs in "
+        "with its tokens only."]
