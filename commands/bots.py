@@ -26,7 +26,7 @@ from chatd.errors import ChatError, Code
 from chatd.protocol.context import Context
 from chatd.protocol.params import Choice, Duration, Number, RoomRef, Scopes, Word
 from chatd.protocol.params import Context as ParamContext
-from chatd.protocol.registry import command
+from chatd.protocol.registry import NEEDS_MEMBER, NEEDS_ROOM_ADMIN, command
 from chatd.protocol.results import Ok, ok
 
 GROUP = "bots"
@@ -135,7 +135,8 @@ BOT_USAGE = ("/bot create <name> [scopes] [ttl]  |  /bot list  |  /bot token <na
          Word("name", optional=True), Scopes("scopes", optional=True),
          Duration("ttl", optional=True), group=GROUP, usage=BOT_USAGE, scope=Scope.ADMIN,
          errors=(Code.NAME_TAKEN, Code.INVALID_NAME, Code.NO_SUCH_USER, Code.NOT_PERMITTED,
-                 Code.QUOTA_EXCEEDED))
+                 Code.QUOTA_EXCEEDED),
+         needs="logged in; token, tokens and delete: the bot's owner or a server admin")
 async def bot(ctx: Context, action: str, name: str | None, scopes: frozenset[Scope] | None,
               ttl: float | None) -> Ok:
     """Make and manage bot accounts: they log in with tokens only and show as bots."""
@@ -203,7 +204,8 @@ def _bot_list(ctx: Context) -> Ok:
 
 
 @command("typing", RoomRef("room", optional=True), group=GROUP,
-         scope=Scope.POST, errors=(Code.NOT_IN_ROOM,))
+         scope=Scope.POST, errors=(Code.NOT_IN_ROOM,),
+         needs=NEEDS_MEMBER)
 def typing(ctx: Context, room: Room) -> Ok:
     """Tell a room you are typing (never stored; dropped first when a client lags)."""
     if not room.is_member(ctx.user.id):
@@ -288,7 +290,8 @@ def _or_current(ctx: Context, room: Room | None) -> Room:
          Word("what", optional=True), _RoomOrCurrent("room", optional=True), group=GROUP,
          usage=WEBHOOK_USAGE,
          scope=Scope.MODERATE, errors=(Code.NO_SUCH_WEBHOOK, Code.NOT_PERMITTED,
-                                       Code.INVALID_NAME, Code.NAME_TAKEN))
+                                       Code.INVALID_NAME, Code.NAME_TAKEN),
+         needs=NEEDS_ROOM_ADMIN)
 async def webhook(ctx: Context, action: str, what: str | None, room: Room | None) -> Ok:
     """Incoming webhooks of a room (its admins): a secret URL that posts as a named bot."""
     if action == "list":

@@ -92,7 +92,8 @@ def _write_and_close(out: Any, data: bytes) -> None:
          usage="/keys publish <x25519-key> [mlkem-key]  |  /keys get <user>  |  "
                "/keys room [room]",
          scope=Scope.POST,
-         errors=(Code.NO_SUCH_USER, Code.NO_SUCH_ROOM, Code.NOT_IN_ROOM, Code.NO_ROOM, Code.NO_KEY))
+         errors=(Code.NO_SUCH_USER, Code.NO_SUCH_ROOM, Code.NOT_IN_ROOM, Code.NO_ROOM, Code.NO_KEY),
+         needs="logged in; keys room: member of the room (server admins: any room)")
 async def keys(ctx: Context, action: str, key: str | None, pq_key: str | None) -> Ok:
     """Publish your end-to-end public keys, or get a user's or a room's keys."""
     if action == "publish":
@@ -137,7 +138,8 @@ async def _room_keys(ctx: Context, ref: str | None) -> Ok:
          usage="/emsg <room|@user> <envelope-base64>",
          scope=Scope.POST,
          errors=(Code.NO_SUCH_USER, Code.NO_SUCH_ROOM, Code.NOT_IN_ROOM, Code.MUTED,
-                 Code.MODERATED, Code.BANNED, Code.BLOCKED))
+                 Code.MODERATED, Code.BANNED, Code.BLOCKED),
+         needs="logged in; to a room: member of the room")
 async def emsg(ctx: Context, target: str, envelope: str) -> Ok:
     """Relay an end-to-end encrypted envelope to a room or a user (chatd-client makes them)."""
     e2e = ctx.services.e2e
@@ -153,7 +155,8 @@ async def emsg(ctx: Context, target: str, envelope: str) -> Ok:
 
 @command("ekey", RoomRef("room"), UserRef("user"), Word("envelope"), group=GROUP,
          usage="/ekey <room> <user> <envelope-base64>", scope=Scope.POST,
-         errors=(Code.NOT_IN_ROOM, Code.BLOCKED, Code.BAD_ARGUMENTS))
+         errors=(Code.NOT_IN_ROOM, Code.BLOCKED, Code.BAD_ARGUMENTS),
+         needs="logged in; you and the user are members of the room")
 async def ekey(ctx: Context, room: Room, user: User, envelope: str) -> Ok:
     """Hand your sender key for a room to one of its members (chatd-client does this)."""
     message_id = await ctx.services.e2e.post_room_key(ctx.session, room, user, envelope,

@@ -14,7 +14,7 @@ from chatd.errors import ChatError, Code
 from chatd.protocol.context import Context
 from chatd.protocol.params import Context as ParamContext
 from chatd.protocol.params import Decline, Int, Param, RoomRef, Text, Word, parse
-from chatd.protocol.registry import command
+from chatd.protocol.registry import NEEDS_MEMBER, NEEDS_READER, command
 from chatd.protocol.results import DEFERRED, Deferred, Ok, ok
 from chatd.protocol.upload import Upload
 
@@ -48,7 +48,8 @@ UPLOAD_PARAMS = (Word("filename"), Int("size", low=0, high=MAX_ID),
 @command("upload", Text("arguments"), group=GROUP, usage=UPLOAD_USAGE, data_lines=True,
          described=UPLOAD_PARAMS, scope=Scope.POST,
          errors=(Code.NOT_IN_ROOM, Code.MUTED, Code.MODERATED, Code.FILE_TOO_LARGE,
-                 Code.CHECKSUM_MISMATCH, Code.QUOTA_EXCEEDED, Code.E2E_REQUIRED))
+                 Code.CHECKSUM_MISMATCH, Code.QUOTA_EXCEEDED, Code.E2E_REQUIRED),
+         needs=NEEDS_MEMBER)
 async def upload(ctx: Context, arguments: str) -> Deferred:
     """Upload a file: base64 lines follow, then a line with a single "." (then the reply)."""
     files = ctx.services.files
@@ -73,7 +74,8 @@ async def upload(ctx: Context, arguments: str) -> Deferred:
 
 
 @command("download", Int("id", high=MAX_ID), group=GROUP,
-         scope=Scope.READ, errors=(Code.NOT_IN_ROOM, Code.IDLE_TIMEOUT, Code.NO_SUCH_FILE))
+         scope=Scope.READ, errors=(Code.NOT_IN_ROOM, Code.IDLE_TIMEOUT, Code.NO_SUCH_FILE),
+         needs="logged in; member of the file's room (server admins: any room)")
 async def download(ctx: Context, id: int) -> Ok:
     """Download a file as base64 lines (text: ending with "."; json: data records)."""
     files = ctx.services.files
@@ -86,7 +88,8 @@ async def download(ctx: Context, id: int) -> Ok:
 
 
 @command("files", RoomRef("room", optional=True), group=GROUP,
-         scope=Scope.READ, errors=(Code.NOT_IN_ROOM,))
+         scope=Scope.READ, errors=(Code.NOT_IN_ROOM,),
+         needs=NEEDS_READER)
 async def files_(ctx: Context, room: Room) -> Ok:
     """List the files shared in a room."""
     records = await ctx.services.files.listing(ctx.user, room)
@@ -106,7 +109,9 @@ async def files_(ctx: Context, room: Room) -> Ok:
 
 
 @command("rmfile", Int("id", high=MAX_ID), group=GROUP,
-         scope=Scope.POST, errors=(Code.NOT_PERMITTED, Code.NO_SUCH_FILE))
+         scope=Scope.POST, errors=(Code.NOT_PERMITTED, Code.NO_SUCH_FILE),
+         needs=("logged in; the file's uploader, an admin or the owner of its room, or a "
+                "server admin"))
 async def rmfile(ctx: Context, id: int) -> Ok:
     """Delete a file (its uploader, an admin of its room, or a server admin)."""
     record = await ctx.services.files.remove(ctx.user, id)

@@ -17,7 +17,13 @@ from chatd.protocol.context import Context
 from chatd.protocol.params import Context as ParamContext
 from chatd.protocol.params import Int, RoomRef, Text, UserRef, no_room
 from chatd.protocol.records import record_of
-from chatd.protocol.registry import command, message_handler
+from chatd.protocol.registry import (
+    NEEDS_MEMBER,
+    NEEDS_READER,
+    NEEDS_SENDER,
+    command,
+    message_handler,
+)
 from chatd.protocol.render import render
 from chatd.protocol.results import Ok, ok
 
@@ -39,7 +45,8 @@ def plain_line(ctx: Context, text: str) -> Awaitable[int] | None:
 
 @command("say", RoomRef("room"), Text("text"), group=GROUP,
          scope=Scope.POST, errors=(Code.NOT_IN_ROOM, Code.MUTED, Code.MODERATED, Code.BANNED,
-                                   Code.E2E_REQUIRED))
+                                   Code.E2E_REQUIRED),
+         needs=NEEDS_SENDER)
 async def say(ctx: Context, room: Room, text: str) -> Ok:
     """Send a message to one of your rooms (not necessarily the current one)."""
     message_id = await settled(ctx.services.messaging.post(ctx.session, room, text,
@@ -48,7 +55,8 @@ async def say(ctx: Context, room: Room, text: str) -> Ok:
 
 
 @command("me", Text("action"), group=GROUP,
-         scope=Scope.POST, errors=(Code.NO_ROOM, Code.MUTED, Code.MODERATED, Code.E2E_REQUIRED))
+         scope=Scope.POST, errors=(Code.NO_ROOM, Code.MUTED, Code.MODERATED, Code.E2E_REQUIRED),
+         needs=NEEDS_MEMBER)
 async def me(ctx: Context, action: str) -> Ok:
     """Send an action to the current room, shown as '<you> * <action>'."""
     room = ctx.session.current_room
@@ -98,7 +106,8 @@ class HistoryCount(Int):
 
 
 @command("history", RoomRef("room", optional=True), HistoryCount("n", optional=True, default=0),
-         group=GROUP, scope=Scope.READ, errors=(Code.NOT_IN_ROOM,))
+         group=GROUP, scope=Scope.READ, errors=(Code.NOT_IN_ROOM,),
+         needs=NEEDS_READER)
 async def history(ctx: Context, room: Room, n: int) -> Ok:
     """Show a room's last messages (20 by default, 200 at most)."""
     config = ctx.services.config.rooms

@@ -21,7 +21,7 @@ from chatd.errors import ChatError, Code
 from chatd.protocol.context import Context
 from chatd.protocol.params import Duration, Int, RoomRef, Text, UserRef, no_room
 from chatd.protocol.records import describe_changes
-from chatd.protocol.registry import command
+from chatd.protocol.registry import NEEDS_ROOM_ADMIN, command
 from chatd.protocol.results import Ok, ok
 
 GROUP = "moderation"
@@ -175,7 +175,9 @@ _JOIN_LETTERS = {"i": Mode.PRIVATE, "R": Mode.REQUEST}
 
 @command("mode", Text("args", optional=True, default=""), group=GROUP, usage=MODE_USAGE,
          scope=Scope.MODERATE, errors=(Code.NO_ROOM, Code.NO_SUCH_ROOM, Code.NO_SUCH_USER,
-                                       Code.NOT_PERMITTED, Code.NOT_IN_ROOM))
+                                       Code.NOT_PERMITTED, Code.NOT_IN_ROOM),
+         needs=("logged in; to change k l m s n t or v: an admin or the owner of the room; "
+                "open, request, private, i or R: the owner; server admins: any change"))
 async def mode(ctx: Context, args: str) -> Ok:
     """Show a room's modes, or change them: who may join, or +/- k l m s n t i R v."""
     words = args.split()
@@ -279,7 +281,8 @@ _COUNT = Int("n", high=1000)
 
 
 @command("audit", Text("args", optional=True, default=""), group=GROUP, usage=AUDIT_USAGE,
-         scope=Scope.READ, errors=(Code.NO_SUCH_ROOM, Code.NO_ROOM, Code.NOT_PERMITTED))
+         scope=Scope.READ, errors=(Code.NO_SUCH_ROOM, Code.NO_ROOM, Code.NOT_PERMITTED),
+         needs=(NEEDS_ROOM_ADMIN + " (an ended room's log: its former admins)"))
 async def audit(ctx: Context, args: str) -> Ok:
     """Show the audit log: a room's for its admins, everything for server admins."""
     ref, n = _audit_args(ctx, args)

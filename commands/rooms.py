@@ -101,7 +101,8 @@ def switch(ctx: Context, room: Room) -> Ok:
 
 
 @command("who", RoomRef("room", optional=True), aliases=("names",), group=GROUP,
-         scope=Scope.READ, errors=(Code.NOT_PERMITTED,))
+         scope=Scope.READ, errors=(Code.NOT_PERMITTED,),
+         needs="logged in; the room must be visible to you")
 def who(ctx: Context, room: Room) -> Ok:
     """List a room's members, their roles and who is online."""
     if not ctx.services.rooms.can_see(ctx.user, room):
@@ -125,7 +126,9 @@ def who(ctx: Context, room: Room) -> Ok:
 
 
 @command("topic", RoomRef("room", optional=True), Text("text", optional=True, default=""),
-         group=GROUP, scope=Scope.MODERATE, errors=(Code.NOT_PERMITTED, Code.BANNED))
+         group=GROUP, scope=Scope.MODERATE, errors=(Code.NOT_PERMITTED, Code.BANNED),
+         needs=("logged in; setting it: an admin or the owner of the room, or a server admin, "
+                "or any member while the room's topic lock is off (/mode -t)"))
 async def topic(ctx: Context, room: Room, text: str) -> Ok:
     """Show a room's topic, or set it (admins and the owner; any member when the topic
     lock is off, /mode -t)."""

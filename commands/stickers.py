@@ -8,7 +8,7 @@ from chatd.domain.scopes import Scope
 from chatd.errors import ChatError, Code
 from chatd.protocol.context import Context
 from chatd.protocol.params import RoomRef, Word
-from chatd.protocol.registry import command
+from chatd.protocol.registry import NEEDS_SENDER, command
 from chatd.protocol.results import Ok, ok
 
 GROUP = "messages"
@@ -16,7 +16,8 @@ GROUP = "messages"
 
 @command("sticker", Word("name"), RoomRef("room", optional=True), group=GROUP,
          scope=Scope.POST, errors=(Code.NOT_IN_ROOM, Code.MUTED, Code.MODERATED, Code.BANNED,
-                                   Code.E2E_REQUIRED))
+                                   Code.E2E_REQUIRED),
+         needs=NEEDS_SENDER)
 async def sticker(ctx: Context, name: str, room: Room) -> Ok:
     """Post an ASCII-art sticker to a room (/stickers lists them)."""
     found = ctx.services.stickers.get(name)

@@ -58,6 +58,9 @@ class Command:
     # The parameters as /schema describes them, when the handler parses its own
     # (an upload reads its data lines even when its arguments are refused).
     described: tuple[Param, ...] | None = None
+    # What it needs, when more than its login state and room role say (a member of
+    # the room, a rule of its own): /help's "Needs:" line and PROTOCOL.md's column.
+    needs: str | None = None
 
     @property
     def described_params(self) -> tuple[Param, ...]:
@@ -75,14 +78,26 @@ class Command:
 
     @property
     def needs_text(self) -> str:
-        """The 'Needs:' line of /help."""
+        """The 'Needs:' line of /help, which PROTOCOL.md's Needs column repeats: the
+        declared sentence, else the one the login state, server-admin flag and room
+        role make."""
+        if self.needs is not None:
+            return f"{self.needs}."
         if self.server_admin:
             return "a server admin account."
         if self.role is not None:
-            return "the owner of the room." if self.role is Role.OWNER else \
-                "admin or owner of the room."
-        return {Need.ANY: "nothing.", Need.ANONYMOUS: "not being logged in.",
-                Need.LOGIN: "being logged in."}[self.need]
+            who = "the owner" if self.role is Role.OWNER else "an admin or the owner"
+            return f"{who} of the room, or a server admin."
+        return {Need.ANY: "nothing.", Need.ANONYMOUS: "not logged in.",
+                Need.LOGIN: "logged in."}[self.need]
+
+
+# The "Needs:" sentences several commands share (``needs=`` of :func:`command`).
+NEEDS_MEMBER = "logged in; member of the room"
+NEEDS_SENDER = ("logged in; member of the room (or anyone, in a room that takes messages "
+                "from outside, /mode -n)")
+NEEDS_READER = "logged in; member of the room (server admins: any room)"
+NEEDS_ROOM_ADMIN = "an admin or the owner of the room, or a server admin"
 
 
 class CommandTable:
@@ -124,9 +139,12 @@ def command(name: str, *params: Param, need: Need = Need.LOGIN, role: Role | Non
             server_admin: bool = False, aliases: tuple[str, ...] = (),
             group: str = "general", usage: str | None = None, data_lines: bool = False,
             scope: Scope | None = None, errors: tuple[Code, ...] = (),
-            described: tuple[Param, ...] | None = None,
+            described: tuple[Param, ...] | None = None, needs: str | None = None,
             table: CommandTable = COMMANDS) -> Callable[[Handler], Handler]:
     """Declare a command handler; its docstring's first line is its help.
+
+    ``needs`` is /help's "Needs:" sentence (without its full stop) when the login
+    state and room role do not say it all (see :attr:`Command.needs_text`).
 
     Without a ``scope``: ``admin`` for a server-admin command, ``moderate`` for one
     that needs a room role, else ``post`` (a command that only reads says so)."""
@@ -137,7 +155,8 @@ def command(name: str, *params: Param, need: Need = Need.LOGIN, role: Role | Non
         summary = " ".join(doc.split("\n\n")[0].split())
         table.add(Command(name, handler, params, summary, need, role,
                           server_admin, aliases, group, usage, data_lines,
-                          scope or _default_scope(server_admin, role), errors, described))
+                          scope or _default_scope(server_admin, role), errors, described,
+                          needs))
         return handler
 
     return register

@@ -117,7 +117,8 @@ def _documented() -> dict[str, dict[str, Any]]:
         name = re.findall(r"`/([a-z0-9-]+)", row["command"])[0]
         codes = set(re.findall(r"`([a-z0-9-]+)`", row["typical errors"])) & CODES
         assert name not in rows, f"/{name} has two rows"
-        rows[name] = {"scope": row["scope"], "errors": codes, "usage": row["command"]}
+        rows[name] = {"scope": row["scope"], "errors": codes, "usage": row["command"],
+                      "needs": row["needs"]}
     return rows
 
 
@@ -150,6 +151,11 @@ def test_the_docs_command_tables_match_the_schema() -> None:
         assert row["scope"] == entry["scope"], f"/{name}: scope"
         missing = row["errors"] - set(entry["errors"])
         assert not missing, f"/{name} documents errors it does not declare: {missing}"
+
+
+def test_the_docs_needs_column_is_what_help_prints() -> None:
+    for name, row in _documented().items():
+        assert f"{row['needs']}." == _cmd(name).needs_text, f"/{name}: needs"
 
 
 @pytest.mark.parametrize("name", ["token", "bot", "login", "schema"])

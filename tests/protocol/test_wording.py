@@ -54,3 +54,20 @@ async def test_passwd_says_the_old_password_is_wrong_and_refuses_a_bot(
     assert await text_run(bot, "/passwd x y") == [
         "! not-permitted: helper is a bot, and a bot has no password to change: it logs in "
         "with its tokens only."]
+
+
+async def test_help_says_what_each_command_needs(clients: Clients) -> None:
+    alice = await text_client(clients, "alice")
+    needs = {
+        "webhook": "an admin or the owner of the room, or a server admin.",
+        "transfer": "the owner of the room, or a server admin.",
+        "typing": "logged in; member of the room.",
+        "history": "logged in; member of the room (server admins: any room).",
+        "passwd": "logged in.",
+        "register": "not logged in.",
+    }
+    for name, sentence in needs.items():
+        lines = await text_run(alice, f"/help {name}")
+        assert lines[1] == f"  Needs: {sentence}", (name, lines)
+    mode = await text_run(alice, "/help mode")
+    assert mode[1].startswith("  Needs: logged in; to change k l m s n t or v: an admin or ")
