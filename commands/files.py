@@ -45,13 +45,17 @@ UPLOAD_PARAMS = (Word("filename"), Int("size", low=0, high=MAX_ID),
                  Sha256("sha256", optional=True), RoomRef("room", optional=True))
 
 
-@command("upload", Text("arguments"), group=GROUP, usage=UPLOAD_USAGE, data_lines=True,
-         described=UPLOAD_PARAMS, scope=Scope.POST,
+@command("upload", Text("arguments", optional=True, default=""), group=GROUP,
+         usage=UPLOAD_USAGE, data_lines=True, described=UPLOAD_PARAMS, scope=Scope.POST,
          errors=(Code.NOT_IN_ROOM, Code.MUTED, Code.MODERATED, Code.FILE_TOO_LARGE,
                  Code.CHECKSUM_MISMATCH, Code.QUOTA_EXCEEDED, Code.E2E_REQUIRED),
          needs=NEEDS_MEMBER)
 async def upload(ctx: Context, arguments: str) -> Deferred:
     """Upload a file: base64 lines follow, then a line with a single "." (then the reply)."""
+    if not arguments:
+        # A bare /upload announces no data lines: refused at once, naming the first
+        # parameter missing as any other command does.
+        parse(UPLOAD_PARAMS, ctx, arguments, UPLOAD_USAGE)
     files = ctx.services.files
     error: ChatError | None = None
     room: Room | None = ctx.session.current_room

@@ -166,8 +166,8 @@ class Upload:
             limit = self._files.config.max_size
             self._fail(ChatError(Code.FILE_TOO_LARGE, f"files may have at most {limit} bytes.",
                                  max_size=limit) if self._received > limit else
-                       ChatError(Code.BAD_ARGUMENTS, f"more than the announced {self._size} "
-                                 "bytes arrived."))
+                       ChatError(Code.BAD_ARGUMENTS, f"more than the announced "
+                                 f"{_bytes(self._size)} arrived."))
             return False
         self._hash.update(data)
         self._buffer += data
@@ -255,10 +255,15 @@ class Upload:
         await asyncio.to_thread(self._file.close)
         self._file = None
         if self._received != self._size:
-            raise ChatError(Code.BAD_ARGUMENTS, f"{self._received} bytes arrived, but the "
+            raise ChatError(Code.BAD_ARGUMENTS, f"{_bytes(self._received)} arrived, but the "
                             f"upload announced {self._size}.", received=self._received)
         digest = self._hash.hexdigest()
         if self._sha256 is not None and digest != self._sha256:
             raise ChatError(Code.CHECKSUM_MISMATCH, "the data's SHA-256 is not the one the "
                             "upload announced.", sha256=digest)
         return Staged(self._path, self._name, self._size, digest)
+
+
+def _bytes(count: int) -> str:
+    """``1 byte``, ``3 bytes``."""
+    return f"{count} byte{'s' * (count != 1)}"

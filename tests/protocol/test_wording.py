@@ -71,3 +71,15 @@ async def test_help_says_what_each_command_needs(clients: Clients) -> None:
         assert lines[1] == f"  Needs: {sentence}", (name, lines)
     mode = await text_run(alice, "/help mode")
     assert mode[1].startswith("  Needs: logged in; to change k l m s n t or v: an admin or ")
+
+
+async def test_upload_counts_one_byte_and_names_the_missing_filename(
+        clients: Clients) -> None:
+    alice = await text_client(clients, "alice")
+    await text_run(alice, "/create general")
+    assert await text_run(alice, "/upload") == [
+        "! bad-arguments: missing <filename>. Usage: /upload <filename> <size> [sha256] [room]"]
+    alice.send("/upload s.txt 3 general")
+    alice.send("QQ==")  # one byte
+    lines = await text_run(alice, ".")
+    assert lines[-1] == "! bad-arguments: 1 byte arrived, but the upload announced 3."
