@@ -49,7 +49,7 @@ def _nothing_more(usage: str, *unused: object) -> None:
 
 @command("token", Choice("action", choices=("create", "list", "revoke", "revoke-resume")),
          Word("name", optional=True), Scopes("scopes", optional=True),
-         Duration("ttl", optional=True), group=GROUP, usage=TOKEN_USAGE,
+         Duration("ttl", optional=True, meaning="a lifetime"), group=GROUP, usage=TOKEN_USAGE,
          scope=Scope.ADMIN, errors=(Code.NAME_TAKEN, Code.NO_SUCH_TOKEN))
 async def token(ctx: Context, action: str, name: str | None, scopes: frozenset[Scope] | None,
                 ttl: float | None) -> Ok:
@@ -133,7 +133,8 @@ BOT_USAGE = ("/bot create <name> [scopes] [ttl]  |  /bot list  |  /bot token <na
 
 @command("bot", Choice("action", choices=("create", "list", "token", "tokens", "delete")),
          Word("name", optional=True), Scopes("scopes", optional=True),
-         Duration("ttl", optional=True), group=GROUP, usage=BOT_USAGE, scope=Scope.ADMIN,
+         Duration("ttl", optional=True, meaning="a lifetime"), group=GROUP, usage=BOT_USAGE,
+         scope=Scope.ADMIN,
          errors=(Code.NAME_TAKEN, Code.INVALID_NAME, Code.NO_SUCH_USER, Code.NOT_PERMITTED,
                  Code.QUOTA_EXCEEDED),
          needs="logged in; token, tokens and delete: the bot's owner or a server admin")

@@ -96,6 +96,11 @@ class Param:
         """The codes parsing this parameter may raise besides ``bad-arguments``."""
         return ()
 
+    def takes(self) -> str | None:
+        """What an optional parameter that may pass a word over takes, in words
+        ("a duration (like ...)"): a word several of them passed is named as neither."""
+        return None
+
     def convert(self, ctx: Context, word: str, more_follow: bool) -> Any:
         return word
 
@@ -169,6 +174,9 @@ class Scopes(Param):
     An optional one takes only a word made of scope names."""
 
     kind = "scopes"
+
+    def takes(self) -> str:
+        return f"a scope ({', '.join(scope.value for scope in scopes.Scope)}, all)"
 
     def limits(self) -> dict[str, Any]:
         return {"choices": [scope.value for scope in scopes.Scope], "separator": scopes.SEPARATOR}
@@ -264,6 +272,12 @@ class Duration(Param):
     """A duration like ``30s``, ``10m``, ``1h30m`` or ``7d``, in seconds."""
 
     kind = "duration"
+    # What it is, in the sentence naming a word that is neither this nor the
+    # parameter beside it ("a lifetime" for a token's ttl).
+    meaning: str = "a duration"
+
+    def takes(self) -> str:
+        return f"{self.meaning} (like 30s, 10m, 2h, 7d)"
 
     def limits(self) -> dict[str, Any]:
         return {"min": 1, "max": names.MAX_DURATION, "unit": "seconds"}
@@ -402,8 +416,14 @@ def _leftover(ctx: Context, passed: list[Param], word: str, usage: str) -> ChatE
     """The error for ``word``, which nobody took: the first of the parameters that
     passed over it to explain why (``/history nosuchroom`` is no-such-room,
     ``/rooms x`` is about the page), else too many arguments."""
-    for param in passed:
-        refusal = param.refusal(ctx, word)
+    refusals = [(param, param.refusal(ctx, word)) for param in passed]
+    taken = [what for param, _ in refusals if (what := param.takes()) is not None]
+    if len(taken) > 1 and all(r is None or r.code is Code.BAD_ARGUMENTS for _, r in refusals):
+        # Several could have taken it: the word is none of them (a mistyped scope is
+        # no more a duration than a scope).
+        listed = " nor ".join(taken)
+        return ChatError(Code.BAD_ARGUMENTS, f"\"{word}\" is neither {listed}. Usage: {usage}")
+    for _param, refusal in refusals:
         if refusal is not None and refusal.code is Code.BAD_ARGUMENTS:
             return ChatError(refusal.code, f"{refusal.message} Usage: {usage}",
                              remedy=refusal.remedy, **refusal.details)

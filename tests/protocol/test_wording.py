@@ -83,3 +83,13 @@ async def test_upload_counts_one_byte_and_names_the_missing_filename(
     alice.send("QQ==")  # one byte
     lines = await text_run(alice, ".")
     assert lines[-1] == "! bad-arguments: 1 byte arrived, but the upload announced 3."
+
+
+async def test_a_word_neither_lifetime_nor_scope_is_named_so(clients: Clients) -> None:
+    alice = await text_client(clients, "alice")
+    [error] = await text_run(alice, "/token create x nosuchscope")
+    assert error.startswith('! bad-arguments: "nosuchscope" is neither a scope (read, post, '
+                            "moderate, admin, all) nor a lifetime (like 30s, 10m, 2h, 7d). "
+                            "Usage: /token create"), error
+    [bot] = await text_run(alice, "/bot create helper read 7x")
+    assert bot.startswith('! bad-arguments: ttl is a duration like'), bot
