@@ -81,7 +81,7 @@ async def decline(ctx: Context, user: User, room: Room) -> Ok:
 @command("kick", _target(), _room(), Text("reason", optional=True, default=""), role=ADMIN,
          group=GROUP, scope=Scope.MODERATE, errors=(Code.NOT_IN_ROOM,))
 async def kick(ctx: Context, user: User, room: Room, reason: str) -> Ok:
-    """Remove a member from a room; they may request to join again."""
+    """Remove a member from a room; they may join, or ask to join, again."""
     await ctx.services.moderation.kick(ctx.user, room, user, reason)
     return ok(f"{user.name} was kicked from #{room.name}.", room=room.name, user=user.name)
 

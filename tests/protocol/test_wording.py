@@ -3,8 +3,11 @@
 from __future__ import annotations
 
 import re
+from pathlib import Path
 
-from tests.helpers import PASSWORD, Clients, text_client, text_run
+from tests.helpers import PASSWORD, Clients, room_with, text_client, text_run
+
+PROTOCOL = (Path(__file__).resolve().parents[2] / "docs" / "PROTOCOL.md").read_text()
 
 
 async def test_a_text_mode_login_with_resume_shows_the_resume_token(clients: Clients) -> None:
@@ -93,3 +96,15 @@ async def test_a_word_neither_lifetime_nor_scope_is_named_so(clients: Clients) -
                             "Usage: /token create"), error
     [bot] = await text_run(alice, "/bot create helper read 7x")
     assert bot.startswith('! bad-arguments: ttl is a duration like'), bot
+
+
+async def test_the_captured_kick_examples_are_what_the_server_says(clients: Clients) -> None:
+    await room_with(clients, "alice", "bob")
+    bob = await text_client(clients, "bob")
+    await text_run(bob, "/switch general")
+    [refused] = await text_run(bob, "/kick alice")
+    assert f"bob:   {refused}\n" in PROTOCOL
+    for line in await text_run(bob, "/help kick"):
+        assert f"bob:   {line}\n" in PROTOCOL
+    message = (await (await clients.anonymous()).command("/schema kick"))["message"]
+    assert f'{{"type":"ok","command":"schema","message":"{message}",' in PROTOCOL
