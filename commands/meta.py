@@ -114,13 +114,20 @@ def help_rows(usage: str, summary: str) -> list[str]:
             *(_SUMMARY_INDENT + line for line in summary_lines)]
 
 
+QUOTE_USAGE = "/quote <line>"
+
+
+# The line is required (usage, /schema); declared optional only so that a bare
+# /quote reaches the handler, which says what /quote is for.
 @command(QUOTE, Text("line", optional=True, default=""), need=Need.ANY, group=GROUP,
-         scope=Scope.READ, errors=tuple(Code))  # whatever the command it runs answers
+         scope=Scope.READ, usage=QUOTE_USAGE, described=(Text("line"),),
+         errors=tuple(Code))  # whatever the command it runs answers
 def quote(ctx: Context, line: str) -> Ok:
     """Run the rest of the line as a command, as IRC's /quote: /quote join general."""
-    # The dispatcher runs "/quote <line>" as the line itself; only a bare /quote is left.
-    raise ChatError(Code.BAD_ARGUMENTS, "/quote runs the rest of the line as a command: "
-                                        "/quote join general is /join general.")
+    # The dispatcher runs "/quote <line>" as the line itself; only a bare /quote (or
+    # one of a message, /quote //text) is left.
+    raise ChatError(Code.BAD_ARGUMENTS, "missing <line>, a command to run: /quote join "
+                                        f"general is /join general. Usage: {QUOTE_USAGE}")
 
 
 @command("ping", need=Need.ANY, group=GROUP, scope=Scope.READ)

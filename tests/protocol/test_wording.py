@@ -108,3 +108,14 @@ async def test_the_captured_kick_examples_are_what_the_server_says(clients: Clie
         assert f"bob:   {line}\n" in PROTOCOL
     message = (await (await clients.anonymous()).command("/schema kick"))["message"]
     assert f'{{"type":"ok","command":"schema","message":"{message}",' in PROTOCOL
+
+
+async def test_quote_shows_its_line_as_required(clients: Clients) -> None:
+    person = await text_client(clients)
+    lines = await text_run(person, "/help quote")
+    assert lines[0].startswith("  /quote <line>   "), lines
+    assert await text_run(person, "/quote") == [
+        "! bad-arguments: missing <line>, a command to run: /quote join general is "
+        "/join general. Usage: /quote <line>"]
+    schema = (await (await clients.anonymous()).command("/schema quote"))["schema"]
+    assert schema["usage"] == "/quote <line>" and schema["params"][0]["optional"] is False
