@@ -55,19 +55,33 @@ TOKEN_WORD = "--token"
 RESUME_WORD = "--resume"
 
 
-@command("login", Word("name"), Secret("password"), Secret("token", optional=True),
-         Flag("resume"), need=Need.ANONYMOUS, group=GROUP, usage=LOGIN_USAGE,
-         scope=Scope.READ, errors=(Code.AUTH_FAILED,))
-async def login(ctx: Context, name: str, password: str, token: str | None,
+LOGIN_PARAMS = (Word("name"), Secret("password"), Secret("token", optional=True),
+                Flag("resume"))
+
+
+# The password is parsed as optional so that the handler, which knows the form
+# meant, names what is missing (<password>, <token> or <resume-token>); /schema
+# describes the parameters as they are meant.
+@command("login", Word("name"), Word("password", optional=True),
+         Secret("token", optional=True), Flag("resume"), need=Need.ANONYMOUS, group=GROUP,
+         usage=LOGIN_USAGE, described=LOGIN_PARAMS, scope=Scope.READ,
+         errors=(Code.AUTH_FAILED,))
+async def login(ctx: Context, name: str, password: str | None, token: str | None,
                 resume: bool) -> Ok:
     """Log in (bots: with an API token; anyone: with a resume token, no password check)."""
     services = ctx.services
     if name.lower() == RESUME_WORD:
+        if password is None:
+            raise _login_usage("missing <resume-token>.")
         if token is not None or resume:
-            raise _login_usage()
+            raise _login_usage("too many arguments.")
         return await _resumed(ctx, password)
-    if (password == TOKEN_WORD) != (token is not None):
-        raise _login_usage()
+    if password is None:
+        raise _login_usage("missing <password>.")
+    if password == TOKEN_WORD and token is None:
+        raise _login_usage("missing <token>.")
+    if password != TOKEN_WORD and token is not None:
+        raise _login_usage("too many arguments.")
     if token is not None:
         grant = await _checked(ctx, name, lambda: services.tokens.authenticate(token, name))
     else:
@@ -84,9 +98,9 @@ async def auth(ctx: Context, token: str, resume: bool) -> Ok:
     return await _logged_in(ctx, grant, resume)
 
 
-def _login_usage() -> ChatError:
-    return ChatError(Code.BAD_ARGUMENTS, "usage: /login <name> <password>, /login <name> "
-                     "--token <token>, or /login --resume <resume-token>.")
+def _login_usage(what: str) -> ChatError:
+    """``bad-arguments`` in the words of every other command's: what is wrong, the usage."""
+    return ChatError(Code.BAD_ARGUMENTS, f"{what} Usage: {LOGIN_USAGE}")
 
 
 _T = TypeVar("_T")

@@ -119,3 +119,16 @@ async def test_quote_shows_its_line_as_required(clients: Clients) -> None:
         "/join general. Usage: /quote <line>"]
     schema = (await (await clients.anonymous()).command("/schema quote"))["schema"]
     assert schema["usage"] == "/quote <line>" and schema["params"][0]["optional"] is False
+
+
+async def test_login_names_what_is_missing_in_the_common_style(clients: Clients) -> None:
+    await clients.user("alice")
+    person = await text_client(clients)
+    usage = " Usage: /login <name> <password> [--resume]"
+    for line, missing in (("/login --resume", "<resume-token>"), ("/login alice --token",
+                                                                   "<token>"),
+                          ("/login alice", "<password>")):
+        [error] = await text_run(person, line)
+        assert error.startswith(f"! bad-arguments: missing {missing}.{usage}"), (line, error)
+    [extra] = await text_run(person, "/login alice pw stray")
+    assert extra.startswith(f"! bad-arguments: too many arguments.{usage}"), extra
