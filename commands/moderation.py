@@ -317,8 +317,9 @@ async def _ended_audit(ctx: Context, ref: str, n: int) -> Ok:
     log = ctx.services.audit
     ended = await log.ended_room(ref)
     if ended is None:
+        missing = f"with id {ref}" if is_number(ref) else f'"{ref}"'
         raise ChatError(Code.NO_SUCH_ROOM,
-                        f'there is no room "{ref}". /rooms lists the rooms you can join.')
+                        f"there is no room {missing}. /rooms lists the rooms you can join.")
     room_id, name = ended
     if not await log.may_read_ended(ctx.user, room_id):
         raise ChatError(Code.NOT_PERMITTED, f"#{name} has ended: only its former admins "

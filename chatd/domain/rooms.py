@@ -86,7 +86,8 @@ class Rooms:
     def require(self, ref: str) -> Room:
         room = self.find(ref)
         if room is None:
-            raise ChatError(Code.NO_SUCH_ROOM, f'there is no room "{ref}".',
+            raise ChatError(Code.NO_SUCH_ROOM, f"there is no room with id {ref}."
+                            if names.is_number(ref) else f'there is no room "{ref}".',
                             remedy=Remedy(Step.LIST_ROOMS))
         return room
 

@@ -132,3 +132,11 @@ async def test_login_names_what_is_missing_in_the_common_style(clients: Clients)
         assert error.startswith(f"! bad-arguments: missing {missing}.{usage}"), (line, error)
     [extra] = await text_run(person, "/login alice pw stray")
     assert extra.startswith(f"! bad-arguments: too many arguments.{usage}"), extra
+
+
+async def test_a_room_id_that_names_no_room_is_called_an_id(clients: Clients) -> None:
+    alice = await text_client(clients, "alice")
+    assert await text_run(alice, "/join 999") == [
+        "! no-such-room: there is no room with id 999. /rooms lists the rooms you can join."]
+    assert await text_run(alice, "/join nosuchroom") == [
+        '! no-such-room: there is no room "nosuchroom". /rooms lists the rooms you can join.']
