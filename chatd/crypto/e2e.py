@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING, Any
 
 from chatd.crypto import envelope, group
 from chatd.domain.events import ROOM_KEY, E2eChanged
+from chatd.domain.names import quoted
 from chatd.domain.permissions import Action, authorize
 from chatd.errors import ChatError, Code
 from storage.records import KeyRecord
@@ -97,10 +98,10 @@ class E2E:
             raise ChatError(Code.BAD_ARGUMENTS, f"not a valid envelope: {exc}.") from None
         if parsed.sender != sender:
             raise ChatError(Code.BAD_ARGUMENTS, f"the envelope says it is from "
-                            f"{parsed.sender!r}; you are {sender}.")
+                            f"{quoted(parsed.sender)}; you are {sender}.")
         if parsed.context.casefold() != context.casefold():
             raise ChatError(Code.BAD_ARGUMENTS, f"the envelope is addressed to "
-                            f"{parsed.context!r}, not {context!r}.")
+                            f"{quoted(parsed.context)}, not {quoted(context)}.")
         if isinstance(parsed, group.GroupMessage) and not context.startswith("#"):
             raise ChatError(Code.BAD_ARGUMENTS, "a sender-key envelope (version 2) goes to a "
                             "room; send a version 1 envelope to a user.")

@@ -5,6 +5,7 @@ Pure: no I/O and no import from the rest of chatd.
 
 from __future__ import annotations
 
+import json
 import math
 import re
 from typing import Final
@@ -68,6 +69,12 @@ _USER_RE: Final = re.compile(rf"[A-Za-z0-9_-]{{1,{USER_NAME_MAX}}}")
 _ROOM_RE: Final = re.compile(rf"[A-Za-z0-9_-]{{1,{ROOM_NAME_MAX}}}")
 
 
+def quoted(text: str) -> str:
+    """What a user typed, as error sentences quote it: in double quotes, any control
+    character written out (``"al!ce"``, ``"a\\u001b"``)."""
+    return json.dumps(text, ensure_ascii=False)
+
+
 class InvalidName(ValueError):
     """A user or room name that breaks the naming rules; the message says which."""
 
@@ -76,8 +83,8 @@ def user_name(raw: str) -> str:
     """Validate a user name: 1-24 of ``A-Za-z0-9_-``. Returned unchanged (case kept)."""
     if _USER_RE.fullmatch(raw) is None:
         raise InvalidName(
-            f"invalid user name {raw!r}: use 1-{USER_NAME_MAX} characters,"
-            " letters A-Z a-z, digits 0-9, '_' or '-'"
+            f"invalid user name {quoted(raw)}: use 1-{USER_NAME_MAX} characters,"
+            " letters A-Z a-z, digits 0-9, '_' or '-'."
         )
     return raw
 
@@ -91,12 +98,12 @@ def room_name(raw: str) -> str:
     bare = raw[1:] if raw.startswith("#") else raw
     if _ROOM_RE.fullmatch(bare) is None:
         raise InvalidName(
-            f"invalid room name {raw!r}: use an optional '#' then 1-{ROOM_NAME_MAX}"
-            " characters, letters a-z, digits 0-9, '_' or '-'"
+            f"invalid room name {quoted(raw)}: use an optional '#' then 1-{ROOM_NAME_MAX}"
+            " characters, letters a-z, digits 0-9, '_' or '-'."
         )
     if bare.isdigit():
-        raise InvalidName(f"invalid room name {raw!r}: a number alone is a room id; "
-                          "add a letter")
+        raise InvalidName(f"invalid room name {quoted(raw)}: a number alone is a room id; "
+                          "add a letter.")
     return bare.lower()
 
 
@@ -152,12 +159,12 @@ def parse_duration(raw: str) -> float:
     """
     text = raw.strip()
     if not looks_like_duration(text):
-        raise ValueError(f"invalid duration {raw!r}: {_DURATION_HELP}")
+        raise ValueError(f"invalid duration {quoted(raw)}: {_DURATION_HELP}.")
     seconds = sum(int(number) * _UNITS[unit] for number, unit in _PART_RE.findall(text))
     if seconds <= 0:
-        raise ValueError(f"invalid duration {raw!r}: it must be longer than zero")
+        raise ValueError(f"invalid duration {quoted(raw)}: it must be longer than zero.")
     if seconds > MAX_DURATION:
-        raise ValueError(f"invalid duration {raw!r}: at most 10 years (3650d)")
+        raise ValueError(f"invalid duration {quoted(raw)}: at most 10 years (3650d).")
     return float(seconds)
 
 

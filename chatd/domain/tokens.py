@@ -21,6 +21,7 @@ import secrets
 from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING
 
+from chatd.domain import names
 from chatd.domain.scopes import ALL_SCOPES, DEFAULT_SCOPES, Scope, loaded, stored
 from chatd.errors import ChatError, Code, Remedy, Step
 from storage.api import Conflict, StorageError
@@ -95,7 +96,7 @@ class Tokens:
         """A new token: the secret (to show once) and its stored record."""
         if _NAME.fullmatch(name) is None:
             raise ChatError(Code.BAD_ARGUMENTS, f"a token's name is 1-{NAME_MAX} letters, "
-                            f"digits, '.', '_' or '-'; not {name!r}.")
+                            f"digits, '.', '_' or '-', not {names.quoted(name)}.")
         secret = PREFIX + secrets.token_urlsafe(32)
         now = self._clock.time()
         try:

@@ -11,6 +11,7 @@ from __future__ import annotations
 from dataclasses import replace
 from typing import TYPE_CHECKING, Any
 
+from chatd.domain.names import quoted
 from chatd.errors import ChatError, Code
 from chatd.protocol.params import expected
 from chatd.protocol.render import THEMES
@@ -33,7 +34,7 @@ def change(session: Session, key: str, value: str) -> dict[str, Any]:
     key, value = key.lower(), value.lower()
     if key not in SETTINGS:
         raise ChatError(Code.BAD_ARGUMENTS,
-                        f"there is no setting {key!r}; settings: {', '.join(SETTINGS)}.")
+                        f"there is no setting {quoted(key)}; settings: {', '.join(SETTINGS)}.")
     if value not in SETTINGS[key]:
         raise ChatError(Code.BAD_ARGUMENTS, f"{key}: {expected(SETTINGS[key], value)}")
     stored: dict[str, Any] = {key: ON_OFF.get(value, value)}

@@ -140,3 +140,25 @@ async def test_a_room_id_that_names_no_room_is_called_an_id(clients: Clients) ->
         "! no-such-room: there is no room with id 999. /rooms lists the rooms you can join."]
     assert await text_run(alice, "/join nosuchroom") == [
         '! no-such-room: there is no room "nosuchroom". /rooms lists the rooms you can join.']
+
+
+async def test_errors_quote_what_was_typed_in_double_quotes_and_end_a_sentence(
+        clients: Clients) -> None:
+    person = await text_client(clients)
+    [name] = await text_run(person, "/register al!ce secret-pw")
+    assert name == ('! invalid-name: invalid user name "al!ce": use 1-24 characters, letters '
+                    "A-Z a-z, digits 0-9, '_' or '-'.")
+    await text_run(person, f"/register alice {PASSWORD}")
+    [room] = await text_run(person, "/create 123")
+    assert room == ('! invalid-name: invalid room name "123": a number alone is a room id; '
+                    "add a letter.")
+    await text_run(person, "/create dev")
+    await clients.user("bob")
+    [zero] = await text_run(person, "/ban bob dev 0s")
+    assert zero == ('! bad-arguments: duration: invalid duration "0s": it must be longer than '
+                    "zero.")
+    [token] = await text_run(person, "/token create bad/name")
+    assert token == ("! bad-arguments: a token's name is 1-32 letters, digits, '.', '_' or "
+                     "'-', not \"bad/name\".")
+    [long] = await text_run(person, "/token create 3651d")
+    assert long == '! bad-arguments: ttl: invalid duration "3651d": at most 10 years (3650d).'
