@@ -38,6 +38,8 @@ log = logging.getLogger(__name__)
 SANCTION_KINDS = ("ban", "mute")
 # The participle of each sanction kind: "banned", "unmuted" ...
 _DONE = {"ban": "banned", "mute": "muted"}
+# The preposition of each, the same in every sentence: "banned from #dev", "muted in #dev".
+_PREP = {"ban": "from", "mute": "in"}
 _A = {Role.OWNER: "the owner", Role.ADMIN: "an admin", Role.VOICE: "a voiced member",
       Role.MEMBER: "a member"}
 # The event of each role change an actor makes.
@@ -233,7 +235,8 @@ class Moderation:
             existed = await self._storage.delete_sanction(kind, room.id, target.id)
             if not (_table(room, kind).pop(target.id, None) or existed):
                 raise ChatError(Code.BAD_ARGUMENTS,
-                                f"{target.name} is not {_DONE[kind]} in #{room.name}.")
+                                f"{target.name} is not {_DONE[kind]} {_PREP[kind]} "
+                                f"#{room.name}.")
             # Told under the room's lock, as the sanction was (see _impose_mute).
             self._emit_lift(kind, room, target, _name(actor))
         await self._told_lifted(kind, room, target, _name(actor))
@@ -249,7 +252,8 @@ class Moderation:
         await self._audit.record(event, actor, target.name, room,
                                  "" if actor else "expired")
         await self._notifier.notify(target, f"un{_DONE[kind]}",
-                                    f"you are no longer {_DONE[kind]} in #{room.name}.",
+                                    f"you are no longer {_DONE[kind]} {_PREP[kind]} "
+                                    f"#{room.name}.",
                                     room=room.name, room_id=room.id)
 
     # -- roles and modes -----------------------------------------------------
@@ -426,4 +430,5 @@ def _for(duration: float | None) -> str:
 
 
 def _sentence(text: str, reason: str) -> str:
-    return f"{text}: {reason}" if reason else f"{text}."
+    """A sentence with its reason in parentheses, as events show one."""
+    return f"{text} ({reason})." if reason else f"{text}."

@@ -162,3 +162,22 @@ async def test_errors_quote_what_was_typed_in_double_quotes_and_end_a_sentence(
                      "'-', not \"bad/name\".")
     [long] = await text_run(person, "/token create 3651d")
     assert long == '! bad-arguments: ttl: invalid duration "3651d": at most 10 years (3650d).'
+
+
+async def test_sanctions_use_one_preposition_and_reasons_in_parentheses(
+        clients: Clients) -> None:
+    await room_with(clients, "alice", "bob", room="mod")
+    alice = await text_client(clients, "alice")
+    bob = await text_client(clients, "bob")
+    await text_run(alice, "/ban bob mod 1h spam")
+    assert "* you are banned from #mod for 1h (spam)." in await text_run(bob, None)
+    assert await text_run(alice, "/unban bob mod") == [
+        "* bob was unbanned from #mod by alice", "* bob is no longer banned from #mod."]
+    assert "* you are no longer banned from #mod." in await text_run(bob, None)
+    assert await text_run(alice, "/unban bob mod") == [
+        "! bad-arguments: bob is not banned from #mod."]
+    await text_run(bob, "/join mod")
+    await text_run(alice, "/kick bob mod too loud")
+    told = await text_run(bob, None)
+    assert "* bob was kicked from #mod by alice (too loud)" in told
+    assert "* alice kicked you from #mod (too loud)." in told
