@@ -98,8 +98,8 @@ async def _create_token(ctx: Context, owner: User, name: str,
     secret, record = await ctx.services.tokens.create(owner, name, ttl, granted)
     lasts = "never expires" if record.expires_at is None else \
         f"expires {_day(record.expires_at)} UTC"
-    return ok(f"Token {record.name} for {owner.name} ({shown(granted)}, {lasts}): {secret}  "
-              f"(shown only now; log in with /login {owner.name} --token <token>)", token=secret,
+    return ok(f"Token {record.name} for {owner.name} ({shown(granted)}, {lasts}): {secret} "
+              f"(shown only now; log in with /login {owner.name} --token <token>).", token=secret,
               name=record.name, user=owner.name, scopes=listed(granted),
               expires=record.expires_at)
 

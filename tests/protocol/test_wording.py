@@ -181,3 +181,10 @@ async def test_sanctions_use_one_preposition_and_reasons_in_parentheses(
     told = await text_run(bob, None)
     assert "* bob was kicked from #mod by alice (too loud)" in told
     assert "* alice kicked you from #mod (too loud)." in told
+
+
+async def test_a_new_tokens_sentence_has_single_spaces(clients: Clients) -> None:
+    alice = await text_client(clients, "alice")
+    for line in ("/token create ci", "/bot create helper"):
+        [made] = await text_run(alice, line)
+        assert "  " not in made and made.endswith("--token <token>)."), made
