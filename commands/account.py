@@ -47,8 +47,8 @@ async def _welcome(ctx: Context, user: User) -> dict[str, Any]:
     return welcome | {"notifications": unread, "direct_messages": replayed}
 
 
-LOGIN_USAGE = ("/login <name> <password> [--resume]  or  /login <name> --token <token> "
-               "[--resume]  or  /login --resume <resume-token>")
+LOGIN_USAGE = ("/login <name> <password> [--resume]  |  /login <name> --token <token> "
+               "[--resume]  |  /login --resume <resume-token>")
 # The word that stands for the password when a token follows, and the flag
 # that asks for (or, in the name's place, presents) a resume token.
 TOKEN_WORD = "--token"

@@ -98,7 +98,7 @@ def _overview(ctx: Context) -> Ok:
 HELP_WIDTH = 79
 USAGE_COLUMN = 30
 _SUMMARY_INDENT = " " * (2 + USAGE_COLUMN + 2)
-_ALTERNATIVES = re.compile(r" {2}(?:\||or) {2}")
+_ALTERNATIVES = re.compile(r" {2}\| {2}")
 
 
 def help_rows(usage: str, summary: str) -> list[str]:

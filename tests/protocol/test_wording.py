@@ -188,3 +188,13 @@ async def test_a_new_tokens_sentence_has_single_spaces(clients: Clients) -> None
     for line in ("/token create ci", "/bot create helper"):
         [made] = await text_run(alice, line)
         assert "  " not in made and made.endswith("--token <token>)."), made
+
+
+async def test_every_usage_separates_its_forms_alike(clients: Clients) -> None:
+    client = await clients.anonymous()
+    usages = [c["usage"] for c in (await client.command("/help"))["commands"]]
+    assert not [u for u in usages if "  or  " in u]
+    assert sum("  |  " in u for u in usages) >= 6
+    person = await text_client(clients)
+    assert (await text_run(person, "/help login"))[0].startswith(
+        "  /login <name> <password> [--resume]  |  /login <name> --token <token>")

@@ -22,13 +22,15 @@ LOCAL_COMMANDS = {
     "query": "/query <user>", "close": "/close", "quit": "/quit",
 }
 _PARAM = re.compile(r"[<\[]([^>\]]+)[>\]]")
+# Between the forms of a usage line: "  |  " (older servers wrote "  or  " for /login).
+_FORMS = re.compile(r" {2}(?:\||or) {2}")
 USER_PARAMS = {"user", "room|@user", "@user"}
 ROOM_PARAMS = {"room", "room|id", "room|@user"}
 
 
 def params_of(usage: str) -> list[str]:
     """The parameter names of a usage line: ``/kick <user> [room]`` gives user, room."""
-    return _PARAM.findall(usage.split("  or  ", maxsplit=1)[0])
+    return _PARAM.findall(_FORMS.split(usage, maxsplit=1)[0])
 
 
 class Vocabulary:
