@@ -70,9 +70,34 @@ def stats(ctx: Context) -> Ok:
         "online": [{"user": u.name, "connections": u.connections, "admin": u.is_admin}
                    for u in online[:ONLINE_SHOWN]],
         "followers": services.admin_feed.followers}
-    ctx.table(("figure", "value"), [(k, v) for k, v in result.items() if k != "online"])
+    ctx.table(("figure", "value"), [(k, shown_figure(k, v)) for k, v in result.items()
+                                    if k != "online"], right=(1,))
     names = ", ".join(u.name for u in online[:ONLINE_SHOWN])
     return ok(f"{len(online)} online: {names}." if online else "Nobody is online.", **result)
+
+
+def shown_figure(key: str, value: float) -> str:
+    """A /stats figure as text mode shows it: rounded, with its unit (JSON keeps the
+    raw number)."""
+    if key == "uptime":
+        return _span(value)
+    if key in ("loop_lag", "storage_flush_seconds"):
+        return f"{value * 1000:.1f} ms"
+    if key == "messages_per_second":
+        return f"{value:.1f}/s"
+    return str(value)
+
+
+def _span(seconds: float) -> str:
+    """``3d 4h``, ``5m 3s``, ``42s``: the largest unit of a duration and the next."""
+    left = round(seconds)
+    counts = []
+    for unit, size in (("d", 86400), ("h", 3600), ("m", 60), ("s", 1)):
+        count, left = divmod(left, size)
+        counts.append((count, unit))
+    first = next((i for i, (count, _) in enumerate(counts) if count), len(counts) - 1)
+    return " ".join(f"{count}{unit}" for count, unit in counts[first:first + 2]
+                    if count or unit == counts[first][1])
 
 
 @command("broadcast", Text("text"), server_admin=True, group=GROUP)

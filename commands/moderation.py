@@ -352,7 +352,7 @@ def _audit_reply(ctx: Context, entries: Sequence[_AuditEntry], room: str | None,
          "reason": e.reason} for e in entries]
     if rows:
         ctx.table(["when (UTC)", "actor", "action", "target", "room", "reason"],
-                  [[time.strftime("%m-%d %H:%M:%S", time.gmtime(r["ts"])), r["actor"] or "",
+                  [[time.strftime("%Y-%m-%d %H:%M", time.gmtime(r["ts"])), r["actor"] or "",
                     r["action"], r["target"] or "", r["room"] or "", r["reason"]] for r in rows])
     return ok(f"{len(rows)} audit entr{'ies' if len(rows) != 1 else 'y'}.", entries=rows,
               room=room, **extra)

@@ -198,3 +198,18 @@ async def test_every_usage_separates_its_forms_alike(clients: Clients) -> None:
     person = await text_client(clients)
     assert (await text_run(person, "/help login"))[0].startswith(
         "  /login <name> <password> [--resume]  |  /login <name> --token <token>")
+
+
+async def test_stats_in_text_mode_are_rounded_with_units_and_audit_dates_are_full(
+        clients: Clients) -> None:
+    root = await text_client(clients, "root")
+    clients.server.services.accounts.require("root").is_admin = True
+    figures = dict(line.split(None, 1) for line in await text_run(root, "/stats")
+                   if line.startswith("  ") and not line.startswith("  figure"))
+    assert re.fullmatch(r"\d+s|\d+m( \d+s)?", figures["uptime"].strip()), figures
+    assert re.fullmatch(r"\d+\.\d ms", figures["loop_lag"].strip()), figures
+    assert re.fullmatch(r"\d+\.\d ms", figures["storage_flush_seconds"].strip()), figures
+    assert re.fullmatch(r"\d+\.\d/s", figures["messages_per_second"].strip()), figures
+    await text_run(root, "/create dev")
+    audit = await text_run(root, "/audit dev")
+    assert re.match(r"  \d{4}-\d\d-\d\d \d\d:\d\d  ", audit[1]), audit
