@@ -214,12 +214,12 @@ async def _change_modes(ctx: Context, changes: list[ModeChange], room: Room) -> 
     if unknown:
         raise ChatError(Code.BAD_ARGUMENTS, f"unknown mode {unknown[0]}: the letters are "
                         "k l m s n t (and i R v). Usage: " + MODE_USAGE)
-    done += await moderation.change_modes(ctx.user, room,
-                                          [c for c in changes if c.letter in LETTERS])
+    switches = [c for c in changes if c.letter in LETTERS]
+    if switches:
+        done += await moderation.change_modes(ctx.user, room, switches)
+    done += await _join_letters(ctx, room, [c for c in changes if c.letter in _JOIN_LETTERS])
     for change in changes:
-        if change.letter in _JOIN_LETTERS:
-            done += await _join_letter(ctx, room, change)
-        elif change.letter == "v":
+        if change.letter == "v":
             done.append(await _voice_letter(ctx, room, change))
     spec, arguments = format_changes(done)
     text = f"#{room.name}: " + (describe_changes(done) if done else "nothing changed") + "."
@@ -227,12 +227,22 @@ async def _change_modes(ctx: Context, changes: list[ModeChange], room: Room) -> 
               **_modes_fields(ctx, room))
 
 
-async def _join_letter(ctx: Context, room: Room, change: ModeChange) -> list[ModeChange]:
+async def _join_letters(ctx: Context, room: Room,
+                        changes: list[ModeChange]) -> list[ModeChange]:
+    """i and R of the mode string as one change of who may join (``-i+R`` never
+    opens the room on the way); the net change, as -old+new letters."""
+    if not changes:
+        return []
     # Decided by the domain from the mode in force when the room's turn comes, not
     # from the mode seen here (another admin may change it meanwhile).
-    changed = await ctx.services.moderation.switch_mode(ctx.user, room,
-                                                        _JOIN_LETTERS[change.letter], change.on)
-    return [change] if changed else []
+    switched = await ctx.services.moderation.switch_modes(
+        ctx.user, room, [(_JOIN_LETTERS[c.letter], c.on) for c in changes])
+    if switched is None:
+        return []
+    letters = {mode: letter for letter, mode in _JOIN_LETTERS.items()}
+    before, after = switched
+    return [*([ModeChange(False, letters[before])] if before in letters else []),
+            *([ModeChange(True, letters[after])] if after in letters else [])]
 
 
 async def _voice_letter(ctx: Context, room: Room, change: ModeChange) -> ModeChange:

@@ -340,18 +340,29 @@ class Moderation:
         """Make ``mode`` the room's join policy (set again when it is already)."""
         await self._change_mode(actor, room, lambda _now: mode)
 
-    async def switch_mode(self, actor: User, room: Room, mode: Mode, on: bool) -> bool:
-        """IRC's ``+i``/``+R`` (``on``: make ``mode`` the room's) and ``-i``/``-R``
-        (open the room, only if ``mode`` is its policy now); whether it changed.
+    async def switch_modes(self, actor: User, room: Room,
+                           switches: Sequence[tuple[Mode, bool]]) -> tuple[Mode, Mode] | None:
+        """IRC's ``+i``/``+R`` (``True``: make the mode the room's) and ``-i``/``-R``
+        (open the room, only if the mode is its policy by then), in order, as one
+        change; the policy before and after, or None when it ends as it was.
 
-        Decided from the policy in force in the room's transaction: a change
-        another admin made meanwhile is built on, never undone (``-i`` leaves a
-        room made ``request`` meanwhile as it is)."""
+        One decision for all the letters of a mode string: ``-i+R`` takes a
+        private room to request without opening it on the way (a join between
+        the two would have walked in). Decided from the policy in force in the
+        room's transaction: a change another admin made meanwhile is built on,
+        never undone (``-i`` leaves a room made ``request`` meanwhile as it is)."""
+        decided: list[tuple[Mode, Mode]] = []
+
         def decide(now: Mode) -> Mode | None:
-            new = mode if on else Mode.OPEN if now is mode else now
+            new = now
+            for mode, on in switches:
+                new = mode if on else Mode.OPEN if new is mode else new
+            decided.append((now, new))
             return None if new is now else new
 
-        return await self._change_mode(actor, room, decide)
+        if not await self._change_mode(actor, room, decide):
+            return None
+        return decided[-1]
 
     async def _change_mode(self, actor: User, room: Room,
                            decide: Callable[[Mode], Mode | None]) -> bool:

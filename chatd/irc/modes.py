@@ -89,10 +89,16 @@ async def _channel_mode(ctx: IrcContext, name: str) -> None:
         ctx.reply(n.RPL_CREATIONTIME, channel(room.name), str(int(room.created_at)))
         return
     changes = _within_modes(parse_mode_string(ctx.params[1], list(ctx.params[2:]), TAKES)[0])
-    # The room's own modes change at once, in one MODE line to the room.
+    # The room's own modes change at once, in one MODE line to the room; who may
+    # join (i, R) in one decision, which never opens the room on the way (-i+R).
     await _room_modes(ctx, room, [c for c in changes if c.letter in LETTERS])
+    joining = [c for c in changes if c.letter in JOIN_LETTERS]
+    if joining:
+        with ctx.attempt(name):
+            await ctx.services.moderation.switch_modes(
+                ctx.user, room, [(JOIN_LETTERS[c.letter], c.on) for c in joining])
     for change in changes:
-        if change.letter in LETTERS:
+        if change.letter in LETTERS or change.letter in JOIN_LETTERS:
             continue
         with ctx.attempt(name, change.argument or "*"):
             apply = _MODES.get(change.letter)
@@ -193,21 +199,7 @@ async def _owner(ctx: IrcContext, room: Room, on: bool, nick: str | None) -> Non
     raise IrcError(n.ERR_UNKNOWNERROR, "MODE", "ownership passes only by succession")
 
 
-async def _room_mode(ctx: IrcContext, room: Room, wanted: Mode, on: bool) -> None:
-    """+i / +R make the room private / request; removing the room's mode opens it.
-    Decided from the mode in force in the room's transaction, so a -i queued
-    behind another admin's change to request leaves that change alone."""
-    await ctx.services.moderation.switch_mode(ctx.user, room, wanted, on)
-
-
-async def _private(ctx: IrcContext, room: Room, on: bool, argument: str | None) -> None:
-    await _room_mode(ctx, room, Mode.PRIVATE, on)
-
-
-async def _request(ctx: IrcContext, room: Room, on: bool, argument: str | None) -> None:
-    await _room_mode(ctx, room, Mode.REQUEST, on)
-
-
 Apply = Callable[["IrcContext", "Room", bool, str | None], Awaitable[None]]
-_MODES: Final[dict[str, Apply]] = {"b": _ban, "o": _op, "q": _owner, "v": _voice,
-                                   "i": _private, "R": _request}
+_MODES: Final[dict[str, Apply]] = {"b": _ban, "o": _op, "q": _owner, "v": _voice}
+# The letters that choose who may join: i private, R request.
+JOIN_LETTERS: Final = {"i": Mode.PRIVATE, "R": Mode.REQUEST}

@@ -237,6 +237,25 @@ async def test_minus_i_behind_a_change_to_request_leaves_the_room_request(
     assert server.services.rooms.require("den").mode.value == "request"
 
 
+@pytest.mark.parametrize(("start", "change", "end"), [("private", "-i+R", "request"),
+                                                      ("request", "-R+i", "private")])
+async def test_a_join_behind_a_change_of_who_may_join_never_finds_the_room_open(
+        server: ChatServer, clients: Clients, start: str, change: str, end: str) -> None:
+    """-i+R (and -R+i) is one change: a join queued behind it finds the new mode,
+    not the open room the first letter alone would have made."""
+    alice, outsider = await users(clients, "alice", "outsider")
+    await room_with(alice, "den", mode=start)
+    changed, joined = await _in_turn(server, "den", (alice, f"/mode {change} den"),
+                                     (outsider, "/join den"))
+    assert changed["mode"] == end and changed["changes"] == change
+    if end == "request":
+        assert joined["requested"] is True
+    else:
+        assert joined.final["code"] == "not-permitted"
+    assert not server.services.rooms.require("den").is_member(
+        server.services.accounts.require("outsider").id)
+
+
 @pytest.mark.parametrize("command", ["/invite carol den", "/mode private den", "/mode +m den",
                                      "/ban carol den", "/unban dave den"])
 async def test_a_change_queued_behind_the_end_of_the_room_is_no_such_room(

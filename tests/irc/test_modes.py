@@ -179,3 +179,28 @@ async def _queued(transactions: LocalTransactions, room: Room, waiters: int) -> 
             return
         await asyncio.sleep(0)
     raise AssertionError(f"fewer than {waiters} waiting")
+
+
+async def test_minus_i_plus_r_is_one_change_a_join_behind_it_finds_request(
+        server: ChatServer, irc: IrcFactory, clients: Clients) -> None:
+    """MODE -i+R takes a private room to request without opening it on the way."""
+    alice = await irc("alice")
+    await _room(alice)
+    alice.send("MODE #m +i")
+    await alice.expect("MODE")
+    room = server.services.rooms.require("m")
+    outsider = await clients.user("outsider")
+    transactions = server.services.transactions
+    assert isinstance(transactions, LocalTransactions)
+    async with transactions.room(room):
+        alice.send("MODE #m -i+R")
+        await _queued(transactions, room, 1)
+        joining = asyncio.create_task(outsider.command("/join m"))
+        await _queued(transactions, room, 2)
+    assert (await joining)["requested"] is True
+    assert (await alice.expect("MODE")).params == ("#m", "+R-i")
+    assert room.mode is Mode.REQUEST and not room.is_member(outsider_id(server))
+
+
+def outsider_id(server: ChatServer) -> int:
+    return server.services.accounts.require("outsider").id
