@@ -125,9 +125,11 @@ async def topic(ctx: IrcContext) -> None:
     name = ctx.params[0]
     ctx.channel = name
     room, user = existing_room(ctx, name), ctx.user
+    if not ctx.services.rooms.can_see(user, room):
+        # A hidden room (+s, private) is no channel to those outside, as MODE says:
+        # 442 would tell them it exists.
+        raise IrcError(n.ERR_NOSUCHCHANNEL, name, "No such channel")
     if len(ctx.params) == 1:
-        if not ctx.services.rooms.can_see(user, room):
-            raise IrcError(n.ERR_NOTONCHANNEL, name, "You're not on that channel")
         ctx.lines.extend(topic_lines(ctx.listener.renderer.server, ctx.nick, room))
         return
     if not room.is_member(user.id) and not user.is_admin:

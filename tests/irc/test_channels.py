@@ -94,6 +94,21 @@ async def test_topic_show_set_and_refusals(irc: IrcFactory) -> None:
     await bob.expect("403")
 
 
+async def test_topic_of_a_hidden_room_is_no_such_channel_to_outsiders(irc: IrcFactory) -> None:
+    """As MODE answers: 442 would tell an outsider that a secret or private room
+    exists; 403 is what a room that does not exist gets."""
+    alice = await irc("alice")
+    alice.send("JOIN #hidden", "MODE #hidden +s", "JOIN #closed", "MODE #closed +i")
+    await alice.expect("MODE")
+    await alice.expect("MODE")
+    bob = await irc("bob")
+    for name in ("#hidden", "#closed", "#none"):
+        bob.send(f"TOPIC {name}", f"TOPIC {name} :mine")
+        for _ in range(2):
+            reply = await bob.expect("403")
+            assert reply.params[1:] == (name, "No such channel")
+
+
 async def test_a_topic_cleared_over_irc_reaches_text_json_and_irc_members(
         irc: IrcFactory, clients: Clients) -> None:
     """IRC's TOPIC #room : clears the topic; every member is told, in its own form
