@@ -107,11 +107,16 @@ class GovernanceQueries:
     async def delete_expired_invitations(self: SqliteHost, now: float) -> int:
         return await self._write("DELETE FROM invitations WHERE expires_at <= ?", (now,))
 
-    async def put_join_request(self: SqliteHost, record: JoinRequestRecord) -> None:
-        await self._write(
-            "INSERT INTO join_requests (room_id, user_id, created_at) VALUES (?, ?, ?) "
-            "ON CONFLICT (room_id, user_id) DO UPDATE SET created_at = excluded.created_at",
-            (record.room_id, record.user_id, record.created_at))
+    async def put_join_request(self: SqliteHost, record: JoinRequestRecord) -> bool:
+        async with self._transaction() as conn:
+            rows = await conn.execute_fetchall(
+                "SELECT 1 FROM join_requests WHERE room_id = ? AND user_id = ?",
+                (record.room_id, record.user_id))
+            await conn.execute(
+                "INSERT INTO join_requests (room_id, user_id, created_at) VALUES (?, ?, ?) "
+                "ON CONFLICT (room_id, user_id) DO UPDATE SET created_at = excluded.created_at",
+                (record.room_id, record.user_id, record.created_at))
+        return not rows
 
     async def delete_join_request(self: SqliteHost, room_id: int, user_id: int) -> bool:
         count = await self._write(

@@ -73,13 +73,17 @@ class Admission:
             if room.mode is Mode.PRIVATE:
                 raise ChatError(Code.NOT_PERMITTED, _uninvited(room, invitation, now))
             refuse_gate(room, key, joining=room.mode is Mode.OPEN)
-            await unless_deleted(self._storage.put_join_request(
+            filed[0] = await unless_deleted(self._storage.put_join_request(
                 JoinRequestRecord(room.id, user.id, now)), self._storage, user)
             return False
 
+        # Whether the request is new: asking again while one is pending refreshes it
+        # but does not tell the admins again (each /join would, one user's spam).
+        filed = [False]
         if await self._rooms.join(user, room, session, admit=decide) is not None:
             return "joined"
-        await self._requested(user, room)
+        if filed[0]:
+            await self._requested(user, room)
         return "requested"
 
     async def _requested(self, user: User, room: Room) -> None:

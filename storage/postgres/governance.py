@@ -102,11 +102,13 @@ class PgGovernanceQueries:
     async def delete_expired_invitations(self: PgHost, now: float) -> int:
         return await self._execute("DELETE FROM invitations WHERE expires_at <= $1", now)
 
-    async def put_join_request(self: PgHost, record: JoinRequestRecord) -> None:
-        await self._execute(
+    async def put_join_request(self: PgHost, record: JoinRequestRecord) -> bool:
+        # xmax is 0 in a row version just inserted, the updating transaction's id
+        # in one the conflict updated.
+        return bool(await self._fetch_value(
             "INSERT INTO join_requests (room_id, user_id, created_at) VALUES ($1, $2, $3) "
-            "ON CONFLICT (room_id, user_id) DO UPDATE SET created_at = excluded.created_at",
-            record.room_id, record.user_id, record.created_at)
+            "ON CONFLICT (room_id, user_id) DO UPDATE SET created_at = excluded.created_at "
+            "RETURNING (xmax = 0)", record.room_id, record.user_id, record.created_at))
 
     async def delete_join_request(self: PgHost, room_id: int, user_id: int) -> bool:
         return await self._execute(

@@ -41,6 +41,20 @@ async def test_request_room_is_listed_and_join_files_a_request(clients: Clients)
     assert [r["user"] for r in pending["requests"]] == ["carol"]
 
 
+async def test_asking_again_while_a_request_is_pending_tells_the_admins_once(
+        clients: Clients) -> None:
+    """Each /join of a pending request answers requested, but only the first one
+    reaches the admins (and the audit log): a user cannot flood them by asking."""
+    alice, carol = await users(clients, "alice", "carol")
+    await room_with(alice, "club", mode="request")
+    await settle(alice)
+    for _ in range(4):
+        assert (await carol.command("/join club"))["requested"] is True
+    assert [e["user"] for e in events(await settle(alice), "request")] == ["carol"]
+    audit = await alice.command("/audit club")
+    assert [e["action"] for e in audit["entries"]].count("request") == 1
+
+
 async def test_accepting_a_request_joins_and_notifies_the_requester(clients: Clients) -> None:
     alice, bob, carol = await users(clients, "alice", "bob", "carol")
     room_id = await room_with(alice, "club", bob, mode="request", admins=(bob,))

@@ -668,9 +668,10 @@ async def test_delete_expired_invitations(storage: Storage) -> None:
 async def test_join_requests(storage: Storage) -> None:
     owner, bob, carol = [await new_user(storage, n) for n in ("owner", "bob", "carol")]
     room = await new_room(storage, "club", owner, mode="request")
-    await storage.put_join_request(JoinRequestRecord(room, bob, T0 + 1))
-    await storage.put_join_request(JoinRequestRecord(room, carol, T0 + 2))
-    await storage.put_join_request(JoinRequestRecord(room, bob, T0 + 3))  # upsert
+    assert await storage.put_join_request(JoinRequestRecord(room, bob, T0 + 1)) is True
+    assert await storage.put_join_request(JoinRequestRecord(room, carol, T0 + 2)) is True
+    # Asked again: the time is refreshed, and it is no new request.
+    assert await storage.put_join_request(JoinRequestRecord(room, bob, T0 + 3)) is False
     assert await storage.load_join_requests() == [
         JoinRequestRecord(room, carol, T0 + 2), JoinRequestRecord(room, bob, T0 + 3)]
     assert await storage.delete_join_request(room, bob) is True
