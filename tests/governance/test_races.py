@@ -230,8 +230,8 @@ async def test_minus_i_behind_a_change_to_request_leaves_the_room_request(
     alone a room the owner's other connection made "request" meanwhile."""
     alice, other = await users(clients, "alice", "alice")
     await room_with(alice, "den", mode="private")
-    minus_i, request = await _in_turn(server, "den", (other, "/mode -i den"),
-                                      (alice, "/mode request den"))
+    request, minus_i = await _in_turn(server, "den", (alice, "/mode request den"),
+                                      (other, "/mode -i den"))
     assert request["mode"] == "request"
     assert (minus_i["changes"], minus_i["mode"]) == ("", "request")
     assert server.services.rooms.require("den").mode.value == "request"
