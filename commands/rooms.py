@@ -24,7 +24,7 @@ MODES = tuple(m.value for m in Mode)
          scope=Scope.POST, errors=(Code.NAME_TAKEN, Code.INVALID_NAME, Code.NO_SUCH_USER))
 async def create(ctx: Context, room: str, mode: str) -> Ok:
     """Create a room (open by default); you become its owner."""
-    created = await ctx.services.rooms.create(ctx.user, room, Mode(mode))
+    created = await ctx.services.rooms.create(ctx.user, room, Mode(mode), ctx.session)
     ctx.session.current_room = created
     return ok(f"You created #{created.name} ({mode}). Plain lines now go to #{created.name}.",
               **ctx.services.rooms.summary(created), room=created.name)

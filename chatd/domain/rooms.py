@@ -205,13 +205,15 @@ class Rooms:
 
     # -- changes -------------------------------------------------------------
 
-    async def create(self, user: User, raw_name: str, mode: Mode) -> Room:
+    async def create(self, user: User, raw_name: str, mode: Mode,
+                     actor: Endpoint | None = None) -> Room:
         """Create a room with ``user`` as its owner and first member.
 
         A user without an account (an IRC guest) may create one only when
         ``rooms.creation`` is "everyone"; their ownership lives in memory, like
         the rest of a guest, and the room's seed rules (succession, termination)
-        apply when they go.
+        apply when they go. The account's other connections (``actor`` made it)
+        are told it joined: an IRC client is shown the channel at once.
         """
         if not user.has_account and self.creation != "everyone":
             raise ChatError(Code.NOT_PERMITTED, "guests cannot create rooms here: only "
@@ -236,6 +238,9 @@ class Rooms:
             # No await since the check: a deletion that begins now sees the room.
             self._index(room)
             self._add_member(room, member, user)
+        if user.has_account:
+            self._bus.to_users([user], events.Joined(room.name, user.name), skip=actor,
+                               room_id=room.id)
         await self._audit.record("create", actor=user.name, room=room, reason=mode.value)
         return room
 

@@ -65,7 +65,7 @@ async def _join(ctx: IrcContext, name: str, key: str) -> None:
                            "rooms)")
         try:
             room = await (ctx.listener.guests.create(ctx.session, name) if is_guest(user)
-                          else services.rooms.create(user, name, Mode.OPEN))
+                          else services.rooms.create(user, name, Mode.OPEN, ctx.session))
         except ChatError as exc:
             if exc.code is not Code.NAME_TAKEN:
                 raise

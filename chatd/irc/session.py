@@ -340,7 +340,9 @@ class IrcSession(Session):
         if user is None or room is None or not room.is_member(user.id):
             return False
         self.announce(room)
-        return isinstance(event, events.Joined) and self._is_me(event.user)
+        # A join the announcement's names already list is not shown again.
+        return isinstance(event, events.Joined) and (
+            self._is_me(event.user) or _lists(room, event.user))
 
     def announce(self, room: Room) -> None:
         """Tell the client it is in ``room``'s channel: JOIN, topic and names."""
@@ -377,6 +379,12 @@ class IrcSession(Session):
             held.append(data)
         else:
             self.out.write(data)
+
+
+def _lists(room: Room, name: str) -> bool:
+    """Whether ``name`` is among ``room``'s members (a scan: only at an announcement)."""
+    key = name_key(name)
+    return any(name_key(member.name) == key for member in room.members.values())
 
 
 def _encode(lines: list[str]) -> bytes:

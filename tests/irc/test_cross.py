@@ -5,7 +5,7 @@ topics and direct messages."""
 from __future__ import annotations
 
 from chatd.client import ChatClient
-from tests.helpers import PASSWORD, ChatServer, Clients
+from tests.helpers import PASSWORD, ChatServer, Clients, settle
 from tests.irc.conftest import IrcFactory
 from tests.irc.helpers import IrcClient
 
@@ -168,6 +168,33 @@ async def test_rooms_of_the_account_are_joined_at_login_and_from_other_connectio
     assert (await bob.expect("PRIVMSG")).params == ("#other", "first words")
     await bob_line.command("/leave other")
     assert (await bob.expect("PART")).params == ("#other",)
+
+
+async def test_a_room_created_on_one_connection_shows_at_once_on_the_others(
+        irc: IrcFactory, clients: Clients) -> None:
+    """Before, the other IRC connections saw the channel only when something
+    happened in it, and then showed its next joiner twice (in NAMES and as a JOIN)."""
+    first, second = await irc("mem"), await irc("mem")
+    line = await clients.user("mem")
+    first.send("JOIN #dup")
+    await first.expect("366")
+    assert (await second.expect("JOIN")).params == ("#dup",)
+    assert (await second.expect("353")).params[3] == "@mem"
+    await second.expect("366")
+    joined = [e for e in await settle(line) if e.get("event") == "join"]
+    assert [(e["room"], e["user"]) for e in joined] == [("dup", "mem")]
+    await line.command("/create dup2")
+    for client in (first, second):
+        assert (await client.expect("JOIN")).params == ("#dup2",)
+        await client.expect("366")
+    other = await clients.user("other")
+    await other.command("/join dup2")
+    for client in (first, second):
+        join = await client.expect("JOIN")
+        assert join.params == ("#dup2",) and join.source.startswith("other!")
+        client.send("PING :after")
+        later = await client.until("PONG")
+        assert [m.command for m in later] == ["PONG"]  # no second JOIN
 
 
 async def test_a_line_protocol_user_sees_an_irc_user_in_who(irc: IrcFactory,
