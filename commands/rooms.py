@@ -62,10 +62,15 @@ async def join(ctx: Context, room: Room, key: str | None) -> Ok:
     """Join a room by name or id, with its key if it has one (+k)."""
     services, user = ctx.services, ctx.user
     if room.is_member(user.id):
-        ctx.session.current_room = room
-        return ok(f"You are already in #{room.name}; plain lines now go there.",
-                  **services.rooms.summary(room), room=room.name, already=True)
-    outcome = await services.admission.admit(user, room, ctx.session, key)
+        return _already_in(ctx, room)
+    try:
+        outcome = await services.admission.admit(user, room, ctx.session, key)
+    except ChatError as exc:
+        if exc.code is not Code.ALREADY_IN_ROOM:
+            raise
+        # Another connection of the account joined it while this one waited for
+        # the room's turn: it is in, as asked.
+        return _already_in(ctx, room)
     if outcome == "requested":
         return ok(f"#{room.name} admits by request: your request is filed; "
                   "you will be notified of the answer.", room=room.name, id=room.id,
@@ -75,6 +80,12 @@ async def join(ctx: Context, room: Room, key: str | None) -> Ok:
     return ok(f"You joined #{room.name} ({count} member{'s' * (count != 1)}). "
               f"Plain lines now go to #{room.name}.", **services.rooms.summary(room),
               room=room.name)
+
+
+def _already_in(ctx: Context, room: Room) -> Ok:
+    ctx.session.current_room = room
+    return ok(f"You are already in #{room.name}; plain lines now go there.",
+              **ctx.services.rooms.summary(room), room=room.name, already=True)
 
 
 @command("leave", RoomRef("room", optional=True), aliases=("part",), group=GROUP,

@@ -237,6 +237,18 @@ async def test_minus_i_behind_a_change_to_request_leaves_the_room_request(
     assert server.services.rooms.require("den").mode.value == "request"
 
 
+async def test_two_joins_at_once_from_one_account_both_succeed(
+        server: ChatServer, clients: Clients) -> None:
+    """The second finds the account in the room: already in it, as a /join of a
+    room one is in answers, not an error, and its current room is set too."""
+    alice, first, second = await users(clients, "alice", "outsider", "outsider")
+    await room_with(alice, "den")
+    joined, again = await _in_turn(server, "den", (first, "/join den"), (second, "/join den"))
+    assert joined.ok and again.ok
+    assert "already" not in joined.final and again.final["already"] is True
+    assert (await second.say("hello"))["room"] == "den"  # its current room
+
+
 @pytest.mark.parametrize(("start", "change", "end"), [("private", "-i+R", "request"),
                                                       ("request", "-R+i", "private")])
 async def test_a_join_behind_a_change_of_who_may_join_never_finds_the_room_open(
