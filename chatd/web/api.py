@@ -128,7 +128,9 @@ async def history(call: Call) -> Response:
 
 async def notifications(call: Call) -> Response:
     pending = await call.services.notifier.pending(call.me)
-    items = [{"id": n.id, "kind": n.kind, "time": n.created_at, **n.payload} for n in pending]
+    # ts_epoch as the line protocol's notifications have it; time, the same, as before.
+    items = [{"id": n.id, "kind": n.kind, "ts_epoch": n.created_at, "time": n.created_at,
+              **n.payload} for n in pending]
     return json_response({"notifications": items})
 
 

@@ -228,7 +228,7 @@ def error_response(status: int, code: str, message: str, **details: Any) -> Resp
     """The API's error body: ``{"error": {"code", "message", ...details}}``."""
     extra: dict[str, str] = {}
     retry_ms = details.get("retry_ms")
-    if status == 429 and isinstance(retry_ms, int):
+    if status in (429, 503) and isinstance(retry_ms, int):
         extra["Retry-After"] = str(max(1, -(-retry_ms // 1000)))
     return json_response({"error": {"code": code, "message": message, **details}}, status,
                          **extra)

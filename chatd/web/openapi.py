@@ -18,9 +18,10 @@ if TYPE_CHECKING:
     from chatd.web.routes import Route
 
 STATUS_TEXT = {400: "Bad arguments or a malformed request", 401: "Missing or refused token",
-               403: "Not permitted (role, membership, mute, origin)", 404: "No such object",
-               409: "The name is taken", 413: "The body is too large",
-               429: "Rate-limited (Retry-After, retry_ms)"}
+               403: "Not permitted (role, membership, mute, moderated room, origin)",
+               404: "No such object", 409: "The name is taken", 413: "The body is too large",
+               429: "Rate-limited (Retry-After, retry_ms)",
+               503: "Busy: try again (Retry-After, retry_ms)"}
 
 
 def document(routes: list[Route], version: str) -> dict[str, Any]:

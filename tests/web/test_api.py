@@ -98,6 +98,19 @@ async def test_posting_is_refused_with_the_line_protocols_codes(
         assert too_long.json()["error"]["code"] == "line-too-long"
         not_json = await client.post("/api/v1/users/alice/messages", content=b"{nope")
         assert not_json.json()["error"]["code"] == "bad-request"
+
+
+async def test_a_refusal_of_the_rooms_rules_is_403_like_the_others(
+        server: ChatServer, clients: Clients) -> None:
+    """An unvoiced member of a moderated room is refused as a muted one is."""
+    _, alice = await den_with_alice(server, clients)
+    member = await clients.user("sam")
+    await member.command("/join den")
+    await alice.command("/mode +m den")  # type: ignore[attr-defined]
+    async with http(server, await token_for(server, "sam")) as client:
+        quiet = await client.post("/api/v1/rooms/den/messages", json={"text": "hi"})
+        assert quiet.status_code == 403
+        assert quiet.json()["error"]["code"] == "moderated"
         # An escaped surrogate without its pair is no text (UTF-8 cannot carry it).
         lone = await client.post("/api/v1/rooms/den/messages",
                                  content=b'{"text": "odd \\ud800 one"}')
@@ -163,6 +176,8 @@ async def test_notifications_list_and_clear(server: ChatServer, clients: Clients
         listed = (await client.get("/api/v1/notifications")).json()["notifications"]
         assert [n["kind"] for n in listed] == ["direct-message"]
         assert listed[0]["sender"] == "alice"
+        # Its time named as the line protocol names it (and as before).
+        assert listed[0]["ts_epoch"] == listed[0]["time"] > 0
         assert (await client.delete("/api/v1/notifications")).json() == {"cleared": 1}
         assert (await client.get("/api/v1/notifications")).json()["notifications"] == []
 
@@ -326,3 +341,15 @@ def test_each_operation_needs_the_scope_of_its_command() -> None:
         assert command is not None
         if route.handler.__name__ != "crypto_options":  # a list of choices: read
             assert route.needs is command.scope, (route.method, route.path)
+
+
+@pytest.mark.server(storage__flush_interval=3600, storage__max_pending=1)
+async def test_busy_is_503_with_retry_after(server: ChatServer, clients: Clients) -> None:
+    """Messages wait to be written (here: the writer held off) past the bound."""
+    token, _ = await den_with_alice(server, clients)
+    async with http(server, token) as client:
+        first = await client.post("/api/v1/rooms/den/messages", json={"text": "waits"})
+        assert first.status_code == 201, first.text
+        busy = await client.post("/api/v1/rooms/den/messages", json={"text": "too many"})
+        assert busy.status_code == 503 and busy.json()["error"]["code"] == "busy"
+        assert int(busy.headers["Retry-After"]) >= 1
