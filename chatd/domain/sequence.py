@@ -13,6 +13,7 @@ awaits: :func:`chatd.domain.ports.settled`.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from typing import TYPE_CHECKING, Final, Protocol
 
@@ -25,15 +26,21 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 # The records about the numbering in the database (storage's get_meta/set_meta).
-# SERVING: the backlog bound of the daemon serving it (see LocalSequencer.load),
-# "no" once a daemon stopped with every message it numbered written.
+# SERVING: "yes" while a daemon serves it, "no" once one stopped with every
+# message it numbered written.
 SERVING_META: Final = "serving"
+SERVING: Final = "yes"
+NOT_SERVING: Final = "no"
+# How far the numbering may go: no id above it was issued (see LocalSequencer).
+RESERVED_META: Final = "ids_reserved"
 # The first id of the numbering since the last unclean stop.
 IDS_FROM_META: Final = "ids_from"
-NOT_SERVING: Final = "no"
+# How many ids are reserved at a time, ahead of those issued.
+RESERVE_AHEAD: Final = 100_000
 # Messages numbered and not written yet, at most (storage.max_pending).
 DEFAULT_MAX_PENDING: Final = 100_000
 RETRY_MS: Final = 1000
+_UNBOUNDED: Final = 2**63 - 1
 
 
 class Backlog(Protocol):
@@ -48,58 +55,74 @@ class _NoBacklog:
 
 
 class LocalSequencer:
-    """Ids from memory, strictly increasing, seeded above the stored ones.
+    """Ids from memory, strictly increasing, above every id ever issued.
 
     A message is acknowledged (echoed to its sender) before the batched writer
-    stores it, a moment later: a process that dies meanwhile (``kill -9``,
-    power loss, the out-of-memory killer) loses what it had not written, and
-    the largest stored id no longer says which ids it issued. So the database
-    records whether its daemon stopped cleanly, and how many messages it let
-    wait (the backlog's bound, which a post past it is refused for with
-    ``busy``). After an unclean stop the numbering skips twice that bound above
-    the largest stored id, so that no id acknowledged before the crash is ever
-    issued again, and /resume from an id before the skip says that messages
-    may be missing (``recovered: false``) instead of "nothing is missing".
+    stores it, a moment later, and some ids are never stored at all (an IRC
+    guest's direct message): the largest stored id does not say which ids a
+    process that died (``kill -9``, power loss, the out-of-memory killer)
+    issued. So the numbering is reserved ahead, ``reserve`` ids at a time: an
+    id is issued only below a reservation already written to the database,
+    and the next reservation is written while half of this one is left. A
+    clean stop records the last id issued. After an unclean stop the numbering
+    continues above the reservation, so no id acknowledged before the crash is
+    issued again, and /resume from an id before it says that messages may be
+    missing (``recovered: false``) instead of "nothing is missing".
+
+    Unwritten messages are bounded too (``max_pending``): past it a post is
+    refused with ``busy``, before an id is issued, rather than held in memory.
     """
 
-    __slots__ = ("_backlog", "_first", "_last", "_loaded", "_max_pending", "_storage")
+    __slots__ = ("_backlog", "_first", "_last", "_loaded", "_max_pending", "_reserve",
+                 "_reserved", "_reserving", "_storage")
 
     def __init__(self, storage: Storage, backlog: Backlog | None = None,
-                 max_pending: int = DEFAULT_MAX_PENDING) -> None:
+                 max_pending: int = DEFAULT_MAX_PENDING, reserve: int = RESERVE_AHEAD) -> None:
         self._storage = storage
         self._backlog: Backlog = backlog if backlog is not None else _NoBacklog()
         self._max_pending = max_pending
+        self._reserve = reserve
         # The last id issued (or stored, at start): the next is one more.
         self._last = 0
+        # No id above it may be issued: it is written in the database (a counter that
+        # never loads, a test's, keeps to none).
+        self._reserved = _UNBOUNDED
+        self._reserving: asyncio.Task[None] | None = None
         # The first id of the numbering since the last unclean stop (0: none).
         self._first = 0
         # Whether load() recorded that a daemon serves the database.
         self._loaded = False
 
     async def load(self) -> None:
-        """Continue above the largest id in storage (at start, before any message),
-        skipping ahead after an unclean stop; then record that a daemon serves."""
+        """Continue above every id issued before (at start, before any message),
+        skipping the last run's reservation after an unclean stop; then reserve
+        ahead and record that a daemon serves the database."""
         storage = self._storage
-        largest = await storage.max_message_id()
         self._first = int(await storage.get_meta(IDS_FROM_META) or 0)
-        largest = max(largest, self._first - 1)
+        reserved = int(await storage.get_meta(RESERVED_META) or 0)
+        largest = max(await storage.max_message_id(), reserved, self._first - 1)
         serving = await storage.get_meta(SERVING_META)
         if serving is not None and serving != NOT_SERVING:
-            self._first = largest + 2 * int(serving) + 1
+            self._first = largest + 1
             await storage.set_meta(IDS_FROM_META, str(self._first))
             log.warning("the last run did not stop cleanly: messages it acknowledged in its "
                         "last moments may be lost; numbering continues at %d, and /resume "
                         "from an earlier id says messages may be missing", self._first)
-            largest = self._first - 1
-        self.seed(largest)
-        await storage.set_meta(SERVING_META, str(self._max_pending))
+        self._last = self._reserved = largest
+        await self._write_reservation(largest + self._reserve)
+        await storage.set_meta(SERVING_META, SERVING)
         self._loaded = True
 
     async def stopped(self) -> None:
-        """Every id issued is stored: the next start continues right above them.
-        (Nothing to record for a start that failed before load().)"""
-        if self._loaded:
-            await self._storage.set_meta(SERVING_META, NOT_SERVING)
+        """Every id issued is stored (or was never to be): the next start continues
+        right above the last one. (Nothing to record for a start that failed
+        before load().)"""
+        if not self._loaded:
+            return
+        if self._reserving is not None:
+            await self._reserving
+        await self._storage.set_meta(RESERVED_META, str(self._last))
+        await self._storage.set_meta(SERVING_META, NOT_SERVING)
 
     def seed(self, largest: int) -> None:
         """The next id is ``largest + 1``."""
@@ -110,19 +133,34 @@ class LocalSequencer:
 
     # One counter for both: the order of a room is part of the order of all.
     def for_room(self, room_id: int) -> int:
-        if self._backlog.pending >= self._max_pending:
-            raise _backlogged()
-        self._last += 1
-        return self._last
+        return self._next()
 
     def for_direct(self, recipient_id: int) -> int:
-        if self._backlog.pending >= self._max_pending:
-            raise _backlogged()
+        return self._next()
+
+    def _next(self) -> int:
+        # Refused before an id is issued: every id issued is below the reservation.
+        if self._backlog.pending >= self._max_pending or self._last >= self._reserved:
+            raise _busy()
         self._last += 1
+        if self._reserved - self._last < self._reserve // 2 and self._reserving is None:
+            self._reserving = asyncio.ensure_future(self._reserve_more())
         return self._last
 
+    async def _reserve_more(self) -> None:
+        try:
+            await self._write_reservation(self._last + self._reserve)
+        except Exception:  # a database that does not answer: the next id tries again
+            log.warning("could not reserve message ids ahead", exc_info=True)
+        finally:
+            self._reserving = None
 
-def _backlogged() -> ChatError:
-    # Refused before an id is issued: the skip after a crash covers every id issued.
+    async def _write_reservation(self, up_to: int) -> None:
+        """Raised only once written: a crash after this never reissues an id below."""
+        await self._storage.set_meta(RESERVED_META, str(up_to))
+        self._reserved = max(self._reserved, up_to)
+
+
+def _busy() -> ChatError:
     return ChatError(Code.BUSY, "the server is behind with storing messages: try again in "
                      "a moment.", retry_ms=RETRY_MS)

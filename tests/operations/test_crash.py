@@ -16,6 +16,7 @@ import pytest
 
 from chatd.client import ChatClient
 from chatd.client.api import ClientError
+from chatd.domain.sequence import RESERVE_AHEAD
 from tests.helpers import PASSWORD
 from tests.operations import ChatdProcess, write_config
 
@@ -58,9 +59,9 @@ async def test_ids_acknowledged_before_a_crash_are_never_issued_again(tmp_path: 
         alice = await _user(port, "alice", new=False)
         resumed = await alice.command(f"/resume {stored}")
         assert resumed["recovered"] is False
-        # The skip is twice the crashed daemon's backlog bound (50).
-        assert (await alice.say("after the crash"))["id"] == stored + 2 * 50 + 1
-        later = await alice.command(f"/resume {stored + 2 * 50 + 1}")
+        # Above what the crashed daemon had reserved when it started.
+        assert (await alice.say("after the crash"))["id"] == stored + RESERVE_AHEAD + 1
+        later = await alice.command(f"/resume {stored + RESERVE_AHEAD + 1}")
         assert later["recovered"] is True
         await alice.close()
 

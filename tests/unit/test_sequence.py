@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import itertools
 from pathlib import Path
 
@@ -78,33 +79,53 @@ class Backlog:
         self.pending = 0
 
 
-async def test_a_clean_stop_continues_right_above_and_a_crash_skips_ahead(
+async def test_a_clean_stop_continues_right_above_and_a_crash_skips_the_reservation(
         tmp_path: Path) -> None:
     storage = SqliteStorage(str(tmp_path / "ids.db"))
     await storage.open()
     try:
         user = await storage.create_user("alice", b"hash", False, 0.0)
-        sequencer = LocalSequencer(storage, Backlog(), max_pending=10)
+        sequencer = LocalSequencer(storage, Backlog(), reserve=10)
         await sequencer.load()  # a new database: nothing to skip
         assert [sequencer.for_direct(user.id), sequencer.for_direct(user.id)] == [1, 2]
         await storage.append_messages([MessageRecord(1, user.id, "alice", "hi", 1.0,
                                                      recipient_id=user.id)])
-        await sequencer.stopped()
-        again = LocalSequencer(storage, Backlog(), max_pending=7)
-        await again.load()  # stopped cleanly: id 2 was written, or never acknowledged
-        assert (await again.issued(), again.for_direct(user.id)) == (IdSpan(0, 1), 2)
-        # This one crashes (no stopped()): its bound was 7, so the next skips 14.
-        after = LocalSequencer(storage, Backlog(), max_pending=10)
+        await sequencer.stopped()  # id 2 was never stored (a guest's, say): not reissued
+        again = LocalSequencer(storage, Backlog(), reserve=10)
+        await again.load()
+        assert (await again.issued(), again.for_direct(user.id)) == (IdSpan(0, 2), 3)
+        # This one crashes (no stopped()): it had reserved up to 2 + 10.
+        after = LocalSequencer(storage, Backlog(), reserve=10)
         await after.load()
-        assert after.for_direct(user.id) == 1 + 2 * 7 + 1
-        assert (await after.issued()).first == 16
-        await storage.append_messages([MessageRecord(16, user.id, "alice", "hi", 1.0,
-                                                     recipient_id=user.id)])
+        assert after.for_direct(user.id) == 13
+        assert (await after.issued()).first == 13
         await after.stopped()
         # The skip is remembered: a later clean start still doubts ids before it.
-        later = LocalSequencer(storage, Backlog(), max_pending=10)
+        later = LocalSequencer(storage, Backlog(), reserve=10)
         await later.load()
-        assert await later.issued() == IdSpan(16, 16)
+        assert await later.issued() == IdSpan(13, 13)
+    finally:
+        await storage.close()
+
+
+async def test_ids_are_issued_only_below_a_written_reservation(tmp_path: Path) -> None:
+    """The next reservation is written while half of this one is left; an id past
+    the written reservation is refused, never issued on trust."""
+    storage = SqliteStorage(str(tmp_path / "ids.db"))
+    await storage.open()
+    try:
+        sequencer = LocalSequencer(storage, Backlog(), reserve=4)
+        await sequencer.load()  # reserved up to 4
+        assert [sequencer.for_room(1) for _ in range(3)] == [1, 2, 3]  # 3: 1 left of 4
+        assert sequencer.for_room(1) == 4  # the reservation to 7 is being written
+        with pytest.raises(ChatError) as refused:
+            sequencer.for_room(1)
+        assert refused.value.code == Code.BUSY
+        for _ in range(100):
+            if await storage.get_meta("ids_reserved") == "7":
+                break
+            await asyncio.sleep(0.001)
+        assert sequencer.for_room(1) == 5
     finally:
         await storage.close()
 
