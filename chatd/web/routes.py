@@ -40,7 +40,7 @@ class Param:
     def value(self, raw: str) -> str | int:
         if not self.integer:
             return raw
-        if not is_number(raw) or len(raw) > 18:
+        if not is_number(raw):
             raise ChatError(Code.BAD_ARGUMENTS, f"{self.name} must be a positive number.")
         return int(raw)
 
