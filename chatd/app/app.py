@@ -267,26 +267,30 @@ class App:
         except TimeoutError:
             log.error("stopping: writing out did not finish within %.1f s; what was not "
                       "written is lost", timeout)
-        except StorageError as exc:
-            # A full disk, say: said in one line (the next start skips the ids).
-            log.error("stopping: %d acknowledged messages could not be written and are "
-                      "lost: %s", self.services.writer.pending, exc)
         finally:
+            closed = False
             with contextlib.suppress(TimeoutError):
                 async with asyncio.timeout(timeout):
                     await self.storage.close()
-            self._database_lock.release()
+                    closed = True
+            if closed:  # (SQLite's own locks go with the lock's descriptor)
+                self._database_lock.release()
             self._stopped.set()
         log.info("stopped")
 
     async def _write_out(self) -> None:
-        """Every acknowledged message, audit entry and token use to storage; then a
-        cluster node stops reading and publishing (see chatd.cluster)."""
+        """Every acknowledged message, audit entry and token use to storage, each
+        tried whatever became of the others (a full disk is said in one line per
+        loss); the counter is told the stop was clean only when every message was
+        written. Then a cluster node stops reading and publishing (see chatd.cluster)."""
+        services = self.services
         try:
-            await self.services.writer.close()
-            await self.services.sequencer.stopped()
-            await self.services.audit.close()
-            await self.services.tokens.flush_use()
+            if await _written(lambda: f"{services.writer.pending} acknowledged messages are "
+                              "lost", services.writer.close):
+                await _written(lambda: "the clean stop is not recorded (the next start "
+                               "numbers messages as after a crash)", services.sequencer.stopped)
+            await _written(lambda: "audit entries are lost", services.audit.close)
+            await _written(lambda: "token uses are not recorded", services.tokens.flush_use)
         finally:
             if self._cluster is not None:
                 await self._cluster.stop()
@@ -336,6 +340,16 @@ class App:
     def sweep_once(self) -> None:
         """One pass of the timeout sweep (tests move a manual clock, then call it)."""
         self.listeners.sweep_once()
+
+
+async def _written(what: Callable[[], str], write: Callable[[], Awaitable[object]]) -> bool:
+    """Run one of the stop's writes; whether it succeeded (a failure is logged)."""
+    try:
+        await write()
+    except StorageError as exc:
+        log.error("stopping: a write failed, %s: %s", what(), exc)
+        return False
+    return True
 
 
 async def _every(interval: float, job: Callable[[], Awaitable[object]]) -> None:
