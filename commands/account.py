@@ -137,13 +137,15 @@ async def _signed_in(ctx: Context, grant: Grant, issued: Issued | None) -> Ok:
     if issued is not None:
         session.resume_id = issued.id
         fields |= {"resume": issued.secret, "resume_expires": issued.expires_at}
-        text += " " + _resume_sentence(issued)
+        if style.fmt != "json":
+            # A person on telnet has only the sentence. A program has the field:
+            # its message, which clients show and logs keep, does not carry it.
+            text += " " + _resume_sentence(issued)
     return ok(text, **fields)
 
 
 def _resume_sentence(issued: Issued) -> str:
-    """The new resume token, in the words /token create shows its secret with: a
-    person on telnet has no other way to see it."""
+    """The new resume token, in the words /token create shows its secret with."""
     expires = time.strftime("%Y-%m-%d %H:%M", time.gmtime(issued.expires_at))
     return (f"Resume token (expires {expires} UTC): {issued.secret} (shown only now; "
             "log in with /login --resume <resume-token>, once).")

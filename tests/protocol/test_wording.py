@@ -25,6 +25,17 @@ async def test_a_text_mode_login_with_resume_shows_the_resume_token(clients: Cli
     assert following.group() != token.group()
 
 
+async def test_a_json_login_keeps_the_resume_token_out_of_its_message(
+        clients: Clients) -> None:
+    """A program has the field; the message, which clients show and logs keep,
+    does not carry the secret."""
+    await clients.user("alice")
+    bot = await clients.anonymous()
+    reply = await bot.command(f"/login alice {PASSWORD} --resume")
+    assert reply["resume"].startswith("chatdr_")
+    assert "chatdr_" not in reply["message"] and "Resume token" not in reply["message"]
+
+
 async def test_no_current_room_has_one_sentence_that_names_the_way_out(
         clients: Clients) -> None:
     alice = await text_client(clients, "alice")
