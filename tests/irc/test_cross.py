@@ -4,8 +4,11 @@ topics and direct messages."""
 
 from __future__ import annotations
 
+import asyncio
+
 from chatd.client import ChatClient
-from tests.helpers import PASSWORD, ChatServer, Clients, settle
+from chatd.domain.transactions import LocalTransactions
+from tests.helpers import PASSWORD, ChatServer, Clients, queued_on, settle
 from tests.irc.conftest import IrcFactory
 from tests.irc.helpers import IrcClient
 
@@ -241,3 +244,24 @@ async def test_refusals_name_no_line_protocol_command(irc: IrcFactory, clients: 
     # The line protocol says "send with /emsg from ..."; IRC has no /emsg.
     assert refused.params[1:] == ("#vault", "#vault is end-to-end encrypted: send from a "
                                   "client that encrypts (chatd-client).")
+
+
+async def test_an_irc_join_behind_the_same_accounts_line_join_is_no_error(
+        server: ChatServer, irc: IrcFactory, clients: Clients) -> None:
+    """The IRC JOIN finds the account in the room when its turn comes: the channel,
+    not 443 on top of the announcement the line join's event made."""
+    owner = await clients.user("owner")
+    await owner.command("/create both")
+    room = server.services.rooms.require("both")
+    line, bob = await clients.user("bob"), await irc("bob")
+    transactions = server.services.transactions
+    assert isinstance(transactions, LocalTransactions)
+    async with transactions.room(room):
+        joining = asyncio.create_task(line.command("/join both"))
+        await queued_on(transactions, room, 1)
+        bob.send("JOIN #both")
+        await queued_on(transactions, room, 2)
+    await joining
+    bob.send("PING :done")
+    seen = [m.command for m in await bob.until("PONG")]
+    assert seen.count("JOIN") == 1 and "443" not in seen and "366" in seen
