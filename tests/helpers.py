@@ -12,6 +12,8 @@ from chatd.app.compose import build_app
 from chatd.client import ChatClient, LineClient
 from chatd.config import Config, load_config
 from chatd.domain.clock import Clock, ManualClock
+from chatd.domain.room import Room
+from chatd.domain.transactions import LocalTransactions
 
 # What the tests start: chatd's App without the process's parts (no control
 # socket, backups, metrics or systemd), under the name the tests have always used.
@@ -134,3 +136,13 @@ async def eventually(condition: Callable[[], bool], timeout: float = 15.0) -> No
     async with asyncio.timeout(timeout):
         while not condition():  # noqa: ASYNC110 - polling server state; no event to wait on
             await asyncio.sleep(0.005)
+
+
+async def queued_on(transactions: LocalTransactions, room: Room, waiters: int) -> None:
+    """Wait until ``waiters`` tasks queue for a decision about ``room`` (a bounded
+    poll, no sleep): a test holds the room's lock while commands line up."""
+    for _ in range(10_000):
+        if transactions.queued(room) >= waiters:  # first come, first served
+            return
+        await asyncio.sleep(0)
+    raise AssertionError(f"fewer than {waiters} waiting")

@@ -10,7 +10,6 @@ import pytest
 
 from chatd.client import ChatClient, Reply
 from chatd.domain.protection import ROOM_BURST, ROOM_RATE
-from chatd.domain.room import Room
 from chatd.domain.transactions import LocalTransactions
 from tests.governance import (
     code_of,
@@ -22,7 +21,7 @@ from tests.governance import (
     settle,
     users,
 )
-from tests.helpers import ChatServer, Clients
+from tests.helpers import ChatServer, Clients, queued_on
 
 ROUNDS = 25
 
@@ -148,16 +147,6 @@ async def test_a_ban_racing_an_invitation_leaves_no_invitation(clients: Clients)
         assert await code_of(carol, f"/join {room_id}") == "not-permitted", number
 
 
-async def _queued_on(transactions: LocalTransactions, room: Room, waiters: int) -> None:
-    """Wait until ``waiters`` tasks queue for a decision about ``room`` (a bounded
-    poll, no sleep)."""
-    for _ in range(10_000):
-        if transactions.queued(room) >= waiters:  # first come, first served
-            return
-        await asyncio.sleep(0)
-    raise AssertionError(f"fewer than {waiters} waiting")
-
-
 async def _in_turn(server: ChatServer, room_name: str,
                    *sent: tuple[ChatClient, str]) -> list[Reply]:
     """Hold the room's transaction while each command of ``sent`` queues for it, in
@@ -169,7 +158,7 @@ async def _in_turn(server: ChatServer, room_name: str,
     async with transactions.room(room):
         for client, command in sent:
             queued.append(asyncio.create_task(client.command(command, check=False)))
-            await _queued_on(transactions, room, len(queued))
+            await queued_on(transactions, room, len(queued))
     return list(await asyncio.gather(*queued))
 
 

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import asyncio
 
-from chatd.domain.room import Mode, Role, Room
+from chatd.domain.room import Mode, Role
 from chatd.domain.transactions import LocalTransactions
-from tests.helpers import ChatServer, Clients
+from tests.helpers import ChatServer, Clients, queued_on
 from tests.irc.conftest import IrcFactory
 from tests.irc.helpers import IrcClient
 
@@ -164,21 +164,13 @@ async def test_minus_i_queued_behind_a_change_to_request_leaves_it(
     assert isinstance(transactions, LocalTransactions)
     async with transactions.room(room):
         request = asyncio.create_task(line.command("/mode request m"))
-        await _queued(transactions, room, 1)
+        await queued_on(transactions, room, 1)
         alice.send("MODE #m -i")
-        await _queued(transactions, room, 2)
+        await queued_on(transactions, room, 2)
     await request
     alice.send("MODE #m")
     assert (await alice.expect("324")).params[2] == "+ntR"
     assert room.mode is Mode.REQUEST
-
-
-async def _queued(transactions: LocalTransactions, room: Room, waiters: int) -> None:
-    for _ in range(10_000):
-        if transactions.queued(room) >= waiters:
-            return
-        await asyncio.sleep(0)
-    raise AssertionError(f"fewer than {waiters} waiting")
 
 
 async def test_minus_i_plus_r_is_one_change_a_join_behind_it_finds_request(
@@ -194,9 +186,9 @@ async def test_minus_i_plus_r_is_one_change_a_join_behind_it_finds_request(
     assert isinstance(transactions, LocalTransactions)
     async with transactions.room(room):
         alice.send("MODE #m -i+R")
-        await _queued(transactions, room, 1)
+        await queued_on(transactions, room, 1)
         joining = asyncio.create_task(outsider.command("/join m"))
-        await _queued(transactions, room, 2)
+        await queued_on(transactions, room, 2)
     assert (await joining)["requested"] is True
     assert (await alice.expect("MODE")).params == ("#m", "+R-i")
     assert room.mode is Mode.REQUEST and not room.is_member(outsider_id(server))
