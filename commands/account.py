@@ -76,7 +76,8 @@ async def login(ctx: Context, name: str, password: str | None, token: str | None
         if token is not None or resume:
             raise _login_usage("too many arguments.")
         return await _resumed(ctx, password)
-    if password is None:
+    if password is None or password.lower() == RESUME_WORD:
+        # (/login alice --resume: the flag where the password goes, not a failed login)
         raise _login_usage("missing <password>.")
     if password == TOKEN_WORD and token is None:
         raise _login_usage("missing <token>.")

@@ -138,11 +138,14 @@ async def test_login_names_what_is_missing_in_the_common_style(clients: Clients)
     usage = " Usage: /login <name> <password> [--resume]"
     for line, missing in (("/login --resume", "<resume-token>"), ("/login alice --token",
                                                                    "<token>"),
-                          ("/login alice", "<password>")):
+                          ("/login alice", "<password>"),
+                          ("/login alice --resume", "<password>")):
         [error] = await text_run(person, line)
         assert error.startswith(f"! bad-arguments: missing {missing}.{usage}"), (line, error)
     [extra] = await text_run(person, "/login alice pw stray")
     assert extra.startswith(f"! bad-arguments: too many arguments.{usage}"), extra
+    # None of these was a failed log-in: the address's failures are not charged.
+    assert await text_run(person, f"/login alice {PASSWORD}") != []
 
 
 async def test_a_room_id_that_names_no_room_is_called_an_id(clients: Clients) -> None:
