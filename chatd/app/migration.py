@@ -11,13 +11,17 @@ it wrote after the copy would be lost.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import os
+import sqlite3
 import sys
 
 from chatd.config import Config
 from chatd.content.blobs import files_dir
+from chatd.domain.sequence import IDS_FROM_META, NOT_SERVING, SERVING_META
 from chatd.ops.control import answers, control_path
+from chatd.ops.dblock import DatabaseInUse, DatabaseLock
 from storage.api import StorageError
 
 BLOB_STORE_KEY = "blob_store"
@@ -37,9 +41,27 @@ async def migrate_to_postgres(config: Config, target: str, force: bool) -> int:
     database = config.storage.path
     if not await asyncio.to_thread(os.path.isfile, database):
         return _fail(f"no embedded database at {database} (give --config or --db)")
+    running = f"a daemon is running on {database}: stop it first, so that nothing it " \
+              "writes after the copy is lost"
     if config.control.enabled and await answers(control_path(database, config.control.path)):
-        return _fail(f"a daemon is running on {database}: stop it first, so that nothing "
-                     "it writes after the copy is lost")
+        return _fail(running)
+    lock = DatabaseLock(database)  # held by a daemon with its own control socket, or none
+    try:
+        lock.acquire()
+    except DatabaseInUse:
+        return _fail(running)
+    try:
+        return await _copy(config, database, target, force)
+    finally:
+        lock.release()
+
+
+async def _copy(config: Config, database: str, target: str, force: bool) -> int:
+    numbering = await asyncio.to_thread(_numbering, database)
+    if numbering.get(SERVING_META, NOT_SERVING) != NOT_SERVING:
+        return _fail(f"the daemon on {database} did not stop cleanly: start it once and stop "
+                     "it (chatd serve, then SIGTERM), which records what the crash may have "
+                     "lost, then migrate")
     try:
         from storage.postgres.copy import copy_database  # noqa: PLC0415 - optional extra
     except ImportError as exc:
@@ -48,11 +70,24 @@ async def migrate_to_postgres(config: Config, target: str, force: bool) -> int:
     blobs = blob_store(config)
     try:
         counts = await copy_database(database, target, replace=force,
-                                     meta={BLOB_STORE_KEY: json.dumps(blobs, sort_keys=True)})
+                                     meta={BLOB_STORE_KEY: json.dumps(blobs, sort_keys=True)},
+                                     whole=IDS_FROM_META not in numbering)
     except StorageError as exc:
         return _fail(str(exc))
     _report(database, counts, blobs)
     return 0
+
+
+def _numbering(database: str) -> dict[str, str]:
+    """What the embedded database records of its daemons' numbering (chatd_meta):
+    whether one is serving or crashed, and whether one ever crashed (ids_from).
+    Nothing for a database from before the table."""
+    try:
+        with contextlib.closing(sqlite3.connect(f"file:{database}?mode=ro", uri=True)) as conn:
+            rows = conn.execute("SELECT key, value FROM chatd_meta").fetchall()
+    except sqlite3.OperationalError:  # no such table: never numbered by this version
+        return {}
+    return {str(key): str(value) for key, value in rows}
 
 
 def _report(database: str, counts: dict[str, int], blobs: dict[str, str]) -> None:

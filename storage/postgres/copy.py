@@ -91,12 +91,15 @@ NOT_COPIED_AS_IS = ("sqlite_sequence", "message_blocks", "chatd_meta")
 
 
 async def copy_database(source: str, target: str, *, replace: bool = False,
-                        meta: dict[str, str] | None = None) -> dict[str, int]:
+                        meta: dict[str, str] | None = None,
+                        whole: bool = True) -> dict[str, int]:
     """Copy the SQLite database ``source`` (a path) into PostgreSQL ``target`` (a URL).
 
     The source is migrated to the latest schema first; the target is created
     and migrated as a node would, and must hold no row unless ``replace``.
     ``meta`` facts (the blob store's location) are recorded in the target.
+    ``whole``: every message the source's daemons acknowledged is in it (none
+    ever crashed); otherwise the cluster's first epoch doubts the older ids.
     Returns how many rows each PostgreSQL table received.
     """
     sqlite = SqliteStorage(source)
@@ -110,8 +113,12 @@ async def copy_database(source: str, target: str, *, replace: bool = False,
             await _prepare_target(conn, replace)
             counts = await _copy_tables(conn, source)
             # Every message is here, whole: the first epoch casts no doubt on them
-            # (and a replaced database's old epoch is forgotten).
-            for key, value in {**(meta or {}), EPOCH_META: MIGRATED}.items():
+            # (and a replaced database's old epoch is forgotten). After a crash
+            # of the embedded daemon some were lost: the first epoch doubts them.
+            facts = {**(meta or {}), EPOCH_META: MIGRATED} if whole else dict(meta or {})
+            if not whole:
+                await conn.execute("DELETE FROM chatd_meta WHERE key = $1", EPOCH_META)
+            for key, value in facts.items():
                 await conn.execute("INSERT INTO chatd_meta (key, value) VALUES ($1, $2) "
                                    "ON CONFLICT (key) DO UPDATE SET value = excluded.value",
                                    key, value)

@@ -11,6 +11,7 @@ import asyncio
 import contextlib
 import io
 import json
+import signal
 import subprocess
 import sys
 from dataclasses import dataclass
@@ -21,11 +22,19 @@ import pytest
 
 from chatd.cli import main
 from chatd.domain.clock import ManualClock
+from storage.api import EPOCH_META
 from tests.backends import import_asyncpg
 from tests.helpers import PASSWORD, Clients, settle, start_server
-from tests.operations import CHATD, restored_logging, running_daemon, write_config
+from tests.operations import (
+    CHATD,
+    ChatdProcess,
+    restored_logging,
+    running_daemon,
+    write_config,
+)
 
 import_asyncpg()
+from storage.postgres.storage import PostgresStorage  # noqa: E402 - after the check
 
 TIMEOUT = 60
 
@@ -171,6 +180,40 @@ async def test_migrate_refuses_while_the_embedded_daemon_runs(tmp_path: Path) ->
         moved = await asyncio.to_thread(chatd, "migrate", "--to", "postgresql://x@127.0.0.1/x",
                                         "--config", str(config))
     assert moved.returncode == 1 and "stop it first" in moved.stderr
+
+
+async def test_migrate_refuses_a_served_database_and_one_whose_daemon_crashed(
+        tmp_path: Path, postgres_url: str) -> None:
+    """A daemon without a control socket still holds the database's lock; one killed
+    leaves it 'serving': the copy would lose what it acknowledged and never wrote,
+    and then vouch for the old ids. Started and stopped once, the gap is recorded:
+    the copy is made, and the cluster's first epoch doubts the older ids."""
+    db = tmp_path / "embedded.db"
+    config = write_config(tmp_path / "chatd.yaml", storage={"path": str(db)},
+                          control={"enabled": False})
+    with ChatdProcess.serve(tmp_path, config, db) as daemon:
+        await daemon.started()
+        moved = await asyncio.to_thread(chatd, "migrate", "--to", postgres_url,
+                                        "--config", str(config))
+        assert moved.returncode == 1 and "stop it first" in moved.stderr, moved.stderr
+        daemon.signal(signal.SIGKILL)
+        await daemon.wait()
+    crashed = await asyncio.to_thread(chatd, "migrate", "--to", postgres_url,
+                                      "--config", str(config))
+    assert crashed.returncode == 1 and "did not stop cleanly" in crashed.stderr
+    with ChatdProcess.serve(tmp_path, config, db) as daemon:
+        await daemon.started()
+        daemon.signal(signal.SIGTERM)
+        assert await daemon.wait() == 0
+    moved = await asyncio.to_thread(chatd, "migrate", "--to", postgres_url,
+                                    "--config", str(config))
+    assert moved.returncode == 0, moved.stderr
+    storage = PostgresStorage(postgres_url)
+    await storage.open()
+    try:
+        assert await storage.get_meta(EPOCH_META) is None  # not MIGRATED: doubted
+    finally:
+        await storage.close()
 
 
 @pytest.mark.parametrize(("args", "status", "said"), [
