@@ -239,33 +239,37 @@ class Messaging:
             # bucket bounds it, the message bucket is for what people read.
             charged = self._protection.charge_message(session, None)
             if charged is not None:
-                return self._direct_charged(charged, session, target, text, label, kind, extra)
+                return self._direct_charged(charged, session, user, target, text, label, kind,
+                                            extra)
         number = self._ids.for_direct(target.id)
         if not isinstance(number, int):
-            return self._direct_numbered(number, session, target, text, label, kind, extra)
-        return self._direct_sent(number, session, target, text, label, kind, extra)
+            return self._direct_numbered(number, session, user, target, text, label, kind,
+                                         extra)
+        return self._direct_sent(number, session, user, target, text, label, kind, extra)
 
-    async def _direct_charged(self, charged: Awaitable[None], session: Endpoint, target: User,
-                              text: str, label: str | None, kind: str,
+    # The sender is the one who sent it: its connection may log out or close while
+    # the charge or the id is awaited, and the numbered message must still go out
+    # (on a shared log, every node waits for an id that was taken).
+
+    async def _direct_charged(self, charged: Awaitable[None], session: Endpoint, user: User,
+                              target: User, text: str, label: str | None, kind: str,
                               extra: dict[str, Any] | None) -> int:
         await charged
         number = await settled(self._ids.for_direct(target.id))
-        return await settled(self._direct_sent(number, session, target, text, label, kind,
-                                               extra))
+        return await settled(self._direct_sent(number, session, user, target, text, label,
+                                               kind, extra))
 
-    async def _direct_numbered(self, number: Id, session: Endpoint, target: User, text: str,
-                               label: str | None, kind: str,
+    async def _direct_numbered(self, number: Id, session: Endpoint, user: User, target: User,
+                               text: str, label: str | None, kind: str,
                                extra: dict[str, Any] | None) -> int:
-        return await settled(self._direct_sent(await settled(number), session, target, text,
-                                               label, kind, extra))
+        return await settled(self._direct_sent(await settled(number), session, user, target,
+                                               text, label, kind, extra))
 
-    def _direct_sent(self, number: int, session: Endpoint, target: User, text: str,
-                     label: str | None, kind: str,
+    def _direct_sent(self, number: int, session: Endpoint, user: User, target: User,
+                     text: str, label: str | None, kind: str,
                      extra: dict[str, Any] | None) -> int | Awaitable[int]:
         """Store and deliver the direct message numbered ``number``; its id, or an
         awaitable of it when the sender's echo or the offline target's notice waits."""
-        user = session.user
-        assert user is not None
         online = target.online
         msg = MessageRecord(number, user.id, user.name, text,
                             self._clock.time(), recipient_id=target.id, kind=kind,

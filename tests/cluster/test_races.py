@@ -9,6 +9,9 @@ room is that outcome (docs/CLUSTER.md, "Governance exactly once")."""
 from __future__ import annotations
 
 import asyncio
+import logging
+import socket
+import struct
 
 import asyncpg
 import pytest
@@ -25,6 +28,7 @@ from tests.cluster.test_nodes import (
     nodes,  # noqa: F401 - the three nodes
     sanctions_everywhere,
 )
+from tests.helpers import PASSWORD
 
 pytestmark = pytest.mark.asyncio
 
@@ -265,3 +269,28 @@ async def test_a_busy_room_puts_off_its_own_expiry_alone(
     await sanctions_everywhere(nodes, "hall", (set(), set()))
     for client in (ann, bob, cat):
         await client.close()
+
+
+async def test_direct_messages_in_flight_when_their_sender_hangs_up(
+        nodes: list[App], caplog: pytest.LogCaptureFixture) -> None:  # noqa: F811
+    """A direct message's charge and id are awaited on a cluster; a sender gone
+    meanwhile (its connection reset) must not fail the command with an internal
+    error, and the message numbered goes out (every node waits for a taken id)."""
+    dan = await login(nodes[0], "dan")
+    for round_ in range(3):
+        reader, writer = await asyncio.open_connection("127.0.0.1", nodes[1].port)
+        writer.write(f"/login ann {PASSWORD}\r\n".encode())
+        while b"Welcome back" not in await reader.readline():
+            pass
+        writer.write("".join(f"/msg dan in flight {round_}.{i}\r\n"
+                             for i in range(40)).encode())
+        await writer.drain()
+        sock = writer.get_extra_info("socket")
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+        writer.transport.abort()  # a reset, with the messages in flight
+        got = await dan.next_event(lambda e: e.get("from") == "ann", timeout=10)
+        assert got["text"].startswith(f"in flight {round_}.")
+    await dan.command("/ping")
+    failed = [r for r in caplog.records if r.levelno >= logging.ERROR]
+    assert failed == [], [r.getMessage() for r in failed]
+    await dan.close()
