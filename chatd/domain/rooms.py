@@ -421,7 +421,9 @@ class Rooms:
         room.bans = {s.user_id: s for s in sanctions.get("ban", ()) if in_force(s, now)}
         room.mutes = {s.user_id: s for s in sanctions.get("mute", ()) if in_force(s, now)}
         fresh = {m.user_id: m for m in members}
-        for user_id in [u for u in room.members if u not in fresh]:
+        # A member storage never holds (an IRC guest, this node's alone) stays.
+        for user_id in [u for u, m in room.members.items()
+                        if u not in fresh and m.seq < UNSTORED_SEQ]:
             self._drop_member(room, user_id)
         for user_id, stored in fresh.items():
             user = self._accounts.get(user_id)

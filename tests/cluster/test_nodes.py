@@ -567,3 +567,32 @@ async def test_direct_messages_between_an_account_and_a_guest_echo_once(
     finally:
         await ann.close()
         await visitor.close()
+
+
+async def test_guests_stay_in_a_room_another_node_decides_about(
+        start_node: StartNode) -> None:
+    """A node reloads a room when another node changes it (and before deciding
+    itself): its own guests, whom storage never holds, stay members."""
+    first = await start_node(1, irc__enabled=True, irc__port=0, accounts__guests=True,
+                             rooms__creation="everyone")
+    second = await start_node(2)
+    await register(first, "ann")
+    assert first.irc is not None
+    ann = await login(second, "ann")
+    await ann.command("/create hall")
+    await known_everywhere([first, second], "hall")
+    guests = [await IrcClient.connect(first.irc.port) for _ in range(2)]
+    try:
+        for nick, guest in zip(("visa", "visb"), guests, strict=True):
+            await guest.register(nick)
+            guest.send("JOIN #hall")
+            await guest.expect("366")
+        await ann.command("/topic hall decided on the other node")
+        await guests[0].expect("TOPIC")
+        guests[0].send("PRIVMSG #hall :still here")
+        said = await ann.next_event(lambda e: e.get("type") == "message", timeout=10)
+        assert (said["from"], said["text"]) == ("visa", "still here")
+    finally:
+        for guest in guests:
+            await guest.close()
+        await ann.close()
