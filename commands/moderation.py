@@ -15,7 +15,7 @@ from chatd.domain.accounts import User
 from chatd.domain.modes import LETTERS, ModeChange, Takes, format_changes, parse_mode_string
 from chatd.domain.names import format_duration, is_number
 from chatd.domain.permissions import Action, authorize
-from chatd.domain.room import Mode, Role, Room
+from chatd.domain.room import JOIN_LETTERS, LETTER_OF_MODE, Mode, Role, Room
 from chatd.domain.scopes import Scope
 from chatd.errors import ChatError, Code
 from chatd.protocol.context import Context
@@ -169,8 +169,6 @@ async def transfer(ctx: Context, user: User, room: Room) -> Ok:
 MODE_USAGE = "/mode [open|request|private|+-letters [arguments]] [room]"
 # Letters of /mode that take an argument: the key and the limit when set, a user for v.
 _TAKES = {"k": Takes.ON_SET, "l": Takes.ON_SET, "v": Takes.ALWAYS}
-# Letters that choose who may join, as on IRC: i private, R request.
-_JOIN_LETTERS = {"i": Mode.PRIVATE, "R": Mode.REQUEST}
 
 
 @command("mode", Text("args", optional=True, default=""), group=GROUP, usage=MODE_USAGE,
@@ -217,7 +215,7 @@ async def _change_modes(ctx: Context, changes: list[ModeChange], room: Room) -> 
     switches = [c for c in changes if c.letter in LETTERS]
     if switches:
         done += await moderation.change_modes(ctx.user, room, switches)
-    done += await _join_letters(ctx, room, [c for c in changes if c.letter in _JOIN_LETTERS])
+    done += await _join_letters(ctx, room, [c for c in changes if c.letter in JOIN_LETTERS])
     for change in changes:
         if change.letter == "v":
             done.append(await _voice_letter(ctx, room, change))
@@ -236,13 +234,12 @@ async def _join_letters(ctx: Context, room: Room,
     # Decided by the domain from the mode in force when the room's turn comes, not
     # from the mode seen here (another admin may change it meanwhile).
     switched = await ctx.services.moderation.switch_modes(
-        ctx.user, room, [(_JOIN_LETTERS[c.letter], c.on) for c in changes])
+        ctx.user, room, [(JOIN_LETTERS[c.letter], c.on) for c in changes])
     if switched is None:
         return []
-    letters = {mode: letter for letter, mode in _JOIN_LETTERS.items()}
     before, after = switched
-    return [*([ModeChange(False, letters[before])] if before in letters else []),
-            *([ModeChange(True, letters[after])] if after in letters else [])]
+    return [*([ModeChange(False, LETTER_OF_MODE[before])] if before in LETTER_OF_MODE else []),
+            *([ModeChange(True, LETTER_OF_MODE[after])] if after in LETTER_OF_MODE else [])]
 
 
 async def _voice_letter(ctx: Context, room: Room, change: ModeChange) -> ModeChange:

@@ -45,6 +45,12 @@ class Mode(StrEnum):
     PRIVATE = "private"
 
 
+# The mode letters that choose who may join, as on IRC (i private, R request), and
+# the letter of each such mode.
+JOIN_LETTERS: Final = {"i": Mode.PRIVATE, "R": Mode.REQUEST}
+LETTER_OF_MODE: Final = {mode: letter for letter, mode in JOIN_LETTERS.items()}
+
+
 @dataclass(slots=True)
 class Member:
     user_id: int

@@ -163,8 +163,7 @@ class Guests:
                 raise _gone()
             if room.is_member(user.id):
                 return
-            if services.rooms.get(room.id) is not room:
-                raise ChatError(Code.NO_SUCH_ROOM, f"#{room.name} no longer exists.")
+            services.rooms.ensure_live(room)
             self._check_join(session, room)
             refuse_gate(room, key)
             now = services.clock.time()

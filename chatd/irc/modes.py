@@ -20,7 +20,7 @@ from typing import TYPE_CHECKING, Final
 
 from chatd.domain.modes import LETTERS, ModeChange, Takes, parse_mode_string
 from chatd.domain.names import name_key
-from chatd.domain.room import Mode
+from chatd.domain.room import JOIN_LETTERS
 from chatd.domain.scopes import Scope
 from chatd.errors import Code
 from chatd.irc import numerics as n
@@ -201,5 +201,4 @@ async def _owner(ctx: IrcContext, room: Room, on: bool, nick: str | None) -> Non
 
 Apply = Callable[["IrcContext", "Room", bool, str | None], Awaitable[None]]
 _MODES: Final[dict[str, Apply]] = {"b": _ban, "o": _op, "q": _owner, "v": _voice}
-# The letters that choose who may join: i private, R request.
-JOIN_LETTERS: Final = {"i": Mode.PRIVATE, "R": Mode.REQUEST}
+
