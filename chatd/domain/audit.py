@@ -17,7 +17,7 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 from chatd.domain.names import is_number
-from storage.api import StorageError
+from storage.api import StorageError, Unavailable
 
 if TYPE_CHECKING:
     from chatd.domain.accounts import User
@@ -108,6 +108,10 @@ class AuditLog:
             while self._unwritten:
                 await asyncio.sleep(NOTE_DELAY)
                 await self.flush()
+        except Unavailable as exc:
+            # The database away (a cluster's PostgreSQL): one line, as every other
+            # part says it; the entries are kept and written with the next.
+            log.warning("writing noted audit entries failed; they are kept: %s", exc)
         except StorageError:
             log.exception("writing noted audit entries failed")
         finally:
