@@ -131,23 +131,24 @@ class LocalSequencer:
     async def issued(self) -> IdSpan:
         return IdSpan(self._first, self._last)
 
-    # One counter for both: the order of a room is part of the order of all.
-    def for_room(self, room_id: int) -> int:
-        return self._next()
-
-    def for_direct(self, recipient_id: int) -> int:
-        return self._next()
-
-    def _next(self) -> int:
-        # Refused before an id is issued: every id issued is below the reservation.
+    def _take(self, key: int) -> int:
+        """The next id (refused before one is issued: every id issued is below the
+        reservation)."""
         if self._backlog.pending >= self._max_pending or self._last >= self._reserved:
             raise _busy()
-        self._last += 1
-        if self._reserved - self._last < self._reserve // 2 and self._reserving is None:
-            self._reserving = asyncio.ensure_future(self._reserve_more())
-        return self._last
+        self._last = last = self._last + 1
+        if self._reserved - last < self._reserve >> 1 and self._reserving is None:
+            self._reserve_more()
+        return last
 
-    async def _reserve_more(self) -> None:
+    # One counter for both (the order of a room is part of the order of all), and
+    # one function: no call in between on the hottest path of the daemon.
+    for_room = for_direct = _take
+
+    def _reserve_more(self) -> None:
+        self._reserving = asyncio.ensure_future(self._reserving_more())
+
+    async def _reserving_more(self) -> None:
         try:
             await self._write_reservation(self._last + self._reserve)
         except Exception:  # a database that does not answer: the next id tries again

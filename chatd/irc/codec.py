@@ -97,8 +97,11 @@ class IrcFramer(SharedAtRest):
         self._pending: bytearray | None = None
         self._skipping = False
 
-    def _at_rest(self) -> bool:
-        return self._pending is None and not self._skipping
+    def settle(self) -> Self:
+        at_rest = self._pending is None and not self._skipping
+        if at_rest and self._home is None:
+            return self  # the shared framer, left at rest: nearly every feed
+        return self._settled(at_rest)
 
     def _take_state(self) -> Self:
         private = type(self)()

@@ -92,18 +92,20 @@ class SharedAtRest:
         self._home: Self | None = None
 
     def settle(self) -> Self:
+        """Each kind checks its own state inline (the usual case, the shared framer
+        left at rest, costs no more than that), then :meth:`_settled`."""
+        raise NotImplementedError
+
+    def _settled(self, at_rest: bool) -> Self:
+        """The framer to keep, this one being ``at_rest`` or not (see above)."""
         home = self._home
-        if self._at_rest():
+        if at_rest:
             return self if home is None else home
         if home is not None:
             return self
         private = self._take_state()
         private._home = self
         return private
-
-    def _at_rest(self) -> bool:
-        """Whether this framer holds nothing of a client's."""
-        raise NotImplementedError
 
     def _take_state(self) -> Self:
         """A new framer of the same kind and limits with this one's state; this one
@@ -246,8 +248,11 @@ class LineFramer(SharedAtRest):
         """How many bytes of an incomplete line are held."""
         return 0 if self._buf is None else len(self._buf)
 
-    def _at_rest(self) -> bool:
-        return self._buf is None and not self._discarding and self._telnet == _T_DATA
+    def settle(self) -> Self:
+        at_rest = self._buf is None and not self._discarding and self._telnet == _T_DATA
+        if at_rest and self._home is None:
+            return self  # the shared framer, left at rest: nearly every feed
+        return self._settled(at_rest)
 
     @staticmethod
     @functools.cache
