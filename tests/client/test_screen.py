@@ -440,3 +440,30 @@ async def test_a_refused_login_stops_the_reconnection(
     await alice.sees("auth-failed")
     await alice.sees(lambda p: "disconnected" in p.status_row, "the status bar")
     assert await alice.quits() == 0
+
+
+# -- where a line goes --------------------------------------------------------------------------
+
+
+async def test_a_plain_line_in_the_server_conversation_goes_nowhere(
+        clients: Clients, person: Callable[..., object]) -> None:
+    bob = await bob_in(clients, "secret")
+    alice: Person = await person("alice")  # type: ignore[misc]
+    alice.type("/join secret" + ENTER)
+    await alice.sees(lambda p: p.state.current == "secret", "#secret shown")
+    await settle(bob)
+    alice.type("\x1b1")  # Alt-1: the server conversation
+    await alice.sees(lambda p: p.input_row == "server>", "the server prompt")
+    alice.type("typed in server view" + ENTER)
+    await alice.sees("you are in no room here")
+    assert not [e for e in await settle(bob) if e.get("type") == "message"]
+    # A command about "the current room" means the conversation on screen, not #secret.
+    alice.type("/query carol" + ENTER)
+    await alice.sees(lambda p: p.input_row == "@carol>", "the conversation with carol")
+    alice.type("/secure on" + ENTER)
+    await alice.sees("usage (in a room): /secure on|off")
+    assert "secret" not in alice.screen.controller.session.always_encrypt
+    alice.type("\x1b2")  # back in #secret, where it applies
+    await alice.sees(lambda p: p.input_row == "#secret>", "#secret again")
+    alice.type("/secure on" + ENTER)
+    await alice.sees("lines you type in #secret are now encrypted")

@@ -33,6 +33,8 @@ TYPING_EVERY = 3.0  # seconds between two typing notices we send for one room
 MEMBERSHIP = frozenset({"join", "create", "leave", "part", "accept", "transfer", "userdel"})
 REMOVED = frozenset({"kick", "ban", "terminated"})  # events that end a membership
 QUIT = frozenset({"quit", "exit"})
+NOT_HERE = ("you are in no room here: the server conversation takes commands only. Show a room "
+            "(Ctrl-N, Alt-2 ...) or a person (/query <user>) to talk, or /join <room>.")
 
 Reconnect = Callable[[], Awaitable[list[Line]]]
 
@@ -121,19 +123,24 @@ class Controller:
         return True
 
     async def _run(self, text: str, name: str, rest: str) -> None:
-        conversation, before = self.state.shown, self.session.current_room
+        conversation = self.state.shown
         if name == "query":
             await self._query(rest)
             return
         if name == "close":
             self.state.close(conversation.key)
             return
+        if conversation.key == SERVER and not name:
+            self.state.add(error(NOT_HERE))
+            return
+        # What acts on "the current room" (a plain line, /secure) acts on the conversation
+        # on screen: none when it is not a room, never the room shown last.
+        self.session.current_room = conversation.key if conversation.is_room else None
+        before = self.session.current_room
         if conversation.key.startswith("@") and not name:
             said = await self.session.command(f"/msg {conversation.key[1:]} "
                                               f"{text[1:] if text[:2] == '//' else text}")
         else:
-            if conversation.is_room:
-                self.session.current_room = conversation.key
             said = await self.session.input(text)
         self.state.theme = str(self.session.settings.get("theme", self.state.theme))
         if name in MEMBERSHIP:
