@@ -33,9 +33,10 @@ from chatd.client.tui.screen import Screen, chat
 from chatd.client.tui.session import ClientSession
 from chatd.client.tui.state import ChatState
 from chatd.domain.clock import ManualClock
-from tests.client.helpers import change_password_offline, said, until
+from tests.client.helpers import change_password_offline, fixed_backoff, said, until
 from tests.crypto.sessions import next_message
 from tests.helpers import PASSWORD, ChatServer, Clients, settle, start_server
+from tests.relay import Relay
 
 LEFT, UP, ENTER, TAB, PAGE_UP, PAGE_DOWN = "\x1b[D", "\x1b[A", "\r", "\t", "\x1b[5~", "\x1b[6~"
 CTRL_N, CTRL_P, CTRL_D = "\x0e", "\x10", "\x04"
@@ -108,7 +109,7 @@ async def person(server: ChatServer, tmp_path: Path) -> AsyncIterator[Callable[.
 
     async def open_screen(name: str, register: bool = True, port: int | None = None,
                           reconnect: bool = False, color: bool = True,
-                          mouse: bool = False) -> Person:
+                          mouse: bool = False, backoff: Backoff | None = None) -> Person:
         keyring, _ = Keyring.open(tmp_path / name, f"test:{server.port}")
         client = await ChatClient.connect("127.0.0.1", port or server.port)
         session = ClientSession(client, keyring)
@@ -117,7 +118,8 @@ async def person(server: ChatServer, tmp_path: Path) -> AsyncIterator[Callable[.
         state = ChatState(name)
         control = Controller(session, state, Vocabulary(),
                              _reconnector(session, name, port or server.port) if reconnect
-                             else None, Backoff(first=0.01, ceiling=0.05, rng=lambda: 0.5))
+                             else None,
+                             backoff or Backoff(first=0.01, ceiling=0.05, rng=lambda: 0.5))
         keys = inputs.enter_context(create_pipe_input())
         screen = Screen(control, color=color, mouse=mouse, input=keys, output=Terminal())
         await control.start(said_at_login)
@@ -467,3 +469,47 @@ async def test_a_plain_line_in_the_server_conversation_goes_nowhere(
     await alice.sees(lambda p: p.input_row == "#secret>", "#secret again")
     alice.type("/secure on" + ENTER)
     await alice.sees("lines you type in #secret are now encrypted")
+
+
+# -- missing nothing across a reconnection --------------------------------------------------------
+
+
+async def test_what_was_said_while_disconnected_is_shown_after_reconnecting(
+        server: ChatServer, clients: Clients, person: Callable[..., object]) -> None:
+    bob = await bob_in(clients, "general")
+    await bob.command("/say general before the cut")
+    async with Relay(server.port, cut_at=b"cut-here") as relay:
+        alice: Person = await person("alice", port=relay.port, reconnect=True,  # type: ignore[misc]
+                                     backoff=fixed_backoff(0.5))
+        alice.type("/join general" + ENTER)
+        await alice.sees("<bob> before the cut")
+        alice.type("cut-here" + ENTER)  # the relay drops the connection at this line
+        await alice.sees(lambda p: p.state.connection != "connected", "the connection lost")
+        await bob.command("/say general said while alice was away")
+        await bob.command("/msg alice and a direct one")
+        await alice.sees("reconnected.")
+        await alice.sees("<bob> said while alice was away")
+        general = alice.state.conversations["general"]
+        texts = [line.text for line in general.lines]
+        assert texts.count("said while alice was away") == 1, texts
+        await until(lambda: "@bob" in alice.state.conversations, "the direct conversation")
+        direct = [line.text for line in alice.state.conversations["@bob"].lines]
+        assert direct == ["and a direct one"]
+        await bob.command("/say general and live again")
+        await alice.sees("<bob> and live again")
+        assert "may be missing" not in alice.text()
+
+
+async def test_a_gap_the_server_cannot_fill_is_announced(
+        server: ChatServer, clients: Clients, person: Callable[..., object]) -> None:
+    await bob_in(clients, "general")
+    async with Relay(server.port, cut_at=b"cut-here") as relay:
+        alice: Person = await person("alice", port=relay.port, reconnect=True)  # type: ignore[misc]
+        alice.type("/join general" + ENTER)
+        await alice.sees(lambda p: p.state.current == "general", "#general shown")
+        # An id this server never issued: a client of another server, or of a database
+        # restored from an older backup.
+        alice.screen.controller.last_id = 10**9
+        alice.type("cut-here" + ENTER)
+        await alice.sees("reconnected.")
+        await alice.sees("messages sent while you were disconnected may be missing (")

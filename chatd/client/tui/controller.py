@@ -20,7 +20,7 @@ from typing import Any
 
 from chatd.client.sdk.backoff import Backoff
 from chatd.client.tui.complete import Vocabulary
-from chatd.client.tui.lines import Line, error, notice
+from chatd.client.tui.lines import Line, error, notice, warning
 from chatd.client.tui.session import ClientSession
 from chatd.client.tui.state import SERVER, ChatState, Conversation, dm_key
 
@@ -57,6 +57,12 @@ class Controller:
         self._typing_sent: dict[str, float] = {}
         self._loading: set[str] = set()
         self._tasks: set[asyncio.Task[Any]] = set()
+        # The newest message id seen: a reconnection resumes from it (PROTOCOL.md 7.1).
+        self.last_id = 0
+        self._marked = False  # last_id was set from the rooms' newest messages once
+        # While catching up after a login: the ids shown since, which the replay skips.
+        self._since_login: set[int] | None = None
+        self._replayed: set[int] = set()  # ids the replay showed: their live copies are not
 
     # -- starting -----------------------------------------------------------------------
 
@@ -70,7 +76,29 @@ class Controller:
         overview = await self.session.client.command("/help", check=False)
         self.vocabulary.learn_commands(overview.get("commands") or [])
         await self.refresh_rooms()
+        if not self._marked:
+            await self._mark_start()
         await self.show(self.session.current_room or self.state.current)
+
+    async def _mark_start(self) -> None:
+        """Where a resume starts when nothing was seen yet: the newest message of each
+        room (else it would be /resume 0, every message of every room)."""
+        rooms = [key for key, conversation in self.state.conversations.items()
+                 if conversation.is_room]
+        replies = await asyncio.gather(*(self.session.client.command(
+            f"/history {room} 1", check=False) for room in rooms))
+        for reply in replies:
+            self._note(reply.get("messages") or [] if reply.ok else [])
+        self._marked = True
+
+    def _note(self, records: Iterable[dict[str, Any]]) -> None:
+        """Message ids seen: where the next resume starts."""
+        for record in records:
+            ident = record.get("id")
+            if record.get("type") == "message" and isinstance(ident, int):
+                self.last_id = max(self.last_id, ident)
+                if self._since_login is not None:
+                    self._since_login.add(ident)
 
     async def refresh_rooms(self) -> None:
         """Ask the server which rooms this user is in; open and close conversations."""
@@ -150,6 +178,7 @@ class Controller:
             await self.show(entered)
         for line in said:
             self.state.add(line)
+        self.last_id = max([self.last_id, *(line.message_id or 0 for line in said)])
 
     async def _query(self, user: str) -> None:
         if not user:
@@ -192,6 +221,7 @@ class Controller:
             want = min(held + HISTORY_PAGE, HISTORY_MAX)
             reply = await self.session.client.command(f"/history {key} {want}", check=False)
             records = reply.get("messages") or [] if reply.ok else []
+            self._note(records)
             older: list[Line] = []
             for record in records:
                 older += await self.session.show(record)
@@ -212,8 +242,12 @@ class Controller:
         if event.get("type") == "event":
             if self._event(event):
                 return
-        elif event.get("type") == "message" and event.get("from"):
-            self.vocabulary.learn_nicks([str(event["from"])])
+        elif event.get("type") == "message":
+            if event.get("id") in self._replayed:  # delivered live before /resume replayed it
+                self._replayed.discard(event["id"])
+                return
+            self._note([event])
+            self.vocabulary.learn_nicks([str(event.get("from") or "")])
         for line in await self.session.show(event):
             self.state.add(line)
         if event.get("type") == "event" and self._removes_me(event):
@@ -273,10 +307,62 @@ class Controller:
                 return False
             self._backoff.reset()
             self.state.add(notice("reconnected."))
+            await self._caught_up(said)
             current = self.state.current
             await self.start([])
             await self.show(current if current in self.state.conversations else SERVER)
             return True
+
+    async def _caught_up(self, said: list[Line]) -> None:
+        """After a login on a new connection: the direct messages it brought, then what
+        was said in the person's rooms and direct conversations meanwhile."""
+        seen = {line.message_id for line in said if line.message_id is not None}
+        self._since_login = seen
+        self._replayed.clear()
+        for line in said:
+            if line.kind != "notice":  # not the welcome again (it may hold the resume token)
+                self.state.add(line)
+        try:  # from the last id seen before: the login's messages may be newer than the gap
+            await self.resume(self.last_id)
+        finally:
+            self._since_login = None
+        self.last_id = max([self.last_id, *seen])
+
+    async def resume(self, after: int) -> None:
+        """Replay the messages after id ``after``, page by page, each where it belongs;
+        say in the conversations when the server cannot promise the gap is whole."""
+        while after:
+            reply = await self.session.client.command(f"/resume {after}", check=False)
+            if not reply.ok:
+                if reply.get("code") != "unknown-command":  # an older server: nothing to do
+                    self.state.add(error(f"missed messages could not be fetched "
+                                         f"({reply.get('code')}: {reply.get('message')})."))
+                return
+            await self._replay(reply.lines)
+            if reply.get("recovered") is False and not reply.get("more"):
+                self._gap(reply.get("reasons") or [])
+            if not reply.get("more"):
+                return
+            after = int(reply.get("last_id") or 0)
+
+    async def _replay(self, records: list[dict[str, Any]]) -> None:
+        for record in records:
+            ident = record.get("id")
+            if record.get("type") != "message" or not isinstance(ident, int) \
+                    or ident in (self._since_login or ()):
+                continue
+            self._replayed.add(ident)
+            self._note([record])
+            for line in await self.session.show(record):
+                self.state.add(line)
+
+    def _gap(self, reasons: list[Any]) -> None:
+        """The replay may be incomplete: every conversation the person reads is told."""
+        why = "; ".join(str(reason) for reason in reasons) or "the server did not say why"
+        text = f"messages sent while you were disconnected may be missing ({why})."
+        for conversation in self.state.conversations.values():
+            if conversation.key == self.state.current or conversation.lines:
+                conversation.lines.append(warning(text))
 
     def _logged_in(self) -> bool:
         return self.session.user is not None
