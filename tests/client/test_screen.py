@@ -513,3 +513,37 @@ async def test_a_gap_the_server_cannot_fill_is_announced(
         alice.type("cut-here" + ENTER)
         await alice.sees("reconnected.")
         await alice.sees("messages sent while you were disconnected may be missing (")
+
+
+async def test_a_line_typed_while_disconnected_is_sent_after_reconnecting(
+        server: ChatServer, clients: Clients, person: Callable[..., object]) -> None:
+    bob = await bob_in(clients, "general")
+    async with Relay(server.port, cut_at=b"cut-here") as relay:
+        alice: Person = await person("alice", port=relay.port, reconnect=True,  # type: ignore[misc]
+                                     backoff=fixed_backoff(0.5))
+        alice.type("/join general" + ENTER)
+        await alice.sees(lambda p: p.state.current == "general", "#general shown")
+        await settle(bob)
+        alice.type("cut-here" + ENTER)  # in flight when the connection drops: said so
+        await alice.sees("no answer from the server (connection closed): the line may not")
+        alice.type("typed while away" + ENTER + "and another" + ENTER)
+        await alice.sees("not sent yet")
+        await alice.sees("(2 waiting)")
+        first = await said(bob, "typed while away")
+        second = await said(bob, "and another")
+        assert (first["room"], second["room"]) == ("general", "general")
+        assert int(str(first["id"])) < int(str(second["id"]))
+        await alice.sees(lambda p: p.state.connection == "connected", "connected again")
+
+
+async def test_without_reconnecting_a_line_typed_after_the_end_is_refused(
+        server: ChatServer, clients: Clients, person: Callable[..., object]) -> None:
+    await bob_in(clients, "general")
+    async with Relay(server.port, cut_at=b"cut-here") as relay:
+        alice: Person = await person("alice", port=relay.port)  # type: ignore[misc]
+        alice.type("/join general" + ENTER)
+        await alice.sees(lambda p: p.state.current == "general", "#general shown")
+        alice.type("cut-here" + ENTER)
+        await alice.sees("the server closed the connection")
+        alice.type("hello?" + ENTER)
+        await alice.sees("not sent: disconnected, and the client does not connect again")

@@ -277,7 +277,8 @@ async def _handle(session: ClientSession, view: View, text: str) -> None:
     try:
         view.show(await session.input(text), session.current_room)
     except (ConnectionError, TimeoutError) as exc:
-        view.show([error(f"no answer from the server ({exc or 'timed out'}).")])
+        # str(): an exception is true even when it says nothing (a time-out).
+        view.show([error(f"no answer from the server ({str(exc) or 'timed out'}).")])
 
 
 async def _pump(session: ClientSession, view: View) -> None:

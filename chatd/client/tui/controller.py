@@ -33,6 +33,8 @@ TYPING_EVERY = 3.0  # seconds between two typing notices we send for one room
 MEMBERSHIP = frozenset({"join", "create", "leave", "part", "accept", "transfer", "userdel"})
 REMOVED = frozenset({"kick", "ban", "terminated"})  # events that end a membership
 QUIT = frozenset({"quit", "exit"})
+OFFLINE = frozenset({"query", "close"})  # commands that need no server
+COMING_BACK = frozenset({"disconnected", "reconnecting"})  # the pump is reconnecting
 NOT_HERE = ("you are in no room here: the server conversation takes commands only. Show a room "
             "(Ctrl-N, Alt-2 ...) or a person (/query <user>) to talk, or /join <room>.")
 
@@ -57,6 +59,10 @@ class Controller:
         self._typing_sent: dict[str, float] = {}
         self._loading: set[str] = set()
         self._tasks: set[asyncio.Task[Any]] = set()
+        self._held: list[str] = []  # lines typed while the connection was down
+        # One line at a time reaches the server: the last held line and the next one
+        # typed must not overtake each other.
+        self._sending = asyncio.Lock()
         # The newest message id seen: a reconnection resumes from it (PROTOCOL.md 7.1).
         self.last_id = 0
         self._marked = False  # last_id was set from the rooms' newest messages once
@@ -139,16 +145,49 @@ class Controller:
         text = text.strip()
         if not text:
             return True
-        name, _, rest = text[1:].partition(" ") if text[:2] != "//" else ("", "", "")
-        name = name.lower() if text.startswith("/") else ""
-        if name in QUIT:
+        if _name_of(text) in QUIT:
             return False
-        try:
-            await self._run(text, name, rest.strip())
-        except (ConnectionError, TimeoutError) as exc:
-            self.state.add(error(f"no answer from the server ({exc or 'timed out'})."))
+        if self._held or (self.state.connection != "connected"
+                          and _name_of(text) not in OFFLINE):
+            self._hold(text)
+        else:
+            await self._send(text)
         self.redraw()
         return True
+
+    async def _send(self, text: str) -> None:
+        name = _name_of(text)
+        rest = text[1:].partition(" ")[2].strip() if name else ""
+        try:
+            async with self._sending:
+                await self._run(text, name, rest)
+        except (ConnectionError, TimeoutError) as exc:
+            # str(): an exception is true even when it says nothing (a time-out).
+            self.state.add(error(f"no answer from the server ({str(exc) or 'timed out'}): "
+                                 "the line may not have reached it."))
+
+    def _hold(self, text: str) -> None:
+        """A line typed while the connection is down: sent once it is back, in order
+        (as the line mode does), or refused when it will not come back."""
+        if self._reconnect is None or self.state.connection not in COMING_BACK:
+            self.state.add(error(f"not sent: {self.state.connection}, and the client does not "
+                                 "connect again (/quit, then start it again)."))
+            return
+        self._held.append(text)
+        self.state.add(notice(f"not sent yet ({self.state.connection}): the line is sent once "
+                              f"the client is connected again ({len(self._held)} waiting)."))
+
+    async def _send_held(self) -> None:
+        """Lines typed while the connection was down, in the order typed; lines typed
+        meanwhile join the end of the queue, so the order holds."""
+        while self._held:
+            await self._send(self._held.pop(0))
+
+    def _drop_held(self, why: str) -> None:
+        if self._held:
+            self.state.add(error(f"{len(self._held)} line(s) typed while disconnected were not "
+                                 f"sent: {why}."))
+            self._held.clear()
 
     async def _run(self, text: str, name: str, rest: str) -> None:
         conversation = self.state.shown
@@ -283,8 +322,13 @@ class Controller:
             self.state.connection = "disconnected"
             self.state.add(error("the server closed the connection."))
             self.redraw()
-            if self._reconnect is None or not await self._reconnected():
+            if self._reconnect is None:
                 return
+            try:
+                if not await self._reconnected():
+                    return
+            except (ConnectionError, TimeoutError):
+                continue  # lost again while catching up: its events end, and we start over
 
     async def _reconnected(self) -> bool:
         """Reconnect and log in again, waiting longer after each failure."""
@@ -303,6 +347,7 @@ class Controller:
                 for line in said:
                     self.state.add(line)
                 self.state.connection = "disconnected"
+                self._drop_held("the login was refused")
                 self.redraw()
                 return False
             self._backoff.reset()
@@ -311,6 +356,7 @@ class Controller:
             current = self.state.current
             await self.start([])
             await self.show(current if current in self.state.conversations else SERVER)
+            await self._send_held()
             return True
 
     async def _caught_up(self, said: list[Line]) -> None:
@@ -385,3 +431,10 @@ class Controller:
             task.cancel()
             with contextlib.suppress(BaseException):
                 await task
+
+
+def _name_of(text: str) -> str:
+    """The command a typed line is, lower case ("" for a plain line, and for //text)."""
+    if not text.startswith("/") or text.startswith("//"):
+        return ""
+    return text[1:].partition(" ")[0].lower()
