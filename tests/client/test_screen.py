@@ -547,3 +547,20 @@ async def test_without_reconnecting_a_line_typed_after_the_end_is_refused(
         await alice.sees("the server closed the connection")
         alice.type("hello?" + ENTER)
         await alice.sees("not sent: disconnected, and the client does not connect again")
+
+
+async def test_upload_is_refused_and_the_client_goes_on(
+        clients: Clients, person: Callable[..., object]) -> None:
+    bob = await bob_in(clients, "general")
+    alice: Person = await person("alice")  # type: ignore[misc]
+    alice.type("/join general" + ENTER)
+    await alice.sees(lambda p: p.state.current == "general", "#general shown")
+    alice.type("/uplo" + TAB)
+    await asyncio.sleep(0.2)
+    assert alice.input_row == "#general> /uplo"  # not offered
+    alice.type("\x15/upload notes.txt 12" + ENTER)
+    await alice.sees("/upload is not sent from chatd-client")
+    alice.type("still talking" + ENTER)
+    assert (await said(bob, "still talking"))["room"] == "general"
+    await alice.sees("<alice> still talking")
+    assert "no answer from the server" not in alice.text()

@@ -21,6 +21,8 @@ LOCAL_COMMANDS = {
     "fingerprint": "/fingerprint [user]", "secure": "/secure on|off",
     "query": "/query <user>", "close": "/close", "quit": "/quit",
 }
+# Refused by the client (the session says why): not offered.
+REFUSED_COMMANDS = frozenset({"upload"})
 _PARAM = re.compile(r"[<\[]([^>\]]+)[>\]]")
 # Between the forms of a usage line: "  |  " (older servers wrote "  or  " for /login).
 _FORMS = re.compile(r" {2}(?:\||or) {2}")
@@ -46,7 +48,7 @@ class Vocabulary:
         for entry in commands:
             usage = str(entry.get("usage", ""))
             for name in [entry.get("name"), *(entry.get("aliases") or [])]:
-                if isinstance(name, str) and name:
+                if isinstance(name, str) and name and name.lower() not in REFUSED_COMMANDS:
                     self.usages.setdefault(name.lower(), usage)
 
     def learn_nicks(self, names: Iterable[str]) -> None:

@@ -9,7 +9,8 @@ envelope are decrypted and checked before they are shown.
 
 Commands the client handles itself (they never reach the server as typed):
 ``/emsg <room|@user> <text>`` (encrypt and send), ``/trust <user>``,
-``/fingerprint [user]`` and ``/secure on|off`` (always encrypt in this room).
+``/fingerprint [user]`` and ``/secure on|off`` (always encrypt in this room);
+``/upload`` is refused (its data lines are for raw clients).
 """
 
 from __future__ import annotations
@@ -63,7 +64,7 @@ class ClientSession:
         self._rooms_at_login: list[str] = []
         self._local: dict[str, Callable[[str], Awaitable[list[Line]]]] = {
             "emsg": self._emsg, "trust": self._trust, "fingerprint": self._fingerprint,
-            "secure": self._secure}
+            "secure": self._secure, "upload": self._upload}
 
     # -- logging in -----------------------------------------------------------------
 
@@ -287,6 +288,14 @@ class ClientSession:
             return [notice(f"lines you type in #{room} are now encrypted end to end.")]
         self.always_encrypt.discard(room)
         return [notice(f"lines you type in #{room} are sent as the room wants again.")]
+
+    async def _upload(self, rest: str) -> list[Line]:
+        # The protocol's upload takes the file as base64 data lines up to a lone ".":
+        # typed by hand, every later line would be taken as data, and each command would
+        # wait for an answer that comes only after that ".". So it never leaves.
+        return [error("/upload is not sent from chatd-client: the file would have to follow "
+                      "as base64 lines typed by hand. Upload from a raw connection (telnet, "
+                      "a script) or the web client; files shared in a room show here.")]
 
     # -- what the server sends ------------------------------------------------------------------
 
