@@ -33,6 +33,7 @@ TYPING_EVERY = 3.0  # seconds between two typing notices we send for one room
 MEMBERSHIP = frozenset({"join", "create", "leave", "part", "accept", "transfer", "userdel"})
 REMOVED = frozenset({"kick", "ban", "terminated"})  # events that end a membership
 QUIT = frozenset({"quit", "exit"})
+LOGINS = frozenset({"login", "register", "auth"})
 OFFLINE = frozenset({"query", "close"})  # commands that need no server
 COMING_BACK = frozenset({"disconnected", "reconnecting"})  # the pump is reconnecting
 NOT_HERE = ("you are in no room here: the server conversation takes commands only. Show a room "
@@ -66,8 +67,6 @@ class Controller:
         # The newest message id seen: a reconnection resumes from it (PROTOCOL.md 7.1).
         self.last_id = 0
         self._marked = False  # last_id was set from the rooms' newest messages once
-        # While catching up after a login: the ids shown since, which the replay skips.
-        self._since_login: set[int] | None = None
         self._replayed: set[int] = set()  # ids the replay showed: their live copies are not
 
     # -- starting -----------------------------------------------------------------------
@@ -103,8 +102,6 @@ class Controller:
             ident = record.get("id")
             if record.get("type") == "message" and isinstance(ident, int):
                 self.last_id = max(self.last_id, ident)
-                if self._since_login is not None:
-                    self._since_login.add(ident)
 
     async def refresh_rooms(self) -> None:
         """Ask the server which rooms this user is in; open and close conversations."""
@@ -217,7 +214,8 @@ class Controller:
             await self.show(entered)
         for line in said:
             self.state.add(line)
-        self.last_id = max([self.last_id, *(line.message_id or 0 for line in said)])
+        if name not in LOGINS:  # a login's direct messages may be newer than a gap to resume
+            self.last_id = max([self.last_id, *(line.message_id or 0 for line in said)])
 
     async def _query(self, user: str) -> None:
         if not user:
@@ -362,17 +360,13 @@ class Controller:
     async def _caught_up(self, said: list[Line]) -> None:
         """After a login on a new connection: the direct messages it brought, then what
         was said in the person's rooms and direct conversations meanwhile."""
-        seen = {line.message_id for line in said if line.message_id is not None}
-        self._since_login = seen
         self._replayed.clear()
         for line in said:
             if line.kind != "notice":  # not the welcome again (it may hold the resume token)
                 self.state.add(line)
-        try:  # from the last id seen before: the login's messages may be newer than the gap
-            await self.resume(self.last_id)
-        finally:
-            self._since_login = None
-        self.last_id = max([self.last_id, *seen])
+        # From the last id seen before: the login's messages may be newer than the gap.
+        await self.resume(self.last_id)
+        self.last_id = max([self.last_id, *(line.message_id or 0 for line in said)])
 
     async def resume(self, after: int) -> None:
         """Replay the messages after id ``after``, page by page, each where it belongs;
@@ -392,15 +386,21 @@ class Controller:
             after = int(reply.get("last_id") or 0)
 
     async def _replay(self, records: list[dict[str, Any]]) -> None:
+        """Replayed messages, less those already on screen (sent by this client, shown
+        live or brought by the login); their live copies still waiting are dropped."""
+        held: dict[str, set[int]] = {}
         for record in records:
             ident = record.get("id")
-            if record.get("type") != "message" or not isinstance(ident, int) \
-                    or ident in (self._since_login or ()):
+            if record.get("type") != "message" or not isinstance(ident, int):
                 continue
             self._replayed.add(ident)
             self._note([record])
             for line in await self.session.show(record):
-                self.state.add(line)
+                key = self.state.key_of(line)
+                if key not in held:
+                    held[key] = self.state.open(key).known_ids()
+                if line.message_id not in held[key]:
+                    self.state.add(line)
 
     def _gap(self, reasons: list[Any]) -> None:
         """The replay may be incomplete: every conversation the person reads is told."""
