@@ -440,8 +440,40 @@ async def test_a_refused_login_stops_the_reconnection(
     elsewhere = await clients.user("alice")
     await elsewhere.command(f"/passwd {PASSWORD} another-password")  # closes the screen's
     await alice.sees("auth-failed")
-    await alice.sees(lambda p: "disconnected" in p.status_row, "the status bar")
+    await alice.sees(lambda p: "logged out" in p.status_row, "the status bar")
     assert await alice.quits() == 0
+
+
+async def test_a_login_typed_after_a_refused_one_brings_the_screen_back(
+        clients: Clients, person: Callable[..., object]) -> None:
+    bob = await bob_in(clients, "general")
+    await bob.command("/say general before")
+    alice: Person = await person("alice", reconnect=True)  # type: ignore[misc]
+    alice.type("/join general" + ENTER)
+    await alice.sees("<bob> before")
+    elsewhere = await clients.user("alice")
+    await elsewhere.command(f"/passwd {PASSWORD} another-password")  # closes the screen's
+    await alice.sees("auth-failed")
+    await alice.sees(lambda p: "alice \N{MIDDLE DOT} logged out" in p.status_row, "logged out")
+    alice.type("hello?" + ENTER)
+    await alice.sees("you are logged out: /login <name> <password> first")
+    await bob.command("/say general said while alice was logged out")
+    alice.type("/login alice another-password" + ENTER)
+    await alice.sees(lambda p: "alice \N{MIDDLE DOT} connected" in p.status_row, "connected")
+    await alice.sees("<bob> said while alice was logged out")  # missed, then replayed
+    await bob.command("/say general and live")
+    await alice.sees("<bob> and live")  # the events come again
+    assert alice.screen.controller.session.resume_token is not None  # asked for one
+
+
+async def test_the_status_bar_says_logged_out_after_logout(
+        clients: Clients, person: Callable[..., object]) -> None:
+    alice: Person = await person("alice")  # type: ignore[misc]
+    await alice.sees(lambda p: "alice \N{MIDDLE DOT} connected" in p.status_row, "connected")
+    alice.type("/logout" + ENTER)
+    await alice.sees(lambda p: "logged out" in p.status_row, "logged out in the status bar")
+    alice.type("/whoami" + ENTER)
+    await alice.sees("you are logged out: /login <name> <password> first")
 
 
 # -- where a line goes --------------------------------------------------------------------------

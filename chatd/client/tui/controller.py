@@ -18,6 +18,7 @@ import time
 from collections.abc import Awaitable, Callable, Coroutine, Iterable
 from typing import Any
 
+from chatd.client.logins import RESUME_FLAG
 from chatd.client.sdk.backoff import Backoff
 from chatd.client.tui.complete import Vocabulary
 from chatd.client.tui.lines import Line, error, notice, warning
@@ -33,6 +34,9 @@ TYPING_EVERY = 3.0  # seconds between two typing notices we send for one room
 MEMBERSHIP = frozenset({"join", "create", "leave", "part", "accept", "transfer", "userdel"})
 REMOVED = frozenset({"kick", "ban", "terminated"})  # events that end a membership
 QUIT = frozenset({"quit", "exit"})
+# Connected, not logged in (after /logout, or a login refused on reconnecting): the
+# connection stays open and only a login is sent.
+LOGGED_OUT = "logged out"
 LOGINS = frozenset({"login", "register", "auth"})
 OFFLINE = frozenset({"query", "close"})  # commands that need no server
 COMING_BACK = frozenset({"disconnected", "reconnecting"})  # the pump is reconnecting
@@ -144,8 +148,12 @@ class Controller:
             return True
         if _name_of(text) in QUIT:
             return False
-        if self._held or (self.state.connection != "connected"
-                          and _name_of(text) not in OFFLINE):
+        name = _name_of(text)
+        if self.state.connection == LOGGED_OUT and name not in LOGINS | OFFLINE:
+            self.state.add(error("you are logged out: /login <name> <password> first "
+                                 "(/quit leaves)."))
+        elif self._held or (self.state.connection not in ("connected", LOGGED_OUT)
+                            and name not in OFFLINE):
             self._hold(text)
         else:
             await self._send(text)
@@ -155,13 +163,27 @@ class Controller:
     async def _send(self, text: str) -> None:
         name = _name_of(text)
         rest = text[1:].partition(" ")[2].strip() if name else ""
+        if name in ("login", "auth") and RESUME_FLAG not in rest.split():
+            text += f" {RESUME_FLAG}"  # a resume token, so that a reconnection can use it
         try:
             async with self._sending:
                 await self._run(text, name, rest)
+                await self._logged_in_or_out()
         except (ConnectionError, TimeoutError) as exc:
             # str(): an exception is true even when it says nothing (a time-out).
             self.state.add(error(f"no answer from the server ({str(exc) or 'timed out'}): "
                                  "the line may not have reached it."))
+
+    async def _logged_in_or_out(self) -> None:
+        """The status bar follows /logout, and a login typed while logged out brings
+        the screen back: rooms, what was missed, and what arrives from then on."""
+        if self.session.user is None and self.state.connection == "connected":
+            self.state.connection = LOGGED_OUT
+        elif self.session.user is not None and self.state.connection == LOGGED_OUT:
+            await self._caught_up([])
+            current = self.state.current
+            await self.start([])
+            await self.show(current if current in self.state.conversations else SERVER)
 
     def _hold(self, text: str) -> None:
         """A line typed while the connection is down: sent once it is back, in order
@@ -317,16 +339,17 @@ class Controller:
                     await self.receive(event)
             except (ConnectionError, TimeoutError):
                 pass  # showing an encrypted message may look up keys; the server went away
+            logged_out = self.state.connection == LOGGED_OUT
             self.state.connection = "disconnected"
             self.state.add(error("the server closed the connection."))
             self.redraw()
-            if self._reconnect is None:
+            if self._reconnect is None or logged_out:  # no login worth trying again
+                self._drop_held("the connection is closed")
                 return
-            try:
-                if not await self._reconnected():
-                    return
-            except (ConnectionError, TimeoutError):
-                continue  # lost again while catching up: its events end, and we start over
+            with contextlib.suppress(ConnectionError, TimeoutError):
+                # Logged in again, or refused and logged out: either way, the new
+                # connection's events follow (lost again meanwhile: they end at once).
+                await self._reconnected()
 
     async def _reconnected(self) -> bool:
         """Reconnect and log in again, waiting longer after each failure."""
@@ -344,7 +367,9 @@ class Controller:
             if not self._logged_in():  # refused: the password changed, an account deleted
                 for line in said:
                     self.state.add(line)
-                self.state.connection = "disconnected"
+                self.state.connection = LOGGED_OUT
+                self.state.add(error("the server refused to log you in again: /login <name> "
+                                     "<password> to go on, or /quit."))
                 self._drop_held("the login was refused")
                 self.redraw()
                 return False
