@@ -28,7 +28,7 @@ from chatd.client.tui import controller as controller_module
 from chatd.client.tui.complete import Vocabulary
 from chatd.client.tui.controller import Controller
 from chatd.client.tui.keyring import Keyring
-from chatd.client.tui.lines import Line
+from chatd.client.tui.lines import Line, from_ok, local_time
 from chatd.client.tui.screen import Screen, chat
 from chatd.client.tui.session import ClientSession
 from chatd.client.tui.state import ChatState
@@ -596,3 +596,37 @@ async def test_upload_is_refused_and_the_client_goes_on(
     assert (await said(bob, "still talking"))["room"] == "general"
     await alice.sees("<alice> still talking")
     assert "no answer from the server" not in alice.text()
+
+
+async def test_replies_show_what_their_fields_say(
+        clients: Clients, person: Callable[..., object]) -> None:
+    bob = await bob_in(clients, "general")
+    alice: Person = await person("alice")  # type: ignore[misc]
+    await bob.command("/msg alice hi")
+    alice.type("/help join" + ENTER)
+    await alice.sees("/join <room> [key]")
+    await alice.sees("* needs: logged in.")
+    alice.type("/whois bob" + ENTER)
+    await alice.sees(lambda p: any(r.split()[-2:] == ["rooms", "#general"] for r in
+                                   [row.split("\N{BOX DRAWINGS LIGHT VERTICAL}")[-1]
+                                    for row in p.rows()]), "bob's rooms")
+    alice.type("/conversations" + ENTER)
+    await alice.sees(lambda p: any(line.rows[:1] == (("user", "last", "online"),)
+                                   for line in p.state.shown.lines), "the conversations table")
+    (listed,) = [line for line in alice.state.shown.lines if line.rows[:1] == (
+        ("user", "last", "online"),)]
+    assert listed.rows[1][0] == "bob" and listed.rows[1][1][:2] == "20"  # a date, not 1.8e9
+    alice.type("/stickers" + ENTER)
+    await alice.sees("* stickers: bear, cake")
+    alice.type("/help" + ENTER)
+    await alice.sees("/help <command> shows one command.")
+    assert "Join a room by name" in "".join(
+        cell for line in alice.state.shown.lines for row in line.rows for cell in row)
+
+
+def test_times_in_tables_are_local_dates() -> None:
+    (table, _) = from_ok({"command": "notifications", "message": "1 notification.",
+                          "notifications": [{"id": 1, "kind": "mention",
+                                             "ts_epoch": 1800000000.0, "text": "hi"}]})
+    assert table.rows[1][2] == local_time(1800000000.0)
+    assert local_time(1800000000.0)[:4] == "2027" and "." not in table.rows[1][2]

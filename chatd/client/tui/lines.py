@@ -7,6 +7,7 @@ tests read Lines instead of screen output.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from typing import Any
 
 from chatd.protocol.render import Style, render
@@ -83,9 +84,14 @@ def from_record(record: dict[str, Any]) -> Line | None:
 
 
 def from_ok(final: dict[str, Any]) -> list[Line]:
-    """An ``ok`` reply: its sentence, and a table for list-valued fields."""
-    shown: list[Line] = []
-    for field in ("rooms", "members", "keys", "tokens", "past", "notifications", "files"):
+    """An ``ok`` reply: what its fields say (tables for lists), then its sentence.
+
+    The JSON sentence is often only a summary ("1 conversation.") or empty (/help
+    <command>): the content is in the fields, which text mode would have shown.
+    """
+    special = _SPECIAL.get(str(final.get("command", "")))
+    shown = special(final) if special is not None else []
+    for field in TABLE_FIELDS:
         value = final.get(field)
         if isinstance(value, list) and value and all(isinstance(v, dict) for v in value):
             shown.append(_table(value))
@@ -95,12 +101,71 @@ def from_ok(final: dict[str, Any]) -> list[Line]:
     return shown
 
 
+def _help(final: dict[str, Any]) -> list[Line]:
+    """/help: every command's usage and what it does, or one command's."""
+    commands = final.get("commands")
+    if isinstance(commands, list):
+        rows = [("command", "does")]
+        rows += [(clean(str(c.get("usage", ""))), clean(str(c.get("help", ""))))
+                 for c in commands if isinstance(c, dict)]
+        return [Line("table", "", rows=tuple(rows))]
+    shown = [notice(str(final[key])) for key in ("usage", "help") if final.get(key)]
+    if final.get("needs"):
+        shown.append(notice(f"needs: {final['needs']}"))
+    if final.get("aliases"):
+        shown.append(notice("also: " + ", ".join(f"/{a}" for a in final["aliases"])))
+    return shown
+
+
+def _whois(final: dict[str, Any]) -> list[Line]:
+    away = final.get("away")
+    status = f"away ({away})" if away else ("online" if final.get("online") else "offline")
+    rows = [("user", str(final.get("user", ""))), ("status", status),
+            ("rooms", ", ".join(f"#{room}" for room in final.get("rooms") or []) or "-"),
+            ("since", local_time(final.get("since")))]
+    if final.get("admin"):
+        rows.append(("role", "server admin"))
+    if final.get("bot"):
+        rows.append(("kind", f"bot, owned by {final.get('owner') or 'nobody'}"))
+    return [Line("table", "", rows=tuple((clean(a), clean(b)) for a, b in rows))]
+
+
+def _stickers(final: dict[str, Any]) -> list[Line]:
+    names = [str(s.get("name")) for s in final.get("stickers") or [] if isinstance(s, dict)]
+    return [notice("stickers: " + ", ".join(names))] if names else []
+
+
+_SPECIAL = {"help": _help, "whois": _whois, "stickers": _stickers}
+# List-valued fields shown as tables, whatever the command.
+TABLE_FIELDS = ("rooms", "members", "keys", "tokens", "past", "notifications", "files",
+                "conversations")
+# Fields that hold a time (epoch seconds, or ISO text): shown as a local date.
+TIME_FIELDS = frozenset({"ts_epoch", "last", "created", "expires", "last_used", "last_joined",
+                         "until", "since", "time", "ts"})
+
+
+def local_time(value: object) -> str:
+    """Epoch seconds or an ISO time as a local ``YYYY-MM-DD HH:MM``; other values as
+    they are."""
+    if isinstance(value, bool) or value is None:
+        return _cell(value)
+    try:
+        if isinstance(value, int | float):
+            moment = datetime.fromtimestamp(value, tz=UTC)
+        else:
+            moment = datetime.fromisoformat(str(value).replace("Z", "+00:00"))
+    except (ValueError, OverflowError, OSError):
+        return str(value)
+    return moment.astimezone().strftime("%Y-%m-%d %H:%M")
+
+
 def _table(items: list[dict[str, Any]]) -> Line:
     # Nested values and long opaque ones (base64 keys) do not make a readable table.
     columns = [key for key, value in items[0].items()
                if not isinstance(value, dict | list) and len(str(value)) <= MAX_CELL]
     rows = [tuple(columns)]
-    rows += [tuple(clean(_cell(item.get(key))) for key in columns) for item in items]
+    rows += [tuple(clean(local_time(item.get(key)) if key in TIME_FIELDS
+                         else _cell(item.get(key))) for key in columns) for item in items]
     return Line("table", "", rows=tuple(rows))
 
 
