@@ -630,3 +630,19 @@ def test_times_in_tables_are_local_dates() -> None:
                                              "ts_epoch": 1800000000.0, "text": "hi"}]})
     assert table.rows[1][2] == local_time(1800000000.0)
     assert local_time(1800000000.0)[:4] == "2027" and "." not in table.rows[1][2]
+
+
+async def test_the_prompt_comes_back_after_a_line_wider_than_the_screen(
+        clients: Clients, person: Callable[..., object]) -> None:
+    bob = await bob_in(clients, "general")
+    alice: Person = await person("alice")  # type: ignore[misc]
+    alice.type("/join general" + ENTER)
+    await alice.sees(lambda p: p.state.current == "general", "#general shown")
+    alice.type("x" * 120)
+    await alice.sees(lambda p: p.input_row.endswith("x" * 20), "the long line")
+    alice.type(ENTER)
+    await said(bob, "x" * 120)
+    await alice.sees(lambda p: p.input_row == "#general>", "the prompt again")
+    alice.type("short")
+    await alice.sees(lambda p: p.input_row == "#general> short", "a short line typed")
+

@@ -141,7 +141,8 @@ class Screen:
         ])
         status = Window(FormattedTextControl(self._status), height=1, style="class:status")
         prompt = BeforeInput(lambda: f"{self.state.shown.title}> ", style="class:prompt")
-        line = Window(BufferControl(self.input, input_processors=[prompt]), height=1)
+        line = self._line = Window(BufferControl(self.input, input_processors=[prompt]),
+                                   height=1)
         return FloatContainer(HSplit([body, status, line]), floats=[
             Float(xcursor=True, ycursor=True, content=CompletionsMenu(max_height=8))])
 
@@ -214,6 +215,9 @@ class Screen:
     def _accept(self, buffer: Buffer) -> bool:
         self._queue.put_nowait(buffer.text)
         self.controller.state.shown.scroll = 0  # what you send, you see
+        # The window scrolled sideways along a line wider than itself; the empty line
+        # that follows would otherwise be drawn scrolled out of sight, prompt and all.
+        self._line.horizontal_scroll = 0
         return False
 
     async def _typed_lines(self) -> None:
