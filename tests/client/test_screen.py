@@ -646,3 +646,20 @@ async def test_the_prompt_comes_back_after_a_line_wider_than_the_screen(
     alice.type("short")
     await alice.sees(lambda p: p.input_row == "#general> short", "a short line typed")
 
+
+async def test_a_direct_conversation_is_one_whatever_the_case(
+        clients: Clients, person: Callable[..., object]) -> None:
+    bob = await bob_in(clients)
+    alice: Person = await person("alice")  # type: ignore[misc]
+    alice.type("/query BOB" + ENTER)
+    await alice.sees(lambda p: p.state.current.casefold() == "@bob", "the conversation")
+    alice.type("hello bob" + ENTER)
+    assert (await said(bob, "hello bob"))["to"] == "bob"
+    await bob.command("/msg alice hi alice")
+    await alice.sees("<bob -> alice> hi alice")
+    alice.type("/query bob" + ENTER)
+    await asyncio.sleep(0.1)
+    people = [key for key in alice.state.conversations if key.startswith("@")]
+    assert len(people) == 1, people
+    texts = [line.text for line in alice.state.conversations[people[0]].lines]
+    assert "hello bob" in texts and "hi alice" in texts

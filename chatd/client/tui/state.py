@@ -22,8 +22,9 @@ TYPING_SHOWN = 6.0  # seconds a typing notice stays up (the server sends one per
 
 
 def dm_key(name: str) -> str:
-    """The key of the direct conversation with ``name``."""
-    return f"@{name}"
+    """The key of the direct conversation with ``name``: names are case-insensitive,
+    so ``/query BOB`` and a message from ``bob`` are one conversation."""
+    return f"@{name.lower()}"
 
 
 @dataclass
