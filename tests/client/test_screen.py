@@ -663,3 +663,17 @@ async def test_a_direct_conversation_is_one_whatever_the_case(
     assert len(people) == 1, people
     texts = [line.text for line in alice.state.conversations[people[0]].lines]
     assert "hello bob" in texts and "hi alice" in texts
+
+
+async def test_a_long_room_name_is_cut_and_its_count_kept(
+        clients: Clients, person: Callable[..., object]) -> None:
+    bob = await bob_in(clients, "abcdefghijklmnopqrstuvw")
+    alice: Person = await person("alice")  # type: ignore[misc]
+    alice.type("/join abcdefghijklmnopqrstuvw" + ENTER)
+    await alice.sees(lambda p: p.state.current == "abcdefghijklmnopqrstuvw", "the room shown")
+    alice.type("\x1b1")
+    await alice.sees(lambda p: p.state.current == "", "the server conversation")
+    await bob.command("/say abcdefghijklmnopqrstuvw alice: look")
+    await bob.command("/say abcdefghijklmnopqrstuvw and here")
+    await alice.sees(lambda p: "2:#abcdefghijk\N{HORIZONTAL ELLIPSIS} (2!)" in p.room_list(),
+                     "the cut name and its count")

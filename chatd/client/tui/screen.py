@@ -152,14 +152,14 @@ class Screen:
         out: StyleAndTextTuples = []
         for number, key in enumerate(self.state.keys(), start=1):
             conversation = self.state.conversations[key]
-            text = f"{number}:{conversation.title}"
-            style = "class:roomlist.current" if key == self.state.current else ""
+            count, style = "", "class:roomlist.current" if key == self.state.current else ""
             if conversation.mentions:
-                text, style = f"{text} ({conversation.unread}!)", style + " class:mention"
+                count, style = f" ({conversation.unread}!)", style + " class:mention"
             elif conversation.unread:
-                text, style = f"{text} ({conversation.unread})", style + " class:unread"
-            out.append((style, text.ljust(ROOM_LIST_WIDTH)[:ROOM_LIST_WIDTH] + "\n",
-                        self._clicked(key)))
+                count, style = f" ({conversation.unread})", style + " class:unread"
+            # A long name is cut, never the count after it: that is what the list is for.
+            name = _cut(f"{number}:{conversation.title}", ROOM_LIST_WIDTH - len(count))
+            out.append((style, (name + count).ljust(ROOM_LIST_WIDTH) + "\n", self._clicked(key)))
         return out
 
     def _clicked(self, key: str) -> Callable[[MouseEvent], None]:
@@ -247,6 +247,11 @@ class Screen:
                 with contextlib.suppress(BaseException):
                     await worker
             await self.controller.close()
+
+
+def _cut(text: str, width: int) -> str:
+    """``text`` in at most ``width`` characters, an ellipsis saying it was cut."""
+    return text if len(text) <= width else text[:max(0, width - 1)] + "\N{HORIZONTAL ELLIPSIS}"
 
 
 async def chat(session: ClientSession, said: list[Line], reconnect: Reconnect | None = None,
