@@ -677,3 +677,23 @@ async def test_a_long_room_name_is_cut_and_its_count_kept(
     await bob.command("/say abcdefghijklmnopqrstuvw and here")
     await alice.sees(lambda p: "2:#abcdefghijk\N{HORIZONTAL ELLIPSIS} (2!)" in p.room_list(),
                      "the cut name and its count")
+
+
+
+async def test_history_stopped_by_the_cap_does_not_claim_the_start(
+        clients: Clients, person: Callable[..., object],
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(controller_module, "HISTORY_PAGE", 20)
+    monkeypatch.setattr(controller_module, "HISTORY_MAX", 30)  # as the server's cap were 30
+    bob = await bob_in(clients, "big")
+    for n in range(40):
+        await bob.command(f"/say big message number {n}")
+    alice: Person = await person("alice")  # type: ignore[misc]
+    alice.type("/join big" + ENTER)
+    await alice.sees("message number 39")
+    for _ in range(8):
+        alice.type(PAGE_UP)
+        await asyncio.sleep(0.05)
+    await alice.sees("message number 10")
+    await alice.sees("older messages of #big are beyond what the server's /history gives")
+    assert "the start of #big's history" not in alice.text()

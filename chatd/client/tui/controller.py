@@ -286,10 +286,16 @@ class Controller:
                 older += await self.session.show(record)
             conversation.prepend(older)
             conversation.loaded = True
-            if len(records) < want or want >= HISTORY_MAX or not reply.ok:
+            if reply.ok and len(records) < want:  # the server has nothing older
                 conversation.history_done = True
                 conversation.lines.appendleft(notice(f"the start of {conversation.title}'s "
                                                      "history here."))
+            elif want >= HISTORY_MAX or not reply.ok:  # older ones exist, out of reach
+                conversation.history_done = True
+                conversation.lines.appendleft(notice(
+                    f"older messages of {conversation.title} are beyond what the server's "
+                    f"/history gives ({HISTORY_MAX} at most)." if reply.ok else
+                    f"older history could not be fetched ({reply.get('message')})."))
         finally:
             self._loading.discard(key)
             self.redraw()
