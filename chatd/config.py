@@ -80,7 +80,7 @@ class StorageConfig:
     max_batch: int = 5000
     # Messages acknowledged and not written yet, at most: past it posts are refused
     # with busy (a database that cannot keep up, a full disk).
-    max_pending: int = 100_000
+    max_pending: int = 1_000_000
 
 
 @dataclass(frozen=True, slots=True)

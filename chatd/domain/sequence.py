@@ -35,10 +35,14 @@ NOT_SERVING: Final = "no"
 RESERVED_META: Final = "ids_reserved"
 # The first id of the numbering since the last unclean stop.
 IDS_FROM_META: Final = "ids_from"
-# How many ids are reserved at a time, ahead of those issued.
-RESERVE_AHEAD: Final = 100_000
-# Messages numbered and not written yet, at most (storage.max_pending).
-DEFAULT_MAX_PENDING: Final = 100_000
+# How many ids are reserved at a time, ahead of those issued. Generous: under a
+# burst the database's writes wait seconds behind the event loop's work (200,000
+# messages in 4 s in the benchmark's rooms of two wrote nothing meanwhile), and
+# an id past the reservation is refused; ids may have gaps, and 2**63 is far.
+RESERVE_AHEAD: Final = 10_000_000
+# Messages numbered and not written yet, at most (storage.max_pending): some
+# 400 bytes each, so the default bounds the backlog near 400 MB.
+DEFAULT_MAX_PENDING: Final = 1_000_000
 RETRY_MS: Final = 1000
 _UNBOUNDED: Final = 2**63 - 1
 
