@@ -94,6 +94,11 @@ class Person:
                     + self.text())
         return self.text()
 
+    async def joins(self, room: str) -> None:
+        """Type ``/join room`` and wait for the room to be on screen."""
+        self.type(f"/join {room}" + ENTER)
+        await self.sees(lambda p: p.state.current == room, f"#{room} shown")
+
     async def quits(self) -> int:
         self.type("\x15" + CTRL_D)  # Ctrl-U empties the line; Ctrl-D on an empty one quits
         return await asyncio.wait_for(self.task, 8)
@@ -158,8 +163,7 @@ async def test_editing_history_and_incoming_lines_keep_the_input(
         clients: Clients, person: Callable[..., object]) -> None:
     bob = await bob_in(clients, "general")
     alice: Person = await person("alice")  # type: ignore[misc]
-    alice.type("/join general" + ENTER)
-    await alice.sees(lambda p: p.state.current == "general", "#general shown")
+    await alice.joins("general")
     await settle(bob)
 
     alice.type("abc" + LEFT + LEFT + "X")
@@ -306,8 +310,7 @@ async def test_kicked_from_a_room_and_errors_are_shown(
         clients: Clients, person: Callable[..., object]) -> None:
     bob = await bob_in(clients, "general")
     alice: Person = await person("alice")  # type: ignore[misc]
-    alice.type("/join general" + ENTER)
-    await alice.sees(lambda p: p.state.current == "general", "#general shown")
+    await alice.joins("general")
     alice.type("/join nosuchroom" + ENTER)
     await alice.sees("! no-such-room")
     await bob.command("/kick alice general enough")
@@ -328,8 +331,7 @@ async def test_an_end_to_end_room_on_the_full_screen(
     bob_session.user, bob_session.current_room = "bob", "vault"
     await bob_session.publish_key()
     alice: Person = await person("alice")  # type: ignore[misc]
-    alice.type("/join vault" + ENTER)
-    await alice.sees(lambda p: p.state.current == "vault", "#vault shown")
+    await alice.joins("vault")
     await settle(bob)
     alice.type("the code is 7419" + ENTER)
     # Alice's client hands bob her sender key first (a room_key message), then the
@@ -356,8 +358,7 @@ async def test_the_client_reconnects_after_a_restart(tmp_path: Path, person: Cal
     session = alice.screen.controller.session
     issued = session.resume_token  # asked for at the password login, kept in memory
     assert issued is not None and issued.startswith("chatdr_")
-    alice.type("/join general" + ENTER)
-    await alice.sees(lambda p: p.state.current == "general", "#general shown")
+    await alice.joins("general")
     await bob.close()
     await first.stop()
     await alice.sees("the server closed the connection")
@@ -403,8 +404,7 @@ async def test_the_mouse_scrolls_and_picks_a_room(
     for n in range(30):
         await bob.command(f"/say general line {n}")
     alice: Person = await person("alice", mouse=True)  # type: ignore[misc]
-    alice.type("/join dev" + ENTER)
-    await alice.sees(lambda p: p.state.current == "dev", "#dev shown")
+    await alice.joins("dev")
     alice.type("/join general" + ENTER)
     await alice.sees("line 29")
     alice.type("\x1b[<64;40;5M")  # the wheel, up, over the messages (SGR mouse report)
@@ -483,8 +483,7 @@ async def test_a_plain_line_in_the_server_conversation_goes_nowhere(
         clients: Clients, person: Callable[..., object]) -> None:
     bob = await bob_in(clients, "secret")
     alice: Person = await person("alice")  # type: ignore[misc]
-    alice.type("/join secret" + ENTER)
-    await alice.sees(lambda p: p.state.current == "secret", "#secret shown")
+    await alice.joins("secret")
     await settle(bob)
     alice.type("\x1b1")  # Alt-1: the server conversation
     await alice.sees(lambda p: p.input_row == "server>", "the server prompt")
@@ -537,8 +536,7 @@ async def test_a_gap_the_server_cannot_fill_is_announced(
     await bob_in(clients, "general")
     async with Relay(server.port, cut_at=b"cut-here") as relay:
         alice: Person = await person("alice", port=relay.port, reconnect=True)  # type: ignore[misc]
-        alice.type("/join general" + ENTER)
-        await alice.sees(lambda p: p.state.current == "general", "#general shown")
+        await alice.joins("general")
         # An id this server never issued: a client of another server, or of a database
         # restored from an older backup.
         alice.screen.controller.last_id = 10**9
@@ -553,8 +551,7 @@ async def test_a_line_typed_while_disconnected_is_sent_after_reconnecting(
     async with Relay(server.port, cut_at=b"cut-here") as relay:
         alice: Person = await person("alice", port=relay.port, reconnect=True,  # type: ignore[misc]
                                      backoff=fixed_backoff(0.5))
-        alice.type("/join general" + ENTER)
-        await alice.sees(lambda p: p.state.current == "general", "#general shown")
+        await alice.joins("general")
         await settle(bob)
         alice.type("cut-here" + ENTER)  # in flight when the connection drops: said so
         await alice.sees("no answer from the server (connection closed): the line may not")
@@ -573,8 +570,7 @@ async def test_without_reconnecting_a_line_typed_after_the_end_is_refused(
     await bob_in(clients, "general")
     async with Relay(server.port, cut_at=b"cut-here") as relay:
         alice: Person = await person("alice", port=relay.port)  # type: ignore[misc]
-        alice.type("/join general" + ENTER)
-        await alice.sees(lambda p: p.state.current == "general", "#general shown")
+        await alice.joins("general")
         alice.type("cut-here" + ENTER)
         await alice.sees("the server closed the connection")
         alice.type("hello?" + ENTER)
@@ -585,8 +581,7 @@ async def test_upload_is_refused_and_the_client_goes_on(
         clients: Clients, person: Callable[..., object]) -> None:
     bob = await bob_in(clients, "general")
     alice: Person = await person("alice")  # type: ignore[misc]
-    alice.type("/join general" + ENTER)
-    await alice.sees(lambda p: p.state.current == "general", "#general shown")
+    await alice.joins("general")
     alice.type("/uplo" + TAB)
     await asyncio.sleep(0.2)
     assert alice.input_row == "#general> /uplo"  # not offered
@@ -636,8 +631,7 @@ async def test_the_prompt_comes_back_after_a_line_wider_than_the_screen(
         clients: Clients, person: Callable[..., object]) -> None:
     bob = await bob_in(clients, "general")
     alice: Person = await person("alice")  # type: ignore[misc]
-    alice.type("/join general" + ENTER)
-    await alice.sees(lambda p: p.state.current == "general", "#general shown")
+    await alice.joins("general")
     alice.type("x" * 120)
     await alice.sees(lambda p: p.input_row.endswith("x" * 20), "the long line")
     alice.type(ENTER)
@@ -669,8 +663,7 @@ async def test_a_long_room_name_is_cut_and_its_count_kept(
         clients: Clients, person: Callable[..., object]) -> None:
     bob = await bob_in(clients, "abcdefghijklmnopqrstuvw")
     alice: Person = await person("alice")  # type: ignore[misc]
-    alice.type("/join abcdefghijklmnopqrstuvw" + ENTER)
-    await alice.sees(lambda p: p.state.current == "abcdefghijklmnopqrstuvw", "the room shown")
+    await alice.joins("abcdefghijklmnopqrstuvw")
     alice.type("\x1b1")
     await alice.sees(lambda p: p.state.current == "", "the server conversation")
     await bob.command("/say abcdefghijklmnopqrstuvw alice: look")
