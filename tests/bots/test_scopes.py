@@ -129,6 +129,14 @@ async def test_listing_shows_scopes_expiry_and_last_use_written_in_batches(
     assert await server.services.tokens.flush_use() == 0
     # Written, the last use is still listed (the record in memory holds it now).
     assert (await alice.command("/token list"))["tokens"][0]["last_used"] == used
+    # Kept to the second: a use within a second of the last noted one is noted
+    # with that time (one float for a wave of log-ins); a later one with its own.
+    clock.advance(0.5)
+    await _token_login(clients, made["token"])
+    assert (await alice.command("/token list"))["tokens"][0]["last_used"] == used
+    clock.advance(0.6)
+    await _token_login(clients, made["token"])
+    assert (await alice.command("/token list"))["tokens"][0]["last_used"] == clock.time()
 
 
 async def test_token_list_in_text_mode(clients: Clients) -> None:
