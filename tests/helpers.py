@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Callable
+import contextlib
+from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
@@ -136,6 +137,17 @@ async def eventually(condition: Callable[[], bool], timeout: float = 15.0) -> No
     async with asyncio.timeout(timeout):
         while not condition():  # noqa: ASYNC110 - polling server state; no event to wait on
             await asyncio.sleep(0.005)
+
+
+@contextlib.asynccontextmanager
+async def holding(server: ChatServer, room: Room
+                  ) -> AsyncIterator[Callable[[int], Awaitable[None]]]:
+    """Hold ``room``'s lock while commands line up behind it; yields a wait until
+    that many of them are queued. On leaving, they run in the order they came."""
+    transactions = server.services.transactions
+    assert isinstance(transactions, LocalTransactions)
+    async with transactions.room(room):
+        yield lambda waiters: queued_on(transactions, room, waiters)
 
 
 async def queued_on(transactions: LocalTransactions, room: Room, waiters: int) -> None:

@@ -10,7 +10,6 @@ import pytest
 
 from chatd.client import ChatClient, Reply
 from chatd.domain.protection import ROOM_BURST, ROOM_RATE
-from chatd.domain.transactions import LocalTransactions
 from tests.governance import (
     code_of,
     drain,
@@ -21,7 +20,7 @@ from tests.governance import (
     settle,
     users,
 )
-from tests.helpers import ChatServer, Clients, queued_on
+from tests.helpers import ChatServer, Clients, holding
 
 ROUNDS = 25
 
@@ -151,15 +150,12 @@ async def _in_turn(server: ChatServer, room_name: str,
                    *sent: tuple[ChatClient, str]) -> list[Reply]:
     """Hold the room's transaction while each command of ``sent`` queues for it, in
     that order; then let them run. Their replies, in the same order."""
-    room = server.services.rooms.find(room_name)
-    transactions = server.services.transactions
-    assert room is not None and isinstance(transactions, LocalTransactions)
-    queued = []
-    async with transactions.room(room):
+    sending = []
+    async with holding(server, server.services.rooms.require(room_name)) as queued:
         for client, command in sent:
-            queued.append(asyncio.create_task(client.command(command, check=False)))
-            await queued_on(transactions, room, len(queued))
-    return list(await asyncio.gather(*queued))
+            sending.append(asyncio.create_task(client.command(command, check=False)))
+            await queued(len(sending))
+    return list(await asyncio.gather(*sending))
 
 
 async def _behind_a_demotion(server: ChatServer, owner: ChatClient, admin: ChatClient,

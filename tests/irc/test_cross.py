@@ -7,8 +7,7 @@ from __future__ import annotations
 import asyncio
 
 from chatd.client import ChatClient
-from chatd.domain.transactions import LocalTransactions
-from tests.helpers import PASSWORD, ChatServer, Clients, queued_on, settle
+from tests.helpers import PASSWORD, ChatServer, Clients, holding, settle
 from tests.irc.conftest import IrcFactory
 from tests.irc.helpers import IrcClient
 
@@ -254,13 +253,11 @@ async def test_an_irc_join_behind_the_same_accounts_line_join_is_no_error(
     await owner.command("/create both")
     room = server.services.rooms.require("both")
     line, bob = await clients.user("bob"), await irc("bob")
-    transactions = server.services.transactions
-    assert isinstance(transactions, LocalTransactions)
-    async with transactions.room(room):
+    async with holding(server, room) as queued:
         joining = asyncio.create_task(line.command("/join both"))
-        await queued_on(transactions, room, 1)
+        await queued(1)
         bob.send("JOIN #both")
-        await queued_on(transactions, room, 2)
+        await queued(2)
     await joining
     bob.send("PING :done")
     seen = [m.command for m in await bob.until("PONG")]

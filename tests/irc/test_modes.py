@@ -5,8 +5,7 @@ from __future__ import annotations
 import asyncio
 
 from chatd.domain.room import Mode, Role
-from chatd.domain.transactions import LocalTransactions
-from tests.helpers import ChatServer, Clients, queued_on
+from tests.helpers import ChatServer, Clients, holding
 from tests.irc.conftest import IrcFactory
 from tests.irc.helpers import IrcClient
 
@@ -160,13 +159,11 @@ async def test_minus_i_queued_behind_a_change_to_request_leaves_it(
     await alice.expect("MODE")
     room = server.services.rooms.require("m")
     line = await clients.user("alice")
-    transactions = server.services.transactions
-    assert isinstance(transactions, LocalTransactions)
-    async with transactions.room(room):
+    async with holding(server, room) as queued:
         request = asyncio.create_task(line.command("/mode request m"))
-        await queued_on(transactions, room, 1)
+        await queued(1)
         alice.send("MODE #m -i")
-        await queued_on(transactions, room, 2)
+        await queued(2)
     await request
     alice.send("MODE #m")
     assert (await alice.expect("324")).params[2] == "+ntR"
@@ -182,13 +179,11 @@ async def test_minus_i_plus_r_is_one_change_a_join_behind_it_finds_request(
     await alice.expect("MODE")
     room = server.services.rooms.require("m")
     outsider = await clients.user("outsider")
-    transactions = server.services.transactions
-    assert isinstance(transactions, LocalTransactions)
-    async with transactions.room(room):
+    async with holding(server, room) as queued:
         alice.send("MODE #m -i+R")
-        await queued_on(transactions, room, 1)
+        await queued(1)
         joining = asyncio.create_task(outsider.command("/join m"))
-        await queued_on(transactions, room, 2)
+        await queued(2)
     assert (await joining)["requested"] is True
     assert (await alice.expect("MODE")).params == ("#m", "+R-i")
     assert room.mode is Mode.REQUEST and not room.is_member(outsider_id(server))
