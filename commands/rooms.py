@@ -63,13 +63,8 @@ async def join(ctx: Context, room: Room, key: str | None) -> Ok:
     services, user = ctx.services, ctx.user
     if room.is_member(user.id):
         return _already_in(ctx, room)
-    try:
-        outcome = await services.admission.admit(user, room, ctx.session, key)
-    except ChatError as exc:
-        if exc.code is not Code.ALREADY_IN_ROOM:
-            raise
-        # Another connection of the account joined it while this one waited for
-        # the room's turn: it is in, as asked.
+    outcome = await services.admission.admit(user, room, ctx.session, key)
+    if outcome == "already":
         return _already_in(ctx, room)
     if outcome == "requested":
         return ok(f"#{room.name} admits by request: your request is filed; "

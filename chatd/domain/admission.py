@@ -51,14 +51,21 @@ class Admission:
 
     async def admit(self, user: User, room: Room, session: Endpoint | None = None,
                     key: str | None = None) -> str:
-        """Let ``user`` into ``room`` by its rules: "joined" or "requested".
+        """Let ``user`` into ``room`` by its rules: "joined", "requested", or
+        "already" when another connection of the account joined it while this one
+        waited for the room's turn (it is in, as asked: not an error).
 
         The rules are applied in the room's transaction, where a ban, a new key
         or a member limit takes effect too, so a ban and a join sent together
         never leave a banned member, and a room is never joined past its limit.
         ``key`` is what the user gave for a room with a key (IRC's ``+k``).
         """
+        # Whether the request is new: asking again while one is pending refreshes it
+        # but does not tell the admins again (each /join would, one user's spam).
+        filed = False
+
         async def decide() -> bool:
+            nonlocal filed
             if room.is_member(user.id):
                 raise ChatError(Code.ALREADY_IN_ROOM, f"you are already in #{room.name}.")
             self.refuse_banned(user, room)
@@ -73,16 +80,18 @@ class Admission:
             if room.mode is Mode.PRIVATE:
                 raise ChatError(Code.NOT_PERMITTED, _uninvited(room, invitation, now))
             refuse_gate(room, key, joining=room.mode is Mode.OPEN)
-            filed[0] = await unless_deleted(self._storage.put_join_request(
+            filed = await unless_deleted(self._storage.put_join_request(
                 JoinRequestRecord(room.id, user.id, now)), self._storage, user)
             return False
 
-        # Whether the request is new: asking again while one is pending refreshes it
-        # but does not tell the admins again (each /join would, one user's spam).
-        filed = [False]
-        if await self._rooms.join(user, room, session, admit=decide) is not None:
-            return "joined"
-        if filed[0]:
+        try:
+            if await self._rooms.join(user, room, session, admit=decide) is not None:
+                return "joined"
+        except ChatError as exc:
+            if exc.code is not Code.ALREADY_IN_ROOM:
+                raise
+            return "already"
+        if filed:
             await self._requested(user, room)
         return "requested"
 

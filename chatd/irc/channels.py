@@ -78,23 +78,12 @@ async def _join(ctx: IrcContext, name: str, key: str) -> None:
     elif is_guest(user):
         await ctx.listener.guests.join(ctx.session, room, key or None)
         _announce(ctx, room)
-    elif await _admitted(ctx, room, key) == "requested":
+    elif await services.admission.admit(user, room, ctx.session, key or None) == "requested":
         ctx.line(f":{ctx.listener.renderer.server} NOTICE {ctx.nick} :{channel(room.name)} "
                  "admits by request: your request is filed; you will be notified of the "
                  "answer.")
     else:
         _announce(ctx, room)
-
-
-async def _admitted(ctx: IrcContext, room: Room, key: str) -> str:
-    """Admission's answer; "joined" also when another connection of the account
-    joined the room while this one waited for its turn (it is in, as asked)."""
-    try:
-        return await ctx.services.admission.admit(ctx.user, room, ctx.session, key or None)
-    except ChatError as exc:
-        if exc.code is not Code.ALREADY_IN_ROOM:
-            raise
-        return "joined"
 
 
 @irc_command("PART", min_params=1, scope=Scope.POST)
