@@ -351,18 +351,18 @@ class Moderation:
         the two would have walked in). Decided from the policy in force in the
         room's transaction: a change another admin made meanwhile is built on,
         never undone (``-i`` leaves a room made ``request`` meanwhile as it is)."""
-        decided: list[tuple[Mode, Mode]] = []
+        before = after = room.mode
 
         def decide(now: Mode) -> Mode | None:
-            new = now
+            nonlocal before, after
+            before = after = now
             for mode, on in switches:
-                new = mode if on else Mode.OPEN if new is mode else new
-            decided.append((now, new))
-            return None if new is now else new
+                after = mode if on else Mode.OPEN if after is mode else after
+            return None if after is now else after
 
         if not await self._change_mode(actor, room, decide):
             return None
-        return decided[-1]
+        return before, after
 
     async def _change_mode(self, actor: User, room: Room,
                            decide: Callable[[Mode], Mode | None]) -> bool:
