@@ -13,6 +13,7 @@ chatd (the codec is a leaf of the package).
 
 from __future__ import annotations
 
+import abc
 import functools
 import json
 import json.encoder
@@ -70,7 +71,7 @@ class Framer(Protocol):
         """The framer to feed next (see :class:`SharedAtRest`)."""
 
 
-class SharedAtRest:
+class SharedAtRest(abc.ABC):
     """A framer that many connections share while it is at rest.
 
     Between lines a framer holds nothing of its client's, and that is where
@@ -91,10 +92,10 @@ class SharedAtRest:
         # The shared framer a private one returns to; None in the shared one.
         self._home: Self | None = None
 
+    @abc.abstractmethod
     def settle(self) -> Self:
         """Each kind checks its own state inline (the usual case, the shared framer
         left at rest, costs no more than that), then :meth:`_settled`."""
-        raise NotImplementedError
 
     def _settled(self, at_rest: bool) -> Self:
         """The framer to keep, this one being ``at_rest`` or not (see above)."""
@@ -107,10 +108,10 @@ class SharedAtRest:
         private._home = self
         return private
 
+    @abc.abstractmethod
     def _take_state(self) -> Self:
         """A new framer of the same kind and limits with this one's state; this one
         is left at rest."""
-        raise NotImplementedError
 
 
 # Shared instances: the dataclass is frozen and compares by value, so there is
