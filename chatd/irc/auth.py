@@ -71,7 +71,7 @@ async def password_login(ctx: IrcContext, password: str) -> Grant:
 @irc_command("AUTHENTICATE", min_params=1, registered=False, scope=None)
 async def authenticate(ctx: IrcContext) -> None:
     """SASL: ``AUTHENTICATE PLAIN``, then the base64 of ``authzid NUL authcid NUL password``."""
-    pending, data = ctx.session.irc.pending, ctx.params[0]
+    pending, data = ctx.session.pending, ctx.params[0]
     if pending is None or pending.grant is not None:
         raise IrcError(n.ERR_SASLALREADY, "You have already authenticated using SASL")
     if data == "*":
@@ -129,6 +129,6 @@ def logged_in(ctx: IrcContext, user: User) -> None:
     """RPL_LOGGEDIN: which account this connection is logged in as."""
     # Before registration completes (SASL, PASS) the connection's own USER, if it
     # sent one, is not yet its account's identity: the mask is made with it.
-    username, renderer = ctx.session.irc.username, ctx.listener.renderer
+    username, renderer = ctx.session.username, ctx.listener.renderer
     mask = user_mask(user.name, username, renderer.server) if username else renderer.mask(user.name)
     ctx.reply(n.RPL_LOGGEDIN, mask, user.name, f"You are now logged in as {user.name}")

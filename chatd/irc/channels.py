@@ -32,10 +32,10 @@ if TYPE_CHECKING:
 
 def _announce(ctx: IrcContext, room: Room) -> None:
     """The client's JOIN of ``room``, its topic and names, as this command's reply."""
-    irc = ctx.session.irc
-    if room.id not in irc.joined:
-        irc.shown_joined(room.id)
-        ctx.lines.extend(join_lines(ctx.listener.renderer, ctx.nick, room, ctx.session.irc.caps))
+    session = ctx.session
+    if room.id not in session.joined:
+        session.shown_joined(room.id)
+        ctx.lines.extend(join_lines(ctx.listener.renderer, ctx.nick, room, ctx.session.caps))
 
 
 @irc_command("JOIN", min_params=1, errors={Code.NOT_PERMITTED: n.ERR_INVITEONLYCHAN},
@@ -107,7 +107,7 @@ async def _part(ctx: IrcContext, room: Room, reason: str) -> None:
         # out already; the PART below still tells the client it is out.
         await ctx.services.rooms.remove(room, user, "leave", user.name, reason,
                                         skip=ctx.session, missing_ok=True)
-    ctx.session.irc.shown_parted(room.id)
+    ctx.session.shown_parted(room.id)
     params = [channel(room.name), *([reason] if reason else [])]
     ctx.line(format_line("PART", *params, source=ctx.listener.renderer.mask(ctx.nick),
                          trailing=len(params) > 1))
@@ -149,7 +149,7 @@ def names(ctx: IrcContext) -> None:
     for name in targets(ctx.params[0]):
         room = ctx.services.rooms.find(name) if name.startswith("#") else None
         if room is not None and ctx.services.rooms.can_see(ctx.user, room):
-            ctx.lines.extend(names_lines(renderer, ctx.nick, room, ctx.session.irc.caps))
+            ctx.lines.extend(names_lines(renderer, ctx.nick, room, ctx.session.caps))
         else:
             ctx.reply(n.RPL_ENDOFNAMES, name, "End of /NAMES list")
 

@@ -172,11 +172,11 @@ class IrcContext:
 
     @property
     def nick(self) -> str:
-        return self.session.irc.nick
+        return self.session.nick
 
     def reply(self, numeric: str, *params: str) -> None:
         """A numeric reply to this client."""
-        self.lines.append(format_line(numeric, self.session.irc.nick, *params,
+        self.lines.append(format_line(numeric, self.session.nick, *params,
                                       source=self.server_name()))
 
     def server_name(self) -> str:
@@ -193,7 +193,7 @@ class IrcContext:
     def reply_list(self, code: str, params: Sequence[str], items: Iterable[str],
                    separator: str = " ") -> None:
         """A numeric listing ``items``, split over as many lines as they need."""
-        self.lines.extend(list_lines(self.server_name(), code, self.session.irc.nick,
+        self.lines.extend(list_lines(self.server_name(), code, self.session.nick,
                                      params, items, separator))
 
     def hold(self) -> None:
@@ -238,9 +238,9 @@ class IrcContext:
 
     def flush(self) -> None:
         """Write the replies (labelled and batched as negotiated), then release held output."""
-        self.session.irc.context = None
+        self.session.context = None
         lines, self.lines = self.lines, []
-        if self.label is not None and "labeled-response" in self.session.irc.caps:
+        if self.label is not None and "labeled-response" in self.session.caps:
             lines = self._labelled(lines)
         self.session.write_lines(lines)
         if self.held:
@@ -251,7 +251,7 @@ class IrcContext:
         label = {"label": self.label or ""}
         if not lines:
             return [add_tags(f":{server} ACK", label)]
-        if len(lines) == 1 or "batch" not in self.session.irc.caps:
+        if len(lines) == 1 or "batch" not in self.session.caps:
             return [add_tags(line, label) for line in lines]
         ref = f"L{next(_batch_ids)}"
         return [add_tags(f":{server} BATCH +{ref} labeled-response", label),
@@ -293,7 +293,7 @@ class IrcDispatcher:
 
     def _run(self, session: IrcSession, message: IrcMessage) -> Awaitable[None] | None:
         ctx = IrcContext(self._listener, session, message)
-        session.irc.context = ctx
+        session.context = ctx
         try:
             result = self._checked(ctx).handler(ctx)
         except (IrcError, ChatError) as exc:
@@ -314,7 +314,7 @@ class IrcDispatcher:
         if command is None:
             raise IrcError(n.ERR_UNKNOWNCOMMAND, message.command, "Unknown command")
         ctx.command = command  # from here on, a quiet command answers no error
-        if command.registered and not ctx.session.irc.registered:
+        if command.registered and not ctx.session.registered:
             raise IrcError(n.ERR_NOTREGISTERED, "You have not registered")
         if len(message.params) < command.min_params:
             raise IrcError(n.ERR_NEEDMOREPARAMS, message.command, "Not enough parameters")

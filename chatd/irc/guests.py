@@ -132,7 +132,7 @@ class Guests:
         del self._online[name_key(old)]
         self._online[name_key(new)] = session
         user.name = new
-        session.irc.nick = new
+        session.nick = new
         bus = self._services.bus
         for room in self.rooms_of(user):
             room.members[user.id].name = new
@@ -149,7 +149,7 @@ class Guests:
         nick its own. A command that awaited (a room's lock, a write) asks before
         it makes the guest a member: the disconnection took the guest out of the
         rooms it was in then, and nothing would take it out of a later one."""
-        return not session.closing and self._online.get(name_key(session.irc.nick)) is session
+        return not session.closing and self._online.get(name_key(session.nick)) is session
 
     async def join(self, session: IrcSession, room: Room, key: str | None = None) -> None:
         """Add the guest of ``session`` to the open ``room``, in memory only; ``key``
@@ -216,7 +216,7 @@ class Guests:
     def banned(self, room: Room, session: IrcSession) -> bool:
         bans = self._bans.get(room.id, {})
         address = _address(session)
-        return name_key(session.irc.nick) in bans or any(
+        return name_key(session.nick) in bans or any(
             ban.address == address for ban in bans.values())
 
     def bans(self, room: Room) -> list[GuestBan]:
@@ -274,8 +274,8 @@ class Guests:
 
     def disconnected(self, session: IrcSession) -> None:
         """The guest's connection ended: free the nick, leave every room."""
-        if self._online.get(name_key(session.irc.nick)) is session:
-            del self._online[name_key(session.irc.nick)]
+        if self._online.get(name_key(session.nick)) is session:
+            del self._online[name_key(session.nick)]
         user = session.user
         if user is None or not is_guest(user):
             return
@@ -305,7 +305,7 @@ class Guests:
 
 def _quit_reason(session: IrcSession) -> str:
     """Why a guest leaves its rooms when its connection ends (shown as its QUIT)."""
-    return QUIT_PREFIX + (session.irc.quit_message or "Connection closed")
+    return QUIT_PREFIX + (session.quit_message or "Connection closed")
 
 
 def _gone() -> ChatError:

@@ -322,9 +322,9 @@ def _relay_tags(ctx: IrcContext, receivers: Iterable[Endpoint], target: str,
     if tags:
         for receiver in receivers:
             if receiver is not ctx.session and isinstance(receiver, IrcSession) \
-                    and "message-tags" in receiver.irc.caps:
+                    and "message-tags" in receiver.caps:
                 receiver.queue_lines([_tagged(receiver, line, tags, stamp)])
-    caps = ctx.session.irc.caps
+    caps = ctx.session.caps
     if "echo-message" in caps and "message-tags" in caps:
         echo = _tagged(ctx.session, line, sent, stamp)
         if ctx.label is not None and "labeled-response" in caps:
@@ -334,5 +334,5 @@ def _relay_tags(ctx: IrcContext, receivers: Iterable[Endpoint], target: str,
 
 
 def _tagged(receiver: IrcSession, line: str, tags: dict[str, str], stamp: str) -> str:
-    timed = {"time": stamp} if "server-time" in receiver.irc.caps else {}
+    timed = {"time": stamp} if "server-time" in receiver.caps else {}
     return add_tags(line, {**timed, **tags})

@@ -49,18 +49,18 @@ def _remove(ctx: IrcContext, nicks: list[str]) -> None:
 
 
 def _clear(ctx: IrcContext, nicks: list[str]) -> None:
-    _remove(ctx, list(ctx.session.irc.monitoring.values()))
+    _remove(ctx, list(ctx.session.monitoring.values()))
 
 
 def _list(ctx: IrcContext, nicks: list[str]) -> None:
-    listed = list(ctx.session.irc.monitoring.values())
+    listed = list(ctx.session.monitoring.values())
     if listed:
         ctx.reply_list(n.RPL_MONLIST, (), listed, ",")
     ctx.reply(n.RPL_ENDOFMONLIST, "End of MONITOR list")
 
 
 def _status(ctx: IrcContext, nicks: list[str]) -> None:
-    _states(ctx, list(ctx.session.irc.monitoring.values()))
+    _states(ctx, list(ctx.session.monitoring.values()))
 
 
 def _states(ctx: IrcContext, nicks: list[str]) -> None:

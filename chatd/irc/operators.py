@@ -38,7 +38,7 @@ SELF_MODES: Final = "iwB"
 
 
 def user_modes(ctx: IrcContext) -> str:
-    return "+" + ctx.session.irc.modes
+    return "+" + ctx.session.modes
 
 
 def change_user_modes(ctx: IrcContext, changes: list[tuple[str, str]]) -> None:
@@ -63,10 +63,10 @@ def change_user_modes(ctx: IrcContext, changes: list[tuple[str, str]]) -> None:
 def _set_flag(ctx: IrcContext, flag: str, on: bool) -> bool:
     """Set one user mode; whether it changed. A bot account's ``+B`` stays: it is
     what the account is, not what its client says."""
-    irc = ctx.session.irc
+    session = ctx.session
     if flag == "B" and not on and ctx.user.is_bot:
         return False
-    if not irc.set_mode(flag, on):
+    if not session.set_mode(flag, on):
         return False
     if flag == "B":
         ctx.listener.people.set_bot(ctx.nick, on)
@@ -161,5 +161,5 @@ def wallops(ctx: IrcContext) -> None:
     text = plain_text(ctx.params[0])
     line = format_line("WALLOPS", text, source=ctx.listener.renderer.mask(ctx.nick))
     for session in ctx.listener.people.sessions():
-        if session.irc.has_mode("w"):
+        if session.has_mode("w"):
             session.queue_lines([line])

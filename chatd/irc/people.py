@@ -51,13 +51,22 @@ def clean_username(raw: str, fallback: str) -> str:
 
 class Identity(Protocol):
     """What one IRC client said about its user: USER's username and real name. The
-    client's own state serves (an object of its own cost every held connection
-    about 70 bytes)."""
+    client's session serves while it is connected (an object of its own cost every
+    held connection about 70 bytes); a :class:`Told` copy once it has ended."""
 
     @property
     def username(self) -> str: ...
     @property
     def realname(self) -> str: ...
+
+
+@dataclass(frozen=True, slots=True)
+class Told:
+    """What an ended connection said in USER, kept while its account is still online
+    elsewhere (the ended session itself is not kept: it holds its connection)."""
+
+    username: str
+    realname: str
 
 
 @dataclass(frozen=True, slots=True)
@@ -113,21 +122,20 @@ class People:
     def registered(self, session: IrcSession) -> None:
         """``session`` completed registration: its USER becomes its user's identity
         (the newest IRC connection of an account speaks for it)."""
-        irc = session.irc
         self.caps_changed(session)
-        self._identities[name_key(irc.nick)] = irc
+        self._identities[name_key(session.nick)] = session
         self._renderer.forget_masks()
 
     def caps_changed(self, session: IrcSession) -> None:
         """``session``'s capabilities changed (or it registered with them)."""
-        if session.irc.registered and "away-notify" in session.irc.caps:
+        if session.registered and "away-notify" in session.caps:
             self._away_notify.add(session)
         else:
             self._away_notify.discard(session)
 
     def set_realname(self, session: IrcSession, realname: str) -> None:
-        session.irc.realname = realname
-        self._identities[name_key(session.irc.nick)] = session.irc
+        session.realname = realname
+        self._identities[name_key(session.nick)] = session
         self._renderer.forget_masks()
 
     def set_bot(self, name: str, on: bool) -> None:
@@ -150,7 +158,10 @@ class People:
     def ended(self, session: IrcSession) -> None:
         """The connection of ``session`` ended: its monitor list goes with it."""
         self._away_notify.discard(session)
-        for nick in list(session.irc.monitoring):
+        key = name_key(session.nick)
+        if self._identities.get(key) is session:
+            self._identities[key] = Told(session.username, session.realname)
+        for nick in list(session.monitoring):
             self.unmonitor(session, nick)
 
     def _remember(self, nick: str, identity: Identity | None) -> None:
@@ -167,19 +178,18 @@ class People:
 
     def monitor(self, session: IrcSession, nick: str) -> bool:
         """Add ``nick`` to the list of ``session``; False when the list is full."""
-        irc = session.irc
         key = name_key(nick)
-        if key in irc.monitoring:
+        if key in session.monitoring:
             return True
-        if len(irc.monitoring) >= MONITOR_MAX:
+        if len(session.monitoring) >= MONITOR_MAX:
             return False
-        irc.monitor(key, nick)
+        session.monitor(key, nick)
         self._monitors.setdefault(key, set()).add(session)
         return True
 
     def unmonitor(self, session: IrcSession, nick: str) -> None:
         key = name_key(nick)
-        session.irc.unmonitor(key)
+        session.unmonitor(key)
         watchers = self._monitors.get(key)
         if watchers is not None:
             watchers.discard(session)
@@ -212,7 +222,7 @@ class People:
     def _tell_monitors(self, name: str, numeric: str, target: str) -> None:
         server = self._renderer.server
         for session in self._monitors.get(name_key(name), ()):
-            session.queue_lines([format_line(numeric, session.irc.nick, target, source=server)])
+            session.queue_lines([format_line(numeric, session.nick, target, source=server)])
 
     def _tell_away(self, user: User, text: str) -> None:
         """``away-notify``: the new away state of ``user`` to the sessions sharing a
@@ -233,7 +243,7 @@ class People:
         """The registered IRC sessions (of ``among``) shown a channel ``user`` is in."""
         rooms = {room.id for room in self._rooms_of(user)}
         for session in list(self.sessions() if among is None else among):
-            if session.irc.registered and not rooms.isdisjoint(session.irc.joined):
+            if session.registered and not rooms.isdisjoint(session.joined):
                 yield session
 
     def _rooms_of(self, user: User) -> list[Room]:
@@ -247,4 +257,4 @@ class People:
         presence's connections are the one list of them (a set of its own here
         cost each held connection about 40 bytes, for these rare passes)."""
         return [s for s in self._services.presence.sessions
-                if isinstance(s, IrcSession) and s.irc.registered]
+                if isinstance(s, IrcSession) and s.registered]

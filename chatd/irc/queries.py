@@ -50,7 +50,7 @@ def _flags(ctx: IrcContext, row: WhoRow) -> str:
     user = row.user
     here = "H" if user is not None and away_message(ctx, user) is None else "G"
     oper = "*" if user is not None and user.is_admin else ""
-    caps = ctx.session.irc.caps
+    caps = ctx.session.caps
     bot = "B" if ctx.listener.people.is_bot(row.name) else ""
     return here + oper + bot + (prefix(row.member.role, caps) if row.member is not None else "")
 
@@ -115,7 +115,7 @@ def _visible(ctx: IrcContext) -> list[User]:
     anyone sharing a room with the asker (server admins see everyone)."""
     me = ctx.user
     invisible = {s.user.id for s in ctx.listener.people.sessions()
-                 if s.irc.has_mode("i") and s.user is not None}
+                 if s.has_mode("i") and s.user is not None}
     mine = {room.id for room in rooms_of(ctx, me)}
     seen: dict[int, User] = {}
     for session in ctx.services.presence.sessions:
@@ -141,7 +141,7 @@ def whois(ctx: IrcContext) -> None:
         return
     server, name, people = ctx.listener.renderer.server, user.name, ctx.listener.people
     ctx.reply(n.RPL_WHOISUSER, name, people.username(name), server, "*", people.realname(name))
-    caps = ctx.session.irc.caps
+    caps = ctx.session.caps
     visible = [prefix(room.members[user.id].role, caps) + channel(room.name)
                for room in rooms_of(ctx, user) if ctx.services.rooms.can_see(ctx.user, room)]
     if visible:

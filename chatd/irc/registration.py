@@ -54,22 +54,22 @@ _CAP_VALUES: Final = {"sasl": "PLAIN"}
 @irc_command("CAP", min_params=1, registered=False, scope=None)
 def cap(ctx: IrcContext) -> Awaitable[None] | None:
     """Capability negotiation: CAP LS [302], CAP LIST, CAP REQ :caps, CAP END."""
-    irc = ctx.session.irc
+    session = ctx.session
     sub = ctx.params[0].upper()
     if sub == "LS":
-        _negotiating(irc, True)
+        _negotiating(session, True)
         version = ctx.params[1] if len(ctx.params) > 1 else ""
         modern = names.is_number(version) and int(version) >= 302
         shown = [f"{c}={_CAP_VALUES[c]}" if modern and c in _CAP_VALUES else c
                  for c in CAPABILITIES]
         _cap_reply(ctx, "LS", " ".join(shown))
     elif sub == "LIST":
-        _cap_reply(ctx, "LIST", " ".join(sorted(irc.caps)))
+        _cap_reply(ctx, "LIST", " ".join(sorted(session.caps)))
     elif sub == "REQ":
-        _negotiating(irc, True)
+        _negotiating(session, True)
         _request(ctx, ctx.params[1] if len(ctx.params) > 1 else "")
     elif sub == "END":
-        _negotiating(irc, False)
+        _negotiating(session, False)
         return complete(ctx)
     else:
         raise IrcError(n.ERR_INVALIDCAPCMD, ctx.params[0], "Invalid CAP command")
@@ -78,8 +78,8 @@ def cap(ctx: IrcContext) -> Awaitable[None] | None:
 
 def _request(ctx: IrcContext, wanted: str) -> None:
     """Enable (or, with ``-``, disable) every capability asked for, or none."""
-    irc = ctx.session.irc
-    caps = set(irc.caps)
+    session = ctx.session
+    caps = set(session.caps)
     for name in wanted.split():
         cap_name = name.removeprefix("-")
         if cap_name not in CAPABILITIES:
@@ -89,21 +89,21 @@ def _request(ctx: IrcContext, wanted: str) -> None:
             caps.discard(cap_name)
         else:
             caps.add(cap_name)
-    had_prefix = "multi-prefix" in irc.caps
+    had_prefix = "multi-prefix" in session.caps
     ctx.session.set_caps(caps)
     ctx.listener.people.caps_changed(ctx.session)
     _cap_reply(ctx, "ACK", wanted)
-    if irc.registered and ("multi-prefix" in caps) != had_prefix:
+    if session.registered and ("multi-prefix" in caps) != had_prefix:
         # The prefixes it will be shown change (the owner's ~ comes or goes): told
         # again, as a client told PREFIX=(ov)@+ would read ~@alice as a nick.
         ctx.reply(n.RPL_ISUPPORT, PREFIX_TOKEN["multi-prefix" in caps],
                   "are supported by this server")
 
 
-def _negotiating(irc: IrcState, on: bool) -> None:
+def _negotiating(session: IrcState, on: bool) -> None:
     """CAP negotiation opens or closes (it holds registration back, so only before it)."""
-    if irc.pending is not None:
-        irc.pending.negotiating = on
+    if session.pending is not None:
+        session.pending.negotiating = on
 
 
 def _cap_reply(ctx: IrcContext, sub: str, text: str) -> None:
@@ -118,15 +118,15 @@ def nick(ctx: IrcContext) -> Awaitable[None] | None:
     """Choose a nick (before registration; afterwards it is the account name)."""
     if not ctx.params or not ctx.params[0]:
         raise IrcError(n.ERR_NONICKNAMEGIVEN, "No nickname given")
-    wanted, irc = ctx.params[0], ctx.session.irc
+    wanted, session = ctx.params[0], ctx.session
     try:
         names.user_name(wanted)
     except names.InvalidName:
         raise IrcError(n.ERR_ERRONEUSNICKNAME, wanted, "Erroneous nickname") from None
-    if irc.registered:
+    if session.registered:
         _change_nick(ctx, wanted)
         return None
-    irc.nick = wanted
+    session.nick = wanted
     return complete(ctx)
 
 
@@ -150,8 +150,8 @@ def _change_nick(ctx: IrcContext, wanted: str) -> None:
 @irc_command("USER", min_params=4, registered=False, scope=None)
 def user(ctx: IrcContext) -> Awaitable[None] | None:
     """Give the user name and real name: USER <user> <mode> <unused> :<realname>."""
-    irc = ctx.session.irc
-    if irc.registered or irc.username:
+    session = ctx.session
+    if session.registered or session.username:
         raise IrcError(n.ERR_ALREADYREGISTERED, "You may not reregister")
     realname = plain_text(ctx.params[3]).strip()
     if not realname or not ctx.params[0]:
@@ -159,8 +159,8 @@ def user(ctx: IrcContext) -> Awaitable[None] | None:
     # (Not interned: the interpreter's table of interned strings grows by an
     # entry per new name and never shrinks; IrcState.share_names dedups the
     # common case, a name that repeats the nick.)
-    irc.username = clean_username(ctx.params[0], "user")
-    irc.realname = realname[:REALNAME_MAX]
+    session.username = clean_username(ctx.params[0], "user")
+    session.realname = realname[:REALNAME_MAX]
     return complete(ctx)
 
 
@@ -177,9 +177,9 @@ def setname(ctx: IrcContext) -> None:
     people.set_realname(ctx.session, realname)
     line = format_line("SETNAME", realname, source=ctx.listener.renderer.mask(ctx.nick))
     for session in people.sharing_channel(ctx.user):
-        if "setname" in session.irc.caps and session is not ctx.session:
+        if "setname" in session.caps and session is not ctx.session:
             session.queue_lines([line])
-    if "setname" in ctx.session.irc.caps:
+    if "setname" in ctx.session.caps:
         ctx.line(line)
 
 
@@ -187,7 +187,7 @@ def setname(ctx: IrcContext) -> None:
 def pass_(ctx: IrcContext) -> None:
     """Give the password or an API token: PASS <account>:<secret>, or PASS <secret>
     (the nick's password, or a token alone)."""
-    pending = ctx.session.irc.pending
+    pending = ctx.session.pending
     if pending is None:
         raise IrcError(n.ERR_ALREADYREGISTERED, "You may not reregister")
     pending.password = ctx.params[0]
@@ -212,7 +212,7 @@ def pong(ctx: IrcContext) -> None:
 def quit_(ctx: IrcContext) -> None:
     """Close the connection; an account's rooms keep its membership."""
     message = plain_text(ctx.params[0])[:QUIT_MAX] if ctx.params else "Client Quit"
-    ctx.session.irc.quit_message = message
+    ctx.session.quit_message = message
     asyncio.get_running_loop().call_soon(ctx.session.close, f"Quit: {message}")
 
 
@@ -221,8 +221,9 @@ def quit_(ctx: IrcContext) -> None:
 
 def complete(ctx: IrcContext) -> Awaitable[None] | None:
     """Register when NICK and USER are in and CAP negotiation is over."""
-    irc = ctx.session.irc
-    if irc.pending is None or irc.pending.negotiating or irc.nick == "*" or not irc.username:
+    session = ctx.session
+    pending = session.pending
+    if pending is None or pending.negotiating or session.nick == "*" or not session.username:
         return None
     return _register(ctx)
 
@@ -234,10 +235,9 @@ async def _register(ctx: IrcContext) -> None:
     if grant is None:
         return
     session, services, account = ctx.session, ctx.services, grant.user
-    irc = session.irc
-    irc.nick = account.name
-    irc.share_names()
-    irc.set_mode("B", account.is_bot)
+    session.nick = account.name
+    session.share_names()
+    session.set_mode("B", account.is_bot)
     # What this login may do: every scope, or the token's (checked per command);
     # set before the log-in's first await, so never more than the grant.
     session.scopes = None if grant.scopes == ALL_SCOPES else grant.scopes
@@ -247,18 +247,18 @@ async def _register(ctx: IrcContext) -> None:
         # its end was handled then (people.ended, the log-out); registering now
         # would make the dead session its account's identity again, for good.
         return
-    irc.completed()
+    session.completed()
     ctx.listener.people.registered(session)
     welcome(ctx)
     for room in rooms_of(ctx, account):
-        if room.id not in irc.joined:
+        if room.id not in session.joined:
             session.announce(room)
 
 
 async def _identify(ctx: IrcContext) -> Grant | None:
     """Who this connection is: an account, a new guest, or nobody (then it is refused)."""
-    irc = ctx.session.irc
-    pending = irc.pending
+    session = ctx.session
+    pending = session.pending
     if pending is None:  # (registration completes once: complete() checked)
         return None
     password, pending.password = pending.password, None  # no secret kept past here
@@ -280,10 +280,10 @@ async def _identify(ctx: IrcContext) -> Grant | None:
     if not guests.enabled:
         _refuse(ctx, "Password required: log in with SASL PLAIN or PASS account:password")
         return None
-    if not guests.nick_free(irc.nick):
-        ctx.reply(n.ERR_NICKNAMEINUSE, irc.nick, "Nickname is already in use")
+    if not guests.nick_free(session.nick):
+        ctx.reply(n.ERR_NICKNAMEINUSE, session.nick, "Nickname is already in use")
         return None
-    return Grant(guests.admit(ctx.session, irc.nick))
+    return Grant(guests.admit(ctx.session, session.nick))
 
 
 def _refuse(ctx: IrcContext, text: str) -> None:

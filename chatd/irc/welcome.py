@@ -72,7 +72,7 @@ def welcome(ctx: IrcContext) -> None:
     ctx.reply(n.RPL_WELCOME, f"Welcome to the {network} IRC Network "
                              f"{ctx.listener.renderer.mask(nick)}")
     _reply_all(ctx, _introduction(server, network, services.version, services.started_at,
-                                  "multi-prefix" in ctx.session.irc.caps))
+                                  "multi-prefix" in ctx.session.caps))
     lusers_lines(ctx)
     motd_lines(ctx)
 

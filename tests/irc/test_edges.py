@@ -59,7 +59,7 @@ async def test_under_pressure_joins_are_coalesced_and_messages_kept(server: Chat
     assert server.irc is not None
     out = _Pressured()
     session = IrcSession(out, "127.0.0.1:1", 0.0, server.irc.front)
-    session.irc.nick = "bob"
+    session.nick = "bob"
     for user in ("a", "b"):
         session.deliver(Outgoing(events.Joined("r", user)))
     session.deliver(Outgoing(events.Typing("r", "a")))

@@ -43,10 +43,10 @@ async def _members(server: ChatServer, count: int) -> tuple[Room, list[User]]:
 def _session(server: ChatServer, user: User, room: Room, caps: set[str]) -> IrcSession:
     assert server.irc is not None
     session = IrcSession(Box(), "127.0.0.1:1", 0.0, server.irc.front)
-    session.irc.nick = user.name
+    session.nick = user.name
     session.user = user
     session.set_caps(caps)
-    session.irc.shown_joined(room.id)  # the channel was announced
+    session.shown_joined(room.id)  # the channel was announced
     return session
 
 
@@ -96,7 +96,7 @@ async def test_messages_and_other_events_of_one_turn_arrive_as_delivered_one_by_
     assert [line.split(" ", 2)[1] for line in lines if line] == [
         "PRIVMSG", "PRIVMSG", "TOPIC", "PRIVMSG", "KICK", "PRIVMSG", "PRIVMSG"]
     assert b"@time=" in got[1] and b"msgid=" in got[2]
-    assert sessions[3].irc.joined == set()  # the kick took u3 out of the channel
+    assert sessions[3].joined == set()  # the kick took u3 out of the channel
 
 
 async def test_clients_of_one_tag_mode_share_the_turns_bytes(server: ChatServer) -> None:

@@ -6,6 +6,7 @@ from __future__ import annotations
 import pytest
 
 from chatd.client import ChatClient
+from chatd.irc.session import IrcSession
 from tests.helpers import PASSWORD, ChatServer, Clients
 from tests.irc.conftest import IrcFactory
 from tests.irc.helpers import IrcClient
@@ -109,6 +110,17 @@ async def test_a_newer_connection_s_username_shows_in_the_mask_of_later_messages
     # The newest IRC connection of an account speaks for it, in every mask.
     first.send("PRIVMSG #site :two")
     assert (await watcher.expect("PRIVMSG")).source == "bob!second@chatd.local"
+
+    # When that connection ends, what it said stays while the account is online
+    # elsewhere; the ended session itself is not kept for it.
+    second.send("QUIT")
+    await second.closed()
+    first.send("PRIVMSG #site :three")
+    assert (await watcher.expect("PRIVMSG")).source == "bob!second@chatd.local"
+    assert server.irc is not None
+    kept = server.irc.front.people._identities["bob"]
+    assert (kept.username, kept.realname) == ("second", "Bob")
+    assert not isinstance(kept, IrcSession)
 
 
 async def test_setname_changes_the_real_name(irc: IrcFactory) -> None:

@@ -44,7 +44,7 @@ async def test_the_pass_secret_is_not_kept_after_registration(server: ChatServer
     assert account is not None
     [session] = server.services.presence.connections(account)
     assert isinstance(session, IrcSession)
-    assert session.irc.pending is None
+    assert session.pending is None
 
 
 async def test_pass_with_the_nick_as_account_and_the_nick_takes_the_account_case(
