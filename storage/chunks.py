@@ -23,8 +23,6 @@ import sqlite3
 from collections.abc import Callable, Iterable
 from typing import Any
 
-import aiosqlite
-
 CHUNK_ROWS = 512
 CHUNK_SIZES: tuple[int, ...] = tuple(2 ** k for k in range(CHUNK_ROWS.bit_length() - 1, -1, -1))
 
@@ -62,10 +60,11 @@ def flat(rows: Iterable[tuple[Any, ...]]) -> list[Any]:
     return list(itertools.chain.from_iterable(rows))
 
 
-async def insert_chunks(conn: aiosqlite.Connection, insert: InsertSql, row_width: int,
-                        values: list[Any], careful: InsertSql | None = None) -> None:
+def insert_chunks(conn: sqlite3.Connection, insert: InsertSql, row_width: int,
+                  values: list[Any], careful: InsertSql | None = None) -> None:
     """Insert the rows whose ``row_width`` values each are ``values``, chunk by
-    chunk, in their order.
+    chunk, in their order (in the database's thread, within a transaction: see
+    SqliteStorage._in_one_step).
 
     ``careful``: the statement taking a chunk's place when it broke a foreign key.
     """
@@ -74,11 +73,11 @@ async def insert_chunks(conn: aiosqlite.Connection, insert: InsertSql, row_width
         end = start + size * row_width
         chunk = values[start:end]
         try:
-            await conn.execute(insert(size), chunk)
+            conn.execute(insert(size), chunk)
         except sqlite3.IntegrityError as exc:
             if careful is None or exc.sqlite_errorcode != sqlite3.SQLITE_CONSTRAINT_FOREIGNKEY:
                 raise
             # SQLite undid this statement alone; the transaction goes on with
             # the chunks before it, so the careful form can take its place.
-            await conn.execute(careful(size), chunk)
+            conn.execute(careful(size), chunk)
         start = end

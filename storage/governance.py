@@ -143,8 +143,8 @@ class GovernanceQueries:
         if not entries:
             return
         values = flat(entries)
-        async with self._transaction() as conn:
-            await insert_chunks(conn, _insert_audit_sql, _AUDIT_WIDTH, values)
+        await self._in_one_step(
+            lambda conn: insert_chunks(conn, _insert_audit_sql, _AUDIT_WIDTH, values))
 
     async def list_audit(self: SqliteHost, limit: int, room: str | None = None,
                          room_id: int | None = None) -> list[AuditRecord]:

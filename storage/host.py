@@ -4,19 +4,22 @@ from __future__ import annotations
 
 import json
 import sqlite3
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from contextlib import AbstractAsyncContextManager
-from typing import Any, Protocol
+from typing import Any, Protocol, TypeVar
 
 import aiosqlite
 
 from storage.api import StorageError
+
+T = TypeVar("T")
 
 
 class SqliteHost(Protocol):
     """The transaction and query plumbing SqliteStorage provides to its mixins."""
 
     def _transaction(self) -> AbstractAsyncContextManager[aiosqlite.Connection]: ...
+    async def _in_one_step(self, work: Callable[[sqlite3.Connection], T]) -> T: ...
     def _reading(self) -> AbstractAsyncContextManager[aiosqlite.Connection]: ...
     async def _write(self, sql: str, params: Sequence[Any] = ()) -> int: ...
     async def _fetch(self, sql: str, params: Sequence[Any] = ()) -> list[sqlite3.Row]: ...

@@ -132,14 +132,7 @@ class MessageQueries:
         # The values are made here, in the event loop, before taking the lock.
         block_values = flat(block_rows(plain))
         other_values = flat(map(_message_row, other))
-        async with self._transaction() as conn:
-            [(stored,)] = await conn.execute_fetchall(MAX_MESSAGE_ID_SQL)
-            if first <= stored:
-                raise Conflict(f"message ids must be new: the batch starts at {first}, "
-                               f"ids up to {stored} are stored")
-            await insert_chunks(conn, _insert_blocks_sql, _BLOCK_WIDTH, block_values)
-            await insert_chunks(conn, _insert_messages_sql, _ALL_WIDTH, other_values,
-                                careful=_careful_insert_sql)
+        await self._in_one_step(functools.partial(_append, first, block_values, other_values))
 
     async def max_message_id(self: SqliteHost) -> int:
         rows = await self._fetch(MAX_MESSAGE_ID_SQL)
@@ -244,6 +237,18 @@ class MessageQueries:
         async with self._transaction() as conn:
             await conn.executemany(
                 "UPDATE messages SET delivered = 1 WHERE id = ? AND delivered = 0", params)
+
+
+def _append(first: int, block_values: list[Any], other_values: list[Any],
+            conn: sqlite3.Connection) -> None:
+    """append_messages' transaction, in the database's thread."""
+    [(stored,)] = conn.execute(MAX_MESSAGE_ID_SQL).fetchall()
+    if first <= stored:
+        raise Conflict(f"message ids must be new: the batch starts at {first}, "
+                       f"ids up to {stored} are stored")
+    insert_chunks(conn, _insert_blocks_sql, _BLOCK_WIDTH, block_values)
+    insert_chunks(conn, _insert_messages_sql, _ALL_WIDTH, other_values,
+                  careful=_careful_insert_sql)
 
 
 async def _blocks_before(conn: aiosqlite.Connection, room_id: int, limit: int, before: int,

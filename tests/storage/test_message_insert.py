@@ -19,6 +19,7 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
+import aiosqlite
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
@@ -240,6 +241,34 @@ async def test_a_failed_statement_leaves_the_transaction_open(world: World) -> N
         conn.execute("COMMIT")
     assert world.ids() == list(range(1, 9))
     assert [row[3] for row in world.rows()] == [world.alice] * 6 + [None, world.alice]
+
+
+# -- one call into the database's thread ---------------------------------------------
+
+
+async def test_a_batch_is_one_call_into_the_database_thread(
+        world: World, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Each call waits a turn of the event loop, and under a burst of messages a turn
+    is long: a batch of every kind, in many chunks, must not wait for one per statement."""
+    calls: list[str] = []
+    original = aiosqlite.Connection._execute
+
+    async def counted(self: aiosqlite.Connection, fn: Any, *args: Any, **kwargs: Any) -> Any:
+        calls.append(getattr(fn, "__name__", type(fn).__name__))
+        return await original(self, fn, *args, **kwargs)
+
+    monkeypatch.setattr(aiosqlite.Connection, "_execute", counted)
+    batch = mixed_batch(world, range(1, 3001))
+    await world.storage.append_messages(batch)
+    assert len(calls) == 1
+    calls.clear()
+    await world.storage.append_audit_entries(
+        [(T0, "alice", "login", None, None, "", None)] * 700)
+    assert len(calls) == 1
+    monkeypatch.undo()
+    assert world.ids() == list(range(1, 3001))
+    assert await read_back(world) == [as_read(m) for m in batch]
+    assert len(await world.storage.list_audit(1000)) == 700
 
 
 # -- all or nothing -------------------------------------------------------------------
