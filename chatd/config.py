@@ -77,7 +77,7 @@ class ControlConfig:
 class StorageConfig:
     path: str = "chatd.db"
     flush_interval: Seconds = Seconds(0.1)
-    max_batch: int = 50000
+    max_batch: int = 10000
     # Messages acknowledged and not written yet, at most: past it posts are refused
     # with busy (a database that cannot keep up, a full disk).
     max_pending: int = 1_000_000

@@ -18,6 +18,7 @@ import functools
 import logging
 import os
 import sqlite3
+import threading
 from collections.abc import AsyncIterator, Callable, Iterable, Iterator, Sequence
 from typing import TYPE_CHECKING, Any, TypeVar
 
@@ -380,11 +381,21 @@ class SqliteStorage(MessageQueries, ContentQueries, GovernanceQueries, TokenQuer
         writer's transactions of several statements then stored nothing until the
         burst ended. Here BEGIN, the statements and COMMIT (or ROLLBACK) are one
         call into the thread, and the loop is waited for once.
+
+        A caller cancelled meanwhile is told nothing was written, as with
+        :meth:`_transaction`: the thread, which goes on by itself, rolls back
+        unless it has reached COMMIT (a retry would otherwise write it twice).
         """
+        called_off = threading.Event()
         async with self._lock:
             conn = self._db()
             with _translated():
-                return await _run_in_thread(conn, functools.partial(_all_or_nothing, work))
+                try:
+                    return await _run_in_thread(
+                        conn, functools.partial(_all_or_nothing, work, called_off))
+                except asyncio.CancelledError:
+                    called_off.set()
+                    raise
 
     async def _write(self, sql: str, params: Params = ()) -> int:
         """Run one statement in its own transaction; return the number of rows changed."""
@@ -414,12 +425,21 @@ if TYPE_CHECKING:
     _CONFORMS: Storage = SqliteStorage(MEMORY)
 
 
-def _all_or_nothing(work: Callable[[sqlite3.Connection], T], conn: sqlite3.Connection) -> T:
-    """``work`` between BEGIN IMMEDIATE and COMMIT, rolled back on any error (in the
-    database's thread)."""
+class _CalledOff(Exception):
+    """The caller of a transaction in the database's thread was cancelled."""
+
+
+def _all_or_nothing(work: Callable[[sqlite3.Connection], T], called_off: threading.Event,
+                    conn: sqlite3.Connection) -> T:
+    """``work`` between BEGIN IMMEDIATE and COMMIT, in the database's thread; rolled
+    back on any error, and when ``called_off`` is set before the COMMIT."""
+    if called_off.is_set():
+        raise _CalledOff
     conn.execute("BEGIN IMMEDIATE")
     try:
         result = work(conn)
+        if called_off.is_set():
+            raise _CalledOff
         conn.execute("COMMIT")
     except BaseException:
         with contextlib.suppress(sqlite3.OperationalError):

@@ -84,7 +84,7 @@ async def write_or_drop(batch: list[MessageRecord],
 class MessageWriter:
     """Buffers submitted messages and appends them to ``storage`` in ordered batches."""
 
-    def __init__(self, storage: Storage, interval: float = 0.1, max_batch: int = 50000) -> None:
+    def __init__(self, storage: Storage, interval: float = 0.1, max_batch: int = 10000) -> None:
         if interval <= 0:
             raise ValueError("interval must be positive")
         if max_batch < 1:

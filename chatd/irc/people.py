@@ -51,8 +51,9 @@ def clean_username(raw: str, fallback: str) -> str:
 
 class Identity(Protocol):
     """What one IRC client said about its user: USER's username and real name. The
-    client's session serves while it is connected (an object of its own cost every
-    held connection about 70 bytes); a :class:`Told` copy once it has ended."""
+    client's session serves while it is connected (an object of its own for each
+    would cost every held connection about 70 bytes); once the connection has
+    ended, a :class:`Told` copy."""
 
     @property
     def username(self) -> str: ...

@@ -271,6 +271,28 @@ async def test_a_batch_is_one_call_into_the_database_thread(
     assert len(await world.storage.list_audit(1000)) == 700
 
 
+async def test_a_cancelled_batch_is_not_written_and_a_retry_writes_it_once(
+        world: World) -> None:
+    """The database's thread goes on when its caller is cancelled: it must roll back,
+    or a caller that writes again on a failure (the audit log does) writes twice."""
+    batch = mixed_batch(world, range(1, 101))
+    entries = [(T0, "alice", "ban", "bob", "lobby", "spam", None)]
+    for write in (lambda: world.storage.append_messages(batch),
+                  lambda: world.storage.append_audit_entries(entries)):
+        other = sqlite3.connect(world.path, isolation_level=None)
+        other.execute("BEGIN IMMEDIATE")  # another process holds the write lock
+        task = asyncio.ensure_future(write())
+        await asyncio.sleep(0.05)  # the thread waits for the lock (busy_timeout)
+        task.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await task
+        other.execute("COMMIT")
+        other.close()
+        await write()  # queued behind the cancelled one in the database's thread
+    assert world.ids() == list(range(1, 101))
+    assert [e.action for e in await world.storage.list_audit(10)] == ["ban"]
+
+
 # -- all or nothing -------------------------------------------------------------------
 
 
