@@ -195,10 +195,16 @@ class SqliteStorage(MessageQueries, ContentQueries, GovernanceQueries, TokenQuer
 
     async def create_room(self, name: str, mode: str, owner_id: int,
                           created_at: float) -> tuple[RoomRecord, MemberRecord]:
+        """The room and its owner's member row; Refused when the owner's account
+        is gone. The check and the rows are one write transaction (SQLite runs
+        them one at a time): a deletion is wholly before it or wholly after."""
         async with self._transaction() as conn:
             cursor = await conn.execute(
-                "INSERT INTO rooms (name, mode, created_at) VALUES (?, ?, ?)",
-                (name, mode, created_at))
+                "INSERT INTO rooms (name, mode, created_at) SELECT ?, ?, ? "
+                "WHERE EXISTS (SELECT 1 FROM users WHERE id = ?)",
+                (name, mode, created_at, owner_id))
+            if cursor.rowcount != 1:
+                raise Refused(f"no account {owner_id} to own room {name!r}")
             room_id = rowid(cursor)
             owner = await _insert_member(conn, room_id, owner_id, "owner", created_at)
         return RoomRecord(room_id, name, mode, "", created_at), owner

@@ -29,7 +29,7 @@ from chatd.cluster.registry import NodeRegistry
 from chatd.cluster.sequencer import ClusterSequencer
 from chatd.cluster.sync import RoomSync
 from chatd.cluster.tail import LogTail
-from chatd.cluster.transactions import ClusterTransactions
+from chatd.cluster.transactions import ClusterTransactions, unavailable
 from chatd.domain.stats import Figure
 
 if TYPE_CHECKING:
@@ -201,6 +201,7 @@ class ClusterNode:
         self.presence.watchers = presence.watchers
         self.heartbeat.drop_sessions = lambda reason: drop_sessions(presence, reason)
         self.sync = RoomSync(self._pool_user, rooms)
+        rooms.read_room = self._read_room
         bus = self.bus
         if bus is not None:
             accounts.on_changed = lambda user, what, details: bus.announce_account(
@@ -247,6 +248,18 @@ class ClusterNode:
         except Exception as exc:  # deliver all the same; logged
             log.warning("cluster: room %d not reloaded (%s): the database does not answer",
                         room_id, exc or type(exc).__name__)
+
+    async def _read_room(self, room_id: int) -> None:
+        """A room this node must decide about before its announcement is read here
+        (an account's deletion, see ``Rooms.of_user_stored``): read now, or the
+        decision is refused (``busy``) rather than made without it."""
+        assert self.transactions is not None
+        try:
+            async with asyncio.timeout(RELOAD_TIMEOUT):
+                await self.transactions.reload(room_id)
+        except Exception as exc:
+            log.warning("cluster: room %d not read (%s)", room_id, exc or type(exc).__name__)
+            raise unavailable("the database does not answer") from exc
 
     async def _resync(self, room_id: int) -> None:
         assert self.sync is not None

@@ -28,13 +28,14 @@ import logging
 import time
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, Final
+from typing import TYPE_CHECKING, Any
 
 import redis
 
 from chatd.cluster import keys
 from chatd.domain.transactions import LocalTransactions
 from chatd.errors import ChatError, Code
+from storage.postgres.host import ACCOUNT_LOCKS, ROOM_LOCKS
 
 if TYPE_CHECKING:
     from collections.abc import AsyncIterator, Awaitable, Callable
@@ -45,9 +46,6 @@ if TYPE_CHECKING:
     from chatd.domain.accounts import User
     from chatd.domain.room import Room
 
-# The advisory locks' first key: which kind of thing the second key numbers.
-ROOM_LOCKS: Final = 0x63680001
-ACCOUNT_LOCKS: Final = 0x63680002
 # How long a decision waits for its lock (connection, lock, fencing token), in seconds.
 LOCK_WAIT = 5.0
 RETRY_MS = 2000

@@ -260,7 +260,8 @@ class RoomTransactions(Protocol):
     lock while paused cannot write after the next holder.
 
     Creating a room needs none: its name is taken once by the database's
-    unique constraint (``Conflict``), whichever node asks. Mutes (by a command
+    unique constraint (``Conflict``), whichever node asks. (Storage orders it
+    with its owner's deletion: see ``Storage.create_room``.) Mutes (by a command
     and by flood control), unmutes and unbans are made inside one. An expiry
     deletes the expired rows in one statement, then forgets each sanction
     only if the room's current one has run out (a look and a removal with no

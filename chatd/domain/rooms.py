@@ -62,6 +62,9 @@ class Rooms:
         # Who may create rooms (rooms.creation): "accounts", or "everyone",
         # IRC guests included. Set from the configuration, at start and reload.
         self.creation = "accounts"
+        # On a cluster's node: reads a live room from the database into memory (one
+        # another node created a moment ago, whose announcement is not read here yet).
+        self.read_room: Callable[[int], Awaitable[None]] | None = None
 
     async def load(self) -> None:
         for record in await self._storage.load_active_rooms():
@@ -102,11 +105,14 @@ class Rooms:
 
     async def of_user_stored(self, user: User) -> list[Room]:
         """:meth:`of_user`, and the live rooms the database has ``user`` in: a join
-        another node decided may not have reached this process yet (an account's
-        deletion leaves those too)."""
+        another node decided may not have reached this process yet, nor a room
+        another node created (read here, with :attr:`read_room`). An account's deletion
+        leaves those too: none stays live with a deleted member as its owner."""
         rooms = set(self._of_user.get(user.id, ()))
         if user.has_account:
             for room_id in await self._storage.member_room_ids(user.id):
+                if room_id not in self._by_id and self.read_room is not None:
+                    await self.read_room(room_id)
                 room = self._by_id.get(room_id)
                 if room is not None:
                     rooms.add(room)

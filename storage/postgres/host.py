@@ -5,7 +5,7 @@ from __future__ import annotations
 import contextlib
 from collections.abc import Iterator
 from contextlib import AbstractAsyncContextManager
-from typing import TYPE_CHECKING, Any, Protocol, TypeAlias
+from typing import TYPE_CHECKING, Any, Final, Protocol, TypeAlias
 from urllib.parse import urlsplit
 
 import asyncpg
@@ -73,3 +73,11 @@ def translated() -> Iterator[None]:
         raise StorageError(str(exc)) from exc
     except (OSError, TimeoutError) as exc:
         raise Unavailable(f"PostgreSQL unreachable: {exc or 'no answer in time'}") from exc
+
+
+# The advisory locks' first key, naming what the second key numbers (a room's id,
+# an account's). A cluster's decisions hold them (chatd.cluster.transactions); a
+# room's creation takes its owner's, shared, so that it never overlaps the owner's
+# deletion (see PostgresStorage.create_room).
+ROOM_LOCKS: Final = 0x63680001
+ACCOUNT_LOCKS: Final = 0x63680002

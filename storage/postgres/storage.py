@@ -25,11 +25,11 @@ from typing import TYPE_CHECKING, Any
 
 import asyncpg
 
-from storage.api import Storage, StorageError
+from storage.api import Refused, Storage, StorageError
 from storage.host import dumps_object, loads_object
 from storage.postgres.content import PgContentQueries
 from storage.postgres.governance import PgGovernanceQueries
-from storage.postgres.host import changed, translated, where
+from storage.postgres.host import ACCOUNT_LOCKS, changed, translated, where
 from storage.postgres.messages import PgMessageQueries
 from storage.postgres.schema import migrate, schema_version
 from storage.postgres.tokens import PgTokenQueries
@@ -226,10 +226,25 @@ class PostgresStorage(PgMessageQueries, PgContentQueries, PgGovernanceQueries,
 
     async def create_room(self, name: str, mode: str, owner_id: int,
                           created_at: float) -> tuple[RoomRecord, MemberRecord]:
+        """The room and its owner's member row; Refused when the owner's account
+        is gone.
+
+        A deletion of the owner (on any node) holds the account's advisory lock
+        from before it reads the owner's rooms until its row is deleted. Taken
+        here, shared (creations by one owner do not wait for each other), it
+        makes the two happen one after the other: a creation that comes first
+        is committed before the deletion reads the rooms, which then ends the
+        room; one that comes second finds no account (checked in a statement
+        after the wait, so under a snapshot that sees the deletion)."""
         async with self._transaction() as conn:
+            await conn.execute("SELECT pg_advisory_xact_lock_shared($1, $2)",
+                               ACCOUNT_LOCKS, owner_id)
             room_id = await conn.fetchval(
-                "INSERT INTO rooms (name, mode, created_at) VALUES ($1, $2, $3) RETURNING id",
-                name, mode, created_at)
+                "INSERT INTO rooms (name, mode, created_at) SELECT $1, $2, $3 "
+                "WHERE EXISTS (SELECT 1 FROM users WHERE id = $4) RETURNING id",
+                name, mode, created_at, owner_id)
+            if room_id is None:
+                raise Refused(f"no account {owner_id} to own room {name!r}")
             owner = await _insert_member(conn, room_id, owner_id, "owner", created_at)
         return RoomRecord(int(room_id), name, mode, "", created_at), owner
 

@@ -70,11 +70,34 @@ def user_id(app: App, name: str) -> int:
 async def joining(client: ChatClient, room: str) -> str:
     """``/join room``'s outcome: ok, the refusal's code, or closed (the account's
     deletion closed the connection before the answer)."""
+    return await outcome(client, f"/join {room}")
+
+
+async def outcome(client: ChatClient, line: str) -> str:
+    """``line``'s outcome: ok, the refusal's code, or closed (the connection was
+    closed before the answer)."""
     try:
-        reply = await client.command(f"/join {room}", check=False)
+        reply = await client.command(line, check=False)
     except ConnectionError:
         return "closed"
     return "ok" if reply.ok else str(reply.final["code"])
+
+
+async def with_admin_and(nodes: list[App], name: str) -> tuple[ChatClient, int]:  # noqa: F811
+    """ann, a server admin, logged in on the first node; account ``name`` made and
+    known on every node; its id."""
+    admin = nodes[0].services.accounts.require("ann")
+    await nodes[0].services.accounts.set_admin(admin, True)
+    await everywhere(nodes, lambda app: app.services.accounts.require("ann").is_admin)
+    await register(nodes[0], name)
+    await everywhere(nodes, lambda app: app.services.accounts.find(name) is not None)
+    return await login(nodes[0], "ann"), user_id(nodes[0], name)
+
+
+async def ownerless_live_rooms(app: App) -> list[str]:
+    """The live rooms PostgreSQL holds with no owner among their members."""
+    owned = {m.room_id for m in await app.storage.load_members() if m.role == "owner"}
+    return [r.name for r in await app.storage.load_active_rooms() if r.id not in owned]
 
 
 async def test_an_account_deleted_while_it_joins_through_another_node(
@@ -109,6 +132,53 @@ async def test_an_account_deleted_while_it_joins_through_another_node(
     assert outcomes <= {"ok", "no-such-user", "closed"}, outcomes
     for client in (ann, dan):
         await client.close()
+
+
+async def test_an_account_deleted_while_it_creates_a_room_through_another_node(
+        nodes: list[App], monkeypatch: pytest.MonkeyPatch) -> None:  # noqa: F811
+    """The deletion has read the account's rooms on one node when the account's
+    /create reaches another: the creation waits for the deletion, then is refused
+    (or its connection closed by it), never a live room whose owner is gone."""
+    ann, _ = await with_admin_and(nodes, "eve")
+    eve = await login(nodes[1], "eve")
+    storage, rooms_read = nodes[0].storage, asyncio.Event()
+    read_rooms = storage.member_room_ids
+
+    async def read_then_linger(user: int) -> list[int]:
+        found = await read_rooms(user)
+        rooms_read.set()
+        await asyncio.sleep(0.5)  # the deletion's window, wide enough to create in
+        return found
+
+    monkeypatch.setattr(storage, "member_room_ids", read_then_linger)
+    deletion = asyncio.create_task(ann.command("/userdel eve", check=False))
+    await rooms_read.wait()
+    created = await outcome(eve, "/create nook")
+    deleted = await deletion
+    assert deleted.ok, deleted.final
+    assert created in ("no-such-user", "closed"), created
+    await everywhere(nodes, lambda app: app.services.rooms.find("nook") is None
+                     and app.services.accounts.find("eve") is None)
+    assert await ownerless_live_rooms(nodes[0]) == []
+    for client in (ann, eve):
+        await client.close()
+
+
+async def test_a_room_of_the_account_unknown_to_the_deleting_node_ends_with_it(
+        nodes: list[App]) -> None:  # noqa: F811
+    """A room another node created a moment ago, whose announcement has not
+    reached the node deleting its owner (its rows written straight to the
+    database): the deletion reads it there and ends it, as it ends every room
+    the account was the last member of."""
+    ann, eve_id = await with_admin_and(nodes, "eve")
+    await nodes[1].storage.create_room("nook", "open", eve_id, nodes[1].clock.time())
+    assert nodes[0].services.rooms.find("nook") is None
+    await ann.command("/userdel eve")
+    assert await ownerless_live_rooms(nodes[0]) == []
+    audit = await nodes[0].storage.list_audit(100, room="nook")
+    assert [a.action for a in audit].count("terminate") == 1, [a.action for a in audit]
+    await everywhere(nodes, lambda app: app.services.rooms.find("nook") is None)
+    await ann.close()
 
 
 async def test_ownership_handed_to_a_member_leaving_through_another_node(
