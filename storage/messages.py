@@ -211,6 +211,17 @@ class MessageQueries:
             "ORDER BY id", (user_id,))
         return [_message(row) for row in rows]
 
+    async def direct_backlog(self: SqliteHost, user_id: int) -> list[MessageRecord] | None:
+        """The undelivered direct messages to ``user_id``, or None when the account
+        is gone (one statement, as PostgreSQL's)."""
+        rows = await self._fetch(
+            f"SELECT {_MESSAGE}, EXISTS (SELECT 1 FROM users WHERE id = ?) "
+            "FROM (SELECT 1) AS one LEFT JOIN messages ON recipient_id = ? AND delivered = 0 "
+            "ORDER BY id", (user_id, user_id))
+        if not rows[0][10]:
+            return None
+        return [_message(row) for row in rows if row[0] is not None]
+
     async def recipients_of_undelivered(self: SqliteHost) -> list[int]:
         """The users who have direct messages they have not seen (index messages_undelivered)."""
         rows = await self._fetch(

@@ -38,6 +38,11 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 
+class AccountGone(Exception):
+    """The account being logged in is no longer in the database (deleted, on
+    another node of a cluster a moment ago)."""
+
+
 class Messaging:
     """Sends messages and reads them back."""
 
@@ -311,12 +316,17 @@ class Messaging:
         return msg.id
 
     async def replay_direct(self, session: Endpoint, user: User) -> int:
-        """Show a user who logs in the direct messages sent while they were away."""
+        """Show a user who logs in the direct messages sent while they were away.
+
+        Raises :class:`AccountGone` when the database no longer holds the account
+        (asked in the same statement): on a cluster's node, which asks at every
+        log-in, a deletion another node committed is seen here before its
+        announcement arrives."""
         if user.id not in self._unseen_by and not self.shared:
             return 0
         await self._writer.flush()
         try:
-            pending = await self._storage.undelivered_direct_messages(user.id)
+            pending = await self._storage.direct_backlog(user.id)
         except Unavailable:
             if not self.shared:
                 raise
@@ -324,6 +334,8 @@ class Messaging:
             log.warning("direct messages not replayed at a log-in: the database does not "
                         "answer")
             return 0
+        if pending is None:
+            raise AccountGone(user.name)
         if session.user is not user:
             return 0  # the connection went away meanwhile: keep them for next time
         for msg in pending:

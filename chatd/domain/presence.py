@@ -13,6 +13,7 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING, Any, Protocol
 
 from chatd.domain import events
+from chatd.domain.messaging import AccountGone
 from chatd.errors import ChatError, Code
 
 if TYPE_CHECKING:
@@ -201,7 +202,7 @@ class Presence:
             # Decided in the step that attaches the session, with no await between:
             # a deletion either began later, and finds this session to close, or
             # earlier, and this refuses.
-            raise ChatError(Code.AUTH_FAILED, f"the account {user.name} was deleted.")
+            raise _deleted_login(user)
         rooms = self._rooms.of_user(user)
         session.signed_in(user, rooms[0] if len(rooms) == 1 else None)
         if session in self.sessions:
@@ -222,7 +223,16 @@ class Presence:
         # Written in a batch: a log-in waits for no database round trip when no
         # direct message waits for the user (replay_direct knows without asking).
         self._audit.note("login", actor=user.name, logged=True)
-        replayed = await self._messaging.replay_direct(session, user)
+        try:
+            replayed = await self._messaging.replay_direct(session, user)
+        except AccountGone:
+            # Deleted on another node of a cluster after the check above, its
+            # announcement not read here yet: the database said so in the query
+            # a cluster's log-in makes anyway. Refused as the check above refuses
+            # (logged out again, the journal's next line); a deletion committed
+            # after that query finds this session to close.
+            self.logout(session)
+            raise _deleted_login(user) from None
         return {"user": user.name, "admin": user.is_admin,
                 "rooms": [r.name for r in rooms],
                 "direct_messages": replayed}
@@ -329,6 +339,11 @@ class Presence:
         session.gone()
         self.logout(session)
         self.sessions.pop(session, None)
+
+
+def _deleted_login(user: User) -> ChatError:
+    """The refusal of a log-in whose account was deleted since it was checked."""
+    return ChatError(Code.AUTH_FAILED, f"the account {user.name} was deleted.")
 
 
 class _AwayEnds:

@@ -167,6 +167,18 @@ class PgMessageQueries:
             "ORDER BY id", user_id)
         return [_message(row) for row in rows]
 
+    async def direct_backlog(self: PgHost, user_id: int) -> list[MessageRecord] | None:
+        """The undelivered direct messages to ``user_id``, or None when the account
+        is gone (deleted, perhaps by another node a moment ago). One statement, so
+        a cluster's log-in learns both in the round trip it makes anyway."""
+        rows = await self._fetch(
+            f"SELECT {_MESSAGE}, EXISTS (SELECT 1 FROM users WHERE id = $1) "
+            "FROM (SELECT 1) AS one LEFT JOIN messages ON recipient_id = $1 AND NOT delivered "
+            "ORDER BY id", user_id)
+        if not rows[0][10]:
+            return None
+        return [_message(row) for row in rows if row[0] is not None]
+
     async def recipients_of_undelivered(self: PgHost) -> list[int]:
         rows = await self._fetch("SELECT DISTINCT recipient_id FROM messages "
                                  "WHERE NOT delivered ORDER BY recipient_id")

@@ -184,7 +184,7 @@ async def test_a_log_in_that_fails_half_way_never_has_more_than_its_token(
     async def failing(user_id: int) -> list[Any]:
         raise StorageError("the database does not answer")
 
-    monkeypatch.setattr(server.services.storage, "undelivered_direct_messages", failing)
+    monkeypatch.setattr(server.services.storage, "direct_backlog", failing)
     client = await clients.anonymous()
     assert (await error_of(client, f"/auth {token}"))["code"] == "internal-error"
     refused = await error_of(client, "/token create full read,post,moderate,admin")

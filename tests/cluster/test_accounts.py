@@ -116,6 +116,42 @@ async def test_an_account_deleted_on_one_node_is_gone_from_every_node(
 
 
 
+async def test_a_log_in_on_another_node_right_after_a_deletion_is_refused(
+        nodes: list[App], monkeypatch: pytest.MonkeyPatch) -> None:  # noqa: F811
+    """/userdel answered on one node; the other node has not read its announcement
+    yet (held back here): a log-in there, with a token it still holds, is refused
+    as it is on the deleting node, never answered ok and then closed."""
+    await register(nodes[0], "eve")
+    await everywhere(nodes, lambda app: app.services.accounts.find("eve") is not None)
+    eve = await login(nodes[0], "eve")
+    secret = (await eve.command("/token create bot"))["token"]
+    await everywhere(nodes, lambda app: len(app.services.tokens.of(
+        app.services.accounts.require("eve"))) == 1)
+    bus: Any = nodes[1].services.bus
+    apply_change, held = bus._account_changed, asyncio.Event()
+
+    async def late(entry: dict[str, Any]) -> None:
+        if entry.get("w") == "deleted":
+            await held.wait()
+        await apply_change(entry)
+
+    monkeypatch.setattr(bus, "_account_changed", late)
+    admin = nodes[0].services.accounts.require("ann")
+    await nodes[0].services.accounts.set_admin(admin, True)
+    ann = await login(nodes[0], "ann")
+    await ann.command("/userdel eve")
+    assert nodes[1].services.accounts.find("eve") is not None  # not told yet
+    client = await ChatClient.connect("127.0.0.1", nodes[1].port)
+    reply = await client.command(f"/auth {secret}", check=False)
+    assert reply.get("code") == "auth-failed", reply.final
+    assert reply["message"] == "the account eve was deleted."
+    assert not nodes[1].services.rooms.connections(nodes[1].services.accounts.require("eve"))
+    held.set()
+    await everywhere(nodes, lambda app: app.services.accounts.find("eve") is None)
+    for other in (ann, eve, client):
+        await other.close()
+
+
 async def resumed(app: App, secret: str) -> dict[str, object]:
     """``/login --resume secret`` on ``app``: its final reply."""
     client = await ChatClient.connect("127.0.0.1", app.port)
