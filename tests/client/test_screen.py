@@ -539,7 +539,7 @@ async def test_a_gap_the_server_cannot_fill_is_announced(
         await alice.joins("general")
         # An id this server never issued: a client of another server, or of a database
         # restored from an older backup.
-        alice.screen.controller.last_id = 10**9
+        alice.screen.controller.catchup.last_id = 10**9
         alice.type("cut-here" + ENTER)
         await alice.sees("reconnected.")
         await alice.sees("messages sent while you were disconnected may be missing (")

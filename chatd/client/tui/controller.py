@@ -20,8 +20,9 @@ from typing import Any
 
 from chatd.client.logins import RESUME_FLAG
 from chatd.client.sdk.backoff import Backoff
+from chatd.client.tui.catchup import Catchup
 from chatd.client.tui.complete import Vocabulary
-from chatd.client.tui.lines import Line, error, notice, warning
+from chatd.client.tui.lines import Line, error, notice
 from chatd.client.tui.session import ClientSession
 from chatd.client.tui.state import SERVER, ChatState, Conversation, dm_key
 
@@ -69,9 +70,7 @@ class Controller:
         # typed must not overtake each other.
         self._sending = asyncio.Lock()
         # The newest message id seen: a reconnection resumes from it (PROTOCOL.md 7.1).
-        self.last_id = 0
-        self._marked = False  # last_id was set from the rooms' newest messages once
-        self._replayed: set[int] = set()  # ids the replay showed: their live copies are not
+        self.catchup = Catchup()
 
     # -- starting -----------------------------------------------------------------------
 
@@ -85,27 +84,11 @@ class Controller:
         overview = await self.session.client.command("/help", check=False)
         self.vocabulary.learn_commands(overview.get("commands") or [])
         await self.refresh_rooms()
-        if not self._marked:
-            await self._mark_start()
+        if not self.catchup.marked:
+            await self.catchup.mark_start(self.session.client, [
+                key for key, conversation in self.state.conversations.items()
+                if conversation.is_room])
         await self.show(self.session.current_room or self.state.current)
-
-    async def _mark_start(self) -> None:
-        """Where a resume starts when nothing was seen yet: the newest message of each
-        room (else it would be /resume 0, every message of every room)."""
-        rooms = [key for key, conversation in self.state.conversations.items()
-                 if conversation.is_room]
-        replies = await asyncio.gather(*(self.session.client.command(
-            f"/history {room} 1", check=False) for room in rooms))
-        for reply in replies:
-            self._note(reply.get("messages") or [] if reply.ok else [])
-        self._marked = True
-
-    def _note(self, records: Iterable[dict[str, Any]]) -> None:
-        """Message ids seen: where the next resume starts."""
-        for record in records:
-            ident = record.get("id")
-            if record.get("type") == "message" and isinstance(ident, int):
-                self.last_id = max(self.last_id, ident)
 
     async def refresh_rooms(self) -> None:
         """Ask the server which rooms this user is in; open and close conversations."""
@@ -237,7 +220,7 @@ class Controller:
         for line in said:
             self.state.add(line)
         if name not in LOGINS:  # a login's direct messages may be newer than a gap to resume
-            self.last_id = max([self.last_id, *(line.message_id or 0 for line in said)])
+            self.catchup.note_lines(said)
 
     async def _query(self, user: str) -> None:
         if not user:
@@ -280,7 +263,7 @@ class Controller:
             want = min(held + HISTORY_PAGE, HISTORY_MAX)
             reply = await self.session.client.command(f"/history {key} {want}", check=False)
             records = reply.get("messages") or [] if reply.ok else []
-            self._note(records)
+            self.catchup.note(records)
             older: list[Line] = []
             for record in records:
                 older += await self.session.show(record)
@@ -308,10 +291,8 @@ class Controller:
             if self._event(event):
                 return
         elif event.get("type") == "message":
-            if event.get("id") in self._replayed:  # delivered live before /resume replayed it
-                self._replayed.discard(event["id"])
+            if not self.catchup.live(event):  # delivered live before /resume replayed it
                 return
-            self._note([event])
             self.vocabulary.learn_nicks([str(event.get("from") or "")])
         for line in await self.session.show(event):
             self.state.add(line)
@@ -391,41 +372,22 @@ class Controller:
     async def _caught_up(self, said: list[Line]) -> None:
         """After a login on a new connection: the direct messages it brought, then what
         was said in the person's rooms and direct conversations meanwhile."""
-        self._replayed.clear()
         for line in said:
             if line.kind != "notice":  # not the welcome again (it may hold the resume token)
                 self.state.add(line)
         # From the last id seen before: the login's messages may be newer than the gap.
-        await self.resume(self.last_id)
-        self.last_id = max([self.last_id, *(line.message_id or 0 for line in said)])
-
-    async def resume(self, after: int) -> None:
-        """Replay the messages after id ``after``, page by page, each where it belongs;
-        say in the conversations when the server cannot promise the gap is whole."""
-        while after:
-            reply = await self.session.client.command(f"/resume {after}", check=False)
-            if not reply.ok:
-                if reply.get("code") != "unknown-command":  # an older server: nothing to do
-                    self.state.add(error(f"missed messages could not be fetched "
-                                         f"({reply.get('code')}: {reply.get('message')})."))
-                return
-            await self._replay(reply.lines)
-            if reply.get("recovered") is False and not reply.get("more"):
-                self._gap(reply.get("reasons") or [])
-            if not reply.get("more"):
-                return
-            after = int(reply.get("last_id") or 0)
+        resumed = await self.catchup.resume(self.session.client, self._replay)
+        if resumed.failed is not None:
+            self.state.add(resumed.failed)
+        if resumed.gap is not None:
+            self._gap(resumed.gap)
+        self.catchup.note_lines(said)
 
     async def _replay(self, records: list[dict[str, Any]]) -> None:
-        """Replayed messages, less those already on screen (sent by this client, shown
-        live or brought by the login); their live copies still waiting are dropped."""
+        """Replayed messages, each where it belongs, less those already on screen (sent
+        by this client, shown live or brought by the login)."""
         held: dict[str, set[int]] = {}
         for record in records:
-            ident = record.get("id")
-            if record.get("type") != "message" or not isinstance(ident, int):
-                continue
-            self._replayed.add(ident)
-            self._note([record])
             for line in await self.session.show(record):
                 key = self.state.key_of(line)
                 if key not in held:
@@ -433,13 +395,11 @@ class Controller:
                 if line.message_id not in held[key]:
                     self.state.add(line)
 
-    def _gap(self, reasons: list[Any]) -> None:
+    def _gap(self, said: Line) -> None:
         """The replay may be incomplete: every conversation the person reads is told."""
-        why = "; ".join(str(reason) for reason in reasons) or "the server did not say why"
-        text = f"messages sent while you were disconnected may be missing ({why})."
         for conversation in self.state.conversations.values():
             if conversation.key == self.state.current or conversation.lines:
-                conversation.lines.append(warning(text))
+                conversation.lines.append(said)
 
     def _logged_in(self) -> bool:
         return self.session.user is not None
