@@ -8,7 +8,8 @@ without blocking the event loop, hand them to
 server say with rich. Everything worth testing lives in the session.
 
 In both modes a dropped connection is made again (unless ``--no-reconnect``),
-logging in with the resume token of the last login, held in memory only.
+logging in with the resume token of the last login, held in memory only, and
+what was said meanwhile is fetched (:class:`~chatd.client.tui.catchup.Catchup`).
 
     chatd-client [host] [port] --user alice [--register] [--tls] [--plain]
 """
@@ -33,9 +34,10 @@ from rich.console import Console
 from chatd import __version__
 from chatd.client import ChatClient
 from chatd.client.sdk.backoff import Backoff
+from chatd.client.tui.catchup import Catchup, Record
 from chatd.client.tui.keyring import Keyring, config_dir
 from chatd.client.tui.lines import Line, error, notice
-from chatd.client.tui.session import ClientSession
+from chatd.client.tui.session import LOGINS, ClientSession
 from chatd.client.tui.view import View
 from chatd.crypto import CryptError
 from chatd.crypto.envelope import AEADS
@@ -210,7 +212,10 @@ class _Typed:
 async def _chat(session: ClientSession, view: View, reconnect: Reconnect | None = None) -> bool:
     """Until /quit or the end of input (True), or until the server goes away and
     cannot be reached again (False)."""
-    pump = asyncio.ensure_future(_pump(session, view))
+    catchup = Catchup()  # where a reconnection resumes from
+    with contextlib.suppress(ConnectionError, TimeoutError):  # gone: the pump sees it
+        await catchup.mark_start(session.client, session.rooms_at_login)
+    pump = asyncio.ensure_future(_pump(session, view, catchup))
     reader, close_stdin = await _stdin()
     typed = _Typed(reader)
     try:
@@ -219,9 +224,10 @@ async def _chat(session: ClientSession, view: View, reconnect: Reconnect | None 
             either: set[asyncio.Future[Any]] = {read, pump}
             await asyncio.wait(either, return_when=asyncio.FIRST_COMPLETED)
             if not read.done():  # the server went away
-                if reconnect is None or not await _reconnected(session, view, reconnect, typed):
+                if reconnect is None or not await _reconnected(session, view, reconnect, typed,
+                                                               catchup):
                     return False
-                pump = asyncio.ensure_future(_pump(session, view))
+                pump = asyncio.ensure_future(_pump(session, view, catchup))
                 continue
             line = typed.take()
             if line is None:
@@ -231,7 +237,7 @@ async def _chat(session: ClientSession, view: View, reconnect: Reconnect | None 
             if not line or text.lower() in QUIT:
                 return True
             if text:
-                await _handle(session, view, text)
+                await _handle(session, view, text, catchup)
     finally:
         close_stdin()
         typed.cancel()
@@ -241,9 +247,10 @@ async def _chat(session: ClientSession, view: View, reconnect: Reconnect | None 
 
 
 async def _reconnected(session: ClientSession, view: View, reconnect: Reconnect,
-                       typed: _Typed) -> bool:
-    """Connect and log in again, waiting longer after each failure; False when the
-    login is refused (the password changed) or the input ends meanwhile."""
+                       typed: _Typed, catchup: Catchup) -> bool:
+    """Connect and log in again, waiting longer after each failure, and show what was
+    said meanwhile; False when the login is refused (the password changed) or the
+    input ends meanwhile."""
     backoff = reconnect_backoff()
     view.show([notice("reconnecting...")])
     while await _pause(backoff.next_delay(), typed):
@@ -256,8 +263,28 @@ async def _reconnected(session: ClientSession, view: View, reconnect: Reconnect,
         if session.user is None:
             return False
         view.show([notice("reconnected.")])
+        # Lost again meanwhile: the pump sees the connection closed and comes back here.
+        with contextlib.suppress(ConnectionError, TimeoutError):
+            await _caught_up(session, view, catchup, said)
         return True
     return False
+
+
+async def _caught_up(session: ClientSession, view: View, catchup: Catchup,
+                     said: list[Line]) -> None:
+    """What was said in the person's rooms and direct conversations while the client
+    was away, less the direct messages the login just showed."""
+    shown = {line.message_id for line in said if line.message_id is not None}
+
+    async def show(records: list[Record]) -> None:
+        for record in records:
+            if record.get("id") not in shown:
+                view.show(await session.show(record), session.current_room)
+
+    # From the last id seen before: the login's messages may be newer than the gap.
+    resumed = await catchup.resume(session.client, show)
+    view.show([line for line in (resumed.failed, resumed.gap) if line is not None])
+    catchup.note_lines(said)
 
 
 async def _pause(delay: float, typed: _Typed) -> bool:
@@ -273,19 +300,26 @@ async def _pause(delay: float, typed: _Typed) -> bool:
     return True
 
 
-async def _handle(session: ClientSession, view: View, text: str) -> None:
+async def _handle(session: ClientSession, view: View, text: str, catchup: Catchup) -> None:
     try:
-        view.show(await session.input(text), session.current_room)
+        said = await session.input(text)
+        view.show(said, session.current_room)
+        # A login's direct messages may be newer than a gap still to resume (as on
+        # the full screen): only other replies move the resume's start.
+        if not (text.startswith("/") and text[1:].partition(" ")[0].lower() in LOGINS):
+            catchup.note_lines(said)
     except (ConnectionError, TimeoutError) as exc:
         # str(): an exception is true even when it says nothing (a time-out).
         view.show([error(f"no answer from the server ({str(exc) or 'timed out'}).")])
 
 
-async def _pump(session: ClientSession, view: View) -> None:
-    """Show what arrives unasked: messages, events, notices."""
+async def _pump(session: ClientSession, view: View, catchup: Catchup) -> None:
+    """Show what arrives unasked: messages, events, notices (not a message the replay
+    after a reconnection showed already)."""
     try:
         async for event in session.client.events():
-            view.show(await session.show(event), session.current_room)
+            if catchup.live(event):
+                view.show(await session.show(event), session.current_room)
     except (ConnectionError, TimeoutError):
         pass  # showing an encrypted message may look up keys; the server went away meanwhile
     view.show([error("the server closed the connection.")])

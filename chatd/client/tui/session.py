@@ -102,6 +102,11 @@ class ClientSession:
             self.current_room = room
         return shown
 
+    @property
+    def rooms_at_login(self) -> list[str]:
+        """The rooms the last login said the account is in."""
+        return list(self._rooms_at_login)
+
     async def _resumed(self) -> list[Line] | None:
         """The Lines of a login with the resume token; None without one, or refused."""
         secret, self.resume_token = self.resume_token, None  # each works once
