@@ -690,3 +690,34 @@ async def test_history_stopped_by_the_cap_does_not_claim_the_start(
     await alice.sees("message number 10")
     await alice.sees("older messages of #big are beyond what the server's /history gives")
     assert "the start of #big's history" not in alice.text()
+
+
+def conversation_rows(person: Person) -> list[str]:
+    """The conversation's rows on screen, less the bottom one (where a view scrolled up
+    says how far it is from the newest line)."""
+    rows = person.rows()[:-2]  # not the status bar and the input line
+    return [row.partition("\N{BOX DRAWINGS LIGHT VERTICAL}")[2] for row in rows[:-1]]
+
+
+async def test_a_view_scrolled_up_stays_put_while_new_lines_arrive(
+        clients: Clients, person: Callable[..., object]) -> None:
+    bob = await bob_in(clients, "general")
+    for n in range(40):
+        await bob.command(f"/say general line {n}")
+    alice: Person = await person("alice")  # type: ignore[misc]
+    alice.type("/join general" + ENTER)
+    await alice.sees("line 39")
+    alice.type(PAGE_UP)
+    await alice.sees("rows below: PageDown")
+    reading = conversation_rows(alice)
+    await bob.command("/say general a new one")
+    await bob.command("/say general and a long one " + "that wraps " * 12)
+    await alice.sees("2 new lines, ")
+    assert conversation_rows(alice) == reading  # the lines read did not move
+    alice.type(PAGE_DOWN + PAGE_DOWN)  # a page, then the rows the new lines take
+    await alice.sees(lambda p: "that wraps" in p.text() and "rows below" not in p.text(),
+                     "back at the bottom")
+    await bob.command("/say general followed at the bottom")
+    await alice.sees(lambda p: p.rows()[-3].endswith("<bob> followed at the bottom"),
+                     "the newest line on the bottom row")
+    assert "new line" not in alice.text()

@@ -242,8 +242,7 @@ class Controller:
 
     def scroll(self, rows: int) -> None:
         """Scroll the conversation on screen up (``rows`` > 0) or down."""
-        shown = self.state.shown
-        shown.scroll = max(0, shown.scroll + rows)
+        self.state.shown.scroll_by(rows)
         self.redraw()
 
     def reached_top(self) -> None:
@@ -399,7 +398,7 @@ class Controller:
         """The replay may be incomplete: every conversation the person reads is told."""
         for conversation in self.state.conversations.values():
             if conversation.key == self.state.current or conversation.lines:
-                conversation.lines.append(said)
+                conversation.append(said)
 
     def _logged_in(self) -> bool:
         return self.session.user is not None

@@ -77,6 +77,11 @@ class ScrollbackControl(UIControl):
         shown = self.state.shown
         theme = theme_of(self.state.theme, self.color)
         current = shown.key if shown.is_room else None
+        if shown.unplaced:  # lines came below a view scrolled up: it keeps its place
+            newer = list(shown.lines)[-shown.unplaced:]
+            shown.scroll += sum(len(wrap(fragments(line, theme, current), width))
+                                for line in newer)
+            shown.unplaced = 0
         need, scroll = shown.scroll + height, shown.scroll
         rows: list[StyleAndTextTuples] = []
         for line in reversed(shown.lines):
@@ -88,12 +93,12 @@ class ScrollbackControl(UIControl):
             if shown.scroll > limit and shown.is_room and not shown.history_done:
                 self.on_top()  # older lines are wanted: the request stands while they come
             else:
-                shown.scroll = min(shown.scroll, limit)
+                shown.scroll_by(min(shown.scroll, limit) - shown.scroll)
             scroll = min(shown.scroll, limit)
         end = len(rows) - scroll
         visible = rows[max(0, end - height):end]
         if scroll:
-            visible[-1:] = [[("class:scrolled", f" {scroll} rows below: PageDown ".ljust(width))]]
+            visible[-1:] = [[("class:scrolled", _below(shown.below, scroll).ljust(width))]]
         visible[:0] = [[] for _ in range(height - len(visible))]
         return UIContent(get_line=lambda i: visible[i], line_count=len(visible),
                          show_cursor=False)
@@ -214,7 +219,7 @@ class Screen:
 
     def _accept(self, buffer: Buffer) -> bool:
         self._queue.put_nowait(buffer.text)
-        self.controller.state.shown.scroll = 0  # what you send, you see
+        self.controller.state.shown.to_bottom()  # what you send, you see
         # The window scrolled sideways along a line wider than itself; the empty line
         # that follows would otherwise be drawn scrolled out of sight, prompt and all.
         self._line.horizontal_scroll = 0
@@ -247,6 +252,13 @@ class Screen:
                 with contextlib.suppress(BaseException):
                     await worker
             await self.controller.close()
+
+
+def _below(new: int, rows: int) -> str:
+    """The bottom row of a view scrolled up: how far, and how many lines came since."""
+    if not new:
+        return f" {rows} rows below: PageDown "
+    return f" {new} new line{'s' * (new != 1)}, {rows} rows below: PageDown "
 
 
 def _cut(text: str, width: int) -> str:

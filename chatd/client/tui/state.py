@@ -36,6 +36,11 @@ class Conversation:
     unread: int = 0
     mentions: int = 0
     scroll: int = 0  # screen rows between the bottom of the view and the newest line
+    # Lines added below a view scrolled up: the screen, which alone knows how many rows
+    # they wrap to, adds those rows to ``scroll`` (``unplaced``) so that the lines read
+    # stay where they are; ``below`` counts them for the person until the bottom is back.
+    unplaced: int = 0
+    below: int = 0
     history_done: bool = False  # the server has nothing older to give
     loaded: bool = False  # its history was fetched once
 
@@ -53,6 +58,22 @@ class Conversation:
     def oldest_id(self) -> int | None:
         return next((line.message_id for line in self.lines if line.message_id is not None),
                     None)
+
+    def append(self, line: Line) -> None:
+        """A newer line: the view follows it at the bottom, else stays where it is."""
+        self.lines.append(line)
+        if self.scroll:
+            self.unplaced += 1
+            self.below += 1
+
+    def scroll_by(self, rows: int) -> None:
+        """Up (``rows`` > 0) or down; back at the bottom, the view follows new lines."""
+        self.scroll = max(0, self.scroll + rows)
+        if not self.scroll:
+            self.to_bottom()
+
+    def to_bottom(self) -> None:
+        self.scroll = self.unplaced = self.below = 0
 
     def known_ids(self) -> set[int]:
         return {line.message_id for line in self.lines if line.message_id is not None}
@@ -134,7 +155,7 @@ class ChatState:
     def add(self, line: Line) -> Conversation:
         """File a line where it belongs, counting it as unread when it is out of sight."""
         conversation = self.open(self.key_of(line))
-        conversation.lines.append(line)
+        conversation.append(line)
         if line.kind == "message" and line.sender is not None:
             self.stopped_typing(conversation.key, line.sender)
             if conversation.key != self.current and not self._mine(line):
