@@ -29,6 +29,7 @@ from chatd.client.tui.complete import Vocabulary
 from chatd.client.tui.controller import Controller
 from chatd.client.tui.keyring import Keyring
 from chatd.client.tui.lines import Line, from_ok, local_time
+from chatd.client.tui.roomargs import RoomDefaults
 from chatd.client.tui.screen import Screen, chat
 from chatd.client.tui.session import ClientSession
 from chatd.client.tui.state import ChatState
@@ -721,3 +722,53 @@ async def test_a_view_scrolled_up_stays_put_while_new_lines_arrive(
     await alice.sees(lambda p: p.rows()[-3].endswith("<bob> followed at the bottom"),
                      "the newest line on the bottom row")
     assert "new line" not in alice.text()
+
+
+async def test_commands_about_the_current_room_act_on_the_room_on_screen(
+        clients: Clients, person: Callable[..., object]) -> None:
+    bob = await bob_in(clients, "secret", "dev")
+    alice: Person = await person("alice")  # type: ignore[misc]
+    await alice.joins("dev")
+    await alice.joins("secret")  # the server's current room, shown last
+    alice.type("\x1b1")  # Alt-1: the server conversation
+    await alice.sees(lambda p: p.input_row == "server>", "the server prompt")
+    alice.type("/leave" + ENTER)
+    await alice.sees("/leave acts on a room, and this conversation is none")
+    alice.type("/query carol" + ENTER)
+    await alice.sees(lambda p: p.input_row == "@carol>", "the conversation with carol")
+    alice.type("/part" + ENTER + "/me waves" + ENTER)
+    await alice.sees("/part acts on a room")
+    await alice.sees("/me acts on the room on screen")
+    members = (await bob.command("/who secret"))["members"]
+    assert "alice" in [member["user"] for member in members]  # never left #secret
+    alice.type("\x1b2")  # #dev, while the server's current room is still #secret
+    await alice.sees(lambda p: p.input_row == "#dev>", "#dev")
+    alice.type("/leave" + ENTER)
+    await alice.sees(lambda p: "dev" not in p.state.conversations, "#dev left")
+    assert "secret" in alice.state.conversations
+
+
+def test_a_command_without_a_room_names_the_room_on_screen() -> None:
+    defaults = RoomDefaults()
+    defaults.learn([
+        {"name": "topic", "params": [{"name": "room", "type": "room", "optional": True,
+                                      "default": "current-room"},
+                                     {"name": "text", "type": "text", "optional": True}]},
+        {"name": "kick", "params": [{"name": "user", "type": "user", "optional": False},
+                                    {"name": "room", "type": "room", "optional": True,
+                                     "default": "current-room"},
+                                    {"name": "reason", "type": "text", "optional": True}]},
+        {"name": "who", "aliases": ["names"],
+         "params": [{"name": "room", "type": "room", "optional": True,
+                     "default": "current-room"}]}])
+    known = {"dev", "general"}
+    assert defaults.aim("/topic hello all", "dev", known) == "/topic #dev hello all"
+    assert defaults.aim("/topic general hello", "dev", known) == "/topic general hello"
+    assert defaults.aim("/kick bob spam", "dev", known) == "/kick bob #dev spam"
+    assert defaults.aim("/kick bob", "dev", known) == "/kick bob #dev"
+    assert defaults.aim("/kick bob #other", "dev", known) == "/kick bob #other"
+    assert defaults.aim("/names", "dev", known) == "/names #dev"
+    assert defaults.aim("/who elsewhere", None, known) == "/who elsewhere"
+    refused = defaults.aim("/topic hello", None, known)
+    assert isinstance(refused, Line) and refused.kind == "error"
+    assert defaults.aim("/whois bob", None, known) == "/whois bob"

@@ -21,8 +21,9 @@ from typing import Any
 from chatd.client.logins import RESUME_FLAG
 from chatd.client.sdk.backoff import Backoff
 from chatd.client.tui.catchup import Catchup
-from chatd.client.tui.complete import Vocabulary
+from chatd.client.tui.complete import LOCAL_COMMANDS, Vocabulary
 from chatd.client.tui.lines import Line, error, notice
+from chatd.client.tui.roomargs import RoomDefaults
 from chatd.client.tui.session import ClientSession
 from chatd.client.tui.state import SERVER, ChatState, Conversation, dm_key
 
@@ -57,6 +58,7 @@ class Controller:
         self.session = session
         self.state = state
         self.vocabulary = vocabulary
+        self.room_defaults = RoomDefaults()  # commands whose room, left out, is the server's
         self.redraw: Callable[[], None] = lambda: None
         self._reconnect = reconnect
         self._backoff = backoff or Backoff()
@@ -83,6 +85,8 @@ class Controller:
             self.state.add(line)
         overview = await self.session.client.command("/help", check=False)
         self.vocabulary.learn_commands(overview.get("commands") or [])
+        described = await self.session.client.command("/schema", check=False)
+        self.room_defaults.learn(described.get("commands") or [] if described.ok else [])
         await self.refresh_rooms()
         if not self.catchup.marked:
             await self.catchup.mark_start(self.session.client, [
@@ -202,9 +206,13 @@ class Controller:
         if conversation.key == SERVER and not name:
             self.state.add(error(NOT_HERE))
             return
-        # What acts on "the current room" (a plain line, /secure) acts on the conversation
-        # on screen: none when it is not a room, never the room shown last.
+        # What acts on "the current room" (a plain line, /secure, /topic) acts on the
+        # conversation on screen: none when it is not a room, never the room shown last.
         self.session.current_room = conversation.key if conversation.is_room else None
+        aimed = self._aimed(text, name)
+        if aimed is None:
+            return
+        text = aimed
         before = self.session.current_room
         if conversation.key.startswith("@") and not name:
             said = await self.session.command(f"/msg {conversation.key[1:]} "
@@ -221,6 +229,18 @@ class Controller:
             self.state.add(line)
         if name not in LOGINS:  # a login's direct messages may be newer than a gap to resume
             self.catchup.note_lines(said)
+
+    def _aimed(self, text: str, name: str) -> str | None:
+        """A server command that would fall back on the server's current room, made to
+        name the room on screen; None (and said why) outside a room's view."""
+        if not name or name in LOCAL_COMMANDS:
+            return text
+        known = {*self.vocabulary.rooms, *self.state.conversations}
+        aimed = self.room_defaults.aim(text, self.session.current_room, known)
+        if isinstance(aimed, Line):
+            self.state.add(aimed)
+            return None
+        return aimed
 
     async def _query(self, user: str) -> None:
         if not user:
