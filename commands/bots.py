@@ -8,7 +8,14 @@ from dataclasses import dataclass
 from typing import Any
 
 from chatd.domain.accounts import User
-from chatd.domain.names import is_decimal, is_number, looks_like_duration, parse_duration
+from chatd.domain.names import (
+    is_decimal,
+    is_number,
+    looks_like_duration,
+    meant_as_duration,
+    not_a_duration,
+    parse_duration,
+)
 from chatd.domain.permissions import Action
 from chatd.domain.protection import ROOM_BURST, ROOM_RATE
 from chatd.domain.room import Role, Room
@@ -81,6 +88,10 @@ def _name_scopes_ttl(name: str | None, scopes: frozenset[Scope] | None,
             return "default", scopes, parse_duration(name)
         except ValueError as exc:
             raise ChatError(Code.BAD_ARGUMENTS, f"ttl: {exc}") from None
+    if name is not None and meant_as_duration(name):
+        # /token create 10min: a lifetime mistyped, not a token named "10min" for ever.
+        raise ChatError(Code.BAD_ARGUMENTS, f"ttl: {not_a_duration(name)} A token's name "
+                        "is a word that does not look like a duration.")
     if name is not None and scopes is None and (looks_like_scopes(name) or SEPARATOR in name):
         return "default", parse_scopes(name), ttl  # names unknown scopes, if any
     return name or "default", scopes, ttl

@@ -19,7 +19,9 @@ __all__ = [
     "is_decimal",
     "is_number",
     "looks_like_duration",
+    "meant_as_duration",
     "name_key",
+    "not_a_duration",
     "parse_duration",
     "room_name",
     "user_name",
@@ -139,6 +141,15 @@ _DURATION_HELP: Final = (
     "use a number and a unit (s, m, h, d or w), for example 30s, 10m, 2h, 7d, 1w or 1h30m"
 )
 
+# The names people give units when they mistype a duration ("10min", "2hrs").
+_UNIT_WORDS: Final = ("sec", "secs", "second", "seconds", "min", "mins", "minute", "minutes",
+                      "hr", "hrs", "hour", "hours", "day", "days", "wk", "wks", "week", "weeks",
+                      "mon", "month", "months", "yr", "yrs", "year", "years")
+# One or more numbers, each followed by one letter or a unit's name: "10x", "5M", "1.5h",
+# "10min", "1h30mins". Not "2nd", "4chan" or "1v1", which a room or a reason may be.
+_ATTEMPT_RE: Final = re.compile(
+    rf"(?:[0-9]+(?:\.[0-9]+)?(?:{'|'.join(_UNIT_WORDS)}|[a-z]))+", re.IGNORECASE | re.ASCII)
+
 
 def looks_like_duration(raw: str) -> bool:
     """True when ``raw`` has the syntax of a duration, such as ``10m`` or ``1h30m``.
@@ -148,6 +159,23 @@ def looks_like_duration(raw: str) -> bool:
     commands taking an optional duration argument want.
     """
     return len(raw) <= _MAX_DURATION_TEXT and _DURATION_RE.fullmatch(raw) is not None
+
+
+def meant_as_duration(raw: str) -> bool:
+    """True when ``raw`` was meant as a duration, well formed or not (``10m``, ``1x``,
+    ``10min``, ``1.5h``): numbers each followed by one letter or a unit's name.
+
+    Where an optional duration may stand, such a word is a duration or an error,
+    never a room or the start of a reason: ``/mute bob 1x`` is a mistyped
+    duration, not a room named "1x" (unless that room exists, which a room
+    parameter before the duration takes first).
+    """
+    return len(raw) <= _MAX_DURATION_TEXT and _ATTEMPT_RE.fullmatch(raw) is not None
+
+
+def not_a_duration(raw: str) -> str:
+    """The sentence refusing ``raw``, meant as a duration, with the forms taken."""
+    return f"{quoted(raw)} is not a duration: {_DURATION_HELP}."
 
 
 def parse_duration(raw: str) -> float:

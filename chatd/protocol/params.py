@@ -288,6 +288,10 @@ class Duration(Param):
                 return names.parse_duration(word)
             except ValueError as exc:  # well-formed but out of range (0s, 20y)
                 raise ChatError(Code.BAD_ARGUMENTS, f"{self.name}: {exc}") from None
+        if names.meant_as_duration(word):
+            # A mistyped duration (1x, 10min) passed on would be read as a room that
+            # does not exist, or as the reason of a ban that then lasts for ever.
+            raise ChatError(Code.BAD_ARGUMENTS, f"{self.name}: {names.not_a_duration(word)}")
         if self.optional:
             raise Decline
         raise self.refusal(ctx, word)

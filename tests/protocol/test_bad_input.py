@@ -318,3 +318,54 @@ async def test_lines_sent_in_pieces_on_interleaved_connections_stay_apart(
     assert "<carol> ld from carol" in carol_lines
     texts = [e["text"] for e in await settle(bob) if is_message(e)]
     assert sorted(texts) == ["hello from alice", "ld from carol", "second line"]
+
+
+# -- mistyped durations ---------------------------------------------------------------
+
+
+@pytest.mark.parametrize(("line", "word"), [
+    ("/mute bob 1x", "1x"),
+    ("/mute bob general 10min", "10min"),
+    ("/ban bob 1x spam", "1x"),
+    ("/ban bob general 2hrs too loud", "2hrs"),
+    ("/ban bob 1.5h", "1.5h"),
+    ("/token create ci read 1x", "1x"),
+    ("/token create 3days", "3days"),
+    ("/bot create helper 10M", "10M"),
+])
+async def test_a_mistyped_duration_is_named_as_no_duration(clients: Clients, line: str,
+                                                           word: str) -> None:
+    """Not a room that does not exist, nor the start of a reason (a ban for ever)."""
+    admin = await clients.user("root")
+    await admin.command("/create general")
+    bob = await clients.user("bob")
+    await bob.command("/join general")
+    error = await error_of(admin, line)
+    assert error["code"] == "bad-arguments", error
+    assert f'"{word}" is not a duration: use a number and a unit' in error["message"]
+    assert "30s, 10m, 2h, 7d" in error["message"]
+    room = clients.server.services.rooms.require("general")
+    assert not room.bans and not room.mutes
+    assert (await admin.command("/token list"))["tokens"] == []
+
+
+async def test_a_room_named_like_a_duration_is_still_that_room(clients: Clients) -> None:
+    alice = await clients.user("alice")
+    await alice.command("/create general")
+    await alice.command("/create 1x")
+    bob = await clients.user("bob")
+    await bob.command("/join 1x")
+    muted = await alice.command("/mute bob 1x")
+    assert (muted["room"], muted["until"]) == ("1x", None)
+    banned = await alice.command("/ban bob #1x 10m spam")
+    assert banned["room"] == "1x" and banned["until"] is not None
+
+
+async def test_a_reason_that_only_starts_with_a_digit_is_a_reason(clients: Clients) -> None:
+    alice = await clients.user("alice")
+    await alice.command("/create general")
+    await clients.user("bob")
+    banned = await alice.command("/ban bob 2nd warning")
+    assert banned["until"] is None
+    room = clients.server.services.rooms.require("general")
+    assert room.bans[clients.server.services.accounts.require("bob").id].reason == "2nd warning"

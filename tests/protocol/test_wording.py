@@ -105,8 +105,11 @@ async def test_a_word_neither_lifetime_nor_scope_is_named_so(clients: Clients) -
     assert error.startswith('! bad-arguments: "nosuchscope" is neither a scope (read, post, '
                             "moderate, admin, all) nor a lifetime (like 30s, 10m, 2h, 7d). "
                             "Usage: /token create"), error
-    [bot] = await text_run(alice, "/bot create helper read 7x")
+    [bot] = await text_run(alice, "/bot create helper read soon")
     assert bot.startswith('! bad-arguments: ttl is a duration like'), bot
+    [typo] = await text_run(alice, "/bot create helper read 7x")
+    assert typo == ('! bad-arguments: ttl: "7x" is not a duration: use a number and a unit '
+                    "(s, m, h, d or w), for example 30s, 10m, 2h, 7d, 1w or 1h30m."), typo
 
 
 async def test_the_captured_kick_examples_are_what_the_server_says(clients: Clients) -> None:

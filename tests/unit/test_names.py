@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import math
 import sqlite3
+from typing import Any
 
 import pytest
 from hypothesis import given, settings
@@ -19,13 +20,19 @@ from chatd.domain.names import (
     is_decimal,
     is_number,
     looks_like_duration,
+    meant_as_duration,
     name_key,
     parse_duration,
     room_name,
     user_name,
 )
+from chatd.errors import ChatError, Code
+from chatd.protocol.params import Decline, Duration
 
 FAST = settings(max_examples=200, deadline=None)
+
+# Parsing a duration looks nothing up: it needs no context.
+NO_CONTEXT: Any = None
 
 # ---------------------------------------------------------------------------
 # User names
@@ -211,6 +218,68 @@ def test_parse_duration_invalid(raw: str, message: str) -> None:
 )
 def test_looks_like_duration(raw: str, expected: bool) -> None:
     assert looks_like_duration(raw) is expected
+
+
+@pytest.mark.parametrize(
+    ("raw", "expected"),
+    [
+        ("10m", True),
+        ("1x", True),
+        ("10M", True),
+        ("1.5h", True),
+        ("10min", True),
+        ("2HRS", True),
+        ("3days", True),
+        ("1h30mins", True),
+        ("2nd", False),
+        ("3rd", False),
+        ("4chan", False),
+        ("1v1", False),
+        ("1h30", False),
+        ("10", False),
+        ("x10", False),
+        ("general", False),
+        ("1\u017f", False),  # a long s: a letter to re.IGNORECASE, not an ASCII one
+        ("1x" * 30, False),
+    ],
+)
+def test_meant_as_duration(raw: str, expected: bool) -> None:
+    assert meant_as_duration(raw) is expected
+
+
+@FAST
+@given(st.from_regex(r"(?:[0-9]{1,10}[smhdw]){1,3}", fullmatch=True))
+def test_every_duration_is_meant_as_one(raw: str) -> None:
+    assert meant_as_duration(raw)
+
+
+@FAST
+@given(st.from_regex(r"[A-Za-z_-][A-Za-z0-9_-]{0,31}", fullmatch=True))
+def test_a_name_that_starts_with_no_digit_is_never_meant_as_a_duration(name: str) -> None:
+    assert not meant_as_duration(name)
+
+
+DURATION = Duration("duration", optional=True)
+# Durations, near-durations and anything else a user may type where one may stand.
+DURATION_WORDS = (st.text(max_size=12)
+                  | st.from_regex(r"[0-9]{1,4}(\.[0-9])?[a-zA-Z]{1,8}([0-9]{1,2}[a-z]{0,3})?",
+                                  fullmatch=True))
+
+
+@FAST
+@given(DURATION_WORDS)
+def test_an_optional_duration_takes_refuses_or_passes_on_by_the_rule(word: str) -> None:
+    """A duration is taken, a word meant as one is refused (never left for a room or a
+    reason to take), and any other word is passed on to the next parameter."""
+    try:
+        taken = DURATION.convert(NO_CONTEXT, word, True)
+    except ChatError as exc:
+        assert exc.code is Code.BAD_ARGUMENTS and meant_as_duration(word)
+        assert "duration" in exc.message
+    except Decline:
+        assert not meant_as_duration(word) and not looks_like_duration(word)
+    else:
+        assert taken == parse_duration(word)
 
 
 @pytest.mark.parametrize(
