@@ -165,7 +165,7 @@ async def ekey(ctx: Context, room: Room, user: User, envelope: str) -> Ok:
 
 
 @command("e2e", Choice("state", choices=("on", "off")), RoomRef("room", optional=True),
-         role=Role.ADMIN, group=GROUP, scope=Scope.MODERATE)
+         role=Role.ADMIN, group=GROUP, scope=Scope.MODERATE, told_by_event=True)
 async def e2e(ctx: Context, state: str, room: Room) -> Ok:
     """Make a room end-to-end encrypted only (on) or not (off); admins and the owner."""
     on = state == "on"

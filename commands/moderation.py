@@ -38,7 +38,7 @@ def _room() -> RoomRef:
 
 
 @command("invite", _target(), _room(), role=ADMIN, group=GROUP,
-         scope=Scope.MODERATE, errors=(Code.BANNED, Code.ALREADY_IN_ROOM))
+         scope=Scope.MODERATE, errors=(Code.BANNED, Code.ALREADY_IN_ROOM), told_by_event=True)
 async def invite(ctx: Context, user: User, room: Room) -> Ok:
     """Invite a user; they get a notification with the room's id to /join."""
     record = await ctx.services.admission.invite(ctx.user, room, user)
@@ -64,7 +64,7 @@ async def requests(ctx: Context, room: Room) -> Ok:
 
 
 @command("accept", _target(), _room(), role=ADMIN, group=GROUP,
-         scope=Scope.MODERATE, errors=(Code.BANNED, Code.ALREADY_IN_ROOM))
+         scope=Scope.MODERATE, errors=(Code.BANNED, Code.ALREADY_IN_ROOM), told_by_event=True)
 async def accept(ctx: Context, user: User, room: Room) -> Ok:
     """Accept a join request: the user joins and is notified."""
     await ctx.services.admission.accept(ctx.user, room, user)
@@ -79,7 +79,7 @@ async def decline(ctx: Context, user: User, room: Room) -> Ok:
 
 
 @command("kick", _target(), _room(), Text("reason", optional=True, default=""), role=ADMIN,
-         group=GROUP, scope=Scope.MODERATE, errors=(Code.NOT_IN_ROOM,))
+         group=GROUP, scope=Scope.MODERATE, errors=(Code.NOT_IN_ROOM,), told_by_event=True)
 async def kick(ctx: Context, user: User, room: Room, reason: str) -> Ok:
     """Remove a member from a room; they may join, or ask to join, again."""
     await ctx.services.moderation.kick(ctx.user, room, user, reason)
@@ -87,7 +87,8 @@ async def kick(ctx: Context, user: User, room: Room, reason: str) -> Ok:
 
 
 @command("ban", _target(), _room(), Duration("duration", optional=True),
-         Text("reason", optional=True, default=""), role=ADMIN, group=GROUP, scope=Scope.MODERATE)
+         Text("reason", optional=True, default=""), role=ADMIN, group=GROUP, scope=Scope.MODERATE,
+         told_by_event=True)
 async def ban(ctx: Context, user: User, room: Room, duration: float | None, reason: str) -> Ok:
     """Ban a user (member or not) from a room, for a duration or for good."""
     record = await ctx.services.moderation.ban(ctx.user, room, user, duration, reason)
@@ -96,7 +97,8 @@ async def ban(ctx: Context, user: User, room: Room, duration: float | None, reas
               user=user.name, until=record.until)
 
 
-@command("unban", _target(), _room(), role=ADMIN, group=GROUP, scope=Scope.MODERATE)
+@command("unban", _target(), _room(), role=ADMIN, group=GROUP, scope=Scope.MODERATE,
+         told_by_event=True)
 async def unban(ctx: Context, user: User, room: Room) -> Ok:
     """Lift a ban before it expires."""
     await ctx.services.moderation.unban(ctx.user, room, user)
@@ -105,7 +107,7 @@ async def unban(ctx: Context, user: User, room: Room) -> Ok:
 
 
 @command("mute", _target(), _room(), Duration("duration", optional=True), role=ADMIN,
-         group=GROUP, scope=Scope.MODERATE, errors=(Code.NOT_IN_ROOM,))
+         group=GROUP, scope=Scope.MODERATE, errors=(Code.NOT_IN_ROOM,), told_by_event=True)
 async def mute(ctx: Context, user: User, room: Room, duration: float | None) -> Ok:
     """Stop a member from sending in a room, for a duration or until unmuted."""
     record = await ctx.services.moderation.mute(ctx.user, room, user, duration)
@@ -114,7 +116,8 @@ async def mute(ctx: Context, user: User, room: Room, duration: float | None) -> 
               until=record.until)
 
 
-@command("unmute", _target(), _room(), role=ADMIN, group=GROUP, scope=Scope.MODERATE)
+@command("unmute", _target(), _room(), role=ADMIN, group=GROUP, scope=Scope.MODERATE,
+         told_by_event=True)
 async def unmute(ctx: Context, user: User, room: Room) -> Ok:
     """Let a muted member send again."""
     await ctx.services.moderation.unmute(ctx.user, room, user)
@@ -122,7 +125,7 @@ async def unmute(ctx: Context, user: User, room: Room) -> Ok:
 
 
 @command("promote", _target(), _room(), role=OWNER, group=GROUP,
-         scope=Scope.MODERATE, errors=(Code.NOT_IN_ROOM,))
+         scope=Scope.MODERATE, errors=(Code.NOT_IN_ROOM,), told_by_event=True)
 async def promote(ctx: Context, user: User, room: Room) -> Ok:
     """Make a member an admin of the room."""
     await ctx.services.moderation.promote(ctx.user, room, user)
@@ -131,7 +134,7 @@ async def promote(ctx: Context, user: User, room: Room) -> Ok:
 
 
 @command("demote", _target(), _room(), role=OWNER, group=GROUP,
-         scope=Scope.MODERATE, errors=(Code.NOT_IN_ROOM,))
+         scope=Scope.MODERATE, errors=(Code.NOT_IN_ROOM,), told_by_event=True)
 async def demote(ctx: Context, user: User, room: Room) -> Ok:
     """Make an admin a plain member again."""
     await ctx.services.moderation.demote(ctx.user, room, user)
@@ -140,7 +143,7 @@ async def demote(ctx: Context, user: User, room: Room) -> Ok:
 
 
 @command("voice", _target(), _room(), role=ADMIN, group=GROUP, scope=Scope.MODERATE,
-         errors=(Code.NOT_IN_ROOM,))
+         errors=(Code.NOT_IN_ROOM,), told_by_event=True)
 async def voice(ctx: Context, user: User, room: Room) -> Ok:
     """Let a member speak while the room is moderated (+m)."""
     await ctx.services.moderation.voice(ctx.user, room, user)
@@ -149,7 +152,7 @@ async def voice(ctx: Context, user: User, room: Room) -> Ok:
 
 
 @command("devoice", _target(), _room(), role=ADMIN, group=GROUP, scope=Scope.MODERATE,
-         errors=(Code.NOT_IN_ROOM,))
+         errors=(Code.NOT_IN_ROOM,), told_by_event=True)
 async def devoice(ctx: Context, user: User, room: Room) -> Ok:
     """Take a member's voice: silent again while the room is moderated."""
     await ctx.services.moderation.devoice(ctx.user, room, user)
@@ -158,7 +161,7 @@ async def devoice(ctx: Context, user: User, room: Room) -> Ok:
 
 
 @command("transfer", _target(), _room(), role=OWNER, group=GROUP,
-         scope=Scope.MODERATE, errors=(Code.NOT_IN_ROOM,))
+         scope=Scope.MODERATE, errors=(Code.NOT_IN_ROOM,), told_by_event=True)
 async def transfer(ctx: Context, user: User, room: Room) -> Ok:
     """Hand ownership to a member; the owner until now stays on as an admin."""
     previous = await ctx.services.moderation.transfer(ctx.user, room, user)
@@ -175,7 +178,8 @@ _TAKES = {"k": Takes.ON_SET, "l": Takes.ON_SET, "v": Takes.ALWAYS}
          scope=Scope.MODERATE, errors=(Code.NO_ROOM, Code.NO_SUCH_ROOM, Code.NO_SUCH_USER,
                                        Code.NOT_PERMITTED, Code.NOT_IN_ROOM),
          needs=("logged in; to change k l m s n t or v: an admin or the owner of the room; "
-                "open, request, private, i or R: the owner; server admins: any change"))
+                "open, request, private, i or R: the owner; server admins: any change"),
+         told_by_event=True)
 async def mode(ctx: Context, args: str) -> Ok:
     """Show a room's modes, or change them: who may join, or +/- k l m s n t i R v."""
     words = args.split()

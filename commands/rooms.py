@@ -134,7 +134,8 @@ def who(ctx: Context, room: Room) -> Ok:
 @command("topic", RoomRef("room", optional=True), Text("text", optional=True, default=""),
          group=GROUP, scope=Scope.MODERATE, errors=(Code.NOT_PERMITTED, Code.BANNED),
          needs=("logged in; setting it: an admin or the owner of the room, or a server admin, "
-                "or any member while the room's topic lock is off (/mode -t)"))
+                "or any member while the room's topic lock is off (/mode -t)"),
+         told_by_event=True)
 async def topic(ctx: Context, room: Room, text: str) -> Ok:
     """Show a room's topic, or set it (admins and the owner; any member when the topic
     lock is off, /mode -t)."""

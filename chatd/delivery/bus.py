@@ -14,7 +14,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any, Protocol, cast
 
 from chatd.delivery.feed import RoomFeed
-from chatd.delivery.issuer import issuer
+from chatd.delivery.issuer import issuer, told
 from chatd.delivery.outgoing import Outgoing
 
 if TYPE_CHECKING:
@@ -170,8 +170,8 @@ class LocalBus:
     def _deliver(self, room_id: int, connected: Collection[Receiver], item: Outgoing) -> None:
         """Deliver with no one skipped, except that the issuer of the command this
         event answers is given its copy as the command's reply."""
-        labelled = issuer()
-        if labelled is not None and labelled[0] in connected:
+        labelled = told(connected)
+        if labelled is not None:
             # The issuing connection's copy is part of its command's reply.
             session, label = labelled
             self._to_room(room_id, connected, item, _receiver(session))

@@ -19,7 +19,7 @@ if TYPE_CHECKING:
 class Context:
     """One command invocation. Lines sent through it carry the command's label."""
 
-    __slots__ = ("command", "label", "services", "session")
+    __slots__ = ("command", "label", "services", "session", "told")
 
     def __init__(self, services: HandlerServices, session: Session, command: str,
                  label: str | None) -> None:
@@ -27,6 +27,8 @@ class Context:
         self.session = session
         self.command = command
         self.label = label
+        # This connection was shown the command's own event (see Command.told_by_event).
+        self.told = False
 
     @property
     def user(self) -> User:
@@ -38,7 +40,13 @@ class Context:
     def reply_ok(self, result: Ok | None = None) -> None:
         """The command's final ``ok`` (sent once, by the dispatcher or a deferred flow)."""
         result = result or Ok()
-        self.send({"type": "ok", "command": self.command, "message": result.message,
+        message = result.message
+        if self.told and self.session.style.fmt == "text":
+            # The event line just shown said it: a person reads the news once, and the
+            # ok reads as one with an empty sentence (nothing, or "@label * ok").
+            # JSON keeps the sentence: a bot matches the ok, not the event.
+            message = ""
+        self.send({"type": "ok", "command": self.command, "message": message,
                    **result.fields})
 
     def reply_error(self, exc: ChatError) -> None:

@@ -86,7 +86,7 @@ class Dispatcher:
 
     def _run(self, cmd: Command, ctx: Context, kwargs: dict[str, Any]) -> Awaitable[None] | None:
         try:
-            with issuing(ctx.session, ctx.label):
+            with issuing(ctx.session, ctx.label) as run:
                 result = cmd.handler(ctx, **kwargs)
         except ChatError as exc:
             ctx.reply_error(exc)
@@ -95,7 +95,8 @@ class Dispatcher:
             self._crash(ctx)
             return None
         if isinstance(result, Coroutine):
-            return self._finish(ctx, result)
+            return self._finish(cmd, ctx, result)
+        ctx.told = cmd.told_by_event and run.told
         ctx.finish(result)  # type: ignore[arg-type]
         return None
 
@@ -130,16 +131,17 @@ class Dispatcher:
         except Exception:
             self._crash(ctx)
 
-    async def _finish(self, ctx: Context,
+    async def _finish(self, cmd: Command, ctx: Context,
                       pending: Coroutine[Any, Any, Ok | Deferred | None]) -> None:
         try:
-            with issuing(ctx.session, ctx.label):
+            with issuing(ctx.session, ctx.label) as run:
                 result = await pending
         except ChatError as exc:
             ctx.reply_error(exc)
         except Exception:
             self._crash(ctx)
         else:
+            ctx.told = cmd.told_by_event and run.told
             ctx.finish(result)
 
     def _check(self, cmd: Command, session: Session) -> None:

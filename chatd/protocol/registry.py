@@ -61,6 +61,9 @@ class Command:
     # What it needs, when more than its login state and room role say (a member of
     # the room, a rule of its own): /help's "Needs:" line and PROTOCOL.md's column.
     needs: str | None = None
+    # Its news is a room event (a kick, a topic ...): when that event reached the
+    # issuing connection, a text-mode ok says nothing more (PROTOCOL.md §4).
+    told_by_event: bool = False
 
     @property
     def described_params(self) -> tuple[Param, ...]:
@@ -140,6 +143,7 @@ def command(name: str, *params: Param, need: Need = Need.LOGIN, role: Role | Non
             group: str = "general", usage: str | None = None, data_lines: bool = False,
             scope: Scope | None = None, errors: tuple[Code, ...] = (),
             described: tuple[Param, ...] | None = None, needs: str | None = None,
+            told_by_event: bool = False,
             table: CommandTable = COMMANDS) -> Callable[[Handler], Handler]:
     """Declare a command handler; its docstring's first line is its help.
 
@@ -156,7 +160,7 @@ def command(name: str, *params: Param, need: Need = Need.LOGIN, role: Role | Non
         table.add(Command(name, handler, params, summary, need, role,
                           server_admin, aliases, group, usage, data_lines,
                           scope or _default_scope(server_admin, role), errors, described,
-                          needs))
+                          needs, told_by_event))
         return handler
 
     return register

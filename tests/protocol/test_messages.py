@@ -374,16 +374,15 @@ async def test_the_events_a_labelled_command_causes_carry_its_label_for_the_issu
     await text_run(alice, None)
     other = await text_client(clients, "alice")  # alice's second connection
     lines = await text_run(alice, "@t /topic general fresh paint")
-    assert lines == ["@t * alice set the topic of #general: fresh paint",
-                     "@t * The topic of #general is now: fresh paint"]
+    assert lines == ["@t * alice set the topic of #general: fresh paint", "@t * ok"]
     assert await text_run(other, None) == ["* alice set the topic of #general: fresh paint"]
     assert await text_run(bob, None) == ["* alice set the topic of #general: fresh paint"]
     lines = await text_run(alice, "@k /kick bob general bye")
     assert [line[:3] for line in lines] == ["@k "] * len(lines) and len(lines) == 2
     assert "bob was kicked from #general by alice (bye)" in lines[0]
-    # Unlabelled, the same event is an ordinary line.
+    # Unlabelled, the same event is an ordinary line, and the only one.
     assert await text_run(alice, "/topic general plain") == [
-        "* alice set the topic of #general: plain", "* The topic of #general is now: plain"]
+        "* alice set the topic of #general: plain"]
 
 
 async def test_labelled_error_in_text_mode(clients: Clients) -> None:

@@ -158,3 +158,64 @@ async def test_counts_of_one_read_as_english_and_tables_have_no_blank_cells(
     await text_run(bob_again, "/logout")
     who = await text_run(alice, "/who general")
     assert any(re.fullmatch(r"  bob\s+member\s+no", line) for line in who), who
+
+
+# A governance command, and the one line its issuer reads in text mode: the event.
+TOLD_ONCE = [
+    ("/topic Be kind", "* alice set the topic of #general: Be kind"),
+    ("/mute bob 10m", "* bob was muted in #general by alice"),
+    ("/unmute bob", "* bob was unmuted in #general by alice"),
+    ("/voice bob", "* alice gave bob voice in #general"),
+    ("/devoice bob", "* alice took the voice of bob in #general"),
+    ("/promote bob", "* bob is now an admin of #general"),
+    ("/demote bob", "* bob is no longer an admin of #general"),
+    ("/invite dave", "* alice invited dave to #general"),
+    ("/mode +m", "* alice changed #general: moderated (only voiced members and admins speak)"),
+    ("/mode request", "* alice made #general request-only"),
+    ("/accept carol", "* carol joined #general"),
+    ("/e2e on", "* alice turned end-to-end encryption on in #general"),
+    ("/kick bob", "* bob was kicked from #general by alice"),
+    ("/ban bob", "* bob was banned from #general by alice"),
+    ("/unban bob", "* bob was unbanned from #general by alice"),
+]
+
+
+async def test_a_governance_command_tells_its_text_issuer_the_news_once(
+        clients: Clients) -> None:
+    """The event line is the news; the ok after it reads as an empty one (nothing,
+    or "@label * ok"), as after /say."""
+    alice = await text_client(clients, "alice")
+    await text_run(alice, "/create general")
+    bob = await clients.user("bob")
+    await bob.command("/join general")
+    carol = await clients.user("carol")
+    await clients.user("dave")
+    await text_run(alice, None)
+    for line, event in TOLD_ONCE:
+        if line == "/accept carol":
+            await carol.command("/join general")
+            await text_run(alice, None)  # the request
+        assert await text_run(alice, line) == [event], line
+    assert await text_run(alice, "@t /topic Be kinder") == [
+        "@t * alice set the topic of #general: Be kinder", "@t * ok"]
+
+
+async def test_the_ok_keeps_its_sentence_where_no_event_said_it(clients: Clients) -> None:
+    """Text keeps the sentence when the issuer got no event (a server admin outside
+    the room, a change that changed nothing); JSON keeps every ok as it was."""
+    alice = await text_client(clients, "alice")
+    await text_run(alice, "/create general")
+    await text_run(alice, "/e2e on")
+    assert await text_run(alice, "/e2e on") == [
+        "* #general is already end-to-end encrypted only."]
+    root = await text_client(clients, "root")
+    clients.server.services.accounts.require("root").is_admin = True
+    assert await text_run(root, "/topic general From outside") == [
+        "* The topic of #general is now: From outside"]
+    bob = await clients.user("bob")  # a JSON connection
+    await bob.command("/join general")
+    await text_run(alice, "/promote bob")
+    reply = await bob.command("/topic In JSON")  # labelled by the client
+    assert reply.final["message"] == "The topic of #general is now: In JSON"
+    [event] = [line for line in reply.lines if line["type"] == "event"]
+    assert event["event"] == "topic" and event["label"] == reply.final["label"]

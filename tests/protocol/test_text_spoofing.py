@@ -66,8 +66,7 @@ async def test_invisible_characters_show_in_topics_and_actions(clients: Clients)
     alice = await text_client(clients, "alice")
     await text_run(alice, "/create general")
     topic = await text_run(alice, "/topic \u202eevil\u202c plan")
-    assert topic == ["* alice set the topic of #general: <U+202E>evil<U+202C> plan",
-                     "* The topic of #general is now: <U+202E>evil<U+202C> plan"]
+    assert topic == ["* alice set the topic of #general: <U+202E>evil<U+202C> plan"]
     assert await text_run(alice, "/me \u2066hides\u2069") == ["<alice> * <U+2066>hides<U+2069>"]
 
 

@@ -188,8 +188,7 @@ async def test_sanctions_use_one_preposition_and_reasons_in_parentheses(
     bob = await text_client(clients, "bob")
     await text_run(alice, "/ban bob mod 1h spam")
     assert "* you are banned from #mod for 1h (spam)." in await text_run(bob, None)
-    assert await text_run(alice, "/unban bob mod") == [
-        "* bob was unbanned from #mod by alice", "* bob is no longer banned from #mod."]
+    assert await text_run(alice, "/unban bob mod") == ["* bob was unbanned from #mod by alice"]
     assert "* you are no longer banned from #mod." in await text_run(bob, None)
     assert await text_run(alice, "/unban bob mod") == [
         "! bad-arguments: bob is not banned from #mod."]
