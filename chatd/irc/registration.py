@@ -25,7 +25,7 @@ from chatd.domain import names
 from chatd.domain.names import name_key
 from chatd.domain.scopes import ALL_SCOPES, Scope
 from chatd.domain.tokens import Grant
-from chatd.errors import ChatError
+from chatd.errors import ChatError, Code
 from chatd.irc import numerics as n
 from chatd.irc.auth import logged_in, password_login, still_valid
 from chatd.irc.codec import format_line, plain_text
@@ -241,7 +241,16 @@ async def _register(ctx: IrcContext) -> None:
     # What this login may do: every scope, or the token's (checked per command);
     # set before the log-in's first await, so never more than the grant.
     session.scopes = None if grant.scopes == ALL_SCOPES else grant.scopes
-    await services.presence.login(session, account)
+    try:
+        await services.presence.login(session, account)
+    except ChatError as exc:
+        if exc.code is not Code.AUTH_FAILED:
+            raise
+        # The account was deleted since its password or token was checked: a 464
+        # that ends registration ends the link too (ERROR, then close), as for a
+        # wrong password; left open, the connection would linger unregistered.
+        _refuse(ctx, exc.message)
+        return
     if session.closing:
         # Gone while the log-in awaited (the replay of waiting direct messages):
         # its end was handled then (people.ended, the log-out); registering now
