@@ -93,8 +93,9 @@ async def ban(ctx: Context, user: User, room: Room, duration: float | None, reas
     """Ban a user (member or not) from a room, for a duration or for good."""
     record = await ctx.services.moderation.ban(ctx.user, room, user, duration, reason)
     span = f" for {format_duration(duration)}" if duration else ""
-    return ok(f"{user.name} is banned from #{room.name}{span}.", room=room.name,
-              user=user.name, until=record.until)
+    return Ok(f"{user.name} is banned from #{room.name}{span}.",
+              {"room": room.name, "user": user.name, "until": record.until},
+              beyond_event=bool(duration))
 
 
 @command("unban", _target(), _room(), role=ADMIN, group=GROUP, scope=Scope.MODERATE,
@@ -112,8 +113,10 @@ async def mute(ctx: Context, user: User, room: Room, duration: float | None) -> 
     """Stop a member from sending in a room, for a duration or until unmuted."""
     record = await ctx.services.moderation.mute(ctx.user, room, user, duration)
     span = f" for {format_duration(duration)}" if duration else ""
-    return ok(f"{user.name} is muted in #{room.name}{span}.", room=room.name, user=user.name,
-              until=record.until)
+    # The room's event names no length: the sentence that does is shown too.
+    return Ok(f"{user.name} is muted in #{room.name}{span}.",
+              {"room": room.name, "user": user.name, "until": record.until},
+              beyond_event=bool(duration))
 
 
 @command("unmute", _target(), _room(), role=ADMIN, group=GROUP, scope=Scope.MODERATE,

@@ -41,7 +41,7 @@ class Context:
         """The command's final ``ok`` (sent once, by the dispatcher or a deferred flow)."""
         result = result or Ok()
         message = result.message
-        if self.told and self.session.style.fmt == "text":
+        if self.told and not result.beyond_event and self.session.style.fmt == "text":
             # The event line just shown said it: a person reads the news once, and the
             # ok reads as one with an empty sentence (nothing, or "@label * ok").
             # JSON keeps the sentence: a bot matches the ok, not the event.

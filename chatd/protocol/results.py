@@ -16,6 +16,9 @@ class Ok:
 
     message: str = ""
     fields: dict[str, Any] = field(default_factory=dict)
+    # The sentence says more than the command's event (how long a ban lasts): a
+    # text-mode client is shown it even after the event (Context.reply_ok).
+    beyond_event: bool = False
 
 
 def ok(message: str = "", **fields: Any) -> Ok:

@@ -28,7 +28,8 @@ async def test_kick_removes_a_member(chat: Chat) -> None:
 
 async def test_ban_keeps_the_user_out_for_its_time(chat: Chat) -> None:
     alice, bob = await _room_with_bob(chat)
-    assert await alice.say("/ban bob 1h") == ["* bob was banned from #dev by alice"]
+    assert await alice.say("/ban bob 1h") == [
+        "* bob was banned from #dev by alice", "* bob is banned from #dev for 1h."]
     assert bob.lines() == ["* bob was banned from #dev by alice",
                            "* you are banned from #dev for 1h."]
     assert await bob.say("/join dev") == ["! banned: you are banned from #dev for 1h more."]
@@ -40,7 +41,7 @@ async def test_mute_refuses_messages_with_until_and_retry_in_json(chat: Chat) ->
     alice, bob = await _room_with_bob(chat)
     await bob.say("/format json")
     said = await alice.say("/mute bob dev 10m")
-    assert said == ["* bob was muted in #dev by alice"]
+    assert said == ["* bob was muted in #dev by alice", "* bob is muted in #dev for 10m."]
     bob.records()
     error = await bob.final("@m1 /say dev hello")
     assert error["code"] == "muted" and error["label"] == "m1"

@@ -163,7 +163,7 @@ async def test_counts_of_one_read_as_english_and_tables_have_no_blank_cells(
 # A governance command, and the one line its issuer reads in text mode: the event.
 TOLD_ONCE = [
     ("/topic Be kind", "* alice set the topic of #general: Be kind"),
-    ("/mute bob 10m", "* bob was muted in #general by alice"),
+    ("/mute bob", "* bob was muted in #general by alice"),
     ("/unmute bob", "* bob was unmuted in #general by alice"),
     ("/voice bob", "* alice gave bob voice in #general"),
     ("/devoice bob", "* alice took the voice of bob in #general"),
@@ -219,3 +219,18 @@ async def test_the_ok_keeps_its_sentence_where_no_event_said_it(clients: Clients
     assert reply.final["message"] == "The topic of #general is now: In JSON"
     [event] = [line for line in reply.lines if line["type"] == "event"]
     assert event["event"] == "topic" and event["label"] == reply.final["label"]
+
+
+async def test_a_sanction_s_length_is_told_with_its_event(clients: Clients) -> None:
+    """The room's event names no length: the issuer of a timed ban or mute reads
+    the sentence that does, after the event."""
+    alice = await text_client(clients, "alice")
+    await text_run(alice, "/create general")
+    bob = await clients.user("bob")
+    await bob.command("/join general")
+    await text_run(alice, None)
+    assert await text_run(alice, "/mute bob 10m") == [
+        "* bob was muted in #general by alice", "* bob is muted in #general for 10m."]
+    assert await text_run(alice, "/ban bob 2h spam") == [
+        "* bob was banned from #general by alice (spam)",
+        "* bob is banned from #general for 2h."]
