@@ -335,7 +335,9 @@ class Messaging:
                         "answer")
             return 0
         if pending is None:
-            raise AccountGone(user.name)
+            if user.has_account:
+                raise AccountGone(user.name)
+            pending = []  # (an IRC guest: never an account, and no stored backlog)
         if session.user is not user:
             return 0  # the connection went away meanwhile: keep them for next time
         for msg in pending:
