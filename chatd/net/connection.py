@@ -224,6 +224,11 @@ class Connection(Outbox, asyncio.Protocol):
         """The session this connection carries (an IRC connection carries an IRC one)."""
         return Session(self, None, now)
 
+    @property
+    def host(self) -> ConnectionHost:
+        """Whoever accepted it (the listener that counts it)."""
+        return self._host
+
     # -- asyncio.Protocol ------------------------------------------------------
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:

@@ -23,6 +23,7 @@ from chatd.config import ConfigError, effective_flush_delay
 from chatd.domain.clock import COARSE
 from chatd.errors import Code
 from chatd.net.connection import Connection, FlushScheduler, set_keepalive
+from chatd.protocol.session import Session
 
 if TYPE_CHECKING:
     import socket
@@ -62,9 +63,10 @@ class Listeners:
         self.tls_context: ssl.SSLContext | None = None
         self._servers: list[asyncio.Server] = []
         self._more: list[Callable[[], Awaitable[list[asyncio.Server]]]] = []
-        # Every open connection (a dict as an ordered set: at 10,000 entries a
-        # dict takes about half a set's bytes per entry).
-        self._connections: dict[Connection, None] = {}
+        # Open connections, counted: presence's sessions are the one list of them
+        # (see _open_connections; a map of its own here cost each held
+        # connection some 50 bytes).
+        self._open = 0
         self._per_ip: dict[str, _Address] = {}
         self._sweeper: asyncio.Task[None] | None = None
 
@@ -110,8 +112,9 @@ class Listeners:
         output; wait (up to ``timeout``) for commands already running."""
         notice = {"type": "notice", "text": "the server is shutting down. Goodbye.",
                   "shutdown": True}
-        workers = [task for c in self._connections for task in c.running()]
-        for conn in list(self._connections):
+        connections = self._open_connections()
+        workers = [task for c in connections for task in c.running()]
+        for conn in connections:
             conn.session.send(notice)
             conn.close("shutdown")
         if workers:
@@ -186,9 +189,9 @@ class Listeners:
         # Its connections share the address's string, and it is what they count
         # against at the end, when the socket may no longer say (TLS).
         conn.address = address.host
-        self._connections[conn] = None
+        self._open += 1
         self.services.stats.connections_total += 1
-        if (len(self._connections) > limits.max_connections
+        if (self._open > limits.max_connections
                 or address.connections > limits.max_connections_per_ip):
             conn.session.send({"type": "error", "code": Code.TOO_MANY_CONNECTIONS.value,
                                "message": "too many connections; try again later."})
@@ -198,9 +201,9 @@ class Listeners:
         conn.session.send(self._banner())
 
     def connection_closed(self, conn: Connection) -> None:
-        if conn in self._connections:
-            del self._connections[conn]
-            address = self._per_ip[conn.address]
+        address = self._per_ip.get(conn.address)
+        if address is not None:  # (it was counted: connection_opened named its address)
+            self._open -= 1
             address.connections -= 1
             if address.connections <= 0:
                 del self._per_ip[conn.address]
@@ -208,7 +211,14 @@ class Listeners:
 
     @property
     def connection_count(self) -> int:
-        return len(self._connections)
+        return self._open
+
+    def _open_connections(self) -> list[Connection]:
+        """This listener's connections (line protocol and IRC) among presence's
+        sessions; one refused for the connection limits is closing already."""
+        return [conn for session in self.services.presence.sessions
+                if isinstance(session, Session) and isinstance(conn := session.out, Connection)
+                and conn.host is self]
 
     def _banner(self) -> dict[str, object]:
         services = self.services
@@ -244,7 +254,7 @@ class Listeners:
         # Both times were taken from coarse_monotonic(), which may be up to COARSE
         # late: a connection is never timed out before its time.
         now = self.clock.monotonic() - COARSE
-        for conn in list(self._connections):
+        for conn in self._open_connections():
             if not conn.session.logged_in:
                 if conn.session.anonymous_since < now - limits.login_timeout:
                     self._time_out(conn, Code.NOT_LOGGED_IN, "no login in time; goodbye.")
