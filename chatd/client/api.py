@@ -17,6 +17,7 @@ import asyncio
 import contextlib
 import itertools
 import json
+import time
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
 from typing import Any
@@ -64,6 +65,9 @@ class ChatClient:
         self._events: asyncio.Queue[dict[str, Any]] = asyncio.Queue()
         self.banner = ""
         self._task: asyncio.Task[None] | None = None
+        # When the last line came (time.monotonic()): a connection silent for long
+        # may be one whose peer vanished without a word (a keepalive checks it).
+        self.last_received = time.monotonic()
 
     @classmethod
     async def connect(cls, host: str = "127.0.0.1", port: int = 7777,
@@ -88,6 +92,7 @@ class ChatClient:
     async def _read(self) -> None:
         try:
             while line := await self._reader.readline():
+                self.last_received = time.monotonic()
                 self._dispatch(json.loads(line))
         except (ConnectionError, asyncio.IncompleteReadError, ValueError):
             pass

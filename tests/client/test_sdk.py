@@ -461,3 +461,27 @@ async def test_a_bot_that_knows_no_message_resumes_nothing_rather_than_everythin
     await until(lambda: [m.text for m in got[-1:]] == ["now"], "the live message")
     assert [m.text for m in got] == ["read long ago", "now"]
     await stopped(again, task)
+
+
+async def test_an_idle_bot_notices_a_connection_gone_silent_and_resumes(
+        server: ChatServer, clients: Clients, caplog: pytest.LogCaptureFixture) -> None:
+    token = await bot_token(clients, "helper")
+    alice = await clients.user("alice")
+    await alice.command("/create general")
+    async with Relay(server.port) as relay:
+        bot = Bot("127.0.0.1", relay.port, user="helper", token=token,
+                  rooms=["general"], backoff=quick_backoff())
+        bot.keepalive, bot.alive_timeout = 0.3, 0.2  # seconds, not the default minute
+        got: list[Message] = []
+        bot.on_message(_append(got))
+        with caplog.at_level(logging.INFO, logger="chatd.client.sdk.bot"):
+            task = await started(bot)
+            seen = (await alice.command("/say general seen"))["id"]
+            await until(lambda: [m.id for m in got] == [seen], "the first message")
+            relay.freeze()  # a NAT forgot the connection: no FIN, no RST, nothing
+            lost = (await alice.command("/say general said into the void"))["id"]
+            await until(lambda: bot.connections == 2, "the keepalive to give the "
+                                                      "connection up and make a new one")
+            await until(lambda: [m.id for m in got] == [seen, lost], "the resumed message")
+        assert got[1].replayed and "no answer to a keepalive ping" in caplog.text
+        await stopped(bot, task)

@@ -32,6 +32,7 @@ import asyncio
 import contextlib
 import logging
 import os
+import time
 from collections.abc import Awaitable, Callable, Iterable
 from pathlib import Path
 from typing import Any, Protocol, TypeVar
@@ -54,9 +55,13 @@ Handler = Callable[[E], Awaitable[None]]
 CommandHandler = Callable[[Message, str], Awaitable[None]]
 # Login errors no retry can cure: the bot stops instead of hammering the server.
 FATAL_LOGIN = frozenset({"auth-failed", "bad-arguments", "no-such-user"})
-# How long a ping may take, after a handler's request went unanswered, before the
-# connection is taken for dead (Bot.alive_timeout).
+# How long a ping may take, after a handler's request went unanswered or a
+# keepalive, before the connection is taken for dead (Bot.alive_timeout).
 ALIVE_TIMEOUT = 5.0
+# After how many seconds with nothing received the bot pings the server (Bot.keepalive):
+# a peer gone without a word (a NAT that forgot the connection) sends no FIN or RST,
+# and the server's idle time-out is off by default, so only a ping notices.
+KEEPALIVE = 60.0
 
 
 class LoginRefused(Exception):
@@ -126,7 +131,8 @@ class Bot:
                  token: str | None = None, password: str | None = None,
                  rooms: Iterable[str] = (), prefix: str = "!", backoff: Backoff | None = None,
                  resume: bool = True, resume_tokens: ResumeTokens | None = None,
-                 timeout: float = DEFAULT_TIMEOUT, **tls: Any) -> None:
+                 timeout: float = DEFAULT_TIMEOUT, keepalive: float | None = KEEPALIVE,
+                 **tls: Any) -> None:
         if (token is None) == (password is None):
             raise ValueError("give the bot a token or a password (one of them)")
         self.host, self.port, self.user = host, port, user
@@ -138,6 +144,8 @@ class Bot:
             (resume_tokens or MemoryResumeTokens()) if resume else None)
         self.timeout = timeout
         self.alive_timeout = ALIVE_TIMEOUT
+        # Seconds of silence before a ping; None or 0: never.
+        self.keepalive = keepalive
         self.client: ChatClient | None = None
         self.connected = asyncio.Event()
         self.last_id = 0  # the highest message id seen: where a resume starts
@@ -288,10 +296,41 @@ class Bot:
                 await self._resume(client, resume_from, seen)
             for handler in self._on_connect:
                 await self._guarded(handler())
+            await self._dispatch_until_closed(client)
+        finally:
+            await client.close()
+
+    async def _dispatch_until_closed(self, client: ChatClient) -> None:
+        """Hand every event to the handlers until the connection ends, while the
+        keepalive checks, beside them, that a silent connection still answers."""
+        watchdog = asyncio.ensure_future(self._keep_alive(client))
+        try:
             async for record in client.events():
                 await self.dispatch(record)
         finally:
-            await client.close()
+            watchdog.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await watchdog
+        if not self._stopping:
+            log.info("the connection ended; reconnecting")
+
+    async def _keep_alive(self, client: ChatClient) -> None:
+        """Ping when nothing was received for ``keepalive`` seconds; a ping left
+        unanswered for ``alive_timeout`` closes the connection, which ends its
+        events and makes the bot reconnect (and resume)."""
+        interval = self.keepalive
+        if not interval:
+            return
+        while True:
+            silent = time.monotonic() - client.last_received
+            if silent < interval:
+                await asyncio.sleep(interval - silent)
+                continue
+            if not await self._answers(client):
+                log.warning("no answer to a keepalive ping within %gs after %gs of "
+                            "silence; reconnecting", self.alive_timeout, interval)
+                await client.close()
+                return
 
     async def _login(self, client: ChatClient) -> Reply:
         reply = await self._resumed(client)
@@ -436,11 +475,17 @@ class Bot:
         client = self.client
         if client is None or not self.connected.is_set():
             return
+        if not await self._answers(client):
+            log.warning("the connection does not answer; reconnecting")
+            await client.close()
+
+    async def _answers(self, client: ChatClient) -> bool:
+        """Whether the server answers a ``/ping`` within ``alive_timeout``."""
         try:
             await client.command("/ping", check=False, timeout=self.alive_timeout)
         except (ConnectionError, TimeoutError, OSError):
-            log.warning("the connection does not answer; reconnecting")
-            await client.close()
+            return False
+        return True
 
 
 def _one_line(text: str) -> str:
