@@ -485,3 +485,19 @@ async def test_an_idle_bot_notices_a_connection_gone_silent_and_resumes(
             await until(lambda: [m.id for m in got] == [seen, lost], "the resumed message")
         assert got[1].replayed and "no answer to a keepalive ping" in caplog.text
         await stopped(bot, task)
+
+
+async def test_a_request_that_would_change_the_format_is_refused_before_sending(
+        server: ChatServer, clients: Clients) -> None:
+    token = await bot_token(clients, "helper")
+    bot = Bot("127.0.0.1", server.port, user="helper", token=token)
+    task = await started(bot)
+    for line in ("/format text", "/FORMAT json", "/set format text", "/quote format text",
+                 "/quote /quote set FORMAT text", "hello", "//format text"):
+        with pytest.raises(ValueError):
+            await bot.request(line)
+    # Nothing was sent: the connection still reads, and answers at once.
+    assert (await bot.request("/ping", timeout=2)).ok
+    assert (await bot.request("/set timestamps on", timeout=2)).ok
+    assert bot.connections == 1
+    await stopped(bot, task)

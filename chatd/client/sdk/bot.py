@@ -203,7 +203,13 @@ class Bot:
 
     async def request(self, line: str, check: bool = True,
                       timeout: float | None = None) -> Reply:
-        """Send a command with a fresh label; its final reply (ClientError on error)."""
+        """Send a command with a fresh label; its final reply (ClientError on error).
+
+        ValueError, before anything is sent, for a line the bot could not read
+        the answer of (see :func:`unreadable`)."""
+        refusal = unreadable(line)
+        if refusal is not None:
+            raise ValueError(refusal)
         client = self.client
         if client is None or not self.connected.is_set():
             raise ConnectionError("the bot is not connected")
@@ -486,6 +492,29 @@ class Bot:
         except (ConnectionError, TimeoutError, OSError):
             return False
         return True
+
+
+def unreadable(line: str) -> str | None:
+    """Why the bot could not read the answer to ``line``, or None when it can.
+
+    The bot reads JSON: ``/format text`` (or ``/set format ...``) would switch the
+    connection to lines it cannot parse, its reading would stop, and every later
+    request would time out. ``/quote`` runs its words as a command, so it is
+    looked through. A line that is not a command gets no labelled answer at all.
+    """
+    words = line.split()
+    if not line.startswith("/") or line.startswith("//"):
+        return (f"a request is a command starting with /, not {line!r}: "
+                "post text with bot.say or bot.direct")
+    name = words[0][1:].lower() if words else ""
+    while name == "quote" and len(words) > 1:
+        words = words[1:]
+        name = words[0].lstrip("/").lower()
+    if name == "format" or (name == "set" and len(words) > 1
+                            and words[1].lower() == "format"):
+        return ("the bot reads JSON and keeps its connection in that format: "
+                f"{line!r} would change it")
+    return None
 
 
 def _one_line(text: str) -> str:
