@@ -501,3 +501,52 @@ async def test_a_request_that_would_change_the_format_is_refused_before_sending(
     assert (await bot.request("/set timestamps on", timeout=2)).ok
     assert bot.connections == 1
     await stopped(bot, task)
+
+
+async def test_a_room_the_bot_was_removed_from_is_not_joined_again(
+        server: ChatServer, clients: Clients, caplog: pytest.LogCaptureFixture) -> None:
+    token = await bot_token(clients, "helper")
+    alice = await clients.user("alice")
+    for room in ("general", "den", "pub", "temp"):
+        await alice.command(f"/create {room}")
+    bot = Bot("127.0.0.1", server.port, user="helper", token=token, rooms=["general"],
+              backoff=quick_backoff())
+    task = await started(bot)
+    for room in ("den", "pub", "temp"):
+        await bot.join(room)
+    assert bot.rooms == {"general", "den", "pub", "temp"}
+    await alice.command("/kick helper den")
+    await alice.command("/ban helper pub")
+    await alice.command("/leave temp")  # a plain member left alone: the room ends
+    await until(lambda: bot.rooms == {"general"}, lambda: f"the rooms to go: {bot.rooms}")
+    await alice.command("/unban helper pub")
+    with caplog.at_level(logging.INFO, logger="chatd.client.sdk.bot"):
+        assert bot.client is not None
+        await bot.client.close()
+        await until(lambda: bot.connections == 2, "the bot to reconnect")
+    assert "could not join" not in caplog.text and bot.rooms == {"general"}
+    members = (await alice.command("/who den"))["members"]
+    assert "helper" not in {m["user"] for m in members}  # kicked stays out
+    await bot.join("pub")  # until the bot's own code asks again
+    assert bot.rooms == {"general", "pub"}
+    await stopped(bot, task)
+
+
+async def test_a_room_that_ended_while_the_bot_was_away_is_dropped_once(
+        server: ChatServer, clients: Clients, caplog: pytest.LogCaptureFixture) -> None:
+    token = await bot_token(clients, "helper")
+    alice = await clients.user("alice")
+    await alice.command("/create temp")
+    bot = Bot("127.0.0.1", server.port, user="helper", token=token, rooms=["temp"],
+              backoff=fixed_backoff(0.5))
+    task = await started(bot)
+    assert bot.client is not None
+    await bot.client.close()
+    await alice.command("/leave temp")  # the bot, a plain member left alone: the room ends
+    with caplog.at_level(logging.INFO, logger="chatd.client.sdk.bot"):
+        await until(lambda: bot.connections == 2, "the bot to reconnect")
+        assert bot.rooms == set() and "no longer joining #temp: there is no room" in caplog.text
+        await bot.client.close()
+        await until(lambda: bot.connections == 3, "the bot to reconnect again")
+    assert caplog.text.count("#temp") == 1
+    await stopped(bot, task)

@@ -46,7 +46,7 @@ from chatd.client.logins import (
 )
 from chatd.client.sdk import events
 from chatd.client.sdk.backoff import Backoff
-from chatd.client.sdk.events import Event, Invite, Join, Leave, Message
+from chatd.client.sdk.events import Event, Invite, Join, Leave, Message, Notice, RoomEvent
 
 log = logging.getLogger(__name__)
 
@@ -55,6 +55,11 @@ Handler = Callable[[E], Awaitable[None]]
 CommandHandler = Callable[[Message, str], Awaitable[None]]
 # Login errors no retry can cure: the bot stops instead of hammering the server.
 FATAL_LOGIN = frozenset({"auth-failed", "bad-arguments", "no-such-user"})
+# A rejoin refused with these is not tried again: the room ended, or the bot is banned.
+GONE = frozenset({"no-such-room", "banned"})
+# The room events, about the bot itself, and the notifications that say it is out.
+REMOVALS = frozenset({"kick", "ban", "terminated"})
+REMOVAL_NOTICES = frozenset({"kicked", "banned", "terminated"})
 # How long a ping may take, after a handler's request went unanswered or a
 # keepalive, before the connection is taken for dead (Bot.alive_timeout).
 ALIVE_TIMEOUT = 5.0
@@ -378,8 +383,34 @@ class Bot:
     async def _rejoin(self, client: ChatClient) -> None:
         for room in sorted(self.rooms):
             reply = await client.command(f"/join {room}", check=False)
-            if not reply.ok:
+            if reply.ok:
+                continue
+            if reply.final.get("code") in GONE:
+                # Ended, or the bot was banned, while it was away: trying again at
+                # every reconnection would only repeat the refusal.
+                self._forget(room, str(reply.final.get("message")))
+            else:
                 log.warning("could not join #%s: %s", room, reply.final.get("message"))
+
+    def _forget(self, room: str, why: str) -> None:
+        """Drop ``room`` from the rooms joined after every login."""
+        if room in self.rooms:
+            self.rooms.discard(room)
+            log.info("no longer joining #%s: %s", room, why)
+
+    def _note_removal(self, event: Event) -> None:
+        """Forget a room the bot learns it was removed from (kicked, banned, the
+        room terminated, its account's leave) so that no reconnection joins it again
+        behind the moderator's back; ``bot.join`` asks again."""
+        if isinstance(event, RoomEvent | Leave) and event.user is not None \
+                and event.user.casefold() == self.user.casefold():
+            if isinstance(event, Leave) or event.event in REMOVALS:
+                name = "leave" if isinstance(event, Leave) else event.event
+                self._forget(event.room.lower(), f"{name} (by {event.actor or 'the server'})")
+        elif isinstance(event, Notice) and event.kind in REMOVAL_NOTICES:
+            room = event.raw.get("notification", {}).get("room")
+            if room:
+                self._forget(str(room).lower(), event.text)
 
     async def _resume(self, client: ChatClient, after_id: int, seen: set[int]) -> None:
         """After a reconnection, the messages missed meanwhile (when the server
@@ -436,6 +467,7 @@ class Bot:
         event = events.parse(record, replayed)
         if event is None:
             return
+        self._note_removal(event)
         if isinstance(event, Message):
             self.last_id = max(self.last_id, event.id)
             if event.sender.casefold() == self.user.casefold():
