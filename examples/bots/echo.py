@@ -29,7 +29,7 @@ def install(bot: Bot) -> None:
     @bot.on_mention
     async def echo(message: Message) -> None:
         if message.encrypted or message.text.startswith(bot.prefix):
-            return  # an envelope it cannot read; a command handled above
+            return  # an envelope it cannot read; a command this bot does not know
         text = without_mention(message.text, bot.user)
         if text:
             await bot.reply(message, text)

@@ -550,3 +550,33 @@ async def test_a_room_that_ended_while_the_bot_was_away_is_dropped_once(
         await until(lambda: bot.connections == 3, "the bot to reconnect again")
     assert caplog.text.count("#temp") == 1
     await stopped(bot, task)
+
+
+async def test_a_command_is_not_also_a_mention_and_a_mention_is_the_name_as_a_word(
+        server: ChatServer, clients: Clients) -> None:
+    token = await bot_token(clients, "helper")
+    alice = await clients.user("alice")
+    await alice.command("/create general")
+    bot = Bot("127.0.0.1", server.port, user="helper", token=token, rooms=["general"])
+    commands: list[str] = []
+    mentions: list[Message] = []
+    bot.on_mention(_append(mentions))
+
+    @bot.command("ping")
+    async def ping(message: Message, args: str) -> None:
+        commands.append(message.text)
+
+    task = await started(bot)
+    await alice.command("/msg helper !ping")
+    await alice.command("/msg helper !nosuchcommand")  # no handler took it
+    named = ["helper: hi", "@helper hi", "Helper, hi", "thanks, helper.", "is helper up?"]
+    unnamed = ["mail helper@example.com", "ask alice@helper", "see helper.py",
+               "helper-2 is another", "my_helper is mine", "!ping helper"]
+    for text in (*unnamed, *named):
+        await alice.command(f"/say general {text}")
+    await until(lambda: len(mentions) == 1 + len(named), "the mentions")
+    await alice.command("/say general !ping last")
+    await until(lambda: len(commands) == 3, "the commands")
+    assert commands == ["!ping", "!ping helper", "!ping last"]
+    assert [m.text for m in mentions] == ["!nosuchcommand", *named]
+    await stopped(bot, task)

@@ -178,7 +178,8 @@ class Bot:
         return self.on(Message)(handler)
 
     def on_mention(self, handler: Handler[Message]) -> Handler[Message]:
-        """Messages from someone else that name the bot (``@bot``, ``bot:``), and direct ones."""
+        """Messages from someone else that name the bot as a word (``@bot``, ``bot:``),
+        and direct ones; never one a command handler took, nor a notice."""
         self._mention_handlers.append(handler)
         return handler
 
@@ -480,13 +481,23 @@ class Bot:
         await self._call(self._handlers.get(Message, []), message)
         if message.notice:
             return  # never answered automatically: two bots would answer each other
+        # A line a command handler takes is not a mention too: a direct "!ping"
+        # would otherwise be answered twice.
+        if await self._command(message):
+            return
         if message.is_direct or message.mentions(self.user):
             await self._call(self._mention_handlers, message)
-        if message.text.startswith(self.prefix):
-            name, _, args = message.text[len(self.prefix):].partition(" ")
-            handler = self._commands.get(name.lower())
-            if handler is not None:
-                await self._guarded(handler(message, args.strip()))
+
+    async def _command(self, message: Message) -> bool:
+        """Run the command handler the message names (``!name args``), if any."""
+        if not message.text.startswith(self.prefix):
+            return False
+        name, _, args = message.text[len(self.prefix):].partition(" ")
+        handler = self._commands.get(name.lower())
+        if handler is None:
+            return False
+        await self._guarded(handler(message, args.strip()))
+        return True
 
     async def _call(self, handlers: list[Handler[Any]], event: Event) -> None:
         for handler in handlers:

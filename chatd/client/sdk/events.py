@@ -38,9 +38,19 @@ class Message:
         return self.room is None
 
     def mentions(self, name: str) -> bool:
-        """Whether the text names ``name`` as a word (``bot``, ``@bot``, ``bot:``), any case."""
-        pattern = rf"(?<![\w-])@?{re.escape(name)}(?![\w-])"
+        """Whether the text names ``name`` as a word, any case: ``bot``, ``@bot``,
+        ``bot:``, ``bot,``, ``thanks, bot.`` ... anywhere in the text; not as part
+        of a longer name, an address or a file name (``bot-2``, ``bot@example.com``,
+        ``alice@bot``, ``bot.py``)."""
+        pattern = _MENTION.format(name=re.escape(name))
         return re.search(pattern, self.text, re.IGNORECASE) is not None
+
+
+# The name as a word: an optional "@" before it; before that, and after the name,
+# nothing that would make it part of a longer word (letters, digits, "_", "-"), an
+# address ("@") or a dotted name (a "." joined to more of it; a full stop after the
+# name still ends a sentence that mentions it).
+_MENTION = r"(?<![\w@.-])@?{name}(?![\w@-]|\.\w)"
 
 
 @dataclass(frozen=True, slots=True)
