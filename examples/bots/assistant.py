@@ -207,7 +207,7 @@ def main(argv: list[str] | None = None) -> None:
     bot = cli.bot_from(args)
     Assistant(bot, Endpoint(args.api_url, os.environ.get(KEY_ENV), args.model, args.timeout),
               Limits(args.room_rate, args.user_rate), rooms=set(args.opt_in))
-    asyncio.run(bot.run())
+    cli.run(bot)
 
 
 if __name__ == "__main__":

@@ -10,7 +10,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import re
 import time
 
@@ -48,7 +47,7 @@ def main(argv: list[str] | None = None) -> None:
     args = cli.parse(cli.parser(__doc__ or ""), argv)
     bot = cli.bot_from(args)
     install(bot)
-    asyncio.run(bot.run())
+    cli.run(bot)
 
 
 if __name__ == "__main__":

@@ -19,7 +19,6 @@ control time.
 from __future__ import annotations
 
 import argparse
-import asyncio
 from collections import deque
 from dataclasses import dataclass
 
@@ -86,7 +85,7 @@ def main(argv: list[str] | None = None) -> None:
     bot = cli.bot_from(args)
     everywhere, per_room = _rules(args)
     Moderator(bot, Policy(args.limit, args.window, args.mute, everywhere), room_rules=per_room)
-    asyncio.run(bot.run())
+    cli.run(bot)
 
 
 def _rules(args: argparse.Namespace) -> tuple[str, dict[str, str]]:

@@ -15,7 +15,6 @@ moves a :class:`ManualClock` instead of waiting ten minutes.
 
 from __future__ import annotations
 
-import asyncio
 import re
 from collections import Counter
 
@@ -92,7 +91,7 @@ def main(argv: list[str] | None = None) -> None:
     args = cli.parse(cli.parser(__doc__ or ""), argv)
     bot = cli.bot_from(args)
     Reminders(bot)
-    asyncio.run(bot.run())
+    cli.run(bot)
 
 
 if __name__ == "__main__":

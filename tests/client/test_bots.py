@@ -5,9 +5,12 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
+import sys
 import threading
 from collections.abc import AsyncIterator, Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -363,3 +366,35 @@ def test_bot_credentials_from_the_command_line(tmp_path: Any) -> None:
     assert isinstance(kept, FileResumeTokens) and kept.path == tmp_path / "r"
     with pytest.raises(SystemExit, match="give the bot a token"):
         cli.bot_from(cli.parse(cli.parser("x"), ["--user", "b"]), {})
+
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+async def test_an_example_bot_logs_its_login_and_its_retries_to_stderr(
+        server: ChatServer, clients: Clients) -> None:
+    token = await bot_token(clients, "helper")
+    alice = await clients.user("alice")
+    await alice.command("/create general")
+    bot = await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "examples.bots.echo", "--user", "helper", "--room", "general",
+        "--port", str(server.port), cwd=ROOT, stderr=asyncio.subprocess.PIPE,
+        env={**os.environ, "CHATD_TOKEN": token})
+    try:
+        assert bot.stderr is not None
+        line = await asyncio.wait_for(bot.stderr.readline(), 20)
+        assert b"INFO chatd.client.sdk.bot: logged in as helper to 127.0.0.1:" in line, line
+        assert line.rstrip().endswith(b"(login 1), in #general"), line
+    finally:
+        bot.terminate()
+        await bot.wait()
+
+
+@pytest.mark.parametrize("module", [assistant, echo, moderate, remind])
+def test_an_example_bots_help_keeps_its_docstrings_lines(
+        module: Any, capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit):
+        module.main(["--help"])
+    shown = capsys.readouterr().out
+    for line in (module.__doc__ or "").strip().splitlines():
+        assert line.rstrip() in shown.splitlines() or not line.strip(), line

@@ -298,6 +298,9 @@ class Bot:
             self.connections += 1
             self.backoff.reset()
             self.connected.set()
+            log.info("logged in as %s to %s:%d (login %d), in %s", self.user, self.host,
+                     self.port, self.connections,
+                     ", ".join(f"#{room}" for room in sorted(self.rooms)) or "no room")
             seen: set[int] = set()
             for record in welcome.lines:  # direct messages kept while the bot was away
                 seen.add(record.get("id", 0))

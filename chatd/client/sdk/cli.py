@@ -9,20 +9,26 @@ The token comes from ``--token-file`` or ``$CHATD_TOKEN``, a password from
 from __future__ import annotations
 
 import argparse
+import asyncio
+import logging
 import os
 import ssl
+import sys
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from chatd.client.sdk.bot import Bot, FileResumeTokens
+from chatd.client.sdk.bot import Bot, FileResumeTokens, LoginRefused
 
 TOKEN_ENV, PASSWORD_ENV = "CHATD_TOKEN", "CHATD_PASSWORD"
 
 
 def parser(description: str) -> argparse.ArgumentParser:
     """The shared options; a bot adds its own before parsing."""
-    made = argparse.ArgumentParser(description=description)
+    # Raw: the description is a module docstring, whose example command lines and
+    # lists would be run together into one paragraph.
+    made = argparse.ArgumentParser(description=description,
+                                   formatter_class=argparse.RawDescriptionHelpFormatter)
     made.add_argument("--host", default="127.0.0.1")
     made.add_argument("--port", type=int, default=7777)
     made.add_argument("--user", required=True, help="the bot's account")
@@ -55,3 +61,15 @@ def bot_from(args: argparse.Namespace, environ: dict[str, str] | None = None,
 def parse(made: argparse.ArgumentParser, argv: Sequence[str] | None = None
           ) -> argparse.Namespace:
     return made.parse_args(argv)
+
+
+def run(bot: Bot, level: int = logging.INFO) -> None:
+    """Run ``bot`` until it stops, logging to stderr (its logins, drops, retries and
+    handlers' failures would otherwise go nowhere); a refused login ends the
+    process with its reason rather than a traceback."""
+    logging.basicConfig(level=level, stream=sys.stderr,
+                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    try:
+        asyncio.run(bot.run())
+    except LoginRefused as exc:
+        raise SystemExit(f"login refused: {exc}") from None
