@@ -19,9 +19,12 @@ from chatd.protocol.registry import Command, CommandTable, Need
 # Bumped when the shape of a command's description changes (not when commands do).
 SCHEMA_VERSION = 1
 
-# Every command line may meet these: the command rate, words its parameters do not
-# take (even a command without parameters refuses extra words), a server failure.
-_ALWAYS = (Code.RATE_LIMITED, Code.BAD_ARGUMENTS, Code.INTERNAL_ERROR)
+# Every command line may meet these (PROTOCOL.md §7's list): the command rate, words
+# its parameters do not take (even a command without parameters refuses extra words),
+# a server failure, and busy: the dispatcher answers it for any command when the
+# database does not answer (chatd.protocol.dispatch.crashed), besides a message that
+# could not be numbered. Added here for every command, so no list can lack one.
+EVERY_COMMAND = (Code.RATE_LIMITED, Code.BAD_ARGUMENTS, Code.INTERNAL_ERROR, Code.BUSY)
 
 
 def describe(cmd: Command) -> dict[str, Any]:
@@ -45,7 +48,7 @@ def describe(cmd: Command) -> dict[str, Any]:
 def errors(cmd: Command) -> list[Code]:
     """Every code ``cmd`` may answer: the dispatcher's checks it passes, its
     parameters', and its own; in the order of Code (the wire contract's first)."""
-    codes: set[Code] = {*_ALWAYS, *cmd.errors}
+    codes: set[Code] = {*EVERY_COMMAND, *cmd.errors}
     if cmd.need is Need.LOGIN:
         codes.add(Code.NOT_LOGGED_IN)
     if cmd.need is Need.ANONYMOUS:

@@ -11,6 +11,7 @@ from typing import Any
 import pytest
 
 import commands
+from chatd.client import LineClient
 from chatd.domain.scopes import Scope
 from chatd.errors import Code
 from chatd.protocol.registry import Need
@@ -151,6 +152,40 @@ def test_the_docs_command_tables_match_the_schema() -> None:
         assert row["scope"] == entry["scope"], f"/{name}: scope"
         missing = row["errors"] - set(entry["errors"])
         assert not missing, f"/{name} documents errors it does not declare: {missing}"
+
+
+def test_every_command_lists_the_codes_every_command_may_answer() -> None:
+    """§7's list of what every command can also fail with is in each command's
+    errors: the conditional ones where their condition holds."""
+    text = PROTOCOL.read_text()
+    start = text.index("Every command can also fail with:\n\n") + 35
+    listed = re.findall(r"^- `([a-z-]+)`", text[start:text.index("\n\n", start)], re.M)
+    assert {"busy", "rate-limited", "bad-arguments", "internal-error"} <= set(listed)
+    only_for = {"not-logged-in": Need.LOGIN, "already-logged-in": Need.ANONYMOUS}
+    for cmd in TABLE.all():
+        codes = describe(cmd)["errors"]
+        for code in listed:
+            if code not in only_for or cmd.need is only_for[code]:
+                assert code in codes, f"/{cmd.name} lacks {code}"
+
+
+async def test_the_docs_schema_examples_are_what_the_server_sends(server: ChatServer) -> None:
+    """PROTOCOL.md's /schema kick, one line, and BOTS.md's /schema ban, shown folded:
+    unfolded, each is the server's line, byte for byte."""
+    bots = (PROTOCOL.parent / "BOTS.md").read_text()
+    folded = bots[bots.index("> /schema ban\n"):]
+    folded = folded[:folded.index("```")].splitlines()[1:]
+    examples = {"kick": PROTOCOL.read_text(), "ban": "".join(line.strip() for line in folded)}
+    person = await LineClient.connect("127.0.0.1", server.port)
+    try:
+        person.send("/format json")
+        await person.until(lambda line: line.startswith("{"))
+        for name, doc in examples.items():
+            person.send(f"/schema {name}")
+            [line] = await person.until(lambda line: line.startswith("{"))
+            assert f"< {line}" in doc, name
+    finally:
+        await person.close()
 
 
 def test_the_docs_needs_column_is_what_help_prints() -> None:
