@@ -5,9 +5,11 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
+from chatd.client import LineClient
 from tests.helpers import PASSWORD, Clients, room_with, text_client, text_run
 
-PROTOCOL = (Path(__file__).resolve().parents[2] / "docs" / "PROTOCOL.md").read_text()
+PROTOCOL_PATH = Path(__file__).resolve().parents[2] / "docs" / "PROTOCOL.md"
+PROTOCOL = PROTOCOL_PATH.read_text()
 
 
 async def test_a_text_mode_login_with_resume_shows_the_resume_token(clients: Clients) -> None:
@@ -229,3 +231,54 @@ async def test_stats_in_text_mode_are_rounded_with_units_and_audit_dates_are_ful
     await text_run(root, "/create dev")
     audit = await text_run(root, "/audit dev")
     assert re.match(r"  \d{4}-\d\d-\d\d \d\d:\d\d  ", audit[1]), audit
+
+
+async def test_the_captured_json_example_is_what_the_server_sends(clients: Clients) -> None:
+    """PROTOCOL.md §5's "JSON example (captured)", line for line (the test server's
+    clock stands still, so its times and ids are the same at every run)."""
+    alice = await clients.user("alice")
+    bob = await clients.user("bob", "battery-staple")
+    for room in ("general", "dev"):
+        await alice.command(f"/create {room}")
+        await bob.command(f"/join {room}")
+    for n in range(8):
+        await alice.command(f"/say general warm-up {n}")
+    await alice.command("/voice bob dev")  # the unread notification
+    await bob.command("/logout")
+    person = await LineClient.connect("127.0.0.1", clients.server.port)
+    await person.line()  # the banner
+    seen: list[str] = []
+
+    async def run(label: str, line: str) -> None:
+        person.send(f"@{label} {line}")
+        seen.extend(await person.until(lambda got: f'"label":"{label}"}}' in got))
+
+    try:
+        for label, line in (("l1", "/format json"), ("l2", "/login bob battery-staple"),
+                            ("s1", "/say general labelled say"), ("x", "/join nosuch"),
+                            ("t", "/typing general"), ("h", "/help sticker")):
+            await run(label, line)
+        await alice.command("/promote bob general")
+        seen.extend(await person.until(lambda got: '"notification"' in got))
+        await alice.command("/mute bob general 10m")
+        await run("sy", "/say general muted say")
+    finally:
+        await person.close()
+    example = PROTOCOL[PROTOCOL.index("### JSON example (captured)"):]
+    example = example[:example.index("\n---\n")]
+    for line in seen:
+        if '"event":"mute"' not in line and '"kind":"muted"' not in line:
+            assert f"\n{line}\n" in example, line
+
+
+async def test_the_scope_error_in_bots_md_is_what_the_server_sends(clients: Clients) -> None:
+    owner = await clients.user("carol")
+    token = (await owner.command("/bot create helper read"))["token"]
+    await owner.command("/create general")
+    bot = await text_client(clients)
+    await text_run(bot, f"/login helper --token {token}")
+    bot.send("/format json")
+    await bot.line()  # its ok
+    bot.send("/say general hi")
+    refused = await bot.line()
+    assert f"\n{refused}\n" in (PROTOCOL_PATH.parent / "BOTS.md").read_text()
