@@ -65,6 +65,9 @@ class Code(StrEnum):
     BINARY_FRAME = "binary-frame"
     NO_SUCH_WEBHOOK = "no-such-webhook"
     SCOPE = "scope"  # the token a session logged in with does not grant the scope
+    # The API token a session logged in with was revoked, or expired: it is closed.
+    TOKEN_REVOKED = "token-revoked"
+    TOKEN_EXPIRED = "token-expired"
 
 
 class Step(StrEnum):

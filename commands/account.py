@@ -39,9 +39,10 @@ async def register(ctx: Context, name: str, password: str) -> Ok:
               **welcome)
 
 
-async def _welcome(ctx: Context, user: User) -> dict[str, Any]:
-    """Log the connection in as ``user``: what the welcome says, the unread count too."""
-    welcome = await ctx.services.presence.login(ctx.session, user)
+async def _welcome(ctx: Context, user: User, token_id: int | None = None) -> dict[str, Any]:
+    """Log the connection in as ``user`` (with the API token ``token_id``): what the
+    welcome says, the unread count too."""
+    welcome = await ctx.services.presence.login(ctx.session, user, token_id)
     unread = await ctx.services.notifier.unread(user)
     replayed = welcome.pop("direct_messages")  # (last, as the protocol's examples show)
     return welcome | {"notifications": unread, "direct_messages": replayed}
@@ -127,7 +128,7 @@ async def _signed_in(ctx: Context, grant: Grant, issued: Issued | None) -> Ok:
     # Before the log-in's first await: a connection is never logged in with more
     # than its grant, even for a moment, even when the log-in then fails.
     session.scopes = None if grant.scopes == ALL_SCOPES else grant.scopes
-    welcome = await _welcome(ctx, user)
+    welcome = await _welcome(ctx, user, grant.token_id)
     apply_account_settings(session, user.settings)
     style = session.style
     # A full-screen client draws in the account's theme: tell it what was applied.

@@ -213,9 +213,10 @@ def wire_services(config: Config, clock: Clock, storage: Storage, table: Command
     protection = Protection(config, clock, moderation, audit,
                             None if node is None else node.make_limits(clock))
     messaging = Messaging(storage, writer, bus, notifier, clock, protection, stats, sequencer)
-    presence = Presence(accounts, rooms, messaging, notifier, audit, stats, clock, transactions,
-                        node.presence if node is not None else None)
     tokens = Tokens(storage, accounts, clock)
+    presence = Presence(accounts, rooms, messaging, notifier, audit, stats, clock, transactions,
+                        node.presence if node is not None else None, tokens.sessions)
+    tokens.on_revoked = presence.token_ended
     resume = ResumeTokens(storage, accounts, tokens, clock, config)
     if node is not None:
         tokens.shared = resume.shared = notifier.shared = True

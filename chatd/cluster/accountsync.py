@@ -14,6 +14,9 @@ applies it here:
 - **away**: the message travels in the entry (it is not stored), with the time
   it was set, so a late announcement does not undo a newer one, nor outlive its
   user's going offline (:meth:`chatd.domain.presence.Presence.away_elsewhere`);
+- **tokens**: a revocation names the tokens revoked, which are forgotten and
+  whose connections here are closed at once, from the entry (as a password
+  change's); then as below;
 - **block**, **unblock**, **admin**, **settings**, **tokens**: the account is read
   again from the database (flag, settings, blocks; its API tokens for a token
   change), so a repeated or late announcement changes nothing. That read is
@@ -98,6 +101,8 @@ class AccountSync:
             self._resume.forget_user(user)
             self._presence.close_sessions(user)
         else:
+            if what == "tokens":  # (a node of the previous version names none)
+                self._tokens.revoked_elsewhere([int(i) for i in details.get("revoked", ())])
             self._read_soon(user_id, tokens=what == "tokens")
 
     def _gone(self, user_id: int) -> None:

@@ -27,6 +27,8 @@ if TYPE_CHECKING:
     from chatd.domain.ports import AccountTransactions, Endpoint
     from chatd.domain.rooms import Rooms
     from chatd.domain.stats import Stats
+    from chatd.domain.tokens import TokenSessions
+    from storage.records import TokenRecord
 
 log = logging.getLogger(__name__)
 
@@ -35,6 +37,9 @@ AWAY_MAX = 200
 # What a connection is told when its account's password changed on another connection.
 PASSWORD_CHANGED = ("your password was changed on another connection; log in again with the "
                     "new password.")
+# What a connection logged in with an API token (or a resume token made from one) is
+# told when that token is revoked or expires: the code and the sentence's verb.
+TOKEN_ENDS = {False: (Code.TOKEN_REVOKED, "was revoked"), True: (Code.TOKEN_EXPIRED, "expired")}
 
 
 class PresenceStore(Protocol):
@@ -101,8 +106,11 @@ class Presence:
     def __init__(self, accounts: Accounts, rooms: Rooms, messaging: Messaging,
                  notifier: Notifier, audit: AuditLog, stats: Stats, clock: Clock,
                  transactions: AccountTransactions,
-                 online: PresenceStore | None = None) -> None:
+                 online: PresenceStore | None = None,
+                 token_sessions: TokenSessions | None = None) -> None:
         self._clock = clock
+        # The connections logged in with an API token, by token (see token_ended).
+        self._token_sessions = token_sessions
         self._transactions = transactions
         self._accounts = accounts
         self._stats = stats
@@ -192,8 +200,10 @@ class Presence:
         self.sessions[session] = None
         self.peak_sessions = max(self.peak_sessions, len(self.sessions))
 
-    async def login(self, session: Endpoint, user: User) -> dict[str, Any]:
-        """Log ``session`` in as ``user``; returns what the welcome should say."""
+    async def login(self, session: Endpoint, user: User,
+                    token_id: int | None = None) -> dict[str, Any]:
+        """Log ``session`` in as ``user`` (with the API token ``token_id``, or a resume
+        token made from it); returns what the welcome should say."""
         if session.closing:
             # The connection went away while the password was being checked.
             raise ChatError(Code.NOT_LOGGED_IN, "the connection closed during login.")
@@ -203,6 +213,14 @@ class Presence:
             # a deletion either began later, and finds this session to close, or
             # earlier, and this refuses.
             raise _deleted_login(user)
+        tokens = self._token_sessions if token_id is not None else None
+        if tokens is not None and token_id is not None:
+            # Revoked or expired since it was checked: decided here, with no await
+            # before the index below, so a revocation either finds this session or
+            # is seen by it.
+            if not tokens.admits(token_id):
+                raise ChatError(Code.AUTH_FAILED, "wrong name or token.")
+            tokens.add(session, token_id)
         rooms = self._rooms.of_user(user)
         session.signed_in(user, rooms[0] if len(rooms) == 1 else None)
         if session in self.sessions:
@@ -246,6 +264,8 @@ class Presence:
         user = session.user
         if user is None:
             return
+        if self._token_sessions is not None:
+            self._token_sessions.discard(session)
         self._rooms.detach(session)
         user.connections = len(self._rooms.connections(user))
         if session in self.sessions:
@@ -308,6 +328,31 @@ class Presence:
         telling each why; how many."""
         return self._close(user, keep, {"type": "notice", "text": PASSWORD_CHANGED},
                            "password changed")
+
+    def token_ended(self, record: TokenRecord, expired: bool) -> int:
+        """Close the connections logged in with the token of ``record`` (or with a
+        resume token made from it), telling each why; how many. A token that can no
+        longer log in must not keep the sessions it opened."""
+        if self._token_sessions is None:
+            return 0
+        sessions = self._token_sessions.of(record.id)
+        code, happened = TOKEN_ENDS[expired]
+        told = {"type": "error", "code": code.value, "token": record.name,
+                "message": f"your token {record.name} {happened}; this connection is "
+                           "closed. Log in again with a valid token."}
+        for session in sessions:
+            session.send(told)
+            session.close(code.value)
+            self.logout(session)
+        return len(sessions)
+
+    def expire_tokens(self) -> int:
+        """Close the connections whose token has expired (the timeout sweep calls
+        this every second; it looks at nothing until the first expiry); how many."""
+        if self._token_sessions is None:
+            return 0
+        return sum(self.token_ended(record, expired=True)
+                   for record in self._token_sessions.expired(self._clock.time()))
 
     def _close(self, user: User, keep: Endpoint | None, told: events.Event | dict[str, Any],
                reason: str) -> int:

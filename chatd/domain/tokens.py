@@ -10,6 +10,9 @@ reloaded when that node announces it, and a token this node does not hold yet
 is looked up in the database. The last use is noted in memory and written in batches
 (:meth:`Tokens.flush_use`, every few seconds and at shutdown), never once per
 login: a bot that reconnects in a loop costs no writes.
+
+A token that is revoked or expires ends the connections logged in with it (or
+with a resume token made from it): :class:`TokenSessions` knows them.
 """
 
 from __future__ import annotations
@@ -28,8 +31,11 @@ from chatd.errors import ChatError, Code, Remedy, Step
 from storage.api import Conflict, StorageError
 
 if TYPE_CHECKING:
+    from collections.abc import Callable
+
     from chatd.domain.accounts import Accounts, User
     from chatd.domain.clock import Clock
+    from chatd.domain.ports import Endpoint
     from storage.api import Storage
     from storage.records import TokenRecord
 
@@ -64,6 +70,57 @@ class Grant:
     token_id: int | None = None
 
 
+class TokenSessions:
+    """The connections logged in with an API token, or with a resume token made from
+    one, by that API token's id: what its revocation or expiry ends.
+
+    Kept on the tokens' side rather than on each connection: a connection that
+    logged in with a password, or not at all, costs it nothing (a field per
+    session would cost every held connection). Revocations and expiries are
+    rare, so finding a token's connections is a pass over this index, never a
+    step of the log-in."""
+
+    def __init__(self, tokens: Tokens) -> None:
+        self._tokens = tokens
+        self._token_of: dict[Endpoint, int] = {}
+        # The earliest expiry among their tokens: the sweep looks no further till then.
+        self._due = math.inf
+
+    def __len__(self) -> int:
+        return len(self._token_of)
+
+    def admits(self, token_id: int) -> bool:
+        """Whether a connection may log in with that token now: it is held and alive
+        (revoked or expired since it was checked: no), or, on a cluster's node, it is
+        not held here yet (made on another node a moment ago)."""
+        if self._tokens.record(token_id) is None:
+            return self._tokens.shared
+        return self._tokens.alive(token_id)
+
+    def add(self, session: Endpoint, token_id: int) -> None:
+        self._token_of[session] = token_id
+        record = self._tokens.record(token_id)
+        if record is not None and record.expires_at is not None:
+            self._due = min(self._due, record.expires_at)
+
+    def discard(self, session: Endpoint) -> None:
+        self._token_of.pop(session, None)
+
+    def of(self, token_id: int) -> list[Endpoint]:
+        return [s for s, t in self._token_of.items() if t == token_id]
+
+    def expired(self, now: float) -> list[TokenRecord]:
+        """The tokens that expired by ``now`` and still have connections here."""
+        if now < self._due:
+            return []
+        held = [r for i in set(self._token_of.values())
+                if (r := self._tokens.record(i)) is not None]
+        gone = [r for r in held if r.expires_at is not None and r.expires_at <= now]
+        self._due = min((r.expires_at for r in held
+                         if r.expires_at is not None and r.expires_at > now), default=math.inf)
+        return gone
+
+
 class Tokens:
     """Issues, lists, revokes and checks API tokens (all of them held in memory)."""
 
@@ -81,6 +138,10 @@ class Tokens:
         self._use_time = -math.inf
         # True on a cluster's node: a token this node does not hold may be another's.
         self.shared = False
+        self.sessions = TokenSessions(self)
+        # Told (the record, and False: not expired) when a token this process held
+        # is revoked here or on another node: its connections are closed.
+        self.on_revoked: Callable[[TokenRecord, bool], object] | None = None
 
     async def load(self) -> None:
         for record in await self._storage.load_tokens():
@@ -94,6 +155,8 @@ class Tokens:
         self._by_hash.pop(record.token_hash, None)
         self._by_id.pop(record.id, None)
         self._unwritten.pop(record.id, None)
+        if self.on_revoked is not None:
+            self.on_revoked(record, False)
 
     async def create(self, user: User, name: str, ttl: float | None,
                      scopes: frozenset[Scope] = DEFAULT_SCOPES) -> tuple[str, TokenRecord]:
@@ -153,7 +216,17 @@ class Tokens:
             raise ChatError(Code.NO_SUCH_TOKEN, f'you have no token named "{name}".')
         for record in found:
             self._forget(record)
-        self._accounts.changed(user, "tokens")
+        # The ids travel with the news: another node closes the token's connections
+        # from the announcement itself, not only after reading the tokens again.
+        self._accounts.changed(user, "tokens", revoked=[r.id for r in found])
+
+    def revoked_elsewhere(self, token_ids: list[int]) -> None:
+        """Another node revoked these tokens: they stop logging in here, and their
+        connections here are closed, before this node reads the account again."""
+        for token_id in token_ids:
+            record = self._by_id.get(token_id)
+            if record is not None:
+                self._forget(record)
 
     async def reload(self, user: User) -> None:
         """Take ``user``'s tokens as stored now: another node created or revoked one

@@ -242,7 +242,7 @@ async def _register(ctx: IrcContext) -> None:
     # set before the log-in's first await, so never more than the grant.
     session.scopes = None if grant.scopes == ALL_SCOPES else grant.scopes
     try:
-        await services.presence.login(session, account)
+        await services.presence.login(session, account, grant.token_id)
     except ChatError as exc:
         if exc.code is not Code.AUTH_FAILED:
             raise

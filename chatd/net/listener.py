@@ -260,6 +260,7 @@ class Listeners:
                     self._time_out(conn, Code.NOT_LOGGED_IN, "no login in time; goodbye.")
             elif limits.idle_timeout and conn.last_input < now - limits.idle_timeout:
                 self._time_out(conn, Code.IDLE_TIMEOUT, "idle for too long; goodbye.")
+        self.services.presence.expire_tokens()
         self.services.protection.sweep()
 
     def _time_out(self, conn: Connection, code: Code, message: str) -> None:

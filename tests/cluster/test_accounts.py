@@ -94,6 +94,25 @@ async def test_a_password_changed_on_one_node_closes_the_connections_on_the_othe
         await client.close()
 
 
+async def test_a_token_revoked_on_one_node_closes_its_sessions_on_the_others(
+        nodes: list[App]) -> None:  # noqa: F811
+    dan = await login(nodes[0], "dan")
+    secret = (await dan.command("/token create bot"))["token"]
+    await everywhere(nodes, lambda app: len(app.services.tokens.of(
+        app.services.accounts.require("dan"))) == 1)
+    bots = [await ChatClient.connect("127.0.0.1", app.port) for app in nodes[1:]]
+    for bot in bots:
+        assert (await bot.command(f"/auth {secret}"))["type"] == "ok"
+    await dan.command("/token revoke bot")
+    for bot in bots:
+        told = await bot.next_event(lambda e: e.get("type") == "error", timeout=10)
+        assert told["code"] == "token-revoked" and told["token"] == "bot"
+        await bot.next_event(lambda e: e.get("type") == "closed", timeout=10)
+    assert (await dan.command("/whoami"))["connections"] == 1
+    for client in (dan, *bots):
+        await client.close()
+
+
 async def test_an_account_deleted_on_one_node_is_gone_from_every_node(
         nodes: list[App]) -> None:  # noqa: F811
     await register(nodes[0], "eve")

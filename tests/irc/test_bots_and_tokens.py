@@ -200,3 +200,31 @@ async def test_a_password_login_keeps_every_scope(irc: IrcFactory, clients: Clie
     assert not any(m.command == "FAIL" for m in replies)
     modes = await alice.next_event(lambda e: e.get("event") == "modes")
     assert modes["room"] == "general"
+
+
+async def test_revoking_the_token_closes_the_bots_irc_connection(
+        clients: Clients, connect: Connect) -> None:
+    alice, token = await _bot(clients)
+    bot = await _token_client(connect, f"helper:{token}")
+    await alice.command("/bot token helper")  # (a second token, which stays)
+    other = await connect()
+    await other.register("helper", password=f"helper:{token}")
+    await bot_revokes(clients, token)
+    for closed in (bot, other):
+        lines = await closed.closed()
+        notices = [line for line in lines if " NOTICE helper :" in line]
+        assert notices and notices[0].endswith(
+            ":your token default was revoked; this connection is closed. Log in again "
+            "with a valid token.")
+        assert lines[-1].startswith("ERROR ")
+
+
+async def bot_revokes(clients: Clients, token: str) -> None:
+    """Revoke the bot's token ``default`` as the operator would (chatctl revoke-token
+    asks the same service), then check it no longer logs in."""
+    server = clients.server
+    helper = server.services.accounts.find("helper")
+    assert helper is not None
+    await server.services.tokens.revoke(helper, "default")
+    refused = await (await clients.anonymous()).command(f"/auth {token}", check=False)
+    assert refused.final["code"] == "auth-failed"
