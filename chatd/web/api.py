@@ -105,8 +105,10 @@ async def members(call: Call) -> Response:
     rows = []
     for member in ordered:
         user = services.accounts.get(member.user_id)
+        # bot: always there, true or false (/who's text rows name bots alone; an
+        # API client reads a field it can count on).
         rows.append({"user": member.name, "role": member.role.value,
-                     "online": bool(user and user.online)})
+                     "online": bool(user and user.online), "bot": bool(user and user.is_bot)})
     return json_response({"room": room.name, "members": rows})
 
 

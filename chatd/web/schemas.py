@@ -36,7 +36,7 @@ def nullable(schema: Schema) -> Schema:
 ERROR = obj(error={**obj(code=STR, message=STR), "additionalProperties": True})
 ME = obj(name=STR, admin=BOOL, rooms=INT, notifications=INT)
 ROOM = obj(id=INT, name=STR, mode=STR, members=INT, topic=STR, e2e=BOOL, role=STR)
-MEMBERS = obj(room=STR, members=array(obj(user=STR, role=STR, online=BOOL)))
+MEMBERS = obj(room=STR, members=array(obj(user=STR, role=STR, online=BOOL, bot=BOOL)))
 # A message record of the line protocol's JSON format (docs/PROTOCOL.md).
 MESSAGE: Schema = {"type": "object", "required": ["type", "from", "ts"],
                    "properties": {"type": STR, "room": STR, "from": STR, "text": STR,

@@ -72,6 +72,23 @@ async def test_rooms_members_and_posting_reach_connected_users(
         assert dm["text"] == "a b"
 
 
+async def test_members_say_which_are_bots_as_who_does_and_the_schema_says_so(
+        server: ChatServer, clients: Clients) -> None:
+    token, alice = await den_with_alice(server, clients)
+    made = await alice.command("/bot create helper")  # type: ignore[attr-defined]
+    bot = await clients.anonymous()
+    await bot.command(f"/auth {made['token']}")
+    await bot.command("/join den")
+    async with http(server, token) as client:
+        members = (await client.get("/api/v1/rooms/den/members")).json()["members"]
+        assert {m["user"]: (m["online"], m["bot"]) for m in members} == {
+            "alice": (True, False), "helper": (True, True)}
+        document = (await client.get("/api/v1/openapi.json")).json()
+    answer = document["paths"]["/api/v1/rooms/{room}/members"]["get"]["responses"]["200"]
+    member = answer["content"]["application/json"]["schema"]["properties"]["members"]["items"]
+    assert member["properties"]["bot"] == {"type": "boolean"} and "bot" in member["required"]
+
+
 async def test_posting_is_refused_with_the_line_protocols_codes(
         server: ChatServer, clients: Clients) -> None:
     await den_with_alice(server, clients)
