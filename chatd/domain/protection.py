@@ -33,6 +33,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import math
 from collections.abc import Awaitable, Coroutine, Hashable
 from typing import TYPE_CHECKING, Any, Final, NoReturn, Protocol
 
@@ -296,8 +297,12 @@ class Protection:
             if not isinstance(wait, float):
                 wait = await wait
         if wait:
-            raise ChatError(Code.RATE_LIMITED,
-                            "too many failed logins; wait a minute and try again.")
+            # The real wait, as every other rate-limited says it: a client (and HTTP's
+            # Retry-After) retries when a failure's token is back, not at a guess.
+            retry_ms = max(1, math.ceil(wait * 1000))
+            raise ChatError(Code.RATE_LIMITED, f"too many failed logins; wait "
+                            f"{math.ceil(retry_ms / 1000)} s and try again.",
+                            retry_ms=retry_ms)
 
     def login_ended(self, peer: str, name: str | None, *, failed: bool) -> None:
         """The attempt :meth:`admit_login` let through ended: a failure costs the

@@ -163,6 +163,25 @@ async def test_every_request_costs_a_command_token(server: ChatServer) -> None:
         assert statuses == [200, 200, 429]
 
 
+@pytest.mark.server(limits__auth_failures=2, limits__auth_window=60)
+async def test_too_many_failed_logins_say_how_long_to_wait(
+        server: ChatServer, clock: ManualClock) -> None:
+    bearer = {"Authorization": "Bearer chatd_" + "x" * 43}
+    async with http(server) as client:
+        statuses = [(await client.get("/api/v1/me", headers=bearer)).status_code
+                    for _ in range(3)]
+        assert statuses == [401, 401, 429]
+        refused = await client.get("/api/v1/me", headers=bearer)
+        # Two failures a minute: the next one is back 30 s after the bucket emptied.
+        assert refused.json()["error"]["code"] == "rate-limited"
+        assert refused.json()["error"]["retry_ms"] == 30_000
+        assert refused.headers["retry-after"] == "30"
+        assert refused.json()["error"]["message"] == (
+            "too many failed logins; wait 30 s and try again.")
+        clock.advance(30)
+        assert (await client.get("/api/v1/me", headers=bearer)).status_code == 401
+
+
 async def test_history_pages_back_with_before(server: ChatServer, clients: Clients) -> None:
     token, alice = await den_with_alice(server, clients)
     for i in range(5):
