@@ -85,9 +85,13 @@ class Request:
         return "websocket" in self.headers.get("upgrade", "").lower()
 
     def json(self) -> dict[str, Any]:
-        """The body as a JSON object (``bad-request`` when it is not one)."""
+        """The body as a JSON object (``bad-request`` when it is not one, or missing:
+        every operation that reads a body needs fields of it, and a request without
+        one is malformed, not a request with a wrong argument)."""
+        if not self.body.strip():
+            raise HttpError(400, Code.BAD_REQUEST, "the body is empty: send a JSON object.")
         try:
-            value = json.loads(self.body or b"{}")
+            value = json.loads(self.body)
         except (ValueError, UnicodeDecodeError, RecursionError):
             # (RecursionError: arrays or objects nested deeper than the parser goes.)
             raise HttpError(400, Code.BAD_REQUEST, "the body is not valid JSON.") from None

@@ -248,8 +248,9 @@ class WebServer:
             if page is not None:
                 return page
         if path in ("/ws", "/irc"):
+            # RFC 9110 15.5.22: a 426 names the protocol to upgrade to.
             raise HttpError(426, Code.BAD_REQUEST, f"{path} is a WebSocket: open it with an "
-                            "Upgrade request.")
+                            "Upgrade request.", headers=[("Upgrade", "websocket")])
         found = self.routes.find(method, path)
         if found is None:
             raise HttpError(404, Code.NOT_FOUND, f"there is nothing at {path}.")
@@ -260,8 +261,10 @@ class WebServer:
             return _preflight(request, self.routes, path)
         if not same_method:
             # The route's pattern, not the path: a webhook's path holds its secret.
+            # RFC 9110 15.5.6: a 405 lists what the path does take.
             raise HttpError(405, Code.METHOD_NOT_ALLOWED,
-                            f"{route.path} does not take {method}.")
+                            f"{route.path} does not take {method}.",
+                            headers=[("Allow", ", ".join(_methods(self.routes, path)))])
         return await self._call(route, request, ip)
 
     async def _page(self, path: str) -> Response | None:
@@ -373,10 +376,14 @@ class WebServer:
         return Connection(self.host, framer)
 
 
+def _methods(routes: RouteTable, path: str) -> list[str]:
+    """The methods the routes of ``path`` take."""
+    return sorted({r.method for r in routes.routes if r.pattern.match(path)})
+
+
 def _preflight(request: Request, routes: RouteTable, path: str) -> Response:
-    methods = sorted({r.method for r in routes.routes if r.pattern.match(path)})
     return Response(204, b"", "text/plain", [
-        ("Access-Control-Allow-Methods", ", ".join(methods)),
+        ("Access-Control-Allow-Methods", ", ".join(_methods(routes, path))),
         ("Access-Control-Allow-Headers", "Authorization, Content-Type"),
         ("Access-Control-Max-Age", "600")])
 

@@ -182,6 +182,21 @@ async def test_too_many_failed_logins_say_how_long_to_wait(
         assert (await client.get("/api/v1/me", headers=bearer)).status_code == 401
 
 
+async def test_a_missing_body_is_a_bad_request_and_a_missing_field_bad_arguments(
+        server: ChatServer, clients: Clients) -> None:
+    token, _ = await den_with_alice(server, clients)
+    async with http(server, token) as client:
+        for path in ("/api/v1/rooms/den/messages", "/api/v1/users/alice/messages",
+                     "/api/v1/rooms/den/webhooks", "/api/v1/crypto/encrypt"):
+            empty = await client.post(path)
+            assert empty.status_code == 400, path
+            assert empty.json()["error"] == {"code": "bad-request",
+                                             "message": "the body is empty: send a JSON object."}
+        no_text = await client.post("/api/v1/rooms/den/messages", json={})
+        assert no_text.status_code == 400
+        assert no_text.json()["error"]["code"] == "bad-arguments"
+
+
 async def test_history_pages_back_with_before(server: ChatServer, clients: Clients) -> None:
     token, alice = await den_with_alice(server, clients)
     for i in range(5):

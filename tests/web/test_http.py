@@ -82,12 +82,16 @@ async def test_unknown_paths_methods_and_websocket_paths_without_upgrade(
         wrong = await client.put("/api/v1/rooms")
         assert wrong.status_code == 405
         assert wrong.json()["error"]["code"] == "method-not-allowed"
+        assert wrong.headers["allow"] == "GET"
+        messages = await client.delete("/api/v1/rooms/den/messages")
+        assert messages.status_code == 405 and messages.headers["allow"] == "GET, POST"
         # A webhook's path holds its secret: the refusal names the route, not the path.
         hook = await client.get("/hooks/7/s3cret-part")
         assert hook.status_code == 405 and "s3cret" not in hook.text
+        assert hook.headers["allow"] == "POST"
         assert "/hooks/{id}/{secret}" in hook.json()["error"]["message"]
         plain = await client.get("/ws")
-        assert plain.status_code == 426
+        assert plain.status_code == 426 and plain.headers["upgrade"] == "websocket"
 
 
 async def test_keep_alive_serves_several_requests_on_one_socket(server: ChatServer) -> None:
