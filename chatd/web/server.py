@@ -68,6 +68,7 @@ if TYPE_CHECKING:
 
     from chatd.config import Config
     from chatd.domain.accounts import User
+    from chatd.domain.scopes import Scope
     from chatd.domain.tokens import Grant
     from chatd.protocol.services import Services
     from chatd.web.routes import Route
@@ -298,9 +299,18 @@ class WebServer:
         grant = await self._authenticate(request, ip)
         if route.needs not in grant.scopes:
             raise HttpError(403, Code.SCOPE, f"this token does not grant the {route.needs.value} "
-                            "scope; make one that does with /token create <name> "
-                            f"{route.needs.value}.", scope=route.needs.value)
+                            f"scope; {self._remedy(grant.user, route.needs)}",
+                            scope=route.needs.value)
         return grant.user
+
+    def _remedy(self, user: User, scope: Scope) -> str:
+        """Who can make a token that grants ``scope``, and how: a bot cannot make its
+        own tokens (its owner does, with /bot token), a person can."""
+        if not user.is_bot:
+            return f"make one that does with /token create <name> {scope.value}."
+        owner = self.services.accounts.get(user.owner_id) if user.owner_id else None
+        who = f"its owner {owner.name}" if owner is not None else "a server admin"
+        return f"{who} makes one that does with /bot token {user.name} {scope.value}."
 
     async def _authenticate(self, request: Request, ip: str) -> Grant:
         """The token's user; failures count against the address as failed logins do."""

@@ -182,6 +182,17 @@ async def test_too_many_failed_logins_say_how_long_to_wait(
         assert (await client.get("/api/v1/me", headers=bearer)).status_code == 401
 
 
+async def test_a_text_over_the_line_limit_is_line_too_long(
+        server: ChatServer, clients: Clients) -> None:
+    token, _ = await den_with_alice(server, clients)
+    limit = server.config.listen.max_line
+    async with http(server, token) as client:
+        long = await client.post("/api/v1/rooms/den/messages", json={"text": "x" * (limit + 1)})
+        assert long.status_code == 400
+        assert long.json()["error"] == {"code": "line-too-long",
+                                        "message": f"text is over {limit} bytes."}
+
+
 async def test_a_missing_body_is_a_bad_request_and_a_missing_field_bad_arguments(
         server: ChatServer, clients: Clients) -> None:
     token, _ = await den_with_alice(server, clients)
@@ -368,8 +379,19 @@ async def test_each_route_needs_its_tokens_scope(server: ChatServer, clients: Cl
         assert posted.status_code == 403
         assert posted.json()["error"]["code"] == "scope"
         assert posted.json()["error"]["scope"] == "post"
+        assert posted.json()["error"]["message"] == (
+            "this token does not grant the post scope; make one that does with "
+            "/token create <name> post.")
         hooks = await client.get("/api/v1/rooms/den/webhooks")
         assert hooks.status_code == 403 and hooks.json()["error"]["scope"] == "moderate"
+    # A bot cannot make its own tokens: its owner is named, with the command to run.
+    made = await alice.command("/bot create helper read")
+    async with http(server, made["token"]) as client:
+        refused = await client.post("/api/v1/rooms/den/messages", json={"text": "no"})
+        assert refused.status_code == 403 and refused.json()["error"] == {
+            "code": "scope", "scope": "post",
+            "message": "this token does not grant the post scope; its owner alice makes one "
+                       "that does with /bot token helper post."}
     await alice.command("/history den")
     assert "no" not in [m.get("text") for m in (await alice.command("/history den"))["messages"]]
 
