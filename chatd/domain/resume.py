@@ -124,6 +124,9 @@ class ResumeTokens:
         if rotated is None:  # revoked while it was being rotated
             raise _refused()
         self._by_hash[rotated.token_hash] = rotated
+        if record.api_token_id is not None:
+            # The API token this one descends from is in use: its last use says so.
+            self._tokens.note_use(record.api_token_id)
         grant = Grant(user, loaded(record.scopes), record.api_token_id)
         return grant, Issued(fresh, rotated.expires_at, rotated.id)
 

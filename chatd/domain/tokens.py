@@ -257,11 +257,17 @@ class Tokens:
         if record is None or user is None or not self._alive(record) or \
                 (name is not None and user.name.lower() != name.lower()):
             raise ChatError(Code.AUTH_FAILED, "wrong name or token.")
+        self.note_use(record.id)
+        return Grant(user, loaded(record.scopes), record.id)
+
+    def note_use(self, token_id: int) -> None:
+        """Note that the token ``token_id`` logged in now: itself, or through a resume
+        token made from it (a bot that resumes daily uses its token daily). In memory;
+        :meth:`flush_use` writes it."""
         now = self._clock.time()
         if now - self._use_time >= 1.0:
             self._use_time = now
-        self._unwritten[record.id] = self._use_time
-        return Grant(user, loaded(record.scopes), record.id)
+        self._unwritten[token_id] = self._use_time
 
     async def flush_use(self) -> int:
         """Write the last uses noted since the previous flush; how many tokens."""

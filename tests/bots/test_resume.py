@@ -113,6 +113,28 @@ async def test_a_token_login_resumes_with_the_tokens_scopes(clients: Clients) ->
     assert named["scopes"] == ["read"] and named["resume"]
 
 
+async def test_a_resume_counts_as_a_use_of_the_api_token_it_descends_from(
+        clients: Clients, server: ChatServer, clock: ManualClock) -> None:
+    alice = await clients.user("alice")
+    api = (await alice.command("/token create daily"))["token"]
+    await alice.command("/token create idle")
+    login = await (await clients.anonymous()).command(f"/auth {api} --resume")
+    first = clock.time()
+    for _ in range(2):  # a bot that resumes each day, never logging in with the token
+        clock.advance(86400)
+        login = await (await clients.anonymous()).command(f"/login --resume {login['resume']}")
+    used = {t["name"]: t["last_used"] for t in (await alice.command("/token list"))["tokens"]}
+    assert used == {"daily": first + 2 * 86400, "idle": None}
+    # Written in the batch as any token log-in's use is, and read back as stored.
+    assert await server.services.tokens.flush_use() == 1
+    stored = await server.services.storage.list_tokens(alice_id(server))
+    assert {r.name: r.last_used_at for r in stored} == used
+
+
+def alice_id(server: ChatServer) -> int:
+    return server.services.accounts.require("alice").id
+
+
 async def test_revoking_the_api_token_ends_its_resume_tokens(clients: Clients) -> None:
     alice = await clients.user("alice")
     api = (await alice.command("/token create t 1h"))["token"]
