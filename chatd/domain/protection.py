@@ -291,11 +291,10 @@ class Protection:
         a charge of this node's is refused).
         """
         address, *named = self._login_charges(peer, name)
-        wait: float | Awaitable[float] = self._store.wait(*address)
+        wait = self._store.wait(*address)
         if not wait and named:
-            wait = self._store.take_all(named)
-            if not isinstance(wait, float):
-                wait = await wait
+            taken = self._store.take_all(named)
+            wait = taken if isinstance(taken, float) else await taken
         if wait:
             # The real wait, as every other rate-limited says it: a client (and HTTP's
             # Retry-After) retries when a failure's token is back, not at a guess.
