@@ -42,6 +42,9 @@ class Endpoint(Protocol):
 
     # The account logged in here; None before login and after logout.
     user: User | None
+    # The API token this login used (itself, or through a resume token made from
+    # it): its revocation or expiry ends the session. None for any other login.
+    token_id: int | None
 
     @property
     def closing(self) -> bool:

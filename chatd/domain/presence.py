@@ -220,9 +220,10 @@ class Presence:
             # is seen by it.
             if not tokens.admits(token_id):
                 raise ChatError(Code.AUTH_FAILED, "wrong name or token.")
-            tokens.add(session, token_id)
+            tokens.add(token_id)
         rooms = self._rooms.of_user(user)
         session.signed_in(user, rooms[0] if len(rooms) == 1 else None)
+        session.token_id = token_id
         if session in self.sessions:
             self._signed_in += 1
         self._stats.logins += 1
@@ -264,8 +265,6 @@ class Presence:
         user = session.user
         if user is None:
             return
-        if self._token_sessions is not None:
-            self._token_sessions.discard(session)
         self._rooms.detach(session)
         user.connections = len(self._rooms.connections(user))
         if session in self.sessions:
@@ -333,9 +332,7 @@ class Presence:
         """Close the connections logged in with the token of ``record`` (or with a
         resume token made from it), telling each why; how many. A token that can no
         longer log in must not keep the sessions it opened."""
-        if self._token_sessions is None:
-            return 0
-        sessions = self._token_sessions.of(record.id)
+        sessions = [s for s in self.sessions if s.token_id == record.id and s.user is not None]
         code, happened = TOKEN_ENDS[expired]
         told = {"type": "error", "code": code.value, "token": record.name,
                 "message": f"your token {record.name} {happened}; this connection is "
@@ -349,10 +346,12 @@ class Presence:
     def expire_tokens(self) -> int:
         """Close the connections whose token has expired (the timeout sweep calls
         this every second; it looks at nothing until the first expiry); how many."""
-        if self._token_sessions is None:
+        tokens, now = self._token_sessions, self._clock.time()
+        if tokens is None or not tokens.due(now):
             return 0
+        in_use = {s.token_id for s in self.sessions if s.token_id is not None}
         return sum(self.token_ended(record, expired=True)
-                   for record in self._token_sessions.expired(self._clock.time()))
+                   for record in tokens.expired(now, in_use))
 
     def _close(self, user: User, keep: Endpoint | None, told: events.Event | dict[str, Any],
                reason: str) -> int:

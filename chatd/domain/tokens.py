@@ -12,7 +12,8 @@ is looked up in the database. The last use is noted in memory and written in bat
 login: a bot that reconnects in a loop costs no writes.
 
 A token that is revoked or expires ends the connections logged in with it (or
-with a resume token made from it): :class:`TokenSessions` knows them.
+with a resume token made from it): each names its token, and
+:class:`TokenSessions` watches the expiries.
 """
 
 from __future__ import annotations
@@ -35,7 +36,6 @@ if TYPE_CHECKING:
 
     from chatd.domain.accounts import Accounts, User
     from chatd.domain.clock import Clock
-    from chatd.domain.ports import Endpoint
     from storage.api import Storage
     from storage.records import TokenRecord
 
@@ -71,23 +71,19 @@ class Grant:
 
 
 class TokenSessions:
-    """The connections logged in with an API token, or with a resume token made from
-    one, by that API token's id: what its revocation or expiry ends.
+    """What ends the connections logged in with an API token (or with a resume token
+    made from it): whether a log-in may still use a token, and when the next of the
+    tokens in use expires.
 
-    Kept on the tokens' side rather than on each connection: a connection that
-    logged in with a password, or not at all, costs it nothing (a field per
-    session would cost every held connection). Revocations and expiries are
-    rare, so finding a token's connections is a pass over this index, never a
-    step of the log-in."""
+    The connections themselves name their token (``Endpoint.token_id``); a
+    revocation or an expiry, both rare, finds them by a pass over the sessions
+    (chatd.domain.presence), so a log-in adds no entry to any index."""
 
     def __init__(self, tokens: Tokens) -> None:
         self._tokens = tokens
-        self._token_of: dict[Endpoint, int] = {}
-        # The earliest expiry among their tokens: the sweep looks no further till then.
+        # The earliest expiry among the tokens logged in with: the sweep looks no
+        # further till then.
         self._due = math.inf
-
-    def __len__(self) -> int:
-        return len(self._token_of)
 
     def admits(self, token_id: int) -> bool:
         """Whether a connection may log in with that token now: it is held and alive
@@ -97,24 +93,20 @@ class TokenSessions:
             return self._tokens.shared
         return self._tokens.alive(token_id)
 
-    def add(self, session: Endpoint, token_id: int) -> None:
-        self._token_of[session] = token_id
+    def add(self, token_id: int) -> None:
+        """A connection logged in with that token: its expiry, if any, is watched."""
         record = self._tokens.record(token_id)
         if record is not None and record.expires_at is not None:
             self._due = min(self._due, record.expires_at)
 
-    def discard(self, session: Endpoint) -> None:
-        self._token_of.pop(session, None)
+    def due(self, now: float) -> bool:
+        """Whether a token logged in with may have expired by ``now``."""
+        return now >= self._due
 
-    def of(self, token_id: int) -> list[Endpoint]:
-        return [s for s, t in self._token_of.items() if t == token_id]
-
-    def expired(self, now: float) -> list[TokenRecord]:
-        """The tokens that expired by ``now`` and still have connections here."""
-        if now < self._due:
-            return []
-        held = [r for i in set(self._token_of.values())
-                if (r := self._tokens.record(i)) is not None]
+    def expired(self, now: float, in_use: set[int]) -> list[TokenRecord]:
+        """Of the tokens ``in_use`` (by connections), those expired by ``now``; the
+        next expiry among the others is watched."""
+        held = [r for i in in_use if (r := self._tokens.record(i)) is not None]
         gone = [r for r in held if r.expires_at is not None and r.expires_at <= now]
         self._due = min((r.expires_at for r in held
                          if r.expires_at is not None and r.expires_at > now), default=math.inf)

@@ -24,12 +24,14 @@ _ids = itertools.count(1 << 40)
 class ApiEndpoint:
     """One API request acting as ``user`` from ``peer``."""
 
-    __slots__ = ("id", "peer", "sent", "user")
+    __slots__ = ("id", "peer", "sent", "token_id", "user")
 
     def __init__(self, user: User, peer: str) -> None:
         self.id = next(_ids)
         self.peer = peer
         self.user: User | None = user
+        # (Its token is checked at each request: no session outlives it.)
+        self.token_id: int | None = None
         self.sent: list[Mapping[str, Any] | Event] = []
 
     @property
@@ -45,6 +47,7 @@ class ApiEndpoint:
 
     def signed_out(self, now: float) -> None:
         self.user = None
+        self.token_id = None
 
     def gone(self) -> None:
         """Nothing to drop: the request ends with its answer."""
