@@ -6,8 +6,10 @@ messages, in a batch.
 ``CHATHISTORY TARGETS <timestamp> <timestamp> <limit>``, where a reference is
 ``msgid=<id>`` (chatd's message id, the ``msgid`` tag), ``timestamp=<ISO 8601>``
 or, for LATEST, ``*``. The target is a channel or a nick. The messages come
-oldest first in a ``BATCH +ref chathistory <target>``, each with its
-``msgid``, ``time`` and ``batch`` tags: a channel's from chatd's history (the
+oldest first in a ``BATCH +ref chathistory <target>``, each with the tags the
+client negotiated, as live messages carry them (``time`` with ``server-time``,
+``msgid`` and the rest with ``message-tags``; the batch, and the ``batch``
+tag, only with ``batch``): a channel's from chatd's history (the
 same rows as ``/history``), a nick's from the direct messages the two
 exchanged, either way. The limit is at most :data:`HISTORY_MAX` (ISUPPORT
 ``CHATHISTORY=``).
@@ -35,7 +37,7 @@ from chatd.irc.codec import add_tags, format_line
 from chatd.irc.commands import irc_command
 from chatd.irc.guests import is_guest
 from chatd.irc.lookup import find_user, rooms_of
-from chatd.irc.render import cache_key, channel
+from chatd.irc.render import channel
 
 if TYPE_CHECKING:
     from chatd.domain.accounts import User
@@ -47,8 +49,6 @@ HISTORY_MAX: Final = 100
 # How far back a search for a reference goes, and the page it reads at a time.
 SCAN_MAX: Final = 2000
 _PAGE: Final = 200
-# History always carries msgid and time, whatever the client negotiated.
-_TAGGED: Final = cache_key(True, True)
 _batch_ids = itertools.count(1)
 
 # Where a target's messages come from: the newest ``limit`` (below a message id),
@@ -216,12 +216,24 @@ _SUBCOMMANDS: Final = {"LATEST": _latest, "BEFORE": _before, "AFTER": _after,
 
 
 def _batch(ctx: IrcContext, target: str, messages: list[Message]) -> None:
-    server, renderer = ctx.listener.renderer.server, ctx.listener.renderer
+    renderer, key = ctx.listener.renderer, ctx.session.key
+    # Rendered as live messages are for this client (its tag mode: the tags it
+    # negotiated), so a replayed message reads as it did when it arrived.
+    _reply(ctx, ("chathistory", target),
+           [line for message in messages for line in renderer.message(message, key)])
+
+
+def _reply(ctx: IrcContext, batch: tuple[str, ...], lines: list[str]) -> None:
+    """``lines`` in a batch of type and parameters ``batch`` for a client that
+    negotiated ``batch``; as they are for any other, which would not know what a
+    BATCH line or a ``batch`` tag is."""
+    if "batch" not in ctx.session.caps:
+        ctx.lines.extend(lines)
+        return
+    server = ctx.listener.renderer.server
     ref = f"H{next(_batch_ids)}"
-    ctx.line(f":{server} BATCH +{ref} chathistory {target}")
-    for message in messages:
-        for line in renderer.message(message, _TAGGED):
-            ctx.line(add_tags(line, {"batch": ref}))
+    ctx.line(format_line("BATCH", f"+{ref}", *batch, source=server, trailing=False))
+    ctx.lines.extend(add_tags(line, {"batch": ref}) for line in lines)
     ctx.line(f":{server} BATCH -{ref}")
 
 
@@ -236,12 +248,9 @@ async def _targets(ctx: IrcContext) -> None:
     latest = [(ts, name) for ts, name in await _latest_of_each(ctx, ctx.user)
               if low <= ts <= high]
     server = ctx.listener.renderer.server
-    ref = f"H{next(_batch_ids)}"
-    ctx.line(f":{server} BATCH +{ref} draft/chathistory-targets")
-    for ts, name in sorted(latest)[:limit]:
-        ctx.line(add_tags(format_line("CHATHISTORY", "TARGETS", name, f"timestamp={iso_ts(ts)}",
-                                      source=server, trailing=False), {"batch": ref}))
-    ctx.line(f":{server} BATCH -{ref}")
+    _reply(ctx, ("draft/chathistory-targets",),
+           [format_line("CHATHISTORY", "TARGETS", name, f"timestamp={iso_ts(ts)}",
+                        source=server, trailing=False) for ts, name in sorted(latest)[:limit]])
 
 
 async def _latest_of_each(ctx: IrcContext, user: User) -> list[tuple[float, str]]:

@@ -212,3 +212,54 @@ def test_a_bad_timestamp_or_limit_is_invalid_params(value: str) -> None:
             parse()
         except HistoryError as exc:
             assert exc.code == "INVALID_PARAMS"
+
+
+async def _reply_lines(client: IrcClient, command: str) -> list[str]:
+    """The raw lines of the reply to ``command``, up to the PONG of a PING after it
+    (a reply without a batch has no end of its own)."""
+    client.send(command, "PING history-end")
+    lines = []
+    while (line := await client.raw()) != ":chatd.local PONG chatd.local :history-end":
+        lines.append(line)
+    return lines
+
+
+@pytest.mark.parametrize("caps", [(), ("server-time",), ("message-tags",),
+                                  ("batch", "server-time")])
+async def test_chathistory_tags_messages_as_negotiated_like_live_ones(
+        irc: IrcFactory, clients: Clients, clock: ManualClock, caps: tuple[str, ...]) -> None:
+    alice = await clients.user("alice")
+    await alice.command("/create lounge")
+    bob = await irc("bob", caps=caps)
+    bob.send("JOIN #lounge")
+    await bob.expect("366")
+    live = []
+    for text in ("first", "second"):
+        clock.advance(1.0)
+        await alice.say(text)
+        live.append(await bob.raw())
+    await alice.command("/msg bob in private")
+    live_direct = await bob.raw()
+
+    batched = "batch" in caps
+    for query, expected in [("LATEST #lounge * 2", live), ("LATEST alice * 1", [live_direct])]:
+        lines = await _reply_lines(bob, f"CHATHISTORY {query}")
+        if batched:
+            start, *lines, end = lines
+            ref = start.split()[2][1:]
+            assert start.startswith(f":chatd.local BATCH +{ref} chathistory ")
+            assert end == f":chatd.local BATCH -{ref}"
+            # Each line in the batch: its batch tag, then the tags it had when live.
+            lines = [line.replace(f"@batch={ref};", "@").replace(f"@batch={ref} ", "")
+                     for line in lines]
+        assert lines == expected, query
+        assert not any("BATCH" in line or "batch=" in line for line in lines)
+    assert ("time=" in live[0]) == ("server-time" in caps)
+    assert ("msgid=" in live[0]) == ("message-tags" in caps)
+
+    targets = await _reply_lines(bob, "CHATHISTORY TARGETS timestamp=2000-01-01T00:00:00.000Z "
+                                      f"timestamp={iso_ts(clock.time() + 60)} 10")
+    found = [line for line in targets if " CHATHISTORY TARGETS " in line]
+    assert [line.split()[-2] for line in found] == ["#lounge", "alice"]
+    assert (len(targets) == len(found) + 2) == batched
+    assert all(line.startswith("@batch=") == batched for line in found)
