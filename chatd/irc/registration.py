@@ -290,7 +290,11 @@ async def _identify(ctx: IrcContext) -> Grant | None:
         _refuse(ctx, "Password required: log in with SASL PLAIN or PASS account:password")
         return None
     if not guests.nick_free(session.nick):
-        ctx.reply(n.ERR_NICKNAMEINUSE, session.nick, "Nickname is already in use")
+        # Refused, so not the client's nick: until its next NICK it has none, and
+        # numerics address it as "*" (433 * alice), as servers address a client
+        # whose first NICK was in use.
+        refused, session.nick = session.nick, "*"
+        ctx.reply(n.ERR_NICKNAMEINUSE, refused, "Nickname is already in use")
         return None
     return Grant(guests.admit(ctx.session, session.nick))
 

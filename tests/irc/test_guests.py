@@ -94,6 +94,26 @@ async def test_a_guest_needs_a_free_nick(server: ChatServer, irc: IrcFactory) ->
 
 
 @GUESTS
+async def test_numerics_before_registration_address_the_client_by_an_accepted_nick_or_star(
+        server: ChatServer, irc: IrcFactory) -> None:
+    await server.services.accounts.create("alice", "alice-pw")
+    client = await irc()
+    client.send("NICK <b>x")
+    assert await client.raw() == ":chatd.local 432 * <b>x :Erroneous nickname"
+    # A nick refused when registration would complete is not the client's: "*".
+    client.send("NICK alice", "USER a 0 * :A")
+    assert await client.raw() == ":chatd.local 433 * alice :Nickname is already in use"
+    client.send("NICK 9abc!")
+    assert await client.raw() == ":chatd.local 432 * 9abc! :Erroneous nickname"
+    client.send("NICK guest9")
+    assert (await client.expect("001")).params[0] == "guest9"
+    # A nick accepted before registration addresses the client, as on other servers.
+    late = await irc()
+    late.send("NICK 9abc", "NICK <b>x")
+    assert await late.raw() == ":chatd.local 432 9abc <b>x :Erroneous nickname"
+
+
+@GUESTS
 async def test_guests_are_kicked_and_banned_by_room_admins(server: ChatServer,
                                                            irc: IrcFactory) -> None:
     owner = await irc("owner")
