@@ -35,7 +35,8 @@ def _announce(ctx: IrcContext, room: Room) -> None:
     session = ctx.session
     if room.id not in session.joined:
         session.shown_joined(room.id)
-        ctx.lines.extend(join_lines(ctx.listener.renderer, ctx.nick, room, ctx.session.caps))
+        ctx.lines.extend(join_lines(ctx.listener.renderer, ctx.nick, room, session.key,
+                                    session.caps))
 
 
 @irc_command("JOIN", min_params=1, errors={Code.NOT_PERMITTED: n.ERR_INVITEONLYCHAN},
@@ -109,8 +110,9 @@ async def _part(ctx: IrcContext, room: Room, reason: str) -> None:
                                         skip=ctx.session, missing_ok=True)
     ctx.session.shown_parted(room.id)
     params = [channel(room.name), *([reason] if reason else [])]
-    ctx.line(format_line("PART", *params, source=ctx.listener.renderer.mask(ctx.nick),
-                         trailing=len(params) > 1))
+    renderer = ctx.listener.renderer
+    ctx.lines.extend(renderer.tagged([format_line("PART", *params, source=renderer.mask(ctx.nick),
+                                                  trailing=len(params) > 1)], ctx.session.key))
 
 
 def topic_scope(params: tuple[str, ...]) -> Scope:

@@ -144,7 +144,9 @@ def _change_nick(ctx: IrcContext, wanted: str) -> None:
     # The identity moves first: the rooms are told at once, under the new nick.
     people.renamed(ctx.nick, wanted)
     guests.rename(ctx.session, wanted)
-    ctx.line(format_line("NICK", wanted, source=mask))
+    # Tagged as the NICK others sharing a channel are shown (a rename event).
+    ctx.lines.extend(ctx.listener.renderer.tagged([format_line("NICK", wanted, source=mask)],
+                                                  ctx.session.key))
 
 
 @irc_command("USER", min_params=4, registered=False, scope=None)

@@ -145,8 +145,15 @@ class IrcRenderer:
         if isinstance(event, ev.Notified):
             return None
         render = _EVENTS.get(type(event), IrcRenderer._as_notice)
+        return _encode(self.tagged(render(self, event, key), key))
+
+    def tagged(self, lines: list[str], key: int) -> list[str]:
+        """The lines of an event with the tags tag mode ``key`` gives every event
+        (``time`` with server-time). Also for the lines a command's reply tells its
+        sender of its own act (its JOIN, PART, NICK): the sender sees them tagged
+        as everyone else does."""
         tags = self._tags(key, None, None)
-        return _encode([add_tags(line, tags) for line in render(self, event, key)])
+        return [add_tags(line, tags) for line in lines] if tags else lines
 
     def lane(self, key: int) -> tuple[int, Render]:
         """The room-feed lane of tag mode ``key`` (chatd.delivery.feed): its lane key

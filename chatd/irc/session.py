@@ -284,8 +284,10 @@ class IrcSession(IrcState):
             return False
         if key not in self.quitted:
             self.shown_quit(key)
-            line = format_line("QUIT", event.reason, source=self.listener.renderer.mask(event.user))
-            self._queue(f"{line}\r\n".encode())
+            renderer = self.listener.renderer
+            # Tagged as the departure it stands for would have been.
+            self._queue(_encode(renderer.tagged(
+                [format_line("QUIT", event.reason, source=renderer.mask(event.user))], self.key)))
         return True
 
     def reply(self, item: Outgoing, label: str) -> None:
@@ -338,7 +340,7 @@ class IrcSession(IrcState):
     def announce(self, room: Room) -> None:
         """Tell the client it is in ``room``'s channel: JOIN, topic and names."""
         self.shown_joined(room.id)
-        lines = join_lines(self.listener.renderer, self.nick, room, self.caps)
+        lines = join_lines(self.listener.renderer, self.nick, room, self.key, self.caps)
         self._queue("".join(f"{line}\r\n" for line in lines).encode())
 
     def queue_lines(self, lines: list[str]) -> None:

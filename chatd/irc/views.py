@@ -94,10 +94,12 @@ def topic_lines(server: str, nick: str, room: Room, on_join: bool = False) -> li
     return [numeric(server, n.RPL_NOTOPIC, nick, channel(room.name), "No topic is set")]
 
 
-def join_lines(renderer: IrcRenderer, nick: str, room: Room,
+def join_lines(renderer: IrcRenderer, nick: str, room: Room, key: int,
                caps: Collection[str] = ()) -> list[str]:
-    """What a client sees when it is in a room: its JOIN, the topic and the names."""
+    """What a client of tag mode ``key`` sees when it is in a room: its JOIN (tagged
+    as the JOINs of others), the topic and the names."""
     server = renderer.server
-    return [format_line("JOIN", channel(room.name), source=renderer.mask(nick), trailing=False),
+    join = format_line("JOIN", channel(room.name), source=renderer.mask(nick), trailing=False)
+    return [*renderer.tagged([join], key),
             *topic_lines(server, nick, room, on_join=True),
             *names_lines(renderer, nick, room, caps)]

@@ -3,8 +3,12 @@ server-time, message-tags (msgid, typing)."""
 
 from __future__ import annotations
 
-from tests.helpers import Clients
+import pytest
+
+from chatd.irc.codec import parse
+from tests.helpers import ChatServer, Clients
 from tests.irc.conftest import IrcFactory
+from tests.irc.helpers import IrcClient
 
 ALL_CAPS = ("batch", "echo-message", "labeled-response", "message-tags", "server-time")
 
@@ -21,7 +25,9 @@ async def test_labeled_response_single_batched_and_ack(irc: IrcFactory) -> None:
     assert start.params[1] == "labeled-response"
     inside = await bob.until("BATCH")
     assert [m.command for m in inside] == ["JOIN", "353", "366", "BATCH"]
-    assert all(m.tags == {"batch": ref} for m in inside[:-1])
+    # The JOIN is an event: with server-time, its time too.
+    assert set(inside[0].tags) == {"batch", "time"} and inside[0].tags["batch"] == ref
+    assert all(m.tags == {"batch": ref} for m in inside[1:-1])
     assert inside[-1].params == (f"-{ref}",)
     bob.send("@label=n1 PONG x")
     ack = await bob.read()
@@ -117,3 +123,55 @@ async def test_several_targets_and_ctcp(irc: IrcFactory, clients: Clients) -> No
     await bob.expect("PONG")
     assert [line.split()[1] for line in bob.lines].count("407") == 1
     assert (await alice.expect("PRIVMSG")).params == ("#a", "five")
+
+
+async def _line_of(client: IrcClient, command: str) -> str:
+    """The next raw line of ``command`` (others are skipped)."""
+    while True:
+        line = await client.raw()
+        if parse(line).command == command:
+            return line
+
+
+@pytest.mark.server(accounts__guests=True)
+async def test_a_clients_own_joins_parts_and_nicks_are_tagged_as_others_see_them(
+        server: ChatServer, irc: IrcFactory) -> None:
+    assert server.irc is not None
+    carol = await irc("carol", caps=("server-time",))
+    carol.send("JOIN #lounge")
+    await carol.expect("366")
+    bob = await irc("bob", caps=("server-time",))
+    # The manual clock stands still: the same event has the same time for everyone.
+    bob.send("JOIN #lounge")
+    own = await _line_of(bob, "JOIN")
+    assert own.startswith("@time=") and own == await _line_of(carol, "JOIN")
+    carol.send("TOPIC #lounge :new topic")
+    own = await _line_of(carol, "TOPIC")
+    assert own.startswith("@time=") and own == await _line_of(bob, "TOPIC")
+    carol.send("KICK #lounge bob :out")
+    own = await _line_of(carol, "KICK")
+    assert own.startswith("@time=") and own == await _line_of(bob, "KICK")
+    bob.send("JOIN #lounge")
+    await carol.expect("JOIN")
+    bob.send("PART #lounge :bored")
+    own = await _line_of(bob, "PART")
+    assert own.startswith("@time=") and own == await _line_of(carol, "PART")
+
+    guest = await IrcClient.connect(server.irc.port)
+    try:
+        await guest.register("visitor", caps=("server-time",))
+        guest.send("JOIN #lounge")
+        own = await _line_of(guest, "JOIN")
+        assert own.startswith("@time=") and own == await _line_of(carol, "JOIN")
+        guest.send("NICK wanderer")
+        own = await _line_of(guest, "NICK")
+        assert own.startswith("@time=") and own == await _line_of(carol, "NICK")
+        guest.send("QUIT :bye")
+        assert (await _line_of(carol, "QUIT")).startswith("@time=")
+    finally:
+        await guest.close()
+    # Without server-time, none of them carries a tag.
+    plain = await irc("dave")
+    plain.send("JOIN #lounge", "PART #lounge")
+    assert not (await _line_of(plain, "JOIN")).startswith("@")
+    assert not (await _line_of(plain, "PART")).startswith("@")
