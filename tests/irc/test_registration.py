@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import re
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -70,6 +72,16 @@ async def test_without_an_account_and_without_guests_464(irc: IrcFactory) -> Non
     lines = await client.closed()
     assert any(" 464 nobody :Password required" in line for line in lines)
     assert lines[-1].startswith("ERROR ")
+
+
+async def test_irc_md_documents_each_capability_cap_ls_offers(irc: IrcFactory) -> None:
+    client = await irc()
+    client.send("CAP LS")
+    offered = set((await client.expect("CAP")).params[2].split())
+    doc = (Path(__file__).parents[2] / "docs" / "IRC.md").read_text()
+    table = doc.split("## 4. Capabilities", 1)[1].split("\n## ", 1)[0]
+    documented = set(re.findall(r"^\| `([^`]+)`", table, re.MULTILINE))
+    assert documented == offered
 
 
 async def test_cap_negotiation_holds_registration_until_end(server: ChatServer,

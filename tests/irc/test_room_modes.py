@@ -13,7 +13,7 @@ from chatd.errors import ChatError, Code
 from chatd.irc.guests import GuestId
 from storage.records import UserRecord
 from tests.backends import both
-from tests.helpers import ChatServer, Clients
+from tests.helpers import PASSWORD, ChatServer, Clients
 from tests.irc.conftest import IrcFactory
 from tests.irc.helpers import IrcClient
 
@@ -183,6 +183,21 @@ async def test_prefixes_for_each_client(irc: IrcFactory) -> None:
     both.send("NAMES #m")
     assert (await both.expect("353")).params[3].split()[:2] == [
         "~@alice!alice@chatd.local", "@bob!bob@chatd.local"]
+
+
+async def test_userhost_in_names_shows_each_member_with_the_username_of_their_user(
+        server: ChatServer, irc: IrcFactory, clients: Clients) -> None:
+    await server.services.accounts.create("erin", PASSWORD)
+    erin = await irc()
+    erin.send(f"PASS erin:{PASSWORD}", "NICK erin", "USER ewok 0 * :Erin")
+    await erin.expect("376", "422")
+    line_user = await clients.user("frank")
+    await line_user.command("/create m")
+    client = await irc("gina", caps=("userhost-in-names",))
+    await _room(erin, client)
+    client.send("NAMES #m")
+    assert (await client.expect("353")).params[3].split() == [
+        "@frank!frank@chatd.local", "erin!ewok@chatd.local", "gina!gina@chatd.local"]
 
 
 async def test_isupport_tells_each_client_the_prefixes_it_will_see(irc: IrcFactory) -> None:
