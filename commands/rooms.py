@@ -83,13 +83,14 @@ def _already_in(ctx: Context, room: Room) -> Ok:
               **ctx.services.rooms.summary(room), room=room.name, already=True)
 
 
-@command("leave", RoomRef("room", optional=True), aliases=("part",), group=GROUP,
-         scope=Scope.POST, errors=(Code.NOT_IN_ROOM,))
-async def leave(ctx: Context, room: Room) -> Ok:
-    """Leave a room (the current one by default)."""
+@command("leave", RoomRef("room", optional=True), Text("reason", optional=True, default=""),
+         aliases=("part",), group=GROUP, scope=Scope.POST, errors=(Code.NOT_IN_ROOM,))
+async def leave(ctx: Context, room: Room, reason: str) -> Ok:
+    """Leave a room (the current one by default), with a reason the members see if you
+    give one."""
     if not room.is_member(ctx.user.id):
         raise ChatError(Code.NOT_IN_ROOM, f"you are not in #{room.name}.")
-    if not await ctx.services.rooms.leave(ctx.user, room, ctx.session):
+    if not await ctx.services.rooms.leave(ctx.user, room, ctx.session, reason):
         # A decision queued before this one took the user out (the room ended, or
         # they were kicked): they are out, as they asked, and were told why.
         return ok(f"You are no longer in #{room.name}.", room=room.name, id=room.id,

@@ -104,10 +104,9 @@ async def _part(ctx: IrcContext, room: Room, reason: str) -> None:
     if is_guest(user):
         await ctx.listener.guests.leave(ctx.session, room, reason)
     else:
-        # missing_ok: a decision queued first (the room ended, a kick) took the user
-        # out already; the PART below still tells the client it is out.
-        await ctx.services.rooms.remove(room, user, "leave", user.name, reason,
-                                        skip=ctx.session, missing_ok=True)
+        # As /leave: a decision queued first (the room ended, a kick) may have taken
+        # the user out already; the PART below still tells the client it is out.
+        await ctx.services.rooms.leave(user, room, ctx.session, reason)
     ctx.session.shown_parted(room.id)
     params = [channel(room.name), *([reason] if reason else [])]
     renderer = ctx.listener.renderer

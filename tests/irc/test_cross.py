@@ -79,6 +79,31 @@ async def test_joins_and_parts_both_ways(irc: IrcFactory, clients: Clients) -> N
     assert event["reason"] == "bye"
 
 
+async def test_a_leave_with_a_reason_is_a_part_with_that_message(irc: IrcFactory,
+                                                                 clients: Clients) -> None:
+    bob, alice = await _together(irc, clients)
+    await alice.command("/create open2")
+    bob.send("JOIN #open2")
+    await bob.expect("366")
+    carol = await clients.user("carol")
+    await carol.command("/join open2")
+    await carol.command("/join general")  # the current room: #general
+    await bob.expect("JOIN")
+    await bob.expect("JOIN")
+    # A first word naming a room is the room; the rest is the reason.
+    left = await carol.command("/leave open2 bored")
+    assert left.ok and left["room"] == "open2"
+    part = await bob.expect("PART")
+    assert part.source == "carol!carol@chatd.local" and part.params == ("#open2", "bored")
+    event = await alice.next_event(_is("leave", user="carol", room="open2"))
+    assert event["reason"] == "bored"
+    # Otherwise the words are all the reason, for the current room.
+    assert (await carol.command("/leave so long, all"))["room"] == "general"
+    assert (await bob.expect("PART")).params == ("#general", "so long, all")
+    event = await alice.next_event(_is("leave", user="carol", room="general"))
+    assert event["reason"] == "so long, all"
+
+
 async def test_kicks_and_bans_both_ways(server: ChatServer, irc: IrcFactory,
                                         clients: Clients) -> None:
     bob, alice = await _together(irc, clients)

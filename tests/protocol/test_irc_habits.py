@@ -32,7 +32,7 @@ async def test_help_shows_the_aliases(clients: Clients) -> None:
     assert any("Also /list." in line for line in overview)
     assert any("Also /names." in line for line in overview)
     usage, needs, also = await text_run(client, "/help part")
-    assert usage.startswith("  /leave [room]   ") and needs.startswith("  Needs: ")
+    assert usage.startswith("  /leave [room] [reason]   ") and needs.startswith("  Needs: ")
     assert also == "  Also: /part"
     bot = await clients.anonymous()
     listed = {c["name"]: c for c in (await bot.command("/help"))["commands"]}

@@ -299,7 +299,23 @@ async def test_leave_a_room_you_are_not_in(clients: Clients) -> None:
     await alice.command("/create general")
     bob = await clients.user("bob")
     assert (await error_of(bob, "/leave general"))["code"] == "not-in-room"
-    assert (await error_of(bob, "/leave nosuchroom"))["code"] == "no-such-room"
+    assert (await error_of(bob, "/leave #nosuchroom"))["code"] == "no-such-room"
+    # A word naming no room may be a reason (as in /topic): for the current room.
+    assert (await error_of(bob, "/leave nosuchroom"))["code"] == "no-room"
+    assert (await error_of(bob, "/leave #nosuchroom bored"))["code"] == "no-such-room"
+
+
+async def test_a_leave_reason_reaches_the_members_in_text_mode(clients: Clients) -> None:
+    alice = await clients.user("alice")
+    await alice.command("/create general")
+    watcher = await text_client(clients)
+    await text_run(watcher, "/register carol secret-pw")
+    await text_run(watcher, "/join general")
+    bob = await clients.user("bob")
+    await bob.command("/join general")
+    await text_run(watcher, None)
+    await bob.command("/leave general off to lunch")
+    assert await text_run(watcher, None) == ["* bob left #general (off to lunch)"]
 
 
 async def test_leave_clears_the_current_room_on_every_connection(clients: Clients) -> None:
