@@ -50,8 +50,9 @@ _ROLE_EVENTS: dict[Action, type[events.Promoted | events.Demoted | events.Voiced
 # What the target is told of each.
 _TOLD = {Action.PROMOTE: "{actor} made you an admin of #{room}.",
          Action.DEMOTE: "{actor} made you a member of #{room}.",
-         Action.VOICE: "{actor} gave you voice in #{room}: you may speak while it is "
-                       "moderated.",
+         # True whether or not the room is moderated now (+m may come later).
+         Action.VOICE: "{actor} gave you voice in #{room}: you may speak there when it is "
+                       "moderated too.",
          Action.DEVOICE: "{actor} took your voice in #{room}."}
 # The actor named when no user acts: the control socket (an actor of None) and
 # the daemon itself (expiry, flood control).

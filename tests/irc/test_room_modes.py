@@ -200,6 +200,19 @@ async def test_userhost_in_names_shows_each_member_with_the_username_of_their_us
         "@frank!frank@chatd.local", "erin!ewok@chatd.local", "gina!gina@chatd.local"]
 
 
+async def test_the_voice_notice_is_true_whether_or_not_the_room_is_moderated(
+        irc: IrcFactory, clients: Clients) -> None:
+    alice, bob = await irc("alice"), await irc("bob")
+    await _room(alice, bob)
+    told = "alice gave you voice in #m: you may speak there when it is moderated too."
+    alice.send("MODE #m +v bob")  # #m is not moderated (-m)
+    assert (await bob.expect("NOTICE")).params == ("bob", told)
+    alice.send("MODE #m -v bob")
+    assert (await bob.expect("NOTICE")).params == ("bob", "alice took your voice in #m.")
+    alice.send("MODE #m +m", "MODE #m +v bob")
+    assert (await bob.expect("NOTICE")).params == ("bob", told)
+
+
 async def test_isupport_tells_each_client_the_prefixes_it_will_see(irc: IrcFactory) -> None:
     for caps, token in (((), "PREFIX=(ov)@+"), (("multi-prefix",), "PREFIX=(qov)~@+")):
         client = await irc(f"u{len(caps)}", caps=caps)
