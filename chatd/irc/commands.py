@@ -254,9 +254,20 @@ class IrcContext:
         if len(lines) == 1 or "batch" not in self.session.caps:
             return [add_tags(line, label) for line in lines]
         ref = f"L{next(_batch_ids)}"
+        outer = {"batch": ref}
+        # A batch of the reply's own (CHATHISTORY's) nests in this one: its BATCH
+        # lines join it, and its lines stay in it alone (a tag may not repeat).
         return [add_tags(f":{server} BATCH +{ref} labeled-response", label),
-                *(add_tags(line, {"batch": ref}) for line in lines),
+                *(line if _in_batch(line) else add_tags(line, outer) for line in lines),
                 f":{server} BATCH -{ref}"]
+
+
+def _in_batch(line: str) -> bool:
+    """Whether ``line`` already carries a ``batch`` tag."""
+    if not line.startswith("@"):
+        return False
+    tags = line[1:].split(" ", 1)[0]
+    return any(tag.partition("=")[0] == "batch" for tag in tags.split(";"))
 
 
 class IrcDispatcher:

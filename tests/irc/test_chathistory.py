@@ -263,3 +263,21 @@ async def test_chathistory_tags_messages_as_negotiated_like_live_ones(
     assert [line.split()[-2] for line in found] == ["#lounge", "alice"]
     assert (len(targets) == len(found) + 2) == batched
     assert all(line.startswith("@batch=") == batched for line in found)
+
+
+async def test_a_labelled_chathistory_nests_its_batch_in_the_labelled_one(
+        irc: IrcFactory, clients: Clients) -> None:
+    alice = await clients.user("alice")
+    await alice.command("/create lounge")
+    await alice.say("one")
+    bob = await irc("bob", caps=(*CAPS, "labeled-response"))
+    bob.send("JOIN #lounge")
+    await bob.expect("366")
+    bob.send("@label=h1 CHATHISTORY LATEST #lounge * 5")
+    outer = await bob.read()
+    assert outer.command == "BATCH" and outer.tags == {"label": "h1"}
+    inner = await bob.read()
+    assert inner.command == "BATCH" and inner.tags == {"batch": outer.params[0][1:]}
+    raw = await bob.raw()
+    # Only the innermost batch: a tag given twice is no valid line.
+    assert raw.count("batch=") == 1 and f"batch={inner.params[0][1:]}" in raw
