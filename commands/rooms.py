@@ -83,7 +83,8 @@ def _already_in(ctx: Context, room: Room) -> Ok:
               **ctx.services.rooms.summary(room), room=room.name, already=True)
 
 
-@command("leave", RoomRef("room", optional=True), Text("reason", optional=True, default=""),
+@command("leave", RoomRef("room", optional=True, first_word=True),
+         Text("reason", optional=True, default=""),
          aliases=("part",), group=GROUP, scope=Scope.POST, errors=(Code.NOT_IN_ROOM,))
 async def leave(ctx: Context, room: Room, reason: str) -> Ok:
     """Leave a room (the current one by default), with a reason the members see if you

@@ -320,10 +320,13 @@ class RoomRef(Param):
 
     When words follow, an optional room only takes a word that starts with
     ``#`` or names an existing room, so ``/topic Hello all`` sets a topic.
+    ``first_word``: the first word, when there is one, is always the room
+    (``/leave typo bye`` is a missing room, never a leave of the current one).
     """
 
     kind = "room"
     current_default: bool = True
+    first_word: bool = False
 
     @property
     def usage(self) -> str:
@@ -331,7 +334,10 @@ class RoomRef(Param):
 
     def limits(self) -> dict[str, Any]:
         # Absent, an optional room is the session's current room.
-        return {"default": "current-room"} if self.optional and self.current_default else {}
+        if not (self.optional and self.current_default):
+            return {}
+        # first_word: a client may not leave the room out when words follow it.
+        return {"default": "current-room", **({"first_word": True} if self.first_word else {})}
 
     def errors(self) -> tuple[Code, ...]:
         if self.optional and self.current_default:
@@ -340,7 +346,7 @@ class RoomRef(Param):
 
     def convert(self, ctx: Context, word: str, more_follow: bool) -> Any:
         rooms = ctx.services.rooms
-        if self.optional and more_follow and not word.startswith("#"):
+        if self.optional and more_follow and not word.startswith("#") and not self.first_word:
             room = None if names.is_number(word) else rooms.find(word)
             if room is None:
                 raise Decline

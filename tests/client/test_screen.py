@@ -760,7 +760,10 @@ def test_a_command_without_a_room_names_the_room_on_screen() -> None:
                                     {"name": "reason", "type": "text", "optional": True}]},
         {"name": "who", "aliases": ["names"],
          "params": [{"name": "room", "type": "room", "optional": True,
-                     "default": "current-room"}]}])
+                     "default": "current-room"}]},
+        {"name": "leave", "params": [{"name": "room", "type": "room", "optional": True,
+                                      "default": "current-room", "first_word": True},
+                                     {"name": "reason", "type": "text", "optional": True}]}])
     known = {"dev", "general"}
     assert defaults.aim("/topic hello all", "dev", known) == "/topic #dev hello all"
     assert defaults.aim("/topic general hello", "dev", known) == "/topic general hello"
@@ -768,6 +771,8 @@ def test_a_command_without_a_room_names_the_room_on_screen() -> None:
     assert defaults.aim("/kick bob", "dev", known) == "/kick bob #dev"
     assert defaults.aim("/kick bob #other", "dev", known) == "/kick bob #other"
     assert defaults.aim("/names", "dev", known) == "/names #dev"
+    assert defaults.aim("/leave", "dev", known) == "/leave #dev"
+    assert defaults.aim("/leave typo bye", "dev", known) == "/leave typo bye"  # the server's
     assert defaults.aim("/who elsewhere", None, known) == "/who elsewhere"
     refused = defaults.aim("/topic hello", None, known)
     assert isinstance(refused, Line) and refused.kind == "error"

@@ -97,8 +97,8 @@ async def test_a_leave_with_a_reason_is_a_part_with_that_message(irc: IrcFactory
     assert part.source == "carol!carol@chatd.local" and part.params == ("#open2", "bored")
     event = await alice.next_event(_is("leave", user="carol", room="open2"))
     assert event["reason"] == "bored"
-    # Otherwise the words are all the reason, for the current room.
-    assert (await carol.command("/leave so long, all"))["room"] == "general"
+    # The room is always named when a reason is given (a typo leaves nothing).
+    assert (await carol.command("/leave #general so long, all"))["room"] == "general"
     assert (await bob.expect("PART")).params == ("#general", "so long, all")
     event = await alice.next_event(_is("leave", user="carol", room="general"))
     assert event["reason"] == "so long, all"

@@ -9,6 +9,7 @@ from typing import Any
 
 import pytest
 
+from chatd.client.api import ClientError
 from chatd.domain.clock import ManualClock
 from tests.backends import both
 from tests.helpers import ChatServer, Clients, error_of, settle, start_server, text_client, text_run
@@ -300,8 +301,8 @@ async def test_leave_a_room_you_are_not_in(clients: Clients) -> None:
     bob = await clients.user("bob")
     assert (await error_of(bob, "/leave general"))["code"] == "not-in-room"
     assert (await error_of(bob, "/leave #nosuchroom"))["code"] == "no-such-room"
-    # A word naming no room may be a reason (as in /topic): for the current room.
-    assert (await error_of(bob, "/leave nosuchroom"))["code"] == "no-room"
+    # Unlike /topic's, the first word is always the room, named or not.
+    assert (await error_of(bob, "/leave nosuchroom"))["code"] == "no-such-room"
     assert (await error_of(bob, "/leave #nosuchroom bored"))["code"] == "no-such-room"
 
 
@@ -316,6 +317,21 @@ async def test_a_leave_reason_reaches_the_members_in_text_mode(clients: Clients)
     await text_run(watcher, None)
     await bob.command("/leave general off to lunch")
     assert await text_run(watcher, None) == ["* bob left #general (off to lunch)"]
+
+
+async def test_a_mistyped_room_never_leaves_the_current_one(clients: Clients) -> None:
+    """The first word of /leave is always its room: a typo must not take its author
+    out of the room they are in, with the typo as a reason."""
+    bob = await clients.user("bob")
+    await bob.command("/create general")
+    for line in ("/leave genral", "/leave genral see you"):
+        with pytest.raises(ClientError) as refused:
+            await bob.command(line)
+        assert refused.value.code == "no-such-room", line
+    assert (await bob.command("/whoami"))["current_room"] == "general"
+    schema = await bob.command("/schema leave")
+    [room] = [p for p in schema["schema"]["params"] if p["name"] == "room"]
+    assert room["first_word"] is True
 
 
 async def test_leave_clears_the_current_room_on_every_connection(clients: Clients) -> None:

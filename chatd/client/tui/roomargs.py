@@ -35,6 +35,7 @@ class RoomSlot:
     first: int  # the required parameters before it: the earliest word that may name it
     at: int  # its position among the parameters: the latest
     last: bool  # nothing follows it
+    first_word: bool = False  # the word in its place always names it (/leave)
 
 
 class RoomDefaults:
@@ -75,11 +76,13 @@ def _slot(params: list[dict[str, Any]]) -> RoomSlot | None:
     for at, param in enumerate(params):
         if param.get("type") == "room" and param.get("default") == CURRENT_ROOM:
             first = sum(1 for before in params[:at] if not before.get("optional"))
-            return RoomSlot(first, at, at == len(params) - 1)
+            return RoomSlot(first, at, at == len(params) - 1, bool(param.get("first_word")))
     return None
 
 
 def _names_room(slot: RoomSlot, words: list[str], known: set[str]) -> bool:
+    if slot.first_word:
+        return len(words) > slot.first
     for index in range(slot.first, min(slot.at + 1, len(words))):
         word = words[index]
         if word.startswith("#") or word.casefold() in known:
