@@ -32,6 +32,7 @@ const state = {
   stickers: null,
   resumeFrom: null,
   olderLoading: false,
+  loggingIn: false,
 };
 
 const $ = (id) => document.getElementById(id);
@@ -680,7 +681,18 @@ async function toggleTheme() {
 
 // -- logging in and out ---------------------------------------------------------------------------
 
+// One login at a time: a form sent twice (Enter, then a click) would log in twice.
 async function login(register) {
+  if (state.loggingIn) return;
+  state.loggingIn = true;
+  try {
+    await logIn(register);
+  } finally {
+    state.loggingIn = false;
+  }
+}
+
+async function logIn(register) {
   const name = $("login-name").value.trim();
   const password = $("login-password").value;
   $("login-error").textContent = "";

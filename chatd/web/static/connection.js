@@ -58,7 +58,16 @@ export class Connection {
 
   // -- the socket -------------------------------------------------------------
 
+  // The socket, opened once at a time: a second call while one is being opened (a
+  // login form sent twice, a reconnection racing a login) gets the same one. Two
+  // logged-in sockets would each deliver every event of the account's rooms, and
+  // the page would show each twice.
   open() {
+    if (!this.opening) this.opening = this.connect().finally(() => { this.opening = null; });
+    return this.opening;
+  }
+
+  connect() {
     const scheme = location.protocol === "https:" ? "wss:" : "ws:";
     return new Promise((resolve, reject) => {
       const ws = new WebSocket(`${scheme}//${location.host}/ws?format=json`, "text.chatd");
@@ -77,10 +86,11 @@ export class Connection {
             ws.close();
             return;
           }
-          this.ws = ws;
+          this.adopt(ws);
           resolve(record);
         }
-        this.dispatch(record);
+        // What a replaced socket still says is not this tab's any more.
+        if (this.ws === ws) this.dispatch(record);
       };
       ws.onclose = () => {
         if (!greeted) reject(new Error("the server cannot be reached."));
@@ -88,6 +98,13 @@ export class Connection {
       };
       ws.onerror = () => {};
     });
+  }
+
+  // The tab's one socket from now on; one still open before it is closed.
+  adopt(ws) {
+    const before = this.ws;
+    this.ws = ws;
+    if (before && before !== ws) before.close();
   }
 
   dispatch(record) {
@@ -134,6 +151,7 @@ export class Connection {
   // resume token when the server gives one. The token may do all that this
   // password session may (a reconnected tab keeps its powers: moderation, admin).
   async login(name, password, register) {
+    clearTimeout(this.timer);  // this login replaces a reconnection still waiting
     if (!this.ws) await this.open();
     const line = register ? `/register ${name} ${password}` : `/login ${name} ${password} --resume`;
     const reply = await this.command(line);
@@ -243,6 +261,7 @@ export class Connection {
   }
 
   async reconnect() {
+    if (this.ws) return;  // a login by hand opened one meanwhile
     try {
       await this.open();
     } catch (err) {

@@ -42,3 +42,14 @@ async def see(page: Any, text: str) -> None:
 async def messages(page: Any) -> list[str]:
     """The text of every message of the room on screen, in order."""
     return [str(t) for t in await page.locator("#log li.message .text").all_inner_texts()]
+
+
+def websockets(page: Any) -> list[Any]:
+    """The WebSockets ``page`` opens from now on (a list that grows)."""
+    opened: list[Any] = []
+
+    def note(socket: Any) -> None:  # Playwright calls Python functions, not builtins
+        opened.append(socket)
+
+    page.on("websocket", note)
+    return opened
