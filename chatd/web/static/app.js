@@ -18,6 +18,8 @@ const MEMBER_REFRESH_MS = 30000;
 const RECOVER_PAGES = 10;
 const MEMBER_EVENTS = new Set(["join", "leave", "kick", "ban", "unban", "promote", "demote",
                                "owner", "voice", "devoice", "rename", "terminated"]);
+// Events that take a user out of a room.
+const REMOVALS = new Set(["kick", "ban", "terminated", "leave"]);
 const LIST_FIELDS = ["rooms", "members", "entries", "files", "tokens", "blocks", "requests",
                      "webhooks", "keys", "past", "notifications", "messages", "stickers",
                      "bots", "online"];
@@ -222,7 +224,9 @@ function renderHeader(conv) {
   const label = !conv ? "" : conv.kind === "room" ? `#${conv.name}` : conv.name;
   $("view-title").textContent = label || "No room yet";
   $("view-topic").textContent = conv ? conv.topic || "" : "";
-  $("composer-label").textContent = label ? `Message ${label}` : "Message";
+  $("composer-label").textContent = !label ? "Message"
+    : conv.kind === "room" && !conv.member ? `Not in ${label}: /join ${conv.name} to go back`
+      : `Message ${label}`;
   $("log").setAttribute("aria-label", label ? `Messages in ${label}` : "Messages");
   if (!conv) {
     $("older-button").hidden = true;
@@ -345,7 +349,10 @@ async function refreshMembers() {
     list.replaceChildren(memberItem(who.user, status, who.online && !who.away));
     return;
   }
-  if (!conv.member) return;
+  if (!conv.member) {
+    list.replaceChildren();  // a room opened to read what was said: no members to show
+    return;
+  }
   const who = await conn.command(`/who ${conv.name}`);
   if (who.type !== "ok" || conv.key !== state.active) return;
   list.replaceChildren(...who.members.map((m) =>
@@ -453,13 +460,44 @@ function onEvent(record) {
     conv.topic = record.topic || "";
     if (conv.key === state.active) $("view-topic").textContent = conv.topic;
   }
-  if (["kick", "ban", "terminated", "leave"].includes(record.event) && record.user === state.me) {
-    // Also a leave of this account's other tab or connection.
-    conv.member = false;
-    renderNav();
-  }
   addNote(conv, eventSentence(record), "event");
+  if (REMOVALS.has(record.event) && record.user === state.me) {
+    removedFrom(conv, record);
+    return;
+  }
   if (MEMBER_EVENTS.has(record.event) && conv.key === state.active) refreshMembers();
+}
+
+// This account is out of a room: kicked, banned, the room ended, or left on another
+// connection. Listed as a room it is not in; on screen, the screen shows none (as
+// after /leave: a plain line has nowhere to go) and says why.
+function removedFrom(conv, record) {
+  conv.member = false;
+  if (conv.key === state.active) {
+    showNone();
+    noteHere(removalSentence(record), "removed");
+  }
+  renderNav();
+}
+
+function showNone() {
+  state.active = null;
+  state.typing.clear();
+  renderTyping();
+  renderHeader(null);
+  renderNav();
+  renderLog();
+}
+
+function removalSentence(e) {
+  const by = e.actor ? ` by ${e.actor}` : "";
+  const why = e.reason ? ` (${e.reason})` : "";
+  switch (e.event) {
+    case "kick": return `You were kicked from #${e.room}${by}${why}.`;
+    case "ban": return `You were banned from #${e.room}${by}${why}.`;
+    case "terminated": return `#${e.room} ended: you were its last member.`;
+    default: return `You left #${e.room}${why} on another connection.`;
+  }
 }
 
 function eventSentence(e) {
@@ -537,6 +575,10 @@ async function submit(event) {
     const text = line.startsWith("//") ? line.slice(1) : line;
     const reply = await conn.command(`/msg ${conv.name} ${text}`);
     if (reply.type === "error") noteHere(`${reply.code}: ${reply.message}`, "error");
+  } else if (conv && conv.kind === "room" && !conv.member) {
+    // The server would answer no-room (or send it to another room): kept to send later.
+    input.value = line;
+    noteHere(`You are not in #${conv.name}: /join ${conv.name} to go back.`, "error");
   } else if (conv && conv.kind === "room") {
     if (!conn.sendLine(line)) noteHere("not connected; the line was not sent.", "error");
   } else {
@@ -560,13 +602,10 @@ async function handleReply(line, reply) {
   } else if (command === "switch") {
     await activate(conversation("room", reply.room).key);
   } else if (command === "leave") {
-    state.convs.delete(`#${String(reply.room).toLowerCase()}`);
-    if (state.active === `#${String(reply.room).toLowerCase()}`) {
-      state.active = null;
-      renderHeader(null);
-    }
+    const key = `#${String(reply.room).toLowerCase()}`;
+    state.convs.delete(key);
+    if (state.active === key) showNone();
     renderNav();
-    renderLog();
   } else if (command === "msg" || command === "emsg") {
     if (reply.to) conversation("direct", reply.to);
   } else if (command === "set" && reply.setting === "theme") {

@@ -7,7 +7,7 @@ from typing import Any
 
 from tests.helpers import PASSWORD
 from tests.web.browser.conftest import Daemon
-from tests.web.browser.pages import enter_room, websockets
+from tests.web.browser.pages import enter_room, register, type_line, websockets
 
 
 async def test_a_login_sent_twice_opens_one_connection_and_shows_a_kick_once(
@@ -28,12 +28,14 @@ async def test_a_login_sent_twice_opens_one_connection_and_shows_a_kick_once(
     await dave.locator("#me").filter(has_text="dave").wait_for()
     await enter_room(dave, "/join lounge", "lounge")
     await alice.command("/kick dave lounge bye from alice")
-    kicked = dave.locator("#log li.event").filter(
-        has_text="dave was kicked from #lounge by alice (bye from alice)")
-    await kicked.first.wait_for()
+    await dave.locator("#log li.removed").filter(has_text="You were kicked").wait_for()
     # Said after the kick: by the time it is listed, every socket told its kick.
     await alice.command("/msg dave after the kick")
     await dave.get_by_role("button", name="alice, 1 unread").wait_for()
+    await dave.get_by_role("button", name="#lounge, not a member").click()
+    kicked = dave.locator("#log li.event").filter(
+        has_text="dave was kicked from #lounge by alice (bye from alice)")
+    await kicked.first.wait_for()
     assert await kicked.count() == 1
     assert len(sockets) == 1
     assert dave.script_errors == []
@@ -53,3 +55,40 @@ async def test_a_connection_opened_twice_at_once_is_one_socket(
     assert same is True
     assert len(sockets) == 1
     assert page.script_errors == []
+
+
+async def test_kicked_banned_or_ended_on_screen_the_screen_shows_none_and_says_why(
+        daemon: Daemon, browser: Any) -> None:
+    alice = await daemon.tcp_user("alice")
+    dave = await browser("dave")
+    await register(dave, daemon.url, "dave")
+    composer_label = dave.locator("#composer-label")
+    cases = [("lounge", "/kick dave lounge bye from alice",
+              "You were kicked from #lounge by alice (bye from alice)."),
+             ("hall", "/ban dave hall spam", "You were banned from #hall by alice (spam)."),
+             # alice leaves dave, a plain member, alone: the room ends.
+             ("duo", "/leave duo", "#duo ended: you were its last member.")]
+    for room, line, why in cases:
+        await alice.command(f"/create {room}")
+        await enter_room(dave, f"/join {room}", room)
+        assert await composer_label.text_content() == f"Message #{room}"
+        await alice.command(line)
+        await dave.locator("#log li.removed").filter(has_text=why).wait_for()
+        await dave.locator("#view-title").filter(has_text="No room yet").wait_for()
+        assert await composer_label.text_content() == "Message"
+        assert await dave.locator("#member-list li").count() == 0
+        await dave.get_by_role("button", name=f"#{room}, not a member").wait_for()
+        # A plain line has nowhere to go, and the page says so itself.
+        await type_line(dave, "still here?")
+        refused = dave.locator("#log li.error").filter(has_text="join or create a room first")
+        await refused.wait_for()
+        assert await dave.locator("#log li.error").filter(has_text="no-room").count() == 0
+    # Opened again to read it: the room is named, and what the composer would do.
+    await dave.get_by_role("button", name="#lounge, not a member").click()
+    await dave.locator("#view-title").filter(has_text="#lounge").wait_for()
+    assert await composer_label.text_content() == "Not in #lounge: /join lounge to go back"
+    await dave.locator("#log li.event").filter(has_text="dave was kicked").wait_for()
+    await type_line(dave, "kept for later")
+    await dave.locator("#log li.error").filter(has_text="You are not in #lounge").wait_for()
+    assert await dave.locator("#composer-input").input_value() == "kept for later"
+    assert dave.script_errors == []
