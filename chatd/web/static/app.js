@@ -7,7 +7,8 @@
 // protocol works here; plain lines go to the room on screen, which the client
 // keeps as the connection's current room (/switch).
 
-import {Api, Connection, applyTheme, clockTime, currentTheme, el} from "./connection.js";
+import {Api, Connection, MAX_LINE_BYTES, applyTheme, clockTime, currentTheme, el, utf8Bytes}
+  from "./connection.js";
 
 const conn = new Connection("chatd.session");
 const api = new Api(conn);
@@ -16,6 +17,8 @@ const TYPING_EVERY_MS = 3000;
 const TYPING_SHOWN_MS = 6000;
 const MEMBER_REFRESH_MS = 30000;
 const RECOVER_PAGES = 10;
+// The composer shows a line's size once it passes this share of the limit.
+const LIMIT_SHOWN_FROM = 0.8;
 const MEMBER_EVENTS = new Set(["join", "leave", "kick", "ban", "unban", "promote", "demote",
                                "owner", "voice", "devoice", "rename", "terminated"]);
 // Events that take a user out of a room.
@@ -250,6 +253,7 @@ async function activate(key, {focus = true} = {}) {
   renderHeader(conv);
   renderNav();
   renderLog();
+  limitHint();
   if (focus) $("composer-input").focus();
   if (conv.kind === "room" && conv.member) {
     conn.command(`/switch ${conv.name}`);
@@ -374,6 +378,7 @@ function memberItem(name, status, online) {
 // -- typing ------------------------------------------------------------------------------
 
 function typed() {
+  limitHint();
   const conv = state.convs.get(state.active);
   const text = $("composer-input").value;
   if (!conv || conv.kind !== "room" || !conv.member || !text || text.startsWith("/")) return;
@@ -487,6 +492,7 @@ function showNone() {
   renderHeader(null);
   renderNav();
   renderLog();
+  limitHint();
 }
 
 function removalSentence(e) {
@@ -568,22 +574,57 @@ async function submit(event) {
     // The page reads JSON records: text lines would leave every answer unread.
     noteHere("This page talks to the server in JSON; the format cannot change here.",
              "error");
-  } else if (command !== null) {
-    const reply = await conn.command(line);
-    handleReply(line, reply);
-  } else if (conv && conv.kind === "direct") {
-    const text = line.startsWith("//") ? line.slice(1) : line;
-    const reply = await conn.command(`/msg ${conv.name} ${text}`);
-    if (reply.type === "error") noteHere(`${reply.code}: ${reply.message}`, "error");
-  } else if (conv && conv.kind === "room" && !conv.member) {
+  } else if (command === null && conv && conv.kind === "room" && !conv.member) {
     // The server would answer no-room (or send it to another room): kept to send later.
-    input.value = line;
+    keep(line);
     noteHere(`You are not in #${conv.name}: /join ${conv.name} to go back.`, "error");
-  } else if (conv && conv.kind === "room") {
-    if (!conn.sendLine(line)) noteHere("not connected; the line was not sent.", "error");
-  } else {
+  } else if (command === null && !conv) {
     noteHere("join or create a room first: /join <room> or /create <room>.", "error");
+  } else {
+    await send(line, outgoing(conv, line));
   }
+  limitHint();
+}
+
+// The line the composer sends for what was typed: a command as typed; a plain line
+// as /say to the room on screen, or /msg to the person, labelled (a plain line
+// cannot be) so that a refusal answers it; null when it has nowhere to go.
+function outgoing(conv, line) {
+  if (commandWord(line) !== null) return line;
+  const text = line.startsWith("//") ? line.slice(1) : line;
+  if (conv && conv.kind === "direct") return `/msg ${conv.name} ${text}`;
+  if (conv && conv.kind === "room" && conv.member) return `/say ${conv.name} ${text}`;
+  return null;
+}
+
+// Send; a line refused (too long, muted, rate-limited, not connected...) goes back
+// into the composer, unless something new was typed there meanwhile.
+async function send(line, wire) {
+  const reply = await conn.command(wire);
+  if (reply.type === "error") keep(line);
+  if (commandWord(line) !== null) await handleReply(line, reply);
+  else if (reply.type === "error") noteHere(`${reply.code}: ${reply.message}`, "error");
+}
+
+function keep(line) {
+  const input = $("composer-input");
+  if (!input.value) input.value = line;
+}
+
+// The size of the line against the server's limit, from when it nears it (a line
+// is bytes of UTF-8 with what the page adds: the label, /say and the room...).
+function limitHint() {
+  const input = $("composer-input");
+  const hint = $("composer-limit");
+  const typed = input.value;
+  const wire = outgoing(state.convs.get(state.active), typed);
+  const used = utf8Bytes(typed);
+  const room = wire === null ? MAX_LINE_BYTES : MAX_LINE_BYTES - (conn.commandBytes(wire) - used);
+  const over = used > room;
+  hint.hidden = used < room * LIMIT_SHOWN_FROM;
+  hint.textContent = over ? `${used} bytes: over the ${room} a line may have here; shorten it to send.`
+    : `${used} of ${room} bytes`;
+  input.setAttribute("aria-invalid", String(over));
 }
 
 async function handleReply(line, reply) {

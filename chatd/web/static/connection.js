@@ -16,6 +16,16 @@ const API_RETRIES = 5;
 const LINK_REUSE_MS = 60000;
 const BACKOFF_FIRST_MS = 300;
 const BACKOFF_MAX_MS = 5000;
+// The longest line the server takes, in bytes of UTF-8: listen.max_line's default.
+// The server announces no limit; one configured lower still refuses a line with
+// line-too-long, which the command's promise then gets.
+export const MAX_LINE_BYTES = 4096;
+
+const encoder = new TextEncoder();
+
+export function utf8Bytes(text) {
+  return encoder.encode(text).length;
+}
 
 export class Connection {
   constructor(storageKey) {
@@ -110,21 +120,53 @@ export class Connection {
   dispatch(record) {
     const label = record.label;
     if (label && (record.type === "ok" || record.type === "error")) {
-      const waiting = this.pending.get(label);
-      if (waiting) {
-        this.pending.delete(label);
-        clearTimeout(waiting.timer);
-        waiting.resolve(record);
+      this.settle(label, record);
+    } else if (record.type === "error" && record.code === "line-too-long") {
+      // The server drops a line over its limit unread, label and all, and says so
+      // unlabelled: the longest line waiting for an answer is the one it dropped,
+      // and the error is its answer (labelled, as listeners show a command's).
+      const dropped = this.longestPending();
+      if (dropped) {
+        record.label = dropped;
+        this.settle(dropped, record);
       }
     }
     for (const fn of this.listeners) fn(record);
   }
 
-  // A command line: the promise of its final ok or error record.
+  settle(label, record) {
+    const waiting = this.pending.get(label);
+    if (!waiting) return;
+    this.pending.delete(label);
+    clearTimeout(waiting.timer);
+    waiting.resolve(record);
+  }
+
+  longestPending() {
+    let longest = null;
+    let most = -1;
+    for (const [label, waiting] of this.pending) {
+      if (waiting.bytes > most) [longest, most] = [label, waiting.bytes];
+    }
+    return longest;
+  }
+
+  // How many bytes `line` takes on the wire as the next command, its label included.
+  commandBytes(line) {
+    return utf8Bytes(`@c${this.count + 1} ${line}`);
+  }
+
+  // A command line: the promise of its final ok or error record. One over the
+  // server's limit is not sent (the server would drop it; far over, close the socket).
   command(line) {
     if (!this.ws || this.ws.readyState !== WebSocket.OPEN) {
       return Promise.resolve({type: "error", code: "not-connected",
                               message: "not connected; reconnecting."});
+    }
+    const bytes = this.commandBytes(line);
+    if (bytes > MAX_LINE_BYTES) {
+      return Promise.resolve({type: "error", code: "line-too-long", message:
+        `that line is ${bytes} bytes; the server takes at most ${MAX_LINE_BYTES}. Nothing was sent.`});
     }
     this.count += 1;
     const label = `c${this.count}`;
@@ -133,16 +175,9 @@ export class Connection {
         this.pending.delete(label);
         resolve({type: "error", code: "timeout", message: "the server did not answer in time."});
       }, COMMAND_TIMEOUT_MS);
-      this.pending.set(label, {resolve, timer});
+      this.pending.set(label, {resolve, timer, bytes});
       this.ws.send(`@${label} ${line}`);
     });
-  }
-
-  // A plain line (or any line) sent as typed, without waiting for anything.
-  sendLine(line) {
-    if (!this.ws || this.ws.readyState !== WebSocket.OPEN) return false;
-    this.ws.send(line);
-    return true;
   }
 
   // -- logging in, and back in ----------------------------------------------------

@@ -60,9 +60,11 @@ class Daemon:
     def url(self) -> str:
         return f"http://127.0.0.1:{self.web_port}"
 
-    async def start(self, web: bool = True) -> ChatServer:
+    async def start(self, web: bool = True, **overrides: Any) -> ChatServer:
+        """Start (or start again); ``overrides`` as start_server's (``listen__max_line``...)."""
         self.server = await start_server(self.db_path, clock=self.clock, web__enabled=web,
-                                         web__port=self.web_port, listen__port=self.tcp_port)
+                                         web__port=self.web_port, listen__port=self.tcp_port,
+                                         **overrides)
         return self.server
 
     async def stop(self) -> None:
