@@ -156,8 +156,9 @@ class App:
         await self.listeners.listen(sockets)
         self.housekeeping.start()
         self._token_use = asyncio.ensure_future(_every(TOKEN_USE_FLUSH, services.tokens.flush_use))
+        # Each listener named (line=... irc=... web=...): with --port 0, which is which.
         log.info("started", extra={"fields": {
-            "version": __version__, "addresses": " ".join(self.addresses),
+            "version": __version__, **self.listeners.addresses_by_kind,
             "users": services.accounts.count, "rooms": services.rooms.count}})
         if self.process:
             await self._start_operations()

@@ -119,7 +119,7 @@ def build_app(config: Config, clock: Clock | None = None, storage: Storage | Non
     if config.irc.enabled:
         front = IrcFront(lambda: listeners.config, services)
         irc = IrcListener(listeners, front, listeners.server_tls_context)
-        listeners.also(irc.start)
+        listeners.also(irc.start, "irc", "irc_tls")
     web = build_web(listeners, services, front) if config.web.enabled else None
     housekeeping = Housekeeping(services, leader)
     reloads.register(Applies("housekeeping", lambda c: housekeeping.interval_changed()),
@@ -144,7 +144,7 @@ def build_web(listeners: Listeners, services: Services, front: IrcFront | None) 
         return IrcConnection(listeners, front)
 
     web = WebServer(listeners, services, irc_connection if front is not None else None)
-    listeners.also(web.start)
+    listeners.also(web.start, "web")
     return web
 
 

@@ -62,7 +62,10 @@ class Listeners:
         self.flusher: FlushScheduler
         self.tls_context: ssl.SSLContext | None = None
         self._servers: list[asyncio.Server] = []
-        self._more: list[Callable[[], Awaitable[list[asyncio.Server]]]] = []
+        # What each server of _servers speaks (the same order): "line", "line_tls",
+        # then the other front ends' names.
+        self._kinds: list[str] = []
+        self._more: list[tuple[Callable[[], Awaitable[list[asyncio.Server]]], tuple[str, ...]]] = []
         # Open connections, counted: presence's sessions are the one list of them
         # (see _open_connections; a map of its own here cost each held
         # connection some 50 bytes).
@@ -70,9 +73,10 @@ class Listeners:
         self._per_ip: dict[str, _Address] = {}
         self._sweeper: asyncio.Task[None] | None = None
 
-    def also(self, bind: Callable[[], Awaitable[list[asyncio.Server]]]) -> None:
-        """Another front end's ports (IRC): bound after ours, closed with them."""
-        self._more.append(bind)
+    def also(self, bind: Callable[[], Awaitable[list[asyncio.Server]]], *kinds: str) -> None:
+        """Another front end's ports (IRC, web): bound after ours, closed with them.
+        ``kinds`` name what the servers ``bind`` returns speak, in their order."""
+        self._more.append((bind, kinds))
 
     # -- binding and closing --------------------------------------------------------
 
@@ -83,21 +87,22 @@ class Listeners:
         self.flusher = FlushScheduler(loop, self.services.bus.end_turn,
                                       lambda: effective_flush_delay(self.config))
         for sock in sockets or []:
-            self._servers.append(await loop.create_server(
+            self._add("line", await loop.create_server(
                 lambda: Connection(self), sock=sock, backlog=1024))
         if not sockets:
             listen = self.config.listen
-            self._servers.append(await loop.create_server(
+            self._add("line", await loop.create_server(
                 lambda: Connection(self), listen.host, listen.port, reuse_address=True,
                 backlog=1024))
         tls = self.config.tls
         if tls.enabled:
-            self._servers.append(await loop.create_server(
+            self._add("line_tls", await loop.create_server(
                 lambda: Connection(self), tls.host, tls.port, ssl=self.server_tls_context(),
                 reuse_address=True, backlog=1024))
-        for bind in self._more:
+        for bind, kinds in self._more:
             # Appended last, so port still names the line protocol's first listener.
-            self._servers.extend(await bind())
+            for index, server in enumerate(await bind()):
+                self._add(kinds[index] if index < len(kinds) else "other", server)
         self._apply_keepalive(self.config)
         self._sweeper = asyncio.ensure_future(self._sweep())
 
@@ -130,11 +135,20 @@ class Listeners:
 
     @property
     def addresses(self) -> list[str]:
-        found = []
-        for sock in self.sockets:
-            host, port = sock.getsockname()[:2]
-            found.append(f"[{host}]:{port}" if ":" in host else f"{host}:{port}")
-        return found
+        return [_address(sock) for sock in self.sockets]
+
+    @property
+    def addresses_by_kind(self) -> dict[str, str]:
+        """Each kind of listener ("line", "line_tls", "irc", "irc_tls", "web") and its
+        addresses, space-separated: with port 0 the log says which port is which."""
+        found: dict[str, list[str]] = {}
+        for kind, server in zip(self._kinds, self._servers, strict=True):
+            found.setdefault(kind, []).extend(_address(sock) for sock in server.sockets)
+        return {kind: " ".join(addresses) for kind, addresses in found.items()}
+
+    def _add(self, kind: str, server: asyncio.Server) -> None:
+        self._servers.append(server)
+        self._kinds.append(kind)
 
     @property
     def port(self) -> int:
@@ -266,6 +280,11 @@ class Listeners:
     def _time_out(self, conn: Connection, code: Code, message: str) -> None:
         conn.session.send({"type": "error", "code": code.value, "message": message})
         conn.close(code.value)
+
+
+def _address(sock: socket.socket) -> str:
+    host, port = sock.getsockname()[:2]
+    return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
 
 
 def check_certificate(config: Config) -> None:

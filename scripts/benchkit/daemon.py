@@ -40,7 +40,7 @@ class Daemon:
         self.workdir, self.db, self.name, self.config = workdir, db, name, config
         self.proc: subprocess.Popen[bytes] | None = None
         self.port = 0
-        # The web listener's port (the last address the daemon logs), when it has one.
+        # The web listener's port (its web= address in the log), when it has one.
         self.web_port = 0
         self.log_path = workdir / f"{name}.log"
 
@@ -56,14 +56,16 @@ class Daemon:
                                          stderr=logfile, cwd=ROOT,
                                          preexec_fn=die_with_parent)  # noqa: PLW1509
         deadline = time.monotonic() + timeout
-        pattern = re.compile(r'msg="started" .*addresses="?([^"\n]*)')
+        pattern = re.compile(r'msg="started" ([^\n]*)')
         while time.monotonic() < deadline:
             found = pattern.search(self.log_path.read_text(errors="replace"))
             if found:
-                addresses = found.group(1).split()
-                self.port = int(addresses[0].rpartition(":")[2])
+                # Each listener by name: line="..." web="..." (several addresses when
+                # a name binds several sockets; the first one is enough here).
+                named = dict(re.findall(r'\b(line|web)="?([^"\s]+)', found.group(1)))
+                self.port = int(named["line"].rpartition(":")[2])
                 if self.config.get("web"):
-                    self.web_port = int(addresses[-1].rpartition(":")[2])
+                    self.web_port = int(named["web"].rpartition(":")[2])
                 return
             if self.proc.poll() is not None:
                 break

@@ -30,9 +30,9 @@ CHATD = BIN / "chatd"
 CHATCTL = BIN / "chatctl"
 
 PROCESS_TIMEOUT = 10.0
-# The "started" log line, in the kv and in the json log format.
-_STARTED = re.compile(r'msg="started".*\baddresses=("[^"]*"|\S+)'
-                      r'|"msg": "started".*"addresses": ("[^"]*")')
+# The "started" log line's line-protocol addresses, in the kv and in the json log format.
+_STARTED = re.compile(r'msg="started".*\bline=("[^"]*"|\S+)'
+                      r'|"msg": "started".*"line": ("[^"]*")')
 
 
 def dotted(overrides: dict[str, Any]) -> dict[str, Any]:
@@ -160,7 +160,7 @@ class ChatdProcess:
         return self.log_path.read_text(encoding="utf-8", errors="replace")
 
     async def started(self, timeout: float = PROCESS_TIMEOUT) -> tuple[str, int]:
-        """Wait for the ``started`` log line; the first address it lists."""
+        """Wait for the ``started`` log line; the first line-protocol address it lists."""
         def address() -> tuple[str, int] | None:
             assert self.proc is not None
             if self.proc.poll() is not None:

@@ -274,3 +274,29 @@ async def test_relative_paths_follow_the_configuration_file_and_db_the_working_d
         check=False, cwd=elsewhere)
     assert made.returncode == 0, made.stderr
     assert await asyncio.to_thread(os.path.exists, elsewhere / "here.db")
+
+
+async def test_the_started_line_names_each_listener(tmp_path: Path) -> None:
+    config = write_config(tmp_path / "chatd.yaml", irc={"enabled": True, "port": 0},
+                          web={"enabled": True, "port": 0})
+    with ChatdProcess.serve(tmp_path, config) as daemon:
+        await daemon.ready()
+        started = next(line for line in daemon.log().splitlines() if 'msg="started"' in line)
+        ports = {kind: int(port) for kind, port in
+                 re.findall(r"\b(line|irc|web)=127\.0\.0\.1:(\d+)(?=\s)", started)}
+        assert set(ports) == {"line", "irc", "web"}, started
+        assert "addresses=" not in started
+        # Each port speaks what its name says.
+        reader, writer = await asyncio.open_connection("127.0.0.1", ports["line"])
+        assert (await reader.readline()).startswith(b"* chatd ")
+        writer.close()
+        reader, writer = await asyncio.open_connection("127.0.0.1", ports["irc"])
+        writer.write(b"PING probe\r\n")
+        assert b"PONG" in await reader.readline()
+        writer.close()
+        reader, writer = await asyncio.open_connection("127.0.0.1", ports["web"])
+        writer.write(b"GET /health HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n")
+        assert (await reader.readline()).startswith(b"HTTP/1.1 200")
+        writer.close()
+        daemon.signal(signal.SIGTERM)
+        assert await daemon.wait(TIMEOUT) == 0
