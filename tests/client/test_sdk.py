@@ -3,13 +3,16 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import os
 import stat
+from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
 
+from chatd.client import ChatClient
 from chatd.client.sdk import (
     Bot,
     ClientError,
@@ -416,14 +419,22 @@ async def test_say_returns_the_echo_of_a_line_the_server_cleaned(clients: Client
     assert echoed["type"] == "message" and echoed["text"] == "tab here, bell and trailing"
 
 
-async def test_a_connection_that_stops_answering_is_dropped_and_made_again(
-        server: ChatServer, clients: Clients, caplog: pytest.LogCaptureFixture) -> None:
+@contextlib.asynccontextmanager
+async def relayed_bot(server: ChatServer, clients: Clients,
+                      alice: ChatClient) -> AsyncIterator[tuple[Bot, Relay]]:
+    """A bot "helper" for #general (made by ``alice``), reaching the server through a
+    relay the test can freeze; not started."""
     token = await bot_token(clients, "helper")
-    alice = await clients.user("alice")
     await alice.command("/create general")
     async with Relay(server.port) as relay:
-        bot = Bot("127.0.0.1", relay.port, user="helper", token=token,
-                  rooms=["general"], backoff=quick_backoff())
+        yield Bot("127.0.0.1", relay.port, user="helper", token=token, rooms=["general"],
+                  backoff=quick_backoff()), relay
+
+
+async def test_a_connection_that_stops_answering_is_dropped_and_made_again(
+        server: ChatServer, clients: Clients, caplog: pytest.LogCaptureFixture) -> None:
+    alice = await clients.user("alice")
+    async with relayed_bot(server, clients, alice) as (bot, relay):
         bot.alive_timeout = 0.2
 
         @bot.command("slow")
@@ -465,12 +476,8 @@ async def test_a_bot_that_knows_no_message_resumes_nothing_rather_than_everythin
 
 async def test_an_idle_bot_notices_a_connection_gone_silent_and_resumes(
         server: ChatServer, clients: Clients, caplog: pytest.LogCaptureFixture) -> None:
-    token = await bot_token(clients, "helper")
     alice = await clients.user("alice")
-    await alice.command("/create general")
-    async with Relay(server.port) as relay:
-        bot = Bot("127.0.0.1", relay.port, user="helper", token=token,
-                  rooms=["general"], backoff=quick_backoff())
+    async with relayed_bot(server, clients, alice) as (bot, relay):
         bot.keepalive, bot.alive_timeout = 0.3, 0.2  # seconds, not the default minute
         got: list[Message] = []
         bot.on_message(_append(got))

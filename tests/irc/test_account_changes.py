@@ -60,22 +60,3 @@ async def test_a_password_change_voids_a_sasl_login_whose_registration_had_not_e
     again.send("CAP END")
     assert (await again.expect("001")).params[0] == "alice"
 
-
-async def test_an_account_deleted_before_registration_ends_gets_464_and_error(
-        irc: IrcFactory, clients: Clients) -> None:
-    """The 464 that ends registration ends the link, as a wrong password's does: an
-    open, unregistered connection would be left behind with nothing to say to it."""
-    root = await clients.user("root")
-    clients.server.services.accounts.require("root").is_admin = True
-    await clients.user("mallory")
-    client = await irc()
-    client.send("CAP LS 302", "CAP REQ :sasl", "NICK mallory", "USER m 0 * :Mallory")
-    assert (await client.expect("CAP")).params[1] == "LS"
-    assert (await client.expect("CAP")).params[1] == "ACK"
-    assert (await client.sasl("mallory", PASSWORD)).command == "903"
-    await root.command("/userdel mallory")
-    client.send("CAP END")
-    lines = await client.closed()
-    assert any(" 464 mallory :the account mallory was deleted." in line for line in lines)
-    assert not any(" 001 " in line for line in lines)
-    assert lines[-1] == "ERROR :Closing Link: mallory (not logged in)"
