@@ -138,13 +138,13 @@ async def _room_keys(ctx: Context, ref: str | None) -> Ok:
          usage="/emsg <room|@user> <envelope-base64>",
          scope=Scope.POST,
          errors=(Code.NO_SUCH_USER, Code.NO_SUCH_ROOM, Code.NOT_IN_ROOM, Code.MUTED,
-                 Code.MODERATED, Code.BANNED, Code.BLOCKED),
+                 Code.MODERATED, Code.BANNED, Code.BLOCKED, Code.NOT_PERMITTED),
          needs="logged in; to a room: member of the room")
 async def emsg(ctx: Context, target: str, envelope: str) -> Ok:
     """Relay an end-to-end encrypted envelope to a room or a user (chatd-client makes them)."""
     e2e = ctx.services.e2e
     if target.startswith("@"):
-        user = ctx.services.accounts.require(target[1:])
+        user = ctx.services.accounts.recipient(target[1:])
         message_id = await e2e.post_direct(ctx.session, user, envelope, ctx.label)
         note = "" if user.online else f"{user.name} is offline and will see it at their next login."
         return ok(note, id=message_id, to=user.name, online=user.online)

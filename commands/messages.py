@@ -15,7 +15,7 @@ from chatd.domain.scopes import Scope
 from chatd.errors import ChatError, Code
 from chatd.protocol.context import Context
 from chatd.protocol.params import Context as ParamContext
-from chatd.protocol.params import Int, RoomRef, Text, UserRef, no_room
+from chatd.protocol.params import Int, Recipient, RoomRef, Text, no_room
 from chatd.protocol.records import record_of
 from chatd.protocol.registry import (
     NEEDS_MEMBER,
@@ -67,7 +67,7 @@ async def me(ctx: Context, action: str) -> Ok:
     return ok(id=message_id, room=room.name)
 
 
-@command("msg", UserRef("user"), Text("text"), group=GROUP,
+@command("msg", Recipient("user"), Text("text"), group=GROUP,
          scope=Scope.POST, errors=(Code.BLOCKED,))
 def msg(ctx: Context, user: User, text: str) -> Ok | Coroutine[Any, Any, Ok]:
     """Send a direct message to a user; they get it at their next login if offline."""

@@ -118,7 +118,8 @@ def who(ctx: Context, room: Room) -> Ok:
     members = sorted(room.members.values(), key=lambda m: (-m.role.rank, m.seq))
     rows: list[dict[str, Any]] = []
     for member in members:
-        user = ctx.services.accounts.get(member.user_id)
+        # of_member: an IRC guest has no account, but is online while it is here.
+        user = ctx.services.accounts.of_member(member)
         row = {"user": member.name, "role": member.role.value,
                "online": bool(user and user.online)}
         if user is not None and user.is_bot:

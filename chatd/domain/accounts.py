@@ -24,6 +24,7 @@ if TYPE_CHECKING:
 
     from chatd.config import Config
     from chatd.domain.clock import Clock
+    from chatd.domain.room import Member
 
 log = logging.getLogger(__name__)
 
@@ -97,6 +98,9 @@ class NameHolder(Protocol):
     to it (a kick, a lookup, the members of a room)."""
 
     def holds(self, name: str) -> bool: ...
+
+    def find(self, name: str) -> User | None:
+        """The user holding ``name`` now, if any."""
 
 
 class Accounts:
@@ -212,6 +216,34 @@ class Accounts:
         if user is None:
             raise ChatError(Code.NO_SUCH_USER, f'there is no user "{name}".')
         return user
+
+    def guest(self, name: str) -> User | None:
+        """The user without an account (an IRC guest) who holds ``name`` now, if any."""
+        return next((user for holder in self.name_holders
+                     if (user := holder.find(name)) is not None), None)
+
+    def of_member(self, member: Member) -> User | None:
+        """The user behind a room's member: its account, or, for a guest (which
+        has none), the guest connected under the member's name. None for a
+        member gone meanwhile (a deleted account, a guest that quit)."""
+        if member.user_id > 0:
+            return self.get(member.user_id)
+        user = self.guest(member.name)
+        # The id tells this guest from a later one that took the freed nick.
+        return user if user is not None and user.id == member.user_id else None
+
+    def recipient(self, name: str) -> User:
+        """The account ``name`` as the recipient of a direct message. A guest's name
+        is visibly in use (in rooms, in /who), so the refusal names what it is
+        rather than denying that such a user exists."""
+        user = self.find(name)
+        if user is not None:
+            return user
+        if self.guest(name) is not None:
+            raise ChatError(Code.NOT_PERMITTED, f"{name} is an IRC guest, without an "
+                            "account: direct messages reach guests over IRC only (PRIVMSG "
+                            f"{name}), not from the line protocol or the HTTP API.")
+        return self.require(name)
 
     def all(self) -> list[User]:
         return list(self._by_id.values())

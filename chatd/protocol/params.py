@@ -315,6 +315,19 @@ class UserRef(Param):
 
 
 @dataclass(frozen=True, slots=True)
+class Recipient(UserRef):
+    """The account a direct message goes to. The name of an IRC guest, which has
+    no account, is refused as such (``not-permitted``), not as no user at all:
+    the guest is visibly in rooms."""
+
+    def errors(self) -> tuple[Code, ...]:
+        return (Code.NO_SUCH_USER, Code.NOT_PERMITTED)
+
+    def convert(self, ctx: Context, word: str, more_follow: bool) -> Any:
+        return ctx.services.accounts.recipient(word)
+
+
+@dataclass(frozen=True, slots=True)
 class RoomRef(Param):
     """A live room by name or id. Optional: defaults to the current room.
 

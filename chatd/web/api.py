@@ -104,7 +104,7 @@ async def members(call: Call) -> Response:
     ordered = sorted(room.members.values(), key=lambda m: (-m.role.rank, m.seq))
     rows = []
     for member in ordered:
-        user = services.accounts.get(member.user_id)
+        user = services.accounts.of_member(member)  # an IRC guest too, as /who
         # bot: always there, true or false (/who's text rows name bots alone; an
         # API client reads a field it can count on).
         rows.append({"user": member.name, "role": member.role.value,
@@ -157,7 +157,7 @@ async def post_to_room(call: Call) -> Response:
 
 async def post_to_user(call: Call) -> Response:
     text = checked_text(call, call.request.json().get("text"))
-    target = call.services.accounts.require(call.text("user"))
+    target = call.services.accounts.recipient(call.text("user"))
     endpoint = ApiEndpoint(call.me, call.peer)
     message_id = await call.services.messaging.direct(endpoint, target, text)
     return json_response({"id": message_id, "to": target.name, "online": target.online}, 201)

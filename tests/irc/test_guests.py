@@ -161,8 +161,37 @@ async def test_direct_messages_with_a_guest(server: ChatServer, irc: IrcFactory,
     assert got["from"] == "visitor" and got["to"] == "alice"
     whois = {m.command: m.params for m in await visitor.until("318")}
     assert whois["311"][2] == "visitor" and "330" not in whois
+    # Guests are reachable over IRC only: the refusal says so, rather than
+    # denying that a user seen in the room exists.
     reply = await alice.command("/msg visitor hello", check=False)
-    assert reply["code"] == "no-such-user"  # guests are reachable over IRC only
+    assert reply["code"] == "not-permitted"
+    assert "visitor is an IRC guest" in reply["message"] and "PRIVMSG" in reply["message"]
+    reply = await alice.command("/emsg @visitor AAAA", check=False)
+    assert reply["code"] == "not-permitted" and "IRC guest" in reply["message"]
+    reply = await alice.command("/msg nobody hello", check=False)
+    assert reply["code"] == "no-such-user"
+
+
+@GUESTS
+async def test_who_shows_a_connected_guest_online_before_and_after_a_nick_change(
+        irc: IrcFactory, clients: Clients) -> None:
+    alice = await clients.user("alice")
+    await alice.command("/create general")
+    visitor = await _guest(irc, "visitor")
+    visitor.send("JOIN #general")
+    await visitor.expect("366")
+
+    async def online() -> dict[str, bool]:
+        who = await alice.command("/who general")
+        return {m["user"]: m["online"] for m in who["members"]}
+
+    assert await online() == {"alice": True, "visitor": True}
+    visitor.send("NICK wanderer")
+    await visitor.expect("NICK")
+    assert await online() == {"alice": True, "wanderer": True}
+    visitor.send("QUIT")
+    await alice.next_event(lambda e: e.get("event") == "leave")
+    assert await online() == {"alice": True}
 
 
 @GUESTS

@@ -13,6 +13,7 @@ from chatd.domain.clock import ManualClock
 from chatd.web.api import api_routes
 from chatd.web.links import LinkSigner
 from tests.helpers import ChatServer, Clients, settle
+from tests.irc.helpers import IrcClient
 from tests.web.helpers import http, token_for
 
 
@@ -87,6 +88,28 @@ async def test_members_say_which_are_bots_as_who_does_and_the_schema_says_so(
     answer = document["paths"]["/api/v1/rooms/{room}/members"]["get"]["responses"]["200"]
     member = answer["content"]["application/json"]["schema"]["properties"]["members"]["items"]
     assert member["properties"]["bot"] == {"type": "boolean"} and "bot" in member["required"]
+
+
+@pytest.mark.server(accounts__guests=True)
+async def test_members_show_a_connected_irc_guest_online(server: ChatServer,
+                                                         clients: Clients) -> None:
+    token, _alice = await den_with_alice(server, clients)
+    assert server.irc is not None
+    visitor = await IrcClient.connect(server.irc.port)
+    try:
+        await visitor.register("visitor")
+        visitor.send("JOIN #den")
+        await visitor.expect("366")
+        async with http(server, token) as client:
+            members = (await client.get("/api/v1/rooms/den/members")).json()["members"]
+            assert {m["user"]: (m["online"], m["bot"]) for m in members} == {
+                "alice": (True, False), "visitor": (True, False)}
+            # As on the line protocol: a guest is reached over IRC only, and told so.
+            direct = await client.post("/api/v1/users/visitor/messages", json={"text": "hi"})
+            assert direct.status_code == 403
+            assert "IRC guest" in direct.json()["error"]["message"]
+    finally:
+        await visitor.close()
 
 
 async def test_posting_is_refused_with_the_line_protocols_codes(
