@@ -74,6 +74,10 @@ class Param:
     optional: bool = False
     default: Any = None
     rest: bool = False  # takes the rest of the line
+    # Taken only when the first parameter (a sub-command's choice) is one of these;
+    # empty: always. A sub-command's own word (/bot revoke <bot> <token-name>) so is
+    # never read as a surplus word of the others, whose errors stay their own.
+    sub_commands: tuple[str, ...] = ()
 
     # The parameter's type as /schema names it.
     kind = "word"
@@ -86,6 +90,8 @@ class Param:
         """What /schema says of this parameter: name, type, optionality and limits."""
         described: dict[str, Any] = {"name": self.name, "type": self.kind,
                                      "optional": self.optional, "rest": self.rest}
+        if self.sub_commands:
+            described["sub_commands"] = list(self.sub_commands)
         return described | self.limits()
 
     def limits(self) -> dict[str, Any]:
@@ -404,6 +410,8 @@ def parse(params: tuple[Param, ...], ctx: Context, args: str, usage: str) -> dic
     # (parameter, index of the word it passed over)
     declined: list[tuple[Param, int]] = []
     for position, param in enumerate(params):
+        if not _applies(param, params, values):
+            continue
         if param.rest:
             values[param.name] = _rest(param, args, index, usage)
             index = len(words)
@@ -412,7 +420,8 @@ def parse(params: tuple[Param, ...], ctx: Context, args: str, usage: str) -> dic
             if not param.optional:
                 raise _usage_error(param, usage)
             continue
-        more_follow = index + 1 < len(words) or position + 1 < len(params)
+        more_follow = index + 1 < len(words) or any(
+            _applies(later, params, values) for later in params[position + 1:])
         try:
             values[param.name] = param.convert(ctx, words[index], more_follow)
             index += 1
@@ -422,10 +431,14 @@ def parse(params: tuple[Param, ...], ctx: Context, args: str, usage: str) -> dic
         # Only who passed over the first word left over can say why it is there.
         passed = [param for param, at in declined if at == index]
         raise _leftover(ctx, passed, words[index], usage)
-    for param in params:
-        if param.name not in values:
-            values[param.name] = param.absent(ctx)
-    return values
+    return values | {param.name: param.absent(ctx) for param in params
+                     if param.name not in values}
+
+
+def _applies(param: Param, params: tuple[Param, ...], values: dict[str, Any]) -> bool:
+    """Whether ``param`` takes part in this line: always, or, for a sub-command's
+    own parameter, when the first parameter chose that sub-command."""
+    return not param.sub_commands or values.get(params[0].name) in param.sub_commands
 
 
 def _rest(param: Param, args: str, index: int, usage: str) -> Any:
