@@ -139,18 +139,21 @@ def _maybe_day(stamp: float | None) -> str:
 
 
 BOT_USAGE = ("/bot create <name> [scopes] [ttl]  |  /bot list  |  /bot token <name> "
-             "[scopes] [ttl]  |  /bot tokens <name>  |  /bot delete <name>")
+             "[scopes] [ttl]  |  /bot tokens <name>  |  /bot revoke <name> <token-name>  |  "
+             "/bot delete <name>")
 
 
-@command("bot", Choice("action", choices=("create", "list", "token", "tokens", "delete")),
+@command("bot", Choice("action", choices=("create", "list", "token", "tokens", "revoke",
+                                          "delete")),
          Word("name", optional=True), Scopes("scopes", optional=True),
-         Duration("ttl", optional=True, meaning="a lifetime"), group=GROUP, usage=BOT_USAGE,
+         Duration("ttl", optional=True, meaning="a lifetime"),
+         Word("token_name", sub_commands=("revoke",)), group=GROUP, usage=BOT_USAGE,
          scope=Scope.ADMIN,
          errors=(Code.NAME_TAKEN, Code.INVALID_NAME, Code.NO_SUCH_USER, Code.NOT_PERMITTED,
-                 Code.QUOTA_EXCEEDED),
-         needs="logged in; token, tokens and delete: the bot's owner or a server admin")
+                 Code.QUOTA_EXCEEDED, Code.NO_SUCH_TOKEN),
+         needs="logged in; token, tokens, revoke and delete: the bot's owner or a server admin")
 async def bot(ctx: Context, action: str, name: str | None, scopes: frozenset[Scope] | None,
-              ttl: float | None) -> Ok:
+              ttl: float | None, token_name: str | None) -> Ok:
     """Make and manage bot accounts: they log in with tokens only and show as bots."""
     if action == "list":
         _nothing_more(BOT_USAGE, name, scopes, ttl)
@@ -167,6 +170,9 @@ async def bot(ctx: Context, action: str, name: str | None, scopes: frozenset[Sco
         return await _create_token(ctx, target, _fresh_token_name(ctx, target), scopes, ttl)
     if action == "tokens":
         return await _token_list(ctx, target)
+    if action == "revoke":
+        assert token_name is not None  # the parser requires it after revoke
+        return await _bot_revoke(ctx, target, token_name)
     await ctx.services.presence.delete_account(target, actor=ctx.user.name)
     return ok(f"Bot {target.name} deleted.", user=target.name)
 
@@ -181,6 +187,22 @@ async def _bot_create(ctx: Context, name: str, scopes: frozenset[Scope] | None,
     result = await _create_token(ctx, created, "default", scopes, ttl)
     return ok(f"Bot {created.name} created, owned by {owner.name}. " + result.message,
               **result.fields, bot=True, owner=owner.name)
+
+
+async def _bot_revoke(ctx: Context, target: User, name: str) -> Ok:
+    """Revoke one of the bot's tokens as ``/token revoke`` does (its sessions, and
+    those resumed from it, are closed): the owner stops one process of the bot
+    without deleting the bot, and without a token of the bot's own."""
+    try:
+        await ctx.services.tokens.revoke(target, name)
+    except ChatError as exc:  # its words speak to the token's holder: name the bot
+        if exc.code is not Code.NO_SUCH_TOKEN:
+            raise
+        raise ChatError(exc.code, f'{target.name} has no token named "{name}"; '
+                        f"/bot tokens {target.name} lists them.") from None
+    # Audited as chatctl revoke-token is: one account acting on another's token.
+    await ctx.services.audit.record("token-revoked", ctx.user.name, target.name, reason=name)
+    return ok(f"Token {name} of {target.name} revoked.", user=target.name, name=name)
 
 
 def _my_bot(ctx: Context, name: str) -> User:

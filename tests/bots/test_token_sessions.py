@@ -10,7 +10,7 @@ import pytest
 
 from chatd.client import ChatClient
 from chatd.domain.clock import ManualClock
-from tests.helpers import ChatServer, Clients, room_with
+from tests.helpers import ChatServer, Clients, error_of, room_with
 
 
 async def _ended(client: ChatClient) -> dict[str, Any]:
@@ -66,6 +66,45 @@ async def test_a_bots_token_revoked_by_the_owner_stops_the_bot_posting(
     # Its other token still logs it in.
     again, _ = await _logged_in(clients, f"/auth {spare['token']}")
     assert (await again.command("/say general back"))["type"] == "ok"
+
+
+async def test_the_owner_revokes_one_of_a_bots_tokens_and_its_sessions_close(
+        clients: Clients, server: ChatServer) -> None:
+    alice, = await room_with(clients, "alice")
+    bob = await clients.user("bob")
+    made = await alice.command("/bot create helper")
+    spare = await alice.command("/bot token helper")
+    bot, login = await _logged_in(clients, f"/auth {made['token']} --resume")
+    resumed, _ = await _logged_in(clients, f"/login --resume {login['resume']}")
+    kept, _ = await _logged_in(clients, f"/auth {spare['token']}")
+
+    assert (await error_of(bob, "/bot revoke helper default"))["code"] == "not-permitted"
+    missing = await error_of(alice, "/bot revoke helper nosuch")
+    assert missing["code"] == "no-such-token"
+    assert missing["message"] == ('helper has no token named "nosuch"; '
+                                  "/bot tokens helper lists them.")
+    assert (await error_of(alice, "/bot revoke helper"))["code"] == "bad-arguments"
+    assert (await error_of(alice, "/bot revoke helper default x"))["code"] == "bad-arguments"
+
+    reply = await alice.command("/bot revoke helper default")
+    assert (reply["user"], reply["name"]) == ("helper", "default")
+    for closed in (bot, resumed):
+        told = await _ended(closed)
+        assert told["code"] == "token-revoked" and told["token"] == "default"
+    # The bot's other token still stands, and its session with it.
+    assert (await kept.command("/whoami"))["user"] == "helper"
+    tokens = await alice.command("/bot tokens helper")
+    assert [t["name"] for t in tokens["tokens"]] == ["token2"]
+    again = await clients.anonymous()
+    assert (await error_of(again, f"/auth {made['token']}"))["code"] == "auth-failed"
+    entry = next(e for e in await server.services.audit.entries(20)
+                 if e.action == "token-revoked")
+    assert (entry.actor, entry.target, entry.reason) == ("alice", "helper", "default")
+    described = (await alice.command("/schema bot"))["schema"]
+    assert "/bot revoke <name> <token-name>" in described["usage"]
+    assert "no-such-token" in described["errors"]
+    assert described["params"][-1] == {"name": "token_name", "type": "word", "optional": False,
+                                       "rest": False, "sub_commands": ["revoke"]}
 
 
 async def test_an_expired_token_closes_its_sessions_at_the_next_sweep(
