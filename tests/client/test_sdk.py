@@ -510,6 +510,25 @@ async def test_a_request_that_would_change_the_format_is_refused_before_sending(
     await stopped(bot, task)
 
 
+async def test_an_upload_request_is_refused_before_sending(server: ChatServer,
+                                                           clients: Clients) -> None:
+    token = await bot_token(clients, "helper")
+    alice = await clients.user("alice")
+    await alice.command("/create general")
+    bot = Bot("127.0.0.1", server.port, user="helper", token=token, rooms=["general"])
+    task = await started(bot)
+    for line in ("/upload notes.txt 3 general", "/UPLOAD notes.txt 3",
+                 "/quote upload notes.txt 3"):
+        with pytest.raises(ValueError, match=r"cannot upload.*HTTP API"):
+            await bot.request(line, timeout=1)
+    # Nothing was sent: the next request is a command again, not the file's data.
+    said_id = (await bot.request("/say general still a command", timeout=2))["id"]
+    heard = await alice.next_event(lambda e: e.get("type") == "message")
+    assert (heard["id"], heard["text"]) == (said_id, "still a command")
+    assert bot.connections == 1
+    await stopped(bot, task)
+
+
 async def test_a_room_the_bot_was_removed_from_is_not_joined_again(
         server: ChatServer, clients: Clients, caplog: pytest.LogCaptureFixture) -> None:
     token = await bot_token(clients, "helper")

@@ -545,8 +545,11 @@ def unreadable(line: str) -> str | None:
 
     The bot reads JSON: ``/format text`` (or ``/set format ...``) would switch the
     connection to lines it cannot parse, its reading would stop, and every later
-    request would time out. ``/quote`` runs its words as a command, so it is
-    looked through. A line that is not a command gets no labelled answer at all.
+    request would time out. ``/upload`` is answered only after the file's data
+    lines, which a request cannot send: the server would wait for them and take
+    the bot's next requests for the file's data. ``/quote`` runs its words as a
+    command, so it is looked through. A line that is not a command gets no
+    labelled answer at all.
     """
     words = line.split()
     if not line.startswith("/") or line.startswith("//"):
@@ -560,6 +563,11 @@ def unreadable(line: str) -> str | None:
                             and words[1].lower() == "format"):
         return ("the bot reads JSON and keeps its connection in that format: "
                 f"{line!r} would change it")
+    if name == "upload":
+        return ("bot.request cannot upload: the file's data lines follow /upload, and the "
+                "server would read the bot's next requests as that data. Upload with the "
+                "HTTP API instead (POST /api/v1/rooms/{room}/files?name=FILE with the bot's token "
+                "and the file as the body; docs/WEB.md)")
     return None
 
 
