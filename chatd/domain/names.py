@@ -147,8 +147,14 @@ _UNIT_WORDS: Final = ("sec", "secs", "second", "seconds", "min", "mins", "minute
                       "mon", "month", "months", "yr", "yrs", "year", "years")
 # One or more numbers, each followed by one letter or a unit's name: "10x", "5M", "1.5h",
 # "10min", "1h30mins". Not "2nd", "4chan" or "1v1", which a room or a reason may be.
+# A sign, or a number written ".5" or "5.", is a mistyped duration too.
 _ATTEMPT_RE: Final = re.compile(
-    rf"(?:[0-9]+(?:\.[0-9]+)?(?:{'|'.join(_UNIT_WORDS)}|[a-z]))+", re.IGNORECASE | re.ASCII)
+    rf"[-+]?(?:(?:[0-9]+(?:\.[0-9]*)?|\.[0-9]+)(?:{'|'.join(_UNIT_WORDS)}|[a-z]))+",
+    re.IGNORECASE | re.ASCII)
+# A word too long to be checked by _ATTEMPT_RE (its nested repetition must stay
+# cheap on a hostile word) is one all the same when it reads as one: a digit
+# first, a letter last, only digits, letters and points between.
+_LONG_ATTEMPT_RE: Final = re.compile(r"[0-9][0-9a-z.]*[a-z]", re.IGNORECASE | re.ASCII)
 
 
 def looks_like_duration(raw: str) -> bool:
@@ -170,7 +176,11 @@ def meant_as_duration(raw: str) -> bool:
     duration, not a room named "1x" (unless that room exists, which a room
     parameter before the duration takes first).
     """
-    return len(raw) <= _MAX_DURATION_TEXT and _ATTEMPT_RE.fullmatch(raw) is not None
+    if len(raw) > _MAX_DURATION_TEXT:
+        # Too long to be any duration ("1s" forty times, "0000...7d"): never a room
+        # or a reason's first word for that (a ban that lasted for ever).
+        return _LONG_ATTEMPT_RE.fullmatch(raw) is not None
+    return _ATTEMPT_RE.fullmatch(raw) is not None
 
 
 def not_a_duration(raw: str) -> str:

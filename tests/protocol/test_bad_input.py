@@ -332,6 +332,9 @@ async def test_lines_sent_in_pieces_on_interleaved_connections_stay_apart(
     ("/token create ci read 1x", "1x"),
     ("/token create 3days", "3days"),
     ("/bot create helper 10M", "10M"),
+    ("/ban bob " + "1s" * 41 + " spam", "1s" * 41),  # too long to be checked as one
+    ("/mute bob -5m", "-5m"),
+    ("/mute bob .5h", ".5h"),
 ])
 async def test_a_mistyped_duration_is_named_as_no_duration(clients: Clients, line: str,
                                                            word: str) -> None:

@@ -240,7 +240,13 @@ def test_looks_like_duration(raw: str, expected: bool) -> None:
         ("x10", False),
         ("general", False),
         ("1\u017f", False),  # a long s: a letter to re.IGNORECASE, not an ASCII one
-        ("1x" * 30, False),
+        ("1x" * 30, True),  # too long to be any duration: a mistyped one all the same
+        ("0" * 70 + "7d", True),
+        ("-5m", True),
+        (".5h", True),
+        ("5.h", True),
+        ("1" * 5000, False),
+        ("1" * 60 + "-x", False),
     ],
 )
 def test_meant_as_duration(raw: str, expected: bool) -> None:
