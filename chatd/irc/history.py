@@ -69,13 +69,22 @@ class HistoryError(Exception):
 class Ref:
     """A point in a channel's history: a message id (an int, kept exact: a float
     has 53 bits, and an id rounded up past the largest reads beyond storage's
-    64-bit range), or a time."""
+    64-bit range), or a time in whole milliseconds.
+
+    Times compare in the milliseconds the ``time`` tag shows (:func:`iso_ts`
+    truncates): a client that asks for what came after a message's time tag must
+    not get that message again, though its stored time has more digits."""
 
     by_id: bool
-    value: float
+    value: int
 
-    def key(self, message: Message) -> float:
-        return (message.id or 0) if self.by_id else message.ts
+    def key(self, message: Message) -> int:
+        return (message.id or 0) if self.by_id else shown_millis(message.ts)
+
+
+def shown_millis(epoch: float) -> int:
+    """A time as the ``time`` tag shows it, in whole milliseconds."""
+    return int(epoch * 1000)
 
 
 def parse_ref(text: str) -> Ref:
@@ -86,7 +95,8 @@ def parse_ref(text: str) -> Ref:
         return Ref(True, int(value))
     if kind == "timestamp":
         try:
-            return Ref(False, datetime.fromisoformat(value.replace("Z", "+00:00")).timestamp())
+            moment = datetime.fromisoformat(value.replace("Z", "+00:00")).timestamp()
+            return Ref(False, round(moment * 1000))
         except ValueError:
             pass
     raise HistoryError("INVALID_PARAMS", f"bad message reference {text}")
@@ -246,7 +256,7 @@ async def _targets(ctx: IrcContext) -> None:
         raise HistoryError("INVALID_PARAMS", "TARGETS takes timestamps")
     low, high = sorted((first.value, second.value))
     latest = [(ts, name) for ts, name in await _latest_of_each(ctx, ctx.user)
-              if low <= ts <= high]
+              if low <= shown_millis(ts) <= high]
     server = ctx.listener.renderer.server
     _reply(ctx, ("draft/chathistory-targets",),
            [format_line("CHATHISTORY", "TARGETS", name, f"timestamp={iso_ts(ts)}",

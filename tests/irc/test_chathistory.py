@@ -73,6 +73,27 @@ async def test_chathistory_by_msgid_and_timestamp(server: ChatServer, irc: IrcFa
     await bob.expect("BATCH")
 
 
+async def test_a_time_tag_given_back_is_the_point_after_its_message(
+        irc: IrcFactory, clients: Clients, clock: ManualClock) -> None:
+    """Stored times have more digits than the time tag shows: a client that asks for
+    what came after (or before) a message's tag must not get that message again."""
+    alice = await clients.user("alice")
+    await alice.command("/create den")
+    for number in range(1, 5):
+        clock.advance(1.0003)  # (between two milliseconds of the tag)
+        await alice.say(f"m{number}")
+    bob = await irc("bob", caps=CAPS)
+    bob.send("JOIN #den")
+    await bob.expect("366")
+    tags = [m.tags["time"] for m in await _history(bob, "LATEST #den * 4")]
+    assert _texts(await _history(bob, f"AFTER #den timestamp={tags[1]} 5")) == ["m3", "m4"]
+    assert _texts(await _history(bob, f"LATEST #den timestamp={tags[3]} 5")) == []
+    assert _texts(await _history(bob, f"BEFORE #den timestamp={tags[2]} 5")) == ["m1", "m2"]
+    assert _texts(await _history(
+        bob, f"BETWEEN #den timestamp={tags[0]} timestamp={tags[3]} 5")) == ["m2", "m3"]
+    assert _texts(await _history(bob, f"AROUND #den timestamp={tags[2]} 2")) == ["m2", "m3"]
+
+
 async def test_chathistory_refusals(irc: IrcFactory, clients: Clients) -> None:
     alice = await clients.user("alice")
     await alice.command("/create secret")
