@@ -252,7 +252,9 @@ class IrcContext:
         if not lines:
             return [add_tags(f":{server} ACK", label)]
         if len(lines) == 1 or "batch" not in self.session.caps:
-            return [add_tags(line, label) for line in lines]
+            # A label tags one message (labeled-response, which needs batch for a
+            # reply of several): without batch, the first line carries it alone.
+            return [add_tags(lines[0], label), *lines[1:]]
         ref = f"L{next(_batch_ids)}"
         outer = {"batch": ref}
         # A batch of the reply's own (CHATHISTORY's) nests in this one: its BATCH

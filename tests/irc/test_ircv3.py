@@ -40,6 +40,18 @@ async def test_labels_without_the_capability_are_ignored(irc: IrcFactory) -> Non
     assert await bob.raw() == ":chatd.local PONG chatd.local :x"
 
 
+async def test_without_batch_a_label_tags_the_first_line_of_a_reply_only(
+        irc: IrcFactory) -> None:
+    """A label tags one message; several need batch, which this client did not ask."""
+    bob = await irc("bob", caps=("labeled-response",))
+    bob.send("JOIN #lab")
+    await bob.expect("366")
+    bob.send("@label=n1 NAMES #lab")
+    names, end = await bob.read(), await bob.read()
+    assert (names.command, names.tags) == ("353", {"label": "n1"})
+    assert (end.command, end.tags) == ("366", {})
+
+
 async def test_echo_message_with_time_and_msgid(irc: IrcFactory, clients: Clients) -> None:
     bob = await irc("bob", caps=ALL_CAPS)
     bob.send("JOIN #echo")
