@@ -551,10 +551,18 @@ def _hidden(room: Room) -> bool:
 
 
 def _valid_room_name(raw: str) -> str:
+    """The name of a new room. One that reads as a duration (``10m``, ``1x``) is
+    refused: a moderator's ``/ban bob 10m spam`` would ban bob from that room, for
+    good, when meant for ten minutes in the current one (an optional room before a
+    duration takes a word naming an existing room first)."""
     try:
-        return names.room_name(raw)
+        name = names.room_name(raw)
     except names.InvalidName as exc:
         raise ChatError(Code.INVALID_NAME, str(exc)) from None
+    if names.meant_as_duration(name):
+        raise ChatError(Code.INVALID_NAME, f"invalid room name {names.quoted(raw)}: it reads "
+                        "as a duration (as in /ban bob 10m); add a letter before the number.")
+    return name
 
 
 async def unless_deleted(write: Awaitable[T], storage: Storage, *users: User) -> T:
