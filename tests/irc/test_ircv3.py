@@ -137,6 +137,12 @@ async def test_several_targets_and_ctcp(irc: IrcFactory, clients: Clients) -> No
     assert (await alice.expect("PRIVMSG")).params == ("#a", "five")
 
 
+async def _tagged_alike(sender: IrcClient, other: IrcClient, command: str) -> None:
+    """The sender's own line of ``command`` is the line another member got: tagged."""
+    own = await _line_of(sender, command)
+    assert own.startswith("@time=") and own == await _line_of(other, command)
+
+
 async def _line_of(client: IrcClient, command: str) -> str:
     """The next raw line of ``command`` (others are skipped)."""
     while True:
@@ -155,29 +161,23 @@ async def test_a_clients_own_joins_parts_and_nicks_are_tagged_as_others_see_them
     bob = await irc("bob", caps=("server-time",))
     # The manual clock stands still: the same event has the same time for everyone.
     bob.send("JOIN #lounge")
-    own = await _line_of(bob, "JOIN")
-    assert own.startswith("@time=") and own == await _line_of(carol, "JOIN")
+    await _tagged_alike(bob, carol, "JOIN")
     carol.send("TOPIC #lounge :new topic")
-    own = await _line_of(carol, "TOPIC")
-    assert own.startswith("@time=") and own == await _line_of(bob, "TOPIC")
+    await _tagged_alike(carol, bob, "TOPIC")
     carol.send("KICK #lounge bob :out")
-    own = await _line_of(carol, "KICK")
-    assert own.startswith("@time=") and own == await _line_of(bob, "KICK")
+    await _tagged_alike(carol, bob, "KICK")
     bob.send("JOIN #lounge")
     await carol.expect("JOIN")
     bob.send("PART #lounge :bored")
-    own = await _line_of(bob, "PART")
-    assert own.startswith("@time=") and own == await _line_of(carol, "PART")
+    await _tagged_alike(bob, carol, "PART")
 
     guest = await IrcClient.connect(server.irc.port)
     try:
         await guest.register("visitor", caps=("server-time",))
         guest.send("JOIN #lounge")
-        own = await _line_of(guest, "JOIN")
-        assert own.startswith("@time=") and own == await _line_of(carol, "JOIN")
+        await _tagged_alike(guest, carol, "JOIN")
         guest.send("NICK wanderer")
-        own = await _line_of(guest, "NICK")
-        assert own.startswith("@time=") and own == await _line_of(carol, "NICK")
+        await _tagged_alike(guest, carol, "NICK")
         guest.send("QUIT :bye")
         assert (await _line_of(carol, "QUIT")).startswith("@time=")
     finally:
