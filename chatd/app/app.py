@@ -330,6 +330,10 @@ class App:
         return self.listeners.addresses
 
     @property
+    def addresses_by_kind(self) -> dict[str, str]:
+        return self.listeners.addresses_by_kind
+
+    @property
     def port(self) -> int:
         """The first bound port of the line protocol (useful when configured as 0)."""
         return self.listeners.port

@@ -48,6 +48,10 @@ class Running(Protocol):
     def addresses(self) -> list[str]: ...
 
     @property
+    def addresses_by_kind(self) -> dict[str, str]:
+        """Each kind of listener ("line", "irc", "web" ...) and its addresses."""
+
+    @property
     def nodes(self) -> NodeList:
         """The nodes serving chatd (this process alone, unless a cluster)."""
 

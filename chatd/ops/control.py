@@ -34,7 +34,7 @@ from chatd.ops.backups import (
     send_files,
     state_directory,
 )
-from chatd.ops.nodes import flagged
+from chatd.ops.nodes import flagged, named_addresses
 from storage.api import StorageError
 
 if TYPE_CHECKING:
@@ -325,7 +325,7 @@ def status(ctl: ControlServer) -> dict[str, Any]:
             # As /stats has them: a backlog of unwritten messages shows here first.
             "storage_pending": stats.storage_pending,
             "storage_flush_seconds": stats.flush_seconds,
-            "addresses": server.addresses}
+            "addresses": server.addresses, "listeners": named_addresses(server)}
 
 
 @handler("status")

@@ -39,10 +39,17 @@ def shared_config_hash(config: Config) -> str:
     return hashlib.sha256(text.encode()).hexdigest()[:12]
 
 
+def named_addresses(server: Running) -> str:
+    """``line=127.0.0.1:7777 irc=127.0.0.1:6667``: which port speaks what, as the
+    start-up log says it (with port 0, nothing else tells)."""
+    return " ".join(f"{kind}={addresses}"
+                    for kind, addresses in server.addresses_by_kind.items())
+
+
 def describe(server: Running) -> dict[str, str | int | float]:
     """What a node says of itself in its record."""
     services = server.services
-    return {"version": __version__, "addresses": " ".join(server.addresses),
+    return {"version": __version__, "addresses": named_addresses(server),
             "connections": server.connection_count, "started": services.started_at,
             "config": shared_config_hash(services.config)}
 

@@ -96,6 +96,8 @@ async def test_control_socket_is_private_and_answers_status(daemon: App,
     assert status["connections"] == 2 and status["users_online"] == 2
     assert status["users"] == 2 and status["rooms"] == 1
     assert status["addresses"] == daemon.addresses
+    # Which port speaks what, as the start-up log says it.
+    assert status["listeners"] == f"line={daemon.addresses[0]}"
     assert status["uptime"] >= 0 and status["loop_lag"] >= 0
     for key in ("messages", "messages_per_second", "deliveries"):
         assert key in status

@@ -30,7 +30,7 @@ async def test_the_embedded_daemon_is_one_node(tmp_path: Path,
         [row] = answer["nodes"]
         assert (row["node"], row["version"], row["flag"], row["lag_ms"]) == \
             ("embedded", __version__, "", 0)
-        assert row["addresses"] == " ".join(daemon.addresses)
+        assert row["addresses"] == f"line={daemon.addresses[0]}"  # named, as the log does
         assert row["config"] == shared_config_hash(daemon.config)
         assert await asyncio.to_thread(main, ["--socket", socket, "nodes"]) == 0
         out = capsys.readouterr().out
