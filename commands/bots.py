@@ -17,6 +17,7 @@ from chatd.domain.names import (
     parse_duration,
 )
 from chatd.domain.permissions import Action
+from chatd.domain.presence import token_ended_error
 from chatd.domain.protection import ROOM_BURST, ROOM_RATE
 from chatd.domain.room import Role, Room
 from chatd.domain.scopes import (
@@ -34,7 +35,7 @@ from chatd.protocol.context import Context
 from chatd.protocol.params import Choice, Duration, Number, RoomRef, Scopes, Word
 from chatd.protocol.params import Context as ParamContext
 from chatd.protocol.registry import NEEDS_MEMBER, NEEDS_ROOM_ADMIN, command
-from chatd.protocol.results import Ok, ok
+from chatd.protocol.results import DEFERRED, Deferred, Ok, ok
 
 GROUP = "bots"
 # The most bots a user who is not a server admin may own.
@@ -59,7 +60,7 @@ def _nothing_more(usage: str, *unused: object) -> None:
          Duration("ttl", optional=True, meaning="a lifetime"), group=GROUP, usage=TOKEN_USAGE,
          scope=Scope.ADMIN, errors=(Code.NAME_TAKEN, Code.NO_SUCH_TOKEN))
 async def token(ctx: Context, action: str, name: str | None, scopes: frozenset[Scope] | None,
-                ttl: float | None) -> Ok:
+                ttl: float | None) -> Ok | Deferred:
     """Manage API tokens for bots: shown once, stored only as a hash, with scopes."""
     if action == "create":
         return await _create_token(ctx, ctx.user, *_name_scopes_ttl(name, scopes, ttl))
@@ -67,13 +68,35 @@ async def token(ctx: Context, action: str, name: str | None, scopes: frozenset[S
         if name is None:
             raise ChatError(Code.BAD_ARGUMENTS, "usage: /token revoke <name>.")
         _nothing_more(TOKEN_USAGE, scopes, ttl)
-        await ctx.services.tokens.revoke(ctx.user, name)
-        return ok(f"Token {name} revoked.", name=name)
+        return await _revoke_token(ctx, name)
     _nothing_more(TOKEN_USAGE, name, scopes, ttl)
     if action == "revoke-resume":
         count = await ctx.services.resume.revoke_user(ctx.user)
         return ok(f"{count} resume token{'s' * (count != 1)} revoked.", revoked=count)
     return await _token_list(ctx, ctx.user)
+
+
+async def _revoke_token(ctx: Context, name: str) -> Ok | Deferred:
+    """``/token revoke``. Revoking the token this connection logged in with ends the
+    connection, and that end is the command's answer: the error that closes it
+    carries the command's label (a client waiting for its label is answered)."""
+    session, tokens = ctx.session, ctx.services.tokens
+    own = next((r for r in tokens.of(ctx.user)
+                if r.name.lower() == name.lower() and r.id == session.token_id), None)
+    if own is not None:
+        session.token_id = None  # (not closed with the others, unlabelled)
+    try:
+        await tokens.revoke(ctx.user, name)
+    except ChatError:
+        if own is not None:
+            session.token_id = own.id
+        raise
+    if own is None:
+        return ok(f"Token {name} revoked.", name=name)
+    told = token_ended_error(own, expired=False)
+    ctx.send(told)
+    ctx.services.presence.end(session, told["code"])
+    return DEFERRED
 
 
 def _name_scopes_ttl(name: str | None, scopes: frozenset[Scope] | None,

@@ -333,15 +333,16 @@ class Presence:
         resume token made from it), telling each why; how many. A token that can no
         longer log in must not keep the sessions it opened."""
         sessions = [s for s in self.sessions if s.token_id == record.id and s.user is not None]
-        code, happened = TOKEN_ENDS[expired]
-        told = {"type": "error", "code": code.value, "token": record.name,
-                "message": f"your token {record.name} {happened}; this connection is "
-                           "closed. Log in again with a valid token."}
+        told = token_ended_error(record, expired)
         for session in sessions:
             session.send(told)
-            session.close(code.value)
-            self.logout(session)
+            self.end(session, told["code"])
         return len(sessions)
+
+    def end(self, session: Endpoint, reason: str) -> None:
+        """Close ``session`` (after what it was last told) and log it out."""
+        session.close(reason)
+        self.logout(session)
 
     def expire_tokens(self) -> int:
         """Close the connections whose token has expired (the timeout sweep calls
@@ -383,6 +384,15 @@ class Presence:
         session.gone()
         self.logout(session)
         self.sessions.pop(session, None)
+
+
+def token_ended_error(record: TokenRecord, expired: bool) -> dict[str, Any]:
+    """What a connection logged in with ``record``'s token is told when it is revoked
+    or expires, before it is closed."""
+    code, happened = TOKEN_ENDS[expired]
+    return {"type": "error", "code": code.value, "token": record.name,
+            "message": f"your token {record.name} {happened}; this connection is "
+                       "closed. Log in again with a valid token."}
 
 
 def _deleted_login(user: User) -> ChatError:
