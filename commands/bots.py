@@ -81,8 +81,7 @@ async def _revoke_token(ctx: Context, name: str) -> Ok | Deferred:
     connection, and that end is the command's answer: the error that closes it
     carries the command's label (a client waiting for its label is answered)."""
     session, tokens = ctx.session, ctx.services.tokens
-    own = next((r for r in tokens.of(ctx.user)
-                if r.name.lower() == name.lower() and r.id == session.token_id), None)
+    own = next((r for r in tokens.named(ctx.user, name) if r.id == session.token_id), None)
     if own is not None:
         session.token_id = None  # (not closed with the others, unlabelled)
     try:

@@ -361,8 +361,7 @@ class Presence:
         others = [s for s in self._rooms.connections(user) if s is not keep]
         for session in others:
             session.send(told)
-            session.close(reason)
-            self.logout(session)
+            self.end(session, reason)
         return len(others)
 
     def broadcast(self, text: str) -> int:

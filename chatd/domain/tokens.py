@@ -199,9 +199,13 @@ class Tokens:
     def _alive(self, record: TokenRecord) -> bool:
         return record.expires_at is None or record.expires_at > self._clock.time()
 
+    def named(self, user: User, name: str) -> list[TokenRecord]:
+        """``user``'s token called ``name`` (names ignore case), as held here."""
+        return [r for r in self.of(user) if r.name.lower() == name.lower()]
+
     async def revoke(self, user: User, name: str) -> None:
         """Delete ``user``'s token ``name`` (and, with it, the resume tokens made from it)."""
-        found = [r for r in self.of(user) if r.name.lower() == name.lower()]
+        found = self.named(user, name)
         # The row decides (on a cluster's node, a token made elsewhere a moment ago
         # may not be held here yet).
         if not await self._storage.delete_token(user.id, name):
