@@ -64,9 +64,14 @@ class ManualClock(Clock):
 _last_second: list[Any] = [None, ""]
 
 
+def shown_millis(epoch: float) -> int:
+    """A time in the whole milliseconds :func:`iso_ts` shows (it truncates)."""
+    return int(epoch * 1000)
+
+
 def iso_ts(epoch: float) -> str:
     """Format UNIX time as ISO 8601 UTC with milliseconds: ``2026-11-21T10:00:00.000Z``."""
-    millis = int(epoch * 1000)
+    millis = int(epoch * 1000)  # shown_millis, inline: every message's time goes here
     second, milli = divmod(millis, 1000)
     if _last_second[0] != second:
         moment = datetime.fromtimestamp(second, UTC)

@@ -31,7 +31,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import TYPE_CHECKING, Final
 
-from chatd.domain.clock import iso_ts
+from chatd.domain.clock import iso_ts, shown_millis
 from chatd.domain.names import is_number
 from chatd.irc.codec import add_tags, format_line
 from chatd.irc.commands import irc_command
@@ -80,11 +80,6 @@ class Ref:
 
     def key(self, message: Message) -> int:
         return (message.id or 0) if self.by_id else shown_millis(message.ts)
-
-
-def shown_millis(epoch: float) -> int:
-    """A time as the ``time`` tag shows it, in whole milliseconds."""
-    return int(epoch * 1000)
 
 
 def parse_ref(text: str) -> Ref:
