@@ -177,6 +177,10 @@ class ClusterBus:
         # The newest format of the log every live node reads (keys.LOG_FORMAT).
         self.log_format: Callable[[], int] = lambda: 1
 
+    @property
+    def node_id(self) -> str:
+        return self._node
+
     # -- routes: this node's own ------------------------------------------
 
     def connect(self, room: Room, endpoints: Iterable[Endpoint]) -> None:

@@ -127,9 +127,13 @@ def text(value: Any) -> str:
 
 def entries_of(fields: Mapping[bytes, bytes]) -> list[Any]:
     """The entries of one item of the log: one (``j``), or several written together
-    in one turn (``b``, a list). Posts numbered by the script that appended them
-    (``f``, the first one's number) get their numbers here, in the list's order:
-    the entry's ``s`` and its message's id."""
+    in one turn (``b``, a list), or room messages posted together, written
+    compactly (``c``, see :func:`compact_post`). Posts numbered by the script that
+    appended them (``f``, the first one's number) get their numbers here, in the
+    list's order: the entry's ``s`` and its message's id."""
+    posts = fields.get(b"c")
+    if posts is not None:
+        return _posts(posts, int(fields[b"f"]), text(fields[b"n"]))
     batch = fields.get(b"b")
     if batch is None:
         return [decode(fields[b"j"])]
@@ -140,6 +144,41 @@ def entries_of(fields: Mapping[bytes, bytes]) -> list[Any]:
             entry["s"] = number
             # A frozen event, made here: its id is set once, before anyone sees it.
             object.__setattr__(entry["e"], "id", number)
+    return entries
+
+
+def compact_post(entry: dict[str, Any]) -> bytes:
+    """The entry of a room message the poster's script numbers, as the log's format
+    4 writes it: its values in one list, in a fixed order, no names and no marks.
+    Every node decodes every such entry, and this form is parsed in about a third
+    of the time of the same entry as an object (half the bytes, one container
+    instead of five), and written in a sixth. What every entry of the kind holds
+    alike (its kind, that the script numbers it, its node) is not repeated; the
+    node is the item's (``n``)."""
+    event: Message = entry["e"]
+    sender_id, recipient_id, delivered = entry["p"]
+    extra = event.extra
+    values = [entry["r"], entry["t"], sender_id, recipient_id, delivered, event.sender,
+              event.text, event.ts, event.room, event.to, event.msg_kind,
+              _plain_dict(extra) if extra else None, event.history, event.offline]
+    try:
+        return orjson.dumps(values)
+    except orjson.JSONEncodeError:
+        return _encode_odd(values)
+
+
+def _posts(blob: bytes, first: int, node: str) -> list[dict[str, Any]]:
+    """The entries of an item of compact posts (:func:`compact_post`), numbered from
+    ``first``: each as the poster made it, with its number and its message's id."""
+    from_values = Message.from_values
+    entries = []
+    for number, (room_id, token, sender_id, recipient_id, delivered, sender, body, ts,
+                 room, to, kind, extra, history, offline) in enumerate(orjson.loads(blob),
+                                                                      first):
+        event = from_values(sender, body, ts, number, room, to, kind,
+                            _revived(extra) if extra else {}, history, offline)
+        entries.append({"k": "room", "r": room_id, "e": event, "o": 1, "t": token, "n": node,
+                        "p": [sender_id, recipient_id, delivered], "s": number})
     return entries
 
 

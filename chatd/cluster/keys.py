@@ -15,12 +15,15 @@ EPOCH_FIRST: Final = "{chatd}:epoch:first"
 LOG: Final = "{chatd}:log"
 # The log's formats: 1, one entry per stream item (field "j"); 2, also several
 # entries in one item (field "b"); 3, also an item whose entries are numbered by
-# the script that appended them (field "f", the first one's number). A node
-# writes a format only while every live node reads it (its record's "log"
+# the script that appended them (field "f", the first one's number); 4, also an
+# item of room messages that script appended written compactly (field "c", each
+# post's values in order, and "n", the appending node: chatd.cluster.codec). A
+# node writes a format only while every live node reads it (its record's "log"
 # field, chatd.cluster.janitor): a rolling upgrade mixes versions.
 LOG_BATCHES: Final = 2
 LOG_NUMBERED: Final = 3
-LOG_FORMAT: Final = LOG_NUMBERED
+LOG_COMPACT: Final = 4
+LOG_FORMAT: Final = LOG_COMPACT
 FENCE: Final = "{chatd}:fence"
 # The consumer group of the log whose consumers (one per node) store history.
 PERSIST: Final = "persist"

@@ -328,15 +328,16 @@ async def test_one_connections_lines_are_posted_together_and_keep_their_order(
 
 
 async def items_carrying(shared: redis.asyncio.Redis,
-                         texts: set[str]) -> list[tuple[set[str], bool]]:
-    """For each item of the log holding some of ``texts``: which, and whether the
-    script that appended the item numbered them (field f)."""
+                         texts: set[str]) -> list[tuple[set[str], bool, bool]]:
+    """For each item of the log holding some of ``texts``: which, whether the
+    script that appended the item numbered them (field f), and whether it wrote
+    them compactly (field c)."""
     found = []
     for _, fields in await shared.xrange(keys.LOG):
         held = {e["e"].text for e in codec.entries_of(fields)
                 if isinstance(e.get("e"), Message)} & texts
         if held:
-            found.append((held, b"f" in fields))
+            found.append((held, b"f" in fields, b"c" in fields))
     return found
 
 
@@ -351,7 +352,7 @@ async def burst(node: App, room: str, texts: list[str]) -> None:
 
 
 async def stage(node: App, shared: redis.asyncio.Redis, janitor: Janitor, log_format: int,
-                prefix: str) -> list[tuple[set[str], bool]]:
+                prefix: str) -> list[tuple[set[str], bool, bool]]:
     """With a live node of an earlier version that reads ``log_format`` (none:
     this version alone), a burst of 30 lines; the items that carried them."""
     if log_format < keys.LOG_FORMAT:
@@ -367,15 +368,16 @@ async def stage(node: App, shared: redis.asyncio.Redis, janitor: Janitor, log_fo
     texts = [f"{prefix}{i}" for i in range(30)]
     await burst(node, "lobby", texts)
     async with asyncio.timeout(10):
-        while sum(len(held) for held, _ in await items_carrying(shared, set(texts))) < 30:  # noqa: ASYNC110
+        while sum(len(item[0]) for item in await items_carrying(shared, set(texts))) < 30:  # noqa: ASYNC110
             await asyncio.sleep(0.02)
     return await items_carrying(shared, set(texts))
 
 
 async def test_the_log_is_written_in_the_newest_format_every_live_node_reads(
         start_node: StartNode, redis_server: RedisServer) -> None:
-    # A rolling upgrade mixes versions: an item of several entries (format 2), or one
-    # numbered by the poster's script (format 3), only once every live node reads it.
+    # A rolling upgrade mixes versions: an item of several entries (format 2), one
+    # numbered by the poster's script (format 3), or one of compact posts (format 4),
+    # only once every live node reads it.
     limits = {"limits__message_rate": 1000.0, "limits__message_burst": 1000.0}
     node = await start_node(1, **limits)
     await register(node, "ann")
@@ -387,15 +389,18 @@ async def test_the_log_is_written_in_the_newest_format_every_live_node_reads(
     await ann.command("/create lobby")
     shared = redis.asyncio.Redis.from_url(redis_server.url)
     single = await stage(node, shared, janitor, 1, "a")
-    assert all(len(held) == 1 and not numbered for held, numbered in single)
+    assert all(len(held) == 1 and not numbered for held, numbered, _ in single)
     batched = await stage(node, shared, janitor, keys.LOG_BATCHES, "b")
-    assert any(len(held) > 1 for held, _ in batched)
-    assert not any(numbered for _, numbered in batched)
+    assert any(len(held) > 1 for held, _, _ in batched)
+    assert not any(numbered for _, numbered, _ in batched)
     posted = await stage(node, shared, janitor, keys.LOG_NUMBERED, "c")
-    assert all(numbered for _, numbered in posted)
-    assert any(len(held) > 1 for held, _ in posted)
-    got = await messages(ann, 90)
-    assert [m["text"] for m in got] == [f"{p}{i}" for p in "abc" for i in range(30)]
+    assert all(numbered and not compact for _, numbered, compact in posted)
+    assert any(len(held) > 1 for held, _, _ in posted)
+    compacted = await stage(node, shared, janitor, keys.LOG_COMPACT, "d")
+    assert all(numbered and compact for _, numbered, compact in compacted)
+    assert any(len(held) > 1 for held, _, _ in compacted)
+    got = await messages(ann, 120)
+    assert [m["text"] for m in got] == [f"{p}{i}" for p in "abcd" for i in range(30)]
     ids = [m["id"] for m in got]
     assert ids == sorted(set(ids))  # one order, increasing ids, whatever the format
     await shared.aclose()
