@@ -60,6 +60,7 @@ import redis
 
 from chatd.cluster import codec, keys
 from chatd.cluster.gate import Gate
+from chatd.cluster.items import DecodedItems
 from chatd.cluster.retry import Retries, stopping
 from chatd.cluster.sequencer import EpochChanged, busy
 from chatd.delivery.issuer import issuer, issuing
@@ -120,8 +121,11 @@ class ClusterBus:
                  shared: redis.asyncio.Redis, room_of: Callable[[int], Room | None],
                  user_of: Callable[[int], User | None],
                  resync: Callable[[int], Awaitable[None]],
-                 account_changed: Callable[[Entry], Awaitable[None]]) -> None:
+                 account_changed: Callable[[Entry], Awaitable[None]],
+                 items: DecodedItems | None = None) -> None:
         self.local = local
+        # Decoded once for this reader and the node's persister.
+        self.items = DecodedItems() if items is None else items
         self._account_changed = account_changed
         self._node = node_id
         self._ids = sequencer
@@ -522,6 +526,7 @@ class ClusterBus:
         self._held.clear()
         self._gap_since = None
         self._dropped.clear()
+        self.items.clear()
         self._replies.clear()
         self._echoes.clear()
         self._guests.clear()
@@ -580,7 +585,7 @@ class ClusterBus:
             taken += len(items)
             for stream_id, fields in items:
                 self.position = stream_id
-                for entry in codec.readable_entries(stream_id, fields):
+                for entry in self.items.entries(stream_id, fields):
                     waiting = self._take(entry)
                     if waiting is not None:
                         await waiting

@@ -178,7 +178,8 @@ class ClusterNode:
         bus = self.bus
         self.heartbeat.position = lambda: bus.position
         store = getattr(self._storage, "store_messages")  # noqa: B009 - PostgreSQL's alone
-        self.persister = Persister(self.redis, self.node_id, store, self.bus.verdict)
+        self.persister = Persister(self.redis, self.node_id, store, self.bus.verdict,
+                                   self.bus.items)
         self.sequencer.backlogged = lambda: self.persister is not None and self.persister.full
         self.tail = LogTail(self.redis, self.bus.verdict)
         return self.bus

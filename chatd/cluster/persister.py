@@ -53,6 +53,7 @@ from typing import TYPE_CHECKING, Any
 import redis
 
 from chatd.cluster import codec, keys
+from chatd.cluster.items import DecodedItems
 from chatd.cluster.retry import Retries, stopping
 from chatd.domain.names import is_number
 from storage.api import StorageError
@@ -134,8 +135,10 @@ class Persister:
     """This node's consumer of the group ``persist``."""
 
     def __init__(self, shared: redis.asyncio.Redis, node_id: str, store: Store,
-                 verdict: Verdict) -> None:
+                 verdict: Verdict, items: DecodedItems | None = None) -> None:
         self._shared = shared
+        # Decoded once for this consumer and the node's bus.
+        self._items = DecodedItems() if items is None else items
         self._name = node_id
         self._store = store
         self._verdict = verdict
@@ -249,7 +252,7 @@ class Persister:
         answer: Any = await self._shared.xreadgroup(
             keys.PERSIST, self._name, {keys.LOG: start}, count=BATCH, block=block)
         return [pair for _, items in answer or () for stream_id, fields in items if fields
-                for pair in _decoded(stream_id, fields)]
+                for pair in self._decoded(stream_id, fields)]
 
     async def _claim(self) -> list[Pair]:
         answer: Any = await self._shared.xautoclaim(
@@ -265,10 +268,16 @@ class Persister:
         if self._claim_from == "0-0":
             self._claimed_at = time.monotonic()  # went round: rest a while
         pairs = [pair for stream_id, fields in items if fields
-                 for pair in _decoded(stream_id, fields)]
+                 for pair in self._decoded(stream_id, fields)]
         if pairs:
             log.info("cluster: took over %d log entries pending with another node", len(pairs))
         return pairs
+
+    def _decoded(self, stream_id: bytes, fields: dict[bytes, bytes]) -> list[Pair]:
+        entries = self._items.entries(stream_id, fields)
+        # An item it cannot read is still acknowledged (with nothing to store): left
+        # pending, it would be claimed and skipped again for ever.
+        return [(stream_id, entry) for entry in entries] or [(stream_id, {})]
 
     # -- storing -------------------------------------------------------------
 
@@ -354,12 +363,6 @@ class Persister:
                         "length (%d): is PostgreSQL reachable?", backlog, length)
         self._warned = warn
 
-
-def _decoded(stream_id: bytes, fields: dict[bytes, bytes]) -> list[Pair]:
-    entries = codec.readable_entries(stream_id, fields)
-    # An item it cannot read is still acknowledged (with nothing to store): left
-    # pending, it would be claimed and skipped again for ever.
-    return [(stream_id, entry) for entry in entries] or [(stream_id, {})]
 
 
 class LogWriter:
