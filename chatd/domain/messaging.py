@@ -12,6 +12,7 @@ the cluster's reader checks sanctions again where the order is decided).
 from __future__ import annotations
 
 import logging
+from functools import partial
 from typing import TYPE_CHECKING, Any
 
 from chatd.domain.events import ROOM_KEY, Message, Typing
@@ -23,6 +24,7 @@ from storage.api import Unavailable
 from storage.records import MessageRecord
 
 if TYPE_CHECKING:
+    import asyncio
     from collections.abc import Awaitable
 
     from chatd.domain.accounts import User
@@ -108,24 +110,47 @@ class Messaging:
             return self._to_room(session, user, room, number, text, kind, extra, label)
         return self._to_room_later(session, user, room, number, text, kind, extra, label)
 
-    async def _post_in_one(self, poster: Poster, session: Endpoint, user: User, room: Room,
-                           text: str, kind: str, extra: dict[str, Any],
-                           label: str | None) -> int:
+    def _post_in_one(self, poster: Poster, session: Endpoint, user: User, room: Room,
+                     text: str, kind: str, extra: dict[str, Any],
+                     label: str | None) -> asyncio.Future[int]:
         """A post charged, numbered and published in one step by ``poster``: its
-        record and event are made before the id exists (the readers number them)."""
+        record and event are made before the id exists (the readers number them).
+
+        Its id once placed, as a future the poster's answer settles through a
+        callback, not a task: a node posts thousands of messages a second, and a
+        task per post (made, stepped twice, finished) was a tenth of its CPU."""
         charge = self._protection.message_charge(session, room)
         msg = MessageRecord(0, user.id, user.name, text, self._clock.time(),
                             room_id=room.id, kind=kind, extra=extra)
         skip = session if label is not None else None
-        try:
-            number = await poster.post(room, Message.of(msg, room=room.name), msg, charge,
-                                       skip, label)
-        except RateRefused as refused:
-            self._protection.refuse_message(session, user, room, refused.wait)
-        stats = self._stats
-        stats.messages += 1
-        stats.deliveries += len(self._bus.in_room(room))
-        return number
+        placed = poster.post(room, Message.of(msg, room=room.name), msg, charge, skip, label)
+        posted: asyncio.Future[int] = placed.get_loop().create_future()
+        placed.add_done_callback(partial(self._placed, posted, session, user, room))
+        return posted
+
+    def _placed(self, posted: asyncio.Future[int], session: Endpoint, user: User, room: Room,
+                placed: asyncio.Future[int]) -> None:
+        """``placed`` settled: its post counted, or refused (an empty bucket through
+        the flood accounting, as on one node)."""
+        if placed.cancelled():
+            posted.cancel()
+            return
+        failure = placed.exception()
+        if failure is None:
+            stats = self._stats
+            stats.messages += 1
+            stats.deliveries += len(self._bus.in_room(room))
+            if not posted.done():
+                posted.set_result(placed.result())
+            return
+        if posted.done():
+            return  # its asker gave up (a command cancelled with its connection)
+        if isinstance(failure, RateRefused):
+            try:
+                self._protection.refuse_message(session, user, room, failure.wait)
+            except ChatError as refusal:
+                failure = refusal
+        posted.set_exception(failure)
 
     async def _to_room_charged(self, session: Endpoint, user: User, room: Room,
                                charged: Awaitable[None], text: str, kind: str,

@@ -22,6 +22,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Protocol
 
 if TYPE_CHECKING:
+    import asyncio
     from collections.abc import Collection, Iterable, Mapping, Sequence
     from contextlib import AbstractAsyncContextManager
 
@@ -156,13 +157,14 @@ class Poster(Protocol):
         """Whether posts may go this way now (else the three steps)."""
 
     def post(self, room: Room, event: Message, record: MessageRecord, charge: Charge,
-             skip: Endpoint | None, label: str | None) -> Awaitable[int]:
+             skip: Endpoint | None, label: str | None) -> asyncio.Future[int]:
         """Charge ``charge``, then number ``event`` (the message of ``record``, its id
         not known yet) and publish it to ``room``; the id once it took its place
         in the order. Raises :class:`~chatd.domain.limits.RateRefused` when the
         bucket is empty, and a ChatError (``busy``, or the sanction ordered
         before it) when it could not be sent. ``skip`` is shown its copy as the
-        reply labelled ``label``."""
+        reply labelled ``label``. A future, so that the caller can settle its
+        own by a callback rather than a task per post."""
 
 
 # A message id, now or once a shared counter answered (see :class:`Sequencer`).

@@ -8,9 +8,11 @@ the handler and turns its result or its exception into one ``ok`` or
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import sys
 from collections.abc import Awaitable, Coroutine
+from functools import partial
 from typing import TYPE_CHECKING, Any
 
 from chatd.delivery.issuer import issuing
@@ -120,12 +122,26 @@ class Dispatcher:
                 posts = session.posts
                 if posts is None:
                     posts = session.posts = Posts()
-                return posts.add(self._sent(ctx, pending))
+                if isinstance(pending, asyncio.Future):  # the poster's: no task needed
+                    pending.add_done_callback(partial(self._answered, ctx))
+                    return posts.add(pending)
+                return posts.add(asyncio.ensure_future(self._sent(ctx, pending)))
         return None
 
     async def _sent(self, ctx: Context, pending: Awaitable[Any]) -> None:
         try:
             await pending
+        except ChatError as exc:
+            ctx.reply_error(exc)
+        except Exception:
+            self._crash(ctx)
+
+    def _answered(self, ctx: Context, post: asyncio.Future[Any]) -> None:
+        """A post's refusal, if any, is its line's answer (as :meth:`_sent` says it)."""
+        if post.cancelled() or post.exception() is None:
+            return
+        try:
+            post.result()  # raises it, so that a crash is logged with its traceback
         except ChatError as exc:
             ctx.reply_error(exc)
         except Exception:

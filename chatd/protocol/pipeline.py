@@ -25,7 +25,7 @@ from collections import deque
 from typing import TYPE_CHECKING, Final
 
 if TYPE_CHECKING:
-    from collections.abc import Awaitable, Coroutine
+    from collections.abc import Awaitable
     from typing import Any
 
 # Posts one connection may have waiting for the cluster at once.
@@ -38,7 +38,7 @@ class Posts:
     __slots__ = ("_waiting",)
 
     def __init__(self) -> None:
-        self._waiting: deque[asyncio.Task[None]] = deque()
+        self._waiting: deque[asyncio.Future[Any]] = deque()
 
     def waiting(self) -> bool:
         """Whether a post of this connection has not settled yet."""
@@ -47,15 +47,15 @@ class Posts:
             waiting.popleft()
         return bool(waiting)
 
-    def add(self, post: Coroutine[Any, Any, None]) -> Awaitable[None] | None:
-        """Run ``post`` beside the next lines: None, or, past ``MAX_WAITING``, an
+    def add(self, post: asyncio.Future[Any]) -> Awaitable[None] | None:
+        """``post`` runs beside the next lines: None, or, past ``MAX_WAITING``, an
         awaitable the next line waits for (the oldest post)."""
-        self._waiting.append(asyncio.ensure_future(post))
+        self._waiting.append(post)
         if self.waiting() and len(self._waiting) >= MAX_WAITING:
             return self._oldest()
         return None
 
-    def pending(self) -> list[asyncio.Task[None]]:
+    def pending(self) -> list[asyncio.Future[Any]]:
         """The posts not settled yet (a server stopping waits for them)."""
         return [post for post in self._waiting if not post.done()]
 
