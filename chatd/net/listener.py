@@ -242,8 +242,10 @@ class Listeners:
                 f"{rooms} room{'s' * (rooms != 1)}. Type /help to begin.")
         if self.config.server.motd:
             text += "\n" + self.config.server.motd
+        # max_line: the longest line this connection takes (its framer was made with
+        # this configuration's), so a client can refuse a longer one before sending it.
         return {"type": "notice", "text": text, "server": self.config.server.name,
-                "version": __version__}
+                "version": __version__, "max_line": self.config.listen.max_line}
 
     # -- timeouts ------------------------------------------------------------------------
 

@@ -84,6 +84,29 @@ async def test_a_long_message_is_line_too_long_and_a_huge_one_closes(
         await web.close()
 
 
+@pytest.mark.server(listen__max_line=300)
+async def test_the_json_banner_announces_the_line_limit_that_applies(
+        server: ChatServer) -> None:
+    async with connect(ws_url(server, "/ws?format=json"), subprotocols=["text.chatd"]) as ws:
+        banner = json.loads(await asyncio.wait_for(ws.recv(), 5))
+        assert banner["type"] == "notice" and banner["version"]
+        assert banner["max_line"] == 300
+        # The announced figure is the one the connection applies: 300 bytes pass...
+        await ws.send("@a /ping " + "x" * (300 - len("@a /ping ")))
+        reply = json.loads(await asyncio.wait_for(ws.recv(), 5))
+        assert reply.get("code") != "line-too-long" and reply["label"] == "a"
+        # ... and 301 do not.
+        await ws.send("@b /ping " + "x" * (301 - len("@b /ping ")))
+        refused = json.loads(await asyncio.wait_for(ws.recv(), 5))
+        assert refused["code"] == "line-too-long"
+
+
+async def test_the_banner_announces_the_default_line_limit(server: ChatServer) -> None:
+    async with connect(ws_url(server, "/ws?format=json"), subprotocols=["text.chatd"]) as ws:
+        banner = json.loads(await asyncio.wait_for(ws.recv(), 5))
+        assert banner["max_line"] == server.config.listen.max_line == 4096
+
+
 async def test_fragments_are_one_message_and_invalid_utf8_is_refused(
         server: ChatServer) -> None:
     raw = await RawWs.open(server)
