@@ -7,7 +7,7 @@
 // protocol works here; plain lines go to the room on screen, which the client
 // keeps as the connection's current room (/switch).
 
-import {Api, Connection, MAX_LINE_BYTES, applyTheme, clockTime, currentTheme, el, utf8Bytes}
+import {Api, Connection, applyTheme, clockTime, currentTheme, el, utf8Bytes}
   from "./connection.js";
 
 const conn = new Connection("chatd.session");
@@ -611,15 +611,17 @@ function keep(line) {
   if (!input.value) input.value = line;
 }
 
-// The size of the line against the server's limit, from when it nears it (a line
-// is bytes of UTF-8 with what the page adds: the label, /say and the room...).
+// The size of the line against the server's limit (the one its banner announced),
+// from when it nears it (a line is bytes of UTF-8 with what the page adds: the
+// label, /say and the room...).
 function limitHint() {
   const input = $("composer-input");
   const hint = $("composer-limit");
   const typed = input.value;
   const wire = outgoing(state.convs.get(state.active), typed);
   const used = utf8Bytes(typed);
-  const room = wire === null ? MAX_LINE_BYTES : MAX_LINE_BYTES - (conn.commandBytes(wire) - used);
+  const limit = conn.maxLine;
+  const room = wire === null ? limit : limit - (conn.commandBytes(wire) - used);
   const over = used > room;
   hint.hidden = used < room * LIMIT_SHOWN_FROM;
   hint.textContent = over ? `${used} bytes: over the ${room} a line may have here; shorten it to send.`
@@ -888,6 +890,7 @@ conn.onStatus(async (status, detail) => {
     const conv = state.convs.get(state.active);
     if (conv && conv.kind === "room" && conv.member) conn.command(`/switch ${conv.name}`);
     refreshMembers();
+    limitHint();  // against the limit the server now announces
     connectionStatus(status);
   } else if (status === "logged-out") {
     await endSession(`Logged out: ${detail || "log in again."}`);

@@ -16,10 +16,17 @@ const API_RETRIES = 5;
 const LINK_REUSE_MS = 60000;
 const BACKOFF_FIRST_MS = 300;
 const BACKOFF_MAX_MS = 5000;
-// The longest line the server takes, in bytes of UTF-8: listen.max_line's default.
-// The server announces no limit; one configured lower still refuses a line with
-// line-too-long, which the command's promise then gets.
-export const MAX_LINE_BYTES = 4096;
+// The longest line the server takes, in bytes of UTF-8, until it says otherwise: its
+// banner announces its own (max_line, listen.max_line); a server that does not is
+// taken to have listen.max_line's default. One that refuses a line all the same
+// (line-too-long) answers the command's promise with that error.
+export const DEFAULT_MAX_LINE_BYTES = 4096;
+
+// The limit a banner announces, or the default when it names none (or nonsense).
+export function announcedLimit(banner) {
+  const limit = banner && banner.max_line;
+  return Number.isSafeInteger(limit) && limit > 0 ? limit : DEFAULT_MAX_LINE_BYTES;
+}
 
 const encoder = new TextEncoder();
 
@@ -40,6 +47,7 @@ export class Connection {
     this.timer = null;
     this.user = null;
     this.renewing = null;
+    this.maxLine = DEFAULT_MAX_LINE_BYTES;  // the connected server's, from its banner
   }
 
   // -- what the tab keeps (sessionStorage: this tab only, gone when it closes) --
@@ -97,6 +105,8 @@ export class Connection {
             return;
           }
           this.adopt(ws);
+          // Each connection's banner: a restarted server may have another limit.
+          this.maxLine = announcedLimit(record);
           resolve(record);
         }
         // What a replaced socket still says is not this tab's any more.
@@ -164,9 +174,9 @@ export class Connection {
                               message: "not connected; reconnecting."});
     }
     const bytes = this.commandBytes(line);
-    if (bytes > MAX_LINE_BYTES) {
+    if (bytes > this.maxLine) {
       return Promise.resolve({type: "error", code: "line-too-long", message:
-        `that line is ${bytes} bytes; the server takes at most ${MAX_LINE_BYTES}. Nothing was sent.`});
+        `that line is ${bytes} bytes; the server takes at most ${this.maxLine}. Nothing was sent.`});
     }
     this.count += 1;
     const label = `c${this.count}`;
