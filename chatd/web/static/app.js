@@ -23,6 +23,9 @@ const MEMBER_EVENTS = new Set(["join", "leave", "kick", "ban", "unban", "promote
                                "owner", "voice", "devoice", "rename", "terminated"]);
 // Events that take a user out of a room.
 const REMOVALS = new Set(["kick", "ban", "terminated", "leave"]);
+// The notifications that tell one while the connection was away, and their events.
+const REMOVAL_NOTIFICATIONS = new Map([["kicked", "kick"], ["banned", "ban"],
+                                       ["terminated", "terminated"]]);
 const LIST_FIELDS = ["rooms", "members", "entries", "files", "tokens", "blocks", "requests",
                      "webhooks", "keys", "past", "notifications", "messages", "stickers",
                      "bots", "online"];
@@ -36,6 +39,8 @@ const state = {
   notifications: [],
   stickers: null,
   resumeFrom: null,
+  // The ids of the notifications the page had when its connection went away.
+  notificationsBefore: null,
   olderLoading: false,
   loggingIn: false,
 };
@@ -502,8 +507,25 @@ function removalSentence(e) {
     case "kick": return `You were kicked from #${e.room}${by}${why}.`;
     case "ban": return `You were banned from #${e.room}${by}${why}.`;
     case "terminated": return `#${e.room} ended: you were its last member.`;
+    case "gone": return `You are no longer in #${e.room}: you left it on another connection, `
+      + "or were removed, while this one was away.";
     default: return `You left #${e.room}${why} on another connection.`;
   }
+}
+
+// Out of a room while the connection was away: what the server said of it meanwhile
+// (the newest notification of a kick, a ban or the room's end among those that came
+// then), as the event it stands for. A leave elsewhere leaves no notification.
+function removalWhileAway(conv, known) {
+  let found = null;
+  for (const n of state.notifications) {
+    if (!REMOVAL_NOTIFICATIONS.has(n.kind) || known.has(n.id)) continue;
+    if (String(n.room).toLowerCase() !== conv.name.toLowerCase()) continue;
+    if (!found || n.id > found.id) found = n;
+  }
+  if (!found) return {event: "gone", room: conv.name, user: state.me};
+  return {event: REMOVAL_NOTIFICATIONS.get(found.kind), room: conv.name, user: state.me,
+          actor: found.actor, reason: found.reason};
 }
 
 function eventSentence(e) {
@@ -521,6 +543,7 @@ function eventSentence(e) {
       return `${e.user} is now ${e.role}${by}`;
     case "topic": return e.topic ? `${e.actor} set the topic: ${e.topic}` : `${e.actor} cleared the topic`;
     case "terminated": return `#${e.room} ended`;
+    case "gone": return `${e.user} is no longer in #${e.room}`;
     case "invite": return `${e.actor} invited ${e.user}`;
     case "request": return `${e.user} asks to join #${e.room}`;
     case "rename": return `${e.user} is now known as ${e.name}`;
@@ -818,15 +841,23 @@ async function start(reply) {
   connectionStatus("connected");
 }
 
+// The rooms the page lists, from the login's and /myrooms: the ones it had as the
+// account's and that are not any more (left, kicked... while the connection was
+// away) are listed as rooms it is not in, and returned, for the caller to say so.
 async function syncRooms(names) {
+  const was = new Set(Array.from(state.convs.values())
+    .filter((conv) => conv.kind === "room" && conv.member));
   for (const name of names) conversation("room", name).member = true;
   const mine = await conn.command("/myrooms");
+  const current = new Set((mine.type === "ok" ? mine.rooms.map((room) => room.name) : names)
+    .map((name) => name.toLowerCase()));
+  const lost = [];
+  for (const conv of state.convs.values()) {
+    if (conv.kind !== "room" || current.has(conv.name.toLowerCase())) continue;
+    conv.member = false;
+    if (was.has(conv)) lost.push(conv);
+  }
   if (mine.type === "ok") {
-    const current = new Set(mine.rooms.map((room) => room.name.toLowerCase()));
-    for (const conv of state.convs.values()) {
-      // Left meanwhile (kicked while the connection was away, say).
-      if (conv.kind === "room" && !current.has(conv.name.toLowerCase())) conv.member = false;
-    }
     for (const room of mine.rooms) {
       const conv = conversation("room", room.name);
       conv.member = true;
@@ -834,8 +865,9 @@ async function syncRooms(names) {
     }
   }
   const shown = state.convs.get(state.active);
-  if (shown) renderHeader(shown);
+  if (shown && !lost.includes(shown)) renderHeader(shown);
   renderNav();
+  return lost;
 }
 
 // The direct conversations the account has had, listed as the rooms are (a reload
@@ -876,17 +908,28 @@ function connectionStatus(status) {
 conn.onRecord(onRecord);
 conn.onStatus(async (status, detail) => {
   if (status === "reconnecting") {
-    if (state.resumeFrom === null) state.resumeFrom = (conn.saved || {}).lastId || 0;
+    if (state.resumeFrom === null) {
+      state.resumeFrom = (conn.saved || {}).lastId || 0;
+      state.notificationsBefore = new Set(state.notifications.map((n) => n.id));
+    }
     connectionStatus(status);
   } else if (status === "reconnected" && state.me === null) {
     await start(detail);  // the tab opened while the server was away
   } else if (status === "reconnected") {
     const lastId = state.resumeFrom || 0;
+    const known = state.notificationsBefore || new Set();
     state.resumeFrom = null;
-    await syncRooms(detail.rooms || []);
+    state.notificationsBefore = null;
+    await loadNotifications();  // those written while the connection was away
+    // A room left meanwhile is taken off the screen as a removal seen live is, with
+    // the reason the notifications give (the events themselves were missed).
+    for (const conv of await syncRooms(detail.rooms || [])) {
+      const record = removalWhileAway(conv, known);
+      addNote(conv, eventSentence(record), "event");
+      removedFrom(conv, record);
+    }
     api.links.clear();  // signed by the daemon that went away: they may no longer pass
     await recover(lastId);
-    await loadNotifications();  // those written while the connection was away
     const conv = state.convs.get(state.active);
     if (conv && conv.kind === "room" && conv.member) conn.command(`/switch ${conv.name}`);
     refreshMembers();

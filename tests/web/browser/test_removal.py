@@ -92,3 +92,47 @@ async def test_kicked_banned_or_ended_on_screen_the_screen_shows_none_and_says_w
     await dave.locator("#log li.error").filter(has_text="You are not in #lounge").wait_for()
     assert await dave.locator("#composer-input").input_value() == "kept for later"
     assert dave.script_errors == []
+
+
+async def test_removed_while_away_the_screen_shows_none_once_back_and_says_why(
+        daemon: Daemon, browser: Any) -> None:
+    dave = await browser("dave")
+    await register(dave, daemon.url, "dave")
+    composer_label = dave.locator("#composer-label")
+    cases = [("lounge", "alice", "/kick dave lounge bye from alice",
+              "You were kicked from #lounge by alice (bye from alice)."),
+             ("hall", "alice", "/ban dave hall spam",
+              "You were banned from #hall by alice (spam)."),
+             # alice leaves dave, a plain member, alone: the room ends.
+             ("duo", "alice", "/leave duo", "#duo ended: you were its last member."),
+             # Left over TCP: no notification says so, and the page says what it knows.
+             ("yard", "dave", "/leave yard", "You are no longer in #yard")]
+    for room, actor, line, why in cases:
+        alice = await daemon.tcp_user("alice")
+        await alice.command(f"/create {room}")
+        await enter_room(dave, f"/join {room}", room)
+        assert await composer_label.text_content() == f"Message #{room}"
+        # The page's socket is gone while it happens: the daemon is back without its
+        # web listener, and the sanction is given over TCP.
+        await daemon.stop()
+        await dave.locator("#connection").filter(has_text="reconnecting").wait_for()
+        await daemon.start(web=False)
+        await (await daemon.tcp_user(actor)).command(line)
+        await daemon.stop()
+        await daemon.start()
+        await dave.locator("#connection").filter(has_text="Reconnected").wait_for()
+        await dave.locator("#log li.removed").filter(has_text=why).wait_for()
+        await dave.locator("#view-title").filter(has_text="No room yet").wait_for()
+        assert await composer_label.text_content() == "Message"
+        assert await dave.locator("#member-list li").count() == 0
+        await dave.get_by_role("button", name=f"#{room}, not a member").wait_for()
+        await type_line(dave, "still here?")
+        nowhere = dave.locator("#log li.error").filter(has_text="join or create a room first")
+        await nowhere.wait_for()
+    # Opened again, the room tells what happened to it, as after a kick seen live.
+    await dave.get_by_role("button", name="#lounge, not a member").click()
+    await dave.locator("#view-title").filter(has_text="#lounge").wait_for()
+    assert await composer_label.text_content() == "Not in #lounge: /join lounge to go back"
+    await dave.locator("#log li.event").filter(
+        has_text="dave was kicked from #lounge by alice (bye from alice)").wait_for()
+    assert dave.script_errors == []
