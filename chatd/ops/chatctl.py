@@ -16,6 +16,7 @@ import contextlib
 import getpass
 import json
 import os
+import re
 import sys
 import tempfile
 import time
@@ -38,6 +39,11 @@ EMPTY = {"audit": "audit entries"}
 TIME_KEYS = frozenset({"ts", "until", "created", "expires", "last_used"})
 # What a missing time means where it is a limit (or, for a token's last use, a fact).
 UNLIMITED = {"until": "permanent", "expires": "never", "last_used": "never"}
+# The options taking a duration. argparse reads a word starting with "-" after one as
+# the next option ("--duration -5m": "expected one argument"): such a word is given
+# to the option, whose check then says what is wrong with it.
+DURATION_OPTIONS = ("--duration", "--ttl")
+_DASHED_VALUE = re.compile(r"-[0-9.]")
 
 
 class PasswordError(Exception):
@@ -116,12 +122,51 @@ def read_password(name: str, from_stdin: bool = False) -> str:
 def _parse(argv: list[str] | None) -> argparse.Namespace:
     """Parse, letting a reason follow options: "ban bob general --duration 1h spam"."""
     parser = _parser()
-    args, extra = parser.parse_known_args(argv)
+    args, extra = parser.parse_known_args(
+        _dashed_durations(sys.argv[1:] if argv is None else argv))
     if extra and getattr(args, "reason", None) is not None:
         args.reason = " ".join([args.reason, *extra]).strip()
     elif extra:
         parser.error(f"unrecognized arguments: {' '.join(extra)}")
     return args
+
+
+def _dashed_durations(argv: list[str]) -> list[str]:
+    """``--duration -5m`` as ``--duration=-5m`` (and so for ``--ttl``, and for their
+    abbreviations, which argparse takes too): the value's check refuses it then,
+    saying why, where argparse alone would take it for an option."""
+    out: list[str] = []
+    words = iter(argv)
+    for word in words:
+        if word == "--":  # the rest are positionals, as typed
+            out.append(word)
+            out.extend(words)
+            break
+        if (len(word) > 2 and "=" not in word
+                and any(option.startswith(word) for option in DURATION_OPTIONS)):
+            value = next(words, None)
+            if value is not None and _DASHED_VALUE.match(value):
+                out.append(f"{word}={value}")
+                continue
+            out.append(word)
+            if value is not None:
+                out.append(value)
+            continue
+        out.append(word)
+    return out
+
+
+def _duration(option: str, without: str) -> Callable[[str], str]:
+    """The check of a duration option's value, which goes to the daemon as given (the
+    daemon parses it). A negative one is refused here: argparse then names the
+    option, and the daemon would only call it an invalid duration."""
+    def check(value: str) -> str:
+        if value.strip().startswith("-"):
+            raise argparse.ArgumentTypeError(
+                f'"{value}" is negative: a duration says how long, like 30m or 7d (leave '
+                f"{option} out for {without})")
+        return value
+    return check
 
 
 def _common() -> argparse.ArgumentParser:
@@ -198,7 +243,8 @@ def _bots(command: Callable[[str, str], argparse.ArgumentParser]) -> None:
     create.add_argument("--owner", help="the user who owns it (default: nobody)")
     create.add_argument("--scopes", help="what its token may do: read,post,moderate,admin or "
                                          "all (default read,post)")
-    create.add_argument("--ttl", help="the token's lifetime, like 30d (default: no expiry)")
+    create.add_argument("--ttl", type=_duration("--ttl", "a token that never expires"),
+                        help="the token's lifetime, like 30d (default: no expiry)")
     command("bot-delete", "delete a bot account").add_argument("name")
 
 
@@ -210,7 +256,8 @@ def _moderation(command: Callable[[str, str], argparse.ArgumentParser]) -> None:
         cmd.add_argument("user")
         cmd.add_argument("room")
         if name in ("ban", "mute"):
-            cmd.add_argument("--duration", help="like 30m or 7d (default: permanent)")
+            cmd.add_argument("--duration", type=_duration("--duration", f"a permanent {name}"),
+                             help="like 30m or 7d (default: permanent)")
         if name in ("kick", "ban"):
             cmd.add_argument("reason", nargs="?", default="")
 
