@@ -227,12 +227,15 @@ class Persister:
 
     def _lagged(self, pairs: list[Pair], now: float) -> None:
         """Add the lag of the messages of a batch stored, acknowledged at ``now``,
-        Redis's time (see Lag)."""
+        Redis's time (see Lag). An item's entries share its time: read once."""
+        counts: dict[bytes, int] = {}
         for stream_id, _ in pairs:
+            counts[stream_id] = counts.get(stream_id, 0) + 1
+        for stream_id, count in counts.items():
             appended = appended_at(stream_id)
             if appended is not None:
-                self.lag_seconds += max(0.0, now - appended)
-                self.lagged += 1
+                self.lag_seconds += max(0.0, now - appended) * count
+                self.lagged += count
 
     async def _next(self) -> list[Pair]:
         """This consumer's own pending entries, else entries another consumer left
