@@ -80,9 +80,11 @@ async def _join(ctx: IrcContext, name: str, key: str) -> None:
         await ctx.listener.guests.join(ctx.session, room, key or None)
         _announce(ctx, room)
     elif await services.admission.admit(user, room, ctx.session, key or None) == "requested":
-        ctx.line(f":{ctx.listener.renderer.server} NOTICE {ctx.nick} :{channel(room.name)} "
-                 "admits by request: your request is filed; you will be notified of the "
-                 "answer.")
+        renderer = ctx.listener.renderer
+        ctx.lines.extend(renderer.tagged([format_line(
+            "NOTICE", ctx.nick, f"{channel(room.name)} admits by request: your request is "
+            "filed; you will be notified of the answer.", source=renderer.server)],
+            ctx.session.key))
     else:
         _announce(ctx, room)
 

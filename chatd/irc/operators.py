@@ -54,10 +54,18 @@ def change_user_modes(ctx: IrcContext, changes: list[tuple[str, str]]) -> None:
             changed += flag if last == sign else sign + flag
             last = sign
     if changed:
-        ctx.line(format_line("MODE", ctx.nick, changed, trailing=False,
-                             source=ctx.listener.renderer.mask(ctx.nick)))
+        _tell_modes(ctx, changed)
     if unknown:
         ctx.reply(n.ERR_UMODEUNKNOWNFLAG, "Unknown MODE flag")
+
+
+def _tell_modes(ctx: IrcContext, changed: str) -> None:
+    """The client's ``MODE nick`` line of what changed in its user modes: its own
+    act, tagged as every event it is shown (``time`` with server-time)."""
+    renderer = ctx.listener.renderer
+    ctx.lines.extend(renderer.tagged([format_line("MODE", ctx.nick, changed, trailing=False,
+                                                  source=renderer.mask(ctx.nick))],
+                                     ctx.session.key))
 
 
 def _set_flag(ctx: IrcContext, flag: str, on: bool) -> bool:
@@ -129,8 +137,7 @@ async def oper(ctx: IrcContext) -> None:
     except ChatError:
         raise IrcError(n.ERR_PASSWDMISMATCH, "Password incorrect") from None
     if _set_flag(ctx, "o", True):
-        ctx.line(format_line("MODE", ctx.nick, "+o", trailing=False,
-                             source=ctx.listener.renderer.mask(ctx.nick)))
+        _tell_modes(ctx, "+o")
     ctx.reply(n.RPL_YOUREOPER, "You are now an IRC operator")
 
 
@@ -159,7 +166,8 @@ def wallops(ctx: IrcContext) -> None:
     """A message to every IRC client with user mode +w (server admins)."""
     _require_admin(ctx)
     text = plain_text(ctx.params[0])
-    line = format_line("WALLOPS", text, source=ctx.listener.renderer.mask(ctx.nick))
+    renderer = ctx.listener.renderer
+    lines = renderer.tagging([format_line("WALLOPS", text, source=renderer.mask(ctx.nick))])
     for session in ctx.listener.people.sessions():
         if session.has_mode("w"):
-            session.queue_lines([line])
+            session.queue_lines(lines(session.key))

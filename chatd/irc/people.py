@@ -234,10 +234,11 @@ class People:
             return
         listening = list(self._away_notify)
         params = (text,) if text else ()
-        line = format_line("AWAY", *params, source=self._renderer.mask(user.name))
+        lines = self._renderer.tagging([format_line("AWAY", *params,
+                                                    source=self._renderer.mask(user.name))])
         for session in self.sharing_channel(user, listening):
             if session.user is not user:
-                session.queue_lines([line])
+                session.queue_lines(lines(session.key))
 
     def sharing_channel(self, user: User,
                         among: Iterable[IrcSession] | None = None) -> Iterator[IrcSession]:

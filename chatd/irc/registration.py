@@ -177,12 +177,14 @@ def setname(ctx: IrcContext) -> None:
         return
     people = ctx.listener.people
     people.set_realname(ctx.session, realname)
-    line = format_line("SETNAME", realname, source=ctx.listener.renderer.mask(ctx.nick))
+    renderer = ctx.listener.renderer
+    # One time for everyone shown it (with server-time), the client itself too.
+    lines = renderer.tagging([format_line("SETNAME", realname, source=renderer.mask(ctx.nick))])
     for session in people.sharing_channel(ctx.user):
         if "setname" in session.caps and session is not ctx.session:
-            session.queue_lines([line])
+            session.queue_lines(lines(session.key))
     if "setname" in ctx.session.caps:
-        ctx.line(line)
+        ctx.lines.extend(lines(ctx.session.key))
 
 
 @irc_command("PASS", min_params=1, registered=False, scope=None)

@@ -77,6 +77,10 @@ def lane_key(key: int) -> int:
     return key - 8
 
 
+# The tag mode of a client that negotiated neither server-time nor message-tags.
+PLAIN: Final = cache_key(False, False)
+
+
 def channel(room: str) -> str:
     return f"#{room}"
 
@@ -147,13 +151,27 @@ class IrcRenderer:
         render = _EVENTS.get(type(event), IrcRenderer._as_notice)
         return _encode(self.tagged(render(self, event, key), key))
 
-    def tagged(self, lines: list[str], key: int) -> list[str]:
+    def tagged(self, lines: list[str], key: int, at: float | None = None) -> list[str]:
         """The lines of an event with the tags tag mode ``key`` gives every event
-        (``time`` with server-time). Also for the lines a command's reply tells its
-        sender of its own act (its JOIN, PART, NICK): the sender sees them tagged
-        as everyone else does."""
-        tags = self._tags(key, None, None)
+        (``time`` with server-time: ``at``, or now). Also for the lines a command's
+        reply tells its sender of its own act (its JOIN, PART, NICK, user MODE):
+        the sender sees them tagged as everyone else does."""
+        tags = self._tags(key, None if at is None else iso_ts(at), None)
         return [add_tags(line, tags) for line in lines] if tags else lines
+
+    def tagging(self, lines: list[str]) -> Callable[[int], list[str]]:
+        """The lines of one event that is not the domain's (an AWAY, a SETNAME, a
+        WALLOPS), as each tag mode is shown them: :meth:`tagged` with the time of
+        now, one time for every recipient, formatted once per tag mode."""
+        at = self._now()
+        shown: dict[int, list[str]] = {}
+
+        def of(key: int) -> list[str]:
+            found = shown.get(key)
+            if found is None:
+                found = shown[key] = self.tagged(lines, key, at)
+            return found
+        return of
 
     def lane(self, key: int) -> tuple[int, Render]:
         """The room-feed lane of tag mode ``key`` (chatd.delivery.feed): its lane key
@@ -331,24 +349,28 @@ class IrcRenderer:
 
     # -- personal renderings ----------------------------------------------------
 
-    def personal(self, record: Record, nick: str) -> bytes:
-        """Records addressed to one recipient: notices (and invitations) and errors."""
+    def personal(self, record: Record, nick: str, key: int = PLAIN) -> bytes:
+        """Records addressed to one recipient: notices (and invitations) and errors,
+        tagged as tag mode ``key`` tags events: with the time of a notification
+        (when it was stored, which a login's replay shows too), or of now."""
         kind = record["type"]
         if kind == "notice":
             note = record.get("notification") or {}
+            at = note.get("ts_epoch")
             if note.get("kind") == "invitation" and note.get("room"):
-                return _encode([format_line("INVITE", nick, channel(note["room"]),
-                                            source=self.source(note.get("actor")),
-                                            trailing=False)])
-            return self.notice(nick, str(record.get("text", "")))
+                return _encode(self.tagged([format_line("INVITE", nick, channel(note["room"]),
+                                                        source=self.source(note.get("actor")),
+                                                        trailing=False)], key, at))
+            return self.notice(nick, str(record.get("text", "")), key, at)
         if kind == "error":
-            return self.notice(nick, str(record.get("message", "")))
+            return self.notice(nick, str(record.get("message", "")), key)
         return b""
 
-    def notice(self, nick: str, text: str) -> bytes:
-        """A server NOTICE to ``nick``, one line per line of ``text``."""
-        return _encode([format_line("NOTICE", nick, line, source=self.server)
-                        for line in text.split("\n")])
+    def notice(self, nick: str, text: str, key: int = PLAIN, at: float | None = None) -> bytes:
+        """A server NOTICE to ``nick``, one line per line of ``text``, tagged for tag
+        mode ``key`` (with the time ``at``, or now)."""
+        return _encode(self.tagged([format_line("NOTICE", nick, line, source=self.server)
+                                    for line in text.split("\n")], key, at))
 
     # -- tags -----------------------------------------------------------------
 

@@ -255,7 +255,7 @@ class IrcSession(IrcState):
             renderer = self.listener.renderer
             shared = None if event is None else renderer.shared(event, self.key)
             if shared is None:
-                data = renderer.personal(record_for(item), self.nick)
+                data = renderer.personal(record_for(item), self.nick, self.key)
             else:
                 data = item.cache[self.key] = shared
         self._queue(data)
@@ -318,7 +318,7 @@ class IrcSession(IrcState):
             record = record_of(record)
         if record["type"] in ("notice", "error") and "version" not in record:
             # (The line protocol's banner has a "version": IRC has its welcome instead.)
-            self._queue(renderer.personal(record, self.nick))
+            self._queue(renderer.personal(record, self.nick, self.key))
 
     # -- IRC bookkeeping ------------------------------------------------------------
 

@@ -5,8 +5,9 @@ from __future__ import annotations
 
 import pytest
 
+from chatd.domain.clock import ManualClock, iso_ts
 from chatd.irc.codec import parse
-from tests.helpers import ChatServer, Clients
+from tests.helpers import PASSWORD, ChatServer, Clients
 from tests.irc.conftest import IrcFactory
 from tests.irc.helpers import IrcClient
 
@@ -187,3 +188,85 @@ async def test_a_clients_own_joins_parts_and_nicks_are_tagged_as_others_see_them
     plain.send("JOIN #lounge", "PART #lounge")
     assert not (await _line_of(plain, "JOIN")).startswith("@")
     assert not (await _line_of(plain, "PART")).startswith("@")
+
+
+def _stamped(line: str, clock: ManualClock) -> str:
+    """``line`` as a server-time client gets it: the time of now (the manual clock
+    stands still) before it."""
+    return f"@time={iso_ts(clock.time())} {line}"
+
+
+async def test_away_setname_wallops_and_user_modes_carry_the_time_of_their_event(
+        server: ChatServer, irc: IrcFactory, clock: ManualClock) -> None:
+    """Lines that are not the domain's events (AWAY, SETNAME, WALLOPS, a user mode
+    change) are tagged as its events are: with server-time, the time they happened,
+    the same for every client shown them; without it, no tag."""
+    await server.services.accounts.create("root", PASSWORD, is_admin=True)
+    caps = ("away-notify", "setname")
+    bob = await irc("bob", caps=("server-time", *caps))
+    carol = await irc("carol", caps=("server-time", *caps))
+    dave = await irc("dave", caps=caps)
+    for client in (bob, carol, dave):
+        client.send("JOIN #den")
+        await client.expect("366")
+    clock.advance(1.5)
+    carol.send("SETNAME :Carol C.")
+    await _tagged_alike(carol, bob, "SETNAME")
+    assert bob.lines[-1] == _stamped(":carol!carol@chatd.local SETNAME :Carol C.", clock)
+    assert await _line_of(dave, "SETNAME") == ":carol!carol@chatd.local SETNAME :Carol C."
+    clock.advance(2)
+    carol.send("AWAY :brb")
+    assert await _line_of(bob, "AWAY") == _stamped(":carol!carol@chatd.local AWAY :brb", clock)
+    assert await _line_of(dave, "AWAY") == ":carol!carol@chatd.local AWAY :brb"
+    clock.advance(3)
+    bob.send("MODE bob +w")
+    assert await _line_of(bob, "MODE") == _stamped(":bob!bob@chatd.local MODE bob +w", clock)
+    dave.send("MODE dave +w")
+    assert await _line_of(dave, "MODE") == ":dave!dave@chatd.local MODE dave +w"
+    root = await irc("root", caps=("server-time",))
+    clock.advance(4)
+    root.send(f"OPER root {PASSWORD}")
+    assert await _line_of(root, "MODE") == _stamped(":root!root@chatd.local MODE root +o",
+                                                    clock)
+    clock.advance(5)
+    root.send("WALLOPS :maintenance at noon")
+    wallops = ":root!root@chatd.local WALLOPS :maintenance at noon"
+    assert await _line_of(bob, "WALLOPS") == _stamped(wallops, clock)
+    assert await _line_of(dave, "WALLOPS") == wallops
+
+
+async def test_invitations_and_server_notices_carry_the_time_of_their_event(
+        irc: IrcFactory, clients: Clients, clock: ManualClock) -> None:
+    """The INVITE an invitee is shown, the notices of the server (its notifications, a
+    command's notice) and those told to a channel carry the time they happened."""
+    bob = await irc("bob", caps=("server-time",))
+    carol = await irc("carol", caps=("server-time",))
+    dave = await irc("dave")
+    bob.send("JOIN #vault", "MODE #vault +i", "JOIN #hall", "MODE #hall +R")
+    await bob.expect("MODE")
+    await bob.expect("MODE")
+    clock.advance(1.5)
+    bob.send("INVITE carol #vault")
+    assert await _line_of(carol, "INVITE") == _stamped(
+        ":bob!bob@chatd.local INVITE carol #vault", clock)
+    # Its channel's operators are told as a NOTICE of the server, at the same time.
+    told = await _line_of(bob, "NOTICE")
+    assert told.startswith(_stamped(":chatd.local NOTICE #vault :", clock))
+    bob.send("INVITE dave #vault")
+    assert await _line_of(dave, "INVITE") == ":bob!bob@chatd.local INVITE dave #vault"
+    # The notice a JOIN of a request room answers, and the notification of a kick.
+    clock.advance(2)
+    carol.send("JOIN #hall")
+    filed = await _line_of(carol, "NOTICE")
+    assert filed.startswith(_stamped(":chatd.local NOTICE carol :#hall admits by request", clock))
+    dave.send("JOIN #hall")
+    assert (await _line_of(dave, "NOTICE")).startswith(":chatd.local NOTICE dave :#hall admits")
+    alice = await clients.user("alice")
+    await alice.command("/create lounge")
+    carol.send("JOIN #lounge")
+    await carol.expect("366")
+    clock.advance(3)
+    await alice.command("/kick carol lounge out")
+    await carol.expect("KICK")
+    assert await _line_of(carol, "NOTICE") == _stamped(
+        ":chatd.local NOTICE carol :alice kicked you from #lounge (out).", clock)
