@@ -108,6 +108,11 @@ class Admission:
         async with self._transactions.room(room):
             self._rooms.ensure_live(room)
             authorize(Action.INVITE, room, actor)
+            if not target.has_account:
+                # IRC's INVITE refuses a guest as well (chatd.irc.channels).
+                raise ChatError(Code.NOT_PERMITTED, f"{target.name} is an IRC guest, without "
+                                "an account: guests join open rooms only, and an invitation "
+                                "is kept with an account.")
             self.refuse_banned(target, room, who=target.name)
             if room.is_member(target.id):
                 raise ChatError(Code.ALREADY_IN_ROOM,

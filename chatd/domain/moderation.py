@@ -13,7 +13,7 @@ the audit log.
 from __future__ import annotations
 
 import logging
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Protocol
 
 from chatd.domain import events
 from chatd.domain.modes import ModeChange, apply_changes, format_changes
@@ -60,10 +60,27 @@ CONSOLE = "console"
 SERVER = "the server"
 
 
+class GuestBans(Protocol):
+    """The bans of users without an account, IRC guests (chatd.irc.guests.Guests,
+    which IRC's ``MODE +b`` and ``-b`` use): by nick and address, kept in memory
+    until the server restarts or they are lifted. A ban row names an account."""
+
+    async def ban(self, actor: User | None, room: Room, target: User,
+                  reason: str = "") -> None: ...
+
+    async def unban(self, actor: User | None, room: Room, nick: str) -> bool:
+        """Lift the ban of ``nick`` (online or gone); False when there was none."""
+
+    def banned_nick(self, nick: str) -> bool:
+        """Whether a ban of some room holds ``nick``."""
+
+
 class Moderation:
     """The room-governance actions of admins, owners and server admins.
 
     An ``actor`` of None is the control socket: like a server admin, it may do anything.
+    A target may be an IRC guest, a user without an account: what can be kept for
+    one (a kick, a ban by nick and address, voice) is done, the rest refused.
     """
 
     def __init__(self, storage: Storage, rooms: Rooms, accounts: Accounts, bus: Bus,
@@ -77,6 +94,8 @@ class Moderation:
         self._audit = audit
         self._clock = clock
         self._transactions = transactions
+        # Where guests' bans are kept: the IRC front's guests, when IRC is on.
+        self.guest_bans: GuestBans | None = None
 
     async def load(self) -> None:
         for kind in SANCTION_KINDS:
@@ -93,6 +112,8 @@ class Moderation:
         name = _name(actor)
         await self._rooms.remove(room, target, "kick", name, reason,
                                  authorize=lambda: _authorize(Action.KICK, room, actor, target))
+        if not target.has_account:
+            return  # a guest has nowhere to keep a notification: its KICK says it
         await self._notifier.notify(target, "kicked",
                                     _sentence(f"{name} kicked you from #{room.name}", reason),
                                     room=room.name, room_id=room.id, actor=name, reason=reason)
@@ -102,8 +123,11 @@ class Moderation:
         """Ban ``target`` (a member or not) for ``duration`` seconds, or for good.
 
         The check, the ban and the removal happen in the room's transaction in one
-        go, so a refusal leaves nothing half done.
+        go, so a refusal leaves nothing half done. A guest is banned as IRC's
+        ``MODE +b`` bans it (:class:`GuestBans`), for as long as that lasts.
         """
+        if not target.has_account:
+            return await self._ban_guest(actor, room, target, duration, reason)
         now = self._clock.time()
         record = SanctionRecord(room.id, target.id, actor.id if actor else None, reason, now,
                                 now + duration if duration else None)
@@ -132,8 +156,33 @@ class Moderation:
             room=room.name, room_id=room.id, actor=name, until=record.until, reason=reason)
         return record
 
+    async def _ban_guest(self, actor: User | None, room: Room, target: User,
+                         duration: float | None, reason: str) -> SanctionRecord:
+        """Ban an IRC guest by nick and address; the record is not stored."""
+        if self.guest_bans is None:  # (guests come with IRC, and so do their bans)
+            raise _needs_account(target, "a ban without an account needs IRC's guests")
+        if duration:
+            raise _needs_account(target, "its ban holds its nick and address until the "
+                                 "server restarts or it is lifted, and takes no duration; "
+                                 f"/ban {target.name} without one bans it so")
+        await self.guest_bans.ban(actor, room, target, reason)
+        return SanctionRecord(room.id, target.id, actor.id if actor else None, reason,
+                              self._clock.time(), None)
+
     async def unban(self, actor: User | None, room: Room, target: User) -> None:
+        if not target.has_account:
+            await self.unban_guest(actor, room, target.name)
+            return
         await self._lift("ban", Action.UNBAN, room, target, actor)
+
+    async def unban_guest(self, actor: User | None, room: Room, nick: str) -> None:
+        """Lift the ban of the guest ``nick``, online or gone since (IRC's ``MODE -b``)."""
+        if self.guest_bans is None or not await self.guest_bans.unban(actor, room, nick):
+            raise ChatError(Code.BAD_ARGUMENTS, f"{nick} is not banned from #{room.name}.")
+
+    def guest_banned(self, nick: str) -> bool:
+        """Whether a room's ban holds the guest ``nick`` (gone or not)."""
+        return self.guest_bans is not None and self.guest_bans.banned_nick(nick)
 
     # -- mutes -------------------------------------------------------------
 
@@ -144,6 +193,9 @@ class Moderation:
             if not room.is_member(target.id):
                 raise ChatError(Code.NOT_IN_ROOM, f"{target.name} is not in #{room.name}.")
             _authorize(Action.MUTE, room, actor, target)
+            if not target.has_account:
+                raise _needs_account(target, "a mute is kept with an account, so a guest "
+                                     f"cannot be muted; /kick or /ban {target.name} instead")
             record = await self._impose_mute(room, target, duration,
                                              actor.id if actor else None, "", _name(actor))
         await self._announce_mute(room, target, record, duration, _name(actor))
@@ -260,6 +312,9 @@ class Moderation:
     # -- roles and modes -----------------------------------------------------
 
     async def promote(self, actor: User, room: Room, target: User) -> None:
+        if not target.has_account:
+            authorize(Action.PROMOTE, room, actor, target)
+            raise _needs_account(target, "guests cannot be room admins")
         await self._set_role(Action.PROMOTE, actor, room, target, (Role.MEMBER, Role.VOICE),
                              Role.ADMIN)
 
@@ -308,6 +363,8 @@ class Moderation:
         async with self._transactions.room(room):
             self._rooms.ensure_live(room)
             authorize(Action.TRANSFER, room, actor)
+            if not target.has_account:
+                raise _needs_account(target, "ownership is handed to accounts only")
             owner = room.owner
             role = room.role_of(target.id)
             if role is None:
@@ -422,6 +479,13 @@ def _wrong_role(action: Action, room: Room, target: User, role: Role,
                          remedy=Remedy(Step.TRANSFER, room.name))
     return ChatError(Code.BAD_ARGUMENTS, f"{target.name} is {_A[role]} of #{room.name}; "
                      f"only {_A[before]} can be {action.value}d.")
+
+
+def _needs_account(target: User, why: str) -> ChatError:
+    """The refusal of what cannot be done to ``target``, an IRC guest: it has no
+    account to keep it with."""
+    return ChatError(Code.NOT_PERMITTED,
+                     f"{target.name} is an IRC guest, without an account: {why}.")
 
 
 def _authorize(action: Action, room: Room, actor: User | None, target: User) -> None:

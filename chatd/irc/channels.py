@@ -167,11 +167,10 @@ async def kick(ctx: IrcContext) -> None:
         room = existing_room(ctx, name)
         for nick in targets(ctx.params[1]):
             with ctx.attempt(name, nick):
-                target = existing_user(ctx, nick)
-                if is_guest(target):
-                    await ctx.listener.guests.kick(ctx.user, room, target, reason)
-                else:
-                    await ctx.services.moderation.kick(ctx.user, room, target, reason)
+                # A guest too: it is told by its KICK, having nowhere to keep a
+                # notification (moderation.kick skips it).
+                await ctx.services.moderation.kick(ctx.user, room, existing_user(ctx, nick),
+                                                   reason)
 
 
 @irc_command("INVITE", min_params=2, errors={Code.BANNED: n.ERR_UNKNOWNERROR},

@@ -44,6 +44,8 @@ class IrcFront:
         self.guests = Guests(services)
         # No account is made with the name of a guest online.
         services.accounts.name_holders.append(self.guests)
+        # Guests' bans are theirs too, whichever listener's command bans them.
+        services.moderation.guest_bans = self.guests
         self.people = People(services, self.renderer)
         self.renderer.directory = self.people
         services.presence.watchers.append(self.people)

@@ -27,6 +27,7 @@ from typing import TYPE_CHECKING, Final
 from chatd.domain import events
 from chatd.domain.accounts import User
 from chatd.domain.admission import refuse_gate
+from chatd.domain.moderation import CONSOLE
 from chatd.domain.names import name_key
 from chatd.domain.permissions import Action, authorize
 from chatd.domain.ports import settled
@@ -205,12 +206,6 @@ class Guests:
         assert user is not None
         await self._services.rooms.remove(room, user, "leave", user.name, reason, skip=session)
 
-    async def kick(self, actor: User, room: Room, target: User, reason: str) -> None:
-        """Remove a guest (no notification: a guest has nowhere to keep one)."""
-        await self._services.rooms.remove(
-            room, target, "kick", actor.name, reason,
-            authorize=lambda: authorize(Action.KICK, room, actor, target))
-
     # -- bans ------------------------------------------------------------------
 
     def banned(self, room: Room, session: IrcSession) -> bool:
@@ -222,28 +217,37 @@ class Guests:
     def bans(self, room: Room) -> list[GuestBan]:
         return list(self._bans.get(room.id, {}).values())
 
-    async def ban(self, actor: User, room: Room, target: User) -> None:
-        """Ban a guest from ``room`` by nick and address, removing them if a member."""
-        authorize(Action.BAN, room, actor, target)
+    def banned_nick(self, nick: str) -> bool:
+        """Whether a ban of some room holds ``nick`` (chatd.domain.moderation.GuestBans)."""
+        key = name_key(nick)
+        return any(key in bans for bans in self._bans.values())
+
+    async def ban(self, actor: User | None, room: Room, target: User, reason: str = "") -> None:
+        """Ban a guest from ``room`` by nick and address, removing them if a member
+        (``actor`` None: the console)."""
+        _authorize(Action.BAN, room, actor, target)
+        name = actor.name if actor is not None else CONSOLE
         session = self._online.get(name_key(target.name))
         address = _address(session) if session is not None else ""
         self._bans.setdefault(room.id, {})[name_key(target.name)] = GuestBan(
-            target.name, address, actor.name, self._services.clock.time())
+            target.name, address, name, self._services.clock.time())
         removed = await self._services.rooms.remove(
-            room, target, "ban", actor.name, missing_ok=True,
-            authorize=lambda: authorize(Action.BAN, room, actor, target))
+            room, target, "ban", name, reason, missing_ok=True,
+            authorize=lambda: _authorize(Action.BAN, room, actor, target))
         if removed is None:
-            self._services.bus.to_room(room, events.Banned(room.name, target.name, actor.name))
-            await self._services.audit.record("ban", actor.name, target.name, room)
+            self._services.bus.to_room(room, events.Banned(room.name, target.name, name,
+                                                           reason))
+            await self._services.audit.record("ban", name, target.name, room, reason)
 
-    async def unban(self, actor: User, room: Room, nick: str) -> bool:
+    async def unban(self, actor: User | None, room: Room, nick: str) -> bool:
         """Lift a guest ban by nick; False when there was none."""
-        authorize(Action.UNBAN, room, actor)
+        _authorize(Action.UNBAN, room, actor)
         ban = self._bans.get(room.id, {}).pop(name_key(nick), None)
         if ban is None:
             return False
-        self._services.bus.to_room(room, events.Unbanned(room.name, ban.nick, actor.name))
-        await self._services.audit.record("unban", actor.name, ban.nick, room)
+        name = actor.name if actor is not None else CONSOLE
+        self._services.bus.to_room(room, events.Unbanned(room.name, ban.nick, name))
+        await self._services.audit.record("unban", name, ban.nick, room)
         return True
 
     # -- direct messages ----------------------------------------------------------
@@ -301,6 +305,13 @@ class Guests:
                                 extra={"fields": {"user": user.name, "room": room.name}})
         finally:
             self._quitting.discard(name_key(user.name))
+
+
+def _authorize(action: Action, room: Room, actor: User | None,
+               target: User | None = None) -> None:
+    """``actor``'s right to act on a guest; None, the console, has every right."""
+    if actor is not None:
+        authorize(action, room, actor, target)
 
 
 def _quit_reason(session: IrcSession) -> str:
