@@ -19,7 +19,7 @@ from chatd.domain.room import JOIN_LETTERS, LETTER_OF_MODE, Mode, Role, Room
 from chatd.domain.scopes import Scope
 from chatd.errors import ChatError, Code
 from chatd.protocol.context import Context
-from chatd.protocol.params import Duration, Int, RoomRef, Text, UserRef, no_room
+from chatd.protocol.params import Duration, Int, RoomRef, Text, UserOrGuest, UserRef, no_room
 from chatd.protocol.records import describe_changes
 from chatd.protocol.registry import NEEDS_ROOM_ADMIN, command
 from chatd.protocol.results import Ok, ok
@@ -33,11 +33,17 @@ def _target(name: str = "user") -> UserRef:
     return UserRef(name)
 
 
+def _anyone(banned: bool = False) -> UserOrGuest:
+    """The target of an action on members, which IRC guests are too (IRC.md §3):
+    the domain does to a guest what can be kept for it and refuses the rest."""
+    return UserOrGuest("user", banned=banned)
+
+
 def _room() -> RoomRef:
     return RoomRef("room", optional=True)
 
 
-@command("invite", _target(), _room(), role=ADMIN, group=GROUP,
+@command("invite", _anyone(), _room(), role=ADMIN, group=GROUP,
          scope=Scope.MODERATE, errors=(Code.BANNED, Code.ALREADY_IN_ROOM), told_by_event=True)
 async def invite(ctx: Context, user: User, room: Room) -> Ok:
     """Invite a user; they get a notification with the room's id to /join."""
@@ -78,7 +84,7 @@ async def decline(ctx: Context, user: User, room: Room) -> Ok:
     return ok(f"The request of {user.name} is declined.", room=room.name, user=user.name)
 
 
-@command("kick", _target(), _room(), Text("reason", optional=True, default=""), role=ADMIN,
+@command("kick", _anyone(), _room(), Text("reason", optional=True, default=""), role=ADMIN,
          group=GROUP, scope=Scope.MODERATE, errors=(Code.NOT_IN_ROOM,), told_by_event=True)
 async def kick(ctx: Context, user: User, room: Room, reason: str) -> Ok:
     """Remove a member from a room; they may join, or ask to join, again."""
@@ -86,7 +92,7 @@ async def kick(ctx: Context, user: User, room: Room, reason: str) -> Ok:
     return ok(f"{user.name} was kicked from #{room.name}.", room=room.name, user=user.name)
 
 
-@command("ban", _target(), _room(), Duration("duration", optional=True),
+@command("ban", _anyone(), _room(), Duration("duration", optional=True),
          Text("reason", optional=True, default=""), role=ADMIN, group=GROUP, scope=Scope.MODERATE,
          told_by_event=True)
 async def ban(ctx: Context, user: User, room: Room, duration: float | None, reason: str) -> Ok:
@@ -98,16 +104,21 @@ async def ban(ctx: Context, user: User, room: Room, duration: float | None, reas
               beyond_event=bool(duration))
 
 
-@command("unban", _target(), _room(), role=ADMIN, group=GROUP, scope=Scope.MODERATE,
+@command("unban", _anyone(banned=True), _room(), role=ADMIN, group=GROUP, scope=Scope.MODERATE,
          told_by_event=True)
-async def unban(ctx: Context, user: User, room: Room) -> Ok:
+async def unban(ctx: Context, user: User | str, room: Room) -> Ok:
     """Lift a ban before it expires."""
-    await ctx.services.moderation.unban(ctx.user, room, user)
-    return ok(f"{user.name} is no longer banned from #{room.name}.", room=room.name,
-              user=user.name)
+    moderation = ctx.services.moderation
+    if isinstance(user, str):  # the nick of a guest gone since, which a ban holds
+        await moderation.unban_guest(ctx.user, room, user)
+        name = user
+    else:
+        await moderation.unban(ctx.user, room, user)
+        name = user.name
+    return ok(f"{name} is no longer banned from #{room.name}.", room=room.name, user=name)
 
 
-@command("mute", _target(), _room(), Duration("duration", optional=True), role=ADMIN,
+@command("mute", _anyone(), _room(), Duration("duration", optional=True), role=ADMIN,
          group=GROUP, scope=Scope.MODERATE, errors=(Code.NOT_IN_ROOM,), told_by_event=True)
 async def mute(ctx: Context, user: User, room: Room, duration: float | None) -> Ok:
     """Stop a member from sending in a room, for a duration or until unmuted."""
@@ -119,7 +130,7 @@ async def mute(ctx: Context, user: User, room: Room, duration: float | None) -> 
               beyond_event=bool(duration))
 
 
-@command("unmute", _target(), _room(), role=ADMIN, group=GROUP, scope=Scope.MODERATE,
+@command("unmute", _anyone(), _room(), role=ADMIN, group=GROUP, scope=Scope.MODERATE,
          told_by_event=True)
 async def unmute(ctx: Context, user: User, room: Room) -> Ok:
     """Let a muted member send again."""
@@ -127,7 +138,7 @@ async def unmute(ctx: Context, user: User, room: Room) -> Ok:
     return ok(f"{user.name} may speak in #{room.name} again.", room=room.name, user=user.name)
 
 
-@command("promote", _target(), _room(), role=OWNER, group=GROUP,
+@command("promote", _anyone(), _room(), role=OWNER, group=GROUP,
          scope=Scope.MODERATE, errors=(Code.NOT_IN_ROOM,), told_by_event=True)
 async def promote(ctx: Context, user: User, room: Room) -> Ok:
     """Make a member an admin of the room."""
@@ -136,7 +147,7 @@ async def promote(ctx: Context, user: User, room: Room) -> Ok:
               role="admin")
 
 
-@command("demote", _target(), _room(), role=OWNER, group=GROUP,
+@command("demote", _anyone(), _room(), role=OWNER, group=GROUP,
          scope=Scope.MODERATE, errors=(Code.NOT_IN_ROOM,), told_by_event=True)
 async def demote(ctx: Context, user: User, room: Room) -> Ok:
     """Make an admin a plain member again."""
@@ -145,7 +156,7 @@ async def demote(ctx: Context, user: User, room: Room) -> Ok:
               role="member")
 
 
-@command("voice", _target(), _room(), role=ADMIN, group=GROUP, scope=Scope.MODERATE,
+@command("voice", _anyone(), _room(), role=ADMIN, group=GROUP, scope=Scope.MODERATE,
          errors=(Code.NOT_IN_ROOM,), told_by_event=True)
 async def voice(ctx: Context, user: User, room: Room) -> Ok:
     """Let a member speak while the room is moderated (+m)."""
@@ -154,7 +165,7 @@ async def voice(ctx: Context, user: User, room: Room) -> Ok:
               role="voice")
 
 
-@command("devoice", _target(), _room(), role=ADMIN, group=GROUP, scope=Scope.MODERATE,
+@command("devoice", _anyone(), _room(), role=ADMIN, group=GROUP, scope=Scope.MODERATE,
          errors=(Code.NOT_IN_ROOM,), told_by_event=True)
 async def devoice(ctx: Context, user: User, room: Room) -> Ok:
     """Take a member's voice: silent again while the room is moderated."""
@@ -163,7 +174,7 @@ async def devoice(ctx: Context, user: User, room: Room) -> Ok:
               user=user.name, role="member")
 
 
-@command("transfer", _target(), _room(), role=OWNER, group=GROUP,
+@command("transfer", _anyone(), _room(), role=OWNER, group=GROUP,
          scope=Scope.MODERATE, errors=(Code.NOT_IN_ROOM,), told_by_event=True)
 async def transfer(ctx: Context, user: User, room: Room) -> Ok:
     """Hand ownership to a member; the owner until now stays on as an admin."""
@@ -253,7 +264,9 @@ async def _voice_letter(ctx: Context, room: Room, change: ModeChange) -> ModeCha
     if change.argument is None:
         raise ChatError(Code.BAD_ARGUMENTS, f"{change.signed} needs a user: "
                         f"/mode {change.signed} <user> [room].")
-    target = ctx.services.accounts.find(change.argument)
+    accounts = ctx.services.accounts
+    # A guest too, as /voice and IRC's +v.
+    target = accounts.find(change.argument) or accounts.guest(change.argument)
     if target is None:
         raise ChatError(Code.NO_SUCH_USER, f'there is no user "{change.argument}".')
     moderation = ctx.services.moderation

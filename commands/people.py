@@ -7,24 +7,25 @@ from __future__ import annotations
 
 from chatd.domain.accounts import User
 from chatd.domain.presence import AWAY_MAX
+from chatd.domain.room import Room
 from chatd.domain.scopes import Scope
 from chatd.errors import ChatError, Code
 from chatd.protocol.codec import iso_ts
 from chatd.protocol.context import Context
-from chatd.protocol.params import Text, UserRef
+from chatd.protocol.params import Text, UserOrGuest
 from chatd.protocol.registry import Need, command
 from chatd.protocol.results import Ok, ok
 
 GROUP = "account"
 
 
-@command("whois", UserRef("user"), group=GROUP, scope=Scope.READ)
+@command("whois", UserOrGuest("user"), group=GROUP, scope=Scope.READ)
 def whois(ctx: Context, user: User) -> Ok:
     """Tell about a user: online or away, their rooms you can see, since when they exist."""
     services = ctx.services
     away = services.presence.away(user) if user.online else ""
     # Private rooms stay private: only those the asker may see are named.
-    rooms = [room.name for room in services.rooms.of_user(user)
+    rooms = [room.name for room in _rooms_of(ctx, user)
              if services.rooms.can_see(ctx.user, room)]
     since = iso_ts(user.created_at)
     status = "offline" if not user.online else f"away: {away}" if away else "online"
@@ -36,11 +37,27 @@ def whois(ctx: Context, user: User) -> Ok:
     owner = _owner(ctx, user)
     if user.is_bot:
         rows.append(("kind", f"bot, owned by {owner}" if owner else "bot"))
+    guest = not user.has_account
+    if guest:
+        rows.append(("kind", "IRC guest, connected over IRC without an account"))
     ctx.text([f"  {key:<6}  {value}" for key, value in rows])
     sentence = f"{user.name} is away." if away else \
         f"{user.name} is {'online' if user.online else 'offline'}."
+    if guest:
+        sentence = f"{sentence[:-1]}: an IRC guest, without an account."
     return ok(sentence, user=user.name, online=user.online, away=away or None,
-              rooms=rooms, admin=user.is_admin, since=since, bot=user.is_bot, owner=owner)
+              rooms=rooms, admin=user.is_admin, since=since, bot=user.is_bot, owner=owner,
+              guest=guest)
+
+
+def _rooms_of(ctx: Context, user: User) -> list[Room]:
+    """The rooms ``user`` is a member of, by name. A guest's memberships are kept
+    in its rooms alone, not with the accounts' (chatd.irc.guests)."""
+    rooms = ctx.services.rooms
+    if user.has_account:
+        return rooms.of_user(user)
+    return sorted((room for room in rooms.listed_for(user) if room.is_member(user.id)),
+                  key=lambda room: room.name)
 
 
 def _owner(ctx: Context, user: User) -> str | None:

@@ -18,6 +18,7 @@ from chatd.errors import ChatError, Code
 if TYPE_CHECKING:
     from chatd.config import Config
     from chatd.domain.accounts import Accounts, User
+    from chatd.domain.moderation import Moderation
     from chatd.domain.room import Room
     from chatd.domain.rooms import Rooms
 
@@ -31,6 +32,9 @@ class _Lookups(Protocol):
 
     @property
     def rooms(self) -> Rooms: ...
+
+    @property
+    def moderation(self) -> Moderation: ...
 
 
 class _Where(Protocol):
@@ -331,6 +335,25 @@ class Recipient(UserRef):
 
     def convert(self, ctx: Context, word: str, more_follow: bool) -> Any:
         return ctx.services.accounts.recipient(word)
+
+
+@dataclass(frozen=True, slots=True)
+class UserOrGuest(UserRef):
+    """An account, or an IRC guest online (a user without one), by name: for the
+    commands that act on guests too, as IRC's do (/whois, /kick, /ban ...). With
+    ``banned``, also the nick of a guest gone since whose ban a room still keeps
+    (/unban, as IRC's ``MODE -b``): then the name itself."""
+
+    banned: bool = False
+
+    def convert(self, ctx: Context, word: str, more_follow: bool) -> Any:
+        accounts = ctx.services.accounts
+        user = accounts.find(word) or accounts.guest(word)
+        if user is not None:
+            return user
+        if self.banned and ctx.services.moderation.guest_banned(word):
+            return word
+        return accounts.require(word)
 
 
 @dataclass(frozen=True, slots=True)

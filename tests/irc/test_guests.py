@@ -9,6 +9,7 @@ from typing import Any
 
 import pytest
 
+from chatd.client.api import ChatClient
 from chatd.domain import hashing
 from chatd.domain.room import Mode, Room
 from chatd.domain.transactions import LocalTransactions
@@ -145,6 +146,80 @@ async def test_guests_are_kicked_and_banned_by_room_admins(server: ChatServer,
     again.send("JOIN #hall")
     await again.expect("366")
     assert await server.services.storage.load_sanctions("ban") == []
+
+
+async def _refused(client: ChatClient, line: str, code: str, *words: str) -> None:
+    """``line`` is refused with ``code``, in a sentence holding ``words``."""
+    reply = await client.command(line, check=False)
+    assert reply["code"] == code, reply.final
+    assert all(word in reply["message"] for word in words), reply.final
+
+
+@GUESTS
+async def test_line_protocol_commands_find_a_guest_and_act_on_it_as_irc_does(
+        server: ChatServer, irc: IrcFactory, clients: Clients) -> None:
+    """/whois, /kick, /ban and the rest name a guest online as IRC's commands do:
+    what can be done to a user without an account is done (as KICK and MODE +b do
+    it), the rest refused with not-permitted, saying why; never no-such-user."""
+    alice = await clients.user("alice")
+    await alice.command("/create general")
+    await alice.command("/create attic")
+    bob = await clients.user("bob")
+    await bob.command("/join general")
+    visitor = await _guest(irc, "visitor")
+    guest = server.services.accounts.guest("visitor")
+    assert guest is not None
+    visitor.send("JOIN #general,#attic", "AWAY :looking around")
+    await visitor.expect("306")
+    await alice.command("/mode +s attic")
+    whois = await bob.command("/whois visitor")
+    assert (whois["user"], whois["guest"], whois["online"], whois["away"]) == (
+        "visitor", True, True, "looking around")
+    # Its rooms as far as the asker sees them: #attic is secret.
+    assert whois["rooms"] == ["general"] and not whois["admin"] and not whois["bot"]
+    assert "IRC guest" in whois["message"]
+    assert (await alice.command("/whois visitor"))["rooms"] == ["attic", "general"]
+    assert (await alice.command("/whois bob"))["guest"] is False
+
+    # A room admin kicks it (a plain member may not); it is told by its KICK alone.
+    await _refused(bob, "/kick visitor general", "not-permitted", "admin")
+    await alice.command("/kick visitor general not now")
+    assert (await visitor.expect("KICK")).params == ("#general", "visitor", "not now")
+    visitor.send("JOIN #general")
+    assert "NOTICE" not in [m.command for m in await visitor.until("366")]
+    # What needs an account is refused as such.
+    await _refused(alice, "/mute visitor general", "not-permitted", "IRC guest", "mute")
+    await _refused(alice, "/invite visitor attic", "not-permitted", "IRC guest")
+    await _refused(alice, "/promote visitor general", "not-permitted", "room admins")
+    await _refused(alice, "/transfer visitor general", "not-permitted", "IRC guest")
+    await _refused(alice, "/ban visitor general 10m", "not-permitted", "no duration")
+    await alice.command("/voice visitor general")
+    assert (await visitor.expect("MODE")).params == ("#general", "+v", "visitor")
+    await alice.command("/mode -v visitor general")
+    assert (await visitor.expect("MODE")).params == ("#general", "-v", "visitor")
+    await _refused(alice, "/unban visitor general", "bad-arguments", "not banned")
+
+    # A ban is IRC's MODE +b of a guest: its nick and its address, until lifted.
+    reply = await alice.command("/ban visitor general spam")
+    assert (reply["user"], reply["until"]) == ("visitor", None)
+    assert (await visitor.expect("MODE")).params == ("#general", "+b", "visitor!*@*")
+    assert (await visitor.expect("KICK")).params == ("#general", "visitor", "spam")
+    visitor.send("JOIN #general")
+    await visitor.expect("474")
+    await visitor.close()
+    await eventually(lambda: server.services.accounts.guest("visitor") is None)
+    again = await _guest(irc, "wanderer")
+    again.send("JOIN #general")
+    await again.expect("474")
+    # Gone, it is still unbanned by its nick, as with MODE -b; then it is nobody.
+    await alice.command("/unban visitor general")
+    again.send("JOIN #general")
+    await again.expect("366")
+    await _refused(alice, "/unban visitor general", "no-such-user")
+    await _refused(alice, "/whois visitor", "no-such-user")
+    storage = server.services.storage
+    assert await storage.load_sanctions("ban") == []
+    assert await storage.list_notifications(guest.id) == []
 
 
 @GUESTS
