@@ -12,6 +12,15 @@ who have no session elsewhere offline, in order with the messages.
 
 With the heartbeat's 3 s lifetime and a sweep every second, a killed node's
 users are offline everywhere within about 4 s.
+
+**The log's format.** A sweep also takes the oldest log format a live node reads
+(its record's ``log``): this node writes no newer one. A node of an earlier
+version withdraws its record before its persister and its reader have stopped
+(and a stalled one loses its record for a while), so an older format seen is
+remembered in Redis for ``FORMAT_HOLD`` seconds (``keys.LOG_OLDER``), by every
+janitor that sees it: the format is lowered at once, and raised only once no
+node has seen an older one for that long, on nodes started meanwhile too. A
+newer format is only a saving of CPU; an item a reader cannot read is a loss.
 """
 
 from __future__ import annotations
@@ -36,6 +45,10 @@ log = logging.getLogger(__name__)
 # Seconds between sweeps, and how long a sweep may hold the lead, in milliseconds.
 INTERVAL = 1.0
 LEAD_TTL_MS = 2000
+# How long an older log format a live node read is still written after it was last
+# seen, in seconds: well beyond a stopping node's last reads (its presence's last
+# word, its persister's stop) and a heartbeat's lifetime.
+FORMAT_HOLD = 60.0
 
 # Bury a node whose record expired (nothing when it came back meanwhile).
 # KEYS: the record, the node's users' set, the nodes' hash. ARGV: the node's id.
@@ -69,6 +82,7 @@ class Janitor:
         # The oldest log format a live node reads (keys.LOG_FORMAT); 1 until the first
         # sweep has seen them all.
         self.log_format = 1
+        self.format_hold = FORMAT_HOLD
         self._task: asyncio.Task[None] | None = None
         self._stopping = asyncio.Event()
 
@@ -95,18 +109,29 @@ class Janitor:
             pipe = self._shared.pipeline(transaction=False)
             for name in names:
                 pipe.hmget(keys.node(name), "inc", "log")
-            found = await pipe.execute()
-        dead = [name for name, (life, _) in zip(names, found, strict=True) if life is None]
-        self.alive = len(names) - len(dead)
-        # A node of a version before the field reads one entry per item (format 1).
-        self.log_format = min((int(log_format or 1) for life, log_format in found
-                               if life is not None), default=keys.LOG_FORMAT)
+            pipe.get(keys.LOG_OLDER)
+            *found, older = await pipe.execute()
+            dead = [name for name, (life, _) in zip(names, found, strict=True) if life is None]
+            self.alive = len(names) - len(dead)
+            self.log_format = await self._format(found, older)
         if not dead:
             return
         async with self._leader.lead("janitor", ttl_ms=LEAD_TTL_MS) as leading:
             if leading:
                 for name in dead:
                     await self._bury(name)
+
+    async def _format(self, found: list[Any], older: Any) -> int:
+        """The log format to write: the oldest a live node reads, or one read within
+        ``format_hold`` (see the module's docstring)."""
+        # A node of a version before the field reads one entry per item (format 1).
+        lowest = min((int(log_format or 1) for life, log_format in found if life is not None),
+                     default=keys.LOG_FORMAT)
+        if older is not None and int(older) < lowest:
+            return int(older)  # an even older one was read lately: it expires by itself
+        if lowest < keys.LOG_FORMAT:
+            await self._shared.set(keys.LOG_OLDER, lowest, px=int(self.format_hold * 1000))
+        return lowest
 
     async def _bury(self, node_id: str) -> None:
         answer: Any = await self._shared.eval(_BURY, 3, keys.node(node_id),

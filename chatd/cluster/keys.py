@@ -24,6 +24,9 @@ LOG_BATCHES: Final = 2
 LOG_NUMBERED: Final = 3
 LOG_COMPACT: Final = 4
 LOG_FORMAT: Final = LOG_COMPACT
+# The oldest log format a live node read within the last while (chatd.cluster.janitor):
+# a node of that version may still be reading while its record is gone already.
+LOG_OLDER: Final = "{chatd}:log:older"
 FENCE: Final = "{chatd}:fence"
 # The consumer group of the log whose consumers (one per node) store history.
 PERSIST: Final = "persist"

@@ -287,10 +287,12 @@ class ClusterNode:
         await self.janitor.stop()
         if self.accounts is not None:
             await self.accounts.stop()
+        if self.persister is not None:
+            # Before the record goes: while it is there, the other nodes write no log
+            # format this node's persister cannot read (chatd.cluster.janitor).
+            await self.persister.stop()
         await self.heartbeat.stop()
         await self.presence.close()
-        if self.persister is not None:
-            await self.persister.stop()
         if self.bus is not None:
             await self.bus.stop()
         await self.sequencer.aclose()

@@ -7,6 +7,7 @@ from __future__ import annotations
 import asyncio
 import itertools
 import json
+import time
 from typing import Any
 
 import pytest
@@ -385,6 +386,7 @@ async def test_the_log_is_written_in_the_newest_format_every_live_node_reads(
     assert isinstance(cluster, ClusterNode)
     janitor = cluster.janitor
     janitor.interval = 0.05
+    janitor.format_hold = 0.2  # an older format is written a while after it was last seen
     ann = await login(node, "ann")
     await ann.command("/create lobby")
     shared = redis.asyncio.Redis.from_url(redis_server.url)
@@ -406,6 +408,47 @@ async def test_the_log_is_written_in_the_newest_format_every_live_node_reads(
     await shared.aclose()
     await ann.close()
 
+
+
+async def test_an_older_format_is_written_a_while_after_its_last_reader_went(
+        start_node: StartNode, redis_server: RedisServer) -> None:
+    # A node of the version before withdraws its record before its persister stops
+    # reading: the others keep writing what it reads for a while, nodes started
+    # meanwhile too, then move on.
+    first = await start_node(1)
+    janitor = registry(first).janitor
+    janitor.interval = 0.05
+    janitor.format_hold = 3.0
+    shared = redis.asyncio.Redis.from_url(redis_server.url)
+    await shared.hset(keys.node("old"), mapping={"inc": "x", "beat": "1",
+                                                 "log": keys.LOG_NUMBERED})
+    await shared.hset(keys.NODES, "old", "x")
+    await until_format(janitor, keys.LOG_NUMBERED)
+    await shared.delete(keys.node("old"))  # its record gone, its persister maybe not
+    await shared.hdel(keys.NODES, "old")
+    gone = time.monotonic()
+    second = await start_node(2)
+    other = registry(second).janitor
+    other.interval = 0.05
+    await until_format(other, keys.LOG_NUMBERED)  # its first sweep: the format held
+    await asyncio.sleep(0.3)
+    assert (janitor.log_format, other.log_format) == (keys.LOG_NUMBERED, keys.LOG_NUMBERED)
+    await until_format(janitor, keys.LOG_FORMAT)
+    await until_format(other, keys.LOG_FORMAT)
+    assert time.monotonic() - gone >= 2.5  # not before the hold ran out
+    await shared.aclose()
+
+
+def registry(app: App) -> ClusterNode:
+    cluster = app.nodes
+    assert isinstance(cluster, ClusterNode)
+    return cluster
+
+
+async def until_format(janitor: Janitor, log_format: int) -> None:
+    async with asyncio.timeout(10):
+        while janitor.log_format != log_format:  # noqa: ASYNC110
+            await asyncio.sleep(0.02)
 
 
 class LateAnswers:
