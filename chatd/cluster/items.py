@@ -8,10 +8,12 @@ leaves its entries here and the second takes them: an item is decoded once per
 node, not once per reader.
 
 The entries are shared, never changed after decoding (their events are frozen;
-each reader only reads an entry). At most ``LIMIT`` entries wait here for their
-second reader, the oldest forgotten first: an item only one of them reads (the
-persister's share of another node) leaves so. A new epoch clears them, since a
-new log may reuse an item's id.
+each reader only reads an entry). An item only one of them reads (the
+persister's share is about one item in as many as there are nodes) is forgotten:
+at most ``LIMIT`` entries wait here, and none appended to the log more than
+``AGE_MS`` before the newest kept (an item's id is the time of its append), so a
+quiet node holds little. A new epoch clears them, since a new log may reuse an
+item's id.
 """
 
 from __future__ import annotations
@@ -26,6 +28,9 @@ if TYPE_CHECKING:
 # The most entries kept for their second reader: at 25,000 messages a second,
 # more than the time between the two reads of an item (a few tens of ms).
 LIMIT: Final = 20_000
+# The oldest an item kept may be beside the newest, in milliseconds of their ids: the
+# two readers of an item read it within tens of milliseconds of each other.
+AGE_MS: Final = 2000
 
 
 class DecodedItems:
@@ -44,19 +49,32 @@ class DecodedItems:
     def entries(self, stream_id: Any, fields: Mapping[bytes, bytes]) -> list[Any]:
         """The entries of item ``stream_id``: those the other reader decoded, else
         decoded now (:func:`codec.readable_entries`) and kept for it."""
-        kept = self._kept.pop(stream_id, None)
-        if kept is not None:
-            self._count -= kept[1]
+        taken = self._kept.pop(stream_id, None)
+        if taken is not None:
+            self._count -= taken[1]
             self.shared += 1
-            return kept[0]
+            return taken[0]
         entries = codec.readable_entries(stream_id, fields)
         weight = len(entries) or 1  # an unreadable item counts too
-        self._kept[stream_id] = (entries, weight)
+        kept = self._kept
+        kept[stream_id] = (entries, weight)
         self._count += weight
         while self._count > self._limit:
-            self._count -= self._kept.pop(next(iter(self._kept)))[1]
+            self._count -= kept.pop(next(iter(kept)))[1]
+        oldest_allowed = _millis(stream_id) - AGE_MS
+        while kept:
+            oldest = next(iter(kept))
+            if _millis(oldest) >= oldest_allowed:
+                break
+            self._count -= kept.pop(oldest)[1]
         return entries
 
     def clear(self) -> None:
         self._kept.clear()
         self._count = 0
+
+
+def _millis(stream_id: Any) -> int:
+    """The milliseconds of an item's id (``<ms>-<seq>``); 0 for an odd one."""
+    millis = codec.text(stream_id).partition("-")[0]
+    return int(millis) if millis.isdigit() else 0

@@ -39,6 +39,17 @@ def test_items_only_one_reader_reads_are_forgotten_oldest_first() -> None:
     assert items.shared == 1
 
 
+def test_items_appended_long_before_the_newest_are_forgotten() -> None:
+    items = DecodedItems()
+    items.entries(b"1000-0", _item("x"))
+    items.entries(b"2500-0", _item("x"))
+    assert len(items) == 2
+    items.entries(b"3001-0", _item("x"))  # 2 s after the first: it goes
+    assert len(items) == 2
+    items.entries(b"1000-0", _item("x"))  # read again by the other reader: decoded again
+    assert items.shared == 0
+
+
 def test_an_unreadable_item_is_kept_as_none_and_counts(caplog: pytest.LogCaptureFixture) -> None:
     items = DecodedItems(limit=3)
     for n in range(5):
