@@ -131,7 +131,18 @@ class Messaging:
     def _placed(self, posted: asyncio.Future[int], session: Endpoint, user: User, room: Room,
                 placed: asyncio.Future[int]) -> None:
         """``placed`` settled: its post counted, or refused (an empty bucket through
-        the flood accounting, as on one node)."""
+        the flood accounting, as on one node). Whatever goes wrong here settles the
+        post too: a post never settled would hold its connection's next command
+        (and a stop) for good."""
+        try:
+            self._settle_post(posted, session, user, room, placed)
+        except BaseException as exc:
+            if posted.done():
+                raise
+            posted.set_exception(exc)
+
+    def _settle_post(self, posted: asyncio.Future[int], session: Endpoint, user: User,
+                     room: Room, placed: asyncio.Future[int]) -> None:
         if placed.cancelled():
             posted.cancel()
             return

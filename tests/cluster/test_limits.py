@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+import json
 import math
 import time
 from collections.abc import AsyncIterator
@@ -274,6 +275,29 @@ async def test_a_message_its_bucket_refuses_takes_no_id(nodes: list[App]) -> Non
     assert int(await shared.get(keys.COUNTER)) - before == BURST
     assert sorted(accepted) == list(range(before + 1, before + 1 + int(BURST)))
     await shared.aclose()
+    await ann.close()
+
+
+async def test_plain_lines_refused_by_the_bucket_are_answered_before_the_next_command(
+        nodes: list[App]) -> None:
+    # A cluster post's refusal comes from the poster's answer, after its line was
+    # handled: a command after the lines waits for each to be sent or refused.
+    ann = await login(nodes[0])
+    await create_everywhere(nodes, ann, "lobby")
+    reader, writer = await asyncio.open_connection("127.0.0.1", nodes[0].port)
+    writer.write(f"/format json\n/login ann {PASSWORD}\n/switch lobby\n".encode())
+    writer.write(b"".join(b"line %d\n" % n for n in range(2 * int(BURST))) + b"@L1 /ping\n")
+    seen: list[dict[str, Any]] = []
+    async with asyncio.timeout(10):
+        while not seen or seen[-1].get("label") != "L1":
+            line = await reader.readline()
+            assert line, "the connection ended before /ping's answer"
+            if line.startswith(b"{"):
+                seen.append(json.loads(line))
+    refused = [r for r in seen if r.get("type") == "error"]
+    assert [r["code"] for r in refused] == ["rate-limited"] * int(BURST)
+    assert seen[-1]["type"] == "ok"
+    writer.close()
     await ann.close()
 
 
