@@ -580,7 +580,7 @@ class ClusterBus:
         this turn when nothing needs Redis or PostgreSQL: every connection's
         share of the batch then leaves in one write (LocalBus.end_turn). How
         many entries were read."""
-        taken = 0
+        taken, generation = 0, self._generation
         for _stream, items in answer or ():
             taken += len(items)
             for stream_id, fields in items:
@@ -589,6 +589,8 @@ class ClusterBus:
                     waiting = self._take(entry)
                     if waiting is not None:
                         await waiting
+                        if generation != self._generation:
+                            return taken  # a new epoch meanwhile: the rest is the old log's
         await self._release()
         return taken
 
