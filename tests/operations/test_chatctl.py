@@ -10,7 +10,6 @@ import os
 import re
 import sqlite3
 import stat
-from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
@@ -27,17 +26,6 @@ from tests.operations import ChatdProcess, exists, running_daemon, wait_for, wri
 Event = dict[str, Any]
 
 
-@pytest.fixture
-async def daemon(tmp_path: Path) -> AsyncIterator[App]:
-    async with running_daemon(tmp_path) as running:
-        yield running
-
-
-@pytest.fixture
-async def clients(daemon: App) -> AsyncIterator[Clients]:
-    opened = Clients(daemon)
-    yield opened
-    await opened.close()
 
 
 class Ctl:

@@ -5,8 +5,6 @@ from __future__ import annotations
 import asyncio
 import json
 import re
-from collections.abc import AsyncIterator
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -14,20 +12,6 @@ import pytest
 from chatd.app.app import App
 from chatd.ops.chatctl import main
 from tests.helpers import Clients
-from tests.operations import running_daemon
-
-
-@pytest.fixture
-async def daemon(tmp_path: Path) -> AsyncIterator[App]:
-    async with running_daemon(tmp_path) as running:
-        yield running
-
-
-@pytest.fixture
-async def clients(daemon: App) -> AsyncIterator[Clients]:
-    opened = Clients(daemon)
-    yield opened
-    await opened.close()
 
 
 async def _run(daemon: App, capsys: pytest.CaptureFixture[str],

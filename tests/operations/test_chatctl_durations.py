@@ -8,30 +8,17 @@ from __future__ import annotations
 import asyncio
 import json
 import subprocess
-from collections.abc import AsyncIterator
-from pathlib import Path
 
 import pytest
 
 from chatd.app.app import App
 from chatd.ops.control_client import ControlClient
 from tests.helpers import Clients
-from tests.operations import CHATCTL, running_daemon
+from tests.operations import CHATCTL
 
 TIMEOUT = 30
 
 
-@pytest.fixture
-async def daemon(tmp_path: Path) -> AsyncIterator[App]:
-    async with running_daemon(tmp_path) as running:
-        yield running
-
-
-@pytest.fixture
-async def clients(daemon: App) -> AsyncIterator[Clients]:
-    opened = Clients(daemon)
-    yield opened
-    await opened.close()
 
 
 async def chatctl(daemon: App, *args: str) -> subprocess.CompletedProcess[str]:

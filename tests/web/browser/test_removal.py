@@ -73,15 +73,7 @@ async def test_kicked_banned_or_ended_on_screen_the_screen_shows_none_and_says_w
         await enter_room(dave, f"/join {room}", room)
         assert await composer_label.text_content() == f"Message #{room}"
         await alice.command(line)
-        await dave.locator("#log li.removed").filter(has_text=why).wait_for()
-        await dave.locator("#view-title").filter(has_text="No room yet").wait_for()
-        assert await composer_label.text_content() == "Message"
-        assert await dave.locator("#member-list li").count() == 0
-        await dave.get_by_role("button", name=f"#{room}, not a member").wait_for()
-        # A plain line has nowhere to go, and the page says so itself.
-        await type_line(dave, "still here?")
-        refused = dave.locator("#log li.error").filter(has_text="join or create a room first")
-        await refused.wait_for()
+        await shows_no_room(dave, room, why)
         assert await dave.locator("#log li.error").filter(has_text="no-room").count() == 0
     # Opened again to read it: the room is named, and what the composer would do.
     await dave.get_by_role("button", name="#lounge, not a member").click()
@@ -121,14 +113,7 @@ async def test_removed_while_away_the_screen_shows_none_once_back_and_says_why(
         await daemon.stop()
         await daemon.start()
         await dave.locator("#connection").filter(has_text="Reconnected").wait_for()
-        await dave.locator("#log li.removed").filter(has_text=why).wait_for()
-        await dave.locator("#view-title").filter(has_text="No room yet").wait_for()
-        assert await composer_label.text_content() == "Message"
-        assert await dave.locator("#member-list li").count() == 0
-        await dave.get_by_role("button", name=f"#{room}, not a member").wait_for()
-        await type_line(dave, "still here?")
-        nowhere = dave.locator("#log li.error").filter(has_text="join or create a room first")
-        await nowhere.wait_for()
+        await shows_no_room(dave, room, why)
     # Opened again, the room tells what happened to it, as after a kick seen live.
     await dave.get_by_role("button", name="#lounge, not a member").click()
     await dave.locator("#view-title").filter(has_text="#lounge").wait_for()
@@ -136,3 +121,17 @@ async def test_removed_while_away_the_screen_shows_none_once_back_and_says_why(
     await dave.locator("#log li.event").filter(
         has_text="dave was kicked from #lounge by alice (bye from alice)").wait_for()
     assert dave.script_errors == []
+
+
+async def shows_no_room(page: Any, room: str, why: str) -> None:
+    """The page, taken out of ``room``, says ``why``, shows no room and its list keeps
+    the room as one it is not a member of; a plain line has nowhere to go, and the
+    page says so itself."""
+    await page.locator("#log li.removed").filter(has_text=why).wait_for()
+    await page.locator("#view-title").filter(has_text="No room yet").wait_for()
+    assert await page.locator("#composer-label").text_content() == "Message"
+    assert await page.locator("#member-list li").count() == 0
+    await page.get_by_role("button", name=f"#{room}, not a member").wait_for()
+    await type_line(page, "still here?")
+    nowhere = page.locator("#log li.error").filter(has_text="join or create a room first")
+    await nowhere.wait_for()
