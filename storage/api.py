@@ -122,10 +122,10 @@ class Storage(Protocol):
                              limit: int) -> list[MessageRecord]:
         """The first ``limit`` messages above ``after_id``, in id order, of the rooms
         ``room_ids`` and the direct messages to or from ``user_id`` (/resume)."""
-    async def undelivered_direct_messages(self, user_id: int) -> list[MessageRecord]: ...
     async def direct_backlog(self, user_id: int) -> list[MessageRecord] | None:
-        """:meth:`undelivered_direct_messages`, or None when the account is gone:
-        what a log-in is shown, and whether it may log in (one statement)."""
+        """The direct messages to ``user_id`` not delivered yet, in id order, or None
+        when the account is gone: what a log-in is shown, and whether it may log in
+        (one statement)."""
         ...
     async def recipients_of_undelivered(self) -> list[int]: ...
     async def mark_delivered(self, message_ids: Sequence[int]) -> None: ...

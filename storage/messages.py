@@ -205,12 +205,6 @@ class MessageQueries:
         return [(partner, ts) for partner, (_, ts)
                 in sorted(newest.items(), key=lambda item: item[1][0], reverse=True)]
 
-    async def undelivered_direct_messages(self: SqliteHost, user_id: int) -> list[MessageRecord]:
-        rows = await self._fetch(
-            f"SELECT {_MESSAGE} FROM messages WHERE recipient_id = ? AND delivered = 0 "
-            "ORDER BY id", (user_id,))
-        return [_message(row) for row in rows]
-
     async def direct_backlog(self: SqliteHost, user_id: int) -> list[MessageRecord] | None:
         """The undelivered direct messages to ``user_id``, or None when the account
         is gone (one statement, as PostgreSQL's)."""

@@ -161,12 +161,6 @@ class PgMessageQueries:
         rows = await self._fetch(PARTNERS_SQL, user_id, hidden_kind)
         return [(int(row[0]), float(row[1])) for row in rows]
 
-    async def undelivered_direct_messages(self: PgHost, user_id: int) -> list[MessageRecord]:
-        rows = await self._fetch(
-            f"SELECT {_MESSAGE} FROM messages WHERE recipient_id = $1 AND NOT delivered "
-            "ORDER BY id", user_id)
-        return [_message(row) for row in rows]
-
     async def direct_backlog(self: PgHost, user_id: int) -> list[MessageRecord] | None:
         """The undelivered direct messages to ``user_id``, or None when the account
         is gone (deleted, perhaps by another node a moment ago). One statement, so

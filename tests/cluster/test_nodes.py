@@ -276,7 +276,7 @@ async def test_a_direct_message_sent_while_away_is_shown_at_a_login_on_another_n
     sent = await ann.command("/msg dan while you were out")
     assert "offline" in sent["message"]
     async with asyncio.timeout(10):  # stored by a persister (a replay reads storage)
-        while not await nodes[1].storage.undelivered_direct_messages(  # noqa: ASYNC110
+        while not await nodes[1].storage.direct_backlog(  # noqa: ASYNC110
                 nodes[1].services.accounts.require("dan").id):
             await asyncio.sleep(0.01)
     dan = await login(nodes[1], "dan")

@@ -187,8 +187,8 @@ async def test_a_populated_database_round_trips_table_by_table(populated: str,
             assert await node.load_members() == await embedded.load_members()
             bob = await embedded.get_user_by_name("bob")
             assert bob is not None
-            assert await node.undelivered_direct_messages(bob.id) == \
-                await embedded.undelivered_direct_messages(bob.id)
+            assert await node.direct_backlog(bob.id) == \
+                await embedded.direct_backlog(bob.id)
         finally:
             await embedded.close()
         assert await node.load_active_rooms() == await embedded_rooms(populated)

@@ -305,7 +305,7 @@ async def test_delete_user_cascades_but_keeps_their_messages(storage: Storage) -
     assert await storage.find_token("hash-gone") is None
     [kept] = await storage.room_history(room, 10)
     assert (kept.sender_id, kept.sender_name, kept.text) == (0, "user2", "message 1")
-    [from_gone] = await storage.undelivered_direct_messages(owner)
+    [from_gone] = await storage.direct_backlog(owner)
     assert (from_gone.id, from_gone.sender_id) == (2, 0)
     assert await storage.max_message_id() == 2  # the DM to the deleted user went with them
 
@@ -510,10 +510,10 @@ async def test_messages_of_users_deleted_before_the_write(storage: Storage) -> N
                                    direct_msg(3, gone, bob)])
     [kept] = await storage.room_history(room, 10)
     assert (kept.sender_id, kept.sender_name) == (0, f"user{gone}")
-    assert [(m.id, m.sender_id) for m in await storage.undelivered_direct_messages(bob)] == [
+    assert [(m.id, m.sender_id) for m in await storage.direct_backlog(bob)] == [
         (3, 0)]
     assert await storage.max_message_id() == 3  # the DM to the deleted user was dropped
-    assert await storage.undelivered_direct_messages(gone) == []
+    assert await storage.direct_backlog(gone) is None  # the account is gone
 
 
 async def test_history_uses_the_room_index(sqlite_storage: SqliteStorage, db_path: str) -> None:
@@ -531,17 +531,17 @@ async def test_direct_message_delivery(storage: Storage) -> None:
         direct_msg(5, alice, bob), room_msg(6, room, alice), direct_msg(7, bob, alice),
         direct_msg(8, alice, bob), direct_msg(9, alice, bob, delivered=True)])
     assert await storage.recipients_of_undelivered() == sorted([alice, bob])
-    pending = await storage.undelivered_direct_messages(bob)
+    pending = await storage.direct_backlog(bob)
     assert [m.id for m in pending] == [5, 8]
     assert all(m.recipient_id == bob and m.room_id is None and not m.delivered
                for m in pending)
     await storage.mark_delivered([5])
     await storage.mark_delivered([])
-    assert [m.id for m in await storage.undelivered_direct_messages(bob)] == [8]
+    assert [m.id for m in await storage.direct_backlog(bob)] == [8]
     await storage.mark_delivered([8, 7])
-    assert await storage.undelivered_direct_messages(bob) == []
+    assert await storage.direct_backlog(bob) == []
     assert await storage.recipients_of_undelivered() == []
-    assert await storage.undelivered_direct_messages(alice) == []
+    assert await storage.direct_backlog(alice) == []
     assert await storage.room_history(room, 10) == [room_msg(6, room, alice)]
 
 
