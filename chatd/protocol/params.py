@@ -47,8 +47,8 @@ class _Where(Protocol):
 
 class Context(Protocol):
     """What parsing needs of a command's invocation: the settings, the accounts
-    and rooms to resolve names against, and the session's current room (the
-    default room).
+    and rooms to resolve names against, the session's current room (the
+    default room) and the command's name (said in a refusal).
     A protocol, so that the invocation context can import this module and not
     the other way round."""
 
@@ -57,6 +57,9 @@ class Context(Protocol):
 
     @property
     def session(self) -> _Where: ...
+
+    @property
+    def command(self) -> str: ...
 
 
 class Decline(Exception):
@@ -313,15 +316,24 @@ class Duration(Param):
 
 @dataclass(frozen=True, slots=True)
 class UserRef(Param):
-    """An existing account, by case-insensitive name."""
+    """An existing account, by case-insensitive name. The name of an IRC guest
+    online is refused as such (``not-permitted``): the guest is visibly in rooms
+    and /who, so "no such user" would be untrue."""
 
     kind = "user"
 
     def errors(self) -> tuple[Code, ...]:
-        return (Code.NO_SUCH_USER,)
+        return (Code.NO_SUCH_USER, Code.NOT_PERMITTED)
 
     def convert(self, ctx: Context, word: str, more_follow: bool) -> Any:
-        return ctx.services.accounts.require(word)
+        accounts = ctx.services.accounts
+        user = accounts.find(word)
+        if user is not None:
+            return user
+        if accounts.guest(word) is not None:
+            raise ChatError(Code.NOT_PERMITTED, f"{word} is an IRC guest, without an "
+                            f"account: /{ctx.command} takes accounts only.")
+        return accounts.require(word)
 
 
 @dataclass(frozen=True, slots=True)

@@ -436,3 +436,16 @@ async def test_a_guest_cannot_take_a_name_while_its_account_is_being_made(
     assert (await registering).ok
     client.send("NICK guest2")
     assert (await client.expect("001")).params[0] == "guest2"
+
+
+@GUESTS
+async def test_commands_that_take_accounts_only_say_a_guest_has_none(
+        irc: IrcFactory, clients: Clients) -> None:
+    # /block, /userdel, /keys and the like act on accounts: a guest's name, visibly in
+    # use, is refused as such rather than answered "no such user".
+    alice = await clients.user("alice")
+    await _guest(irc, "visitor")
+    for line in ("/block visitor", "/unblock visitor", "/accept visitor general"):
+        await _refused(alice, line, "not-permitted", "IRC guest, without an account")
+    refused = await alice.command("/block nobody", check=False)
+    assert refused["code"] == "no-such-user"
