@@ -123,8 +123,11 @@ class Dispatcher:
                 if posts is None:
                     posts = session.posts = Posts()
                 if isinstance(pending, asyncio.Future):  # the poster's: no task needed
-                    pending.add_done_callback(partial(self._answered, ctx))
-                    return posts.add(pending)
+                    # Settled once its refusal, if any, is written: a command after the
+                    # line (or the end of input) waits for that, not for the post alone.
+                    answered = pending.get_loop().create_future()
+                    pending.add_done_callback(partial(self._answered, ctx, answered))
+                    return posts.add(answered)
                 return posts.add(asyncio.ensure_future(self._sent(ctx, pending)))
         return None
 
@@ -136,16 +139,19 @@ class Dispatcher:
         except Exception:
             self._crash(ctx)
 
-    def _answered(self, ctx: Context, post: asyncio.Future[Any]) -> None:
-        """A post's refusal, if any, is its line's answer (as :meth:`_sent` says it)."""
-        if post.cancelled() or post.exception() is None:
-            return
+    def _answered(self, ctx: Context, answered: asyncio.Future[None],
+                  post: asyncio.Future[Any]) -> None:
+        """A post's refusal, if any, is its line's answer (as :meth:`_sent` says it);
+        then ``answered`` is settled."""
         try:
-            post.result()  # raises it, so that a crash is logged with its traceback
+            if not post.cancelled() and post.exception() is not None:
+                post.result()  # raises it, so that a crash is logged with its traceback
         except ChatError as exc:
             ctx.reply_error(exc)
         except Exception:
             self._crash(ctx)
+        finally:
+            answered.set_result(None)
 
     async def _finish(self, cmd: Command, ctx: Context,
                       pending: Coroutine[Any, Any, Ok | Deferred | None]) -> None:
