@@ -43,7 +43,8 @@ UNLIMITED = {"until": "permanent", "expires": "never", "last_used": "never"}
 # the next option ("--duration -5m": "expected one argument"): such a word is given
 # to the option, whose check then says what is wrong with it.
 DURATION_OPTIONS = ("--duration", "--ttl")
-_DASHED_VALUE = re.compile(r"-[0-9.]")
+_DASHED_VALUE = re.compile(r"-[^-]")
+_DASHED_NUMBER = re.compile(r"-[0-9.]")
 
 
 class PasswordError(Exception):
@@ -158,12 +159,17 @@ def _dashed_durations(argv: list[str]) -> list[str]:
 
 def _duration(option: str, without: str) -> Callable[[str], str]:
     """The check of a duration option's value, which goes to the daemon as given (the
-    daemon parses it). A negative one is refused here: argparse then names the
-    option, and the daemon would only call it an invalid duration."""
+    daemon parses it). A negative or empty one is refused here: argparse then
+    names the option, and the daemon would only call it an invalid duration."""
     def check(value: str) -> str:
-        if value.strip().startswith("-"):
+        if not value.strip():
             raise argparse.ArgumentTypeError(
-                f'"{value}" is negative: a duration says how long, like 30m or 7d (leave '
+                f"it is empty: a duration says how long, like 30m or 7d (leave {option} out "
+                f"for {without})")
+        if value.strip().startswith("-"):
+            what = "is negative" if _DASHED_NUMBER.match(value.strip()) else 'starts with "-"'
+            raise argparse.ArgumentTypeError(
+                f'"{value}" {what}: a duration says how long, like 30m or 7d (leave '
                 f"{option} out for {without})")
         return value
     return check

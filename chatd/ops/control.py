@@ -371,11 +371,21 @@ async def _kick(ctl: ControlServer, req: dict[str, Any]) -> Any:
     return {"user": user.name, "room": room.name}
 
 
+def _duration_of(req: dict[str, Any]) -> float | None:
+    """The request's duration in seconds; None when it names none (for good). An
+    empty one is refused, not taken for none: an unset shell variable in
+    ``--duration "$D"`` must not make a ban permanent."""
+    duration = req.get("duration")
+    if duration is None:
+        return None
+    return parse_duration(str(duration))
+
+
 @handler("ban")
 async def _ban(ctl: ControlServer, req: dict[str, Any]) -> Any:
     services = ctl.services
     user, room = _user_in(ctl, req)
-    duration = parse_duration(req["duration"]) if req.get("duration") else None
+    duration = _duration_of(req)
     record = await services.moderation.ban(None, room, user, duration, req.get("reason", ""))
     return {"user": user.name, "room": room.name, "until": record.until}
 
@@ -384,7 +394,7 @@ async def _ban(ctl: ControlServer, req: dict[str, Any]) -> Any:
 async def _mute(ctl: ControlServer, req: dict[str, Any]) -> Any:
     services = ctl.services
     user, room = _user_in(ctl, req)
-    duration = parse_duration(req["duration"]) if req.get("duration") else None
+    duration = _duration_of(req)
     record = await services.moderation.mute(None, room, user, duration)
     return {"user": user.name, "room": room.name, "until": record.until}
 

@@ -12,7 +12,7 @@ import subprocess
 import pytest
 
 from chatd.app.app import App
-from chatd.ops.control_client import ControlClient
+from chatd.ops.control_client import ControlClient, ControlError
 from tests.helpers import Clients
 from tests.operations import CHATCTL
 
@@ -79,3 +79,25 @@ async def test_a_duration_is_taken_as_before_with_or_without_the_equals_sign(
     wrong = await chatctl(daemon, "ban", "bob", "lounge", "--duration=1x")
     assert wrong.returncode == 1 and "invalid duration" in wrong.stderr, wrong.stderr
 
+
+
+@pytest.mark.parametrize(("args", "said"), [
+    (["ban", "bob", "lounge", "--duration", "-m5"],
+     '"-m5" starts with "-": a duration says how long'),
+    (["ban", "bob", "lounge", "--duration="], "it is empty: a duration says how long"),
+    (["mute", "bob", "lounge", "--duration", ""], "it is empty: a duration says how long"),
+])
+async def test_an_empty_or_dashed_duration_is_refused_not_taken_for_none(
+        daemon: App, clients: Clients, args: list[str], said: str) -> None:
+    # An unset shell variable (--duration "$D") must not make a ban permanent.
+    owner = await clients.user("alice")
+    await owner.command("/create lounge")
+    await (await clients.user("bob")).command("/join lounge")
+    done = await chatctl(daemon, *args)
+    assert done.returncode == 2 and said in done.stderr, done.stderr
+    assert "expected one argument" not in done.stderr
+    # The daemon refuses an empty one too, whoever asks.
+    control = ControlClient(daemon.control.path)
+    with pytest.raises(ControlError, match="invalid duration"):
+        await control.call("ban", user="bob", room="lounge", duration="")
+    assert not daemon.services.rooms.require("lounge").bans
