@@ -224,19 +224,30 @@ class Guests:
 
     async def ban(self, actor: User | None, room: Room, target: User, reason: str = "") -> None:
         """Ban a guest from ``room`` by nick and address, removing them if a member
-        (``actor`` None: the console)."""
-        _authorize(Action.BAN, room, actor, target)
+        (``actor`` None: the console).
+
+        Decided in the room's transaction, after the actor's right is judged there:
+        a demotion queued before the ban refuses it, leaving nothing done. The nick
+        and address are the guest's then (a NICK sent while the ban waited for the
+        room is the nick banned, and the one the room is told)."""
         name = actor.name if actor is not None else CONSOLE
-        session = self._online.get(name_key(target.name))
-        address = _address(session) if session is not None else ""
-        self._bans.setdefault(room.id, {})[name_key(target.name)] = GuestBan(
-            target.name, address, name, self._services.clock.time())
+
+        async def impose() -> None:
+            session = self._online.get(name_key(target.name))
+            # Gone meanwhile (another guest may have its nick now): the nick alone.
+            address = _address(session) if session is not None and session.user is target \
+                else ""
+            self._bans.setdefault(room.id, {})[name_key(target.name)] = GuestBan(
+                target.name, address, name, self._services.clock.time())
+            if not room.is_member(target.id):
+                # Told under the room's lock, as a member's ban is (by its departure).
+                self._services.bus.to_room(room, events.Banned(room.name, target.name, name,
+                                                               reason))
+
         removed = await self._services.rooms.remove(
-            room, target, "ban", name, reason, missing_ok=True,
+            room, target, "ban", name, reason, missing_ok=True, prepare=impose,
             authorize=lambda: _authorize(Action.BAN, room, actor, target))
         if removed is None:
-            self._services.bus.to_room(room, events.Banned(room.name, target.name, name,
-                                                           reason))
             await self._services.audit.record("ban", name, target.name, room, reason)
 
     async def unban(self, actor: User | None, room: Room, nick: str) -> bool:

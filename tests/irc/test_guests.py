@@ -13,7 +13,7 @@ from chatd.client.api import ChatClient
 from chatd.domain import hashing
 from chatd.domain.room import Mode, Room
 from chatd.domain.transactions import LocalTransactions
-from tests.helpers import PASSWORD, ChatServer, Clients, error_of, eventually
+from tests.helpers import PASSWORD, ChatServer, Clients, error_of, eventually, holding
 from tests.irc.conftest import IrcFactory
 from tests.irc.helpers import IrcClient
 
@@ -449,3 +449,77 @@ async def test_commands_that_take_accounts_only_say_a_guest_has_none(
         await _refused(alice, line, "not-permitted", "IRC guest, without an account")
     refused = await alice.command("/block nobody", check=False)
     assert refused["code"] == "no-such-user"
+
+
+async def _general_with_guest(server: ChatServer, irc: IrcFactory, clients: Clients
+                              ) -> tuple[ChatClient, ChatClient, IrcClient, Room]:
+    """#general: alice its owner, bob an admin, and the guest visitor a member."""
+    alice = await clients.user("alice")
+    await alice.command("/create general")
+    bob = await clients.user("bob")
+    await bob.command("/join general")
+    await alice.command("/promote bob general")
+    visitor = await _guest(irc, "visitor")
+    visitor.send("JOIN #general")
+    await visitor.expect("366")
+    await alice.next_event(lambda e: e.get("event") == "join" and e["user"] == "visitor")
+    return alice, bob, visitor, server.services.rooms.require("general")
+
+
+async def _events_until_said(speaker: ChatClient, listener: ChatClient, text: str
+                             ) -> list[dict[str, Any]]:
+    """The events ``listener`` receives up to ``speaker``'s message ``text`` (a marker)."""
+    await speaker.say(text)
+    seen = []
+    while (event := await listener.next_event())["type"] != "message" or event["text"] != text:
+        seen.append(event)
+    return seen
+
+
+@GUESTS
+async def test_a_guest_ban_refused_behind_a_demotion_leaves_nothing_done(
+        server: ChatServer, irc: IrcFactory, clients: Clients) -> None:
+    """bob's /ban of a guest waits for the room behind his demotion: it is refused
+    there, and leaves no ban (no entry, no event, the guest still in and let in
+    again)."""
+    alice, bob, visitor, room = await _general_with_guest(server, irc, clients)
+    async with holding(server, room) as queued:
+        demoting = asyncio.create_task(alice.command("/demote bob general"))
+        await queued(1)
+        banning = asyncio.create_task(bob.command("/ban visitor general", check=False))
+        await queued(2)
+    assert (await demoting).ok
+    refused = (await banning).final
+    assert refused["code"] == "not-permitted" and "can ban" in refused["message"], refused
+    assert server.irc is not None and server.irc.front.guests.bans(room) == []
+    guest = server.services.accounts.guest("visitor")
+    assert guest is not None and room.is_member(guest.id)
+    assert "ban" not in [e.get("event") for e in await _events_until_said(bob, alice, "mark")]
+    assert [m.params for m in await visitor.until("PRIVMSG") if m.command == "MODE"] == [
+        ("#general", "-o", "bob")]
+    visitor.send("PART #general", "JOIN #general")
+    assert (await visitor.expect("366", "474")).command == "366"
+    visitor.send("MODE #general b")
+    assert (await visitor.expect("367", "368")).command == "368"
+
+
+@GUESTS
+async def test_a_guest_mode_plus_b_refused_behind_a_demotion_leaves_nothing_done(
+        server: ChatServer, irc: IrcFactory, clients: Clients) -> None:
+    """IRC's MODE +b of a guest is the same ban: decided in the room's turn."""
+    alice, _, visitor, room = await _general_with_guest(server, irc, clients)
+    bob = await irc("bob")
+    bob.send("JOIN #general")
+    await bob.expect("366")
+    async with holding(server, room) as queued:
+        demoting = asyncio.create_task(alice.command("/demote bob general"))
+        await queued(1)
+        bob.send("MODE #general +b visitor")
+        await queued(2)
+    assert (await demoting).ok
+    assert (await bob.expect("482")).params[1] == "#general"
+    assert server.irc is not None and server.irc.front.guests.bans(room) == []
+    guest = server.services.accounts.guest("visitor")
+    assert guest is not None and room.is_member(guest.id)
+    visitor.send("PART #general", "JOIN #general")
+    assert (await visitor.expect("366", "474")).command == "366"
