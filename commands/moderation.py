@@ -97,10 +97,11 @@ async def kick(ctx: Context, user: User, room: Room, reason: str) -> Ok:
          told_by_event=True)
 async def ban(ctx: Context, user: User, room: Room, duration: float | None, reason: str) -> Ok:
     """Ban a user (member or not) from a room, for a duration or for good."""
-    record = await ctx.services.moderation.ban(ctx.user, room, user, duration, reason)
+    ban = await ctx.services.moderation.ban(ctx.user, room, user, duration, reason)
     span = f" for {format_duration(duration)}" if duration else ""
-    return Ok(f"{user.name} is banned from #{room.name}{span}.",
-              {"room": room.name, "user": user.name, "until": record.until},
+    # The name banned: a guest's nick as the room was told it, even if it changed since.
+    return Ok(f"{ban.name} is banned from #{room.name}{span}.",
+              {"room": room.name, "user": ban.name, "until": ban.record.until},
               beyond_event=bool(duration))
 
 

@@ -13,6 +13,7 @@ the audit log.
 from __future__ import annotations
 
 import logging
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Protocol
 
 from chatd.domain import events
@@ -66,13 +67,24 @@ class GuestBans(Protocol):
     until the server restarts or they are lifted. A ban row names an account."""
 
     async def ban(self, actor: User | None, room: Room, target: User,
-                  reason: str = "") -> None: ...
+                  reason: str = "") -> str:
+        """Ban the guest ``target``; the nick banned (its nick when the ban was
+        decided, which the room was told)."""
 
     async def unban(self, actor: User | None, room: Room, nick: str) -> bool:
         """Lift the ban of ``nick`` (online or gone); False when there was none."""
 
     def banned_nick(self, nick: str) -> bool:
         """Whether a ban of some room holds ``nick``."""
+
+
+@dataclass(frozen=True, slots=True)
+class Ban:
+    """A ban made: its record (a guest's is not stored) and the name it holds, as
+    the room was told it (a guest's nick may have changed while the ban waited)."""
+
+    record: SanctionRecord
+    name: str
 
 
 class Moderation:
@@ -119,7 +131,7 @@ class Moderation:
                                     room=room.name, room_id=room.id, actor=name, reason=reason)
 
     async def ban(self, actor: User | None, room: Room, target: User, duration: float | None,
-                  reason: str) -> SanctionRecord:
+                  reason: str) -> Ban:
         """Ban ``target`` (a member or not) for ``duration`` seconds, or for good.
 
         The check, the ban and the removal happen in the room's transaction in one
@@ -154,10 +166,10 @@ class Moderation:
             target, "banned", _sentence(f"you are banned from #{room.name}{_for(duration)}",
                                         reason),
             room=room.name, room_id=room.id, actor=name, until=record.until, reason=reason)
-        return record
+        return Ban(record, target.name)
 
     async def _ban_guest(self, actor: User | None, room: Room, target: User,
-                         duration: float | None, reason: str) -> SanctionRecord:
+                         duration: float | None, reason: str) -> Ban:
         """Ban an IRC guest by nick and address; the record is not stored."""
         if self.guest_bans is None:  # (guests come with IRC, and so do their bans)
             raise _needs_account(target, "a ban without an account needs IRC's guests")
@@ -165,9 +177,9 @@ class Moderation:
             raise _needs_account(target, "its ban holds its nick and address until the "
                                  "server restarts or it is lifted, and takes no duration; "
                                  f"/ban {target.name} without one bans it so")
-        await self.guest_bans.ban(actor, room, target, reason)
-        return SanctionRecord(room.id, target.id, actor.id if actor else None, reason,
-                              self._clock.time(), None)
+        nick = await self.guest_bans.ban(actor, room, target, reason)
+        return Ban(SanctionRecord(room.id, target.id, actor.id if actor else None, reason,
+                                  self._clock.time(), None), nick)
 
     async def unban(self, actor: User | None, room: Room, target: User) -> None:
         if not target.has_account:

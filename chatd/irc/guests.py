@@ -63,14 +63,17 @@ def is_guest(user: User | None) -> bool:
     return user is not None and isinstance(user.id, GuestId)
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class GuestBan:
-    """A room's ban of a guest: by nick and by address, until the server restarts."""
+    """A room's ban of a guest: by nick and by address, until the server restarts.
+    ``guest`` is the guest banned: its ``nick`` follows the guest's NICK while it
+    is still in the room (the ban is being applied: see :meth:`Guests.rename`)."""
 
     nick: str
     address: str
     actor: str
     at: float
+    guest: int
 
 
 class Guests:
@@ -137,8 +140,21 @@ class Guests:
         bus = self._services.bus
         for room in self.rooms_of(user):
             room.members[user.id].name = new
+            self._follow(room, user, old, new)
             bus.to_room(room, events.Renamed(room.name, old, new), skip=session)
         return old
+
+    def _follow(self, room: Room, user: User, old: str, new: str) -> None:
+        """A ban of ``user`` decided while it is still in ``room`` (its departure is
+        being stored) holds the nick it is renamed to: the room is told of the ban
+        under that nick. Another ban of the new nick stays as it is."""
+        bans = self._bans.get(room.id)
+        ban = bans.get(name_key(old)) if bans is not None else None
+        if bans is None or ban is None or ban.guest != user.id:
+            return
+        del bans[name_key(old)]
+        ban.nick = new
+        bans.setdefault(name_key(new), ban)
 
     # -- rooms -----------------------------------------------------------------
 
@@ -222,23 +238,26 @@ class Guests:
         key = name_key(nick)
         return any(key in bans for bans in self._bans.values())
 
-    async def ban(self, actor: User | None, room: Room, target: User, reason: str = "") -> None:
+    async def ban(self, actor: User | None, room: Room, target: User, reason: str = "") -> str:
         """Ban a guest from ``room`` by nick and address, removing them if a member
-        (``actor`` None: the console).
+        (``actor`` None: the console); returns the nick banned.
 
         Decided in the room's transaction, after the actor's right is judged there:
         a demotion queued before the ban refuses it, leaving nothing done. The nick
         and address are the guest's then (a NICK sent while the ban waited for the
         room is the nick banned, and the one the room is told)."""
         name = actor.name if actor is not None else CONSOLE
+        banned: GuestBan | None = None
 
         async def impose() -> None:
+            nonlocal banned
             session = self._online.get(name_key(target.name))
             # Gone meanwhile (another guest may have its nick now): the nick alone.
             address = _address(session) if session is not None and session.user is target \
                 else ""
-            self._bans.setdefault(room.id, {})[name_key(target.name)] = GuestBan(
-                target.name, address, name, self._services.clock.time())
+            banned = GuestBan(target.name, address, name, self._services.clock.time(),
+                              target.id)
+            self._bans.setdefault(room.id, {})[name_key(target.name)] = banned
             if not room.is_member(target.id):
                 # Told under the room's lock, as a member's ban is (by its departure).
                 self._services.bus.to_room(room, events.Banned(room.name, target.name, name,
@@ -247,8 +266,13 @@ class Guests:
         removed = await self._services.rooms.remove(
             room, target, "ban", name, reason, missing_ok=True, prepare=impose,
             authorize=lambda: _authorize(Action.BAN, room, actor, target))
+        assert banned is not None  # (remove raises when it does not prepare)
+        # The nick as the room was told it: out of the room, the guest's NICK no
+        # longer moves the ban.
+        nick = banned.nick
         if removed is None:
-            await self._services.audit.record("ban", name, target.name, room, reason)
+            await self._services.audit.record("ban", name, nick, room, reason)
+        return nick
 
     async def unban(self, actor: User | None, room: Room, nick: str) -> bool:
         """Lift a guest ban by nick; False when there was none."""

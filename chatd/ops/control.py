@@ -386,8 +386,8 @@ async def _ban(ctl: ControlServer, req: dict[str, Any]) -> Any:
     services = ctl.services
     user, room = _user_in(ctl, req)
     duration = _duration_of(req)
-    record = await services.moderation.ban(None, room, user, duration, req.get("reason", ""))
-    return {"user": user.name, "room": room.name, "until": record.until}
+    ban = await services.moderation.ban(None, room, user, duration, req.get("reason", ""))
+    return {"user": ban.name, "room": room.name, "until": ban.record.until}
 
 
 @handler("mute")

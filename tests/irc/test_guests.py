@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from collections.abc import Callable
 from typing import Any
 
 import pytest
@@ -522,4 +523,72 @@ async def test_a_guest_mode_plus_b_refused_behind_a_demotion_leaves_nothing_done
     guest = server.services.accounts.guest("visitor")
     assert guest is not None and room.is_member(guest.id)
     visitor.send("PART #general", "JOIN #general")
+    assert (await visitor.expect("366", "474")).command == "366"
+
+
+@GUESTS
+async def test_a_guest_renamed_while_its_ban_waited_is_banned_under_its_new_nick(
+        server: ChatServer, irc: IrcFactory, clients: Clients) -> None:
+    """The guest's NICK comes while a /ban of it waits for the room: the ban holds
+    the nick it has when the ban is decided, and the reply, the MODE +b line and
+    the ban list name that one; /unban of it lifts the ban."""
+    alice, _, visitor, room = await _general_with_guest(server, irc, clients)
+    async with holding(server, room) as queued:
+        banning = asyncio.create_task(alice.command("/ban visitor general"))
+        await queued(1)
+        visitor.send("NICK wanderer")
+        await visitor.expect("NICK")
+    assert (await banning)["user"] == "wanderer"
+    assert (await visitor.expect("MODE")).params == ("#general", "+b", "wanderer!*@*")
+    assert server.irc is not None
+    assert [b.nick for b in server.irc.front.guests.bans(room)] == ["wanderer"]
+    assert (await alice.command("/unban wanderer general"))["user"] == "wanderer"
+    visitor.send("JOIN #general")
+    assert (await visitor.expect("366", "474")).command == "366"
+
+
+async def _paused(monkeypatch: pytest.MonkeyPatch, owner: object, method: str,
+                  when: Callable[..., bool]) -> tuple[asyncio.Event, asyncio.Event]:
+    """Make ``owner.method`` wait, on a call whose arguments ``when`` picks, until the
+    second event is set; the first is set when it starts waiting."""
+    paused, resume = asyncio.Event(), asyncio.Event()
+    original = getattr(owner, method)
+
+    async def waiting(*args: Any, **kwargs: Any) -> Any:
+        if when(*args, **kwargs):
+            paused.set()
+            await resume.wait()
+        return await original(*args, **kwargs)
+
+    monkeypatch.setattr(owner, method, waiting)
+    return paused, resume
+
+
+@GUESTS
+@pytest.mark.parametrize(("step", "banned"), [("departure", "wanderer"), ("audit", "visitor")])
+async def test_a_guest_renamed_while_its_ban_is_applied_is_named_as_the_room_was_told(
+        server: ChatServer, irc: IrcFactory, clients: Clients,
+        monkeypatch: pytest.MonkeyPatch, step: str, banned: str) -> None:
+    """A NICK while the ban of a guest member is being stored (the guest still in
+    the room) is followed by the ban, which the room is told under the new nick;
+    one after the guest is out (its audit entry being written) is not: the ban,
+    the reply and the ban list keep the nick the room was told."""
+    alice, bob, visitor, room = await _general_with_guest(server, irc, clients)
+    storage, audit = server.services.storage, server.services.audit
+    paused, resume = (
+        await _paused(monkeypatch, storage, "remove_member", lambda _room, user: user < 0)
+        if step == "departure" else
+        await _paused(monkeypatch, audit, "record", lambda action, *_, **__: action == "ban"))
+    banning = asyncio.create_task(alice.command("/ban visitor general"))
+    await paused.wait()
+    visitor.send("NICK wanderer")
+    await visitor.expect("NICK")
+    resume.set()
+    assert (await banning)["user"] == banned
+    told = await bob.next_event(lambda e: e.get("event") == "ban")
+    assert told["user"] == banned
+    assert server.irc is not None
+    assert [b.nick for b in server.irc.front.guests.bans(room)] == [banned]
+    await alice.command(f"/unban {banned} general")
+    visitor.send("JOIN #general")
     assert (await visitor.expect("366", "474")).command == "366"
