@@ -275,15 +275,27 @@ class Guests:
         return nick
 
     async def unban(self, actor: User | None, room: Room, nick: str) -> bool:
-        """Lift a guest ban by nick; False when there was none."""
-        _authorize(Action.UNBAN, room, actor)
-        ban = self._bans.get(room.id, {}).pop(name_key(nick), None)
-        if ban is None:
-            return False
+        """Lift a guest ban by nick; False when there was none. Decided in the room's
+        transaction, the actor's right judged there, as a ban is."""
+        services = self._services
         name = actor.name if actor is not None else CONSOLE
-        self._services.bus.to_room(room, events.Unbanned(room.name, ban.nick, name))
-        await self._services.audit.record("unban", name, ban.nick, room)
+        async with services.transactions.room(room):
+            services.rooms.ensure_live(room)
+            _authorize(Action.UNBAN, room, actor)
+            ban = self._lift(room, nick)
+            if ban is None:
+                return False
+            # Told under the room's lock, as the ban was.
+            services.bus.to_room(room, events.Unbanned(room.name, ban.nick, name))
+        await services.audit.record("unban", name, ban.nick, room)
         return True
+
+    def _lift(self, room: Room, nick: str) -> GuestBan | None:
+        bans = self._bans.get(room.id)
+        ban = bans.pop(name_key(nick), None) if bans is not None else None
+        if bans is not None and not bans:
+            del self._bans[room.id]
+        return ban
 
     # -- direct messages ----------------------------------------------------------
 

@@ -592,3 +592,30 @@ async def test_a_guest_renamed_while_its_ban_is_applied_is_named_as_the_room_was
     await alice.command(f"/unban {banned} general")
     visitor.send("JOIN #general")
     assert (await visitor.expect("366", "474")).command == "366"
+
+
+@GUESTS
+async def test_a_guest_unban_refused_behind_a_demotion_lifts_nothing(
+        server: ChatServer, irc: IrcFactory, clients: Clients) -> None:
+    """bob's /unban of a guest, and his MODE -b, wait for the room behind his
+    demotion: refused there, the ban stays."""
+    alice, bob, visitor, room = await _general_with_guest(server, irc, clients)
+    await alice.command("/ban visitor general")
+    bob_irc = await irc("bob")
+    bob_irc.send("JOIN #general")
+    await bob_irc.expect("366")
+    async with holding(server, room) as queued:
+        demoting = asyncio.create_task(alice.command("/demote bob general"))
+        await queued(1)
+        unbanning = asyncio.create_task(bob.command("/unban visitor general", check=False))
+        await queued(2)
+        bob_irc.send("MODE #general -b visitor")
+        await queued(3)
+    assert (await demoting).ok
+    refused = (await unbanning).final
+    assert refused["code"] == "not-permitted" and "can unban" in refused["message"], refused
+    assert (await bob_irc.expect("482")).params[1] == "#general"
+    assert server.irc is not None
+    assert [b.nick for b in server.irc.front.guests.bans(room)] == ["visitor"]
+    visitor.send("JOIN #general")
+    assert (await visitor.expect("366", "474")).command == "474"
