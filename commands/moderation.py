@@ -111,12 +111,22 @@ async def unban(ctx: Context, user: User | str, room: Room) -> Ok:
     """Lift a ban before it expires."""
     moderation = ctx.services.moderation
     if isinstance(user, str):  # the nick of a guest gone since, which a ban holds
-        await moderation.unban_guest(ctx.user, room, user)
-        name = user
+        lifted = await moderation.unban_guest(ctx.user, room, user)
     else:
-        await moderation.unban(ctx.user, room, user)
-        name = user.name
-    return ok(f"{name} is no longer banned from #{room.name}.", room=room.name, user=name)
+        lifted = await moderation.unban(ctx.user, room, user)
+    name = lifted.name
+    # An account's name can be the nick of a guest banned before it was made: the
+    # sentence says which ban went (more than the room's unban event says).
+    which = ""
+    if lifted.account and lifted.guest:
+        which = f": the account's ban and that of the IRC guest {name} are both lifted"
+    elif lifted.guest and isinstance(user, User) and user.has_account:
+        which = f": the ban of the IRC guest {name} is lifted (the account was not banned)"
+    return Ok(f"{name} is no longer banned from #{room.name}{which}.",
+              {"room": room.name, "user": name,
+               "lifted": [what for what, done in (("account", lifted.account),
+                                                  ("guest", lifted.guest)) if done]},
+              beyond_event=bool(which))
 
 
 @command("mute", _anyone(), _room(), Duration("duration", optional=True), role=ADMIN,

@@ -74,6 +74,10 @@ class GuestBans(Protocol):
     async def unban(self, actor: User | None, room: Room, nick: str) -> bool:
         """Lift the ban of ``nick`` (online or gone); False when there was none."""
 
+    def lift(self, room: Room, nick: str) -> bool:
+        """Drop the ban of ``nick`` in ``room`` (False: there was none), telling
+        nobody: the caller holds the room's transaction, and tells the room."""
+
     def banned_nick(self, nick: str) -> bool:
         """Whether a ban of some room holds ``nick``."""
 
@@ -85,6 +89,17 @@ class Ban:
 
     record: SanctionRecord
     name: str
+
+
+@dataclass(frozen=True, slots=True)
+class Lifted:
+    """What an unban lifted, of ``name``: the account's ban, the ban an IRC guest by
+    that nick was given (:class:`GuestBans`), or both. A guest's ban outlives the
+    guest, and its nick may be an account's name since."""
+
+    name: str
+    account: bool
+    guest: bool
 
 
 class Moderation:
@@ -181,16 +196,20 @@ class Moderation:
         return Ban(SanctionRecord(room.id, target.id, actor.id if actor else None, reason,
                                   self._clock.time(), None), nick)
 
-    async def unban(self, actor: User | None, room: Room, target: User) -> None:
+    async def unban(self, actor: User | None, room: Room, target: User) -> Lifted:
+        """Lift ``target``'s ban. An account's name may be the nick of an IRC guest
+        banned before the account was made (the guest gone since): that ban is
+        lifted too, in the same decision, as nothing else could name it now."""
         if not target.has_account:
-            await self.unban_guest(actor, room, target.name)
-            return
-        await self._lift("ban", Action.UNBAN, room, target, actor)
+            return await self.unban_guest(actor, room, target.name)
+        return await self._lift("ban", Action.UNBAN, room, target, actor,
+                                guests=self.guest_bans)
 
-    async def unban_guest(self, actor: User | None, room: Room, nick: str) -> None:
+    async def unban_guest(self, actor: User | None, room: Room, nick: str) -> Lifted:
         """Lift the ban of the guest ``nick``, online or gone since (IRC's ``MODE -b``)."""
         if self.guest_bans is None or not await self.guest_bans.unban(actor, room, nick):
             raise ChatError(Code.BAD_ARGUMENTS, f"{nick} is not banned from #{room.name}.")
+        return Lifted(nick, account=False, guest=True)
 
     def guest_banned(self, nick: str) -> bool:
         """Whether a room's ban holds the guest ``nick`` (gone or not)."""
@@ -289,7 +308,9 @@ class Moderation:
         return True
 
     async def _lift(self, kind: str, action: Action, room: Room, target: User,
-                    actor: User | None) -> None:
+                    actor: User | None, guests: GuestBans | None = None) -> Lifted:
+        """Lift the account ``target``'s sanction; with ``guests``, also their ban
+        of an IRC guest by its name (one decision, told as one lift)."""
         # In the room's transaction, as sanctions are imposed: a flood mute landing
         # between the delete and the removal from memory would be stored but not
         # applied. The actor's right is judged there too: a demotion queued before
@@ -298,24 +319,35 @@ class Moderation:
             self._rooms.ensure_live(room)
             _authorize(action, room, actor, target)
             existed = await self._storage.delete_sanction(kind, room.id, target.id)
-            if not (_table(room, kind).pop(target.id, None) or existed):
+            held = bool(_table(room, kind).pop(target.id, None)) or existed
+            guest = guests is not None and guests.lift(room, target.name)
+            if not (held or guest):
                 raise ChatError(Code.BAD_ARGUMENTS,
                                 f"{target.name} is not {_DONE[kind]} {_PREP[kind]} "
                                 f"#{room.name}.")
-            # Told under the room's lock, as the sanction was (see _impose_mute).
-            self._emit_lift(kind, room, target, _name(actor))
-        await self._told_lifted(kind, room, target, _name(actor))
+            # Told under the room's lock, as the sanction was (see _impose_mute);
+            # the account only of its own ban's lift.
+            self._emit_lift(kind, room, target, _name(actor), tell_target=held)
+        if held:
+            await self._told_lifted(kind, room, target, _name(actor),
+                                    "and an IRC guest's" if guest else "")
+        else:  # the guest's ban alone: the account was not banned, nor is it told
+            await self._audit.record(f"un{kind}", _name(actor), target.name, room,
+                                     "an IRC guest's")
+        return Lifted(target.name, account=held, guest=guest)
 
-    def _emit_lift(self, kind: str, room: Room, target: User, actor: str | None) -> None:
+    def _emit_lift(self, kind: str, room: Room, target: User, actor: str | None,
+                   tell_target: bool = True) -> None:
         lifted = events.Unbanned if kind == "ban" else events.Unmuted
-        self._emit(room, target, lifted(room.name, target.name, actor or SERVER))
+        self._emit(room, target if tell_target else None,
+                   lifted(room.name, target.name, actor or SERVER))
 
     async def _told_lifted(self, kind: str, room: Room, target: User,
-                           actor: str | None) -> None:
+                           actor: str | None, reason: str = "") -> None:
         """A lift's audit entry and the member's notification."""
         event = f"un{kind}"
         await self._audit.record(event, actor, target.name, room,
-                                 "" if actor else "expired")
+                                 reason if actor else "expired")
         await self._notifier.notify(target, f"un{_DONE[kind]}",
                                     f"you are no longer {_DONE[kind]} {_PREP[kind]} "
                                     f"#{room.name}.",

@@ -290,6 +290,12 @@ class Guests:
         await services.audit.record("unban", name, ban.nick, room)
         return True
 
+    def lift(self, room: Room, nick: str) -> bool:
+        """Drop the ban of ``nick`` in ``room``, telling nobody; False when there was
+        none (chatd.domain.moderation.GuestBans: the caller holds the room's
+        transaction and tells the room)."""
+        return self._lift(room, nick) is not None
+
     def _lift(self, room: Room, nick: str) -> GuestBan | None:
         bans = self._bans.get(room.id)
         ban = bans.pop(name_key(nick), None) if bans is not None else None

@@ -619,3 +619,54 @@ async def test_a_guest_unban_refused_behind_a_demotion_lifts_nothing(
     assert [b.nick for b in server.irc.front.guests.bans(room)] == ["visitor"]
     visitor.send("JOIN #general")
     assert (await visitor.expect("366", "474")).command == "474"
+
+
+@GUESTS
+@pytest.mark.parametrize("via", ["line", "irc"])
+async def test_a_guest_ban_of_a_nick_that_is_an_account_now_is_lifted_by_it(
+        server: ChatServer, irc: IrcFactory, clients: Clients, via: str) -> None:
+    """The guests eve and zed are banned, then gone, and accounts take their names:
+    /unban and MODE -b of the name find the account, and lift the guest's ban of
+    that nick as well as (zed) the account's own, saying which."""
+    alice = await clients.user("alice")
+    await alice.command("/create general")
+    alice_irc = await irc("alice")
+    alice_irc.send("JOIN #general")
+    await alice_irc.expect("366")
+    guests = [await _guest(irc, nick) for nick in ("eve", "zed")]
+    for guest in guests:
+        guest.send("JOIN #general")
+        await guest.expect("366")
+    for guest, nick in zip(guests, ("eve", "zed"), strict=True):
+        await alice.command(f"/ban {nick} general")
+        await guest.expect("KICK")
+        await guest.close()
+    accounts = server.services.accounts
+    await eventually(lambda: accounts.guest("eve") is None and accounts.guest("zed") is None)
+    await clients.user("eve")
+    zed = await clients.user("zed")
+    await alice.command("/ban zed general")
+    alice_irc.send("MODE #general b")
+    assert sorted(m.params[2] for m in await alice_irc.until("368") if m.command == "367") \
+        == ["eve!*@*", "zed!*@*", "zed!*@*"]
+    for nick, lifted in (("eve", ["guest"]), ("zed", ["account", "guest"])):
+        if via == "line":
+            reply = await alice.command(f"/unban {nick} general")
+            assert (reply["user"], reply["lifted"]) == (nick, lifted)
+            assert f"IRC guest {nick}" in reply["message"]
+        else:
+            alice_irc.send(f"MODE #general -b {nick}")
+        assert (await alice_irc.expect("MODE")).params == ("#general", "-b", f"{nick}!*@*")
+    alice_irc.send("MODE #general b")
+    assert [m.command for m in await alice_irc.until("368")] == ["368"]
+    wanderer = await _guest(irc, "wanderer")  # from the address the guests' bans held
+    wanderer.send("JOIN #general")
+    assert (await wanderer.expect("366", "474")).command == "366"
+    assert (await zed.command("/join general")).ok
+    assert server.irc is not None and server.irc.front.guests.bans(
+        server.services.rooms.require("general")) == []
+    # Only an account that was banned is told its ban was lifted.
+    storage = server.services.storage
+    told = {name: [n.kind for n in await storage.list_notifications(accounts.require(name).id)]
+            for name in ("eve", "zed")}
+    assert "unbanned" not in told["eve"] and "unbanned" in told["zed"]
