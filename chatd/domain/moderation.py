@@ -64,7 +64,8 @@ SERVER = "the server"
 class GuestBans(Protocol):
     """The bans of users without an account, IRC guests (chatd.irc.guests.Guests,
     which IRC's ``MODE +b`` and ``-b`` use): by nick and address, kept in memory
-    until the server restarts or they are lifted. A ban row names an account."""
+    until the server restarts, their room ends or they are lifted. A ban row
+    names an account."""
 
     async def ban(self, actor: User | None, room: Room, target: User,
                   reason: str = "") -> str:

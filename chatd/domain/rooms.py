@@ -65,6 +65,10 @@ class Rooms:
         # On a cluster's node: reads a live room from the database into memory (one
         # another node created a moment ago, whose announcement is not read here yet).
         self.read_room: Callable[[int], Awaitable[None]] | None = None
+        # Told of each room that ends in this process's memory (terminated here, or
+        # another node's termination read): what others keep of it in memory only
+        # (IRC guests' bans) goes with it.
+        self.ended: list[Callable[[Room], None]] = []
 
     async def load(self) -> None:
         for record in await self._storage.load_active_rooms():
@@ -461,6 +465,11 @@ class Rooms:
         self._by_key.pop(names.name_key(room.name), None)
         for endpoint in self._bus.close_room(room):
             endpoint.left_room(room)
+        self._tell_ended(room)
+
+    def _tell_ended(self, room: Room) -> None:
+        for told in self.ended:
+            told(room)
 
     def _index(self, room: Room) -> Room:
         self._by_id[room.id] = room
@@ -498,6 +507,7 @@ class Rooms:
             del self._by_key[names.name_key(room.name)]
             for endpoint in self._bus.close_room(room):
                 endpoint.left_room(room)
+            self._tell_ended(room)
 
     def _tell_roles(self, room: Room, changes: list[tuple[int, Role]],
                     voiced: frozenset[int]) -> list[tuple[int, str, Role]]:

@@ -44,8 +44,10 @@ class IrcFront:
         self.guests = Guests(services)
         # No account is made with the name of a guest online.
         services.accounts.name_holders.append(self.guests)
-        # Guests' bans are theirs too, whichever listener's command bans them.
+        # Guests' bans are theirs too, whichever listener's command bans them; a
+        # room's go when it ends.
         services.moderation.guest_bans = self.guests
+        services.rooms.ended.append(self.guests.room_ended)
         self.people = People(services, self.renderer)
         self.renderer.directory = self.people
         services.presence.watchers.append(self.people)

@@ -234,9 +234,15 @@ class Guests:
         return list(self._bans.get(room.id, {}).values())
 
     def banned_nick(self, nick: str) -> bool:
-        """Whether a ban of some room holds ``nick`` (chatd.domain.moderation.GuestBans)."""
+        """Whether a ban of some live room holds ``nick``
+        (chatd.domain.moderation.GuestBans)."""
         key = name_key(nick)
         return any(key in bans for bans in self._bans.values())
+
+    def room_ended(self, room: Room) -> None:
+        """``room`` ended (chatd.domain.rooms.Rooms.ended): its bans go with it. A room
+        made later with its name is another room, which they never held."""
+        self._bans.pop(room.id, None)
 
     async def ban(self, actor: User | None, room: Room, target: User, reason: str = "") -> str:
         """Ban a guest from ``room`` by nick and address, removing them if a member

@@ -670,3 +670,29 @@ async def test_a_guest_ban_of_a_nick_that_is_an_account_now_is_lifted_by_it(
     told = {name: [n.kind for n in await storage.list_notifications(accounts.require(name).id)]
             for name in ("eve", "zed")}
     assert "unbanned" not in told["eve"] and "unbanned" in told["zed"]
+
+
+@GUESTS
+async def test_the_guest_bans_of_a_room_end_with_it(server: ChatServer, irc: IrcFactory,
+                                                     clients: Clients) -> None:
+    """#general ends with the ban of visitor (gone since) in it: the ban goes too. A
+    new #general is another room: /unban visitor there is a nick no ban holds."""
+    alice = await clients.user("alice")
+    await alice.command("/create general")
+    visitor = await _guest(irc, "visitor")
+    visitor.send("JOIN #general")
+    await visitor.expect("366")
+    await alice.command("/ban visitor general")
+    await visitor.close()
+    await eventually(lambda: server.services.accounts.guest("visitor") is None)
+    assert server.irc is not None
+    guests = server.irc.front.guests
+    assert guests.banned_nick("visitor")
+    await alice.command("/leave general")
+    assert server.services.rooms.find("general") is None
+    await alice.command("/create general")
+    await _refused(alice, "/unban visitor general", "no-such-user")
+    again = await _guest(irc, "visitor")
+    again.send("JOIN #general")
+    assert (await again.expect("366", "474")).command == "366"
+    assert not guests.banned_nick("visitor")
