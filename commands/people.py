@@ -7,7 +7,6 @@ from __future__ import annotations
 
 from chatd.domain.accounts import User
 from chatd.domain.presence import AWAY_MAX
-from chatd.domain.room import Room
 from chatd.domain.scopes import Scope
 from chatd.errors import ChatError, Code
 from chatd.protocol.codec import iso_ts
@@ -25,7 +24,7 @@ def whois(ctx: Context, user: User) -> Ok:
     services = ctx.services
     away = services.presence.away(user) if user.online else ""
     # Private rooms stay private: only those the asker may see are named.
-    rooms = [room.name for room in _rooms_of(ctx, user)
+    rooms = [room.name for room in ctx.services.rooms.of_user(user)
              if services.rooms.can_see(ctx.user, room)]
     since = iso_ts(user.created_at)
     status = "offline" if not user.online else f"away: {away}" if away else "online"
@@ -50,14 +49,6 @@ def whois(ctx: Context, user: User) -> Ok:
               guest=guest)
 
 
-def _rooms_of(ctx: Context, user: User) -> list[Room]:
-    """The rooms ``user`` is a member of, by name. A guest's memberships are kept
-    in its rooms alone, not with the accounts' (chatd.irc.guests)."""
-    rooms = ctx.services.rooms
-    if user.has_account:
-        return rooms.of_user(user)
-    return sorted((room for room in rooms.listed_for(user) if room.is_member(user.id)),
-                  key=lambda room: room.name)
 
 
 def _owner(ctx: Context, user: User) -> str | None:

@@ -476,6 +476,15 @@ class Rooms:
         self._by_key[names.name_key(room.name)] = room
         return room
 
+    def add_guest(self, room: Room, member: Member, endpoint: Endpoint) -> None:
+        """An IRC guest becomes a member of ``room``: in memory only (it has no
+        account, so no row), indexed as every member is, so that :meth:`of_user`
+        knows a guest's rooms as it knows an account's. The caller holds the
+        room's transaction; the guest leaves as anyone does (:meth:`remove`)."""
+        room.members[member.user_id] = member
+        self._of_user.setdefault(member.user_id, set()).add(room)
+        self._bus.connect(room, (endpoint,))
+
     def _add_member(self, room: Room, member: Member, user: User | None = None) -> None:
         room.members[member.user_id] = member
         self._of_user.setdefault(member.user_id, set()).add(room)
@@ -500,6 +509,8 @@ class Rooms:
             rooms = self._of_user.get(user_id)
             if rooms is not None:
                 rooms.discard(room)
+                if not rooms:  # (a guest's id is never seen again once it left)
+                    del self._of_user[user_id]
         for endpoint in left:
             endpoint.left_room(room)
         if departure.terminate:

@@ -159,7 +159,7 @@ class Guests:
     # -- rooms -----------------------------------------------------------------
 
     def rooms_of(self, user: User) -> list[Room]:
-        return [r for r in self._services.rooms.listed_for(user) if r.is_member(user.id)]
+        return self._services.rooms.of_user(user)
 
     def present(self, session: IrcSession) -> bool:
         """Whether the guest of ``session`` is still here: its connection open, its
@@ -184,9 +184,9 @@ class Guests:
             self._check_join(session, room)
             refuse_gate(room, key)
             now = services.clock.time()
-            room.members[user.id] = Member(user.id, user.name, Role.MEMBER, now, now,
-                                           next(self._seq))
-            services.bus.connect(room, (session,))
+            services.rooms.add_guest(
+                room, Member(user.id, user.name, Role.MEMBER, now, now, next(self._seq)),
+                session)
         services.bus.to_room(room, events.Joined(room.name, user.name), skip=session)
         await services.audit.record("join", actor=user.name, room=room)
 

@@ -6,7 +6,6 @@ from typing import TYPE_CHECKING
 
 from chatd.domain import names
 from chatd.irc import numerics as n
-from chatd.irc.guests import is_guest
 from chatd.irc.numerics import IrcError
 
 if TYPE_CHECKING:
@@ -59,7 +58,5 @@ def away_message(ctx: IrcContext, user: User) -> str | None:
 
 
 def rooms_of(ctx: IrcContext, user: User) -> list[Room]:
-    """The rooms ``user`` is a member of (a guest's are kept apart from storage)."""
-    if is_guest(user):
-        return ctx.listener.guests.rooms_of(user)
+    """The rooms ``user`` (an account or a guest) is a member of."""
     return ctx.services.rooms.of_user(user)

@@ -31,7 +31,6 @@ from chatd.irc.session import IrcSession
 
 if TYPE_CHECKING:
     from chatd.domain.accounts import User
-    from chatd.domain.room import Room
     from chatd.irc.render import IrcRenderer
     from chatd.protocol.services import Services
 
@@ -243,16 +242,11 @@ class People:
     def sharing_channel(self, user: User,
                         among: Iterable[IrcSession] | None = None) -> Iterator[IrcSession]:
         """The registered IRC sessions (of ``among``) shown a channel ``user`` is in."""
-        rooms = {room.id for room in self._rooms_of(user)}
+        rooms = {room.id for room in self._services.rooms.of_user(user)}
         for session in list(self.sessions() if among is None else among):
             if session.registered and not rooms.isdisjoint(session.joined):
                 yield session
 
-    def _rooms_of(self, user: User) -> list[Room]:
-        rooms = self._services.rooms
-        if not is_guest(user):
-            return rooms.of_user(user)
-        return [room for room in rooms.listed_for(user) if room.is_member(user.id)]
 
     def sessions(self) -> list[IrcSession]:
         """Every registered IRC session (WALLOPS, WHO masks, SETNAME): the
