@@ -157,4 +157,9 @@ async def _apply(ctx: Context, key: str, value: str) -> Ok:
     # account); colours, timestamps and theme follow the account.
     if user is not None and key in ACCOUNT_SETTINGS:
         await ctx.services.accounts.save_settings(user, stored)
+    if key == "format":
+        # What a program learns as it asks for JSON: the longest line it may send
+        # (the banner says it too, but in text before this ok).
+        return ok(f"{key} is now {value.lower()}.", setting=key, value=value.lower(),
+                  max_line=ctx.services.config.listen.max_line)
     return ok(f"{key} is now {value.lower()}.", setting=key, value=value.lower())

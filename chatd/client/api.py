@@ -64,6 +64,9 @@ class ChatClient:
         self._waiting: dict[str, tuple[list[dict[str, Any]], asyncio.Future[dict[str, Any]]]] = {}
         self._events: asyncio.Queue[dict[str, Any]] = asyncio.Queue()
         self.banner = ""
+        # The longest line the server takes, in bytes, as its /format ok said (None
+        # from a server of a version before it said so).
+        self.max_line: int | None = None
         self._task: asyncio.Task[None] | None = None
         # When the last line came (time.monotonic()): a connection silent for long
         # may be one whose peer vanished without a word (a keepalive checks it).
@@ -86,6 +89,8 @@ class ChatClient:
                     raise ConnectionError("; ".join(banner) or "connection closed")
                 banner.append(line.decode(errors="replace").rstrip("\r\n"))
         client.banner = "\n".join(banner)
+        said = json.loads(line).get("max_line")
+        client.max_line = said if isinstance(said, int) and said > 0 else None
         client._task = asyncio.ensure_future(client._read())
         return client
 

@@ -173,3 +173,25 @@ async def test_the_line_mode_says_when_the_gap_may_be_incomplete(
         await alice.type("cut-here")
         await alice.shows("reconnected.")
         await alice.shows("! messages sent while you were disconnected may be missing (")
+
+
+async def test_the_client_holds_to_the_line_limit_the_server_says(
+        tmp_path: Path, terminal: StartTerminal) -> None:
+    # The server's /format answer says its limit: a line over it is refused here,
+    # with the limit named, and never sent; --max-line still overrides it.
+    # (Above the key its login publishes: ML-KEM-768's takes 1.6 KB of base64.)
+    server = await start_server(tmp_path / "small.db", listen__max_line=2048)
+    try:
+        await account(server, "alice", "hall")
+        alice = terminal(server.port, "alice")
+        await alice.shows("Welcome back, alice")
+        await alice.type("/switch hall", "x" * 2500)
+        await alice.shows("over the server's line limit (2048)")
+        await alice.type("/quit")
+        assert await alice.exit_status() == 0
+        loose = terminal(server.port, "alice", "--max-line", "8000")
+        await loose.shows("Welcome back, alice")
+        await loose.type("/switch hall", "y" * 2500)
+        await loose.shows("line-too-long")  # the server's own refusal this time
+    finally:
+        await server.stop()

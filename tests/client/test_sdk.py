@@ -606,3 +606,18 @@ async def test_a_command_is_not_also_a_mention_and_a_mention_is_the_name_as_a_wo
     assert commands == ["!ping", "!ping helper", "!ping last"]
     assert [m.text for m in mentions] == ["!nosuchcommand", *named]
     await stopped(bot, task)
+
+
+async def test_a_client_learns_the_servers_line_limit_as_it_asks_for_json(
+        tmp_path: Path) -> None:
+    # The banner says it in text; the /format answer says it to a program.
+    server = await start_server(tmp_path / "limit.db", listen__max_line=300)
+    try:
+        client = await ChatClient.connect("127.0.0.1", server.port)
+        assert client.max_line == 300
+        answer = await client.command("/set format json")
+        assert answer["max_line"] == 300
+        assert (await client.command("/set timestamps on")).get("max_line") is None
+        await client.close()
+    finally:
+        await server.stop()

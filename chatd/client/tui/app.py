@@ -48,6 +48,7 @@ PASSWORD_ENV = "CHATD_PASSWORD"
 TOKEN_ENV = "CHATD_TOKEN"
 QUIT = ("/quit", "/exit")
 STDIN_LIMIT = 1 << 16  # longer lines typed or piped in are not sent
+DEFAULT_MAX_LINE = 4096  # the line limit assumed when the server does not say it
 
 Reconnect = Callable[[], Awaitable[list[Line]]]
 
@@ -124,7 +125,8 @@ async def run(args: argparse.Namespace, password: str | None, token: str | None)
     except (OSError, TimeoutError, ssl.SSLError) as exc:
         view.show([*said, error(f"cannot connect to {args.host}:{args.port}: {exc}")])
         return 1
-    session = ClientSession(client, keyring, args.aead, not args.no_pq, args.max_line)
+    session = ClientSession(client, keyring, args.aead, not args.no_pq,
+                            args.max_line or client.max_line or DEFAULT_MAX_LINE)
     connected = True
     try:
         show([notice(client.banner.removeprefix("* "))] if client.banner else [])
@@ -400,8 +402,9 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument("--aead", choices=tuple(AEADS), default="aes-256-gcm")
     parser.add_argument("--no-pq", action="store_true",
                         help="no ML-KEM-768: smaller envelopes, X25519 only")
-    parser.add_argument("--max-line", type=int, default=4096,
-                        help="the server's line limit (listen.max_line)")
+    parser.add_argument("--max-line", type=int, default=None,
+                        help="the server's line limit (listen.max_line; default: what the "
+                             f"server says, else {DEFAULT_MAX_LINE})")
     parser.add_argument("--no-color", action="store_true")
     parser.add_argument("--plain", action="store_true",
                         help="line mode even on a terminal (it is the mode without one)")
