@@ -122,16 +122,29 @@ class ChatClient:
                       timeout: float = DEFAULT_TIMEOUT) -> Reply:
         """Send ``/command ...`` and wait for its final line."""
         label = f"c{next(self._labels)}"
+        sent = f"@{label} {line}".encode()
+        if self.max_line is not None and len(sent) > self.max_line:
+            # The server would drop it with an unlabelled error (its label is in the
+            # line it drops): refused here as the server would, not waited for.
+            reply = Reply({"type": "error", "code": "line-too-long", "message":
+                           f"that line is {len(sent)} bytes, over the server's limit of "
+                           f"{self.max_line}: it was not sent."}, [])
+        else:
+            reply = await self._answer(label, sent, timeout)
+        if check and reply.get("type") == "error":
+            raise ClientError(reply.final)
+        return reply
+
+    async def _answer(self, label: str, sent: bytes, timeout: float) -> Reply:
+        """Send the labelled line ``sent``; its final line, and the lines before it."""
         lines: list[dict[str, Any]] = []
         future: asyncio.Future[dict[str, Any]] = asyncio.get_running_loop().create_future()
         self._waiting[label] = (lines, future)
         try:
-            self._writer.write(f"@{label} {line}\r\n".encode())
+            self._writer.write(sent + b"\r\n")
             final = await asyncio.wait_for(future, timeout)
         finally:
             self._waiting.pop(label, None)
-        if check and final.get("type") == "error":
-            raise ClientError(final)
         return Reply(final, lines)
 
     def send_line(self, line: str) -> None:

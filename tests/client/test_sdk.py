@@ -618,6 +618,14 @@ async def test_a_client_learns_the_servers_line_limit_as_it_asks_for_json(
         answer = await client.command("/set format json")
         assert answer["max_line"] == 300
         assert (await client.command("/set timestamps on")).get("max_line") is None
+        # A labelled line over it would be dropped with an unlabelled error, and its
+        # answer waited for in vain: it is refused here, at once.
+        refused = await client.command("/say hall " + "x" * 400, check=False, timeout=1)
+        assert (refused["code"], refused.lines) == ("line-too-long", [])
+        assert "over the server's limit of 300" in refused["message"]
+        with pytest.raises(ClientError, match="line-too-long"):
+            await client.command("/say hall " + "x" * 400, timeout=1)
+        assert (await client.command("/ping")).ok  # the connection is as it was
         await client.close()
     finally:
         await server.stop()
