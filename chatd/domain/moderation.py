@@ -190,9 +190,9 @@ class Moderation:
         if self.guest_bans is None:  # (guests come with IRC, and so do their bans)
             raise _needs_account(target, "a ban without an account needs IRC's guests")
         if duration:
-            raise _needs_account(target, "its ban holds its nick and address until the "
-                                 "server restarts or it is lifted, and takes no duration; "
-                                 f"/ban {target.name} without one bans it so")
+            raise _needs_account(target, "its ban holds its nick and address until it is "
+                                 "lifted, the room ends or the server restarts, and takes "
+                                 f"no duration; /ban {target.name} without one bans it so")
         nick = await self.guest_bans.ban(actor, room, target, reason)
         return Ban(SanctionRecord(room.id, target.id, actor.id if actor else None, reason,
                                   self._clock.time(), None), nick)
