@@ -371,11 +371,11 @@ async def _kick(ctl: ControlServer, req: dict[str, Any]) -> Any:
     return {"user": user.name, "room": room.name}
 
 
-def _duration_of(req: dict[str, Any]) -> float | None:
-    """The request's duration in seconds; None when it names none (for good). An
-    empty one is refused, not taken for none: an unset shell variable in
-    ``--duration "$D"`` must not make a ban permanent."""
-    duration = req.get("duration")
+def _duration_of(req: dict[str, Any], key: str = "duration") -> float | None:
+    """The request's duration (``key``) in seconds; None when it names none (for
+    good). An empty one is refused, not taken for none: an unset shell variable
+    in ``--duration "$D"`` must not make a ban permanent, nor a token eternal."""
+    duration = req.get(key)
     if duration is None:
         return None
     return parse_duration(str(duration))
@@ -461,7 +461,7 @@ async def _bot_create(ctl: ControlServer, req: dict[str, Any]) -> Any:
     services = ctl.services
     owner = services.accounts.require(req["owner"]) if req.get("owner") else None
     grant = parse_scopes(req["scopes"]) if req.get("scopes") else DEFAULT_SCOPES
-    ttl = parse_duration(req["ttl"]) if req.get("ttl") else None
+    ttl = _duration_of(req, "ttl")  # none: a token that never expires
     bot = await services.accounts.create_bot(req["name"], owner, actor="console")
     secret, record = await services.tokens.create(bot, "default", ttl, grant)
     return {"name": bot.name, "owner": owner.name if owner else None, "token": secret,

@@ -195,3 +195,24 @@ async def test_the_client_holds_to_the_line_limit_the_server_says(
         await loose.shows("line-too-long")  # the server's own refusal this time
     finally:
         await server.stop()
+
+
+async def test_a_server_back_with_another_line_limit_is_held_to_that_one(
+        tmp_path: Path, terminal: StartTerminal) -> None:
+    db = tmp_path / "limit.db"
+    first = await start_server(db, listen__max_line=2048)
+    port = first.port
+    await account(first, "alice", "hall")
+    alice = terminal(port, "alice")
+    await alice.shows("Welcome back, alice")
+    await alice.type("/switch hall")
+    await first.stop()
+    await alice.shows("reconnecting...")
+    second = await start_server(db, listen__port=port, listen__max_line=8192)
+    try:
+        await alice.shows("reconnected.")
+        await alice.type("z" * 3000)  # over the first server's limit, within this one's
+        await alice.shows("<alice> " + "z" * 100)
+        assert "over the server's line limit" not in alice.out
+    finally:
+        await second.stop()

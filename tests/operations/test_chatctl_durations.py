@@ -101,3 +101,6 @@ async def test_an_empty_or_dashed_duration_is_refused_not_taken_for_none(
     with pytest.raises(ControlError, match="invalid duration"):
         await control.call("ban", user="bob", room="lounge", duration="")
     assert not daemon.services.rooms.require("lounge").bans
+    with pytest.raises(ControlError, match="invalid duration"):  # nor an eternal token
+        await control.call("bot-create", name="helper", ttl="")
+    assert daemon.services.accounts.find("helper") is None

@@ -165,6 +165,8 @@ def _reconnector(session: ClientSession, args: argparse.Namespace, password: str
         the last login (no password check on the server), else as at the start."""
         fresh = await ChatClient.connect(args.host, args.port, **_tls(args))
         old, session.client = session.client, fresh
+        # The server may have come back with another line limit.
+        session.max_line = args.max_line or fresh.max_line or DEFAULT_MAX_LINE
         await old.close()
         return await session.relogin(args.user, password, token)
     return reconnect
