@@ -146,7 +146,8 @@ async def person(server: ChatServer, tmp_path: Path) -> AsyncIterator[Callable[.
 
 def _reconnector(session: ClientSession, name: str, port: int) -> app.Reconnect:
     """The program's own reconnection: the resume token first, else the password."""
-    where = argparse.Namespace(host="127.0.0.1", port=port, user=name, tls=False)
+    where = argparse.Namespace(host="127.0.0.1", port=port, user=name, tls=False,
+                               max_line=None)
     return app._reconnector(session, where, PASSWORD, None)
 
 
