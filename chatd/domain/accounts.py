@@ -232,18 +232,22 @@ class Accounts:
         # The id tells this guest from a later one that took the freed nick.
         return user if user is not None and user.id == member.user_id else None
 
-    def recipient(self, name: str) -> User:
-        """The account ``name`` as the recipient of a direct message. A guest's name
-        is visibly in use (in rooms, in /who), so the refusal names what it is
-        rather than denying that such a user exists."""
+    def account(self, name: str, for_guest: str) -> User:
+        """The account ``name``. A guest's name is visibly in use (in rooms, in
+        /who), so it is refused as what it is (``not-permitted``, ``for_guest``
+        saying what a guest cannot be) rather than as no such user."""
         user = self.find(name)
         if user is not None:
             return user
         if self.guest(name) is not None:
-            raise ChatError(Code.NOT_PERMITTED, f"{name} is an IRC guest, without an "
-                            "account: direct messages reach guests over IRC only (PRIVMSG "
-                            f"{name}), not from the line protocol or the HTTP API.")
+            raise ChatError(Code.NOT_PERMITTED,
+                            f"{name} is an IRC guest, without an account: {for_guest}")
         return self.require(name)
+
+    def recipient(self, name: str) -> User:
+        """The account ``name`` as the recipient of a direct message."""
+        return self.account(name, f"direct messages reach guests over IRC only (PRIVMSG "
+                                  f"{name}), not from the line protocol or the HTTP API.")
 
     def all(self) -> list[User]:
         return list(self._by_id.values())

@@ -326,24 +326,13 @@ class UserRef(Param):
         return (Code.NO_SUCH_USER, Code.NOT_PERMITTED)
 
     def convert(self, ctx: Context, word: str, more_follow: bool) -> Any:
-        accounts = ctx.services.accounts
-        user = accounts.find(word)
-        if user is not None:
-            return user
-        if accounts.guest(word) is not None:
-            raise ChatError(Code.NOT_PERMITTED, f"{word} is an IRC guest, without an "
-                            f"account: /{ctx.command} takes accounts only.")
-        return accounts.require(word)
+        return ctx.services.accounts.account(word, f"/{ctx.command} takes accounts only.")
 
 
 @dataclass(frozen=True, slots=True)
 class Recipient(UserRef):
-    """The account a direct message goes to. The name of an IRC guest, which has
-    no account, is refused as such (``not-permitted``), not as no user at all:
-    the guest is visibly in rooms."""
-
-    def errors(self) -> tuple[Code, ...]:
-        return (Code.NO_SUCH_USER, Code.NOT_PERMITTED)
+    """The account a direct message goes to (an IRC guest's name is refused saying
+    how guests are reached)."""
 
     def convert(self, ctx: Context, word: str, more_follow: bool) -> Any:
         return ctx.services.accounts.recipient(word)
