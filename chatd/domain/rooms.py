@@ -450,11 +450,7 @@ class Rooms:
 
     def _drop_member(self, room: Room, user_id: int) -> None:
         room.members.pop(user_id, None)
-        rooms = self._of_user.get(user_id)
-        if rooms is not None:
-            rooms.discard(room)
-            if not rooms:
-                del self._of_user[user_id]
+        self._unindex(room, user_id)
         for endpoint in self._bus.disconnect_user(room, user_id):
             endpoint.left_room(room)
 
@@ -471,6 +467,20 @@ class Rooms:
         for told in self.ended:
             told(room)
 
+    def _index_member(self, room: Room, member: Member) -> None:
+        room.members[member.user_id] = member
+        self._of_user.setdefault(member.user_id, set()).add(room)
+
+    def _unindex(self, room: Room, user_id: int) -> None:
+        """``user_id`` is no longer in ``room``'s members: out of its index too, and
+        out of the index altogether when in no room (a guest's id is never seen
+        again once it left)."""
+        rooms = self._of_user.get(user_id)
+        if rooms is not None:
+            rooms.discard(room)
+            if not rooms:
+                del self._of_user[user_id]
+
     def _index(self, room: Room) -> Room:
         self._by_id[room.id] = room
         self._by_key[names.name_key(room.name)] = room
@@ -481,13 +491,11 @@ class Rooms:
         account, so no row), indexed as every member is, so that :meth:`of_user`
         knows a guest's rooms as it knows an account's. The caller holds the
         room's transaction; the guest leaves as anyone does (:meth:`remove`)."""
-        room.members[member.user_id] = member
-        self._of_user.setdefault(member.user_id, set()).add(room)
+        self._index_member(room, member)
         self._bus.connect(room, (endpoint,))
 
     def _add_member(self, room: Room, member: Member, user: User | None = None) -> None:
-        room.members[member.user_id] = member
-        self._of_user.setdefault(member.user_id, set()).add(room)
+        self._index_member(room, member)
         user = user or self._accounts.get(member.user_id)
         if user is not None:
             self._bus.connect(room, self._bus.of_user(user))
@@ -506,11 +514,7 @@ class Rooms:
         gone = room.apply_departure(departure, self._clock.time())
         left = [e for user_id in gone for e in self._bus.disconnect_user(room, user_id)]
         for user_id in gone:
-            rooms = self._of_user.get(user_id)
-            if rooms is not None:
-                rooms.discard(room)
-                if not rooms:  # (a guest's id is never seen again once it left)
-                    del self._of_user[user_id]
+            self._unindex(room, user_id)
         for endpoint in left:
             endpoint.left_room(room)
         if departure.terminate:
