@@ -39,6 +39,7 @@ from typing import Any, Final
 import orjson
 
 from chatd.domain.events import Message
+from chatd.domain.names import is_number
 from chatd.errors import ChatError, Code
 
 _MODULES: Final = ("chatd.domain.events", "chatd.domain.modes", "chatd.domain.room",
@@ -123,6 +124,13 @@ def readable_entries(stream_id: Any, fields: Mapping[bytes, bytes]) -> list[Any]
 def text(value: Any) -> str:
     """A Redis reply's value as text: its bytes decoded, anything else as ``str``."""
     return value.decode() if isinstance(value, bytes) else str(value)
+
+
+def millis_of(stream_id: Any) -> int | None:
+    """The milliseconds of an item's id in the log (``<ms>-<seq>``: Redis's clock
+    when it was appended); None for an odd id."""
+    millis = text(stream_id).partition("-")[0]
+    return int(millis) if is_number(millis) else None
 
 
 def entries_of(fields: Mapping[bytes, bytes]) -> list[Any]:

@@ -61,10 +61,10 @@ class DecodedItems:
         self._count += weight
         while self._count > self._limit:
             self._count -= kept.pop(next(iter(kept)))[1]
-        oldest_allowed = _millis(stream_id) - AGE_MS
+        oldest_allowed = (codec.millis_of(stream_id) or 0) - AGE_MS
         while kept:
             oldest = next(iter(kept))
-            if _millis(oldest) >= oldest_allowed:
+            if (codec.millis_of(oldest) or 0) >= oldest_allowed:
                 break
             self._count -= kept.pop(oldest)[1]
         return entries
@@ -72,9 +72,3 @@ class DecodedItems:
     def clear(self) -> None:
         self._kept.clear()
         self._count = 0
-
-
-def _millis(stream_id: Any) -> int:
-    """The milliseconds of an item's id (``<ms>-<seq>``); 0 for an odd one."""
-    millis = codec.text(stream_id).partition("-")[0]
-    return int(millis) if millis.isdigit() else 0

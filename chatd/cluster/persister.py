@@ -55,7 +55,6 @@ import redis
 from chatd.cluster import codec, keys
 from chatd.cluster.items import DecodedItems
 from chatd.cluster.retry import Retries, stopping
-from chatd.domain.names import is_number
 from storage.api import StorageError
 from storage.records import MessageRecord
 from storage.writer import DROPPED, write_or_drop
@@ -116,8 +115,8 @@ def record_of(entry: dict[str, Any]) -> MessageRecord | None:
 def appended_at(stream_id: bytes | str) -> float | None:
     """When an item was appended to the log, in seconds since the epoch: the
     milliseconds of its id (``<ms>-<seq>``, Redis's clock); None for an odd id."""
-    millis, _, _ = codec.text(stream_id).partition("-")
-    return int(millis) / 1000 if is_number(millis) else None
+    millis = codec.millis_of(stream_id)
+    return None if millis is None else millis / 1000
 
 
 def backlog_of(groups: list[dict[Any, Any]]) -> int | None:
