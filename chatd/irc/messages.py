@@ -187,8 +187,21 @@ def fitted_text(text: str, mask: str, target: str, kind: str) -> str:
 
 def _to_room(ctx: IrcContext, room: Room, sent: Outgoing) -> Awaitable[None] | None:
     session, messaging = ctx.session, ctx.services.messaging
+    _refuse_banned_guest(ctx, room)
     return fakelag(ctx, room, lambda: messaging.post_kind(session, room, sent.text, sent.kind,
                                                           dict(sent.extra), ECHO))
+
+
+def _refuse_banned_guest(ctx: IrcContext, room: Room) -> None:
+    """A guest's message from outside a ``-n`` room that bans it is refused, as an
+    account's is: messaging knows only the bans kept with accounts, while a guest's
+    (by nick and address) live with the IRC listener."""
+    user = ctx.session.user
+    if not is_guest(user) or room.modes.no_external:
+        return
+    assert user is not None
+    if not room.is_member(user.id) and ctx.listener.guests.banned(room, ctx.session):
+        raise ChatError(Code.BANNED, f"you are banned from #{room.name}.")
 
 
 def _to_user(ctx: IrcContext, nick: str, sent: Outgoing) -> Awaitable[None] | None:

@@ -149,6 +149,29 @@ async def test_guests_are_kicked_and_banned_by_room_admins(server: ChatServer,
     assert await server.services.storage.load_sanctions("ban") == []
 
 
+@GUESTS
+async def test_a_banned_guest_cannot_send_to_a_room_that_takes_outside_messages(
+        irc: IrcFactory, clients: Clients) -> None:
+    """A -n room takes messages from outside, but not from those it bans: a guest
+    banned by nick, or by address under another nick, gets 404 as an account does."""
+    alice = await clients.user("alice")
+    await alice.command("/create hall")
+    await alice.command("/mode -n")
+    visitor = await _guest(irc, "visitor")
+    visitor.send("JOIN #hall")
+    await visitor.expect("366")
+    await alice.command("/ban visitor")
+    visitor.send("PRIVMSG #hall :still here")
+    assert (await visitor.expect("404")).params[1:] == ("#hall", "you are banned from #hall.")
+    visitor.send("NICK other", "PRIVMSG #hall :under another nick")
+    assert (await visitor.expect("404")).params[1] == "#hall"
+    # (A guest from the same address is banned too: an account shows what goes through.)
+    bob = await irc("bob")
+    bob.send("PRIVMSG #hall :welcome from outside")
+    got = await alice.next_event(lambda e: e.get("type") == "message")
+    assert (got["from"], got["text"]) == ("bob", "welcome from outside")
+
+
 async def _refused(client: ChatClient, line: str, code: str, *words: str) -> None:
     """``line`` is refused with ``code``, in a sentence holding ``words``."""
     reply = await client.command(line, check=False)
