@@ -212,6 +212,10 @@ async def mode(ctx: Context, args: str) -> Ok:
         return await _join_mode(ctx, Mode(words[0].lower()), _mode_room(ctx, words[1:]))
     if words and words[0][0] in "+-":
         changes, left = parse_mode_string(words[0], words[1:], _TAKES)
+        # Before the room is looked up: an unknown letter takes no argument, so
+        # the word after it (a nick, as in IRC's +o bob) would be read as the room
+        # and the reply would name a missing room instead of the letter.
+        _refuse_unknown_letters(changes)
         return await _change_modes(ctx, changes, _mode_room(ctx, left))
     return _show_modes(ctx, _mode_room(ctx, words))
 
@@ -234,13 +238,16 @@ async def _join_mode(ctx: Context, mode: Mode, room: Room) -> Ok:
     return ok(f"#{room.name} is now {mode.value}.", room=room.name, mode=mode.value)
 
 
-async def _change_modes(ctx: Context, changes: list[ModeChange], room: Room) -> Ok:
-    """Apply a mode string: k l m s n t at once, then i and R, then each v."""
-    moderation, done = ctx.services.moderation, []
+def _refuse_unknown_letters(changes: list[ModeChange]) -> None:
     unknown = [c.signed for c in changes if c.letter not in LETTERS + "iRv"]
     if unknown:
         raise ChatError(Code.BAD_ARGUMENTS, f"unknown mode {unknown[0]}: the letters are "
                         "k l m s n t (and i R v). Usage: " + MODE_USAGE)
+
+
+async def _change_modes(ctx: Context, changes: list[ModeChange], room: Room) -> Ok:
+    """Apply a mode string: k l m s n t at once, then i and R, then each v."""
+    moderation, done = ctx.services.moderation, []
     switches = [c for c in changes if c.letter in LETTERS]
     if switches:
         done += await moderation.change_modes(ctx.user, room, switches)

@@ -70,6 +70,19 @@ async def test_mode_refusals_have_stable_codes(clients: Clients) -> None:
     assert (await error_of(lonely, "/mode"))["code"] == "no-room"
 
 
+async def test_an_unknown_mode_letter_is_named_before_the_room_is_looked_up(
+        clients: Clients) -> None:
+    """IRC's habits (+o bob, +b bob) meet letters /mode lacks: the reply names the
+    letter, not a room "bob" that the nick after it was taken for."""
+    alice, bob = await users(clients, "alice", "bob")
+    await room_with(alice, "dev", bob)
+    for line in ("/mode +o bob", "/mode +b bob", "/mode +mx bob"):
+        error = await error_of(alice, line)
+        assert error["code"] == "bad-arguments", line
+        assert error["message"].startswith("unknown mode +"), line
+    assert (await alice.command("/mode dev"))["modes"] == "+nt"
+
+
 async def test_a_key_is_needed_to_join_and_an_invitation_passes_it(clients: Clients) -> None:
     alice, bob, carol = await users(clients, "alice", "bob", "carol")
     await room_with(alice, "dev")
