@@ -348,12 +348,15 @@ class Rooms:
             await self._persist_departure(room, departure)
             self._bus.to_room(room, _DEPARTURES[event](room.name, user.name, actor_name,
                                                        reason), skip=skip)
+            # Read before the departure takes it out of the room: a guest is found
+            # by its member's name alone.
+            evicted_member = room.members.get(departure.evicted) if departure.evicted else None
             self._apply_departure(room, departure)
             # Told under the room's lock: a command that waited for it (the evicted
             # member's own /leave) is answered after these events; on a cluster they
             # are numbered before the lock is released.
             heirs = self._tell_roles(room, departure.role_changes, departure.voiced)
-            evicted = self._tell_terminated(room, departure)
+            evicted = self._tell_terminated(room, departure, evicted_member)
         await self._audit.record(event, actor=actor_name, target=user.name, room=room,
                                  reason=reason)
         await self._record_roles(room, heirs)
@@ -552,15 +555,18 @@ class Rooms:
                                         f"you are now the {role.value} of #{room.name}.",
                                         room=room.name, room_id=room.id, role=role.value)
 
-    def _tell_terminated(self, room: Room, departure: Departure) -> User | None:
-        """Tell the member a termination evicted (if any, with an account); who."""
-        if not departure.terminate or not departure.evicted:
+    def _tell_terminated(self, room: Room, departure: Departure,
+                         member: Member | None) -> User | None:
+        """Tell the member a termination evicted (if any), an IRC guest too, whose
+        client would otherwise think itself still in the channel; the account to
+        notify (a guest has no notifications)."""
+        if not departure.terminate or member is None:
             return None
-        evicted = self._accounts.get(departure.evicted)
-        if evicted is not None:
-            self._bus.to_user(evicted, events.Terminated(room.name, evicted.name),
-                              room_id=room.id)
-        return evicted
+        evicted = self._accounts.of_member(member)
+        if evicted is None:
+            return None
+        self._bus.to_user(evicted, events.Terminated(room.name, evicted.name), room_id=room.id)
+        return evicted if evicted.has_account else None
 
     async def _record_termination(self, room: Room, evicted: User | None) -> None:
         await self._audit.record("terminate", room=room)

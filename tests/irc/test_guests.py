@@ -172,6 +172,25 @@ async def test_a_banned_guest_cannot_send_to_a_room_that_takes_outside_messages(
     assert (got["from"], got["text"]) == ("bob", "welcome from outside")
 
 
+@GUESTS
+async def test_a_guest_left_last_in_a_room_is_told_it_ended(irc: IrcFactory,
+                                                            clients: Clients) -> None:
+    """The owner leaves a guest alone in the room: the room ends and takes the guest
+    out, whose client sees it PART, as an account's does, not a channel it is
+    still shown in."""
+    alice = await clients.user("alice")
+    await alice.command("/create hall")
+    visitor = await _guest(irc, "visitor")
+    visitor.send("JOIN #hall")
+    await visitor.expect("366")
+    await alice.command("/leave hall")
+    left = await visitor.expect("PART")
+    assert (left.source or "").startswith("alice!") and left.params == ("#hall",)
+    ended = await visitor.expect("PART")
+    assert (ended.source or "").startswith("visitor!")
+    assert ended.params == ("#hall", "#hall was terminated")
+
+
 async def _refused(client: ChatClient, line: str, code: str, *words: str) -> None:
     """``line`` is refused with ``code``, in a sentence holding ``words``."""
     reply = await client.command(line, check=False)
