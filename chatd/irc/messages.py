@@ -119,7 +119,22 @@ def _send(ctx: IrcContext) -> Awaitable[None] | None:
         ctx.fail(IrcError(n.ERR_TOOMANYTARGETS, first,
                           f"Too many targets: at most {MAX_TARGETS}; this one and the "
                           "ones after it were not sent"))
-    return _send_each(ctx, names[:MAX_TARGETS], sent)
+    chosen = names[:MAX_TARGETS]
+    return _send_each(ctx, _distinct(chosen) if len(chosen) > 1 else chosen, sent)
+
+
+def _distinct(names: list[str]) -> list[str]:
+    """Each target once, in the order given (names compare in ASCII case, as
+    CASEMAPPING says): ``PRIVMSG #a,#A :hi`` is one message to #a, as on other
+    servers, not the same text sent and stored twice."""
+    seen: set[str] = set()
+    distinct = []
+    for name in names:
+        key = name.lower()
+        if key not in seen:
+            seen.add(key)
+            distinct.append(name)
+    return distinct
 
 
 def _send_each(ctx: IrcContext, names: list[str], sent: Outgoing) -> Awaitable[None] | None:

@@ -138,6 +138,21 @@ async def test_several_targets_and_ctcp(irc: IrcFactory, clients: Clients) -> No
     assert (await alice.expect("PRIVMSG")).params == ("#a", "five")
 
 
+async def test_a_target_named_twice_gets_the_message_once(irc: IrcFactory,
+                                                         clients: Clients) -> None:
+    """Targets repeated in one PRIVMSG (in any case) are sent to once, as other
+    servers do: the room and the person get one message, not one per mention."""
+    bob = await irc("bob")
+    alice = await clients.user("alice")
+    await alice.command("/create a")
+    bob.send("JOIN #a")
+    await bob.expect("366")
+    bob.send("PRIVMSG #a,#A,alice,ALICE :once", "PRIVMSG #a :after")
+    got = [await alice.next_event(lambda e: e.get("type") == "message") for _ in range(3)]
+    assert [(m.get("room"), m.get("to"), m["text"]) for m in got] == [
+        ("a", None, "once"), (None, "alice", "once"), ("a", None, "after")]
+
+
 async def _tagged_alike(sender: IrcClient, other: IrcClient, command: str) -> None:
     """The sender's own line of ``command`` is the line another member got: tagged."""
     own = await _line_of(sender, command)
