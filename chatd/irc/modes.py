@@ -161,6 +161,10 @@ async def _ban(ctx: IrcContext, room: Room, on: bool, mask: str | None) -> None:
 def _ban_list(ctx: IrcContext, room: Room) -> None:
     services, server = ctx.services, ctx.listener.renderer.server
     name, now = channel(room.name), services.clock.time()
+    if not services.rooms.can_see(ctx.user, room):
+        # As MODE #room answers them: who is banned from a private or secret
+        # channel is no more a stranger's business than that it exists.
+        raise IrcError(n.ERR_NOSUCHCHANNEL, name, "No such channel")
     for user_id, ban in room.bans.items():
         account = services.accounts.get(user_id)
         if account is None or room.banned(user_id, now) is None:

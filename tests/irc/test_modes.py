@@ -78,6 +78,29 @@ async def test_ban_kicks_lists_and_unban_lifts(server: ChatServer, irc: IrcFacto
     assert (await alice.expect("400")).params[2] == "a ban names one user: +b nick"
 
 
+async def test_the_ban_list_of_a_hidden_channel_is_403_to_strangers(
+        server: ChatServer, irc: IrcFactory) -> None:
+    """A private or secret channel is 403 to those outside it for MODE #room, and
+    so for its ban list: no nick, setter or time of its bans reaches them."""
+    alice, bob = await irc("alice"), await irc("bob")
+    await server.services.accounts.create("dave", "dave-pw")
+    for name, mode in (("#p", "+i"), ("#s", "+s")):
+        await _room(alice, name=name)
+        alice.send(f"MODE {name} {mode}", f"MODE {name} +b dave")
+        assert (await alice.expect("MODE")).params[1].startswith(mode)
+        assert (await alice.expect("MODE")).params == (name, "+b", "dave!*@*")
+        for query in ("b", "+b"):
+            bob.send(f"MODE {name} {query}")
+            refused = await bob.expect("403", "367", "368")
+            assert (refused.command, refused.params[1]) == ("403", name)
+    # A channel anyone sees lists its bans to anyone, as before.
+    await _room(alice, name="#o")
+    alice.send("MODE #o +b dave")
+    await alice.expect("MODE")
+    bob.send("MODE #o b")
+    assert (await bob.expect("367")).params[1:3] == ("#o", "dave!*@*")
+
+
 async def test_ban_of_a_non_member_is_not_a_kick(server: ChatServer, irc: IrcFactory) -> None:
     alice = await irc("alice")
     await _room(alice)
