@@ -229,6 +229,12 @@ def complete(ctx: IrcContext) -> Awaitable[None] | None:
     pending = session.pending
     if pending is None or pending.negotiating or session.nick == "*" or not session.username:
         return None
+    if pending.sasl is not None:
+        # An AUTHENTICATE exchange still waiting for its payload: registration ends
+        # it, said with 906 (IRCv3 SASL), rather than leaving the client to think
+        # it may still log in that way.
+        pending.sasl = None
+        ctx.reply(n.ERR_SASLABORTED, "SASL authentication aborted")
     return _register(ctx)
 
 

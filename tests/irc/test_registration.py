@@ -160,6 +160,20 @@ async def test_sasl_failures(server: ChatServer, irc: IrcFactory) -> None:
     assert any(" 464 " in line for line in await client.closed())
 
 
+@pytest.mark.server(accounts__guests=True)
+async def test_registration_ending_during_an_exchange_aborts_it_with_906(
+        irc: IrcFactory) -> None:
+    """CAP END while AUTHENTICATE waits for its payload: the exchange is aborted,
+    said with 906 before the welcome (IRCv3 SASL), and the client registers
+    without it (here, as a guest)."""
+    client = await irc()
+    client.send("CAP REQ :sasl", "NICK zed", "USER z 0 * :Zed", "AUTHENTICATE PLAIN")
+    assert (await client.expect("AUTHENTICATE")).params == ("+",)
+    client.send("CAP END")
+    assert (await client.expect("906", "001")).command == "906"
+    assert (await client.expect("001")).params[0] == "zed"
+
+
 async def test_sasl_payload_in_400_byte_chunks(server: ChatServer, irc: IrcFactory) -> None:
     name = "c" * 24
     password = "p" * 72
