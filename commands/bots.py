@@ -260,12 +260,13 @@ def _bot_list(ctx: Context) -> Ok:
 
 
 @command("typing", RoomRef("room", optional=True), group=GROUP,
-         scope=Scope.POST, errors=(Code.NOT_IN_ROOM,),
+         scope=Scope.POST, errors=(Code.NOT_IN_ROOM, Code.MUTED, Code.MODERATED),
          needs=NEEDS_MEMBER)
 def typing(ctx: Context, room: Room) -> Ok:
     """Tell a room you are typing (never stored; dropped first when a client lags)."""
     if not room.is_member(ctx.user.id):
         raise ChatError(Code.NOT_IN_ROOM, f"you are not in #{room.name}.")
+    ctx.services.messaging.refuse_silenced(room, ctx.user)
     session = ctx.session
     wait = ctx.services.protection.charge_typing(session)
     if wait:

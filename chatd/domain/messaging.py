@@ -229,10 +229,18 @@ class Messaging:
 
     def typing(self, endpoint: Endpoint, room: Room) -> None:
         """Tell ``room``'s other members that ``endpoint``'s user is typing (never
-        stored). The caller has checked membership and the typing limit: the line
-        protocol refuses in words, IRC drops silently."""
+        stored). The caller has checked membership, :meth:`refuse_silenced` and the
+        typing limit: the line protocol refuses in words, IRC drops silently."""
         assert endpoint.user is not None
         self._bus.to_room(room, Typing(room.name, endpoint.user.name), skip=endpoint)
+
+    def refuse_silenced(self, room: Room, user: User) -> None:
+        """Raise ``muted`` or ``moderated`` when ``user`` may not speak in ``room``.
+        What holds their messages back holds the rest of what they would show the
+        room too (a typing indicator, IRC's client tags): a muted member must not be
+        seen typing to a room that never gets the text."""
+        self._refuse_if_muted(room, user)
+        refuse_unvoiced(room, user)
 
     def _refuse_outsider(self, room: Room, user: User) -> None:
         """A message from outside the room: refused unless the room takes external

@@ -327,6 +327,9 @@ def tagmsg(ctx: IrcContext) -> None:
         room = existing_room(ctx, target)
         if not room.is_member(ctx.user.id):
             raise IrcError(n.ERR_CANNOTSENDTOCHAN, target, "Cannot send to channel")
+        # Client tags (a reaction, typing) show the room something: held back from
+        # whoever may not send it a message (TAGMSG is quiet: dropped, unanswered).
+        ctx.services.messaging.refuse_silenced(room, ctx.user)
         if tags.get("+typing") == "active":
             # The typing event reaches IRC clients as this TAGMSG already.
             del tags["+typing"]

@@ -7,7 +7,7 @@ import pytest
 
 from chatd.domain.clock import ManualClock, iso_ts
 from chatd.irc.codec import parse
-from tests.helpers import PASSWORD, ChatServer, Clients
+from tests.helpers import PASSWORD, ChatServer, Clients, settle
 from tests.irc.conftest import IrcFactory
 from tests.irc.helpers import IrcClient
 
@@ -99,6 +99,29 @@ async def test_typing_crosses_both_ways(irc: IrcFactory, clients: Clients) -> No
     while (relayed := await bob.expect("TAGMSG")).tags.get("+typing"):
         pass  # dave's typing in #t comes first
     assert relayed.tags == {"+react": "yes"} and relayed.params == ("bob",)
+
+
+async def test_a_muted_member_tagmsg_reaches_nobody(irc: IrcFactory,
+                                                    clients: Clients) -> None:
+    """Client tags show the room something: a muted member's TAGMSG is dropped, as
+    its PRIVMSG is refused; typing included."""
+    carol = await clients.user("carol")
+    await carol.command("/create t")
+    watcher = await irc("dave", caps=("message-tags",))
+    watcher.send("JOIN #t")
+    await watcher.expect("366")
+    bob = await irc("bob", caps=("message-tags",))
+    bob.send("JOIN #t")
+    await bob.expect("366")
+    await carol.command("/mute bob t")
+    bob.send("@+typing=active TAGMSG #t", "@+react=no TAGMSG #t", "PRIVMSG #t :hush")
+    refused = await bob.expect("404")  # the PRIVMSG's; a TAGMSG is quiet
+    assert refused.params[1] == "#t"
+    await carol.command("/unmute bob t")
+    bob.send("@+react=yes TAGMSG #t")
+    relayed = await watcher.expect("TAGMSG")
+    assert relayed.tags == {"+react": "yes"} and relayed.source.startswith("bob!")
+    assert not [e for e in await settle(carol) if e.get("event") == "typing"]
 
 
 async def test_notice_is_a_message_and_never_answers_errors(irc: IrcFactory,

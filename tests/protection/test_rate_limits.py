@@ -371,6 +371,24 @@ async def test_typing_is_rate_limited_per_connection(db_path: Path, clock: Manua
         assert len(typing) == 4
 
 
+async def test_a_muted_or_unvoiced_member_is_not_seen_typing(
+        db_path: Path, clock: ManualClock) -> None:
+    """What holds a member's messages back holds their typing indicator too."""
+    async with serving(db_path, clock, **PRODUCTION_LIMITS,
+                       limits__typing_rate=100.0) as (_, clients):
+        alice, bob = await room_with(clients, "alice", "bob")
+        await alice.command("/mute bob general 10m")
+        muted = await error_of(bob, "/typing")
+        assert muted["code"] == "muted" and muted["until"] is not None
+        await alice.command("/unmute bob")
+        await alice.command("/mode +m")
+        assert (await error_of(bob, "/typing"))["code"] == "moderated"
+        await alice.command("/voice bob")
+        await bob.command("/typing")
+        typing = [e for e in await settle(alice) if e.get("event") == "typing"]
+        assert [e["user"] for e in typing] == ["bob"]  # once: after the voice only
+
+
 async def test_typing_rate_is_configurable_and_needs_membership(
         db_path: Path, clock: ManualClock) -> None:
     async with serving(db_path, clock, **PRODUCTION_LIMITS,
