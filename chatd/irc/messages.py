@@ -124,9 +124,9 @@ def _send(ctx: IrcContext) -> Awaitable[None] | None:
 
 
 def _distinct(names: list[str]) -> list[str]:
-    """Each target once, in the order given (names compare in ASCII case, as
-    CASEMAPPING says): ``PRIVMSG #a,#A :hi`` is one message to #a, as on other
-    servers, not the same text sent and stored twice."""
+    """Each target once, in the order given (names compare in lower case, as rooms
+    and nicks are looked up): ``PRIVMSG #a,#A :hi`` is one message to #a, as on
+    other servers, not the same text sent and stored twice."""
     seen: set[str] = set()
     distinct = []
     for name in names:
