@@ -20,7 +20,14 @@ from chatd.irc import numerics as n
 from chatd.irc.codec import format_line, plain_text
 from chatd.irc.commands import irc_command
 from chatd.irc.guests import is_guest
-from chatd.irc.lookup import existing_room, existing_user, room_name, rooms_of, targets
+from chatd.irc.lookup import (
+    existing_room,
+    existing_user,
+    room_name,
+    rooms_of,
+    targets,
+    visible_room,
+)
 from chatd.irc.numerics import IrcError
 from chatd.irc.render import channel
 from chatd.irc.views import join_lines, names_lines, topic_lines
@@ -127,11 +134,7 @@ async def topic(ctx: IrcContext) -> None:
     """Show a channel's topic, or set it (room admins and the owner)."""
     name = ctx.params[0]
     ctx.channel = name
-    room, user = existing_room(ctx, name), ctx.user
-    if not ctx.services.rooms.can_see(user, room):
-        # A hidden room (+s, private) is no channel to those outside, as MODE says:
-        # 442 would tell them it exists.
-        raise IrcError(n.ERR_NOSUCHCHANNEL, name, "No such channel")
+    room, user = visible_room(ctx, name), ctx.user
     if len(ctx.params) == 1:
         ctx.lines.extend(topic_lines(ctx.listener.renderer.server, ctx.nick, room))
         return
@@ -164,7 +167,7 @@ async def kick(ctx: IrcContext) -> None:
     name = ctx.params[0]
     reason = plain_text(ctx.params[2]) if len(ctx.params) > 2 else ""
     with ctx.attempt(name):
-        room = existing_room(ctx, name)
+        room = visible_room(ctx, name)
         for nick in targets(ctx.params[1]):
             with ctx.attempt(name, nick):
                 # A guest too: it is told by its KICK, having nowhere to keep a
@@ -180,7 +183,7 @@ async def invite(ctx: IrcContext) -> None:
     nick, name = ctx.params[0], ctx.params[1]
     ctx.channel, ctx.target = name, nick
     target = existing_user(ctx, nick)
-    room = existing_room(ctx, name)
+    room = visible_room(ctx, name)
     if is_guest(target) or is_guest(ctx.user):
         raise IrcError(n.ERR_UNKNOWNERROR, "INVITE", "guests join open rooms only and "
                        "cannot invite")

@@ -37,6 +37,17 @@ def existing_room(ctx: IrcContext, name: str) -> Room:
     return room
 
 
+def visible_room(ctx: IrcContext, name: str) -> Room:
+    """:func:`existing_room`, where ``ctx``'s user may see it: a private or secret room
+    they are not in (or one that bans them) is ERR_NOSUCHCHANNEL to them, whatever
+    they ask of it, since any other answer (442, 482, a ban list) would tell a
+    stranger that it exists."""
+    room = existing_room(ctx, name)
+    if not ctx.services.rooms.can_see(ctx.user, room):
+        raise IrcError(n.ERR_NOSUCHCHANNEL, name, "No such channel")
+    return room
+
+
 def find_user(ctx: IrcContext, nick: str) -> User | None:
     """An account (online or not) or an online guest named ``nick``."""
     return ctx.services.accounts.find(nick) or ctx.listener.guests.find(nick)

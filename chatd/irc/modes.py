@@ -26,7 +26,7 @@ from chatd.errors import Code
 from chatd.irc import numerics as n
 from chatd.irc.commands import irc_command
 from chatd.irc.guests import is_guest
-from chatd.irc.lookup import existing_room, existing_user, find_user
+from chatd.irc.lookup import existing_user, find_user, visible_room
 from chatd.irc.numerics import IrcError
 from chatd.irc.operators import change_user_modes, user_modes
 from chatd.irc.render import channel
@@ -80,10 +80,8 @@ def _user_mode(ctx: IrcContext, target: str) -> None:
 
 async def _channel_mode(ctx: IrcContext, name: str) -> None:
     ctx.channel = name
-    room, user = existing_room(ctx, name), ctx.user
+    room, user = visible_room(ctx, name), ctx.user
     if len(ctx.params) < 2:
-        if not ctx.services.rooms.can_see(user, room):
-            raise IrcError(n.ERR_NOSUCHCHANNEL, name, "No such channel")
         show_key = room.is_member(user.id) or user.is_admin
         ctx.reply(n.RPL_CHANNELMODEIS, channel(room.name), *channel_mode_params(room, show_key))
         ctx.reply(n.RPL_CREATIONTIME, channel(room.name), str(int(room.created_at)))
@@ -161,10 +159,6 @@ async def _ban(ctx: IrcContext, room: Room, on: bool, mask: str | None) -> None:
 def _ban_list(ctx: IrcContext, room: Room) -> None:
     services, server = ctx.services, ctx.listener.renderer.server
     name, now = channel(room.name), services.clock.time()
-    if not services.rooms.can_see(ctx.user, room):
-        # As MODE #room answers them: who is banned from a private or secret
-        # channel is no more a stranger's business than that it exists.
-        raise IrcError(n.ERR_NOSUCHCHANNEL, name, "No such channel")
     for user_id, ban in room.bans.items():
         account = services.accounts.get(user_id)
         if account is None or room.banned(user_id, now) is None:

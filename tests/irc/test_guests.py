@@ -69,15 +69,18 @@ async def test_a_guest_uses_open_rooms_and_only_messages_and_audit_persist(
 async def test_a_guest_cannot_create_or_enter_closed_rooms(server: ChatServer,
                                                            irc: IrcFactory) -> None:
     owner = await irc("owner")
-    owner.send("JOIN #private,#request", "MODE #private +i", "MODE #request +R")
+    owner.send("JOIN #private,#request,#open", "MODE #private +i", "MODE #request +R")
     await owner.expect("MODE")
     await owner.expect("MODE")
     visitor = await _guest(irc, "visitor")
-    visitor.send("JOIN #private,#request,#brandnew", "INVITE owner #private")
+    visitor.send("JOIN #private,#request,#brandnew", "INVITE owner #open",
+                 "INVITE owner #private")
     assert (await visitor.expect("473")).params[1] == "#private"
     assert (await visitor.expect("477")).params[1] == "#request"
     assert (await visitor.expect("403")).params[1] == "#brandnew"
     assert (await visitor.expect("400")).params[1] == "INVITE"
+    # A private room is no channel to a stranger, whatever it asks of it.
+    assert (await visitor.expect("403")).params[1] == "#private"
     assert server.services.rooms.find("brandnew") is None
 
 

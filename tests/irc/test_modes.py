@@ -101,6 +101,26 @@ async def test_the_ban_list_of_a_hidden_channel_is_403_to_strangers(
     assert (await bob.expect("367")).params[1:3] == ("#o", "dave!*@*")
 
 
+async def test_a_hidden_channel_is_403_to_strangers_whatever_they_ask(
+        server: ChatServer, irc: IrcFactory) -> None:
+    """KICK, INVITE and a MODE change from outside a private or secret channel are
+    403, as MODE #room and TOPIC are: 482 or 442 would tell a stranger it exists."""
+    alice, bob = await irc("alice"), await irc("bob")
+    for name, mode in (("#p", "+i"), ("#s", "+s")):
+        await _room(alice, name=name)
+        alice.send(f"MODE {name} {mode}")
+        assert (await alice.expect("MODE")).params[1].startswith(mode)
+        for line in (f"KICK {name} alice", f"INVITE alice {name}", f"MODE {name} +m",
+                     f"TOPIC {name} :mine"):
+            bob.send(line)
+            refused = await bob.expect("403", "482", "442", "443")
+            assert (refused.command, refused.params[1]) == ("403", name), line
+    # In a channel anyone sees, the stranger learns what it may not do, as before.
+    await _room(alice, name="#o")
+    bob.send("KICK #o alice")
+    assert (await bob.expect("403", "482", "442")).command in ("482", "442")
+
+
 async def test_ban_of_a_non_member_is_not_a_kick(server: ChatServer, irc: IrcFactory) -> None:
     alice = await irc("alice")
     await _room(alice)
