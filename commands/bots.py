@@ -314,8 +314,10 @@ def _decimal(raw: str) -> float:
 
 def _within(value: float, what: str, high: float, low: float = 0.1) -> float:
     if not low <= value <= high:
+        # Only the rate may be 'off' (which turns the room's own rate off).
+        off = ", or 'off'" if what == "rate" else ""
         raise ChatError(Code.BAD_ARGUMENTS, f"the {what} is a number from {low:g} to "
-                        f"{high:g}, or 'off'.")
+                        f"{high:g}{off}.")
     return value
 
 
