@@ -294,8 +294,14 @@ class Accounts:
                          quota: int | None = None) -> User:
         """Create a bot account owned by ``owner``: it has no password (tokens only),
         so making it costs no bcrypt. Raises ``invalid-name``, ``name-taken``, or
-        ``quota-exceeded`` when ``owner`` has ``quota`` bots already."""
+        ``quota-exceeded`` when ``owner`` has ``quota`` bots already, and
+        ``not-permitted`` when ``owner`` is a bot: whoever asks (``/bot create``
+        from a bot's login, an operator's ``--owner``), a bot never owns bots, or
+        it could make tokens for them as their owner."""
         name = _valid_user_name(name)
+        if owner is not None and owner.is_bot:
+            raise ChatError(Code.NOT_PERMITTED, f"{owner.name} is a bot, and a bot cannot "
+                            "own bots.")
         if owner is None:
             return await self._create_bot(name, None, actor)
         # The count and the creation under the owner's lock: creations sent at once

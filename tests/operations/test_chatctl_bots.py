@@ -87,3 +87,16 @@ async def test_revoke_token_of_a_bot(daemon: App, clients: Clients,
     code, out, _ = await _run(daemon, capsys, "bot-create", "another")
     shown = re.search(r"token: ([^\s,]+)", out)
     assert code == 0 and shown is not None and len(shown.group(1)) == len(made["token"])
+
+
+async def test_bot_create_refuses_a_bot_as_the_owner(
+        daemon: App, clients: Clients, capsys: pytest.CaptureFixture[str]) -> None:
+    # A bot cannot make bots; nor can an operator hand it one to own, whose tokens it
+    # could then make with /bot token as the owner.
+    await _json(daemon, capsys, "bot-create", "helper")
+    code, _, err = await _run(daemon, capsys, "bot-create", "minion", "--owner", "helper")
+    assert code == 1 and "not-permitted" in err and "helper is a bot" in err
+    assert [b["name"] for b in await _json(daemon, capsys, "bots")] == ["helper"]
+    users = await clients.user("alice")
+    made = await users.command("/bot create minion")
+    assert made.final["owner"] == "alice"
