@@ -35,6 +35,7 @@ from chatd.ops.backups import (
     state_directory,
 )
 from chatd.ops.nodes import flagged, named_addresses
+from chatd.protocol.codec import clean_text
 from storage.api import StorageError
 
 if TYPE_CHECKING:
@@ -363,11 +364,24 @@ def _user_in(ctl: ControlServer, req: dict[str, Any]) -> tuple[User, Room]:
     return services.accounts.require(req["user"]), services.rooms.require(req["room"])
 
 
+def _one_line(value: Any, what: str) -> str:
+    """An operator's text that reaches users (a broadcast, a reason): one line of
+    printable text, as the line protocol lets through, TAB as a space. Anything
+    else is refused rather than sent: an escape sequence would reach every
+    text-mode reader's terminal, and a line end would start a line of its own."""
+    text = str(value).replace("\t", " ")
+    if clean_text(text) != text:
+        raise ChatError(Code.BAD_ARGUMENTS, f"{what} must be one line without control "
+                        "characters.")
+    return text
+
+
 @handler("kick")
 async def _kick(ctl: ControlServer, req: dict[str, Any]) -> Any:
     services = ctl.services
     user, room = _user_in(ctl, req)
-    await services.moderation.kick(None, room, user, req.get("reason", ""))
+    reason = _one_line(req.get("reason", ""), "the reason")
+    await services.moderation.kick(None, room, user, reason)
     return {"user": user.name, "room": room.name}
 
 
@@ -386,7 +400,8 @@ async def _ban(ctl: ControlServer, req: dict[str, Any]) -> Any:
     services = ctl.services
     user, room = _user_in(ctl, req)
     duration = _duration_of(req)
-    ban = await services.moderation.ban(None, room, user, duration, req.get("reason", ""))
+    reason = _one_line(req.get("reason", ""), "the reason")
+    ban = await services.moderation.ban(None, room, user, duration, reason)
     return {"user": ban.name, "room": room.name, "until": ban.record.until}
 
 
@@ -518,7 +533,7 @@ async def _set_admin(ctl: ControlServer, name: str, flag: bool) -> Any:
 
 @handler("broadcast")
 async def _broadcast(ctl: ControlServer, req: dict[str, Any]) -> Any:
-    text = str(req["text"]).strip()
+    text = _one_line(req["text"], "a broadcast").strip()
     if not text:
         raise ChatError(Code.BAD_ARGUMENTS, "a broadcast needs some text.")
     sent = ctl.services.presence.broadcast(text)

@@ -167,6 +167,24 @@ async def test_broadcast(ctl: Ctl, clients: Clients) -> None:
         assert notice["type"] == "notice" and notice["text"] == "[server] maintenance at noon"
 
 
+async def test_console_text_with_control_characters_is_refused(
+        ctl: Ctl, clients: Clients) -> None:
+    # An escape sequence in a broadcast or a reason would reach every text-mode
+    # reader's terminal as it is; the line protocol never lets one through either.
+    alice, bob = await room_with(clients, "alice", "lounge", "bob")
+    for args in (("broadcast", "red \x1b[31malert"), ("broadcast", "two\nlines"),
+                 ("broadcast", "csi \x9b2J"), ("kick", "bob", "lounge", "bye\x07"),
+                 ("ban", "bob", "lounge", "--duration", "1h", "spam\x1b]0;x\x07")):
+        code, _, err = await ctl.run(*args)
+        assert code == 1 and "bad-arguments" in err and "control characters" in err, args
+    assert (await bob.command("/say lounge still here")).ok  # neither kicked nor banned
+    assert await ctl.json("broadcast", "tab\there") == {"sessions": 2, "other_nodes": False}
+    notice = await alice.next_event(lambda e: e.get("broadcast") is True)
+    assert notice["text"] == "[server] tab here"
+    assert await ctl.json("kick", "bob", "lounge", "be\tnice") == {"user": "bob",
+                                                                  "room": "lounge"}
+
+
 async def test_kick(ctl: Ctl, clients: Clients) -> None:
     alice, bob = await room_with(clients, "alice", "lounge", "bob")
     await settle(alice)
