@@ -240,8 +240,8 @@ class ControlServer:
         It listens before it reads the past entries: an entry made while they are
         read is then in both, and sent once, rather than in neither."""
         try:
-            room = (self.services.rooms.require(str(request["room"]))
-                    if request.get("room") else None)
+            named = _named(request, "room")
+            room = self.services.rooms.require(named) if named is not None else None
             count = _count(request.get("n", 0))
         except ChatError as exc:
             writer.write(_refusal(exc.code, exc.message))
@@ -385,6 +385,20 @@ async def _kick(ctl: ControlServer, req: dict[str, Any]) -> Any:
     return {"user": user.name, "room": room.name}
 
 
+def _named(req: dict[str, Any], key: str) -> str | None:
+    """The request's ``key`` (an owner, scopes, a user or a room to narrow to); None
+    when it names none. An empty one is refused, not taken for none: an unset shell
+    variable in ``--owner "$O"`` must not make a bot nobody's, nor ``--scopes "$S"``
+    give the default scopes, nor ``tokens "$U"`` list everyone's."""
+    value = req.get(key)
+    if value is None:
+        return None
+    text = str(value)
+    if not text.strip():
+        raise ChatError(Code.BAD_ARGUMENTS, f"{key} is empty: name one, or leave it out.")
+    return text
+
+
 def _duration_of(req: dict[str, Any], key: str = "duration") -> float | None:
     """The request's duration (``key``) in seconds; None when it names none (for
     good). An empty one is refused, not taken for none: an unset shell variable
@@ -434,7 +448,8 @@ async def _unmute(ctl: ControlServer, req: dict[str, Any]) -> Any:
 async def _tokens(ctl: ControlServer, req: dict[str, Any]) -> Any:
     """The API tokens of one user (``user``) or of everyone: never the secrets."""
     accounts = ctl.services.accounts
-    users = [accounts.require(req["user"])] if req.get("user") else \
+    user = _named(req, "user")
+    users = [accounts.require(user)] if user is not None else \
         sorted(accounts.all(), key=lambda u: u.name.lower())
     tokens = ctl.services.tokens
     return [{"user": user.name, "name": record.name, "scopes": listed(tokens.scopes(record)),
@@ -459,7 +474,8 @@ async def _revoke_token(ctl: ControlServer, req: dict[str, Any]) -> Any:
 async def _bots(ctl: ControlServer, req: dict[str, Any]) -> Any:
     """Every bot account, with its owner and its tokens' count."""
     accounts, tokens = ctl.services.accounts, ctl.services.tokens
-    owner = accounts.require(req["owner"]) if req.get("owner") else None
+    named = _named(req, "owner")
+    owner = accounts.require(named) if named is not None else None
     return [{"name": bot.name, "owner": _owner_name(ctl, bot), "online": bot.online,
              "created": bot.created_at, "tokens": len(tokens.of(bot))}
             for bot in accounts.bots_of(owner)]
@@ -474,8 +490,9 @@ def _owner_name(ctl: ControlServer, bot: User) -> str | None:
 async def _bot_create(ctl: ControlServer, req: dict[str, Any]) -> Any:
     """A bot owned by ``owner`` (or by nobody), and its first token (shown only here)."""
     services = ctl.services
-    owner = services.accounts.require(req["owner"]) if req.get("owner") else None
-    grant = parse_scopes(req["scopes"]) if req.get("scopes") else DEFAULT_SCOPES
+    named, scopes = _named(req, "owner"), _named(req, "scopes")
+    owner = services.accounts.require(named) if named is not None else None
+    grant = parse_scopes(scopes) if scopes is not None else DEFAULT_SCOPES
     ttl = _duration_of(req, "ttl")  # none: a token that never expires
     bot = await services.accounts.create_bot(req["name"], owner, actor="console")
     secret, record = await services.tokens.create(bot, "default", ttl, grant)
@@ -554,5 +571,6 @@ async def _reload(ctl: ControlServer, req: dict[str, Any]) -> Any:
 
 @handler("audit")
 async def _audit(ctl: ControlServer, req: dict[str, Any]) -> Any:
-    room = ctl.services.rooms.require(req["room"]) if req.get("room") else None
+    named = _named(req, "room")
+    room = ctl.services.rooms.require(named) if named is not None else None
     return _entry_rows(await ctl.services.audit.entries(_count(req.get("n", 50)), room))

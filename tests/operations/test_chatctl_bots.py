@@ -100,3 +100,16 @@ async def test_bot_create_refuses_a_bot_as_the_owner(
     users = await clients.user("alice")
     made = await users.command("/bot create minion")
     assert made.final["owner"] == "alice"
+
+
+async def test_an_empty_owner_scopes_or_user_is_refused_not_taken_for_none(
+        daemon: App, clients: Clients, capsys: pytest.CaptureFixture[str]) -> None:
+    # An unset shell variable (--owner "$OWNER") must not make a bot nobody's, nor
+    # give it the default scopes, nor list everyone's tokens or bots.
+    await clients.user("alice")
+    for args in (("bot-create", "helper", "--owner", ""), ("bot-create", "helper",
+                                                           "--scopes", " "),
+                 ("tokens", ""), ("bots", "--owner", ""), ("audit", "--room", "")):
+        code, _, err = await _run(daemon, capsys, *args)
+        assert code == 1 and "bad-arguments" in err and "is empty" in err, args
+    assert await _json(daemon, capsys, "bots") == []
