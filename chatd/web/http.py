@@ -81,6 +81,12 @@ class Request:
         return int(raw)
 
     @property
+    def expects_continue(self) -> bool:
+        """Whether the client waits for ``100 Continue`` before it sends the body."""
+        return self.version == "HTTP/1.1" and \
+            self.headers.get("expect", "").lower() == "100-continue"
+
+    @property
     def is_upgrade(self) -> bool:
         return "websocket" in self.headers.get("upgrade", "").lower()
 

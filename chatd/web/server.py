@@ -414,6 +414,7 @@ class HttpConnection(asyncio.Protocol):
         self._writable = asyncio.Event()
         self._writable.set()
         self._task: asyncio.Task[None] | None = None
+        self._continued: Request | None = None  # the request told 100 Continue
 
     # -- asyncio.Protocol ------------------------------------------------------------
 
@@ -469,14 +470,26 @@ class HttpConnection(asyncio.Protocol):
         except HttpError as exc:
             self.refuse(exc)
             return
-        if request is not None:
-            self._busy = True
-            self._disarm()
-            # One request at a time, so the limits of _next cannot check what arrives
-            # meanwhile: it waits in the socket (the client's send blocks) instead of
-            # in the reader, which then holds at most one read past the request.
-            self._pause_reading()
-            self._task = asyncio.ensure_future(self._serve(request))
+        if request is None:
+            self._continue(head)
+            return
+        self._busy = True
+        self._disarm()
+        # One request at a time, so the limits of _next cannot check what arrives
+        # meanwhile: it waits in the socket (the client's send blocks) instead of
+        # in the reader, which then holds at most one read past the request.
+        self._pause_reading()
+        self._task = asyncio.ensure_future(self._serve(request))
+
+    def _continue(self, head: Request) -> None:
+        """Invite the body of a request whose head is accepted (its declared length
+        within the limit), when the client waits to be asked: RFC 9110 10.1.1. curl
+        asks so for a body over 1 MiB, and without the invitation waits a second
+        before it sends the body anyway."""
+        if head.expects_continue and self._continued is not head and \
+                self.transport is not None and not self.transport.is_closing():
+            self._continued = head
+            self.transport.write(b"HTTP/1.1 100 Continue\r\n\r\n")
 
     def _upgrade(self, head: Request) -> None:
         self._disarm()

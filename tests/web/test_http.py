@@ -265,3 +265,29 @@ async def test_head_answers_as_get_without_the_body(server: ChatServer) -> None:
         assert head.content == b""
         health = await client.head("/health")
         assert health.status_code == 200 and health.content == b""
+
+
+async def test_a_client_that_expects_100_continue_is_invited_to_send_its_body(
+        server: ChatServer) -> None:
+    # curl sends "Expect: 100-continue" with a body over 1 MiB (an upload) and waits a
+    # second for the invitation before sending the body anyway.
+    assert server.web is not None
+    token = await token_for(server, "alice")
+    reader, writer = await asyncio.open_connection("127.0.0.1", server.web.port)
+    try:
+        body = b'{"text": "hello"}'
+        writer.write(b"POST /api/v1/crypto/encrypt HTTP/1.1\r\nHost: x\r\n"
+                     b"Authorization: Bearer " + token.encode() + b"\r\n"
+                     b"Expect: 100-continue\r\nContent-Length: %d\r\n\r\n" % len(body))
+        async with asyncio.timeout(0.5):
+            assert await reader.readuntil(b"\r\n\r\n") == b"HTTP/1.1 100 Continue\r\n\r\n"
+        writer.write(body)
+        async with asyncio.timeout(5):
+            head = await reader.readuntil(b"\r\n\r\n")
+        assert head.startswith(b"HTTP/1.1 400 ")  # the final answer (no algorithm given)
+    finally:
+        writer.close()
+    # Too large a body is refused at once, never invited.
+    answer = await raw_request(server, b"POST /hooks/1/x HTTP/1.1\r\nExpect: 100-continue\r\n"
+                               b"Content-Length: 99999999\r\n\r\n")
+    assert status_and_error(answer) == (413, "request-too-large")
