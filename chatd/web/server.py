@@ -248,6 +248,11 @@ class WebServer:
             page = await self._page(path)
             if page is not None:
                 return page
+        elif await self._is_page(path):
+            # The page is there, the method is wrong: a 405, as for the API's paths,
+            # not a 404 saying there is nothing at a path that serves a page.
+            raise HttpError(405, Code.METHOD_NOT_ALLOWED, f"{path} takes only GET.",
+                            headers=[("Allow", "GET")])
         if path in ("/ws", "/irc"):
             # RFC 9110 15.5.22: a 426 names the protocol to upgrade to.
             raise HttpError(426, Code.BAD_REQUEST, f"{path} is a WebSocket: open it with an "
@@ -267,6 +272,13 @@ class WebServer:
                             f"{route.path} does not take {method}.",
                             headers=[("Allow", ", ".join(_methods(self.routes, path)))])
         return await self._call(route, request, ip)
+
+    async def _is_page(self, path: str) -> bool:
+        """Whether ``GET path`` answers with a page (or a static file) of its own."""
+        try:
+            return await self._page(path) is not None
+        except HttpError:
+            return False
 
     async def _page(self, path: str) -> Response | None:
         if path == "/health":

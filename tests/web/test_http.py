@@ -92,6 +92,16 @@ async def test_unknown_paths_methods_and_websocket_paths_without_upgrade(
         assert "/hooks/{id}/{secret}" in hook.json()["error"]["message"]
         plain = await client.get("/ws")
         assert plain.status_code == 426 and plain.headers["upgrade"] == "websocket"
+        # The pages are there too: a wrong method on one is a 405, not "nothing at".
+        for method, path in (("POST", "/health"), ("DELETE", "/"), ("PUT", "/admin"),
+                             ("POST", "/static/docs.css"), ("POST", "/api/v1/openapi.json"),
+                             ("PATCH", "/api/v1/docs")):
+            page = await client.request(method, path)
+            assert page.status_code == 405, (method, path)
+            assert page.json()["error"]["code"] == "method-not-allowed"
+            assert page.headers["allow"] == "GET"
+        missing = await client.post("/static/nope.css")
+        assert missing.status_code == 404
 
 
 async def test_keep_alive_serves_several_requests_on_one_socket(server: ChatServer) -> None:
