@@ -629,3 +629,20 @@ async def test_a_client_learns_the_servers_line_limit_as_it_asks_for_json(
         await client.close()
     finally:
         await server.stop()
+
+
+async def test_the_login_line_names_only_the_rooms_the_bot_joined(
+        server: ChatServer, clients: Clients, caplog: pytest.LogCaptureFixture) -> None:
+    # A read-only token cannot /join: the bot says so, and its login line must not
+    # then claim that it is in the room.
+    token = await bot_token(clients, "helper", "read")
+    alice = await clients.user("alice")
+    await alice.command("/create general")
+    bot = Bot("127.0.0.1", server.port, user="helper", token=token, rooms=["general"],
+              backoff=quick_backoff())
+    with caplog.at_level(logging.INFO, logger="chatd.client.sdk.bot"):
+        task = await started(bot)
+    assert "could not join #general" in caplog.text
+    [login] = [r.getMessage() for r in caplog.records if "logged in as" in r.getMessage()]
+    assert login.endswith(", in no room"), login
+    await stopped(bot, task)

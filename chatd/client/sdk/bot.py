@@ -294,13 +294,15 @@ class Bot:
         resume_from = self.last_id if self._started else None
         try:
             welcome = await self._login(client)
-            await self._rejoin(client)
+            joined = await self._rejoin(client)
             self.connections += 1
             self.backoff.reset()
             self.connected.set()
+            # The rooms joined, not those asked for: one refused (a token without
+            # post, say) was logged as such and must not be named as one it is in.
             log.info("logged in as %s to %s:%d (login %d), in %s", self.user, self.host,
                      self.port, self.connections,
-                     ", ".join(f"#{room}" for room in sorted(self.rooms)) or "no room")
+                     ", ".join(f"#{room}" for room in joined) or "no room")
             seen: set[int] = set()
             for record in welcome.lines:  # direct messages kept while the bot was away
                 seen.add(record.get("id", 0))
@@ -384,10 +386,13 @@ class Bot:
                 else password_login(self.user, str(self._password), resume))
         return await client.command(line, check=False)
 
-    async def _rejoin(self, client: ChatClient) -> None:
+    async def _rejoin(self, client: ChatClient) -> list[str]:
+        """Join the bot's rooms; those it is in now."""
+        joined: list[str] = []
         for room in sorted(self.rooms):
             reply = await client.command(f"/join {room}", check=False)
             if reply.ok:
+                joined.append(room)
                 continue
             if reply.final.get("code") in GONE:
                 # Ended, or the bot was banned, while it was away: trying again at
@@ -395,6 +400,7 @@ class Bot:
                 self._forget(room, str(reply.final.get("message")))
             else:
                 log.warning("could not join #%s: %s", room, reply.final.get("message"))
+        return joined
 
     def _forget(self, room: str, why: str) -> None:
         """Drop ``room`` from the rooms joined after every login."""
