@@ -53,7 +53,9 @@ class PasswordError(Exception):
 
 def main(argv: list[str] | None = None) -> int:
     args = _parse(argv)
-    console = Console()
+    # What the daemon sends is data, never markup: an audit entry's reason or a
+    # room's topic (anyone's words) like "[/]" would stop rich, or restyle the line.
+    console = Console(markup=False)
     try:
         path = socket_path(getattr(args, "socket", None), getattr(args, "config", None),
                            getattr(args, "db", None))

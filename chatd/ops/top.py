@@ -20,6 +20,7 @@ from rich.console import Console, Group
 from rich.live import Live
 from rich.panel import Panel
 from rich.table import Table
+from rich.text import Text
 
 if TYPE_CHECKING:
     from chatd.ops.control_client import ControlClient
@@ -48,22 +49,31 @@ class TopScreen:
         head = Table.grid(expand=True)
         for _ in range(5):
             head.add_column()
-        head.add_row(f"connections [bold]{status.get('connections', '-')}[/]",
-                     f"online [bold]{status.get('users_online', '-')}[/]",
-                     f"rooms [bold]{status.get('rooms', '-')}[/]",
-                     f"msg/s [bold]{status.get('messages_per_second', 0):.1f}[/]",
-                     f"loop lag [bold]{status.get('loop_lag', 0) * 1000:.1f} ms[/]")
+        head.add_row(_figure("connections", status.get("connections", "-")),
+                     _figure("online", status.get("users_online", "-")),
+                     _figure("rooms", status.get("rooms", "-")),
+                     _figure("msg/s", f"{status.get('messages_per_second', 0):.1f}"),
+                     _figure("loop lag", f"{status.get('loop_lag', 0) * 1000:.1f} ms"))
         events = Table(expand=True, box=None)
         for column in ("time", "action", "actor", "target", "room", "reason"):
             events.add_column(column)
         for entry in list(self.events)[:max(1, height - 8)]:
-            colour = COLOURS.get(entry.get("action", ""), "white")
+            action = str(entry.get("action", ""))
+            # Text, never markup: a reason or a topic is anyone's words, and one
+            # like "[/]" would stop the screen (rich cannot parse it) or restyle it.
             events.add_row(time.strftime("%H:%M:%S", time.localtime(entry.get("ts", 0))),
-                           f"[{colour}]{entry.get('action', '')}[/]", entry.get("actor") or "",
-                           entry.get("target") or "", entry.get("room") or "",
-                           entry.get("reason") or "")
+                           Text(action, style=COLOURS.get(action, "white")),
+                           *(Text(str(entry.get(key) or ""))
+                             for key in ("actor", "target", "room", "reason")))
         title = f"chatd {status.get('version', '')} · q to quit"
         return Group(Panel(head, title=title), events)
+
+
+def _figure(label: str, value: object) -> Text:
+    """``label`` and its value in bold."""
+    figure = Text(f"{label} ")
+    figure.append(str(value), style="bold")
+    return figure
 
 
 async def run_top(client: ControlClient, console: Console) -> None:

@@ -509,6 +509,35 @@ async def test_audit_follow_shows_the_last_entries_then_says_when_chatd_stops(
     assert "create" in out and out.count("\n") == 1  # -n 1: the room's creation
 
 
+async def test_users_words_are_printed_as_text_never_as_markup(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    # A topic or a kick's reason is anyone's words: "[/]" stopped chatctl (rich could
+    # not parse it as markup) and "[bold]" restyled what the operator reads.
+    reason, topic = "[/] bye [bold]now[/bold]", "[/oops] [red]alert"
+    async with running_daemon(tmp_path) as daemon:
+        clients = Clients(daemon)
+        ctl = Ctl(daemon.control.path, capsys)
+        try:
+            alice, _ = await room_with(clients, "alice", "lounge", "bob")
+            await alice.command(f"/topic lounge {topic}")
+            await alice.command(f"/kick bob lounge {reason}")
+            for args, words in ((("audit",), reason), (("rooms",), topic),
+                                (("audit", "--room", "lounge", "-n", "1"), reason)):
+                code, out, err = await ctl.run(*args)
+                # (A table may wrap the words; their first stays whole.)
+                assert code == 0 and err == "" and words.split()[0] in out, (args, out, err)
+            capsys.readouterr()
+            following = asyncio.ensure_future(asyncio.to_thread(
+                main, ["--socket", daemon.control.path, "audit", "--follow", "-n", "1"]))
+            await wait_for(lambda: daemon.services.audit.listeners)
+        finally:
+            await clients.close()
+    status = await asyncio.wait_for(following, 10)
+    out, err = capsys.readouterr()
+    assert status == 1 and "ended the stream" in err and "Traceback" not in err
+    assert f"kick           bob          #lounge  {reason}" in out
+
+
 async def test_an_edit_a_reload_would_refuse_does_not_lock_chatctl_out(
         daemon: App, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     edited = tmp_path / "edited.yaml"

@@ -56,6 +56,16 @@ def test_render_status_and_events() -> None:
     assert "join" in rows[1] and "alice" in rows[1]
 
 
+def test_words_of_users_are_shown_as_text_never_as_markup() -> None:
+    # A reason like "[/]" is not markup rich could parse: it stopped the screen.
+    screen = TopScreen()
+    screen.feed({"status": STATUS})
+    screen.feed({"event": {"ts": 0, "action": "kick", "actor": "[bold]alice",
+                           "target": "bob", "room": "lounge", "reason": "[/] bye"}})
+    text = printed(screen)
+    assert "[/] bye" in text and "[bold]alice" in text and "connections 17" in text
+
+
 def test_the_screen_keeps_what_fits() -> None:
     screen = TopScreen()
     for n in range(KEEP_EVENTS + 50):
