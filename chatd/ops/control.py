@@ -225,6 +225,15 @@ class ControlServer:
             await services.audit.record("backup", "console",
                                         reason=str(request.get("to") or "stream"))
             await send_end(writer, totals)
+        except (ConnectionError, RuntimeError) as exc:
+            if not writer.is_closing():
+                raise
+            # chatctl went away mid-stream (its pipe closed, Ctrl-C): no failure of the
+            # daemon's. (uvloop raises RuntimeError on a write to a closed socket, as
+            # _follow knows; asyncio's drain a ConnectionError.)
+            log.info("backup cut short: chatctl went away", extra={"fields": {
+                "error": str(exc)}})
+            return
         except (StorageError, OSError) as exc:
             log.error("backup failed", extra={"fields": {"error": str(exc)}})
             if not answered:  # mid-stream, closing the connection tells chatctl

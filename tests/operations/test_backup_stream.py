@@ -209,3 +209,22 @@ async def test_a_reader_that_stalls_holds_up_nobody_else(tmp_path: Path) -> None
             assert status["users"] == 2
         finally:
             writer.close()
+
+
+async def test_a_reader_that_goes_away_mid_stream_is_no_failure(tmp_path: Path) -> None:
+    """chatctl backup - | head: the pipe closes, chatctl goes, and the daemon logs no
+    error (it logged an unhandled exception, or "backup failed")."""
+    db = tmp_path / "chatd.db"
+    with ChatdProcess.serve(tmp_path, write_config(tmp_path / "chatd.yaml"), db) as daemon:
+        await daemon.ready()
+        for _ in range(3):
+            reader, writer = await asyncio.open_unix_connection(daemon.control_path)
+            writer.write(json.dumps({"cmd": "backup", "files": True}).encode() + b"\n")
+            assert json.loads(await reader.readline())["ok"] is True
+            writer.close()  # with the copy unread
+        status = await ControlClient(daemon.control_path).call("status")
+        assert status["users"] == 0
+        await asyncio.sleep(0.5)
+        log = daemon.log()
+    assert "backup cut short" in log
+    assert "level=error" not in log and "Traceback" not in log, log
