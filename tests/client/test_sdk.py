@@ -646,3 +646,24 @@ async def test_the_login_line_names_only_the_rooms_the_bot_joined(
     [login] = [r.getMessage() for r in caplog.records if "logged in as" in r.getMessage()]
     assert login.endswith(", in no room"), login
     await stopped(bot, task)
+
+
+async def test_a_resume_file_that_cannot_be_written_does_not_stop_the_bot(
+        server: ChatServer, clients: Clients, tmp_path: Path,
+        caplog: pytest.LogCaptureFixture) -> None:
+    # The login succeeded: failing to keep its resume token is said, not taken for a
+    # lost connection (which logged in again and again, never running the bot).
+    token = await bot_token(clients, "helper")
+    alice = await clients.user("alice")
+    await alice.command("/create general")
+    for path in (tmp_path / "missing" / "helper.resume", tmp_path):  # no directory; one
+        bot = Bot("127.0.0.1", server.port, user="helper", token=token, rooms=["general"],
+                  resume_tokens=FileResumeTokens(path), backoff=quick_backoff())
+        with caplog.at_level(logging.INFO, logger="chatd.client.sdk.bot"):
+            caplog.clear()
+            task = await started(bot)
+            said_id = await bot.say("general", "still here")
+        assert said_id > 0 and bot.connections == 1
+        assert "could not keep the resume token" in caplog.text, caplog.text
+        assert "connection lost" not in caplog.text
+        await stopped(bot, task)

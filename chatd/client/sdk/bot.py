@@ -361,13 +361,39 @@ class Bot:
         self.user = str(reply.get("user", self.user))
         if self.resume_tokens is not None:
             # The one presented is used up: keep the one this ok carries (or none).
-            self.resume_tokens.put(resume_token_of(reply.final))
+            self._keep(resume_token_of(reply.final))
         return reply
+
+    def _keep(self, token: str | None) -> None:
+        """Store ``token``. A store that cannot (a FileResumeTokens in a directory that
+        is missing or not writable) is said, and the bot goes on without it: the
+        login succeeded, and treating the failure as a lost connection would log in
+        again and again, each time failing the same way."""
+        assert self.resume_tokens is not None
+        try:
+            self.resume_tokens.put(token)
+        except OSError as exc:
+            log.warning("could not keep the resume token (%s); the next connection logs "
+                        "in with the %s", exc, self._credential)
+
+    def _stored(self) -> str | None:
+        """The stored resume token; None when there is none or it cannot be read."""
+        assert self.resume_tokens is not None
+        try:
+            return self.resume_tokens.get()
+        except OSError as exc:
+            log.warning("could not read the resume token (%s); logging in with the %s",
+                        exc, self._credential)
+            return None
+
+    @property
+    def _credential(self) -> str:
+        return "token" if self._token is not None else "password"
 
     async def _resumed(self, client: ChatClient) -> Reply | None:
         """A login with the stored resume token, if there is one and it is still good."""
         store = self.resume_tokens
-        secret = store.get() if store is not None else None
+        secret = self._stored() if store is not None else None
         if store is None or secret is None:
             return None
         reply = await client.command(resume_login(secret), check=False)
@@ -375,8 +401,8 @@ class Bot:
             return reply
         # Used, revoked, expired, or the server's database was replaced: forget it.
         log.info("resume token refused (%s); logging in with the %s", reply.final.get("code"),
-                 "token" if self._token is not None else "password")
-        store.put(None)
+                 self._credential)
+        self._keep(None)
         return None
 
     async def _credential_login(self, client: ChatClient) -> Reply:
