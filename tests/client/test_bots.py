@@ -366,6 +366,14 @@ def test_bot_credentials_from_the_command_line(tmp_path: Any) -> None:
     assert isinstance(kept, FileResumeTokens) and kept.path == tmp_path / "r"
     with pytest.raises(SystemExit, match="give the bot a token"):
         cli.bot_from(cli.parse(cli.parser("x"), ["--user", "b"]), {})
+    # An empty token is none: the password is used, or the bot says what is missing.
+    token_file.write_text("\n")
+    args = cli.parse(cli.parser("x"), ["--user", "b", "--token-file", str(token_file)])
+    assert cli.bot_from(args, {"CHATD_PASSWORD": "pw"})._password == "pw"
+    with pytest.raises(SystemExit, match="give the bot a token"):
+        cli.bot_from(args, {})
+    with pytest.raises(SystemExit, match="give the bot a token"):
+        cli.bot_from(cli.parse(cli.parser("x"), ["--user", "b"]), {"CHATD_TOKEN": ""})
 
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -388,6 +396,23 @@ async def test_an_example_bot_logs_its_login_and_its_retries_to_stderr(
     finally:
         bot.terminate()
         await bot.wait()
+
+
+async def test_an_example_bot_with_an_unusable_token_file_says_why(
+        server: ChatServer, tmp_path: Path) -> None:
+    # A missing file was a traceback; an empty one was sent to the server as a token
+    # ("missing <token>") or, beside $CHATD_PASSWORD, a ValueError traceback.
+    empty = tmp_path / "empty.token"
+    empty.write_text("")
+    cases = ((tmp_path / "nowhere.token", b"cannot read the token file"),
+             (empty, b"give the bot a token"))
+    for token_file, expected in cases:
+        bot = await asyncio.create_subprocess_exec(
+            sys.executable, "-m", "examples.bots.echo", "--user", "helper",
+            "--port", str(server.port), "--token-file", str(token_file), cwd=ROOT,
+            stderr=asyncio.subprocess.PIPE, env={**os.environ, "CHATD_PASSWORD": ""})
+        _, err = await asyncio.wait_for(bot.communicate(), 20)
+        assert bot.returncode == 1 and expected in err and b"Traceback" not in err, err
 
 
 @pytest.mark.parametrize("module", [assistant, echo, moderate, remind])

@@ -45,9 +45,10 @@ def bot_from(args: argparse.Namespace, environ: dict[str, str] | None = None,
              **options: Any) -> Bot:
     """A :class:`Bot` for parsed arguments; SystemExit when no credential is given."""
     env = os.environ if environ is None else environ
-    token = (Path(args.token_file).read_text(encoding="utf-8").strip() if args.token_file
-             else env.get(TOKEN_ENV))
-    password = None if token else env.get(PASSWORD_ENV)
+    # An empty token (an empty file, CHATD_TOKEN="") is none: sent, the server would
+    # answer "missing <token>", and beside a password the Bot would refuse both.
+    token = (_token_file(args.token_file) if args.token_file else env.get(TOKEN_ENV)) or None
+    password = None if token else env.get(PASSWORD_ENV) or None
     if token is None and password is None:
         raise SystemExit(f"give the bot a token (--token-file, ${TOKEN_ENV}) "
                          f"or a password (${PASSWORD_ENV}).")
@@ -56,6 +57,15 @@ def bot_from(args: argparse.Namespace, environ: dict[str, str] | None = None,
         options.setdefault("resume_tokens", FileResumeTokens(args.resume_file))
     return Bot(args.host, args.port, user=args.user, token=token, password=password,
                rooms=args.room, **tls, **options)
+
+
+def _token_file(path: str) -> str:
+    """The token in ``path``; SystemExit saying why when it cannot be read."""
+    try:
+        return Path(path).read_text(encoding="utf-8").strip()
+    except (OSError, UnicodeDecodeError) as exc:
+        reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc)
+        raise SystemExit(f"cannot read the token file {path}: {reason}") from None
 
 
 def parse(made: argparse.ArgumentParser, argv: Sequence[str] | None = None
