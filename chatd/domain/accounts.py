@@ -188,10 +188,10 @@ class Accounts:
         return self._by_key.get(names.name_key(name))
 
     def claimed(self, name: str) -> bool:
-        """Whether ``name`` is an account's, or one's being made: a guest may not
-        take it (see _claiming)."""
+        """Whether ``name`` is an account's, or one's being made, or reserved: a
+        guest may not take it (see _claiming)."""
         key = names.name_key(name)
-        return key in self._by_key or key in self._claimed
+        return key in self._by_key or key in self._claimed or names.reserved(name)
 
     @contextmanager
     def _claiming(self, name: str) -> Iterator[None]:
@@ -199,6 +199,9 @@ class Accounts:
         or being made) and of the name holders, then held until the account is in
         memory. The bcrypt hash and the write are awaited in between: a check
         alone would let a guest take the name meanwhile (claimed() refuses it)."""
+        if names.reserved(name):
+            raise ChatError(Code.NAME_TAKEN, f'the name "{name}" is reserved: the '
+                            "operator's console acts under it. Choose another.")
         if self.claimed(name):
             raise _name_taken(name)
         if any(holder.holds(name) for holder in self.name_holders):

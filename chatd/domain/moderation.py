@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING, Protocol
 
 from chatd.domain import events
 from chatd.domain.modes import ModeChange, apply_changes, format_changes
-from chatd.domain.names import format_duration
+from chatd.domain.names import CONSOLE, format_duration
 from chatd.domain.permissions import Action, authorize
 from chatd.domain.room import Mode, Role, Room
 from chatd.errors import ChatError, Code, Remedy, Step
@@ -55,9 +55,9 @@ _TOLD = {Action.PROMOTE: "{actor} made you an admin of #{room}.",
          Action.VOICE: "{actor} gave you voice in #{room}: you may speak there when it is "
                        "moderated too.",
          Action.DEVOICE: "{actor} took your voice in #{room}."}
-# The actor named when no user acts: the control socket (an actor of None) and
-# the daemon itself (expiry, flood control).
-CONSOLE = "console"
+# The actor named when no user acts: the control socket (an actor of None,
+# names.CONSOLE, which no account may take) and the daemon itself (expiry, flood
+# control).
 SERVER = "the server"
 
 

@@ -11,6 +11,7 @@ import re
 from typing import Final
 
 __all__ = [
+    "CONSOLE",
     "MAX_DIGITS",
     "MAX_DURATION",
     "MAX_NUMBER",
@@ -23,6 +24,7 @@ __all__ = [
     "name_key",
     "not_a_duration",
     "parse_duration",
+    "reserved",
     "room_name",
     "user_name",
 ]
@@ -107,6 +109,17 @@ def room_name(raw: str) -> str:
         raise InvalidName(f"invalid room name {quoted(raw)}: a number alone is a room id; "
                           "add a letter.")
     return bare.lower()
+
+
+# The name the operator's actions through the control socket (chatctl) are shown
+# under: an actor of events and audit entries, and on IRC the server itself. No
+# account or guest may take it, or its own actions would pass for the operator's.
+CONSOLE: Final = "console"
+
+
+def reserved(name: str) -> bool:
+    """Whether ``name`` is one no account or guest may take (in any case)."""
+    return name_key(name) == CONSOLE
 
 
 def name_key(name: str) -> str:

@@ -27,8 +27,7 @@ from typing import TYPE_CHECKING, Final
 from chatd.domain import events
 from chatd.domain.accounts import User
 from chatd.domain.admission import refuse_gate
-from chatd.domain.moderation import CONSOLE
-from chatd.domain.names import name_key
+from chatd.domain.names import CONSOLE, name_key
 from chatd.domain.permissions import Action, authorize
 from chatd.domain.ports import settled
 from chatd.domain.room import UNSTORED_SEQ, Member, Mode, Role, Room

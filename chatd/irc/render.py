@@ -21,8 +21,9 @@ from collections.abc import Callable, Mapping
 from typing import TYPE_CHECKING, Any, Final, Protocol
 
 from chatd.domain import events as ev
-from chatd.domain.moderation import CONSOLE, SERVER
+from chatd.domain.moderation import SERVER
 from chatd.domain.modes import ModeChange, format_changes
+from chatd.domain.names import CONSOLE
 from chatd.irc.codec import MAX_BODY, add_tags, format_line, is_plain_middle, split_text
 from chatd.protocol.codec import iso_ts
 from chatd.protocol.records import record_of

@@ -11,6 +11,7 @@ import pytest
 
 from chatd.app.app import App
 from chatd.ops.chatctl import main
+from chatd.ops.control_client import ControlClient, ControlError
 from tests.helpers import Clients
 
 
@@ -113,3 +114,22 @@ async def test_an_empty_owner_scopes_or_user_is_refused_not_taken_for_none(
         code, _, err = await _run(daemon, capsys, *args)
         assert code == 1 and "bad-arguments" in err and "is empty" in err, args
     assert await _json(daemon, capsys, "bots") == []
+
+
+async def test_no_account_takes_the_name_the_console_acts_under(
+        daemon: App, clients: Clients, capsys: pytest.CaptureFixture[str]) -> None:
+    # chatctl's kicks, bans and broadcasts show the actor "console" (on IRC, the
+    # server itself): an account of that name would pass its own actions for them.
+    newcomer = await clients.anonymous()
+    refused = await newcomer.command("/register Console some-password", check=False)
+    assert refused.final["code"] == "name-taken" and "reserved" in refused.final["message"]
+    alice = await clients.user("alice")
+    made = await alice.command("/bot create console", check=False)
+    assert made.final["code"] == "name-taken"
+    code, _, err = await _run(daemon, capsys, "bot-create", "console")
+    assert code == 1 and "reserved" in err
+    with pytest.raises(ControlError, match="reserved"):  # chatctl useradd's request
+        await ControlClient(daemon.control.path).call("useradd", name="CONSOLE",
+                                                      password="some-password")
+    users = await _json(daemon, capsys, "users")
+    assert [u["name"] for u in users] == ["alice"]
