@@ -510,6 +510,27 @@ async def test_a_request_that_would_change_the_format_is_refused_before_sending(
     await stopped(bot, task)
 
 
+async def test_a_request_with_a_line_break_is_refused_before_sending(
+        server: ChatServer, clients: Clients) -> None:
+    # What follows a line break reached the server as a command of its own, unlabelled:
+    # "/format text" there left the bot reading lines it cannot parse.
+    token = await bot_token(clients, "helper")
+    alice = await clients.user("alice")
+    await alice.command("/create general")
+    bot = Bot("127.0.0.1", server.port, user="helper", token=token, rooms=["general"])
+    task = await started(bot)
+    for line in ("/ping\n/format text", "/ping\r/format text", "/topic general a\r\nb"):
+        with pytest.raises(ValueError, match="line break"):
+            await bot.request(line)
+    with pytest.raises(ValueError, match="line break"):
+        await bot.say("general\n/format text", "hi")
+    assert (await bot.request("/ping", timeout=2)).ok  # still reading JSON
+    said_id = await bot.say("general", "one\ntwo")  # a message's text is made one line
+    heard = await alice.next_event(lambda e: e.get("type") == "message")
+    assert (heard["id"], heard["text"]) == (said_id, "one two")
+    await stopped(bot, task)
+
+
 async def test_an_upload_request_is_refused_before_sending(server: ChatServer,
                                                            clients: Clients) -> None:
     token = await bot_token(clients, "helper")

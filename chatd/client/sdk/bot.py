@@ -581,8 +581,13 @@ def unreadable(line: str) -> str | None:
     lines, which a request cannot send: the server would wait for them and take
     the bot's next requests for the file's data. ``/quote`` runs its words as a
     command, so it is looked through. A line that is not a command gets no
-    labelled answer at all.
+    labelled answer at all. Nor does the part after a line break: the server reads
+    it as a line of its own (a command run unasked, ``/format text`` even).
     """
+    if "\n" in line or "\r" in line:
+        return (f"a request is one line; {line!r} holds a line break, and the server "
+                "would run what follows it as a command of its own (bot.say and "
+                "bot.direct make a message's text one line)")
     words = line.split()
     if not line.startswith("/") or line.startswith("//"):
         return (f"a request is a command starting with /, not {line!r}: "
