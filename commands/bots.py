@@ -58,7 +58,7 @@ def _nothing_more(usage: str, *unused: object) -> None:
 @command("token", Choice("action", choices=("create", "list", "revoke", "revoke-resume")),
          Word("name", optional=True), Scopes("scopes", optional=True),
          Duration("ttl", optional=True, meaning="a lifetime"), group=GROUP, usage=TOKEN_USAGE,
-         scope=Scope.ADMIN, errors=(Code.NAME_TAKEN, Code.NO_SUCH_TOKEN))
+         scope=Scope.ADMIN, errors=(Code.NAME_TAKEN, Code.NO_SUCH_TOKEN, Code.QUOTA_EXCEEDED))
 async def token(ctx: Context, action: str, name: str | None, scopes: frozenset[Scope] | None,
                 ttl: float | None) -> Ok | Deferred:
     """Manage API tokens for bots: shown once, stored only as a hash, with scopes."""

@@ -47,6 +47,10 @@ _SECRET_CHARS = 43
 _TOKEN_FORM = re.compile(rf"{PREFIX}[A-Za-z0-9_-]{{{_SECRET_CHARS}}}")
 # A token's name: a word that lists, logs and commands show as it is.
 NAME_MAX = 32
+# The most API tokens an account (a person or a bot) may hold. Each is kept in
+# memory and listed whole; without a bound an account could make them until the
+# daemon's memory gave out (resume tokens are bounded too, bots per owner as well).
+MAX_TOKENS = 100
 _NAME = re.compile(rf"[A-Za-z0-9._-]{{1,{NAME_MAX}}}")
 
 
@@ -157,15 +161,21 @@ class Tokens:
             raise ChatError(Code.BAD_ARGUMENTS, f"a token's name is 1-{NAME_MAX} letters, "
                             f"digits, '.', '_' or '-', not {names.quoted(name)}.")
         secret = PREFIX + secrets.token_urlsafe(32)
-        now = self._clock.time()
-        try:
-            record = await self._storage.create_token(user.id, name, token_hash(secret), now,
-                                                      now + ttl if ttl else None,
-                                                      stored(scopes))
-        except Conflict:
-            raise ChatError(Code.NAME_TAKEN, f'you already have a token named "{name}".',
-                            remedy=Remedy(Step.REVOKE_TOKEN)) from None
-        self._remember(record)
+        # Counted and made under the account's lock: creations sent at once on several
+        # connections are counted one after the other.
+        async with self._accounts.writing(user):
+            if len(self.of(user)) >= MAX_TOKENS:
+                raise ChatError(Code.QUOTA_EXCEEDED, f"{user.name} has {MAX_TOKENS} API "
+                                "tokens already; revoke one first.", quota=MAX_TOKENS)
+            now = self._clock.time()
+            try:
+                record = await self._storage.create_token(
+                    user.id, name, token_hash(secret), now, now + ttl if ttl else None,
+                    stored(scopes))
+            except Conflict:
+                raise ChatError(Code.NAME_TAKEN, f'you already have a token named "{name}".',
+                                remedy=Remedy(Step.REVOKE_TOKEN)) from None
+            self._remember(record)
         self._accounts.changed(user, "tokens")
         return secret, record
 

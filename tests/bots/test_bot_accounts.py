@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 
+from chatd.domain.tokens import MAX_TOKENS
 from tests.backends import both
 from tests.helpers import ChatServer, Clients, error_of, room_with, text_client, text_run
 
@@ -137,3 +138,27 @@ async def test_a_bot_outlives_its_deleted_owner(clients: Clients, server: ChatSe
     whois = await root.command("/whois helper")
     assert whois["bot"] is True and whois["owner"] is None
     assert (await root.command("/bot list"))["bots"][0]["owner"] is None
+
+
+async def test_an_account_holds_a_bounded_number_of_tokens(clients: Clients,
+                                                         server: ChatServer) -> None:
+    # Every token is kept in memory and listed whole: without a bound one account
+    # could make them until the daemon's memory gave out.
+    tokens, accounts = server.services.tokens, server.services.accounts
+    connections = [await clients.user("alice") for _ in range(4)]
+    alice = connections[0]
+    replies = await asyncio.gather(*(connections[n % 4].command(f"/token create t{n} read",
+                                                                check=False)
+                                     for n in range(MAX_TOKENS + 3)))
+    refused = [r.final for r in replies if not r.ok]
+    assert [(r["code"], r["quota"]) for r in refused] == [("quota-exceeded", MAX_TOKENS)] * 3
+    assert len(tokens.of(accounts.require("alice"))) == MAX_TOKENS
+    await alice.command("/token revoke t0")
+    assert (await alice.command("/token create again read")).ok
+
+    await alice.command("/bot create helper")  # its token "default", then 99 more
+    for _ in range(MAX_TOKENS - 1):
+        await alice.command("/bot token helper read")
+    full = await error_of(alice, "/bot token helper read")
+    assert (full["code"], full["quota"]) == ("quota-exceeded", MAX_TOKENS)
+    assert "helper has 100 API tokens" in full["message"]
