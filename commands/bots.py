@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import itertools
 import time
 from dataclasses import dataclass
 from typing import Any
@@ -119,7 +118,7 @@ def _name_scopes_ttl(name: str | None, scopes: frozenset[Scope] | None,
     return name or "default", scopes, ttl
 
 
-async def _create_token(ctx: Context, owner: User, name: str,
+async def _create_token(ctx: Context, owner: User, name: str | None,
                         scopes: frozenset[Scope] | None, ttl: float | None) -> Ok:
     """A token for ``owner`` (the user, or one of their bots): never more scopes than
     this session has, so a token cannot mint a stronger one."""
@@ -189,7 +188,8 @@ async def bot(ctx: Context, action: str, name: str | None, scopes: frozenset[Sco
         _nothing_more(BOT_USAGE, scopes, ttl)
     target = _my_bot(ctx, name)
     if action == "token":
-        return await _create_token(ctx, target, _fresh_token_name(ctx, target), scopes, ttl)
+        # No name: the next free token2, token3 ..., chosen as the token is made.
+        return await _create_token(ctx, target, None, scopes, ttl)
     if action == "tokens":
         return await _token_list(ctx, target)
     if action == "revoke":
@@ -235,12 +235,6 @@ def _my_bot(ctx: Context, name: str) -> User:
     if target.owner_id != ctx.user.id and not ctx.user.is_admin:
         raise ChatError(Code.NOT_PERMITTED, f"{target.name} is not your bot.")
     return target
-
-
-def _fresh_token_name(ctx: Context, owner: User) -> str:
-    """``token2``, ``token3`` ...: the first name none of ``owner``'s tokens has."""
-    taken = {r.name.lower() for r in ctx.services.tokens.of(owner)}
-    return next(f"token{n}" for n in itertools.count(2) if f"token{n}" not in taken)
 
 
 def _bot_list(ctx: Context) -> Ok:

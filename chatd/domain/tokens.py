@@ -19,6 +19,7 @@ with a resume token made from it): each names its token, and
 from __future__ import annotations
 
 import hashlib
+import itertools
 import logging
 import math
 import re
@@ -154,10 +155,11 @@ class Tokens:
         if self.on_revoked is not None:
             self.on_revoked(record, False)
 
-    async def create(self, user: User, name: str, ttl: float | None,
+    async def create(self, user: User, name: str | None, ttl: float | None,
                      scopes: frozenset[Scope] = DEFAULT_SCOPES) -> tuple[str, TokenRecord]:
-        """A new token: the secret (to show once) and its stored record."""
-        if _NAME.fullmatch(name) is None:
+        """A new token: the secret (to show once) and its stored record. Without a
+        ``name``, the first of ``token2``, ``token3`` ... that ``user`` has none of."""
+        if name is not None and _NAME.fullmatch(name) is None:
             raise ChatError(Code.BAD_ARGUMENTS, f"a token's name is 1-{NAME_MAX} letters, "
                             f"digits, '.', '_' or '-', not {names.quoted(name)}.")
         secret = PREFIX + secrets.token_urlsafe(32)
@@ -167,6 +169,8 @@ class Tokens:
             if len(self.of(user)) >= MAX_TOKENS:
                 raise ChatError(Code.QUOTA_EXCEEDED, f"{user.name} has {MAX_TOKENS} API "
                                 "tokens already; revoke one first.", quota=MAX_TOKENS)
+            # Chosen under the lock: two picked at once would be the same name.
+            name = name if name is not None else self._fresh_name(user)
             now = self._clock.time()
             try:
                 record = await self._storage.create_token(
@@ -208,6 +212,11 @@ class Tokens:
 
     def _alive(self, record: TokenRecord) -> bool:
         return record.expires_at is None or record.expires_at > self._clock.time()
+
+    def _fresh_name(self, user: User) -> str:
+        """``token2``, ``token3`` ...: the first name none of ``user``'s tokens has."""
+        taken = {r.name.lower() for r in self.of(user)}
+        return next(f"token{n}" for n in itertools.count(2) if f"token{n}" not in taken)
 
     def named(self, user: User, name: str) -> list[TokenRecord]:
         """``user``'s token called ``name`` (names ignore case), as held here."""

@@ -162,3 +162,16 @@ async def test_an_account_holds_a_bounded_number_of_tokens(clients: Clients,
     full = await error_of(alice, "/bot token helper read")
     assert (full["code"], full["quota"]) == ("quota-exceeded", MAX_TOKENS)
     assert "helper has 100 API tokens" in full["message"]
+
+
+async def test_tokens_of_a_bot_asked_for_at_once_each_get_a_name(clients: Clients) -> None:
+    # The next free name (token2, token3 ...) was picked before the token was made:
+    # asked for on several connections at once, all but one were refused name-taken.
+    connections = [await clients.user("alice") for _ in range(5)]
+    await connections[0].command("/bot create helper")
+    replies = await asyncio.gather(*(c.command("/bot token helper read", check=False)
+                                     for c in connections))
+    assert all(r.ok for r in replies), [r.final for r in replies if not r.ok]
+    assert sorted(r["name"] for r in replies) == [f"token{n}" for n in range(2, 7)]
+    listed = await connections[0].command("/bot tokens helper")
+    assert len(listed["tokens"]) == 6
