@@ -30,7 +30,7 @@ from typing import TYPE_CHECKING
 from chatd.domain import names
 from chatd.domain.scopes import ALL_SCOPES, DEFAULT_SCOPES, Scope, loaded, stored
 from chatd.errors import ChatError, Code, Remedy, Step
-from storage.api import Conflict, StorageError
+from storage.api import Conflict, Refused, StorageError
 
 if TYPE_CHECKING:
     from collections.abc import Callable
@@ -179,6 +179,11 @@ class Tokens:
             except Conflict:
                 raise ChatError(Code.NAME_TAKEN, f'you already have a token named "{name}".',
                                 remedy=Remedy(Step.REVOKE_TOKEN)) from None
+            except Refused:
+                # The one other rule of the row: its account exists. It was deleted
+                # while the token was being made (/bot delete sent at the same time).
+                raise ChatError(Code.NO_SUCH_USER, f'there is no user "{user.name}": the '
+                                "account was deleted.") from None
             self._remember(record)
         self._accounts.changed(user, "tokens")
         return secret, record

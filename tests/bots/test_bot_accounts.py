@@ -175,3 +175,17 @@ async def test_tokens_of_a_bot_asked_for_at_once_each_get_a_name(clients: Client
     assert sorted(r["name"] for r in replies) == [f"token{n}" for n in range(2, 7)]
     listed = await connections[0].command("/bot tokens helper")
     assert len(listed["tokens"]) == 6
+
+
+async def test_a_token_asked_for_while_its_bot_is_deleted_is_no_such_user(
+        clients: Clients) -> None:
+    # The token's row needs its account: made as the deletion went through, its write
+    # was refused and the request answered internal-error.
+    connections = [await clients.user("alice") for _ in range(4)]
+    for n in range(3):
+        await connections[0].command(f"/bot create helper{n}")
+        replies = await asyncio.gather(
+            connections[0].command(f"/bot delete helper{n}"),
+            *(c.command(f"/bot token helper{n} read", check=False) for c in connections[1:]))
+        codes = {r.final.get("code") for r in replies[1:] if not r.ok}
+        assert codes <= {"no-such-user"}, [r.final for r in replies]
