@@ -480,10 +480,15 @@ def _name_taken(name: str) -> ChatError:
 
 
 def _check_password(password: str) -> None:
-    size = len(password.encode())
-    if size < 4 or size > MAX_PASSWORD_BYTES:
-        raise ChatError(Code.BAD_ARGUMENTS,
-                        f"a password has 4 to {MAX_PASSWORD_BYTES} bytes and no spaces.")
+    """4 to MAX_PASSWORD_BYTES bytes of printable text with no space: a password
+    must be one word of a /login line (whose words are split at spaces, and whose
+    control characters are removed), or the account could never log in. The chat
+    commands cannot carry another; chatctl useradd, reading a line of input, could."""
+    size = len(password.encode("utf-8", "surrogatepass"))
+    if size < 4 or size > MAX_PASSWORD_BYTES or not password.isprintable() or \
+            any(char.isspace() for char in password):
+        raise ChatError(Code.BAD_ARGUMENTS, f"a password has 4 to {MAX_PASSWORD_BYTES} "
+                        "bytes of printable text and no spaces.")
 
 
 def _valid_user_name(raw: str) -> str:

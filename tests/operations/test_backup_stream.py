@@ -54,7 +54,7 @@ async def test_backup_to_standard_output(tmp_path: Path) -> None:
     with ChatdProcess.serve(tmp_path, write_config(tmp_path / "chatd.yaml"), db) as daemon:
         await daemon.ready()
         made = await asyncio.to_thread(chatctl, "--db", str(db), "useradd", "alice",
-                                       stdin="pw of alice\n")
+                                       stdin="pw-of-alice\n")
         assert made.returncode == 0, made.stderr
         copy = await asyncio.to_thread(chatctl, "--db", str(db), "backup", "-")
         assert copy.returncode == 0 and copy.stderr == b""

@@ -137,6 +137,17 @@ async def test_useradd_userdel(ctl: Ctl, daemon: App, monkeypatch: pytest.Monkey
     assert code == 1 and "carol" in err and "Traceback" not in err
 
 
+async def test_useradd_refuses_a_password_no_login_could_send(
+        ctl: Ctl, daemon: App, monkeypatch: pytest.MonkeyPatch) -> None:
+    # A /login line's words are split at spaces and lose their control characters:
+    # an account made with such a password could never log in.
+    for password in ("two words", "tab\there", "ctrl\x01char", "nbsp\xa0pw", "\udcff\udcfe!!"):
+        monkeypatch.setattr("sys.stdin", io.StringIO(password + "\n"))
+        code, _, err = await ctl.run("useradd", "carol", "--password-stdin")
+        assert code == 1 and "bad-arguments" in err and "no spaces" in err, (password, err)
+    assert daemon.services.accounts.find("carol") is None
+
+
 async def test_promote_and_demote(ctl: Ctl, daemon: App, clients: Clients) -> None:
     alice = await clients.user("alice")
     assert await ctl.json("promote", "alice") == {"name": "alice", "admin": True,

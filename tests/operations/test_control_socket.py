@@ -176,6 +176,6 @@ async def test_chatctl_useradd_without_a_terminal(tmp_path: Path) -> None:
         assert empty.returncode == 1
         assert empty.stderr == "chatctl: no password given (an empty password is refused)\n"
         piped = await asyncio.to_thread(chatctl, "--db", str(db), "useradd", "dave",
-                                        stdin="pw of dave\n")
+                                        stdin="pw-of-dave\n")
         assert piped.returncode == 0, piped.stderr
         assert await users_of("--db", str(db)) == ["dave"]
