@@ -253,8 +253,9 @@ class WebServer:
             # not a 404 saying there is nothing at a path that serves a page.
             raise HttpError(405, Code.METHOD_NOT_ALLOWED, f"{path} takes only GET.",
                             headers=[("Allow", "GET")])
-        if path in ("/ws", "/irc"):
-            # RFC 9110 15.5.22: a 426 names the protocol to upgrade to.
+        if path == "/ws" or (path == "/irc" and self._irc_connection is not None):
+            # RFC 9110 15.5.22: a 426 names the protocol to upgrade to. (Without the
+            # IRC listener there is no /irc to upgrade to: its upgrade is a 404.)
             raise HttpError(426, Code.BAD_REQUEST, f"{path} is a WebSocket: open it with an "
                             "Upgrade request.", headers=[("Upgrade", "websocket")])
         found = self.routes.find(method, path)

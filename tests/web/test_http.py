@@ -301,3 +301,17 @@ async def test_a_client_that_expects_100_continue_is_invited_to_send_its_body(
     answer = await raw_request(server, b"POST /hooks/1/x HTTP/1.1\r\nExpect: 100-continue\r\n"
                                b"Content-Length: 99999999\r\n\r\n")
     assert status_and_error(answer) == (413, "request-too-large")
+
+
+@pytest.mark.server(irc__enabled=False)
+async def test_without_the_irc_listener_irc_is_not_a_websocket_path(server: ChatServer) -> None:
+    # Told to upgrade (426), a client that did was then told there is no WebSocket.
+    async with http(server) as client:
+        plain = await client.get("/irc")
+        assert plain.status_code == 404 and plain.json()["error"]["code"] == "not-found"
+        assert "upgrade" not in plain.headers
+        assert (await client.get("/ws")).status_code == 426
+    answer = await raw_request(server, b"GET /irc HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\n"
+                               b"Connection: Upgrade\r\nSec-WebSocket-Version: 13\r\n"
+                               b"Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n\r\n")
+    assert status_and_error(answer) == (404, "not-found")
