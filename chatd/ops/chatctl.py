@@ -419,7 +419,9 @@ async def _follow_audit(client: ControlClient, args: argparse.Namespace,
     """The last ``-n`` entries, then each new one as it comes (ControlError when the
     daemon ends the stream)."""
     with contextlib.suppress(asyncio.CancelledError):
-        async for item in client.follow(args.room, max(0, args.n)):
+        # -n as given: a negative one is refused by the daemon, as audit refuses it,
+        # rather than taken for 0.
+        async for item in client.follow(args.room, args.n):
             if "event" in item:
                 _print_entry(item["event"], args, console)
 

@@ -549,6 +549,13 @@ async def test_users_words_are_printed_as_text_never_as_markup(
     assert f"kick           bob          #lounge  {reason}" in out
 
 
+async def test_audit_follow_refuses_a_negative_count_as_audit_does(ctl: Ctl) -> None:
+    # audit -n -5 was refused while audit --follow -n -5 quietly took it for 0.
+    for args in (("audit", "-n", "-5"), ("audit", "--follow", "-n", "-5")):
+        code, out, err = await asyncio.wait_for(ctl.run(*args), 10)
+        assert code == 1 and "bad-arguments" in err and "-5" in err and out == "", args
+
+
 async def test_an_edit_a_reload_would_refuse_does_not_lock_chatctl_out(
         daemon: App, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     edited = tmp_path / "edited.yaml"
