@@ -2,7 +2,8 @@
 
 One JSON object per line each way. A request names a ``cmd`` and its
 arguments; the answer is ``{"ok": true, "result": ...}`` or ``{"ok": false,
-"code": ..., "error": ...}``. ``follow`` turns the connection into a stream of
+"code": ..., "error": ...}`` (a missing field, or one of the wrong type, is
+``bad-arguments``). ``follow`` turns the connection into a stream of
 ``{"event": ...}`` lines (audit entries as they happen, and a status line
 every second) until the client goes away; ``backup`` follows its answer with
 the frames of a consistent copy (see chatd.ops.backups) and closes. Only the
@@ -367,10 +368,26 @@ async def _rooms(ctl: ControlServer, req: dict[str, Any]) -> Any:
             for r in rooms.listed_for(None) + rooms.hidden_rooms()]
 
 
+def _text(req: dict[str, Any], key: str) -> str:
+    """The request's ``key``, which must be text. chatctl sends text; a request
+    written by hand with a number, a list or null there is refused with
+    ``bad-arguments``, rather than failing deeper in or being shown as its repr."""
+    return _as_text(req[key], key)
+
+
+def _as_text(value: Any, what: str) -> str:
+    if not isinstance(value, str):
+        raise ChatError(Code.BAD_ARGUMENTS, f"{what} must be text, not "
+                        f"{json.dumps(value)[:40]}.")
+    return value
+
+
 def _user_in(ctl: ControlServer, req: dict[str, Any]) -> tuple[User, Room]:
-    """The account and the room a moderation request names (``user``, ``room``)."""
+    """The account and the room a moderation request names (``user``, ``room``);
+    a malformed request is refused before anything is looked up."""
     services = ctl.services
-    return services.accounts.require(req["user"]), services.rooms.require(req["room"])
+    user, room = _text(req, "user"), _text(req, "room")
+    return services.accounts.require(user), services.rooms.require(room)
 
 
 def _one_line(value: Any, what: str) -> str:
@@ -378,7 +395,7 @@ def _one_line(value: Any, what: str) -> str:
     printable text, as the line protocol lets through, TAB as a space. Anything
     else is refused rather than sent: an escape sequence would reach every
     text-mode reader's terminal, and a line end would start a line of its own."""
-    text = str(value).replace("\t", " ")
+    text = _as_text(value, what).replace("\t", " ")
     if clean_text(text) != text:
         raise ChatError(Code.BAD_ARGUMENTS, f"{what} must be one line without control "
                         "characters.")
@@ -388,8 +405,8 @@ def _one_line(value: Any, what: str) -> str:
 @handler("kick")
 async def _kick(ctl: ControlServer, req: dict[str, Any]) -> Any:
     services = ctl.services
-    user, room = _user_in(ctl, req)
     reason = _one_line(req.get("reason", ""), "the reason")
+    user, room = _user_in(ctl, req)
     await services.moderation.kick(None, room, user, reason)
     return {"user": user.name, "room": room.name}
 
@@ -402,7 +419,7 @@ def _named(req: dict[str, Any], key: str) -> str | None:
     value = req.get(key)
     if value is None:
         return None
-    text = str(value)
+    text = _as_text(value, key)
     if not text.strip():
         raise ChatError(Code.BAD_ARGUMENTS, f"{key} is empty: name one, or leave it out.")
     return text
@@ -421,9 +438,9 @@ def _duration_of(req: dict[str, Any], key: str = "duration") -> float | None:
 @handler("ban")
 async def _ban(ctl: ControlServer, req: dict[str, Any]) -> Any:
     services = ctl.services
-    user, room = _user_in(ctl, req)
     duration = _duration_of(req)
     reason = _one_line(req.get("reason", ""), "the reason")
+    user, room = _user_in(ctl, req)
     ban = await services.moderation.ban(None, room, user, duration, reason)
     return {"user": ban.name, "room": room.name, "until": ban.record.until}
 
@@ -431,8 +448,8 @@ async def _ban(ctl: ControlServer, req: dict[str, Any]) -> Any:
 @handler("mute")
 async def _mute(ctl: ControlServer, req: dict[str, Any]) -> Any:
     services = ctl.services
-    user, room = _user_in(ctl, req)
     duration = _duration_of(req)
+    user, room = _user_in(ctl, req)
     record = await services.moderation.mute(None, room, user, duration)
     return {"user": user.name, "room": room.name, "until": record.until}
 
@@ -470,7 +487,7 @@ async def _tokens(ctl: ControlServer, req: dict[str, Any]) -> Any:
 @handler("revoke-token")
 async def _revoke_token(ctl: ControlServer, req: dict[str, Any]) -> Any:
     services = ctl.services
-    user, name = services.accounts.require(req["user"]), str(req["name"])
+    user, name = services.accounts.require(_text(req, "user")), _text(req, "name")
     try:
         await services.tokens.revoke(user, name)
     except ChatError as exc:  # its words speak to the owner: say whose token it is
@@ -503,7 +520,7 @@ async def _bot_create(ctl: ControlServer, req: dict[str, Any]) -> Any:
     owner = services.accounts.require(named) if named is not None else None
     grant = parse_scopes(scopes) if scopes is not None else DEFAULT_SCOPES
     ttl = _duration_of(req, "ttl")  # none: a token that never expires
-    bot = await services.accounts.create_bot(req["name"], owner, actor="console")
+    bot = await services.accounts.create_bot(_text(req, "name"), owner, actor="console")
     secret, record = await services.tokens.create(bot, "default", ttl, grant)
     return {"name": bot.name, "owner": owner.name if owner else None, "token": secret,
             "scopes": listed(grant), "expires": record.expires_at}
@@ -512,7 +529,7 @@ async def _bot_create(ctl: ControlServer, req: dict[str, Any]) -> Any:
 @handler("bot-delete")
 async def _bot_delete(ctl: ControlServer, req: dict[str, Any]) -> Any:
     services = ctl.services
-    bot = services.accounts.require(req["name"])
+    bot = services.accounts.require(_text(req, "name"))
     if not bot.is_bot:
         raise ChatError(Code.NOT_PERMITTED, f"{bot.name} is not a bot; chatctl userdel "
                                             "deletes people's accounts.")
@@ -523,7 +540,7 @@ async def _bot_delete(ctl: ControlServer, req: dict[str, Any]) -> Any:
 @handler("useradd")
 async def _useradd(ctl: ControlServer, req: dict[str, Any]) -> Any:
     services = ctl.services
-    user = await services.accounts.create(req["name"], req["password"],
+    user = await services.accounts.create(_text(req, "name"), _text(req, "password"),
                                           is_admin=bool(req.get("admin")), actor="console")
     return {"name": user.name, "admin": user.is_admin}
 
@@ -531,19 +548,19 @@ async def _useradd(ctl: ControlServer, req: dict[str, Any]) -> Any:
 @handler("userdel")
 async def _userdel(ctl: ControlServer, req: dict[str, Any]) -> Any:
     services = ctl.services
-    user = services.accounts.require(req["name"])
+    user = services.accounts.require(_text(req, "name"))
     await services.presence.delete_account(user, actor="console")
     return {"name": user.name}
 
 
 @handler("promote")
 async def _promote(ctl: ControlServer, req: dict[str, Any]) -> Any:
-    return await _set_admin(ctl, req["name"], True)
+    return await _set_admin(ctl, _text(req, "name"), True)
 
 
 @handler("demote")
 async def _demote(ctl: ControlServer, req: dict[str, Any]) -> Any:
-    return await _set_admin(ctl, req["name"], False)
+    return await _set_admin(ctl, _text(req, "name"), False)
 
 
 async def _set_admin(ctl: ControlServer, name: str, flag: bool) -> Any:

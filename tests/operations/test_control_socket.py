@@ -179,3 +179,31 @@ async def test_chatctl_useradd_without_a_terminal(tmp_path: Path) -> None:
                                         stdin="pw-of-dave\n")
         assert piped.returncode == 0, piped.stderr
         assert await users_of("--db", str(db)) == ["dave"]
+
+
+async def test_a_request_with_values_of_the_wrong_type_is_bad_arguments(
+        tmp_path: Path) -> None:
+    """chatctl sends text; a request written by hand with a number, null or a list
+    where text belongs is refused, never an internal error, nor shown as its repr."""
+    with ChatdProcess.serve(tmp_path, write_config(tmp_path / "chatd.yaml")) as daemon:
+        await daemon.ready()
+        reader, writer = await asyncio.open_unix_connection(daemon.control_path)
+        requests: list[dict[str, Any]] = [
+            {"cmd": "kick", "user": 5, "room": "general"},
+            {"cmd": "ban", "user": "alice", "room": ["general"]},
+            {"cmd": "broadcast", "text": None},
+            {"cmd": "broadcast", "text": ["a"]},
+            {"cmd": "kick", "user": "alice", "room": "general", "reason": 7},
+            {"cmd": "useradd", "name": "carol", "password": 12345678},
+            {"cmd": "userdel", "name": {"x": 1}},
+            {"cmd": "promote", "name": 1},
+            {"cmd": "tokens", "user": 7},
+            {"cmd": "bot-create", "name": "helper", "owner": False},
+        ]
+        for request in requests:
+            writer.write(json.dumps(request).encode() + b"\n")
+            answer = json.loads(await asyncio.wait_for(reader.readline(), TIMEOUT))
+            assert answer["ok"] is False and answer["code"] == "bad-arguments", request
+        writer.close()
+        assert await users_of("--db", str(tmp_path / "chatd.db")) == []
+        assert "Traceback" not in daemon.log() and "level=error" not in daemon.log()
