@@ -135,7 +135,8 @@ def who(ctx: Context, room: Room) -> Ok:
 
 
 @command("topic", RoomRef("room", optional=True), Text("text", optional=True, default=""),
-         group=GROUP, scope=Scope.MODERATE, errors=(Code.NOT_PERMITTED, Code.BANNED),
+         group=GROUP, scope=Scope.MODERATE,
+         errors=(Code.NOT_PERMITTED, Code.BANNED, Code.BAD_ARGUMENTS),
          needs=("logged in; setting it: an admin or the owner of the room, or a server admin, "
                 "or any member while the room's topic lock is off (/mode -t)"),
          told_by_event=True)

@@ -33,6 +33,9 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
+# The longest topic, in characters: one that every joiner is shown, and that an IRC
+# line carries whole beside its numeric, source and channel (IRC's TOPICLEN).
+TOPIC_MAX = 390
 
 # The event of each way out of a room (Rooms.remove).
 _DEPARTURES: dict[str, type[events.Left | events.Kicked | events.Banned]] = {
@@ -381,6 +384,9 @@ class Rooms:
         return ended
 
     async def set_topic(self, user: User, room: Room, topic: str) -> None:
+        if len(topic) > TOPIC_MAX:
+            raise ChatError(Code.BAD_ARGUMENTS, f"a topic is at most {TOPIC_MAX} characters; "
+                            f"this one has {len(topic)}.")
         async with self._transactions.room(room):
             authorize(Action.TOPIC, room, user)
             self.ensure_live(room)

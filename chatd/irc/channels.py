@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING
 
 from chatd.domain.permissions import Action, authorize
 from chatd.domain.room import Mode
+from chatd.domain.rooms import TOPIC_MAX
 from chatd.domain.scopes import Scope
 from chatd.errors import ChatError, Code
 from chatd.irc import numerics as n
@@ -141,8 +142,9 @@ async def topic(ctx: IrcContext) -> None:
     if not room.is_member(user.id) and not user.is_admin:
         raise IrcError(n.ERR_NOTONCHANNEL, name, "You're not on that channel")
     authorize(Action.TOPIC, room, user)
-    # The topic event reaches every member, this connection included.
-    await ctx.services.rooms.set_topic(user, room, plain_text(ctx.params[1]))
+    # The topic event reaches every member, this connection included. A longer one
+    # is cut to TOPICLEN, as IRC servers do with what ISUPPORT announced.
+    await ctx.services.rooms.set_topic(user, room, plain_text(ctx.params[1])[:TOPIC_MAX])
 
 
 @irc_command("NAMES")

@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING, Final
 
 from chatd.domain.names import ROOM_NAME_MAX, USER_NAME_MAX
 from chatd.domain.presence import AWAY_MAX
+from chatd.domain.rooms import TOPIC_MAX
 from chatd.irc import numerics as n
 from chatd.irc.codec import MAX_BODY, format_line
 from chatd.irc.commands import irc_command
@@ -50,6 +51,7 @@ def isupport(network: str, multi_prefix: bool = False) -> list[str]:
         f"NETWORK={network}",
         f"MODES={MAX_TARGETS}",
         f"AWAYLEN={AWAY_LEN}",
+        f"TOPICLEN={TOPIC_MAX}",
         f"TARGMAX=JOIN:,PART:,KICK:,NAMES:,LIST:,WHOIS:1,WHOWAS:1,USERHOST:{USERHOST_MAX},"
         f"MONITOR:,TAGMSG:1,PRIVMSG:{MAX_TARGETS},NOTICE:{MAX_TARGETS}",
         f"MAXTARGETS={MAX_TARGETS}",

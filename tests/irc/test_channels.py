@@ -94,6 +94,13 @@ async def test_topic_show_set_and_refusals(irc: IrcFactory) -> None:
     await bob.expect("403")
 
 
+async def test_a_topic_over_topiclen_is_cut_to_it(irc: IrcFactory) -> None:
+    """ISUPPORT says TOPICLEN; a longer topic is cut to it, as IRC servers do."""
+    alice = await irc("alice")
+    alice.send("JOIN #t", "TOPIC #t :" + "a" * 389 + "bcd")
+    assert (await alice.expect("TOPIC")).params == ("#t", "a" * 389 + "b")
+
+
 async def test_topic_of_a_hidden_room_is_no_such_channel_to_outsiders(irc: IrcFactory) -> None:
     """As MODE answers: 442 would tell an outsider that a secret or private room
     exists; 403 is what a room that does not exist gets."""

@@ -31,7 +31,7 @@ async def test_pass_account_colon_password_registers(server: ChatServer,
     assert {"002", "003", "004", "005", "251", "254", "255", "422"} <= set(codes)
     isupport = " ".join(" ".join(m.params) for m in lines if m.command == "005")
     for token in ("CHANTYPES=#", "PREFIX=(ov)@+", "CHANMODES=b,k,l,imnstR", "NICKLEN=24",
-                  "CHANNELLEN=33", "CASEMAPPING=ascii"):
+                  "CHANNELLEN=33", "CASEMAPPING=ascii", "TOPICLEN=390"):
         assert token in isupport
     assert client.nick == "bob"
     assert server.services.accounts.find("bob") is not None

@@ -427,6 +427,20 @@ async def test_topic_show_and_set(clients: Clients) -> None:
     assert (await bob.command("/rooms"))["rooms"][0]["topic"] == "Say hello!"
 
 
+async def test_a_topic_longer_than_its_bound_is_refused(clients: Clients) -> None:
+    """Every joiner is shown the topic: it is bounded (IRC's TOPICLEN), and a longer
+    one is refused whole, the topic before it kept."""
+    alice = await clients.user("alice")
+    await alice.command("/create general")
+    await alice.command("/topic kept")
+    error = await alice.command("/topic " + "x" * 391, check=False)
+    assert error.final["code"] == "bad-arguments"
+    assert error.final["message"] == ("a topic is at most 390 characters; this one "
+                                      "has 391.")
+    assert (await alice.command("/topic"))["topic"] == "kept"
+    assert (await alice.command("/topic " + "é" * 390))["topic"] == "é" * 390
+
+
 async def test_topic_of_another_room_by_name(clients: Clients) -> None:
     alice = await clients.user("alice")
     await alice.command("/create general")
