@@ -15,7 +15,7 @@ import fnmatch
 from collections.abc import Callable
 from typing import TYPE_CHECKING
 
-from chatd.domain.names import is_number
+from chatd.domain.names import MAX_NUMBER, is_number
 from chatd.irc import numerics as n
 from chatd.irc.commands import irc_command
 from chatd.irc.lookup import targets
@@ -36,8 +36,11 @@ def _name_matches(mask: str) -> Condition:
 
 def condition(word: str) -> Condition | None:
     """One ELIST condition; None for one chatd does not know (it is ignored)."""
-    if word[:1] in "<>" and is_number(word[1:]):
-        bound = int(word[1:])
+    digits = word[1:]
+    if word[:1] in "<>" and digits.isascii() and digits.isdigit():
+        # A bound past any count (20 digits and more) is still a bound, above every
+        # room's: ignoring it would list every room for ">99999999999999999999".
+        bound = int(digits) if is_number(digits) else MAX_NUMBER + 1
         if word[0] == ">":
             return lambda room: len(room.members) > bound
         return lambda room: len(room.members) < bound

@@ -107,6 +107,11 @@ async def test_list_with_elist_filters(irc: IrcFactory) -> None:
     assert await listed(">1") == ["#dev"]
     assert sorted(await listed("<2,!#r*")) == ["#devops"]
     assert await listed("#random") == ["#random"]
+    # A bound past any count is above every room's, not ignored.
+    huge = "9" * 30
+    assert await listed(f">{huge}") == []
+    assert sorted(await listed(f"<{huge}")) == ["#dev", "#devops", "#random"]
+    assert await listed(f">{'9' * 400}") == []
 
 
 async def test_monitor(irc: IrcFactory, clients: Clients) -> None:
