@@ -56,13 +56,21 @@ async def join(ctx: IrcContext) -> None:
             with ctx.attempt(channel(room.name)):
                 await _part(ctx, room, "")
         return
+    names = ctx.params[0].split(",")
+    if not any(names):
+        raise _no_channel("JOIN")
     # Held: the room's messages must not reach the client before its JOIN.
     ctx.hold()
     keys = ctx.params[1].split(",") if len(ctx.params) > 1 else []
-    for index, name in enumerate(ctx.params[0].split(",")):
+    for index, name in enumerate(names):
         if name:
             with ctx.attempt(name):
                 await _join(ctx, name, keys[index] if index < len(keys) else "")
+
+
+def _no_channel(verb: str) -> IrcError:
+    """``JOIN ,,`` names no channel: 461, rather than no answer at all."""
+    return IrcError(n.ERR_NEEDMOREPARAMS, verb, "Not enough parameters (no channel named)")
 
 
 async def _join(ctx: IrcContext, name: str, key: str) -> None:
@@ -101,7 +109,10 @@ async def _join(ctx: IrcContext, name: str, key: str) -> None:
 async def part(ctx: IrcContext) -> None:
     """Leave channels (the room membership ends, as with /leave)."""
     reason = plain_text(ctx.params[1]) if len(ctx.params) > 1 else ""
-    for name in targets(ctx.params[0]):
+    names = targets(ctx.params[0])
+    if not names:
+        raise _no_channel("PART")
+    for name in names:
         with ctx.attempt(name):
             room = existing_room(ctx, name)
             if not room.is_member(ctx.user.id):

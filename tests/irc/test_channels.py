@@ -40,10 +40,11 @@ async def test_join_several_shows_topic_and_names_and_others_see_it(irc: IrcFact
 
 async def test_join_errors(server: ChatServer, irc: IrcFactory) -> None:
     bob = await irc("bob")
-    bob.send("JOIN nohash", "JOIN #bad!name", "JOIN")
+    bob.send("JOIN nohash", "JOIN #bad!name", "JOIN", "JOIN ,,,", "JOIN :")
     assert (await bob.expect("403")).params[1] == "nohash"
     assert (await bob.expect("476")).params[1] == "#bad!name"
-    assert (await bob.expect("461")).params[1] == "JOIN"
+    for _ in range(3):  # commas alone, or an empty list, name no channel either
+        assert (await bob.expect("461")).params[1] == "JOIN"
 
 
 async def test_join_zero_leaves_every_channel(server: ChatServer, irc: IrcFactory) -> None:
@@ -69,10 +70,11 @@ async def test_part_and_its_errors(irc: IrcFactory, clients: Clients) -> None:
     assert await bob.raw() == ":bob!bob@chatd.local PART #hall :gone fishing"
     event = await carol.next_event(lambda e: e.get("event") == "leave")
     assert event["user"] == "bob" and event["reason"] == "gone fishing"
-    bob.send("PART #hall", "PART #nowhere", "PART")
+    bob.send("PART #hall", "PART #nowhere", "PART", "PART ,,")
     assert (await bob.expect("442")).params[1] == "#hall"
     assert (await bob.expect("403")).params[1] == "#nowhere"
     await bob.expect("461")
+    assert (await bob.expect("461")).params[1] == "PART"
 
 
 async def test_topic_show_set_and_refusals(irc: IrcFactory) -> None:
