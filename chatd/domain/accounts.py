@@ -126,6 +126,9 @@ class Accounts:
         # The keys of the names whose accounts are being made (see _claiming).
         self._claimed: set[str] = set()
         self.name_holders: list[NameHolder] = []
+        # Told of each account forgotten here (deleted here, or on another node):
+        # what is kept in memory by account beside it (API and resume tokens) goes too.
+        self.on_forgotten: list[Callable[[User], None]] = []
         # Told of each change made here to an account (what, and its details): a
         # cluster node announces it to the others, which apply it to their copy.
         self.on_changed: Callable[[User, str, dict[str, Any]], None] | None = None
@@ -392,6 +395,8 @@ class Accounts:
         self._admins.discard(user)
         for other in self._by_id.values():
             other.blocked.pop(user.id, None)
+        for listener in self.on_forgotten:
+            listener(user)
 
     async def block(self, user: User, target: User) -> bool:
         """Refuse ``target``'s direct messages to ``user``; False if they already are."""

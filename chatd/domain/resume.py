@@ -68,6 +68,12 @@ class ResumeTokens:
         # True on a cluster's node: a token this node does not hold may be another's.
         self.shared = False
         self._rotations = _Rotations(storage)
+        # A deleted account's resume tokens went with its rows: forgotten here too.
+        accounts.on_forgotten.append(self._forget_account)
+
+    def _forget_account(self, user: User) -> None:
+        for record in self._of(user):
+            self._by_hash.pop(record.token_hash, None)
 
     def reconfigure(self, config: Config) -> None:
         self._ttl = config.accounts.resume_ttl

@@ -139,6 +139,7 @@ class Tokens:
         # Told (the record, and False: not expired) when a token this process held
         # is revoked here or on another node: its connections are closed.
         self.on_revoked: Callable[[TokenRecord, bool], object] | None = None
+        accounts.on_forgotten.append(self._forget_account)
 
     async def load(self) -> None:
         for record in await self._storage.load_tokens():
@@ -148,12 +149,19 @@ class Tokens:
         self._by_hash[record.token_hash] = record
         self._by_id[record.id] = record
 
-    def _forget(self, record: TokenRecord) -> None:
+    def _forget(self, record: TokenRecord, revoked: bool = True) -> None:
         self._by_hash.pop(record.token_hash, None)
         self._by_id.pop(record.id, None)
         self._unwritten.pop(record.id, None)
-        if self.on_revoked is not None:
+        if revoked and self.on_revoked is not None:
             self.on_revoked(record, False)
+
+    def _forget_account(self, user: User) -> None:
+        """A deleted account's tokens went with its rows: they leave memory too, where
+        they would otherwise stay until someone tried to log in with them. (Not told
+        as revocations: the deletion closes the account's connections itself.)"""
+        for record in self.of(user):
+            self._forget(record, revoked=False)
 
     async def create(self, user: User, name: str | None, ttl: float | None,
                      scopes: frozenset[Scope] = DEFAULT_SCOPES) -> tuple[str, TokenRecord]:

@@ -140,6 +140,27 @@ async def test_a_bot_outlives_its_deleted_owner(clients: Clients, server: ChatSe
     assert (await root.command("/bot list"))["bots"][0]["owner"] is None
 
 
+async def test_a_deleted_account_leaves_no_token_in_memory(clients: Clients,
+                                                          server: ChatServer) -> None:
+    # Its rows went with it; held in memory, its tokens stayed until someone tried
+    # to log in with them.
+    services = server.services
+    alice = await clients.user("alice")
+    await alice.command("/token create extra read")
+    token = (await alice.command("/bot create helper"))["token"]
+    bot = await clients.anonymous()
+    await bot.command(f"/auth {token} --resume")
+    helper, owner = services.accounts.require("helper"), services.accounts.require("alice")
+    held = [r.id for r in services.tokens.of(helper) + services.tokens.of(owner)]
+    assert len(held) == 2 and services.resume.count(helper) == 1
+    await alice.command("/bot delete helper")
+    root = await clients.user("root")
+    await services.accounts.set_admin(services.accounts.require("root"), True)
+    await root.command("/userdel alice")
+    assert [i for i in held if services.tokens.record(i) is not None] == []
+    assert services.resume.count(helper) == 0
+
+
 async def test_an_account_holds_a_bounded_number_of_tokens(clients: Clients,
                                                          server: ChatServer) -> None:
     # Every token is kept in memory and listed whole: without a bound one account
