@@ -50,6 +50,24 @@ async def test_create_post_list_revoke_through_the_command(
     assert {"webhook-create", "webhook-revoke"} <= {e.action for e in audit}
 
 
+async def test_a_webhook_speaks_in_a_moderated_room(server: ChatServer,
+                                                   clients: Clients) -> None:
+    """The room's admins made it: it speaks there as they do, while a member without
+    voice may not."""
+    owner = await clients.user("alice")
+    await owner.command("/create den")
+    member = await clients.user("bob")
+    await member.command("/join den")
+    made = await owner.command("/webhook create deploy")
+    await owner.command("/mode +m")
+    assert (await error_of(member, "/say den hello"))["code"] == "moderated"
+    async with http(server) as hook:
+        posted = await hook.post(made["path"], json={"text": "deployed"})
+        assert posted.status_code == 201, posted.text
+    heard = await member.next_event(lambda e: e.get("type") == "message")
+    assert heard["from"] == "deploy[bot]" and heard["text"] == "deployed"
+
+
 async def test_only_room_admins_manage_webhooks_and_a_wrong_secret_is_refused(
         server: ChatServer, clients: Clients) -> None:
     owner = await clients.user("alice")
