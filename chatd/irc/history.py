@@ -103,7 +103,9 @@ def parse_limit(text: str) -> int:
     return min(int(text), HISTORY_MAX)
 
 
-@irc_command("CHATHISTORY", min_params=3)
+# (One parameter at least: a missing reference or limit is FAIL ... NEED_MORE_PARAMS,
+# as the specification asks, not 461.)
+@irc_command("CHATHISTORY", min_params=1)
 async def chathistory(ctx: IrcContext) -> None:
     """A channel's or a conversation's history: LATEST, BEFORE, AFTER, AROUND, BETWEEN;
     or TARGETS."""
@@ -124,8 +126,10 @@ async def chathistory(ctx: IrcContext) -> None:
 
 
 def _check_params(ctx: IrcContext, sub: str) -> None:
-    """Refuse malformed references and limits whatever the target."""
+    """Refuse missing parameters, then malformed references and limits, whatever the
+    target (BETWEEN's limit missing is not a malformed second reference)."""
     references = (2, 3) if sub == "BETWEEN" else (2,)
+    _param(ctx, references[-1] + 1)
     for index in references:
         if not (sub == "LATEST" and _param(ctx, index) == "*"):
             parse_ref(_param(ctx, index))

@@ -105,6 +105,10 @@ async def test_chathistory_refusals(irc: IrcFactory, clients: Clients) -> None:
                         ("LATEST bob * 0", "INVALID_PARAMS"),
                         ("BEFORE bob nonsense 5", "INVALID_PARAMS"),
                         ("BETWEEN bob msgid=1", "NEED_MORE_PARAMS"),
+                        ("BETWEEN #secret msgid=1 10", "NEED_MORE_PARAMS"),
+                        ("LATEST #secret", "NEED_MORE_PARAMS"),
+                        ("LATEST", "NEED_MORE_PARAMS"),
+                        ("TARGETS", "NEED_MORE_PARAMS"),
                         ("TARGETS msgid=1 msgid=2 5", "INVALID_PARAMS")]:
         bob.send(f"CHATHISTORY {query}")
         fail = await bob.expect("FAIL")
