@@ -25,6 +25,7 @@ from chatd.domain.tokens import Grant, looks_like_token
 from chatd.errors import ChatError
 from chatd.irc import numerics as n
 from chatd.irc.commands import irc_command
+from chatd.irc.guests import is_guest
 from chatd.irc.numerics import IrcError
 from chatd.irc.render import user_mask
 
@@ -73,7 +74,7 @@ async def authenticate(ctx: IrcContext) -> None:
     """SASL: ``AUTHENTICATE PLAIN``, then the base64 of ``authzid NUL authcid NUL password``."""
     pending, data = ctx.session.pending, ctx.params[0]
     if pending is None or pending.grant is not None:
-        raise IrcError(n.ERR_SASLALREADY, "You have already authenticated using SASL")
+        raise _too_late(ctx, pending is None)
     if data == "*":
         pending.sasl = None
         raise IrcError(n.ERR_SASLABORTED, "SASL authentication aborted")
@@ -89,6 +90,15 @@ async def authenticate(ctx: IrcContext) -> None:
         return  # more chunks follow
     payload, pending.sasl = bytes(pending.sasl), None
     await _finish(ctx, pending, payload)
+
+
+def _too_late(ctx: IrcContext, registered: bool) -> IrcError:
+    """AUTHENTICATE once logged in (907), or from a guest, which registered without
+    logging in and cannot now (904: not "already authenticated", which it never was)."""
+    if registered and is_guest(ctx.session.user):
+        return IrcError(n.ERR_SASLFAIL, "SASL authentication failed: a guest logs in by "
+                        "connecting again with SASL or PASS")
+    return IrcError(n.ERR_SASLALREADY, "You have already authenticated")
 
 
 def _start(ctx: IrcContext, pending: Registering, mechanism: str) -> None:

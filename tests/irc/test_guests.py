@@ -741,3 +741,13 @@ async def test_the_guest_bans_of_a_room_end_with_it(server: ChatServer, irc: Irc
     again.send("JOIN #general")
     assert (await again.expect("366", "474")).command == "366"
     assert not guests.banned_nick("visitor")
+
+
+@GUESTS
+async def test_a_guest_asking_for_sasl_after_registering_is_told_how_to_log_in(
+        irc: IrcFactory) -> None:
+    """It never authenticated: not 907, which would say it had."""
+    visitor = await _guest(irc, "visitor")
+    visitor.send("AUTHENTICATE PLAIN")
+    refused = await visitor.expect("904", "907")
+    assert refused.command == "904" and "connecting again" in refused.params[-1]
