@@ -252,7 +252,7 @@ class WebServer:
             # The page is there, the method is wrong: a 405, as for the API's paths,
             # not a 404 saying there is nothing at a path that serves a page.
             raise HttpError(405, Code.METHOD_NOT_ALLOWED, f"{path} takes only GET.",
-                            headers=[("Allow", "GET")])
+                            headers=[("Allow", "GET, HEAD")])
         if path == "/ws" or (path == "/irc" and self._irc_connection is not None):
             # RFC 9110 15.5.22: a 426 names the protocol to upgrade to. (Without the
             # IRC listener there is no /irc to upgrade to: its upgrade is a 404.)
@@ -269,8 +269,10 @@ class WebServer:
         if not same_method:
             # The route's pattern, not the path: a webhook's path holds its secret.
             # RFC 9110 15.5.6: a 405 lists what the path does take.
+            # (A HEAD is asked as a GET: it is refused as one, and named with it.)
+            asked = "GET or HEAD" if method == "GET" else method
             raise HttpError(405, Code.METHOD_NOT_ALLOWED,
-                            f"{route.path} does not take {method}.",
+                            f"{route.path} does not take {asked}.",
                             headers=[("Allow", ", ".join(_methods(self.routes, path)))])
         return await self._call(route, request, ip)
 
@@ -400,8 +402,12 @@ class WebServer:
 
 
 def _methods(routes: RouteTable, path: str) -> list[str]:
-    """The methods the routes of ``path`` take."""
-    return sorted({r.method for r in routes.routes if r.pattern.match(path)})
+    """The methods the routes of ``path`` take (HEAD wherever GET is: it is answered
+    as GET without the body)."""
+    methods = {r.method for r in routes.routes if r.pattern.match(path)}
+    if "GET" in methods:
+        methods.add("HEAD")
+    return sorted(methods)
 
 
 def _preflight(request: Request, routes: RouteTable, path: str) -> Response:

@@ -82,14 +82,19 @@ async def test_unknown_paths_methods_and_websocket_paths_without_upgrade(
         wrong = await client.put("/api/v1/rooms")
         assert wrong.status_code == 405
         assert wrong.json()["error"]["code"] == "method-not-allowed"
-        assert wrong.headers["allow"] == "GET"
+        assert wrong.headers["allow"] == "GET, HEAD"
         messages = await client.delete("/api/v1/rooms/den/messages")
-        assert messages.status_code == 405 and messages.headers["allow"] == "GET, POST"
+        assert messages.status_code == 405 and messages.headers["allow"] == "GET, HEAD, POST"
         # A webhook's path holds its secret: the refusal names the route, not the path.
         hook = await client.get("/hooks/7/s3cret-part")
         assert hook.status_code == 405 and "s3cret" not in hook.text
         assert hook.headers["allow"] == "POST"
         assert "/hooks/{id}/{secret}" in hook.json()["error"]["message"]
+        # A HEAD is answered as a GET, and refused as one, saying so.
+        head = await client.head("/hooks/7/s3cret-part")
+        assert head.status_code == 405 and head.headers["allow"] == "POST"
+        assert head.content == b""
+        assert "does not take GET or HEAD" in hook.json()["error"]["message"]
         plain = await client.get("/ws")
         assert plain.status_code == 426 and plain.headers["upgrade"] == "websocket"
         # The pages are there too: a wrong method on one is a 405, not "nothing at".
@@ -99,7 +104,7 @@ async def test_unknown_paths_methods_and_websocket_paths_without_upgrade(
             page = await client.request(method, path)
             assert page.status_code == 405, (method, path)
             assert page.json()["error"]["code"] == "method-not-allowed"
-            assert page.headers["allow"] == "GET"
+            assert page.headers["allow"] == "GET, HEAD"
         missing = await client.post("/static/nope.css")
         assert missing.status_code == 404
 
