@@ -197,6 +197,9 @@ class OwnerChanged(Event):
     previous: str | None = None
     # The new owner had voice, which the transfer ends (IRC is told -v).
     voiced: bool = False
+    # What ``previous`` is now: an admin, or a member when it is an IRC guest
+    # (guests cannot be room admins).
+    previous_role: str = "admin"
 
 
 @dataclass(frozen=True, slots=True)

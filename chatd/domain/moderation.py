@@ -419,12 +419,18 @@ class Moderation:
                 raise ChatError(Code.BAD_ARGUMENTS,
                                 f"{target.name} is already the owner of #{room.name}.")
             now = self._clock.time()
-            changes = [(owner.user_id, Role.ADMIN), (target.id, Role.OWNER)]
-            await self._storage.set_roles(room.id, [(uid, r.value) for uid, r in changes], now)
+            # A guest owner (of a room it made) becomes a member: guests cannot be
+            # room admins, and have no row to keep a role in.
+            guest = self._accounts.get(owner.user_id) is None
+            demoted = Role.MEMBER if guest else Role.ADMIN
+            changes = [(owner.user_id, demoted), (target.id, Role.OWNER)]
+            stored = changes[1:] if guest else changes
+            await self._storage.set_roles(room.id, [(uid, r.value) for uid, r in stored], now)
             room.set_roles(changes, now)
         self._emit(room, target, events.OwnerChanged(room.name, target.name, actor.name,
                                                      Role.OWNER.value, owner.name,
-                                                     voiced=role is Role.VOICE))
+                                                     voiced=role is Role.VOICE,
+                                                     previous_role=demoted.value))
         await self._audit.record("transfer", actor.name, target.name, room,
                                  f"from {owner.name}")
         await self._notifier.notify(target, "promoted",

@@ -284,9 +284,12 @@ class IrcRenderer:
 
     def _owner(self, e: ev.OwnerChanged, key: int) -> list[str]:
         taken = [("v", e.user)] if e.voiced else []
+        # The old owner of a transfer stays an operator, unless it is a guest, which
+        # becomes a member (guests cannot be room admins).
+        if e.previous is not None and e.previous_role != "admin":
+            taken.insert(0, ("o", e.previous))
         if not (-1 - key) & 4:
-            # Without multi-prefix the owner is an operator like the admins (the
-            # old owner of a transfer stays one).
+            # Without multi-prefix the owner is an operator like the admins.
             return self._roles(e.room, e.actor, taken, [("o", e.user)])
         if e.previous is not None:
             taken.insert(0, ("q", e.previous))

@@ -102,6 +102,7 @@ def _role(e: ev.Promoted | ev.Demoted | ev.OwnerChanged | ev.Voiced | ev.Devoice
     record["role"] = e.role
     if isinstance(e, ev.OwnerChanged) and e.previous:
         record["previous"] = e.previous
+        record["previous_role"] = e.previous_role
     return record
 
 

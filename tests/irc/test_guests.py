@@ -12,7 +12,7 @@ import pytest
 
 from chatd.client.api import ChatClient
 from chatd.domain import hashing
-from chatd.domain.room import Mode, Room
+from chatd.domain.room import Mode, Role, Room
 from chatd.domain.transactions import LocalTransactions
 from tests.helpers import PASSWORD, ChatServer, Clients, error_of, eventually, holding
 from tests.irc.conftest import IrcFactory
@@ -751,3 +751,26 @@ async def test_a_guest_asking_for_sasl_after_registering_is_told_how_to_log_in(
     visitor.send("AUTHENTICATE PLAIN")
     refused = await visitor.expect("904", "907")
     assert refused.command == "904" and "connecting again" in refused.params[-1]
+
+
+@pytest.mark.server(accounts__guests=True, rooms__creation="everyone")
+async def test_a_guest_owner_handed_over_becomes_a_member(server: ChatServer, irc: IrcFactory,
+                                                          clients: Clients) -> None:
+    """Guests cannot be room admins: a transfer away from a guest that made the room
+    leaves it a member, as everyone is shown, not an admin."""
+    visitor = await _guest(irc, "visitor")
+    visitor.send("JOIN #own")
+    await visitor.expect("366")
+    alice, root = await clients.user("alice"), await clients.user("root")
+    await server.services.accounts.set_admin(server.services.accounts.require("root"), True)
+    await alice.command("/join own")
+    await root.command("/transfer alice own")
+    assert (await visitor.expect("MODE")).params == ("#own", "-o+o", "visitor", "alice")
+    event = await alice.next_event(lambda e: e.get("event") == "owner")
+    assert (event["previous"], event["previous_role"]) == ("visitor", "member")
+    room = server.services.rooms.find("own")
+    assert room is not None
+    guest = server.irc.front.guests.find("visitor") if server.irc else None
+    assert guest is not None and room.role_of(guest.id) is Role.MEMBER
+    visitor.send("TOPIC #own :mine")  # no operator any more
+    assert (await visitor.expect("482", "TOPIC")).command == "482"

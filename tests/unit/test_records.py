@@ -96,7 +96,7 @@ ROWS: list[tuple[ev.Event, dict[str, Any]]] = [
       "role": "member"}),
     (ev.OwnerChanged("r", "bob", "alice", "owner", "alice"),
      {"type": "event", "event": "owner", "room": "r", "actor": "alice", "user": "bob",
-      "role": "owner", "previous": "alice"}),
+      "role": "owner", "previous": "alice", "previous_role": "admin"}),
     (ev.OwnerChanged("r", "bob", None, "owner"),
      {"type": "event", "event": "owner", "room": "r", "user": "bob", "role": "owner"}),
     (ev.ModeChanged("r", "alice", "private"),
