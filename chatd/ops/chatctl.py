@@ -407,7 +407,8 @@ def _fmt(key: str, value: Any) -> str:
         return f"{value:.3g}"
     if isinstance(value, list):
         return ", ".join(str(v) for v in value)
-    return "" if value is None else str(value)
+    # "-" for none (a bot's owner deleted, or never named): blank read as "owner: ,".
+    return "-" if value is None else str(value)
 
 
 def _date(epoch: float) -> str:

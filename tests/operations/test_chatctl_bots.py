@@ -54,6 +54,9 @@ async def test_bot_create_list_and_delete(daemon: App, clients: Clients,
     assert made["token"].startswith("chatd_") and made["expires"] is not None
     orphan = await _json(daemon, capsys, "bot-create", "lonely")
     assert orphan["owner"] is None and orphan["scopes"] == ["read", "post"]
+    code, out, _ = await _run(daemon, capsys, "bot-create", "alone")
+    assert code == 0 and "name: alone, owner: -, " in out  # not a blank "owner: ,"
+    await _json(daemon, capsys, "bot-delete", "alone")
 
     bot = await clients.anonymous()
     login = await bot.command(f"/login helper --token {made['token']}")
