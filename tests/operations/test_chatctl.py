@@ -501,6 +501,17 @@ async def test_follow_names_its_room_as_audit_does(daemon: App, clients: Clients
     assert entry["room"] == "lounge"
 
 
+async def _following(daemon: App, capsys: pytest.CaptureFixture[str]
+                     ) -> asyncio.Future[int]:
+    """``chatctl audit --follow -n 1`` in a thread, once it listens (its output read
+    from here on); its exit status when the daemon stops."""
+    capsys.readouterr()
+    following = asyncio.ensure_future(asyncio.to_thread(
+        main, ["--socket", daemon.control.path, "audit", "--follow", "-n", "1"]))
+    await wait_for(lambda: daemon.services.audit.listeners)
+    return following
+
+
 async def test_audit_follow_shows_the_last_entries_then_says_when_chatd_stops(
         tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     async with running_daemon(tmp_path) as daemon:
@@ -508,10 +519,7 @@ async def test_audit_follow_shows_the_last_entries_then_says_when_chatd_stops(
         try:
             alice = await clients.user("alice")
             await alice.command("/create lounge")
-            capsys.readouterr()
-            following = asyncio.ensure_future(asyncio.to_thread(
-                main, ["--socket", daemon.control.path, "audit", "--follow", "-n", "1"]))
-            await wait_for(lambda: daemon.services.audit.listeners)
+            following = await _following(daemon, capsys)
         finally:
             await clients.close()
     status = await asyncio.wait_for(following, 10)
@@ -537,10 +545,7 @@ async def test_users_words_are_printed_as_text_never_as_markup(
                 code, out, err = await ctl.run(*args)
                 # (A table may wrap the words; their first stays whole.)
                 assert code == 0 and err == "" and words.split()[0] in out, (args, out, err)
-            capsys.readouterr()
-            following = asyncio.ensure_future(asyncio.to_thread(
-                main, ["--socket", daemon.control.path, "audit", "--follow", "-n", "1"]))
-            await wait_for(lambda: daemon.services.audit.listeners)
+            following = await _following(daemon, capsys)
         finally:
             await clients.close()
     status = await asyncio.wait_for(following, 10)

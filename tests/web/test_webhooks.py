@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from tests.backends import both
-from tests.helpers import ChatServer, Clients, error_of, settle
+from tests.helpers import ChatServer, Clients, error_of, room_with, settle
 from tests.web.helpers import http, token_for
 
 # Hooks are stored, found by id and revoked alike on both backends.
@@ -54,10 +54,7 @@ async def test_a_webhook_speaks_in_a_moderated_room(server: ChatServer,
                                                    clients: Clients) -> None:
     """The room's admins made it: it speaks there as they do, while a member without
     voice may not."""
-    owner = await clients.user("alice")
-    await owner.command("/create den")
-    member = await clients.user("bob")
-    await member.command("/join den")
+    owner, member = await room_with(clients, "alice", "bob", room="den")
     made = await owner.command("/webhook create deploy")
     await owner.command("/mode +m")
     assert (await error_of(member, "/say den hello"))["code"] == "moderated"
