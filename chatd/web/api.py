@@ -340,7 +340,9 @@ async def post_webhook(call: Call) -> Response:
     # Media types are case-insensitive (RFC 9110 8.3.1): Text/Plain is text/plain.
     if request.headers.get("content-type", "").lower().startswith("text/plain"):
         try:
-            raw: Any = request.body.decode("utf-8").strip()
+            # Less its line end (echo and many tools add one), and nothing else: its
+            # leading spaces are its text, as in a JSON body.
+            raw: Any = request.body.decode("utf-8").rstrip("\r\n")
         except UnicodeDecodeError:
             raise HttpError(400, Code.INVALID_UTF8, "the body is not UTF-8.") from None
     else:

@@ -27,6 +27,10 @@ async def test_create_post_list_revoke_through_the_command(
         plain = await hook.post(made["path"], content=b"plain text too",
                                 headers={"Content-Type": "text/plain"})
         assert plain.status_code == 201
+        # Its line end goes; its leading spaces are text, as in a JSON body.
+        indented = await hook.post(made["path"], content=b"  indented\r\n",
+                                   headers={"Content-Type": "text/plain"})
+        assert indented.status_code == 201
         # Media types are case-insensitive.
         shouted = await hook.post(made["path"], content=b"PLAIN AS WELL",
                                   headers={"Content-Type": "Text/Plain; charset=UTF-8"})
@@ -45,7 +49,8 @@ async def test_create_post_list_revoke_through_the_command(
         assert revoked.status_code == 404
         assert revoked.json()["error"]["code"] == "no-such-webhook"
     history = await owner.command("/history den")
-    assert [m["from"] for m in history["messages"]] == ["deploy[bot]"] * 3
+    assert [m["from"] for m in history["messages"]] == ["deploy[bot]"] * 4
+    assert history["messages"][2]["text"] == "  indented"
     audit = await server.services.audit.entries(10, server.services.rooms.find("den"))
     assert {"webhook-create", "webhook-revoke"} <= {e.action for e in audit}
 
