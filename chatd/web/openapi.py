@@ -76,7 +76,8 @@ def _responses(route: Route) -> dict[str, Any]:
         content = {"application/json": {"schema": route.answer}}
     responses: dict[str, Any] = {ok: {"description": "Done", "content": content}}
     error = {"content": {"application/json": {"schema": {"$ref": "#/components/schemas/Error"}}}}
-    for status in sorted({*route.errors, *((401, 403) if route.auth else ())}):
+    # Every request with a token is charged to its account's bucket: any may be 429.
+    for status in sorted({*route.errors, *((401, 403, 429) if route.auth else ())}):
         responses[str(status)] = {"description": STATUS_TEXT.get(status, "Refused"), **error}
     responses["default"] = {"description": "Any other error (internal-error)", **error}
     return responses

@@ -22,6 +22,9 @@ async def test_the_document_is_valid_and_names_every_route(server: ChatServer) -
         operation = document["paths"][route.path][route.method.lower()]
         assert operation["summary"] == route.summary
         assert ("security" in operation) is (not route.auth)
+        if route.auth:
+            # Every request with a token is charged to its account's bucket.
+            assert {"401", "403", "429"} <= set(operation["responses"]), route.path
 
 
 async def test_the_reference_page_is_static_html_without_scripts(server: ChatServer) -> None:
