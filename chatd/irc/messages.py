@@ -202,7 +202,9 @@ def fitted_text(text: str, mask: str, target: str, kind: str) -> str:
 
 def _to_room(ctx: IrcContext, room: Room, sent: Outgoing) -> Awaitable[None] | None:
     session, messaging = ctx.session, ctx.services.messaging
-    _refuse_banned_guest(ctx, room)
+    if not room.modes.no_external:
+        # (Asked only there: a +n room, most rooms, takes nothing from outside.)
+        _refuse_banned_guest(ctx, room)
     return fakelag(ctx, room, lambda: messaging.post_kind(session, room, sent.text, sent.kind,
                                                           dict(sent.extra), ECHO))
 
@@ -212,7 +214,7 @@ def _refuse_banned_guest(ctx: IrcContext, room: Room) -> None:
     account's is: messaging knows only the bans kept with accounts, while a guest's
     (by nick and address) live with the IRC listener."""
     user = ctx.session.user
-    if not is_guest(user) or room.modes.no_external:
+    if not is_guest(user):
         return
     assert user is not None
     if not room.is_member(user.id) and ctx.listener.guests.banned(room, ctx.session):
