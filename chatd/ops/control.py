@@ -36,7 +36,7 @@ from chatd.ops.backups import (
     state_directory,
 )
 from chatd.ops.nodes import flagged, named_addresses
-from chatd.protocol.codec import clean_text
+from chatd.protocol.codec import one_line
 from storage.api import StorageError
 
 if TYPE_CHECKING:
@@ -395,11 +395,7 @@ def _one_line(value: Any, what: str) -> str:
     printable text, as the line protocol lets through, TAB as a space. Anything
     else is refused rather than sent: an escape sequence would reach every
     text-mode reader's terminal, and a line end would start a line of its own."""
-    text = _as_text(value, what).replace("\t", " ")
-    if clean_text(text) != text:
-        raise ChatError(Code.BAD_ARGUMENTS, f"{what} must be one line without control "
-                        "characters.")
-    return text
+    return one_line(_as_text(value, what), what)
 
 
 @handler("kick")

@@ -23,6 +23,7 @@ from dataclasses import dataclass
 from typing import Any, Final, Protocol, Self
 
 from chatd.domain.clock import iso_ts
+from chatd.errors import ChatError, Code
 
 __all__ = [
     "INVALID_UTF8",
@@ -127,6 +128,18 @@ _BAD_UTF8: Final = BadLine(INVALID_UTF8)
 # (U+001B) and CSI (U+009B) are in here, which is what keeps terminal escape
 # sequences out of other users' screens.
 _CONTROL_RE: Final = re.compile("[\x00-\x08\x0a-\x1f\x7f-\x9f]")
+
+
+def one_line(text: str, what: str) -> str:
+    """``text`` as one line of printable text, a TAB as a space (as the line protocol
+    takes it); anything else (a line end, an escape sequence) is ``bad-arguments``
+    naming ``what``: text a program hands over (an HTTP message, an operator's
+    reason) is refused rather than sent otherwise than written."""
+    spaced = text.replace("\t", " ")
+    if clean_text(spaced) != spaced:
+        raise ChatError(Code.BAD_ARGUMENTS, f"{what} must be one line without control "
+                        "characters.")
+    return spaced
 
 
 def clean_text(text: str) -> str:

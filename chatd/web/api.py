@@ -20,7 +20,7 @@ from chatd.domain.ports import settled
 from chatd.domain.scopes import Scope
 from chatd.domain.webhooks import describe, hook_path
 from chatd.errors import ChatError, Code
-from chatd.protocol.codec import clean_text
+from chatd.protocol.codec import one_line
 from chatd.protocol.records import record_of
 from chatd.web import schemas as s
 from chatd.web.endpoint import ApiEndpoint
@@ -59,10 +59,7 @@ def checked_text(call: Call, value: Any, name: str = "text") -> str:
     refused, since the text would not arrive as written."""
     if not isinstance(value, str) or not value.strip():
         raise ChatError(Code.BAD_ARGUMENTS, f"{name} must be a non-empty string.")
-    text = value.replace("\t", " ")
-    if clean_text(text) != text:
-        raise ChatError(Code.BAD_ARGUMENTS, f"{name} must be one line without control "
-                        "characters.")
+    text = one_line(value, name)
     limit = call.config.listen.max_line
     if len(text.encode("utf-8")) > limit:
         raise ChatError(Code.LINE_TOO_LONG, f"{name} is over {limit} bytes.")
