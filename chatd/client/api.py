@@ -137,6 +137,10 @@ class ChatClient:
 
     async def _answer(self, label: str, sent: bytes, timeout: float) -> Reply:
         """Send the labelled line ``sent``; its final line, and the lines before it."""
+        if self._task is not None and self._task.done():
+            # The connection is gone, and its reader has failed what was waiting:
+            # a command asked after that would wait its whole timeout for nothing.
+            raise ConnectionError("connection closed")
         lines: list[dict[str, Any]] = []
         future: asyncio.Future[dict[str, Any]] = asyncio.get_running_loop().create_future()
         self._waiting[label] = (lines, future)

@@ -652,6 +652,20 @@ async def test_a_client_learns_the_servers_line_limit_as_it_asks_for_json(
         await server.stop()
 
 
+async def test_a_command_asked_once_the_connection_is_gone_fails_at_once(
+        tmp_path: Path) -> None:
+    # Typed as the server stopped: the terminal client waited the command's whole
+    # timeout before it went on to reconnect.
+    server = await start_server(tmp_path / "gone.db")
+    client = await ChatClient.connect("127.0.0.1", server.port)
+    await server.stop()
+    while (await client.next_event())["type"] != "closed":
+        pass
+    with pytest.raises(ConnectionError):
+        await asyncio.wait_for(client.command("/ping", timeout=60), 10)
+    await client.close()
+
+
 async def test_the_login_line_names_only_the_rooms_the_bot_joined(
         server: ChatServer, clients: Clients, caplog: pytest.LogCaptureFixture) -> None:
     # A read-only token cannot /join: the bot says so, and its login line must not
