@@ -97,6 +97,15 @@ async def quiet(clients: list[RecordingClient], room: str, period: float = 0.5) 
                 return
 
 
+async def placed_on_node_of(witness: RecordingClient, ids: list[int]) -> None:
+    """Wait until ``witness`` received the room messages ``ids``: its node's reader
+    placed them (a resume there replays what is placed; later ones come live)."""
+    def received() -> set[int]:
+        return {r.line["id"] for r in witness.journal.lines_of(witness.name)
+                if is_room_message(r.line)}
+    await eventually(lambda: set(ids) <= received(), SETTLE)
+
+
 async def stored_once_caught_up(postgres_url: str, owed: list[int],
                                 timeout: float = SETTLE) -> Stored:
     """The database's state once every id owed (``owed_ids``) is in history (or
@@ -280,6 +289,10 @@ async def test_postgres_stopped_messages_flow_governance_refused_history_catches
         try:
             during = [await send_many(c, "hall", 5, f"{c.name}.during") for c in (ann, bob, cat)]
             assert all(len(acked) == 5 for acked in during), during
+            # The resuming connection's node is bob's: once bob saw them all, they are
+            # placed there. (A message acknowledged but not placed yet comes live.)
+            await placed_on_node_of(bob, [i for i in itertools.chain(*during)
+                                          if i not in during[1]])
             # A resume still finds what the log holds, and says the gap may not be
             # complete: the stored part could not be read.
             resumed = await resuming.command(f"/resume {before[-1]}")

@@ -68,6 +68,9 @@ async def test_a_client_resumes_on_another_node_with_no_gap(nodes: list[App]) ->
               (await bob.command("/say lobby again from node 2"))["id"]]
     # Nothing stored them yet: they can only come from the log's tail.
     assert await nodes[0].storage.max_message_id() < min(missed)
+    # Once cat saw the last, its node placed them all: a resume there replays what
+    # is placed (a message acknowledged and not placed yet would come live).
+    await cat.next_event(lambda e: e.get("id") == missed[-1], timeout=10)
     back = await login(nodes[2], "ann")
     reply = await back.command(f"/resume {last}")
     replayed = [m for m in reply.lines if m.get("type") == "message"]
