@@ -390,6 +390,10 @@ class Rooms:
         async with self._transactions.room(room):
             authorize(Action.TOPIC, room, user)
             self.ensure_live(room)
+            if topic == room.topic:
+                # Nothing changes: nothing to store, and no one to tell (IRC servers
+                # do not repeat an unchanged TOPIC either).
+                return
             await self._storage.set_room_topic(room.id, topic)
             room.topic = topic
         self._bus.to_room(room, events.TopicChanged(room.name, user.name, topic))

@@ -96,6 +96,17 @@ async def test_topic_show_set_and_refusals(irc: IrcFactory) -> None:
     await bob.expect("403")
 
 
+async def test_clearing_no_topic_tells_no_one(irc: IrcFactory) -> None:
+    """As InspIRCd: a TOPIC that changes nothing is not echoed to the channel."""
+    alice = await irc("alice")
+    alice.send("JOIN #t")
+    bob = await irc("bob")
+    bob.send("JOIN #t")
+    await bob.expect("366")
+    alice.send("TOPIC #t :", "PRIVMSG #t :after")
+    assert (await bob.expect("PRIVMSG", "TOPIC")).command == "PRIVMSG"
+
+
 async def test_a_topic_over_topiclen_is_cut_to_it(irc: IrcFactory) -> None:
     """ISUPPORT says TOPICLEN; a longer topic is cut to it, as IRC servers do."""
     alice = await irc("alice")

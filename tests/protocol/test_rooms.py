@@ -427,6 +427,21 @@ async def test_topic_show_and_set(clients: Clients) -> None:
     assert (await bob.command("/rooms"))["rooms"][0]["topic"] == "Say hello!"
 
 
+async def test_a_topic_set_again_unchanged_tells_no_one(clients: Clients) -> None:
+    alice = await clients.user("alice")
+    await alice.command("/create general")
+    bob = await clients.user("bob")
+    await bob.command("/join general")
+    await alice.command("/topic Say hello!")
+    again = await alice.command("/topic Say hello!")
+    assert again["topic"] == "Say hello!"
+    await alice.command("/say general after")
+    seen = [await bob.next_event(lambda e: e.get("type") in ("event", "message"), timeout=5)
+            for _ in range(2)]
+    assert [(e["type"], e.get("topic") or e.get("text")) for e in seen] == [
+        ("event", "Say hello!"), ("message", "after")]
+
+
 async def test_a_topic_longer_than_its_bound_is_refused(clients: Clients) -> None:
     """Every joiner is shown the topic: it is bounded (IRC's TOPICLEN), and a longer
     one is refused whole, the topic before it kept."""
