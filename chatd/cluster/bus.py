@@ -63,7 +63,7 @@ from chatd.cluster.gate import Gate
 from chatd.cluster.items import DecodedItems
 from chatd.cluster.retry import Retries, stopping
 from chatd.cluster.sequencer import EpochChanged, busy
-from chatd.delivery.issuer import issuer, issuing
+from chatd.delivery.issuer import Issuing, current, resumed
 from chatd.domain.events import Banned, Kicked, Left, Message, Typing
 from chatd.errors import ChatError, Code
 
@@ -140,8 +140,11 @@ class ClusterBus:
         self._flushing: asyncio.Task[None] | None = None
         self._unannounced: list[Entry] = []
         self._announcing: asyncio.Task[None] | None = None
-        # The endpoint and label of this node's entries, shown their copy as a reply.
-        self._replies: dict[int, tuple[Endpoint | None, str | None, bool]] = {}
+        # The endpoint and label of this node's posts, shown their copy as a reply.
+        self._replies: dict[int, tuple[Endpoint | None, str | None]] = {}
+        # The command runs whose events these entries are, by token: delivered
+        # under that run (its reply), which waits for them (Issuing.expect).
+        self._issued: dict[int, tuple[Issuing, asyncio.Future[None]]] = {}
         # The tokens of direct messages whose skipped sender is sent its own copy.
         self._echoes: set[int] = set()
         # The recipients without an account of this node's entries, by token.
@@ -323,7 +326,7 @@ class ClusterBus:
                         "n": self._node,
                         "p": [record.sender_id, record.recipient_id, record.delivered]}
         if skip is not None:
-            self._replies[token] = (skip, label, True)
+            self._replies[token] = (skip, label)
         return entry, self._wait_place(-token)
 
     def unplaced(self, entry: Entry, refusal: Exception) -> bool:
@@ -396,14 +399,14 @@ class ClusterBus:
             entry["s"] = event.id
         elif not isinstance(event, Typing):
             entry["s"] = self._ids.next()  # a future: awaited before the entry is appended
-        labelled = issuer()
-        if skip is not None or labelled is not None:
+        run = current() if skip is None and not isinstance(event, Typing) else None
+        if skip is not None or run is not None:
             token = next(self._tokens)
             if skip is not None:
-                self._replies[token] = (skip, label, True)
+                self._replies[token] = (skip, label)
             else:
-                assert labelled is not None
-                self._replies[token] = (labelled[0], labelled[1], False)
+                assert run is not None
+                self._issued[token] = (run, run.expect())
             entry["t"] = token
         return entry
 
@@ -488,8 +491,15 @@ class ClusterBus:
         token = entry.get("t")
         if isinstance(token, int):
             self._replies.pop(token, None)
+            self._shown(self._issued.pop(token, None))
             self._echoes.discard(token)
             self._guests.pop(token, None)
+
+    @staticmethod
+    def _shown(issued: tuple[Issuing, asyncio.Future[None]] | None) -> None:
+        """The command that caused an entry waits no more for it."""
+        if issued is not None and not issued[1].done():
+            issued[1].set_result(None)
 
     async def _announce_again(self) -> None:
         """Publish the account changes Redis refused, a moment later (refused
@@ -528,10 +538,17 @@ class ClusterBus:
         self._dropped.clear()
         self.items.clear()
         self._replies.clear()
+        self._forget_issued()
         self._echoes.clear()
         self._guests.clear()
         self.gate = Gate()
         self._refuse_waiting()
+
+    def _forget_issued(self) -> None:
+        """Entries never to be delivered: their commands stop waiting for them."""
+        for issued in self._issued.values():
+            self._shown(issued)
+        self._issued.clear()
 
     def _refuse_waiting(self) -> None:
         """Refuse with busy every post of this node still waiting for its place."""
@@ -544,6 +561,7 @@ class ClusterBus:
         if self._expiry is not None:
             self._expiry.cancel()
         self._refuse_waiting()  # nothing will place them now
+        self._forget_issued()
         if self._flushing is not None:
             await self._flushing
         if self._announcing is not None:  # (after the flush, which may start it)
@@ -681,6 +699,20 @@ class ClusterBus:
     def _deliver_event(self, entry: Entry, event: Event,
                        before: tuple[Endpoint, ...]) -> None:
         ours = entry["n"] == self._node
+        issued = self._issued.pop(entry["t"], None) if ours and "t" in entry else None
+        if issued is None:
+            self._deliver_entry(entry, event, before)
+            return
+        # A command of this node caused it: delivered as part of its reply.
+        try:
+            with resumed(issued[0]):
+                self._deliver_entry(entry, event, before)
+        finally:
+            self._shown(issued)
+
+    def _deliver_entry(self, entry: Entry, event: Event,
+                       before: tuple[Endpoint, ...]) -> None:
+        ours = entry["n"] == self._node
         room_id = entry.get("r")
         if ours and "d" in entry:
             before = self._departing.pop(entry["d"], ()) or before
@@ -693,10 +725,7 @@ class ClusterBus:
         users = [u for u in map(self._user_of, entry["u"]) if u is not None]
         if ours and "t" in entry:
             users += self._guests.pop(entry["t"], ())
-        if reply is not None and not reply[2]:
-            with issuing(reply[0], reply[1]):  # type: ignore[arg-type]
-                self.local.to_users(users, event, None, room_id)
-        elif reply is not None:
+        if reply is not None:
             # The sender's copy, only to a post still waiting: one refused with busy
             # meanwhile was told so, and is not sent a copy after its error.
             echo = told and entry["t"] in self._echoes
@@ -718,15 +747,15 @@ class ClusterBus:
         return before
 
     def _deliver_to_room(self, entry: Entry, room_id: int | None, event: Event,
-                         reply: tuple[Endpoint | None, str | None, bool] | None,
+                         reply: tuple[Endpoint | None, str | None] | None,
                          before: tuple[Endpoint, ...]) -> None:
         room = self._room_of(room_id) if room_id is not None else None
         refusal = self._refusal(room_id, room, event)
         told = self._settle(entry, refusal)
-        if reply is not None and reply[2] and not told and isinstance(event, Message):
+        if reply is not None and not told and isinstance(event, Message):
             # Its post was refused with busy meanwhile: the sender is not sent its
             # labelled copy after the error (the others get the message).
-            reply = (reply[0], None, True)
+            reply = (reply[0], None)
         if room is not None and refusal is None:
             self.delivered += 1
             self._to_room(room, event, reply)
@@ -735,13 +764,14 @@ class ClusterBus:
 
     def _tell_departed(self, room: Room | None, room_id: int | None, event: Event,
                        before: tuple[Endpoint, ...],
-                       reply: tuple[Endpoint | None, str | None, bool] | None) -> None:
+                       reply: tuple[Endpoint | None, str | None] | None) -> None:
         """A departure reaches the connections it took out of the room (the one
         who left, was kicked or banned, on this node), as it does in one process,
         where the event goes out before they are disconnected. A connection told
         by the reply (the issuer's own) is not told twice."""
         still = set(self.local.in_room(room)) if room is not None else set()
-        issuer_endpoint = reply[0] if reply is not None else None
+        run = current()
+        issuer_endpoint = reply[0] if reply is not None else run.session if run else None
         gone = [e for e in before if e not in still and e is not issuer_endpoint]
         if gone:
             self.local.to_each(gone, event, room_id)
@@ -767,11 +797,8 @@ class ClusterBus:
         return None
 
     def _to_room(self, room: Room, event: Event,
-                 reply: tuple[Endpoint | None, str | None, bool] | None) -> None:
+                 reply: tuple[Endpoint | None, str | None] | None) -> None:
         if reply is None:
             self.local.to_room(room, event)
-        elif reply[2]:
-            self.local.to_room(room, event, skip=reply[0], label=reply[1])
         else:
-            with issuing(reply[0], reply[1]):  # type: ignore[arg-type]
-                self.local.to_room(room, event)
+            self.local.to_room(room, event, skip=reply[0], label=reply[1])

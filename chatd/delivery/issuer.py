@@ -15,10 +15,18 @@ service a command calls; each asyncio task sees its own value. Work a
 command starts in a task of its own (a flood mute, a delayed close) copies
 the variable, so the mark is switched off, not only removed, when the
 command ends.
+
+In a cluster the events a command causes reach its own connection only when
+this node reads them back from the shared log, after the handler returned.
+The bus notes each of them on the run (:meth:`Issuing.expect`) and delivers
+it under the same run (:func:`resumed`); the dispatcher waits for them
+(:meth:`Issuing.shown`) before the final line, so that, as in one process,
+the issuer's copy comes before its ``ok``, labelled, and counts as told.
 """
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 from collections.abc import Collection, Iterator
 from contextvars import ContextVar
@@ -34,16 +42,48 @@ class Issuing:
     after the command has ended. ``told``: a room event reached the issuing
     connection while the command ran."""
 
-    __slots__ = ("label", "over", "session", "told")
+    __slots__ = ("label", "over", "session", "told", "waiting")
 
     def __init__(self, session: Endpoint, label: str | None) -> None:
         self.session = session
         self.label = label
         self.over = False
         self.told = False
+        # The events of this run still to be delivered (a cluster's bus, see expect).
+        self.waiting: list[asyncio.Future[None]] = []
+
+    def expect(self) -> asyncio.Future[None]:
+        """An event of this run is delivered later (read back from a cluster's
+        log): the future its deliverer settles once it was delivered, or never
+        will be."""
+        future = asyncio.get_running_loop().create_future()
+        self.waiting.append(future)
+        return future
+
+    async def shown(self, timeout: float) -> None:
+        """Wait, at most ``timeout`` seconds, until the events :meth:`expect`
+        announced were delivered; the run is over then (what comes after is
+        not part of its reply)."""
+        try:
+            pending = [future for future in self.waiting if not future.done()]
+            if pending:
+                await asyncio.wait(pending, timeout=timeout)
+        finally:
+            self.end()
+
+    def end(self) -> None:
+        """The run is over: nothing it causes from now on is part of its reply."""
+        self.waiting.clear()
+        self.over = True
 
 
 _ISSUING: ContextVar[Issuing | None] = ContextVar("chatd_issuing", default=None)
+
+
+def current() -> Issuing | None:
+    """The command being run now, if any (labelled or not)."""
+    issuing = _ISSUING.get()
+    return None if issuing is None or issuing.over else issuing
 
 
 def issuer() -> tuple[Endpoint, str] | None:
@@ -73,5 +113,17 @@ def issuing(session: Endpoint, label: str | None) -> Iterator[Issuing]:
     try:
         yield run
     finally:
-        run.over = True
+        # A run whose events are still to come ends once they came (shown).
+        run.over = not run.waiting
+        _ISSUING.reset(token)
+
+
+@contextlib.contextmanager
+def resumed(run: Issuing) -> Iterator[None]:
+    """Deliver, in another task, an event of ``run`` (see :meth:`Issuing.expect`):
+    it is part of the command's reply unless the run is over meanwhile."""
+    token = _ISSUING.set(run)
+    try:
+        yield
+    finally:
         _ISSUING.reset(token)

@@ -15,7 +15,7 @@ from collections.abc import Awaitable, Coroutine
 from functools import partial
 from typing import TYPE_CHECKING, Any
 
-from chatd.delivery.issuer import issuing
+from chatd.delivery.issuer import Issuing, issuing
 from chatd.domain.room import Role, Room
 from chatd.domain.scopes import Scope, missing_scope
 from chatd.errors import ChatError, Code
@@ -32,6 +32,11 @@ if TYPE_CHECKING:
     from chatd.protocol.session import Session
 
 log = logging.getLogger(__name__)
+
+# The longest a command's final line waits for the events it caused to reach its
+# own connection (a cluster's node reads them back from the shared log: normally
+# milliseconds; Redis away, they were never published and nothing waits).
+REPLY_WAIT = 5.0
 
 
 class Dispatcher:
@@ -87,20 +92,32 @@ class Dispatcher:
         return self._run(cmd, ctx, kwargs)
 
     def _run(self, cmd: Command, ctx: Context, kwargs: dict[str, Any]) -> Awaitable[None] | None:
-        try:
-            with issuing(ctx.session, ctx.label) as run:
+        with issuing(ctx.session, ctx.label) as run:
+            try:
                 result = cmd.handler(ctx, **kwargs)
-        except ChatError as exc:
-            ctx.reply_error(exc)
-            return None
-        except Exception:
-            self._crash(ctx)
-            return None
+            except ChatError as exc:
+                run.end()  # what it caused before it failed is not its reply
+                ctx.reply_error(exc)
+                return None
+            except Exception:
+                run.end()
+                self._crash(ctx)
+                return None
         if isinstance(result, Coroutine):
             return self._finish(cmd, ctx, result)
+        if run.waiting:
+            return self._finish_shown(cmd, ctx, run, result)  # type: ignore[arg-type]
         ctx.told = cmd.told_by_event and run.told
         ctx.finish(result)  # type: ignore[arg-type]
         return None
+
+    async def _finish_shown(self, cmd: Command, ctx: Context, run: Issuing,
+                            result: Ok | Deferred | None) -> None:
+        """A command's own events still to come (a cluster's node reads them back
+        from the shared log): its final line follows them, as in one process."""
+        await run.shown(REPLY_WAIT)
+        ctx.told = cmd.told_by_event and run.told
+        ctx.finish(result)
 
     def _message(self, session: Session, text: str) -> Awaitable[None] | None:
         ctx = Context(self._services, session, "message", None)
@@ -157,7 +174,11 @@ class Dispatcher:
                       pending: Coroutine[Any, Any, Ok | Deferred | None]) -> None:
         try:
             with issuing(ctx.session, ctx.label) as run:
-                result = await pending
+                try:
+                    result = await pending
+                finally:
+                    # Its own events come before its final line (see _finish_shown).
+                    await run.shown(REPLY_WAIT)
         except ChatError as exc:
             ctx.reply_error(exc)
         except Exception:

@@ -15,7 +15,7 @@ import redis
 import redis.asyncio
 
 from chatd.app.app import App
-from chatd.client import ChatClient
+from chatd.client import ChatClient, LineClient
 from chatd.client.api import ClientError
 from chatd.cluster import codec, keys
 from chatd.cluster.janitor import Janitor
@@ -644,3 +644,35 @@ async def test_guests_stay_in_a_room_another_node_decides_about(
         for guest in guests:
             await guest.close()
         await ann.close()
+
+
+async def labelled_lines(client: LineClient, label: str) -> list[dict[str, Any]]:
+    """The JSON lines labelled ``label`` up to its final line (bounded wait)."""
+    lines = [json.loads(line) for line in await client.until(
+        lambda line: f'"label":"{label}"' in line and ('"type":"ok"' in line
+                                                      or '"type":"error"' in line))]
+    return [line for line in lines if line.get("label") == label]
+
+
+async def test_a_commands_own_event_comes_before_its_final_line(nodes: list[App]) -> None:
+    """As on one node (PROTOCOL.md §6), the issuer's labelled copy of the event its
+    command caused comes before the command's ok, never after it; in text mode the
+    ok then says nothing more. The node reads the event back from the shared log."""
+    ann, bob = await members_on_every_node(nodes[:2], "den")
+    raw = await LineClient.connect("127.0.0.1", nodes[0].port)
+    raw.send(f"/format json\r\n/login ann {PASSWORD}")
+    await raw.until(lambda line: '"command":"login"' in line)
+    commands = ["/topic den news", "/promote bob den", "/voice cat den", "/e2e on den",
+                "/e2e off den", "/demote bob den"]
+    cat = await login(nodes[2], "cat")
+    await cat.command("/join den")
+    for n, line in enumerate(commands):
+        raw.send(f"@L{n} {line}")
+        reply = await labelled_lines(raw, f"L{n}")
+        assert [r["type"] for r in reply] == ["event", "ok"], (line, reply)
+    raw.send("/format text\r\n@T /topic den again")
+    said = await raw.until(lambda line: line.startswith("@T * ok"))
+    assert [line for line in said if line.startswith("@T")] == [
+        "@T * ann set the topic of #den: again", "@T * ok"]
+    for client in (raw, ann, bob, cat):
+        await client.close()
