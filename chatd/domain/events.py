@@ -127,13 +127,16 @@ class Kicked(Event):
 
 @dataclass(frozen=True, slots=True)
 class Banned(Event):
-    """``user`` is banned from ``room``, taken out of it if a member."""
+    """``user`` is banned from ``room``, taken out of it if a member (``member``:
+    said by the event, as a front end may render it after the departure was
+    applied, another node's decision always)."""
 
     kind: ClassVar[str] = "ban"
     room: str
     user: str
     actor: str | None
     reason: str = ""
+    member: bool = False
 
 
 @dataclass(frozen=True, slots=True)

@@ -12,6 +12,7 @@ import asyncio
 import logging
 from collections.abc import Awaitable, Callable, Iterator
 from contextlib import contextmanager
+from functools import partial
 from typing import TYPE_CHECKING, Any, TypeVar
 
 from chatd.domain import events, names
@@ -38,8 +39,8 @@ T = TypeVar("T")
 TOPIC_MAX = 390
 
 # The event of each way out of a room (Rooms.remove).
-_DEPARTURES: dict[str, type[events.Left | events.Kicked | events.Banned]] = {
-    "leave": events.Left, "kick": events.Kicked, "ban": events.Banned}
+_DEPARTURES: dict[str, Callable[[str, str, str, str], events.Event]] = {
+    "leave": events.Left, "kick": events.Kicked, "ban": partial(events.Banned, member=True)}
 
 
 class Rooms:

@@ -39,8 +39,7 @@ class IrcFront:
 
     def __init__(self, config: Callable[[], Config], services: Services) -> None:
         self.services = services
-        self.renderer = IrcRenderer(lambda: config().irc.server_name,
-                                    services.clock.time, self._is_member)
+        self.renderer = IrcRenderer(lambda: config().irc.server_name, services.clock.time)
         self.guests = Guests(services)
         # No account is made with the name of a guest online.
         services.accounts.name_holders.append(self.guests)
@@ -52,8 +51,3 @@ class IrcFront:
         self.renderer.directory = self.people
         services.presence.watchers.append(self.people)
         self.dispatcher = IrcDispatcher(self, load())
-
-    def _is_member(self, room_name: str, user_name: str) -> bool:
-        room = self.services.rooms.find(room_name)
-        user = self.services.accounts.find(user_name) or self.guests.find(user_name)
-        return room is not None and user is not None and room.is_member(user.id)

@@ -34,9 +34,6 @@ if TYPE_CHECKING:
     from chatd.delivery.outgoing import Outgoing
 
 Record = Mapping[str, Any]
-# Whether a user named by a record is a member of the room named by it.
-MemberCheck = Callable[[str, str], bool]
-
 # What a room's mode looks like as IRC channel modes ("+i" private, "+R" request).
 MODE_CHANGE: Final = {"open": "-iR", "private": "+i-R", "request": "+R-i"}
 MODE_FLAGS: Final = {"open": "", "private": "i", "request": "R"}
@@ -99,11 +96,9 @@ class IrcRenderer:
     """Formats events (and the personal records of notices) for IRC; one per listener
     (it knows the server's name)."""
 
-    def __init__(self, server_name: Callable[[], str], now: Callable[[], float],
-                 is_member: MemberCheck) -> None:
+    def __init__(self, server_name: Callable[[], str], now: Callable[[], float]) -> None:
         self._server_name = server_name
         self._now = now
-        self._is_member = is_member
         self.directory: Directory = _Nobody()
         self._lanes: dict[int, tuple[int, Render]] = {}
         # Masks by name, each with the server name it was made with: a message
@@ -263,7 +258,7 @@ class IrcRenderer:
     def _ban(self, e: ev.Banned, key: int) -> list[str]:
         lines = self._mode(e.room, e.actor, "+b", f"{e.user}!*@*")
         # The ban event also tells the room a member is gone (chatd sends one event).
-        if self._is_member(e.room, e.user):
+        if e.member:
             lines += self._kick(e, key)
         return lines
 

@@ -676,3 +676,26 @@ async def test_a_commands_own_event_comes_before_its_final_line(nodes: list[App]
         "@T * ann set the topic of #den: again", "@T * ok"]
     for client in (raw, ann, bob, cat):
         await client.close()
+
+
+async def test_a_member_banned_on_another_node_is_kicked_on_irc(start_node: StartNode) -> None:
+    """IRC shows a member's ban as MODE +b then KICK (docs/IRC.md), wherever it was
+    decided: the node that reads the ban has already taken the member out of its
+    copy of the room, so the event itself says a member was taken out."""
+    first = await start_node(1, irc__enabled=True, irc__port=0)
+    await register(first, "ann", "bob")
+    second = await start_node(2)
+    assert first.irc is not None
+    bob = await irc_login(first.irc.port, "bob")
+    ann = await login(second, "ann")
+    try:
+        await ann.command("/create den")
+        await known_everywhere([first, second], "den")
+        bob.send("JOIN #den")
+        await bob.expect("366")
+        await ann.command("/ban bob den")
+        assert (await bob.expect("MODE")).params == ("#den", "+b", "bob!*@*")
+        assert (await bob.expect("KICK")).params[:2] == ("#den", "bob")
+    finally:
+        await bob.close()
+        await ann.close()

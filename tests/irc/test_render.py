@@ -16,13 +16,11 @@ from chatd.protocol.render import Style, style_key
 from storage.records import NotificationRecord
 
 PLAIN, TIMED, TAGGED = cache_key(False, False), cache_key(True, False), cache_key(True, True)
-MEMBERS = {("dev", "bob")}
 TS = 1_800_000_000.0  # 2027-01-15T08:00:00.000Z
 
 
 def _renderer() -> IrcRenderer:
-    return IrcRenderer(lambda: "irc.test", lambda: 1_800_000_000.0,
-                       lambda room, user: (room, user) in MEMBERS)
+    return IrcRenderer(lambda: "irc.test", lambda: 1_800_000_000.0)
 
 
 def _lines(event: ev.Event, key: int = PLAIN) -> list[str]:
@@ -116,7 +114,7 @@ def test_previews_become_lines_and_encrypted_messages_a_placeholder() -> None:
     (ev.Joined("dev", "bob"), [":bob!bob@irc.test JOIN #dev"]),
     (ev.Left("dev", "bob", "bob"), [":bob!bob@irc.test PART #dev"]),
     (ev.Kicked("dev", "bob", "al", "loud"), [":al!al@irc.test KICK #dev bob :loud"]),
-    (ev.Banned("dev", "bob", "al"),
+    (ev.Banned("dev", "bob", "al", member=True),
      [":al!al@irc.test MODE #dev +b bob!*@*", ":al!al@irc.test KICK #dev bob :al"]),
     (ev.Banned("dev", "eve", "console"), [":irc.test MODE #dev +b eve!*@*"]),
     (ev.Unbanned("dev", "eve", "the server"), [":irc.test MODE #dev -b eve!*@*"]),
