@@ -206,7 +206,11 @@ class Heartbeat:
         names = [keys.node(self.node_id), keys.node_users(self.node_id), keys.NODES,
                  *(keys.sessions(user) for user in users)]
         sent = self._monotonic()
-        async with asyncio.timeout(self.ttl_ms / 1000):
+        # Half the record's life at most, as a refresh: the record lasts from the
+        # sending, so an answer later than that would leave a deadline the next
+        # beat, one interval on, had already missed, and the node, though it ran
+        # all along, would fence itself as if it had been paused.
+        async with asyncio.timeout(self.ttl_ms / 1000 / 2):
             old: Any = await self._shared.eval(
                 _REGISTER, len(names), *names, incarnation, self.node_id, self.ttl_ms,
                 len(record) // 2, *record, *(counts[user] for user in users))

@@ -276,6 +276,54 @@ async def test_a_node_cut_off_from_redis_past_its_heartbeat_keeps_its_sessions(
     await ann.close()
 
 
+class SlowToAnswer:
+    """A Redis client whose first script call is answered ``delay`` seconds late
+    (a Redis that resumes from a freeze just before the call would time out)."""
+
+    def __init__(self, client: redis.asyncio.Redis, delay: float) -> None:
+        self._client = client
+        self._delay: float | None = delay
+
+    async def eval(self, *args: Any) -> Any:
+        delay, self._delay = self._delay, None
+        if delay is not None:
+            await asyncio.sleep(delay)
+        return await self._client.eval(*args)
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._client, name)
+
+
+async def test_a_registration_answered_late_does_not_fence_the_node(
+        start_node: StartNode, redis_server: RedisServer) -> None:
+    """Redis back from an outage answers the node's registration late: the node
+    ran all along, so it keeps its sessions. (A registration waited its record's
+    whole life for an answer, so one answered near the end left a deadline the
+    next beat had already missed, and the node dropped its sessions as if it had
+    been paused.)"""
+    nodes = await three_nodes(start_node, "ann", "bob")
+    bob = await login(nodes[0], "bob")
+    ann = await login(nodes[1], "ann")
+    await shown(bob, "ann", True)
+    heartbeat = registry(nodes[1]).heartbeat
+    reachable = heartbeat._shared
+    life = heartbeat.incarnation
+    heartbeat._end_life()  # as after an outage: the loop registers again
+    heartbeat._shared = SlowToAnswer(reachable, 0.75)  # type: ignore[assignment]
+    try:
+        async with asyncio.timeout(10):
+            while heartbeat.incarnation in ("", life):  # noqa: ASYNC110
+                await asyncio.sleep(0.02)
+        await asyncio.sleep(0.5)  # a few beats
+    finally:
+        heartbeat._shared = reachable
+    assert heartbeat.fences == 0
+    assert (await ann.command("/whoami"))["user"] == "ann"  # never closed
+    await shown(bob, "ann", True)
+    await bob.close()
+    await ann.close()
+
+
 async def test_a_node_whose_record_holds_another_life_is_fenced(
         start_node: StartNode, redis_server: RedisServer) -> None:
     nodes = await three_nodes(start_node, "ann", "bob")
