@@ -101,12 +101,15 @@ READ_BACKOFF = 0.5
 # The most message numbers remembered as dropped by the gate, and records kept
 # for entries not yet published (the oldest are forgotten first).
 REMEMBERED = 100_000
-# An account's change is stored before it is announced, so an announcement Redis
-# refused is tried again, every ANNOUNCE_RETRY seconds until Redis answers (at most
-# ANNOUNCEMENTS kept; the oldest go first, logged): otherwise another node would
-# keep a revoked token or a lifted block until it restarts.
+# An account's change, or a room this node made, is stored before it is announced,
+# so an announcement Redis refused is tried again, every ANNOUNCE_RETRY seconds
+# until Redis answers (at most ANNOUNCEMENTS kept; the oldest go first, logged):
+# otherwise another node would keep a revoked token or a lifted block, or not know
+# the room (its name taken, its /join no-such-room), until it restarts. Both are
+# applied by reading the database again, so an announcement read twice is harmless.
 ANNOUNCE_RETRY = 1.0
 ANNOUNCEMENTS = 10_000
+ANNOUNCED = frozenset({"account", "sync"})
 
 Entry = dict[str, Any]
 
@@ -478,10 +481,11 @@ class ClusterBus:
             if isinstance(entry.get("s"), int):
                 self._settle(entry, busy())
             self._forget_reply(entry)
-        self._unannounced += [entry for entry in entries if entry["k"] == "account"]
+        self._unannounced += [entry for entry in entries if entry["k"] in ANNOUNCED]
         if len(self._unannounced) > ANNOUNCEMENTS:
             dropped = len(self._unannounced) - ANNOUNCEMENTS
-            log.error("cluster: %d account changes will not reach the other nodes", dropped)
+            log.error("cluster: %d announcements of account changes or rooms will not "
+                      "reach the other nodes", dropped)
             del self._unannounced[:dropped]
         if self._unannounced and self._announcing is None:
             self._announcing = asyncio.get_running_loop().create_task(self._announce_again())
@@ -502,7 +506,7 @@ class ClusterBus:
             issued[1].set_result(None)
 
     async def _announce_again(self) -> None:
-        """Publish the account changes Redis refused, a moment later (refused
+        """Publish the announcements Redis refused, a moment later (refused
         again, they come back here)."""
         await asyncio.sleep(ANNOUNCE_RETRY)
         self._announcing = None

@@ -7,6 +7,7 @@ from __future__ import annotations
 import asyncio
 import itertools
 import json
+import socket
 import time
 from typing import Any
 
@@ -18,6 +19,7 @@ from chatd.app.app import App
 from chatd.client import ChatClient, LineClient
 from chatd.client.api import ClientError
 from chatd.cluster import codec, keys
+from chatd.cluster.bus import ClusterBus
 from chatd.cluster.janitor import Janitor
 from chatd.cluster.node import ClusterNode
 from chatd.domain.clock import ManualClock
@@ -699,3 +701,28 @@ async def test_a_member_banned_on_another_node_is_kicked_on_irc(start_node: Star
     finally:
         await bob.close()
         await ann.close()
+
+
+async def test_a_room_created_while_redis_refuses_the_log_reaches_the_other_nodes(
+        nodes: list[App]) -> None:
+    """The room's announcement is tried again once Redis answers, as an account's
+    change is: a room created on one node while its log could not be written
+    is not unknown to the other nodes for ever (its name taken, its /join
+    no-such-room)."""
+    bus = nodes[0].services.bus
+    assert isinstance(bus, ClusterBus)
+    ann, bob = await login(nodes[0], "ann"), await login(nodes[1], "bob")
+    reachable = bus._shared
+    with socket.socket() as probe:  # a closed loopback port: Redis refuses
+        probe.bind(("127.0.0.1", 0))
+        cut_off = redis.asyncio.Redis(port=probe.getsockname()[1])
+    bus._shared = cut_off
+    try:
+        await ann.command("/create den")
+    finally:
+        bus._shared = reachable
+        await cut_off.aclose()
+    await known_everywhere(nodes, "den")
+    assert (await bob.command("/join den"))["room"] == "den"
+    await ann.close()
+    await bob.close()
