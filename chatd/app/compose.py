@@ -220,7 +220,7 @@ def wire_services(config: Config, clock: Clock, storage: Storage, table: Command
     resume = ResumeTokens(storage, accounts, tokens, clock, config)
     if node is not None:
         tokens.shared = resume.shared = notifier.shared = True
-        node.attach(rooms, accounts, presence, tokens, resume)
+        node.attach(rooms, accounts, presence, tokens, resume, audit)
         warn_unshared(config.files, config.storage.path)
         messaging.tail, messaging.shared = node.tail, True
         messaging.poster = node.poster

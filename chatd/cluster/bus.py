@@ -246,6 +246,11 @@ class ClusterBus:
         node sends it to its own connections when it reads the entry."""
         self._publish({"k": "bc", "x": text})
 
+    def announce_audit(self, entry: Mapping[str, Any]) -> None:
+        """An audit entry made here (``AuditLog.shared``): every other node tells its
+        live readers (the admin feed) when it reads it; only this node stores it."""
+        self._publish({"k": "au", "x": dict(entry)})
+
     def keep(self, record: MessageRecord) -> None:
         """``record`` is to be stored: its entry, published next, carries what its
         row needs beside the event (the persister stores it from the log)."""

@@ -38,6 +38,7 @@ if TYPE_CHECKING:
     from chatd.config import ClusterConfig
     from chatd.delivery.bus import LocalBus
     from chatd.domain.accounts import Accounts
+    from chatd.domain.audit import AuditLog
     from chatd.domain.clock import Clock
     from chatd.domain.presence import Presence
     from chatd.domain.resume import ResumeTokens
@@ -191,9 +192,10 @@ class ClusterNode:
         return LogWriter(self.bus.keep, self.persister)
 
     def attach(self, rooms: Rooms, accounts: Accounts, presence: Presence,
-               tokens: Tokens, resume: ResumeTokens) -> None:
+               tokens: Tokens, resume: ResumeTokens, audit: AuditLog) -> None:
         """The rooms, accounts and API and resume tokens this node keeps, reloaded
-        when others decide, and its sessions, dropped when the node is fenced."""
+        when others decide, and its sessions, dropped when the node is fenced; its
+        audit log's live readers, told of what the other nodes audit."""
         self._rooms = rooms
         self._accounts = accounts
         self.accounts = AccountSync(self._storage, accounts, presence, tokens, resume,
@@ -209,6 +211,8 @@ class ClusterNode:
                 user.id, what, details)
             presence.on_broadcast = bus.announce_broadcast
             bus.handlers["bc"] = lambda entry: self._broadcast_here(presence, entry)
+            audit.shared = bus.announce_audit
+            bus.handlers["au"] = lambda entry: self._audited_elsewhere(audit, entry)
         if bus is not None and self.persister is not None:
             self.epoch = EpochChange(
                 bus, self.persister,
@@ -233,6 +237,11 @@ class ClusterNode:
         """Another node's operator broadcast: sent to this node's connections."""
         if entry["n"] != self.node_id:
             presence.broadcast_here(entry["x"])
+
+    def _audited_elsewhere(self, audit: AuditLog, entry: Entry) -> None:
+        """Another node's audit entry (stored there): this node's live readers see it."""
+        if entry["n"] != self.node_id:
+            audit.heard(entry["x"])
 
     async def _account_changed(self, entry: Entry) -> None:
         """Another node made or changed an account: see chatd/cluster/accountsync.py."""

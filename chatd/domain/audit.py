@@ -7,6 +7,11 @@ after ``NOTE_DELAY`` with the others of that moment in one statement (at most
 one such write each ``NOTE_DELAY``), so a log-in waits for no database round
 trip. Entries are written in the order they were made, and
 every read of the log writes what is pending first.
+
+On a cluster's node, each entry made here is also handed to the other nodes
+(:attr:`AuditLog.shared`), whose live readers are told of it
+(:meth:`AuditLog.heard`): an admin following the log on one node sees what
+every node audits.
 """
 
 from __future__ import annotations
@@ -41,6 +46,8 @@ class AuditLog:
         self._clock = clock
         # Called with each new entry (the live admin screen follows them).
         self.listeners: set[Callable[[dict[str, Any]], None]] = set()
+        # Hands each entry made here to the other nodes of a cluster (None alone).
+        self.shared: Callable[[dict[str, Any]], None] | None = None
         # Entries made and not written yet, oldest first; one batch is written at a time.
         self._unwritten: list[AuditEntry] = []
         self._write_lock = asyncio.Lock()
@@ -90,15 +97,23 @@ class AuditLog:
         now = self._clock.time()
         self._unwritten.append((now, actor, action, target, name, reason,
                                 room.id if room is not None else None))
-        if logged and not self.listeners:
+        if logged and not self.listeners and self.shared is None:
             return  # a log-in's entry, with nobody following: nothing more to make
         fields = {"action": action, "actor": actor, "target": target, "room": name,
                   "reason": reason or None}
         present = {k: v for k, v in fields.items() if v is not None}
         if not logged:
             log.info("audit", extra={"fields": present})
+        entry = {"ts": now, **present}
+        self.heard(entry)
+        if self.shared is not None:
+            self.shared(entry)
+
+    def heard(self, entry: dict[str, Any]) -> None:
+        """Tell the live readers of ``entry`` (made here, or on another node, which
+        stores it)."""
         for listener in list(self.listeners):
-            listener({"ts": now, **present})
+            listener(entry)
 
     async def _write_noted(self) -> None:
         """One write each ``NOTE_DELAY`` while entries come: in a storm of log-ins,

@@ -82,3 +82,28 @@ async def test_chatctl_backup_on_a_cluster_is_refused_and_says_what_to_use(
         assert "internal" not in said
     finally:
         await nodes[0].control.stop()
+
+
+async def test_the_admin_feed_follows_what_every_node_audits(
+        start_node: StartNode, tmp_path: Path) -> None:
+    """/adminfeed (and the live admin page) shows every new audit entry: one made
+    through another node too, once."""
+    nodes = await started(start_node, str(tmp_path / "n1.sock"))
+    root, ann = await login(nodes[0], "root"), await login(nodes[1], "ann")
+    try:
+        await root.command("/adminfeed on")
+        await ann.command("/create den")
+        entry = (await root.next_event(
+            lambda e: (e.get("audit") or {}).get("action") == "create", timeout=10))["audit"]
+        assert (entry["actor"], entry["room"]) == ("ann", "den")
+        bob = await login(nodes[2], "bob")
+        await root.next_event(
+            lambda e: (e.get("audit") or {}).get("action") == "login"
+            and e["audit"]["actor"] == "bob", timeout=10)
+        await bob.close()
+        await root.command("/ping")
+        assert not [e for e in root.pending_events()
+                    if (e.get("audit") or {}).get("action") == "create"]
+    finally:
+        for client in (root, ann):
+            await client.close()
