@@ -9,11 +9,15 @@ is about to bury it.
 
 from __future__ import annotations
 
+import asyncio
 import time
 from typing import TYPE_CHECKING, Any
 
+import redis
+
 from chatd.cluster import codec, keys
 from chatd.domain.stats import Figure
+from chatd.errors import ChatError, Code
 
 if TYPE_CHECKING:
     import redis.asyncio
@@ -21,6 +25,10 @@ if TYPE_CHECKING:
     from chatd.cluster.heartbeat import Heartbeat
     from chatd.cluster.janitor import Janitor
 
+
+# How long listing the nodes waits for Redis, and how long the operator is asked to wait.
+LIST_TIMEOUT = 2.0
+RETRY_MS = 2000
 
 
 class NodeRegistry:
@@ -37,12 +45,19 @@ class NodeRegistry:
         return self.heartbeat.node_id
 
     async def nodes(self) -> list[dict[str, Any]]:
-        """Every node registered, in the order of their ids."""
-        names = sorted(codec.text(name) for name in await self._shared.hkeys(keys.NODES))
-        pipe = self._shared.pipeline(transaction=False)
-        for name in names:
-            pipe.hgetall(keys.node(name))
-        records = await pipe.execute()
+        """Every node registered, in the order of their ids; busy while Redis, which
+        alone knows them, does not answer."""
+        try:
+            async with asyncio.timeout(LIST_TIMEOUT):
+                names = sorted(codec.text(name) for name in await self._shared.hkeys(keys.NODES))
+                pipe = self._shared.pipeline(transaction=False)
+                for name in names:
+                    pipe.hgetall(keys.node(name))
+                records = await pipe.execute()
+        except (redis.RedisError, TimeoutError) as exc:
+            raise ChatError(Code.BUSY, "the cluster's Redis does not answer, so the nodes "
+                            "cannot be listed: try again in a moment.",
+                            retry_ms=RETRY_MS) from exc
         now = time.time()
         return [_row(name, {codec.text(k): codec.text(v) for k, v in record.items()}, now)
                 for name, record in zip(names, records, strict=True)]

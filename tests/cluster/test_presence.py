@@ -386,6 +386,29 @@ async def test_chatctl_nodes_lists_every_node_and_flags_the_odd_ones(
         await ann.close()
 
 
+async def test_chatctl_nodes_while_redis_does_not_answer_is_busy(
+        start_node: StartNode, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """The nodes are Redis's to list: while it does not answer, chatctl says so with
+    busy, not internal-error."""
+    control = str(tmp_path / "n1.sock")
+    first = await start_node(1, control__path=control)
+    node = registry(first)
+    reachable = node._shared
+    with socket.socket() as probe:  # a closed loopback port: Redis refuses
+        probe.bind(("127.0.0.1", 0))
+        cut_off = redis.asyncio.Redis(port=probe.getsockname()[1])
+    node._shared = cut_off
+    await first.control.start()
+    try:
+        assert await asyncio.to_thread(main, ["--socket", control, "nodes"]) == 1
+        said = capsys.readouterr().err
+        assert said.startswith("chatctl: busy: ") and "Redis" in said, said
+    finally:
+        await first.control.stop()
+        node._shared = reachable
+        await cut_off.aclose()
+
+
 async def test_the_metrics_carry_the_cluster_figures(start_node: StartNode) -> None:
     nodes = await three_nodes(start_node)
     server = start_metrics(nodes[0], "127.0.0.1", 0)
