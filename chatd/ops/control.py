@@ -37,7 +37,8 @@ from chatd.ops.backups import (
 )
 from chatd.ops.nodes import flagged, named_addresses
 from chatd.protocol.codec import one_line
-from storage.api import StorageError
+from chatd.protocol.dispatch import database_busy
+from storage.api import StorageError, Unavailable
 
 if TYPE_CHECKING:
     from chatd.domain.accounts import User
@@ -189,6 +190,12 @@ class ControlServer:
             return {"ok": False, "code": exc.code.value, "error": exc.message}
         except (KeyError, TypeError, ValueError) as exc:
             return {"ok": False, "code": Code.BAD_ARGUMENTS.value, "error": f"bad request: {exc}"}
+        except Unavailable as exc:
+            # A cluster's PostgreSQL away: busy, as the line protocol answers it.
+            log.warning("control command refused: the database does not answer (%s)", exc,
+                        extra={"fields": {"cmd": request.get("cmd")}})
+            refusal = database_busy()
+            return {"ok": False, "code": refusal.code.value, "error": refusal.message}
         except Exception:
             log.exception("control command failed", extra={"fields": {"cmd": request.get("cmd")}})
             return {"ok": False, "code": Code.INTERNAL_ERROR.value, "error": "internal error"}

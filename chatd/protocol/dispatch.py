@@ -261,6 +261,12 @@ def unknown_command(table: CommandTable, name: str) -> ChatError:
 DATABASE_RETRY_MS = 2000
 
 
+def database_busy() -> ChatError:
+    """The refusal of a command whose statement the database did not answer."""
+    return ChatError(Code.BUSY, "the database does not answer right now: try again in a "
+                     "moment.", retry_ms=DATABASE_RETRY_MS)
+
+
 def crashed(ctx: Context) -> None:
     """Log an unexpected exception (being handled) and answer ``internal-error``;
     the database not answering (a cluster's PostgreSQL away) is ``busy``."""
@@ -268,8 +274,7 @@ def crashed(ctx: Context) -> None:
     if isinstance(failure, Unavailable):
         log.warning("command refused: the database does not answer (%s)", failure,
                     extra={"fields": {"session": ctx.session.id, "command": ctx.command}})
-        ctx.reply_error(ChatError(Code.BUSY, "the database does not answer right now: try "
-                                  "again in a moment.", retry_ms=DATABASE_RETRY_MS))
+        ctx.reply_error(database_busy())
         return
     log.exception("command failed", extra={"fields": {
         "session": ctx.session.id, "command": ctx.command}})

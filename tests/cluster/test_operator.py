@@ -14,6 +14,7 @@ import pytest
 from chatd.app.app import App
 from chatd.client import ChatClient
 from chatd.ops.chatctl import main
+from storage.api import Unavailable
 from tests.cluster.conftest import StartNode, login, register
 
 pytestmark = [pytest.mark.asyncio, pytest.mark.cluster]
@@ -107,3 +108,24 @@ async def test_the_admin_feed_follows_what_every_node_audits(
     finally:
         for client in (root, ann):
             await client.close()
+
+
+async def test_a_control_command_while_the_database_does_not_answer_is_busy(
+        start_node: StartNode, tmp_path: Path, capsys: pytest.CaptureFixture[str],
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """A control command that needs the database (chatctl audit) answers busy while
+    PostgreSQL does not answer, as the line protocol does, not internal-error."""
+    socket = str(tmp_path / "n1.sock")
+    first = await start_node(1, control__path=socket)
+
+    async def away(*_args: Any, **_kwargs: Any) -> None:
+        raise Unavailable("PostgreSQL unreachable: no answer in time")
+
+    monkeypatch.setattr(first.storage, "list_audit", away)
+    await first.control.start()
+    try:
+        assert await asyncio.to_thread(main, ["--socket", socket, "audit"]) == 1
+        said = capsys.readouterr().err
+        assert said.startswith("chatctl: busy: the database does not answer"), said
+    finally:
+        await first.control.stop()
