@@ -39,6 +39,7 @@ from chatd.domain.limits import Kind
 from chatd.errors import ChatError, Code
 from chatd.net.connection import Connection, ConnectionHost
 from chatd.protocol.codec import LineFramer
+from chatd.protocol.dispatch import database_busy
 from chatd.web import openapi
 from chatd.web.api import api_routes
 from chatd.web.http import (
@@ -62,6 +63,7 @@ from chatd.web.websocket import (
     WsTransport,
     handshake,
 )
+from storage.api import Unavailable
 
 if TYPE_CHECKING:
     from collections.abc import Callable
@@ -232,6 +234,13 @@ class WebServer:
         except ChatError as exc:
             response = error_response(status_of(exc.code), exc.code, exc.message,
                                       **exc.details)
+        except Unavailable as exc:
+            # A cluster's PostgreSQL away: busy, as the line protocol answers it.
+            log.warning("web request refused: the database does not answer (%s)", exc,
+                        extra={"fields": {"method": request.method, "path": request.path}})
+            refusal = database_busy()
+            response = error_response(status_of(refusal.code), refusal.code, refusal.message,
+                                      **refusal.details)
         except Exception:
             log.exception("web request failed", extra={"fields": {
                 "method": request.method, "path": request.path}})

@@ -24,11 +24,13 @@ from chatd.cluster.janitor import Janitor
 from chatd.cluster.node import ClusterNode
 from chatd.domain.clock import ManualClock
 from chatd.domain.events import Message
+from storage.api import Unavailable
 from tests.cluster.conftest import StartNode, login, register
 from tests.helpers import PASSWORD
 from tests.irc.helpers import IrcClient
 from tests.irc.helpers import login as irc_login
 from tests.services import RedisServer
+from tests.web.helpers import http
 
 pytestmark = pytest.mark.asyncio
 
@@ -726,3 +728,25 @@ async def test_a_room_created_while_redis_refuses_the_log_reaches_the_other_node
     assert (await bob.command("/join den"))["room"] == "den"
     await ann.close()
     await bob.close()
+
+
+async def test_an_api_request_the_database_does_not_answer_is_busy(
+        start_node: StartNode, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The HTTP API answers 503 busy (with Retry-After and retry_ms) while a
+    cluster's PostgreSQL does not answer, as the line protocol does: not 500."""
+    app = await start_node(1, web__enabled=True, web__port=0)
+    await register(app, "ann")
+    ann = await login(app, "ann")
+    token = (await ann.command("/token create api all"))["token"]
+
+    async def away(*_args: Any, **_kwargs: Any) -> None:
+        raise Unavailable("PostgreSQL unreachable: no answer in time")
+
+    monkeypatch.setattr(app.storage, "list_notifications", away)
+    async with http(app, token) as api:
+        answer = await api.get("/api/v1/notifications")
+    assert answer.status_code == 503, answer.text
+    error = answer.json()["error"]
+    assert error["code"] == "busy" and error["retry_ms"] > 0
+    assert int(answer.headers["retry-after"]) >= 1
+    await ann.close()
