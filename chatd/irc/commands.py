@@ -22,6 +22,7 @@ import contextlib
 import inspect
 import itertools
 import logging
+import sys
 from collections.abc import Awaitable, Callable, Coroutine, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Protocol
@@ -41,7 +42,9 @@ from chatd.irc.codec import (
 )
 from chatd.irc.numerics import IrcError
 from chatd.irc.views import list_lines
+from chatd.protocol.dispatch import database_busy
 from chatd.protocol.session import SessionState
+from storage.api import Unavailable
 
 if TYPE_CHECKING:
     from chatd.domain.accounts import User
@@ -349,7 +352,16 @@ class IrcDispatcher:
 
 
 def _crashed(ctx: IrcContext) -> None:
-    """Log an unexpected exception (being handled); the client gets a generic numeric."""
+    """Log an unexpected exception (being handled); the client gets a generic numeric.
+    The database not answering (a cluster's PostgreSQL away) is refused as the line
+    protocol refuses it (busy: try again in a moment)."""
+    failure = sys.exc_info()[1]
+    if isinstance(failure, Unavailable):
+        log.warning("IRC command refused: the database does not answer (%s)", failure,
+                    extra={"fields": {"session": ctx.session.id,
+                                      "command": ctx.message.command}})
+        ctx.fail(database_busy())
+        return
     log.exception("IRC command failed", extra={"fields": {
         "session": ctx.session.id, "command": ctx.message.command}})
     ctx.fail(ChatError(Code.INTERNAL_ERROR,

@@ -750,3 +750,24 @@ async def test_an_api_request_the_database_does_not_answer_is_busy(
     assert error["code"] == "busy" and error["retry_ms"] > 0
     assert int(answer.headers["retry-after"]) >= 1
     await ann.close()
+
+
+async def test_an_irc_command_the_database_does_not_answer_is_refused_as_busy(
+        start_node: StartNode, monkeypatch: pytest.MonkeyPatch) -> None:
+    """IRC says what the line protocol says while a cluster's PostgreSQL does not
+    answer (the database does not answer: try again), not an internal error."""
+    app = await start_node(1, irc__enabled=True, irc__port=0)
+    await register(app, "ann")
+    assert app.irc is not None
+
+    async def away(*_args: Any, **_kwargs: Any) -> None:
+        raise Unavailable("PostgreSQL unreachable: no answer in time")
+
+    monkeypatch.setattr(app.storage, "create_room", away)
+    ann = await irc_login(app.irc.port, "ann")
+    try:
+        ann.send("JOIN #fresh")
+        refused = await ann.expect("400")
+        assert "the database does not answer" in refused.params[-1], refused
+    finally:
+        await ann.close()
