@@ -448,6 +448,11 @@ class ClusterBus:
             pipe.xadd(keys.LOG, fields, maxlen=keys.LOG_LENGTH, approximate=True)
         try:
             await pipe.execute()
+        except (redis.ConnectionError, redis.TimeoutError) as exc:
+            # Redis away: said in one line, as the reader and the persister say it.
+            log.warning("cluster: %d entries not published: Redis does not answer (%s)",
+                        len(entries), exc)
+            self._unpublished(entries)
         except redis.RedisError:
             log.exception("cluster: %d entries not published", len(entries))
             self._unpublished(entries)

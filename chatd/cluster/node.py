@@ -26,6 +26,7 @@ from chatd.cluster.persister import LogWriter, Persister
 from chatd.cluster.poster import ClusterPoster
 from chatd.cluster.presence import ClusterPresence
 from chatd.cluster.registry import NodeRegistry
+from chatd.cluster.retry import needed_at_start
 from chatd.cluster.sequencer import ClusterSequencer
 from chatd.cluster.sync import RoomSync
 from chatd.cluster.tail import LogTail
@@ -277,16 +278,17 @@ class ClusterNode:
 
     async def start(self) -> None:
         """Storage is open and the sequencer seeded: open the pool, read the log."""
-        # Before anything reads the log: a duplicate of a running node must not read
-        # its consumer group under that node's name.
-        await self.heartbeat.ensure_alone()
-        await self._pool.open()
-        assert self.bus is not None and self.persister is not None
-        await self.bus.start()
-        await self.persister.start()
-        self.heartbeat.epoch = self.sequencer.epoch
-        await self.presence.load()
-        await self.heartbeat.register()
+        with needed_at_start():
+            # Before anything reads the log: a duplicate of a running node must not
+            # read its consumer group under that node's name.
+            await self.heartbeat.ensure_alone()
+            await self._pool.open()
+            assert self.bus is not None and self.persister is not None
+            await self.bus.start()
+            await self.persister.start()
+            self.heartbeat.epoch = self.sequencer.epoch
+            await self.presence.load()
+            await self.heartbeat.register()
         self.heartbeat.start()
         self.janitor.start()
 

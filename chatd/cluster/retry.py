@@ -1,11 +1,15 @@
 """The loops that read Redis for ever (the log's reader, the persister): how
 they tell Redis being away from their own cancellation, and how they wait
-before trying again."""
+before trying again; and Redis away when the node starts."""
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
+from collections.abc import Iterator
+
+import redis
 
 # The first pause after a failure, in seconds; each further failure adds as much.
 STEP = 0.1
@@ -44,3 +48,18 @@ class Retries:
         """An attempt succeeded; whether it ends a run of failures."""
         ended, self.count = self.count > 0, 0
         return ended
+
+
+class RedisUnreachable(OSError):
+    """Redis did not answer while the node started: the node cannot start (an
+    OSError, as an address it cannot listen on, so the daemon says it in one line)."""
+
+
+@contextlib.contextmanager
+def needed_at_start() -> Iterator[None]:
+    """Redis failing while the node starts is :class:`RedisUnreachable`, naming the
+    setting, rather than a traceback."""
+    try:
+        yield
+    except redis.RedisError as exc:
+        raise RedisUnreachable(f"Redis (cluster.redis) does not answer: {exc}") from exc

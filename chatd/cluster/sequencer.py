@@ -39,6 +39,7 @@ from typing import TYPE_CHECKING, Any
 import redis
 
 from chatd.cluster import codec, keys
+from chatd.cluster.retry import needed_at_start
 from chatd.cluster.turns import PerTurn
 from chatd.domain.ports import IdSpan
 from chatd.errors import ChatError, Code
@@ -120,7 +121,8 @@ class ClusterSequencer:
         (``chatd migrate`` records that: see storage.api.EPOCH_META)."""
         meta = self._storage  # PostgreSQL's: a cluster node's storage
         served = await getattr(meta, "get_meta")(EPOCH_META)  # noqa: B009
-        await self._join(await self._storage.max_message_id(), doubtful=served != MIGRATED)
+        with needed_at_start():
+            await self._join(await self._storage.max_message_id(), doubtful=served != MIGRATED)
         if served != self.epoch:
             await getattr(meta, "set_meta")(EPOCH_META, self.epoch)  # noqa: B009
 

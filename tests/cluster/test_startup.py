@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import socket
 from pathlib import Path
 
 import pytest
@@ -71,3 +72,19 @@ async def test_a_second_node_with_a_running_nodes_id_refuses_to_start(
         assert "another running node is n1" in refused
         assert f"{host}:{port}" in refused or str(port) in refused
         assert "fenced" not in running.log()
+
+
+async def test_a_node_whose_redis_does_not_answer_at_start_says_so(
+        tmp_path: Path, postgres_url: str) -> None:
+    # Refused at start with one line naming Redis, as an unreachable PostgreSQL is:
+    # not a Python traceback.
+    with socket.socket() as probe:  # a closed loopback port: nothing answers there
+        probe.bind(("127.0.0.1", 0))
+        closed = f"redis://127.0.0.1:{probe.getsockname()[1]}/0"
+    config = node_config(tmp_path / "n1.yaml", postgres_url, closed)
+    with ChatdProcess.serve(tmp_path, config, tmp_path / "n1.db") as node:
+        assert await node.wait() == 1
+        log = node.log()
+    assert "Traceback" not in log, log
+    [line] = [line for line in log.splitlines() if 'msg="cannot start"' in line]
+    assert "Redis" in line and "cluster.redis" in line
