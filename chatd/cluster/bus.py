@@ -107,9 +107,11 @@ REMEMBERED = 100_000
 # otherwise another node would keep a revoked token or a lifted block, or not know
 # the room (its name taken, its /join no-such-room), until it restarts. Both are
 # applied by reading the database again, so an announcement read twice is harmless.
+# An operator's broadcast is tried again too: its sender was told the other nodes
+# send it, and a notice shown late (or, rarely, twice) beats one never shown.
 ANNOUNCE_RETRY = 1.0
 ANNOUNCEMENTS = 10_000
-ANNOUNCED = frozenset({"account", "sync"})
+ANNOUNCED = frozenset({"account", "sync", "bc"})
 
 Entry = dict[str, Any]
 

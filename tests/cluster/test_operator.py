@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import redis.asyncio
 
 from chatd.app.app import App
 from chatd.client import ChatClient
@@ -67,6 +68,28 @@ async def test_a_broadcast_reaches_every_nodes_connections_once(
     finally:
         for client in everyone:
             await client.close()
+
+
+async def test_a_broadcast_made_while_redis_refuses_reaches_the_others_once_it_answers(
+        start_node: StartNode, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr("chatd.cluster.bus.ANNOUNCE_RETRY", 0.05)
+    nodes = await started(start_node, str(tmp_path / "n1.sock"))
+    root, ann = await login(nodes[0], "root"), await login(nodes[1], "ann")
+    bus: Any = nodes[0].services.bus
+    shared = bus._shared
+    bus._shared = redis.asyncio.Redis(host="127.0.0.1", port=1, socket_connect_timeout=0.2)
+    try:
+        reply = await root.command("/broadcast maintenance now")
+        assert "every other node" in reply["message"]
+        await heard(root, "maintenance now")
+        await asyncio.sleep(0.3)  # refused by Redis, and tried again: not sent yet
+        assert not [e for e in ann.pending_events() if e.get("broadcast")]
+    finally:
+        await bus._shared.aclose()
+        bus._shared = shared
+    await heard(ann, "maintenance now")
+    for client in (root, ann):
+        await client.close()
 
 
 async def test_chatctl_backup_on_a_cluster_is_refused_and_says_what_to_use(
