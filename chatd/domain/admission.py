@@ -71,12 +71,12 @@ class Admission:
             self.refuse_banned(user, room)
             if user.is_admin or (room.mode is Mode.OPEN and keyed(room, key)
                                  and not room.full):
-                return True
+                return await self._entering(room, user)
             # An invitation lets its holder past the mode, the key and the limit.
             invitation = await self._storage.use_invitation(room.id, user.id)
             now = self._clock.time()
             if invitation is not None and invitation.expires_at > now:
-                return True
+                return await self._entering(room, user)
             if room.mode is Mode.PRIVATE:
                 raise ChatError(Code.NOT_PERMITTED, _uninvited(room, invitation, now))
             refuse_gate(room, key, joining=room.mode is Mode.OPEN)
@@ -94,6 +94,14 @@ class Admission:
         if filed:
             await self._requested(user, room)
         return "requested"
+
+    async def _entering(self, room: Room, user: User) -> bool:
+        """``user`` is let in without an admin's answer (the room is open, or they
+        hold an invitation): a join request they filed is answered by the join, and
+        goes, or /requests would list a member (and a later request of theirs would
+        not reach the admins). True, the join to make."""
+        await self._storage.delete_join_request(room.id, user.id)
+        return True
 
     async def _requested(self, user: User, room: Room) -> None:
         """Tell the room's admins of a request just filed, and write it down."""

@@ -102,6 +102,26 @@ async def test_a_kicked_user_may_request_again_and_be_accepted(clients: Clients)
     assert "carol" in await members_of(alice, "club")
 
 
+async def test_a_request_goes_when_its_user_joins_another_way(clients: Clients) -> None:
+    """A pending request is answered by the join itself: made open meanwhile, or
+    invited, the user walks in, and no admin is left to answer a member's request."""
+    alice, carol, dave = await users(clients, "alice", "carol", "dave")
+    await room_with(alice, "club", mode="request")
+    assert (await carol.command("/join club"))["requested"] is True
+    assert (await dave.command("/join club"))["requested"] is True
+    await alice.command("/invite carol club")
+    await carol.command("/join club")
+    await alice.command("/mode open club")
+    await dave.command("/join club")
+    assert (await alice.command("/requests club"))["requests"] == []
+    await alice.command("/mode request club")
+    await dave.command("/leave club")
+    # Asking again is a new request, which the admins are told of.
+    await settle(alice)
+    assert (await dave.command("/join club"))["requested"] is True
+    assert [e["user"] for e in events(await settle(alice), "request")] == ["dave"]
+
+
 # -- private rooms and invitations -----------------------------------------------------
 
 
