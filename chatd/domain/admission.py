@@ -71,6 +71,9 @@ class Admission:
             self.refuse_banned(user, room)
             if user.is_admin or (room.mode is Mode.OPEN and keyed(room, key)
                                  and not room.full):
+                # An invitation held is used up by this join as by any other: it
+                # must not let its holder back in once the room is private.
+                await self._storage.delete_invitation(room.id, user.id)
                 return await self._entering(room, user)
             # An invitation lets its holder past the mode, the key and the limit.
             invitation = await self._storage.use_invitation(room.id, user.id)

@@ -155,6 +155,21 @@ async def test_an_invitation_lets_the_user_join_by_id_once(clients: Clients) -> 
     assert (await error_of(carol, f"/join {room_id}"))["code"] == "not-permitted"
 
 
+async def test_an_invitation_is_used_up_by_a_join_it_was_not_needed_for(
+        clients: Clients) -> None:
+    """Invited to a room made open meanwhile, carol walks in without the invitation:
+    it is used up all the same, and does not let her back once the room is private."""
+    alice, carol = await users(clients, "alice", "carol")
+    room_id = await room_with(alice, "den", mode="private")
+    await alice.command("/invite carol den")
+    await alice.command("/mode open den")
+    await carol.command("/join den")
+    await carol.command("/leave den")
+    await alice.command("/mode private den")
+    assert (await error_of(carol, f"/join {room_id}"))["code"] == "not-permitted"
+    assert "carol" not in await members_of(alice, "den")
+
+
 async def test_an_invitation_expires_after_seven_days(server: ChatServer, clients: Clients,
                                                       clock: ManualClock) -> None:
     alice, carol, dave = await users(clients, "alice", "carol", "dave")
