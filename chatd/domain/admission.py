@@ -153,6 +153,11 @@ class Admission:
             # Checked again where the join happens: the actor's role or a ban may
             # have changed meanwhile.
             authorize(Action.ACCEPT, room, actor)
+            if room.is_member(target.id):
+                # Before the request is looked for: a member has none to answer, and
+                # the join's own refusal would speak to the admin as "you".
+                raise ChatError(Code.ALREADY_IN_ROOM,
+                                f"{target.name} is already in #{room.name}.")
             self.refuse_banned(target, room, who=target.name)
             await self._take_request(room, target)
             return True

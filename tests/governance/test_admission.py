@@ -67,8 +67,18 @@ async def test_accepting_a_request_joins_and_notifies_the_requester(clients: Cli
     assert [e["user"] for e in events(got, "join")] == ["carol"]
     assert (await members_of(alice, "club"))["carol"] == "member"
     assert (await bob.command("/requests club"))["requests"] == []
-    # The request was used up.
-    assert (await error_of(bob, "/accept carol club"))["code"] == "bad-arguments"
+    # The request was used up, and carol is a member: accepting her again says so.
+    assert (await error_of(bob, "/accept carol club"))["code"] == "already-in-room"
+
+
+async def test_accepting_a_member_is_already_in_room(clients: Clients) -> None:
+    """/accept of someone who is a member already says so, naming them (PROTOCOL.md
+    §8), whether or not a request of theirs is pending."""
+    alice, bob = await users(clients, "alice", "bob")
+    await room_with(alice, "club", bob, mode="request")
+    refused = await error_of(alice, "/accept bob club")
+    assert (refused["code"], refused["message"]) == ("already-in-room",
+                                                     "bob is already in #club.")
 
 
 async def test_declining_a_request_notifies_and_does_not_join(clients: Clients) -> None:
