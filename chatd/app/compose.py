@@ -228,7 +228,7 @@ def wire_services(config: Config, clock: Clock, storage: Storage, table: Command
                           transactions)
     files = Files(config.files, config.storage.path, storage,
                   open_blob_store(config.files, config.storage.path), messaging, rooms, clock)
-    e2e = E2E(config.crypto, storage, accounts, messaging, bus, clock, transactions)
+    e2e = E2E(config.crypto, storage, accounts, messaging, rooms, bus, clock, transactions)
     stickers = Stickers(config.stickers)
     crypto = CryptoService(config.crypto, protection)
     services = Services(config=config, clock=clock, storage=storage, writer=writer, bus=bus,

@@ -28,6 +28,7 @@ if TYPE_CHECKING:
     from chatd.domain.messaging import Messaging
     from chatd.domain.ports import Bus, Endpoint, Id, RoomTransactions
     from chatd.domain.room import Room
+    from chatd.domain.rooms import Rooms
     from storage.api import Storage
 
 
@@ -35,12 +36,13 @@ class E2E:
     """Public keys, envelope relay (rooms and direct), and the e2e room flag."""
 
     def __init__(self, config: CryptoConfig, storage: Storage, accounts: Accounts,
-                 messaging: Messaging, bus: Bus, clock: Clock,
+                 messaging: Messaging, rooms: Rooms, bus: Bus, clock: Clock,
                  transactions: RoomTransactions) -> None:
         self.config = config
         self._storage = storage
         self._accounts = accounts
         self._messaging = messaging
+        self._rooms = rooms
         self._bus = bus
         self._clock = clock
         self._transactions = transactions
@@ -151,9 +153,12 @@ class E2E:
         """Make ``room`` end-to-end only (or not); False when it already was.
 
         The actor's right is checked again in the room's transaction, so a demotion
-        that lands first is not overtaken by a change it forbids.
+        that lands first is not overtaken by a change it forbids; and before it,
+        that the room still lives: one that ended meanwhile is ``no-such-room``,
+        and its settings stay as they ended.
         """
         async with self._transactions.room(room):
+            self._rooms.ensure_live(room)
             authorize(Action.E2E, room, actor)
             if bool(room.settings.get("e2e")) == on:
                 return False

@@ -254,7 +254,7 @@ async def test_a_join_behind_a_change_of_who_may_join_never_finds_the_room_open(
 
 
 @pytest.mark.parametrize("command", ["/invite carol den", "/mode private den", "/mode +m den",
-                                     "/ban carol den", "/unban dave den"])
+                                     "/ban carol den", "/unban dave den", "/e2e on den"])
 async def test_a_change_queued_behind_the_end_of_the_room_is_no_such_room(
         server: ChatServer, clients: Clients, command: str) -> None:
     """alice leaves bob alone in #den, which ends; a server admin's change queued
