@@ -389,8 +389,10 @@ class Rooms:
             raise ChatError(Code.BAD_ARGUMENTS, f"a topic is at most {TOPIC_MAX} characters; "
                             f"this one has {len(topic)}.")
         async with self._transactions.room(room):
-            authorize(Action.TOPIC, room, user)
+            # The room first: one that ended while this waited took every role with
+            # it, and the refusal is that it is gone, not a role the user lost then.
             self.ensure_live(room)
+            authorize(Action.TOPIC, room, user)
             if topic == room.topic:
                 # Nothing changes: nothing to store, and no one to tell (IRC servers
                 # do not repeat an unchanged TOPIC either).
@@ -409,8 +411,8 @@ class Rooms:
         in some order, and neither undoes the other. Returns the new settings.
         """
         async with self._transactions.room(room):
+            self.ensure_live(room)  # first, as for a topic
             authorize(action, room, user)
-            self.ensure_live(room)
             settings = change(dict(room.settings))
             await self._storage.set_room_settings(room.id, settings)
             room.settings = settings

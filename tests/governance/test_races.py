@@ -272,3 +272,21 @@ async def test_a_change_queued_behind_the_end_of_the_room_is_no_such_room(
     assert late.final["message"] == "#den no longer exists."
     assert notes(await settle(carol), "invitation") == []
     assert await server.services.storage.load_sanctions("ban") == bans
+
+
+
+@pytest.mark.parametrize(("changer", "command"), [
+    ("bob", "/topic den hello"), ("alice", "/topic den hello"), ("alice", "/e2e on den"),
+    ("alice", "/ratelimit 2 den")])
+async def test_a_change_of_a_member_queued_behind_the_end_of_the_room_is_no_such_room(
+        server: ChatServer, clients: Clients, changer: str, command: str) -> None:
+    """bob may set the topic of #den (-t), and alice anything, from her other
+    connection too. Her leave ends the room: a change of either queued behind it
+    finds no room, not a role they lost when it ended."""
+    alice, bob, other = await users(clients, "alice", "bob", changer)
+    await room_with(alice, "den", bob)
+    await alice.command("/mode -t den")
+    left, late = await _in_turn(server, "den", (alice, "/leave den"), (other, command))
+    assert left.ok
+    assert late.final.get("code") == "no-such-room", late.final
+    assert late.final["message"] == "#den no longer exists."
