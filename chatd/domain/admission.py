@@ -20,7 +20,7 @@ from chatd.domain.permissions import Action, authorize
 from chatd.domain.room import Mode, Room
 from chatd.domain.rooms import unless_deleted
 from chatd.errors import ChatError, Code, Remedy, Step
-from storage.records import InvitationRecord, JoinRequestRecord
+from storage.records import InvitationRecord, JoinRequestRecord, SanctionRecord
 
 if TYPE_CHECKING:
     from chatd.config import Config
@@ -199,11 +199,14 @@ class Admission:
         ban = room.banned(user.id, self._clock.time())
         if ban is None:
             return
+        raise ChatError(Code.BANNED, f"{self.banned_words(ban, room, who)}.", until=ban.until)
+
+    def banned_words(self, ban: SanctionRecord, room: Room, who: str = "you") -> str:
+        """``you are banned from #dev for 2h more``: ``ban`` (of ``who``) said."""
         verb = "are" if who == "you" else "is"
         left = ("" if ban.until is None else
                 f" for {format_duration(ban.until - self._clock.time())} more")
-        raise ChatError(Code.BANNED, f"{who} {verb} banned from #{room.name}{left}.",
-                        until=ban.until)
+        return f"{who} {verb} banned from #{room.name}{left}"
 
 
 def keyed(room: Room, key: str | None) -> bool:

@@ -351,6 +351,18 @@ async def test_myrooms_marks_a_room_that_banned_you(clients: Clients,
     assert past["dev"]["banned"] is False
 
 
+async def test_who_of_an_open_room_that_banned_you_says_the_ban_hides_it(
+        clients: Clients) -> None:
+    """/who is refused to a banned user (not-permitted), saying why: an open room's
+    members are no secret to others, so "only members can see" would be untrue."""
+    alice, bob = await users(clients, "alice", "bob")
+    await room_with(alice, "dev", bob)
+    await alice.command("/ban bob dev 2h")
+    refused = await error_of(bob, "/who dev")
+    assert refused["code"] == "not-permitted"
+    assert refused["message"] == "you are banned from #dev for 2h more, which hides who is in it."
+
+
 async def test_topic_of_an_open_room_that_banned_you_says_banned(clients: Clients) -> None:
     alice, bob = await users(clients, "alice", "bob")
     await room_with(alice, "dev", bob)
