@@ -364,6 +364,27 @@ CREATE TABLE chatd_meta (
 );
 """
 
+# An invitation is the room's decision, as a ban is: it outlives the account of
+# the admin who made it (whose id goes, as a ban's actor does) instead of going
+# with it. SQLite cannot change a foreign key, so the table is rebuilt.
+KEPT_INVITATIONS = """
+CREATE TABLE invitations_kept (
+    room_id    INTEGER NOT NULL REFERENCES rooms (id) ON DELETE CASCADE,
+    user_id    INTEGER NOT NULL REFERENCES users (id) ON DELETE CASCADE,
+    inviter_id INTEGER REFERENCES users (id) ON DELETE SET NULL,
+    created_at REAL    NOT NULL,
+    expires_at REAL    NOT NULL,
+    PRIMARY KEY (room_id, user_id)
+) WITHOUT ROWID;
+INSERT INTO invitations_kept (room_id, user_id, inviter_id, created_at, expires_at)
+    SELECT room_id, user_id, inviter_id, created_at, expires_at FROM invitations;
+DROP TABLE invitations;
+ALTER TABLE invitations_kept RENAME TO invitations;
+CREATE INDEX invitations_user ON invitations (user_id);
+CREATE INDEX invitations_inviter ON invitations (inviter_id) WHERE inviter_id IS NOT NULL;
+CREATE INDEX invitations_expires ON invitations (expires_at);
+"""
+
 MIGRATIONS: tuple[Migration, ...] = (
     Migration(1, "foundation: users, rooms, members, messages, associations, notifications",
               FOUNDATION),
@@ -380,6 +401,8 @@ MIGRATIONS: tuple[Migration, ...] = (
     Migration(11, "bot accounts, token scopes and last use, resume tokens", BOTS_SCOPES_RESUME),
     Migration(12, "indexes of direct-message conversations", CONVERSATIONS),
     Migration(13, "facts about the database (chatd_meta)", META),
+    Migration(14, "invitations outlive the account of the admin who made them",
+              KEPT_INVITATIONS),
 )
 
 LATEST_VERSION: int = MIGRATIONS[-1].version

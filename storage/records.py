@@ -123,7 +123,7 @@ class SanctionRecord:
 class InvitationRecord:
     room_id: int
     user_id: int
-    inviter_id: int
+    inviter_id: int | None  # None once the inviter's account was deleted
     created_at: float
     expires_at: float
 

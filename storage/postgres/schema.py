@@ -328,11 +328,21 @@ CREATE TABLE IF NOT EXISTS chatd_meta (
 );
 """
 
+# The inviter's account may go and its invitations stay (see storage.migrations).
+KEPT_INVITATIONS = """
+ALTER TABLE invitations ALTER COLUMN inviter_id DROP NOT NULL;
+ALTER TABLE invitations DROP CONSTRAINT invitations_inviter_id_fkey;
+ALTER TABLE invitations ADD CONSTRAINT invitations_inviter_id_fkey
+    FOREIGN KEY (inviter_id) REFERENCES users (id) ON DELETE SET NULL;
+DROP INDEX invitations_inviter;
+CREATE INDEX invitations_inviter ON invitations (inviter_id) WHERE inviter_id IS NOT NULL;
+"""
+
 # Each step's PostgreSQL script, by the version of the SQLite step it mirrors.
 _SCRIPTS: dict[int, str] = {
     1: FOUNDATION, 2: GOVERNANCE, 3: API_TOKENS, 4: AUDIT_ROOM_ID, 5: CONTENT_AND_KEYS,
     6: DROP_SENDER_INDEX, 7: MESSAGE_BLOCKS, 8: USER_BLOCKS, 9: ROOM_MODES, 10: WEBHOOKS,
-    11: BOTS_SCOPES_RESUME, 12: CONVERSATIONS, 13: META}
+    11: BOTS_SCOPES_RESUME, 12: CONVERSATIONS, 13: META, 14: KEPT_INVITATIONS}
 
 
 def _mirrored() -> tuple[PgMigration, ...]:

@@ -180,6 +180,19 @@ async def test_an_invitation_is_used_up_by_a_join_it_was_not_needed_for(
     assert "carol" not in await members_of(alice, "den")
 
 
+async def test_an_invitation_outlives_the_account_of_the_admin_who_made_it(
+        server: ChatServer, clients: Clients) -> None:
+    """An invitation is the room's decision, as a ban is: the deletion of the admin
+    who made it leaves it valid for as long as carol was told it is."""
+    root = await server_admin(server, clients)
+    alice, bob, carol = await users(clients, "alice", "bob", "carol")
+    room_id = await room_with(alice, "den", bob, mode="private", admins=(bob,))
+    await bob.command("/invite carol den")
+    await root.command("/userdel bob")
+    assert (await carol.command(f"/join {room_id}"))["room"] == "den"
+    assert await members_of(alice, "den") == {"alice": "owner", "carol": "member"}
+
+
 async def test_an_invitation_expires_after_seven_days(server: ChatServer, clients: Clients,
                                                       clock: ManualClock) -> None:
     alice, carol, dave = await users(clients, "alice", "carol", "dave")

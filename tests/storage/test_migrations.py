@@ -132,9 +132,14 @@ async def seed_v13(conn: aiosqlite.Connection) -> None:
     await conn.execute("INSERT INTO chatd_meta (key, value) VALUES ('seeded', 'yes')")
 
 
+async def seed_v14(conn: aiosqlite.Connection) -> None:
+    # An invitation whose inviter's account is gone.
+    await conn.execute("INSERT INTO invitations VALUES (1, 3, NULL, ?, ?)", (T0, T0 + 60))
+
+
 SEEDS: dict[int, Seed] = {1: seed_v1, 2: seed_v2, 3: seed_v3, 4: seed_v4, 5: seed_v5,
                           6: seed_v6, 7: seed_v7, 8: seed_v8, 9: seed_v9, 10: seed_v10,
-                          11: seed_v11, 12: seed_v12, 13: seed_v13}
+                          11: seed_v11, 12: seed_v12, 13: seed_v13, 14: seed_v14}
 
 
 async def build_database(path: Path, version: int) -> None:
@@ -226,10 +231,24 @@ async def check_v3_rows(storage: SqliteStorage) -> None:
 async def check_v2_rows(storage: SqliteStorage) -> None:
     assert await storage.load_sanctions("ban") == [
         SanctionRecord(1, 2, 1, "spam", T0, None)]
-    assert await storage.load_invitations(T0) == [
+    assert [i for i in await storage.load_invitations(T0) if i.user_id == 2] == [
         InvitationRecord(1, 2, 1, T0, T0 + 3600)]
     [entry] = await storage.list_audit(10, room="lobby")
     assert (entry.actor, entry.action, entry.target) == ("Alice", "ban", "bob")
+
+
+async def test_an_upgraded_invitation_outlives_its_inviter(tmp_path: Path) -> None:
+    """Made before version 14, alice's invitation of bob stays when her account goes."""
+    path = tmp_path / "v13.db"
+    await build_database(path, 13)
+    storage = SqliteStorage(str(path))
+    await storage.open()
+    try:
+        await storage.delete_user(1)
+        assert await storage.load_invitations(T0) == [
+            InvitationRecord(1, 2, None, T0, T0 + 3600)]
+    finally:
+        await storage.close()
 
 
 async def test_latest_database_opens_unchanged(tmp_path: Path) -> None:

@@ -17,7 +17,13 @@ from tests.backends import PostgresDatabases, import_asyncpg
 
 asyncpg = import_asyncpg()
 
-from storage import MIGRATIONS, Conflict, Refused, StorageError  # noqa: E402 - after the driver's check
+from storage import (  # noqa: E402 - after the driver's check
+    MIGRATIONS,
+    Conflict,
+    InvitationRecord,
+    Refused,
+    StorageError,
+)
 from storage.postgres import (  # noqa: E402
     PG_LATEST_VERSION,
     PG_MIGRATIONS,
@@ -226,6 +232,24 @@ async def test_the_modes_migration_keeps_members_and_admits_the_voice_role(
         assert [u.kind for u in await storage.list_users()] == ["user"] * 3
         with pytest.raises(Refused):
             await storage.set_room_modes(room.id, None, 0, False, False, True, True)
+    finally:
+        await storage.close()
+
+
+async def test_an_upgraded_invitation_outlives_its_inviter(fresh_url: str) -> None:
+    """Made before version 14, alice's invitation of bob stays when her account goes."""
+    async with connected(fresh_url) as conn:
+        await migrate(conn, target=13)
+        await conn.execute("INSERT INTO users (name, password_hash, created_at) "
+                           "VALUES ('alice', '\\x01', 1), ('bob', '\\x02', 1)")
+        await conn.execute("INSERT INTO rooms (name, created_at) VALUES ('dev', 1)")
+        await conn.execute("INSERT INTO invitations VALUES (1, 2, 1, 1, 100)")
+        await migrate(conn)
+    storage = PostgresStorage(fresh_url)
+    await storage.open()
+    try:
+        await storage.delete_user(1)
+        assert await storage.load_invitations(1) == [InvitationRecord(1, 2, None, 1, 100)]
     finally:
         await storage.close()
 

@@ -300,7 +300,9 @@ async def test_delete_user_cascades_but_keeps_their_messages(storage: Storage) -
     assert await storage.count_notifications(gone) == 0
     assert await storage.load_sanctions("ban") == []
     assert [s.actor_id for s in await storage.load_sanctions("mute")] == [None]
-    assert await storage.load_invitations(T0) == []
+    # Their invitation goes; the one they made stays, as their mute of the owner does.
+    assert await storage.load_invitations(T0) == [
+        InvitationRecord(room, owner, None, T0, T0 + 99)]
     assert await storage.load_join_requests() == []
     assert await storage.find_token("hash-gone") is None
     [kept] = await storage.room_history(room, 10)
