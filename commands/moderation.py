@@ -248,13 +248,15 @@ def _refuse_unknown_letters(changes: list[ModeChange]) -> None:
 async def _change_modes(ctx: Context, changes: list[ModeChange], room: Room) -> Ok:
     """Apply a mode string: k l m s n t at once, then i and R, then each v."""
     moderation, done = ctx.services.moderation, []
+    # Each v's user is found first: one missing or unknown refuses the string
+    # before any of its letters is applied, as a bad key or limit does.
+    voiced = [(c, _voice_target(ctx, c)) for c in changes if c.letter == "v"]
     switches = [c for c in changes if c.letter in LETTERS]
     if switches:
         done += await moderation.change_modes(ctx.user, room, switches)
     done += await _join_letters(ctx, room, [c for c in changes if c.letter in JOIN_LETTERS])
-    for change in changes:
-        if change.letter == "v":
-            done.append(await _voice_letter(ctx, room, change))
+    for change, target in voiced:
+        done.append(await _voice_letter(ctx, room, change, target))
     spec, arguments = format_changes(done)
     text = f"#{room.name}: " + (describe_changes(done) if done else "nothing changed") + "."
     return ok(text, room=room.name, changes=spec, arguments=arguments,
@@ -278,15 +280,20 @@ async def _join_letters(ctx: Context, room: Room,
             *([ModeChange(True, LETTER_OF_MODE[after])] if after in LETTER_OF_MODE else [])]
 
 
-async def _voice_letter(ctx: Context, room: Room, change: ModeChange) -> ModeChange:
+def _voice_target(ctx: Context, change: ModeChange) -> User:
+    """The user a +v or -v names: an account, or a guest as /voice and IRC's +v take."""
     if change.argument is None:
         raise ChatError(Code.BAD_ARGUMENTS, f"{change.signed} needs a user: "
                         f"/mode {change.signed} <user> [room].")
     accounts = ctx.services.accounts
-    # A guest too, as /voice and IRC's +v.
     target = accounts.find(change.argument) or accounts.guest(change.argument)
     if target is None:
         raise ChatError(Code.NO_SUCH_USER, f'there is no user "{change.argument}".')
+    return target
+
+
+async def _voice_letter(ctx: Context, room: Room, change: ModeChange,
+                        target: User) -> ModeChange:
     moderation = ctx.services.moderation
     await (moderation.voice if change.on else moderation.devoice)(ctx.user, room, target)
     return ModeChange(change.on, "v", target.name)

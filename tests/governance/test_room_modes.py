@@ -70,6 +70,19 @@ async def test_mode_refusals_have_stable_codes(clients: Clients) -> None:
     assert (await error_of(lonely, "/mode"))["code"] == "no-room"
 
 
+async def test_a_mode_string_with_a_bad_voice_changes_nothing(clients: Clients) -> None:
+    """A +v or -v without a user, or naming nobody, refuses the whole string before
+    any of it is applied: no +m, no voice for the user of the letter before."""
+    alice, bob = await users(clients, "alice", "bob")
+    await room_with(alice, "dev", bob)
+    for line, code in (("/mode +mv nobody dev", "no-such-user"),
+                       ("/mode +vv bob", "bad-arguments"),
+                       ("/mode +v-v bob nobody dev", "no-such-user")):
+        assert await code_of(alice, line) == code, line
+        assert (await alice.command("/mode dev"))["modes"] == "+nt", line
+        assert (await members_of(alice, "dev"))["bob"] == "member", line
+
+
 async def test_an_unknown_mode_letter_is_named_before_the_room_is_looked_up(
         clients: Clients) -> None:
     """IRC's habits (+o bob, +b bob) meet letters /mode lacks: the reply names the
