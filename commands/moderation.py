@@ -12,6 +12,7 @@ from collections.abc import Sequence
 from typing import Any, Protocol
 
 from chatd.domain.accounts import User
+from chatd.domain.moderation import switched
 from chatd.domain.modes import LETTERS, ModeChange, Takes, format_changes, parse_mode_string
 from chatd.domain.names import format_duration, is_number
 from chatd.domain.permissions import Action, authorize
@@ -251,6 +252,7 @@ async def _change_modes(ctx: Context, changes: list[ModeChange], room: Room) -> 
     # Each v's user is found first: one missing or unknown refuses the string
     # before any of its letters is applied, as a bad key or limit does.
     voiced = [(c, _voice_target(ctx, c)) for c in changes if c.letter == "v"]
+    _refuse_beforehand(ctx, room, changes, voiced)
     switches = [c for c in changes if c.letter in LETTERS]
     if switches:
         done += await moderation.change_modes(ctx.user, room, switches)
@@ -278,6 +280,20 @@ async def _join_letters(ctx: Context, room: Room,
     before, after = switched
     return [*([ModeChange(False, LETTER_OF_MODE[before])] if before in LETTER_OF_MODE else []),
             *([ModeChange(True, LETTER_OF_MODE[after])] if after in LETTER_OF_MODE else [])]
+
+
+def _refuse_beforehand(ctx: Context, room: Room, changes: list[ModeChange],
+                       voiced: list[tuple[ModeChange, User]]) -> None:
+    """Refuse, before the string's first letter is applied, the i, R and v letters
+    the room as it is now refuses: a right the actor lacks, a v of a non-member.
+    (Each is checked again in its turn, under the room's lock.)"""
+    joins = [(JOIN_LETTERS[c.letter], c.on) for c in changes if c.letter in JOIN_LETTERS]
+    if joins and switched(room.mode, joins) is not room.mode:  # no change needs no right
+        authorize(Action.MODE, room, ctx.user)
+    for change, target in voiced:
+        authorize(Action.VOICE if change.on else Action.DEVOICE, room, ctx.user, target)
+        if not room.is_member(target.id):
+            raise ChatError(Code.NOT_IN_ROOM, f"{target.name} is not a member of #{room.name}.")
 
 
 def _voice_target(ctx: Context, change: ModeChange) -> User:

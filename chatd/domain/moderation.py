@@ -464,9 +464,7 @@ class Moderation:
 
         def decide(now: Mode) -> Mode | None:
             nonlocal before, after
-            before = after = now
-            for mode, on in switches:
-                after = mode if on else Mode.OPEN if after is mode else after
+            before, after = now, switched(now, switches)
             return None if after is now else after
 
         if not await self._change_mode(actor, room, decide):
@@ -518,6 +516,15 @@ class Moderation:
         self._bus.to_room(room, event)
         if target is not None and not room.is_member(target.id):
             self._bus.to_user(target, event, room_id=room.id)
+
+
+def switched(now: Mode, switches: Sequence[tuple[Mode, bool]]) -> Mode:
+    """The join policy IRC's ``+i``/``+R`` (True) and ``-i``/``-R`` make of ``now``,
+    in order: a minus opens the room only if its mode is the policy by then."""
+    after = now
+    for mode, on in switches:
+        after = mode if on else Mode.OPEN if after is mode else after
+    return after
 
 
 def _wrong_role(action: Action, room: Room, target: User, role: Role,

@@ -83,6 +83,21 @@ async def test_a_mode_string_with_a_bad_voice_changes_nothing(clients: Clients) 
         assert (await members_of(alice, "dev"))["bob"] == "member", line
 
 
+async def test_a_mode_string_refused_for_one_letter_changes_nothing(
+        clients: Clients) -> None:
+    """An admin may set +m but not +i (the owner's), nor voice the owner or someone
+    outside the room: a string asking for both is refused whole, +m included."""
+    alice, bob, _ = await users(clients, "alice", "bob", "carol")
+    await room_with(alice, "dev", bob, admins=(bob,))
+    for line, code in (("/mode +m+i dev", "not-permitted"),
+                       ("/mode +mv alice dev", "not-permitted"),
+                       ("/mode +mv carol dev", "not-in-room")):
+        assert await code_of(bob, line) == code, line
+        assert (await bob.command("/mode dev"))["modes"] == "+nt", line
+    # A letter that would change nothing needs no right, as before.
+    assert (await bob.command("/mode +m-i dev"))["changes"] == "+m"
+
+
 async def test_an_unknown_mode_letter_is_named_before_the_room_is_looked_up(
         clients: Clients) -> None:
     """IRC's habits (+o bob, +b bob) meet letters /mode lacks: the reply names the
