@@ -95,6 +95,9 @@ def lane_renderer(style: Style, current_room: bool) -> Callable[[Outgoing], byte
     return function
 
 
+_RESET = "\x1b[0m"
+
+
 class _Paint:
     """Applies (or, without colour, skips) a theme's colours."""
 
@@ -104,7 +107,12 @@ class _Paint:
         self.theme = theme
 
     def _sgr(self, code: str, text: str) -> str:
-        return f"\x1b[{code}m{text}\x1b[0m" if self.theme else text
+        if not self.theme:
+            return text
+        # A name or a room painted inside ``text`` ends with a reset: this style
+        # resumes after it, or the rest of an event line would lose its dim.
+        inner = text.replace(_RESET, f"{_RESET}\x1b[{code}m") if _RESET in text else text
+        return f"\x1b[{code}m{inner}{_RESET}"
 
     def error(self, text: str) -> str:
         return self._sgr(self.theme.error, text) if self.theme else text

@@ -138,6 +138,25 @@ async def test_color_on_colours_messages_notices_and_errors(clients: Clients) ->
     assert re.sub(r"\x1b\[[0-9;]*m", "", error).startswith("! unknown-command:")
 
 
+async def test_a_coloured_event_keeps_its_style_after_a_coloured_name(
+        clients: Clients) -> None:
+    """An event line is dim (the notice style) from end to end: the colour of a
+    name or a room inside it ends by going back to dim, not to plain text."""
+    bob = await clients.user("bob")
+    await bob.command("/create general")
+    alice = await text_client(clients, "alice")
+    await text_run(alice, "/join general")
+    await text_run(alice, "/set color on")
+    await bob.command("/topic Be kind")
+    await bob.command("/kick alice general too loud")
+    lines = await text_run(alice, None)
+    assert len(lines) >= 3, lines
+    for line in lines:
+        assert line.startswith(ESC + "[2m* "), line
+        # A reset is followed by another style or ends the line: no text unstyled.
+        assert re.findall(r"\x1b\[0m(?!\x1b\[|$)", line) == [], line
+
+
 async def test_counts_of_one_read_as_english_and_tables_have_no_blank_cells(
         clients: Clients) -> None:
     bob = await text_client(clients, "bob")
