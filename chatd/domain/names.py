@@ -147,7 +147,9 @@ _FORMAT_UNITS: Final = (("d", DAY), ("h", HOUR), ("m", MINUTE), ("s", 1))
 
 # Bounded so that a hostile argument cannot make int() or the regex expensive.
 _MAX_DURATION_TEXT: Final = 40
-_DURATION_RE: Final = re.compile(r"(?:[0-9]{1,10}[smhdw])+")
+# Any count of digits (the text's length bounds them): a number too large is then
+# refused as longer than the bound, not as something other than a duration.
+_DURATION_RE: Final = re.compile(r"(?:[0-9]+[smhdw])+")
 _PART_RE: Final = re.compile(r"([0-9]+)([smhdw])")
 
 _DURATION_HELP: Final = (

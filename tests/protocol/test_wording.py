@@ -181,6 +181,9 @@ async def test_errors_quote_what_was_typed_in_double_quotes_and_end_a_sentence(
                      "'-', not \"bad/name\".")
     [long] = await text_run(person, "/token create 3651d")
     assert long == '! bad-arguments: ttl: invalid duration "3651d": at most 10 years (3650d).'
+    [huge] = await text_run(person, "/token create 99999999999d")
+    assert huge == ('! bad-arguments: ttl: invalid duration "99999999999d": at most 10 years '
+                    '(3650d).')
 
 
 async def test_sanctions_use_one_preposition_and_reasons_in_parentheses(
