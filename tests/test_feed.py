@@ -397,7 +397,7 @@ def test_a_kicked_member_gets_the_kick_event_and_nothing_after() -> None:
              room_msg(room, "four")]
     for item in [*before, kick]:
         bus.deliver_to_room(room, item)
-    departure = room.plan_departure(users["bob"].id)
+    departure = room.plan_departure(users["bob"].id, 0.0)
     gone = room.apply_departure(departure, 1.0)
     left = [e for user_id in gone for e in bus.disconnect_user(room, user_id)]
     assert sorted(s.id for s in left) == sorted(s.id for s in sessions["bob"])

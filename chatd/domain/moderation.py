@@ -419,6 +419,11 @@ class Moderation:
                 raise ChatError(Code.BAD_ARGUMENTS,
                                 f"{target.name} is already the owner of #{room.name}.")
             now = self._clock.time()
+            if room.muted(target.id, now) is not None:
+                # Once the owner, only a server admin could lift it.
+                raise ChatError(Code.NOT_PERMITTED,
+                                f"{target.name} is muted in #{room.name}: lift the mute "
+                                f"(/unmute {target.name}) before handing the room over.")
             # A guest owner (of a room it made) becomes a member: guests cannot be
             # room admins, and have no row to keep a role in.
             guest = self._accounts.get(owner.user_id) is None

@@ -7,6 +7,7 @@ it. Keeping the rules here makes them testable without sockets or a database.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import Any, Final
@@ -146,15 +147,16 @@ class Room:
     def admins(self) -> list[Member]:
         return [m for m in self.members.values() if m.is_admin]
 
-    def plan_departure(self, user_id: int) -> Departure:
-        """Decide succession and termination for ``user_id`` leaving.
+    def plan_departure(self, user_id: int, now: float) -> Departure:
+        """Decide succession and termination for ``user_id`` leaving (at ``now``).
 
         The rules: with nobody left the room ends; with exactly one member left
         it stays only if that member is an admin (or owner), otherwise it ends
         and that member is removed too; with two or more left, if no admin
         remains the earliest joiner becomes admin; and if the owner left,
         ownership passes to the admin who has held the role longest (also when
-        that admin is the only member left).
+        that admin is the only member left). A member muted in the room comes
+        after every other: none of its admins could lift the mute of an owner.
         """
         departure = Departure(leaving=[user_id])
         leaver = self.members[user_id]
@@ -166,7 +168,8 @@ class Room:
             departure.terminate = True
             departure.evicted = remaining[0].user_id
         else:
-            departure.role_changes = _succession(leaver, remaining)
+            departure.role_changes = _succession(
+                leaver, remaining, lambda member: self.muted(member.user_id, now) is not None)
             departure.voiced = frozenset(uid for uid, _ in departure.role_changes
                                          if self.members[uid].role is Role.VOICE)
         return departure
@@ -195,16 +198,18 @@ def in_force(sanction: SanctionRecord, now: float) -> bool:
     return sanction.until is None or sanction.until > now
 
 
-def _succession(leaver: Member, remaining: list[Member]) -> list[tuple[int, Role]]:
+def _succession(leaver: Member, remaining: list[Member],
+                muted: Callable[[Member], bool]) -> list[tuple[int, Role]]:
     """Role changes when ``leaver`` goes and the room goes on with ``remaining``
-    (in join order: two or more members, or one admin)."""
+    (in join order: two or more members, or one admin). The ``muted`` come last."""
     admins = [m for m in remaining if m.is_admin]
     if not admins:
         # No admin is left: the earliest joiner inherits the role, and with it
         # ownership when the owner is the one leaving.
         role = Role.OWNER if leaver.role is Role.OWNER else Role.ADMIN
-        return [(remaining[0].user_id, role)]
+        heir = min(remaining, key=lambda m: (muted(m), m.seq))
+        return [(heir.user_id, role)]
     if leaver.role is not Role.OWNER:
         return []
-    heir = min(admins, key=lambda m: (m.role_since, m.seq))
+    heir = min(admins, key=lambda m: (muted(m), m.role_since, m.seq))
     return [(heir.user_id, Role.OWNER)]

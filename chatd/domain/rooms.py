@@ -348,7 +348,7 @@ class Rooms:
                 if missing_ok:
                     return None
                 raise ChatError(Code.NOT_IN_ROOM, f"{user.name} is not in #{room.name}.")
-            departure = room.plan_departure(user.id)
+            departure = room.plan_departure(user.id, self._clock.time())
             await self._persist_departure(room, departure)
             self._bus.to_room(room, _DEPARTURES[event](room.name, user.name, actor_name,
                                                        reason), skip=skip)

@@ -53,6 +53,16 @@ async def test_two_member_room_whose_member_leaves_stays_with_its_admin(
     assert "dev" in await listed(bob)
 
 
+async def test_a_muted_member_is_passed_over_for_the_ownership(clients: Clients) -> None:
+    alice, bob, carol = await users(clients, "alice", "bob", "carol")
+    await room_with(alice, "dev", bob, carol)
+    await alice.command("/mute bob dev")
+    await alice.command("/leave dev")
+    assert await members_of(carol, "dev") == {"carol": "owner", "bob": "member"}
+    # The new owner may lift the mute, as the old one could.
+    await carol.command("/unmute bob dev")
+
+
 async def test_three_member_room_whose_only_admin_leaves_goes_on(clients: Clients) -> None:
     alice, bob, carol = await users(clients, "alice", "bob", "carol")
     await room_with(alice, "dev", bob, carol)

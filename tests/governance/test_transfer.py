@@ -72,6 +72,21 @@ async def test_transfer_refusals(server: ChatServer, clients: Clients) -> None:
     assert (await members_of(alice, "dev"))["alice"] == "owner"
 
 
+async def test_a_muted_member_is_not_handed_the_room(clients: Clients) -> None:
+    """Once the owner, only a server admin could lift the mute: it is lifted first."""
+    alice, bob = await users(clients, "alice", "bob")
+    await room_with(alice, "dev", bob)
+    await alice.command("/mute bob dev")
+    refused = await error_of(alice, "/transfer bob dev")
+    assert refused["code"] == "not-permitted"
+    assert refused["message"] == ("bob is muted in #dev: lift the mute (/unmute bob) "
+                                  "before handing the room over.")
+    assert (await members_of(alice, "dev"))["alice"] == "owner"
+    await alice.command("/unmute bob dev")
+    await alice.command("/transfer bob dev")
+    assert (await members_of(alice, "dev"))["bob"] == "owner"
+
+
 async def test_a_server_admin_cannot_demote_the_owner_and_is_told_of_transfer(
         server: ChatServer, clients: Clients) -> None:
     alice, bob = await users(clients, "alice", "bob")

@@ -9,7 +9,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from chatd.domain.room import Departure, Member, Mode, Role, Room
-from storage.records import RoomRecord
+from storage.records import RoomRecord, SanctionRecord
 
 FAST = settings(max_examples=300, deadline=None)
 OWN, A, M = Role.OWNER, Role.ADMIN, Role.MEMBER
@@ -39,7 +39,7 @@ def roles(room: Room) -> dict[int, Role]:
 
 
 def depart(room: Room, user_id: int, now: float = 1000.0) -> Departure:
-    departure = room.plan_departure(user_id)
+    departure = room.plan_departure(user_id, now)
     room.apply_departure(departure, now)
     return departure
 
@@ -112,7 +112,7 @@ def test_earliest_joiner_is_by_join_order_not_by_id() -> None:
     room.members[7] = Member(7, "owner", OWN, 1.0, 1.0, seq=1)
     room.members[9] = Member(9, "early", M, 2.0, 2.0, seq=2)
     room.members[3] = Member(3, "late", M, 3.0, 3.0, seq=5)
-    assert room.plan_departure(7).role_changes == [(9, OWN)]
+    assert room.plan_departure(7, 0.0).role_changes == [(9, OWN)]
 
 
 def test_join_order_ties_of_time_are_broken_by_sequence() -> None:
@@ -120,7 +120,7 @@ def test_join_order_ties_of_time_are_broken_by_sequence() -> None:
     room.members[1] = Member(1, "owner", OWN, 5.0, 5.0, seq=1)
     room.members[2] = Member(2, "second", M, 5.0, 5.0, seq=3)
     room.members[3] = Member(3, "first", M, 5.0, 5.0, seq=2)
-    assert room.plan_departure(1).role_changes == [(3, OWN)]
+    assert room.plan_departure(1, 0.0).role_changes == [(3, OWN)]
 
 
 def test_owner_leaving_with_several_admins_the_longest_held_admin_inherits() -> None:
@@ -132,9 +132,31 @@ def test_owner_leaving_with_several_admins_the_longest_held_admin_inherits() -> 
     assert roles(room) == {2: A, 3: M, 4: OWN, 5: A}
 
 
+def mute(room: Room, user_id: int, until: float | None = None) -> None:
+    room.mutes[user_id] = SanctionRecord(room.id, user_id, 1, "", 0.0, until)
+
+
+def test_a_muted_member_inherits_only_when_everyone_else_is_muted_too() -> None:
+    # Nobody in the room could lift the mute of its owner: a muted heir comes last.
+    room = build(OWN, M, M, M)
+    mute(room, 2)
+    mute(room, 3, until=500.0)  # over by the time of the departure: not muted
+    assert depart(room, 1, now=1000.0).role_changes == [(3, OWN)]
+    room = build(OWN, M, M)
+    mute(room, 2)
+    mute(room, 3)
+    assert depart(room, 1).role_changes == [(2, OWN)]
+
+
+def test_a_muted_admin_inherits_the_ownership_after_the_others() -> None:
+    room = build(OWN, Spec(A, role_since=100.0), Spec(A, role_since=200.0), M)
+    mute(room, 2)
+    assert depart(room, 1).role_changes == [(3, OWN)]
+
+
 def test_admin_role_ties_are_broken_by_join_order() -> None:
     room = build(OWN, M, Spec(A, role_since=100.0), Spec(A, role_since=100.0))
-    assert room.plan_departure(1).role_changes == [(3, OWN)]
+    assert room.plan_departure(1, 0.0).role_changes == [(3, OWN)]
 
 
 def test_owner_leaving_with_no_admin_the_earliest_joiner_becomes_owner() -> None:
@@ -174,7 +196,7 @@ def test_last_admin_without_owner_passes_the_admin_role_to_the_earliest_joiner()
 def test_plan_departure_changes_nothing_until_applied() -> None:
     room = build(OWN, M)
     before = roles(room)
-    room.plan_departure(1)
+    room.plan_departure(1, 0.0)
     assert roles(room) == before
 
 
@@ -198,7 +220,7 @@ def test_set_roles_stamps_role_since() -> None:
 ])
 def test_termination_table(specs: tuple[Role, ...], leaver: int, terminate: bool,
                            evicted: int | None) -> None:
-    departure = build(*specs).plan_departure(leaver)
+    departure = build(*specs).plan_departure(leaver, 0.0)
     assert (departure.terminate, departure.evicted) == (terminate, evicted)
 
 
