@@ -12,7 +12,7 @@ from collections.abc import Sequence
 from typing import Any, Protocol
 
 from chatd.domain.accounts import User
-from chatd.domain.moderation import switched
+from chatd.domain.moderation import role_changed, switched
 from chatd.domain.modes import LETTERS, ModeChange, Takes, format_changes, parse_mode_string
 from chatd.domain.names import format_duration, is_number
 from chatd.domain.permissions import Action, authorize
@@ -285,15 +285,18 @@ async def _join_letters(ctx: Context, room: Room,
 def _refuse_beforehand(ctx: Context, room: Room, changes: list[ModeChange],
                        voiced: list[tuple[ModeChange, User]]) -> None:
     """Refuse, before the string's first letter is applied, the i, R and v letters
-    the room as it is now refuses: a right the actor lacks, a v of a non-member.
-    (Each is checked again in its turn, under the room's lock.)"""
+    the room as it is now refuses: a right the actor lacks, a v of a non-member or
+    of a member whose role it cannot change (each v as the letters before it leave
+    the roles). Each is checked again in its turn, under the room's lock."""
     joins = [(JOIN_LETTERS[c.letter], c.on) for c in changes if c.letter in JOIN_LETTERS]
     if joins and switched(room.mode, joins) is not room.mode:  # no change needs no right
         authorize(Action.MODE, room, ctx.user)
+    roles: dict[int, Role | None] = {}
     for change, target in voiced:
-        authorize(Action.VOICE if change.on else Action.DEVOICE, room, ctx.user, target)
-        if not room.is_member(target.id):
-            raise ChatError(Code.NOT_IN_ROOM, f"{target.name} is not a member of #{room.name}.")
+        action = Action.VOICE if change.on else Action.DEVOICE
+        authorize(action, room, ctx.user, target)
+        role = roles[target.id] if target.id in roles else room.role_of(target.id)
+        roles[target.id] = role_changed(action, room, target, role)
 
 
 def _voice_target(ctx: Context, change: ModeChange) -> User:

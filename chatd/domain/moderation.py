@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Protocol
+from typing import TYPE_CHECKING, Final, Protocol
 
 from chatd.domain import events
 from chatd.domain.modes import ModeChange, apply_changes, format_changes
@@ -360,30 +360,24 @@ class Moderation:
         if not target.has_account:
             authorize(Action.PROMOTE, room, actor, target)
             raise _needs_account(target, "guests cannot be room admins")
-        await self._set_role(Action.PROMOTE, actor, room, target, (Role.MEMBER, Role.VOICE),
-                             Role.ADMIN)
+        await self._set_role(Action.PROMOTE, actor, room, target)
 
     async def demote(self, actor: User, room: Room, target: User) -> None:
-        await self._set_role(Action.DEMOTE, actor, room, target, (Role.ADMIN,), Role.MEMBER)
+        await self._set_role(Action.DEMOTE, actor, room, target)
 
     async def voice(self, actor: User, room: Room, target: User) -> None:
         """Let a member speak while the room is moderated (IRC's ``+v``)."""
-        await self._set_role(Action.VOICE, actor, room, target, (Role.MEMBER,), Role.VOICE)
+        await self._set_role(Action.VOICE, actor, room, target)
 
     async def devoice(self, actor: User, room: Room, target: User) -> None:
-        await self._set_role(Action.DEVOICE, actor, room, target, (Role.VOICE,), Role.MEMBER)
+        await self._set_role(Action.DEVOICE, actor, room, target)
 
-    async def _set_role(self, action: Action, actor: User, room: Room, target: User,
-                        before: tuple[Role, ...], after: Role) -> None:
+    async def _set_role(self, action: Action, actor: User, room: Room, target: User) -> None:
         async with self._transactions.room(room):
             self._rooms.ensure_live(room)
             authorize(action, room, actor, target)
             role = room.role_of(target.id)
-            if role is None:
-                raise ChatError(Code.NOT_IN_ROOM,
-                                f"{target.name} is not a member of #{room.name}.")
-            if role not in before:
-                raise _wrong_role(action, room, target, role, before[0])
+            after = role_changed(action, room, target, role)
             now = self._clock.time()
             await self._storage.set_roles(room.id, [(target.id, after.value)], now)
             room.set_roles([(target.id, after)], now)
@@ -529,6 +523,24 @@ def switched(now: Mode, switches: Sequence[tuple[Mode, bool]]) -> Mode:
     after = now
     for mode, on in switches:
         after = mode if on else Mode.OPEN if after is mode else after
+    return after
+
+
+# The roles each change of role takes a member from, and the role it gives.
+_ROLE_CHANGES: Final = {Action.PROMOTE: ((Role.MEMBER, Role.VOICE), Role.ADMIN),
+                        Action.DEMOTE: ((Role.ADMIN,), Role.MEMBER),
+                        Action.VOICE: ((Role.MEMBER,), Role.VOICE),
+                        Action.DEVOICE: ((Role.VOICE,), Role.MEMBER)}
+
+
+def role_changed(action: Action, room: Room, target: User, role: Role | None) -> Role:
+    """The role ``action`` (promote, demote, voice, devoice) gives ``target``, whose
+    role in ``room`` is ``role`` (None: not a member); the refusal when it may not."""
+    if role is None:
+        raise ChatError(Code.NOT_IN_ROOM, f"{target.name} is not a member of #{room.name}.")
+    before, after = _ROLE_CHANGES[action]
+    if role not in before:
+        raise _wrong_role(action, room, target, role, before[0])
     return after
 
 

@@ -83,6 +83,22 @@ async def test_a_mode_string_with_a_bad_voice_changes_nothing(clients: Clients) 
         assert (await members_of(alice, "dev"))["bob"] == "member", line
 
 
+async def test_a_mode_string_whose_voice_meets_the_wrong_role_changes_nothing(
+        clients: Clients) -> None:
+    """A v refused for the role its user has (already voiced, an admin, voiced twice)
+    refuses the string whole; one that the letters before it allow is applied."""
+    alice, bob, carol = await users(clients, "alice", "bob", "carol")
+    await room_with(alice, "dev", bob, carol, admins=(carol,))
+    await alice.command("/voice bob dev")
+    for line in ("/mode +m+v bob dev", "/mode +mv carol dev", "/mode +m-v-v bob bob dev"):
+        assert await code_of(alice, line) == "bad-arguments", line
+        assert (await alice.command("/mode dev"))["modes"] == "+nt", line
+        assert (await members_of(alice, "dev"))["bob"] == "voice", line
+    done = await alice.command("/mode +m-v+v bob bob dev")
+    assert done["changes"] == "+m-v+v"
+    assert (await members_of(alice, "dev"))["bob"] == "voice"
+
+
 async def test_a_mode_string_refused_for_one_letter_changes_nothing(
         clients: Clients) -> None:
     """An admin may set +m but not +i (the owner's), nor voice the owner or someone
