@@ -113,8 +113,7 @@ def switch(ctx: Context, room: Room) -> Ok:
          needs="logged in; the room must be visible to you")
 def who(ctx: Context, room: Room) -> Ok:
     """List a room's members, their roles and who is online."""
-    if not ctx.services.rooms.can_see(ctx.user, room):
-        raise ChatError(Code.NOT_PERMITTED, _hidden_members(ctx, room))
+    ctx.services.admission.require_members_visible(ctx.user, room)
     members = sorted(room.members.values(), key=lambda m: (-m.role.rank, m.seq))
     rows: list[dict[str, Any]] = []
     for member in members:
@@ -132,16 +131,6 @@ def who(ctx: Context, room: Room) -> Ok:
     members_text = "1 member" if len(rows) == 1 else f"{len(rows)} members"
     return ok(f"#{room.name}: {members_text}, {online} online.", room=room.name,
               id=room.id, members=rows)
-
-
-def _hidden_members(ctx: Context, room: Room) -> str:
-    """Why /who of ``room`` is refused: a ban hides any room, an open one too,
-    whose members are no secret to others; else the room is private or secret."""
-    ban = room.banned(ctx.user.id, ctx.services.clock.time())
-    if ban is not None:
-        said = ctx.services.admission.banned_words(ban, room)
-        return f"{said}, which hides who is in it."
-    return f"only members can see who is in #{room.name}."
 
 
 @command("topic", RoomRef("room", optional=True), Text("text", optional=True, default=""),

@@ -194,6 +194,18 @@ class Admission:
         self.refuse_banned(user, room)
         raise ChatError(Code.NOT_PERMITTED, f"#{room.name} is hidden; only members see it.")
 
+    def require_members_visible(self, user: User, room: Room) -> None:
+        """Raise ``not-permitted`` unless ``user`` may see who is in ``room`` (/who,
+        the API's member list): a ban hides any room, an open one too, whose members
+        are no secret to others, and says so; else the room is private or secret."""
+        if self._rooms.can_see(user, room):
+            return
+        ban = room.banned(user.id, self._clock.time())
+        if ban is not None:
+            raise ChatError(Code.NOT_PERMITTED,
+                            f"{self.banned_words(ban, room)}, which hides who is in it.")
+        raise ChatError(Code.NOT_PERMITTED, f"only members can see who is in #{room.name}.")
+
     def refuse_banned(self, user: User, room: Room, who: str = "you") -> None:
         """Raise ``banned`` (with how long it lasts) if ``user`` is banned from ``room``."""
         ban = room.banned(user.id, self._clock.time())

@@ -96,8 +96,7 @@ async def rooms(call: Call) -> Response:
 async def members(call: Call) -> Response:
     services = call.services
     room = room_of(call)
-    if not services.rooms.can_see(call.me, room):
-        raise ChatError(Code.NOT_PERMITTED, f"only members can see who is in #{room.name}.")
+    services.admission.require_members_visible(call.me, room)
     ordered = sorted(room.members.values(), key=lambda m: (-m.role.rank, m.seq))
     rows = []
     for member in ordered:

@@ -166,6 +166,20 @@ async def test_a_refusal_of_the_rooms_rules_is_403_like_the_others(
         assert unknown.json()["error"]["code"] == "no-such-user"
 
 
+async def test_members_of_an_open_room_that_banned_you_say_the_ban_hides_them(
+        server: ChatServer, clients: Clients) -> None:
+    """As /who says it: an open room's members are no secret, but a ban hides them."""
+    _, alice = await den_with_alice(server, clients)
+    await clients.user("sam")
+    await alice.command("/ban sam den 2h")  # type: ignore[attr-defined]
+    async with http(server, await token_for(server, "sam")) as client:
+        hidden = await client.get("/api/v1/rooms/den/members")
+        assert hidden.status_code == 403
+        assert hidden.json()["error"] == {
+            "code": "not-permitted",
+            "message": "you are banned from #den for 2h more, which hides who is in it."}
+
+
 @pytest.mark.server(limits__message_rate=1, limits__message_burst=2)
 async def test_the_message_rate_limit_holds_for_the_api(
         server: ChatServer, clients: Clients) -> None:
