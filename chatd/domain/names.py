@@ -71,12 +71,16 @@ _USER_RE: Final = re.compile(rf"[A-Za-z0-9_-]{{1,{USER_NAME_MAX}}}")
 # characters to ASCII (the Kelvin sign U+212A becomes "k"), which would let
 # look-alikes through.
 _ROOM_RE: Final = re.compile(rf"[A-Za-z0-9_-]{{1,{ROOM_NAME_MAX}}}")
+_C1_CONTROL: Final = re.compile("[\x7f-\x9f]")
 
 
 def quoted(text: str) -> str:
     """What a user typed, as error sentences quote it: in double quotes, any control
     character written out (``"al!ce"``, ``"a\\u001b"``)."""
-    return json.dumps(text, ensure_ascii=False)
+    # JSON escapes only the C0 controls; DEL and the C1 ones (CSI, NEL) would reach
+    # a text-mode terminal as they are, so they are written out the same way.
+    return _C1_CONTROL.sub(lambda match: f"\\u{ord(match.group()):04x}",
+                           json.dumps(text, ensure_ascii=False))
 
 
 class InvalidName(ValueError):

@@ -15,7 +15,7 @@ from chatd.crypto.group import Handout
 from chatd.crypto.ratchet import OutboundChain
 from chatd.domain.clock import ManualClock
 from tests.crypto import PQ
-from tests.helpers import ChatServer, Clients, start_server
+from tests.helpers import PASSWORD, ChatServer, Clients, start_server
 
 IDS = {name: Identity.generate() for name in ("alice", "bob", "carol", "mallory")}
 
@@ -151,6 +151,24 @@ async def test_emsg_validation(clients: Clients) -> None:
     assert (await error(alice, f"/emsg #nosuch {elsewhere}"))["code"] == "no-such-room"
     assert (await error(alice, f"/emsg @nobody {elsewhere}"))["code"] == "no-such-user"
     assert (await error(alice, "/emsg #dev"))["code"] == "bad-arguments"
+
+
+async def test_a_refused_envelope_quotes_its_names_without_c1_controls(
+        clients: Clients) -> None:
+    # The names in an envelope are decoded bytes, not a typed line the codec cleaned:
+    # the error quoting them writes out C1 controls (CSI starts an escape sequence
+    # on a terminal, NEL breaks the line) as it does C0 ones.
+    await room(clients, "alice")
+    raw = await clients.raw()
+    await raw.line()
+    raw.send(f"/login alice {PASSWORD}")
+    await raw.line()
+    hostile = sealed("alice", "#dev\x9b31m\x85x", "alice")
+    raw.send(f"/emsg #dev {hostile}")
+    line = (await raw.until(lambda text: text.startswith("! ")))[-1]
+    assert line.startswith("! bad-arguments: the envelope is addressed to"), line
+    assert "\x9b" not in line and "\x85" not in line, line
+    assert '"#dev\\u009b31m\\u0085x"' in line, line
 
 
 async def test_emsg_needs_membership(clients: Clients) -> None:
