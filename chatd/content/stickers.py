@@ -95,11 +95,21 @@ def load_dir(directory: Path) -> dict[str, Sticker]:
         try:
             if not NAME_RE.fullmatch(name):
                 raise BadArt("the name must be 1-32 of a-z, 0-9, _ and -")
-            found[name] = Sticker(name, parse_art(path.read_bytes()), str(directory))
+            found[name] = Sticker(name, parse_art(_read_small(path)), str(directory))
         except (BadArt, OSError) as exc:
             log.warning("sticker skipped", extra={"fields": {"path": str(path),
                                                              "reason": str(exc)}})
     return found
+
+
+def _read_small(path: Path) -> bytes:
+    """A regular file's first bytes, one past :data:`MAX_BYTES` (so parse_art sees it
+    is too long). Reading it whole first would let a huge file fill the memory, and
+    a FIFO or a link to a device would block (or never end) at start or reload."""
+    if not path.is_file():
+        raise BadArt("not a regular file")
+    with path.open("rb") as handle:
+        return handle.read(MAX_BYTES + 1)
 
 
 class Stickers:

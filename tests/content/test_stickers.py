@@ -2,16 +2,19 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import pytest
 
+from chatd.client import LineClient
 from chatd.config import StickersConfig
 from chatd.content.stickers import BUILTIN_DIR, BadArt, Stickers, load_dir, parse_art
 from tests.content import member_of, text_client, text_run
 from tests.governance import error_of
-from tests.helpers import ChatServer, Clients, start_server
+from tests.helpers import PASSWORD, ChatServer, Clients, start_server
 from tests.helpers import test_config as config_for
+from tests.operations import ChatdProcess, write_config
 
 CAT = " /\\_/\\\n( o.o )\n > ^ <"
 
@@ -121,3 +124,30 @@ async def test_stickers_reload_with_the_server(server: ChatServer, db_path: Path
     assert server.services.stickers.all() == []
     server.apply(config_for(db_path))
     assert len(server.services.stickers.all()) == before
+
+
+async def test_a_pipe_or_an_endless_file_among_the_stickers_is_skipped(tmp_path: Path) -> None:
+    # The whole file used to be read before its size was checked: a FIFO (or a link
+    # to /dev/zero) in stickers.dir hung the daemon's start, silently, for ever.
+    custom = tmp_path / "stickers"
+    custom.mkdir()
+    os.mkfifo(custom / "pipe.txt")
+    (custom / "zero.txt").symlink_to("/dev/zero")
+    (custom / "big.txt").write_bytes(b"x\n" * 100_000)
+    (custom / "duck.txt").write_text("<(o )___\n")
+    config = write_config(tmp_path / "chatd.yaml", accounts={"bcrypt_cost": 4},
+                          stickers={"dir": str(custom), "builtin": False})
+    with ChatdProcess.serve(tmp_path, config) as daemon:
+        host, port = await daemon.started()
+        client = await LineClient.connect(host, port)
+        try:
+            await client.line()  # banner
+            await text_run(client, f"/register alice {PASSWORD}")
+            lines = await text_run(client, "/stickers")
+        finally:
+            await client.close()
+        log = daemon.log()
+    assert any("duck" in line for line in lines), lines
+    assert not any(name in " ".join(lines) for name in ("pipe", "zero", "big")), lines
+    for name in ("pipe.txt", "zero.txt", "big.txt"):
+        assert f'msg="sticker skipped" path={custom / name}' in log, log
