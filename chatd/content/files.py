@@ -111,6 +111,7 @@ class Files:
         self._clock = clock
         # Serialises "is this blob still used?" with adding a record that uses it.
         self._lock = asyncio.Lock()
+        self._previews = asyncio.Semaphore(previews.MAX_RUNNING)
 
     def reconfigure(self, config: FilesConfig) -> None:
         """New limits apply at once; the backend and directory need a restart."""
@@ -161,7 +162,8 @@ class Files:
         job = previews.Job(str(staged.path), mime, staged.size, config.preview_width,
                            config.preview_max_pixels, config.preview_memory,
                            int(config.preview_timeout) + 1)
-        preview = await previews.preview(job, config.preview_timeout)
+        async with self._previews:
+            preview = await previews.preview(job, config.preview_timeout)
         async with self._lock:
             await self._check_quota(user, staged.size)
             await self._blobs.put(staged.path, staged.sha256)

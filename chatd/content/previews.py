@@ -63,6 +63,10 @@ MAX_PREVIEW = 8192
 # From dark to bright: on the usual dark terminal, bright pixels are dense glyphs.
 RAMP = " .:-=+*#%@"
 _PACKAGE_ROOT = str(Path(__file__).resolve().parents[2])
+# Preview processes running at once, server-wide: each may use files.preview_memory
+# and a CPU, so uploads from many connections together wait their turn instead of
+# starting one each.
+MAX_RUNNING = 4
 
 
 @dataclass(frozen=True, slots=True)

@@ -124,6 +124,26 @@ async def test_a_preview_that_overruns_is_stopped(tmp_path: Path,
     assert time.monotonic() - started < 3
 
 
+async def test_previews_of_many_uploads_at_once_run_a_few_at_a_time(
+        clients: Clients, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    # Each preview is a process of up to files.preview_memory: uploads from many
+    # connections at once must not start one each, all together.
+    running = tmp_path / "running"
+    running.mkdir()
+    seen = tmp_path / "seen"
+    # A stand-in preview process that notes how many run beside it.
+    script = (f'mkdir {running}/$$; ls {running} | wc -l >> {seen}; sleep 0.2; '
+              f'rmdir {running}/$$; echo \'{{"preview": "x"}}\'')
+    monkeypatch.setattr(previews, "_command", lambda job: ["/bin/sh", "-c", script])
+    users = [await clients.user(f"user{i}") for i in range(12)]
+    await member_of(users[0], "general", *users[1:])
+    replies = await asyncio.gather(*(upload(u, "t.txt", b"hi\n", "general") for u in users))
+    assert all(reply.ok for reply in replies)
+    counts = [int(line) for line in seen.read_text().split()]
+    assert len(counts) == len(users)
+    assert max(counts) <= 4, counts  # previews.MAX_RUNNING
+
+
 def test_previews_run_with_limits_in_the_child(tmp_path: Path) -> None:
     path = tmp_path / "t.txt"
     path.write_bytes(b"one\ntwo\n")
