@@ -163,6 +163,9 @@ function fileBody(file) {
   box.append(" ", download);
   if (file.mime && file.mime.startsWith("image/") && !file.mime.includes("svg")) {
     const image = el("img", {class: "preview-image", alt: `${file.name}, shared by ${file.uploader}`});
+    // A file the browser cannot decode (cut short, or not the image its type says)
+    // shows the server's text preview, which says why, not a broken-image icon.
+    image.addEventListener("error", () => image.replaceWith(previewText(file)), {once: true});
     box.append(image);
     api.file(file.id).then((info) => { image.src = info.download; })
       .catch(() => image.replaceWith(previewText(file)));

@@ -124,6 +124,21 @@ async def test_an_upload_shows_its_preview_as_an_image(
     assert alice.script_errors == [] and bob.script_errors == []
 
 
+async def test_an_image_the_browser_cannot_decode_shows_the_text_preview(
+        daemon: Daemon, browser: Any) -> None:
+    # Named and sniffed as a PNG, but cut short: the server's preview says why there
+    # is no picture, and the page shows that rather than a broken-image icon.
+    alice = await browser("alice")
+    await register(alice, daemon.url, "alice")
+    await enter_room(alice, "/create pics", "pics")
+    await alice.locator("#upload-input").set_input_files(
+        files=[{"name": "cut.png", "mimeType": "image/png", "buffer": png()[:40]}])
+    preview = alice.get_by_label("preview of cut.png")
+    await preview.filter(has_text="no preview").wait_for()
+    assert await alice.get_by_role("img", name="cut.png, shared by alice").count() == 0
+    assert alice.script_errors == []
+
+
 async def test_reconnecting_after_a_restart_misses_nothing(
         daemon: Daemon, browser: Any) -> None:
     alice, bob = await browser("alice"), await browser("bob")
