@@ -22,7 +22,7 @@ from typing import TYPE_CHECKING, Any, BinaryIO, Protocol
 
 from chatd.content import previews
 from chatd.content.blobs import CHUNK, files_dir, private_dirs
-from chatd.domain.messaging import refuse_unvoiced
+from chatd.domain.messaging import refuse_plain, refuse_unvoiced
 from chatd.domain.ports import Endpoint, settled
 from chatd.domain.room import Role
 from chatd.errors import ChatError, Code, Remedy, Step
@@ -128,6 +128,8 @@ class Files:
         if room.muted(user.id, self._clock.time()):
             raise ChatError(Code.MUTED, f"you are muted in #{room.name}.")
         refuse_unvoiced(room, user)
+        # A file is plaintext: an end-to-end room refuses it before its data comes.
+        refuse_plain(room)
         if size > self.config.max_size:
             raise _too_large(self.config.max_size)
         await self._check_quota(user, size)

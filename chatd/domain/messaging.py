@@ -94,10 +94,8 @@ class Messaging:
             self._refuse_if_muted(room, user)
         if room.modes.moderated:
             refuse_unvoiced(room, user)
-        if kind != "e2e" and room.settings.get("e2e"):
-            raise ChatError(Code.E2E_REQUIRED, f"#{room.name} is end-to-end encrypted: send "
-                            "from a client that encrypts (chatd-client).",
-                            remedy=Remedy(Step.ENCRYPT, room.name))
+        if kind != "e2e":
+            refuse_plain(room)
         poster = self.poster
         if poster is not None and poster.ready():
             return self._post_in_one(poster, session, user, room, text, kind, extra, label)
@@ -445,6 +443,14 @@ def _merged(stored: list[MessageRecord], unstored: list[MessageRecord],
     by_id = {m.id: m for m in stored}
     by_id.update((m.id, m) for m in unstored)
     return [by_id[i] for i in sorted(by_id)[-limit:]] if limit > 0 else []
+
+
+def refuse_plain(room: Room) -> None:
+    """Raise ``e2e-required`` if ``room`` takes end-to-end envelopes only."""
+    if room.settings.get("e2e"):
+        raise ChatError(Code.E2E_REQUIRED, f"#{room.name} is end-to-end encrypted: send "
+                        "from a client that encrypts (chatd-client).",
+                        remedy=Remedy(Step.ENCRYPT, room.name))
 
 
 def refuse_unvoiced(room: Room, user: User) -> None:

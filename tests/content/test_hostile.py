@@ -160,6 +160,20 @@ async def test_not_a_member_and_muted(server: ChatServer, clients: Clients) -> N
     assert await no_staged_files(server)
 
 
+async def test_an_end_to_end_room_refuses_an_upload_before_its_data(
+        server: ChatServer, clients: Clients) -> None:
+    # Its plaintext has no place on the server: refused at the /upload line, as a
+    # mute is, not after the whole file came in, was previewed and stored.
+    alice = await room_owner(clients)
+    await alice.command("/e2e on general")
+    reply = await upload(alice, "a.txt", text_file(), "general")
+    assert reply.final["code"] == "e2e-required"
+    notices = [line for line in reply.lines if line["type"] == "notice"]
+    assert [(n["upload"], n.get("code")) for n in notices] == [("failed", "e2e-required")]
+    assert await no_staged_files(server)
+    assert blob_paths(server) == []
+
+
 async def test_no_current_room(clients: Clients) -> None:
     alice = await clients.user("alice")
     assert (await upload(alice, "a.txt", text_file())).final["code"] == "no-room"
