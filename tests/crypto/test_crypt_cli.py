@@ -11,6 +11,7 @@ import os
 import stat
 import subprocess
 import sys
+import threading
 from pathlib import Path
 
 import pytest
@@ -187,6 +188,34 @@ def test_password_sources(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
     assert code == 1 and "one of" in err
 
 
+def test_a_password_file_is_read_to_its_first_line_end_only(tmp_path: Path) -> None:
+    # "The first line of FILE": a pipe whose writer stays open after the line (a
+    # password manager's FIFO), or an endless file, must not be read to its end.
+    armored = cli("encrypt", "--cost", "low", stdin=b"piped").stdout.strip()
+    fifo = tmp_path / "pw.fifo"
+    os.mkfifo(fifo)
+    done = threading.Event()
+
+    def writer() -> None:
+        with open(fifo, "wb") as out:
+            out.write(PW.encode() + b"\n")
+            out.flush()
+            done.wait(30)  # open until the test ends
+
+    thread = threading.Thread(target=writer)
+    thread.start()
+    try:
+        result = cli("decrypt", "--password-file", str(fifo), stdin=armored, timeout=10)
+    finally:
+        done.set()
+        thread.join()
+    assert (result.returncode, result.stdout) == (0, b"piped"), result.stderr
+    endless = cli("decrypt", "--password-file", "/dev/zero", stdin=armored, timeout=10)
+    assert endless.returncode == 1
+    assert endless.stderr.startswith(b"chatd-crypt: error: the first line of /dev/zero is"), \
+        endless.stderr
+
+
 def test_no_password_and_no_terminal_is_a_clear_error(
         tmp_path: Path, capsys: pytest.CaptureFixture[str],
         monkeypatch: pytest.MonkeyPatch) -> None:
@@ -260,10 +289,10 @@ def test_keygen_pq(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
 # -- the real command line, in subprocesses -------------------------------------------------
 
 
-def cli(*args: str, stdin: bytes = b"", env: dict[str, str] | None = None
-        ) -> subprocess.CompletedProcess[bytes]:
+def cli(*args: str, stdin: bytes = b"", env: dict[str, str] | None = None,
+        timeout: float = 30) -> subprocess.CompletedProcess[bytes]:
     return subprocess.run([sys.executable, "-m", "chatd.crypto.cli", *args], input=stdin,
-                          capture_output=True, timeout=30, check=False,
+                          capture_output=True, timeout=timeout, check=False,
                           env={**os.environ, "CHATD_CRYPT_PASSWORD": PW, **(env or {})})
 
 
