@@ -334,6 +334,11 @@ def _backup_target(given: str) -> str:
     directory = os.path.dirname(path)
     if os.path.isdir(path):
         raise ControlError(f"cannot write the backup: {path} is a directory")
+    # The copy is renamed into place, which would put a regular file where a FIFO or
+    # a device (/dev/null, run as root) was: those are refused, "-" streams instead.
+    if os.path.lexists(path) and not os.path.isfile(path):
+        raise ControlError(f"cannot write the backup: {path} is not a regular file "
+                           "(- writes to standard output)")
     if not os.path.isdir(directory):
         raise ControlError(f"cannot write the backup: no directory {directory}")
     if not os.access(directory, os.W_OK | os.X_OK):

@@ -10,6 +10,7 @@ import asyncio
 import contextlib
 import io
 import json
+import os
 import shutil
 import sqlite3
 import stat
@@ -74,6 +75,27 @@ def test_a_missing_directory_is_refused_before_asking_the_daemon(tmp_path: Path)
                                    f"{target.parent}\n"
     into_a_directory = chatctl("--db", str(tmp_path / "chatd.db"), "backup", str(tmp_path))
     assert into_a_directory.returncode == 1 and b"is a directory" in into_a_directory.stderr
+
+
+async def test_a_target_that_is_no_regular_file_is_refused_not_replaced(
+        tmp_path: Path) -> None:
+    # The copy is renamed into place: over a FIFO (or, run as root, over /dev/null)
+    # that rename would put a regular file where the pipe or the device was.
+    fifo = tmp_path / "pipe"
+    os.mkfifo(fifo)
+    link = tmp_path / "link"
+    link.symlink_to(fifo)
+    db = tmp_path / "chatd.db"
+    with ChatdProcess.serve(tmp_path, write_config(tmp_path / "chatd.yaml"), db) as daemon:
+        await daemon.ready()
+        for target in (fifo, link):
+            done = await asyncio.to_thread(chatctl, "--db", str(db), "backup", str(target))
+            assert done.returncode == 1 and done.stdout == b""
+            assert done.stderr.decode() == (f"chatctl: cannot write the backup: {target} is "
+                                             "not a regular file (- writes to standard "
+                                             "output)\n")
+    assert stat.S_ISFIFO(fifo.stat().st_mode) and link.is_symlink()
+    assert [name for name in os.listdir(tmp_path) if name.startswith(".chatctl-backup-")] == []
 
 
 async def uploaded(daemon: App) -> int:
