@@ -86,7 +86,11 @@ def decrypt(args: argparse.Namespace) -> int:
             raise CryptError("this data was encrypted with a password, not a key file")
         key = kdf.derive(header.kdf, _password(args, confirm=False), header.salt)
     plaintext = ciphers.decrypt(header.alg, key, header.nonce, ciphertext, header.aad)
-    if args.out:
+    if args.out and _is_special(Path(args.out)):
+        # A pipe or a device (/dev/stdout, a FIFO a program reads) takes the plaintext
+        # as it is: renamed over, it would become a regular file in their place.
+        Path(args.out).write_bytes(plaintext)
+    elif args.out:
         keys.write_secret(Path(args.out), plaintext, overwrite=True)
     else:
         sys.stdout.buffer.write(plaintext)
@@ -126,6 +130,11 @@ def _read_input(text: str | None, infile: str | None) -> bytes:
     if infile is not None and infile != "-":
         return Path(infile).read_bytes()
     return sys.stdin.buffer.read()
+
+
+def _is_special(path: Path) -> bool:
+    """Whether ``path`` (or what it links to) exists and is not a regular file."""
+    return path.exists() and not path.is_file() and not path.is_dir()
 
 
 def _write_output(out: str | None, data: bytes, binary: bool = False) -> None:

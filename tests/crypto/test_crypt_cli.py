@@ -216,6 +216,25 @@ def test_a_password_file_is_read_to_its_first_line_end_only(tmp_path: Path) -> N
         endless.stderr
 
 
+def test_decrypt_out_to_a_pipe_writes_into_it(tmp_path: Path,
+                                              capsys: pytest.CaptureFixture[str]) -> None:
+    # --out /dev/stdout, or a FIFO a program reads: the plaintext goes there. It used
+    # to be renamed over the path, a regular file put in place of the pipe (or, run
+    # as root, of the device) and the reader left waiting.
+    armored = encrypt(tmp_path, capsys, "to the pipe")
+    fifo = tmp_path / "plain.fifo"
+    os.mkfifo(fifo)
+    reader = os.open(fifo, os.O_RDONLY | os.O_NONBLOCK)  # a reader waits on the pipe
+    try:
+        code, _, err = run(["decrypt", "--password", PW, "--out", str(fifo), armored], capsys)
+        received = os.read(reader, 4096)
+    finally:
+        os.close(reader)
+    assert (code, err) == (0, "")
+    assert received == b"to the pipe"
+    assert stat.S_ISFIFO(fifo.stat().st_mode)
+
+
 def test_no_password_and_no_terminal_is_a_clear_error(
         tmp_path: Path, capsys: pytest.CaptureFixture[str],
         monkeypatch: pytest.MonkeyPatch) -> None:
