@@ -285,6 +285,24 @@ async def test_a_password_file_a_token_and_the_end_of_input(
     assert await term.exit_status() == 0
 
 
+@pytest.mark.parametrize("problem", ["missing", "directory", "not UTF-8"])
+async def test_an_unreadable_password_file_is_one_clear_line(server: ChatServer, tmp_path: Path,
+                                                             problem: str) -> None:
+    # The real console script: one line naming the file, never a traceback.
+    path = {"missing": tmp_path / "nope", "directory": tmp_path,
+            "not UTF-8": tmp_path / "latin1"}[problem]
+    if problem == "not UTF-8":
+        path.write_bytes(b"caf\xe9\n")
+    spawned = await Spawned.start(argv(server, "zed", "--password-file", str(path),
+                                       "--config-dir", str(tmp_path / "keys")), tmp_path)
+    async with asyncio.timeout(WAIT):
+        _, err = await spawned.proc.communicate()
+    assert spawned.proc.returncode == 1
+    lines = err.decode().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("chatd-client: cannot read the password "
+                                                   f"from {path}"), err.decode()
+
+
 async def test_a_bad_password_is_a_clear_error(
         server: ChatServer, clients: Clients, terminal: StartTerminal, tmp_path: Path,
         monkeypatch: pytest.MonkeyPatch) -> None:

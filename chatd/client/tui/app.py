@@ -68,9 +68,21 @@ def main(argv: list[str] | None = None) -> int:
         return 1
 
 
+def _password_file(path: Path) -> str:
+    """The first line of ``path``; CryptError (one line, not a traceback) when it
+    cannot be read or is not UTF-8."""
+    try:
+        return path.read_text(encoding="utf-8").split("\n", 1)[0]
+    except OSError as exc:
+        reason = exc.strerror or str(exc)
+    except UnicodeDecodeError:
+        reason = "not UTF-8 text"
+    raise CryptError(f"cannot read the password from {path}: {reason}")
+
+
 def _password(args: argparse.Namespace) -> str:
     if args.password_file:
-        return Path(args.password_file).read_text(encoding="utf-8").split("\n", 1)[0]
+        return _password_file(Path(args.password_file))
     password = os.environ.get(PASSWORD_ENV)
     if password:
         return password
