@@ -303,6 +303,29 @@ async def test_an_unreadable_password_file_is_one_clear_line(server: ChatServer,
                                                    f"from {path}"), err.decode()
 
 
+async def test_stdin_from_dev_null_is_the_end_of_input(server: ChatServer, clients: Clients,
+                                                      tmp_path: Path) -> None:
+    # `chatd-client ... < /dev/null` (cron, a script that only logs in): a character
+    # device epoll refuses, which left the client waiting for ever after a traceback.
+    await clients.user("zed")
+    environ = {k: v for k, v in os.environ.items() if k not in ("CHATD_TOKEN", "FORCE_COLOR")}
+    proc = await asyncio.create_subprocess_exec(
+        *console_script(), *argv(server, "zed", "--config-dir", str(tmp_path / "keys")),
+        stdin=asyncio.subprocess.DEVNULL, stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE, start_new_session=True,
+        env={**environ, "HOME": str(tmp_path), "CHATD_PASSWORD": PASSWORD,
+             "PYTHONPATH": PROJECT_ROOT})
+    try:
+        async with asyncio.timeout(WAIT):
+            out, err = await proc.communicate()
+    finally:
+        if proc.returncode is None:
+            proc.kill()
+            await proc.wait()
+    assert proc.returncode == 0, err.decode()
+    assert "Welcome back, zed" in out.decode() and err == b"", err.decode()
+
+
 async def test_a_bad_password_is_a_clear_error(
         server: ChatServer, clients: Clients, terminal: StartTerminal, tmp_path: Path,
         monkeypatch: pytest.MonkeyPatch) -> None:

@@ -24,6 +24,7 @@ import importlib.util
 import logging
 import os
 import ssl
+import stat
 import sys
 from collections.abc import Awaitable, Callable
 from pathlib import Path
@@ -351,22 +352,27 @@ async def _stdin() -> tuple[asyncio.StreamReader, Callable[[], None]]:
     loop = asyncio.get_running_loop()
     reader = asyncio.StreamReader(limit=STDIN_LIMIT)
     fd = sys.stdin.fileno()
-    blocking = os.get_blocking(fd)
-    # dup() and wrapping a descriptor do no I/O; the transport (or the except) closes it.
-    pipe = open(os.dup(fd), "rb", buffering=0)  # noqa: SIM115, ASYNC230
-    try:
-        transport, _ = await loop.connect_read_pipe(
-            lambda: asyncio.StreamReaderProtocol(reader), pipe)
-    except ValueError:  # a regular file: read it whole, off the loop
-        pipe.close()
+    if not _pollable(fd):  # a regular file, /dev/null: read it whole, off the loop
         reader.feed_data(await asyncio.to_thread(sys.stdin.buffer.read))
         reader.feed_eof()
         return reader, lambda: None
+    blocking = os.get_blocking(fd)
+    # dup() and wrapping a descriptor do no I/O; the transport closes it.
+    pipe = open(os.dup(fd), "rb", buffering=0)  # noqa: SIM115, ASYNC230
+    transport, _ = await loop.connect_read_pipe(
+        lambda: asyncio.StreamReaderProtocol(reader), pipe)
 
     def close() -> None:
         transport.close()
         os.set_blocking(fd, blocking)
     return reader, close
+
+
+def _pollable(fd: int) -> bool:
+    """Whether the event loop can wait on ``fd``: a pipe, a socket or a terminal. A
+    regular file, or a device such as /dev/null, is refused by epoll (EPERM)."""
+    mode = os.fstat(fd).st_mode
+    return stat.S_ISFIFO(mode) or stat.S_ISSOCK(mode) or os.isatty(fd)
 
 
 async def _readline(reader: asyncio.StreamReader) -> bytes | None:
