@@ -303,6 +303,22 @@ async def test_an_unreadable_password_file_is_one_clear_line(server: ChatServer,
                                                    f"from {path}"), err.decode()
 
 
+async def test_a_config_dir_that_cannot_be_made_is_one_clear_line(server: ChatServer,
+                                                                  tmp_path: Path) -> None:
+    # --config-dir naming a file (or under one): one line naming it, never a traceback.
+    afile = tmp_path / "afile"
+    afile.write_text("not a directory\n")
+    for directory in (afile, afile / "keys"):
+        spawned = await Spawned.start(argv(server, "zed", "--config-dir", str(directory)),
+                                      tmp_path, CHATD_PASSWORD=PASSWORD)
+        async with asyncio.timeout(WAIT):
+            _, err = await spawned.proc.communicate()
+        assert spawned.proc.returncode == 1
+        lines = err.decode().splitlines()
+        assert len(lines) == 1 and lines[0].startswith(
+            f"chatd-client: cannot keep the client's keys in {directory}: "), err.decode()
+
+
 async def test_stdin_from_dev_null_is_the_end_of_input(server: ChatServer, clients: Clients,
                                                       tmp_path: Path) -> None:
     # `chatd-client ... < /dev/null` (cron, a script that only logs in): a character
