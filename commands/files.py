@@ -33,7 +33,9 @@ class Sha256(Param):
         if _HEX.fullmatch(word):
             if len(word) == 64:
                 return word.lower()
-            if len(word) > 16:  # meant as a checksum, not a room name
+            # A long hex word is a cut checksum, unless a room has that name: then it
+            # is the room, as any word that is no checksum is.
+            if len(word) > 16 and ctx.services.rooms.find(word) is None:
                 raise ChatError(Code.BAD_ARGUMENTS, "sha256 is 64 hexadecimal digits.")
         if self.optional:
             raise Decline

@@ -149,6 +149,18 @@ async def test_a_zero_byte_file_and_a_checksumless_upload(clients: Clients) -> N
     assert (await download(alice, reply["file_id"]))[0] == b""
 
 
+async def test_a_room_whose_name_looks_like_hex_is_the_room(clients: Clients) -> None:
+    # "A word that is not a checksum is taken as the room": a room named in hex
+    # digits too, while a cut checksum that names no room is still said to be one.
+    alice = await clients.user("alice")
+    await member_of(alice, "deadbeefdeadbeefdead")
+    await alice.command("/create other")  # the current room is elsewhere
+    reply = await upload(alice, "a.txt", b"abc", "deadbeefdeadbeefdead", checksum=None)
+    assert reply.ok and reply.final["room"] == "deadbeefdeadbeefdead", reply.final
+    refused = await upload(alice, "a.txt", b"abc", "deadbeefdeadbeefdeadbeef", checksum=None)
+    assert refused.final["message"] == "sha256 is 64 hexadecimal digits."
+
+
 async def test_same_content_is_stored_once(server: ChatServer, clients: Clients) -> None:
     alice = await clients.user("alice")
     await alice.command("/create general")
