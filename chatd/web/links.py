@@ -38,7 +38,8 @@ class LinkSigner:
               now: float) -> None:
         """Refuse a link that was altered or has expired (``auth-failed``)."""
         expected = self._signature(file_id, user_id, expires)
-        if not hmac.compare_digest(expected, signature):
+        # compare_digest takes ASCII text only (a TypeError otherwise): compare bytes.
+        if not hmac.compare_digest(expected.encode(), signature.encode("utf-8", "replace")):
             raise ChatError(Code.AUTH_FAILED, "that download link is not valid.")
         if expires < now:
             raise ChatError(Code.AUTH_FAILED, "that download link has expired; ask the API "

@@ -333,6 +333,17 @@ async def test_a_signed_link_stops_working_for_a_kicked_member(
         assert missing.status_code == 401
 
 
+async def test_a_signature_that_is_not_ascii_is_refused_like_any_wrong_one(
+        server: ChatServer) -> None:
+    # hmac.compare_digest refuses non-ASCII text with a TypeError: that was a 500
+    # internal-error (and a traceback in the log) for anyone who sent one.
+    async with http(server) as browser:
+        for sig in ("%C3%A9", "%E2%82%AC" * 32):
+            refused = await browser.get(f"/api/v1/download/1?user=1&expires=9999999999&sig={sig}")
+            assert refused.status_code == 401, refused.text
+            assert refused.json()["error"]["code"] == "auth-failed"
+
+
 @pytest.mark.server(files__max_size=1000)
 async def test_uploads_are_bounded_by_files_max_size(server: ChatServer,
                                                     clients: Clients) -> None:
