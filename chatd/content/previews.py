@@ -210,6 +210,9 @@ def _ascii_art(image: Any, columns: int) -> str:
         rows, columns = max_rows, max(1, round(max_rows * 2 * width / height))
     rows = max(1, rows)
     image.draft("RGB", (columns, rows))  # JPEG: decode at a reduced scale
+    if image.mode.startswith("I;16"):
+        # 16-bit grey: scaled to 8 bits; a plain conversion clips at 255 (all white).
+        image = image.convert("I").point(lambda value: value / 256).convert("L")
     if image.mode not in ("RGB", "RGBA", "L", "LA"):
         image = image.convert("RGBA")  # palettes and the like; most photos skip this copy
     frame = image.resize((columns, rows), Image.Resampling.BOX).convert("RGBA")

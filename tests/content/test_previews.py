@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+import io
 import json
 import time
 from pathlib import Path
@@ -50,6 +51,25 @@ async def test_images_become_ascii_art_within_the_width(clients: Clients, name: 
     # The dark square in the middle and the light border differ in the art.
     middle = art[len(art) // 2]
     assert middle[len(middle) // 2] != art[1][-1]
+
+
+async def test_a_sixteen_bit_grey_image_keeps_its_shades(clients: Clients) -> None:
+    # A 16-bit grey PNG (scans, scientific images) opens as Pillow's "I;16": taken
+    # to 8 bits by clipping, everything over 255 of 65535 was white, all "@".
+    from PIL import Image
+
+    picture = Image.new("I;16", (60, 10))
+    for x in range(60):
+        for y in range(10):
+            picture.putpixel((x, y), x * 65535 // 59)  # black to white, left to right
+    out = io.BytesIO()
+    picture.save(out, "PNG")
+    file = await preview_of(clients, "grey16.png", out.getvalue())
+    header, *art = str(file["preview"]).split("\n")
+    assert header == "PNG image, 60x10"
+    row = art[len(art) // 2]
+    assert row[0] == " " and row[-1] == "@", row
+    assert len(set(row)) >= len(previews.RAMP) - 1, row  # every shade in between
 
 
 async def test_the_art_width_follows_the_configuration(db_path: Path) -> None:
