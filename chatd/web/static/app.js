@@ -596,6 +596,11 @@ async function submit(event) {
     await endSession("");
   } else if ((command === "me" || command === "sticker") && conv && conv.kind === "direct") {
     noteHere(`/${command} acts in a room; in a direct conversation, type the text.`, "error");
+  } else if (command === "upload") {
+    // The server would take every line after it as the file's base64, up to a ".":
+    // the messages typed next, and this page's own commands.
+    noteHere("/upload sends a file as base64 lines, which this page does not type: use the " +
+             "Upload button.", "error");
   } else if (command === "format" || (command === "set" && /\bformat\b/i.test(line))) {
     // The page reads JSON records: text lines would leave every answer unread.
     noteHere("This page talks to the server in JSON; the format cannot change here.",

@@ -139,6 +139,22 @@ async def test_an_image_the_browser_cannot_decode_shows_the_text_preview(
     assert alice.script_errors == []
 
 
+async def test_a_typed_upload_is_refused_and_the_connection_stays_usable(
+        daemon: Daemon, browser: Any) -> None:
+    # /upload makes every following line of the connection file data up to ".": sent
+    # from the composer, it swallowed the messages typed next, and the page's own
+    # commands, with nothing on screen to say why.
+    page = await browser("gail")
+    await register(page, daemon.url, "gail")
+    await enter_room(page, "/create shed", "shed")
+    for typed in ("/upload notes.txt 3", "@x /quote upload notes.txt 3"):
+        await type_line(page, typed)
+        await page.locator("#log li.error").filter(has_text="Upload button").last.wait_for()
+    await type_line(page, "still talking")
+    await see(page, "still talking")
+    assert page.script_errors == []
+
+
 async def test_reconnecting_after_a_restart_misses_nothing(
         daemon: Daemon, browser: Any) -> None:
     alice, bob = await browser("alice"), await browser("bob")
