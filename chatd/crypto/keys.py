@@ -29,6 +29,8 @@ from chatd.crypto.envelope import (
 PRIVATE_TYPE = "chatd-e2e-private-key"
 PUBLIC_TYPE = "chatd-e2e-public-key"
 PRIVATE_MODE = 0o600
+# The largest --key-file read: 64 hex digits with any line ends and spaces fit.
+KEY_FILE_MAX = 1024
 MLKEM_SEED_SIZE = 64
 
 
@@ -113,9 +115,14 @@ def _refuse_existing(path: Path, overwrite: bool) -> None:
 def read_raw_key(path: Path) -> bytes:
     """A 32-byte symmetric key: raw bytes, or the same as base64/base64url/hex text."""
     try:
-        data = path.read_bytes()
+        # Read no more than a key's longest spelling (and a little): a device such as
+        # /dev/urandom, or another big file, never ends or fills the memory.
+        with path.open("rb") as handle:
+            data = handle.read(KEY_FILE_MAX + 1)
     except OSError as exc:
         raise CryptError(f"cannot read {path}: {exc.strerror}") from None
+    if len(data) > KEY_FILE_MAX:
+        raise CryptError(f"{path} must hold a 32-byte key (raw, hex or base64)")
     if len(data) == 32:
         return data
     text = data.strip().decode("ascii", errors="replace")

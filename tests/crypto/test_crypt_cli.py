@@ -235,6 +235,15 @@ def test_decrypt_out_to_a_pipe_writes_into_it(tmp_path: Path,
     assert stat.S_ISFIFO(fifo.stat().st_mode)
 
 
+def test_a_key_file_that_never_ends_is_refused(tmp_path: Path) -> None:
+    # --key-file /dev/urandom (for "head -c 32 /dev/urandom > key") was read for ever.
+    for endless in ("/dev/zero", "/dev/urandom"):
+        result = cli("encrypt", "--key-file", endless, stdin=b"x", timeout=10)
+        assert result.returncode == 1
+        assert result.stderr == (f"chatd-crypt: error: {endless} must hold a 32-byte key "
+                                 "(raw, hex or base64)\n").encode(), result.stderr
+
+
 def test_no_password_and_no_terminal_is_a_clear_error(
         tmp_path: Path, capsys: pytest.CaptureFixture[str],
         monkeypatch: pytest.MonkeyPatch) -> None:
