@@ -90,6 +90,9 @@ def load_dir(directory: Path) -> dict[str, Sticker]:
         paths = sorted(directory.glob("*.txt"))
     except OSError:
         paths = []
+    if len(paths) > MAX_STICKERS:
+        log.warning("stickers skipped", extra={"fields": {
+            "dir": str(directory), "skipped": len(paths) - MAX_STICKERS, "read": MAX_STICKERS}})
     for path in paths[:MAX_STICKERS]:
         name = path.stem.lower()
         try:

@@ -151,3 +151,18 @@ async def test_a_pipe_or_an_endless_file_among_the_stickers_is_skipped(tmp_path:
     assert not any(name in " ".join(lines) for name in ("pipe", "zero", "big")), lines
     for name in ("pipe.txt", "zero.txt", "big.txt"):
         assert f'msg="sticker skipped" path={custom / name}' in log, log
+
+
+async def test_stickers_past_the_cap_are_said_to_be_skipped(tmp_path: Path) -> None:
+    # Only the first 500 files are read; the rest used to go without a word.
+    custom = tmp_path / "stickers"
+    custom.mkdir()
+    for n in range(502):
+        (custom / f"s{n:03d}.txt").write_text(f"art {n}\n")
+    config = write_config(tmp_path / "chatd.yaml", accounts={"bcrypt_cost": 4},
+                          stickers={"dir": str(custom), "builtin": False})
+    with ChatdProcess.serve(tmp_path, config) as daemon:
+        await daemon.started()
+        log = daemon.log()
+    assert "count=500" in log
+    assert f'msg="stickers skipped" dir={custom} skipped=2 read=500' in log, log
