@@ -18,6 +18,7 @@ import asyncio
 import contextlib
 import dataclasses
 import json
+import logging
 import mimetypes
 import os
 import sys
@@ -63,6 +64,7 @@ MAX_PREVIEW = 8192
 # From dark to bright: on the usual dark terminal, bright pixels are dense glyphs.
 RAMP = " .:-=+*#%@"
 _PACKAGE_ROOT = str(Path(__file__).resolve().parents[2])
+log = logging.getLogger(__name__)
 # Preview processes running at once, server-wide: each may use files.preview_memory
 # and a CPU, so uploads from many connections together wait their turn instead of
 # starting one each.
@@ -298,9 +300,14 @@ async def preview(job: Job, timeout: float) -> str:
     # The child imports this module by name, wherever the server was started from.
     env = {**os.environ, "PYTHONPATH": os.pathsep.join(
         p for p in (_PACKAGE_ROOT, os.environ.get("PYTHONPATH", "")) if p)}
-    proc = await asyncio.create_subprocess_exec(
-        *_command(job), stdin=asyncio.subprocess.DEVNULL, stdout=asyncio.subprocess.PIPE,
-        stderr=asyncio.subprocess.DEVNULL, env=env)
+    try:
+        proc = await asyncio.create_subprocess_exec(
+            *_command(job), stdin=asyncio.subprocess.DEVNULL, stdout=asyncio.subprocess.PIPE,
+            stderr=asyncio.subprocess.DEVNULL, env=env)
+    except OSError as exc:  # no process at all (fork refused, the interpreter gone)
+        log.warning("preview process not started", extra={"fields": {
+            "error": exc.strerror or str(exc)}})
+        return failed(job.mime, job.size, "preview process failed")
     try:
         out, _ = await asyncio.wait_for(proc.communicate(), timeout)
     except TimeoutError:

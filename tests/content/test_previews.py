@@ -269,6 +269,15 @@ async def test_a_child_that_fails_gives_an_error_preview(tmp_path: Path,
                                              "failed)"
 
 
+async def test_a_preview_process_that_cannot_start_gives_an_error_preview(
+        clients: Clients, monkeypatch: pytest.MonkeyPatch) -> None:
+    # No process at all (fork refused under load, the interpreter gone in an upgrade):
+    # the upload still succeeds, with an error preview, never internal-error.
+    monkeypatch.setattr(previews, "_command", lambda job: ["/nonexistent/python3"])
+    file = await preview_of(clients, "t.txt", b"hello\n")
+    assert file["preview"] == "text/plain, 6 bytes: no preview (preview process failed)"
+
+
 def test_human_size() -> None:
     assert [previews.human_size(n) for n in (0, 1, 1023, 1024, 5 * 1024 * 1024, 3 << 30,
                                              5000 << 30)] == [
