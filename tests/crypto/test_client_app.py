@@ -342,6 +342,25 @@ async def test_stdin_from_dev_null_is_the_end_of_input(server: ChatServer, clien
     assert "Welcome back, zed" in out.decode() and err == b"", err.decode()
 
 
+@pytest.mark.parametrize("typed", ["/format text", "/set format text",
+                                   "/quote format text", "/SET FORMAT json"])
+async def test_the_format_is_not_changed_from_the_client(
+        server: ChatServer, clients: Clients, terminal: StartTerminal, tmp_path: Path,
+        monkeypatch: pytest.MonkeyPatch, typed: str) -> None:
+    # The client reads JSON: sent, the line switched the connection to text it cannot
+    # read, and the session ended ("no answer from the server").
+    await clients.user("zed")
+    monkeypatch.setenv("CHATD_PASSWORD", PASSWORD)
+    term = terminal(argv(server, "zed", "--config-dir", str(tmp_path / "keys")))
+    await term.shows("Welcome back, zed")
+    await term.type(typed, "/whoami")
+    await term.shows("You are zed")
+    assert "the format cannot change here" in term.out
+    assert "no answer from the server" not in term.out
+    term.end_input()
+    assert await term.exit_status() == 0
+
+
 async def test_a_bad_password_is_a_clear_error(
         server: ChatServer, clients: Clients, terminal: StartTerminal, tmp_path: Path,
         monkeypatch: pytest.MonkeyPatch) -> None:

@@ -148,6 +148,11 @@ class ClientSession:
         local = self._local.get(name.lower())
         if local is not None:
             return await local(rest.strip())
+        if _changes_format(text):
+            # The client reads JSON: in another format its reading would stop, and
+            # the session with it.
+            return [error("this client talks to the server in JSON; the format cannot "
+                          "change here.")]
         return await self.command(text)
 
     async def command(self, line: str) -> list[Line]:
@@ -400,3 +405,17 @@ class ClientSession:
 def _not_for_you(sender: str, room: Any) -> Line:
     return Line("notice", f"an encrypted message from {sender} was not encrypted for you "
                 "(sent before you joined, or before your key was known).", room=room)
+
+
+def _served(text: str) -> list[str]:
+    """The words of the command the server runs for ``text``: /quote looked through."""
+    words = text.split()
+    while len(words) > 1 and words[0].lower() == "/quote":
+        words = [f"/{words[1].lstrip('/')}", *words[2:]]
+    return [word.lower() for word in words]
+
+
+def _changes_format(text: str) -> bool:
+    """Whether ``text`` is /format or /set format (through /quote too)."""
+    words = _served(text)
+    return bool(words) and (words[0] == "/format" or words[:2] == ["/set", "format"])
