@@ -361,6 +361,24 @@ async def test_the_format_is_not_changed_from_the_client(
     assert await term.exit_status() == 0
 
 
+async def test_an_upload_through_quote_is_refused_too(
+        server: ChatServer, clients: Clients, terminal: StartTerminal, tmp_path: Path,
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    # /quote runs its words as the command: /quote upload put the connection in upload
+    # mode, and every later line (a message, a command) was taken for file data.
+    zed = await clients.user("zed")
+    await zed.command("/create lobby")
+    monkeypatch.setenv("CHATD_PASSWORD", PASSWORD)
+    term = terminal(argv(server, "zed", "--config-dir", str(tmp_path / "keys")))
+    await term.shows("Welcome back, zed")
+    await term.type("/quote upload notes.txt 3 lobby", "/quote /UPLOAD notes.txt 3 lobby",
+                    "/whoami")
+    await term.shows("You are zed")
+    assert term.out.count("/upload is not sent from chatd-client") == 2
+    term.end_input()
+    assert await term.exit_status() == 0
+
+
 async def test_a_bad_password_is_a_clear_error(
         server: ChatServer, clients: Clients, terminal: StartTerminal, tmp_path: Path,
         monkeypatch: pytest.MonkeyPatch) -> None:

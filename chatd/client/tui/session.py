@@ -148,6 +148,8 @@ class ClientSession:
         local = self._local.get(name.lower())
         if local is not None:
             return await local(rest.strip())
+        if _served(text)[:1] == ["/upload"]:  # /quote upload: refused as /upload is
+            return await self._upload("")
         if _changes_format(text):
             # The client reads JSON: in another format its reading would stop, and
             # the session with it.
