@@ -143,14 +143,15 @@ def clean(text: str, max_lines: int = 60) -> str:
 
 def human_size(size: int) -> str:
     """``1 byte``, ``512 bytes``, ``1.5 KiB`` ... ``2.0 GiB``."""
+    if size < 1024:
+        return f"{size} byte{'s' * (size != 1)}"
     value = float(size)
-    for unit in ("KiB", "MiB", "GiB"):
-        if value < 1024:
-            break
+    for unit in ("KiB", "MiB"):
         value /= 1024
-        if value < 1024 or unit == "GiB":
+        # Rounded as shown: 1023.96 KiB is "1.0 MiB", never "1024.0 KiB".
+        if round(value, 1) < 1024:
             return f"{value:.1f} {unit}"
-    return f"{size} byte{'s' * (size != 1)}"
+    return f"{value / 1024:.1f} GiB"
 
 
 # -- the previews themselves (run in the child process) ------------------------------------

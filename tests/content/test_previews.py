@@ -278,6 +278,13 @@ async def test_a_preview_process_that_cannot_start_gives_an_error_preview(
     assert file["preview"] == "text/plain, 6 bytes: no preview (preview process failed)"
 
 
+def test_human_size_never_says_1024_of_a_unit() -> None:
+    # Just under a MiB (or a GiB) was rounded up to "1024.0 KiB" instead of the next unit.
+    assert [previews.human_size(n) for n in (1024 * 1024 - 1, (1 << 30) - 1,
+                                             1024 * 1024 - 52)] == [
+        "1.0 MiB", "1.0 GiB", "1023.9 KiB"]
+
+
 def test_human_size() -> None:
     assert [previews.human_size(n) for n in (0, 1, 1023, 1024, 5 * 1024 * 1024, 3 << 30,
                                              5000 << 30)] == [
