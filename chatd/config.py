@@ -375,8 +375,10 @@ AT_LEAST_ONE: Final = ("limits.max_connections", "limits.max_connections_per_ip"
                        "rooms.page_size",
                        "crypto.spawn_rate", "web.max_body")
 # Durations that must be more than 0 (0 would run housekeeping without a pause,
-# or drop every connection before it could log in).
-ABOVE_ZERO: Final = ("housekeeping.interval", "limits.login_timeout")
+# drop every connection before it could log in, time out every HTTP request, or
+# kill every preview and every encryption as it starts).
+ABOVE_ZERO: Final = ("housekeeping.interval", "limits.login_timeout", "web.request_timeout",
+                     "files.preview_timeout", "crypto.timeout")
 _NODE_ID_RE: Final = re.compile(r"[A-Za-z0-9_-]{1,32}")
 # SQLite's in-memory database: not a file, so never resolved against a directory.
 _MEMORY: Final = ":memory:"
