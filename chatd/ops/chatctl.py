@@ -330,6 +330,10 @@ async def _backup(client: ControlClient, args: argparse.Namespace, console: Cons
 
 def _backup_target(given: str) -> str:
     """The absolute path to write, in the operator's directory; ControlError if unwritable."""
+    if not given.strip():
+        # abspath("") is the working directory: refused as "a directory" otherwise.
+        raise ControlError("cannot write the backup: no path given (- writes to standard "
+                           "output)")
     path = os.path.abspath(given)
     directory = os.path.dirname(path)
     if os.path.isdir(path):

@@ -75,6 +75,10 @@ def test_a_missing_directory_is_refused_before_asking_the_daemon(tmp_path: Path)
                                    f"{target.parent}\n"
     into_a_directory = chatctl("--db", str(tmp_path / "chatd.db"), "backup", str(tmp_path))
     assert into_a_directory.returncode == 1 and b"is a directory" in into_a_directory.stderr
+    empty = chatctl("--db", str(tmp_path / "chatd.db"), "backup", "")
+    assert empty.returncode == 1
+    assert empty.stderr.decode() == ("chatctl: cannot write the backup: no path given "
+                                     "(- writes to standard output)\n")
 
 
 async def test_a_target_that_is_no_regular_file_is_refused_not_replaced(
