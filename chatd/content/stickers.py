@@ -98,6 +98,10 @@ def load_dir(directory: Path) -> dict[str, Sticker]:
         try:
             if not NAME_RE.fullmatch(name):
                 raise BadArt("the name must be 1-32 of a-z, 0-9, _ and -")
+            if name in found:
+                # Cat.txt and cat.txt: names are case-blind, and the first (in the
+                # listing's order) keeps it, said rather than replaced in silence.
+                raise BadArt(f"another file already gives the sticker {name!r}")
             found[name] = Sticker(name, parse_art(_read_small(path)), str(directory))
         except (BadArt, OSError) as exc:
             log.warning("sticker skipped", extra={"fields": {"path": str(path),

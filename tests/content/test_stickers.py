@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import os
 from pathlib import Path
 
@@ -116,6 +117,18 @@ def test_bad_names_and_a_missing_directory_are_skipped(tmp_path: Path) -> None:
     assert sorted(load_dir(tmp_path)) == ["good"]
     book = Stickers(StickersConfig(dir=str(tmp_path / "missing")), builtin_dir=tmp_path / "no")
     assert book.all() == []
+
+
+def test_two_files_of_one_sticker_name_keep_the_first_and_say_so(
+        tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    (tmp_path / "Cat.txt").write_text("first\n")
+    (tmp_path / "cat.txt").write_text("second\n")
+    with caplog.at_level(logging.WARNING, logger="chatd.content.stickers"):
+        found = load_dir(tmp_path)
+    assert {name: sticker.art for name, sticker in found.items()} == {"cat": "first"}
+    [skipped] = [r for r in caplog.records if r.getMessage() == "sticker skipped"]
+    assert skipped.fields == {"path": str(tmp_path / "cat.txt"),  # type: ignore[attr-defined]
+                              "reason": "another file already gives the sticker 'cat'"}
 
 
 async def test_stickers_reload_with_the_server(server: ChatServer, db_path: Path) -> None:
