@@ -133,8 +133,13 @@ def parse_head(head: bytes) -> Request:
         key = name.lower()
         headers[key] = f"{headers[key]}, {value.strip()}" if key in headers else value.strip()
     split = urlsplit(target)
-    return Request(method.upper(), target, unquote(split.path),
-                   dict(parse_qsl(split.query, keep_blank_values=True)), headers, version,
+    try:
+        # Strict: a %ff would otherwise become U+FFFD, and a file be named with it.
+        query = dict(parse_qsl(split.query, keep_blank_values=True, errors="strict"))
+    except UnicodeDecodeError:
+        raise HttpError(400, Code.BAD_REQUEST, "the query string's escapes are not "
+                        "UTF-8.") from None
+    return Request(method.upper(), target, unquote(split.path), query, headers, version,
                    head + _END)
 
 

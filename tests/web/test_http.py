@@ -109,6 +109,14 @@ async def test_unknown_paths_methods_and_websocket_paths_without_upgrade(
         assert missing.status_code == 404
 
 
+async def test_a_query_whose_escapes_are_not_utf8_is_a_bad_request(server: ChatServer) -> None:
+    """An upload's name=%ff would be stored as U+FFFD: refused before any route."""
+    answer = await raw_request(server, b"POST /api/v1/rooms/den/files?name=%ff HTTP/1.1\r\n"
+                                       b"Host: x\r\nContent-Length: 0\r\n\r\n")
+    assert status_and_error(answer) == (400, "bad-request")
+    assert b"not UTF-8" in answer
+
+
 async def test_keep_alive_serves_several_requests_on_one_socket(server: ChatServer) -> None:
     request = b"GET /health HTTP/1.1\r\nHost: x\r\n\r\n"
     answer = await raw_request(server, request * 2 + b"GET /health HTTP/1.1\r\nHost: x\r\n"
