@@ -92,8 +92,13 @@ def write_secret(path: Path, data: bytes, overwrite: bool = False) -> None:
     """
     _refuse_existing(path, overwrite)
     temp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    fd = os.open(temp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_NOFOLLOW", 0),
-                 PRIVATE_MODE)
+    try:
+        fd = os.open(temp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_NOFOLLOW", 0),
+                     PRIVATE_MODE)
+    except OSError as exc:
+        # Said of the file asked for (a missing directory, no permission), not of the
+        # temporary one made beside it, which its user never named.
+        raise OSError(exc.errno, exc.strerror, str(path)) from None
     try:
         os.fchmod(fd, PRIVATE_MODE)  # the umask may have removed bits; never added any
         with os.fdopen(fd, "wb") as out:

@@ -304,6 +304,14 @@ def test_keygen_writes_a_private_file_created_0600(tmp_path: Path,
     assert not [p for p in tmp_path.iterdir() if p.name.endswith(".tmp")]
 
 
+def test_keygen_into_a_missing_directory_names_the_file_asked_for(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    asked = tmp_path / "no" / "such" / "me"
+    code, _, err = run(["keygen", "--out", str(asked)], capsys)
+    assert code == 1
+    assert err == f"chatd-crypt: error: {asked}.key: No such file or directory\n"
+
+
 @PQ
 def test_keygen_pq(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     code, out, _ = run(["keygen", "--pq", "--out", str(tmp_path / "pq")], capsys)
