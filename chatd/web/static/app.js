@@ -154,9 +154,21 @@ function messageBody(record) {
   return el("span", {class: "text", text: record.text || ""});
 }
 
+// A file's size as the server's text says it: 512 bytes, 1.5 KiB, 10.0 MiB, 2.0 GiB
+// (rounded as shown: never "1024.0 KiB").
+function humanSize(size) {
+  if (size < 1024) return `${size} byte${size === 1 ? "" : "s"}`;
+  let value = size;
+  for (const unit of ["KiB", "MiB"]) {
+    value /= 1024;
+    if (Math.round(value * 10) / 10 < 1024) return `${value.toFixed(1)} ${unit}`;
+  }
+  return `${(value / 1024).toFixed(1)} GiB`;
+}
+
 function fileBody(file) {
   const box = el("div", {class: "file"});
-  const size = file.size >= 1024 ? `${(file.size / 1024).toFixed(1)} KiB` : `${file.size} B`;
+  const size = humanSize(file.size);
   box.append(el("span", {class: "file-name", text: `${file.name} (${size}, ${file.mime})`}));
   const download = el("button", {type: "button", class: "link", text: "Download"});
   download.addEventListener("click", () => downloadFile(file));

@@ -115,6 +115,12 @@ async def test_an_upload_shows_its_preview_as_an_image(
                 "buffer": b"first line of the notes\nsecond line\n"}])
     preview = bob.get_by_label("preview of notes.txt")
     await preview.filter(has_text="first line of the notes").wait_for()
+    # Sizes read as the server's text says them, in the unit that fits.
+    await bob.locator(".file-name").filter(has_text="notes.txt (36 bytes, text/plain").wait_for()
+    await alice.locator("#upload-input").set_input_files(
+        files=[{"name": "big.bin", "mimeType": "application/octet-stream",
+                "buffer": bytes(3 * 1024 * 1024)}])
+    await bob.locator(".file-name").filter(has_text="big.bin (3.0 MiB,").wait_for()
     await screenshot(bob, "client-upload-preview")
 
     # Stickers come from the picker, and the art is shown as text.
