@@ -23,13 +23,20 @@ async def notifications(ctx: Context, action: str | None) -> Ok:
     if action == "clear":
         cleared = await notifier.clear(ctx.user)
         return ok(f"{cleared} notification{'s' * (cleared != 1)} cleared.", cleared=cleared)
-    pending = await notifier.pending(ctx.user)
+    pending, total = await notifier.pending(ctx.user)
     rows = [[time.strftime("%Y-%m-%d %H:%M", time.gmtime(n.created_at)), n.kind,
              n.payload.get("text", "")] for n in pending]
     if rows:
         ctx.table(["when (UTC)", "kind", "what"], rows)
     items = [notification_record(Notified(n))["notification"] | {"text": n.payload.get("text", "")}
              for n in pending]
-    message = (f"{len(pending)} notification{'s' * (len(pending) != 1)}; "
-               "/notifications clear clears them." if pending else "No notifications.")
-    return ok(message, notifications=items)
+    return ok(_summary(len(pending), total), notifications=items, total=total)
+
+
+def _summary(shown: int, total: int) -> str:
+    if not total:
+        return "No notifications."
+    said = f"{total} notification{'s' * (total != 1)}"
+    if shown < total:
+        said += f", the newest {shown} shown"
+    return f"{said}; /notifications clear clears them."

@@ -24,6 +24,9 @@ if TYPE_CHECKING:
 
 
 log = logging.getLogger(__name__)
+# The most notifications one listing shows (the newest): /notifications clear
+# clears them all, shown or not.
+SHOWN = 200
 
 
 class Notifier:
@@ -49,8 +52,14 @@ class Notifier:
         if user.online:
             self._bus.to_user(user, Notified(note))
 
-    async def pending(self, user: User) -> list[NotificationRecord]:
-        return await self._storage.list_notifications(user.id)
+    async def pending(self, user: User) -> tuple[list[NotificationRecord], int]:
+        """``user``'s newest notifications (at most SHOWN, oldest first), and how
+        many they have in all: a flood of them (direct messages while away) must
+        not make one reply of megabytes."""
+        shown = await self._storage.list_notifications(user.id, SHOWN)
+        if len(shown) < SHOWN:
+            return shown, len(shown)
+        return shown, await self._storage.count_notifications(user.id)
 
     async def unread(self, user: User) -> int:
         """How many notifications ``user`` has, wherever they were written (on a

@@ -125,11 +125,11 @@ async def history(call: Call) -> Response:
 
 
 async def notifications(call: Call) -> Response:
-    pending = await call.services.notifier.pending(call.me)
+    pending, total = await call.services.notifier.pending(call.me)
     # ts_epoch as the line protocol's notifications have it; time, the same, as before.
     items = [{"id": n.id, "kind": n.kind, "ts_epoch": n.created_at, "time": n.created_at,
               **n.payload} for n in pending]
-    return json_response({"notifications": items})
+    return json_response({"notifications": items, "total": total})
 
 
 async def clear_notifications(call: Call) -> Response:
@@ -374,7 +374,7 @@ def api_routes(links: LinkSigner) -> list[Route]:
               "message", "messages", (user,), body=s.obj(text=s.STR), answer=s.POSTED,
               errors=(400, 403, 404, 429)),
         Route("GET", PREFIX + "/notifications", notifications, "Your notifications",
-              "account", answer=s.obj(notifications=s.array(s.ANY_OBJECT))),
+              "account", answer=s.obj(notifications=s.array(s.ANY_OBJECT), total=s.INT)),
         Route("DELETE", PREFIX + "/notifications", clear_notifications, "Clear your "
               "notifications", "account", answer=s.obj(cleared=s.INT), scope=Scope.READ),
         *file_routes(links),

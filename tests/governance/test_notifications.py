@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 from chatd.client import ChatClient
+from chatd.domain.notifications import SHOWN
 from tests.governance import notes, room_with, settle, users
-from tests.helpers import PASSWORD, Clients
+from tests.helpers import PASSWORD, ChatServer, Clients
 
 LIVE_KINDS = ["request-declined", "request-accepted", "promoted", "demoted", "muted",
               "unmuted", "kicked", "banned", "unbanned", "invitation", "terminated"]
@@ -69,6 +70,24 @@ async def test_notifications_wait_for_an_offline_user(clients: Clients) -> None:
     assert [n["kind"] for n in listed] == ["invitation", "direct-message"]
     assert listed[1]["sender"] == "alice"
     assert notes(await settle(bob), "invitation") == []  # not pushed again at login
+
+
+async def test_a_flood_of_notifications_lists_the_newest_and_counts_them_all(
+        server: ChatServer, clients: Clients) -> None:
+    """One reply never holds thousands: the newest SHOWN, and how many in all."""
+    bob = await clients.user("bob")
+    services = server.services
+    for n in range(SHOWN + 5):
+        await services.notifier.notify(services.accounts.require("bob"), "test", f"note {n}")
+    await settle(bob)
+    listed = await bob.command("/notifications")
+    assert listed["total"] == SHOWN + 5
+    assert [n["text"] for n in listed["notifications"]] == [
+        f"note {n}" for n in range(5, SHOWN + 5)]
+    assert listed["message"] == (f"{SHOWN + 5} notifications, the newest {SHOWN} shown; "
+                                 "/notifications clear clears them.")
+    assert (await bob.command("/notifications clear"))["cleared"] == SHOWN + 5
+    assert (await bob.command("/notifications"))["total"] == 0
 
 
 async def test_a_direct_message_to_an_online_user_is_no_notification(

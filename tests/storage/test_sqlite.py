@@ -584,6 +584,9 @@ async def test_notifications(storage: Storage) -> None:
     await storage.add_notification(bob, "mention", {}, T0 + 20)
     assert first.id < second.id
     assert await storage.list_notifications(alice) == [first, second]
+    # The newest ones, oldest first.
+    assert await storage.list_notifications(alice, 1) == [second]
+    assert await storage.list_notifications(alice, 5) == [first, second]
     assert second.payload == {"room": "den"}
     assert await storage.count_notifications(alice) == 2
     assert await storage.delete_notifications_before(T0 + 10) == 1

@@ -272,8 +272,9 @@ async def test_notifications_list_and_clear(server: ChatServer, clients: Clients
     await alice.command("/msg bob are you there?")
     token = await token_for(server, "bob")
     async with http(server, token) as client:
-        listed = (await client.get("/api/v1/notifications")).json()["notifications"]
-        assert [n["kind"] for n in listed] == ["direct-message"]
+        answer = (await client.get("/api/v1/notifications")).json()
+        listed = answer["notifications"]
+        assert [n["kind"] for n in listed] == ["direct-message"] and answer["total"] == 1
         assert listed[0]["sender"] == "alice"
         # Its time named as the line protocol names it (and as before).
         assert listed[0]["ts_epoch"] == listed[0]["time"] > 0
