@@ -130,6 +130,9 @@ class Files:
         refuse_unvoiced(room, user)
         # A file is plaintext: an end-to-end room refuses it before its data comes.
         refuse_plain(room)
+        # Its announcement is a message: one that would be refused now is refused
+        # before the data and the preview (a CPU-second for a large image) cost anything.
+        self._messaging.refuse_spent(room, user)
         if size > self.config.max_size:
             raise _too_large(self.config.max_size)
         await self._check_quota(user, size)

@@ -232,6 +232,11 @@ class Messaging:
         assert endpoint.user is not None
         self._bus.to_room(room, Typing(room.name, endpoint.user.name), skip=endpoint)
 
+    def refuse_spent(self, room: Room, user: User) -> None:
+        """``rate-limited`` now, taking nothing, if ``user`` could not post in ``room``
+        (Protection.refuse_spent): asked before an upload's costly part."""
+        self._protection.refuse_spent(user, room)
+
     def refuse_silenced(self, room: Room, user: User) -> None:
         """Raise ``muted`` or ``moderated`` when ``user`` may not speak in ``room``.
         What holds their messages back holds the rest of what they would show the

@@ -241,6 +241,14 @@ class Protection:
             return 0.0
         return self._store.wait(MESSAGE, user.id, self._message_rate, self._message_burst)
 
+    def refuse_spent(self, user: User, room: Room | None) -> None:
+        """Raise ``rate-limited``, taking nothing, when ``user`` could not send a
+        message now: for a post that comes after costly work (an upload's data and
+        preview), which must not run while the post would be refused."""
+        wait = self.message_wait(user, room)
+        if wait > 0:
+            raise _rate_limited("too many messages", wait)
+
     def room_rate_changed(self, room: Room) -> None:
         """Forget the room's buckets so the new rate applies at once."""
         self._store.forget(Kind.ROOM_MESSAGE, room.id)

@@ -141,6 +141,25 @@ async def test_an_upload_refused_at_once_reads_as_sentences(clients: Clients) ->
                                           "<filename> <size> [sha256] [room]"]
 
 
+async def test_an_upload_whose_announcement_would_be_rate_limited_is_refused_at_once(
+        db_path: Path) -> None:
+    """Before its data and its preview cost anything."""
+    from tests.helpers import start_server
+
+    server = await start_server(db_path, limits__message_rate=0.01, limits__message_burst=1)
+    clients = Clients(server)
+    try:
+        alice = await text_client(clients, "alice")
+        await text_run(alice, "/create general", "the one message the bucket holds")
+        alice.send("/upload a.txt 3")
+        refused = await alice.line()
+        assert refused.startswith("* upload failed (rate-limited): too many messages; wait ")
+        assert (await text_run(alice, "YWJj", "."))[-1].startswith("! rate-limited: ")
+    finally:
+        await clients.close()
+        await server.stop()
+
+
 async def test_a_zero_byte_file_and_a_checksumless_upload(clients: Clients) -> None:
     alice = await clients.user("alice")
     await alice.command("/create general")
