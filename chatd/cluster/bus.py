@@ -715,20 +715,13 @@ class ClusterBus:
     def _deliver_event(self, entry: Entry, event: Event,
                        before: tuple[Endpoint, ...]) -> None:
         ours = entry["n"] == self._node
-        issued = self._issued.pop(entry["t"], None) if ours and "t" in entry else None
-        if issued is None:
-            self._deliver_entry(entry, event, before)
-            return
-        # A command of this node caused it: delivered as part of its reply.
-        try:
-            with resumed(issued[0]):
-                self._deliver_entry(entry, event, before)
-        finally:
-            self._shown(issued)
-
-    def _deliver_entry(self, entry: Entry, event: Event,
-                       before: tuple[Endpoint, ...]) -> None:
-        ours = entry["n"] == self._node
+        # (Asked only while a command of this node waits: the message path, every
+        # entry of every node, pays one test of an empty dict.)
+        if self._issued and ours and "t" in entry:
+            issued = self._issued.pop(entry["t"], None)
+            if issued is not None:
+                self._deliver_issued(issued, entry, event, before)
+                return
         room_id = entry.get("r")
         if ours and "d" in entry:
             before = self._departing.pop(entry["d"], ()) or before
@@ -749,6 +742,15 @@ class ClusterBus:
             self.local.to_users(users, event, reply[0], room_id, echo, reply[1])
         else:
             self.local.to_users(users, event, None, room_id)
+
+    def _deliver_issued(self, issued: tuple[Issuing, asyncio.Future[None]], entry: Entry,
+                        event: Event, before: tuple[Endpoint, ...]) -> None:
+        """Deliver an entry a command of this node caused as part of its reply."""
+        try:
+            with resumed(issued[0]):
+                self._deliver_event(entry, event, before)  # (no longer issued: delivered)
+        finally:
+            self._shown(issued)
 
     async def _decided(self, room_id: int, event: Event,
                        ours: bool) -> tuple[Endpoint, ...]:
