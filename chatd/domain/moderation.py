@@ -173,11 +173,13 @@ class Moderation:
                 # as a member's is (by its departure): it takes its place in order.
                 self._emit(room, target, events.Banned(room.name, target.name, name, reason))
 
+        # As a mute's: the reason, or for how long when none was given.
+        audited = reason or _for(duration).strip()
         removed = await self._rooms.remove(
             room, target, "ban", name, reason, prepare=impose, missing_ok=True,
-            authorize=lambda: _authorize(Action.BAN, room, actor, target))
+            authorize=lambda: _authorize(Action.BAN, room, actor, target), audited=audited)
         if removed is None:  # a pre-emptive ban of a non-member
-            await self._audit.record("ban", name, target.name, room, reason)
+            await self._audit.record("ban", name, target.name, room, audited)
         await self._notifier.notify(
             target, "banned", _sentence(f"you are banned from #{room.name}{_for(duration)}",
                                         reason),

@@ -327,7 +327,8 @@ class Rooms:
                      reason: str = "", skip: Endpoint | None = None,
                      authorize: Callable[[], None] | None = None,
                      prepare: Callable[[], Awaitable[None]] | None = None,
-                     missing_ok: bool = False) -> Departure | None:
+                     missing_ok: bool = False,
+                     audited: str | None = None) -> Departure | None:
         """Take ``user`` out of ``room`` (leave, kick or ban) with succession and termination.
 
         ``authorize`` runs in the room's transaction, so a permission is checked at
@@ -336,6 +337,7 @@ class Rooms:
         ``missing_ok``, nothing to remove (None). A room that ended meanwhile is
         ``no-such-room`` (a ban or a kick records nothing in it), except for a
         plain departure with ``missing_ok``: its ending took everyone out already.
+        ``audited``: the audit entry's reason, when it says more than ``reason``.
         """
         async with self._transactions.room(room):
             if prepare is not None or not missing_ok:
@@ -362,7 +364,7 @@ class Rooms:
             heirs = self._tell_roles(room, departure.role_changes, departure.voiced)
             evicted = self._tell_terminated(room, departure, evicted_member)
         await self._audit.record(event, actor=actor_name, target=user.name, room=room,
-                                 reason=reason)
+                                 reason=reason if audited is None else audited)
         await self._record_roles(room, heirs)
         if departure.terminate:
             await self._record_termination(room, evicted)

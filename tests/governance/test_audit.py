@@ -65,6 +65,18 @@ async def test_the_audit_log_records_every_governance_action(server: ChatServer,
     assert latest == everything[-3:]
 
 
+async def test_a_timed_ban_says_for_how_long_as_a_timed_mute_does(clients: Clients) -> None:
+    alice, bob, _ = await users(clients, "alice", "bob", "carol")
+    await room_with(alice, "club", bob)
+    await alice.command("/ban bob club 2h")  # a member
+    await alice.command("/ban carol club 30m")  # not one
+    await alice.command("/mute alice club 10m", check=False)  # (refused: not audited)
+    await alice.command("/ban dave club 1d spam", check=False)  # no such user
+    entries = (await alice.command("/audit club 50"))["entries"]
+    assert [(e["target"], e["reason"]) for e in entries if e["action"] == "ban"] == [
+        ("bob", "for 2h"), ("carol", "for 30m")]
+
+
 async def test_who_may_read_a_room_audit(server: ChatServer, clients: Clients) -> None:
     root = await server_admin(server, clients)
     alice, bob, carol, dave = await users(clients, "alice", "bob", "carol", "dave")
