@@ -413,10 +413,30 @@ export class Api {
   }
 
   upload(room, file) {
-    const query = new URLSearchParams({name: file.name});
+    const query = new URLSearchParams({name: uploadName(file.name)});
     return this.call("POST", `/rooms/${encodeURIComponent(room)}/files?${query}`, file,
                      {"Content-Type": file.type || "application/octet-stream"});
   }
+}
+
+// The longest file name the server takes, in characters (chatd.content.files).
+const MAX_FILE_NAME = 128;
+
+// A file's name as the server takes it: 1-128 printable characters, no / or \, no
+// space at either end. A name the computer allowed and the server would refuse
+// (a long one, above all) is shortened, its extension kept, rather than the
+// upload failing with nothing to choose instead.
+export function uploadName(name) {
+  // Not printable to the server (Python's isprintable): controls, format and
+  // unassigned characters, separators other than the space.
+  const plain = name.replace(/[\p{C}\p{Zl}\p{Zp}\/\\]|(?! )\p{Zs}/gu, "_").trim();
+  if (!plain || plain === "." || plain === "..") return "file";
+  const chars = Array.from(plain);  // characters, as the server counts them
+  if (chars.length <= MAX_FILE_NAME) return plain;
+  const dot = plain.lastIndexOf(".");
+  const extension = dot > 0 && plain.length - dot <= 16 ? Array.from(plain.slice(dot)) : [];
+  const stem = chars.slice(0, MAX_FILE_NAME - extension.length).join("").trimEnd();
+  return stem + extension.join("");
 }
 
 // An element with text content only: the client never parses HTML it was sent.

@@ -130,6 +130,25 @@ async def test_an_upload_shows_its_preview_as_an_image(
     assert alice.script_errors == [] and bob.script_errors == []
 
 
+async def test_a_file_name_the_server_would_refuse_is_shortened_not_refused(
+        daemon: Daemon, browser: Any) -> None:
+    # A name the computer allowed (200 characters, a space at its end, a zero-width
+    # space) but the server does not take: uploaded under the nearest it takes.
+    alice = await browser("alice")
+    await register(alice, daemon.url, "alice")
+    await enter_room(alice, "/create docs", "docs")
+    long = "é" * 200 + ".txt"
+    await alice.locator("#upload-input").set_input_files(
+        files=[{"name": long, "mimeType": "text/plain", "buffer": b"long\n"}])
+    shortened = "é" * 124 + ".txt"
+    await alice.locator(".file-name").filter(has_text=f"{shortened} (5 bytes").wait_for()
+    await alice.locator("#upload-input").set_input_files(
+        files=[{"name": "odd\u200bname.txt ", "mimeType": "text/plain", "buffer": b"x"}])
+    await alice.locator(".file-name").filter(has_text="odd_name.txt (1 byte,").wait_for()
+    assert await alice.locator("#log li.error").count() == 0
+    assert alice.script_errors == []
+
+
 async def test_an_image_the_browser_cannot_decode_shows_the_text_preview(
         daemon: Daemon, browser: Any) -> None:
     # Named and sniffed as a PNG, but cut short: the server's preview says why there
