@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 import redis.asyncio
@@ -211,9 +212,11 @@ class ClusterNode:
             accounts.on_changed = lambda user, what, details: bus.announce_account(
                 user.id, what, details)
             presence.on_broadcast = bus.announce_broadcast
-            bus.handlers["bc"] = lambda entry: self._broadcast_here(presence, entry)
+            # An operator's broadcast goes to this node's connections; an audit
+            # entry (stored where it was made) to this node's live readers.
+            bus.handlers["bc"] = self._from_elsewhere(presence.broadcast_here)
             audit.shared = bus.announce_audit
-            bus.handlers["au"] = lambda entry: self._audited_elsewhere(audit, entry)
+            bus.handlers["au"] = self._from_elsewhere(audit.heard)
         if bus is not None and self.persister is not None:
             self.epoch = EpochChange(
                 bus, self.persister,
@@ -234,15 +237,13 @@ class ClusterNode:
                                                 self.sequencer.caught_up)
         return self.transactions
 
-    def _broadcast_here(self, presence: Presence, entry: Entry) -> None:
-        """Another node's operator broadcast: sent to this node's connections."""
-        if entry["n"] != self.node_id:
-            presence.broadcast_here(entry["x"])
-
-    def _audited_elsewhere(self, audit: AuditLog, entry: Entry) -> None:
-        """Another node's audit entry (stored there): this node's live readers see it."""
-        if entry["n"] != self.node_id:
-            audit.heard(entry["x"])
+    def _from_elsewhere(self, tell: Callable[[Any], object]) -> Callable[[Entry], None]:
+        """The handler of a kind of entry whose value (``x``) the node that made it
+        applied there at once: ``tell`` is given the value of another node's."""
+        def handle(entry: Entry) -> None:
+            if entry["n"] != self.node_id:
+                tell(entry["x"])
+        return handle
 
     async def _account_changed(self, entry: Entry) -> None:
         """Another node made or changed an account: see chatd/cluster/accountsync.py."""
