@@ -252,11 +252,13 @@ async def _change_modes(ctx: Context, changes: list[ModeChange], room: Room) -> 
     # Each v's user is found first: one missing or unknown refuses the string
     # before any of its letters is applied, as a bad key or limit does.
     voiced = [(c, _voice_target(ctx, c)) for c in changes if c.letter == "v"]
-    _refuse_beforehand(ctx, room, changes, voiced)
+    # i and R as switches of the join policy, in their order.
+    joins = [(JOIN_LETTERS[c.letter], c.on) for c in changes if c.letter in JOIN_LETTERS]
+    _refuse_beforehand(ctx, room, joins, voiced)
     switches = [c for c in changes if c.letter in LETTERS]
     if switches:
         done += await moderation.change_modes(ctx.user, room, switches)
-    done += await _join_letters(ctx, room, [c for c in changes if c.letter in JOIN_LETTERS])
+    done += await _join_letters(ctx, room, joins)
     for change, target in voiced:
         done.append(await _voice_letter(ctx, room, change, target))
     spec, arguments = format_changes(done)
@@ -266,15 +268,14 @@ async def _change_modes(ctx: Context, changes: list[ModeChange], room: Room) -> 
 
 
 async def _join_letters(ctx: Context, room: Room,
-                        changes: list[ModeChange]) -> list[ModeChange]:
+                        joins: list[tuple[Mode, bool]]) -> list[ModeChange]:
     """i and R of the mode string as one change of who may join (``-i+R`` never
     opens the room on the way); the net change, as -old+new letters."""
-    if not changes:
+    if not joins:
         return []
     # Decided by the domain from the mode in force when the room's turn comes, not
     # from the mode seen here (another admin may change it meanwhile).
-    switched = await ctx.services.moderation.switch_modes(
-        ctx.user, room, [(JOIN_LETTERS[c.letter], c.on) for c in changes])
+    switched = await ctx.services.moderation.switch_modes(ctx.user, room, joins)
     if switched is None:
         return []
     before, after = switched
@@ -282,13 +283,12 @@ async def _join_letters(ctx: Context, room: Room,
             *([ModeChange(True, LETTER_OF_MODE[after])] if after in LETTER_OF_MODE else [])]
 
 
-def _refuse_beforehand(ctx: Context, room: Room, changes: list[ModeChange],
+def _refuse_beforehand(ctx: Context, room: Room, joins: list[tuple[Mode, bool]],
                        voiced: list[tuple[ModeChange, User]]) -> None:
     """Refuse, before the string's first letter is applied, the i, R and v letters
     the room as it is now refuses: a right the actor lacks, a v of a non-member or
     of a member whose role it cannot change (each v as the letters before it leave
     the roles). Each is checked again in its turn, under the room's lock."""
-    joins = [(JOIN_LETTERS[c.letter], c.on) for c in changes if c.letter in JOIN_LETTERS]
     if joins and switched(room.mode, joins) is not room.mode:  # no change needs no right
         authorize(Action.MODE, room, ctx.user)
     roles: dict[int, Role | None] = {}
