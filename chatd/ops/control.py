@@ -19,7 +19,7 @@ import logging
 import os
 from collections.abc import Awaitable, Callable
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from chatd import __version__
 from chatd.content.blobs import files_dir
@@ -49,6 +49,8 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 Handler = Callable[["ControlServer", dict[str, Any]], Awaitable[Any]]
+# What a request names, looked up (an account, a room).
+T = TypeVar("T")
 HANDLERS: dict[str, Handler] = {}
 FOLLOW_STATUS_INTERVAL = 1.0
 
@@ -257,8 +259,7 @@ class ControlServer:
         It listens before it reads the past entries: an entry made while they are
         read is then in both, and sent once, rather than in neither."""
         try:
-            named = _named(request, "room")
-            room = self.services.rooms.require(named) if named is not None else None
+            room = _found(request, "room", self.services.rooms.require)
             count = _count(request.get("n", 0))
         except ChatError as exc:
             writer.write(_refusal(exc.code, exc.message))
@@ -428,6 +429,14 @@ def _named(req: dict[str, Any], key: str) -> str | None:
     return text
 
 
+def _found(req: dict[str, Any], key: str, require: Callable[[str], T]) -> T | None:
+    """What the request's ``key`` names (:func:`_named`), looked up by ``require``
+    (an account or a room: ``no-such-...`` when there is none); None when it names
+    none."""
+    named = _named(req, key)
+    return require(named) if named is not None else None
+
+
 def _duration_of(req: dict[str, Any], key: str = "duration") -> float | None:
     """The request's duration (``key``) in seconds; None when it names none (for
     good). An empty one is refused, not taken for none: an unset shell variable
@@ -503,8 +512,7 @@ async def _revoke_token(ctl: ControlServer, req: dict[str, Any]) -> Any:
 async def _bots(ctl: ControlServer, req: dict[str, Any]) -> Any:
     """Every bot account, with its owner and its tokens' count."""
     accounts, tokens = ctl.services.accounts, ctl.services.tokens
-    named = _named(req, "owner")
-    owner = accounts.require(named) if named is not None else None
+    owner = _found(req, "owner", accounts.require)
     return [{"name": bot.name, "owner": _owner_name(ctl, bot), "online": bot.online,
              "created": bot.created_at, "tokens": len(tokens.of(bot))}
             for bot in accounts.bots_of(owner)]
@@ -519,8 +527,8 @@ def _owner_name(ctl: ControlServer, bot: User) -> str | None:
 async def _bot_create(ctl: ControlServer, req: dict[str, Any]) -> Any:
     """A bot owned by ``owner`` (or by nobody), and its first token (shown only here)."""
     services = ctl.services
-    named, scopes = _named(req, "owner"), _named(req, "scopes")
-    owner = services.accounts.require(named) if named is not None else None
+    owner = _found(req, "owner", services.accounts.require)
+    scopes = _named(req, "scopes")
     grant = parse_scopes(scopes) if scopes is not None else DEFAULT_SCOPES
     ttl = _duration_of(req, "ttl")  # none: a token that never expires
     bot = await services.accounts.create_bot(_text(req, "name"), owner, actor="console")
@@ -600,6 +608,5 @@ async def _reload(ctl: ControlServer, req: dict[str, Any]) -> Any:
 
 @handler("audit")
 async def _audit(ctl: ControlServer, req: dict[str, Any]) -> Any:
-    named = _named(req, "room")
-    room = ctl.services.rooms.require(named) if named is not None else None
+    room = _found(req, "room", ctl.services.rooms.require)
     return _entry_rows(await ctl.services.audit.entries(_count(req.get("n", 50)), room))
