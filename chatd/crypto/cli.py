@@ -19,9 +19,6 @@ from chatd.crypto.envelope import EnvelopeError, Identity, pq_available
 
 PROG = "chatd-crypt"
 PASSWORD_ENV = "CHATD_CRYPT_PASSWORD"
-# The longest first line --password-file takes: far beyond any password, short of a
-# file that is not one (a key, an image, /dev/zero).
-PASSWORD_LINE_MAX = 64 * 1024
 EXIT_FAILED, EXIT_USAGE, EXIT_INTERRUPTED = 1, 2, 130
 
 
@@ -155,7 +152,7 @@ def _password(args: argparse.Namespace, confirm: bool) -> bytes:
     if args.password is not None:
         password = str(args.password).encode("utf-8")
     elif args.password_file is not None:
-        password = _first_line(Path(args.password_file))
+        password = keys.read_password_line(Path(args.password_file))
     elif args.password_fd is not None:
         password = _read_fd(args.password_fd)
     elif os.environ.get(PASSWORD_ENV):
@@ -165,17 +162,6 @@ def _password(args: argparse.Namespace, confirm: bool) -> bytes:
     if not password:
         raise CryptError("the password is empty")
     return password
-
-
-def _first_line(path: Path) -> bytes:
-    """The first line of ``path``, its line end removed. Nothing past it is read: a
-    FIFO whose writer stays open, or an endless file, would never end."""
-    with path.open("rb") as handle:
-        line = handle.readline(PASSWORD_LINE_MAX + 1)
-    if len(line) > PASSWORD_LINE_MAX and not line.endswith(b"\n"):
-        raise CryptError(f"the first line of {path} is over {PASSWORD_LINE_MAX} bytes; "
-                         "it holds no password")
-    return line.split(b"\n", 1)[0].rstrip(b"\r")
 
 
 def _read_fd(fd: int) -> bytes:

@@ -31,6 +31,9 @@ PUBLIC_TYPE = "chatd-e2e-public-key"
 PRIVATE_MODE = 0o600
 # The largest --key-file read: 64 hex digits with any line ends and spaces fit.
 KEY_FILE_MAX = 1024
+# The longest first line a password file may have: far beyond any password, short
+# of a file that is not one (a key, an image, /dev/zero).
+PASSWORD_LINE_MAX = 64 * 1024
 MLKEM_SEED_SIZE = 64
 
 
@@ -115,6 +118,18 @@ def write_secret(path: Path, data: bytes, overwrite: bool = False) -> None:
 def _refuse_existing(path: Path, overwrite: bool) -> None:
     if path.exists() and not overwrite:
         raise CryptError(f"{path} exists; use --force to replace it")
+
+
+def read_password_line(path: Path) -> bytes:
+    """A password file's first line, its line end removed (chatd-crypt's and
+    chatd-client's --password-file). Nothing past it is read: a FIFO whose writer
+    stays open, or an endless file, would never end. OSError when it cannot be read."""
+    with path.open("rb") as handle:
+        line = handle.readline(PASSWORD_LINE_MAX + 1)
+    if len(line) > PASSWORD_LINE_MAX and not line.endswith(b"\n"):
+        raise CryptError(f"the first line of {path} is over {PASSWORD_LINE_MAX} bytes; "
+                         "it holds no password")
+    return line.split(b"\n", 1)[0].rstrip(b"\r")
 
 
 def read_raw_key(path: Path) -> bytes:

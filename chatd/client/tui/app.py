@@ -42,6 +42,7 @@ from chatd.client.tui.session import LOGINS, ClientSession
 from chatd.client.tui.view import View
 from chatd.crypto import CryptError
 from chatd.crypto.envelope import AEADS
+from chatd.crypto.keys import read_password_line
 
 log = logging.getLogger(__name__)
 
@@ -70,10 +71,10 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def _password_file(path: Path) -> str:
-    """The first line of ``path``; CryptError (one line, not a traceback) when it
-    cannot be read or is not UTF-8."""
+    """The first line of ``path`` (read as chatd-crypt reads it); CryptError (one
+    line, not a traceback) when it cannot be read or is not UTF-8."""
     try:
-        return path.read_text(encoding="utf-8").split("\n", 1)[0]
+        return read_password_line(path).decode("utf-8")
     except OSError as exc:
         reason = exc.strerror or str(exc)
     except UnicodeDecodeError:
