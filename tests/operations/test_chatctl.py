@@ -502,14 +502,24 @@ async def test_follow_names_its_room_as_audit_does(daemon: App, clients: Clients
 
 
 async def _following(daemon: App, capsys: pytest.CaptureFixture[str]
-                     ) -> asyncio.Future[int]:
-    """``chatctl audit --follow -n 1`` in a thread, once it listens (its output read
-    from here on); its exit status when the daemon stops."""
+                     ) -> tuple[asyncio.Future[int], list[str]]:
+    """``chatctl audit --follow -n 1`` in a thread, once it has printed the last entry;
+    its exit status when the daemon stops, and what it printed so far (its output is
+    read from here on).
+
+    Waiting for the listener alone was not enough: the daemon listens before it reads
+    the past entries, and a daemon stopped in between ends the stream without them."""
     capsys.readouterr()
     following = asyncio.ensure_future(asyncio.to_thread(
         main, ["--socket", daemon.control.path, "audit", "--follow", "-n", "1"]))
-    await wait_for(lambda: daemon.services.audit.listeners)
-    return following
+    printed: list[str] = []
+
+    def shown() -> bool:
+        printed.append(capsys.readouterr().out)
+        return "\n" in "".join(printed)
+
+    await wait_for(shown)
+    return following, printed
 
 
 async def test_audit_follow_shows_the_last_entries_then_says_when_chatd_stops(
@@ -519,11 +529,12 @@ async def test_audit_follow_shows_the_last_entries_then_says_when_chatd_stops(
         try:
             alice = await clients.user("alice")
             await alice.command("/create lounge")
-            following = await _following(daemon, capsys)
+            following, printed = await _following(daemon, capsys)
         finally:
             await clients.close()
     status = await asyncio.wait_for(following, 10)
     out, err = capsys.readouterr()
+    out = "".join(printed) + out
     assert status == 1 and "ended the stream" in err
     assert "create" in out and out.count("\n") == 1  # -n 1: the room's creation
 
@@ -545,11 +556,12 @@ async def test_users_words_are_printed_as_text_never_as_markup(
                 code, out, err = await ctl.run(*args)
                 # (A table may wrap the words; their first stays whole.)
                 assert code == 0 and err == "" and words.split()[0] in out, (args, out, err)
-            following = await _following(daemon, capsys)
+            following, printed = await _following(daemon, capsys)
         finally:
             await clients.close()
     status = await asyncio.wait_for(following, 10)
     out, err = capsys.readouterr()
+    out = "".join(printed) + out
     assert status == 1 and "ended the stream" in err and "Traceback" not in err
     assert f"kick           bob          #lounge  {reason}" in out
 
