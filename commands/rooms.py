@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import math
 import time
 from typing import Any, Protocol
 
@@ -11,6 +10,7 @@ from chatd.domain.room import Mode, Room
 from chatd.domain.scopes import Scope
 from chatd.errors import ChatError, Code
 from chatd.protocol.context import Context
+from chatd.protocol.paging import page_of
 from chatd.protocol.params import Choice, Int, RoomRef, Text, Word
 from chatd.protocol.registry import command
 from chatd.protocol.results import Ok, ok
@@ -35,24 +35,15 @@ async def create(ctx: Context, room: str, mode: str) -> Ok:
 def rooms(ctx: Context, page: int) -> Ok:
     """List the rooms you can see, a page at a time."""
     services = ctx.services
-    size = services.config.rooms.page_size
-    listed = services.rooms.listed_for(ctx.user)
-    pages = max(1, math.ceil(len(listed) / size))
-    shown = [services.rooms.summary(r) for r in listed[(page - 1) * size:page * size]]
+    listed = page_of(services.rooms.listed_for(ctx.user), page, services.config.rooms.page_size)
+    shown = [services.rooms.summary(r) for r in listed.items]
     if shown:
         ctx.table(["id", "room", "mode", "members", "topic"],
                   [[r["id"], r["name"], r["mode"], r["members"], r["topic"]] for r in shown],
                   right=(0, 3))
-    if shown:
-        message = f"page {page} of {pages}"
-    elif listed:
-        there = "there is only 1 page" if pages == 1 else f"there are only {pages} pages"
-        message = f"{there}; /rooms 1 starts over."
-    else:
-        message = "no rooms yet: /create <room> makes one."
-    if page < pages:
-        message += f"; /rooms {page + 1} for more"
-    return ok(message, rooms=shown, page=page, pages=pages, total=len(listed))
+    message = listed.said("/rooms") or "no rooms yet: /create <room> makes one"
+    # "page 1 of 2; /rooms 2 for more" heads a table: it is no sentence to end.
+    return ok(message if shown else f"{message}.", rooms=shown, **listed.fields())
 
 
 @command("join", RoomRef("room"), Word("key", optional=True), group=GROUP,
@@ -108,29 +99,36 @@ def switch(ctx: Context, room: Room) -> Ok:
     return ok(f"Plain lines now go to #{room.name}.", room=room.name, id=room.id)
 
 
-@command("who", RoomRef("room", optional=True), aliases=("names",), group=GROUP,
-         scope=Scope.READ, errors=(Code.NOT_PERMITTED,),
+@command("who", RoomRef("room", optional=True), Int("page", optional=True, default=1),
+         aliases=("names",), group=GROUP, scope=Scope.READ, errors=(Code.NOT_PERMITTED,),
          needs="logged in; the room must be visible to you")
-def who(ctx: Context, room: Room) -> Ok:
-    """List a room's members, their roles and who is online."""
-    ctx.services.admission.require_members_visible(ctx.user, room)
+def who(ctx: Context, room: Room, page: int) -> Ok:
+    """List a room's members, their roles and who is online, a page at a time."""
+    services = ctx.services
+    services.admission.require_members_visible(ctx.user, room)
     members = sorted(room.members.values(), key=lambda m: (-m.role.rank, m.seq))
+    # of_member: an IRC guest has no account, but is online while it is here.
+    users = [services.accounts.of_member(member) for member in members]
+    online = sum(1 for user in users if user is not None and user.online)
+    listed = page_of(list(zip(members, users, strict=True)), page,
+                     services.config.rooms.page_size)
     rows: list[dict[str, Any]] = []
-    for member in members:
-        # of_member: an IRC guest has no account, but is online while it is here.
-        user = ctx.services.accounts.of_member(member)
+    for member, user in listed.items:
         row = {"user": member.name, "role": member.role.value,
                "online": bool(user and user.online)}
         if user is not None and user.is_bot:
             row["bot"] = True  # only on bots: a member list of people stays as it was
         rows.append(row)
-    ctx.table(["user", "role", "online"],
-              [[r["user"] + (" (bot)" if r.get("bot") else ""), r["role"],
-                "yes" if r["online"] else "no"] for r in rows])
-    online = sum(1 for r in rows if r["online"])
-    members_text = "1 member" if len(rows) == 1 else f"{len(rows)} members"
-    return ok(f"#{room.name}: {members_text}, {online} online.", room=room.name,
-              id=room.id, members=rows)
+    if rows:
+        ctx.table(["user", "role", "online"],
+                  [[r["user"] + (" (bot)" if r.get("bot") else ""), r["role"],
+                    "yes" if r["online"] else "no"] for r in rows])
+    members_text = "1 member" if len(members) == 1 else f"{len(members)} members"
+    message = f"#{room.name}: {members_text}, {online} online"
+    # A room that fits one page says nothing of pages, as before it had any.
+    if listed.pages > 1 or not rows:
+        message += f"; {listed.said(f'/who {room.name}')}"
+    return ok(f"{message}.", room=room.name, id=room.id, members=rows, **listed.fields())
 
 
 @command("topic", RoomRef("room", optional=True), Text("text", optional=True, default=""),

@@ -135,6 +135,21 @@ class ChatClient:
             raise ClientError(reply.final)
         return reply
 
+    async def members(self, room: str, timeout: float = DEFAULT_TIMEOUT
+                      ) -> list[dict[str, Any]]:
+        """Every member of ``room`` (``user``, ``role``, ``online``, and ``bot`` on bots):
+        ``/who`` answers a page at a time, and this asks for each."""
+        members: list[dict[str, Any]] = []
+        page = 1
+        while True:
+            # "#": a room named like a page number is still the room.
+            reply = await self.command(f"/who #{room.removeprefix('#')} {page}",
+                                       timeout=timeout)
+            members += reply.get("members") or []
+            if page >= int(reply.get("pages", 1)):
+                return members
+            page += 1
+
     async def _answer(self, label: str, sent: bytes, timeout: float) -> Reply:
         """Send the labelled line ``sent``; its final line, and the lines before it."""
         if self._task is not None and self._task.done():

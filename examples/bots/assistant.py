@@ -123,10 +123,10 @@ class Assistant:
 
     async def _may_manage(self, room: str, user: str) -> bool:
         try:
-            who = await self.bot.request(f"/who {room}")
+            members = await self.bot.members(room)
         except ClientError:
             return False
-        roles = {str(m["user"]).casefold(): m.get("role") for m in who.get("members") or []}
+        roles = {str(m["user"]).casefold(): m.get("role") for m in members}
         return roles.get(user.casefold()) in ("owner", "admin")
 
     async def remember(self, message: Message) -> None:

@@ -702,3 +702,31 @@ async def test_a_resume_file_that_cannot_be_written_does_not_stop_the_bot(
         assert "could not keep the resume token" in caplog.text, caplog.text
         assert "connection lost" not in caplog.text
         await stopped(bot, task)
+
+
+async def test_members_walks_every_page_of_who(tmp_path: Path) -> None:
+    # /who answers two members to a page here: bot.members asks for each page.
+    server = await start_server(tmp_path / "paged.db", clock=ManualClock(),
+                                rooms__page_size=2)
+    clients = Clients(server)
+    try:
+        token = await bot_token(clients, "helper")
+        alice = await clients.user("alice")
+        await alice.command("/create crowd")
+        for name in ("bob", "carol"):
+            await (await clients.user(name)).command("/join crowd")
+        bot = Bot("127.0.0.1", server.port, user="helper", token=token, rooms=["crowd"])
+        task = await started(bot)
+        members = await bot.members("crowd")
+        assert [(m["user"], m["role"]) for m in members] == [
+            ("alice", "owner"), ("bob", "member"), ("carol", "member"), ("helper", "member")]
+        assert all(m["online"] for m in members)
+        with pytest.raises(ClientError) as refused:
+            await bot.members("nosuchroom")
+        assert refused.value.code == "no-such-room"
+        await stopped(bot, task)
+        with pytest.raises(ConnectionError):
+            await bot.members("crowd")
+    finally:
+        await clients.close()
+        await server.stop()

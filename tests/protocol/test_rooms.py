@@ -407,6 +407,55 @@ async def test_who_in_text_mode_is_a_table(clients: Clients) -> None:
     assert summary.startswith("* ")
 
 
+async def test_who_of_a_long_member_list_is_paged(paged_server: ChatServer) -> None:
+    # Text mode's tables are paged and say so: /who of a room of hundreds showed them
+    # all in one go. Owner first, then the rest in join order, two to a page here.
+    opened = Clients(paged_server)
+    try:
+        alice = await opened.user("alice")
+        await alice.command("/create general")
+        for name in ("bob", "carol", "dave", "erin"):
+            await (await opened.user(name)).command("/join general")
+        first = await alice.command("/who")
+        assert [m["user"] for m in first["members"]] == ["alice", "bob"]
+        assert (first["page"], first["pages"], first["total"]) == (1, 3, 5)
+        assert first["message"] == ("#general: 5 members, 5 online; page 1 of 3; "
+                                    "/who general 2 for more.")
+        last = await alice.command("/who general 3")
+        assert [m["user"] for m in last["members"]] == ["erin"]
+        assert last["message"] == "#general: 5 members, 5 online; page 3 of 3."
+        beyond = await alice.command("/who general 4")
+        assert beyond["members"] == [] and beyond["pages"] == 3
+        assert beyond["message"].endswith("there are only 3 pages; /who general 1 starts over.")
+        # The client library asks for every page.
+        every = await alice.members("general")
+        assert [m["user"] for m in every] == ["alice", "bob", "carol", "dave", "erin"]
+        text = await opened.raw()
+        await text.line()
+        await text_run(text, "/login bob secret-pw")
+        *rows, summary = await text_run(text, "/who general 2")
+        assert [row.split()[0] for row in rows] == ["user", "carol", "dave"]
+        assert summary == "* #general: 5 members, 5 online; page 2 of 3; /who general 3 for more."
+    finally:
+        await opened.close()
+
+
+async def test_who_of_a_room_on_one_page_says_nothing_of_pages(paged_server: ChatServer
+                                                               ) -> None:
+    opened = Clients(paged_server)
+    try:
+        alice = await opened.user("alice")
+        await alice.command("/create general")
+        who = await alice.command("/who")
+        assert who["message"] == "#general: 1 member, 1 online."
+        assert (who["page"], who["pages"], who["total"]) == (1, 1, 1)
+        assert (await alice.command("/who general 2"))["message"] == (
+            "#general: 1 member, 1 online; there is only 1 page; /who general 1 starts over.")
+        assert (await error_of(alice, "/who general 0"))["code"] == "bad-arguments"
+    finally:
+        await opened.close()
+
+
 # -- /topic -------------------------------------------------------------------------
 
 

@@ -216,10 +216,19 @@ class Bot:
         refusal = unreadable(line)
         if refusal is not None:
             raise ValueError(refusal)
+        return await self._client().command(line, check, timeout or self.timeout)
+
+    async def members(self, room: str) -> list[dict[str, Any]]:
+        """Every member of ``room``: ``user``, ``role`` (``owner``, ``admin``, ``voice``,
+        ``member``), ``online``, and ``bot: True`` on bots (``/who``, every page)."""
+        return await self._client().members(room, self.timeout)
+
+    def _client(self) -> ChatClient:
+        """The connection requests go on; ConnectionError when there is none."""
         client = self.client
         if client is None or not self.connected.is_set():
             raise ConnectionError("the bot is not connected")
-        return await client.command(line, check, timeout or self.timeout)
+        return client
 
     async def say(self, room: str, text: str) -> int:
         """Post ``text`` to ``room``; the message id."""

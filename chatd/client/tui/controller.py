@@ -18,6 +18,7 @@ import time
 from collections.abc import Awaitable, Callable, Coroutine, Iterable
 from typing import Any
 
+from chatd.client.api import ClientError
 from chatd.client.logins import RESUME_FLAG
 from chatd.client.sdk.backoff import Backoff
 from chatd.client.tui.catchup import Catchup
@@ -119,8 +120,9 @@ class Controller:
             return
         self.session.current_room = key
         await self.session.client.command(f"/switch {key}", check=False)
-        members = await self.session.client.command(f"/who {key}", check=False)
-        self.vocabulary.learn_nicks(str(m["user"]) for m in members.get("members") or [])
+        with contextlib.suppress(ClientError):
+            members = await self.session.client.members(key)
+            self.vocabulary.learn_nicks(str(m["user"]) for m in members)
         if not conversation.loaded:
             await self.load_older(conversation)
 

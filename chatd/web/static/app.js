@@ -377,7 +377,7 @@ async function refreshMembers() {
     list.replaceChildren();  // a room opened to read what was said: no members to show
     return;
   }
-  const who = await conn.command(`/who ${conv.name}`);
+  const who = await conn.members(conv.name);
   if (who.type !== "ok" || conv.key !== state.active) return;
   list.replaceChildren(...who.members.map((m) =>
     memberItem(m.user, `${m.role}, ${m.online ? "online" : "offline"}`, m.online)));

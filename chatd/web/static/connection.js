@@ -190,6 +190,18 @@ export class Connection {
     });
   }
 
+  // Every member of a room: /who answers a page at a time. The reply of the last page,
+  // its members those of every page; or the first error.
+  async members(room) {
+    const members = [];
+    for (let page = 1; ; page += 1) {
+      const reply = await this.command(`/who #${room} ${page}`);
+      if (reply.type !== "ok") return reply;
+      members.push(...reply.members);
+      if (page >= reply.pages) return {...reply, members};
+    }
+  }
+
   // -- logging in, and back in ----------------------------------------------------
 
   // Log in (or register) with a password; keep an API token for the tab, and a

@@ -348,3 +348,20 @@ async def test_leaving_a_room_shows_everywhere_the_account_is(
     await second.locator("#view-title").filter(has_text="No room yet").wait_for()
     assert await second.locator("#composer-label").text_content() == "Message"
     assert first.script_errors == [] and second.script_errors == []
+
+
+async def test_the_member_list_shows_every_page_of_a_long_room(
+        daemon: Daemon, browser: Any) -> None:
+    # /who answers a page at a time (two to a page here): the list asks for each.
+    await daemon.stop()
+    await daemon.start(rooms__page_size=2)
+    alice = await browser("alice")
+    await register(alice, daemon.url, "alice")
+    await enter_room(alice, "/create crowd", "crowd")
+    for name in ("bob", "carol", "dave", "erin"):
+        await (await daemon.tcp_user(name)).command("/join crowd")
+    members = alice.locator("#member-list")
+    for name in ("alice", "bob", "carol", "dave", "erin"):
+        await members.get_by_role("button", name=f"{name}, ").wait_for()
+    assert await members.get_by_role("button").count() == 5
+    assert alice.script_errors == []

@@ -1,0 +1,51 @@
+"""Long lists a page at a time: which items a page shows, and how its reply says so.
+
+Text mode reads a long list as a table, and a table of hundreds of rows scrolls away
+before anyone reads it; so ``/rooms`` and ``/who`` show ``rooms.page_size`` rows and
+say how to ask for the next page. A program reads the same page, with ``page``,
+``pages`` and ``total`` to walk the rest.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any, Generic, TypeVar
+
+T = TypeVar("T")
+
+
+@dataclass(frozen=True, slots=True)
+class Page(Generic[T]):
+    """Page ``number`` of a list; ``items`` is empty past the last page."""
+
+    items: Sequence[T]
+    number: int
+    pages: int
+    total: int
+
+    def fields(self) -> dict[str, Any]:
+        """What a program reads to walk the other pages."""
+        return {"page": self.number, "pages": self.pages, "total": self.total}
+
+    def said(self, again: str) -> str:
+        """Where this page stands, for the reply's sentence; ``again`` is the command
+        that asks for another page with the page number last (``/who lounge``).
+        Empty when the list is."""
+        if not self.items:
+            if not self.total:
+                return ""
+            there = "there is only 1 page" if self.pages == 1 else \
+                f"there are only {self.pages} pages"
+            return f"{there}; {again} 1 starts over"
+        said = f"page {self.number} of {self.pages}"
+        if self.number < self.pages:
+            said += f"; {again} {self.number + 1} for more"
+        return said
+
+
+def page_of(items: Sequence[T], number: int, size: int) -> Page[T]:
+    """Page ``number`` (from 1) of ``items``, ``size`` to a page."""
+    pages = max(1, math.ceil(len(items) / size))
+    return Page(items[(number - 1) * size:number * size], number, pages, len(items))
