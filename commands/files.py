@@ -12,6 +12,7 @@ from chatd.domain.room import Room
 from chatd.domain.scopes import Scope
 from chatd.errors import ChatError, Code
 from chatd.protocol.context import Context
+from chatd.protocol.paging import page_of
 from chatd.protocol.params import Context as ParamContext
 from chatd.protocol.params import Decline, Int, Param, RoomRef, Text, Word, parse
 from chatd.protocol.registry import NEEDS_MEMBER, NEEDS_READER, command
@@ -93,12 +94,14 @@ async def download(ctx: Context, id: int) -> Ok:
               f"{record.sha256}", file_id=record.id, **fields)
 
 
-@command("files", RoomRef("room", optional=True), group=GROUP,
-         scope=Scope.READ, errors=(Code.NOT_IN_ROOM,),
-         needs=NEEDS_READER)
-async def files_(ctx: Context, room: Room) -> Ok:
-    """List the files shared in a room."""
-    records = await ctx.services.files.listing(ctx.user, room)
+@command("files", RoomRef("room", optional=True), Int("page", optional=True, default=1),
+         group=GROUP, scope=Scope.READ, errors=(Code.NOT_IN_ROOM,), needs=NEEDS_READER)
+async def files_(ctx: Context, room: Room, page: int) -> Ok:
+    """List the files shared in a room, a page at a time."""
+    services = ctx.services
+    shared = page_of(await services.files.listing(ctx.user, room), page,
+                     services.config.rooms.page_size)
+    records = shared.items
     if records:
         ctx.table(["id", "name", "size", "type", "uploader"],
                   [[r.id, r.name, human_size(r.size), r.mime, r.uploader_name] for r in records],
@@ -108,10 +111,11 @@ async def files_(ctx: Context, room: Room) -> Ok:
         entry = file_object(record)
         del entry["preview"]
         listed.append(entry)
-    count = len(records)
-    message = (f"{count} file{'s' * (count != 1)} in #{room.name}; /download <id> gets one."
+    count = shared.total
+    message = (shared.told(f"{count} file{'s' * (count != 1)} in #{room.name}; /download <id> "
+                           "gets one", f"/files {room.name}")
                if count else f"no files in #{room.name} yet: /upload shares one.")
-    return ok(message, room=room.name, files=listed)
+    return ok(message, room=room.name, files=listed, **shared.fields())
 
 
 @command("rmfile", Int("id", high=MAX_ID), group=GROUP,

@@ -20,6 +20,7 @@ from chatd.domain.room import JOIN_LETTERS, LETTER_OF_MODE, Mode, Role, Room
 from chatd.domain.scopes import Scope
 from chatd.errors import ChatError, Code
 from chatd.protocol.context import Context
+from chatd.protocol.paging import page_of
 from chatd.protocol.params import Duration, Int, RoomRef, Text, UserOrGuest, UserRef, no_room
 from chatd.protocol.records import describe_changes
 from chatd.protocol.registry import NEEDS_ROOM_ADMIN, command
@@ -53,21 +54,24 @@ async def invite(ctx: Context, user: User, room: Room) -> Ok:
               user=user.name, expires=record.expires_at)
 
 
-@command("requests", _room(), role=ADMIN, group=GROUP, scope=Scope.MODERATE)
-async def requests(ctx: Context, room: Room) -> Ok:
-    """List the pending join requests of a room."""
-    pending = await ctx.services.admission.pending(ctx.user, room)
-    rows: list[dict[str, Any]] = []
-    for request in pending:
-        account = ctx.services.accounts.get(request.user_id)
-        if account is not None:
-            rows.append({"user": account.name, "since": request.created_at})
+@command("requests", _room(), Int("page", optional=True, default=1), role=ADMIN,
+         group=GROUP, scope=Scope.MODERATE)
+async def requests(ctx: Context, room: Room, page: int) -> Ok:
+    """List the pending join requests of a room, a page at a time."""
+    services = ctx.services
+    pending = [(request, account) for request in await services.admission.pending(ctx.user, room)
+               if (account := services.accounts.get(request.user_id)) is not None]
+    asked = page_of(pending, page, services.config.rooms.page_size)
+    rows: list[dict[str, Any]] = [{"user": account.name, "since": request.created_at}
+                                  for request, account in asked.items]
     if rows:
         ctx.table(["user", "asked (UTC)"],
                   [[r["user"], time.strftime("%Y-%m-%d %H:%M", time.gmtime(r["since"]))]
                    for r in rows])
-    return ok(f"{len(rows)} pending request{'s' * (len(rows) != 1)} for #{room.name}.",
-              room=room.name, requests=rows)
+    count = asked.total
+    return ok(asked.told(f"{count} pending request{'s' * (count != 1)} for #{room.name}",
+                         f"/requests {room.name}"), room=room.name, requests=rows,
+              **asked.fields())
 
 
 @command("accept", _target(), _room(), role=ADMIN, group=GROUP,

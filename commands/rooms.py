@@ -124,11 +124,9 @@ def who(ctx: Context, room: Room, page: int) -> Ok:
                   [[r["user"] + (" (bot)" if r.get("bot") else ""), r["role"],
                     "yes" if r["online"] else "no"] for r in rows])
     members_text = "1 member" if len(members) == 1 else f"{len(members)} members"
-    message = f"#{room.name}: {members_text}, {online} online"
-    # A room that fits one page says nothing of pages, as before it had any.
-    if listed.pages > 1 or not rows:
-        message += f"; {listed.said(f'/who {room.name}')}"
-    return ok(f"{message}.", room=room.name, id=room.id, members=rows, **listed.fields())
+    message = listed.told(f"#{room.name}: {members_text}, {online} online",
+                          f"/who {room.name}")
+    return ok(message, room=room.name, id=room.id, members=rows, **listed.fields())
 
 
 @command("topic", RoomRef("room", optional=True), Text("text", optional=True, default=""),

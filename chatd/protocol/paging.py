@@ -44,6 +44,14 @@ class Page(Generic[T]):
             said += f"; {again} {self.number + 1} for more"
         return said
 
+    def told(self, sentence: str, again: str) -> str:
+        """``sentence`` (without its full stop), then where the page stands when the
+        list takes more than one page or the page asked for is past its end: a list
+        that fits one page says nothing of pages."""
+        if self.total and (self.pages > 1 or not self.items):
+            sentence += f"; {self.said(again)}"
+        return f"{sentence}."
+
 
 def page_of(items: Sequence[T], number: int, size: int) -> Page[T]:
     """Page ``number`` (from 1) of ``items``, ``size`` to a page."""

@@ -1,0 +1,85 @@
+"""Long lists a page at a time: /files and /requests (as /rooms and /who, whose tests
+are with the rooms'), and the sums every paged list shares."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from chatd.domain.clock import ManualClock
+from chatd.protocol.paging import page_of
+from tests.content import text_file, upload
+from tests.helpers import Clients, start_server, text_run
+
+
+@pytest.fixture
+async def paged(tmp_path: Path) -> AsyncIterator[Clients]:
+    """Clients of a server that lists two rows to a page."""
+    server = await start_server(tmp_path / "paged.db", clock=ManualClock(), rooms__page_size=2)
+    clients = Clients(server)
+    yield clients
+    await clients.close()
+    await server.stop()
+
+
+async def test_files_of_a_room_are_listed_a_page_at_a_time(paged: Clients) -> None:
+    alice = await paged.user("alice")
+    await alice.command("/create general")
+    for name in ("a.txt", "b.txt", "c.txt"):
+        assert (await upload(alice, name, text_file())).ok
+    first = await alice.command("/files")
+    assert [f["name"] for f in first["files"]] == ["a.txt", "b.txt"]
+    assert (first["page"], first["pages"], first["total"]) == (1, 2, 3)
+    assert first["message"] == ("3 files in #general; /download <id> gets one; page 1 of 2; "
+                                "/files general 2 for more.")
+    second = await alice.command("/files general 2")
+    assert [f["name"] for f in second["files"]] == ["c.txt"]
+    assert second["message"].endswith("page 2 of 2.")
+    beyond = await alice.command("/files general 3")
+    assert beyond["files"] == [] and beyond["message"].endswith(
+        "there are only 2 pages; /files general 1 starts over.")
+    text = await paged.raw()
+    await text.line()
+    await text_run(text, "/login alice secret-pw")
+    *rows, summary = await text_run(text, "/files general 2")
+    assert [row.split()[1] for row in rows] == ["name", "c.txt"]
+    assert summary == "* 3 files in #general; /download <id> gets one; page 2 of 2."
+
+
+async def test_join_requests_are_listed_a_page_at_a_time(paged: Clients) -> None:
+    alice = await paged.user("alice")
+    await alice.command("/create club request")
+    for name in ("bob", "carol", "dave"):
+        assert (await (await paged.user(name)).command("/join club"))["requested"] is True
+    first = await alice.command("/requests club")
+    assert [r["user"] for r in first["requests"]] == ["bob", "carol"]
+    assert first["message"] == ("3 pending requests for #club; page 1 of 2; "
+                                "/requests club 2 for more.")
+    second = await alice.command("/requests club 2")
+    assert [r["user"] for r in second["requests"]] == ["dave"]
+    assert (second["page"], second["pages"], second["total"]) == (2, 2, 3)
+    await alice.command("/accept bob club")
+    await alice.command("/accept carol club")
+    only = await alice.command("/requests club")
+    assert only["message"] == "1 pending request for #club."  # one page: no words of pages
+
+
+@given(st.integers(min_value=0, max_value=60), st.integers(min_value=1, max_value=7))
+def test_the_pages_of_a_list_are_the_list(length: int, size: int) -> None:
+    items = list(range(length))
+    first = page_of(items, 1, size)
+    walked = [item for number in range(1, first.pages + 1)
+              for item in page_of(items, number, size).items]
+    assert walked == items and first.total == length
+    assert all(min(1, length) <= len(page_of(items, n, size).items) <= size
+               for n in range(1, first.pages + 1))
+    past = page_of(items, first.pages + 1, size)
+    assert past.items == [] and past.pages == first.pages
+    for number in range(1, first.pages + 1):
+        said = page_of(items, number, size).said("/list")
+        assert (f"/list {number + 1} for more" in said) == (number < first.pages)
+    assert ("starts over" in past.said("/list")) == (length > 0)
