@@ -22,7 +22,7 @@ from typing import TYPE_CHECKING, Any, BinaryIO, Protocol
 
 from chatd.content import previews
 from chatd.content.blobs import CHUNK, files_dir, private_dirs
-from chatd.domain.messaging import refuse_plain, refuse_unvoiced
+from chatd.domain.messaging import refuse_plain
 from chatd.domain.ports import Endpoint, settled
 from chatd.domain.room import Role
 from chatd.errors import ChatError, Code, Remedy, Step
@@ -125,9 +125,9 @@ class Files:
         if not room.is_member(user.id):
             raise ChatError(Code.NOT_IN_ROOM, f"you are not in #{room.name}.",
                             remedy=Remedy(Step.JOIN, room.name))
-        if room.muted(user.id, self._clock.time()):
-            raise ChatError(Code.MUTED, f"you are muted in #{room.name}.")
-        refuse_unvoiced(room, user)
+        # What keeps a member's messages out keeps their files out, in the same words
+        # (a timed mute says how long it lasts, and until when).
+        self._messaging.refuse_silenced(room, user)
         # A file is plaintext: an end-to-end room refuses it before its data comes.
         refuse_plain(room)
         # Its announcement is a message: one that would be refused now is refused

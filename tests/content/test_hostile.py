@@ -155,8 +155,13 @@ async def test_not_a_member_and_muted(server: ChatServer, clients: Clients) -> N
     outsider = await upload(bob, "a.txt", text_file(), "general")
     assert outsider.final["code"] == "not-in-room"
     await bob.command("/join general")
-    await alice.command("/mute bob general")
-    assert (await upload(bob, "a.txt", text_file(), "general")).final["code"] == "muted"
+    await alice.command("/mute bob general 10m")
+    refused = (await upload(bob, "a.txt", text_file(), "general")).final
+    said = await bob.command("/say general hello", check=False)
+    # Refused as a message of theirs is: how long the mute lasts, until when.
+    assert refused["code"] == "muted" and refused["message"] == said.final["message"]
+    assert refused["message"] == "you are muted in #general for 10m more."
+    assert refused["until"] == said.final["until"] and refused["retry_ms"] == 600_000
     assert await no_staged_files(server)
 
 
