@@ -141,10 +141,12 @@ class Files:
         used = await self._storage.user_file_bytes(user.id)
         quota = self.config.quota
         if used + size > quota:
+            # In sizes a person reads; the fields keep the bytes for programs.
+            size_of = previews.human_size
             raise ChatError(Code.QUOTA_EXCEEDED,
-                            f"that would take your files to {used + size} bytes, over your "
-                            f"quota of {quota}.", remedy=Remedy(Step.REMOVE_FILES),
-                            used=used, quota=quota)
+                            f"that would take your files to {size_of(used + size)}, over your "
+                            f"quota of {size_of(quota)} ({size_of(used)} used).",
+                            remedy=Remedy(Step.REMOVE_FILES), used=used, quota=quota)
 
     async def stage(self) -> tuple[Path, BinaryIO]:
         """A new, empty staging file for an upload, opened for writing."""

@@ -119,6 +119,8 @@ async def test_over_the_quota(db_path: Path) -> None:
         reply = await upload(alice, "two.bin", bytes(range(200)) * 6)
         assert reply.final["code"] == "quota-exceeded"
         assert (reply.final["used"], reply.final["quota"]) == (2000, 3000)
+        assert reply.final["message"].startswith(
+            "that would take your files to 3.1 KiB, over your quota of 2.9 KiB (2.0 KiB used)")
         assert await no_staged_files(server)
         # Removing a file frees its share of the quota.
         await alice.command("/rmfile 1")
