@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import time
 from collections.abc import Awaitable, Callable
 from typing import Any, TypeVar
 
@@ -14,7 +13,7 @@ from chatd.domain.resume import Issued
 from chatd.domain.scopes import ALL_SCOPES, Scope
 from chatd.domain.tokens import Grant
 from chatd.errors import ChatError, Code
-from chatd.protocol.context import Context
+from chatd.protocol.context import Context, table_time
 from chatd.protocol.params import Flag, Secret, Text, UserRef, Word
 from chatd.protocol.registry import Need, command
 from chatd.protocol.results import Ok, ok
@@ -148,7 +147,7 @@ async def _signed_in(ctx: Context, grant: Grant, issued: Issued | None) -> Ok:
 
 def _resume_sentence(issued: Issued) -> str:
     """The new resume token, in the words /token create shows its secret with."""
-    expires = time.strftime("%Y-%m-%d %H:%M", time.gmtime(issued.expires_at))
+    expires = table_time(issued.expires_at)
     return (f"Resume token (expires {expires} UTC): {issued.secret} (shown only now; "
             "log in with /login --resume <resume-token>, once).")
 
@@ -251,7 +250,7 @@ def blocks(ctx: Context) -> Ok:
     entries = ctx.services.accounts.blocks(ctx.user)
     if entries:
         ctx.table(["user", "since (UTC)"],
-                  [[user.name, time.strftime("%Y-%m-%d %H:%M", time.gmtime(since))]
+                  [[user.name, table_time(since)]
                    for user, since in entries])
     count = f"{len(entries)} user{'s' * (len(entries) != 1)}"
     return ok(f"You block {count}." if entries else "You block nobody.",

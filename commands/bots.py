@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import time
 from dataclasses import dataclass
 from typing import Any
 
@@ -30,7 +29,7 @@ from chatd.domain.scopes import (
 )
 from chatd.domain.webhooks import bot_name, describe, hook_path
 from chatd.errors import ChatError, Code
-from chatd.protocol.context import Context
+from chatd.protocol.context import Context, table_time
 from chatd.protocol.params import Choice, Duration, Number, RoomRef, Scopes, Word
 from chatd.protocol.params import Context as ParamContext
 from chatd.protocol.registry import NEEDS_MEMBER, NEEDS_ROOM_ADMIN, command
@@ -129,7 +128,7 @@ async def _create_token(ctx: Context, owner: User, name: str | None,
                         f"({shown(mine)}).", scope=shown(granted - mine))
     secret, record = await ctx.services.tokens.create(owner, name, ttl, granted)
     lasts = "never expires" if record.expires_at is None else \
-        f"expires {_day(record.expires_at)} UTC"
+        f"expires {table_time(record.expires_at)} UTC"
     return ok(f"Token {record.name} for {owner.name} ({shown(granted)}, {lasts}): {secret} "
               f"(shown only now; log in with /login {owner.name} --token <token>).", token=secret,
               name=record.name, user=owner.name, scopes=listed(granted),
@@ -143,20 +142,17 @@ async def _token_list(ctx: Context, owner: User) -> Ok:
                "expires": r.expires_at, "last_used": tokens.last_used(r)} for r in records]
     if records:
         ctx.table(["name", "scopes", "created (UTC)", "expires (UTC)", "last used (UTC)"],
-                  [[r.name, shown(tokens.scopes(r)), _day(r.created_at), _maybe_day(r.expires_at),
-                    _maybe_day(tokens.last_used(r))] for r in records])
+                  [[r.name, shown(tokens.scopes(r)), table_time(r.created_at),
+                    _maybe_time(r.expires_at), _maybe_time(tokens.last_used(r))]
+                   for r in records])
     resume = ctx.services.resume.count(owner)
     return ok(f"{len(records)} token{'s' * (len(records) != 1)}; {resume} resume "
               f"token{'s' * (resume != 1)}.", tokens=entries, resume_tokens=resume,
               user=owner.name)
 
 
-def _day(stamp: float) -> str:
-    return time.strftime("%Y-%m-%d %H:%M", time.gmtime(stamp))
-
-
-def _maybe_day(stamp: float | None) -> str:
-    return _day(stamp) if stamp is not None else "never"
+def _maybe_time(stamp: float | None) -> str:
+    return table_time(stamp) if stamp is not None else "never"
 
 
 BOT_USAGE = ("/bot create <name> [scopes] [ttl]  |  /bot list  |  /bot token <name> "
@@ -248,8 +244,8 @@ def _bot_list(ctx: Context) -> Ok:
                 "since": b.created_at} for b in bots]
     if bots:
         ctx.table(["bot", "owner", "online", "since (UTC)"],
-                  [[b.name, names[b.id] or "-", "yes" if b.online else "no", _day(b.created_at)]
-                   for b in bots])
+                  [[b.name, names[b.id] or "-", "yes" if b.online else "no",
+                    table_time(b.created_at)] for b in bots])
     return ok(f"{len(bots)} bot{'s' * (len(bots) != 1)}.", bots=entries)
 
 
@@ -377,6 +373,6 @@ async def _webhook_list(ctx: Context, what: str | None, room: Room | None) -> Ok
     records = await ctx.services.webhooks.list(ctx.user, room)
     if records:
         ctx.table(["id", "bot", "created (UTC)"],
-                  [[str(r.id), bot_name(r), _day(r.created_at)] for r in records])
+                  [[str(r.id), bot_name(r), table_time(r.created_at)] for r in records])
     return ok(f"#{room.name}: {len(records)} webhook{'s' * (len(records) != 1)}.",
               room=room.name, webhooks=[describe(r) for r in records])

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import time
 from collections.abc import Awaitable, Coroutine
 from dataclasses import dataclass
 from typing import Any
@@ -13,7 +12,7 @@ from chatd.domain.ports import settled
 from chatd.domain.room import Room
 from chatd.domain.scopes import Scope
 from chatd.errors import ChatError, Code
-from chatd.protocol.context import Context
+from chatd.protocol.context import Context, table_time
 from chatd.protocol.params import Context as ParamContext
 from chatd.protocol.params import Int, Recipient, RoomRef, Text, no_room
 from chatd.protocol.records import record_of
@@ -138,7 +137,7 @@ async def conversations(ctx: Context) -> Ok:
     shown = found[:CONVERSATIONS_SHOWN]
     if shown:
         ctx.table(["with", "last message (UTC)", "online"],
-                  [[p.name, time.strftime("%Y-%m-%d %H:%M", time.gmtime(ts)),
+                  [[p.name, table_time(ts),
                     "yes" if p.online else "no"] for p, ts in shown])
     return ok(f"{len(found)} conversation{'s' * (len(found) != 1)}"
               f"{f'; the {len(shown)} most recent shown' if len(shown) < len(found) else ''}.",

@@ -7,7 +7,6 @@ full rules (target's role, owner protection) again when the action runs.
 
 from __future__ import annotations
 
-import time
 from collections.abc import Sequence
 from typing import Any, Protocol
 
@@ -19,7 +18,7 @@ from chatd.domain.permissions import Action, authorize
 from chatd.domain.room import JOIN_LETTERS, LETTER_OF_MODE, Mode, Role, Room
 from chatd.domain.scopes import Scope
 from chatd.errors import ChatError, Code
-from chatd.protocol.context import Context
+from chatd.protocol.context import Context, table_time
 from chatd.protocol.paging import page_of
 from chatd.protocol.params import Duration, Int, RoomRef, Text, UserOrGuest, UserRef, no_room
 from chatd.protocol.records import describe_changes
@@ -66,7 +65,7 @@ async def requests(ctx: Context, room: Room, page: int) -> Ok:
                                   for request, account in asked.items]
     if rows:
         ctx.table(["user", "asked (UTC)"],
-                  [[r["user"], time.strftime("%Y-%m-%d %H:%M", time.gmtime(r["since"]))]
+                  [[r["user"], table_time(r["since"])]
                    for r in rows])
     count = asked.total
     return ok(asked.told(f"{count} pending request{'s' * (count != 1)} for #{room.name}",
@@ -427,7 +426,7 @@ def _audit_reply(ctx: Context, entries: Sequence[_AuditEntry], room: str | None,
          "reason": e.reason} for e in entries]
     if rows:
         ctx.table(["when (UTC)", "actor", "action", "target", "room", "reason"],
-                  [[time.strftime("%Y-%m-%d %H:%M", time.gmtime(r["ts"])), r["actor"] or "",
+                  [[table_time(r["ts"]), r["actor"] or "",
                     r["action"], r["target"] or "", r["room"] or "", r["reason"]] for r in rows])
     return ok(f"{len(rows)} audit entr{'ies' if len(rows) != 1 else 'y'}.", entries=rows,
               room=room, **extra)

@@ -2,11 +2,9 @@
 
 from __future__ import annotations
 
-import time
-
 from chatd.domain.events import Notified
 from chatd.domain.scopes import Scope
-from chatd.protocol.context import Context
+from chatd.protocol.context import Context, table_time
 from chatd.protocol.params import Choice
 from chatd.protocol.records import notification_record
 from chatd.protocol.registry import command
@@ -24,7 +22,7 @@ async def notifications(ctx: Context, action: str | None) -> Ok:
         cleared = await notifier.clear(ctx.user)
         return ok(f"{cleared} notification{'s' * (cleared != 1)} cleared.", cleared=cleared)
     pending, total = await notifier.pending(ctx.user)
-    rows = [[time.strftime("%Y-%m-%d %H:%M", time.gmtime(n.created_at)), n.kind,
+    rows = [[table_time(n.created_at), n.kind,
              n.payload.get("text", "")] for n in pending]
     if rows:
         ctx.table(["when (UTC)", "kind", "what"], rows)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
@@ -14,6 +15,11 @@ if TYPE_CHECKING:
     from chatd.domain.accounts import User
     from chatd.protocol.services import HandlerServices
     from chatd.protocol.session import Session
+
+
+def table_time(stamp: float) -> str:
+    """A time as every table shows it: ``2026-12-06 09:41``, in UTC."""
+    return time.strftime("%Y-%m-%d %H:%M", time.gmtime(stamp))
 
 
 class Context:
