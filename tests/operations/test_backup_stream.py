@@ -25,7 +25,14 @@ from chatd.ops.chatctl import main
 from chatd.ops.control_client import ControlClient
 from tests.content import download, sha, upload
 from tests.helpers import Clients, start_server
-from tests.operations import CHATCTL, ChatdProcess, running_daemon, write_config
+from tests.operations import (
+    CHATCTL,
+    PROCESS_TIMEOUT,
+    ChatdProcess,
+    running_daemon,
+    wait_for,
+    write_config,
+)
 
 TIMEOUT = 30
 PICTURE = bytes(range(256)) * 300  # 76,800 bytes: more than one chunk of the stream
@@ -250,7 +257,15 @@ async def test_a_reader_that_goes_away_mid_stream_is_no_failure(tmp_path: Path) 
             writer.close()  # with the copy unread
         status = await ControlClient(daemon.control_path).call("status")
         assert status["users"] == 0
-        await asyncio.sleep(0.5)
-        log = daemon.log()
+
+        def ended() -> str | None:
+            """The log once each of the three streams ended (or a traceback came):
+            a fixed 0.5 s was too short for a loaded machine's daemon to notice."""
+            log = daemon.log()
+            done = sum(log.count(f'msg="{line}') for line in (
+                "backup cut short", "backup sent", "backup failed"))
+            return log if done >= 3 or "Traceback" in log else None
+
+        log = await wait_for(ended, PROCESS_TIMEOUT)
     assert "backup cut short" in log
     assert "level=error" not in log and "Traceback" not in log, log
