@@ -4,6 +4,7 @@ while output fans out to the same connections again and again."""
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Callable
 from typing import cast
 
 from chatd.net.connection import FANOUT_MIN, Connection, FlushScheduler
@@ -23,9 +24,44 @@ class _Written:
         self.flushes += 1
 
 
-def _scheduler(delay: float, turns: list[float]) -> FlushScheduler:
-    loop = asyncio.get_running_loop()
-    return FlushScheduler(loop, lambda: turns.append(loop.time()), lambda: delay)
+class _Loop:
+    """The scheduler's loop with a time that moves only when a test advances it.
+
+    On the real loop's time, a machine that stalled between two turns (a loaded CI
+    runner: a tenth of a second is enough) made output "at once" come after a lull,
+    or fired a held turn's flush before the test's next turn. The end of a loop's
+    turn (call_soon) is still the real loop's."""
+
+    def __init__(self) -> None:
+        self._real = asyncio.get_running_loop()
+        self._now = 0.0
+        self._timers: list[tuple[float, Callable[[], object]]] = []
+
+    def time(self) -> float:
+        return self._now
+
+    def call_soon(self, callback: Callable[[], object]) -> None:
+        self._real.call_soon(callback)
+
+    def call_later(self, delay: float, callback: Callable[[], object]) -> None:
+        self._timers.append((self._now + delay, callback))
+
+    async def advance(self, seconds: float) -> None:
+        """Move the time on, run the timers then due, then the end of the turn."""
+        self._now += seconds
+        due = sorted((t for t in self._timers if t[0] <= self._now), key=lambda t: t[0])
+        self._timers = [t for t in self._timers if t[0] > self._now]
+        for _, callback in due:
+            callback()
+        await asyncio.sleep(0)
+
+
+def _scheduler(delay: float | Callable[[], float], turns: list[float],
+               loop: _Loop | None = None) -> FlushScheduler:
+    clock = loop or _Loop()
+    return FlushScheduler(cast(asyncio.AbstractEventLoop, clock),
+                          lambda: turns.append(clock.time()),
+                          delay if callable(delay) else lambda: delay)
 
 
 async def _turn(scheduler: FlushScheduler, connections: list[_Written]) -> None:
@@ -55,7 +91,8 @@ async def test_without_a_delay_the_output_is_written_at_the_end_of_the_loop_turn
 
 async def test_steady_fan_out_to_the_same_connections_earns_the_wait() -> None:
     turns: list[float] = []
-    scheduler = _scheduler(DELAY, turns)
+    loop = _Loop()
+    scheduler = _scheduler(DELAY, turns, loop)
     room = _room()
     await _turn(scheduler, room)  # the first flush: nothing to compare it with
     assert (room[0].flushes, scheduler.waits) == (1, False)
@@ -67,7 +104,7 @@ async def test_steady_fan_out_to_the_same_connections_earns_the_wait() -> None:
     await _turn(scheduler, [first, *room])
     await _turn(scheduler, [second])
     assert (first.flushes, second.flushes, room[0].flushes, len(turns)) == (0, 0, 2, 2)
-    await asyncio.sleep(DELAY * 2)
+    await loop.advance(DELAY * 2)
     assert (first.flushes, second.flushes, room[0].flushes, len(turns)) == (1, 1, 3, 3)
 
 
@@ -93,16 +130,19 @@ async def test_fan_out_to_other_connections_each_turn_is_not_held_back() -> None
 async def test_output_after_a_lull_goes_at_once() -> None:
     """A large room at a message every few delays gains nothing from a wait."""
     turns: list[float] = []
-    scheduler = _scheduler(DELAY, turns)
+    loop = _Loop()
+    scheduler = _scheduler(DELAY, turns, loop)
     room = _room()
     await _turn(scheduler, room)
     await _turn(scheduler, room)
     assert scheduler.waits is True
     await _turn(scheduler, room)
     assert room[0].flushes == 2  # held back
-    await asyncio.sleep(DELAY * 1.5)
+    await loop.advance(DELAY * 0.9)
+    assert room[0].flushes == 2  # until the delay is out
+    await loop.advance(DELAY * 0.6)
     assert room[0].flushes == 3
-    await asyncio.sleep(DELAY * 2)
+    await loop.advance(DELAY * 2.5)
     await _turn(scheduler, room)  # more than two delays after the last flush
     assert room[0].flushes == 4
 
@@ -110,8 +150,7 @@ async def test_output_after_a_lull_goes_at_once() -> None:
 async def test_a_delay_set_to_zero_stops_the_waits_at_once() -> None:
     turns: list[float] = []
     delay = [DELAY]
-    loop = asyncio.get_running_loop()
-    scheduler = FlushScheduler(loop, lambda: turns.append(loop.time()), lambda: delay[0])
+    scheduler = _scheduler(lambda: delay[0], turns)
     room = _room()
     await _turn(scheduler, room)
     await _turn(scheduler, room)
