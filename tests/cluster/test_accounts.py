@@ -17,7 +17,10 @@ from chatd.client import ChatClient
 from chatd.domain.tokens import PREFIX, token_hash
 from storage.api import StorageError
 from tests.cluster.conftest import login, register
-from tests.cluster.test_nodes import nodes  # noqa: F401 - the three nodes
+from tests.cluster.test_nodes import (
+    nodes,  # noqa: F401 - the three nodes
+    registry,
+)
 from tests.helpers import PASSWORD
 from tests.operations import CHATD, write_config
 from tests.services import RedisServer
@@ -312,21 +315,37 @@ async def test_a_read_again_never_undoes_the_nodes_own_change_being_written(
         nodes: list[App], monkeypatch: pytest.MonkeyPatch) -> None:  # noqa: F811
     # ann blocks bob through the second node, whose write is slow; meanwhile a
     # setting of hers changes through the first, and the second reads her again.
+    # Waited for, not slept on: a loaded machine that was slower than the sleeps
+    # let the read come after the write, and the test passed whether or not the
+    # read waits for it.
     accounts = nodes[1].services.accounts
     ann, bob = accounts.require("ann"), accounts.require("bob")
-    written = asyncio.Event()
+    writing, written = asyncio.Event(), asyncio.Event()
     store = nodes[1].storage.put_user_block
 
     async def slow(record: Any) -> None:
+        writing.set()
         await written.wait()
         await store(record)
 
+    sync: Any = registry(nodes[1]).accounts
+    reading = asyncio.Event()
+    read = sync._read
+
+    async def noted(user_id: int, tokens: bool) -> None:
+        if user_id == ann.id:
+            reading.set()
+        await read(user_id, tokens)
+
     monkeypatch.setattr(nodes[1].storage, "put_user_block", slow)
+    monkeypatch.setattr(sync, "_read", noted)
     blocking = asyncio.ensure_future(accounts.block(ann, bob))
-    await asyncio.sleep(0.05)
+    await asyncio.wait_for(writing.wait(), 10)
     first = nodes[0].services.accounts
     await first.save_settings(first.require("ann"), {"timestamps": True})
-    await asyncio.sleep(0.2)  # the announcement read: its read of ann waits for the write
+    # The announcement read: the second node reads ann again, and that read waits
+    # for the write.
+    await asyncio.wait_for(reading.wait(), 10)
     written.set()
     assert await blocking is True
     await everywhere(nodes, lambda app: app.services.accounts.require("ann").settings.get(
