@@ -1,4 +1,4 @@
-"""Files: upload, download, files, rmfile."""
+"""Files: upload, download, files, myfiles, rmfile."""
 
 from __future__ import annotations
 
@@ -11,7 +11,7 @@ from chatd.content.previews import human_size
 from chatd.domain.room import Room
 from chatd.domain.scopes import Scope
 from chatd.errors import ChatError, Code
-from chatd.protocol.context import Context
+from chatd.protocol.context import Context, table_time
 from chatd.protocol.paging import page_of
 from chatd.protocol.params import Context as ParamContext
 from chatd.protocol.params import Decline, Int, Param, RoomRef, Text, Word, parse
@@ -116,6 +116,43 @@ async def files_(ctx: Context, room: Room, page: int) -> Ok:
                            "gets one", f"/files {room.name}")
                if count else f"no files in #{room.name} yet: /upload shares one.")
     return ok(message, room=room.name, files=listed, **shared.fields())
+
+
+@command("myfiles", Int("page", optional=True, default=1), group=GROUP, scope=Scope.READ)
+async def myfiles(ctx: Context, page: int) -> Ok:
+    """List the files you uploaded, in every room (left and ended ones too), a page at
+    a time: what counts against your quota."""
+    services, files = ctx.services, ctx.services.files
+    uploads = await files.uploads(ctx.user)
+    # Every room a file of theirs is in is one they joined at some time, by name,
+    # ended or not: a room they left or that ended is gone from the rooms in memory.
+    rooms = {a.room_id: a for a in await services.rooms.joined_before(ctx.user)}
+    shown = page_of(uploads, page, services.config.rooms.page_size)
+    listed = []
+    for record in shown.items:
+        entry = file_object(record)
+        del entry["preview"]
+        known = rooms.get(record.room_id)
+        entry["room"] = known.room_name if known is not None else None
+        entry["room_ended"] = known is not None and known.room_terminated
+        listed.append(entry)
+    if listed:
+        ctx.table(["id", "name", "size", "room", "uploaded (UTC)"],
+                  [[e["id"], e["name"], human_size(e["size"]), _room_shown(e),
+                    table_time(e["time"])] for e in listed], right=(0,))
+    used, quota = sum(r.size for r in uploads), files.config.quota
+    count = len(uploads)
+    sentence = (f"{count} file{'s' * (count != 1)} of yours: {human_size(used)} of your "
+                f"{human_size(quota)} quota; /rmfile <id> removes one" if count else
+                f"no files of yours: your quota is {human_size(quota)}")
+    return ok(shown.told(sentence, "/myfiles"), files=listed, used=used, quota=quota,
+              **shown.fields())
+
+
+def _room_shown(entry: dict[str, Any]) -> str:
+    if entry["room"] is None:
+        return "-"
+    return f"#{entry['room']}" + (" (ended)" if entry["room_ended"] else "")
 
 
 @command("rmfile", Int("id", high=MAX_ID), group=GROUP,

@@ -47,6 +47,12 @@ class ContentQueries:
                                  (user_id,))
         return int(rows[0][0])
 
+    async def user_files(self: SqliteHost, user_id: int) -> list[FileRecord]:
+        """What ``user_file_bytes`` adds up, the oldest first (/myfiles)."""
+        rows = await self._fetch(f"SELECT {_FILE} FROM files WHERE uploader_id = ? ORDER BY id",
+                                 (user_id,))
+        return [FileRecord(*row) for row in rows]
+
     async def files_of_terminated_rooms(self: SqliteHost, before: float) -> list[FileRecord]:
         rows = await self._fetch(
             f"SELECT {_FILE} FROM files WHERE room_id IN (SELECT id FROM rooms WHERE "

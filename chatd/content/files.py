@@ -209,6 +209,11 @@ class Files:
             raise ChatError(Code.NOT_IN_ROOM, f"only members of #{room.name} see its files.")
         return await self._storage.list_files(room.id)
 
+    async def uploads(self, user: User) -> list[FileRecord]:
+        """Every file ``user`` uploaded that is still kept, in any room (left or ended
+        ones too): what counts against their quota."""
+        return await self._storage.user_files(user.id)
+
     async def url(self, record: FileRecord) -> str | None:
         return await self._blobs.presigned_url(record.blob_key, record.name, record.mime)
 

@@ -20,7 +20,7 @@ HINTS: Final[dict[Step, tuple[str, str]]] = {
     Step.TRANSFER: (" by a transfer.", " with /transfer <user> {room}."),
     Step.ENCRYPT: ("send from a client that encrypts (chatd-client).",
                    "send with /emsg from a client that encrypts (chatd-client)."),
-    Step.REMOVE_FILES: (".", "; /rmfile some first."),
+    Step.REMOVE_FILES: (".", "; /myfiles lists yours, /rmfile some first."),
     Step.LIST_BLOCKS: (".", "; /blocks lists whom you block."),
     Step.REVOKE_TOKEN: (".", "; /token revoke it first."),
     Step.JOIN_WITH_KEY: (".", ": /join {room} <key>."),

@@ -44,6 +44,12 @@ class PgContentQueries:
         return int(await self._fetch_value(
             "SELECT COALESCE(SUM(size), 0) FROM files WHERE uploader_id = $1", user_id))
 
+    async def user_files(self: PgHost, user_id: int) -> list[FileRecord]:
+        """What ``user_file_bytes`` adds up, the oldest first (/myfiles)."""
+        rows = await self._fetch(
+            f"SELECT {_FILE} FROM files WHERE uploader_id = $1 ORDER BY id", user_id)
+        return [FileRecord(*row) for row in rows]
+
     async def files_of_terminated_rooms(self: PgHost, before: float) -> list[FileRecord]:
         rows = await self._fetch(
             f"SELECT {_FILE} FROM files WHERE room_id IN (SELECT id FROM rooms WHERE "

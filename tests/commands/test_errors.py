@@ -52,7 +52,8 @@ async def test_the_domain_sentence_names_no_command(chat: Chat) -> None:
     (Step.ENCRYPT, "#dev is end-to-end encrypted: send from a client that encrypts "
      "(chatd-client).", "#dev is end-to-end encrypted: send with /emsg from a client that "
      "encrypts (chatd-client)."),
-    (Step.REMOVE_FILES, "over your quota of 10.", "over your quota of 10; /rmfile some first."),
+    (Step.REMOVE_FILES, "over your quota of 10.",
+     "over your quota of 10; /myfiles lists yours, /rmfile some first."),
     (Step.REVOKE_TOKEN, 'you already have a token named "ci".',
      'you already have a token named "ci"; /token revoke it first.'),
 ])

@@ -8,6 +8,8 @@ from pathlib import Path
 import pytest
 
 from chatd.client import ChatClient
+from chatd.content.previews import human_size
+from tests.backends import on_both
 from tests.content import (
     b64_lines,
     blob_paths,
@@ -204,6 +206,41 @@ async def test_files_lists_a_rooms_files(clients: Clients) -> None:
     listed = (await alice.command("/files general"))["files"]
     assert [(f["name"], f["size"], f["mime"], f["uploader"]) for f in listed] == [
         ("a.txt", len(data), "text/plain", "alice")]
+
+
+@on_both
+async def test_myfiles_lists_your_files_in_every_room_left_and_ended_ones_too(
+        clients: Clients) -> None:
+    # What counts against the quota: files of rooms you left, or that ended, could be
+    # neither listed nor found by id to remove.
+    alice, bob = await clients.user("alice"), await clients.user("bob")
+    assert (await alice.command("/myfiles"))["message"] == (
+        "no files of yours: your quota is 100.0 MiB.")
+    for room in ("general", "side", "temp"):
+        await alice.command(f"/create {room}")
+        assert (await upload(alice, f"{room}.txt", text_file(), room)).ok
+    await bob.command("/join side")
+    await alice.command("/promote bob side")  # so that side lives on without alice
+    await bob.command("/join general")
+    assert (await upload(bob, "bob.txt", text_file(), "general")).ok  # not alice's
+    await alice.command("/leave side")  # bob stays, and owns it now
+    await alice.command("/leave temp")  # its last member: it ends
+    mine = await alice.command("/myfiles")
+    assert [(f["name"], f["room"], f["room_ended"]) for f in mine["files"]] == [
+        ("general.txt", "general", False), ("side.txt", "side", False),
+        ("temp.txt", "temp", True)]
+    size = len(text_file())
+    assert (mine["used"], mine["quota"], mine["total"]) == (3 * size, 100 * 1024 * 1024, 3)
+    assert mine["message"] == (f"3 files of yours: {human_size(3 * size)} of your 100.0 MiB "
+                               "quota; /rmfile <id> removes one.")
+    # Found, it can be removed, as its uploader may.
+    await alice.command(f"/rmfile {mine['files'][2]['id']}")
+    assert (await alice.command("/myfiles"))["used"] == 2 * size
+    viewer = await text_client(clients, "alice")
+    header, *rows, summary = await text_run(viewer, "/myfiles")
+    assert header.split() == ["id", "name", "size", "room", "uploaded", "(UTC)"]
+    assert [row.split()[1] for row in rows] == ["general.txt", "side.txt"]
+    assert "#side" in rows[1] and summary.startswith("* 2 files of yours")
 
 
 @pytest.mark.parametrize(("flush_delay", "busy"), [(0.0, False), (0.02, True)])

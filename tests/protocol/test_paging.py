@@ -1,4 +1,4 @@
-"""Long lists a page at a time: /files and /requests (as /rooms and /who, whose tests
+"""Long lists a page at a time: /files, /myfiles and /requests (as /rooms and /who, whose tests
 are with the rooms'), and the sums every paged list shares."""
 
 from __future__ import annotations
@@ -48,6 +48,19 @@ async def test_files_of_a_room_are_listed_a_page_at_a_time(paged: Clients) -> No
     *rows, summary = await text_run(text, "/files general 2")
     assert [row.split()[1] for row in rows] == ["name", "c.txt"]
     assert summary == "* 3 files in #general; /download <id> gets one; page 2 of 2."
+
+
+async def test_your_files_are_listed_a_page_at_a_time(paged: Clients) -> None:
+    alice = await paged.user("alice")
+    await alice.command("/create general")
+    for name in ("a.txt", "b.txt", "c.txt"):
+        assert (await upload(alice, name, text_file())).ok
+    first = await alice.command("/myfiles")
+    assert [f["name"] for f in first["files"]] == ["a.txt", "b.txt"]
+    assert first["message"].endswith("/rmfile <id> removes one; page 1 of 2; /myfiles 2 for more.")
+    second = await alice.command("/myfiles 2")
+    assert [f["name"] for f in second["files"]] == ["c.txt"]
+    assert (second["page"], second["pages"], second["total"]) == (2, 2, 3)
 
 
 async def test_join_requests_are_listed_a_page_at_a_time(paged: Clients) -> None:
