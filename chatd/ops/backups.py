@@ -155,21 +155,37 @@ class Backups:
     async def take(self, now: float | None = None) -> Path:
         """Make one backup now and prune old ones; returns its path."""
         await asyncio.to_thread(self._directory.mkdir, PRIVATE_DIR, parents=True, exist_ok=True)
-        stamp = time.strftime("%Y%m%d-%H%M%S", time.gmtime(now or time.time()))
+        stamp = _stamp(now or time.time())
         path = self._directory / f"{self._prefix}{stamp}{SUFFIX}"
         await asyncio.to_thread(remove_leftovers, self._directory, self._database)
         async with private_copy(self._storage, self._directory, self._database) as copy:
             await asyncio.to_thread(os.replace, copy, path)
-        removed = await asyncio.to_thread(self._prune)
+        removed = await asyncio.to_thread(self._prune, stamp)
         log.info("backup", extra={"fields": {"path": str(path), "pruned": removed}})
         return path
 
-    def _prune(self) -> int:
-        backups = sorted(name for name in self._names() if self._own.fullmatch(name))
+    def _prune(self, taken: str) -> int:
+        """Remove all but the newest ``backup.keep`` backups, ``taken`` the stamp of the
+        one just made. A name later than it can only come from a clock that was wrong
+        (or is no real time): it counts as older than every other. Taken as newest, it
+        was never pruned, and once ``keep`` such names existed each new backup was
+        removed the moment it was made."""
+
+        def age(name: str) -> tuple[bool, str]:
+            stamp = name[len(self._prefix):-len(SUFFIX)]
+            return stamp <= taken, stamp
+
+        backups = sorted((name for name in self._names() if self._own.fullmatch(name)),
+                         key=age)
         stale = backups[:-self.config.keep] if self.config.keep > 0 else []
         for old in stale:
             os.unlink(self._directory / old)
         return len(stale)
+
+
+def _stamp(moment: float) -> str:
+    """A backup's time as its name holds it (UTC), which sorts as the times do."""
+    return time.strftime("%Y%m%d-%H%M%S", time.gmtime(moment))
 
 
 def state_directory(database: str) -> Path:

@@ -169,6 +169,27 @@ async def test_retention_keeps_the_newest(tmp_path: Path) -> None:
         await server.stop()
 
 
+async def test_a_backup_named_in_the_future_goes_first_never_the_one_just_made(
+        tmp_path: Path) -> None:
+    # Made while the clock was wrong: taken as the newest, it was never pruned, and
+    # with keep of them the backup just made was deleted at once.
+    server = await start_server(tmp_path / "chatd.db")
+    try:
+        directory = tmp_path / "kept"
+        directory.mkdir()
+        future = directory / "chatd-20991231-235959.db"
+        future.write_bytes(b"made while the clock said 2099")
+        backups = Backups(server.storage, BackupConfig(interval=3600, dir=str(directory), keep=1),
+                          str(tmp_path / "chatd.db"))
+        day = 1_700_000_000.0
+        first = await backups.take(now=day)
+        assert sorted(directory.iterdir()) == [first] and integrity(first) == "ok"
+        second = await backups.take(now=day + 3600)
+        assert sorted(directory.iterdir()) == [second]
+    finally:
+        await server.stop()
+
+
 async def test_two_databases_in_one_directory_keep_their_own_backups(tmp_path: Path) -> None:
     directory = tmp_path / "shared"
     directory.mkdir()
