@@ -97,6 +97,16 @@ class ClusterTransactions:
         async with self._local.account(user), self._locked(ACCOUNT_LOCKS, user.id) as fence:
             yield ClusterAccountTxn(user, fence)
 
+    async def creatable(self) -> None:
+        """A room made while Redis is away would be known to this node alone until
+        Redis came back, while every other decision is refused meanwhile: refused
+        as they are (busy), before anything is written."""
+        try:
+            async with asyncio.timeout(LOCK_WAIT):
+                await self._shared.ping()
+        except (redis.RedisError, OSError, TimeoutError) as exc:
+            raise unavailable("Redis does not answer") from exc
+
     async def reload(self, room_id: int) -> None:
         """Reload a room another node decided about, between this node's own
         decisions on it: a reload read before one of them committed must not

@@ -266,7 +266,9 @@ class RoomTransactions(Protocol):
 
     Creating a room needs none: its name is taken once by the database's
     unique constraint (``Conflict``), whichever node asks. (Storage orders it
-    with its owner's deletion: see ``Storage.create_room``.) Mutes (by a command
+    with its owner's deletion: see ``Storage.create_room``.) It asks
+    :meth:`creatable` first, so that a room is not made where the other nodes
+    cannot be told of it. Mutes (by a command
     and by flood control), unmutes and unbans are made inside one. An expiry
     deletes the expired rows in one statement, then forgets each sanction
     only if the room's current one has run out (a look and a removal with no
@@ -276,6 +278,11 @@ class RoomTransactions(Protocol):
 
     def room(self, room: Room) -> AbstractAsyncContextManager[RoomTxn]:
         """Make a decision about ``room`` alone, once the earlier ones are made."""
+
+    async def creatable(self) -> None:
+        """Refuse (``busy``, with ``retry_ms``) to make a room now: on a cluster, while
+        Redis, which tells the other nodes of it, does not answer, as every other
+        decision is refused then. Nothing to refuse in one process."""
 
 
 class AccountTxn(Protocol):

@@ -233,6 +233,7 @@ class Rooms:
             raise ChatError(Code.NOT_PERMITTED, "guests cannot create rooms here: only "
                             "accounts can (rooms.creation).")
         name = _valid_room_name(raw_name)
+        await self._transactions.creatable()
         async with self._create_lock:
             if self.find(name) is not None:
                 raise ChatError(Code.NAME_TAKEN, f'a room named "{name}" exists.',

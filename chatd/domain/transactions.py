@@ -71,6 +71,9 @@ class LocalTransactions:
         async with self._held(("account", user.id)) as fence:
             yield LocalAccountTxn(user, fence)
 
+    async def creatable(self) -> None:
+        """A room can always be made in one process."""
+
     def room_by_id(self, room_id: int) -> AbstractAsyncContextManager[int]:
         """Room ``room_id``'s turn alone, no decision in it: a cluster node reloads
         a room another node changed between this node's own decisions on it."""

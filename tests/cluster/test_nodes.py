@@ -730,6 +730,28 @@ async def test_a_room_created_while_redis_refuses_the_log_reaches_the_other_node
     await bob.close()
 
 
+async def test_a_room_is_not_created_while_redis_does_not_answer(nodes: list[App]) -> None:
+    """Governance fails fast with busy while Redis is away, and /create is governance:
+    it was made, known to its node alone until Redis came back, while a /kick beside
+    it was refused."""
+    transactions: Any = nodes[0].services.transactions
+    ann = await login(nodes[0], "ann")
+    reachable = transactions._shared
+    away = redis.asyncio.Redis(host="127.0.0.1", port=1, socket_connect_timeout=0.2)
+    transactions._shared = away
+    try:
+        refused = await ann.command("/create den", check=False)
+    finally:
+        transactions._shared = reachable
+        await away.aclose()
+    assert (refused["code"], refused["retry_ms"] > 0) == ("busy", True)
+    assert nodes[0].services.rooms.find("den") is None
+    # Nothing was written: the name is free once Redis answers.
+    assert (await ann.command("/create den"))["room"] == "den"
+    await known_everywhere(nodes, "den")
+    await ann.close()
+
+
 async def test_an_api_request_the_database_does_not_answer_is_busy(
         start_node: StartNode, monkeypatch: pytest.MonkeyPatch) -> None:
     """The HTTP API answers 503 busy (with Retry-After and retry_ms) while a
