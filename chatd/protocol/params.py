@@ -396,6 +396,14 @@ class RoomRef(Param):
             return room
         return rooms.require(word)
 
+    def refusal(self, ctx: Context, word: str) -> ChatError | None:
+        # A number it passed over is never a room here (see convert), whatever the
+        # ids: "/who 0" is a page out of range, not a room with id 0, as "/who 7"
+        # is page 7 even when a room has id 7. What took numbers says why.
+        if names.is_number(word):
+            return None
+        return Param.refusal(self, ctx, word)
+
     def absent(self, ctx: Context) -> Any:
         if not self.current_default:
             return None

@@ -96,3 +96,24 @@ def test_the_pages_of_a_list_are_the_list(length: int, size: int) -> None:
         said = page_of(items, number, size).said("/list")
         assert (f"/list {number + 1} for more" in said) == (number < first.pages)
     assert ("starts over" in past.said("/list")) == (length > 0)
+
+
+async def test_a_page_out_of_range_is_called_a_page_not_a_room_id(paged: Clients) -> None:
+    # A number before nothing else is the page (a room by id is never taken there):
+    # "/who 0" was refused as "there is no room with id 0", while "/who 7", with a
+    # room of id 7, is page 7 of the current room, as the docs say.
+    alice = await paged.user("alice")
+    await alice.command("/create general request")
+    text = await paged.raw()
+    await text.line()
+    await text_run(text, "/login alice secret-pw")
+    asked = [(command, word) for command in ("/who", "/files", "/requests")
+             for word in ("0", "1000001")]
+    for command, word in [*asked, ("/history", "0")]:
+        [error] = await text_run(text, f"{command} {word}")
+        what = "n" if command == "/history" else "page"
+        assert error.startswith(f"! bad-arguments: {what} must be a whole number "), error
+        assert f'not "{word}"' in error, error
+    # A word that is no number may still be a mistyped room.
+    assert (await text_run(text, "/who nosuchroom 2")) == [
+        '! no-such-room: there is no room "nosuchroom". /rooms lists the rooms you can join.']
