@@ -25,6 +25,8 @@ from typing import Any
 from chatd.protocol.codec import clean_text
 
 DEFAULT_TIMEOUT = 10.0
+# How many times ChatClient.members walks a room's /who pages that changed meanwhile.
+MEMBER_WALKS = 3
 
 
 class ClientError(Exception):
@@ -137,18 +139,48 @@ class ChatClient:
 
     async def members(self, room: str, timeout: float = DEFAULT_TIMEOUT
                       ) -> list[dict[str, Any]]:
-        """Every member of ``room`` (``user``, ``role``, ``online``, and ``bot`` on bots):
-        ``/who`` answers a page at a time, and this asks for each."""
+        """Every member of ``room`` (``user``, ``role``, ``online``, and ``bot`` on bots),
+        each once: ``/who`` answers a page at a time, and this asks for each.
+
+        A member who joins, leaves or changes role between two pages moves the
+        others across them, so that one would come twice and another never: a
+        walk whose count changed, or that did not find that many members, is
+        walked again (``MEMBER_WALKS`` walks at most; the last one's members then)."""
         members: list[dict[str, Any]] = []
-        page = 1
-        while True:
-            # "#": a room named like a page number is still the room.
-            reply = await self.command(f"/who #{room.removeprefix('#')} {page}",
-                                       timeout=timeout)
-            members += reply.get("members") or []
-            if page >= int(reply.get("pages", 1)):
-                return members
+        for _ in range(MEMBER_WALKS):
+            members, steady = await self._walk_members(room, timeout)
+            if steady:
+                break
+        return members
+
+    async def _walk_members(self, room: str, timeout: float
+                            ) -> tuple[list[dict[str, Any]], bool]:
+        """One walk of ``/who``'s pages: its members, each once, and whether the room
+        stood still meanwhile."""
+        seen: dict[str, dict[str, Any]] = {}
+        totals: set[int] = set()
+        page = pages = 1
+        while page <= pages:
+            reply = await self._patient(f"/who #{room.removeprefix('#')} {page}", timeout)
+            for member in reply.get("members") or []:
+                seen.setdefault(str(member["user"]), member)
+            totals.add(int(reply.get("total", len(seen))))
+            pages = int(reply.get("pages", 1))
             page += 1
+        return list(seen.values()), totals == {len(seen)}
+
+    async def _patient(self, line: str, timeout: float) -> Reply:
+        """``line``'s reply, asked again after the wait a ``rate-limited`` refusal names:
+        a room of many pages takes more commands in a row than the server's burst
+        (``limits.command_burst``) allows; ClientError for any other refusal."""
+        while True:
+            reply = await self.command(line, check=False, timeout=timeout)
+            if reply.get("code") != "rate-limited":
+                break
+            await asyncio.sleep(int(reply.get("retry_ms") or 1000) / 1000)
+        if not reply.ok:
+            raise ClientError(reply.final)
+        return reply
 
     async def _answer(self, label: str, sent: bytes, timeout: float) -> Reply:
         """Send the labelled line ``sent``; its final line, and the lines before it."""

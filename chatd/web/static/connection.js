@@ -9,6 +9,8 @@
 // missed. Nothing here builds HTML.
 
 const COMMAND_TIMEOUT_MS = 20000;
+// How many times members() walks a room's /who pages that changed meanwhile.
+const MEMBER_WALKS = 3;
 // The HTTP API: requests at once, tries of one refused with 429, and how long a
 // file's signed link is used again (the server's links last longer).
 const API_CONCURRENCY = 4;
@@ -190,15 +192,43 @@ export class Connection {
     });
   }
 
-  // Every member of a room: /who answers a page at a time. The reply of the last page,
-  // its members those of every page; or the first error.
+  // Every member of a room, each once: /who answers a page at a time. The reply of the
+  // last page, its members those of every page; or the first error. A room of many pages
+  // asks more than the server's command burst allows in a row: a rate-limited page is
+  // asked again after the wait it names. A member who joined, left or changed role
+  // between two pages moves the others across them (one twice, another never): a walk
+  // whose count changed, or that found fewer, is walked again (MEMBER_WALKS at most).
   async members(room) {
-    const members = [];
+    let walked;
+    for (let walk = 0; walk < MEMBER_WALKS; walk += 1) {
+      walked = await this.walkMembers(room);
+      if (walked.type !== "ok" || walked.steady) break;
+    }
+    const {steady, ...reply} = walked;
+    return reply;
+  }
+
+  // One walk of /who's pages: the last page's reply with every member once, and
+  // whether the room stood still meanwhile (steady); or the first error.
+  async walkMembers(room) {
+    const seen = new Map();
+    const totals = new Set();
     for (let page = 1; ; page += 1) {
       const reply = await this.command(`/who #${room} ${page}`);
+      if (reply.type === "error" && reply.code === "rate-limited") {
+        await new Promise((resolve) => setTimeout(resolve, reply.retry_ms || 1000));
+        page -= 1;
+        continue;
+      }
       if (reply.type !== "ok") return reply;
-      members.push(...reply.members);
-      if (page >= reply.pages) return {...reply, members};
+      for (const member of reply.members) {
+        if (!seen.has(member.user)) seen.set(member.user, member);
+      }
+      totals.add(reply.total);
+      if (page >= reply.pages) {
+        const members = [...seen.values()];
+        return {...reply, members, steady: totals.size === 1 && totals.has(members.length)};
+      }
     }
   }
 
