@@ -12,7 +12,7 @@ from chatd.domain.room import Room
 from chatd.domain.scopes import Scope
 from chatd.errors import ChatError, Code
 from chatd.protocol.context import Context, table_time
-from chatd.protocol.paging import page_of
+from chatd.protocol.paging import PAGE, PAGED_ROOM, page_of
 from chatd.protocol.params import Context as ParamContext
 from chatd.protocol.params import Decline, Int, Param, RoomRef, Text, Word, parse
 from chatd.protocol.registry import NEEDS_MEMBER, NEEDS_READER, command
@@ -94,7 +94,7 @@ async def download(ctx: Context, id: int) -> Ok:
               f"{record.sha256}", file_id=record.id, **fields)
 
 
-@command("files", RoomRef("room", optional=True), Int("page", optional=True, default=1),
+@command("files", PAGED_ROOM, PAGE,
          group=GROUP, scope=Scope.READ, errors=(Code.NOT_IN_ROOM,), needs=NEEDS_READER)
 async def files_(ctx: Context, room: Room, page: int) -> Ok:
     """List the files shared in a room, a page at a time."""
@@ -118,7 +118,7 @@ async def files_(ctx: Context, room: Room, page: int) -> Ok:
     return ok(message, room=room.name, files=listed, **shared.fields())
 
 
-@command("myfiles", Int("page", optional=True, default=1), group=GROUP, scope=Scope.READ)
+@command("myfiles", PAGE, group=GROUP, scope=Scope.READ)
 async def myfiles(ctx: Context, page: int) -> Ok:
     """List the files you uploaded, in every room (left and ended ones too), a page at
     a time: what counts against your quota."""

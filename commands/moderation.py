@@ -19,7 +19,7 @@ from chatd.domain.room import JOIN_LETTERS, LETTER_OF_MODE, Mode, Role, Room
 from chatd.domain.scopes import Scope
 from chatd.errors import ChatError, Code
 from chatd.protocol.context import Context, table_time
-from chatd.protocol.paging import page_of
+from chatd.protocol.paging import PAGE, PAGED_ROOM, page_of
 from chatd.protocol.params import Duration, Int, RoomRef, Text, UserOrGuest, UserRef, no_room
 from chatd.protocol.records import describe_changes
 from chatd.protocol.registry import NEEDS_ROOM_ADMIN, command
@@ -53,7 +53,7 @@ async def invite(ctx: Context, user: User, room: Room) -> Ok:
               user=user.name, expires=record.expires_at)
 
 
-@command("requests", _room(), Int("page", optional=True, default=1), role=ADMIN,
+@command("requests", PAGED_ROOM, PAGE, role=ADMIN,
          group=GROUP, scope=Scope.MODERATE)
 async def requests(ctx: Context, room: Room, page: int) -> Ok:
     """List the pending join requests of a room, a page at a time."""

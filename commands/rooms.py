@@ -10,8 +10,8 @@ from chatd.domain.room import Mode, Room
 from chatd.domain.scopes import Scope
 from chatd.errors import ChatError, Code
 from chatd.protocol.context import Context
-from chatd.protocol.paging import page_of
-from chatd.protocol.params import Choice, Int, RoomRef, Text, Word
+from chatd.protocol.paging import PAGE, PAGED_ROOM, page_of
+from chatd.protocol.params import Choice, RoomRef, Text, Word
 from chatd.protocol.registry import command
 from chatd.protocol.results import Ok, ok
 
@@ -30,7 +30,7 @@ async def create(ctx: Context, room: str, mode: str) -> Ok:
               **ctx.services.rooms.summary(created), room=created.name)
 
 
-@command("rooms", Int("page", optional=True, default=1), aliases=("list",), group=GROUP,
+@command("rooms", PAGE, aliases=("list",), group=GROUP,
          scope=Scope.READ)
 def rooms(ctx: Context, page: int) -> Ok:
     """List the rooms you can see, a page at a time."""
@@ -99,7 +99,7 @@ def switch(ctx: Context, room: Room) -> Ok:
     return ok(f"Plain lines now go to #{room.name}.", room=room.name, id=room.id)
 
 
-@command("who", RoomRef("room", optional=True), Int("page", optional=True, default=1),
+@command("who", PAGED_ROOM, PAGE,
          aliases=("names",), group=GROUP, scope=Scope.READ, errors=(Code.NOT_PERMITTED,),
          needs="logged in; the room must be visible to you")
 def who(ctx: Context, room: Room, page: int) -> Ok:

@@ -161,7 +161,8 @@ class ChatClient:
         totals: set[int] = set()
         page = pages = 1
         while page <= pages:
-            reply = await self._patient(f"/who #{room.removeprefix('#')} {page}", timeout)
+            # The page always follows: a room by its id is one too (/who 7 2).
+            reply = await self._patient(f"/who {room} {page}", timeout)
             for member in reply.get("members") or []:
                 seen.setdefault(str(member["user"]), member)
             totals.add(int(reply.get("total", len(seen))))

@@ -13,7 +13,14 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any, Generic, TypeVar
 
+from chatd.protocol.params import Int, RoomRef
+
 T = TypeVar("T")
+
+# The parameters of a paged list: [page], and the [room] before it. A lone number is
+# the page; a room by its id needs the page after it (/who 7 1).
+PAGE = Int("page", optional=True, default=1)
+PAGED_ROOM = RoomRef("room", optional=True, id_before_number=True)
 
 
 @dataclass(frozen=True, slots=True)

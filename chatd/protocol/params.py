@@ -370,6 +370,9 @@ class RoomRef(Param):
     kind = "room"
     current_default: bool = True
     first_word: bool = False
+    # A page or count follows (/who [room] [page]): a lone number is that, and two
+    # numbers are a room's id and then it (/who 7 2), as /audit 7 50 reads them.
+    id_before_number: bool = False
 
     @property
     def usage(self) -> str:
@@ -380,7 +383,9 @@ class RoomRef(Param):
         if not (self.optional and self.current_default):
             return {}
         # first_word: a client may not leave the room out when words follow it.
-        return {"default": "current-room", **({"first_word": True} if self.first_word else {})}
+        # id_before_number: a client names a room by its id with the page after it.
+        return {"default": "current-room", **({"first_word": True} if self.first_word else {}),
+                **({"id_before_number": True} if self.id_before_number else {})}
 
     def errors(self) -> tuple[Code, ...]:
         if self.optional and self.current_default:
@@ -454,6 +459,10 @@ def parse(params: tuple[Param, ...], ctx: Context, args: str, usage: str) -> dic
             continue
         more_follow = index + 1 < len(words) or any(
             _applies(later, params, values) for later in params[position + 1:])
+        if isinstance(param, RoomRef) and param.id_before_number \
+                and all(names.is_number(word) for word in words[index:index + 2]) \
+                and index + 2 == len(words):
+            more_follow = False  # the room by its id, the number after it its own
         try:
             values[param.name] = param.convert(ctx, words[index], more_follow)
             index += 1

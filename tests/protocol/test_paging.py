@@ -13,7 +13,7 @@ from hypothesis import strategies as st
 from chatd.domain.clock import ManualClock
 from chatd.protocol.paging import page_of
 from tests.content import text_file, upload
-from tests.helpers import Clients, start_server, text_run
+from tests.helpers import Clients, error_of, start_server, text_run
 
 
 @pytest.fixture
@@ -117,3 +117,26 @@ async def test_a_page_out_of_range_is_called_a_page_not_a_room_id(paged: Clients
     # A word that is no number may still be a mistyped room.
     assert (await text_run(text, "/who nosuchroom 2")) == [
         '! no-such-room: there is no room "nosuchroom". /rooms lists the rooms you can join.']
+
+
+async def test_a_room_by_its_id_is_followed_by_the_page(paged: Clients) -> None:
+    # /who <id> listed the room of that id until /who took a page; since then a lone
+    # number is the page, and "/who 7 1" was too many arguments: no room could be
+    # named by its id. Two numbers are the room's id and the page, as /audit 7 50.
+    alice = await paged.user("alice")
+    await alice.command("/create club request")
+    room = (await alice.command("/create general"))["id"]
+    assert (await alice.command("/switch club"))["room"] == "club"
+    for name in ("bob", "carol"):
+        await (await paged.user(name)).command("/join general")
+    assert (await upload(alice, "a.txt", text_file(), room="general")).ok
+    who = await alice.command(f"/who {room} 2")
+    assert (who["room"], [m["user"] for m in who["members"]]) == ("general", ["carol"])
+    assert (await alice.command(f"/files {room} 1"))["room"] == "general"
+    assert (await alice.command(f"/requests {room} 1"))["room"] == "general"
+    # A lone number is still the page, of the current room.
+    alone = await alice.command(f"/who {room}")
+    assert (alone["room"], alone["page"]) == ("club", room)
+    assert [m["user"] for m in await alice.members(str(room))] == ["alice", "bob", "carol"]
+    assert (await error_of(alice, "/who 999 1"))["message"].startswith(
+        "there is no room with id 999.")
