@@ -356,8 +356,27 @@ async function recover(lastId) {
 // -- members and presence ------------------------------------------------------------
 
 let memberTimer = null;
+// The member list's refresh under way (a walk of every /who page), and whether
+// something asked for another meanwhile: a burst of joins into a long room then
+// walks the pages twice, not once per join, which spent the tab's command budget.
+let membersRefreshing = null;
+let membersAgain = false;
 
 async function refreshMembers() {
+  if (membersRefreshing) {
+    membersAgain = true;
+    return membersRefreshing;
+  }
+  membersRefreshing = (async () => {
+    do {
+      membersAgain = false;
+      await showMembers();
+    } while (membersAgain);
+  })().finally(() => { membersRefreshing = null; });
+  return membersRefreshing;
+}
+
+async function showMembers() {
   clearTimeout(memberTimer);
   memberTimer = setTimeout(refreshMembers, MEMBER_REFRESH_MS);
   const conv = state.convs.get(state.active);

@@ -5,10 +5,12 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 from typing import Any
 
 from tests.helpers import PASSWORD
 from tests.web.browser.conftest import Daemon
+from tests.web.browser.pages import enter_room, register
 
 # alice (on a connection of the page's own), then every member of #crowd as
 # members() gives them, or the error it gives; CHANGE runs after the first page.
@@ -77,4 +79,53 @@ async def test_members_are_each_once_when_a_role_changes_between_pages(
     members = await page.evaluate(WALK, [PASSWORD, "/promote erin crowd"])
     assert members == [["alice", "owner"], ["erin", "admin"], ["bob", "member"],
                        ["carol", "member"], ["dave", "member"]]
+    assert page.script_errors == []
+
+
+# Users who join #crowd at once.
+JOINS = 24
+
+
+async def test_a_burst_of_joins_walks_the_member_list_one_walk_at_a_time(
+        daemon: Daemon, browser: Any) -> None:
+    # Each join refreshed the member column with a walk of every /who page, however
+    # many walks were already under way: a burst of joins into a room of pages had
+    # dozens of walks going at once, hundreds of /who, spending the tab's command
+    # budget (its own lines then came back rate-limited). A join while a walk is
+    # under way now asks for one more after it: a /who is only sent once the one
+    # before it was answered.
+    await daemon.stop()
+    await daemon.start(rooms__page_size=2, limits__max_connections_per_ip=100)
+    await (await daemon.tcp_user("bob")).command("/create crowd")
+    page = await browser("alice")
+    asking: set[str] = set()  # the labels of the /who sent and not yet answered
+    overlaps: list[str] = []
+
+    def sent(frame: str) -> None:
+        label, _, line = frame.partition(" ")
+        if line.startswith("/who "):
+            if asking:
+                overlaps.append(line)
+            asking.add(label.removeprefix("@"))
+
+    def received(frame: str) -> None:
+        record = json.loads(frame)
+        if record.get("type") in ("ok", "error"):
+            asking.discard(record.get("label", ""))
+
+    def watch(socket: Any) -> None:
+        socket.on("framesent", sent)
+        socket.on("framereceived", received)
+
+    page.on("websocket", watch)
+    await register(page, daemon.url, "alice")
+    await enter_room(page, "/join crowd", "crowd")
+    members = page.locator("#member-list")
+    await members.get_by_role("button", name="bob, ").wait_for()
+    joining = [await daemon.tcp_user(f"user{n:02d}") for n in range(JOINS)]
+    await asyncio.gather(*(user.command("/join crowd") for user in joining))
+    await members.get_by_role("button", name=f"user{JOINS - 1:02d}, ").wait_for()
+    await members.get_by_role("button").nth(JOINS + 1).wait_for()
+    assert await members.get_by_role("button").count() == JOINS + 2
+    assert overlaps == []
     assert page.script_errors == []
