@@ -124,17 +124,19 @@ async def myfiles(ctx: Context, page: int) -> Ok:
     a time: what counts against your quota."""
     services, files = ctx.services, ctx.services.files
     uploads = await files.uploads(ctx.user)
-    # Every room a file of theirs is in is one they joined at some time, by name,
-    # ended or not: a room they left or that ended is gone from the rooms in memory.
-    rooms = {a.room_id: a for a in await services.rooms.joined_before(ctx.user)}
+    # A live room is in memory; one that ended is known from having been joined
+    # (the association, kept a while: housekeeping forgets one 30 days after the
+    # user left, while a live room they left keeps their files and its name).
+    joined = {a.room_id: a for a in await services.rooms.joined_before(ctx.user)}
     shown = page_of(uploads, page, services.config.rooms.page_size)
     listed = []
     for record in shown.items:
         entry = file_object(record)
         del entry["preview"]
-        known = rooms.get(record.room_id)
-        entry["room"] = known.room_name if known is not None else None
-        entry["room_ended"] = known is not None and known.room_terminated
+        live, known = services.rooms.get(record.room_id), joined.get(record.room_id)
+        entry["room"] = live.name if live is not None else \
+            known.room_name if known is not None else None
+        entry["room_ended"] = live is None and known is not None and known.room_terminated
         listed.append(entry)
     if listed:
         ctx.table(["id", "name", "size", "room", "uploaded (UTC)"],

@@ -140,3 +140,22 @@ async def test_a_room_by_its_id_is_followed_by_the_page(paged: Clients) -> None:
     assert [m["user"] for m in await alice.members(str(room))] == ["alice", "bob", "carol"]
     assert (await error_of(alice, "/who 999 1"))["message"].startswith(
         "there is no room with id 999.")
+
+
+async def test_your_files_name_a_live_room_you_left_long_ago(paged: Clients) -> None:
+    # /myfiles named rooms from what you joined, which housekeeping forgets 30 days
+    # after you left (association_retention): a file in a room that lives on,
+    # counting against your quota, was shown in no room ("-", room null).
+    alice = await paged.user("alice")
+    bob = await paged.user("bob")
+    await alice.command("/create general")
+    await bob.command("/join general")
+    assert (await upload(bob, "b.txt", text_file(), room="general")).ok
+    await bob.command("/leave general")
+    server = paged.server
+    clock = server.services.clock
+    assert isinstance(clock, ManualClock)
+    clock.advance(31 * 86400)
+    assert (await server.housekeeping.run_once())["associations_deleted"] == 1
+    [listed] = (await bob.command("/myfiles"))["files"]
+    assert (listed["name"], listed["room"], listed["room_ended"]) == ("b.txt", "general", False)
