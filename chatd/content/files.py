@@ -142,10 +142,10 @@ class Files:
         quota = self.config.quota
         if used + size > quota:
             # In sizes a person reads; the fields keep the bytes for programs.
-            size_of = previews.human_size
+            after, allowed, before = _readable(used + size, quota, used)
             raise ChatError(Code.QUOTA_EXCEEDED,
-                            f"that would take your files to {size_of(used + size)}, over your "
-                            f"quota of {size_of(quota)} ({size_of(used)} used).",
+                            f"that would take your files to {after}, over your "
+                            f"quota of {allowed} ({before} used).",
                             remedy=Remedy(Step.REMOVE_FILES), used=used, quota=quota)
 
     async def stage(self) -> tuple[Path, BinaryIO]:
@@ -324,6 +324,16 @@ async def _paced(session: Reader) -> bool:
         await asyncio.sleep(PACE)
         waited += PACE
     return not session.closing
+
+
+def _readable(*sizes: int) -> list[str]:
+    """``sizes`` as a person reads them (``2.9 KiB``), or in bytes (``3,010 bytes``) when
+    rounding would show two different sizes alike: "3.0 KiB, over your quota of
+    3.0 KiB" tells nothing."""
+    shown = [previews.human_size(size) for size in sizes]
+    if len(set(shown)) < len(set(sizes)):
+        return [f"{size:,} bytes" for size in sizes]
+    return shown
 
 
 def _too_large(limit: int) -> ChatError:

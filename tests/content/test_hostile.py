@@ -130,6 +130,24 @@ async def test_over_the_quota(db_path: Path) -> None:
         await server.stop()
 
 
+async def test_over_the_quota_by_less_than_its_rounding(db_path: Path) -> None:
+    # 3010 bytes over a quota of 3000 read "that would take your files to 2.9 KiB,
+    # over your quota of 2.9 KiB": sizes that round alike are told in bytes.
+    server = await start_server(db_path, files__quota=3000)
+    clients = Clients(server)
+    try:
+        alice = await room_owner(clients)
+        assert (await upload(alice, "one.bin", bytes(2990))).ok
+        reply = await upload(alice, "two.bin", bytes(20))
+        assert reply.final["code"] == "quota-exceeded"
+        assert reply.final["message"].startswith(
+            "that would take your files to 3,010 bytes, over your quota of 3,000 bytes "
+            "(2,990 bytes used)"), reply.final["message"]
+    finally:
+        await clients.close()
+        await server.stop()
+
+
 @pytest.mark.parametrize(("line", "code"), [
     ("/upload", "bad-arguments"),                      # refused by the dispatcher itself
     ("/upload a/b.txt 10", "bad-arguments"),
