@@ -105,13 +105,10 @@ def switch(ctx: Context, room: Room) -> Ok:
 def who(ctx: Context, room: Room, page: int) -> Ok:
     """List a room's members, their roles and who is online, a page at a time."""
     services = ctx.services
-    services.admission.require_members_visible(ctx.user, room)
-    members = sorted(room.members.values(), key=lambda m: (-m.role.rank, m.seq))
-    # of_member: an IRC guest has no account, but is online while it is here.
-    users = [services.accounts.of_member(member) for member in members]
-    online = sum(1 for user in users if user is not None and user.online)
-    listed = page_of(list(zip(members, users, strict=True)), page,
-                     services.config.rooms.page_size)
+    # An IRC guest has no account, but is online while it is here.
+    members = services.admission.members_shown(ctx.user, room)
+    online = sum(1 for _, user in members if user is not None and user.online)
+    listed = page_of(members, page, services.config.rooms.page_size)
     rows: list[dict[str, Any]] = []
     for member, user in listed.items:
         row = {"user": member.name, "role": member.role.value,

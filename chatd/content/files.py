@@ -126,7 +126,7 @@ class Files:
             raise ChatError(Code.NOT_IN_ROOM, f"you are not in #{room.name}.",
                             remedy=Remedy(Step.JOIN, room.name))
         # What keeps a member's messages out keeps their files out, in the same words
-        # (a timed mute says how long it lasts, and until when).
+        # (a timed mute says how long is left, and its fields until when).
         self._messaging.refuse_silenced(room, user)
         # A file is plaintext: an end-to-end room refuses it before its data comes.
         refuse_plain(room)

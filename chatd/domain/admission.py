@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING
 from chatd.domain import events
 from chatd.domain.names import format_duration
 from chatd.domain.permissions import Action, authorize
-from chatd.domain.room import Mode, Room
+from chatd.domain.room import Member, Mode, Room
 from chatd.domain.rooms import unless_deleted
 from chatd.errors import ChatError, Code, Remedy, Step
 from storage.records import InvitationRecord, JoinRequestRecord, SanctionRecord
@@ -194,10 +194,18 @@ class Admission:
         self.refuse_banned(user, room)
         raise ChatError(Code.NOT_PERMITTED, f"#{room.name} is hidden; only members see it.")
 
-    def require_members_visible(self, user: User, room: Room) -> None:
-        """Raise ``not-permitted`` unless ``user`` may see who is in ``room`` (/who,
-        the API's member list): a ban hides any room, an open one too, whose members
-        are no secret to others, and says so; else the room is private or secret."""
+    def members_shown(self, user: User, room: Room) -> list[tuple[Member, User | None]]:
+        """The members of ``room`` as ``user`` is shown them (/who, the API's member
+        list): the owner, then admins, voiced members and members, each in join
+        order, with the user behind each (an IRC guest's too; None for one gone
+        meanwhile). ``not-permitted`` unless ``user`` may see who is in the room."""
+        self._require_members_visible(user, room)
+        ordered = sorted(room.members.values(), key=lambda m: (-m.role.rank, m.seq))
+        return [(member, self._accounts.of_member(member)) for member in ordered]
+
+    def _require_members_visible(self, user: User, room: Room) -> None:
+        """A ban hides any room, an open one too, whose members are no secret to
+        others, and says so; else the room is private or secret."""
         if self._rooms.can_see(user, room):
             return
         ban = room.banned(user.id, self._clock.time())

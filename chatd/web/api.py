@@ -96,15 +96,11 @@ async def rooms(call: Call) -> Response:
 async def members(call: Call) -> Response:
     services = call.services
     room = room_of(call)
-    services.admission.require_members_visible(call.me, room)
-    ordered = sorted(room.members.values(), key=lambda m: (-m.role.rank, m.seq))
-    rows = []
-    for member in ordered:
-        user = services.accounts.of_member(member)  # an IRC guest too, as /who
-        # bot: always there, true or false (/who's text rows name bots alone; an
-        # API client reads a field it can count on).
-        rows.append({"user": member.name, "role": member.role.value,
-                     "online": bool(user and user.online), "bot": bool(user and user.is_bot)})
+    # bot: always there, true or false (/who's text rows name bots alone; an API
+    # client reads a field it can count on).
+    rows = [{"user": member.name, "role": member.role.value,
+             "online": bool(user and user.online), "bot": bool(user and user.is_bot)}
+            for member, user in services.admission.members_shown(call.me, room)]
     return json_response({"room": room.name, "members": rows})
 
 
