@@ -1,9 +1,9 @@
 """Long lists a page at a time: which items a page shows, and how its reply says so.
 
 Text mode reads a long list as a table, and a table of hundreds of rows scrolls away
-before anyone reads it; so ``/rooms`` and ``/who`` show ``rooms.page_size`` rows and
-say how to ask for the next page. A program reads the same page, with ``page``,
-``pages`` and ``total`` to walk the rest.
+before anyone reads it; so ``/rooms``, ``/who``, ``/files``, ``/myfiles`` and
+``/requests`` show ``rooms.page_size`` rows and say how to ask for the next page. A
+program reads the same page, with ``page``, ``pages`` and ``total`` to walk the rest.
 """
 
 from __future__ import annotations
