@@ -28,7 +28,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import Collection, Iterator
+from collections.abc import AsyncIterator, Collection, Iterator
 from contextvars import ContextVar
 from typing import TYPE_CHECKING
 
@@ -79,6 +79,11 @@ class Issuing:
 
 _ISSUING: ContextVar[Issuing | None] = ContextVar("chatd_issuing", default=None)
 
+# The longest a command's final line waits for the events it caused to reach its
+# own connection (a cluster's node reads them back from the shared log: normally
+# milliseconds; Redis away, they were never published and nothing waits).
+REPLY_WAIT = 5.0
+
 
 def current() -> Issuing | None:
     """The command being run now, if any (labelled or not)."""
@@ -116,6 +121,18 @@ def issuing(session: Endpoint, label: str | None) -> Iterator[Issuing]:
         # A run whose events are still to come ends once they came (shown).
         run.over = not run.waiting
         _ISSUING.reset(token)
+
+
+@contextlib.asynccontextmanager
+async def issued(session: Endpoint, label: str | None) -> AsyncIterator[Issuing]:
+    """Run a command's work as :func:`issuing` does, then wait (``REPLY_WAIT`` at most)
+    for the events it caused to reach ``session``: its final reply follows them, on a
+    cluster as in one process, also when the work failed."""
+    with issuing(session, label) as run:
+        try:
+            yield run
+        finally:
+            await run.shown(REPLY_WAIT)
 
 
 @contextlib.contextmanager

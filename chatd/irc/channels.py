@@ -141,7 +141,7 @@ def topic_scope(params: tuple[str, ...]) -> Scope:
     return Scope.READ if len(params) == 1 else Scope.MODERATE
 
 
-@irc_command("TOPIC", min_params=1, scope=topic_scope)
+@irc_command("TOPIC", min_params=1, scope=topic_scope, own_events=True)
 async def topic(ctx: IrcContext) -> None:
     """Show a channel's topic, or set it (room admins and the owner)."""
     name = ctx.params[0]
@@ -174,7 +174,7 @@ def names(ctx: IrcContext) -> None:
 
 
 @irc_command("KICK", min_params=2, errors={Code.NOT_IN_ROOM: n.ERR_USERNOTINCHANNEL},
-             scope=Scope.MODERATE)
+             scope=Scope.MODERATE, own_events=True)
 async def kick(ctx: IrcContext) -> None:
     """Remove members from a channel (room admins; admins only by the owner)."""
     name = ctx.params[0]

@@ -27,6 +27,7 @@ from collections.abc import Awaitable, Callable, Coroutine, Iterable, Iterator, 
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Protocol
 
+from chatd.delivery.issuer import issued
 from chatd.domain.limits import Kind
 from chatd.domain.scopes import Scope, missing_scope
 from chatd.errors import ChatError, Code
@@ -95,6 +96,9 @@ class IrcCommand:
     quiet: bool = False  # never answers with an error (NOTICE)
     errors: Mapping[Code, str] = field(default_factory=dict)
     scope: ScopeRule = Scope.READ
+    # Its decision's room event (KICK, TOPIC, MODE) reaches this connection too:
+    # its reply waits for it, which on a cluster comes back from the shared log.
+    own_events: bool = False
 
     def needs(self, params: tuple[str, ...]) -> Scope | None:
         """The scope a token login needs to run this command with ``params``."""
@@ -126,13 +130,14 @@ IRC_COMMANDS = IrcCommandTable()
 
 def irc_command(name: str, min_params: int = 0, registered: bool = True, quiet: bool = False,
                 errors: Mapping[Code, str] | None = None, scope: ScopeRule = Scope.READ,
-                table: IrcCommandTable = IRC_COMMANDS) -> Callable[[Handler], Handler]:
+                own_events: bool = False, table: IrcCommandTable = IRC_COMMANDS
+                ) -> Callable[[Handler], Handler]:
     """Declare an IRC command handler; its docstring's first line is its summary."""
 
     def register(handler: Handler) -> Handler:
         doc = inspect.getdoc(handler) or ""
         table.add(IrcCommand(name, handler, doc.split("\n")[0], min_params, registered, quiet,
-                             dict(errors or {}), scope))
+                             dict(errors or {}), scope, own_events))
         return handler
 
     return register
@@ -342,7 +347,13 @@ class IrcDispatcher:
 
     async def _finish(self, ctx: IrcContext, pending: Coroutine[Any, Any, None]) -> None:
         try:
-            await pending
+            if ctx.command is not None and ctx.command.own_events:
+                # On one node the KICK reaches its issuer before the reply, as part of
+                # the decision; a cluster's node reads it back from the log: waited for.
+                async with issued(ctx.session, None):
+                    await pending
+            else:
+                await pending
         except (IrcError, ChatError) as exc:
             ctx.fail(exc)
         except Exception:

@@ -58,7 +58,7 @@ def mode_scope(params: tuple[str, ...]) -> Scope:
 
 
 @irc_command("MODE", min_params=1, errors={Code.NOT_IN_ROOM: n.ERR_USERNOTINCHANNEL},
-             scope=mode_scope)
+             scope=mode_scope, own_events=True)
 async def mode(ctx: IrcContext) -> None:
     """Show or change a channel's modes (roles, bans, private, request) or your own."""
     target = ctx.params[0]

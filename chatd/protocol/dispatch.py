@@ -15,7 +15,7 @@ from collections.abc import Awaitable, Coroutine
 from functools import partial
 from typing import TYPE_CHECKING, Any
 
-from chatd.delivery.issuer import Issuing, issuing
+from chatd.delivery.issuer import REPLY_WAIT, Issuing, issued, issuing
 from chatd.domain.room import Role, Room
 from chatd.domain.scopes import Scope, missing_scope
 from chatd.errors import ChatError, Code
@@ -33,10 +33,6 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
-# The longest a command's final line waits for the events it caused to reach its
-# own connection (a cluster's node reads them back from the shared log: normally
-# milliseconds; Redis away, they were never published and nothing waits).
-REPLY_WAIT = 5.0
 
 
 class Dispatcher:
@@ -173,12 +169,9 @@ class Dispatcher:
     async def _finish(self, cmd: Command, ctx: Context,
                       pending: Coroutine[Any, Any, Ok | Deferred | None]) -> None:
         try:
-            with issuing(ctx.session, ctx.label) as run:
-                try:
-                    result = await pending
-                finally:
-                    # Its own events come before its final line (see _finish_shown).
-                    await run.shown(REPLY_WAIT)
+            # Its own events come before its final line (see _finish_shown).
+            async with issued(ctx.session, ctx.label) as run:
+                result = await pending
         except ChatError as exc:
             ctx.reply_error(exc)
         except Exception:

@@ -682,6 +682,34 @@ async def test_a_commands_own_event_comes_before_its_final_line(nodes: list[App]
         await client.close()
 
 
+async def test_an_irc_kick_topic_or_mode_shows_its_event_before_its_labelled_reply(
+        start_node: StartNode) -> None:
+    """With labeled-response, the issuer's KICK (TOPIC, MODE) came after the ACK on a
+    cluster, where the node reads it back from the log, while one node sends it
+    first: the reply now waits for it, as the line protocol's does."""
+    first = await start_node(1, irc__enabled=True, irc__port=0)
+    await register(first, "ann", "bob")
+    await start_node(2)
+    assert first.irc is not None
+    ann = await irc_login(first.irc.port, "ann", caps=("labeled-response", "batch"))
+    bob = await login(first, "bob")
+    try:
+        ann.send("JOIN #den")
+        await ann.expect("366")
+        await bob.command("/join den")
+        await ann.expect("JOIN")  # bob's
+        for n, (line, shown) in enumerate((("KICK #den bob :out", "KICK"),
+                                           ("TOPIC #den :a new topic", "TOPIC"),
+                                           ("MODE #den +m", "MODE"))):
+            ann.send(f"@label=k{n} {line}")
+            seen = await ann.until("ACK")
+            assert [m.command for m in seen] == [shown, "ACK"], (line, seen)
+            assert seen[-1].tags == {"label": f"k{n}"}
+    finally:
+        await ann.close()
+        await bob.close()
+
+
 async def test_a_member_banned_on_another_node_is_kicked_on_irc(start_node: StartNode) -> None:
     """IRC shows a member's ban as MODE +b then KICK (docs/IRC.md), wherever it was
     decided: the node that reads the ban has already taken the member out of its
