@@ -5,7 +5,8 @@ every id kept: users, rooms, members, associations, messages, notifications,
 sanctions, invitations, join requests, audit, API and resume tokens, files'
 metadata, public keys, user blocks and webhooks. SQLite's blocks of plain room
 text are unpacked into rows (PostgreSQL stores a message a row). Identity
-sequences then continue after the largest copied id, so ids held by clients
+sequences then continue after the largest id SQLite ever handed out (its
+AUTOINCREMENT counters remember deleted rows' ids too), so ids held by clients
 never come to mean a new row. The copy is one PostgreSQL transaction: it lands whole or not at all.
 
 The source is read in one SQLite read transaction (a consistent snapshot),
@@ -157,13 +158,15 @@ async def _prepare_target(conn: PgConnection, replace: bool) -> None:
 async def _copy_tables(conn: PgConnection, source: str) -> dict[str, int]:
     reader = await asyncio.to_thread(_Snapshot, source)
     try:
+        handed_out = await asyncio.to_thread(reader.handed_out)
         counts: dict[str, int] = {}
         for table in TABLES:
             counts[table.name] = await _copy_table(conn, reader, table)
             if table.name == "messages":
                 counts[table.name] += await _copy_blocks(conn, reader)
             if table.identity is not None:
-                await _continue_identity(conn, table.name, table.identity)
+                await _continue_identity(conn, table.name, table.identity,
+                                         handed_out.get(table.name, 0))
         return counts
     finally:
         await asyncio.to_thread(reader.close)
@@ -198,11 +201,15 @@ async def _copy_blocks(conn: PgConnection, reader: _Snapshot) -> int:
     return copied
 
 
-async def _continue_identity(conn: PgConnection, table: str, column: str) -> None:
-    """The next id the table hands out comes after every copied one."""
+async def _continue_identity(conn: PgConnection, table: str, column: str,
+                             handed_out: int) -> None:
+    """The next id the table hands out comes after every copied one, and after
+    every one SQLite ever handed out (``handed_out``, its AUTOINCREMENT counter):
+    the newest rows may have been deleted, and their ids must not come back."""
     await conn.execute(
         f"SELECT setval(pg_get_serial_sequence('{table}', '{column}'), "
-        f"COALESCE(MAX({column}), 0) + 1, false) FROM {table}")
+        f"GREATEST(COALESCE(MAX({column}), 0), $1::bigint) + 1, false) FROM {table}",
+        handed_out)
 
 
 class _Snapshot:
@@ -218,6 +225,12 @@ class _Snapshot:
         cursor = self._conn.execute(sql)
         while chunk := cursor.fetchmany(CHUNK):
             yield chunk
+
+    def handed_out(self) -> dict[str, int]:
+        """The largest id each AUTOINCREMENT table ever handed out (sqlite_sequence),
+        deleted rows' included."""
+        rows = self._conn.execute("SELECT name, seq FROM sqlite_sequence").fetchall()
+        return {str(name): int(seq) for name, seq in rows if seq is not None}
 
     def close(self) -> None:
         self._conn.close()
