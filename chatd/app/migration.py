@@ -19,7 +19,7 @@ import sys
 
 from chatd.config import Config
 from chatd.content.blobs import files_dir
-from chatd.domain.sequence import IDS_FROM_META, NOT_SERVING, SERVING_META
+from chatd.domain.sequence import IDS_FROM_META, NOT_SERVING, RESERVED_META, SERVING_META
 from chatd.ops.control import answers, control_path
 from chatd.ops.dblock import DatabaseInUse, DatabaseLock
 from storage.api import StorageError
@@ -68,9 +68,15 @@ async def _copy(config: Config, database: str, target: str, force: bool) -> int:
         return _fail(f"the PostgreSQL driver is missing ({exc.name}): install chatd with its "
                      "cluster extra (pip install 'chatd[cluster]')")
     blobs = blob_store(config)
+    # The numbering goes along: every id the daemon issued (RESERVED_META, after a
+    # clean stop: its last one, kept or not) stays below the ids nodes issue, and
+    # after a crash the ids from IDS_FROM_META on are not doubted by a sole node.
+    carried: dict[str, str] = {key: numbering[key]
+                               for key in (RESERVED_META, IDS_FROM_META) if key in numbering}
     try:
         counts = await copy_database(database, target, replace=force,
-                                     meta={BLOB_STORE_KEY: json.dumps(blobs, sort_keys=True)},
+                                     meta={BLOB_STORE_KEY: json.dumps(blobs, sort_keys=True),
+                                           **carried},
                                      whole=IDS_FROM_META not in numbering)
     except StorageError as exc:
         return _fail(str(exc))

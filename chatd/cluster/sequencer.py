@@ -16,7 +16,10 @@ waiting are refused with ``busy`` and a ``retry_ms`` rather than queued.
 
 The counter is seeded once per Redis lifetime, by the first node to find no
 epoch, above the largest stored id plus a margin: should Redis lose its memory,
-the ids numbered but not stored before the loss are never issued again.
+the ids numbered but not stored before the loss are never issued again. Ids
+issued before the cluster numbered (by the embedded daemon ``chatd migrate``
+copied, or a sole node), stored or not, are below the seed too
+(``chatd_meta`` key ``ids_reserved``).
 
 **Epochs.** Each batch's ``INCRBY`` runs in a script that first checks the
 epoch this node holds: a Redis that lost its memory (no epoch, or another)
@@ -42,6 +45,7 @@ from chatd.cluster import codec, keys
 from chatd.cluster.retry import needed_at_start
 from chatd.cluster.turns import PerTurn
 from chatd.domain.ports import IdSpan
+from chatd.domain.sequence import RESERVED_META
 from chatd.errors import ChatError, Code
 from storage.api import EPOCH_META, MIGRATED, StorageError
 
@@ -99,6 +103,8 @@ class ClusterSequencer:
         self._shared = shared
         self._asks: PerTurn[asyncio.Future[int]] = PerTurn(self._answer)
         self.epoch = ""
+        # The largest id issued before this cluster numbered (chatd_meta RESERVED_META).
+        self._issued = 0
         # The first id of the counter's epoch (0: nothing before it was stored).
         self.first = 0
         self.batches = 0
@@ -121,6 +127,9 @@ class ClusterSequencer:
         (``chatd migrate`` records that: see storage.api.EPOCH_META)."""
         meta = self._storage  # PostgreSQL's: a cluster node's storage
         served = await getattr(meta, "get_meta")(EPOCH_META)  # noqa: B009
+        # Ids issued and never stored (by the embedded daemon a copy came from, or a
+        # sole node) are above the largest stored: never issued again either.
+        self._issued = int(await getattr(meta, "get_meta")(RESERVED_META) or 0)  # noqa: B009
         with needed_at_start():
             await self._join(await self._storage.max_message_id(), doubtful=served != MIGRATED)
         if served != self.epoch:
@@ -129,6 +138,7 @@ class ClusterSequencer:
     async def _join(self, stored: int, doubtful: bool = True) -> None:
         """Seed the counter above ``stored`` (the database's largest id) under a new
         epoch, unless Redis has one: then take it, and the epoch's first id."""
+        stored = max(stored, self._issued)
         seed = stored + keys.SEED_MARGIN
         epoch, first = await self._shared.eval(_SEED, 3, keys.EPOCH, keys.COUNTER,
                                                keys.EPOCH_FIRST, secrets.token_hex(8), seed,

@@ -98,7 +98,8 @@ async def copy_database(source: str, target: str, *, replace: bool = False,
 
     The source is migrated to the latest schema first; the target is created
     and migrated as a node would, and must hold no row unless ``replace``.
-    ``meta`` facts (the blob store's location) are recorded in the target.
+    ``meta`` facts (the blob store's location, the embedded daemon's numbering)
+    are recorded in the target, in place of any it held.
     ``whole``: every message the source's daemons acknowledged is in it (none
     ever crashed); otherwise the cluster's first epoch doubts the older ids.
     Returns how many rows each PostgreSQL table received.
@@ -113,12 +114,12 @@ async def copy_database(source: str, target: str, *, replace: bool = False,
             await _refuse_served(conn)
             await _prepare_target(conn, replace)
             counts = await _copy_tables(conn, source)
-            # Every message is here, whole: the first epoch casts no doubt on them
-            # (and a replaced database's old epoch is forgotten). After a crash
-            # of the embedded daemon some were lost: the first epoch doubts them.
+            # Every message is here, whole: the first epoch casts no doubt on them.
+            # After a crash of the embedded daemon some were lost: the first epoch
+            # doubts them. The target's own facts (an old epoch, a sole node's
+            # numbering) were about what it held: forgotten, as its rows are.
             facts = {**(meta or {}), EPOCH_META: MIGRATED} if whole else dict(meta or {})
-            if not whole:
-                await conn.execute("DELETE FROM chatd_meta WHERE key = $1", EPOCH_META)
+            await conn.execute("DELETE FROM chatd_meta")
             for key, value in facts.items():
                 await conn.execute("INSERT INTO chatd_meta (key, value) VALUES ($1, $2) "
                                    "ON CONFLICT (key) DO UPDATE SET value = excluded.value",

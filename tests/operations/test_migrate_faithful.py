@@ -8,16 +8,20 @@ migrates with the ``chatd`` command, and serves the copy as a cluster node.
 from __future__ import annotations
 
 import asyncio
+import signal
 import sqlite3
 from pathlib import Path
 
 import pytest
+import redis
 
+from chatd.client import ChatClient
 from chatd.domain.clock import ManualClock
 from tests.backends import import_asyncpg
-from tests.helpers import Clients, start_server
-from tests.operations import write_config
+from tests.helpers import PASSWORD, Clients, start_server
+from tests.operations import ChatdProcess, write_config
 from tests.operations.test_cluster_cli import chatd, on_postgres
+from tests.services import RedisServer
 
 import_asyncpg()
 import asyncpg  # noqa: E402 - after the check
@@ -25,10 +29,11 @@ import asyncpg  # noqa: E402 - after the check
 pytestmark = pytest.mark.asyncio
 
 
-async def _migrate(tmp_path: Path, db: Path, url: str) -> None:
-    config = write_config(tmp_path / "chatd.yaml", storage={"path": str(db)},
+async def _migrate(tmp_path: Path, db: Path, url: str, *more: str) -> None:
+    config = write_config(tmp_path / "migrate.yaml", storage={"path": str(db)},
                           control={"path": str(tmp_path / "ctl.sock")})
-    moved = await asyncio.to_thread(chatd, "migrate", "--to", url, "--config", str(config))
+    moved = await asyncio.to_thread(chatd, "migrate", "--to", url, "--config", str(config),
+                                    *more)
     assert moved.returncode == 0, moved.stderr
 
 
@@ -83,3 +88,73 @@ async def test_ids_of_deleted_rows_are_never_handed_out_again(
             assert nextval > seq, table
     finally:
         await conn.close()
+
+
+async def test_message_ids_continue_above_every_id_the_embedded_daemon_issued(
+        tmp_path: Path, postgres_url: str, redis_server: RedisServer) -> None:
+    """After an unclean stop the embedded daemon numbers from above its reservation
+    (millions ahead). Ids it issued there and never kept (a direct message to an
+    account deleted since) were seen by their sender: the cluster's counter must
+    start above them, or ids go backwards and a /resume from one is refused as
+    another cluster's."""
+    db = tmp_path / "embedded.db"
+    config = write_config(tmp_path / "chatd.yaml", storage={"path": str(db)},
+                          accounts={"bcrypt_cost": 4}, control={"enabled": False})
+    made = await asyncio.to_thread(chatd, "useradd", "root", "--admin", "--password-stdin",
+                                   "--config", str(config), stdin=f"{PASSWORD}\n")
+    assert made.returncode == 0, made.stderr
+    with ChatdProcess.serve(tmp_path, config, db) as daemon:
+        host, port = await daemon.started()
+        root = await ChatClient.connect(host, port)
+        await root.command(f"/login root {PASSWORD}")
+        await root.command("/create den")
+        await root.say("kept")
+        await root.command("/history den 5")  # stored before the crash
+        await asyncio.sleep(0.3)
+        await root.close()
+        daemon.signal(signal.SIGKILL)
+        await daemon.wait()
+    with ChatdProcess.serve(tmp_path, config, db) as daemon:
+        host, port = await daemon.started()
+        root = await ChatClient.connect(host, port)
+        await root.command(f"/login root {PASSWORD}")
+        zed = await ChatClient.connect(host, port)
+        await zed.command(f"/register zed {PASSWORD}")
+        seen = (await root.command("/msg zed soon gone"))["id"]
+        await zed.close()
+        await root.command("/userdel zed")  # takes the message along
+        await root.close()
+        daemon.signal(signal.SIGTERM)
+        assert await daemon.wait() == 0
+    with sqlite3.connect(db) as conn:
+        stored = conn.execute("SELECT max(id) FROM messages").fetchone()[0] or 0
+        stored = max(stored, conn.execute("SELECT max(last_id) FROM message_blocks")
+                     .fetchone()[0] or 0)
+    assert seen > stored + (1 << 20)  # the scene: an id issued far above those kept
+
+    first = seen
+    for redis_url in (None, redis_server.url):  # a sole node, nodes sharing Redis
+        seen = first
+        await _migrate(tmp_path, db, postgres_url, "--force")
+        if redis_url is not None:
+            redis.Redis.from_url(redis_url).flushall()
+        overrides = {} if redis_url is None else {"cluster__redis": redis_url}
+        node = await start_server(tmp_path / "node.db", **on_postgres(postgres_url),
+                                  **overrides)
+        clients = Clients(node)
+        try:
+            root = await clients.user("root")
+            resumed = await root.command(f"/resume {seen}")
+            assert "another server" not in resumed["message"], resumed.final
+            if redis_url is None:  # numbered after the crash's gap: nothing missing
+                assert resumed.get("recovered") is True, resumed.final
+            sent = (await root.command("/say den after")).get("id") or 0
+            history = (await root.command("/history den 5"))["messages"]
+            assert history[-1]["text"] == "after" and history[-1]["id"] > seen
+            assert sent in (0, history[-1]["id"])
+            seen = history[-1]["id"]
+            if redis_url is None:  # ids before the crash may have missed messages
+                assert (await root.command("/resume 1")).get("recovered") is False
+        finally:
+            await clients.close()
+            await node.stop()
