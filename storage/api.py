@@ -39,6 +39,10 @@ from storage.records import (
 # then no log ever held a message of it unstored.
 EPOCH_META = "cluster_epoch"
 MIGRATED = "migrated"
+# A cluster database's identity (chatd_meta): made once, and anew by each copy
+# (chatd migrate), so that Redis is known to hold the state of this database and
+# not of another one (a trial copy) whose nodes used it before.
+DATABASE_META = "database"
 
 
 class StorageError(Exception):

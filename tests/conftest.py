@@ -57,11 +57,22 @@ def postgres_url(postgres_databases: PostgresDatabases) -> Iterator[str]:
 
 
 @pytest.fixture(scope="session")
-def redis_server() -> Iterator[RedisServer]:
+def redis_process() -> Iterator[RedisServer]:
     """The session's private Redis (no persistence), stopped by pid at the end."""
     server = start_redis()
     yield server
     server.remove()
+
+
+@pytest.fixture
+def redis_server(redis_process: RedisServer) -> RedisServer:
+    """The session's Redis, emptied for this test, as its PostgreSQL database is:
+    nodes refuse a Redis that holds another database's state, and every test's
+    database is another one (postgres_url)."""
+    import redis  # the cluster extra: imported by the tests that use it
+
+    redis.Redis.from_url(redis_process.url).flushall()
+    return redis_process
 
 
 @pytest.fixture

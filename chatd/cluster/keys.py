@@ -12,6 +12,8 @@ COUNTER: Final = "{chatd}:id"
 EPOCH: Final = "{chatd}:epoch"
 # The first id of the counter's epoch (/resume: an id below it may miss messages).
 EPOCH_FIRST: Final = "{chatd}:epoch:first"
+# The identity of the database the epoch numbers (chatd_meta "database").
+DATABASE: Final = "{chatd}:database"
 LOG: Final = "{chatd}:log"
 # The log's formats: 1, one entry per stream item (field "j"); 2, also several
 # entries in one item (field "b"); 3, also an item whose entries are numbered by

@@ -47,7 +47,7 @@ from chatd.cluster.turns import PerTurn
 from chatd.domain.ports import IdSpan
 from chatd.domain.sequence import RESERVED_META
 from chatd.errors import ChatError, Code
-from storage.api import EPOCH_META, MIGRATED, StorageError
+from storage.api import DATABASE_META, EPOCH_META, MIGRATED, StorageError
 
 if TYPE_CHECKING:
     from collections.abc import Awaitable, Callable
@@ -58,14 +58,19 @@ if TYPE_CHECKING:
 
 # Set the epoch and the counter together, once: the first node to arrive seeds,
 # and notes the first id of the epoch (KEYS[3]) when the database held messages
-# (ids of an earlier epoch may then be lost; with none stored, none can be).
+# (ids of an earlier epoch may then be lost; with none stored, none can be), and the
+# database the epoch numbers (KEYS[4]; one numbered before it was noted takes it).
 _SEED = """
 if redis.call('SET', KEYS[1], ARGV[1], 'NX') then
   local current = tonumber(redis.call('GET', KEYS[2]) or '0')
   if current < tonumber(ARGV[2]) then redis.call('SET', KEYS[2], ARGV[2]) end
   redis.call('SET', KEYS[3], ARGV[3])
+  redis.call('SET', KEYS[4], ARGV[4])
+else
+  redis.call('SET', KEYS[4], ARGV[4], 'NX')
 end
-return {redis.call('GET', KEYS[1]), redis.call('GET', KEYS[3]) or '0'}
+return {redis.call('GET', KEYS[1]), redis.call('GET', KEYS[3]) or '0',
+        redis.call('GET', KEYS[4])}
 """
 
 # A batch of ids, under this node's epoch only (nil: Redis's epoch is another, or none).
@@ -95,6 +100,13 @@ class EpochChanged(Exception):
     """Redis's epoch is not this node's, and the node could not renew yet."""
 
 
+class AnotherDatabase(OSError):
+    """Redis holds the state (the counter, the log) of nodes that served another
+    database: a trial copy ``chatd migrate`` replaced since. Numbering on from its
+    counter would go below this database's ids, and its log would be written into
+    this history: the node does not start (an OSError, said in one line)."""
+
+
 class ClusterSequencer:
     """Ids from Redis's counter, one round trip for the asks of a turn."""
 
@@ -103,6 +115,8 @@ class ClusterSequencer:
         self._shared = shared
         self._asks: PerTurn[asyncio.Future[int]] = PerTurn(self._answer)
         self.epoch = ""
+        # This database's identity (chatd_meta DATABASE_META), which Redis must hold.
+        self._database = ""
         # The largest id issued before this cluster numbered (chatd_meta RESERVED_META).
         self._issued = 0
         # The first id of the counter's epoch (0: nothing before it was stored).
@@ -130,6 +144,8 @@ class ClusterSequencer:
         # Ids issued and never stored (by the embedded daemon a copy came from, or a
         # sole node) are above the largest stored: never issued again either.
         self._issued = int(await getattr(meta, "get_meta")(RESERVED_META) or 0)  # noqa: B009
+        self._database = await getattr(meta, "meta_once")(  # noqa: B009
+            DATABASE_META, secrets.token_hex(8))
         with needed_at_start():
             await self._join(await self._storage.max_message_id(), doubtful=served != MIGRATED)
         if served != self.epoch:
@@ -140,9 +156,14 @@ class ClusterSequencer:
         epoch, unless Redis has one: then take it, and the epoch's first id."""
         stored = max(stored, self._issued)
         seed = stored + keys.SEED_MARGIN
-        epoch, first = await self._shared.eval(_SEED, 3, keys.EPOCH, keys.COUNTER,
-                                               keys.EPOCH_FIRST, secrets.token_hex(8), seed,
-                                               seed + 1 if stored and doubtful else 0)
+        epoch, first, database = await self._shared.eval(
+            _SEED, 4, keys.EPOCH, keys.COUNTER, keys.EPOCH_FIRST, keys.DATABASE,
+            secrets.token_hex(8), seed, seed + 1 if stored and doubtful else 0, self._database)
+        if codec.text(database) != self._database:
+            raise AnotherDatabase(
+                "Redis (cluster.redis) holds the state of nodes that served another "
+                "database (a copy chatd migrate replaced since?): empty it (redis-cli "
+                "FLUSHDB) before the nodes start on this one")
         self.epoch = codec.text(epoch)
         self.first = int(codec.text(first))
 
@@ -164,7 +185,10 @@ class ClusterSequencer:
             except StorageError as exc:
                 raise EpochChanged(f"a new epoch waits for the database: {exc}") from exc
             old = self.epoch
-            await self._join(stored)
+            try:
+                await self._join(stored)
+            except AnotherDatabase as exc:
+                raise EpochChanged(str(exc)) from exc
             self.epoch_changes += 1
             log.warning("cluster: Redis lost its data (epoch %s, now %s): entries of the "
                         "old log not yet stored are lost", old, self.epoch)

@@ -18,12 +18,13 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import secrets
 import sqlite3
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from storage.api import EPOCH_META, MIGRATED, StorageError
+from storage.api import DATABASE_META, EPOCH_META, MIGRATED, StorageError
 from storage.blocks import read_block
 from storage.postgres.storage import PostgresStorage
 from storage.sqlite import SqliteStorage
@@ -119,6 +120,8 @@ async def copy_database(source: str, target: str, *, replace: bool = False,
             # doubts them. The target's own facts (an old epoch, a sole node's
             # numbering) were about what it held: forgotten, as its rows are.
             facts = {**(meta or {}), EPOCH_META: MIGRATED} if whole else dict(meta or {})
+            # A copy is a database of its own: nodes refuse a Redis that served another.
+            facts[DATABASE_META] = secrets.token_hex(8)
             await conn.execute("DELETE FROM chatd_meta")
             for key, value in facts.items():
                 await conn.execute("INSERT INTO chatd_meta (key, value) VALUES ($1, $2) "

@@ -172,6 +172,13 @@ class PostgresStorage(PgMessageQueries, PgContentQueries, PgGovernanceQueries,
         await self._execute("INSERT INTO chatd_meta (key, value) VALUES ($1, $2) "
                             "ON CONFLICT (key) DO UPDATE SET value = excluded.value", key, value)
 
+    async def meta_once(self, key: str, value: str) -> str:
+        """The fact ``key`` records, set to ``value`` first when it records none
+        (nodes starting at once all read the first one's)."""
+        await self._execute("INSERT INTO chatd_meta (key, value) VALUES ($1, $2) "
+                            "ON CONFLICT (key) DO NOTHING", key, value)
+        return str(await self._fetch_value("SELECT value FROM chatd_meta WHERE key = $1", key))
+
     def transaction(self) -> contextlib.AbstractAsyncContextManager[PgConnection]:
         """One transaction on a connection of the pool, for bulk work beside the
         daemon's (``chatd migrate`` copies a whole database in one)."""

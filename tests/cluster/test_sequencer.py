@@ -11,9 +11,9 @@ import redis
 import redis.asyncio
 
 from chatd.cluster import keys
-from chatd.cluster.sequencer import ClusterSequencer, EpochChanged
+from chatd.cluster.sequencer import AnotherDatabase, ClusterSequencer, EpochChanged
 from chatd.errors import ChatError, Code
-from storage.api import StorageError
+from storage.api import DATABASE_META, StorageError
 
 pytestmark = pytest.mark.asyncio
 
@@ -34,9 +34,14 @@ class _Stored:
     async def set_meta(self, key: str, value: str) -> None:
         self.meta[key] = value
 
+    async def meta_once(self, key: str, value: str) -> str:
+        return self.meta.setdefault(key, value)
 
-async def sequencer_on(shared: Any, largest: int = 0) -> ClusterSequencer:
-    sequencer = ClusterSequencer(_Stored(largest), shared)  # type: ignore[arg-type]
+
+async def sequencer_on(shared: Any, largest: int = 0,
+                       stored: _Stored | None = None) -> ClusterSequencer:
+    """A node's sequencer on ``stored`` (nodes of one database share it)."""
+    sequencer = ClusterSequencer(stored or _Stored(largest), shared)  # type: ignore[arg-type]
     await sequencer.load()
     return sequencer
 
@@ -54,11 +59,38 @@ async def test_the_asks_of_one_turn_take_one_round_trip_in_order(
 
 
 async def test_two_nodes_never_share_an_id(shared: redis.asyncio.Redis) -> None:
-    one, two = await sequencer_on(shared), await sequencer_on(shared)
+    database = _Stored(0)
+    one, two = await sequencer_on(shared, stored=database), await sequencer_on(shared,
+                                                                               stored=database)
     assert one.epoch == two.epoch  # the second node joined the first one's counter
     asked = [node.next() for _ in range(50) for node in (one, two)]
     ids = await asyncio.gather(*asked)
     assert len(set(ids)) == 100
+
+
+async def test_a_redis_that_numbered_another_database_is_refused_until_emptied(
+        shared: redis.asyncio.Redis) -> None:
+    # A trial copy's nodes used this Redis; this database is another copy: its
+    # counter and log are not this database's.
+    await sequencer_on(shared)
+    with pytest.raises(AnotherDatabase, match="served another database"):
+        await sequencer_on(shared)
+    await shared.flushall()
+    assert (await sequencer_on(shared)).epoch
+
+
+async def test_an_epoch_seeded_before_redis_named_its_database_takes_the_first_to_come(
+        shared: redis.asyncio.Redis) -> None:
+    # A cluster running a version that did not name its database: the first node of
+    # this version names it, the next ones (of the same database) agree.
+    database = _Stored(0)
+    older = await sequencer_on(shared, stored=database)
+    await shared.delete(keys.DATABASE)
+    newer = await sequencer_on(shared, stored=database)
+    assert newer.epoch == older.epoch
+    assert (await shared.get(keys.DATABASE)).decode() == database.meta[DATABASE_META]
+    with pytest.raises(AnotherDatabase):
+        await sequencer_on(shared)
 
 
 async def test_asks_made_while_a_batch_is_in_flight_form_the_next_one(

@@ -16,9 +16,11 @@ import pytest
 import redis
 
 from chatd.client import ChatClient
+from chatd.cluster.sequencer import AnotherDatabase
 from chatd.domain.clock import ManualClock
 from tests.backends import import_asyncpg
-from tests.helpers import PASSWORD, Clients, start_server
+from tests.helpers import PASSWORD, Clients, build_app, start_server
+from tests.helpers import test_config as config_of
 from tests.operations import ChatdProcess, write_config
 from tests.operations.test_cluster_cli import chatd, on_postgres
 from tests.services import RedisServer
@@ -160,15 +162,12 @@ async def test_message_ids_continue_above_every_id_the_embedded_daemon_issued(
             await node.stop()
 
 
-@pytest.mark.xfail(strict=True, reason="known defect, not fixed yet: nodes adopt the epoch, "
-                   "counter and log a trial cluster left in Redis (docs/CLUSTER.md says to "
-                   "empty Redis before a second copy)")
-async def test_a_second_migrate_onto_a_redis_a_trial_cluster_used_numbers_above_the_copy(
+async def test_nodes_refuse_a_redis_that_served_another_copy_until_it_is_emptied(
         tmp_path: Path, postgres_url: str, redis_server: RedisServer) -> None:
-    """A trial copy served by nodes, the embedded daemon run again (crashed once:
-    its ids jumped ahead), the final copy with --force: the nodes find the trial's
-    epoch in Redis, with a counter below the copied ids. They must number above
-    them, not hand out ids below messages already in the history."""
+    """A trial copy served by nodes, then the final copy with --force: Redis still
+    holds the trial's epoch, counter and log. The nodes took them on, numbering
+    below ids the final copy brought and writing the trial's log into its history;
+    they now refuse to start until Redis is emptied, then start afresh."""
     db = tmp_path / "embedded.db"
     config = write_config(tmp_path / "chatd.yaml", storage={"path": str(db)},
                           accounts={"bcrypt_cost": 4}, control={"enabled": False})
@@ -176,41 +175,28 @@ async def test_a_second_migrate_onto_a_redis_a_trial_cluster_used_numbers_above_
                                    "--config", str(config), stdin=f"{PASSWORD}\n")
     assert made.returncode == 0, made.stderr
 
-    async def embedded(say: str, end: signal.Signals) -> None:
-        with ChatdProcess.serve(tmp_path, config, db) as daemon:
-            host, port = await daemon.started()
-            root = await ChatClient.connect(host, port)
-            await root.command(f"/login root {PASSWORD}")
-            if say == "first":
-                await root.command("/create den")
-            await root.say(say)
-            await root.command("/history den 5")
-            await asyncio.sleep(0.3)  # written
-            await root.close()
-            daemon.signal(end)
-            await daemon.wait()
-
-    async def node(say: str) -> list[int]:
+    async def node(say: str) -> list[str]:
         server = await start_server(tmp_path / "node.db", **on_postgres(postgres_url),
                                     cluster__redis=redis_server.url)
         clients = Clients(server)
         try:
             root = await clients.user("root")
-            await root.say(say)
+            await root.command("/create den")  # the copies hold no room
+            await root.command(f"/say den {say}")
             history = (await root.command("/history den 10"))["messages"]
-            return [m["id"] for m in history]
+            return [m["text"] for m in history]
         finally:
             await clients.close()
             await server.stop()
 
     redis.Redis.from_url(redis_server.url).flushall()
-    await embedded("first", signal.SIGTERM)
     await _migrate(tmp_path, db, postgres_url)
-    await node("trial")
-    await embedded("second", signal.SIGKILL)
-    await embedded("third", signal.SIGTERM)  # numbered from above the reservation
-    await _migrate(tmp_path, db, postgres_url, "--force")
-    ids = await node("final")
-    # first, second, third and final: not the trial's (its Redis log is replayed
-    # as history), and in the order they were said (final is numbered below third).
-    assert ids == sorted(ids) and len(ids) == 4, ids
+    assert await node("trial") == ["trial"]
+    await _migrate(tmp_path, db, postgres_url, "--force")  # the copy again, over the trial
+    refused = build_app(config_of(tmp_path / "node.db", **on_postgres(postgres_url),
+                                  cluster__redis=redis_server.url), clock=ManualClock())
+    with pytest.raises(AnotherDatabase, match="served another database"):
+        await refused.start()
+    await refused.stop()  # as the daemon does when it cannot start
+    redis.Redis.from_url(redis_server.url).flushall()  # as CLUSTER.md says
+    assert await node("final") == ["final"]
