@@ -96,6 +96,10 @@ STOP_WAIT = 2.0
 WARN_AT = 0.5
 REFUSE_AT = 0.9
 
+# The errors of a read of the group once Redis lost its data (the group and the log
+# are made anew): no group, or the log deleted while the read waited for entries.
+GONE = ("NOGROUP", "UNBLOCKED")
+
 Pair = tuple[bytes, dict[str, Any]]
 
 
@@ -187,7 +191,9 @@ class Persister:
                 if 1 < await self.step() < BATCH:
                     await asyncio.sleep(GATHER)
             except redis.ResponseError as exc:
-                if "NOGROUP" not in str(exc):
+                # Redis lost its data: no group (NOGROUP), or, emptied (FLUSHDB) while
+                # this consumer waited for entries, no log (UNBLOCKED ...).
+                if not any(gone in str(exc) for gone in GONE):
                     raise
                 await self._create_group()
                 continue

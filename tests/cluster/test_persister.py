@@ -327,6 +327,30 @@ async def test_redis_restarted_without_its_data_starts_a_new_epoch(
     await bob.close()
 
 
+async def test_redis_emptied_under_running_nodes_their_persisters_store_on(
+        nodes: list[App], redis_server: RedisServer) -> None:
+    """``redis-cli FLUSHDB`` (what a node that meets another database's Redis says
+    to do) while the nodes run: each persister, blocked reading the group, is told
+    ``UNBLOCKED the stream key no longer exists``. That error ended its task, for
+    the node's life: nothing was stored any more, the backlog grew until posts were
+    refused. It is Redis losing its data, as NOGROUP is: the group is made anew."""
+    ann, bob, room_id = await room_with(nodes, "emptied")
+    await until(lambda: all(persister_of(app).batches for app in nodes))
+    await asyncio.sleep(0.2)  # each persister blocked in its next read of the group
+    redis.Redis.from_url(redis_server.url).flushdb()
+    for client in (ann, bob):
+        await client.next_event(lambda e: e.get("epoch") is True, timeout=15)
+    reply = await ann.command("/say emptied after the flush", check=False)
+    while reply["type"] == "error":
+        assert reply["code"] == Code.BUSY.value
+        await asyncio.sleep(0.05)
+        reply = await ann.command("/say emptied after the flush", check=False)
+    await until(lambda: _has(stored_texts(nodes[0], room_id), ["after the flush"]))
+    assert all(not task.done() for app in nodes for task in persister_of(app)._tasks)
+    await ann.close()
+    await bob.close()
+
+
 async def test_a_backlog_near_the_logs_length_refuses_posts(
         nodes: list[App], monkeypatch: pytest.MonkeyPatch) -> None:
     ann, bob, _ = await room_with(nodes, "flood")
