@@ -632,7 +632,9 @@ class ClusterBus:
         """Now and then: is this node's epoch still Redis's? (The sequencer checks
         it with every batch of ids; a node that posts nothing checks here.)"""
         now = time.monotonic()
-        if now - self._epoch_checked < EPOCH_CHECK:
+        # Redis numbering another database: checked before every read, so that
+        # nothing of that database's log is read (EpochChanged until it is ours).
+        if now - self._epoch_checked < EPOCH_CHECK and not self._ids.foreign:
             return
         self._epoch_checked = now
         await self._ids.check_epoch()

@@ -184,6 +184,8 @@ class ClusterNode:
         self.persister = Persister(self.redis, self.node_id, store, self.bus.verdict,
                                    self.bus.items)
         self.sequencer.backlogged = lambda: self.persister is not None and self.persister.full
+        sequencer = self.sequencer
+        self.persister.database = lambda: sequencer.database
         self.tail = LogTail(self.redis, self.bus.verdict)
         return self.bus
 

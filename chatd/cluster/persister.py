@@ -134,6 +134,11 @@ def backlog_of(groups: list[dict[Any, Any]]) -> int | None:
     return None
 
 
+class AnotherLog(Exception):
+    """Redis holds the log of another database than this node's: nothing of it is
+    stored here (see :meth:`Persister._own_log`)."""
+
+
 class Persister:
     """This node's consumer of the group ``persist``."""
 
@@ -146,6 +151,11 @@ class Persister:
         self._store = store
         self._verdict = verdict
         self._tasks: list[asyncio.Task[None]] = []
+        # This node's database (chatd_meta "database", the sequencer's once loaded;
+        # "" to store whatever the log holds).
+        self.database: Callable[[], str] = lambda: ""
+        # Redis holds another database's log (see _own_log).
+        self._foreign = False
         # This consumer's own pending entries (from before a restart) come first.
         self._own_first = True
         self._claim_from = "0-0"
@@ -186,10 +196,14 @@ class Persister:
 
     async def _consume(self) -> None:
         retries = Retries("the persister cannot reach Redis", MAX_BACKOFF, log)
+        foreign = Retries("the persister stores nothing", MAX_BACKOFF, log)
         while not stopping():
             try:
                 if 1 < await self.step() < BATCH:
                     await asyncio.sleep(GATHER)
+            except AnotherLog as exc:
+                await foreign.failed(exc)
+                continue
             except redis.ResponseError as exc:
                 # Redis lost its data: no group (NOGROUP), or, emptied (FLUSHDB) while
                 # this consumer waited for entries, no log (UNBLOCKED ...).
@@ -201,6 +215,7 @@ class Persister:
                 await retries.failed(exc)
                 continue
             retries.succeeded()
+            foreign.succeeded()
 
     async def _create_group(self) -> None:
         """The group starts at the log's beginning: nothing in it is skipped."""
@@ -212,10 +227,17 @@ class Persister:
         self.reset()
 
     async def step(self) -> int:
-        """Store the next batch of entries and acknowledge it; how many entries."""
+        """Store the next batch of entries and acknowledge it; how many entries.
+        :class:`AnotherLog` when Redis holds another database's log."""
+        if self._foreign or self._own_first:
+            # Read nothing of it (its nodes claim what was left pending here), nor
+            # from a group made anew after Redis lost its data.
+            await self._own_log()
         pairs = await self._next()
         if not pairs:
             return 0
+        # Asked after the read: what was read is of the log Redis held by then.
+        await self._own_log()
         started = time.perf_counter()
         stored = await self._persist([entry for _, entry in pairs])
         # An item of several entries gives each its pair: acknowledged once. Redis's
@@ -229,6 +251,21 @@ class Persister:
         self._lagged([(i, e) for i, e in pairs if e.get("s") in stored],
                      int(seconds) + int(micros) / 1e6)
         return len(pairs)
+
+    async def _own_log(self) -> None:
+        """Raise :class:`AnotherLog` if Redis names a database (the sequencer's seed
+        notes it) that is not this node's: it lost its data, and the nodes of another
+        database took it (a copy ``chatd migrate`` replaced, its nodes left running).
+        Their entries stored here would be missing from their history (acknowledged
+        in the group they share), and room and user ids mean other rows here. Those
+        read stay pending under this consumer, for their nodes to claim."""
+        ours = self.database()
+        if not ours:
+            return
+        named = await self._shared.get(keys.DATABASE)
+        self._foreign = named is not None and codec.text(named) != ours
+        if self._foreign:
+            raise AnotherLog("Redis (cluster.redis) holds the log of another database")
 
     def _lagged(self, pairs: list[Pair], now: float) -> None:
         """Add the lag of the messages of a batch stored, acknowledged at ``now``,

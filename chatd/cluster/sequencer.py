@@ -116,7 +116,10 @@ class ClusterSequencer:
         self._asks: PerTurn[asyncio.Future[int]] = PerTurn(self._answer)
         self.epoch = ""
         # This database's identity (chatd_meta DATABASE_META), which Redis must hold.
-        self._database = ""
+        self.database = ""
+        # Redis numbers another database now (met by a renewal): this node reads and
+        # stores nothing of its log (the bus and the persister ask).
+        self.foreign = False
         # The largest id issued before this cluster numbered (chatd_meta RESERVED_META).
         self._issued = 0
         # The first id of the counter's epoch (0: nothing before it was stored).
@@ -144,7 +147,7 @@ class ClusterSequencer:
         # Ids issued and never stored (by the embedded daemon a copy came from, or a
         # sole node) are above the largest stored: never issued again either.
         self._issued = int(await getattr(meta, "get_meta")(RESERVED_META) or 0)  # noqa: B009
-        self._database = await getattr(meta, "meta_once")(  # noqa: B009
+        self.database = await getattr(meta, "meta_once")(  # noqa: B009
             DATABASE_META, secrets.token_hex(8))
         with needed_at_start():
             await self._join(await self._storage.max_message_id(), doubtful=served != MIGRATED)
@@ -158,8 +161,8 @@ class ClusterSequencer:
         seed = stored + keys.SEED_MARGIN
         epoch, first, database = await self._shared.eval(
             _SEED, 4, keys.EPOCH, keys.COUNTER, keys.EPOCH_FIRST, keys.DATABASE,
-            secrets.token_hex(8), seed, seed + 1 if stored and doubtful else 0, self._database)
-        if codec.text(database) != self._database:
+            secrets.token_hex(8), seed, seed + 1 if stored and doubtful else 0, self.database)
+        if codec.text(database) != self.database:
             raise AnotherDatabase(
                 "Redis (cluster.redis) holds the state of nodes that served another "
                 "database (a copy chatd migrate replaced since?): empty it (redis-cli "
@@ -188,7 +191,12 @@ class ClusterSequencer:
             try:
                 await self._join(stored)
             except AnotherDatabase as exc:
-                raise EpochChanged(str(exc)) from exc
+                self.foreign = True
+                raise EpochChanged(
+                    "Redis (cluster.redis) lost its data and now numbers another database "
+                    "(its nodes took it first): this node reads and stores nothing of its "
+                    "log; give each database its own Redis") from exc
+            self.foreign = False
             self.epoch_changes += 1
             log.warning("cluster: Redis lost its data (epoch %s, now %s): entries of the "
                         "old log not yet stored are lost", old, self.epoch)

@@ -21,16 +21,18 @@ import redis.asyncio
 
 from chatd.app.app import App
 from chatd.client import ChatClient
-from chatd.cluster import codec, keys, persister, transactions
+from chatd.cluster import bus, codec, keys, persister, transactions
 from chatd.cluster.persister import Persister, appended_at, backlog_of, record_of
 from chatd.cluster.tail import LogTail
 from chatd.domain.events import Message
 from chatd.errors import Code
+from storage.api import DATABASE_META
 from storage.postgres import PostgresStorage
 from storage.records import MessageRecord
+from tests.backends import PostgresDatabases
 from tests.cluster.conftest import StartNode, login, register
 from tests.cluster.test_nodes import known_everywhere
-from tests.helpers import PASSWORD
+from tests.helpers import PASSWORD, start_server
 from tests.services import PostgresServer, RedisServer
 
 pytestmark = pytest.mark.asyncio
@@ -441,3 +443,56 @@ async def test_history_is_the_databases_alone_when_the_log_does_not_answer() -> 
     assert await tail.room(1, None) == []
     assert await tail.direct(1, 2, None) == []
     await gone.aclose()
+
+
+async def test_a_node_finding_redis_taken_by_another_database_neither_shows_nor_stores_its_log(
+        start_node: StartNode, postgres_databases: PostgresDatabases, redis_server: RedisServer,
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Redis lost its data and the nodes of another database took it first (a final
+    copy's, the trial copy's nodes left running; or two clusters given one Redis):
+    this node's renewal refuses their epoch (AnotherDatabase, as a changed epoch).
+    Yet its reader went on reading their log between its checks of the epoch, and
+    showed their messages to its users (room ids are alike in two databases); its
+    persister stored them in this database and acknowledged them in the group both
+    share: missing from the other database's history."""
+    monkeypatch.setattr(persister, "VERDICT_WAIT", 0.5)
+    monkeypatch.setattr(persister, "CLAIM_IDLE_MS", 500)
+    first = await start_node(1)
+    await register(first, "ann")
+    ann = await login(first, "ann")
+    await ann.command("/create den")  # room 1 of this database
+    other_url = postgres_databases.empty()
+    other = PostgresStorage(other_url)
+    await other.open()
+    await other.set_meta(DATABASE_META, "another")
+    await other.close()
+    # Redis emptied, and the other database's nodes seeded it first.
+    pipe = redis.Redis.from_url(redis_server.url).pipeline(transaction=True)
+    pipe.flushall()
+    pipe.set(keys.EPOCH, "theirs").set(keys.COUNTER, 1000).set(keys.EPOCH_FIRST, 0)
+    pipe.set(keys.DATABASE, "another")
+    pipe.execute()
+    theirs = await start_server(tmp_path / "m1.db", cluster__enabled=True,
+                                cluster__node_id="m1", cluster__postgres=other_url,
+                                cluster__redis=redis_server.url)
+    try:
+        await asyncio.sleep(2 * bus.EPOCH_CHECK)  # the first node met their epoch
+        await register(theirs, "bob")
+        bob = await login(theirs, "bob")
+        await bob.command("/create other")  # room 1 of the other database
+        # Their node's consumer pauses: the first node's is the only one reading.
+        consumer = persister_of(theirs)
+        consumer._tasks[0].cancel()
+        said = [f"theirs {n}" for n in range(20)]
+        for text in said:
+            await bob.command(f"/say other {text}")
+        with pytest.raises(TimeoutError):
+            await ann.next_event(lambda e: str(e.get("text", "")).startswith("theirs"),
+                                 timeout=1.5)
+        assert await stored_texts(first, 1) == []
+        consumer._tasks[0] = asyncio.get_running_loop().create_task(consumer._consume())
+        await until(lambda: _has(stored_texts(theirs, 1), said))
+        await bob.close()
+    finally:
+        await ann.close()
+        await theirs.stop()
