@@ -471,9 +471,29 @@ def parse(params: tuple[Param, ...], ctx: Context, args: str, usage: str) -> dic
     if index < len(words):
         # Only who passed over the first word left over can say why it is there.
         passed = [param for param, at in declined if at == index]
-        raise _leftover(ctx, passed, words[index], usage)
+        raise (_room_too_late(ctx, declined, words, index, usage)
+               or _leftover(ctx, passed, words[index], usage))
     return values | {param.name: param.absent(ctx) for param in params
                      if param.name not in values}
+
+
+def _room_too_late(ctx: Context, declined: list[tuple[Param, int]], words: list[str],
+                   index: int, usage: str) -> ChatError | None:
+    """The error of a room named last that goes first (``/history 5 general``,
+    ``/who 2 dev``): the optional room passed over the number, which another
+    parameter took, and the room is then left over; not too many arguments."""
+    word = words[index]
+    if any(at == index for _, at in declined):
+        return None  # who passed over it says why (_leftover)
+    if index != len(words) - 1 or not (word.startswith("#") or ctx.services.rooms.find(word)):
+        return None
+    rooms = [at for param, at in declined if isinstance(param, RoomRef) and at < index]
+    if not rooms:
+        return None
+    at = rooms[0]
+    command = usage.split(maxsplit=1)[0]
+    fixed = " ".join([command, *words[:at], word, *words[at:index]])
+    return ChatError(Code.BAD_ARGUMENTS, f"the room comes first: {fixed}. Usage: {usage}")
 
 
 def _applies(param: Param, params: tuple[Param, ...], values: dict[str, Any]) -> bool:

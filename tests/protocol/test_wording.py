@@ -285,3 +285,24 @@ async def test_the_scope_error_in_bots_md_is_what_the_server_sends(clients: Clie
     bot.send("/say general hi")
     refused = await bot.line()
     assert f"\n{refused}\n" in (PROTOCOL_PATH.parent / "BOTS.md").read_text()
+
+
+async def test_a_room_named_after_the_number_is_told_to_come_first(clients: Clients) -> None:
+    """``/history 5 general`` has the right number of words in the wrong order: not
+    "too many arguments", but which goes first, and the line that works."""
+    alice = await text_client(clients, "alice")
+    await text_run(alice, "/create general")
+    await (await clients.user("bob")).command("/join general")
+    assert await text_run(alice, None) == ["* bob joined #general"]
+    for line, fixed, usage in (
+            ("/history 5 general", "/history general 5", "/history [room] [n]"),
+            ("/who 2 #general", "/who #general 2", "/who [room] [page]"),
+            ("/files 2 general", "/files general 2", "/files [room] [page]"),
+            ("/mute bob 10m general", "/mute bob general 10m",
+             "/mute <user> [room] [duration]")):
+        assert await text_run(alice, line) == [
+            f"! bad-arguments: the room comes first: {fixed}. Usage: {usage}"], line
+        assert (await text_run(alice, fixed))[-1].startswith("* "), fixed
+    # A word that is no room is still one too many.
+    assert await text_run(alice, "/history 5 extra") == [
+        "! bad-arguments: too many arguments. Usage: /history [room] [n]"]
