@@ -216,3 +216,20 @@ async def test_a_server_back_with_another_line_limit_is_held_to_that_one(
         assert "over the server's line limit" not in alice.out
     finally:
         await second.stop()
+
+
+async def test_notifications_show_what_happened_and_when(
+        server: ChatServer, clients: Clients, terminal: StartTerminal) -> None:
+    # The table is when, kind and the sentence, as text mode has them: the sentence
+    # (longer than a cell of the generic table) was left out, and the time's column
+    # was headed by its JSON field, ts_epoch.
+    await account(server, "alice")
+    bob = await clients.user("bob")
+    await bob.command("/create dev private")
+    await bob.command("/invite alice dev")
+    alice = terminal(server.port, "alice")
+    await alice.shows("1 unread notification")
+    await alice.type("/notifications")
+    screen = await alice.shows("1 notification; /notifications clear clears them.")
+    assert "when" in screen and "ts_epoch" not in screen, screen
+    assert "invitation  bob invited you to #dev: /join " in screen, screen

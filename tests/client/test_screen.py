@@ -625,8 +625,9 @@ def test_times_in_tables_are_local_dates() -> None:
     (table, _) = from_ok({"command": "notifications", "message": "1 notification.",
                           "notifications": [{"id": 1, "kind": "mention",
                                              "ts_epoch": 1800000000.0, "text": "hi"}]})
-    assert table.rows[1][2] == local_time(1800000000.0)
-    assert local_time(1800000000.0)[:4] == "2027" and "." not in table.rows[1][2]
+    assert table.rows[0] == ("when", "kind", "what")
+    assert table.rows[1] == (local_time(1800000000.0), "mention", "hi")
+    assert local_time(1800000000.0)[:4] == "2027" and "." not in table.rows[1][0]
 
 
 async def test_the_prompt_comes_back_after_a_line_wider_than_the_screen(

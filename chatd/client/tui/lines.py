@@ -135,10 +135,22 @@ def _stickers(final: dict[str, Any]) -> list[Line]:
     return [notice("stickers: " + ", ".join(names))] if names else []
 
 
-_SPECIAL = {"help": _help, "whois": _whois, "stickers": _stickers}
+def _notifications(final: dict[str, Any]) -> list[Line]:
+    """/notifications: when, what kind, and the sentence saying what happened (as text
+    mode has them), not the payload's raw fields, which leave out the sentence."""
+    items = [n for n in final.get("notifications") or [] if isinstance(n, dict)]
+    if not items:
+        return []
+    rows = [("when", "kind", "what")]
+    rows += [(local_time(n.get("ts_epoch")), clean(str(n.get("kind", ""))),
+              clean(str(n.get("text", "")))) for n in items]
+    return [Line("table", "", rows=tuple(rows))]
+
+
+_SPECIAL = {"help": _help, "whois": _whois, "stickers": _stickers,
+            "notifications": _notifications}
 # List-valued fields shown as tables, whatever the command.
-TABLE_FIELDS = ("rooms", "members", "keys", "tokens", "past", "notifications", "files",
-                "conversations")
+TABLE_FIELDS = ("rooms", "members", "keys", "tokens", "past", "files", "conversations")
 # Fields that hold a time (epoch seconds, or ISO text): shown as a local date.
 TIME_FIELDS = frozenset({"ts_epoch", "last", "created", "expires", "last_used", "last_joined",
                          "until", "since", "time", "ts"})
