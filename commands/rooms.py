@@ -82,12 +82,19 @@ async def leave(ctx: Context, room: Room, reason: str) -> Ok:
     give one."""
     if not room.is_member(ctx.user.id):
         raise ChatError(Code.NOT_IN_ROOM, f"you are not in #{room.name}.")
-    if not await ctx.services.rooms.leave(ctx.user, room, ctx.session, reason):
+    departure = await ctx.services.rooms.leave(ctx.user, room, ctx.session, reason)
+    if departure is None:
         # A decision queued before this one took the user out (the room ended, or
         # they were kicked): they are out, as they asked, and were told why.
         return ok(f"You are no longer in #{room.name}.", room=room.name, id=room.id,
                   already=True)
-    return ok(f"You left #{room.name}.", room=room.name, id=room.id)
+    if not departure.terminate:
+        return ok(f"You left #{room.name}.", room=room.name, id=room.id)
+    # The room ended with this leave: say so, or it seems to live on until /rooms.
+    why = ("the one member left was no admin" if departure.evicted is not None
+           else "it had no other member")
+    return ok(f"You left #{room.name}; {why}, so it has ended.", room=room.name, id=room.id,
+              terminated=True)
 
 
 @command("switch", RoomRef("room"), group=GROUP, scope=Scope.READ, errors=(Code.NOT_IN_ROOM,))

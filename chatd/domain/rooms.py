@@ -311,18 +311,18 @@ class Rooms:
         return member
 
     async def leave(self, user: User, room: Room, actor: Endpoint | None = None,
-                    reason: str = "") -> bool:
+                    reason: str = "") -> Departure | None:
         """``user`` leaves ``room`` of their own accord, saying why if ``reason`` (the
-        line protocol's ``/leave``, IRC's ``PART``).
+        line protocol's ``/leave``, IRC's ``PART``); what the departure did (did the
+        room end?).
 
-        False when, by the time the decision is made, ``user`` is no longer a
+        None when, by the time the decision is made, ``user`` is no longer a
         member: a decision that came first (another member leaving, which ended
         the room and evicted its last member, or a kick) already took them out,
         which is what they asked for.
         """
-        departure = await self.remove(room, user, "leave", actor_name=user.name,
-                                      reason=reason, skip=actor, missing_ok=True)
-        return departure is not None
+        return await self.remove(room, user, "leave", actor_name=user.name,
+                                 reason=reason, skip=actor, missing_ok=True)
 
     async def remove(self, room: Room, user: User, event: str, actor_name: str,
                      reason: str = "", skip: Endpoint | None = None,

@@ -306,3 +306,30 @@ async def test_a_room_named_after_the_number_is_told_to_come_first(clients: Clie
     # A word that is no room is still one too many.
     assert await text_run(alice, "/history 5 extra") == [
         "! bad-arguments: too many arguments. Usage: /history [room] [n]"]
+
+
+async def test_a_leave_that_ends_the_room_says_so(clients: Clients) -> None:
+    """The last member's /leave ends the room: "You left #dev." alone let it seem
+    to live on, until /rooms no longer listed it."""
+    alice = await text_client(clients, "alice")
+    await text_run(alice, "/create dev")
+    assert await text_run(alice, "/leave") == [
+        "* You left #dev; it had no other member, so it has ended."]
+    await text_run(alice, "/create hall")
+    bob = await clients.user("bob")
+    await bob.command("/join hall")
+    assert await text_run(alice, "/leave hall") == [
+        "* bob joined #hall",
+        "* You left #hall; the one member left was no admin, so it has ended."]
+    await text_run(alice, "/create open")
+    await bob.command("/join open")
+    await bob.command("/leave")  # the room goes on: no word of an ending
+    assert await text_run(alice, None) == ["* bob joined #open", "* bob left #open"]
+    await text_run(alice, "/create two")
+    await bob.command("/join two")
+    await text_run(alice, "/promote bob two")
+    assert (await text_run(alice, "/leave two"))[-1] == "* You left #two."
+    carol = await clients.user("carol")
+    await carol.command("/create solo")
+    left = await carol.command("/leave")
+    assert left["terminated"] is True and left["message"].endswith("so it has ended.")
