@@ -779,3 +779,28 @@ def test_a_command_without_a_room_names_the_room_on_screen() -> None:
     refused = defaults.aim("/topic hello", None, known)
     assert isinstance(refused, Line) and refused.kind == "error"
     assert defaults.aim("/whois bob", None, known) == "/whois bob"
+
+
+async def test_a_room_named_after_its_place_is_sent_as_typed(
+        clients: Clients, person: Callable[..., object]) -> None:
+    # "/who 2 general" in #dev's view: the view's room put in first made it three
+    # words, "too many arguments"; as typed, the server says the room goes first.
+    bob = await bob_in(clients, "general", "dev")
+    alice: Person = await person("alice")  # type: ignore[misc]
+    await alice.joins("general")
+    await alice.joins("dev")
+    alice.type("/who 2 general" + ENTER)
+    await alice.sees("the room comes first: /who general 2.")
+    alice.type("/history 5 #general" + ENTER)
+    await alice.sees("the room comes first: /history #general 5.")
+    carol = await clients.user("carol")
+    await carol.command("/join general")
+    await carol.command("/join dev")
+    await bob.command("/promote alice dev")
+    await bob.command("/promote alice general")
+    await alice.sees("bob made you an admin of #general.")
+    alice.type("/kick carol spam general" + ENTER)  # a reason is free text: from #dev
+    await alice.sees("carol was kicked from #dev by alice (spam general)")
+    members = (await bob.command("/who general"))["members"]
+    assert "carol" in [member["user"] for member in members]
+    assert "too many arguments" not in alice.text()

@@ -36,6 +36,7 @@ class RoomSlot:
     at: int  # its position among the parameters: the latest
     last: bool  # nothing follows it
     first_word: bool = False  # the word in its place always names it (/leave)
+    text_after: bool = False  # a rest-of-line text follows it (a reason, a topic)
 
 
 class RoomDefaults:
@@ -76,7 +77,8 @@ def _slot(params: list[dict[str, Any]]) -> RoomSlot | None:
     for at, param in enumerate(params):
         if param.get("type") == "room" and param.get("default") == CURRENT_ROOM:
             first = sum(1 for before in params[:at] if not before.get("optional"))
-            return RoomSlot(first, at, at == len(params) - 1, bool(param.get("first_word")))
+            return RoomSlot(first, at, at == len(params) - 1, bool(param.get("first_word")),
+                            any(after.get("rest") for after in params[at + 1:]))
     return None
 
 
@@ -89,4 +91,8 @@ def _names_room(slot: RoomSlot, words: list[str], known: set[str]) -> bool:
             return True
         if slot.last and index == slot.at == len(words) - 1:  # the server requires a room
             return True
-    return False
+    # A room named after its place (/who 2 general, /mute bob 10m dev): sent as typed,
+    # the server says it goes first; the view's room put in too, it said "too many
+    # arguments". Not where words after the room are free text (a ban's reason).
+    return not slot.text_after and any(
+        word.startswith("#") or word.casefold() in known for word in words[slot.at + 1:])
