@@ -463,6 +463,7 @@ def parse(params: tuple[Param, ...], ctx: Context, args: str, usage: str) -> dic
                 and all(names.is_number(word) for word in words[index:index + 2]) \
                 and index + 2 == len(words):
             more_follow = False  # the room by its id, the number after it its own
+        _refuse_split_duration(param, words, index)
         try:
             values[param.name] = param.convert(ctx, words[index], more_follow)
             index += 1
@@ -475,6 +476,18 @@ def parse(params: tuple[Param, ...], ctx: Context, args: str, usage: str) -> dic
                or _leftover(ctx, passed, words[index], usage))
     return values | {param.name: param.absent(ctx) for param in params
                      if param.name not in values}
+
+
+def _refuse_split_duration(param: Param, words: list[str], index: int) -> None:
+    """``/ban bob 1 week``: a number, then a unit, where a duration may stand. The
+    number alone is no duration, so the optional one passed it by, and the ban
+    lasted for ever with the reason "1 week"; refused as the duration it meant."""
+    if not isinstance(param, Duration) or index + 1 >= len(words):
+        return
+    number, unit = words[index], words[index + 1]
+    if names.is_number(number) and names.meant_as_duration(number + unit):
+        refused = names.not_a_duration(f"{number} {unit}")
+        raise ChatError(Code.BAD_ARGUMENTS, f"{param.name}: {refused} A duration is one word.")
 
 
 def _room_too_late(ctx: Context, declined: list[tuple[Param, int]], words: list[str],

@@ -333,3 +333,20 @@ async def test_a_leave_that_ends_the_room_says_so(clients: Clients) -> None:
     await carol.command("/create solo")
     left = await carol.command("/leave")
     assert left["terminated"] is True and left["message"].endswith("so it has ended.")
+
+
+async def test_a_duration_split_in_two_words_is_refused_not_taken_for_a_reason(
+        clients: Clients) -> None:
+    # "/ban bob general 1 week" banned bob for good, with the reason "1 week": the
+    # number alone is no duration, so the optional duration passed it by.
+    alice, bob = await room_with(clients, "alice", "bob")
+    for line in ("/ban bob general 1 week", "/mute bob 10 min", "/ban bob 2 h spam"):
+        refused = await alice.command(line, check=False)
+        assert refused["code"] == "bad-arguments", (line, refused.final)
+        assert "is not a duration" in refused["message"] and "one word" in refused["message"]
+    assert (await bob.command("/say general still here"))["id"] > 0  # neither banned nor muted
+    # A reason may still start with a number.
+    banned = await alice.command("/ban bob general 3 strikes")
+    assert banned["until"] is None
+    audit = await alice.command("/audit general 1")
+    assert audit["entries"][-1]["reason"] == "3 strikes"
