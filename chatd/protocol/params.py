@@ -335,6 +335,11 @@ class Recipient(UserRef):
     how guests are reached)."""
 
     def convert(self, ctx: Context, word: str, more_follow: bool) -> Any:
+        room = ctx.services.rooms.find(word) if word.startswith("#") else None
+        if room is not None:
+            # IRC's habit (PRIVMSG #room): say where a room's messages go.
+            raise ChatError(Code.NO_SUCH_USER, f"#{room.name} is a room, not a user: "
+                            f"/say {room.name} <text> posts to it.")
         return ctx.services.accounts.recipient(word)
 
 

@@ -350,3 +350,13 @@ async def test_a_duration_split_in_two_words_is_refused_not_taken_for_a_reason(
     assert banned["until"] is None
     audit = await alice.command("/audit general 1")
     assert audit["entries"][-1]["reason"] == "3 strikes"
+
+
+async def test_a_direct_message_to_a_room_says_how_a_room_is_written_to(
+        clients: Clients) -> None:
+    alice, _ = await room_with(clients, "alice", "bob")
+    refused = await alice.command("/msg #general hi all", check=False)
+    assert (refused["code"], refused["message"]) == (
+        "no-such-user", "#general is a room, not a user: /say general <text> posts to it.")
+    nobody = await alice.command("/msg #nosuch hi", check=False)
+    assert nobody["code"] == "no-such-user" and "is a room" not in nobody["message"]
