@@ -380,6 +380,10 @@ def _audit_args(ctx: Context, args: str) -> tuple[str | None, int]:
     if len(words) > 2:
         raise ChatError(Code.BAD_ARGUMENTS, f"too many arguments. Usage: {AUDIT_USAGE}")
     if len(words) == 2:
+        if is_number(words[0]) and not is_number(words[1]):
+            # /audit 5 general: the count before the room (no room is named by digits).
+            raise ChatError(Code.BAD_ARGUMENTS, f"the room comes first: /audit {words[1]} "
+                            f"{words[0]}. Usage: {AUDIT_USAGE}")
         return words[0], _COUNT.convert(ctx, words[1], False)
     if words and not is_number(words[0]):
         return words[0], 50

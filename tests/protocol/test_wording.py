@@ -360,3 +360,12 @@ async def test_a_direct_message_to_a_room_says_how_a_room_is_written_to(
         "no-such-user", "#general is a room, not a user: /say general <text> posts to it.")
     nobody = await alice.command("/msg #nosuch hi", check=False)
     assert nobody["code"] == "no-such-user" and "is a room" not in nobody["message"]
+
+
+async def test_audit_with_its_count_before_the_room_says_the_room_comes_first(
+        clients: Clients) -> None:
+    alice, _ = await room_with(clients, "alice", "bob")
+    refused = await alice.command("/audit 5 general", check=False)
+    assert refused["code"] == "bad-arguments"
+    assert refused["message"].startswith("the room comes first: /audit general 5. Usage: /audit")
+    assert (await alice.command("/audit general 5"))["room"] == "general"
