@@ -39,6 +39,18 @@ async def _migrate(tmp_path: Path, db: Path, url: str, *more: str) -> None:
     assert moved.returncode == 0, moved.stderr
 
 
+async def _embedded_with_root(tmp_path: Path) -> tuple[Path, Path]:
+    """An embedded database with the server admin root (made by chatd useradd), and
+    the configuration of a daemon on it."""
+    db = tmp_path / "embedded.db"
+    config = write_config(tmp_path / "chatd.yaml", storage={"path": str(db)},
+                          accounts={"bcrypt_cost": 4}, control={"enabled": False})
+    made = await asyncio.to_thread(chatd, "useradd", "root", "--admin", "--password-stdin",
+                                   "--config", str(config), stdin=f"{PASSWORD}\n")
+    assert made.returncode == 0, made.stderr
+    return db, config
+
+
 async def test_ids_of_deleted_rows_are_never_handed_out_again(
         tmp_path: Path, postgres_url: str) -> None:
     """SQLite's AUTOINCREMENT never reuses the id of the newest row once deleted
@@ -99,12 +111,7 @@ async def test_message_ids_continue_above_every_id_the_embedded_daemon_issued(
     account deleted since) were seen by their sender: the cluster's counter must
     start above them, or ids go backwards and a /resume from one is refused as
     another cluster's."""
-    db = tmp_path / "embedded.db"
-    config = write_config(tmp_path / "chatd.yaml", storage={"path": str(db)},
-                          accounts={"bcrypt_cost": 4}, control={"enabled": False})
-    made = await asyncio.to_thread(chatd, "useradd", "root", "--admin", "--password-stdin",
-                                   "--config", str(config), stdin=f"{PASSWORD}\n")
-    assert made.returncode == 0, made.stderr
+    db, config = await _embedded_with_root(tmp_path)
     with ChatdProcess.serve(tmp_path, config, db) as daemon:
         host, port = await daemon.started()
         root = await ChatClient.connect(host, port)
@@ -168,12 +175,7 @@ async def test_nodes_refuse_a_redis_that_served_another_copy_until_it_is_emptied
     holds the trial's epoch, counter and log. The nodes took them on, numbering
     below ids the final copy brought and writing the trial's log into its history;
     they now refuse to start until Redis is emptied, then start afresh."""
-    db = tmp_path / "embedded.db"
-    config = write_config(tmp_path / "chatd.yaml", storage={"path": str(db)},
-                          accounts={"bcrypt_cost": 4}, control={"enabled": False})
-    made = await asyncio.to_thread(chatd, "useradd", "root", "--admin", "--password-stdin",
-                                   "--config", str(config), stdin=f"{PASSWORD}\n")
-    assert made.returncode == 0, made.stderr
+    db, _ = await _embedded_with_root(tmp_path)
 
     async def node(say: str) -> list[str]:
         server = await start_server(tmp_path / "node.db", **on_postgres(postgres_url),
