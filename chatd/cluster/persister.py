@@ -154,8 +154,10 @@ class Persister:
         # This node's database (chatd_meta "database", the sequencer's once loaded;
         # "" to store whatever the log holds).
         self.database: Callable[[], str] = lambda: ""
-        # Redis holds another database's log (see _own_log).
+        # Redis holds another database's log (see _own_log); or it was seen to hold
+        # this one's, which only a loss of its data (a new group: reset) changes.
         self._foreign = False
+        self._confirmed = False
         # This consumer's own pending entries (from before a restart) come first.
         self._own_first = True
         self._claim_from = "0-0"
@@ -191,6 +193,7 @@ class Persister:
         """A new epoch: the group is recreated on the new log (when first read)."""
         self._own_first = True
         self._claim_from = "0-0"
+        self._confirmed = False
 
     # -- consuming -----------------------------------------------------------
 
@@ -260,10 +263,14 @@ class Persister:
         in the group they share), and room and user ids mean other rows here. Those
         read stay pending under this consumer, for their nodes to claim."""
         ours = self.database()
-        if not ours:
+        if not ours or self._confirmed:
+            # Once Redis named this database for this group, only a loss of its data
+            # names another, and that loss makes the group anew (reset): not asked
+            # after every batch, which, under light load, is every message.
             return
         named = await self._shared.get(keys.DATABASE)
         self._foreign = named is not None and codec.text(named) != ours
+        self._confirmed = named is not None and not self._foreign
         if self._foreign:
             raise AnotherLog("Redis (cluster.redis) holds the log of another database")
 

@@ -496,3 +496,47 @@ async def test_a_node_finding_redis_taken_by_another_database_neither_shows_nor_
     finally:
         await ann.close()
         await theirs.stop()
+
+
+async def _commands(url: str, seen: list[str]) -> None:
+    """Every command Redis runs from now on (MONITOR), into ``seen``, until cancelled."""
+    client = redis.asyncio.Redis.from_url(url)
+    try:
+        async with client.monitor() as monitor:
+            async for command in monitor.listen():
+                seen.append(str(command["command"]))
+    finally:
+        await client.aclose()
+
+
+async def test_once_redis_names_this_database_the_persister_asks_no_more(
+        start_node: StartNode, redis_server: RedisServer) -> None:
+    """Which database Redis's log belongs to changes only with a loss of its data,
+    which makes the group anew: asked after every batch, under light load a batch
+    is a message, and the question cost each one a round trip to Redis."""
+    app = await start_node(1)
+    await register(app, "ann")
+    ann = await login(app, "ann")
+    await ann.command("/create den")
+    await ann.command("/say den the first")
+    await until(lambda: persister_of(app).stored > 0)
+    seen: list[str] = []
+    watching = asyncio.get_running_loop().create_task(_commands(redis_server.url, seen))
+    probe = redis.Redis.from_url(redis_server.url)
+
+    def monitoring() -> bool:
+        probe.ping()  # seen once MONITOR runs
+        return bool(seen)
+
+    await until(monitoring)
+    try:
+        for n in range(1, 21):
+            await ann.command(f"/say den one at a time {n}")
+            await until(lambda n=n: persister_of(app).stored > n)  # a batch of one each
+    finally:
+        watching.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await watching
+    asked = [c for c in seen if c.startswith("GET") and keys.DATABASE in c]
+    assert asked == [], asked
+    await ann.close()
