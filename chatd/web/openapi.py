@@ -77,7 +77,16 @@ def _responses(route: Route) -> dict[str, Any]:
     responses: dict[str, Any] = {ok: {"description": "Done", "content": content}}
     error = {"content": {"application/json": {"schema": {"$ref": "#/components/schemas/Error"}}}}
     # Every request with a token is charged to its account's bucket: any may be 429.
-    for status in sorted({*route.errors, *((401, 403, 429) if route.auth else ())}):
+    found = {*route.errors, *((401, 403, 429) if route.auth else ())}
+    # What the listener refuses before the operation runs: a parameter that is no
+    # number, or a query parameter missing (400), a body over its limit (413, and
+    # 400 when it is no JSON object); and any request may meet a busy database (503).
+    if route.body is not None or any(p.integer or p.where == "query" for p in route.params):
+        found.add(400)
+    if route.body is not None:
+        found.add(413)
+    found.add(503)
+    for status in sorted(found):
         responses[str(status)] = {"description": STATUS_TEXT.get(status, "Refused"), **error}
     responses["default"] = {"description": "Any other error (internal-error)", **error}
     return responses

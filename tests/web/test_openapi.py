@@ -4,10 +4,11 @@ from __future__ import annotations
 
 import re
 
+import pytest
 from openapi_spec_validator import validate
 
-from tests.helpers import ChatServer
-from tests.web.helpers import http
+from tests.helpers import ChatServer, Clients
+from tests.web.helpers import http, token_for
 
 
 async def test_the_document_is_valid_and_names_every_route(server: ChatServer) -> None:
@@ -35,3 +36,33 @@ async def test_the_reference_page_is_static_html_without_scripts(server: ChatSer
     assert "<script" not in page.text and not re.search(r"\son\w+=", page.text)
     assert "/api/v1/rooms/{room}/messages" in page.text
     assert "http://" not in page.text and "https://" not in page.text
+
+
+@pytest.mark.server(storage__flush_interval=3600, storage__max_pending=1)
+async def test_the_statuses_the_server_answers_are_the_documents(
+        server: ChatServer, clients: Clients) -> None:
+    """A refusal the server really gives is one the operation's document lists: a
+    query number that is not one (400), a body over web.max_body (413), a message
+    that waits past the writer's bound (503)."""
+    alice = await clients.user("alice")
+    await alice.command("/create den")
+    token = await token_for(server, "alice")
+    async with http(server, token) as client:
+        document = (await client.get("/api/v1/openapi.json")).json()
+        seen = [
+            ("get", "/api/v1/rooms/{room}/messages",
+             await client.get("/api/v1/rooms/den/messages", params={"limit": "many"})),
+            ("get", "/api/v1/files/{id}", await client.get("/api/v1/files/x")),
+            ("delete", "/api/v1/rooms/{room}/webhooks/{id}",
+             await client.delete("/api/v1/rooms/den/webhooks/x")),
+            ("post", "/api/v1/rooms/{room}/messages",
+             await client.post("/api/v1/rooms/den/messages", json={"text": "a" * 70_000})),
+            ("post", "/api/v1/rooms/{room}/messages",
+             await client.post("/api/v1/rooms/den/messages", json={"text": "waits"})),
+            ("post", "/api/v1/rooms/{room}/messages",
+             await client.post("/api/v1/rooms/den/messages", json={"text": "too many"})),
+        ]
+    assert [r.status_code for *_, r in seen] == [400, 400, 400, 413, 201, 503]
+    for method, path, response in seen:
+        responses = document["paths"][path][method]["responses"]
+        assert str(response.status_code) in responses, (method, path, response.status_code)
