@@ -79,6 +79,10 @@ log = logging.getLogger(__name__)
 
 # How long a streamed download may wait for a client that reads nothing.
 STALL_LIMIT = 60.0
+# How long a refused request's client may go on sending (its body, say) before the
+# socket closes: closed with bytes unread, a socket is reset, and a client still
+# sending would lose the refusal sent to it.
+LINGER = 2.0
 STATUS = {Code.AUTH_FAILED: 401, Code.NOT_LOGGED_IN: 401, Code.NOT_PERMITTED: 403,
           Code.BANNED: 403, Code.MUTED: 403, Code.NOT_IN_ROOM: 403, Code.BLOCKED: 403,
           Code.E2E_REQUIRED: 403, Code.MODERATED: 403, Code.BAD_ORIGIN: 403,
@@ -443,6 +447,7 @@ class HttpConnection(asyncio.Protocol):
         self._writable.set()
         self._task: asyncio.Task[None] | None = None
         self._continued: Request | None = None  # the request told 100 Continue
+        self._lingering = False  # refused: what arrives is dropped until the close
 
     # -- asyncio.Protocol ------------------------------------------------------------
 
@@ -458,6 +463,8 @@ class HttpConnection(asyncio.Protocol):
         self._arm()
 
     def data_received(self, data: bytes) -> None:
+        if self._lingering:
+            return
         if self.ws is not None:
             self.ws.feed(data)
             return
@@ -588,11 +595,27 @@ class HttpConnection(asyncio.Protocol):
                 self.transport.resume_reading()
 
     def refuse(self, error: HttpError) -> None:
-        """Answer ``error`` and close (the request cannot be read on from here)."""
+        """Answer ``error`` and close (the request cannot be read on from here).
+
+        The close waits for the client's end (at most LINGER seconds), and what it
+        sends meanwhile is dropped: a client that sends a whole body over the limit
+        before it reads (most do, without Expect: 100-continue) gets the refusal
+        instead of a reset."""
         response = error.response()
-        if self.transport is not None and not self.transport.is_closing():
-            self.transport.write(response.head(False) + response.body)
-        self.close()
+        transport = self.transport
+        if transport is None or transport.is_closing():
+            self.close()
+            return
+        transport.write(response.head(False) + response.body)
+        if not transport.can_write_eof():
+            self.close()
+            return
+        transport.write_eof()
+        self._lingering = True
+        self._reader = RequestReader()
+        self._disarm()
+        self._timer = asyncio.get_running_loop().call_later(LINGER, self.close)
+        self._resume_reading()
 
     def close(self) -> None:
         self._disarm()

@@ -330,3 +330,27 @@ async def test_without_the_irc_listener_irc_is_not_a_websocket_path(server: Chat
                                b"Connection: Upgrade\r\nSec-WebSocket-Version: 13\r\n"
                                b"Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n\r\n")
     assert status_and_error(answer) == (404, "not-found")
+
+
+@pytest.mark.server(files__max_size=1000)
+async def test_a_client_that_sends_an_oversized_body_anyway_reads_the_refusal(
+        server: ChatServer, clients: Clients) -> None:
+    """A client that sends its whole body before it reads (httpx, requests, curl
+    without Expect) gets the 413, not a reset: the server stops reading the request,
+    but drains what is still coming for a while before it closes, since a socket
+    closed with unread bytes is reset and the answer in flight is lost."""
+    alice = await clients.user("alice")
+    await alice.command("/create den")
+    token = await token_for(server, "alice")
+    async with http(server, token) as client:
+        for _ in range(3):
+            big = await client.post("/api/v1/rooms/den/messages",
+                                    json={"text": "a" * 8_000_000})
+            assert big.status_code == 413, big.text
+            assert big.json()["error"]["code"] == "request-too-large"
+            upload = await client.post("/api/v1/rooms/den/files", params={"name": "big.bin"},
+                                       content=b"x" * 8_000_000)
+            assert upload.status_code == 413, upload.text
+            assert upload.json()["error"]["code"] == "file-too-large"
+        # Another client meanwhile is served as ever.
+        assert (await client.get("/api/v1/me")).status_code == 200
