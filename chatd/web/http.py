@@ -132,7 +132,9 @@ def parse_head(head: bytes) -> Request:
             raise HttpError(400, Code.BAD_REQUEST, "a header line is malformed.")
         key = name.lower()
         headers[key] = f"{headers[key]}, {value.strip()}" if key in headers else value.strip()
-    split = urlsplit(target)
+    # An origin-form target is all path and query: alone, urlsplit would read
+    # "//x/health" as the host x and the path /health.
+    split = urlsplit("http://origin" + target)
     try:
         # Strict: a %ff would otherwise become U+FFFD, and a file be named with it.
         query = dict(parse_qsl(split.query, keep_blank_values=True, errors="strict"))

@@ -354,3 +354,15 @@ async def test_a_client_that_sends_an_oversized_body_anyway_reads_the_refusal(
             assert upload.json()["error"]["code"] == "file-too-large"
         # Another client meanwhile is served as ever.
         assert (await client.get("/api/v1/me")).status_code == 200
+
+
+async def test_a_path_that_starts_with_two_slashes_is_that_path_not_a_host(
+        server: ChatServer) -> None:
+    """An origin-form target is all path: "//x/health" is not /health on host x
+    (which urlsplit alone would make of it), and "//health" is not an empty path."""
+    for target, named in ((b"//x/health", b"//x/health"), (b"//health", b"//health"),
+                          (b"//api/v1/me?x=1", b"//api/v1/me")):
+        answer = await raw_request(server, b"GET " + target + b" HTTP/1.1\r\nHost: x\r\n"
+                                   b"Connection: close\r\n\r\n")
+        assert status_and_error(answer) == (404, "not-found"), (target, answer)
+        assert b"nothing at " + named + b"." in answer, answer
