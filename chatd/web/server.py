@@ -457,8 +457,9 @@ class HttpConnection(asyncio.Protocol):
         if isinstance(peer, tuple):
             self.ip, self.port = str(peer[0]), int(peer[1])
         if not self.web.opened(self):
+            # Closed at once: a socket over the limit holds nothing for long.
             self.refuse(HttpError(503, Code.TOO_MANY_CONNECTIONS,
-                                  "too many connections; try again later."))
+                                  "too many connections; try again later."), linger=False)
             return
         self._arm()
 
@@ -594,20 +595,20 @@ class HttpConnection(asyncio.Protocol):
             if not self.transport.is_closing():
                 self.transport.resume_reading()
 
-    def refuse(self, error: HttpError) -> None:
+    def refuse(self, error: HttpError, *, linger: bool = True) -> None:
         """Answer ``error`` and close (the request cannot be read on from here).
 
         The close waits for the client's end (at most LINGER seconds), and what it
         sends meanwhile is dropped: a client that sends a whole body over the limit
         before it reads (most do, without Expect: 100-continue) gets the refusal
-        instead of a reset."""
+        instead of a reset. (Without ``linger``, it closes at once.)"""
         response = error.response()
         transport = self.transport
         if transport is None or transport.is_closing():
             self.close()
             return
         transport.write(response.head(False) + response.body)
-        if not transport.can_write_eof():
+        if not linger or not transport.can_write_eof():
             self.close()
             return
         transport.write_eof()
