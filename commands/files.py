@@ -88,8 +88,7 @@ async def download(ctx: Context, id: int) -> Ok:
     files = ctx.services.files
     record = await files.readable(ctx.user, id)
     await files.stream(ctx.session, record, ctx.label, text=ctx.session.style.fmt != "json")
-    fields = file_object(record, await files.url(record))
-    del fields["preview"]
+    fields = file_object(record, await files.url(record), preview=False)
     return ok(f"file {record.id}: {record.name}, {human_size(record.size)}, sha256 "
               f"{record.sha256}", file_id=record.id, **fields)
 
@@ -106,11 +105,7 @@ async def files_(ctx: Context, room: Room, page: int) -> Ok:
         ctx.table(["id", "name", "size", "type", "uploader"],
                   [[r.id, r.name, human_size(r.size), r.mime, r.uploader_name] for r in records],
                   right=(0,))
-    listed = []
-    for record in records:
-        entry = file_object(record)
-        del entry["preview"]
-        listed.append(entry)
+    listed = [file_object(record, preview=False) for record in records]
     count = shared.total
     message = (shared.told(f"{count} file{'s' * (count != 1)} in #{room.name}; /download <id> "
                            "gets one", f"/files {room.name}")
@@ -131,8 +126,7 @@ async def myfiles(ctx: Context, page: int) -> Ok:
     shown = page_of(uploads, page, services.config.rooms.page_size)
     listed = []
     for record in shown.items:
-        entry = file_object(record)
-        del entry["preview"]
+        entry = file_object(record, preview=False)
         live, known = services.rooms.get(record.room_id), joined.get(record.room_id)
         entry["room"] = live.name if live is not None else \
             known.room_name if known is not None else None

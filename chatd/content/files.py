@@ -86,12 +86,16 @@ def valid_filename(name: str) -> str:
     return name
 
 
-def file_object(record: FileRecord, url: str | None = None) -> dict[str, Any]:
-    """The ``file`` object of the wire contract."""
+def file_object(record: FileRecord, url: str | None = None, *,
+                preview: bool = True) -> dict[str, Any]:
+    """The ``file`` object of the wire contract; without its ``preview`` where a file
+    is listed or downloaded, not shown (/files, /myfiles, /download)."""
     obj: dict[str, Any] = {"id": record.id, "name": record.name, "size": record.size,
                            "mime": record.mime, "sha256": record.sha256,
                            "uploader": record.uploader_name, "preview": record.preview,
                            "room_id": record.room_id, "time": record.created_at}
+    if not preview:
+        del obj["preview"]
     if url is not None:
         obj["url"] = url
     return obj
