@@ -123,10 +123,8 @@ async def copy_database(source: str, target: str, *, replace: bool = False,
             # A copy is a database of its own: nodes refuse a Redis that served another.
             facts[DATABASE_META] = secrets.token_hex(8)
             await conn.execute("DELETE FROM chatd_meta")
-            for key, value in facts.items():
-                await conn.execute("INSERT INTO chatd_meta (key, value) VALUES ($1, $2) "
-                                   "ON CONFLICT (key) DO UPDATE SET value = excluded.value",
-                                   key, value)
+            await conn.executemany("INSERT INTO chatd_meta (key, value) VALUES ($1, $2)",
+                                   list(facts.items()))
     finally:
         await postgres.close()
     return counts
