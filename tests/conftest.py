@@ -93,6 +93,17 @@ async def server(db_path: Path, clock: ManualClock,
 
 
 @pytest.fixture
+async def paged(tmp_path: Path) -> AsyncIterator[Clients]:
+    """Clients of a server that lists two rows to a page (rooms.page_size): the
+    paged lists' tests (/who, /files, /myfiles, /requests, ChatClient.members)."""
+    server = await start_server(tmp_path / "paged.db", rooms__page_size=2)
+    opened = Clients(server)
+    yield opened
+    await opened.close()
+    await server.stop()
+
+
+@pytest.fixture
 async def clients(server: ChatServer) -> AsyncIterator[Clients]:
     opened = Clients(server)
     yield opened

@@ -15,16 +15,6 @@ from tests.helpers import Clients, start_server
 
 
 @pytest.fixture
-async def paged(tmp_path: Path) -> AsyncIterator[Clients]:
-    """Clients of a server of two /who rows to a page."""
-    server = await start_server(tmp_path / "members.db", rooms__page_size=2)
-    clients = Clients(server)
-    yield clients
-    await clients.close()
-    await server.stop()
-
-
-@pytest.fixture
 async def limited(tmp_path: Path) -> AsyncIterator[Clients]:
     """:func:`paged`'s, whose commands come three at once and then twenty a second
     (on the real clock: the buckets refill)."""

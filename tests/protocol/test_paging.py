@@ -3,27 +3,13 @@ are with the rooms'), and the sums every paged list shares."""
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
-from pathlib import Path
-
-import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
 from chatd.domain.clock import ManualClock
 from chatd.protocol.paging import page_of
 from tests.content import text_file, upload
-from tests.helpers import Clients, error_of, start_server, text_run
-
-
-@pytest.fixture
-async def paged(tmp_path: Path) -> AsyncIterator[Clients]:
-    """Clients of a server that lists two rows to a page."""
-    server = await start_server(tmp_path / "paged.db", clock=ManualClock(), rooms__page_size=2)
-    clients = Clients(server)
-    yield clients
-    await clients.close()
-    await server.stop()
+from tests.helpers import Clients, error_of, text_run
 
 
 async def test_files_of_a_room_are_listed_a_page_at_a_time(paged: Clients) -> None:
