@@ -26,6 +26,7 @@ from chatd.app.compose import build_app
 from chatd.app.migration import migrate_to_postgres
 from chatd.config import Config, ConfigError, check_hosts, load_config
 from chatd.errors import ChatError
+from chatd.ops import collector
 from chatd.ops.chatctl import PasswordError, read_password
 from chatd.ops.control import answers, control_path, found_database
 from chatd.ops.control_client import ControlClient, ControlError
@@ -132,6 +133,7 @@ def _run(coro: Any) -> int:
 
 async def serve(config: Config, config_path: str | None, overrides: dict[str, Any]) -> int:
     """Run the daemon until SIGTERM or SIGINT; SIGHUP reloads ``config_path``."""
+    collector.tune()  # the process's own collector, so not in build_app (tests host apps)
     app = build_app(config, process=True, config_path=config_path, overrides=overrides)
     return await app.run()
 
