@@ -171,6 +171,9 @@ class ClusterBus:
         self._placing: dict[int, asyncio.Future[Any]] = {}
         self._deadlines: deque[tuple[float, int]] = deque()
         self._expiry: asyncio.TimerHandle | None = None
+        # The loop, asked for once: asyncio.get_running_loop() makes a system call
+        # (getpid) every time, and every post of this node asks for its timer.
+        self._loop: asyncio.AbstractEventLoop | None = None
         # The room's connections when this node decided a departure, by entry token.
         self._departing: dict[int, tuple[Endpoint, ...]] = {}
         # The records of messages about to be published, by id (see keep).
@@ -280,7 +283,7 @@ class ClusterBus:
     def _wait_place(self, key: int) -> asyncio.Future[Any]:
         """A future settled when this node's post ``key`` (a message id, or minus
         the entry's token) took its place, or refused with busy after PLACE_WAIT."""
-        loop = asyncio.get_running_loop()
+        loop = self._running_loop()
         future = loop.create_future()
         self._placing[key] = future
         # One timer for all the posts waiting, not one per post: the deadlines come
@@ -290,9 +293,15 @@ class ClusterBus:
             self._expiry = loop.call_at(self._deadlines[0][0], self._expire)
         return future
 
+    def _running_loop(self) -> asyncio.AbstractEventLoop:
+        loop = self._loop
+        if loop is None:
+            loop = self._loop = asyncio.get_running_loop()
+        return loop
+
     def _expire(self) -> None:
         """Refuse with ``busy`` the posts that waited ``PLACE_WAIT`` for their place."""
-        loop = asyncio.get_running_loop()
+        loop = self._running_loop()
         now, deadlines = loop.time(), self._deadlines
         while deadlines and deadlines[0][0] <= now:
             future = self._placing.pop(deadlines.popleft()[1], None)
@@ -424,7 +433,7 @@ class ClusterBus:
         entry["n"] = self._node
         self._outgoing.append(entry)
         if self._flushing is None:
-            self._flushing = asyncio.get_running_loop().create_task(self._flush())
+            self._flushing = self._running_loop().create_task(self._flush())
 
     async def _flush(self) -> None:
         """Append this turn's entries, in one round trip, after the turn (and
