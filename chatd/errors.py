@@ -68,6 +68,8 @@ class Code(StrEnum):
     # The API token a session logged in with was revoked, or expired: it is closed.
     TOKEN_REVOKED = "token-revoked"
     TOKEN_EXPIRED = "token-expired"
+    # The web listener: a method it does not implement (501), or a transfer coding.
+    NOT_IMPLEMENTED = "not-implemented"
 
 
 class Step(StrEnum):

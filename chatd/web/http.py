@@ -10,6 +10,7 @@ an :class:`HttpError` with a status and one of chatd's stable error codes.
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass, field
 from http import HTTPStatus
@@ -21,6 +22,12 @@ from chatd.errors import Code
 
 MAX_HEAD = 16 * 1024
 MAX_HEADERS = 100
+# The methods the listener knows (RFC 9110 9.3 and PATCH): one a path does not take
+# is a 405 naming those it does. Any other token, CONNECT and TRACE among them,
+# is a 501. Methods are case-sensitive (RFC 9110 9.1): "get" is not GET.
+METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"})
+# RFC 9110 5.6.2: a token (a method, a field name) is one or more of these.
+_TOKEN = re.compile(r"[!#$%&'*+\-.^_`|~0-9A-Za-z]+")
 _END = b"\r\n\r\n"
 # Headers every response carries: no guessing of types, no referrer (a signed
 # download link must not leak through one), no framing by other sites.
@@ -120,9 +127,10 @@ def parse_head(head: bytes) -> Request:
         method, target, version = request_line.split(" ")
     except ValueError:
         raise HttpError(400, Code.BAD_REQUEST, "that is not an HTTP request.") from None
-    if version not in ("HTTP/1.1", "HTTP/1.0") or not method.isalpha() or \
+    if version not in ("HTTP/1.1", "HTTP/1.0") or not _TOKEN.fullmatch(method) or \
             not target.startswith("/"):
         raise HttpError(400, Code.BAD_REQUEST, "that is not an HTTP/1.1 request.")
+    _check_method(method)
     if len(lines) > MAX_HEADERS:
         raise HttpError(431, Code.REQUEST_TOO_LARGE, "too many header fields.")
     headers: dict[str, str] = {}
@@ -141,8 +149,17 @@ def parse_head(head: bytes) -> Request:
     except UnicodeDecodeError:
         raise HttpError(400, Code.BAD_REQUEST, "the query string's escapes are not "
                         "UTF-8.") from None
-    return Request(method.upper(), target, unquote(split.path), query, headers, version,
+    return Request(method, target, unquote(split.path), query, headers, version,
                    head + _END)
+
+
+def _check_method(method: str) -> None:
+    """Refuse a method the listener does not know, before its body is read: no path
+    takes it, so the answer is the same whatever the path (RFC 9110 15.6.2)."""
+    if method not in METHODS:
+        raise HttpError(501, Code.NOT_IMPLEMENTED,
+                        f"the method {method} is not implemented here (methods are "
+                        f"case-sensitive): use one of {', '.join(sorted(METHODS))}.")
 
 
 class RequestReader:

@@ -366,3 +366,22 @@ async def test_a_path_that_starts_with_two_slashes_is_that_path_not_a_host(
                                    b"Connection: close\r\n\r\n")
         assert status_and_error(answer) == (404, "not-found"), (target, answer)
         assert b"nothing at " + named + b"." in answer, answer
+
+
+@pytest.mark.parametrize("method", [b"get", b"Get", b"post", b"head", b"TRACE", b"CONNECT",
+                                    b"BREW"])
+async def test_a_method_the_listener_does_not_know_is_not_implemented(
+        server: ChatServer, method: bytes) -> None:
+    """Methods are case-sensitive (RFC 9110 9.1): "get" is no GET, and like any method
+    no path takes, it is a 501 wherever it is sent (RFC 9110 15.6.2)."""
+    for target in (b"/health", b"/api/v1/rooms", b"/nowhere"):
+        answer = await raw_request(server, method + b" " + target + b" HTTP/1.1\r\n"
+                                   b"Host: x\r\nConnection: close\r\n\r\n")
+        assert status_and_error(answer) == (501, "not-implemented"), (method, target)
+
+
+async def test_a_method_that_is_not_a_token_is_a_bad_request(server: ChatServer) -> None:
+    for method in (b"G\xc9T", b"GE(T", b"G\x01T"):
+        answer = await raw_request(server, method + b" /health HTTP/1.1\r\nHost: x\r\n"
+                                   b"Connection: close\r\n\r\n")
+        assert status_and_error(answer) == (400, "bad-request"), method
