@@ -3,7 +3,8 @@
 Pure: bytes in, :class:`Request` out; :class:`Response` to bytes. No socket,
 no routing. What it accepts is deliberately small: a request head of at most
 ``MAX_HEAD`` bytes, a body only with ``Content-Length`` (no chunked
-uploads), one request at a time on a keep-alive connection. Every refusal is
+uploads), one request at a time on a keep-alive connection; a head's lines may
+end in CRLF or a bare LF. Every refusal is
 an :class:`HttpError` with a status and one of chatd's stable error codes.
 """
 
@@ -29,6 +30,11 @@ METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"}
 # RFC 9110 5.6.2: a token (a method, a field name) is one or more of these.
 _TOKEN = re.compile(r"[!#$%&'*+\-.^_`|~0-9A-Za-z]+")
 _END = b"\r\n\r\n"
+# The blank line that ends a head, its line ends CRLF or bare LF (see parse_head);
+# and the blank lines a client may send before a request (after a body, say),
+# which RFC 9112 2.2 asks a server to skip.
+_HEAD_END = re.compile(rb"\r?\n\r?\n")
+_BLANK_LINES = re.compile(rb"(?:\r?\n)+")
 # Headers every response carries: no guessing of types, no referrer (a signed
 # download link must not leak through one), no framing by other sites.
 SECURITY_HEADERS = (("X-Content-Type-Options", "nosniff"), ("Referrer-Policy", "no-referrer"),
@@ -120,10 +126,13 @@ class Request:
 
 
 def parse_head(head: bytes) -> Request:
-    """The request line and headers of ``head`` (up to, not including, the blank line)."""
+    """The request line and headers of ``head`` (up to, not including, the blank line).
+
+    Its lines may end in CRLF or in a bare LF (RFC 9112 2.2 lets a recipient take
+    one for a line end, as most servers do); the request keeps its head with CRLF
+    line ends, as the WebSocket handshake reads it again."""
+    request_line, *lines = _lines(head.decode("latin-1"))
     try:
-        text = head.decode("latin-1")
-        request_line, *lines = text.split("\r\n")
         method, target, version = request_line.split(" ")
     except ValueError:
         raise HttpError(400, Code.BAD_REQUEST, "that is not an HTTP request.") from None
@@ -149,8 +158,18 @@ def parse_head(head: bytes) -> Request:
     except UnicodeDecodeError:
         raise HttpError(400, Code.BAD_REQUEST, "the query string's escapes are not "
                         "UTF-8.") from None
-    return Request(method, target, unquote(split.path), query, headers, version,
-                   head + _END)
+    normal = "\r\n".join([request_line, *lines]).encode("latin-1") + _END
+    return Request(method, target, unquote(split.path), query, headers, version, normal)
+
+
+def _lines(text: str) -> list[str]:
+    """The lines of a head, each without its CRLF or bare LF. A bare CR anywhere else
+    is refused (RFC 9112 2.2): taken for a line end by one reader and not by
+    another, it would let a request smuggle a header past a proxy."""
+    lines = [line.removesuffix("\r") for line in text.split("\n")]
+    if any("\r" in line for line in lines):
+        raise HttpError(400, Code.BAD_REQUEST, "a line of the request head holds a bare CR.")
+    return lines
 
 
 def _check_method(method: str) -> None:
@@ -165,11 +184,15 @@ def _check_method(method: str) -> None:
 class RequestReader:
     """Cuts requests out of a connection's bytes; the body's limit is the caller's."""
 
-    __slots__ = ("_buffer", "_pending")
+    __slots__ = ("_buffer", "_pending", "_scanned")
 
     def __init__(self) -> None:
         self._buffer = bytearray()
         self._pending: Request | None = None
+        # How much of the buffer is known to hold no head's end: a head that arrives
+        # a byte at a time is scanned once, not once a byte (16 KiB of it cost a
+        # second of the loop's time).
+        self._scanned = 0
 
     def feed(self, data: bytes) -> None:
         self._buffer += data
@@ -182,17 +205,24 @@ class RequestReader:
         """The next request's head once it is complete (its body still to come)."""
         if self._pending is not None:
             return self._pending
-        end = self._buffer.find(_END)
-        if end < 0:
+        blank = _BLANK_LINES.match(self._buffer)
+        if blank is not None:
+            del self._buffer[:blank.end()]
+            self._scanned = max(0, self._scanned - blank.end())
+        # A blank line is at most 4 bytes: one may end in the bytes just arrived.
+        end = _HEAD_END.search(self._buffer, max(0, self._scanned - 3))
+        if end is None:
             if len(self._buffer) > MAX_HEAD:
                 raise HttpError(431, Code.REQUEST_TOO_LARGE,
                                 f"the request head is over {MAX_HEAD} bytes.")
+            self._scanned = len(self._buffer)
             return None
-        if end > MAX_HEAD:
+        self._scanned = 0
+        if end.start() > MAX_HEAD:
             raise HttpError(431, Code.REQUEST_TOO_LARGE,
                             f"the request head is over {MAX_HEAD} bytes.")
-        request = parse_head(bytes(self._buffer[:end]))
-        del self._buffer[:end + len(_END)]
+        request = parse_head(bytes(self._buffer[:end.start()]))
+        del self._buffer[:end.end()]
         if "transfer-encoding" in request.headers:
             raise HttpError(411, Code.BAD_REQUEST,
                             "chunked bodies are not accepted: send Content-Length.")

@@ -49,6 +49,27 @@ def test_the_reader_cuts_requests_wherever_the_bytes_split(bodies: list[bytes],
     assert got == bodies
 
 
+@given(st.lists(st.sampled_from([b"\r\n", b"\n"]), min_size=6, max_size=6),
+       st.integers(min_value=1, max_value=9))
+def test_the_reader_finds_a_head_s_end_in_crlf_or_bare_lf_wherever_the_bytes_split(
+        ends: list[bytes], step: int) -> None:
+    """Each line end CRLF or a bare LF, blank lines before a request skipped, the bytes
+    fed a few at a time: each head is found as its last byte arrives."""
+    a, b, c, d, e, f = ends
+    stream = (a + b"GET /x HTTP/1.1" + b + b"Host: x" + c + d +
+              e + b"GET /y HTTP/1.1" + f + b"Host: y" + a + b)
+    reader, got = RequestReader(), []
+    for i in range(0, len(stream), step):
+        reader.feed(stream[i:i + step])
+        while reader.head() is not None:
+            request = reader.body(0)
+            assert request is not None
+            got.append((request.path, request.headers["host"], request.head))
+    assert got == [("/x", "x", b"GET /x HTTP/1.1\r\nHost: x\r\n\r\n"),
+                   ("/y", "y", b"GET /y HTTP/1.1\r\nHost: y\r\n\r\n")]
+    assert not reader.buffered
+
+
 def test_heads_are_parsed_with_lower_cased_repeated_headers() -> None:
     request = parse_head(b"GET /a%20b?x=1&x=2&y HTTP/1.0\r\nX-A: 1\r\nx-a: 2\r\n"
                          b"Connection: keep-alive")

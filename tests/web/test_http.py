@@ -385,3 +385,31 @@ async def test_a_method_that_is_not_a_token_is_a_bad_request(server: ChatServer)
         answer = await raw_request(server, method + b" /health HTTP/1.1\r\nHost: x\r\n"
                                    b"Connection: close\r\n\r\n")
         assert status_and_error(answer) == (400, "bad-request"), method
+
+
+async def test_a_head_whose_lines_end_in_a_bare_lf_is_answered_at_once(
+        server: ChatServer) -> None:
+    """RFC 9112 2.2 lets a server take a bare LF for a line end, as most do (and as nc
+    sends): such a head is read, not waited on until the request times out."""
+    answer = await raw_request(server, b"GET /health HTTP/1.1\nHost: x\n\n"
+                               b"GET /health HTTP/1.1\r\nHost: x\n\r\n"
+                               b"GET /health HTTP/1.1\nHost: x\r\nConnection: close\r\n\n")
+    assert answer.count(b"HTTP/1.1 200 OK") == 3
+    # Blank lines before a request (a client's CRLF after its last body) are skipped.
+    answer = await raw_request(server, b"\r\n\nGET /health HTTP/1.1\r\nHost: x\r\n"
+                               b"Connection: close\r\n\r\n")
+    assert answer.startswith(b"HTTP/1.1 200 OK")
+    # An upgrade's head is read again by the WebSocket handshake: with CRLF ends.
+    upgrade = await raw_request(server, b"GET /ws HTTP/1.1\nHost: x\nUpgrade: websocket\n"
+                                b"Connection: Upgrade\nSec-WebSocket-Version: 13\n"
+                                b"Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\n"
+                                b"Sec-WebSocket-Protocol: text.chatd\n\n", read_all=False)
+    assert upgrade.startswith(b"HTTP/1.1 101 "), upgrade
+
+
+async def test_a_bare_cr_in_a_head_is_a_bad_request(server: ChatServer) -> None:
+    """A CR not followed by LF is no line end (RFC 9112 2.2): a reader that took it
+    for one would see another header than the next reader."""
+    for head in (b"GET /health HTTP/1.1\r\nHost: x\rX-Smuggled: 1\r\n\r\n",
+                 b"GET /health HTTP/1.1\rHost: x\r\n\r\n"):
+        assert status_and_error(await raw_request(server, head)) == (400, "bad-request"), head
