@@ -126,6 +126,9 @@ class WebServer:
         self._http: set[HttpConnection] = set()
         self._websockets: set[HttpConnection] = set()
         self._per_ip: Counter[str] = Counter()
+        # The refused sockets waiting for their client's close (HttpConnection.refuse),
+        # oldest first: counted still, but the first to go when a new one needs room.
+        self._lingering: dict[HttpConnection, None] = {}
         self._pinger: asyncio.Task[None] | None = None
 
     @property
@@ -171,13 +174,35 @@ class WebServer:
 
     def opened(self, conn: HttpConnection) -> bool:
         """Count a new plain HTTP socket; False when its address (or the listener)
-        has too many."""
+        has too many, lingering ones closed to make room."""
         limits = self.config.limits
         self._http.add(conn)
         self._per_ip[conn.ip] += 1
         proxied = conn.ip in self.config.web.trusted_proxies
+        if not proxied and self._per_ip[conn.ip] > limits.max_connections_per_ip:
+            self._make_room(conn.ip)
+        if len(self._http) > limits.max_connections:
+            self._make_room(None)
         return len(self._http) <= limits.max_connections and \
             (proxied or self._per_ip[conn.ip] <= limits.max_connections_per_ip)
+
+    def lingering(self, conn: HttpConnection) -> None:
+        """``conn`` was refused and only waits for its client's close (at most LINGER
+        seconds): it is served no more, so a new socket may take its place."""
+        if conn in self._http:
+            self._lingering[conn] = None
+
+    def _make_room(self, ip: str | None) -> None:
+        """Close the oldest lingering socket (of ``ip``, when given), and uncount it now.
+
+        A lingering socket still counts: it holds a descriptor, and were it not
+        counted an address could hold any number of them (one per refused request,
+        2 s each). But it is no longer served, so rather than refuse a new socket
+        (a client that read its 413 and connects again, say), it gives way."""
+        victim = next((c for c in self._lingering if ip is None or c.ip == ip), None)
+        if victim is not None:
+            self._uncount(victim)
+            victim.close()
 
     def upgraded(self, conn: HttpConnection) -> None:
         """``conn`` is a WebSocket now: a connection of the host, which counts it
@@ -191,6 +216,7 @@ class WebServer:
         self._websockets.discard(conn)
 
     def _uncount(self, conn: HttpConnection) -> None:
+        self._lingering.pop(conn, None)
         if conn in self._http:
             self._http.discard(conn)
             self._per_ip[conn.ip] -= 1
@@ -613,6 +639,7 @@ class HttpConnection(asyncio.Protocol):
             return
         transport.write_eof()
         self._lingering = True
+        self.web.lingering(self)
         self._reader = RequestReader()
         self._disarm()
         self._timer = asyncio.get_running_loop().call_later(LINGER, self.close)

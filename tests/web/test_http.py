@@ -413,3 +413,28 @@ async def test_a_bare_cr_in_a_head_is_a_bad_request(server: ChatServer) -> None:
     for head in (b"GET /health HTTP/1.1\r\nHost: x\rX-Smuggled: 1\r\n\r\n",
                  b"GET /health HTTP/1.1\rHost: x\r\n\r\n"):
         assert status_and_error(await raw_request(server, head)) == (400, "bad-request"), head
+
+
+@pytest.mark.server(limits__max_connections_per_ip=1)
+async def test_a_refused_socket_that_lingers_gives_way_to_a_new_one(server: ChatServer) -> None:
+    """A socket refused mid-request lingers (the client may still be sending its body),
+    but is served no more: the address's next socket takes its place, not a 503."""
+    assert server.web is not None
+    reader, writer = await asyncio.open_connection("127.0.0.1", server.web.port)
+    try:
+        writer.write(b"POST /hooks/1/x HTTP/1.1\r\nHost: x\r\nContent-Length: 99999999\r\n\r\n")
+        async with asyncio.timeout(5):
+            refusal = await reader.read()  # up to the server's end; this one stays open
+        assert status_and_error(refusal) == (413, "request-too-large")
+        answer = await raw_request(server, b"GET /health HTTP/1.1\r\nHost: x\r\n"
+                                   b"Connection: close\r\n\r\n")
+        assert answer.startswith(b"HTTP/1.1 200 OK"), answer
+    finally:
+        writer.close()
+    # A socket that is still served keeps its place: the limit holds.
+    held = await asyncio.open_connection("127.0.0.1", server.web.port)
+    try:
+        answer = await raw_request(server, b"GET /health HTTP/1.1\r\nHost: x\r\n\r\n")
+        assert status_and_error(answer) == (503, "too-many-connections")
+    finally:
+        held[1].close()
