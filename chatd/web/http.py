@@ -29,6 +29,8 @@ MAX_HEADERS = 100
 METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"})
 # RFC 9110 5.6.2: a token (a method, a field name) is one or more of these.
 _TOKEN = re.compile(r"[!#$%&'*+\-.^_`|~0-9A-Za-z]+")
+# The control characters a field value may not hold: all of C0 but HTAB, and DEL.
+_CONTROL = re.compile(r"[\x00-\x08\x0a-\x1f\x7f]")
 _END = b"\r\n\r\n"
 # The blank line that ends a head, its line ends CRLF or bare LF (see parse_head);
 # and the blank lines a client may send before a request (after a body, say),
@@ -140,15 +142,7 @@ def parse_head(head: bytes) -> Request:
             not target.startswith("/"):
         raise HttpError(400, Code.BAD_REQUEST, "that is not an HTTP/1.1 request.")
     _check_method(method)
-    if len(lines) > MAX_HEADERS:
-        raise HttpError(431, Code.REQUEST_TOO_LARGE, "too many header fields.")
-    headers: dict[str, str] = {}
-    for line in lines:
-        name, sep, value = line.partition(":")
-        if not sep or not name or name != name.strip():
-            raise HttpError(400, Code.BAD_REQUEST, "a header line is malformed.")
-        key = name.lower()
-        headers[key] = f"{headers[key]}, {value.strip()}" if key in headers else value.strip()
+    headers = _headers(lines)
     # An origin-form target is all path and query: alone, urlsplit would read
     # "//x/health" as the host x and the path /health.
     split = urlsplit("http://origin" + target)
@@ -160,6 +154,29 @@ def parse_head(head: bytes) -> Request:
                         "UTF-8.") from None
     normal = "\r\n".join([request_line, *lines]).encode("latin-1") + _END
     return Request(method, target, unquote(split.path), query, headers, version, normal)
+
+
+def _headers(lines: list[str]) -> dict[str, str]:
+    """The header fields, names lower-cased, repeated ones joined by ", "."""
+    if len(lines) > MAX_HEADERS:
+        raise HttpError(431, Code.REQUEST_TOO_LARGE, "too many header fields.")
+    headers: dict[str, str] = {}
+    for line in lines:
+        name, sep, value = line.partition(":")
+        if line[:1] in (" ", "\t"):
+            # RFC 9112 5.2: a line folded onto the one before is refused (or unfolded);
+            # readers that disagree on it disagree on the headers.
+            raise HttpError(400, Code.BAD_REQUEST, "a header line continues the one before "
+                            "it (obs-fold): send each field on one line.")
+        # RFC 9110 5.5: a value holds no control character but HTAB (a NUL, an
+        # escape), and is trimmed of spaces and tabs alone.
+        value = value.strip(" \t")
+        if not sep or not _TOKEN.fullmatch(name) or _CONTROL.search(value):
+            raise HttpError(400, Code.BAD_REQUEST, f"a header line is malformed: {name[:40]!r} "
+                            "(a field name is a token, its value has no control character).")
+        key = name.lower()
+        headers[key] = f"{headers[key]}, {value}" if key in headers else value
+    return headers
 
 
 def _lines(text: str) -> list[str]:

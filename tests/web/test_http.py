@@ -438,3 +438,25 @@ async def test_a_refused_socket_that_lingers_gives_way_to_a_new_one(server: Chat
         assert status_and_error(answer) == (503, "too-many-connections")
     finally:
         held[1].close()
+
+
+@pytest.mark.parametrize("header", [
+    b"X Y: z",  # a space in the name
+    b"X\x01Y: z",  # a control character in the name
+    b"X-\xe9: z",  # not ASCII
+    b"X-Y: a\x00b",  # a NUL in the value
+    b"X-Y: a\x1bb",  # an escape
+    b"X-Y: a\x0b",  # a vertical tab (not space or HTAB: not trimmed)
+])
+async def test_a_header_name_or_value_with_forbidden_characters_is_a_bad_request(
+        server: ChatServer, header: bytes) -> None:
+    answer = await raw_request(server, b"GET /health HTTP/1.1\r\nHost: x\r\n" + header +
+                               b"\r\nConnection: close\r\n\r\n")
+    assert status_and_error(answer) == (400, "bad-request"), answer
+
+
+async def test_a_folded_header_line_is_refused_saying_so(server: ChatServer) -> None:
+    answer = await raw_request(server, b"GET /health HTTP/1.1\r\nHost: x\r\nX-Y: a\r\n"
+                               b"\tfolded\r\n\r\n")
+    assert status_and_error(answer) == (400, "bad-request")
+    assert b"obs-fold" in answer
