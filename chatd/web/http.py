@@ -16,7 +16,7 @@ from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass, field
 from http import HTTPStatus
 from typing import Any
-from urllib.parse import parse_qsl, unquote, urlsplit
+from urllib.parse import SplitResult, parse_qsl, unquote, urlsplit
 
 from chatd.domain.names import is_number
 from chatd.errors import Code
@@ -29,6 +29,10 @@ MAX_HEADERS = 100
 METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"})
 # RFC 9110 5.6.2: a token (a method, a field name) is one or more of these.
 _TOKEN = re.compile(r"[!#$%&'*+\-.^_`|~0-9A-Za-z]+")
+# A request target: visible ASCII (RFC 9112 3.2), anything else escaped.
+_VISIBLE = re.compile(r"[\x21-\x7e]+")
+# What a decoded path may not hold: the C0 and C1 controls and DEL.
+_PATH_CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f]")
 # The control characters a field value may not hold: all of C0 but HTAB, and DEL.
 _CONTROL = re.compile(r"[\x00-\x08\x0a-\x1f\x7f]")
 _END = b"\r\n\r\n"
@@ -138,14 +142,11 @@ def parse_head(head: bytes) -> Request:
         method, target, version = request_line.split(" ")
     except ValueError:
         raise HttpError(400, Code.BAD_REQUEST, "that is not an HTTP request.") from None
-    if version not in ("HTTP/1.1", "HTTP/1.0") or not _TOKEN.fullmatch(method) or \
-            not target.startswith("/"):
+    if version not in ("HTTP/1.1", "HTTP/1.0") or not _TOKEN.fullmatch(method):
         raise HttpError(400, Code.BAD_REQUEST, "that is not an HTTP/1.1 request.")
     _check_method(method)
     headers = _headers(lines)
-    # An origin-form target is all path and query: alone, urlsplit would read
-    # "//x/health" as the host x and the path /health.
-    split = urlsplit("http://origin" + target)
+    split = _split_target(target, headers)
     try:
         # Strict: a %ff would otherwise become U+FFFD, and a file be named with it.
         query = dict(parse_qsl(split.query, keep_blank_values=True, errors="strict"))
@@ -153,7 +154,53 @@ def parse_head(head: bytes) -> Request:
         raise HttpError(400, Code.BAD_REQUEST, "the query string's escapes are not "
                         "UTF-8.") from None
     normal = "\r\n".join([request_line, *lines]).encode("latin-1") + _END
-    return Request(method, target, unquote(split.path), query, headers, version, normal)
+    return Request(method, target, _path(split.path or "/"), query, headers, version, normal)
+
+
+def _split_target(target: str, headers: dict[str, str]) -> SplitResult:
+    """The request target's parts: a path (origin-form) or an absolute http URL
+    (absolute-form, which RFC 9112 3.2.2 says a server must accept; its host then
+    stands for the Host header's)."""
+    if not _VISIBLE.fullmatch(target):
+        raise HttpError(400, Code.BAD_REQUEST, "the request target holds a space, a control "
+                        "character or a byte that is not ASCII: escape it with %.")
+    if target.startswith("/"):
+        # An origin-form target is all path and query: alone, urlsplit would read
+        # "//x/health" as the host x and the path /health.
+        return urlsplit("http://origin" + target)
+    split = _absolute_url(target)
+    if split is None:
+        raise HttpError(400, Code.BAD_REQUEST, "the request target is neither a path (/...) "
+                        "nor an absolute http URL.")
+    headers["host"] = split.netloc
+    return split
+
+
+def _absolute_url(target: str) -> SplitResult | None:
+    """``target`` split, when it is an http(s) URL with a host (and no user name: RFC
+    9110 4.2.4 deprecates it)."""
+    try:
+        split = urlsplit(target)
+        split.port  # noqa: B018 (read for its ValueError: a port that is no number)
+    except ValueError:  # that, or a malformed IPv6 address
+        return None
+    if split.scheme in ("http", "https") and split.hostname and "@" not in split.netloc:
+        return split
+    return None
+
+
+def _path(raw: str) -> str:
+    """The path, its escapes decoded: strictly, as the query's, and with no control
+    character (a %00 in a path is never a name here, and would reach the log and the
+    file system's calls as one)."""
+    try:
+        path = unquote(raw, errors="strict")
+    except UnicodeDecodeError:
+        raise HttpError(400, Code.BAD_REQUEST, "the path's escapes are not UTF-8.") from None
+    if _PATH_CONTROL.search(path):
+        raise HttpError(400, Code.BAD_REQUEST, "the path holds a control character (an "
+                        "escape such as %00 or %0A).")
+    return path
 
 
 def _headers(lines: list[str]) -> dict[str, str]:

@@ -460,3 +460,37 @@ async def test_a_folded_header_line_is_refused_saying_so(server: ChatServer) -> 
                                b"\tfolded\r\n\r\n")
     assert status_and_error(answer) == (400, "bad-request")
     assert b"obs-fold" in answer
+
+
+@pytest.mark.parametrize("target", [
+    b"/static/%00",  # a NUL
+    b"/he%0Aalth",  # a line end, decoded
+    b"/hooks/1/%C2%85",  # a C1 control (NEL)
+    b"/hooks/1/%ff",  # not UTF-8: it would be U+FFFD
+    b"/he\x01alth",  # a control character, raw
+    b"/h\xe9alth",  # a byte that is not ASCII, raw
+])
+async def test_a_target_with_a_control_character_or_not_utf8_is_a_bad_request(
+        server: ChatServer, target: bytes) -> None:
+    answer = await raw_request(server, b"GET " + target + b" HTTP/1.1\r\nHost: x\r\n"
+                               b"Connection: close\r\n\r\n")
+    assert status_and_error(answer) == (400, "bad-request"), answer
+
+
+async def test_an_absolute_form_target_is_its_path_and_names_the_host(
+        server: ChatServer) -> None:
+    """RFC 9112 3.2.2: a server must accept an absolute URL as the target; its host
+    stands for Host's (a browser's Origin is checked against it)."""
+    answer = await raw_request(server, b"GET http://x.example/health HTTP/1.1\r\nHost: y\r\n"
+                               b"Connection: close\r\n\r\n")
+    assert answer.startswith(b"HTTP/1.1 200 OK"), answer
+    answer = await raw_request(server, b"GET http://x.example:80/api/v1/me HTTP/1.1\r\n"
+                               b"Host: evil.example\r\nOrigin: http://x.example:80\r\n"
+                               b"Connection: close\r\n\r\n")
+    assert status_and_error(answer) == (401, "not-logged-in"), answer  # not bad-origin
+    for bad in (b"ftp://x/health", b"http:///health", b"http://u@x/health", b"http://[/x",
+                b"http://x:port/health", b"*"):
+        answer = await raw_request(server, b"GET " + bad + b" HTTP/1.1\r\nHost: x\r\n"
+                                   b"Connection: close\r\n\r\n")
+        assert status_and_error(answer) == (400, "bad-request"), bad
+        assert b"neither a path" in answer
