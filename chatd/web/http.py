@@ -95,6 +95,10 @@ class Request:
     @property
     def content_length(self) -> int:
         raw = self.headers.get("content-length", "0").strip()
+        if "," in raw:
+            # Repeated (joined by ", "): refused even when the copies agree, which
+            # RFC 9112 6.3 allows, since a proxy may have taken either.
+            raise HttpError(400, Code.BAD_REQUEST, "Content-Length is given more than once.")
         if not is_number(raw):
             raise HttpError(400, Code.BAD_REQUEST, "Content-Length must be a number.")
         return int(raw)
@@ -245,6 +249,29 @@ def _check_method(method: str) -> None:
                         f"case-sensitive): use one of {', '.join(sorted(METHODS))}.")
 
 
+def _check_framing(request: Request) -> None:
+    """Refuse a request whose body is not framed by Content-Length alone: none with
+    Transfer-Encoding is read (so none is read two ways, as a request smuggled past
+    a proxy would be)."""
+    value = request.headers.get("transfer-encoding")
+    if value is None:
+        return
+    if "content-length" in request.headers:
+        # RFC 9112 6.1: the two together are how a request is smuggled; refused, closed.
+        raise HttpError(400, Code.BAD_REQUEST, "Content-Length and Transfer-Encoding "
+                        "together: the body's length is ambiguous.")
+    codings = [coding.strip().lower() for coding in value.split(",")]
+    if codings == ["chunked"]:
+        raise HttpError(411, Code.BAD_REQUEST,
+                        "chunked bodies are not accepted: send Content-Length.")
+    unknown = [coding for coding in codings if coding and coding != "chunked"]
+    if unknown:
+        # RFC 9112 6.1: a transfer coding the server does not understand is a 501.
+        raise HttpError(501, Code.NOT_IMPLEMENTED, f"the transfer coding {unknown[0][:40]} "
+                        "is not implemented: send the body with Content-Length.")
+    raise HttpError(400, Code.BAD_REQUEST, "the Transfer-Encoding is malformed.")
+
+
 class RequestReader:
     """Cuts requests out of a connection's bytes; the body's limit is the caller's."""
 
@@ -287,9 +314,7 @@ class RequestReader:
                             f"the request head is over {MAX_HEAD} bytes.")
         request = parse_head(bytes(self._buffer[:end.start()]))
         del self._buffer[:end.end()]
-        if "transfer-encoding" in request.headers:
-            raise HttpError(411, Code.BAD_REQUEST,
-                            "chunked bodies are not accepted: send Content-Length.")
+        _check_framing(request)
         self._pending = request
         return request
 

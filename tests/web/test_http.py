@@ -494,3 +494,20 @@ async def test_an_absolute_form_target_is_its_path_and_names_the_host(
                                    b"Connection: close\r\n\r\n")
         assert status_and_error(answer) == (400, "bad-request"), bad
         assert b"neither a path" in answer
+
+
+@pytest.mark.parametrize(("framing", "status", "code", "says"), [
+    (b"Content-Length: 5\r\nTransfer-Encoding: chunked", 400, "bad-request", b"ambiguous"),
+    (b"Transfer-Encoding: chunked\r\nContent-Length: 5", 400, "bad-request", b"ambiguous"),
+    (b"Transfer-Encoding: gzip, chunked", 501, "not-implemented", b"gzip"),
+    (b"Transfer-Encoding: chunked, chunked", 400, "bad-request", b"malformed"),
+    (b"Content-Length: 5\r\nContent-Length: 5", 400, "bad-request", b"more than once"),
+])
+async def test_a_body_framed_otherwise_than_by_one_content_length_is_refused(
+        server: ChatServer, framing: bytes, status: int, code: str, says: bytes) -> None:
+    """What a proxy in front may read another way (RFC 9112 6.1, 6.3) is refused, and the
+    connection closed, before any of the body is read as a request."""
+    answer = await raw_request(server, b"POST /hooks/1/x HTTP/1.1\r\nHost: x\r\n" + framing +
+                               b"\r\n\r\n0\r\n\r\nGET /health HTTP/1.1\r\nHost: x\r\n\r\n")
+    assert status_and_error(answer) == (status, code), answer
+    assert says in answer and answer.count(b"HTTP/1.1 ") == 1
