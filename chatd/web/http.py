@@ -33,6 +33,9 @@ _TOKEN = re.compile(r"[!#$%&'*+\-.^_`|~0-9A-Za-z]+")
 _VISIBLE = re.compile(r"[\x21-\x7e]+")
 # What a decoded path may not hold: the C0 and C1 controls and DEL.
 _PATH_CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f]")
+# A Host header's value (RFC 3986 3.2.2-3.2.3): an IP literal or a name, and a port.
+# Two Host lines are joined with ", ", which this refuses.
+_HOST = re.compile(r"(\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9\-._~!$&'()*+;=%]*)(:[0-9]*)?")
 # The control characters a field value may not hold: all of C0 but HTAB, and DEL.
 _CONTROL = re.compile(r"[\x00-\x08\x0a-\x1f\x7f]")
 _END = b"\r\n\r\n"
@@ -150,6 +153,7 @@ def parse_head(head: bytes) -> Request:
         raise HttpError(400, Code.BAD_REQUEST, "that is not an HTTP/1.1 request.")
     _check_method(method)
     headers = _headers(lines)
+    _check_host(version, headers)
     split = _split_target(target, headers)
     try:
         # Strict: a %ff would otherwise become U+FFFD, and a file be named with it.
@@ -159,6 +163,21 @@ def parse_head(head: bytes) -> Request:
                         "UTF-8.") from None
     normal = "\r\n".join([request_line, *lines]).encode("latin-1") + _END
     return Request(method, target, _path(split.path or "/"), query, headers, version, normal)
+
+
+def _check_host(version: str, headers: dict[str, str]) -> None:
+    """RFC 9112 3.2: an HTTP/1.1 request names its host, once, well-formed; anything
+    else is a 400. (The origin check compares Host with Origin: two Host lines that
+    disagree would leave it to whichever one a reader took.)"""
+    host = headers.get("host")
+    if host is None:
+        if version == "HTTP/1.1":
+            raise HttpError(400, Code.BAD_REQUEST, "an HTTP/1.1 request names its host: "
+                            "send Host.")
+        return
+    if not _HOST.fullmatch(host):
+        raise HttpError(400, Code.BAD_REQUEST, "the Host header must name one host (and "
+                        "port), once.")
 
 
 def _split_target(target: str, headers: dict[str, str]) -> SplitResult:

@@ -129,15 +129,18 @@ async def test_keep_alive_serves_several_requests_on_one_socket(server: ChatServ
     (b"GET /health HTTP/2.0\r\n\r\n", 400, "bad-request"),
     (b"GET /health HTTP/1.1\r\nbroken header\r\n\r\n", 400, "bad-request"),
     (b"GET /health HTTP/1.1\r\nX: " + b"a" * 20000 + b"\r\n\r\n", 431, "request-too-large"),
-    (b"POST /hooks/1/x HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n", 411, "bad-request"),
-    (b"POST /hooks/1/x HTTP/1.1\r\nContent-Length: 99999999\r\n\r\n", 413,
-     "request-too-large"),
-    (b"POST /hooks/1/x HTTP/1.1\r\nContent-Length: lots\r\n\r\n", 400, "bad-request"),
-    # A digit to str.isdigit but not to int(): Latin-1's superscript two.
-    (b"POST /hooks/1/x HTTP/1.1\r\nContent-Length: \xb2\r\n\r\n", 400, "bad-request"),
-    # More digits than int() takes from a string.
-    (b"POST /hooks/1/x HTTP/1.1\r\nContent-Length: " + b"9" * 5000 + b"\r\n\r\n", 400,
+    (b"POST /hooks/1/x HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n", 411,
      "bad-request"),
+    (b"POST /hooks/1/x HTTP/1.1\r\nHost: x\r\nContent-Length: 99999999\r\n\r\n", 413,
+     "request-too-large"),
+    (b"POST /hooks/1/x HTTP/1.1\r\nHost: x\r\nContent-Length: lots\r\n\r\n", 400,
+     "bad-request"),
+    # A digit to str.isdigit but not to int(): Latin-1's superscript two.
+    (b"POST /hooks/1/x HTTP/1.1\r\nHost: x\r\nContent-Length: \xb2\r\n\r\n", 400,
+     "bad-request"),
+    # More digits than int() takes from a string.
+    (b"POST /hooks/1/x HTTP/1.1\r\nHost: x\r\nContent-Length: " + b"9" * 5000 +
+     b"\r\n\r\n", 400, "bad-request"),
 ])
 async def test_malformed_and_oversized_requests_get_an_error_and_a_close(
         server: ChatServer, data: bytes, status: int, code: str) -> None:
@@ -313,7 +316,8 @@ async def test_a_client_that_expects_100_continue_is_invited_to_send_its_body(
     finally:
         writer.close()
     # Too large a body is refused at once, never invited.
-    answer = await raw_request(server, b"POST /hooks/1/x HTTP/1.1\r\nExpect: 100-continue\r\n"
+    answer = await raw_request(server, b"POST /hooks/1/x HTTP/1.1\r\nHost: x\r\n"
+                               b"Expect: 100-continue\r\n"
                                b"Content-Length: 99999999\r\n\r\n")
     assert status_and_error(answer) == (413, "request-too-large")
 
@@ -511,3 +515,20 @@ async def test_a_body_framed_otherwise_than_by_one_content_length_is_refused(
                                b"\r\n\r\n0\r\n\r\nGET /health HTTP/1.1\r\nHost: x\r\n\r\n")
     assert status_and_error(answer) == (status, code), answer
     assert says in answer and answer.count(b"HTTP/1.1 ") == 1
+
+
+@pytest.mark.parametrize("host", [None, b"a.example\r\nHost: b.example", b"a b", b"a/b",
+                                  b"a.example:port"])
+async def test_an_http11_request_names_one_well_formed_host(
+        server: ChatServer, host: bytes | None) -> None:
+    """RFC 9112 3.2: no Host, two, or one that is no host and port, is a 400. (The
+    origin check compares Host with Origin: two that disagree would leave it to
+    whichever one a reader took.)"""
+    field = b"" if host is None else b"Host: " + host + b"\r\n"
+    answer = await raw_request(server, b"GET /health HTTP/1.1\r\n" + field +
+                               b"Connection: close\r\n\r\n")
+    assert status_and_error(answer) == (400, "bad-request"), answer
+    assert b"Host" in answer
+    # HTTP/1.0 had no Host: it may go without.
+    answer = await raw_request(server, b"GET /health HTTP/1.0\r\n\r\n")
+    assert answer.startswith(b"HTTP/1.1 200 OK")
