@@ -36,6 +36,7 @@ _PATH_CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f]")
 # A Host header's value (RFC 3986 3.2.2-3.2.3): an IP literal or a name, and a port.
 # Two Host lines are joined with ", ", which this refuses.
 _HOST = re.compile(r"(\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9\-._~!$&'()*+;=%]*)(:[0-9]*)?")
+_TOKEN_BYTES = re.compile(rb"[!#$%&'*+\-.^_`|~0-9A-Za-z]+")
 # The control characters a field value may not hold: all of C0 but HTAB, and DEL.
 _CONTROL = re.compile(r"[\x00-\x08\x0a-\x1f\x7f]")
 _END = b"\r\n\r\n"
@@ -145,13 +146,7 @@ def parse_head(head: bytes) -> Request:
     one for a line end, as most servers do); the request keeps its head with CRLF
     line ends, as the WebSocket handshake reads it again."""
     request_line, *lines = _lines(head.decode("latin-1"))
-    try:
-        method, target, version = request_line.split(" ")
-    except ValueError:
-        raise HttpError(400, Code.BAD_REQUEST, "that is not an HTTP request.") from None
-    if version not in ("HTTP/1.1", "HTTP/1.0") or not _TOKEN.fullmatch(method):
-        raise HttpError(400, Code.BAD_REQUEST, "that is not an HTTP/1.1 request.")
-    _check_method(method)
+    method, target, version = _request_line(request_line)
     headers = _headers(lines)
     _check_host(version, headers)
     split = _split_target(target, headers)
@@ -163,6 +158,18 @@ def parse_head(head: bytes) -> Request:
                         "UTF-8.") from None
     normal = "\r\n".join([request_line, *lines]).encode("latin-1") + _END
     return Request(method, target, _path(split.path or "/"), query, headers, version, normal)
+
+
+def _request_line(line: str) -> tuple[str, str, str]:
+    """The method, target and version of a request line; refused when it is none."""
+    try:
+        method, target, version = line.split(" ")
+    except ValueError:
+        raise HttpError(400, Code.BAD_REQUEST, "that is not an HTTP request.") from None
+    if version not in ("HTTP/1.1", "HTTP/1.0") or not _TOKEN.fullmatch(method):
+        raise HttpError(400, Code.BAD_REQUEST, "that is not an HTTP/1.1 request.")
+    _check_method(method)
+    return method, target, version
 
 
 def _check_host(version: str, headers: dict[str, str]) -> None:
@@ -294,7 +301,7 @@ def _check_framing(request: Request) -> None:
 class RequestReader:
     """Cuts requests out of a connection's bytes; the body's limit is the caller's."""
 
-    __slots__ = ("_buffer", "_pending", "_scanned")
+    __slots__ = ("_buffer", "_line_checked", "_pending", "_scanned")
 
     def __init__(self) -> None:
         self._buffer = bytearray()
@@ -303,6 +310,7 @@ class RequestReader:
         # a byte at a time is scanned once, not once a byte (16 KiB of it cost a
         # second of the loop's time).
         self._scanned = 0
+        self._line_checked = False  # the next request's line, checked before its head ends
 
     def feed(self, data: bytes) -> None:
         self._buffer += data
@@ -325,9 +333,10 @@ class RequestReader:
             if len(self._buffer) > MAX_HEAD:
                 raise HttpError(431, Code.REQUEST_TOO_LARGE,
                                 f"the request head is over {MAX_HEAD} bytes.")
+            self._check_start()
             self._scanned = len(self._buffer)
             return None
-        self._scanned = 0
+        self._scanned, self._line_checked = 0, False
         if end.start() > MAX_HEAD:
             raise HttpError(431, Code.REQUEST_TOO_LARGE,
                             f"the request head is over {MAX_HEAD} bytes.")
@@ -336,6 +345,25 @@ class RequestReader:
         _check_framing(request)
         self._pending = request
         return request
+
+    def _check_start(self) -> None:
+        """Refuse at once a head whose start is already wrong, rather than wait for its
+        end until web.request_timeout: a client that speaks something else (TLS to
+        this plain port, a line typed at nc) is told now. Only the bytes not yet
+        looked at are searched for the first line's end."""
+        if self._line_checked or len(self._buffer) == 0 or self._buffer == b"\r":
+            return  # (a lone CR: a blank line's start, or a bare CR the head refuses)
+        if self._buffer[:1] == b"\x16":
+            raise HttpError(400, Code.BAD_REQUEST, "that is a TLS handshake: this port "
+                            "speaks plain HTTP (http://, not https://).")
+        line_end = self._buffer.find(b"\n", self._scanned)
+        if line_end < 0:
+            method = bytes(self._buffer[:32]).partition(b" ")[0]
+            if not _TOKEN_BYTES.fullmatch(method):
+                raise HttpError(400, Code.BAD_REQUEST, "that is not an HTTP request.")
+            return
+        _request_line(self._buffer[:line_end].decode("latin-1").removesuffix("\r"))
+        self._line_checked = True
 
     def body(self, limit: int, what: str = "") -> Request | None:
         """The pending request with its whole body, or None while it is arriving;

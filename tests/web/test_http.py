@@ -532,3 +532,18 @@ async def test_an_http11_request_names_one_well_formed_host(
     # HTTP/1.0 had no Host: it may go without.
     answer = await raw_request(server, b"GET /health HTTP/1.0\r\n\r\n")
     assert answer.startswith(b"HTTP/1.1 200 OK")
+
+
+@pytest.mark.parametrize(("start", "says"), [
+    # A TLS ClientHello's first bytes: https:// sent to this plain port.
+    (b"\x16\x03\x01\x02\x00\x01\x00\x01\xfc\x03\x03" + bytes(32), b"TLS handshake"),
+    (b"hello there\n", b"not an HTTP request"),  # a line typed at nc
+    (b"GET /health\r\n", b"not an HTTP request"),  # HTTP/0.9
+    (b"get /health HTTP/1.1\r\nHost: x\r\n", b"not implemented"),
+])
+async def test_a_head_that_starts_wrong_is_refused_before_it_ends(
+        server: ChatServer, start: bytes, says: bytes) -> None:
+    """A client that speaks something else is answered at once, not when its head
+    times out (it may never send the blank line that ends one)."""
+    answer = await raw_request(server, start)
+    assert answer.startswith(b"HTTP/1.1 ") and says in answer, answer
