@@ -13,6 +13,7 @@ from chatd.domain.room import Room
 from chatd.domain.scopes import Scope
 from chatd.errors import ChatError, Code
 from chatd.protocol.context import Context, table_time
+from chatd.protocol.paging import PAGE, page_of
 from chatd.protocol.params import Context as ParamContext
 from chatd.protocol.params import Int, Recipient, RoomRef, Text, no_room
 from chatd.protocol.records import record_of
@@ -124,25 +125,21 @@ async def history(ctx: Context, room: Room, n: int) -> Ok:
               messages=messages)
 
 
-# The most conversations /conversations lists (the most recent first).
-CONVERSATIONS_SHOWN = 200
-
-
-@command("conversations", group=GROUP, scope=Scope.READ)
-async def conversations(ctx: Context) -> Ok:
-    """List the people you exchanged direct messages with, the most recent first."""
-    accounts = ctx.services.accounts
-    found = [(partner, ts) for partner_id, ts in await ctx.services.messaging.partners(ctx.user)
-             if (partner := accounts.get(partner_id)) is not None]  # not a deleted account
-    shown = found[:CONVERSATIONS_SHOWN]
-    if shown:
+@command("conversations", PAGE, group=GROUP, scope=Scope.READ)
+async def conversations(ctx: Context, page: int) -> Ok:
+    """List the people you exchanged direct messages with, the most recent first, a page
+    at a time."""
+    services = ctx.services
+    found = [(partner, ts) for partner_id, ts in await services.messaging.partners(ctx.user)
+             if (partner := services.accounts.get(partner_id)) is not None]  # not deleted
+    shown = page_of(found, page, services.config.rooms.page_size)
+    if shown.items:
         ctx.table(["with", "last message (UTC)", "online"],
-                  [[p.name, table_time(ts),
-                    "yes" if p.online else "no"] for p, ts in shown])
-    return ok(f"{len(found)} conversation{'s' * (len(found) != 1)}"
-              f"{f'; the {len(shown)} most recent shown' if len(shown) < len(found) else ''}.",
-              conversations=[{"user": p.name, "last": ts, "online": p.online} for p, ts in shown],
-              total=len(found))
+                  [[p.name, table_time(ts), "yes" if p.online else "no"] for p, ts in shown.items])
+    count = len(found)
+    return ok(shown.told(f"{count} conversation{'s' * (count != 1)}", "/conversations"),
+              conversations=[{"user": p.name, "last": ts, "online": p.online}
+                             for p, ts in shown.items], **shown.fields())
 
 
 @dataclass(frozen=True, slots=True)

@@ -163,9 +163,10 @@ class _Association(Protocol):
     def room_terminated(self) -> bool: ...
 
 
-@command("myrooms", group=GROUP, scope=Scope.READ)
-async def myrooms(ctx: Context) -> Ok:
-    """The rooms you are in, and the rooms you were in before (to join back)."""
+@command("myrooms", PAGE, group=GROUP, scope=Scope.READ)
+async def myrooms(ctx: Context, page: int) -> Ok:
+    """The rooms you are in, and the rooms you were in before (to join back), a page at
+    a time."""
     services, user = ctx.services, ctx.user
     current = [services.rooms.summary(r) | {"role": r.role_of(user.id)}
                for r in services.rooms.of_user(user)]
@@ -173,12 +174,17 @@ async def myrooms(ctx: Context) -> Ok:
     now = services.clock.time()
     past = [_past(ctx, a, now) for a in await services.rooms.joined_before(user)
             if a.room_id not in member_of]
-    rows = [[r["id"], r["name"], r["role"], "member now"] for r in current]
-    rows += [[p["id"], p["name"], "", _past_state(p, now)] for p in past]
+    # One list, the rooms you are in first: a page may end the ones and start the others.
+    listed = page_of([*((True, r) for r in current), *((False, p) for p in past)], page,
+                     services.config.rooms.page_size)
+    rows = [[r["id"], r["name"], r["role"], "member now"] if member
+            else [r["id"], r["name"], "", _past_state(r, now)] for member, r in listed.items]
     if rows:
         ctx.table(["id", "room", "role", "state"], rows, right=(0,))
-    return ok(f"{len(current)} room{'s' * (len(current) != 1)} now, {len(past)} before.",
-              rooms=current, past=past)
+    sentence = f"{len(current)} room{'s' * (len(current) != 1)} now, {len(past)} before"
+    return ok(listed.told(sentence, "/myrooms"),
+              rooms=[r for member, r in listed.items if member],
+              past=[r for member, r in listed.items if not member], **listed.fields())
 
 
 def _past(ctx: Context, association: _Association, now: float) -> dict[str, Any]:

@@ -7,6 +7,7 @@ from chatd.domain.room import Room
 from chatd.domain.scopes import Scope
 from chatd.errors import ChatError, Code
 from chatd.protocol.context import Context
+from chatd.protocol.paging import PAGE, page_of
 from chatd.protocol.params import RoomRef, Word
 from chatd.protocol.registry import NEEDS_SENDER, command
 from chatd.protocol.results import Ok, ok
@@ -30,16 +31,17 @@ async def sticker(ctx: Context, name: str, room: Room) -> Ok:
     return ok(id=message_id, room=room.name, sticker=found.name)
 
 
-@command("stickers", group=GROUP, scope=Scope.READ)
-def stickers(ctx: Context) -> Ok:
-    """List the stickers you can post with /sticker."""
-    offered = ctx.services.stickers.all()
-    if offered:
+@command("stickers", PAGE, group=GROUP, scope=Scope.READ)
+def stickers(ctx: Context, page: int) -> Ok:
+    """List the stickers you can post with /sticker, a page at a time."""
+    offered = page_of(ctx.services.stickers.all(), page, ctx.services.config.rooms.page_size)
+    if offered.items:
         ctx.table(["sticker", "size", "first line"],
                   [[s.name, "{}x{}".format(*s.size), s.art.split("\n")[0].strip()]
-                   for s in offered])
-    count = len(offered)
-    message = (f"{count} sticker{'s' * (count != 1)}; /sticker <name> [room] posts one."
-               if count else "no stickers are installed.")
+                   for s in offered.items])
+    count = offered.total
+    message = (offered.told(f"{count} sticker{'s' * (count != 1)}; /sticker <name> [room] "
+                            "posts one", "/stickers") if count else "no stickers are installed.")
     return ok(message, stickers=[{"name": s.name, "art": s.art, "width": s.size[0],
-                                  "height": s.size[1]} for s in offered])
+                                  "height": s.size[1]} for s in offered.items],
+              **offered.fields())

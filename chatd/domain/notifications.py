@@ -52,12 +52,13 @@ class Notifier:
         if user.online:
             self._bus.to_user(user, Notified(note))
 
-    async def pending(self, user: User) -> tuple[list[NotificationRecord], int]:
-        """``user``'s newest notifications (at most SHOWN, oldest first), and how
-        many they have in all: a flood of them (direct messages while away) must
-        not make one reply of megabytes."""
-        shown = await self._storage.list_notifications(user.id, SHOWN)
-        if len(shown) < SHOWN:
+    async def pending(self, user: User, limit: int = SHOWN,
+                      skip: int = 0) -> tuple[list[NotificationRecord], int]:
+        """``user``'s newest notifications after the newest ``skip`` (at most ``limit``,
+        oldest first), and how many they have in all: a flood of them (direct messages
+        while away) must not make one reply of megabytes."""
+        shown = await self._storage.list_notifications(user.id, limit, skip)
+        if not skip and len(shown) < limit:
             return shown, len(shown)
         return shown, await self._storage.count_notifications(user.id)
 

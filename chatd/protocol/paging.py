@@ -1,9 +1,10 @@
 """Long lists a page at a time: which items a page shows, and how its reply says so.
 
 Text mode reads a long list as a table, and a table of hundreds of rows scrolls away
-before anyone reads it; so ``/rooms``, ``/who``, ``/files``, ``/myfiles`` and
-``/requests`` show ``rooms.page_size`` rows and say how to ask for the next page. A
-program reads the same page, with ``page``, ``pages`` and ``total`` to walk the rest.
+before anyone reads it; so ``/rooms``, ``/who``, ``/files``, ``/myfiles``,
+``/requests``, ``/myrooms``, ``/conversations``, ``/stickers`` and ``/notifications``
+show ``rooms.page_size`` rows and say how to ask for the next page. A program reads
+the same page, with ``page``, ``pages`` and ``total`` to walk the rest.
 """
 
 from __future__ import annotations
@@ -62,5 +63,15 @@ class Page(Generic[T]):
 
 def page_of(items: Sequence[T], number: int, size: int) -> Page[T]:
     """Page ``number`` (from 1) of ``items``, ``size`` to a page."""
-    pages = max(1, math.ceil(len(items) / size))
-    return Page(items[(number - 1) * size:number * size], number, pages, len(items))
+    return page_read(items[skipped(number, size):number * size], number, size, len(items))
+
+
+def skipped(number: int, size: int) -> int:
+    """How many items come before page ``number`` (from 1), ``size`` to a page."""
+    return (number - 1) * size
+
+
+def page_read(items: Sequence[T], number: int, size: int, total: int) -> Page[T]:
+    """Page ``number`` of a list of ``total`` items when only that page's ``items`` were
+    read (a list the database pages: all of it would be too many to read each time)."""
+    return Page(items, number, max(1, math.ceil(total / size)), total)

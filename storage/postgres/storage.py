@@ -352,12 +352,13 @@ class PostgresStorage(PgMessageQueries, PgContentQueries, PgGovernanceQueries,
             user_id, kind, dumps_object(payload), created_at)
         return NotificationRecord(int(notification_id), user_id, kind, payload, created_at)
 
-    async def list_notifications(self, user_id: int,
-                                 limit: int | None = None) -> list[NotificationRecord]:
-        """A user's notifications, oldest first: the newest ``limit`` of them."""
+    async def list_notifications(self, user_id: int, limit: int | None = None,
+                                 skip: int = 0) -> list[NotificationRecord]:
+        """A user's notifications, oldest first: the newest ``limit`` of them after the
+        newest ``skip`` (a page of them)."""
         rows = await self._fetch(
             f"SELECT {_NOTIFICATION} FROM notifications WHERE user_id = $1 ORDER BY id DESC"
-            " LIMIT $2", user_id, limit)
+            " LIMIT $2 OFFSET $3", user_id, limit, skip)
         return [NotificationRecord(row[0], row[1], row[2], loads_object(row[3]), row[4])
                 for row in reversed(rows)]
 

@@ -72,20 +72,25 @@ async def test_notifications_wait_for_an_offline_user(clients: Clients) -> None:
     assert notes(await settle(bob), "invitation") == []  # not pushed again at login
 
 
-async def test_a_flood_of_notifications_lists_the_newest_and_counts_them_all(
+async def test_a_flood_of_notifications_is_read_a_page_at_a_time(
         server: ChatServer, clients: Clients) -> None:
-    """One reply never holds thousands: the newest SHOWN, and how many in all."""
+    """One reply never holds thousands: the newest page of them, and how many in all."""
     bob = await clients.user("bob")
     services = server.services
+    size = services.config.rooms.page_size
     for n in range(SHOWN + 5):
         await services.notifier.notify(services.accounts.require("bob"), "test", f"note {n}")
     await settle(bob)
     listed = await bob.command("/notifications")
-    assert listed["total"] == SHOWN + 5
+    pages = -(-(SHOWN + 5) // size)
+    assert (listed["total"], listed["pages"]) == (SHOWN + 5, pages)
     assert [n["text"] for n in listed["notifications"]] == [
-        f"note {n}" for n in range(5, SHOWN + 5)]
-    assert listed["message"] == (f"{SHOWN + 5} notifications, the newest {SHOWN} shown; "
-                                 "/notifications clear clears them.")
+        f"note {n}" for n in range(SHOWN + 5 - size, SHOWN + 5)]
+    assert listed["message"] == (f"{SHOWN + 5} notifications; /notifications clear clears "
+                                 f"them; page 1 of {pages}; /notifications 2 for more.")
+    oldest = await bob.command(f"/notifications {pages}")
+    assert [n["text"] for n in oldest["notifications"]] == [
+        f"note {n}" for n in range((SHOWN + 5) % size or size)]
     assert (await bob.command("/notifications clear"))["cleared"] == SHOWN + 5
     assert (await bob.command("/notifications"))["total"] == 0
 

@@ -9,7 +9,7 @@ from hypothesis import strategies as st
 from chatd.domain.clock import ManualClock
 from chatd.protocol.paging import page_of
 from tests.content import text_file, upload
-from tests.helpers import Clients, error_of, text_run
+from tests.helpers import Clients, error_of, text_client, text_run
 
 
 async def test_files_of_a_room_are_listed_a_page_at_a_time(paged: Clients) -> None:
@@ -145,3 +145,88 @@ async def test_your_files_name_a_live_room_you_left_long_ago(paged: Clients) -> 
     assert (await server.housekeeping.run_once())["associations_deleted"] == 1
     [listed] = (await bob.command("/myfiles"))["files"]
     assert (listed["name"], listed["room"], listed["room_ended"]) == ("b.txt", "general", False)
+
+
+async def test_your_rooms_are_listed_a_page_at_a_time(paged: Clients) -> None:
+    # The rooms you are in come first, then those you were in: a page may hold both.
+    alice = await paged.user("alice")
+    for room in ("r1", "r2", "r3"):
+        await alice.command(f"/create {room}")
+    await alice.command("/leave r3")
+    first = await alice.command("/myrooms")
+    assert [r["name"] for r in first["rooms"]] == ["r1", "r2"] and first["past"] == []
+    assert (first["page"], first["pages"], first["total"]) == (1, 2, 3)
+    assert first["message"] == "2 rooms now, 1 before; page 1 of 2; /myrooms 2 for more."
+    second = await alice.command("/myrooms 2")
+    assert second["rooms"] == [] and [r["name"] for r in second["past"]] == ["r3"]
+    assert second["message"] == "2 rooms now, 1 before; page 2 of 2."
+    text = await text_client(paged, "alice")
+    *rows, summary = await text_run(text, "/myrooms 2")
+    assert [row.split()[:2] for row in rows] == [["id", "room"], ["3", "r3"]]
+    assert summary == "* 2 rooms now, 1 before; page 2 of 2."
+
+
+async def test_conversations_are_listed_a_page_at_a_time(paged: Clients) -> None:
+    alice = await paged.user("alice")
+    for name in ("bob", "carol", "dave"):
+        await paged.user(name)
+        await alice.command(f"/msg {name} hi")
+    first = await alice.command("/conversations")
+    assert [c["user"] for c in first["conversations"]] == ["dave", "carol"]
+    assert (first["page"], first["pages"], first["total"]) == (1, 2, 3)
+    assert first["message"] == "3 conversations; page 1 of 2; /conversations 2 for more."
+    second = await alice.command("/conversations 2")
+    assert [c["user"] for c in second["conversations"]] == ["bob"]
+    assert second["message"] == "3 conversations; page 2 of 2."
+
+
+async def test_stickers_are_listed_a_page_at_a_time(paged: Clients) -> None:
+    alice = await paged.user("alice")
+    offered = sorted(s.name for s in paged.server.services.stickers.all())
+    first = await alice.command("/stickers")
+    pages = (len(offered) + 1) // 2
+    assert (first["page"], first["pages"], first["total"]) == (1, pages, len(offered))
+    assert first["message"] == (f"{len(offered)} stickers; /sticker <name> [room] posts one; "
+                                f"page 1 of {pages}; /stickers 2 for more.")
+    walked = [s["name"] for page in range(1, pages + 1)
+              for s in (await alice.command(f"/stickers {page}"))["stickers"]]
+    assert sorted(walked) == offered
+    beyond = await alice.command(f"/stickers {pages + 1}")
+    assert beyond["stickers"] == [] and beyond["message"].endswith(
+        f"there are only {pages} pages; /stickers 1 starts over.")
+
+
+async def test_notifications_are_listed_a_page_at_a_time_the_newest_first(
+        paged: Clients) -> None:
+    # Page 1 holds the newest; each page reads oldest first, as a transcript does.
+    bob = await paged.user("bob")
+    services = paged.server.services
+    for n in range(5):
+        await services.notifier.notify(services.accounts.require("bob"), "test", f"note {n}")
+    first = await bob.command("/notifications")
+    assert [n["text"] for n in first["notifications"]] == ["note 3", "note 4"]
+    assert (first["page"], first["pages"], first["total"]) == (1, 3, 5)
+    assert first["message"] == ("5 notifications; /notifications clear clears them; "
+                                "page 1 of 3; /notifications 2 for more.")
+    assert [n["text"] for n in (await bob.command("/notifications 2"))["notifications"]] == [
+        "note 1", "note 2"]
+    last = await bob.command("/notifications 3")
+    assert [n["text"] for n in last["notifications"]] == ["note 0"]
+    assert last["message"].endswith("page 3 of 3.")
+    assert (await error_of(bob, "/notifications clear 2"))["code"] == "bad-arguments"
+    assert (await bob.command("/notifications clear"))["cleared"] == 5
+    assert (await bob.command("/notifications"))["message"] == "No notifications."
+
+
+async def test_a_page_out_of_range_of_the_newly_paged_lists_is_refused_as_a_page(
+        paged: Clients) -> None:
+    # The page is refused as /who's and /files' are, with the usage, never as an
+    # argument too many (and /notifications' number is no mistyped "clear").
+    alice = await paged.user("alice")
+    text = await text_client(paged, "alice")
+    for command in ("/myrooms", "/conversations", "/stickers", "/notifications"):
+        for word in ("0", "1000001"):
+            [error] = await text_run(text, f"{command} {word}")
+            assert error.startswith(f"! bad-arguments: page must be a whole number from 1 to "
+                                    f'1,000,000, not "{word}". Usage: {command} '), error
+        assert (await error_of(alice, f"{command} 0"))["code"] == "bad-arguments"

@@ -587,6 +587,9 @@ async def test_notifications(storage: Storage) -> None:
     # The newest ones, oldest first.
     assert await storage.list_notifications(alice, 1) == [second]
     assert await storage.list_notifications(alice, 5) == [first, second]
+    # A page of them: the newest after the newest ``skip`` (/notifications 2).
+    assert await storage.list_notifications(alice, 1, 1) == [first]
+    assert await storage.list_notifications(alice, 5, 2) == []
     assert second.payload == {"room": "den"}
     assert await storage.count_notifications(alice) == 2
     assert await storage.delete_notifications_before(T0 + 10) == 1
