@@ -97,12 +97,17 @@ class Remedy:
 class ChatError(Exception):
     """A refusal to report to the client: a code, a front-end-neutral sentence,
     structured ``details`` (the error record's extra fields on the wire: ``until``,
-    ``retry_ms``, ``quota`` ...) and, optionally, the ``remedy`` a user could try."""
+    ``retry_ms``, ``quota`` ...) and, optionally, the ``remedy`` a user could try.
+
+    ``usage`` is the form of the sub-command a ``bad-arguments`` refusal is about, when
+    it is narrower than its command's (``/keys get <user>``): the line protocol ends
+    such a refusal with it, or with the command's usage (chatd.protocol.hints)."""
 
     def __init__(self, code: Code, message: str, *, remedy: Remedy | None = None,
-                 **details: Any) -> None:
+                 usage: str | None = None, **details: Any) -> None:
         super().__init__(f"{code}: {message}")
         self.code = code
         self.message = message
         self.remedy = remedy
+        self.usage = usage
         self.details: Mapping[str, Any] = details

@@ -100,8 +100,9 @@ async def auth(ctx: Context, token: str, resume: bool) -> Ok:
 
 
 def _login_usage(what: str) -> ChatError:
-    """``bad-arguments`` in the words of every other command's: what is wrong, the usage."""
-    return ChatError(Code.BAD_ARGUMENTS, f"{what} Usage: {LOGIN_USAGE}")
+    """``bad-arguments`` in the words of every other command's: what is wrong (the
+    usage follows it, as every command's does)."""
+    return ChatError(Code.BAD_ARGUMENTS, what)
 
 
 _T = TypeVar("_T")

@@ -44,13 +44,13 @@ TOKEN_USAGE = ("/token create [name] [scopes] [ttl]  |  /token list  |  "
                "/token revoke <name>  |  /token revoke-resume")
 
 
-def _nothing_more(usage: str, *unused: object) -> None:
+def _nothing_more(*unused: object) -> None:
     """Refuse words a sub-command does not take (PROTOCOL §2: surplus words are
     bad-arguments). The parser cannot: the words fill the parameters of the
     command's richest sub-command, so /token list x or /bot delete b 1d parse,
     and ignoring the extra word would act on a line that meant something else."""
     if any(value is not None for value in unused):
-        raise ChatError(Code.BAD_ARGUMENTS, f"too many arguments. Usage: {usage}")
+        raise ChatError(Code.BAD_ARGUMENTS, "too many arguments.")
 
 
 @command("token", Choice("action", choices=("create", "list", "revoke", "revoke-resume")),
@@ -64,10 +64,10 @@ async def token(ctx: Context, action: str, name: str | None, scopes: frozenset[S
         return await _create_token(ctx, ctx.user, *_name_scopes_ttl(name, scopes, ttl))
     if action == "revoke":
         if name is None:
-            raise ChatError(Code.BAD_ARGUMENTS, "usage: /token revoke <name>.")
-        _nothing_more(TOKEN_USAGE, scopes, ttl)
+            raise ChatError(Code.BAD_ARGUMENTS, "missing <name>.", usage="/token revoke <name>")
+        _nothing_more(scopes, ttl)
         return await _revoke_token(ctx, name)
-    _nothing_more(TOKEN_USAGE, name, scopes, ttl)
+    _nothing_more(name, scopes, ttl)
     if action == "revoke-resume":
         count = await ctx.services.resume.revoke_user(ctx.user)
         return ok(f"{count} resume token{'s' * (count != 1)} revoked.", revoked=count)
@@ -173,15 +173,14 @@ async def bot(ctx: Context, action: str, name: str | None, scopes: frozenset[Sco
               ttl: float | None, token_name: str | None) -> Ok:
     """Make and manage bot accounts: they log in with tokens only and show as bots."""
     if action == "list":
-        _nothing_more(BOT_USAGE, name, scopes, ttl)
+        _nothing_more(name, scopes, ttl)
         return _bot_list(ctx)
     if name is None:
-        raise ChatError(Code.BAD_ARGUMENTS, f"/bot {action} needs the bot's name. "
-                                            f"Usage: {BOT_USAGE}")
+        raise ChatError(Code.BAD_ARGUMENTS, f"/bot {action} needs the bot's name.")
     if action == "create":
         return await _bot_create(ctx, name, scopes, ttl)
     if action != "token":  # tokens, delete: the name only
-        _nothing_more(BOT_USAGE, scopes, ttl)
+        _nothing_more(scopes, ttl)
     target = _my_bot(ctx, name)
     if action == "token":
         # No name: the next free token2, token3 ..., chosen as the token is made.
@@ -346,8 +345,8 @@ async def webhook(ctx: Context, action: str, what: str | None, room: Room | None
     if action == "list":
         return await _webhook_list(ctx, what, room)
     if what is None:
-        raise ChatError(Code.BAD_ARGUMENTS, f"missing {'name' if action == 'create' else 'id'}."
-                        " Usage: /webhook create <name> [room]  |  /webhook revoke <id> [room]")
+        raise ChatError(Code.BAD_ARGUMENTS, f"missing {'name' if action == 'create' else 'id'}.",
+                        usage="/webhook create <name> [room]  |  /webhook revoke <id> [room]")
     room = _or_current(ctx, room)
     hooks = ctx.services.webhooks
     if action == "create":
@@ -367,7 +366,7 @@ async def webhook(ctx: Context, action: str, what: str | None, room: Room | None
 async def _webhook_list(ctx: Context, what: str | None, room: Room | None) -> Ok:
     """``/webhook list [room]``: the room is the word after ``list`` (one only)."""
     if what is not None:
-        _nothing_more(WEBHOOK_USAGE, room)
+        _nothing_more(room)
         room = ctx.services.rooms.require(what)
     room = _or_current(ctx, room)
     records = await ctx.services.webhooks.list(ctx.user, room)

@@ -99,11 +99,11 @@ async def keys(ctx: Context, action: str, key: str | None, pq_key: str | None) -
     if action == "publish":
         return await _publish(ctx, key, pq_key)
     if pq_key is not None:
-        raise ChatError(Code.BAD_ARGUMENTS, f"too many arguments. Usage: /keys {action} "
+        raise ChatError(Code.BAD_ARGUMENTS, "too many arguments.", usage=f"/keys {action} "
                         f"{'<user>' if action == 'get' else '[room]'}")
     if action == "get":
         if key is None:
-            raise ChatError(Code.BAD_ARGUMENTS, "missing user. Usage: /keys get <user>")
+            raise ChatError(Code.BAD_ARGUMENTS, "missing user.", usage="/keys get <user>")
         entry = await ctx.services.e2e.key_of(ctx.services.accounts.require(key))
         return ok(f"{entry['user']}: {entry['fingerprint']}", keys=[entry], user=entry["user"])
     return await _room_keys(ctx, key)
@@ -111,8 +111,8 @@ async def keys(ctx: Context, action: str, key: str | None, pq_key: str | None) -
 
 async def _publish(ctx: Context, key: str | None, pq_key: str | None) -> Ok:
     if key is None:
-        raise ChatError(Code.BAD_ARGUMENTS,
-                        "missing key. Usage: /keys publish <x25519-key> [mlkem-key]")
+        raise ChatError(Code.BAD_ARGUMENTS, "missing key.",
+                        usage="/keys publish <x25519-key> [mlkem-key]")
     entry = await ctx.services.e2e.publish(ctx.user, key, pq_key)
     kind = "X25519 + ML-KEM-768" if "pq_key" in entry else "X25519"
     return ok(f"Published your {kind} key; fingerprint {entry['fingerprint']}.",

@@ -127,7 +127,7 @@ def quote(ctx: Context, line: str) -> Ok:
     # The dispatcher runs "/quote <line>" as the line itself; only a bare /quote (or
     # one of a message, /quote //text) is left.
     raise ChatError(Code.BAD_ARGUMENTS, "missing <line>, a command to run: /quote join "
-                                        f"general is /join general. Usage: {QUOTE_USAGE}")
+                                        "general is /join general.")
 
 
 @command("ping", need=Need.ANY, group=GROUP, scope=Scope.READ)

@@ -227,7 +227,7 @@ async def mode(ctx: Context, args: str) -> Ok:
 def _mode_room(ctx: Context, words: list[str]) -> Room:
     """The room named by what is left of the line, or the current room."""
     if len(words) > 1:
-        raise ChatError(Code.BAD_ARGUMENTS, f"too many arguments. Usage: {MODE_USAGE}")
+        raise ChatError(Code.BAD_ARGUMENTS, "too many arguments.")
     if words:
         return ctx.services.rooms.require(words[0])
     room = ctx.session.current_room
@@ -246,7 +246,7 @@ def _refuse_unknown_letters(changes: list[ModeChange]) -> None:
     unknown = [c.signed for c in changes if c.letter not in LETTERS + "iRv"]
     if unknown:
         raise ChatError(Code.BAD_ARGUMENTS, f"unknown mode {unknown[0]}: the letters are "
-                        "k l m s n t (and i R v). Usage: " + MODE_USAGE)
+                        "k l m s n t (and i R v).")
 
 
 async def _change_modes(ctx: Context, changes: list[ModeChange], room: Room) -> Ok:
@@ -378,12 +378,12 @@ def _audit_args(ctx: Context, args: str) -> tuple[str | None, int]:
     named by its id needs the count after it (``/audit 7 50``)."""
     words = args.split()
     if len(words) > 2:
-        raise ChatError(Code.BAD_ARGUMENTS, f"too many arguments. Usage: {AUDIT_USAGE}")
+        raise ChatError(Code.BAD_ARGUMENTS, "too many arguments.")
     if len(words) == 2:
         if is_number(words[0]) and not is_number(words[1]):
             # /audit 5 general: the count before the room (no room is named by digits).
             raise ChatError(Code.BAD_ARGUMENTS, f"the room comes first: /audit {words[1]} "
-                            f"{words[0]}. Usage: {AUDIT_USAGE}")
+                            f"{words[0]}.")
         return words[0], _COUNT.convert(ctx, words[1], False)
     if words and not is_number(words[0]):
         return words[0], 50

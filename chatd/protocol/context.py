@@ -25,7 +25,7 @@ def table_time(stamp: float) -> str:
 class Context:
     """One command invocation. Lines sent through it carry the command's label."""
 
-    __slots__ = ("command", "label", "services", "session", "told")
+    __slots__ = ("command", "label", "services", "session", "told", "usage")
 
     def __init__(self, services: HandlerServices, session: Session, command: str,
                  label: str | None) -> None:
@@ -35,6 +35,8 @@ class Context:
         self.label = label
         # This connection was shown the command's own event (see Command.told_by_event).
         self.told = False
+        # The command's usage, which ends its bad-arguments refusals (None: a plain line).
+        self.usage: str | None = None
 
     @property
     def user(self) -> User:
@@ -58,8 +60,9 @@ class Context:
     def reply_error(self, exc: ChatError) -> None:
         """The command's final ``error``."""
         self.services.stats.error(exc.code.value)
-        self.send({"type": "error", "code": exc.code.value, "message": line_message(exc),
-                   "command": self.command, **exc.details})
+        self.send({"type": "error", "code": exc.code.value,
+                   "message": line_message(exc, self.usage), "command": self.command,
+                   **exc.details})
 
     def finish(self, result: Ok | Deferred | None) -> None:
         if not isinstance(result, Deferred):

@@ -1,5 +1,6 @@
 """How the line protocol words an error: the domain's sentence, ended with the
-slash command that is the user's next step (the error's remedy).
+slash command that is the user's next step (the error's remedy), and a refused
+command's arguments with the command's usage.
 
 The domain says what could be done (:class:`chatd.errors.Remedy`), not how;
 IRC shows the sentence alone. Each step rewrites the end of the neutral
@@ -10,7 +11,7 @@ from __future__ import annotations
 
 from typing import Final
 
-from chatd.errors import ChatError, Step
+from chatd.errors import ChatError, Code, Step
 
 # step: (how the domain's sentence ends, how the line protocol ends it instead)
 HINTS: Final[dict[Step, tuple[str, str]]] = {
@@ -27,8 +28,20 @@ HINTS: Final[dict[Step, tuple[str, str]]] = {
 }
 
 
-def line_message(exc: ChatError) -> str:
-    """``exc``'s sentence as the line protocol sends it (text and JSON alike)."""
+def line_message(exc: ChatError, usage: str | None = None) -> str:
+    """``exc``'s sentence as the line protocol sends it (text and JSON alike); a
+    ``bad-arguments`` refusal of a command whose usage is ``usage`` ends with it (or
+    with the narrower one the refusal names): here, once for every command, so that no
+    refusal of arguments goes without saying how the command is written."""
+    said = _remedied(exc)
+    shown = exc.usage or usage
+    if exc.code is Code.BAD_ARGUMENTS and shown:
+        said = f"{said} Usage: {shown}"
+    return said
+
+
+def _remedied(exc: ChatError) -> str:
+    """The sentence, ended with the remedy's slash command if it has one."""
     remedy = exc.remedy
     if remedy is None:
         return exc.message

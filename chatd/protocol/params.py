@@ -443,10 +443,12 @@ def no_room(ctx: Context) -> ChatError:
 
 
 def parse(params: tuple[Param, ...], ctx: Context, args: str, usage: str) -> dict[str, Any]:
-    """Match ``args`` against ``params``; ``bad-arguments`` shows the usage."""
+    """Match ``args`` against ``params`` of the command written ``usage``. A
+    ``bad-arguments`` refusal says what is wrong; the line protocol ends it with the
+    usage (chatd.protocol.hints), as it does every command's."""
     words = args.split()
     if len(words) > len(params) and not any(p.rest for p in params):
-        raise ChatError(Code.BAD_ARGUMENTS, f"too many arguments. Usage: {usage}")
+        raise ChatError(Code.BAD_ARGUMENTS, "too many arguments.")
     values: dict[str, Any] = {}
     index = 0
     # (parameter, index of the word it passed over)
@@ -455,12 +457,12 @@ def parse(params: tuple[Param, ...], ctx: Context, args: str, usage: str) -> dic
         if not _applies(param, params, values):
             continue
         if param.rest:
-            values[param.name] = _rest(param, args, index, usage)
+            values[param.name] = _rest(param, args, index)
             index = len(words)
             break
         if index >= len(words):
             if not param.optional:
-                raise _usage_error(param, usage)
+                raise _missing(param)
             continue
         more_follow = index + 1 < len(words) or any(
             _applies(later, params, values) for later in params[position + 1:])
@@ -478,7 +480,7 @@ def parse(params: tuple[Param, ...], ctx: Context, args: str, usage: str) -> dic
         # Only who passed over the first word left over can say why it is there.
         passed = [param for param, at in declined if at == index]
         raise (_room_too_late(ctx, declined, words, index, usage)
-               or _leftover(ctx, passed, words[index], usage))
+               or _leftover(ctx, passed, words[index]))
     return values | {param.name: param.absent(ctx) for param in params
                      if param.name not in values}
 
@@ -511,7 +513,7 @@ def _room_too_late(ctx: Context, declined: list[tuple[Param, int]], words: list[
     at = rooms[0]
     command = usage.split(maxsplit=1)[0]
     fixed = " ".join([command, *words[:at], word, *words[at:index]])
-    return ChatError(Code.BAD_ARGUMENTS, f"the room comes first: {fixed}. Usage: {usage}")
+    return ChatError(Code.BAD_ARGUMENTS, f"the room comes first: {fixed}.")
 
 
 def _applies(param: Param, params: tuple[Param, ...], values: dict[str, Any]) -> bool:
@@ -520,14 +522,14 @@ def _applies(param: Param, params: tuple[Param, ...], values: dict[str, Any]) ->
     return not param.sub_commands or values.get(params[0].name) in param.sub_commands
 
 
-def _rest(param: Param, args: str, index: int, usage: str) -> Any:
+def _rest(param: Param, args: str, index: int) -> Any:
     text = _rest_of(args, index)
     if not text and not param.optional:
-        raise _usage_error(param, usage)
+        raise _missing(param)
     return text or param.default
 
 
-def _leftover(ctx: Context, passed: list[Param], word: str, usage: str) -> ChatError:
+def _leftover(ctx: Context, passed: list[Param], word: str) -> ChatError:
     """The error for ``word``, which nobody took: the first of the parameters that
     passed over it to explain why (``/history nosuchroom`` is no-such-room,
     ``/rooms x`` is about the page), else too many arguments."""
@@ -537,14 +539,11 @@ def _leftover(ctx: Context, passed: list[Param], word: str, usage: str) -> ChatE
         # Several could have taken it: the word is none of them (a mistyped scope is
         # no more a duration than a scope).
         listed = " nor ".join(taken)
-        return ChatError(Code.BAD_ARGUMENTS, f"\"{word}\" is neither {listed}. Usage: {usage}")
+        return ChatError(Code.BAD_ARGUMENTS, f"\"{word}\" is neither {listed}.")
     for _param, refusal in refusals:
-        if refusal is not None and refusal.code is Code.BAD_ARGUMENTS:
-            return ChatError(refusal.code, f"{refusal.message} Usage: {usage}",
-                             remedy=refusal.remedy, **refusal.details)
         if refusal is not None:
             return refusal
-    return ChatError(Code.BAD_ARGUMENTS, f"too many arguments. Usage: {usage}")
+    return ChatError(Code.BAD_ARGUMENTS, "too many arguments.")
 
 
 def _rest_of(args: str, index: int) -> str:
@@ -553,5 +552,5 @@ def _rest_of(args: str, index: int) -> str:
     return parts[index].strip() if len(parts) > index else ""
 
 
-def _usage_error(param: Param, usage: str) -> ChatError:
-    return ChatError(Code.BAD_ARGUMENTS, f"missing {param.usage}. Usage: {usage}")
+def _missing(param: Param) -> ChatError:
+    return ChatError(Code.BAD_ARGUMENTS, f"missing {param.usage}.")

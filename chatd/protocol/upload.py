@@ -199,7 +199,7 @@ class Upload:
         """An early word, so a client can stop sending; the final error follows the "."."""
         if not (self._gone or self._ended):
             # A usage ends without a full stop: the sentence after it must not run on.
-            said = line_message(error)
+            said = line_message(error, self._ctx.usage)
             message = said if said.endswith(".") else f"{said}."
             self._ctx.notice(f"upload failed ({error.code.value}): {message} The lines "
                              "up to a line with a single \".\" are discarded.",

@@ -18,7 +18,8 @@ async def test_hints_in_text(chat: Chat) -> None:
     assert await bob.say("/create dev") == ['! name-taken: a room named "dev" exists; /join dev?']
     assert await bob.say("/say dev hi") == ["! not-in-room: you are not in #dev; /join dev."]
     assert await bob.say("/unblock alice") == [
-        "! bad-arguments: you do not block alice; /blocks lists whom you block."]
+        "! bad-arguments: you do not block alice; /blocks lists whom you block. "
+        "Usage: /unblock <user>"]
 
 
 async def test_hints_and_labels_in_json(chat: Chat) -> None:

@@ -179,7 +179,8 @@ async def test_a_room_whose_name_looks_like_hex_is_the_room(clients: Clients) ->
     reply = await upload(alice, "a.txt", b"abc", "deadbeefdeadbeefdead", checksum=None)
     assert reply.ok and reply.final["room"] == "deadbeefdeadbeefdead", reply.final
     refused = await upload(alice, "a.txt", b"abc", "deadbeefdeadbeefdeadbeef", checksum=None)
-    assert refused.final["message"] == "sha256 is 64 hexadecimal digits."
+    assert refused.final["message"] == ("sha256 is 64 hexadecimal digits. "
+                                        "Usage: /upload <filename> <size> [sha256] [room]")
 
 
 async def test_same_content_is_stored_once(server: ChatServer, clients: Clients) -> None:

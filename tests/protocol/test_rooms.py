@@ -500,7 +500,7 @@ async def test_a_topic_longer_than_its_bound_is_refused(clients: Clients) -> Non
     error = await alice.command("/topic " + "x" * 391, check=False)
     assert error.final["code"] == "bad-arguments"
     assert error.final["message"] == ("a topic is at most 390 characters; this one "
-                                      "has 391.")
+                                      "has 391. Usage: /topic [room] [text]")
     assert (await alice.command("/topic"))["topic"] == "kept"
     assert (await alice.command("/topic " + "é" * 390))["topic"] == "é" * 390
 

@@ -98,7 +98,8 @@ async def test_upload_counts_one_byte_and_names_the_missing_filename(
     alice.send("/upload s.txt 3 general")
     alice.send("QQ==")  # one byte
     lines = await text_run(alice, ".")
-    assert lines[-1] == "! bad-arguments: 1 byte arrived, but the upload announced 3."
+    assert lines[-1] == ("! bad-arguments: 1 byte arrived, but the upload announced 3. "
+                         "Usage: /upload <filename> <size> [sha256] [room]")
 
 
 async def test_a_word_neither_lifetime_nor_scope_is_named_so(clients: Clients) -> None:
@@ -110,8 +111,9 @@ async def test_a_word_neither_lifetime_nor_scope_is_named_so(clients: Clients) -
     [bot] = await text_run(alice, "/bot create helper read soon")
     assert bot.startswith('! bad-arguments: ttl is a duration like'), bot
     [typo] = await text_run(alice, "/bot create helper read 7x")
-    assert typo == ('! bad-arguments: ttl: "7x" is not a duration: use a number and a unit '
-                    "(s, m, h, d or w), for example 30s, 10m, 2h, 7d, 1w or 1h30m."), typo
+    assert typo.startswith('! bad-arguments: ttl: "7x" is not a duration: use a number and a unit '
+                           "(s, m, h, d or w), for example 30s, 10m, 2h, 7d, 1w or 1h30m. "
+                           "Usage: /bot create"), typo
 
 
 async def test_the_captured_kick_examples_are_what_the_server_says(clients: Clients) -> None:
@@ -175,15 +177,17 @@ async def test_errors_quote_what_was_typed_in_double_quotes_and_end_a_sentence(
     await clients.user("bob")
     [zero] = await text_run(person, "/ban bob dev 0s")
     assert zero == ('! bad-arguments: duration: invalid duration "0s": it must be longer than '
-                    "zero.")
+                    "zero. Usage: /ban <user> [room] [duration] [reason]")
+    # The sentence ends before the usage every bad-arguments ends with.
     [token] = await text_run(person, "/token create bad/name")
-    assert token == ("! bad-arguments: a token's name is 1-32 letters, digits, '.', '_' or "
-                     "'-', not \"bad/name\".")
+    assert token.split(" Usage: ")[0] == ("! bad-arguments: a token's name is 1-32 letters, "
+                                          "digits, '.', '_' or '-', not \"bad/name\".")
     [long] = await text_run(person, "/token create 3651d")
-    assert long == '! bad-arguments: ttl: invalid duration "3651d": at most 10 years (3650d).'
+    assert long.split(" Usage: ")[0] == ('! bad-arguments: ttl: invalid duration "3651d": at '
+                                         'most 10 years (3650d).')
     [huge] = await text_run(person, "/token create 99999999999d")
-    assert huge == ('! bad-arguments: ttl: invalid duration "99999999999d": at most 10 years '
-                    '(3650d).')
+    assert huge.split(" Usage: ")[0] == ('! bad-arguments: ttl: invalid duration '
+                                         '"99999999999d": at most 10 years (3650d).')
 
 
 async def test_sanctions_use_one_preposition_and_reasons_in_parentheses(
@@ -196,7 +200,7 @@ async def test_sanctions_use_one_preposition_and_reasons_in_parentheses(
     assert await text_run(alice, "/unban bob mod") == ["* bob was unbanned from #mod by alice"]
     assert "* you are no longer banned from #mod." in await text_run(bob, None)
     assert await text_run(alice, "/unban bob mod") == [
-        "! bad-arguments: bob is not banned from #mod."]
+        "! bad-arguments: bob is not banned from #mod. Usage: /unban <user> [room]"]
     await text_run(bob, "/join mod")
     await text_run(alice, "/kick bob mod too loud")
     told = await text_run(bob, None)
