@@ -25,8 +25,8 @@ from typing import Any
 from chatd.protocol.codec import clean_text
 
 DEFAULT_TIMEOUT = 10.0
-# How many times ChatClient.members walks a room's /who pages that changed meanwhile.
-MEMBER_WALKS = 3
+# How many times ChatClient.walk walks the pages of a list that changed meanwhile.
+LIST_WALKS = 3
 
 
 class ClientError(Exception):
@@ -140,39 +140,62 @@ class ChatClient:
     async def members(self, room: str, timeout: float = DEFAULT_TIMEOUT
                       ) -> list[dict[str, Any]]:
         """Every member of ``room`` (``user``, ``role``, ``online``, and ``bot`` on bots),
-        each once: ``/who`` answers a page at a time, and this asks for each.
+        each once: ``/who`` answers a page at a time, and this asks for each (see
+        :meth:`walk`). The page always follows the room: a room by its id is one too
+        (``/who 7 2``)."""
+        return (await self.walk(f"/who {room}", timeout, members="user"))["members"]
 
-        A member who joins, leaves or changes role between two pages moves the
-        others across them, so that one would come twice and another never: a
-        walk whose count changed, or that did not find that many members, is
-        walked again (``MEMBER_WALKS`` walks at most; the last one's members then)."""
-        members: list[dict[str, Any]] = []
-        for _ in range(MEMBER_WALKS):
-            members, steady = await self._walk_members(room, timeout)
+    async def my_rooms(self, timeout: float = DEFAULT_TIMEOUT
+                       ) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+        """``/myrooms`` whole: the rooms this user is in, and those it was in before."""
+        walked = await self.walk("/myrooms", timeout, rooms="id", past="id")
+        return walked["rooms"], walked["past"]
+
+    async def notifications(self, timeout: float = DEFAULT_TIMEOUT) -> list[dict[str, Any]]:
+        """Every notification, the oldest first: ``/notifications`` pages from the newest."""
+        walked = await self.walk("/notifications", timeout, notifications="id")
+        return sorted(walked["notifications"], key=lambda n: int(n["id"]))
+
+    async def walk(self, command: str, timeout: float = DEFAULT_TIMEOUT,
+                   **keys: str) -> dict[str, list[dict[str, Any]]]:
+        """Every item of a list that ``command`` answers a page at a time (``/myrooms``,
+        ``/who general``, ``/stickers`` ...): for each list field of its replies named in
+        ``keys``, the items of every page in page order, each once (``keys`` names the
+        item's field that tells it apart: ``rooms="id"``). The page number goes last.
+
+        An item added, removed or moved between two pages moves the others across
+        them, so that one would come twice and another never: a walk whose total
+        changed, or that did not find that many items, is walked again
+        (``LIST_WALKS`` walks at most; the last one's items then)."""
+        walked: dict[str, list[dict[str, Any]]] = {}
+        for _ in range(LIST_WALKS):
+            walked, steady = await self._walk_once(command, keys, timeout)
             if steady:
                 break
-        return members
+        return walked
 
-    async def _walk_members(self, room: str, timeout: float
-                            ) -> tuple[list[dict[str, Any]], bool]:
-        """One walk of ``/who``'s pages: its members, each once, and whether the room
+    async def _walk_once(self, command: str, keys: dict[str, str], timeout: float
+                         ) -> tuple[dict[str, list[dict[str, Any]]], bool]:
+        """One walk of ``command``'s pages: its items, each once, and whether the list
         stood still meanwhile."""
-        seen: dict[str, dict[str, Any]] = {}
+        seen: dict[str, dict[str, dict[str, Any]]] = {listed: {} for listed in keys}
         totals: set[int] = set()
         page = pages = 1
         while page <= pages:
-            # The page always follows: a room by its id is one too (/who 7 2).
-            reply = await self._patient(f"/who {room} {page}", timeout)
-            for member in reply.get("members") or []:
-                seen.setdefault(str(member["user"]), member)
-            totals.add(int(reply.get("total", len(seen))))
+            reply = await self._patient(f"{command} {page}", timeout)
+            for listed, key in keys.items():
+                for item in reply.get(listed) or []:
+                    seen[listed].setdefault(str(item[key]), item)
+            counted = sum(len(items) for items in seen.values())
+            totals.add(int(reply.get("total", counted)))
             pages = int(reply.get("pages", 1))
             page += 1
-        return list(seen.values()), totals == {len(seen)}
+        found = {listed: list(items.values()) for listed, items in seen.items()}
+        return found, totals == {sum(len(items) for items in found.values())}
 
     async def _patient(self, line: str, timeout: float) -> Reply:
         """``line``'s reply, asked again after the wait a ``rate-limited`` refusal names:
-        a room of many pages takes more commands in a row than the server's burst
+        a list of many pages takes more commands in a row than the server's burst
         (``limits.command_burst``) allows; ClientError for any other refusal."""
         while True:
             reply = await self.command(line, check=False, timeout=timeout)

@@ -35,13 +35,13 @@ async def crowd(clients: Clients) -> ChatClient:
     return alice
 
 
-def after_first_page(client: ChatClient, change: Any) -> None:
-    """Run ``change`` once, after the first /who page ``client`` asks for."""
+def after_first_page(client: ChatClient, change: Any, listing: str = "/who") -> None:
+    """Run ``change`` once, after the first page of ``listing`` ``client`` asks for."""
     asked = client.command
 
     async def command(line: str, check: bool = True, timeout: float = 10.0) -> Reply:
         reply = await asked(line, check, timeout)
-        if line.startswith("/who ") and line.endswith(" 1") and not changed:
+        if line.startswith(f"{listing} ") and line.endswith(" 1") and not changed:
             changed.append(line)
             await change()
         return reply

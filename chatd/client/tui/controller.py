@@ -96,19 +96,24 @@ class Controller:
         await self.show(self.session.current_room or self.state.current)
 
     async def refresh_rooms(self) -> None:
-        """Ask the server which rooms this user is in; open and close conversations."""
-        mine = await self.session.client.command("/myrooms", check=False)
-        if not mine.ok:
+        """Ask the server which rooms this user is in; open and close conversations.
+        Both lists are read whole, every page: a room on page 2 of /myrooms is no room
+        left, and one on page 2 of /rooms is still a name to complete."""
+        client = self.session.client
+        try:
+            mine, _ = await client.my_rooms()
+        except ClientError:
             return
-        names = [str(room["name"]) for room in mine.get("rooms") or []]
+        names = [str(room["name"]) for room in mine]
         for name in names:
             self.state.open(name)
         for key in [k for k, c in self.state.conversations.items() if c.is_room]:
             if key not in names:
                 self.state.close(key)
         self.vocabulary.learn_rooms(names)
-        listed = await self.session.client.command("/rooms", check=False)
-        self.vocabulary.learn_rooms(str(r["name"]) for r in listed.get("rooms") or [])
+        with contextlib.suppress(ClientError):
+            listed = (await client.walk("/rooms", rooms="id"))["rooms"]
+            self.vocabulary.learn_rooms(str(r["name"]) for r in listed)
 
     # -- what the person does -------------------------------------------------------------
 
