@@ -372,6 +372,7 @@ async def _webhook_list(ctx: Context, what: str | None, room: Room | None) -> Ok
     records = await ctx.services.webhooks.list(ctx.user, room)
     if records:
         ctx.table(["id", "bot", "created (UTC)"],
-                  [[str(r.id), bot_name(r), table_time(r.created_at)] for r in records])
+                  [[str(r.id), bot_name(r), table_time(r.created_at)] for r in records],
+                  right=(0,))
     return ok(f"#{room.name}: {len(records)} webhook{'s' * (len(records) != 1)}.",
               room=room.name, webhooks=[describe(r) for r in records])

@@ -7,9 +7,9 @@ tests read Lines instead of screen output.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import UTC, datetime
 from typing import Any
 
+from chatd.client.tui.tables import local_time, rows, tables
 from chatd.protocol.render import Style, render
 
 # Text from other people reaches the terminal only after this: no escape
@@ -17,7 +17,6 @@ from chatd.protocol.render import Style, render
 # recolour the screen or move the cursor.
 _CONTROLS = {c: "\ufffd" for c in (*range(0x20), 0x7F, *range(0x80, 0xA0)) if c not in (9, 10)}
 _PLAIN = Style()
-MAX_CELL = 40
 
 
 @dataclass(frozen=True, slots=True)
@@ -35,6 +34,8 @@ class Line:
     verified: bool = False
     rows: tuple[tuple[str, ...], ...] = ()
     message_id: int | None = None
+    # The columns of a table that are numbers, drawn right-aligned as text mode does.
+    right: tuple[int, ...] = ()
 
 
 def clean(text: str) -> str:
@@ -91,10 +92,9 @@ def from_ok(final: dict[str, Any]) -> list[Line]:
     """
     special = _SPECIAL.get(str(final.get("command", "")))
     shown = special(final) if special is not None else []
-    for field in TABLE_FIELDS:
-        value = final.get(field)
-        if isinstance(value, list) and value and all(isinstance(v, dict) for v in value):
-            shown.append(_table(value))
+    for table in tables(final):
+        cells = tuple(tuple(clean(cell) for cell in row) for row in rows(table))
+        shown.append(Line("table", "", rows=cells, right=table.right))
     message = str(final.get("message", ""))
     if message:
         shown.append(notice(message))
@@ -130,60 +130,4 @@ def _whois(final: dict[str, Any]) -> list[Line]:
     return [Line("table", "", rows=tuple((clean(a), clean(b)) for a, b in rows))]
 
 
-def _stickers(final: dict[str, Any]) -> list[Line]:
-    names = [str(s.get("name")) for s in final.get("stickers") or [] if isinstance(s, dict)]
-    return [notice("stickers: " + ", ".join(names))] if names else []
-
-
-def _notifications(final: dict[str, Any]) -> list[Line]:
-    """/notifications: when, what kind, and the sentence saying what happened (as text
-    mode has them), not the payload's raw fields, which leave out the sentence."""
-    items = [n for n in final.get("notifications") or [] if isinstance(n, dict)]
-    if not items:
-        return []
-    rows = [("when", "kind", "what")]
-    rows += [(local_time(n.get("ts_epoch")), clean(str(n.get("kind", ""))),
-              clean(str(n.get("text", "")))) for n in items]
-    return [Line("table", "", rows=tuple(rows))]
-
-
-_SPECIAL = {"help": _help, "whois": _whois, "stickers": _stickers,
-            "notifications": _notifications}
-# List-valued fields shown as tables, whatever the command.
-TABLE_FIELDS = ("rooms", "members", "keys", "tokens", "past", "files", "conversations")
-# Fields that hold a time (epoch seconds, or ISO text): shown as a local date.
-TIME_FIELDS = frozenset({"ts_epoch", "last", "created", "expires", "last_used", "last_joined",
-                         "until", "since", "time", "ts"})
-
-
-def local_time(value: object) -> str:
-    """Epoch seconds or an ISO time as a local ``YYYY-MM-DD HH:MM``; other values as
-    they are."""
-    if isinstance(value, bool) or value is None:
-        return _cell(value)
-    try:
-        if isinstance(value, int | float):
-            moment = datetime.fromtimestamp(value, tz=UTC)
-        else:
-            moment = datetime.fromisoformat(str(value).replace("Z", "+00:00"))
-    except (ValueError, OverflowError, OSError):
-        return str(value)
-    return moment.astimezone().strftime("%Y-%m-%d %H:%M")
-
-
-def _table(items: list[dict[str, Any]]) -> Line:
-    # Nested values and long opaque ones (base64 keys) do not make a readable table.
-    columns = [key for key, value in items[0].items()
-               if not isinstance(value, dict | list) and len(str(value)) <= MAX_CELL]
-    rows = [tuple(columns)]
-    rows += [tuple(clean(local_time(item.get(key)) if key in TIME_FIELDS
-                         else _cell(item.get(key))) for key in columns) for item in items]
-    return Line("table", "", rows=tuple(rows))
-
-
-def _cell(value: object) -> str:
-    if value is None:
-        return ""
-    if isinstance(value, bool):
-        return "yes" if value else ""
-    return str(value)
+_SPECIAL = {"help": _help, "whois": _whois}

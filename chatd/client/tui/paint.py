@@ -77,7 +77,7 @@ def fragments(line: Line, theme: Theme | None, current: str | None = None) -> St
     if line.kind == "message":
         return _message(line, theme, current)
     if line.kind == "table":
-        return [("", _table(line.rows))]
+        return [("", _table(line.rows, line.right))]
     prefix = "! " if line.kind in ("error", "warning") else "* "
     return [(f"class:{line.kind}", prefix + line.text)]
 
@@ -104,11 +104,18 @@ def _message(line: Line, theme: Theme | None, current: str | None) -> StyleAndTe
     return out
 
 
-def _table(rows: tuple[tuple[str, ...], ...]) -> str:
+def _table(rows: tuple[tuple[str, ...], ...], right: tuple[int, ...] = ()) -> str:
+    """Aligned columns, as the server's text mode draws them: ``right`` (numbers) to
+    the right."""
     widths = [max(get_cwidth(row[i]) for row in rows if i < len(row))
               for i in range(max(len(row) for row in rows))]
-    return "\n".join("  " + "  ".join(cell + " " * (widths[i] - get_cwidth(cell))
-                                      for i, cell in enumerate(row)).rstrip() for row in rows)
+
+    def padded(i: int, cell: str) -> str:
+        pad = " " * (widths[i] - get_cwidth(cell))
+        return pad + cell if i in right else cell + pad
+
+    return "\n".join("  " + "  ".join(padded(i, cell) for i, cell in enumerate(row)).rstrip()
+                     for row in rows)
 
 
 def wrap(styled: StyleAndTextTuples, width: int) -> list[StyleAndTextTuples]:

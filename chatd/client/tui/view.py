@@ -75,8 +75,10 @@ class View:
     def _table(line: Line) -> Table:
         head, *rows = line.rows
         table = Table(box=None, show_edge=False, pad_edge=False)
-        for column in head:
-            table.add_column(column, style="", header_style="bold")
+        for i, column in enumerate(head):
+            # Numbers to the right, as the server's text mode has them.
+            table.add_column(column, style="", header_style="bold",
+                             justify="right" if i in line.right else "left")
         for row in rows:
             table.add_row(*(Text(cell) for cell in row))
         return table
