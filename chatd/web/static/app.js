@@ -38,6 +38,7 @@ const state = {
   lastTyping: 0,
   notifications: [],
   stickers: null,
+  myRooms: null,  // the last walk of /myrooms' pages
   resumeFrom: null,
   // The ids of the notifications the page had when its connection went away.
   notificationsBefore: null,
@@ -356,25 +357,30 @@ async function recover(lastId) {
 // -- members and presence ------------------------------------------------------------
 
 let memberTimer = null;
-// The member list's refresh under way (a walk of every /who page), and whether
-// something asked for another meanwhile: a burst of joins into a long room then
-// walks the pages twice, not once per join, which spent the tab's command budget.
-let membersRefreshing = null;
-let membersAgain = false;
 
-async function refreshMembers() {
-  if (membersRefreshing) {
-    membersAgain = true;
-    return membersRefreshing;
-  }
-  membersRefreshing = (async () => {
-    do {
-      membersAgain = false;
-      await showMembers();
-    } while (membersAgain);
-  })().finally(() => { membersRefreshing = null; });
-  return membersRefreshing;
+// A refresh that walks every page of a list, one walk at a time: asked for while a
+// walk is under way, it walks once more after it, for all who asked meanwhile. A
+// burst of joins into a long room then walks /who's pages twice, not once per join,
+// which spent the tab's command budget; the same holds for every paged list.
+function oneWalkAtATime(walk) {
+  let running = null;
+  let again = false;
+  return () => {
+    if (running) {
+      again = true;
+      return running;
+    }
+    running = (async () => {
+      do {
+        again = false;
+        await walk();
+      } while (again);
+    })().finally(() => { running = null; });
+    return running;
+  };
 }
+
+const refreshMembers = oneWalkAtATime(showMembers);
 
 async function showMembers() {
   clearTimeout(memberTimer);
@@ -452,13 +458,14 @@ function renderNotifications() {
     el("li", {}, el("time", {text: clockTime(n.ts_epoch)}), " ", n.text || n.kind)));
 }
 
-async function loadNotifications() {
-  const reply = await conn.command("/notifications");
+// Every notification, the oldest first: /notifications pages from the newest.
+const loadNotifications = oneWalkAtATime(async () => {
+  const reply = await conn.walk("/notifications", {notifications: "id"});
   if (reply.type === "ok") {
-    state.notifications = reply.notifications || [];
+    state.notifications = reply.notifications.sort((a, b) => a.id - b.id);
     renderNotifications();
   }
-}
+});
 
 function openNotifications(open) {
   const panel = $("notifications");
@@ -717,8 +724,13 @@ async function handleReply(line, reply) {
     applyTheme(reply.value);
     themeButton();
   } else if (command === "notifications") {
-    state.notifications = reply.notifications || [];
-    renderNotifications();
+    // A page typed shows that page; the panel keeps every notification.
+    if ("cleared" in reply) {
+      state.notifications = [];
+      renderNotifications();
+    } else {
+      await loadNotifications();
+    }
   } else if (command === "logout" || command === "quit") {
     await endSession(reply.message);
     return;
@@ -762,10 +774,7 @@ async function toggleStickers() {
     if (inside) $("composer-input").focus();
     return;
   }
-  if (!state.stickers) {
-    const reply = await conn.command("/stickers");
-    state.stickers = reply.type === "ok" ? reply.stickers : [];
-  }
+  if (!state.stickers) await loadStickers();
   box.replaceChildren(...state.stickers.map((s) => {
     const pick = el("button", {type: "button", class: "sticker-pick", "aria-label": `sticker ${s.name}`},
                     el("pre", {"aria-hidden": "true", text: s.art}), el("span", {text: s.name}));
@@ -777,6 +786,12 @@ async function toggleStickers() {
   const first = box.querySelector("button");
   if (first) first.focus();
 }
+
+// Every sticker, every page of /stickers.
+const loadStickers = oneWalkAtATime(async () => {
+  const reply = await conn.walk("/stickers", {stickers: "name"});
+  state.stickers = reply.type === "ok" ? reply.stickers : [];
+});
 
 async function sendSticker(name) {
   const conv = state.convs.get(state.active);
@@ -887,7 +902,8 @@ async function syncRooms(names) {
   const was = new Set(Array.from(state.convs.values())
     .filter((conv) => conv.kind === "room" && conv.member));
   for (const name of names) conversation("room", name).member = true;
-  const mine = await conn.command("/myrooms");
+  await walkMyRooms();
+  const mine = state.myRooms;
   const current = new Set((mine.type === "ok" ? mine.rooms.map((room) => room.name) : names)
     .map((name) => name.toLowerCase()));
   const lost = [];
@@ -909,14 +925,19 @@ async function syncRooms(names) {
   return lost;
 }
 
+// Every page of /myrooms, the rooms the account is in (state.myRooms: the reply).
+const walkMyRooms = oneWalkAtATime(async () => {
+  state.myRooms = await conn.walk("/myrooms", {rooms: "id", past: "id"});
+});
+
 // The direct conversations the account has had, listed as the rooms are (a reload
-// or another tab shows them too).
-async function syncConversations() {
-  const found = await conn.command("/conversations");
+// or another tab shows them too): every page of /conversations.
+const syncConversations = oneWalkAtATime(async () => {
+  const found = await conn.walk("/conversations", {conversations: "user"});
   if (found.type !== "ok") return;
   for (const other of found.conversations) conversation("direct", other.user);
   renderNav();
-}
+});
 
 async function endSession(message) {
   await conn.logout();

@@ -9,8 +9,8 @@
 // missed. Nothing here builds HTML.
 
 const COMMAND_TIMEOUT_MS = 20000;
-// How many times members() walks a room's /who pages that changed meanwhile.
-const MEMBER_WALKS = 3;
+// How many times walk() walks the pages of a list that changed meanwhile.
+const LIST_WALKS = 3;
 // The HTTP API: requests at once, tries of one refused with 429, and how long a
 // file's signed link is used again (the server's links last longer).
 const API_CONCURRENCY = 4;
@@ -192,42 +192,53 @@ export class Connection {
     });
   }
 
-  // Every member of a room, each once: /who answers a page at a time. The reply of the
-  // last page, its members those of every page; or the first error. A room of many pages
-  // asks more than the server's command burst allows in a row: a rate-limited page is
-  // asked again after the wait it names. A member who joined, left or changed role
-  // between two pages moves the others across them (one twice, another never): a walk
-  // whose count changed, or that found fewer, is walked again (MEMBER_WALKS at most).
-  async members(room) {
+  // Every member of a room, each once: /who answers a page at a time (see walk).
+  members(room) {
+    return this.walk(`/who #${room}`, {members: "user"});
+  }
+
+  // Every item of a list the server answers a page at a time (/who #room, /myrooms,
+  // /conversations, /stickers, /notifications): the reply of the last page, each list
+  // field named in keys holding the items of every page, each once (keys names the
+  // field that tells two apart: {rooms: "id"}); or the first error. A list of many
+  // pages asks more than the server's command burst allows in a row: a rate-limited
+  // page is asked again after the wait it names. An item added, removed or moved
+  // between two pages moves the others across them (one twice, another never): a
+  // walk whose count changed, or that found fewer, is walked again (LIST_WALKS at most).
+  async walk(command, keys) {
     let walked;
-    for (let walk = 0; walk < MEMBER_WALKS; walk += 1) {
-      walked = await this.walkMembers(room);
+    for (let walk = 0; walk < LIST_WALKS; walk += 1) {
+      walked = await this.walkOnce(command, keys);
       if (walked.type !== "ok" || walked.steady) break;
     }
     const {steady, ...reply} = walked;
     return reply;
   }
 
-  // One walk of /who's pages: the last page's reply with every member once, and
-  // whether the room stood still meanwhile (steady); or the first error.
-  async walkMembers(room) {
-    const seen = new Map();
+  // One walk of a list's pages: the last page's reply with every item once, and
+  // whether the list stood still meanwhile (steady); or the first error.
+  async walkOnce(command, keys) {
+    const seen = new Map(Object.keys(keys).map((field) => [field, new Map()]));
     const totals = new Set();
     for (let page = 1; ; page += 1) {
-      const reply = await this.command(`/who #${room} ${page}`);
+      const reply = await this.command(`${command} ${page}`);
       if (reply.type === "error" && reply.code === "rate-limited") {
         await new Promise((resolve) => setTimeout(resolve, reply.retry_ms || 1000));
         page -= 1;
         continue;
       }
       if (reply.type !== "ok") return reply;
-      for (const member of reply.members) {
-        if (!seen.has(member.user)) seen.set(member.user, member);
+      for (const [field, key] of Object.entries(keys)) {
+        for (const item of reply[field] || []) {
+          if (!seen.get(field).has(item[key])) seen.get(field).set(item[key], item);
+        }
       }
       totals.add(reply.total);
-      if (page >= reply.pages) {
-        const members = [...seen.values()];
-        return {...reply, members, steady: totals.size === 1 && totals.has(members.length)};
+      // A reply that names no pages is the only one.
+      if (page >= (reply.pages || 1)) {
+        const lists = Object.fromEntries([...seen].map(([field, items]) => [field, [...items.values()]]));
+        const count = Object.values(lists).reduce((sum, items) => sum + items.length, 0);
+        return {...reply, ...lists, steady: totals.size === 1 && totals.has(count)};
       }
     }
   }

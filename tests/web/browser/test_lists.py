@@ -1,0 +1,134 @@
+"""The web client reads every page of the lists it shows whole (its rooms, direct
+conversations, stickers and notifications), one walk of a list at a time, as its
+member list does of /who."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from tests.helpers import PASSWORD
+from tests.web.browser.conftest import Daemon
+from tests.web.browser.pages import type_line
+
+# Each list as Connection.walk gives it (alice on a connection of the page's own).
+WALKS = """async ([password]) => {
+    const {Connection} = await import("/static/connection.js");
+    const conn = new Connection("walker");
+    const login = await conn.login("alice", password, false);
+    if (login.type !== "ok") return login;
+    const mine = await conn.walk("/myrooms", {rooms: "id", past: "id"});
+    const talks = await conn.walk("/conversations", {conversations: "user"});
+    const notes = await conn.walk("/notifications", {notifications: "id"});
+    const stickers = await conn.walk("/stickers", {stickers: "name"});
+    return {rooms: mine.rooms.map((r) => r.name), past: mine.past.map((r) => r.name),
+            with: talks.conversations.map((c) => c.user),
+            notes: notes.notifications.map((n) => n.text),
+            stickers: stickers.stickers.length, pages: notes.pages};
+}"""
+
+
+async def alice_with_pages_of_everything(daemon: Daemon) -> None:
+    """alice (over TCP) in three rooms and out of one, who wrote to three people and
+    has five notifications: two to a page, each list takes two pages or more."""
+    await daemon.stop()
+    await daemon.start(rooms__page_size=2, limits__max_connections_per_ip=100)
+    alice = await daemon.tcp_user("alice")
+    for room in ("r1", "r2", "r3", "gone"):
+        await alice.command(f"/create {room}")
+    await alice.command("/leave gone")
+    for name in ("bob", "carol", "dave"):
+        await daemon.tcp_user(name)
+        await alice.command(f"/msg {name} hi")
+    assert daemon.server is not None
+    services = daemon.server.services
+    for n in range(5):
+        await services.notifier.notify(services.accounts.require("alice"), "test", f"note {n}")
+
+
+async def log_in(page: Any, daemon: Daemon) -> None:
+    await page.goto(daemon.url + "/")
+    await page.get_by_label("Name").fill("alice")
+    await page.get_by_label("Password").fill(PASSWORD)
+    await page.get_by_role("button", name="Log in").click()
+    await page.locator("#me").filter(has_text="alice").wait_for()
+
+
+async def test_walk_reads_every_page_of_each_list(daemon: Daemon, browser: Any) -> None:
+    await alice_with_pages_of_everything(daemon)
+    page = await browser("alice")
+    await page.goto(daemon.url + "/")
+    walked = await page.evaluate(WALKS, [PASSWORD])
+    assert daemon.server is not None
+    assert walked == {"rooms": ["r1", "r2", "r3"], "past": ["gone"],
+                      "with": ["dave", "carol", "bob"],
+                      # The newest page first, each page the oldest first.
+                      "notes": ["note 3", "note 4", "note 1", "note 2", "note 0"],
+                      "stickers": len(daemon.server.services.stickers.all()), "pages": 3}
+    assert page.script_errors == []
+
+
+async def test_the_client_shows_every_page_of_its_lists(daemon: Daemon, browser: Any) -> None:
+    # Its first pages only: #r3 was listed as a room alice is not in, @bob was no
+    # conversation, the count said 2 notifications of 5, and 2 stickers were offered.
+    await alice_with_pages_of_everything(daemon)
+    page = await browser("alice")
+    await log_in(page, daemon)
+    for room in ("#r1", "#r2", "#r3"):
+        await page.get_by_role("button", name=room, exact=True).wait_for()
+    for name in ("bob", "carol", "dave"):
+        await page.get_by_role("button", name=name, exact=True).wait_for()
+    await page.locator("#notification-count").filter(has_text="5").wait_for()
+    await page.get_by_role("button", name="Notifications").click()
+    listed = page.locator("#notification-list li")
+    assert [text.split("note ")[-1] for text in await listed.all_text_contents()] == [
+        str(n) for n in range(5)]  # the oldest first, as they came
+    await page.get_by_role("button", name="Close").click()
+    await page.get_by_role("button", name="Stickers").click()
+    assert daemon.server is not None
+    picks = page.locator(".sticker-pick")
+    await picks.nth(len(daemon.server.services.stickers.all()) - 1).wait_for()
+    assert await picks.count() == len(daemon.server.services.stickers.all())
+    assert page.script_errors == []
+
+
+async def test_notifications_asked_for_at_once_are_walked_one_walk_at_a_time(
+        daemon: Daemon, browser: Any) -> None:
+    # Each /notifications typed reloads the panel with a walk of every page: three in
+    # a row started three walks at once, their pages interleaved, spending the tab's
+    # command budget. One asked for during a walk is one more walk after it.
+    await alice_with_pages_of_everything(daemon)
+    page = await browser("alice")
+    asking: set[str] = set()  # the labels of the pages asked for and not yet answered
+    overlaps: list[str] = []
+
+    def sent(frame: str) -> None:
+        label, _, line = frame.partition(" ")
+        if line.startswith("/notifications ") and line.split()[-1].isdigit():
+            if asking:
+                overlaps.append(line)
+            asking.add(label.removeprefix("@"))
+
+    def received(frame: str) -> None:
+        record = json.loads(frame)
+        if record.get("type") in ("ok", "error"):
+            asking.discard(record.get("label", ""))
+
+    def watch(socket: Any) -> None:
+        socket.on("framesent", sent)
+        socket.on("framereceived", received)
+
+    page.on("websocket", watch)
+    await log_in(page, daemon)
+    await page.locator("#notification-count").filter(has_text="5").wait_for()
+    for _ in range(3):
+        await type_line(page, "/notifications")
+    assert daemon.server is not None
+    services = daemon.server.services
+    await services.notifier.notify(services.accounts.require("alice"), "test", "note 5")
+    await page.locator("#notification-count").filter(has_text="6").wait_for()
+    await type_line(page, "/notifications")
+    await page.locator("#log").get_by_text("6 notifications;").last.wait_for()
+    assert overlaps == []
+    assert await page.locator("#notification-count").text_content() == "6"
+    assert page.script_errors == []
