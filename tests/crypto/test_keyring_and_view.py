@@ -83,7 +83,10 @@ def test_records_become_lines() -> None:
     assert event is not None and event.text == "bob joined #dev"
     error = from_record({"type": "error", "code": "no-room", "message": "none"})
     assert error is not None and error.kind == "error"
-    table = from_ok({"message": "2 rooms", "rooms": [{"id": 1, "name": "a"},
-                                                     {"id": 2, "name": "b"}]})
-    assert table[0].rows == (("id", "name"), ("1", "a"), ("2", "b"))
+    table = from_ok({"message": "2 rooms", "rooms": [
+        {"id": 1, "name": "a", "mode": "open", "members": 3, "topic": "hi"},
+        {"id": 2, "name": "b", "mode": "request", "members": 12, "topic": ""}]})
+    # The columns text mode's /rooms shows, under its names.
+    assert table[0].rows == (("id", "room", "mode", "members", "topic"),
+                             ("1", "a", "open", "3", "hi"), ("2", "b", "request", "12", ""))
     assert "a" in render(table) and "* 2 rooms" in render(table)
