@@ -29,6 +29,8 @@ MAX_HEADERS = 100
 METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"})
 # RFC 9110 5.6.2: a token (a method, a field name) is one or more of these.
 _TOKEN = re.compile(r"[!#$%&'*+\-.^_`|~0-9A-Za-z]+")
+# RFC 9112 2.3: HTTP-version = "HTTP/" DIGIT "." DIGIT.
+_VERSION = re.compile(r"HTTP/([0-9])\.([0-9])")
 # A request target: visible ASCII (RFC 9112 3.2), anything else escaped.
 _VISIBLE = re.compile(r"[\x21-\x7e]+")
 # What a decoded path may not hold: the C0 and C1 controls and DEL.
@@ -166,10 +168,15 @@ def _request_line(line: str) -> tuple[str, str, str]:
         method, target, version = line.split(" ")
     except ValueError:
         raise HttpError(400, Code.BAD_REQUEST, "that is not an HTTP request.") from None
-    if version not in ("HTTP/1.1", "HTTP/1.0") or not _TOKEN.fullmatch(method):
+    spoken = _VERSION.fullmatch(version)
+    if spoken is None or not _TOKEN.fullmatch(method):
         raise HttpError(400, Code.BAD_REQUEST, "that is not an HTTP/1.1 request.")
+    if spoken[1] != "1":
+        raise HttpError(505, Code.NOT_IMPLEMENTED, f"{version} is not spoken here: HTTP/1.1 "
+                                                   "is.")
     _check_method(method)
-    return method, target, version
+    # RFC 9110 2.5: a later minor version is answered as the latest one spoken here.
+    return method, target, version if spoken[2] == "0" else "HTTP/1.1"
 
 
 def _check_host(version: str, headers: dict[str, str]) -> None:

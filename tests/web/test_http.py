@@ -117,6 +117,17 @@ async def test_a_query_whose_escapes_are_not_utf8_is_a_bad_request(server: ChatS
     assert b"not UTF-8" in answer
 
 
+async def test_a_later_minor_version_is_answered_as_http_1_1(server: ChatServer) -> None:
+    """RFC 9110 2.5: HTTP/1.2 is read as the latest minor version spoken here, which
+    keeps the connection open and wants a Host."""
+    answer = await raw_request(server, b"GET /health HTTP/1.2\r\nHost: x\r\n\r\n"
+                                       b"GET /health HTTP/1.9\r\nHost: x\r\n"
+                                       b"Connection: close\r\n\r\n")
+    assert answer.count(b"HTTP/1.1 200 OK") == 2
+    missing_host = await raw_request(server, b"GET /health HTTP/1.2\r\n\r\n")
+    assert status_and_error(missing_host) == (400, "bad-request")
+
+
 async def test_keep_alive_serves_several_requests_on_one_socket(server: ChatServer) -> None:
     request = b"GET /health HTTP/1.1\r\nHost: x\r\n\r\n"
     answer = await raw_request(server, request * 2 + b"GET /health HTTP/1.1\r\nHost: x\r\n"
@@ -126,7 +137,10 @@ async def test_keep_alive_serves_several_requests_on_one_socket(server: ChatServ
 
 @pytest.mark.parametrize(("data", "status", "code"), [
     (b"NONSENSE\r\n\r\n", 400, "bad-request"),
-    (b"GET /health HTTP/2.0\r\n\r\n", 400, "bad-request"),
+    (b"GET /health HTTP/2.0\r\n\r\n", 505, "not-implemented"),
+    (b"GET /health HTTP/0.9\r\n\r\n", 505, "not-implemented"),
+    (b"GET /health HTTP/1.10\r\n\r\n", 400, "bad-request"),
+    (b"GET /health http/1.1\r\n\r\n", 400, "bad-request"),
     (b"GET /health HTTP/1.1\r\nbroken header\r\n\r\n", 400, "bad-request"),
     (b"GET /health HTTP/1.1\r\nX: " + b"a" * 20000 + b"\r\n\r\n", 431, "request-too-large"),
     (b"POST /hooks/1/x HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n", 411,
