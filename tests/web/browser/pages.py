@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+from collections.abc import Callable
 from typing import Any
 
 from tests.helpers import PASSWORD
@@ -53,3 +55,30 @@ def websockets(page: Any) -> list[Any]:
 
     page.on("websocket", note)
     return opened
+
+
+def overlapping(page: Any, picked: Callable[[str], bool]) -> list[str]:
+    """The commands ``picked`` chooses that the page sent over its WebSocket while
+    another of them was still unanswered (a walk that overlapped one under way); the
+    list fills as the page runs. Watch before the page opens its socket."""
+    asking: set[str] = set()  # the labels of the commands sent and not yet answered
+    overlaps: list[str] = []
+
+    def sent(frame: str) -> None:
+        label, _, line = frame.partition(" ")
+        if picked(line):
+            if asking:
+                overlaps.append(line)
+            asking.add(label.removeprefix("@"))
+
+    def received(frame: str) -> None:
+        record = json.loads(frame)
+        if record.get("type") in ("ok", "error"):
+            asking.discard(record.get("label", ""))
+
+    def watch(socket: Any) -> None:
+        socket.on("framesent", sent)
+        socket.on("framereceived", received)
+
+    page.on("websocket", watch)
+    return overlaps

@@ -4,12 +4,11 @@ member list does of /who."""
 
 from __future__ import annotations
 
-import json
 from typing import Any
 
 from tests.helpers import PASSWORD
 from tests.web.browser.conftest import Daemon
-from tests.web.browser.pages import type_line
+from tests.web.browser.pages import overlapping, type_line
 
 # Each list as Connection.walk gives it (alice on a connection of the page's own).
 WALKS = """async ([password]) => {
@@ -99,26 +98,8 @@ async def test_notifications_asked_for_at_once_are_walked_one_walk_at_a_time(
     # command budget. One asked for during a walk is one more walk after it.
     await alice_with_pages_of_everything(daemon)
     page = await browser("alice")
-    asking: set[str] = set()  # the labels of the pages asked for and not yet answered
-    overlaps: list[str] = []
-
-    def sent(frame: str) -> None:
-        label, _, line = frame.partition(" ")
-        if line.startswith("/notifications ") and line.split()[-1].isdigit():
-            if asking:
-                overlaps.append(line)
-            asking.add(label.removeprefix("@"))
-
-    def received(frame: str) -> None:
-        record = json.loads(frame)
-        if record.get("type") in ("ok", "error"):
-            asking.discard(record.get("label", ""))
-
-    def watch(socket: Any) -> None:
-        socket.on("framesent", sent)
-        socket.on("framereceived", received)
-
-    page.on("websocket", watch)
+    overlaps = overlapping(page, lambda line: line.startswith("/notifications ")
+                           and line.split()[-1].isdigit())
     await log_in(page, daemon)
     await page.locator("#notification-count").filter(has_text="5").wait_for()
     for _ in range(3):

@@ -5,12 +5,11 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import json
 from typing import Any
 
 from tests.helpers import PASSWORD
 from tests.web.browser.conftest import Daemon
-from tests.web.browser.pages import enter_room, register
+from tests.web.browser.pages import enter_room, overlapping, register
 
 # alice (on a connection of the page's own), then every member of #crowd as
 # members() gives them, or the error it gives; CHANGE runs after the first page.
@@ -98,26 +97,7 @@ async def test_a_burst_of_joins_walks_the_member_list_one_walk_at_a_time(
     await daemon.start(rooms__page_size=2, limits__max_connections_per_ip=100)
     await (await daemon.tcp_user("bob")).command("/create crowd")
     page = await browser("alice")
-    asking: set[str] = set()  # the labels of the /who sent and not yet answered
-    overlaps: list[str] = []
-
-    def sent(frame: str) -> None:
-        label, _, line = frame.partition(" ")
-        if line.startswith("/who "):
-            if asking:
-                overlaps.append(line)
-            asking.add(label.removeprefix("@"))
-
-    def received(frame: str) -> None:
-        record = json.loads(frame)
-        if record.get("type") in ("ok", "error"):
-            asking.discard(record.get("label", ""))
-
-    def watch(socket: Any) -> None:
-        socket.on("framesent", sent)
-        socket.on("framereceived", received)
-
-    page.on("websocket", watch)
+    overlaps = overlapping(page, lambda line: line.startswith("/who "))
     await register(page, daemon.url, "alice")
     await enter_room(page, "/join crowd", "crowd")
     members = page.locator("#member-list")
