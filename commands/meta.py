@@ -143,7 +143,8 @@ async def format_(ctx: Context, format: str) -> Ok:
     return await _apply(ctx, "format", format)
 
 
-@command("set", Choice("setting", choices=("format", "color", "timestamps", "theme")),
+@command("set", Choice("setting", choices=("format", "color", "timestamps", "theme"),
+                       aliases=(("colour", "color"),)),
          Word("value"), need=Need.ANY, group=GROUP, scope=Scope.READ)
 async def set_(ctx: Context, setting: str, value: str) -> Ok:
     """Change a setting of your output: format, color, timestamps or theme."""

@@ -259,6 +259,8 @@ class Number(Param):
 class Choice(Param):
     kind = "choice"
     choices: tuple[str, ...] = ()
+    # Other spellings taken for a choice, as (spelling, choice): "colour" for "color".
+    aliases: tuple[tuple[str, str], ...] = ()
 
     def limits(self) -> dict[str, Any]:
         return {"choices": list(self.choices)}
@@ -272,6 +274,9 @@ class Choice(Param):
         lowered = word.lower()
         if lowered in self.choices:
             return lowered
+        for spelling, choice in self.aliases:
+            if lowered == spelling:
+                return choice
         if self.optional and more_follow:
             raise Decline
         raise self.refusal(ctx, word)

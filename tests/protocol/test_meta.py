@@ -188,6 +188,16 @@ async def test_set_with_bad_values(clients: Clients, line: str) -> None:
     assert (await error_of(client, line))["code"] == "bad-arguments"
 
 
+async def test_colour_is_taken_for_color(clients: Clients) -> None:
+    """The British spelling sets the same setting, and the reply names it as stored."""
+    bob = await text_client(clients, "bob")
+    switched = await text_run(bob, "/set colour on")
+    assert ESC in switched[0] and "color is now on" in switched[0]
+    client = await clients.anonymous()
+    reply = await client.command("/set COLOUR off")
+    assert reply["setting"] == "color" and reply["value"] == "off"
+
+
 async def test_set_replies_with_the_setting(clients: Clients) -> None:
     client = await clients.anonymous()
     reply = await client.command("/set timestamps ON")
