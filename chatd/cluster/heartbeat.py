@@ -24,6 +24,14 @@ A record simply gone while the node beat in time means Redis lost its data;
 a deadline missed while the node ran and Redis did not answer is an outage.
 Either way the node's connections are live: it registers again with the
 sessions it holds, and keeps them.
+
+**A Redis numbering another database.** Redis lost its data and another
+database's nodes seeded it first (:class:`~chatd.cluster.sequencer.AnotherDatabase`):
+this node posts and reads nothing there, so it must not appear there either, in
+that cluster's list of nodes, nor its users' sessions among theirs (user ids are
+alike in two databases). It withdraws its record and is fenced (its users are told
+to reconnect: nothing they send here can be placed), and registers only once Redis
+numbers its database again.
 """
 
 from __future__ import annotations
@@ -146,6 +154,8 @@ class Heartbeat:
         self.position: Callable[[], bytes] = lambda: b"0-0"
         # Closes every logged-in session with the reason (given by the node).
         self.drop_sessions: Callable[[str], None] = lambda _reason: None
+        # Whether Redis numbers another database (the sequencer's verdict).
+        self.foreign: Callable[[], bool] = lambda: False
         self.epoch = ""
         self.incarnation = ""
         self._previous = ""  # the incarnation a fence ended, until the next registration
@@ -265,19 +275,34 @@ class Heartbeat:
         self.incarnation = ""
         self._presence.unregistered()
         try:
-            async with asyncio.timeout(self.ttl_ms / 1000):
-                await self._shared.eval(_WITHDRAW, 3, keys.node(self.node_id),
-                                        keys.node_users(self.node_id), keys.NODES,
-                                        self.node_id, incarnation)
+            await self._withdrawn(incarnation)
         except (redis.RedisError, TimeoutError):
             log.warning("cluster: the node's record stays until it expires")
         self._presence.ended(self.node_id, incarnation)
+
+    async def withdraw(self, reason: str) -> None:
+        """Take this life's record and counts out of Redis and fence the node (no
+        record to lapse: its sessions are dropped at once); nothing while it has none."""
+        incarnation = self.incarnation
+        if not incarnation:
+            return
+        self._failing_since = None  # a refusal to be there, not an outage
+        self.fence(reason)
+        await self._withdrawn(incarnation)
+
+    async def _withdrawn(self, incarnation: str) -> None:
+        async with asyncio.timeout(self.ttl_ms / 1000):
+            await self._shared.eval(_WITHDRAW, 3, keys.node(self.node_id),
+                                    keys.node_users(self.node_id), keys.NODES,
+                                    self.node_id, incarnation)
 
     async def _run(self, stopping: asyncio.Event) -> None:
         while not stopping.is_set():
             attempt = self._monotonic()
             try:
-                if self.registered:
+                if self.foreign():
+                    await self.withdraw("Redis now numbers another database")
+                elif self.registered:
                     await self.beat()
                 else:
                     await self.register()

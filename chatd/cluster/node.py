@@ -207,6 +207,7 @@ class ClusterNode:
         self.presence.user_of = accounts.get
         self.presence.watchers = presence.watchers
         self.heartbeat.drop_sessions = lambda reason: drop_sessions(presence, reason)
+        self.heartbeat.foreign = lambda: self.sequencer.foreign
         self.sync = RoomSync(self._pool_user, rooms)
         rooms.read_room = self._read_room
         bus = self.bus

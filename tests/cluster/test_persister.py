@@ -21,7 +21,7 @@ import redis.asyncio
 
 from chatd.app.app import App
 from chatd.client import ChatClient
-from chatd.cluster import bus, codec, keys, persister, transactions
+from chatd.cluster import codec, keys, persister, transactions
 from chatd.cluster.persister import Persister, appended_at, backlog_of, record_of
 from chatd.cluster.tail import LogTail
 from chatd.domain.events import Message
@@ -476,7 +476,11 @@ async def test_a_node_finding_redis_taken_by_another_database_neither_shows_nor_
                                 cluster__node_id="m1", cluster__postgres=other_url,
                                 cluster__redis=redis_server.url)
     try:
-        await asyncio.sleep(2 * bus.EPOCH_CHECK)  # the first node met their epoch
+        # The first node meets their epoch, withdraws from their cluster and tells
+        # its users to reconnect (chatd.cluster.heartbeat); ann logs in again there.
+        assert (await ann.next_event(lambda e: e.get("reconnect"), timeout=10))["reconnect"]
+        await ann.close()
+        ann = await login(first, "ann")
         await register(theirs, "bob")
         bob = await login(theirs, "bob")
         await bob.command("/create other")  # room 1 of the other database

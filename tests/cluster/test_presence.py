@@ -452,3 +452,34 @@ async def test_irc_monitor_hears_of_a_login_on_another_node(start_node: StartNod
         assert (await bob.expect("731", timeout=10)).params[1] == "ann"
     finally:
         await bob.close()
+
+
+async def test_a_node_on_a_redis_numbering_another_database_leaves_no_trace_there(
+        start_node: StartNode, redis_server: RedisServer) -> None:
+    """Redis lost its data and another database's nodes seeded it first: this node
+    neither posts nor reads there, yet it registered again in their cluster, listed
+    in their nodes, with its users' sessions counted under ids that are other users
+    of theirs. It withdraws and tells its users to reconnect, and stays out."""
+    app = await start_node(1)
+    quicken(app)
+    await register(app, "ann")
+    ann = await login(app, "ann")
+    ann_id = app.services.accounts.require("ann").id
+    assert await shared(redis_server, ann_id) == ({b"n1": b"1"}, {b"n1"})
+    client = redis.asyncio.Redis.from_url(redis_server.url)
+    try:
+        pipe = client.pipeline(transaction=True)
+        pipe.flushall()
+        pipe.set(keys.EPOCH, "theirs").set(keys.COUNTER, 1000).set(keys.EPOCH_FIRST, 0)
+        pipe.set(keys.DATABASE, "another")
+        await pipe.execute()
+        await closed_with_notice(ann)
+        await ann.close()
+        ann = await login(app, "ann")  # here again: still nothing of it there
+        for _ in range(5):  # several beats: never registered again meanwhile
+            assert await shared(redis_server, ann_id) == ({}, set())
+            assert not await client.exists(keys.node("n1"))
+            await asyncio.sleep(registry(app).heartbeat.interval)
+        await ann.close()
+    finally:
+        await client.aclose()
