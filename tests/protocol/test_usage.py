@@ -68,13 +68,13 @@ async def test_every_bad_arguments_refusal_ends_with_the_usage(clients: Clients,
 
 @pytest.mark.parametrize(("line", "usage"), [
     ("/create open general", "/create <room> [open|request|private]"),
-    ("/set colour on", "/set <format|color|timestamps|theme> <value>"),
+    ("/set volume on", "/set <format|color|timestamps|theme> <value>"),
     ("/notifications x", "/notifications [clear] [page]"),
     ("/token revoke", "/token revoke <name>"),
 ])
 async def test_the_refusals_that_went_without_a_usage_end_with_it(
         clients: Clients, line: str, usage: str) -> None:
-    # "expected format, color, timestamps or theme, not "colour"." said what was wrong
+    # "expected format, color, timestamps or theme, not "volume"." said what was wrong
     # but not how /set is written, while "/rooms 1 2" did.
     alice = await text_client(clients, "alice")
     await text_run(alice, "/create general")
