@@ -216,9 +216,12 @@ class _DiscardData:
             self._ctx.reply_error(self._error)
 
     def abort(self, code: str) -> None:
-        self._ctx.session.line_sink = None
-        if code != "disconnected":
-            self._ctx.reply_error(self._error)
+        """A disconnect ends the discarding. A damaged line is one more data line to
+        throw away (its own framing error tells it): ending here would hand the
+        lines after it, the rest of the file, to the dispatcher as commands and
+        messages."""
+        if code == "disconnected":
+            self._ctx.session.line_sink = None
 
 
 # The command whose words are run as a command line of their own (see _unquoted).
