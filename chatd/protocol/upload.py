@@ -119,10 +119,19 @@ class Upload:
 
     async def open(self) -> None:
         """Create the staging file and say what to send (or that it is refused)."""
+        if self._error is None:
+            try:
+                self._path, self._file = await self._files.stage()
+            except OSError:
+                # A full or broken disk: the upload fails as any other does, reading
+                # its data lines up to "." (a crash here would leave no sink, and the
+                # file's lines would be posted to the room as messages).
+                log.exception("upload staging failed", extra={"fields": {
+                    "session": self._ctx.session.id}})
+                self._error = _unstorable()
         if self._error is not None:
             self._tell_failed(self._error)
             return
-        self._path, self._file = await self._files.stage()
         size = f"{self._size} byte{'s' * (self._size != 1)}"
         self._ctx.notice(f"send {self._name} ({size}) as base64 lines, then a line "
                          "with a single \".\". Commands wait until then.", upload="ready")
@@ -183,7 +192,7 @@ class Upload:
         except OSError:
             log.exception("upload write failed", extra={"fields": {
                 "session": self._ctx.session.id}})
-            self._fail(ChatError(Code.INTERNAL_ERROR, "the server could not store the upload."))
+            self._fail(_unstorable())
         finally:
             self._busy = False
         if self._error is not None or self._gone:
@@ -262,6 +271,11 @@ class Upload:
             raise ChatError(Code.CHECKSUM_MISMATCH, "the data's SHA-256 is not the one the "
                             "upload announced.", sha256=digest)
         return Staged(self._path, self._name, self._size, digest)
+
+
+def _unstorable() -> ChatError:
+    """The disk refused the staging file (made or written)."""
+    return ChatError(Code.INTERNAL_ERROR, "the server could not store the upload.")
 
 
 def _bytes(count: int) -> str:

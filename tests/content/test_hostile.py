@@ -20,7 +20,7 @@ from tests.content import (
     text_run,
     upload,
 )
-from tests.helpers import ChatServer, Clients, start_server
+from tests.helpers import ChatServer, Clients, messages, settle, start_server
 
 
 async def room_owner(clients: Clients, name: str = "alice") -> ChatClient:
@@ -105,6 +105,32 @@ async def test_over_the_size_limit_up_front_and_while_streaming(db_path: Path) -
         # ...which is file-too-large when that is also past the limit.
         one_line = await upload(alice, "big.bin", big, size=900, checksum=None, width=4000)
         await assert_failed(server, alice, "file-too-large", one_line)
+    finally:
+        await clients.close()
+        await server.stop()
+
+
+async def test_an_upload_the_disk_cannot_stage_keeps_its_data_out_of_the_room(
+        tmp_path: Path) -> None:
+    # The files directory cannot be made (a full or broken disk does the same): the
+    # staging file fails at the /upload line, before any data has arrived.
+    blocker = tmp_path / "a-file"
+    blocker.write_text("not a directory")
+    server = await start_server(tmp_path / "chatd.db", files__dir=str(blocker / "files"))
+    clients = Clients(server)
+    try:
+        alice = await room_owner(clients)
+        bob = await clients.user("bob")
+        await bob.command("/join general")
+        await settle(bob)
+        reply = await upload(alice, "a.txt", b"hello, world")
+        # One error, after the ".", like any failed upload...
+        assert reply.final["code"] == "internal-error" and reply.final["command"] == "upload"
+        assert [line.get("upload") for line in reply.lines if line["type"] == "notice"] == [
+            "failed"]
+        # ...and the data was read and thrown away: none of it became a message.
+        assert messages(await settle(bob)) == []
+        assert messages(await settle(alice)) == []
     finally:
         await clients.close()
         await server.stop()
