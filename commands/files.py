@@ -154,8 +154,10 @@ def _room_shown(entry: dict[str, Any]) -> str:
 @command("rmfile", Int("id", high=MAX_ID), group=GROUP,
          scope=Scope.POST, errors=(Code.NOT_PERMITTED, Code.NO_SUCH_FILE),
          needs=("logged in; the file's uploader, an admin or the owner of its room, or a "
-                "server admin"))
+                "server admin (someone else's file: with a token, its moderate scope too)"))
 async def rmfile(ctx: Context, id: int) -> Ok:
     """Delete a file (its uploader, an admin of its room, or a server admin)."""
-    record = await ctx.services.files.remove(ctx.user, id)
+    scopes = ctx.session.scopes
+    governs = scopes is None or Scope.MODERATE in scopes
+    record = await ctx.services.files.remove(ctx.user, id, governs=governs)
     return ok(f"file {record.id} ({record.name}) is deleted.", file_id=record.id)

@@ -25,6 +25,7 @@ from chatd.content.blobs import CHUNK, files_dir, private_dirs
 from chatd.domain.messaging import refuse_plain
 from chatd.domain.ports import Endpoint, settled
 from chatd.domain.room import Role
+from chatd.domain.scopes import Scope, missing_scope
 from chatd.errors import ChatError, Code, Remedy, Step
 from storage.records import FileRecord
 
@@ -249,17 +250,25 @@ class Files:
 
     # -- removal and retention ------------------------------------------------------
 
-    async def remove(self, user: User, file_id: int) -> FileRecord:
-        """Delete a file: its uploader, an admin of its room, or a server admin."""
+    async def remove(self, user: User, file_id: int, *, governs: bool = True) -> FileRecord:
+        """Delete a file: its uploader, an admin of its room, or a server admin.
+
+        ``governs`` says whether the caller may use those roles at all: removing
+        another's file is governing the room, which a token grants only with its
+        moderate scope (post acts for the account itself: its own files)."""
         record = await self._storage.get_file(file_id)
         if record is None:
             raise ChatError(Code.NO_SUCH_FILE, f"there is no file {file_id}.")
+        if record.uploader_id == user.id:
+            await self._forget(record)
+            return record
         room = self._rooms.get(record.room_id)
         role = room.role_of(user.id) if room is not None else None
-        if not (record.uploader_id == user.id or user.is_admin
-                or (role is not None and role.rank >= Role.ADMIN.rank)):
+        if not (user.is_admin or (role is not None and role.rank >= Role.ADMIN.rank)):
             raise ChatError(Code.NOT_PERMITTED, "only its uploader or an admin of its room "
                             f"can remove file {file_id}.")
+        if not governs:
+            raise missing_scope(Scope.MODERATE, "/rmfile of another's file")
         await self._forget(record)
         return record
 

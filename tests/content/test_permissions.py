@@ -45,3 +45,26 @@ async def test_a_promoted_admin_may_remove_files(clients: Clients) -> None:
     file_id = (await upload(carol, "c.txt", text_file(), "dev"))["file_id"]
     assert (await bob.command(f"/rmfile {file_id}")).ok
     assert (await error_of(bob, f"/download {file_id}"))["code"] == "no-such-file"
+
+
+async def test_a_post_token_removes_its_own_files_and_only_a_moderate_one_others(
+        clients: Clients) -> None:
+    # Removing someone else's file is governing the room (the owner's right), which
+    # a token grants with the moderate scope only: post is acting for oneself.
+    alice, bob = await users(clients, "alice", "bob")
+    await member_of(alice, "dev", bob)
+    theirs = (await upload(bob, "b.txt", text_file(3), "dev"))["file_id"]
+    mine = (await upload(alice, "a.txt", text_file(4), "dev"))["file_id"]
+
+    poster = await clients.anonymous()
+    await poster.command(f"/auth {(await alice.command('/token create p read,post'))['token']}")
+    refused = await error_of(poster, f"/rmfile {theirs}")
+    assert refused["code"] == "scope" and refused["scope"] == "moderate"
+    assert {f["id"] for f in (await alice.command("/files dev"))["files"]} == {theirs, mine}
+    assert (await poster.command(f"/rmfile {mine}"))["file_id"] == mine
+
+    moderator = await clients.anonymous()
+    await moderator.command(
+        f"/auth {(await alice.command('/token create m read,post,moderate'))['token']}")
+    assert (await moderator.command(f"/rmfile {theirs}"))["file_id"] == theirs
+    assert (await alice.command("/files dev"))["files"] == []
