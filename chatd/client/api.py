@@ -91,7 +91,7 @@ class ChatClient:
                     raise ConnectionError("; ".join(banner) or "connection closed")
                 banner.append(line.decode(errors="replace").rstrip("\r\n"))
         client.banner = "\n".join(banner)
-        said = json.loads(line).get("max_line")
+        said = _first_reply(line, writer).get("max_line")
         client.max_line = said if isinstance(said, int) and said > 0 else None
         client._task = asyncio.ensure_future(client._read())
         return client
@@ -273,6 +273,20 @@ class ChatClient:
             self._task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await self._task
+
+
+def _first_reply(line: bytes, writer: asyncio.StreamWriter) -> dict[str, Any]:
+    """The /format ok that starts a connection. A line cut short (the server closed
+    while writing it) or that is no JSON object is a lost connection, as the
+    reader takes any later one: the caller (a bot) reconnects rather than stops."""
+    try:
+        reply = json.loads(line)
+    except ValueError:
+        reply = None
+    if not isinstance(reply, dict):
+        writer.close()
+        raise ConnectionError("the server's first reply was cut short or is not JSON")
+    return reply
 
 
 def as_kept(text: str) -> str:

@@ -730,3 +730,46 @@ async def test_members_walks_every_page_of_who(tmp_path: Path) -> None:
     finally:
         await clients.close()
         await server.stop()
+
+
+async def test_a_server_that_dies_in_the_middle_of_its_first_reply_is_reconnected_to(
+        server: ChatServer, clients: Clients) -> None:
+    # The first connection gets the banner and half of the /format ok, then the
+    # socket closes (a server killed while writing); later ones reach the server.
+    token = await bot_token(clients, "helper")
+    tasks: set[asyncio.Task[None]] = set()
+    accepted: list[int] = []
+
+    async def pipe(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        with contextlib.suppress(ConnectionError):
+            while data := await reader.read(65536):
+                writer.write(data)
+                await writer.drain()
+        writer.close()
+
+    async def front(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        accepted.append(len(accepted) + 1)
+        if len(accepted) == 1:
+            writer.write(b"* chatd test\r\n{\"type\":\"ok\",\"command\":\"for")
+            await writer.drain()
+            writer.close()
+            return
+        upstream_r, upstream_w = await asyncio.open_connection("127.0.0.1", server.port)
+        for flow in (pipe(reader, upstream_w), pipe(upstream_r, writer)):
+            piping = asyncio.ensure_future(flow)
+            tasks.add(piping)
+            piping.add_done_callback(tasks.discard)
+
+    proxy = await asyncio.start_server(front, "127.0.0.1", 0)
+    try:
+        port = proxy.sockets[0].getsockname()[1]
+        bot = Bot("127.0.0.1", port, user="helper", token=token, backoff=quick_backoff())
+        task = await started(bot)
+        assert len(accepted) == 2 and bot.connections == 1
+        await stopped(bot, task)
+    finally:
+        proxy.close()
+        for piping in list(tasks):
+            piping.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+        await proxy.wait_closed()
