@@ -121,11 +121,7 @@ async def _create_token(ctx: Context, owner: User, name: str | None,
                         scopes: frozenset[Scope] | None, ttl: float | None) -> Ok:
     """A token for ``owner`` (the user, or one of their bots): never more scopes than
     this session has, so a token cannot mint a stronger one."""
-    granted = scopes if scopes is not None else DEFAULT_SCOPES
-    mine = ctx.session.scopes
-    if mine is not None and not granted <= mine:
-        raise ChatError(Code.SCOPE, f"a token may not grant more than yours does "
-                        f"({shown(mine)}).", scope=shown(granted - mine))
+    granted = _grantable(ctx, scopes)
     secret, record = await ctx.services.tokens.create(owner, name, ttl, granted)
     lasts = "never expires" if record.expires_at is None else \
         f"expires {table_time(record.expires_at)} UTC"
@@ -133,6 +129,17 @@ async def _create_token(ctx: Context, owner: User, name: str | None,
               f"(shown only now; log in with /login {owner.name} --token <token>).", token=secret,
               name=record.name, user=owner.name, scopes=listed(granted),
               expires=record.expires_at)
+
+
+def _grantable(ctx: Context, scopes: frozenset[Scope] | None) -> frozenset[Scope]:
+    """The scopes a new token asked for (the default ones without a choice), refused
+    (``scope``) when they are more than this session has."""
+    granted = scopes if scopes is not None else DEFAULT_SCOPES
+    mine = ctx.session.scopes
+    if mine is not None and not granted <= mine:
+        raise ChatError(Code.SCOPE, f"a token may not grant more than yours does "
+                        f"({shown(mine)}).", scope=shown(granted - mine))
+    return granted
 
 
 async def _token_list(ctx: Context, owner: User) -> Ok:
@@ -199,6 +206,10 @@ async def _bot_create(ctx: Context, name: str, scopes: frozenset[Scope] | None,
     services, owner = ctx.services, ctx.user
     if owner.is_bot:
         raise ChatError(Code.NOT_PERMITTED, "a bot cannot make bots.")
+    # Its first token's scopes are checked before the bot is made: refused after,
+    # they would leave a bot without a token, holding its name and a place in the
+    # owner's quota.
+    _grantable(ctx, scopes)
     created = await services.accounts.create_bot(
         name, owner, actor=owner.name, quota=None if owner.is_admin else MAX_BOTS)
     result = await _create_token(ctx, created, "default", scopes, ttl)

@@ -248,3 +248,18 @@ async def test_last_use_survives_a_restart_and_a_failed_write(
     finally:
         await clients.close()
         await server.stop()
+
+
+async def test_a_bot_refused_a_token_stronger_than_the_session_is_not_made(
+        clients: Clients, server: ChatServer) -> None:
+    # The scope check refuses the bot's first token: the bot must not be left behind,
+    # tokenless, taking its name and a place in its owner's quota.
+    alice = await clients.user("alice")
+    boss = await _token_login(
+        clients, (await alice.command("/token create boss admin,read,post"))["token"])
+    refused = await error_of(boss, "/bot create helper all")
+    assert refused["code"] == "scope" and refused["scope"] == "moderate"
+    assert (await alice.command("/bot list"))["bots"] == []
+    assert server.services.accounts.find("helper") is None
+    made = await boss.command("/bot create helper read,post")
+    assert made["user"] == "helper" and made["scopes"] == ["read", "post"]
