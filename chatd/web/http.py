@@ -266,8 +266,13 @@ def _headers(lines: list[str]) -> dict[str, str]:
 def _lines(text: str) -> list[str]:
     """The lines of a head, each without its CRLF or bare LF. A bare CR anywhere else
     is refused (RFC 9112 2.2): taken for a line end by one reader and not by
-    another, it would let a request smuggle a header past a proxy."""
-    lines = [line.removesuffix("\r") for line in text.split("\n")]
+    another, it would let a request smuggle a header past a proxy.
+
+    The last line's own end went with the blank line after it (the reader cuts the
+    head before the whole CRLF or LF that ends it), so a CR that ends it here is a
+    bare one: ``Host: x<CR><CR><LF><CR><LF>`` holds one, as a CR in the middle does."""
+    *ended, last = text.split("\n")
+    lines = [*(line.removesuffix("\r") for line in ended), last]
     if any("\r" in line for line in lines):
         raise HttpError(400, Code.BAD_REQUEST, "a line of the request head holds a bare CR.")
     return lines

@@ -429,7 +429,12 @@ async def test_a_bare_cr_in_a_head_is_a_bad_request(server: ChatServer) -> None:
     """A CR not followed by LF is no line end (RFC 9112 2.2): a reader that took it
     for one would see another header than the next reader."""
     for head in (b"GET /health HTTP/1.1\r\nHost: x\rX-Smuggled: 1\r\n\r\n",
-                 b"GET /health HTTP/1.1\rHost: x\r\n\r\n"):
+                 b"GET /health HTTP/1.1\rHost: x\r\n\r\n",
+                 # A bare CR just before the line end of the head's last line: a reader
+                 # that ends a line at a CR sees the head end a line sooner.
+                 b"GET /health HTTP/1.1\r\nHost: x\r\r\n\r\n",
+                 b"GET /health HTTP/1.1\r\nHost: x\r\r\n\n",
+                 b"GET /health HTTP/1.0\r\r\n\r\n"):
         assert status_and_error(await raw_request(server, head)) == (400, "bad-request"), head
 
 
