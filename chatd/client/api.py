@@ -166,7 +166,11 @@ class ChatClient:
         An item added, removed or moved between two pages moves the others across
         them, so that one would come twice and another never: a walk whose total
         changed, or that did not find that many items, is walked again
-        (``LIST_WALKS`` walks at most; the last one's items then)."""
+        (``LIST_WALKS`` walks at most; the last one's items then). Lists told apart by
+        the same field are one list in parts (``/myrooms``' rooms, then its past ones):
+        an item found in two of them moved across the pages (a room left after the
+        first page), and the walk is walked again too, though the count came out
+        right (the item twice, the one it moved past never)."""
         walked: dict[str, list[dict[str, Any]]] = {}
         for _ in range(LIST_WALKS):
             walked, steady = await self._walk_once(command, keys, timeout)
@@ -179,19 +183,24 @@ class ChatClient:
         """One walk of ``command``'s pages: its items, each once, and whether the list
         stood still meanwhile."""
         seen: dict[str, dict[str, dict[str, Any]]] = {listed: {} for listed in keys}
+        # The list each item was found in, by its key field and value (see walk).
+        found_in: dict[tuple[str, str], str] = {}
+        moved = False
         totals: set[int] = set()
         page = pages = 1
         while page <= pages:
             reply = await self._patient(f"{command} {page}", timeout)
             for listed, key in keys.items():
                 for item in reply.get(listed) or []:
-                    seen[listed].setdefault(str(item[key]), item)
+                    value = str(item[key])
+                    seen[listed].setdefault(value, item)
+                    moved |= found_in.setdefault((key, value), listed) != listed
             counted = sum(len(items) for items in seen.values())
             totals.add(int(reply.get("total", counted)))
             pages = int(reply.get("pages", 1))
             page += 1
         found = {listed: list(items.values()) for listed, items in seen.items()}
-        return found, totals == {sum(len(items) for items in found.values())}
+        return found, not moved and totals == {sum(len(items) for items in found.values())}
 
     async def _patient(self, line: str, timeout: float) -> Reply:
         """``line``'s reply, asked again after the wait a ``rate-limited`` refusal names:

@@ -72,3 +72,19 @@ async def test_the_full_screen_client_opens_the_rooms_of_every_page(
     assert {"r1", "r2", "r3"} <= set(state.conversations)
     assert {"r1", "r2", "r3", "b1", "b2", "b3"} <= vocabulary.rooms
     await client.close()
+
+
+async def test_my_rooms_walked_while_a_room_is_left_are_the_rooms_after(
+        paged: Clients) -> None:
+    # r1, left after the first page, became a room before on the second: the count came
+    # out right, so the walk stood, with r1 both now and before and r3 nowhere (the
+    # full-screen client closed r3 as a room left, the page listed it as one).
+    await rooms_of(paged, "alice", "r1", "r2", "r3")
+    bob = await paged.user("bob")
+    for room in ("r1", "r2", "r3"):
+        await bob.command(f"/join {room}")
+    asked = bob.command
+    after_first_page(bob, lambda: asked("/leave r1"), "/myrooms")
+    now, before = await bob.my_rooms()
+    assert [r["name"] for r in now] == ["r2", "r3"]
+    assert [r["name"] for r in before] == ["r1"]

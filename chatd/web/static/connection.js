@@ -205,6 +205,9 @@ export class Connection {
   // page is asked again after the wait it names. An item added, removed or moved
   // between two pages moves the others across them (one twice, another never): a
   // walk whose count changed, or that found fewer, is walked again (LIST_WALKS at most).
+  // Lists told apart by the same field are one list in parts (/myrooms' rooms, then its
+  // past ones): an item found in two of them moved across the pages (a room left after
+  // the first page), and the walk is walked again though the count came out right.
   async walk(command, keys) {
     let walked;
     for (let walk = 0; walk < LIST_WALKS; walk += 1) {
@@ -219,6 +222,8 @@ export class Connection {
   // whether the list stood still meanwhile (steady); or the first error.
   async walkOnce(command, keys) {
     const seen = new Map(Object.keys(keys).map((field) => [field, new Map()]));
+    const foundIn = new Map();  // `${key} ${value}`: the field the item was found in
+    let moved = false;
     const totals = new Set();
     for (let page = 1; ; page += 1) {
       const reply = await this.command(`${command} ${page}`);
@@ -231,6 +236,9 @@ export class Connection {
       for (const [field, key] of Object.entries(keys)) {
         for (const item of reply[field] || []) {
           if (!seen.get(field).has(item[key])) seen.get(field).set(item[key], item);
+          const found = `${key} ${item[key]}`;
+          if (!foundIn.has(found)) foundIn.set(found, field);
+          else if (foundIn.get(found) !== field) moved = true;
         }
       }
       totals.add(reply.total);
@@ -238,7 +246,7 @@ export class Connection {
       if (page >= (reply.pages || 1)) {
         const lists = Object.fromEntries([...seen].map(([field, items]) => [field, [...items.values()]]));
         const count = Object.values(lists).reduce((sum, items) => sum + items.length, 0);
-        return {...reply, ...lists, steady: totals.size === 1 && totals.has(count)};
+        return {...reply, ...lists, steady: !moved && totals.size === 1 && totals.has(count)};
       }
     }
   }

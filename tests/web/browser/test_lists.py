@@ -113,3 +113,43 @@ async def test_notifications_asked_for_at_once_are_walked_one_walk_at_a_time(
     assert overlaps == []
     assert await page.locator("#notification-count").text_content() == "6"
     assert page.script_errors == []
+
+
+# bob's rooms walked, r1 left (on the same connection) once the first page is read.
+LEFT_DURING_THE_WALK = """async ([password]) => {
+    const {Connection} = await import("/static/connection.js");
+    const conn = new Connection("walker");
+    const login = await conn.login("bob", password, false);
+    if (login.type !== "ok") return login;
+    const ask = conn.command.bind(conn);
+    let left = false;
+    conn.command = async (line) => {
+        const reply = await ask(line);
+        if (line === "/myrooms 1" && !left) {
+            left = true;
+            await ask("/leave r1");
+        }
+        return reply;
+    };
+    const mine = await conn.walk("/myrooms", {rooms: "id", past: "id"});
+    return {rooms: mine.rooms.map((r) => r.name), past: mine.past.map((r) => r.name)};
+}"""
+
+
+async def test_a_room_left_during_a_walk_of_myrooms_is_walked_again(
+        daemon: Daemon, browser: Any) -> None:
+    # r1, left after the first page, became a room before on the second: the count came
+    # out right, so the walk stood, with r1 both in and out and r3 nowhere (the page
+    # then listed #r3 as a room bob is not in).
+    await daemon.stop()
+    await daemon.start(rooms__page_size=2, limits__max_connections_per_ip=100)
+    alice = await daemon.tcp_user("alice")
+    bob = await daemon.tcp_user("bob")
+    for room in ("r1", "r2", "r3"):
+        await alice.command(f"/create {room}")
+        await bob.command(f"/join {room}")
+    page = await browser("bob")
+    await page.goto(daemon.url + "/")
+    walked = await page.evaluate(LEFT_DURING_THE_WALK, [PASSWORD])
+    assert walked == {"rooms": ["r2", "r3"], "past": ["r1"]}
+    assert page.script_errors == []
