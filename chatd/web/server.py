@@ -575,6 +575,11 @@ class HttpConnection(asyncio.Protocol):
         keep = request.keep_alive and response.status < 500
         try:
             await self._send(response, keep, head_only)
+            if keep:
+                # The next request waits until this answer has mostly gone: a client
+                # that pipelines requests and reads none of the answers would have them
+                # all held here, one per request it sends (one 40 KiB app.js each).
+                await self._drained()
         except (ChatError, ConnectionError, TimeoutError) as exc:
             log.info("web response cut short", extra={"fields": {
                 "path": request.path, "error": str(exc)}})
@@ -605,10 +610,15 @@ class HttpConnection(asyncio.Protocol):
             if transport.is_closing():
                 return
             transport.write(chunk)
-            if not self._writable.is_set():
-                # A client that reads nothing is cut off rather than waited on forever.
-                async with asyncio.timeout(STALL_LIMIT):
-                    await self._writable.wait()
+            await self._drained()
+
+    async def _drained(self) -> None:
+        """Wait while the socket's buffer is over its high-water mark (the client reads
+        slower than it is answered). A client that reads nothing is cut off (TimeoutError)
+        rather than waited on forever."""
+        if not self._writable.is_set():
+            async with asyncio.timeout(STALL_LIMIT):
+                await self._writable.wait()
 
     def _pause_reading(self) -> None:
         if self.transport is not None and not self._paused:

@@ -14,6 +14,7 @@ import sys
 import pytest
 from websockets.asyncio.client import connect
 
+from chatd.web.server import HttpConnection
 from tests.helpers import ChatServer, Clients, eventually
 from tests.web.helpers import WsChat, http, token_for, ws_url
 
@@ -566,3 +567,30 @@ async def test_a_head_that_starts_wrong_is_refused_before_it_ends(
     times out (it may never send the blank line that ends one)."""
     answer = await raw_request(server, start)
     assert answer.startswith(b"HTTP/1.1 ") and says in answer, answer
+
+
+async def test_answers_a_client_does_not_read_do_not_pile_up_in_the_server(
+        server: ChatServer, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Pipelined requests wait in the network's buffers while one is answered, and so
+    must their answers: a client that sent many and read none had every answer held
+    in the server's memory (400 of app.js, 16 MB; more with every request it sent)."""
+    transports: list[asyncio.BaseTransport] = []
+    made = HttpConnection.connection_made
+
+    def kept(conn: HttpConnection, transport: asyncio.BaseTransport) -> None:
+        transports.append(transport)
+        made(conn, transport)
+
+    monkeypatch.setattr(HttpConnection, "connection_made", kept)
+    assert server.web is not None
+    _, writer = await asyncio.open_connection("127.0.0.1", server.web.port)
+    try:
+        writer.write(b"GET /static/app.js HTTP/1.1\r\nHost: x\r\n\r\n" * 400)
+        most = 0
+        for _ in range(40):
+            await asyncio.sleep(0.05)
+            most = max([most, *(t.get_write_buffer_size() for t in transports
+                                if isinstance(t, asyncio.WriteTransport))])
+        assert most < 1024 * 1024, most
+    finally:
+        writer.close()
