@@ -8,7 +8,7 @@ generation. A message in flight (its event, entry, future and records) lives a
 few milliseconds to a few seconds, so under load nearly every one was moved
 there, and the oldest generation, whose collections walk every object in it,
 was collected about twice a second: a third of a cluster node's CPU at 25,000
-messages a second (docs/PERFORMANCE.md, "The cycle collector").
+messages a second (docs/PERFORMANCE.md, "Round 17: the cycle collector").
 
 With the young threshold at :data:`YOUNG`, objects freed within a young
 collection's span are never looked at, and the collector runs when the heap
