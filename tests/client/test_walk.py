@@ -68,9 +68,14 @@ async def test_the_full_screen_client_opens_the_rooms_of_every_page(
     state = ChatState("alice")
     vocabulary = Vocabulary()
     control = Controller(session, state, vocabulary, None, Backoff(first=0.01, ceiling=0.05))
-    await control.refresh_rooms()
+    await control.start()
     assert {"r1", "r2", "r3"} <= set(state.conversations)
     assert {"r1", "r2", "r3", "b1", "b2", "b3"} <= vocabulary.rooms
+    # After a /join or /leave only /myrooms is read again: /rooms, every page of it,
+    # once a connection (a room made since is not yet a name to complete).
+    await rooms_of(paged, "cat", "c1")
+    await control.refresh_rooms()
+    assert "c1" not in vocabulary.rooms
     await client.close()
 
 

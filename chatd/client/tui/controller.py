@@ -89,6 +89,7 @@ class Controller:
         described = await self.session.client.command("/schema", check=False)
         self.room_defaults.learn(described.get("commands") or [] if described.ok else [])
         await self.refresh_rooms()
+        await self._learn_listed_rooms()
         if not self.catchup.marked:
             await self.catchup.mark_start(self.session.client, [
                 key for key, conversation in self.state.conversations.items()
@@ -97,11 +98,10 @@ class Controller:
 
     async def refresh_rooms(self) -> None:
         """Ask the server which rooms this user is in; open and close conversations.
-        Both lists are read whole, every page: a room on page 2 of /myrooms is no room
-        left, and one on page 2 of /rooms is still a name to complete."""
-        client = self.session.client
+        The list is read whole, every page: a room on page 2 of /myrooms is no room
+        left."""
         try:
-            mine, _ = await client.my_rooms()
+            mine, _ = await self.session.client.my_rooms()
         except ClientError:
             return
         names = [str(room["name"]) for room in mine]
@@ -111,8 +111,13 @@ class Controller:
             if key not in names:
                 self.state.close(key)
         self.vocabulary.learn_rooms(names)
+
+    async def _learn_listed_rooms(self) -> None:
+        """Every room /rooms lists, as names to complete: once a connection, not after
+        each /join or /leave (a server of a thousand rooms is fifty pages, fifty
+        commands out of the person's budget for each)."""
         with contextlib.suppress(ClientError):
-            listed = (await client.walk("/rooms", rooms="id"))["rooms"]
+            listed = (await self.session.client.walk("/rooms", rooms="id"))["rooms"]
             self.vocabulary.learn_rooms(str(r["name"]) for r in listed)
 
     # -- what the person does -------------------------------------------------------------
