@@ -7,7 +7,7 @@ from typing import Any, Protocol
 
 from chatd.domain.names import format_duration
 from chatd.domain.room import Mode, Room
-from chatd.domain.scopes import Scope
+from chatd.domain.scopes import Scope, missing_scope
 from chatd.errors import ChatError, Code
 from chatd.protocol.context import Context
 from chatd.protocol.paging import PAGE, PAGED_ROOM, page_of
@@ -134,10 +134,11 @@ def who(ctx: Context, room: Room, page: int) -> Ok:
 
 
 @command("topic", RoomRef("room", optional=True), Text("text", optional=True, default=""),
-         group=GROUP, scope=Scope.MODERATE,
+         group=GROUP, scope=Scope.READ,
          errors=(Code.NOT_PERMITTED, Code.BANNED, Code.BAD_ARGUMENTS),
          needs=("logged in; setting it: an admin or the owner of the room, or a server admin, "
-                "or any member while the room's topic lock is off (/mode -t)"),
+                "or any member while the room's topic lock is off (/mode -t), and with a "
+                "token its moderate scope"),
          told_by_event=True)
 async def topic(ctx: Context, room: Room, text: str) -> Ok:
     """Show a room's topic, or set it (admins and the owner; any member when the topic
@@ -146,6 +147,10 @@ async def topic(ctx: Context, room: Room, text: str) -> Ok:
         ctx.services.admission.require_visible(ctx.user, room)
         shown = room.topic or "(no topic)"
         return ok(f"#{room.name}: {shown}", room=room.name, topic=room.topic)
+    # Reading is reading; setting governs the room, as IRC's TOPIC has it too.
+    scopes = ctx.session.scopes
+    if scopes is not None and Scope.MODERATE not in scopes:
+        raise missing_scope(Scope.MODERATE, "setting a topic")
     await ctx.services.rooms.set_topic(ctx.user, room, text)
     return ok(f"The topic of #{room.name} is now: {text}", room=room.name, topic=text)
 

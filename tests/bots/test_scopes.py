@@ -50,6 +50,24 @@ async def test_a_read_token_reads_but_cannot_post(clients: Clients) -> None:
     assert (await error_of(reader, "/kick bob"))["scope"] == "moderate"
 
 
+async def test_a_read_token_reads_the_topic_and_only_a_moderate_one_sets_it(
+        clients: Clients) -> None:
+    """Reading a topic is reading (as IRC's TOPIC without text is); setting it governs
+    the room."""
+    alice, = await room_with(clients, "alice")
+    await alice.command("/topic general Say hello")
+    reader = await _token_login(
+        clients, (await alice.command("/token create reader read"))["token"])
+    assert (await reader.command("/topic general"))["topic"] == "Say hello"
+    refused = await error_of(reader, "/topic general Something else")
+    assert refused["code"] == "scope" and refused["scope"] == "moderate"
+    assert "setting a topic" in refused["message"]
+    moderator = await _token_login(
+        clients, (await alice.command("/token create mod read,moderate"))["token"])
+    assert (await moderator.command("/topic general New"))["topic"] == "New"
+    assert (await reader.command("/topic general"))["topic"] == "New"
+
+
 async def test_default_scopes_post_but_do_not_moderate(clients: Clients) -> None:
     alice, _ = await room_with(clients, "alice", "bob")
     made = await alice.command("/token create")
