@@ -9,7 +9,7 @@ from typing import Any
 from chatd.content.files import file_object
 from chatd.content.previews import human_size
 from chatd.domain.room import Room
-from chatd.domain.scopes import Scope
+from chatd.domain.scopes import Scope, grants
 from chatd.errors import ChatError, Code
 from chatd.protocol.context import Context, table_time
 from chatd.protocol.paging import PAGE, PAGED_ROOM, page_of
@@ -157,7 +157,6 @@ def _room_shown(entry: dict[str, Any]) -> str:
                 "server admin (someone else's file: with a token, its moderate scope too)"))
 async def rmfile(ctx: Context, id: int) -> Ok:
     """Delete a file (its uploader, an admin of its room, or a server admin)."""
-    scopes = ctx.session.scopes
-    governs = scopes is None or Scope.MODERATE in scopes
+    governs = grants(ctx.session.scopes, Scope.MODERATE)
     record = await ctx.services.files.remove(ctx.user, id, governs=governs)
     return ok(f"file {record.id} ({record.name}) is deleted.", file_id=record.id)

@@ -7,7 +7,7 @@ from typing import Any, Protocol
 
 from chatd.domain.names import format_duration
 from chatd.domain.room import Mode, Room
-from chatd.domain.scopes import Scope, missing_scope
+from chatd.domain.scopes import Scope, require_scope
 from chatd.errors import ChatError, Code
 from chatd.protocol.context import Context
 from chatd.protocol.paging import PAGE, PAGED_ROOM, page_of
@@ -148,9 +148,7 @@ async def topic(ctx: Context, room: Room, text: str) -> Ok:
         shown = room.topic or "(no topic)"
         return ok(f"#{room.name}: {shown}", room=room.name, topic=room.topic)
     # Reading is reading; setting governs the room, as IRC's TOPIC has it too.
-    scopes = ctx.session.scopes
-    if scopes is not None and Scope.MODERATE not in scopes:
-        raise missing_scope(Scope.MODERATE, "setting a topic")
+    require_scope(ctx.session.scopes, Scope.MODERATE, "setting a topic")
     await ctx.services.rooms.set_topic(ctx.user, room, text)
     return ok(f"The topic of #{room.name} is now: {text}", room=room.name, topic=text)
 

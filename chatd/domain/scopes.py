@@ -32,6 +32,18 @@ DEFAULT_SCOPES = frozenset({Scope.READ, Scope.POST})
 SEPARATOR = ","
 
 
+def grants(scopes: frozenset[Scope] | None, scope: Scope) -> bool:
+    """Whether a session holding ``scopes`` may do what ``scope`` covers (None: it
+    logged in with a password, which grants every scope)."""
+    return scopes is None or scope in scopes
+
+
+def require_scope(scopes: frozenset[Scope] | None, scope: Scope, what: str) -> None:
+    """Refuse (:func:`missing_scope`) ``what`` to a session whose ``scopes`` lack ``scope``."""
+    if not grants(scopes, scope):
+        raise missing_scope(scope, what)
+
+
 def missing_scope(scope: Scope, what: str) -> ChatError:
     """``scope``: the token this session logged in with does not grant what ``what``
     needs (a line-protocol command, a plain line, an IRC command)."""

@@ -29,7 +29,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 
 from chatd.delivery.issuer import issued
 from chatd.domain.limits import Kind
-from chatd.domain.scopes import Scope, missing_scope
+from chatd.domain.scopes import Scope, require_scope
 from chatd.errors import ChatError, Code
 from chatd.irc import numerics as n
 from chatd.irc.codec import (
@@ -341,8 +341,8 @@ class IrcDispatcher:
             raise IrcError(n.ERR_NEEDMOREPARAMS, message.command, "Not enough parameters")
         scopes = ctx.session.scopes
         needed = command.needs(message.params) if scopes is not None else None
-        if needed is not None and scopes is not None and needed not in scopes:
-            raise missing_scope(needed, message.command)
+        if needed is not None:
+            require_scope(scopes, needed, message.command)
         return command
 
     async def _finish(self, ctx: IrcContext, pending: Coroutine[Any, Any, None]) -> None:

@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING, Any
 
 from chatd.delivery.issuer import REPLY_WAIT, Issuing, issued, issuing
 from chatd.domain.room import Role, Room
-from chatd.domain.scopes import Scope, missing_scope
+from chatd.domain.scopes import Scope, require_scope
 from chatd.errors import ChatError, Code
 from chatd.protocol.codec import ParsedLine, parse_line
 from chatd.protocol.context import Context
@@ -120,8 +120,7 @@ class Dispatcher:
         try:
             if not session.logged_in:
                 raise _login_first()
-            if session.scopes is not None and Scope.POST not in session.scopes:
-                raise missing_scope(Scope.POST, "a message")
+            require_scope(session.scopes, Scope.POST, "a message")
             assert self._table.on_message is not None
             pending = self._table.on_message(ctx, text)
         except ChatError as exc:
@@ -188,8 +187,7 @@ class Dispatcher:
                             "you are already logged in; /logout first to change user.")
         if cmd.server_admin and not (session.user and session.user.is_admin):
             raise ChatError(Code.NOT_PERMITTED, f"only a server admin can use /{cmd.name}.")
-        if session.scopes is not None and cmd.scope not in session.scopes:
-            raise missing_scope(cmd.scope, f"/{cmd.name}")
+        require_scope(session.scopes, cmd.scope, f"/{cmd.name}")
 
     def _arguments(self, cmd: Command, ctx: Context, args: str) -> dict[str, Any]:
         kwargs = parse_params(cmd.params, ctx, args, cmd.usage)
