@@ -132,9 +132,8 @@ class Upload:
         if self._error is not None:
             self._tell_failed(self._error)
             return
-        size = f"{self._size} byte{'s' * (self._size != 1)}"
-        self._ctx.notice(f"send {self._name} ({size}) as base64 lines, then a line "
-                         "with a single \".\". Commands wait until then.", upload="ready")
+        self._ctx.notice(f"send {self._name} ({_bytes(self._size)}) as base64 lines, then a "
+                         "line with a single \".\". Commands wait until then.", upload="ready")
 
     # -- the LineSink protocol --------------------------------------------------
 

@@ -29,6 +29,8 @@ MAX_HEADERS = 100
 METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"})
 # RFC 9110 5.6.2: a token (a method, a field name) is one or more of these.
 _TOKEN = re.compile(r"[!#$%&'*+\-.^_`|~0-9A-Za-z]+")
+# The same, for the bytes of a request line not yet whole (RequestReader._check_start).
+_TOKEN_BYTES = re.compile(_TOKEN.pattern.encode("ascii"))
 # RFC 9112 2.3: HTTP-version = "HTTP/" DIGIT "." DIGIT.
 _VERSION = re.compile(r"HTTP/([0-9])\.([0-9])")
 # A request target: visible ASCII (RFC 9112 3.2), anything else escaped.
@@ -38,7 +40,6 @@ _PATH_CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f]")
 # A Host header's value (RFC 3986 3.2.2-3.2.3): an IP literal or a name, and a port.
 # Two Host lines are joined with ", ", which this refuses.
 _HOST = re.compile(r"(\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9\-._~!$&'()*+;=%]*)(:[0-9]*)?")
-_TOKEN_BYTES = re.compile(rb"[!#$%&'*+\-.^_`|~0-9A-Za-z]+")
 # The control characters a field value may not hold: all of C0 but HTAB, and DEL.
 _CONTROL = re.compile(r"[\x00-\x08\x0a-\x1f\x7f]")
 _END = b"\r\n\r\n"
