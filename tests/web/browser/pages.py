@@ -82,3 +82,38 @@ def overlapping(page: Any, picked: Callable[[str], bool]) -> list[str]:
 
     page.on("websocket", watch)
     return overlaps
+
+
+# A Connection of the page's own, logged in as ``user``; each [method, args] of
+# ``calls`` called on it in turn, their replies returned (the login's alone when it
+# fails). ``change`` is sent once, right after the reply to ``after``: a list that
+# changes between two of its pages.
+_CONNECTION_CALLS = """async ([password, user, calls, after, change]) => {
+    const {Connection} = await import("/static/connection.js");
+    const conn = new Connection("walker");
+    const login = await conn.login(user, password, false);
+    if (login.type !== "ok") return [login];
+    const ask = conn.command.bind(conn);
+    let changed = false;
+    conn.command = async (line) => {
+        const reply = await ask(line);
+        if (change && !changed && line === after) {
+            changed = true;
+            await ask(change);
+        }
+        return reply;
+    };
+    const replies = [];
+    for (const [method, args] of calls) replies.push(await conn[method](...args));
+    return replies;
+}"""
+
+
+async def connection_calls(page: Any, user: str, calls: list[tuple[str, list[Any]]],
+                           after: str | None = None,
+                           change: str | None = None) -> list[dict[str, Any]]:
+    """The replies of ``calls`` made on a connection.js Connection in ``page``, as
+    ``user`` (see _CONNECTION_CALLS); the page must be on the daemon's site."""
+    replies: list[dict[str, Any]] = await page.evaluate(
+        _CONNECTION_CALLS, [PASSWORD, user, calls, after, change])
+    return replies

@@ -8,23 +8,7 @@ from typing import Any
 
 from tests.helpers import PASSWORD
 from tests.web.browser.conftest import Daemon
-from tests.web.browser.pages import overlapping, type_line
-
-# Each list as Connection.walk gives it (alice on a connection of the page's own).
-WALKS = """async ([password]) => {
-    const {Connection} = await import("/static/connection.js");
-    const conn = new Connection("walker");
-    const login = await conn.login("alice", password, false);
-    if (login.type !== "ok") return login;
-    const mine = await conn.walk("/myrooms", {rooms: "id", past: "id"});
-    const talks = await conn.walk("/conversations", {conversations: "user"});
-    const notes = await conn.walk("/notifications", {notifications: "id"});
-    const stickers = await conn.walk("/stickers", {stickers: "name"});
-    return {rooms: mine.rooms.map((r) => r.name), past: mine.past.map((r) => r.name),
-            with: talks.conversations.map((c) => c.user),
-            notes: notes.notifications.map((n) => n.text),
-            stickers: stickers.stickers.length, pages: notes.pages};
-}"""
+from tests.web.browser.pages import connection_calls, overlapping, type_line
 
 
 async def alice_with_pages_of_everything(daemon: Daemon) -> None:
@@ -57,7 +41,16 @@ async def test_walk_reads_every_page_of_each_list(daemon: Daemon, browser: Any) 
     await alice_with_pages_of_everything(daemon)
     page = await browser("alice")
     await page.goto(daemon.url + "/")
-    walked = await page.evaluate(WALKS, [PASSWORD])
+    mine, talks, notes, stickers = await connection_calls(page, "alice", [
+        ("walk", ["/myrooms", {"rooms": "id", "past": "id"}]),
+        ("walk", ["/conversations", {"conversations": "user"}]),
+        ("walk", ["/notifications", {"notifications": "id"}]),
+        ("walk", ["/stickers", {"stickers": "name"}])])
+    walked = {"rooms": [r["name"] for r in mine["rooms"]],
+              "past": [r["name"] for r in mine["past"]],
+              "with": [c["user"] for c in talks["conversations"]],
+              "notes": [n["text"] for n in notes["notifications"]],
+              "stickers": len(stickers["stickers"]), "pages": notes["pages"]}
     assert daemon.server is not None
     assert walked == {"rooms": ["r1", "r2", "r3"], "past": ["gone"],
                       "with": ["dave", "carol", "bob"],
@@ -115,25 +108,6 @@ async def test_notifications_asked_for_at_once_are_walked_one_walk_at_a_time(
     assert page.script_errors == []
 
 
-# bob's rooms walked, r1 left (on the same connection) once the first page is read.
-LEFT_DURING_THE_WALK = """async ([password]) => {
-    const {Connection} = await import("/static/connection.js");
-    const conn = new Connection("walker");
-    const login = await conn.login("bob", password, false);
-    if (login.type !== "ok") return login;
-    const ask = conn.command.bind(conn);
-    let left = false;
-    conn.command = async (line) => {
-        const reply = await ask(line);
-        if (line === "/myrooms 1" && !left) {
-            left = true;
-            await ask("/leave r1");
-        }
-        return reply;
-    };
-    const mine = await conn.walk("/myrooms", {rooms: "id", past: "id"});
-    return {rooms: mine.rooms.map((r) => r.name), past: mine.past.map((r) => r.name)};
-}"""
 
 
 async def test_a_room_left_during_a_walk_of_myrooms_is_walked_again(
@@ -150,6 +124,10 @@ async def test_a_room_left_during_a_walk_of_myrooms_is_walked_again(
         await bob.command(f"/join {room}")
     page = await browser("bob")
     await page.goto(daemon.url + "/")
-    walked = await page.evaluate(LEFT_DURING_THE_WALK, [PASSWORD])
+    # bob's rooms walked, r1 left (on the same connection) once the first page is read.
+    [mine] = await connection_calls(page, "bob", [
+        ("walk", ["/myrooms", {"rooms": "id", "past": "id"}])], "/myrooms 1", "/leave r1")
+    walked = {"rooms": [r["name"] for r in mine["rooms"]],
+              "past": [r["name"] for r in mine["past"]]}
     assert walked == {"rooms": ["r2", "r3"], "past": ["r1"]}
     assert page.script_errors == []

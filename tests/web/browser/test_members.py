@@ -7,30 +7,18 @@ import asyncio
 import contextlib
 from typing import Any
 
-from tests.helpers import PASSWORD
 from tests.web.browser.conftest import Daemon
-from tests.web.browser.pages import enter_room, overlapping, register
+from tests.web.browser.pages import connection_calls, enter_room, overlapping, register
 
-# alice (on a connection of the page's own), then every member of #crowd as
-# members() gives them, or the error it gives; CHANGE runs after the first page.
-WALK = """async ([password, change]) => {
-    const {Connection} = await import("/static/connection.js");
-    const conn = new Connection("walker");
-    const login = await conn.login("alice", password, false);
-    if (login.type !== "ok") return login;
-    const command = conn.command.bind(conn);
-    let changed = false;
-    conn.command = async (line) => {
-        const reply = await command(line);
-        if (change && !changed && line === "/who #crowd 1") {
-            changed = true;
-            await command(change);
-        }
-        return reply;
-    };
-    const reply = await conn.members("crowd");
-    return reply.type === "ok" ? reply.members.map((m) => [m.user, m.role]) : reply;
-}"""
+
+async def members_walked(page: Any, change: str | None = None) -> Any:
+    """Every member of #crowd as alice's Connection.members() gives them, [user, role]
+    each, or the error it gives; ``change`` runs after the first page."""
+    [reply] = await connection_calls(page, "alice", [("members", ["crowd"])],
+                                     "/who #crowd 1", change)
+    if reply["type"] != "ok":
+        return reply
+    return [[member["user"], member["role"]] for member in reply["members"]]
 
 
 async def crowd(daemon: Daemon) -> None:
@@ -56,7 +44,7 @@ async def test_members_waits_out_the_command_rate(daemon: Daemon, browser: Any) 
     try:
         page = await browser("alice")
         await page.goto(daemon.url + "/")
-        members = await page.evaluate(WALK, [PASSWORD, None])
+        members = await members_walked(page)
     finally:
         ticking.cancel()
         with contextlib.suppress(asyncio.CancelledError):
@@ -75,7 +63,7 @@ async def test_members_are_each_once_when_a_role_changes_between_pages(
     await crowd(daemon)
     page = await browser("alice")
     await page.goto(daemon.url + "/")
-    members = await page.evaluate(WALK, [PASSWORD, "/promote erin crowd"])
+    members = await members_walked(page, "/promote erin crowd")
     assert members == [["alice", "owner"], ["erin", "admin"], ["bob", "member"],
                        ["carol", "member"], ["dave", "member"]]
     assert page.script_errors == []
