@@ -13,7 +13,7 @@ from __future__ import annotations
 import difflib
 import inspect
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from enum import Enum
 from typing import Any
 
@@ -64,6 +64,13 @@ class Command:
     # Its news is a room event (a kick, a topic ...): when that event reached the
     # issuing connection, a text-mode ok says nothing more (PROTOCOL.md §4).
     told_by_event: bool = False
+    # How it is written (see usage): made once, as every command line carries it.
+    _usage: str = field(init=False, default="", repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        written = self.usage_override or " ".join(
+            [f"/{self.name}", *(p.usage for p in self.params)])
+        object.__setattr__(self, "_usage", written)
 
     @property
     def described_params(self) -> tuple[Param, ...]:
@@ -71,9 +78,7 @@ class Command:
 
     @property
     def usage(self) -> str:
-        if self.usage_override:
-            return self.usage_override
-        return " ".join([f"/{self.name}", *(p.usage for p in self.params)])
+        return self._usage
 
     @property
     def is_async(self) -> bool:
