@@ -25,7 +25,7 @@ from __future__ import annotations
 import asyncio
 import inspect
 from collections.abc import Awaitable, Callable, Iterable
-from typing import TYPE_CHECKING, NamedTuple
+from typing import TYPE_CHECKING, Final, NamedTuple
 
 from chatd.domain.clock import iso_ts
 from chatd.domain.protection import MAX_WAIT_STEP
@@ -332,6 +332,11 @@ def tagmsg(ctx: IrcContext) -> None:
         # Client tags (a reaction, typing) show the room something: held back from
         # whoever may not send it a message (TAGMSG is quiet: dropped, unanswered).
         ctx.services.messaging.refuse_silenced(room, ctx.user)
+        if room.settings.get("e2e"):
+            tags = _e2e_tags(ctx, room, tags)
+            if not tags:
+                return
+            sent = dict(tags)
         if tags.get("+typing") == "active":
             # The typing event reaches IRC clients as this TAGMSG already.
             del tags["+typing"]
@@ -343,6 +348,32 @@ def tagmsg(ctx: IrcContext) -> None:
         user = existing_user(ctx, target)
         receivers, shown = ctx.services.presence.connections(user), user.name
     _relay_tags(ctx, receivers, shown, tags, sent)
+
+
+# The client-only tags an end-to-end room relays: a typing notice says no more
+# than the typing event the line protocol sends there. Any other tag (a reaction,
+# a reply's reference, a draft's text) may be content, which the server must only
+# ever carry there as ciphertext.
+E2E_TAGS: Final = frozenset({"+typing"})
+# The standard reply's code for tags refused by an end-to-end room.
+E2E_REQUIRED: Final = "E2E_REQUIRED"
+
+
+def _e2e_tags(ctx: IrcContext, room: Room, tags: dict[str, str]) -> dict[str, str]:
+    """The tags of a TAGMSG to end-to-end ``room`` that may go there; the sender is
+    told, though TAGMSG is otherwise quiet, when any are held back: a client that
+    believes its reaction was seen would be misled, and one a line is no flood."""
+    kept = {k: v for k, v in tags.items() if k in E2E_TAGS}
+    dropped = sorted(k for k in tags if k not in E2E_TAGS)
+    if dropped:
+        sentence = (f"#{room.name} is end-to-end encrypted: client-only tags other than "
+                    f"+typing are not relayed there ({', '.join(dropped)[:TARGET_SHOWN]}).")
+        if "message-tags" in ctx.session.caps:
+            ctx.line(format_line("FAIL", "TAGMSG", E2E_REQUIRED, channel(room.name), sentence,
+                                 source=ctx.listener.renderer.server))
+        else:
+            ctx.reply(n.ERR_CANNOTSENDTOCHAN, channel(room.name), sentence)
+    return kept
 
 
 def _relay_tags(ctx: IrcContext, receivers: Iterable[Endpoint], target: str,

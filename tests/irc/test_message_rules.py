@@ -8,7 +8,7 @@ import pytest
 
 from chatd.irc.codec import MAX_BODY
 from chatd.protocol.render import Style, render
-from tests.helpers import ChatServer, Clients
+from tests.helpers import ChatServer, Clients, settle
 from tests.irc.conftest import IrcFactory
 from tests.irc.helpers import IrcClient
 
@@ -143,3 +143,39 @@ async def test_isupport_tells_the_truth(server: ChatServer) -> None:
     assert {"WHOX", "ELIST", "BOT", "CHATHISTORY", "MONITOR"} <= tokens.keys()
     assert tokens["BOT"] == "B" and tokens["CHATHISTORY"] == "100"
     await client.close()
+
+
+async def test_an_end_to_end_room_relays_no_client_tag_but_typing(irc: IrcFactory,
+                                                                  clients: Clients) -> None:
+    """The server carries only ciphertext into an end-to-end room: a reaction's or a
+    reply's tags are held back and the sender told (FAIL with message-tags, 404
+    without); a typing notice, which the line protocol sends there too, goes on."""
+    alice = await clients.user("alice")
+    await alice.command("/create den")
+    bob = await _joined(irc, "bob", caps=(*TAGS, "echo-message"))
+    carol = await _joined(irc, "carol", caps=TAGS)
+    dave = await _joined(irc, "dave")
+    await alice.command("/e2e on den")
+    bob.send("@+draft/react=SECRETWORD;+typing=active TAGMSG #den")
+    answer = {m.command: m for m in [await bob.expect("FAIL", "TAGMSG") for _ in range(2)]}
+    refused, echo = answer["FAIL"], answer["TAGMSG"]
+    assert refused.params[:3] == ("TAGMSG", "E2E_REQUIRED", "#den")
+    assert "+draft/react" in refused.params[-1]
+    assert echo.tags.get("+typing") == "active" and "+draft/react" not in echo.tags
+    typing = await carol.expect("TAGMSG")
+    assert typing.tags.get("+typing") == "active" and "+draft/react" not in typing.tags
+    heard = await alice.next_event(lambda e: e.get("event") == "typing")
+    assert heard["user"] == "bob"
+    bob.send("@+draft/react=SECRETWORD TAGMSG #den")
+    assert (await bob.expect("FAIL")).params[1] == "E2E_REQUIRED"
+    bob.send("@+draft/reply=1;+draft/react=SECRETWORD PRIVMSG #den :SECRETWORD")
+    assert (await bob.expect("404")).params[1] == "#den"
+    dave.send("@+draft/react=SECRETWORD TAGMSG #den")
+    refused = await dave.expect("404")
+    assert refused.params[1] == "#den" and "end-to-end" in refused.params[-1]
+    await carol.nothing()
+    assert not any("SECRETWORD" in line for line in carol.lines + dave.lines)
+    assert not any("SECRETWORD" in str(e) for e in await settle(alice))
+    # Tags to a person are not the room's: they still go.
+    bob.send("@+draft/react=yes TAGMSG carol")
+    assert (await carol.expect("TAGMSG")).tags["+draft/react"] == "yes"
