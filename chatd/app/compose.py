@@ -239,7 +239,8 @@ def wire_services(config: Config, clock: Clock, storage: Storage, table: Command
                         started_at=clock.time(), version=__version__, files=files,
                         stickers=stickers, crypto=crypto, e2e=e2e, sequencer=sequencer,
                         transactions=transactions,
-                        webhooks=Webhooks(storage, rooms, messaging, protection, audit, clock),
+                        webhooks=Webhooks(storage, accounts, rooms, messaging, protection, audit,
+                                          clock),
                         admin_feed=AdminFeed(audit, presence),
                         catchup=Catchup(storage, writer, messaging.tail, sequencer, rooms,
                                         accounts))

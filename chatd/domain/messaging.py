@@ -88,14 +88,7 @@ class Messaging:
         """
         user = session.user
         assert user is not None
-        if user.id not in room.members:
-            self._refuse_outsider(room, user)
-        elif user.id in room.mutes:
-            self._refuse_if_muted(room, user)
-        if room.modes.moderated:
-            refuse_unvoiced(room, user)
-        if kind != "e2e":
-            refuse_plain(room)
+        self.refuse_post(room, user, kind)
         poster = self.poster
         if poster is not None and poster.ready():
             return self._post_in_one(poster, session, user, room, text, kind, extra, label)
@@ -107,6 +100,21 @@ class Messaging:
         if isinstance(number, int):
             return self._to_room(session, user, room, number, text, kind, extra, label)
         return self._to_room_later(session, user, room, number, text, kind, extra, label)
+
+    def refuse_post(self, room: Room, user: User, kind: str) -> None:
+        """Raise what refuses a message of ``kind`` from ``user`` to ``room`` now:
+        not a member (of a room that takes no message from outside), banned, muted,
+        without voice in a moderated room, or plain text to an end-to-end room. One
+        decision for every way a message comes in (a member's, a webhook's for
+        its creator), so that none can say more than its sender may."""
+        if user.id not in room.members:
+            self._refuse_outsider(room, user)
+        elif user.id in room.mutes:
+            self._refuse_if_muted(room, user)
+        if room.modes.moderated:
+            refuse_unvoiced(room, user)
+        if kind != "e2e":
+            refuse_plain(room)
 
     def _post_in_one(self, poster: Poster, session: Endpoint, user: User, room: Room,
                      text: str, kind: str, extra: dict[str, Any],
@@ -209,16 +217,15 @@ class Messaging:
         stats.deliveries += delivered
         return msg.id
 
-    async def post_bot(self, room: Room, sender_id: int, name: str, text: str,
+    async def post_bot(self, room: Room, creator: User, name: str, text: str,
                        extra: dict[str, Any]) -> int:
         """Post ``text`` to ``room`` as a bot named ``name`` (an incoming webhook),
-        stored under ``sender_id`` (who made the bot). The caller has checked the
-        bot's right to post and charged its own rate limit."""
-        if room.settings.get("e2e"):
-            raise ChatError(Code.E2E_REQUIRED, f"#{room.name} is end-to-end encrypted: "
-                            "a bot cannot post plain messages there.")
+        stored under ``creator`` (who made the bot), who must be able to post there
+        now as a member would (:meth:`refuse_post`). The caller has checked the rest
+        of the bot's right to post and charged its own rate limit."""
+        self.refuse_post(room, creator, "bot")
         number = await settled(self._ids.for_room(room.id))
-        msg = MessageRecord(number, sender_id, name, text,
+        msg = MessageRecord(number, creator.id, name, text,
                             self._clock.time(), room_id=room.id, kind="bot", extra=extra)
         self._writer.submit(msg)
         self._stats.messages += 1

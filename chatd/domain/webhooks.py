@@ -5,7 +5,9 @@ so it can never pass for a user: user names have no brackets). Its secret is
 32 random bytes shown once at creation; only its SHA-256 is stored, and a
 post compares hashes in constant time. Creating, revoking and listing need
 an admin of the room (or a server admin); every creation and revocation is
-audited. Each hook has its own rate limit (``web.webhook_rate``).
+audited. Each hook has its own rate limit (``web.webhook_rate``). A hook speaks
+for its creator: each post is refused, as a post of theirs would be now, and
+unless they still hold the role that making the hook needed.
 """
 
 from __future__ import annotations
@@ -22,7 +24,7 @@ from chatd.errors import ChatError, Code
 from storage.api import Conflict
 
 if TYPE_CHECKING:
-    from chatd.domain.accounts import User
+    from chatd.domain.accounts import Accounts, User
     from chatd.domain.audit import AuditLog
     from chatd.domain.clock import Clock
     from chatd.domain.messaging import Messaging
@@ -59,9 +61,11 @@ def describe(record: WebhookRecord) -> dict[str, Any]:
 class Webhooks:
     """Creates, lists, revokes incoming webhooks and posts through them."""
 
-    def __init__(self, storage: Storage, rooms: Rooms, messaging: Messaging,
-                 protection: Protection, audit: AuditLog, clock: Clock) -> None:
+    def __init__(self, storage: Storage, accounts: Accounts, rooms: Rooms,
+                 messaging: Messaging, protection: Protection, audit: AuditLog,
+                 clock: Clock) -> None:
         self._storage = storage
+        self._accounts = accounts
         self._rooms = rooms
         self._messaging = messaging
         self._protection = protection
@@ -109,6 +113,7 @@ class Webhooks:
         if record is None or room is None or \
                 not hmac.compare_digest(record.secret_hash, secret_hash(secret)):
             raise ChatError(Code.NO_SUCH_WEBHOOK, "there is no such webhook, or it was revoked.")
+        creator = self._refuse_creator(record, room)
         wait = self._protection.charge_shared(Kind.WEBHOOK, record.id)
         if not isinstance(wait, float):
             wait = await wait  # a bucket every node shares: one budget per hook
@@ -116,13 +121,49 @@ class Webhooks:
             retry_ms = max(1, round(wait * 1000))
             raise ChatError(Code.RATE_LIMITED, f"too many posts through this webhook; wait "
                             f"{retry_ms} ms and try again.", retry_ms=retry_ms)
-        message_id = await self._messaging.post_bot(room, record.creator_id, bot_name(record), text,
-                                              {"bot": True, "webhook": record.id})
+        try:
+            message_id = await self._messaging.post_bot(room, creator, bot_name(record), text,
+                                                        {"bot": True, "webhook": record.id})
+        except ChatError as exc:
+            raise _for_the_hook(exc, record, creator) from None
         return record, message_id
+
+    def _refuse_creator(self, record: WebhookRecord, room: Room) -> User:
+        """The hook's creator, if they may still post what the hook would: as a member
+        of ``room`` could now (Messaging.refuse_post, asked again as the post goes
+        out) and with the role that making the hook needed. A hook speaks for its
+        creator; it must not outlive their leave, kick, ban, mute or demotion."""
+        creator = self._accounts.get(record.creator_id)
+        if creator is None:
+            # (Storage deletes an account's hooks with it: this is a moment's race.)
+            raise ChatError(Code.NO_SUCH_WEBHOOK, "there is no such webhook, or it was revoked.")
+        try:
+            self._messaging.refuse_post(room, creator, "bot")
+        except ChatError as exc:
+            raise _for_the_hook(exc, record, creator) from None
+        if not _manages(creator, room):
+            raise ChatError(Code.NOT_PERMITTED, f"{bot_name(record)} posts only while its "
+                            f"creator, {creator.name}, is an admin of #{room.name}.")
+        return creator
+
+
+def _for_the_hook(exc: ChatError, record: WebhookRecord, creator: User) -> ChatError:
+    """``exc``, which refused ``creator``, told to whoever posts through the hook: the
+    same code and details, in words that say whose right it was."""
+    if exc.code in (Code.NOT_IN_ROOM, Code.BANNED, Code.MUTED, Code.MODERATED):
+        return ChatError(exc.code, f"{bot_name(record)} speaks for its creator, "
+                         f"{creator.name}, who cannot post there now ({exc.code.value}).",
+                         **exc.details)
+    return exc
+
+
+def _manages(user: User, room: Room) -> bool:
+    """Whether ``user`` may manage ``room``'s hooks: an admin of it, or a server admin."""
+    role = room.role_of(user.id)
+    return user.is_admin or (role is not None and role.rank >= Role.ADMIN.rank)
 
 
 def _require_admin(user: User, room: Room) -> None:
-    role = room.role_of(user.id)
-    if not (user.is_admin or (role is not None and role.rank >= Role.ADMIN.rank)):
+    if not _manages(user, room):
         raise ChatError(Code.NOT_PERMITTED,
                         f"only an admin of #{room.name} can manage its webhooks.")

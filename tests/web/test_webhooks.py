@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import pytest
 
 from tests.backends import both
@@ -125,3 +127,66 @@ async def test_webhooks_through_the_api_and_e2e_rooms_refuse_bots(
         assert gone.json()["revoked"] is True
         again = await client.delete(f"/api/v1/rooms/den/webhooks/{hook['id']}")
         assert again.status_code == 404
+
+
+async def _hook_of_an_admin(server: ChatServer, clients: Clients) -> tuple[Any, Any, str]:
+    """alice's room den, where bob, made an admin, creates a webhook: alice, bob and
+    the hook's path, once a post through it went through."""
+    owner, bob = await room_with(clients, "alice", "bob", room="den")
+    await owner.command("/promote bob den")
+    path = (await bob.command("/webhook create deploy den"))["path"]
+    async with http(server) as hook:
+        assert (await hook.post(path, json={"text": "first"})).status_code == 201
+    return owner, bob, path
+
+
+@pytest.mark.parametrize(("who", "line", "code"), [
+    ("bob", "/leave den", "not-in-room"),
+    ("alice", "/kick bob den", "not-in-room"),
+    ("alice", "/ban bob den", "not-in-room"),
+    ("alice", "/mute bob den", "muted"),
+    ("alice", "/demote bob den", "not-permitted"),
+])
+async def test_a_webhook_loses_what_its_creator_loses(
+        server: ChatServer, clients: Clients, who: str, line: str, code: str) -> None:
+    """A hook speaks for its creator: once they may not post (or no longer hold the
+    role making it needed), neither may the hook; the refusal is the API's (403)."""
+    owner, bob, path = await _hook_of_an_admin(server, clients)
+    await (owner if who == "alice" else bob).command(line)
+    async with http(server) as hook:
+        refused = await hook.post(path, json={"text": "after"})
+    assert refused.status_code == 403, refused.text
+    error = refused.json()["error"]
+    assert error["code"] == code and "bob" in error["message"]
+    history = await owner.command("/history den")
+    assert "after" not in [m.get("text") for m in history["messages"]]
+
+
+async def test_a_webhook_in_a_moderated_room_needs_its_creator_s_voice(
+        server: ChatServer, clients: Clients) -> None:
+    """In a moderated room a demoted creator's hook is silenced as they are; with
+    voice again they speak, but their hook still needs the admin role it was made with."""
+    owner, bob, path = await _hook_of_an_admin(server, clients)
+    await owner.command("/mode +m den")
+    async with http(server) as hook:
+        assert (await hook.post(path, json={"text": "admin"})).status_code == 201
+        await owner.command("/demote bob den")
+        silenced = await hook.post(path, json={"text": "demoted"})
+        assert silenced.status_code == 403
+        assert silenced.json()["error"]["code"] == "moderated"
+        await owner.command("/voice bob den")
+        assert (await bob.command("/say den voiced")).ok
+        voiced = await hook.post(path, json={"text": "voiced hook"})
+        assert voiced.status_code == 403
+        assert voiced.json()["error"]["code"] == "not-permitted"
+
+
+async def test_a_deleted_creator_s_webhook_is_gone(server: ChatServer,
+                                                   clients: Clients) -> None:
+    owner, _bob, path = await _hook_of_an_admin(server, clients)
+    await server.services.accounts.set_admin(server.services.accounts.require("alice"), True)
+    await owner.command("/userdel bob")
+    async with http(server) as hook:
+        gone = await hook.post(path, json={"text": "orphan"})
+    assert gone.status_code == 404
+    assert gone.json()["error"]["code"] == "no-such-webhook"
