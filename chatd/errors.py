@@ -46,6 +46,8 @@ class Code(StrEnum):
     IDLE_TIMEOUT = "idle-timeout"
     NO_SUCH_TOKEN = "no-such-token"
     NO_SUCH_FILE = "no-such-file"
+    # A file's stored contents could not be read to their end (the blob store failed).
+    FILE_UNREADABLE = "file-unreadable"
     CHECKSUM_MISMATCH = "checksum-mismatch"
     QUOTA_EXCEEDED = "quota-exceeded"
     E2E_REQUIRED = "e2e-required"

@@ -81,7 +81,8 @@ async def upload(ctx: Context, arguments: str) -> Deferred:
 
 
 @command("download", Int("id", high=MAX_ID), group=GROUP,
-         scope=Scope.READ, errors=(Code.NOT_IN_ROOM, Code.IDLE_TIMEOUT, Code.NO_SUCH_FILE),
+         scope=Scope.READ, errors=(Code.NOT_IN_ROOM, Code.IDLE_TIMEOUT, Code.NO_SUCH_FILE,
+                                   Code.FILE_UNREADABLE),
          needs="logged in; member of the file's room (server admins: any room)")
 async def download(ctx: Context, id: int) -> Ok:
     """Download a file as base64 lines (text: ending with "."; json: data records)."""

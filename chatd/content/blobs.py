@@ -29,6 +29,8 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 CHUNK = 48 * 1024
+# How much of an S3 object one request reads (S3Blobs.read).
+S3_RANGE = 1024 * 1024
 
 
 class BlobStore(Protocol):
@@ -175,15 +177,34 @@ class S3Blobs:
         return True
 
     async def read(self, key: str, chunk_size: int = CHUNK) -> AsyncIterator[bytes]:
+        """The object a range at a time: a download paced by a slow reader holds no
+        connection to the store open meanwhile (a store drops an idle one, and the
+        file would end midway), and an object deleted midway is FileNotFoundError
+        at the next range, as it is before the first."""
+        start = 0
+        while True:
+            data = await asyncio.to_thread(self._range, self._key(key), start)
+            for offset in range(0, len(data), chunk_size):
+                yield data[offset:offset + chunk_size]
+            if len(data) < S3_RANGE:
+                return
+            start += len(data)
+
+    def _range(self, key: str, start: int) -> bytes:
+        """``S3_RANGE`` bytes of object ``key`` from ``start`` (fewer at its end, none
+        past it)."""
         try:
-            reply = await asyncio.to_thread(self._client.get_object, Bucket=self._bucket,
-                                            Key=self._key(key))
+            reply = self._client.get_object(Bucket=self._bucket, Key=key,
+                                            Range=f"bytes={start}-{start + S3_RANGE - 1}")
         except self._client.exceptions.NoSuchKey:
             raise FileNotFoundError(key) from None
+        except self._client.exceptions.ClientError as exc:
+            if exc.response.get("Error", {}).get("Code") == "InvalidRange":
+                return b""  # the object ends where the last range did (or is empty)
+            raise
         body = reply["Body"]
         try:
-            while chunk := await asyncio.to_thread(body.read, chunk_size):
-                yield chunk
+            return bytes(body.read())
         finally:
             with contextlib.suppress(Exception):
                 body.close()

@@ -230,23 +230,56 @@ class Files:
     async def stream(self, session: Reader, record: FileRecord, label: str | None,
                      text: bool) -> None:
         """Send the file as base64: bare lines then "." in ``text`` format, else
-        ``data`` records (the JSON format)."""
+        ``data`` records (the JSON format).
+
+        Once a data line is out, the text block always ends with its ".", a failure
+        midway too (the blob gone, the store failing, a stalled reader), and only then
+        comes the error: a client reads the block to its "." and must not take the
+        error, or the next reply, for data, nor wait for a "." that never comes."""
+        sent = Sent()
+        try:
+            if not await self._send_blob(session, record, label, text, sent):
+                return  # the connection is gone: nobody to tell anything
+            if sent.size != record.size:
+                raise ChatError(Code.FILE_UNREADABLE, f"the stored contents of file "
+                                f"{record.id} end after {sent.size} of its {record.size} "
+                                "bytes; what was sent is incomplete.")
+        except BaseException:
+            if text and sent.lines:
+                session.send({"type": _TEXT_ONLY, "lines": ["."]}, label)
+            raise
+        if text:
+            session.send({"type": _TEXT_ONLY, "lines": ["."]}, label)
+
+    async def _send_blob(self, session: Reader, record: FileRecord, label: str | None,
+                         text: bool, sent: Sent) -> bool:
+        """The blob's bytes, paced, as :meth:`stream` frames them; a store's failure
+        as the error the client is told. False when the connection went away."""
         piece = TEXT_PIECE if text else JSON_PIECE
         carry = b""
         try:
             async for chunk in self._blobs.read(record.blob_key, CHUNK):
                 carry += chunk
                 whole = len(carry) - len(carry) % piece
-                _emit(session, record, carry[:whole], piece, text, label)
+                sent.add(_emit(session, record, carry[:whole], piece, text, label))
                 carry = carry[whole:]
                 if not await _paced(session):
-                    return  # the connection is gone: nobody to send the rest to
+                    return False  # nobody to send the rest to
         except FileNotFoundError:
-            raise ChatError(Code.NO_SUCH_FILE,
-                            f"the contents of file {record.id} are missing.") from None
-        _emit(session, record, carry, piece, text, label)
-        if text:
-            session.send({"type": _TEXT_ONLY, "lines": ["."]}, label)
+            when = " (gone while it was being sent: what was sent is incomplete)" \
+                if sent.size else ""
+            raise ChatError(Code.NO_SUCH_FILE, f"the contents of file {record.id} are "
+                            f"missing{when}.") from None
+        except (ChatError, asyncio.CancelledError):
+            raise
+        except Exception:
+            # (A blob store's failures are its own: OSError from a disk, the S3
+            # client's errors from the network. Each is the same to the reader.)
+            log.warning("reading the blob of file %d failed", record.id, exc_info=True)
+            raise ChatError(Code.FILE_UNREADABLE, f"the stored contents of file {record.id} "
+                            "could not be read; try again later.") from None
+        sent.add(_emit(session, record, carry, piece, text, label))
+        return True
 
     # -- removal and retention ------------------------------------------------------
 
@@ -305,19 +338,34 @@ class Files:
                 continue
 
 
+class Sent:
+    """How much of a download went out: bytes of the file, and lines or records."""
+
+    def __init__(self) -> None:
+        self.size = 0
+        self.lines = 0
+
+    def add(self, data: bytes) -> None:
+        if data:
+            self.size += len(data)
+            self.lines += 1
+
+
 def _emit(session: Reader, record: FileRecord, data: bytes, piece: int, text: bool,
-          label: str | None) -> None:
-    """Queue ``data`` as base64: one text block of lines, or one record per piece."""
+          label: str | None) -> bytes:
+    """Queue ``data`` as base64: one text block of lines, or one record per piece;
+    returns ``data``."""
     if not data:
-        return
+        return data
     pieces = [data[i:i + piece] for i in range(0, len(data), piece)]
     if text:
         lines = [base64.b64encode(p).decode("ascii") for p in pieces]
         session.send({"type": _TEXT_ONLY, "lines": lines}, label)
-        return
+        return data
     for part in pieces:
         session.send({"type": "data", "file_id": record.id,
                       "data": base64.b64encode(part).decode("ascii")}, label)
+    return data
 
 
 async def _paced(session: Reader) -> bool:

@@ -6,6 +6,8 @@ import asyncio
 import base64
 import hashlib
 import io
+import socket
+from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
@@ -87,6 +89,41 @@ async def no_staged_files(server: ChatServer, timeout: float = 5.0) -> bool:
 def blob_paths(server: ChatServer) -> list[Path]:
     root = server.services.files.staging.parent / "blobs"
     return [p for p in root.rglob("*") if p.is_file()]
+
+
+# The base64 alphabet: a text-mode line of only these is a download's data.
+_DATA = frozenset(b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/=")
+
+
+async def interrupted_download(server: ChatServer, name: str, file_id: int,
+                               cut: Callable[[], Awaitable[object]]) -> tuple[bytes, str]:
+    """A text-mode ``/download`` that ``cut`` interferes with once its first data line
+    has arrived: the bytes of its data block (read up to its "."), and the line after
+    it (the final reply). The reader's small receive buffer keeps the server from
+    reading far ahead of it. Fails if the block never ends."""
+    sock = socket.socket()
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 16 * 1024)
+    sock.setblocking(False)
+    await asyncio.get_running_loop().sock_connect(sock, ("127.0.0.1", server.port))
+    reader, writer = await asyncio.open_connection(sock=sock, limit=1 << 16)
+    try:
+        writer.write(f"/login {name} {PASSWORD}\r\n/download {file_id}\r\n".encode())
+        async with asyncio.timeout(30):
+            line = b""
+            while not (line and set(line) <= _DATA):
+                line = (await reader.readline()).rstrip(b"\r\n")
+            await cut()
+            data = [line]
+            while (line := (await reader.readline()).rstrip(b"\r\n")) != b".":
+                assert line, "the server closed the connection inside the data block"
+                assert set(line) <= _DATA, line
+                data.append(line)
+            final = (await reader.readline()).decode().rstrip("\r\n")
+            writer.write(b"/ping\r\n")  # the connection goes on
+            assert (await reader.readline()).startswith(b"* pong")
+        return b"".join(base64.b64decode(d) for d in data), final
+    finally:
+        writer.close()
 
 
 # -- sample files, drawn by the tests ------------------------------------------------------

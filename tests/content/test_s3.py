@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import os
 import urllib.request
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
@@ -11,7 +12,16 @@ from typing import Any
 import pytest
 
 from chatd.config import ConfigError, FilesConfig
-from tests.content import download, image, member_of, no_staged_files, sha, text_file, upload
+from tests.content import (
+    download,
+    image,
+    interrupted_download,
+    member_of,
+    no_staged_files,
+    sha,
+    text_file,
+    upload,
+)
 from tests.helpers import ChatServer, Clients, start_server
 from tests.services import import_needed
 
@@ -87,6 +97,41 @@ async def test_a_failed_upload_leaves_no_object(s3_server: ChatServer, s3_endpoi
         assert await no_staged_files(s3_server)
     finally:
         await clients.close()
+
+
+@pytest.fixture
+async def s3_big_server(db_path: Path, s3_endpoint: str) -> AsyncIterator[ChatServer]:
+    """The S3 server, taking files of 8 MiB and their upload's lines at once."""
+    overrides: dict[str, Any] = {f"files__{key}": value for key, value in KEYS.items()}
+    server = await start_server(db_path, files__backend="s3", files__s3_endpoint=s3_endpoint,
+                                files__s3_bucket=BUCKET, files__max_size=9 * 1024 * 1024,
+                                limits__message_burst=100_000, **overrides)
+    yield server
+    await server.stop()
+
+
+async def test_an_object_deleted_during_a_download_ends_the_block_then_says_so(
+        s3_big_server: ChatServer, s3_endpoint: str) -> None:
+    """The object read a range at a time, one deleted midway is missed at the next
+    range: the data block still ends with its ".", then no-such-file says what failed."""
+    clients = Clients(s3_big_server)
+    try:
+        alice = await clients.user("alice")
+        await member_of(alice, "general")
+        data = os.urandom(8 * 1024 * 1024)
+        reply = await upload(alice, "big.bin", data, width=4000)
+        assert reply.ok, reply.final
+    finally:
+        await clients.close()
+    store = boto3.client("s3", endpoint_url=s3_endpoint, aws_access_key_id="testing",
+                         aws_secret_access_key="testing", region_name="us-east-1")
+
+    async def delete() -> None:
+        await asyncio.to_thread(store.delete_object, Bucket=BUCKET, Key=f"chatd/{sha(data)}")
+
+    got, final = await interrupted_download(s3_big_server, "alice", reply["file_id"], delete)
+    assert final.startswith("! no-such-file: ") and "incomplete" in final, final
+    assert len(got) < len(data) and data.startswith(got)
 
 
 def test_the_s3_backend_needs_a_bucket() -> None:

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import base64
+import os
+from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
@@ -15,6 +17,7 @@ from tests.content import (
     blob_paths,
     download,
     image,
+    interrupted_download,
     member_of,
     no_staged_files,
     pdf,
@@ -313,3 +316,61 @@ async def _chatter(sender: ChatClient, server: ChatServer, waited: list[bool]) -
         sender.send_line(f"chatter {count}")
         waited.append(server.listeners.flusher.waits)
         await asyncio.sleep(0.01)
+
+
+@pytest.fixture
+async def big_server(db_path: Path) -> AsyncIterator[ChatServer]:
+    """A server that takes files of 8 MiB, and their upload's lines at once."""
+    from chatd.domain.clock import ManualClock
+    from tests.helpers import start_server
+
+    server = await start_server(db_path, clock=ManualClock(), files__max_size=9 * 1024 * 1024,
+                                limits__message_burst=100_000)
+    yield server
+    await server.stop()
+
+
+async def _big_file(server: ChatServer) -> tuple[bytes, int]:
+    """alice's 8 MiB file in #general (more than the socket buffers hold): its bytes
+    and id."""
+    clients = Clients(server)
+    try:
+        alice = await clients.user("alice")
+        await alice.command("/create general")
+        data = os.urandom(8 * 1024 * 1024)
+        reply = await upload(alice, "big.bin", data, width=4000)
+        assert reply.ok, reply.final
+        return data, reply["file_id"]
+    finally:
+        await clients.close()
+
+
+async def test_a_blob_removed_during_a_download_is_still_sent_whole(
+        big_server: ChatServer) -> None:
+    """On the local store the download holds the blob open: removed meanwhile, it is
+    still sent to its end, then the "." and the ok."""
+    server = big_server
+    data, file_id = await _big_file(server)
+    [blob] = blob_paths(server)
+
+    async def remove() -> None:
+        blob.unlink()
+
+    got, final = await interrupted_download(server, "alice", file_id, remove)
+    assert got == data and final.startswith(f"* file {file_id}: big.bin")
+
+
+async def test_a_blob_cut_short_during_a_download_ends_the_block_then_says_so(
+        big_server: ChatServer) -> None:
+    """A blob that ends early (cut on the disk) ends the data block with its ".", then
+    file-unreadable: never an ok for a short file, nor an error inside the block."""
+    server = big_server
+    data, file_id = await _big_file(server)
+    [blob] = blob_paths(server)
+
+    async def truncate() -> None:
+        os.truncate(blob, 1024 * 1024)
+
+    got, final = await interrupted_download(server, "alice", file_id, truncate)
+    assert final.startswith("! file-unreadable: ") and "incomplete" in final, final
+    assert len(got) < len(data) and data.startswith(got)
