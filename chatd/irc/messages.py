@@ -350,11 +350,12 @@ def tagmsg(ctx: IrcContext) -> None:
     _relay_tags(ctx, receivers, shown, tags, sent)
 
 
-# The client-only tags an end-to-end room relays: a typing notice says no more
-# than the typing event the line protocol sends there. Any other tag (a reaction,
-# a reply's reference, a draft's text) may be content, which the server must only
-# ever carry there as ciphertext.
-E2E_TAGS: Final = frozenset({"+typing"})
+# The client-only tags an end-to-end room relays, with the values they may have: a
+# typing notice says no more than the typing event the line protocol sends there
+# (its value is one of the three words of the spec, not free text). Any other tag
+# (a reaction, a reply's reference, a draft's text) may be content, which the
+# server must only ever carry there as ciphertext.
+E2E_TAGS: Final = {"+typing": frozenset({"active", "paused", "done"})}
 # The standard reply's code for tags refused by an end-to-end room.
 E2E_REQUIRED: Final = "E2E_REQUIRED"
 
@@ -363,11 +364,12 @@ def _e2e_tags(ctx: IrcContext, room: Room, tags: dict[str, str]) -> dict[str, st
     """The tags of a TAGMSG to end-to-end ``room`` that may go there; the sender is
     told, though TAGMSG is otherwise quiet, when any are held back: a client that
     believes its reaction was seen would be misled, and one a line is no flood."""
-    kept = {k: v for k, v in tags.items() if k in E2E_TAGS}
-    dropped = sorted(k for k in tags if k not in E2E_TAGS)
+    kept = {k: v for k, v in tags.items() if v in E2E_TAGS.get(k, ())}
+    dropped = sorted(k for k in tags if k not in kept)
     if dropped:
         sentence = (f"#{room.name} is end-to-end encrypted: client-only tags other than "
-                    f"+typing are not relayed there ({', '.join(dropped)[:TARGET_SHOWN]}).")
+                    "+typing (active, paused or done) are not relayed there "
+                    f"({', '.join(dropped)[:TARGET_SHOWN]}).")
         if "message-tags" in ctx.session.caps:
             ctx.line(format_line("FAIL", "TAGMSG", E2E_REQUIRED, channel(room.name), sentence,
                                  source=ctx.listener.renderer.server))

@@ -170,6 +170,9 @@ async def test_an_end_to_end_room_relays_no_client_tag_but_typing(irc: IrcFactor
     assert (await bob.expect("FAIL")).params[1] == "E2E_REQUIRED"
     bob.send("@+draft/reply=1;+draft/react=SECRETWORD PRIVMSG #den :SECRETWORD")
     assert (await bob.expect("404")).params[1] == "#den"
+    # A typing notice is one of the spec's three words: not a channel for text.
+    bob.send("@+typing=SECRETWORD TAGMSG #den")
+    assert (await bob.expect("FAIL")).params[-1].endswith("(+typing).")
     dave.send("@+draft/react=SECRETWORD TAGMSG #den")
     refused = await dave.expect("404")
     assert refused.params[1] == "#den" and "end-to-end" in refused.params[-1]
