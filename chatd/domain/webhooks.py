@@ -125,7 +125,7 @@ class Webhooks:
             message_id = await self._messaging.post_bot(room, creator, bot_name(record), text,
                                                         {"bot": True, "webhook": record.id})
         except ChatError as exc:
-            raise _for_the_hook(exc, record, creator) from None
+            raise _for_the_hook(exc, record, creator, room) from None
         return record, message_id
 
     def _refuse_creator(self, record: WebhookRecord, room: Room) -> User:
@@ -140,16 +140,21 @@ class Webhooks:
         try:
             self._messaging.refuse_post(room, creator, "bot")
         except ChatError as exc:
-            raise _for_the_hook(exc, record, creator) from None
+            raise _for_the_hook(exc, record, creator, room) from None
         if not _manages(creator, room):
             raise ChatError(Code.NOT_PERMITTED, f"{bot_name(record)} posts only while its "
                             f"creator, {creator.name}, is an admin of #{room.name}.")
         return creator
 
 
-def _for_the_hook(exc: ChatError, record: WebhookRecord, creator: User) -> ChatError:
+def _for_the_hook(exc: ChatError, record: WebhookRecord, creator: User,
+                  room: Room) -> ChatError:
     """``exc``, which refused ``creator``, told to whoever posts through the hook: the
     same code and details, in words that say whose right it was."""
+    if exc.code is Code.E2E_REQUIRED:
+        # (Not the member's remedy, a client that encrypts: a hook has none.)
+        return ChatError(exc.code, f"#{room.name} is end-to-end encrypted: a webhook "
+                         "cannot post plain messages there.")
     if exc.code in (Code.NOT_IN_ROOM, Code.BANNED, Code.MUTED, Code.MODERATED):
         return ChatError(exc.code, f"{bot_name(record)} speaks for its creator, "
                          f"{creator.name}, who cannot post there now ({exc.code.value}).",

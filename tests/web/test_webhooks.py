@@ -123,6 +123,7 @@ async def test_webhooks_through_the_api_and_e2e_rooms_refuse_bots(
         refused = await client.post(hook["path"], json={"text": "plain"})
         assert refused.status_code == 403
         assert refused.json()["error"]["code"] == "e2e-required"
+        assert "a webhook cannot post" in refused.json()["error"]["message"]
         gone = await client.delete(f"/api/v1/rooms/den/webhooks/{hook['id']}")
         assert gone.json()["revoked"] is True
         again = await client.delete(f"/api/v1/rooms/den/webhooks/{hook['id']}")
