@@ -40,6 +40,8 @@ _PATH_CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f]")
 # A Host header's value (RFC 3986 3.2.2-3.2.3): an IP literal or a name, and a port.
 # Two Host lines are joined with ", ", which this refuses.
 _HOST = re.compile(r"(\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9\-._~!$&'()*+;=%]*)(:[0-9]*)?")
+# An IPv6 literal with a zone id (RFC 6874: "[fe80::1%25eth0]").
+_ZONE = re.compile(r"\[[^\]]*%")
 # The control characters a field value may not hold: all of C0 but HTAB, and DEL.
 _CONTROL = re.compile(r"[\x00-\x08\x0a-\x1f\x7f]")
 _END = b"\r\n\r\n"
@@ -112,9 +114,9 @@ class Request:
 
     @property
     def expects_continue(self) -> bool:
-        """Whether the client waits for ``100 Continue`` before it sends the body."""
-        return self.version == "HTTP/1.1" and \
-            self.headers.get("expect", "").lower() == "100-continue"
+        """Whether the client waits for ``100 Continue`` before it sends the body (RFC
+        9110 10.1.1: an HTTP/1.0 client's expectation of it is ignored)."""
+        return self.version == "HTTP/1.1" and "100-continue" in _expectations(self)
 
     @property
     def is_upgrade(self) -> bool:
@@ -152,7 +154,7 @@ def parse_head(head: bytes) -> Request:
     method, target, version = _request_line(request_line)
     headers = _headers(lines)
     _check_host(version, headers)
-    split = _split_target(target, headers)
+    split = _split_target(method, target, headers)
     try:
         # Strict: a %ff would otherwise become U+FFFD, and a file be named with it.
         query = dict(parse_qsl(split.query, keep_blank_values=True, errors="strict"))
@@ -190,19 +192,38 @@ def _check_host(version: str, headers: dict[str, str]) -> None:
             raise HttpError(400, Code.BAD_REQUEST, "an HTTP/1.1 request names its host: "
                             "send Host.")
         return
+    if _ZONE.search(host):
+        # RFC 6874 4: a client removes a zone id from what it sends, since it means
+        # something on the client's host alone; and the host of RFC 9110 4.2.1 (RFC
+        # 3986's) has none, so a Host with one is no host (RFC 9112 3.2: a 400).
+        raise HttpError(400, Code.BAD_REQUEST, "the Host header holds an IPv6 zone id "
+                        "(%25...), which names an interface of the client's host alone: "
+                        "send the address without it.")
     if not _HOST.fullmatch(host):
         raise HttpError(400, Code.BAD_REQUEST, "the Host header must name one host (and "
                         "port), once.")
 
 
-def _split_target(target: str, headers: dict[str, str]) -> SplitResult:
-    """The request target's parts: a path (origin-form) or an absolute http URL
+def _split_target(method: str, target: str, headers: dict[str, str]) -> SplitResult:
+    """The request target's parts: a path (origin-form), an absolute http URL
     (absolute-form, which RFC 9112 3.2.2 says a server must accept; its host then
-    stands for the Host header's)."""
+    stands for the Host header's), or ``*`` for a server-wide OPTIONS (asterisk-form,
+    RFC 9112 3.2.4), whose path is then ``*``."""
     if not _VISIBLE.fullmatch(target):
         raise HttpError(400, Code.BAD_REQUEST, "the request target holds a space, a control "
                         "character or a byte that is not ASCII: escape it with %.")
+    if "#" in target:
+        # RFC 9112 3.2: no form of request-target has a fragment (RFC 9110 7.1: it is
+        # the client's, never sent). Dropping it would serve another target than the
+        # client meant: ?name=a#b.png would upload a file named a.
+        raise HttpError(400, Code.BAD_REQUEST, "the request target holds a fragment (#...), "
+                        "which a client keeps to itself: send the path and query alone, "
+                        "or escape a # in them as %23.")
+    if target == "*" and method == "OPTIONS":
+        _check_named_host(headers)  # (its URI's host is Host's too: RFC 9112 3.3)
+        return SplitResult("", "", "*", "", "")
     if target.startswith("/"):
+        _check_named_host(headers)
         # An origin-form target is all path and query: alone, urlsplit would read
         # "//x/health" as the host x and the path /health.
         return urlsplit("http://origin" + target)
@@ -214,6 +235,16 @@ def _split_target(target: str, headers: dict[str, str]) -> SplitResult:
     return split
 
 
+def _check_named_host(headers: dict[str, str]) -> None:
+    """An origin-form request's URI takes its host from Host (RFC 9112 3.3), and an
+    http URI has a host (RFC 9110 4.2.1): an empty Host, which RFC 9112 3.2 keeps for
+    a URI without one, names none here. (With an absolute URL as the target, the
+    URL's host stands for Host's, empty or not; HTTP/1.0 may send no Host at all.)"""
+    if headers.get("host") == "":
+        raise HttpError(400, Code.BAD_REQUEST, "the Host header is empty, and an http URL "
+                        "has a host: name it in Host.")
+
+
 def _absolute_url(target: str) -> SplitResult | None:
     """``target`` split, when it is an http(s) URL with a host (and no user name: RFC
     9110 4.2.4 deprecates it)."""
@@ -222,7 +253,9 @@ def _absolute_url(target: str) -> SplitResult | None:
         split.port  # noqa: B018 (read for its ValueError: a port that is no number)
     except ValueError:  # that, or a malformed IPv6 address
         return None
-    if split.scheme in ("http", "https") and split.hostname and "@" not in split.netloc:
+    # (A zone id, "%25eth0", is the client's alone: refused as in Host.)
+    if split.scheme in ("http", "https") and split.hostname and \
+            not {"@", "%"} & set(split.netloc):
         return split
     return None
 
@@ -311,6 +344,23 @@ def _check_framing(request: Request) -> None:
     raise HttpError(400, Code.BAD_REQUEST, "the Transfer-Encoding is malformed.")
 
 
+def _expectations(request: Request) -> list[str]:
+    """The members of Expect, lower-cased (its value is case-insensitive), empty
+    ones left out (RFC 9110 5.6.1: a list may hold them)."""
+    value = request.headers.get("expect", "")
+    return [member.strip().lower() for member in value.split(",") if member.strip()]
+
+
+def _check_expectations(request: Request) -> None:
+    """RFC 9110 10.1.1: an expectation other than 100-continue may be answered 417,
+    and is, before the body is read: a client that asks for what this server does
+    not do is told so, not served as if it had not asked."""
+    unmet = [member for member in _expectations(request) if member != "100-continue"]
+    if unmet:
+        raise HttpError(417, Code.NOT_IMPLEMENTED, f"the expectation {unmet[0][:40]} cannot "
+                        "be met here: only 100-continue is; send the request without it.")
+
+
 class RequestReader:
     """Cuts requests out of a connection's bytes; the body's limit is the caller's."""
 
@@ -356,6 +406,7 @@ class RequestReader:
         request = parse_head(bytes(self._buffer[:end.start()]))
         del self._buffer[:end.end()]
         _check_framing(request)
+        _check_expectations(request)
         self._pending = request
         return request
 
@@ -421,9 +472,10 @@ class Response:
         """The status line and headers (with the security headers)."""
         reason = HTTPStatus(self.status).phrase
         length = self.length if self.stream is not None else len(self.body)
-        lines = [f"HTTP/1.1 {self.status} {reason}", f"Content-Type: {self.content_type}",
-                 f"Content-Length: {length}",
-                 f"Connection: {'keep-alive' if keep_alive else 'close'}"]
+        lines = [f"HTTP/1.1 {self.status} {reason}", f"Content-Type: {self.content_type}"]
+        if self.status != 204:  # RFC 9110 8.6: a 204 has no Content-Length
+            lines.append(f"Content-Length: {length}")
+        lines.append(f"Connection: {'keep-alive' if keep_alive else 'close'}")
         lines += [f"{k}: {v}" for k, v in SECURITY_HEADERS]
         if self.content_type.startswith("text/html"):
             lines.append(f"Content-Security-Policy: {CSP}")

@@ -283,6 +283,11 @@ class WebServer:
 
     async def _answer(self, request: Request, ip: str) -> Response:
         path, method = request.path, request.method
+        if path == "*":
+            # OPTIONS * (the only method the reader lets ask for *): the server as a
+            # whole, RFC 9110 9.3.7, with what it takes somewhere in Allow.
+            return Response(204, b"", "text/plain", [("Allow", ", ".join(_methods(
+                self.routes, None)))])
         if method == "GET":
             page = await self._page(path)
             if page is not None:
@@ -440,10 +445,14 @@ class WebServer:
         return Connection(self.host, framer)
 
 
-def _methods(routes: RouteTable, path: str) -> list[str]:
+def _methods(routes: RouteTable, path: str | None) -> list[str]:
     """The methods the routes of ``path`` take (HEAD wherever GET is: it is answered
-    as GET without the body)."""
-    methods = {r.method for r in routes.routes if r.pattern.match(path)}
+    as GET without the body); with no path, those of the whole server (its pages'
+    GET, and OPTIONS, which any route takes)."""
+    if path is None:
+        methods = {"GET", "OPTIONS", *(r.method for r in routes.routes)}
+    else:
+        methods = {r.method for r in routes.routes if r.pattern.match(path)}
     if "GET" in methods:
         methods.add("HEAD")
     return sorted(methods)
@@ -555,7 +564,12 @@ class HttpConnection(asyncio.Protocol):
 
     def _upgrade(self, head: Request) -> None:
         self._disarm()
-        self._reader.body(0)  # an upgrade has no body
+        length = head.content_length
+        if length:
+            raise HttpError(413, Code.REQUEST_TOO_LARGE, "a WebSocket upgrade request has no "
+                            f"body; this one declares {length} bytes: send none.",
+                            max_size=0)
+        self._reader.body(0)
         reader = self.web.upgrade(self, head)
         if reader is None:
             return

@@ -594,3 +594,90 @@ async def test_answers_a_client_does_not_read_do_not_pile_up_in_the_server(
         assert most < 1024 * 1024, most
     finally:
         writer.close()
+
+
+async def test_options_asterisk_asks_about_the_server_as_a_whole(server: ChatServer) -> None:
+    """RFC 9110 9.3.7, RFC 9112 3.2.4: OPTIONS * is the server's own, answered with the
+    methods it takes; * is no target for any other method."""
+    answer = await raw_request(server, b"OPTIONS * HTTP/1.1\r\nHost: x\r\n"
+                               b"Connection: close\r\n\r\n")
+    head = answer.partition(b"\r\n\r\n")[0].decode() + "\r\n"
+    assert head.startswith("HTTP/1.1 204 "), answer
+    assert "\r\nAllow: DELETE, GET, HEAD, OPTIONS, POST\r\n" in head, head
+    assert "content-length" not in head.lower()  # RFC 9110 8.6: none on a 204
+    for method in (b"GET", b"POST"):
+        refused = await raw_request(server, method + b" * HTTP/1.1\r\nHost: x\r\n"
+                                    b"Connection: close\r\n\r\n")
+        assert status_and_error(refused) == (400, "bad-request"), refused
+
+
+@pytest.mark.parametrize("expect", [b"something-else", b"100-continue, x-trace=1",
+                                    b"100-continue=1"])
+async def test_an_expectation_the_server_cannot_meet_is_a_417(
+        server: ChatServer, expect: bytes) -> None:
+    """RFC 9110 10.1.1: only 100-continue is understood; anything else expected is
+    answered 417 before any body is read, not ignored."""
+    answer = await raw_request(server, b"POST /hooks/1/x HTTP/1.1\r\nHost: x\r\n"
+                               b"Expect: " + expect + b"\r\nContent-Length: 5\r\n\r\nhello")
+    assert status_and_error(answer) == (417, "not-implemented"), answer
+    assert b"only 100-continue" in answer
+    # Its case does not matter, and an empty member is none.
+    fine = await raw_request(server, b"GET /health HTTP/1.1\r\nHost: x\r\nExpect: 100-Continue,"
+                             b" \r\nConnection: close\r\n\r\n")
+    assert fine.startswith(b"HTTP/1.1 200 OK"), fine
+
+
+@pytest.mark.parametrize("target", [b"/health#top", b"/health?x=1#top",
+                                    b"http://x.example/health#top", b"/api/v1/rooms/den/files"
+                                    b"?name=a#b.png"])
+async def test_a_fragment_in_a_request_target_is_a_bad_request(
+        server: ChatServer, target: bytes) -> None:
+    """RFC 9112 3.2: no form of request-target has a fragment; dropping it would serve
+    another target than the one the client sent."""
+    answer = await raw_request(server, b"GET " + target + b" HTTP/1.1\r\nHost: x\r\n"
+                               b"Connection: close\r\n\r\n")
+    assert status_and_error(answer) == (400, "bad-request"), answer
+    assert b"fragment" in answer
+    escaped = await raw_request(server, b"GET /health?x=%23 HTTP/1.1\r\nHost: x\r\n"
+                                b"Connection: close\r\n\r\n")
+    assert escaped.startswith(b"HTTP/1.1 200 OK"), escaped
+
+
+async def test_an_empty_host_is_valid_only_where_the_target_names_the_host(
+        server: ChatServer) -> None:
+    """RFC 9112 3.2 keeps an empty Host for a URI without a host, and an http URI has
+    one (RFC 9110 4.2.1): with a path as the target, it names no host. With an
+    absolute URL as the target, the URL's host stands for Host's (RFC 9112 3.2.2)."""
+    for start in (b"GET /health", b"OPTIONS *"):
+        answer = await raw_request(server, start + b" HTTP/1.1\r\nHost:\r\n"
+                                   b"Connection: close\r\n\r\n")
+        assert status_and_error(answer) == (400, "bad-request"), answer
+        assert b"Host header is empty" in answer
+    answer = await raw_request(server, b"GET http://x.example/health HTTP/1.1\r\nHost: \r\n"
+                               b"Connection: close\r\n\r\n")
+    assert answer.startswith(b"HTTP/1.1 200 OK"), answer
+
+
+@pytest.mark.parametrize("start", [
+    b"GET /health HTTP/1.1\r\nHost: [fe80::1%25eth0]:7780",
+    b"GET /health HTTP/1.1\r\nHost: [fe80::1%eth0]",
+])
+async def test_an_ipv6_zone_id_in_host_is_refused_saying_why(
+        server: ChatServer, start: bytes) -> None:
+    """RFC 6874 4: a zone id means something on the client's host alone, and a client
+    removes it from what it sends; RFC 9110's host has none."""
+    answer = await raw_request(server, start + b"\r\nConnection: close\r\n\r\n")
+    assert status_and_error(answer) == (400, "bad-request"), answer
+    assert b"zone id" in answer
+    answer = await raw_request(server, b"GET /health HTTP/1.1\r\nHost: [fe80::1]:7780\r\n"
+                               b"Connection: close\r\n\r\n")
+    assert answer.startswith(b"HTTP/1.1 200 OK"), answer
+
+
+async def test_an_upgrade_request_with_a_body_is_told_it_has_none(server: ChatServer) -> None:
+    answer = await raw_request(server, b"GET /ws HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\n"
+                               b"Connection: Upgrade\r\nSec-WebSocket-Version: 13\r\n"
+                               b"Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n"
+                               b"Content-Length: 5\r\n\r\nhello")
+    assert status_and_error(answer) == (413, "request-too-large"), answer
+    assert b"has no body; this one declares 5 bytes" in answer and b"at most 0" not in answer
