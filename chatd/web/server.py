@@ -100,6 +100,15 @@ def status_of(code: Code) -> int:
     return STATUS.get(code, 400)
 
 
+@dataclasses.dataclass(frozen=True, slots=True)
+class Admitted:
+    """A request accepted on its head, before its body was read: the user its token
+    names (None on a route that takes no token), so the token is checked (and the
+    request charged against the user's rate) once."""
+
+    user: User | None
+
+
 class WebHost(ConnectionHost, Protocol):
     """The connection host, as the web listener needs it: it also tells how many
     connections are open (TCP, IRC and WebSocket alike), for /health."""
@@ -255,33 +264,77 @@ class WebServer:
             return route.limit(self.config), "a file" if route.body == "binary" else ""
         return self.config.web.max_body, ""
 
-    async def respond(self, request: Request, ip: str) -> Response:
-        """The answer to one plain HTTP request (never raises)."""
+    async def respond(self, request: Request, ip: str,
+                      admitted: Admitted | None = None) -> Response:
+        """The answer to one plain HTTP request (never raises); ``admitted`` when its
+        head was accepted before its body was read (:meth:`admit`)."""
         try:
-            response = await self._answer(request, ip)
-        except HttpError as exc:
-            response = exc.response()
-        except ChatError as exc:
-            response = error_response(status_of(exc.code), exc.code, exc.message,
-                                      **exc.details)
-        except Unavailable as exc:
+            response = await self._answer(request, ip, admitted)
+        except Exception as exc:
+            response = self._failure(exc, request)
+        return self._cors(request, response)
+
+    async def admit(self, request: Request, ip: str) -> Admitted | Response | None:
+        """What the head of ``request`` alone decides, before its body is read: the
+        refusal (404, 405, 403, 401, 429, 400 for the route's parameters), or
+        :class:`Admitted` with its token's user, or None when the target is a page
+        (which takes no token: nothing to decide before the body).
+
+        So a client without a valid token cannot make the server read and hold a
+        body of up to files.max_size: it is refused on its head."""
+        if request.method == "HEAD":
+            # Asked as a GET (HttpConnection._serve), so decided as one.
+            request = dataclasses.replace(request, method="GET")
+        try:
+            return await self._admit(request, ip)
+        except Exception as exc:
+            return self._cors(request, self._failure(exc, request))
+
+    async def _admit(self, request: Request, ip: str) -> Admitted | None:
+        found = await self._target(request)
+        if isinstance(found, Response):
+            return None
+        user = await self._user(found, request, ip)
+        return Admitted(user)
+
+    def _failure(self, exc: Exception, request: Request) -> Response:
+        """The answer to a request that failed with ``exc``."""
+        if isinstance(exc, HttpError):
+            return exc.response()
+        if isinstance(exc, ChatError):
+            return error_response(status_of(exc.code), exc.code, exc.message, **exc.details)
+        if isinstance(exc, Unavailable):
             # A cluster's PostgreSQL away: busy, as the line protocol answers it.
             log.warning("web request refused: the database does not answer (%s)", exc,
                         extra={"fields": {"method": request.method, "path": request.path}})
             refusal = database_busy()
-            response = error_response(status_of(refusal.code), refusal.code, refusal.message,
-                                      **refusal.details)
-        except Exception:
-            log.exception("web request failed", extra={"fields": {
-                "method": request.method, "path": request.path}})
-            response = error_response(500, Code.INTERNAL_ERROR, "the server failed; it has "
-                                      "been logged.")
+            return error_response(status_of(refusal.code), refusal.code, refusal.message,
+                                  **refusal.details)
+        log.error("web request failed", exc_info=exc, extra={"fields": {
+            "method": request.method, "path": request.path}})
+        return error_response(500, Code.INTERNAL_ERROR, "the server failed; it has been "
+                              "logged.")
+
+    def _cors(self, request: Request, response: Response) -> Response:
         origin = request.headers.get("origin")
         if origin is not None and origin in self.config.web.allowed_origins:
             response.headers += [("Access-Control-Allow-Origin", origin), ("Vary", "Origin")]
         return response
 
-    async def _answer(self, request: Request, ip: str) -> Response:
+    async def _answer(self, request: Request, ip: str, admitted: Admitted | None) -> Response:
+        found = await self._target(request)
+        if isinstance(found, Response):
+            return found
+        user = admitted.user if admitted is not None else \
+            await self._user(found, request, ip)
+        params = found.bind(request.path, request.query)
+        assert params is not None
+        call = Call(request, self.services, self.config, f"{ip}:0", user, params)
+        return await found.handler(call)
+
+    async def _target(self, request: Request) -> Response | Route:
+        """The route ``request`` asks for, or the answer that needs none (a page, a
+        preflight, OPTIONS *); refused when there is none, or not with its method."""
         path, method = request.path, request.method
         if path == "*":
             # OPTIONS * (the only method the reader lets ask for *): the server as a
@@ -318,7 +371,13 @@ class WebServer:
             raise HttpError(405, Code.METHOD_NOT_ALLOWED,
                             f"{route.path} does not take {asked}.",
                             headers=[("Allow", ", ".join(_methods(self.routes, path)))])
-        return await self._call(route, request, ip)
+        return route
+
+    async def _user(self, route: Route, request: Request, ip: str) -> User | None:
+        """The route's parameters checked (400), then its token's user (None for a
+        route that takes no token)."""
+        route.bind(request.path, request.query)
+        return await self._authorize(route, request, ip) if route.auth else None
 
     async def _is_page(self, path: str) -> bool:
         """Whether ``GET path`` answers with a page (or a static file) of its own."""
@@ -345,13 +404,6 @@ class WebServer:
         if path == API + "/docs":
             return Response(200, self._docs, "text/html; charset=utf-8")
         return None
-
-    async def _call(self, route: Route, request: Request, ip: str) -> Response:
-        params = route.bind(request.path, request.query)
-        assert params is not None
-        user = await self._authorize(route, request, ip) if route.auth else None
-        call = Call(request, self.services, self.config, f"{ip}:0", user, params)
-        return await route.handler(call)
 
     async def _authorize(self, route: Route, request: Request, ip: str) -> User:
         """The token's user, when the token grants the scope ``route`` needs."""
@@ -482,6 +534,8 @@ class HttpConnection(asyncio.Protocol):
         self._writable.set()
         self._task: asyncio.Task[None] | None = None
         self._continued: Request | None = None  # the request told 100 Continue
+        # The request whose head was accepted before its body was read (WebServer.admit).
+        self._admitted: tuple[Request, Admitted | None] | None = None
         self._lingering = False  # refused: what arrives is dropped until the close
 
     # -- asyncio.Protocol ------------------------------------------------------------
@@ -542,15 +596,46 @@ class HttpConnection(asyncio.Protocol):
             self.refuse(exc)
             return
         if request is None:
-            self._continue(head)
+            if self._admitted is None or self._admitted[0] is not head:
+                self._admit(head)
+            else:
+                self._continue(head)
             return
+        admitted = self._admitted[1] if self._admitted is not None else None
+        # The request is whole: nothing holds it but its answer's task (a body of up
+        # to files.max_size must not stay until the next request, or the timeout).
+        self._admitted = self._continued = None
         self._busy = True
         self._disarm()
         # One request at a time, so the limits of _next cannot check what arrives
         # meanwhile: it waits in the socket (the client's send blocks) instead of
         # in the reader, which then holds at most one read past the request.
         self._pause_reading()
-        self._task = asyncio.ensure_future(self._serve(request))
+        self._task = asyncio.ensure_future(self._serve(request, admitted))
+
+    def _admit(self, head: Request) -> None:
+        """Decide on the head alone before a body still to come is read: reading is
+        paused meanwhile, so the body waits in the socket, not in the server."""
+        self._busy = True
+        self._pause_reading()
+        self._task = asyncio.ensure_future(self._admission(head))
+
+    async def _admission(self, head: Request) -> None:
+        decided = await self.web.admit(head, self.web.client_ip(self.ip, head))
+        if self._lingering or self.transport is None or self.transport.is_closing():
+            return  # timed out meanwhile (refused), or gone
+        self._busy = False
+        if isinstance(decided, Response):
+            # Refused with the body unread: answered, then closed (what the client
+            # still sends is dropped while the answer reaches it, see refuse). Not
+            # drained to read the next request: that would be reading the very body
+            # of up to files.max_size the refusal spares, for a client that may
+            # have no token at all; a client that is refused connects again.
+            self.refuse(decided)
+            return
+        self._admitted = (head, decided)
+        self._resume_reading()
+        self._next()
 
     def _continue(self, head: Request) -> None:
         """Invite the body of a request whose head is accepted (its declared length
@@ -579,13 +664,13 @@ class HttpConnection(asyncio.Protocol):
         if rest:
             reader.feed(rest)
 
-    async def _serve(self, request: Request) -> None:
+    async def _serve(self, request: Request, admitted: Admitted | None) -> None:
         ip = self.web.client_ip(self.ip, request)
         # HEAD is GET without the body: the same status and headers (RFC 9110 9.3.2).
         head_only = request.method == "HEAD"
         if head_only:
             request.method = "GET"
-        response = await self.web.respond(request, ip)
+        response = await self.web.respond(request, ip, admitted)
         keep = request.keep_alive and response.status < 500
         try:
             await self._send(response, keep, head_only)
@@ -645,14 +730,15 @@ class HttpConnection(asyncio.Protocol):
             if not self.transport.is_closing():
                 self.transport.resume_reading()
 
-    def refuse(self, error: HttpError, *, linger: bool = True) -> None:
+    def refuse(self, error: HttpError | Response, *, linger: bool = True) -> None:
         """Answer ``error`` and close (the request cannot be read on from here).
 
         The close waits for the client's end (at most LINGER seconds), and what it
         sends meanwhile is dropped: a client that sends a whole body over the limit
         before it reads (most do, without Expect: 100-continue) gets the refusal
         instead of a reset. (Without ``linger``, it closes at once.)"""
-        response = error.response()
+        response = error.response() if isinstance(error, HttpError) else error
+        self._admitted = self._continued = None
         transport = self.transport
         if transport is None or transport.is_closing():
             self.close()

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+import gc
 import json
 import os
 import re
@@ -14,6 +15,7 @@ import sys
 import pytest
 from websockets.asyncio.client import connect
 
+from chatd.web.http import Request
 from chatd.web.server import HttpConnection
 from tests.helpers import ChatServer, Clients, eventually
 from tests.web.helpers import WsChat, http, token_for, ws_url
@@ -681,3 +683,88 @@ async def test_an_upgrade_request_with_a_body_is_told_it_has_none(server: ChatSe
                                b"Content-Length: 5\r\n\r\nhello")
     assert status_and_error(answer) == (413, "request-too-large"), answer
     assert b"has no body; this one declares 5 bytes" in answer and b"at most 0" not in answer
+
+
+@pytest.mark.parametrize(("auth", "target", "status", "code"), [
+    (b"", b"/api/v1/rooms/den/files?name=a.bin", 401, "not-logged-in"),
+    (b"Authorization: Bearer chatd_wrong\r\n", b"/api/v1/rooms/den/files?name=a.bin", 401,
+     "auth-failed"),
+    (b"TOKEN", b"/api/v1/nowhere", 404, "not-found"),
+    (b"TOKEN", b"/api/v1/rooms", 405, "method-not-allowed"),
+    (b"TOKEN", b"/api/v1/rooms/den/files", 400, "bad-arguments"),  # no name
+])
+async def test_a_request_is_refused_on_its_head_before_its_body_is_read(
+        server: ChatServer, auth: bytes, target: bytes, status: int, code: str) -> None:
+    """A body (an upload's, up to files.max_size) is read only once its head is
+    accepted: a client without a valid token, or asking for nothing, is answered at
+    once, and the connection closed, its body never read as the next request."""
+    assert server.web is not None
+    if auth == b"TOKEN":
+        auth = b"Authorization: Bearer " + (await token_for(server, "alice")).encode() + b"\r\n"
+    reader, writer = await asyncio.open_connection("127.0.0.1", server.web.port)
+    try:
+        # An upload's length, or within web.max_body (over it, 413 comes first).
+        length = 5_000_000 if b"/files" in target else 60_000
+        writer.write(b"POST " + target + b" HTTP/1.1\r\nHost: x\r\n" + auth +
+                     b"Content-Length: %d\r\n\r\n" % length)
+        async with asyncio.timeout(5):
+            head = await reader.readuntil(b"\r\n\r\n")
+        assert head.startswith(b"HTTP/1.1 %d " % status), head
+        assert b"\r\nConnection: close\r\n" in head
+        length = int(re.search(rb"Content-Length: (\d+)", head)[1])  # type: ignore[index]
+        body = json.loads(await reader.readexactly(length))
+        assert body["error"]["code"] == code
+        # What the client sends next is the unread body's, never a request.
+        writer.write(b"GET /health HTTP/1.1\r\nHost: x\r\n\r\n")
+        async with asyncio.timeout(5):
+            assert await reader.read() == b""
+    finally:
+        writer.close()
+
+
+async def test_100_continue_is_sent_only_once_the_token_is_accepted(
+        server: ChatServer, clients: Clients) -> None:
+    """RFC 9110 10.1.1: the head alone decides whether the body is wanted; a client
+    waiting for 100 Continue without a valid token gets the 401 instead."""
+    alice = await clients.user("alice")
+    await alice.command("/create den")
+    token = await token_for(server, "alice")
+    head = (b"POST /api/v1/rooms/den/files?name=a.txt HTTP/1.1\r\nHost: x\r\n"
+            b"Expect: 100-continue\r\nContent-Length: 5\r\n")
+    refused = await raw_request(server, head + b"\r\n")
+    assert status_and_error(refused) == (401, "not-logged-in")
+    answer = await raw_request(server, head + b"Authorization: Bearer " + token.encode() +
+                               b"\r\nConnection: close\r\n\r\n", read_all=False)
+    assert answer == b"HTTP/1.1 100 Continue\r\n\r\n"
+
+
+async def test_a_request_is_not_held_once_it_is_answered(
+        server: ChatServer, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A request told 100 Continue was kept, body and all, by its connection until the
+    next such request or the connection's end: it goes with its answer."""
+    assert server.web is not None
+    token = await token_for(server, "alice")
+    reader, writer = await asyncio.open_connection("127.0.0.1", server.web.port)
+    marker = os.urandom(16).hex()
+    try:
+        for expect in (b"Expect: 100-continue\r\n", b""):
+            body = json.dumps({"text": marker, "pad": "x" * 50_000}).encode()
+            writer.write(b"POST /api/v1/crypto/encrypt HTTP/1.1\r\nHost: x\r\n" + expect +
+                         b"Authorization: Bearer " + token.encode() + b"\r\n"
+                         b"Content-Length: %d\r\n\r\n" % len(body))
+            async with asyncio.timeout(5):
+                if expect:
+                    assert await reader.readuntil(b"\r\n\r\n") == \
+                        b"HTTP/1.1 100 Continue\r\n\r\n"
+                writer.write(body)
+                head = await reader.readuntil(b"\r\n\r\n")
+                assert head.startswith(b"HTTP/1.1 400 "), head  # no algorithm given
+                length = int(re.search(rb"Content-Length: (\d+)", head)[1])  # type: ignore[index]
+                await reader.readexactly(length)
+            # The socket stays open (kept alive), and holds no request.
+            gc.collect()
+            held = [o for o in gc.get_objects()
+                    if isinstance(o, Request) and marker.encode() in o.body]
+            assert held == [], expect
+    finally:
+        writer.close()
