@@ -191,7 +191,7 @@ class WebServer:
         if not proxied and self._per_ip[conn.ip] > limits.max_connections_per_ip:
             self._make_room(conn.ip)
         if len(self._http) > limits.max_connections:
-            self._make_room(None)
+            self._make_room(conn.ip)
         return len(self._http) <= limits.max_connections and \
             (proxied or self._per_ip[conn.ip] <= limits.max_connections_per_ip)
 
@@ -201,14 +201,22 @@ class WebServer:
         if conn in self._http:
             self._lingering[conn] = None
 
-    def _make_room(self, ip: str | None) -> None:
-        """Close the oldest lingering socket (of ``ip``, when given), and uncount it now.
+    def _make_room(self, ip: str) -> None:
+        """Close the oldest lingering socket of ``ip``, and uncount it now.
 
         A lingering socket still counts: it holds a descriptor, and were it not
         counted an address could hold any number of them (one per refused request,
         2 s each). But it is no longer served, so rather than refuse a new socket
-        (a client that read its 413 and connects again, say), it gives way."""
-        victim = next((c for c in self._lingering if ip is None or c.ip == ip), None)
+        (a client that read its 413 and connects again, say), it gives way.
+
+        Only to its own address, at the listener's limit too: closed while its client
+        still sends (the body of a request refused 413), a socket is reset, and the
+        refusal not yet read is lost with it. No wait is long enough to be sure a
+        client has read it (one sending a large body reads after its last byte), so
+        another address's new socket never costs a client its answer: at the
+        listener's limit it is refused 503, for at most LINGER seconds, the longest
+        a socket lingers. A client's own new socket may: it has moved on."""
+        victim = next((c for c in self._lingering if c.ip == ip), None)
         if victim is not None:
             self._uncount(victim)
             victim.close()

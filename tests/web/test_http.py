@@ -768,3 +768,35 @@ async def test_a_request_is_not_held_once_it_is_answered(
             assert held == [], expect
     finally:
         writer.close()
+
+
+@pytest.mark.server(limits__max_connections=1)
+async def test_at_the_listeners_limit_only_its_own_address_closes_a_lingering_socket(
+        server: ChatServer) -> None:
+    """A socket lingering after a 413 (its client may still be sending, and reads its
+    answer after) is closed to make room only for its own address: another address's
+    new socket would reset it, and its client lose the answer."""
+    assert server.web is not None
+    port = server.web.port
+    reader, writer = await asyncio.open_connection("127.0.0.1", port)
+    try:
+        writer.write(b"POST /hooks/1/x HTTP/1.1\r\nHost: x\r\nContent-Length: 99999999\r\n\r\n")
+        async with asyncio.timeout(5):
+            head = await reader.readuntil(b"\r\n\r\n")
+        assert head.startswith(b"HTTP/1.1 413 "), head
+        other_reader, other = await asyncio.open_connection(
+            "127.0.0.1", port, local_addr=("127.0.0.2", 0))
+        try:
+            other.write(b"GET /health HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+            async with asyncio.timeout(5):
+                answer = await other_reader.read()
+            assert status_and_error(answer) == (503, "too-many-connections"), answer
+        finally:
+            other.close()
+        # Its own address's next socket takes its place: a client that read its 413
+        # connects again at once.
+        answer = await raw_request(server, b"GET /health HTTP/1.1\r\nHost: x\r\n"
+                                   b"Connection: close\r\n\r\n")
+        assert answer.startswith(b"HTTP/1.1 200 OK"), answer
+    finally:
+        writer.close()
