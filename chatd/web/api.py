@@ -21,6 +21,7 @@ from chatd.domain.scopes import Scope
 from chatd.domain.webhooks import describe, hook_path
 from chatd.errors import ChatError, Code
 from chatd.protocol.codec import one_line
+from chatd.protocol.paging import PAGE, page_of, page_read, skipped
 from chatd.protocol.records import record_of
 from chatd.web import schemas as s
 from chatd.web.endpoint import ApiEndpoint
@@ -37,6 +38,9 @@ if TYPE_CHECKING:
 
 PREFIX = "/api/v1"
 ROOM = Param("room", "path", "a room's name (without #) or id")
+# The most items a page of a list holds, and what it holds unless asked for fewer:
+# the newest 200 notifications, as the list gave before it was paged.
+PAGE_MAX = 200
 _FORMATS = ("string", "file")
 
 
@@ -93,15 +97,38 @@ async def rooms(call: Call) -> Response:
     return json_response({"rooms": listed})
 
 
+def paging(call: Call) -> tuple[int, int]:
+    """The page asked for (from 1, as /who's and /notifications' [page]) and how many
+    it holds (``limit``, at most PAGE_MAX)."""
+    number, limit = call.number("page", 1), call.number("limit", PAGE_MAX)
+    if not 1 <= number <= PAGE.high:
+        raise ChatError(Code.BAD_ARGUMENTS, f"page must be a whole number from 1 to "
+                                            f"{PAGE.high:,}.")
+    if limit < 1:
+        raise ChatError(Code.BAD_ARGUMENTS, "limit must be 1 or more.")
+    return number, min(limit, PAGE_MAX)
+
+
+def paged(what: str) -> tuple[Param, Param]:
+    """The query parameters of a paged list of ``what``."""
+    return (Param("page", "query", f"which page of {what} (from 1; past the last, an empty "
+                  "one); the answer's pages and total tell how many there are",
+                  integer=True, required=False),
+            Param("limit", "query", f"how many {what} a page holds (at most, and by default, "
+                  f"{PAGE_MAX})", integer=True, required=False))
+
+
 async def members(call: Call) -> Response:
     services = call.services
     room = room_of(call)
+    number, limit = paging(call)
+    shown = page_of(services.admission.members_shown(call.me, room), number, limit)
     # bot: always there, true or false (/who's text rows name bots alone; an API
     # client reads a field it can count on).
     rows = [{"user": member.name, "role": member.role.value,
              "online": bool(user and user.online), "bot": bool(user and user.is_bot)}
-            for member, user in services.admission.members_shown(call.me, room)]
-    return json_response({"room": room.name, "members": rows})
+            for member, user in shown.items]
+    return json_response({"room": room.name, "members": rows, **shown.fields()})
 
 
 async def history(call: Call) -> Response:
@@ -121,11 +148,16 @@ async def history(call: Call) -> Response:
 
 
 async def notifications(call: Call) -> Response:
-    pending, total = await call.services.notifier.pending(call.me)
+    number, limit = paging(call)
+    # Page 1 the newest, each oldest first, as /notifications pages them; read from
+    # the database a page at a time.
+    pending, total = await call.services.notifier.pending(call.me, limit,
+                                                          skipped(number, limit))
+    shown = page_read(pending, number, limit, total)
     # ts_epoch as the line protocol's notifications have it; time, the same, as before.
     items = [{"id": n.id, "kind": n.kind, "ts_epoch": n.created_at, "time": n.created_at,
               **n.payload} for n in pending]
-    return json_response({"notifications": items, "total": total})
+    return json_response({"notifications": items, **shown.fields()})
 
 
 async def clear_notifications(call: Call) -> Response:
@@ -355,7 +387,8 @@ def api_routes(links: LinkSigner) -> list[Route]:
         Route("GET", PREFIX + "/rooms", rooms, "The rooms you are a member of", "rooms",
               answer=s.obj(rooms=s.array(s.ROOM))),
         Route("GET", PREFIX + "/rooms/{room}/members", members, "A room's members, their "
-              "roles and who is online", "rooms", (ROOM,), answer=s.MEMBERS, errors=(403, 404)),
+              "roles and who is online, a page at a time (owner, admins, voiced, members)",
+              "rooms", (ROOM, *paged("members")), answer=s.MEMBERS, errors=(403, 404)),
         Route("GET", PREFIX + "/rooms/{room}/messages", history, "A room's history, newest "
               "last; page back with before", "messages",
               (ROOM, Param("limit", "query", "how many (rooms.history_default; at most "
@@ -369,8 +402,9 @@ def api_routes(links: LinkSigner) -> list[Route]:
         Route("POST", PREFIX + "/users/{user}/messages", post_to_user, "Send a direct "
               "message", "messages", (user,), body=s.obj(text=s.STR), answer=s.POSTED,
               errors=(400, 403, 404, 429)),
-        Route("GET", PREFIX + "/notifications", notifications, "Your notifications",
-              "account", answer=s.obj(notifications=s.array(s.ANY_OBJECT), total=s.INT)),
+        Route("GET", PREFIX + "/notifications", notifications, "Your notifications, a page "
+              "at a time: the first page the newest, each page oldest first", "account",
+              paged("notifications"), answer=s.NOTIFICATIONS),
         Route("DELETE", PREFIX + "/notifications", clear_notifications, "Clear your "
               "notifications", "account", answer=s.obj(cleared=s.INT), scope=Scope.READ),
         *file_routes(links),

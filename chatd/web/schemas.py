@@ -36,7 +36,19 @@ def nullable(schema: Schema) -> Schema:
 ERROR = obj(error={**obj(code=STR, message=STR), "additionalProperties": True})
 ME = obj(name=STR, admin=BOOL, rooms=INT, notifications=INT)
 ROOM = obj(id=INT, name=STR, mode=STR, members=INT, topic=STR, e2e=BOOL, role=STR)
-MEMBERS = obj(room=STR, members=array(obj(user=STR, role=STR, online=BOOL, bot=BOOL)))
+
+
+def page(**properties: Schema) -> Schema:
+    """A page of a list: ``properties``, and where the page stands (its number from 1,
+    how many pages there are, how many items in all), as the line protocol says it."""
+    schema = obj(page=INT, pages=INT, total=INT)
+    schema["properties"] = {**properties, **schema["properties"]}
+    schema["required"] = [*properties, *schema["required"]]
+    return schema
+
+
+MEMBERS = page(room=STR, members=array(obj(user=STR, role=STR, online=BOOL, bot=BOOL)))
+NOTIFICATIONS = page(notifications=array(ANY_OBJECT))
 # A message record of the line protocol's JSON format (docs/PROTOCOL.md).
 MESSAGE: Schema = {"type": "object", "required": ["type", "from", "ts"],
                    "properties": {"type": STR, "room": STR, "from": STR, "text": STR,

@@ -475,3 +475,58 @@ async def test_busy_is_503_with_retry_after(server: ChatServer, clients: Clients
         busy = await client.post("/api/v1/rooms/den/messages", json={"text": "too many"})
         assert busy.status_code == 503 and busy.json()["error"]["code"] == "busy"
         assert int(busy.headers["Retry-After"]) >= 1
+
+
+async def test_members_are_paged_as_who_pages_them(server: ChatServer, clients: Clients) -> None:
+    """A room's members a page at a time (page, limit), owner first, with where the
+    page stands (page, pages, total), as /who [page] answers."""
+    token, _alice = await den_with_alice(server, clients)
+    for name in ("bob", "carol", "dave", "erin"):
+        await (await clients.user(name)).command("/join den")
+    async with http(server, token) as client:
+        whole = (await client.get("/api/v1/rooms/den/members")).json()
+        assert [m["user"] for m in whole["members"]] == ["alice", "bob", "carol", "dave", "erin"]
+        assert (whole["page"], whole["pages"], whole["total"]) == (1, 1, 5)
+        walked = []
+        for number in (1, 2, 3):
+            page = (await client.get("/api/v1/rooms/den/members",
+                                     params={"page": number, "limit": 2})).json()
+            assert (page["page"], page["pages"], page["total"]) == (number, 3, 5)
+            walked += [m["user"] for m in page["members"]]
+        assert walked == ["alice", "bob", "carol", "dave", "erin"]
+        past = (await client.get("/api/v1/rooms/den/members", params={"page": 4})).json()
+        assert past["members"] == [] and past["total"] == 5
+        for bad in ({"page": 0}, {"limit": 0}, {"page": 1_000_001}, {"page": "x"}):
+            refused = await client.get("/api/v1/rooms/den/members", params=bad)
+            assert refused.status_code == 400, bad
+            assert refused.json()["error"]["code"] == "bad-arguments"
+
+
+async def test_notifications_are_paged_newest_page_first(server: ChatServer,
+                                                         clients: Clients) -> None:
+    """Page 1 is the newest notifications, each page oldest first, as /notifications
+    [page] has them; the default page is the newest 200, as the list was."""
+    await token_for(server, "bob")  # bob exists, offline
+    alice = await clients.user("alice")
+    for number in range(5):
+        await alice.command(f"/msg bob note {number}")
+    token = await token_for(server, "bob")
+    async with http(server, token) as client:
+        whole = (await client.get("/api/v1/notifications")).json()
+        ids = [n["id"] for n in whole["notifications"]]
+        assert len(ids) == 5 and ids == sorted(ids)
+        assert (whole["page"], whole["pages"], whole["total"]) == (1, 1, 5)
+        pages = [(await client.get("/api/v1/notifications",
+                                   params={"page": number, "limit": 2})).json()
+                 for number in (1, 2, 3, 4)]
+        assert [[n["id"] for n in p["notifications"]] for p in pages] == [
+            ids[3:], ids[1:3], ids[:1], []]
+        assert {(p["pages"], p["total"]) for p in pages} == {(3, 5)}
+        capped = (await client.get("/api/v1/notifications", params={"limit": 5000})).json()
+        assert len(capped["notifications"]) == 5
+        document = (await client.get("/api/v1/openapi.json")).json()
+    for path in ("/api/v1/notifications", "/api/v1/rooms/{room}/members"):
+        operation = document["paths"][path]["get"]
+        assert {"page", "limit"} <= {p["name"] for p in operation["parameters"]}
+        schema = operation["responses"]["200"]["content"]["application/json"]["schema"]
+        assert {"page", "pages", "total"} <= set(schema["required"])
