@@ -15,7 +15,8 @@ answers them one at a time:
 
 The limits of plain HTTP are its own: a request must arrive within
 ``web.request_timeout`` (so must the next one on a kept-alive socket), its
-body within ``web.max_body`` (an upload's within ``files.max_size``), and one
+body within ``web.max_body`` (an upload's within ``files.max_size``) and only
+once its head is admitted (its route, its token: :meth:`WebServer.admit`), and one
 address may hold ``limits.max_connections_per_ip`` plain HTTP sockets (the
 listener ``limits.max_connections``). A socket that becomes a WebSocket leaves
 that count: it is then a connection of the host, counted with the address's
