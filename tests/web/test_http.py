@@ -800,3 +800,21 @@ async def test_at_the_listeners_limit_only_its_own_address_closes_a_lingering_so
         assert answer.startswith(b"HTTP/1.1 200 OK"), answer
     finally:
         writer.close()
+
+
+async def test_a_client_that_sends_its_body_anyway_reads_the_refusal_of_its_head(
+        server: ChatServer, clients: Clients) -> None:
+    """A client that sends its whole upload before it reads (httpx, requests) gets the
+    401 its head earned, not a reset, and its next connection is served."""
+    alice = await clients.user("alice")
+    await alice.command("/create den")
+    async with http(server, "chatd_wrong") as client:
+        for _ in range(2):
+            refused = await client.post("/api/v1/rooms/den/files", params={"name": "a.bin"},
+                                        content=b"x" * 8_000_000)
+            assert refused.status_code == 401, refused.text
+            assert refused.json()["error"]["code"] == "auth-failed"
+            assert refused.headers["connection"] == "close"
+    token = await token_for(server, "alice")
+    async with http(server, token) as client:
+        assert (await client.get("/api/v1/me")).status_code == 200
