@@ -222,10 +222,32 @@ class Files:
     async def url(self, record: FileRecord) -> str | None:
         return await self._blobs.presigned_url(record.blob_key, record.name, record.mime)
 
-    def contents(self, record: FileRecord) -> AsyncIterator[bytes]:
-        """The file's bytes in chunks (``FileNotFoundError`` once read, when they are
-        missing): for a front end that sends them itself, an HTTP download."""
-        return self._blobs.read(record.blob_key, CHUNK)
+    async def contents(self, record: FileRecord) -> AsyncIterator[bytes]:
+        """The file's bytes in chunks, for :meth:`stream` and for a front end that sends
+        them itself (an HTTP download). What stops them is the error a reader is told:
+        no-such-file when the contents are missing (before or midway), file-unreadable
+        when the store fails or they end before the file's size (a blob cut short must
+        not pass for the file)."""
+        size = 0
+        try:
+            async for chunk in self._blobs.read(record.blob_key, CHUNK):
+                size += len(chunk)
+                yield chunk
+        except FileNotFoundError:
+            when = " (gone while it was being sent: what was sent is incomplete)" \
+                if size else ""
+            raise ChatError(Code.NO_SUCH_FILE, f"the contents of file {record.id} are "
+                            f"missing{when}.") from None
+        except Exception:
+            # (A blob store's failures are its own: OSError from a disk, the S3
+            # client's errors from the network. Each is the same to the reader.)
+            log.warning("reading the blob of file %d failed", record.id, exc_info=True)
+            raise ChatError(Code.FILE_UNREADABLE, f"the stored contents of file {record.id} "
+                            "could not be read; try again later.") from None
+        if size != record.size:
+            raise ChatError(Code.FILE_UNREADABLE, f"the stored contents of file {record.id} "
+                            f"end after {size} of its {record.size} bytes; what was sent "
+                            "is incomplete.")
 
     async def stream(self, session: Reader, record: FileRecord, label: str | None,
                      text: bool) -> None:
@@ -240,10 +262,6 @@ class Files:
         try:
             if not await self._send_blob(session, record, label, text, sent):
                 return  # the connection is gone: nobody to tell anything
-            if sent.size != record.size:
-                raise ChatError(Code.FILE_UNREADABLE, f"the stored contents of file "
-                                f"{record.id} end after {sent.size} of its {record.size} "
-                                "bytes; what was sent is incomplete.")
         except BaseException:
             if text and sent.lines:
                 session.send({"type": _TEXT_ONLY, "lines": ["."]}, label)
@@ -253,31 +271,17 @@ class Files:
 
     async def _send_blob(self, session: Reader, record: FileRecord, label: str | None,
                          text: bool, sent: Sent) -> bool:
-        """The blob's bytes, paced, as :meth:`stream` frames them; a store's failure
-        as the error the client is told. False when the connection went away."""
+        """The file's bytes, paced, as :meth:`stream` frames them. False when the
+        connection went away."""
         piece = TEXT_PIECE if text else JSON_PIECE
         carry = b""
-        try:
-            async for chunk in self._blobs.read(record.blob_key, CHUNK):
-                carry += chunk
-                whole = len(carry) - len(carry) % piece
-                sent.add(_emit(session, record, carry[:whole], piece, text, label))
-                carry = carry[whole:]
-                if not await _paced(session):
-                    return False  # nobody to send the rest to
-        except FileNotFoundError:
-            when = " (gone while it was being sent: what was sent is incomplete)" \
-                if sent.size else ""
-            raise ChatError(Code.NO_SUCH_FILE, f"the contents of file {record.id} are "
-                            f"missing{when}.") from None
-        except (ChatError, asyncio.CancelledError):
-            raise
-        except Exception:
-            # (A blob store's failures are its own: OSError from a disk, the S3
-            # client's errors from the network. Each is the same to the reader.)
-            log.warning("reading the blob of file %d failed", record.id, exc_info=True)
-            raise ChatError(Code.FILE_UNREADABLE, f"the stored contents of file {record.id} "
-                            "could not be read; try again later.") from None
+        async for chunk in self.contents(record):
+            carry += chunk
+            whole = len(carry) - len(carry) % piece
+            sent.add(_emit(session, record, carry[:whole], piece, text, label))
+            carry = carry[whole:]
+            if not await _paced(session):
+                return False  # nobody to send the rest to
         sent.add(_emit(session, record, carry, piece, text, label))
         return True
 
@@ -339,15 +343,13 @@ class Files:
 
 
 class Sent:
-    """How much of a download went out: bytes of the file, and lines or records."""
+    """How many of a download's lines (or records) went out."""
 
     def __init__(self) -> None:
-        self.size = 0
         self.lines = 0
 
     def add(self, data: bytes) -> None:
         if data:
-            self.size += len(data)
             self.lines += 1
 
 

@@ -262,22 +262,13 @@ async def contents(call: Call, record: FileRecord) -> Response:
     files = call.services.files
     inline = record.mime.startswith("image/") and record.mime != "image/svg+xml"
     disposition = "inline" if inline else "attachment"
-    stream = _checked(files.contents(record), record.id)
+    stream = files.contents(record)
     first = await anext(stream, b"")  # a missing blob fails here, before the head is sent
     return Response(200, content_type=record.mime if inline else "application/octet-stream",
                     headers=[("Content-Disposition",
                               f"{disposition}; filename*=UTF-8''{_quoted(record.name)}"),
                              ("Cache-Control", "private, max-age=300")],
                     stream=_prepend(first, stream), length=record.size)
-
-
-async def _checked(chunks: AsyncIterator[bytes], file_id: int) -> AsyncIterator[bytes]:
-    try:
-        async for chunk in chunks:
-            yield chunk
-    except FileNotFoundError:
-        raise ChatError(Code.NO_SUCH_FILE,
-                        f"the contents of file {file_id} are missing.") from None
 
 
 async def _prepend(first: bytes, rest: AsyncIterator[bytes]) -> AsyncIterator[bytes]:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import io
 from urllib.parse import parse_qs, urlsplit
 
+import httpx
 import pytest
 from PIL import Image
 
@@ -530,3 +531,27 @@ async def test_notifications_are_paged_newest_page_first(server: ChatServer,
         assert {"page", "limit"} <= {p["name"] for p in operation["parameters"]}
         schema = operation["responses"]["200"]["content"]["application/json"]["schema"]
         assert {"page", "pages", "total"} <= set(schema["required"])
+
+
+async def test_a_download_whose_blob_is_short_or_unreadable_never_passes_for_the_file(
+        server: ChatServer, clients: Clients) -> None:
+    """A blob cut short ends the response with the connection, before the length it
+    declared (a client sees the body is incomplete, and does not wait on a kept-alive
+    socket for the rest); a blob the store cannot read is 503 file-unreadable."""
+    from tests.content import blob_paths
+
+    token, _alice = await den_with_alice(server, clients)
+    async with http(server, token) as client:
+        record = (await client.post("/api/v1/rooms/den/files", params={"name": "a.bin"},
+                                    content=b"x" * 100_000)).json()
+    [blob] = blob_paths(server)
+    blob.write_bytes(b"x" * 60_000)
+    async with http(server, token) as client:
+        with pytest.raises(httpx.RemoteProtocolError):
+            await client.get(f"/api/v1/files/{record['id']}/content")
+    blob.unlink()
+    blob.mkdir()  # there, but no file the store can read
+    async with http(server, token) as client:
+        unreadable = await client.get(f"/api/v1/files/{record['id']}/content")
+    assert unreadable.status_code == 503
+    assert unreadable.json()["error"]["code"] == "file-unreadable"
