@@ -37,6 +37,9 @@ const state = {
   typing: new Map(),
   lastTyping: 0,
   notifications: [],
+  // How many clears the server has answered: a walk of /notifications that saw one
+  // answered while it walked holds pages read before the clear, so it is walked again.
+  notificationClears: 0,
   stickers: null,
   myRooms: null,  // the last walk of /myrooms' pages
   resumeFrom: null,
@@ -458,14 +461,35 @@ function renderNotifications() {
     el("li", {}, el("time", {text: clockTime(n.ts_epoch)}), " ", n.text || n.kind)));
 }
 
-// Every notification, the oldest first: /notifications pages from the newest.
+// Every notification, the oldest first: /notifications pages from the newest. A page
+// answered before a clear may reach the page after the clear's answer (the server need
+// not answer in order): such a walk would bring the cleared notifications back, so it
+// is not kept; it is walked again, and finds what came after the clear.
 const loadNotifications = oneWalkAtATime(async () => {
-  const reply = await conn.walk("/notifications", {notifications: "id"});
+  let clears;
+  let reply;
+  do {
+    clears = state.notificationClears;
+    reply = await conn.walk("/notifications", {notifications: "id"});
+  } while (clears !== state.notificationClears);
   if (reply.type === "ok") {
     state.notifications = reply.notifications.sort((a, b) => a.id - b.id);
     renderNotifications();
   }
 });
+
+// The server cleared every notification (the Clear button, or a typed clear).
+function notificationsCleared() {
+  state.notificationClears += 1;
+  state.notifications = [];
+  renderNotifications();
+}
+
+async function clearNotifications() {
+  const reply = await conn.command("/notifications clear");
+  if (reply.type === "ok") notificationsCleared();
+  else noteHere(`${reply.code}: ${reply.message}`, "error");
+}
 
 function openNotifications(open) {
   const panel = $("notifications");
@@ -726,8 +750,7 @@ async function handleReply(line, reply) {
   } else if (command === "notifications") {
     // A page typed shows that page; the panel keeps every notification.
     if ("cleared" in reply) {
-      state.notifications = [];
-      renderNotifications();
+      notificationsCleared();
     } else {
       await loadNotifications();
     }
@@ -1039,11 +1062,7 @@ function wire() {
   $("logout-button").addEventListener("click", () => endSession(""));
   $("notifications-button").addEventListener("click", () => openNotifications($("notifications").hidden));
   $("notifications-close").addEventListener("click", () => openNotifications(false));
-  $("notifications-clear").addEventListener("click", async () => {
-    await conn.command("/notifications clear");
-    state.notifications = [];
-    renderNotifications();
-  });
+  $("notifications-clear").addEventListener("click", clearNotifications);
   $("direct-form").addEventListener("submit", async (e) => {
     e.preventDefault();
     const name = $("direct-name").value.trim();

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 from collections.abc import Callable
 from typing import Any
@@ -117,3 +118,61 @@ async def connection_calls(page: Any, user: str, calls: list[tuple[str, list[Any
     replies: list[dict[str, Any]] = await page.evaluate(
         _CONNECTION_CALLS, [PASSWORD, user, calls, after, change])
     return replies
+
+
+class Between:
+    """Stands between a page and the daemon on its /ws (give ``route`` to
+    page.route_web_socket before the page connects). Once told a command line
+    (``hold(line)``, ``refuse(line)``), it keeps back the server's answer to the next
+    such line the page sends, to deliver it later (``release()``) as if the server had
+    answered it after what came meanwhile; or it answers that line with an error in
+    the server's place."""
+
+    def __init__(self) -> None:
+        self._held_line: str | None = None
+        self._refused_line: str | None = None
+        self._label: str | None = None  # the label of the line whose answer is kept back
+        self._held: list[str] = []
+        self._page_side: Any = None
+        self.answered = asyncio.Event()  # set once the answer kept back came from the server
+
+    def hold(self, line: str) -> None:
+        self._held_line, self._label = line, None
+        self.answered.clear()
+
+    def refuse(self, line: str) -> None:
+        self._refused_line = line
+
+    def release(self) -> None:
+        for message in self._held:
+            self._page_side.send(message)
+        self._held.clear()
+        self._held_line = self._label = None
+
+    def route(self, route: Any) -> None:
+        self._page_side = route
+        server = route.connect_to_server()
+
+        def from_page(message: str | bytes) -> None:
+            label, _, line = str(message).partition(" ")
+            if line == self._refused_line:
+                self._refused_line = None
+                route.send(json.dumps({"type": "error", "code": "busy", "retry_ms": 100,
+                                       "message": "the server is busy; try again.",
+                                       "label": label.removeprefix("@")}))
+                return
+            if line == self._held_line and self._label is None:
+                self._label = label.removeprefix("@")
+            server.send(message)
+
+        def from_server(message: str | bytes) -> None:
+            if self._label is not None and isinstance(message, str):
+                record = json.loads(message)
+                if record.get("label") == self._label and record.get("type") in ("ok", "error"):
+                    self._held.append(message)
+                    self.answered.set()
+                    return
+            route.send(message)
+
+        route.on_message(from_page)
+        server.on_message(from_server)

@@ -4,11 +4,13 @@ member list does of /who."""
 
 from __future__ import annotations
 
+import asyncio
+import re
 from typing import Any
 
 from tests.helpers import PASSWORD
 from tests.web.browser.conftest import Daemon
-from tests.web.browser.pages import connection_calls, overlapping, type_line
+from tests.web.browser.pages import Between, connection_calls, overlapping, type_line
 
 
 async def alice_with_pages_of_everything(daemon: Daemon) -> None:
@@ -131,3 +133,36 @@ async def test_a_room_left_during_a_walk_of_myrooms_is_walked_again(
               "past": [r["name"] for r in mine["past"]]}
     assert walked == {"rooms": ["r2", "r3"], "past": ["r1"]}
     assert page.script_errors == []
+
+
+async def test_a_clear_answered_during_a_walk_of_notifications_stays_cleared(
+        daemon: Daemon, browser: Any) -> None:
+    # The walk's last page, answered before the clear, reached the page after the
+    # clear's answer: the walk then put every cleared notification back in the panel.
+    await alice_with_pages_of_everything(daemon)
+    page = await browser("alice")
+    between = Between()
+    await page.route_web_socket(re.compile(r"/ws"), between.route)
+    await log_in(page, daemon)
+    count = page.locator("#notification-count")
+    await count.filter(has_text="5").wait_for()
+    between.hold("/notifications 3")
+    await type_line(page, "/notifications")
+    await asyncio.wait_for(between.answered.wait(), 15)
+    await page.get_by_role("button", name="Notifications").click()
+    await page.get_by_role("button", name="Clear all").click()
+    await count.filter(has_text="0").wait_for()
+    between.release()
+    # A command sent after the release is answered after the page read the held page.
+    await type_line(page, "/whoami")
+    await page.locator("#log").get_by_text("You are alice").last.wait_for()
+    assert await count.text_content() == "0"
+    assert await page.locator("#notification-list li").count() == 0
+    # One that comes after the clear is listed.
+    assert daemon.server is not None
+    services = daemon.server.services
+    await services.notifier.notify(services.accounts.require("alice"), "test", "after")
+    await count.filter(has_text="1").wait_for()
+    await page.locator("#notification-list li").filter(has_text="after").wait_for()
+    assert page.script_errors == []
+
