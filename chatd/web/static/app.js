@@ -40,7 +40,7 @@ const state = {
   // How many clears the server has answered: a walk of /notifications that saw one
   // answered while it walked holds pages read before the clear, so it is walked again.
   notificationClears: 0,
-  stickers: null,
+  stickers: null,  // every sticker, once a walk of /stickers succeeded
   myRooms: null,  // the last walk of /myrooms' pages
   resumeFrom: null,
   // The ids of the notifications the page had when its connection went away.
@@ -798,6 +798,7 @@ async function toggleStickers() {
     return;
   }
   if (!state.stickers) await loadStickers();
+  if (!state.stickers) return;  // the walk failed, and said why: the next open asks again
   box.replaceChildren(...state.stickers.map((s) => {
     const pick = el("button", {type: "button", class: "sticker-pick", "aria-label": `sticker ${s.name}`},
                     el("pre", {"aria-hidden": "true", text: s.art}), el("span", {text: s.name}));
@@ -810,10 +811,12 @@ async function toggleStickers() {
   if (first) first.focus();
 }
 
-// Every sticker, every page of /stickers.
+// Every sticker, every page of /stickers. A walk that failed (the server busy, the
+// connection away) is not kept as "no stickers": it says why, and the next open asks again.
 const loadStickers = oneWalkAtATime(async () => {
   const reply = await conn.walk("/stickers", {stickers: "name"});
-  state.stickers = reply.type === "ok" ? reply.stickers : [];
+  if (reply.type === "ok") state.stickers = reply.stickers;
+  else noteHere(`stickers: ${reply.code}: ${reply.message}`, "error");
 });
 
 async function sendSticker(name) {

@@ -10,7 +10,7 @@ from typing import Any
 
 from tests.helpers import PASSWORD
 from tests.web.browser.conftest import Daemon
-from tests.web.browser.pages import Between, connection_calls, overlapping, type_line
+from tests.web.browser.pages import Between, connection_calls, overlapping, register, type_line
 
 
 async def alice_with_pages_of_everything(daemon: Daemon) -> None:
@@ -166,3 +166,24 @@ async def test_a_clear_answered_during_a_walk_of_notifications_stays_cleared(
     await page.locator("#notification-list li").filter(has_text="after").wait_for()
     assert page.script_errors == []
 
+
+async def test_stickers_that_failed_to_load_are_asked_for_again(
+        daemon: Daemon, browser: Any) -> None:
+    # A failed walk of /stickers was kept as no stickers: the panel stayed empty until
+    # the page was loaded again.
+    page = await browser("alice")
+    between = Between()
+    await page.route_web_socket(re.compile(r"/ws"), between.route)
+    await register(page, daemon.url, "alice")
+    between.refuse("/stickers 1")
+    button = page.get_by_role("button", name="Stickers")
+    await button.click()
+    await page.locator("#log li.error").filter(has_text="busy").wait_for()
+    assert await page.locator("#stickers").is_hidden()
+    assert await button.get_attribute("aria-expanded") == "false"
+    await button.click()
+    assert daemon.server is not None
+    picks = page.locator(".sticker-pick")
+    await picks.first.wait_for()
+    assert await picks.count() == len(daemon.server.services.stickers.all())
+    assert page.script_errors == []
