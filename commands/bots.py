@@ -46,16 +46,24 @@ TOKEN_USAGE = ("/token create [name] [scopes] [ttl]  |  /token list  |  "
 
 def _nothing_more(*unused: object) -> None:
     """Refuse words a sub-command does not take (PROTOCOL §2: surplus words are
-    bad-arguments). The parser cannot: the words fill the parameters of the
-    command's richest sub-command, so /token list x or /bot delete b 1d parse,
-    and ignoring the extra word would act on a line that meant something else."""
+    bad-arguments), where the parser cannot: /webhook list names its room in the
+    word /webhook create names its bot with, so a room after it is one too many."""
     if any(value is not None for value in unused):
         raise ChatError(Code.BAD_ARGUMENTS, "too many arguments.")
 
 
+# Each parameter of a sub-command's own takes part only after its sub-command: a word
+# after /token revoke <name> is one too many, never read as create's scopes or lifetime
+# (whose refusal spoke of scopes and lifetimes to someone revoking a token).
+TOKEN_NAMED = ("create", "revoke")
+TOKEN_MADE = ("create",)
+
+
 @command("token", Choice("action", choices=("create", "list", "revoke", "revoke-resume")),
-         Word("name", optional=True), Scopes("scopes", optional=True),
-         Duration("ttl", optional=True, meaning="a lifetime"), group=GROUP, usage=TOKEN_USAGE,
+         Word("name", optional=True, sub_commands=TOKEN_NAMED),
+         Scopes("scopes", optional=True, sub_commands=TOKEN_MADE),
+         Duration("ttl", optional=True, meaning="a lifetime", sub_commands=TOKEN_MADE),
+         group=GROUP, usage=TOKEN_USAGE,
          scope=Scope.ADMIN, errors=(Code.NAME_TAKEN, Code.NO_SUCH_TOKEN, Code.QUOTA_EXCEEDED))
 async def token(ctx: Context, action: str, name: str | None, scopes: frozenset[Scope] | None,
                 ttl: float | None) -> Ok | Deferred:
@@ -64,10 +72,8 @@ async def token(ctx: Context, action: str, name: str | None, scopes: frozenset[S
         return await _create_token(ctx, ctx.user, *_name_scopes_ttl(name, scopes, ttl))
     if action == "revoke":
         if name is None:
-            raise ChatError(Code.BAD_ARGUMENTS, "missing <name>.", usage="/token revoke <name>")
-        _nothing_more(scopes, ttl)
+            raise ChatError(Code.BAD_ARGUMENTS, "missing <name>.")
         return await _revoke_token(ctx, name)
-    _nothing_more(name, scopes, ttl)
     if action == "revoke-resume":
         count = await ctx.services.resume.revoke_user(ctx.user)
         return ok(f"{count} resume token{'s' * (count != 1)} revoked.", revoked=count)
@@ -167,10 +173,17 @@ BOT_USAGE = ("/bot create <name> [scopes] [ttl]  |  /bot list  |  /bot token <na
              "/bot delete <name>")
 
 
+# As /token's: the bot's name after every sub-command but list, scopes and a lifetime
+# only where a token is made, a token's name only after revoke.
+BOT_NAMED = ("create", "token", "tokens", "revoke", "delete")
+BOT_TOKEN_MADE = ("create", "token")
+
+
 @command("bot", Choice("action", choices=("create", "list", "token", "tokens", "revoke",
                                           "delete")),
-         Word("name", optional=True), Scopes("scopes", optional=True),
-         Duration("ttl", optional=True, meaning="a lifetime"),
+         Word("name", optional=True, sub_commands=BOT_NAMED),
+         Scopes("scopes", optional=True, sub_commands=BOT_TOKEN_MADE),
+         Duration("ttl", optional=True, meaning="a lifetime", sub_commands=BOT_TOKEN_MADE),
          Word("token_name", sub_commands=("revoke",)), group=GROUP, usage=BOT_USAGE,
          scope=Scope.ADMIN,
          errors=(Code.NAME_TAKEN, Code.INVALID_NAME, Code.NO_SUCH_USER, Code.NOT_PERMITTED,
@@ -180,14 +193,11 @@ async def bot(ctx: Context, action: str, name: str | None, scopes: frozenset[Sco
               ttl: float | None, token_name: str | None) -> Ok:
     """Make and manage bot accounts: they log in with tokens only and show as bots."""
     if action == "list":
-        _nothing_more(name, scopes, ttl)
         return _bot_list(ctx)
     if name is None:
         raise ChatError(Code.BAD_ARGUMENTS, f"/bot {action} needs the bot's name.")
     if action == "create":
         return await _bot_create(ctx, name, scopes, ttl)
-    if action != "token":  # tokens, delete: the name only
-        _nothing_more(scopes, ttl)
     target = _my_bot(ctx, name)
     if action == "token":
         # No name: the next free token2, token3 ..., chosen as the token is made.
@@ -284,6 +294,9 @@ async def ratelimit(ctx: Context, rate: str, burst: float | None, room: Room) ->
     """Set a room's own message rate within the server's bounds (owner), or 'off'."""
     limits = ctx.services.config.limits
     if rate.lower() == "off":
+        if burst is not None:  # a burst left over from the rate it turns off: not ignored
+            raise ChatError(Code.BAD_ARGUMENTS, "off takes no burst: the room's own rate "
+                            "and burst both go.")
         fresh: dict[str, float] = {}
         text = f"#{room.name} uses the server's message rate again."
     else:
@@ -356,8 +369,7 @@ async def webhook(ctx: Context, action: str, what: str | None, room: Room | None
     if action == "list":
         return await _webhook_list(ctx, what, room)
     if what is None:
-        raise ChatError(Code.BAD_ARGUMENTS, f"missing {'name' if action == 'create' else 'id'}.",
-                        usage="/webhook create <name> [room]  |  /webhook revoke <id> [room]")
+        raise ChatError(Code.BAD_ARGUMENTS, f"missing {'name' if action == 'create' else 'id'}.")
     room = _or_current(ctx, room)
     hooks = ctx.services.webhooks
     if action == "create":
@@ -367,8 +379,8 @@ async def webhook(ctx: Context, action: str, what: str | None, room: Room | None
                   f"POST to {path} on the web listener (shown only now).",
                   path=path, secret=secret, **describe(record), room=room.name)
     if not is_number(what):
-        raise ChatError(Code.BAD_ARGUMENTS, "a webhook is revoked by its id: "
-                        "/webhook revoke <id> [room].")
+        raise ChatError(Code.BAD_ARGUMENTS, f"a webhook is revoked by its id (a number: "
+                        f"/webhook list shows them), not \"{what}\".")
     record = await hooks.revoke(ctx.user, room, int(what))
     return ok(f"Webhook {record.id} ({bot_name(record)}) of #{room.name} revoked.",
               room=room.name, **describe(record))

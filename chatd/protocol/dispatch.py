@@ -71,7 +71,7 @@ class Dispatcher:
             self._services.protection.charge_command(session)
             if cmd is None:
                 raise unknown_command(self._table, parsed.command)
-            ctx.command, ctx.usage = cmd.name, cmd.usage
+            ctx.command, ctx.usage = cmd.name, cmd.usage_for(parsed.args)
             self._check(cmd, session)
             kwargs = self._arguments(cmd, ctx, parsed.args)
         except ChatError as exc:

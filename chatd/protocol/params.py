@@ -91,7 +91,9 @@ class Param:
 
     @property
     def usage(self) -> str:
-        return f"[{self.name}]" if self.optional else f"<{self.name}>"
+        # As usages write a name of two words (<token-name>), whatever the handler calls it.
+        shown = self.name.replace("_", "-")
+        return f"[{shown}]" if self.optional else f"<{shown}>"
 
     def describe(self) -> dict[str, Any]:
         """What /schema says of this parameter: name, type, optionality and limits."""

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import difflib
 import inspect
+import re
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from enum import Enum
@@ -66,11 +67,15 @@ class Command:
     told_by_event: bool = False
     # How it is written (see usage): made once, as every command line carries it.
     _usage: str = field(init=False, default="", repr=False, compare=False)
+    # How each of its sub-commands is written, by the sub-command's word (see usage_for).
+    _forms: dict[str, str] = field(init=False, default_factory=dict, repr=False,
+                                   compare=False)
 
     def __post_init__(self) -> None:
         written = self.usage_override or " ".join(
             [f"/{self.name}", *(p.usage for p in self.params)])
         object.__setattr__(self, "_usage", written)
+        object.__setattr__(self, "_forms", _sub_command_forms(written))
 
     @property
     def described_params(self) -> tuple[Param, ...]:
@@ -79,6 +84,19 @@ class Command:
     @property
     def usage(self) -> str:
         return self._usage
+
+    @property
+    def sub_command_forms(self) -> dict[str, str]:
+        """The usage's forms by the sub-command word they begin with (see usage_for)."""
+        return dict(self._forms)
+
+    def usage_for(self, args: str) -> str:
+        """How the command is written as ``args`` begins: the form (or forms) of the
+        sub-command its first word names (``/token revoke <name>`` for ``revoke a b``),
+        else the whole usage. A refusal of a sub-command's arguments then names the
+        sub-command's own usage, not every other's beside it."""
+        first = args.split(maxsplit=1)[:1]
+        return self._forms.get(first[0].lower(), self._usage) if first else self._usage
 
     @property
     def is_async(self) -> bool:
@@ -98,6 +116,25 @@ class Command:
             return f"{who} of the room, or a server admin."
         return {Need.ANY: "nothing.", Need.ANONYMOUS: "not logged in.",
                 Need.LOGIN: "logged in."}[self.need]
+
+
+# A sub-command's word in a usage's form: a plain lower-case word (not <a-value>,
+# [optional] or a --flag) right after the command's name.
+_SUB_COMMAND = re.compile(r"[a-z][a-z0-9-]*")
+# What separates the forms of a command written several ways.
+FORMS_SEPARATOR = "  |  "
+
+
+def _sub_command_forms(usage: str) -> dict[str, str]:
+    """The forms of ``usage`` by the sub-command word each begins with (the forms
+    that share a word, joined); empty for a usage with a single form."""
+    forms = usage.split(FORMS_SEPARATOR)
+    by_word: dict[str, list[str]] = {}
+    for form in forms if len(forms) > 1 else ():
+        words = form.split()
+        if len(words) > 1 and _SUB_COMMAND.fullmatch(words[1]):
+            by_word.setdefault(words[1], []).append(form)
+    return {word: FORMS_SEPARATOR.join(shown) for word, shown in by_word.items()}
 
 
 # The "Needs:" sentences several commands share (``needs=`` of :func:`command`).

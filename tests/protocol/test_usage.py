@@ -88,3 +88,83 @@ async def test_a_refusal_other_than_bad_arguments_has_no_usage(clients: Clients)
     alice = await clients.user("alice")
     assert "Usage:" not in (await error_of(alice, "/join nosuchroom"))["message"]
     assert "Usage:" not in (await error_of(alice, "/msg nobody hi"))["message"]
+
+
+SUB_COMMANDED = [cmd for cmd in commands.load().all() if cmd.sub_command_forms]
+
+
+def test_the_commands_written_with_sub_commands_are_known() -> None:
+    # A usage whose forms stopped beginning with their word would quietly lose the
+    # narrower usage: the commands known to have them are listed here.
+    assert {cmd.name: sorted(cmd.sub_command_forms) for cmd in SUB_COMMANDED} == {
+        "bot": ["create", "delete", "list", "revoke", "token", "tokens"],
+        "keys": ["get", "publish", "room"],
+        "ratelimit": ["off"],
+        "token": ["create", "list", "revoke", "revoke-resume"],
+        "webhook": ["create", "list", "revoke"]}
+
+
+@pytest.mark.parametrize("cmd", SUB_COMMANDED, ids=lambda cmd: cmd.name)
+async def test_a_sub_commands_refusal_ends_with_its_own_usage(clients: Clients,
+                                                             cmd: Command) -> None:
+    # "/token revoke a b" ended with every form of /token (and spoke of create's
+    # scopes and lifetimes): each sub-command's refusal names its own form alone.
+    for word, form in cmd.sub_command_forms.items():
+        for words in TRIES:
+            client = await connection_for(clients, cmd)
+            reply = await sent(client, cmd, f"/{cmd.name} {word.upper()} {words}".strip())
+            if reply.get("code") == "bad-arguments":
+                assert reply["message"].rpartition(" Usage: ")[2] == form, (word, words, reply)
+            await client.close()
+
+
+@pytest.mark.parametrize(("line", "usage"), [
+    ("/token revoke a b", "/token revoke <name>"),
+    ("/token revoke a read", "/token revoke <name>"),
+    ("/token revoke a 1d", "/token revoke <name>"),
+    ("/token list x", "/token list"),
+    ("/token revoke-resume x", "/token revoke-resume"),
+    ("/token create a read 1d x", "/token create [name] [scopes] [ttl]"),
+    ("/bot list x", "/bot list"),
+    ("/bot tokens helper read", "/bot tokens <name>"),
+    ("/bot delete helper x", "/bot delete <name>"),
+    ("/bot revoke helper default x", "/bot revoke <name> <token-name>"),
+    ("/bot token helper read 1d x", "/bot token <name> [scopes] [ttl]"),
+    ("/webhook revoke 1 general x", "/webhook revoke <id> [room]"),
+    ("/webhook list general general", "/webhook list [room]"),
+    ("/keys get alice x", "/keys get <user>"),
+])
+async def test_a_word_beyond_a_sub_commands_own_is_one_too_many(
+        clients: Clients, line: str, usage: str) -> None:
+    alice = await text_client(clients, "alice")
+    await text_run(alice, "/create general")
+    await text_run(alice, "/bot create helper")
+    assert await text_run(alice, line) == [f"! bad-arguments: too many arguments. Usage: {usage}"]
+
+
+@pytest.mark.parametrize(("line", "error"), [
+    ("/bot revoke helper", "missing <token-name>. Usage: /bot revoke <name> <token-name>"),
+    ("/bot delete", "/bot delete needs the bot's name. Usage: /bot delete <name>"),
+    ("/webhook create", "missing name. Usage: /webhook create <name> [room]"),
+    ("/webhook revoke x", 'a webhook is revoked by its id (a number: /webhook list shows '
+                          'them), not "x". Usage: /webhook revoke <id> [room]'),
+    ("/ratelimit off 2", "off takes no burst: the room's own rate and burst both go. "
+                         "Usage: /ratelimit off [room]"),
+    ("/token frobnicate", 'expected create, list, revoke or revoke-resume, not "frobnicate". '
+                          "Usage: /token create [name] [scopes] [ttl]  |  /token list  |  "
+                          "/token revoke <name>  |  /token revoke-resume"),
+])
+async def test_each_sub_command_words_its_refusal_itself(clients: Clients, line: str,
+                                                         error: str) -> None:
+    alice = await text_client(clients, "alice")
+    await text_run(alice, "/create general")
+    await text_run(alice, "/ratelimit 2 general")
+    await text_run(alice, "/bot create helper")
+    room = clients.server.services.rooms.find("general")
+    assert room is not None
+    kept = dict(room.settings)
+    assert await text_run(alice, line) == [f"! bad-arguments: {error}"]
+    # Nothing was done: the room's rate, the bot and its token are as they were.
+    assert room.settings == kept
+    tokens = (await (await clients.user("alice")).command("/bot tokens helper"))["tokens"]
+    assert [t["name"] for t in tokens] == ["default"]
