@@ -390,7 +390,7 @@ async def _webhook_list(ctx: Context, what: str | None, room: Room | None) -> Ok
     """``/webhook list [room]``: the room is the word after ``list`` (one only)."""
     if what is not None:
         _nothing_more(room)
-        room = ctx.services.rooms.require(what)
+        room = ctx.services.rooms.require_as(ctx.user, what)
     room = _or_current(ctx, room)
     records = await ctx.services.webhooks.list(ctx.user, room)
     if records:

@@ -120,7 +120,7 @@ async def _publish(ctx: Context, key: str | None, pq_key: str | None) -> Ok:
 
 
 async def _room_keys(ctx: Context, ref: str | None) -> Ok:
-    room = ctx.services.rooms.require(ref) if ref else RoomRef("room").absent(ctx)
+    room = ctx.services.rooms.require_as(ctx.user, ref) if ref else RoomRef("room").absent(ctx)
     if not room.is_member(ctx.user.id) and not ctx.user.is_admin:
         raise ChatError(Code.NOT_IN_ROOM, f"only members of #{room.name} can list its keys.")
     entries, missing = await ctx.services.e2e.room_keys(room)
@@ -148,7 +148,7 @@ async def emsg(ctx: Context, target: str, envelope: str) -> Ok:
         message_id = await e2e.post_direct(ctx.session, user, envelope, ctx.label)
         note = "" if user.online else f"{user.name} is offline and will see it at their next login."
         return ok(note, id=message_id, to=user.name, online=user.online)
-    room = ctx.services.rooms.require(target)
+    room = ctx.services.rooms.require_as(ctx.user, target)
     message_id = await settled(e2e.post_room(ctx.session, room, envelope, ctx.label))
     return ok(id=message_id, room=room.name)
 

@@ -229,7 +229,7 @@ def _mode_room(ctx: Context, words: list[str]) -> Room:
     if len(words) > 1:
         raise ChatError(Code.BAD_ARGUMENTS, "too many arguments.")
     if words:
-        return ctx.services.rooms.require(words[0])
+        return ctx.services.rooms.require_as(ctx.user, words[0])
     room = ctx.session.current_room
     if room is None:
         raise no_room(ctx)

@@ -136,7 +136,7 @@ class Admission:
         self._bus.to_room(room, events.Invited(room.name, target.name, actor.name))
         await self._notifier.notify(
             target, "invitation",
-            f"{actor.name} invited you to #{room.name}: /join {room.id} "
+            f"{actor.name} invited you to #{room.name}: /join {_joined_by(room)} "
             f"(valid {format_duration(ttl)}).",
             room=room.name, room_id=room.id, actor=actor.name, expires=record.expires_at)
         await self._audit.record("invite", actor.name, target.name, room)
@@ -244,8 +244,16 @@ def refuse_gate(room: Room, key: str | None, joining: bool = True) -> None:
         raise ChatError(Code.BAD_ROOM_KEY, f"#{room.name} needs a key to join, and you gave "
                         f"{said}.", remedy=Remedy(Step.JOIN_WITH_KEY, room.name))
     if joining and room.full:
+        if room.modes.secret:  # its limit would tell a stranger how many are in it
+            raise ChatError(Code.ROOM_FULL, f"#{room.name} is full.")
         raise ChatError(Code.ROOM_FULL, f"#{room.name} is full: it takes at most "
                         f"{room.modes.limit} members.", limit=room.modes.limit)
+
+
+def _joined_by(room: Room) -> str:
+    """How an invitation says to join ``room``: by its id, as a private room is joined;
+    a secret room by its name, its id being no room to whoever is not in it."""
+    return room.name if room.modes.secret else str(room.id)
 
 
 def _uninvited(room: Room, invitation: InvitationRecord | None, now: float) -> str:

@@ -97,9 +97,20 @@ class Rooms:
     def require(self, ref: str) -> Room:
         room = self.find(ref)
         if room is None:
-            raise ChatError(Code.NO_SUCH_ROOM, f"there is no room with id {ref}."
-                            if names.is_number(ref) else f'there is no room "{ref}".',
-                            remedy=Remedy(Step.LIST_ROOMS))
+            raise _no_such_room(ref)
+        return room
+
+    def require_as(self, user: User | None, ref: str) -> Room:
+        """The room ``ref`` names, as ``user`` may name it. By name, any live room: a
+        name is no secret from whoever asks by it, since /create of that name says it
+        is taken. By id, a secret room (+s) is ``no-such-room`` to whoever is not in
+        it, worded as an id no room has: ids count up from 1, and trying each would
+        otherwise tell its name to a stranger. (A private room's id is how its
+        invitation is used, so it answers by id as by name.)"""
+        room = self.require(ref)
+        if names.is_number(ref) and room.modes.secret and not (
+                user is not None and (user.is_admin or room.is_member(user.id))):
+            raise _no_such_room(ref)
         return room
 
     def ensure_live(self, room: Room) -> None:
@@ -590,6 +601,12 @@ class Rooms:
             await self._notifier.notify(evicted, "terminated",
                                         f"#{room.name} was terminated: you were its last "
                                         "member.", room=room.name, room_id=room.id)
+
+
+def _no_such_room(ref: str) -> ChatError:
+    return ChatError(Code.NO_SUCH_ROOM, f"there is no room with id {ref}."
+                     if names.is_number(ref) else f'there is no room "{ref}".',
+                     remedy=Remedy(Step.LIST_ROOMS))
 
 
 def _hidden(room: Room) -> bool:

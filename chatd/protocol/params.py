@@ -411,7 +411,7 @@ class RoomRef(Param):
             if room is None:
                 raise Decline
             return room
-        return rooms.require(word)
+        return rooms.require_as(ctx.session.user, word)
 
     def refusal(self, ctx: Context, word: str) -> ChatError | None:
         # A number it passed over is never a room here (see convert), whatever the

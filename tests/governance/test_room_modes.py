@@ -216,6 +216,50 @@ async def test_a_secret_room_is_hidden_from_strangers(clients: Clients) -> None:
     assert (await carol.command("/join den"))["room"] == "den"
 
 
+
+async def test_a_stranger_learns_of_a_secret_room_only_that_its_name_is_taken(
+        clients: Clients) -> None:
+    alice, bob, carol = await users(clients, "alice", "bob", "carol")
+    den = await room_with(alice, "den", bob)
+    await alice.command("/mode +sl 2 den")
+    await alice.command("/topic den the plan")
+    await alice.command("/say den psst")
+    vault = await room_with(alice, "vault", mode="private")
+    await alice.command("/mode +s vault")
+    # By name: refused, and nothing of its members, topic or messages is said.
+    for line, code in (("/who den", "not-permitted"), ("/topic den", "not-permitted"),
+                       ("/mode den", "not-permitted"), ("/history den", "not-in-room"),
+                       ("/files den", "not-in-room")):
+        error = await error_of(carol, line)
+        assert error["code"] == code, (line, error)
+        assert not {"alice", "bob", "the plan", "psst", "2"} & set(error["message"].split())
+    # Its name is no secret from whoever tries it: /create of it must say it is taken,
+    # so /join says what the room asks rather than that there is none.
+    assert (await error_of(carol, "/create vault"))["code"] == "name-taken"
+    assert (await error_of(carol, "/join vault"))["code"] == "not-permitted"
+    # A full secret room does not say how many it takes (its members' count).
+    full = await error_of(carol, "/join den")
+    assert (full["code"], full["message"], full.get("limit")) == (
+        "room-full", "#den is full.", None)
+    # By id, a stranger learns not even its name: ids count up from 1, and trying
+    # them named every room /rooms hides. As an id no room has.
+    nothing = (await error_of(carol, "/who 999 1"))["message"]
+    for room_id in (den, vault):
+        for line in (f"/who {room_id} 1", f"/join {room_id}", f"/files {room_id} 1",
+                     f"/mode {room_id}", f"/say {room_id} hi", f"/keys room {room_id}",
+                     f"/webhook list {room_id}"):
+            error = await error_of(carol, line)
+            assert (error["code"], error["message"]) == (
+                "no-such-room", nothing.replace("999", str(room_id))), (line, error)
+    # Members (and server admins) name it by its id as before.
+    assert (await bob.command(f"/who {den} 1"))["room"] == "den"
+    assert (await alice.command(f"/mode {vault}"))["room"] == "vault"
+    # An invitation to a secret room names it, not its id, to join it with.
+    await alice.command("/invite carol vault")
+    [invitation] = [e for e in await settle(carol) if e.get("notification")]
+    assert "/join vault " in invitation["text"], invitation
+    assert (await carol.command("/join vault"))["room"] == "vault"
+
 async def test_n_and_t_are_toggles(clients: Clients) -> None:
     alice, bob, carol = await users(clients, "alice", "bob", "carol")
     await room_with(alice, "dev", bob)

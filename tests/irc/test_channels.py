@@ -263,3 +263,32 @@ async def test_away_and_rpl_away_on_privmsg(irc: IrcFactory) -> None:
     bob.send("PRIVMSG alice :now?")
     await alice.expect("PRIVMSG")
     await bob.nothing()
+
+
+async def test_an_outsider_learns_nothing_of_a_secret_channel_but_its_name_taken(
+        irc: IrcFactory) -> None:
+    """IRC's +s: hidden from LIST and WHOIS, and NAMES and WHO of it from outside
+    are empty, as of a channel with nobody in it; TOPIC is 403. Its name is no
+    secret (JOIN of it cannot create it): a private one answers 473, a full one
+    471 without its limit."""
+    alice, bob = await irc("alice"), await irc("bob")
+    alice.send("JOIN #den", "MODE #den +sl 2", "TOPIC #den :the plan",
+               "JOIN #vault", "MODE #vault +si")
+    bob.send("JOIN #den")
+    await bob.expect("366")
+    alice.send("PRIVMSG #den :psst")
+    await bob.expect("PRIVMSG")
+    carol = await irc("carol")
+    carol.lines.clear()
+    carol.send("LIST", "WHOIS alice", "WHO #den", "NAMES #den", "TOPIC #den",
+               "JOIN #vault", "JOIN #den", "PING :done")
+    said = await carol.until("PONG")
+    told = [line for line in carol.lines if " PONG " not in line]
+    codes = [m.command for m in said]
+    # No 322 (LIST), 319 (WHOIS's channels), 352 (WHO), 353 (NAMES) or 332 (topic).
+    assert not {"322", "319", "352", "353", "332"} & set(codes), told
+    assert [c for c in codes if c in ("323", "318", "315", "366", "403", "473", "471")] == [
+        "323", "318", "315", "366", "403", "473", "471"], told
+    assert not [line for line in told if any(word in line for word in (
+        "bob", "the plan", "psst", " 2 "))], told
+    assert said[-2].command == "471" and said[-2].params[1:] == ("#den", "#den is full.")
