@@ -41,9 +41,12 @@ def rooms(ctx: Context, page: int) -> Ok:
         ctx.table(["id", "room", "mode", "members", "topic"],
                   [[r["id"], r["name"], r["mode"], r["members"], r["topic"]] for r in shown],
                   right=(0, 3))
-    message = listed.said("/rooms") or "no rooms yet: /create <room> makes one"
-    # "page 1 of 2; /rooms 2 for more" heads a table: it is no sentence to end.
-    return ok(message if shown else f"{message}.", rooms=shown, **listed.fields())
+    # Counted as the other paged lists are, which say nothing of pages when the list
+    # fits one: "page 1 of 1" alone under a table told nothing.
+    total = listed.total
+    sentence = f"{total} room{'s' * (total != 1)}" if total else \
+        "no rooms yet: /create <room> makes one"
+    return ok(listed.told(sentence, "/rooms"), rooms=shown, **listed.fields())
 
 
 @command("join", RoomRef("room"), Word("key", optional=True), group=GROUP,

@@ -124,6 +124,7 @@ async def test_rooms_is_paged(paged_server: ChatServer) -> None:
         await alice.command("/topic alpha Alpha talk")
         first = await alice.command("/rooms")
         assert first["page"] == 1 and first["pages"] == 3 and first["total"] == 5
+        assert first["message"] == "5 rooms; page 1 of 3; /rooms 2 for more."
         assert [r["name"] for r in first["rooms"]] == ["alpha", "bravo"]
         assert first["rooms"][0] == {"id": ids["alpha"], "name": "alpha", "mode": "open",
                                      "members": 1, "topic": "Alpha talk", "e2e": False,
@@ -151,6 +152,20 @@ async def test_rooms_with_no_rooms(clients: Clients) -> None:
     listed = await alice.command("/rooms")
     assert listed["rooms"] == [] and listed["total"] == 0 and listed["pages"] == 1
 
+
+
+async def test_rooms_of_one_page_says_nothing_of_pages(clients: Clients) -> None:
+    # "page 1 of 1" was all /rooms said under a table that fits one page, where every
+    # other paged list says nothing of pages: it counts the rooms, as they count theirs.
+    alice = await text_client(clients, "alice")
+    await text_run(alice, "/create general")
+    await text_run(alice, "/create dev")
+    *table, said = await text_run(alice, "/rooms")
+    assert len(table) == 3 and said == "* 2 rooms."
+    json = await clients.user("alice")
+    listed = await json.command("/rooms")
+    assert (listed["message"], listed["page"], listed["pages"], listed["total"]) == (
+        "2 rooms.", 1, 1, 2)
 
 async def test_rooms_hides_private_rooms_from_non_members(clients: Clients) -> None:
     alice = await clients.user("alice")
