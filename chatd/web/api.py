@@ -45,7 +45,7 @@ _FORMATS = ("string", "file")
 
 
 def room_of(call: Call) -> Room:
-    return call.services.rooms.require(call.text("room"))
+    return call.services.rooms.require_as(call.user, call.text("room"))
 
 
 def member_room(call: Call, what: str) -> Room:

@@ -181,6 +181,24 @@ async def test_members_of_an_open_room_that_banned_you_say_the_ban_hides_them(
             "message": "you are banned from #den for 2h more, which hides who is in it."}
 
 
+async def test_a_secret_room_by_id_is_no_room_to_a_stranger_as_on_the_line_protocol(
+        server: ChatServer, clients: Clients) -> None:
+    """Ids count up from 1: a secret room's id answers a stranger as an id no room has,
+    so trying them tells no hidden room's name; a member reads it by id."""
+    token, alice = await den_with_alice(server, clients)
+    await alice.command("/mode +s den")  # type: ignore[attr-defined]
+    room_id = server.services.rooms.require("den").id
+    await clients.user("sam")
+    async with http(server, await token_for(server, "sam")) as client:
+        hidden = await client.get(f"/api/v1/rooms/{room_id}/members")
+        unknown = await client.get("/api/v1/rooms/9999/members")
+    assert hidden.status_code == unknown.status_code == 404
+    assert hidden.json()["error"]["message"] == f"there is no room with id {room_id}."
+    async with http(server, token) as client:
+        shown = await client.get(f"/api/v1/rooms/{room_id}/members")
+    assert shown.status_code == 200 and shown.json()["room"] == "den"
+
+
 @pytest.mark.server(limits__message_rate=1, limits__message_burst=2)
 async def test_the_message_rate_limit_holds_for_the_api(
         server: ChatServer, clients: Clients) -> None:
