@@ -375,10 +375,13 @@ AT_LEAST_ONE: Final = ("limits.max_connections", "limits.max_connections_per_ip"
                        "rooms.page_size",
                        "crypto.spawn_rate", "web.max_body")
 # Durations that must be more than 0 (0 would run housekeeping without a pause,
-# drop every connection before it could log in, time out every HTTP request, or
-# kill every preview and every encryption as it starts).
+# drop every connection before it could log in, time out every HTTP request,
+# kill every preview and every encryption as it starts, write messages in a
+# loop without a pause, or divide the login allowance by nothing: every login
+# an internal error).
 ABOVE_ZERO: Final = ("housekeeping.interval", "limits.login_timeout", "web.request_timeout",
-                     "files.preview_timeout", "crypto.timeout")
+                     "files.preview_timeout", "crypto.timeout", "storage.flush_interval",
+                     "limits.auth_window")
 _NODE_ID_RE: Final = re.compile(r"[A-Za-z0-9_-]{1,32}")
 # SQLite's in-memory database: not a file, so never resolved against a directory.
 _MEMORY: Final = ":memory:"
@@ -544,6 +547,10 @@ def _check_ranges(config: Config) -> None:
 
 def _check_together(config: Config) -> None:
     """Rules that span several keys."""
+    if not config.storage.path.strip():
+        # Often an unset variable (--db "$DB"): refused here by name, where opening
+        # it would only say "No such file or directory: ''".
+        raise ConfigError("storage.path: is empty: name the database file (such as chatd.db)")
     if config.tls.enabled and not (config.tls.cert and config.tls.key):
         raise ConfigError("tls.enabled: needs tls.cert and tls.key (PEM file paths)")
     if config.irc.tls_port is not None and not (config.tls.cert and config.tls.key):

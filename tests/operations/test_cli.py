@@ -186,6 +186,28 @@ def test_values_out_of_range_are_refused_by_name(tmp_path: Path) -> None:
     assert not db.exists()
 
 
+def test_values_the_daemon_cannot_run_with_are_refused_at_start(tmp_path: Path) -> None:
+    """A zero that would crash the writer or make every login an internal error, and
+    an empty database path (an unset variable), are configuration errors (exit 2)."""
+    db = tmp_path / "chatd.db"
+    bad = tmp_path / "bad.yaml"
+    cases = {"storage:\n  flush_interval: 0\n": "storage.flush_interval",
+             "limits:\n  auth_window: 0s\n": "limits.auth_window",
+             "storage:\n  path: ''\n": "storage.path"}
+    for text, key in cases.items():
+        bad.write_text(text)
+        db_option = [] if key == "storage.path" else ["--db", str(db)]
+        result = subprocess.run([str(CHATD), "--config", str(bad), *db_option, "--port", "0"],
+                                capture_output=True, text=True, timeout=10, check=False)
+        assert result.returncode == 2, (key, result.stderr)
+        assert result.stderr.startswith(f"chatd: configuration error: {key}: "), result.stderr
+        assert result.stderr.count("\n") == 1
+    result = chatd("serve", "--port", "0", "--db", "")
+    assert result.returncode == 2, result.stderr
+    assert result.stderr.startswith("chatd: configuration error: storage.path: "), result.stderr
+    assert not db.exists()
+
+
 def test_a_missing_database_directory_is_one_clear_line(tmp_path: Path) -> None:
     missing = tmp_path / "missing" / "dir" / "chatd.db"
     result = chatd("serve", "--port", "0", "--db", str(missing))
