@@ -17,6 +17,7 @@ import contextlib
 import json
 import logging
 import os
+import stat
 from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar
@@ -98,6 +99,32 @@ async def answers(path: str) -> bool:
     return True
 
 
+def refuse_other_file(path: str) -> None:
+    """Raise OSError when something other than a socket is at ``path``.
+
+    The socket file is replaced at start (a daemon killed outright leaves its
+    socket behind); a control.path naming the database, a configuration file
+    or any other file by mistake must stop the start instead of deleting it.
+    """
+    try:
+        mode = os.lstat(path).st_mode
+    except FileNotFoundError:
+        return
+    if not stat.S_ISSOCK(mode):
+        what = "a directory" if stat.S_ISDIR(mode) else "a file that is not a socket"
+        raise OSError(f"control.path {path} is {what}: chatd replaces only a socket left "
+                      "there by an earlier daemon; name a path of its own (such as "
+                      "chatd.db.sock), or leave control.path empty")
+
+
+def remove_stale_socket(path: str) -> None:
+    """Remove the socket a daemon that did not stop cleanly left at ``path``
+    (and nothing else: see refuse_other_file)."""
+    refuse_other_file(path)
+    with contextlib.suppress(FileNotFoundError):
+        os.unlink(path)
+
+
 def handler(name: str) -> Callable[[Handler], Handler]:
     def register(fn: Handler) -> Handler:
         HANDLERS[name] = fn
@@ -124,8 +151,7 @@ class ControlServer:
             return
         self.path = control_path(config.storage.path, config.control.path)
         await self.refuse_if_taken()
-        with contextlib.suppress(FileNotFoundError):
-            os.unlink(self.path)  # stale: left by a daemon that did not stop cleanly
+        remove_stale_socket(self.path)
         await asyncio.to_thread(remove_leftovers, state_directory(config.storage.path),
                                 config.storage.path)
         old_umask = os.umask(0o177)  # created 0600: no window where others could connect
@@ -148,6 +174,7 @@ class ControlServer:
         path = control_path(config.storage.path, config.control.path)
         if await answers(path):
             raise OSError(f"another chatd answers on the control socket {path}")
+        refuse_other_file(path)
 
     async def stop(self) -> None:
         if self._server is None:

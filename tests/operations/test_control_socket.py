@@ -148,6 +148,33 @@ async def test_chatd_useradd_without_options_reaches_the_development_daemon(
     assert not (tmp_path / "chatd.db").exists()
 
 
+@pytest.mark.parametrize("target", ["database", "notes"])
+async def test_a_control_path_naming_another_file_is_never_deleted(
+        tmp_path: Path, target: str) -> None:
+    """Only a socket is replaced at start: a control.path naming the database (with
+    its accounts) or any other file stops the start, and the file stays as it was."""
+    db = tmp_path / "chatd.db"
+    config = write_config(tmp_path / "chatd.yaml")
+    with ChatdProcess.serve(tmp_path, config, db) as first:
+        await first.ready()
+        made = await asyncio.to_thread(chatctl, "--db", str(db), "useradd", "keeper",
+                                       stdin="pw-of-keeper\n")
+        assert made.returncode == 0, made.stderr
+    named = db if target == "database" else tmp_path / "notes.txt"
+    if target == "notes":
+        named.write_text("precious\n")
+    before = named.read_bytes()
+    wrong = write_config(tmp_path / "wrong.yaml", control={"path": str(named)})
+    with ChatdProcess.serve(tmp_path, wrong, db) as daemon:
+        assert await daemon.wait(TIMEOUT) == 1
+    assert f"control.path {named} is a file that is not a socket" in daemon.log()
+    assert "Traceback" not in daemon.log()
+    assert named.read_bytes() == before
+    with ChatdProcess.serve(tmp_path, config, db) as again:
+        await again.ready()
+        assert await users_of("--db", str(db)) == ["keeper"]
+
+
 def test_nothing_running_is_one_clear_line(tmp_path: Path) -> None:
     done = chatctl("status", cwd=tmp_path)
     assert done.returncode == 1 and done.stdout == ""
