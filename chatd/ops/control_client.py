@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
+import stat
 from collections.abc import AsyncIterator
 from typing import IO, Any
 
@@ -32,6 +34,10 @@ class ControlClient:
                                "if storage.path or control.path changed since it started, "
                                "give --socket)") from exc
         except ConnectionRefusedError as exc:
+            if not _is_socket(self.path):  # connect() says the same of a plain file
+                raise ControlError(f"{self.path} is not a socket: give the control socket "
+                                   "(--socket, such as chatd.db.sock) or the database "
+                                   "(--db)") from exc
             raise ControlError(f"chatd is not running (nobody answers on {self.path}, left "
                                "by a daemon that was killed)") from exc
         except PermissionError as exc:
@@ -81,6 +87,13 @@ class ControlClient:
         finally:
             writer.close()
         raise ControlError("chatd ended the stream (it stopped or restarted)")
+
+
+def _is_socket(path: str) -> bool:
+    try:
+        return stat.S_ISSOCK(os.stat(path).st_mode)
+    except OSError:
+        return True  # gone meanwhile: the usual account of a refused connection holds
 
 
 def _result(line: bytes) -> Any:

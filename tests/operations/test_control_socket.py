@@ -183,6 +183,16 @@ def test_nothing_running_is_one_clear_line(tmp_path: Path) -> None:
     assert done.stderr.count("\n") == 1
 
 
+def test_a_socket_option_naming_a_plain_file_says_so(tmp_path: Path) -> None:
+    """--socket given the database (for --db) is not taken for a killed daemon's socket."""
+    db = tmp_path / "chatd.db"
+    db.write_bytes(b"")
+    done = chatctl("--socket", str(db), "status")
+    assert done.returncode == 1 and done.stdout == ""
+    assert done.stderr == (f"chatctl: {db} is not a socket: give the control socket "
+                           "(--socket, such as chatd.db.sock) or the database (--db)\n")
+
+
 def test_a_bad_configuration_file_is_one_clear_line(tmp_path: Path) -> None:
     bad = tmp_path / "bad.yaml"
     bad.write_text("nonsense: {x: 1}\n")
