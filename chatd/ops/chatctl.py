@@ -62,6 +62,12 @@ def main(argv: list[str] | None = None) -> int:
     except ConfigError as exc:
         print(f"chatctl: configuration error: {exc}", file=sys.stderr)
         return 2
+    if args.command == "top" and not sys.stdout.isatty():
+        # The live screen draws on a terminal alone: piped or redirected it would
+        # run until killed and leave nothing readable.
+        print("chatctl: top needs a terminal (it redraws the screen in place); for "
+              "scripts: chatctl status --json, or chatctl audit --follow", file=sys.stderr)
+        return 1
     client = ControlClient(path)
     try:
         if args.command == "backup" and args.path != "-":

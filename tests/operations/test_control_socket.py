@@ -193,6 +193,21 @@ def test_a_socket_option_naming_a_plain_file_says_so(tmp_path: Path) -> None:
                            "(--socket, such as chatd.db.sock) or the database (--db)\n")
 
 
+async def test_top_without_a_terminal_says_so_instead_of_running_unseen(
+        tmp_path: Path) -> None:
+    """Piped (| less, > file, ssh without -t), the live screen would run until
+    killed and show nothing: refused at once, pointing to what scripts use."""
+    db = tmp_path / "chatd.db"
+    with ChatdProcess.serve(tmp_path, write_config(tmp_path / "chatd.yaml"), db) as daemon:
+        await daemon.ready()
+        done = await asyncio.to_thread(subprocess.run, [str(CHATCTL), "--db", str(db), "top"],
+                                       stdin=subprocess.DEVNULL, capture_output=True,
+                                       text=True, timeout=10, check=False)
+    assert done.returncode == 1 and done.stdout == ""
+    assert done.stderr == ("chatctl: top needs a terminal (it redraws the screen in place); "
+                           "for scripts: chatctl status --json, or chatctl audit --follow\n")
+
+
 def test_a_bad_configuration_file_is_one_clear_line(tmp_path: Path) -> None:
     bad = tmp_path / "bad.yaml"
     bad.write_text("nonsense: {x: 1}\n")
