@@ -173,6 +173,10 @@ class App:
             except OSError as exc:  # said with the address, as the listeners' are
                 raise OSError(exc.errno, f"metrics on {metrics.host}:{metrics.port}: "
                                          f"{exc.strerror or exc}") from exc
+            # Its own line, with the port bound (metrics.port 0: any free one).
+            host, port = self._metrics.server_address[:2]
+            log.info("metrics", extra={"fields": {
+                "url": f"http://{f'[{host}]' if ':' in host else host}:{port}/metrics"}})
         if self._cluster is None:
             self._database_watch = asyncio.ensure_future(
                 _every(DATABASE_CHECK, self._check_database))

@@ -14,7 +14,7 @@ from prometheus_client.parser import text_string_to_metric_families
 from chatd.app.app import App
 from chatd.ops.metrics import MetricsUnavailable, start_metrics
 from tests.helpers import Clients
-from tests.operations import running_daemon, wait_for
+from tests.operations import ChatdProcess, running_daemon, wait_for, write_config
 
 Samples = dict[tuple[str, tuple[tuple[str, str], ...]], float]
 
@@ -107,3 +107,19 @@ async def test_metrics_unavailable_without_prometheus_client(
     async with running_daemon(tmp_path) as daemon:
         with pytest.raises(MetricsUnavailable, match="prometheus-client"):
             start_metrics(daemon, "127.0.0.1", 0)
+
+
+async def test_the_log_says_where_metrics_are_served(tmp_path: Path) -> None:
+    """With metrics.port 0 (any free port) the log is the only place that says which."""
+    config = write_config(tmp_path / "chatd.yaml", metrics={"enabled": True, "port": 0})
+    with ChatdProcess.serve(tmp_path, config) as daemon:
+        await daemon.ready()
+        line = await daemon.wait_log(r'msg="metrics"')
+        url = line.split("url=", 1)[1].split()[0]
+        assert url.startswith("http://127.0.0.1:") and url.endswith("/metrics")
+
+        def fetch() -> str:
+            with urllib.request.urlopen(url, timeout=5) as answer:
+                return str(answer.read().decode())
+
+        assert "chatd_connections" in await asyncio.to_thread(fetch)
