@@ -42,6 +42,7 @@ from chatd.protocol.dispatch import database_busy
 from storage.api import StorageError, Unavailable
 
 if TYPE_CHECKING:
+    from chatd.config import Config
     from chatd.domain.accounts import User
     from chatd.domain.room import Room
     from chatd.ops.admin import Admin
@@ -237,11 +238,9 @@ class ControlServer:
         wherever its operator may, whatever sandbox the daemon runs in.
         """
         config, services = self.admin.config, self.services
-        if config.cluster.enabled:
-            # A refusal, not a failure: the cluster's database is PostgreSQL's to back up.
-            writer.write(_refusal(Code.NOT_PERMITTED, "in cluster mode the database is "
-                                  "PostgreSQL's: back it up with pg_dump or continuous "
-                                  "archiving (docs/CLUSTER.md, \"Backups\")"))
+        refusal = _backup_refusal(config, str(request.get("to") or ""))
+        if refusal is not None:
+            writer.write(refusal)
             return
         with_files = bool(request.get("files"))
         blobs = files_dir(config.files, config.storage.path) / BLOBS \
@@ -334,6 +333,47 @@ def _refusal(code: Code, message: str) -> bytes:
     """The answer line of a stream's request that is refused (chatctl says ``code:
     message``), as :meth:`ControlServer.answer` answers any other request."""
     return json.dumps({"ok": False, "code": code.value, "error": message}).encode() + b"\n"
+
+
+def _backup_refusal(config: Config, target: str) -> bytes | None:
+    """Why the backup chatctl will write at ``target`` is refused; None when it is not."""
+    if config.cluster.enabled:
+        # A refusal, not a failure: the cluster's database is PostgreSQL's to back up.
+        return _refusal(Code.NOT_PERMITTED, "in cluster mode the database is "
+                        "PostgreSQL's: back it up with pg_dump or continuous "
+                        "archiving (docs/CLUSTER.md, \"Backups\")")
+    served = _served_file(config, target)
+    if served is not None:
+        # chatctl renames the copy into place: over the live database (or its
+        # write-ahead log) everything written from then on would be lost.
+        return _refusal(Code.BAD_ARGUMENTS, f"cannot write the backup over {served}: "
+                        "chatd serves that file; write the backup elsewhere")
+    return None
+
+
+# The database's own files beside it (SQLite's write-ahead log, its index, a journal).
+DATABASE_COMPANIONS = ("", "-wal", "-shm", "-journal")
+
+
+def _served_file(config: Config, target: str) -> str | None:
+    """Which file of the running daemon (its database and the files beside it, its
+    control socket) ``target`` is, by name or as the same file; None for another."""
+    if not os.path.isabs(target):
+        return None  # "standard output"
+    database = os.path.abspath(config.storage.path)
+    own = [database + suffix for suffix in DATABASE_COMPANIONS]
+    own.append(control_path(config.storage.path, config.control.path))
+    for path in own:
+        if os.path.realpath(target) == os.path.realpath(path) or _same_file(target, path):
+            return path
+    return None
+
+
+def _same_file(one: str, other: str) -> bool:
+    try:
+        return os.path.samefile(one, other)
+    except OSError:  # either does not exist (yet)
+        return False
 
 
 def _blobs_note(with_files: bool, backend: str) -> str:

@@ -12,6 +12,7 @@ import io
 import json
 import os
 import shutil
+import signal
 import sqlite3
 import stat
 import subprocess
@@ -107,6 +108,32 @@ async def test_a_target_that_is_no_regular_file_is_refused_not_replaced(
                                              "output)\n")
     assert stat.S_ISFIFO(fifo.stat().st_mode) and link.is_symlink()
     assert [name for name in os.listdir(tmp_path) if name.startswith(".chatctl-backup-")] == []
+
+
+async def test_a_backup_over_the_served_database_is_refused(tmp_path: Path) -> None:
+    """The copy is renamed into place: over the live database (or its write-ahead
+    log) everything the daemon writes after it would be lost."""
+    db = tmp_path / "chatd.db"
+    with ChatdProcess.serve(tmp_path, write_config(tmp_path / "chatd.yaml"), db) as daemon:
+        await daemon.ready()
+        made = await asyncio.to_thread(chatctl, "--db", str(db), "useradd", "alice",
+                                       stdin="pw-of-alice\n")
+        assert made.returncode == 0, made.stderr
+        served = db.stat().st_ino
+        (tmp_path / "same.db").symlink_to(db)
+        for target, named in ((db, db), (Path(f"{db}-wal"), Path(f"{db}-wal")),
+                              (tmp_path / "same.db", db)):
+            done = await asyncio.to_thread(chatctl, "--db", str(db), "backup", str(target))
+            assert done.returncode == 1 and done.stdout == b"", target
+            assert done.stderr.decode() == (f"chatctl: bad-arguments: cannot write the backup "
+                                             f"over {named}: chatd serves that file; write "
+                                             "the backup elsewhere\n")
+        assert db.stat().st_ino == served
+        assert "was replaced" not in daemon.log()
+        assert [name for name in os.listdir(tmp_path) if name.startswith(".chatctl-")] == []
+        daemon.signal(signal.SIGTERM)
+        assert await daemon.wait() == 0
+    assert users_in(db) == ["alice"]
 
 
 async def uploaded(daemon: App) -> int:
