@@ -18,6 +18,7 @@ import functools
 import logging
 import os
 import sqlite3
+import stat
 import threading
 from collections.abc import AsyncIterator, Callable, Iterable, Iterator, Sequence
 from typing import TYPE_CHECKING, Any, TypeVar
@@ -46,6 +47,8 @@ from storage.webhooks import WebhookQueries
 log = logging.getLogger("storage.sqlite")
 # The database and the -wal and -shm files SQLite keeps beside it.
 _DATABASE_FILES = ("", "-wal", "-shm")
+# The first bytes of every SQLite database file.
+_SQLITE_HEADER = b"SQLite format 3\x00"
 
 BUSY_TIMEOUT_MS = 5000
 MEMORY = ":memory:"
@@ -515,12 +518,27 @@ def _owner_only(path: str) -> None:
     try:
         fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
     except FileExistsError:
-        _tighten([path + suffix for suffix in _DATABASE_FILES])
+        # Only a database's: a --db naming the configuration file or a directory by
+        # mistake must fail to open, not leave it unreadable to the service's user.
+        if _is_database(path):
+            _tighten([path + suffix for suffix in _DATABASE_FILES])
         return
     try:
         os.fchmod(fd, 0o600)  # the umask may have taken bits of 0600 itself
     finally:
         os.close(fd)
+
+
+def _is_database(path: str) -> bool:
+    """Whether ``path`` is a regular file that is empty (a new database) or an SQLite one."""
+    try:
+        if not stat.S_ISREG(os.stat(path).st_mode):
+            return False  # a directory, a FIFO (whose open would wait), a device
+        with open(path, "rb") as handle:
+            head = handle.read(len(_SQLITE_HEADER))
+    except OSError:
+        return False
+    return head in (b"", _SQLITE_HEADER)
 
 
 def _tighten(paths: list[str]) -> None:

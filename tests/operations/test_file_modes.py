@@ -7,13 +7,14 @@ import contextlib
 import os
 import signal
 import stat
+import subprocess
 from collections.abc import Iterator
 from pathlib import Path
 
 from chatd.client import ChatClient
 from tests.content import upload
 from tests.helpers import PASSWORD
-from tests.operations import ChatdProcess, write_config
+from tests.operations import CHATD, ChatdProcess, write_config
 
 # Written by the tests themselves, not by chatd.
 OURS = {"chatd.log", "chatd.yaml"}
@@ -92,3 +93,26 @@ async def test_upload_directories_are_owner_only_even_with_no_umask(tmp_path: Pa
     assert {str(d.relative_to(tmp_path)): f"{stat.S_IMODE(d.stat().st_mode):04o}"
             for d in directories} == {
         str(d.relative_to(tmp_path)): "0700" for d in directories}
+
+
+async def test_a_db_option_naming_another_file_leaves_its_mode_alone(tmp_path: Path) -> None:
+    """--db given the configuration file (meant for --config) or a directory: chatd
+    fails to open it as a database, and never makes it owner-only on the way (the
+    service's own user could no longer read its configuration)."""
+    config = write_config(tmp_path / "chatd.yaml")
+    folder = tmp_path / "state"
+    folder.mkdir()
+    for path in (config, folder):
+        path.chmod(0o755 if path.is_dir() else 0o644)
+    text = config.read_text()
+    with ChatdProcess.serve(tmp_path, config, config) as daemon:
+        assert await daemon.wait() == 1
+    assert "cannot start" in daemon.log() and "Traceback" not in daemon.log()
+    for target in (config, folder):
+        made = await asyncio.to_thread(
+            subprocess.run, [str(CHATD), "useradd", "alice", "--db", str(target)],
+            input=f"{PASSWORD}\n", capture_output=True, text=True, timeout=30, check=False)
+        assert made.returncode == 1, made.stderr
+        assert "cannot open the database" in made.stderr and "owner-only" not in made.stderr
+    assert stat.S_IMODE(config.stat().st_mode) == 0o644 and config.read_text() == text
+    assert stat.S_IMODE(folder.stat().st_mode) == 0o755
