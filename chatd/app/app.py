@@ -219,6 +219,10 @@ class App:
     def reload(self) -> str | None:
         """Re-read the configuration file and apply it; the problem when it is refused."""
         systemd.reloading()
+        if self.config_path is None:
+            # Said: an operator who edits some file and reloads expects it read.
+            log.warning("reload: chatd was started without --config, so no file is read; "
+                        "the built-in defaults and command-line options stay in force")
         try:
             loaded = load_config(self.config_path, self.overrides)
             check_certificate(loaded)

@@ -63,5 +63,10 @@ class Admin(Running, Protocol):
     def restart_needed(self) -> list[str]:
         """Changed keys the last reload could not apply (they wait for a restart)."""
 
+    @property
+    def config_path(self) -> str | None:
+        """The configuration file a reload re-reads; None when chatd was started
+        without one (a reload then re-applies the defaults and the command line)."""
+
     def reload(self) -> str | None:
         """Re-read and apply the configuration; the problem when it is refused."""

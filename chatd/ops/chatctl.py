@@ -356,6 +356,16 @@ def _backup_target(given: str) -> str:
     return path
 
 
+def _reloaded(result: dict[str, Any]) -> str:
+    """What a reload did: the keys waiting for a restart, or that no file was read."""
+    waiting = result.get("restart_needed") or []
+    if "file" in result and result["file"] is None:
+        return ("reloaded, from no file: chatd was started without --config, so only its "
+                "built-in defaults and command-line options apply")
+    return "reloaded" + (f"; not applied until a restart: {', '.join(waiting)}"
+                         if waiting else "")
+
+
 def _warn_about_blobs(result: dict[str, Any]) -> None:
     if str(result.get("blobs", "")).startswith("in-"):
         print("chatctl: the uploaded files live in the object store (files.backend: s3) "
@@ -371,9 +381,7 @@ def _show(command: str, result: Any, console: Console) -> None:
     elif command == "nodes":
         _show_nodes(result, console)
     elif command == "reload":
-        waiting = result.get("restart_needed") or []
-        console.print("reloaded" + (f"; not applied until a restart: {', '.join(waiting)}"
-                                    if waiting else ""), highlight=False)
+        console.print(_reloaded(result), highlight=False, soft_wrap=True)
     elif isinstance(result, list) and not result:
         console.print(f"no {EMPTY.get(command, command)}", highlight=False)
     elif isinstance(result, list):

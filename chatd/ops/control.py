@@ -669,8 +669,15 @@ async def _reload(ctl: ControlServer, req: dict[str, Any]) -> Any:
     problem = ctl.admin.reload()
     if problem:
         raise ChatError(Code.BAD_ARGUMENTS, f"configuration refused: {problem}")
-    # Changed keys only a restart applies (their running values stay in force).
-    return {"reloaded": True, "restart_needed": ctl.admin.restart_needed}
+    # Changed keys only a restart applies (their running values stay in force); the
+    # file re-read, null when there is none (an edit of any file then changes nothing).
+    return {"reloaded": True, "restart_needed": ctl.admin.restart_needed,
+            "file": _absolute(ctl.admin.config_path)}
+
+
+def _absolute(path: str | None) -> str | None:
+    """An absolute path (no file system access: the working directory's name alone)."""
+    return os.path.abspath(path) if path is not None else None
 
 
 @handler("audit")

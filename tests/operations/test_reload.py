@@ -169,3 +169,32 @@ async def test_a_changed_restart_only_key_is_kept_and_named(tmp_path: Path) -> N
             subprocess.run, [str(CHATCTL), "--socket", str(tmp_path / "ctl.sock"), "reload"],
             capture_output=True, text=True, timeout=30, check=False)
         assert reloaded.stdout.strip() == "reloaded"
+
+
+async def test_a_reload_without_a_configuration_file_says_nothing_was_read(
+        tmp_path: Path) -> None:
+    """Started without --config (as scripts/serve does), a reload reads no file: an
+    operator who edited one is told so, not just "reloaded"."""
+    db = tmp_path / "chatd.db"
+    with ChatdProcess.serve(tmp_path, None, db) as daemon:
+        await daemon.ready()
+        reloaded = await asyncio.to_thread(
+            subprocess.run, [str(CHATCTL), "--db", str(db), "reload"],
+            capture_output=True, text=True, timeout=30, check=False)
+        assert reloaded.returncode == 0, reloaded.stderr
+        assert reloaded.stdout.strip() == (
+            "reloaded, from no file: chatd was started without --config, so only its "
+            "built-in defaults and command-line options apply")
+        warned = await daemon.wait_log(r"started without --config")
+        assert "level=warning" in warned
+        answer = await asyncio.to_thread(
+            subprocess.run, [str(CHATCTL), "--db", str(db), "reload", "--json"],
+            capture_output=True, text=True, timeout=30, check=False)
+        assert '"file": null' in answer.stdout
+    config = write_config(tmp_path / "chatd.yaml")
+    with ChatdProcess.serve(tmp_path, config, db) as daemon:
+        await daemon.ready()
+        answer = await asyncio.to_thread(
+            subprocess.run, [str(CHATCTL), "--db", str(db), "reload", "--json"],
+            capture_output=True, text=True, timeout=30, check=False)
+        assert f'"file": "{config}"' in answer.stdout
