@@ -415,7 +415,8 @@ def where_control(path: str) -> dict[str, Any]:
     relative paths resolved), whatever else the file holds: chatctl reaches a
     daemon by them even when another key was edited into a value a reload will
     refuse. ConfigError only when the file itself cannot be read."""
-    data = _read(Path(path))
+    # Leniently: a key given twice (which a reload refuses) must not lock chatctl out.
+    data = _read(Path(path), loader=yaml.SafeLoader)
     found: dict[str, Any] = {}
     for dotted in ("storage.path", "control.path"):
         section, _, key = dotted.partition(".")
@@ -425,10 +426,37 @@ def where_control(path: str) -> dict[str, Any]:
     return found
 
 
-def _read(path: Path) -> dict[str, Any]:
+class _TwiceGiven(Exception):
+    """A key given twice in one mapping of the file."""
+
+
+class _UniqueKeys(yaml.SafeLoader):
+    """YAML's safe loader, refusing a key given twice in one mapping.
+
+    PyYAML keeps the last one silently: a section appended at the end of the
+    file ("listen:" again, to change the host) would replace the whole earlier
+    one, every other key of it back to its default without a word.
+    """
+
+    def construct_mapping(self, node: yaml.MappingNode, deep: bool = False) -> dict[Any, Any]:
+        first: dict[str, int] = {}
+        for key_node, _ in node.value:
+            if not isinstance(key_node, yaml.ScalarNode) or key_node.tag.endswith(":merge"):
+                continue
+            line = key_node.start_mark.line + 1
+            if key_node.value in first:
+                raise _TwiceGiven(f"line {line}: {key_node.value!r} is given twice (first at "
+                                  f"line {first[key_node.value]}); merge the two into one")
+            first[key_node.value] = line
+        return super().construct_mapping(node, deep=deep)
+
+
+def _read(path: Path, loader: type[yaml.SafeLoader] = _UniqueKeys) -> dict[str, Any]:
     """The file's sections, its relative paths resolved against its directory."""
     try:
-        loaded = yaml.safe_load(path.read_text(encoding="utf-8"))
+        loaded = yaml.load(path.read_text(encoding="utf-8"), Loader=loader)  # a SafeLoader
+    except _TwiceGiven as exc:
+        raise ConfigError(f"{path}: {exc}") from None
     except OSError as exc:
         raise ConfigError(f"cannot read {path}: {exc.strerror}") from exc
     except UnicodeDecodeError as exc:

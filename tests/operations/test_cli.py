@@ -208,6 +208,23 @@ def test_values_the_daemon_cannot_run_with_are_refused_at_start(tmp_path: Path) 
     assert not db.exists()
 
 
+def test_a_section_given_twice_is_refused_not_half_forgotten(tmp_path: Path) -> None:
+    """YAML keeps the last of two equal keys: a "listen:" appended to change the host
+    would put the port back to its default without a word."""
+    config = tmp_path / "chatd.yaml"
+    config.write_text("listen:\n  port: 0\nserver:\n  name: x\n  name: y\n")
+    result = chatd("--config", str(config), "--db", str(tmp_path / "chatd.db"))
+    assert result.returncode == 2, result.stderr
+    assert result.stderr == (f"chatd: configuration error: {config}: line 5: 'name' is given "
+                             "twice (first at line 4); merge the two into one\n")
+    config.write_text("listen:\n  port: 0\nstorage:\n  path: chatd.db\nlisten:\n"
+                      "  host: 127.0.0.1\n")
+    result = chatd("--config", str(config), "--port", "0")
+    assert result.returncode == 2, result.stderr
+    assert "line 5: 'listen' is given twice (first at line 1)" in result.stderr
+    assert not (tmp_path / "chatd.db").exists()
+
+
 def test_a_missing_database_directory_is_one_clear_line(tmp_path: Path) -> None:
     missing = tmp_path / "missing" / "dir" / "chatd.db"
     result = chatd("serve", "--port", "0", "--db", str(missing))

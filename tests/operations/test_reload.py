@@ -69,8 +69,7 @@ async def test_sighup_with_a_bad_configuration_keeps_the_old_one(tmp_path: Path)
         refused = await daemon.wait_log(r'msg="reload refused"')
         assert "frobnicate" in refused and "unknown key" in refused
 
-        config.write_text(config.read_text().replace("frobnicate:\n  level: 11\n", "")
-                          + "\nlimits:\n  flood_action: explode\n")
+        write_config(config, server={"motd": "kept motd"}, limits={"flood_action": "explode"})
         daemon.signal(signal.SIGHUP)
         await wait_for(lambda: daemon.log().count('msg="reload refused"') == 2)
         second = daemon.log().splitlines()
@@ -198,3 +197,26 @@ async def test_a_reload_without_a_configuration_file_says_nothing_was_read(
             subprocess.run, [str(CHATCTL), "--db", str(db), "reload", "--json"],
             capture_output=True, text=True, timeout=30, check=False)
         assert f'"file": "{config}"' in answer.stdout
+
+
+async def test_a_reload_refuses_a_section_given_twice(tmp_path: Path) -> None:
+    """Appending a second "server:" would silently reset the first one's keys: the
+    reload is refused, naming the line, and chatctl still reaches the daemon."""
+    db = tmp_path / "chatd.db"
+    config = write_config(tmp_path / "chatd.yaml", server={"motd": "first motd"},
+                          storage={"path": str(db)})
+    with ChatdProcess.serve(tmp_path, config, db) as daemon:
+        await daemon.ready()
+        lines = config.read_text().count("\n")
+        with config.open("a") as appended:
+            appended.write("server:\n  name: renamed\n")
+        reloaded = await asyncio.to_thread(
+            subprocess.run, [str(CHATCTL), "--config", str(config), "reload"],
+            capture_output=True, text=True, timeout=30, check=False)
+        assert reloaded.returncode == 1, reloaded.stdout
+        assert f"line {lines + 1}: 'server' is given twice" in reloaded.stderr
+        assert "configuration refused" in reloaded.stderr
+        status = await asyncio.to_thread(
+            subprocess.run, [str(CHATCTL), "--config", str(config), "status"],
+            capture_output=True, text=True, timeout=30, check=False)
+        assert status.returncode == 0, status.stderr
