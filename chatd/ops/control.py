@@ -100,6 +100,21 @@ async def answers(path: str) -> bool:
     return True
 
 
+# The longest path a Unix socket may be bound at (Linux's sun_path, less its NUL).
+MAX_SOCKET_PATH = 107
+
+
+def refuse_long_path(path: str) -> None:
+    """Raise OSError, naming the path and the way out, when no socket fits at ``path``:
+    a database deep in the file system gives a socket path the kernel refuses,
+    which it would only call "AF_UNIX path too long", after the listeners opened."""
+    size = len(os.fsencode(path))
+    if size > MAX_SOCKET_PATH:
+        raise OSError(f"the control socket {path} would be {size} bytes long, more than "
+                      f"the {MAX_SOCKET_PATH} a Unix socket's path may have: set "
+                      "control.path to a shorter path")
+
+
 def refuse_other_file(path: str) -> None:
     """Raise OSError when something other than a socket is at ``path``.
 
@@ -173,6 +188,7 @@ class ControlServer:
         if not config.control.enabled:
             return
         path = control_path(config.storage.path, config.control.path)
+        refuse_long_path(path)
         if await answers(path):
             raise OSError(f"another chatd answers on the control socket {path}")
         refuse_other_file(path)

@@ -175,6 +175,22 @@ async def test_a_control_path_naming_another_file_is_never_deleted(
         assert await users_of("--db", str(db)) == ["keeper"]
 
 
+async def test_a_socket_path_too_long_for_the_kernel_is_named_before_anything_opens(
+        tmp_path: Path) -> None:
+    """A database deep in the file system: its socket path would pass the kernel's
+    limit. Said with the path and the way out, before the database or a listener."""
+    deep = tmp_path / ("d" * 110)
+    deep.mkdir()
+    db = deep / "chatd.db"
+    with ChatdProcess.serve(tmp_path, write_config(tmp_path / "chatd.yaml"), db) as daemon:
+        assert await daemon.wait(TIMEOUT) == 1
+    log = daemon.log()
+    assert f"the control socket {db}.sock would be" in log
+    assert "set control.path to a shorter path" in log
+    assert 'msg="started"' not in log and "Traceback" not in log
+    assert not db.exists()
+
+
 def test_nothing_running_is_one_clear_line(tmp_path: Path) -> None:
     done = chatctl("status", cwd=tmp_path)
     assert done.returncode == 1 and done.stdout == ""
