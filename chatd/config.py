@@ -506,8 +506,13 @@ def check_hosts(config: Config) -> None:
              ("irc.host", config.irc.host, config.irc.enabled),
              ("web.host", config.web.host, config.web.enabled)]
     for key, host, used in hosts:
-        if not used or not host:
+        if not used:
             continue
+        if not host.strip():
+            # The event loop would bind every interface, IPv4 and IPv6: an unset
+            # variable (--host "$HOST") must not open the daemon to the world.
+            raise ConfigError(f"{key}: is empty: name an address (0.0.0.0 or :: to listen "
+                              "on every interface)")
         try:
             socket.getaddrinfo(host, None, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE)
         except (socket.gaierror, UnicodeError) as exc:

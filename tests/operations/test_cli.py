@@ -225,6 +225,23 @@ def test_a_section_given_twice_is_refused_not_half_forgotten(tmp_path: Path) -> 
     assert not (tmp_path / "chatd.db").exists()
 
 
+def test_an_empty_listening_address_is_refused_not_every_interface(tmp_path: Path) -> None:
+    """An empty host (an unset variable: --host "$HOST") would bind every interface."""
+    db = tmp_path / "chatd.db"
+    result = subprocess.run([str(CHATD), "serve", "--host", "", "--port", "0", "--db", str(db)],
+                            capture_output=True, text=True, timeout=10, check=False)
+    assert result.returncode == 2, result.stderr
+    assert result.stderr == ("chatd: configuration error: listen.host: is empty: name an "
+                             "address (0.0.0.0 or :: to listen on every interface)\n")
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("metrics:\n  enabled: true\n  host: ''\n")
+    result = subprocess.run([str(CHATD), "--config", str(bad), "--port", "0", "--db", str(db)],
+                            capture_output=True, text=True, timeout=10, check=False)
+    assert result.returncode == 2, result.stderr
+    assert result.stderr.startswith("chatd: configuration error: metrics.host: is empty")
+    assert not db.exists()
+
+
 def test_a_missing_database_directory_is_one_clear_line(tmp_path: Path) -> None:
     missing = tmp_path / "missing" / "dir" / "chatd.db"
     result = chatd("serve", "--port", "0", "--db", str(missing))
