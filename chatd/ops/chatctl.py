@@ -29,11 +29,11 @@ from rich.table import Table
 from chatd import __version__
 from chatd.config import ConfigError, load_config, where_control
 from chatd.ops.control import control_path, found_database
-from chatd.ops.control_client import ControlClient, ControlError
+from chatd.ops.control_client import ANSWER_TIMEOUT, ControlClient, ControlError
 
 # Options of chatctl itself, never sent to the daemon.
 LOCAL_OPTIONS = frozenset({"command", "socket", "db", "config", "json", "follow",
-                           "password_stdin"})
+                           "password_stdin", "timeout"})
 # What an empty listing says ("no users"), where the command's name does not.
 EMPTY = {"audit": "audit entries"}
 TIME_KEYS = frozenset({"ts", "until", "created", "expires", "last_used"})
@@ -68,7 +68,7 @@ def main(argv: list[str] | None = None) -> int:
         print("chatctl: top needs a terminal (it redraws the screen in place); for "
               "scripts: chatctl status --json, or chatctl audit --follow", file=sys.stderr)
         return 1
-    client = ControlClient(path)
+    client = ControlClient(path, getattr(args, "timeout", ANSWER_TIMEOUT) or None)
     try:
         if args.command == "backup" and args.path != "-":
             args.path = _backup_target(args.path)  # before asking the daemon anything
@@ -183,6 +183,18 @@ def _duration(option: str, without: str) -> Callable[[str], str]:
     return check
 
 
+def _seconds(value: str) -> float:
+    """A --timeout: seconds, 0 or more (0: wait for ever)."""
+    try:
+        seconds = float(value)
+    except ValueError:
+        seconds = -1.0
+    if not 0 <= seconds < float("inf"):
+        raise argparse.ArgumentTypeError(f'"{value}" is not a number of seconds (0: wait '
+                                         "for ever)")
+    return seconds
+
+
 def _common() -> argparse.ArgumentParser:
     """The options accepted before and after the command ("chatctl users --json").
 
@@ -195,6 +207,10 @@ def _common() -> argparse.ArgumentParser:
     common.add_argument("--db", help="the daemon's database (storage.path): the socket is "
                         "DB.sock beside it")
     common.add_argument("--socket", help="the control socket itself")
+    common.add_argument("--timeout", type=_seconds, metavar="SECONDS",
+                        help=f"how long to wait for the daemon's answer (default "
+                             f"{ANSWER_TIMEOUT:g}; 0: for ever; not for backup, audit "
+                             "--follow and top, which last as long as they stream)")
     common.add_argument("--json", action="store_true",
                         help="print JSON with machine values (epoch seconds, true/false)")
     return common

@@ -20,15 +20,27 @@ class ControlError(Exception):
     """The daemon refused a request, or could not be reached."""
 
 
+# How long a request waits for its answer by default. A daemon whose event loop
+# is stuck (a stopped process, a runaway transaction) still accepts connections
+# (the kernel queues them): without a bound, chatctl would wait forever.
+ANSWER_TIMEOUT = 60.0
+
+
 class ControlClient:
     """Talks JSON lines to the control socket."""
 
-    def __init__(self, path: str) -> None:
+    def __init__(self, path: str, timeout: float | None = ANSWER_TIMEOUT) -> None:
         self.path = path
+        # Seconds a request waits for its answer (None: for ever); streams (backup,
+        # follow) wait as long as they last.
+        self.timeout = timeout
 
     async def _open(self) -> tuple[asyncio.StreamReader, asyncio.StreamWriter]:
         try:
-            return await asyncio.open_unix_connection(self.path, limit=1 << 24)
+            async with asyncio.timeout(self.timeout):
+                return await asyncio.open_unix_connection(self.path, limit=1 << 24)
+        except TimeoutError as exc:
+            raise self._no_answer() from exc
         except FileNotFoundError as exc:
             raise ControlError(f"chatd is not running (no control socket at {self.path}; "
                                "if storage.path or control.path changed since it started, "
@@ -51,10 +63,18 @@ class ControlClient:
         reader, writer = await self._open()
         try:
             writer.write(json.dumps({"cmd": cmd, **args}).encode() + b"\n")
-            line = await reader.readline()
+            async with asyncio.timeout(self.timeout):
+                line = await reader.readline()
+        except TimeoutError as exc:
+            raise self._no_answer() from exc
         finally:
             writer.close()
         return _result(line)
+
+    def _no_answer(self) -> ControlError:
+        return ControlError(f"chatd did not answer on {self.path} within {self.timeout:g} s "
+                            "(its event loop may be stuck: see its log; --timeout waits "
+                            "longer)")
 
     async def backup(self, out: IO[bytes], with_files: bool, to: str) -> dict[str, Any]:
         """Receive the daemon's consistent copy into ``out`` (a tar with ``with_files``)."""

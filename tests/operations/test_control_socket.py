@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import signal
 import socket
 import subprocess
 from pathlib import Path
@@ -189,6 +190,26 @@ async def test_a_socket_path_too_long_for_the_kernel_is_named_before_anything_op
     assert "set control.path to a shorter path" in log
     assert 'msg="started"' not in log and "Traceback" not in log
     assert not db.exists()
+
+
+async def test_a_stuck_daemon_is_said_to_be_stuck_not_waited_for_ever(tmp_path: Path) -> None:
+    """A daemon whose event loop does not run (stopped here) still has its socket
+    accept connections: chatctl gives up after --timeout and says why."""
+    db = tmp_path / "chatd.db"
+    with ChatdProcess.serve(tmp_path, write_config(tmp_path / "chatd.yaml"), db) as daemon:
+        await daemon.ready()
+        daemon.signal(signal.SIGSTOP)
+        try:
+            done = await asyncio.to_thread(
+                subprocess.run, [str(CHATCTL), "--db", str(db), "status", "--timeout", "0.5"],
+                capture_output=True, text=True, timeout=10, check=False)
+        finally:
+            daemon.signal(signal.SIGCONT)
+        assert done.returncode == 1 and done.stdout == ""
+        assert done.stderr == (f"chatctl: chatd did not answer on {db}.sock within 0.5 s (its "
+                               "event loop may be stuck: see its log; --timeout waits longer)\n")
+        again = await asyncio.to_thread(chatctl, "--db", str(db), "status", "--timeout", "0")
+        assert again.returncode == 0, again.stderr
 
 
 def test_nothing_running_is_one_clear_line(tmp_path: Path) -> None:
