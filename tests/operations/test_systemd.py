@@ -348,6 +348,9 @@ def test_unit_files_say_what_chatd_does() -> None:
     service = (ROOT / "scripts" / "chatd.service").read_text()
     assert re.search(r"^Type=notify$", service, re.MULTILINE)
     assert re.search(r"^ExecReload=/bin/kill -HUP \$MAINPID$", service, re.MULTILINE)
+    # chatd exits 2 for a configuration error: no restart loop over it.
+    for unit in (service, (ROOT / "scripts" / "chatd@.service").read_text()):
+        assert re.search(r"^RestartPreventExitStatus=2$", unit, re.MULTILINE)
     assert re.search(r"^WatchdogSec=\d+", service, re.MULTILINE)
     socket_unit = (ROOT / "scripts" / "chatd.socket").read_text()
     assert re.search(r"^ListenStream=127\.0\.0\.1:7777$", socket_unit, re.MULTILINE)
