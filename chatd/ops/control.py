@@ -104,15 +104,25 @@ async def answers(path: str) -> bool:
 MAX_SOCKET_PATH = 107
 
 
-def refuse_long_path(path: str) -> None:
-    """Raise OSError, naming the path and the way out, when no socket fits at ``path``:
-    a database deep in the file system gives a socket path the kernel refuses,
-    which it would only call "AF_UNIX path too long", after the listeners opened."""
+def refuse_unusable_path(path: str, configured: bool) -> None:
+    """Raise OSError, naming the path and the way out, when no socket can be made at
+    ``path``: the kernel would only say "AF_UNIX path too long" or "No such file or
+    directory", and only once the database and the listeners were open.
+
+    A database deep in the file system gives a socket path longer than the kernel
+    takes; a control.path may name a directory that does not exist.
+    """
     size = len(os.fsencode(path))
     if size > MAX_SOCKET_PATH:
         raise OSError(f"the control socket {path} would be {size} bytes long, more than "
                       f"the {MAX_SOCKET_PATH} a Unix socket's path may have: set "
                       "control.path to a shorter path")
+    directory = os.path.dirname(os.path.abspath(path))
+    # Beside the database (control.path empty), opening the database names a
+    # missing directory itself.
+    if configured and not os.path.isdir(directory):
+        raise OSError(f"the control socket {path} cannot be made: the directory "
+                      f"{directory} does not exist (create it, or change control.path)")
 
 
 def refuse_other_file(path: str) -> None:
@@ -188,7 +198,7 @@ class ControlServer:
         if not config.control.enabled:
             return
         path = control_path(config.storage.path, config.control.path)
-        refuse_long_path(path)
+        refuse_unusable_path(path, bool(config.control.path))
         if await answers(path):
             raise OSError(f"another chatd answers on the control socket {path}")
         refuse_other_file(path)

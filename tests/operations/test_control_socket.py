@@ -212,6 +212,20 @@ async def test_a_stuck_daemon_is_said_to_be_stuck_not_waited_for_ever(tmp_path: 
         assert again.returncode == 0, again.stderr
 
 
+async def test_a_control_path_in_a_missing_directory_is_named_before_anything_opens(
+        tmp_path: Path) -> None:
+    db = tmp_path / "chatd.db"
+    missing = tmp_path / "run" / "chatd.sock"
+    config = write_config(tmp_path / "chatd.yaml", control={"path": str(missing)})
+    with ChatdProcess.serve(tmp_path, config, db) as daemon:
+        assert await daemon.wait(TIMEOUT) == 1
+    log = daemon.log()
+    assert (f"the control socket {missing} cannot be made: the directory {missing.parent} "
+            "does not exist (create it, or change control.path)") in log
+    assert 'msg="started"' not in log and "Traceback" not in log
+    assert not db.exists()
+
+
 def test_nothing_running_is_one_clear_line(tmp_path: Path) -> None:
     done = chatctl("status", cwd=tmp_path)
     assert done.returncode == 1 and done.stdout == ""
