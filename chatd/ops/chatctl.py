@@ -62,11 +62,9 @@ def main(argv: list[str] | None = None) -> int:
     except ConfigError as exc:
         print(f"chatctl: configuration error: {exc}", file=sys.stderr)
         return 2
-    if args.command == "top" and not sys.stdout.isatty():
-        # The live screen draws on a terminal alone: piped or redirected it would
-        # run until killed and leave nothing readable.
-        print("chatctl: top needs a terminal (it redraws the screen in place); for "
-              "scripts: chatctl status --json, or chatctl audit --follow", file=sys.stderr)
+    wrong_output = _wrong_output(args)
+    if wrong_output is not None:
+        print(f"chatctl: {wrong_output}", file=sys.stderr)
         return 1
     client = ControlClient(path, getattr(args, "timeout", ANSWER_TIMEOUT) or None)
     try:
@@ -82,6 +80,21 @@ def main(argv: list[str] | None = None) -> int:
         # The reader went (| head): nothing more to say, and no traceback at exit.
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
         return 141
+
+
+def _wrong_output(args: argparse.Namespace) -> str | None:
+    """Why the command cannot write to this standard output; None when it can."""
+    terminal = sys.stdout.isatty()
+    if args.command == "top" and not terminal:
+        # The live screen draws on a terminal alone: piped or redirected it would
+        # run until killed and leave nothing readable.
+        return ("top needs a terminal (it redraws the screen in place); for scripts: "
+                "chatctl status --json, or chatctl audit --follow")
+    if args.command == "backup" and args.path == "-" and terminal:
+        # Megabytes of binary would scramble the terminal (and be no backup).
+        return ("backup - writes the database to standard output, which is a terminal: "
+                "redirect it (> FILE, | ssh HOST 'cat > FILE'), or give a file name")
+    return None
 
 
 def socket_path(socket: str | None, config: str | None, database: str | None) -> str:

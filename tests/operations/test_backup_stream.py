@@ -74,6 +74,29 @@ async def test_backup_to_standard_output(tmp_path: Path) -> None:
     assert users_in(tmp_path / "copy.db") == ["alice"]
 
 
+async def test_backup_to_standard_output_on_a_terminal_is_refused(tmp_path: Path) -> None:
+    """"backup -" with standard output on a terminal would print the database there."""
+    db = tmp_path / "chatd.db"
+    with ChatdProcess.serve(tmp_path, write_config(tmp_path / "chatd.yaml"), db) as daemon:
+        await daemon.ready()
+        master, slave = os.openpty()
+        try:
+            done = await asyncio.to_thread(
+                subprocess.run, [str(CHATCTL), "--db", str(db), "backup", "-"], stdout=slave,
+                stderr=subprocess.PIPE, stdin=subprocess.DEVNULL, timeout=TIMEOUT, check=False)
+            os.close(slave)
+            shown = b""
+            with contextlib.suppress(OSError):  # EIO once the terminal is drained
+                while chunk := os.read(master, 65536):
+                    shown += chunk
+        finally:
+            os.close(master)
+    assert done.returncode == 1 and shown == b""
+    assert done.stderr.decode() == (
+        "chatctl: backup - writes the database to standard output, which is a terminal: "
+        "redirect it (> FILE, | ssh HOST 'cat > FILE'), or give a file name\n")
+
+
 def test_a_missing_directory_is_refused_before_asking_the_daemon(tmp_path: Path) -> None:
     # No daemon runs: the answer is about the directory, not about the daemon.
     target = tmp_path / "no" / "such" / "dir" / "b.db"
