@@ -26,6 +26,12 @@ class ControlError(Exception):
 ANSWER_TIMEOUT = 60.0
 
 
+# The longest answer line read. One JSON line holds a whole listing: some 110
+# bytes a user, so 16 MiB ran out at about 150,000 accounts. The reader's buffer
+# grows only with what arrives: this is a bound, not an allocation.
+ANSWER_LIMIT = 1 << 30
+
+
 class ControlClient:
     """Talks JSON lines to the control socket."""
 
@@ -38,7 +44,7 @@ class ControlClient:
     async def _open(self) -> tuple[asyncio.StreamReader, asyncio.StreamWriter]:
         try:
             async with asyncio.timeout(self.timeout):
-                return await asyncio.open_unix_connection(self.path, limit=1 << 24)
+                return await asyncio.open_unix_connection(self.path, limit=ANSWER_LIMIT)
         except TimeoutError as exc:
             raise self._no_answer() from exc
         except FileNotFoundError as exc:
@@ -67,6 +73,9 @@ class ControlClient:
                 line = await reader.readline()
         except TimeoutError as exc:
             raise self._no_answer() from exc
+        except ValueError as exc:  # asyncio's word for a line past the reader's limit
+            raise ControlError(f"chatd's answer to {cmd} is longer than "
+                               f"{ANSWER_LIMIT >> 20} MiB: too large to read") from exc
         finally:
             writer.close()
         return _result(line)

@@ -10,6 +10,7 @@ import os
 import re
 import sqlite3
 import stat
+import subprocess
 from pathlib import Path
 from typing import Any
 
@@ -21,7 +22,14 @@ from chatd.client import ChatClient
 from chatd.ops.chatctl import main
 from chatd.ops.control_client import ControlClient, ControlError
 from tests.helpers import PASSWORD, Clients, settle
-from tests.operations import ChatdProcess, exists, running_daemon, wait_for, write_config
+from tests.operations import (
+    CHATCTL,
+    ChatdProcess,
+    exists,
+    running_daemon,
+    wait_for,
+    write_config,
+)
 
 Event = dict[str, Any]
 
@@ -591,3 +599,24 @@ async def test_an_edit_a_reload_would_refuse_does_not_lock_chatctl_out(
     out, err = capsys.readouterr()
     assert status == 0 and json.loads(out)["version"] == __version__
     assert "limits.max_connections" in err and "reaching chatd" in err
+
+
+async def test_an_answer_longer_than_16_mib_is_read(tmp_path: Path) -> None:
+    """A big daemon's listing is one JSON line of tens of megabytes (some 110 bytes an
+    account): chatctl read at most 16 MiB and ended in a traceback past it."""
+    db = tmp_path / "chatd.db"
+    with ChatdProcess.serve(tmp_path, write_config(tmp_path / "chatd.yaml"), db) as daemon:
+        await daemon.ready()
+    reason = "r" * 1000
+    with contextlib.closing(sqlite3.connect(db)) as conn:
+        conn.executemany("INSERT INTO audit (ts, actor, action, reason) VALUES (?, ?, ?, ?)",
+                         ((1.0, "console", "broadcast", reason) for _ in range(20_000)))
+        conn.commit()
+    with ChatdProcess.serve(tmp_path, write_config(tmp_path / "chatd.yaml"), db) as daemon:
+        await daemon.ready()
+        done = await asyncio.to_thread(
+            subprocess.run, [str(CHATCTL), "--db", str(db), "audit", "-n", "20000", "--json"],
+            capture_output=True, text=True, timeout=60, check=False)
+    assert done.returncode == 0, done.stderr[-2000:]
+    entries = json.loads(done.stdout)
+    assert len(entries) == 20_000 and entries[-1]["reason"] == reason
