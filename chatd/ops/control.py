@@ -55,6 +55,8 @@ Handler = Callable[["ControlServer", dict[str, Any]], Awaitable[Any]]
 T = TypeVar("T")
 HANDLERS: dict[str, Handler] = {}
 FOLLOW_STATUS_INTERVAL = 1.0
+# The longest request line (a broadcast, a reason: text an operator typed).
+REQUEST_LIMIT = 1 << 16
 
 
 SOCKET_SUFFIX = ".sock"
@@ -182,7 +184,8 @@ class ControlServer:
                                 config.storage.path)
         old_umask = os.umask(0o177)  # created 0600: no window where others could connect
         try:
-            self._server = await asyncio.start_unix_server(self._serve, self.path)
+            self._server = await asyncio.start_unix_server(self._serve, self.path,
+                                                           limit=REQUEST_LIMIT)
         finally:
             os.umask(old_umask)
         os.chmod(self.path, 0o600)
@@ -230,6 +233,11 @@ class ControlServer:
                 await writer.drain()
         except (ConnectionError, asyncio.IncompleteReadError):
             pass
+        except ValueError:  # asyncio's word for a line past the reader's limit
+            # Answered, never a traceback in the log: a broadcast or a reason
+            # pasted whole is the operator's slip.
+            writer.write(_refusal(Code.BAD_ARGUMENTS, f"the request is longer than "
+                                  f"{REQUEST_LIMIT} bytes: shorten its text"))
         finally:
             self._streams.discard(writer)
             writer.close()

@@ -226,6 +226,21 @@ async def test_a_control_path_in_a_missing_directory_is_named_before_anything_op
     assert not db.exists()
 
 
+async def test_a_request_too_long_is_refused_not_a_traceback(tmp_path: Path) -> None:
+    """A broadcast pasted whole, past the daemon's line limit: a refusal, and nothing
+    unhandled in the daemon's log."""
+    db = tmp_path / "chatd.db"
+    with ChatdProcess.serve(tmp_path, write_config(tmp_path / "chatd.yaml"), db) as daemon:
+        await daemon.ready()
+        done = await asyncio.to_thread(chatctl, "--db", str(db), "broadcast", "x" * 100_000)
+        assert done.returncode == 1 and done.stdout == ""
+        assert done.stderr == ("chatctl: bad-arguments: the request is longer than 65536 "
+                               "bytes: shorten its text\n")
+        status = await asyncio.to_thread(chatctl, "--db", str(db), "status")
+        assert status.returncode == 0, status.stderr
+    assert "Unhandled exception" not in daemon.log() and "level=error" not in daemon.log()
+
+
 def test_nothing_running_is_one_clear_line(tmp_path: Path) -> None:
     done = chatctl("status", cwd=tmp_path)
     assert done.returncode == 1 and done.stdout == ""
