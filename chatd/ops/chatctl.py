@@ -57,8 +57,8 @@ def main(argv: list[str] | None = None) -> int:
     # room's topic (anyone's words) like "[/]" would stop rich, or restyle the line.
     console = Console(markup=False)
     try:
-        path = socket_path(getattr(args, "socket", None), getattr(args, "config", None),
-                           getattr(args, "db", None))
+        path, switched_off = socket_path(getattr(args, "socket", None),
+                                         getattr(args, "config", None), getattr(args, "db", None))
     except ConfigError as exc:
         print(f"chatctl: configuration error: {exc}", file=sys.stderr)
         return 2
@@ -66,7 +66,8 @@ def main(argv: list[str] | None = None) -> int:
     if wrong_output is not None:
         print(f"chatctl: {wrong_output}", file=sys.stderr)
         return 1
-    client = ControlClient(path, getattr(args, "timeout", ANSWER_TIMEOUT) or None)
+    client = ControlClient(path, getattr(args, "timeout", ANSWER_TIMEOUT) or None,
+                           switched_off=switched_off)
     try:
         if args.command == "backup" and args.path != "-":
             args.path = _backup_target(args.path)  # before asking the daemon anything
@@ -97,14 +98,16 @@ def _wrong_output(args: argparse.Namespace) -> str | None:
     return None
 
 
-def socket_path(socket: str | None, config: str | None, database: str | None) -> str:
-    """The control socket: given, or where the daemon of that configuration put it.
+def socket_path(socket: str | None, config: str | None, database: str | None
+                ) -> tuple[str, bool]:
+    """The control socket: given, or where the daemon of that configuration put it;
+    and whether that configuration turns it off (control.enabled: false).
 
     Without any option: the built-in configuration's (the working directory's
     chatd.db), else the development daemon's (var/chatd.db, scripts/serve).
     """
     if socket:
-        return socket
+        return socket, False
     given = {"storage.path": database} if database else {}
     try:
         loaded = load_config(config, given or None)
@@ -117,8 +120,9 @@ def socket_path(socket: str | None, config: str | None, database: str | None) ->
         print(f"chatctl: configuration error: {exc} (reaching chatd by the file's "
               "storage.path and control.path)", file=sys.stderr)
         loaded = load_config(None, {**where_control(config), **given})
-    return control_path(found_database(loaded.storage.path, bool(config or database)),
+    path = control_path(found_database(loaded.storage.path, bool(config or database)),
                         loaded.control.path)
+    return path, not loaded.control.enabled
 
 
 def read_password(name: str, from_stdin: bool = False) -> str:

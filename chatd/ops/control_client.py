@@ -35,8 +35,12 @@ ANSWER_LIMIT = 1 << 30
 class ControlClient:
     """Talks JSON lines to the control socket."""
 
-    def __init__(self, path: str, timeout: float | None = ANSWER_TIMEOUT) -> None:
+    def __init__(self, path: str, timeout: float | None = ANSWER_TIMEOUT,
+                 switched_off: bool = False) -> None:
         self.path = path
+        # The configuration that named the path turns the socket off: no socket there
+        # says nothing about whether chatd runs.
+        self.switched_off = switched_off
         # Seconds a request waits for its answer (None: for ever); streams (backup,
         # follow) wait as long as they last.
         self.timeout = timeout
@@ -48,6 +52,10 @@ class ControlClient:
         except TimeoutError as exc:
             raise self._no_answer() from exc
         except FileNotFoundError as exc:
+            if self.switched_off:
+                raise ControlError("the configuration turns chatd's control socket off "
+                                   "(control.enabled: false): chatctl cannot reach the "
+                                   "daemon; set it to true and restart chatd") from exc
             raise ControlError(f"chatd is not running (no control socket at {self.path}; "
                                "if storage.path or control.path changed since it started, "
                                "give --socket)") from exc

@@ -241,6 +241,21 @@ async def test_a_request_too_long_is_refused_not_a_traceback(tmp_path: Path) -> 
     assert "Unhandled exception" not in daemon.log() and "level=error" not in daemon.log()
 
 
+async def test_a_control_socket_switched_off_is_not_taken_for_a_stopped_daemon(
+        tmp_path: Path) -> None:
+    db = tmp_path / "chatd.db"
+    config = write_config(tmp_path / "chatd.yaml", storage={"path": str(db)},
+                          control={"enabled": False})
+    with ChatdProcess([str(CHATD), "serve", "--config", str(config), "--port", "0"],
+                      tmp_path / "chatd.log") as daemon:
+        await daemon.started()
+        done = await asyncio.to_thread(chatctl, "--config", str(config), "status")
+    assert done.returncode == 1 and done.stdout == ""
+    assert done.stderr == ("chatctl: the configuration turns chatd's control socket off "
+                           "(control.enabled: false): chatctl cannot reach the daemon; set "
+                           "it to true and restart chatd\n")
+
+
 def test_nothing_running_is_one_clear_line(tmp_path: Path) -> None:
     done = chatctl("status", cwd=tmp_path)
     assert done.returncode == 1 and done.stdout == ""
