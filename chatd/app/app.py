@@ -159,9 +159,19 @@ class App:
         # Each listener named (line=... irc=... web=...): with --port 0, which is which.
         log.info("started", extra={"fields": {
             "version": __version__, **self.listeners.addresses_by_kind,
-            "users": services.accounts.count, "rooms": services.rooms.count}})
+            "users": services.accounts.count, "rooms": services.rooms.count,
+            **self._database_named()}})
         if self.process:
             await self._start_operations()
+
+    def _database_named(self) -> dict[str, str]:
+        """The embedded database's file, for the started line: which file a daemon
+        serves is what an operator asks first (--db and the file can disagree)."""
+        if self._cluster is not None:
+            return {}
+        path = self.config.storage.path
+        in_memory = path == ":memory:" or path.startswith("file:")  # (tests)
+        return {"database": path if in_memory else os.path.abspath(path)}
 
     async def _start_operations(self) -> None:
         await self.control.start()

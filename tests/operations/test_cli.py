@@ -342,6 +342,8 @@ async def test_the_started_line_names_each_listener(tmp_path: Path) -> None:
                  re.findall(r"\b(line|irc|web)=127\.0\.0\.1:(\d+)(?=\s)", started)}
         assert set(ports) == {"line", "irc", "web"}, started
         assert "addresses=" not in started
+        # And the database it serves (--db and a file's storage.path can disagree).
+        assert started.endswith(f" database={tmp_path / 'chatd.db'}"), started
         # Each port speaks what its name says.
         reader, writer = await asyncio.open_connection("127.0.0.1", ports["line"])
         assert (await reader.readline()).startswith(b"* chatd ")
