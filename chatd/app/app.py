@@ -204,6 +204,10 @@ class App:
         for sig in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(sig, self.request_stop)
         loop.add_signal_handler(signal.SIGHUP, self.reload)
+        # Their default action ends the process on the spot, acknowledged messages not
+        # yet written with it: a log rotation's "kill -USR1" must not do that.
+        for sig in (signal.SIGUSR1, signal.SIGUSR2):
+            loop.add_signal_handler(sig, _ignored, sig)
         database = self.config.storage.path
         existed = await asyncio.to_thread(os.path.lexists, database)
         try:
@@ -373,6 +377,12 @@ async def _written(what: Callable[[], str], write: Callable[[], Awaitable[object
         log.error("stopping: a write failed, %s: %s", what(), exc)
         return False
     return True
+
+
+def _ignored(sig: signal.Signals) -> None:
+    log.warning("signal ignored: chatd logs to standard error alone (nothing to reopen); "
+                "SIGHUP reloads the configuration, SIGTERM stops",
+                extra={"fields": {"signal": sig.name}})
 
 
 async def _every(interval: float, job: Callable[[], Awaitable[object]]) -> None:

@@ -220,3 +220,22 @@ async def test_a_reload_refuses_a_section_given_twice(tmp_path: Path) -> None:
             subprocess.run, [str(CHATCTL), "--config", str(config), "status"],
             capture_output=True, text=True, timeout=30, check=False)
         assert status.returncode == 0, status.stderr
+
+
+async def test_usr1_and_usr2_are_ignored_not_fatal(tmp_path: Path) -> None:
+    """Their default action ends the process at once, unwritten messages with it (a
+    log rotation's postrotate "kill -USR1" is common): said and ignored."""
+    config = write_config(tmp_path / "chatd.yaml")
+    with ChatdProcess.serve(tmp_path, config) as daemon:
+        host, port = await daemon.ready()
+        for sig in (signal.SIGUSR1, signal.SIGUSR2):
+            daemon.signal(sig)
+            warned = await daemon.wait_log(rf"signal ignored.*signal={sig.name}")
+            assert "level=warning" in warned
+        client = await ChatClient.connect(host, port)
+        try:
+            assert (await client.command("/ping")).ok
+        finally:
+            await client.close()
+        daemon.signal(signal.SIGTERM)
+        assert await daemon.wait() == 0
