@@ -604,6 +604,42 @@ def _check_together(config: Config) -> None:
         raise ConfigError(f"listen.flush_delay: {config.listen.flush_delay} is more than "
                           f"{FLUSH_DELAY_MAX} s, which every reply would wait")
     _check_cluster(config)
+    _check_ports_apart(config)
+
+
+# Hosts that bind every address: a port on one of them is taken on every host.
+_EVERY_ADDRESS: Final = ("0.0.0.0", "::")
+
+
+def _listeners(config: Config) -> list[tuple[str, str, int]]:
+    """The TCP listeners in use: (key of the port, host, port)."""
+    irc = config.irc
+    listeners = [("listen.port", config.listen.host, config.listen.port)]
+    if config.tls.enabled:
+        listeners.append(("tls.port", config.tls.host, config.tls.port))
+    if irc.enabled:
+        listeners.append(("irc.port", irc.host, irc.port))
+        if irc.tls_port is not None:
+            listeners.append(("irc.tls_port", irc.host, irc.tls_port))
+    if config.web.enabled:
+        listeners.append(("web.port", config.web.host, config.web.port))
+    if config.metrics.enabled:
+        listeners.append(("metrics.port", config.metrics.host, config.metrics.port))
+    return listeners
+
+
+def _check_ports_apart(config: Config) -> None:
+    """No two listeners on one port of one host: the second would fail to bind with
+    "address already in use", which sends an operator looking for another program."""
+    seen: list[tuple[str, str, int]] = []
+    for key, host, port in _listeners(config):
+        for other_key, other_host, other_port in seen:
+            if port and port == other_port and (
+                    host == other_host or host in _EVERY_ADDRESS
+                    or other_host in _EVERY_ADDRESS):
+                raise ConfigError(f"{key}: {port} is {other_key} too: each listener needs "
+                                  "a port of its own (0: any free one)")
+        seen.append((key, host, port))
 
 
 def _check_cluster(config: Config) -> None:

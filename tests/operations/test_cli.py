@@ -242,6 +242,27 @@ def test_an_empty_listening_address_is_refused_not_every_interface(tmp_path: Pat
     assert not db.exists()
 
 
+def test_two_listeners_on_one_port_are_refused_by_name(tmp_path: Path) -> None:
+    """The second would fail to bind, "address already in use", and send the operator
+    looking for another program: named as the configuration error it is."""
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    db = tmp_path / "chatd.db"
+    bad = tmp_path / "bad.yaml"
+    cases = {f"irc:\n  enabled: true\n  port: {port}\n":
+             f"irc.port: {port} is listen.port too",
+             f"metrics:\n  enabled: true\n  host: 0.0.0.0\n  port: {port}\n":
+             f"metrics.port: {port} is listen.port too"}
+    for text, said in cases.items():
+        bad.write_text(text)
+        result = chatd("--config", str(bad), "--db", str(db), "--port", str(port))
+        assert result.returncode == 2, result.stderr
+        assert result.stderr == (f"chatd: configuration error: {said}: each listener needs a "
+                                 "port of its own (0: any free one)\n")
+    assert not db.exists()
+
+
 def test_a_missing_database_directory_is_one_clear_line(tmp_path: Path) -> None:
     missing = tmp_path / "missing" / "dir" / "chatd.db"
     result = chatd("serve", "--port", "0", "--db", str(missing))
