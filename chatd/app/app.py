@@ -117,6 +117,9 @@ class App:
         self._watchdog: asyncio.Task[None] | None = None
         self._stopping = asyncio.Event()
         self._stopped = asyncio.Event()
+        # Something the stop had to write was lost: the process then exits 1, so
+        # the service manager shows a failed stop rather than a clean one.
+        self.lost_at_stop = False
         # Writes when API tokens were last used, in batches (see chatd.domain.tokens).
         self._token_use: asyncio.Task[None] | None = None
 
@@ -220,7 +223,7 @@ class App:
             return 1
         await self._stopping.wait()
         await self.stop()
-        return 0
+        return 1 if self.lost_at_stop else 0
 
     def request_stop(self) -> None:
         """A signal handler only sets a flag; a second signal means: out, now."""
@@ -288,6 +291,7 @@ class App:
             async with asyncio.timeout(timeout):
                 await self._write_out()
         except TimeoutError:
+            self.lost_at_stop = True
             log.error("stopping: writing out did not finish within %.1f s; what was not "
                       "written is lost", timeout)
         finally:
@@ -308,12 +312,16 @@ class App:
         written. Then a cluster node stops reading and publishing (see chatd.cluster)."""
         services = self.services
         try:
-            if await _written(lambda: f"{services.writer.pending} acknowledged messages are "
-                              "lost", services.writer.close):
-                await _written(lambda: "the clean stop is not recorded (the next start "
-                               "numbers messages as after a crash)", services.sequencer.stopped)
-            await _written(lambda: "audit entries are lost", services.audit.close)
-            await _written(lambda: "token uses are not recorded", services.tokens.flush_use)
+            written = await _written(lambda: f"{services.writer.pending} acknowledged "
+                                     "messages are lost", services.writer.close)
+            if written:
+                written = await _written(lambda: "the clean stop is not recorded (the next "
+                                         "start numbers messages as after a crash)",
+                                         services.sequencer.stopped)
+            audit = await _written(lambda: "audit entries are lost", services.audit.close)
+            uses = await _written(lambda: "token uses are not recorded",
+                                  services.tokens.flush_use)
+            self.lost_at_stop = self.lost_at_stop or not (written and audit and uses)
         finally:
             if self._cluster is not None:
                 await self._cluster.stop()

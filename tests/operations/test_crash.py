@@ -9,7 +9,9 @@ Real ``chatd serve`` processes, a real client over TCP.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import signal
+import sqlite3
 from pathlib import Path
 
 import pytest
@@ -102,3 +104,23 @@ async def test_a_database_file_deleted_under_the_daemon_is_said_in_the_log(
         line = await daemon.wait_log("database file .* was deleted while chatd serves it",
                                      timeout=10)
         assert "level=error" in line
+
+
+async def test_a_stop_that_loses_acknowledged_messages_exits_1(tmp_path: Path) -> None:
+    """Another process holds the database (a sqlite3 shell in a transaction) while
+    chatd stops with messages waiting: they are lost, and the exit status says so, so
+    that the service manager shows a failed stop instead of a clean one."""
+    db = tmp_path / "chatd.db"
+    held = write_config(tmp_path / "held.yaml", storage=HELD_OFF)
+    with ChatdProcess.serve(tmp_path, held, db) as daemon:
+        _, port = await daemon.ready()
+        alice = await _user(port, "alice", new=True)
+        await alice.command("/create den")
+        assert (await alice.say("never written"))["type"] == "message"
+        await alice.close()
+        with contextlib.closing(sqlite3.connect(db, isolation_level=None)) as other:
+            other.execute("BEGIN EXCLUSIVE")
+            daemon.signal(signal.SIGTERM)
+            assert await daemon.wait(30) == 1
+            other.execute("ROLLBACK")
+    assert "what was not written is lost" in daemon.log()
