@@ -61,7 +61,10 @@ def listen_sockets(env: Mapping[str, str] | None = None) -> list[socket.socket]:
     """The listening sockets systemd passed to this process, if any."""
     env = env if env is not None else os.environ
     pid, count = env.get("LISTEN_PID"), env.get("LISTEN_FDS")
-    if not count or (pid and pid != str(os.getpid())):
+    # As sd_listen_fds(3): the sockets are this process's only when LISTEN_PID names
+    # it. A LISTEN_FDS without it (left in a shell's environment) would have chatd
+    # take whatever descriptors 3.. happen to be for its listeners, and fail on them.
+    if not count or pid != str(os.getpid()):
         return []
     sockets = []
     for fd in range(SD_LISTEN_FDS_START, SD_LISTEN_FDS_START + int(count)):

@@ -33,6 +33,7 @@ from tests.operations import (
     restored_logging,
     running_daemon,
     wait_for,
+    write_config,
 )
 from tests.services import unavailable
 
@@ -211,6 +212,23 @@ def test_listen_sockets_ignores_other_processes_fds() -> None:
     assert systemd.listen_sockets({}) == []
     assert systemd.listen_sockets({"LISTEN_PID": str(os.getpid())}) == []
     assert systemd.listen_sockets({"LISTEN_FDS": "0", "LISTEN_PID": str(os.getpid())}) == []
+
+
+async def test_a_listen_fds_without_listen_pid_is_not_taken(tmp_path: Path) -> None:
+    """A LISTEN_FDS left in an environment without LISTEN_PID passes no sockets (as
+    sd_listen_fds says): chatd listens where its configuration says, instead of
+    failing on whatever descriptor 3 is (here: none)."""
+    env = {**os.environ, "LISTEN_FDS": "1"}
+    env.pop("LISTEN_PID", None)
+    db = tmp_path / "chatd.db"
+    with ChatdProcess([str(CHATD), "serve", "--config", str(write_config(tmp_path / "chatd.yaml")),
+                       "--db", str(db), "--port", "0"], tmp_path / "chatd.log",
+                      env=env) as daemon:
+        host, port = await daemon.started()
+        reader, writer = await asyncio.open_connection(host, port)
+        assert (await reader.readline()).startswith(b"* chatd ")
+        writer.close()
+    assert "service manager passed" not in daemon.log()
 
 
 def test_watchdog_interval() -> None:
