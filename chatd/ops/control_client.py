@@ -90,8 +90,8 @@ class ControlClient:
 
     def _no_answer(self) -> ControlError:
         return ControlError(f"chatd did not answer on {self.path} within {self.timeout:g} s "
-                            "(its event loop may be stuck: see its log; --timeout waits "
-                            "longer)")
+                            "(its event loop may be stuck: see its log; chatctl "
+                            "--timeout waits longer)")
 
     async def backup(self, out: IO[bytes], with_files: bool, to: str) -> dict[str, Any]:
         """Receive the daemon's consistent copy into ``out`` (a tar with ``with_files``)."""

@@ -207,7 +207,8 @@ async def test_a_stuck_daemon_is_said_to_be_stuck_not_waited_for_ever(tmp_path: 
             daemon.signal(signal.SIGCONT)
         assert done.returncode == 1 and done.stdout == ""
         assert done.stderr == (f"chatctl: chatd did not answer on {db}.sock within 0.5 s (its "
-                               "event loop may be stuck: see its log; --timeout waits longer)\n")
+                               "event loop may be stuck: see its log; chatctl --timeout waits "
+                               "longer)\n")
         again = await asyncio.to_thread(chatctl, "--db", str(db), "status", "--timeout", "0")
         assert again.returncode == 0, again.stderr
 
