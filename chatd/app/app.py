@@ -33,6 +33,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 
 from chatd import __version__
 from chatd.config import ConfigError, held_for_restart, load_config
+from chatd.content.blobs import files_dir
 from chatd.net.listener import check_certificate
 from chatd.ops import systemd
 from chatd.ops.dblock import DatabaseLock
@@ -131,6 +132,7 @@ class App:
         # A certificate that cannot be loaded is named before anything is opened.
         check_certificate(self.config)
         if self.process:
+            _refuse_files_dir_not_a_directory(self.config)
             _raise_open_files_limit()
             await self.control.refuse_if_taken()  # before the database is touched
             if self._cluster is None:
@@ -385,6 +387,17 @@ async def _written(what: Callable[[], str], write: Callable[[], Awaitable[object
         log.error("stopping: a write failed, %s: %s", what(), exc)
         return False
     return True
+
+
+def _refuse_files_dir_not_a_directory(config: Config) -> None:
+    """Raise OSError when the local files directory is a file: every upload would
+    fail (an internal-error, a traceback in the log), and the start said nothing."""
+    if config.files.backend != "local":
+        return
+    directory = files_dir(config.files, config.storage.path)
+    if directory.exists() and not directory.is_dir():
+        raise OSError(f"files.dir {directory} is not a directory: uploads could not be "
+                      "stored there")
 
 
 def _ignored(sig: signal.Signals) -> None:

@@ -263,6 +263,20 @@ def test_two_listeners_on_one_port_are_refused_by_name(tmp_path: Path) -> None:
     assert not db.exists()
 
 
+async def test_a_files_directory_that_is_a_file_stops_the_start(tmp_path: Path) -> None:
+    """Every upload would fail with internal-error, and nothing said so until one did."""
+    db = tmp_path / "chatd.db"
+    not_a_directory = tmp_path / "files"
+    not_a_directory.write_text("a file\n")
+    config = write_config(tmp_path / "chatd.yaml", files={"dir": str(not_a_directory)})
+    with ChatdProcess.serve(tmp_path, config, db) as daemon:
+        assert await daemon.wait(TIMEOUT) == 1
+    errors = [line for line in daemon.log().splitlines() if "level=error" in line]
+    assert len(errors) == 1 and 'msg="cannot start"' in errors[0], daemon.log()
+    assert f"files.dir {not_a_directory} is not a directory" in errors[0]
+    assert not db.exists()
+
+
 def test_a_missing_database_directory_is_one_clear_line(tmp_path: Path) -> None:
     missing = tmp_path / "missing" / "dir" / "chatd.db"
     result = chatd("serve", "--port", "0", "--db", str(missing))
