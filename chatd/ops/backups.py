@@ -154,7 +154,7 @@ class Backups:
 
     async def take(self, now: float | None = None) -> Path:
         """Make one backup now and prune old ones; returns its path."""
-        await asyncio.to_thread(self._directory.mkdir, PRIVATE_DIR, parents=True, exist_ok=True)
+        await asyncio.to_thread(_make_directory, self._directory)
         stamp = _stamp(now or time.time())
         path = self._directory / f"{self._prefix}{stamp}{SUFFIX}"
         await asyncio.to_thread(remove_leftovers, self._directory, self._database)
@@ -181,6 +181,14 @@ class Backups:
         for old in stale:
             os.unlink(self._directory / old)
         return len(stale)
+
+
+def _make_directory(directory: Path) -> None:
+    """The backup directory, made 0700 when missing; a file in its place is said
+    to be one (mkdir alone would only say "File exists", each interval)."""
+    if directory.exists() and not directory.is_dir():
+        raise OSError(f"backup.dir {directory} is not a directory")
+    directory.mkdir(PRIVATE_DIR, parents=True, exist_ok=True)
 
 
 def _stamp(moment: float) -> str:

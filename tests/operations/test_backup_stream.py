@@ -159,6 +159,19 @@ async def test_a_backup_over_the_served_database_is_refused(tmp_path: Path) -> N
     assert users_in(db) == ["alice"]
 
 
+async def test_a_backup_dir_that_is_a_file_is_said_to_be_one(tmp_path: Path) -> None:
+    """Scheduled backups into a backup.dir that is a file: the log says what is wrong
+    with it, not mkdir's bare "File exists" at every interval."""
+    taken = tmp_path / "backups"
+    taken.write_text("a file\n")
+    config = write_config(tmp_path / "chatd.yaml", backup={"interval": 0.2, "dir": str(taken)})
+    with ChatdProcess.serve(tmp_path, config) as daemon:
+        await daemon.ready()
+        failed = await daemon.wait_log(r'msg="scheduled backup failed"')
+    assert f"backup.dir {taken} is not a directory" in failed
+    assert taken.read_text() == "a file\n"
+
+
 async def uploaded(daemon: App) -> int:
     clients = Clients(daemon)
     try:
