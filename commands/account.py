@@ -41,7 +41,7 @@ async def register(ctx: Context, name: str, password: str) -> Ok:
 async def _welcome(ctx: Context, user: User, token_id: int | None = None) -> dict[str, Any]:
     """Log the connection in as ``user`` (with the API token ``token_id``): what the
     welcome says, the unread count too."""
-    welcome = await ctx.services.presence.login(ctx.session, user, token_id)
+    welcome = await ctx.services.presence.login(ctx.session, user, token_id, ctx.label)
     unread = await ctx.services.notifier.unread(user)
     replayed = welcome.pop("direct_messages")  # (last, as the protocol's examples show)
     return welcome | {"notifications": unread, "direct_messages": replayed}

@@ -369,8 +369,10 @@ class Messaging:
                                     sender=msg.sender_name, message_id=msg.id)
         return msg.id
 
-    async def replay_direct(self, session: Endpoint, user: User) -> int:
-        """Show a user who logs in the direct messages sent while they were away.
+    async def replay_direct(self, session: Endpoint, user: User,
+                            label: str | None = None) -> int:
+        """Show a user who logs in the direct messages sent while they were away, as
+        lines of the login's reply (labelled ``label``, as every line a command causes).
 
         Raises :class:`AccountGone` when the database no longer holds the account
         (asked in the same statement): on a cluster's node, which asks at every
@@ -395,7 +397,7 @@ class Messaging:
         if session.user is not user:
             return 0  # the connection went away meanwhile: keep them for next time
         for msg in pending:
-            session.send(Message.of(msg, to=user.name, offline=True))
+            session.send(Message.of(msg, to=user.name, offline=True), label)
         # Before the await: a message sent once this connection is gone again
         # adds the user back.
         self._unseen_by.discard(user.id)

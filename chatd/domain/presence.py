@@ -200,10 +200,11 @@ class Presence:
         self.sessions[session] = None
         self.peak_sessions = max(self.peak_sessions, len(self.sessions))
 
-    async def login(self, session: Endpoint, user: User,
-                    token_id: int | None = None) -> dict[str, Any]:
+    async def login(self, session: Endpoint, user: User, token_id: int | None = None,
+                    label: str | None = None) -> dict[str, Any]:
         """Log ``session`` in as ``user`` (with the API token ``token_id``, or a resume
-        token made from it); returns what the welcome should say."""
+        token made from it); returns what the welcome should say. The direct messages
+        kept for the user are shown first, labelled ``label``: the login's reply."""
         if session.closing:
             # The connection went away while the password was being checked.
             raise ChatError(Code.NOT_LOGGED_IN, "the connection closed during login.")
@@ -243,7 +244,7 @@ class Presence:
         # direct message waits for the user (replay_direct knows without asking).
         self._audit.note("login", actor=user.name, logged=True)
         try:
-            replayed = await self._messaging.replay_direct(session, user)
+            replayed = await self._messaging.replay_direct(session, user, label)
         except AccountGone:
             # Deleted on another node of a cluster after the check above, its
             # announcement not read here yet: the database said so in the query

@@ -134,8 +134,8 @@ async def test_emsg_to_a_user_online_and_offline(clients: Clients, server: ChatS
     env2 = sealed("alice", "@bob", "bob", text=b"later")
     assert (await alice.command(f"/emsg @Bob {env2}"))["online"] is False
     again = await clients.anonymous()
-    await again.command("/login bob secret-pw")
-    replayed = await again.next_event(lambda e: e.get("type") == "message")
+    login = await again.command("/login bob secret-pw")
+    [replayed] = [e for e in login.lines if e.get("type") == "message"]
     assert replayed["envelope"] == env2 and replayed["offline"] is True
 
 
@@ -320,7 +320,7 @@ async def test_ekey_waits_for_an_offline_member_without_a_notification(
     assert (await alice.command(f"/ekey dev bob {env}"))["online"] is False
     again = await clients.anonymous()
     login = await again.command("/login bob secret-pw")
-    replayed = await again.next_event(lambda e: e.get("type") == "message")
+    [replayed] = [e for e in login.lines if e.get("type") == "message"]
     assert replayed["envelope"] == env and replayed["offline"] is True
     assert replayed["room_key"] == "dev"
     assert not login.get("notifications")

@@ -79,8 +79,9 @@ async def test_messages_acknowledged_before_stop_are_stored(
         history = (await alice.command("/history general 200"))["messages"]
         assert [m["id"] for m in history] == [*acknowledged, said["id"], action["id"]]
         assert history[0]["text"] == "line 0" and history[-2]["text"] == "last words"
-        bob = await after.user("bob")
-        [pending] = [e for e in bob.pending_events() if is_message(e)]
+        bob = await after.anonymous()
+        login = await bob.command(f"/login bob {PASSWORD}")
+        [pending] = [e for e in login.lines if is_message(e)]
         assert pending["id"] == direct["id"] and pending["offline"] is True
     finally:
         await after.close()

@@ -195,7 +195,10 @@ async def test_msg_to_an_offline_user_arrives_once_at_their_login(clients: Clien
     assert reply["online"] is False and reply["to"] == "bob"
     login = await bob.command(f"/login bob {PASSWORD}")
     assert login["direct_messages"] == 1
-    [replayed] = messages(bob.pending_events())
+    # Lines of the login's reply: before its ok, with its label (none left unasked).
+    [replayed] = messages(login.lines)
+    assert messages(bob.pending_events()) == []
+    assert replayed["label"] == login.final["label"]
     assert replayed["id"] == reply["id"] and replayed["offline"] is True
     assert replayed["from"] == "alice" and replayed["to"] == "bob"
     assert replayed["text"] == "see you later"
@@ -206,6 +209,20 @@ async def test_msg_to_an_offline_user_arrives_once_at_their_login(clients: Clien
     other = await clients.user("bob")
     assert messages(await settle(other)) == []
     assert messages(await settle(bob)) == []
+
+
+async def test_a_labelled_login_labels_the_direct_messages_it_replays(
+        clients: Clients) -> None:
+    """In text mode too, the direct messages kept for a user are lines of the login's
+    reply: they carry its label, so a client tells them from live traffic."""
+    bob = await clients.user("bob")
+    await bob.command("/logout")
+    alice = await clients.user("alice")
+    await alice.command("/msg bob kept for you")
+    text = await text_client(clients)
+    lines = await text_run(text, f"@in /login bob {PASSWORD}")
+    assert lines[0] == "@in <alice -> bob> kept for you"
+    assert lines[1].startswith("@in * Welcome back, bob.") and len(lines) == 2
 
 
 async def test_a_login_without_unseen_messages_does_not_wait_for_the_writer(
@@ -236,8 +253,9 @@ async def test_a_login_without_unseen_messages_does_not_wait_for_the_writer(
     clients = Clients(server)
     try:
         bob = await clients.anonymous()
-        assert (await bob.command(f"/login bob {PASSWORD}"))["direct_messages"] == 1
-        [replayed] = messages(bob.pending_events())
+        login = await bob.command(f"/login bob {PASSWORD}")
+        assert login["direct_messages"] == 1
+        [replayed] = messages(login.lines)
         assert replayed["text"] == "second"
     finally:
         await clients.close()

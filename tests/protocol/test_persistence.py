@@ -91,7 +91,7 @@ async def test_a_restart_keeps_rooms_members_history_and_pending_dms(
         carol_login = await carol.command(f"/login carol {PASSWORD}")
         assert carol_login["direct_messages"] == 1 and carol_login["notifications"] == 1
         assert carol_login["rooms"] == []
-        [pending] = [e for e in carol.pending_events() if is_message(e)]
+        [pending] = [e for e in carol_login.lines if is_message(e)]
         assert pending["id"] == dm["id"] and pending["offline"] is True
         assert pending["from"] == "alice" and pending["text"] == "read this when you are back"
         past = (await carol.command("/myrooms"))["past"]

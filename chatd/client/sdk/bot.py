@@ -313,13 +313,15 @@ class Bot:
                      self.port, self.connections,
                      ", ".join(f"#{room}" for room in joined) or "no room")
             seen: set[int] = set()
-            for record in welcome.lines:  # direct messages kept while the bot was away
-                seen.add(record.get("id", 0))
-                await self.dispatch(record, replayed=True)
+            if resume_from:
+                # It replays the direct messages the login showed too, in id order
+                # among the rooms' messages.
+                await self._resume(client, resume_from, seen)
+            # The direct messages kept while the bot was away (the login's reply
+            # lines), those the resume did not show.
+            await self._replay(welcome.lines, seen)
             if resume_from is None:
                 await self._mark_start(client, welcome)
-            elif resume_from:
-                await self._resume(client, resume_from, seen)
             for handler in self._on_connect:
                 await self._guarded(handler())
             await self._dispatch_until_closed(client)
@@ -469,16 +471,20 @@ class Bot:
                 if reply.final.get("code") != "unknown-command":
                     log.info("resume refused: %s", reply.final.get("message"))
                 return
-            for record in reply.lines:
-                if record.get("id") not in seen:
-                    seen.add(record.get("id", 0))
-                    await self.dispatch(record, replayed=True)
+            await self._replay(reply.lines, seen)
             if reply.final.get("recovered") is False and not reply.final.get("more"):
                 log.warning("resume: the gap may be incomplete: %s", reply.final.get("reasons"))
             if not reply.final.get("more"):
                 break
             after_id = int(reply.final.get("last_id", after_id))
         self._skip_replayed(client, seen)
+
+    async def _replay(self, records: list[dict[str, Any]], seen: set[int]) -> None:
+        """Dispatch ``records`` (messages replayed), none of ``seen``, adding them to it."""
+        for record in records:
+            if record.get("id") not in seen:
+                seen.add(record.get("id", 0))
+                await self.dispatch(record, replayed=True)
 
     async def _mark_start(self, client: ChatClient, welcome: Reply) -> None:
         """At the first login, where a later resume starts: the newest message of

@@ -163,19 +163,26 @@ class ClientSession:
 
     async def _answer(self, reply: Reply) -> list[Line]:
         """The Lines of a reply, after noting what it changed (who we are, the room)."""
-        shown = await self._reply_lines(reply)
         final = reply.final
-        if reply.ok and final.get("command") in LOGINS:
-            self.user = final.get("user")
-            rooms = final.get("rooms") or []
-            self._rooms_at_login = [str(room) for room in rooms]
-            self.current_room = rooms[0] if len(rooms) == 1 else None
-            self.settings = dict(final.get("settings") or {})
-            self.resume_token = resume_token_of(final)
+        login = reply.ok and final.get("command") in LOGINS
+        if login:
+            # First: the login's own lines, the direct messages kept for us, are read
+            # (and decrypted) as the user it logged in.
+            self._logged_in(final)
+        shown = await self._reply_lines(reply)
+        if login:
             shown += await self.publish_key()
         elif reply.ok:
             self._track(final)
         return shown
+
+    def _logged_in(self, final: dict[str, Any]) -> None:
+        self.user = final.get("user")
+        rooms = final.get("rooms") or []
+        self._rooms_at_login = [str(room) for room in rooms]
+        self.current_room = rooms[0] if len(rooms) == 1 else None
+        self.settings = dict(final.get("settings") or {})
+        self.resume_token = resume_token_of(final)
 
     def _track(self, final: dict[str, Any]) -> None:
         command, room = final.get("command"), final.get("room")
