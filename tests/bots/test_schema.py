@@ -154,6 +154,16 @@ def test_the_docs_command_tables_match_the_schema() -> None:
         assert not missing, f"/{name} documents errors it does not declare: {missing}"
 
 
+def test_every_error_code_has_a_row_in_the_docs_table_of_codes() -> None:
+    """§8 is the list of codes a client may meet: every code the server answers has
+    its row there, in the one table (a blank line would end it)."""
+    text = PROTOCOL.read_text()
+    section = text[text.index("## 8. Error codes"):text.index("## 9. Names")]
+    table = section[section.index("| code |"):section.index("\n\n", section.index("| code |"))]
+    rows = set(re.findall(r"^\| `([a-z0-9-]+)`", table, re.M))
+    assert rows == CODES
+
+
 def test_every_command_lists_the_codes_every_command_may_answer() -> None:
     """§7's list of what every command can also fail with is in each command's
     errors: the conditional ones where their condition holds."""
