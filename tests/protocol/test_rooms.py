@@ -487,6 +487,8 @@ async def test_topic_show_and_set(clients: Clients) -> None:
     event = await bob.next_event(lambda e: e.get("type") == "event", timeout=5)
     assert event["event"] == "topic" and event["room"] == "general"
     assert event["topic"] == "Say hello!" and event["actor"] == "alice"
+    # Like every presence and moderation event, it names its user: who set it.
+    assert event["user"] == "alice"
     assert (await bob.command("/topic general"))["topic"] == "Say hello!"
     assert (await bob.command("/rooms"))["rooms"][0]["topic"] == "Say hello!"
 

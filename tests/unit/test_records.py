@@ -73,9 +73,11 @@ ROWS: list[tuple[ev.Event, dict[str, Any]]] = [
     (ev.Banned("r", "bob", "alice"),
      {"type": "event", "room": "r", "event": "ban", "user": "bob", "actor": "alice"}),
     (ev.TopicChanged("r", "alice", "news"),
-     {"type": "event", "room": "r", "event": "topic", "actor": "alice", "topic": "news"}),
+     {"type": "event", "room": "r", "event": "topic", "user": "alice", "actor": "alice",
+      "topic": "news"}),
     (ev.TopicChanged("r", "alice", ""),
-     {"type": "event", "room": "r", "event": "topic", "actor": "alice", "topic": ""}),
+     {"type": "event", "room": "r", "event": "topic", "user": "alice", "actor": "alice",
+      "topic": ""}),
     # Moderation (the event before the room, the actor before the user).
     (ev.Muted("r", "bob", "alice", TS, "noise"),
      {"type": "event", "event": "mute", "room": "r", "actor": "alice", "user": "bob",
