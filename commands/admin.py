@@ -104,7 +104,7 @@ def _span(seconds: float) -> str:
 async def broadcast(ctx: Context, text: str) -> Ok:
     """Send a notice to every connection, logged in or not, on every node of a
     cluster (as chatctl broadcast)."""
-    sent = ctx.services.presence.broadcast(text)
+    sent = ctx.services.presence.broadcast(text, ctx.session, ctx.label)
     await ctx.services.audit.record("broadcast", ctx.user.name, reason=text)
     cluster = ctx.services.config.cluster
     where = " on this node; every other node sends it to its own" \

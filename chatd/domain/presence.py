@@ -365,19 +365,22 @@ class Presence:
             self.end(session, reason)
         return len(others)
 
-    def broadcast(self, text: str) -> int:
+    def broadcast(self, text: str, issuer: Endpoint | None = None,
+                  label: str | None = None) -> int:
         """An operator's notice ``[server] text`` to every connection, logged in or
-        not: this process's, and every other node's of a cluster; how many here."""
+        not: this process's, and every other node's of a cluster; how many here.
+        ``issuer``'s copy, a line of its command's reply, is labelled ``label``."""
         if self.on_broadcast is not None:
             self.on_broadcast(text)
-        return self.broadcast_here(text)
+        return self.broadcast_here(text, issuer, label)
 
-    def broadcast_here(self, text: str) -> int:
+    def broadcast_here(self, text: str, issuer: Endpoint | None = None,
+                       label: str | None = None) -> int:
         """:meth:`broadcast` to this process's connections alone; how many."""
         record = {"type": "notice", "text": f"[server] {text}", "broadcast": True}
         sessions = list(self.sessions)
         for session in sessions:
-            session.send(record)
+            session.send(record, label if session is issuer else None)
         return len(sessions)
 
     def disconnected(self, session: Endpoint) -> None:

@@ -45,7 +45,9 @@ async def test_a_broadcast_reaches_every_nodes_connections_once(
     try:
         reply = await root.command("/broadcast restart at 18:00")
         assert reply["sessions"] == 1 and "every other node" in reply["message"]
-        for client in everyone:
+        # The issuer's copy is a line of its reply; the others hear it unasked.
+        assert [line["text"] for line in reply.lines] == ["[server] restart at 18:00"]
+        for client in (ann, anonymous):
             await heard(client, "restart at 18:00")
 
         await nodes[0].control.start()
@@ -81,7 +83,7 @@ async def test_a_broadcast_made_while_redis_refuses_reaches_the_others_once_it_a
     try:
         reply = await root.command("/broadcast maintenance now")
         assert "every other node" in reply["message"]
-        await heard(root, "maintenance now")
+        assert [line["text"] for line in reply.lines] == ["[server] maintenance now"]
         await asyncio.sleep(0.3)  # refused by Redis, and tried again: not sent yet
         assert not [e for e in ann.pending_events() if e.get("broadcast")]
     finally:

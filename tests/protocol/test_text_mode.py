@@ -240,6 +240,23 @@ async def test_the_ok_keeps_its_sentence_where_no_event_said_it(clients: Clients
     assert event["event"] == "topic" and event["label"] == reply.final["label"]
 
 
+async def test_a_labelled_broadcast_labels_its_issuer_s_copy(clients: Clients) -> None:
+    """The notice reaches every connection; the issuer's copy is a line of its
+    command's reply, so it carries the label, and only there."""
+    root = await text_client(clients, "root")
+    clients.server.services.accounts.require("root").is_admin = True
+    other = await text_client(clients)
+    assert await text_run(root, "@b /broadcast back at noon") == [
+        "@b * [server] back at noon", "@b * Sent to 2 connections."]
+    assert await text_run(other, None) == ["* [server] back at noon"]
+    bob = await clients.user("bob")  # JSON
+    await clients.server.services.accounts.set_admin(
+        clients.server.services.accounts.require("bob"), True)
+    reply = await bob.command("/broadcast in JSON")
+    [notice] = reply.lines
+    assert notice["text"] == "[server] in JSON" and notice["label"] == reply.final["label"]
+
+
 async def test_a_sanction_s_length_is_told_with_its_event(clients: Clients) -> None:
     """The room's event names no length: the issuer of a timed ban or mute reads
     the sentence that does, after the event."""
