@@ -345,7 +345,9 @@ class Connection(Outbox, asyncio.Protocol):
             sink = self.session.line_sink
             if sink is not None:
                 sink.abort(item.code)  # a damaged line ends an upload
-            self.session.send(_framing_error(item.code))
+            framer = self._framer
+            limit = framer.max_line if isinstance(framer, LineFramer) else None
+            self.session.send(_framing_error(item.code, limit))
             return None
         return self._host.dispatcher.handle(self.session, item)
 
@@ -415,11 +417,16 @@ class Connection(Outbox, asyncio.Protocol):
             self._transport.close()
 
 
-def _framing_error(code: str) -> dict[str, str]:
+def _framing_error(code: str, max_line: int | None) -> dict[str, str]:
+    """The error of a line the framing dropped: what went wrong, and what to do
+    instead (the limit is this connection's, which a reload does not change)."""
     if code == Code.LINE_TOO_LONG:
-        message = "that line was too long and was dropped."
+        limit = f" of {max_line} bytes" if max_line is not None else ""
+        message = (f"that line was over the limit{limit} and was dropped: send shorter "
+                   "lines, or share a long text as a file with /upload.")
     else:
-        message = "that line was not valid UTF-8 and was dropped."
+        message = ("that line was not valid UTF-8 and was dropped: send text encoded as "
+                   "UTF-8.")
     return {"type": "error", "code": code, "message": message}
 
 

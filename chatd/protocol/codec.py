@@ -262,6 +262,11 @@ class LineFramer(SharedAtRest):
         """How many bytes of an incomplete line are held."""
         return 0 if self._buf is None else len(self._buf)
 
+    @property
+    def max_line(self) -> int:
+        """The longest line taken, in bytes (what a refusal tells the client)."""
+        return self._max
+
     def settle(self) -> Self:
         at_rest = self._buf is None and not self._discarding and self._telnet == _T_DATA
         if at_rest and self._home is None:

@@ -260,7 +260,9 @@ async def test_a_damaged_line_fails_the_upload(server: ChatServer, clients: Clie
         alice.send(line)
     lines = await text_run(alice, ".")
     assert lines[0].startswith("@u * upload failed (bad-arguments)")
-    assert lines[1] == "! line-too-long: that line was too long and was dropped."
+    assert lines[1] == ("! line-too-long: that line was over the limit of 4096 bytes and "
+                        "was dropped: send shorter lines, or share a long text as a file "
+                        "with /upload.")
     assert lines[-1].startswith("@u ! bad-arguments: line 1 of the upload was damaged")
     assert await no_staged_files(server)
 

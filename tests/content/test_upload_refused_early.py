@@ -34,8 +34,10 @@ async def test_a_damaged_line_among_a_refused_uploads_data_does_not_end_it(
     lines = await raw.until(lambda line: line.startswith("@after "))
     # Each damaged line is told by its own framing error, as in an upload that runs.
     assert [line for line in lines if line.startswith("! ")] == [
-        "! line-too-long: that line was too long and was dropped.",
-        "! invalid-utf8: that line was not valid UTF-8 and was dropped."]
+        "! line-too-long: that line was over the limit of 4096 bytes and was dropped: "
+        "send shorter lines, or share a long text as a file with /upload.",
+        "! invalid-utf8: that line was not valid UTF-8 and was dropped: send text "
+        "encoded as UTF-8."]
     # The refusal is told once, after the ".", and nothing after it ran.
     errors = [line for line in lines if line.startswith("@up ! ")]
     assert len(errors) == 1 and errors[0].startswith("@up ! not-logged-in:")

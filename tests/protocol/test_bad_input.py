@@ -4,12 +4,21 @@ from __future__ import annotations
 
 import json
 import random
+from pathlib import Path
 from typing import Any
 
 import pytest
 
 from chatd.client import ChatClient, LineClient
-from tests.helpers import PASSWORD, Clients, error_of, settle, text_client, text_run
+from tests.helpers import (
+    PASSWORD,
+    Clients,
+    error_of,
+    settle,
+    start_server,
+    text_client,
+    text_run,
+)
 
 MAX_LINE = 4096
 CONTROLS = [chr(c) for c in [*range(0x00, 0x09), *range(0x0A, 0x20), *range(0x7F, 0xA0)]]
@@ -45,6 +54,24 @@ async def test_an_over_long_line_is_refused_and_the_connection_survives(
     lines = await text_run(client, "/" + "x" * (size - 1))
     assert len(lines) == 1 and lines[0].startswith("! line-too-long:")
     assert await text_run(client, "/ping") == ["* pong"]
+
+
+async def test_a_framing_error_names_the_limit_and_what_to_do(db_path: Path) -> None:
+    """A person reads what went wrong and what to do next: the connection's own limit
+    (as configured), shorter lines or a file; text encoded as UTF-8."""
+    server = await start_server(db_path, listen__max_line=100)
+    clients = Clients(server)
+    try:
+        client = await text_client(clients)
+        assert await text_run(client, "x" * 101) == [
+            "! line-too-long: that line was over the limit of 100 bytes and was dropped: "
+            "send shorter lines, or share a long text as a file with /upload."]
+        assert await text_run(client, b"caf\xe9\r\n") == [
+            "! invalid-utf8: that line was not valid UTF-8 and was dropped: send text "
+            "encoded as UTF-8."]
+    finally:
+        await clients.close()
+        await server.stop()
 
 
 async def test_an_over_long_message_reaches_nobody(clients: Clients) -> None:
@@ -314,7 +341,8 @@ async def test_lines_sent_in_pieces_on_interleaved_connections_stay_apart(
     carol_lines = await text_run(carol, None)
     await text_run(alice, None)
     assert [line for line in carol_lines if line.startswith("!")] == [
-        "! line-too-long: that line was too long and was dropped."]
+        "! line-too-long: that line was over the limit of 4096 bytes and was dropped: "
+        "send shorter lines, or share a long text as a file with /upload."]
     assert "<carol> ld from carol" in carol_lines
     texts = [e["text"] for e in await settle(bob) if is_message(e)]
     assert sorted(texts) == ["hello from alice", "ld from carol", "second line"]
