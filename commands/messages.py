@@ -115,6 +115,8 @@ async def history(ctx: Context, room: Room, n: int) -> Ok:
         raise ChatError(Code.NOT_IN_ROOM, f"only members of #{room.name} can read its history.")
     limit = min(n or config.history_default, config.history_max)
     messages = [record_of(m) for m in await ctx.services.messaging.history(room, limit)]
+    if not messages:  # no transcript to head: the sentence alone, as for an empty list
+        return ok(f"no messages in #{room.name} yet.", room=room.name, messages=[])
     # In text mode the whole history is one block, so it reads as a transcript.
     lines = []
     for record in messages:

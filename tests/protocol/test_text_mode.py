@@ -166,6 +166,8 @@ async def test_counts_of_one_read_as_english_and_tables_have_no_blank_cells(
     await text_run(alice, "/invite bob general")
     assert await text_run(alice, "/rooms 5") == [
         "* 1 room; there is only 1 page; /rooms 1 starts over."]
+    # An empty history is a sentence, not the heading of no transcript.
+    assert await text_run(alice, "/history") == ["* no messages in #general yet."]
     await text_run(alice, "hello")
     history = await text_run(alice, "/history")
     assert history[0] == "-- the last message of #general --"
