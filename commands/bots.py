@@ -28,7 +28,7 @@ from chatd.domain.scopes import (
     shown,
 )
 from chatd.domain.webhooks import bot_name, describe, hook_path
-from chatd.errors import ChatError, Code
+from chatd.errors import ChatError, Code, Remedy, Step
 from chatd.protocol.context import Context, table_time
 from chatd.protocol.params import Choice, Duration, Number, RoomRef, Scopes, Word
 from chatd.protocol.params import Context as ParamContext
@@ -275,7 +275,8 @@ def _bot_list(ctx: Context) -> Ok:
 def typing(ctx: Context, room: Room) -> Ok:
     """Tell a room you are typing (never stored; dropped first when a client lags)."""
     if not room.is_member(ctx.user.id):
-        raise ChatError(Code.NOT_IN_ROOM, f"you are not in #{room.name}.")
+        raise ChatError(Code.NOT_IN_ROOM, f"you are not in #{room.name}.",
+                        remedy=Remedy(Step.JOIN, room.name))
     ctx.services.messaging.refuse_silenced(room, ctx.user)
     session = ctx.session
     wait = ctx.services.protection.charge_typing(session)

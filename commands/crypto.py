@@ -12,7 +12,7 @@ from chatd.domain.accounts import User
 from chatd.domain.ports import settled
 from chatd.domain.room import Role, Room
 from chatd.domain.scopes import Scope
-from chatd.errors import ChatError, Code
+from chatd.errors import ChatError, Code, Remedy, Step
 from chatd.protocol.context import Context
 from chatd.protocol.params import Choice, RoomRef, Text, UserRef, Word, no_room
 from chatd.protocol.registry import command
@@ -122,7 +122,8 @@ async def _publish(ctx: Context, key: str | None, pq_key: str | None) -> Ok:
 async def _room_keys(ctx: Context, ref: str | None) -> Ok:
     room = ctx.services.rooms.require_as(ctx.user, ref) if ref else RoomRef("room").absent(ctx)
     if not room.is_member(ctx.user.id) and not ctx.user.is_admin:
-        raise ChatError(Code.NOT_IN_ROOM, f"only members of #{room.name} can list its keys.")
+        raise ChatError(Code.NOT_IN_ROOM, f"only members of #{room.name} can list its keys.",
+                        remedy=Remedy(Step.JOIN, room.name))
     entries, missing = await ctx.services.e2e.room_keys(room)
     if entries:
         ctx.table(["user", "fingerprint", "post-quantum"],

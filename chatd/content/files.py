@@ -206,12 +206,13 @@ class Files:
             raise ChatError(Code.NO_SUCH_FILE, f"there is no file {file_id}.")
         if not (room.is_member(user.id) or user.is_admin):
             raise ChatError(Code.NOT_IN_ROOM, f"file {file_id} belongs to #{room.name}; "
-                            "only its members can have it.")
+                            "only its members can have it.", remedy=Remedy(Step.JOIN, room.name))
         return record
 
     async def listing(self, user: User, room: Room) -> list[FileRecord]:
         if not (room.is_member(user.id) or user.is_admin):
-            raise ChatError(Code.NOT_IN_ROOM, f"only members of #{room.name} see its files.")
+            raise ChatError(Code.NOT_IN_ROOM, f"only members of #{room.name} see its files.",
+                            remedy=Remedy(Step.JOIN, room.name))
         return await self._storage.list_files(room.id)
 
     async def uploads(self, user: User) -> list[FileRecord]:

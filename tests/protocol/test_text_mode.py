@@ -242,6 +242,23 @@ async def test_the_ok_keeps_its_sentence_where_no_event_said_it(clients: Clients
     assert event["event"] == "topic" and event["label"] == reply.final["label"]
 
 
+async def test_an_outsider_s_refusals_say_to_join_first(clients: Clients) -> None:
+    """An error says what to do next: what only members of a room may do tells
+    someone outside it to join, as /say always has."""
+    alice = await text_client(clients, "alice")
+    await text_run(alice, "/create dev")
+    alice.send("/upload a.txt 3")
+    alice.send("QUJD")
+    assert (await text_run(alice, "."))[-1] == "* uploaded a.txt as file 1."
+    bob = await text_client(clients, "bob")
+    refusals = {line: await text_run(bob, line) for line in (
+        "/say dev hi", "/typing dev", "/history dev", "/files dev", "/download 1",
+        "/keys room dev")}
+    for line, said in refusals.items():
+        assert len(said) == 1 and said[0].startswith("! not-in-room: "), (line, said)
+        assert said[0].endswith("; /join dev."), (line, said)
+
+
 async def test_a_labelled_broadcast_labels_its_issuer_s_copy(clients: Clients) -> None:
     """The notice reaches every connection; the issuer's copy is a line of its
     command's reply, so it carries the label, and only there."""
