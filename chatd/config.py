@@ -603,6 +603,7 @@ def _check_together(config: Config) -> None:
     if effective_flush_delay(config) > FLUSH_DELAY_MAX:
         raise ConfigError(f"listen.flush_delay: {config.listen.flush_delay} is more than "
                           f"{FLUSH_DELAY_MAX} s, which every reply would wait")
+    _check_banner(config)
     _check_cluster(config)
     _check_ports_apart(config)
 
@@ -640,6 +641,24 @@ def _check_ports_apart(config: Config) -> None:
                 raise ConfigError(f"{key}: {port} is {other_key} too: each listener needs "
                                   "a port of its own (0: any free one)")
         seen.append((key, host, port))
+
+
+# What a terminal obeys without showing it: the C0 controls but TAB and the line end
+# that separates a MOTD's lines, DEL and the C1 controls (ESC, CSI ...).
+_CONTROL = re.compile(r"[\x00-\x08\x0b-\x1f\x7f-\x9f]")
+
+
+def _check_banner(config: Config) -> None:
+    """The banner's words reach every connection as they are written: none may hold a
+    control character, so that the text format carries no escape sequence unless the
+    client turns colour on (and a user's lines never do: the protocol removes them)."""
+    for dotted, text in (("server.name", config.server.name),
+                         ("server.motd", config.server.motd)):
+        found = _CONTROL.search(text)
+        if found is not None:
+            raise ConfigError(f"{dotted}: holds the control character "
+                              f"U+{ord(found.group()):04X}, which a terminal would obey; "
+                              "write plain text (colours belong to the client)")
 
 
 def _check_cluster(config: Config) -> None:

@@ -209,3 +209,14 @@ def test_a_file_that_is_not_utf8_is_named_not_a_traceback(tmp_path: Path) -> Non
     path.write_bytes(b'server:\n  name: "caf\xe9"\n')
     with pytest.raises(ConfigError, match=r"latin1\.yaml is not UTF-8 text"):
         load_config(str(path))
+
+
+@pytest.mark.parametrize(("key", "text"), [("server.motd", "Welcome\n\x1b[5mblink"),
+                                           ("server.motd", "over\rwritten"),
+                                           ("server.name", "chat\x9b31m")])
+def test_the_banner_holds_no_control_character(key: str, text: str) -> None:
+    """Every connection reads the banner as written: an escape sequence in it would
+    reach a text-mode client that never turned colour on."""
+    with pytest.raises(ConfigError, match=key.replace(".", r"\.")):
+        load_config(None, {key: text})
+    assert load_config(None, {"server.motd": "two\tlines\nof text"}).server.motd
