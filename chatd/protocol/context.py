@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import time
+import unicodedata
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
@@ -15,6 +16,26 @@ if TYPE_CHECKING:
     from chatd.domain.accounts import User
     from chatd.protocol.services import HandlerServices
     from chatd.protocol.session import Session
+
+
+def display_width(text: str) -> int:
+    """How many terminal columns ``text`` takes: two for a wide character (CJK, most
+    emoji), none for a combining mark or a format character, one for the rest."""
+    if text.isascii():
+        return len(text)
+    return sum(_char_width(c) for c in text)
+
+
+def _char_width(char: str) -> int:
+    if unicodedata.combining(char) or unicodedata.category(char) in ("Me", "Mn", "Cf"):
+        return 0
+    return 2 if unicodedata.east_asian_width(char) in ("W", "F") else 1
+
+
+def _pad(text: str, width: int, right: bool) -> str:
+    """``text`` padded with spaces to ``width`` terminal columns."""
+    room = " " * (width - display_width(text))
+    return room + text if right else text + room
 
 
 def table_time(stamp: float) -> str:
@@ -80,12 +101,13 @@ class Context:
 
     def table(self, headers: Sequence[str], rows: Sequence[Sequence[object]],
               right: Sequence[int] = ()) -> None:
-        """An aligned text table; ``right`` lists the columns to right-align."""
+        """An aligned text table; ``right`` lists the columns to right-align. Columns are
+        measured as a terminal shows them, so a file name in CJK keeps its row aligned."""
         cells = [[str(h) for h in headers], *([str(c) for c in row] for row in rows)]
-        widths = [max(len(row[i]) for row in cells) for i in range(len(headers))]
+        widths = [max(display_width(row[i]) for row in cells) for i in range(len(headers))]
 
         def line(row: list[str]) -> str:
-            parts = [c.rjust(w) if i in right else c.ljust(w)
+            parts = [_pad(c, w, i in right)
                      for i, (c, w) in enumerate(zip(row, widths, strict=True))]
             return "  " + "  ".join(parts).rstrip()
 

@@ -242,6 +242,23 @@ async def test_the_ok_keeps_its_sentence_where_no_event_said_it(clients: Clients
     assert event["event"] == "topic" and event["label"] == reply.final["label"]
 
 
+async def test_a_table_is_aligned_as_a_terminal_shows_wide_characters(
+        clients: Clients) -> None:
+    """A CJK file name takes two columns a character: the columns after it still line
+    up with the other rows (and a combining accent takes none)."""
+    alice = await text_client(clients, "alice")
+    await text_run(alice, "/create general")
+    for name in ("日本語の資料.txt", "plain.txt", "cafe\u0301.txt"):
+        alice.send(f"/upload {name} 3")
+        alice.send("QUJD")
+        await text_run(alice, ".")
+    assert (await text_run(alice, "/files"))[:4] == [
+        "  id  name              size     type        uploader",
+        "   1  日本語の資料.txt  3 bytes  text/plain  alice",
+        "   2  plain.txt         3 bytes  text/plain  alice",
+        "   3  cafe\u0301.txt          3 bytes  text/plain  alice"]
+
+
 async def test_an_outsider_s_refusals_say_to_join_first(clients: Clients) -> None:
     """An error says what to do next: what only members of a room may do tells
     someone outside it to join, as /say always has."""
