@@ -249,12 +249,17 @@ class Number(Param):
             raise self.refusal(ctx, word)
         value = float(word)
         if not self.low <= value <= self.high:
-            raise ChatError(Code.BAD_ARGUMENTS,
-                            f"{self.name} must be from {self.low:g} to {self.high:g}.")
+            raise ChatError(Code.BAD_ARGUMENTS, f"{self.name} must be from "
+                            f"{_readable(self.low)} to {_readable(self.high)}.")
         return value
 
     def refusal(self, ctx: Context, word: str) -> ChatError:
         return ChatError(Code.BAD_ARGUMENTS, f"{self.name} must be a number, not \"{word}\".")
+
+
+def _readable(number: float) -> str:
+    """A bound as a person reads it: ``1,000,000``, not ``1e+06``; ``0.5``."""
+    return f"{int(number):,}" if float(number).is_integer() else f"{number:g}"
 
 
 @dataclass(frozen=True, slots=True)

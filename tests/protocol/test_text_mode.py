@@ -242,6 +242,14 @@ async def test_the_ok_keeps_its_sentence_where_no_event_said_it(clients: Clients
     assert event["event"] == "topic" and event["label"] == reply.final["label"]
 
 
+async def test_a_number_s_bounds_read_as_a_person_writes_them(clients: Clients) -> None:
+    alice = await text_client(clients, "alice")
+    await text_run(alice, "/create general")
+    assert await text_run(alice, "/ratelimit 2 2000000") == [
+        "! bad-arguments: burst must be from 1 to 1,000,000. Usage: /ratelimit "
+        "<messages-per-second> [burst] [room]  |  /ratelimit off [room]"]
+
+
 async def test_a_table_is_aligned_as_a_terminal_shows_wide_characters(
         clients: Clients) -> None:
     """A CJK file name takes two columns a character: the columns after it still line
