@@ -90,10 +90,15 @@ class Param:
     kind = "word"
 
     @property
+    def spoken(self) -> str:
+        """The name a person reads in a usage and a refusal: ``last-id``, as the
+        commands' usages write it (``name`` stays the handler's, and /schema's)."""
+        return self.name.replace("_", "-")
+
+    @property
     def usage(self) -> str:
         # As usages write a name of two words (<token-name>), whatever the handler calls it.
-        shown = self.name.replace("_", "-")
-        return f"[{shown}]" if self.optional else f"<{shown}>"
+        return f"[{self.spoken}]" if self.optional else f"<{self.spoken}>"
 
     def describe(self) -> dict[str, Any]:
         """What /schema says of this parameter: name, type, optionality and limits."""
@@ -225,7 +230,7 @@ class Int(Param):
         # Ids go up to 2**62: "from 1 to 4611686018427387904" would tell nobody anything.
         bounds = f"from {self.low} to {self.high:,}" if self.high < 10**9 else \
             f"of {self.low} or more"
-        return ChatError(Code.BAD_ARGUMENTS, f"{self.name} must be a whole number {bounds}, "
+        return ChatError(Code.BAD_ARGUMENTS, f"{self.spoken} must be a whole number {bounds}, "
                                              f"not \"{word}\".")
 
 
@@ -249,12 +254,12 @@ class Number(Param):
             raise self.refusal(ctx, word)
         value = float(word)
         if not self.low <= value <= self.high:
-            raise ChatError(Code.BAD_ARGUMENTS, f"{self.name} must be from "
+            raise ChatError(Code.BAD_ARGUMENTS, f"{self.spoken} must be from "
                             f"{_readable(self.low)} to {_readable(self.high)}.")
         return value
 
     def refusal(self, ctx: Context, word: str) -> ChatError:
-        return ChatError(Code.BAD_ARGUMENTS, f"{self.name} must be a number, not \"{word}\".")
+        return ChatError(Code.BAD_ARGUMENTS, f"{self.spoken} must be a number, not \"{word}\".")
 
 
 def _readable(number: float) -> str:

@@ -250,6 +250,15 @@ async def test_a_number_s_bounds_read_as_a_person_writes_them(clients: Clients) 
         "<messages-per-second> [burst] [room]  |  /ratelimit off [room]"]
 
 
+async def test_a_refusal_names_a_parameter_as_the_usage_writes_it(clients: Clients) -> None:
+    alice = await text_client(clients, "alice")
+    assert await text_run(alice, "/resume") == [
+        "! bad-arguments: missing <last-id>. Usage: /resume <last-id>"]
+    assert await text_run(alice, "/resume x") == [
+        '! bad-arguments: last-id must be a whole number of 0 or more, not "x". '
+        "Usage: /resume <last-id>"]
+
+
 async def test_a_table_is_aligned_as_a_terminal_shows_wide_characters(
         clients: Clients) -> None:
     """A CJK file name takes two columns a character: the columns after it still line
