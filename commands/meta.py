@@ -84,8 +84,10 @@ def _overview(ctx: Context) -> Ok:
         for cmd in groups[group]:
             also = f" Also {_aliases(cmd)}." if cmd.aliases else ""
             lines += help_rows(cmd.usage, cmd.summary + also)
-    lines += textwrap.wrap("Plain lines go to your current room; start a line with // to "
-                           "send one beginning with /.", HELP_WIDTH)
+    # One line of the terminal: a wrapped note's end, alone at the margin, read as
+    # a line of its own.
+    lines += textwrap.wrap("Plain lines go to your current room; start one with // to send "
+                           "a leading /.", HELP_WIDTH)
     ctx.text(lines)
     return ok("/help <command> shows one command.",
               commands=[{"name": c.name, "usage": c.usage, "help": c.summary, "group": c.group,

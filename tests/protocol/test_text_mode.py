@@ -250,6 +250,15 @@ async def test_a_number_s_bounds_read_as_a_person_writes_them(clients: Clients) 
         "<messages-per-second> [burst] [room]  |  /ratelimit off [room]"]
 
 
+async def test_help_ends_with_its_note_on_plain_lines_in_one_line(clients: Clients) -> None:
+    client = await text_client(clients)
+    lines = await text_run(client, "/help")
+    assert lines[-2:] == [
+        "Plain lines go to your current room; start one with // to send a leading /.",
+        "* /help <command> shows one command."]
+    assert max(len(line) for line in lines) < 80
+
+
 async def test_a_refusal_names_a_parameter_as_the_usage_writes_it(clients: Clients) -> None:
     alice = await text_client(clients, "alice")
     assert await text_run(alice, "/resume") == [
