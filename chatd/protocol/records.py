@@ -79,7 +79,8 @@ def _room_first(e: ev.Joined | ev.Left | ev.Kicked | ev.Banned) -> Record:
 
 def _topic(e: ev.TopicChanged) -> Record:
     # "" when it was cleared (IRC's TOPIC #room :), so a client can tell. Its user
-    # is who set it: every presence and moderation event names one.
+    # is who set it: every event of the protocol's presence and moderation list
+    # (join ... topic, typing) names one.
     return {"type": "event", "room": e.room, "event": "topic", "user": e.actor,
             "actor": e.actor, "topic": e.topic}
 
