@@ -86,6 +86,8 @@ class Step(StrEnum):
     LIST_BLOCKS = "list-blocks"  # see whom one blocks
     REVOKE_TOKEN = "revoke-token"  # revoke the token of that name first
     JOIN_WITH_KEY = "join-with-key"  # join again, giving the room's key
+    LIST_FILES = "list-files"  # see which files a room has
+    LIST_TOKENS = "list-tokens"  # see which API tokens one has
 
 
 @dataclass(frozen=True, slots=True)

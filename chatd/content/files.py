@@ -203,7 +203,8 @@ class Files:
         record = await self._storage.get_file(file_id)
         room = self._rooms.get(record.room_id) if record is not None else None
         if record is None or room is None:
-            raise ChatError(Code.NO_SUCH_FILE, f"there is no file {file_id}.")
+            raise ChatError(Code.NO_SUCH_FILE, f"there is no file {file_id}.",
+                            remedy=Remedy(Step.LIST_FILES))
         if not (room.is_member(user.id) or user.is_admin):
             raise ChatError(Code.NOT_IN_ROOM, f"file {file_id} belongs to #{room.name}; "
                             "only its members can have it.", remedy=Remedy(Step.JOIN, room.name))
@@ -296,7 +297,8 @@ class Files:
         moderate scope (post acts for the account itself: its own files)."""
         record = await self._storage.get_file(file_id)
         if record is None:
-            raise ChatError(Code.NO_SUCH_FILE, f"there is no file {file_id}.")
+            raise ChatError(Code.NO_SUCH_FILE, f"there is no file {file_id}.",
+                            remedy=Remedy(Step.LIST_FILES))
         if record.uploader_id == user.id:
             await self._forget(record)
             return record

@@ -241,7 +241,8 @@ class Tokens:
         # The row decides (on a cluster's node, a token made elsewhere a moment ago
         # may not be held here yet).
         if not await self._storage.delete_token(user.id, name):
-            raise ChatError(Code.NO_SUCH_TOKEN, f'you have no token named "{name}".')
+            raise ChatError(Code.NO_SUCH_TOKEN, f'you have no token named "{name}".',
+                            remedy=Remedy(Step.LIST_TOKENS))
         for record in found:
             self._forget(record)
         # The ids travel with the news: another node closes the token's connections

@@ -25,6 +25,8 @@ HINTS: Final[dict[Step, tuple[str, str]]] = {
     Step.LIST_BLOCKS: (".", "; /blocks lists whom you block."),
     Step.REVOKE_TOKEN: (".", "; /token revoke it first."),
     Step.JOIN_WITH_KEY: (".", ": /join {room} <key>."),
+    Step.LIST_FILES: (".", "; /files lists a room's files."),
+    Step.LIST_TOKENS: (".", "; /token list shows yours."),
 }
 
 

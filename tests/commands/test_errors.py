@@ -57,6 +57,9 @@ async def test_the_domain_sentence_names_no_command(chat: Chat) -> None:
      "over your quota of 10; /myfiles lists yours, /rmfile some first."),
     (Step.REVOKE_TOKEN, 'you already have a token named "ci".',
      'you already have a token named "ci"; /token revoke it first.'),
+    (Step.LIST_FILES, "there is no file 7.", "there is no file 7; /files lists a room's files."),
+    (Step.LIST_TOKENS, 'you have no token named "x".',
+     'you have no token named "x"; /token list shows yours.'),
 ])
 def test_each_step_words_its_hint(step: Step, neutral: str, line: str) -> None:
     assert line_message(ChatError(Code.BAD_ARGUMENTS, neutral, remedy=Remedy(step, "dev"))) \

@@ -302,6 +302,15 @@ async def test_an_outsider_s_refusals_say_to_join_first(clients: Clients) -> Non
         assert said[0].endswith("; /join dev."), (line, said)
 
 
+async def test_a_missing_file_or_token_says_where_to_look(clients: Clients) -> None:
+    alice = await text_client(clients, "alice")
+    for line in ("/download 7", "/rmfile 7"):
+        assert await text_run(alice, line) == [
+            "! no-such-file: there is no file 7; /files lists a room's files."]
+    assert await text_run(alice, "/token revoke nope") == [
+        '! no-such-token: you have no token named "nope"; /token list shows yours.']
+
+
 async def test_a_labelled_broadcast_labels_its_issuer_s_copy(clients: Clients) -> None:
     """The notice reaches every connection; the issuer's copy is a line of its
     command's reply, so it carries the label, and only there."""
