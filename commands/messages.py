@@ -124,8 +124,17 @@ async def history(ctx: Context, room: Room, n: int) -> Ok:
         lines += render(record, ctx.session.style, True).decode().splitlines()
     last = "the last message" if len(messages) == 1 else f"last {len(messages)} messages"
     ctx.text([f"-- {last} of #{room.name} --", *lines])
-    return ok(f"{len(messages)} message{'s' * (len(messages) != 1)}.", room=room.name,
-              messages=messages)
+    return ok(_history_said(len(messages), limit, config.history_max, room.name),
+              room=room.name, messages=messages)
+
+
+def _history_said(count: int, limit: int, most: int, room: str) -> str:
+    """The sentence under a transcript: how many messages, and, when as many came as
+    were asked for (older ones may be left out), how to see more of them."""
+    said = f"{count} message{'s' * (count != 1)}"
+    if count == limit < most:
+        return f"{said}; /history {room} {most} shows up to {most}."
+    return f"{said}."
 
 
 @command("conversations", PAGE, group=GROUP, scope=Scope.READ)

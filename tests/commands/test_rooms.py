@@ -40,7 +40,8 @@ async def test_history_shows_the_last_messages(chat: Chat) -> None:
     for text in ("one", "two", "three"):
         await alice.say(text)
     assert await alice.say("/history dev 2") == [
-        "-- last 2 messages of #dev --", "<alice> two", "<alice> three", "* 2 messages."]
+        "-- last 2 messages of #dev --", "<alice> two", "<alice> three",
+        "* 2 messages; /history dev 200 shows up to 200."]
 
 
 async def test_history_in_json_carries_the_messages_and_the_label(chat: Chat) -> None:

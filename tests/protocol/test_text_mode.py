@@ -302,6 +302,16 @@ async def test_an_outsider_s_refusals_say_to_join_first(clients: Clients) -> Non
         assert said[0].endswith("; /join dev."), (line, said)
 
 
+async def test_a_history_cut_short_says_how_to_see_more(clients: Clients) -> None:
+    alice = await text_client(clients, "alice")
+    await text_run(alice, "/create general")
+    for n in range(3):
+        await text_run(alice, f"line {n}")
+    assert (await text_run(alice, "/history general 2"))[-1] == (
+        "* 2 messages; /history general 200 shows up to 200.")
+    assert (await text_run(alice, "/history general 5"))[-1] == "* 3 messages."
+
+
 async def test_a_missing_file_or_token_says_where_to_look(clients: Clients) -> None:
     alice = await text_client(clients, "alice")
     for line in ("/download 7", "/rmfile 7"):
