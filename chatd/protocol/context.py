@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING, Any
 
 from chatd.errors import ChatError
 from chatd.protocol.hints import line_message
-from chatd.protocol.render import TEXT_ONLY
+from chatd.protocol.render import TEXT_ONLY, show_invisible
 from chatd.protocol.results import Deferred, Ok
 
 if TYPE_CHECKING:
@@ -19,11 +19,12 @@ if TYPE_CHECKING:
 
 
 def display_width(text: str) -> int:
-    """How many terminal columns ``text`` takes: two for a wide character (CJK, most
-    emoji), none for a combining mark or a format character, one for the rest."""
+    """How many terminal columns ``text`` takes as text mode sends it (an invisible
+    character written out as ``<U+202E>``): two for a wide character (CJK, most emoji),
+    none for a combining mark or another format character, one for the rest."""
     if text.isascii():
         return len(text)
-    return sum(_char_width(c) for c in text)
+    return sum(_char_width(c) for c in show_invisible(text))
 
 
 def _char_width(char: str) -> int:

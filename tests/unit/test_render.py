@@ -6,9 +6,11 @@ from __future__ import annotations
 import json
 from typing import Any
 
+import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
+from chatd.protocol.context import display_width
 from chatd.protocol.render import Style, render, show_invisible
 
 USER = st.from_regex(r"[A-Za-z0-9_-]{1,24}", fullmatch=True)
@@ -99,3 +101,9 @@ def test_a_join_mode_reads_as_words() -> None:
             for mode in ("open", "private", "request")]
     assert said == ["* alice made #gov open", "* alice made #gov private",
                     "* alice made #gov request-only"]
+
+
+@pytest.mark.parametrize(("text", "columns"), [
+    ("plain", 5), ("日本語", 6), ("cafe\u0301", 4), ("a\u202eb", 10), ("😀", 2)])
+def test_a_table_cell_is_measured_as_the_terminal_shows_it(text: str, columns: int) -> None:
+    assert display_width(text) == columns
