@@ -318,36 +318,72 @@ def _retry_delay(exc: ChatError) -> float:
 
 
 @irc_command("TAGMSG", min_params=1, quiet=True, scope=Scope.POST)
-def tagmsg(ctx: IrcContext) -> None:
+def tagmsg(ctx: IrcContext) -> Awaitable[None] | None:
     """A message of client-only tags: relayed to a channel's or a user's IRC clients that
     take message tags; ``+typing=active`` to a channel is also chatd's typing event."""
     tags, target = client_tags(ctx), ctx.params[0]
     if not tags:
-        return
-    sent = dict(tags)  # what the sender is echoed (echo-message): all of it
+        return None
     if target.startswith("#"):
-        room = existing_room(ctx, target)
-        if not room.is_member(ctx.user.id):
-            raise IrcError(n.ERR_CANNOTSENDTOCHAN, target, "Cannot send to channel")
-        # Client tags (a reaction, typing) show the room something: held back from
-        # whoever may not send it a message (TAGMSG is quiet: dropped, unanswered).
-        ctx.services.messaging.refuse_silenced(room, ctx.user)
-        if room.settings.get("e2e"):
-            tags = _e2e_tags(ctx, room, tags)
-            if not tags:
-                return
-            sent = dict(tags)
-        if tags.get("+typing") == "active":
-            # The typing event reaches IRC clients as this TAGMSG already.
-            del tags["+typing"]
-            if not ctx.services.protection.charge_typing(ctx.session):
-                ctx.services.messaging.typing(ctx.session, room)
-        receivers: Iterable[Endpoint] = ctx.services.bus.in_room(room)
-        shown = channel(room.name)
-    else:
-        user = existing_user(ctx, target)
-        receivers, shown = ctx.services.presence.connections(user), user.name
-    _relay_tags(ctx, receivers, shown, tags, sent)
+        return _tags_to_room(ctx, existing_room(ctx, target), tags)
+    user = existing_user(ctx, target)
+    if ctx.user.id in user.blocked:
+        # A block holds back a direct message of tags (a reaction, typing) as it
+        # holds back the text: dropped, unanswered, as every TAGMSG refusal is.
+        return None
+    sent = dict(tags)  # what the sender is echoed (echo-message): all of it
+    return _paid(ctx, None, tags, lambda: _relay_tags(
+        ctx, ctx.services.presence.connections(user), user.name, tags, sent))
+
+
+def _tags_to_room(ctx: IrcContext, room: Room, tags: dict[str, str]) -> Awaitable[None] | None:
+    if not room.is_member(ctx.user.id):
+        raise IrcError(n.ERR_CANNOTSENDTOCHAN, channel(room.name), "Cannot send to channel")
+    # Client tags (a reaction, typing) show the room something: held back from
+    # whoever may not send it a message (TAGMSG is quiet: dropped, unanswered).
+    ctx.services.messaging.refuse_silenced(room, ctx.user)
+    if room.settings.get("e2e"):
+        tags = _e2e_tags(ctx, room, tags)
+        if not tags:
+            return None
+    sent = dict(tags)
+    if tags.get("+typing") == "active":
+        # The typing event reaches IRC clients as this TAGMSG already.
+        del tags["+typing"]
+        if not ctx.services.protection.charge_typing(ctx.session):
+            ctx.services.messaging.typing(ctx.session, room)
+    return _paid(ctx, room, tags, lambda: _relay_tags(
+        ctx, ctx.services.bus.in_room(room), channel(room.name), tags, sent))
+
+
+def _paid(ctx: IrcContext, room: Room | None, tags: dict[str, str],
+          relay: Callable[[], None]) -> Awaitable[None] | None:
+    """Run ``relay`` once ``tags`` are paid for. A typing state alone (paused, done,
+    or active to a nick) takes a typing token, and is dropped without one, as a
+    typing indicator is; any other tag (a reaction, up to 4 KiB of anything) is
+    shown as a message is, so it waits on the message bucket as a PRIVMSG waits:
+    else one client could fill a channel's screens at the command rate."""
+    if set(tags) <= {"+typing"}:
+        if tags and ctx.services.protection.charge_typing(ctx.session):
+            return None
+        relay()
+        return None
+    return fakelag(ctx, room, lambda: _charged(ctx, room, relay))
+
+
+def _charged(ctx: IrcContext, room: Room | None,
+             relay: Callable[[], None]) -> Awaitable[None] | None:
+    """Take the message token, then relay (once a cluster's store has answered)."""
+    charged = ctx.services.protection.charge_message(ctx.session, room)
+    if charged is None:
+        relay()
+        return None
+    return _relay_when_charged(charged, relay)
+
+
+async def _relay_when_charged(charged: Awaitable[None], relay: Callable[[], None]) -> None:
+    await charged
+    relay()
 
 
 # The client-only tags an end-to-end room relays, with the values they may have: a

@@ -60,3 +60,20 @@ async def test_a_password_change_voids_a_sasl_login_whose_registration_had_not_e
     again.send("CAP END")
     assert (await again.expect("001")).params[0] == "alice"
 
+
+
+async def test_tagmsg_of_a_blocked_user_is_dropped(irc: IrcFactory, clients: Clients) -> None:
+    """A TAGMSG to a nick is a direct message of tags (a reaction, typing): a block
+    holds it back as it holds back the text, or a blocked user could still put
+    4 KiB of client tags on the screen of whoever blocked them."""
+    alice_lp = await clients.user("alice")
+    alice = await irc("alice", caps=("message-tags",))
+    bob = await irc("bob", caps=("message-tags",))
+    await alice_lp.command("/block bob")
+    bob.send("@+draft/react=lol TAGMSG alice", "@+typing=active TAGMSG alice", "PING sent")
+    assert (await bob.expect("PONG")).params[1] == "sent"  # TAGMSG stays quiet
+    await alice.nothing(0.3)
+    await alice_lp.command("/unblock bob")
+    bob.send("@+draft/react=yes TAGMSG alice")
+    relayed = await alice.expect("TAGMSG")
+    assert relayed.tags == {"+draft/react": "yes"} and relayed.source.startswith("bob!")

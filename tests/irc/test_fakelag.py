@@ -72,3 +72,45 @@ async def test_a_muted_member_gets_404_not_a_delay(irc: IrcFactory, clients: Cli
     assert cannot.params[1] == "#general" and "muted" in cannot.params[2]
     bob.send("PING x")
     assert (await bob.expect("404", "PONG")).command == "PONG"
+
+
+@pytest.mark.server(limits__message_rate=20, limits__message_burst=2)
+async def test_client_tags_wait_for_the_message_bucket(
+        clock: ManualClock, irc: IrcFactory) -> None:
+    """A TAGMSG with tags other than typing (a reaction, any client tag of up to
+    4 KiB) shows every member something, as a PRIVMSG does: it waits on the same
+    bucket, or one client could flood a channel at the command rate."""
+    bob = await irc("bob", caps=("message-tags",))
+    watcher = await irc("dave", caps=("message-tags",))
+    for client in (bob, watcher):
+        client.send("JOIN #general")
+        await client.expect("366")
+    bob.send(*(f"@+draft/react=r{i} TAGMSG #general" for i in range(5)), "PING after")
+    assert [(await watcher.expect("TAGMSG")).tags["+draft/react"] for _ in range(2)] == [
+        "r0", "r1"]
+    await watcher.nothing(0.3)  # the third waits for a token, and the PING behind it
+    for i in range(2, 5):
+        clock.advance(0.05)  # a token at the message rate of 20 a second
+        assert (await watcher.expect("TAGMSG")).tags["+draft/react"] == f"r{i}"
+    assert (await bob.expect("PONG")).params[1] == "after"
+
+
+async def test_every_typing_state_is_under_the_typing_limit(
+        clock: ManualClock, irc: IrcFactory) -> None:
+    """paused and done show as much as active does, to a channel or a nick: each
+    takes a typing token (a burst of two, then limits.typing_rate), and one over the
+    limit is dropped (TAGMSG is quiet), not relayed."""
+    bob = await irc("bob", caps=("message-tags",))
+    watcher = await irc("dave", caps=("message-tags",))
+    for client in (bob, watcher):
+        client.send("JOIN #general")
+        await client.expect("366")
+    bob.send("@+typing=paused TAGMSG #general", "@+typing=paused TAGMSG #general",
+             "@+typing=done TAGMSG dave", "PING after")
+    assert (await bob.expect("PONG")).params[1] == "after"
+    for _ in range(2):
+        assert (await watcher.expect("TAGMSG")).tags == {"+typing": "paused"}
+    await watcher.nothing(0.3)
+    clock.advance(1)
+    bob.send("@+typing=done TAGMSG dave")
+    assert (await watcher.expect("TAGMSG")).tags == {"+typing": "done"}
