@@ -30,6 +30,7 @@ RPL_STATSCONN: Final = "250"
 # -- queries --------------------------------------------------------------------
 RPL_AWAY: Final = "301"
 RPL_USERHOST: Final = "302"
+RPL_ISON: Final = "303"
 RPL_WHOWASUSER: Final = "314"
 RPL_ENDOFWHOWAS: Final = "369"
 RPL_WHOISBOT: Final = "335"

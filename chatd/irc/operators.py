@@ -1,4 +1,4 @@
-"""Server-wide commands: USERHOST, TIME, INFO, and the operators' OPER, KILL, WALLOPS;
+"""Server-wide commands: USERHOST, ISON, TIME, INFO, and the operators' OPER, KILL, WALLOPS;
 user modes (``+i``, ``+w``, ``+B``, ``+o``).
 
 IRC operators are chatd's **server admins** (an account's admin flag, set with
@@ -18,7 +18,7 @@ from chatd.domain.scopes import Scope
 from chatd.errors import ChatError
 from chatd.irc import numerics as n
 from chatd.irc.auth import checked_login
-from chatd.irc.codec import format_line, plain_text
+from chatd.irc.codec import MAX_BODY, format_line, plain_text
 from chatd.irc.commands import irc_command
 from chatd.irc.guests import is_guest
 from chatd.irc.lookup import away_message, existing_user, find_user, targets
@@ -97,6 +97,30 @@ def userhost(ctx: IrcContext) -> None:
         mask = ctx.listener.renderer.mask(user.name)
         replies.append(f"{user.name}{oper}={here}{mask.split('!', 1)[1]}")
     ctx.reply(n.RPL_USERHOST, " ".join(replies))
+
+
+# The bytes of nicks one ISON reply carries: a line less its prefix, the numeric,
+# the client's nick and the separators (a nick is at most NICKLEN, 24).
+ISON_ROOM: Final = MAX_BODY - 64 - 24
+
+
+@irc_command("ISON", min_params=1)
+def ison(ctx: IrcContext) -> None:
+    """Which of the nicks are online (RFC 2812): what irssi's /notify polls with, as
+    do other clients without MONITOR. An account is online while it has a connection
+    of either listener, a guest while it is connected; each is named as the server
+    spells it, in one reply (a request is one line, so its answer fits in one)."""
+    online: list[str] = []
+    size = 0
+    for nick in (word for param in ctx.params for word in param.split(" ") if word):
+        user = find_user(ctx, nick)
+        if user is None or not user.online:
+            continue
+        size += len(user.name.encode()) + 1
+        if size > ISON_ROOM:
+            break
+        online.append(user.name)
+    ctx.reply(n.RPL_ISON, " ".join(online))
 
 
 @irc_command("TIME")

@@ -204,3 +204,18 @@ async def test_oper_kill_and_wallops(server: ChatServer, irc: IrcFactory,
     assert (await root.expect("401")).params[1] == "nobody"
     entries = await server.services.audit.entries(20)
     assert {(e.action, e.target) for e in entries} >= {("kill", "dave"), ("kill", "bob")}
+
+
+async def test_ison_answers_which_nicks_are_online(server: ChatServer, irc: IrcFactory,
+                                                   clients: Clients) -> None:
+    """irssi's /notify (and other clients without MONITOR) polls with ISON every
+    minute: a 421 there would be printed at every poll, and nobody ever shown online."""
+    await server.services.accounts.create("offline", PASSWORD)
+    await clients.user("carol")  # online over the line protocol
+    bob = await irc("bob")
+    bob.send("ISON :CAROL offline nobody bob", "ISON carol bob")
+    first = await bob.expect("303")
+    assert first.params == ("bob", "carol bob")
+    assert (await bob.expect("303")).params == ("bob", "carol bob")
+    bob.send("ISON")
+    assert (await bob.expect("461")).params[1] == "ISON"
