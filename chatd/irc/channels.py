@@ -12,6 +12,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
+from chatd.domain.limits import Kind
 from chatd.domain.permissions import Action, authorize
 from chatd.domain.room import Mode
 from chatd.domain.rooms import TOPIC_MAX
@@ -32,6 +33,7 @@ from chatd.irc.lookup import (
 from chatd.irc.numerics import IrcError
 from chatd.irc.render import channel
 from chatd.irc.views import join_lines, names_lines, topic_lines
+from chatd.protocol.session import SessionState
 
 if TYPE_CHECKING:
     from chatd.domain.room import Room
@@ -62,10 +64,24 @@ async def join(ctx: IrcContext) -> None:
     # Held: the room's messages must not reach the client before its JOIN.
     ctx.hold()
     keys = ctx.params[1].split(",") if len(ctx.params) > 1 else []
+    first = True
     for index, name in enumerate(names):
-        if name:
-            with ctx.attempt(name):
-                await _join(ctx, name, keys[index] if index < len(keys) else "")
+        if not name:
+            continue
+        if not first and not await _paced(ctx):
+            return  # the client went away meanwhile: nothing more is made for it
+        first = False
+        with ctx.attempt(name):
+            await _join(ctx, name, keys[index] if index < len(keys) else "")
+
+
+async def _paced(ctx: IrcContext) -> bool:
+    """Wait for a command token for another channel of one JOIN (the line took one
+    for the first); whether the connection is still there. A line names some 90
+    channels, each a room made when missing: at a token per line, one client made
+    rooms 90 times as fast as the line protocol's /create (a command each) allows."""
+    await ctx.services.protection.wait_for(Kind.COMMAND, ctx.session.id)
+    return ctx.session.state is not SessionState.CLOSING
 
 
 def _no_channel(verb: str) -> IrcError:

@@ -114,3 +114,21 @@ async def test_every_typing_state_is_under_the_typing_limit(
     clock.advance(1)
     bob.send("@+typing=done TAGMSG dave")
     assert (await watcher.expect("TAGMSG")).tags == {"+typing": "done"}
+
+
+@pytest.mark.server(limits__command_rate=20, limits__command_burst=5)
+async def test_each_channel_of_a_join_takes_a_command_token(
+        server: ChatServer, clock: ManualClock, irc: IrcFactory) -> None:
+    """A JOIN line names up to some 90 channels, each a room made when missing: at a
+    token per line, one client made rooms 90 times as fast as the line protocol's
+    /create allows. Each channel after the first takes a token of its own."""
+    bob = await irc("bob")  # PASS, NICK and USER took 3 of the 5
+    bob.send("JOIN #a,#b,#c,#d", "PING after")
+    await bob.nothing(0.3)  # the JOIN's replies go out together, once it is done
+    assert [server.services.rooms.find(name) is not None for name in "abcd"] == [
+        True, True, False, False]
+    clock.advance(1)
+    assert [(await bob.expect("JOIN")).params[0] for _ in range(4)] == [
+        "#a", "#b", "#c", "#d"]
+    clock.advance(1)
+    assert (await bob.expect("PONG")).params[1] == "after"
