@@ -371,6 +371,13 @@ def _paid(ctx: IrcContext, room: Room | None, tags: dict[str, str],
     return fakelag(ctx, room, lambda: _charged(ctx, room, relay))
 
 
+def when_paid(ctx: IrcContext, action: Callable[[], None]) -> Awaitable[None] | None:
+    """Run ``action`` (a change shown in every channel the user shares: a guest's
+    NICK, a SETNAME) once the user's message bucket has a token, taking it: it
+    shows those channels as much as a message does, so it waits as one does."""
+    return fakelag(ctx, None, lambda: _charged(ctx, None, action))
+
+
 def _charged(ctx: IrcContext, room: Room | None,
              relay: Callable[[], None]) -> Awaitable[None] | None:
     """Take the message token, then relay (once a cluster's store has answered)."""

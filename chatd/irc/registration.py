@@ -32,6 +32,7 @@ from chatd.irc.codec import format_line, plain_text
 from chatd.irc.commands import irc_command
 from chatd.irc.guests import is_guest
 from chatd.irc.lookup import rooms_of
+from chatd.irc.messages import when_paid
 from chatd.irc.numerics import IrcError
 from chatd.irc.people import clean_username
 from chatd.irc.views import PREFIX_TOKEN
@@ -124,22 +125,33 @@ def nick(ctx: IrcContext) -> Awaitable[None] | None:
     except names.InvalidName:
         raise IrcError(n.ERR_ERRONEUSNICKNAME, wanted, "Erroneous nickname") from None
     if session.registered:
-        _change_nick(ctx, wanted)
-        return None
+        return _change_nick(ctx, wanted)
     session.nick = wanted
     return complete(ctx)
 
 
-def _change_nick(ctx: IrcContext, wanted: str) -> None:
-    """NICK after registration: a guest takes any free nick; an account keeps its name."""
+def _change_nick(ctx: IrcContext, wanted: str) -> Awaitable[None] | None:
+    """NICK after registration: a guest takes any free nick; an account keeps its name.
+    The change waits for a message token (see when_paid)."""
     if wanted == ctx.nick:
-        return
+        return None
     if not is_guest(ctx.user):
         raise IrcError(n.ERR_RESTRICTED, f"Your connection is restricted! Your nick is your "
                        f"account name, {ctx.nick}, and account names do not change")
-    guests, people = ctx.listener.guests, ctx.listener.people
-    if name_key(wanted) != name_key(ctx.nick) and not guests.nick_free(wanted):
+    _refuse_taken(ctx, wanted)
+    return when_paid(ctx, lambda: _rename(ctx, wanted))
+
+
+def _refuse_taken(ctx: IrcContext, wanted: str) -> None:
+    if name_key(wanted) != name_key(ctx.nick) and not ctx.listener.guests.nick_free(wanted):
         raise IrcError(n.ERR_NICKNAMEINUSE, wanted, "Nickname is already in use")
+
+
+def _rename(ctx: IrcContext, wanted: str) -> None:
+    """The guest's change of nick, once paid for: checked again, for the nick may have
+    been taken while the change waited."""
+    _refuse_taken(ctx, wanted)
+    guests, people = ctx.listener.guests, ctx.listener.people
     mask = ctx.listener.renderer.mask(ctx.nick)
     # The identity moves first: the rooms are told at once, under the new nick.
     people.renamed(ctx.nick, wanted)
@@ -167,14 +179,18 @@ def user(ctx: IrcContext) -> Awaitable[None] | None:
 
 
 @irc_command("SETNAME", min_params=1, scope=Scope.POST)
-def setname(ctx: IrcContext) -> None:
+def setname(ctx: IrcContext) -> Awaitable[None] | None:
     """Change your real name (IRCv3 setname): shown to you and, with the capability,
-    to those sharing a channel with you."""
+    to those sharing a channel with you, once a message token is there (when_paid)."""
     realname = plain_text(ctx.params[0]).strip()[:REALNAME_MAX]
     if not realname:
         ctx.line(format_line("FAIL", "SETNAME", "INVALID_REALNAME", "Real name is empty",
                              source=ctx.listener.renderer.server))
-        return
+        return None
+    return when_paid(ctx, lambda: _set_realname(ctx, realname))
+
+
+def _set_realname(ctx: IrcContext, realname: str) -> None:
     people = ctx.listener.people
     people.set_realname(ctx.session, realname)
     renderer = ctx.listener.renderer

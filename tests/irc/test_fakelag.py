@@ -132,3 +132,33 @@ async def test_each_channel_of_a_join_takes_a_command_token(
         "#a", "#b", "#c", "#d"]
     clock.advance(1)
     assert (await bob.expect("PONG")).params[1] == "after"
+
+
+@pytest.mark.server(accounts__guests=True, limits__message_rate=20, limits__message_burst=2)
+async def test_nick_and_setname_changes_wait_for_the_message_bucket(
+        clock: ManualClock, irc: IrcFactory) -> None:
+    """A guest's NICK and anyone's SETNAME are shown in every channel they share, as
+    a message is: at a command token each, one client could fill those channels
+    (and a guest the WHOWAS memory of everyone) at the command rate."""
+    watcher = await irc("dave", caps=("setname",))
+    watcher.send("JOIN #general")
+    await watcher.expect("366")
+    guest = await irc()
+    await guest.register("visitor", caps=("setname",))
+    guest.send("JOIN #general")
+    await guest.expect("366")
+    guest.send(*(f"NICK visitor{i}" for i in range(4)), "PING after")
+    assert [(await watcher.expect("NICK")).params[0] for _ in range(2)] == [
+        "visitor0", "visitor1"]
+    await watcher.nothing(0.3)
+    for i in range(2, 4):
+        clock.advance(0.05)  # a token at the message rate of 20 a second
+        assert (await watcher.expect("NICK")).params[0] == f"visitor{i}"
+    assert (await guest.expect("PONG")).params[1] == "after"
+    clock.advance(0.1)
+    guest.send(*(f"SETNAME :name {i}" for i in range(3)))
+    assert [(await watcher.expect("SETNAME")).params[0] for _ in range(2)] == [
+        "name 0", "name 1"]
+    await watcher.nothing(0.3)
+    clock.advance(0.05)
+    assert (await watcher.expect("SETNAME")).params[0] == "name 2"
