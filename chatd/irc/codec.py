@@ -12,8 +12,8 @@ are RFC 1459/2812 with the IRCv3 message-tags extension:
   ``\\\\``, ``\\r`` and ``\\n``.
 
 :func:`parse` never raises anything but :class:`IrcParseError`, whatever
-string it is given; :func:`format_line` never produces a line with CR, LF or
-NUL inside it, nor a body longer than the limit.
+string it is given; :func:`format_line` and :func:`add_tags` never produce a
+line with CR, LF or NUL inside it, nor a body longer than the limit.
 """
 
 from __future__ import annotations
@@ -297,6 +297,10 @@ def _params(line: str, pos: int) -> tuple[str, ...]:
 _BREAKING: Final = str.maketrans({"\r": " ", "\n": " ", "\0": " "})
 
 
+# Removed from a tag section: a space there would end it, so none replaces them.
+_TAG_BREAKING: Final = str.maketrans("", "", "\r\n\0")
+
+
 def _unbroken(text: str) -> str:
     """``text`` with the characters that would break a line replaced by spaces."""
     # Three scans in C are cheaper than translate's lookup per character, and
@@ -358,6 +362,11 @@ def add_tags(line: str, tags: Mapping[str, str]) -> str:
     if not tags:
         return line
     text = ";".join(f"{k}={escape_tag(v)}" if v else k for k, v in tags.items())
+    if "\0" in text or "\r" in text or "\n" in text:
+        # Escaping keeps CR and LF out of values, but not out of keys, nor NUL
+        # (which no escape carries) out of either: what a client once sent, and
+        # was stored, must not break the line it is replayed in.
+        text = text.translate(_TAG_BREAKING)
     if line.startswith("@"):
         return f"@{text};{line[1:]}"
     return f"@{text} {line}"

@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import asyncio
 import inspect
+import re
 from collections.abc import Awaitable, Callable, Iterable
 from typing import TYPE_CHECKING, Final, NamedTuple
 
@@ -82,9 +83,20 @@ def notice(ctx: IrcContext) -> Awaitable[None] | None:
 # of its cost at full load. The dispatcher awaits what they return.
 
 
+# A client-only tag's key (IRCv3 message-tags): "+", an optional vendor (a host
+# name) and "/", then letters, digits and hyphens.
+_CLIENT_TAG_KEY: Final = re.compile(r"\+(?:[A-Za-z0-9.-]+/)?[A-Za-z0-9-]+")
+
+
 def client_tags(ctx: IrcContext) -> dict[str, str]:
-    """The client-only tags of the line (``+name``); ``417`` when they are too big."""
-    tags = {k: v for k, v in ctx.message.tags.items() if k.startswith("+") and len(k) > 1}
+    """The client-only tags of the line (``+name``); ``417`` when they are too big.
+
+    A tag whose key breaks the grammar, or whose value holds a NUL (which no
+    escape can carry), is dropped: relayed, a CR in a key ended the line early in
+    many clients (what followed read as a line of the sender's making) and a NUL
+    cut it short in those written in C."""
+    tags = {k: v for k, v in ctx.message.tags.items()
+            if k.startswith("+") and _CLIENT_TAG_KEY.fullmatch(k) and "\0" not in v}
     if len(add_tags("", tags).encode()) > CLIENT_TAGS_MAX:
         raise IrcError(n.ERR_INPUTTOOLONG, "Input line was too long (client tags)")
     return tags

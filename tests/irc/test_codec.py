@@ -92,6 +92,13 @@ def test_tags_are_added_in_front() -> None:
     assert add_tags("PING", {"flag": ""}) == "@flag PING"
 
 
+def test_tags_never_break_the_line() -> None:
+    """Values escape CR and LF; a key cannot, and NUL has no escape: both are
+    removed (a space in their place would end the tag section)."""
+    assert add_tags("TAGMSG #a", {"+a\rb": "1\0", "+ok": "x\r\ny"}) == (
+        "@+ab=1;+ok=x\\r\\ny TAGMSG #a")
+
+
 def test_split_text_keeps_words_and_characters_whole() -> None:
     assert split_text("hello world", 100) == ["hello world"]
     assert split_text("aaaa bbbb cccc", 9) == ["aaaa bbbb", "cccc"]
@@ -215,12 +222,13 @@ _word = st.text(st.characters(blacklist_characters=" \r\n\0:", blacklist_categor
 def test_format_then_parse_gives_the_parts_back(middle: list[str], last: str,
                                                 tags: dict[str, str]) -> None:
     line = format_line("PRIVMSG", *middle, last, source="n!u@h", tags=tags)
-    assert "\n" not in line and "\r" not in line
+    assert "\n" not in line and "\r" not in line and "\0" not in line
     message = parse(line)
     assert message.params[:-1] == tuple(middle)
     clean = last.replace("\r", " ").replace("\n", " ").replace("\0", " ")
     assert clean.startswith(message.params[-1])
-    assert message.tags == tags
+    # (A NUL has no escape: it is removed from a tag's value.)
+    assert message.tags == {key: value.replace("\0", "") for key, value in tags.items()}
     body = line.split(" ", 1)[1] if tags else line
     assert len(body.encode()) <= MAX_BODY
 

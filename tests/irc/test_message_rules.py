@@ -182,3 +182,26 @@ async def test_an_end_to_end_room_relays_no_client_tag_but_typing(irc: IrcFactor
     # Tags to a person are not the room's: they still go.
     bob.send("@+draft/react=yes TAGMSG carol")
     assert (await carol.expect("TAGMSG")).tags["+draft/react"] == "yes"
+
+
+async def test_client_tags_cannot_break_the_lines_of_others(irc: IrcFactory) -> None:
+    """A tag key is letters, digits and hyphens after an optional vendor/ (IRCv3
+    message-tags), and no tag value holds NUL. A CR in a key reached other clients
+    raw, in the middle of a line (many clients end a line there, so the rest read as
+    a command of the sender's making), and a NUL cut the line short in clients
+    written in C. Such tags are dropped; the message and its other tags go."""
+    alice = await irc("alice", caps=("message-tags",))
+    bob = await irc("bob", caps=("message-tags",))
+    for client in (alice, bob):
+        client.send("JOIN #tags")
+        await client.expect("366")
+    alice.send_raw(b"@+a\rNOTICE=x;+ok=1 TAGMSG #tags\r\n"
+                   b"@+b=1\x00;+c\x00=2;+ok=2 TAGMSG #tags\r\n"
+                   b"@+d\x07=1;+example.com/ok-3=yes;+=4 PRIVMSG #tags :hi\r\n")
+    first = await bob.expect("TAGMSG")
+    second = await bob.expect("TAGMSG")
+    message = await bob.expect("PRIVMSG")
+    assert (first.tags, second.tags) == ({"+ok": "1"}, {"+ok": "2"})
+    assert message.tags["+example.com/ok-3"] == "yes" and message.params == ("#tags", "hi")
+    assert set(message.tags) == {"msgid", "+example.com/ok-3"}
+    assert not [line for line in bob.lines if "\r" in line or "\0" in line or "\x07" in line]
