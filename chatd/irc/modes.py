@@ -15,6 +15,7 @@ Neither ``+i`` nor ``+R``: an open room. User modes: chatd.irc.operators.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING, Final
 
@@ -137,7 +138,9 @@ async def _ban(ctx: IrcContext, room: Room, on: bool, mask: str | None) -> None:
         return
     nick = mask.split("!", 1)[0]
     if not nick or "*" in nick or "?" in nick:
-        raise IrcError(n.ERR_UNKNOWNERROR, "MODE", "a ban names one user: +b nick")
+        if not on:
+            raise IrcError(n.ERR_UNKNOWNERROR, "MODE", ONE_USER)
+        nick = _member_masked(ctx, room, mask)
     ctx.target = nick
     user, guests, moderation = ctx.user, ctx.listener.guests, ctx.services.moderation
     target = find_user(ctx, nick)
@@ -154,6 +157,34 @@ async def _ban(ctx: IrcContext, room: Room, on: bool, mask: str | None) -> None:
         await moderation.ban(user, room, target, None, "")
     else:
         await moderation.unban(user, room, target)
+
+
+# Why a ban mask is refused: chatd bans users, one at a time.
+ONE_USER: Final = "a ban names one user: +b nick"
+
+
+def _member_masked(ctx: IrcContext, room: Room, mask: str) -> str:
+    """The one member of ``room`` whose ``nick!user@host`` ``mask`` matches (``*`` and
+    ``?``, in any case): the ban clients make of a nick (irssi's /ban sends
+    ``*!*user@host``, WeeChat's ``*!user@host``) from the masks they were shown.
+    Refused unless exactly one matches: a ban names one user."""
+    pattern = _mask_pattern(mask)
+    renderer = ctx.listener.renderer
+    matched = [member.name for member in room.members.values()
+               if pattern.fullmatch(renderer.mask(member.name))]
+    if len(matched) == 1:
+        return matched[0]
+    if not matched:
+        raise IrcError(n.ERR_UNKNOWNERROR, "MODE", ONE_USER)
+    raise IrcError(n.ERR_UNKNOWNERROR, "MODE", f"{mask} matches {len(matched)} members of "
+                   f"{channel(room.name)}: {ONE_USER}")
+
+
+def _mask_pattern(mask: str) -> re.Pattern[str]:
+    """An IRC mask as a pattern: ``*`` any run, ``?`` one character, the rest as it
+    is (a ``[`` too, unlike a shell's glob)."""
+    parts = (".*" if char == "*" else "." if char == "?" else re.escape(char) for char in mask)
+    return re.compile("".join(parts), re.IGNORECASE | re.DOTALL)
 
 
 def _ban_list(ctx: IrcContext, room: Room) -> None:

@@ -234,3 +234,23 @@ async def test_minus_i_plus_r_is_one_change_a_join_behind_it_finds_request(
 
 def outsider_id(server: ChatServer) -> int:
     return server.services.accounts.require("outsider").id
+
+
+async def test_a_host_mask_that_names_one_member_bans_that_member(irc: IrcFactory) -> None:
+    """irssi's /ban nick sends MODE +b *!*user@host, WeeChat's *!user@host, from the
+    masks they were shown: a mask matching exactly one member of the channel bans
+    that member (shown as the ban chatd keeps, nick!*@*); one matching several is
+    refused, as a ban names one user."""
+    alice, bob = await irc("alice"), await irc("bob")
+    await _room(alice, bob)
+    alice.send("MODE #m +b *!*@chatd.local")
+    refused = await alice.expect("400")
+    assert refused.params[1:] == ("MODE", "*!*@chatd.local matches 2 members of #m: a ban "
+                                  "names one user: +b nick")
+    alice.send("MODE #m +b *!*bob@chatd.local")
+    assert (await bob.expect("MODE")).params == ("#m", "+b", "bob!*@*")
+    assert (await bob.expect("KICK")).params[:2] == ("#m", "bob")
+    assert (await alice.expect("MODE")).params == ("#m", "+b", "bob!*@*")
+    alice.send("MODE #m -b bob!*@*", "MODE #m +b *!BOB@*")  # WeeChat's, any case
+    assert (await alice.expect("MODE")).params == ("#m", "-b", "bob!*@*")
+    assert (await alice.expect("400", "MODE")).params[1] == "MODE"  # bob is gone: no match
