@@ -19,12 +19,15 @@ from chatd.irc.codec import plain_text
 from chatd.irc.commands import irc_command
 from chatd.irc.guests import is_guest
 from chatd.irc.lookup import away_message, existing_user, find_user, rooms_of
+from chatd.irc.messages import when_paid
 from chatd.irc.numerics import IrcError
 from chatd.irc.render import channel
 from chatd.irc.views import members_in_order, prefix
 from chatd.irc.welcome import AWAY_LEN
 
 if TYPE_CHECKING:
+    from collections.abc import Awaitable
+
     from chatd.domain.accounts import User
     from chatd.domain.room import Member, Room
     from chatd.irc.commands import IrcContext
@@ -179,9 +182,14 @@ def whowas(ctx: IrcContext) -> None:
 
 
 @irc_command("AWAY", scope=Scope.POST)
-def away(ctx: IrcContext) -> None:
-    """Set an away message (AWAY :text), or clear it (AWAY)."""
+def away(ctx: IrcContext) -> Awaitable[None] | None:
+    """Set an away message (AWAY :text), or clear it (AWAY): shown to every
+    away-notify client sharing a channel, so at the pace of messages (when_paid)."""
     text = plain_text(ctx.params[0]).strip()[:AWAY_LEN] if ctx.params else ""
+    return when_paid(ctx, lambda: _set_away(ctx, text))
+
+
+def _set_away(ctx: IrcContext, text: str) -> None:
     ctx.services.presence.set_away(ctx.user, text)
     if text:
         ctx.reply(n.RPL_NOWAWAY, "You have been marked as being away")

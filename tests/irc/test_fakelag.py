@@ -162,3 +162,23 @@ async def test_nick_and_setname_changes_wait_for_the_message_bucket(
     await watcher.nothing(0.3)
     clock.advance(0.05)
     assert (await watcher.expect("SETNAME")).params[0] == "name 2"
+
+
+@pytest.mark.server(limits__message_rate=20, limits__message_burst=2)
+async def test_away_changes_wait_for_the_message_bucket(
+        clock: ManualClock, irc: IrcFactory) -> None:
+    """An AWAY is shown to every away-notify client sharing a channel: at a command
+    token each, toggling it flooded them at the command rate."""
+    watcher = await irc("dave", caps=("away-notify",))
+    bob = await irc("bob")
+    for client in (watcher, bob):
+        client.send("JOIN #general")
+        await client.expect("366")
+    bob.send("AWAY :one", "AWAY", "AWAY :two", "AWAY")
+    assert [(await watcher.expect("AWAY")).params for _ in range(2)] == [("one",), ()]
+    await watcher.nothing(0.3)
+    for params in (("two",), ()):
+        clock.advance(0.05)  # a token at the message rate of 20 a second
+        assert (await watcher.expect("AWAY")).params == params
+    assert [(await bob.expect("305", "306")).command for _ in range(4)] == [
+        "306", "305", "306", "305"]
