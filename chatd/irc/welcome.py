@@ -171,6 +171,20 @@ def _motd(server: str, motd: str) -> tuple[Formatted, ...]:
             _formatted(server, n.RPL_ENDOFMOTD, ("End of /MOTD command.",)))
 
 
+@irc_command("VERSION")
+def version(ctx: IrcContext) -> None:
+    """The server's version (351), then what it supports (005), as the welcome gave
+    it: irssi's /version, and bots identifying the server, ask this way. (A server
+    named as the parameter can only be this one: chatd links to no other.)"""
+    services = ctx.services
+    ctx.reply(n.RPL_VERSION, f"chatd-{services.version}", ctx.server_name(),
+              "chatd: rooms with governance, over its own line protocol and IRC")
+    introduction = _introduction(ctx.server_name(), services.config.server.name,
+                                 services.version, services.started_at,
+                                 "multi-prefix" in ctx.session.caps)
+    _reply_all(ctx, tuple(reply for reply in introduction if reply[0] == n.RPL_ISUPPORT))
+
+
 @irc_command("MOTD")
 def motd(ctx: IrcContext) -> None:
     """Show the message of the day (server.motd)."""

@@ -219,3 +219,17 @@ async def test_ison_answers_which_nicks_are_online(server: ChatServer, irc: IrcF
     assert (await bob.expect("303")).params == ("bob", "carol bob")
     bob.send("ISON")
     assert (await bob.expect("461")).params[1] == "ISON"
+
+
+async def test_version_answers_351_and_isupport(server: ChatServer, irc: IrcFactory) -> None:
+    """irssi's /version, and bots identifying the server, send VERSION: 351 with the
+    version, then the 005 lines of the welcome (RFC 2812 3.4.3, and the modern
+    documents), rather than a 421 the client prints."""
+    bob = await irc("bob")
+    bob.send("VERSION", "VERSION chatd.local")
+    for _ in range(2):
+        version = await bob.expect("351", "421")
+        assert version.params[:3] == ("bob", f"chatd-{server.services.version}", "chatd.local")
+        supported = await bob.until("005")
+        assert [m.command for m in supported] == ["005"]
+        assert (await bob.read()).command == "005"  # the ISUPPORT tokens take two lines
