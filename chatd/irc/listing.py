@@ -1,12 +1,17 @@
 """LIST: the channels you can see, with the ELIST filters.
 
 ``LIST`` alone shows every room you can see (private rooms only to their
-members). Its parameter is a comma-separated list of conditions, each of
-which a channel must meet (ISUPPORT ``ELIST=MNU``):
+members). Its parameter is a comma-separated list of channels and conditions
+(ISUPPORT ``ELIST=MNU``):
 
-* ``#name`` or a mask with ``*`` and ``?`` (``#dev*``): the channel's name matches;
+* ``#name`` or a mask with ``*`` and ``?`` (``#dev*``, ``*dev*``): the channel's
+  name matches; these are alternatives, of which a channel must match one
+  (RFC 2812: ``LIST #a,#b`` lists both);
 * ``!mask``: the name does not match;
 * ``>n`` / ``<n``: more / fewer than ``n`` members.
+
+A channel is listed when it matches one of the names or masks, if any are
+given, and meets every other condition.
 """
 
 from __future__ import annotations
@@ -34,6 +39,11 @@ def _name_matches(mask: str) -> Condition:
     return lambda room: fnmatch.fnmatchcase(channel(room.name), pattern)
 
 
+def _is_name(word: str) -> bool:
+    """A channel's name or a mask of names (an alternative), not a condition."""
+    return word.startswith("#") or (word[:1] not in "!<>" and ("*" in word or "?" in word))
+
+
 def condition(word: str) -> Condition | None:
     """One ELIST condition; None for one chatd does not know (it is ignored)."""
     digits = word[1:]
@@ -47,19 +57,28 @@ def condition(word: str) -> Condition | None:
     if word.startswith("!"):
         matches = _name_matches(word[1:])
         return lambda room: not matches(room)
-    if word.startswith("#"):
+    if _is_name(word):
         return _name_matches(word)
     return None
 
 
+def _filter(words: list[str]) -> Condition:
+    """Whether a room is listed: it matches one of the names and masks (when any are
+    given) and meets every other condition."""
+    names = [_name_matches(word) for word in words if _is_name(word)]
+    checks = [c for c in map(condition, (w for w in words if not _is_name(w))) if c is not None]
+    if names:
+        checks.append(lambda room: any(matches(room) for matches in names))
+    return lambda room: all(check(room) for check in checks)
+
+
 @irc_command("LIST")
 def list_(ctx: IrcContext) -> None:
-    """List the channels you can see: LIST [#mask,!mask,>n,<n]."""
-    conditions = [c for c in map(condition, targets(ctx.params[0]) if ctx.params else [])
-                  if c is not None]
+    """List the channels you can see: LIST [#name,#mask,!mask,>n,<n]."""
+    listed = _filter(targets(ctx.params[0]) if ctx.params else [])
     ctx.reply(n.RPL_LISTSTART, "Channel", "Users  Name")
     for room in ctx.services.rooms.listed_for(ctx.user):
-        if all(check(room) for check in conditions):
+        if listed(room):
             ctx.reply(n.RPL_LIST, channel(room.name), str(len(room.members)),
                       f"[{channel_modes(room)}] {room.topic}")
     ctx.reply(n.RPL_LISTEND, "End of /LIST")

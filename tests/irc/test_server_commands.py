@@ -112,6 +112,12 @@ async def test_list_with_elist_filters(irc: IrcFactory) -> None:
     assert await listed(f">{huge}") == []
     assert sorted(await listed(f"<{huge}")) == ["#dev", "#devops", "#random"]
     assert await listed(f">{'9' * 400}") == []
+    # Channels and masks are alternatives (RFC 2812: LIST #a,#b lists both); the
+    # other conditions must all hold as well.
+    assert sorted(await listed("#dev,#random")) == ["#dev", "#random"]
+    assert await listed("#devops,#random,>1") == []
+    assert sorted(await listed("#random,#dev*,<2")) == ["#devops", "#random"]
+    assert sorted(await listed("*dev*")) == ["#dev", "#devops"]  # a mask without its #
 
 
 async def test_monitor(irc: IrcFactory, clients: Clients) -> None:
