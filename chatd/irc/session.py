@@ -35,6 +35,7 @@ from chatd.protocol.session import Session
 if TYPE_CHECKING:
     from chatd.delivery.feed import RoomFeed
     from chatd.delivery.outgoing import Outgoing
+    from chatd.domain.accounts import User
     from chatd.domain.room import Room
     from chatd.domain.tokens import Grant
     from chatd.irc.render import IrcRenderer
@@ -74,9 +75,12 @@ _QUITS_KEPT = 64
 
 
 class Quitting(Protocol):
-    """Whether a departure is a guest's quit (chatd.irc.guests.Guests)."""
+    """Whether a departure is a guest's quit, and which guest has a nick
+    (chatd.irc.guests.Guests)."""
 
     def quitting(self, name: str) -> bool: ...
+
+    def find(self, nick: str) -> User | None: ...
 
 
 # What an IRC state starts with, shared: an idle connection holds no empty set
@@ -261,6 +265,8 @@ class IrcSession(IrcState):
         self._queue(data)
         if room_id is not None and isinstance(event, _DEPARTURES) and self._is_me(event.user):
             self.shown_parted(room_id)
+        elif isinstance(event, events.Joined) and "away-notify" in self.caps:
+            self._away_after_join(event.user)
 
     def _told_otherwise(self, event: Event) -> bool:
         """Whether ``event`` reaches this client as something else, or not again: a
@@ -289,6 +295,23 @@ class IrcSession(IrcState):
             self._queue(_encode(renderer.tagged(
                 [format_line("QUIT", event.reason, source=renderer.mask(event.user))], self.key)))
         return True
+
+    def _away_after_join(self, name: str) -> None:
+        """away-notify: the AWAY of a user who joins while away follows the JOIN (the
+        spec: "when a user joins and has an away message set"); an account that
+        joins while offline (a request accepted meanwhile) is ``AWAY :offline``, as
+        its last connection's end showed it."""
+        listener = self.listener
+        if self._is_me(name):
+            return  # a client is told its own away state by 305 and 306
+        user = listener.services.accounts.find(name) or listener.guests.find(name)
+        if user is None:
+            return
+        text = listener.services.presence.away(user) if user.online else "offline"
+        if text:
+            renderer = listener.renderer
+            self._queue(_encode(renderer.tagged(
+                [format_line("AWAY", text, source=renderer.mask(name))], self.key)))
 
     def reply(self, item: Outgoing, label: str) -> None:
         self.send(item.event if item.event is not None else record_for(item), label)

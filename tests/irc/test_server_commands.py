@@ -239,3 +239,24 @@ async def test_version_answers_351_and_isupport(server: ChatServer, irc: IrcFact
         supported = await bob.until("005")
         assert [m.command for m in supported] == ["005"]
         assert (await bob.read()).command == "005"  # the ISUPPORT tokens take two lines
+
+
+async def test_away_notify_follows_a_join_of_someone_away(irc: IrcFactory,
+                                                           clients: Clients) -> None:
+    """away-notify: "clients will be sent an AWAY message ... when a user joins and
+    has an away message set" (and none for a user who is not away): a client that
+    takes AWAY lines instead of polling WHO showed a user who came in away as here."""
+    bob = await irc("bob", caps=("away-notify",))
+    bob.send("JOIN #den")
+    await bob.expect("366")
+    carol = await irc("carol")
+    carol.send("AWAY :lunch", "JOIN #den")
+    assert (await bob.expect("JOIN")).source.startswith("carol!")
+    away = await bob.read()
+    assert (away.command, away.params) == ("AWAY", ("lunch",))
+    assert away.source.startswith("carol!")
+    alice = await clients.user("alice")  # present: her JOIN comes alone
+    await alice.command("/join den")
+    assert (await bob.expect("JOIN")).source.startswith("alice!")
+    bob.send("PING x")
+    assert (await bob.read()).command == "PONG"
