@@ -36,7 +36,7 @@ from chatd.irc.messages import when_paid
 from chatd.irc.numerics import IrcError
 from chatd.irc.people import clean_username
 from chatd.irc.views import PREFIX_TOKEN
-from chatd.irc.welcome import welcome
+from chatd.irc.welcome import REALNAME_MAX, welcome
 
 if TYPE_CHECKING:
     from chatd.irc.commands import IrcContext
@@ -45,8 +45,7 @@ if TYPE_CHECKING:
 CAPABILITIES: Final = ("away-notify", "batch", "draft/chathistory", "echo-message",
                        "labeled-response", "message-tags", "multi-prefix", "sasl",
                        "server-time", "setname", "userhost-in-names")
-# The longest real name kept (characters), and the longest QUIT message.
-REALNAME_MAX: Final = 100
+# The longest QUIT message (characters).
 QUIT_MAX: Final = 200
 # Values a client that speaks CAP 302 is shown.
 _CAP_VALUES: Final = {"sasl": "PLAIN"}
@@ -184,8 +183,10 @@ def setname(ctx: IrcContext) -> Awaitable[None] | None:
     to those sharing a channel with you, once a message token is there (when_paid)."""
     realname = plain_text(ctx.params[0]).strip()[:REALNAME_MAX]
     if not realname:
-        ctx.line(format_line("FAIL", "SETNAME", "INVALID_REALNAME", "Real name is empty",
-                             source=ctx.listener.renderer.server))
+        if "setname" in ctx.session.caps:
+            # (Without the capability, silence: the setname specification asks it.)
+            ctx.line(format_line("FAIL", "SETNAME", "INVALID_REALNAME", "Real name is empty",
+                                 source=ctx.listener.renderer.server))
         return None
     return when_paid(ctx, lambda: _set_realname(ctx, realname))
 

@@ -35,6 +35,8 @@ MAX_TARGETS: Final = 4
 # Lists (b), always with an argument (k), with one when set (l), switches.
 CHANMODES: Final = "CHANMODES=b,k,l,imnstR"
 AWAY_LEN: Final = AWAY_MAX
+# The longest real name (USER, SETNAME): ISUPPORT NAMELEN, which setname requires.
+REALNAME_MAX: Final = 100
 
 
 def isupport(network: str, multi_prefix: bool = False) -> list[str]:
@@ -51,6 +53,7 @@ def isupport(network: str, multi_prefix: bool = False) -> list[str]:
         f"NETWORK={network}",
         f"MODES={MAX_TARGETS}",
         f"AWAYLEN={AWAY_LEN}",
+        f"NAMELEN={REALNAME_MAX}",
         f"TOPICLEN={TOPIC_MAX}",
         f"TARGMAX=JOIN:,PART:,KICK:,NAMES:,LIST:,WHOIS:1,WHOWAS:1,USERHOST:{USERHOST_MAX},"
         f"MONITOR:,TAGMSG:1,PRIVMSG:{MAX_TARGETS},NOTICE:{MAX_TARGETS}",

@@ -139,6 +139,22 @@ async def test_setname_changes_the_real_name(irc: IrcFactory) -> None:
     assert (await dave.expect("311")).params[-1] == "Robert B."
     bob.send("SETNAME :")
     assert (await bob.expect("FAIL")).params[:2] == ("SETNAME", "INVALID_REALNAME")
+    # Without the capability SETNAME is answered with nothing, as the setname
+    # specification asks (as historic servers did), and the name is changed.
+    dave.send("SETNAME :", "SETNAME :Dave D.", "PING x")
+    assert (await dave.expect("PONG", "FAIL", "SETNAME")).command == "PONG"
+    dave.send("WHOIS dave")
+    assert (await dave.expect("311")).params[-1] == "Dave D."
+
+
+async def test_isupport_gives_namelen_for_setname(irc: IrcFactory) -> None:
+    """setname: "servers MUST provide a NAMELEN token in RPL_ISUPPORT with the
+    maximum allowed length for realnames"; a longer one is cut to it."""
+    bob = await irc("bob", caps=("setname",))
+    tokens = [t for line in bob.lines if " 005 " in line for t in line.split()]
+    assert "NAMELEN=100" in tokens
+    bob.send("SETNAME :" + "r" * 150)
+    assert (await bob.expect("SETNAME")).params == ("r" * 100,)
 
 
 @GUESTS
