@@ -244,15 +244,18 @@ class IrcContext:
         server sent back."""
         self.reply(numeric, *(plain_text(subject) for subject in params[:-1]), *params[-1:])
 
-    def flush(self) -> None:
-        """Write the replies (labelled and batched as negotiated), then release held output."""
+    def flush(self) -> int:
+        """Write the replies (labelled and batched as negotiated), then release held
+        output; how many lines the reply was."""
         self.session.context = None
         lines, self.lines = self.lines, []
+        written = len(lines)
         if self.label is not None and "labeled-response" in self.session.caps:
             lines = self._labelled(lines)
         self.session.write_lines(lines)
         if self.held:
             self.session.release()
+        return written
 
     def _labelled(self, lines: list[str]) -> list[str]:
         server = self.listener.renderer.server
@@ -278,6 +281,11 @@ def _in_batch(line: str) -> bool:
         return False
     tags = line[1:].split(" ", 1)[0]
     return any(tag.partition("=")[0] == "batch" for tag in tags.split(";"))
+
+
+# The reply lines that cost one more command token (see IrcDispatcher._paced): a
+# WHOIS or a NAMES stays free, a LIST of 5,000 rooms costs what 50 lines received do.
+REPLY_LINES_PER_TOKEN = 100
 
 
 class IrcDispatcher:
@@ -325,8 +333,20 @@ class IrcDispatcher:
             # (Most commands return None: no ABC check for them.)
             if result is not None and isinstance(result, Coroutine):
                 return self._finish(ctx, result)
-        ctx.flush()
-        return None
+        return self._paced(session, ctx.flush())
+
+    def _paced(self, session: IrcSession, written: int) -> Awaitable[None] | None:
+        """A reply of many lines (a LIST of thousands of rooms, a WHO of a big
+        channel) costs a command token more for each REPLY_LINES_PER_TOKEN lines,
+        waited for before the connection's next line: at one token a line received,
+        one client could keep the server formatting thousands of lines for each,
+        20 times a second. (At most a burst's worth: a bucket never holds more.)"""
+        extra = written // REPLY_LINES_PER_TOKEN
+        if not extra:
+            return None
+        protection = self._listener.services.protection
+        burst = self._listener.services.config.limits.command_burst
+        return protection.wait_for(Kind.COMMAND, session.id, float(min(extra, max(1, burst))))
 
     def _checked(self, ctx: IrcContext) -> IrcCommand:
         """The command of ``ctx``'s message, once its declared rules hold."""
@@ -359,7 +379,10 @@ class IrcDispatcher:
         except Exception:
             _crashed(ctx)
         finally:
-            ctx.flush()
+            written = ctx.flush()
+        paced = self._paced(ctx.session, written)
+        if paced is not None:
+            await paced
 
 
 def _crashed(ctx: IrcContext) -> None:

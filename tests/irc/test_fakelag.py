@@ -5,6 +5,7 @@ from __future__ import annotations
 import pytest
 
 from chatd.domain.clock import ManualClock
+from chatd.irc import commands
 from tests.helpers import ChatServer, Clients
 from tests.irc.conftest import IrcFactory
 
@@ -182,3 +183,20 @@ async def test_away_changes_wait_for_the_message_bucket(
         assert (await watcher.expect("AWAY")).params == params
     assert [(await bob.expect("305", "306")).command for _ in range(4)] == [
         "306", "305", "306", "305"]
+
+
+@pytest.mark.server(limits__command_rate=20, limits__command_burst=5)
+async def test_a_long_reply_costs_command_tokens_by_its_lines(
+        clock: ManualClock, irc: IrcFactory, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A LIST of thousands of rooms (or a WHO of a big channel) is thousands of lines
+    formatted for one line received: at a token each, one client kept a core busy.
+    Each REPLY_LINES_PER_TOKEN lines of a reply cost a token more, waited for before
+    the connection's next line (here two lines a token, so LIST's 321 and 323 cost
+    one)."""
+    bob = await irc("bob")  # PASS, NICK and USER took 3 of the 5
+    monkeypatch.setattr(commands, "REPLY_LINES_PER_TOKEN", 2, raising=False)
+    bob.send("LIST", "PING after")
+    assert [(await bob.read()).command for _ in range(2)] == ["321", "323"]
+    await bob.nothing(0.3)  # LIST took its token and the one its reply cost
+    clock.advance(0.05)
+    assert (await bob.expect("PONG")).params[1] == "after"
