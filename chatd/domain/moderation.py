@@ -157,7 +157,7 @@ class Moderation:
         if not target.has_account:
             return await self._ban_guest(actor, room, target, duration, reason)
         now = self._clock.time()
-        record = SanctionRecord(room.id, target.id, actor.id if actor else None, reason, now,
+        record = SanctionRecord(room.id, target.id, _stored_id(actor), reason, now,
                                 now + duration if duration else None)
 
         name = _name(actor)
@@ -231,7 +231,7 @@ class Moderation:
                 raise _needs_account(target, "a mute is kept with an account, so a guest "
                                      f"cannot be muted; /kick or /ban {target.name} instead")
             record = await self._impose_mute(room, target, duration,
-                                             actor.id if actor else None, "", _name(actor))
+                                             _stored_id(actor), "", _name(actor))
         await self._announce_mute(room, target, record, duration, _name(actor))
         return record
 
@@ -572,6 +572,13 @@ def _authorize(action: Action, room: Room, actor: User | None, target: User) -> 
 
 def _name(actor: User | None) -> str:
     return actor.name if actor is not None else CONSOLE
+
+
+def _stored_id(actor: User | None) -> int | None:
+    """The setter a sanction's row names: an account, or nobody (the console, or an
+    IRC guest owning its room, whose id is no account's: the row's reference to
+    the users table would refuse it)."""
+    return actor.id if actor is not None and actor.has_account else None
 
 
 def _table(room: Room, kind: str) -> dict[int, SanctionRecord]:

@@ -774,3 +774,31 @@ async def test_a_guest_owner_handed_over_becomes_a_member(server: ChatServer, ir
     assert guest is not None and room.role_of(guest.id) is Role.MEMBER
     visitor.send("TOPIC #own :mine")  # no operator any more
     assert (await visitor.expect("482", "TOPIC")).command == "482"
+
+
+@pytest.mark.server(accounts__guests=True, rooms__creation="everyone")
+async def test_a_guest_owner_bans_and_unbans_an_account(
+        server: ChatServer, irc: IrcFactory, clients: Clients) -> None:
+    """A guest that made a room is its owner with an owner's rights, a ban of an
+    account among them. The ban's row named the guest as its setter, an id no
+    account has: the database refused it, and the guest got "something went
+    wrong". The row keeps no setter (as a ban by the console), and the ban list
+    shows the server as the one who set it."""
+    owner = await _guest(irc, "owner")
+    owner.send("JOIN #own")
+    await owner.expect("366")
+    alice = await clients.user("alice")
+    await alice.command("/join own")
+    await owner.expect("JOIN")
+    owner.send("MODE #own +b alice")
+    assert (await owner.expect("MODE", "400")).params == ("#own", "+b", "alice!*@*")
+    assert (await owner.expect("KICK")).params[:2] == ("#own", "alice")
+    ban = await alice.next_event(lambda e: e.get("event") == "ban")
+    assert ban["actor"] == "owner"
+    owner.send("MODE #own +b")
+    assert (await owner.expect("367")).params[1:4] == ("#own", "alice!*@*", "chatd.local")
+    owner.send("MODE #own -b alice")
+    assert (await owner.expect("MODE", "400")).params == ("#own", "-b", "alice!*@*")
+    assert server.services.accounts.require("alice").id not in (
+        server.services.rooms.require("own").bans)
+
