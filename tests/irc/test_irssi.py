@@ -226,6 +226,27 @@ async def test_irssi_as_a_guest(server: ChatServer, clients: Clients, irssi: Irs
     await irssi.shows(r"<.?alice> you missed this")
 
 
+@pytest.mark.server(accounts__guests=True, rooms__creation="everyone")
+async def test_irssi_bans_with_its_own_ban_command(
+        server: ChatServer, clients: Clients, irssi: Irssi) -> None:
+    """irssi's /ban nick sends MODE +b *!*user@host (its ban_type "normal"), made
+    from the mask the member joined with: chatd bans that member, and irssi shows
+    the ban as chatd keeps it. (A guest owner's ban of an account, too: its row
+    once named the guest, an id no account has, and was refused.)"""
+    alice = await clients.user("alice")
+    await irssi.type("/set cmd_queue_speed 0")
+    await _connect(server, irssi)
+    await irssi.type("/join #banroom")
+    await irssi.shows(r"Join to #banroom was synced")
+    await alice.command("/join banroom")
+    await irssi.shows(r"alice \[alice@chatd\.local\] has joined #banroom")
+    await irssi.type("/ban alice")
+    banned = await alice.next_event(lambda e: e.get("event") == "ban")
+    assert (banned["user"], banned["actor"]) == ("alice", "visitor")
+    await irssi.shows(r"mode/#banroom \[\+b alice!\*@\*\] by visitor")
+    await irssi.shows(r"alice was kicked from #banroom by visitor")
+
+
 @pytest.mark.parametrize("ci", ["true", ""])
 def test_a_missing_program_fails_in_ci_and_is_skipped_elsewhere(
         monkeypatch: pytest.MonkeyPatch, ci: str) -> None:
