@@ -57,15 +57,23 @@ def _owner(ctx: Context, user: User) -> str | None:
     return found.name if found is not None else None
 
 
-@command("away", Text("message", optional=True, default=""), group=GROUP, scope=Scope.POST)
-def away(ctx: Context, message: str) -> Ok:
+@command("away", Text("message", optional=True, default=""), group=GROUP, scope=Scope.POST,
+         errors=(Code.RATE_LIMITED,))
+async def away(ctx: Context, message: str) -> Ok:
     """Mark yourself away with a message (direct messages answer with it); alone, be back."""
     if len(message) > AWAY_MAX:
         raise ChatError(Code.BAD_ARGUMENTS, f"an away message has at most {AWAY_MAX} "
                                             f"characters, not {len(message)}.")
     presence = ctx.services.presence
-    was_away = bool(presence.away(ctx.user))
+    was = presence.away(ctx.user)
+    if message != was:
+        # A change is shown to every IRC client with away-notify sharing a room with
+        # the user, as a message is: it takes a message token (rate-limited without).
+        charged = ctx.services.protection.charge_message(ctx.session, None)
+        if charged is not None:
+            await charged
     presence.set_away(ctx.user, message)
+    was_away = bool(was)
     if message:
         return ok(f"You are away: {message}. /away alone brings you back.", away=message)
     return ok("You are back." if was_away else "You were not away.", away=None)

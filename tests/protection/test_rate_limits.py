@@ -73,6 +73,24 @@ async def test_message_burst_then_exact_refill(db_path: Path, clock: ManualClock
         assert texts == [*(f"m{i}" for i in range(10)), "one more"]
 
 
+async def test_a_change_of_away_takes_a_message_token(db_path: Path,
+                                                     clock: ManualClock) -> None:
+    """Every IRC client with away-notify sharing a room with bob is shown each change:
+    they come at the pace of messages, and one without a token is refused with its
+    wait. Asking for what already holds shows nobody anything, and costs nothing."""
+    async with serving(db_path, clock, limits__message_rate=5.0,
+                       limits__message_burst=2.0) as (_, clients):
+        bob = await clients.user("bob")
+        assert (await bob.command("/away"))["message"] == "You were not away."
+        assert (await bob.command("/away lunch"))["away"] == "lunch"
+        assert (await bob.command("/away lunch"))["away"] == "lunch"
+        assert (await bob.command("/away"))["away"] is None
+        assert_retry(await error_of(bob, "/away tea"), 200)
+        assert (await bob.command("/whois bob"))["away"] is None
+        clock.advance(0.2)
+        assert (await bob.command("/away tea"))["away"] == "tea"
+
+
 async def test_say_me_and_msg_share_the_bucket_with_plain_lines(
         db_path: Path, clock: ManualClock) -> None:
     async with serving(db_path, clock, **PRODUCTION_LIMITS) as (_, clients):
