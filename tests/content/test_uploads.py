@@ -255,7 +255,6 @@ async def test_a_large_download_is_paced_for_a_slow_reader(db_path: Path, flush_
     pacing counts what is held as well as what the socket has not taken)."""
     import asyncio
     import json
-    import os
 
     from chatd.domain.clock import ManualClock
     from chatd.net.connection import FANOUT_MIN
@@ -269,11 +268,7 @@ async def test_a_large_download_is_paced_for_a_slow_reader(db_path: Path, flush_
                                 limits__message_burst=100_000)
     clients = Clients(server)
     try:
-        alice = await clients.user("alice")
-        await alice.command("/create general")
-        data = os.urandom(8 * 1024 * 1024)
-        reply = await upload(alice, "big.bin", data, width=4000)
-        assert reply.ok, reply.final
+        alice, data, file_id = await _uploads_big_file(clients)
         waited: list[bool] = []
         if busy:
             # A room of FANOUT_MIN members with a message every 10 ms: the server's
@@ -284,7 +279,7 @@ async def test_a_large_download_is_paced_for_a_slow_reader(db_path: Path, flush_
         # A raw JSON connection that reads nothing for a second.
         reader, writer = await asyncio.open_connection("127.0.0.1", server.port, limit=1 << 16)
         writer.write(f"/format json\r\n/login alice {PASSWORD}\r\n"
-                     f"@d /download {reply['file_id']}\r\n".encode())
+                     f"@d /download {file_id}\r\n".encode())
         await asyncio.sleep(1.0)
         chunks, final = [], None
         async with asyncio.timeout(30):
@@ -335,14 +330,20 @@ async def _big_file(server: ChatServer) -> tuple[bytes, int]:
     and id."""
     clients = Clients(server)
     try:
-        alice = await clients.user("alice")
-        await alice.command("/create general")
-        data = os.urandom(8 * 1024 * 1024)
-        reply = await upload(alice, "big.bin", data, width=4000)
-        assert reply.ok, reply.final
-        return data, reply["file_id"]
+        _alice, data, file_id = await _uploads_big_file(clients)
+        return data, file_id
     finally:
         await clients.close()
+
+
+async def _uploads_big_file(clients: Clients) -> tuple[ChatClient, bytes, int]:
+    """alice, who made #general and uploaded an 8 MiB file to it; its bytes and id."""
+    alice = await clients.user("alice")
+    await alice.command("/create general")
+    data = os.urandom(8 * 1024 * 1024)
+    reply = await upload(alice, "big.bin", data, width=4000)
+    assert reply.ok, reply.final
+    return alice, data, reply["file_id"]
 
 
 async def test_a_blob_removed_during_a_download_is_still_sent_whole(
