@@ -1,6 +1,6 @@
 """The ``chatd`` command: run the daemon, or manage accounts offline.
 
-    chatd [serve] [--config FILE] [--host H] [--port P] [--db PATH]
+    chatd [serve] [--config FILE] [--host H] [--port P] [--db PATH] [--default-db PATH]
                   [--log-level LEVEL] [--log-format kv|json]
     chatd useradd NAME [--admin] [--config FILE] [--db PATH]
     chatd migrate --to postgresql://... [--force] [--config FILE] [--db PATH]
@@ -19,12 +19,13 @@ import asyncio
 import dataclasses
 import logging
 import sys
+from pathlib import Path
 from typing import Any
 
 from chatd import __version__
 from chatd.app.compose import build_app
 from chatd.app.migration import migrate_to_postgres
-from chatd.config import Config, ConfigError, check_hosts, load_config
+from chatd.config import Config, ConfigError, check_hosts, load_config, where_control
 from chatd.errors import ChatError
 from chatd.ops import collector
 from chatd.ops.chatctl import PasswordError, read_password
@@ -41,6 +42,9 @@ def main(argv: list[str] | None = None) -> int:
     config_path: str | None = getattr(args, "config", None)
     try:
         config = load_config(config_path, _overrides(args))
+        if args.command == "serve" and _uses_default_db(args, config_path):
+            # (Made when it is used: a checkout's var/ should not appear otherwise.)
+            Path(args.default_db).parent.mkdir(parents=True, exist_ok=True)
         if args.command == "serve":
             check_hosts(config)
         if args.command == "migrate":
@@ -89,6 +93,9 @@ def _parser() -> argparse.ArgumentParser:
                          argument_default=argparse.SUPPRESS)
     run.add_argument("--host", help="address to listen on (listen.host)")
     run.add_argument("--port", type=int, help="port to listen on (listen.port)")
+    run.add_argument("--default-db", metavar="PATH",
+                     help="the database file when neither --db nor the configuration file's "
+                          "storage.path names one (its directory is made if missing)")
     add = sub.add_parser(
         "useradd", parents=[common], help="create an account",
         description="Create an account: through the daemon running on the database when one "
@@ -119,7 +126,19 @@ def _parser() -> argparse.ArgumentParser:
 def _overrides(args: argparse.Namespace) -> dict[str, Any]:
     pairs = {"listen.host": "host", "listen.port": "port", "storage.path": "db",
              "logging.level": "log_level", "logging.format": "log_format"}
-    return {key: getattr(args, name) for key, name in pairs.items() if hasattr(args, name)}
+    found = {key: getattr(args, name) for key, name in pairs.items() if hasattr(args, name)}
+    if _uses_default_db(args, getattr(args, "config", None)):
+        found["storage.path"] = args.default_db
+    return found
+
+
+def _uses_default_db(args: argparse.Namespace, config_path: str | None) -> bool:
+    """Whether ``--default-db`` names the database: given, and neither ``--db`` nor the
+    configuration file names one. (A development script passes its own default so that
+    a file's storage.path, when it has one, is not overridden by a --db of its making.)"""
+    if not hasattr(args, "default_db") or hasattr(args, "db"):
+        return False
+    return config_path is None or "storage.path" not in where_control(config_path)
 
 
 def _run(coro: Any) -> int:

@@ -69,3 +69,21 @@ async def test_serve_without_options_uses_var_chatd_db(tmp_path: Path) -> None:
         daemon.signal(signal.SIGTERM)
         assert await daemon.wait() == 0
     assert db.exists()
+
+
+async def test_serve_with_a_configuration_without_a_database_uses_var_chatd_db(
+        tmp_path: Path) -> None:
+    """A file that names no storage.path (only ports, say) keeps the script's default,
+    var/chatd.db, not a chatd.db in whatever directory the script was run from."""
+    root = checkout(tmp_path)
+    config = write_config(tmp_path / "chatd.yaml", server={"name": "trial"})
+    db = root / "var" / "chatd.db"
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    with ChatdProcess(["bash", str(root / "scripts" / "serve"), "--config", str(config),
+                       "--port", "0"], tmp_path / "chatd.log", cwd=elsewhere) as daemon:
+        daemon.control_path = f"{db}.sock"
+        await daemon.ready()
+        daemon.signal(signal.SIGTERM)
+        assert await daemon.wait() == 0
+    assert db.exists() and not list(elsewhere.iterdir())
