@@ -1,0 +1,43 @@
+"""The browser client in a phone's narrow window: nothing wider than the screen."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from tests.web.browser.conftest import Daemon, screenshot
+from tests.web.browser.pages import enter_room, register, see, type_line
+
+# A small phone's window, in CSS pixels.
+PHONE = {"width": 360, "height": 740}
+
+
+async def wider_than_the_window(page: Any) -> list[str]:
+    """The elements of the client that reach past the window's right edge."""
+    return list(await page.evaluate("""() => {
+        const out = [];
+        for (const el of document.querySelectorAll('#app *')) {
+            const box = el.getBoundingClientRect();
+            if (box.width > 0 && box.right > window.innerWidth + 1)
+                out.push(`${el.id || el.className || el.tagName}: ${Math.round(box.right)}`);
+        }
+        return out;
+    }"""))
+
+
+async def test_a_narrow_window_scrolls_no_sideways_and_keeps_room_for_messages(
+        daemon: Daemon, browser: Any) -> None:
+    page = await browser("nadia")
+    await page.set_viewport_size(PHONE)
+    await register(page, daemon.url, "nadia")
+    await enter_room(page, "/create pocket", "pocket")
+    await type_line(page, "small screens count too")
+    await see(page, "small screens count too")
+    await screenshot(page, "client-narrow")
+    # The top bar's buttons once made the one column 443 pixels wide on a 360 one:
+    # the whole page then scrolled sideways and the buttons' edge was off screen.
+    assert await page.evaluate("document.documentElement.scrollWidth") <= PHONE["width"]
+    assert await wider_than_the_window(page) == []
+    # The rooms and members above and below leave the messages a fair share of it.
+    log = await page.locator("#log").bounding_box()
+    assert log is not None and log["height"] >= PHONE["height"] * 0.25, log
+    assert page.script_errors == []
