@@ -360,6 +360,25 @@ async function recover(lastId) {
 // -- members and presence ------------------------------------------------------------
 
 let memberTimer = null;
+// Who the member list on screen shows offline, and who of them spoke since: presence
+// has no event, so the list is read again when one of them speaks (they are back),
+// once each until the next read, so a member who posts through the API alone (never
+// online) costs no more than the periodic read.
+const listedOffline = new Set();
+const spokeWhileListedOffline = new Set();
+
+// A message from a member the list shows offline: read the list again.
+function spokeIn(conv, from) {
+  if (conv.key !== state.active || !listedOffline.has(from)) return;
+  if (spokeWhileListedOffline.has(from)) return;
+  spokeWhileListedOffline.add(from);
+  refreshMembers();
+}
+
+function listMembers(items) {
+  listedOffline.clear();
+  for (const [name, online] of items) if (!online) listedOffline.add(name);
+}
 
 // A refresh that walks every page of a list, one walk at a time: asked for while a
 // walk is under way, it walks once more after it, for all who asked meanwhile. A
@@ -390,7 +409,9 @@ async function showMembers() {
   memberTimer = setTimeout(refreshMembers, MEMBER_REFRESH_MS);
   const conv = state.convs.get(state.active);
   const list = $("member-list");
+  spokeWhileListedOffline.clear();
   if (!conv) {
+    listMembers([]);
     list.replaceChildren();
     return;
   }
@@ -398,15 +419,18 @@ async function showMembers() {
     const who = await conn.command(`/whois ${conv.name}`);
     if (who.type !== "ok") return;
     const status = who.away ? `away: ${who.away}` : (who.online ? "online" : "offline");
+    listMembers([[who.user, who.online]]);
     list.replaceChildren(memberItem(who.user, status, who.online && !who.away));
     return;
   }
   if (!conv.member) {
+    listMembers([]);
     list.replaceChildren();  // a room opened to read what was said: no members to show
     return;
   }
   const who = await conn.members(conv.name);
   if (who.type !== "ok" || conv.key !== state.active) return;
+  listMembers(who.members.map((m) => [m.user, m.online]));
   list.replaceChildren(...who.members.map((m) =>
     memberItem(m.user, `${m.role}, ${m.online ? "online" : "offline"}`, m.online)));
 }
@@ -503,14 +527,18 @@ function openNotifications(open) {
 
 function onRecord(record) {
   switch (record.type) {
-    case "message":
-      addMessage(conversationOf(record), record, {history: Boolean(record.history)});
+    case "message": {
+      const conv = conversationOf(record);
+      if (addMessage(conv, record, {history: Boolean(record.history)}) && !record.history) {
+        spokeIn(conv, record.from);
+      }
       if (record.from && state.typing.has(record.from)) {
         clearTimeout(state.typing.get(record.from));
         state.typing.delete(record.from);
         renderTyping();
       }
       break;
+    }
     case "event":
       onEvent(record);
       break;

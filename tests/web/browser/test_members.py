@@ -8,7 +8,13 @@ import contextlib
 from typing import Any
 
 from tests.web.browser.conftest import Daemon
-from tests.web.browser.pages import connection_calls, enter_room, overlapping, register
+from tests.web.browser.pages import (
+    connection_calls,
+    enter_room,
+    overlapping,
+    register,
+    see,
+)
 
 
 async def members_walked(page: Any, change: str | None = None) -> Any:
@@ -96,4 +102,24 @@ async def test_a_burst_of_joins_walks_the_member_list_one_walk_at_a_time(
     await members.get_by_role("button").nth(JOINS + 1).wait_for()
     assert await members.get_by_role("button").count() == JOINS + 2
     assert overlaps == []
+    assert page.script_errors == []
+
+
+async def test_a_member_listed_offline_who_speaks_is_listed_online(
+        daemon: Daemon, browser: Any) -> None:
+    # The list is read when the room opens (and every 30 s): bob, offline then, stayed
+    # "offline" while he talked, as everyone did after a restart until the next read.
+    page = await browser("alice")
+    await register(page, daemon.url, "alice")
+    await enter_room(page, "/create hall", "hall")
+    bob = await daemon.tcp_user("bob")
+    await bob.command("/join hall")
+    await bob.close()
+    await page.reload()
+    members = page.locator("#member-list")
+    await members.get_by_role("button", name="bob, member, offline").wait_for()
+    bob = await daemon.tcp_user("bob")
+    await bob.command("/say hall back again")
+    await see(page, "back again")
+    await members.get_by_role("button", name="bob, member, online").wait_for(timeout=5000)
     assert page.script_errors == []
