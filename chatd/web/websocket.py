@@ -274,7 +274,10 @@ class MessageReader:
         self.transport = transport
         self._line_end = line_end
         self._refuse_binary = refuse_binary
-        self._parts: list[bytes] = []
+        # The fragments of a message so far, as one buffer: its size is the
+        # message's, which the protocol bounds (max_size), however many fragments
+        # (a list of them grew by a pointer per empty fragment, without bound).
+        self._parts = bytearray()
         self._binary = False
 
     def feed(self, data: bytes) -> None:
@@ -287,14 +290,17 @@ class MessageReader:
             opcode = event.opcode
             if opcode is Opcode.TEXT or opcode is Opcode.BINARY:
                 self._binary = opcode is Opcode.BINARY
-                self._parts = [bytes(event.data)]
+                if event.fin:  # the usual message, one frame: no copy
+                    self._message(bytes(event.data), lines)
+                    continue
+                self._parts = bytearray(event.data)
             elif opcode is Opcode.CONT:
-                self._parts.append(bytes(event.data))
+                self._parts += event.data
             else:
                 continue  # control frames: the protocol has answered them
             if event.fin:
-                self._message(b"".join(self._parts), lines)
-                self._parts = []
+                self._message(bytes(self._parts), lines)
+                self._parts = bytearray()
         self._deliver(lines)
         self.transport.send_answers()
 

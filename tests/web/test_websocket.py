@@ -6,12 +6,14 @@ import asyncio
 import contextlib
 import json
 import socket
+import tracemalloc
 
 import pytest
 from websockets.asyncio.client import connect
 from websockets.exceptions import ConnectionClosed, InvalidStatus
 
 from chatd.domain.clock import ManualClock
+from chatd.web import websocket
 from tests.helpers import PASSWORD, ChatServer, Clients, eventually, settle
 from tests.web.helpers import RawWs, WsChat, ws_url
 from tests.web.test_http import raw_request, status_and_error
@@ -120,6 +122,32 @@ async def test_fragments_are_one_message_and_invalid_utf8_is_refused(
         lines = await raw.text_until(lambda t: "UTF-8" in t)
         assert "not valid UTF-8" in lines[-1]
     finally:
+        raw.close()
+
+
+async def test_a_message_in_countless_empty_fragments_holds_no_more_than_its_size(
+        server: ChatServer) -> None:
+    """Empty continuation frames carry nothing, but each was kept as a fragment:
+    six bytes sent held a list entry, past any message size limit."""
+    raw = await RawWs.open(server)
+    tracemalloc.start()
+    try:
+        await raw.text_until(lambda line: line.startswith("* chatd"))
+        raw.send(b"/pi", fin=False)
+        empty = bytes((0x00, 0x80)) + b"\x01\x02\x03\x04"  # masked, no payload, not final
+        held = tracemalloc.take_snapshot()
+        raw.writer.write(empty * 100_000)
+        raw.send(b"", opcode=9)  # a ping between fragments: its pong says all were read
+        while await raw.frame() != (10, b""):
+            pass
+        grown = tracemalloc.take_snapshot().filter_traces(
+            [tracemalloc.Filter(True, websocket.__file__)]).compare_to(
+            held.filter_traces([tracemalloc.Filter(True, websocket.__file__)]), "filename")
+        assert sum(stat.size_diff for stat in grown) < 64_000, grown
+        raw.send(b"ng", opcode=0)
+        assert any("pong" in line for line in await raw.text_until(lambda t: "pong" in t))
+    finally:
+        tracemalloc.stop()
         raw.close()
 
 
