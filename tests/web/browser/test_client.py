@@ -296,6 +296,38 @@ async def test_typed_commands_list_act_where_they_should_and_log_out_cleanly(
     assert page.script_errors == []
 
 
+async def test_a_space_in_a_name_or_a_password_is_said_plainly_and_nothing_is_sent(
+        daemon: Daemon, browser: Any) -> None:
+    # The login line is split at spaces: "bad name" was answered "too many arguments.
+    # Usage: /register <name> <password>", about a command the person never typed.
+    page = await browser("hana")
+    sent: list[str] = []
+
+    def note(frame: str) -> None:  # Playwright calls Python functions, not builtins
+        sent.append(frame)
+
+    page.on("websocket", lambda socket: socket.on("framesent", note))
+    await page.goto(daemon.url + "/")
+    error = page.locator("#login-error")
+    await page.get_by_label("Name").fill("bad name")
+    await page.get_by_label("Password").fill(PASSWORD)
+    await page.get_by_role("button", name="Register").click()
+    await expect(error).to_have_text('invalid user name "bad name": use 1-24 characters, '
+                                     "letters A-Z a-z, digits 0-9, '_' or '-'.")
+    await page.get_by_label("Name").fill("hana")
+    await page.get_by_label("Password").fill("three word password")
+    for button in ("Register", "Log in"):
+        await page.get_by_role("button", name=button).click()
+        await expect(error).to_have_text("a password has 4 to 72 bytes of printable text "
+                                         "and no spaces.")
+    assert not [line for line in sent if "/register" in line or "/login" in line], sent
+    # Spaces around a password were always dropped with the line's: still so.
+    await page.get_by_label("Password").fill(f" {PASSWORD} ")
+    await page.get_by_role("button", name="Register").click()
+    await page.locator("#me").filter(has_text="hana").wait_for()
+    assert page.script_errors == []
+
+
 async def test_a_failed_login_then_the_login_timeout_leaves_the_page_alone(
         daemon: Daemon, browser: Any) -> None:
     page = await browser("gwen")
