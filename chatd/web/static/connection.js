@@ -257,6 +257,8 @@ export class Connection {
   // resume token when the server gives one. The token may do all that this
   // password session may (a reconnected tab keeps its powers: moderation, admin).
   async login(name, password, register) {
+    const refused = spacedLoginWord(name, password);
+    if (refused) return {type: "error", code: "bad-arguments", message: refused};
     clearTimeout(this.timer);  // this login replaces a reconnection still waiting
     if (!this.ws) await this.open();
     const line = register ? `/register ${name} ${password}` : `/login ${name} ${password} --resume`;
@@ -388,6 +390,22 @@ export class Connection {
     this.backoff = BACKOFF_FIRST_MS;
     this.status("reconnected", reply);
   }
+}
+
+// The login line is split at spaces: a name or a password holding one reached the
+// server as more words ("too many arguments. Usage: /register <name> <password>",
+// about a command nobody typed). Neither may hold one, so login says so in the
+// server's words and sends nothing. (Spaces around the password were always
+// dropped with the line's, so they still are.)
+function spacedLoginWord(name, password) {
+  if (/\s/.test(name)) {
+    return `invalid user name "${name}": use 1-24 characters, letters A-Z a-z, ` +
+           "digits 0-9, '_' or '-'.";
+  }
+  if (/\s/.test(password.trim())) {
+    return "a password has 4 to 72 bytes of printable text and no spaces.";
+  }
+  return null;
 }
 
 function randomWord() {

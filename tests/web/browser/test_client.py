@@ -320,8 +320,17 @@ async def test_a_space_in_a_name_or_a_password_is_said_plainly_and_nothing_is_se
         await page.get_by_role("button", name=button).click()
         await expect(error).to_have_text("a password has 4 to 72 bytes of printable text "
                                          "and no spaces.")
+    # The admin page logs in through the same connection code.
+    await page.goto(daemon.url + "/admin")
+    await page.get_by_label("Name").fill("hana")
+    await page.get_by_label("Password").fill("three word password")
+    await page.get_by_role("button", name="Log in").click()
+    await expect(error).to_have_text("a password has 4 to 72 bytes of printable text "
+                                     "and no spaces.")
     assert not [line for line in sent if "/register" in line or "/login" in line], sent
     # Spaces around a password were always dropped with the line's: still so.
+    await page.goto(daemon.url + "/")
+    await page.get_by_label("Name").fill("hana")
     await page.get_by_label("Password").fill(f" {PASSWORD} ")
     await page.get_by_role("button", name="Register").click()
     await page.locator("#me").filter(has_text="hana").wait_for()
