@@ -7,7 +7,7 @@
 // protocol works here; plain lines go to the room on screen, which the client
 // keeps as the connection's current room (/switch).
 
-import {Api, Connection, applyTheme, clockTime, currentTheme, el, utf8Bytes}
+import {Api, Connection, applyTheme, clockTime, currentTheme, el, spacedName, utf8Bytes}
   from "./connection.js";
 
 const conn = new Connection("chatd.session");
@@ -1098,6 +1098,13 @@ function wire() {
     e.preventDefault();
     const name = $("direct-name").value.trim();
     if (!name) return;
+    // "bad name" would be /whois with two words: "too many arguments" about a
+    // command nobody typed.
+    const spaced = spacedName(name);
+    if (spaced) {
+      noteHere(`bad-arguments: ${spaced}`, "error");
+      return;
+    }
     // Only someone who exists: a mistyped name opens no conversation.
     const who = await conn.command(`/whois ${name}`);
     if (who.type !== "ok") {

@@ -398,14 +398,20 @@ export class Connection {
 // server's words and sends nothing. (Spaces around the password were always
 // dropped with the line's, so they still are.)
 function spacedLoginWord(name, password) {
-  if (/\s/.test(name)) {
-    return `invalid user name "${name}": use 1-24 characters, letters A-Z a-z, ` +
-           "digits 0-9, '_' or '-'.";
-  }
+  const refused = spacedName(name);
+  if (refused) return refused;
   if (/\s/.test(password.trim())) {
     return "a password has 4 to 72 bytes of printable text and no spaces.";
   }
   return null;
+}
+
+// A user name holding a space would be sent as two words of a command: the
+// server's sentence for a name it refuses, or null.
+export function spacedName(name) {
+  if (!/\s/.test(name)) return null;
+  return `invalid user name "${name}": use 1-24 characters, letters A-Z a-z, ` +
+         "digits 0-9, '_' or '-'.";
 }
 
 function randomWord() {

@@ -334,6 +334,12 @@ async def test_a_space_in_a_name_or_a_password_is_said_plainly_and_nothing_is_se
     await page.get_by_label("Password").fill(f" {PASSWORD} ")
     await page.get_by_role("button", name="Register").click()
     await page.locator("#me").filter(has_text="hana").wait_for()
+    # "Message a user" with such a name: the same sentence, no /whois of two words.
+    await page.locator("#direct-name").fill("bad name")
+    await page.locator("#direct-name").press("Enter")
+    await page.locator("#log li.error").filter(
+        has_text='bad-arguments: invalid user name "bad name"').wait_for()
+    assert not [line for line in sent if "/whois" in line], sent
     assert page.script_errors == []
 
 
