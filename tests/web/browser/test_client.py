@@ -242,6 +242,12 @@ async def test_keyboard_only_use_and_the_dark_theme(daemon: Daemon, browser: Any
     await page.keyboard.type("typed without a mouse")
     await page.keyboard.press("Enter")
     await see(page, "typed without a mouse")
+    # The notifications panel is a dialog: Escape closes it, back to its button.
+    await page.get_by_role("button", name="Notifications").press("Enter")
+    assert await page.evaluate("document.activeElement.id") == "notifications-clear"
+    await page.keyboard.press("Escape")
+    await page.locator("#notifications").wait_for(state="hidden")
+    assert await page.evaluate("document.activeElement.id") == "notifications-button"
     assert await page.get_by_role("log", name="Messages in #alpha").count() == 1
 
     await page.get_by_role("button", name="Dark theme").press("Enter")
