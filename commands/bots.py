@@ -25,6 +25,7 @@ from chatd.domain.scopes import (
     listed,
     looks_like_scopes,
     parse_scopes,
+    require_scope,
     shown,
 )
 from chatd.domain.webhooks import bot_name, describe, hook_path
@@ -337,6 +338,8 @@ def _within(value: float, what: str, high: float, low: float = 0.1) -> float:
 
 WEBHOOK_USAGE = ("/webhook create <name> [room]  |  /webhook list [room]  |  "
                  "/webhook revoke <id> [room]")
+# What /webhook create needs the post scope for, beside moderate (the refusal's words).
+WEBHOOK_POSTS = "creating a webhook (it posts in the room)"
 
 
 @dataclass(frozen=True, slots=True)
@@ -374,6 +377,8 @@ async def webhook(ctx: Context, action: str, what: str | None, room: Room | None
     room = _or_current(ctx, room)
     hooks = ctx.services.webhooks
     if action == "create":
+        # A webhook posts: a token that may not post must not make something that does.
+        require_scope(ctx.session.scopes, Scope.POST, WEBHOOK_POSTS)
         secret, record = await hooks.create(ctx.user, room, what)
         path = hook_path(record.id, secret)
         return ok(f"Webhook {record.id} posts to #{room.name} as {bot_name(record)}: "

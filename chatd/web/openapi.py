@@ -62,6 +62,9 @@ def _operation(route: Route) -> dict[str, Any]:
     if route.auth:
         # The token scope the operation needs (/token create ... <scopes>).
         operation["x-scope"] = route.needs.value
+        if route.also:
+            # Those it needs beside it (creating a webhook: post too, since it posts).
+            operation["x-scopes"] = [scope.value for scope in route.scopes]
     else:
         operation["security"] = []
     return operation
@@ -135,7 +138,9 @@ def _section(route: Route) -> str:
     answer = (f"<p>Answer: <code>{esc(route.answer)}</code> bytes.</p>"
               if isinstance(route.answer, str)
               else f"<p>Answer (JSON):</p><pre>{esc(json.dumps(route.answer, indent=1))}</pre>")
-    auth = f"a token with the {route.needs.value} scope" if route.auth else "no token"
+    needed = " and ".join(scope.value for scope in route.scopes)
+    auth = (f"a token with the {needed} scope{'s' * (len(route.scopes) > 1)}" if route.auth
+            else "no token")
     return (f'<section id="{esc(route.operation_id)}"><h2><code>{esc(route.method)} '
             f"{esc(route.path)}</code></h2><p>{esc(route.summary)} ({auth}).</p>"
             f"{params}{body}{answer}</section>")

@@ -95,6 +95,9 @@ class Route:
     errors: tuple[int, ...] = ()
     # The token scope it needs; by default read for a GET, post for anything else.
     scope: Scope | None = None
+    # Scopes it needs beside that one (a webhook's creation: moderate, and post, since
+    # the webhook posts: a token that may not post must not make something that does).
+    also: tuple[Scope, ...] = ()
     pattern: re.Pattern[str] = field(init=False)
 
     @property
@@ -103,6 +106,11 @@ class Route:
         if self.scope is not None:
             return self.scope
         return Scope.READ if self.method == "GET" else Scope.POST
+
+    @property
+    def scopes(self) -> tuple[Scope, ...]:
+        """Every scope a token must grant to call this operation, ``needs`` first."""
+        return (self.needs, *self.also)
 
     def __post_init__(self) -> None:
         regex = _PARAM.sub(lambda m: f"(?P<{m.group(1)}>[^/]+)", re.escape(self.path)

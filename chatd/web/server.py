@@ -418,10 +418,11 @@ class WebServer:
     async def _authorize(self, route: Route, request: Request, ip: str) -> User:
         """The token's user, when the token grants the scope ``route`` needs."""
         grant = await self._authenticate(request, ip)
-        if route.needs not in grant.scopes:
-            raise HttpError(403, Code.SCOPE, f"this token does not grant the {route.needs.value} "
-                            f"scope; {self._remedy(grant.user, route.needs)}",
-                            scope=route.needs.value)
+        for needed in route.scopes:
+            if needed not in grant.scopes:
+                raise HttpError(403, Code.SCOPE, f"this token does not grant the {needed.value} "
+                                f"scope; {self._remedy(grant.user, needed)}",
+                                scope=needed.value)
         return grant.user
 
     def _remedy(self, user: User, scope: Scope) -> str:

@@ -6,6 +6,7 @@ from typing import Any
 
 import pytest
 
+from chatd.domain.scopes import Scope
 from tests.backends import both
 from tests.helpers import ChatServer, Clients, error_of, room_with, settle
 from tests.web.helpers import http, token_for
@@ -191,3 +192,32 @@ async def test_a_deleted_creator_s_webhook_is_gone(server: ChatServer,
         gone = await hook.post(path, json={"text": "orphan"})
     assert gone.status_code == 404
     assert gone.json()["error"]["code"] == "no-such-webhook"
+
+
+async def test_a_token_that_may_not_post_makes_no_webhook(
+        server: ChatServer, clients: Clients) -> None:
+    """A webhook posts in the room: a token with moderate but not post (a moderation
+    bot's) would otherwise post through one it made, which its scopes refuse it."""
+    owner = await clients.user("alice")
+    await owner.command("/create den")
+    moderator = await clients.anonymous()
+    made = await owner.command("/token create mod read,moderate")
+    await moderator.command(f"/login alice --token {made['token']}")
+    refused = await error_of(moderator, "/webhook create sneaky den")
+    assert refused["code"] == "scope" and refused["scope"] == "post"
+    assert "creating a webhook" in refused["message"]
+    token = await token_for(server, "alice", frozenset({Scope.READ, Scope.MODERATE}))
+    async with http(server, token) as client:
+        answer = await client.post("/api/v1/rooms/den/webhooks", json={"name": "sneaky"})
+        assert answer.status_code == 403, answer.text
+        assert answer.json()["error"]["scope"] == "post"
+        # Its webhooks may still be listed and revoked: neither posts.
+        assert (await client.get("/api/v1/rooms/den/webhooks")).status_code == 200
+    assert (await owner.command("/webhook list den"))["webhooks"] == []
+    operation = (await _openapi(server))["paths"]["/api/v1/rooms/{room}/webhooks"]["post"]
+    assert operation["x-scopes"] == ["moderate", "post"]
+
+
+async def _openapi(server: ChatServer) -> Any:
+    async with http(server) as client:
+        return (await client.get("/api/v1/openapi.json")).json()
