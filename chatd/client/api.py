@@ -100,7 +100,11 @@ class ChatClient:
         try:
             while line := await self._reader.readline():
                 self.last_received = time.monotonic()
-                self._dispatch(json.loads(line))
+                record = json.loads(line)
+                # Every record of the protocol is an object; any other JSON (a list, a
+                # number) carries nothing to act on, and is skipped rather than fatal.
+                if isinstance(record, dict):
+                    self._dispatch(record)
         except (ConnectionError, asyncio.IncompleteReadError, ValueError):
             pass
         finally:
@@ -110,7 +114,9 @@ class ChatClient:
             self._events.put_nowait({"type": "closed"})
 
     def _dispatch(self, obj: dict[str, Any]) -> None:
-        waiting = self._waiting.get(obj.get("label", ""))
+        label = obj.get("label")
+        # A label that is no string is none of ours (and would not even be a key).
+        waiting = self._waiting.get(label) if isinstance(label, str) else None
         if waiting is None:
             self._events.put_nowait(obj)
             return

@@ -773,3 +773,60 @@ async def test_a_server_that_dies_in_the_middle_of_its_first_reply_is_reconnecte
             piping.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)
         await proxy.wait_closed()
+
+
+# Records a server of another version, or a broken one, might send: a message whose
+# id is no number, or none at all; JSON that is no object; a label that is no string.
+ODD_LINES = (b'{"type":"message","id":"seven","from":"alice","room":"general","text":"x"}\r\n'
+             b'{"type":"message","id":null,"from":"alice","room":"general","text":"y"}\r\n'
+             b'{"type":"event","event":"join","room":"general","user":"bob","label":["c1"]}\r\n'
+             b'[1, 2]\r\n')
+
+
+async def test_odd_records_from_the_server_are_skipped_not_fatal(
+        server: ChatServer, clients: Clients, caplog: pytest.LogCaptureFixture) -> None:
+    # A relay to the real server slips the odd lines in after the bot's login reply.
+    token = await bot_token(clients, "helper")
+    alice = await clients.user("alice")
+    await alice.command("/create general")
+    tasks: set[asyncio.Task[None]] = set()
+
+    async def pipe(reader: asyncio.StreamReader, writer: asyncio.StreamWriter,
+                   inject: bool) -> None:
+        with contextlib.suppress(ConnectionError):
+            while data := await reader.readline():
+                writer.write(data)
+                if inject and b'"command":"login"' in data:
+                    writer.write(ODD_LINES)
+                await writer.drain()
+        writer.close()
+
+    async def front(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        upstream_r, upstream_w = await asyncio.open_connection("127.0.0.1", server.port)
+        for flow in (pipe(reader, upstream_w, False), pipe(upstream_r, writer, True)):
+            piping = asyncio.ensure_future(flow)
+            tasks.add(piping)
+            piping.add_done_callback(tasks.discard)
+
+    proxy = await asyncio.start_server(front, "127.0.0.1", 0)
+    try:
+        port = proxy.sockets[0].getsockname()[1]
+        bot = Bot("127.0.0.1", port, user="helper", token=token, rooms=["general"],
+                  backoff=quick_backoff())
+
+        @bot.command("ping")
+        async def ping(message: Message, args: str) -> None:
+            await bot.reply(message, "pong")
+
+        task = await started(bot)
+        await alice.command("/say general !ping")
+        assert (await said(alice, "pong"))["from"] == "helper"
+        assert not task.done() and bot.connections == 1
+        assert "cannot read" in caplog.text
+        await stopped(bot, task)
+    finally:
+        proxy.close()
+        for piping in list(tasks):
+            piping.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+        await proxy.wait_closed()

@@ -514,8 +514,16 @@ class Bot:
     # -- dispatching ---------------------------------------------------------------------------
 
     async def dispatch(self, record: dict[str, Any], replayed: bool = False) -> None:
-        """Hand one server record to the handlers registered for its event."""
-        event = events.parse(record, replayed)
+        """Hand one server record to the handlers registered for its event.
+
+        A record the bot cannot read (a message whose id is no number, say: a
+        server of another version, or a broken one) is logged and skipped: it must
+        not end :meth:`run`, nor the connection, whose other events are good."""
+        try:
+            event = events.parse(record, replayed)
+        except (TypeError, ValueError) as exc:
+            log.warning("skipped a record the bot cannot read (%s): %.200s", exc, record)
+            return
         if event is None:
             return
         self._note_removal(event)
