@@ -19,10 +19,27 @@ control time.
 from __future__ import annotations
 
 import argparse
+import re
 from collections import deque
 from dataclasses import dataclass
 
 from chatd.client.sdk import Bot, ClientError, Clock, Message, SystemClock, cli
+
+# A chatd duration (90s, 5m, 1h30m, 7d), as /mute takes it.
+_DURATION = re.compile(r"(?:\d+[smhd])+")
+
+
+def mute_duration(word: str) -> str:
+    """``--mute`` as /mute takes it: a chatd duration, or a bare number of seconds
+    (as ``--window`` is) written with its ``s``. Checked at the start: /mute would
+    refuse anything else (``bad-arguments``) only at the first flood."""
+    written = word.strip().lower()
+    if written.isdigit():
+        written += "s"
+    if not _DURATION.fullmatch(written) or not any(c in "123456789" for c in written):
+        raise argparse.ArgumentTypeError(
+            f"a duration like 90s, 5m or 1h30m (a bare number is seconds), not {word!r}")
+    return written
 
 
 @dataclass(frozen=True)
@@ -80,7 +97,8 @@ def main(argv: list[str] | None = None) -> None:
                       help="the rules (ROOM=TEXT for one room's)")
     made.add_argument("--limit", type=int, default=Policy.limit)
     made.add_argument("--window", type=float, default=Policy.window)
-    made.add_argument("--mute", default=Policy.mute)
+    made.add_argument("--mute", type=mute_duration, default=Policy.mute,
+                      help="how long a flooder is muted: 90s, 5m, 1h30m, or seconds")
     args = cli.parse(made, argv)
     bot = cli.bot_from(args)
     everywhere, per_room = _rules(args)

@@ -423,3 +423,42 @@ def test_an_example_bots_help_keeps_its_docstrings_lines(
     shown = capsys.readouterr().out
     for line in (module.__doc__ or "").strip().splitlines():
         assert line.rstrip() in shown.splitlines() or not line.strip(), line
+
+
+async def test_the_moderation_bot_takes_its_mute_in_seconds_or_says_at_once_it_cannot(
+        server: ChatServer, clients: Clients) -> None:
+    """``--mute 60`` (seconds, as ``--window`` is) was sent to /mute as it was, which
+    refused it at the first flood: the bot then said it could not mute (bad-arguments).
+    A mistyped one stops the bot at its start, saying why."""
+    token = await bot_token(clients, "helper", "read,post,moderate")
+    alice = await clients.user("alice")
+    await alice.command("/create general")
+    await alice.command("/join general")
+    wrong = await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "examples.bots.moderate", "--user", "helper",
+        "--port", str(server.port), "--mute", "5min", cwd=ROOT,
+        stderr=asyncio.subprocess.PIPE, env={**os.environ, "CHATD_TOKEN": token})
+    try:
+        _, err = await asyncio.wait_for(wrong.communicate(), 20)
+    finally:
+        if wrong.returncode is None:  # it started instead of refusing: stop it
+            wrong.terminate()
+            await wrong.wait()
+    assert wrong.returncode == 2 and b"a duration like 90s" in err, err
+    bot = await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "examples.bots.moderate", "--user", "helper", "--room",
+        "general", "--port", str(server.port), "--limit", "2", "--mute", "60", cwd=ROOT,
+        stderr=asyncio.subprocess.PIPE, env={**os.environ, "CHATD_TOKEN": token})
+    try:
+        assert bot.stderr is not None
+        assert b"logged in" in await asyncio.wait_for(bot.stderr.readline(), 20)
+        await alice.command("/promote helper general")
+        bob = await clients.user("bob")
+        await bob.command("/join general")
+        for n in range(3):
+            await bob.command(f"/say general flood {n}")
+        heard = await said(alice, "bob")
+        assert heard["text"] == "bob was muted for 60s: more than 2 messages in 10 s."
+    finally:
+        bot.terminate()
+        await bot.wait()
