@@ -830,3 +830,34 @@ async def test_odd_records_from_the_server_are_skipped_not_fatal(
             piping.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)
         await proxy.wait_closed()
+
+
+async def test_a_server_that_stops_answering_at_the_login_is_left_within_the_bots_timeout(
+        caplog: pytest.LogCaptureFixture) -> None:
+    # It answers /format json, then nothing: the login waited ten seconds (the client's
+    # default), whatever Bot(timeout=...) said, and the drop was logged with no reason.
+    accepted: list[asyncio.StreamWriter] = []
+
+    async def mute(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        accepted.append(writer)
+        writer.write(b'* chatd test\r\n{"type":"ok","command":"format"}\r\n')
+        with contextlib.suppress(ConnectionError):
+            while await reader.read(65536):
+                pass
+        writer.close()
+
+    caplog.set_level(logging.INFO, "chatd.client.sdk.bot")
+    silent = await asyncio.start_server(mute, "127.0.0.1", 0)
+    port = silent.sockets[0].getsockname()[1]
+    bot = Bot("127.0.0.1", port, user="helper", token="chatd_x", timeout=0.2,
+              backoff=quick_backoff())
+    task = asyncio.ensure_future(bot.run())
+    try:
+        await until(lambda: len(accepted) >= 3, "the bot to give up and try again", 3)
+        assert "did not answer within 0.2s" in caplog.text
+    finally:
+        await stopped(bot, task)
+        silent.close()
+        for writer in accepted:
+            writer.close()
+        await silent.wait_closed()

@@ -147,6 +147,8 @@ class Bot:
         # Where the resume token of the last login is kept; None: ask for none.
         self.resume_tokens: ResumeTokens | None = (
             (resume_tokens or MemoryResumeTokens()) if resume else None)
+        # How long a connection, and each request (the login's, the rejoins', the
+        # resume's and the handlers'), may wait for the server before it gives up.
         self.timeout = timeout
         self.alive_timeout = ALIVE_TIMEOUT
         # Seconds of silence before a ping; None or 0: never.
@@ -280,7 +282,11 @@ class Bot:
             while not self._stopping:
                 try:
                     await self._serve_once()
-                except (OSError, ConnectionError, TimeoutError) as exc:
+                except TimeoutError:
+                    # Its str() is empty: say what it means.
+                    log.info("connection lost: the server did not answer within %gs",
+                             self.timeout)
+                except (OSError, ConnectionError) as exc:
                     log.info("connection lost: %s", exc)
                 finally:
                     self.connected.clear()
@@ -407,7 +413,7 @@ class Bot:
         secret = self._stored() if store is not None else None
         if store is None or secret is None:
             return None
-        reply = await client.command(resume_login(secret), check=False)
+        reply = await client.command(resume_login(secret), check=False, timeout=self.timeout)
         if reply.ok:
             return reply
         # Used, revoked, expired, or the server's database was replaced: forget it.
@@ -421,13 +427,13 @@ class Bot:
         resume = self.resume_tokens is not None
         line = (token_login(self.user, self._token, resume) if self._token is not None
                 else password_login(self.user, str(self._password), resume))
-        return await client.command(line, check=False)
+        return await client.command(line, check=False, timeout=self.timeout)
 
     async def _rejoin(self, client: ChatClient) -> list[str]:
         """Join the bot's rooms; those it is in now."""
         joined: list[str] = []
         for room in sorted(self.rooms):
-            reply = await client.command(f"/join {room}", check=False)
+            reply = await client.command(f"/join {room}", check=False, timeout=self.timeout)
             if reply.ok:
                 joined.append(room)
                 continue
@@ -466,7 +472,8 @@ class Bot:
         the login wait in the client and are dispatched after, those replayed
         left out."""
         while True:
-            reply = await client.command(f"/resume {after_id}", check=False)
+            reply = await client.command(f"/resume {after_id}", check=False,
+                                         timeout=self.timeout)
             if not reply.ok:
                 if reply.final.get("code") != "unknown-command":
                     log.info("resume refused: %s", reply.final.get("message"))
@@ -494,7 +501,7 @@ class Bot:
         ``/resume 0``, which would replay every message of the account.)"""
         rooms = self.rooms | {str(name).lower() for name in welcome.get("rooms", [])}
         for room in sorted(rooms):
-            reply = await client.command(f"/history {room} 1", check=False)
+            reply = await client.command(f"/history {room} 1", check=False, timeout=self.timeout)
             for record in reply.get("messages", []) if reply.ok else ():
                 self.last_id = max(self.last_id, int(record.get("id", 0)))
         self._started = True
