@@ -14,12 +14,21 @@ class Relay:
     ``cut_at``: the connection is dropped, unanswered, at the first line from the
     client containing it. :meth:`freeze`: every connection open at that moment goes
     silent both ways, nothing closed, as when a peer vanishes without a word; later
-    connections are relayed as usual.
+    connections are relayed as usual. ``broken_first``: the first connection is sent
+    these bytes and closed without reaching the server (a server killed while it
+    wrote). ``inject``: (marker, lines), the lines slipped in after each line from
+    the server holding the marker (what a server of another version might send).
+    :attr:`connections` counts the connections accepted.
     """
 
-    def __init__(self, port: int, cut_at: bytes | None = None) -> None:
+    def __init__(self, port: int, cut_at: bytes | None = None, *,
+                 broken_first: bytes | None = None,
+                 inject: tuple[bytes, bytes] | None = None) -> None:
         self.upstream = port
         self.cut_at = cut_at
+        self.broken_first = broken_first
+        self.inject = inject
+        self.connections = 0
         self.port = 0
         self._server: asyncio.Server | None = None
         self._frozen: dict[int, bool] = {}
@@ -44,6 +53,22 @@ class Relay:
 
     async def _relay(self, client_r: asyncio.StreamReader,
                      client_w: asyncio.StreamWriter) -> None:
+        self.connections += 1
+        if self.broken_first is not None and self.connections == 1:
+            client_w.write(self.broken_first)
+            await client_w.drain()
+            client_w.close()
+            return
+        await self._pipe(client_r, client_w)
+
+    def _forward(self, client_w: asyncio.StreamWriter, data: bytes) -> None:
+        """``data`` from the server to the client, and what :attr:`inject` adds after it."""
+        client_w.write(data)
+        if self.inject is not None and self.inject[0] in data:
+            client_w.write(self.inject[1])
+
+    async def _pipe(self, client_r: asyncio.StreamReader,
+                    client_w: asyncio.StreamWriter) -> None:
         server_r, server_w = await asyncio.open_connection("127.0.0.1", self.upstream)
         connection = id(client_w)
         self._frozen[connection] = False
@@ -58,9 +83,11 @@ class Relay:
                     server_w.write(line)
 
         async def down() -> None:
-            while data := await server_r.read(65536):
+            # (By lines when something is slipped in after one.)
+            lines = self.inject is not None
+            while data := await (server_r.readline() if lines else server_r.read(65536)):
                 if not silent():
-                    client_w.write(data)
+                    self._forward(client_w, data)
 
         pumps = [asyncio.ensure_future(up()), asyncio.ensure_future(down())]
         self._tasks.update(pumps)

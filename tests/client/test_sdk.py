@@ -737,42 +737,13 @@ async def test_a_server_that_dies_in_the_middle_of_its_first_reply_is_reconnecte
     # The first connection gets the banner and half of the /format ok, then the
     # socket closes (a server killed while writing); later ones reach the server.
     token = await bot_token(clients, "helper")
-    tasks: set[asyncio.Task[None]] = set()
-    accepted: list[int] = []
-
-    async def pipe(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        with contextlib.suppress(ConnectionError):
-            while data := await reader.read(65536):
-                writer.write(data)
-                await writer.drain()
-        writer.close()
-
-    async def front(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        accepted.append(len(accepted) + 1)
-        if len(accepted) == 1:
-            writer.write(b"* chatd test\r\n{\"type\":\"ok\",\"command\":\"for")
-            await writer.drain()
-            writer.close()
-            return
-        upstream_r, upstream_w = await asyncio.open_connection("127.0.0.1", server.port)
-        for flow in (pipe(reader, upstream_w), pipe(upstream_r, writer)):
-            piping = asyncio.ensure_future(flow)
-            tasks.add(piping)
-            piping.add_done_callback(tasks.discard)
-
-    proxy = await asyncio.start_server(front, "127.0.0.1", 0)
-    try:
-        port = proxy.sockets[0].getsockname()[1]
-        bot = Bot("127.0.0.1", port, user="helper", token=token, backoff=quick_backoff())
+    half = b"* chatd test\r\n{\"type\":\"ok\",\"command\":\"for"
+    async with Relay(server.port, broken_first=half) as relay:
+        bot = Bot("127.0.0.1", relay.port, user="helper", token=token,
+                  backoff=quick_backoff())
         task = await started(bot)
-        assert len(accepted) == 2 and bot.connections == 1
+        assert relay.connections == 2 and bot.connections == 1
         await stopped(bot, task)
-    finally:
-        proxy.close()
-        for piping in list(tasks):
-            piping.cancel()
-        await asyncio.gather(*tasks, return_exceptions=True)
-        await proxy.wait_closed()
 
 
 # Records a server of another version, or a broken one, might send: a message whose
@@ -789,29 +760,8 @@ async def test_odd_records_from_the_server_are_skipped_not_fatal(
     token = await bot_token(clients, "helper")
     alice = await clients.user("alice")
     await alice.command("/create general")
-    tasks: set[asyncio.Task[None]] = set()
-
-    async def pipe(reader: asyncio.StreamReader, writer: asyncio.StreamWriter,
-                   inject: bool) -> None:
-        with contextlib.suppress(ConnectionError):
-            while data := await reader.readline():
-                writer.write(data)
-                if inject and b'"command":"login"' in data:
-                    writer.write(ODD_LINES)
-                await writer.drain()
-        writer.close()
-
-    async def front(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        upstream_r, upstream_w = await asyncio.open_connection("127.0.0.1", server.port)
-        for flow in (pipe(reader, upstream_w, False), pipe(upstream_r, writer, True)):
-            piping = asyncio.ensure_future(flow)
-            tasks.add(piping)
-            piping.add_done_callback(tasks.discard)
-
-    proxy = await asyncio.start_server(front, "127.0.0.1", 0)
-    try:
-        port = proxy.sockets[0].getsockname()[1]
-        bot = Bot("127.0.0.1", port, user="helper", token=token, rooms=["general"],
+    async with Relay(server.port, inject=(b'"command":"login"', ODD_LINES)) as relay:
+        bot = Bot("127.0.0.1", relay.port, user="helper", token=token, rooms=["general"],
                   backoff=quick_backoff())
 
         @bot.command("ping")
@@ -824,12 +774,6 @@ async def test_odd_records_from_the_server_are_skipped_not_fatal(
         assert not task.done() and bot.connections == 1
         assert "cannot read" in caplog.text
         await stopped(bot, task)
-    finally:
-        proxy.close()
-        for piping in list(tasks):
-            piping.cancel()
-        await asyncio.gather(*tasks, return_exceptions=True)
-        await proxy.wait_closed()
 
 
 async def test_a_server_that_stops_answering_at_the_login_is_left_within_the_bots_timeout(
