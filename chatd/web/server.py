@@ -104,10 +104,13 @@ def status_of(code: Code) -> int:
 
 @dataclasses.dataclass(frozen=True, slots=True)
 class Admitted:
-    """A request accepted on its head, before its body was read: the user its token
-    names (None on a route that takes no token), so the token is checked (and the
+    """A request accepted on its head (before its body was read, when one is still to
+    come): its route, the route's parameters and the user its token names (None on a
+    route that takes no token). Each is decided once, the token checked (and the
     request charged against the user's rate) once."""
 
+    route: Route
+    params: dict[str, str | int]
     user: User | None
 
 
@@ -287,8 +290,8 @@ class WebServer:
     async def admit(self, request: Request, ip: str) -> Admitted | Response | None:
         """What the head of ``request`` alone decides, before its body is read: the
         refusal (404, 405, 403, 401, 429, 400 for the route's parameters), or
-        :class:`Admitted` with its token's user, or None when the target is a page
-        (which takes no token: nothing to decide before the body).
+        :class:`Admitted` (its route, parameters and token's user), or None when the
+        target is a page (which takes no token: nothing to decide before the body).
 
         So a client without a valid token cannot make the server read and hold a
         body of up to files.max_size: it is refused on its head."""
@@ -304,8 +307,7 @@ class WebServer:
         found = await self._target(request)
         if isinstance(found, Response):
             return None
-        user = await self._user(found, request, ip)
-        return Admitted(user)
+        return await self._admitted(found, request, ip)
 
     def _failure(self, exc: Exception, request: Request) -> Response:
         """The answer to a request that failed with ``exc``."""
@@ -332,15 +334,14 @@ class WebServer:
         return response
 
     async def _answer(self, request: Request, ip: str, admitted: Admitted | None) -> Response:
-        found = await self._target(request)
-        if isinstance(found, Response):
-            return found
-        user = admitted.user if admitted is not None else \
-            await self._user(found, request, ip)
-        params = found.bind(request.path, request.query)
-        assert params is not None
-        call = Call(request, self.services, self.config, f"{ip}:0", user, params)
-        return await found.handler(call)
+        if admitted is None:  # its body came with its head: decided now
+            found = await self._target(request)
+            if isinstance(found, Response):
+                return found
+            admitted = await self._admitted(found, request, ip)
+        call = Call(request, self.services, self.config, f"{ip}:0", admitted.user,
+                    admitted.params)
+        return await admitted.route.handler(call)
 
     async def _target(self, request: Request) -> Response | Route:
         """The route ``request`` asks for, or the answer that needs none (a page, a
@@ -383,11 +384,13 @@ class WebServer:
                             headers=[("Allow", ", ".join(_methods(self.routes, path)))])
         return route
 
-    async def _user(self, route: Route, request: Request, ip: str) -> User | None:
-        """The route's parameters checked (400), then its token's user (None for a
-        route that takes no token)."""
-        route.bind(request.path, request.query)
-        return await self._authorize(route, request, ip) if route.auth else None
+    async def _admitted(self, route: Route, request: Request, ip: str) -> Admitted:
+        """``request`` to ``route``: its parameters checked (400), then its token's user
+        (None for a route that takes no token)."""
+        params = route.bind(request.path, request.query)
+        assert params is not None  # (the route was found by its path)
+        user = await self._authorize(route, request, ip) if route.auth else None
+        return Admitted(route, params, user)
 
     async def _is_page(self, path: str) -> bool:
         """Whether ``GET path`` answers with a page (or a static file) of its own."""
