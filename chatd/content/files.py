@@ -23,8 +23,8 @@ from typing import TYPE_CHECKING, Any, BinaryIO, Protocol
 from chatd.content import previews
 from chatd.content.blobs import CHUNK, files_dir, private_dirs
 from chatd.domain.messaging import refuse_plain
+from chatd.domain.permissions import administers
 from chatd.domain.ports import Endpoint, settled
-from chatd.domain.room import Role
 from chatd.domain.scopes import Scope, missing_scope
 from chatd.errors import ChatError, Code, Remedy, Step
 from storage.records import FileRecord
@@ -302,9 +302,7 @@ class Files:
         if record.uploader_id == user.id:
             await self._forget(record)
             return record
-        room = self._rooms.get(record.room_id)
-        role = room.role_of(user.id) if room is not None else None
-        if not (user.is_admin or (role is not None and role.rank >= Role.ADMIN.rank)):
+        if not administers(user, self._rooms.get(record.room_id)):
             raise ChatError(Code.NOT_PERMITTED, "only its uploader or an admin of its room "
                             f"can remove file {file_id}.")
         if not governs:

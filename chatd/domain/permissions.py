@@ -57,6 +57,14 @@ def needed_role(action: Action) -> Role:
     return Role.OWNER if action in OWNER_ONLY else Role.ADMIN
 
 
+def administers(user: User, room: Room | None) -> bool:
+    """Whether ``user`` is an admin (or the owner) of ``room``, or a server admin: who
+    manages what a room holds beside its members (its webhooks, the files shared in
+    it). A room that ended (None) is governed by server admins alone."""
+    role = room.role_of(user.id) if room is not None else None
+    return user.is_admin or (role is not None and role.rank >= Role.ADMIN.rank)
+
+
 def authorize(action: Action, room: Room, actor: User, target: User | None = None) -> None:
     """Raise ``not-permitted`` naming the role needed, unless ``actor`` may act."""
     if target is not None and target.id == actor.id and action in AGAINST_MEMBER:

@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING, Any
 
 from chatd.domain import names
 from chatd.domain.limits import Kind
-from chatd.domain.room import Role
+from chatd.domain.permissions import administers
 from chatd.errors import ChatError, Code
 from storage.api import Conflict
 
@@ -141,7 +141,7 @@ class Webhooks:
             self._messaging.refuse_post(room, creator, "bot")
         except ChatError as exc:
             raise _for_the_hook(exc, record, creator, room) from None
-        if not _manages(creator, room):
+        if not administers(creator, room):
             raise ChatError(Code.NOT_PERMITTED, f"{bot_name(record)} posts only while its "
                             f"creator, {creator.name}, is an admin of #{room.name}.")
         return creator
@@ -162,13 +162,7 @@ def _for_the_hook(exc: ChatError, record: WebhookRecord, creator: User,
     return exc
 
 
-def _manages(user: User, room: Room) -> bool:
-    """Whether ``user`` may manage ``room``'s hooks: an admin of it, or a server admin."""
-    role = room.role_of(user.id)
-    return user.is_admin or (role is not None and role.rank >= Role.ADMIN.rank)
-
-
 def _require_admin(user: User, room: Room) -> None:
-    if not _manages(user, room):
+    if not administers(user, room):
         raise ChatError(Code.NOT_PERMITTED,
                         f"only an admin of #{room.name} can manage its webhooks.")
