@@ -73,10 +73,9 @@ async def away(ctx: Context, message: str) -> Ok:
         if charged is not None:
             await charged
     presence.set_away(ctx.user, message)
-    was_away = bool(was)
     if message:
         return ok(f"You are away: {message}. /away alone brings you back.", away=message)
-    return ok("You are back." if was_away else "You were not away.", away=None)
+    return ok("You are back." if was else "You were not away.", away=None)
 
 
 @command("nick", Text("name", optional=True, default=""), need=Need.ANY, group=GROUP,
