@@ -310,6 +310,11 @@ class Bot:
         try:
             welcome = await self._login(client)
             joined = await self._rejoin(client)
+            if resume_from is None:
+                # Before the bot counts as connected: a connection lost from then
+                # on must find where to resume from (what is said meanwhile is
+                # replayed at the next login).
+                await self._mark_start(client, welcome)
             self.connections += 1
             self.backoff.reset()
             self.connected.set()
@@ -326,8 +331,6 @@ class Bot:
             # The direct messages kept while the bot was away (the login's reply
             # lines), those the resume did not show.
             await self._replay(welcome.lines, seen)
-            if resume_from is None:
-                await self._mark_start(client, welcome)
             for handler in self._on_connect:
                 await self._guarded(handler())
             await self._dispatch_until_closed(client)
