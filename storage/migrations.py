@@ -385,6 +385,15 @@ CREATE INDEX invitations_inviter ON invitations (inviter_id) WHERE inviter_id IS
 CREATE INDEX invitations_expires ON invitations (expires_at);
 """
 
+# A webhook made from a session logged in with an API token (or a resume token
+# made from one) remembers that token: once it is revoked or expired, the hook
+# posts no more. No foreign key: the hook stays when its token goes, shown dead
+# until an admin revokes it (an id is never handed out again, so a missing token
+# is a revoked one). Hooks made before, and from password sessions, hold NULL.
+WEBHOOK_TOKENS = """
+ALTER TABLE webhooks ADD COLUMN token_id INTEGER;
+"""
+
 MIGRATIONS: tuple[Migration, ...] = (
     Migration(1, "foundation: users, rooms, members, messages, associations, notifications",
               FOUNDATION),
@@ -403,6 +412,7 @@ MIGRATIONS: tuple[Migration, ...] = (
     Migration(13, "facts about the database (chatd_meta)", META),
     Migration(14, "invitations outlive the account of the admin who made them",
               KEPT_INVITATIONS),
+    Migration(15, "webhooks remember the API token that made them", WEBHOOK_TOKENS),
 )
 
 LATEST_VERSION: int = MIGRATIONS[-1].version

@@ -224,7 +224,11 @@ class UserBlockRecord:
 
 @dataclass(frozen=True, slots=True)
 class WebhookRecord:
-    """An incoming webhook of a room; only the SHA-256 of its secret is stored."""
+    """An incoming webhook of a room; only the SHA-256 of its secret is stored.
+
+    ``token_id`` is the API token whose session made it (None: a password
+    session's); the token's expiry and whether it is gone (revoked) are read with
+    the hook, so a post is decided by the token's row as it is now."""
 
     id: int
     room_id: int
@@ -232,3 +236,6 @@ class WebhookRecord:
     secret_hash: str
     creator_id: int
     created_at: float
+    token_id: int | None = None
+    token_expires_at: float | None = None
+    token_gone: bool = False

@@ -83,8 +83,8 @@ TABLES: tuple[Table, ...] = (
                     "sha256", "blob_key", "preview", "created_at"), identity="id"),
     Table("user_keys", ("user_id", "x25519", "mlkem", "fingerprint", "updated_at")),
     Table("user_blocks", ("user_id", "blocked_id", "created_at")),
-    Table("webhooks", ("id", "room_id", "name", "secret_hash", "creator_id", "created_at"),
-          identity="id"),
+    Table("webhooks", ("id", "room_id", "name", "secret_hash", "creator_id", "created_at",
+                       "token_id"), identity="id"),
 )
 # SQLite's tables that are not copied as they are: its own bookkeeping, the
 # blocks of room text, unpacked into messages, and the facts about the embedded

@@ -338,11 +338,17 @@ DROP INDEX invitations_inviter;
 CREATE INDEX invitations_inviter ON invitations (inviter_id) WHERE inviter_id IS NOT NULL;
 """
 
+# The API token that made a webhook (see storage.migrations): no foreign key.
+WEBHOOK_TOKENS = """
+ALTER TABLE webhooks ADD COLUMN token_id bigint;
+"""
+
 # Each step's PostgreSQL script, by the version of the SQLite step it mirrors.
 _SCRIPTS: dict[int, str] = {
     1: FOUNDATION, 2: GOVERNANCE, 3: API_TOKENS, 4: AUDIT_ROOM_ID, 5: CONTENT_AND_KEYS,
     6: DROP_SENDER_INDEX, 7: MESSAGE_BLOCKS, 8: USER_BLOCKS, 9: ROOM_MODES, 10: WEBHOOKS,
-    11: BOTS_SCOPES_RESUME, 12: CONVERSATIONS, 13: META, 14: KEPT_INVITATIONS}
+    11: BOTS_SCOPES_RESUME, 12: CONVERSATIONS, 13: META, 14: KEPT_INVITATIONS,
+    15: WEBHOOK_TOKENS}
 
 
 def _mirrored() -> tuple[PgMigration, ...]:

@@ -97,6 +97,11 @@ async def _fill(db: SqliteStorage) -> None:
     await db.create_user("orphan", b"!", False, T0 + 57, kind="bot", owner_id=gone)
     await db.create_webhook(lobby.id, "CI", "hookhash", alice, T0 + 58)
     await db.create_webhook(lobby.id, "gone's", "hookhash2", gone, T0 + 58)
+    # Made with bob's bot token, and with a token of bob's revoked since.
+    await db.create_webhook(lobby.id, "bot", "hookhash3", bob, T0 + 58, bot_token.id)
+    revoked = await db.create_token(bob, "revoked", "tokenhash3", T0 + 58, None)
+    await db.create_webhook(lobby.id, "dead", "hookhash4", bob, T0 + 58, revoked.id)
+    await db.delete_token(bob, "revoked")
     await db.add_file(FileRecord(0, lobby.id, alice, "Alice", "a.png", 42, "image/png",
                                  "ab" * 32, "ab" * 32, "[art]", T0 + 57))
     await db.add_file(FileRecord(0, lobby.id, gone, "gone", "b.txt", 3, "text/plain",
@@ -169,7 +174,7 @@ async def test_a_populated_database_round_trips_table_by_table(populated: str,
         assert await postgres_rows(postgres_url, table) == expected, table.name
         assert counts[table.name] == len(expected), table.name
     assert counts["messages"] == 154 and counts["users"] == 5
-    assert counts["webhooks"] == 1 and counts["resume_tokens"] == 2
+    assert counts["webhooks"] == 3 and counts["resume_tokens"] == 2
     assert counts["notifications"] == 1 and counts["audit"] == 2
 
     node = PostgresStorage(postgres_url)
@@ -193,6 +198,10 @@ async def test_a_populated_database_round_trips_table_by_table(populated: str,
             await embedded.close()
         assert await node.load_active_rooms() == await embedded_rooms(populated)
         assert await node.load_tokens() == await embedded_tokens(populated)
+        # Each hook names the token that made it: the live one's, the revoked one's.
+        assert [(h.name, h.token_id is not None, h.token_gone)
+                for h in await node.list_webhooks(1)] == \
+            [("CI", False, False), ("bot", True, False), ("dead", True, True)]
         # Identities go on after the copied ids (6 users were made, one deleted).
         assert (await node.create_user("dave", b"h", False, T0)).id == 7
         room, member = await node.create_room("new", "open", 7, T0)

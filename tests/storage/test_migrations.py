@@ -137,9 +137,16 @@ async def seed_v14(conn: aiosqlite.Connection) -> None:
     await conn.execute("INSERT INTO invitations VALUES (1, 3, NULL, ?, ?)", (T0, T0 + 60))
 
 
+async def seed_v15(conn: aiosqlite.Connection) -> None:
+    # A hook made with alice's token 'ci' (version 3's row).
+    await conn.execute("INSERT INTO webhooks (room_id, name, secret_hash, creator_id, "
+                       "created_at, token_id) VALUES (1, 'deploy', 'cd', 1, ?, 1)", (T0,))
+
+
 SEEDS: dict[int, Seed] = {1: seed_v1, 2: seed_v2, 3: seed_v3, 4: seed_v4, 5: seed_v5,
                           6: seed_v6, 7: seed_v7, 8: seed_v8, 9: seed_v9, 10: seed_v10,
-                          11: seed_v11, 12: seed_v12, 13: seed_v13, 14: seed_v14}
+                          11: seed_v11, 12: seed_v12, 13: seed_v13, 14: seed_v14,
+                          15: seed_v15}
 
 
 async def build_database(path: Path, version: int) -> None:
@@ -247,6 +254,25 @@ async def test_an_upgraded_invitation_outlives_its_inviter(tmp_path: Path) -> No
         await storage.delete_user(1)
         assert await storage.load_invitations(T0) == [
             InvitationRecord(1, 2, None, T0, T0 + 3600)]
+    finally:
+        await storage.close()
+
+
+async def test_upgraded_webhooks_are_kept_and_name_no_token(tmp_path: Path) -> None:
+    """A hook made before version 15 stays, as made from a password session (no
+    token): it posts as it did. A hook made since names its token."""
+    path = tmp_path / "v14.db"
+    await build_database(path, 14)
+    storage = SqliteStorage(str(path))
+    await storage.open()
+    try:
+        [old] = await storage.list_webhooks(1)
+        assert (old.name, old.creator_id, old.secret_hash) == ("ci", 1, "ab")
+        assert (old.token_id, old.token_expires_at, old.token_gone) == (None, None, False)
+        [token] = await storage.load_tokens()
+        new = await storage.create_webhook(1, "deploy", "cd", 1, T0, token.id)
+        assert await storage.get_webhook(new.id) == new
+        assert (new.token_id, new.token_gone) == (token.id, False)
     finally:
         await storage.close()
 

@@ -254,6 +254,31 @@ async def test_an_upgraded_invitation_outlives_its_inviter(fresh_url: str) -> No
         await storage.close()
 
 
+async def test_upgraded_webhooks_are_kept_and_name_no_token(fresh_url: str) -> None:
+    """A hook made before version 15 stays, as made from a password session."""
+    async with connected(fresh_url) as conn:
+        await migrate(conn, target=14)
+        await conn.execute("INSERT INTO users (name, password_hash, created_at) "
+                           "VALUES ('alice', '\\x01', 1)")
+        await conn.execute("INSERT INTO rooms (name, created_at) VALUES ('dev', 1)")
+        await conn.execute("INSERT INTO api_tokens (user_id, name, token_hash, created_at) "
+                           "VALUES (1, 'ci', 'h', 1)")
+        await conn.execute("INSERT INTO webhooks (room_id, name, secret_hash, creator_id, "
+                           "created_at) VALUES (1, 'ci', 'ab', 1, 1)")
+        await migrate(conn)
+    storage = PostgresStorage(fresh_url)
+    await storage.open()
+    try:
+        [old] = await storage.list_webhooks(1)
+        assert (old.name, old.secret_hash, old.token_id, old.token_gone) == \
+            ("ci", "ab", None, False)
+        new = await storage.create_webhook(1, "deploy", "cd", 1, 2, token_id=1)
+        assert (new.token_id, new.token_gone) == (1, False)
+        assert await storage.get_webhook(new.id) == new
+    finally:
+        await storage.close()
+
+
 async def test_only_one_of_two_nodes_rotating_a_resume_token_gets_a_new_one(
         postgres_url: str) -> None:
     nodes = [PostgresStorage(postgres_url) for _ in range(2)]

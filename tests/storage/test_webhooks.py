@@ -39,3 +39,30 @@ async def test_a_creators_hooks_go_with_the_account(storage: Storage) -> None:
     await storage.create_webhook(dev.id, "bob's", "h2", bob.id, T0)
     await storage.delete_user(bob.id)
     assert await storage.list_webhooks(dev.id) == [kept]
+
+
+async def test_a_hook_is_read_with_the_token_that_made_it(storage: Storage) -> None:
+    """A hook made with an API token is read with that token as it is now: its
+    expiry, and once the token is revoked (its row deleted), that it is gone; the
+    hook itself stays. A hook made from a password session names no token."""
+    alice = await storage.create_user("alice", b"h", False, T0)
+    dev, _ = await storage.create_room("dev", "open", alice.id, T0)
+    forever = await storage.create_token(alice.id, "forever", "t1", T0, None)
+    brief = await storage.create_token(alice.id, "brief", "t2", T0, T0 + 60)
+    by_password = await storage.create_webhook(dev.id, "manual", "h0", alice.id, T0)
+    by_token = await storage.create_webhook(dev.id, "ci", "h1", alice.id, T0, forever.id)
+    by_brief = await storage.create_webhook(dev.id, "cron", "h2", alice.id, T0, brief.id)
+    assert (by_password.token_id, by_password.token_expires_at, by_password.token_gone) == \
+        (None, None, False)
+    assert (by_token.token_id, by_token.token_expires_at, by_token.token_gone) == \
+        (forever.id, None, False)
+    assert (by_brief.token_id, by_brief.token_expires_at, by_brief.token_gone) == \
+        (brief.id, T0 + 60, False)
+    assert await storage.get_webhook(by_token.id) == by_token
+    assert await storage.delete_token(alice.id, "forever")
+    revoked = await storage.get_webhook(by_token.id)
+    assert revoked is not None and (revoked.token_id, revoked.token_gone) == (forever.id, True)
+    assert await storage.list_webhooks(dev.id) == [by_password, revoked, by_brief]
+    # A token made after it never takes the revoked one's id: the hook stays dead.
+    await storage.create_token(alice.id, "forever", "t3", T0, None)
+    assert await storage.get_webhook(by_token.id) == revoked
