@@ -28,7 +28,7 @@ from chatd.domain.scopes import (
     require_scope,
     shown,
 )
-from chatd.domain.webhooks import bot_name, describe, hook_path
+from chatd.domain.webhooks import bot_name, hook_path
 from chatd.errors import ChatError, Code, Remedy, Step
 from chatd.protocol.context import Context, table_time
 from chatd.protocol.params import Choice, Duration, Number, RoomRef, Scopes, Word
@@ -379,17 +379,18 @@ async def webhook(ctx: Context, action: str, what: str | None, room: Room | None
     if action == "create":
         # A webhook posts: a token that may not post must not make something that does.
         require_scope(ctx.session.scopes, Scope.POST, WEBHOOK_POSTS)
-        secret, record = await hooks.create(ctx.user, room, what)
+        # Made with the session's API token, if any: the hook lives as long as it.
+        secret, record = await hooks.create(ctx.user, room, what, ctx.session.token_id)
         path = hook_path(record.id, secret)
         return ok(f"Webhook {record.id} posts to #{room.name} as {bot_name(record)}: "
                   f"POST to {path} on the web listener (shown only now).",
-                  path=path, secret=secret, **describe(record), room=room.name)
+                  path=path, secret=secret, **hooks.describe(record), room=room.name)
     if not is_number(what):
         raise ChatError(Code.BAD_ARGUMENTS, f"a webhook is revoked by its id (a number: "
                         f"/webhook list shows them), not \"{what}\".")
     record = await hooks.revoke(ctx.user, room, int(what))
     return ok(f"Webhook {record.id} ({bot_name(record)}) of #{room.name} revoked.",
-              room=room.name, **describe(record))
+              room=room.name, **hooks.describe(record))
 
 
 async def _webhook_list(ctx: Context, what: str | None, room: Room | None) -> Ok:
@@ -398,10 +399,11 @@ async def _webhook_list(ctx: Context, what: str | None, room: Room | None) -> Ok
         _nothing_more(room)
         room = ctx.services.rooms.require_as(ctx.user, what)
     room = _or_current(ctx, room)
-    records = await ctx.services.webhooks.list(ctx.user, room)
+    hooks = ctx.services.webhooks
+    records = await hooks.list(ctx.user, room)
     if records:
-        ctx.table(["id", "bot", "created (UTC)"],
-                  [[str(r.id), bot_name(r), table_time(r.created_at)] for r in records],
-                  right=(0,))
+        ctx.table(["id", "bot", "created (UTC)", "state"],
+                  [[str(r.id), bot_name(r), table_time(r.created_at), hooks.state(r)]
+                   for r in records], right=(0,))
     return ok(f"#{room.name}: {len(records)} webhook{'s' * (len(records) != 1)}.",
-              room=room.name, webhooks=[describe(r) for r in records])
+              room=room.name, webhooks=[hooks.describe(r) for r in records])

@@ -8,6 +8,15 @@ an admin of the room (or a server admin); every creation and revocation is
 audited. Each hook has its own rate limit (``web.webhook_rate``). A hook speaks
 for its creator: each post is refused, as a post of theirs would be now, and
 unless they still hold the role that making the hook needed.
+
+A hook made from a session logged in with an API token (or with a resume token
+made from one) lives as long as that token: once it is revoked or expires, the
+hook is dead, and its posts are refused (``token-revoked``, ``token-expired``).
+A dead hook is kept, not deleted: an expiry happens with nobody there to delete
+anything, so the refusal must come from the token's row as each post reads it
+(on every node alike); and kept, the hook stays in the room's list, shown dead,
+and its caller is told why it stopped, where a deleted hook would vanish and
+answer like a wrong address. Its name stays taken until an admin revokes it.
 """
 
 from __future__ import annotations
@@ -52,10 +61,35 @@ def bot_name(record: WebhookRecord) -> str:
     return record.name + BOT_SUFFIX
 
 
-def describe(record: WebhookRecord) -> dict[str, Any]:
-    """A hook as replies show it (never its secret, which is not kept)."""
+def dead(record: WebhookRecord, now: float) -> Code | None:
+    """Why the hook posts no more at ``now``: the API token that made it was revoked
+    (its row is gone) or has expired; None while it lives (a hook made from a
+    password session lives until it is revoked)."""
+    if record.token_id is None:
+        return None
+    if record.token_gone:
+        return Code.TOKEN_REVOKED
+    expires = record.token_expires_at
+    return Code.TOKEN_EXPIRED if expires is not None and expires <= now else None
+
+
+def describe(record: WebhookRecord, now: float) -> dict[str, Any]:
+    """A hook as replies show it (never its secret, which is not kept): also whether
+    an API token made it (``by_token``: it lives as long as the token), and why it
+    is dead at ``now`` (``dead``: the code its posts get; None while it lives)."""
+    why = dead(record, now)
     return {"id": record.id, "name": record.name, "bot": bot_name(record),
-            "created": record.created_at}
+            "created": record.created_at, "by_token": record.token_id is not None,
+            "dead": None if why is None else why.value}
+
+
+def state(record: WebhookRecord, now: float) -> str:
+    """A hook's state as a table shows it: live, or dead and why (its posts' code)."""
+    why = dead(record, now)
+    return "live" if why is None else f"dead: {why.value}"
+
+
+_DEATHS = {Code.TOKEN_REVOKED: "its token was revoked", Code.TOKEN_EXPIRED: "its token expired"}
 
 
 class Webhooks:
@@ -72,8 +106,19 @@ class Webhooks:
         self._audit = audit
         self._clock = clock
 
-    async def create(self, user: User, room: Room, raw_name: str) -> tuple[str, WebhookRecord]:
-        """A new hook of ``room``: its secret (to show once) and its stored record."""
+    def describe(self, record: WebhookRecord) -> dict[str, Any]:
+        """``record`` as replies show it now (:func:`describe`)."""
+        return describe(record, self._clock.time())
+
+    def state(self, record: WebhookRecord) -> str:
+        """``record``'s state now, as a table shows it (:func:`state`)."""
+        return state(record, self._clock.time())
+
+    async def create(self, user: User, room: Room, raw_name: str,
+                     token_id: int | None = None) -> tuple[str, WebhookRecord]:
+        """A new hook of ``room``: its secret (to show once) and its stored record.
+        ``token_id``: the API token the session asking for it logged in with (the
+        hook dies with it), None for a password session."""
         _require_admin(user, room)
         try:
             name = names.user_name(raw_name)
@@ -83,13 +128,25 @@ class Webhooks:
         secret = secrets.token_urlsafe(32)
         try:
             record = await self._storage.create_webhook(room.id, name, secret_hash(secret),
-                                                        user.id, self._clock.time())
+                                                        user.id, self._clock.time(), token_id)
         except Conflict:
-            raise ChatError(Code.NAME_TAKEN,
-                            f'#{room.name} already has a webhook named "{name}".') from None
+            raise await self._name_taken(room, name) from None
         await self._audit.record("webhook-create", user.name, bot_name(record), room,
                                  f"webhook {record.id}")
         return secret, record
+
+    async def _name_taken(self, room: Room, name: str) -> ChatError:
+        """``name-taken``, saying so when the hook holding the name is dead (it keeps
+        its name until revoked)."""
+        taken = next((r for r in await self._storage.list_webhooks(room.id)
+                      if r.name.lower() == name.lower()), None)
+        why = dead(taken, self._clock.time()) if taken is not None else None
+        if taken is None or why is None:
+            return ChatError(Code.NAME_TAKEN, f'#{room.name} already has a webhook named '
+                             f'"{name}".')
+        return ChatError(Code.NAME_TAKEN, f'#{room.name} already has a webhook named '
+                         f'"{name}": webhook {taken.id}, dead ({_DEATHS[why]}), keeps its '
+                         "name until it is revoked.")
 
     async def list(self, user: User, room: Room) -> list[WebhookRecord]:
         _require_admin(user, room)
@@ -113,6 +170,7 @@ class Webhooks:
         if record is None or room is None or \
                 not hmac.compare_digest(record.secret_hash, secret_hash(secret)):
             raise ChatError(Code.NO_SUCH_WEBHOOK, "there is no such webhook, or it was revoked.")
+        self._refuse_dead(record)
         creator = self._refuse_creator(record, room)
         wait = self._protection.charge_shared(Kind.WEBHOOK, record.id)
         if not isinstance(wait, float):
@@ -127,6 +185,14 @@ class Webhooks:
         except ChatError as exc:
             raise _for_the_hook(exc, record, creator, room) from None
         return record, message_id
+
+    def _refuse_dead(self, record: WebhookRecord) -> None:
+        """Refuse a post through a hook whose API token was revoked or has expired
+        (as its row was read with the hook, now: on every node alike)."""
+        why = dead(record, self._clock.time())
+        if why is not None:
+            raise ChatError(why, f"{bot_name(record)} posts no more: it was made with an API "
+                            f"token, and {_DEATHS[why]}. A room admin can make a new webhook.")
 
     def _refuse_creator(self, record: WebhookRecord, room: Room) -> User:
         """The hook's creator, if they may still post what the hook would: as a member

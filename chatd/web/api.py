@@ -18,7 +18,7 @@ from chatd.crypto.ciphers import ALGORITHMS
 from chatd.crypto.kdf import COSTS
 from chatd.domain.ports import settled
 from chatd.domain.scopes import Scope
-from chatd.domain.webhooks import describe, hook_path
+from chatd.domain.webhooks import hook_path
 from chatd.errors import ChatError, Code
 from chatd.protocol.codec import one_line
 from chatd.protocol.paging import PAGE, page_of, page_read, skipped
@@ -331,22 +331,26 @@ def _attachment(data: bytes, name: str, mime: str) -> Response:
 
 async def webhooks(call: Call) -> Response:
     room = room_of(call)
-    records = await call.services.webhooks.list(call.me, room)
-    return json_response({"room": room.name, "webhooks": [describe(r) for r in records]})
+    hooks = call.services.webhooks
+    records = await hooks.list(call.me, room)
+    return json_response({"room": room.name, "webhooks": [hooks.describe(r) for r in records]})
 
 
 async def create_webhook(call: Call) -> Response:
     room = room_of(call)
     name = _field(call.request.json(), "name")
-    secret, record = await call.services.webhooks.create(call.me, room, name)
-    return json_response(describe(record) | {"room": room.name, "secret": secret,
-                                             "path": hook_path(record.id, secret)}, 201)
+    hooks = call.services.webhooks
+    # Made with the request's API token: the hook lives as long as that token.
+    secret, record = await hooks.create(call.me, room, name, call.token_id)
+    return json_response(hooks.describe(record) | {"room": room.name, "secret": secret,
+                                                   "path": hook_path(record.id, secret)}, 201)
 
 
 async def revoke_webhook(call: Call) -> Response:
     room = room_of(call)
-    record = await call.services.webhooks.revoke(call.me, room, call.number("id"))
-    return json_response(describe(record) | {"room": room.name, "revoked": True})
+    hooks = call.services.webhooks
+    record = await hooks.revoke(call.me, room, call.number("id"))
+    return json_response(hooks.describe(record) | {"room": room.name, "revoked": True})
 
 
 async def post_webhook(call: Call) -> Response:
@@ -422,5 +426,5 @@ def api_routes(links: LinkSigner) -> list[Route]:
         Route("POST", "/hooks/{id}/{secret}", post_webhook, "Post through an incoming "
               "webhook: JSON {\"text\": ...} or a text/plain body", "webhooks",
               (hook, Param("secret", "path", "the webhook's secret")), body=s.obj(text=s.STR),
-              answer=s.POSTED, auth=False, errors=(400, 404, 429)),
+              answer=s.POSTED, auth=False, errors=(400, 403, 404, 429)),
     ]

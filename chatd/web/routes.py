@@ -55,6 +55,8 @@ class Call:
     peer: str
     user: User | None
     params: dict[str, str | int]
+    # The API token the request came with (None on a route that takes none).
+    token_id: int | None = None
 
     @property
     def me(self) -> User:

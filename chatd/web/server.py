@@ -87,6 +87,8 @@ LINGER = 2.0
 STATUS = {Code.AUTH_FAILED: 401, Code.NOT_LOGGED_IN: 401, Code.NOT_PERMITTED: 403,
           Code.BANNED: 403, Code.MUTED: 403, Code.NOT_IN_ROOM: 403, Code.BLOCKED: 403,
           Code.E2E_REQUIRED: 403, Code.MODERATED: 403, Code.BAD_ORIGIN: 403,
+          # (A webhook's post: the API token that made the webhook is gone.)
+          Code.TOKEN_REVOKED: 403, Code.TOKEN_EXPIRED: 403,
           Code.NO_SUCH_USER: 404,
           Code.NO_SUCH_ROOM: 404, Code.NO_SUCH_FILE: 404, Code.NO_SUCH_TOKEN: 404,
           Code.NO_SUCH_WEBHOOK: 404, Code.NOT_FOUND: 404, Code.NO_KEY: 404,
@@ -106,12 +108,13 @@ def status_of(code: Code) -> int:
 class Admitted:
     """A request accepted on its head (before its body was read, when one is still to
     come): its route, the route's parameters and the user its token names (None on a
-    route that takes no token). Each is decided once, the token checked (and the
-    request charged against the user's rate) once."""
+    route that takes no token), and that token's id. Each is decided once, the token
+    checked (and the request charged against the user's rate) once."""
 
     route: Route
     params: dict[str, str | int]
     user: User | None
+    token_id: int | None = None
 
 
 class WebHost(ConnectionHost, Protocol):
@@ -340,7 +343,7 @@ class WebServer:
                 return found
             admitted = await self._admitted(found, request, ip)
         call = Call(request, self.services, self.config, f"{ip}:0", admitted.user,
-                    admitted.params)
+                    admitted.params, admitted.token_id)
         return await admitted.route.handler(call)
 
     async def _target(self, request: Request) -> Response | Route:
@@ -389,8 +392,10 @@ class WebServer:
         (None for a route that takes no token)."""
         params = route.bind(request.path, request.query)
         assert params is not None  # (the route was found by its path)
-        user = await self._authorize(route, request, ip) if route.auth else None
-        return Admitted(route, params, user)
+        if not route.auth:
+            return Admitted(route, params, None)
+        grant = await self._authorize(route, request, ip)
+        return Admitted(route, params, grant.user, grant.token_id)
 
     async def _is_page(self, path: str) -> bool:
         """Whether ``GET path`` answers with a page (or a static file) of its own."""
@@ -418,15 +423,16 @@ class WebServer:
             return Response(200, self._docs, "text/html; charset=utf-8")
         return None
 
-    async def _authorize(self, route: Route, request: Request, ip: str) -> User:
-        """The token's user, when the token grants the scope ``route`` needs."""
+    async def _authorize(self, route: Route, request: Request, ip: str) -> Grant:
+        """The token's grant (its user, its id), when it grants the scopes ``route``
+        needs."""
         grant = await self._authenticate(request, ip)
         for needed in route.scopes:
             if needed not in grant.scopes:
                 raise HttpError(403, Code.SCOPE, f"this token does not grant the {needed.value} "
                                 f"scope; {self._remedy(grant.user, needed)}",
                                 scope=needed.value)
-        return grant.user
+        return grant
 
     def _remedy(self, user: User, scope: Scope) -> str:
         """Who can make a token that grants ``scope``, and how: a bot cannot make its

@@ -6,6 +6,7 @@ from typing import Any
 
 import pytest
 
+from chatd.domain.clock import ManualClock
 from chatd.domain.scopes import Scope
 from tests.backends import both
 from tests.helpers import ChatServer, Clients, error_of, room_with, settle
@@ -221,3 +222,57 @@ async def test_a_token_that_may_not_post_makes_no_webhook(
 async def _openapi(server: ChatServer) -> Any:
     async with http(server) as client:
         return (await client.get("/api/v1/openapi.json")).json()
+
+
+async def test_a_webhook_made_with_a_token_ends_with_the_token(
+        server: ChatServer, clients: Clients) -> None:
+    """A script logged in with an API token makes a webhook: revoking the token ends
+    the webhook too (403 token-revoked), which stays listed as dead, its name taken
+    until it is revoked. A webhook made from a password session goes on posting."""
+    owner = await clients.user("alice")
+    await owner.command("/create den")
+    token = (await owner.command("/token create ci read,post,moderate"))["token"]
+    script = await clients.anonymous()
+    await script.command(f"/login alice --token {token}")
+    by_token = await script.command("/webhook create deploy den")
+    assert (by_token["by_token"], by_token["dead"]) == (True, None)
+    by_password = await owner.command("/webhook create manual den")
+    assert (by_password["by_token"], by_password["dead"]) == (False, None)
+    async with http(server) as hook:
+        assert (await hook.post(by_token["path"], json={"text": "before"})).status_code == 201
+        await owner.command("/token revoke ci")
+        refused = await hook.post(by_token["path"], json={"text": "after"})
+        assert refused.status_code == 403, refused.text
+        error = refused.json()["error"]
+        assert error["code"] == "token-revoked" and "deploy[bot]" in error["message"]
+        kept = await hook.post(by_password["path"], json={"text": "by hand"})
+        assert kept.status_code == 201, kept.text
+    listed = {h["name"]: h for h in (await owner.command("/webhook list den"))["webhooks"]}
+    assert (listed["deploy"]["dead"], listed["manual"]["dead"]) == ("token-revoked", None)
+    taken = await error_of(owner, "/webhook create deploy den")
+    assert taken["code"] == "name-taken" and "dead (its token was revoked)" in taken["message"]
+    history = await owner.command("/history den")
+    assert [m["text"] for m in history["messages"]] == ["before", "by hand"]
+    await owner.command(f"/webhook revoke {by_token['id']} den")
+    assert (await owner.command("/webhook create deploy den")).ok
+
+
+async def test_a_webhook_made_through_the_api_ends_when_its_token_expires(
+        server: ChatServer, clients: Clients, clock: ManualClock) -> None:
+    owner = await clients.user("alice")
+    await owner.command("/create den")
+    token = (await owner.command("/token create api read,post,moderate 1h"))["token"]
+    async with http(server, token) as client:
+        answer = await client.post("/api/v1/rooms/den/webhooks", json={"name": "alerts"})
+        made = answer.json()
+        assert answer.status_code == 201 and made["by_token"] is True, answer.text
+        assert (await client.post(made["path"], json={"text": "in time"})).status_code == 201
+    clock.advance(3600)
+    async with http(server) as hook:
+        refused = await hook.post(made["path"], json={"text": "too late"})
+    assert refused.status_code == 403, refused.text
+    assert refused.json()["error"]["code"] == "token-expired"
+    [listed] = (await owner.command("/webhook list den"))["webhooks"]
+    assert listed["dead"] == "token-expired"
+    history = await owner.command("/history den")
+    assert [m["text"] for m in history["messages"]] == ["in time"]
