@@ -22,7 +22,8 @@ acknowledged; the persister stores it from the log.
 
 **Sanctions where the order is decided.** A room message whose sender a kick,
 ban, leave or mute ordered before it forbade is dropped by every node's reader
-alike (:mod:`chatd.cluster.gate`); the sender's node tells the sender why.
+alike (:mod:`chatd.cluster.gate`); the sender's node tells the sender why. A
+webhook's post is judged by the account it speaks for, which its entry names.
 
 **What history needs.** A message to be stored carries, beside its event, what
 its row needs that the event does not say (:meth:`ClusterBus.keep`); the
@@ -406,11 +407,24 @@ class ClusterBus:
 
     def _carry(self, entry: Entry, event: Event) -> None:
         """A message to be stored carries its sender's id, recipient's id and
-        delivered flag (the rest of its row is in the event)."""
+        delivered flag (the rest of its row is in the event); a bot's (a webhook's
+        post, stored under the account that made the hook) also whom it speaks for."""
         if isinstance(event, Message) and event.id is not None:
             record = self._kept.pop(event.id, None)
             if record is not None:
                 entry["p"] = [record.sender_id, record.recipient_id, record.delivered]
+                if event.msg_kind == "bot" and record.sender_id is not None:
+                    self._speaks_for(entry, record.sender_id)
+
+    def _speaks_for(self, entry: Entry, account_id: int) -> None:
+        """Name the account a bot's message speaks for (``w``): every node's gate
+        then refuses it for that account's sanctions. Not while a node of a version
+        before live: its gate would check the bot's name, and deliver it."""
+        if self.log_format() < keys.LOG_SPEAKERS:
+            return
+        account = self._user_of(account_id)
+        if account is not None:
+            entry["w"] = account.name
 
     def _numbered(self, entry: Entry, event: Event, skip: Endpoint | None,
                   label: str | None) -> Entry:
@@ -779,7 +793,7 @@ class ClusterBus:
                          reply: tuple[Endpoint | None, str | None] | None,
                          before: tuple[Endpoint, ...]) -> None:
         room = self._room_of(room_id) if room_id is not None else None
-        refusal = self._refusal(room_id, room, event)
+        refusal = self._refusal(entry, room_id, room, event)
         told = self._settle(entry, refusal)
         if reply is not None and not told and isinstance(event, Message):
             # Its post was refused with busy meanwhile: the sender is not sent its
@@ -805,7 +819,7 @@ class ClusterBus:
         if gone:
             self.local.to_each(gone, event, room_id)
 
-    def _refusal(self, room_id: int | None, room: Room | None,
+    def _refusal(self, entry: Entry, room_id: int | None, room: Room | None,
                  event: Event) -> ChatError | None:
         """Why a room entry is not delivered here; None when it is. The gate's
         refusal holds on every node alike (its number is remembered as dropped);
@@ -813,7 +827,7 @@ class ClusterBus:
         if not isinstance(event, Message) or room_id is None:
             return None
         name = room.name if room is not None else event.room or ""
-        refusal = self.gate.refusal(room_id, name, event)
+        refusal = self.gate.refusal(room_id, name, event, entry.get("w"))
         if refusal is not None:
             self.refused += 1
             if event.id is not None:

@@ -9,6 +9,13 @@ sender a sanction ordered before it took out (kick, ban, leave) or silenced
 (mute, until its end by the message's own time) is dropped on every node alike.
 The sender's node tells the sender (:meth:`chatd.cluster.bus.ClusterBus.placed`).
 
+A webhook's post is sent by its bot (``name[bot]``) but speaks for the account
+that made the hook, whose sanctions are the ones that count: its entry names that
+account (``w``, :meth:`chatd.cluster.bus.ClusterBus.to_room`), and the gate checks
+that name instead of the sender's. An entry without it (written by a node of an
+older version, or while one is live: keys.LOG_SPEAKERS) is checked by its sender's
+name on every node alike, as those nodes check it.
+
 The gate knows only what the log said since the node started reading; what was
 decided before is in every node's memory, which the sender's node checks first.
 """
@@ -50,9 +57,12 @@ class Gate:
         elif isinstance(event, Joined | Unmuted):
             self._closed.pop((room_id, name_key(event.user)), None)
 
-    def refusal(self, room_id: int, room: str, message: Message) -> ChatError | None:
-        """Why ``message`` may not take its place in ``room`` now; None when it may."""
-        key = (room_id, name_key(message.sender))
+    def refusal(self, room_id: int, room: str, message: Message,
+                speaks_for: str | None = None) -> ChatError | None:
+        """Why ``message`` may not take its place in ``room`` now; None when it may.
+        ``speaks_for``: the account a webhook's message speaks for, whose sanctions
+        refuse it (None: its sender's)."""
+        key = (room_id, name_key(speaks_for or message.sender))
         closed = self._closed.get(key)
         if closed is None:
             return None

@@ -222,7 +222,11 @@ class Messaging:
         """Post ``text`` to ``room`` as a bot named ``name`` (an incoming webhook),
         stored under ``creator`` (who made the bot), who must be able to post there
         now as a member would (:meth:`refuse_post`). The caller has checked the rest
-        of the bot's right to post and charged its own rate limit."""
+        of the bot's right to post and charged its own rate limit.
+
+        On a shared log it is answered once the log's order placed it, as a
+        member's post is: a sanction of ``creator`` ordered before it (decided on
+        another node meanwhile) drops it everywhere, and refuses it here."""
         self.refuse_post(room, creator, "bot")
         number = await settled(self._ids.for_room(room.id))
         msg = MessageRecord(number, creator.id, name, text,
@@ -230,6 +234,9 @@ class Messaging:
         self._writer.submit(msg)
         self._stats.messages += 1
         self._stats.deliveries += self._bus.to_room(room, Message.of(msg, room=room.name))
+        placing = self._bus.placed(msg.id)
+        if placing is not None:
+            await placing
         return msg.id
 
     def typing(self, endpoint: Endpoint, room: Room) -> None:

@@ -63,3 +63,15 @@ def test_the_oldest_sanction_is_forgotten_past_the_limit(monkeypatch: pytest.Mon
     assert len(gate) == 2
     assert gate.refusal(1, "hall", said("a")) is None
     assert gate.refusal(1, "hall", said("c")) is not None
+
+
+def test_a_webhook_s_post_is_refused_for_its_creator_s_sanctions() -> None:
+    """A webhook's post speaks for its creator (the entry's ``w``): their ban refuses
+    it, whatever the bot's name; an entry naming nobody (an older node's) is
+    checked by its sender's name, as an older node checks it."""
+    gate = Gate()
+    gate.apply(1, Banned("hall", "bob", "ann"))
+    refusal = gate.refusal(1, "hall", said("deploy[bot]"), speaks_for="Bob")
+    assert refusal is not None and refusal.code is Code.BANNED
+    assert gate.refusal(1, "hall", said("deploy[bot]"), speaks_for="cat") is None
+    assert gate.refusal(1, "hall", said("deploy[bot]")) is None

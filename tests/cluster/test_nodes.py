@@ -217,6 +217,127 @@ async def test_nothing_a_banned_user_sends_is_ordered_after_the_ban(nodes: list[
         await client.close()
 
 
+class HeldReads:
+    """The Redis client of a node's reader of the log, whose reads wait until
+    released: a node slow to read, which does not know yet what another node
+    decided meanwhile (everything else of the node goes on)."""
+
+    def __init__(self, real: Any) -> None:
+        self.real = real
+        self.waiting = asyncio.Event()
+        self.released = asyncio.Event()
+
+    async def xread(self, *args: Any, **kwargs: Any) -> Any:
+        self.waiting.set()
+        await self.released.wait()
+        return await self.real.xread(*args, **kwargs)
+
+
+async def logged_entry(shared: redis.asyncio.Redis, text: str) -> dict[str, Any]:
+    """The entry of the message ``text`` in the log (bounded wait)."""
+    async with asyncio.timeout(10):
+        while True:
+            for _, fields in await shared.xrange(keys.LOG):
+                for entry in codec.entries_of(fields):
+                    event = entry.get("e")
+                    if isinstance(event, Message) and event.text == text:
+                        return dict(entry)
+            await asyncio.sleep(0.02)
+
+
+async def test_a_webhook_post_ordered_after_its_creator_s_ban_is_dropped_everywhere(
+        start_node: StartNode, redis_server: RedisServer) -> None:
+    """A webhook speaks for its creator: a post through it that the log orders after
+    the creator's ban, decided on another node whose news the posting node has not
+    read yet, is dropped on every node (the gate checks the creator, not the bot's
+    name) and refused to its caller, as the creator's own post would be.
+
+    Deterministic: the posting node's reader is held while the ban is decided
+    elsewhere, so the post passes that node's checks and is numbered after the ban."""
+    first = await start_node(1)
+    await register(first, "ann", "bob", "cat", "dan")
+    second = await start_node(2, web__enabled=True, web__port=0)
+    nodes = [first, second]
+    janitor = registry(second).janitor
+    janitor.interval = 0.05
+    await until_format(janitor, keys.LOG_FORMAT)  # every live node reads the newest
+    ann, dan = await login(first, "ann"), await login(first, "dan")
+    bob, cat = await login(second, "bob"), await login(second, "cat")
+    await ann.command("/create hall")
+    await known_everywhere(nodes, "hall")
+    for member in (bob, cat, dan):
+        await member.command("/join hall")
+    await ann.command("/promote bob hall")
+    # Read on bob's node (its copy of the room changed first): he may make the hook.
+    await bob.next_event(lambda e: e.get("event") == "promote", timeout=10)
+    made = await bob.command("/webhook create deploy hall")
+    async with http(second) as hook:
+        assert (await hook.post(made["path"], json={"text": "first"})).status_code == 201
+    for observer in (cat, dan):
+        await observer.next_event(lambda e: e.get("text") == "first", timeout=10)
+    bus: Any = second.services.bus
+    held = HeldReads(bus._reading)
+    bus._reading = held
+    await asyncio.wait_for(held.waiting.wait(), 5)  # its reader reads no more
+    banned = await ann.command("/ban bob hall")
+    assert banned.ok
+    shared = redis.asyncio.Redis.from_url(redis_server.url)
+    async with http(second) as hook:
+        posting = asyncio.create_task(hook.post(made["path"], json={"text": "raced"}))
+        raced = await logged_entry(shared, "raced")  # numbered after the ban
+        held.released.set()
+        refused = await posting
+    bus._reading = held.real
+    assert raced["w"] == "bob"  # whom the post speaks for: the gate checks him
+    assert refused.status_code == 403, refused.text
+    error = refused.json()["error"]
+    assert error["code"] == "banned" and "bob" in error["message"]
+    for observer in (cat, dan):
+        stream = await room_stream(observer, "hall")
+        kinds = [e.get("event", e["type"]) for e in stream]
+        assert "ban" in kinds, stream
+        assert not [e for e in stream[kinds.index("ban"):] if e.get("from") == "deploy[bot]"]
+        assert raced["s"] not in [e.get("id") for e in stream]
+    await second.services.writer.flush()
+    stored = await first.storage.room_history(first.services.rooms.require("hall").id, 100,
+                                              None)
+    assert [m.text for m in stored if m.sender_name == "deploy[bot]"] == ["first"]
+    await shared.aclose()
+    for client in (ann, bob, cat, dan):
+        await client.close()
+
+
+async def test_a_webhook_post_names_its_creator_once_every_live_node_reads_it(
+        start_node: StartNode, redis_server: RedisServer) -> None:
+    """A node of the version before checks a webhook's post by the bot's name: while
+    one is live, posts name no creator (every node decides the old way alike);
+    once none is, they do, and every node's gate checks the creator."""
+    app = await start_node(1, web__enabled=True, web__port=0)
+    await register(app, "ann")
+    janitor = registry(app).janitor
+    janitor.interval = 0.05
+    janitor.format_hold = 0.2
+    ann = await login(app, "ann")
+    await ann.command("/create hall")
+    made = await ann.command("/webhook create deploy hall")
+    shared = redis.asyncio.Redis.from_url(redis_server.url)
+    await shared.hset(keys.node("old"), mapping={"inc": "x", "beat": "1",
+                                                 "log": keys.LOG_COMPACT})
+    await shared.hset(keys.NODES, "old", "x")
+    await until_format(janitor, keys.LOG_COMPACT)
+    async with http(app) as hook:
+        assert (await hook.post(made["path"], json={"text": "older"})).status_code == 201
+        await shared.delete(keys.node("old"))
+        await shared.hdel(keys.NODES, "old")
+        await until_format(janitor, keys.LOG_FORMAT)
+        assert (await hook.post(made["path"], json={"text": "newer"})).status_code == 201
+    older, newer = [await logged_entry(shared, text) for text in ("older", "newer")]
+    assert "w" not in older and newer["w"] == "ann"
+    assert older["e"].sender == newer["e"].sender == "deploy[bot]"
+    await shared.aclose()
+    await ann.close()
+
+
 async def test_posts_are_refused_with_busy_while_redis_does_not_answer(
         nodes: list[App]) -> None:
     ann = await login(nodes[0], "ann")
