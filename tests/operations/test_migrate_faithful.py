@@ -24,6 +24,7 @@ from tests.helpers import test_config as config_of
 from tests.operations import ChatdProcess, write_config
 from tests.operations.test_cluster_cli import chatd, on_postgres
 from tests.services import RedisServer
+from tests.web.helpers import http
 
 import_asyncpg()
 import asyncpg  # noqa: E402 - after the check
@@ -102,6 +103,52 @@ async def test_ids_of_deleted_rows_are_never_handed_out_again(
             assert nextval > seq, table
     finally:
         await conn.close()
+
+
+async def test_webhooks_keep_the_token_that_made_them_across_the_copy(
+        tmp_path: Path, postgres_url: str) -> None:
+    """A webhook made with an API token on the embedded daemon still ends with that
+    token once served by the cluster: one whose token was revoked before the copy is
+    dead there, one whose token lives dies when it is revoked on the node, and one
+    made from a password session goes on posting."""
+    db = tmp_path / "embedded.db"
+    server = await start_server(db, clock=ManualClock())
+    clients = Clients(server)
+    hooks: dict[str, str] = {}
+    try:
+        root = await clients.user("root")
+        await root.command("/create den")
+        for name in ("live", "gone"):
+            token = (await root.command(f"/token create {name} read,post,moderate"))["token"]
+            script = await clients.anonymous()
+            await script.command(f"/login root --token {token}")
+            hooks[name] = (await script.command(f"/webhook create {name} den"))["path"]
+        hooks["manual"] = (await root.command("/webhook create manual den"))["path"]
+        await root.command("/token revoke gone")
+    finally:
+        await clients.close()
+        await server.stop()
+
+    await _migrate(tmp_path, db, postgres_url)
+    node = await start_server(tmp_path / "node.db", **on_postgres(postgres_url),
+                              web__enabled=True, web__port=0)
+    clients = Clients(node)
+    try:
+        root = await clients.user("root")
+        async with http(node) as hook:
+            statuses = {name: (await hook.post(path, json={"text": name})).status_code
+                        for name, path in hooks.items()}
+            assert statuses == {"live": 201, "gone": 403, "manual": 201}
+            await root.command("/token revoke live")
+            ended = await hook.post(hooks["live"], json={"text": "after"})
+            assert (ended.status_code, ended.json()["error"]["code"]) == (403, "token-revoked")
+            assert (await hook.post(hooks["manual"], json={"text": "m"})).status_code == 201
+        listed = {h["name"]: h["dead"] for h in (await root.command("/webhook list den"))
+                  ["webhooks"]}
+        assert listed == {"live": "token-revoked", "gone": "token-revoked", "manual": None}
+    finally:
+        await clients.close()
+        await node.stop()
 
 
 async def test_message_ids_continue_above_every_id_the_embedded_daemon_issued(
