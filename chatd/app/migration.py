@@ -3,8 +3,8 @@
 The embedded database (``storage.path``) is copied whole into the PostgreSQL
 database (see :mod:`storage.postgres.copy`), which must be empty unless
 ``--force``. Uploaded files stay where they are: their metadata is copied,
-and where their bytes live (the blob store) is recorded in the target and
-printed, for the nodes' ``files`` settings. The daemon must be stopped: what
+and where their bytes live (the blob store) is recorded in the target and,
+when there are files, printed for the nodes' ``files`` settings. The daemon must be stopped: what
 it wrote after the copy would be lost.
 """
 
@@ -99,7 +99,12 @@ def _numbering(database: str) -> dict[str, str]:
 def _report(database: str, counts: dict[str, int], blobs: dict[str, str]) -> None:
     copied = ", ".join(f"{table} {count}" for table, count in counts.items())
     print(f"copied {database} into the cluster database: {copied}")
-    if blobs["backend"] == "local":
+    if not counts.get("files"):
+        # Nothing to carry: the nodes' files settings are free to choose, and asking
+        # for this directory would send the operator to share one that holds nothing.
+        print("no uploaded files to carry: choose the nodes' files settings freely "
+              "(one directory all nodes share, or S3)")
+    elif blobs["backend"] == "local":
         print(f"uploaded files stay in {blobs['dir']}: give every node files.dir: "
               f"{blobs['dir']} (a directory they all share), or move them to S3")
     else:

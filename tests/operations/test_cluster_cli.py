@@ -24,6 +24,7 @@ from chatd.cli import main
 from chatd.domain.clock import ManualClock
 from storage.api import EPOCH_META
 from tests.backends import import_asyncpg
+from tests.content import upload
 from tests.helpers import PASSWORD, Clients, settle, start_server
 from tests.operations import (
     CHATD,
@@ -149,7 +150,9 @@ async def test_migrate_copies_an_embedded_database_a_node_then_serves(
                                     "--config", str(config))
     assert moved.returncode == 0, moved.stderr
     files = str((tmp_path / "files").resolve())
-    assert "users 3" in moved.stdout and f"files.dir: {files}" in moved.stdout
+    assert "users 3" in moved.stdout and "files 0" in moved.stdout
+    # No uploaded file to carry: no files.dir to give the nodes.
+    assert "files.dir" not in moved.stdout and "no uploaded files to carry" in moved.stdout
 
     server = await start_server(tmp_path / "node.db", **on_postgres(postgres_url))
     clients = Clients(server)
@@ -170,6 +173,37 @@ async def test_migrate_copies_an_embedded_database_a_node_then_serves(
     forced = await asyncio.to_thread(chatd, "migrate", "--to", postgres_url, "--force",
                                      "--config", str(config))
     assert forced.returncode == 0, forced.stderr
+
+
+async def test_migrate_asks_for_files_dir_only_when_there_are_files(
+        tmp_path: Path, postgres_url: str) -> None:
+    """The installed program, end to end: an embedded database without uploads is
+    migrated without a word of files.dir; one with an upload names the directory
+    its bytes are in, which the nodes must then share."""
+    db = tmp_path / "embedded.db"
+    await _embedded_history(db)
+    config = write_config(tmp_path / "chatd.yaml", storage={"path": str(db)},
+                          control={"path": str(tmp_path / "ctl.sock")})
+    moved = await asyncio.to_thread(chatd_program, "migrate", "--to", postgres_url,
+                                    "--config", str(config))
+    assert moved.returncode == 0, moved.stderr
+    assert "files.dir" not in moved.stdout and "files 0" in moved.stdout
+    assert "no uploaded files to carry" in moved.stdout
+
+    server = await start_server(db, clock=ManualClock())
+    clients = Clients(server)
+    try:
+        alice = await clients.user("alice")
+        assert (await upload(alice, "notes.txt", b"carried along\n", "general")).ok
+    finally:
+        await clients.close()
+        await server.stop()
+    again = await asyncio.to_thread(chatd_program, "migrate", "--to", postgres_url, "--force",
+                                    "--config", str(config))
+    assert again.returncode == 0, again.stderr
+    files = str((tmp_path / "files").resolve())
+    assert "files 1" in again.stdout and f"files.dir: {files}" in again.stdout
+    assert "no uploaded files" not in again.stdout
 
 
 async def test_migrate_refuses_while_the_embedded_daemon_runs(tmp_path: Path) -> None:
@@ -239,7 +273,7 @@ def test_an_s3_blob_store_is_recorded_and_named() -> None:
                      "region": "", "prefix": "c/"}
     out = io.StringIO()
     with contextlib.redirect_stdout(out):
-        _report("chatd.db", {"users": 1}, blobs)
+        _report("chatd.db", {"users": 1, "files": 2}, blobs)
     assert "bucket chat (prefix c/)" in out.getvalue()
 
 
