@@ -33,7 +33,9 @@ from chatd.ops.control_client import ANSWER_TIMEOUT, ControlClient, ControlError
 
 # Options of chatctl itself, never sent to the daemon.
 LOCAL_OPTIONS = frozenset({"command", "socket", "db", "config", "json", "follow",
-                           "password_stdin", "timeout"})
+                           "password_stdin", "timeout", "strict"})
+# chatctl reload --strict: the reload was done, but not all of the file is in force.
+NOT_ALL_APPLIED = 3
 # What an empty listing says ("no users"), where the command's name does not.
 EMPTY = {"audit": "audit entries"}
 TIME_KEYS = frozenset({"ts", "until", "created", "expires", "last_used"})
@@ -248,11 +250,16 @@ def _parser() -> argparse.ArgumentParser:
 
     for name, text in (("status", "version, uptime, connections, users, rooms, rates"),
                        ("users", "every account"), ("rooms", "every room"),
-                       ("reload", "re-read the configuration file"),
                        ("nodes", "every node: version, addresses, connections, stream lag, "
                                  "age; differing versions and configurations flagged"),
                        ("top", "a live screen; q or Ctrl-C quits")):
         command(name, text)
+    reload = command("reload", "re-read the configuration file (exit status 1 when chatd "
+                     "refuses it, which keeps the old configuration)")
+    reload.add_argument("--strict", action="store_true",
+                        help=f"exit status {NOT_ALL_APPLIED} also when the file is not all in "
+                             "force: changed keys wait for a restart, or chatd was started "
+                             "without a file (what the systemd unit's reload runs)")
     _moderation(command)
     add = command("useradd", "create an account the daemon sees at once")
     add.add_argument("name")
@@ -325,6 +332,23 @@ async def _dispatch(client: ControlClient, args: argparse.Namespace, console: Co
         print(json.dumps(result, indent=2))
     else:
         _show(args.command, result, console)
+    if args.command == "reload" and args.strict:
+        return _not_all_applied(result)
+    return 0
+
+
+def _not_all_applied(result: dict[str, Any]) -> int:
+    """``reload --strict``: 0 when the whole file is in force; else NOT_ALL_APPLIED, the
+    reason on standard error (a service manager's reload then fails, saying why)."""
+    waiting = result.get("restart_needed") or []
+    if waiting:
+        print(f"chatctl: reload incomplete: changed keys wait for a restart, their old values "
+              f"stay in force: {', '.join(waiting)} (the rest was applied)", file=sys.stderr)
+        return NOT_ALL_APPLIED
+    if "file" in result and result["file"] is None:
+        print("chatctl: reload incomplete: chatd was started without --config, so no file "
+              "was read", file=sys.stderr)
+        return NOT_ALL_APPLIED
     return 0
 
 

@@ -365,7 +365,9 @@ def test_installed_units_verify(tmp_path: Path) -> None:
 def test_unit_files_say_what_chatd_does() -> None:
     service = (ROOT / "scripts" / "chatd.service").read_text()
     assert re.search(r"^Type=notify$", service, re.MULTILINE)
-    assert re.search(r"^ExecReload=/bin/kill -HUP \$MAINPID$", service, re.MULTILINE)
+    # The reload waits for chatd's answer (a refusal fails it), not a bare SIGHUP.
+    assert re.search(r"^ExecReload=/opt/chatd/bin/chatctl --config /etc/chatd/chatd.yaml "
+                     r"--timeout \d+ reload --strict$", service, re.MULTILINE)
     # chatd exits 2 for a configuration error: no restart loop over it.
     for unit in (service, (ROOT / "scripts" / "chatd@.service").read_text()):
         assert re.search(r"^RestartPreventExitStatus=2$", unit, re.MULTILINE)
