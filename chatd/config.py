@@ -688,6 +688,17 @@ def _check_url(key: str, url: str, schemes: tuple[str, ...]) -> None:
                           f"got {_redacted(url)!r}")
 
 
+def secrets_held(config: Config) -> list[str]:
+    """The keys of ``config`` that hold a secret: a password in a database's URL,
+    the S3 secret key. A file holding any should be readable by the service alone."""
+    held = [key for key, url in (("cluster.postgres", config.cluster.postgres),
+                                 ("cluster.redis", config.cluster.redis))
+            if _redacted(url) != url or "password=" in url.lower()]
+    if config.files.s3_secret_key:
+        held.append("files.s3_secret_key")
+    return held
+
+
 def _redacted(url: str) -> str:
     """The URL without a password it may hold (error messages end up in logs)."""
     scheme, sep, rest = url.partition("://")

@@ -29,10 +29,11 @@ import logging
 import os
 import resource
 import signal
+import stat
 from typing import TYPE_CHECKING, Any, Protocol
 
 from chatd import __version__
-from chatd.config import ConfigError, held_for_restart, load_config
+from chatd.config import ConfigError, held_for_restart, load_config, secrets_held
 from chatd.content.blobs import files_dir
 from chatd.net.listener import check_certificate
 from chatd.ops import systemd
@@ -132,6 +133,7 @@ class App:
         # A certificate that cannot be loaded is named before anything is opened.
         check_certificate(self.config)
         if self.process:
+            _warn_if_secrets_exposed(self.config_path, self.config)
             _refuse_files_dir_not_a_directory(self.config)
             _raise_open_files_limit()
             await self.control.refuse_if_taken()  # before the database is touched
@@ -250,6 +252,7 @@ class App:
             return str(exc)
         finally:
             systemd.notify("READY=1")
+        _warn_if_secrets_exposed(self.config_path, loaded)
         config, self.restart_needed = held_for_restart(self.config, loaded)
         if self.restart_needed:
             log.warning("changed keys wait for a restart; their old values stay in force",
@@ -387,6 +390,25 @@ async def _written(what: Callable[[], str], write: Callable[[], Awaitable[object
         log.error("stopping: a write failed, %s: %s", what(), exc)
         return False
     return True
+
+
+def _warn_if_secrets_exposed(path: str | None, config: Config) -> None:
+    """Warn when the configuration file holds a secret (secrets_held) and every user of
+    the machine may read it. Named by key, never by value; chatd runs on regardless
+    (scripts/install-service makes the file 0640 root:chatd, the unit's group)."""
+    held = secrets_held(config)
+    if path is None or not held:
+        return
+    try:
+        mode = os.stat(path).st_mode
+    except OSError:  # read a moment ago; gone meanwhile says nothing about its mode
+        return
+    if mode & stat.S_IROTH:
+        log.warning("the configuration file holds secrets and every user may read it: "
+                    "chmod o-r it (the service reads it through its group)",
+                    extra={"fields": {"file": os.path.abspath(path),
+                                      "mode": f"{stat.S_IMODE(mode):04o}",
+                                      "keys": ",".join(held)}})
 
 
 def _refuse_files_dir_not_a_directory(config: Config) -> None:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import grp
 import os
 import re
 import shutil
@@ -296,7 +297,10 @@ def install_service(root: Path, *args: str, **env: str) -> subprocess.CompletedP
         link = prefix / "bin" / name
         if not link.exists():
             link.symlink_to(os.path.realpath(BIN / name))
-    overrides = {"PREFIX": str(prefix), "ETC": str(root / "etc" / "chatd"),
+    # The group that may read the configuration: this process's own, which exists (the
+    # installed default, chatd, would be created on this machine).
+    overrides = {"GROUP": grp.getgrgid(os.getgid()).gr_name,
+                 "PREFIX": str(prefix), "ETC": str(root / "etc" / "chatd"),
                  "UNITS": str(root / "etc" / "systemd" / "system"),
                  "BINDIR": str(root / "usr" / "local" / "bin"),
                  "DOCDIR": str(root / "usr" / "share" / "doc" / "chatd"), "PIP_INSTALL": "no"}
