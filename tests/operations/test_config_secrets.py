@@ -20,7 +20,14 @@ from chatd.ops.control import control_path
 from tests.operations import CHATCTL, ChatdProcess, wait_for, write_config
 from tests.operations.test_systemd import install_service
 from tests.operations.test_systemd_reload import unit_command
-from tests.operations.unprivileged import as_user, nobody, open_directory, owned_by
+from tests.operations.unprivileged import (
+    as_user,
+    nobody,
+    open_directory,
+    owned_by,
+    program,
+    python_for,
+)
 from tests.services import unavailable
 
 SECRET = "hunter2-never-logged"
@@ -66,7 +73,10 @@ async def test_the_installed_configuration_is_read_by_the_services_group_alone()
         write_config(config, storage={"path": str(db)},
                      files={"s3_secret_key": SECRET})  # kept 0640 root:group
         assert stat.S_IMODE(config.stat().st_mode) == 0o640
-        start, reload = unit_command(unit, "ExecStart"), unit_command(unit, "ExecReload")
+        # The unit's commands, by an interpreter the user may run.
+        python = python_for(root)
+        start = program(python, unit_command(unit, "ExecStart"))
+        reload = program(python, unit_command(unit, "ExecReload"))
         daemon = ChatdProcess(as_user(user, start, (gid,)), root / "chatd.log")
         daemon.control_path = control_path(str(db), "")
         with daemon:
