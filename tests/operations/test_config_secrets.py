@@ -146,3 +146,18 @@ async def test_a_configuration_holding_a_secret_open_to_all_is_warned_about(
     with ChatdProcess.serve(tmp_path, plain, db) as daemon:
         await daemon.ready()
     assert "every user may read it" not in daemon.log()
+
+
+def test_the_secrets_a_configuration_holds_are_named_by_key() -> None:
+    from chatd.config import load_config, secrets_held
+
+    assert secrets_held(load_config(None)) == []
+    cluster = {"cluster.enabled": True, "cluster.node_id": "n1"}
+    held = load_config(None, {**cluster, "cluster.postgres": "postgresql://chatd:pw@db/chatd",
+                              "cluster.redis": "redis://:pw@127.0.0.1:6379/0"})
+    assert secrets_held(held) == ["cluster.postgres", "cluster.redis"]
+    bare = load_config(None, {**cluster, "cluster.postgres": "postgresql://chatd@db/chatd"})
+    assert secrets_held(bare) == []
+    query = load_config(None, {**cluster,
+                               "cluster.postgres": "postgresql://db/chatd?password=pw"})
+    assert secrets_held(query) == ["cluster.postgres"]
