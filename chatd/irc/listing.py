@@ -16,7 +16,6 @@ given, and meets every other condition.
 
 from __future__ import annotations
 
-import fnmatch
 from collections.abc import Callable
 from typing import TYPE_CHECKING
 
@@ -24,6 +23,7 @@ from chatd.domain.names import MAX_NUMBER, is_number
 from chatd.irc import numerics as n
 from chatd.irc.commands import irc_command
 from chatd.irc.lookup import targets
+from chatd.irc.masks import Mask, has_wildcards
 from chatd.irc.render import channel
 from chatd.irc.views import channel_modes
 
@@ -35,13 +35,13 @@ Condition = Callable[["Room"], bool]
 
 
 def _name_matches(mask: str) -> Condition:
-    pattern = mask.lower()
-    return lambda room: fnmatch.fnmatchcase(channel(room.name), pattern)
+    pattern = Mask(mask)
+    return lambda room: pattern.matches(channel(room.name))
 
 
 def _is_name(word: str) -> bool:
     """A channel's name or a mask of names (an alternative), not a condition."""
-    return word.startswith("#") or (word[:1] not in "!<>" and ("*" in word or "?" in word))
+    return word.startswith("#") or (word[:1] not in "!<>" and has_wildcards(word))
 
 
 def condition(word: str) -> Condition | None:

@@ -15,7 +15,6 @@ Neither ``+i`` nor ``+R``: an open room. User modes: chatd.irc.operators.
 
 from __future__ import annotations
 
-import re
 from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING, Final
 
@@ -28,6 +27,7 @@ from chatd.irc import numerics as n
 from chatd.irc.commands import irc_command
 from chatd.irc.guests import is_guest
 from chatd.irc.lookup import existing_user, find_user, visible_room
+from chatd.irc.masks import Mask, has_wildcards
 from chatd.irc.numerics import IrcError
 from chatd.irc.operators import change_user_modes, user_modes
 from chatd.irc.render import channel
@@ -137,7 +137,7 @@ async def _ban(ctx: IrcContext, room: Room, on: bool, mask: str | None) -> None:
         _ban_list(ctx, room)
         return
     nick = mask.split("!", 1)[0]
-    if not nick or "*" in nick or "?" in nick:
+    if not nick or has_wildcards(nick):
         if not on:
             raise IrcError(n.ERR_UNKNOWNERROR, "MODE", ONE_USER)
         nick = _member_masked(ctx, room, mask)
@@ -165,26 +165,19 @@ ONE_USER: Final = "a ban names one user: +b nick"
 
 def _member_masked(ctx: IrcContext, room: Room, mask: str) -> str:
     """The one member of ``room`` whose ``nick!user@host`` ``mask`` matches (``*`` and
-    ``?``, in any case): the ban clients make of a nick (irssi's /ban sends
-    ``*!*user@host``, WeeChat's ``*!user@host``) from the masks they were shown.
+    ``?``, in any ASCII case: chatd.irc.masks): the ban clients make of a nick (irssi's
+    /ban sends ``*!*user@host``, WeeChat's ``*!user@host``) from the masks they were shown.
     Refused unless exactly one matches: a ban names one user."""
-    pattern = _mask_pattern(mask)
+    pattern = Mask(mask)
     renderer = ctx.listener.renderer
     matched = [member.name for member in room.members.values()
-               if pattern.fullmatch(renderer.mask(member.name))]
+               if pattern.matches(renderer.mask(member.name))]
     if len(matched) == 1:
         return matched[0]
     if not matched:
         raise IrcError(n.ERR_UNKNOWNERROR, "MODE", ONE_USER)
     raise IrcError(n.ERR_UNKNOWNERROR, "MODE", f"{mask} matches {len(matched)} members of "
                    f"{channel(room.name)}: {ONE_USER}")
-
-
-def _mask_pattern(mask: str) -> re.Pattern[str]:
-    """An IRC mask as a pattern: ``*`` any run, ``?`` one character, the rest as it
-    is (a ``[`` too, unlike a shell's glob)."""
-    parts = (".*" if char == "*" else "." if char == "?" else re.escape(char) for char in mask)
-    return re.compile("".join(parts), re.IGNORECASE | re.DOTALL)
 
 
 def _ban_list(ctx: IrcContext, room: Room) -> None:

@@ -7,7 +7,6 @@ message, ``G`` (gone) one who is offline or away.
 
 from __future__ import annotations
 
-import fnmatch
 import time
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Final
@@ -19,6 +18,7 @@ from chatd.irc.codec import plain_text
 from chatd.irc.commands import irc_command
 from chatd.irc.guests import is_guest
 from chatd.irc.lookup import away_message, existing_user, find_user, rooms_of
+from chatd.irc.masks import Mask, has_wildcards
 from chatd.irc.messages import when_paid
 from chatd.irc.numerics import IrcError
 from chatd.irc.render import channel
@@ -98,12 +98,12 @@ def _rows(ctx: IrcContext, mask: str) -> list[WhoRow]:
         if room is None or not ctx.services.rooms.can_see(ctx.user, room):
             return []
         return _room_rows(ctx, room)
-    if "*" not in mask and "?" not in mask and mask != "0":
+    if not has_wildcards(mask) and mask != "0":
         user = find_user(ctx, mask)
         return [] if user is None else [WhoRow("*", user.name, user, None)]
-    pattern = "*" if mask == "0" else mask.lower()
+    pattern = Mask("*" if mask == "0" else mask)
     return [WhoRow("*", user.name, user, None) for user in _visible(ctx)
-            if fnmatch.fnmatchcase(user.name.lower(), pattern)][:WHO_MAX]
+            if pattern.matches(user.name)][:WHO_MAX]
 
 
 def _room_rows(ctx: IrcContext, room: Room) -> list[WhoRow]:
