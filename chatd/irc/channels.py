@@ -178,10 +178,13 @@ async def topic(ctx: IrcContext) -> None:
 def names(ctx: IrcContext) -> None:
     """List who is in channels: every member, ~ the owner and @ the admins."""
     renderer = ctx.listener.renderer
-    if not ctx.params:
+    asked = targets(ctx.params[0]) if ctx.params else []
+    if not asked:
+        # NAMES alone, or a list of empty elements (NAMES ,,,): the end of an
+        # empty list, rather than no answer at all (modern docs' NAMES message).
         ctx.reply(n.RPL_ENDOFNAMES, "*", "End of /NAMES list")
         return
-    for name in targets(ctx.params[0]):
+    for name in asked:
         room = ctx.services.rooms.find(name) if name.startswith("#") else None
         if room is not None and ctx.services.rooms.can_see(ctx.user, room):
             ctx.lines.extend(names_lines(renderer, ctx.nick, room, ctx.session.caps))

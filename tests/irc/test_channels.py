@@ -168,6 +168,12 @@ async def test_names_who_whois_list(server: ChatServer, irc: IrcFactory,
     assert (await bob.expect("366")).params[1] == "#room"
     assert (await bob.expect("366")).params[1] == "#nope"
     assert (await bob.expect("366")).params[1] == "*"
+    # A list of empty elements names no channel: the end of an empty list, as for
+    # NAMES alone, not silence (a client waiting for 366 would wait for ever).
+    bob.send("NAMES ,,,", "NAMES :", "PING after")
+    assert [m.command for m in await bob.until("366")] == ["366"]
+    assert (await bob.read()).params[1:] == ("*", "End of /NAMES list")
+    assert (await bob.read()).command == "PONG"
     bob.send("WHO #room")
     rows = [(await bob.expect("352")).params for _ in range(3)]
     assert [(r[5], r[6]) for r in rows] == [("alice", "G@"), ("bob", "H@"), ("carol", "G")]
