@@ -79,6 +79,12 @@ def cap(ctx: IrcContext) -> Awaitable[None] | None:
 def _request(ctx: IrcContext, wanted: str) -> None:
     """Enable (or, with ``-``, disable) every capability asked for, or none."""
     session = ctx.session
+    if not wanted.split():
+        # A REQ of no capability asks for no change: refused (NAK, which changes
+        # nothing), rather than an ACK of nothing; a NAK is what every client
+        # negotiating during registration already reads before its CAP END.
+        _cap_reply(ctx, "NAK", wanted)
+        return
     caps = set(session.caps)
     for name in wanted.split():
         cap_name = name.removeprefix("-")

@@ -118,6 +118,24 @@ async def test_echoed_tokens_never_carry_a_line_break_or_nul(irc: IrcFactory) ->
     assert await client.raw() == ":chatd.local CAP * NAK :bogus z"
 
 
+async def test_a_cap_req_of_nothing_is_refused_and_changes_nothing(server: ChatServer,
+                                                                   irc: IrcFactory) -> None:
+    """``CAP REQ`` (or ``CAP REQ :``) asks for no change: a NAK (which, per IRCv3
+    capability negotiation, changes nothing), not an ACK of nothing; registration
+    goes on after CAP END as after any NAK."""
+    await _account(server, "bob")
+    client = await irc()
+    client.send("CAP LS 302", "CAP REQ :server-time")
+    await client.expect("CAP")
+    assert (await client.expect("CAP")).params[1:] == ("ACK", "server-time")
+    client.send("CAP REQ", "CAP REQ :", "CAP REQ :  ", "CAP LIST")
+    for _ in range(3):
+        assert (await client.expect("CAP")).params[1] == "NAK"
+    assert (await client.expect("CAP")).params[1:] == ("LIST", "server-time")
+    client.send(f"PASS bob:{PASSWORD}", "NICK bob", "USER bob 0 * :Bob", "CAP END")
+    assert (await client.expect("001")).params[0] == "bob"
+
+
 async def test_cap_ls_without_302_shows_bare_names(irc: IrcFactory) -> None:
     client = await irc()
     client.send("CAP LS")
