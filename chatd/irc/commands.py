@@ -146,8 +146,8 @@ def irc_command(name: str, min_params: int = 0, registered: bool = True, quiet: 
 class IrcContext:
     """One IRC command being handled: its message, its session and its replies."""
 
-    __slots__ = ("channel", "command", "held", "label", "lines", "listener", "message",
-                 "server", "session", "target")
+    __slots__ = ("batch_lines", "channel", "command", "held", "label", "lines", "listener",
+                 "message", "server", "session", "target")
 
     def __init__(self, listener: Front, session: IrcSession, message: IrcMessage) -> None:
         self.listener = listener
@@ -160,6 +160,9 @@ class IrcContext:
         self.channel = "*"
         self.target = "*"
         self.held = False
+        # How many of ``lines`` only frame a batch (its BATCH + and - lines): they
+        # cost no command token (see IrcDispatcher._paced).
+        self.batch_lines = 0
         # The server's name, as this command's replies give it (read at the first).
         self.server: str | None = None
 
@@ -246,10 +249,10 @@ class IrcContext:
 
     def flush(self) -> int:
         """Write the replies (labelled and batched as negotiated), then release held
-        output; how many lines the reply was."""
+        output; how many lines the reply was, less the lines that frame a batch."""
         self.session.context = None
         lines, self.lines = self.lines, []
-        written = len(lines)
+        written = len(lines) - self.batch_lines
         if self.label is not None and "labeled-response" in self.session.caps:
             lines = self._labelled(lines)
         self.session.write_lines(lines)
@@ -283,8 +286,10 @@ def _in_batch(line: str) -> bool:
     return any(tag.partition("=")[0] == "batch" for tag in tags.split(";"))
 
 
-# The reply lines that cost one more command token (see IrcDispatcher._paced): a
-# WHOIS or a NAMES stays free, a LIST of 5,000 rooms costs what 50 lines received do.
+# The reply lines that come with a command's token, and then the lines that cost one
+# token more each (see IrcDispatcher._paced): a WHOIS, a NAMES or a full CHATHISTORY
+# batch (100 messages, ISUPPORT CHATHISTORY=100) stays free, a LIST of 5,000 rooms
+# costs what 50 lines received do.
 REPLY_LINES_PER_TOKEN = 100
 
 
@@ -337,11 +342,15 @@ class IrcDispatcher:
 
     def _paced(self, session: IrcSession, written: int) -> Awaitable[None] | None:
         """A reply of many lines (a LIST of thousands of rooms, a WHO of a big
-        channel) costs a command token more for each REPLY_LINES_PER_TOKEN lines,
-        waited for before the connection's next line: at one token a line received,
-        one client could keep the server formatting thousands of lines for each,
-        20 times a second. (At most a burst's worth: a bucket never holds more.)"""
-        extra = written // REPLY_LINES_PER_TOKEN
+        channel) costs a command token more for each REPLY_LINES_PER_TOKEN lines (or
+        part of them) past its first REPLY_LINES_PER_TOKEN, waited for before the
+        connection's next line: at one token a line received, one client could keep
+        the server formatting thousands of lines for each, 20 times a second. (At
+        most a burst's worth: a bucket never holds more.) The first lines are free
+        so that a full CHATHISTORY batch, 100 messages, costs its line alone, as
+        documented: counting its own hundredth line (and its BATCH lines, which
+        ``written`` leaves out) cost a client catching up 50 channels 50 tokens."""
+        extra = max(0, written - 1) // REPLY_LINES_PER_TOKEN
         if not extra:
             return None
         protection = self._listener.services.protection

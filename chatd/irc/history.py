@@ -244,6 +244,7 @@ def _reply(ctx: IrcContext, batch: tuple[str, ...], lines: list[str]) -> None:
     ctx.line(format_line("BATCH", f"+{ref}", *batch, source=server, trailing=False))
     ctx.lines.extend(add_tags(line, {"batch": ref}) for line in lines)
     ctx.line(f":{server} BATCH -{ref}")
+    ctx.batch_lines += 2  # the BATCH lines cost no token: see IrcDispatcher._paced
 
 
 async def _targets(ctx: IrcContext) -> None:

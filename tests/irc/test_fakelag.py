@@ -190,13 +190,44 @@ async def test_a_long_reply_costs_command_tokens_by_its_lines(
         clock: ManualClock, irc: IrcFactory, monkeypatch: pytest.MonkeyPatch) -> None:
     """A LIST of thousands of rooms (or a WHO of a big channel) is thousands of lines
     formatted for one line received: at a token each, one client kept a core busy.
-    Each REPLY_LINES_PER_TOKEN lines of a reply cost a token more, waited for before
-    the connection's next line (here two lines a token, so LIST's 321 and 323 cost
-    one)."""
+    Each REPLY_LINES_PER_TOKEN lines of a reply past its first REPLY_LINES_PER_TOKEN
+    cost a token more, waited for before the connection's next line (here a line a
+    token, so LIST's 323 after its 321 costs one)."""
     bob = await irc("bob")  # PASS, NICK and USER took 3 of the 5
-    monkeypatch.setattr(commands, "REPLY_LINES_PER_TOKEN", 2, raising=False)
+    monkeypatch.setattr(commands, "REPLY_LINES_PER_TOKEN", 1, raising=False)
     bob.send("LIST", "PING after")
     assert [(await bob.read()).command for _ in range(2)] == ["321", "323"]
     await bob.nothing(0.3)  # LIST took its token and the one its reply cost
     clock.advance(0.05)
     assert (await bob.expect("PONG")).params[1] == "after"
+
+
+@pytest.mark.server(limits__command_rate=20, limits__command_burst=3,
+                    limits__message_burst=200)
+async def test_a_full_chathistory_batch_costs_its_line_alone(
+        clock: ManualClock, irc: IrcFactory, clients: Clients) -> None:
+    """A full batch (100 messages, ISUPPORT CHATHISTORY=100) costs the one command token
+    of its line, as IRC.md promises: its 100 messages and BATCH lines are not a long
+    reply. (They cost a token more, so a web client catching up 50 channels waited
+    for 50 tokens: some 3 s at 20 a second once its burst was spent.)"""
+    alice = await clients.user("alice")
+    clock.advance(1)  # her log-in took command tokens
+    await alice.command("/create den")
+    for number in range(100):
+        clock.advance(1)  # alice's command and message tokens
+        await alice.say(f"m{number}")
+    bob = await irc("bob")  # PASS, NICK and USER took the 3
+    clock.advance(1)
+    bob.send("CAP REQ :batch draft/chathistory labeled-response", "JOIN #den")
+    await bob.expect("366")
+    clock.advance(1)  # bob's bucket full: 3 tokens
+    bob.send("PING first", "@label=up CHATHISTORY LATEST #den * 100", "PING after")
+    reply = await bob.until("BATCH")
+    assert reply[-1].params[1] == "labeled-response"
+    reply = await bob.until("PONG")
+    assert [m.command for m in reply].count("PRIVMSG") == 100
+    assert reply[-1].params[1] == "after"  # at once: the bucket still had its token
+    bob.send("PING later")  # and now it is empty
+    await bob.nothing(0.3)
+    clock.advance(0.05)
+    assert (await bob.expect("PONG")).params[1] == "later"
