@@ -18,12 +18,20 @@ from __future__ import annotations
 from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING, Final
 
-from chatd.domain.modes import LETTERS, ModeChange, Takes, parse_mode_string
+from chatd.domain.modes import (
+    LETTERS,
+    ModeChange,
+    Takes,
+    parse_mode_string,
+    valid_key,
+    valid_limit,
+)
 from chatd.domain.names import name_key
 from chatd.domain.room import JOIN_LETTERS
 from chatd.domain.scopes import Scope
-from chatd.errors import Code
+from chatd.errors import ChatError, Code
 from chatd.irc import numerics as n
+from chatd.irc.codec import plain_text
 from chatd.irc.commands import irc_command
 from chatd.irc.guests import is_guest
 from chatd.irc.lookup import existing_user, find_user, visible_room
@@ -120,16 +128,29 @@ def _within_modes(changes: list[ModeChange]) -> list[ModeChange]:
 
 
 async def _room_modes(ctx: IrcContext, room: Room, changes: list[ModeChange]) -> None:
-    """k l m s n t: a key or limit to set that is missing is 461, the rest is applied."""
-    complete = []
-    for change in changes:
-        if change.on and change.letter in "kl" and change.argument is None:
-            ctx.reply(n.ERR_NEEDMOREPARAMS, "MODE", f"+{change.letter} needs an argument")
-        else:
-            complete.append(change)
+    """k l m s n t, one by one as IRC servers take modes: a ``+k`` or ``+l`` whose
+    argument is missing (461) or bad (696) is refused alone, and the others are
+    applied together, shown in one MODE line (what the echo lists took effect)."""
+    complete = [change for change in changes if _argument_ok(ctx, room, change)]
     if complete:
         with ctx.attempt(channel(room.name)):
             await ctx.services.moderation.change_modes(ctx.user, room, complete)
+
+
+def _argument_ok(ctx: IrcContext, room: Room, change: ModeChange) -> bool:
+    """Whether a room mode change has the argument it needs, else its refusal."""
+    if not change.on or change.letter not in "kl":
+        return True  # a switch, or -k and -l, whose argument (if any) is ignored
+    if change.argument is None:
+        ctx.reply(n.ERR_NEEDMOREPARAMS, "MODE", f"+{change.letter} needs an argument")
+        return False
+    try:
+        (valid_key if change.letter == "k" else valid_limit)(change.argument)
+    except ChatError as exc:
+        ctx.reply(n.ERR_INVALIDMODEPARAM, channel(room.name), change.letter,
+                  plain_text(change.argument) or "*", exc.message)
+        return False
+    return True
 
 
 async def _ban(ctx: IrcContext, room: Room, on: bool, mask: str | None) -> None:

@@ -110,6 +110,8 @@ ERR_CHANOPRIVSNEEDED: Final = "482"
 ERR_RESTRICTED: Final = "484"
 ERR_UMODEUNKNOWNFLAG: Final = "501"
 ERR_USERSDONTMATCH: Final = "502"
+# <channel> <mode char> <parameter> :<why>: a mode's parameter is refused (modern docs).
+ERR_INVALIDMODEPARAM: Final = "696"
 # -- SASL (IRCv3) ---------------------------------------------------------------
 RPL_LOGGEDIN: Final = "900"
 RPL_SASLSUCCESS: Final = "903"

@@ -88,8 +88,32 @@ async def test_mode_refusals(irc: IrcFactory) -> None:
     assert (await bob.expect("482")).params[1] == "#m"
     alice.send("MODE #m +k", "MODE #m +l many", "MODE #m +Z")
     assert (await alice.expect("461")).params[1] == "MODE"
-    assert (await alice.expect("400")).params[1] == "MODE"
+    assert (await alice.expect("696")).params[1:4] == ("#m", "l", "many")
     assert (await alice.expect("472")).params[1] == "Z"
+
+
+async def test_each_mode_missing_or_with_a_bad_argument_is_refused_alone(
+        server: ChatServer, irc: IrcFactory) -> None:
+    """MODE #m +klm without arguments applied +m and refused +k and +l, while a bad
+    key refused every mode of the line: now each +k or +l whose argument is missing
+    (461) or bad (696, ERR_INVALIDMODEPARAM) is refused on its own, and the MODE
+    echo lists exactly the modes that took effect."""
+    alice, bob = await irc("alice"), await irc("bob")
+    await _room(alice, bob)
+    alice.send("MODE #m +klm")
+    refused = [await alice.expect("461") for _ in range(2)]
+    assert [m.params[1:] for m in refused] == [("MODE", "+k needs an argument"),
+                                              ("MODE", "+l needs an argument")]
+    assert (await bob.expect("MODE")).params == ("#m", "+m")
+    alice.send("MODE #m +kls sesame many")  # a good key, a bad limit
+    bad = await alice.expect("696")
+    assert bad.params[1:4] == ("#m", "l", "many") and "limit" in bad.params[4]
+    assert (await bob.expect("MODE")).params == ("#m", "+ks", "sesame")
+    alice.send("MODE #m +l-m :")  # an empty argument is a bad one, shown as *
+    assert (await alice.expect("696")).params[1:4] == ("#m", "l", "*")
+    assert (await bob.expect("MODE")).params == ("#m", "-m")
+    room = server.services.rooms.find("m")
+    assert room is not None and room.modes.key == "sesame" and room.modes.limit is None
 
 
 async def test_join_with_keys_and_a_full_channel(server: ChatServer, irc: IrcFactory) -> None:
