@@ -119,6 +119,19 @@ async def test_numerics_before_registration_address_the_client_by_an_accepted_ni
 
 
 @GUESTS
+async def test_a_guest_nick_follows_the_user_name_rule(irc: IrcFactory) -> None:
+    """RFC 2812 nicks may hold [ ] \\ ` ^ { | }; a guest's nick is a chatd user name
+    (letters, digits, _ and -), for the line protocol names guests by that rule
+    (/kick, /ban) and name[bot] must stay a webhook's alone (IRC.md section 3)."""
+    client = await irc()
+    for nick in ("deploy[bot]", "bob|away", "bob^", "{bob}", "bob`", "bob\\"):
+        client.send(f"NICK {nick}")
+        assert (await client.expect("432")).params[1:] == (nick, "Erroneous nickname")
+    client.send("NICK bob_away-2", "USER b 0 * :B")
+    assert (await client.expect("001")).params[0] == "bob_away-2"
+
+
+@GUESTS
 async def test_guests_are_kicked_and_banned_by_room_admins(server: ChatServer,
                                                            irc: IrcFactory) -> None:
     owner = await irc("owner")
