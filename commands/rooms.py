@@ -79,12 +79,19 @@ def _already_in(ctx: Context, room: Room) -> Ok:
 
 @command("leave", RoomRef("room", optional=True, first_word=True),
          Text("reason", optional=True, default=""),
-         aliases=("part",), group=GROUP, scope=Scope.POST, errors=(Code.NOT_IN_ROOM,))
+         aliases=("part",), group=GROUP, scope=Scope.POST,
+         errors=(Code.NOT_IN_ROOM, Code.RATE_LIMITED))
 async def leave(ctx: Context, room: Room, reason: str) -> Ok:
     """Leave a room (the current one by default), with a reason the members see if you
     give one."""
     if not room.is_member(ctx.user.id):
         raise ChatError(Code.NOT_IN_ROOM, f"you are not in #{room.name}.")
+    # A leave is shown to every member, with a reason of the user's choosing, as a
+    # message is: it takes a message token (rate-limited without), or /join and
+    # /leave in turn showed them two events per command token.
+    charged = ctx.services.protection.charge_message(ctx.session, None)
+    if charged is not None:
+        await charged
     departure = await ctx.services.rooms.leave(ctx.user, room, ctx.session, reason)
     if departure is None:
         # A decision queued before this one took the user out (the room ended, or

@@ -30,6 +30,7 @@ from chatd.irc.lookup import (
     targets,
     visible_room,
 )
+from chatd.irc.messages import when_paid
 from chatd.irc.numerics import IrcError
 from chatd.irc.render import channel
 from chatd.irc.views import join_lines, names_lines, topic_lines
@@ -137,6 +138,14 @@ async def part(ctx: IrcContext) -> None:
 
 
 async def _part(ctx: IrcContext, room: Room, reason: str) -> None:
+    """Leave ``room``, once the user's message bucket has a token (taken): a PART is
+    shown to every member, with a text of the client's choosing, and without it a
+    JOIN and PART in turn showed them two lines per command token."""
+    paid = when_paid(ctx, _paid)
+    if paid is not None:
+        await paid
+    if ctx.session.state is SessionState.CLOSING:
+        return  # the client went away while its PART waited
     user = ctx.user
     if is_guest(user):
         await ctx.listener.guests.leave(ctx.session, room, reason)
@@ -149,6 +158,10 @@ async def _part(ctx: IrcContext, room: Room, reason: str) -> None:
     renderer = ctx.listener.renderer
     ctx.lines.extend(renderer.tagged([format_line("PART", *params, source=renderer.mask(ctx.nick),
                                                   trailing=len(params) > 1)], ctx.session.key))
+
+
+def _paid() -> None:
+    """Nothing to do once a message token is taken: the leave comes after it."""
 
 
 def topic_scope(params: tuple[str, ...]) -> Scope:

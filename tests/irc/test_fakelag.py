@@ -231,3 +231,24 @@ async def test_a_full_chathistory_batch_costs_its_line_alone(
     await bob.nothing(0.3)
     clock.advance(0.05)
     assert (await bob.expect("PONG")).params[1] == "later"
+
+
+@pytest.mark.server(limits__message_rate=20, limits__message_burst=2)
+async def test_parts_wait_for_the_message_bucket(clock: ManualClock, irc: IrcFactory) -> None:
+    """A PART is shown to every member, with a text of the client's choosing: at a
+    command token each (and one for a whole list of channels), JOIN and PART in turn
+    flooded a channel at the command rate. Each channel's PART waits for a token of
+    the user's message bucket, as a PRIVMSG does."""
+    bob = await irc("bob")
+    watcher = await irc("dave")
+    for client in (watcher, bob):
+        client.send("JOIN #a,#b,#c")
+        for _ in range(3):
+            await client.expect("366")
+    bob.send("PART #a,#b,#c :flap", "PING after")
+    assert [(await watcher.expect("PART")).params[0] for _ in range(2)] == ["#a", "#b"]
+    await watcher.nothing(0.3)  # the third waits for a token, and the PING behind it
+    assert "PONG" not in " ".join(bob.lines)
+    clock.advance(0.05)  # a token at the message rate of 20 a second
+    assert (await watcher.expect("PART")).params == ("#c", "flap")
+    assert (await bob.expect("PONG")).params[1] == "after"

@@ -249,6 +249,35 @@ async def test_join_and_leave_events_reach_the_other_members(clients: Clients) -
     assert of_type(await settle(dave), "event") == []
 
 
+async def test_join_and_leave_churn_is_bounded_by_the_message_rate(
+        tmp_path: Path, clock: ManualClock, storage_overrides: dict[str, Any]) -> None:
+    """/join and /leave in turn showed every member two events per command token (20
+    a second): a leave, shown to them with a reason of the leaver's choosing, takes a
+    message token, so the churn goes at the message rate."""
+    server = await start_server(tmp_path / "churn.db", clock=clock, limits__message_rate=1,
+                                limits__message_burst=2, **storage_overrides)
+    opened = Clients(server)
+    try:
+        alice = await opened.user("alice")
+        await alice.command("/create general")
+        bob = await opened.user("bob")
+        for _ in range(2):
+            await bob.command("/join general")
+            await bob.command("/leave general flap")
+        await bob.command("/join general")
+        refused = await error_of(bob, "/leave general flap")
+        assert refused["code"] == "rate-limited"
+        room = server.services.rooms.find("general")
+        assert room is not None and room.is_member(server.services.accounts.require("bob").id)
+        clock.advance(1)
+        await bob.command("/leave general")
+        leaves = [e for e in await settle(alice) if e.get("event") == "leave"]
+        assert [e.get("reason", "") for e in leaves] == ["flap", "flap", ""]
+    finally:
+        await opened.close()
+        await server.stop()
+
+
 async def test_join_and_leave_events_in_text_mode(clients: Clients) -> None:
     alice = await clients.user("alice")
     await alice.command("/create general")
