@@ -65,6 +65,16 @@ def administers(user: User, room: Room | None) -> bool:
     return user.is_admin or (role is not None and role.rank >= Role.ADMIN.rank)
 
 
+def heard(user: User, room: Room, now: float) -> bool:
+    """Whether what ``user`` says in ``room`` at ``now`` reaches its members: not muted
+    there, and, in a moderated room, voiced, an admin of it or a server admin. A
+    leave's reason is said to the room as a message is, so it is shown only then
+    (or leaving and joining again would post past a mute)."""
+    if room.muted(user.id, now) is not None:
+        return False
+    return not room.modes.moderated or user.is_admin or room.may_speak(user.id)
+
+
 def authorize(action: Action, room: Room, actor: User, target: User | None = None) -> None:
     """Raise ``not-permitted`` naming the role needed, unless ``actor`` may act."""
     if target is not None and target.id == actor.id and action in AGAINST_MEMBER:

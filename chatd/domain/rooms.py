@@ -16,7 +16,7 @@ from functools import partial
 from typing import TYPE_CHECKING, Any, TypeVar
 
 from chatd.domain import events, names
-from chatd.domain.permissions import Action, authorize
+from chatd.domain.permissions import Action, authorize, heard
 from chatd.domain.room import UNSTORED_SEQ, Departure, Member, Mode, Role, Room, in_force
 from chatd.errors import ChatError, Code, Remedy, Step
 from storage.api import Conflict, Refused
@@ -362,10 +362,14 @@ class Rooms:
                 if missing_ok:
                     return None
                 raise ChatError(Code.NOT_IN_ROOM, f"{user.name} is not in #{room.name}.")
-            departure = room.plan_departure(user.id, self._clock.time())
+            now = self._clock.time()
+            # Decided here, under the room's lock, as a message's right is: a mute
+            # ordered before this leave holds its reason back.
+            shown = reason if event != "leave" or heard(user, room, now) else ""
+            departure = room.plan_departure(user.id, now)
             await self._persist_departure(room, departure)
             self._bus.to_room(room, _DEPARTURES[event](room.name, user.name, actor_name,
-                                                       reason), skip=skip)
+                                                       shown), skip=skip)
             # Read before the departure takes it out of the room: a guest is found
             # by its member's name alone.
             evicted_member = room.members.get(departure.evicted) if departure.evicted else None

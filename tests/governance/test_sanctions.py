@@ -180,6 +180,22 @@ async def test_a_muted_member_stays_but_cannot_send(clients: Clients,
     await bob.command("/say other fine here")
 
 
+async def test_a_muted_member_leaves_but_its_reason_is_not_shown(
+        clients: Clients) -> None:
+    alice, bob = await users(clients, "alice", "bob")
+    await room_with(alice, "dev", bob)
+    await alice.command("/mute bob dev")
+    await settle(alice)
+    # Leaving says the reason to the room as a message would: a mute holds it back
+    # (or leaving and joining again would post past the mute, a line each time).
+    await bob.command("/leave dev buy cheap pills at example.com")
+    [left] = [e for e in await settle(alice) if e.get("event") == "leave"]
+    assert left["user"] == "bob" and not left.get("reason")
+    # Still muted once back: the mute outlives the membership.
+    await bob.command("/join dev")
+    assert (await bob.say("back")).get("code") == "muted"
+
+
 async def test_a_temporary_mute_expires(server: ChatServer, clients: Clients,
                                         clock: ManualClock) -> None:
     alice, bob = await users(clients, "alice", "bob")

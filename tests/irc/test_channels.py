@@ -4,7 +4,7 @@ INVITE, AWAY and their error numerics."""
 from __future__ import annotations
 
 from chatd.domain.room import Mode
-from tests.helpers import ChatServer, Clients, text_client, text_run
+from tests.helpers import ChatServer, Clients, settle, text_client, text_run
 from tests.irc.conftest import IrcFactory
 
 
@@ -75,6 +75,28 @@ async def test_part_and_its_errors(irc: IrcFactory, clients: Clients) -> None:
     assert (await bob.expect("403")).params[1] == "#nowhere"
     await bob.expect("461")
     assert (await bob.expect("461")).params[1] == "PART"
+
+
+async def test_a_part_reason_is_shown_only_from_who_may_speak(
+        irc: IrcFactory, clients: Clients) -> None:
+    carol = await clients.user("carol")
+    await carol.command("/create hall")
+    await carol.command("/mode +m hall")
+    bob, dave = await irc("bob"), await irc("dave")
+    for member in (bob, dave):
+        member.send("JOIN #hall")
+        await member.expect("366")
+    await carol.command("/voice dave hall")
+    await settle(carol)
+    # In a moderated room an unvoiced member's PART reason would be a message past
+    # the moderation: it goes without it. Its own echo keeps what it said.
+    bob.send("PART #hall :unmoderated words")
+    assert (await bob.expect("PART")).params == ("#hall", "unmoderated words")
+    left = await carol.next_event(lambda e: e.get("event") == "leave")
+    assert left["user"] == "bob" and not left.get("reason")
+    dave.send("PART #hall :voiced words")
+    left = await carol.next_event(lambda e: e.get("event") == "leave")
+    assert left["user"] == "dave" and left["reason"] == "voiced words"
 
 
 async def test_topic_show_set_and_refusals(irc: IrcFactory) -> None:
