@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING, Any
 
 from chatd.domain.events import ROOM_KEY, Message, Typing
 from chatd.domain.limits import RateRefused
-from chatd.domain.names import format_duration
+from chatd.domain.permissions import refuse_muted, refuse_silenced, refuse_unvoiced
 from chatd.domain.ports import settled
 from chatd.errors import ChatError, Code, Remedy, Step
 from storage.api import Unavailable
@@ -110,7 +110,7 @@ class Messaging:
         if user.id not in room.members:
             self._refuse_outsider(room, user)
         elif user.id in room.mutes:
-            self._refuse_if_muted(room, user)
+            refuse_muted(room, user, self._clock.time())
         if room.modes.moderated:
             refuse_unvoiced(room, user)
         if kind != "e2e":
@@ -252,12 +252,10 @@ class Messaging:
         self._protection.refuse_spent(user, room)
 
     def refuse_silenced(self, room: Room, user: User) -> None:
-        """Raise ``muted`` or ``moderated`` when ``user`` may not speak in ``room``.
-        What holds their messages back holds the rest of what they would show the
-        room too (a typing indicator, IRC's client tags): a muted member must not be
-        seen typing to a room that never gets the text."""
-        self._refuse_if_muted(room, user)
-        refuse_unvoiced(room, user)
+        """Raise ``muted`` or ``moderated`` when ``user`` may not speak in ``room``
+        now (:func:`chatd.domain.permissions.refuse_silenced`): a muted member must
+        not be seen typing to a room that never gets the text."""
+        refuse_silenced(room, user, self._clock.time())
 
     def _refuse_outsider(self, room: Room, user: User) -> None:
         """A message from outside the room: refused unless the room takes external
@@ -268,15 +266,6 @@ class Messaging:
         ban = room.banned(user.id, self._clock.time())
         if ban is not None:
             raise ChatError(Code.BANNED, f"you are banned from #{room.name}.", until=ban.until)
-
-    def _refuse_if_muted(self, room: Room, user: User) -> None:
-        now = self._clock.time()
-        mute = room.muted(user.id, now)
-        if mute is None:
-            return
-        left = "" if mute.until is None else f" for {format_duration(mute.until - now)} more"
-        raise ChatError(Code.MUTED, f"you are muted in #{room.name}{left}.", until=mute.until,
-                        retry_ms=None if mute.until is None else round((mute.until - now) * 1000))
 
     async def direct(self, session: Endpoint, target: User, text: str,
                      label: str | None = None, kind: str = "text",
@@ -472,11 +461,3 @@ def refuse_plain(room: Room) -> None:
         raise ChatError(Code.E2E_REQUIRED, f"#{room.name} is end-to-end encrypted: send "
                         "from a client that encrypts (chatd-client).",
                         remedy=Remedy(Step.ENCRYPT, room.name))
-
-
-def refuse_unvoiced(room: Room, user: User) -> None:
-    """Raise ``moderated`` if ``room`` is moderated and ``user`` may not speak in it:
-    only members with voice, room admins and server admins do."""
-    if room.modes.moderated and not (user.is_admin or room.may_speak(user.id)):
-        raise ChatError(Code.MODERATED, f"#{room.name} is moderated: only members with "
-                        "voice and its admins speak.")

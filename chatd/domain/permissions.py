@@ -15,6 +15,7 @@ from __future__ import annotations
 from enum import StrEnum
 from typing import TYPE_CHECKING
 
+from chatd.domain.names import format_duration
 from chatd.domain.room import Role
 from chatd.errors import ChatError, Code
 
@@ -65,14 +66,41 @@ def administers(user: User, room: Room | None) -> bool:
     return user.is_admin or (role is not None and role.rank >= Role.ADMIN.rank)
 
 
+def refuse_muted(room: Room, user: User, now: float) -> None:
+    """Raise ``muted`` (with when it ends) if ``user`` is muted in ``room`` at ``now``."""
+    mute = room.muted(user.id, now)
+    if mute is None:
+        return
+    left = "" if mute.until is None else f" for {format_duration(mute.until - now)} more"
+    raise ChatError(Code.MUTED, f"you are muted in #{room.name}{left}.", until=mute.until,
+                    retry_ms=None if mute.until is None else round((mute.until - now) * 1000))
+
+
+def refuse_unvoiced(room: Room, user: User) -> None:
+    """Raise ``moderated`` if ``room`` is moderated and ``user`` may not speak in it:
+    only members with voice, room admins and server admins do."""
+    if room.modes.moderated and not (user.is_admin or room.may_speak(user.id)):
+        raise ChatError(Code.MODERATED, f"#{room.name} is moderated: only members with "
+                        "voice and its admins speak.")
+
+
+def refuse_silenced(room: Room, user: User, now: float) -> None:
+    """Raise ``muted`` or ``moderated`` when what ``user`` says in ``room`` at ``now``
+    would not reach its members. What holds their messages back holds back the
+    rest of what they would say to the room: a typing indicator, IRC's client tags,
+    a topic, a leave's reason."""
+    refuse_muted(room, user, now)
+    refuse_unvoiced(room, user)
+
+
 def heard(user: User, room: Room, now: float) -> bool:
-    """Whether what ``user`` says in ``room`` at ``now`` reaches its members: not muted
-    there, and, in a moderated room, voiced, an admin of it or a server admin. A
-    leave's reason is said to the room as a message is, so it is shown only then
-    (or leaving and joining again would post past a mute)."""
-    if room.muted(user.id, now) is not None:
+    """Whether what ``user`` says in ``room`` at ``now`` reaches its members
+    (:func:`refuse_silenced` would refuse nothing)."""
+    try:
+        refuse_silenced(room, user, now)
+    except ChatError:
         return False
-    return not room.modes.moderated or user.is_admin or room.may_speak(user.id)
+    return True
 
 
 def authorize(action: Action, room: Room, actor: User, target: User | None = None) -> None:

@@ -16,7 +16,7 @@ from functools import partial
 from typing import TYPE_CHECKING, Any, TypeVar
 
 from chatd.domain import events, names
-from chatd.domain.permissions import Action, authorize, heard
+from chatd.domain.permissions import Action, authorize, heard, refuse_silenced
 from chatd.domain.room import UNSTORED_SEQ, Departure, Member, Mode, Role, Room, in_force
 from chatd.errors import ChatError, Code, Remedy, Step
 from storage.api import Conflict, Refused
@@ -411,6 +411,9 @@ class Rooms:
             # it, and the refusal is that it is gone, not a role the user lost then.
             self.ensure_live(room)
             authorize(Action.TOPIC, room, user)
+            # A topic is said to the whole room: who may not speak there now (a
+            # member muted in a room whose topic is open to all) may not set one.
+            refuse_silenced(room, user, self._clock.time())
             if topic == room.topic:
                 # Nothing changes: nothing to store, and no one to tell (IRC servers
                 # do not repeat an unchanged TOPIC either).

@@ -196,6 +196,20 @@ async def test_a_muted_member_leaves_but_its_reason_is_not_shown(
     assert (await bob.say("back")).get("code") == "muted"
 
 
+async def test_a_muted_member_sets_no_topic_even_where_members_may(
+        clients: Clients) -> None:
+    alice, bob = await users(clients, "alice", "bob")
+    await room_with(alice, "dev", bob)
+    await alice.command("/mode -t dev")
+    await bob.command("/topic dev members may set this")
+    await alice.command("/mute bob dev 10m")
+    await settle(alice)
+    refused = await error_of(bob, "/topic dev buy cheap pills")
+    assert refused["code"] == "muted" and refused["retry_ms"] == 600_000
+    assert (await alice.command("/topic dev"))["topic"] == "members may set this"
+    assert [e for e in await settle(alice) if e.get("event") == "topic"] == []
+
+
 async def test_a_temporary_mute_expires(server: ChatServer, clients: Clients,
                                         clock: ManualClock) -> None:
     alice, bob = await users(clients, "alice", "bob")

@@ -99,6 +99,21 @@ async def test_a_part_reason_is_shown_only_from_who_may_speak(
     assert left["user"] == "dave" and left["reason"] == "voiced words"
 
 
+async def test_a_member_who_may_not_speak_sets_no_topic(
+        irc: IrcFactory, clients: Clients) -> None:
+    carol = await clients.user("carol")
+    await carol.command("/create hall")
+    await carol.command("/mode -t+m hall")
+    bob = await irc("bob")
+    bob.send("JOIN #hall")
+    await bob.expect("366")
+    bob.send("TOPIC #hall :unvoiced words")
+    assert (await bob.expect("404")).params[1] == "#hall"
+    await carol.command("/voice bob hall")
+    bob.send("TOPIC #hall :voiced words")
+    assert (await bob.expect("TOPIC")).params == ("#hall", "voiced words")
+
+
 async def test_topic_show_set_and_refusals(irc: IrcFactory) -> None:
     alice = await irc("alice")
     alice.send("JOIN #t", "TOPIC #t")
