@@ -108,15 +108,17 @@ def _role(e: ev.Promoted | ev.Demoted | ev.OwnerChanged | ev.Voiced | ev.Devoice
     return record
 
 
+# The room changes below name their user too, as topic does: who made the change.
 def _mode(e: ev.ModeChanged) -> Record:
-    return {"type": "event", "event": "mode", "room": e.room, "actor": e.actor, "mode": e.mode}
+    return {"type": "event", "event": "mode", "room": e.room, "user": e.actor, "actor": e.actor,
+            "mode": e.mode}
 
 
 def _modes(e: ev.ModesChanged) -> Record:
     spec, arguments = format_changes(e.changes)
     modes = e.modes
-    record: Record = {"type": "event", "event": "modes", "room": e.room, "actor": e.actor,
-                      "changes": spec, "arguments": arguments,
+    record: Record = {"type": "event", "event": "modes", "room": e.room, "user": e.actor,
+                      "actor": e.actor, "changes": spec, "arguments": arguments,
                       "summary": describe_changes(e.changes), "modes": "+" + modes.letters()}
     if modes.key is not None:
         record["key"] = modes.key
@@ -146,8 +148,8 @@ def describe_changes(changes: Iterable[ModeChange]) -> str:
 
 
 def _e2e(e: ev.E2eChanged) -> Record:
-    return {"type": "event", "event": "e2e", "room": e.room, "actor": e.actor, "e2e": e.on,
-            "state": "on" if e.on else "off"}
+    return {"type": "event", "event": "e2e", "room": e.room, "user": e.actor, "actor": e.actor,
+            "e2e": e.on, "state": "on" if e.on else "off"}
 
 
 def _invite(e: ev.Invited) -> Record:

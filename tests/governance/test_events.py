@@ -7,7 +7,7 @@ import json
 from chatd.client import LineClient
 from chatd.domain.clock import ManualClock
 from tests.governance import Event, drain, events, room_with, settle, users
-from tests.helpers import PASSWORD, ChatServer, Clients
+from tests.helpers import PASSWORD, ChatServer, Clients, text_client, text_run
 
 
 def only(received: list[Event], name: str) -> Event:
@@ -150,3 +150,23 @@ async def _race_leaves(owner: LineClient, member: LineClient, room: str) -> bool
         return False
     assert any(r.get("event") == "terminated" for r in seen[:-1]), seen
     return True
+
+
+async def test_room_setting_events_name_their_user(clients: Clients) -> None:
+    # mode, modes and e2e name who made the change as user (and actor), as topic does;
+    # the text lines say who too.
+    alice, bob = await users(clients, "alice", "bob")
+    await room_with(alice, "dev", bob)
+    carol = await text_client(clients, "carol")
+    await text_run(carol, "/join dev")
+    await drain(alice, bob)
+    steps = [("/mode private dev", "mode", "* alice made #dev private"),
+             ("/mode +m dev", "modes", "* alice changed #dev: moderated"),
+             ("/e2e on dev", "e2e", "* alice turned end-to-end encryption on in #dev")]
+    for line, name, sentence in steps:
+        reply = await alice.command(line)
+        [own] = [r for r in reply.lines if r.get("event") == name]
+        event = only(await settle(bob), name)
+        for record in (own, event):
+            assert (record["room"], record["user"], record["actor"]) == ("dev", "alice", "alice")
+        assert any(text.startswith(sentence) for text in await text_run(carol, None)), sentence
