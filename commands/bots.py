@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 from chatd.domain.accounts import User
@@ -31,6 +31,7 @@ from chatd.domain.scopes import (
 from chatd.domain.webhooks import bot_name, hook_path
 from chatd.errors import ChatError, Code, Remedy, Step
 from chatd.protocol.context import Context, table_time
+from chatd.protocol.paging import PAGE, page_of
 from chatd.protocol.params import Choice, Duration, Number, RoomRef, Scopes, Word
 from chatd.protocol.params import Context as ParamContext
 from chatd.protocol.registry import NEEDS_MEMBER, NEEDS_ROOM_ADMIN, command
@@ -169,7 +170,7 @@ def _maybe_time(stamp: float | None) -> str:
     return table_time(stamp) if stamp is not None else "never"
 
 
-BOT_USAGE = ("/bot create <name> [scopes] [ttl]  |  /bot list  |  /bot token <name> "
+BOT_USAGE = ("/bot create <name> [scopes] [ttl]  |  /bot list [page]  |  /bot token <name> "
              "[scopes] [ttl]  |  /bot tokens <name>  |  /bot revoke <name> <token-name>  |  "
              "/bot delete <name>")
 
@@ -178,6 +179,8 @@ BOT_USAGE = ("/bot create <name> [scopes] [ttl]  |  /bot list  |  /bot token <na
 # only where a token is made, a token's name only after revoke.
 BOT_NAMED = ("create", "token", "tokens", "revoke", "delete")
 BOT_TOKEN_MADE = ("create", "token")
+# A server admin's list is every bot: paged as the other long lists are.
+BOT_PAGE = replace(PAGE, sub_commands=("list",))
 
 
 @command("bot", Choice("action", choices=("create", "list", "token", "tokens", "revoke",
@@ -185,16 +188,16 @@ BOT_TOKEN_MADE = ("create", "token")
          Word("name", optional=True, sub_commands=BOT_NAMED),
          Scopes("scopes", optional=True, sub_commands=BOT_TOKEN_MADE),
          Duration("ttl", optional=True, meaning="a lifetime", sub_commands=BOT_TOKEN_MADE),
-         Word("token_name", sub_commands=("revoke",)), group=GROUP, usage=BOT_USAGE,
+         Word("token_name", sub_commands=("revoke",)), BOT_PAGE, group=GROUP, usage=BOT_USAGE,
          scope=Scope.ADMIN,
          errors=(Code.NAME_TAKEN, Code.INVALID_NAME, Code.NO_SUCH_USER, Code.NOT_PERMITTED,
                  Code.QUOTA_EXCEEDED, Code.NO_SUCH_TOKEN),
          needs="logged in; token, tokens, revoke and delete: the bot's owner or a server admin")
 async def bot(ctx: Context, action: str, name: str | None, scopes: frozenset[Scope] | None,
-              ttl: float | None, token_name: str | None) -> Ok:
+              ttl: float | None, token_name: str | None, page: int) -> Ok:
     """Make and manage bot accounts: they log in with tokens only and show as bots."""
     if action == "list":
-        return _bot_list(ctx)
+        return _bot_list(ctx, page)
     if name is None:
         raise ChatError(Code.BAD_ARGUMENTS, f"/bot {action} needs the bot's name.")
     if action == "create":
@@ -254,10 +257,12 @@ def _my_bot(ctx: Context, name: str) -> User:
     return target
 
 
-def _bot_list(ctx: Context) -> Ok:
-    """Your bots (a server admin's: every bot)."""
+def _bot_list(ctx: Context, page: int) -> Ok:
+    """Your bots (a server admin's: every bot), a page at a time."""
     accounts = ctx.services.accounts
-    bots = accounts.bots_of(None if ctx.user.is_admin else ctx.user)
+    listed = page_of(accounts.bots_of(None if ctx.user.is_admin else ctx.user), page,
+                     ctx.services.config.rooms.page_size)
+    bots = listed.items
     owners = {b.id: accounts.get(b.owner_id) if b.owner_id is not None else None
               for b in bots}
     names = {b.id: owner.name if owner else None for b in bots for owner in [owners[b.id]]}
@@ -267,7 +272,9 @@ def _bot_list(ctx: Context) -> Ok:
         ctx.table(["bot", "owner", "online", "since (UTC)"],
                   [[b.name, names[b.id] or "-", "yes" if b.online else "no",
                     table_time(b.created_at)] for b in bots])
-    return ok(f"{len(bots)} bot{'s' * (len(bots) != 1)}.", bots=entries)
+    total = listed.total
+    return ok(listed.told(f"{total} bot{'s' * (total != 1)}", "/bot list"), bots=entries,
+              **listed.fields())
 
 
 @command("typing", RoomRef("room", optional=True), group=GROUP,

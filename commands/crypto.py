@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
+from dataclasses import replace
 from typing import Any
 
 from chatd.crypto.ciphers import ALGORITHMS
@@ -14,6 +15,7 @@ from chatd.domain.room import Role, Room
 from chatd.domain.scopes import Scope
 from chatd.errors import ChatError, Code, Remedy, Step
 from chatd.protocol.context import Context
+from chatd.protocol.paging import PAGE, page_of
 from chatd.protocol.params import Choice, RoomRef, Text, UserRef, Word, no_room
 from chatd.protocol.registry import command
 from chatd.protocol.results import Ok, ok
@@ -87,26 +89,32 @@ def _write_and_close(out: Any, data: bytes) -> None:
 # -- end-to-end ----------------------------------------------------------------------
 
 
+# /keys room [room] [page]: a room's members are a long list, paged as /who pages them.
+KEYS_ROOM = RoomRef("room", optional=True, current_default=False, id_before_number=True,
+                    sub_commands=("room",))
+KEYS_PAGE = replace(PAGE, sub_commands=("room",))
+
+
 @command("keys", Choice("action", choices=("publish", "get", "room")),
-         Word("key", optional=True), Word("pq_key", optional=True), group=GROUP,
+         Word("key", optional=True, sub_commands=("publish", "get")),
+         Word("pq_key", optional=True, sub_commands=("publish",)), KEYS_ROOM, KEYS_PAGE,
+         group=GROUP,
          usage="/keys publish <x25519-key> [mlkem-key]  |  /keys get <user>  |  "
-               "/keys room [room]",
+               "/keys room [room] [page]",
          scope=Scope.POST,
          errors=(Code.NO_SUCH_USER, Code.NO_SUCH_ROOM, Code.NOT_IN_ROOM, Code.NO_ROOM, Code.NO_KEY),
          needs="logged in; keys room: member of the room (server admins: any room)")
-async def keys(ctx: Context, action: str, key: str | None, pq_key: str | None) -> Ok:
+async def keys(ctx: Context, action: str, key: str | None, pq_key: str | None,
+               room: Room | None, page: int) -> Ok:
     """Publish your end-to-end public keys, or get a user's or a room's keys."""
     if action == "publish":
         return await _publish(ctx, key, pq_key)
-    if pq_key is not None:
-        raise ChatError(Code.BAD_ARGUMENTS, "too many arguments.", usage=f"/keys {action} "
-                        f"{'<user>' if action == 'get' else '[room]'}")
     if action == "get":
         if key is None:
-            raise ChatError(Code.BAD_ARGUMENTS, "missing user.", usage="/keys get <user>")
+            raise ChatError(Code.BAD_ARGUMENTS, "missing user.")
         entry = await ctx.services.e2e.key_of(ctx.services.accounts.require(key))
         return ok(f"{entry['user']}: {entry['fingerprint']}", keys=[entry], user=entry["user"])
-    return await _room_keys(ctx, key)
+    return await _room_keys(ctx, room or RoomRef("room").absent(ctx), page)
 
 
 async def _publish(ctx: Context, key: str | None, pq_key: str | None) -> Ok:
@@ -119,20 +127,31 @@ async def _publish(ctx: Context, key: str | None, pq_key: str | None) -> Ok:
               keys=[entry], fingerprint=entry["fingerprint"])
 
 
-async def _room_keys(ctx: Context, ref: str | None) -> Ok:
-    room = ctx.services.rooms.require_as(ctx.user, ref) if ref else RoomRef("room").absent(ctx)
+async def _room_keys(ctx: Context, room: Room, page: int) -> Ok:
     if not room.is_member(ctx.user.id) and not ctx.user.is_admin:
         raise ChatError(Code.NOT_IN_ROOM, f"only members of #{room.name} can list its keys.",
                         remedy=Remedy(Step.JOIN, room.name))
     entries, missing = await ctx.services.e2e.room_keys(room)
-    if entries:
+    # One list of the members by name, each with its key or without one: a page
+    # shows its members' keys (the table) and names those of them without one.
+    members = sorted([*((e["user"], e) for e in entries), *((name, None) for name in missing)],
+                     key=lambda member: member[0].lower())
+    listed = page_of(members, page, ctx.services.config.rooms.page_size)
+    shown = [entry for _, entry in listed.items if entry is not None]
+    lacking = [name for name, entry in listed.items if entry is None]
+    if shown:
         ctx.table(["user", "fingerprint", "post-quantum"],
                   [[e["user"], e["fingerprint"], "yes" if "pq_key" in e else "no"]
-                   for e in entries])
-    note = f"; without a key: {', '.join(missing)}" if missing else ""
+                   for e in shown])
+    sentence = f"#{room.name}: {len(entries)} key{'s' * (len(entries) != 1)}"
+    if listed.pages == 1:
+        sentence += f"; without a key: {', '.join(lacking)}" if lacking else ""
+    elif missing:
+        on_page = f" (on this page: {', '.join(lacking)})" if lacking else ""
+        sentence += f", {len(missing)} member{'s' * (len(missing) != 1)} without one{on_page}"
     e2e = bool(room.settings.get("e2e"))
-    return ok(f"#{room.name}: {len(entries)} key{'s' * (len(entries) != 1)}{note}.",
-              keys=entries, missing=missing, room=room.name, e2e=e2e)
+    return ok(listed.told(sentence, f"/keys room {room.name}"), keys=shown, missing=lacking,
+              room=room.name, e2e=e2e, **listed.fields())
 
 
 @command("emsg", Word("target"), Word("envelope"), group=GROUP,

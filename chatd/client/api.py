@@ -163,7 +163,7 @@ class ChatClient:
         return sorted(walked["notifications"], key=lambda n: int(n["id"]))
 
     async def walk(self, command: str, timeout: float = DEFAULT_TIMEOUT,
-                   **keys: str) -> dict[str, list[dict[str, Any]]]:
+                   **keys: str) -> dict[str, list[Any]]:
         """Every item of a list that ``command`` answers a page at a time (``/myrooms``,
         ``/who general``, ``/stickers`` ...): for each list field of its replies named in
         ``keys``, the items of every page in page order, each once (``keys`` names the
@@ -176,8 +176,11 @@ class ChatClient:
         the same field are one list in parts (``/myrooms``' rooms, then its past ones):
         an item found in two of them moved across the pages (a room left after the
         first page), and the walk is walked again too, though the count came out
-        right (the item twice, the one it moved past never)."""
-        walked: dict[str, list[dict[str, Any]]] = {}
+        right (the item twice, the one it moved past never). An item that is a plain
+        value (a name in ``/keys room``'s ``missing``) is told apart by itself, as the
+        field ``keys`` names for it: ``keys="user", missing="user"`` are one list of
+        members, with a key and without."""
+        walked: dict[str, list[Any]] = {}
         for _ in range(LIST_WALKS):
             walked, steady = await self._walk_once(command, keys, timeout)
             if steady:
@@ -185,10 +188,10 @@ class ChatClient:
         return walked
 
     async def _walk_once(self, command: str, keys: dict[str, str], timeout: float
-                         ) -> tuple[dict[str, list[dict[str, Any]]], bool]:
+                         ) -> tuple[dict[str, list[Any]], bool]:
         """One walk of ``command``'s pages: its items, each once, and whether the list
         stood still meanwhile."""
-        seen: dict[str, dict[str, dict[str, Any]]] = {listed: {} for listed in keys}
+        seen: dict[str, dict[str, Any]] = {listed: {} for listed in keys}
         # The list each item was found in, by its key field and value (see walk).
         found_in: dict[tuple[str, str], str] = {}
         moved = False
@@ -198,7 +201,7 @@ class ChatClient:
             reply = await self._patient(f"{command} {page}", timeout)
             for listed, key in keys.items():
                 for item in reply.get(listed) or []:
-                    value = str(item[key])
+                    value = str(item[key] if isinstance(item, dict) else item)
                     seen[listed].setdefault(value, item)
                     moved |= found_in.setdefault((key, value), listed) != listed
             counted = sum(len(items) for items in seen.values())

@@ -26,7 +26,7 @@ from tests.crypto.sessions import (
     secret_room,
     take_in,
 )
-from tests.helpers import PASSWORD, ChatServer
+from tests.helpers import PASSWORD, ChatServer, start_server
 
 ROOM_SECRET = "the vault code is 7-4-1-9 zebra"
 REPLY_SECRET = "copy that, bringing the zebra"
@@ -238,3 +238,25 @@ async def test_a_plain_line_too_long_for_the_server_is_refused_at_once(people: P
     said = await alice.input("x" * 5000)
     assert said[-1].kind == "error" and "line limit" in said[-1].text
     assert (await alice.input("still here"))[-1].kind != "error"
+
+
+async def test_a_room_of_several_pages_is_encrypted_for_every_member(tmp_path: Path) -> None:
+    # /keys room lists a page of members at a time: the client reads every page, so
+    # the members past the first are written to too, and those without a key named.
+    server = await start_server(tmp_path / "paged.db", rooms__page_size=2)
+    crowd = People(server, tmp_path / "homes")
+    try:
+        alice, *others = await secret_room(crowd, "alice", "bob", "carol", "dave")
+        await server.services.accounts.create("erin", PASSWORD)
+        erin = await ChatClient.connect("127.0.0.1", server.port)
+        await erin.command(f"/login erin {PASSWORD}")
+        await erin.command("/join secret")
+        said = await alice.input("for every page")
+        assert any("erin has no key" in line.text for line in said), said
+        for member in others:
+            got = messages(await received(member))
+            assert [(m.text, m.verified) for m in got] == [("for every page", True)]
+        await erin.close()
+    finally:
+        await crowd.close()
+        await server.stop()

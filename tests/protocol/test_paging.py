@@ -230,3 +230,67 @@ async def test_a_page_out_of_range_of_the_newly_paged_lists_is_refused_as_a_page
             assert error.startswith(f"! bad-arguments: page must be a whole number from 1 to "
                                     f'1,000,000, not "{word}". Usage: {command} '), error
         assert (await error_of(alice, f"{command} 0"))["code"] == "bad-arguments"
+
+
+KEY = "A" * 43 + "="
+
+
+async def test_a_rooms_keys_are_listed_a_page_at_a_time(paged: Clients) -> None:
+    # /keys room lists the members by name, with a key or without, as /who pages them.
+    alice = await paged.user("alice")
+    room = (await alice.command("/create dev"))["id"]
+    for name in ("bob", "carol", "dave"):
+        await (await paged.user(name)).command("/join dev")
+    await alice.command(f"/keys publish {KEY}")
+    await (await paged.user("carol")).command(f"/keys publish {KEY}")
+    first = await alice.command("/keys room")
+    assert ([k["user"] for k in first["keys"]], first["missing"]) == (["alice"], ["bob"])
+    assert (first["page"], first["pages"], first["total"], first["room"]) == (1, 2, 4, "dev")
+    assert first["message"] == ("#dev: 2 keys, 2 members without one (on this page: bob); "
+                                "page 1 of 2; /keys room dev 2 for more.")
+    second = await alice.command(f"/keys room {room} 2")
+    assert ([k["user"] for k in second["keys"]], second["missing"]) == (["carol"], ["dave"])
+    assert second["message"].endswith("page 2 of 2.")
+    beyond = await alice.command("/keys room 3")  # a lone number is the page
+    assert (beyond["keys"], beyond["missing"]) == ([], [])
+    assert beyond["message"].endswith("there are only 2 pages; /keys room dev 1 starts over.")
+    walked = await alice.walk("/keys room dev", keys="user", missing="user")
+    assert ([k["user"] for k in walked["keys"]], walked["missing"]) == (
+        ["alice", "carol"], ["bob", "dave"])
+    text = await text_client(paged, "alice")
+    *rows, summary = await text_run(text, "/keys room dev 2")
+    assert [row.split()[0] for row in rows] == ["user", "carol"]
+    assert summary == "* #dev: 2 keys, 2 members without one (on this page: dave); page 2 of 2."
+    [refused] = await text_run(text, "/keys room dev 0")
+    assert refused.startswith('! bad-arguments: page must be a whole number from 1 to '
+                              '1,000,000, not "0". Usage: /keys room [room] [page]'), refused
+
+
+async def test_a_room_of_one_page_lists_its_keys_as_before(paged: Clients) -> None:
+    alice = await paged.user("alice")
+    await alice.command("/create dev")
+    await (await paged.user("bob")).command("/join dev")
+    await alice.command(f"/keys publish {KEY}")
+    listed = await alice.command("/keys room dev")
+    assert listed["message"] == "#dev: 1 key; without a key: bob."
+    assert (listed["page"], listed["pages"], listed["total"]) == (1, 1, 2)
+
+
+async def test_a_server_admins_bots_are_listed_a_page_at_a_time(paged: Clients) -> None:
+    services = paged.server.services
+    await services.accounts.create("root", "secret-pw", is_admin=True)
+    root = await paged.user("root")
+    for name in ("bot-c", "bot-a"):
+        await root.command(f"/bot create {name}")
+    await (await paged.user("alice")).command("/bot create bot-b")
+    first = await root.command("/bot list")
+    assert [b["user"] for b in first["bots"]] == ["bot-a", "bot-b"]
+    assert (first["page"], first["pages"], first["total"]) == (1, 2, 3)
+    assert first["message"] == "3 bots; page 1 of 2; /bot list 2 for more."
+    second = await root.command("/bot list 2")
+    assert [(b["user"], b["owner"]) for b in second["bots"]] == [("bot-c", "root")]
+    assert second["message"] == "3 bots; page 2 of 2."
+    text = await text_client(paged, "root")
+    [refused] = await text_run(text, "/bot list 0")
+    assert refused.startswith('! bad-arguments: page must be a whole number from 1 to '
+                              '1,000,000, not "0". Usage: /bot list [page]'), refused

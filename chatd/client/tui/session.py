@@ -20,7 +20,7 @@ import logging
 from collections.abc import Awaitable, Callable
 from typing import Any
 
-from chatd.client import ChatClient, Reply
+from chatd.client import ChatClient, ClientError, Reply
 from chatd.client.logins import password_login, resume_login, resume_token_of, token_login
 from chatd.client.tui import lines
 from chatd.client.tui.keyring import Keyring
@@ -204,7 +204,7 @@ class ClientSession:
         room = room or self.current_room
         if room is None:
             return [error("you are in no room: /join <room> or /create <room> first.")]
-        keys = await self._paced(f"/keys room {room}")
+        keys = await self._room_keys(room)
         if not keys.ok:
             return await self._reply_lines(keys)
         if keys.get("e2e") or keys["room"] in self.always_encrypt:
@@ -254,6 +254,22 @@ class ClientSession:
         sealed = self.secure.seal_room(self.user, room, text)
         return [*said, *await self._reply_lines(await self._paced(f"/emsg #{room} {sealed}"))]
 
+    async def _room_keys(self, room: str) -> Reply:
+        """``/keys room``'s reply for every member of ``room``: the server lists a room
+        a page of members at a time, and a message sealed for the first page alone
+        would leave the others out; so a room of several pages is read whole."""
+        # A lone number is a page: a room named by its id takes its page after it.
+        numbered = room.isascii() and room.isdigit()
+        first = await self._paced(f"/keys room {room} 1" if numbered else f"/keys room {room}")
+        if not first.ok or int(first.get("pages", 1)) <= 1:
+            return first
+        try:
+            walked = await self.client.walk(f"/keys room #{first['room']}", keys="user",
+                                            missing="user")
+        except ClientError as exc:
+            return Reply(exc.reply)
+        return Reply(first.final | walked, first.lines)
+
     async def _paced(self, line: str) -> Reply:
         """A command that may be refused for going too fast (handing a key to every
         member of a large room): waits as the server says, a bounded number of times."""
@@ -271,7 +287,7 @@ class ClientSession:
         if not target or not text.strip():
             return [error("usage: /emsg <room|@user> <text>")]
         if not target.startswith("@"):
-            keys = await self.client.command(f"/keys room {target}", check=False)
+            keys = await self._room_keys(target)
             if not keys.ok:
                 return await self._reply_lines(keys)
             return await self._send_sealed(f"#{keys['room']}", text, keys)
