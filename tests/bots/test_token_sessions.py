@@ -103,8 +103,10 @@ async def test_the_owner_revokes_one_of_a_bots_tokens_and_its_sessions_close(
     described = (await alice.command("/schema bot"))["schema"]
     assert "/bot revoke <name> <token-name>" in described["usage"]
     assert "no-such-token" in described["errors"]
-    assert described["params"][-1] == {"name": "token_name", "type": "word", "optional": False,
-                                       "rest": False, "sub_commands": ["revoke"]}
+    params = {param["name"]: param for param in described["params"]}
+    assert params["token_name"] == {"name": "token_name", "type": "word", "optional": False,
+                                    "rest": False, "sub_commands": ["revoke"]}
+    assert params["page"]["sub_commands"] == ["list"]  # /bot list [page]
 
 
 async def test_an_expired_token_closes_its_sessions_at_the_next_sweep(
