@@ -12,7 +12,7 @@ from chatd.crypto.kdf import COSTS
 from chatd.domain.accounts import User
 from chatd.domain.ports import settled
 from chatd.domain.room import Role, Room
-from chatd.domain.scopes import Scope
+from chatd.domain.scopes import Scope, require_scope
 from chatd.errors import ChatError, Code, Remedy, Step
 from chatd.protocol.context import Context
 from chatd.protocol.paging import PAGE, page_of
@@ -101,13 +101,16 @@ KEYS_PAGE = replace(PAGE, sub_commands=("room",))
          group=GROUP,
          usage="/keys publish <x25519-key> [mlkem-key]  |  /keys get <user>  |  "
                "/keys room [room] [page]",
-         scope=Scope.POST,
+         scope=Scope.READ,
          errors=(Code.NO_SUCH_USER, Code.NO_SUCH_ROOM, Code.NOT_IN_ROOM, Code.NO_ROOM, Code.NO_KEY),
-         needs="logged in; keys room: member of the room (server admins: any room)")
+         needs=("logged in; keys room: member of the room (server admins: any room); "
+                "keys publish: with a token, its post scope"))
 async def keys(ctx: Context, action: str, key: str | None, pq_key: str | None,
                room: Room | None, page: int) -> Ok:
     """Publish your end-to-end public keys, or get a user's or a room's keys."""
     if action == "publish":
+        # Reading a public key is a read; publishing one speaks for the account.
+        require_scope(ctx.session.scopes, Scope.POST, "publishing a key")
         return await _publish(ctx, key, pq_key)
     if action == "get":
         if key is None:

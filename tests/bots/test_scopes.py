@@ -68,6 +68,26 @@ async def test_a_read_token_reads_the_topic_and_only_a_moderate_one_sets_it(
     assert (await reader.command("/topic general"))["topic"] == "New"
 
 
+async def test_a_read_token_reads_public_keys_and_only_a_post_one_publishes(
+        clients: Clients) -> None:
+    """A public key is there to be read: /keys get and /keys room are reads; publishing
+    one speaks for the account."""
+    alice, _ = await room_with(clients, "alice", "bob")
+    key = "A" * 43 + "="
+    await alice.command(f"/keys publish {key}")
+    reader = await _token_login(
+        clients, (await alice.command("/token create reader read"))["token"])
+    assert (await reader.command("/keys get alice"))["keys"][0]["key"] == key
+    listed = await reader.command("/keys room general")
+    assert ([k["user"] for k in listed["keys"]], listed["missing"]) == (["alice"], ["bob"])
+    refused = await error_of(reader, f"/keys publish {key}")
+    assert refused["code"] == "scope" and refused["scope"] == "post"
+    assert "publishing a key" in refused["message"]
+    poster = await _token_login(
+        clients, (await alice.command("/token create poster read,post"))["token"])
+    assert (await poster.command(f"/keys publish {key}"))["keys"][0]["user"] == "alice"
+
+
 async def test_default_scopes_post_but_do_not_moderate(clients: Clients) -> None:
     alice, _ = await room_with(clients, "alice", "bob")
     made = await alice.command("/token create")

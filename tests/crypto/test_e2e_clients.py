@@ -260,3 +260,19 @@ async def test_a_room_of_several_pages_is_encrypted_for_every_member(tmp_path: P
     finally:
         await crowd.close()
         await server.stop()
+
+
+async def test_a_read_token_client_finds_its_published_key(people: People,
+                                                           server: ChatServer) -> None:
+    # chatd-client checks its key with /keys get at each login: a read, which a
+    # read-only token may do. Its key, published before, is found, not republished.
+    alice = await people.session("alice")
+    token = (await alice.client.command("/token create reader read"))["token"]
+    keyring, _ = Keyring.open(people.home / "alice", f"127.0.0.1:{server.port}")
+    client = await ChatClient.connect("127.0.0.1", server.port)
+    reader = ClientSession(client, keyring)
+    people.open.append(reader)
+    shown = await reader.login("alice", token=token)
+    assert reader.user == "alice"
+    assert [line.kind for line in shown if line.kind in ("error", "warning")] == [], shown
+    assert shown[-1].text == f"your key: {reader.secure.fingerprint}"
