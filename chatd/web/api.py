@@ -85,8 +85,11 @@ def _field(body: dict[str, Any], name: str, choices: tuple[str, ...] | None = No
 async def me(call: Call) -> Response:
     user = call.me
     unread = await call.services.notifier.unread(user)
-    return json_response({"name": user.name, "admin": user.is_admin,
-                          "rooms": len(call.services.rooms.of_user(user)),
+    joined = call.services.rooms.of_user(user)
+    # rooms has always been the count (the reference says an integer): the rooms
+    # themselves, by name with their ids, are room_list beside it.
+    return json_response({"name": user.name, "admin": user.is_admin, "rooms": len(joined),
+                          "room_list": [{"id": r.id, "name": r.name} for r in joined],
                           "notifications": unread})
 
 

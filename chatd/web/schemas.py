@@ -34,7 +34,9 @@ def nullable(schema: Schema) -> Schema:
 
 
 ERROR = obj(error={**obj(code=STR, message=STR), "additionalProperties": True})
-ME = obj(name=STR, admin=BOOL, rooms=INT, notifications=INT)
+# rooms counts them; room_list names them (by name, with their ids).
+ME = obj(name=STR, admin=BOOL, rooms=INT, room_list=array(obj(id=INT, name=STR)),
+         notifications=INT)
 ROOM = obj(id=INT, name=STR, mode=STR, members=INT, topic=STR, e2e=BOOL, role=STR)
 
 

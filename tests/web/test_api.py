@@ -41,11 +41,22 @@ async def test_tokens_missing_wrong_and_revoked(server: ChatServer, clients: Cli
         wrong = await client.get("/api/v1/me", headers={"Authorization": "Bearer chatd_no"})
         assert wrong.status_code == 401 and wrong.json()["error"]["code"] == "auth-failed"
         good = await client.get("/api/v1/me", headers={"Authorization": f"Bearer {secret}"})
-        assert good.json() == {"name": "alice", "admin": False, "rooms": 0,
+        assert good.json() == {"name": "alice", "admin": False, "rooms": 0, "room_list": [],
                                "notifications": 0}
         await alice.command("/token revoke api")
         revoked = await client.get("/api/v1/me", headers={"Authorization": f"Bearer {secret}"})
         assert revoked.status_code == 401 and revoked.json()["error"]["code"] == "auth-failed"
+
+
+async def test_me_counts_and_lists_your_rooms(server: ChatServer, clients: Clients) -> None:
+    # rooms stays the count it always was; room_list names the rooms, with their ids.
+    token, alice = await den_with_alice(server, clients)
+    general = (await alice.command("/create general"))["id"]  # type: ignore[attr-defined]
+    den = server.services.rooms.require("den").id
+    async with http(server, token) as client:
+        me = (await client.get("/api/v1/me")).json()
+    assert me["rooms"] == 2
+    assert me["room_list"] == [{"id": den, "name": "den"}, {"id": general, "name": "general"}]
 
 
 async def test_rooms_members_and_posting_reach_connected_users(
