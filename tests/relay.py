@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+from collections.abc import Callable
 
 
 class Relay:
@@ -18,16 +19,20 @@ class Relay:
     these bytes and closed without reaching the server (a server killed while it
     wrote). ``inject``: (marker, lines), the lines slipped in after each line from
     the server holding the marker (what a server of another version might send).
-    :attr:`connections` counts the connections accepted.
+    ``rewrite``: each line from the server is sent as it makes it (a reply changed
+    in the middle: the same, or other lines). :attr:`connections` counts the
+    connections accepted.
     """
 
     def __init__(self, port: int, cut_at: bytes | None = None, *,
                  broken_first: bytes | None = None,
-                 inject: tuple[bytes, bytes] | None = None) -> None:
+                 inject: tuple[bytes, bytes] | None = None,
+                 rewrite: Callable[[bytes], bytes] | None = None) -> None:
         self.upstream = port
         self.cut_at = cut_at
         self.broken_first = broken_first
         self.inject = inject
+        self.rewrite = rewrite
         self.connections = 0
         self.port = 0
         self._server: asyncio.Server | None = None
@@ -62,8 +67,9 @@ class Relay:
         await self._pipe(client_r, client_w)
 
     def _forward(self, client_w: asyncio.StreamWriter, data: bytes) -> None:
-        """``data`` from the server to the client, and what :attr:`inject` adds after it."""
-        client_w.write(data)
+        """``data`` from the server to the client (as :attr:`rewrite` makes it), and what
+        :attr:`inject` adds after it."""
+        client_w.write(data if self.rewrite is None else self.rewrite(data))
         if self.inject is not None and self.inject[0] in data:
             client_w.write(self.inject[1])
 
@@ -83,8 +89,8 @@ class Relay:
                     server_w.write(line)
 
         async def down() -> None:
-            # (By lines when something is slipped in after one.)
-            lines = self.inject is not None
+            # (By lines when something is slipped in after one, or one is rewritten.)
+            lines = self.inject is not None or self.rewrite is not None
             while data := await (server_r.readline() if lines else server_r.read(65536)):
                 if not silent():
                     self._forward(client_w, data)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import logging
 import os
 import stat
@@ -810,3 +811,73 @@ async def test_a_server_that_stops_answering_at_the_login_is_left_within_the_bot
         for writer in accepted:
             writer.close()
         await silent.wait_closed()
+
+
+def _odd_history(line: bytes) -> bytes:
+    """The bot's /history reply at its first login, its messages preceded by odd ones:
+    ids that are no number (one JSON reads as infinity), and items that are no object."""
+    if b'"command":"history"' not in line:
+        return line
+    reply = json.loads(line)
+    odd = [{**message, "id": value} for message in reply["messages"][:1]
+           for value in ("seven", None, [1], {"n": 1}, float("inf"))]
+    reply["messages"] = [*odd, None, "x", *reply["messages"]]
+    return json.dumps(reply).encode() + b"\r\n"
+
+
+async def test_odd_records_in_the_first_history_are_skipped_not_fatal(
+        server: ChatServer, clients: Clients, caplog: pytest.LogCaptureFixture) -> None:
+    # At its first login the bot reads the newest message of its rooms (/history
+    # room 1), where a later resume starts: an id that was no number ended run().
+    token = await bot_token(clients, "helper")
+    alice = await clients.user("alice")
+    await alice.command("/create general")
+    newest = (await alice.command("/say general before the bot"))["id"]
+    async with Relay(server.port, rewrite=_odd_history) as relay:
+        bot = Bot("127.0.0.1", relay.port, user="helper", token=token, rooms=["general"],
+                  backoff=quick_backoff())
+
+        @bot.command("ping")
+        async def ping(message: Message, args: str) -> None:
+            await bot.reply(message, "pong")
+
+        task = await started(bot)
+        await alice.command("/say general !ping")
+        assert (await said(alice, "pong"))["from"] == "helper"
+        assert not task.done() and bot.connections == 1
+        assert bot.last_id >= newest  # the good record was read
+        assert caplog.text.count("cannot read") == 7
+        await stopped(bot, task)
+
+
+def _odd_welcome(line: bytes) -> bytes:
+    """The login's ok, after a direct message kept for the bot whose id is a list (no
+    number, and no key of a set either)."""
+    if b'"command":"login"' not in line:
+        return line
+    label = json.loads(line)["label"]
+    odd = {"type": "message", "to": "helper", "from": "alice", "text": "odd", "id": [1],
+           "ts": "2026-12-07T08:00:00Z", "offline": True, "label": label}
+    return json.dumps(odd).encode() + b"\r\n" + line
+
+
+async def test_an_odd_record_in_the_logins_replay_is_skipped_not_fatal(
+        server: ChatServer, clients: Clients, caplog: pytest.LogCaptureFixture) -> None:
+    token = await bot_token(clients, "helper")
+    alice = await clients.user("alice")
+    await alice.command("/create general")
+    async with Relay(server.port, rewrite=_odd_welcome) as relay:
+        bot = Bot("127.0.0.1", relay.port, user="helper", token=token, rooms=["general"],
+                  backoff=quick_backoff())
+        got: list[str] = []
+
+        @bot.on_message
+        async def message(event: Message) -> None:
+            got.append(event.text)
+
+        task = await started(bot)
+        await alice.command("/say general hello")
+        await until(lambda: "hello" in got, "the live message")
+        assert not task.done() and bot.connections == 1 and "odd" not in got
+        assert "cannot read" in caplog.text
+        await stopped(bot, task)

@@ -67,6 +67,10 @@ ALIVE_TIMEOUT = 5.0
 # a peer gone without a word (a NAT that forgot the connection) sends no FIN or RST,
 # and the server's idle time-out is off by default, so only a ping notices.
 KEEPALIVE = 60.0
+# What reading a record the bot cannot read raises: a field of another type (an id
+# that is "seven", null, a list, or 1e999, which JSON reads as infinity), or, inside
+# a reply's list, an item that is no object.
+ODD_RECORD = (TypeError, ValueError, OverflowError, AttributeError)
 
 
 class LoginRefused(Exception):
@@ -486,14 +490,22 @@ class Bot:
                 log.warning("resume: the gap may be incomplete: %s", reply.final.get("reasons"))
             if not reply.final.get("more"):
                 break
-            after_id = int(reply.final.get("last_id", after_id))
+            last = _id_of(reply.final, "last_id", after_id)
+            if last is None:
+                break  # a page the bot cannot follow: the rest is not asked for
+            after_id = last
         self._skip_replayed(client, seen)
 
     async def _replay(self, records: list[dict[str, Any]], seen: set[int]) -> None:
-        """Dispatch ``records`` (messages replayed), none of ``seen``, adding them to it."""
+        """Dispatch ``records`` (messages replayed), none of ``seen``, adding them to
+        it; a record without an id always, one whose id is no number never (said)."""
         for record in records:
-            if record.get("id") not in seen:
-                seen.add(record.get("id", 0))
+            if "id" not in record:
+                await self.dispatch(record, replayed=True)
+                continue
+            number = _id_of(record)
+            if number is not None and number not in seen:
+                seen.add(number)
                 await self.dispatch(record, replayed=True)
 
     async def _mark_start(self, client: ChatClient, welcome: Reply) -> None:
@@ -505,8 +517,13 @@ class Bot:
         rooms = self.rooms | {str(name).lower() for name in welcome.get("rooms", [])}
         for room in sorted(rooms):
             reply = await client.command(f"/history {room} 1", check=False, timeout=self.timeout)
-            for record in reply.get("messages", []) if reply.ok else ():
-                self.last_id = max(self.last_id, int(record.get("id", 0)))
+            found = reply.get("messages") if reply.ok else None
+            # An odd record (an id that is no number) is skipped, as dispatch skips one:
+            # it must not end run() before the bot has even started.
+            for record in found if isinstance(found, list) else ():
+                number = _id_of(record)
+                if number is not None:
+                    self.last_id = max(self.last_id, number)
         self._started = True
 
     @staticmethod
@@ -531,8 +548,8 @@ class Bot:
         not end :meth:`run`, nor the connection, whose other events are good."""
         try:
             event = events.parse(record, replayed)
-        except (TypeError, ValueError) as exc:
-            log.warning("skipped a record the bot cannot read (%s): %.200s", exc, record)
+        except ODD_RECORD as exc:
+            _skipped(record, exc)
             return
         if event is None:
             return
@@ -639,6 +656,20 @@ def unreadable(line: str) -> str | None:
                 "HTTP API instead (POST /api/v1/rooms/{room}/files?name=FILE with the bot's token "
                 "and the file as the body; docs/WEB.md)")
     return None
+
+
+def _id_of(record: Any, field: str = "id", default: int = 0) -> int | None:
+    """``record``'s message id (its ``field``, ``default`` when absent), as
+    events.parse reads one; None, said in the log, when the bot cannot read it."""
+    try:
+        return int(record.get(field, default))
+    except ODD_RECORD as exc:
+        _skipped(record, exc)
+        return None
+
+
+def _skipped(record: Any, exc: Exception) -> None:
+    log.warning("skipped a record the bot cannot read (%s): %.200s", exc, record)
 
 
 def _one_line(text: str) -> str:
