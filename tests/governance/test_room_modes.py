@@ -260,6 +260,29 @@ async def test_a_stranger_learns_of_a_secret_room_only_that_its_name_is_taken(
     assert "/join vault " in invitation["text"], invitation
     assert (await carol.command("/join vault"))["room"] == "vault"
 
+
+async def test_an_invitations_room_id_opens_no_secret_room_to_the_invitee(
+        clients: Clients) -> None:
+    # The invitation to a secret room keeps room_id, as every invitation has it: it
+    # tells the invitee nothing the name beside it does not, and by it the room stays
+    # an id no room has until they are in.
+    alice, carol = await users(clients, "alice", "carol")
+    vault = await room_with(alice, "vault", mode="private")
+    await alice.command("/mode +s vault")
+    await settle(carol)
+    await alice.command("/invite carol vault")
+    [note] = [e["notification"] for e in await settle(carol) if e.get("notification")]
+    assert (note["kind"], note["room"], note["room_id"]) == ("invitation", "vault", vault)
+    nothing = (await error_of(carol, "/who 999 1"))["message"]
+    for line in (f"/who {vault} 1", f"/join {vault}", f"/files {vault} 1",
+                 f"/keys room {vault} 1"):
+        error = await error_of(carol, line)
+        assert (error["code"], error["message"]) == (
+            "no-such-room", nothing.replace("999", str(vault))), (line, error)
+    # The invitation is still good (a refused join by id used none of it), by name.
+    assert (await carol.command(f"/join {note['room']}"))["id"] == vault
+    assert (await carol.command(f"/who {vault} 1"))["room"] == "vault"
+
 async def test_n_and_t_are_toggles(clients: Clients) -> None:
     alice, bob, carol = await users(clients, "alice", "bob", "carol")
     await room_with(alice, "dev", bob)
