@@ -258,7 +258,7 @@ function renderHeader(conv) {
   if (!conv) {
     $("older-button").hidden = true;
     $("history-status").textContent = "";
-    $("member-list").replaceChildren();
+    renderMembers([]);
   }
 }
 
@@ -380,6 +380,31 @@ function listMembers(items) {
   for (const [name, online] of items) if (!online) listedOffline.add(name);
 }
 
+// The member list on screen as last read: {name, role, online, away} each (no role for
+// the one person of a direct conversation). While the connection is away nobody can
+// tell who is online: the list shows each presence as unknown (no dot lit) until a
+// read after the reconnection says it again.
+let shownMembers = [];
+let shownFor = null;  // the key of the conversation they are the members of
+let presenceKnown = true;
+
+function renderMembers(members, key = null) {
+  shownMembers = members;
+  shownFor = key;
+  $("member-list").replaceChildren(...members.map(memberItem));
+}
+
+// A read of the list that failed (the connection is away): the list on screen stays
+// if it is this conversation's, and goes if it is another's (opened meanwhile).
+function membersUnread(conv) {
+  if (conv.key === state.active && shownFor !== conv.key) renderMembers([]);
+}
+
+function presenceUnknown() {
+  presenceKnown = false;
+  renderMembers(shownMembers);
+}
+
 // A refresh that walks every page of a list, one walk at a time: asked for while a
 // walk is under way, it walks once more after it, for all who asked meanwhile. A
 // burst of joins into a long room then walks /who's pages twice, not once per join,
@@ -408,37 +433,53 @@ async function showMembers() {
   clearTimeout(memberTimer);
   memberTimer = setTimeout(refreshMembers, MEMBER_REFRESH_MS);
   const conv = state.convs.get(state.active);
-  const list = $("member-list");
   spokeWhileListedOffline.clear();
   if (!conv) {
     listMembers([]);
-    list.replaceChildren();
+    renderMembers([]);
     return;
   }
   if (conv.kind === "direct") {
     const who = await conn.command(`/whois ${conv.name}`);
-    if (who.type !== "ok") return;
-    const status = who.away ? `away: ${who.away}` : (who.online ? "online" : "offline");
+    if (who.type !== "ok") {
+      membersUnread(conv);
+      return;
+    }
     listMembers([[who.user, who.online]]);
-    list.replaceChildren(memberItem(who.user, status, who.online && !who.away));
+    renderMembers([{name: who.user, online: who.online, away: who.away}], conv.key);
     return;
   }
   if (!conv.member) {
     listMembers([]);
-    list.replaceChildren();  // a room opened to read what was said: no members to show
+    renderMembers([]);  // a room opened to read what was said: no members to show
     return;
   }
   const who = await conn.members(conv.name);
-  if (who.type !== "ok" || conv.key !== state.active) return;
+  if (who.type !== "ok") {
+    membersUnread(conv);
+    return;
+  }
+  if (conv.key !== state.active) return;
   listMembers(who.members.map((m) => [m.user, m.online]));
-  list.replaceChildren(...who.members.map((m) =>
-    memberItem(m.user, `${m.role}, ${m.online ? "online" : "offline"}`, m.online)));
+  renderMembers(who.members.map((m) => ({name: m.user, role: m.role, online: m.online})),
+                conv.key);
 }
 
-function memberItem(name, status, online) {
+function presenceWords(member) {
+  if (!presenceKnown) return "presence unknown";
+  if (member.away) return `away: ${member.away}`;
+  return member.online ? "online" : "offline";
+}
+
+function memberItem(member) {
+  const {name, role} = member;
+  const presence = presenceWords(member);
+  const status = role ? `${role}, ${presence}` : presence;
+  const lit = presenceKnown && member.online && !member.away;
+  const dot = !presenceKnown ? "dot unknown" : lit ? "dot online" : "dot";
   const button = el("button", {type: "button", class: "member",
                                "aria-label": `${name}, ${status}. Send a direct message`},
-                    el("span", {class: online ? "dot online" : "dot", "aria-hidden": "true"}),
+                    el("span", {class: dot, "aria-hidden": "true"}),
                     el("span", {class: nickColour(name), text: name}),
                     el("span", {class: "role", text: status}));
   button.addEventListener("click", () => {
@@ -1021,12 +1062,17 @@ function connectionStatus(status) {
 
 conn.onRecord(onRecord);
 conn.onStatus(async (status, detail) => {
+  // Presence is unknown from a drop until the list is read again after it: a read
+  // after a reconnection (refreshMembers, below, or start's) draws it known again;
+  // until then the list stays unknown, not as it was before the drop.
+  if (status !== "reconnecting") presenceKnown = true;
   if (status === "reconnecting") {
     if (state.resumeFrom === null) {
       state.resumeFrom = (conn.saved || {}).lastId || 0;
       state.notificationsBefore = new Set(state.notifications.map((n) => n.id));
     }
     connectionStatus(status);
+    presenceUnknown();
   } else if (status === "reconnected" && state.me === null) {
     await start(detail);  // the tab opened while the server was away
   } else if (status === "reconnected") {

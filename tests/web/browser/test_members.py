@@ -7,7 +7,7 @@ import asyncio
 import contextlib
 from typing import Any
 
-from tests.web.browser.conftest import Daemon
+from tests.web.browser.conftest import Daemon, screenshot
 from tests.web.browser.pages import (
     connection_calls,
     enter_room,
@@ -122,4 +122,30 @@ async def test_a_member_listed_offline_who_speaks_is_listed_online(
     await bob.command("/say hall back again")
     await see(page, "back again")
     await members.get_by_role("button", name="bob, member, online").wait_for(timeout=5000)
+    assert page.script_errors == []
+
+
+async def test_presence_is_unknown_while_disconnected_and_read_again_after(
+        daemon: Daemon, browser: Any) -> None:
+    # The page is dimmed while the connection is away, and the member list went on
+    # showing everyone online as it was: nobody can know that then.
+    page = await browser("alice")
+    await register(page, daemon.url, "alice")
+    await enter_room(page, "/create lobby", "lobby")
+    bob = await daemon.tcp_user("bob")
+    await bob.command("/join lobby")
+    members = page.locator("#member-list")
+    await members.get_by_role("button", name="bob, member, online").wait_for()
+    await daemon.stop()
+    await page.locator("#connection").filter(has_text="reconnecting").wait_for()
+    await members.get_by_role("button", name="bob, member, presence unknown").wait_for()
+    await members.get_by_role("button", name="alice, owner, presence unknown").wait_for()
+    assert await members.locator(".dot.online").count() == 0
+    assert await members.locator(".dot.unknown").count() == 2
+    await screenshot(page, "client-presence-unknown")
+    # Back: the list is read again. bob's connection ended with the daemon.
+    await daemon.start()
+    await members.get_by_role("button", name="alice, owner, online").wait_for()
+    await members.get_by_role("button", name="bob, member, offline").wait_for()
+    assert await members.locator(".dot.unknown").count() == 0
     assert page.script_errors == []
