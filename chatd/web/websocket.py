@@ -56,6 +56,9 @@ OVERSIZE_FACTOR = 4
 
 _TEXT = 0x81  # FIN + text
 _BINARY = 0x82  # FIN + binary
+# Close codes (RFC 6455 §7.4.1): a normal close, and the server going down.
+NORMAL_CLOSURE = 1000
+GOING_AWAY = 1001
 
 
 def frame(payload: bytes, first: int = _TEXT) -> bytes:
@@ -169,6 +172,9 @@ class WsTransport(asyncio.Transport):
         self._carry = b""
         self._closed = False
         self._peer = peer
+        # The code of the closing handshake: 1000 (normal closure), or 1001 (going
+        # away, RFC 6455 §7.4.1) once the server is shutting down (going_away).
+        self._close_code = NORMAL_CLOSURE
 
     # -- what the connection calls ---------------------------------------------------
 
@@ -209,14 +215,19 @@ class WsTransport(asyncio.Transport):
     def is_closing(self) -> bool:
         return self._closed or self._raw.is_closing()
 
+    def going_away(self) -> None:
+        """The server is shutting down: the close that follows says 1001, going
+        away, as RFC 6455 asks of a server going down (a client reconnects)."""
+        self._close_code = GOING_AWAY
+
     def close(self) -> None:
-        """The closing handshake's first frame (1000), then the socket closes once
-        its buffered bytes are out."""
+        """The closing handshake's first frame (1000, or 1001 when the server is going
+        away), then the socket closes once its buffered bytes are out."""
         if self._closed:
             return
         self._closed = True
         if self.protocol.state is OPEN:
-            self.protocol.send_close(1000)
+            self.protocol.send_close(self._close_code)
         self.send_pending()
         self._raw.close()
 

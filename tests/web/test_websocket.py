@@ -312,12 +312,31 @@ async def test_pings_from_a_client_that_reads_nothing_are_cut_off(server: ChatSe
 
 
 async def test_shutdown_says_goodbye_over_the_websocket(server: ChatServer) -> None:
+    # A server going down closes with 1001, going away (RFC 6455 §7.4.1), not 1000.
     web = await WsChat.open(server)
+    assert server.irc is not None
+    irc = await connect(ws_url(server, "/irc"), subprotocols=["text.ircv3.net"])
     await server.stop()
     notice = await web.record()
     assert notice.get("shutdown") is True
     with pytest.raises(ConnectionClosed) as closed:
         await web.record()
+    assert closed.value.rcvd is not None and closed.value.rcvd.code == 1001
+    assert closed.value.rcvd.reason == ""
+    with pytest.raises(ConnectionClosed) as closed:
+        while True:  # the IRC listener's goodbye first
+            await asyncio.wait_for(irc.recv(), 5)
+    assert closed.value.rcvd is not None and closed.value.rcvd.code == 1001
+
+
+async def test_a_close_the_user_asks_for_is_a_normal_one(server: ChatServer) -> None:
+    # Any close but the server's shutdown stays 1000, normal closure: /quit here.
+    web = await WsChat.open(server)
+    await web.login("wendy")
+    await web.ws.send("/quit")
+    with pytest.raises(ConnectionClosed) as closed:
+        while True:
+            await web.record()
     assert closed.value.rcvd is not None and closed.value.rcvd.code == 1000
 
 

@@ -418,3 +418,36 @@ async def test_the_member_list_shows_every_page_of_a_long_room(
         await members.get_by_role("button", name=f"{name}, ").wait_for()
     assert await members.get_by_role("button").count() == 5
     assert alice.script_errors == []
+
+
+# Notes the close code of every WebSocket the page opens, in window.closeCodes.
+CLOSE_CODES = """
+window.closeCodes = [];
+const Socket = window.WebSocket;
+window.WebSocket = class extends Socket {
+  constructor(...args) {
+    super(...args);
+    this.addEventListener("close", (event) => window.closeCodes.push(event.code));
+  }
+};
+"""
+
+
+async def test_a_server_going_away_closes_with_1001_and_the_page_comes_back(
+        daemon: Daemon, browser: Any) -> None:
+    # RFC 6455: a server going down closes with 1001 (going away); the page takes it
+    # as any drop, and reconnects once the daemon is back.
+    page = await browser("alice")
+    await page.add_init_script(CLOSE_CODES)
+    await register(page, daemon.url, "alice")
+    await enter_room(page, "/create lobby", "lobby")
+    await daemon.stop()
+    await page.locator("#connection").filter(has_text="reconnecting").wait_for()
+    assert await page.evaluate("window.closeCodes") == [1001]
+    await daemon.start()
+    await page.locator("#connection").filter(has_text="Reconnected").wait_for()
+    carol = await daemon.tcp_user("carol")
+    await carol.command("/join lobby")
+    await carol.command("/say lobby back again")
+    await see(page, "back again")
+    assert page.script_errors == []
