@@ -76,7 +76,7 @@ async def test_a_decimal_in_ascii_sets_the_rate(clients: Clients) -> None:
 @pytest.mark.parametrize("line", [
     "/token list extra", "/token list read", "/token list 1d", "/token list a read 1d",
     "/token revoke-resume extra", "/token revoke ci read", "/token revoke ci 1d",
-    "/bot list extra", "/bot list read", "/bot tokens helper read", "/bot tokens helper 1d",
+    "/bot list 1 extra", "/bot list 1 read", "/bot tokens helper read", "/bot tokens helper 1d",
     "/bot delete helper read", "/bot delete helper 1d",
     "/webhook list general general", "/webhook list general dev",
 ])

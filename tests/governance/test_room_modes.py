@@ -246,7 +246,7 @@ async def test_a_stranger_learns_of_a_secret_room_only_that_its_name_is_taken(
     nothing = (await error_of(carol, "/who 999 1"))["message"]
     for room_id in (den, vault):
         for line in (f"/who {room_id} 1", f"/join {room_id}", f"/files {room_id} 1",
-                     f"/mode {room_id}", f"/say {room_id} hi", f"/keys room {room_id}",
+                     f"/mode {room_id}", f"/say {room_id} hi", f"/keys room {room_id} 1",
                      f"/webhook list {room_id}"):
             error = await error_of(carol, line)
             assert (error["code"], error["message"]) == (
