@@ -145,10 +145,12 @@ def who(ctx: Context, room: Room, page: int) -> Ok:
 
 @command("topic", RoomRef("room", optional=True), Text("text", optional=True, default=""),
          group=GROUP, scope=Scope.READ,
-         errors=(Code.NOT_PERMITTED, Code.BANNED, Code.BAD_ARGUMENTS),
+         errors=(Code.NOT_PERMITTED, Code.BANNED, Code.MUTED, Code.MODERATED,
+                 Code.BAD_ARGUMENTS),
          needs=("logged in; setting it: an admin or the owner of the room, or a server admin, "
                 "or any member while the room's topic lock is off (/mode -t), and with a "
-                "token its moderate scope"),
+                "token its moderate scope; a topic is said to the whole room, so whoever "
+                "may not speak there now (muted, or unvoiced in a moderated room) cannot set one"),
          told_by_event=True)
 async def topic(ctx: Context, room: Room, text: str) -> Ok:
     """Show a room's topic, or set it (admins and the owner; any member when the topic
