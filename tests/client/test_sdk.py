@@ -769,15 +769,7 @@ async def test_odd_records_from_the_server_are_skipped_not_fatal(
     async with Relay(server.port, inject=(b'"command":"login"', ODD_LINES)) as relay:
         bot = Bot("127.0.0.1", relay.port, user="helper", token=token, rooms=["general"],
                   backoff=quick_backoff())
-
-        @bot.command("ping")
-        async def ping(message: Message, args: str) -> None:
-            await bot.reply(message, "pong")
-
-        task = await started(bot)
-        await alice.command("/say general !ping")
-        assert (await said(alice, "pong"))["from"] == "helper"
-        assert not task.done() and bot.connections == 1
+        task = await _still_answering(bot, alice)
         assert "cannot read" in caplog.text
         await stopped(bot, task)
 
@@ -813,6 +805,21 @@ async def test_a_server_that_stops_answering_at_the_login_is_left_within_the_bot
         await silent.wait_closed()
 
 
+async def _still_answering(bot: Bot, alice: ChatClient) -> asyncio.Task[None]:
+    """Run ``bot`` answering ``!ping`` in #general; once it has answered alice's, on its
+    first connection, its task (the odd lines it read before did not end it)."""
+
+    @bot.command("ping")
+    async def ping(message: Message, args: str) -> None:
+        await bot.reply(message, "pong")
+
+    task = await started(bot)
+    await alice.command("/say general !ping")
+    assert (await said(alice, "pong"))["from"] == "helper"
+    assert not task.done() and bot.connections == 1
+    return task
+
+
 def _odd_history(line: bytes) -> bytes:
     """The bot's /history reply at its first login, its messages preceded by odd ones:
     ids that are no number (one JSON reads as infinity), and items that are no object."""
@@ -836,15 +843,7 @@ async def test_odd_records_in_the_first_history_are_skipped_not_fatal(
     async with Relay(server.port, rewrite=_odd_history) as relay:
         bot = Bot("127.0.0.1", relay.port, user="helper", token=token, rooms=["general"],
                   backoff=quick_backoff())
-
-        @bot.command("ping")
-        async def ping(message: Message, args: str) -> None:
-            await bot.reply(message, "pong")
-
-        task = await started(bot)
-        await alice.command("/say general !ping")
-        assert (await said(alice, "pong"))["from"] == "helper"
-        assert not task.done() and bot.connections == 1
+        task = await _still_answering(bot, alice)
         assert bot.last_id >= newest  # the good record was read
         assert caplog.text.count("cannot read") == 7
         await stopped(bot, task)

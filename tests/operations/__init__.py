@@ -35,6 +35,16 @@ _STARTED = re.compile(r'msg="started".*\bline=("[^"]*"|\S+)'
                       r'|"msg": "started".*"line": ("[^"]*")')
 
 
+@contextlib.contextmanager
+def umask(mask: int) -> Iterator[None]:
+    """A umask for this process and those it starts inside (they inherit it)."""
+    old = os.umask(mask)
+    try:
+        yield
+    finally:
+        os.umask(old)
+
+
 def dotted(overrides: dict[str, Any]) -> dict[str, Any]:
     """``section__key`` keyword overrides as the ``section.key`` ones the config wants."""
     return {key.replace("__", "."): value for key, value in overrides.items()}

@@ -5,7 +5,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import os
 import shutil
 import sqlite3
 import stat
@@ -21,7 +20,7 @@ from chatd.ops.backups import Backups
 from chatd.ops.control_client import ControlClient
 from storage.blocks import read_block
 from tests.helpers import Clients, start_server
-from tests.operations import running_daemon, wait_for
+from tests.operations import running_daemon, umask, wait_for
 
 SENDERS = ("alice", "bob", "carol")
 # A bound: three senders stay under the 5000 messages one /history shows.
@@ -293,12 +292,9 @@ async def test_reload_turns_scheduled_backups_on(tmp_path: Path) -> None:
 
 
 async def test_scheduled_backups_are_owner_only(tmp_path: Path) -> None:
-    old_umask = os.umask(0o022)
-    try:
+    with umask(0o022):
         async with running_daemon(tmp_path) as daemon:
             path = await daemon.backups.take()
-    finally:
-        os.umask(old_umask)
     assert stat.S_IMODE(path.stat().st_mode) == 0o600
     assert stat.S_IMODE(path.parent.stat().st_mode) == 0o700
     # A scheduled backup interrupted by a crash leaves a private copy: the next one removes it.

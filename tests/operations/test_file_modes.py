@@ -3,31 +3,20 @@
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import os
 import signal
 import stat
 import subprocess
-from collections.abc import Iterator
 from pathlib import Path
 
 from chatd.client import ChatClient
 from tests.content import upload
 from tests.helpers import PASSWORD
-from tests.operations import CHATD, ChatdProcess, write_config
+from tests.operations import CHATD, ChatdProcess, umask, write_config
 
 # Written by the tests themselves, not by chatd.
 OURS = {"chatd.log", "chatd.yaml"}
 
-
-@contextlib.contextmanager
-def umask(mask: int) -> Iterator[None]:
-    """A umask for the processes started inside (they inherit it)."""
-    old = os.umask(mask)
-    try:
-        yield
-    finally:
-        os.umask(old)
 
 
 def modes(folder: Path) -> dict[str, int]:

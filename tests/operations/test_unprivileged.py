@@ -10,20 +10,17 @@ the umask (0022, a shell's usual one) would leave it open.
 from __future__ import annotations
 
 import asyncio
-import contextlib
-import os
 import pwd
 import signal
 import stat
 import subprocess
-from collections.abc import Iterator
 from pathlib import Path
 
 from chatd.client import ChatClient
 from chatd.ops.control import control_path
 from tests.content import upload
 from tests.helpers import PASSWORD
-from tests.operations import CHATCTL, CHATD, ChatdProcess, wait_for, write_config
+from tests.operations import CHATCTL, CHATD, ChatdProcess, umask, wait_for, write_config
 from tests.operations.unprivileged import (
     as_user,
     nobody,
@@ -32,15 +29,6 @@ from tests.operations.unprivileged import (
     program,
     python_for,
 )
-
-
-@contextlib.contextmanager
-def umask(mask: int) -> Iterator[None]:
-    old = os.umask(mask)
-    try:
-        yield
-    finally:
-        os.umask(old)
 
 
 def made_by_chatd(*folders: Path) -> dict[str, tuple[int, int, bool]]:
