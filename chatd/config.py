@@ -107,6 +107,8 @@ class RoomsConfig:
     # Who may create rooms: "accounts" only, or "everyone", IRC guests included
     # (a guest then owns the rooms it creates for as long as they live).
     creation: Literal["accounts", "everyone"] = "accounts"
+    # The most rooms one user may own when creating another (server admins: any).
+    max_owned: int = 100
 
 
 @dataclass(frozen=True, slots=True)
@@ -331,7 +333,7 @@ RELOAD_POLICY: Final[dict[str, ReloadPolicy]] = {
     **_each("control", "restart", "enabled", "path"),
     **_each("accounts", "applied", "registration", "bcrypt_cost", "guests", "resume_ttl"),
     **_each("rooms", "applied", "page_size", "history_default", "history_max", "resume_max",
-            "invitation_ttl", "creation"),
+            "invitation_ttl", "creation", "max_owned"),
     **_each("limits", "applied", "message_rate", "message_burst", "command_rate",
             "command_burst", "room_message_rate_max", "room_message_burst_max",
             "flood_threshold", "flood_window", "flood_action", "flood_mute",
@@ -372,7 +374,7 @@ PORT_KEYS: Final = ("listen.port", "tls.port", "metrics.port", "irc.port", "irc.
 # refuse every connection, queue without bound, or never make progress).
 AT_LEAST_ONE: Final = ("limits.max_connections", "limits.max_connections_per_ip",
                        "limits.input_queue", "storage.max_batch", "storage.max_pending",
-                       "rooms.page_size",
+                       "rooms.page_size", "rooms.max_owned",
                        "crypto.spawn_rate", "web.max_body")
 # Durations that must be more than 0 (0 would run housekeeping without a pause,
 # drop every connection before it could log in, time out every HTTP request,

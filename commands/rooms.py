@@ -21,7 +21,8 @@ MODES = tuple(m.value for m in Mode)
 
 @command("create", Word("room"),
          Choice("mode", optional=True, default="open", choices=MODES), group=GROUP,
-         scope=Scope.POST, errors=(Code.NAME_TAKEN, Code.INVALID_NAME, Code.NO_SUCH_USER))
+         scope=Scope.POST, errors=(Code.NAME_TAKEN, Code.INVALID_NAME, Code.QUOTA_EXCEEDED,
+                                    Code.NO_SUCH_USER))
 async def create(ctx: Context, room: str, mode: str) -> Ok:
     """Create a room (open by default); you become its owner."""
     created = await ctx.services.rooms.create(ctx.user, room, Mode(mode), ctx.session)

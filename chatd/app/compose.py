@@ -256,6 +256,7 @@ def wire_services(config: Config, clock: Clock, storage: Storage, table: Command
 
     def allow_creation(c: Config) -> None:
         rooms.creation = c.rooms.creation
+        rooms.max_owned = c.rooms.max_owned
 
     allow_creation(config)
 
@@ -263,7 +264,7 @@ def wire_services(config: Config, clock: Clock, storage: Storage, table: Command
     reloads.register(accounts, "accounts.bcrypt_cost")
     reloads.register(resume, "accounts.resume_ttl")
     reloads.register(Applies("admission", admit), "rooms.invitation_ttl")
-    reloads.register(Applies("rooms", allow_creation), "rooms.creation")
+    reloads.register(Applies("rooms", allow_creation), "rooms.creation", "rooms.max_owned")
     reloads.register(Applies("protection", protect), *READ_BY_PROTECTION)
     reloads.register(Applies("files", lambda c: files.reconfigure(c.files)), "files")
     reloads.register(Applies("crypto", lambda c: crypto.reconfigure(c.crypto)), "crypto")

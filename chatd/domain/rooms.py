@@ -66,6 +66,9 @@ class Rooms:
         # Who may create rooms (rooms.creation): "accounts", or "everyone",
         # IRC guests included. Set from the configuration, at start and reload.
         self.creation = "accounts"
+        # The most rooms one user (not a server admin) may own when creating
+        # another (rooms.max_owned). Set from the configuration, at start and reload.
+        self.max_owned = 100
         # On a cluster's node: reads a live room from the database into memory (one
         # another node created a moment ago, whose announcement is not read here yet).
         self.read_room: Callable[[int], Awaitable[None]] | None = None
@@ -249,6 +252,7 @@ class Rooms:
             if self.find(name) is not None:
                 raise ChatError(Code.NAME_TAKEN, f'a room named "{name}" exists.',
                                 remedy=Remedy(Step.JOIN_EXISTING, name))
+            self._refuse_over_quota(user)
             self._refuse_gone(user)  # (spares a doomed write; checked again below)
             try:
                 room, member = await unless_deleted(self._create_row(user, name, mode),
@@ -269,6 +273,20 @@ class Rooms:
                                room_id=room.id)
         await self._audit.record("create", actor=user.name, room=room, reason=mode.value)
         return room
+
+    def owned(self, user: User) -> int:
+        """How many live rooms ``user`` owns."""
+        return sum(1 for room in self._of_user.get(user.id, ())
+                   if room.role_of(user.id) is Role.OWNER)
+
+    def _refuse_over_quota(self, user: User) -> None:
+        """Refuse a new room to a user who owns ``max_owned`` already: rooms live in
+        memory as long as they have members, so one account must not make them
+        without end. Server admins have no limit."""
+        if user.is_admin or self.owned(user) < self.max_owned:
+            return
+        raise ChatError(Code.QUOTA_EXCEEDED, f"you own {self.max_owned} rooms, the most one "
+                        "may own: transfer or leave one first.", quota=self.max_owned)
 
     async def _create_row(self, user: User, name: str, mode: Mode) -> tuple[Room, Member]:
         """The room's rows (and its owner's), written; not in memory yet."""

@@ -50,7 +50,8 @@ def _announce(ctx: IrcContext, room: Room) -> None:
                                     session.caps))
 
 
-@irc_command("JOIN", min_params=1, errors={Code.NOT_PERMITTED: n.ERR_INVITEONLYCHAN},
+@irc_command("JOIN", min_params=1, errors={Code.NOT_PERMITTED: n.ERR_INVITEONLYCHAN,
+                                            Code.QUOTA_EXCEEDED: n.ERR_TOOMANYCHANNELS},
              scope=Scope.POST)
 async def join(ctx: IrcContext) -> None:
     """Join channels with their keys (a missing one is created); JOIN 0 leaves every one."""

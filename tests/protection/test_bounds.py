@@ -1,0 +1,49 @@
+"""What one user can make the daemon keep is bounded: rooms owned, webhooks of a
+room, notifications piled on another user. Each bound is configured small here."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from chatd.domain.clock import ManualClock
+from tests.helpers import PASSWORD
+from tests.irc.helpers import login
+from tests.protection import error_of, serving
+
+
+async def test_a_user_owns_at_most_max_owned_rooms(db_path: Path, clock: ManualClock) -> None:
+    async with serving(db_path, clock, rooms__max_owned=2) as (server, clients):
+        alice = await clients.user("alice")
+        await alice.command("/create one")
+        await alice.command("/create two")
+        refused = await error_of(alice, "/create three")
+        assert (refused["code"], refused["quota"]) == ("quota-exceeded", 2)
+        assert server.services.rooms.find("three") is None
+        # Rooms of others she joins are not hers: only owning counts.
+        bob = await clients.user("bob")
+        await bob.command("/create elsewhere")
+        await alice.command("/join elsewhere")
+        await alice.command("/leave one")  # "one" ends with its last member
+        assert (await alice.command("/create three")).ok
+        # A server admin has no limit.
+        await server.services.accounts.set_admin(server.services.accounts.require("bob"), True)
+        for name in ("b1", "b2", "b3"):
+            assert (await bob.command(f"/create {name}")).ok
+
+
+async def test_an_irc_join_that_would_create_one_room_too_many_is_405(
+        db_path: Path, clock: ManualClock) -> None:
+    async with serving(db_path, clock, rooms__max_owned=1, irc__enabled=True,
+                       irc__port=0) as (server, _):
+        assert server.irc is not None
+        await server.services.accounts.create("alice", PASSWORD)
+        client = await login(server.irc.port, "alice")
+        try:
+            client.send("JOIN #one")
+            await client.until("366")
+            client.send("JOIN #two")
+            refused = await client.expect("405")
+            assert refused.params[1] == "#two"
+            assert server.services.rooms.find("two") is None
+        finally:
+            await client.close()
