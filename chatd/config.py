@@ -259,6 +259,8 @@ class WebConfig:
     # Posts per second (and burst) through one incoming webhook.
     webhook_rate: float = 1.0
     webhook_burst: float = 5.0
+    # The most incoming webhooks one room may have.
+    max_webhooks: int = 20
 
 
 @dataclass(frozen=True, slots=True)
@@ -358,7 +360,7 @@ RELOAD_POLICY: Final[dict[str, ReloadPolicy]] = {
     **_each("web", "restart", "enabled", "host", "port"),
     **_each("web", "applied", "allowed_origins", "trusted_proxies", "max_body",
             "request_timeout", "ping_interval", "download_ttl", "webhook_rate",
-            "webhook_burst"),
+            "webhook_burst", "max_webhooks"),
     # Which database and which cluster a node belongs to is decided at start.
     **_each("cluster", "restart", "enabled", "node_id", "redis", "postgres"),
 }

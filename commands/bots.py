@@ -373,7 +373,8 @@ def _or_current(ctx: Context, room: Room | None) -> Room:
          Word("what", optional=True), _RoomOrCurrent("room", optional=True), group=GROUP,
          usage=WEBHOOK_USAGE,
          scope=Scope.MODERATE, errors=(Code.NO_SUCH_WEBHOOK, Code.NOT_PERMITTED,
-                                       Code.INVALID_NAME, Code.NAME_TAKEN),
+                                       Code.INVALID_NAME, Code.NAME_TAKEN,
+                                       Code.QUOTA_EXCEEDED),
          needs=NEEDS_ROOM_ADMIN)
 async def webhook(ctx: Context, action: str, what: str | None, room: Room | None) -> Ok:
     """Incoming webhooks of a room (its admins): a secret URL that posts as a named bot."""

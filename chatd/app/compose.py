@@ -231,6 +231,7 @@ def wire_services(config: Config, clock: Clock, storage: Storage, table: Command
     e2e = E2E(config.crypto, storage, accounts, messaging, rooms, bus, clock, transactions)
     stickers = Stickers(config.stickers)
     crypto = CryptoService(config.crypto, protection)
+    webhooks = Webhooks(storage, accounts, rooms, messaging, protection, audit, clock)
     services = Services(config=config, clock=clock, storage=storage, writer=writer, bus=bus,
                         accounts=accounts, rooms=rooms, messaging=messaging,
                         moderation=moderation, admission=admission, protection=protection,
@@ -239,8 +240,7 @@ def wire_services(config: Config, clock: Clock, storage: Storage, table: Command
                         started_at=clock.time(), version=__version__, files=files,
                         stickers=stickers, crypto=crypto, e2e=e2e, sequencer=sequencer,
                         transactions=transactions,
-                        webhooks=Webhooks(storage, accounts, rooms, messaging, protection, audit,
-                                          clock),
+                        webhooks=webhooks,
                         admin_feed=AdminFeed(audit, presence),
                         catchup=Catchup(storage, writer, messaging.tail, sequencer, rooms,
                                         accounts))
@@ -254,18 +254,16 @@ def wire_services(config: Config, clock: Clock, storage: Storage, table: Command
     def admit(c: Config) -> None:
         admission.config = c
 
-    def allow_creation(c: Config) -> None:
-        rooms.creation = c.rooms.creation
-        rooms.max_owned = c.rooms.max_owned
-
-    allow_creation(config)
+    rooms.reconfigure(config)
+    webhooks.reconfigure(config)
 
     reloads.register(Applies("services", per_use), *READ_PER_USE)
     reloads.register(accounts, "accounts.bcrypt_cost")
     reloads.register(resume, "accounts.resume_ttl")
     reloads.register(Applies("admission", admit), "rooms.invitation_ttl")
-    reloads.register(Applies("rooms", allow_creation), "rooms.creation", "rooms.max_owned")
+    reloads.register(rooms, "rooms.creation", "rooms.max_owned")
     reloads.register(Applies("protection", protect), *READ_BY_PROTECTION)
+    reloads.register(webhooks, "web.max_webhooks")
     reloads.register(Applies("files", lambda c: files.reconfigure(c.files)), "files")
     reloads.register(Applies("crypto", lambda c: crypto.reconfigure(c.crypto)), "crypto")
     reloads.register(Applies("e2e", lambda c: e2e.reconfigure(c.crypto)), "crypto.max_envelope")

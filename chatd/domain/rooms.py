@@ -24,6 +24,7 @@ from storage.api import Conflict, Refused
 if TYPE_CHECKING:
     from collections.abc import Iterable, Mapping, Sequence
 
+    from chatd.config import Config
     from chatd.domain.accounts import Accounts, User
     from chatd.domain.audit import AuditLog
     from chatd.domain.clock import Clock
@@ -64,10 +65,10 @@ class Rooms:
         # constraint (Conflict), whoever asks; this only spares a doomed write.
         self._create_lock = asyncio.Lock()
         # Who may create rooms (rooms.creation): "accounts", or "everyone",
-        # IRC guests included. Set from the configuration, at start and reload.
+        # IRC guests included; and the most rooms one user (not a server admin)
+        # may own when creating another (rooms.max_owned). Set from the
+        # configuration (reconfigure), at start and reload.
         self.creation = "accounts"
-        # The most rooms one user (not a server admin) may own when creating
-        # another (rooms.max_owned). Set from the configuration, at start and reload.
         self.max_owned = 100
         # On a cluster's node: reads a live room from the database into memory (one
         # another node created a moment ago, whose announcement is not read here yet).
@@ -76,6 +77,10 @@ class Rooms:
         # another node's termination read): what others keep of it in memory only
         # (IRC guests' bans) goes with it.
         self.ended: list[Callable[[Room], None]] = []
+
+    def reconfigure(self, config: Config) -> None:
+        self.creation = config.rooms.creation
+        self.max_owned = config.rooms.max_owned
 
     async def load(self) -> None:
         for record in await self._storage.load_active_rooms():

@@ -421,7 +421,7 @@ def api_routes(links: LinkSigner) -> list[Route]:
               scope=Scope.MODERATE),
         Route("POST", PREFIX + "/rooms/{room}/webhooks", create_webhook, "Create an incoming "
               "webhook (its admins); the secret is shown only now", "webhooks", (ROOM,),
-              body=s.obj(name=s.STR), answer=s.NEW_WEBHOOK, errors=(400, 403, 404, 409),
+              body=s.obj(name=s.STR), answer=s.NEW_WEBHOOK, errors=(400, 403, 404, 409, 413),
               scope=Scope.MODERATE, also=(Scope.POST,)),
         Route("DELETE", PREFIX + "/rooms/{room}/webhooks/{id}", revoke_webhook, "Revoke an "
               "incoming webhook (its admins)", "webhooks", (ROOM, hook), answer=s.WEBHOOK,

@@ -3,6 +3,7 @@ room, notifications piled on another user. Each bound is configured small here."
 
 from __future__ import annotations
 
+import asyncio
 from pathlib import Path
 
 from chatd.domain.clock import ManualClock
@@ -47,3 +48,21 @@ async def test_an_irc_join_that_would_create_one_room_too_many_is_405(
             assert server.services.rooms.find("two") is None
         finally:
             await client.close()
+
+
+async def test_a_room_has_at_most_max_webhooks_webhooks(db_path: Path,
+                                                        clock: ManualClock) -> None:
+    async with serving(db_path, clock, web__max_webhooks=2) as (_, clients):
+        alice = await clients.user("alice")
+        await alice.command("/create den")
+        first = await alice.command("/webhook create one")
+        await alice.command("/webhook create two")
+        refused = await error_of(alice, "/webhook create three")
+        assert (refused["code"], refused["quota"]) == ("quota-exceeded", 2)
+        # Asked for at once on several connections, none passes the last place.
+        await alice.command(f"/webhook revoke {first['id']}")
+        others = [await clients.user("alice") for _ in range(3)]
+        replies = await asyncio.gather(*(c.command(f"/webhook create r{n} den", check=False)
+                                         for n, c in enumerate(others)))
+        assert sorted(r.ok for r in replies) == [False, False, True]
+        assert len((await alice.command("/webhook list"))["webhooks"]) == 2
