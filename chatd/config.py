@@ -140,6 +140,8 @@ class LimitsConfig:
     keepalive: bool = True
     max_connections: int = 10000
     max_connections_per_ip: int = 20
+    # The most notifications a user keeps: a new one past it deletes the oldest.
+    max_notifications: int = 1000
 
 
 @dataclass(frozen=True, slots=True)
@@ -341,7 +343,7 @@ RELOAD_POLICY: Final[dict[str, ReloadPolicy]] = {
             "flood_threshold", "flood_window", "flood_action", "flood_mute",
             "auth_failures", "auth_window", "typing_rate", "output_buffer", "input_queue",
             "login_timeout", "idle_timeout", "keepalive", "max_connections",
-            "max_connections_per_ip"),
+            "max_connections_per_ip", "max_notifications"),
     **_each("housekeeping", "applied", "interval", "notification_retention",
             "association_retention", "history_retention"),
     **_each("backup", "applied", "interval", "dir", "keep"),
@@ -376,7 +378,7 @@ PORT_KEYS: Final = ("listen.port", "tls.port", "metrics.port", "irc.port", "irc.
 # refuse every connection, queue without bound, or never make progress).
 AT_LEAST_ONE: Final = ("limits.max_connections", "limits.max_connections_per_ip",
                        "limits.input_queue", "storage.max_batch", "storage.max_pending",
-                       "rooms.page_size", "rooms.max_owned",
+                       "rooms.page_size", "rooms.max_owned", "limits.max_notifications",
                        "crypto.spawn_rate", "web.max_body")
 # Durations that must be more than 0 (0 would run housekeeping without a pause,
 # drop every connection before it could log in, time out every HTTP request,

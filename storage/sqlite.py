@@ -333,6 +333,12 @@ class SqliteStorage(MessageQueries, ContentQueries, GovernanceQueries, TokenQuer
     async def clear_notifications(self, user_id: int) -> int:
         return await self._write("DELETE FROM notifications WHERE user_id = ?", (user_id,))
 
+    async def trim_notifications(self, user_id: int, keep: int) -> int:
+        return await self._write(
+            "DELETE FROM notifications WHERE user_id = ? AND id <= (SELECT id FROM "
+            "notifications WHERE user_id = ? ORDER BY id DESC LIMIT 1 OFFSET ?)",
+            (user_id, user_id, keep))
+
     async def delete_notifications_before(self, before: float) -> int:
         return await self._write("DELETE FROM notifications WHERE created_at < ?", (before,))
 

@@ -207,7 +207,7 @@ def wire_services(config: Config, clock: Clock, storage: Storage, table: Command
     stats = Stats()
     audit = AuditLog(storage, clock)
     accounts = Accounts(storage, config, clock, audit, LocalTransactions())
-    notifier = Notifier(storage, bus, clock)
+    notifier = Notifier(storage, bus, clock, keep=config.limits.max_notifications)
     rooms = Rooms(storage, accounts, bus, notifier, audit, clock, transactions)
     moderation = Moderation(storage, rooms, accounts, bus, notifier, audit, clock, transactions)
     protection = Protection(config, clock, moderation, audit,
@@ -262,6 +262,7 @@ def wire_services(config: Config, clock: Clock, storage: Storage, table: Command
     reloads.register(resume, "accounts.resume_ttl")
     reloads.register(Applies("admission", admit), "rooms.invitation_ttl")
     reloads.register(rooms, "rooms.creation", "rooms.max_owned")
+    reloads.register(notifier, "limits.max_notifications")
     reloads.register(Applies("protection", protect), *READ_BY_PROTECTION)
     reloads.register(webhooks, "web.max_webhooks")
     reloads.register(Applies("files", lambda c: files.reconfigure(c.files)), "files")

@@ -16,6 +16,7 @@ from chatd.domain.events import Notified
 from storage.api import StorageError
 
 if TYPE_CHECKING:
+    from chatd.config import Config
     from chatd.domain.accounts import User
     from chatd.domain.clock import Clock
     from chatd.domain.ports import Bus
@@ -27,20 +28,30 @@ log = logging.getLogger(__name__)
 # The most notifications one listing shows (the newest): /notifications clear
 # clears them all, shown or not.
 SHOWN = 200
+# The most notifications a user keeps, unless configured (limits.max_notifications).
+KEEP = 1000
 
 
 class Notifier:
     """Stores a notification and pushes it to every connection of its user."""
 
-    def __init__(self, storage: Storage, bus: Bus, clock: Clock) -> None:
+    def __init__(self, storage: Storage, bus: Bus, clock: Clock, keep: int = KEEP) -> None:
         self._storage = storage
         self._bus = bus
         self._clock = clock
+        # The most notifications a user keeps (limits.max_notifications): a new one
+        # past it deletes the oldest. Others pile them on a user at the pace of
+        # their messages and commands (direct messages while away, invitations,
+        # mutes and unmutes), for as long as the retention keeps them.
+        self.keep = keep
         # Stored notifications by user id (users with none are left out).
         self._counts: dict[int, int] = {}
         # True on a cluster's node: the other nodes write and clear notifications
         # too, so the count is the database's (one query a log-in).
         self.shared = False
+
+    def reconfigure(self, config: Config) -> None:
+        self.keep = config.limits.max_notifications
 
     async def load(self) -> None:
         self._counts = await self._storage.notification_counts()
@@ -49,6 +60,10 @@ class Notifier:
         note = await self._storage.add_notification(user.id, kind, {"text": text, **payload},
                                                     self._clock.time())
         self._counts[user.id] = self._counts.get(user.id, 0) + 1
+        # A cluster's other nodes add notifications too: this node's count of them
+        # cannot tell when there are too many, the database can.
+        if self.shared or self._counts[user.id] > self.keep:
+            self._lower(user.id, await self._storage.trim_notifications(user.id, self.keep))
         if user.online:
             self._bus.to_user(user, Notified(note))
 

@@ -369,6 +369,12 @@ class PostgresStorage(PgMessageQueries, PgContentQueries, PgGovernanceQueries,
     async def clear_notifications(self, user_id: int) -> int:
         return await self._execute("DELETE FROM notifications WHERE user_id = $1", user_id)
 
+    async def trim_notifications(self, user_id: int, keep: int) -> int:
+        return await self._execute(
+            "DELETE FROM notifications WHERE user_id = $1 AND id <= (SELECT id FROM "
+            "notifications WHERE user_id = $1 ORDER BY id DESC LIMIT 1 OFFSET $2)",
+            user_id, keep)
+
     async def delete_notifications_before(self, before: float) -> int:
         return await self._execute("DELETE FROM notifications WHERE created_at < $1", before)
 

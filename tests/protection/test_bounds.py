@@ -5,8 +5,10 @@ from __future__ import annotations
 
 import asyncio
 from pathlib import Path
+from typing import Any
 
 from chatd.domain.clock import ManualClock
+from tests.backends import on_both
 from tests.helpers import PASSWORD
 from tests.irc.helpers import login
 from tests.protection import error_of, serving
@@ -66,3 +68,25 @@ async def test_a_room_has_at_most_max_webhooks_webhooks(db_path: Path,
                                          for n, c in enumerate(others)))
         assert sorted(r.ok for r in replies) == [False, False, True]
         assert len((await alice.command("/webhook list"))["webhooks"]) == 2
+
+
+@on_both
+async def test_a_user_keeps_at_most_max_notifications(
+        db_path: Path, clock: ManualClock, storage_overrides: dict[str, Any]) -> None:
+    async with serving(db_path, clock, limits__max_notifications=3,
+                       **storage_overrides) as (server, clients):
+        bob = await clients.user("bob")
+        await bob.command("/logout")
+        alice = await clients.user("alice")
+        for n in range(6):  # bob is offline: each is a notification
+            await alice.command(f"/msg bob hello {n}")
+        carol = await clients.user("carol")
+        await carol.command("/create den private")
+        await carol.command("/invite bob den")
+        again = await clients.anonymous()
+        login = await again.command(f"/login bob {PASSWORD}")
+        assert login["notifications"] == 3
+        kept = await again.notifications()
+        assert [n["kind"] for n in kept] == ["direct-message", "direct-message", "invitation"]
+        bob_id = server.services.accounts.require("bob").id
+        assert await server.services.storage.count_notifications(bob_id) == 3
