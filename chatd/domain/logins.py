@@ -32,11 +32,17 @@ async def checked_login(services: _Services, peer: str, name: str | None,
                         attempt: Callable[[], Awaitable[_T]], via: str = "") -> _T:
     """Run ``attempt`` unless ``peer`` or ``name`` failed too often; count and audit failures.
 
-    ``via`` names the listener in the audit entry (for example " (irc)").
+    ``via`` names the listener in the audit entry (for example " (irc)"). An attempt
+    the limits refuse (``rate-limited``) is not audited: it was checked against
+    nothing, and the failures that emptied the bucket are in the log already. Audited,
+    it was a row written for ever at the pace of a client's commands, from
+    connections without an account, which no limit stopped.
     """
     try:
         return await _admitted(services.protection, peer, name, attempt)
     except ChatError as exc:
+        if exc.code is Code.RATE_LIMITED:
+            raise
         if exc.code is Code.AUTH_FAILED:
             services.stats.login_failures += 1
         await services.audit.record("failed-login", target=(name or "")[:24] or None,

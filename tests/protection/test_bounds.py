@@ -90,3 +90,18 @@ async def test_a_user_keeps_at_most_max_notifications(
         assert [n["kind"] for n in kept] == ["direct-message", "direct-message", "invitation"]
         bob_id = server.services.accounts.require("bob").id
         assert await server.services.storage.count_notifications(bob_id) == 3
+
+
+async def test_logins_refused_by_the_limit_write_no_audit_entry(
+        db_path: Path, clock: ManualClock) -> None:
+    # Each refusal was a row written for ever, at the pace of an anonymous
+    # connection's commands: the failures that emptied the bucket are enough.
+    async with serving(db_path, clock, limits__auth_failures=2) as (server, clients):
+        guesser = await clients.from_ip("127.0.0.2")
+        for _ in range(2):
+            assert (await error_of(guesser, "/login alice wrong"))["code"] == "auth-failed"
+        for n in range(10):
+            assert (await error_of(guesser, f"/login user{n} wrong"))["code"] == "rate-limited"
+        entries = await server.services.audit.entries(100)
+        assert [e.reason.split()[0] for e in entries if e.action == "failed-login"] == [
+            "auth-failed", "auth-failed"]
