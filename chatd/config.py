@@ -129,6 +129,10 @@ class LimitsConfig:
     # Failed logins allowed per IP address and per account name, per auth_window.
     auth_failures: int = 5
     auth_window: Seconds = Seconds(60)
+    # Accounts /register may make from one IP address per registration_window
+    # (0: no limit): every account is held in memory.
+    registrations: int = 10
+    registration_window: Seconds = Seconds(3600)
     # Typing indicators per second per connection (they are never stored).
     typing_rate: float = 1.0
     output_buffer: int = 1024 * 1024
@@ -341,7 +345,8 @@ RELOAD_POLICY: Final[dict[str, ReloadPolicy]] = {
     **_each("limits", "applied", "message_rate", "message_burst", "command_rate",
             "command_burst", "room_message_rate_max", "room_message_burst_max",
             "flood_threshold", "flood_window", "flood_action", "flood_mute",
-            "auth_failures", "auth_window", "typing_rate", "output_buffer", "input_queue",
+            "auth_failures", "auth_window", "registrations", "registration_window",
+            "typing_rate", "output_buffer", "input_queue",
             "login_timeout", "idle_timeout", "keepalive", "max_connections",
             "max_connections_per_ip", "max_notifications"),
     **_each("housekeeping", "applied", "interval", "notification_retention",
@@ -387,7 +392,7 @@ AT_LEAST_ONE: Final = ("limits.max_connections", "limits.max_connections_per_ip"
 # an internal error).
 ABOVE_ZERO: Final = ("housekeeping.interval", "limits.login_timeout", "web.request_timeout",
                      "files.preview_timeout", "crypto.timeout", "storage.flush_interval",
-                     "limits.auth_window")
+                     "limits.auth_window", "limits.registration_window")
 _NODE_ID_RE: Final = re.compile(r"[A-Za-z0-9_-]{1,32}")
 # SQLite's in-memory database: not a file, so never resolved against a directory.
 _MEMORY: Final = ":memory:"

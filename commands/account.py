@@ -25,14 +25,21 @@ WELCOME_ROOMS = 5
 
 
 @command("register", Word("name"), Word("password"), need=Need.ANONYMOUS, group=GROUP,
-         scope=Scope.READ, errors=(Code.NAME_TAKEN, Code.INVALID_NAME, Code.REGISTRATION_CLOSED))
+         scope=Scope.READ, errors=(Code.NAME_TAKEN, Code.INVALID_NAME, Code.REGISTRATION_CLOSED,
+                                   Code.RATE_LIMITED))
 async def register(ctx: Context, name: str, password: str) -> Ok:
     """Create an account (when registration is open) and log in with it."""
     services = ctx.services
     if services.config.accounts.registration != "open":
         raise ChatError(Code.REGISTRATION_CLOSED,
                         "registration is closed here; ask an administrator for an account.")
-    user = await services.accounts.create(name, password, actor=name)
+    protection, peer = services.protection, ctx.session.peer
+    await protection.admit_registration(peer)
+    try:
+        user = await services.accounts.create(name, password, actor=name)
+    except BaseException:
+        protection.registration_failed(peer)
+        raise
     welcome = await _welcome(ctx, user)
     return ok(f"Welcome, {user.name}. You are logged in. Try /rooms, or /create <room>.",
               **welcome)

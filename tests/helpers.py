@@ -32,6 +32,8 @@ TEST_OVERRIDES: dict[str, Any] = {
     "limits.message_burst": 10000,
     "limits.command_rate": 10000,
     "limits.command_burst": 10000,
+    # Every test registers its accounts from one address.
+    "limits.registrations": 0,
     "storage.flush_interval": 0.02,
 }
 

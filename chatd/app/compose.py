@@ -88,6 +88,7 @@ READ_BY_PROTECTION = ("limits.message_rate", "limits.message_burst", "limits.com
                       "limits.room_message_rate_max", "limits.room_message_burst_max",
                       "limits.flood_threshold", "limits.flood_window", "limits.flood_action",
                       "limits.flood_mute", "limits.auth_failures", "limits.auth_window",
+                      "limits.registrations", "limits.registration_window",
                       "web.webhook_rate", "web.webhook_burst")
 
 

@@ -248,6 +248,7 @@ class Kind(Enum):
     LOGIN_NAME = "login-name"        # failed logins per account name
     CRYPTO_SPAWN = "crypto-spawn"    # chatd-crypt process starts, for this daemon (a window)
     WEBHOOK = "webhook"              # posts through one incoming webhook
+    REGISTRATION = "registration"    # accounts made with /register, per IP address
 
     # A member is its only equal, so its identity hashes it: cheaper than
     # Enum's hash of the name, paid at every charge (the store is keyed by kind).

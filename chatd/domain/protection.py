@@ -130,6 +130,8 @@ class Protection:
                 return limits.auth_failures / limits.auth_window, limits.auth_failures
             case Kind.WEBHOOK:
                 return self.config.web.webhook_rate, self.config.web.webhook_burst
+            case Kind.REGISTRATION:
+                return limits.registrations / limits.registration_window, limits.registrations
             case Kind.ROOM_MESSAGE:
                 raise ValueError("a room's message rate is the room's: use charge_message")
             case Kind.CRYPTO_SPAWN:
@@ -322,6 +324,28 @@ class Protection:
         elif named:
             self._settle(self._store.give_back(named))
 
+    async def admit_registration(self, peer: str) -> None:
+        """Take a token of the address's registrations or raise ``rate-limited``:
+        every account is held in memory for good, and one address must not make
+        them without end (limits.registrations, 0: no limit). The token is given
+        back by :meth:`registration_failed` when no account was made."""
+        if not self.config.limits.registrations:
+            return
+        answer = self.charge_shared(Kind.REGISTRATION, _address(peer))
+        wait = answer if isinstance(answer, float) else await answer
+        if wait:
+            retry_ms = max(1, math.ceil(wait * 1000))
+            raise ChatError(Code.RATE_LIMITED, "too many accounts made from your address; "
+                            f"wait {math.ceil(retry_ms / 1000)} s and try again.",
+                            retry_ms=retry_ms)
+
+    def registration_failed(self, peer: str) -> None:
+        """A registration :meth:`admit_registration` let through made no account."""
+        if self.config.limits.registrations:
+            rate, burst = self.rate(Kind.REGISTRATION)
+            self._settle(self._store.give_back([Charge(Kind.REGISTRATION, _address(peer),
+                                                       rate, burst)]))
+
     def _settle(self, answer: float | Awaitable[Any] | None) -> None:
         """A shared store's answer is awaited aside: nothing waits for it."""
         if answer is not None and not isinstance(answer, float):
@@ -354,10 +378,15 @@ def _rate_limited(what: str, wait: float) -> ChatError:
 
 def _auth_keys(peer: str, name: str | None) -> list[tuple[Kind, str]]:
     """The IP address's key, and the account name's when a name was given."""
-    keys = [(Kind.LOGIN_ADDRESS, peer.rpartition(":")[0])]
+    keys = [(Kind.LOGIN_ADDRESS, _address(peer))]
     if name is not None:
         keys.append((Kind.LOGIN_NAME, name_key(name)))
     return keys
+
+
+def _address(peer: str) -> str:
+    """The IP address of a peer written ``address:port``."""
+    return peer.rpartition(":")[0]
 
 
 def _log_failure(task: asyncio.Future[None]) -> None:

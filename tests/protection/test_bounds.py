@@ -105,3 +105,35 @@ async def test_logins_refused_by_the_limit_write_no_audit_entry(
         entries = await server.services.audit.entries(100)
         assert [e.reason.split()[0] for e in entries if e.action == "failed-login"] == [
             "auth-failed", "auth-failed"]
+
+
+async def test_one_address_registers_at_most_registrations_accounts_a_window(
+        db_path: Path, clock: ManualClock) -> None:
+    async with serving(db_path, clock, limits__registrations=2,
+                       limits__registration_window="1h") as (server, clients):
+        for name in ("a1", "a2"):
+            client = await clients.from_ip("127.0.0.2")
+            assert (await client.command(f"/register {name} {PASSWORD}")).ok
+        client = await clients.from_ip("127.0.0.2")
+        # The address is refused before anything else is checked.
+        assert (await error_of(client, f"/register a1 {PASSWORD}"))["code"] == "rate-limited"
+        refused = await error_of(client, f"/register a3 {PASSWORD}")
+        assert refused["code"] == "rate-limited" and refused["retry_ms"] > 0
+        assert server.services.accounts.find("a3") is None
+        # Another address is not concerned; this one gets a token back with time.
+        other = await clients.from_ip("127.0.0.3")
+        assert (await other.command(f"/register b1 {PASSWORD}")).ok
+        clock.advance(1800)
+        assert (await client.command(f"/register a3 {PASSWORD}")).ok
+
+
+async def test_a_registration_that_makes_no_account_gives_its_token_back(
+        db_path: Path, clock: ManualClock) -> None:
+    async with serving(db_path, clock, limits__registrations=1) as (_, clients):
+        client = await clients.from_ip("127.0.0.2")
+        await client.command(f"/register taken {PASSWORD}")
+        clock.advance(3600)
+        fresh = await clients.from_ip("127.0.0.2")
+        for _ in range(3):
+            assert (await error_of(fresh, f"/register taken {PASSWORD}"))["code"] == "name-taken"
+        assert (await fresh.command(f"/register free {PASSWORD}")).ok
