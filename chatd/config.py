@@ -133,6 +133,10 @@ class LimitsConfig:
     # (0: no limit): every account is held in memory.
     registrations: int = 10
     registration_window: Seconds = Seconds(3600)
+    # Rooms one user may create per room_creation_window (0: no limit; server
+    # admins: any): an ended room's row is kept for good.
+    room_creations: int = 10
+    room_creation_window: Seconds = Seconds(3600)
     # Typing indicators per second per connection (they are never stored).
     typing_rate: float = 1.0
     output_buffer: int = 1024 * 1024
@@ -346,6 +350,7 @@ RELOAD_POLICY: Final[dict[str, ReloadPolicy]] = {
             "command_burst", "room_message_rate_max", "room_message_burst_max",
             "flood_threshold", "flood_window", "flood_action", "flood_mute",
             "auth_failures", "auth_window", "registrations", "registration_window",
+            "room_creations", "room_creation_window",
             "typing_rate", "output_buffer", "input_queue",
             "login_timeout", "idle_timeout", "keepalive", "max_connections",
             "max_connections_per_ip", "max_notifications"),
@@ -392,7 +397,8 @@ AT_LEAST_ONE: Final = ("limits.max_connections", "limits.max_connections_per_ip"
 # an internal error).
 ABOVE_ZERO: Final = ("housekeeping.interval", "limits.login_timeout", "web.request_timeout",
                      "files.preview_timeout", "crypto.timeout", "storage.flush_interval",
-                     "limits.auth_window", "limits.registration_window")
+                     "limits.auth_window", "limits.registration_window",
+                     "limits.room_creation_window")
 _NODE_ID_RE: Final = re.compile(r"[A-Za-z0-9_-]{1,32}")
 # SQLite's in-memory database: not a file, so never resolved against a directory.
 _MEMORY: Final = ":memory:"

@@ -33,13 +33,8 @@ async def register(ctx: Context, name: str, password: str) -> Ok:
     if services.config.accounts.registration != "open":
         raise ChatError(Code.REGISTRATION_CLOSED,
                         "registration is closed here; ask an administrator for an account.")
-    protection, peer = services.protection, ctx.session.peer
-    await protection.admit_registration(peer)
-    try:
+    async with services.protection.registering(ctx.session.peer):
         user = await services.accounts.create(name, password, actor=name)
-    except BaseException:
-        protection.registration_failed(peer)
-        raise
     welcome = await _welcome(ctx, user)
     return ok(f"Welcome, {user.name}. You are logged in. Try /rooms, or /create <room>.",
               **welcome)

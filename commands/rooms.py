@@ -22,10 +22,11 @@ MODES = tuple(m.value for m in Mode)
 @command("create", Word("room"),
          Choice("mode", optional=True, default="open", choices=MODES), group=GROUP,
          scope=Scope.POST, errors=(Code.NAME_TAKEN, Code.INVALID_NAME, Code.QUOTA_EXCEEDED,
-                                    Code.NO_SUCH_USER))
+                                    Code.RATE_LIMITED, Code.NO_SUCH_USER))
 async def create(ctx: Context, room: str, mode: str) -> Ok:
     """Create a room (open by default); you become its owner."""
-    created = await ctx.services.rooms.create(ctx.user, room, Mode(mode), ctx.session)
+    async with ctx.services.protection.creating_room(ctx.user):
+        created = await ctx.services.rooms.create(ctx.user, room, Mode(mode), ctx.session)
     ctx.session.current_room = created
     return ok(f"You created #{created.name} ({mode}). Plain lines now go to #{created.name}.",
               **ctx.services.rooms.summary(created), room=created.name)

@@ -32,8 +32,9 @@ TEST_OVERRIDES: dict[str, Any] = {
     "limits.message_burst": 10000,
     "limits.command_rate": 10000,
     "limits.command_burst": 10000,
-    # Every test registers its accounts from one address.
+    # Every test registers its accounts from one address, and some create many rooms.
     "limits.registrations": 0,
+    "limits.room_creations": 0,
     "storage.flush_interval": 0.02,
 }
 

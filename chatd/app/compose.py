@@ -89,6 +89,7 @@ READ_BY_PROTECTION = ("limits.message_rate", "limits.message_burst", "limits.com
                       "limits.flood_threshold", "limits.flood_window", "limits.flood_action",
                       "limits.flood_mute", "limits.auth_failures", "limits.auth_window",
                       "limits.registrations", "limits.registration_window",
+                      "limits.room_creations", "limits.room_creation_window",
                       "web.webhook_rate", "web.webhook_burst")
 
 

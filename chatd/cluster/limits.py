@@ -54,7 +54,8 @@ if TYPE_CHECKING:
 
 # The buckets kept in Redis, with the tag of each kind's keys.
 SHARED: Final = {Kind.MESSAGE: "m", Kind.ROOM_MESSAGE: "r", Kind.LOGIN_ADDRESS: "a",
-                 Kind.LOGIN_NAME: "n", Kind.WEBHOOK: "w", Kind.REGISTRATION: "g"}
+                 Kind.LOGIN_NAME: "n", Kind.WEBHOOK: "w", Kind.REGISTRATION: "g",
+                 Kind.ROOM_CREATION: "c"}
 
 # Take from groups of buckets, each group all or nothing, in the order given.
 # KEYS: the buckets, group after group. ARGV[1]: now in microseconds ('' for

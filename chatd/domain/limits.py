@@ -249,6 +249,7 @@ class Kind(Enum):
     CRYPTO_SPAWN = "crypto-spawn"    # chatd-crypt process starts, for this daemon (a window)
     WEBHOOK = "webhook"              # posts through one incoming webhook
     REGISTRATION = "registration"    # accounts made with /register, per IP address
+    ROOM_CREATION = "room-creation"  # rooms created, per user
 
     # A member is its only equal, so its identity hashes it: cheaper than
     # Enum's hash of the name, paid at every charge (the store is keyed by kind).

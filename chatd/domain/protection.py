@@ -34,7 +34,8 @@ import asyncio
 import contextlib
 import logging
 import math
-from collections.abc import Awaitable, Coroutine, Hashable
+from collections.abc import AsyncIterator, Awaitable, Coroutine, Hashable
+from contextlib import AbstractAsyncContextManager
 from typing import TYPE_CHECKING, Any, Final, NoReturn, Protocol
 
 from chatd.domain import events
@@ -132,6 +133,9 @@ class Protection:
                 return self.config.web.webhook_rate, self.config.web.webhook_burst
             case Kind.REGISTRATION:
                 return limits.registrations / limits.registration_window, limits.registrations
+            case Kind.ROOM_CREATION:
+                return (limits.room_creations / limits.room_creation_window,
+                        limits.room_creations)
             case Kind.ROOM_MESSAGE:
                 raise ValueError("a room's message rate is the room's: use charge_message")
             case Kind.CRYPTO_SPAWN:
@@ -324,27 +328,42 @@ class Protection:
         elif named:
             self._settle(self._store.give_back(named))
 
-    async def admit_registration(self, peer: str) -> None:
-        """Take a token of the address's registrations or raise ``rate-limited``:
-        every account is held in memory for good, and one address must not make
-        them without end (limits.registrations, 0: no limit). The token is given
-        back by :meth:`registration_failed` when no account was made."""
-        if not self.config.limits.registrations:
+    def registering(self, peer: str) -> AbstractAsyncContextManager[None]:
+        """Around the making of an account by ``/register`` from ``peer``: a token of
+        the address's registrations (limits.registrations), or ``rate-limited``.
+        Every account is held in memory for good: one address must not make them
+        without end."""
+        return self._making(Kind.REGISTRATION, _address(peer),
+                            "too many accounts made from your address")
+
+    def creating_room(self, user: User) -> AbstractAsyncContextManager[None]:
+        """Around the creation of a room by ``user``: a token of their creations
+        (limits.room_creations; server admins have no limit), or ``rate-limited``.
+        A room ended is kept for good (its audit, its name's history): creating
+        and leaving rooms in a loop must not add rows at the pace of commands."""
+        if user.is_admin:
+            return contextlib.nullcontext()
+        return self._making(Kind.ROOM_CREATION, user.id, "too many rooms created")
+
+    @contextlib.asynccontextmanager
+    async def _making(self, kind: Kind, key: Hashable, what: str) -> AsyncIterator[None]:
+        """One token of ``kind``'s bucket for ``key``, taken before the body runs and
+        given back when it raises (nothing was made); no bucket when its count is 0."""
+        rate, burst = self.rate(kind)
+        if not burst:
+            yield
             return
-        answer = self.charge_shared(Kind.REGISTRATION, _address(peer))
+        answer = self._store.take_shared(kind, key, rate, burst)
         wait = answer if isinstance(answer, float) else await answer
         if wait:
             retry_ms = max(1, math.ceil(wait * 1000))
-            raise ChatError(Code.RATE_LIMITED, "too many accounts made from your address; "
-                            f"wait {math.ceil(retry_ms / 1000)} s and try again.",
-                            retry_ms=retry_ms)
-
-    def registration_failed(self, peer: str) -> None:
-        """A registration :meth:`admit_registration` let through made no account."""
-        if self.config.limits.registrations:
-            rate, burst = self.rate(Kind.REGISTRATION)
-            self._settle(self._store.give_back([Charge(Kind.REGISTRATION, _address(peer),
-                                                       rate, burst)]))
+            raise ChatError(Code.RATE_LIMITED, f"{what}; wait {math.ceil(retry_ms / 1000)} s "
+                            "and try again.", retry_ms=retry_ms)
+        try:
+            yield
+        except BaseException:
+            self._settle(self._store.give_back([Charge(kind, key, rate, burst)]))
+            raise
 
     def _settle(self, answer: float | Awaitable[Any] | None) -> None:
         """A shared store's answer is awaited aside: nothing waits for it."""

@@ -51,7 +51,8 @@ def _announce(ctx: IrcContext, room: Room) -> None:
 
 
 @irc_command("JOIN", min_params=1, errors={Code.NOT_PERMITTED: n.ERR_INVITEONLYCHAN,
-                                            Code.QUOTA_EXCEEDED: n.ERR_TOOMANYCHANNELS},
+                                            Code.QUOTA_EXCEEDED: n.ERR_TOOMANYCHANNELS,
+                                            Code.RATE_LIMITED: n.ERR_TOOMANYCHANNELS},
              scope=Scope.POST)
 async def join(ctx: IrcContext) -> None:
     """Join channels with their keys (a missing one is created); JOIN 0 leaves every one."""
@@ -99,8 +100,9 @@ async def _join(ctx: IrcContext, name: str, key: str) -> None:
             raise IrcError(n.ERR_NOSUCHCHANNEL, name, "No such channel (guests cannot create "
                            "rooms)")
         try:
-            room = await (ctx.listener.guests.create(ctx.session, name) if is_guest(user)
-                          else services.rooms.create(user, name, Mode.OPEN, ctx.session))
+            async with services.protection.creating_room(user):
+                room = await (ctx.listener.guests.create(ctx.session, name) if is_guest(user)
+                              else services.rooms.create(user, name, Mode.OPEN, ctx.session))
         except ChatError as exc:
             if exc.code is not Code.NAME_TAKEN:
                 raise

@@ -137,3 +137,46 @@ async def test_a_registration_that_makes_no_account_gives_its_token_back(
         for _ in range(3):
             assert (await error_of(fresh, f"/register taken {PASSWORD}"))["code"] == "name-taken"
         assert (await fresh.command(f"/register free {PASSWORD}")).ok
+
+
+async def test_a_user_creates_at_most_room_creations_rooms_a_window(
+        db_path: Path, clock: ManualClock) -> None:
+    # Creating and leaving in a loop kept every ended room's row, at the pace of
+    # commands, though the user never owned more than one room at a time.
+    async with serving(db_path, clock, limits__room_creations=2,
+                       limits__room_creation_window="1h") as (server, clients):
+        alice, bob = await clients.user("alice"), await clients.user("bob")
+        # A creation that makes no room costs nothing.
+        await bob.command("/create taken")
+        for _ in range(3):
+            assert (await error_of(alice, "/create taken"))["code"] == "name-taken"
+        for name in ("one", "two"):
+            await alice.command(f"/create {name}")
+            await alice.command(f"/leave {name}")
+        refused = await error_of(alice, "/create three")
+        assert refused["code"] == "rate-limited" and refused["retry_ms"] > 0
+        assert server.services.rooms.find("three") is None
+        clock.advance(1800)
+        assert (await alice.command("/create three")).ok
+        # A server admin has no limit.
+        await server.services.accounts.set_admin(server.services.accounts.require("bob"), True)
+        for name in ("b1", "b2", "b3"):
+            assert (await bob.command(f"/create {name}")).ok
+
+
+async def test_an_irc_join_creating_rooms_too_fast_is_405(db_path: Path,
+                                                          clock: ManualClock) -> None:
+    async with serving(db_path, clock, limits__room_creations=1, irc__enabled=True,
+                       irc__port=0) as (server, _):
+        assert server.irc is not None
+        await server.services.accounts.create("alice", PASSWORD)
+        client = await login(server.irc.port, "alice")
+        try:
+            client.send("JOIN #one")
+            await client.until("366")
+            client.send("PART #one", "JOIN #two")
+            refused = await client.expect("405")
+            assert refused.params[1] == "#two"
+            assert server.services.rooms.find("two") is None
+        finally:
+            await client.close()
