@@ -193,6 +193,9 @@ class FilesConfig:
     # Largest file in bytes, and the total bytes one user may have uploaded.
     max_size: int = 10 * 1024 * 1024
     quota: int = 100 * 1024 * 1024
+    # The most files one user may have uploaded (as a quota of bytes does not
+    # count empty ones).
+    max_files: int = 10_000
     # Previews: ASCII-art width in columns, and the caps of the preview process.
     preview_width: int = 60
     preview_timeout: Seconds = Seconds(10)
@@ -361,8 +364,8 @@ RELOAD_POLICY: Final[dict[str, ReloadPolicy]] = {
     **_each("logging", "applied", "level", "format"),
     **_each("files", "restart", "backend", "dir", "s3_endpoint", "s3_bucket", "s3_region",
             "s3_prefix", "s3_access_key", "s3_secret_key", "s3_url_ttl"),
-    **_each("files", "applied", "max_size", "quota", "preview_width", "preview_timeout",
-            "preview_max_pixels", "preview_memory"),
+    **_each("files", "applied", "max_size", "quota", "max_files", "preview_width",
+            "preview_timeout", "preview_max_pixels", "preview_memory"),
     **_each("stickers", "applied", "dir", "builtin"),
     **_each("crypto", "restart", "max_concurrent"),
     **_each("crypto", "applied", "max_input", "max_waiting", "spawn_rate", "timeout",

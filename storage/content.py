@@ -47,6 +47,10 @@ class ContentQueries:
                                  (user_id,))
         return int(rows[0][0])
 
+    async def user_file_count(self: SqliteHost, user_id: int) -> int:
+        rows = await self._fetch("SELECT COUNT(*) FROM files WHERE uploader_id = ?", (user_id,))
+        return int(rows[0][0])
+
     async def user_files(self: SqliteHost, user_id: int) -> list[FileRecord]:
         """What ``user_file_bytes`` adds up, the oldest first (/myfiles)."""
         rows = await self._fetch(f"SELECT {_FILE} FROM files WHERE uploader_id = ? ORDER BY id",

@@ -44,6 +44,10 @@ class PgContentQueries:
         return int(await self._fetch_value(
             "SELECT COALESCE(SUM(size), 0) FROM files WHERE uploader_id = $1", user_id))
 
+    async def user_file_count(self: PgHost, user_id: int) -> int:
+        return int(await self._fetch_value(
+            "SELECT COUNT(*) FROM files WHERE uploader_id = $1", user_id))
+
     async def user_files(self: PgHost, user_id: int) -> list[FileRecord]:
         """What ``user_file_bytes`` adds up, the oldest first (/myfiles)."""
         rows = await self._fetch(

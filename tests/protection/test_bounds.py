@@ -9,6 +9,7 @@ from typing import Any
 
 from chatd.domain.clock import ManualClock
 from tests.backends import on_both
+from tests.content import upload
 from tests.helpers import PASSWORD
 from tests.irc.helpers import login
 from tests.protection import error_of, serving
@@ -180,3 +181,23 @@ async def test_an_irc_join_creating_rooms_too_fast_is_405(db_path: Path,
             assert server.services.rooms.find("two") is None
         finally:
             await client.close()
+
+
+@on_both
+async def test_a_user_keeps_at_most_max_files_files_even_empty_ones(
+        db_path: Path, clock: ManualClock, storage_overrides: dict[str, Any]) -> None:
+    # A quota of bytes counts nothing for an empty file: each was a row kept,
+    # and read whole by /files and /myfiles, at the pace of messages.
+    async with serving(db_path, clock, files__max_files=2,
+                       **storage_overrides) as (_, clients):
+        alice = await clients.user("alice")
+        await alice.command("/create den")
+        for n in range(2):
+            assert (await upload(alice, f"e{n}.txt", b"")).ok
+        refused = (await upload(alice, "e2.txt", b"")).final
+        assert (refused["code"], refused["quota"]) == ("quota-exceeded", 2)
+        assert "used" not in refused
+        mine = await alice.command("/myfiles")
+        assert mine["total"] == 2
+        await alice.command(f"/rmfile {mine['files'][0]['id']}")
+        assert (await upload(alice, "e2.txt", b"")).ok
