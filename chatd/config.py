@@ -148,6 +148,9 @@ class LimitsConfig:
     keepalive: bool = True
     max_connections: int = 10000
     max_connections_per_ip: int = 20
+    # The bits of an IPv6 address that name one client for the limits per address
+    # (connections, failed logins, registrations): its /64 network by default.
+    ipv6_prefix: int = 64
     # The most notifications a user keeps: a new one past it deletes the oldest.
     max_notifications: int = 1000
 
@@ -356,7 +359,7 @@ RELOAD_POLICY: Final[dict[str, ReloadPolicy]] = {
             "room_creations", "room_creation_window",
             "typing_rate", "output_buffer", "input_queue",
             "login_timeout", "idle_timeout", "keepalive", "max_connections",
-            "max_connections_per_ip", "max_notifications"),
+            "max_connections_per_ip", "ipv6_prefix", "max_notifications"),
     **_each("housekeeping", "applied", "interval", "notification_retention",
             "association_retention", "history_retention"),
     **_each("backup", "applied", "interval", "dir", "keep"),
@@ -596,6 +599,9 @@ def _check_ranges(config: Config) -> None:
         value = _value(config, dotted)
         if not low <= value <= high:
             raise ConfigError(f"{dotted}: {value:g} must be {low:g} to {high:g} seconds")
+    if not 1 <= config.limits.ipv6_prefix <= 128:
+        raise ConfigError(f"limits.ipv6_prefix: {config.limits.ipv6_prefix} must be 1 to 128 "
+                          "(the bits of an IPv6 address that name one client)")
 
 
 def _check_together(config: Config) -> None:

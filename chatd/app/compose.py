@@ -78,7 +78,7 @@ READ_BY_CONNECTIONS = ("server", "listen.max_line", "listen.flush_delay", "tls.c
                        "limits.output_buffer",
                        "limits.input_queue", "limits.login_timeout", "limits.idle_timeout",
                        "limits.keepalive", "limits.max_connections",
-                       "limits.max_connections_per_ip", "irc.server_name",
+                       "limits.max_connections_per_ip", "limits.ipv6_prefix", "irc.server_name",
                        # The web listener reads these through its host's configuration.
                        "web.allowed_origins", "web.trusted_proxies", "web.max_body",
                        "web.request_timeout", "web.ping_interval", "web.download_ttl")
@@ -90,6 +90,7 @@ READ_BY_PROTECTION = ("limits.message_rate", "limits.message_burst", "limits.com
                       "limits.flood_mute", "limits.auth_failures", "limits.auth_window",
                       "limits.registrations", "limits.registration_window",
                       "limits.room_creations", "limits.room_creation_window",
+                      "limits.ipv6_prefix",
                       "web.webhook_rate", "web.webhook_burst")
 
 

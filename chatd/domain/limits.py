@@ -10,6 +10,7 @@ asyncio, no I/O.
 
 from __future__ import annotations
 
+import ipaddress
 import itertools
 import math
 from collections import deque
@@ -412,3 +413,20 @@ class MemoryLimitStore:
     def __len__(self) -> int:
         """The buckets held, of every kind."""
         return sum(len(b) for b in self._buckets.values())
+
+
+def address_key(host: str, ipv6_prefix: int) -> str:
+    """What the limits of one address count under (limits.ipv6_prefix): an IPv4
+    address whole; an IPv6 address by its network of ``ipv6_prefix`` bits, since
+    one host commonly has a whole /64 to pick addresses from (an IPv4 address
+    written in IPv6, ``::ffff:192.0.2.1``, as itself). ``host`` may be bracketed
+    (``[2001:db8::1]``, as a peer is written); one that is no address is its own key."""
+    try:
+        ip = ipaddress.ip_address(host.removeprefix("[").removesuffix("]").partition("%")[0])
+    except ValueError:
+        return host
+    if ip.version == 4:
+        return str(ip)
+    if ip.ipv4_mapped is not None:
+        return str(ip.ipv4_mapped)
+    return str(ipaddress.IPv6Network((ip, ipv6_prefix), strict=False))

@@ -46,6 +46,7 @@ from chatd.domain.limits import (
     LimitStore,
     MemoryLimitStore,
     SlidingWindow,
+    address_key,
 )
 from chatd.domain.names import name_key
 from chatd.errors import ChatError, Code
@@ -333,7 +334,7 @@ class Protection:
         the address's registrations (limits.registrations), or ``rate-limited``.
         Every account is held in memory for good: one address must not make them
         without end."""
-        return self._making(Kind.REGISTRATION, _address(peer),
+        return self._making(Kind.REGISTRATION, self.address_of(peer),
                             "too many accounts made from your address")
 
     def creating_room(self, user: User) -> AbstractAsyncContextManager[None]:
@@ -372,7 +373,13 @@ class Protection:
 
     def _login_charges(self, peer: str, name: str | None) -> list[Charge]:
         rate, burst = self.rate(Kind.LOGIN_ADDRESS)
-        return [Charge(kind, key, rate, burst) for kind, key in _auth_keys(peer, name)]
+        keys = _auth_keys(self.address_of(peer), name)
+        return [Charge(kind, key, rate, burst) for kind, key in keys]
+
+    def address_of(self, peer: str) -> str:
+        """The key the limits of ``peer`` (written ``address:port``) count under: its
+        address, or an IPv6 address's network (limits.ipv6_prefix)."""
+        return address_key(peer.rpartition(":")[0], self.config.limits.ipv6_prefix)
 
     def sweep(self) -> None:
         """Drop buckets that have refilled and flood detectors with nothing in
@@ -395,17 +402,12 @@ def _rate_limited(what: str, wait: float) -> ChatError:
                      retry_ms=retry_ms)
 
 
-def _auth_keys(peer: str, name: str | None) -> list[tuple[Kind, str]]:
+def _auth_keys(address: str, name: str | None) -> list[tuple[Kind, str]]:
     """The IP address's key, and the account name's when a name was given."""
-    keys = [(Kind.LOGIN_ADDRESS, _address(peer))]
+    keys = [(Kind.LOGIN_ADDRESS, address)]
     if name is not None:
         keys.append((Kind.LOGIN_NAME, name_key(name)))
     return keys
-
-
-def _address(peer: str) -> str:
-    """The IP address of a peer written ``address:port``."""
-    return peer.rpartition(":")[0]
 
 
 def _log_failure(task: asyncio.Future[None]) -> None:

@@ -21,6 +21,7 @@ from typing import TYPE_CHECKING
 from chatd import __version__
 from chatd.config import ConfigError, effective_flush_delay
 from chatd.domain.clock import COARSE
+from chatd.domain.limits import address_key
 from chatd.errors import Code
 from chatd.net.connection import Connection, FlushScheduler, set_keepalive
 from chatd.protocol.session import Session
@@ -195,7 +196,9 @@ class Listeners:
 
     def connection_opened(self, conn: Connection) -> None:
         limits = self.config.limits
-        host = conn.peer.rpartition(":")[0]
+        # An IPv6 address counts with its network (limits.ipv6_prefix): one host
+        # commonly has a whole /64 to open connections from.
+        host = address_key(conn.peer.rpartition(":")[0], limits.ipv6_prefix)
         address = self._per_ip.get(host)
         if address is None:
             address = self._per_ip[host] = _Address(host)

@@ -36,7 +36,7 @@ from typing import TYPE_CHECKING, Protocol
 from urllib.parse import urlsplit
 
 from chatd import __version__
-from chatd.domain.limits import Kind
+from chatd.domain.limits import Kind, address_key
 from chatd.errors import ChatError, Code
 from chatd.net.connection import Connection, ConnectionHost
 from chatd.protocol.codec import LineFramer
@@ -198,14 +198,17 @@ class WebServer:
         has too many, lingering ones closed to make room."""
         limits = self.config.limits
         self._http.add(conn)
-        self._per_ip[conn.ip] += 1
+        # An IPv6 address counts with its network (limits.ipv6_prefix), as on the
+        # other listeners.
+        conn.client = address_key(conn.ip, limits.ipv6_prefix)
+        self._per_ip[conn.client] += 1
         proxied = conn.ip in self.config.web.trusted_proxies
-        if not proxied and self._per_ip[conn.ip] > limits.max_connections_per_ip:
-            self._make_room(conn.ip)
+        if not proxied and self._per_ip[conn.client] > limits.max_connections_per_ip:
+            self._make_room(conn.client)
         if len(self._http) > limits.max_connections:
-            self._make_room(conn.ip)
+            self._make_room(conn.client)
         return len(self._http) <= limits.max_connections and \
-            (proxied or self._per_ip[conn.ip] <= limits.max_connections_per_ip)
+            (proxied or self._per_ip[conn.client] <= limits.max_connections_per_ip)
 
     def lingering(self, conn: HttpConnection) -> None:
         """``conn`` was refused and only waits for its client's close (at most LINGER
@@ -213,8 +216,9 @@ class WebServer:
         if conn in self._http:
             self._lingering[conn] = None
 
-    def _make_room(self, ip: str) -> None:
-        """Close the oldest lingering socket of ``ip``, and uncount it now.
+    def _make_room(self, client: str) -> None:
+        """Close the oldest lingering socket of ``client`` (an address, or an IPv6
+        network), and uncount it now.
 
         A lingering socket still counts: it holds a descriptor, and were it not
         counted an address could hold any number of them (one per refused request,
@@ -228,7 +232,7 @@ class WebServer:
         another address's new socket never costs a client its answer: at the
         listener's limit it is refused 503, for at most LINGER seconds, the longest
         a socket lingers. A client's own new socket may: it has moved on."""
-        victim = next((c for c in self._lingering if c.ip == ip), None)
+        victim = next((c for c in self._lingering if c.client == client), None)
         if victim is not None:
             self._uncount(victim)
             victim.close()
@@ -248,9 +252,9 @@ class WebServer:
         self._lingering.pop(conn, None)
         if conn in self._http:
             self._http.discard(conn)
-            self._per_ip[conn.ip] -= 1
-            if self._per_ip[conn.ip] <= 0:
-                del self._per_ip[conn.ip]
+            self._per_ip[conn.client] -= 1
+            if self._per_ip[conn.client] <= 0:
+                del self._per_ip[conn.client]
 
     # -- requests ------------------------------------------------------------------------
 
@@ -549,6 +553,9 @@ class HttpConnection(asyncio.Protocol):
         self.transport: asyncio.Transport | None = None
         self.ip = "-"
         self.port = 0
+        # What the socket counts under against limits.max_connections_per_ip: its
+        # address, or an IPv6 address's network (set when it is counted).
+        self.client = "-"
         self.ws: MessageReader | None = None
         self._reader = RequestReader()
         self._busy = False
