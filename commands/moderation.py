@@ -98,7 +98,7 @@ async def kick(ctx: Context, user: User, room: Room, reason: str) -> Ok:
 
 @command("ban", _anyone(), _room(), Duration("duration", optional=True),
          Text("reason", optional=True, default=""), role=ADMIN, group=GROUP, scope=Scope.MODERATE,
-         told_by_event=True)
+         told_by_event=True, errors=(Code.QUOTA_EXCEEDED,))
 async def ban(ctx: Context, user: User, room: Room, duration: float | None, reason: str) -> Ok:
     """Ban a user (member or not) from a room, for a duration or for good."""
     ban = await ctx.services.moderation.ban(ctx.user, room, user, duration, reason)

@@ -49,6 +49,10 @@ log = logging.getLogger(__name__)
 GUEST_SEQ: Final = UNSTORED_SEQ + 1
 # Rooms one guest may be in at once: a guest's memberships live in memory only.
 MAX_GUEST_ROOMS: Final = 20
+# Bans of guests one room may hold: they live in memory until the room ends (or a
+# restart), and a room's admin with guests to ban, one after another under new
+# nicks, could otherwise grow the list without end.
+MAX_GUEST_BANS: Final = 100
 
 
 class GuestId(int):
@@ -256,6 +260,7 @@ class Guests:
 
         async def impose() -> None:
             nonlocal banned
+            self._refuse_full(room, target)
             session = self._online.get(name_key(target.name))
             # Gone meanwhile (another guest may have its nick now): the nick alone.
             address = _address(session) if session is not None and session.user is target \
@@ -278,6 +283,14 @@ class Guests:
         if removed is None:
             await self._services.audit.record("ban", name, nick, room, reason)
         return nick
+
+    def _refuse_full(self, room: Room, target: User) -> None:
+        """Refuse one more ban of a guest to a room that holds ``MAX_GUEST_BANS``."""
+        bans = self._bans.get(room.id, {})
+        if len(bans) >= MAX_GUEST_BANS and name_key(target.name) not in bans:
+            raise ChatError(Code.QUOTA_EXCEEDED, f"#{room.name} holds {MAX_GUEST_BANS} bans "
+                            "of guests, the most a room may: lift one first.",
+                            quota=MAX_GUEST_BANS)
 
     async def unban(self, actor: User | None, room: Room, nick: str) -> bool:
         """Lift a guest ban by nick; False when there was none. Decided in the room's

@@ -8,10 +8,11 @@ from pathlib import Path
 from typing import Any
 
 from chatd.domain.clock import ManualClock
+from chatd.irc.guests import MAX_GUEST_BANS
 from tests.backends import on_both
 from tests.content import upload
 from tests.helpers import PASSWORD
-from tests.irc.helpers import login
+from tests.irc.helpers import IrcClient, login
 from tests.protection import error_of, serving
 
 
@@ -201,3 +202,31 @@ async def test_a_user_keeps_at_most_max_files_files_even_empty_ones(
         assert mine["total"] == 2
         await alice.command(f"/rmfile {mine['files'][0]['id']}")
         assert (await upload(alice, "e2.txt", b"")).ok
+
+
+async def test_a_room_holds_at_most_max_guest_bans_bans_of_guests(
+        db_path: Path, clock: ManualClock) -> None:
+    # Each ban of a guest lives in memory until the room ends: a room's admin with
+    # guests to ban, one after another under new nicks, grew the list without end.
+    async with serving(db_path, clock, irc__enabled=True, irc__port=0,
+                       accounts__guests=True) as (server, clients):
+        assert server.irc is not None
+        port = server.irc.port
+        owner = await clients.user("owner")
+        await owner.command("/create hall")
+
+        async def ban_a_guest(nick: str) -> dict[str, Any]:
+            guest = await IrcClient.connect(port)
+            try:
+                await guest.register(nick)
+                reply = await owner.command(f"/ban {nick} hall", check=False)
+                return reply.final
+            finally:
+                await guest.close()
+
+        for n in range(MAX_GUEST_BANS):
+            assert (await ban_a_guest(f"g{n}"))["type"] == "ok"
+        refused = await ban_a_guest("one_more")
+        assert (refused["code"], refused["quota"]) == ("quota-exceeded", MAX_GUEST_BANS)
+        await owner.command("/unban g0 hall")
+        assert (await ban_a_guest("one_more"))["type"] == "ok"
