@@ -103,6 +103,9 @@ class RoomsConfig:
     # The most messages one /resume replays; past it, it says "more" and the
     # client asks again from the last id replayed.
     resume_max: int = 10_000
+    # The most direct messages sent while a user was away that a log-in replays
+    # (the newest); older ones are marked delivered, left to /resume and history.
+    offline_replay_max: int = 200
     invitation_ttl: Seconds = Seconds(7 * 86400)
     # Who may create rooms: "accounts" only, or "everyone", IRC guests included
     # (a guest then owns the rooms it creates for as long as they live).
@@ -351,7 +354,7 @@ RELOAD_POLICY: Final[dict[str, ReloadPolicy]] = {
     **_each("control", "restart", "enabled", "path"),
     **_each("accounts", "applied", "registration", "bcrypt_cost", "guests", "resume_ttl"),
     **_each("rooms", "applied", "page_size", "history_default", "history_max", "resume_max",
-            "invitation_ttl", "creation", "max_owned"),
+            "invitation_ttl", "creation", "max_owned", "offline_replay_max"),
     **_each("limits", "applied", "message_rate", "message_burst", "command_rate",
             "command_burst", "room_message_rate_max", "room_message_burst_max",
             "flood_threshold", "flood_window", "flood_action", "flood_mute",
@@ -394,7 +397,8 @@ PORT_KEYS: Final = ("listen.port", "tls.port", "metrics.port", "irc.port", "irc.
 # refuse every connection, queue without bound, or never make progress).
 AT_LEAST_ONE: Final = ("limits.max_connections", "limits.max_connections_per_ip",
                        "limits.input_queue", "storage.max_batch", "storage.max_pending",
-                       "rooms.page_size", "rooms.max_owned", "limits.max_notifications",
+                       "rooms.page_size", "rooms.max_owned", "rooms.offline_replay_max",
+                       "limits.max_notifications",
                        "crypto.spawn_rate", "web.max_body")
 # Durations that must be more than 0 (0 would run housekeeping without a pause,
 # drop every connection before it could log in, time out every HTTP request,

@@ -126,13 +126,18 @@ class Storage(Protocol):
                              limit: int) -> list[MessageRecord]:
         """The first ``limit`` messages above ``after_id``, in id order, of the rooms
         ``room_ids`` and the direct messages to or from ``user_id`` (/resume)."""
-    async def direct_backlog(self, user_id: int) -> list[MessageRecord] | None:
-        """The direct messages to ``user_id`` not delivered yet, in id order, or None
-        when the account is gone: what a log-in is shown, and whether it may log in
-        (one statement)."""
+    async def direct_backlog(self, user_id: int,
+                             limit: int | None = None) -> list[MessageRecord] | None:
+        """The direct messages to ``user_id`` not delivered yet, in id order (the
+        newest ``limit`` of them), or None when the account is gone: what a log-in
+        is shown, and whether it may log in (one statement)."""
         ...
     async def recipients_of_undelivered(self) -> list[int]: ...
     async def mark_delivered(self, message_ids: Sequence[int]) -> None: ...
+    async def mark_direct_delivered(self, user_id: int, up_to: int) -> int:
+        """Mark the direct messages to ``user_id`` up to id ``up_to`` delivered; how
+        many were not yet."""
+        ...
     async def delete_terminated_history(self, before: float) -> int: ...
 
     # notifications

@@ -205,16 +205,17 @@ class MessageQueries:
         return [(partner, ts) for partner, (_, ts)
                 in sorted(newest.items(), key=lambda item: item[1][0], reverse=True)]
 
-    async def direct_backlog(self: SqliteHost, user_id: int) -> list[MessageRecord] | None:
-        """The undelivered direct messages to ``user_id``, or None when the account
-        is gone (one statement, as PostgreSQL's)."""
+    async def direct_backlog(self: SqliteHost, user_id: int,
+                             limit: int | None = None) -> list[MessageRecord] | None:
+        """The undelivered direct messages to ``user_id`` (the newest ``limit``), in
+        id order, or None when the account is gone (one statement, as PostgreSQL's)."""
         rows = await self._fetch(
             f"SELECT {_MESSAGE}, EXISTS (SELECT 1 FROM users WHERE id = ?) "
             "FROM (SELECT 1) AS one LEFT JOIN messages ON recipient_id = ? AND delivered = 0 "
-            "ORDER BY id", (user_id, user_id))
+            "ORDER BY id DESC LIMIT ?", (user_id, user_id, -1 if limit is None else limit))
         if not rows[0][10]:
             return None
-        return [_message(row) for row in rows if row[0] is not None]
+        return [_message(row) for row in reversed(rows) if row[0] is not None]
 
     async def recipients_of_undelivered(self: SqliteHost) -> list[int]:
         """The users who have direct messages they have not seen (index messages_undelivered)."""
@@ -234,6 +235,11 @@ class MessageQueries:
             cursor = await conn.execute(
                 f"DELETE FROM messages INDEXED BY messages_room WHERE {rooms}", (before,))
             return int(next(iter(rows))[0]) + cursor.rowcount
+
+    async def mark_direct_delivered(self: SqliteHost, user_id: int, up_to: int) -> int:
+        return await self._write(
+            "UPDATE messages SET delivered = 1 WHERE recipient_id = ? AND delivered = 0 "
+            "AND id <= ?", (user_id, up_to))
 
     async def mark_delivered(self: SqliteHost, message_ids: Sequence[int]) -> None:
         params = [(message_id,) for message_id in message_ids]

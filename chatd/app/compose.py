@@ -60,7 +60,7 @@ from storage.writer import MessageWriter
 if TYPE_CHECKING:
     from chatd.cluster.node import ClusterNode
     from chatd.cluster.transactions import ClusterTransactions
-    from chatd.config import Config
+    from chatd.config import Config, Reconfigurable
     from chatd.domain.ports import Bus, Sequencer
     from chatd.net.connection import Connection
     from chatd.ops.leader import Leader
@@ -210,7 +210,7 @@ def wire_services(config: Config, clock: Clock, storage: Storage, table: Command
     stats = Stats()
     audit = AuditLog(storage, clock)
     accounts = Accounts(storage, config, clock, audit, LocalTransactions())
-    notifier = Notifier(storage, bus, clock, keep=config.limits.max_notifications)
+    notifier = Notifier(storage, bus, clock)
     rooms = Rooms(storage, accounts, bus, notifier, audit, clock, transactions)
     moderation = Moderation(storage, rooms, accounts, bus, notifier, audit, clock, transactions)
     protection = Protection(config, clock, moderation, audit,
@@ -257,17 +257,21 @@ def wire_services(config: Config, clock: Clock, storage: Storage, table: Command
     def admit(c: Config) -> None:
         admission.config = c
 
-    rooms.reconfigure(config)
-    webhooks.reconfigure(config)
+    # The parts that keep their limits themselves: set now, and at each reload.
+    bounded: list[tuple[Reconfigurable, tuple[str, ...]]] = [
+        (rooms, ("rooms.creation", "rooms.max_owned")),
+        (notifier, ("limits.max_notifications",)),
+        (messaging, ("rooms.offline_replay_max",)),
+        (webhooks, ("web.max_webhooks",))]
+    for part, keys in bounded:
+        part.reconfigure(config)
+        reloads.register(part, *keys)
 
     reloads.register(Applies("services", per_use), *READ_PER_USE)
     reloads.register(accounts, "accounts.bcrypt_cost")
     reloads.register(resume, "accounts.resume_ttl")
     reloads.register(Applies("admission", admit), "rooms.invitation_ttl")
-    reloads.register(rooms, "rooms.creation", "rooms.max_owned")
-    reloads.register(notifier, "limits.max_notifications")
     reloads.register(Applies("protection", protect), *READ_BY_PROTECTION)
-    reloads.register(webhooks, "web.max_webhooks")
     reloads.register(Applies("files", lambda c: files.reconfigure(c.files)), "files")
     reloads.register(Applies("crypto", lambda c: crypto.reconfigure(c.crypto)), "crypto")
     reloads.register(Applies("e2e", lambda c: e2e.reconfigure(c.crypto)), "crypto.max_envelope")

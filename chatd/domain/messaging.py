@@ -27,6 +27,7 @@ if TYPE_CHECKING:
     import asyncio
     from collections.abc import Awaitable
 
+    from chatd.config import Config
     from chatd.domain.accounts import User
     from chatd.domain.clock import Clock
     from chatd.domain.notifications import Notifier
@@ -69,6 +70,12 @@ class Messaging:
         self.tail: Tail | None = None
         # Charges, numbers and publishes a room message in one step (a cluster's).
         self.poster: Poster | None = None
+        # The most direct messages a log-in replays, the newest (rooms.offline_replay_max):
+        # set from the configuration, at start and reload.
+        self.replay_max = 200
+
+    def reconfigure(self, config: Config) -> None:
+        self.replay_max = config.rooms.offline_replay_max
 
     async def load(self) -> None:
         self._unseen_by = set(await self._storage.recipients_of_undelivered())
@@ -366,39 +373,45 @@ class Messaging:
         return msg.id
 
     async def replay_direct(self, session: Endpoint, user: User,
-                            label: str | None = None) -> int:
+                            label: str | None = None) -> tuple[int, int]:
         """Show a user who logs in the direct messages sent while they were away, as
-        lines of the login's reply (labelled ``label``, as every line a command causes).
+        lines of the login's reply (labelled ``label``, as every line a command causes):
+        the newest ``replay_max`` of them, all marked delivered. How many were shown,
+        and how many older ones were not (they are in the history, and /resume's):
+        others could send a user who stays away any number of them, and a log-in
+        read them all into memory and sent them in one reply.
 
         Raises :class:`AccountGone` when the database no longer holds the account
         (asked in the same statement): on a cluster's node, which asks at every
         log-in, a deletion another node committed is seen here before its
         announcement arrives."""
         if user.id not in self._unseen_by and not self.shared:
-            return 0
+            return 0, 0
         await self._writer.flush()
         try:
-            pending = await self._storage.direct_backlog(user.id)
+            pending = await self._storage.direct_backlog(user.id, self.replay_max)
         except Unavailable:
             if not self.shared:
                 raise
             # A cluster's node while the database is away: they wait for a later log-in.
             log.warning("direct messages not replayed at a log-in: the database does not "
                         "answer")
-            return 0
+            return 0, 0
         if pending is None:
             if user.has_account:
                 raise AccountGone(user.name)
             pending = []  # (an IRC guest: never an account, and no stored backlog)
         if session.user is not user:
-            return 0  # the connection went away meanwhile: keep them for next time
+            return 0, 0  # the connection went away meanwhile: keep them for next time
         for msg in pending:
             session.send(Message.of(msg, to=user.name, offline=True), label)
         # Before the await: a message sent once this connection is gone again
         # adds the user back.
         self._unseen_by.discard(user.id)
-        await self._storage.mark_delivered([m.id for m in pending])
-        return len(pending)
+        if not pending:
+            return 0, 0
+        marked = await self._storage.mark_direct_delivered(user.id, pending[-1].id)
+        return len(pending), max(0, marked - len(pending))
 
     async def history(self, room: Room, limit: int,
                       before_id: int | None = None) -> list[Message]:

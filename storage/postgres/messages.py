@@ -161,22 +161,29 @@ class PgMessageQueries:
         rows = await self._fetch(PARTNERS_SQL, user_id, hidden_kind)
         return [(int(row[0]), float(row[1])) for row in rows]
 
-    async def direct_backlog(self: PgHost, user_id: int) -> list[MessageRecord] | None:
-        """The undelivered direct messages to ``user_id``, or None when the account
-        is gone (deleted, perhaps by another node a moment ago). One statement, so
-        a cluster's log-in learns both in the round trip it makes anyway."""
+    async def direct_backlog(self: PgHost, user_id: int,
+                             limit: int | None = None) -> list[MessageRecord] | None:
+        """The undelivered direct messages to ``user_id`` (the newest ``limit``), in
+        id order, or None when the account is gone (deleted, perhaps by another node
+        a moment ago). One statement, so a cluster's log-in learns both in the round
+        trip it makes anyway."""
         rows = await self._fetch(
             f"SELECT {_MESSAGE}, EXISTS (SELECT 1 FROM users WHERE id = $1) "
             "FROM (SELECT 1) AS one LEFT JOIN messages ON recipient_id = $1 AND NOT delivered "
-            "ORDER BY id", user_id)
+            "ORDER BY id DESC NULLS LAST LIMIT $2", user_id, limit)
         if not rows[0][10]:
             return None
-        return [_message(row) for row in rows if row[0] is not None]
+        return [_message(row) for row in reversed(rows) if row[0] is not None]
 
     async def recipients_of_undelivered(self: PgHost) -> list[int]:
         rows = await self._fetch("SELECT DISTINCT recipient_id FROM messages "
                                  "WHERE NOT delivered ORDER BY recipient_id")
         return [int(row[0]) for row in rows]
+
+    async def mark_direct_delivered(self: PgHost, user_id: int, up_to: int) -> int:
+        return await self._execute(
+            "UPDATE messages SET delivered = true WHERE recipient_id = $1 AND NOT delivered "
+            "AND id <= $2", user_id, up_to)
 
     async def mark_delivered(self: PgHost, message_ids: Sequence[int]) -> None:
         if message_ids:

@@ -230,3 +230,27 @@ async def test_a_room_holds_at_most_max_guest_bans_bans_of_guests(
         assert (refused["code"], refused["quota"]) == ("quota-exceeded", MAX_GUEST_BANS)
         await owner.command("/unban g0 hall")
         assert (await ban_a_guest("one_more"))["type"] == "ok"
+
+
+@on_both
+async def test_a_login_replays_at_most_offline_replay_max_direct_messages(
+        db_path: Path, clock: ManualClock, storage_overrides: dict[str, Any]) -> None:
+    # Others may send an absent user any number of direct messages: a log-in read
+    # them all into memory and sent them all in one reply.
+    async with serving(db_path, clock, rooms__offline_replay_max=2,
+                       **storage_overrides) as (_, clients):
+        bob = await clients.user("bob")
+        await bob.command("/logout")
+        alice = await clients.user("alice")
+        for n in range(5):
+            await alice.command(f"/msg bob hello {n}")
+        again = await clients.anonymous()
+        login = await again.command(f"/login bob {PASSWORD}")
+        shown = [r["text"] for r in login.lines if r.get("type") == "message"]
+        assert shown == ["hello 3", "hello 4"]
+        assert (login["direct_messages"], login["direct_messages_skipped"]) == (2, 3)
+        assert "3 older direct messages" in login["message"]
+        # All were marked delivered: the next log-in replays none.
+        await again.command("/logout")
+        later = await again.command(f"/login bob {PASSWORD}")
+        assert later["direct_messages"] == 0 and "direct_messages_skipped" not in later.final
