@@ -165,6 +165,8 @@ class HousekeepingConfig:
     association_retention: Seconds = Seconds(30 * 86400)
     # Messages of terminated rooms are deleted this long after termination.
     history_retention: Seconds = Seconds(90 * 86400)
+    # Audit entries are deleted this long after they were made (0: kept for good).
+    audit_retention: Seconds = Seconds(0)
 
 
 @dataclass(frozen=True, slots=True)
@@ -364,7 +366,7 @@ RELOAD_POLICY: Final[dict[str, ReloadPolicy]] = {
             "login_timeout", "idle_timeout", "keepalive", "max_connections",
             "max_connections_per_ip", "ipv6_prefix", "max_notifications"),
     **_each("housekeeping", "applied", "interval", "notification_retention",
-            "association_retention", "history_retention"),
+            "association_retention", "history_retention", "audit_retention"),
     **_each("backup", "applied", "interval", "dir", "keep"),
     **_each("metrics", "restart", "enabled", "host", "port"),
     **_each("logging", "applied", "level", "format"),

@@ -184,6 +184,10 @@ class Storage(Protocol):
     async def ended_room(self, room_id: int | None = None,
                          name: str | None = None) -> tuple[int, str] | None: ...
     async def audit_admins(self, room_id: int) -> set[str]: ...
+    async def delete_audit_before(self, before: float) -> int:
+        """Delete the entries made before ``before``, oldest first, always keeping the
+        newest (ids are never given again); how many."""
+        ...
 
     # API tokens (scopes: space-separated)
     async def create_token(self, user_id: int, name: str, token_hash: str,

@@ -174,6 +174,12 @@ class GovernanceQueries:
             "ORDER BY terminated_at DESC, id DESC LIMIT 1", params)
         return None if row is None else (int(row[0]), str(row[1]))
 
+    async def delete_audit_before(self: SqliteHost, before: float) -> int:
+        # Entries come in time order: the scan by id stops at the first one kept.
+        return await self._write(
+            "DELETE FROM audit WHERE id < COALESCE((SELECT id FROM audit WHERE ts >= ? "
+            "ORDER BY id LIMIT 1), (SELECT MAX(id) FROM audit))", (before,))
+
     async def audit_admins(self: SqliteHost, room_id: int) -> set[str]:
         """Who the room's audit log shows as its admin or owner at some time: its
         creator, and the targets of promotions, ownership changes and transfers."""

@@ -74,6 +74,14 @@ class Housekeeping:
         log.info("housekeeping", extra={"fields": done})
         return done
 
+    async def _expire_audit(self, now: float) -> int:
+        """Entries older than housekeeping.audit_retention (0: kept for good)."""
+        retention = self._services.config.housekeeping.audit_retention
+        if not retention:
+            return 0
+        await self._services.audit.flush()
+        return await self._services.storage.delete_audit_before(now - retention)
+
     def _jobs(self) -> list[tuple[str, Callable[[], Awaitable[int]]]]:
         services = self._services
         config = services.config.housekeeping
@@ -84,6 +92,7 @@ class Housekeeping:
             ("sanctions_expired", services.moderation.expire),
             ("invitations_expired", lambda: storage.delete_expired_invitations(now)),
             ("resume_tokens_expired", services.resume.expire),
+            ("audit_deleted", lambda: self._expire_audit(now)),
             ("notifications_deleted",
              lambda: services.notifier.expire(now - config.notification_retention)),
             ("associations_deleted",

@@ -171,6 +171,12 @@ class PgGovernanceQueries:
             room_id if room_id is not None else name)
         return None if row is None else (int(row[0]), str(row[1]))
 
+    async def delete_audit_before(self: PgHost, before: float) -> int:
+        # Entries come in time order: the scan by id stops at the first one kept.
+        return await self._execute(
+            "DELETE FROM audit WHERE id < COALESCE((SELECT id FROM audit WHERE ts >= $1 "
+            "ORDER BY id LIMIT 1), (SELECT MAX(id) FROM audit))", before)
+
     async def audit_admins(self: PgHost, room_id: int) -> set[str]:
         """Who the room's audit log shows as its admin or owner at some time."""
         rows = await self._fetch(

@@ -254,3 +254,25 @@ async def test_a_login_replays_at_most_offline_replay_max_direct_messages(
         await again.command("/logout")
         later = await again.command(f"/login bob {PASSWORD}")
         assert later["direct_messages"] == 0 and "direct_messages_skipped" not in later.final
+
+
+@on_both
+async def test_audit_entries_older_than_audit_retention_are_deleted(
+        db_path: Path, clock: ManualClock, storage_overrides: dict[str, Any]) -> None:
+    # Every log-in and join writes an entry, at the pace of commands: kept for good
+    # unless the operator sets a retention.
+    async with serving(db_path, clock, housekeeping__audit_retention="1d",
+                       **storage_overrides) as (server, clients):
+        root = await clients.user("root")
+        await server.services.accounts.set_admin(server.services.accounts.require("root"), True)
+        await root.command("/create old")
+        clock.advance(2 * 86400)
+        await root.command("/create new")
+        done = await server.housekeeping.run_once()
+        assert done["audit_deleted"] >= 2  # the account, its log-in, the room "old"
+        entries = (await root.command("/audit 1000"))["entries"]
+        assert [e["room"] for e in entries if e["action"] == "create"] == ["new"]
+        # The newest entry always stays: ids are never given again.
+        clock.advance(10 * 86400)
+        await server.housekeeping.run_once()
+        assert len((await root.command("/audit 1000"))["entries"]) >= 1
