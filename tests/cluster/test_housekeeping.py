@@ -15,7 +15,7 @@ from tests.services import PostgresServer
 
 pytestmark = pytest.mark.asyncio
 
-JOBS = 8
+JOBS = 9
 
 
 @pytest.fixture
