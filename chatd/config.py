@@ -93,6 +93,8 @@ class AccountsConfig:
     guests: bool = False
     # How long a resume token (a login again without bcrypt) stays valid.
     resume_ttl: Seconds = Seconds(30 * 86400)
+    # The most users one account may block (/block).
+    max_blocks: int = 1000
 
 
 @dataclass(frozen=True, slots=True)
@@ -354,7 +356,8 @@ RELOAD_POLICY: Final[dict[str, ReloadPolicy]] = {
     **_each("tls", "applied", "cert", "key"),
     **_each("storage", "restart", "path", "flush_interval", "max_batch", "max_pending"),
     **_each("control", "restart", "enabled", "path"),
-    **_each("accounts", "applied", "registration", "bcrypt_cost", "guests", "resume_ttl"),
+    **_each("accounts", "applied", "registration", "bcrypt_cost", "guests", "resume_ttl",
+            "max_blocks"),
     **_each("rooms", "applied", "page_size", "history_default", "history_max", "resume_max",
             "invitation_ttl", "creation", "max_owned", "offline_replay_max"),
     **_each("limits", "applied", "message_rate", "message_burst", "command_rate",

@@ -236,7 +236,8 @@ def whoami(ctx: Context) -> Ok:
               connections=user.connections, session=session.id)
 
 
-@command("block", UserRef("user"), group=GROUP, scope=Scope.POST, errors=(Code.NOT_PERMITTED,))
+@command("block", UserRef("user"), group=GROUP, scope=Scope.POST,
+         errors=(Code.NOT_PERMITTED, Code.QUOTA_EXCEEDED))
 async def block(ctx: Context, user: User) -> Ok:
     """Refuse a user's direct messages; they are told so when they send one."""
     added = await ctx.services.accounts.block(ctx.user, user)

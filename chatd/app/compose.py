@@ -268,7 +268,7 @@ def wire_services(config: Config, clock: Clock, storage: Storage, table: Command
         reloads.register(part, *keys)
 
     reloads.register(Applies("services", per_use), *READ_PER_USE)
-    reloads.register(accounts, "accounts.bcrypt_cost")
+    reloads.register(accounts, "accounts.bcrypt_cost", "accounts.max_blocks")
     reloads.register(resume, "accounts.resume_ttl")
     reloads.register(Applies("admission", admit), "rooms.invitation_ttl")
     reloads.register(Applies("protection", protect), *READ_BY_PROTECTION)

@@ -405,6 +405,11 @@ class Accounts:
         async with self.writing(user):
             if target.id in user.blocked:
                 return False
+            most = self._config.accounts.max_blocks
+            if len(user.blocked) >= most:
+                # Each is a row and an entry in memory, and /blocks lists them all.
+                raise ChatError(Code.QUOTA_EXCEEDED, f"you block {most} users, the most one "
+                                "may.", remedy=Remedy(Step.LIST_BLOCKS), quota=most)
             # Decided in memory before the write: direct messages are refused from here on.
             since = user.blocked[target.id] = self._clock.time()
             try:

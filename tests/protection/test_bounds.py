@@ -276,3 +276,19 @@ async def test_audit_entries_older_than_audit_retention_are_deleted(
         clock.advance(10 * 86400)
         await server.housekeeping.run_once()
         assert len((await root.command("/audit 1000"))["entries"]) >= 1
+
+
+async def test_a_user_blocks_at_most_max_blocks_users(db_path: Path,
+                                                      clock: ManualClock) -> None:
+    async with serving(db_path, clock, accounts__max_blocks=2) as (server, clients):
+        for name in ("b1", "b2", "b3"):
+            await server.services.accounts.create(name, PASSWORD)
+        alice = await clients.user("alice")
+        await alice.command("/block b1")
+        await alice.command("/block b2")
+        assert (await alice.command("/block b2"))["already"] is True
+        refused = await error_of(alice, "/block b3")
+        assert (refused["code"], refused["quota"]) == ("quota-exceeded", 2)
+        assert len((await alice.command("/blocks"))["blocks"]) == 2
+        await alice.command("/unblock b1")
+        assert (await alice.command("/block b3"))["already"] is False
