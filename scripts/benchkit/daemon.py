@@ -24,7 +24,9 @@ def bench_config(workdir: Path, name: str, storage: dict[str, Any] | None = None
                    "output_buffer": 64 * 1024 * 1024, "login_timeout": 600,
                    # Logins from one address arrive at once: in a cluster each holds
                    # a token of the shared per-address bucket until it is checked.
-                   "auth_failures": 100_000},
+                   "auth_failures": 100_000,
+                   # Every account and room of a run is made from one address.
+                   "registrations": 0, "room_creations": 0},
         "storage": storage or {},
         "control": {"path": str(workdir / f"{name}.sock")},
     }
