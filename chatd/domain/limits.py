@@ -10,6 +10,7 @@ asyncio, no I/O.
 
 from __future__ import annotations
 
+import functools
 import ipaddress
 import itertools
 import math
@@ -415,6 +416,7 @@ class MemoryLimitStore:
         return sum(len(b) for b in self._buckets.values())
 
 
+@functools.lru_cache(maxsize=4096)  # (a log-in asks twice; clients come back)
 def address_key(host: str, ipv6_prefix: int) -> str:
     """What the limits of one address count under (limits.ipv6_prefix): an IPv4
     address whole; an IPv6 address by its network of ``ipv6_prefix`` bits, since
