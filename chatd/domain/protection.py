@@ -337,14 +337,17 @@ class Protection:
         return self._making(Kind.REGISTRATION, self.address_of(peer),
                             "too many accounts made from your address")
 
-    def creating_room(self, user: User) -> AbstractAsyncContextManager[None]:
-        """Around the creation of a room by ``user``: a token of their creations
-        (limits.room_creations; server admins have no limit), or ``rate-limited``.
-        A room ended is kept for good (its audit, its name's history): creating
-        and leaving rooms in a loop must not add rows at the pace of commands."""
+    def creating_room(self, user: User, peer: str) -> AbstractAsyncContextManager[None]:
+        """Around the creation of a room by ``user`` (connected from ``peer``): a token
+        of their creations (limits.room_creations; server admins have no limit), or
+        ``rate-limited``. A room ended is kept for good (its audit, its name's
+        history): creating and leaving rooms in a loop must not add rows at the
+        pace of commands. An IRC guest's count is its address's: a guest is new
+        at each connection."""
         if user.is_admin:
             return contextlib.nullcontext()
-        return self._making(Kind.ROOM_CREATION, user.id, "too many rooms created")
+        key = user.id if user.has_account else f"guests@{self.address_of(peer)}"
+        return self._making(Kind.ROOM_CREATION, key, "too many rooms created")
 
     @contextlib.asynccontextmanager
     async def _making(self, kind: Kind, key: Hashable, what: str) -> AsyncIterator[None]:

@@ -292,3 +292,24 @@ async def test_a_user_blocks_at_most_max_blocks_users(db_path: Path,
         assert len((await alice.command("/blocks"))["blocks"]) == 2
         await alice.command("/unblock b1")
         assert (await alice.command("/block b3"))["already"] is False
+
+
+async def test_irc_guests_creating_rooms_count_against_their_address(
+        db_path: Path, clock: ManualClock) -> None:
+    # A guest is new at each connection: counted by its own id, each reconnection
+    # had a fresh allowance.
+    async with serving(db_path, clock, irc__enabled=True, irc__port=0, accounts__guests=True,
+                       rooms__creation="everyone", limits__room_creations=1) as (server, _):
+        assert server.irc is not None
+        first = await IrcClient.connect(server.irc.port)
+        await first.register("first")
+        first.send("JOIN #one")
+        await first.until("366")
+        await first.close()
+        second = await IrcClient.connect(server.irc.port)
+        try:
+            await second.register("second")
+            second.send("JOIN #two")
+            assert (await second.expect("405")).params[1] == "#two"
+        finally:
+            await second.close()
