@@ -43,6 +43,9 @@ MIGRATED = "migrated"
 # (chatd migrate), so that Redis is known to hold the state of this database and
 # not of another one (a trial copy) whose nodes used it before.
 DATABASE_META = "database"
+# The tables where a room that ended leaves rows no one reads any more (its join
+# requests, bans, mutes, invitations, webhooks): Storage.delete_ended_rooms_state.
+ENDED_ROOMS_STATE = ("join_requests", "bans", "mutes", "invitations", "webhooks")
 
 
 class StorageError(Exception):
@@ -173,6 +176,11 @@ class Storage(Protocol):
         """File it, or refresh its time; whether it is new (none was pending)."""
     async def delete_join_request(self, room_id: int, user_id: int) -> bool: ...
     async def load_join_requests(self) -> list[JoinRequestRecord]: ...
+    async def join_requests_of(self, room_id: int) -> list[JoinRequestRecord]: ...
+    async def delete_ended_rooms_state(self) -> int:
+        """Delete what rooms that ended hold and no one reads any more: join requests,
+        bans, mutes, invitations and webhooks; how many rows."""
+        ...
 
     # audit log
     async def append_audit(self, ts: float, actor: str | None, action: str,

@@ -6,6 +6,7 @@ from __future__ import annotations
 import functools
 from collections.abc import Sequence
 
+from storage.api import ENDED_ROOMS_STATE
 from storage.chunks import InsertSql, flat, insert_chunks, insert_sql, width
 from storage.host import SqliteHost
 from storage.records import (
@@ -127,6 +128,21 @@ class GovernanceQueries:
         rows = await self._fetch("SELECT room_id, user_id, created_at FROM join_requests "
                                  "ORDER BY created_at, room_id, user_id")
         return [JoinRequestRecord(*row) for row in rows]
+
+    async def join_requests_of(self: SqliteHost, room_id: int) -> list[JoinRequestRecord]:
+        rows = await self._fetch("SELECT room_id, user_id, created_at FROM join_requests "
+                                 "WHERE room_id = ? ORDER BY created_at, user_id", (room_id,))
+        return [JoinRequestRecord(*row) for row in rows]
+
+    async def delete_ended_rooms_state(self: SqliteHost) -> int:
+        deleted = 0
+        async with self._transaction() as conn:
+            for table in ENDED_ROOMS_STATE:
+                cursor = await conn.execute(
+                    f"DELETE FROM {table} WHERE room_id IN "
+                    "(SELECT id FROM rooms WHERE terminated_at IS NOT NULL)")
+                deleted += cursor.rowcount
+        return deleted
 
     # -- audit log ---------------------------------------------------------
 

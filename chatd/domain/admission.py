@@ -144,7 +144,7 @@ class Admission:
 
     async def pending(self, actor: User, room: Room) -> list[JoinRequestRecord]:
         authorize(Action.REQUESTS, room, actor)
-        return [r for r in await self._storage.load_join_requests() if r.room_id == room.id]
+        return await self._storage.join_requests_of(room.id)
 
     async def accept(self, actor: User, room: Room, target: User) -> None:
         authorize(Action.ACCEPT, room, actor)

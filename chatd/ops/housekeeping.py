@@ -98,6 +98,8 @@ class Housekeeping:
             ("associations_deleted",
              lambda: storage.delete_stale_associations(now - config.association_retention)),
             ("empty_rooms_terminated", services.rooms.terminate_empty),
+            # Their requests, sanctions, invitations and webhooks: read by no one.
+            ("ended_rooms_cleared", storage.delete_ended_rooms_state),
             ("messages_deleted", lambda: storage.delete_terminated_history(history_cut)),
             # Files follow their room's history; a blob goes with its last file.
             ("files_deleted", lambda: services.files.purge_terminated(history_cut)),

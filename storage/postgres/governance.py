@@ -10,7 +10,8 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from storage.postgres.host import PgHost
+from storage.api import ENDED_ROOMS_STATE
+from storage.postgres.host import PgHost, changed
 from storage.records import (
     AuditEntry,
     AuditRecord,
@@ -119,6 +120,20 @@ class PgGovernanceQueries:
         rows = await self._fetch("SELECT room_id, user_id, created_at FROM join_requests "
                                  "ORDER BY created_at, room_id, user_id")
         return [JoinRequestRecord(*row) for row in rows]
+
+    async def join_requests_of(self: PgHost, room_id: int) -> list[JoinRequestRecord]:
+        rows = await self._fetch("SELECT room_id, user_id, created_at FROM join_requests "
+                                 "WHERE room_id = $1 ORDER BY created_at, user_id", room_id)
+        return [JoinRequestRecord(*row) for row in rows]
+
+    async def delete_ended_rooms_state(self: PgHost) -> int:
+        deleted = 0
+        async with self._transaction() as conn:
+            for table in ENDED_ROOMS_STATE:
+                deleted += changed(await conn.execute(
+                    f"DELETE FROM {table} WHERE room_id IN "
+                    "(SELECT id FROM rooms WHERE terminated_at IS NOT NULL)"))
+        return deleted
 
     # -- audit log ---------------------------------------------------------
 

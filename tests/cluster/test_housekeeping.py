@@ -15,7 +15,7 @@ from tests.services import PostgresServer
 
 pytestmark = pytest.mark.asyncio
 
-JOBS = 9
+JOBS = 10
 
 
 @pytest.fixture

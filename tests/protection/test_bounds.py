@@ -313,3 +313,29 @@ async def test_irc_guests_creating_rooms_count_against_their_address(
             assert (await second.expect("405")).params[1] == "#two"
         finally:
             await second.close()
+
+
+@on_both
+async def test_what_an_ended_room_held_goes_at_the_next_housekeeping(
+        db_path: Path, clock: ManualClock, storage_overrides: dict[str, Any]) -> None:
+    # Its join requests, bans, mutes, invitations and webhooks were kept for good,
+    # read at each start (sanctions) or each /requests of any room (requests).
+    async with serving(db_path, clock, **storage_overrides) as (server, clients):
+        alice, bob = await clients.user("alice"), await clients.user("bob")
+        for name in ("carol", "dave"):
+            await server.services.accounts.create(name, PASSWORD)
+        await alice.command("/create den request")
+        assert (await bob.command("/join den"))["requested"] is True
+        await alice.command("/ban carol den")
+        await alice.command("/invite dave den")
+        await alice.command("/webhook create hook den")
+        await alice.command("/create other request")
+        await bob.command("/join other")
+        await alice.command("/leave den")  # its last member: it ends
+        done = await server.housekeeping.run_once()
+        assert done["ended_rooms_cleared"] == 4
+        storage = server.services.storage
+        assert [r.room_id for r in await storage.load_join_requests()] == [
+            server.services.rooms.require("other").id]
+        assert await storage.load_sanctions("ban") == []
+        assert len((await alice.command("/requests other"))["requests"]) == 1
