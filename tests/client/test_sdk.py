@@ -880,3 +880,34 @@ async def test_an_odd_record_in_the_logins_replay_is_skipped_not_fatal(
         assert not task.done() and bot.connections == 1 and "odd" not in got
         assert "cannot read" in caplog.text
         await stopped(bot, task)
+
+
+async def test_a_refused_leave_keeps_the_room_the_bot_is_still_in(tmp_path: Path) -> None:
+    """A leave takes a message token and may be refused (rate-limited): the bot is
+    then still in the room, so it must stay in bot.rooms (joined again after a
+    reconnection), not be forgotten as if it had left."""
+    clock = ManualClock()
+    server = await start_server(tmp_path / "leave.db", clock=clock, limits__message_rate=1,
+                                limits__message_burst=1)
+    clients = Clients(server)
+    try:
+        token = await bot_token(clients, "helper")
+        alice = await clients.user("alice")
+        for room in ("one", "two"):
+            await alice.command(f"/create {room}")
+        bot = Bot("127.0.0.1", server.port, user="helper", token=token, rooms=["one", "two"])
+        task = await started(bot)
+        await bot.say("one", "spends the only token")
+        with pytest.raises(ClientError) as refused:
+            await bot.leave("two")
+        assert refused.value.code == "rate-limited"
+        room = server.services.rooms.find("two")
+        assert room is not None and room.is_member(server.services.accounts.require("helper").id)
+        assert bot.rooms == {"one", "two"}
+        clock.advance(1)
+        await bot.leave("#two")
+        assert bot.rooms == {"one"}
+        await stopped(bot, task)
+    finally:
+        await clients.close()
+        await server.stop()

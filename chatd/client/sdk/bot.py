@@ -259,8 +259,18 @@ class Bot:
         return reply
 
     async def leave(self, room: str) -> Reply:
-        self.rooms.discard(room.lstrip("#").lower())
-        return await self.request(f"/leave {room}")
+        """Leave ``room``, and join it no more after a reconnection. A refused leave
+        (``rate-limited``: a leave takes a message token) leaves the bot in the room,
+        and in ``bot.rooms``; one refused because the bot is not in it forgets it."""
+        name = room.lstrip("#").lower()
+        try:
+            reply = await self.request(f"/leave {room}")
+        except ClientError as exc:
+            if exc.code in ("not-in-room", "no-such-room"):
+                self.rooms.discard(name)
+            raise
+        self.rooms.discard(name)
+        return reply
 
     def spawn(self, work: Awaitable[Any]) -> asyncio.Task[Any]:
         """Run slow work (an HTTP call) beside the event loop of the bot; errors are logged."""
