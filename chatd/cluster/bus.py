@@ -827,7 +827,9 @@ class ClusterBus:
         if not isinstance(event, Message) or room_id is None:
             return None
         name = room.name if room is not None else event.room or ""
-        refusal = self.gate.refusal(room_id, name, event, entry.get("w"))
+        speaks_for = entry.get("w")
+        refusal = self.gate.refusal(room_id, name, event, speaks_for,
+                                    self._outsider(entry, room_id, room, speaks_for))
         if refusal is not None:
             self.refused += 1
             if event.id is not None:
@@ -838,6 +840,18 @@ class ClusterBus:
         if room is None:
             return ChatError(Code.NO_SUCH_ROOM, f"#{event.room} ended before your message.")
         return None
+
+    def _outsider(self, entry: Entry, room_id: int, room: Room | None,
+                  speaks_for: str | None) -> bool:
+        """Whether the entry's message may come from outside its room: the room takes
+        such messages (-n), and it is a member's post or a webhook's of a server
+        admin (a room admin's hook posts while its creator is an admin there only)."""
+        if not self.gate.takes_outside(room_id, room):
+            return False
+        if speaks_for is None:
+            return True
+        creator = self._user_of(entry["p"][0]) if entry.get("p") else None
+        return creator is not None and creator.is_admin
 
     def _to_room(self, room: Room, event: Event,
                  reply: tuple[Endpoint | None, str | None] | None) -> None:

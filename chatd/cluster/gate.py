@@ -24,12 +24,13 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Final
 
-from chatd.domain.events import Banned, Joined, Kicked, Left, Muted, Unmuted
+from chatd.domain.events import Banned, Joined, Kicked, Left, ModesChanged, Muted, Unmuted
 from chatd.domain.names import name_key
 from chatd.errors import ChatError, Code
 
 if TYPE_CHECKING:
     from chatd.domain.events import Event, Message
+    from chatd.domain.room import Room
 
 # The most sanctions remembered; the oldest are forgotten first (each node
 # forgets the same ones: the same entries in the same order).
@@ -42,6 +43,8 @@ class Gate:
     def __init__(self) -> None:
         # (room id, name key) -> (code, until): until None is for good.
         self._closed: dict[tuple[int, str], tuple[Code, float | None]] = {}
+        # room id -> whether it takes messages from outside (-n), as the log last said.
+        self._outside: dict[int, bool] = {}
 
     def __len__(self) -> int:
         return len(self._closed)
@@ -56,15 +59,32 @@ class Gate:
             self._close(room_id, event.user, Code.MUTED, event.until)
         elif isinstance(event, Joined | Unmuted):
             self._closed.pop((room_id, name_key(event.user)), None)
+        elif isinstance(event, ModesChanged):
+            self._outside.pop(room_id, None)
+            self._outside[room_id] = not event.modes.no_external
+            if len(self._outside) > LIMIT:
+                del self._outside[next(iter(self._outside))]
+
+    def takes_outside(self, room_id: int, room: Room | None) -> bool:
+        """Whether the room takes messages from outside (``-n``) at this point of the
+        log: as its last modes entry read said, else as this node's copy has it."""
+        known = self._outside.get(room_id)
+        if known is not None:
+            return known
+        return room is not None and not room.modes.no_external
 
     def refusal(self, room_id: int, room: str, message: Message,
-                speaks_for: str | None = None) -> ChatError | None:
+                speaks_for: str | None = None, outsider: bool = False) -> ChatError | None:
         """Why ``message`` may not take its place in ``room`` now; None when it may.
         ``speaks_for``: the account a webhook's message speaks for, whose sanctions
-        refuse it (None: its sender's)."""
+        refuse it (None: its sender's). ``outsider``: that account may post to the
+        room from outside (it takes such messages, -n): its leave or kick refuses
+        nothing then, as a post of a non-member is taken there (a ban still does)."""
         key = (room_id, name_key(speaks_for or message.sender))
         closed = self._closed.get(key)
         if closed is None:
+            return None
+        if outsider and closed[0] is Code.NOT_IN_ROOM:
             return None
         code, until = closed
         if until is not None and message.ts >= until:

@@ -943,3 +943,30 @@ async def test_an_irc_command_the_database_does_not_answer_is_refused_as_busy(
         assert "the database does not answer" in refused.params[-1], refused
     finally:
         await ann.close()
+
+
+async def test_a_server_admin_s_webhook_posts_from_outside_after_they_left(
+        start_node: StartNode) -> None:
+    """A server admin's webhook posts to a room that takes messages from outside (-n)
+    whether or not they are a member, as they could themselves: on a cluster too,
+    where the gate checks the account the post speaks for and must not take the
+    admin's leave (or kick) for a sanction of a post from outside."""
+    app = await start_node(1, web__enabled=True, web__port=0)
+    await register(app, "root", "ann")
+    accounts = app.services.accounts
+    await accounts.set_admin(accounts.require("root"), True)
+    root, ann = await login(app, "root"), await login(app, "ann")
+    await ann.command("/create hall")
+    await root.command("/join hall")
+    assert (await ann.command("/mode -n hall")).ok
+    made = await root.command("/webhook create deploy hall")
+    async with http(app) as hook:
+        assert (await hook.post(made["path"], json={"text": "member"})).status_code == 201
+    assert (await root.command("/leave hall")).ok
+    assert (await root.command("/say hall from outside")).ok
+    async with http(app) as hook:
+        outside = await hook.post(made["path"], json={"text": "outside"})
+    assert outside.status_code == 201, outside.text
+    await ann.next_event(lambda e: e.get("text") == "outside", timeout=10)
+    for client in (root, ann):
+        await client.close()
