@@ -17,6 +17,7 @@ import getpass
 import json
 import os
 import re
+import signal
 import sys
 import tempfile
 import time
@@ -29,11 +30,11 @@ from rich.table import Table
 from chatd import __version__
 from chatd.config import ConfigError, load_config, where_control
 from chatd.ops.control import control_path, found_database
-from chatd.ops.control_client import ANSWER_TIMEOUT, ControlClient, ControlError
+from chatd.ops.control_client import ANSWER_TIMEOUT, ControlClient, ControlError, Unreachable
 
 # Options of chatctl itself, never sent to the daemon.
 LOCAL_OPTIONS = frozenset({"command", "socket", "db", "config", "json", "follow",
-                           "password_stdin", "timeout", "strict"})
+                           "password_stdin", "timeout", "strict", "pid"})
 # chatctl reload --strict: the reload was done, but not all of the file is in force.
 NOT_ALL_APPLIED = 3
 # What an empty listing says ("no users"), where the command's name does not.
@@ -260,6 +261,13 @@ def _parser() -> argparse.ArgumentParser:
                         help=f"exit status {NOT_ALL_APPLIED} also when the file is not all in "
                              "force: changed keys wait for a restart, or chatd was started "
                              "without a file (what the systemd unit's reload runs)")
+    reload.add_argument("--pid", type=int, metavar="PID",
+                        help="chatd's process id (the unit passes $MAINPID): when no daemon "
+                             "answers at the socket the configuration names (control.enabled "
+                             "is false, or storage.path or control.path changed since chatd "
+                             "started), send it SIGHUP instead, which reloads unanswered "
+                             "(with --strict, exit status "
+                             f"{NOT_ALL_APPLIED}: nobody said what was applied)")
     _moderation(command)
     add = command("useradd", "create an account the daemon sees at once")
     add.add_argument("name")
@@ -327,7 +335,13 @@ async def _dispatch(client: ControlClient, args: argparse.Namespace, console: Co
     if args.command == "audit" and args.follow:
         await _follow_audit(client, args, console)
         return 0
-    result = await client.call(args.command, **_request(args))
+    if args.command == "reload" and getattr(args, "pid", None) is not None:
+        try:
+            result = await client.call(args.command, **_request(args))
+        except Unreachable as exc:
+            return _hang_up(args.pid, exc, args.strict)
+    else:
+        result = await client.call(args.command, **_request(args))
     if getattr(args, "json", False):
         print(json.dumps(result, indent=2))
     else:
@@ -335,6 +349,22 @@ async def _dispatch(client: ControlClient, args: argparse.Namespace, console: Co
     if args.command == "reload" and args.strict:
         return _not_all_applied(result)
     return 0
+
+
+def _hang_up(pid: int, unreachable: Unreachable, strict: bool) -> int:
+    """``reload --pid``: no daemon answers at the socket the file names (control.path
+    or storage.path changed since chatd started, which a restart applies, or the
+    socket is off): reload by SIGHUP, as before the socket was asked; its log alone
+    says what was applied, so --strict still fails, saying why."""
+    try:
+        os.kill(pid, signal.SIGHUP)
+    except (ProcessLookupError, PermissionError) as exc:
+        raise ControlError(f"{unreachable}; and SIGHUP to process {pid} failed: "
+                           f"{exc.strerror}") from exc
+    print(f"chatctl: reload sent as SIGHUP to chatd (process {pid}), which answers nobody: "
+          f"{unreachable}. A changed storage.path or control.path waits for a restart; "
+          "chatd's log says what the reload applied", file=sys.stderr)
+    return NOT_ALL_APPLIED if strict else 0
 
 
 def _not_all_applied(result: dict[str, Any]) -> int:

@@ -20,6 +20,11 @@ class ControlError(Exception):
     """The daemon refused a request, or could not be reached."""
 
 
+class Unreachable(ControlError):
+    """No daemon answers at the socket's path: no socket there (none made, or the
+    control socket is off), or one left by a daemon that was killed."""
+
+
 # How long a request waits for its answer by default. A daemon whose event loop
 # is stuck (a stopped process, a runaway transaction) still accepts connections
 # (the kernel queues them): without a bound, chatctl would wait forever.
@@ -53,10 +58,10 @@ class ControlClient:
             raise self._no_answer() from exc
         except FileNotFoundError as exc:
             if self.switched_off:
-                raise ControlError("the configuration turns chatd's control socket off "
+                raise Unreachable("the configuration turns chatd's control socket off "
                                    "(control.enabled: false): chatctl cannot reach the "
                                    "daemon; set it to true and restart chatd") from exc
-            raise ControlError(f"chatd is not running (no control socket at {self.path}; "
+            raise Unreachable(f"chatd is not running (no control socket at {self.path}; "
                                "if storage.path or control.path changed since it started, "
                                "give --socket)") from exc
         except ConnectionRefusedError as exc:
@@ -64,7 +69,7 @@ class ControlClient:
                 raise ControlError(f"{self.path} is not a socket: give the control socket "
                                    "(--socket, such as chatd.db.sock) or the database "
                                    "(--db)") from exc
-            raise ControlError(f"chatd is not running (nobody answers on {self.path}, left "
+            raise Unreachable(f"chatd is not running (nobody answers on {self.path}, left "
                                "by a daemon that was killed)") from exc
         except PermissionError as exc:
             raise ControlError(f"permission denied on {self.path}: run as the daemon's user") \

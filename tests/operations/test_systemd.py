@@ -371,7 +371,7 @@ def test_unit_files_say_what_chatd_does() -> None:
     assert re.search(r"^Type=notify$", service, re.MULTILINE)
     # The reload waits for chatd's answer (a refusal fails it), not a bare SIGHUP.
     assert re.search(r"^ExecReload=/opt/chatd/bin/chatctl --config /etc/chatd/chatd.yaml "
-                     r"--timeout \d+ reload --strict$", service, re.MULTILINE)
+                     r"--timeout \d+ reload --strict --pid \$MAINPID$", service, re.MULTILINE)
     # chatd exits 2 for a configuration error: no restart loop over it.
     for unit in (service, (ROOT / "scripts" / "chatd@.service").read_text()):
         assert re.search(r"^RestartPreventExitStatus=2$", unit, re.MULTILINE)

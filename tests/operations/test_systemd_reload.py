@@ -31,6 +31,12 @@ def run(argv: list[str]) -> subprocess.CompletedProcess[str]:
     return subprocess.run(argv, capture_output=True, text=True, timeout=60, check=False)
 
 
+def as_systemd_runs(argv: list[str], daemon: ChatdProcess) -> list[str]:
+    """``argv`` with ``$MAINPID`` replaced by the daemon's process id, as systemd does."""
+    assert daemon.proc is not None
+    return [str(daemon.proc.pid) if word == "$MAINPID" else word for word in argv]
+
+
 async def banner(host: str, port: int) -> str:
     client = await ChatClient.connect(host, port)
     try:
@@ -45,7 +51,7 @@ async def test_the_units_reload_fails_when_chatd_refuses_and_succeeds_when_appli
     assert done.returncode == 0, done.stderr
     unit = (tmp_path / "etc" / "systemd" / "system" / "chatd.service").read_text()
     start, reload = unit_command(unit, "ExecStart"), unit_command(unit, "ExecReload")
-    assert "$MAINPID" not in reload and "kill" not in reload[0]
+    assert reload[0].endswith("/chatctl") and reload[-2:] == ["--pid", "$MAINPID"]
     # The installed configuration, pointed at a database of this test's.
     config = tmp_path / "etc" / "chatd" / "chatd.yaml"
     db = tmp_path / "chatd.db"
@@ -59,6 +65,7 @@ async def test_the_units_reload_fails_when_chatd_refuses_and_succeeds_when_appli
     daemon.control_path = control_path(str(db), "")
     with daemon:
         host, port = await daemon.ready()
+        reload = as_systemd_runs(reload, daemon)
 
         configure("second motd")  # a good change: applied, exit status 0
         good = await asyncio.to_thread(run, reload)
@@ -101,4 +108,34 @@ def test_the_cluster_template_reloads_through_chatctl_too(tmp_path: Path) -> Non
     prefix, etc = tmp_path / "opt" / "chatd", tmp_path / "etc" / "chatd"
     assert unit_command(unit, "ExecReload") == [
         f"{prefix}/bin/chatctl", "--config", f"{etc}/%i.yaml", "--timeout", "30", "reload",
-        "--strict"]
+        "--strict", "--pid", "$MAINPID"]
+
+
+async def test_the_units_reload_reaches_chatd_after_its_socket_s_place_changed_in_the_file(
+        tmp_path: Path) -> None:
+    """control.path (and storage.path, which names the socket) are bound at start: a
+    changed one waits for a restart while the rest of the file is applied, as SIGHUP
+    does. The unit's reload must still reach the running chatd (at the socket it
+    opened, not the one the edited file names) and fail with status 3, not with 1
+    having reloaded nothing."""
+    done = install_service(tmp_path)
+    assert done.returncode == 0, done.stderr
+    unit = (tmp_path / "etc" / "systemd" / "system" / "chatd.service").read_text()
+    start, reload = unit_command(unit, "ExecStart"), unit_command(unit, "ExecReload")
+    config = tmp_path / "etc" / "chatd" / "chatd.yaml"
+    db = tmp_path / "chatd.db"
+    write_config(config, server={"motd": "first motd"}, storage={"path": str(db)},
+                 control={"path": ""})
+    daemon = ChatdProcess(start, tmp_path / "chatd.log")
+    daemon.control_path = control_path(str(db), "")
+    with daemon:
+        host, port = await daemon.ready()
+        reload = as_systemd_runs(reload, daemon)
+        write_config(config, server={"motd": "second motd"}, storage={"path": str(db)},
+                     control={"path": str(tmp_path / "elsewhere.sock")})
+        moved = await asyncio.to_thread(run, reload)
+        assert moved.returncode == 3, (moved.stdout, moved.stderr)
+        assert "SIGHUP" in moved.stderr and "control.path" in moved.stderr
+        await wait_for(lambda: daemon.log().count('msg="reloaded"') >= 1)
+        assert "second motd" in await banner(host, port)
+        assert "control.path" in daemon.log()  # the running one kept, until a restart
