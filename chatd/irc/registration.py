@@ -275,7 +275,7 @@ async def _register(ctx: IrcContext) -> None:
     # set before the log-in's first await, so never more than the grant.
     session.scopes = None if grant.scopes == ALL_SCOPES else grant.scopes
     try:
-        await services.presence.login(session, account, grant.token_id)
+        logged = await services.presence.login(session, account, grant.token_id)
     except ChatError as exc:
         if exc.code is not Code.AUTH_FAILED:
             raise
@@ -292,9 +292,24 @@ async def _register(ctx: IrcContext) -> None:
     session.completed()
     ctx.listener.people.registered(session)
     welcome(ctx)
+    _skipped(ctx, int(logged.get("direct_messages_skipped", 0)))
     for room in rooms_of(ctx, account):
         if room.id not in session.joined:
             session.announce(room)
+
+
+def _skipped(ctx: IrcContext, skipped: int) -> None:
+    """Say how many older direct messages the log-in did not replay (past
+    rooms.offline_replay_max): they are marked delivered all the same, so a client
+    told nothing would never know to ask CHATHISTORY for them."""
+    if not skipped:
+        return
+    renderer = ctx.listener.renderer
+    plural = "s" if skipped != 1 else ""
+    ctx.lines.extend(renderer.tagged([format_line(
+        "NOTICE", ctx.nick, f"{skipped} older direct message{plural} sent while you were "
+        "away not shown here: CHATHISTORY with their sender has them.",
+        source=renderer.server)], ctx.session.key))
 
 
 async def _identify(ctx: IrcContext) -> Grant | None:

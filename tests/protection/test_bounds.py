@@ -339,3 +339,27 @@ async def test_what_an_ended_room_held_goes_at_the_next_housekeeping(
             server.services.rooms.require("other").id]
         assert await storage.load_sanctions("ban") == []
         assert len((await alice.command("/requests other"))["requests"]) == 1
+
+
+async def test_an_irc_log_in_says_how_many_direct_messages_it_did_not_replay(
+        db_path: Path, clock: ManualClock) -> None:
+    # The older ones are marked delivered like the replayed ones: a log-in over
+    # IRC that said nothing of them lost them for the user, who never knew.
+    async with serving(db_path, clock, rooms__offline_replay_max=2, irc__enabled=True,
+                       irc__port=0) as (server, clients):
+        assert server.irc is not None
+        await server.services.accounts.create("bob", PASSWORD)
+        alice = await clients.user("alice")
+        for n in range(5):
+            await alice.command(f"/msg bob hello {n}")
+        bob = await login(server.irc.port, "bob")
+        try:
+            bob.send("PING :done")
+            lines = await bob.until("PONG")
+            shown = [m.params[-1] for m in lines if m.command == "PRIVMSG"]
+            assert shown == ["hello 3", "hello 4"]
+            notices = [m.params[-1] for m in lines if m.command == "NOTICE"]
+            assert any("3 older direct messages" in text and "CHATHISTORY" in text
+                       for text in notices), notices
+        finally:
+            await bob.close()
