@@ -106,7 +106,7 @@ class RoomsConfig:
     # client asks again from the last id replayed.
     resume_max: int = 10_000
     # The most direct messages sent while a user was away that a log-in replays
-    # (the newest); older ones are marked delivered, left to /resume and history.
+    # (the newest); older ones are marked delivered, left to /resume (IRC: CHATHISTORY).
     offline_replay_max: int = 200
     invitation_ttl: Seconds = Seconds(7 * 86400)
     # Who may create rooms: "accounts" only, or "everyone", IRC guests included

@@ -138,7 +138,8 @@ async def _signed_in(ctx: Context, grant: Grant, issued: Issued | None) -> Ok:
     fields: dict[str, Any] = {**welcome, "bot": user.is_bot, "scopes": scopes.listed(grant.scopes),
                               "settings": settings}
     text = _welcome_back(user.name, welcome["rooms"], welcome["notifications"],
-                         welcome.get("direct_messages_skipped", 0))
+                         welcome.get("direct_messages_skipped", 0),
+                         welcome.get("direct_messages_skipped_after", 0))
     if issued is not None:
         session.resume_id = issued.id
         fields |= {"resume": issued.secret, "resume_expires": issued.expires_at}
@@ -156,7 +157,8 @@ def _resume_sentence(issued: Issued) -> str:
             "log in with /login --resume <resume-token>, once).")
 
 
-def _welcome_back(name: str, rooms: list[str], notifications: int, skipped: int) -> str:
+def _welcome_back(name: str, rooms: list[str], notifications: int, skipped: int,
+                  after: int) -> str:
     lines = [f"Welcome back, {name}."]
     if len(rooms) > WELCOME_ROOMS:
         # One sentence, not a wall: the first few, the count, and where the rest are.
@@ -173,7 +175,7 @@ def _welcome_back(name: str, rooms: list[str], notifications: int, skipped: int)
     if skipped:
         plural = "s" if skipped != 1 else ""
         lines.append(f"{skipped} older direct message{plural} sent while you were away "
-                     "not shown here: /resume <last-id> replays them.")
+                     f"not shown here: /resume {after} replays them.")
     return " ".join(lines)
 
 

@@ -373,11 +373,12 @@ class Messaging:
         return msg.id
 
     async def replay_direct(self, session: Endpoint, user: User,
-                            label: str | None = None) -> tuple[int, int]:
+                            label: str | None = None) -> tuple[int, int, int]:
         """Show a user who logs in the direct messages sent while they were away, as
         lines of the login's reply (labelled ``label``, as every line a command causes):
         the newest ``replay_max`` of them, all marked delivered. How many were shown,
-        and how many older ones were not (they are in the history, and /resume's):
+        how many older ones were not (they are in the history, and /resume's), and
+        the id /resume replays them after (0 when none were left out):
         others could send a user who stays away any number of them, and a log-in
         read them all into memory and sent them in one reply.
 
@@ -386,7 +387,7 @@ class Messaging:
         log-in, a deletion another node committed is seen here before its
         announcement arrives."""
         if user.id not in self._unseen_by and not self.shared:
-            return 0, 0
+            return 0, 0, 0
         await self._writer.flush()
         try:
             pending = await self._storage.direct_backlog(user.id, self.replay_max)
@@ -396,22 +397,24 @@ class Messaging:
             # A cluster's node while the database is away: they wait for a later log-in.
             log.warning("direct messages not replayed at a log-in: the database does not "
                         "answer")
-            return 0, 0
+            return 0, 0, 0
         if pending is None:
             if user.has_account:
                 raise AccountGone(user.name)
             pending = []  # (an IRC guest: never an account, and no stored backlog)
         if session.user is not user:
-            return 0, 0  # the connection went away meanwhile: keep them for next time
+            return 0, 0, 0  # the connection went away meanwhile: keep them for next time
         for msg in pending:
             session.send(Message.of(msg, to=user.name, offline=True), label)
         # Before the await: a message sent once this connection is gone again
         # adds the user back.
         self._unseen_by.discard(user.id)
         if not pending:
-            return 0, 0
-        marked = await self._storage.mark_direct_delivered(user.id, pending[-1].id)
-        return len(pending), max(0, marked - len(pending))
+            return 0, 0, 0
+        marked, lowest = await self._storage.mark_direct_delivered(user.id, pending[-1].id)
+        skipped = max(0, marked - len(pending))
+        # Where /resume starts to replay the ones left out: the id before the oldest.
+        return len(pending), skipped, (lowest - 1 if skipped and lowest is not None else 0)
 
     async def history(self, room: Room, limit: int,
                       before_id: int | None = None) -> list[Message]:

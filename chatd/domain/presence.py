@@ -244,7 +244,8 @@ class Presence:
         # direct message waits for the user (replay_direct knows without asking).
         self._audit.note("login", actor=user.name, logged=True)
         try:
-            replayed, skipped = await self._messaging.replay_direct(session, user, label)
+            replayed, skipped, after = await self._messaging.replay_direct(session, user,
+                                                                            label)
         except AccountGone:
             # Deleted on another node of a cluster after the check above, its
             # announcement not read here yet: the database said so in the query
@@ -253,8 +254,10 @@ class Presence:
             # after that query finds this session to close.
             self.logout(session)
             raise _deleted_login(user) from None
-        # Older ones than a log-in replays: said only when there were some.
-        older = {"direct_messages_skipped": skipped} if skipped else {}
+        # Older ones than a log-in replays, and the id /resume replays them after:
+        # said only when there were some.
+        older = {"direct_messages_skipped": skipped,
+                 "direct_messages_skipped_after": after} if skipped else {}
         return {"user": user.name, "admin": user.is_admin,
                 "rooms": [r.name for r in rooms], **older,
                 "direct_messages": replayed}

@@ -180,10 +180,14 @@ class PgMessageQueries:
                                  "WHERE NOT delivered ORDER BY recipient_id")
         return [int(row[0]) for row in rows]
 
-    async def mark_direct_delivered(self: PgHost, user_id: int, up_to: int) -> int:
-        return await self._execute(
-            "UPDATE messages SET delivered = true WHERE recipient_id = $1 AND NOT delivered "
-            "AND id <= $2", user_id, up_to)
+    async def mark_direct_delivered(self: PgHost, user_id: int,
+                                    up_to: int) -> tuple[int, int | None]:
+        row = await self._fetch_one(
+            "WITH marked AS (UPDATE messages SET delivered = true WHERE recipient_id = $1 "
+            "AND NOT delivered AND id <= $2 RETURNING id) "
+            "SELECT COUNT(*), MIN(id) FROM marked", user_id, up_to)
+        assert row is not None
+        return int(row[0]), None if row[1] is None else int(row[1])
 
     async def mark_delivered(self: PgHost, message_ids: Sequence[int]) -> None:
         if message_ids:

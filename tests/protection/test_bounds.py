@@ -363,3 +363,24 @@ async def test_an_irc_log_in_says_how_many_direct_messages_it_did_not_replay(
                        for text in notices), notices
         finally:
             await bob.close()
+
+
+@on_both
+async def test_a_log_in_that_left_direct_messages_out_names_where_resume_starts(
+        db_path: Path, clock: ManualClock, storage_overrides: dict[str, Any]) -> None:
+    # "/resume <last-id> replays them" named no id: the user had none to give it
+    # (the replayed ones are newer than those left out).
+    async with serving(db_path, clock, rooms__offline_replay_max=2,
+                       **storage_overrides) as (_, clients):
+        bob = await clients.user("bob")
+        await bob.command("/logout")
+        alice = await clients.user("alice")
+        ids = [(await alice.command(f"/msg bob hello {n}"))["id"] for n in range(5)]
+        again = await clients.anonymous()
+        login = await again.command(f"/login bob {PASSWORD}")
+        start = login["direct_messages_skipped_after"]
+        assert start == ids[0] - 1
+        assert f"/resume {start} replays them" in login["message"]
+        resumed = await again.command(f"/resume {start}")
+        replayed = [r["text"] for r in resumed.lines if r.get("type") == "message"]
+        assert replayed[:3] == ["hello 0", "hello 1", "hello 2"]
