@@ -986,6 +986,14 @@ async function start(reply) {
     $("composer-input").focus();
     noteHere("You are in no room yet: /rooms lists them, /join <room> or /create <room>.");
   }
+  // Older direct messages than a login replays are marked delivered all the same:
+  // said, or the person would never know to ask for them.
+  const skipped = reply.direct_messages_skipped || 0;
+  if (skipped) {
+    noteHere(`${skipped} older direct message${skipped === 1 ? "" : "s"} sent while you ` +
+             `were away not shown here: /resume ${reply.direct_messages_skipped_after} ` +
+             "replays them.");
+  }
   await loadNotifications();
   connectionStatus("connected");
 }

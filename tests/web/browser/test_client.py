@@ -451,3 +451,30 @@ async def test_a_server_going_away_closes_with_1001_and_the_page_comes_back(
     await carol.command("/say lobby back again")
     await see(page, "back again")
     assert page.script_errors == []
+
+
+async def test_a_login_that_left_direct_messages_out_says_so(daemon: Daemon,
+                                                              browser: Any) -> None:
+    # The ones left out are marked delivered: a page that said nothing lost them
+    # for the user, who had no reason to look for them.
+    await daemon.stop()
+    await daemon.start(rooms__offline_replay_max=1)
+    bob = await daemon.tcp_user("bob")
+    await bob.command("/logout")
+    alice = await daemon.tcp_user("alice")
+    for n in range(3):
+        await alice.command(f"/msg bob note {n}")
+    page = await browser("bob")
+    await page.goto(daemon.url + "/")
+    await page.get_by_label("Name").fill("bob")
+    await page.get_by_label("Password").fill(PASSWORD)
+    await page.get_by_role("button", name="Log in").click()
+    await page.locator("#me").filter(has_text="bob").wait_for()
+    await see(page, "note 2")
+    await page.locator("#log li").filter(has_text="2 older direct messages").wait_for()
+    # What it says to do brings them.
+    note = await page.locator("#log li").filter(has_text="/resume").first.text_content()
+    assert note is not None
+    await type_line(page, note[note.index("/resume"):].split(" replays")[0])
+    await see(page, "note 0")
+    await see(page, "note 1")
