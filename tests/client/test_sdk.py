@@ -911,3 +911,29 @@ async def test_a_refused_leave_keeps_the_room_the_bot_is_still_in(tmp_path: Path
     finally:
         await clients.close()
         await server.stop()
+
+
+async def test_direct_messages_past_what_a_login_replays_reach_the_handlers(
+        tmp_path: Path) -> None:
+    # A login replays only the newest ones and marks the older ones delivered too:
+    # a bot's first login handed its handlers those, and the rest were lost.
+    server = await start_server(tmp_path / "chatd.db", rooms__offline_replay_max=2)
+    clients = Clients(server)
+    try:
+        token = await bot_token(clients, "helper")
+        alice = await clients.user("alice")
+        for n in range(5):
+            await alice.command(f"/msg helper job {n}")
+        await alice.command("/create elsewhere")
+        await alice.command("/say elsewhere not for the bot")
+        bot = Bot("127.0.0.1", server.port, user="helper", token=token)
+        seen: list[Message] = []
+        bot.on_message(_append(seen))
+        task = await started(bot)
+        await until(lambda: len(seen) == 5, "every direct message kept while away")
+        assert [m.text for m in seen] == [f"job {n}" for n in range(5)]
+        assert all(m.is_direct and m.replayed for m in seen)
+        await stopped(bot, task)
+    finally:
+        await clients.close()
+        await server.stop()

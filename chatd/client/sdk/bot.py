@@ -342,6 +342,8 @@ class Bot:
                 # It replays the direct messages the login showed too, in id order
                 # among the rooms' messages.
                 await self._resume(client, resume_from, seen)
+            else:
+                await self._older_direct(client, welcome, seen)
             # The direct messages kept while the bot was away (the login's reply
             # lines), those the resume did not show.
             await self._replay(welcome.lines, seen)
@@ -482,12 +484,26 @@ class Bot:
             if room:
                 self._forget(str(room).lower(), event.text)
 
-    async def _resume(self, client: ChatClient, after_id: int, seen: set[int]) -> None:
+    async def _older_direct(self, client: ChatClient, welcome: Reply, seen: set[int]) -> None:
+        """At a first login, the direct messages kept while the bot was away that the
+        login left out (the server replays only the newest, rooms.offline_replay_max,
+        and marks the others delivered too): resumed from just before them, direct
+        messages only (the rooms' are history, which a first login hands over none of)."""
+        if not welcome.get("direct_messages_skipped"):
+            return
+        after = _id_of(welcome.final, "direct_messages_skipped_after", -1)
+        if after is None or after < 0:
+            return
+        await self._resume(client, after, seen,
+                           keep=lambda r: r.get("type") == "message" and r.get("room") is None)
+
+    async def _resume(self, client: ChatClient, after_id: int, seen: set[int],
+                      keep: Callable[[dict[str, Any]], bool] | None = None) -> None:
         """After a reconnection, the messages missed meanwhile (when the server
         offers ``/resume``), none of ``seen`` (shown already), page after page
         while the server says there are ``more``. Live messages that came since
         the login wait in the client and are dispatched after, those replayed
-        left out."""
+        left out. ``keep``: which records to dispatch (all when None)."""
         while True:
             reply = await client.command(f"/resume {after_id}", check=False,
                                          timeout=self.timeout)
@@ -495,7 +511,7 @@ class Bot:
                 if reply.final.get("code") != "unknown-command":
                     log.info("resume refused: %s", reply.final.get("message"))
                 return
-            await self._replay(reply.lines, seen)
+            await self._replay([r for r in reply.lines if keep is None or keep(r)], seen)
             if reply.final.get("recovered") is False and not reply.final.get("more"):
                 log.warning("resume: the gap may be incomplete: %s", reply.final.get("reasons"))
             if not reply.final.get("more"):
