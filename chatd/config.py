@@ -399,11 +399,13 @@ PATH_KEYS: Final = ("storage.path", "control.path", "backup.dir", "files.dir", "
 PORT_KEYS: Final = ("listen.port", "tls.port", "metrics.port", "irc.port", "irc.tls_port",
                     "web.port")
 # Every other number must not be negative; these must be at least 1 (0 would
-# refuse every connection, queue without bound, or never make progress).
+# refuse every connection, queue without bound, or never make progress; or,
+# for the counts one user may hold, refuse every block or upload, where 0 of
+# the rate limits beside them means no limit at all).
 AT_LEAST_ONE: Final = ("limits.max_connections", "limits.max_connections_per_ip",
                        "limits.input_queue", "storage.max_batch", "storage.max_pending",
                        "rooms.page_size", "rooms.max_owned", "rooms.offline_replay_max",
-                       "limits.max_notifications",
+                       "limits.max_notifications", "accounts.max_blocks", "files.max_files",
                        "crypto.spawn_rate", "web.max_body")
 # Durations that must be more than 0 (0 would run housekeeping without a pause,
 # drop every connection before it could log in, time out every HTTP request,

@@ -163,7 +163,8 @@ def test_a_negative_number_is_refused_by_name(key: str, value: int) -> None:
     ("limits.command_rate", float("nan")), ("web.max_body", 0), ("housekeeping.interval", 0),
     ("limits.login_timeout", 0), ("accounts.resume_ttl", "5s"), ("accounts.resume_ttl", 0),
     ("accounts.resume_ttl", "3651d"), ("web.request_timeout", 0), ("files.preview_timeout", 0),
-    ("crypto.timeout", 0),
+    ("crypto.timeout", 0), ("rooms.max_owned", 0), ("rooms.offline_replay_max", 0),
+    ("limits.max_notifications", 0), ("accounts.max_blocks", 0), ("files.max_files", 0),
 ])
 def test_numbers_that_cannot_work_are_refused_by_name(key: str, value: float) -> None:
     with pytest.raises(ConfigError, match=rf"^{key}: "):
