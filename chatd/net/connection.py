@@ -197,7 +197,7 @@ class Connection(Outbox, asyncio.Protocol):
     """The transport side of a session; its output of a turn is its :class:`Outbox`."""
 
     __slots__ = ("_closing", "_eof", "_flusher", "_framer", "_host", "_paused", "_queue",
-                 "_transport", "address", "last_input", "session", "worker")
+                 "_transport", "address", "address_key", "last_input", "session", "worker")
 
     def __init__(self, host: ConnectionHost, framer: Framer | None = None) -> None:
         super().__init__()
@@ -215,9 +215,12 @@ class Connection(Outbox, asyncio.Protocol):
         self._closing = False
         self._eof = False
         self.last_input = host.clock.coarse_monotonic()
-        # The client's host, as the listener counts it (one string per address,
-        # shared): what ``peer`` falls back to once the socket cannot say.
+        # The client's host: what ``peer`` falls back to once the socket cannot say
+        # (a TLS connection once it is lost). And what the listener counts it
+        # under (limits.ipv6_prefix: an IPv6 address with its network), one string
+        # per key, shared; the same string as the host where they are equal.
         self.address = "-"
+        self.address_key = "-"
         self.session = self._new_session(self.last_input)
 
     def _new_session(self, now: float) -> Session:

@@ -198,14 +198,17 @@ class Listeners:
         limits = self.config.limits
         # An IPv6 address counts with its network (limits.ipv6_prefix): one host
         # commonly has a whole /64 to open connections from.
-        host = address_key(conn.peer.rpartition(":")[0], limits.ipv6_prefix)
-        address = self._per_ip.get(host)
+        host = conn.peer.rpartition(":")[0]
+        key = address_key(host, limits.ipv6_prefix)
+        address = self._per_ip.get(key)
         if address is None:
-            address = self._per_ip[host] = _Address(host)
+            address = self._per_ip[key] = _Address(key)
         address.connections += 1
-        # Its connections share the address's string, and it is what they count
-        # against at the end, when the socket may no longer say (TLS).
-        conn.address = address.host
+        # Its connections share the key's string, and it is what they count against
+        # at the end, when the socket may no longer say (TLS), whatever a reload
+        # made of limits.ipv6_prefix meanwhile.
+        conn.address_key = address.host
+        conn.address = address.host if host == address.host else host
         self._open += 1
         self.services.stats.connections_total += 1
         if (self._open > limits.max_connections
@@ -218,12 +221,12 @@ class Listeners:
         conn.session.send(self._banner())
 
     def connection_closed(self, conn: Connection) -> None:
-        address = self._per_ip.get(conn.address)
+        address = self._per_ip.get(conn.address_key)
         if address is not None:  # (it was counted: connection_opened named its address)
             self._open -= 1
             address.connections -= 1
             if address.connections <= 0:
-                del self._per_ip[conn.address]
+                del self._per_ip[conn.address_key]
         self.services.presence.disconnected(conn.session)
 
     @property

@@ -199,10 +199,11 @@ class WebServer:
         limits = self.config.limits
         self._http.add(conn)
         # An IPv6 address counts with its network (limits.ipv6_prefix), as on the
-        # other listeners.
-        conn.client = address_key(conn.ip, limits.ipv6_prefix)
-        self._per_ip[conn.client] += 1
+        # other listeners; a trusted proxy, held to no limit, alone: its many
+        # sockets must not fill its network's place for the clients beside it.
         proxied = conn.ip in self.config.web.trusted_proxies
+        conn.client = conn.ip if proxied else address_key(conn.ip, limits.ipv6_prefix)
+        self._per_ip[conn.client] += 1
         if not proxied and self._per_ip[conn.client] > limits.max_connections_per_ip:
             self._make_room(conn.client)
         if len(self._http) > limits.max_connections:

@@ -4,9 +4,13 @@ room, notifications piled on another user. Each bound is configured small here."
 from __future__ import annotations
 
 import asyncio
+import socket
 from pathlib import Path
 from typing import Any
 
+import pytest
+
+from chatd.client.api import LineClient
 from chatd.domain.clock import ManualClock
 from chatd.irc.guests import MAX_GUEST_BANS
 from tests.backends import on_both
@@ -384,3 +388,38 @@ async def test_a_log_in_that_left_direct_messages_out_names_where_resume_starts(
         resumed = await again.command(f"/resume {start}")
         replayed = [r["text"] for r in resumed.lines if r.get("type") == "message"]
         assert replayed[:3] == ["hello 0", "hello 1", "hello 2"]
+
+
+def _ipv6_loopback() -> bool:
+    """Whether this machine can listen on IPv6's loopback (some containers cannot)."""
+    try:
+        with socket.socket(socket.AF_INET6) as probe:
+            probe.bind(("::1", 0))
+    except OSError:
+        return False
+    return True
+
+
+@pytest.mark.skipif(not _ipv6_loopback(), reason="no IPv6 loopback on this machine")
+async def test_ipv6_connections_count_with_their_network_and_leave_it_on_close(
+        db_path: Path, clock: ManualClock) -> None:
+    # ::1 counts as ::/64 (limits.ipv6_prefix); its connections are told apart from
+    # that key by their own address, and each gives its place back when it closes.
+    async with serving(db_path, clock, listen__host="::1",
+                       limits__max_connections_per_ip=2) as (server, _):
+        held = [await LineClient.connect("::1", server.port) for _ in range(2)]
+        for client in held:
+            assert (await client.line()).startswith("* chatd")
+        third = await LineClient.connect("::1", server.port)
+        assert "too-many-connections" in await third.line()
+        await third.close()
+        for client in held:
+            await client.close()
+        for _ in range(200):  # until the server has seen the closes
+            again = await LineClient.connect("::1", server.port)
+            first = await again.line()
+            await again.close()
+            if first.startswith("* chatd"):
+                break
+            await asyncio.sleep(0.01)
+        assert first.startswith("* chatd")
