@@ -390,8 +390,11 @@ async def webhook(ctx: Context, action: str, what: str | None, room: Room | None
         # Made with the session's API token, if any: the hook lives as long as it.
         secret, record = await hooks.create(ctx.user, room, what, ctx.session.token_id)
         path = hook_path(record.id, secret)
+        # Said when it is so: a hook ending with the token is no surprise then.
+        lives = (" It lives as long as the API token this session logged in with."
+                 if record.token_id is not None else "")
         return ok(f"Webhook {record.id} posts to #{room.name} as {bot_name(record)}: "
-                  f"POST to {path} on the web listener (shown only now).",
+                  f"POST to {path} on the web listener (shown only now).{lives}",
                   path=path, secret=secret, **hooks.describe(record), room=room.name)
     if not is_number(what):
         raise ChatError(Code.BAD_ARGUMENTS, f"a webhook is revoked by its id (a number: "

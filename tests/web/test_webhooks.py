@@ -236,8 +236,10 @@ async def test_a_webhook_made_with_a_token_ends_with_the_token(
     await script.command(f"/login alice --token {token}")
     by_token = await script.command("/webhook create deploy den")
     assert (by_token["by_token"], by_token["dead"]) == (True, None)
+    assert "lives as long as the API token" in by_token["message"]
     by_password = await owner.command("/webhook create manual den")
     assert (by_password["by_token"], by_password["dead"]) == (False, None)
+    assert "API token" not in by_password["message"]
     async with http(server) as hook:
         assert (await hook.post(by_token["path"], json={"text": "before"})).status_code == 201
         await owner.command("/token revoke ci")
