@@ -19,7 +19,7 @@ from pathlib import Path
 from chatd.ops.control import control_path
 from tests.operations import CHATCTL, ChatdProcess, wait_for, write_config
 from tests.operations.test_systemd import install_service
-from tests.operations.test_systemd_reload import unit_command
+from tests.operations.test_systemd_reload import as_systemd_runs, unit_command
 from tests.operations.unprivileged import (
     as_user,
     nobody,
@@ -81,7 +81,8 @@ async def test_the_installed_configuration_is_read_by_the_services_group_alone()
         daemon.control_path = control_path(str(db), "")
         with daemon:
             await daemon.ready()
-            reloaded = await asyncio.to_thread(run, as_user(user, reload, (gid,)))
+            reloaded = await asyncio.to_thread(
+                run, as_user(user, as_systemd_runs(reload, daemon), (gid,)))
             assert reloaded.returncode == 0, reloaded.stderr
             assert "every user may read it" not in daemon.log()  # 0640: no warning
         assert SECRET not in daemon.log()
