@@ -177,7 +177,7 @@ class Protection:
         """Take a command token for ``session`` or raise ``rate-limited`` (with ``retry_ms``)."""
         wait = self.charge(Kind.COMMAND, session.id)
         if wait:
-            raise _rate_limited("too many commands", wait)
+            raise rate_limited("too many commands", wait)
 
     def charge_typing(self, session: Client) -> float:
         """Take a typing-indicator token for ``session``; 0.0, or the seconds to wait."""
@@ -239,7 +239,7 @@ class Protection:
         poster's answer, when the session may have logged out meanwhile): counted
         towards flooding, and ``rate-limited``."""
         self._refused(session, user, room)
-        raise _rate_limited("too many messages", wait)
+        raise rate_limited("too many messages", wait)
 
     def message_wait(self, user: User, room: Room | None) -> float:
         """Seconds until ``user`` may send a message, taking nothing; 0.0 in a
@@ -254,7 +254,7 @@ class Protection:
         preview), which must not run while the post would be refused."""
         wait = self.message_wait(user, room)
         if wait > 0:
-            raise _rate_limited("too many messages", wait)
+            raise rate_limited("too many messages", wait)
 
     def room_rate_changed(self, room: Room) -> None:
         """Forget the room's buckets so the new rate applies at once."""
@@ -311,12 +311,9 @@ class Protection:
             taken = self._store.take_all(named)
             wait = taken if isinstance(taken, float) else await taken
         if wait:
-            # The real wait, as every other rate-limited says it: a client (and HTTP's
-            # Retry-After) retries when a failure's token is back, not at a guess.
-            retry_ms = max(1, math.ceil(wait * 1000))
-            raise ChatError(Code.RATE_LIMITED, f"too many failed logins; wait "
-                            f"{math.ceil(retry_ms / 1000)} s and try again.",
-                            retry_ms=retry_ms)
+            # The real wait: a client (and HTTP's Retry-After) retries when a
+            # failure's token is back.
+            raise rate_limited("too many failed logins", wait)
 
     def login_ended(self, peer: str, name: str | None, *, failed: bool) -> None:
         """The attempt :meth:`admit_login` let through ended: a failure costs the
@@ -360,9 +357,7 @@ class Protection:
         answer = self._store.take_shared(kind, key, rate, burst)
         wait = answer if isinstance(answer, float) else await answer
         if wait:
-            retry_ms = max(1, math.ceil(wait * 1000))
-            raise ChatError(Code.RATE_LIMITED, f"{what}; wait {math.ceil(retry_ms / 1000)} s "
-                            "and try again.", retry_ms=retry_ms)
+            raise rate_limited(what, wait)
         try:
             yield
         except BaseException:
@@ -399,9 +394,13 @@ async def _awaited(work: Awaitable[Any]) -> None:
         await work
 
 
-def _rate_limited(what: str, wait: float) -> ChatError:
-    retry_ms = max(1, round(wait * 1000))
-    return ChatError(Code.RATE_LIMITED, f"{what}; wait {retry_ms} ms and try again.",
+def rate_limited(what: str, wait: float) -> ChatError:
+    """``rate-limited`` for a bucket that has a token again in ``wait`` seconds: the
+    wait as ``retry_ms``, rounded up (a client retrying then finds the token back,
+    not a guess before it), and said in the unit a person waits in."""
+    retry_ms = max(1, math.ceil(wait * 1000))
+    said = f"{retry_ms} ms" if retry_ms < 1000 else f"{math.ceil(retry_ms / 1000)} s"
+    return ChatError(Code.RATE_LIMITED, f"{what}; wait {said} and try again.",
                      retry_ms=retry_ms)
 
 

@@ -30,6 +30,7 @@ from typing import TYPE_CHECKING, Any
 from chatd.domain import names
 from chatd.domain.limits import Kind
 from chatd.domain.permissions import administers
+from chatd.domain.protection import rate_limited
 from chatd.errors import ChatError, Code
 from storage.api import Conflict
 
@@ -197,9 +198,7 @@ class Webhooks:
         if not isinstance(wait, float):
             wait = await wait  # a bucket every node shares: one budget per hook
         if wait:
-            retry_ms = max(1, round(wait * 1000))
-            raise ChatError(Code.RATE_LIMITED, f"too many posts through this webhook; wait "
-                            f"{retry_ms} ms and try again.", retry_ms=retry_ms)
+            raise rate_limited("too many posts through this webhook", wait)
         try:
             message_id = await self._messaging.post_bot(room, creator, bot_name(record), text,
                                                         {"bot": True, "webhook": record.id})
