@@ -17,6 +17,8 @@ from chatd.domain.limits import (
     SlidingWindow,
     TokenBucket,
 )
+from chatd.domain.protection import rate_limited
+from chatd.errors import Code
 
 FAST = settings(max_examples=200, deadline=None)
 
@@ -541,3 +543,17 @@ def test_take_all_is_all_or_nothing(steps: list[tuple[int, float]]) -> None:
                                         for c, t in zip(charges, before, strict=True)]
         assert tokens() == pytest.approx([max(0.0, t) for t in expected], abs=1e-9)
         clock.advance(0.25)
+
+
+@given(wait=st.floats(min_value=0.0, max_value=86_400.0, allow_nan=False))
+def test_a_refusal_says_when_the_token_is_back_never_before(wait: float) -> None:
+    refused = rate_limited("too many messages", wait)
+    retry_ms = refused.details["retry_ms"]
+    assert refused.code is Code.RATE_LIMITED and retry_ms >= max(1, wait * 1000)
+    said = refused.message.removeprefix("too many messages; wait ").removesuffix(
+        " and try again.")
+    number, unit = said.split(" ")
+    if retry_ms < 1000:
+        assert unit == "ms" and int(number) == retry_ms
+    else:
+        assert unit == "s" and int(number) * 1000 >= retry_ms > (int(number) - 1) * 1000
