@@ -828,8 +828,12 @@ class ClusterBus:
             return None
         name = room.name if room is not None else event.room or ""
         speaks_for = entry.get("w")
-        refusal = self.gate.refusal(room_id, name, event, speaks_for,
-                                    self._outsider(entry, room_id, room, speaks_for))
+        refusal = self.gate.refusal(room_id, name, event, speaks_for)
+        if refusal is not None and refusal.code is Code.NOT_IN_ROOM and \
+                self._outsider(entry, room_id, room, speaks_for):
+            # A leave or kick refuses nothing where a non-member may post (a ban does).
+            # Asked only then: not a cost of every entry of the log.
+            refusal = None
         if refusal is not None:
             self.refused += 1
             if event.id is not None:

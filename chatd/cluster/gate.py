@@ -74,17 +74,15 @@ class Gate:
         return room is not None and not room.modes.no_external
 
     def refusal(self, room_id: int, room: str, message: Message,
-                speaks_for: str | None = None, outsider: bool = False) -> ChatError | None:
+                speaks_for: str | None = None) -> ChatError | None:
         """Why ``message`` may not take its place in ``room`` now; None when it may.
         ``speaks_for``: the account a webhook's message speaks for, whose sanctions
-        refuse it (None: its sender's). ``outsider``: that account may post to the
-        room from outside (it takes such messages, -n): its leave or kick refuses
-        nothing then, as a post of a non-member is taken there (a ban still does)."""
+        refuse it (None: its sender's). A leave or kick refuses with ``not-in-room``,
+        which a room that takes messages from outside (-n) may excuse
+        (:meth:`takes_outside`; the caller knows who may post from outside)."""
         key = (room_id, name_key(speaks_for or message.sender))
         closed = self._closed.get(key)
         if closed is None:
-            return None
-        if outsider and closed[0] is Code.NOT_IN_ROOM:
             return None
         code, until = closed
         if until is not None and message.ts >= until:
