@@ -42,17 +42,13 @@ class ContentQueries:
     async def delete_file(self: SqliteHost, file_id: int) -> bool:
         return await self._write("DELETE FROM files WHERE id = ?", (file_id,)) > 0
 
-    async def user_file_bytes(self: SqliteHost, user_id: int) -> int:
-        rows = await self._fetch("SELECT COALESCE(SUM(size), 0) FROM files WHERE uploader_id = ?",
-                                 (user_id,))
-        return int(rows[0][0])
-
-    async def user_file_count(self: SqliteHost, user_id: int) -> int:
-        rows = await self._fetch("SELECT COUNT(*) FROM files WHERE uploader_id = ?", (user_id,))
-        return int(rows[0][0])
+    async def user_file_usage(self: SqliteHost, user_id: int) -> tuple[int, int]:
+        rows = await self._fetch("SELECT COUNT(*), COALESCE(SUM(size), 0) FROM files "
+                                 "WHERE uploader_id = ?", (user_id,))
+        return int(rows[0][0]), int(rows[0][1])
 
     async def user_files(self: SqliteHost, user_id: int) -> list[FileRecord]:
-        """What ``user_file_bytes`` adds up, the oldest first (/myfiles)."""
+        """What ``user_file_usage`` counts, the oldest first (/myfiles)."""
         rows = await self._fetch(f"SELECT {_FILE} FROM files WHERE uploader_id = ? ORDER BY id",
                                  (user_id,))
         return [FileRecord(*row) for row in rows]

@@ -144,12 +144,12 @@ class Files:
 
     async def _check_quota(self, user: User, size: int) -> None:
         most = self.config.max_files
-        if await self._storage.user_file_count(user.id) >= most:
+        files, used = await self._storage.user_file_usage(user.id)
+        if files >= most:
             # Bytes alone let a user keep empty files without end, each a row that
             # /files and /myfiles read whole.
             raise ChatError(Code.QUOTA_EXCEEDED, f"you have {most} files, the most one "
                             "may keep.", remedy=Remedy(Step.REMOVE_FILES), quota=most)
-        used = await self._storage.user_file_bytes(user.id)
         quota = self.config.quota
         if used + size > quota:
             # In sizes a person reads; the fields keep the bytes for programs.

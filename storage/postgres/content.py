@@ -40,16 +40,14 @@ class PgContentQueries:
     async def delete_file(self: PgHost, file_id: int) -> bool:
         return await self._execute("DELETE FROM files WHERE id = $1", file_id) > 0
 
-    async def user_file_bytes(self: PgHost, user_id: int) -> int:
-        return int(await self._fetch_value(
-            "SELECT COALESCE(SUM(size), 0) FROM files WHERE uploader_id = $1", user_id))
-
-    async def user_file_count(self: PgHost, user_id: int) -> int:
-        return int(await self._fetch_value(
-            "SELECT COUNT(*) FROM files WHERE uploader_id = $1", user_id))
+    async def user_file_usage(self: PgHost, user_id: int) -> tuple[int, int]:
+        row = await self._fetch_one(
+            "SELECT COUNT(*), COALESCE(SUM(size), 0) FROM files WHERE uploader_id = $1", user_id)
+        assert row is not None
+        return int(row[0]), int(row[1])
 
     async def user_files(self: PgHost, user_id: int) -> list[FileRecord]:
-        """What ``user_file_bytes`` adds up, the oldest first (/myfiles)."""
+        """What ``user_file_usage`` counts, the oldest first (/myfiles)."""
         rows = await self._fetch(
             f"SELECT {_FILE} FROM files WHERE uploader_id = $1 ORDER BY id", user_id)
         return [FileRecord(*row) for row in rows]

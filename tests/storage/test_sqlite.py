@@ -872,7 +872,7 @@ async def test_files_and_keys_round_trip(storage: Storage) -> None:
     assert stored.id > 0 and stored.name == "a.txt"
     assert await storage.get_file(stored.id) == stored
     assert await storage.list_files(room.id) == [stored]
-    assert await storage.user_file_bytes(owner.id) == 5
+    assert await storage.user_file_usage(owner.id) == (1, 5)
     assert await storage.blob_in_use("ab12")
     assert await storage.files_of_terminated_rooms(10.0) == []
     await storage.terminate_room(room.id, 3.0)
