@@ -10,14 +10,14 @@ from typing import Any
 
 import pytest
 
-from chatd.client.api import LineClient
+from chatd.client.api import ChatClient, LineClient, Reply
 from chatd.domain.clock import ManualClock
 from chatd.irc.guests import MAX_GUEST_BANS
 from tests.backends import on_both
 from tests.content import upload
 from tests.helpers import PASSWORD
 from tests.irc.helpers import IrcClient, login
-from tests.protection import error_of, serving
+from tests.protection import ProtectionClients, error_of, serving
 
 
 async def test_a_user_owns_at_most_max_owned_rooms(db_path: Path, clock: ManualClock) -> None:
@@ -236,6 +236,18 @@ async def test_a_room_holds_at_most_max_guest_bans_bans_of_guests(
         assert (await ban_a_guest("one_more"))["type"] == "ok"
 
 
+async def _back_after_five_direct_messages(
+        clients: ProtectionClients) -> tuple[ChatClient, Reply, list[int]]:
+    """bob, away, is sent five direct messages by alice, then logs in again: his
+    connection, his login's reply, and the messages' ids."""
+    bob = await clients.user("bob")
+    await bob.command("/logout")
+    alice = await clients.user("alice")
+    ids = [(await alice.command(f"/msg bob hello {n}"))["id"] for n in range(5)]
+    again = await clients.anonymous()
+    return again, await again.command(f"/login bob {PASSWORD}"), ids
+
+
 @on_both
 async def test_a_login_replays_at_most_offline_replay_max_direct_messages(
         db_path: Path, clock: ManualClock, storage_overrides: dict[str, Any]) -> None:
@@ -243,13 +255,7 @@ async def test_a_login_replays_at_most_offline_replay_max_direct_messages(
     # them all into memory and sent them all in one reply.
     async with serving(db_path, clock, rooms__offline_replay_max=2,
                        **storage_overrides) as (_, clients):
-        bob = await clients.user("bob")
-        await bob.command("/logout")
-        alice = await clients.user("alice")
-        for n in range(5):
-            await alice.command(f"/msg bob hello {n}")
-        again = await clients.anonymous()
-        login = await again.command(f"/login bob {PASSWORD}")
+        again, login, _ = await _back_after_five_direct_messages(clients)
         shown = [r["text"] for r in login.lines if r.get("type") == "message"]
         assert shown == ["hello 3", "hello 4"]
         assert (login["direct_messages"], login["direct_messages_skipped"]) == (2, 3)
@@ -376,12 +382,7 @@ async def test_a_log_in_that_left_direct_messages_out_names_where_resume_starts(
     # (the replayed ones are newer than those left out).
     async with serving(db_path, clock, rooms__offline_replay_max=2,
                        **storage_overrides) as (_, clients):
-        bob = await clients.user("bob")
-        await bob.command("/logout")
-        alice = await clients.user("alice")
-        ids = [(await alice.command(f"/msg bob hello {n}"))["id"] for n in range(5)]
-        again = await clients.anonymous()
-        login = await again.command(f"/login bob {PASSWORD}")
+        again, login, ids = await _back_after_five_direct_messages(clients)
         start = login["direct_messages_skipped_after"]
         assert start == ids[0] - 1
         assert f"/resume {start} replays them" in login["message"]
