@@ -249,14 +249,6 @@ class MessageQueries:
                 "AND id <= ?", (user_id, up_to))
             return cursor.rowcount, lowest
 
-    async def mark_delivered(self: SqliteHost, message_ids: Sequence[int]) -> None:
-        params = [(message_id,) for message_id in message_ids]
-        if not params:
-            return
-        async with self._transaction() as conn:
-            await conn.executemany(
-                "UPDATE messages SET delivered = 1 WHERE id = ? AND delivered = 0", params)
-
 
 def _append(first: int, block_values: list[Any], other_values: list[Any],
             conn: sqlite3.Connection) -> None:

@@ -189,12 +189,6 @@ class PgMessageQueries:
         assert row is not None
         return int(row[0]), None if row[1] is None else int(row[1])
 
-    async def mark_delivered(self: PgHost, message_ids: Sequence[int]) -> None:
-        if message_ids:
-            await self._execute("UPDATE messages SET delivered = true "
-                                "WHERE id = ANY($1::bigint[]) AND NOT delivered",
-                                list(message_ids))
-
     async def delete_terminated_history(self: PgHost, before: float) -> int:
         """Delete the messages of rooms terminated before ``before``; how many there were."""
         return await self._execute(

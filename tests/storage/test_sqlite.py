@@ -537,10 +537,12 @@ async def test_direct_message_delivery(storage: Storage) -> None:
     assert [m.id for m in pending] == [5, 8]
     assert all(m.recipient_id == bob and m.room_id is None and not m.delivered
                for m in pending)
-    await storage.mark_delivered([5])
-    await storage.mark_delivered([])
+    assert [m.id for m in await storage.direct_backlog(bob, 1)] == [8]  # the newest
+    assert await storage.mark_direct_delivered(bob, 5) == (1, 5)
+    assert await storage.mark_direct_delivered(bob, 4) == (0, None)
     assert [m.id for m in await storage.direct_backlog(bob)] == [8]
-    await storage.mark_delivered([8, 7])
+    assert await storage.mark_direct_delivered(bob, 8) == (1, 8)
+    assert await storage.mark_direct_delivered(alice, 8) == (1, 7)
     assert await storage.direct_backlog(bob) == []
     assert await storage.recipients_of_undelivered() == []
     assert await storage.direct_backlog(alice) == []
