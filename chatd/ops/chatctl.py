@@ -335,13 +335,12 @@ async def _dispatch(client: ControlClient, args: argparse.Namespace, console: Co
     if args.command == "audit" and args.follow:
         await _follow_audit(client, args, console)
         return 0
-    if args.command == "reload" and getattr(args, "pid", None) is not None:
-        try:
-            result = await client.call(args.command, **_request(args))
-        except Unreachable as exc:
-            return _hang_up(args.pid, exc, args.strict)
-    else:
+    try:
         result = await client.call(args.command, **_request(args))
+    except Unreachable as exc:
+        if args.command != "reload" or getattr(args, "pid", None) is None:
+            raise
+        return _hang_up(args.pid, exc, args.strict)
     if getattr(args, "json", False):
         print(json.dumps(result, indent=2))
     else:
