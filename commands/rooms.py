@@ -25,7 +25,7 @@ MODES = tuple(m.value for m in Mode)
                                     Code.RATE_LIMITED, Code.NO_SUCH_USER))
 async def create(ctx: Context, room: str, mode: str) -> Ok:
     """Create a room (open by default); you become its owner."""
-    async with ctx.services.protection.creating_room(ctx.user, ctx.session.peer):
+    async with ctx.services.protection.creating_room(ctx.user):
         created = await ctx.services.rooms.create(ctx.user, room, Mode(mode), ctx.session)
     ctx.session.current_room = created
     return ok(f"You created #{created.name} ({mode}). Plain lines now go to #{created.name}.",

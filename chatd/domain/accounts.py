@@ -35,8 +35,8 @@ class User:
     Its connections are the delivery layer's (chatd.domain.ports.Routes); the
     account only counts them, for the many places that ask who is online."""
 
-    __slots__ = ("blocked", "connections", "created_at", "elsewhere", "id", "is_admin", "kind",
-                 "name", "owner_id", "password_changes", "settings")
+    __slots__ = ("address", "blocked", "connections", "created_at", "elsewhere", "id",
+                 "is_admin", "kind", "name", "owner_id", "password_changes", "settings")
 
     def __init__(self, record: UserRecord) -> None:
         self.id = record.id
@@ -57,6 +57,11 @@ class User:
         self.password_changes = 0
         # The users whose direct messages this user refuses, with since when.
         self.blocked: dict[int, float] = {}
+        # Where a user without an account (an IRC guest) connects from, its host:
+        # its limits count by that address, not by its id, which is new at each
+        # connection (chatd.domain.protection.Protection.holder). None for an
+        # account, whose limits are its own.
+        self.address: str | None = None
 
     @property
     def online(self) -> bool:

@@ -6,6 +6,9 @@ The buckets live in a :class:`LimitStore`; time comes from the daemon's clock.
 
 - Messages: one bucket per user, shared by all their connections; a room
   whose owner set its own rate (``/ratelimit``) uses a bucket per member instead.
+  A user without an account (an IRC guest) is new at each connection: its
+  buckets are its address's (:meth:`Protection.holder`), shared by every guest
+  from there, so connecting again refills nothing.
 - A refused message counts towards flood detection; sustained flooding mutes
   the sender in that room (or disconnects them, as configured).
 - Commands and typing indicators: a bucket per connection.
@@ -96,7 +99,7 @@ class Protection:
         self._store: LimitStore = store if store is not None else MemoryLimitStore(clock)
         # Local to this process even with a shared store: refusals come back to
         # the node that holds the flooding connection (its consequence is not).
-        self._floods: dict[int, FloodDetector] = {}
+        self._floods: dict[Hashable, FloodDetector] = {}
         self._spawns = SlidingWindow(1.0, clock)
         self._tasks: set[asyncio.Task[None]] = set()
 
@@ -194,12 +197,13 @@ class Protection:
         """
         user = session.user
         assert user is not None
+        holder = self.holder(user)
         # The bucket message_bucket names, without making a Charge: every message runs this.
         if room is None or ROOM_RATE not in room.settings:
-            wait = self._store.take_shared(MESSAGE, user.id, self._message_rate,
+            wait = self._store.take_shared(MESSAGE, holder, self._message_rate,
                                            self._message_burst)
         else:
-            wait = self._store.take_shared(Kind.ROOM_MESSAGE, (room.id, user.id),
+            wait = self._store.take_shared(Kind.ROOM_MESSAGE, (room.id, holder),
                                            room.settings[ROOM_RATE], room.settings[ROOM_BURST])
         if isinstance(wait, float):
             if wait:
@@ -210,9 +214,10 @@ class Protection:
     def message_bucket(self, user: User, room: Room | None) -> Charge:
         """The bucket a message of ``user`` (to ``room``) is charged to: theirs, or
         theirs in a room with its own rate."""
+        holder = self.holder(user)
         if room is None or ROOM_RATE not in room.settings:
-            return Charge(MESSAGE, user.id, self._message_rate, self._message_burst)
-        return Charge(Kind.ROOM_MESSAGE, (room.id, user.id), room.settings[ROOM_RATE],
+            return Charge(MESSAGE, holder, self._message_rate, self._message_burst)
+        return Charge(Kind.ROOM_MESSAGE, (room.id, holder), room.settings[ROOM_RATE],
                       room.settings[ROOM_BURST])
 
     def message_charge(self, session: Client, room: Room) -> Charge:
@@ -246,7 +251,8 @@ class Protection:
         room with its own rate, whose bucket is only known by charging it."""
         if room is not None and ROOM_RATE in room.settings:
             return 0.0
-        return self._store.wait(MESSAGE, user.id, self._message_rate, self._message_burst)
+        return self._store.wait(MESSAGE, self.holder(user), self._message_rate,
+                                self._message_burst)
 
     def refuse_spent(self, user: User, room: Room | None) -> None:
         """Raise ``rate-limited``, taking nothing, when ``user`` could not send a
@@ -262,9 +268,11 @@ class Protection:
 
     def _refused(self, session: Client, user: User, room: Room | None) -> None:
         limits = self.config.limits
-        flood = self._floods.get(user.id)
+        # Counted as the messages are: a guest that connects again floods on.
+        holder = self.holder(user)
+        flood = self._floods.get(holder)
         if flood is None:
-            flood = self._floods[user.id] = FloodDetector(
+            flood = self._floods[holder] = FloodDetector(
                 limits.flood_threshold, limits.flood_window, self._clock)
         if flood.record():
             self._on_flood(session, user, room)
@@ -334,17 +342,15 @@ class Protection:
         return self._making(Kind.REGISTRATION, self.address_of(peer),
                             "too many accounts made from your address")
 
-    def creating_room(self, user: User, peer: str) -> AbstractAsyncContextManager[None]:
-        """Around the creation of a room by ``user`` (connected from ``peer``): a token
-        of their creations (limits.room_creations; server admins have no limit), or
-        ``rate-limited``. A room ended is kept for good (its audit, its name's
-        history): creating and leaving rooms in a loop must not add rows at the
-        pace of commands. An IRC guest's count is its address's: a guest is new
-        at each connection."""
+    def creating_room(self, user: User) -> AbstractAsyncContextManager[None]:
+        """Around the creation of a room by ``user``: a token of their creations
+        (limits.room_creations; server admins have no limit), or ``rate-limited``.
+        A room ended is kept for good (its audit, its name's history): creating
+        and leaving rooms in a loop must not add rows at the pace of commands. An
+        IRC guest's count is its address's (:meth:`holder`)."""
         if user.is_admin:
             return contextlib.nullcontext()
-        key = user.id if user.has_account else f"guests@{self.address_of(peer)}"
-        return self._making(Kind.ROOM_CREATION, key, "too many rooms created")
+        return self._making(Kind.ROOM_CREATION, self.holder(user), "too many rooms created")
 
     @contextlib.asynccontextmanager
     async def _making(self, kind: Kind, key: Hashable, what: str) -> AsyncIterator[None]:
@@ -374,6 +380,17 @@ class Protection:
         keys = _auth_keys(self.address_of(peer), name)
         return [Charge(kind, key, rate, burst) for kind, key in keys]
 
+    def holder(self, user: User) -> Hashable:
+        """Whose buckets ``user``'s messages and room creations take from: an
+        account's own (its id: every connection of the account shares them); for a
+        user without an account (an IRC guest) its address's, by
+        limits.ipv6_prefix as log-ins count. A guest is new at each connection:
+        buckets of its own were full again each time it connected, and as many
+        guests at once had as many of them."""
+        if user.has_account or user.address is None:
+            return user.id
+        return f"guests@{address_key(user.address, self.config.limits.ipv6_prefix)}"
+
     def address_of(self, peer: str) -> str:
         """The key the limits of ``peer`` (written ``address:port``) count under: its
         address, or an IPv6 address's network (limits.ipv6_prefix)."""
@@ -381,10 +398,10 @@ class Protection:
 
     def sweep(self) -> None:
         """Drop buckets that have refilled and flood detectors with nothing in
-        their window: they no longer hold anything (a guest's id is never reused)."""
+        their window: they no longer hold anything."""
         self._store.sweep()
-        for user_id in [u for u, flood in self._floods.items() if flood.idle]:
-            del self._floods[user_id]
+        for holder in [h for h, flood in self._floods.items() if flood.idle]:
+            del self._floods[holder]
 
 
 async def _awaited(work: Awaitable[Any]) -> None:

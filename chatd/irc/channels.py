@@ -100,7 +100,7 @@ async def _join(ctx: IrcContext, name: str, key: str) -> None:
             raise IrcError(n.ERR_NOSUCHCHANNEL, name, "No such channel (guests cannot create "
                            "rooms)")
         try:
-            async with services.protection.creating_room(user, ctx.session.peer):
+            async with services.protection.creating_room(user):
                 room = await (ctx.listener.guests.create(ctx.session, name) if is_guest(user)
                               else services.rooms.create(user, name, Mode.OPEN, ctx.session))
         except ChatError as exc:

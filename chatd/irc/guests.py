@@ -118,8 +118,10 @@ class Guests:
         now = services.clock.time()
         record = UserRecord(id=GuestId(-next(self._ids)), name=nick, password_hash=b"",
                             is_admin=False, created_at=now, settings={})
-        # Its message bucket is keyed by its id, which no other user ever has.
         user = User(record)
+        # Its limits count by its address (Protection.holder): connecting again
+        # under a new nick makes a new guest, not a new budget.
+        user.address = _address(session)
         self._online[name_key(nick)] = session
         return user
 

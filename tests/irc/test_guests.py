@@ -12,6 +12,7 @@ import pytest
 
 from chatd.client.api import ChatClient
 from chatd.domain import hashing
+from chatd.domain.clock import ManualClock
 from chatd.domain.room import Mode, Role, Room
 from chatd.domain.transactions import LocalTransactions
 from tests.helpers import PASSWORD, ChatServer, Clients, error_of, eventually, holding
@@ -163,6 +164,35 @@ async def test_guests_are_kicked_and_banned_by_room_admins(server: ChatServer,
     again.send("JOIN #hall")
     await again.expect("366")
     assert await server.services.storage.load_sanctions("ban") == []
+
+
+@pytest.mark.server(accounts__guests=True, limits__message_rate=0.001,
+                    limits__message_burst=2)
+async def test_a_guest_connecting_again_finds_its_address_s_message_bucket_as_it_left_it(
+        server: ChatServer, clock: ManualClock, irc: IrcFactory, clients: Clients) -> None:
+    """A guest is new at each connection: with a bucket of its own, each reconnection
+    (and each guest opened beside it) had a full burst again. Its address's bucket
+    is shared by the guests from there; an account's stays its own."""
+    alice = await clients.user("alice")
+    await alice.command("/create hall")
+    first = await _guest(irc, "first")
+    first.send("JOIN #hall", "PRIVMSG #hall :one", "PRIVMSG #hall :two")
+    for text in ("one", "two"):
+        assert (await alice.next_event(lambda e: e.get("type") == "message"))["text"] == text
+    await first.close()
+    second = await _guest(irc, "second")
+    await _guest(irc, "beside")  # connected at once from the same address
+    assert server.irc is not None
+    guests, protection = server.irc.front.guests, server.services.protection
+    for nick in ("second", "beside"):
+        user = guests.find(nick)
+        assert user is not None and protection.message_wait(user, None) > 0, nick
+    assert protection.message_wait(server.services.accounts.require("alice"), None) == 0
+    # It waits for the token the address gets back, as any message over the rate.
+    second.send("JOIN #hall", "PRIVMSG #hall :three")
+    await second.expect("366")
+    clock.advance(1000)
+    assert (await alice.next_event(lambda e: e.get("type") == "message"))["text"] == "three"
 
 
 @GUESTS

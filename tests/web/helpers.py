@@ -15,6 +15,21 @@ from tests.helpers import PASSWORD, ChatServer
 TIMEOUT = 5.0
 
 
+async def lines_until(ws: ClientConnection, *commands: str) -> list[str]:
+    """IRC lines over /irc (one per message, no line end) until one whose command is
+    one of ``commands``."""
+    seen: list[str] = []
+    async with asyncio.timeout(TIMEOUT):
+        while True:
+            message = await ws.recv()
+            line = message.decode() if isinstance(message, bytes) else message
+            assert "\r" not in line and "\n" not in line
+            seen.append(line)
+            words = line.split(" ")
+            if (words[1] if line.startswith(("@", ":")) else words[0]) in commands:
+                return seen
+
+
 def base(server: ChatServer) -> str:
     assert server.web is not None
     return f"http://127.0.0.1:{server.web.port}"

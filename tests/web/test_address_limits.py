@@ -1,13 +1,20 @@
 """The limits per address count an IPv6 address with its network (limits.ipv6_prefix):
 one host commonly has a whole /64 to pick addresses from. Clients are told apart
-here as a trusted proxy tells them (X-Forwarded-For), over real sockets."""
+here as a trusted proxy tells them (X-Forwarded-For), over real sockets; IRC guests
+connect over /irc, whose connections the web listener makes with that address."""
 
 from __future__ import annotations
 
-import pytest
+import contextlib
+from collections.abc import AsyncIterator
 
+import pytest
+from websockets.asyncio.client import ClientConnection, connect
+
+from chatd.domain.accounts import User
 from tests.helpers import PASSWORD, ChatServer
-from tests.web.helpers import WsChat, http
+from tests.irc.helpers import END_OF_WELCOME
+from tests.web.helpers import WsChat, http, lines_until, ws_url
 
 PROXIED = {"web__trusted_proxies": ["127.0.0.1"]}
 
@@ -52,3 +59,38 @@ async def test_a_prefix_of_128_counts_each_ipv6_address_alone(server: ChatServer
         for address in ("2001:db8::1", "2001:db8::1", "2001:db8::2"):
             answer = await client.get("/api/v1/me", headers={"X-Forwarded-For": address})
             assert answer.json()["error"]["code"] == "auth-failed"
+
+
+@contextlib.asynccontextmanager
+async def irc_guest(server: ChatServer, nick: str,
+                    address: str) -> AsyncIterator[ClientConnection]:
+    """An IRC guest ``nick`` registered over /irc from ``address`` (as the proxy says)."""
+    async with connect(ws_url(server, "/irc"), subprotocols=["text.ircv3.net"],
+                       additional_headers={"X-Forwarded-For": address}) as ws:
+        await ws.send(f"NICK {nick}")
+        await ws.send(f"USER {nick} 0 * :{nick}")
+        await lines_until(ws, *END_OF_WELCOME)
+        yield ws
+
+
+def _guest(server: ChatServer, nick: str) -> User:
+    assert server.irc is not None
+    user = server.irc.front.guests.find(nick)
+    assert user is not None
+    return user
+
+
+@pytest.mark.server(**PROXIED, accounts__guests=True, limits__message_rate=0.001,
+                    limits__message_burst=1)
+async def test_irc_guests_of_one_ipv6_network_share_its_message_bucket(
+        server: ChatServer) -> None:
+    # Each guest had a bucket of its own: a host with a /64 had as many bursts as
+    # it opened connections from its addresses.
+    protection = server.services.protection
+    async with irc_guest(server, "first", "2001:db8:0:1::1") as first:
+        await first.send("NICK renamed")  # shown as a message is: it takes a token
+        await lines_until(first, "NICK")
+        async with irc_guest(server, "second", "2001:db8:0:1::2"):
+            assert protection.message_wait(_guest(server, "second"), None) > 0
+        async with irc_guest(server, "third", "2001:db8:0:2::1"):
+            assert protection.message_wait(_guest(server, "third"), None) == 0

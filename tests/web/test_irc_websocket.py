@@ -7,27 +7,13 @@ import asyncio
 from pathlib import Path
 
 import pytest
-from websockets.asyncio.client import ClientConnection, connect
+from websockets.asyncio.client import connect
 from websockets.exceptions import InvalidStatus
 
 from chatd.domain.clock import ManualClock
 from tests.helpers import PASSWORD, ChatServer, start_server
 from tests.irc.helpers import END_OF_WELCOME, IrcClient, login
-from tests.web.helpers import ws_url
-
-
-async def lines_until(ws: ClientConnection, *commands: str) -> list[str]:
-    """IRC lines (one per message, no line end) until one whose command is one of ``commands``."""
-    seen: list[str] = []
-    async with asyncio.timeout(5):
-        while True:
-            message = await ws.recv()
-            line = message.decode() if isinstance(message, bytes) else message
-            assert "\r" not in line and "\n" not in line
-            seen.append(line)
-            words = line.split(" ")
-            if (words[1] if line.startswith(("@", ":")) else words[0]) in commands:
-                return seen
+from tests.web.helpers import lines_until, ws_url
 
 
 async def test_register_join_and_talk_with_a_tcp_irc_user(server: ChatServer) -> None:
