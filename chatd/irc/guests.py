@@ -27,6 +27,7 @@ from typing import TYPE_CHECKING, Final
 from chatd.domain import events
 from chatd.domain.accounts import User
 from chatd.domain.admission import refuse_gate
+from chatd.domain.limits import address_key
 from chatd.domain.names import CONSOLE, name_key
 from chatd.domain.permissions import Action, authorize
 from chatd.domain.ports import settled
@@ -69,6 +70,8 @@ def is_guest(user: User | None) -> bool:
 @dataclass(slots=True)
 class GuestBan:
     """A room's ban of a guest: by nick and by address, until the server restarts.
+    ``address`` is the guest's host as it connected (empty: the nick alone); it
+    holds out every address of the same key (:meth:`Guests.banned`).
     ``guest`` is the guest banned: its ``nick`` follows the guest's NICK while it
     is still in the room (the ban is being applied: see :meth:`Guests.rename`)."""
 
@@ -230,10 +233,19 @@ class Guests:
     # -- bans ------------------------------------------------------------------
 
     def banned(self, room: Room, session: IrcSession) -> bool:
-        bans = self._bans.get(room.id, {})
-        address = _address(session)
-        return name_key(session.nick) in bans or any(
-            ban.address == address for ban in bans.values())
+        """Whether a ban of ``room`` holds the guest of ``session`` out: by its nick,
+        or by its address's key (limits.ipv6_prefix: an IPv6 address by its /64,
+        from which one host picks an address at will; IPv4 whole). A ban keeps
+        the address it saw: the keys are compared with the prefix in force now."""
+        bans = self._bans.get(room.id)
+        if not bans:
+            return False
+        if name_key(session.nick) in bans:
+            return True
+        prefix = self._services.config.limits.ipv6_prefix
+        key = address_key(_address(session), prefix)
+        return any(ban.address and address_key(ban.address, prefix) == key
+                   for ban in bans.values())
 
     def bans(self, room: Room) -> list[GuestBan]:
         return list(self._bans.get(room.id, {}).values())

@@ -13,7 +13,7 @@ from websockets.asyncio.client import ClientConnection, connect
 
 from chatd.domain.accounts import User
 from tests.helpers import PASSWORD, ChatServer
-from tests.irc.helpers import END_OF_WELCOME
+from tests.irc.helpers import END_OF_WELCOME, login
 from tests.web.helpers import WsChat, http, lines_until, ws_url
 
 PROXIED = {"web__trusted_proxies": ["127.0.0.1"]}
@@ -94,3 +94,57 @@ async def test_irc_guests_of_one_ipv6_network_share_its_message_bucket(
             assert protection.message_wait(_guest(server, "second"), None) > 0
         async with irc_guest(server, "third", "2001:db8:0:2::1"):
             assert protection.message_wait(_guest(server, "third"), None) == 0
+
+
+@pytest.mark.server(**PROXIED, accounts__guests=True)
+async def test_a_guest_ban_holds_the_whole_ipv6_network_of_the_guest_out(
+        server: ChatServer) -> None:
+    # The ban held the exact address: the guest came back from the next one of its /64.
+    assert server.irc is not None
+    await server.services.accounts.create("owner", PASSWORD)
+    owner = await login(server.irc.port, "owner")
+    try:
+        owner.send("JOIN #hall")
+        await owner.expect("366")
+        async with irc_guest(server, "visitor", "2001:db8:0:1::1") as visitor:
+            await visitor.send("JOIN #hall")
+            await lines_until(visitor, "366")
+            owner.send("MODE #hall +b visitor")
+            assert (await owner.expect("MODE")).params == ("#hall", "+b", "visitor!*@*")
+        for nick, address, answer in (("back", "2001:db8:0:1::2", "474"),
+                                      ("again", "2001:db8:0:1:ffff::1", "474"),
+                                      ("neighbour", "2001:db8:0:2::1", "366")):
+            async with irc_guest(server, nick, address) as guest:
+                await guest.send("JOIN #hall")
+                assert (await lines_until(guest, "474", "366"))[-1].split(" ")[1] == answer
+        # The ban list names the nick the ban holds (the address is not shown).
+        owner.send("MODE #hall b")
+        assert (await owner.expect("367")).params[1:4] == ("#hall", "visitor!*@*", "owner")
+    finally:
+        await owner.close()
+
+
+@pytest.mark.server(**PROXIED, accounts__guests=True, limits__ipv6_prefix=128)
+async def test_a_guest_ban_holds_an_address_by_its_key_in_either_writing(
+        server: ChatServer) -> None:
+    # An IPv4 address written in IPv6 is that IPv4 address (it was another string);
+    # with a prefix of 128 each IPv6 address is its own.
+    assert server.irc is not None
+    await server.services.accounts.create("owner", PASSWORD)
+    owner = await login(server.irc.port, "owner")
+    try:
+        owner.send("JOIN #hall")
+        await owner.expect("366")
+        for nick, address in (("visitor", "2001:db8::1"), ("walker", "10.0.0.7")):
+            async with irc_guest(server, nick, address):
+                owner.send(f"MODE #hall +b {nick}")
+                await owner.expect("MODE")
+        for nick, address, answer in (("back", "2001:db8::1", "474"),
+                                      ("neighbour", "2001:db8::2", "366"),
+                                      ("again", "::ffff:10.0.0.7", "474"),
+                                      ("next_door", "10.0.0.8", "366")):
+            async with irc_guest(server, nick, address) as guest:
+                await guest.send("JOIN #hall")
+                assert (await lines_until(guest, "474", "366"))[-1].split(" ")[1] == answer, nick
+    finally:
+        await owner.close()
