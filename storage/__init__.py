@@ -9,6 +9,7 @@ from storage.migrations import LATEST_VERSION, MIGRATIONS, Migration, migrate
 from storage.records import (
     AssociationRecord,
     AuditRecord,
+    DirectBacklog,
     InvitationRecord,
     JoinRequestRecord,
     JsonDict,
@@ -31,6 +32,7 @@ __all__ = [
     "AssociationRecord",
     "AuditRecord",
     "Conflict",
+    "DirectBacklog",
     "InvitationRecord",
     "JoinRequestRecord",
     "JsonDict",

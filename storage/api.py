@@ -16,6 +16,7 @@ from storage.records import (
     AssociationRecord,
     AuditEntry,
     AuditRecord,
+    DirectBacklog,
     FileRecord,
     InvitationRecord,
     JoinRequestRecord,
@@ -130,10 +131,11 @@ class Storage(Protocol):
         """The first ``limit`` messages above ``after_id``, in id order, of the rooms
         ``room_ids`` and the direct messages to or from ``user_id`` (/resume)."""
     async def direct_backlog(self, user_id: int,
-                             limit: int | None = None) -> list[MessageRecord] | None:
+                             limit: int | None = None) -> DirectBacklog | None:
         """The direct messages to ``user_id`` not delivered yet, in id order (the
-        newest ``limit`` of them), or None when the account is gone: what a log-in
-        is shown, and whether it may log in (one statement)."""
+        newest ``limit`` of them, with the count and the oldest id of all), or None
+        when the account is gone: what a log-in is shown, and whether it may log
+        in (one statement)."""
         ...
     async def recipients_of_undelivered(self) -> list[int]: ...
     async def mark_direct_delivered(self, user_id: int, up_to: int) -> tuple[int, int | None]:

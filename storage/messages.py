@@ -29,7 +29,7 @@ from storage.chunks import (
     width,
 )
 from storage.host import SqliteHost, dumps_object, loads_object
-from storage.records import MessageRecord
+from storage.records import DirectBacklog, MessageRecord
 
 _MAX_ID = 2**63 - 1
 _MESSAGE = ("id, sender_id, sender_name, text, ts, room_id, recipient_id, kind, extra, "
@@ -206,16 +206,19 @@ class MessageQueries:
                 in sorted(newest.items(), key=lambda item: item[1][0], reverse=True)]
 
     async def direct_backlog(self: SqliteHost, user_id: int,
-                             limit: int | None = None) -> list[MessageRecord] | None:
+                             limit: int | None = None) -> DirectBacklog | None:
         """The undelivered direct messages to ``user_id`` (the newest ``limit``), in
-        id order, or None when the account is gone (one statement, as PostgreSQL's)."""
+        id order, with the count and oldest id of all of them, or None when the
+        account is gone (one statement, as PostgreSQL's)."""
         rows = await self._fetch(
-            f"SELECT {_MESSAGE}, EXISTS (SELECT 1 FROM users WHERE id = ?) "
+            f"SELECT {_MESSAGE}, EXISTS (SELECT 1 FROM users WHERE id = ?), "
+            "COUNT(id) OVER (), MIN(id) OVER () "
             "FROM (SELECT 1) AS one LEFT JOIN messages ON recipient_id = ? AND delivered = 0 "
             "ORDER BY id DESC LIMIT ?", (user_id, user_id, -1 if limit is None else limit))
         if not rows[0][10]:
             return None
-        return [_message(row) for row in reversed(rows) if row[0] is not None]
+        return DirectBacklog([_message(row) for row in reversed(rows) if row[0] is not None],
+                             rows[0][11], rows[0][12])
 
     async def recipients_of_undelivered(self: SqliteHost) -> list[int]:
         """The users who have direct messages they have not seen (index messages_undelivered)."""

@@ -88,6 +88,24 @@ class MessageRecord:
 
 
 @dataclass(frozen=True, slots=True)
+class DirectBacklog:
+    """The direct messages to a user not delivered yet, as one read saw them: the
+    newest of them (``messages``, in id order, at most the limit asked), how many
+    there were in all, and the id of the oldest (None when none). Counted in the
+    read itself: connections of one user logging in at once each read before any
+    marks them delivered, and each must learn how many its replay left out."""
+
+    messages: list[MessageRecord]
+    undelivered: int = 0
+    oldest: int | None = None
+
+    @property
+    def left_out(self) -> int:
+        """How many older ones are not among ``messages``."""
+        return self.undelivered - len(self.messages)
+
+
+@dataclass(frozen=True, slots=True)
 class AssociationRecord:
     """A user's link to a room they joined at some time (for /myrooms)."""
 

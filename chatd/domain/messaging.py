@@ -21,7 +21,7 @@ from chatd.domain.permissions import refuse_muted, refuse_silenced, refuse_unvoi
 from chatd.domain.ports import settled
 from chatd.errors import ChatError, Code, Remedy, Step
 from storage.api import Unavailable
-from storage.records import MessageRecord
+from storage.records import DirectBacklog, MessageRecord
 
 if TYPE_CHECKING:
     import asyncio
@@ -390,7 +390,7 @@ class Messaging:
             return 0, 0, 0
         await self._writer.flush()
         try:
-            pending = await self._storage.direct_backlog(user.id, self.replay_max)
+            backlog = await self._storage.direct_backlog(user.id, self.replay_max)
         except Unavailable:
             if not self.shared:
                 raise
@@ -398,12 +398,13 @@ class Messaging:
             log.warning("direct messages not replayed at a log-in: the database does not "
                         "answer")
             return 0, 0, 0
-        if pending is None:
+        if backlog is None:
             if user.has_account:
                 raise AccountGone(user.name)
-            pending = []  # (an IRC guest: never an account, and no stored backlog)
+            backlog = DirectBacklog([])  # (an IRC guest: never an account, no stored backlog)
         if session.user is not user:
             return 0, 0, 0  # the connection went away meanwhile: keep them for next time
+        pending = backlog.messages
         for msg in pending:
             session.send(Message.of(msg, to=user.name, offline=True), label)
         # Before the await: a message sent once this connection is gone again
@@ -411,10 +412,15 @@ class Messaging:
         self._unseen_by.discard(user.id)
         if not pending:
             return 0, 0, 0
-        marked, lowest = await self._storage.mark_direct_delivered(user.id, pending[-1].id)
-        skipped = max(0, marked - len(pending))
-        # Where /resume starts to replay the ones left out: the id before the oldest.
-        return len(pending), skipped, (lowest - 1 if skipped and lowest is not None else 0)
+        await self._storage.mark_direct_delivered(user.id, pending[-1].id)
+        # The older ones as this connection's read counted them, not as many as its
+        # marking found undelivered still: another connection of the user logging
+        # in at once may have marked them first, and this one was shown the same
+        # newest ones, so it is told of the same older ones. Where /resume starts
+        # to replay them: the id before the oldest.
+        skipped = backlog.left_out
+        after = backlog.oldest - 1 if skipped and backlog.oldest is not None else 0
+        return len(pending), skipped, after
 
     async def history(self, room: Room, limit: int,
                       before_id: int | None = None) -> list[Message]:

@@ -15,7 +15,7 @@ import asyncpg
 from storage.api import Conflict
 from storage.host import dumps_object, loads_object
 from storage.postgres.host import PgHost
-from storage.records import MessageRecord
+from storage.records import DirectBacklog, MessageRecord
 
 _MAX_ID = 2**63 - 1
 # Appending batches is serialised (a transaction-level advisory lock), so the
@@ -162,18 +162,22 @@ class PgMessageQueries:
         return [(int(row[0]), float(row[1])) for row in rows]
 
     async def direct_backlog(self: PgHost, user_id: int,
-                             limit: int | None = None) -> list[MessageRecord] | None:
+                             limit: int | None = None) -> DirectBacklog | None:
         """The undelivered direct messages to ``user_id`` (the newest ``limit``), in
-        id order, or None when the account is gone (deleted, perhaps by another node
-        a moment ago). One statement, so a cluster's log-in learns both in the round
-        trip it makes anyway."""
+        id order, with the count and oldest id of all of them, or None when the
+        account is gone (deleted, perhaps by another node a moment ago). One
+        statement, so a cluster's log-in learns it all in the round trip it makes
+        anyway, and two log-ins at once each count what they read."""
         rows = await self._fetch(
-            f"SELECT {_MESSAGE}, EXISTS (SELECT 1 FROM users WHERE id = $1) "
+            f"SELECT {_MESSAGE}, EXISTS (SELECT 1 FROM users WHERE id = $1), "
+            "COUNT(id) OVER (), MIN(id) OVER () "
             "FROM (SELECT 1) AS one LEFT JOIN messages ON recipient_id = $1 AND NOT delivered "
             "ORDER BY id DESC NULLS LAST LIMIT $2", user_id, limit)
         if not rows[0][10]:
             return None
-        return [_message(row) for row in reversed(rows) if row[0] is not None]
+        oldest = rows[0][12]
+        return DirectBacklog([_message(row) for row in reversed(rows) if row[0] is not None],
+                             int(rows[0][11]), None if oldest is None else int(oldest))
 
     async def recipients_of_undelivered(self: PgHost) -> list[int]:
         rows = await self._fetch("SELECT DISTINCT recipient_id FROM messages "

@@ -401,8 +401,11 @@ async def test_a_direct_message_sent_while_away_is_shown_at_a_login_on_another_n
     sent = await ann.command("/msg dan while you were out")
     assert "offline" in sent["message"]
     async with asyncio.timeout(10):  # stored by a persister (a replay reads storage)
-        while not await nodes[1].storage.direct_backlog(  # noqa: ASYNC110
-                nodes[1].services.accounts.require("dan").id):
+        dan_id = nodes[1].services.accounts.require("dan").id
+        while True:
+            backlog = await nodes[1].storage.direct_backlog(dan_id)
+            if backlog is not None and backlog.messages:
+                break
             await asyncio.sleep(0.01)
     dan = await ChatClient.connect("127.0.0.1", nodes[1].port)
     welcome = await dan.command(f"/login dan {PASSWORD}")  # its reply shows it
@@ -415,6 +418,46 @@ async def test_a_direct_message_sent_while_away_is_shown_at_a_login_on_another_n
     await again.command("/ping")
     assert not [e for e in again.pending_events() if e.get("type") == "message"]
     for client in (ann, again):
+        await client.close()
+
+
+async def test_log_ins_on_two_nodes_at_once_are_each_told_of_the_messages_left_out(
+        start_node: StartNode, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Both nodes' log-ins read the same newest direct messages; the older ones were
+    counted by the marking that followed, which only the first to mark found
+    undelivered: the other node's connection was told nothing of them."""
+    nodes = [await start_node(1, rooms__offline_replay_max=2)]
+    await register(nodes[0], "ann", "dan")
+    nodes.append(await start_node(2, rooms__offline_replay_max=2))
+    ann = await login(nodes[0], "ann")
+    ids = [(await ann.command(f"/msg dan hello {n}"))["id"] for n in range(5)]
+    async with asyncio.timeout(10):  # stored by a persister (a replay reads storage)
+        while await nodes[1].storage.max_message_id() < ids[-1]:  # noqa: ASYNC110
+            await asyncio.sleep(0.01)
+    read, both_read = 0, asyncio.Event()
+    for app in nodes:
+        reading = app.storage.direct_backlog
+
+        async def read_together(user_id: int, limit: int | None = None,
+                                reading: Any = reading) -> Any:
+            # Each node's read returns once both have read: neither has marked yet.
+            nonlocal read
+            backlog = await reading(user_id, limit)
+            read += 1
+            if read == 2:
+                both_read.set()
+            await both_read.wait()
+            return backlog
+
+        monkeypatch.setattr(app.storage, "direct_backlog", read_together)
+    clients = [await ChatClient.connect("127.0.0.1", app.port) for app in nodes]
+    logins = await asyncio.gather(*(c.command(f"/login dan {PASSWORD}") for c in clients))
+    for welcome in logins:
+        shown = [e["text"] for e in welcome.lines if e.get("type") == "message"]
+        assert shown == ["hello 3", "hello 4"]
+        assert (welcome["direct_messages_skipped"],
+                welcome["direct_messages_skipped_after"]) == (3, ids[0] - 1), welcome.final
+    for client in (ann, *clients):
         await client.close()
 
 

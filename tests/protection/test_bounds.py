@@ -267,6 +267,50 @@ async def test_a_login_replays_at_most_offline_replay_max_direct_messages(
 
 
 @on_both
+async def test_connections_logging_in_together_are_each_told_of_the_messages_left_out(
+        db_path: Path, clock: ManualClock, storage_overrides: dict[str, Any],
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    # Both log-ins read the same newest ones, but the older ones were counted by the
+    # marking that followed, which only the first to mark found undelivered: the
+    # other connection was shown the newest two and told nothing of the rest.
+    async with serving(db_path, clock, rooms__offline_replay_max=2,
+                       **storage_overrides) as (server, clients):
+        bob = await clients.user("bob")
+        await bob.command("/logout")
+        alice = await clients.user("alice")
+        ids = [(await alice.command(f"/msg bob hello {n}"))["id"] for n in range(5)]
+        storage = server.services.storage
+        reading = storage.direct_backlog
+        read, both_read = 0, asyncio.Event()
+
+        async def read_together(user_id: int, limit: int | None = None) -> Any:
+            # Each log-in's read returns once both have read: neither has marked yet.
+            nonlocal read
+            backlog = await reading(user_id, limit)
+            read += 1
+            if read == 2:
+                both_read.set()
+            await both_read.wait()
+            return backlog
+
+        monkeypatch.setattr(storage, "direct_backlog", read_together)
+        first, second = await clients.anonymous(), await clients.anonymous()
+        logins = await asyncio.gather(first.command(f"/login bob {PASSWORD}"),
+                                      second.command(f"/login bob {PASSWORD}"))
+        for login in logins:
+            shown = [r["text"] for r in login.lines if r.get("type") == "message"]
+            assert shown == ["hello 3", "hello 4"]
+            assert (login["direct_messages_skipped"],
+                    login["direct_messages_skipped_after"]) == (3, ids[0] - 1), login.final
+            assert login["message"].count("3 older direct messages") == 1
+        # Told in the log-in's reply alone, once: nothing more comes of it.
+        for connection in (first, second):
+            await connection.command("/ping", check=False)
+            assert not [e for e in connection.pending_events()
+                        if "older direct message" in str(e.get("text", ""))]
+
+
+@on_both
 async def test_audit_entries_older_than_audit_retention_are_deleted(
         db_path: Path, clock: ManualClock, storage_overrides: dict[str, Any]) -> None:
     # Every log-in and join writes an entry, at the pace of commands: kept for good

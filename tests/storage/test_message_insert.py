@@ -120,7 +120,9 @@ async def read_back(w: World) -> list[MessageRecord]:
     found = [*await w.storage.room_history(w.lobby, 100_000),
              *await w.storage.room_history(w.den, 100_000)]
     for user in w.users:
-        found.extend(await w.storage.direct_backlog(user))
+        backlog = await w.storage.direct_backlog(user)
+        assert backlog is not None
+        found.extend(backlog.messages)
     with sqlite3.connect(w.path) as conn:
         delivered = conn.execute(
             "SELECT id, sender_id, sender_name, text, ts, recipient_id, kind, extra "

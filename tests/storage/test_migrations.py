@@ -219,7 +219,8 @@ async def check_v1_rows(storage: SqliteStorage) -> None:
     assert [(m.user_id, m.role) for m in await storage.load_members()] == [(1, "owner")]
     assert [a.room_name for a in await storage.list_associations(1)] == ["lobby"]
     assert (await storage.room_history(1, 10))[0].text == "hello"
-    assert [m.text for m in await storage.direct_backlog(2)] == ["psst"]
+    backlog = await storage.direct_backlog(2)
+    assert backlog is not None and [m.text for m in backlog.messages] == ["psst"]
     # Older direct messages are found by the conversation indexes of version 12.
     assert [m.text for m in await storage.direct_history(2, 1, 1, before_id=12)] == ["psst"]
     [note] = await storage.list_notifications(2)

@@ -20,6 +20,7 @@ from hypothesis import strategies as st
 from storage import (
     LATEST_VERSION,
     Conflict,
+    DirectBacklog,
     InvitationRecord,
     JoinRequestRecord,
     MessageRecord,
@@ -73,6 +74,14 @@ def direct_msg(message_id: int, sender_id: int, recipient_id: int,
     return MessageRecord(id=message_id, sender_id=sender_id, sender_name=f"user{sender_id}",
                          text=f"dm {message_id}", ts=T0 + message_id, recipient_id=recipient_id,
                          delivered=delivered)
+
+
+async def backlog(storage: Storage, user_id: int,
+                  limit: int | None = None) -> list[MessageRecord]:
+    """The undelivered direct messages to ``user_id`` that direct_backlog reads."""
+    found = await storage.direct_backlog(user_id, limit)
+    assert found is not None
+    return found.messages
 
 
 def sanction(room_id: int, user_id: int, until: float | None = None,
@@ -307,7 +316,7 @@ async def test_delete_user_cascades_but_keeps_their_messages(storage: Storage) -
     assert await storage.find_token("hash-gone") is None
     [kept] = await storage.room_history(room, 10)
     assert (kept.sender_id, kept.sender_name, kept.text) == (0, "user2", "message 1")
-    [from_gone] = await storage.direct_backlog(owner)
+    [from_gone] = await backlog(storage, owner)
     assert (from_gone.id, from_gone.sender_id) == (2, 0)
     assert await storage.max_message_id() == 2  # the DM to the deleted user went with them
 
@@ -512,7 +521,7 @@ async def test_messages_of_users_deleted_before_the_write(storage: Storage) -> N
                                    direct_msg(3, gone, bob)])
     [kept] = await storage.room_history(room, 10)
     assert (kept.sender_id, kept.sender_name) == (0, f"user{gone}")
-    assert [(m.id, m.sender_id) for m in await storage.direct_backlog(bob)] == [
+    assert [(m.id, m.sender_id) for m in await backlog(storage, bob)] == [
         (3, 0)]
     assert await storage.max_message_id() == 3  # the DM to the deleted user was dropped
     assert await storage.direct_backlog(gone) is None  # the account is gone
@@ -533,19 +542,20 @@ async def test_direct_message_delivery(storage: Storage) -> None:
         direct_msg(5, alice, bob), room_msg(6, room, alice), direct_msg(7, bob, alice),
         direct_msg(8, alice, bob), direct_msg(9, alice, bob, delivered=True)])
     assert await storage.recipients_of_undelivered() == sorted([alice, bob])
-    pending = await storage.direct_backlog(bob)
+    pending = await backlog(storage, bob)
     assert [m.id for m in pending] == [5, 8]
     assert all(m.recipient_id == bob and m.room_id is None and not m.delivered
                for m in pending)
-    assert [m.id for m in await storage.direct_backlog(bob, 1)] == [8]  # the newest
+    assert await storage.direct_backlog(bob, 1) == DirectBacklog(  # the newest, of all
+        [direct_msg(8, alice, bob)], undelivered=2, oldest=5)
     assert await storage.mark_direct_delivered(bob, 5) == (1, 5)
     assert await storage.mark_direct_delivered(bob, 4) == (0, None)
-    assert [m.id for m in await storage.direct_backlog(bob)] == [8]
+    assert [m.id for m in await backlog(storage, bob)] == [8]
     assert await storage.mark_direct_delivered(bob, 8) == (1, 8)
     assert await storage.mark_direct_delivered(alice, 8) == (1, 7)
-    assert await storage.direct_backlog(bob) == []
+    assert await storage.direct_backlog(bob) == DirectBacklog([], undelivered=0, oldest=None)
     assert await storage.recipients_of_undelivered() == []
-    assert await storage.direct_backlog(alice) == []
+    assert await backlog(storage, alice) == []
     assert await storage.room_history(room, 10) == [room_msg(6, room, alice)]
 
 
