@@ -62,8 +62,32 @@ def administers(user: User, room: Room | None) -> bool:
     """Whether ``user`` is an admin (or the owner) of ``room``, or a server admin: who
     manages what a room holds beside its members (its webhooks, the files shared in
     it). A room that ended (None) is governed by server admins alone."""
-    role = room.role_of(user.id) if room is not None else None
-    return user.is_admin or (role is not None and role.rank >= Role.ADMIN.rank)
+    return administering(room.role_of(user.id) if room is not None else None, user.is_admin)
+
+
+def administering(role: Role | None, server_admin: bool) -> bool:
+    """:func:`administers` by the role held in the room (None: not a member), for a
+    caller that knows the role another way (the cluster's gate, as its log says)."""
+    return server_admin or (role is not None and role.rank >= Role.ADMIN.rank)
+
+
+def speaks_when_moderated(role: Role | None, server_admin: bool) -> bool:
+    """Whether one holding ``role`` in a room (None: not a member) speaks while it is
+    moderated: members with voice, room admins and server admins do."""
+    return server_admin or (role is not None and role.rank >= Role.VOICE.rank)
+
+
+def unvoiced(room: str) -> ChatError:
+    """The refusal of a message to the moderated room ``room`` from one without voice."""
+    return ChatError(Code.MODERATED, f"#{room} is moderated: only members with voice and "
+                     "its admins speak.")
+
+
+def hook_unadministered(hook: str, creator: str, room: str) -> ChatError:
+    """The refusal of webhook ``hook``'s post: its creator is no longer an admin of
+    ``room``, and a hook posts only with the right its making needed."""
+    return ChatError(Code.NOT_PERMITTED, f"{hook} posts only while its creator, {creator}, "
+                     f"is an admin of #{room}.")
 
 
 def refuse_muted(room: Room, user: User, now: float) -> None:
@@ -79,9 +103,8 @@ def refuse_muted(room: Room, user: User, now: float) -> None:
 def refuse_unvoiced(room: Room, user: User) -> None:
     """Raise ``moderated`` if ``room`` is moderated and ``user`` may not speak in it:
     only members with voice, room admins and server admins do."""
-    if room.modes.moderated and not (user.is_admin or room.may_speak(user.id)):
-        raise ChatError(Code.MODERATED, f"#{room.name} is moderated: only members with "
-                        "voice and its admins speak.")
+    if room.modes.moderated and not speaks_when_moderated(room.role_of(user.id), user.is_admin):
+        raise unvoiced(room.name)
 
 
 def refuse_silenced(room: Room, user: User, now: float) -> None:

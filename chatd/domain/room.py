@@ -129,11 +129,6 @@ class Room:
     def muted(self, user_id: int, now: float) -> SanctionRecord | None:
         return _active(self.mutes.get(user_id), now)
 
-    def may_speak(self, user_id: int) -> bool:
-        """Whether a member may send while the room is moderated: voice or more."""
-        role = self.role_of(user_id)
-        return role is not None and role.rank >= Role.VOICE.rank
-
     @property
     def full(self) -> bool:
         """The member limit is reached: nobody else may join now."""

@@ -29,7 +29,7 @@ from typing import TYPE_CHECKING, Any
 
 from chatd.domain import names
 from chatd.domain.limits import Kind
-from chatd.domain.permissions import administers
+from chatd.domain.permissions import administers, hook_unadministered
 from chatd.domain.protection import rate_limited
 from chatd.errors import ChatError, Code
 from storage.api import Conflict
@@ -228,8 +228,7 @@ class Webhooks:
         except ChatError as exc:
             raise _for_the_hook(exc, record, creator, room) from None
         if not administers(creator, room):
-            raise ChatError(Code.NOT_PERMITTED, f"{bot_name(record)} posts only while its "
-                            f"creator, {creator.name}, is an admin of #{room.name}.")
+            raise hook_unadministered(bot_name(record), creator.name, room.name)
         return creator
 
 

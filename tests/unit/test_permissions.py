@@ -11,7 +11,7 @@ import dataclasses
 import pytest
 
 from chatd.domain.accounts import User
-from chatd.domain.permissions import Action, authorize, needed_role
+from chatd.domain.permissions import Action, authorize, needed_role, speaks_when_moderated
 from chatd.domain.room import Member, Role, Room
 from chatd.errors import ChatError, Code
 from storage.records import RoomRecord, UserRecord
@@ -189,7 +189,9 @@ def test_without_the_topic_lock_any_member_sets_the_topic() -> None:
 def test_a_voiced_member_is_no_admin() -> None:
     room = _room()
     room.members[3].role = Role.VOICE
-    assert room.may_speak(3) and not room.members[3].is_admin
-    assert not room.may_speak(7) and not room.may_speak(4)
+    assert speaks_when_moderated(room.role_of(3), False) and not room.members[3].is_admin
+    assert not speaks_when_moderated(room.role_of(7), False)
+    assert not speaks_when_moderated(room.role_of(4), False)
+    assert speaks_when_moderated(room.role_of(7), True)  # a server admin
     with pytest.raises(ChatError):
         authorize(Action.KICK, room, USERS["member"], OTHER["member"])
