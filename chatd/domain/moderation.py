@@ -383,12 +383,15 @@ class Moderation:
             now = self._clock.time()
             await self._storage.set_roles(room.id, [(target.id, after.value)], now)
             room.set_roles([(target.id, after)], now)
-        if action is Action.PROMOTE:
-            change: events.Event = events.Promoted(room.name, target.name, actor.name,
-                                                   after.value, voiced=role is Role.VOICE)
-        else:
-            change = _ROLE_EVENTS[action](room.name, target.name, actor.name, after.value)
-        self._emit(room, target, change)
+            if action is Action.PROMOTE:
+                change: events.Event = events.Promoted(room.name, target.name, actor.name,
+                                                       after.value, voiced=role is Role.VOICE)
+            else:
+                change = _ROLE_EVENTS[action](room.name, target.name, actor.name, after.value)
+            # Told under the room's lock, as a mute is (see _impose_mute): on a shared
+            # log a devoice or demotion takes its place before any later decision, and
+            # silences what the member (or their webhook) says after it.
+            self._emit(room, target, change)
         await self._audit.record(action.value, actor.name, target.name, room)
         if target.has_account:  # a guest has nowhere to keep a notification
             await self._notifier.notify(
@@ -428,10 +431,11 @@ class Moderation:
             stored = changes[1:] if guest else changes
             await self._storage.set_roles(room.id, [(uid, r.value) for uid, r in stored], now)
             room.set_roles(changes, now)
-        self._emit(room, target, events.OwnerChanged(room.name, target.name, actor.name,
-                                                     Role.OWNER.value, owner.name,
-                                                     voiced=role is Role.VOICE,
-                                                     previous_role=demoted.value))
+            # Told under the room's lock, as every change of a role is (see _set_role).
+            self._emit(room, target, events.OwnerChanged(room.name, target.name, actor.name,
+                                                         Role.OWNER.value, owner.name,
+                                                         voiced=role is Role.VOICE,
+                                                         previous_role=demoted.value))
         await self._audit.record("transfer", actor.name, target.name, room,
                                  f"from {owner.name}")
         await self._notifier.notify(target, "promoted",
@@ -501,9 +505,11 @@ class Moderation:
                                                    modes.moderated, modes.secret,
                                                    modes.no_external, modes.topic_lock)
                 room.modes = modes
+                # Told under the room's lock (see _set_role): on a shared log a room
+                # made moderated silences, from its place on, those without voice.
+                self._emit(room, None, events.ModesChanged(room.name, actor.name,
+                                                           tuple(applied), modes))
         if applied:
-            self._emit(room, None, events.ModesChanged(room.name, actor.name, tuple(applied),
-                                                       modes))
             # The audit log names a new key's existence, not the key.
             spec, arguments = format_changes(
                 ModeChange(c.on, c.letter, "*") if c.letter == "k" and c.on else c
