@@ -21,9 +21,11 @@ message too) waits for that moment (:meth:`ClusterBus.placed`) before it is
 acknowledged; the persister stores it from the log.
 
 **Sanctions where the order is decided.** A room message whose sender a kick,
-ban, leave or mute ordered before it forbade is dropped by every node's reader
-alike (:mod:`chatd.cluster.gate`); the sender's node tells the sender why. A
-webhook's post is judged by the account it speaks for, which its entry names.
+ban, leave or mute ordered before it forbade, or whose voice a room made
+moderated, a devoice or a demotion ordered before it took, is dropped by every
+node's reader alike (:mod:`chatd.cluster.gate`); the sender's node tells the
+sender why. A webhook's post is judged by the account it speaks for, which its
+entry names, and dropped after its creator's demotion too.
 
 **What history needs.** A message to be stored carries, beside its event, what
 its row needs that the event does not say (:meth:`ClusterBus.keep`); the
@@ -60,7 +62,7 @@ from typing import TYPE_CHECKING, Any
 import redis
 
 from chatd.cluster import codec, keys
-from chatd.cluster.gate import Gate
+from chatd.cluster.gate import STANDING, Gate
 from chatd.cluster.items import DecodedItems
 from chatd.cluster.retry import Retries, stopping
 from chatd.cluster.sequencer import EpochChanged, busy
@@ -162,7 +164,7 @@ class ClusterBus:
         self._expected = 0
         self._gap_since: float | None = None
         self.delivered = 0
-        self.gate = Gate()
+        self.gate = Gate(user_of)
         self.refused = 0
         # This node's posts refused where the order is decided, by error code (metrics).
         self.refusals: dict[str, int] = {}
@@ -366,6 +368,10 @@ class ClusterBus:
                 label: str | None = None) -> int:
         entry = {"k": "room", "r": room.id, "e": event}
         self._carry(entry, event)
+        if isinstance(event, STANDING) and self.log_format() >= keys.LOG_STANDING:
+            # Every node's gate takes it into account (a node of a version before
+            # would not: while one is live, none does).
+            entry["g"] = 1
         if isinstance(event, DEPARTURES):
             # Decided here, so the room's connections are still those of before the
             # decision: the ones it takes out are told when the entry is read back.
@@ -580,7 +586,7 @@ class ClusterBus:
         self._forget_issued()
         self._echoes.clear()
         self._guests.clear()
-        self.gate = Gate()
+        self.gate = Gate(self._user_of)
         self._refuse_waiting()
 
     def _forget_issued(self) -> None:
@@ -734,6 +740,7 @@ class ClusterBus:
     async def _deliver_decision(self, entry: Entry, event: Event) -> None:
         """A decision about a room: applied to the gate and to this node's copy
         of the room before its event is delivered."""
+        self.gate.apply(entry["r"], event, standing="g" in entry)
         before = await self._decided(entry["r"], event, entry["n"] == self._node)
         self._deliver_event(entry, event, before)
 
@@ -779,9 +786,8 @@ class ClusterBus:
 
     async def _decided(self, room_id: int, event: Event,
                        ours: bool) -> tuple[Endpoint, ...]:
-        """Apply a decision about a room to the gate and, decided elsewhere, to
-        this node's copy of the room; the room's connections before (elsewhere)."""
-        self.gate.apply(room_id, event)
+        """Apply a decision about a room, decided elsewhere, to this node's copy of
+        the room (the gate has taken it); the room's connections before (elsewhere)."""
         if ours:
             return ()
         known = self._room_of(room_id)
@@ -828,12 +834,14 @@ class ClusterBus:
             return None
         name = room.name if room is not None else event.room or ""
         speaks_for = entry.get("w")
-        refusal = self.gate.refusal(room_id, name, event, speaks_for)
+        speaker = entry["p"][0] if entry.get("p") else None
+        refusal = self.gate.refusal(room_id, name, event, speaks_for, speaker, room)
         if refusal is not None and refusal.code is Code.NOT_IN_ROOM and \
                 self._outsider(entry, room_id, room, speaks_for):
-            # A leave or kick refuses nothing where a non-member may post (a ban does).
-            # Asked only then: not a cost of every entry of the log.
-            refusal = None
+            # A leave or kick refuses nothing where a non-member may post (a ban does,
+            # and a moderated room what a non-member says). Asked only then: not a
+            # cost of every entry of the log.
+            refusal = self.gate.unheard(room_id, name, event, speaks_for, speaker, room)
         if refusal is not None:
             self.refused += 1
             if event.id is not None:

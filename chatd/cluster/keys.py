@@ -21,14 +21,17 @@ LOG: Final = "{chatd}:log"
 # item of room messages that script appended written compactly (field "c", each
 # post's values in order, and "n", the appending node: chatd.cluster.codec); 5,
 # also a webhook's post naming the account it speaks for (field "w" of its entry,
-# which the gate checks instead of the bot's name: chatd.cluster.gate). A
+# which the gate checks instead of the bot's name: chatd.cluster.gate); 6, also
+# a room's change of a member's role or of its modes marked for the gate (field
+# "g" of its entry: the readers drop what it silenced, chatd.cluster.gate). A
 # node writes a format only while every live node reads it (its record's "log"
 # field, chatd.cluster.janitor): a rolling upgrade mixes versions.
 LOG_BATCHES: Final = 2
 LOG_NUMBERED: Final = 3
 LOG_COMPACT: Final = 4
 LOG_SPEAKERS: Final = 5
-LOG_FORMAT: Final = LOG_SPEAKERS
+LOG_STANDING: Final = 6
+LOG_FORMAT: Final = LOG_STANDING
 # The oldest log format a live node read within the last while (chatd.cluster.janitor):
 # a node of that version may still be reading while its record is gone already.
 LOG_OLDER: Final = "{chatd}:log:older"

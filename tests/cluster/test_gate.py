@@ -7,8 +7,26 @@ import pytest
 
 from chatd.cluster import gate as gates
 from chatd.cluster.gate import Gate
-from chatd.domain.events import Banned, Joined, Kicked, Left, Message, Muted, Unmuted
+from chatd.domain.accounts import User
+from chatd.domain.events import (
+    Banned,
+    Demoted,
+    Devoiced,
+    Joined,
+    Kicked,
+    Left,
+    Message,
+    ModesChanged,
+    Muted,
+    OwnerChanged,
+    Promoted,
+    Unmuted,
+    Voiced,
+)
+from chatd.domain.modes import RoomModes
+from chatd.domain.room import Member, Role, Room
 from chatd.errors import Code
+from storage.records import RoomRecord, UserRecord
 
 
 def said(sender: str, ts: float = 100.0) -> Message:
@@ -75,3 +93,104 @@ def test_a_webhook_s_post_is_refused_for_its_creator_s_sanctions() -> None:
     assert refusal is not None and refusal.code is Code.BANNED
     assert gate.refusal(1, "hall", said("deploy[bot]"), speaks_for="cat") is None
     assert gate.refusal(1, "hall", said("deploy[bot]")) is None
+
+
+# The accounts of the standing tests, by id: bob a member, cat voiced, ann an
+# admin, root a server admin who is a plain member.
+ACCOUNTS = {user.id: user for user in (
+    User(UserRecord(1, "ann", b"", False, 0.0)), User(UserRecord(2, "bob", b"", False, 0.0)),
+    User(UserRecord(3, "cat", b"", False, 0.0)), User(UserRecord(4, "root", b"", True, 0.0)))}
+ROLES = {1: Role.ADMIN, 2: Role.MEMBER, 3: Role.VOICE, 4: Role.MEMBER}
+
+
+def copy_of_hall(moderated: bool = False) -> Room:
+    """This node's copy of #hall (id 1), as it had it before the log said more."""
+    room = Room(RoomRecord(1, "hall", "open", "", 0.0, moderated=moderated))
+    for user_id, role in ROLES.items():
+        room.members[user_id] = Member(user_id, ACCOUNTS[user_id].name, role, 0.0, 0.0, 0)
+    return room
+
+
+def moderated(on: bool) -> ModesChanged:
+    return ModesChanged("hall", "ann", (), RoomModes(moderated=on))
+
+
+def heard(gate: Gate, room: Room, sender: str, speaker_id: int | None,
+          speaks_for: str | None = None) -> Code | None:
+    """The code the gate refuses ``sender``'s message with, None if it takes it."""
+    refusal = gate.refusal(1, "hall", said(sender), speaks_for, speaker_id, room)
+    return None if refusal is None else refusal.code
+
+
+def test_a_room_made_moderated_refuses_who_has_no_voice_from_then_on() -> None:
+    """+m ordered before a post refuses it unless its sender speaks in a moderated
+    room by the rules every post is checked by: voice, a room admin, a server admin.
+    -m opens it again."""
+    gate, room = Gate(ACCOUNTS.get), copy_of_hall()
+    gate.apply(1, moderated(True))
+    refusal = gate.refusal(1, "hall", said("Bob"), None, 2, room)
+    assert refusal is not None and refusal.code is Code.MODERATED
+    assert "#hall is moderated" in refusal.message
+    assert [heard(gate, room, name, uid) for uid, name in ((3, "cat"), (1, "ann"), (4, "root"))] \
+        == [None, None, None]
+    assert gate.refusal(2, "den", said("bob"), None, 2, room) is None  # another room
+    gate.apply(1, moderated(False))
+    assert heard(gate, room, "bob", 2) is None
+
+
+def test_a_devoice_or_a_demotion_in_a_moderated_room_silences_from_then_on() -> None:
+    gate, room = Gate(ACCOUNTS.get), copy_of_hall(moderated=True)
+    assert heard(gate, room, "cat", 3) is None
+    gate.apply(1, Devoiced("hall", "cat", "ann", Role.MEMBER.value))
+    assert heard(gate, room, "cat", 3) is Code.MODERATED
+    gate.apply(1, Voiced("hall", "cat", "ann", Role.VOICE.value))
+    assert heard(gate, room, "cat", 3) is None
+    gate.apply(1, Demoted("hall", "ann", "owner", Role.MEMBER.value))
+    assert heard(gate, room, "ann", 1) is Code.MODERATED
+    gate.apply(1, Promoted("hall", "ann", "owner", Role.ADMIN.value))
+    assert heard(gate, room, "ann", 1) is None
+
+
+def test_a_webhook_s_post_is_refused_after_its_creator_s_demotion() -> None:
+    """A hook posts only while its creator administers the room: a demotion ordered
+    before its post refuses it, in the words the hook's own check uses; a promotion
+    (or handing the room over) gives the right back, and a server admin keeps it."""
+    gate, room = Gate(ACCOUNTS.get), copy_of_hall()
+    assert heard(gate, room, "deploy[bot]", 1, speaks_for="ann") is None
+    gate.apply(1, Demoted("hall", "ann", "owner", Role.MEMBER.value))
+    refusal = gate.refusal(1, "hall", said("deploy[bot]"), "ann", 1, room)
+    assert refusal is not None and refusal.code is Code.NOT_PERMITTED
+    assert refusal.message == ("deploy[bot] posts only while its creator, ann, is an admin "
+                               "of #hall.")
+    assert heard(gate, room, "ann", 1) is None  # her own post: a member speaks
+    gate.apply(1, OwnerChanged("hall", "bob", "ann", Role.OWNER.value, "ann"))
+    assert heard(gate, room, "deploy[bot]", 1, speaks_for="ann") is None  # admin again
+    gate.apply(1, Demoted("hall", "root", "owner", Role.MEMBER.value))
+    assert heard(gate, room, "hook[bot]", 4, speaks_for="root") is None
+
+
+def test_the_standing_a_log_entry_does_not_mark_changes_nothing() -> None:
+    """An entry of a node of a version before (no mark) is left to the posting
+    node's check on every node alike: the gate takes no role or modes from it."""
+    gate, room = Gate(ACCOUNTS.get), copy_of_hall(moderated=True)
+    gate.apply(1, moderated(True), standing=False)
+    gate.apply(1, Devoiced("hall", "cat", "ann", Role.MEMBER.value), standing=False)
+    gate.apply(1, Demoted("hall", "ann", "owner", Role.MEMBER.value), standing=False)
+    assert heard(gate, room, "bob", 2) is None
+    assert heard(gate, room, "cat", 3) is None
+    assert heard(gate, room, "deploy[bot]", 1, speaks_for="ann") is None
+
+
+def test_what_the_log_did_not_say_is_the_posting_node_s_to_check() -> None:
+    """No change of standing read since the node started: its copy (which may be
+    ahead of the log on the node that decided) refuses nothing at the gate. A
+    guest, whose role only its own node knows, is judged by the log's roles alone."""
+    gate, room = Gate(ACCOUNTS.get), copy_of_hall(moderated=True)
+    assert heard(gate, room, "bob", 2) is None
+    gate.apply(1, moderated(True))
+    assert heard(gate, room, "guest", None) is None
+    gate.apply(1, Devoiced("hall", "guest", "ann", Role.MEMBER.value))
+    assert heard(gate, room, "guest", None) is Code.MODERATED
+    gate.apply(1, Kicked("hall", "cat", "ann"))
+    gate.apply(1, Joined("hall", "cat"))
+    assert heard(gate, room, "cat", 3) is None  # a join's role is the copy's (voice here)

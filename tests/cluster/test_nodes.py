@@ -5,10 +5,12 @@ free loopback ports; the services are the tests' own (tests/services.py)."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import itertools
 import json
 import socket
 import time
+from collections.abc import AsyncIterator
 from typing import Any
 
 import pytest
@@ -23,7 +25,7 @@ from chatd.cluster.bus import ClusterBus
 from chatd.cluster.janitor import Janitor
 from chatd.cluster.node import ClusterNode
 from chatd.domain.clock import ManualClock
-from chatd.domain.events import Message
+from chatd.domain.events import Devoiced, Message, ModesChanged, Voiced
 from storage.api import Unavailable
 from tests.cluster.conftest import StartNode, login, register
 from tests.helpers import PASSWORD
@@ -245,6 +247,72 @@ async def logged_entry(shared: redis.asyncio.Redis, text: str) -> dict[str, Any]
             await asyncio.sleep(0.02)
 
 
+@contextlib.asynccontextmanager
+async def reader_held(app: App) -> AsyncIterator[HeldReads]:
+    """``app``'s reader of the log reads no more until the block's end or its
+    release: what other nodes decide meanwhile is news to that node only then."""
+    bus: Any = app.services.bus
+    held = HeldReads(bus._reading)
+    bus._reading = held
+    try:
+        await asyncio.wait_for(held.waiting.wait(), 5)
+        yield held
+    finally:
+        held.released.set()
+        bus._reading = held.real
+
+
+async def hall_on_two_nodes(start_node: StartNode) -> tuple[App, App, list[ChatClient]]:
+    """Two nodes, both reading the log's newest format, the second serving the web;
+    ann (who creates #hall) and dan log in on the first, bob and cat on the second,
+    and all are in #hall."""
+    first = await start_node(1)
+    await register(first, "ann", "bob", "cat", "dan")
+    second = await start_node(2, web__enabled=True, web__port=0)
+    janitor = registry(second).janitor
+    janitor.interval = 0.05
+    await until_format(janitor, keys.LOG_FORMAT)  # every live node reads the newest
+    ann, dan = await login(first, "ann"), await login(first, "dan")
+    bob, cat = await login(second, "bob"), await login(second, "cat")
+    await ann.command("/create hall")
+    await known_everywhere([first, second], "hall")
+    for member in (bob, cat, dan):
+        await member.command("/join hall")
+    return first, second, [ann, bob, cat, dan]
+
+
+async def bobs_hook(second: App, bob: ChatClient, observers: list[ChatClient]) -> str:
+    """bob, promoted by ann, makes a webhook of #hall, whose first post reaches the
+    observers; its path."""
+    await bob.next_event(lambda e: e.get("event") == "promote", timeout=10)
+    made = await bob.command("/webhook create deploy hall")
+    async with http(second) as hook:
+        assert (await hook.post(made["path"], json={"text": "first"})).status_code == 201
+    for observer in observers:
+        await observer.next_event(lambda e: e.get("text") == "first", timeout=10)
+    return str(made["path"])
+
+
+async def dropped_everywhere(observers: list[ChatClient], decision: str, sender: str,
+                             number: int) -> None:
+    """Each observer saw ``decision`` in #hall, and nothing from ``sender`` after it:
+    not message ``number``, which the log ordered after it."""
+    for observer in observers:
+        stream = await room_stream(observer, "hall")
+        kinds = [e.get("event", e["type"]) for e in stream]
+        assert decision in kinds, stream
+        assert not [e for e in stream[kinds.index(decision):] if e.get("from") == sender]
+        assert number not in [e.get("id") for e in stream]
+
+
+async def stored_texts(first: App, second: App, sender: str) -> list[str]:
+    """What #hall's history holds from ``sender``, once the second node stored its share."""
+    await second.services.writer.flush()
+    stored = await first.storage.room_history(first.services.rooms.require("hall").id, 100,
+                                              None)
+    return [m.text for m in stored if m.sender_name == sender]
+
+
 async def test_a_webhook_post_ordered_after_its_creator_s_ban_is_dropped_everywhere(
         start_node: StartNode, redis_server: RedisServer) -> None:
     """A webhook speaks for its creator: a post through it that the log orders after
@@ -254,56 +322,95 @@ async def test_a_webhook_post_ordered_after_its_creator_s_ban_is_dropped_everywh
 
     Deterministic: the posting node's reader is held while the ban is decided
     elsewhere, so the post passes that node's checks and is numbered after the ban."""
-    first = await start_node(1)
-    await register(first, "ann", "bob", "cat", "dan")
-    second = await start_node(2, web__enabled=True, web__port=0)
-    nodes = [first, second]
-    janitor = registry(second).janitor
-    janitor.interval = 0.05
-    await until_format(janitor, keys.LOG_FORMAT)  # every live node reads the newest
-    ann, dan = await login(first, "ann"), await login(first, "dan")
-    bob, cat = await login(second, "bob"), await login(second, "cat")
-    await ann.command("/create hall")
-    await known_everywhere(nodes, "hall")
-    for member in (bob, cat, dan):
-        await member.command("/join hall")
+    first, second, clients = await hall_on_two_nodes(start_node)
+    ann, bob, cat, dan = clients
     await ann.command("/promote bob hall")
     # Read on bob's node (its copy of the room changed first): he may make the hook.
-    await bob.next_event(lambda e: e.get("event") == "promote", timeout=10)
-    made = await bob.command("/webhook create deploy hall")
-    async with http(second) as hook:
-        assert (await hook.post(made["path"], json={"text": "first"})).status_code == 201
-    for observer in (cat, dan):
-        await observer.next_event(lambda e: e.get("text") == "first", timeout=10)
-    bus: Any = second.services.bus
-    held = HeldReads(bus._reading)
-    bus._reading = held
-    await asyncio.wait_for(held.waiting.wait(), 5)  # its reader reads no more
-    banned = await ann.command("/ban bob hall")
-    assert banned.ok
+    path = await bobs_hook(second, bob, [cat, dan])
     shared = redis.asyncio.Redis.from_url(redis_server.url)
-    async with http(second) as hook:
-        posting = asyncio.create_task(hook.post(made["path"], json={"text": "raced"}))
-        raced = await logged_entry(shared, "raced")  # numbered after the ban
-        held.released.set()
-        refused = await posting
-    bus._reading = held.real
+    async with reader_held(second) as held:
+        banned = await ann.command("/ban bob hall")
+        assert banned.ok
+        async with http(second) as hook:
+            posting = asyncio.create_task(hook.post(path, json={"text": "raced"}))
+            raced = await logged_entry(shared, "raced")  # numbered after the ban
+            held.released.set()
+            refused = await posting
     assert raced["w"] == "bob"  # whom the post speaks for: the gate checks him
     assert refused.status_code == 403, refused.text
     error = refused.json()["error"]
     assert error["code"] == "banned" and "bob" in error["message"]
-    for observer in (cat, dan):
-        stream = await room_stream(observer, "hall")
-        kinds = [e.get("event", e["type"]) for e in stream]
-        assert "ban" in kinds, stream
-        assert not [e for e in stream[kinds.index("ban"):] if e.get("from") == "deploy[bot]"]
-        assert raced["s"] not in [e.get("id") for e in stream]
-    await second.services.writer.flush()
-    stored = await first.storage.room_history(first.services.rooms.require("hall").id, 100,
-                                              None)
-    assert [m.text for m in stored if m.sender_name == "deploy[bot]"] == ["first"]
+    await dropped_everywhere([cat, dan], "ban", "deploy[bot]", raced["s"])
+    assert await stored_texts(first, second, "deploy[bot]") == ["first"]
     await shared.aclose()
-    for client in (ann, bob, cat, dan):
+    for client in clients:
+        await client.close()
+
+
+async def test_a_webhook_post_ordered_after_its_creator_s_demotion_is_dropped_everywhere(
+        start_node: StartNode, redis_server: RedisServer) -> None:
+    """A webhook posts only while its creator is an admin of the room: a post through
+    it that the log orders after the creator's demotion, decided on another node
+    whose news the posting node has not read yet, is dropped on every node and
+    refused to its caller with the words the hook's own check says it in.
+
+    Deterministic: the posting node's reader is held while the demotion is decided
+    elsewhere, so the post passes that node's checks and is numbered after it."""
+    first, second, clients = await hall_on_two_nodes(start_node)
+    ann, bob, cat, dan = clients
+    await ann.command("/promote bob hall")
+    path = await bobs_hook(second, bob, [cat, dan])
+    shared = redis.asyncio.Redis.from_url(redis_server.url)
+    async with reader_held(second) as held:
+        assert (await ann.command("/demote bob hall")).ok
+        async with http(second) as hook:
+            posting = asyncio.create_task(hook.post(path, json={"text": "raced"}))
+            raced = await logged_entry(shared, "raced")  # numbered after the demotion
+            held.released.set()
+            refused = await posting
+    assert raced["w"] == "bob"
+    assert refused.status_code == 403, refused.text
+    assert refused.json()["error"] == {
+        "code": "not-permitted",
+        "message": "deploy[bot] posts only while its creator, bob, is an admin of #hall."}
+    await dropped_everywhere([cat, dan], "demote", "deploy[bot]", raced["s"])
+    assert await stored_texts(first, second, "deploy[bot]") == ["first"]
+    await shared.aclose()
+    for client in clients:
+        await client.close()
+
+
+async def test_a_post_without_voice_ordered_after_the_room_was_made_moderated_is_dropped(
+        start_node: StartNode, redis_server: RedisServer) -> None:
+    """A member without voice who posts while another node makes the room moderated
+    (+m): when the log orders the post after it, it is dropped on every node and
+    refused to its sender with ``moderated``, as the sender's node would have
+    refused it had it known; a voiced member's post racing alike is taken.
+
+    Deterministic: the posting node's reader is held while the room is made
+    moderated elsewhere, so the posts pass that node's checks and are numbered
+    after it."""
+    first, second, clients = await hall_on_two_nodes(start_node)
+    ann, bob, cat, dan = clients
+    assert (await ann.command("/voice cat hall")).ok
+    await cat.next_event(lambda e: e.get("event") == "voice", timeout=10)
+    shared = redis.asyncio.Redis.from_url(redis_server.url)
+    async with reader_held(second) as held:
+        assert (await ann.command("/mode +m hall")).ok
+        posting = asyncio.create_task(bob.command("/say hall raced", check=False))
+        voiced = asyncio.create_task(cat.command("/say hall heard", check=False))
+        raced = await logged_entry(shared, "raced")  # numbered after the +m
+        await logged_entry(shared, "heard")
+        held.released.set()
+        refused, taken = await posting, await voiced
+    assert refused.get("code") == "moderated", refused
+    assert "#hall is moderated" in refused["message"]
+    assert taken.ok
+    await dropped_everywhere([cat, dan], "modes", "bob", raced["s"])
+    assert await stored_texts(first, second, "bob") == []
+    assert await stored_texts(first, second, "cat") == ["heard"]
+    await shared.aclose()
+    for client in clients:
         await client.close()
 
 
@@ -336,6 +443,45 @@ async def test_a_webhook_post_names_its_creator_once_every_live_node_reads_it(
     assert older["e"].sender == newer["e"].sender == "deploy[bot]"
     await shared.aclose()
     await ann.close()
+
+
+async def logged_decisions(shared: redis.asyncio.Redis, kind: type) -> list[dict[str, Any]]:
+    """The entries of the log whose event is a ``kind``, in the log's order."""
+    return [dict(entry) for _, fields in await shared.xrange(keys.LOG)
+            for entry in codec.entries_of(fields) if isinstance(entry.get("e"), kind)]
+
+
+async def test_a_change_of_standing_is_marked_for_the_gate_once_every_live_node_reads_it(
+        start_node: StartNode, redis_server: RedisServer) -> None:
+    """A node of the version before does not drop a post for a change of role or of
+    modes ordered before it: while one is live, those entries are not marked (``g``)
+    and no node's gate takes them; once none is, they are, and every node's does."""
+    app = await start_node(1)
+    await register(app, "ann", "bob")
+    janitor = registry(app).janitor
+    janitor.interval = 0.05
+    janitor.format_hold = 0.2
+    ann, bob = await login(app, "ann"), await login(app, "bob")
+    await ann.command("/create hall")
+    await bob.command("/join hall")
+    shared = redis.asyncio.Redis.from_url(redis_server.url)
+    await shared.hset(keys.node("old"), mapping={"inc": "x", "beat": "1",
+                                                 "log": keys.LOG_SPEAKERS})
+    await shared.hset(keys.NODES, "old", "x")
+    await until_format(janitor, keys.LOG_SPEAKERS)
+    assert (await ann.command("/mode +m hall")).ok
+    assert (await ann.command("/voice bob hall")).ok
+    await shared.delete(keys.node("old"))
+    await shared.hdel(keys.NODES, "old")
+    await until_format(janitor, keys.LOG_FORMAT)
+    assert (await ann.command("/mode -m hall")).ok
+    assert (await ann.command("/devoice bob hall")).ok
+    marks = [[entry.get("g") for entry in await logged_decisions(shared, kind)]
+             for kind in (ModesChanged, Voiced | Devoiced)]
+    assert marks == [[None, 1], [None, 1]]
+    await shared.aclose()
+    for client in (ann, bob):
+        await client.close()
 
 
 async def test_posts_are_refused_with_busy_while_redis_does_not_answer(
