@@ -61,7 +61,7 @@ class Box(Outbox):
         self.wakes += 1
         return True
 
-    def close(self, reason: str) -> None:
+    def close(self, reason: str, going_away: bool = False) -> None:
         self.closing = True
 
     def peek(self) -> bytes:

@@ -324,5 +324,5 @@ def drop_sessions(presence: Presence, reason: str) -> None:
                       "please reconnect."}
     for session in [s for s in presence.sessions if s.user is not None]:
         session.send(notice)
-        session.close("fenced")
+        session.close("fenced", going_away=True)
         presence.logout(session)

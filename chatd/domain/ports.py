@@ -69,7 +69,9 @@ class Endpoint(Protocol):
         What the domain itself tells (a message's labelled copy, a replay) is an
         event; a front end's own replies and notices may be wire records."""
 
-    def close(self, reason: str) -> None: ...
+    def close(self, reason: str, going_away: bool = False) -> None:
+        """Close the connection, after what it was told. ``going_away``: the server
+        leaves the client, which is to reconnect (a shutdown, a fenced cluster node)."""
 
 
 class Routes(Protocol):

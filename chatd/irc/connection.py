@@ -65,13 +65,13 @@ class IrcConnection(Connection):
         self._irc.people.ended(self.session)
         super().connection_lost(exc)
 
-    def close(self, reason: str) -> None:
+    def close(self, reason: str, going_away: bool = False) -> None:
         """Say ``ERROR`` (as IRC servers do before closing a link), then close."""
         session = self.session
         if not self._closing_or_gone():
             session.write_lines([format_line("ERROR", f"Closing Link: {session.nick} "
                                                       f"({reason})")])
-        super().close(reason)
+        super().close(reason, going_away)
 
     def _closing_or_gone(self) -> bool:
         return self._closing or self._transport is None or self._transport.is_closing()

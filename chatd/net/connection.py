@@ -18,7 +18,7 @@ import logging
 import math
 import socket
 from collections import deque
-from typing import TYPE_CHECKING, Any, Final, Protocol, cast
+from typing import TYPE_CHECKING, Any, Final, Protocol, cast, runtime_checkable
 
 from chatd.delivery.feed import Outbox
 from chatd.errors import Code
@@ -33,6 +33,14 @@ if TYPE_CHECKING:
     from chatd.protocol.pipeline import Posts
 
 log = logging.getLogger(__name__)
+
+
+@runtime_checkable
+class Departing(Protocol):
+    """A transport whose close can say that the server is going away (a
+    WebSocket's, chatd.web.websocket), for the client to reconnect."""
+
+    def going_away(self) -> None: ...
 
 
 class LineHandler(Protocol):
@@ -408,16 +416,22 @@ class Connection(Outbox, asyncio.Protocol):
         # (The socket's buffer alone first: summing the held output costs more.)
         return buffered > limit or buffered + self.held() > limit
 
-    def close(self, reason: str) -> None:
-        """Send what is queued, then close (gracefully: buffered bytes still go out)."""
+    def close(self, reason: str, going_away: bool = False) -> None:
+        """Send what is queued, then close (gracefully: buffered bytes still go out).
+        ``going_away``: the server leaves the client, which is to reconnect (a
+        shutdown, a fenced cluster node): a transport that says so in its close
+        (a WebSocket's 1001, going away) does."""
         if self._closing:
             return
         self.flush()
         self._closing = True
-        if self._transport is not None:
+        transport = self._transport
+        if transport is not None:
             log.info("closing connection", extra={"fields": {
                 "session": self.session.id, "reason": reason}})
-            self._transport.close()
+            if going_away and isinstance(transport, Departing):
+                transport.going_away()
+            transport.close()
 
 
 def _framing_error(code: str, max_line: int | None) -> dict[str, str]:

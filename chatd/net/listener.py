@@ -122,7 +122,7 @@ class Listeners:
         workers = [task for c in connections for task in c.running()]
         for conn in connections:
             conn.session.send(notice)
-            conn.close("shutdown")
+            conn.close("shutdown", going_away=True)
         if workers:
             await asyncio.wait(workers, timeout=timeout)
         for server in self._servers:

@@ -71,7 +71,7 @@ class Output(Protocol):
     @property
     def peer(self) -> str: ...
     def write(self, data: bytes) -> None: ...
-    def close(self, reason: str) -> None: ...
+    def close(self, reason: str, going_away: bool = False) -> None: ...
 
 
 class Session:
@@ -283,9 +283,9 @@ class Session:
         if data:
             self.out.write(data)
 
-    def close(self, reason: str) -> None:
+    def close(self, reason: str, going_away: bool = False) -> None:
         self.state = SessionState.CLOSING
-        self.out.close(reason)
+        self.out.close(reason, going_away)
 
     def __repr__(self) -> str:
         who = self.user.name if self.user else "-"

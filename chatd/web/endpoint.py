@@ -58,5 +58,5 @@ class ApiEndpoint:
     def send(self, record: Mapping[str, Any] | Event, label: str | None = None) -> None:
         self.sent.append(record)
 
-    def close(self, reason: str) -> None:
+    def close(self, reason: str, going_away: bool = False) -> None:
         """A flood disconnect: the request is refused by the error that follows."""

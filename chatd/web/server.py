@@ -170,16 +170,14 @@ class WebServer:
     def close(self) -> None:
         """Stop accepting and close every plain HTTP connection (WebSockets are the
         connection host's, which says goodbye to them: with 1001, going away, since
-        this is the server's shutdown)."""
+        this is the server's shutdown, as Connection.close says for the client to
+        reconnect)."""
         for server in self._servers:
             server.close()
         if self._pinger is not None:
             self._pinger.cancel()
         for conn in list(self._http):
             conn.close()
-        for conn in list(self._websockets):
-            if conn.ws is not None:
-                conn.ws.transport.going_away()
 
     async def _ping(self) -> None:
         """Ping every WebSocket now and then: proxies close connections that stay quiet."""

@@ -173,7 +173,7 @@ class WsTransport(asyncio.Transport):
         self._closed = False
         self._peer = peer
         # The code of the closing handshake: 1000 (normal closure), or 1001 (going
-        # away, RFC 6455 §7.4.1) once the server is shutting down (going_away).
+        # away, RFC 6455 §7.4.1) once the server leaves the client (going_away).
         self._close_code = NORMAL_CLOSURE
 
     # -- what the connection calls ---------------------------------------------------
@@ -216,13 +216,15 @@ class WsTransport(asyncio.Transport):
         return self._closed or self._raw.is_closing()
 
     def going_away(self) -> None:
-        """The server is shutting down: the close that follows says 1001, going
-        away, as RFC 6455 asks of a server going down (a client reconnects)."""
+        """The server leaves the client (it is shutting down, or it is a cluster node
+        that was fenced): the close that follows says 1001, going away, as RFC 6455
+        asks of a server going down, and the client reconnects (net.connection's
+        Connection.close, with going_away)."""
         self._close_code = GOING_AWAY
 
     def close(self) -> None:
         """The closing handshake's first frame (1000, or 1001 when the server is going
-        away), then the socket closes once its buffered bytes are out."""
+        away from the client), then the socket closes once its buffered bytes are out."""
         if self._closed:
             return
         self._closed = True

@@ -14,6 +14,7 @@ from typing import Any
 import pytest
 import redis.asyncio
 from prometheus_client.parser import text_string_to_metric_families
+from websockets.exceptions import ConnectionClosed
 
 from chatd.app.app import App
 from chatd.client import ChatClient
@@ -27,6 +28,7 @@ from chatd.ops.nodes import describe
 from tests.cluster.conftest import StartNode, login, register
 from tests.irc.helpers import login as irc_login
 from tests.services import RedisServer
+from tests.web.helpers import WsChat
 
 pytestmark = pytest.mark.asyncio
 
@@ -339,6 +341,30 @@ async def test_a_node_whose_record_holds_another_life_is_fenced(
     assert registry(nodes[2]).heartbeat.fences == 1
     for client in (ann, bob):
         await client.close()
+
+
+async def test_a_fenced_node_closes_its_websockets_as_going_away(
+        start_node: StartNode, redis_server: RedisServer) -> None:
+    """A fenced node leaves its clients as a server shutting down does: after the
+    notice to reconnect, its WebSocket's close says 1001, going away (RFC 6455
+    §7.4.1), not 1000, so a client (the web client) reconnects."""
+    nodes = await three_nodes(start_node, "ann", "bob",
+                              n3={"web__enabled": True, "web__port": 0})
+    bob = await login(nodes[0], "bob")
+    ann = await WsChat.open(nodes[2])
+    await ann.login("ann")
+    await shown(bob, "ann", True)
+    shared_redis = redis.asyncio.Redis.from_url(redis_server.url)
+    await shared_redis.hset(keys.node("n3"), "inc", "another-life")
+    await shared_redis.aclose()
+    notice = (await ann.until(lambda r: r.get("reconnect"), timeout=10))[-1]
+    assert "lost its place in the cluster" in notice["text"]
+    with pytest.raises(ConnectionClosed) as closed:
+        while True:
+            await ann.record(timeout=10)
+    assert closed.value.rcvd is not None and closed.value.rcvd.code == 1001
+    assert registry(nodes[2]).heartbeat.fences == 1
+    await bob.close()
 
 
 async def test_a_node_that_stops_tells_the_others_at_once(start_node: StartNode) -> None:

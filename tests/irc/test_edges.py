@@ -51,7 +51,7 @@ class _Pressured(Outbox):
     def data(self) -> bytes:
         return b"".join(self.pending)
 
-    def close(self, reason: str) -> None:
+    def close(self, reason: str, going_away: bool = False) -> None:
         pass
 
 

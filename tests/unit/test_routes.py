@@ -19,7 +19,7 @@ class Box(Outbox):
     def wake(self) -> bool:
         return True
 
-    def close(self, reason: str) -> None:
+    def close(self, reason: str, going_away: bool = False) -> None:
         pass
 
 
