@@ -208,9 +208,8 @@ class Files:
         """A file ``user`` may download: members of its room (and server admins)."""
         record = await self._storage.get_file(file_id)
         room = self._rooms.get(record.room_id) if record is not None else None
-        if record is None or room is None:
-            raise ChatError(Code.NO_SUCH_FILE, f"there is no file {file_id}.",
-                            remedy=Remedy(Step.LIST_FILES))
+        if record is None or room is None or _hides(room, user):
+            raise _no_such_file(file_id)
         if not (room.is_member(user.id) or user.is_admin):
             raise ChatError(Code.NOT_IN_ROOM, f"file {file_id} belongs to #{room.name}; "
                             "only its members can have it.", remedy=Remedy(Step.JOIN, room.name))
@@ -303,12 +302,14 @@ class Files:
         moderate scope (post acts for the account itself: its own files)."""
         record = await self._storage.get_file(file_id)
         if record is None:
-            raise ChatError(Code.NO_SUCH_FILE, f"there is no file {file_id}.",
-                            remedy=Remedy(Step.LIST_FILES))
+            raise _no_such_file(file_id)
         if record.uploader_id == user.id:
             await self._forget(record)
             return record
-        if not administers(user, self._rooms.get(record.room_id)):
+        room = self._rooms.get(record.room_id)
+        if room is not None and _hides(room, user):
+            raise _no_such_file(file_id)
+        if not administers(user, room):
             raise ChatError(Code.NOT_PERMITTED, "only its uploader or an admin of its room "
                             f"can remove file {file_id}.")
         if not governs:
@@ -404,6 +405,19 @@ def _readable(*sizes: int) -> list[str]:
     if len(set(shown)) < len(set(sizes)):
         return [f"{size:,} bytes" for size in sizes]
     return shown
+
+
+def _hides(room: Room, user: User) -> bool:
+    """Whether ``room``'s files are hidden from ``user``: a secret room's from whoever
+    is not in it. File ids count up from 1, and a refusal naming the file's room would
+    tell its name to a stranger trying each, as a secret room's id does not
+    (:meth:`Rooms.require_as`); so such a file is one that does not exist."""
+    return room.modes.secret and not (user.is_admin or room.is_member(user.id))
+
+
+def _no_such_file(file_id: int) -> ChatError:
+    return ChatError(Code.NO_SUCH_FILE, f"there is no file {file_id}.",
+                     remedy=Remedy(Step.LIST_FILES))
 
 
 def _too_large(limit: int) -> ChatError:

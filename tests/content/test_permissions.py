@@ -68,3 +68,21 @@ async def test_a_post_token_removes_its_own_files_and_only_a_moderate_one_others
         f"/auth {(await alice.command('/token create m read,post,moderate'))['token']}")
     assert (await moderator.command(f"/rmfile {theirs}"))["file_id"] == theirs
     assert (await alice.command("/files dev"))["files"] == []
+
+
+async def test_a_secret_rooms_files_are_no_files_to_strangers(clients: Clients) -> None:
+    # File ids count up from 1: a refusal naming the file's room would tell a stranger
+    # trying each id the name of every secret room, which its own id hides.
+    alice, bob, carol = await users(clients, "alice", "bob", "carol")
+    await member_of(alice, "den", bob)
+    await alice.command("/mode +s den")
+    file_id = (await upload(alice, "a.txt", text_file(), "den"))["file_id"]
+    missing = await error_of(carol, "/download 999")
+    for line in (f"/download {file_id}", f"/rmfile {file_id}"):
+        refused = await error_of(carol, line)
+        assert refused["code"] == "no-such-file"
+        assert refused["message"] == missing["message"].replace("999", str(file_id))
+        assert "den" not in refused["message"]
+    assert (await bob.command(f"/download {file_id}")).ok  # members still have it
+    await alice.command("/mode -s den")
+    assert (await error_of(carol, f"/download {file_id}"))["code"] == "not-in-room"
