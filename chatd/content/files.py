@@ -171,9 +171,7 @@ class Files:
     async def store(self, session: Endpoint, room: Room, staged: Staged,
                     label: str | None) -> FileRecord:
         """Preview, store and announce a verified upload; returns its record."""
-        user = session.user
-        if user is None:
-            raise ChatError(Code.NOT_LOGGED_IN, "you were logged out during the upload.")
+        user = _uploader(session)
         head = await asyncio.to_thread(previews.read_head, staged.path)
         mime = previews.sniff(head, staged.name)
         config = self.config
@@ -192,6 +190,9 @@ class Files:
         text = (f"shared {record.name} ({previews.human_size(record.size)}, {record.mime}): "
                 f"/download {record.id}")
         try:
+            # The connection may have closed while the preview ran: a file nobody
+            # announced is kept by nobody (it would count against the quota, unseen).
+            _uploader(session)
             await settled(self._messaging.post_kind(session, room, text, "file",
                                                     {"file": file_object(record, url)}, label))
         except ChatError:
@@ -405,6 +406,13 @@ def _readable(*sizes: int) -> list[str]:
     if len(set(shown)) < len(set(sizes)):
         return [f"{size:,} bytes" for size in sizes]
     return shown
+
+
+def _uploader(session: Endpoint) -> User:
+    """Who is uploading on ``session``: none once its connection has closed."""
+    if session.user is None:
+        raise ChatError(Code.NOT_LOGGED_IN, "you were logged out during the upload.")
+    return session.user
 
 
 def _hides(room: Room, user: User) -> bool:

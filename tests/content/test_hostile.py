@@ -3,11 +3,15 @@
 from __future__ import annotations
 
 import asyncio
+import socket
+import struct
 from pathlib import Path
 
 import pytest
 
 from chatd.client import ChatClient
+from chatd.content import previews
+from chatd.net.connection import Connection
 from tests.content import (
     b64_lines,
     blob_paths,
@@ -20,7 +24,7 @@ from tests.content import (
     text_run,
     upload,
 )
-from tests.helpers import ChatServer, Clients, messages, settle, start_server
+from tests.helpers import ChatServer, Clients, eventually, messages, settle, start_server
 
 
 async def room_owner(clients: Clients, name: str = "alice") -> ChatClient:
@@ -244,6 +248,40 @@ async def test_an_upload_abandoned_by_disconnect_leaves_nothing(server: ChatServ
     assert staged_files(server)
     await alice.close()
     assert await no_staged_files(server)
+    bob = await clients.user("bob")
+    await bob.command("/join general")
+    assert (await bob.command("/files general"))["files"] == []
+
+
+async def test_an_upload_whose_connection_drops_during_its_preview_leaves_nothing(
+        server: ChatServer, clients: Clients, tmp_path: Path,
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    # The whole file came, then the connection was reset while its preview ran: a
+    # file nobody announced must not stay behind, unseen, counting against the quota.
+    started, go = tmp_path / "started", tmp_path / "go"
+    # A stand-in preview process that runs until the test lets it finish.
+    script = (f"touch {started}; while [ ! -e {go} ]; do sleep 0.01; done; "
+              "echo '{\"preview\": \"x\"}'")
+    monkeypatch.setattr(previews, "_command", lambda job: ["/bin/sh", "-c", script])
+    alice = await text_client(clients, "alice")
+    await text_run(alice, "/create general")
+    alice.send("/upload a.txt 3")
+    alice.send("QUJD")
+    alice.send(".")
+    await eventually(started.exists)
+    [connection] = [session.out for session in server.services.presence.sessions
+                    if isinstance(session.out, Connection)]
+    finishing = connection.worker
+    assert finishing is not None
+    sock = alice.writer.get_extra_info("socket")
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+    alice.writer.transport.abort()  # a reset: the server drops the session at once
+    await eventually(lambda: not server.services.presence.sessions)
+    go.touch()
+    async with asyncio.timeout(15):
+        await finishing
+    assert await no_staged_files(server)
+    assert blob_paths(server) == []
     bob = await clients.user("bob")
     await bob.command("/join general")
     assert (await bob.command("/files general"))["files"] == []
