@@ -106,6 +106,18 @@ def _within(key: str, value: int, bounds: tuple[int, int]) -> None:
         raise CryptError(f"KDF parameter {key}={value} is outside {low}..{high}; refused")
 
 
+def costlier_than(spec: KdfSpec, cost: str) -> bool:
+    """Whether ``spec`` asks for more memory or work than its KDF at ``cost``: what
+    chatd-crypt never writes, only a header made by hand does (within the bounds of
+    :func:`parse`, up to 1 GiB and many seconds)."""
+    if spec.name == SCRYPT:
+        level = SCRYPT_COSTS[cost]
+        n, r, p = spec.get("n"), spec.get("r"), spec.get("p")
+        # scrypt's memory is 128 * n * r bytes; its work grows with n * r * p.
+        return n * r > level["n"] * level["r"] or n * r * p > level["n"] * level["r"] * level["p"]
+    return spec.get("i") > PBKDF2_COSTS[cost]["i"]
+
+
 def derive(spec: KdfSpec, password: bytes, salt: bytes) -> bytes:
     """A 32-byte key from ``password``. CPU- and memory-heavy by design:
     call it in a worker process or thread, never on an event loop."""

@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 import chatd
+from chatd.crypto import CryptError, armor, kdf
 from chatd.domain.limits import Kind
 from chatd.errors import ChatError, Code
 
@@ -33,6 +34,10 @@ log = logging.getLogger(__name__)
 MAX_PASSWORD = 1024
 EXIT_FAILED = 1
 _ERROR_PREFIX = "chatd-crypt: error: "
+# The costliest key derivation the daemon runs for a user: the costliest chatd-crypt
+# writes. A header asking for more was made by hand, to hold a process (and up to
+# 1 GiB) for many seconds in the slots every user shares.
+MOST_COST = "high"
 _PROJECT_ROOT = str(Path(chatd.__file__).resolve().parent.parent)
 
 
@@ -62,6 +67,7 @@ class CryptoService:
     async def decrypt(self, password: str, armored: str) -> bytes:
         """The plaintext bytes of ``armored`` (chatd-crypt's armored text)."""
         data = self._checked_input("".join(armored.split()).encode("utf-8"), "armored data")
+        _refuse_costly(data)
         return await self.run(["decrypt"], password, data)
 
     def _checked_input(self, data: bytes, what: str) -> bytes:
@@ -138,6 +144,19 @@ class CryptoService:
         # unexpected crash might: log only the status.
         log.error("chatd-crypt failed", extra={"fields": {"op": op, "status": code}})
         raise ChatError(Code.INTERNAL_ERROR, f"{op}ion failed on the server; it has been logged.")
+
+
+def _refuse_costly(data: bytes) -> None:
+    """``bad-arguments`` for armored data whose key derivation costs more than
+    MOST_COST. Damaged data passes: chatd-crypt says what is wrong with it."""
+    try:
+        header, _ = armor.parse(data)
+    except CryptError:
+        return
+    if header.kdf is not None and kdf.costlier_than(header.kdf, MOST_COST):
+        raise ChatError(Code.BAD_ARGUMENTS, f"its key derivation ({header.kdf.name} "
+                        f"{header.kdf.text}) costs more than the {MOST_COST} cost level, "
+                        "the most the server runs; decrypt it with chatd-crypt instead.")
 
 
 def _child_env() -> dict[str, str]:

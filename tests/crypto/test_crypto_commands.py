@@ -13,6 +13,7 @@ from typing import Any
 
 import pytest
 
+from chatd.crypto import armor, kdf
 from chatd.domain.clock import Clock
 from tests.helpers import ChatServer, Clients, start_server
 
@@ -81,6 +82,39 @@ async def test_errors_are_one_clear_reply(clients: Clients) -> None:
         "bad-arguments"
     assert (await alice.command("/encrypt fernet extreme pw x", check=False))["code"] == \
         "bad-arguments"
+
+
+def forged(kdf_name: str, params: tuple[tuple[str, int], ...]) -> str:
+    """Armored data whose header asks for the key derivation ``params``, within
+    chatd-crypt's bounds but past any cost level it writes."""
+    header = armor.Header("aes-256-gcm", kdf.KdfSpec(kdf_name, params), os.urandom(16),
+                          os.urandom(12))
+    return armor.to_armor(header, os.urandom(32))
+
+
+@pytest.mark.parametrize("armored", [
+    forged(kdf.SCRYPT, (("n", 2**20), ("r", 8), ("p", 1))),  # 1 GiB of memory
+    forged(kdf.SCRYPT, (("n", 2**15), ("r", 8), ("p", 16))),  # twice high's work
+    forged(kdf.PBKDF2, (("i", 3_000_000),)),
+])
+async def test_a_key_derivation_costlier_than_high_is_not_run(
+        clients: Clients, spawned: list[dict[str, Any]], armored: str) -> None:
+    # Any user could otherwise hold the shared subprocess slots, and up to 1 GiB a
+    # process, for many seconds a request with data chatd-crypt never writes.
+    alice = await clients.user("alice")
+    refused = await alice.command(f"/decrypt {SECRET_PW} {armored}", check=False)
+    assert refused["code"] == "bad-arguments"
+    assert "costs more than the high cost level" in refused["message"]
+    assert spawned == []
+
+
+async def test_what_chatd_crypt_writes_at_the_high_cost_level_decrypts(
+        clients: Clients) -> None:
+    assert not any(kdf.costlier_than(kdf.for_cost(name, cost), "high")
+                   for name in kdf.KDFS for cost in kdf.COSTS)
+    alice = await clients.user("alice")
+    high = await alice.command(f"/encrypt aes-256-gcm high {SECRET_PW} hello")
+    assert (await alice.command(f"/decrypt {SECRET_PW} {high['result']}"))["result"] == "hello"
 
 
 @pytest.fixture
