@@ -388,7 +388,7 @@ class Rooms:
             now = self._clock.time()
             # Decided here, under the room's lock, as a message's right is: a mute
             # ordered before this leave holds its reason back.
-            shown = reason if event != "leave" or heard(user, room, now) else ""
+            shown = reason if event != "leave" or _spoken(user, room, now) else ""
             departure = room.plan_departure(user.id, now)
             await self._persist_departure(room, departure)
             self._bus.to_room(room, _DEPARTURES[event](room.name, user.name, actor_name,
@@ -631,6 +631,13 @@ class Rooms:
             await self._notifier.notify(evicted, "terminated",
                                         f"#{room.name} was terminated: you were its last "
                                         "member.", room=room.name, room_id=room.id)
+
+
+def _spoken(user: User, room: Room, now: float) -> bool:
+    """Whether plain words ``user`` says to ``room`` at ``now`` reach its members: not
+    while they are silenced there, nor in an end-to-end room, which takes envelopes
+    alone (a leave's reason is said as a message is)."""
+    return heard(user, room, now) and not room.settings.get("e2e")
 
 
 def _no_such_room(ref: str) -> ChatError:

@@ -15,7 +15,7 @@ from chatd.crypto.group import Handout
 from chatd.crypto.ratchet import OutboundChain
 from chatd.domain.clock import ManualClock
 from tests.crypto import PQ
-from tests.helpers import PASSWORD, ChatServer, Clients, start_server
+from tests.helpers import PASSWORD, ChatServer, Clients, settle, start_server
 
 IDS = {name: Identity.generate() for name in ("alice", "bob", "carol", "mallory")}
 
@@ -213,6 +213,21 @@ async def test_e2e_room_refuses_plain_messages(clients: Clients) -> None:
     assert (await alice.command("/e2e off"))["message"] == opened
     assert (await alice.command("/e2e off"))["message"] == "#dev is already open to plain messages."
     assert (await bob.command("/say dev plain again")).ok
+
+
+async def test_a_leave_in_an_e2e_room_says_no_plain_reason(clients: Clients) -> None:
+    # A leave's reason is said to the room as a message is (IRC's PART message too):
+    # an end-to-end room, which refuses plain words, is shown the leave without it.
+    alice, bob = await room(clients, "alice", "bob")
+    await alice.command("/e2e on")
+    await bob.command("/leave dev the plain words of a secret")
+    [left] = [e for e in await settle(alice) if e.get("event") == "leave"]
+    assert left["user"] == "bob" and not left.get("reason")
+    await alice.command("/e2e off")
+    await bob.command("/join dev")
+    await bob.command("/leave dev said in the open")
+    [left] = [e for e in await settle(alice) if e.get("event") == "leave"]
+    assert left["reason"] == "said in the open"
 
 
 async def test_e2e_needs_an_admin_or_the_owner(clients: Clients) -> None:
