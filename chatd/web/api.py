@@ -212,8 +212,8 @@ def file_routes(links: LinkSigner) -> list[Route]:
         await files_.check_upload(user, room, name, len(data))
         path, out = await files_.stage()
         try:
-            await asyncio.to_thread(_write_and_close, out, data)
-            staged = Staged(path, name, len(data), hashlib.sha256(data).hexdigest())
+            digest = await asyncio.to_thread(_write_and_hash, out, data)
+            staged = Staged(path, name, len(data), digest)
             record = await files_.store(ApiEndpoint(user, call.peer), room, staged, None)
         finally:
             await asyncio.to_thread(path.unlink, True)
@@ -285,9 +285,13 @@ def _quoted(name: str) -> str:
     return quote(name, safe="")
 
 
-def _write_and_close(out: Any, data: bytes) -> None:
+def _write_and_hash(out: Any, data: bytes) -> str:
+    """Write ``data`` to ``out`` and close it; returns its SHA-256. Both in a worker
+    thread: hashing a body of files.max_size (10 MiB) takes some 20 ms, which on
+    the event loop would stall every connection."""
     with out:
         out.write(data)
+    return hashlib.sha256(data).hexdigest()
 
 
 # -- encryption ---------------------------------------------------------------------------

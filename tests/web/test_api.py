@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import hashlib
 import io
+import threading
+from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
 import httpx
@@ -341,6 +344,29 @@ async def test_files_upload_list_download_and_signed_links(
         clock.advance(server.config.web.download_ttl + 1)
         expired = await browser.get(link)
         assert expired.status_code == 401 and "expired" in expired.json()["error"]["message"]
+
+
+async def test_an_uploaded_body_is_hashed_off_the_event_loop(
+        server: ChatServer, clients: Clients, monkeypatch: pytest.MonkeyPatch) -> None:
+    # A body of files.max_size (10 MiB) takes some 20 ms to hash: on the loop's
+    # thread, every connection would wait that long, an upload at a time.
+    token, _ = await den_with_alice(server, clients)
+    body = b"x" * 100_000
+    threads: list[threading.Thread] = []
+    real = hashlib.sha256
+
+    def spy(data: bytes = b"", **kwargs: Any) -> Any:
+        if data == body:
+            threads.append(threading.current_thread())
+        return real(data, **kwargs)
+
+    monkeypatch.setattr(hashlib, "sha256", spy)
+    async with http(server, token) as client:
+        uploaded = await client.post("/api/v1/rooms/den/files", params={"name": "x.txt"},
+                                     content=body)
+    assert uploaded.status_code == 201, uploaded.text
+    assert uploaded.json()["sha256"] == real(body).hexdigest()
+    assert threads and threading.main_thread() not in threads
 
 
 async def test_a_signed_link_stops_working_for_a_kicked_member(
