@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -63,6 +64,7 @@ async def upload(ctx: Context, arguments: str) -> Deferred:
     error: ChatError | None = None
     room: Room | None = ctx.session.current_room
     name, size, sha256 = "", 0, None
+    counted: Callable[[], None] | None = None
     # The arguments are checked here, not by the dispatcher, so that even a
     # refused upload reads its data lines up to "." instead of taking them for
     # messages; its error then comes after the "." like any other reply.
@@ -71,10 +73,10 @@ async def upload(ctx: Context, arguments: str) -> Deferred:
         name, size, sha256, room = (values["filename"], values["size"], values["sha256"],
                                     values["room"])
         assert room is not None
-        await files.check_upload(ctx.user, room, name, size)
+        counted = await files.accept_upload(ctx.user, room, name, size)
     except ChatError as exc:
         error = exc
-    sink = Upload(ctx, files, room, name, size, sha256, error)
+    sink = Upload(ctx, files, room, name, size, sha256, error, counted)
     await sink.open()
     ctx.session.line_sink = sink
     return DEFERRED

@@ -30,7 +30,7 @@ from chatd.errors import ChatError, Code, Remedy, Step
 from storage.records import FileRecord
 
 if TYPE_CHECKING:
-    from collections.abc import AsyncIterator
+    from collections.abc import AsyncIterator, Callable
 
     from chatd.config import FilesConfig
     from chatd.content.blobs import BlobStore
@@ -116,6 +116,9 @@ class Files:
         self._clock = clock
         # Serialises "is this blob still used?" with adding a record that uses it.
         self._lock = asyncio.Lock()
+        # Bytes announced by each user's uploads still receiving their data: staged
+        # on the disk, so counted against the quota from the /upload line on.
+        self._receiving: dict[int, int] = {}
         self._previews = asyncio.Semaphore(previews.MAX_RUNNING)
 
     def reconfigure(self, config: FilesConfig) -> None:
@@ -124,8 +127,34 @@ class Files:
 
     # -- uploads ---------------------------------------------------------------
 
-    async def check_upload(self, user: User, room: Room, name: str, size: int) -> None:
-        """Refuse an upload before its data is read, when that can be known."""
+    async def accept_upload(self, user: User, room: Room, name: str,
+                            size: int) -> Callable[[], None]:
+        """:meth:`check_upload` for an upload whose data is still to come, staged on
+        the disk as it arrives: its size counts against the quota from now until
+        the callable returned is called (once it is staged whole, or dropped).
+        Else uploads on several connections at once, each within the quota, would
+        stage far more than it."""
+        others = self._receiving.get(user.id, 0)
+        # Counted before the check waits for the database: two at once see each other.
+        self._receiving[user.id] = others + size
+
+        def done() -> None:
+            left = self._receiving.pop(user.id, 0) - size
+            if left > 0:
+                self._receiving[user.id] = left
+
+        try:
+            await self.check_upload(user, room, name, size, receiving=others)
+        except BaseException:
+            done()
+            raise
+        return done
+
+    async def check_upload(self, user: User, room: Room, name: str, size: int,
+                           receiving: int | None = None) -> None:
+        """Refuse an upload before its data is read, when that can be known.
+        ``receiving``: the bytes of the user's other uploads in progress (by
+        default, all of them)."""
         valid_filename(name)
         if not room.is_member(user.id):
             raise ChatError(Code.NOT_IN_ROOM, f"you are not in #{room.name}.",
@@ -140,11 +169,14 @@ class Files:
         self._messaging.refuse_spent(room, user)
         if size > self.config.max_size:
             raise _too_large(self.config.max_size)
-        await self._check_quota(user, size)
+        if receiving is None:
+            receiving = self._receiving.get(user.id, 0)
+        await self._check_quota(user, size, receiving)
 
-    async def _check_quota(self, user: User, size: int) -> None:
+    async def _check_quota(self, user: User, size: int, receiving: int = 0) -> None:
         most = self.config.max_files
         files, used = await self._storage.user_file_usage(user.id)
+        used += receiving  # the uploads still coming are on the disk already
         if files >= most:
             # Bytes alone let a user keep empty files without end, each a row that
             # /files and /myfiles read whole.

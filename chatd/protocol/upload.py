@@ -29,6 +29,8 @@ from chatd.protocol.hints import line_message
 from chatd.protocol.results import ok
 
 if TYPE_CHECKING:
+    from collections.abc import Callable
+
     from chatd.content.files import Files
     from chatd.domain.room import Room
     from chatd.protocol.context import Context
@@ -96,7 +98,8 @@ class Upload:
     """One upload in progress: the session's line sink until the "." line."""
 
     def __init__(self, ctx: Context, files: Files, room: Room | None, name: str, size: int,
-                 sha256: str | None, error: ChatError | None = None) -> None:
+                 sha256: str | None, error: ChatError | None = None,
+                 counted: Callable[[], None] | None = None) -> None:
         self._ctx = ctx
         self._files = files
         self._room = room
@@ -116,6 +119,9 @@ class Upload:
         self._busy = False
         self._gone = False
         self._ended = False  # the "." arrived: the final reply alone tells the rest
+        # Ends the count of this upload against the quota (Files.accept_upload):
+        # called once its staging file is stored or removed.
+        self._counted = counted
 
     async def open(self) -> None:
         """Create the staging file and say what to send (or that it is refused)."""
@@ -129,6 +135,7 @@ class Upload:
                 log.exception("upload staging failed", extra={"fields": {
                     "session": self._ctx.session.id}})
                 self._error = _unstorable()
+                self._uncount()
         if self._error is not None:
             self._tell_failed(self._error)
             return
@@ -224,10 +231,22 @@ class Upload:
         if self._path is not None:
             self._path.unlink(missing_ok=True)
             self._path = None
+        self._uncount()
+
+    def _uncount(self) -> None:
+        if self._counted is not None:
+            self._counted()
+            self._counted = None
 
     # -- the "." line ----------------------------------------------------------------
 
     async def _finish(self) -> None:
+        try:
+            await self._store_and_reply()
+        finally:
+            self._uncount()  # stored or dropped: it is on the disk no more
+
+    async def _store_and_reply(self) -> None:
         ctx = self._ctx
         try:
             staged = await self._complete()

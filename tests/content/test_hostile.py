@@ -160,6 +160,43 @@ async def test_over_the_quota(db_path: Path) -> None:
         await server.stop()
 
 
+async def test_uploads_in_progress_count_against_the_quota(db_path: Path) -> None:
+    # Each is staged on the disk as its data comes: on several connections at once,
+    # uploads each within the quota would otherwise stage many times the quota.
+    server = await start_server(db_path, files__quota=3000)
+    clients = Clients(server)
+    try:
+        alice = await room_owner(clients)
+        other = await clients.user("alice")
+        data = bytes(range(200)) * 10
+        alice.send_line(f"/upload one.bin {len(data)} general")
+        ready = await alice.next_event(lambda e: e.get("upload") is not None)
+        assert ready["upload"] == "ready"
+        refused = await upload(other, "two.bin", data, "general")
+        assert refused.final["code"] == "quota-exceeded"
+        assert (refused.final["used"], refused.final["quota"]) == (2000, 3000)
+        for line in b64_lines(data):
+            alice.send_line(line)
+        alice.send_line(".")
+        assert (await alice.next_event(lambda e: e.get("type") in ("ok", "error")))["type"] == "ok"
+        # Stored now, and counted as a file: what is left fits, once.
+        assert (await upload(other, "three.bin", bytes(1000), "general")).ok
+        assert (await upload(other, "four.bin", b"x", "general")).final["code"] == \
+            "quota-exceeded"
+        # An upload that fails (or is dropped) counts no more.
+        await other.command("/rmfile 2")
+        alice.send_line("/upload five.bin 1000 general")
+        await alice.next_event(lambda e: e.get("upload") == "ready")
+        alice.send_line("!!!!")
+        alice.send_line(".")
+        assert (await alice.next_event(lambda e: e.get("type") == "error"))["code"] == \
+            "bad-arguments"
+        assert (await upload(other, "six.bin", bytes(1000), "general")).ok
+    finally:
+        await clients.close()
+        await server.stop()
+
+
 async def test_over_the_quota_by_less_than_its_rounding(db_path: Path) -> None:
     # 3010 bytes over a quota of 3000 read "that would take your files to 2.9 KiB,
     # over your quota of 2.9 KiB": sizes that round alike are told in bytes.
