@@ -3,6 +3,7 @@
 SQLite (``storage.sqlite``) implements it today; another backend (for
 example PostgreSQL, for several nodes) implements the same protocol.
 Every method is a single transaction unless it says otherwise.
+``storage.quotas`` declares the counts a write may be limited by.
 """
 
 from __future__ import annotations
@@ -10,6 +11,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Protocol
 
+from storage.quotas import Quota
 from storage.records import (
     ALL_SCOPES,
     USER_KIND,
@@ -66,7 +68,23 @@ class Unavailable(StorageError):
     later may pass, nothing was decided."""
 
 
+class OverQuota(StorageError):
+    """A write refused because it would take a count past its :class:`Quota`
+    (see ``storage.quotas``); nothing was written. ``held``: the count it found."""
+
+    def __init__(self, quota: Quota, held: int) -> None:
+        super().__init__(f"{quota.measure.name.lower()} of {quota.measure.holder.value} "
+                         f"{quota.key}: {held} held, at most {quota.most}")
+        self.quota = quota
+        self.held = held
+
+
 class Storage(Protocol):
+    """Each write that makes a row some count is limited by (a room owned, a
+    webhook, a block, a file, a bot) takes ``quotas``: it counts them in its own
+    transaction, serialised with every other such write of the same holder on
+    any node, and raises :class:`OverQuota` instead of writing past one."""
+
     async def open(self) -> None: ...
     async def close(self) -> None: ...
     async def schema_version(self) -> int: ...
@@ -75,7 +93,8 @@ class Storage(Protocol):
     # users
     async def create_user(self, name: str, password_hash: bytes, is_admin: bool,
                           created_at: float, kind: str = USER_KIND,
-                          owner_id: int | None = None) -> UserRecord: ...
+                          owner_id: int | None = None,
+                          quotas: Sequence[Quota] = ()) -> UserRecord: ...
     async def get_user(self, user_id: int) -> UserRecord | None: ...
     async def get_user_by_name(self, name: str) -> UserRecord | None: ...
     async def list_users(self) -> list[UserRecord]: ...
@@ -86,8 +105,8 @@ class Storage(Protocol):
     async def delete_user(self, user_id: int) -> None: ...
 
     # rooms and memberships
-    async def create_room(self, name: str, mode: str, owner_id: int,
-                          created_at: float) -> tuple[RoomRecord, MemberRecord]:
+    async def create_room(self, name: str, mode: str, owner_id: int, created_at: float,
+                          quotas: Sequence[Quota] = ()) -> tuple[RoomRecord, MemberRecord]:
         """The room and its owner's member row, written only if the owner's account
         still exists (``Refused`` otherwise), in a transaction that never overlaps
         that account's deletion, whichever node deletes it."""
@@ -225,19 +244,22 @@ class Storage(Protocol):
     # incoming webhooks (ids assigned by the storage)
     async def create_webhook(self, room_id: int, name: str, secret_hash: str,
                              creator_id: int, created_at: float,
-                             token_id: int | None = None) -> WebhookRecord: ...
+                             token_id: int | None = None,
+                             quotas: Sequence[Quota] = ()) -> WebhookRecord: ...
     async def get_webhook(self, webhook_id: int) -> WebhookRecord | None: ...
     async def list_webhooks(self, room_id: int) -> list[WebhookRecord]: ...
     async def delete_webhook(self, room_id: int, webhook_id: int) -> bool: ...
 
     # users who refuse another user's direct messages
-    async def put_user_block(self, record: UserBlockRecord) -> None: ...
+    async def put_user_block(self, record: UserBlockRecord,
+                             quotas: Sequence[Quota] = ()) -> None: ...
     async def delete_user_block(self, user_id: int, blocked_id: int) -> bool: ...
     async def load_user_blocks(self) -> list[UserBlockRecord]: ...
     async def list_user_blocks(self, user_id: int) -> list[UserBlockRecord]: ...
 
     # files (ids assigned by the storage)
-    async def add_file(self, record: FileRecord) -> FileRecord: ...
+    async def add_file(self, record: FileRecord,
+                       quotas: Sequence[Quota] = ()) -> FileRecord: ...
     async def get_file(self, file_id: int) -> FileRecord | None: ...
     async def list_files(self, room_id: int) -> list[FileRecord]: ...
     async def delete_file(self, file_id: int) -> bool: ...

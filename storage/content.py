@@ -5,7 +5,8 @@ from __future__ import annotations
 import dataclasses
 from collections.abc import Sequence
 
-from storage.host import SqliteHost
+from storage.host import SqliteHost, refuse_over
+from storage.quotas import Quota
 from storage.records import FileRecord, KeyRecord
 
 _FILE = ("id, room_id, COALESCE(uploader_id, 0), uploader_name, name, size, mime, sha256, "
@@ -18,9 +19,11 @@ class ContentQueries:
 
     # -- files ---------------------------------------------------------------
 
-    async def add_file(self: SqliteHost, record: FileRecord) -> FileRecord:
+    async def add_file(self: SqliteHost, record: FileRecord,
+                       quotas: Sequence[Quota] = ()) -> FileRecord:
         """Store a file's record; the id in ``record`` is ignored and assigned here."""
         async with self._transaction() as conn:
+            await refuse_over(conn, quotas)
             cursor = await conn.execute(
                 "INSERT INTO files (room_id, uploader_id, uploader_name, name, size, mime, "
                 "sha256, blob_key, preview, created_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",

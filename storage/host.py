@@ -10,7 +10,8 @@ from typing import Any, Protocol, TypeVar
 
 import aiosqlite
 
-from storage.api import StorageError
+from storage.api import OverQuota, StorageError
+from storage.quotas import Quota
 
 T = TypeVar("T")
 
@@ -24,6 +25,17 @@ class SqliteHost(Protocol):
     async def _write(self, sql: str, params: Sequence[Any] = ()) -> int: ...
     async def _fetch(self, sql: str, params: Sequence[Any] = ()) -> list[sqlite3.Row]: ...
     async def _fetch_one(self, sql: str, params: Sequence[Any] = ()) -> sqlite3.Row | None: ...
+
+
+async def refuse_over(conn: aiosqlite.Connection, quotas: Sequence[Quota]) -> None:
+    """Refuse the write of the transaction on ``conn`` that would pass one of
+    ``quotas`` (``OverQuota``). SQLite runs one write transaction at a time from
+    its ``BEGIN IMMEDIATE``: what is counted here stands until the insert."""
+    for quota in quotas:
+        rows = list(await conn.execute_fetchall(quota.measure.counting("?"), (quota.key,)))
+        held = int(rows[0][0])
+        if quota.passed_by(held):
+            raise OverQuota(quota, held)
 
 
 def rowid(cursor: aiosqlite.Cursor) -> int:

@@ -28,9 +28,10 @@ import aiosqlite
 from storage.api import Conflict, Refused, Storage, StorageError, Unavailable
 from storage.content import ContentQueries
 from storage.governance import GovernanceQueries
-from storage.host import dumps_object, loads_object, rowid
+from storage.host import dumps_object, loads_object, refuse_over, rowid
 from storage.messages import MessageQueries
 from storage.migrations import migrate
+from storage.quotas import Quota
 from storage.records import (
     USER_KIND,
     AssociationRecord,
@@ -153,8 +154,10 @@ class SqliteStorage(MessageQueries, ContentQueries, GovernanceQueries, TokenQuer
 
     async def create_user(self, name: str, password_hash: bytes, is_admin: bool,
                           created_at: float, kind: str = USER_KIND,
-                          owner_id: int | None = None) -> UserRecord:
+                          owner_id: int | None = None,
+                          quotas: Sequence[Quota] = ()) -> UserRecord:
         async with self._transaction() as conn:
+            await refuse_over(conn, quotas)
             cursor = await conn.execute(
                 "INSERT INTO users (name, password_hash, is_admin, created_at, kind, owner_id) "
                 "VALUES (?, ?, ?, ?, ?, ?)",
@@ -196,12 +199,13 @@ class SqliteStorage(MessageQueries, ContentQueries, GovernanceQueries, TokenQuer
 
     # -- rooms and memberships ---------------------------------------------
 
-    async def create_room(self, name: str, mode: str, owner_id: int,
-                          created_at: float) -> tuple[RoomRecord, MemberRecord]:
+    async def create_room(self, name: str, mode: str, owner_id: int, created_at: float,
+                          quotas: Sequence[Quota] = ()) -> tuple[RoomRecord, MemberRecord]:
         """The room and its owner's member row; Refused when the owner's account
         is gone. The check and the rows are one write transaction (SQLite runs
         them one at a time): a deletion is wholly before it or wholly after."""
         async with self._transaction() as conn:
+            await refuse_over(conn, quotas)
             cursor = await conn.execute(
                 "INSERT INTO rooms (name, mode, created_at) SELECT ?, ?, ? "
                 "WHERE EXISTS (SELECT 1 FROM users WHERE id = ?)",

@@ -5,19 +5,25 @@ Blocks of users, unlike ``storage.blocks`` (blocks of stored message text).
 
 from __future__ import annotations
 
-from storage.host import SqliteHost
+from collections.abc import Sequence
+
+from storage.host import SqliteHost, refuse_over
+from storage.quotas import Quota
 from storage.records import UserBlockRecord
 
 
 class UserBlockQueries:
     """The ``user_blocks`` table, as a mixin of SqliteStorage."""
 
-    async def put_user_block(self: SqliteHost, record: UserBlockRecord) -> None:
+    async def put_user_block(self: SqliteHost, record: UserBlockRecord,
+                             quotas: Sequence[Quota] = ()) -> None:
         """Store a block; one that exists already keeps its time."""
-        await self._write(
-            "INSERT INTO user_blocks (user_id, blocked_id, created_at) VALUES (?, ?, ?) "
-            "ON CONFLICT (user_id, blocked_id) DO NOTHING",
-            (record.user_id, record.blocked_id, record.created_at))
+        async with self._transaction() as conn:
+            await refuse_over(conn, quotas)
+            await conn.execute(
+                "INSERT INTO user_blocks (user_id, blocked_id, created_at) VALUES (?, ?, ?) "
+                "ON CONFLICT (user_id, blocked_id) DO NOTHING",
+                (record.user_id, record.blocked_id, record.created_at))
 
     async def delete_user_block(self: SqliteHost, user_id: int, blocked_id: int) -> bool:
         return await self._write("DELETE FROM user_blocks WHERE user_id = ? AND blocked_id = ?",

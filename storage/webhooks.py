@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from typing import Any
 
-from storage.host import SqliteHost, rowid
+from storage.host import SqliteHost, refuse_over, rowid
+from storage.quotas import Quota
 from storage.records import WebhookRecord
 
 
@@ -35,10 +36,12 @@ class WebhookQueries:
 
     async def create_webhook(self: SqliteHost, room_id: int, name: str, secret_hash: str,
                              creator_id: int, created_at: float,
-                             token_id: int | None = None) -> WebhookRecord:
+                             token_id: int | None = None,
+                             quotas: Sequence[Quota] = ()) -> WebhookRecord:
         """Store a hook (made with the API token ``token_id``, or None); Conflict if the
         room has one of that name (case-insensitive)."""
         async with self._transaction() as conn:
+            await refuse_over(conn, quotas)
             cursor = await conn.execute(
                 "INSERT INTO webhooks (room_id, name, secret_hash, creator_id, created_at, "
                 "token_id) VALUES (?, ?, ?, ?, ?, ?)",

@@ -6,7 +6,8 @@ from __future__ import annotations
 import dataclasses
 from collections.abc import Sequence
 
-from storage.postgres.host import PgHost
+from storage.postgres.host import PgHost, refuse_over
+from storage.quotas import Quota
 from storage.records import FileRecord, KeyRecord
 
 _FILE = ("id, room_id, COALESCE(uploader_id, 0), uploader_name, name, size, mime, sha256, "
@@ -17,15 +18,18 @@ _KEY = "user_id, x25519, mlkem, fingerprint, updated_at"
 class PgContentQueries:
     """Files and keys, as a mixin of PostgresStorage."""
 
-    async def add_file(self: PgHost, record: FileRecord) -> FileRecord:
+    async def add_file(self: PgHost, record: FileRecord,
+                       quotas: Sequence[Quota] = ()) -> FileRecord:
         """Store a file's record; the id in ``record`` is ignored and assigned here."""
-        file_id = await self._fetch_value(
-            "INSERT INTO files (room_id, uploader_id, uploader_name, name, size, mime, "
-            "sha256, blob_key, preview, created_at) "
-            "VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10) RETURNING id",
-            record.room_id, record.uploader_id or None, record.uploader_name, record.name,
-            record.size, record.mime, record.sha256, record.blob_key, record.preview,
-            record.created_at)
+        async with self._transaction() as conn:
+            await refuse_over(conn, quotas)
+            file_id = await conn.fetchval(
+                "INSERT INTO files (room_id, uploader_id, uploader_name, name, size, mime, "
+                "sha256, blob_key, preview, created_at) "
+                "VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10) RETURNING id",
+                record.room_id, record.uploader_id or None, record.uploader_name,
+                record.name, record.size, record.mime, record.sha256, record.blob_key,
+                record.preview, record.created_at)
         return dataclasses.replace(record, id=int(file_id))
 
     async def get_file(self: PgHost, file_id: int) -> FileRecord | None:

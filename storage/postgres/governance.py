@@ -11,7 +11,8 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 from storage.api import ENDED_ROOMS_STATE
-from storage.postgres.host import PgHost, changed
+from storage.postgres.host import PgHost, changed, refuse_over
+from storage.quotas import Quota
 from storage.records import (
     AuditEntry,
     AuditRecord,
@@ -203,12 +204,15 @@ class PgGovernanceQueries:
 
     # -- users who block another user's direct messages ------------------------
 
-    async def put_user_block(self: PgHost, record: UserBlockRecord) -> None:
+    async def put_user_block(self: PgHost, record: UserBlockRecord,
+                             quotas: Sequence[Quota] = ()) -> None:
         """Store a block; one that exists already keeps its time."""
-        await self._execute(
-            "INSERT INTO user_blocks (user_id, blocked_id, created_at) VALUES ($1, $2, $3) "
-            "ON CONFLICT (user_id, blocked_id) DO NOTHING",
-            record.user_id, record.blocked_id, record.created_at)
+        async with self._transaction() as conn:
+            await refuse_over(conn, quotas)
+            await conn.execute(
+                "INSERT INTO user_blocks (user_id, blocked_id, created_at) "
+                "VALUES ($1, $2, $3) ON CONFLICT (user_id, blocked_id) DO NOTHING",
+                record.user_id, record.blocked_id, record.created_at)
 
     async def delete_user_block(self: PgHost, user_id: int, blocked_id: int) -> bool:
         return await self._execute(

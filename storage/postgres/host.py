@@ -3,14 +3,15 @@
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from contextlib import AbstractAsyncContextManager
 from typing import TYPE_CHECKING, Any, Final, Protocol, TypeAlias
 from urllib.parse import urlsplit
 
 import asyncpg
 
-from storage.api import Conflict, Refused, StorageError, Unavailable
+from storage.api import Conflict, OverQuota, Refused, StorageError, Unavailable
+from storage.quotas import Holder, Quota
 
 if TYPE_CHECKING:
     from asyncpg.pool import PoolConnectionProxy
@@ -81,3 +82,24 @@ def translated() -> Iterator[None]:
 # deletion (see PostgresStorage.create_room).
 ROOM_LOCKS: Final = 0x63680001
 ACCOUNT_LOCKS: Final = 0x63680002
+# The advisory locks a write given quotas takes on their holder (an account's id,
+# a room's) for its transaction, before it counts (see refuse_over). Apart from
+# ACCOUNT_LOCKS: a decision holding an account's lock may itself make a row a
+# quota counts without waiting for itself.
+QUOTA_LOCKS: Final = {Holder.ACCOUNT: 0x63680003, Holder.ROOM: 0x63680004}
+
+
+async def refuse_over(conn: PgConnection, quotas: Sequence[Quota]) -> None:
+    """Refuse the write of the transaction on ``conn`` that would pass one of
+    ``quotas`` (``OverQuota``). The holder's advisory lock is held until the
+    transaction ends: another write counted against the same holder, on any
+    node, counts after this one's insert is committed (``READ COMMITTED``: its
+    count is a statement after the wait, so its snapshot holds that row)."""
+    # In one order, so that two writes with several holders never wait for each other.
+    for kind, key in sorted({(QUOTA_LOCKS[quota.measure.holder], quota.key)
+                             for quota in quotas}):
+        await conn.execute("SELECT pg_advisory_xact_lock($1, $2)", kind, key)
+    for quota in quotas:
+        held = int(await conn.fetchval(quota.measure.counting("$1"), quota.key))
+        if quota.passed_by(held):
+            raise OverQuota(quota, held)

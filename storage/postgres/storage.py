@@ -29,11 +29,12 @@ from storage.api import Refused, Storage, StorageError
 from storage.host import dumps_object, loads_object
 from storage.postgres.content import PgContentQueries
 from storage.postgres.governance import PgGovernanceQueries
-from storage.postgres.host import ACCOUNT_LOCKS, changed, translated, where
+from storage.postgres.host import ACCOUNT_LOCKS, changed, refuse_over, translated, where
 from storage.postgres.messages import PgMessageQueries
 from storage.postgres.schema import migrate, schema_version
 from storage.postgres.tokens import PgTokenQueries
 from storage.postgres.webhooks import PgWebhookQueries
+from storage.quotas import Quota
 from storage.records import (
     USER_KIND,
     AssociationRecord,
@@ -188,11 +189,14 @@ class PostgresStorage(PgMessageQueries, PgContentQueries, PgGovernanceQueries,
 
     async def create_user(self, name: str, password_hash: bytes, is_admin: bool,
                           created_at: float, kind: str = USER_KIND,
-                          owner_id: int | None = None) -> UserRecord:
-        user_id = await self._fetch_value(
-            "INSERT INTO users (name, password_hash, is_admin, created_at, kind, owner_id) "
-            "VALUES ($1, $2, $3, $4, $5, $6) RETURNING id",
-            name, password_hash, is_admin, created_at, kind, owner_id)
+                          owner_id: int | None = None,
+                          quotas: Sequence[Quota] = ()) -> UserRecord:
+        async with self._transaction() as conn:
+            await refuse_over(conn, quotas)
+            user_id = await conn.fetchval(
+                "INSERT INTO users (name, password_hash, is_admin, created_at, kind, owner_id) "
+                "VALUES ($1, $2, $3, $4, $5, $6) RETURNING id",
+                name, password_hash, is_admin, created_at, kind, owner_id)
         return UserRecord(int(user_id), name, password_hash, is_admin, created_at, {}, kind,
                           owner_id)
 
@@ -231,8 +235,8 @@ class PostgresStorage(PgMessageQueries, PgContentQueries, PgGovernanceQueries,
 
     # -- rooms and memberships ---------------------------------------------
 
-    async def create_room(self, name: str, mode: str, owner_id: int,
-                          created_at: float) -> tuple[RoomRecord, MemberRecord]:
+    async def create_room(self, name: str, mode: str, owner_id: int, created_at: float,
+                          quotas: Sequence[Quota] = ()) -> tuple[RoomRecord, MemberRecord]:
         """The room and its owner's member row; Refused when the owner's account
         is gone.
 
@@ -246,6 +250,7 @@ class PostgresStorage(PgMessageQueries, PgContentQueries, PgGovernanceQueries,
         async with self._transaction() as conn:
             await conn.execute("SELECT pg_advisory_xact_lock_shared($1, $2)",
                                ACCOUNT_LOCKS, owner_id)
+            await refuse_over(conn, quotas)
             room_id = await conn.fetchval(
                 "INSERT INTO rooms (name, mode, created_at) SELECT $1, $2, $3 "
                 "WHERE EXISTS (SELECT 1 FROM users WHERE id = $4) RETURNING id",

@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
-from storage.postgres.host import PgHost
+from collections.abc import Sequence
+
+from storage.postgres.host import PgHost, refuse_over
+from storage.quotas import Quota
 from storage.records import WebhookRecord
 from storage.webhooks import select_webhooks, webhook_of
 
@@ -18,11 +21,14 @@ class PgWebhookQueries:
 
     async def create_webhook(self: PgHost, room_id: int, name: str, secret_hash: str,
                              creator_id: int, created_at: float,
-                             token_id: int | None = None) -> WebhookRecord:
+                             token_id: int | None = None,
+                             quotas: Sequence[Quota] = ()) -> WebhookRecord:
         """Store a hook (made with the API token ``token_id``, or None); Conflict if the
         room has one of that name (ignoring case)."""
-        row = await self._fetch_one(_INSERT, room_id, name, secret_hash, creator_id,
-                                    created_at, token_id)
+        async with self._transaction() as conn:
+            await refuse_over(conn, quotas)
+            row = await conn.fetchrow(_INSERT, room_id, name, secret_hash, creator_id,
+                                      created_at, token_id)
         assert row is not None  # an INSERT ... RETURNING returns its row
         return webhook_of(row)
 

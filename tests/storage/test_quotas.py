@@ -1,0 +1,130 @@
+"""The counts a write may be limited by (``storage.quotas``), on both backends:
+what each measure counts, and writes through two storage objects on one database
+(two nodes on PostgreSQL, two processes on SQLite) sent at once, which stop
+exactly at the limit."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator, Awaitable, Callable
+
+import pytest
+
+from storage import Storage
+from storage.api import OverQuota
+from storage.quotas import Measure, Quota
+from storage.records import BOT_KIND, FileRecord, UserBlockRecord
+from tests.backends import both
+
+T0 = 1_700_000_000.0
+# Writes sent at once through each of the two storage objects.
+EACH = 4
+LIMIT = 3
+
+backend = both
+
+Write = Callable[[Storage, int], Awaitable[object]]
+
+
+@pytest.fixture
+async def two(unopened: Callable[[], Storage]) -> AsyncIterator[list[Storage]]:
+    """Two storage objects of one database, opened."""
+    stores = [unopened(), unopened()]
+    for store in stores:
+        await store.open()
+    yield stores
+    for store in stores:
+        await store.close()
+
+
+async def raced(stores: list[Storage], write: Write) -> list[str]:
+    """``write`` number 0, 1, ... sent at once, EACH through each store; the
+    outcomes, sorted: "ok" or "over"."""
+
+    async def one(store: Storage, number: int) -> str:
+        try:
+            await write(store, number)
+        except OverQuota:
+            return "over"
+        return "ok"
+
+    return sorted(await asyncio.gather(*(one(store, n * len(stores) + i)
+                                         for n in range(EACH)
+                                         for i, store in enumerate(stores))))
+
+
+EXACT = ["ok"] * LIMIT + ["over"] * (2 * EACH - LIMIT)
+
+
+async def test_rooms_owned_at_once_through_two_stores_stop_at_the_limit(
+        two: list[Storage]) -> None:
+    ann = await two[0].create_user("ann", b"h", False, T0)
+    owned = (Quota(Measure.OWNED_ROOMS, ann.id, LIMIT),)
+    assert await raced(two, lambda store, n: store.create_room(
+        f"r{n}", "open", ann.id, T0, owned)) == EXACT
+
+
+async def test_an_ended_room_or_one_not_owned_is_not_counted(storage: Storage) -> None:
+    ann = await storage.create_user("ann", b"h", False, T0)
+    bob = await storage.create_user("bob", b"h", False, T0)
+    owned = (Quota(Measure.OWNED_ROOMS, ann.id, 1),)
+    ended, _ = await storage.create_room("ended", "open", ann.id, T0, owned)
+    await storage.terminate_room(ended.id, T0 + 1)
+    others, _ = await storage.create_room("bobs", "open", bob.id, T0)
+    await storage.add_member(others.id, ann.id, "admin", T0)
+    await storage.create_room("live", "open", ann.id, T0, owned)
+    with pytest.raises(OverQuota) as refused:
+        await storage.create_room("more", "open", ann.id, T0, owned)
+    assert (refused.value.quota, refused.value.held) == (owned[0], 1)
+    assert [r.name for r in await storage.load_active_rooms()] == ["bobs", "live"]
+
+
+async def test_webhooks_at_once_through_two_stores_stop_at_the_limit(
+        two: list[Storage]) -> None:
+    ann = await two[0].create_user("ann", b"h", False, T0)
+    room, _ = await two[0].create_room("hall", "open", ann.id, T0)
+    full = (Quota(Measure.WEBHOOKS, room.id, LIMIT),)
+    assert await raced(two, lambda store, n: store.create_webhook(
+        room.id, f"hook{n}", f"s{n}", ann.id, T0, None, full)) == EXACT
+    assert len(await two[0].list_webhooks(room.id)) == LIMIT
+
+
+async def test_blocks_at_once_through_two_stores_stop_at_the_limit(
+        two: list[Storage]) -> None:
+    ann = await two[0].create_user("ann", b"h", False, T0)
+    others = [await two[0].create_user(f"u{n}", b"h", False, T0) for n in range(2 * EACH)]
+    most = (Quota(Measure.BLOCKS, ann.id, LIMIT),)
+    assert await raced(two, lambda store, n: store.put_user_block(
+        UserBlockRecord(ann.id, others[n].id, T0), most)) == EXACT
+    assert len(await two[0].list_user_blocks(ann.id)) == LIMIT
+
+
+async def test_bots_at_once_through_two_stores_stop_at_the_limit(
+        two: list[Storage]) -> None:
+    ann = await two[0].create_user("ann", b"h", False, T0)
+    most = (Quota(Measure.BOTS, ann.id, LIMIT),)
+    assert await raced(two, lambda store, n: store.create_user(
+        f"bot{n}", b"", False, T0, kind=BOT_KIND, owner_id=ann.id, quotas=most)) == EXACT
+
+
+def upload(uploader_id: int, room_id: int, number: int, size: int) -> FileRecord:
+    return FileRecord(0, room_id, uploader_id, "ann", f"f{number}", size, "text/plain",
+                      f"sha{number}", f"sha{number}", "", T0)
+
+
+async def test_files_at_once_through_two_stores_stop_at_their_count_or_their_bytes(
+        two: list[Storage]) -> None:
+    ann = await two[0].create_user("ann", b"h", False, T0)
+    room, _ = await two[0].create_room("hall", "open", ann.id, T0)
+
+    def quotas(size: int, files: int, most_bytes: int) -> tuple[Quota, Quota]:
+        return (Quota(Measure.FILES, ann.id, files),
+                Quota(Measure.FILE_BYTES, ann.id, most_bytes, size))
+
+    assert await raced(two, lambda store, n: store.add_file(
+        upload(ann.id, room.id, n, 0), quotas(0, LIMIT, 1000))) == EXACT
+    # Now by bytes: LIMIT files held, room for two more of 10 bytes.
+    assert await raced(two, lambda store, n: store.add_file(
+        upload(ann.id, room.id, 100 + n, 10), quotas(10, 100, 20))) == (
+        ["ok"] * 2 + ["over"] * (2 * EACH - 2))
+    assert await two[0].user_file_usage(ann.id) == (LIMIT + 2, 20)
