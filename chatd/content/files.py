@@ -27,6 +27,8 @@ from chatd.domain.permissions import administers
 from chatd.domain.ports import Endpoint, settled
 from chatd.domain.scopes import Scope, missing_scope
 from chatd.errors import ChatError, Code, Remedy, Step
+from storage.api import OverQuota
+from storage.quotas import Measure, Quota
 from storage.records import FileRecord
 
 if TYPE_CHECKING:
@@ -174,22 +176,22 @@ class Files:
         await self._check_quota(user, size, receiving)
 
     async def _check_quota(self, user: User, size: int, receiving: int = 0) -> None:
-        most = self.config.max_files
+        """Refuse, before its data comes, an upload the quotas would refuse now;
+        the decision is the database's, with the file's row (:meth:`store`).
+        ``receiving``: the bytes of the user's uploads still coming, on the disk
+        already."""
         files, used = await self._storage.user_file_usage(user.id)
-        used += receiving  # the uploads still coming are on the disk already
-        if files >= most:
-            # Bytes alone let a user keep empty files without end, each a row that
-            # /files and /myfiles read whole.
-            raise ChatError(Code.QUOTA_EXCEEDED, f"you have {most} files, the most one "
-                            "may keep.", remedy=Remedy(Step.REMOVE_FILES), quota=most)
-        quota = self.config.quota
-        if used + size > quota:
-            # In sizes a person reads; the fields keep the bytes for programs.
-            after, allowed, before = _readable(used + size, quota, used)
-            raise ChatError(Code.QUOTA_EXCEEDED,
-                            f"that would take your files to {after}, over your "
-                            f"quota of {allowed} ({before} used).",
-                            remedy=Remedy(Step.REMOVE_FILES), used=used, quota=quota)
+        held = (files, used + receiving)
+        for quota, count in zip(self._quotas(user, size), held, strict=True):
+            if quota.passed_by(count):
+                raise _over_quota(quota, count)
+
+    def _quotas(self, user: User, size: int) -> tuple[Quota, Quota]:
+        """A new file of ``size`` bytes of ``user``'s counts against these, in the
+        order ``user_file_usage`` reads them. Bytes alone would let a user keep
+        empty files without end, each a row that /files and /myfiles read whole."""
+        return (Quota(Measure.FILES, user.id, self.config.max_files),
+                Quota(Measure.FILE_BYTES, user.id, self.config.quota, size))
 
     async def stage(self) -> tuple[Path, BinaryIO]:
         """A new, empty staging file for an upload, opened for writing."""
@@ -213,11 +215,17 @@ class Files:
         async with self._previews:
             preview = await previews.preview(job, config.preview_timeout)
         async with self._lock:
-            await self._check_quota(user, staged.size)
             await self._blobs.put(staged.path, staged.sha256)
-            record = await self._storage.add_file(FileRecord(
-                0, room.id, user.id, user.name, staged.name, staged.size, mime, staged.sha256,
-                staged.sha256, preview, self._clock.time()))
+            try:
+                # Counted with the insert: uploads ending at once, through one node or
+                # several, cannot each take the last place.
+                record = await self._storage.add_file(FileRecord(
+                    0, room.id, user.id, user.name, staged.name, staged.size, mime,
+                    staged.sha256, staged.sha256, preview, self._clock.time()),
+                    self._quotas(user, staged.size))
+            except OverQuota as refused:
+                await self._drop_blob_if_unused(staged.sha256)
+                raise _over_quota(refused.quota, refused.held) from None
         url = await self._blobs.presigned_url(record.sha256, record.name, record.mime)
         text = (f"shared {record.name} ({previews.human_size(record.size)}, {record.mime}): "
                 f"/download {record.id}")
@@ -458,6 +466,18 @@ def _hides(room: Room, user: User) -> bool:
 def _no_such_file(file_id: int) -> ChatError:
     return ChatError(Code.NO_SUCH_FILE, f"there is no file {file_id}.",
                      remedy=Remedy(Step.LIST_FILES))
+
+
+def _over_quota(quota: Quota, held: int) -> ChatError:
+    """The refusal of a file past ``quota``, of which the user holds ``held``."""
+    if quota.measure is Measure.FILES:
+        return ChatError(Code.QUOTA_EXCEEDED, f"you have {quota.most} files, the most one "
+                         "may keep.", remedy=Remedy(Step.REMOVE_FILES), quota=quota.most)
+    # In sizes a person reads; the fields keep the bytes for programs.
+    after, allowed, before = _readable(held + quota.adding, quota.most, held)
+    return ChatError(Code.QUOTA_EXCEEDED, f"that would take your files to {after}, over "
+                     f"your quota of {allowed} ({before} used).",
+                     remedy=Remedy(Step.REMOVE_FILES), used=held, quota=quota.most)
 
 
 def _too_large(limit: int) -> ChatError:

@@ -15,11 +15,12 @@ from typing import TYPE_CHECKING, Any, Protocol
 
 from chatd.domain import hashing, names
 from chatd.errors import ChatError, Code, Remedy, Step
-from storage.api import Conflict, Storage, StorageError
+from storage.api import Conflict, OverQuota, Storage, StorageError
+from storage.quotas import Measure, Quota
 from storage.records import BOT_KIND, UserBlockRecord, UserRecord
 
 if TYPE_CHECKING:
-    from collections.abc import Callable, Iterable, Iterator, Mapping
+    from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
     from contextlib import AbstractAsyncContextManager
 
     from chatd.config import Config
@@ -313,24 +314,27 @@ class Accounts:
         if owner is not None and owner.is_bot:
             raise ChatError(Code.NOT_PERMITTED, f"{owner.name} is a bot, and a bot cannot "
                             "own bots.")
-        if owner is None:
-            return await self._create_bot(name, None, actor)
-        # The count and the creation under the owner's lock: creations sent at once
-        # on several connections are counted one after the other.
-        async with self.writing(owner):
-            if quota is not None and len(self.bots_of(owner)) >= quota:
-                raise ChatError(Code.QUOTA_EXCEEDED, f"you have {quota} bots already; /bot "
-                                "delete one first (a server admin has no limit).", quota=quota)
-            return await self._create_bot(name, owner, actor)
+        # The database counts the owner's bots with the insert: creations sent at
+        # once, on several connections and through several nodes, are counted one
+        # after the other.
+        quotas: tuple[Quota, ...] = () if owner is None or quota is None else (
+            Quota(Measure.BOTS, owner.id, quota),)
+        return await self._create_bot(name, owner, actor, quotas)
 
-    async def _create_bot(self, name: str, owner: User | None, actor: str) -> User:
+    async def _create_bot(self, name: str, owner: User | None, actor: str,
+                          quotas: Sequence[Quota]) -> User:
         with self._claiming(name):
             try:
                 record = await self._storage.create_user(
                     name, NO_PASSWORD, False, self._clock.time(), kind=BOT_KIND,
-                    owner_id=owner.id if owner is not None else None)
+                    owner_id=owner.id if owner is not None else None, quotas=quotas)
             except Conflict:
                 raise _name_taken(name) from None
+            except OverQuota as refused:
+                most = refused.quota.most
+                raise ChatError(Code.QUOTA_EXCEEDED, f"you have {most} bots already; /bot "
+                                "delete one first (a server admin has no limit).",
+                                quota=most) from None
             user = self._created(record)
         await self._audit.record("bot-created", actor=actor, target=user.name,
                                  reason=f"owner {owner.name}" if owner is not None else "")
@@ -410,17 +414,21 @@ class Accounts:
         async with self.writing(user):
             if target.id in user.blocked:
                 return False
-            most = self._config.accounts.max_blocks
-            if len(user.blocked) >= most:
-                # Each is a row and an entry in memory, and /blocks lists them all.
-                raise ChatError(Code.QUOTA_EXCEEDED, f"you block {most} users, the most one "
-                                "may.", remedy=Remedy(Step.LIST_BLOCKS), quota=most)
-            # Decided in memory before the write: direct messages are refused from here on.
+            # Each is a row and an entry in memory, and /blocks lists them all. The
+            # database counts them with the insert, whatever node blocks at once.
+            limit = Quota(Measure.BLOCKS, user.id, self._config.accounts.max_blocks)
+            # Taken in memory before the write: direct messages are refused from here on
+            # (and accepted again if the write is refused).
             since = user.blocked[target.id] = self._clock.time()
             try:
-                await self._storage.put_user_block(UserBlockRecord(user.id, target.id, since))
-            except StorageError:
+                await self._storage.put_user_block(UserBlockRecord(user.id, target.id, since),
+                                                   (limit,))
+            except StorageError as exc:
                 user.blocked.pop(target.id, None)
+                if isinstance(exc, OverQuota):
+                    raise ChatError(Code.QUOTA_EXCEEDED, f"you block {limit.most} users, the "
+                                    "most one may.", remedy=Remedy(Step.LIST_BLOCKS),
+                                    quota=limit.most) from None
                 raise
         self.changed(user, "block")
         return True

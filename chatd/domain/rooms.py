@@ -19,7 +19,8 @@ from chatd.domain import events, names
 from chatd.domain.permissions import Action, authorize, heard, refuse_silenced
 from chatd.domain.room import UNSTORED_SEQ, Departure, Member, Mode, Role, Room, in_force
 from chatd.errors import ChatError, Code, Remedy, Step
-from storage.api import Conflict, Refused
+from storage.api import Conflict, OverQuota, Refused
+from storage.quotas import Measure, Quota
 
 if TYPE_CHECKING:
     from collections.abc import Iterable, Mapping, Sequence
@@ -257,13 +258,14 @@ class Rooms:
             if self.find(name) is not None:
                 raise ChatError(Code.NAME_TAKEN, f'a room named "{name}" exists.',
                                 remedy=Remedy(Step.JOIN_EXISTING, name))
-            self._refuse_over_quota(user)
             self._refuse_gone(user)  # (spares a doomed write; checked again below)
             try:
                 room, member = await unless_deleted(self._create_row(user, name, mode),
                                                     self._storage, user)
             except Conflict:
                 raise ChatError(Code.NAME_TAKEN, f'a room named "{name}" exists.') from None
+            except OverQuota as refused:
+                raise self._over_quota(refused.quota.most) from None
             if self.account_gone(user):
                 # Deleted, or its deletion began, while the rows were written: that
                 # deletion cannot see a room not yet in memory, so the room ends
@@ -284,21 +286,31 @@ class Rooms:
         return sum(1 for room in self._of_user.get(user.id, ())
                    if room.role_of(user.id) is Role.OWNER)
 
-    def _refuse_over_quota(self, user: User) -> None:
-        """Refuse a new room to a user who owns ``max_owned`` already: rooms live in
-        memory as long as they have members, so one account must not make them
-        without end. Server admins have no limit."""
-        if user.is_admin or self.owned(user) < self.max_owned:
-            return
-        raise ChatError(Code.QUOTA_EXCEEDED, f"you own {self.max_owned} rooms, the most one "
-                        "may own: transfer or leave one first.", quota=self.max_owned)
+    def _quotas(self, user: User) -> tuple[Quota, ...]:
+        """What a new room of ``user``'s is counted against: the rooms they own, at
+        most ``max_owned`` (rooms live in memory as long as they have members, so
+        one account must not make them without end). Server admins have no limit.
+        The database counts them with the room's insert, so that creations sent at
+        once, through one node or several, cannot each take the last place."""
+        if user.is_admin:
+            return ()
+        return (Quota(Measure.OWNED_ROOMS, user.id, self.max_owned),)
+
+    def _over_quota(self, most: int) -> ChatError:
+        return ChatError(Code.QUOTA_EXCEEDED, f"you own {most} rooms, the most one may own: "
+                         "transfer or leave one first.", quota=most)
 
     async def _create_row(self, user: User, name: str, mode: Mode) -> tuple[Room, Member]:
         """The room's rows (and its owner's), written; not in memory yet."""
         now = self._clock.time()
         if user.has_account:
-            record, member = await self._storage.create_room(name, mode.value, user.id, now)
+            record, member = await self._storage.create_room(name, mode.value, user.id, now,
+                                                             self._quotas(user))
             return Room(record), Member.from_record(member, user.name)
+        # An IRC guest is stored nowhere, and lives on one node: its rooms are
+        # counted in this node's memory, under the creation lock.
+        if not user.is_admin and self.owned(user) >= self.max_owned:
+            raise self._over_quota(self.max_owned)
         record = await self._storage.create_unowned_room(name, mode.value, now)
         owner = Member(user.id, user.name, Role.OWNER, now, now, UNSTORED_SEQ)
         return Room(record), owner

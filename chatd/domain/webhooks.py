@@ -21,7 +21,6 @@ answer like a wrong address. Its name stays taken until an admin revokes it.
 
 from __future__ import annotations
 
-import asyncio
 import hashlib
 import hmac
 import secrets
@@ -32,7 +31,8 @@ from chatd.domain.limits import Kind
 from chatd.domain.permissions import administers, hook_unadministered
 from chatd.domain.protection import rate_limited
 from chatd.errors import ChatError, Code
-from storage.api import Conflict
+from storage.api import Conflict, OverQuota
+from storage.quotas import Measure, Quota
 
 if TYPE_CHECKING:
     from chatd.config import Config
@@ -109,10 +109,10 @@ class Webhooks:
         self._audit = audit
         self._clock = clock
         # The most webhooks one room may have (web.max_webhooks): set from the
-        # configuration (reconfigure), at start and reload. Creations wait for each
-        # other, so that two made at once cannot both take the last place.
+        # configuration (reconfigure), at start and reload. The database counts them
+        # with each insert, so that two made at once, through one node or several,
+        # cannot both take the last place.
         self.max_per_room = 20
-        self._creating = asyncio.Lock()
 
     def reconfigure(self, config: Config) -> None:
         self.max_per_room = config.web.max_webhooks
@@ -137,14 +137,18 @@ class Webhooks:
             raise ChatError(Code.INVALID_NAME, f"a webhook's name follows the rules of user "
                             f"names: {exc}") from None
         secret = secrets.token_urlsafe(32)
-        async with self._creating:
-            await self._refuse_full(room)
-            try:
-                record = await self._storage.create_webhook(room.id, name, secret_hash(secret),
-                                                            user.id, self._clock.time(),
-                                                            token_id)
-            except Conflict:
-                raise await self._name_taken(room, name) from None
+        # Each is a stored row and a name its admins could otherwise make without end.
+        full = Quota(Measure.WEBHOOKS, room.id, self.max_per_room)
+        try:
+            record = await self._storage.create_webhook(room.id, name, secret_hash(secret),
+                                                        user.id, self._clock.time(),
+                                                        token_id, (full,))
+        except Conflict:
+            raise await self._name_taken(room, name) from None
+        except OverQuota as refused:
+            raise ChatError(Code.QUOTA_EXCEEDED, f"#{room.name} has {refused.quota.most} "
+                            "webhooks, the most a room may have: revoke one first.",
+                            quota=refused.quota.most) from None
         await self._audit.record("webhook-create", user.name, bot_name(record), room,
                                  f"webhook {record.id}")
         return secret, record
@@ -161,14 +165,6 @@ class Webhooks:
         return ChatError(Code.NAME_TAKEN, f'#{room.name} already has a webhook named '
                          f'"{name}": webhook {taken.id}, dead ({_DEATHS[why]}), keeps its '
                          "name until it is revoked.")
-
-    async def _refuse_full(self, room: Room) -> None:
-        """Refuse one more webhook to a room that has ``max_per_room``: each is a
-        stored row and a name its admins could otherwise make without end."""
-        if len(await self._storage.list_webhooks(room.id)) >= self.max_per_room:
-            raise ChatError(Code.QUOTA_EXCEEDED, f"#{room.name} has {self.max_per_room} "
-                            "webhooks, the most a room may have: revoke one first.",
-                            quota=self.max_per_room)
 
     async def list(self, user: User, room: Room) -> list[WebhookRecord]:
         _require_admin(user, room)

@@ -1,0 +1,114 @@
+"""The counts one user or room may hold, raced across nodes: creations sent at
+the same moment through three nodes stop exactly at the limit, and every one
+past it is refused with ``quota-exceeded`` (docs/CLUSTER.md, "Quotas exactly
+once"). Each node's memory alone would let every node take the last place."""
+
+from __future__ import annotations
+
+import asyncio
+from collections import Counter
+
+import pytest
+
+from chatd.app.app import App
+from chatd.client import ChatClient
+from commands.bots import MAX_BOTS
+from tests.cluster.conftest import StartNode, login, register
+from tests.cluster.test_accounts import everywhere
+from tests.cluster.test_races import outcome
+
+pytestmark = pytest.mark.asyncio
+
+# Connections of one person per node, each sending one creation, all at once.
+PER_NODE = 3
+# The limits under test: small, so that most of the creations raced are past them.
+LIMIT = 2
+# Races run one after the other where one may be won by chance.
+ROUNDS = 4
+
+
+async def three_nodes(start_node: StartNode, *names: str, **limits: int) -> list[App]:
+    """Three nodes with ``limits``; the accounts ``names`` made on the first and
+    known on every node."""
+    first = await start_node(1, **limits)
+    await register(first, *names)
+    nodes = [first, await start_node(2, **limits), await start_node(3, **limits)]
+    await everywhere(nodes, lambda app: all(app.services.accounts.find(name) is not None
+                                            for name in names))
+    return nodes
+
+
+async def connections(nodes: list[App], name: str, per_node: int = PER_NODE
+                      ) -> list[ChatClient]:
+    """``name`` logged in ``per_node`` times on each node."""
+    return [await login(app, name) for app in nodes for _ in range(per_node)]
+
+
+async def at_once(clients: list[ChatClient], lines: list[str]) -> Counter[str]:
+    """Each client sends its line, all at the same moment; how many of each outcome."""
+    outcomes = await asyncio.gather(*(outcome(client, line)
+                                      for client, line in zip(clients, lines, strict=True)))
+    for client in clients:
+        await client.close()
+    return Counter(outcomes)
+
+
+async def test_rooms_created_through_three_nodes_at_once_stop_at_max_owned(
+        start_node: StartNode) -> None:
+    nodes = await three_nodes(start_node, "ann", rooms__max_owned=LIMIT)
+    clients = await connections(nodes, "ann")
+    outcomes = await at_once(clients, [f"/create hall{i}" for i in range(len(clients))])
+    assert outcomes == {"ok": LIMIT, "quota-exceeded": len(clients) - LIMIT}, outcomes
+    ann = nodes[0].services.accounts.require("ann").id
+    owners = [m for m in await nodes[0].storage.load_members()
+              if m.user_id == ann and m.role == "owner"]
+    assert len(owners) == LIMIT, owners
+
+
+async def test_webhooks_created_through_three_nodes_at_once_stop_at_max_webhooks(
+        start_node: StartNode) -> None:
+    nodes = await three_nodes(start_node, "ann", web__max_webhooks=LIMIT)
+    owner = await login(nodes[0], "ann")
+    # A round per room: each node's creations wait for each other, so a round's
+    # race is at one moment; several make it all but certain to be run.
+    rooms = [f"hall{number}" for number in range(ROUNDS)]
+    for room in rooms:
+        await owner.command(f"/create {room}")
+    await owner.close()
+    await everywhere(nodes, lambda app: all(app.services.rooms.find(room) is not None
+                                            for room in rooms))
+    for room in rooms:
+        clients = await connections(nodes, "ann")
+        outcomes = await at_once(clients, [f"/webhook create hook{i} {room}"
+                                           for i in range(len(clients))])
+        assert outcomes == {"ok": LIMIT, "quota-exceeded": len(clients) - LIMIT}, outcomes
+        room_id = nodes[0].services.rooms.require(room).id
+        assert len(await nodes[0].storage.list_webhooks(room_id)) == LIMIT
+
+
+async def test_blocks_made_through_three_nodes_at_once_stop_at_max_blocks(
+        start_node: StartNode) -> None:
+    others = [f"pest{i}" for i in range(3 * PER_NODE)]
+    nodes = await three_nodes(start_node, "ann", *others, accounts__max_blocks=LIMIT)
+    clients = await connections(nodes, "ann")
+    outcomes = await at_once(clients, [f"/block {name}" for name in others])
+    assert outcomes == {"ok": LIMIT, "quota-exceeded": len(clients) - LIMIT}, outcomes
+    ann = nodes[0].services.accounts.require("ann").id
+    assert len(await nodes[0].storage.list_user_blocks(ann)) == LIMIT
+
+
+async def test_bots_made_through_three_nodes_at_once_stop_at_the_quota(
+        start_node: StartNode) -> None:
+    nodes = await three_nodes(start_node, "ann")
+    ann = await login(nodes[0], "ann")
+    for number in range(MAX_BOTS - LIMIT):  # LIMIT places left, as for the others
+        await ann.command(f"/bot create early{number}")
+    await ann.close()
+    await everywhere(nodes, lambda app: len(app.services.accounts.bots_of(
+        app.services.accounts.require("ann"))) == MAX_BOTS - LIMIT)
+    clients = await connections(nodes, "ann")
+    outcomes = await at_once(clients, [f"/bot create robot{i}" for i in range(len(clients))])
+    assert outcomes == {"ok": LIMIT, "quota-exceeded": len(clients) - LIMIT}, outcomes
+    owner = nodes[0].services.accounts.require("ann").id
+    bots = [u for u in await nodes[0].storage.list_users() if u.owner_id == owner]
+    assert len(bots) == MAX_BOTS
