@@ -81,7 +81,7 @@ class OverQuota(StorageError):
 
 class Storage(Protocol):
     """Each write that makes a row some count is limited by (a room owned, a
-    webhook, a block, a file, a bot) takes ``quotas``: it counts them in its own
+    webhook, a block, a file, a bot, an API token) takes ``quotas``: it counts them in its own
     transaction, serialised with every other such write of the same holder on
     any node, and raises :class:`OverQuota` instead of writing past one."""
 
@@ -220,7 +220,8 @@ class Storage(Protocol):
     # API tokens (scopes: space-separated)
     async def create_token(self, user_id: int, name: str, token_hash: str,
                            created_at: float, expires_at: float | None,
-                           scopes: str = ALL_SCOPES) -> TokenRecord: ...
+                           scopes: str = ALL_SCOPES,
+                           quotas: Sequence[Quota] = ()) -> TokenRecord: ...
     async def find_token(self, token_hash: str) -> TokenRecord | None: ...
     async def list_tokens(self, user_id: int) -> list[TokenRecord]: ...
     async def load_tokens(self) -> list[TokenRecord]: ...

@@ -1,6 +1,7 @@
 """The counts one account or room may hold, decided with the row that adds to them.
 
-A write that adds a room owned, a webhook, a block, a file or a bot may be given
+A write that adds a room owned, a webhook, a block, a file, a bot or an API token
+may be given
 :class:`Quota` limits. The backend then counts, in the write's own transaction and
 before its insert, what each limit measures, and refuses the write with
 :class:`~storage.api.OverQuota` when adding would pass the limit. The count and the insert are
@@ -43,6 +44,8 @@ class Measure(enum.Enum):
                   Holder.ACCOUNT)
     # The bots the account owns.
     BOTS = ("SELECT COUNT(*) FROM users WHERE owner_id = {key}", Holder.ACCOUNT)
+    # The account's API tokens, expired ones too (they keep their names).
+    TOKENS = ("SELECT COUNT(*) FROM api_tokens WHERE user_id = {key}", Holder.ACCOUNT)
 
     def __init__(self, sql: str, holder: Holder) -> None:
         self.sql = sql

@@ -10,7 +10,8 @@ from collections.abc import Sequence
 
 import aiosqlite
 
-from storage.host import SqliteHost, rowid
+from storage.host import SqliteHost, refuse_over, rowid
+from storage.quotas import Quota
 from storage.records import ALL_SCOPES, ResumeRecord, Rotation, TokenRecord
 
 _TOKEN = "id, user_id, name, token_hash, created_at, expires_at, scopes, last_used_at"
@@ -26,9 +27,11 @@ class TokenQueries:
 
     async def create_token(self: SqliteHost, user_id: int, name: str, token_hash: str,
                            created_at: float, expires_at: float | None,
-                           scopes: str = ALL_SCOPES) -> TokenRecord:
+                           scopes: str = ALL_SCOPES,
+                           quotas: Sequence[Quota] = ()) -> TokenRecord:
         """Store a token; Conflict if the user has one of that name (case-insensitive)."""
         async with self._transaction() as conn:
+            await refuse_over(conn, quotas)
             cursor = await conn.execute(
                 "INSERT INTO api_tokens (user_id, name, token_hash, created_at, expires_at, "
                 "scopes) VALUES (?, ?, ?, ?, ?, ?)",

@@ -30,7 +30,8 @@ from typing import TYPE_CHECKING
 from chatd.domain import names
 from chatd.domain.scopes import ALL_SCOPES, DEFAULT_SCOPES, Scope, loaded, stored
 from chatd.errors import ChatError, Code, Remedy, Step
-from storage.api import Conflict, Refused, StorageError
+from storage.api import Conflict, OverQuota, Refused, StorageError
+from storage.quotas import Measure, Quota
 
 if TYPE_CHECKING:
     from collections.abc import Callable
@@ -171,19 +172,20 @@ class Tokens:
             raise ChatError(Code.BAD_ARGUMENTS, f"a token's name is 1-{NAME_MAX} letters, "
                             f"digits, '.', '_' or '-', not {names.quoted(name)}.")
         secret = PREFIX + secrets.token_urlsafe(32)
-        # Counted and made under the account's lock: creations sent at once on several
-        # connections are counted one after the other.
+        # Made under the account's lock, and counted by the database with the insert:
+        # creations sent at once on several connections, through one node or several,
+        # are counted one after the other.
         async with self._accounts.writing(user):
-            if len(self.of(user)) >= MAX_TOKENS:
-                raise ChatError(Code.QUOTA_EXCEEDED, f"{user.name} has {MAX_TOKENS} API "
-                                "tokens already; revoke one first.", quota=MAX_TOKENS)
             # Chosen under the lock: two picked at once would be the same name.
             name = name if name is not None else self._fresh_name(user)
             now = self._clock.time()
             try:
                 record = await self._storage.create_token(
                     user.id, name, token_hash(secret), now, now + ttl if ttl else None,
-                    stored(scopes))
+                    stored(scopes), (Quota(Measure.TOKENS, user.id, MAX_TOKENS),))
+            except OverQuota:
+                raise ChatError(Code.QUOTA_EXCEEDED, f"{user.name} has {MAX_TOKENS} API "
+                                "tokens already; revoke one first.", quota=MAX_TOKENS) from None
             except Conflict:
                 raise ChatError(Code.NAME_TAKEN, f'you already have a token named "{name}".',
                                 remedy=Remedy(Step.REVOKE_TOKEN)) from None

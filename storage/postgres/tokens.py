@@ -11,7 +11,8 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
-from storage.postgres.host import PgHost
+from storage.postgres.host import PgHost, refuse_over
+from storage.quotas import Quota
 from storage.records import ALL_SCOPES, ResumeRecord, Rotation, TokenRecord
 
 if TYPE_CHECKING:
@@ -30,12 +31,15 @@ class PgTokenQueries:
 
     async def create_token(self: PgHost, user_id: int, name: str, token_hash: str,
                            created_at: float, expires_at: float | None,
-                           scopes: str = ALL_SCOPES) -> TokenRecord:
+                           scopes: str = ALL_SCOPES,
+                           quotas: Sequence[Quota] = ()) -> TokenRecord:
         """Store a token; Conflict if the user has one of that name (ignoring case)."""
-        token_id = await self._fetch_value(
-            "INSERT INTO api_tokens (user_id, name, token_hash, created_at, expires_at, scopes) "
-            "VALUES ($1, $2, $3, $4, $5, $6) RETURNING id",
-            user_id, name, token_hash, created_at, expires_at, scopes)
+        async with self._transaction() as conn:
+            await refuse_over(conn, quotas)
+            token_id = await conn.fetchval(
+                "INSERT INTO api_tokens (user_id, name, token_hash, created_at, expires_at, "
+                "scopes) VALUES ($1, $2, $3, $4, $5, $6) RETURNING id",
+                user_id, name, token_hash, created_at, expires_at, scopes)
         return TokenRecord(int(token_id), user_id, name, token_hash, created_at, expires_at,
                            scopes)
 

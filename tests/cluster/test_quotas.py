@@ -12,6 +12,7 @@ import pytest
 
 from chatd.app.app import App
 from chatd.client import ChatClient
+from chatd.domain.tokens import MAX_TOKENS
 from commands.bots import MAX_BOTS
 from tests.cluster.conftest import StartNode, login, register
 from tests.cluster.test_accounts import everywhere
@@ -112,3 +113,18 @@ async def test_bots_made_through_three_nodes_at_once_stop_at_the_quota(
     owner = nodes[0].services.accounts.require("ann").id
     bots = [u for u in await nodes[0].storage.list_users() if u.owner_id == owner]
     assert len(bots) == MAX_BOTS
+
+
+async def test_api_tokens_made_through_three_nodes_at_once_stop_at_the_quota(
+        start_node: StartNode) -> None:
+    nodes = await three_nodes(start_node, "ann")
+    tokens = nodes[0].services.tokens
+    ann = nodes[0].services.accounts.require("ann")
+    for number in range(MAX_TOKENS - LIMIT):  # LIMIT places left, as for the others
+        await tokens.create(ann, f"early{number}", None)
+    await everywhere(nodes, lambda app: len(app.services.tokens.of(
+        app.services.accounts.require("ann"))) == MAX_TOKENS - LIMIT)
+    clients = await connections(nodes, "ann")
+    outcomes = await at_once(clients, [f"/token create late{i}" for i in range(len(clients))])
+    assert outcomes == {"ok": LIMIT, "quota-exceeded": len(clients) - LIMIT}, outcomes
+    assert len(await nodes[0].storage.list_tokens(ann.id)) == MAX_TOKENS

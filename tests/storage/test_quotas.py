@@ -128,3 +128,11 @@ async def test_files_at_once_through_two_stores_stop_at_their_count_or_their_byt
         upload(ann.id, room.id, 100 + n, 10), quotas(10, 100, 20))) == (
         ["ok"] * 2 + ["over"] * (2 * EACH - 2))
     assert await two[0].user_file_usage(ann.id) == (LIMIT + 2, 20)
+
+
+async def test_api_tokens_at_once_through_two_stores_stop_at_the_limit(
+        two: list[Storage]) -> None:
+    ann = await two[0].create_user("ann", b"h", False, T0)
+    most = (Quota(Measure.TOKENS, ann.id, LIMIT),)
+    assert await raced(two, lambda store, n: store.create_token(
+        ann.id, f"t{n}", f"hash{n}", T0, None, quotas=most)) == EXACT
