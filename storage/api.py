@@ -14,6 +14,7 @@ from typing import Protocol
 from storage.quotas import Quota
 from storage.records import (
     ALL_SCOPES,
+    API_TOKEN_KIND,
     USER_KIND,
     AssociationRecord,
     AuditEntry,
@@ -217,10 +218,11 @@ class Storage(Protocol):
         newest (ids are never given again); how many."""
         ...
 
-    # API tokens (scopes: space-separated)
+    # API tokens (scopes: space-separated; kind: API_TOKEN_KIND or SESSION_TOKEN_KIND)
     async def create_token(self, user_id: int, name: str, token_hash: str,
                            created_at: float, expires_at: float | None,
                            scopes: str = ALL_SCOPES,
+                           kind: str = API_TOKEN_KIND,
                            quotas: Sequence[Quota] = ()) -> TokenRecord: ...
     async def find_token(self, token_hash: str) -> TokenRecord | None: ...
     async def list_tokens(self, user_id: int) -> list[TokenRecord]: ...

@@ -394,6 +394,16 @@ WEBHOOK_TOKENS = """
 ALTER TABLE webhooks ADD COLUMN token_id INTEGER;
 """
 
+# Tokens have a kind: 'api', made by a user for a script or a bot, or 'session',
+# made by the web client for a browser tab. A webhook made from a session
+# logged in with an 'api' token lives as long as the token (version 15); one
+# made with a 'session' token lives as the account, as a password session's.
+# Every token made before is an 'api' one, as it was taken to be.
+TOKEN_KINDS = """
+ALTER TABLE api_tokens ADD COLUMN kind TEXT NOT NULL DEFAULT 'api'
+    CHECK (kind IN ('api', 'session'));
+"""
+
 MIGRATIONS: tuple[Migration, ...] = (
     Migration(1, "foundation: users, rooms, members, messages, associations, notifications",
               FOUNDATION),
@@ -413,6 +423,8 @@ MIGRATIONS: tuple[Migration, ...] = (
     Migration(14, "invitations outlive the account of the admin who made them",
               KEPT_INVITATIONS),
     Migration(15, "webhooks remember the API token that made them", WEBHOOK_TOKENS),
+    Migration(16, "API tokens have a kind: a script's (api) or a browser tab's (session)",
+              TOKEN_KINDS),
 )
 
 LATEST_VERSION: int = MIGRATIONS[-1].version

@@ -19,6 +19,12 @@ BOT_KIND = "bot"
 # Every scope a token may grant, space-separated as stored; tokens made before
 # scopes existed have them all.
 ALL_SCOPES = "read post moderate admin"
+# The kinds of API token: one a user makes for a script or a bot (what a webhook
+# made with it lives as long as), or one the web client makes for a browser tab
+# to log in again with (a webhook made with it lives as its account's). Tokens
+# made before kinds existed are of the first.
+API_TOKEN_KIND = "api"
+SESSION_TOKEN_KIND = "session"
 
 
 @dataclass(frozen=True, slots=True)
@@ -180,6 +186,7 @@ class TokenRecord:
     expires_at: float | None
     scopes: str = ALL_SCOPES
     last_used_at: float | None = None
+    kind: str = API_TOKEN_KIND
 
 
 @dataclass(frozen=True, slots=True)

@@ -12,9 +12,10 @@ import aiosqlite
 
 from storage.host import SqliteHost, refuse_over, rowid
 from storage.quotas import Quota
-from storage.records import ALL_SCOPES, ResumeRecord, Rotation, TokenRecord
+from storage.records import ALL_SCOPES, API_TOKEN_KIND, ResumeRecord, Rotation, TokenRecord
 
-_TOKEN = "id, user_id, name, token_hash, created_at, expires_at, scopes, last_used_at"
+_TOKEN = ("id, user_id, name, token_hash, created_at, expires_at, scopes, last_used_at, "
+          "kind")
 _RESUME = "id, user_id, token_hash, created_at, expires_at, api_token_id, scopes"
 _INSERT_RESUME = ("INSERT INTO resume_tokens (user_id, token_hash, created_at, expires_at, "
                   "api_token_id, scopes) VALUES (?, ?, ?, ?, ?, ?)")
@@ -28,16 +29,18 @@ class TokenQueries:
     async def create_token(self: SqliteHost, user_id: int, name: str, token_hash: str,
                            created_at: float, expires_at: float | None,
                            scopes: str = ALL_SCOPES,
+                           kind: str = API_TOKEN_KIND,
                            quotas: Sequence[Quota] = ()) -> TokenRecord:
         """Store a token; Conflict if the user has one of that name (case-insensitive)."""
         async with self._transaction() as conn:
             await refuse_over(conn, quotas)
             cursor = await conn.execute(
                 "INSERT INTO api_tokens (user_id, name, token_hash, created_at, expires_at, "
-                "scopes) VALUES (?, ?, ?, ?, ?, ?)",
-                (user_id, name, token_hash, created_at, expires_at, scopes))
+                "scopes, kind) VALUES (?, ?, ?, ?, ?, ?, ?)",
+                (user_id, name, token_hash, created_at, expires_at, scopes, kind))
             token_id = rowid(cursor)
-        return TokenRecord(token_id, user_id, name, token_hash, created_at, expires_at, scopes)
+        return TokenRecord(token_id, user_id, name, token_hash, created_at, expires_at, scopes,
+                           kind=kind)
 
     async def find_token(self: SqliteHost, token_hash: str) -> TokenRecord | None:
         row = await self._fetch_one(f"SELECT {_TOKEN} FROM api_tokens WHERE token_hash = ?",

@@ -182,7 +182,7 @@ class Tokens:
             try:
                 record = await self._storage.create_token(
                     user.id, name, token_hash(secret), now, now + ttl if ttl else None,
-                    stored(scopes), (Quota(Measure.TOKENS, user.id, MAX_TOKENS),))
+                    stored(scopes), quotas=(Quota(Measure.TOKENS, user.id, MAX_TOKENS),))
             except OverQuota:
                 raise ChatError(Code.QUOTA_EXCEEDED, f"{user.name} has {MAX_TOKENS} API "
                                 "tokens already; revoke one first.", quota=MAX_TOKENS) from None

@@ -76,7 +76,7 @@ TABLES: tuple[Table, ...] = (
     Table("audit", ("id", "ts", "actor", "action", "target", "room", "reason", "room_id"),
           identity="id"),
     Table("api_tokens", ("id", "user_id", "name", "token_hash", "created_at", "expires_at",
-                         "scopes", "last_used_at"), identity="id"),
+                         "scopes", "last_used_at", "kind"), identity="id"),
     Table("resume_tokens", ("id", "user_id", "token_hash", "created_at", "expires_at",
                             "api_token_id", "scopes"), identity="id"),
     Table("files", ("id", "room_id", "uploader_id", "uploader_name", "name", "size", "mime",

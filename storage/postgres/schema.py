@@ -343,12 +343,18 @@ WEBHOOK_TOKENS = """
 ALTER TABLE webhooks ADD COLUMN token_id bigint;
 """
 
+# A token's kind (see storage.migrations): every existing token is an 'api' one.
+TOKEN_KINDS = """
+ALTER TABLE api_tokens ADD COLUMN kind text NOT NULL DEFAULT 'api'
+    CHECK (kind IN ('api', 'session'));
+"""
+
 # Each step's PostgreSQL script, by the version of the SQLite step it mirrors.
 _SCRIPTS: dict[int, str] = {
     1: FOUNDATION, 2: GOVERNANCE, 3: API_TOKENS, 4: AUDIT_ROOM_ID, 5: CONTENT_AND_KEYS,
     6: DROP_SENDER_INDEX, 7: MESSAGE_BLOCKS, 8: USER_BLOCKS, 9: ROOM_MODES, 10: WEBHOOKS,
     11: BOTS_SCOPES_RESUME, 12: CONVERSATIONS, 13: META, 14: KEPT_INVITATIONS,
-    15: WEBHOOK_TOKENS}
+    15: WEBHOOK_TOKENS, 16: TOKEN_KINDS}
 
 
 def _mirrored() -> tuple[PgMigration, ...]:

@@ -13,12 +13,13 @@ from typing import TYPE_CHECKING
 
 from storage.postgres.host import PgHost, refuse_over
 from storage.quotas import Quota
-from storage.records import ALL_SCOPES, ResumeRecord, Rotation, TokenRecord
+from storage.records import ALL_SCOPES, API_TOKEN_KIND, ResumeRecord, Rotation, TokenRecord
 
 if TYPE_CHECKING:
     from storage.postgres.host import PgConnection
 
-_TOKEN = "id, user_id, name, token_hash, created_at, expires_at, scopes, last_used_at"
+_TOKEN = ("id, user_id, name, token_hash, created_at, expires_at, scopes, last_used_at, "
+          "kind")
 _RESUME = "id, user_id, token_hash, created_at, expires_at, api_token_id, scopes"
 _INSERT_RESUME = ("INSERT INTO resume_tokens (user_id, token_hash, created_at, expires_at, "
                   "api_token_id, scopes) VALUES ($1, $2, $3, $4, $5, $6) RETURNING id")
@@ -32,16 +33,17 @@ class PgTokenQueries:
     async def create_token(self: PgHost, user_id: int, name: str, token_hash: str,
                            created_at: float, expires_at: float | None,
                            scopes: str = ALL_SCOPES,
+                           kind: str = API_TOKEN_KIND,
                            quotas: Sequence[Quota] = ()) -> TokenRecord:
         """Store a token; Conflict if the user has one of that name (ignoring case)."""
         async with self._transaction() as conn:
             await refuse_over(conn, quotas)
             token_id = await conn.fetchval(
                 "INSERT INTO api_tokens (user_id, name, token_hash, created_at, expires_at, "
-                "scopes) VALUES ($1, $2, $3, $4, $5, $6) RETURNING id",
-                user_id, name, token_hash, created_at, expires_at, scopes)
+                "scopes, kind) VALUES ($1, $2, $3, $4, $5, $6, $7) RETURNING id",
+                user_id, name, token_hash, created_at, expires_at, scopes, kind)
         return TokenRecord(int(token_id), user_id, name, token_hash, created_at, expires_at,
-                           scopes)
+                           scopes, kind=kind)
 
     async def find_token(self: PgHost, token_hash: str) -> TokenRecord | None:
         row = await self._fetch_one(f"SELECT {_TOKEN} FROM api_tokens WHERE token_hash = $1",

@@ -89,6 +89,8 @@ async def _fill(db: SqliteStorage) -> None:
     await db.append_audit(T0 + 55, None, "expire", "carol", None, "")
     bot_token = await db.create_token(bob, "Bot", "tokenhash", T0 + 56, None, "read post")
     await db.create_token(gone, "temp", "tokenhash2", T0 + 56, T0 + 60)
+    # A browser tab's token, whose kind the copy carries.
+    await db.create_token(alice, "web-tab", "tokenhash4", T0 + 56, T0 + 99, kind="session")
     await db.set_tokens_used([(bot_token.id, T0 + 57)])
     await db.create_resume_token(alice, "resume-a", T0 + 57, T0 + 999, None,
                                  "read post moderate admin")
@@ -198,6 +200,8 @@ async def test_a_populated_database_round_trips_table_by_table(populated: str,
             await embedded.close()
         assert await node.load_active_rooms() == await embedded_rooms(populated)
         assert await node.load_tokens() == await embedded_tokens(populated)
+        assert {t.name: t.kind for t in await node.load_tokens()} == \
+            {"Bot": "api", "web-tab": "session"}
         # Each hook names the token that made it: the live one's, the revoked one's.
         assert [(h.name, h.token_id is not None, h.token_gone)
                 for h in await node.list_webhooks(1)] == \

@@ -143,10 +143,18 @@ async def seed_v15(conn: aiosqlite.Connection) -> None:
                        "created_at, token_id) VALUES (1, 'deploy', 'cd', 1, ?, 1)", (T0,))
 
 
+async def seed_v16(conn: aiosqlite.Connection) -> None:
+    # A browser tab's token of bob's, and a hook he made with it (a password-like one).
+    await conn.execute("INSERT INTO api_tokens (user_id, name, token_hash, created_at, kind) "
+                       "VALUES (2, 'web-tab', 'tab', ?, 'session')", (T0,))
+    await conn.execute("INSERT INTO webhooks (room_id, name, secret_hash, creator_id, "
+                       "created_at) VALUES (1, 'tab', 'ef', 2, ?)", (T0,))
+
+
 SEEDS: dict[int, Seed] = {1: seed_v1, 2: seed_v2, 3: seed_v3, 4: seed_v4, 5: seed_v5,
                           6: seed_v6, 7: seed_v7, 8: seed_v8, 9: seed_v9, 10: seed_v10,
                           11: seed_v11, 12: seed_v12, 13: seed_v13, 14: seed_v14,
-                          15: seed_v15}
+                          15: seed_v15, 16: seed_v16}
 
 
 async def build_database(path: Path, version: int) -> None:
@@ -229,9 +237,11 @@ async def check_v1_rows(storage: SqliteStorage) -> None:
 
 async def check_v3_rows(storage: SqliteStorage) -> None:
     # A token made before scopes existed keeps every scope; its users stay people.
-    [token] = await storage.load_tokens()
-    assert (token.name, token.scopes, token.last_used_at) == \
-        ("ci", "read post moderate admin", None)
+    # Made before kinds existed, it is a script's (api), as it was taken to be.
+    token = await storage.find_token("abc")
+    assert token is not None
+    assert (token.name, token.scopes, token.last_used_at, token.kind) == \
+        ("ci", "read post moderate admin", None, "api")
     alice = await storage.get_user(1)
     assert alice is not None and (alice.kind, alice.owner_id) == ("user", None)
 
@@ -278,6 +288,32 @@ async def test_upgraded_webhooks_are_kept_and_name_no_token(tmp_path: Path) -> N
         await storage.close()
 
 
+async def test_upgraded_tokens_are_a_scripts_and_new_ones_keep_their_kind(
+        tmp_path: Path) -> None:
+    """Every token made before version 16 is an 'api' one (what a webhook made with it
+    lives as long as); a token stored since keeps the kind it was made with, read back
+    by every query, and the column refuses a kind it does not know."""
+    path = tmp_path / "v15.db"
+    await build_database(path, 15)
+    storage = SqliteStorage(str(path))
+    await storage.open()
+    try:
+        assert [(t.name, t.kind) for t in await storage.load_tokens()] == [("ci", "api")]
+        tab = await storage.create_token(2, "web-tab", "tab", T0, T0 + 60, "read",
+                                         kind="session")
+        script = await storage.create_token(2, "script", "script", T0, None)
+        assert (tab.kind, script.kind) == ("session", "api")
+        assert await storage.find_token("tab") == tab
+        assert {t.name: t.kind for t in await storage.list_tokens(2)} == \
+            {"web-tab": "session", "script": "api"}
+        assert [t.kind for t in await storage.load_tokens()] == ["api", "session", "api"]
+    finally:
+        await storage.close()
+    with sqlite3.connect(path) as conn, pytest.raises(sqlite3.IntegrityError):
+        conn.execute("INSERT INTO api_tokens (user_id, name, token_hash, created_at, kind) "
+                     "VALUES (2, 'odd', 'odd', 1, 'other')")
+
+
 async def test_latest_database_opens_unchanged(tmp_path: Path) -> None:
     path = tmp_path / "latest.db"
     await build_database(path, LATEST_VERSION)
@@ -288,6 +324,8 @@ async def test_latest_database_opens_unchanged(tmp_path: Path) -> None:
         await check_v2_rows(storage)
         token = await storage.find_token("abc")
         assert token is not None and token.name == "ci"
+        tab = await storage.find_token("tab")
+        assert tab is not None and (tab.name, tab.kind) == ("web-tab", "session")
         assert [(m.id, m.sender_id, m.text) for m in await storage.room_history(1, 10)] == [
             (10, 1, "hello"), (20, 2, "block 0"), (21, 2, "block 1"), (22, 2, "block 2")]
         assert await storage.max_message_id() == 22

@@ -279,6 +279,32 @@ async def test_upgraded_webhooks_are_kept_and_name_no_token(fresh_url: str) -> N
         await storage.close()
 
 
+async def test_upgraded_tokens_are_a_scripts_and_new_ones_keep_their_kind(
+        fresh_url: str) -> None:
+    """Every token made before version 16 is an 'api' one; one stored since keeps the
+    kind it was made with, and the column refuses a kind it does not know."""
+    async with connected(fresh_url) as conn:
+        await migrate(conn, target=15)
+        await conn.execute("INSERT INTO users (name, password_hash, created_at) "
+                           "VALUES ('alice', '\\x01', 1)")
+        await conn.execute("INSERT INTO api_tokens (user_id, name, token_hash, created_at) "
+                           "VALUES (1, 'ci', 'h', 1)")
+        await migrate(conn)
+        with pytest.raises(asyncpg.CheckViolationError):
+            await conn.execute("INSERT INTO api_tokens (user_id, name, token_hash, created_at, "
+                               "kind) VALUES (1, 'odd', 'odd', 1, 'other')")
+    storage = PostgresStorage(fresh_url)
+    await storage.open()
+    try:
+        assert [(t.name, t.kind) for t in await storage.load_tokens()] == [("ci", "api")]
+        tab = await storage.create_token(1, "web-tab", "tab", 2, 60, "read", kind="session")
+        assert tab.kind == "session" and await storage.find_token("tab") == tab
+        assert {t.name: t.kind for t in await storage.list_tokens(1)} == \
+            {"ci": "api", "web-tab": "session"}
+    finally:
+        await storage.close()
+
+
 async def test_only_one_of_two_nodes_rotating_a_resume_token_gets_a_new_one(
         postgres_url: str) -> None:
     nodes = [PostgresStorage(postgres_url) for _ in range(2)]
