@@ -28,11 +28,12 @@ from chatd.domain.scopes import (
     require_scope,
     shown,
 )
+from chatd.domain.tokens import API_KIND, SESSION_KIND
 from chatd.domain.webhooks import bot_name, hook_path
 from chatd.errors import ChatError, Code, Remedy, Step
 from chatd.protocol.context import Context, table_time
 from chatd.protocol.paging import PAGE, page_of
-from chatd.protocol.params import Choice, Duration, Number, RoomRef, Scopes, Word
+from chatd.protocol.params import Choice, Duration, Flag, Number, RoomRef, Scopes, Word
 from chatd.protocol.params import Context as ParamContext
 from chatd.protocol.registry import NEEDS_MEMBER, NEEDS_ROOM_ADMIN, command
 from chatd.protocol.results import DEFERRED, Deferred, Ok, ok
@@ -42,7 +43,7 @@ GROUP = "bots"
 MAX_BOTS = 10
 
 
-TOKEN_USAGE = ("/token create [name] [scopes] [ttl]  |  /token list  |  "
+TOKEN_USAGE = ("/token create [name] [scopes] [ttl] [--session]  |  /token list  |  "
                "/token revoke <name>  |  /token revoke-resume")
 
 
@@ -65,13 +66,16 @@ TOKEN_MADE = ("create",)
          Word("name", optional=True, sub_commands=TOKEN_NAMED),
          Scopes("scopes", optional=True, sub_commands=TOKEN_MADE),
          Duration("ttl", optional=True, meaning="a lifetime", sub_commands=TOKEN_MADE),
+         Flag("session", sub_commands=TOKEN_MADE),
          group=GROUP, usage=TOKEN_USAGE,
-         scope=Scope.ADMIN, errors=(Code.NAME_TAKEN, Code.NO_SUCH_TOKEN, Code.QUOTA_EXCEEDED))
+         scope=Scope.ADMIN, errors=(Code.NAME_TAKEN, Code.NO_SUCH_TOKEN, Code.QUOTA_EXCEEDED,
+                                    Code.NOT_PERMITTED))
 async def token(ctx: Context, action: str, name: str | None, scopes: frozenset[Scope] | None,
-                ttl: float | None) -> Ok | Deferred:
+                ttl: float | None, session: bool) -> Ok | Deferred:
     """Manage API tokens for bots: shown once, stored only as a hash, with scopes."""
     if action == "create":
-        return await _create_token(ctx, ctx.user, *_name_scopes_ttl(name, scopes, ttl))
+        kind = await _session_kind(ctx) if session else API_KIND
+        return await _create_token(ctx, ctx.user, *_name_scopes_ttl(name, scopes, ttl), kind)
     if action == "revoke":
         if name is None:
             raise ChatError(Code.BAD_ARGUMENTS, "missing <name>.")
@@ -125,18 +129,32 @@ def _name_scopes_ttl(name: str | None, scopes: frozenset[Scope] | None,
     return name or "default", scopes, ttl
 
 
+async def _session_kind(ctx: Context) -> str:
+    """``session``, the kind of a browser tab's token, unless this session logged in
+    with a script's token: what a webhook made with a session token lives as long as
+    is its account, and a script must not make its webhooks outlive its own token."""
+    own = ctx.session.token_id
+    if own is not None and await ctx.services.tokens.kind_of(ctx.user, own) != \
+            SESSION_KIND:
+        raise ChatError(Code.NOT_PERMITTED, "a session logged in with an API token makes "
+                        "API tokens only (--session is for the web client's tabs).")
+    return SESSION_KIND
+
+
 async def _create_token(ctx: Context, owner: User, name: str | None,
-                        scopes: frozenset[Scope] | None, ttl: float | None) -> Ok:
-    """A token for ``owner`` (the user, or one of their bots): never more scopes than
-    this session has, so a token cannot mint a stronger one."""
+                        scopes: frozenset[Scope] | None, ttl: float | None,
+                        kind: str = API_KIND) -> Ok:
+    """A token of ``kind`` for ``owner`` (the user, or one of their bots): never more
+    scopes than this session has, so a token cannot mint a stronger one."""
     granted = _grantable(ctx, scopes)
-    secret, record = await ctx.services.tokens.create(owner, name, ttl, granted)
+    secret, record = await ctx.services.tokens.create(owner, name, ttl, granted, kind)
     lasts = "never expires" if record.expires_at is None else \
         f"expires {table_time(record.expires_at)} UTC"
-    return ok(f"Token {record.name} for {owner.name} ({shown(granted)}, {lasts}): {secret} "
-              f"(shown only now; log in with /login {owner.name} --token <token>).", token=secret,
-              name=record.name, user=owner.name, scopes=listed(granted),
-              expires=record.expires_at)
+    what = "Session token" if kind == SESSION_KIND else "Token"
+    return ok(f"{what} {record.name} for {owner.name} ({shown(granted)}, {lasts}): "
+              f"{secret} (shown only now; log in with /login {owner.name} --token <token>).",
+              token=secret, name=record.name, user=owner.name, scopes=listed(granted),
+              expires=record.expires_at, kind=record.kind)
 
 
 def _grantable(ctx: Context, scopes: frozenset[Scope] | None) -> frozenset[Scope]:
@@ -153,11 +171,13 @@ def _grantable(ctx: Context, scopes: frozenset[Scope] | None) -> frozenset[Scope
 async def _token_list(ctx: Context, owner: User) -> Ok:
     tokens = ctx.services.tokens
     records = tokens.of(owner)
-    entries = [{"name": r.name, "scopes": listed(tokens.scopes(r)), "created": r.created_at,
-               "expires": r.expires_at, "last_used": tokens.last_used(r)} for r in records]
+    entries = [{"name": r.name, "kind": r.kind, "scopes": listed(tokens.scopes(r)),
+                "created": r.created_at, "expires": r.expires_at,
+                "last_used": tokens.last_used(r)} for r in records]
     if records:
-        ctx.table(["name", "scopes", "created (UTC)", "expires (UTC)", "last used (UTC)"],
-                  [[r.name, shown(tokens.scopes(r)), table_time(r.created_at),
+        ctx.table(["name", "kind", "scopes", "created (UTC)", "expires (UTC)",
+                   "last used (UTC)"],
+                  [[r.name, r.kind, shown(tokens.scopes(r)), table_time(r.created_at),
                     _maybe_time(r.expires_at), _maybe_time(tokens.last_used(r))]
                    for r in records])
     resume = ctx.services.resume.count(owner)
@@ -387,7 +407,8 @@ async def webhook(ctx: Context, action: str, what: str | None, room: Room | None
     if action == "create":
         # A webhook posts: a token that may not post must not make something that does.
         require_scope(ctx.session.scopes, Scope.POST, WEBHOOK_POSTS)
-        # Made with the session's API token, if any: the hook lives as long as it.
+        # Made with the session's API token, if any: the hook lives as long as it when
+        # it is a script's (a browser tab's lives as the account).
         secret, record = await hooks.create(ctx.user, room, what, ctx.session.token_id)
         path = hook_path(record.id, secret)
         # Said when it is so: a hook ending with the token is no surprise then.

@@ -234,7 +234,7 @@ def wire_services(config: Config, clock: Clock, storage: Storage, table: Command
     e2e = E2E(config.crypto, storage, accounts, messaging, rooms, bus, clock, transactions)
     stickers = Stickers(config.stickers)
     crypto = CryptoService(config.crypto, protection)
-    webhooks = Webhooks(storage, accounts, rooms, messaging, protection, audit, clock)
+    webhooks = Webhooks(storage, accounts, tokens, rooms, messaging, protection, audit, clock)
     services = Services(config=config, clock=clock, storage=storage, writer=writer, bus=bus,
                         accounts=accounts, rooms=rooms, messaging=messaging,
                         moderation=moderation, admission=admission, protection=protection,

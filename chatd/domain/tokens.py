@@ -14,6 +14,14 @@ login: a bot that reconnects in a loop costs no writes.
 A token that is revoked or expires ends the connections logged in with it (or
 with a resume token made from it): each names its token, and
 :class:`TokenSessions` watches the expiries.
+
+A token has a kind, set by what makes it: an ``api`` token is one a user makes
+for a script or a bot (``/token create``, ``/bot``), a ``session`` token one
+the web client makes for a browser tab (``/token create ... --session``), to
+log the tab in again. A webhook made from a session logged in with an ``api``
+token lives as long as that token (chatd.domain.webhooks); one made with a
+``session`` token lives as its account, as a password session's does: the tab
+logging out (which revokes its token) must not end what its user made there.
 """
 
 from __future__ import annotations
@@ -32,6 +40,7 @@ from chatd.domain.scopes import ALL_SCOPES, DEFAULT_SCOPES, Scope, loaded, store
 from chatd.errors import ChatError, Code, Remedy, Step
 from storage.api import Conflict, OverQuota, Refused, StorageError
 from storage.quotas import Measure, Quota
+from storage.records import API_TOKEN_KIND, SESSION_TOKEN_KIND
 
 if TYPE_CHECKING:
     from collections.abc import Callable
@@ -54,6 +63,10 @@ NAME_MAX = 32
 # daemon's memory gave out (resume tokens are bounded too, bots per owner as well).
 MAX_TOKENS = 100
 _NAME = re.compile(rf"[A-Za-z0-9._-]{{1,{NAME_MAX}}}")
+# What a token is made for, as stored (storage.records): a script's or a bot's
+# (API_KIND), or a browser tab's (SESSION_KIND).
+API_KIND = API_TOKEN_KIND
+SESSION_KIND = SESSION_TOKEN_KIND
 
 
 def token_hash(token: str) -> str:
@@ -165,9 +178,11 @@ class Tokens:
             self._forget(record, revoked=False)
 
     async def create(self, user: User, name: str | None, ttl: float | None,
-                     scopes: frozenset[Scope] = DEFAULT_SCOPES) -> tuple[str, TokenRecord]:
-        """A new token: the secret (to show once) and its stored record. Without a
-        ``name``, the first of ``token2``, ``token3`` ... that ``user`` has none of."""
+                     scopes: frozenset[Scope] = DEFAULT_SCOPES,
+                     kind: str = API_KIND) -> tuple[str, TokenRecord]:
+        """A new token of ``kind``: the secret (to show once) and its stored record.
+        Without a ``name``, the first of ``token2``, ``token3`` ... that ``user`` has
+        none of."""
         if name is not None and _NAME.fullmatch(name) is None:
             raise ChatError(Code.BAD_ARGUMENTS, f"a token's name is 1-{NAME_MAX} letters, "
                             f"digits, '.', '_' or '-', not {names.quoted(name)}.")
@@ -182,7 +197,7 @@ class Tokens:
             try:
                 record = await self._storage.create_token(
                     user.id, name, token_hash(secret), now, now + ttl if ttl else None,
-                    stored(scopes), quotas=(Quota(Measure.TOKENS, user.id, MAX_TOKENS),))
+                    stored(scopes), kind, (Quota(Measure.TOKENS, user.id, MAX_TOKENS),))
             except OverQuota:
                 raise ChatError(Code.QUOTA_EXCEEDED, f"{user.name} has {MAX_TOKENS} API "
                                 "tokens already; revoke one first.", quota=MAX_TOKENS) from None
@@ -224,6 +239,26 @@ class Tokens:
         """Whether the token of that id exists and has not expired."""
         record = self._by_id.get(token_id)
         return record is not None and self._alive(record)
+
+    async def kind_of(self, user: User, token_id: int) -> str:
+        """The kind of ``user``'s token ``token_id``: as held here, or, on a cluster's
+        node, as stored when it was made on another node a moment ago and is not
+        held yet. A token gone meanwhile (revoked) counts as an ``api`` one: what
+        is made with it then dies with it, as a script's would."""
+        record = self._by_id.get(token_id)
+        if record is None and self.shared:
+            record = next((r for r in await self._storage.list_tokens(user.id)
+                           if r.id == token_id), None)
+        return record.kind if record is not None else API_KIND
+
+    async def tying(self, user: User, token_id: int | None) -> int | None:
+        """The token a webhook made now by a session of ``user`` logged in with
+        ``token_id`` (None: with a password) lives as long as: that token, when it
+        is a script's (``api``); None, when it is a browser tab's (``session``) or
+        there is none, and the hook lives as the account."""
+        if token_id is None or await self.kind_of(user, token_id) == SESSION_KIND:
+            return None
+        return token_id
 
     def _alive(self, record: TokenRecord) -> bool:
         return record.expires_at is None or record.expires_at > self._clock.time()

@@ -9,9 +9,13 @@ audited. Each hook has its own rate limit (``web.webhook_rate``). A hook speaks
 for its creator: each post is refused, as a post of theirs would be now, and
 unless they still hold the role that making the hook needed.
 
-A hook made from a session logged in with an API token (or with a resume token
-made from one) lives as long as that token: once it is revoked or expires, the
-hook is dead, and its posts are refused (``token-revoked``, ``token-expired``).
+A hook made from a session logged in with a script's API token (an ``api``
+one, or a resume token made from one) lives as long as that token: once it is
+revoked or expires, the hook is dead, and its posts are refused
+(``token-revoked``, ``token-expired``). A hook made with a browser tab's token
+(a ``session`` one, chatd.domain.tokens) lives as its account, as one made from
+a password session does: the tab logging out revokes that token, and what its
+user made there must not die with it.
 A dead hook is kept, not deleted: an expiry happens with nobody there to delete
 anything, so the refusal must come from the token's row as each post reads it
 (on every node alike); and kept, the hook stays in the room's list, shown dead,
@@ -43,6 +47,7 @@ if TYPE_CHECKING:
     from chatd.domain.protection import Protection
     from chatd.domain.room import Room
     from chatd.domain.rooms import Rooms
+    from chatd.domain.tokens import Tokens
     from storage.api import Storage
     from storage.records import WebhookRecord
 
@@ -78,7 +83,7 @@ def dead(record: WebhookRecord, now: float) -> Code | None:
 
 def describe(record: WebhookRecord, now: float) -> dict[str, Any]:
     """A hook as replies show it (never its secret, which is not kept): also whether
-    an API token made it (``by_token``: it lives as long as the token), and why it
+    a script's API token made it (``by_token``: it lives as long as the token), and why it
     is dead at ``now`` (``dead``: the code its posts get; None while it lives)."""
     why = dead(record, now)
     return {"id": record.id, "name": record.name, "bot": bot_name(record),
@@ -98,11 +103,12 @@ _DEATHS = {Code.TOKEN_REVOKED: "its token was revoked", Code.TOKEN_EXPIRED: "its
 class Webhooks:
     """Creates, lists, revokes incoming webhooks and posts through them."""
 
-    def __init__(self, storage: Storage, accounts: Accounts, rooms: Rooms,
+    def __init__(self, storage: Storage, accounts: Accounts, tokens: Tokens, rooms: Rooms,
                  messaging: Messaging, protection: Protection, audit: AuditLog,
                  clock: Clock) -> None:
         self._storage = storage
         self._accounts = accounts
+        self._tokens = tokens
         self._rooms = rooms
         self._messaging = messaging
         self._protection = protection
@@ -128,8 +134,9 @@ class Webhooks:
     async def create(self, user: User, room: Room, raw_name: str,
                      token_id: int | None = None) -> tuple[str, WebhookRecord]:
         """A new hook of ``room``: its secret (to show once) and its stored record.
-        ``token_id``: the API token the session asking for it logged in with (the
-        hook dies with it), None for a password session."""
+        ``token_id``: the API token the session asking for it logged in with, None
+        for a password session. The hook dies with that token when it is a script's
+        (``record.token_id`` names it then), and lives as the account otherwise."""
         _require_admin(user, room)
         try:
             name = names.user_name(raw_name)
@@ -137,12 +144,13 @@ class Webhooks:
             raise ChatError(Code.INVALID_NAME, f"a webhook's name follows the rules of user "
                             f"names: {exc}") from None
         secret = secrets.token_urlsafe(32)
+        tied = await self._tokens.tying(user, token_id)
         # Each is a stored row and a name its admins could otherwise make without end.
         full = Quota(Measure.WEBHOOKS, room.id, self.max_per_room)
         try:
             record = await self._storage.create_webhook(room.id, name, secret_hash(secret),
                                                         user.id, self._clock.time(),
-                                                        token_id, (full,))
+                                                        tied, (full,))
         except Conflict:
             raise await self._name_taken(room, name) from None
         except OverQuota as refused:

@@ -591,7 +591,8 @@ async def _tokens(ctl: ControlServer, req: dict[str, Any]) -> Any:
     users = [accounts.require(user)] if user is not None else \
         sorted(accounts.all(), key=lambda u: u.name.lower())
     tokens = ctl.services.tokens
-    return [{"user": user.name, "name": record.name, "scopes": listed(tokens.scopes(record)),
+    return [{"user": user.name, "name": record.name, "kind": record.kind,
+             "scopes": listed(tokens.scopes(record)),
              "created": record.created_at, "expires": record.expires_at,
              "last_used": tokens.last_used(record)}
             for user in users for record in tokens.of(user)]

@@ -180,12 +180,12 @@ class Flag(Param):
     def convert(self, ctx: Context, word: str, more_follow: bool) -> Any:
         if word.lower() == f"--{self.name}":
             return True
-        if more_follow:
+        # A word that is no flag at all passes by: the optional parameters before the
+        # flag that passed it too say what it is not (/token create x nosuchscope:
+        # neither a scope nor a lifetime), or it is one too many.
+        if more_follow or not word.startswith("--"):
             raise Decline
-        raise self.refusal(ctx, word)
-
-    def refusal(self, ctx: Context, word: str) -> ChatError:
-        return ChatError(Code.BAD_ARGUMENTS, expected([f"--{self.name}"], word))
+        raise ChatError(Code.BAD_ARGUMENTS, expected([f"--{self.name}"], word))
 
 
 @dataclass(frozen=True, slots=True)

@@ -347,7 +347,8 @@ async def create_webhook(call: Call) -> Response:
     room = room_of(call)
     name = _field(call.request.json(), "name")
     hooks = call.services.webhooks
-    # Made with the request's API token: the hook lives as long as that token.
+    # Made with the request's API token: the hook lives as long as that token when it
+    # is a script's (a browser tab's lives as the account).
     secret, record = await hooks.create(call.me, room, name, call.token_id)
     return json_response(hooks.describe(record) | {"room": room.name, "secret": secret,
                                                    "path": hook_path(record.id, secret)}, 201)

@@ -68,7 +68,7 @@ ENCRYPT = obj(algorithm={"type": "string", "enum": list(ALGORITHMS)},
               cost={"type": "string", "enum": list(COSTS), "default": "medium"},
               password=STR, text=STR, optional=("cost", "as"), **{"as": _AS})
 DECRYPT = obj(password=STR, armored=STR, optional=("as",), **{"as": _AS})
-# by_token: an API token made it (it lives as long as the token); dead: why it posts
+# by_token: a script's API token made it (it lives as long as the token); dead: why it posts
 # no more (token-revoked, token-expired), null while it lives.
 WEBHOOK = obj(id=INT, name=STR, bot=STR, created=NUM, by_token=BOOL, dead=nullable(STR))
 NEW_WEBHOOK = obj(id=INT, name=STR, bot=STR, created=NUM, by_token=BOOL, dead=nullable(STR),

@@ -150,8 +150,9 @@ async def test_listing_shows_scopes_expiry_and_last_use_written_in_batches(
     alice = await clients.user("alice")
     made = await alice.command("/token create bot read 1d")
     listed = (await alice.command("/token list"))["tokens"]
-    assert listed == [{"name": "bot", "scopes": ["read"], "created": made["expires"] - 86400,
-                       "expires": made["expires"], "last_used": None}]
+    assert listed == [{"name": "bot", "kind": "api", "scopes": ["read"],
+                       "created": made["expires"] - 86400, "expires": made["expires"],
+                       "last_used": None}]
     clock.advance(60)
     await _token_login(clients, made["token"])
     used = (await alice.command("/token list"))["tokens"][0]["last_used"]
@@ -180,12 +181,15 @@ async def test_listing_shows_scopes_expiry_and_last_use_written_in_batches(
 async def test_token_list_in_text_mode(clients: Clients) -> None:
     alice = await clients.user("alice")
     await alice.command("/token create bot read,post")
+    await alice.command("/token create tab read 1d --session")
     person = await text_client(clients, "alice")
     lines = await text_run(person, "/token list")
-    assert lines[0].split() == ["name", "scopes", "created", "(UTC)", "expires", "(UTC)",
-                                "last", "used", "(UTC)"]
-    assert lines[1].split()[:2] == ["bot", "read,post"] and lines[1].split()[-2:] == ["never"] * 2
-    assert lines[-1] == "* 1 token; 0 resume tokens."
+    assert lines[0].split() == ["name", "kind", "scopes", "created", "(UTC)", "expires",
+                                "(UTC)", "last", "used", "(UTC)"]
+    assert lines[1].split()[:3] == ["bot", "api", "read,post"]
+    assert lines[1].split()[-2:] == ["never"] * 2
+    assert lines[2].split()[:3] == ["tab", "session", "read"]
+    assert lines[-1] == "* 2 tokens; 0 resume tokens."
 
 
 async def test_an_expired_token_fails(clients: Clients, clock: ManualClock) -> None:

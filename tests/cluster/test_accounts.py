@@ -70,6 +70,26 @@ async def test_a_token_made_or_revoked_on_one_node_is_so_on_every_node(
         await client.close()
 
 
+async def test_a_tabs_token_not_held_yet_makes_a_webhook_that_lives_as_the_account(
+        nodes: list[App]) -> None:  # noqa: F811
+    """A browser tab's session token made on another node a moment ago (written
+    straight to the database, its announcement not arrived): a webhook made from a
+    log-in with it on a node that does not hold it yet is not tied to it either, the
+    kind read where the token is not held."""
+    await register(nodes[0], "eve")
+    await everywhere(nodes, lambda app: app.services.accounts.find("eve") is not None)
+    user = nodes[0].services.accounts.require("eve")
+    unannounced = PREFIX + "S" * 43
+    await nodes[0].storage.create_token(user.id, "web-tab", token_hash(unannounced),
+                                        nodes[0].clock.time(), None, kind="session")
+    tab = await ChatClient.connect("127.0.0.1", nodes[2].port)
+    assert (await tab.command(f"/auth {unannounced}"))["type"] == "ok"
+    await tab.command("/create eves-den")
+    made = await tab.command("/webhook create deploy eves-den")
+    assert (made["by_token"], made["dead"]) == (False, None)
+    await tab.close()
+
+
 async def test_a_block_made_on_one_node_refuses_messages_sent_on_another(
         nodes: list[App]) -> None:  # noqa: F811
     ann, bob = await login(nodes[0], "ann"), await login(nodes[1], "bob")

@@ -124,7 +124,7 @@ async def test_a_sub_commands_refusal_ends_with_its_own_usage(clients: Clients,
     ("/token revoke a 1d", "/token revoke <name>"),
     ("/token list x", "/token list"),
     ("/token revoke-resume x", "/token revoke-resume"),
-    ("/token create a read 1d x", "/token create [name] [scopes] [ttl]"),
+    ("/token create a read 1d x", "/token create [name] [scopes] [ttl] [--session]"),
     ("/bot list 1 x", "/bot list [page]"),
     ("/bot tokens helper read", "/bot tokens <name>"),
     ("/bot delete helper x", "/bot delete <name>"),
@@ -151,8 +151,8 @@ async def test_a_word_beyond_a_sub_commands_own_is_one_too_many(
     ("/ratelimit off 2", "off takes no burst: the room's own rate and burst both go. "
                          "Usage: /ratelimit off [room]"),
     ("/token frobnicate", 'expected create, list, revoke or revoke-resume, not "frobnicate". '
-                          "Usage: /token create [name] [scopes] [ttl]  |  /token list  |  "
-                          "/token revoke <name>  |  /token revoke-resume"),
+                          "Usage: /token create [name] [scopes] [ttl] [--session]  |  "
+                          "/token list  |  /token revoke <name>  |  /token revoke-resume"),
 ])
 async def test_each_sub_command_words_its_refusal_itself(clients: Clients, line: str,
                                                          error: str) -> None:

@@ -278,3 +278,66 @@ async def test_a_webhook_made_through_the_api_ends_when_its_token_expires(
     assert listed["dead"] == "token-expired"
     history = await owner.command("/history den")
     assert [m["text"] for m in history["messages"]] == ["in time"]
+
+
+async def test_a_webhook_made_with_a_browser_tabs_token_lives_as_the_account(
+        server: ChatServer, clients: Clients, clock: ManualClock) -> None:
+    """The web client logs a tab in again with a session token of its own (made with
+    --session). A webhook made from that login, or from a resume token made from it,
+    is not tied to the token: the tab logging out (which revokes it) or the token
+    expiring leaves the webhook posting, as one made from a password session."""
+    owner = await clients.user("alice")
+    await owner.command("/create den")
+    made = await owner.command("/token create web-tab all 1h --session")
+    assert made["kind"] == "session" and made["message"].startswith("Session token web-tab")
+    tab = await clients.anonymous()
+    resume = (await tab.command(f"/login alice --token {made['token']} --resume"))["resume"]
+    by_tab = await tab.command("/webhook create deploy den")
+    assert (by_tab["by_token"], by_tab["dead"]) == (False, None)
+    assert "API token" not in by_tab["message"]
+    resumed = await clients.anonymous()
+    await resumed.command(f"/login --resume {resume}")
+    by_resumed = await resumed.command("/webhook create build den")
+    assert by_resumed["by_token"] is False
+    async with http(server, made["token"]) as client:
+        answer = await client.post("/api/v1/rooms/den/webhooks", json={"name": "alerts"})
+        by_api = answer.json()
+        assert answer.status_code == 201 and by_api["by_token"] is False, answer.text
+    # The tab logs out (its token revoked); the other token expires with the clock.
+    await owner.command("/token revoke web-tab")
+    clock.advance(3600)
+    async with http(server) as hook:
+        for path in (by_tab["path"], by_resumed["path"], by_api["path"]):
+            posted = await hook.post(path, json={"text": "still here"})
+            assert posted.status_code == 201, posted.text
+    listed = (await owner.command("/webhook list den"))["webhooks"]
+    assert [(h["name"], h["by_token"], h["dead"]) for h in listed] == [
+        ("deploy", False, None), ("build", False, None), ("alerts", False, None)]
+
+
+async def test_only_a_session_of_no_scripts_token_makes_session_tokens(
+        server: ChatServer, clients: Clients) -> None:
+    """A script logged in with an API token cannot make a session token (whose
+    webhooks would outlive the script's token); a tab logged in with its session
+    token can (it renews its own when a duplicate of it logged out). /token list
+    shows each token's kind."""
+    owner = await clients.user("alice")
+    await owner.command("/create den")
+    script_token = (await owner.command("/token create ci all"))["token"]
+    assert (await owner.command("/token list"))["tokens"][0]["kind"] == "api"
+    script = await clients.anonymous()
+    await script.command(f"/login alice --token {script_token}")
+    refused = await error_of(script, "/token create sneaky all --session")
+    assert refused["code"] == "not-permitted", refused
+    assert (await script.command("/token create helper all"))["kind"] == "api"
+    tab_token = (await owner.command("/token create web-tab all 7d --session"))["token"]
+    tab = await clients.anonymous()
+    await tab.command(f"/login alice --token {tab_token}")
+    renewed = await tab.command("/token create web-next all 7d --session")
+    assert renewed["kind"] == "session"
+    kinds = {t["name"]: t["kind"] for t in (await owner.command("/token list"))["tokens"]}
+    assert kinds == {"ci": "api", "helper": "api", "web-tab": "session",
+                     "web-next": "session"}
+    assert {r.name: r.kind for r in await server.services.storage.load_tokens()} == kinds
+    mistyped = await error_of(owner, "/token create x all 7d --sesion")
+    assert mistyped["code"] == "bad-arguments" and "--session" in mistyped["message"]
