@@ -256,6 +256,8 @@ export class Connection {
   // Log in (or register) with a password; keep an API token for the tab, and a
   // resume token when the server gives one. The token may do all that this
   // password session may (a reconnected tab keeps its powers: moderation, admin).
+  // It is a session token (--session): the tab's own, not a script's, so what the
+  // tab makes with it (a webhook) lives as the account, not only until logging out.
   async login(name, password, register) {
     const refused = spacedLoginWord(name, password);
     if (refused) return {type: "error", code: "bad-arguments", message: refused};
@@ -268,7 +270,7 @@ export class Connection {
     // (a wrong password, then the server's login timeout) just closes quietly.
     this.wanted = true;
     const tokenName = `web-${randomWord()}`;
-    const made = await this.command(`/token create ${tokenName} all 7d`);
+    const made = await this.command(`/token create ${tokenName} all 7d --session`);
     const saved = {user: reply.user, admin: reply.admin, lastId: 0};
     if (made.type === "ok") {
       saved.token = made.token;
@@ -315,7 +317,7 @@ export class Connection {
     if (saved.token !== refused) return Promise.resolve(true);
     if (!this.renewing) {
       this.renewing = (async () => {
-        const made = await this.command(`/token create web-${randomWord()} all 7d`);
+        const made = await this.command(`/token create web-${randomWord()} all 7d --session`);
         if (made.type !== "ok") return false;
         const kept = this.saved || saved;
         kept.token = made.token;
