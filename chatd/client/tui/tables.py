@@ -104,7 +104,7 @@ _FILES = (_ID, field("name"), Column("size", _size), field("mime", header="type"
           field("uploader"))
 _MY_FILES = (_ID, field("name"), Column("size", _size), Column("room", _room_of_file),
              when("time", "uploaded"))
-_TOKENS = (field("name"), Column("scopes", _scopes), when("created", "created"),
+_TOKENS = (field("name"), field("kind"), Column("scopes", _scopes), when("created", "created"),
            when("expires", "expires", "never"), when("last_used", "last used", "never"))
 
 # (command, list field): the columns of its text-mode table. A command not named here
