@@ -102,7 +102,8 @@ KEYS_PAGE = replace(PAGE, sub_commands=("room",))
          usage="/keys publish <x25519-key> [mlkem-key]  |  /keys get <user>  |  "
                "/keys room [room] [page]",
          scope=Scope.READ,
-         errors=(Code.NO_SUCH_USER, Code.NO_SUCH_ROOM, Code.NOT_IN_ROOM, Code.NO_ROOM, Code.NO_KEY),
+         errors=(Code.NO_SUCH_USER, Code.NOT_PERMITTED, Code.NO_SUCH_ROOM, Code.NOT_IN_ROOM,
+                 Code.NO_ROOM, Code.NO_KEY),
          needs=("logged in; keys room: member of the room (server admins: any room); "
                 "keys publish: with a token, its post scope"))
 async def keys(ctx: Context, action: str, key: str | None, pq_key: str | None,
@@ -115,7 +116,9 @@ async def keys(ctx: Context, action: str, key: str | None, pq_key: str | None,
     if action == "get":
         if key is None:
             raise ChatError(Code.BAD_ARGUMENTS, "missing user.")
-        entry = await ctx.services.e2e.key_of(ctx.services.accounts.require(key))
+        # An IRC guest's nick is visibly in use: refused as a guest, not as nobody.
+        owner = ctx.services.accounts.account(key, "/keys get takes accounts only.")
+        entry = await ctx.services.e2e.key_of(owner)
         return ok(f"{entry['user']}: {entry['fingerprint']}", keys=[entry], user=entry["user"])
     return await _room_keys(ctx, room or RoomRef("room").absent(ctx), page)
 

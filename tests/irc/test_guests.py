@@ -534,7 +534,8 @@ async def test_commands_that_take_accounts_only_say_a_guest_has_none(
     # use, is refused as such rather than answered "no such user".
     alice = await clients.user("alice")
     await _guest(irc, "visitor")
-    for line in ("/block visitor", "/unblock visitor", "/accept visitor general"):
+    for line in ("/block visitor", "/unblock visitor", "/accept visitor general",
+                 "/keys get visitor"):
         await _refused(alice, line, "not-permitted", "IRC guest, without an account")
     refused = await alice.command("/block nobody", check=False)
     assert refused["code"] == "no-such-user"
