@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 from typing import Any
 
@@ -221,3 +222,47 @@ def test_the_banner_holds_no_control_character(key: str, text: str) -> None:
     with pytest.raises(ConfigError, match=key.replace(".", r"\.")):
         load_config(None, {key: text})
     assert load_config(None, {"server.motd": "two\tlines\nof text"}).server.motd
+
+
+def _bound_at_start_in_the_file() -> set[str]:
+    """The keys conf/chatd.yaml's header says a reload leaves for a restart, its
+    shorthand expanded: ``tls.enabled/host/port``, ``storage.*``, ``files.s3_*``."""
+    header = " ".join(line.lstrip("# ") for line in CONF.read_text(encoding="utf-8")
+                      .split("\n\n")[0].splitlines())
+    listed = header[header.index("bound at start:") + len("bound at start:"):]
+    listed = listed[:listed.index(". ")].replace(" and ", ", ")
+    keys: set[str] = set()
+    for item in (part.strip() for part in listed.split(",")):
+        section, _, names = item.partition(".")
+        for name in names.split("/"):
+            prefix = f"{section}.{name.rstrip('*')}"
+            found = {key for key in all_keys()
+                     if key == prefix or (name.endswith("*") and key.startswith(prefix))}
+            assert found, f"{item}: no such key"
+            keys |= found
+    return keys
+
+
+def test_the_files_list_of_keys_bound_at_start_is_the_reload_policys() -> None:
+    bound = {key for key, policy in RELOAD_POLICY.items() if policy == "restart"}
+    assert _bound_at_start_in_the_file() == bound
+
+
+DOCS = [CONF.parents[1] / "README.md", *sorted((CONF.parents[1] / "docs").glob("*.md"))]
+# A section.key written in prose: not part of a longer dotted name, a path or a call.
+_DOTTED = re.compile(r"(?<![\w./-])([a-z_]+)\.([a-z_0-9]+)(?![\w(/-]|\.\w)")
+
+
+@pytest.mark.parametrize("doc", DOCS, ids=lambda path: path.name)
+def test_every_key_the_docs_name_exists(doc: Path) -> None:
+    """A key named in the documentation is one the loader knows (a renamed key
+    leaves no stale name behind); ``storage.api`` and the like are modules."""
+    keys = set(all_keys())
+    sections = {key.partition(".")[0] for key in keys}
+    root = CONF.parents[1]
+    unknown = {f"{section}.{name}" for section, name in _DOTTED.findall(doc.read_text())
+               if section in sections and f"{section}.{name}" not in keys
+               and not (root / section / f"{name}.py").exists()
+               and not (root / section / name).is_dir()
+               and name not in ("py", "md", "db", "yaml", "sock")}
+    assert not unknown
