@@ -109,7 +109,8 @@ class HistoryCount(Int):
          group=GROUP, scope=Scope.READ, errors=(Code.NOT_IN_ROOM,),
          needs=NEEDS_READER)
 async def history(ctx: Context, room: Room, n: int) -> Ok:
-    """Show a room's last messages (20 by default, 200 at most)."""
+    """Show a room's last messages, oldest first: n of them (else the server's default
+    number), up to the server's cap."""
     config = ctx.services.config.rooms
     if not room.is_member(ctx.user.id) and not ctx.user.is_admin:
         raise ChatError(Code.NOT_IN_ROOM, f"only members of #{room.name} can read its history.",

@@ -4,12 +4,21 @@ from __future__ import annotations
 
 import json
 import re
+from pathlib import Path
 
 import pytest
 
 from chatd.domain.clock import ManualClock
 from chatd.protocol.registry import Command, Need
-from tests.helpers import PASSWORD, ChatServer, Clients, error_of, text_client, text_run
+from tests.helpers import (
+    PASSWORD,
+    ChatServer,
+    Clients,
+    error_of,
+    start_server,
+    text_client,
+    text_run,
+)
 
 ESC = "\x1b"
 TIMESTAMPED = re.compile(r"^\[\d\d:\d\d\] ")
@@ -63,6 +72,24 @@ async def test_help_for_each_command(clients: Clients) -> None:
         assert reply["command"] == "help" and reply["name"] == cmd.name
         assert reply["usage"] == cmd.usage and reply["usage"].startswith(f"/{cmd.name}")
         assert reply["help"].strip() and reply["needs"].strip()
+
+
+async def test_help_states_no_figure_the_configuration_sets(tmp_path: Path) -> None:
+    """A help text is written once, and the figures it could quote (how many
+    messages /history shows) are the configuration's: a server set otherwise
+    would be described wrongly, so no summary states a number."""
+    server = await start_server(tmp_path / "set.db", rooms__history_default=5,
+                                rooms__history_max=50)
+    opened = Clients(server)
+    try:
+        client = await opened.anonymous()
+        listed = (await client.command("/help"))["commands"]
+        said = (await client.command("/help history"))["help"]
+    finally:
+        await opened.close()
+        await server.stop()
+    assert not [(c["name"], c["help"]) for c in listed if re.search(r"\b\d+\b", c["help"])]
+    assert "default" in said and "cap" in said
 
 
 async def test_help_for_one_command(clients: Clients) -> None:
