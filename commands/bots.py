@@ -205,7 +205,7 @@ BOT_PAGE = replace(PAGE, sub_commands=("list",))
 
 @command("bot", Choice("action", choices=("create", "list", "token", "tokens", "revoke",
                                           "delete")),
-         Word("name", optional=True, sub_commands=BOT_NAMED),
+         Word("name", sub_commands=BOT_NAMED),
          Scopes("scopes", optional=True, sub_commands=BOT_TOKEN_MADE),
          Duration("ttl", optional=True, meaning="a lifetime", sub_commands=BOT_TOKEN_MADE),
          Word("token_name", sub_commands=("revoke",)), BOT_PAGE, group=GROUP, usage=BOT_USAGE,
@@ -219,7 +219,7 @@ async def bot(ctx: Context, action: str, name: str | None, scopes: frozenset[Sco
     if action == "list":
         return _bot_list(ctx, page)
     if name is None:
-        raise ChatError(Code.BAD_ARGUMENTS, f"/bot {action} needs the bot's name.")
+        raise ChatError(Code.BAD_ARGUMENTS, "missing <name>.")
     if action == "create":
         return await _bot_create(ctx, name, scopes, ttl)
     target = _my_bot(ctx, name)
@@ -401,7 +401,8 @@ async def webhook(ctx: Context, action: str, what: str | None, room: Room | None
     if action == "list":
         return await _webhook_list(ctx, what, room)
     if what is None:
-        raise ChatError(Code.BAD_ARGUMENTS, f"missing {'name' if action == 'create' else 'id'}.")
+        raise ChatError(Code.BAD_ARGUMENTS,
+                        f"missing <{'name' if action == 'create' else 'id'}>.")
     room = _or_current(ctx, room)
     hooks = ctx.services.webhooks
     if action == "create":

@@ -115,7 +115,7 @@ async def keys(ctx: Context, action: str, key: str | None, pq_key: str | None,
         return await _publish(ctx, key, pq_key)
     if action == "get":
         if key is None:
-            raise ChatError(Code.BAD_ARGUMENTS, "missing user.")
+            raise ChatError(Code.BAD_ARGUMENTS, "missing <user>.")
         # An IRC guest's nick is visibly in use: refused as a guest, not as nobody.
         owner = ctx.services.accounts.account(key, "/keys get takes accounts only.")
         entry = await ctx.services.e2e.key_of(owner)
@@ -125,7 +125,7 @@ async def keys(ctx: Context, action: str, key: str | None, pq_key: str | None,
 
 async def _publish(ctx: Context, key: str | None, pq_key: str | None) -> Ok:
     if key is None:
-        raise ChatError(Code.BAD_ARGUMENTS, "missing key.",
+        raise ChatError(Code.BAD_ARGUMENTS, "missing <x25519-key>.",
                         usage="/keys publish <x25519-key> [mlkem-key]")
     entry = await ctx.services.e2e.publish(ctx.user, key, pq_key)
     kind = "X25519 + ML-KEM-768" if "pq_key" in entry else "X25519"

@@ -12,7 +12,7 @@ import pytest
 
 import commands
 from chatd.client import ChatClient, Reply
-from chatd.protocol.registry import Command, Need
+from chatd.protocol.registry import FORMS_SEPARATOR, Command, Need
 from tests.helpers import PASSWORD, Clients, error_of, text_client, text_run
 
 # A bare line, a word nothing takes, a number out of every range, and too many words.
@@ -142,10 +142,34 @@ async def test_a_word_beyond_a_sub_commands_own_is_one_too_many(
     assert await text_run(alice, line) == [f"! bad-arguments: too many arguments. Usage: {usage}"]
 
 
+def _sub_command_forms_missing_a_word() -> list[tuple[str, str, str]]:
+    """(line, form, first required word) for each sub-command form that needs a word
+    after its sub-command: ``/keys get``, ``<user>``."""
+    found = []
+    for cmd in commands.load().all():
+        for word, forms in cmd.sub_command_forms.items():
+            for form in forms.split(FORMS_SEPARATOR):
+                needed = [w for w in form.split()[2:] if w.startswith("<")]
+                if needed:
+                    found.append((f"/{cmd.name} {word}", forms, needed[0]))
+    return found
+
+
+@pytest.mark.parametrize(("line", "usage", "word"), _sub_command_forms_missing_a_word(),
+                         ids=lambda value: value)
+async def test_a_sub_command_without_its_word_names_it_as_every_command_does(
+        clients: Clients, line: str, usage: str, word: str) -> None:
+    # "missing <x>. Usage: ..." (PROTOCOL.md §2), not "missing user." or "/bot delete
+    # needs the bot's name.", each sub-command worded its own way.
+    alice = await text_client(clients, "alice")
+    await text_run(alice, "/create general")
+    assert await text_run(alice, line) == [f"! bad-arguments: missing {word}. Usage: {usage}"]
+
+
 @pytest.mark.parametrize(("line", "error"), [
     ("/bot revoke helper", "missing <token-name>. Usage: /bot revoke <name> <token-name>"),
-    ("/bot delete", "/bot delete needs the bot's name. Usage: /bot delete <name>"),
-    ("/webhook create", "missing name. Usage: /webhook create <name> [room]"),
+    ("/bot delete", "missing <name>. Usage: /bot delete <name>"),
+    ("/webhook create", "missing <name>. Usage: /webhook create <name> [room]"),
     ("/webhook revoke x", 'a webhook is revoked by its id (a number: /webhook list shows '
                           'them), not "x". Usage: /webhook revoke <id> [room]'),
     ("/ratelimit off 2", "off takes no burst: the room's own rate and burst both go. "
