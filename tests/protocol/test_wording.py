@@ -373,3 +373,26 @@ async def test_audit_with_its_count_before_the_room_says_the_room_comes_first(
     assert refused["code"] == "bad-arguments"
     assert refused["message"].startswith("the room comes first: /audit general 5. Usage: /audit")
     assert (await alice.command("/audit general 5"))["room"] == "general"
+
+
+async def test_the_captured_text_example_is_what_each_screen_shows(clients: Clients) -> None:
+    """PROTOCOL.md §4's "Example (captured from the server)": what alice and bob type,
+    and each one's screen line for line (a connection's lines keep their order, so
+    the two screens are read apart; the clock's [HH:MM] is the test server's)."""
+    example = PROTOCOL[PROTOCOL.index("### Example (captured from the server)"):]
+    example = example[example.index("```text\n") + len("```text\n"):]
+    example = example[:example.index("```")]
+    screens: dict[str, LineClient] = {}
+    stamp = re.compile(r"^\[\d\d:\d\d\] ")
+    for line in example.splitlines():
+        person, typed, said = re.fullmatch(r"(\w+)(?:>\s+(.*)|: {1,3}(.*))", line).groups()
+        if person not in screens:
+            screens[person] = await clients.raw()
+            if person != "alice":  # bob's account was made off screen, after alice's banner
+                await screens[person].line()
+                await text_run(screens[person], f"/register {person} {PASSWORD}")
+        if typed is not None:
+            screens[person].send(typed)
+        else:
+            shown = await screens[person].line()
+            assert stamp.sub("[15:30] ", shown) == said, (person, said)
