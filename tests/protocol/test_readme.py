@@ -4,8 +4,13 @@ and the files and directories it names exist."""
 from __future__ import annotations
 
 import re
+import shlex
 from pathlib import Path
 
+import pytest
+
+from chatd.cli import _parser as chatd_arguments
+from chatd.ops.chatctl import _parser as chatctl_arguments
 from tests.helpers import Clients
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -69,3 +74,36 @@ def test_the_modules_of_the_layout_table_are_where_it_says() -> None:
     for folder, what in rows:
         for module in _MODULE.findall(what):
             assert list((ROOT / folder).rglob(module)), f"{folder}: {module}"
+
+
+def _program(word: str) -> str | None:
+    """``chatd`` or ``chatctl`` when ``word`` runs one (``.venv/bin/chatd`` too)."""
+    name = Path(word).name
+    return name if name in ("chatd", "chatctl") else None
+
+
+def _command_lines() -> list[list[str]]:
+    """The chatd and chatctl command lines of the README's shell examples, as
+    words: its comments dropped, ``[--strict]`` given, ``users | rooms`` as two."""
+    found = []
+    for block in re.findall(r"```sh\n(.*?)```", README, re.DOTALL):
+        for line in block.splitlines():
+            words = shlex.split(line.partition("#")[0].replace("[", "").replace("]", ""))
+            if words[:1] == ["sudo"]:
+                words = words[1:]
+            if words and _program(words[0]) is None and "|" in words:  # echo "$PW" | chatctl
+                words = words[words.index("|") + 1:]
+            program = _program(words[0]) if words else None
+            if program is not None:
+                rest = words[1:]
+                while "|" in rest:  # alternatives: chatctl users | rooms
+                    found.append([program, *rest[:rest.index("|")]])
+                    rest = rest[rest.index("|") + 1:]
+                found.append([program, *rest])
+    return found
+
+
+@pytest.mark.parametrize("words", _command_lines(), ids=" ".join)
+def test_the_readmes_command_lines_are_ones_chatd_and_chatctl_take(words: list[str]) -> None:
+    parse = {"chatd": chatd_arguments, "chatctl": chatctl_arguments}[words[0]]
+    parse().parse_args(words[1:])  # exits on a command or option it does not know
