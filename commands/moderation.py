@@ -47,7 +47,8 @@ def _room() -> RoomRef:
 @command("invite", _anyone(), _room(), role=ADMIN, group=GROUP,
          scope=Scope.MODERATE, errors=(Code.BANNED, Code.ALREADY_IN_ROOM), told_by_event=True)
 async def invite(ctx: Context, user: User, room: Room) -> Ok:
-    """Invite a user; they get a notification with the room's id to /join."""
+    """Invite a user; they get a notification naming what to /join (the room's id, or a
+    secret room's name)."""
     record = await ctx.services.admission.invite(ctx.user, room, user)
     return ok(f"{user.name} is invited to #{room.name}.", room=room.name, id=room.id,
               user=user.name, expires=record.expires_at)
