@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import re
+from pathlib import Path
 
+import commands
 from tests.helpers import PASSWORD, Clients, text_client, text_run
 
 ERROR = re.compile(r"^! [a-z]+(-[a-z]+)*: \S")
@@ -351,3 +353,13 @@ async def test_a_sanction_s_length_is_told_with_its_event(clients: Clients) -> N
     assert await text_run(alice, "/ban bob 2h spam") == [
         "* bob was banned from #general by alice (spam)",
         "* bob is banned from #general for 2h."]
+
+
+def test_the_docs_name_every_command_whose_news_is_its_event() -> None:
+    """PROTOCOL.md §4 lists the commands whose text ok stays silent after their
+    event: the declarations (``told_by_event``) and the list are the same."""
+    protocol = (Path(__file__).resolve().parents[2] / "docs" / "PROTOCOL.md").read_text()
+    start = protocol.index("- A command whose news is a room event")
+    listed = protocol[start:protocol.index("You read the event line once", start)]
+    named = set(re.findall(r"`/([a-z0-9]+)`", listed))
+    assert named == {cmd.name for cmd in commands.load().all() if cmd.told_by_event}
