@@ -5,16 +5,20 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import re
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 import pytest
 
+import commands
 from chatd.client.api import ChatClient
 from chatd.domain import hashing
 from chatd.domain.clock import ManualClock
 from chatd.domain.room import Mode, Role, Room
 from chatd.domain.transactions import LocalTransactions
+from chatd.protocol.params import UserOrGuest, UserRef
 from tests.helpers import PASSWORD, ChatServer, Clients, error_of, eventually, holding
 from tests.irc.conftest import IrcFactory
 from tests.irc.helpers import IrcClient
@@ -846,3 +850,26 @@ async def test_a_guest_owner_bans_and_unbans_an_account(
     assert server.services.accounts.require("alice").id not in (
         server.services.rooms.require("own").bans)
 
+
+
+def test_the_docs_name_the_commands_that_take_a_guest_and_those_that_refuse_one() -> None:
+    """PROTOCOL.md §2's `<user>` row: the commands taking a guest's nick are those
+    whose user parameter is UserOrGuest (and /mode's +v/-v); each command it names
+    as taking accounts only has a user parameter that refuses a guest."""
+    protocol = (Path(__file__).resolve().parents[2] / "docs" / "PROTOCOL.md").read_text()
+    row = protocol[protocol.index("| `<user>` |"):]
+    row = row[:row.index("\n")]
+    taking, _, rest = row.partition("also take the nick of an IRC guest")
+    refusing = rest[rest.index("The other commands taking a `<user>`"):]
+    refusing = refusing[:refusing.index("act on accounts only")]
+    table = commands.load()
+
+    def user_params(name: str) -> list[type]:
+        command = table.get(name)
+        assert command is not None, name
+        return [type(p) for p in command.described_params if isinstance(p, UserRef)]
+
+    takes_guests = {c.name for c in table.all() if UserOrGuest in user_params(c.name)}
+    assert set(re.findall(r"`/([a-z]+)", taking)) == takes_guests | {"mode"}
+    for name in re.findall(r"`/([a-z]+)", refusing):
+        assert name == "keys" or user_params(name) == [UserRef], name
