@@ -14,7 +14,7 @@ import commands
 from chatd.client import LineClient
 from chatd.domain.scopes import Scope
 from chatd.errors import Code
-from chatd.protocol.registry import Need
+from chatd.protocol.registry import FORMS_SEPARATOR, Need
 from chatd.protocol.schema import SCHEMA_VERSION, describe, schema
 from tests.helpers import ChatServer, Clients, error_of, text_client, text_run
 
@@ -103,7 +103,10 @@ def _documented() -> dict[str, dict[str, Any]]:
     rows: dict[str, dict[str, Any]] = {}
     header: list[str] = []
     previous: list[str] = []
+    group = ""
     for line in section.splitlines():
+        if line.startswith("### "):
+            group = line.removeprefix("### ").strip()
         if not line.startswith("|"):
             header = previous = []
             continue
@@ -119,7 +122,7 @@ def _documented() -> dict[str, dict[str, Any]]:
         codes = set(re.findall(r"`([a-z0-9-]+)`", row["typical errors"])) & CODES
         assert name not in rows, f"/{name} has two rows"
         rows[name] = {"scope": row["scope"], "errors": codes, "usage": row["command"],
-                      "needs": row["needs"]}
+                      "needs": row["needs"], "group": group}
     return rows
 
 
@@ -209,6 +212,18 @@ def test_the_docs_show_each_form_of_the_commands_of_this_issue(name: str) -> Non
     for form in _cmd(name).usage.split("  "):
         if form.startswith("/"):
             assert f"`{form.replace('|', chr(92) + '|')}`" in usage, (name, form)
+
+
+def test_each_docs_row_sits_in_its_help_group_and_shows_its_usage() -> None:
+    """A row's forms are the usage /help prints, its aliases aside (/mode's one
+    usage the docs write as its three forms), under the heading of its /help group."""
+    for name, row in _documented().items():
+        cmd = _cmd(name)
+        assert row["group"] == cmd.group, f"/{name}: under {row['group']}"
+        shown = {form.replace("\\|", "|") for form in re.findall(r"`(/[^`]+)`", row["usage"])}
+        shown -= {f"/{alias}" for alias in cmd.aliases}
+        if name != "mode":
+            assert shown == set(cmd.usage.split(FORMS_SEPARATOR)), f"/{name}: {shown}"
 
 
 def _cmd(name: str) -> Any:
