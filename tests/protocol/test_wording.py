@@ -375,17 +375,27 @@ async def test_audit_with_its_count_before_the_room_says_the_room_comes_first(
     assert (await alice.command("/audit general 5"))["room"] == "general"
 
 
+def _screens_of(heading: str) -> list[tuple[str, str | None, str | None]]:
+    """The transcript under ``heading``: (person, what they typed, or what their
+    screen showed), line by line."""
+    example = PROTOCOL[PROTOCOL.index(heading):]
+    example = example[example.index("```text\n") + len("```text\n"):]
+    steps = []
+    for line in example[:example.index("```")].splitlines():
+        step = re.fullmatch(r"(\w+)(?:>\s+(.*)|: {1,3}(.*))", line)
+        assert step is not None, line
+        person, typed, said = step.groups()
+        steps.append((person, typed, said))
+    return steps
+
+
 async def test_the_captured_text_example_is_what_each_screen_shows(clients: Clients) -> None:
     """PROTOCOL.md §4's "Example (captured from the server)": what alice and bob type,
     and each one's screen line for line (a connection's lines keep their order, so
     the two screens are read apart; the clock's [HH:MM] is the test server's)."""
-    example = PROTOCOL[PROTOCOL.index("### Example (captured from the server)"):]
-    example = example[example.index("```text\n") + len("```text\n"):]
-    example = example[:example.index("```")]
     screens: dict[str, LineClient] = {}
     stamp = re.compile(r"^\[\d\d:\d\d\] ")
-    for line in example.splitlines():
-        person, typed, said = re.fullmatch(r"(\w+)(?:>\s+(.*)|: {1,3}(.*))", line).groups()
+    for person, typed, said in _screens_of("### Example (captured from the server)"):
         if person not in screens:
             screens[person] = await clients.raw()
             if person != "alice":  # bob's account was made off screen, after alice's banner
@@ -396,3 +406,25 @@ async def test_the_captured_text_example_is_what_each_screen_shows(clients: Clie
         else:
             shown = await screens[person].line()
             assert stamp.sub("[15:30] ", shown) == said, (person, said)
+
+
+async def test_the_captured_encryption_example_is_what_each_screen_shows(
+        clients: Clients) -> None:
+    """PROTOCOL.md §17.5, up to its first shortened envelope: alice in text mode, bob
+    in JSON, both in #secret, bob's key published off screen."""
+    alice = await text_client(clients, "alice")
+    await text_run(alice, "/create secret")
+    bob = await text_client(clients, "bob")
+    await text_run(bob, "/join secret")
+    await text_run(bob, "/keys publish dU6SQM9gePETIm5cWxwwq0aCiFOZNgbpHHJ72R1YXmg=")
+    await text_run(alice, None)  # bob's join
+    bob.send("/format json")
+    await bob.line()
+    screens = {"alice": alice, "bob": bob}
+    for person, typed, said in _screens_of("### 17.5 Example (captured"):
+        if "…" in (typed or said or ""):
+            break  # shortened envelopes: not lines a server sends
+        if typed is not None:
+            screens[person].send(typed)
+        else:
+            assert await screens[person].line() == said, (person, said)
