@@ -380,12 +380,15 @@ def _screens_of(heading: str) -> list[tuple[str, str | None, str | None]]:
     screen showed), line by line."""
     example = PROTOCOL[PROTOCOL.index(heading):]
     example = example[example.index("```text\n") + len("```text\n"):]
-    steps = []
-    for line in example[:example.index("```")].splitlines():
-        step = re.fullmatch(r"(\w+)(?:>\s+(.*)|: {1,3}(.*))", line)
-        assert step is not None, line
-        person, typed, said = step.groups()
-        steps.append((person, typed, said))
+    lines = example[:example.index("```")].splitlines()
+    # A person's name and its mark (> typed, : shown), then spaces to one column.
+    marked = [re.match(r"(\w+)([>:])", line) for line in lines]
+    column = max(len(found.group(1)) for found in marked if found) + 2
+    steps: list[tuple[str, str | None, str | None]] = []
+    for line, found in zip(lines, marked, strict=True):
+        assert found is not None and not line[found.end():column].strip(), line
+        person, mark, text = found.group(1), found.group(2), line[column:]
+        steps.append((person, text, None) if mark == ">" else (person, None, text))
     return steps
 
 
@@ -406,6 +409,8 @@ async def test_the_captured_text_example_is_what_each_screen_shows(clients: Clie
         else:
             shown = await screens[person].line()
             assert stamp.sub("[15:30] ", shown) == said, (person, said)
+    for screen in screens.values():
+        assert await text_run(screen, None) == []  # nothing the example leaves out
 
 
 async def test_the_captured_encryption_example_is_what_each_screen_shows(
@@ -428,3 +433,26 @@ async def test_the_captured_encryption_example_is_what_each_screen_shows(
             screens[person].send(typed)
         else:
             assert await screens[person].line() == said, (person, said)
+
+
+async def test_the_captured_files_example_is_what_each_screen_shows(clients: Clients) -> None:
+    """PROTOCOL.md §16.7's text part: carol and dave in #lobby, where the file
+    shared is file 5 (carol shared four before, elsewhere)."""
+    carol = await text_client(clients, "carol")
+    await text_run(carol, "/create scratch")
+    for n in range(4):
+        carol.send(f"/upload old{n}.txt 1")
+        await text_run(carol, "YQ==\n.")
+    await text_run(carol, "/create lobby")
+    dave = await text_client(clients, "dave")
+    await text_run(dave, "/join lobby")
+    await text_run(carol, None)  # dave's join
+    screens = {"carol": carol, "dave": dave}
+    heading = "### 16.7 Example (captured)"
+    for person, typed, said in _screens_of(heading):
+        if typed is not None:
+            screens[person].send(typed)
+        else:
+            assert await screens[person].line() == said, (person, said)
+    for screen in screens.values():
+        assert await text_run(screen, None) == []  # nothing the example leaves out
