@@ -602,14 +602,17 @@ _IRC_WORD = re.compile(r"[^\s:\x00-\x1f\x7f][^\s\x00-\x1f\x7f]*")
 
 # Keys whose value must lie within a range (seconds): a resume token of a few
 # seconds is no use, one of more than ten years a risk.
-RANGES: Final = {"accounts.resume_ttl": (30, 3650 * 86400)}
+# Durations with bounds: the least and most seconds, and the bounds as the file writes them.
+RANGES: Final = {"accounts.resume_ttl": (30, 3650 * 86400, "30s to 3650d")}
 
 
 def _check_ranges(config: Config) -> None:
-    for dotted, (low, high) in RANGES.items():
+    for dotted, (low, high, said) in RANGES.items():
         value = _value(config, dotted)
         if not low <= value <= high:
-            raise ConfigError(f"{dotted}: {value:g} must be {low:g} to {high:g} seconds")
+            # Whole seconds in full: 315446400, not the 3.15446e+08 of :g.
+            seconds = f"{value:.0f}" if value == int(value) else f"{value:g}"
+            raise ConfigError(f"{dotted}: {seconds} seconds is outside {said}")
     if not 1 <= config.limits.ipv6_prefix <= 128:
         raise ConfigError(f"limits.ipv6_prefix: {config.limits.ipv6_prefix} must be 1 to 128 "
                           "(the bits of an IPv6 address that name one client)")

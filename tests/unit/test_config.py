@@ -172,6 +172,16 @@ def test_numbers_that_cannot_work_are_refused_by_name(key: str, value: float) ->
         load_config(None, {key: value})
 
 
+@pytest.mark.parametrize(("value", "seconds"), [(400_000_000, "400000000"), ("5s", "5"),
+                                                (0.5, "0.5")])
+def test_a_bounded_duration_is_refused_in_the_files_words(value: str | float,
+                                                          seconds: str) -> None:
+    # "must be 30 to 3.1536e+08 seconds" read as neither the file nor a person writes.
+    with pytest.raises(ConfigError, match=rf"^accounts.resume_ttl: {seconds} seconds is "
+                                          r"outside 30s to 3650d$"):
+        load_config(None, {"accounts.resume_ttl": value})
+
+
 def test_relative_paths_in_a_file_are_relative_to_the_file(tmp_path: Path) -> None:
     folder = tmp_path / "etc"
     folder.mkdir()
