@@ -42,7 +42,7 @@ def adminfeed(ctx: Context, state: str) -> Ok:
         sentence = "You follow the audit log and presence live; /adminfeed off stops it."
     else:
         changed = feed.unfollow(ctx.session)
-        sentence = "You no longer follow the audit log."
+        sentence = "You no longer follow the audit log and presence."
     return ok(sentence, following=state == "on", changed=changed)
 
 

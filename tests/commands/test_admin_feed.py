@@ -51,10 +51,12 @@ async def test_off_and_logout_stop_the_feed(chat: Chat) -> None:
     await root.final("/adminfeed on")
     off = await root.final("/adminfeed off")
     assert off["following"] is False and off["changed"] is True
+    # Off stops both halves of the feed, and says so, as on named both.
+    assert off["message"] == "You no longer follow the audit log and presence."
     assert not chat.server.services.audit.listeners
     assert (await root.final("/adminfeed off"))["changed"] is False
     await chat.user("carol")
-    assert feed(root.records(), "audit") == []
+    assert feed(root.records(), "audit") == feed(root.records(), "presence") == []
     await root.final("/adminfeed on")
     await root.final("/logout")
     await chat.user("dave")
