@@ -88,6 +88,7 @@ class Step(StrEnum):
     JOIN_WITH_KEY = "join-with-key"  # join again, giving the room's key
     LIST_FILES = "list-files"  # see which files a room has
     LIST_TOKENS = "list-tokens"  # see which API tokens one has
+    GET_INVITED = "get-invited"  # a private room: an invitation first, then join
 
 
 @dataclass(frozen=True, slots=True)

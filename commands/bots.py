@@ -30,7 +30,7 @@ from chatd.domain.scopes import (
 )
 from chatd.domain.tokens import API_KIND, SESSION_KIND
 from chatd.domain.webhooks import bot_name, hook_path
-from chatd.errors import ChatError, Code, Remedy, Step
+from chatd.errors import ChatError, Code
 from chatd.protocol.context import Context, table_time
 from chatd.protocol.paging import PAGE, page_of
 from chatd.protocol.params import Choice, Duration, Flag, Number, RoomRef, Scopes, Word
@@ -304,7 +304,7 @@ def typing(ctx: Context, room: Room) -> Ok:
     """Tell a room you are typing (never stored; dropped first when a client lags)."""
     if not room.is_member(ctx.user.id):
         raise ChatError(Code.NOT_IN_ROOM, f"you are not in #{room.name}.",
-                        remedy=Remedy(Step.JOIN, room.name))
+                        remedy=room.way_in())
     ctx.services.messaging.refuse_silenced(room, ctx.user)
     session = ctx.session
     wait = ctx.services.protection.charge_typing(session)

@@ -13,7 +13,7 @@ from chatd.domain.accounts import User
 from chatd.domain.ports import settled
 from chatd.domain.room import Role, Room
 from chatd.domain.scopes import Scope, require_scope
-from chatd.errors import ChatError, Code, Remedy, Step
+from chatd.errors import ChatError, Code
 from chatd.protocol.context import Context
 from chatd.protocol.paging import PAGE, page_of
 from chatd.protocol.params import Choice, RoomRef, Text, UserRef, Word, no_room
@@ -136,7 +136,7 @@ async def _publish(ctx: Context, key: str | None, pq_key: str | None) -> Ok:
 async def _room_keys(ctx: Context, room: Room, page: int) -> Ok:
     if not room.is_member(ctx.user.id) and not ctx.user.is_admin:
         raise ChatError(Code.NOT_IN_ROOM, f"only members of #{room.name} can list its keys.",
-                        remedy=Remedy(Step.JOIN, room.name))
+                        remedy=room.way_in())
     entries, missing = await ctx.services.e2e.room_keys(room)
     # One list of the members by name, each with its key or without one: a page
     # shows its members' keys (the table) and names those of them without one.

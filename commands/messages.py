@@ -11,7 +11,7 @@ from chatd.domain.names import is_number
 from chatd.domain.ports import settled
 from chatd.domain.room import Room
 from chatd.domain.scopes import Scope
-from chatd.errors import ChatError, Code, Remedy, Step
+from chatd.errors import ChatError, Code
 from chatd.protocol.context import Context, table_time
 from chatd.protocol.paging import PAGE, page_of
 from chatd.protocol.params import Context as ParamContext
@@ -114,7 +114,7 @@ async def history(ctx: Context, room: Room, n: int) -> Ok:
     config = ctx.services.config.rooms
     if not room.is_member(ctx.user.id) and not ctx.user.is_admin:
         raise ChatError(Code.NOT_IN_ROOM, f"only members of #{room.name} can read its history.",
-                        remedy=Remedy(Step.JOIN, room.name))
+                        remedy=room.way_in())
     limit = min(n or config.history_default, config.history_max)
     messages = [record_of(m) for m in await ctx.services.messaging.history(room, limit)]
     if not messages:  # no transcript to head: the sentence alone, as for an empty list

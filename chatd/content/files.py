@@ -160,7 +160,7 @@ class Files:
         valid_filename(name)
         if not room.is_member(user.id):
             raise ChatError(Code.NOT_IN_ROOM, f"you are not in #{room.name}.",
-                            remedy=Remedy(Step.JOIN, room.name))
+                            remedy=room.way_in())
         # What keeps a member's messages out keeps their files out, in the same words
         # (a timed mute says how long is left, and its fields until when).
         self._messaging.refuse_silenced(room, user)
@@ -253,13 +253,13 @@ class Files:
             raise _no_such_file(file_id)
         if not (room.is_member(user.id) or user.is_admin):
             raise ChatError(Code.NOT_IN_ROOM, f"file {file_id} belongs to #{room.name}; "
-                            "only its members can have it.", remedy=Remedy(Step.JOIN, room.name))
+                            "only its members can have it.", remedy=room.way_in())
         return record
 
     async def listing(self, user: User, room: Room) -> list[FileRecord]:
         if not (room.is_member(user.id) or user.is_admin):
             raise ChatError(Code.NOT_IN_ROOM, f"only members of #{room.name} see its files.",
-                            remedy=Remedy(Step.JOIN, room.name))
+                            remedy=room.way_in())
         return await self._storage.list_files(room.id)
 
     async def uploads(self, user: User) -> list[FileRecord]:

@@ -18,7 +18,7 @@ from chatd.crypto import envelope, group
 from chatd.domain.events import ROOM_KEY, E2eChanged
 from chatd.domain.names import quoted
 from chatd.domain.permissions import Action, authorize
-from chatd.errors import ChatError, Code, Remedy, Step
+from chatd.errors import ChatError, Code
 from storage.records import KeyRecord
 
 if TYPE_CHECKING:
@@ -136,7 +136,7 @@ class E2E:
         assert user is not None
         if not room.is_member(user.id):
             raise ChatError(Code.NOT_IN_ROOM, f"you are not in #{room.name}.",
-                            remedy=Remedy(Step.JOIN, room.name))
+                            remedy=room.way_in())
         if not room.is_member(target.id):
             raise ChatError(Code.NOT_IN_ROOM, f"{target.name} is not in #{room.name}.")
         if self.check_envelope(text, user.name, f"#{room.name}") != envelope.VERSION:

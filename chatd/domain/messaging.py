@@ -269,7 +269,7 @@ class Messaging:
         messages (IRC's ``-n``) and does not ban the sender."""
         if room.modes.no_external:
             raise ChatError(Code.NOT_IN_ROOM, f"you are not in #{room.name}.",
-                            remedy=Remedy(Step.JOIN, room.name))
+                            remedy=room.way_in())
         ban = room.banned(user.id, self._clock.time())
         if ban is not None:
             raise ChatError(Code.BANNED, f"you are banned from #{room.name}.", until=ban.until)

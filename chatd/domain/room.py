@@ -13,6 +13,7 @@ from enum import StrEnum
 from typing import Any, Final
 
 from chatd.domain.modes import RoomModes
+from chatd.errors import Remedy, Step
 from storage.records import MemberRecord, RoomRecord, SanctionRecord
 
 # Join order of members who are not stored (IRC guests) starts here, after any
@@ -122,6 +123,16 @@ class Room:
 
     def is_member(self, user_id: int) -> bool:
         return user_id in self.members
+
+    def way_in(self) -> Remedy:
+        """What to tell someone refused for not being a member: /join, with the key
+        when the room has one, or for a private room an invitation first (a bare
+        /join of it would only be refused in turn)."""
+        if self.mode is Mode.PRIVATE:
+            return Remedy(Step.GET_INVITED, self.name)
+        if self.modes.key is not None:
+            return Remedy(Step.JOIN_WITH_KEY, self.name)
+        return Remedy(Step.JOIN, self.name)
 
     def banned(self, user_id: int, now: float) -> SanctionRecord | None:
         return _active(self.bans.get(user_id), now)

@@ -27,6 +27,7 @@ HINTS: Final[dict[Step, tuple[str, str]]] = {
     Step.JOIN_WITH_KEY: (".", ": /join {room} <key>."),
     Step.LIST_FILES: (".", "; /files lists a room's files."),
     Step.LIST_TOKENS: (".", "; /token list shows yours."),
+    Step.GET_INVITED: (".", "; it is private: /join {room} once an admin of it /invites you."),
 }
 
 

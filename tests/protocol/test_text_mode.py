@@ -304,6 +304,25 @@ async def test_an_outsider_s_refusals_say_to_join_first(clients: Clients) -> Non
         assert said[0].endswith("; /join dev."), (line, said)
 
 
+async def test_an_outsider_is_told_the_way_into_a_private_or_keyed_room(
+        clients: Clients) -> None:
+    """/join of a private room without an invitation, or of a keyed one without its
+    key, is refused in turn: the refusal names what the room asks for instead."""
+    alice = await text_client(clients, "alice")
+    await text_run(alice, "/create den private")
+    await text_run(alice, "/create vault")
+    await text_run(alice, "/mode +k pw vault")
+    bob = await text_client(clients, "bob")
+    for line in ("/say den hi", "/history den", "/files den", "/keys room den"):
+        [said] = await text_run(bob, line)
+        assert said.startswith("! not-in-room: ") and said.endswith(
+            "; it is private: /join den once an admin of it /invites you."), (line, said)
+    for line in ("/say vault hi", "/history vault"):
+        [said] = await text_run(bob, line)
+        assert said.startswith("! not-in-room: ") and said.endswith(
+            ": /join vault <key>."), (line, said)
+
+
 async def test_a_history_cut_short_says_how_to_see_more(clients: Clients) -> None:
     alice = await text_client(clients, "alice")
     await text_run(alice, "/create general")
