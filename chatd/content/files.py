@@ -14,6 +14,7 @@ import asyncio
 import base64
 import logging
 import os
+import re
 import tempfile
 import time
 from dataclasses import dataclass
@@ -23,6 +24,7 @@ from typing import TYPE_CHECKING, Any, BinaryIO, Protocol
 from chatd.content import previews
 from chatd.content.blobs import CHUNK, files_dir, private_dirs
 from chatd.domain.messaging import refuse_plain
+from chatd.domain.names import quoted
 from chatd.domain.permissions import administers
 from chatd.domain.ports import Endpoint, settled
 from chatd.domain.scopes import Scope, missing_scope
@@ -55,6 +57,9 @@ PACE = 0.01
 # Staged uploads older than this were left by a crash; housekeeping removes them.
 STALE_STAGING = 86400.0
 MAX_NAME = 128
+# A file name the announcement shows as it is: nothing in it could be read as the
+# announcement's own words (its size in parentheses, the colon before /download).
+_PLAIN_NAME = re.compile(r'[^\s():"]+')
 # The line protocol's record of lines shown in text format only (its TEXT_ONLY):
 # a download's bare base64 lines.
 _TEXT_ONLY = "text"
@@ -87,6 +92,14 @@ def valid_filename(name: str) -> str:
         raise ChatError(Code.BAD_ARGUMENTS, "a file name is 1-128 printable characters, "
                         "without / or \\ and with no space at either end.")
     return name
+
+
+def shown_name(name: str) -> str:
+    """``name`` as the announcement's text shows it: in double quotes when it holds a
+    space, a parenthesis, a colon or a double quote, so that a name such as
+    ``x (1 B, text/plain): /download 7`` cannot pass for the announcement of
+    another file."""
+    return name if _PLAIN_NAME.fullmatch(name) else quoted(name)
 
 
 def file_object(record: FileRecord, url: str | None = None, *,
@@ -227,8 +240,8 @@ class Files:
                 await self._drop_blob_if_unused(staged.sha256)
                 raise _over_quota(refused.quota, refused.held) from None
         url = await self._blobs.presigned_url(record.sha256, record.name, record.mime)
-        text = (f"shared {record.name} ({previews.human_size(record.size)}, {record.mime}): "
-                f"/download {record.id}")
+        text = (f"shared {shown_name(record.name)} ({previews.human_size(record.size)}, "
+                f"{record.mime}): /download {record.id}")
         try:
             # The connection may have closed while the preview ran: a file nobody
             # announced is kept by nobody (it would count against the quota, unseen).

@@ -16,7 +16,7 @@ import commands
 from chatd.domain.clock import ManualClock
 from chatd.web.api import api_routes
 from chatd.web.links import LinkSigner
-from tests.helpers import ChatServer, Clients, settle
+from tests.helpers import ChatServer, Clients, settle, text_client, text_run
 from tests.irc.helpers import IrcClient
 from tests.web.helpers import http, token_for
 
@@ -344,6 +344,31 @@ async def test_files_upload_list_download_and_signed_links(
         clock.advance(server.config.web.download_ttl + 1)
         expired = await browser.get(link)
         assert expired.status_code == 401 and "expired" in expired.json()["error"]["message"]
+
+
+async def test_a_file_name_that_reads_as_an_announcement_is_quoted_in_text_mode(
+        server: ChatServer, clients: Clients) -> None:
+    """A name may hold spaces through the API: shown bare, one like "cat.png (5 KiB,
+    image): ..." would make the announcement misstate the file it offers."""
+    token, alice = await den_with_alice(server, clients)
+    bob = await text_client(clients, "bob")
+    await text_run(bob, "/join den")
+    name = "cat.png (5 KiB, image): download 1"
+    async with http(server, token) as client:
+        uploaded = await client.post("/api/v1/rooms/den/files", params={"name": name},
+                                     content=b"hi")
+        plain = await client.post("/api/v1/rooms/den/files", params={"name": "plain.txt"},
+                                  content=b"hi")
+    assert uploaded.status_code == plain.status_code == 201, uploaded.text
+    file_id, plain_id = uploaded.json()["id"], plain.json()["id"]
+    shown = [line for line in await bob.until(lambda line: "plain.txt" in line)
+             if "shared" in line]
+    assert shown == [f'<alice> shared "{name}" (2 bytes, text/plain): /download {file_id}',
+                     f"<alice> shared plain.txt (2 bytes, text/plain): /download {plain_id}"]
+    # The JSON event keeps its fields: the file's name is as uploaded.
+    announced = await alice.next_event(  # type: ignore[attr-defined]
+        lambda e: e.get("type") == "message" and "file" in e)
+    assert announced["file"]["name"] == name
 
 
 async def test_an_uploaded_body_is_hashed_off_the_event_loop(
