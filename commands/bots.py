@@ -435,8 +435,11 @@ async def _webhook_list(ctx: Context, what: str | None, room: Room | None) -> Ok
     hooks = ctx.services.webhooks
     records = await hooks.list(ctx.user, room)
     if records:
-        ctx.table(["id", "bot", "created (UTC)", "state"],
-                  [[str(r.id), bot_name(r), table_time(r.created_at), hooks.state(r)]
+        # "by token" is JSON's by_token: whether the hook ends with the API token
+        # that made it (a script's), beside what its state is now.
+        ctx.table(["id", "bot", "created (UTC)", "by token", "state"],
+                  [[str(r.id), bot_name(r), table_time(r.created_at),
+                    "yes" if r.token_id is not None else "no", hooks.state(r)]
                    for r in records], right=(0,))
     return ok(f"#{room.name}: {len(records)} webhook{'s' * (len(records) != 1)}.",
               room=room.name, webhooks=[hooks.describe(r) for r in records])

@@ -9,7 +9,15 @@ import pytest
 from chatd.domain.clock import ManualClock
 from chatd.domain.scopes import Scope
 from tests.backends import both
-from tests.helpers import ChatServer, Clients, error_of, room_with, settle
+from tests.helpers import (
+    ChatServer,
+    Clients,
+    error_of,
+    room_with,
+    settle,
+    text_client,
+    text_run,
+)
 from tests.web.helpers import http, token_for
 
 # Hooks are stored, found by id and revoked alike on both backends.
@@ -257,6 +265,28 @@ async def test_a_webhook_made_with_a_token_ends_with_the_token(
     assert [m["text"] for m in history["messages"]] == ["before", "by hand"]
     await owner.command(f"/webhook revoke {by_token['id']} den")
     assert (await owner.command("/webhook create deploy den")).ok
+
+
+async def test_the_text_mode_list_shows_which_webhooks_end_with_their_token(
+        server: ChatServer, clients: Clients) -> None:
+    """by_token has a column of its own in text mode, beside state: a hook made by a
+    script's token (which ends with it) reads "yes", one made by hand "no"."""
+    owner = await clients.user("alice")
+    await owner.command("/create den")
+    token = (await owner.command("/token create ci read,post,moderate"))["token"]
+    script = await clients.anonymous()
+    await script.command(f"/login alice --token {token}")
+    await script.command("/webhook create deploy den")
+    await owner.command("/webhook create manual den")
+    await owner.command("/token revoke ci")
+    reader = await text_client(clients, "alice")
+    lines = await text_run(reader, "/webhook list den")
+    # Read by column: each row cut where the header's columns start.
+    header = lines[0]
+    assert header.endswith("  by token  state"), lines
+    token_at, state_at = header.index("by token"), header.index("state")
+    cells = [(line[token_at:state_at].strip(), line[state_at:].strip()) for line in lines[1:3]]
+    assert cells == [("yes", "dead: token-revoked"), ("no", "live")], lines
 
 
 async def test_a_webhook_made_through_the_api_ends_when_its_token_expires(
