@@ -243,6 +243,9 @@ class CryptoConfig:
     timeout: Seconds = Seconds(30)
     # The largest end-to-end envelope /emsg relays, in bytes once decoded.
     max_envelope: int = 65536
+    # The most sender keys (/ekey) one member may leave waiting for another who is
+    # offline; one more is quota-exceeded until that member logs in.
+    max_pending_keys: int = 100
 
 
 @dataclass(frozen=True, slots=True)
@@ -380,7 +383,7 @@ RELOAD_POLICY: Final[dict[str, ReloadPolicy]] = {
     **_each("stickers", "applied", "dir", "builtin"),
     **_each("crypto", "restart", "max_concurrent"),
     **_each("crypto", "applied", "max_input", "max_waiting", "spawn_rate", "timeout",
-            "max_envelope"),
+            "max_envelope", "max_pending_keys"),
     **_each("irc", "restart", "enabled", "host", "port", "tls_port"),
     **_each("irc", "applied", "server_name"),
     **_each("web", "restart", "enabled", "host", "port"),
@@ -406,7 +409,7 @@ AT_LEAST_ONE: Final = ("limits.max_connections", "limits.max_connections_per_ip"
                        "limits.input_queue", "storage.max_batch", "storage.max_pending",
                        "rooms.page_size", "rooms.max_owned", "rooms.offline_replay_max",
                        "limits.max_notifications", "accounts.max_blocks", "files.max_files",
-                       "crypto.spawn_rate", "web.max_body")
+                       "crypto.spawn_rate", "crypto.max_pending_keys", "web.max_body")
 # Durations that must be more than 0 (0 would run housekeeping without a pause,
 # drop every connection before it could log in, time out every HTTP request,
 # kill every preview and every encryption as it starts, write messages in a

@@ -181,7 +181,7 @@ async def emsg(ctx: Context, target: str, envelope: str) -> Ok:
 
 @command("ekey", RoomRef("room"), UserRef("user"), Word("envelope"), group=GROUP,
          usage="/ekey <room> <user> <envelope-base64>", scope=Scope.POST,
-         errors=(Code.NOT_IN_ROOM, Code.BLOCKED, Code.BAD_ARGUMENTS),
+         errors=(Code.NOT_IN_ROOM, Code.BLOCKED, Code.BAD_ARGUMENTS, Code.QUOTA_EXCEEDED),
          needs="logged in; you and the user are members of the room")
 async def ekey(ctx: Context, room: Room, user: User, envelope: str) -> Ok:
     """Hand your sender key for a room to one of its members (chatd-client does this)."""

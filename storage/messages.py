@@ -226,6 +226,14 @@ class MessageQueries:
             "SELECT DISTINCT recipient_id FROM messages WHERE delivered = 0 ORDER BY recipient_id")
         return [row[0] for row in rows]
 
+    async def undelivered_from(self: SqliteHost, recipient_id: int, sender_id: int,
+                               kind: str) -> int:
+        rows = await self._fetch(
+            "SELECT COUNT(*) FROM messages INDEXED BY messages_undelivered "
+            "WHERE recipient_id = ? AND delivered = 0 AND sender_id = ? AND kind = ?",
+            (recipient_id, sender_id, kind))
+        return int(rows[0][0])
+
     async def delete_terminated_history(self: SqliteHost, before: float) -> int:
         """Delete the messages of rooms terminated before ``before``; how many there were."""
         rooms = ("room_id IN (SELECT id FROM rooms "

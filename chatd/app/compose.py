@@ -274,6 +274,7 @@ def wire_services(config: Config, clock: Clock, storage: Storage, table: Command
     reloads.register(Applies("protection", protect), *READ_BY_PROTECTION)
     reloads.register(Applies("files", lambda c: files.reconfigure(c.files)), "files")
     reloads.register(Applies("crypto", lambda c: crypto.reconfigure(c.crypto)), "crypto")
-    reloads.register(Applies("e2e", lambda c: e2e.reconfigure(c.crypto)), "crypto.max_envelope")
+    reloads.register(Applies("e2e", lambda c: e2e.reconfigure(c.crypto)), "crypto.max_envelope",
+                     "crypto.max_pending_keys")
     reloads.register(Applies("stickers", lambda c: stickers.reload(c.stickers)), "stickers")
     return services

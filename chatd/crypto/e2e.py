@@ -10,6 +10,7 @@ tells an honest client at once that it built the envelope wrong.
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import binascii
 from typing import TYPE_CHECKING, Any
@@ -46,6 +47,9 @@ class E2E:
         self._bus = bus
         self._clock = clock
         self._transactions = transactions
+        # Sender keys for members who are offline: counted and stored one at a time,
+        # so that two at once cannot both take the last place (crypto.max_pending_keys).
+        self._kept_for_offline = asyncio.Lock()
 
     def reconfigure(self, config: CryptoConfig) -> None:
         self.config = config
@@ -145,8 +149,28 @@ class E2E:
         if any(e.user.casefold() != target.name.casefold() for e in entries):
             raise ChatError(Code.BAD_ARGUMENTS, f"a sender key for {target.name} is sealed "
                             f"for {target.name} alone.")
+        if target.online:
+            return await self._hand(session, room, target, text, label)
+        async with self._kept_for_offline:
+            await self._check_waiting(user, target)
+            return await self._hand(session, room, target, text, label)
+
+    async def _hand(self, session: Endpoint, room: Room, target: User, text: str,
+                    label: str | None) -> int:
         return await self._messaging.direct(session, target, "", label, kind=ROOM_KEY,
                                             extra={"envelope": text, "room_key": room.name})
+
+    async def _check_waiting(self, sender: User, target: User) -> None:
+        """Refuse a sender key for ``target``, who is offline, when ``sender`` has left
+        crypto.max_pending_keys of them waiting already: each costs a command alone,
+        and a member must not fill another's stored messages with them. A member who
+        logs in takes them all, and the sender's client hands its key again then."""
+        most = self.config.max_pending_keys
+        waiting = await self._messaging.waiting_room_keys(sender, target)
+        if waiting >= most:
+            raise ChatError(Code.QUOTA_EXCEEDED, f"{target.name} is offline with {waiting} of "
+                            f"your room keys waiting, the most one member may leave another "
+                            f"({most}); they get them at their next login.", quota=most)
 
     # -- the room flag -------------------------------------------------------------------
 

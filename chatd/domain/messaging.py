@@ -372,6 +372,19 @@ class Messaging:
                                     sender=msg.sender_name, message_id=msg.id)
         return msg.id
 
+    async def waiting_room_keys(self, sender: User, target: User) -> int:
+        """How many sender keys (/ekey) from ``sender`` wait for ``target``'s next
+        login: those submitted are written first, so that each counts; in a cluster,
+        those the log holds and the persister has not stored yet count too (read
+        before the database: one stored meanwhile counts twice, never not at all)."""
+        unstored = 0
+        if self.tail is not None:
+            unstored = sum(1 for m in await self.tail.direct(target.id, sender.id, None)
+                           if m.kind == ROOM_KEY and m.recipient_id == target.id
+                           and not m.delivered)
+        await self._writer.flush()
+        return unstored + await self._storage.undelivered_from(target.id, sender.id, ROOM_KEY)
+
     async def replay_direct(self, session: Endpoint, user: User,
                             label: str | None = None) -> tuple[int, int, int]:
         """Show a user who logs in the direct messages sent while they were away, as

@@ -184,6 +184,14 @@ class PgMessageQueries:
                                  "WHERE NOT delivered ORDER BY recipient_id")
         return [int(row[0]) for row in rows]
 
+    async def undelivered_from(self: PgHost, recipient_id: int, sender_id: int,
+                               kind: str) -> int:
+        row = await self._fetch_one(
+            "SELECT COUNT(*) FROM messages WHERE recipient_id = $1 AND NOT delivered "
+            "AND sender_id = $2 AND kind = $3", recipient_id, sender_id, kind)
+        assert row is not None
+        return int(row[0])
+
     async def mark_direct_delivered(self: PgHost, user_id: int,
                                     up_to: int) -> tuple[int, int | None]:
         row = await self._fetch_one(

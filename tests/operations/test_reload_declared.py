@@ -59,7 +59,7 @@ async def test_a_reload_reaches_every_registered_part(tmp_path: Path) -> None:
         daemon.reloads.entries = [Registered(r, r.inner.keys) for r in recorders]
         daemon.config_path = str(write_config(
             tmp_path / "chatd.yaml", server={"motd": "new"}, files={"max_size": 12345},
-            backup={"keep": 3}, crypto={"max_envelope": 4096},
+            backup={"keep": 3}, crypto={"max_envelope": 4096, "max_pending_keys": 7},
             limits={"flood_threshold": 4}, rooms={"invitation_ttl": 60},
             storage={"path": str(tmp_path / "chatd.db")},
             control={"path": str(tmp_path / "ctl.sock")}))
@@ -76,4 +76,5 @@ async def test_a_reload_reaches_every_registered_part(tmp_path: Path) -> None:
         assert services.admission.config is config
         assert services.files.config.max_size == 12345
         assert services.e2e.config.max_envelope == 4096
+        assert services.e2e.config.max_pending_keys == 7
         assert daemon.backups.config.keep == 3
