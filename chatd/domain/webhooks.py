@@ -191,12 +191,7 @@ class Webhooks:
     async def post(self, hook_id: int, secret: str, text: str) -> tuple[WebhookRecord, int]:
         """Post ``text`` through hook ``hook_id`` if ``secret`` is its own; the hook
         and the new message's id. An unknown hook and a wrong secret are told alike."""
-        record = await self._storage.get_webhook(hook_id)
-        room = self._rooms.get(record.room_id) if record is not None else None
-        if record is None or room is None or \
-                not hmac.compare_digest(record.secret_hash, secret_hash(secret)):
-            raise ChatError(Code.NO_SUCH_WEBHOOK, "there is no such webhook, or it was revoked.")
-        self._refuse_dead(record)
+        record, room = await self.vouched(hook_id, secret)
         creator = self._refuse_creator(record, room)
         wait = self._protection.charge_shared(Kind.WEBHOOK, record.id)
         if not isinstance(wait, float):
@@ -209,6 +204,18 @@ class Webhooks:
         except ChatError as exc:
             raise _for_the_hook(exc, record, creator, room) from None
         return record, message_id
+
+    async def vouched(self, hook_id: int, secret: str) -> tuple[WebhookRecord, Room]:
+        """Hook ``hook_id`` and its room, if ``secret`` is its own and the hook lives
+        (its API token neither revoked nor expired): what a post's address alone
+        decides, so the web listener asks it before it reads the post's body."""
+        record = await self._storage.get_webhook(hook_id)
+        room = self._rooms.get(record.room_id) if record is not None else None
+        if record is None or room is None or \
+                not hmac.compare_digest(record.secret_hash, secret_hash(secret)):
+            raise ChatError(Code.NO_SUCH_WEBHOOK, "there is no such webhook, or it was revoked.")
+        self._refuse_dead(record)
+        return record, room
 
     def _refuse_dead(self, record: WebhookRecord) -> None:
         """Refuse a post through a hook whose API token was revoked or has expired

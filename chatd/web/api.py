@@ -227,10 +227,13 @@ def file_routes(links: LinkSigner) -> list[Route]:
         record = await call.services.files.readable(call.me, call.number("id"))
         return await contents(call, record)
 
+    async def signed(call: Call) -> None:
+        links.check(call.number("id"), call.number("user"), call.number("expires"),
+                    call.text("sig"), call.services.clock.time())
+
     async def download(call: Call) -> Response:
         file_id, user_id = call.number("id"), call.number("user")
-        links.check(file_id, user_id, call.number("expires"), call.text("sig"),
-                    call.services.clock.time())
+        await signed(call)
         user = call.services.accounts.get(user_id)
         if user is None:
             raise ChatError(Code.AUTH_FAILED, "that download link is not valid.")
@@ -256,7 +259,8 @@ def file_routes(links: LinkSigner) -> list[Route]:
                         Param("expires", "query", "the link's expiry (Unix time)",
                               integer=True),
                         Param("sig", "query", "the link's signature")),
-              answer="application/octet-stream", auth=False, errors=(401, 403, 404)),
+              answer="application/octet-stream", auth=False, vouch=signed,
+              errors=(401, 403, 404)),
     ]
 
 
@@ -380,6 +384,12 @@ async def post_webhook(call: Call) -> Response:
     return json_response({"id": message_id, "webhook": record.id}, 201)
 
 
+async def vouch_webhook(call: Call) -> None:
+    """The webhook's address alone (its id and secret, whether it lives), decided
+    before the post's body is read."""
+    await call.services.webhooks.vouched(call.number("id"), call.text("secret"))
+
+
 def api_routes(links: LinkSigner) -> list[Route]:
     """Every operation of the API, in the order the reference lists them."""
     user = Param("user", "path", "a user's name")
@@ -434,5 +444,5 @@ def api_routes(links: LinkSigner) -> list[Route]:
         Route("POST", "/hooks/{id}/{secret}", post_webhook, "Post through an incoming "
               "webhook: JSON {\"text\": ...} or a text/plain body", "webhooks",
               (hook, Param("secret", "path", "the webhook's secret")), body=s.obj(text=s.STR),
-              answer=s.POSTED, auth=False, errors=(400, 403, 404, 429)),
+              answer=s.POSTED, auth=False, vouch=vouch_webhook, errors=(400, 403, 404, 429)),
     ]

@@ -92,6 +92,10 @@ class Route:
     # The 200 answer: a JSON schema, or a media type for bytes ("*/*").
     answer: Schema | str = field(default_factory=dict)
     auth: bool = True
+    # What a route that takes no token checks on the request's head instead, before
+    # its body is read (a webhook's secret, a download link's signature); the
+    # handler decides again with the whole request.
+    vouch: Callable[[Call], Awaitable[None]] | None = None
     # The largest body, when it is not web.max_body (an upload's is files.max_size).
     body_limit: Callable[[Config], int] | None = None
     errors: tuple[int, ...] = ()

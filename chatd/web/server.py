@@ -299,7 +299,8 @@ class WebServer:
 
     async def admit(self, request: Request, ip: str) -> Admitted | Response | None:
         """What the head of ``request`` alone decides, before its body is read: the
-        refusal (404, 405, 403, 401, 429, 400 for the route's parameters), or
+        refusal (404, 405, 403, 401, 429, 400 for the route's parameters; on a route
+        that takes no token, what its path carries instead: Route.vouch), or
         :class:`Admitted` (its route, parameters and token's user), or None when the
         target is a page (which takes no token: nothing to decide before the body).
 
@@ -317,7 +318,13 @@ class WebServer:
         found = await self._target(request)
         if isinstance(found, Response):
             return None
-        return await self._admitted(found, request, ip)
+        admitted = await self._admitted(found, request, ip)
+        if found.vouch is not None:
+            # (Only here: a request whose body came with its head has it checked once,
+            # by its handler.)
+            await found.vouch(Call(request, self.services, self.config, f"{ip}:0", None,
+                                   admitted.params))
+        return admitted
 
     def _failure(self, exc: Exception, request: Request) -> Response:
         """The answer to a request that failed with ``exc``."""

@@ -722,6 +722,42 @@ async def test_a_request_is_refused_on_its_head_before_its_body_is_read(
         writer.close()
 
 
+async def refused_on_head(server: ChatServer, head: bytes) -> tuple[int, str]:
+    """Send ``head`` (declaring a body it never sends); the status and code of the
+    answer, which must come at once, with the connection closed after it."""
+    assert server.web is not None
+    reader, writer = await asyncio.open_connection("127.0.0.1", server.web.port)
+    try:
+        writer.write(head)
+        async with asyncio.timeout(5):
+            answer = await reader.read()
+    finally:
+        writer.close()
+    assert b"\r\nConnection: close\r\n" in answer, answer
+    return status_and_error(answer)
+
+
+async def test_a_webhooks_secret_and_a_download_links_signature_are_checked_on_the_head(
+        server: ChatServer, clients: Clients) -> None:
+    """The routes that take no token have their own credential in the path: a wrong
+    webhook secret, a dead webhook (its API token revoked) or a forged download
+    link is refused before the body (within web.max_body) is read."""
+    owner = await clients.user("alice")
+    await owner.command("/create den")
+    token = (await owner.command("/token create ci read,post,moderate"))["token"]
+    script = await clients.anonymous()
+    await script.command(f"/login alice --token {token}")
+    hook = await script.command("/webhook create deploy den")
+    await owner.command("/token revoke ci")
+    body = b"Content-Length: 60000\r\n\r\n"
+    wrong = b"POST /hooks/%d/wrong HTTP/1.1\r\nHost: x\r\n" % hook["id"]
+    assert await refused_on_head(server, wrong + body) == (404, "no-such-webhook")
+    dead = b"POST " + hook["path"].encode() + b" HTTP/1.1\r\nHost: x\r\n"
+    assert await refused_on_head(server, dead + body) == (403, "token-revoked")
+    forged = b"GET /api/v1/download/1?user=1&expires=9999999999&sig=x HTTP/1.1\r\nHost: x\r\n"
+    assert await refused_on_head(server, forged + body) == (401, "auth-failed")
+
+
 async def test_100_continue_is_sent_only_once_the_token_is_accepted(
         server: ChatServer, clients: Clients) -> None:
     """RFC 9110 10.1.1: the head alone decides whether the body is wanted; a client
