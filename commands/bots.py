@@ -202,6 +202,9 @@ BOT_TOKEN_MADE = ("create", "token")
 # A server admin's list is every bot: paged as the other long lists are.
 BOT_PAGE = replace(PAGE, sub_commands=("list",))
 
+# /ratelimit's word that turns a room's own rate off (in place of a rate).
+RATE_OFF = "off"
+
 
 @command("bot", Choice("action", choices=("create", "list", "token", "tokens", "revoke",
                                           "delete")),
@@ -315,17 +318,15 @@ def typing(ctx: Context, room: Room) -> Ok:
     return ok(room=room.name)
 
 
-@command("ratelimit", Word("rate"), Number("burst", optional=True, low=1, high=1e6),
+@command("ratelimit", Word("rate"),
+         Number("burst", optional=True, low=1, high=1e6, not_after=(RATE_OFF,)),
          RoomRef("room", optional=True), role=Role.OWNER, group=GROUP,
          usage="/ratelimit <messages-per-second> [burst] [room]  |  /ratelimit off [room]",
          scope=Scope.MODERATE)
 async def ratelimit(ctx: Context, rate: str, burst: float | None, room: Room) -> Ok:
     """Set a room's own message rate within the server's bounds (owner), or 'off'."""
     limits = ctx.services.config.limits
-    if rate.lower() == "off":
-        if burst is not None:  # a burst left over from the rate it turns off: not ignored
-            raise ChatError(Code.BAD_ARGUMENTS, "off takes no burst: the room's own rate "
-                            "and burst both go.")
+    if rate.lower() == RATE_OFF:  # the burst is not taken after it: a word there is the room
         fresh: dict[str, float] = {}
         text = f"#{room.name} uses the server's message rate again."
     else:

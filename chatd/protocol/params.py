@@ -85,6 +85,9 @@ class Param:
     # empty: always. A sub-command's own word (/bot revoke <bot> <token-name>) so is
     # never read as a surplus word of the others, whose errors stay their own.
     sub_commands: tuple[str, ...] = ()
+    # Not taken when the first parameter is one of these words (any case): the
+    # /ratelimit burst after "off", so that "/ratelimit off 7" reads 7 as the room.
+    not_after: tuple[str, ...] = ()
 
     # The parameter's type as /schema names it.
     kind = "word"
@@ -106,6 +109,8 @@ class Param:
                                      "optional": self.optional, "rest": self.rest}
         if self.sub_commands:
             described["sub_commands"] = list(self.sub_commands)
+        if self.not_after:
+            described["not_after"] = list(self.not_after)
         return described | self.limits()
 
     def limits(self) -> dict[str, Any]:
@@ -535,8 +540,12 @@ def _room_too_late(ctx: Context, declined: list[tuple[Param, int]], words: list[
 
 def _applies(param: Param, params: tuple[Param, ...], values: dict[str, Any]) -> bool:
     """Whether ``param`` takes part in this line: always, or, for a sub-command's
-    own parameter, when the first parameter chose that sub-command."""
-    return not param.sub_commands or values.get(params[0].name) in param.sub_commands
+    own parameter, when the first parameter chose that sub-command; never after a
+    first word it is ``not_after``."""
+    first = values.get(params[0].name)
+    if param.not_after and isinstance(first, str) and first.lower() in param.not_after:
+        return False
+    return not param.sub_commands or first in param.sub_commands
 
 
 def _rest(param: Param, args: str, index: int) -> Any:

@@ -257,8 +257,7 @@ async def test_room_rate_names_another_room(db_path: Path, clock: ManualClock) -
 
 
 async def test_room_rate_off_names_another_room(db_path: Path, clock: ManualClock) -> None:
-    # Usage: "/ratelimit off [room]". The optional [burst] word swallows the
-    # room name, so the command acts on the current room instead.
+    # Usage: "/ratelimit off [room]": the room by its name.
     async with serving(db_path, clock, **PRODUCTION_LIMITS) as (server, clients):
         alice, _ = await room_with(clients, "alice", "bob")
         await alice.command("/ratelimit 2 4")
@@ -271,6 +270,32 @@ async def test_room_rate_off_names_another_room(db_path: Path, clock: ManualCloc
         assert "message_rate" not in general.settings
         assert other.settings["message_rate"] == 3.0
 
+
+async def test_room_rate_off_names_another_room_by_its_id(db_path: Path,
+                                                          clock: ManualClock) -> None:
+    # "/ratelimit off 1" read the id as a burst for the rate it turns off, and
+    # refused it: a room's own rate could be turned off by its name only.
+    async with serving(db_path, clock, **PRODUCTION_LIMITS) as (server, clients):
+        alice, _ = await room_with(clients, "alice", "bob")
+        await alice.command("/ratelimit 2 4")
+        await alice.command("/create other")
+        await alice.command("/ratelimit 3 6")  # in other, the current room
+        general, other = server.services.rooms.find("general"), server.services.rooms.find("other")
+        assert general is not None and other is not None
+        reply = await alice.command(f"/ratelimit OFF {general.id}", check=False)
+        assert reply.ok and reply["room"] == "general", reply.final
+        assert (reply["rate"], reply["burst"]) == (None, None)
+        assert "message_rate" not in general.settings
+        assert other.settings["message_rate"] == 3.0
+        # The rate's own forms still read a number after the rate as the burst,
+        # and a room's id after both.
+        assert (await alice.command(f"/ratelimit 2 5 {general.id}"))["room"] == "general"
+        assert (general.settings["message_rate"], general.settings["message_burst"]) == (2.0, 5.0)
+        assert (await alice.command("/ratelimit 1 3"))["room"] == "other"
+        # A number that is no room's id after off is no room, not a burst.
+        missing = await error_of(alice, "/ratelimit off 999")
+        assert missing["code"] == "no-such-room"
+        assert other.settings["message_rate"] == 1.0
 
 # ---------------------------------------------------------------------------
 # Flood control

@@ -133,6 +133,8 @@ async def test_a_sub_commands_refusal_ends_with_its_own_usage(clients: Clients,
     ("/webhook revoke 1 general x", "/webhook revoke <id> [room]"),
     ("/webhook list general general", "/webhook list [room]"),
     ("/keys get alice x", "/keys get <user>"),
+    # After off a word is the room (by name or id), never a burst.
+    ("/ratelimit off general 2", "/ratelimit off [room]"),
 ])
 async def test_a_word_beyond_a_sub_commands_own_is_one_too_many(
         clients: Clients, line: str, usage: str) -> None:
@@ -172,8 +174,6 @@ async def test_a_sub_command_without_its_word_names_it_as_every_command_does(
     ("/webhook create", "missing <name>. Usage: /webhook create <name> [room]"),
     ("/webhook revoke x", 'a webhook is revoked by its id (a number: /webhook list shows '
                           'them), not "x". Usage: /webhook revoke <id> [room]'),
-    ("/ratelimit off 2", "off takes no burst: the room's own rate and burst both go. "
-                         "Usage: /ratelimit off [room]"),
     ("/token frobnicate", 'expected create, list, revoke or revoke-resume, not "frobnicate". '
                           "Usage: /token create [name] [scopes] [ttl] [--session]  |  "
                           "/token list  |  /token revoke <name>  |  /token revoke-resume"),

@@ -13,7 +13,7 @@ from hypothesis import strategies as st
 
 from chatd.domain.names import MAX_NUMBER, is_decimal, is_number
 from chatd.errors import ChatError, Code
-from chatd.protocol.params import Decline, Int, Number, Param
+from chatd.protocol.params import Decline, Int, Number, Param, Word, parse
 
 FAST = settings(max_examples=300, deadline=None)
 
@@ -78,3 +78,32 @@ def test_what_an_integer_parameter_takes_a_decimal_one_takes(word: str) -> None:
 def test_both_refuse_what_float_and_int_take_besides(word: str) -> None:
     assert _parsed(WHOLE, word) is Code.BAD_ARGUMENTS
     assert _parsed(DECIMAL, word) is Code.BAD_ARGUMENTS
+
+
+# /ratelimit's shape: a rate or "off", a burst only after a rate, then a word (the room).
+RATE_LINE = (Word("rate"), Number("burst", optional=True, low=1, high=1e6, not_after=("off",)),
+             Word("room", optional=True))
+ONE_WORD = WORDS.filter(lambda word: len(word.split()) == 1 and word == word.strip())
+
+
+@FAST
+@given(st.sampled_from(["off", "OFF", "Off"]), ONE_WORD)
+def test_after_off_a_word_is_never_the_burst(off: str, word: str) -> None:
+    # "/ratelimit off 7": 7 is the room's id, not a burst for the rate it turns off.
+    parsed = parse(RATE_LINE, NO_CONTEXT, f"{off} {word}", "/ratelimit off [room]")
+    assert (parsed["burst"], parsed["room"]) == (None, word)
+
+
+@FAST
+@given(st.sampled_from(["2", "0.5", "offer"]), ONE_WORD)
+def test_after_a_rate_a_number_is_the_burst(rate: str, word: str) -> None:
+    try:
+        parsed = parse(RATE_LINE, NO_CONTEXT, f"{rate} {word}", "/ratelimit <rate> [burst]")
+    except ChatError as exc:  # a decimal out of the burst's range
+        assert exc.code is Code.BAD_ARGUMENTS and is_decimal(word)
+        assert not 1 <= float(word) <= 1e6
+        return
+    if is_decimal(word):
+        assert (parsed["burst"], parsed["room"]) == (float(word), None)
+    else:
+        assert (parsed["burst"], parsed["room"]) == (None, word)
