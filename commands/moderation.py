@@ -158,36 +158,46 @@ async def unmute(ctx: Context, user: User, room: Room) -> Ok:
          scope=Scope.MODERATE, errors=(Code.NOT_IN_ROOM,), told_by_event=True)
 async def promote(ctx: Context, user: User, room: Room) -> Ok:
     """Make a member an admin of the room."""
-    await ctx.services.moderation.promote(ctx.user, room, user)
-    return ok(f"{user.name} is now an admin of #{room.name}.", room=room.name, user=user.name,
-              role="admin")
+    changed = await ctx.services.moderation.promote(ctx.user, room, user)
+    return _role_ok(f"{user.name} is {_NOW[changed]} an admin of #{room.name}.", room, user,
+                    "admin", changed)
 
 
 @command("demote", _anyone(), _room(), role=OWNER, group=GROUP,
          scope=Scope.MODERATE, errors=(Code.NOT_IN_ROOM,), told_by_event=True)
 async def demote(ctx: Context, user: User, room: Room) -> Ok:
     """Make an admin a plain member again."""
-    await ctx.services.moderation.demote(ctx.user, room, user)
-    return ok(f"{user.name} is now a member of #{room.name}.", room=room.name, user=user.name,
-              role="member")
+    changed = await ctx.services.moderation.demote(ctx.user, room, user)
+    return _role_ok(f"{user.name} is {_NOW[changed]} a member of #{room.name}.", room, user,
+                    "member", changed)
 
 
 @command("voice", _anyone(), _room(), role=ADMIN, group=GROUP, scope=Scope.MODERATE,
          errors=(Code.NOT_IN_ROOM,), told_by_event=True)
 async def voice(ctx: Context, user: User, room: Room) -> Ok:
     """Let a member speak while the room is moderated (+m)."""
-    await ctx.services.moderation.voice(ctx.user, room, user)
-    return ok(f"{user.name} has voice in #{room.name}.", room=room.name, user=user.name,
-              role="voice")
+    changed = await ctx.services.moderation.voice(ctx.user, room, user)
+    return _role_ok(f"{user.name} {'has' if changed else 'already has'} voice in "
+                    f"#{room.name}.", room, user, "voice", changed)
 
 
 @command("devoice", _anyone(), _room(), role=ADMIN, group=GROUP, scope=Scope.MODERATE,
          errors=(Code.NOT_IN_ROOM,), told_by_event=True)
 async def devoice(ctx: Context, user: User, room: Room) -> Ok:
     """Take a member's voice: silent again while the room is moderated."""
-    await ctx.services.moderation.devoice(ctx.user, room, user)
-    return ok(f"{user.name} no longer has voice in #{room.name}.", room=room.name,
-              user=user.name, role="member")
+    changed = await ctx.services.moderation.devoice(ctx.user, room, user)
+    return _role_ok(f"{user.name} {'no longer has' if changed else 'already has no'} voice "
+                    f"in #{room.name}.", room, user, "member", changed)
+
+
+# "is now an admin", or "is already" one when the target had the role.
+_NOW = {True: "now", False: "already"}
+
+
+def _role_ok(text: str, room: Room, target: User, role: str, changed: bool) -> Ok:
+    """The answer to a change of role: ``already`` when the target had the role, which
+    is done as /block of someone blocked is (no event tells it: the sentence does)."""
+    return ok(text, room=room.name, user=target.name, role=role, already=not changed)
 
 
 @command("transfer", _anyone(), _room(), role=OWNER, group=GROUP,
@@ -263,10 +273,15 @@ async def _change_modes(ctx: Context, changes: list[ModeChange], room: Room) -> 
     if switches:
         done += await moderation.change_modes(ctx.user, room, switches)
     done += await _join_letters(ctx, room, joins)
+    already: list[str] = []
     for change, target in voiced:
-        done.append(await _voice_letter(ctx, room, change, target))
+        if await _voice_letter(ctx, room, change, target):
+            done.append(ModeChange(change.on, "v", target.name))
+        else:
+            already.append(f"{target.name} already has {'' if change.on else 'no '}voice")
     spec, arguments = format_changes(done)
-    text = f"#{room.name}: " + (describe_changes(done) if done else "nothing changed") + "."
+    said = [describe_changes(done) if done else "nothing changed", *already]
+    text = f"#{room.name}: " + "; ".join(said) + "."
     return ok(text, room=room.name, changes=spec, arguments=arguments,
               **_modes_fields(ctx, room))
 
@@ -315,11 +330,11 @@ def _voice_target(ctx: Context, change: ModeChange) -> User:
     return target
 
 
-async def _voice_letter(ctx: Context, room: Room, change: ModeChange,
-                        target: User) -> ModeChange:
+async def _voice_letter(ctx: Context, room: Room, change: ModeChange, target: User) -> bool:
+    """Apply one +v or -v; whether it changed the target's role (False: it was so)."""
     moderation = ctx.services.moderation
-    await (moderation.voice if change.on else moderation.devoice)(ctx.user, room, target)
-    return ModeChange(change.on, "v", target.name)
+    return await (moderation.voice if change.on else moderation.devoice)(ctx.user, room,
+                                                                          target)
 
 
 def _show_modes(ctx: Context, room: Room) -> Ok:

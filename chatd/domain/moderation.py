@@ -358,28 +358,34 @@ class Moderation:
 
     # -- roles and modes -----------------------------------------------------
 
-    async def promote(self, actor: User, room: Room, target: User) -> None:
+    # Each change of role answers whether it changed anything: False when the target
+    # has the role it gives already (voicing a voiced member), which is done, as a
+    # second /block is, without an event, an audit entry or a notification.
+
+    async def promote(self, actor: User, room: Room, target: User) -> bool:
         if not target.has_account:
             authorize(Action.PROMOTE, room, actor, target)
             raise _needs_account(target, "guests cannot be room admins")
-        await self._set_role(Action.PROMOTE, actor, room, target)
+        return await self._set_role(Action.PROMOTE, actor, room, target)
 
-    async def demote(self, actor: User, room: Room, target: User) -> None:
-        await self._set_role(Action.DEMOTE, actor, room, target)
+    async def demote(self, actor: User, room: Room, target: User) -> bool:
+        return await self._set_role(Action.DEMOTE, actor, room, target)
 
-    async def voice(self, actor: User, room: Room, target: User) -> None:
+    async def voice(self, actor: User, room: Room, target: User) -> bool:
         """Let a member speak while the room is moderated (IRC's ``+v``)."""
-        await self._set_role(Action.VOICE, actor, room, target)
+        return await self._set_role(Action.VOICE, actor, room, target)
 
-    async def devoice(self, actor: User, room: Room, target: User) -> None:
-        await self._set_role(Action.DEVOICE, actor, room, target)
+    async def devoice(self, actor: User, room: Room, target: User) -> bool:
+        return await self._set_role(Action.DEVOICE, actor, room, target)
 
-    async def _set_role(self, action: Action, actor: User, room: Room, target: User) -> None:
+    async def _set_role(self, action: Action, actor: User, room: Room, target: User) -> bool:
         async with self._transactions.room(room):
             self._rooms.ensure_live(room)
             authorize(action, room, actor, target)
             role = room.role_of(target.id)
             after = role_changed(action, room, target, role)
+            if role is after:  # decided under the room's lock: nothing to change
+                return False
             now = self._clock.time()
             await self._storage.set_roles(room.id, [(target.id, after.value)], now)
             room.set_roles([(target.id, after)], now)
@@ -398,6 +404,7 @@ class Moderation:
                 target, f"{action.value}d", _TOLD[action].format(actor=actor.name,
                                                                 room=room.name),
                 room=room.name, room_id=room.id, role=after.value)
+        return True
 
     async def transfer(self, actor: User, room: Room, target: User) -> str:
         """Make ``target`` (a member) the owner; the owner until now becomes an admin.
@@ -543,11 +550,12 @@ _ROLE_CHANGES: Final = {Action.PROMOTE: ((Role.MEMBER, Role.VOICE), Role.ADMIN),
 
 def role_changed(action: Action, room: Room, target: User, role: Role | None) -> Role:
     """The role ``action`` (promote, demote, voice, devoice) gives ``target``, whose
-    role in ``room`` is ``role`` (None: not a member); the refusal when it may not."""
+    role in ``room`` is ``role`` (None: not a member); the refusal when it may not.
+    A target who has that role already is no refusal: the role is ``role`` itself."""
     if role is None:
         raise ChatError(Code.NOT_IN_ROOM, f"{target.name} is not a member of #{room.name}.")
     before, after = _ROLE_CHANGES[action]
-    if role not in before:
+    if role is not after and role not in before:
         raise _wrong_role(action, room, target, role, before[0])
     return after
 

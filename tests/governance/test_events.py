@@ -170,3 +170,32 @@ async def test_room_setting_events_name_their_user(clients: Clients) -> None:
         for record in (own, event):
             assert (record["room"], record["user"], record["actor"]) == ("dev", "alice", "alice")
         assert any(text.startswith(sentence) for text in await text_run(carol, None)), sentence
+
+
+async def test_a_role_its_user_has_already_is_no_event_and_no_refusal(
+        server: ChatServer, clients: Clients) -> None:
+    """/voice of a voiced member was refused as "only a member can be voiced", a wrong
+    reason: each change of role to the role its user has answers ``already``, tells
+    nobody, notifies nobody and writes no audit entry."""
+    alice, bob, carol = await users(clients, "alice", "bob", "carol")
+    await room_with(alice, "dev", bob, carol)
+    room = server.services.rooms.find("dev")
+    assert room is not None
+    steps = [("/voice", "/voice", "bob already has voice in #dev."),
+             ("/devoice", "/devoice", "bob already has no voice in #dev."),
+             ("/promote", "/promote", "bob is already an admin of #dev."),
+             ("/demote", "/demote", "bob is already a member of #dev.")]
+    for first, second, sentence in steps:
+        done = await alice.command(f"{first} bob dev")
+        assert done["already"] is False, first
+        await drain(alice, bob, carol)
+        audited = len(await server.services.audit.entries(100, room))
+        again = await alice.command(f"{second} bob dev")
+        assert (again["already"], again.final["message"]) == (True, sentence)
+        assert [line for line in again.lines if line.get("type") == "event"] == []
+        for watcher in (bob, carol):
+            assert await settle(watcher) == [], first
+        assert len(await server.services.audit.entries(100, room)) == audited, first
+    # Text mode shows the sentence (no event told it).
+    text = await text_client(clients, "alice")
+    assert await text_run(text, "/demote bob dev") == ["* bob is already a member of #dev."]

@@ -254,3 +254,24 @@ async def test_a_host_mask_that_names_one_member_bans_that_member(irc: IrcFactor
     alice.send("MODE #m -b bob!*@*", "MODE #m +b *!BOB@*")  # WeeChat's, any case
     assert (await alice.expect("MODE")).params == ("#m", "-b", "bob!*@*")
     assert (await alice.expect("400", "MODE")).params[1] == "MODE"  # bob is gone: no match
+
+
+async def test_a_role_the_nick_has_already_is_no_error(server: ChatServer,
+                                                       irc: IrcFactory) -> None:
+    # "MODE #m +v bob" of a voiced bob was "400 ... only a member can be voiced":
+    # as other servers do, a mode the nick has already changes nothing, silently.
+    alice, bob, carol = await irc("alice"), await irc("bob"), await irc("carol")
+    await _room(alice, bob, carol)
+    alice.send("MODE #m +v bob", "MODE #m +o carol")
+    assert (await alice.expect("MODE")).params == ("#m", "+v", "bob")
+    assert (await alice.expect("MODE")).params == ("#m", "+o", "carol")
+    alice.send("MODE #m +v bob", "MODE #m +o carol", "MODE #m -v dave", "PING :done")
+    answered = await alice.until("PONG")
+    assert [m.command for m in answered] == ["401", "PONG"]  # dave: no such nick
+    alice.send("MODE #m -v bob", "MODE #m -v bob", "MODE #m -o carol", "MODE #m -o carol",
+               "PING :done")
+    shown = [m for m in await alice.until("PONG") if m.command != "PONG"]
+    assert [m.params for m in shown] == [("#m", "-v", "bob"), ("#m", "-o", "carol")]
+    room = server.services.rooms.find("m")
+    assert room is not None
+    assert room.role_of(server.services.accounts.require("bob").id) is Role.MEMBER
