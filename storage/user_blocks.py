@@ -16,14 +16,22 @@ class UserBlockQueries:
     """The ``user_blocks`` table, as a mixin of SqliteStorage."""
 
     async def put_user_block(self: SqliteHost, record: UserBlockRecord,
-                             quotas: Sequence[Quota] = ()) -> None:
-        """Store a block; one that exists already keeps its time."""
+                             quotas: Sequence[Quota] = ()) -> bool:
+        """Store a block; False when it exists already (it keeps its time), which is
+        no write and so passes no quota, even one full by then. One write
+        transaction at a time (BEGIN IMMEDIATE): what is read here stands."""
         async with self._transaction() as conn:
+            found = await conn.execute_fetchall(
+                "SELECT 1 FROM user_blocks WHERE user_id = ? AND blocked_id = ?",
+                (record.user_id, record.blocked_id))
+            if list(found):
+                return False
             await refuse_over(conn, quotas)
-            await conn.execute(
+            cursor = await conn.execute(
                 "INSERT INTO user_blocks (user_id, blocked_id, created_at) VALUES (?, ?, ?) "
                 "ON CONFLICT (user_id, blocked_id) DO NOTHING",
                 (record.user_id, record.blocked_id, record.created_at))
+            return cursor.rowcount > 0
 
     async def delete_user_block(self: SqliteHost, user_id: int, blocked_id: int) -> bool:
         return await self._write("DELETE FROM user_blocks WHERE user_id = ? AND blocked_id = ?",

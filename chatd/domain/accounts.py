@@ -421,8 +421,8 @@ class Accounts:
             # (and accepted again if the write is refused).
             since = user.blocked[target.id] = self._clock.time()
             try:
-                await self._storage.put_user_block(UserBlockRecord(user.id, target.id, since),
-                                                   (limit,))
+                added = await self._storage.put_user_block(
+                    UserBlockRecord(user.id, target.id, since), (limit,))
             except StorageError as exc:
                 user.blocked.pop(target.id, None)
                 if isinstance(exc, OverQuota):
@@ -430,6 +430,10 @@ class Accounts:
                                     "most one may.", remedy=Remedy(Step.LIST_BLOCKS),
                                     quota=limit.most) from None
                 raise
+            if not added:
+                # Made through another node that has not told this one yet: in force
+                # already, and not counted again (at the limit, it is no refusal).
+                return False
         self.changed(user, "block")
         return True
 

@@ -11,7 +11,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 from storage.api import ENDED_ROOMS_STATE
-from storage.postgres.host import PgHost, changed, refuse_over
+from storage.postgres.host import PgHost, changed, hold_quotas, refuse_over
 from storage.quotas import Quota
 from storage.records import (
     AuditEntry,
@@ -25,6 +25,7 @@ from storage.records import (
 _SANCTION_TABLES = {"ban": "bans", "mute": "mutes"}
 _SANCTION = "room_id, user_id, actor_id, reason, created_at, until"
 _INVITATION = "room_id, user_id, inviter_id, created_at, expires_at"
+_BLOCK_EXISTS = "SELECT 1 FROM user_blocks WHERE user_id = $1 AND blocked_id = $2"
 
 
 class PgGovernanceQueries:
@@ -205,14 +206,21 @@ class PgGovernanceQueries:
     # -- users who block another user's direct messages ------------------------
 
     async def put_user_block(self: PgHost, record: UserBlockRecord,
-                             quotas: Sequence[Quota] = ()) -> None:
-        """Store a block; one that exists already keeps its time."""
+                             quotas: Sequence[Quota] = ()) -> bool:
+        """Store a block; False when it exists already (it keeps its time), which is
+        no write and so passes no quota, even one full by then."""
         async with self._transaction() as conn:
+            # Under the holder's lock: a block made meanwhile through another node
+            # (which holds it to count) is committed, and found, before this looks.
+            await hold_quotas(conn, quotas)
+            if await conn.fetchval(_BLOCK_EXISTS, record.user_id, record.blocked_id):
+                return False
             await refuse_over(conn, quotas)
-            await conn.execute(
+            status = await conn.execute(
                 "INSERT INTO user_blocks (user_id, blocked_id, created_at) "
                 "VALUES ($1, $2, $3) ON CONFLICT (user_id, blocked_id) DO NOTHING",
                 record.user_id, record.blocked_id, record.created_at)
+            return changed(status) > 0
 
     async def delete_user_block(self: PgHost, user_id: int, blocked_id: int) -> bool:
         return await self._execute(

@@ -89,16 +89,25 @@ ACCOUNT_LOCKS: Final = 0x63680002
 QUOTA_LOCKS: Final = {Holder.ACCOUNT: 0x63680003, Holder.ROOM: 0x63680004}
 
 
+async def hold_quotas(conn: PgConnection, quotas: Sequence[Quota]) -> None:
+    """Take the advisory lock of each holder of ``quotas`` until the transaction on
+    ``conn`` ends (refuse_over does, first): what the transaction reads after it,
+    such as whether the row it would add is there already, no other write counted
+    against those holders changes until it commits. Taken again, a lock is held
+    once more, so refuse_over after it is no second wait."""
+    # In one order, so that two writes with several holders never wait for each other.
+    for kind, key in sorted({(QUOTA_LOCKS[quota.measure.holder], quota.key)
+                             for quota in quotas}):
+        await conn.execute("SELECT pg_advisory_xact_lock($1, $2)", kind, key)
+
+
 async def refuse_over(conn: PgConnection, quotas: Sequence[Quota]) -> None:
     """Refuse the write of the transaction on ``conn`` that would pass one of
     ``quotas`` (``OverQuota``). The holder's advisory lock is held until the
     transaction ends: another write counted against the same holder, on any
     node, counts after this one's insert is committed (``READ COMMITTED``: its
     count is a statement after the wait, so its snapshot holds that row)."""
-    # In one order, so that two writes with several holders never wait for each other.
-    for kind, key in sorted({(QUOTA_LOCKS[quota.measure.holder], quota.key)
-                             for quota in quotas}):
-        await conn.execute("SELECT pg_advisory_xact_lock($1, $2)", kind, key)
+    await hold_quotas(conn, quotas)
     for quota in quotas:
         held = int(await conn.fetchval(quota.measure.counting("$1"), quota.key))
         if quota.passed_by(held):

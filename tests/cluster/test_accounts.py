@@ -343,10 +343,10 @@ async def test_a_read_again_never_undoes_the_nodes_own_change_being_written(
     writing, written = asyncio.Event(), asyncio.Event()
     store = nodes[1].storage.put_user_block
 
-    async def slow(record: Any, quotas: Any) -> None:
+    async def slow(record: Any, quotas: Any) -> bool:
         writing.set()
         await written.wait()
-        await store(record, quotas)
+        return await store(record, quotas)
 
     sync: Any = registry(nodes[1]).accounts
     reading = asyncio.Event()

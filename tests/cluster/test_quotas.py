@@ -14,6 +14,7 @@ from chatd.app.app import App
 from chatd.client import ChatClient
 from chatd.domain.tokens import MAX_TOKENS
 from commands.bots import MAX_BOTS
+from storage.records import UserBlockRecord
 from tests.cluster.conftest import StartNode, login, register
 from tests.cluster.test_accounts import everywhere
 from tests.cluster.test_races import outcome
@@ -96,6 +97,40 @@ async def test_blocks_made_through_three_nodes_at_once_stop_at_max_blocks(
     assert outcomes == {"ok": LIMIT, "quota-exceeded": len(clients) - LIMIT}, outcomes
     ann = nodes[0].services.accounts.require("ann").id
     assert len(await nodes[0].storage.list_user_blocks(ann)) == LIMIT
+
+
+async def test_a_block_made_elsewhere_and_not_yet_heard_of_is_already_at_the_limit(
+        start_node: StartNode) -> None:
+    # ann blocks pest1 through a node whose word has not reached the second one yet
+    # (the row alone, written to the shared database): at max_blocks, blocking
+    # pest1 again through the second node was refused as over the quota.
+    first = await start_node(1, accounts__max_blocks=LIMIT)
+    names = [f"pest{i}" for i in range(LIMIT + 1)]
+    await register(first, "ann", *names)
+    second = await start_node(2, accounts__max_blocks=LIMIT)
+    nodes = [first, second]
+    await everywhere(nodes, lambda app: all(app.services.accounts.find(name) is not None
+                                            for name in ["ann", *names]))
+    ann = await login(first, "ann")
+    for name in names[:LIMIT - 1]:
+        assert (await ann.command(f"/block {name}"))["already"] is False
+    await ann.close()
+    accounts = second.services.accounts
+    held, late = accounts.require("ann"), accounts.require(names[LIMIT - 1])
+    await everywhere(nodes, lambda app: len(app.services.accounts.require("ann").blocked)
+                     == LIMIT - 1)
+    await second.storage.put_user_block(UserBlockRecord(held.id, late.id, 1.0))
+    assert late.id not in held.blocked  # not heard of on the second node
+    ann = await login(second, "ann")
+    again = await ann.command(f"/block {late.name}", check=False)
+    assert again.ok and again["already"] is True, again.final
+    # In force on the second node from now on; a new block is still past the limit.
+    sender = await login(second, late.name)
+    assert (await sender.command("/msg ann hi", check=False))["code"] == "blocked"
+    over = await ann.command(f"/block {names[LIMIT]}", check=False)
+    assert over.final["code"] == "quota-exceeded"
+    await sender.close()
+    await ann.close()
 
 
 async def test_bots_made_through_three_nodes_at_once_stop_at_the_quota(

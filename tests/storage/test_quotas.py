@@ -99,6 +99,46 @@ async def test_blocks_at_once_through_two_stores_stop_at_the_limit(
     assert len(await two[0].list_user_blocks(ann.id)) == LIMIT
 
 
+async def test_a_block_there_already_is_no_write_and_passes_no_quota(
+        two: list[Storage]) -> None:
+    # At the limit, ann blocks again someone she blocks, through a store (a node)
+    # that did not know: that was refused as over the quota; it adds nothing.
+    ann = await two[0].create_user("ann", b"h", False, T0)
+    others = [await two[0].create_user(f"u{n}", b"h", False, T0) for n in range(LIMIT + 1)]
+    most = (Quota(Measure.BLOCKS, ann.id, LIMIT),)
+    made = [await two[0].put_user_block(UserBlockRecord(ann.id, other.id, T0), most)
+            for other in others[:LIMIT]]
+    again = await two[1].put_user_block(UserBlockRecord(ann.id, others[0].id, T0 + 9), most)
+    assert (made, again) == ([True] * LIMIT, False)
+    with pytest.raises(OverQuota):
+        await two[1].put_user_block(UserBlockRecord(ann.id, others[LIMIT].id, T0), most)
+    kept = await two[0].list_user_blocks(ann.id)
+    assert [(b.blocked_id, b.created_at) for b in kept] == [(o.id, T0) for o in others[:LIMIT]]
+
+
+async def test_one_block_sent_at_once_through_two_stores_is_added_once_at_the_last_place(
+        two: list[Storage]) -> None:
+    # One place left: the same block, sent at once through both stores, takes it
+    # once; every other finds it there (none is over the quota it filled).
+    ann = await two[0].create_user("ann", b"h", False, T0)
+    others = [await two[0].create_user(f"u{n}", b"h", False, T0) for n in range(LIMIT)]
+    most = (Quota(Measure.BLOCKS, ann.id, LIMIT),)
+    for other in others[:-1]:
+        await two[0].put_user_block(UserBlockRecord(ann.id, other.id, T0), most)
+
+    async def block(store: Storage, number: int) -> str:
+        try:
+            added = await store.put_user_block(
+                UserBlockRecord(ann.id, others[-1].id, T0 + number), most)
+        except OverQuota:
+            return "over"
+        return "added" if added else "there"
+
+    outcomes = await asyncio.gather(*(block(store, n) for n in range(EACH) for store in two))
+    assert sorted(outcomes) == ["added"] + ["there"] * (2 * EACH - 1)
+    assert len(await two[0].list_user_blocks(ann.id)) == LIMIT
+
+
 async def test_bots_at_once_through_two_stores_stop_at_the_limit(
         two: list[Storage]) -> None:
     ann = await two[0].create_user("ann", b"h", False, T0)
