@@ -275,12 +275,8 @@ class Guests:
         async def impose() -> None:
             nonlocal banned
             self._refuse_full(room, target)
-            session = self._online.get(name_key(target.name))
-            # Gone meanwhile (another guest may have its nick now): the nick alone.
-            address = _address(session) if session is not None and session.user is target \
-                else ""
-            banned = GuestBan(target.name, address, name, self._services.clock.time(),
-                              target.id)
+            banned = GuestBan(target.name, self._address_of(target), name,
+                              self._services.clock.time(), target.id)
             self._bans.setdefault(room.id, {})[name_key(target.name)] = banned
             if not room.is_member(target.id):
                 # Told under the room's lock, as a member's ban is (by its departure).
@@ -297,6 +293,17 @@ class Guests:
         if removed is None:
             await self._services.audit.record("ban", name, nick, room, reason)
         return nick
+
+    def _address_of(self, target: User) -> str:
+        """The address a ban of the guest ``target`` holds: its connection's, or, once
+        it is gone (it disconnected while the ban waited for the room), the one the
+        guest object kept (``User.address``). Empty, the nick alone, only for a guest
+        that kept none."""
+        session = self._online.get(name_key(target.name))
+        if session is not None and session.user is target:
+            return _address(session)
+        # Not its connection's: another guest may have the nick now.
+        return target.address or ""
 
     def _refuse_full(self, room: Room, target: User) -> None:
         """Refuse one more ban of a guest to a room that holds ``MAX_GUEST_BANS``."""

@@ -873,3 +873,39 @@ def test_the_docs_name_the_commands_that_take_a_guest_and_those_that_refuse_one(
     assert set(re.findall(r"`/([a-z]+)", taking)) == takes_guests | {"mode"}
     for name in re.findall(r"`/([a-z]+)", refusing):
         assert name == "keys" or user_params(name) == [UserRef], name
+
+
+@GUESTS
+@pytest.mark.parametrize("over", ["line", "irc"])
+async def test_a_guest_gone_while_its_ban_waited_is_banned_by_its_address_too(
+        server: ChatServer, irc: IrcFactory, clients: Clients, over: str) -> None:
+    """The guest disconnects while a /ban (or MODE +b) of it waits for the room: the
+    ban held its nick alone, and the guest came back at once under another nick from
+    the same address. The guest object it names keeps its address: the ban holds it."""
+    alice, _, visitor, room = await _general_with_guest(server, irc, clients)
+    bob = await irc("bob")
+    bob.send("JOIN #general")
+    await bob.expect("366")
+    async with holding(server, room) as queued:
+        if over == "line":
+            banning = asyncio.create_task(alice.command("/ban visitor general"))
+        else:
+            bob.send("MODE #general +b visitor")
+        await queued(1)
+        await visitor.close()
+        await queued(2)  # its departure, behind the ban
+        assert server.services.accounts.guest("visitor") is None
+    if over == "line":
+        assert (await banning)["user"] == "visitor"
+    else:
+        assert (await bob.expect("MODE")).params == ("#general", "+b", "visitor!*@*")
+    assert server.irc is not None
+    [ban] = server.irc.front.guests.bans(room)
+    assert (ban.nick, ban.address) == ("visitor", "127.0.0.1")
+    again = await _guest(irc, "newname")
+    again.send("JOIN #general")
+    assert (await again.expect("366", "474")).command == "474"
+    # A guest gone before its ban is sent is known no more: no ban, by nick or address.
+    await again.close()
+    await eventually(lambda: server.services.accounts.guest("newname") is None)
+    assert (await error_of(alice, "/ban newname general"))["code"] == "no-such-user"
