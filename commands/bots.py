@@ -334,7 +334,9 @@ async def ratelimit(ctx: Context, rate: str, burst: float | None, room: Room) ->
         size = _within(burst if burst is not None else max(1.0, value), "burst",
                        limits.room_message_burst_max, low=1.0)
         fresh = {ROOM_RATE: value, ROOM_BURST: size}
-        text = f"#{room.name}: {value:g} messages a second, bursts of {size:g}."
+        # ("1 message a second", never "1 messages")
+        unit = "message" if value == 1 else "messages"
+        text = f"#{room.name}: {value:g} {unit} a second, bursts of {size:g}."
 
     def change(settings: dict[str, Any]) -> dict[str, Any]:
         # Only the rate's own keys change: the rest (e2e ...) is kept as it is now.

@@ -183,6 +183,10 @@ async def test_room_rate_applies_per_member(db_path: Path, clock: ManualClock) -
         alice, bob = await room_with(clients, "alice", "bob")
         reply = await alice.command("/ratelimit 1 2")
         assert (reply["room"], reply["rate"], reply["burst"]) == ("general", 1.0, 2.0)
+        assert reply["message"] == "#general: 1 message a second, bursts of 2."
+        assert (await alice.command("/ratelimit 1.5 2"))["message"] == \
+            "#general: 1.5 messages a second, bursts of 2."
+        await alice.command("/ratelimit 1 2")
         await drain_burst(alice, 2, "a")
         assert_retry(await refused(alice, "a-over"), 1000)
         assert [m["text"] for m in messages(await settle(bob))] == ["a0", "a1"]
