@@ -78,7 +78,7 @@ async def upload(ctx: Context, arguments: str) -> Deferred:
         error = exc
     sink = Upload(ctx, files, room, name, size, sha256, error, counted)
     await sink.open()
-    ctx.session.line_sink = sink
+    ctx.session.take_lines(sink)
     return DEFERRED
 
 

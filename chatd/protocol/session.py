@@ -254,6 +254,16 @@ class Session:
         if self.state is SessionState.AUTHENTICATED:
             self.state = SessionState.CONNECTED
 
+    def take_lines(self, sink: LineSink) -> None:
+        """Give the lines that follow to ``sink``. A connection that closed while the
+        command installing it awaited sends none, and found no sink to end when it
+        went: the sink is ended now, as a disconnect ends it (an upload's staging
+        file and its place in the quota are freed)."""
+        if self.closing:
+            sink.abort("disconnected")
+            return
+        self.line_sink = sink
+
     def gone(self) -> None:
         if self.line_sink is not None:
             self.line_sink.abort("disconnected")

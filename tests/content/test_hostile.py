@@ -7,6 +7,7 @@ import socket
 import struct
 from pathlib import Path
 
+import asyncpg
 import pytest
 
 from chatd.client import ChatClient
@@ -350,3 +351,51 @@ async def test_a_file_name_with_control_characters_is_cleaned_or_refused(
     assert reply.ok and reply["name"] == "a[31m.txt"
     assert (await upload(alice, "..", text_file())).final["code"] == "bad-arguments"
     assert (await upload(alice, "x" * 129, text_file())).final["code"] == "bad-arguments"
+
+
+async def test_an_upload_whose_connection_drops_before_its_data_counts_no_more(
+        db_path: Path, postgres_url: str) -> None:
+    # The connection is reset while /upload itself still waits (here for the
+    # database's count of the user's files): the session is gone before the upload
+    # takes its data lines, so nothing will ever end it. Its announced size must not
+    # stay counted against the quota, nor its staging file stay on the disk.
+    server = await start_server(db_path, files__quota=3000, cluster__enabled=True,
+                                cluster__node_id="test", cluster__postgres=postgres_url)
+    clients = Clients(server)
+    blocker = await asyncpg.connect(postgres_url)
+    try:
+        alice = await text_client(clients, "alice")
+        await text_run(alice, "/create general")
+        other = await clients.user("alice")
+        blocking = blocker.transaction()
+        await blocking.start()
+        await blocker.execute("LOCK TABLE files IN ACCESS EXCLUSIVE MODE")
+        alice.send("/upload big.bin 2000 general")
+        await eventually_waiting(blocker)
+        [connection] = [s.out for s in server.services.presence.sessions
+                        if isinstance(s.out, Connection) and s.out.worker is not None]
+        accepting = connection.worker
+        assert accepting is not None
+        sock = alice.writer.get_extra_info("socket")
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+        alice.writer.transport.abort()  # a reset: the server drops the session at once
+        await eventually(lambda: len(server.services.presence.sessions) == 1)
+        await blocking.rollback()
+        async with asyncio.timeout(15):
+            await accepting
+        assert await no_staged_files(server)
+        # The whole quota is free: the dropped upload holds none of it.
+        assert (await upload(other, "all.bin", bytes(3000), "general")).ok
+    finally:
+        await blocker.close()
+        await clients.close()
+        await server.stop()
+
+
+async def eventually_waiting(observer: asyncpg.Connection[asyncpg.Record]) -> None:
+    """Until a query of another connection waits for a lock (``observer``'s)."""
+    async with asyncio.timeout(15):
+        while not await observer.fetchval(  # noqa: ASYNC110 - a query waiting has no event
+                "SELECT count(*) FROM pg_stat_activity WHERE wait_event_type = 'Lock' "
+                "AND pid <> pg_backend_pid()"):
+            await asyncio.sleep(0.01)
