@@ -43,7 +43,7 @@ from storage.quotas import Measure, Quota
 from storage.records import API_TOKEN_KIND, SESSION_TOKEN_KIND
 
 if TYPE_CHECKING:
-    from collections.abc import Callable
+    from collections.abc import Callable, Iterable
 
     from chatd.domain.accounts import Accounts, User
     from chatd.domain.clock import Clock
@@ -191,27 +191,56 @@ class Tokens:
         # creations sent at once on several connections, through one node or several,
         # are counted one after the other.
         async with self._accounts.writing(user):
-            # Chosen under the lock: two picked at once would be the same name.
-            name = name if name is not None else self._fresh_name(user)
-            now = self._clock.time()
-            try:
-                record = await self._storage.create_token(
-                    user.id, name, token_hash(secret), now, now + ttl if ttl else None,
-                    stored(scopes), kind, (Quota(Measure.TOKENS, user.id, MAX_TOKENS),))
-            except OverQuota:
-                raise ChatError(Code.QUOTA_EXCEEDED, f"{user.name} has {MAX_TOKENS} API "
-                                "tokens already; revoke one first.", quota=MAX_TOKENS) from None
-            except Conflict:
-                raise ChatError(Code.NAME_TAKEN, f'you already have a token named "{name}".',
-                                remedy=Remedy(Step.REVOKE_TOKEN)) from None
-            except Refused:
-                # The one other rule of the row: its account exists. It was deleted
-                # while the token was being made (/bot delete sent at the same time).
-                raise ChatError(Code.NO_SUCH_USER, f'there is no user "{user.name}": the '
-                                "account was deleted.") from None
+            if name is not None:
+                record = await self._insert(user, name, secret, ttl, scopes, kind)
+            else:
+                record = await self._insert_fresh(user, secret, ttl, scopes, kind)
             self._remember(record)
         self._accounts.changed(user, "tokens")
         return secret, record
+
+    async def _insert_fresh(self, user: User, secret: str, ttl: float | None,
+                            scopes: frozenset[Scope], kind: str) -> TokenRecord:
+        """The row of a token asked for without a name, named the first free of
+        ``token2``, ``token3`` ... Chosen under the account's lock: two picked at once
+        on this node would be the same name. A cluster's other nodes pick theirs
+        from what they hold: a name taken there a moment ago is chosen again from
+        the stored tokens, until one is free (each taken one is a token more, so
+        the quota ends the search)."""
+        stored: list[TokenRecord] = []
+        for _ in range(MAX_TOKENS):
+            name = self._fresh_name(user, stored)
+            try:
+                return await self._insert(user, name, secret, ttl, scopes, kind, named=False)
+            except Conflict:
+                stored = await self._storage.list_tokens(user.id)
+        raise ChatError(Code.NAME_TAKEN, f'{user.name} already has a token named "{name}".',
+                        remedy=Remedy(Step.REVOKE_TOKEN))
+
+    async def _insert(self, user: User, name: str, secret: str, ttl: float | None,
+                      scopes: frozenset[Scope], kind: str, named: bool = True) -> TokenRecord:
+        """The token's row, counted by the database with the insert: creations sent at
+        once on several connections, through one node or several, are counted one
+        after the other. ``named``: the name is the user's (a Conflict is theirs to
+        hear, ``name-taken``); else it raises Conflict."""
+        now = self._clock.time()
+        try:
+            return await self._storage.create_token(
+                user.id, name, token_hash(secret), now, now + ttl if ttl else None,
+                stored(scopes), kind, (Quota(Measure.TOKENS, user.id, MAX_TOKENS),))
+        except OverQuota:
+            raise ChatError(Code.QUOTA_EXCEEDED, f"{user.name} has {MAX_TOKENS} API "
+                            "tokens already; revoke one first.", quota=MAX_TOKENS) from None
+        except Conflict:
+            if not named:
+                raise
+            raise ChatError(Code.NAME_TAKEN, f'you already have a token named "{name}".',
+                            remedy=Remedy(Step.REVOKE_TOKEN)) from None
+        except Refused:
+            # The one other rule of the row: its account exists. It was deleted
+            # while the token was being made (/bot delete sent at the same time).
+            raise ChatError(Code.NO_SUCH_USER, f'there is no user "{user.name}": the '
+                            "account was deleted.") from None
 
     def of(self, user: User) -> list[TokenRecord]:
         """``user``'s tokens, oldest first (from memory)."""
@@ -263,9 +292,10 @@ class Tokens:
     def _alive(self, record: TokenRecord) -> bool:
         return record.expires_at is None or record.expires_at > self._clock.time()
 
-    def _fresh_name(self, user: User) -> str:
-        """``token2``, ``token3`` ...: the first name none of ``user``'s tokens has."""
-        taken = {r.name.lower() for r in self.of(user)}
+    def _fresh_name(self, user: User, stored: Iterable[TokenRecord] = ()) -> str:
+        """``token2``, ``token3`` ...: the first name none of ``user``'s tokens has, as
+        held here and as ``stored`` (read from the database) has them."""
+        taken = {r.name.lower() for r in (*self.of(user), *stored)}
         return next(f"token{n}" for n in itertools.count(2) if f"token{n}" not in taken)
 
     def named(self, user: User, name: str) -> list[TokenRecord]:

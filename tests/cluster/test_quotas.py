@@ -163,3 +163,22 @@ async def test_api_tokens_made_through_three_nodes_at_once_stop_at_the_quota(
     outcomes = await at_once(clients, [f"/token create late{i}" for i in range(len(clients))])
     assert outcomes == {"ok": LIMIT, "quota-exceeded": len(clients) - LIMIT}, outcomes
     assert len(await nodes[0].storage.list_tokens(ann.id)) == MAX_TOKENS
+
+
+async def test_tokens_of_a_bot_asked_for_through_three_nodes_each_get_a_name(
+        start_node: StartNode) -> None:
+    # /bot token names the token the first of token2, token3 ... the bot has none of,
+    # as its node holds them; a node may not yet hold one made through another a
+    # moment ago. Such a name must not refuse a token nobody named (name-taken).
+    nodes = await three_nodes(start_node, "ann")
+    first = await login(nodes[0], "ann")
+    await first.command("/bot create helper")
+    await first.close()
+    await everywhere(nodes, lambda app: app.services.accounts.find("helper") is not None)
+    clients = await connections(nodes, "ann", per_node=1)
+    named = await asyncio.gather(*(client.command("/bot token helper read", check=False)
+                                   for client in clients))
+    for client in clients:
+        await client.close()
+    assert all(reply.ok for reply in named), [reply.final for reply in named]
+    assert len({reply["name"] for reply in named}) == len(clients)
