@@ -12,7 +12,14 @@ import aiosqlite
 
 from storage.host import SqliteHost, refuse_over, rowid
 from storage.quotas import Quota
-from storage.records import ALL_SCOPES, API_TOKEN_KIND, ResumeRecord, Rotation, TokenRecord
+from storage.records import (
+    ALL_SCOPES,
+    API_TOKEN_KIND,
+    SESSION_TOKEN_KIND,
+    ResumeRecord,
+    Rotation,
+    TokenRecord,
+)
 
 _TOKEN = ("id, user_id, name, token_hash, created_at, expires_at, scopes, last_used_at, "
           "kind")
@@ -124,6 +131,11 @@ class TokenQueries:
 
     async def delete_expired_resume_tokens(self: SqliteHost, now: float) -> int:
         return await self._write("DELETE FROM resume_tokens WHERE expires_at <= ?", (now,))
+
+    async def delete_expired_session_tokens(self: SqliteHost, now: float) -> int:
+        # (Their resume tokens go with them: ON DELETE CASCADE.)
+        return await self._write("DELETE FROM api_tokens WHERE kind = ? AND expires_at <= ?",
+                                 (SESSION_TOKEN_KIND, now))
 
 
 async def _rotate(conn: aiosqlite.Connection,

@@ -242,6 +242,27 @@ class Tokens:
             raise ChatError(Code.NO_SUCH_USER, f'there is no user "{user.name}": the '
                             "account was deleted.") from None
 
+    async def expire_sessions(self) -> int:
+        """Delete the browser tabs' tokens that have expired (housekeeping); how many
+        went. The web client makes one at each log-in of a tab, under a made-up
+        name: kept once expired, one serves nothing (no webhook lives by it, its
+        connections were closed when it expired, its resume tokens go with it) but
+        counts against the account's MAX_TOKENS, and its user would have to revoke
+        each by name to make room. A script's (``api``) token is kept: its name is
+        its user's, and its webhooks say why they are dead."""
+        now = self._clock.time()
+        gone = [r for r in self._by_id.values() if r.kind == SESSION_KIND
+                and r.expires_at is not None and r.expires_at <= now]
+        deleted = await self._storage.delete_expired_session_tokens(now)
+        for record in gone:
+            self._forget(record, revoked=False)
+        # A cluster's other nodes read the accounts' tokens again (the rows are gone).
+        for user_id in {r.user_id for r in gone}:
+            owner = self._accounts.get(user_id)
+            if owner is not None:
+                self._accounts.changed(owner, "tokens")
+        return deleted
+
     def of(self, user: User) -> list[TokenRecord]:
         """``user``'s tokens, oldest first (from memory)."""
         return sorted((r for r in self._by_id.values() if r.user_id == user.id),

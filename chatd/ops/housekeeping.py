@@ -92,6 +92,7 @@ class Housekeeping:
             ("sanctions_expired", services.moderation.expire),
             ("invitations_expired", lambda: storage.delete_expired_invitations(now)),
             ("resume_tokens_expired", services.resume.expire),
+            ("session_tokens_expired", services.tokens.expire_sessions),
             ("audit_deleted", lambda: self._expire_audit(now)),
             ("notifications_deleted",
              lambda: services.notifier.expire(now - config.notification_retention)),

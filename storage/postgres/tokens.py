@@ -13,7 +13,14 @@ from typing import TYPE_CHECKING
 
 from storage.postgres.host import PgHost, refuse_over
 from storage.quotas import Quota
-from storage.records import ALL_SCOPES, API_TOKEN_KIND, ResumeRecord, Rotation, TokenRecord
+from storage.records import (
+    ALL_SCOPES,
+    API_TOKEN_KIND,
+    SESSION_TOKEN_KIND,
+    ResumeRecord,
+    Rotation,
+    TokenRecord,
+)
 
 if TYPE_CHECKING:
     from storage.postgres.host import PgConnection
@@ -124,6 +131,11 @@ class PgTokenQueries:
 
     async def delete_expired_resume_tokens(self: PgHost, now: float) -> int:
         return await self._execute("DELETE FROM resume_tokens WHERE expires_at <= $1", now)
+
+    async def delete_expired_session_tokens(self: PgHost, now: float) -> int:
+        # (Their resume tokens go with them: ON DELETE CASCADE.)
+        return await self._execute("DELETE FROM api_tokens WHERE kind = $1 AND expires_at <= $2",
+                                   SESSION_TOKEN_KIND, now)
 
 
 async def _rotate(conn: PgConnection, rotations: Sequence[Rotation]) -> list[ResumeRecord | None]:

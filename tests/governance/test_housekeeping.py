@@ -83,3 +83,26 @@ async def test_rooms_left_without_members_are_terminated(
     finally:
         await clients.close()
         await server.stop()
+
+
+async def test_expired_session_tokens_are_deleted_and_scripts_tokens_kept(
+        server: ChatServer, clients: Clients, clock: ManualClock) -> None:
+    alice, = await users(clients, "alice")
+    for line in ("/token create tab-old all 1h --session", "/token create tab-new all 3h --session",
+                 "/token create ci all 1h"):
+        assert (await alice.command(line))["type"] == "ok"
+    clock.advance(2 * 3600)
+    done = await server.housekeeping.run_once()
+    assert done["session_tokens_expired"] == 1
+    # A tab's expired token is gone, in memory and stored; a script's stays, expired,
+    # under the name its user gave it; a tab's still valid one stays too.
+    names = [t["name"] for t in (await alice.command("/token list"))["tokens"]]
+    assert names == ["tab-new", "ci"]
+    assert [r.name for r in await server.storage.list_tokens(alice_id(server))] == \
+        ["tab-new", "ci"]
+
+
+def alice_id(server: ChatServer) -> int:
+    user = server.services.accounts.find("alice")
+    assert user is not None
+    return user.id

@@ -40,6 +40,19 @@ async def test_token_scopes_and_last_use_in_batches(storage: Storage) -> None:
         await storage.create_token(alice.id, "CI", "h3", T0, None, "read")
 
 
+async def test_expired_session_tokens_go_with_their_resume_tokens_and_api_ones_stay(
+        storage: Storage) -> None:
+    alice = await storage.create_user("alice", b"h", False, T0)
+    tab = await storage.create_token(alice.id, "web-a", "t1", T0, T0 + 60, kind="session")
+    await storage.create_token(alice.id, "web-b", "t2", T0, T0 + 600, kind="session")
+    await storage.create_token(alice.id, "ci", "t3", T0, T0 + 60)
+    await storage.create_resume_token(alice.id, "r1", T0, T0 + 600, tab.id, ALL_SCOPES)
+    assert await storage.delete_expired_session_tokens(T0 + 59) == 0
+    assert await storage.delete_expired_session_tokens(T0 + 60) == 1
+    assert [t.name for t in await storage.list_tokens(alice.id)] == ["web-b", "ci"]
+    assert await storage.find_resume_token("r1") is None  # made from the tab's token
+
+
 async def test_resume_tokens_rotate_expire_and_go_with_their_api_token(
         storage: Storage) -> None:
     alice = await storage.create_user("alice", b"h", False, T0)
