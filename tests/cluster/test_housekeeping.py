@@ -15,7 +15,7 @@ from tests.services import PostgresServer
 
 pytestmark = pytest.mark.asyncio
 
-JOBS = 10
+JOBS = 11
 
 
 @pytest.fixture
