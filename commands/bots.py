@@ -33,7 +33,16 @@ from chatd.domain.webhooks import bot_name, hook_path
 from chatd.errors import ChatError, Code
 from chatd.protocol.context import Context, table_time
 from chatd.protocol.paging import PAGE, page_of
-from chatd.protocol.params import Choice, Duration, Flag, Number, RoomRef, Scopes, Word
+from chatd.protocol.params import (
+    Choice,
+    Duration,
+    Flag,
+    Number,
+    RoomRef,
+    Scopes,
+    Word,
+    expected,
+)
 from chatd.protocol.params import Context as ParamContext
 from chatd.protocol.registry import NEEDS_MEMBER, NEEDS_ROOM_ADMIN, command
 from chatd.protocol.results import DEFERRED, Deferred, Ok, ok
@@ -112,6 +121,9 @@ def _name_scopes_ttl(name: str | None, scopes: frozenset[Scope] | None,
                      ttl: float | None) -> tuple[str, frozenset[Scope] | None, float | None]:
     """``/token create 7d``, ``/token create 2h read`` and ``/token create read,post``:
     a first word that is a lifetime or a list of scopes is that, not the token's name."""
+    if name is not None and name.startswith("--"):
+        # /token create --sesion: the flag mistyped, not an api token named so.
+        raise ChatError(Code.BAD_ARGUMENTS, expected(["--session"], name))
     if name is not None and looks_like_duration(name):
         if ttl is not None:
             raise ChatError(Code.BAD_ARGUMENTS, f"{name} is a lifetime, and so is the last "

@@ -494,6 +494,7 @@ def parse(params: tuple[Param, ...], ctx: Context, args: str, usage: str) -> dic
             more_follow = False  # the room by its id, the number after it its own
         _refuse_split_duration(param, words, index)
         try:
+            _leave_a_later_flag(param, words[index], params, position, values)
             values[param.name] = param.convert(ctx, words[index], more_follow)
             index += 1
         except Decline:
@@ -517,6 +518,18 @@ def _refuse_split_duration(param: Param, words: list[str], index: int) -> None:
     if names.is_number(number) and names.meant_as_duration(number + unit):
         refused = names.not_a_duration(f"{number} {unit}")
         raise ChatError(Code.BAD_ARGUMENTS, f"{param.name}: {refused} A duration is one word.")
+
+
+def _leave_a_later_flag(param: Param, word: str, params: tuple[Param, ...], position: int,
+                        values: dict[str, Any]) -> None:
+    """Decline ``word`` for the optional ``param`` at ``position`` when it is the
+    ``--name`` of a flag after it that takes part in this line: ``/token create
+    --session`` is the flag, never a token named "--session" made without it."""
+    lowered = word.lower()
+    if param.optional and any(isinstance(later, Flag) and lowered == f"--{later.name}"
+                              and _applies(later, params, values)
+                              for later in params[position + 1:]):
+        raise Decline
 
 
 def _room_too_late(ctx: Context, declined: list[tuple[Param, int]], words: list[str],

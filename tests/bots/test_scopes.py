@@ -192,6 +192,24 @@ async def test_token_list_in_text_mode(clients: Clients) -> None:
     assert lines[-1] == "* 2 tokens; 0 resume tokens."
 
 
+async def test_session_written_alone_or_mistyped_is_the_flag_never_a_tokens_name(
+        clients: Clients) -> None:
+    """``/token create --session`` is a session token named ``default``, not an api
+    token named "--session"; the flag first and a name after it, or the flag
+    mistyped, are refused and make nothing."""
+    alice = await clients.user("alice")
+    made = await alice.command("/token create --session")
+    assert (made["name"], made["kind"]) == ("default", "session")
+    for line, told in [("/token create --session ci", "too many arguments."),
+                       ("/token create --sesion", 'expected --session, not "--sesion".'),
+                       ("/token create --sessions read", 'expected --session, not "--sessions".')]:
+        error = await error_of(alice, line)
+        assert error["code"] == "bad-arguments", (line, error)
+        assert error["message"].startswith(told), (line, error)
+    listed = (await alice.command("/token list"))["tokens"]
+    assert [(t["name"], t["kind"]) for t in listed] == [("default", "session")]
+
+
 async def test_an_expired_token_fails(clients: Clients, clock: ManualClock) -> None:
     alice = await clients.user("alice")
     token = (await alice.command("/token create short 1h"))["token"]
