@@ -113,7 +113,8 @@ async def leave(ctx: Context, room: Room, reason: str) -> Ok:
 def switch(ctx: Context, room: Room) -> Ok:
     """Make one of your rooms the current room for plain lines."""
     if not room.is_member(ctx.user.id):
-        raise ChatError(Code.NOT_IN_ROOM, f"you are not in #{room.name}; /join {room.name} first.")
+        # The way in the room asks for (a bare /join of a private room is refused too).
+        raise ChatError(Code.NOT_IN_ROOM, f"you are not in #{room.name}.", remedy=room.way_in())
     ctx.session.current_room = room
     return ok(f"Plain lines now go to #{room.name}.", room=room.name, id=room.id)
 

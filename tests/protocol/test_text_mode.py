@@ -298,7 +298,7 @@ async def test_an_outsider_s_refusals_say_to_join_first(clients: Clients) -> Non
     bob = await text_client(clients, "bob")
     refusals = {line: await text_run(bob, line) for line in (
         "/say dev hi", "/typing dev", "/history dev", "/files dev", "/download 1",
-        "/keys room dev")}
+        "/keys room dev", "/switch dev")}
     for line, said in refusals.items():
         assert len(said) == 1 and said[0].startswith("! not-in-room: "), (line, said)
         assert said[0].endswith("; /join dev."), (line, said)
@@ -313,11 +313,11 @@ async def test_an_outsider_is_told_the_way_into_a_private_or_keyed_room(
     await text_run(alice, "/create vault")
     await text_run(alice, "/mode +k pw vault")
     bob = await text_client(clients, "bob")
-    for line in ("/say den hi", "/history den", "/files den", "/keys room den"):
+    for line in ("/say den hi", "/history den", "/files den", "/keys room den", "/switch den"):
         [said] = await text_run(bob, line)
         assert said.startswith("! not-in-room: ") and said.endswith(
             "; it is private: /join den once an admin of it /invites you."), (line, said)
-    for line in ("/say vault hi", "/history vault"):
+    for line in ("/say vault hi", "/history vault", "/switch vault"):
         [said] = await text_run(bob, line)
         assert said.startswith("! not-in-room: ") and said.endswith(
             ": /join vault <key>."), (line, said)
