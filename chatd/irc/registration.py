@@ -35,6 +35,7 @@ from chatd.irc.lookup import rooms_of
 from chatd.irc.messages import when_paid
 from chatd.irc.numerics import IrcError
 from chatd.irc.people import clean_username
+from chatd.irc.session import NO_QUIT_MESSAGE
 from chatd.irc.views import PREFIX_TOKEN
 from chatd.irc.welcome import REALNAME_MAX, welcome
 
@@ -238,7 +239,7 @@ def pong(ctx: IrcContext) -> None:
 @irc_command("QUIT", registered=False, scope=None)
 def quit_(ctx: IrcContext) -> None:
     """Close the connection; an account's rooms keep its membership."""
-    message = plain_text(ctx.params[0])[:QUIT_MAX] if ctx.params else "Client Quit"
+    message = plain_text(ctx.params[0])[:QUIT_MAX] if ctx.params else NO_QUIT_MESSAGE
     ctx.session.quit_message = message
     asyncio.get_running_loop().call_soon(ctx.session.close, f"Quit: {message}")
 

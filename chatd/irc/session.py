@@ -70,6 +70,8 @@ _DEPARTURES = (events.Left, events.Kicked, events.Banned, events.Terminated)
 # The reason of a guest's departures from its rooms when its connection ends:
 # IRC clients are shown one QUIT instead of a PART per channel.
 QUIT_PREFIX = "Quit: "
+# What a QUIT without a message says after QUIT_PREFIX.
+NO_QUIT_MESSAGE = "Client Quit"
 # Quits remembered per client (see IrcState.quitted) before the memory is reset.
 _QUITS_KEPT = 64
 
@@ -283,7 +285,7 @@ class IrcSession(IrcState):
                 return True
             self.last_rename = rename
             return False
-        if not isinstance(event, events.Left) or not event.reason.startswith(QUIT_PREFIX):
+        if not isinstance(event, events.Left) or not _quit_reason(event.reason):
             return False
         key = name_key(event.user)
         if not self.listener.guests.quitting(event.user):
@@ -291,9 +293,12 @@ class IrcSession(IrcState):
         if key not in self.quitted:
             self.shown_quit(key)
             renderer = self.listener.renderer
-            # Tagged as the departure it stands for would have been.
+            # Tagged as the departure it stands for would have been. A reason the
+            # room held back (a muted guest's, or any in an end-to-end room) is still
+            # a quit: shown as one without a message.
+            said = event.reason or QUIT_PREFIX + NO_QUIT_MESSAGE
             self._queue(_encode(renderer.tagged(
-                [format_line("QUIT", event.reason, source=renderer.mask(event.user))], self.key)))
+                [format_line("QUIT", said, source=renderer.mask(event.user))], self.key)))
         return True
 
     def _away_after_join(self, name: str) -> None:
@@ -405,3 +410,9 @@ def _lists(room: Room, name: str) -> bool:
 
 def _encode(lines: list[str]) -> bytes:
     return "".join(f"{line}\r\n" for line in lines).encode("utf-8", "replace")
+
+
+def _quit_reason(reason: str) -> bool:
+    """Whether a leave's ``reason`` may be a guest's quit: one said with QUIT_PREFIX,
+    or none, which the room held back (a PART's own message is no quit)."""
+    return not reason or reason.startswith(QUIT_PREFIX)

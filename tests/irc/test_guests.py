@@ -909,3 +909,27 @@ async def test_a_guest_gone_while_its_ban_waited_is_banned_by_its_address_too(
     await again.close()
     await eventually(lambda: server.services.accounts.guest("newname") is None)
     assert (await error_of(alice, "/ban newname general"))["code"] == "no-such-user"
+
+
+@GUESTS
+async def test_a_guest_quitting_an_end_to_end_channel_is_a_quit_without_its_message(
+        irc: IrcFactory, clients: Clients) -> None:
+    """An end-to-end room holds a leave's reason back (its members see no plain
+    words); a guest's QUIT there is still a QUIT to IRC clients, as one without a
+    message, not a PART that leaves the nick seemingly online."""
+    alice = await clients.user("alice")
+    await alice.command("/create general")
+    await alice.command("/e2e on general")
+    bob = await irc("bob")
+    bob.send("JOIN #general")
+    await bob.expect("366")
+    visitor = await _guest(irc, "visitor")
+    visitor.send("JOIN #general")
+    await visitor.expect("366")
+    await bob.expect("JOIN")
+    visitor.send("QUIT :meet me at the station")
+    left = await alice.next_event(lambda e: e.get("event") == "leave")
+    assert left["user"] == "visitor" and "reason" not in left  # held back
+    shown = await bob.until("QUIT", "PART")
+    assert shown[-1].command == "QUIT", shown
+    assert shown[-1].source.startswith("visitor!") and shown[-1].params == ("Quit: Client Quit",)
