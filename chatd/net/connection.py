@@ -433,6 +433,12 @@ class Connection(Outbox, asyncio.Protocol):
                 transport.going_away()
             transport.close()
 
+    def abort(self) -> None:
+        """End the connection now, whatever is still unsent (a stop's last resort)."""
+        self._closing = True
+        if self._transport is not None:
+            self._transport.abort()
+
 
 def _framing_error(code: str, max_line: int | None) -> dict[str, str]:
     """The error of a line the framing dropped: what went wrong, and what to do

@@ -73,6 +73,10 @@ class Listeners:
         self._open = 0
         self._per_ip: dict[str, _Address] = {}
         self._sweeper: asyncio.Task[None] | None = None
+        # At a stop: the connections told goodbye that are still open, and what is
+        # set when the last of them ended (see close_connections).
+        self._ending: set[Connection] = set()
+        self._all_ended = asyncio.Event()
 
     def also(self, bind: Callable[[], Awaitable[list[asyncio.Server]]], *kinds: str) -> None:
         """Another front end's ports (IRC, web): bound after ours, closed with them.
@@ -115,19 +119,36 @@ class Listeners:
 
     async def close_connections(self, timeout: float) -> None:
         """Tell every client goodbye and close its connection after its queued
-        output; wait (up to ``timeout``) for commands already running."""
+        output; wait (up to ``timeout``) for commands already running and for the
+        connections to end (a WebSocket's once its client answered the close), then
+        cut off those still open: none outlives the stop."""
         notice = {"type": "notice", "text": "the server is shutting down. Goodbye.",
                   "shutdown": True}
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + timeout
         connections = self._open_connections()
         workers = [task for c in connections for task in c.running()]
+        self._ending = set(connections)
+        self._all_ended = asyncio.Event()
         for conn in connections:
             conn.session.send(notice)
             conn.close("shutdown", going_away=True)
         if workers:
             await asyncio.wait(workers, timeout=timeout)
+        await self._connections_ended(deadline - loop.time())
         for server in self._servers:
             with contextlib.suppress(asyncio.TimeoutError):
                 await asyncio.wait_for(server.wait_closed(), timeout=0.5)
+
+    async def _connections_ended(self, timeout: float) -> None:
+        """Wait (up to ``timeout``) for the connections told goodbye to end; abort
+        those still open (a client that neither reads nor answers the close)."""
+        if self._ending:
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(max(timeout, 0.0)):
+                    await self._all_ended.wait()
+        for conn in list(self._ending):
+            conn.abort()
 
     @property
     def sockets(self) -> list[socket.socket]:
@@ -228,6 +249,10 @@ class Listeners:
             if address.connections <= 0:
                 del self._per_ip[conn.address_key]
         self.services.presence.disconnected(conn.session)
+        if self._ending:
+            self._ending.discard(conn)
+            if not self._ending:
+                self._all_ended.set()
 
     @property
     def connection_count(self) -> int:

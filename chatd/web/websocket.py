@@ -25,7 +25,7 @@ from typing import TYPE_CHECKING, Any
 
 from websockets.exceptions import InvalidHeader, NegotiationError, SecurityError
 from websockets.frames import Frame, Opcode
-from websockets.protocol import OPEN
+from websockets.protocol import CLOSING, OPEN
 from websockets.server import ServerProtocol
 
 from chatd.errors import Code
@@ -59,6 +59,9 @@ _BINARY = 0x82  # FIN + binary
 # Close codes (RFC 6455 §7.4.1): a normal close, and the server going down.
 NORMAL_CLOSURE = 1000
 GOING_AWAY = 1001
+# How long the server waits for the client's Close after its own (RFC 6455 §7.1.1:
+# the socket closes once both were sent) before it cuts the socket off.
+CLOSE_TIMEOUT = 5.0
 
 
 def frame(payload: bytes, first: int = _TEXT) -> bytes:
@@ -175,6 +178,8 @@ class WsTransport(asyncio.Transport):
         # The code of the closing handshake: 1000 (normal closure), or 1001 (going
         # away, RFC 6455 §7.4.1) once the server leaves the client (going_away).
         self._close_code = NORMAL_CLOSURE
+        # Set while the server's Close waits for the client's (see close).
+        self._answer_wait: asyncio.TimerHandle | None = None
 
     # -- what the connection calls ---------------------------------------------------
 
@@ -224,18 +229,40 @@ class WsTransport(asyncio.Transport):
 
     def close(self) -> None:
         """The closing handshake's first frame (1000, or 1001 when the server is going
-        away from the client), then the socket closes once its buffered bytes are out."""
+        away from the client); the socket closes once the client's Close comes back
+        (send_pending), or after CLOSE_TIMEOUT without it.
+
+        Not at once: what the client sent meanwhile (a browser's page still sending
+        its lines) would be unread at the close, and a socket closed with unread
+        bytes is reset; a browser whose next send meets the reset reports 1006
+        (abnormal closure) and never reads the close frame waiting for it. Reading
+        goes on until then: the frames that come are dropped (the connection is
+        closing), the client's Close ends it."""
         if self._closed:
             return
         self._closed = True
         if self.protocol.state is OPEN:
             self.protocol.send_close(self._close_code)
         self.send_pending()
-        self._raw.close()
+        if self._raw.is_closing():
+            return  # the handshake is over (the client's Close came first)
+        if self.protocol.state is not CLOSING:  # no handshake under way to finish
+            self._raw.close()
+            return
+        self._raw.resume_reading()  # (paused for input backpressure, it never comes)
+        self._answer_wait = asyncio.get_running_loop().call_later(
+            CLOSE_TIMEOUT, self._raw.abort)
 
     def abort(self) -> None:
         self._closed = True
+        self.lost()
         self._raw.abort()
+
+    def lost(self) -> None:
+        """The socket is gone: no wait for the client's Close any more."""
+        if self._answer_wait is not None:
+            self._answer_wait.cancel()
+            self._answer_wait = None
 
     def get_extra_info(self, name: str, default: Any = None) -> Any:
         if name == "peername":
@@ -335,6 +362,7 @@ class MessageReader:
             lines.clear()
 
     def connection_lost(self, exc: Exception | None) -> None:
+        self.transport.lost()
         self._conn.connection_lost(exc)
 
     def eof(self) -> None:

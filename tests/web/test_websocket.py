@@ -331,6 +331,26 @@ async def test_shutdown_says_goodbye_over_the_websocket(server: ChatServer) -> N
     assert closed.value.rcvd is not None and closed.value.rcvd.code == 1001
 
 
+async def test_a_client_still_sending_at_a_shutdown_gets_the_whole_closing_handshake(
+        server: ChatServer) -> None:
+    # A browser's page may send a line as the server goes down: the server reads on
+    # until the client's Close, then closes the socket. Closed at once, with that
+    # line unread, the socket was reset, and a browser whose next send met the reset
+    # reported 1006 (abnormal closure) instead of the 1001 waiting for it.
+    raw = await RawWs.open(server)
+    try:
+        await raw.text_until(lambda line: line.startswith("* chatd"))
+        stopping = asyncio.ensure_future(server.stop())
+        await asyncio.sleep(0)  # the stop has sent its goodbye: the page has not read it
+        raw.send(b"/ping")
+        assert await raw.close_code() == 1001
+        raw.send((1001).to_bytes(2, "big"), opcode=8)  # the client's Close
+        assert await asyncio.wait_for(raw.reader.read(), 5) == b""  # a clean end, no reset
+        await stopping
+    finally:
+        raw.close()
+
+
 async def test_a_close_the_user_asks_for_is_a_normal_one(server: ChatServer) -> None:
     # Any close but the server's shutdown stays 1000, normal closure: /quit here.
     web = await WsChat.open(server)
