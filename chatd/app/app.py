@@ -300,6 +300,7 @@ class App:
             log.error("stopping: writing out did not finish within %.1f s; what was not "
                       "written is lost", timeout)
         finally:
+            await self._stop_cluster(timeout)
             closed = False
             with contextlib.suppress(TimeoutError):
                 async with asyncio.timeout(timeout):
@@ -314,22 +315,30 @@ class App:
         """Every acknowledged message, audit entry and token use to storage, each
         tried whatever became of the others (a full disk is said in one line per
         loss); the counter is told the stop was clean only when every message was
-        written. Then a cluster node stops reading and publishing (see chatd.cluster)."""
+        written. (Then a cluster node stops reading and publishing: _stop_cluster.)"""
         services = self.services
+        written = await _written(lambda: f"{services.writer.pending} acknowledged "
+                                 "messages are lost", services.writer.close)
+        if written:
+            written = await _written(lambda: "the clean stop is not recorded (the next "
+                                     "start numbers messages as after a crash)",
+                                     services.sequencer.stopped)
+        audit = await _written(lambda: "audit entries are lost", services.audit.close)
+        uses = await _written(lambda: "token uses are not recorded", services.tokens.flush_use)
+        self.lost_at_stop = self.lost_at_stop or not (written and audit and uses)
+
+    async def _stop_cluster(self, timeout: float) -> None:
+        """A cluster node stops reading and publishing, once its messages are written
+        out, within a ``timeout`` of its own: a write-out that took all of its time
+        must not cut the node's stop short, which would leave its connections to
+        Redis and PostgreSQL open."""
+        if self._cluster is None:
+            return
         try:
-            written = await _written(lambda: f"{services.writer.pending} acknowledged "
-                                     "messages are lost", services.writer.close)
-            if written:
-                written = await _written(lambda: "the clean stop is not recorded (the next "
-                                         "start numbers messages as after a crash)",
-                                         services.sequencer.stopped)
-            audit = await _written(lambda: "audit entries are lost", services.audit.close)
-            uses = await _written(lambda: "token uses are not recorded",
-                                  services.tokens.flush_use)
-            self.lost_at_stop = self.lost_at_stop or not (written and audit and uses)
-        finally:
-            if self._cluster is not None:
+            async with asyncio.timeout(timeout):
                 await self._cluster.stop()
+        except TimeoutError:
+            log.error("stopping: the cluster node did not stop within %.1f s", timeout)
 
     async def _check_database(self) -> None:
         """Say, once, that the database file was deleted or replaced under the

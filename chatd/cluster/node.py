@@ -93,6 +93,12 @@ class _Pool:
         if self.pool is not None:
             await self.pool.close()
 
+    def terminate(self) -> None:
+        """Close every connection at once, awaiting none (a stop that failed or was
+        cut short: a part may still hold one)."""
+        if self.pool is not None:
+            self.pool.terminate()
+
 
 class ClusterNode:
     """What one node shares with the others."""
@@ -297,6 +303,21 @@ class ClusterNode:
         self.janitor.start()
 
     async def stop(self) -> None:
+        """Stop each part in turn, then close the connections to PostgreSQL and
+        Redis: those even when a part failed to stop or the stop was cut short
+        (chatd.app bounds it), so that none is left for the garbage collector."""
+        closed = False
+        try:
+            await self._stop_parts()
+            await self._pool.close()
+            closed = True
+        finally:
+            if not closed:
+                self._pool.terminate()
+            with contextlib.suppress(redis.RedisError):
+                await self.redis.aclose()
+
+    async def _stop_parts(self) -> None:
         if self.poster is not None:
             await self.poster.aclose()  # its last batch stored by this node's persister
         await self.janitor.stop()
@@ -311,9 +332,6 @@ class ClusterNode:
         if self.bus is not None:
             await self.bus.stop()
         await self.sequencer.aclose()
-        await self._pool.close()
-        with contextlib.suppress(redis.RedisError):
-            await self.redis.aclose()
 
 
 def drop_sessions(presence: Presence, reason: str) -> None:

@@ -38,7 +38,8 @@ async def start_node(tmp_path: Path, postgres_url: str,
                      redis_server: RedisServer) -> AsyncIterator[StartNode]:
     """Starts node ``n<number>`` of a cluster on an empty Redis (``overrides`` as
     ``section__key``); every node started is stopped at the end."""
-    redis.Redis.from_url(redis_server.url).flushall()
+    with redis.Redis.from_url(redis_server.url) as fresh:
+        fresh.flushall()
     started: list[App] = []
 
     async def start(number: int, **overrides: Any) -> App:
@@ -49,8 +50,17 @@ async def start_node(tmp_path: Path, postgres_url: str,
         return app
 
     yield start
+    # Each node is stopped whatever became of the one before: a node left running
+    # would leave its connections to the garbage collector, whose warnings then
+    # fail whichever test runs at that moment.
+    failures = []
     for app in started:
-        await app.stop()
+        try:
+            await app.stop()
+        except Exception as exc:  # (raised below, once all are stopped)
+            failures.append(exc)
+    if failures:
+        raise failures[0]
 
 
 async def register(app: App, *names: str) -> None:
