@@ -128,7 +128,7 @@ FIELDS: dict[str, tuple[Column, ...]] = {
     "tokens": _TOKENS,
     "bots": (field("user", header="bot"), Column("owner", lambda b: b.get("owner") or "-"),
              yes_no("online"), when("since", "since")),
-    "webhooks": (_ID, field("bot"), when("created", "created"),
+    "webhooks": (_ID, field("bot"), when("created", "created"), yes_no("by_token", "by token"),
                  Column("state", lambda w: f"dead: {w['dead']}" if w.get("dead") else "live")),
     "entries": (when("ts", "when"), field("actor"), field("action"), field("target"),
                 field("room"), field("reason")),
