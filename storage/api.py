@@ -162,9 +162,10 @@ class Storage(Protocol):
         """How many direct messages of ``kind`` from ``sender_id`` wait, undelivered,
         for ``recipient_id`` (the sender keys one member left another)."""
         ...
-    async def mark_direct_delivered(self, user_id: int, up_to: int) -> tuple[int, int | None]:
+    async def mark_direct_delivered(self, user_id: int, up_to: int) -> int:
         """Mark the direct messages to ``user_id`` up to id ``up_to`` delivered; how
-        many were not yet, and the lowest id of those (None when none)."""
+        many were not yet. (What a log-in left out is counted by the read that
+        chose what it shows: direct_backlog.)"""
         ...
     async def delete_terminated_history(self, before: float) -> int: ...
 

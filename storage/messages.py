@@ -248,17 +248,10 @@ class MessageQueries:
             return int(next(iter(rows))[0]) + cursor.rowcount
 
     async def mark_direct_delivered(self: SqliteHost, user_id: int,
-                                    up_to: int) -> tuple[int, int | None]:
-        async with self._transaction() as conn:
-            cursor = await conn.execute(
-                "SELECT MIN(id) FROM messages WHERE recipient_id = ? AND delivered = 0 "
-                "AND id <= ?", (user_id, up_to))
-            row = await cursor.fetchone()
-            lowest = None if row is None or row[0] is None else int(row[0])
-            cursor = await conn.execute(
-                "UPDATE messages SET delivered = 1 WHERE recipient_id = ? AND delivered = 0 "
-                "AND id <= ?", (user_id, up_to))
-            return cursor.rowcount, lowest
+                                    up_to: int) -> int:
+        return await self._write(
+            "UPDATE messages SET delivered = 1 WHERE recipient_id = ? AND delivered = 0 "
+            "AND id <= ?", (user_id, up_to))
 
 
 def _append(first: int, block_values: list[Any], other_values: list[Any],

@@ -193,13 +193,10 @@ class PgMessageQueries:
         return int(row[0])
 
     async def mark_direct_delivered(self: PgHost, user_id: int,
-                                    up_to: int) -> tuple[int, int | None]:
-        row = await self._fetch_one(
-            "WITH marked AS (UPDATE messages SET delivered = true WHERE recipient_id = $1 "
-            "AND NOT delivered AND id <= $2 RETURNING id) "
-            "SELECT COUNT(*), MIN(id) FROM marked", user_id, up_to)
-        assert row is not None
-        return int(row[0]), None if row[1] is None else int(row[1])
+                                    up_to: int) -> int:
+        return await self._execute(
+            "UPDATE messages SET delivered = true WHERE recipient_id = $1 AND NOT delivered "
+            "AND id <= $2", user_id, up_to)
 
     async def delete_terminated_history(self: PgHost, before: float) -> int:
         """Delete the messages of rooms terminated before ``before``; how many there were."""

@@ -548,11 +548,11 @@ async def test_direct_message_delivery(storage: Storage) -> None:
                for m in pending)
     assert await storage.direct_backlog(bob, 1) == DirectBacklog(  # the newest, of all
         [direct_msg(8, alice, bob)], undelivered=2, oldest=5)
-    assert await storage.mark_direct_delivered(bob, 5) == (1, 5)
-    assert await storage.mark_direct_delivered(bob, 4) == (0, None)
+    assert await storage.mark_direct_delivered(bob, 5) == 1
+    assert await storage.mark_direct_delivered(bob, 4) == 0
     assert [m.id for m in await backlog(storage, bob)] == [8]
-    assert await storage.mark_direct_delivered(bob, 8) == (1, 8)
-    assert await storage.mark_direct_delivered(alice, 8) == (1, 7)
+    assert await storage.mark_direct_delivered(bob, 8) == 1
+    assert await storage.mark_direct_delivered(alice, 8) == 1
     assert await storage.direct_backlog(bob) == DirectBacklog([], undelivered=0, oldest=None)
     assert await storage.recipients_of_undelivered() == []
     assert await backlog(storage, alice) == []
