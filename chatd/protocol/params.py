@@ -182,8 +182,12 @@ class Flag(Param):
     def usage(self) -> str:
         return f"[--{self.name}]"
 
+    def written(self, word: str) -> bool:
+        """Whether ``word`` is this flag (``--name``, in any case)."""
+        return word.lower() == f"--{self.name}"
+
     def convert(self, ctx: Context, word: str, more_follow: bool) -> Any:
-        if word.lower() == f"--{self.name}":
+        if self.written(word):
             return True
         # A word that is no flag at all passes by: the optional parameters before the
         # flag that passed it too say what it is not (/token create x nosuchscope:
@@ -525,8 +529,7 @@ def _leave_a_later_flag(param: Param, word: str, params: tuple[Param, ...], posi
     """Decline ``word`` for the optional ``param`` at ``position`` when it is the
     ``--name`` of a flag after it that takes part in this line: ``/token create
     --session`` is the flag, never a token named "--session" made without it."""
-    lowered = word.lower()
-    if param.optional and any(isinstance(later, Flag) and lowered == f"--{later.name}"
+    if param.optional and any(isinstance(later, Flag) and later.written(word)
                               and _applies(later, params, values)
                               for later in params[position + 1:]):
         raise Decline
