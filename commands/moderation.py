@@ -11,7 +11,7 @@ from collections.abc import Sequence
 from typing import Any, Protocol
 
 from chatd.domain.accounts import User
-from chatd.domain.moderation import role_changed, switched
+from chatd.domain.moderation import RoleChange, checked_role_change, switched
 from chatd.domain.modes import LETTERS, ModeChange, Takes, format_changes, parse_mode_string
 from chatd.domain.names import format_duration, is_number
 from chatd.domain.permissions import Action, authorize
@@ -158,46 +158,59 @@ async def unmute(ctx: Context, user: User, room: Room) -> Ok:
          scope=Scope.MODERATE, errors=(Code.NOT_IN_ROOM,), told_by_event=True)
 async def promote(ctx: Context, user: User, room: Room) -> Ok:
     """Make a member an admin of the room."""
-    changed = await ctx.services.moderation.promote(ctx.user, room, user)
-    return _role_ok(f"{user.name} is {_NOW[changed]} an admin of #{room.name}.", room, user,
-                    "admin", changed)
+    done = await ctx.services.moderation.promote(ctx.user, room, user)
+    return _role_ok(f"{user.name} is {_NOW[done.changed]} an admin of #{room.name}.", room,
+                    user, done)
 
 
 @command("demote", _anyone(), _room(), role=OWNER, group=GROUP,
          scope=Scope.MODERATE, errors=(Code.NOT_IN_ROOM,), told_by_event=True)
 async def demote(ctx: Context, user: User, room: Room) -> Ok:
     """Make an admin a plain member again."""
-    changed = await ctx.services.moderation.demote(ctx.user, room, user)
-    return _role_ok(f"{user.name} is {_NOW[changed]} a member of #{room.name}.", room, user,
-                    "member", changed)
+    done = await ctx.services.moderation.demote(ctx.user, room, user)
+    return _role_ok(f"{user.name} is {_NOW[done.changed]} a member of #{room.name}.", room,
+                    user, done)
 
 
 @command("voice", _anyone(), _room(), role=ADMIN, group=GROUP, scope=Scope.MODERATE,
          errors=(Code.NOT_IN_ROOM,), told_by_event=True)
 async def voice(ctx: Context, user: User, room: Room) -> Ok:
     """Let a member speak while the room is moderated (+m)."""
-    changed = await ctx.services.moderation.voice(ctx.user, room, user)
-    return _role_ok(f"{user.name} {'has' if changed else 'already has'} voice in "
-                    f"#{room.name}.", room, user, "voice", changed)
+    done = await ctx.services.moderation.voice(ctx.user, room, user)
+    said = f"{user.name} has voice" if done.changed else _unchanged_voice(user, done.role, True)
+    return _role_ok(f"{said} in #{room.name}.", room, user, done)
 
 
 @command("devoice", _anyone(), _room(), role=ADMIN, group=GROUP, scope=Scope.MODERATE,
          errors=(Code.NOT_IN_ROOM,), told_by_event=True)
 async def devoice(ctx: Context, user: User, room: Room) -> Ok:
     """Take a member's voice: silent again while the room is moderated."""
-    changed = await ctx.services.moderation.devoice(ctx.user, room, user)
-    return _role_ok(f"{user.name} {'no longer has' if changed else 'already has no'} voice "
-                    f"in #{room.name}.", room, user, "member", changed)
+    done = await ctx.services.moderation.devoice(ctx.user, room, user)
+    said = (f"{user.name} no longer has voice" if done.changed
+            else _unchanged_voice(user, done.role, False))
+    return _role_ok(f"{said} in #{room.name}.", room, user, done)
 
 
 # "is now an admin", or "is already" one when the target had the role.
 _NOW = {True: "now", False: "already"}
 
 
-def _role_ok(text: str, room: Room, target: User, role: str, changed: bool) -> Ok:
-    """The answer to a change of role: ``already`` when the target had the role, which
-    is done as /block of someone blocked is (no event tells it: the sentence does)."""
-    return ok(text, room=room.name, user=target.name, role=role, already=not changed)
+def _unchanged_voice(target: User, role: Role, on: bool) -> str:
+    """Why a ``+v`` (``on``) or ``-v`` of ``target``, whose role is ``role``, changed
+    nothing: the voice held already (or not), or the role above voice by which an
+    admin or the owner speaks whatever a ``v`` says."""
+    if role.rank >= ADMIN.rank:
+        held = f"{target.name} is {'the owner' if role is OWNER else 'an admin'}"
+        return f"{held} and already speaks" if on else f"{held} and speaks without voice"
+    return f"{target.name} already has {'' if on else 'no '}voice"
+
+
+def _role_ok(text: str, room: Room, target: User, done: RoleChange) -> Ok:
+    """The answer to a change of role: ``already`` when it changed nothing, which is
+    done as /block of someone blocked is (no event tells it: the sentence does);
+    ``role`` is the one the target holds now."""
+    return ok(text, room=room.name, user=target.name, role=done.role.value,
+              already=not done.changed)
 
 
 @command("transfer", _anyone(), _room(), role=OWNER, group=GROUP,
@@ -275,10 +288,11 @@ async def _change_modes(ctx: Context, changes: list[ModeChange], room: Room) -> 
     done += await _join_letters(ctx, room, joins)
     already: list[str] = []
     for change, target in voiced:
-        if await _voice_letter(ctx, room, change, target):
+        voicing = await _voice_letter(ctx, room, change, target)
+        if voicing.changed:
             done.append(ModeChange(change.on, "v", target.name))
         else:
-            already.append(f"{target.name} already has {'' if change.on else 'no '}voice")
+            already.append(_unchanged_voice(target, voicing.role, change.on))
     spec, arguments = format_changes(done)
     said = [describe_changes(done) if done else "nothing changed", *already]
     text = f"#{room.name}: " + "; ".join(said) + "."
@@ -313,9 +327,8 @@ def _refuse_beforehand(ctx: Context, room: Room, joins: list[tuple[Mode, bool]],
     roles: dict[int, Role | None] = {}
     for change, target in voiced:
         action = Action.VOICE if change.on else Action.DEVOICE
-        authorize(action, room, ctx.user, target)
         role = roles[target.id] if target.id in roles else room.role_of(target.id)
-        roles[target.id] = role_changed(action, room, target, role)
+        roles[target.id] = checked_role_change(action, room, ctx.user, target, role)
 
 
 def _voice_target(ctx: Context, change: ModeChange) -> User:
@@ -330,8 +343,9 @@ def _voice_target(ctx: Context, change: ModeChange) -> User:
     return target
 
 
-async def _voice_letter(ctx: Context, room: Room, change: ModeChange, target: User) -> bool:
-    """Apply one +v or -v; whether it changed the target's role (False: it was so)."""
+async def _voice_letter(ctx: Context, room: Room, change: ModeChange,
+                        target: User) -> RoleChange:
+    """Apply one +v or -v; whether it changed the target's role, and the role."""
     moderation = ctx.services.moderation
     return await (moderation.voice if change.on else moderation.devoice)(ctx.user, room,
                                                                           target)

@@ -103,6 +103,16 @@ class Lifted:
     guest: bool
 
 
+@dataclass(frozen=True, slots=True)
+class RoleChange:
+    """What a change of role did: ``changed`` is False when it changed nothing (the
+    target had the role it gives, or speaks by a role above voice, which a ``v``
+    leaves as it is); ``role`` is the target's role after it."""
+
+    changed: bool
+    role: Role
+
+
 class Moderation:
     """The room-governance actions of admins, owners and server admins.
 
@@ -358,34 +368,34 @@ class Moderation:
 
     # -- roles and modes -----------------------------------------------------
 
-    # Each change of role answers whether it changed anything: False when the target
+    # Each change of role answers what it did (RoleChange): nothing when the target
     # has the role it gives already (voicing a voiced member), which is done, as a
     # second /block is, without an event, an audit entry or a notification.
 
-    async def promote(self, actor: User, room: Room, target: User) -> bool:
+    async def promote(self, actor: User, room: Room, target: User) -> RoleChange:
         if not target.has_account:
             authorize(Action.PROMOTE, room, actor, target)
             raise _needs_account(target, "guests cannot be room admins")
         return await self._set_role(Action.PROMOTE, actor, room, target)
 
-    async def demote(self, actor: User, room: Room, target: User) -> bool:
+    async def demote(self, actor: User, room: Room, target: User) -> RoleChange:
         return await self._set_role(Action.DEMOTE, actor, room, target)
 
-    async def voice(self, actor: User, room: Room, target: User) -> bool:
+    async def voice(self, actor: User, room: Room, target: User) -> RoleChange:
         """Let a member speak while the room is moderated (IRC's ``+v``)."""
         return await self._set_role(Action.VOICE, actor, room, target)
 
-    async def devoice(self, actor: User, room: Room, target: User) -> bool:
+    async def devoice(self, actor: User, room: Room, target: User) -> RoleChange:
         return await self._set_role(Action.DEVOICE, actor, room, target)
 
-    async def _set_role(self, action: Action, actor: User, room: Room, target: User) -> bool:
+    async def _set_role(self, action: Action, actor: User, room: Room,
+                        target: User) -> RoleChange:
         async with self._transactions.room(room):
             self._rooms.ensure_live(room)
-            authorize(action, room, actor, target)
             role = room.role_of(target.id)
-            after = role_changed(action, room, target, role)
+            after = checked_role_change(action, room, actor, target, role)
             if role is after:  # decided under the room's lock: nothing to change
-                return False
+                return RoleChange(changed=False, role=after)
             now = self._clock.time()
             await self._storage.set_roles(room.id, [(target.id, after.value)], now)
             room.set_roles([(target.id, after)], now)
@@ -404,7 +414,7 @@ class Moderation:
                 target, f"{action.value}d", _TOLD[action].format(actor=actor.name,
                                                                 room=room.name),
                 room=room.name, room_id=room.id, role=after.value)
-        return True
+        return RoleChange(changed=True, role=after)
 
     async def transfer(self, actor: User, room: Room, target: User) -> str:
         """Make ``target`` (a member) the owner; the owner until now becomes an admin.
@@ -546,6 +556,26 @@ _ROLE_CHANGES: Final = {Action.PROMOTE: ((Role.MEMBER, Role.VOICE), Role.ADMIN),
                         Action.DEMOTE: ((Role.ADMIN,), Role.MEMBER),
                         Action.VOICE: ((Role.MEMBER,), Role.VOICE),
                         Action.DEVOICE: ((Role.VOICE,), Role.MEMBER)}
+
+
+# The changes of role that voice or silence a member.
+_VOICING: Final = frozenset({Action.VOICE, Action.DEVOICE})
+
+
+def checked_role_change(action: Action, room: Room, actor: User, target: User,
+                        role: Role | None) -> Role:
+    """The role ``action`` by ``actor`` gives ``target``, whose role in ``room`` is
+    ``role``; the refusal when ``actor`` may not, or ``target`` may not be given it.
+
+    An admin or the owner speaks in a moderated room by that role, with or without
+    voice: a ``v`` of them (an IRC client voicing everyone, its own operators too)
+    changes nothing, and so harms nobody. It asks only whether ``actor`` may voice
+    at all, and keeps the role as it is."""
+    if action in _VOICING and role is not None and role.rank >= Role.ADMIN.rank:
+        authorize(action, room, actor)
+        return role
+    authorize(action, room, actor, target)
+    return role_changed(action, room, target, role)
 
 
 def role_changed(action: Action, room: Room, target: User, role: Role | None) -> Role:

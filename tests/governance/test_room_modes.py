@@ -10,10 +10,12 @@ from chatd.domain.clock import ManualClock
 from tests.content import text_file, upload
 from tests.governance import (
     code_of,
+    drain,
     error_of,
     listed,
     members_of,
     room_with,
+    server_admin,
     settle,
     users,
 )
@@ -83,17 +85,13 @@ async def test_a_mode_string_with_a_bad_voice_changes_nothing(clients: Clients) 
         assert (await members_of(alice, "dev"))["bob"] == "member", line
 
 
-async def test_a_mode_string_whose_voice_meets_the_wrong_role_changes_nothing(
+async def test_a_mode_string_applies_each_v_as_the_letters_before_it_leave_the_roles(
         clients: Clients) -> None:
-    """A v refused for the role its user has (an admin) refuses the string whole; one
-    that the letters before it allow is applied."""
-    alice, bob, carol = await users(clients, "alice", "bob", "carol")
-    await room_with(alice, "dev", bob, carol, admins=(carol,))
+    """Each v is judged from the role the letters before it leave: -v then +v of a
+    voiced member is applied, both letters."""
+    alice, bob = await users(clients, "alice", "bob")
+    await room_with(alice, "dev", bob)
     await alice.command("/voice bob dev")
-    for line in ("/mode +mv carol dev", "/mode +m-v carol dev"):
-        assert await code_of(alice, line) == "bad-arguments", line
-        assert (await alice.command("/mode dev"))["modes"] == "+nt", line
-        assert (await members_of(alice, "dev"))["bob"] == "voice", line
     done = await alice.command("/mode +m-v+v bob bob dev")
     assert done["changes"] == "+m-v+v"
     assert (await members_of(alice, "dev"))["bob"] == "voice"
@@ -124,14 +122,56 @@ async def test_a_voice_its_user_has_already_changes_nothing_and_says_so(
     assert told == ["modes", "devoice"]
 
 
+async def test_a_voice_of_an_admin_or_the_owner_changes_nothing_and_says_why(
+        server: ChatServer, clients: Clients) -> None:
+    """/voice of an admin was refused as "only a member can be voiced" (and of the
+    owner, or by an admin, as not permitted), though an admin speaks in a moderated
+    room already: it changes nothing, as the voice of a voiced member does, and the
+    sentence says why. -v of them likewise; a plain member still may not voice."""
+    alice, bob, carol = await users(clients, "alice", "bob", "carol")
+    await room_with(alice, "dev", bob, carol, admins=(carol,))
+    root = await server_admin(server, clients)
+    room = server.services.rooms.find("dev")
+    assert room is not None
+    await drain(alice, bob, carol)
+    audited = len(await server.services.audit.entries(100, room))
+    cases = [(alice, "/voice carol dev", "carol is an admin and already speaks in #dev.",
+              "admin"),
+             (carol, "/voice carol dev", "carol is an admin and already speaks in #dev.",
+              "admin"),
+             (carol, "/voice alice dev", "alice is the owner and already speaks in #dev.",
+              "owner"),
+             (root, "/voice alice dev", "alice is the owner and already speaks in #dev.",
+              "owner"),
+             (alice, "/devoice carol dev", "carol is an admin and speaks without voice in "
+                                           "#dev.", "admin")]
+    for actor, line, sentence, role in cases:
+        reply = await actor.command(line)
+        assert (reply["already"], reply.final["message"], reply["role"]) == (
+            True, sentence, role), line
+    for watcher in (alice, bob, carol):
+        assert [e for e in await settle(watcher) if e.get("type") == "event"] == []
+    assert len(await server.services.audit.entries(100, room)) == audited
+    assert await members_of(alice, "dev") == {"alice": "owner", "carol": "admin",
+                                              "bob": "member"}
+    # In a mode string, the other letters apply, and the sentence says why.
+    kept = await alice.command("/mode +m+v-v carol carol dev")
+    assert (kept["changes"], kept.final["message"]) == (
+        "+m", "#dev: moderated (only voiced members and admins speak); carol is an admin "
+              "and already speaks; carol is an admin and speaks without voice.")
+    assert await code_of(bob, "/voice carol dev") == "not-permitted"
+    text = await text_client(clients, "alice")
+    assert await text_run(text, "/voice carol dev") == [
+        "* carol is an admin and already speaks in #dev."]
+
+
 async def test_a_mode_string_refused_for_one_letter_changes_nothing(
         clients: Clients) -> None:
-    """An admin may set +m but not +i (the owner's), nor voice the owner or someone
-    outside the room: a string asking for both is refused whole, +m included."""
+    """An admin may set +m but not +i (the owner's), nor voice someone outside the
+    room: a string asking for both is refused whole, +m included."""
     alice, bob, _ = await users(clients, "alice", "bob", "carol")
     await room_with(alice, "dev", bob, admins=(bob,))
     for line, code in (("/mode +m+i dev", "not-permitted"),
-                       ("/mode +mv alice dev", "not-permitted"),
                        ("/mode +mv carol dev", "not-in-room")):
         assert await code_of(bob, line) == code, line
         assert (await bob.command("/mode dev"))["modes"] == "+nt", line

@@ -275,3 +275,26 @@ async def test_a_role_the_nick_has_already_is_no_error(server: ChatServer,
     room = server.services.rooms.find("m")
     assert room is not None
     assert room.role_of(server.services.accounts.require("bob").id) is Role.MEMBER
+
+
+async def test_voicing_an_operator_is_no_error(server: ChatServer, irc: IrcFactory) -> None:
+    # "MODE #m +v carol" of an operator was "400 ... only a member can be voiced" (and
+    # an op voicing the owner, or itself, 482): a "voice everyone" script meets every
+    # op. An op speaks in a +m channel already, so +v and -v of one change nothing,
+    # silently, as of a nick that has the voice already; bob's +v beside it applies.
+    alice, bob, carol = await irc("alice"), await irc("bob"), await irc("carol")
+    await _room(alice, bob, carol)
+    alice.send("MODE #m +o carol")
+    assert (await alice.expect("MODE")).params == ("#m", "+o", "carol")
+    assert (await carol.expect("MODE")).params == ("#m", "+o", "carol")
+    alice.send("MODE #m +v carol", "MODE #m -v carol", "MODE #m +v alice", "PING :done")
+    assert [m.command for m in await alice.until("PONG")] == ["PONG"]
+    carol.send("MODE #m +vvv alice carol bob", "MODE #m -v alice", "PING :done")
+    # (the NOTICE of carol's promotion may come among them)
+    shown = [m for m in await carol.until("PONG") if m.command not in ("PONG", "NOTICE")]
+    assert [m.params for m in shown] == [("#m", "+v", "bob")]
+    room = server.services.rooms.find("m")
+    assert room is not None
+    roles = {name: room.role_of(server.services.accounts.require(name).id)
+             for name in ("alice", "bob", "carol")}
+    assert roles == {"alice": Role.OWNER, "bob": Role.VOICE, "carol": Role.ADMIN}
