@@ -93,10 +93,19 @@ async def login(ctx: Context, name: str, password: str | None, token: str | None
     return await _logged_in(ctx, grant, resume)
 
 
-@command("auth", Secret("token"), Flag("resume"), need=Need.ANONYMOUS, group=GROUP,
+AUTH_PARAMS = (Secret("token"), Flag("resume"))
+
+
+# The token is parsed as optional, as /login's password is: "/auth --resume" is
+# then the flag without its token, named as missing, not a token "--resume" tried
+# (and charged) as a failed log-in.
+@command("auth", Secret("token", optional=True), Flag("resume"), need=Need.ANONYMOUS,
+         group=GROUP, usage="/auth <token> [--resume]", described=AUTH_PARAMS,
          scope=Scope.READ, errors=(Code.AUTH_FAILED,))
-async def auth(ctx: Context, token: str, resume: bool) -> Ok:
+async def auth(ctx: Context, token: str | None, resume: bool) -> Ok:
     """Log in with an API token alone (see /token); --resume also asks for a resume token."""
+    if token is None:
+        raise _login_usage("missing <token>.")
     grant = await _checked(ctx, None, lambda: ctx.services.tokens.authenticate(token))
     return await _logged_in(ctx, grant, resume)
 

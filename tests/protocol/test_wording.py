@@ -6,7 +6,7 @@ import re
 from pathlib import Path
 
 from chatd.client import LineClient
-from tests.helpers import PASSWORD, Clients, room_with, text_client, text_run
+from tests.helpers import PASSWORD, Clients, error_of, room_with, text_client, text_run
 
 PROTOCOL_PATH = Path(__file__).resolve().parents[2] / "docs" / "PROTOCOL.md"
 PROTOCOL = PROTOCOL_PATH.read_text()
@@ -153,6 +153,24 @@ async def test_login_names_what_is_missing_in_the_common_style(clients: Clients)
     assert extra.startswith(f"! bad-arguments: too many arguments.{usage}"), extra
     # None of these was a failed log-in: the address's failures are not charged.
     assert await text_run(person, f"/login alice {PASSWORD}") != []
+
+
+async def test_auth_names_its_missing_token_in_the_common_style(clients: Clients) -> None:
+    # "/auth --resume" tried a token named "--resume": auth-failed, and a failed log-in
+    # charged to the address, where every other command names what is missing.
+    person = await text_client(clients)
+    stats = clients.server.services.stats
+    failures = stats.login_failures
+    for line in ("/auth --resume", "/AUTH --Resume", "/auth"):
+        assert await text_run(person, line) == [
+            "! bad-arguments: missing <token>. Usage: /auth <token> [--resume]"], line
+    assert stats.login_failures == failures
+    bot = await clients.anonymous()
+    assert (await error_of(bot, "/auth --resume"))["code"] == "bad-arguments"
+    # /schema and /help describe the token as required, as it is.
+    schema = (await bot.command("/schema auth"))["schema"]
+    assert schema["usage"] == "/auth <token> [--resume]"
+    assert [p["optional"] for p in schema["params"]] == [False, True]
 
 
 async def test_a_room_id_that_names_no_room_is_called_an_id(clients: Clients) -> None:
