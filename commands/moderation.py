@@ -296,8 +296,10 @@ async def _change_modes(ctx: Context, changes: list[ModeChange], room: Room) -> 
     spec, arguments = format_changes(done)
     said = [describe_changes(done) if done else "nothing changed", *already]
     text = f"#{room.name}: " + "; ".join(said) + "."
-    return ok(text, room=room.name, changes=spec, arguments=arguments,
-              **_modes_fields(ctx, room))
+    # A v that changed nothing is in the sentence alone, never in an event: a
+    # text-mode client is shown the sentence after the events of the rest.
+    return Ok(text, {"room": room.name, "changes": spec, "arguments": arguments,
+                     **_modes_fields(ctx, room)}, beyond_event=bool(already))
 
 
 async def _join_letters(ctx: Context, room: Room,

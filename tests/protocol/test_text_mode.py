@@ -374,6 +374,31 @@ async def test_a_sanction_s_length_is_told_with_its_event(clients: Clients) -> N
         "* bob is banned from #general for 2h."]
 
 
+async def test_a_part_of_a_mode_string_that_did_nothing_is_told_after_its_event(
+        clients: Clients) -> None:
+    """/mode +m+v bob with bob voiced showed the +m event alone: the sentence saying
+    the +v did nothing was hidden as if the event had told it. It is shown after the
+    event; a string whose every letter an event tells still shows the event alone,
+    and JSON keeps its ok as it was."""
+    alice = await text_client(clients, "alice")
+    await text_run(alice, "/create general")
+    bob = await clients.user("bob")
+    await bob.command("/join general")
+    await text_run(alice, "/voice bob")
+    assert await text_run(alice, "/mode +m+v bob") == [
+        "* alice changed #general: moderated (only voiced members and admins speak)",
+        "* #general: moderated (only voiced members and admins speak); bob already has "
+        "voice."]
+    assert await text_run(alice, "/mode -m") == ["* alice changed #general: not moderated"]
+    assert await text_run(alice, "@m /mode +m-v+v bob bob") == [
+        "@m * alice changed #general: moderated (only voiced members and admins speak)",
+        "@m * alice took the voice of bob in #general", "@m * alice gave bob voice in #general",
+        "@m * ok"]
+    json = await (await clients.user("alice")).command("/mode -m+v bob general")
+    assert json.final["message"] == "#general: not moderated; bob already has voice."
+    assert [line["event"] for line in json.lines if line["type"] == "event"] == ["modes"]
+
+
 def test_the_docs_name_every_command_whose_news_is_its_event() -> None:
     """PROTOCOL.md §4 lists the commands whose text ok stays silent after their
     event: the declarations (``told_by_event``) and the list are the same."""
