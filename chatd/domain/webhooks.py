@@ -188,10 +188,10 @@ class Webhooks:
                                  f"webhook {record.id}")
         return record
 
-    async def post(self, hook_id: int, secret: str, text: str) -> tuple[WebhookRecord, int]:
-        """Post ``text`` through hook ``hook_id`` if ``secret`` is its own; the hook
-        and the new message's id. An unknown hook and a wrong secret are told alike."""
-        record, room = await self.vouched(hook_id, secret)
+    async def post(self, record: WebhookRecord, room: Room, text: str) -> int:
+        """Post ``text`` through the hook ``record`` of ``room``, as :meth:`vouched`
+        found them for the post's address (asked first, so that a wrong secret is
+        refused whatever the post carries); the new message's id."""
         creator = self._refuse_creator(record, room)
         wait = self._protection.charge_shared(Kind.WEBHOOK, record.id)
         if not isinstance(wait, float):
@@ -203,12 +203,14 @@ class Webhooks:
                                                         {"bot": True, "webhook": record.id})
         except ChatError as exc:
             raise _for_the_hook(exc, record, creator, room) from None
-        return record, message_id
+        return message_id
 
     async def vouched(self, hook_id: int, secret: str) -> tuple[WebhookRecord, Room]:
         """Hook ``hook_id`` and its room, if ``secret`` is its own and the hook lives
         (its API token neither revoked nor expired): what a post's address alone
-        decides, so the web listener asks it before it reads the post's body."""
+        decides, so the web listener asks it before it reads the post's body, and
+        the post asks it before it looks at that body. An unknown hook and a wrong
+        secret are told alike."""
         record = await self._storage.get_webhook(hook_id)
         room = self._rooms.get(record.room_id) if record is not None else None
         if record is None or room is None or \

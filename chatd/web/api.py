@@ -32,6 +32,7 @@ if TYPE_CHECKING:
     from collections.abc import AsyncIterator
 
     from chatd.domain.room import Room
+    from chatd.web.http import Request
     from chatd.web.links import LinkSigner
     from chatd.web.routes import Call
     from storage.records import FileRecord
@@ -366,22 +367,28 @@ async def revoke_webhook(call: Call) -> Response:
 
 
 async def post_webhook(call: Call) -> Response:
-    """An incoming webhook's post: JSON ``{"text": ...}`` or a plain-text body."""
-    request = call.request
-    # Media types are case-insensitive (RFC 9110 8.3.1): Text/Plain is text/plain.
-    if request.headers.get("content-type", "").lower().startswith("text/plain"):
-        try:
-            # Less its line end (echo and many tools add one), and nothing else: its
-            # leading spaces are its text, as in a JSON body.
-            raw: Any = request.body.decode("utf-8").rstrip("\r\n")
-        except UnicodeDecodeError:
-            raise HttpError(400, Code.INVALID_UTF8, "the body is not UTF-8.") from None
-    else:
-        raw = request.json().get("text")
-    text = checked_text(call, raw)
-    record, message_id = await call.services.webhooks.post(call.number("id"),
-                                                           call.text("secret"), text)
+    """An incoming webhook's post: JSON ``{"text": ...}`` or a plain-text body. The
+    address (the hook's id and secret) is decided before the body is looked at, on
+    every path: the answer to a wrong secret must tell nothing of what was sent."""
+    hooks = call.services.webhooks
+    record, room = await hooks.vouched(call.number("id"), call.text("secret"))
+    text = checked_text(call, _posted_text(call.request))
+    message_id = await hooks.post(record, room, text)
     return json_response({"id": message_id, "webhook": record.id}, 201)
+
+
+def _posted_text(request: Request) -> Any:
+    """The text a webhook's body carries, not yet checked: a text/plain body, or the
+    ``text`` field of a JSON one."""
+    # Media types are case-insensitive (RFC 9110 8.3.1): Text/Plain is text/plain.
+    if not request.headers.get("content-type", "").lower().startswith("text/plain"):
+        return request.json().get("text")
+    try:
+        # Less its line end (echo and many tools add one), and nothing else: its
+        # leading spaces are its text, as in a JSON body.
+        return request.body.decode("utf-8").rstrip("\r\n")
+    except UnicodeDecodeError:
+        raise HttpError(400, Code.INVALID_UTF8, "the body is not UTF-8.") from None
 
 
 async def vouch_webhook(call: Call) -> None:

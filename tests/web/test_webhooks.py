@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+import json
 from typing import Any
 
 import pytest
@@ -104,6 +106,48 @@ async def test_only_room_admins_manage_webhooks_and_a_wrong_secret_is_refused(
         evil = await hook.post(made["path"], json={"text": "x"},
                                headers={"Origin": "https://evil.example"})
         assert evil.status_code == 403
+
+
+async def _post_at_once(server: ChatServer, path: str, body: bytes,
+                        media: str = "application/json") -> tuple[int, str]:
+    """POST ``body`` to ``path`` with its head in one write, so the server has the whole
+    request at once (no decision on the head alone); the status and error code."""
+    assert server.web is not None
+    head = (f"POST {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: {media}\r\n"
+            f"Content-Length: {len(body)}\r\nConnection: close\r\n\r\n").encode()
+    reader, writer = await asyncio.open_connection("127.0.0.1", server.web.port)
+    try:
+        writer.write(head + body)
+        async with asyncio.timeout(5):
+            answer = await reader.read()
+    finally:
+        writer.close()
+    status_line, _, rest = answer.partition(b"\r\n")
+    payload = rest.partition(b"\r\n\r\n")[2]
+    return int(status_line.split(b" ")[1]), json.loads(payload)["error"]["code"]
+
+
+@pytest.mark.parametrize(("body", "media"), [
+    (b"{not json", "application/json"),
+    (b'{"text": ""}', "application/json"),
+    (b"[1, 2]", "application/json"),
+    (b"\xff\xfe not utf-8", "text/plain"),
+])
+async def test_a_wrong_secret_is_refused_whatever_the_body(
+        server: ChatServer, clients: Clients, body: bytes, media: str) -> None:
+    """A post whose body came with its head is decided with the whole request: the
+    secret is still checked first, so a wrong one is a 404 however bad the body (the
+    answer to a wrong address tells nothing about what was sent). With the right
+    secret, the same body is the 400 it deserves."""
+    owner = await clients.user("alice")
+    await owner.command("/create den")
+    made = await owner.command("/webhook create deploy")
+    forged = f"/hooks/{made['id']}/not-the-secret"
+    assert await _post_at_once(server, forged, body, media) == (404, "no-such-webhook")
+    unknown = f"/hooks/{made['id'] + 1}/{made['path'].rsplit('/', 1)[1]}"
+    assert await _post_at_once(server, unknown, body, media) == (404, "no-such-webhook")
+    status, _code = await _post_at_once(server, made["path"], body, media)
+    assert status == 400
 
 
 @pytest.mark.server(web__webhook_rate=1, web__webhook_burst=2)
