@@ -371,6 +371,12 @@ async def post_webhook(call: Call) -> Response:
     address (the hook's id and secret) is decided before the body is looked at, on
     every path: the answer to a wrong secret must tell nothing of what was sent."""
     hooks = call.services.webhooks
+    # The hook is read here even when vouch_webhook read it on the request's head: the
+    # body arrives after that read, for up to web.request_timeout, and meanwhile the
+    # hook may be revoked, or the API token it lives by revoked, on any node of a
+    # cluster (only the row tells). Serving the post from the head's read would accept
+    # it through a hook dead for that long; read again, the window is the moment from
+    # this read to the message's insert, as for a post whose body came with its head.
     record, room = await hooks.vouched(call.number("id"), call.text("secret"))
     text = checked_text(call, _posted_text(call.request))
     message_id = await hooks.post(record, room, text)
@@ -393,7 +399,8 @@ def _posted_text(request: Request) -> Any:
 
 async def vouch_webhook(call: Call) -> None:
     """The webhook's address alone (its id and secret, whether it lives), decided
-    before the post's body is read."""
+    before the post's body is read: a wrong address is refused without reading it.
+    What it found is not handed on: post_webhook reads the hook again (why: there)."""
     await call.services.webhooks.vouched(call.number("id"), call.text("secret"))
 
 

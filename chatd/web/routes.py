@@ -94,7 +94,8 @@ class Route:
     auth: bool = True
     # What a route that takes no token checks on the request's head instead, before
     # its body is read (a webhook's secret, a download link's signature); the
-    # handler decides again with the whole request.
+    # handler decides again with the whole request (what the head's check read may be
+    # stale by then: the body can take up to web.request_timeout to arrive).
     vouch: Callable[[Call], Awaitable[None]] | None = None
     # The largest body, when it is not web.max_body (an upload's is files.max_size).
     body_limit: Callable[[Config], int] | None = None
