@@ -229,6 +229,17 @@ class Storage(Protocol):
                            scopes: str = ALL_SCOPES,
                            kind: str = API_TOKEN_KIND,
                            quotas: Sequence[Quota] = ()) -> TokenRecord: ...
+    async def create_session_token(self, user_id: int, name: str, token_hash: str,
+                                   created_at: float, expires_at: float | None,
+                                   scopes: str, most: int, keeping: int | None = None
+                                   ) -> tuple[TokenRecord, list[TokenRecord]]:
+        """Store a browser tab's token (kind SESSION_TOKEN_KIND), the account keeping
+        at most ``most`` of them: those past it, the least recently used (or made,
+        when never used) first, are deleted in the insert's own transaction, with
+        their resume tokens. ``keeping``: a token never among them (the one the
+        session asking logged in with), as long as ``most`` leaves it a place. The
+        new token and those deleted; Conflict (nothing deleted) for a name taken."""
+        ...
     async def find_token(self, token_hash: str) -> TokenRecord | None: ...
     async def list_tokens(self, user_id: int) -> list[TokenRecord]: ...
     async def load_tokens(self) -> list[TokenRecord]: ...

@@ -1,14 +1,15 @@
 """The counts one account or room may hold, decided with the row that adds to them.
 
 A write that adds a room owned, a webhook, a block, a file, a bot or an API token
-may be given
-:class:`Quota` limits. The backend then counts, in the write's own transaction and
-before its insert, what each limit measures, and refuses the write with
-:class:`~storage.api.OverQuota` when adding would pass the limit. The count and the insert are
-one decision whatever node makes it: SQLite runs its write transactions one at a
-time, and PostgreSQL's transaction first takes an advisory lock on the holder (the
-account, or the room), which every other such write of that holder waits for
-until this one commits (``storage.postgres.quotas``).
+may be given :class:`Quota` limits (a browser tab's session token is the
+exception: its bound makes room for it, see ``create_session_token``). The
+backend then counts, in the write's own transaction and before its insert, what
+each limit measures, and refuses the write with :class:`~storage.api.OverQuota`
+when adding would pass the limit. The count and the insert are one decision
+whatever node makes it: SQLite runs its write transactions one at a time, and
+PostgreSQL's transaction first takes an advisory lock on the holder (the account,
+or the room), which every other such write of that holder waits for until this
+one commits (``storage.postgres.quotas``).
 
 What each measure counts is written here once, for both backends; only the
 placeholder of the holder's id differs (``?`` or ``$1``).
@@ -44,8 +45,15 @@ class Measure(enum.Enum):
                   Holder.ACCOUNT)
     # The bots the account owns.
     BOTS = ("SELECT COUNT(*) FROM users WHERE owner_id = {key}", Holder.ACCOUNT)
-    # The account's API tokens, expired ones too (they keep their names).
-    TOKENS = ("SELECT COUNT(*) FROM api_tokens WHERE user_id = {key}", Holder.ACCOUNT)
+    # The account's API tokens, expired ones too (they keep their names); not the
+    # browser tabs' session tokens, which have their own bound (SESSION_TOKENS).
+    TOKENS = ("SELECT COUNT(*) FROM api_tokens WHERE user_id = {key} "
+              "AND kind <> 'session'", Holder.ACCOUNT)
+    # The account's browser tabs' tokens. Never refused: making one past the bound
+    # revokes the least recently used instead, in the insert's transaction
+    # (create_session_token), since a tab that logs in must get a token.
+    SESSION_TOKENS = ("SELECT COUNT(*) FROM api_tokens WHERE user_id = {key} "
+                      "AND kind = 'session'", Holder.ACCOUNT)
 
     def __init__(self, sql: str, holder: Holder) -> None:
         self.sql = sql

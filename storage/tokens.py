@@ -24,6 +24,11 @@ from storage.records import (
 _TOKEN = ("id, user_id, name, token_hash, created_at, expires_at, scopes, last_used_at, "
           "kind")
 _RESUME = "id, user_id, token_hash, created_at, expires_at, api_token_id, scopes"
+# The order an account's session tokens are kept in when one more is made: the one
+# the asking session logged in with first (the renewal must not end its own
+# connection), then the most recently used, or made when never used; those past
+# the bound are deleted.
+_KEPT_FIRST = ("(id = {keeping}) DESC, COALESCE(last_used_at, created_at) DESC, id DESC")
 _INSERT_RESUME = ("INSERT INTO resume_tokens (user_id, token_hash, created_at, expires_at, "
                   "api_token_id, scopes) VALUES (?, ?, ?, ?, ?, ?)")
 
@@ -48,6 +53,32 @@ class TokenQueries:
             token_id = rowid(cursor)
         return TokenRecord(token_id, user_id, name, token_hash, created_at, expires_at, scopes,
                            kind=kind)
+
+    async def create_session_token(self: SqliteHost, user_id: int, name: str,
+                                   token_hash: str, created_at: float,
+                                   expires_at: float | None, scopes: str, most: int,
+                                   keeping: int | None = None
+                                   ) -> tuple[TokenRecord, list[TokenRecord]]:
+        """A browser tab's token, the account's least recently used ones past ``most``
+        deleted first (Storage.create_session_token). One write transaction: SQLite
+        runs them one at a time, so what it picks stands until the insert."""
+        async with self._transaction() as conn:
+            rows = list(await conn.execute_fetchall(
+                f"SELECT {_TOKEN} FROM api_tokens WHERE user_id = ? AND kind = ? "
+                f"ORDER BY {_KEPT_FIRST.format(keeping='?')} LIMIT -1 OFFSET ?",
+                (user_id, SESSION_TOKEN_KIND, keeping, max(most - 1, 0))))
+            gone = [TokenRecord(*row) for row in rows]
+            # (Their resume tokens go with them: ON DELETE CASCADE.)
+            await conn.executemany("DELETE FROM api_tokens WHERE id = ?",
+                                   [(record.id,) for record in gone])
+            cursor = await conn.execute(
+                "INSERT INTO api_tokens (user_id, name, token_hash, created_at, expires_at, "
+                "scopes, kind) VALUES (?, ?, ?, ?, ?, ?, ?)",
+                (user_id, name, token_hash, created_at, expires_at, scopes,
+                 SESSION_TOKEN_KIND))
+            made = TokenRecord(rowid(cursor), user_id, name, token_hash, created_at,
+                               expires_at, scopes, kind=SESSION_TOKEN_KIND)
+        return made, gone
 
     async def find_token(self: SqliteHost, token_hash: str) -> TokenRecord | None:
         row = await self._fetch_one(f"SELECT {_TOKEN} FROM api_tokens WHERE token_hash = ?",

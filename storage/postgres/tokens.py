@@ -11,8 +11,8 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
-from storage.postgres.host import PgHost, refuse_over
-from storage.quotas import Quota
+from storage.postgres.host import PgHost, hold_quotas, refuse_over
+from storage.quotas import Measure, Quota
 from storage.records import (
     ALL_SCOPES,
     API_TOKEN_KIND,
@@ -28,6 +28,12 @@ if TYPE_CHECKING:
 _TOKEN = ("id, user_id, name, token_hash, created_at, expires_at, scopes, last_used_at, "
           "kind")
 _RESUME = "id, user_id, token_hash, created_at, expires_at, api_token_id, scopes"
+# The order an account's session tokens are kept in when one more is made: the one
+# the asking session logged in with first (the renewal must not end its own
+# connection), then the most recently used, or made when never used; those past
+# the bound are deleted.
+_KEPT_FIRST = ("(id = {keeping}) IS TRUE DESC, COALESCE(last_used_at, created_at) DESC, "
+               "id DESC")
 _INSERT_RESUME = ("INSERT INTO resume_tokens (user_id, token_hash, created_at, expires_at, "
                   "api_token_id, scopes) VALUES ($1, $2, $3, $4, $5, $6) RETURNING id")
 
@@ -51,6 +57,31 @@ class PgTokenQueries:
                 user_id, name, token_hash, created_at, expires_at, scopes, kind)
         return TokenRecord(int(token_id), user_id, name, token_hash, created_at, expires_at,
                            scopes, kind=kind)
+
+    async def create_session_token(self: PgHost, user_id: int, name: str,
+                                   token_hash: str, created_at: float,
+                                   expires_at: float | None, scopes: str, most: int,
+                                   keeping: int | None = None
+                                   ) -> tuple[TokenRecord, list[TokenRecord]]:
+        """A browser tab's token, the account's least recently used ones past ``most``
+        deleted first (Storage.create_session_token). The transaction first takes the
+        account's advisory lock, as a quota's count does: two made at once, through
+        one node or several, pick what to delete one after the other."""
+        async with self._transaction() as conn:
+            await hold_quotas(conn, (Quota(Measure.SESSION_TOKENS, user_id, most),))
+            # (Their resume tokens go with them: ON DELETE CASCADE.)
+            rows = await conn.fetch(
+                f"DELETE FROM api_tokens WHERE id IN (SELECT id FROM api_tokens "
+                f"WHERE user_id = $1 AND kind = $2 "
+                f"ORDER BY {_KEPT_FIRST.format(keeping='$3')} OFFSET $4) RETURNING {_TOKEN}",
+                user_id, SESSION_TOKEN_KIND, keeping, max(most - 1, 0))
+            token_id = await conn.fetchval(
+                "INSERT INTO api_tokens (user_id, name, token_hash, created_at, expires_at, "
+                "scopes, kind) VALUES ($1, $2, $3, $4, $5, $6, $7) RETURNING id",
+                user_id, name, token_hash, created_at, expires_at, scopes, SESSION_TOKEN_KIND)
+        made = TokenRecord(int(token_id), user_id, name, token_hash, created_at, expires_at,
+                           scopes, kind=SESSION_TOKEN_KIND)
+        return made, [TokenRecord(*row) for row in rows]
 
     async def find_token(self: PgHost, token_hash: str) -> TokenRecord | None:
         row = await self._fetch_one(f"SELECT {_TOKEN} FROM api_tokens WHERE token_hash = $1",

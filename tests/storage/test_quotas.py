@@ -176,3 +176,36 @@ async def test_api_tokens_at_once_through_two_stores_stop_at_the_limit(
     most = (Quota(Measure.TOKENS, ann.id, LIMIT),)
     assert await raced(two, lambda store, n: store.create_token(
         ann.id, f"t{n}", f"hash{n}", T0, None, quotas=most)) == EXACT
+
+
+async def test_session_tokens_are_not_counted_among_api_tokens(storage: Storage) -> None:
+    """A browser tab's tokens have their own bound: however many an account holds,
+    its API tokens still have all their places."""
+    ann = await storage.create_user("ann", b"h", False, T0)
+    for n in range(LIMIT + 1):
+        await storage.create_session_token(ann.id, f"web-{n}", f"s{n}", T0, None, "read",
+                                           most=LIMIT + 1)
+    most = (Quota(Measure.TOKENS, ann.id, LIMIT),)
+    for n in range(LIMIT):
+        await storage.create_token(ann.id, f"t{n}", f"hash{n}", T0, None, quotas=most)
+    with pytest.raises(OverQuota) as refused:
+        await storage.create_token(ann.id, "one-more", "hash", T0, None, quotas=most)
+    assert refused.value.held == LIMIT
+
+
+async def test_session_tokens_made_at_once_through_two_stores_keep_to_the_bound(
+        two: list[Storage]) -> None:
+    """Each made at once through either store is made (none refused), and the
+    account is left with exactly the bound: each revoked the least recently made."""
+    ann = await two[0].create_user("ann", b"h", False, T0)
+
+    async def make(store: Storage, n: int) -> int:
+        _, revoked = await store.create_session_token(ann.id, f"web-{n}", f"s{n}", T0 + n,
+                                                      None, "read", most=LIMIT)
+        return len(revoked)
+
+    made = await asyncio.gather(*(make(store, n * len(two) + i)
+                                  for n in range(EACH) for i, store in enumerate(two)))
+    assert sum(made) == 2 * EACH - LIMIT
+    held = [t for t in await two[1].list_tokens(ann.id) if t.kind == "session"]
+    assert len(held) == LIMIT

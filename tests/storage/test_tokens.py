@@ -96,3 +96,44 @@ async def test_resume_tokens_rotate_in_one_batch_each_decided_alone(storage: Sto
         ("r3", ALL_SCOPES, T0 + 61), None, ("r5", "read", T0 + 62), None]
     assert [r.token_hash for r in await storage.load_resume_tokens(T0)] == ["r3", "r5"]
     assert await storage.rotate_resume_tokens([]) == []
+
+
+async def test_a_session_token_past_the_bound_revokes_the_least_recently_used(
+        storage: Storage) -> None:
+    """Made past the bound, a browser tab's token is not refused: the account's least
+    recently used session token goes (one never used counts from when it was made),
+    with its resume tokens, in the same transaction. The one the session asking logged
+    in with is kept; API tokens are never touched; a name taken deletes nothing."""
+    alice = await storage.create_user("alice", b"h", False, T0)
+    api = await storage.create_token(alice.id, "ci", "api", T0 - 10, None)
+    tabs = [(await storage.create_session_token(alice.id, f"web-{n}", f"t{n}", T0 + n,
+                                                T0 + 600, "read", most=3))[0]
+            for n in range(3)]
+    await storage.create_resume_token(alice.id, "r1", T0, T0 + 600, tabs[1].id, "read")
+    await storage.set_tokens_used([(tabs[0].id, T0 + 10)])  # web-1: least recently used
+
+    made, revoked = await storage.create_session_token(alice.id, "web-3", "t3", T0 + 11,
+                                                       T0 + 600, "read", most=3)
+    assert (made.kind, made.name, made.scopes) == ("session", "web-3", "read")
+    assert [r.name for r in revoked] == ["web-1"]
+    assert await storage.find_resume_token("r1") is None  # went with its token
+    assert [t.name for t in await storage.list_tokens(alice.id)] == [
+        "ci", "web-0", "web-2", "web-3"]
+
+    # web-2 is now the least recent, but the session asking logged in with it: the
+    # next, web-0 (used at T0 + 10), goes instead.
+    _, revoked = await storage.create_session_token(alice.id, "web-4", "t4", T0 + 12,
+                                                    T0 + 600, "read", most=3,
+                                                    keeping=tabs[2].id)
+    assert [r.name for r in revoked] == ["web-0"]
+    with pytest.raises(Conflict):
+        await storage.create_session_token(alice.id, "WEB-3", "t5", T0 + 13, T0 + 600,
+                                           "read", most=3)
+    assert [t.name for t in await storage.list_tokens(alice.id)] == [
+        "ci", "web-2", "web-3", "web-4"]
+    # A lower bound (the configuration changed) takes the account down to it at once.
+    _, revoked = await storage.create_session_token(alice.id, "web-5", "t6", T0 + 14,
+                                                    T0 + 600, "read", most=2)
+    assert sorted(r.name for r in revoked) == ["web-2", "web-3"]
+    assert [t.name for t in await storage.list_tokens(alice.id)] == ["ci", "web-4", "web-5"]
+    assert await storage.find_token(api.token_hash) == api
