@@ -95,6 +95,10 @@ class AccountsConfig:
     resume_ttl: Seconds = Seconds(30 * 86400)
     # The most users one account may block (/block).
     max_blocks: int = 1000
+    # The most session tokens (the web client's, one per tab logged in) one account
+    # keeps; not counted among its 100 API tokens. One more revokes the least
+    # recently used. At least 2: a tab renewing its own token keeps it meanwhile.
+    max_session_tokens: int = 20
 
 
 @dataclass(frozen=True, slots=True)
@@ -360,7 +364,7 @@ RELOAD_POLICY: Final[dict[str, ReloadPolicy]] = {
     **_each("storage", "restart", "path", "flush_interval", "max_batch", "max_pending"),
     **_each("control", "restart", "enabled", "path"),
     **_each("accounts", "applied", "registration", "bcrypt_cost", "guests", "resume_ttl",
-            "max_blocks"),
+            "max_blocks", "max_session_tokens"),
     **_each("rooms", "applied", "page_size", "history_default", "history_max", "resume_max",
             "invitation_ttl", "creation", "max_owned", "offline_replay_max"),
     **_each("limits", "applied", "message_rate", "message_burst", "command_rate",
@@ -616,6 +620,10 @@ def _check_ranges(config: Config) -> None:
             # Whole seconds in full: 315446400, not the 3.15446e+08 of :g.
             seconds = f"{value:.0f}" if value == int(value) else f"{value:g}"
             raise ConfigError(f"{dotted}: {seconds} seconds is outside {said}")
+    if config.accounts.max_session_tokens < 2:
+        # One place for the token a tab renewing its own keeps, one for the new one.
+        raise ConfigError(f"accounts.max_session_tokens: {config.accounts.max_session_tokens} "
+                          "must be at least 2")
     if not 1 <= config.limits.ipv6_prefix <= 128:
         raise ConfigError(f"limits.ipv6_prefix: {config.limits.ipv6_prefix} must be 1 to 128 "
                           "(the bits of an IPv6 address that name one client)")

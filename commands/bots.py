@@ -159,7 +159,10 @@ async def _create_token(ctx: Context, owner: User, name: str | None,
     """A token of ``kind`` for ``owner`` (the user, or one of their bots): never more
     scopes than this session has, so a token cannot mint a stronger one."""
     granted = _grantable(ctx, scopes)
-    secret, record = await ctx.services.tokens.create(owner, name, ttl, granted, kind)
+    # A session token past the account's bound revokes the least recently used of
+    # them, never the one this session logged in with (a tab renewing its own).
+    secret, record = await ctx.services.tokens.create(owner, name, ttl, granted, kind,
+                                                      keeping=ctx.session.token_id)
     lasts = "never expires" if record.expires_at is None else \
         f"expires {table_time(record.expires_at)} UTC"
     what = "Session token" if kind == SESSION_KIND else "Token"

@@ -262,7 +262,8 @@ def wire_services(config: Config, clock: Clock, storage: Storage, table: Command
         (rooms, ("rooms.creation", "rooms.max_owned")),
         (notifier, ("limits.max_notifications",)),
         (messaging, ("rooms.offline_replay_max",)),
-        (webhooks, ("web.max_webhooks",))]
+        (webhooks, ("web.max_webhooks",)),
+        (tokens, ("accounts.max_session_tokens",))]
     for part, keys in bounded:
         part.reconfigure(config)
         reloads.register(part, *keys)

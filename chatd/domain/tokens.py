@@ -22,6 +22,9 @@ log the tab in again. A webhook made from a session logged in with an ``api``
 token lives as long as that token (chatd.domain.webhooks); one made with a
 ``session`` token lives as its account, as a password session's does: the tab
 logging out (which revokes its token) must not end what its user made there.
+An account's ``session`` tokens are not counted among its MAX_TOKENS: they have
+their own bound (``accounts.max_session_tokens``), past which a new one revokes
+the least recently used rather than being refused.
 """
 
 from __future__ import annotations
@@ -45,6 +48,7 @@ from storage.records import API_TOKEN_KIND, SESSION_TOKEN_KIND
 if TYPE_CHECKING:
     from collections.abc import Callable, Iterable
 
+    from chatd.config import Config
     from chatd.domain.accounts import Accounts, User
     from chatd.domain.clock import Clock
     from storage.api import Storage
@@ -62,6 +66,10 @@ NAME_MAX = 32
 # memory and listed whole; without a bound an account could make them until the
 # daemon's memory gave out (resume tokens are bounded too, bots per owner as well).
 MAX_TOKENS = 100
+# The most session tokens (browser tabs') an account keeps unless configured
+# (accounts.max_session_tokens): they are not counted among MAX_TOKENS, and one
+# more revokes the least recently used instead of being refused.
+MAX_SESSION_TOKENS = 20
 _NAME = re.compile(rf"[A-Za-z0-9._-]{{1,{NAME_MAX}}}")
 # What a token is made for, as stored (storage.records): a script's or a bot's
 # (API_KIND), or a browser tab's (SESSION_KIND).
@@ -77,6 +85,23 @@ def looks_like_token(secret: str) -> bool:
     """Whether ``secret`` has the form of an API token (what :meth:`Tokens.create`
     makes), so a login that takes a password or a token can tell them apart."""
     return _TOKEN_FORM.fullmatch(secret) is not None
+
+
+@dataclass(frozen=True, slots=True)
+class _Row:
+    """What a token is made of before it is stored: whose, its secret, lifetime,
+    scopes and kind, and the token the session asking logged in with (kept)."""
+
+    user: User
+    secret: str
+    ttl: float | None
+    scopes: frozenset[Scope]
+    kind: str
+    keeping: int | None
+
+
+# A token stored, and the session tokens revoked to make room for it.
+_Made = tuple["TokenRecord", list["TokenRecord"]]
 
 
 @dataclass(frozen=True, slots=True)
@@ -149,11 +174,17 @@ class Tokens:
         self._use_time = -math.inf
         # True on a cluster's node: a token this node does not hold may be another's.
         self.shared = False
+        # How many session tokens an account keeps (accounts.max_session_tokens): set
+        # from the configuration (reconfigure), at start and reload.
+        self.max_sessions = MAX_SESSION_TOKENS
         self.sessions = TokenSessions(self)
         # Told (the record, and False: not expired) when a token this process held
         # is revoked here or on another node: its connections are closed.
         self.on_revoked: Callable[[TokenRecord, bool], object] | None = None
         accounts.on_forgotten.append(self._forget_account)
+
+    def reconfigure(self, config: Config) -> None:
+        self.max_sessions = config.accounts.max_session_tokens
 
     async def load(self) -> None:
         for record in await self._storage.load_tokens():
@@ -179,28 +210,35 @@ class Tokens:
 
     async def create(self, user: User, name: str | None, ttl: float | None,
                      scopes: frozenset[Scope] = DEFAULT_SCOPES,
-                     kind: str = API_KIND) -> tuple[str, TokenRecord]:
+                     kind: str = API_KIND,
+                     keeping: int | None = None) -> tuple[str, TokenRecord]:
         """A new token of ``kind``: the secret (to show once) and its stored record.
         Without a ``name``, the first of ``token2``, ``token3`` ... that ``user`` has
-        none of."""
+        none of. A ``session`` token past the account's ``max_sessions`` revokes the
+        least recently used of them, never ``keeping`` (the token the session asking
+        logged in with): a revocation like ``/token revoke``'s."""
         if name is not None and _NAME.fullmatch(name) is None:
             raise ChatError(Code.BAD_ARGUMENTS, f"a token's name is 1-{NAME_MAX} letters, "
                             f"digits, '.', '_' or '-', not {names.quoted(name)}.")
         secret = PREFIX + secrets.token_urlsafe(32)
+        row = _Row(user, secret, ttl, scopes, kind, keeping)
         # Made under the account's lock, and counted by the database with the insert:
         # creations sent at once on several connections, through one node or several,
         # are counted one after the other.
         async with self._accounts.writing(user):
             if name is not None:
-                record = await self._insert(user, name, secret, ttl, scopes, kind)
+                record, revoked = await self._insert(row, name)
             else:
-                record = await self._insert_fresh(user, secret, ttl, scopes, kind)
+                record, revoked = await self._insert_fresh(row)
             self._remember(record)
-        self._accounts.changed(user, "tokens")
+            for gone in revoked:
+                self._forget(gone)
+        # Those revoked to make room travel with the news, as a revocation's do.
+        news = {"revoked": [r.id for r in revoked]} if revoked else {}
+        self._accounts.changed(user, "tokens", **news)
         return secret, record
 
-    async def _insert_fresh(self, user: User, secret: str, ttl: float | None,
-                            scopes: frozenset[Scope], kind: str) -> TokenRecord:
+    async def _insert_fresh(self, row: _Row) -> _Made:
         """The row of a token asked for without a name, named the first free of
         ``token2``, ``token3`` ... Chosen under the account's lock: two picked at once
         on this node would be the same name. A cluster's other nodes pick theirs
@@ -209,25 +247,23 @@ class Tokens:
         the quota ends the search)."""
         stored: list[TokenRecord] = []
         for _ in range(MAX_TOKENS):
-            name = self._fresh_name(user, stored)
+            name = self._fresh_name(row.user, stored)
             try:
-                return await self._insert(user, name, secret, ttl, scopes, kind, named=False)
+                return await self._insert(row, name, named=False)
             except Conflict:
-                stored = await self._storage.list_tokens(user.id)
-        raise ChatError(Code.NAME_TAKEN, f'{user.name} already has a token named "{name}".',
-                        remedy=Remedy(Step.REVOKE_TOKEN))
+                stored = await self._storage.list_tokens(row.user.id)
+        raise ChatError(Code.NAME_TAKEN, f'{row.user.name} already has a token named '
+                        f'"{name}".', remedy=Remedy(Step.REVOKE_TOKEN))
 
-    async def _insert(self, user: User, name: str, secret: str, ttl: float | None,
-                      scopes: frozenset[Scope], kind: str, named: bool = True) -> TokenRecord:
+    async def _insert(self, row: _Row, name: str, named: bool = True) -> _Made:
         """The token's row, counted by the database with the insert: creations sent at
         once on several connections, through one node or several, are counted one
-        after the other. ``named``: the name is the user's (a Conflict is theirs to
-        hear, ``name-taken``); else it raises Conflict."""
-        now = self._clock.time()
+        after the other; and the session tokens that made room for it. ``named``: the
+        name is the user's (a Conflict is theirs to hear, ``name-taken``); else it
+        raises Conflict."""
+        user = row.user
         try:
-            return await self._storage.create_token(
-                user.id, name, token_hash(secret), now, now + ttl if ttl else None,
-                stored(scopes), kind, (Quota(Measure.TOKENS, user.id, MAX_TOKENS),))
+            return await self._stored(row, name)
         except OverQuota:
             raise ChatError(Code.QUOTA_EXCEEDED, f"{user.name} has {MAX_TOKENS} API "
                             "tokens already; revoke one first.", quota=MAX_TOKENS) from None
@@ -241,6 +277,26 @@ class Tokens:
             # while the token was being made (/bot delete sent at the same time).
             raise ChatError(Code.NO_SUCH_USER, f'there is no user "{user.name}": the '
                             "account was deleted.") from None
+
+    async def _stored(self, row: _Row, name: str) -> _Made:
+        """Store the token: an ``api`` one refused past MAX_TOKENS (OverQuota), a
+        ``session`` one making room among its account's by revoking the least
+        recently used, in the insert's transaction (a tab that logs in must get a
+        token, and its user would not know which of many made-up names to revoke)."""
+        now = self._clock.time()
+        user_id, hashed = row.user.id, token_hash(row.secret)
+        expires = now + row.ttl if row.ttl else None
+        if row.kind == SESSION_KIND:
+            # The uses this node noted go first, so the least recently used is picked
+            # by them too (a cluster's other nodes write theirs every 30 seconds).
+            await self.flush_use()
+            return await self._storage.create_session_token(
+                user_id, name, hashed, now, expires, stored(row.scopes), self.max_sessions,
+                row.keeping)
+        record = await self._storage.create_token(
+            user_id, name, hashed, now, expires, stored(row.scopes), row.kind,
+            (Quota(Measure.TOKENS, user_id, MAX_TOKENS),))
+        return record, []
 
     async def expire_sessions(self) -> int:
         """Delete the browser tabs' tokens that have expired (housekeeping); how many

@@ -172,6 +172,16 @@ def test_numbers_that_cannot_work_are_refused_by_name(key: str, value: float) ->
         load_config(None, {key: value})
 
 
+@pytest.mark.parametrize("value", [0, 1])
+def test_an_account_keeps_at_least_two_session_tokens(value: int) -> None:
+    # One for the token a tab renewing its own keeps, one for the new one.
+    with pytest.raises(ConfigError, match=rf"^accounts.max_session_tokens: {value} must be "
+                                          r"at least 2$"):
+        load_config(None, {"accounts.max_session_tokens": value})
+    assert load_config(None, {"accounts.max_session_tokens": 2}).accounts \
+        .max_session_tokens == 2
+
+
 @pytest.mark.parametrize(("value", "seconds"), [(400_000_000, "400000000"), ("5s", "5"),
                                                 (0.5, "0.5")])
 def test_a_bounded_duration_is_refused_in_the_files_words(value: str | float,
