@@ -174,6 +174,12 @@ class AccountSync:
         if tokens:
             await self._tokens.reload(user)
 
+    def halt_now(self) -> None:
+        """Stop at once (a stop cut short): what was not reloaded waits for a restart."""
+        self._stopped = True
+        if self._worker is not None:
+            self._worker.cancel()
+
     async def stop(self) -> None:
         self._stopped = True  # (the log's reader may still deliver a moment)
         if self._worker is not None:

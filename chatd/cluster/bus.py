@@ -611,6 +611,22 @@ class ClusterBus:
             await self._flushing
         if self._announcing is not None:  # (after the flush, which may start it)
             self._announcing.cancel()
+        await self.close_reading()
+
+    @property
+    def reading(self) -> bool:
+        """Whether the reader still runs or its own connection is still open."""
+        running = self._reader is not None and not self._reader.done()
+        return running or self._reading.connection is not None
+
+    async def close_reading(self) -> None:
+        """End the reader and close its own connection (more than once does nothing
+        more): the node's stop does so whatever became of the steps before."""
+        if self._expiry is not None:
+            self._expiry.cancel()
+        for task in (self._announcing, self._flushing):  # (done after a clean stop)
+            if task is not None:
+                task.cancel()
         # Cancelled until it ends: a cancellation that meets a Redis reply
         # arriving can be lost inside the client (asyncio.wait_for in 3.11).
         while self._reader is not None and not self._reader.done():

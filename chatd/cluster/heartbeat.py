@@ -47,6 +47,7 @@ from typing import TYPE_CHECKING, Any
 import redis
 
 from chatd.cluster import codec, keys
+from chatd.cluster.retry import stopping as cut_short
 from chatd.config import ConfigError
 
 if TYPE_CHECKING:
@@ -121,9 +122,22 @@ async def finish(task: asyncio.Task[None] | None, stopping: asyncio.Event) -> No
     """End a loop between two turns: a Redis command is never cancelled midway
     (the client's connection pool does not always recover from that)."""
     stopping.set()
+    if task is None:
+        return
+    try:
+        await task
+    except asyncio.CancelledError:
+        # The loop's own cancellation ends it; the caller's (a stop cut short by
+        # its time) must go on up, or the stop would overrun the time it was given.
+        if cut_short():
+            raise
+
+
+def halt_now(task: asyncio.Task[None] | None) -> None:
+    """Cancel a loop at once, wherever it is: the node's stop was cut short, and its
+    connections are closed next (chatd.cluster.node)."""
     if task is not None:
-        with contextlib.suppress(asyncio.CancelledError):
-            await task
+        task.cancel()
 
 
 
@@ -265,6 +279,10 @@ class Heartbeat:
         """Stop beating: the record expires by itself (as if the process froze)."""
         await finish(self._task, self._stopping)
         self._task = None
+
+    def halt_now(self) -> None:
+        """Stop beating at once (a stop cut short): the record expires by itself."""
+        halt_now(self._task)
 
     async def stop(self) -> None:
         """Stop beating and end this life: the others show its users offline now."""

@@ -32,7 +32,7 @@ from typing import TYPE_CHECKING, Any
 import redis
 
 from chatd.cluster import codec, keys
-from chatd.cluster.heartbeat import finish, pause
+from chatd.cluster.heartbeat import finish, halt_now, pause
 
 if TYPE_CHECKING:
     import redis.asyncio
@@ -93,6 +93,10 @@ class Janitor:
     async def stop(self) -> None:
         await finish(self._task, self._stopping)
         self._task = None
+
+    def halt_now(self) -> None:
+        """Stop at once (a stop cut short)."""
+        halt_now(self._task)
 
     async def _run(self, stopping: asyncio.Event) -> None:
         while not stopping.is_set():

@@ -304,18 +304,36 @@ class ClusterNode:
 
     async def stop(self) -> None:
         """Stop each part in turn, then close the connections to PostgreSQL and
-        Redis: those even when a part failed to stop or the stop was cut short
-        (chatd.app bounds it), so that none is left for the garbage collector."""
-        closed = False
+        Redis. When a part failed to stop or the stop was cut short (chatd.app
+        bounds it), the loops still running are halted and every connection the
+        node owns is closed all the same (the pool's, the Redis client's, the log
+        reader's own), so that none is left for the garbage collector."""
+        stopped = False
         try:
             await self._stop_parts()
             await self._pool.close()
-            closed = True
+            stopped = True
         finally:
-            if not closed:
+            if not stopped:
+                self._halt_parts()
                 self._pool.terminate()
+            await self._close_connections()
+
+    def _halt_parts(self) -> None:
+        """Cancel every loop a failed stop may have left running: one left would
+        open a new connection through the client closed next."""
+        self.janitor.halt_now()
+        self.heartbeat.halt_now()
+        for part in (self.accounts, self.persister):
+            if part is not None:
+                part.halt_now()
+
+    async def _close_connections(self) -> None:
+        if self.bus is not None:
             with contextlib.suppress(redis.RedisError):
-                await self.redis.aclose()
+                await self.bus.close_reading()
+        with contextlib.suppress(redis.RedisError):
+            await self.redis.aclose()
 
     async def _stop_parts(self) -> None:
         if self.poster is not None:

@@ -189,6 +189,12 @@ class Persister:
         if tasks:
             await asyncio.wait(tasks, timeout=STOP_WAIT)
 
+    def halt_now(self) -> None:
+        """Stop at once, awaiting nothing (a stop cut short): what is not
+        acknowledged stays pending, as after :meth:`stop`."""
+        for task in self._tasks:
+            task.cancel()
+
     def reset(self) -> None:
         """A new epoch: the group is recreated on the new log (when first read)."""
         self._own_first = True

@@ -1,0 +1,57 @@
+"""A cluster node's stop closes every connection it owns, even when a step of it
+fails or is cut short (docs/CLUSTER.md, "Stopping a node")."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import signal
+from typing import Any
+
+import pytest
+import redis.asyncio
+
+from chatd.cluster.node import ClusterNode
+from tests.cluster.conftest import StartNode
+from tests.services import RedisServer
+
+pytestmark = pytest.mark.asyncio
+
+
+async def clients_but(shared: redis.asyncio.Redis, own: int) -> list[dict[str, Any]]:
+    """The Redis server's clients, but the one with id ``own``."""
+    listed: Any = await shared.client_list()
+    return [c for c in listed if int(c["id"]) != own]
+
+
+async def test_a_stop_cut_short_while_redis_does_not_answer_leaves_no_connection_open(
+        start_node: StartNode, redis_server: RedisServer,
+        caplog: pytest.LogCaptureFixture) -> None:
+    node = await start_node(1)
+    cluster = node.nodes
+    assert isinstance(cluster, ClusterNode) and cluster.bus is not None
+    os.kill(redis_server.pid, signal.SIGSTOP)
+    try:
+        # Every part's loop waits on Redis now: the node's stop is cut short by its
+        # time at the first of them, before the log's reader is stopped.
+        with caplog.at_level(logging.ERROR, logger="chatd.app.app"):
+            await node.stop(timeout=0.2)
+    finally:
+        os.kill(redis_server.pid, signal.SIGCONT)
+    assert "the cluster node did not stop within" in caplog.text
+    assert not cluster.bus.reading
+    shared = redis.asyncio.Redis.from_url(redis_server.url, single_connection_client=True)
+    try:
+        own = int(await shared.client_id())
+        # A connection closed while Redis was stopped goes once Redis reads again:
+        # waited for (bounded); one the node left open stays for good.
+        left = await clients_but(shared, own)
+        for _ in range(50):
+            if not left:
+                break
+            await asyncio.sleep(0.05)
+            left = await clients_but(shared, own)
+        assert left == []
+    finally:
+        await shared.aclose()
