@@ -158,9 +158,10 @@ class Storage(Protocol):
         in (one statement)."""
         ...
     async def recipients_of_undelivered(self) -> list[int]: ...
-    async def undelivered_from(self, recipient_id: int, sender_id: int, kind: str) -> int:
-        """How many direct messages of ``kind`` from ``sender_id`` wait, undelivered,
-        for ``recipient_id`` (the sender keys one member left another)."""
+    async def held(self, quota: Quota) -> int:
+        """What ``quota``'s measure counts now, outside any write: a single process
+        decides with it under its own lock, its writer's messages written first
+        (the sender keys one member left another)."""
         ...
     async def mark_direct_delivered(self, user_id: int, up_to: int) -> int:
         """Mark the direct messages to ``user_id`` up to id ``up_to`` delivered; how

@@ -32,7 +32,8 @@ async def refuse_over(conn: aiosqlite.Connection, quotas: Sequence[Quota]) -> No
     ``quotas`` (``OverQuota``). SQLite runs one write transaction at a time from
     its ``BEGIN IMMEDIATE``: what is counted here stands until the insert."""
     for quota in quotas:
-        rows = list(await conn.execute_fetchall(quota.measure.counting("?"), (quota.key,)))
+        rows = list(await conn.execute_fetchall(quota.measure.counting("?1", "?2"),
+                                                quota.arguments))
         held = int(rows[0][0])
         if quota.passed_by(held):
             raise OverQuota(quota, held)

@@ -29,6 +29,7 @@ from storage.chunks import (
     width,
 )
 from storage.host import SqliteHost, dumps_object, loads_object
+from storage.quotas import Quota
 from storage.records import DirectBacklog, MessageRecord
 
 _MAX_ID = 2**63 - 1
@@ -226,12 +227,8 @@ class MessageQueries:
             "SELECT DISTINCT recipient_id FROM messages WHERE delivered = 0 ORDER BY recipient_id")
         return [row[0] for row in rows]
 
-    async def undelivered_from(self: SqliteHost, recipient_id: int, sender_id: int,
-                               kind: str) -> int:
-        rows = await self._fetch(
-            "SELECT COUNT(*) FROM messages INDEXED BY messages_undelivered "
-            "WHERE recipient_id = ? AND delivered = 0 AND sender_id = ? AND kind = ?",
-            (recipient_id, sender_id, kind))
+    async def held(self: SqliteHost, quota: Quota) -> int:
+        rows = await self._fetch(quota.measure.counting("?1", "?2"), quota.arguments)
         return int(rows[0][0])
 
     async def delete_terminated_history(self: SqliteHost, before: float) -> int:

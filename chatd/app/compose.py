@@ -227,6 +227,7 @@ def wire_services(config: Config, clock: Clock, storage: Storage, table: Command
         warn_unshared(config.files, config.storage.path)
         messaging.tail, messaging.shared = node.tail, True
         messaging.poster = node.poster
+        messaging.counted = getattr(storage, "store_direct_counted")  # noqa: B009 - PostgreSQL's
     admission = Admission(storage, rooms, accounts, bus, notifier, audit, clock, config,
                           transactions)
     files = Files(config.files, config.storage.path, storage,

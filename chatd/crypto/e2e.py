@@ -10,7 +10,6 @@ tells an honest client at once that it built the envelope wrong.
 
 from __future__ import annotations
 
-import asyncio
 import base64
 import binascii
 from typing import TYPE_CHECKING, Any
@@ -20,6 +19,8 @@ from chatd.domain.events import ROOM_KEY, E2eChanged
 from chatd.domain.names import quoted
 from chatd.domain.permissions import Action, authorize
 from chatd.errors import ChatError, Code
+from storage.api import OverQuota
+from storage.quotas import Measure, Quota
 from storage.records import KeyRecord
 
 if TYPE_CHECKING:
@@ -47,9 +48,6 @@ class E2E:
         self._bus = bus
         self._clock = clock
         self._transactions = transactions
-        # Sender keys for members who are offline: counted and stored one at a time,
-        # so that two at once cannot both take the last place (crypto.max_pending_keys).
-        self._kept_for_offline = asyncio.Lock()
 
     def reconfigure(self, config: CryptoConfig) -> None:
         self.config = config
@@ -151,26 +149,33 @@ class E2E:
                             f"for {target.name} alone.")
         if target.online:
             return await self._hand(session, room, target, text, label)
-        async with self._kept_for_offline:
-            await self._check_waiting(user, target)
-            return await self._hand(session, room, target, text, label)
+        return await self._keep(session, room, target, text, label)
 
     async def _hand(self, session: Endpoint, room: Room, target: User, text: str,
                     label: str | None) -> int:
         return await self._messaging.direct(session, target, "", label, kind=ROOM_KEY,
                                             extra={"envelope": text, "room_key": room.name})
 
-    async def _check_waiting(self, sender: User, target: User) -> None:
-        """Refuse a sender key for ``target``, who is offline, when ``sender`` has left
+    async def _keep(self, session: Endpoint, room: Room, target: User, text: str,
+                    label: str | None) -> int:
+        """Keep a sender key for ``target``, who is offline, unless the sender has left
         crypto.max_pending_keys of them waiting already: each costs a command alone,
         and a member must not fill another's stored messages with them. A member who
-        logs in takes them all, and the sender's client hands its key again then."""
+        logs in takes them all, and the sender's client hands its key again then.
+        Counted with the message, exactly, on one node or many (storage.quotas)."""
+        sender = session.user
+        assert sender is not None
         most = self.config.max_pending_keys
-        waiting = await self._messaging.waiting_room_keys(sender, target)
-        if waiting >= most:
-            raise ChatError(Code.QUOTA_EXCEEDED, f"{target.name} is offline with {waiting} of "
-                            f"your room keys waiting, the most one member may leave another "
-                            f"({most}); they get them at their next login.", quota=most)
+        quota = Quota(Measure.WAITING_KEYS, sender.id, most, of=target.id)
+        try:
+            return await self._messaging.kept_direct(
+                session, target, quota, label, ROOM_KEY,
+                {"envelope": text, "room_key": room.name})
+        except OverQuota as refused:
+            raise ChatError(Code.QUOTA_EXCEEDED, f"{target.name} is offline with "
+                            f"{refused.held} of your room keys waiting, the most one member "
+                            f"may leave another ({most}); they get them at their next "
+                            "login.", quota=most) from None
 
     # -- the room flag -------------------------------------------------------------------
 

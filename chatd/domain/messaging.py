@@ -11,6 +11,7 @@ the cluster's reader checks sanctions again where the order is decided).
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from functools import partial
 from typing import TYPE_CHECKING, Any
@@ -20,22 +21,22 @@ from chatd.domain.limits import RateRefused
 from chatd.domain.permissions import refuse_muted, refuse_silenced, refuse_unvoiced
 from chatd.domain.ports import settled
 from chatd.errors import ChatError, Code, Remedy, Step
-from storage.api import Unavailable
+from storage.api import OverQuota, Unavailable
 from storage.records import DirectBacklog, MessageRecord
 
 if TYPE_CHECKING:
-    import asyncio
     from collections.abc import Awaitable
 
     from chatd.config import Config
     from chatd.domain.accounts import User
     from chatd.domain.clock import Clock
     from chatd.domain.notifications import Notifier
-    from chatd.domain.ports import Bus, Endpoint, Id, Poster, Sequencer, Tail
+    from chatd.domain.ports import Bus, CountedStore, Endpoint, Id, Poster, Sequencer, Tail
     from chatd.domain.protection import Protection
     from chatd.domain.room import Room
     from chatd.domain.stats import Stats
     from storage.api import Storage
+    from storage.quotas import Quota
     from storage.writer import Writer
 
 log = logging.getLogger(__name__)
@@ -70,6 +71,11 @@ class Messaging:
         self.tail: Tail | None = None
         # Charges, numbers and publishes a room message in one step (a cluster's).
         self.poster: Poster | None = None
+        # Stores a direct message with the count it is limited by (a cluster's).
+        self.counted: CountedStore | None = None
+        # A single process counts a limited direct message and sends it under this
+        # lock, so that two at once cannot both take the last place.
+        self._counting = asyncio.Lock()
         # The most direct messages a log-in replays, the newest (rooms.offline_replay_max):
         # set from the configuration, at start and reload.
         self.replay_max = 200
@@ -292,10 +298,7 @@ class Messaging:
         of a direct message's cost)."""
         user = session.user
         assert user is not None
-        if user.id in target.blocked:
-            # Before anything is stored, counted or shown: the target never sees it.
-            raise ChatError(Code.BLOCKED, f"{target.name} does not accept direct messages "
-                            "from you.")
+        _refuse_blocked(user, target)
         if kind != ROOM_KEY:
             # A sender key is handed to each member once per chain: the command
             # bucket bounds it, the message bucket is for what people read.
@@ -332,10 +335,14 @@ class Messaging:
                      extra: dict[str, Any] | None) -> int | Awaitable[int]:
         """Store and deliver the direct message numbered ``number``; its id, or an
         awaitable of it when the sender's echo or the offline target's notice waits."""
-        online = target.online
         msg = MessageRecord(number, user.id, user.name, text,
                             self._clock.time(), recipient_id=target.id, kind=kind,
-                            extra=extra or {}, delivered=online)
+                            extra=extra or {}, delivered=target.online)
+        return self._record_sent(msg, session, user, target, label)
+
+    def _record_sent(self, msg: MessageRecord, session: Endpoint, user: User, target: User,
+                     label: str | None) -> int | Awaitable[int]:
+        online = msg.delivered
         self._writer.submit(msg)
         event = Message.of(msg, to=target.name)
         # The sender's connection is sent its own copy (its acknowledgement when
@@ -349,7 +356,7 @@ class Messaging:
             return msg.id
         # At once, not when the notice is sent: a log-in meanwhile must replay it.
         self._unseen_by.add(target.id)
-        if kind == ROOM_KEY:
+        if msg.kind == ROOM_KEY:
             return msg.id  # kept for their next login; nothing for them to read
         return self._notify_offline(target, msg)
 
@@ -372,18 +379,37 @@ class Messaging:
                                     sender=msg.sender_name, message_id=msg.id)
         return msg.id
 
-    async def waiting_room_keys(self, sender: User, target: User) -> int:
-        """How many sender keys (/ekey) from ``sender`` wait for ``target``'s next
-        login: those submitted are written first, so that each counts; in a cluster,
-        those the log holds and the persister has not stored yet count too (read
-        before the database: one stored meanwhile counts twice, never not at all)."""
-        unstored = 0
-        if self.tail is not None:
-            unstored = sum(1 for m in await self.tail.direct(target.id, sender.id, None)
-                           if m.kind == ROOM_KEY and m.recipient_id == target.id
-                           and not m.delivered)
-        await self._writer.flush()
-        return unstored + await self._storage.undelivered_from(target.id, sender.id, ROOM_KEY)
+    async def kept_direct(self, session: Endpoint, target: User, quota: Quota,
+                          label: str | None, kind: str, extra: dict[str, Any]) -> int:
+        """Send a direct message (no text: ``extra`` carries it) to ``target``, who is
+        offline, while what ``quota`` counts leaves room for it; ``OverQuota`` when
+        it does not. The count and the message are one decision: a cluster stores
+        the message in the transaction that counts (``counted``), under a lock every
+        node's counts of that holder wait for; a single process counts what its
+        writer wrote, under its own lock, and sends before it lets the next count."""
+        if self.counted is not None:
+            return await self._kept_counted(session, target, quota, label, kind, extra)
+        async with self._counting:
+            await self._writer.flush()
+            held = await self._storage.held(quota)
+            if quota.passed_by(held):
+                raise OverQuota(quota, held)
+            return await self.direct(session, target, "", label, kind, extra)
+
+    async def _kept_counted(self, session: Endpoint, target: User, quota: Quota,
+                            label: str | None, kind: str, extra: dict[str, Any]) -> int:
+        user = session.user
+        assert user is not None and self.counted is not None
+        _refuse_blocked(user, target)
+
+        async def numbered() -> MessageRecord:
+            number = await settled(self._ids.for_direct(target.id))
+            return MessageRecord(number, user.id, user.name, "", self._clock.time(),
+                                 recipient_id=target.id, kind=kind, extra=extra,
+                                 delivered=False)
+
+        msg = await self.counted([quota], numbered)
+        return await settled(self._record_sent(msg, session, user, target, label))
 
     async def replay_direct(self, session: Endpoint, user: User,
                             label: str | None = None) -> tuple[int, int, int]:
@@ -496,3 +522,11 @@ def refuse_plain(room: Room) -> None:
         raise ChatError(Code.E2E_REQUIRED, f"#{room.name} is end-to-end encrypted: send "
                         "from a client that encrypts (chatd-client).",
                         remedy=Remedy(Step.ENCRYPT, room.name))
+
+
+def _refuse_blocked(user: User, target: User) -> None:
+    """Refuse a direct message to ``target``, who blocks ``user``: before anything is
+    stored, counted or shown, so the target never sees it."""
+    if user.id in target.blocked:
+        raise ChatError(Code.BLOCKED, f"{target.name} does not accept direct messages "
+                        "from you.")

@@ -23,13 +23,14 @@ from typing import TYPE_CHECKING, Any, Protocol
 
 if TYPE_CHECKING:
     import asyncio
-    from collections.abc import Collection, Iterable, Mapping, Sequence
+    from collections.abc import Callable, Collection, Iterable, Mapping, Sequence
     from contextlib import AbstractAsyncContextManager
 
     from chatd.domain.accounts import User
     from chatd.domain.events import Event, Message
     from chatd.domain.limits import Charge
     from chatd.domain.room import Room
+    from storage.quotas import Quota
     from storage.records import MessageRecord
 
 
@@ -324,6 +325,16 @@ class AccountTransactions(Protocol):
 
     def account(self, user: User) -> AbstractAsyncContextManager[AccountTxn]:
         """Make a decision about ``user``'s account alone, once the earlier ones are made."""
+
+
+class CountedStore(Protocol):
+    """Stores a direct message in the transaction that counts ``quotas``, before the
+    log carries it: a cluster's PostgreSQL (``store_direct_counted``), where
+    messages are otherwise stored from the log, after their acknowledgement."""
+
+    def __call__(self, quotas: Sequence[Quota],
+                 numbered: Callable[[], Awaitable[MessageRecord]]) -> Awaitable[MessageRecord]:
+        """The message ``numbered`` made, stored; ``OverQuota`` before it is made."""
 
 
 class Tail(Protocol):

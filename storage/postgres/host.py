@@ -109,6 +109,6 @@ async def refuse_over(conn: PgConnection, quotas: Sequence[Quota]) -> None:
     count is a statement after the wait, so its snapshot holds that row)."""
     await hold_quotas(conn, quotas)
     for quota in quotas:
-        held = int(await conn.fetchval(quota.measure.counting("$1"), quota.key))
+        held = int(await conn.fetchval(quota.measure.counting("$1", "$2"), *quota.arguments))
         if quota.passed_by(held):
             raise OverQuota(quota, held)

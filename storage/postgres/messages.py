@@ -7,14 +7,15 @@ are bound as arrays and unnested, so a batch of thousands costs one round trip.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from typing import Any
 
 import asyncpg
 
 from storage.api import Conflict
 from storage.host import dumps_object, loads_object
-from storage.postgres.host import PgHost
+from storage.postgres.host import PgHost, refuse_over
+from storage.quotas import Quota
 from storage.records import DirectBacklog, MessageRecord
 
 _MAX_ID = 2**63 - 1
@@ -184,13 +185,24 @@ class PgMessageQueries:
                                  "WHERE NOT delivered ORDER BY recipient_id")
         return [int(row[0]) for row in rows]
 
-    async def undelivered_from(self: PgHost, recipient_id: int, sender_id: int,
-                               kind: str) -> int:
-        row = await self._fetch_one(
-            "SELECT COUNT(*) FROM messages WHERE recipient_id = $1 AND NOT delivered "
-            "AND sender_id = $2 AND kind = $3", recipient_id, sender_id, kind)
-        assert row is not None
-        return int(row[0])
+    async def held(self: PgHost, quota: Quota) -> int:
+        return int(await self._fetch_value(quota.measure.counting("$1", "$2"),
+                                           *quota.arguments))
+
+    async def store_direct_counted(
+            self: PgHost, quotas: Sequence[Quota],
+            numbered: Callable[[], Awaitable[MessageRecord]]) -> MessageRecord:
+        """Store the direct message ``numbered`` makes, once ``quotas`` are counted in
+        the same transaction, under their holders' advisory locks: one made through
+        another node at the same moment is counted after this one commits. A
+        refusal (``OverQuota``) comes before ``numbered`` is called, so it takes no
+        id the log would wait for. The message's entry of the log is stored again
+        by a persister, which changes nothing (``ON CONFLICT (id) DO NOTHING``)."""
+        async with self._transaction() as conn:
+            await refuse_over(conn, quotas)
+            record = await numbered()
+            await conn.execute(_STORE_SQL, *_columns([record]))
+        return record
 
     async def mark_direct_delivered(self: PgHost, user_id: int,
                                     up_to: int) -> int:

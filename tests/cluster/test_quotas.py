@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import asyncio
 from collections import Counter
+from collections.abc import Callable
 
 import pytest
 
@@ -14,10 +15,12 @@ from chatd.app.app import App
 from chatd.client import ChatClient
 from chatd.domain.tokens import MAX_TOKENS
 from commands.bots import MAX_BOTS
+from storage.quotas import Measure, Quota
 from storage.records import UserBlockRecord
 from tests.cluster.conftest import StartNode, login, register
 from tests.cluster.test_accounts import everywhere
 from tests.cluster.test_races import outcome
+from tests.crypto.test_e2e_server import handout
 
 pytestmark = pytest.mark.asyncio
 
@@ -182,3 +185,39 @@ async def test_tokens_of_a_bot_asked_for_through_three_nodes_each_get_a_name(
         await client.close()
     assert all(reply.ok for reply in named), [reply.final for reply in named]
     assert len({reply["name"] for reply in named}) == len(clients)
+
+
+def offline_member_everywhere(name: str, room: str) -> Callable[[App], bool]:
+    """Whether a node knows ``name`` as a member of ``room`` and offline."""
+    def holds(app: App) -> bool:
+        user, found = app.services.accounts.find(name), app.services.rooms.find(room)
+        return (user is not None and found is not None and found.is_member(user.id)
+                and not user.online)
+    return holds
+
+
+async def test_sender_keys_left_through_three_nodes_at_once_stop_at_max_pending_keys(
+        start_node: StartNode) -> None:
+    """A handout is a message carried by the log: each node counting its own, one
+    at a time, let one more through per node."""
+    nodes = await three_nodes(start_node, "alice", "bob", crypto__max_pending_keys=LIMIT + 1)
+    alice = await login(nodes[0], "alice")
+    await alice.command("/create dev")
+    await everywhere(nodes, lambda app: app.services.rooms.find("dev") is not None)
+    bob = await login(nodes[1], "bob")
+    await bob.command("/join dev")
+    await bob.close()
+    await everywhere(nodes, offline_member_everywhere("bob", "dev"))
+    # One waits already: LIMIT places are left.
+    assert (await alice.command(f"/ekey dev bob {handout('alice', 'dev', 'bob')}")).ok
+    await alice.close()
+    clients = await connections(nodes, "alice")
+    lines = [f"/ekey dev bob {handout('alice', 'dev', 'bob')}" for _ in clients]
+    outcomes = await at_once(clients, lines)
+    assert outcomes == {"ok": LIMIT, "quota-exceeded": len(clients) - LIMIT}, outcomes
+    # Each one answered ok is stored before its answer, and one more than the limit
+    # never is.
+    accounts = nodes[0].services.accounts
+    waiting = Quota(Measure.WAITING_KEYS, accounts.require("alice").id, LIMIT + 1,
+                    of=accounts.require("bob").id)
+    assert await nodes[0].storage.held(waiting) == LIMIT + 1

@@ -13,7 +13,7 @@ import pytest
 from storage import Storage
 from storage.api import OverQuota
 from storage.quotas import Measure, Quota
-from storage.records import BOT_KIND, FileRecord, UserBlockRecord
+from storage.records import BOT_KIND, FileRecord, MessageRecord, UserBlockRecord
 from tests.backends import both
 
 T0 = 1_700_000_000.0
@@ -209,3 +209,46 @@ async def test_session_tokens_made_at_once_through_two_stores_keep_to_the_bound(
     assert sum(made) == 2 * EACH - LIMIT
     held = [t for t in await two[1].list_tokens(ann.id) if t.kind == "session"]
     assert len(held) == LIMIT
+
+
+async def test_waiting_keys_count_one_senders_undelivered_keys_for_one_member(
+        storage: Storage) -> None:
+    """One statement for both backends: what one member left another and that
+    waits, and nothing else (another sender's, another member's, a delivered
+    one, an ordinary direct message)."""
+    ann, bob, cat = [await storage.create_user(name, b"h", False, T0)
+                     for name in ("ann", "bob", "cat")]
+
+    def key(number: int, sender: int, to: int, kind: str = "e2e-key",
+            delivered: bool = False) -> MessageRecord:
+        return MessageRecord(number, sender, "x", "", T0, recipient_id=to, kind=kind,
+                             delivered=delivered)
+
+    await storage.append_messages([
+        key(1, ann.id, bob.id), key(2, ann.id, bob.id), key(3, ann.id, bob.id, delivered=True),
+        key(4, cat.id, bob.id), key(5, ann.id, cat.id), key(6, ann.id, bob.id, kind="text")])
+    waiting = Quota(Measure.WAITING_KEYS, ann.id, LIMIT, of=bob.id)
+    assert await storage.held(waiting) == 2
+    assert await storage.held(Quota(Measure.WAITING_KEYS, bob.id, LIMIT, of=ann.id)) == 0
+
+
+@pytest.mark.parametrize("backend", ["postgres"])
+async def test_waiting_keys_stored_at_once_through_two_nodes_stop_at_the_limit(
+        two: list[Storage]) -> None:
+    """A cluster's node stores a key left for an offline member in the count's own
+    transaction (store_direct_counted); the id is taken only once it is counted."""
+    ann = await two[0].create_user("ann", b"h", False, T0)
+    bob = await two[0].create_user("bob", b"h", False, T0)
+    waiting = Quota(Measure.WAITING_KEYS, ann.id, LIMIT, of=bob.id)
+    numbers = iter(range(1, 100))
+
+    async def keep(store: Storage, _: int) -> object:
+        async def numbered() -> MessageRecord:
+            return MessageRecord(next(numbers), ann.id, "ann", "", T0, recipient_id=bob.id,
+                                 kind="e2e-key", delivered=False)
+        counted = getattr(store, "store_direct_counted")  # noqa: B009 - PostgreSQL's alone
+        return await counted([waiting], numbered)
+
+    assert await raced(two, keep) == EXACT
+    assert await two[1].held(waiting) == LIMIT
+    assert next(numbers) == LIMIT + 1  # a refusal took no id
