@@ -8,7 +8,7 @@ Every method is a single transaction unless it says otherwise.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from typing import Protocol
 
 from storage.quotas import Quota
@@ -78,6 +78,10 @@ class OverQuota(StorageError):
                          f"{quota.key}: {held} held, at most {quota.most}")
         self.quota = quota
         self.held = held
+
+
+# Puts (or deletes) a file's blob, named by its key, in the file row's transaction.
+BlobWrite = Callable[[str], Awaitable[None]]
 
 
 class Storage(Protocol):
@@ -283,11 +287,16 @@ class Storage(Protocol):
     async def list_user_blocks(self, user_id: int) -> list[UserBlockRecord]: ...
 
     # files (ids assigned by the storage)
-    async def add_file(self, record: FileRecord,
-                       quotas: Sequence[Quota] = ()) -> FileRecord: ...
+    # A file's row and its blob (stored by content hash, shared by the files of
+    # equal content) change together: the write that adds a row puts the blob in
+    # its transaction (``put``), and the one that deletes a row deletes the blob
+    # in its own when no row uses it any more (``drop``), each holding the blob's
+    # lock, so a blob is never deleted under a row being added (on any node).
+    async def add_file(self, record: FileRecord, quotas: Sequence[Quota] = (),
+                       put: BlobWrite | None = None) -> FileRecord: ...
     async def get_file(self, file_id: int) -> FileRecord | None: ...
     async def list_files(self, room_id: int) -> list[FileRecord]: ...
-    async def delete_file(self, file_id: int) -> bool: ...
+    async def delete_file(self, file_id: int, drop: BlobWrite | None = None) -> bool: ...
     # How many files a user uploaded, and their bytes together: one read for both quotas.
     async def user_file_usage(self, user_id: int) -> tuple[int, int]: ...
     async def user_files(self, user_id: int) -> list[FileRecord]: ...

@@ -5,6 +5,7 @@ from __future__ import annotations
 import dataclasses
 from collections.abc import Sequence
 
+from storage.api import BlobWrite
 from storage.host import SqliteHost, refuse_over
 from storage.quotas import Quota
 from storage.records import FileRecord, KeyRecord
@@ -19,11 +20,15 @@ class ContentQueries:
 
     # -- files ---------------------------------------------------------------
 
-    async def add_file(self: SqliteHost, record: FileRecord,
-                       quotas: Sequence[Quota] = ()) -> FileRecord:
-        """Store a file's record; the id in ``record`` is ignored and assigned here."""
+    async def add_file(self: SqliteHost, record: FileRecord, quotas: Sequence[Quota] = (),
+                       put: BlobWrite | None = None) -> FileRecord:
+        """Store a file's record, its blob first (``put``, once the quotas passed); the
+        id in ``record`` is ignored and assigned here. SQLite runs one write
+        transaction at a time: no deletion of the blob comes between."""
         async with self._transaction() as conn:
             await refuse_over(conn, quotas)
+            if put is not None:
+                await put(record.blob_key)
             cursor = await conn.execute(
                 "INSERT INTO files (room_id, uploader_id, uploader_name, name, size, mime, "
                 "sha256, blob_key, preview, created_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
@@ -42,8 +47,19 @@ class ContentQueries:
                                  (room_id,))
         return [FileRecord(*row) for row in rows]
 
-    async def delete_file(self: SqliteHost, file_id: int) -> bool:
-        return await self._write("DELETE FROM files WHERE id = ?", (file_id,)) > 0
+    async def delete_file(self: SqliteHost, file_id: int, drop: BlobWrite | None = None) -> bool:
+        """Delete a file's record, and its blob (``drop``) when no other uses it."""
+        async with self._transaction() as conn:
+            rows = list(await conn.execute_fetchall(
+                "DELETE FROM files WHERE id = ? RETURNING blob_key", (file_id,)))
+            if not rows:
+                return False
+            key = str(rows[0][0])
+            used = list(await conn.execute_fetchall(
+                "SELECT 1 FROM files WHERE blob_key = ? LIMIT 1", (key,)))
+            if drop is not None and not used:
+                await drop(key)
+        return True
 
     async def user_file_usage(self: SqliteHost, user_id: int) -> tuple[int, int]:
         rows = await self._fetch("SELECT COUNT(*), COALESCE(SUM(size), 0) FROM files "

@@ -18,6 +18,7 @@ import re
 import tempfile
 import time
 from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, BinaryIO, Protocol
 
@@ -129,8 +130,6 @@ class Files:
         self._messaging = messaging
         self._rooms = rooms
         self._clock = clock
-        # Serialises "is this blob still used?" with adding a record that uses it.
-        self._lock = asyncio.Lock()
         # Bytes announced by each user's uploads still receiving their data: staged
         # on the disk, so counted against the quota from the /upload line on.
         self._receiving: dict[int, int] = {}
@@ -227,18 +226,18 @@ class Files:
                            int(config.preview_timeout) + 1)
         async with self._previews:
             preview = await previews.preview(job, config.preview_timeout)
-        async with self._lock:
-            await self._blobs.put(staged.path, staged.sha256)
-            try:
-                # Counted with the insert: uploads ending at once, through one node or
-                # several, cannot each take the last place.
-                record = await self._storage.add_file(FileRecord(
-                    0, room.id, user.id, user.name, staged.name, staged.size, mime,
-                    staged.sha256, staged.sha256, preview, self._clock.time()),
-                    self._quotas(user, staged.size))
-            except OverQuota as refused:
-                await self._drop_blob_if_unused(staged.sha256)
-                raise _over_quota(refused.quota, refused.held) from None
+        try:
+            # Counted with the insert: uploads ending at once, through one node or
+            # several, cannot each take the last place. The blob is put in the same
+            # transaction, once counted, under the blob's lock: a refused upload puts
+            # nothing, and no removal of a file of the same content deletes the blob
+            # before the row that uses it is there (storage.api, add_file).
+            record = await self._storage.add_file(FileRecord(
+                0, room.id, user.id, user.name, staged.name, staged.size, mime,
+                staged.sha256, staged.sha256, preview, self._clock.time()),
+                self._quotas(user, staged.size), partial(self._blobs.put, staged.path))
+        except OverQuota as refused:
+            raise _over_quota(refused.quota, refused.held) from None
         url = await self._blobs.presigned_url(record.sha256, record.name, record.mime)
         text = (f"shared {shown_name(record.name)} ({previews.human_size(record.size)}, "
                 f"{record.mime}): /download {record.id}")
@@ -372,22 +371,15 @@ class Files:
         return record
 
     async def _forget(self, record: FileRecord) -> None:
-        async with self._lock:
-            await self._storage.delete_file(record.id)
-            await self._drop_blob_if_unused(record.blob_key)
-
-    async def _drop_blob_if_unused(self, key: str) -> None:
-        if not await self._storage.blob_in_use(key):
-            await self._blobs.delete(key)
+        """Delete ``record``, and its blob in the same transaction when no other
+        file uses it (decided under the blob's lock: storage.api, delete_file)."""
+        await self._storage.delete_file(record.id, self._blobs.delete)
 
     async def purge_terminated(self, before: float) -> int:
         """Delete the files of rooms terminated before ``before``; returns how many."""
         records = await self._storage.files_of_terminated_rooms(before)
-        async with self._lock:
-            for record in records:
-                await self._storage.delete_file(record.id)
-            for key in {record.blob_key for record in records}:
-                await self._drop_blob_if_unused(key)
+        for record in records:
+            await self._forget(record)
         await asyncio.to_thread(self._sweep_staging)
         return len(records)
 

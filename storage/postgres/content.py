@@ -6,7 +6,8 @@ from __future__ import annotations
 import dataclasses
 from collections.abc import Sequence
 
-from storage.postgres.host import PgHost, refuse_over
+from storage.api import BlobWrite
+from storage.postgres.host import PgHost, hold_blob, refuse_over
 from storage.quotas import Quota
 from storage.records import FileRecord, KeyRecord
 
@@ -18,11 +19,16 @@ _KEY = "user_id, x25519, mlkem, fingerprint, updated_at"
 class PgContentQueries:
     """Files and keys, as a mixin of PostgresStorage."""
 
-    async def add_file(self: PgHost, record: FileRecord,
-                       quotas: Sequence[Quota] = ()) -> FileRecord:
-        """Store a file's record; the id in ``record`` is ignored and assigned here."""
+    async def add_file(self: PgHost, record: FileRecord, quotas: Sequence[Quota] = (),
+                       put: BlobWrite | None = None) -> FileRecord:
+        """Store a file's record, its blob first (``put``, once the quotas passed); the
+        id in ``record`` is ignored and assigned here. The blob's lock, taken first,
+        keeps a deletion of the blob through any node from coming between."""
         async with self._transaction() as conn:
+            await hold_blob(conn, record.blob_key)
             await refuse_over(conn, quotas)
+            if put is not None:
+                await put(record.blob_key)
             file_id = await conn.fetchval(
                 "INSERT INTO files (room_id, uploader_id, uploader_name, name, size, mime, "
                 "sha256, blob_key, preview, created_at) "
@@ -41,8 +47,22 @@ class PgContentQueries:
                                  room_id)
         return [FileRecord(*row) for row in rows]
 
-    async def delete_file(self: PgHost, file_id: int) -> bool:
-        return await self._execute("DELETE FROM files WHERE id = $1", file_id) > 0
+    async def delete_file(self: PgHost, file_id: int, drop: BlobWrite | None = None) -> bool:
+        """Delete a file's record, and its blob (``drop``) when no other uses it: under
+        the blob's lock, which a file of the same content being added holds from
+        before its blob is put until its row is committed."""
+        async with self._transaction() as conn:
+            key = await conn.fetchval("SELECT blob_key FROM files WHERE id = $1", file_id)
+            if key is None:
+                return False
+            await hold_blob(conn, key)
+            if await conn.fetchval("DELETE FROM files WHERE id = $1 RETURNING 1",
+                                   file_id) is None:
+                return False  # deleted meanwhile (through another node)
+            used = await conn.fetchval("SELECT 1 FROM files WHERE blob_key = $1 LIMIT 1", key)
+            if drop is not None and used is None:
+                await drop(key)
+        return True
 
     async def user_file_usage(self: PgHost, user_id: int) -> tuple[int, int]:
         row = await self._fetch_one(

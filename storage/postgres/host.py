@@ -87,6 +87,15 @@ ACCOUNT_LOCKS: Final = 0x63680002
 # ACCOUNT_LOCKS: a decision holding an account's lock may itself make a row a
 # quota counts without waiting for itself.
 QUOTA_LOCKS: Final = {Holder.ACCOUNT: 0x63680003, Holder.ROOM: 0x63680004}
+# The advisory locks of files' blobs, by a hash of the blob's key (hashtext: two keys
+# sharing a lock only wait for each other). Taken before any quota's lock.
+BLOB_LOCKS: Final = 0x63680005
+
+
+async def hold_blob(conn: PgConnection, key: str) -> None:
+    """Take the lock of blob ``key`` until the transaction on ``conn`` ends: a file
+    row using it is added, or one deleted and the blob with it, one at a time."""
+    await conn.execute("SELECT pg_advisory_xact_lock($1, hashtext($2))", BLOB_LOCKS, key)
 
 
 async def hold_quotas(conn: PgConnection, quotas: Sequence[Quota]) -> None:

@@ -1,0 +1,115 @@
+"""Files of equal content share one blob: a file's removal through one node never
+deletes the blob of a file of the same content being stored through another
+(docs/CLUSTER.md, "Files of equal content"). The storing node is held at its
+quota's count by the test, which holds that lock in PostgreSQL itself, and the
+removal is sent meanwhile: under the old rule it found the blob unused and
+deleted it."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator, Awaitable
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from chatd.app.app import App
+from chatd.client import ChatClient, Reply
+from storage.postgres.host import QUOTA_LOCKS
+from storage.quotas import Holder
+from tests.backends import import_asyncpg
+from tests.cluster.conftest import StartNode, login, register
+from tests.cluster.test_accounts import everywhere
+from tests.content import download, upload
+
+asyncpg = import_asyncpg()
+
+pytestmark = pytest.mark.asyncio
+
+DATA = b"the same content, uploaded twice\n" * 64
+
+
+@pytest.fixture
+async def nodes(start_node: StartNode, tmp_path: Path) -> list[App]:
+    """Two nodes sharing one blob directory, as a cluster's nodes must."""
+    shared = {"files__dir": str(tmp_path / "blobs")}
+    first = await start_node(1, **shared)
+    await register(first, "ann", "bob")
+    nodes = [first, await start_node(2, **shared)]
+    await everywhere(nodes, lambda app: app.services.accounts.find("bob") is not None)
+    return nodes
+
+
+@pytest.fixture
+async def database(postgres_url: str) -> AsyncIterator[Any]:
+    connection = await asyncpg.connect(postgres_url)
+    yield connection
+    await connection.close()
+
+
+async def waiting_for_locks(database: Any, count: int, *done: Awaitable[Any]) -> None:
+    """Until ``count`` transactions wait for an advisory lock, or one of ``done``
+    ended (bounded)."""
+    futures = [asyncio.ensure_future(d) for d in done]
+    async with asyncio.timeout(10):
+        while not any(f.done() for f in futures):
+            waiting = await database.fetchval(
+                "SELECT COUNT(*) FROM pg_locks WHERE locktype = 'advisory' AND NOT granted")
+            if waiting >= count:
+                return
+            await asyncio.sleep(0.01)
+
+
+class HeldAccount:
+    """The quota lock of one account, held by the test: that account's uploads stop
+    at their count, inside their transaction, until it is released."""
+
+    def __init__(self, postgres_url: str, user_id: int) -> None:
+        self._url = postgres_url
+        self._user_id = user_id
+        self._connection: Any = None
+        self._transaction: Any = None
+
+    async def __aenter__(self) -> HeldAccount:
+        self._connection = await asyncpg.connect(self._url)
+        self._transaction = self._connection.transaction()
+        await self._transaction.start()
+        await self._connection.execute("SELECT pg_advisory_xact_lock($1, $2)",
+                                       QUOTA_LOCKS[Holder.ACCOUNT], self._user_id)
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self._transaction.rollback()
+        await self._connection.close()
+
+
+async def room_on_two_nodes(nodes: list[App]) -> tuple[ChatClient, ChatClient]:
+    ann, bob = await login(nodes[0], "ann"), await login(nodes[1], "bob")
+    await ann.command("/create dev")
+    await everywhere(nodes, lambda app: app.services.rooms.find("dev") is not None)
+    await bob.command("/join dev")
+    await everywhere(nodes, lambda app: len(app.services.rooms.require("dev").members) == 2)
+    return ann, bob
+
+
+def user_id(app: App, name: str) -> int:
+    return app.services.accounts.require(name).id
+
+
+async def test_a_file_removed_through_one_node_keeps_the_blob_stored_through_another(
+        nodes: list[App], postgres_url: str, database: Any) -> None:
+    ann, bob = await room_on_two_nodes(nodes)
+    first = await upload(ann, "a.txt", DATA, "dev")
+    assert first.ok
+    async with HeldAccount(postgres_url, user_id(nodes[1], "bob")):
+        storing = asyncio.ensure_future(upload(bob, "b.txt", DATA, "dev"))
+        await waiting_for_locks(database, 1, storing)
+        removing = asyncio.ensure_future(ann.command(f"/rmfile {first['file_id']}"))
+        await waiting_for_locks(database, 2, removing)
+    stored: Reply = await storing
+    assert stored.ok and (await removing).ok
+    assert (await download(bob, stored["file_id"]))[0] == DATA
+    for client in (ann, bob):
+        await client.close()
+
