@@ -17,7 +17,10 @@ sentence per broken one:
 4. history is what was delivered: no duplicate, nothing stored that nobody
    received, nothing delivered that was not stored (direct messages too);
 5. the gate: in each connection's view of a room, no message from a user after
-   the kick, ban, leave or mute that stopped them (until a join or an unmute);
+   the kick, ban, leave or mute that stopped them (until a join or an unmute),
+   and none from a member without voice or an admin's role while the room is
+   moderated (after the ``+m``, the ``-v`` or the demotion that silenced them,
+   until a ``-m``, a voice or a promotion);
 6. governance once: one owner per live room, one termination per ended room,
    and the audit rows of kicks, bans, mutes, promotions ... are the decisions
    the clients were told were made.
@@ -41,6 +44,10 @@ ORDERED_EVENTS = frozenset({"kick", "ban", "mute", "unmute"})
 DECISIONS = frozenset({"kick", "ban", "mute", "unmute", "promote", "demote"})
 # Commands whose success makes the connection a member of the reply's room.
 ENTERING = frozenset({"create", "join"})
+# Events that give a member a role (in their ``role`` field): a member without
+# voice is "member"; "voice", "admin" and "owner" speak in a moderated room.
+ROLE_EVENTS = frozenset({"promote", "demote", "owner", "voice", "devoice"})
+SILENT_ROLE = "member"
 
 Line = dict[str, Any]
 
@@ -342,15 +349,26 @@ def _epoch(ts: str) -> float:
 
 
 class _RoomGate:
-    """Who may send in one room, replayed from one connection's view of it."""
+    """Who may send in one room, replayed from one connection's view of it. Roles
+    start as the run made them: its creator the owner, everyone else a member
+    without voice (a run that gives voice before a connection joins is not
+    judged right from that connection's view)."""
 
-    def __init__(self) -> None:
+    def __init__(self, creator: str | None = None) -> None:
         self.closed: dict[str, str] = {}
         self.muted: dict[str, float | None] = {}
+        self.moderated = False
+        self.roles: dict[str, str] = {} if creator is None else {creator: "owner"}
 
     def apply(self, line: Line) -> None:
         kind, user = line.get("event"), str(line.get("user", ""))
-        if kind in CLOSING:
+        if kind == "modes" and "moderated" in line:
+            self.moderated = bool(line["moderated"])
+        elif kind in ROLE_EVENTS:
+            self.roles[user] = str(line.get("role", SILENT_ROLE))
+            if kind == "owner" and line.get("previous"):
+                self.roles[str(line["previous"])] = str(line.get("previous_role", "admin"))
+        elif kind in CLOSING:
             self.closed[user] = str(kind)
         elif kind == "join":
             self.closed.pop(user, None)
@@ -367,23 +385,33 @@ class _RoomGate:
             until = self.muted[sender]
             if until is None or _epoch(str(line.get("ts", "1970-01-01T00:00:00Z"))) < until:
                 return "mute"
+        if self.moderated and self.roles.get(sender, SILENT_ROLE) == SILENT_ROLE:
+            return "+m"
         return None
 
 
 def gate(journal: Journal) -> list[str]:
+    creators = _creators(journal)
     found = []
     for conn, connection in journal.connections.items():
-        gates: dict[str, _RoomGate] = defaultdict(_RoomGate)
+        gates: dict[str, _RoomGate] = {}
         for _, line in _view(journal, conn, connection.user):
             room = line.get("room")
             if room is None:
                 continue
+            room_gate = gates.setdefault(room, _RoomGate(creators.get(room)))
             if line.get("type") == "event":
-                gates[room].apply(line)
-            elif is_room_message(line) and (why := gates[room].forbidden(line)):
+                room_gate.apply(line)
+            elif is_room_message(line) and (why := room_gate.forbidden(line)):
                 found.append(f"#{room}: {conn} got message {line['id']} from "
                              f"{line.get('from')} after the {why} that stopped them")
     return found
+
+
+def _creators(journal: Journal) -> dict[str, str]:
+    """Each room's creator (its first owner), by whose ``/create`` succeeded."""
+    return {s.fields["room"]: journal.connections[s.conn].user for s in journal.sent
+            if s.ok and s.command == "create" and "room" in s.fields}
 
 
 def _view(journal: Journal, conn: str, user: str) -> list[tuple[int, Line]]:

@@ -443,3 +443,26 @@ async def test_a_ban_while_the_banned_user_floods_from_another_node(
     seen = [[r.line["event"] for r in cluster.journal.lines_of(c.name)
              if r.line.get("type") == "event"] for c in (ann, cat, dan)]
     assert all("ban" in events for events in seen)
+
+
+async def test_moderation_while_an_unvoiced_member_and_an_admin_flood_from_other_nodes(
+        cluster: Cluster, postgres_url: str) -> None:
+    """``/mode +m`` decided on node 1 while bob, without voice, floods from node 2;
+    then cat, an admin who speaks in the moderated room, demoted while she floods
+    from node 3: nobody sees a message of theirs placed after what silenced them."""
+    ann, bob, cat, dan = await members_on_every_node(cluster, "hall", USERS)
+    await ann.command("/promote cat hall")
+    await cat.next_event(lambda e: e.get("event") == "promote", timeout=SETTLE)
+    flooding = asyncio.create_task(flood_until_refused(bob, "hall"))
+    await ann.next_event(lambda e: e.get("from") == "bob", timeout=SETTLE)
+    await ann.command("/mode +m hall")
+    assert set(await flooding) == {"moderated"}
+    flooding = asyncio.create_task(flood_until_refused(cat, "hall"))
+    await dan.next_event(lambda e: e.get("from") == "cat", timeout=SETTLE)
+    await ann.command("/demote cat hall")
+    assert set(await flooding) == {"moderated"}
+    await quiet([ann, dan], "hall")
+    stored = await stored_once_caught_up(postgres_url, owed_ids(cluster))
+    assert_holds(cluster.journal, stored)
+    seen = {r.line.get("event") for r in cluster.journal.lines_of(dan.name)}
+    assert {"modes", "demote"} <= seen

@@ -202,6 +202,44 @@ def test_a_connection_own_rejoin_reopens_the_gate_for_it() -> None:
     assert violations(run.journal, Stored(history={"hall": [1]}, owners={"hall": 1})) == []
 
 
+def moderated(run: Run, conn: str, on: bool) -> None:
+    run.event(conn, "modes", "ann", changes="+m" if on else "-m", moderated=on)
+
+
+def test_a_message_of_a_member_without_voice_after_the_plus_m_is_caught() -> None:
+    run = Run()
+    run.journal.opened("o", "ann")
+    created = run.journal.send("o", "/create hall")  # ann owns #hall: she speaks
+    run.journal.reply(created, {"type": "ok", "command": "create", "room": "hall"})
+    run.connect("a", "cat")
+    run.message("a", 1, sender="bob")
+    moderated(run, "a", True)
+    run.message("a", 2, sender="bob")  # silenced by the +m
+    run.message("a", 3, sender="ann")
+    run.event("a", "voice", "bob", role="voice")
+    run.message("a", 4, sender="bob")
+    run.event("a", "devoice", "bob", role="member")
+    run.message("a", 5, sender="bob")  # silenced again
+    moderated(run, "a", False)
+    run.message("a", 6, sender="bob")
+    found = violations(run.journal, Stored(history={"hall": list(range(1, 7))},
+                                           owners={"hall": 1}))
+    assert found == ["#hall: a got message 2 from bob after the +m that stopped them",
+                     "#hall: a got message 5 from bob after the +m that stopped them"]
+
+
+def test_a_demoted_admin_posting_in_a_moderated_room_is_caught() -> None:
+    run = Run()
+    run.connect("a", "cat")
+    run.event("a", "promote", "bob", role="admin")
+    moderated(run, "a", True)
+    run.message("a", 1, sender="bob")  # an admin speaks
+    run.event("a", "demote", "bob", role="member")
+    run.message("a", 2, sender="bob")
+    found = violations(run.journal, Stored(history={"hall": [1, 2]}, owners={"hall": 1}))
+    assert found == ["#hall: a got message 2 from bob after the +m that stopped them"]
+
+
 def test_governance_applied_twice_or_not_recorded_is_caught() -> None:
     run, stored = clean_run()
     run.decided("a", "kick", "bob")
