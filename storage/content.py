@@ -78,10 +78,6 @@ class ContentQueries:
             "terminated_at IS NOT NULL AND terminated_at < ?) ORDER BY id", (before,))
         return [FileRecord(*row) for row in rows]
 
-    async def blob_in_use(self: SqliteHost, blob_key: str) -> bool:
-        rows = await self._fetch("SELECT 1 FROM files WHERE blob_key = ? LIMIT 1", (blob_key,))
-        return bool(rows)
-
     # -- keys ------------------------------------------------------------------
 
     async def put_user_key(self: SqliteHost, record: KeyRecord) -> None:

@@ -82,10 +82,6 @@ class PgContentQueries:
             "terminated_at IS NOT NULL AND terminated_at < $1) ORDER BY id", before)
         return [FileRecord(*row) for row in rows]
 
-    async def blob_in_use(self: PgHost, blob_key: str) -> bool:
-        return await self._fetch_one("SELECT 1 FROM files WHERE blob_key = $1 LIMIT 1",
-                                     blob_key) is not None
-
     async def put_user_key(self: PgHost, record: KeyRecord) -> None:
         await self._execute(
             f"INSERT INTO user_keys ({_KEY}) VALUES ($1, $2, $3, $4, $5) "

@@ -885,13 +885,17 @@ async def test_files_and_keys_round_trip(storage: Storage) -> None:
     assert await storage.get_file(stored.id) == stored
     assert await storage.list_files(room.id) == [stored]
     assert await storage.user_file_usage(owner.id) == (1, 5)
-    assert await storage.blob_in_use("ab12")
     assert await storage.files_of_terminated_rooms(10.0) == []
     await storage.terminate_room(room.id, 3.0)
     assert await storage.files_of_terminated_rooms(10.0) == [stored]
-    assert await storage.delete_file(stored.id)
-    assert not await storage.delete_file(stored.id)
-    assert not await storage.blob_in_use("ab12")
+    dropped: list[str] = []
+
+    async def drop(key: str) -> None:
+        dropped.append(key)
+
+    assert await storage.delete_file(stored.id, drop)
+    assert not await storage.delete_file(stored.id, drop)
+    assert dropped == ["ab12"]  # its last row gone, the blob goes with it, once
     assert await storage.get_user_keys([]) == []
     await storage.put_user_key(KeyRecord(owner.id, "x1", None, "fp1", 1.0))
     await storage.put_user_key(KeyRecord(owner.id, "x2", "m2", "fp2", 2.0))
