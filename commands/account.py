@@ -64,7 +64,9 @@ LOGIN_PARAMS = (Word("name"), Secret("password"), Secret("token", optional=True)
 # The password is parsed as optional so that the handler, which knows the form
 # meant, names what is missing (<password>, <token> or <resume-token>); /schema
 # describes the parameters as they are meant.
-@command("login", Word("name"), Word("password", optional=True),
+# The name's place keeps a first word "--resume": it names the resume form, where
+# the flag anywhere else asks for a new resume token.
+@command("login", Word("name", names_form=True), Word("password", optional=True),
          Secret("token", optional=True), Flag("resume"), need=Need.ANONYMOUS, group=GROUP,
          usage=LOGIN_USAGE, described=LOGIN_PARAMS, scope=Scope.READ,
          errors=(Code.AUTH_FAILED,))

@@ -4,6 +4,8 @@ Parsing is left to right over whitespace-separated words. An optional
 parameter may *decline* a word (for example ``[room]`` declines ``10m`` when a
 room of that name does not exist), which leaves the word for the next
 parameter; this is how ``/ban bob 10m spam`` and ``/ban bob #dev 10m`` both work.
+A command's flags (``--resume``) are the exception: they may stand anywhere among
+the words before a rest-of-line parameter's text, and are taken out where they stand.
 """
 
 from __future__ import annotations
@@ -88,6 +90,10 @@ class Param:
     # Not taken when the first parameter is one of these words (any case): the
     # /ratelimit burst after "off", so that "/ratelimit off 7" reads 7 as the room.
     not_after: tuple[str, ...] = ()
+    # The word in this place is taken as itself even when it is written as one of
+    # the command's flags: it names a form of the command (/login --resume
+    # <resume-token>), which the flag anywhere else does not.
+    names_form: bool = False
 
     # The parameter's type as /schema names it.
     kind = "word"
@@ -482,6 +488,9 @@ def parse(params: tuple[Param, ...], ctx: Context, args: str, usage: str) -> dic
     for position, param in enumerate(params):
         if not _applies(param, params, values):
             continue
+        index = _flags_before(param, params, values, words, index)
+        if param.name in values:
+            continue  # the flag itself, written before its place
         if param.rest:
             values[param.name] = _rest(param, args, index)
             index = len(words)
@@ -490,19 +499,14 @@ def parse(params: tuple[Param, ...], ctx: Context, args: str, usage: str) -> dic
             if not param.optional:
                 raise _missing(param)
             continue
-        more_follow = index + 1 < len(words) or any(
-            _applies(later, params, values) for later in params[position + 1:])
-        if isinstance(param, RoomRef) and param.id_before_number \
-                and all(names.is_number(word) for word in words[index:index + 2]) \
-                and index + 2 == len(words):
-            more_follow = False  # the room by its id, the number after it its own
+        more_follow = _more_follow(params, position, values, words, index)
         _refuse_split_duration(param, words, index)
         try:
-            _leave_a_later_flag(param, words[index], params, position, values)
             values[param.name] = param.convert(ctx, words[index], more_follow)
             index += 1
         except Decline:
             declined.append((param, index))
+    index = _take_flags(params, values, words, index)
     if index < len(words):
         # Only who passed over the first word left over can say why it is there.
         passed = [param for param, at in declined if at == index]
@@ -510,6 +514,19 @@ def parse(params: tuple[Param, ...], ctx: Context, args: str, usage: str) -> dic
                or _leftover(ctx, passed, words[index]))
     return values | {param.name: param.absent(ctx) for param in params
                      if param.name not in values}
+
+
+def _more_follow(params: tuple[Param, ...], position: int, values: dict[str, Any],
+                 words: list[str], index: int) -> bool:
+    """Whether words or parameters follow the word at ``index``, which the parameter
+    at ``position`` is offered."""
+    param = params[position]
+    if isinstance(param, RoomRef) and param.id_before_number \
+            and all(names.is_number(word) for word in words[index:index + 2]) \
+            and index + 2 == len(words):
+        return False  # the room by its id, the number after it its own
+    return index + 1 < len(words) or any(
+        _applies(later, params, values) for later in params[position + 1:])
 
 
 def _refuse_split_duration(param: Param, words: list[str], index: int) -> None:
@@ -524,15 +541,32 @@ def _refuse_split_duration(param: Param, words: list[str], index: int) -> None:
         raise ChatError(Code.BAD_ARGUMENTS, f"{param.name}: {refused} A duration is one word.")
 
 
-def _leave_a_later_flag(param: Param, word: str, params: tuple[Param, ...], position: int,
-                        values: dict[str, Any]) -> None:
-    """Decline ``word`` for the optional ``param`` at ``position`` when it is the
-    ``--name`` of a flag after it that takes part in this line: ``/token create
-    --session`` is the flag, never a token named "--session" made without it."""
-    if param.optional and any(isinstance(later, Flag) and later.written(word)
-                              and _applies(later, params, values)
-                              for later in params[position + 1:]):
-        raise Decline
+def _flags_before(param: Param, params: tuple[Param, ...], values: dict[str, Any],
+                  words: list[str], index: int) -> int:
+    """The flags written from ``index`` on, before ``param`` takes its word (see
+    _take_flags); none before a rest-of-line text or a word that names a form."""
+    if param.rest or param.names_form:
+        return index
+    return _take_flags(params, values, words, index)
+
+
+def _take_flags(params: tuple[Param, ...], values: dict[str, Any], words: list[str],
+                index: int) -> int:
+    """Take the words from ``index`` on that are the ``--name`` of a flag taking part
+    in this line, and return the index of the first that is not: a flag may stand
+    anywhere among the words, as ``/auth --resume <token>`` and ``/token create
+    --session web`` write it, never read as a token or a name made without it. A flag
+    written twice is the flag. The text of a rest-of-line parameter is never looked
+    at (its caller stops before it): there ``--x`` is what the user wrote."""
+    while index < len(words):
+        flag = next((param for param in params if isinstance(param, Flag)
+                     and param.written(words[index]) and _applies(param, params, values)),
+                    None)
+        if flag is None:
+            return index
+        values[flag.name] = True
+        index += 1
+    return index
 
 
 def _room_too_late(ctx: Context, declined: list[tuple[Param, int]], words: list[str],

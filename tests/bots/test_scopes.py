@@ -195,14 +195,13 @@ async def test_token_list_in_text_mode(clients: Clients) -> None:
 async def test_session_written_alone_or_mistyped_is_the_flag_never_a_tokens_name(
         clients: Clients) -> None:
     """``/token create --session`` is a session token named ``default``, not an api
-    token named "--session"; the flag first and a name after it, or the flag
-    mistyped, are refused and make nothing."""
+    token named "--session"; the flag mistyped is refused and makes nothing."""
     alice = await clients.user("alice")
     made = await alice.command("/token create --session")
     assert (made["name"], made["kind"]) == ("default", "session")
-    for line, told in [("/token create --session ci", "too many arguments."),
-                       ("/token create --sesion", 'expected --session, not "--sesion".'),
-                       ("/token create --sessions read", 'expected --session, not "--sessions".')]:
+    for line, told in [("/token create --sesion", 'expected --session, not "--sesion".'),
+                       ("/token create --sessions read", 'expected --session, not "--sessions".'),
+                       ("/token create ci --sesion", 'expected --session, not "--sesion".')]:
         error = await error_of(alice, line)
         assert error["code"] == "bad-arguments", (line, error)
         assert error["message"].startswith(told), (line, error)

@@ -49,7 +49,9 @@ def test_all_and_refusals() -> None:
     assert loaded("read future-scope") == {Scope.READ}  # an unknown stored word grants nothing
 
 
-PARAMS = (Word("name"), Secret("password"), Secret("token", optional=True), Flag("resume"))
+# As /login's: a first word "--resume" names the resume form.
+PARAMS = (Word("name", names_form=True), Secret("password"), Secret("token", optional=True),
+          Flag("resume"))
 
 
 @pytest.mark.parametrize(("line", "expected"), [
@@ -58,6 +60,7 @@ PARAMS = (Word("name"), Secret("password"), Secret("token", optional=True), Flag
     ("alice --token t --RESUME", ("alice", "--token", "t", True)),
     ("--resume tok", ("--resume", "tok", None, False)),
     ("alice --pw", ("alice", "--pw", None, False)),
+    ("alice --resume pw", ("alice", "pw", None, True)),
 ])
 def test_secrets_leave_flags_to_the_flag(line: str, expected: tuple[Any, ...]) -> None:
     values = parse(PARAMS, CTX, line, "usage")
