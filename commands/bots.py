@@ -161,15 +161,31 @@ async def _create_token(ctx: Context, owner: User, name: str | None,
     granted = _grantable(ctx, scopes)
     # A session token past the account's bound revokes the least recently used of
     # them, never the one this session logged in with (a tab renewing its own).
-    secret, record = await ctx.services.tokens.create(owner, name, ttl, granted, kind,
-                                                      keeping=ctx.session.token_id)
+    minted = await ctx.services.tokens.mint(owner, name, ttl, granted, kind,
+                                            keeping=ctx.session.token_id)
+    record, secret = minted.record, minted.secret
     lasts = "never expires" if record.expires_at is None else \
         f"expires {table_time(record.expires_at)} UTC"
     what = "Session token" if kind == SESSION_KIND else "Token"
+    revoked = [gone.name for gone in minted.revoked]
     return ok(f"{what} {record.name} for {owner.name} ({shown(granted)}, {lasts}): "
-              f"{secret} (shown only now; log in with /login {owner.name} --token <token>).",
+              f"{secret} (shown only now; log in with /login {owner.name} --token <token>)"
+              f"{_made_room(revoked)}.",
               token=secret, name=record.name, user=owner.name, scopes=listed(granted),
-              expires=record.expires_at, kind=record.kind)
+              expires=record.expires_at, kind=record.kind,
+              **({"revoked": revoked} if revoked else {}))
+
+
+def _made_room(revoked: list[str]) -> str:
+    """What the sentence adds of the tab tokens revoked to make room for a new one
+    past accounts.max_session_tokens: their user chose none of them, and a tab
+    logged in with one is closed, so the reply says which."""
+    if not revoked:
+        return ""
+    if len(revoked) == 1:
+        return f" (revoked the least recently used tab token {revoked[0]})"
+    *most, last = revoked
+    return f" (revoked the least recently used tab tokens {', '.join(most)} and {last})"
 
 
 def _grantable(ctx: Context, scopes: frozenset[Scope] | None) -> frozenset[Scope]:

@@ -105,6 +105,17 @@ _Made = tuple["TokenRecord", list["TokenRecord"]]
 
 
 @dataclass(frozen=True, slots=True)
+class Minted:
+    """A new token: its secret (shown once), its record, and the account's session
+    tokens revoked to make room for it (a tab's token past the bound), whose names
+    the reply tells, as nobody chose to revoke them."""
+
+    secret: str
+    record: TokenRecord
+    revoked: tuple[TokenRecord, ...] = ()
+
+
+@dataclass(frozen=True, slots=True)
 class Grant:
     """Who a login is, and what it may do: every scope for a password login,
     the token's for a token login (``token_id``: that API token)."""
@@ -212,7 +223,16 @@ class Tokens:
                      scopes: frozenset[Scope] = DEFAULT_SCOPES,
                      kind: str = API_KIND,
                      keeping: int | None = None) -> tuple[str, TokenRecord]:
-        """A new token of ``kind``: the secret (to show once) and its stored record.
+        """A new token of ``kind`` (see :meth:`mint`): the secret (to show once) and its
+        stored record."""
+        minted = await self.mint(user, name, ttl, scopes, kind, keeping)
+        return minted.secret, minted.record
+
+    async def mint(self, user: User, name: str | None, ttl: float | None,
+                   scopes: frozenset[Scope] = DEFAULT_SCOPES,
+                   kind: str = API_KIND,
+                   keeping: int | None = None) -> Minted:
+        """A new token of ``kind``, and the tokens revoked to make room for it.
         Without a ``name``, the first of ``token2``, ``token3`` ... that ``user`` has
         none of. A ``session`` token past the account's ``max_sessions`` revokes the
         least recently used of them, never ``keeping`` (the token the session asking
@@ -236,7 +256,7 @@ class Tokens:
         # Those revoked to make room travel with the news, as a revocation's do.
         news = {"revoked": [r.id for r in revoked]} if revoked else {}
         self._accounts.changed(user, "tokens", **news)
-        return secret, record
+        return Minted(secret, record, tuple(revoked))
 
     async def _insert_fresh(self, row: _Row) -> _Made:
         """The row of a token asked for without a name, named the first free of

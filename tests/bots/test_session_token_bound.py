@@ -14,7 +14,7 @@ import pytest
 from chatd.client import ChatClient
 from chatd.domain.clock import ManualClock
 from tests.backends import both
-from tests.helpers import ChatServer, Clients, start_server
+from tests.helpers import ChatServer, Clients, start_server, text_client, text_run
 
 BOUND = 3
 # Picked in the insert's transaction alike on SQLite and on PostgreSQL.
@@ -69,3 +69,23 @@ async def test_a_session_token_past_the_bound_revokes_the_least_recently_used(
     assert (await tabs[0].command("/whoami"))["user"] == "alice"
     names = [t["name"] for t in (await alice.command("/token list"))["tokens"]]
     assert names == ["ci", "web-0", "web-3", "web-4"]
+
+
+async def test_the_reply_names_the_session_token_revoked_to_make_room(
+        clients: Clients, clock: ManualClock) -> None:
+    """Nobody chose the token revoked past the bound: the reply says which it was, in
+    JSON (``revoked``) and in the text sentence; within the bound it says nothing."""
+    alice = await clients.user("alice")
+    for n in range(BOUND):
+        made = await alice.command(f"/token create web-{n} --session")
+        assert "revoked" not in made.final and "revoked" not in made["message"]
+        clock.advance(1)
+
+    made = await alice.command("/token create web-3 --session")
+    assert made["revoked"] == ["web-0"]
+    assert made["message"].endswith("(revoked the least recently used tab token web-0).")
+
+    text = await text_client(clients, "alice")
+    lines = await text_run(text, "/token create web-4 --session")
+    assert lines[-1].startswith("* Session token web-4 for alice")
+    assert lines[-1].endswith("(revoked the least recently used tab token web-1).")
