@@ -69,6 +69,13 @@ async def password_login(ctx: IrcContext, password: str) -> Grant:
     return await secret_login(ctx, name or None, secret)
 
 
+def names_no_secret(password: str) -> bool:
+    """Whether ``PASS password`` gives no secret at all (``PASS :``, ``PASS alice:``):
+    an empty password is never right, so it is no password given, not one tried."""
+    _, colon, secret = password.partition(":")
+    return not (secret if colon else password)
+
+
 @irc_command("AUTHENTICATE", min_params=1, registered=False, scope=None)
 async def authenticate(ctx: IrcContext) -> None:
     """SASL: ``AUTHENTICATE PLAIN``, then the base64 of ``authzid NUL authcid NUL password``."""

@@ -27,7 +27,7 @@ from chatd.domain.scopes import ALL_SCOPES, Scope
 from chatd.domain.tokens import Grant
 from chatd.errors import ChatError, Code
 from chatd.irc import numerics as n
-from chatd.irc.auth import logged_in, password_login, still_valid
+from chatd.irc.auth import logged_in, names_no_secret, password_login, still_valid
 from chatd.irc.codec import format_line, plain_text
 from chatd.irc.commands import irc_command
 from chatd.irc.guests import is_guest
@@ -218,6 +218,10 @@ def pass_(ctx: IrcContext) -> None:
     pending = ctx.session.pending
     if pending is None:
         raise IrcError(n.ERR_ALREADYREGISTERED, "You may not reregister")
+    if names_no_secret(ctx.params[0]):
+        # As PASS without a parameter: tried, it would be a failed log-in charged to
+        # the address (and the name) for a password that cannot be right.
+        raise IrcError(n.ERR_NEEDMOREPARAMS, "PASS", "Not enough parameters")
     pending.password = ctx.params[0]
 
 

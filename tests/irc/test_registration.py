@@ -225,6 +225,27 @@ async def test_failed_logins_are_limited_like_the_line_protocol(irc: IrcFactory,
     assert sum(e.action == "failed-login" for e in entries) == 5
 
 
+async def test_an_empty_pass_is_no_password_given_and_no_failed_login(
+        irc: IrcFactory, server: ChatServer) -> None:
+    """``PASS :`` (and ``PASS erin:``) gives no secret: 461 as PASS without one, never
+    a password tried. More of them than limits.auth_failures (5) leave the address's
+    failed-login bucket as it was: the right password logs in after them."""
+    await _account(server, "erin")
+    for _ in range(3):
+        for empty in ("PASS :", "PASS erin:"):
+            client = await irc()
+            client.send(empty, "NICK erin", "USER e 0 * :Erin")
+            answered = [(m.command, m.params[1]) for m in await client.until("464")
+                        if m.command in ("461", "464")]
+            assert answered == [("461", "PASS"), ("464", "Password required: log in with "
+                                                  "SASL PLAIN or PASS account:password")]
+            await client.closed()
+    entries = await server.services.audit.entries(50)
+    assert not [e for e in entries if e.action == "failed-login"]
+    lines = await (await irc()).register("erin", password=f"erin:{PASSWORD}")
+    assert next(m for m in lines if m.command == "001").params[0] == "erin"
+
+
 async def test_registration_errors(irc: IrcFactory, server: ChatServer) -> None:
     client = await irc()
     client.send("JOIN #x")
