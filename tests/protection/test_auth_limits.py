@@ -9,6 +9,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+from chatd.client.logins import password_login, resume_login, token_login
 from chatd.domain.clock import ManualClock
 from tests.helpers import PASSWORD
 from tests.protection import ProtectionClients, error_of, serving
@@ -158,3 +159,27 @@ async def test_auth_limits_follow_the_configuration(db_path: Path, clock: Manual
         assert (await error_of(client, f"/login alice {PASSWORD}"))["code"] == "rate-limited"
         clock.advance(10)
         assert (await client.command(f"/login alice {PASSWORD}"))["user"] == "alice"
+
+
+async def test_a_login_without_its_secret_is_no_failed_login(
+        db_path: Path, clock: ManualClock) -> None:
+    """In JSON mode, a login whose password, token or resume token is empty (what a
+    client formatting an empty string sends, or only characters the line's cleaning
+    removes) is bad-arguments naming what is missing, never a secret tried: more of
+    them than limits.auth_failures (5) leave the address's and the name's buckets as
+    they were, and none is audited."""
+    async with serving(db_path, clock) as (server, clients):
+        await make_accounts(clients, "alice")
+        client = await clients.from_ip("127.0.0.2")
+        for line, missing in [(password_login("alice", ""), "<password>"),
+                              (token_login("alice", ""), "<token>"),
+                              (resume_login(""), "<resume-token>"),
+                              ("/auth \x00", "<token>"),
+                              ("/auth --resume \u00a0", "<token>"),
+                              ("/login alice \t\x7f", "<password>")]:
+            error = await error_of(client, line)
+            assert error["code"] == "bad-arguments", (line, error)
+            assert error["message"].startswith(f"missing {missing}. Usage: "), (line, error)
+        assert (await client.command(f"/login alice {PASSWORD}"))["user"] == "alice"
+        entries = await server.services.audit.entries(50)
+        assert not [e for e in entries if e.action == "failed-login"]
