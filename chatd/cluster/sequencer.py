@@ -163,12 +163,33 @@ class ClusterSequencer:
             _SEED, 4, keys.EPOCH, keys.COUNTER, keys.EPOCH_FIRST, keys.DATABASE,
             secrets.token_hex(8), seed, seed + 1 if stored and doubtful else 0, self.database)
         if codec.text(database) != self.database:
-            raise AnotherDatabase(
-                "Redis (cluster.redis) holds the state of nodes that served another "
-                "database (a copy chatd migrate replaced since?): empty it (redis-cli "
-                "FLUSHDB) before the nodes start on this one")
+            raise await self._another_database()
         self.epoch = codec.text(epoch)
         self.first = int(codec.text(first))
+
+    async def _another_database(self) -> AnotherDatabase:
+        """Why this node may not number in this Redis, and what to do about it. Left
+        by a trial copy's nodes, Redis is to be emptied; but nodes still running
+        there serve the other database, and emptying Redis under them would lose
+        the messages of their log not stored yet: this database needs its own."""
+        running = await self._running_nodes()
+        if running:
+            return AnotherDatabase(
+                "Redis (cluster.redis) numbers another database, which running nodes "
+                f"serve ({', '.join(running)}): give this database's nodes a Redis of "
+                "their own (another server, or another database number in cluster.redis); "
+                "do not empty this one, their messages not yet stored would be lost")
+        return AnotherDatabase(
+            "Redis (cluster.redis) holds the state of nodes that served another "
+            "database (a copy chatd migrate replaced since?): empty it (redis-cli "
+            "FLUSHDB) before the nodes start on this one")
+
+    async def _running_nodes(self) -> list[str]:
+        """The registered nodes whose record is alive (refreshed within its lifetime)."""
+        registered: Any = await self._shared.hkeys(keys.NODES)
+        names = sorted(codec.text(name) for name in registered)
+        alive = [bool(await self._shared.exists(keys.node(name))) for name in names]
+        return [name for name, living in zip(names, alive, strict=True) if living]
 
     async def check_epoch(self) -> None:
         """Renew if Redis's epoch is not this node's (EpochChanged if it cannot yet)."""

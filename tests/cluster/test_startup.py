@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.backends import import_asyncpg
+from tests.backends import PostgresDatabases, import_asyncpg
 from tests.operations import ChatdProcess, write_config
 from tests.services import RedisServer
 
@@ -15,9 +15,9 @@ import_asyncpg()
 pytestmark = pytest.mark.asyncio
 
 
-def node_config(path: Path, postgres_url: str, redis_url: str, **sections: dict[str, str]
-                ) -> Path:
-    return write_config(path, cluster={"enabled": True, "node_id": "n1",
+def node_config(path: Path, postgres_url: str, redis_url: str, node_id: str = "n1",
+                **sections: dict[str, str]) -> Path:
+    return write_config(path, cluster={"enabled": True, "node_id": node_id,
                                        "postgres": postgres_url, "redis": redis_url},
                         backup={"interval": 0}, **sections)
 
@@ -88,3 +88,23 @@ async def test_a_node_whose_redis_does_not_answer_at_start_says_so(
     assert "Traceback" not in log, log
     [line] = [line for line in log.splitlines() if 'msg="cannot start"' in line]
     assert "Redis" in line and "cluster.redis" in line
+
+
+async def test_a_node_of_another_database_on_a_redis_running_nodes_use_is_not_told_to_empty_it(
+        tmp_path: Path, postgres_url: str, postgres_databases: PostgresDatabases,
+        redis_server: RedisServer) -> None:
+    # A second cluster pointed at the first one's Redis by mistake: emptying that
+    # Redis would lose the running nodes' messages not stored yet, so the refusal
+    # names them and asks for a Redis of its own instead.
+    first = node_config(tmp_path / "n1.yaml", postgres_url, redis_server.url)
+    with ChatdProcess.serve(tmp_path, first, tmp_path / "n1.db") as running:
+        await running.started()
+        (tmp_path / "other").mkdir()
+        other = node_config(tmp_path / "other" / "m1.yaml", postgres_databases.empty(),
+                            redis_server.url, node_id="m1")
+        with ChatdProcess.serve(tmp_path / "other", other, tmp_path / "other" / "m1.db") as node:
+            assert await node.wait() == 1
+            refused = node.log()
+    [line] = [line for line in refused.splitlines() if 'msg="cannot start"' in line]
+    assert "running nodes serve (n1)" in line and "a Redis of their own" in line
+    assert "FLUSHDB" not in line
