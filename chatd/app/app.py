@@ -33,6 +33,7 @@ import stat
 from typing import TYPE_CHECKING, Any, Protocol
 
 from chatd import __version__
+from chatd.app.migration import warn_if_files_elsewhere
 from chatd.config import ConfigError, held_for_restart, load_config, secrets_held
 from chatd.content.blobs import files_dir
 from chatd.net.listener import check_certificate
@@ -149,6 +150,8 @@ class App:
                                            "configured": f"{listen.host}:{listen.port}"}})
         services = self.services
         await self.storage.open()
+        if self.config.cluster.enabled:
+            await warn_if_files_elsewhere(self.config, self.storage)
         await services.accounts.load()
         await services.tokens.load()
         await services.notifier.load()

@@ -13,6 +13,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
+import logging
 import os
 import sqlite3
 import sys
@@ -22,9 +23,11 @@ from chatd.content.blobs import files_dir
 from chatd.domain.sequence import IDS_FROM_META, NOT_SERVING, RESERVED_META, SERVING_META
 from chatd.ops.control import answers, control_path
 from chatd.ops.dblock import DatabaseInUse, DatabaseLock
-from storage.api import StorageError
+from storage.api import Storage, StorageError
 
 BLOB_STORE_KEY = "blob_store"
+
+log = logging.getLogger(__name__)
 
 
 def blob_store(config: Config) -> dict[str, str]:
@@ -68,6 +71,10 @@ async def _copy(config: Config, database: str, target: str, force: bool) -> int:
         return _fail(f"the PostgreSQL driver is missing ({exc.name}): install chatd with its "
                      "cluster extra (pip install 'chatd[cluster]')")
     blobs = blob_store(config)
+    # Where the carried files' bytes are, for the nodes to check at start; with no
+    # file carried there is nothing to find, and the nodes choose freely.
+    carried_blobs = {BLOB_STORE_KEY: json.dumps(blobs, sort_keys=True)} \
+        if await asyncio.to_thread(_holds_files, database) else {}
     # The numbering goes along: every id the daemon issued (RESERVED_META, after a
     # clean stop: its last one, kept or not) stays below the ids nodes issue, and
     # after a crash the ids from IDS_FROM_META on are not doubted by a sole node.
@@ -75,13 +82,47 @@ async def _copy(config: Config, database: str, target: str, force: bool) -> int:
                                for key in (RESERVED_META, IDS_FROM_META) if key in numbering}
     try:
         counts = await copy_database(database, target, replace=force,
-                                     meta={BLOB_STORE_KEY: json.dumps(blobs, sort_keys=True),
-                                           **carried},
+                                     meta={**carried_blobs, **carried},
                                      whole=IDS_FROM_META not in numbering)
     except StorageError as exc:
         return _fail(str(exc))
     _report(database, counts, blobs)
     return 0
+
+
+def _holds_files(database: str) -> bool:
+    """Whether the embedded database has uploaded files (none before the table)."""
+    try:
+        with contextlib.closing(sqlite3.connect(f"file:{database}?mode=ro", uri=True)) as conn:
+            return conn.execute("SELECT 1 FROM files LIMIT 1").fetchone() is not None
+    except sqlite3.OperationalError:  # no such table: no upload was ever possible
+        return False
+
+
+async def warn_if_files_elsewhere(config: Config, storage: Storage) -> None:
+    """At a cluster node's start: the files ``chatd migrate`` carried are where it
+    recorded them. A node whose files settings name another place starts, but every
+    one of those files is missing there (``no-such-file``): it says so, and where."""
+    recorded = await storage.get_meta(BLOB_STORE_KEY)
+    if recorded is None:
+        return
+    carried, here = json.loads(recorded), blob_store(config)
+    if carried == here:
+        return
+    if carried.get("backend") == "local":
+        fix = f"set files.dir: {carried.get('dir')} (a directory every node shares)"
+    else:
+        fix = "give every node the files settings of that bucket"
+    log.warning("the uploaded files chatd migrate carried are kept elsewhere than this "
+                "node's files settings say: %s, or they cannot be downloaded", fix,
+                extra={"fields": {"carried": _place(carried), "here": _place(here)}})
+
+
+def _place(blobs: dict[str, str]) -> str:
+    """A blob store in a few words: a directory, or a bucket and its prefix."""
+    if blobs.get("backend") == "local":
+        return blobs.get("dir", "")
+    return f"s3://{blobs.get('bucket', '')}/{blobs.get('prefix', '')}"
 
 
 def _numbering(database: str) -> dict[str, str]:

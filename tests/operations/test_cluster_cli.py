@@ -10,7 +10,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import io
-import json
 import signal
 import subprocess
 import sys
@@ -149,7 +148,6 @@ async def test_migrate_copies_an_embedded_database_a_node_then_serves(
     moved = await asyncio.to_thread(chatd, "migrate", "--to", postgres_url,
                                     "--config", str(config))
     assert moved.returncode == 0, moved.stderr
-    files = str((tmp_path / "files").resolve())
     assert "users 3" in moved.stdout and "files 0" in moved.stdout
     # No uploaded file to carry: no files.dir to give the nodes.
     assert "files.dir" not in moved.stdout and "no uploaded files to carry" in moved.stdout
@@ -161,8 +159,8 @@ async def test_migrate_copies_an_embedded_database_a_node_then_serves(
         history = (await bob.command("/history general 100"))["messages"]
         assert [m["text"] for m in history] == [f"line {i}" for i in range(70)]
         assert server.services.rooms.find("den") is not None
-        recorded = await server.storage.get_meta("blob_store")  # type: ignore[attr-defined]
-        assert json.loads(recorded) == {"backend": "local", "dir": files}
+        # No file carried: no place recorded for the nodes to check theirs against.
+        assert await server.storage.get_meta("blob_store") is None
     finally:
         await clients.close()
         await server.stop()
@@ -204,6 +202,44 @@ async def test_migrate_asks_for_files_dir_only_when_there_are_files(
     files = str((tmp_path / "files").resolve())
     assert "files 1" in again.stdout and f"files.dir: {files}" in again.stdout
     assert "no uploaded files" not in again.stdout
+
+
+async def test_a_node_whose_files_settings_miss_the_carried_files_says_where_they_are(
+        tmp_path: Path, postgres_url: str) -> None:
+    """Migrated with an upload, a node keeping files elsewhere (its own directory, as a
+    new configuration per node has it) cannot serve the carried files: it says so at
+    start, naming the directory to set. A node given that directory says nothing."""
+    db = tmp_path / "embedded.db"
+    server = await start_server(db, clock=ManualClock())
+    clients = Clients(server)
+    try:
+        alice = await clients.user("alice")
+        await alice.command("/create general")
+        assert (await upload(alice, "notes.txt", b"carried along\n", "general")).ok
+    finally:
+        await clients.close()
+        await server.stop()
+    config = write_config(tmp_path / "chatd.yaml", storage={"path": str(db)},
+                          control={"path": str(tmp_path / "ctl.sock")})
+    moved = await asyncio.to_thread(chatd_program, "migrate", "--to", postgres_url,
+                                    "--config", str(config))
+    assert moved.returncode == 0, moved.stderr
+    carried = (tmp_path / "files").resolve()
+
+    async def start_log(name: str, files_dir: Path) -> str:
+        (tmp_path / name).mkdir()
+        node = write_config(tmp_path / name / "node.yaml", cluster=cluster(postgres_url),
+                            backup={"interval": 0}, files={"dir": str(files_dir)})
+        with ChatdProcess.serve(tmp_path / name, node, tmp_path / name / "node.db") as process:
+            await process.started()
+            return process.log()
+
+    elsewhere = await start_log("n1", tmp_path / "n1" / "files")
+    [line] = [line for line in elsewhere.splitlines() if "chatd migrate carried" in line]
+    assert " level=warning " in line and f"set files.dir: {carried}" in line
+    assert f"carried={carried}" in line and f"here={tmp_path / 'n1' / 'files'}" in line
+    there = await start_log("n2", carried)
+    assert "chatd migrate carried" not in there
 
 
 async def test_migrate_refuses_while_the_embedded_daemon_runs(tmp_path: Path) -> None:
