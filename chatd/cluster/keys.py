@@ -67,6 +67,11 @@ def node(node_id: str) -> str:
     return f"{{chatd}}:node:{node_id}"
 
 
+def starting(node_id: str) -> str:
+    """A node starting on this Redis, not registered yet (chatd.cluster.oneredis)."""
+    return f"{{chatd}}:starting:{node_id}"
+
+
 def sessions(user_id: int | str) -> str:
     """A user's logged-in sessions: a hash of counts by node."""
     return f"{{chatd}}:p:{user_id}"

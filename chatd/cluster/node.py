@@ -23,6 +23,7 @@ from chatd.cluster.heartbeat import Heartbeat
 from chatd.cluster.janitor import Janitor
 from chatd.cluster.leader import RedisLeader
 from chatd.cluster.limits import ClusterLimitStore
+from chatd.cluster.oneredis import ensure_one_redis
 from chatd.cluster.persister import LogWriter, Persister
 from chatd.cluster.poster import ClusterPoster
 from chatd.cluster.presence import ClusterPresence
@@ -80,6 +81,11 @@ class _Pool:
     def acquire(self) -> Any:
         assert self.pool is not None, "the node has not started"
         return self.pool.acquire(timeout=PG_TIMEOUT)
+
+    async def fetch(self, query: str, argument: str) -> list[Any]:
+        """The rows of one query with one argument, on a connection of the pool."""
+        async with self.acquire() as connection:
+            return list(await connection.fetch(query, argument))
 
     async def release(self, connection: Any) -> None:
         """Give ``connection`` back (a closed one is replaced by the pool)."""
@@ -293,6 +299,9 @@ class ClusterNode:
             # read its consumer group under that node's name.
             await self.heartbeat.ensure_alone()
             await self._pool.open()
+            # Before it reads the log or registers: a node on another Redis than
+            # its database's running nodes would split the cluster in two.
+            await ensure_one_redis(self._pool.fetch, self.redis, self.node_id)
             assert self.bus is not None and self.persister is not None
             await self.bus.start()
             await self.persister.start()

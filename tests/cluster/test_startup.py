@@ -108,3 +108,24 @@ async def test_a_node_of_another_database_on_a_redis_running_nodes_use_is_not_to
     [line] = [line for line in refused.splitlines() if 'msg="cannot start"' in line]
     assert "running nodes serve (n1)" in line and "a Redis of their own" in line
     assert "FLUSHDB" not in line
+
+
+async def test_a_node_on_another_redis_than_its_databases_running_nodes_refuses_to_start(
+        tmp_path: Path, postgres_url: str, redis_server: RedisServer) -> None:
+    # One Redis server, another database number in the URL: the second node would
+    # serve the same rooms and accounts without seeing the first one's messages.
+    first = node_config(tmp_path / "n1.yaml", postgres_url, redis_server.url)
+    with ChatdProcess.serve(tmp_path, first, tmp_path / "n1.db") as running:
+        await running.started()
+        (tmp_path / "n2").mkdir()
+        elsewhere = redis_server.url.rsplit("/", 1)[0] + "/1"
+        second = node_config(tmp_path / "n2" / "n2.yaml", postgres_url, elsewhere,
+                             node_id="n2")
+        with ChatdProcess.serve(tmp_path / "n2", second, tmp_path / "n2" / "n2.db") as node:
+            assert await node.wait() == 1
+            refused = node.log()
+        assert running.proc.poll() is None  # the running node keeps serving
+    [line] = [line for line in refused.splitlines() if 'msg="cannot start"' in line]
+    assert "cluster.redis: nodes n1 serve this database" in line
+    assert "the same cluster.redis" in line
+    assert 'msg="started"' not in refused
