@@ -52,7 +52,10 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 # Refusal reasons always exported (at 0 until the first), so a rate can be graphed at once.
-REFUSAL_REASONS = ("busy", "banned", "muted", "not-in-room")
+# Every reason a post can be refused where the order is decided (the bus and its
+# gate), exported at 0 from the start so that each can be graphed at once.
+REFUSAL_REASONS = ("busy", "banned", "muted", "not-in-room", "no-such-room", "moderated",
+                   "not-permitted")
 # Connections of a node's locks and reloads (each governance decision in
 # progress holds one; more wait).
 POOL_SIZE = 8

@@ -20,7 +20,9 @@ from tests.services import RedisServer
 import_asyncpg()
 pytestmark = pytest.mark.asyncio
 
-REASONS = ("busy", "banned", "muted", "not-in-room")
+# Every reason CLUSTER.md's monitoring table names.
+REASONS = ("busy", "banned", "muted", "not-in-room", "no-such-room", "moderated",
+           "not-permitted")
 
 
 def dead_redis() -> redis.asyncio.Redis:
@@ -52,6 +54,9 @@ async def test_cluster_metrics_move_with_activity(tmp_path: Path, postgres_url: 
                               backup__interval=0) as node:
         before = await scrape(node)
         assert refusals(before) == dict.fromkeys(REASONS, 0.0)
+        # Exported from the start, not only once one happened: a rate graphs at once.
+        assert [reason for reason in REASONS if ("chatd_cluster_refusals_total",
+                                                 (("reason", reason),)) not in before] == []
         for name in ("chatd_cluster_entries_delivered_total",
                      "chatd_cluster_sequencer_batches_total",
                      "chatd_cluster_poster_batches_total",
@@ -104,7 +109,7 @@ async def test_cluster_metrics_move_with_activity(tmp_path: Path, postgres_url: 
     lagged = value(during, "chatd_persist_lag_seconds_count")
     assert lagged == value(during, "chatd_persisted_total") >= 3
     assert value(during, "chatd_persist_lag_seconds_sum") > 0
-    assert refusals(after) == {"busy": 1.0, "banned": 1.0, "muted": 0.0, "not-in-room": 0.0}
+    assert refusals(after) == dict.fromkeys(REASONS, 0.0) | {"busy": 1.0, "banned": 1.0}
     assert value(after, "chatd_cluster_sequencer_refused_total") == 1
     node._metrics.server_close()
 
