@@ -203,7 +203,8 @@ class ControlServer:
         path = control_path(config.storage.path, config.control.path)
         refuse_unusable_path(path, bool(config.control.path))
         if await answers(path):
-            raise OSError(f"another chatd answers on the control socket {path}")
+            raise OSError(f"another chatd answers on the control socket {path}"
+                          f"{_taken_hint(config)}")
         refuse_other_file(path)
 
     async def stop(self) -> None:
@@ -719,3 +720,13 @@ def _absolute(path: str | None) -> str | None:
 async def _audit(ctl: ControlServer, req: dict[str, Any]) -> Any:
     room = _found(req, "room", ctl.services.rooms.require)
     return _entry_rows(await ctl.services.audit.entries(_count(req.get("n", 50)), room))
+
+
+def _taken_hint(config: Config) -> str:
+    """What to change when the socket is taken. A cluster node's storage.path names
+    no database it alone serves, only where its socket is: two nodes whose files
+    leave it at its default (chatd.db beside each file, in one directory) collide."""
+    if not config.cluster.enabled:
+        return ""
+    return ("; each node of a cluster needs its own storage.path (its control socket is "
+            "beside it) or control.path")

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from tests.backends import PostgresDatabases, import_asyncpg
-from tests.operations import ChatdProcess, write_config
+from tests.operations import CHATD, ChatdProcess, write_config
 from tests.services import RedisServer
 
 import_asyncpg()
@@ -129,3 +129,24 @@ async def test_a_node_on_another_redis_than_its_databases_running_nodes_refuses_
     assert "cluster.redis: nodes n1 serve this database" in line
     assert "the same cluster.redis" in line
     assert 'msg="started"' not in refused
+
+
+async def test_two_nodes_whose_files_share_a_directory_are_told_to_give_each_a_storage_path(
+        tmp_path: Path, postgres_url: str, redis_server: RedisServer) -> None:
+    # Two configuration files side by side, neither naming storage.path: both nodes
+    # put their control socket at chatd.db.sock in the working directory. The second is told what to
+    # change, not only that the socket is taken.
+    def node(node_id: str) -> ChatdProcess:
+        config = node_config(tmp_path / f"{node_id}.yaml", postgres_url, redis_server.url,
+                             node_id=node_id)
+        return ChatdProcess([str(CHATD), "serve", "--config", str(config), "--port", "0"],
+                            tmp_path / f"{node_id}.log", cwd=tmp_path)
+
+    with node("n1") as running:
+        await running.started()
+        with node("n2") as second:
+            assert await second.wait() == 1
+            refused = second.log()
+    [line] = [line for line in refused.splitlines() if 'msg="cannot start"' in line]
+    assert f"control socket {tmp_path / 'chatd.db.sock'}" in line
+    assert "each node of a cluster needs its own storage.path" in line
