@@ -106,13 +106,14 @@ async def answers(path: str) -> bool:
 MAX_SOCKET_PATH = 107
 
 
-def refuse_unusable_path(path: str, configured: bool) -> None:
+def refuse_unusable_path(path: str, named_by: str | None) -> None:
     """Raise OSError, naming the path and the way out, when no socket can be made at
     ``path``: the kernel would only say "AF_UNIX path too long" or "No such file or
     directory", and only once the database and the listeners were open.
 
     A database deep in the file system gives a socket path longer than the kernel
-    takes; a control.path may name a directory that does not exist.
+    takes; the key ``named_by`` (control.path, or a cluster node's storage.path,
+    which names no database to open) may name a directory that does not exist.
     """
     size = len(os.fsencode(path))
     if size > MAX_SOCKET_PATH:
@@ -120,11 +121,11 @@ def refuse_unusable_path(path: str, configured: bool) -> None:
                       f"the {MAX_SOCKET_PATH} a Unix socket's path may have: set "
                       "control.path to a shorter path")
     directory = os.path.dirname(os.path.abspath(path))
-    # Beside the database (control.path empty), opening the database names a
+    # Beside an SQLite database (named_by None), opening the database names a
     # missing directory itself.
-    if configured and not os.path.isdir(directory):
+    if named_by is not None and not os.path.isdir(directory):
         raise OSError(f"the control socket {path} cannot be made: the directory "
-                      f"{directory} does not exist (create it, or change control.path)")
+                      f"{directory} does not exist (create it, or change {named_by})")
 
 
 def refuse_other_file(path: str) -> None:
@@ -201,7 +202,7 @@ class ControlServer:
         if not config.control.enabled:
             return
         path = control_path(config.storage.path, config.control.path)
-        refuse_unusable_path(path, bool(config.control.path))
+        refuse_unusable_path(path, _socket_named_by(config))
         if await answers(path):
             raise OSError(f"another chatd answers on the control socket {path}"
                           f"{_taken_hint(config)}")
@@ -720,6 +721,15 @@ def _absolute(path: str | None) -> str | None:
 async def _audit(ctl: ControlServer, req: dict[str, Any]) -> Any:
     room = _found(req, "room", ctl.services.rooms.require)
     return _entry_rows(await ctl.services.audit.entries(_count(req.get("n", 50)), room))
+
+
+def _socket_named_by(config: Config) -> str | None:
+    """The key that places the control socket in a directory nothing else opens
+    first: control.path, or a cluster node's storage.path (its database is
+    PostgreSQL's: no SQLite file there to name a missing directory)."""
+    if config.control.path:
+        return "control.path"
+    return "storage.path" if config.cluster.enabled else None
 
 
 def _taken_hint(config: Config) -> str:

@@ -150,3 +150,20 @@ async def test_two_nodes_whose_files_share_a_directory_are_told_to_give_each_a_s
     [line] = [line for line in refused.splitlines() if 'msg="cannot start"' in line]
     assert f"control socket {tmp_path / 'chatd.db.sock'}" in line
     assert "each node of a cluster needs its own storage.path" in line
+
+
+async def test_a_node_whose_storage_path_directory_is_missing_names_it_before_starting(
+        tmp_path: Path, postgres_url: str, redis_server: RedisServer) -> None:
+    # A cluster node opens no SQLite file at storage.path: only its control socket
+    # goes there, so nothing else would name the missing directory.
+    missing = tmp_path / "n1"
+    config = node_config(tmp_path / "n1.yaml", postgres_url, redis_server.url,
+                         storage={"path": str(missing / "chatd.db")})
+    process = ChatdProcess([str(CHATD), "serve", "--config", str(config), "--port", "0"],
+                           tmp_path / "n1.log", cwd=tmp_path)
+    with process as node:
+        assert await node.wait() == 1
+        log = node.log()
+    assert 'msg="started"' not in log
+    [line] = [line for line in log.splitlines() if 'msg="cannot start"' in line]
+    assert f"the directory {missing} does not exist" in line and "storage.path" in line
