@@ -176,9 +176,14 @@ class App:
 
     def _database_named(self) -> dict[str, str]:
         """The embedded database's file, for the started line: which file a daemon
-        serves is what an operator asks first (--db and the file can disagree)."""
-        if self._cluster is not None:
-            return {}
+        serves is what an operator asks first (--db and the file can disagree). A
+        cluster node names itself and its PostgreSQL database (server and name,
+        never the URL's credentials): nodes pointed at different ones do not meet."""
+        cluster = self.config.cluster
+        if cluster.enabled:
+            from storage.postgres.host import where  # noqa: PLC0415 - the cluster extra's
+
+            return {"node": cluster.node_id, "database": f"postgresql://{where(cluster.postgres)}"}
         path = self.config.storage.path
         in_memory = path == ":memory:" or path.startswith("file:")  # (tests)
         return {"database": path if in_memory else os.path.abspath(path)}

@@ -167,3 +167,18 @@ async def test_a_node_whose_storage_path_directory_is_missing_names_it_before_st
     assert 'msg="started"' not in log
     [line] = [line for line in log.splitlines() if 'msg="cannot start"' in line]
     assert f"the directory {missing} does not exist" in line and "storage.path" in line
+
+
+async def test_the_started_line_names_the_node_and_its_database_without_credentials(
+        tmp_path: Path, postgres_url: str, redis_server: RedisServer) -> None:
+    # Which database a node serves is what an operator asks first: the password a
+    # URL may carry stays out of the log.
+    with_password = postgres_url.replace("chatd@", "chatd:hidden-secret@", 1)
+    config = node_config(tmp_path / "n1.yaml", with_password, redis_server.url)
+    with ChatdProcess.serve(tmp_path, config, tmp_path / "n1.db") as node:
+        await node.started()
+        log = node.log()
+    [line] = [line for line in log.splitlines() if 'msg="started"' in line]
+    served = postgres_url.split("@", 1)[1]
+    assert line.endswith(f"node=n1 database=postgresql://{served}")
+    assert "hidden-secret" not in log
