@@ -313,6 +313,7 @@ class ClusterNode:
             await self.heartbeat.register()
         self.heartbeat.start()
         self.janitor.start()
+        await self.registry.warn_if_configured_otherwise()
 
     async def stop(self) -> None:
         """Stop each part in turn, then close the connections to PostgreSQL and

@@ -10,6 +10,8 @@ is about to bury it.
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import logging
 import time
 from typing import TYPE_CHECKING, Any
 
@@ -25,6 +27,8 @@ if TYPE_CHECKING:
     from chatd.cluster.heartbeat import Heartbeat
     from chatd.cluster.janitor import Janitor
 
+
+log = logging.getLogger(__name__)
 
 # How long listing the nodes waits for Redis, and how long the operator is asked to wait.
 LIST_TIMEOUT = 2.0
@@ -61,6 +65,26 @@ class NodeRegistry:
         now = time.time()
         return [_row(name, {codec.text(k): codec.text(v) for k, v in record.items()}, now)
                 for name, record in zip(names, records, strict=True)]
+
+    async def warn_if_configured_otherwise(self) -> None:
+        """Once registered: say when the live nodes' shared configuration differs from
+        this node's. Each node enforces its own (limits, quotas, registration ...),
+        so a node started with another file applies other rules to the same users;
+        ``chatctl nodes`` flags it, but only when someone asks."""
+        with contextlib.suppress(ChatError):  # Redis silent: only a warning is lost
+            rows = await self.nodes()
+            mine = next((row for row in rows if row["node"] == self.node_id), None)
+            if mine is None:
+                return
+            others = [f"{row['node']} ({row['config']})" for row in rows
+                      if row["alive"] and row["node"] != self.node_id
+                      and row["config"] != mine["config"]]
+            if others:
+                log.warning("cluster: this node's shared configuration (the sections "
+                            "accounts, files, housekeeping, limits and rooms: %s) differs "
+                            "from that of %s, so the nodes apply different rules: give "
+                            "every node the same sections (chatctl nodes flags the odd one)",
+                            mine["config"], ", ".join(others))
 
     def figures(self) -> list[Figure]:
         heartbeat = self.heartbeat

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import socket
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -16,7 +17,7 @@ pytestmark = pytest.mark.asyncio
 
 
 def node_config(path: Path, postgres_url: str, redis_url: str, node_id: str = "n1",
-                **sections: dict[str, str]) -> Path:
+                **sections: dict[str, Any]) -> Path:
     return write_config(path, cluster={"enabled": True, "node_id": node_id,
                                        "postgres": postgres_url, "redis": redis_url},
                         backup={"interval": 0}, **sections)
@@ -182,3 +183,28 @@ async def test_the_started_line_names_the_node_and_its_database_without_credenti
     served = postgres_url.split("@", 1)[1]
     assert line.endswith(f"node=n1 database=postgresql://{served}")
     assert "hidden-secret" not in log
+
+
+async def test_a_node_started_with_other_limits_than_the_running_nodes_says_so(
+        tmp_path: Path, postgres_url: str, redis_server: RedisServer) -> None:
+    # The shared sections are each node's to enforce: a node with another message
+    # rate than the running one's applies other rules to the same users.
+    first = node_config(tmp_path / "n1.yaml", postgres_url, redis_server.url)
+    with ChatdProcess.serve(tmp_path, first, tmp_path / "n1.db") as running:
+        await running.started()
+        (tmp_path / "n2").mkdir()
+        alike = node_config(tmp_path / "n2" / "n2.yaml", postgres_url, redis_server.url,
+                            node_id="n2")
+        with ChatdProcess.serve(tmp_path / "n2", alike, tmp_path / "n2" / "n2.db") as node:
+            await node.started()
+            same = node.log()
+        (tmp_path / "n3").mkdir()
+        other = node_config(tmp_path / "n3" / "n3.yaml", postgres_url, redis_server.url,
+                            node_id="n3", limits={"message_rate": 3.0})
+        with ChatdProcess.serve(tmp_path / "n3", other, tmp_path / "n3" / "n3.db") as node:
+            await node.started()
+            odd = node.log()
+    assert "shared configuration" not in same
+    [line] = [line for line in odd.splitlines() if "shared configuration" in line]
+    assert " level=warning " in line and "differs from that of n1 (" in line
+    assert "chatctl nodes" in line
