@@ -475,8 +475,21 @@ async def _users(ctl: ControlServer, req: dict[str, Any]) -> Any:
 @handler("rooms")
 async def _rooms(ctl: ControlServer, req: dict[str, Any]) -> Any:
     rooms = ctl.services.rooms
+    cluster = ctl.admin.config.cluster
+    shared = cluster.enabled and bool(cluster.redis)
     return [rooms.summary(r) | {"online": rooms.online_in(r)}
+            | ({"elsewhere": _online_elsewhere(ctl, r)} if shared else {})
             for r in rooms.listed_for(None) + rooms.hidden_rooms()]
+
+
+def _online_elsewhere(ctl: ControlServer, room: Room) -> int:
+    """The members of ``room`` online on other nodes of the cluster only. ``online``
+    counts this node's connections in the room: on a cluster node, alone, it would
+    show a room whose members are all on other nodes as empty."""
+    accounts = ctl.services.accounts
+    members = (accounts.get(user_id) for user_id in room.members)
+    return sum(1 for user in members
+               if user is not None and user.connections == 0 and user.elsewhere > 0)
 
 
 def _text(req: dict[str, Any], key: str) -> str:

@@ -412,6 +412,32 @@ async def test_chatctl_nodes_lists_every_node_and_flags_the_odd_ones(
         await ann.close()
 
 
+async def test_chatctl_rooms_counts_the_members_online_on_other_nodes(
+        start_node: StartNode, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    # ann on n1, bob and cat on n2, all in #den: n1's own connections alone would
+    # show the room nearly empty to the operator asking n1.
+    socket = str(tmp_path / "n1.sock")
+    first = await start_node(1, control__path=socket)
+    await register(first, "ann", "bob", "cat")
+    second = await start_node(2)
+    ann = await login(first, "ann")
+    assert (await ann.command("/create den")).ok
+    others = [await login(second, name) for name in ("bob", "cat")]
+    for other in others:
+        assert (await other.command("/join den")).ok
+    await first.control.start()
+    try:
+        await shown(ann, "cat", online=True)
+        assert await asyncio.to_thread(main, ["--socket", socket, "--json", "rooms"]) == 0
+        [den] = json.loads(capsys.readouterr().out)
+        assert (den["name"], den["members"], den["online"], den["elsewhere"]) == \
+            ("den", 3, 1, 2)
+    finally:
+        await first.control.stop()
+        for client in (ann, *others):
+            await client.close()
+
+
 async def test_chatctl_nodes_while_redis_does_not_answer_is_busy(
         start_node: StartNode, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     """The nodes are Redis's to list: while it does not answer, chatctl says so with
