@@ -135,6 +135,7 @@ class App:
         check_certificate(self.config)
         if self.process:
             _warn_if_secrets_exposed(self.config_path, self.config)
+            _warn_if_cluster_off(self.config)
             _refuse_files_dir_not_a_directory(self.config)
             _raise_open_files_limit()
             await self.control.refuse_if_taken()  # before the database is touched
@@ -426,6 +427,23 @@ def _warn_if_secrets_exposed(path: str | None, config: Config) -> None:
                     extra={"fields": {"file": os.path.abspath(path),
                                       "mode": f"{stat.S_IMODE(mode):04o}",
                                       "keys": ",".join(held)}})
+
+
+def _warn_if_cluster_off(config: Config) -> None:
+    """Warn when the cluster section names a node, Redis or PostgreSQL while
+    cluster.enabled is false: the daemon then serves its own SQLite file, alone,
+    which a file meant for a node (enabled: true forgotten) would not show."""
+    cluster = config.cluster
+    named = [f"cluster.{key}" for key, value in (("node_id", cluster.node_id),
+                                                 ("redis", cluster.redis),
+                                                 ("postgres", cluster.postgres)) if value]
+    if cluster.enabled or not named:
+        return
+    log.warning("cluster.enabled is false: the cluster section's other keys are not used, and "
+                "this daemon serves its own SQLite database alone; set cluster.enabled: true "
+                "to run it as a cluster node",
+                extra={"fields": {"keys": ",".join(named),
+                                  "database": os.path.abspath(config.storage.path)}})
 
 
 def _refuse_files_dir_not_a_directory(config: Config) -> None:

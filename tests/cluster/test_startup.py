@@ -56,6 +56,22 @@ async def test_an_embedded_daemon_does_not_warn(tmp_path: Path) -> None:
         await daemon.started()
         log = daemon.log()
     assert warnings_about_files(log) == []
+    assert "cluster.enabled" not in log
+
+
+async def test_a_cluster_section_without_enabled_says_the_daemon_runs_alone(
+        tmp_path: Path, postgres_url: str, redis_server: RedisServer) -> None:
+    # A node's file with cluster.enabled forgotten: an embedded daemon on an SQLite
+    # file of its own, which would otherwise look like a node that started well.
+    config = write_config(tmp_path / "n1.yaml", cluster={
+        "node_id": "n1", "postgres": postgres_url, "redis": redis_server.url})
+    with ChatdProcess.serve(tmp_path, config, tmp_path / "n1.db") as daemon:
+        await daemon.started()
+        log = daemon.log()
+    [line] = [line for line in log.splitlines() if "cluster.enabled is false" in line]
+    assert " level=warning " in line and "set cluster.enabled: true" in line
+    assert "keys=cluster.node_id,cluster.redis,cluster.postgres" in line
+    assert f"database={tmp_path / 'n1.db'}" in line
 
 
 async def test_a_second_node_with_a_running_nodes_id_refuses_to_start(
