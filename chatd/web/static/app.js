@@ -53,12 +53,14 @@ const $ = (id) => document.getElementById(id);
 
 // -- conversations -----------------------------------------------------------------
 
-function conversation(kind, name) {
+// A conversation the page did not list yet is a room the account is in (a join, a
+// message), unless the caller knows otherwise (member: false).
+function conversation(kind, name, {member = true} = {}) {
   const key = (kind === "room" ? "#" : "@") + name.toLowerCase();
   let conv = state.convs.get(key);
   if (!conv) {
     conv = {key, kind, name, items: [], ids: new Set(), maxOrder: 0, events: 0, unread: 0,
-            before: undefined, loaded: false, topic: "", member: true};
+            before: undefined, loaded: false, topic: "", member};
     state.convs.set(key, conv);
     renderNav();
   }
@@ -599,7 +601,11 @@ function onEvent(record) {
     if (record.user !== state.me && `#${record.room}` === state.active) someoneTypes(record.user);
     return;
   }
-  const conv = conversation("room", record.room);
+  // Events come to a room's members, and an unban to the user unbanned as well, who
+  // is in no room for it: a room first heard of that way is listed as one they are
+  // not in (/join goes back), not as one whose history and composer they could use.
+  const outsider = record.event === "unban" && record.user === state.me;
+  const conv = conversation("room", record.room, {member: !outsider});
   if (record.event === "topic") {
     conv.topic = record.topic || "";
     if (conv.key === state.active) $("view-topic").textContent = conv.topic;

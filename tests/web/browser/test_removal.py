@@ -135,3 +135,28 @@ async def shows_no_room(page: Any, room: str, why: str) -> None:
     await type_line(page, "still here?")
     nowhere = page.locator("#log li.error").filter(has_text="join or create a room first")
     await nowhere.wait_for()
+
+
+async def test_an_unban_from_a_room_one_is_not_in_lists_it_as_not_a_member(
+        daemon: Daemon, browser: Any) -> None:
+    alice = await daemon.tcp_user("alice")
+    await daemon.tcp_user("dave")
+    await alice.command("/create hall")
+    await alice.command("/ban dave hall spam")
+    dave = await browser("dave")
+    await dave.goto(daemon.url + "/")
+    await dave.get_by_label("Name").fill("dave")
+    await dave.get_by_label("Password").fill(PASSWORD)
+    await dave.get_by_role("button", name="Log in").click()
+    await dave.locator("#me").filter(has_text="dave").wait_for()
+    await alice.command("/unban dave hall")
+    # The unban reaches dave, who is in no room for it: #hall is one to /join.
+    await dave.get_by_role("button", name="#hall, not a member").click()
+    await dave.locator("#view-title").filter(has_text="#hall").wait_for()
+    await dave.locator("#log li.event").filter(has_text="dave was unbanned by alice").wait_for()
+    assert await dave.locator("#composer-label").text_content() == \
+        "Not in #hall: /join hall to go back"
+    assert await dave.locator("#log li.error").count() == 0
+    await enter_room(dave, "/join hall", "hall")
+    assert await dave.locator("#composer-label").text_content() == "Message #hall"
+    assert dave.script_errors == []
