@@ -139,9 +139,9 @@ function renderItem(item) {
   const nick = el("span", {class: `from ${nickColour(record.from)}`, text: record.from});
   if (record.action) {
     node.classList.add("action");
-    node.append("* ", nick, " ", el("span", {class: "text", text: record.text || ""}));
+    node.append("* ", nick, " ", said(record.text));
   } else if (record.notice) {
-    node.append("-", nick, "- ", el("span", {class: "text", text: record.text || ""}));
+    node.append("-", nick, "- ", said(record.text));
   } else {
     node.append(nick, el("span", {class: "said", text: ": "}));
     node.append(messageBody(record));
@@ -154,10 +154,18 @@ function messageBody(record) {
   if (record.sticker_art) {
     return el("figure", {class: "sticker"},
               el("pre", {"aria-label": `sticker ${record.sticker || ""}`, text: record.sticker_art}),
-              el("figcaption", {text: record.text || ""}));
+              el("figcaption", {dir: "auto", text: record.text || ""}));
   }
   if (record.e2e) return el("span", {class: "text muted", text: "[an end-to-end encrypted message]"});
-  return el("span", {class: "text", text: record.text || ""});
+  return said(record.text);
+}
+
+// What a user wrote, isolated in its own direction (dir="auto"): a Hebrew or Arabic
+// line keeps its punctuation where its reader expects it, and a bidirectional override
+// or embedding inside it (U+202E...) reorders nothing outside, not the name before it
+// nor what the page shows after it.
+function said(text, className = "text") {
+  return el("span", {class: className, dir: "auto", text: text || ""});
 }
 
 // A file's size as the server's text says it: 512 bytes, 1.5 KiB, 10.0 MiB, 2.0 GiB
@@ -175,7 +183,7 @@ function humanSize(size) {
 function fileBody(file) {
   const box = el("div", {class: "file"});
   const size = humanSize(file.size);
-  box.append(el("span", {class: "file-name", text: `${file.name} (${size}, ${file.mime})`}));
+  box.append(el("span", {class: "file-name"}, said(file.name, "name"), ` (${size}, ${file.mime})`));
   const download = el("button", {type: "button", class: "link", text: "Download"});
   download.addEventListener("click", () => downloadFile(file));
   box.append(" ", download);
