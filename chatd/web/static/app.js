@@ -27,8 +27,8 @@ const REMOVALS = new Set(["kick", "ban", "terminated", "leave"]);
 const REMOVAL_NOTIFICATIONS = new Map([["kicked", "kick"], ["banned", "ban"],
                                        ["terminated", "terminated"]]);
 const LIST_FIELDS = ["rooms", "members", "entries", "files", "tokens", "blocks", "requests",
-                     "webhooks", "keys", "past", "notifications", "messages", "stickers",
-                     "bots", "online"];
+                     "webhooks", "keys", "missing", "past", "notifications", "messages",
+                     "stickers", "bots", "online", "conversations"];
 
 const state = {
   me: null,

@@ -478,3 +478,15 @@ async def test_a_login_that_left_direct_messages_out_says_so(daemon: Daemon,
     await type_line(page, note[note.index("/resume"):].split(" replays")[0])
     await see(page, "note 0")
     await see(page, "note 1")
+
+
+async def test_a_typed_conversations_lists_each_one(daemon: Daemon, browser: Any) -> None:
+    page = await browser("erin")
+    await register(page, daemon.url, "erin")
+    frank = await daemon.tcp_user("frank")
+    await frank.command("/msg erin hello from frank")
+    await page.get_by_role("button", name="frank, 1 unread").wait_for()
+    await type_line(page, "/conversations")
+    await page.locator("#log li.note").filter(has_text="1 conversation").wait_for()
+    await page.locator("#log li.note").filter(has_text="user: frank").wait_for()
+    assert page.script_errors == []
