@@ -856,7 +856,26 @@ async function handleReply(line, reply) {
 function describe(entry) {
   if (typeof entry !== "object" || entry === null) return String(entry);
   return Object.entries(entry).filter(([, v]) => v !== null && v !== "")
-    .map(([k, v]) => `${k}: ${typeof v === "object" ? JSON.stringify(v) : v}`).join(", ");
+    .map(([k, v]) => `${k}: ${shownValue(k, v)}`).join(", ");
+}
+
+// The fields of a listed entry that the server gives as a moment in epoch seconds
+// (a token's created, expires and last_used, an audit entry's ts, a file's time...).
+const MOMENT_FIELDS = new Set(["ts", "time", "created", "expires", "last_used", "last_joined",
+                               "last", "since", "until"]);
+
+// A value as a person reads it: a moment as the date and time it is (in the page's
+// time zone, as the messages' times), not a count of seconds since 1970.
+function shownValue(field, value) {
+  if (MOMENT_FIELDS.has(field) && typeof value === "number") return dateTime(value);
+  return typeof value === "object" ? JSON.stringify(value) : value;
+}
+
+function dateTime(epochSeconds) {
+  const when = new Date(epochSeconds * 1000);
+  const two = (n) => String(n).padStart(2, "0");
+  return `${when.getFullYear()}-${two(when.getMonth() + 1)}-${two(when.getDate())} `
+    + `${two(when.getHours())}:${two(when.getMinutes())}`;
 }
 
 function showHelp(reply) {

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+import re
 from typing import Any
 
 from PIL import Image
@@ -489,4 +490,23 @@ async def test_a_typed_conversations_lists_each_one(daemon: Daemon, browser: Any
     await type_line(page, "/conversations")
     await page.locator("#log li.note").filter(has_text="1 conversation").wait_for()
     await page.locator("#log li.note").filter(has_text="user: frank").wait_for()
+    assert page.script_errors == []
+
+
+async def test_a_typed_list_shows_its_moments_as_dates_and_times(
+        daemon: Daemon, browser: Any) -> None:
+    page = await browser("erin")
+    await register(page, daemon.url, "erin")
+    await enter_room(page, "/create yard", "yard")
+    await type_line(page, "/token list")
+    token = page.locator("#log li.note").filter(has_text="name: web-")
+    await token.wait_for()
+    entry = await token.inner_text()
+    # created, expires and last_used: each a date and a minute, none a count of seconds.
+    assert re.search(r"\d{9,}", entry) is None, entry
+    assert len(re.findall(r"\d{4}-\d\d-\d\d \d\d:\d\d", entry)) == 3, entry
+    await type_line(page, "/audit yard 1")
+    audit = page.locator("#log li.note").filter(has_text="action: create")
+    await audit.wait_for()
+    assert re.search(r"^ts: \d{4}-\d\d-\d\d \d\d:\d\d, actor: erin", await audit.inner_text())
     assert page.script_errors == []
