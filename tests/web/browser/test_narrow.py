@@ -1,4 +1,5 @@
-"""The browser client in a phone's narrow window: nothing wider than the screen."""
+"""The browser client in a phone's narrow window, and long words: nothing wider than the
+screen, or than the panel it is in."""
 
 from __future__ import annotations
 
@@ -40,4 +41,27 @@ async def test_a_narrow_window_scrolls_no_sideways_and_keeps_room_for_messages(
     # The rooms and members above and below leave the messages a fair share of it.
     log = await page.locator("#log").bounding_box()
     assert log is not None and log["height"] >= PHONE["height"] * 0.25, log
+    assert page.script_errors == []
+
+
+async def test_a_long_word_in_a_notification_wraps_inside_the_panel(
+        daemon: Daemon, browser: Any) -> None:
+    alice = await daemon.tcp_user("alice")
+    await alice.command("/create yard")
+    page = await browser("nadia")
+    await register(page, daemon.url, "nadia")
+    await enter_room(page, "/join yard", "yard")
+    reason = "R" * 300
+    await alice.command(f"/kick nadia yard {reason}")
+    await page.locator("#notification-count").filter(has_text="1").wait_for()
+    await page.locator("#notifications-button").click()
+    panel = page.locator("#notifications")
+    await panel.filter(has_text=reason).wait_for()
+    # The reason is read where the panel shows it: not cut off at its right edge.
+    assert await panel.evaluate("p => p.scrollWidth <= p.clientWidth")
+    entry = await page.locator("#notification-list li").bounding_box()
+    box = await panel.bounding_box()
+    assert entry is not None and box is not None
+    assert entry["x"] + entry["width"] <= box["x"] + box["width"]
+    await screenshot(page, "notification-long-word")
     assert page.script_errors == []
