@@ -65,3 +65,23 @@ async def test_a_long_word_in_a_notification_wraps_inside_the_panel(
     assert entry["x"] + entry["width"] <= box["x"] + box["width"]
     await screenshot(page, "notification-long-word")
     assert page.script_errors == []
+
+
+async def test_a_topic_of_one_long_word_wraps_and_the_page_keeps_its_width(
+        daemon: Daemon, browser: Any) -> None:
+    alice = await daemon.tcp_user("alice")
+    await alice.command("/create yard")
+    topic = "T" * 380
+    await alice.command(f"/topic yard {topic}")
+    page = await browser("nadia")
+    await register(page, daemon.url, "nadia")
+    await enter_room(page, "/join yard", "yard")
+    await page.locator("#view-topic").filter(has_text=topic).wait_for()
+    # Unbroken, the topic made the room's column three times the window's width:
+    # the composer and its Send button were off screen.
+    assert await page.evaluate("document.documentElement.scrollWidth") <= 1200
+    assert await wider_than_the_window(page) == []
+    send = await page.get_by_role("button", name="Send", exact=True).bounding_box()
+    assert send is not None and send["x"] + send["width"] <= 1200
+    await screenshot(page, "topic-long-word")
+    assert page.script_errors == []
