@@ -1076,7 +1076,13 @@ const syncConversations = oneWalkAtATime(async () => {
 });
 
 async function endSession(message) {
-  await conn.logout();
+  const unrevoked = await conn.logout();
+  if (unrevoked) {
+    // Said, or the person would take the tab's session for ended on the server.
+    message = `${message ? `${message} ` : ""}Logged out of this page, but the server could `
+      + `not be reached to end its session token ${unrevoked}: it stays valid for up to 7 `
+      + `days. /token revoke ${unrevoked}, once logged in again, ends it.`;
+  }
   state.me = null;
   state.convs.clear();
   state.active = null;

@@ -329,15 +329,23 @@ export class Connection {
     return this.renewing;
   }
 
+  // Log out and forget the tab's tokens. Returns the name of the tab's API token when
+  // the server could not revoke it (the connection is away): it is forgotten all the
+  // same, and lives on until it expires unless revoked from another session.
   async logout() {
     const saved = this.saved;
     this.wanted = false;
-    if (saved && saved.tokenName) await this.command(`/token revoke ${saved.tokenName}`);
+    let unrevoked = null;
+    if (saved && saved.tokenName) {
+      const revoked = await this.command(`/token revoke ${saved.tokenName}`);
+      if (revoked.type !== "ok") unrevoked = saved.tokenName;
+    }
     await this.command("/logout");
     this.save(null);
     this.user = null;
     if (this.ws) this.ws.close();
     this.ws = null;
+    return unrevoked;
   }
 
   // The highest message id seen: what /resume asks for after a reconnection.

@@ -10,7 +10,7 @@ import httpx
 
 from tests.helpers import PASSWORD
 from tests.web.browser.conftest import Daemon
-from tests.web.browser.pages import enter_room, type_line
+from tests.web.browser.pages import enter_room, register, type_line
 
 STORAGE_KEY = "chatd.session"
 HOOK_PATH = re.compile(r"/hooks/\d+/[A-Za-z0-9_-]+")
@@ -80,3 +80,24 @@ async def duplicate_of(page: Any, url: str, kept: str) -> Any:
     await copy.goto(url + "/")
     await copy.locator("#me").filter(has_text=json.loads(kept)["user"]).wait_for()
     return copy
+
+
+async def test_logging_out_while_the_server_is_away_says_the_token_lives_on(
+        daemon: Daemon, browser: Any) -> None:
+    page = await browser("erin")
+    await register(page, daemon.url, "erin")
+    saved = json.loads(await page.evaluate(f"sessionStorage.getItem('{STORAGE_KEY}')"))
+    await daemon.stop()
+    await page.locator("#connection").filter(has_text="reconnecting").wait_for()
+    await page.get_by_role("button", name="Log out").click()
+    await page.locator("#login").wait_for(state="visible")
+    # The tab forgot its tokens, and says which one the server still holds.
+    said = await page.locator("#login-error").text_content()
+    assert f"/token revoke {saved['tokenName']}" in said
+    assert await page.evaluate(f"sessionStorage.getItem('{STORAGE_KEY}')") is None
+    await daemon.start()
+    assert daemon.server is not None
+    services = daemon.server.services
+    erin = services.accounts.require("erin")
+    assert [token.name for token in services.tokens.of(erin)] == [saved["tokenName"]]
+    assert page.script_errors == []
