@@ -287,6 +287,7 @@ async function activate(key, {focus = true} = {}) {
   renderHeader(conv);
   renderNav();
   renderLog();
+  historyStatus(conv);  // this conversation's, not the one shown before it
   limitHint();
   if (focus) $("composer-input").focus();
   if (conv.kind === "room" && conv.member) {
@@ -335,12 +336,18 @@ async function loadOlder() {
   }
 }
 
+// A direct conversation has no history the page can read (the server keeps one for
+// rooms alone): what it shows started when the page opened, and it says so, rather
+// than look like a conversation that is empty, or lost, after a reload.
+const DIRECT_HISTORY = "Earlier direct messages are not shown here: the page has those "
+  + "sent or received since it opened, and those that came while you were away.";
+
 function historyStatus(conv) {
   if (conv.key !== state.active) return;
   const more = conv.kind === "room" && conv.before;
   $("older-button").hidden = !more;
-  $("history-status").textContent = conv.kind === "room" && conv.loaded && !conv.before
-    ? "This is the start of the room's history." : "";
+  $("history-status").textContent = conv.kind === "direct" ? DIRECT_HISTORY
+    : conv.loaded && !conv.before ? "This is the start of the room's history." : "";
 }
 
 // After a reconnection: what was posted while the connection was away.

@@ -510,3 +510,25 @@ async def test_a_typed_list_shows_its_moments_as_dates_and_times(
     await audit.wait_for()
     assert re.search(r"^ts: \d{4}-\d\d-\d\d \d\d:\d\d, actor: erin", await audit.inner_text())
     assert page.script_errors == []
+
+
+async def test_a_direct_conversation_says_its_earlier_messages_are_not_shown(
+        daemon: Daemon, browser: Any) -> None:
+    page = await browser("erin")
+    await register(page, daemon.url, "erin")
+    await enter_room(page, "/create yard", "yard")
+    status = page.locator("#history-status")
+    await status.filter(has_text="start of the room's history").wait_for()
+    frank = await daemon.tcp_user("frank")
+    await frank.command("/msg erin hello from frank")
+    await page.get_by_role("button", name="frank, 1 unread").click()
+    await see(page, "hello from frank")
+    # Reloaded, the page lists the conversation but cannot read it back: it says so,
+    # and no room's words stand over it.
+    await page.reload()
+    await page.locator("#direct-list").get_by_role("button", name="frank").click()
+    await page.locator("#view-title").filter(has_text="frank").wait_for()
+    await status.filter(has_text="Earlier direct messages are not shown here").wait_for()
+    await page.get_by_role("button", name="#yard").click()
+    await status.filter(has_text="start of the room's history").wait_for()
+    assert page.script_errors == []
