@@ -511,7 +511,7 @@ function typed() {
   limitHint();
   const conv = state.convs.get(state.active);
   const text = $("composer-input").value;
-  if (!conv || conv.kind !== "room" || !conv.member || !text || text.startsWith("/")) return;
+  if (!conv || conv.kind !== "room" || !conv.member || !text || commandWord(text) !== null) return;
   const now = Date.now();
   if (now - state.lastTyping < TYPING_EVERY_MS) return;
   state.lastTyping = now;
@@ -721,10 +721,13 @@ function onNotice(record) {
 
 // -- the composer and commands -------------------------------------------------------------------
 
+// A label typed before a command (@q1 /join dev), as the server reads one.
+const TYPED_LABEL = /^@[A-Za-z0-9._:+-]{1,64} +(?=\/)/;
+
 // The command a line runs, lower-cased; null for a plain line (//text is text).
 // Through a label (@l /cmd) and /quote, as the server reads them.
 function commandWord(line) {
-  let rest = line.replace(/^@[A-Za-z0-9._:+-]{1,64} +(?=\/)/, "");
+  let rest = line.replace(TYPED_LABEL, "");
   for (;;) {
     if (!rest.startsWith("/") || rest.startsWith("//")) return null;
     const [word, ...more] = rest.slice(1).split(/\s+/);
@@ -773,7 +776,10 @@ async function submit(event) {
 // as /say to the room on screen, or /msg to the person, labelled (a plain line
 // cannot be) so that a refusal answers it; null when it has nowhere to go.
 function outgoing(conv, line) {
-  if (commandWord(line) !== null) return line;
+  // The page labels each line it sends, and the server reads one label: kept, a typed
+  // label made the line no command, and it went to the room as a message, with the
+  // page's label in it (@c9 @q1 /join dev). The command is sent under the page's.
+  if (commandWord(line) !== null) return line.replace(TYPED_LABEL, "");
   const text = line.startsWith("//") ? line.slice(1) : line;
   if (conv && conv.kind === "direct") return `/msg ${conv.name} ${text}`;
   if (conv && conv.kind === "room" && conv.member) return `/say ${conv.name} ${text}`;

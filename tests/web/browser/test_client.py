@@ -532,3 +532,19 @@ async def test_a_direct_conversation_says_its_earlier_messages_are_not_shown(
     await page.get_by_role("button", name="#yard").click()
     await status.filter(has_text="start of the room's history").wait_for()
     assert page.script_errors == []
+
+
+async def test_a_command_typed_with_its_own_label_runs_and_says_nothing_to_the_room(
+        daemon: Daemon, browser: Any) -> None:
+    carol = await daemon.tcp_user("carol")
+    for room in ("yard", "lounge"):
+        await carol.command(f"/create {room}")
+    page = await browser("erin")
+    await register(page, daemon.url, "erin")
+    await enter_room(page, "/join yard", "yard")
+    # A label as the protocol documents it: the command runs, as typed without it.
+    await enter_room(page, "@q1 /join lounge", "lounge")
+    await page.locator("#log li.note").filter(has_text="You joined #lounge").wait_for()
+    said = await carol.command("/history yard 10")
+    assert [m["text"] for m in said["messages"]] == []
+    assert page.script_errors == []
