@@ -85,3 +85,20 @@ async def test_a_topic_of_one_long_word_wraps_and_the_page_keeps_its_width(
     assert send is not None and send["x"] + send["width"] <= 1200
     await screenshot(page, "topic-long-word")
     assert page.script_errors == []
+
+
+async def test_a_long_away_message_wraps_inside_the_members_column(
+        daemon: Daemon, browser: Any) -> None:
+    alice = await daemon.tcp_user("alice")
+    away = "A" * 190
+    await alice.command(f"/away {away}")
+    page = await browser("nadia")
+    await register(page, daemon.url, "nadia")
+    await page.fill("#direct-name", "alice")
+    await page.press("#direct-name", "Enter")
+    await page.locator("#view-title").filter(has_text="alice").wait_for()
+    members = page.locator(".members")
+    await members.filter(has_text=away).wait_for()
+    # The away message is read in the column: not cut off at its right edge.
+    assert await members.evaluate("m => m.scrollWidth <= m.clientWidth")
+    assert page.script_errors == []
