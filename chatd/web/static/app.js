@@ -789,10 +789,43 @@ function outgoing(conv, line) {
 // Send; a line refused (too long, muted, rate-limited, not connected...) goes back
 // into the composer, unless something new was typed there meanwhile.
 async function send(line, wire) {
-  const reply = await conn.command(wire);
+  const reply = await sendInTurn(wire);
   if (reply.type === "error") keep(line);
   if (commandWord(line) !== null) await handleReply(line, reply);
   else if (reply.type === "error") noteHere(`${reply.code}: ${reply.message}`, "error");
+}
+
+// Typed lines go out one after another, in the order typed; one the server refused
+// for its rate (rate-limited, busy) goes again once the wait it names is over, before
+// the lines typed after it. A quick run of lines then arrives whole and in order,
+// where each refused line was lost, and twenty refusals in ten seconds counted as a
+// flood (a mute, or for direct messages a disconnection). After a refusal the lines
+// still waiting go at the pace the server named, so a run is refused about once.
+const RETRIED = new Set(["rate-limited", "busy"]);
+const SEND_TRIES = 5;
+const RETRY_WAIT_MAX_MS = 5000;
+const outbox = {turn: Promise.resolve(), waiting: 0, paceMs: 0};
+
+function sendInTurn(wire) {
+  outbox.waiting += 1;
+  const reply = outbox.turn.then(() => sendPaced(wire));  // conn.command never rejects
+  outbox.turn = reply;
+  return reply.finally(() => {
+    outbox.waiting -= 1;
+    if (outbox.waiting === 0) outbox.paceMs = 0;  // the run is over: full speed again
+  });
+}
+
+async function sendPaced(wire) {
+  for (let tries = 1; ; tries += 1) {
+    if (outbox.paceMs) await new Promise((resolve) => setTimeout(resolve, outbox.paceMs));
+    const reply = await conn.command(wire);
+    const wait = reply.type === "error" && RETRIED.has(reply.code) ? reply.retry_ms : null;
+    if (typeof wait !== "number" || wait > RETRY_WAIT_MAX_MS || tries === SEND_TRIES) {
+      return reply;
+    }
+    outbox.paceMs = Math.max(outbox.paceMs, wait);
+  }
 }
 
 function keep(line) {

@@ -3,6 +3,8 @@ the limit before sending, and a line that is not taken stays in it."""
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import json
 import re
 from typing import Any
@@ -146,3 +148,39 @@ def without_max_line(route: Any) -> None:
         route.send(message)
 
     server.on_message(from_server)
+
+
+async def test_a_quick_run_of_lines_arrives_whole_and_in_order(daemon: Daemon,
+                                                               browser: Any) -> None:
+    # Past the message burst, each line was refused rate-limited and lost; twenty
+    # refusals in ten seconds would have muted the sender for flooding.
+    await daemon.stop()
+    await daemon.start(limits__message_rate=5, limits__message_burst=3)
+    carol = await daemon.tcp_user("carol")
+    await carol.command("/create yard")
+    bob = await browser("bob")
+    await register(bob, daemon.url, "bob")
+    await enter_room(bob, "/join yard", "yard")
+
+    async def time_passes() -> None:  # the daemon's clock is the test's
+        while True:
+            await asyncio.sleep(0.02)
+            daemon.clock.advance(0.05)
+
+    lines = [f"line {n}" for n in range(12)]
+    ticking = asyncio.ensure_future(time_passes())
+    try:
+        composer = bob.locator("#composer-input")
+        for line in lines:
+            await composer.fill(line)
+            await composer.press("Enter")
+        await see(bob, lines[-1])
+    finally:
+        ticking.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await ticking
+    said = await carol.command("/history yard 50")
+    assert [m["text"] for m in said["messages"]] == lines
+    assert await bob.locator("#log li.error").count() == 0
+    assert await composer.input_value() == ""
+    assert bob.script_errors == []
