@@ -489,11 +489,22 @@ def json_response(value: Any, status: int = 200, **headers: str) -> Response:
                     [("Cache-Control", "no-store"), *headers.items()])
 
 
+# The challenge of a 401: RFC 9110 15.5.2 has every 401 name one, and HTTP clients
+# read it to learn how to authenticate (RFC 6750 3: a bearer token). A credential
+# that was sent and refused is an invalid_token; a request that sent none is told
+# the scheme alone (RFC 6750 3.1).
+CHALLENGE = 'Bearer realm="chatd"'
+REFUSED_CHALLENGE = f'{CHALLENGE}, error="invalid_token"'
+
+
 def error_response(status: int, code: str, message: str, **details: Any) -> Response:
     """The API's error body: ``{"error": {"code", "message", ...details}}``."""
     extra: dict[str, str] = {}
     retry_ms = details.get("retry_ms")
     if status in (429, 503) and isinstance(retry_ms, int):
         extra["Retry-After"] = str(max(1, -(-retry_ms // 1000)))
+    if status == 401:
+        refused = code == Code.AUTH_FAILED
+        extra["WWW-Authenticate"] = REFUSED_CHALLENGE if refused else CHALLENGE
     return json_response({"error": {"code": code, "message": message, **details}}, status,
                          **extra)

@@ -51,6 +51,24 @@ async def test_tokens_missing_wrong_and_revoked(server: ChatServer, clients: Cli
         assert revoked.status_code == 401 and revoked.json()["error"]["code"] == "auth-failed"
 
 
+async def test_a_401_names_its_challenge(server: ChatServer) -> None:
+    # RFC 9110 15.5.2: every 401 carries WWW-Authenticate, which HTTP clients read to
+    # learn the scheme (RFC 6750 3); a token sent and refused is an invalid_token.
+    good = {"Authorization": f"Bearer {await token_for(server, 'alice')}"}
+    async with http(server) as client:
+        missing = await client.get("/api/v1/me")
+        assert missing.headers["WWW-Authenticate"] == 'Bearer realm="chatd"'
+        other_scheme = await client.get("/api/v1/me", headers={"Authorization": "Basic eDp5"})
+        assert other_scheme.headers["WWW-Authenticate"] == 'Bearer realm="chatd"'
+        wrong = await client.post("/api/v1/rooms/general/messages", json={"text": "hi"},
+                                  headers={"Authorization": "Bearer chatd_no"})
+        assert wrong.status_code == 401
+        assert wrong.headers["WWW-Authenticate"] == \
+            'Bearer realm="chatd", error="invalid_token"'
+        allowed = await client.get("/api/v1/me", headers=good)
+        assert allowed.status_code == 200 and "WWW-Authenticate" not in allowed.headers
+
+
 async def test_me_counts_and_lists_your_rooms(server: ChatServer, clients: Clients) -> None:
     # rooms stays the count it always was; room_list names the rooms, with their ids.
     token, alice = await den_with_alice(server, clients)
