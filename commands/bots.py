@@ -111,7 +111,9 @@ async def _revoke_token(ctx: Context, name: str) -> Ok | Deferred:
         raise
     if own is None:
         return ok(f"Token {name} revoked.", name=name)
-    told = token_ended_error(own, expired=False)
+    # The command's answer names its command, as every command's error does (the
+    # other sessions of the token are told the same without it: unasked).
+    told = token_ended_error(own, expired=False) | {"command": ctx.command}
     ctx.send(told)
     ctx.services.presence.end(session, told["code"])
     return DEFERRED

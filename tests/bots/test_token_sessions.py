@@ -59,6 +59,7 @@ async def test_a_bots_token_revoked_by_the_owner_stops_the_bot_posting(
     other, _ = await _logged_in(clients, f"/auth {made['token']}")
     answer = await other.command("/token revoke default", check=False)
     assert (answer.final["type"], answer.final["code"]) == ("error", "token-revoked")
+    assert answer.final["command"] == "token"  # as every command's error names it
     assert (await other.next_event())["type"] == "closed"
     assert (await _ended(bot))["code"] == "token-revoked"
     helper = server.services.accounts.find("helper")
