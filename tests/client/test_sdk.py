@@ -585,6 +585,37 @@ async def test_a_room_the_bot_was_removed_from_is_not_joined_again(
     await stopped(bot, task)
 
 
+async def test_a_bot_that_only_reads_is_in_the_rooms_its_account_is_in(
+        server: ChatServer, clients: Clients, caplog: pytest.LogCaptureFixture) -> None:
+    # A read-only token cannot /join (post), but needs not: the account is in #general
+    # already, and its messages come. The bot must not call it a room it could not join.
+    alice = await clients.user("alice")
+    await alice.command("/create general")
+    reader = await clients.user("reader")
+    await reader.command("/join general")
+    token = (await reader.command("/token create logger read"))["token"]
+    await reader.command("/logout")
+    bot = Bot("127.0.0.1", server.port, user="reader", token=token, rooms=["general"],
+              backoff=quick_backoff())
+    got: list[Message] = []
+
+    @bot.on_message
+    async def message(event: Message) -> None:
+        got.append(event)
+
+    with caplog.at_level(logging.INFO, logger="chatd.client.sdk.bot"):
+        task = await started(bot)
+        await alice.command("/say general for the record")
+        await until(lambda: len(got) == 1, "the bot to read the message")
+        assert bot.client is not None
+        await bot.client.close()  # and again after a reconnection, resume token and all
+        await until(lambda: bot.connections == 2, "the bot to reconnect")
+    assert "could not join" not in caplog.text
+    assert caplog.text.count("in #general") == 2 and bot.rooms == {"general"}
+    assert (got[0].room, got[0].text) == ("general", "for the record")
+    await stopped(bot, task)
+
+
 async def test_a_room_that_ended_while_the_bot_was_away_is_dropped_once(
         server: ChatServer, clients: Clients, caplog: pytest.LogCaptureFixture) -> None:
     token = await bot_token(clients, "helper")

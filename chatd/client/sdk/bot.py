@@ -323,7 +323,7 @@ class Bot:
         resume_from = self.last_id if self._started else None
         try:
             welcome = await self._login(client)
-            joined = await self._rejoin(client)
+            joined = await self._rejoin(client, welcome)
             if resume_from is None:
                 # Before the bot counts as connected: a connection lost from then
                 # on must find where to resume from (what is said meanwhile is
@@ -448,10 +448,15 @@ class Bot:
                 else password_login(self.user, str(self._password), resume))
         return await client.command(line, check=False, timeout=self.timeout)
 
-    async def _rejoin(self, client: ChatClient) -> list[str]:
-        """Join the bot's rooms; those it is in now."""
-        joined: list[str] = []
-        for room in sorted(self.rooms):
+    async def _rejoin(self, client: ChatClient, welcome: Reply) -> list[str]:
+        """Join the bot's rooms; those it is in now. A room the login says its account
+        is in already is not joined again: a /join would change nothing there, and a
+        token without post (a bot that only reads) would see it refused, its room
+        logged as one it could not join though its messages come."""
+        listed = welcome.get("rooms")
+        member_of = {str(name).lower() for name in listed} if isinstance(listed, list) else set()
+        joined = sorted(self.rooms & member_of)
+        for room in sorted(self.rooms - member_of):
             reply = await client.command(f"/join {room}", check=False, timeout=self.timeout)
             if reply.ok:
                 joined.append(room)
