@@ -519,8 +519,9 @@ def _check_password(password: str) -> None:
 
 
 def _valid_user_name(raw: str) -> str:
+    """The name of an account about to be made (see names.new_user_name)."""
     try:
-        return names.user_name(raw)
+        return names.new_user_name(raw)
     except names.InvalidName as exc:
         raise ChatError(Code.INVALID_NAME, str(exc)) from None
 

@@ -22,6 +22,7 @@ __all__ = [
     "looks_like_duration",
     "meant_as_duration",
     "name_key",
+    "new_user_name",
     "not_a_duration",
     "parse_duration",
     "reserved",
@@ -95,6 +96,25 @@ def user_name(raw: str) -> str:
             " letters A-Z a-z, digits 0-9, '_' or '-'."
         )
     return raw
+
+
+# What starts an option of a command (/login's --resume and --token, /token
+# create's --session): a name read where an option may stand is taken for it.
+OPTION_PREFIX: Final = "--"
+
+
+def new_user_name(raw: str) -> str:
+    """Validate the name of an account about to be made: a user name, and not one
+    that reads as an option. An account named ``--resume`` could never log in with
+    its password (``/login --resume <pw>`` is a resume login), nor one named
+    ``--token`` be told from the token form. Accounts made before this rule keep
+    their names, which :func:`user_name` still takes."""
+    name = user_name(raw)
+    if name.startswith(OPTION_PREFIX):
+        raise InvalidName(f"invalid user name {quoted(raw)}: a name starting with "
+                          f"{OPTION_PREFIX} reads as an option (/login --resume, --token); "
+                          "choose another.")
+    return name
 
 
 def room_name(raw: str) -> str:

@@ -104,6 +104,8 @@ async def test_names_kinds_and_limits(clients: Clients) -> None:
     alice = await clients.user("alice")
     assert (await error_of(alice, "/bot create alice"))["code"] == "name-taken"
     assert (await error_of(alice, "/bot create no/way"))["code"] == "invalid-name"
+    # (A bot named --resume could not be named in /login, which reads it as the option.)
+    assert (await error_of(alice, "/bot create --resume"))["code"] == "invalid-name"
     for n in range(10):
         await alice.command(f"/bot create b{n}")
     full = await error_of(alice, "/bot create b10")

@@ -57,10 +57,20 @@ async def test_register_refuses_a_taken_name_case_insensitively(
 
 
 @pytest.mark.parametrize("name", ["bad!name", "x" * 25, "émile", "a.b", "#chan", "dot.",
-                                  "\u212aelvin"])
+                                  "\u212aelvin", "--token", "--Resume", "--x"])
 async def test_register_refuses_an_invalid_name(clients: Clients, name: str) -> None:
     client = await clients.anonymous()
     assert (await error_of(client, f"/register {name} {PASSWORD}"))["code"] == "invalid-name"
+
+
+async def test_a_name_that_reads_as_an_option_is_refused_with_why(clients: Clients) -> None:
+    # An account named --resume could never log in with its password: /login --resume
+    # <pw> is a resume login. A single dash starts a name as it did.
+    client = await clients.anonymous()
+    refused = await error_of(client, f"/register --resume {PASSWORD}")
+    assert refused["code"] == "invalid-name" and "reads as an option" in refused["message"]
+    assert (await error_of(client, f"/login --resume {PASSWORD}"))["code"] == "auth-failed"
+    assert (await client.command(f"/register -dash {PASSWORD}"))["user"] == "-dash"
 
 
 async def test_register_accepts_the_longest_name(clients: Clients) -> None:
