@@ -516,6 +516,23 @@ async def test_a_request_that_would_change_the_format_is_refused_before_sending(
     await stopped(bot, task)
 
 
+async def test_a_request_is_judged_as_the_server_reads_it_without_control_characters(
+        server: ChatServer, clients: Clients) -> None:
+    # The server removes control characters before it reads a line: "/form\x00at text"
+    # is /format text there, and a NEL (U+0085, which str.split takes for a space)
+    # vanishes from "/\x85format text". Either would have left the bot reading text.
+    token = await bot_token(clients, "helper")
+    bot = Bot("127.0.0.1", server.port, user="helper", token=token)
+    task = await started(bot)
+    for line in ("/form\x00at text", "/\x85format text", "/set for\x7fmat text",
+                 "/up\x1bload notes.txt 3", "\x00/format text"):
+        with pytest.raises(ValueError):
+            await bot.request(line, timeout=2)
+    assert (await bot.request("/ping", timeout=2)).ok  # still reading JSON
+    assert bot.connections == 1
+    await stopped(bot, task)
+
+
 async def test_a_request_with_a_line_break_is_refused_before_sending(
         server: ChatServer, clients: Clients) -> None:
     # What follows a line break reached the server as a command of its own, unlabelled:

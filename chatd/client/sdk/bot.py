@@ -37,7 +37,7 @@ from collections.abc import Awaitable, Callable, Iterable
 from pathlib import Path
 from typing import Any, Protocol, TypeVar
 
-from chatd.client.api import DEFAULT_TIMEOUT, ChatClient, ClientError, Reply
+from chatd.client.api import DEFAULT_TIMEOUT, ChatClient, ClientError, Reply, as_kept
 from chatd.client.logins import (
     password_login,
     resume_login,
@@ -664,11 +664,14 @@ def unreadable(line: str) -> str | None:
     command, so it is looked through. A line that is not a command gets no
     labelled answer at all. Nor does the part after a line break: the server reads
     it as a line of its own (a command run unasked, ``/format text`` even).
+    The rest is read as the server will read it, its control characters removed
+    (``/form\\x00at text`` is ``/format text`` there).
     """
     if "\n" in line or "\r" in line:
         return (f"a request is one line; {line!r} holds a line break, and the server "
                 "would run what follows it as a command of its own (bot.say and "
                 "bot.direct make a message's text one line)")
+    line = as_kept(line)
     words = line.split()
     if not line.startswith("/") or line.startswith("//"):
         return (f"a request is a command starting with /, not {line!r}: "
