@@ -6,8 +6,10 @@
 To mute, the bot must be an admin of the room (``/promote modbot general``)
 and its token must grant the ``moderate`` scope: a token has only
 ``read,post`` unless asked for more, so make it with
-``/bot create modbot read,post,moderate`` (or, as the bot's own account,
-``/token create default read,post,moderate``). Without either, it says in
+``/bot create modbot read,post,moderate`` (or, for a bot made already, its
+owner makes it another: ``/bot token modbot read,post,moderate``; the bot
+itself cannot, with no password and a token without ``admin``). Without
+either, it says in
 the room that it cannot mute (``not-permitted`` or ``scope``).
 When one person sends more than ``limit`` messages within ``window`` seconds
 in a room, the bot mutes them there for ``mute`` and says why. ``!rules``

@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import json
 import os
+import re
 import sys
 import threading
 from collections.abc import AsyncIterator, Iterator
@@ -204,6 +205,20 @@ async def test_moderation_without_the_moderate_scope_says_so(
         await bob.command(f"/say general flood {n}")
     assert "cannot mute them (scope)" in str((await said(alice, "flooding"))["text"])
     await stopped(bot, task)
+
+
+async def test_the_moderation_bots_help_names_tokens_that_can_mute(clients: Clients) -> None:
+    # Each way the help gives to make the bot's token, run by its owner as written,
+    # gives the bot (not the owner, and not by a login the bot cannot make: a bot has
+    # no password) a token with the moderate scope.
+    doc = moderate.__doc__ or ""
+    made = [cmd for cmd in re.findall(r"``(/[^`]+)``", " ".join(doc.split()))
+            if cmd.startswith(("/bot create", "/bot token", "/token create"))]
+    assert len(made) >= 2, made
+    alice = await clients.user("alice")
+    for command in made:
+        answer = await alice.command(command)
+        assert answer["user"] == "modbot" and "moderate" in answer["scopes"], command
 
 
 def test_moderation_rules_from_the_command_line() -> None:
