@@ -444,18 +444,21 @@ class WebServer:
         for needed in route.scopes:
             if needed not in grant.scopes:
                 raise HttpError(403, Code.SCOPE, f"this token does not grant the {needed.value} "
-                                f"scope; {self._remedy(grant.user, needed)}",
+                                f"scope; {self._remedy(grant.user, route.scopes)}",
                                 scope=needed.value)
         return grant
 
-    def _remedy(self, user: User, scope: Scope) -> str:
-        """Who can make a token that grants ``scope``, and how: a bot cannot make its
-        own tokens (its owner does, with /bot token), a person can."""
+    def _remedy(self, user: User, scopes: tuple[Scope, ...]) -> str:
+        """Who can make a token that grants ``scopes`` (every one the operation needs:
+        a token made with the missing one alone would be refused for another), and
+        how: a bot cannot make its own tokens (its owner does, with /bot token), a
+        person can."""
+        listed = ",".join(scope.value for scope in scopes)
         if not user.is_bot:
-            return f"make one that does with /token create <name> {scope.value}."
+            return f"make one that does with /token create <name> {listed}."
         owner = self.services.accounts.get(user.owner_id) if user.owner_id else None
         who = f"its owner {owner.name}" if owner is not None else "a server admin"
-        return f"{who} makes one that does with /bot token {user.name} {scope.value}."
+        return f"{who} makes one that does with /bot token {user.name} {listed}."
 
     async def _authenticate(self, request: Request, ip: str) -> Grant:
         """The token's user; failures count against the address as failed logins do."""

@@ -544,6 +544,25 @@ async def test_each_route_needs_its_tokens_scope(server: ChatServer, clients: Cl
     assert "no" not in [m.get("text") for m in (await alice.command("/history den"))["messages"]]
 
 
+async def test_a_scope_refusal_names_every_scope_the_operation_needs(
+        server: ChatServer, clients: Clients) -> None:
+    # A webhook takes moderate and post: the remedy names both, so that the token it
+    # tells how to make is one that does (moderate alone would be refused for post).
+    alice = await clients.user("alice")
+    await alice.command("/create den")
+    poster = (await alice.command("/token create poster read,post"))["token"]
+    async with http(server, poster) as client:
+        refused = await client.post("/api/v1/rooms/den/webhooks", json={"name": "ci"})
+    assert refused.status_code == 403 and refused.json()["error"] == {
+        "code": "scope", "scope": "moderate",
+        "message": "this token does not grant the moderate scope; make one that does with "
+                   "/token create <name> moderate,post."}
+    remedy = (await alice.command("/token create hooks moderate,post"))["token"]
+    async with http(server, remedy) as client:
+        made = await client.post("/api/v1/rooms/den/webhooks", json={"name": "ci"})
+    assert made.status_code == 201, made.text
+
+
 # Each operation and the command it does what of (docs/WEB.md: "the same domain rules").
 SAME_AS = {"me": "whoami", "rooms": "myrooms", "members": "who", "history": "history",
            "post_to_room": "say", "post_to_user": "msg", "notifications": "notifications",
