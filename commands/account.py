@@ -214,21 +214,27 @@ async def passwd(ctx: Context, old: str, new: str) -> Ok:
     closed = services.presence.close_sessions(user, keep=ctx.session)
     # A cluster's other nodes close theirs when they hear of the change.
     nodes = user.elsewhere
-    # Whoever held the old password may hold a resume token made with it.
+    # Whoever held the old password may hold a resume token made with it, or a
+    # browser tab's token (made at a password log-in): a tab would log itself in
+    # again with it. This session's own token stays (the tab changing it goes on).
     await services.resume.revoke_user(user)
+    tabs = await services.tokens.revoke_sessions(user, keeping=ctx.session.token_id)
     await services.audit.record("password-changed", actor=user.name)
     valid = await services.tokens.count_valid(user)
-    return ok(_password_changed(closed, nodes, valid), closed_connections=closed,
-              closed_on_nodes=nodes, valid_tokens=valid)
+    return ok(_password_changed(closed, nodes, tabs, valid), closed_connections=closed,
+              closed_on_nodes=nodes, revoked_session_tokens=tabs, valid_tokens=valid)
 
 
-def _password_changed(closed: int, nodes: int, valid: int) -> str:
+def _password_changed(closed: int, nodes: int, tabs: int, valid: int) -> str:
     text = "Your password is changed."
     if closed:
         text += f" Your {closed} other connection{'s were' if closed != 1 else ' was'} closed."
     if nodes:
         text += (f" Your connections on {nodes} other node{'s' * (nodes != 1)} of the cluster "
                  "are closed too.")
+    if tabs:
+        text += (f" {tabs} browser session token{'s were' if tabs != 1 else ' was'} revoked: "
+                 "those tabs log in again with the new password.")
     if not valid:
         return text + " No API token can log in as you."
     shown = "them" if valid != 1 else "it"

@@ -80,6 +80,16 @@ class TokenQueries:
                                expires_at, scopes, kind=SESSION_TOKEN_KIND)
         return made, gone
 
+    async def delete_session_tokens(self: SqliteHost, user_id: int,
+                                    keeping: int | None = None) -> list[TokenRecord]:
+        """The account's tabs' tokens deleted, but ``keeping`` (and, by cascade, the
+        resume tokens made from them)."""
+        async with self._transaction() as conn:
+            rows = await conn.execute_fetchall(
+                f"DELETE FROM api_tokens WHERE user_id = ? AND kind = ? AND id IS NOT ? "
+                f"RETURNING {_TOKEN}", (user_id, SESSION_TOKEN_KIND, keeping))
+        return [TokenRecord(*row) for row in rows]
+
     async def find_token(self: SqliteHost, token_hash: str) -> TokenRecord | None:
         row = await self._fetch_one(f"SELECT {_TOKEN} FROM api_tokens WHERE token_hash = ?",
                                     (token_hash,))

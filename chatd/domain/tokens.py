@@ -413,6 +413,20 @@ class Tokens:
         # from the announcement itself, not only after reading the tokens again.
         self._accounts.changed(user, "tokens", revoked=[r.id for r in found])
 
+    async def revoke_sessions(self, user: User, keeping: int | None) -> int:
+        """Delete ``user``'s browser tabs' tokens but ``keeping`` (the one the asking
+        session logged in with), as :meth:`revoke` deletes one; how many went. A
+        changed password ends the tabs logged in with the old one: a tab that logged
+        itself in again with its token would outlive the change."""
+        gone = await self._storage.delete_session_tokens(user.id, keeping)
+        for record in gone:
+            held = self._by_id.get(record.id)
+            if held is not None:
+                self._forget(held)
+        if gone:
+            self._accounts.changed(user, "tokens", revoked=[r.id for r in gone])
+        return len(gone)
+
     def revoked_elsewhere(self, token_ids: list[int]) -> None:
         """Another node revoked these tokens: they stop logging in here, and their
         connections here are closed, before this node reads the account again."""

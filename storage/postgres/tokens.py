@@ -83,6 +83,17 @@ class PgTokenQueries:
                            scopes, kind=SESSION_TOKEN_KIND)
         return made, [TokenRecord(*row) for row in rows]
 
+    async def delete_session_tokens(self: PgHost, user_id: int,
+                                    keeping: int | None = None) -> list[TokenRecord]:
+        """The account's tabs' tokens deleted, but ``keeping`` (and, by cascade, the
+        resume tokens made from them)."""
+        async with self._transaction() as conn:
+            rows = await conn.fetch(
+                f"DELETE FROM api_tokens WHERE user_id = $1 AND kind = $2 "
+                f"AND id IS DISTINCT FROM $3 RETURNING {_TOKEN}",
+                user_id, SESSION_TOKEN_KIND, keeping)
+        return [TokenRecord(*row) for row in rows]
+
     async def find_token(self: PgHost, token_hash: str) -> TokenRecord | None:
         row = await self._fetch_one(f"SELECT {_TOKEN} FROM api_tokens WHERE token_hash = $1",
                                     token_hash)
