@@ -28,7 +28,7 @@ from chatd.domain.scopes import (
     require_scope,
     shown,
 )
-from chatd.domain.tokens import API_KIND, SESSION_KIND
+from chatd.domain.tokens import API_KIND, SESSION_KIND, Minted
 from chatd.domain.webhooks import bot_name, hook_path
 from chatd.errors import ChatError, Code
 from chatd.protocol.context import Context, table_time
@@ -161,21 +161,33 @@ async def _create_token(ctx: Context, owner: User, name: str | None,
     """A token of ``kind`` for ``owner`` (the user, or one of their bots): never more
     scopes than this session has, so a token cannot mint a stronger one."""
     granted = _grantable(ctx, scopes)
+    tokens, login_token = ctx.services.tokens, ctx.session.token_id
     # A session token past the account's bound revokes the least recently used of
-    # them, never the one this session logged in with (a tab renewing its own).
-    minted = await ctx.services.tokens.mint(owner, name, ttl, granted, kind,
-                                            keeping=ctx.session.token_id)
+    # them, never the one this session logged in with (a tab renewing its own). And
+    # no token outlives that one: a leaked short-lived token must not mint a lasting one.
+    minted = await tokens.mint(owner, name, ttl, granted, kind, keeping=login_token,
+                               not_after=await tokens.expiry_of(ctx.user, login_token))
     record, secret = minted.record, minted.secret
-    lasts = "never expires" if record.expires_at is None else \
-        f"expires {table_time(record.expires_at)} UTC"
     what = "Session token" if kind == SESSION_KIND else "Token"
     revoked = [gone.name for gone in minted.revoked]
-    return ok(f"{what} {record.name} for {owner.name} ({shown(granted)}, {lasts}): "
+    return ok(f"{what} {record.name} for {owner.name} ({shown(granted)}, {_lasts(minted)}): "
               f"{secret} (shown only now; log in with /login {owner.name} --token <token>)"
               f"{_made_room(revoked)}.",
               token=secret, name=record.name, user=owner.name, scopes=listed(granted),
               expires=record.expires_at, kind=record.kind,
-              **({"revoked": revoked} if revoked else {}))
+              **({"revoked": revoked} if revoked else {}),
+              **({"capped": True} if minted.capped else {}))
+
+
+def _lasts(minted: Minted) -> str:
+    """How long a new token lives, as its reply says: cut to the token the session
+    logged in with says so, as its maker asked for longer (or for no end)."""
+    expires = minted.record.expires_at
+    if expires is None:
+        return "never expires"
+    if minted.capped:
+        return f"expires with the token this session logged in with, {table_time(expires)} UTC"
+    return f"expires {table_time(expires)} UTC"
 
 
 def _made_room(revoked: list[str]) -> str:

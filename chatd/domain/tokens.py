@@ -90,7 +90,8 @@ def looks_like_token(secret: str) -> bool:
 @dataclass(frozen=True, slots=True)
 class _Row:
     """What a token is made of before it is stored: whose, its secret, lifetime,
-    scopes and kind, and the token the session asking logged in with (kept)."""
+    scopes and kind, the token the session asking logged in with (kept), and the
+    latest it may expire (``not_after``: that token's expiry, if it has one)."""
 
     user: User
     secret: str
@@ -98,6 +99,16 @@ class _Row:
     scopes: frozenset[Scope]
     kind: str
     keeping: int | None
+    not_after: float | None = None
+
+    def expiry(self, now: float) -> float | None:
+        """When the token expires, made at ``now``: its ttl's end, no later than
+        ``not_after`` (a token made with a token must not outlive it: a leaked
+        short-lived token would otherwise mint a permanent one)."""
+        asked = now + self.ttl if self.ttl else None
+        if self.not_after is None or (asked is not None and asked <= self.not_after):
+            return asked
+        return self.not_after
 
 
 # A token stored, and the session tokens revoked to make room for it.
@@ -113,6 +124,9 @@ class Minted:
     secret: str
     record: TokenRecord
     revoked: tuple[TokenRecord, ...] = ()
+    # Whether its expiry was cut to the expiry of the token the asking session
+    # logged in with (the lifetime asked for, or none, would have outlived it).
+    capped: bool = False
 
 
 @dataclass(frozen=True, slots=True)
@@ -231,17 +245,18 @@ class Tokens:
     async def mint(self, user: User, name: str | None, ttl: float | None,
                    scopes: frozenset[Scope] = DEFAULT_SCOPES,
                    kind: str = API_KIND,
-                   keeping: int | None = None) -> Minted:
+                   keeping: int | None = None, not_after: float | None = None) -> Minted:
         """A new token of ``kind``, and the tokens revoked to make room for it.
         Without a ``name``, the first of ``token2``, ``token3`` ... that ``user`` has
         none of. A ``session`` token past the account's ``max_sessions`` revokes the
         least recently used of them, never ``keeping`` (the token the session asking
-        logged in with): a revocation like ``/token revoke``'s."""
+        logged in with): a revocation like ``/token revoke``'s. It expires no later
+        than ``not_after`` (see :meth:`expiry_of`), whatever ``ttl`` asks."""
         if name is not None and _NAME.fullmatch(name) is None:
             raise ChatError(Code.BAD_ARGUMENTS, f"a token's name is 1-{NAME_MAX} letters, "
                             f"digits, '.', '_' or '-', not {names.quoted(name)}.")
         secret = PREFIX + secrets.token_urlsafe(32)
-        row = _Row(user, secret, ttl, scopes, kind, keeping)
+        row = _Row(user, secret, ttl, scopes, kind, keeping, not_after)
         # Made under the account's lock, and counted by the database with the insert:
         # creations sent at once on several connections, through one node or several,
         # are counted one after the other.
@@ -256,7 +271,8 @@ class Tokens:
         # Those revoked to make room travel with the news, as a revocation's do.
         news = {"revoked": [r.id for r in revoked]} if revoked else {}
         self._accounts.changed(user, "tokens", **news)
-        return Minted(secret, record, tuple(revoked))
+        capped = not_after is not None and (not ttl or record.created_at + ttl > not_after)
+        return Minted(secret, record, tuple(revoked), capped)
 
     async def _insert_fresh(self, row: _Row) -> _Made:
         """The row of a token asked for without a name, named the first free of
@@ -305,7 +321,7 @@ class Tokens:
         token, and its user would not know which of many made-up names to revoke)."""
         now = self._clock.time()
         user_id, hashed = row.user.id, token_hash(row.secret)
-        expires = now + row.ttl if row.ttl else None
+        expires = row.expiry(now)
         if row.kind == SESSION_KIND:
             # The uses this node noted go first, so the least recently used is picked
             # by them too (a cluster's other nodes write theirs every 30 seconds).
@@ -376,6 +392,19 @@ class Tokens:
             record = next((r for r in await self._storage.list_tokens(user.id)
                            if r.id == token_id), None)
         return record.kind if record is not None else API_KIND
+
+    async def expiry_of(self, user: User, token_id: int | None) -> float | None:
+        """When the token a session of ``user`` logged in with (``token_id``; None: a
+        password) expires: what that session makes with it may not last longer.
+        None when it never expires, or there is none. On a cluster's node, a token
+        made on another node a moment ago and not held here yet is read as stored."""
+        if token_id is None:
+            return None
+        record = self._by_id.get(token_id)
+        if record is None and self.shared:
+            record = next((r for r in await self._storage.list_tokens(user.id)
+                           if r.id == token_id), None)
+        return record.expires_at if record is not None else None
 
     async def tying(self, user: User, token_id: int | None) -> int | None:
         """The token a webhook made now by a session of ``user`` logged in with
