@@ -74,6 +74,10 @@ async def login(ctx: Context, name: str, password: str | None, token: str | None
                 resume: bool) -> Ok:
     """Log in (bots: with an API token; anyone: with a resume token, no password check)."""
     services = ctx.services
+    if name.lower() == TOKEN_WORD:
+        # (/login --token x: the token form without its name, not a password tried,
+        # and charged as a failed log-in, for an account called "--token")
+        raise _login_usage("missing <name>.")
     if name.lower() == RESUME_WORD:
         if password is None:
             raise _login_usage("missing <resume-token>.")

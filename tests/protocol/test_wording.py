@@ -155,6 +155,29 @@ async def test_login_names_what_is_missing_in_the_common_style(clients: Clients)
     assert await text_run(person, f"/login alice {PASSWORD}") != []
 
 
+async def test_login_with_a_token_but_no_name_names_the_missing_name(
+        clients: Clients) -> None:
+    """/login --token x was a password log-in of an account named "--token": an
+    auth-failed, charged to the address as a failed log-in."""
+    alice = await clients.user("alice")
+    token = (await alice.command("/token create ci"))["token"]
+    person = await text_client(clients)
+    stats = clients.server.services.stats
+    failures = stats.login_failures
+    for line in (f"/login --token {token}", f"/login --TOKEN {token} --resume",
+                 "/login --token"):
+        [error] = await text_run(person, line)
+        assert error.startswith("! bad-arguments: missing <name>. Usage: /login <name>"), error
+        assert "--token <token>" in error, error
+    assert stats.login_failures == failures
+    bot = await clients.anonymous()
+    refused = await error_of(bot, f"/login --token {token}")
+    assert refused["code"] == "bad-arguments" and refused["message"].startswith(
+        "missing <name>.")
+    assert stats.login_failures == failures
+    assert (await bot.command(f"/login alice --token {token}"))["user"] == "alice"
+
+
 async def test_auth_names_its_missing_token_in_the_common_style(clients: Clients) -> None:
     # "/auth --resume" tried a token named "--resume": auth-failed, and a failed log-in
     # charged to the address, where every other command names what is missing.
