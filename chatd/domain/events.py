@@ -34,6 +34,15 @@ class Event:
 # and a member's sender key for a room handed to another member (docs/E2E.md).
 ROOM_KEY: Final = "e2e-key"
 ENVELOPE_KINDS: Final = frozenset({"e2e", ROOM_KEY})
+# The key of a message's ``extra`` that marks one a bot sent (a bot account's, or
+# a webhook's): kept with the message, so history, replays and a cluster's other
+# nodes show it as live delivery does, and bots can tell not to answer each other.
+BOT_MARK: Final = "bot"
+
+
+def bot_marked(extra: dict[str, Any] | None) -> dict[str, Any]:
+    """``extra`` (a message's kind's fields) with the mark of a bot's message."""
+    return {**extra, BOT_MARK: True} if extra else {BOT_MARK: True}
 
 
 @dataclass(frozen=True, slots=True)

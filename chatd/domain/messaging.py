@@ -16,7 +16,7 @@ import logging
 from functools import partial
 from typing import TYPE_CHECKING, Any
 
-from chatd.domain.events import ROOM_KEY, Message, Typing
+from chatd.domain.events import ROOM_KEY, Message, Typing, bot_marked
 from chatd.domain.limits import RateRefused
 from chatd.domain.permissions import refuse_muted, refuse_silenced, refuse_unvoiced
 from chatd.domain.ports import settled
@@ -102,6 +102,8 @@ class Messaging:
         user = session.user
         assert user is not None
         self.refuse_post(room, user, kind)
+        if user.is_bot:  # marked, so that its readers (bots) can tell not to answer
+            extra = bot_marked(extra)
         poster = self.poster
         if poster is not None and poster.ready():
             return self._post_in_one(poster, session, user, room, text, kind, extra, label)
@@ -299,6 +301,8 @@ class Messaging:
         user = session.user
         assert user is not None
         _refuse_blocked(user, target)
+        if user.is_bot:
+            extra = bot_marked(extra)
         if kind != ROOM_KEY:
             # A sender key is handed to each member once per chain: the command
             # bucket bounds it, the message bucket is for what people read.

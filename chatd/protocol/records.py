@@ -38,6 +38,10 @@ def record_for(item: Outgoing) -> Record:
     return record  # type: ignore[return-value]
 
 
+# The kinds of text shown with a flag of their name ("action": true, "notice": true).
+_FLAGGED = frozenset({"action", "notice"})
+
+
 def _message(e: ev.Message) -> Record:
     record: Record = {"type": "message"}
     if e.room is not None:
@@ -49,16 +53,18 @@ def _message(e: ev.Message) -> Record:
     if e.id is not None:
         record["id"] = e.id
     record["ts"] = iso_ts(e.ts)
-    if e.msg_kind == "action":
-        record["action"] = True
-    elif e.msg_kind == "notice":
-        record["notice"] = True
+    if e.msg_kind in _FLAGGED:
+        record[e.msg_kind] = True
     elif e.msg_kind in ev.ENVELOPE_KINDS:
         # The server relays the envelope untouched and never has a plaintext.
         del record["text"]
         record |= {"e2e": True, **e.extra}
     elif e.msg_kind in ("file", "sticker", "bot"):
         record |= e.extra
+    # A bot's message says so whatever its kind (its extra is shown whole above but
+    # a text's): extra is empty for nearly every message, one truth test.
+    if e.extra and e.extra.get(ev.BOT_MARK):
+        record["bot"] = True
     if e.history:
         record["history"] = True
     if e.offline:

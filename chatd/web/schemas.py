@@ -54,7 +54,9 @@ NOTIFICATIONS = page(notifications=array(ANY_OBJECT))
 # A message record of the line protocol's JSON format (docs/PROTOCOL.md).
 MESSAGE: Schema = {"type": "object", "required": ["type", "from", "ts"],
                    "properties": {"type": STR, "room": STR, "from": STR, "text": STR,
-                                  "id": INT, "ts": STR},
+                                  "id": INT, "ts": STR, "bot": {
+                                      **BOOL, "description": "true when a bot sent it (a "
+                                      "bot account, or a webhook); absent otherwise"}},
                    "additionalProperties": True}
 HISTORY = obj(room=STR, messages=array(MESSAGE), before=nullable(INT))
 POST = obj(text=STR, action=BOOL, optional=("action",))

@@ -31,6 +31,9 @@ class Message:
     # IRC's NOTICE: never answered automatically (mention and command handlers
     # do not see it; ``on_message`` handlers do, and should not reply).
     notice: bool = False
+    # Sent by a bot (a bot account, or a webhook): a bot that answers only people
+    # never starts an endless exchange with another bot.
+    bot: bool = False
     raw: Record = field(default_factory=dict, compare=False, repr=False)
 
     @property
@@ -143,7 +146,7 @@ def message(record: Record, replayed: bool = False) -> Message:
         ts=str(record.get("ts", "")), action=bool(record.get("action")),
         encrypted=bool(record.get("e2e")),
         replayed=replayed or bool(record.get("history") or record.get("offline")),
-        notice=bool(record.get("notice")), raw=record)
+        notice=bool(record.get("notice")), bot=bool(record.get("bot")), raw=record)
 
 
 def _event(record: Record) -> Event:
