@@ -17,7 +17,7 @@ from chatd.content.files import Staged, file_object
 from chatd.crypto.ciphers import ALGORITHMS
 from chatd.crypto.kdf import COSTS
 from chatd.domain.ports import settled
-from chatd.domain.scopes import Scope
+from chatd.domain.scopes import Scope, listed
 from chatd.domain.webhooks import hook_path
 from chatd.errors import ChatError, Code
 from chatd.protocol.codec import one_line
@@ -89,9 +89,12 @@ async def me(call: Call) -> Response:
     joined = call.services.rooms.of_user(user)
     # rooms has always been the count (the reference says an integer): the rooms
     # themselves, by name with their ids, are room_list beside it.
+    # bot and scopes: a script learns what it is and what its token lets it do
+    # (as a line-protocol log-in's ok says) before it tries and is refused.
     return json_response({"name": user.name, "admin": user.is_admin, "rooms": len(joined),
                           "room_list": [{"id": r.id, "name": r.name} for r in joined],
-                          "notifications": unread})
+                          "notifications": unread, "bot": user.is_bot,
+                          "scopes": listed(call.scopes)})
 
 
 async def rooms(call: Call) -> Response:

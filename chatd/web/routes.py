@@ -55,8 +55,10 @@ class Call:
     peer: str
     user: User | None
     params: dict[str, str | int]
-    # The API token the request came with (None on a route that takes none).
+    # The API token the request came with (None on a route that takes none), and
+    # the scopes it grants.
     token_id: int | None = None
+    scopes: frozenset[Scope] = frozenset()
 
     @property
     def me(self) -> User:

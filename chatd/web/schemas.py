@@ -6,6 +6,7 @@ from typing import Any
 
 from chatd.crypto.ciphers import ALGORITHMS
 from chatd.crypto.kdf import COSTS
+from chatd.domain.scopes import Scope
 
 Schema = dict[str, Any]
 
@@ -35,8 +36,12 @@ def nullable(schema: Schema) -> Schema:
 
 ERROR = obj(error={**obj(code=STR, message=STR), "additionalProperties": True})
 # rooms counts them; room_list names them (by name, with their ids).
+# bot and scopes: what the account is, and what the token asking may do.
 ME = obj(name=STR, admin=BOOL, rooms=INT, room_list=array(obj(id=INT, name=STR)),
-         notifications=INT)
+         notifications=INT,
+         bot={**BOOL, "description": "whether the account is a bot account (/bot create)"},
+         scopes={**array({"type": "string", "enum": [scope.value for scope in Scope]}),
+                 "description": "the scopes the token of this request grants"})
 ROOM = obj(id=INT, name=STR, mode=STR, members=INT, topic=STR, e2e=BOOL, role=STR)
 
 

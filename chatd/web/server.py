@@ -108,13 +108,15 @@ def status_of(code: Code) -> int:
 class Admitted:
     """A request accepted on its head (before its body was read, when one is still to
     come): its route, the route's parameters and the user its token names (None on a
-    route that takes no token), and that token's id. Each is decided once, the token
-    checked (and the request charged against the user's rate) once."""
+    route that takes no token), that token's id and the scopes it grants. Each is
+    decided once, the token checked (and the request charged against the user's
+    rate) once."""
 
     route: Route
     params: dict[str, str | int]
     user: User | None
     token_id: int | None = None
+    scopes: frozenset[Scope] = frozenset()
 
 
 class WebHost(ConnectionHost, Protocol):
@@ -357,7 +359,7 @@ class WebServer:
                 return found
             admitted = await self._admitted(found, request, ip)
         call = Call(request, self.services, self.config, f"{ip}:0", admitted.user,
-                    admitted.params, admitted.token_id)
+                    admitted.params, admitted.token_id, admitted.scopes)
         return await admitted.route.handler(call)
 
     async def _target(self, request: Request) -> Response | Route:
@@ -409,7 +411,7 @@ class WebServer:
         if not route.auth:
             return Admitted(route, params, None)
         grant = await self._authorize(route, request, ip)
-        return Admitted(route, params, grant.user, grant.token_id)
+        return Admitted(route, params, grant.user, grant.token_id, grant.scopes)
 
     async def _is_page(self, path: str) -> bool:
         """Whether ``GET path`` answers with a page (or a static file) of its own."""

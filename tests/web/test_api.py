@@ -45,7 +45,7 @@ async def test_tokens_missing_wrong_and_revoked(server: ChatServer, clients: Cli
         assert wrong.status_code == 401 and wrong.json()["error"]["code"] == "auth-failed"
         good = await client.get("/api/v1/me", headers={"Authorization": f"Bearer {secret}"})
         assert good.json() == {"name": "alice", "admin": False, "rooms": 0, "room_list": [],
-                               "notifications": 0}
+                               "notifications": 0, "bot": False, "scopes": ["read", "post"]}
         await alice.command("/token revoke api")
         revoked = await client.get("/api/v1/me", headers={"Authorization": f"Bearer {secret}"})
         assert revoked.status_code == 401 and revoked.json()["error"]["code"] == "auth-failed"
@@ -78,6 +78,27 @@ async def test_me_counts_and_lists_your_rooms(server: ChatServer, clients: Clien
         me = (await client.get("/api/v1/me")).json()
     assert me["rooms"] == 2
     assert me["room_list"] == [{"id": den, "name": "den"}, {"id": general, "name": "general"}]
+
+
+async def test_me_says_whether_the_account_is_a_bot_and_what_the_token_grants(
+        server: ChatServer, clients: Clients) -> None:
+    alice = await clients.user("alice")
+    helper = (await alice.command("/bot create helper read"))["token"]
+    moderator = (await alice.command("/token create mod read,post,moderate"))["token"]
+    async with http(server, helper) as client:
+        bot = (await client.get("/api/v1/me")).json()
+    async with http(server, moderator) as client:
+        person = (await client.get("/api/v1/me")).json()
+        document = (await client.get("/api/v1/openapi.json")).json()
+    assert (bot["name"], bot["bot"], bot["scopes"]) == ("helper", True, ["read"])
+    assert (person["name"], person["bot"], person["scopes"]) == (
+        "alice", False, ["read", "post", "moderate"])
+    answer = document["paths"]["/api/v1/me"]["get"]["responses"]["200"]
+    described = answer["content"]["application/json"]["schema"]["properties"]
+    assert described["bot"]["type"] == "boolean" and "bot account" in described["bot"][
+        "description"]
+    assert described["scopes"]["items"]["enum"] == ["read", "post", "moderate", "admin"]
+    assert "grants" in described["scopes"]["description"]
 
 
 async def test_rooms_members_and_posting_reach_connected_users(
