@@ -67,6 +67,10 @@ log = logging.getLogger(__name__)
 MESSAGE: Final = Kind.MESSAGE
 ROOM_RATE = "message_rate"
 ROOM_BURST = "message_burst"
+# The audit's actions of a flood that disconnects: the connection was closed; or,
+# from an HTTP API request, which has none, every request is refused (429) instead.
+FLOOD_DISCONNECT: Final = "flood-disconnect"
+FLOOD_REFUSED: Final = "flood-refused"
 # Typing indicators a connection may send at once before typing_rate applies.
 TYPING_BURST: Final = 2.0
 # Longest single sleep of a wait; the wait is re-measured after it, so a clock
@@ -76,12 +80,15 @@ MAX_WAIT_STEP: Final = 1.0
 
 class Client(Protocol):
     """What limits need of a connection: its id (the key of its own buckets),
-    who is logged in, and, for a flood that disconnects, a last word and close."""
+    who is logged in, and, for a flood that disconnects, a last word and close,
+    and whether that closed anything (an HTTP request has no connection)."""
 
     @property
     def id(self) -> int: ...
     @property
     def user(self) -> User | None: ...
+    @property
+    def closing(self) -> bool: ...
     def send(self, event: events.Event, /) -> None: ...
     def close(self, reason: str) -> None: ...
 
@@ -287,8 +294,10 @@ class Protection:
             return
         session.send(events.FloodDisconnected(user.name))
         session.close("flood")
-        self._spawn(self._audit.record("flood-disconnect", None, user.name,
-                                                room, "flooding"))
+        # An HTTP API request has no connection to close (it stays open after close):
+        # it is answered 429, and its entry says that rather than a disconnection.
+        action = FLOOD_DISCONNECT if session.closing else FLOOD_REFUSED
+        self._spawn(self._audit.record(action, None, user.name, room, "flooding"))
 
     def _spawn(self, work: Coroutine[Any, Any, None]) -> None:
         """Run an async consequence of a synchronous refusal, keeping a reference.

@@ -264,6 +264,24 @@ async def test_the_message_rate_limit_holds_for_the_api(
         assert int(codes[-1].headers["retry-after"]) >= 1
 
 
+@pytest.mark.server(limits__message_rate=0.1, limits__message_burst=1,
+                    limits__flood_threshold=2)
+async def test_a_direct_message_flood_over_http_is_audited_as_refused_not_disconnected(
+        server: ChatServer, clients: Clients) -> None:
+    """An HTTP request has no connection to close: the flood is answered 429, and the
+    audit says so rather than claim a disconnection."""
+    token = await token_for(server, "alice")
+    await clients.user("bob")
+    async with http(server, token) as client:
+        statuses = [(await client.post("/api/v1/users/bob/messages", json={"text": "m"})
+                     ).status_code for _ in range(3)]
+        assert statuses == [201, 429, 429]  # the second refusal is the flood
+        assert (await client.get("/api/v1/me")).status_code == 200
+    entries = await server.services.audit.entries(100)
+    floods = [(e.action, e.target, e.reason) for e in entries if e.action.startswith("flood")]
+    assert floods == [("flood-refused", "alice", "flooding")]
+
+
 @pytest.mark.server(limits__command_rate=1, limits__command_burst=2)
 async def test_every_request_costs_a_command_token(server: ChatServer) -> None:
     token = await token_for(server, "alice")
