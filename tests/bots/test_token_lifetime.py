@@ -5,7 +5,11 @@ from __future__ import annotations
 
 from chatd.client import ChatClient
 from chatd.domain.clock import ManualClock
+from tests.backends import both
 from tests.helpers import Clients
+
+# A token's expiry is stored alike on both backends: the cap must hold on each.
+backend = both
 
 CAPPED = "expires with the token this session logged in with"
 
