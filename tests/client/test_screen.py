@@ -41,6 +41,7 @@ from tests.relay import Relay
 
 LEFT, UP, ENTER, TAB, PAGE_UP, PAGE_DOWN = "\x1b[D", "\x1b[A", "\r", "\t", "\x1b[5~", "\x1b[6~"
 CTRL_N, CTRL_P, CTRL_D = "\x0e", "\x10", "\x04"
+PASTE_START, PASTE_END = "\x1b[200~", "\x1b[201~"  # a bracketed paste
 ROWS, COLUMNS = 24, 100
 
 
@@ -502,6 +503,24 @@ async def test_a_plain_line_in_the_server_conversation_goes_nowhere(
     await alice.sees(lambda p: p.input_row == "#secret>", "#secret again")
     alice.type("/secure on" + ENTER)
     await alice.sees("lines you type in #secret are now encrypted")
+
+
+async def test_a_paste_of_several_lines_sends_each_to_the_conversation_on_screen(
+        clients: Clients, person: Callable[..., object]) -> None:
+    bob = await bob_in(clients, "general")
+    alice: Person = await person("alice")  # type: ignore[misc]
+    await alice.joins("general")  # the server's current room, once alice shows bob
+    alice.type("/query bob" + ENTER)
+    await alice.sees(lambda p: p.input_row == "@bob>", "the conversation with bob")
+    await settle(bob)
+    alice.type(PASTE_START + "private one\nprivate two\n/whoami" + PASTE_END + ENTER)
+    await alice.sees("<alice -> bob> private two")
+    messages = [e for e in await settle(bob) if e.get("type") == "message"]
+    # Each pasted line is a direct message to bob, none went to #general; a pasted
+    # command is a command, run as if typed.
+    assert [(m.get("to"), m.get("text")) for m in messages] == [
+        ("bob", "private one"), ("bob", "private two")]
+    await alice.sees("You are alice")
 
 
 # -- missing nothing across a reconnection --------------------------------------------------------

@@ -141,7 +141,21 @@ class Controller:
         await self.show(keys[(keys.index(self.state.current) + by) % len(keys)])
 
     async def submit(self, text: str) -> bool:
-        """Handle one typed line; False when the person asked to quit."""
+        """Handle what was typed or pasted, a line at a time; False when the person
+        asked to quit.
+
+        A paste may hold line breaks, and the server reads each as the end of a line:
+        what follows one would reach it as a line of its own, a plain line for the
+        server's current room (not the conversation on screen: the rest of a direct
+        message posted in a room) or a command run unseen. Each line is handled as if
+        typed, in order.
+        """
+        for line in text.splitlines():
+            if not await self._submit_line(line):
+                return False
+        return True
+
+    async def _submit_line(self, text: str) -> bool:
         text = text.strip()
         if not text:
             return True
