@@ -325,6 +325,24 @@ async def test_kicked_from_a_room_and_errors_are_shown(
     await alice.sees("you are in no room")
 
 
+async def test_a_room_left_on_another_connection_leaves_the_list(
+        clients: Clients, person: Callable[..., object]) -> None:
+    await bob_in(clients, "general", "dev")
+    alice: Person = await person("alice")  # type: ignore[misc]
+    await alice.joins("dev")
+    await alice.joins("general")
+    elsewhere = await clients.user("alice")  # alice at another device
+    await elsewhere.command("/leave general")
+    await alice.sees(lambda p: "general" not in p.state.conversations, "#general closed")
+    await alice.sees("you left #general on another connection")
+    assert "dev" in alice.state.conversations
+    assert not [row for row in alice.room_list() if "#general" in row]
+    alice.type("/leave dev" + ENTER)  # left here: the server's answer says so, alone
+    await alice.sees("You left #dev")
+    await alice.sees(lambda p: "dev" not in p.state.conversations, "#dev closed")
+    assert "left #dev on another connection" not in alice.text()
+
+
 async def test_an_end_to_end_room_on_the_full_screen(
         clients: Clients, person: Callable[..., object], tmp_path: Path) -> None:
     bob = await bob_in(clients, "vault")

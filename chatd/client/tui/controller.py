@@ -36,6 +36,9 @@ TYPING_EVERY = 3.0  # seconds between two typing notices we send for one room
 # After these commands the list of rooms may have changed: ask the server again.
 MEMBERSHIP = frozenset({"join", "create", "leave", "part", "accept", "transfer", "userdel"})
 REMOVED = frozenset({"kick", "ban", "terminated"})  # events that end a membership
+# A departure of our own reaches this connection as an event only when another
+# connection of the account made it: this one's /leave is answered, not told.
+LEFT_ELSEWHERE = "leave"
 QUIT = frozenset({"quit", "exit"})
 # Connected, not logged in (after /logout, or a login refused on reconnecting): the
 # connection stays open and only a login is sent.
@@ -342,11 +345,17 @@ class Controller:
         for line in await self.session.show(event):
             self.state.add(line)
         if event.get("type") == "event" and self._removes_me(event):
-            room = str(event.get("room"))
-            self.state.close(room)
-            self.session.current_room = None if self.session.current_room == room \
-                else self.session.current_room
+            self._removed(str(event.get("room")), str(event.get("event")))
         self.redraw()
+
+    def _removed(self, room: str, how: str) -> None:
+        """Out of ``room``: it leaves the list. A kick or a ban comes with the server's
+        notice; a departure made elsewhere has none, so the person is told here."""
+        self.state.close(room)
+        if self.session.current_room == room:
+            self.session.current_room = None
+        if how == LEFT_ELSEWHERE:
+            self.state.add(notice(f"you left #{room} on another connection."))
 
     def _event(self, event: dict[str, Any]) -> bool:
         """Events the client keeps to itself (True: nothing to show)."""
@@ -361,7 +370,8 @@ class Controller:
 
     def _removes_me(self, event: dict[str, Any]) -> bool:
         me = (self.state.me or "").casefold()
-        return event.get("event") in REMOVED and str(event.get("user", "")).casefold() == me
+        return (event.get("event") in {*REMOVED, LEFT_ELSEWHERE}
+                and str(event.get("user", "")).casefold() == me)
 
     async def pump(self) -> None:
         """Receive until the connection closes; then reconnect, if we may, and go on."""
