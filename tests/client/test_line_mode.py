@@ -154,6 +154,27 @@ async def test_the_line_mode_shows_what_was_said_while_it_was_away(
         assert "may be missing" not in alice.out
 
 
+async def test_the_line_mode_misses_nothing_in_rooms_silent_before_the_cut(
+        server: ChatServer, clients: Clients, terminal: StartTerminal,
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    await account(server, "alice", "fresh")  # a new room: no message to resume after
+    bob = await clients.user("bob")
+    await bob.command("/join fresh")
+    monkeypatch.setattr(app, "reconnect_backoff", lambda: fixed_backoff(0.5))
+    async with Relay(server.port, cut_at=b"cut-here") as relay:
+        alice = terminal(relay.port, "alice")
+        await alice.shows("Welcome back, alice")
+        await alice.type("cut-here")
+        await alice.shows("reconnecting...")
+        await bob.command("/say fresh the first words of #fresh")
+        await alice.shows("reconnected.")
+        await alice.shows("<bob> the first words of #fresh")
+        await bob.command("/say fresh and live again")
+        await alice.shows("<bob> and live again")
+        assert alice.out.count("the first words of #fresh") == 1, alice.out
+        assert "may be missing" not in alice.out
+
+
 class FarAhead(Catchup):
     """Starts from an id the server never issued: as a client of a database since
     restored from an older backup."""

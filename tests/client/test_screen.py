@@ -570,6 +570,30 @@ async def test_what_was_said_while_disconnected_is_shown_after_reconnecting(
         assert "may be missing" not in alice.text()
 
 
+async def test_a_room_without_messages_before_the_cut_misses_nothing_after_it(
+        server: ChatServer, clients: Clients, person: Callable[..., object]) -> None:
+    bob = await bob_in(clients, "fresh")  # a new room: nothing said in it yet
+    async with Relay(server.port, cut_at=b"/ping cut-here") as relay:
+        alice: Person = await person("alice", port=relay.port, reconnect=True,  # type: ignore[misc]
+                                     backoff=fixed_backoff(0.5))
+        await alice.joins("fresh")
+        await alice.sees("the start of #fresh's history here.")
+        alice.type("/ping cut-here" + ENTER)  # the relay drops the connection at this line
+        await alice.sees(lambda p: p.state.connection != "connected", "the connection lost")
+        await bob.command("/say fresh the first words of #fresh")
+        await bob.command("/msg alice and a direct one")
+        await alice.sees("reconnected.")
+        await alice.sees("<bob> the first words of #fresh")
+        await until(lambda: "@bob" in alice.state.conversations, "the direct conversation")
+        await bob.command("/say fresh and live again")
+        await alice.sees("<bob> and live again")
+        fresh = [line.text for line in alice.state.conversations["fresh"].lines]
+        assert fresh.count("the first words of #fresh") == 1, fresh
+        direct = [line.text for line in alice.state.conversations["@bob"].lines]
+        assert direct == ["and a direct one"]
+        assert "may be missing" not in alice.text()
+
+
 async def test_a_gap_the_server_cannot_fill_is_announced(
         server: ChatServer, clients: Clients, person: Callable[..., object]) -> None:
     await bob_in(clients, "general")

@@ -16,9 +16,12 @@ from dataclasses import dataclass
 from typing import Any
 
 from chatd.client import ChatClient
+from chatd.client.api import ClientError
 from chatd.client.tui.lines import Line, error, warning
 
 Record = dict[str, Any]
+# Messages read from each room's history when no id was ever seen to resume after.
+HISTORY_SPAN = 50
 
 
 @dataclass(frozen=True, slots=True)
@@ -72,6 +75,8 @@ class Catchup:
         """Replay the messages after :attr:`last_id`, page by page, through ``show``;
         whether the server refused, or cannot promise the gap is whole."""
         self._replayed.clear()
+        if not self.last_id:
+            return await self._from_history(client, show)
         after = self.last_id
         while after:
             reply = await client.command(f"/resume {after}", check=False)
@@ -89,6 +94,33 @@ class Catchup:
                                if reply.get("recovered") is False else None)
             after = int(reply.get("last_id") or 0)
         return Resumed()
+
+    async def _from_history(self, client: ChatClient,
+                            show: Callable[[list[Record]], Awaitable[None]]) -> Resumed:
+        """No message was seen before the cut (the person's rooms were new and
+        silent), so there is no id to resume after, and ``/resume 0`` would replay
+        every direct message of the account's life: what was said meanwhile is the
+        newest history of each room, shown as a replay is (in id order, once)."""
+        try:
+            mine, _ = await client.my_rooms()
+        except ClientError as exc:
+            return Resumed(failed=error(f"missed messages could not be fetched ({exc})."))
+        names = [str(room["name"]) for room in mine]
+        replies = await asyncio.gather(*(
+            client.command(f"/history {name} {HISTORY_SPAN}", check=False) for name in names))
+        records: list[Record] = []
+        crowded: list[str] = []  # rooms whose span was full: older messages may be missed
+        for name, reply in zip(names, replies, strict=True):
+            found = [record for record in reply.get("messages") or [] if _message(record)]
+            records += found
+            if len(found) >= HISTORY_SPAN:
+                crowded.append(f"more than {HISTORY_SPAN} messages in #{name}: PageUp or "
+                               f"/history {name} shows the older ones")
+        records.sort(key=lambda record: int(record["id"]))
+        self._replayed.update(int(record["id"]) for record in records)
+        self.note(records)
+        await show(records)
+        return Resumed(gap=_gap(crowded) if crowded else None)
 
 
 def _message(record: Record) -> bool:
