@@ -531,7 +531,13 @@ async def test_a_paste_of_several_lines_sends_each_to_the_conversation_on_screen
     alice.type("/query bob" + ENTER)
     await alice.sees(lambda p: p.input_row == "@bob>", "the conversation with bob")
     await settle(bob)
-    alice.type(PASTE_START + "private one\nprivate two\n/whoami" + PASTE_END + ENTER)
+    alice.type(PASTE_START + "private one\nprivate two\n/whoami" + PASTE_END)
+    # The whole paste is in sight before it is sent, the prompt on its first line.
+    await alice.sees(lambda p: p.rows()[-3:] == ["@bob> private one", "private two", "/whoami"],
+                     "the pasted lines on the input line")
+    assert "connected" in alice.rows()[-4]  # the status bar, above them
+    alice.type(ENTER)
+    await alice.sees(lambda p: p.input_row == "@bob>", "an empty input line again")
     await alice.sees("<alice -> bob> private two")
     messages = [e for e in await settle(bob) if e.get("type") == "message"]
     # Each pasted line is a direct message to bob, none went to #general; a pasted

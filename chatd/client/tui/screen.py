@@ -57,6 +57,7 @@ from chatd.client.tui.session import ClientSession
 from chatd.client.tui.state import ChatState
 
 ROOM_LIST_WIDTH = 20
+INPUT_ROWS = 5  # the input line grows to show a paste of several lines, up to this
 WHEEL_ROWS = 3
 TICK = 1.0  # seconds between redraws that expire typing notices
 
@@ -147,9 +148,14 @@ class Screen:
         status = Window(FormattedTextControl(self._status), height=1, style="class:status")
         prompt = BeforeInput(lambda: f"{self.state.shown.title}> ", style="class:prompt")
         line = self._line = Window(BufferControl(self.input, input_processors=[prompt]),
-                                   height=1)
+                                   height=self._input_height)
         return FloatContainer(HSplit([body, status, line]), floats=[
             Float(xcursor=True, ycursor=True, content=CompletionsMenu(max_height=8))])
+
+    def _input_height(self) -> Dimension:
+        """One row, or one per line of a paste: shown on one row, its last line alone
+        would be in sight, without the prompt, as if the others had gone."""
+        return Dimension.exact(min(self.input.document.line_count, INPUT_ROWS))
 
     # -- what is drawn ------------------------------------------------------------------
 
