@@ -343,6 +343,24 @@ async def test_a_room_left_on_another_connection_leaves_the_list(
     assert "left #dev on another connection" not in alice.text()
 
 
+async def test_close_shuts_a_direct_conversation_and_never_hides_a_room(
+        clients: Clients, person: Callable[..., object]) -> None:
+    bob = await bob_in(clients, "general")
+    alice: Person = await person("alice")  # type: ignore[misc]
+    await alice.joins("general")
+    alice.type("/close" + ENTER)  # a room's view: alice is still a member of #general
+    await alice.sees("/close closes a direct conversation; /leave general leaves #general")
+    assert "general" in alice.state.conversations and alice.state.current == "general"
+    await bob.command("/say general still here")
+    await alice.sees("<bob> still here")
+    alice.type("\x1b1" + "/close" + ENTER)  # the server conversation cannot close either
+    await alice.sees("/close closes a direct conversation; the server conversation stays")
+    alice.type("/query bob" + ENTER)
+    await alice.sees(lambda p: p.state.current == "@bob", "the conversation with bob")
+    alice.type("/close" + ENTER)
+    await alice.sees(lambda p: "@bob" not in p.state.conversations, "@bob closed")
+
+
 async def test_an_end_to_end_room_on_the_full_screen(
         clients: Clients, person: Callable[..., object], tmp_path: Path) -> None:
     bob = await bob_in(clients, "vault")

@@ -230,7 +230,7 @@ class Controller:
             await self._query(rest)
             return
         if name == "close":
-            self.state.close(conversation.key)
+            self._close(conversation)
             return
         if conversation.key == SERVER and not name:
             self.state.add(error(NOT_HERE))
@@ -277,6 +277,19 @@ class Controller:
             return
         self.vocabulary.learn_nicks([user])
         await self.show(dm_key(user.lstrip("@")))
+
+    def _close(self, conversation: Conversation) -> None:
+        """/close: a direct conversation goes. A room stays, since the person is still
+        in it (hidden, it would come back with its next message), and so does the
+        server conversation: either says what to do instead."""
+        if conversation.key.startswith("@"):
+            self.state.close(conversation.key)
+        elif conversation.is_room:
+            self.state.add(error(f"/close closes a direct conversation; /leave "
+                                 f"{conversation.key} leaves {conversation.title}."))
+        else:
+            self.state.add(error("/close closes a direct conversation; the server "
+                                 "conversation stays."))
 
     def typed(self, text: str) -> None:
         """The input line changed: tell the room we type, at most every few seconds."""
