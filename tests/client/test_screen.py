@@ -706,6 +706,14 @@ async def test_replies_show_what_their_fields_say(
     await alice.sees("/help <command> shows one command.")
     assert "Join a room by name" in "".join(
         cell for line in alice.state.shown.lines for row in line.rows for cell in row)
+    # Each form of a usage on a row of its own, and what the command does below it,
+    # not pushed past the edge of the screen by the widest usage.
+    alice.type(PAGE_UP)
+    await alice.sees("/webhook revoke <id> [room]")
+    rows = alice.rows()
+    usage = next(at for at, row in enumerate(rows) if row.endswith("/webhook revoke <id> [room]"))
+    assert rows[usage - 1].endswith("  /webhook list [room]")
+    assert "\N{BOX DRAWINGS LIGHT VERTICAL}      Incoming webhooks of a room" in rows[usage + 1]
 
 
 def test_times_in_tables_are_local_dates() -> None:

@@ -17,6 +17,8 @@ from chatd.protocol.render import Style, render
 # recolour the screen or move the cursor.
 _CONTROLS = {c: "\ufffd" for c in (*range(0x20), 0x7F, *range(0x80, 0xA0)) if c not in (9, 10)}
 _PLAIN = Style()
+USAGE_FORMS = "  |  "  # between the forms of a command's usage in /help's JSON
+HELP_INDENT = "    "  # a command's description, under its usage
 
 
 @dataclass(frozen=True, slots=True)
@@ -105,9 +107,9 @@ def _help(final: dict[str, Any]) -> list[Line]:
     """/help: every command's usage and what it does, or one command's."""
     commands = final.get("commands")
     if isinstance(commands, list):
-        rows = [("command", "does")]
-        rows += [(clean(str(c.get("usage", ""))), clean(str(c.get("help", ""))))
-                 for c in commands if isinstance(c, dict)]
+        rows: list[tuple[str, ...]] = [("command",)]
+        for described in (c for c in commands if isinstance(c, dict)):
+            rows += _described(described)
         return [Line("table", "", rows=tuple(rows))]
     shown = [notice(str(final[key])) for key in ("usage", "help") if final.get(key)]
     if final.get("needs"):
@@ -115,6 +117,15 @@ def _help(final: dict[str, Any]) -> list[Line]:
     if final.get("aliases"):
         shown.append(notice("also: " + ", ".join(f"/{a}" for a in final["aliases"])))
     return shown
+
+
+def _described(command: dict[str, Any]) -> list[tuple[str, ...]]:
+    """One command of /help: each form of its usage on a row, what it does indented
+    below, as text mode has a long usage. Side by side, the widest usage (three
+    forms of /webhook) would push every description past the edge of the screen."""
+    forms = [clean(form.strip()) for form in str(command.get("usage", "")).split(USAGE_FORMS)]
+    rows: list[tuple[str, ...]] = [(form,) for form in forms]
+    return [*rows, (HELP_INDENT + clean(str(command.get("help", ""))),)]
 
 
 def _whois(final: dict[str, Any]) -> list[Line]:
