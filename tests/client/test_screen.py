@@ -48,8 +48,11 @@ ROWS, COLUMNS = 24, 100
 class Terminal(DummyOutput):
     """An output of a fixed size that draws nowhere: the renderer keeps the screen."""
 
+    def __init__(self, columns: int = COLUMNS) -> None:
+        self.columns = columns
+
     def get_size(self) -> Size:
-        return Size(rows=ROWS, columns=COLUMNS)
+        return Size(rows=ROWS, columns=self.columns)
 
 
 class Person:
@@ -116,7 +119,8 @@ async def person(server: ChatServer, tmp_path: Path) -> AsyncIterator[Callable[.
 
     async def open_screen(name: str, register: bool = True, port: int | None = None,
                           reconnect: bool = False, color: bool = True,
-                          mouse: bool = False, backoff: Backoff | None = None) -> Person:
+                          mouse: bool = False, backoff: Backoff | None = None,
+                          columns: int = COLUMNS) -> Person:
         keyring, _ = Keyring.open(tmp_path / name, f"test:{server.port}")
         client = await ChatClient.connect("127.0.0.1", port or server.port)
         session = ClientSession(client, keyring)
@@ -128,7 +132,8 @@ async def person(server: ChatServer, tmp_path: Path) -> AsyncIterator[Callable[.
                              else None,
                              backoff or Backoff(first=0.01, ceiling=0.05, rng=lambda: 0.5))
         keys = inputs.enter_context(create_pipe_input())
-        screen = Screen(control, color=color, mouse=mouse, input=keys, output=Terminal())
+        screen = Screen(control, color=color, mouse=mouse, input=keys,
+                        output=Terminal(columns))
         await control.start(said_at_login)
         task = asyncio.ensure_future(screen.run())
         opened.append((Person(screen, keys, task), client))
@@ -755,6 +760,19 @@ async def test_a_direct_conversation_is_one_whatever_the_case(
     assert len(people) == 1, people
     texts = [line.text for line in alice.state.conversations[people[0]].lines]
     assert "hello bob" in texts and "hi alice" in texts
+
+
+async def test_a_narrow_terminal_leaves_the_conversation_most_of_the_width(
+        clients: Clients, person: Callable[..., object]) -> None:
+    bob = await bob_in(clients, "general")
+    alice: Person = await person("alice", columns=40)  # type: ignore[misc]
+    await alice.joins("general")
+    await bob.command("/say general hello narrow")
+    # The list takes ten columns of forty: the message keeps to one row.
+    await alice.sees(lambda p: any(row.endswith("\N{BOX DRAWINGS LIGHT VERTICAL}"
+                                                "[08:00] <bob> hello narrow")
+                                   for row in p.rows()), "the message on one row")
+    assert "2:#general" in alice.room_list()
 
 
 async def test_a_long_room_name_is_cut_and_its_count_kept(

@@ -57,6 +57,9 @@ from chatd.client.tui.session import ClientSession
 from chatd.client.tui.state import ChatState
 
 ROOM_LIST_WIDTH = 20
+# On a narrow terminal the room list takes at most this share of the width: at 40
+# columns, 20 for the list would leave the conversation 19, a few words a row.
+ROOM_LIST_SHARE = 4
 INPUT_ROWS = 5  # the input line grows to show a paste of several lines, up to this
 WHEEL_ROWS = 3
 TICK = 1.0  # seconds between redraws that expire typing notices
@@ -140,8 +143,8 @@ class Screen:
 
     def _layout(self) -> FloatContainer:
         body = VSplit([
-            Window(FormattedTextControl(self._room_list), width=Dimension(
-                preferred=ROOM_LIST_WIDTH, max=ROOM_LIST_WIDTH)),
+            Window(FormattedTextControl(self._room_list),
+                   width=lambda: Dimension.exact(self._list_width())),
             Window(width=1, char="\N{BOX DRAWINGS LIGHT VERTICAL}", style="class:separator"),
             Window(self.scrollback),
         ])
@@ -159,8 +162,13 @@ class Screen:
 
     # -- what is drawn ------------------------------------------------------------------
 
+    def _list_width(self) -> int:
+        """The room list's columns: ROOM_LIST_WIDTH, less on a narrow terminal."""
+        return min(ROOM_LIST_WIDTH, self.app.output.get_size().columns // ROOM_LIST_SHARE)
+
     def _room_list(self) -> StyleAndTextTuples:
         out: StyleAndTextTuples = []
+        width = self._list_width()
         for number, key in enumerate(self.state.keys(), start=1):
             conversation = self.state.conversations[key]
             count, style = "", "class:roomlist.current" if key == self.state.current else ""
@@ -169,8 +177,8 @@ class Screen:
             elif conversation.unread:
                 count, style = f" ({conversation.unread})", style + " class:unread"
             # A long name is cut, never the count after it: that is what the list is for.
-            name = _cut(f"{number}:{conversation.title}", ROOM_LIST_WIDTH - len(count))
-            out.append((style, (name + count).ljust(ROOM_LIST_WIDTH) + "\n", self._clicked(key)))
+            name = _cut(f"{number}:{conversation.title}", width - len(count))
+            out.append((style, (name + count).ljust(width) + "\n", self._clicked(key)))
         return out
 
     def _clicked(self, key: str) -> Callable[[MouseEvent], None]:
