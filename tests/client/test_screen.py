@@ -623,6 +623,23 @@ async def test_a_room_without_messages_before_the_cut_misses_nothing_after_it(
         assert "may be missing" not in alice.text()
 
 
+async def test_a_room_lost_while_disconnected_is_said_after_reconnecting(
+        server: ChatServer, clients: Clients, person: Callable[..., object]) -> None:
+    bob = await bob_in(clients, "general", "dev")
+    async with Relay(server.port, cut_at=b"/ping cut-here") as relay:
+        alice: Person = await person("alice", port=relay.port, reconnect=True,  # type: ignore[misc]
+                                     backoff=fixed_backoff(0.5))
+        await alice.joins("dev")
+        await alice.joins("general")
+        alice.type("/ping cut-here" + ENTER)  # the relay drops the connection at this line
+        await alice.sees(lambda p: p.state.connection != "connected", "the connection lost")
+        await bob.command("/kick alice dev not while you sleep")
+        await alice.sees("reconnected.")
+        await alice.sees(lambda p: "dev" not in p.state.conversations, "#dev closed")
+        await alice.sees("you are no longer in #dev: it leaves the list")
+        assert alice.state.current == "general"
+
+
 async def test_a_gap_the_server_cannot_fill_is_announced(
         server: ChatServer, clients: Clients, person: Callable[..., object]) -> None:
     await bob_in(clients, "general")

@@ -91,7 +91,11 @@ class Controller:
         self.vocabulary.learn_commands(overview.get("commands") or [])
         described = await self.session.client.command("/schema", check=False)
         self.room_defaults.learn(described.get("commands") or [] if described.ok else [])
-        await self.refresh_rooms()
+        # Rooms go here only after a new login: left (or lost) while disconnected or
+        # logged out, with nothing on this connection to say so.
+        for room in await self.refresh_rooms():
+            self.state.add(notice(f"you are no longer in #{room}: it leaves the list "
+                                  "(/notifications tells of a kick or a ban)."))
         await self._learn_listed_rooms()
         if not self.catchup.marked:
             await self.catchup.mark_start(self.session.client, [
@@ -99,21 +103,22 @@ class Controller:
                 if conversation.is_room])
         await self.show(self.session.current_room or self.state.current)
 
-    async def refresh_rooms(self) -> None:
-        """Ask the server which rooms this user is in; open and close conversations.
-        The list is read whole, every page: a room on page 2 of /myrooms is no room
-        left."""
+    async def refresh_rooms(self) -> list[str]:
+        """Ask the server which rooms this user is in; open and close conversations;
+        the rooms closed. The list is read whole, every page: a room on page 2 of
+        /myrooms is no room left."""
         try:
             mine, _ = await self.session.client.my_rooms()
         except ClientError:
-            return
+            return []
         names = [str(room["name"]) for room in mine]
         for name in names:
             self.state.open(name)
-        for key in [k for k, c in self.state.conversations.items() if c.is_room]:
-            if key not in names:
-                self.state.close(key)
+        gone = [k for k, c in self.state.conversations.items() if c.is_room and k not in names]
+        for key in gone:
+            self.state.close(key)
         self.vocabulary.learn_rooms(names)
+        return gone
 
     async def _learn_listed_rooms(self) -> None:
         """Every room /rooms lists, as names to complete: once a connection, not after
