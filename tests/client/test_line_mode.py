@@ -175,6 +175,20 @@ async def test_the_line_mode_misses_nothing_in_rooms_silent_before_the_cut(
         assert "may be missing" not in alice.out
 
 
+async def test_a_line_for_a_room_one_is_not_in_says_so(
+        server: ChatServer, clients: Clients, terminal: StartTerminal) -> None:
+    bob = await clients.user("bob")
+    await bob.command("/create general")
+    await account(server, "alice", "general")
+    alice = terminal(server.port, "alice")
+    await alice.shows("Welcome back, alice")
+    await bob.command("/kick alice general")
+    await alice.shows("bob kicked you from #general")
+    await alice.type("anyone here?")  # the last room named is still where lines go
+    await alice.shows("! not sent: you are not in #general (/join general).")
+    assert "list its keys" not in alice.out
+
+
 class FarAhead(Catchup):
     """Starts from an id the server never issued: as a client of a database since
     restored from an older backup."""

@@ -205,6 +205,10 @@ class ClientSession:
         if room is None:
             return [error("you are in no room: /join <room> or /create <room> first.")]
         keys = await self._room_keys(room)
+        if keys.get("code") == "not-in-room":
+            # The refusal speaks of listing keys, which is how a line starts here:
+            # the person sent a message, and wants to know why it did not go.
+            return [error(f"not sent: you are not in #{room} (/join {room}).")]
         if not keys.ok:
             return await self._reply_lines(keys)
         if keys.get("e2e") or keys["room"] in self.always_encrypt:
