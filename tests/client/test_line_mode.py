@@ -8,6 +8,7 @@ whose harness this borrows; the servers run in the test's own event loop.
 from __future__ import annotations
 
 import gc
+import getpass
 from collections.abc import AsyncIterator, Callable, Iterable
 from pathlib import Path
 
@@ -187,6 +188,25 @@ async def test_a_line_for_a_room_one_is_not_in_says_so(
     await alice.type("anyone here?")  # the last room named is still where lines go
     await alice.shows("! not sent: you are not in #general (/join general).")
     assert "list its keys" not in alice.out
+
+
+async def test_a_new_password_typed_twice_differently_registers_nothing(
+        server: ChatServer, terminal: StartTerminal, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("CHATD_PASSWORD")
+    answers = iter(["first-try-pw", "first-try-wp"])  # a slip of the fingers
+    asked: list[str] = []
+
+    def ask_password(prompt: str) -> str:  # the terminal's hidden input
+        asked.append(prompt)
+        return next(answers)
+
+    monkeypatch.setattr(getpass, "getpass", ask_password)
+    monkeypatch.setattr(app, "_have_terminal", lambda: True)
+    newbie = terminal(server.port, "newbie", "--register")
+    assert await newbie.exit_status() == 1
+    assert asked == ["password for the new account newbie: ", "the same password again: "]
+    assert "the two passwords differ: nothing was registered" in newbie.stderr.getvalue()
+    assert server.services.accounts.find("newbie") is None
 
 
 class FarAhead(Catchup):

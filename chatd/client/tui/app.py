@@ -65,7 +65,7 @@ def main(argv: list[str] | None = None) -> int:
         return asyncio.run(run(args, password, token))
     except (KeyboardInterrupt, EOFError):
         return 130
-    except CryptError as exc:
+    except (CryptError, NotConfirmed) as exc:
         print(f"chatd-client: {exc}", file=sys.stderr)
         return 1
 
@@ -88,10 +88,21 @@ def _password(args: argparse.Namespace) -> str:
     password = os.environ.get(PASSWORD_ENV)
     if password:
         return password
-    prompt = f"password for {args.user}: "
-    if sys.stdin.isatty() or _have_terminal():
-        return getpass.getpass(prompt)
-    return _ask(prompt)  # no terminal at all: the next line of input, as getpass would
+    if not (sys.stdin.isatty() or _have_terminal()):
+        # No terminal at all: the next line of input, as getpass would.
+        return _ask(f"password for {args.user}: ")
+    if not args.register:
+        return getpass.getpass(f"password for {args.user}: ")
+    # Typed unseen, a new password is typed twice: a slip would otherwise become
+    # the password of the account, and lock its owner out of it at once.
+    password = getpass.getpass(f"password for the new account {args.user}: ")
+    if getpass.getpass("the same password again: ") != password:
+        raise NotConfirmed("the two passwords differ: nothing was registered.")
+    return password
+
+
+class NotConfirmed(Exception):
+    """The password of a new account was not typed the same twice."""
 
 
 def _ask(prompt: str) -> str:
