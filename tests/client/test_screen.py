@@ -13,6 +13,7 @@ import asyncio
 import contextlib
 import importlib.util
 import sys
+import time
 from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 
@@ -20,6 +21,7 @@ import pytest
 from prompt_toolkit.data_structures import Size
 from prompt_toolkit.input import PipeInput, create_pipe_input
 from prompt_toolkit.output import DummyOutput
+from rich.console import Console
 
 from chatd.client import ChatClient
 from chatd.client.sdk import Backoff
@@ -29,10 +31,12 @@ from chatd.client.tui.complete import Vocabulary
 from chatd.client.tui.controller import Controller
 from chatd.client.tui.keyring import Keyring
 from chatd.client.tui.lines import Line, from_ok, local_time
+from chatd.client.tui.paint import fragments
 from chatd.client.tui.roomargs import RoomDefaults
 from chatd.client.tui.screen import Screen, chat
 from chatd.client.tui.session import ClientSession
 from chatd.client.tui.state import ChatState
+from chatd.client.tui.view import View
 from chatd.domain.clock import ManualClock
 from tests.client.helpers import change_password_offline, fixed_backoff, said, until
 from tests.crypto.sessions import next_message
@@ -747,6 +751,18 @@ def test_times_in_tables_are_local_dates() -> None:
     assert local_time(1800000000.0)[:4] == "2027" and "." not in table.rows[1][0]
 
 
+def test_a_message_shows_the_time_on_the_persons_clock(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("TZ", "Asia/Kolkata")  # UTC+05:30, no summer time
+    time.tzset()
+    try:
+        line = Line("message", "hi", room="general", sender="bob", ts="2026-12-07T14:00:33Z")
+        assert ("class:time", "[19:30] ") in fragments(line, None)
+        assert View(Console()).message(line).plain.startswith("[19:30] ")  # the line mode
+    finally:
+        monkeypatch.undo()
+        time.tzset()
+
+
 async def test_the_prompt_comes_back_after_a_line_wider_than_the_screen(
         clients: Clients, person: Callable[..., object]) -> None:
     bob = await bob_in(clients, "general")
@@ -786,8 +802,8 @@ async def test_a_narrow_terminal_leaves_the_conversation_most_of_the_width(
     await alice.joins("general")
     await bob.command("/say general hello narrow")
     # The list takes ten columns of forty: the message keeps to one row.
-    await alice.sees(lambda p: any(row.endswith("\N{BOX DRAWINGS LIGHT VERTICAL}"
-                                                "[08:00] <bob> hello narrow")
+    await alice.sees(lambda p: any(row.endswith("] <bob> hello narrow") and
+                                   "\N{BOX DRAWINGS LIGHT VERTICAL}[" in row
                                    for row in p.rows()), "the message on one row")
     assert "2:#general" in alice.room_list()
 

@@ -40,6 +40,12 @@ class Line:
     right: tuple[int, ...] = ()
 
 
+def clock(ts: str) -> str:
+    """A message's time as ``HH:MM`` on the person's own clock: the server's times
+    are UTC, and tables already show local times."""
+    return local_time(ts)[11:16]
+
+
 def clean(text: str) -> str:
     return text.translate(_CONTROLS)
 

@@ -17,7 +17,7 @@ from prompt_toolkit.formatted_text import StyleAndTextTuples
 from prompt_toolkit.styles import Style
 from prompt_toolkit.utils import get_cwidth
 
-from chatd.client.tui.lines import Line
+from chatd.client.tui.lines import Line, clock
 from chatd.protocol.render import THEMES, Theme
 
 LOCKED, VERIFIED, UNVERIFIED = "\N{LOCK} ", "\N{CHECK MARK}", "?"
@@ -85,7 +85,7 @@ def fragments(line: Line, theme: Theme | None, current: str | None = None) -> St
 def _message(line: Line, theme: Theme | None, current: str | None) -> StyleAndTextTuples:
     out: StyleAndTextTuples = []
     if line.ts:
-        out.append(("class:time", f"[{line.ts[11:16]}] "))
+        out.append(("class:time", f"[{clock(line.ts)}] "))
     if line.encrypted:
         out.append(("", LOCKED))
         out.append(("class:verified", VERIFIED + " ") if line.verified

@@ -13,7 +13,7 @@ from rich.console import Console
 from rich.table import Table
 from rich.text import Text
 
-from chatd.client.tui.lines import Line
+from chatd.client.tui.lines import Line, clock
 
 NAME_COLOURS = ("green", "yellow", "blue", "magenta", "cyan", "bright_red", "bright_green",
                 "bright_yellow", "bright_blue", "bright_magenta", "bright_cyan")
@@ -47,7 +47,7 @@ class View:
         """``[10:00] #room <alice> text``, with a lock and a tick when encrypted."""
         out = Text()
         if line.ts:
-            out.append(f"[{line.ts[11:16]}] ", style="dim")
+            out.append(f"[{clock(line.ts)}] ", style="dim")
         if line.encrypted:
             out.append(LOCKED)
             mark = VERIFIED if line.verified else UNVERIFIED
