@@ -109,18 +109,21 @@ class Catchup:
         replies = await asyncio.gather(*(
             client.command(f"/history {name} {HISTORY_SPAN}", check=False) for name in names))
         records: list[Record] = []
-        crowded: list[str] = []  # rooms whose span was full: older messages may be missed
+        doubts: list[str] = []  # rooms some of whose messages may not be shown
         for name, reply in zip(names, replies, strict=True):
+            if not reply.ok:
+                doubts.append(f"#{name}'s history could not be read: {reply.get('message')}")
+                continue
             found = [record for record in reply.get("messages") or [] if _message(record)]
             records += found
             if len(found) >= HISTORY_SPAN:
-                crowded.append(f"more than {HISTORY_SPAN} messages in #{name}: PageUp or "
-                               f"/history {name} shows the older ones")
+                doubts.append(f"more than {HISTORY_SPAN} messages in #{name}: PageUp or "
+                              f"/history {name} shows the older ones")
         records.sort(key=lambda record: int(record["id"]))
         self._replayed.update(int(record["id"]) for record in records)
         self.note(records)
         await show(records)
-        return Resumed(gap=_gap(crowded) if crowded else None)
+        return Resumed(gap=_gap(doubts) if doubts else None)
 
 
 def _message(record: Record) -> bool:
