@@ -8,6 +8,8 @@ of the session's private server (see :mod:`tests.services`), emptied for each te
 
 from __future__ import annotations
 
+import os
+import time
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 from typing import Any
@@ -18,6 +20,11 @@ from chatd.domain.clock import ManualClock
 from tests.backends import PostgresDatabases
 from tests.helpers import ChatServer, Clients, start_server
 from tests.services import PostgresServer, RedisServer, start_postgres, start_redis
+
+# Times on screens are local: the tests read them on UTC's clock, whatever the
+# machine's zone (a test of another zone sets its own and restores this one).
+os.environ["TZ"] = "UTC"
+time.tzset()
 
 
 @pytest.fixture
