@@ -71,6 +71,18 @@ def test_messages_show_markup_and_escapes_literally() -> None:
     assert "<eve> x" in render([Line("message", "x", room="dev", sender="eve")], "dev")
 
 
+def test_bidirectional_overrides_never_reach_the_terminal() -> None:
+    """A right-to-left override (U+202E) or isolate reorders what a bidi-capable
+    terminal draws after it: shown as a replacement character, as escapes are;
+    right-to-left text itself, and the marks LRM and RLM, are left as written."""
+    record = {"type": "message", "room": "dev", "from": "eve", "id": 1,
+              "ts": "2026-01-01T10:05:00.000Z",
+              "text": "pay \u202etxt.exe\u202c and \u2067\u05e9\u05dc\u05d5\u05dd\u2069\u200f"}
+    text = render([plain_message(record)])
+    assert "pay \ufffdtxt.exe\ufffd and \ufffd\u05e9\u05dc\u05d5\u05dd\ufffd\u200f" in text
+    assert not any(chr(c) in text for c in (*range(0x202A, 0x202F), *range(0x2066, 0x206A)))
+
+
 def test_encrypted_lines_carry_their_marks() -> None:
     shown = render([Line("message", "s", room="dev", sender="a", encrypted=True, verified=True),
                     Line("message", "t", sender="a", to="b", encrypted=True)])

@@ -14,8 +14,12 @@ from chatd.protocol.render import Style, render
 
 # Text from other people reaches the terminal only after this: no escape
 # sequence inside an encrypted message (which the server cannot clean) may
-# recolour the screen or move the cursor.
-_CONTROLS = {c: "\ufffd" for c in (*range(0x20), 0x7F, *range(0x80, 0xA0)) if c not in (9, 10)}
+# recolour the screen or move the cursor, and no bidirectional override or
+# isolate may reorder what a terminal that lays out bidirectional text draws
+# after it (a name, another message's words); the marks LRM and RLM stay.
+_BIDI_FORCING = (*range(0x202A, 0x202F), *range(0x2066, 0x206A))
+_CONTROLS = {c: "\ufffd" for c in (*range(0x20), 0x7F, *range(0x80, 0xA0), *_BIDI_FORCING)
+             if c not in (9, 10)}
 _PLAIN = Style()
 USAGE_FORMS = "  |  "  # between the forms of a command's usage in /help's JSON
 HELP_INDENT = "    "  # a command's description, under its usage
