@@ -133,6 +133,9 @@ def build_app(config: Config, clock: Clock | None = None, storage: Storage | Non
               config_path=config_path, overrides=overrides)
     if node is not None:
         node.heartbeat.describe = lambda: describe(app)
+        # Reads no key of its own: after every reload it compares the shared
+        # sections with the live nodes', as the node does at start.
+        reloads.register(Applies("cluster", lambda _config: node.reconfigured()))
     return app
 
 

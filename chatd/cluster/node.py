@@ -135,6 +135,8 @@ class ClusterNode:
         self.heartbeat = Heartbeat(config.node_id, self.redis, self.presence)
         self.janitor = Janitor(self.redis, self.leader, self.presence)
         self.registry = NodeRegistry(self.redis, self.heartbeat, self.janitor)
+        # The comparisons of the shared configuration a reload started, still running.
+        self._checks: set[asyncio.Task[None]] = set()
 
     async def nodes(self) -> list[dict[str, Any]]:
         """Every node of the cluster, for ``chatctl nodes``."""
@@ -315,6 +317,17 @@ class ClusterNode:
         self.janitor.start()
         await self.registry.warn_if_configured_otherwise()
 
+    def reconfigured(self) -> None:
+        """A reload was applied: compare the shared configuration with the live
+        nodes' again, as at start (in the background: a reload does not wait for
+        Redis). Before the node registered there is nothing to compare yet."""
+        if not self.heartbeat.registered:
+            return
+        check = asyncio.get_running_loop().create_task(
+            self.registry.warn_if_configured_otherwise(), name="cluster-config-check")
+        self._checks.add(check)
+        check.add_done_callback(self._checks.discard)
+
     async def stop(self) -> None:
         """Stop each part in turn, then close the connections to PostgreSQL and
         Redis. When a part failed to stop or the stop was cut short (chatd.app
@@ -322,6 +335,8 @@ class ClusterNode:
         node owns is closed all the same (the pool's, the Redis client's, the log
         reader's own), so that none is left for the garbage collector."""
         stopped = False
+        for check in list(self._checks):
+            check.cancel()  # a warning no one will act on: the node is going
         try:
             await self._stop_parts()
             await self._pool.close()

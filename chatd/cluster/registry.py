@@ -67,24 +67,27 @@ class NodeRegistry:
                 for name, record in zip(names, records, strict=True)]
 
     async def warn_if_configured_otherwise(self) -> None:
-        """Once registered: say when the live nodes' shared configuration differs from
-        this node's. Each node enforces its own (limits, quotas, registration ...),
-        so a node started with another file applies other rules to the same users;
-        ``chatctl nodes`` flags it, but only when someone asks."""
+        """Once registered (at start, and after each reload): say when the live nodes'
+        shared configuration differs from this node's. Each node enforces its own
+        (limits, quotas, registration ...), so a node started or reloaded with another
+        file applies other rules to the same users; ``chatctl nodes`` flags it, but
+        only when someone asks."""
         with contextlib.suppress(ChatError):  # Redis silent: only a warning is lost
             rows = await self.nodes()
-            mine = next((row for row in rows if row["node"] == self.node_id), None)
-            if mine is None:
+            if not any(row["node"] == self.node_id for row in rows):
                 return
+            # The configuration in force now, not the record's: after a reload the
+            # record says the new one only from the next beat on.
+            mine = self.heartbeat.describe().get("config")
             others = [f"{row['node']} ({row['config']})" for row in rows
                       if row["alive"] and row["node"] != self.node_id
-                      and row["config"] != mine["config"]]
+                      and row["config"] != mine]
             if others:
                 log.warning("cluster: this node's shared configuration (the sections "
                             "accounts, files, housekeeping, limits and rooms: %s) differs "
                             "from that of %s, so the nodes apply different rules: give "
                             "every node the same sections (chatctl nodes flags the odd one)",
-                            mine["config"], ", ".join(others))
+                            mine, ", ".join(others))
 
     def figures(self) -> list[Figure]:
         heartbeat = self.heartbeat

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import signal
 import socket
 from pathlib import Path
 from typing import Any
@@ -222,5 +223,27 @@ async def test_a_node_started_with_other_limits_than_the_running_nodes_says_so(
             odd = node.log()
     assert "shared configuration" not in same
     [line] = [line for line in odd.splitlines() if "shared configuration" in line]
+    assert " level=warning " in line and "differs from that of n1 (" in line
+    assert "chatctl nodes" in line
+
+
+async def test_a_reload_that_makes_the_shared_configuration_differ_says_so(
+        tmp_path: Path, postgres_url: str, redis_server: RedisServer) -> None:
+    # The start-up comparison, run again by a reload: an operator who edits one
+    # node's limits and reloads it hears at once that the nodes now disagree.
+    first = node_config(tmp_path / "n1.yaml", postgres_url, redis_server.url)
+    with ChatdProcess.serve(tmp_path, first, tmp_path / "n1.db") as running:
+        await running.started()
+        (tmp_path / "n2").mkdir()
+        config = node_config(tmp_path / "n2" / "n2.yaml", postgres_url, redis_server.url,
+                             node_id="n2")
+        with ChatdProcess.serve(tmp_path / "n2", config, tmp_path / "n2" / "n2.db") as node:
+            await node.ready()
+            node_config(config, postgres_url, redis_server.url, node_id="n2",
+                        limits={"message_rate": 3.0})
+            node.signal(signal.SIGHUP)
+            line = await node.wait_log("shared configuration")
+            before = node.log().split("shared configuration")[0]
+    assert 'msg="reloaded"' in before  # said by the reload, not at start
     assert " level=warning " in line and "differs from that of n1 (" in line
     assert "chatctl nodes" in line
