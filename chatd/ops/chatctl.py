@@ -460,10 +460,7 @@ def _warn_about_blobs(result: dict[str, Any]) -> None:
 
 def _show(command: str, result: Any, console: Console) -> None:
     if command == "status":
-        table = Table(show_header=False, box=None)
-        for key, value in result.items():
-            table.add_row(key, _fmt(key, value))
-        console.print(table)
+        console.print(_status_table(result))
     elif command == "nodes":
         _show_nodes(result, console)
     elif command == "reload":
@@ -477,6 +474,24 @@ def _show(command: str, result: Any, console: Console) -> None:
         # never be broken across lines where it is copied from.
         console.print(", ".join(f"{k}: {_fmt(k, v)}" for k, v in result.items()),
                       soft_wrap=True)
+
+
+def _status_table(result: dict[str, Any]) -> Table:
+    """A row per figure. A cluster node's answer names the node first, and each
+    count says whose it is: this node's alone, or the whole cluster's."""
+    if "node" not in result:
+        table = Table(show_header=False, box=None)
+        for key, value in result.items():
+            table.add_row(key, _fmt(key, value))
+        return table
+    whose = (dict.fromkeys(result.get("node_figures", []), "this node")
+             | dict.fromkeys(result.get("cluster_figures", []), "whole cluster"))
+    table = Table(show_header=False, box=None)
+    table.add_row("node", str(result["node"]), "")
+    for key, value in result.items():
+        if key not in ("node", "node_figures", "cluster_figures"):
+            table.add_row(key, _fmt(key, value), whose.get(key, ""))
+    return table
 
 
 def _show_nodes(result: dict[str, Any], console: Console) -> None:

@@ -36,7 +36,7 @@ from chatd.ops.backups import (
     send_files,
     state_directory,
 )
-from chatd.ops.nodes import flagged, named_addresses
+from chatd.ops.nodes import flagged, named_addresses, status_scope
 from chatd.protocol.codec import one_line
 from chatd.protocol.dispatch import database_busy
 from storage.api import StorageError, Unavailable
@@ -447,7 +447,8 @@ def status(ctl: ControlServer) -> dict[str, Any]:
             # As /stats has them: a backlog of unwritten messages shows here first.
             "storage_pending": stats.storage_pending,
             "storage_flush_seconds": stats.flush_seconds,
-            "addresses": server.addresses, "listeners": named_addresses(server)}
+            "addresses": server.addresses, "listeners": named_addresses(server),
+            **status_scope(server)}
 
 
 @handler("status")

@@ -32,6 +32,25 @@ if TYPE_CHECKING:
 SHARED_SECTIONS = ("accounts", "files", "housekeeping", "limits", "rooms")
 
 
+# What ``chatctl status`` counts on a cluster node: the figures of the whole
+# cluster (presence is shared through Redis, accounts and rooms are every
+# node's), and those of this node alone (its connections, its traffic, its
+# writer). An operator adding up the nodes' answers must know which is which.
+CLUSTER_FIGURES = ("users_online", "users", "rooms")
+NODE_FIGURES = ("uptime", "connections", "messages", "messages_per_second", "deliveries",
+                "loop_lag", "storage_pending", "storage_flush_seconds")
+
+
+def status_scope(server: Running) -> dict[str, Any]:
+    """On a cluster node, what ``chatctl status`` adds: the node's id and which of
+    its figures are this node's and which the cluster's. Nothing for the
+    embedded daemon, whose figures are all its own."""
+    if isinstance(server.nodes, SoleNode):
+        return {}
+    return {"node": server.nodes.node_id, "node_figures": list(NODE_FIGURES),
+            "cluster_figures": list(CLUSTER_FIGURES)}
+
+
 def shared_config_hash(config: Config) -> str:
     """A short hash of the shared sections: equal on nodes that agree."""
     shared = {name: dataclasses.asdict(getattr(config, name)) for name in SHARED_SECTIONS}

@@ -154,3 +154,37 @@ async def test_a_control_command_while_the_database_does_not_answer_is_busy(
         assert said.startswith("chatctl: busy: the database does not answer"), said
     finally:
         await first.control.stop()
+
+
+async def test_status_names_the_node_and_whose_each_count_is(
+        start_node: StartNode, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    # ann on n1, bob on n2: n1's connections are its own (1), its users online the
+    # cluster's (2). An operator adding up the nodes' answers must tell them apart.
+    socket = str(tmp_path / "n1.sock")
+    first = await start_node(1, control__path=socket)
+    await register(first, "ann", "bob")
+    second = await start_node(2)
+    ann, bob = await login(first, "ann"), await login(second, "bob")
+    try:
+        async with asyncio.timeout(10):
+            while first.services.presence.users_online < 2:  # noqa: ASYNC110
+                await asyncio.sleep(0.01)
+        await first.control.start()
+        try:
+            assert await asyncio.to_thread(main, ["--socket", socket, "--json", "status"]) == 0
+            answer = json.loads(capsys.readouterr().out)
+            assert await asyncio.to_thread(main, ["--socket", socket, "status"]) == 0
+            text = capsys.readouterr().out
+        finally:
+            await first.control.stop()
+    finally:
+        await ann.close()
+        await bob.close()
+    assert (answer["node"], answer["connections"], answer["users_online"]) == ("n1", 1, 2)
+    assert {"connections", "messages", "messages_per_second"} <= set(answer["node_figures"])
+    assert {"users_online", "users", "rooms"} <= set(answer["cluster_figures"])
+    lines = [line.split() for line in text.splitlines()]
+    assert lines[0] == ["node", "n1"]
+    assert ["connections", "1", "this", "node"] in lines
+    assert ["users_online", "2", "whole", "cluster"] in lines
+    assert not any("figures" in line[0] for line in lines)
