@@ -52,7 +52,7 @@ def main(argv: list[str] | None = None) -> int:
     except ConfigError as exc:
         print(f"chatd: configuration error: {exc}", file=sys.stderr)
         return 2
-    configure_logging(config.logging.level, config.logging.format)
+    configure_logging(_log_level(args.command, config.logging.level), config.logging.format)
     if args.command in ("useradd", "migrate"):
         named = config_path is not None or hasattr(args, "db")
         database = found_database(config.storage.path, named)
@@ -67,6 +67,16 @@ def main(argv: list[str] | None = None) -> int:
     except ConfigError as exc:  # found when the daemon is built (a missing driver)
         print(f"chatd: configuration error: {exc}", file=sys.stderr)
         return 2
+
+
+def _log_level(command: str, configured: str) -> str:
+    """The daemon logs at the configured level. A one-shot command (useradd, migrate)
+    says itself what it did: of its log only what went wrong is worth showing, not
+    the info lines of the daemon's parts it builds (a schema migrated, stickers
+    loaded, the audit entry of the account it made)."""
+    if command == "serve" or configured in ("warning", "error"):
+        return configured
+    return "warning"
 
 
 def _check_target(url: str) -> None:

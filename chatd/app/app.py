@@ -35,7 +35,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 from chatd import __version__
 from chatd.app.migration import warn_if_files_elsewhere
 from chatd.config import ConfigError, held_for_restart, load_config, secrets_held
-from chatd.content.blobs import files_dir
+from chatd.content.blobs import files_dir, warn_unshared
 from chatd.net.listener import check_certificate
 from chatd.ops import systemd
 from chatd.ops.dblock import DatabaseLock
@@ -150,6 +150,10 @@ class App:
                          extra={"fields": {"sockets": len(sockets),
                                            "configured": f"{listen.host}:{listen.port}"}})
         services = self.services
+        if self._cluster is not None:
+            # Said by a node starting, not by a command that only builds the parts
+            # to write the database (chatd useradd).
+            warn_unshared(self.config.files, self.config.storage.path)
         await self.storage.open()
         if self.config.cluster.enabled:
             await warn_if_files_elsewhere(self.config, self.storage)

@@ -18,7 +18,7 @@ from chatd import __version__
 from chatd.app.app import App
 from chatd.app.reloads import Applies, Reloads
 from chatd.config import ConfigError
-from chatd.content.blobs import open_blob_store, warn_unshared
+from chatd.content.blobs import open_blob_store
 from chatd.content.files import Files
 from chatd.content.stickers import Stickers
 from chatd.crypto.e2e import E2E
@@ -227,7 +227,6 @@ def wire_services(config: Config, clock: Clock, storage: Storage, table: Command
     if node is not None:
         tokens.shared = resume.shared = notifier.shared = True
         node.attach(rooms, accounts, presence, tokens, resume, audit)
-        warn_unshared(config.files, config.storage.path)
         messaging.tail, messaging.shared = node.tail, True
         messaging.poster = node.poster
         messaging.counted = getattr(storage, "store_direct_counted")  # noqa: B009 - PostgreSQL's

@@ -2,14 +2,17 @@
 
 from __future__ import annotations
 
+import asyncio
 import signal
 import socket
+import subprocess
 from pathlib import Path
 from typing import Any
 
 import pytest
 
 from tests.backends import PostgresDatabases, import_asyncpg
+from tests.helpers import PASSWORD
 from tests.operations import CHATD, ChatdProcess, write_config
 from tests.services import RedisServer
 
@@ -247,3 +250,27 @@ async def test_a_reload_that_makes_the_shared_configuration_differ_says_so(
     assert 'msg="reloaded"' in before  # said by the reload, not at start
     assert " level=warning " in line and "differs from that of n1 (" in line
     assert "chatctl nodes" in line
+
+
+def useradd(config: Path, name: str) -> subprocess.CompletedProcess[str]:
+    """``chatd useradd NAME --config F`` as the operator types it (no node running)."""
+    return subprocess.run([str(CHATD), "useradd", name, "--password-stdin", "--config",
+                           str(config)], input=f"{PASSWORD}\n", capture_output=True,
+                          text=True, timeout=60, check=False)
+
+
+async def test_useradd_on_a_cluster_database_prints_what_it_did_and_nothing_else(
+        tmp_path: Path, postgres_databases: PostgresDatabases,
+        redis_server: RedisServer) -> None:
+    # A one-shot command is not a node starting: the files directory's warning and
+    # the schema's migration lines (a new database) are a node's log, not its answer.
+    config = node_config(tmp_path / "admin.yaml", postgres_databases.empty(),
+                         redis_server.url, node_id="console",
+                         control={"path": str(tmp_path / "nobody.sock")},
+                         storage={"path": str(tmp_path / "console.db")})
+    made = await asyncio.to_thread(useradd, config, "zed")
+    assert (made.returncode, made.stdout, made.stderr) == (0, "created account zed\n", "")
+    # A real error still says what went wrong, and only that.
+    again = await asyncio.to_thread(useradd, config, "zed")
+    assert (again.returncode, again.stdout) == (1, "")
+    assert again.stderr.startswith("chatd: name-taken: ") and again.stderr.count("\n") == 1
