@@ -4,8 +4,10 @@ The embedded database (``storage.path``) is copied whole into the PostgreSQL
 database (see :mod:`storage.postgres.copy`), which must be empty unless
 ``--force``. Uploaded files stay where they are: their metadata is copied,
 and where their bytes live (the blob store) is recorded in the target and,
-when there are files, printed for the nodes' ``files`` settings. The daemon must be stopped: what
-it wrote after the copy would be lost.
+when there are files, printed for the nodes' ``files`` settings, with a few of the
+files (:data:`BLOB_SAMPLE_KEY`) by which a node learns that the operator moved them
+to its own files directory. The daemon must be stopped: what it wrote after the copy
+would be lost.
 """
 
 from __future__ import annotations
@@ -19,13 +21,16 @@ import sqlite3
 import sys
 
 from chatd.config import Config
-from chatd.content.blobs import files_dir
+from chatd.content.blobs import LocalBlobs, files_dir
 from chatd.domain.sequence import IDS_FROM_META, NOT_SERVING, RESERVED_META, SERVING_META
 from chatd.ops.control import answers, control_path
 from chatd.ops.dblock import DatabaseInUse, DatabaseLock
 from storage.api import Storage, StorageError
 
 BLOB_STORE_KEY = "blob_store"
+# A few of the carried files (id and blob key: the oldest, one midway, the newest):
+# where the nodes look to learn whether the files were moved to their directory.
+BLOB_SAMPLE_KEY = "blob_sample"
 
 log = logging.getLogger(__name__)
 
@@ -73,8 +78,9 @@ async def _copy(config: Config, database: str, target: str, force: bool) -> int:
     blobs = blob_store(config)
     # Where the carried files' bytes are, for the nodes to check at start; with no
     # file carried there is nothing to find, and the nodes choose freely.
-    carried_blobs = {BLOB_STORE_KEY: json.dumps(blobs, sort_keys=True)} \
-        if await asyncio.to_thread(_holds_files, database) else {}
+    sample = await asyncio.to_thread(_sample_of_files, database)
+    carried_blobs = {BLOB_STORE_KEY: json.dumps(blobs, sort_keys=True),
+                     BLOB_SAMPLE_KEY: json.dumps(sample)} if sample else {}
     # The numbering goes along: every id the daemon issued (RESERVED_META, after a
     # clean stop: its last one, kept or not) stays below the ids nodes issue, and
     # after a crash the ids from IDS_FROM_META on are not doubted by a sole node.
@@ -90,13 +96,18 @@ async def _copy(config: Config, database: str, target: str, force: bool) -> int:
     return 0
 
 
-def _holds_files(database: str) -> bool:
-    """Whether the embedded database has uploaded files (none before the table)."""
+def _sample_of_files(database: str) -> list[tuple[int, str]]:
+    """The id and blob key of the oldest uploaded file, one midway and the newest;
+    none when the embedded database has no upload (none before the table)."""
     try:
         with contextlib.closing(sqlite3.connect(f"file:{database}?mode=ro", uri=True)) as conn:
-            return conn.execute("SELECT 1 FROM files LIMIT 1").fetchone() is not None
+            count = int(conn.execute("SELECT count(*) FROM files").fetchone()[0])
+            rows = [conn.execute("SELECT id, blob_key FROM files ORDER BY id LIMIT 1 "
+                                 "OFFSET ?", (offset,)).fetchone()
+                    for offset in sorted({0, count // 2, count - 1}) if count]
     except sqlite3.OperationalError:  # no such table: no upload was ever possible
-        return False
+        return []
+    return [(int(file_id), str(key)) for file_id, key in rows]
 
 
 async def warn_if_files_elsewhere(config: Config, storage: Storage) -> None:
@@ -109,6 +120,11 @@ async def warn_if_files_elsewhere(config: Config, storage: Storage) -> None:
     carried, here = json.loads(recorded), blob_store(config)
     if carried == here:
         return
+    if await _moved_here(config, storage):
+        log.info("the uploaded files chatd migrate carried were moved to this node's "
+                 "files directory", extra={"fields": {"carried": _place(carried),
+                                                      "here": _place(here)}})
+        return
     if carried.get("backend") == "local":
         fix = f"set files.dir: {carried.get('dir')} (a directory every node shares)"
     else:
@@ -116,6 +132,27 @@ async def warn_if_files_elsewhere(config: Config, storage: Storage) -> None:
     log.warning("the uploaded files chatd migrate carried are kept elsewhere than this "
                 "node's files settings say: %s, or they cannot be downloaded", fix,
                 extra={"fields": {"carried": _place(carried), "here": _place(here)}})
+
+
+async def _moved_here(config: Config, storage: Storage) -> bool:
+    """Whether the operator moved the carried files into this node's files directory:
+    every sampled file still recorded (one deleted since took its blob along) has its
+    blob there. A directory holding one of them only is not enough: a blob is named
+    by its content, so an upload of the same bytes puts one there too. Nothing is
+    known of a database migrated without a sample, nor of a bucket (asking it costs
+    a request per blob): the warning stays until the settings name the recorded place."""
+    sampled = await storage.get_meta(BLOB_SAMPLE_KEY)
+    if sampled is None or config.files.backend != "local":
+        return False
+    blobs = LocalBlobs(files_dir(config.files, config.storage.path) / "blobs")
+    still = [key for file_id, key in json.loads(sampled)
+             if await _still_recorded(storage, file_id, key)]
+    return bool(still) and all([await blobs.holds(key) for key in still])
+
+
+async def _still_recorded(storage: Storage, file_id: int, key: str) -> bool:
+    record = await storage.get_file(file_id)
+    return record is not None and record.blob_key == key
 
 
 def _place(blobs: dict[str, str]) -> str:

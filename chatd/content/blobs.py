@@ -105,6 +105,10 @@ class LocalBlobs:
     async def put(self, staged: Path, key: str) -> None:
         await asyncio.to_thread(self._put, staged, self._path(key))
 
+    async def holds(self, key: str) -> bool:
+        """Whether the blob ``key`` is in this directory."""
+        return await asyncio.to_thread(self._path(key).is_file)
+
     @staticmethod
     def _put(staged: Path, target: Path) -> None:
         if target.exists():

@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import io
+import shutil
 import signal
 import subprocess
 import sys
@@ -240,6 +241,49 @@ async def test_a_node_whose_files_settings_miss_the_carried_files_says_where_the
     assert f"carried={carried}" in line and f"here={tmp_path / 'n1' / 'files'}" in line
     there = await start_log("n2", carried)
     assert "chatd migrate carried" not in there
+
+
+async def test_the_warning_stops_once_the_carried_files_are_moved_to_the_nodes_directory(
+        tmp_path: Path, postgres_url: str) -> None:
+    """The operator copies the carried files into the directory the nodes share and
+    gives the nodes that directory: no extra step, the node finds the blobs there.
+    A copy missing one of them is not taken for the files moved."""
+    db = tmp_path / "embedded.db"
+    server = await start_server(db, clock=ManualClock())
+    clients = Clients(server)
+    try:
+        alice = await clients.user("alice")
+        await alice.command("/create general")
+        for n in range(3):
+            assert (await upload(alice, f"notes{n}.txt", b"carried %d\n" % n, "general")).ok
+    finally:
+        await clients.close()
+        await server.stop()
+    config = write_config(tmp_path / "chatd.yaml", storage={"path": str(db)},
+                          control={"path": str(tmp_path / "ctl.sock")})
+    moved = await asyncio.to_thread(chatd_program, "migrate", "--to", postgres_url,
+                                    "--config", str(config))
+    assert moved.returncode == 0, moved.stderr
+    shared = tmp_path / "shared"
+    await asyncio.to_thread(shutil.copytree, tmp_path / "files", shared)
+    one = sorted((shared / "blobs").glob("*/*"))[0]  # every blob is in the sample
+    one.rename(tmp_path / "set-aside")
+
+    async def start_log(name: str) -> str:
+        (tmp_path / name).mkdir()
+        node = write_config(tmp_path / name / "node.yaml", cluster=cluster(postgres_url),
+                            backup={"interval": 0}, files={"dir": str(shared)})
+        with ChatdProcess.serve(tmp_path / name, node, tmp_path / name / "node.db") as process:
+            await process.started()
+            return process.log()
+
+    [line] = [line for line in (await start_log("n1")).splitlines()
+              if "chatd migrate carried" in line]
+    assert " level=warning " in line and f"here={shared}" in line
+    (tmp_path / "set-aside").rename(one)
+    [line] = [line for line in (await start_log("n2")).splitlines()
+              if "chatd migrate carried" in line]
+    assert " level=info " in line and "were moved to this node's files directory" in line
 
 
 async def test_migrate_refuses_while_the_embedded_daemon_runs(tmp_path: Path) -> None:
