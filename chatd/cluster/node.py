@@ -324,9 +324,16 @@ class ClusterNode:
         if not self.heartbeat.registered:
             return
         check = asyncio.get_running_loop().create_task(
-            self.registry.warn_if_configured_otherwise(), name="cluster-config-check")
+            self._compare_after_reload(), name="cluster-config-check")
         self._checks.add(check)
         check.add_done_callback(self._checks.discard)
+
+    async def _compare_after_reload(self) -> None:
+        # A heartbeat's interval first: the operator reloading the nodes one after the
+        # other, a node reloaded a moment before says its new configuration in its
+        # record only from its next beat on, and must not be taken for the odd one.
+        await asyncio.sleep(self.heartbeat.interval)
+        await self.registry.warn_if_configured_otherwise()
 
     async def stop(self) -> None:
         """Stop each part in turn, then close the connections to PostgreSQL and
