@@ -91,7 +91,7 @@ class Catchup:
         found = [*self._writer.pending_after(after_id), *await self._unstored(after_id, gap)]
         events = {m.id: self._event(m, rooms, user) for m in found if _concerns(m, rooms, user)}
         await self._check_span(after_id, gap)
-        for record in await self._stored(after_id, list(rooms), user, limit + 1, gap):
+        for record in await self._stored_unblocked(after_id, list(rooms), user, limit + 1, gap):
             if record.id not in events:
                 events[record.id] = self._event(record, rooms, user)
         ordered = [events[i] for i in sorted(events) if not self._blocked(user, events[i])]
@@ -122,6 +122,20 @@ class Catchup:
             gap.doubts.append("the cluster's log does not answer")
             return []
 
+    async def _stored_unblocked(self, after_id: int, room_ids: list[int], user: User,
+                                wanted: int, gap: Gap) -> list[MessageRecord]:
+        """The first ``wanted`` stored messages above ``after_id`` that ``user`` may be
+        shown (fewer: there are no more). The direct messages of someone blocked are
+        left out before counting: counted, they would fill the page in place of
+        messages never read, so the cap would look unreached and those be lost."""
+        kept: list[MessageRecord] = []
+        while True:
+            page = await self._stored(after_id, room_ids, user, wanted, gap)
+            kept += [record for record in page if not _from_blocked(user, record)]
+            if len(page) < wanted or len(kept) >= wanted:
+                return kept[:wanted]
+            after_id = page[-1].id
+
     async def _stored(self, after_id: int, room_ids: list[int], user: User, limit: int,
                       gap: Gap) -> list[MessageRecord]:
         try:
@@ -145,6 +159,11 @@ class Catchup:
             return False
         sender = self._accounts.find(event.sender)
         return sender is not None and sender.id in user.blocked
+
+
+def _from_blocked(user: User, record: MessageRecord) -> bool:
+    """A direct message from someone ``user`` blocks now."""
+    return record.room_id is None and record.sender_id in user.blocked
 
 
 def _concerns(record: MessageRecord, rooms: Mapping[int, str], user: User) -> bool:

@@ -200,3 +200,29 @@ def test_any_word_as_the_id_is_an_answer_never_a_crash(word: str) -> None:
         assert exc.code == "bad-arguments"
     else:
         assert word.isascii() and word.isdigit() and value == int(word)
+
+
+async def test_resume_at_the_cap_counts_no_blocked_message_and_loses_none(
+        db_path: Path) -> None:
+    """alice blocks bob, whose direct message to her came first in the gap: the
+    message left out must not make the cap look unreached (``more`` false,
+    ``recovered`` true) while a message past it was never read."""
+    server = await start_server(db_path, rooms__resume_max=2)
+    clients = Clients(server)
+    try:
+        alice, bob, carol = await room_with(clients, "alice", "bob", "carol")
+        last = (await alice.say("before"))["id"]
+        await alice.close()
+        await bob.command("/msg alice psst")
+        said = [(await carol.command(f"/say general {n}"))["id"] for n in range(3)]
+        alice = await clients.user("alice")
+        await alice.command("/block bob")
+        first = await alice.command(f"/resume {last}")
+        assert [m["id"] for m in messages(first.lines)] == said[:2]
+        assert first.final["recovered"] is False and first.final["more"] is True
+        rest = await alice.command(f"/resume {first.final['last_id']}")
+        assert [m["id"] for m in messages(rest.lines)] == said[2:]
+        assert rest.final["recovered"] is True
+    finally:
+        await clients.close()
+        await server.stop()
