@@ -142,3 +142,42 @@ async def test_resuming_from_before_a_migration_is_recovered(
         await back.close()
     finally:
         await node.stop()
+
+
+async def test_a_blocked_senders_stored_message_does_not_hide_the_cap(
+        tmp_path: Path, postgres_url: str, redis_server: RedisServer) -> None:
+    """Two nodes that store at once, a cap of 2: ann blocks bob, whose direct
+    message to her is the first stored one of her gap. Left out, it must not
+    make the cap look unreached while a message past it was never read."""
+    redis.Redis.from_url(redis_server.url).flushall()
+    pair = [await start_server(tmp_path / f"n{n}.db", cluster__enabled=True,
+                               cluster__node_id=f"n{n}", cluster__postgres=postgres_url,
+                               cluster__redis=redis_server.url, rooms__resume_max=2)
+            for n in (1, 2)]
+    clients: list[ChatClient] = []
+    try:
+        for name in USERS:
+            clients.append(await ChatClient.connect("127.0.0.1", pair[0].port))
+            await clients[-1].command(f"/register {name} {PASSWORD}")
+        ann, bob, cat = await members_on_every_node([*pair, pair[1]], "lobby")
+        clients += [ann, bob, cat]
+        last = (await ann.command("/say lobby before"))["id"]
+        await ann.close()
+        await bob.command("/msg ann psst")
+        said = [(await cat.command(f"/say lobby {n}"))["id"] for n in range(3)]
+        async with asyncio.timeout(10):  # read from PostgreSQL, not the log's tail
+            while await pair[0].storage.max_message_id() < said[-1]:  # noqa: ASYNC110 - polls the database
+                await asyncio.sleep(0.02)
+        clients.append(back := await login(pair[1], "ann"))
+        await back.command("/block bob")
+        first = await back.command(f"/resume {last}")
+        assert [m["id"] for m in first.lines if m.get("type") == "message"] == said[:2]
+        assert first.final["recovered"] is False and first.final["more"] is True
+        rest = await back.command(f"/resume {first.final['last_id']}")
+        assert [m["id"] for m in rest.lines if m.get("type") == "message"] == said[2:]
+        assert rest.final["recovered"] is True
+    finally:
+        for client in clients:
+            await client.close()
+        for app in pair:
+            await app.stop()
