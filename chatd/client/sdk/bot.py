@@ -141,7 +141,7 @@ class Bot:
                  rooms: Iterable[str] = (), prefix: str = "!", backoff: Backoff | None = None,
                  resume: bool = True, resume_tokens: ResumeTokens | None = None,
                  timeout: float = DEFAULT_TIMEOUT, keepalive: float | None = KEEPALIVE,
-                 **tls: Any) -> None:
+                 answer_bots: bool = False, **tls: Any) -> None:
         if (token is None) == (password is None):
             raise ValueError("give the bot a token or a password (one of them)")
         self.host, self.port, self.user = host, port, user
@@ -157,6 +157,9 @@ class Bot:
         self.alive_timeout = ALIVE_TIMEOUT
         # Seconds of silence before a ping; None or 0: never.
         self.keepalive = keepalive
+        # Whether command and mention handlers see other bots' messages: off, since
+        # two bots answering each other would talk until flood control stopped them.
+        self.answer_bots = answer_bots
         self.client: ChatClient | None = None
         self.connected = asyncio.Event()
         self.last_id = 0  # the highest message id seen: where a resume starts
@@ -180,12 +183,13 @@ class Bot:
         return register
 
     def on_message(self, handler: Handler[Message]) -> Handler[Message]:
-        """Every message from someone else (room or direct)."""
+        """Every message from someone else (room or direct), bots' too (``message.bot``)."""
         return self.on(Message)(handler)
 
     def on_mention(self, handler: Handler[Message]) -> Handler[Message]:
         """Messages from someone else that name the bot as a word (``@bot``, ``bot:``),
-        and direct ones; never one a command handler took, nor a notice."""
+        and direct ones; never one a command handler took, nor a notice, nor (unless
+        ``answer_bots``) a bot's."""
         self._mention_handlers.append(handler)
         return handler
 
@@ -205,7 +209,8 @@ class Bot:
         return handler
 
     def command(self, name: str) -> Callable[[CommandHandler], CommandHandler]:
-        """A ``!name args`` command in a message; the handler gets the message and ``args``."""
+        """A ``!name args`` command in a message; the handler gets the message and ``args``.
+        Never a notice, nor (unless ``answer_bots``) a bot's message."""
         def register(handler: CommandHandler) -> CommandHandler:
             self._commands[name.lower()] = handler
             return handler
@@ -597,6 +602,8 @@ class Bot:
         await self._call(self._handlers.get(Message, []), message)
         if message.notice:
             return  # never answered automatically: two bots would answer each other
+        if message.bot and not self.answer_bots:
+            return  # likewise, unless the bot's author chose to talk with bots
         # A line a command handler takes is not a mention too: a direct "!ping"
         # would otherwise be answered twice.
         if await self._command(message):
