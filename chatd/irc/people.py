@@ -117,7 +117,12 @@ class People:
 
     def is_bot(self, name: str) -> bool:
         """A bot account (chatd's own kind), or a client that set ``+B`` on itself."""
-        return name_key(name) in self._bots or self._services.accounts.is_bot(name)
+        return self.in_bot_mode(name) or self._services.accounts.is_bot(name)
+
+    def in_bot_mode(self, name: str) -> bool:
+        """A client that set ``+B`` on itself (a bot account's messages carry their
+        own mark, so the bot tag of a message needs only this besides)."""
+        return name_key(name) in self._bots
 
     def registered(self, session: IrcSession) -> None:
         """``session`` completed registration: its USER becomes its user's identity

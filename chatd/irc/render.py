@@ -46,19 +46,19 @@ CLIENT_TAGS_MAX: Final = 4094
 
 class Directory(Protocol):
     """Who people are for IRC (chatd.irc.people.People): the username a user's IRC
-    client gave, and whether they set the bot mode."""
+    client gave, and whether that client set the bot mode on itself."""
 
     def username(self, name: str) -> str: ...
-    def is_bot(self, name: str) -> bool: ...
+    def in_bot_mode(self, name: str) -> bool: ...
 
 
 class _Nobody:
-    """A directory that knows no IRC client: usernames are names, nobody is a bot."""
+    """A directory that knows no IRC client: usernames are names, nobody set ``+B``."""
 
     def username(self, name: str) -> str:
         return name
 
-    def is_bot(self, name: str) -> bool:
+    def in_bot_mode(self, name: str) -> bool:
         return False
 
 
@@ -77,6 +77,13 @@ def lane_key(key: int) -> int:
 
 # The tag mode of a client that negotiated neither server-time nor message-tags.
 PLAIN: Final = cache_key(False, False)
+
+
+def _from_a_bot(msg: ev.Message) -> bool:
+    """Whether ``msg`` carries the mark of a bot's message (a bot account's or a
+    webhook's), set when it was posted and stored with it: what the line protocol's
+    ``"bot": true`` says too, live and in history alike, with no look-up of the sender."""
+    return bool(msg.extra and msg.extra.get(ev.BOT_MARK))
 
 
 def channel(room: str) -> str:
@@ -233,7 +240,7 @@ class IrcRenderer:
             return {}  # neither server-time nor message-tags: nothing to format
         tags = self._tags(key, iso_ts(msg.ts), msg.id)
         if (-1 - key) & 2:  # message-tags: the bot tag and the sender's client-only tags
-            if self.directory.is_bot(msg.sender):
+            if _from_a_bot(msg) or self.directory.in_bot_mode(msg.sender):
                 tags["bot"] = ""
             tags.update(msg.extra.get(CLIENT_TAGS) or {})
         return tags

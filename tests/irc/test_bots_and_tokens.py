@@ -228,3 +228,24 @@ async def bot_revokes(clients: Clients, token: str) -> None:
     await server.services.tokens.revoke(helper, "default")
     refused = await (await clients.anonymous()).command(f"/auth {token}", check=False)
     assert refused.final["code"] == "auth-failed"
+
+
+async def test_the_bot_tag_follows_the_messages_mark_in_history_too(
+        clients: Clients, irc: IrcFactory) -> None:
+    """The tag comes from the mark the message was stored with, not from who its
+    sender's account is now: a deleted bot's messages still read as a bot's."""
+    alice, token = await _bot(clients)
+    bot = await clients.anonymous()
+    await bot.command(f"/auth {token}")
+    await bot.command("/join general")
+    await bot.command("/say general beep")
+    await alice.command("/say general and a person")
+    await alice.command("/bot delete helper")
+    bob = await irc("bob", caps=("batch", "draft/chathistory", "message-tags"))
+    bob.send("JOIN #general")
+    await bob.expect("366")
+    bob.send("CHATHISTORY LATEST #general * 10")
+    await bob.expect("BATCH")
+    said = [m for m in await bob.until("BATCH") if m.command == "PRIVMSG"]
+    assert [(m.params[1], "bot" in m.tags) for m in said] == [
+        ("beep", True), ("and a person", False)]
