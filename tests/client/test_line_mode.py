@@ -288,3 +288,22 @@ async def test_notifications_show_what_happened_and_when(
     screen = await alice.shows("1 notification; /notifications clear clears them.")
     assert "when" in screen and "ts_epoch" not in screen, screen
     assert "invitation  bob invited you to #dev: /join " in screen, screen
+
+
+async def test_the_line_mode_shows_a_bots_sender_as_a_bot(
+        server: ChatServer, clients: Clients, terminal: StartTerminal) -> None:
+    await account(server, "alice", "general")
+    bob = await clients.user("bob")
+    await bob.command("/join general")
+    token = str((await bob.command("/bot create helper"))["token"])
+    helper = await clients.anonymous()
+    await helper.command(f"/auth {token}")
+    await helper.command("/join general")
+    alice = terminal(server.port, "alice")
+    await alice.shows("Welcome back, alice")
+    await helper.command("/say general beep")
+    await alice.shows("<helper (bot)> beep")
+    await bob.command("/say general a person")
+    await alice.shows("<bob> a person")
+    await helper.command("/msg alice psst")
+    await alice.shows("<helper (bot) -> alice> psst")

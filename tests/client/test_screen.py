@@ -950,3 +950,22 @@ async def test_a_room_named_after_its_place_is_sent_as_typed(
     members = (await bob.command("/who general"))["members"]
     assert "carol" in [member["user"] for member in members]
     assert "too many arguments" not in alice.text()
+
+
+async def test_a_bots_message_shows_its_sender_as_a_bot(
+        clients: Clients, person: Callable[..., object]) -> None:
+    bob = await bob_in(clients, "general")
+    token = str((await bob.command("/bot create helper"))["token"])
+    helper = await clients.anonymous()
+    await helper.command(f"/auth {token}")
+    await helper.command("/join general")
+    await clients.user("alice")
+    alice: Person = await person("alice", register=False)  # type: ignore[misc]
+    await alice.joins("general")
+    await helper.command("/say general beep")
+    await alice.sees("<helper (bot)> beep")
+    await bob.command("/say general a person")
+    await alice.sees("<bob> a person")
+    await helper.command("/msg alice psst")
+    alice.type("/query helper" + ENTER)
+    await alice.sees("<helper (bot) -> alice> psst")

@@ -21,6 +21,10 @@ _BIDI_FORCING = (*range(0x202A, 0x202F), *range(0x2066, 0x206A))
 _CONTROLS = {c: "\ufffd" for c in (*range(0x20), 0x7F, *range(0x80, 0xA0), *_BIDI_FORCING)
              if c not in (9, 10)}
 _PLAIN = Style()
+# After a bot's name (a bot account's or a webhook's message): as /who marks a bot.
+BOT_MARK = " (bot)"
+# The end of a webhook's name, which says it is a bot already.
+_NAMED_BOT = "[bot]"
 USAGE_FORMS = "  |  "  # between the forms of a command's usage in /help's JSON
 HELP_INDENT = "    "  # a command's description, under its usage
 
@@ -40,6 +44,7 @@ class Line:
     verified: bool = False
     rows: tuple[tuple[str, ...], ...] = ()
     message_id: int | None = None
+    bot: bool = False  # sent by a bot: its sender is shown with BOT_MARK
     # The columns of a table that are numbers, drawn right-aligned as text mode does.
     right: tuple[int, ...] = ()
 
@@ -48,6 +53,14 @@ def clock(ts: str) -> str:
     """A message's time as ``HH:MM`` on the person's own clock: the server's times
     are UTC, and tables already show local times."""
     return local_time(ts)[11:16]
+
+
+def bot_mark(line: Line) -> str:
+    """What follows the sender's name: BOT_MARK for a bot's message, unless the name
+    says so itself (a webhook's, ``deploy[bot]``); else nothing."""
+    if not line.bot or (line.sender or "").endswith(_NAMED_BOT):
+        return ""
+    return BOT_MARK
 
 
 def clean(text: str) -> str:
@@ -74,7 +87,8 @@ def plain_message(record: dict[str, Any]) -> Line:
         text = f"{text}\n{preview}"
     return Line("message", clean(text), room=record.get("room"), sender=record.get("from"),
                 to=record.get("to"), ts=str(record.get("ts", "")),
-                action=bool(record.get("action")), message_id=record.get("id"))
+                action=bool(record.get("action")), message_id=record.get("id"),
+                bot=bool(record.get("bot")))
 
 
 def from_record(record: dict[str, Any]) -> Line | None:

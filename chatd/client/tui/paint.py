@@ -17,7 +17,7 @@ from prompt_toolkit.formatted_text import StyleAndTextTuples
 from prompt_toolkit.styles import Style
 from prompt_toolkit.utils import get_cwidth
 
-from chatd.client.tui.lines import Line, clock
+from chatd.client.tui.lines import Line, bot_mark, clock
 from chatd.protocol.render import THEMES, Theme
 
 LOCKED, VERIFIED, UNVERIFIED = "\N{LOCK} ", "\N{CHECK MARK}", "?"
@@ -59,6 +59,7 @@ def style_sheet(theme: Theme | None) -> Style:
                   "notice": sgr_style(theme.notice), "event": sgr_style(theme.notice),
                   "time": sgr_style(theme.notice), "room": sgr_style(theme.room),
                   "mention": "bold " + sgr_style(theme.error),
+                  "bot": sgr_style(theme.notice),
                   "verified": "fg:ansigreen", "unverified": "bold fg:ansiyellow"}
     return Style.from_dict(rules)
 
@@ -91,13 +92,14 @@ def _message(line: Line, theme: Theme | None, current: str | None) -> StyleAndTe
         out.append(("class:verified", VERIFIED + " ") if line.verified
                    else ("class:unverified", UNVERIFIED + " "))
     sender = line.sender or "?"
+    name = [(name_style(sender, theme), sender), ("class:bot", bot_mark(line))]
     if line.to is not None:
-        out += [("", "<"), (name_style(sender, theme), sender), ("", " -> "),
+        out += [("", "<"), *name, ("", " -> "),
                 (name_style(line.to, theme), line.to), ("", "> ")]
     else:
         if line.room and line.room != current:
             out.append(("class:room", f"#{line.room} "))
-        out += [("", "* " if line.action else "<"), (name_style(sender, theme), sender),
+        out += [("", "* " if line.action else "<"), *name,
                 ("", " " if line.action else "> ")]
     first, *rest = line.text.split("\n")
     out.append(("", first + "".join("\n    " + more for more in rest)))

@@ -405,7 +405,8 @@ class ClientSession:
         text = received.plaintext.decode("utf-8", errors="replace")
         return [*said, Line("message", lines.clean(text), room=room, sender=sender,
                             to=record.get("to"), ts=str(record.get("ts", "")), encrypted=True,
-                            verified=verified, message_id=record.get("id"))]
+                            verified=verified, message_id=record.get("id"),
+                            bot=bool(record.get("bot")))]
 
     def _wait_for_key(self, record: dict[str, Any], missing: MissingKey) -> list[Line]:
         """A live message may overtake its key: keep it (a bounded number) until the

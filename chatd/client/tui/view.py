@@ -13,7 +13,7 @@ from rich.console import Console
 from rich.table import Table
 from rich.text import Text
 
-from chatd.client.tui.lines import Line, clock
+from chatd.client.tui.lines import Line, bot_mark, clock
 
 NAME_COLOURS = ("green", "yellow", "blue", "magenta", "cyan", "bright_red", "bright_green",
                 "bright_yellow", "bright_blue", "bright_magenta", "bright_cyan")
@@ -56,6 +56,7 @@ class View:
         if line.to is not None:
             out.append("<")
             out.append(sender, style=name_style(sender))
+            out.append(bot_mark(line), style="dim")
             out.append(" -> ")
             out.append(line.to, style=name_style(line.to))
             out.append("> ")
@@ -64,6 +65,7 @@ class View:
                 out.append(f"#{line.room} ", style="bold cyan")
             out.append("* " if line.action else "<")
             out.append(sender, style=name_style(sender))
+            out.append(bot_mark(line), style="dim")
             out.append(" " if line.action else "> ")
         first, *rest = line.text.split("\n")
         out.append(first)
