@@ -137,16 +137,26 @@ function renderItem(item) {
   const node = el("li", {class: "message", "data-order": item.order, "data-id": record.id});
   node.append(el("time", {class: "time", datetime: record.ts, text: clockTime(record.ts)}), " ");
   const nick = el("span", {class: `from ${nickColour(record.from)}`, text: record.from});
+  // The name, then the bot mark beside it (not inside: the name stays the name alone).
+  const sender = record.bot ? [nick, " ", botMark()] : [nick];
   if (record.action) {
     node.classList.add("action");
-    node.append("* ", nick, " ", said(record.text));
+    node.append("* ", ...sender, " ", said(record.text));
   } else if (record.notice) {
-    node.append("-", nick, "- ", said(record.text));
+    node.append("-", ...sender, "- ", said(record.text));
   } else {
-    node.append(nick, el("span", {class: "said", text: ": "}));
+    node.append(...sender, el("span", {class: "said", text: ": "}));
     node.append(messageBody(record));
   }
   return node;
+}
+
+// The mark of a message a bot sent (a bot account's or a webhook's: "bot": true):
+// visible text, so a screen reader says "bot" after the name too, and a title
+// that says what it means to a pointer.
+function botMark() {
+  return el("span", {class: "bot-mark", title: "sent by a bot (a bot account or a webhook)",
+                     text: "bot"});
 }
 
 function messageBody(record) {
