@@ -11,6 +11,7 @@ from chatd.client import ChatClient
 from tests.helpers import ChatServer, Clients, room_with
 from tests.irc.conftest import IrcFactory
 from tests.irc.helpers import IrcClient
+from tests.web.helpers import http
 
 Connect = Callable[[], Awaitable[IrcClient]]
 
@@ -249,3 +250,21 @@ async def test_the_bot_tag_follows_the_messages_mark_in_history_too(
     said = [m for m in await bob.until("BATCH") if m.command == "PRIVMSG"]
     assert [(m.params[1], "bot" in m.tags) for m in said] == [
         ("beep", True), ("and a person", False)]
+
+
+@pytest.mark.server(web__enabled=True, web__port=0)
+async def test_a_webhooks_message_carries_the_bot_tag_as_it_says_bot_in_json(
+        server: ChatServer, clients: Clients, irc: IrcFactory) -> None:
+    alice, = await room_with(clients, "alice")
+    bob = await irc("bob", caps=("message-tags",))
+    bob.send("JOIN #general")
+    await bob.expect("366")
+    made = await alice.command("/webhook create deploy")
+    async with http(server) as hook:
+        posted = await hook.post(made["path"], json={"text": "build 42 is green"})
+        assert posted.status_code == 201, posted.text
+    heard = await alice.next_event(lambda e: e.get("type") == "message")
+    said = await bob.expect("PRIVMSG")
+    assert heard["bot"] is True and said.params[1] == "build 42 is green"
+    assert said.source is not None and said.source.startswith("deploy[bot]!")
+    assert said.tags.get("bot") == ""
