@@ -184,7 +184,8 @@ async def resume(ctx: Context, last_id: int) -> Ok:
         session.end_hold((), last_id, ctx.label)  # what was held goes out as it came
         raise
     replay = session.end_hold(gap.messages, last_id, ctx.label)
-    last = replay[-1].id if replay else last_id
+    last = replay[-1].id if replay else \
+        (last_id if gap.go_on_from is None else gap.go_on_from)
     count = f"{len(replay)} message{'s' * (len(replay) != 1)} replayed"
     if gap.recovered:
         return ok(f"{count}; nothing is missing.", recovered=True, more=False,

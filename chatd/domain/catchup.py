@@ -64,6 +64,10 @@ class Gap:
     doubts: list[str] = field(default_factory=list)
     # The cap was reached: more messages follow the last one.
     more: bool = False
+    # The id to go on from when the one asked for was never issued (a client of
+    # another server, or of a database restored from an older backup): the
+    # latest issued, so the client waits for the ids this server gives next.
+    go_on_from: int | None = None
 
     @property
     def recovered(self) -> bool:
@@ -106,6 +110,7 @@ class Catchup:
             gap.doubts.append("the message counter does not answer")
             return
         if after_id > span.last:
+            gap.go_on_from = span.last
             gap.doubts.append(f"no message id above {span.last} was issued yet: "
                               f"{after_id} is from another server or epoch")
         elif after_id + 1 < span.first:

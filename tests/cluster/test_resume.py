@@ -90,6 +90,7 @@ async def test_resuming_from_an_id_the_cluster_never_issued(nodes: list[App]) ->
     reply = await ann.command("/resume 999999999999")
     assert reply.final["recovered"] is False
     assert "another server or epoch" in reply.final["reasons"][0]
+    assert reply.final["last_id"] < 999999999999  # the cluster's latest, to go on from
     await ann.close()
 
 

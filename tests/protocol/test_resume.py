@@ -116,6 +116,11 @@ async def test_resume_from_an_id_never_issued_is_not_recovered(clients: Clients)
     assert messages(reply.lines) == []
     assert reply.final["recovered"] is False
     assert "another server or epoch" in reply.final["reasons"][0]
+    # The id to go on from is the server's latest, not the one given: the next
+    # message's id is above it (a client ignoring ids at or below the last one
+    # it holds would otherwise drop every message until the counter passed it).
+    assert reply.final["last_id"] == top
+    assert (await alice.say("again"))["id"] > reply.final["last_id"]
 
 
 async def test_resume_leaves_out_direct_messages_of_someone_blocked(clients: Clients) -> None:
