@@ -418,6 +418,37 @@ async def test_a_reconnected_bot_gets_what_it_missed_once_through_resume(
     await stopped(bot, task)
 
 
+async def test_a_bot_ahead_of_the_servers_ids_goes_on_from_the_servers_latest(
+        server: ChatServer, clients: Clients) -> None:
+    """A bot that saw ids the server never issued (a database restored from an older
+    backup) resumes once from the server's latest id, then misses nothing."""
+    token = await bot_token(clients, "helper")
+    alice = await clients.user("alice")
+    await alice.command("/create general")
+    bot = Bot("127.0.0.1", server.port, user="helper", token=token, rooms=["general"],
+              backoff=fixed_backoff(0.2))
+    got: list[int] = []
+
+    @bot.on_message
+    async def message(event: Message) -> None:
+        got.append(event.id)
+
+    task = await started(bot)
+    first = (await alice.command("/say general before"))["id"]
+    await until(lambda: got == [first], "the first message")
+    assert bot.client is not None
+    connections = bot.connections
+    bot.last_id = first + 1_000_000  # what it saw of the other timeline
+    await bot.client.close()
+    await until(lambda: bot.connections == connections + 1 and bot.last_id == first,
+                "the bot to reconnect and go on from the server's latest id")
+    assert bot.client is not None
+    await bot.client.close()
+    missed = (await alice.command("/say general missed"))["id"]
+    await until(lambda: got == [first, missed], "the missed message, replayed")
+    await stopped(bot, task)
+
+
 async def test_say_returns_the_echo_of_a_line_the_server_cleaned(clients: Clients) -> None:
     alice = await clients.user("alice")
     await alice.command("/create general")

@@ -522,11 +522,16 @@ class Bot:
                     log.info("resume refused: %s", reply.final.get("message"))
                 return
             await self._replay([r for r in reply.lines if keep is None or keep(r)], seen)
+            last = _id_of(reply.final, "last_id", after_id)
             if reply.final.get("recovered") is False and not reply.final.get("more"):
                 log.warning("resume: the gap may be incomplete: %s", reply.final.get("reasons"))
+                if last is not None and last < after_id:
+                    # The server never issued after_id (its database is older than
+                    # what the bot saw): its ids go on from its latest, and so does
+                    # the next resume.
+                    self.last_id = last
             if not reply.final.get("more"):
                 break
-            last = _id_of(reply.final, "last_id", after_id)
             if last is None:
                 break  # a page the bot cannot follow: the rest is not asked for
             after_id = last

@@ -89,10 +89,16 @@ class Catchup:
             self._replayed.update(int(record["id"]) for record in records)
             self.note(records)
             await show(records)
+            last = int(reply.get("last_id") or 0)
             if not reply.get("more"):
+                if reply.get("recovered") is False and 0 < last < after:
+                    # The server never issued ``after`` (its database is older than
+                    # what was seen): its ids go on from its latest, and so does the
+                    # next resume.
+                    self.last_id = last
                 return Resumed(gap=_gap(reply.get("reasons") or [])
                                if reply.get("recovered") is False else None)
-            after = int(reply.get("last_id") or 0)
+            after = last
         return Resumed()
 
     async def _from_history(self, client: ChatClient,
