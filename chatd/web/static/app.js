@@ -360,10 +360,21 @@ function historyStatus(conv) {
     : conv.loaded && !conv.before ? "This is the start of the room's history." : "";
 }
 
-// After a reconnection: what was posted while the connection was away.
+// After a reconnection: what was posted while the connection was away, page after
+// page while the server says more follow (rooms.resume_max per answer). A server
+// that never issued lastId (its database restored from an older backup) names
+// its latest id instead: the next reconnection resumes from that one.
 async function recover(lastId) {
-  const resumed = await conn.command(`/resume ${lastId}`);
-  if (resumed.type === "ok") return;
+  let after = lastId;
+  for (let page = 0; page < RECOVER_PAGES; page += 1) {
+    const resumed = await conn.command(`/resume ${after}`);
+    if (resumed.type !== "ok") break;
+    if (!resumed.more) {
+      if (resumed.recovered === false && resumed.last_id < after) conn.restartIds(resumed.last_id);
+      return;
+    }
+    after = resumed.last_id;
+  }
   for (const conv of state.convs.values()) {
     if (conv.kind !== "room" || !conv.member) continue;
     let before = null;

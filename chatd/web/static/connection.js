@@ -357,6 +357,16 @@ export class Connection {
     }
   }
 
+  // The server never issued the highest id seen (a database restored from an older
+  // backup): its ids go on from ``id``, and so does the next /resume.
+  restartIds(id) {
+    const saved = this.saved;
+    if (saved && typeof id === "number") {
+      saved.lastId = id;
+      this.save(saved);
+    }
+  }
+
   // -- reconnecting -----------------------------------------------------------------
 
   lost() {

@@ -220,6 +220,37 @@ async def test_reconnecting_after_a_restart_misses_nothing(
     assert alice.script_errors == [] and bob.script_errors == []
 
 
+async def test_a_reconnection_past_the_resume_cap_follows_every_page(
+        daemon: Daemon, browser: Any) -> None:
+    # One /resume answers at most rooms.resume_max messages and says more follow: the
+    # page asks again from the last one until none do, so nothing past the first
+    # page is lost.
+    await daemon.stop()
+    await daemon.start(rooms__resume_max=2)
+    alice = await browser("alice")
+    await register(alice, daemon.url, "alice")
+    await enter_room(alice, "/create lobby", "lobby")
+    carol = await daemon.tcp_user("carol")
+    await carol.command("/join lobby")
+    await carol.command("/say lobby before")
+    await see(alice, "before")
+
+    await daemon.stop()
+    await alice.locator("#connection").filter(has_text="reconnecting").wait_for()
+    await daemon.start(web=False, rooms__resume_max=2)
+    carol = await daemon.tcp_user("carol")
+    for n in range(5):
+        await carol.command(f"/say lobby away {n}")
+    await daemon.stop()
+    await daemon.start(rooms__resume_max=2)
+
+    await see(alice, "away 4")
+    shown = await messages(alice)
+    assert [text for text in shown if text.startswith("away")] == [
+        f"away {n}" for n in range(5)], shown
+    assert alice.script_errors == []
+
+
 async def test_keyboard_only_use_and_the_dark_theme(daemon: Daemon, browser: Any) -> None:
     page = await browser("dana")
     await page.goto(daemon.url + "/")
