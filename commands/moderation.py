@@ -235,7 +235,7 @@ _TAKES = {"k": Takes.ON_SET, "l": Takes.ON_SET, "v": Takes.ALWAYS}
          told_by_event=True)
 async def mode(ctx: Context, args: str) -> Ok:
     """Show a room's modes, or change them: who may join, or +/- k l m s n t i R v."""
-    words = args.split()
+    words = _room_last(args.split())
     if words and words[0].lower() in MODES:  # choices are case-insensitive
         return await _join_mode(ctx, Mode(words[0].lower()), _mode_room(ctx, words[1:]))
     if words and words[0][0] in "+-":
@@ -246,6 +246,19 @@ async def mode(ctx: Context, args: str) -> Ok:
         _refuse_unknown_letters(changes)
         return await _change_modes(ctx, changes, _mode_room(ctx, left))
     return _show_modes(ctx, _mode_room(ctx, words))
+
+
+def _is_mode_word(word: str) -> bool:
+    return word.lower() in MODES or word[0] in "+-"
+
+
+def _room_last(words: list[str]) -> list[str]:
+    """``words`` with the room last, where this command takes it: written first, as
+    IRC's MODE #room +m writes it (``/mode den +m``), it is moved there. A first
+    word that is itself a mode (``open``, ``+m``) is never taken for the room."""
+    if len(words) > 1 and not _is_mode_word(words[0]) and _is_mode_word(words[1]):
+        return [*words[1:], words[0]]
+    return words
 
 
 def _mode_room(ctx: Context, words: list[str]) -> Room:

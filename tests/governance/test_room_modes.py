@@ -72,6 +72,21 @@ async def test_mode_refusals_have_stable_codes(clients: Clients) -> None:
     assert (await error_of(lonely, "/mode"))["code"] == "no-room"
 
 
+async def test_the_room_may_come_first_as_irc_writes_it(clients: Clients) -> None:
+    """``/mode dev +m`` (IRC's MODE #dev +m) is the same as ``/mode +m dev``; a first
+    word that is itself a mode is never taken for the room."""
+    alice, bob = await users(clients, "alice", "bob")
+    await room_with(alice, "dev", bob)
+    await alice.command("/create other")  # the current room is no longer dev
+    assert (await alice.command("/mode dev +m"))["modes"] == "+ntm"
+    voiced = await alice.command("/mode #dev -m+v bob")
+    assert (voiced["room"], voiced["changes"], voiced["arguments"]) == ("dev", "-m+v", ["bob"])
+    assert (await alice.command("/mode dev private"))["room"] == "dev"
+    assert (await alice.command("/mode dev"))["mode"] == "private"
+    assert await code_of(alice, "/mode dev +m extra") == "bad-arguments"
+    assert await code_of(alice, "/mode nowhere +m") == "no-such-room"
+
+
 async def test_a_mode_string_with_a_bad_voice_changes_nothing(clients: Clients) -> None:
     """A +v or -v without a user, or naming nobody, refuses the whole string before
     any of it is applied: no +m, no voice for the user of the letter before."""
