@@ -57,4 +57,16 @@ async def notifications(ctx: Context, action: str | None, page: int | None) -> O
              for n in records]
     sentence = (f"{total} notification{'s' * (total != 1)}; /notifications clear clears them"
                 if total else "No notifications")
-    return ok(shown.told(sentence, "/notifications"), notifications=items, **shown.fields())
+    # The newest page is the reading that tells of the dropped ones (once).
+    dropped = await ctx.services.notifier.take_dropped(ctx.user) if number == 1 else 0
+    told = shown.told(sentence, "/notifications") + _dropped_sentence(
+        dropped, ctx.services.notifier.keep)
+    return ok(told, notifications=items, dropped=dropped, **shown.fields())
+
+
+def _dropped_sentence(dropped: int, keep: int) -> str:
+    """What the listing adds when the oldest notifications were dropped past the bound."""
+    if not dropped:
+        return ""
+    were = "s were" if dropped != 1 else " was"
+    return f" {dropped} older notification{were} dropped (the newest {keep} are kept)."

@@ -404,6 +404,17 @@ ALTER TABLE api_tokens ADD COLUMN kind TEXT NOT NULL DEFAULT 'api'
     CHECK (kind IN ('api', 'session'));
 """
 
+# How many of a user's notifications were dropped, the oldest, to keep at most
+# limits.max_notifications: counted in the transaction that drops them, so the
+# user is told exactly, and reset when they read or clear their notifications.
+# Users with none dropped have no row.
+NOTIFICATIONS_DROPPED = """
+CREATE TABLE notifications_dropped (
+    user_id INTEGER PRIMARY KEY REFERENCES users (id) ON DELETE CASCADE,
+    dropped INTEGER NOT NULL CHECK (dropped > 0)
+);
+"""
+
 MIGRATIONS: tuple[Migration, ...] = (
     Migration(1, "foundation: users, rooms, members, messages, associations, notifications",
               FOUNDATION),
@@ -425,6 +436,8 @@ MIGRATIONS: tuple[Migration, ...] = (
     Migration(15, "webhooks remember the API token that made them", WEBHOOK_TOKENS),
     Migration(16, "API tokens have a kind: a script's (api) or a browser tab's (session)",
               TOKEN_KINDS),
+    Migration(17, "a count of the notifications each user had dropped past the bound",
+              NOTIFICATIONS_DROPPED),
 )
 
 LATEST_VERSION: int = MIGRATIONS[-1].version

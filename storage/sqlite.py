@@ -66,6 +66,9 @@ T = TypeVar("T")
 _USER = "id, name, password_hash, is_admin, created_at, settings, kind, owner_id"
 _ROOM = ("id, name, mode, topic, created_at, terminated_at, settings, key, member_limit, "
          "moderated, secret, no_external, topic_lock")
+# Adds to a user's count of dropped notifications (a row made at the first).
+_COUNT_DROPPED = ("INSERT INTO notifications_dropped (user_id, dropped) VALUES (?, ?) "
+                  "ON CONFLICT (user_id) DO UPDATE SET dropped = dropped + excluded.dropped")
 _NOTIFICATION = "id, user_id, kind, payload, created_at"
 
 _UPSERT_ASSOCIATION = """
@@ -335,13 +338,37 @@ class SqliteStorage(MessageQueries, ContentQueries, GovernanceQueries, TokenQuer
         return int(rows[0][0])
 
     async def clear_notifications(self, user_id: int) -> int:
-        return await self._write("DELETE FROM notifications WHERE user_id = ?", (user_id,))
+        async with self._transaction() as conn:
+            cursor = await conn.execute("DELETE FROM notifications WHERE user_id = ?",
+                                        (user_id,))
+            await conn.execute("DELETE FROM notifications_dropped WHERE user_id = ?",
+                               (user_id,))
+        return cursor.rowcount
 
-    async def trim_notifications(self, user_id: int, keep: int) -> int:
-        return await self._write(
-            "DELETE FROM notifications WHERE user_id = ? AND id <= (SELECT id FROM "
-            "notifications WHERE user_id = ? ORDER BY id DESC LIMIT 1 OFFSET ?)",
-            (user_id, user_id, keep))
+    async def add_notification_kept(self, user_id: int, kind: str, payload: JsonDict,
+                                    created_at: float,
+                                    keep: int) -> tuple[NotificationRecord, int]:
+        async with self._transaction() as conn:
+            cursor = await conn.execute(
+                "INSERT INTO notifications (user_id, kind, payload, created_at) "
+                "VALUES (?, ?, ?, ?)", (user_id, kind, dumps_object(payload), created_at))
+            notification_id = rowid(cursor)
+            trimmed = await conn.execute(
+                "DELETE FROM notifications WHERE user_id = ? AND id <= (SELECT id FROM "
+                "notifications WHERE user_id = ? ORDER BY id DESC LIMIT 1 OFFSET ?)",
+                (user_id, user_id, keep))
+            dropped = trimmed.rowcount
+            if dropped > 0:
+                await conn.execute(_COUNT_DROPPED, (user_id, dropped))
+        note = NotificationRecord(notification_id, user_id, kind, payload, created_at)
+        return note, max(dropped, 0)
+
+    async def take_dropped_notifications(self, user_id: int) -> int:
+        async with self._transaction() as conn:
+            rows = list(await conn.execute_fetchall(
+                "DELETE FROM notifications_dropped WHERE user_id = ? RETURNING dropped",
+                (user_id,)))
+        return int(rows[0][0]) if rows else 0
 
     async def delete_notifications_before(self, before: float) -> int:
         return await self._write("DELETE FROM notifications WHERE created_at < ?", (before,))

@@ -57,13 +57,18 @@ class Notifier:
         self._counts = await self._storage.notification_counts()
 
     async def notify(self, user: User, kind: str, text: str, **payload: Any) -> None:
-        note = await self._storage.add_notification(user.id, kind, {"text": text, **payload},
-                                                    self._clock.time())
-        self._counts[user.id] = self._counts.get(user.id, 0) + 1
+        content, now = {"text": text, **payload}, self._clock.time()
         # A cluster's other nodes add notifications too: this node's count of them
-        # cannot tell when there are too many, the database can.
-        if self.shared or self._counts[user.id] > self.keep:
-            self._lower(user.id, await self._storage.trim_notifications(user.id, self.keep))
+        # cannot tell when there are too many, the database can. The oldest are
+        # dropped, and counted, in the transaction that adds the new one.
+        if self.shared or self._counts.get(user.id, 0) >= self.keep:
+            note, dropped = await self._storage.add_notification_kept(
+                user.id, kind, content, now, self.keep)
+        else:
+            note, dropped = await self._storage.add_notification(user.id, kind, content,
+                                                                 now), 0
+        self._counts[user.id] = self._counts.get(user.id, 0) + 1
+        self._lower(user.id, dropped)
         if user.online:
             self._bus.to_user(user, Notified(note))
 
@@ -76,6 +81,11 @@ class Notifier:
         if not skip and len(shown) < limit:
             return shown, len(shown)
         return shown, await self._storage.count_notifications(user.id)
+
+    async def take_dropped(self, user: User) -> int:
+        """How many of ``user``'s notifications were dropped, the oldest, past the
+        bound since they last read or cleared them: they are told once."""
+        return await self._storage.take_dropped_notifications(user.id)
 
     async def unread(self, user: User) -> int:
         """How many notifications ``user`` has, wherever they were written (on a

@@ -69,6 +69,7 @@ TABLES: tuple[Table, ...] = (
     Table("user_rooms", ("user_id", "room_id", "last_joined")),
     Table("messages", MESSAGE_COLUMNS, booleans=("delivered",)),
     Table("notifications", ("id", "user_id", "kind", "payload", "created_at"), identity="id"),
+    Table("notifications_dropped", ("user_id", "dropped")),
     Table("bans", ("room_id", "user_id", "actor_id", "reason", "created_at", "until")),
     Table("mutes", ("room_id", "user_id", "actor_id", "reason", "created_at", "until")),
     Table("invitations", ("room_id", "user_id", "inviter_id", "created_at", "expires_at")),

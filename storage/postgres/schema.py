@@ -349,12 +349,20 @@ ALTER TABLE api_tokens ADD COLUMN kind text NOT NULL DEFAULT 'api'
     CHECK (kind IN ('api', 'session'));
 """
 
+# The count of dropped notifications (see storage.migrations).
+NOTIFICATIONS_DROPPED = """
+CREATE TABLE notifications_dropped (
+    user_id bigint PRIMARY KEY REFERENCES users (id) ON DELETE CASCADE,
+    dropped bigint NOT NULL CHECK (dropped > 0)
+);
+"""
+
 # Each step's PostgreSQL script, by the version of the SQLite step it mirrors.
 _SCRIPTS: dict[int, str] = {
     1: FOUNDATION, 2: GOVERNANCE, 3: API_TOKENS, 4: AUDIT_ROOM_ID, 5: CONTENT_AND_KEYS,
     6: DROP_SENDER_INDEX, 7: MESSAGE_BLOCKS, 8: USER_BLOCKS, 9: ROOM_MODES, 10: WEBHOOKS,
     11: BOTS_SCOPES_RESUME, 12: CONVERSATIONS, 13: META, 14: KEPT_INVITATIONS,
-    15: WEBHOOK_TOKENS, 16: TOKEN_KINDS}
+    15: WEBHOOK_TOKENS, 16: TOKEN_KINDS, 17: NOTIFICATIONS_DROPPED}
 
 
 def _mirrored() -> tuple[PgMigration, ...]:

@@ -372,13 +372,38 @@ class PostgresStorage(PgMessageQueries, PgContentQueries, PgGovernanceQueries,
             "SELECT COUNT(*) FROM notifications WHERE user_id = $1", user_id))
 
     async def clear_notifications(self, user_id: int) -> int:
-        return await self._execute("DELETE FROM notifications WHERE user_id = $1", user_id)
+        async with self._transaction() as conn:
+            cleared = changed(await conn.execute(
+                "DELETE FROM notifications WHERE user_id = $1", user_id))
+            await conn.execute("DELETE FROM notifications_dropped WHERE user_id = $1",
+                               user_id)
+        return cleared
 
-    async def trim_notifications(self, user_id: int, keep: int) -> int:
-        return await self._execute(
-            "DELETE FROM notifications WHERE user_id = $1 AND id <= (SELECT id FROM "
-            "notifications WHERE user_id = $1 ORDER BY id DESC LIMIT 1 OFFSET $2)",
-            user_id, keep)
+    async def add_notification_kept(self, user_id: int, kind: str, payload: JsonDict,
+                                    created_at: float,
+                                    keep: int) -> tuple[NotificationRecord, int]:
+        async with self._transaction() as conn:
+            notification_id = await conn.fetchval(
+                "INSERT INTO notifications (user_id, kind, payload, created_at) "
+                "VALUES ($1, $2, $3, $4) RETURNING id",
+                user_id, kind, dumps_object(payload), created_at)
+            # A row two writers both chose to drop is deleted, and counted, by one
+            # of them only: the other waits for its lock and finds it gone.
+            dropped = int(await conn.fetchval(
+                "WITH gone AS (DELETE FROM notifications WHERE user_id = $1 AND id <= ("
+                "SELECT id FROM notifications WHERE user_id = $1 ORDER BY id DESC "
+                "LIMIT 1 OFFSET $2) RETURNING 1), counted AS (INSERT INTO "
+                "notifications_dropped (user_id, dropped) SELECT $1, COUNT(*) FROM gone "
+                "HAVING COUNT(*) > 0 ON CONFLICT (user_id) DO UPDATE SET dropped = "
+                "notifications_dropped.dropped + excluded.dropped) "
+                "SELECT COUNT(*) FROM gone", user_id, keep))
+        note = NotificationRecord(int(notification_id), user_id, kind, payload, created_at)
+        return note, dropped
+
+    async def take_dropped_notifications(self, user_id: int) -> int:
+        dropped = await self._fetch_value(
+            "DELETE FROM notifications_dropped WHERE user_id = $1 RETURNING dropped", user_id)
+        return 0 if dropped is None else int(dropped)
 
     async def delete_notifications_before(self, before: float) -> int:
         return await self._execute("DELETE FROM notifications WHERE created_at < $1", before)

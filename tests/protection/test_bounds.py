@@ -98,6 +98,35 @@ async def test_a_user_keeps_at_most_max_notifications(
         assert await server.services.storage.count_notifications(bob_id) == 3
 
 
+@on_both
+async def test_the_listing_tells_how_many_notifications_were_dropped(
+        db_path: Path, clock: ManualClock, storage_overrides: dict[str, Any]) -> None:
+    async with serving(db_path, clock, limits__max_notifications=7,
+                       **storage_overrides) as (_server, clients):
+        bob = await clients.user("bob")
+        await bob.command("/logout")
+        alice = await clients.user("alice")
+        for n in range(10):  # bob is offline: each is a notification
+            await alice.command(f"/msg bob hello {n}")
+        again = await clients.anonymous()
+        await again.command(f"/login bob {PASSWORD}")
+        listing = await again.command("/notifications")
+        assert (listing["total"], listing["dropped"]) == (7, 3)
+        assert "3 older notifications were dropped (the newest 7 are kept)." in listing["message"]
+        # Told once: read, the count starts again from nothing.
+        assert (await again.command("/notifications"))["dropped"] == 0
+        await again.command("/logout")
+        await alice.command("/msg bob one more")
+        await again.command(f"/login bob {PASSWORD}")
+        assert (await again.command("/notifications"))["dropped"] == 1
+        # Cleared, nothing dropped before is told again.
+        await again.command("/logout")
+        await alice.command("/msg bob and another")
+        await again.command(f"/login bob {PASSWORD}")
+        await again.command("/notifications clear")
+        assert (await again.command("/notifications"))["dropped"] == 0
+
+
 async def test_logins_refused_by_the_limit_write_no_audit_entry(
         db_path: Path, clock: ManualClock) -> None:
     # Each refusal was a row written for ever, at the pace of an anonymous

@@ -3,6 +3,8 @@ storage, on both backends."""
 
 from __future__ import annotations
 
+import asyncio
+
 from storage import Storage, chunks
 from storage.chunks import CHUNK_ROWS, CHUNK_SIZES
 from tests.backends import both
@@ -23,6 +25,28 @@ async def test_notification_counts_and_their_expiry_count_the_same_rows(
     assert await storage.expire_notifications(T0 + 5) == {alice.id: 2, bob.id: 1}
     assert await storage.notification_counts() == {alice.id: 1}
     assert await storage.expire_notifications(T0 + 5) == {}
+
+
+async def test_notifications_dropped_past_the_bound_are_counted_until_taken(
+        storage: Storage) -> None:
+    alice = await storage.create_user("alice", b"h", False, T0)
+    bob = await storage.create_user("bob", b"h", False, T0)
+    for n in range(5):
+        note, dropped = await storage.add_notification_kept(alice.id, "kicked", {"n": n},
+                                                            T0 + n, 3)
+        assert dropped == (1 if n >= 3 else 0)
+    assert [n.payload["n"] for n in await storage.list_notifications(alice.id)] == [2, 3, 4]
+    assert note.payload == {"n": 4}
+    # Written at once, each drop is counted by one writer only.
+    await asyncio.gather(*(storage.add_notification_kept(alice.id, "kicked", {}, T0, 3)
+                           for _ in range(6)))
+    assert await storage.count_notifications(alice.id) == 3
+    assert await storage.take_dropped_notifications(alice.id) == 8
+    assert await storage.take_dropped_notifications(alice.id) == 0
+    assert await storage.take_dropped_notifications(bob.id) == 0
+    await storage.add_notification_kept(alice.id, "kicked", {}, T0, 3)
+    assert await storage.clear_notifications(alice.id) == 3
+    assert await storage.take_dropped_notifications(alice.id) == 0
 
 
 async def test_a_batch_of_audit_entries_is_stored_in_its_order(storage: Storage) -> None:

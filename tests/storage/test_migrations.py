@@ -151,10 +151,15 @@ async def seed_v16(conn: aiosqlite.Connection) -> None:
                        "created_at) VALUES (1, 'tab', 'ef', 2, ?)", (T0,))
 
 
+async def seed_v17(conn: aiosqlite.Connection) -> None:
+    # Two of bob's notifications were dropped past the bound.
+    await conn.execute("INSERT INTO notifications_dropped (user_id, dropped) VALUES (2, 2)")
+
+
 SEEDS: dict[int, Seed] = {1: seed_v1, 2: seed_v2, 3: seed_v3, 4: seed_v4, 5: seed_v5,
                           6: seed_v6, 7: seed_v7, 8: seed_v8, 9: seed_v9, 10: seed_v10,
                           11: seed_v11, 12: seed_v12, 13: seed_v13, 14: seed_v14,
-                          15: seed_v15, 16: seed_v16}
+                          15: seed_v15, 16: seed_v16, 17: seed_v17}
 
 
 async def build_database(path: Path, version: int) -> None:
@@ -187,7 +192,7 @@ async def test_fresh_database_gets_the_latest_schema(tmp_path: Path) -> None:
         "users", "rooms", "members", "user_rooms", "messages", "notifications", "bans",
         "mutes", "invitations", "join_requests", "audit", "api_tokens", "files", "user_keys",
         "message_blocks", "user_blocks", "webhooks",
-        "resume_tokens", "chatd_meta"}
+        "resume_tokens", "chatd_meta", "notifications_dropped"}
 
 
 @pytest.mark.parametrize("version", range(LATEST_VERSION))
