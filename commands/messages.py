@@ -7,7 +7,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from chatd.domain.accounts import User
-from chatd.domain.names import is_number
+from chatd.domain.names import capped_number, is_number
 from chatd.domain.ports import settled
 from chatd.domain.room import Room
 from chatd.domain.scopes import Scope
@@ -15,7 +15,7 @@ from chatd.errors import ChatError, Code
 from chatd.protocol.context import Context, table_time
 from chatd.protocol.paging import PAGE, page_of
 from chatd.protocol.params import Context as ParamContext
-from chatd.protocol.params import Int, Recipient, RoomRef, Text, no_room
+from chatd.protocol.params import Decline, Int, Recipient, RoomRef, Text, no_room
 from chatd.protocol.records import record_of
 from chatd.protocol.registry import (
     NEEDS_MEMBER,
@@ -98,6 +98,16 @@ class HistoryCount(Int):
     configuration (asking for more is not wrong, it gets the cap)."""
 
     high: int = 2**62
+
+    def convert(self, ctx: ParamContext, word: str, more_follow: bool) -> Any:
+        # A number of any size is a count, not only one storage could hold: the
+        # history of a room is never longer than 2**62 messages.
+        count = capped_number(word, self.high)
+        if count is not None and count >= self.low:
+            return count
+        if self.optional:
+            raise Decline
+        raise self.refusal(ctx, word)
 
     def refusal(self, ctx: ParamContext, word: str) -> ChatError:
         cap = ctx.services.config.rooms.history_max

@@ -16,6 +16,7 @@ __all__ = [
     "MAX_DURATION",
     "MAX_NUMBER",
     "InvalidName",
+    "capped_number",
     "format_duration",
     "is_decimal",
     "is_number",
@@ -47,6 +48,19 @@ def is_number(word: str) -> bool:
     the others take, and none hands storage a value it cannot hold."""
     return (len(word) <= MAX_DIGITS and word.isascii() and word.isdigit()
             and int(word) <= MAX_NUMBER)
+
+
+def capped_number(word: str, most: int) -> int | None:
+    """The value of ``word``, ASCII digits of any length, or ``most`` when it is
+    larger (a count past any cap means the cap); None when ``word`` is no whole
+    number. ``int()`` reads at most as many digits as ``most`` has: its cost grows
+    with the length."""
+    if not (word.isascii() and word.isdigit()):
+        return None
+    digits = word.lstrip("0") or "0"
+    if len(digits) > len(str(most)):
+        return most
+    return min(int(digits), most)
 
 
 # A decimal as people write one: digits with at most one decimal point ("2",

@@ -122,7 +122,7 @@ def paged(what: str) -> tuple[Param, Param]:
                   "one); the answer's pages and total tell how many there are",
                   integer=True, required=False),
             Param("limit", "query", f"how many {what} a page holds (at most, and by default, "
-                  f"{PAGE_MAX})", integer=True, required=False))
+                  f"{PAGE_MAX})", integer=True, required=False, count=True))
 
 
 async def members(call: Call) -> Response:
@@ -422,7 +422,8 @@ def api_routes(links: LinkSigner) -> list[Route]:
         Route("GET", PREFIX + "/rooms/{room}/messages", history, "A room's history, newest "
               "last; page back with before", "messages",
               (ROOM, Param("limit", "query", "how many (rooms.history_default; at most "
-                           "rooms.history_max)", integer=True, required=False),
+                           "rooms.history_max)", integer=True, required=False,
+                           count=True),
                Param("before", "query", "only messages with a smaller id (the previous "
                      "page's before)", integer=True, required=False)),
               answer=s.HISTORY, errors=(403, 404)),

@@ -12,7 +12,7 @@ import re
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Literal
 
-from chatd.domain.names import is_number
+from chatd.domain.names import MAX_NUMBER, capped_number, is_number
 from chatd.domain.scopes import Scope
 from chatd.errors import ChatError, Code
 
@@ -36,10 +36,15 @@ class Param:
     description: str
     integer: bool = False
     required: bool = True
+    # A count of things (limit), where a number of any size means as many as
+    # there may be: past MAX_NUMBER, it is MAX_NUMBER, capped by the handler.
+    count: bool = False
 
     def value(self, raw: str) -> str | int:
         if not self.integer:
             return raw
+        if self.count and (counted := capped_number(raw, MAX_NUMBER)) is not None:
+            return counted
         if not is_number(raw):
             raise ChatError(Code.BAD_ARGUMENTS, f"{self.name} must be a positive number.")
         return int(raw)

@@ -307,6 +307,15 @@ async def test_history_is_capped_at_200(clients: Clients) -> None:
     assert [m["id"] for m in history["messages"]] == ids[-200:]
 
 
+@pytest.mark.parametrize("n", ["99999999999999999999999", "0" * 40 + "1000",
+                               "9" * 200])
+async def test_a_history_count_of_any_size_gets_the_cap(clients: Clients, n: str) -> None:
+    [alice] = await room_with(clients, "alice")
+    ids = await post_many(alice, 205)
+    for asked in (f"/history general {n}", f"/history {n}"):
+        assert [m["id"] for m in (await alice.command(asked))["messages"]] == ids[-200:]
+
+
 async def test_history_of_an_empty_room(clients: Clients) -> None:
     [alice] = await room_with(clients, "alice")
     assert (await alice.command("/history"))["messages"] == []

@@ -356,6 +356,21 @@ async def test_history_pages_back_with_before(server: ChatServer, clients: Clien
         assert hidden.status_code == 200  # an open room's members are public
 
 
+async def test_a_limit_of_any_size_is_the_cap(server: ChatServer, clients: Clients) -> None:
+    token, alice = await den_with_alice(server, clients)
+    for i in range(3):
+        await alice.command(f"/say den m{i}")  # type: ignore[attr-defined]
+    huge = "99999999999999999999999"
+    async with http(server, token) as client:
+        history = await client.get("/api/v1/rooms/den/messages", params={"limit": huge})
+        assert [m["text"] for m in history.json()["messages"]] == ["m0", "m1", "m2"]
+        members = await client.get("/api/v1/rooms/den/members", params={"limit": huge})
+        assert members.json()["total"] == 1
+        for limit in ("0", "-1", "ten"):
+            refused = await client.get("/api/v1/rooms/den/messages", params={"limit": limit})
+            assert refused.status_code == 400, limit
+
+
 async def test_notifications_list_and_clear(server: ChatServer, clients: Clients) -> None:
     await token_for(server, "bob")  # bob exists, offline
     alice = await clients.user("alice")
