@@ -146,6 +146,10 @@ async def history(call: Call) -> Response:
         raise ChatError(Code.BAD_ARGUMENTS, "limit must be 1 or more.")
     limit = min(asked, config.history_max)
     before = call.params.get("before")
+    # Ids start at 1: before=0 would be an empty page that looks like the start of
+    # the history, so it is refused as -1 is.
+    if before == 0:
+        raise ChatError(Code.BAD_ARGUMENTS, "before must be a positive number.")
     found = await call.services.messaging.history(room, limit,
                                                   before if isinstance(before, int) else None)
     records = [record_of(m) for m in found]

@@ -356,6 +356,18 @@ async def test_history_pages_back_with_before(server: ChatServer, clients: Clien
         assert hidden.status_code == 200  # an open room's members are public
 
 
+@pytest.mark.parametrize("before", ["0", "-1", "000"])
+async def test_history_before_no_id_is_refused(server: ChatServer, clients: Clients,
+                                               before: str) -> None:
+    token, alice = await den_with_alice(server, clients)
+    await alice.command("/say den hello")  # type: ignore[attr-defined]
+    async with http(server, token) as client:
+        refused = await client.get("/api/v1/rooms/den/messages", params={"before": before})
+        assert refused.status_code == 400
+        assert refused.json()["error"] == {"code": "bad-arguments",
+                                           "message": "before must be a positive number."}
+
+
 async def test_a_limit_of_any_size_is_the_cap(server: ChatServer, clients: Clients) -> None:
     token, alice = await den_with_alice(server, clients)
     for i in range(3):
