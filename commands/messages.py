@@ -115,7 +115,12 @@ class HistoryCount(Int):
                                              f"(at most {cap} messages are shown), not \"{word}\".")
 
 
-@command("history", RoomRef("room", optional=True), HistoryCount("n", optional=True, default=0),
+# /history [room] [n]: a lone number is the count, two are a room's id and the count
+# (/history 7 50), as /who 7 2 reads a room's id and a page.
+HISTORY_ROOM = RoomRef("room", optional=True, id_before_number=True)
+
+
+@command("history", HISTORY_ROOM, HistoryCount("n", optional=True, default=0),
          group=GROUP, scope=Scope.READ, errors=(Code.NOT_IN_ROOM,),
          needs=NEEDS_READER)
 async def history(ctx: Context, room: Room, n: int) -> Ok:

@@ -522,11 +522,18 @@ def _more_follow(params: tuple[Param, ...], position: int, values: dict[str, Any
     at ``position`` is offered."""
     param = params[position]
     if isinstance(param, RoomRef) and param.id_before_number \
-            and all(names.is_number(word) for word in words[index:index + 2]) \
-            and index + 2 == len(words):
-        return False  # the room by its id, the number after it its own
+            and index + 2 == len(words) and names.is_number(words[index]) \
+            and _digits(words[index + 1]):
+        # The room by its id, the number after it its own (of any size: a count
+        # past the cap is still a count, and a page out of range says so).
+        return False
     return index + 1 < len(words) or any(
         _applies(later, params, values) for later in params[position + 1:])
+
+
+def _digits(word: str) -> bool:
+    """Whether ``word`` is written as a whole number, whatever its size."""
+    return word.isascii() and word.isdigit()
 
 
 def _refuse_split_duration(param: Param, words: list[str], index: int) -> None:

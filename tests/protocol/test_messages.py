@@ -316,6 +316,25 @@ async def test_a_history_count_of_any_size_gets_the_cap(clients: Clients, n: str
         assert [m["id"] for m in (await alice.command(asked))["messages"]] == ids[-200:]
 
 
+async def test_history_names_a_room_by_its_id_before_the_count(clients: Clients) -> None:
+    alice = await clients.user("alice")
+    dev = (await alice.command("/create dev"))["id"]
+    dev_ids = await post_many(alice, 3, prefix="d")
+    await alice.command("/create lobby")  # the current room now
+    lobby_ids = await post_many(alice, 3)
+    by_id = await alice.command(f"/history {dev} 2")
+    assert (by_id["room"], [m["id"] for m in by_id["messages"]]) == ("dev", dev_ids[-2:])
+    capped = await alice.command(f"/history {dev} 99999999999999999999999")
+    assert [m["id"] for m in capped["messages"]] == dev_ids
+    # A lone number is the count, of the current room, whatever room has that id.
+    alone = await alice.command(f"/history {dev}")
+    assert alone["room"] == "lobby" and [m["id"] for m in alone["messages"]] == \
+        lobby_ids[-dev:]
+    bob = await clients.user("bob")
+    assert (await error_of(bob, f"/history {dev} 2"))["code"] == "not-in-room"
+    assert (await error_of(bob, "/history 999999 2"))["code"] == "no-such-room"
+
+
 async def test_history_of_an_empty_room(clients: Clients) -> None:
     [alice] = await room_with(clients, "alice")
     assert (await alice.command("/history"))["messages"] == []
