@@ -13,7 +13,7 @@ import logging
 from typing import TYPE_CHECKING, Any
 
 from chatd.domain.events import Notified
-from storage.api import StorageError
+from storage.api import Refused, StorageError
 
 if TYPE_CHECKING:
     from chatd.config import Config
@@ -57,20 +57,37 @@ class Notifier:
         self._counts = await self._storage.notification_counts()
 
     async def notify(self, user: User, kind: str, text: str, **payload: Any) -> None:
-        content, now = {"text": text, **payload}, self._clock.time()
-        # A cluster's other nodes add notifications too: this node's count of them
-        # cannot tell when there are too many, the database can. The oldest are
-        # dropped, and counted, in the transaction that adds the new one.
-        if self.shared or self._counts.get(user.id, 0) >= self.keep:
-            note, dropped = await self._storage.add_notification_kept(
-                user.id, kind, content, now, self.keep)
-        else:
-            note, dropped = await self._storage.add_notification(user.id, kind, content,
-                                                                 now), 0
+        """Store and push a notification; none for an account deleted meanwhile.
+
+        A notification follows the decision it tells (a ban, a room's ending, a
+        succession), after the room's lock: the account may have been deleted in
+        between, and its notifications with it. The decision stands, and there is
+        nobody left to tell: the command that made it is not failed for that.
+        """
+        try:
+            note, dropped = await self._stored(user, kind, {"text": text, **payload})
+        except Refused:
+            if user.has_account and await self._storage.get_user(user.id) is None:
+                log.debug("notification %s to %s dropped: the account was deleted",
+                          kind, user.name)
+                return
+            raise
         self._counts[user.id] = self._counts.get(user.id, 0) + 1
         self._lower(user.id, dropped)
         if user.online:
             self._bus.to_user(user, Notified(note))
+
+    async def _stored(self, user: User, kind: str,
+                      content: dict[str, Any]) -> tuple[NotificationRecord, int]:
+        """The notification stored, and how many of the oldest were dropped for it."""
+        now = self._clock.time()
+        # A cluster's other nodes add notifications too: this node's count of them
+        # cannot tell when there are too many, the database can. The oldest are
+        # dropped, and counted, in the transaction that adds the new one.
+        if self.shared or self._counts.get(user.id, 0) >= self.keep:
+            return await self._storage.add_notification_kept(user.id, kind, content, now,
+                                                             self.keep)
+        return await self._storage.add_notification(user.id, kind, content, now), 0
 
     async def pending(self, user: User, limit: int = SHOWN,
                       skip: int = 0) -> tuple[list[NotificationRecord], int]:

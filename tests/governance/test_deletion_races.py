@@ -16,7 +16,7 @@ from typing import Any
 import pytest
 
 from chatd.domain.clock import ManualClock
-from tests.governance import code_of, error_of, members_of, server_admin, users
+from tests.governance import code_of, error_of, members_of, room_with, server_admin, users
 from tests.helpers import PASSWORD, ChatServer, Clients, start_server
 from tests.irc.helpers import IrcClient
 
@@ -220,3 +220,46 @@ async def test_a_join_written_while_the_deletion_reads_the_rooms_is_undone(
     await deletion
     assert await members_of(alice, "den") == {"alice": "owner"}
     assert await _stored_members(server, "den") == ["alice"]
+
+
+# -- notifications to an account deleted after the decision -----------------------
+
+
+async def test_a_ban_whose_target_is_deleted_before_being_told_still_answers_ok(
+        server: ChatServer, clients: Clients, hold: Callable[..., Held]) -> None:
+    """The ban is decided; before its notification is written, carol's account is
+    deleted (and her notifications with it): the ban stands, its admin is told
+    so, and nobody is left to notify."""
+    root = await server_admin(server, clients)
+    alice, bob, carol = await users(clients, "alice", "bob", "carol")
+    await room_with(alice, "den", bob, carol)
+    held = hold("add_notification")
+    ban = asyncio.create_task(alice.command("/ban carol den", check=False))
+    await held.reached()
+    assert await code_of(root, "/userdel carol") == "ok"
+    held.release()
+    assert (await ban).ok, (await ban).final
+    assert await members_of(alice, "den") == {"alice": "owner", "bob": "member"}
+    last = (await alice.command("/audit den"))["entries"][-1]
+    assert (last["action"], last["actor"], last["target"]) == ("ban", "alice", "carol")
+
+
+async def test_the_deletion_of_an_owner_whose_last_member_is_deleted_meanwhile_completes(
+        server: ChatServer, clients: Clients, hold: Callable[..., Held]) -> None:
+    """alice's deletion ends her room with bob, its last member; bob's account is
+    deleted before he is notified of the ending. alice's deletion still finishes:
+    her account goes and the admin is answered ok, not half done."""
+    root = await server_admin(server, clients)
+    other_root = await clients.user("root")
+    alice, bob = await users(clients, "alice", "bob")
+    await room_with(alice, "den", bob)
+    held = hold("add_notification")
+    deletion = asyncio.create_task(root.command("/userdel alice", check=False))
+    await held.reached()
+    assert await code_of(other_root, "/userdel bob") == "ok"
+    held.release()
+    assert (await deletion).ok, (await deletion).final
+    assert server.services.accounts.find("alice") is None
+    assert server.services.rooms.find("den") is None
+    assert (await error_of(await clients.anonymous(), f"/login alice {PASSWORD}"))["code"] \
+        == "auth-failed"
