@@ -299,7 +299,7 @@ class App:
         self.listeners.stop_accepting()
         if self.web is not None:
             self.web.close()
-        self.housekeeping.stop()
+        await self.housekeeping.stop()
         if self._token_use is not None:
             self._token_use.cancel()
         await self.listeners.close_connections(timeout * 0.6)

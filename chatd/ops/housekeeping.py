@@ -23,6 +23,10 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
+# How long the stop waits for a pass it cut short to give its lead back (a Redis
+# call in a cluster) before it cuts that short too, in seconds.
+RELEASE_WAIT = 1.0
+
 
 class Housekeeping:
     """Expires sanctions and invitations, trims old data, ends empty rooms."""
@@ -37,9 +41,19 @@ class Housekeeping:
     def start(self) -> None:
         self._task = asyncio.ensure_future(self._loop())
 
-    def stop(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
+    async def stop(self) -> None:
+        """End the loop and wait until it has ended. A pass cut short gives its lead
+        back on its way out (chatd.cluster.leader: a call through the node's Redis
+        client), and the node closes that client once the daemon's stop goes on: a
+        loop left to end later would open a connection nobody closes."""
+        task, self._task = self._task, None
+        if task is None:
+            return
+        task.cancel()
+        await asyncio.wait({task}, timeout=RELEASE_WAIT)
+        if not task.done():  # Redis does not answer: the lock expires by itself
+            task.cancel()
+            await asyncio.wait({task})
 
     async def _loop(self) -> None:
         while True:

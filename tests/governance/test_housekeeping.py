@@ -67,7 +67,7 @@ async def test_rooms_left_without_members_are_terminated(
     await server.stop()
 
     server = await start_server(db_path, clock=clock, **storage_overrides)
-    server.housekeeping.stop()  # no periodic pass: this test runs its own
+    await server.housekeeping.stop()  # no periodic pass: this test runs its own
     clients = Clients(server)
     try:
         # Two passes at once (the periodic one and a manual one, say) end it once.

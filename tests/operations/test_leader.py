@@ -3,7 +3,6 @@ while this process leads."""
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -56,7 +55,7 @@ async def test_a_follower_takes_no_scheduled_backup(tmp_path: Path) -> None:
 
 async def test_a_follower_skips_housekeeping(tmp_path: Path) -> None:
     server = await start_server(tmp_path / "chatd.db", housekeeping__interval=0.01)
-    server.housekeeping.stop()  # the server's own (leading) loop
+    await server.housekeeping.stop()  # the server's own (leading) loop
     follower = Follower()
     housekeeping = Housekeeping(server.services, follower)
     ran: list[object] = []
@@ -71,6 +70,5 @@ async def test_a_follower_skips_housekeeping(tmp_path: Path) -> None:
         await wait_for(lambda: len(follower.asked) >= 3)
         assert not ran
     finally:
-        housekeeping.stop()
-        await asyncio.sleep(0)
+        await housekeeping.stop()
         await server.stop()
