@@ -342,8 +342,11 @@ class ClusterNode:
         node owns is closed all the same (the pool's, the Redis client's, the log
         reader's own), so that none is left for the garbage collector."""
         stopped = False
-        for check in list(self._checks):
+        checks = list(self._checks)
+        for check in checks:
             check.cancel()  # a warning no one will act on: the node is going
+        # Waited for, so none reads through a client closed below.
+        await asyncio.gather(*checks, return_exceptions=True)
         try:
             await self._stop_parts()
             await self._pool.close()

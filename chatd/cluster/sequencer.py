@@ -243,8 +243,12 @@ class ClusterSequencer:
     async def aclose(self) -> None:
         """The node stops: the ids asked for are answered, no renewal is left running."""
         await self._asks.drained()
-        if self._renewal is not None:
-            self._renewal.cancel()
+        renewal = self._renewal
+        if renewal is not None:
+            renewal.cancel()
+            # Waited for: cut short, it must not go on through the client the node
+            # closes next.
+            await asyncio.gather(renewal, return_exceptions=True)
 
     async def issued(self) -> IdSpan:
         """The epoch's first id and the counter's value; ``busy`` without Redis."""
