@@ -90,6 +90,9 @@ QUOTA_LOCKS: Final = {Holder.ACCOUNT: 0x63680003, Holder.ROOM: 0x63680004}
 # The advisory locks of files' blobs, by a hash of the blob's key (hashtext: two keys
 # sharing a lock only wait for each other). Taken before any quota's lock.
 BLOB_LOCKS: Final = 0x63680005
+# The advisory locks of an account's notifications: a notification added past the
+# bound drops the oldest; two added at once must each see the other's row.
+NOTIFICATION_LOCKS: Final = 0x63680006
 
 
 async def hold_blob(conn: PgConnection, key: str) -> None:

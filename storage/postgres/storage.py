@@ -29,7 +29,14 @@ from storage.api import Refused, Storage, StorageError
 from storage.host import dumps_object, loads_object
 from storage.postgres.content import PgContentQueries
 from storage.postgres.governance import PgGovernanceQueries
-from storage.postgres.host import ACCOUNT_LOCKS, changed, refuse_over, translated, where
+from storage.postgres.host import (
+    ACCOUNT_LOCKS,
+    NOTIFICATION_LOCKS,
+    changed,
+    refuse_over,
+    translated,
+    where,
+)
 from storage.postgres.messages import PgMessageQueries
 from storage.postgres.schema import migrate, schema_version
 from storage.postgres.tokens import PgTokenQueries
@@ -383,12 +390,15 @@ class PostgresStorage(PgMessageQueries, PgContentQueries, PgGovernanceQueries,
                                     created_at: float,
                                     keep: int) -> tuple[NotificationRecord, int]:
         async with self._transaction() as conn:
+            # One writer of the account's notifications at a time: under READ
+            # COMMITTED each would otherwise not see the other's new row, and both
+            # keep ``keep`` of the rest (more than ``keep`` left in all).
+            await conn.execute("SELECT pg_advisory_xact_lock($1, $2)", NOTIFICATION_LOCKS,
+                               user_id)
             notification_id = await conn.fetchval(
                 "INSERT INTO notifications (user_id, kind, payload, created_at) "
                 "VALUES ($1, $2, $3, $4) RETURNING id",
                 user_id, kind, dumps_object(payload), created_at)
-            # A row two writers both chose to drop is deleted, and counted, by one
-            # of them only: the other waits for its lock and finds it gone.
             dropped = int(await conn.fetchval(
                 "WITH gone AS (DELETE FROM notifications WHERE user_id = $1 AND id <= ("
                 "SELECT id FROM notifications WHERE user_id = $1 ORDER BY id DESC "
