@@ -101,14 +101,19 @@ class _Row:
     keeping: int | None
     not_after: float | None = None
 
+    def capped(self, now: float) -> bool:
+        """Whether the lifetime asked for, made at ``now``, would outlive ``not_after``
+        (a token made with a token must not outlive it: a leaked short-lived token
+        would otherwise mint a permanent one)."""
+        return self.not_after is not None and (
+            not self.ttl or now + self.ttl > self.not_after)
+
     def expiry(self, now: float) -> float | None:
         """When the token expires, made at ``now``: its ttl's end, no later than
-        ``not_after`` (a token made with a token must not outlive it: a leaked
-        short-lived token would otherwise mint a permanent one)."""
-        asked = now + self.ttl if self.ttl else None
-        if self.not_after is None or (asked is not None and asked <= self.not_after):
-            return asked
-        return self.not_after
+        ``not_after``."""
+        if self.capped(now):
+            return self.not_after
+        return now + self.ttl if self.ttl else None
 
 
 # A token stored, and the session tokens revoked to make room for it.
@@ -271,8 +276,7 @@ class Tokens:
         # Those revoked to make room travel with the news, as a revocation's do.
         news = {"revoked": [r.id for r in revoked]} if revoked else {}
         self._accounts.changed(user, "tokens", **news)
-        capped = not_after is not None and (not ttl or record.created_at + ttl > not_after)
-        return Minted(secret, record, tuple(revoked), capped)
+        return Minted(secret, record, tuple(revoked), row.capped(record.created_at))
 
     async def _insert_fresh(self, row: _Row) -> _Made:
         """The row of a token asked for without a name, named the first free of
@@ -387,11 +391,17 @@ class Tokens:
         node, as stored when it was made on another node a moment ago and is not
         held yet. A token gone meanwhile (revoked) counts as an ``api`` one: what
         is made with it then dies with it, as a script's would."""
+        record = await self._held_or_stored(user, token_id)
+        return record.kind if record is not None else API_KIND
+
+    async def _held_or_stored(self, user: User, token_id: int) -> TokenRecord | None:
+        """``user``'s token ``token_id`` as held here, or, on a cluster's node, as
+        stored when it was made on another node a moment ago and is not held yet."""
         record = self._by_id.get(token_id)
         if record is None and self.shared:
             record = next((r for r in await self._storage.list_tokens(user.id)
                            if r.id == token_id), None)
-        return record.kind if record is not None else API_KIND
+        return record
 
     async def expiry_of(self, user: User, token_id: int | None) -> float | None:
         """When the token a session of ``user`` logged in with (``token_id``; None: a
@@ -400,10 +410,7 @@ class Tokens:
         made on another node a moment ago and not held here yet is read as stored."""
         if token_id is None:
             return None
-        record = self._by_id.get(token_id)
-        if record is None and self.shared:
-            record = next((r for r in await self._storage.list_tokens(user.id)
-                           if r.id == token_id), None)
+        record = await self._held_or_stored(user, token_id)
         return record.expires_at if record is not None else None
 
     async def tying(self, user: User, token_id: int | None) -> int | None:
@@ -449,9 +456,7 @@ class Tokens:
         itself in again with its token would outlive the change."""
         gone = await self._storage.delete_session_tokens(user.id, keeping)
         for record in gone:
-            held = self._by_id.get(record.id)
-            if held is not None:
-                self._forget(held)
+            self._forget(record)
         if gone:
             self._accounts.changed(user, "tokens", revoked=[r.id for r in gone])
         return len(gone)
