@@ -25,6 +25,12 @@ ALL_SCOPES = "read post moderate admin"
 # made before kinds existed are of the first.
 API_TOKEN_KIND = "api"
 SESSION_TOKEN_KIND = "session"
+# The order an account's session tokens are kept in when one more is made, alike
+# on both backends: the one the asking session logged in with first (the renewal
+# must not end its own connection; ``{keeping}`` is its placeholder, NULL for none),
+# then the most recently used, or made when never used; those past the bound go.
+SESSION_TOKENS_KEPT_FIRST = ("(id = {keeping}) IS TRUE DESC, "
+                             "COALESCE(last_used_at, created_at) DESC, id DESC")
 
 
 @dataclass(frozen=True, slots=True)

@@ -16,6 +16,7 @@ from storage.records import (
     ALL_SCOPES,
     API_TOKEN_KIND,
     SESSION_TOKEN_KIND,
+    SESSION_TOKENS_KEPT_FIRST,
     ResumeRecord,
     Rotation,
     TokenRecord,
@@ -24,11 +25,6 @@ from storage.records import (
 _TOKEN = ("id, user_id, name, token_hash, created_at, expires_at, scopes, last_used_at, "
           "kind")
 _RESUME = "id, user_id, token_hash, created_at, expires_at, api_token_id, scopes"
-# The order an account's session tokens are kept in when one more is made: the one
-# the asking session logged in with first (the renewal must not end its own
-# connection), then the most recently used, or made when never used; those past
-# the bound are deleted.
-_KEPT_FIRST = ("(id = {keeping}) DESC, COALESCE(last_used_at, created_at) DESC, id DESC")
 _INSERT_RESUME = ("INSERT INTO resume_tokens (user_id, token_hash, created_at, expires_at, "
                   "api_token_id, scopes) VALUES (?, ?, ?, ?, ?, ?)")
 
@@ -65,7 +61,7 @@ class TokenQueries:
         async with self._transaction() as conn:
             rows = list(await conn.execute_fetchall(
                 f"SELECT {_TOKEN} FROM api_tokens WHERE user_id = ? AND kind = ? "
-                f"ORDER BY {_KEPT_FIRST.format(keeping='?')} LIMIT -1 OFFSET ?",
+                f"ORDER BY {SESSION_TOKENS_KEPT_FIRST.format(keeping='?')} LIMIT -1 OFFSET ?",
                 (user_id, SESSION_TOKEN_KIND, keeping, max(most - 1, 0))))
             gone = [TokenRecord(*row) for row in rows]
             # (Their resume tokens go with them: ON DELETE CASCADE.)

@@ -17,6 +17,7 @@ from storage.records import (
     ALL_SCOPES,
     API_TOKEN_KIND,
     SESSION_TOKEN_KIND,
+    SESSION_TOKENS_KEPT_FIRST,
     ResumeRecord,
     Rotation,
     TokenRecord,
@@ -28,12 +29,6 @@ if TYPE_CHECKING:
 _TOKEN = ("id, user_id, name, token_hash, created_at, expires_at, scopes, last_used_at, "
           "kind")
 _RESUME = "id, user_id, token_hash, created_at, expires_at, api_token_id, scopes"
-# The order an account's session tokens are kept in when one more is made: the one
-# the asking session logged in with first (the renewal must not end its own
-# connection), then the most recently used, or made when never used; those past
-# the bound are deleted.
-_KEPT_FIRST = ("(id = {keeping}) IS TRUE DESC, COALESCE(last_used_at, created_at) DESC, "
-               "id DESC")
 _INSERT_RESUME = ("INSERT INTO resume_tokens (user_id, token_hash, created_at, expires_at, "
                   "api_token_id, scopes) VALUES ($1, $2, $3, $4, $5, $6) RETURNING id")
 
@@ -73,7 +68,8 @@ class PgTokenQueries:
             rows = await conn.fetch(
                 f"DELETE FROM api_tokens WHERE id IN (SELECT id FROM api_tokens "
                 f"WHERE user_id = $1 AND kind = $2 "
-                f"ORDER BY {_KEPT_FIRST.format(keeping='$3')} OFFSET $4) RETURNING {_TOKEN}",
+                f"ORDER BY {SESSION_TOKENS_KEPT_FIRST.format(keeping='$3')} OFFSET $4) "
+                f"RETURNING {_TOKEN}",
                 user_id, SESSION_TOKEN_KIND, keeping, max(most - 1, 0))
             token_id = await conn.fetchval(
                 "INSERT INTO api_tokens (user_id, name, token_hash, created_at, expires_at, "
