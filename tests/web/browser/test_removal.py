@@ -158,5 +158,8 @@ async def test_an_unban_from_a_room_one_is_not_in_lists_it_as_not_a_member(
         "Not in #hall: /join hall to go back"
     assert await dave.locator("#log li.error").count() == 0
     await enter_room(dave, "/join hall", "hall")
+    # The title showed #hall before the join: wait for the join's own change.
+    joined = dave.locator("#composer-label").filter(has_text="Message #hall")
+    await joined.wait_for()
     assert await dave.locator("#composer-label").text_content() == "Message #hall"
     assert dave.script_errors == []
