@@ -32,7 +32,6 @@ if TYPE_CHECKING:
     from collections.abc import AsyncIterator
 
     from chatd.domain.room import Room
-    from chatd.web.http import Request
     from chatd.web.links import LinkSigner
     from chatd.web.routes import Call
     from storage.records import FileRecord
@@ -179,7 +178,7 @@ async def clear_notifications(call: Call) -> Response:
 
 
 async def post_to_room(call: Call) -> Response:
-    body = call.request.json()
+    body = call.body()
     text = checked_text(call, body.get("text"))
     action = body.get("action", False)
     if not isinstance(action, bool):
@@ -191,7 +190,7 @@ async def post_to_room(call: Call) -> Response:
 
 
 async def post_to_user(call: Call) -> Response:
-    text = checked_text(call, call.request.json().get("text"))
+    text = checked_text(call, call.body().get("text"))
     target = call.services.accounts.recipient(call.text("user"))
     endpoint = ApiEndpoint(call.me, call.peer)
     message_id = await call.services.messaging.direct(endpoint, target, text)
@@ -315,7 +314,7 @@ async def crypto_options(call: Call) -> Response:
 
 
 async def encrypt(call: Call) -> Response:
-    body = call.request.json()
+    body = call.body()
     algorithm = _field(body, "algorithm", ALGORITHMS)
     cost = _field(body, "cost", COSTS, "medium")
     answer = _field(body, "as", _FORMATS, "string")
@@ -328,7 +327,7 @@ async def encrypt(call: Call) -> Response:
 
 
 async def decrypt(call: Call) -> Response:
-    body = call.request.json()
+    body = call.body()
     answer = _field(body, "as", _FORMATS, "string")
     data = await call.services.crypto.decrypt(_field(body, "password"), _field(body, "armored"))
     if answer == "file":
@@ -357,7 +356,7 @@ async def webhooks(call: Call) -> Response:
 
 async def create_webhook(call: Call) -> Response:
     room = room_of(call)
-    name = _field(call.request.json(), "name")
+    name = _field(call.body(), "name")
     hooks = call.services.webhooks
     # Made with the request's API token: the hook lives as long as that token when it
     # is a script's (a browser tab's lives as the account).
@@ -385,17 +384,18 @@ async def post_webhook(call: Call) -> Response:
     # it through a hook dead for that long; read again, the window is the moment from
     # this read to the message's insert, as for a post whose body came with its head.
     record, room = await hooks.vouched(call.number("id"), call.text("secret"))
-    text = checked_text(call, _posted_text(call.request))
+    text = checked_text(call, _posted_text(call))
     message_id = await hooks.post(record, room, text)
     return json_response({"id": message_id, "webhook": record.id}, 201)
 
 
-def _posted_text(request: Request) -> Any:
+def _posted_text(call: Call) -> Any:
     """The text a webhook's body carries, not yet checked: a text/plain body, or the
     ``text`` field of a JSON one."""
+    request = call.request
     # Media types are case-insensitive (RFC 9110 8.3.1): Text/Plain is text/plain.
     if not request.headers.get("content-type", "").lower().startswith("text/plain"):
-        return request.json().get("text")
+        return call.body().get("text")
     try:
         # Less its line end (echo and many tools add one), and nothing else: its
         # leading spaces are its text, as in a JSON body.

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import json
 import re
+from collections import Counter
 from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass, field
 from http import HTTPStatus
@@ -93,6 +94,9 @@ class Request:
     version: str
     head: bytes
     body: bytes = b""
+    # The query parameters given more than once: ``query`` keeps one value of each,
+    # which the route refuses to choose for its sender (Route.bind).
+    repeated: frozenset[str] = frozenset()
 
     @property
     def keep_alive(self) -> bool:
@@ -157,12 +161,15 @@ def parse_head(head: bytes) -> Request:
     split = _split_target(method, target, headers)
     try:
         # Strict: a %ff would otherwise become U+FFFD, and a file be named with it.
-        query = dict(parse_qsl(split.query, keep_blank_values=True, errors="strict"))
+        pairs = parse_qsl(split.query, keep_blank_values=True, errors="strict")
     except UnicodeDecodeError:
         raise HttpError(400, Code.BAD_REQUEST, "the query string's escapes are not "
                         "UTF-8.") from None
+    counts = Counter(name for name, _ in pairs)
+    repeated = frozenset(name for name, count in counts.items() if count > 1)
     normal = "\r\n".join([request_line, *lines]).encode("latin-1") + _END
-    return Request(method, target, _path(split.path or "/"), query, headers, version, normal)
+    return Request(method, target, _path(split.path or "/"), dict(pairs), headers, version,
+                   normal, repeated=repeated)
 
 
 def _request_line(line: str) -> tuple[str, str, str]:

@@ -58,7 +58,7 @@ def _operation(route: Route) -> dict[str, Any]:
             "application/octet-stream": {"schema": {"type": "string", "format": "binary"}}}}
     elif route.body is not None:
         operation["requestBody"] = {"required": True, "content": {
-            "application/json": {"schema": route.body}}}
+            "application/json": {"schema": _closed(route.body)}}}
     if route.auth:
         # The token scope the operation needs (/token create ... <scopes>).
         operation["x-scope"] = route.needs.value
@@ -68,6 +68,13 @@ def _operation(route: Route) -> dict[str, Any]:
     else:
         operation["security"] = []
     return operation
+
+
+def _closed(body: s.Schema) -> s.Schema:
+    """A request body's schema as the server holds a body to it: a field the operation
+    does not take is refused (Call.body), not ignored. (An answer's schema stays open:
+    a client reads on when a later version adds a field.)"""
+    return {**body, "additionalProperties": False}
 
 
 def _responses(route: Route) -> dict[str, Any]:
@@ -132,7 +139,8 @@ def _section(route: Route) -> str:
     if route.body == "binary":
         body = "<p>Body: the file's bytes.</p>"
     elif route.body is not None:
-        body = f"<p>Body (JSON):</p><pre>{esc(json.dumps(route.body, indent=1))}</pre>"
+        body = (f"<p>Body (JSON):</p><pre>{esc(json.dumps(_closed(route.body), indent=1))}"
+                "</pre>")
     else:
         body = ""
     answer = (f"<p>Answer: <code>{esc(route.answer)}</code> bytes.</p>"

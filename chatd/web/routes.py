@@ -8,6 +8,7 @@ cannot drift from what the server does.
 
 from __future__ import annotations
 
+import json
 import re
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Literal
@@ -17,7 +18,7 @@ from chatd.domain.scopes import Scope
 from chatd.errors import ChatError, Code
 
 if TYPE_CHECKING:
-    from collections.abc import Awaitable, Callable
+    from collections.abc import Awaitable, Callable, Collection
 
     from chatd.config import Config
     from chatd.domain.accounts import User
@@ -27,6 +28,8 @@ if TYPE_CHECKING:
 Schema = dict[str, Any]
 Where = Literal["path", "query"]
 _PARAM = re.compile(r"\{([a-z_]+)\}")
+# The longest field name a refusal quotes whole.
+_SHOWN = 40
 
 
 @dataclass(frozen=True, slots=True)
@@ -64,11 +67,25 @@ class Call:
     # the scopes it grants.
     token_id: int | None = None
     scopes: frozenset[Scope] = frozenset()
+    # The fields the operation's JSON body may hold (Route.fields).
+    fields: frozenset[str] = frozenset()
 
     @property
     def me(self) -> User:
         assert self.user is not None, "an authenticated route has a user"
         return self.user
+
+    def body(self) -> dict[str, Any]:
+        """The request's JSON body, refused when it holds a field the operation does
+        not take: ignored, a typo (``txt`` for ``text``, ``lable``) would leave the
+        request meaning something else than its sender meant, and nothing said so."""
+        body = self.request.json()
+        for name in body:
+            if name not in self.fields:
+                taken = ", ".join(sorted(self.fields))
+                raise ChatError(Code.BAD_ARGUMENTS, f"unknown field {_shown(name)}: this "
+                                f"operation takes {taken}.", field=name)
+        return body
 
     def text(self, name: str) -> str:
         value = self.params[name]
@@ -82,6 +99,12 @@ class Call:
         assert isinstance(value, int)
         return value
 
+
+def _shown(name: str) -> str:
+    """A field's name as a refusal quotes it: in JSON's quotes, and cut short when long
+    (the whole name is in the error's ``field``)."""
+    quoted = json.dumps(name, ensure_ascii=False)
+    return quoted if len(quoted) <= _SHOWN else quoted[:_SHOWN - 1] + "…"
 
 
 @dataclass(frozen=True, slots=True)
@@ -138,14 +161,27 @@ class Route:
     def limit(self, config: Config) -> int:
         return self.body_limit(config) if self.body_limit else config.web.max_body
 
-    def bind(self, path: str, query: dict[str, str]) -> dict[str, str | int] | None:
-        """The route's parameters from ``path`` and ``query``; None if the path is another."""
+    @property
+    def fields(self) -> frozenset[str]:
+        """The fields its JSON body may hold (none when it takes no JSON body)."""
+        if isinstance(self.body, dict):
+            return frozenset(self.body.get("properties", {}))
+        return frozenset()
+
+    def bind(self, path: str, query: dict[str, str],
+             repeated: Collection[str] = ()) -> dict[str, str | int] | None:
+        """The route's parameters from ``path`` and ``query``; None if the path is another.
+        One of its query parameters given more than once (``repeated``) is refused: which
+        of the values its sender meant is not for the server to guess."""
         found = self.pattern.match(path)
         if found is None:
             return None
         raw = {**{k: v for k, v in query.items()}, **found.groupdict()}
         values: dict[str, str | int] = {}
         for param in self.params:
+            if param.where == "query" and param.name in repeated:
+                raise ChatError(Code.BAD_ARGUMENTS, f"{param.name} is given more than once: "
+                                "give it once.", parameter=param.name)
             if param.name in raw:
                 values[param.name] = param.value(raw[param.name])
             elif param.required:

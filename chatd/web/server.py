@@ -359,7 +359,8 @@ class WebServer:
                 return found
             admitted = await self._admitted(found, request, ip)
         call = Call(request, self.services, self.config, f"{ip}:0", admitted.user,
-                    admitted.params, admitted.token_id, admitted.scopes)
+                    admitted.params, admitted.token_id, admitted.scopes,
+                    admitted.route.fields)
         return await admitted.route.handler(call)
 
     async def _target(self, request: Request) -> Response | Route:
@@ -406,7 +407,7 @@ class WebServer:
     async def _admitted(self, route: Route, request: Request, ip: str) -> Admitted:
         """``request`` to ``route``: its parameters checked (400), then its token's user
         (None for a route that takes no token)."""
-        params = route.bind(request.path, request.query)
+        params = route.bind(request.path, request.query, request.repeated)
         assert params is not None  # (the route was found by its path)
         if not route.auth:
             return Admitted(route, params, None)

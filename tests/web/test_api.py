@@ -335,6 +335,49 @@ async def test_a_missing_body_is_a_bad_request_and_a_missing_field_bad_arguments
         assert no_text.json()["error"]["code"] == "bad-arguments"
 
 
+async def test_a_body_field_the_operation_does_not_take_is_refused_by_name(
+        server: ChatServer, clients: Clients) -> None:
+    """A typo in a field's name is bad-arguments naming it, on every operation that
+    takes a JSON body: never accepted with the field ignored."""
+    token, alice = await den_with_alice(server, clients)
+    hook = await alice.command("/webhook create deploy")  # type: ignore[attr-defined]
+    typos = [("/api/v1/rooms/den/messages", {"txt": "hi"}, "txt"),
+             ("/api/v1/rooms/den/messages", {"text": "hi", "lable": "x"}, "lable"),
+             ("/api/v1/users/alice/messages", {"text": "hi", "actoin": True}, "actoin"),
+             ("/api/v1/rooms/den/webhooks", {"name": "ci", "room": "den"}, "room"),
+             ("/api/v1/crypto/encrypt", {"algorithm": "aes-256-gcm", "password": "pw",
+                                         "text": "t", "format": "file"}, "format"),
+             ("/api/v1/crypto/decrypt", {"password": "pw", "armour": "x"}, "armour"),
+             (hook["path"], {"text": "hi", "username": "ci"}, "username")]
+    async with http(server, token) as client:
+        for path, body, field in typos:
+            refused = await client.post(path, json=body)
+            assert refused.status_code == 400, (path, refused.text)
+            error = refused.json()["error"]
+            assert error["code"] == "bad-arguments" and error["field"] == field, error
+            assert error["message"].startswith(f'unknown field "{field}": '), error
+        listed = await client.get("/api/v1/rooms/den/webhooks")
+        history = await client.get("/api/v1/rooms/den/messages")
+    assert [h["name"] for h in listed.json()["webhooks"]] == ["deploy"]
+    assert history.json()["messages"] == []
+
+
+async def test_a_query_parameter_given_twice_is_refused_not_taken_at_its_last(
+        server: ChatServer, clients: Clients) -> None:
+    token, alice = await den_with_alice(server, clients)
+    await alice.command("/say den one")  # type: ignore[attr-defined]
+    async with http(server, token) as client:
+        twice = await client.get("/api/v1/rooms/den/messages?limit=5&limit=50")
+        same = await client.get("/api/v1/rooms/den/messages?before=9&before=9")
+        # A parameter the operation does not take is ignored, once or twice.
+        other = await client.get("/api/v1/rooms/den/messages?x=1&x=2")
+    assert twice.status_code == 400 and twice.json()["error"] == {
+        "code": "bad-arguments", "message": "limit is given more than once: give it once.",
+        "parameter": "limit"}
+    assert same.status_code == 400 and same.json()["error"]["parameter"] == "before"
+    assert other.status_code == 200 and len(other.json()["messages"]) == 1
+
+
 async def test_history_pages_back_with_before(server: ChatServer, clients: Clients) -> None:
     token, alice = await den_with_alice(server, clients)
     for i in range(5):

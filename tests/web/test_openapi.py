@@ -26,6 +26,11 @@ async def test_the_document_is_valid_and_names_every_route(server: ChatServer) -
         if route.auth:
             # Every request with a token is charged to its account's bucket.
             assert {"401", "403", "429"} <= set(operation["responses"]), route.path
+        if isinstance(route.body, dict):
+            # A field the operation does not take is refused: the schema is closed.
+            schema = operation["requestBody"]["content"]["application/json"]["schema"]
+            assert schema["additionalProperties"] is False, route.path
+            assert set(schema["properties"]) == route.fields, route.path
 
 
 async def test_the_reference_page_is_static_html_without_scripts(server: ChatServer) -> None:
