@@ -124,6 +124,10 @@ async def _finish(ctx: IrcContext, pending: Registering, payload: bytes) -> None
         raise IrcError(n.ERR_SASLFAIL, "SASL authentication failed") from None
     if authzid and authzid != authcid:
         raise IrcError(n.ERR_SASLFAIL, "SASL authentication failed")
+    if not password:
+        # As PASS : (chatd.irc.registration): an empty password is never right, so it
+        # is malformed input, not a log-in to try and charge to the address and name.
+        raise IrcError(n.ERR_SASLFAIL, "SASL authentication failed: the password is empty")
     try:
         grant = await secret_login(ctx, authcid or None, password)
     except ChatError:

@@ -151,6 +151,10 @@ def info(ctx: IrcContext) -> None:
 async def oper(ctx: IrcContext) -> None:
     """Become an IRC operator: OPER <your account> <its password> (server admins)."""
     name, password = ctx.params[0], ctx.params[1]
+    if not password:
+        # OPER name : gives no password: as OPER without one, not a log-in tried and
+        # charged to the failed-login limits for a password that cannot be right.
+        raise IrcError(n.ERR_NEEDMOREPARAMS, "OPER", "Not enough parameters")
     user = ctx.user
     if is_guest(user) or not user.is_admin or name_key(name) != name_key(user.name):
         raise IrcError(n.ERR_NOOPERHOST, "Only server admins are operators, with their "

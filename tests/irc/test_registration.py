@@ -246,6 +246,23 @@ async def test_an_empty_pass_is_no_password_given_and_no_failed_login(
     assert next(m for m in lines if m.command == "001").params[0] == "erin"
 
 
+async def test_an_empty_sasl_password_is_malformed_and_no_failed_login(
+        irc: IrcFactory, server: ChatServer) -> None:
+    """SASL PLAIN with an empty password is 904 saying so, never a password tried:
+    more of them than limits.auth_failures (5) leave the failed-login buckets as they
+    were, and the right password logs in after them on the same connection."""
+    await _account(server, "erin")
+    client = await irc()
+    for _ in range(6):
+        refused = await client.sasl("erin", "")
+        assert refused.command == "904"
+        assert refused.params[1] == "SASL authentication failed: the password is empty"
+    assert (await client.sasl("erin", PASSWORD)).command == "903"
+    entries = await server.services.audit.entries(50)
+    assert not [e for e in entries if e.action == "failed-login"]
+    assert server.services.stats.login_failures == 0
+
+
 async def test_registration_errors(irc: IrcFactory, server: ChatServer) -> None:
     client = await irc()
     client.send("JOIN #x")

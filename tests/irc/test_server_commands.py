@@ -212,6 +212,23 @@ async def test_oper_kill_and_wallops(server: ChatServer, irc: IrcFactory,
     assert {(e.action, e.target) for e in entries} >= {("kill", "dave"), ("kill", "bob")}
 
 
+async def test_oper_with_an_empty_password_is_461_and_no_failed_login(
+        server: ChatServer, irc: IrcFactory) -> None:
+    """``OPER root :`` gives no password: 461 as OPER without one, never a password
+    tried, so more of them than limits.auth_failures (5) leave the failed-login
+    buckets as they were and the right password still makes an operator."""
+    await server.services.accounts.create("root", PASSWORD, is_admin=True)
+    root = await irc("root")
+    for _ in range(6):
+        root.send("OPER root :")
+        assert (await root.expect("461")).params[1:] == ("OPER", "Not enough parameters")
+    root.send(f"OPER root {PASSWORD}")
+    await root.expect("381")
+    entries = await server.services.audit.entries(50)
+    assert not [e for e in entries if e.action == "failed-login"]
+    assert server.services.stats.login_failures == 0
+
+
 async def test_ison_answers_which_nicks_are_online(server: ChatServer, irc: IrcFactory,
                                                    clients: Clients) -> None:
     """irssi's /notify (and other clients without MONITOR) polls with ISON every
