@@ -7,6 +7,7 @@ from typing import Any
 
 from chatd.domain.accounts import User
 from chatd.domain.names import (
+    OPTION_PREFIX,
     is_decimal,
     is_number,
     looks_like_duration,
@@ -69,13 +70,15 @@ def _nothing_more(*unused: object) -> None:
 # (whose refusal spoke of scopes and lifetimes to someone revoking a token).
 TOKEN_NAMED = ("create", "revoke")
 TOKEN_MADE = ("create",)
+# /token create --session: a browser tab's token, not a script's.
+SESSION_FLAG = Flag("session", sub_commands=TOKEN_MADE)
 
 
 @command("token", Choice("action", choices=("create", "list", "revoke", "revoke-resume")),
          Word("name", optional=True, sub_commands=TOKEN_NAMED),
          Scopes("scopes", optional=True, sub_commands=TOKEN_MADE),
          Duration("ttl", optional=True, meaning="a lifetime", sub_commands=TOKEN_MADE),
-         Flag("session", sub_commands=TOKEN_MADE),
+         SESSION_FLAG,
          group=GROUP, usage=TOKEN_USAGE,
          scope=Scope.ADMIN, errors=(Code.NAME_TAKEN, Code.NO_SUCH_TOKEN, Code.QUOTA_EXCEEDED,
                                     Code.NOT_PERMITTED))
@@ -123,9 +126,9 @@ def _name_scopes_ttl(name: str | None, scopes: frozenset[Scope] | None,
                      ttl: float | None) -> tuple[str, frozenset[Scope] | None, float | None]:
     """``/token create 7d``, ``/token create 2h read`` and ``/token create read,post``:
     a first word that is a lifetime or a list of scopes is that, not the token's name."""
-    if name is not None and name.startswith("--"):
+    if name is not None and name.startswith(OPTION_PREFIX):
         # /token create --sesion: the flag mistyped, not an api token named so.
-        raise ChatError(Code.BAD_ARGUMENTS, expected(["--session"], name))
+        raise ChatError(Code.BAD_ARGUMENTS, expected([SESSION_FLAG.spelled], name))
     if name is not None and looks_like_duration(name):
         if ttl is not None:
             raise ChatError(Code.BAD_ARGUMENTS, f"{name} is a lifetime, and so is the last "

@@ -171,7 +171,7 @@ class Secret(Param):
     kind = "secret"
 
     def convert(self, ctx: Context, word: str, more_follow: bool) -> Any:
-        if self.optional and word.startswith("--"):
+        if self.optional and word.startswith(names.OPTION_PREFIX):
             raise Decline
         return word
 
@@ -185,12 +185,17 @@ class Flag(Param):
     default: Any = False
 
     @property
+    def spelled(self) -> str:
+        """The flag as it is written: ``--name``."""
+        return names.OPTION_PREFIX + self.name
+
+    @property
     def usage(self) -> str:
-        return f"[--{self.name}]"
+        return f"[{self.spelled}]"
 
     def written(self, word: str) -> bool:
         """Whether ``word`` is this flag (``--name``, in any case)."""
-        return word.lower() == f"--{self.name}"
+        return word.lower() == self.spelled
 
     def convert(self, ctx: Context, word: str, more_follow: bool) -> Any:
         if self.written(word):
@@ -198,9 +203,9 @@ class Flag(Param):
         # A word that is no flag at all passes by: the optional parameters before the
         # flag that passed it too say what it is not (/token create x nosuchscope:
         # neither a scope nor a lifetime), or it is one too many.
-        if more_follow or not word.startswith("--"):
+        if more_follow or not word.startswith(names.OPTION_PREFIX):
             raise Decline
-        raise ChatError(Code.BAD_ARGUMENTS, expected([f"--{self.name}"], word))
+        raise ChatError(Code.BAD_ARGUMENTS, expected([self.spelled], word))
 
 
 @dataclass(frozen=True, slots=True)
