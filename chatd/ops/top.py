@@ -23,6 +23,8 @@ from rich.table import Table
 from rich.text import Text
 
 if TYPE_CHECKING:
+    from collections.abc import Callable
+
     from chatd.ops.control_client import ControlClient
 
 KEEP_EVENTS = 200
@@ -46,14 +48,6 @@ class TopScreen:
 
     def render(self, height: int = 40) -> Group:
         status = self.status
-        head = Table.grid(expand=True)
-        for _ in range(5):
-            head.add_column()
-        head.add_row(_figure("connections", status.get("connections", "-")),
-                     _figure("online", status.get("users_online", "-")),
-                     _figure("rooms", status.get("rooms", "-")),
-                     _figure("msg/s", f"{status.get('messages_per_second', 0):.1f}"),
-                     _figure("loop lag", f"{status.get('loop_lag', 0) * 1000:.1f} ms"))
         events = Table(expand=True, box=None)
         for column in ("time", "action", "actor", "target", "room", "reason"):
             events.add_column(column)
@@ -65,8 +59,52 @@ class TopScreen:
                            Text(action, style=COLOURS.get(action, "white")),
                            *(Text(str(entry.get(key) or ""))
                              for key in ("actor", "target", "room", "reason")))
-        title = f"chatd {status.get('version', '')} · q to quit"
-        return Group(Panel(head, title=title), events)
+        node = f" · node {status['node']}" if "node" in status else ""
+        title = f"chatd {status.get('version', '')}{node} · q to quit"
+        return Group(Panel(_head(status), title=title), events)
+
+
+def _head(status: dict[str, Any]) -> Table:
+    """The figures: in one row for a daemon, whose figures are all its own; on a
+    cluster node, a row of this node's and a row of the whole cluster's, as its
+    status says which is which (an operator adding up the nodes' screens must not
+    count the cluster's users once per node)."""
+    figures = {key: _figure(label, shown(status.get(key))) for key, label, shown in FIGURES}
+    head = Table.grid(expand=True)
+    if "node" not in status:
+        for _ in figures:
+            head.add_column()
+        head.add_row(*figures.values())
+        return head
+    rows = [("this node", [figures[key] for key in status.get("node_figures", ())
+                           if key in figures]),
+            ("whole cluster", [figures[key] for key in status.get("cluster_figures", ())
+                               if key in figures])]
+    width = max(len(row) for _, row in rows)
+    for _ in range(width + 1):
+        head.add_column()
+    for whose, row in rows:
+        head.add_row(Text(whose, style="dim"), *row, *([""] * (width - len(row))))
+    return head
+
+
+def _count(value: object) -> str:
+    return "-" if value is None else str(value)
+
+
+def _rate(value: object) -> str:
+    return f"{value if isinstance(value, (int, float)) else 0:.1f}"
+
+
+def _lag(value: object) -> str:
+    return f"{(value if isinstance(value, (int, float)) else 0) * 1000:.1f} ms"
+
+
+# The head's figures: the status field, its label, how its value is shown.
+FIGURES: tuple[tuple[str, str, Callable[[object], str]], ...] = (
+    ("connections", "connections", _count), ("users_online", "online", _count),
+    ("rooms", "rooms", _count), ("messages_per_second", "msg/s", _rate),
+    ("loop_lag", "loop lag", _lag))
 
 
 def _figure(label: str, value: object) -> Text:

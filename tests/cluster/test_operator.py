@@ -5,16 +5,21 @@ what backs a cluster's database up. Three in-process nodes."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import io
 import json
 from pathlib import Path
 from typing import Any
 
 import pytest
 import redis.asyncio
+from rich.console import Console
 
 from chatd.app.app import App
 from chatd.client import ChatClient
 from chatd.ops.chatctl import main
+from chatd.ops.control_client import ControlClient
+from chatd.ops.top import TopScreen
 from storage.api import Unavailable
 from tests.cluster.conftest import StartNode, login, register
 
@@ -154,6 +159,41 @@ async def test_a_control_command_while_the_database_does_not_answer_is_busy(
         assert said.startswith("chatctl: busy: the database does not answer"), said
     finally:
         await first.control.stop()
+
+
+async def test_top_labels_the_nodes_figures_and_the_clusters(
+        start_node: StartNode, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """chatctl top against a cluster node: the status line its stream carries is
+    shown with the node's id, its connections in the row of this node's figures and
+    the users online (on both nodes) in the row of the whole cluster's."""
+    monkeypatch.setattr("chatd.ops.control.FOLLOW_STATUS_INTERVAL", 0.05)
+    socket = str(tmp_path / "n1.sock")
+    first = await start_node(1, control__path=socket)
+    await register(first, "ann", "bob")
+    second = await start_node(2)
+    ann, bob = await login(first, "ann"), await login(second, "bob")
+    screen = TopScreen()
+    try:
+        await first.control.start()
+        try:
+            async with contextlib.aclosing(ControlClient(socket).follow()) as stream:
+                async for item in stream:
+                    screen.feed(item)
+                    if screen.status.get("users_online") == 2:
+                        break
+        finally:
+            await first.control.stop()
+    finally:
+        await ann.close()
+        await bob.close()
+    console = Console(file=io.StringIO(), width=100, color_system=None)
+    console.print(screen.render())
+    lines = console.file.getvalue().splitlines()  # type: ignore[attr-defined]
+    assert any("node n1" in line for line in lines)
+    node_row = next(line for line in lines if "this node" in line)
+    cluster_row = next(line for line in lines if "whole cluster" in line)
+    assert "connections 1" in node_row and "online" not in node_row
+    assert "online 2" in cluster_row and "connections" not in cluster_row
 
 
 async def test_status_names_the_node_and_whose_each_count_is(

@@ -16,6 +16,7 @@ from rich.console import Console
 
 from chatd import __version__
 from chatd.ops.control_client import ControlClient, ControlError
+from chatd.ops.nodes import CLUSTER_FIGURES, NODE_FIGURES
 from chatd.ops.top import KEEP_EVENTS, TopScreen, run_top
 from tests.helpers import Clients
 from tests.operations import ChatdProcess, running_daemon, wait_for, write_config
@@ -54,6 +55,27 @@ def test_render_status_and_events() -> None:
     # The newest event comes first.
     assert "ban" in rows[0] and "bob" in rows[0] and "carol" in rows[0]
     assert "join" in rows[1] and "alice" in rows[1]
+
+
+def test_a_cluster_nodes_figures_say_whose_they_are() -> None:
+    """A cluster node's status names the node and which figures are its own: the
+    screen shows them in a row of this node's and a row of the whole cluster's."""
+    screen = TopScreen()
+    screen.feed({"status": {**STATUS, "node": "n1", "node_figures": list(NODE_FIGURES),
+                            "cluster_figures": list(CLUSTER_FIGURES)}})
+    text = printed(screen)
+    assert "chatd 9.9.9 · node n1 · q to quit" in text
+    node_row = next(line for line in text.splitlines() if "this node" in line)
+    cluster_row = next(line for line in text.splitlines() if "whole cluster" in line)
+    for shown in ("connections 17", "msg/s 42.2", "loop lag 3.1 ms"):
+        assert shown in node_row and shown not in cluster_row, shown
+    for shown in ("online 12", "rooms 5"):
+        assert shown in cluster_row and shown not in node_row, shown
+    # A daemon's own figures are all its own: one row, no labels.
+    alone = TopScreen()
+    alone.feed({"status": STATUS})
+    text = printed(alone)
+    assert "this node" not in text and "whole cluster" not in text and "node n1" not in text
 
 
 def test_words_of_users_are_shown_as_text_never_as_markup() -> None:
