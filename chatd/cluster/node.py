@@ -328,6 +328,12 @@ class ClusterNode:
         self._checks.add(check)
         check.add_done_callback(self._checks.discard)
 
+    async def reload_compared(self) -> None:
+        """Wait for the comparisons the reloads so far started: once this returns,
+        the warning of a reload that made the shared configuration differ is logged
+        (an operator's tooling, and the tests, wait on it rather than on a clock)."""
+        await asyncio.gather(*self._checks)
+
     async def _compare_after_reload(self) -> None:
         # A heartbeat's interval first: the operator reloading the nodes one after the
         # other, a node reloaded a moment before says its new configuration in its

@@ -6,8 +6,10 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import itertools
 import json
+import logging
 import socket
 import time
 from collections.abc import AsyncIterator
@@ -1159,3 +1161,35 @@ async def test_a_server_admin_s_webhook_posts_from_outside_after_they_left(
     await ann.next_event(lambda e: e.get("text") == "outside", timeout=10)
     for client in (root, ann):
         await client.close()
+
+
+async def test_a_reload_warns_one_beat_later_when_the_shared_sections_differ_not_else(
+        start_node: StartNode, caplog: pytest.LogCaptureFixture) -> None:
+    """A reload compares this node's shared configuration with the live nodes' one
+    heartbeat after it (chatd.cluster.node, reconfigured): a reload that changes a
+    shared section (limits) says the nodes now differ; one that changes none of them,
+    and one that makes them agree again, says nothing. Awaited through the node's
+    own account of its comparisons, never a clock of the test's."""
+    await start_node(1)
+    second = await start_node(2)
+    node = second.nodes
+    assert isinstance(node, ClusterNode)
+    node.heartbeat.interval = 0.05  # the comparison's wait, one beat
+    agreed = second.config
+
+    async def reloaded(config: Any) -> list[str]:
+        caplog.clear()
+        with caplog.at_level(logging.WARNING, logger="chatd.cluster.registry"):
+            second.apply(config)
+            await node.reload_compared()
+        return [r.getMessage() for r in caplog.records if "shared configuration" in
+                r.getMessage()]
+
+    unshared = dataclasses.replace(agreed, server=dataclasses.replace(
+        agreed.server, motd="another message of the day"))
+    assert await reloaded(unshared) == []
+    other_limits = dataclasses.replace(agreed, limits=dataclasses.replace(
+        agreed.limits, message_rate=agreed.limits.message_rate + 1))
+    [warning] = await reloaded(other_limits)
+    assert "differs from that of n1 (" in warning and "chatctl nodes" in warning
+    assert await reloaded(agreed) == []
