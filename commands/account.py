@@ -45,8 +45,11 @@ async def _welcome(ctx: Context, user: User, token_id: int | None = None) -> dic
     welcome says, the unread count too."""
     welcome = await ctx.services.presence.login(ctx.session, user, token_id, ctx.label)
     unread = await ctx.services.notifier.unread(user)
+    # Told, not taken: the listing of the newest page still tells it, once.
+    dropped = await ctx.services.notifier.dropped(user)
     replayed = welcome.pop("direct_messages")  # (last, as the protocol's examples show)
-    return welcome | {"notifications": unread, "direct_messages": replayed}
+    return welcome | {"notifications": unread, **({"dropped": dropped} if dropped else {}),
+                      "direct_messages": replayed}
 
 
 LOGIN_USAGE = ("/login <name> <password> [--resume]  |  /login <name> --token <token> "
@@ -152,7 +155,8 @@ async def _signed_in(ctx: Context, grant: Grant, issued: Issued | None) -> Ok:
     settings = {"color": style.color, "timestamps": style.timestamps, "theme": style.theme}
     fields: dict[str, Any] = {**welcome, "bot": user.is_bot, "scopes": scopes.listed(grant.scopes),
                               "settings": settings}
-    text = _welcome_back(user.name, welcome["rooms"], welcome["notifications"],
+    text = _welcome_back(user.name, welcome["rooms"],
+                         _unread_sentence(welcome["notifications"], welcome.get("dropped", 0)),
                          welcome.get("direct_messages_skipped", 0),
                          welcome.get("direct_messages_skipped_after", 0))
     if issued is not None:
@@ -172,7 +176,18 @@ def _resume_sentence(issued: Issued) -> str:
             "log in with /login --resume <resume-token>, once).")
 
 
-def _welcome_back(name: str, rooms: list[str], notifications: int, skipped: int,
+def _unread_sentence(unread: int, dropped: int) -> str:
+    """What the welcome says of the notifications: how many are unread, and how many
+    older ones were dropped past the bound (which /notifications then tells once)."""
+    lost = (f"{dropped} older notification{'s were' if dropped != 1 else ' was'} dropped"
+            if dropped else "")
+    if not unread:
+        return f"{lost[0].upper()}{lost[1:]}: /notifications." if lost else ""
+    said = f"{unread} unread notification{'s' if unread != 1 else ''}"
+    return f"{said} ({lost}): /notifications." if lost else f"{said}: /notifications."
+
+
+def _welcome_back(name: str, rooms: list[str], notifications: str, skipped: int,
                   after: int) -> str:
     lines = [f"Welcome back, {name}."]
     if len(rooms) > WELCOME_ROOMS:
@@ -185,8 +200,7 @@ def _welcome_back(name: str, rooms: list[str], notifications: int, skipped: int,
     else:
         lines.append("You are in no room yet: /rooms lists them, /create makes one.")
     if notifications:
-        plural = "s" if notifications != 1 else ""
-        lines.append(f"{notifications} unread notification{plural}: /notifications.")
+        lines.append(notifications)
     if skipped:
         plural = "s" if skipped != 1 else ""
         lines.append(f"{skipped} older direct message{plural} sent while you were away "

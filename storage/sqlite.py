@@ -370,6 +370,15 @@ class SqliteStorage(MessageQueries, ContentQueries, GovernanceQueries, TokenQuer
                 (user_id,)))
         return int(rows[0][0]) if rows else 0
 
+    async def dropped_notifications(self, user_id: int) -> int:
+        row = await self._fetch_one(
+            "SELECT dropped FROM notifications_dropped WHERE user_id = ?", (user_id,))
+        return 0 if row is None else int(row[0])
+
+    async def dropped_notification_counts(self) -> dict[int, int]:
+        rows = await self._fetch("SELECT user_id, dropped FROM notifications_dropped")
+        return {int(row[0]): int(row[1]) for row in rows}
+
     async def delete_notifications_before(self, before: float) -> int:
         return await self._write("DELETE FROM notifications WHERE created_at < ?", (before,))
 

@@ -1,10 +1,11 @@
 """Per-user notifications: persisted, pushed live, summarised at login.
 
-How many each user has is kept in memory (loaded at start, changed with every
-write), so the welcome of a log-in asks the database nothing. The counts change
-by the number of rows each write added or removed, which gives the same result
-in whatever order concurrent writes finish. A cluster's node counts in the
-database instead (one query a line-protocol log-in): every node writes them.
+How many each user has, and how many of theirs were dropped past the bound, is
+kept in memory (loaded at start, changed with every write), so the welcome of a
+log-in asks the database nothing. The counts change by the number of rows each
+write added or removed, which gives the same result in whatever order concurrent
+writes finish. A cluster's node counts in the database instead (two queries a
+line-protocol log-in): every node writes them.
 """
 
 from __future__ import annotations
@@ -46,6 +47,8 @@ class Notifier:
         self.keep = keep
         # Stored notifications by user id (users with none are left out).
         self._counts: dict[int, int] = {}
+        # Dropped notifications not yet told, by user id (users with none left out).
+        self._dropped: dict[int, int] = {}
         # True on a cluster's node: the other nodes write and clear notifications
         # too, so the count is the database's (one query a log-in).
         self.shared = False
@@ -55,6 +58,7 @@ class Notifier:
 
     async def load(self) -> None:
         self._counts = await self._storage.notification_counts()
+        self._dropped = await self._storage.dropped_notification_counts()
 
     async def notify(self, user: User, kind: str, text: str, **payload: Any) -> None:
         """Store and push a notification; none for an account deleted meanwhile.
@@ -74,6 +78,8 @@ class Notifier:
             raise
         self._counts[user.id] = self._counts.get(user.id, 0) + 1
         self._lower(user.id, dropped)
+        if dropped:
+            self._dropped[user.id] = self._dropped.get(user.id, 0) + dropped
         if user.online:
             self._bus.to_user(user, Notified(note))
 
@@ -102,7 +108,20 @@ class Notifier:
     async def take_dropped(self, user: User) -> int:
         """How many of ``user``'s notifications were dropped, the oldest, past the
         bound since they last read or cleared them: they are told once."""
-        return await self._storage.take_dropped_notifications(user.id)
+        taken = await self._storage.take_dropped_notifications(user.id)
+        self._dropped.pop(user.id, None)
+        return taken
+
+    async def dropped(self, user: User) -> int:
+        """How many of ``user``'s notifications were dropped and not yet told, the
+        count left for the listing that tells it (read as :meth:`unread` is)."""
+        if self.shared and user.has_account:
+            try:
+                return await self._storage.dropped_notifications(user.id)
+            except StorageError:
+                log.warning("dropped notifications of %s not counted: the database does "
+                            "not answer", user.name)
+        return self._dropped.get(user.id, 0)
 
     async def unread(self, user: User) -> int:
         """How many notifications ``user`` has, wherever they were written (on a
@@ -119,6 +138,7 @@ class Notifier:
     async def clear(self, user: User) -> int:
         cleared = await self._storage.clear_notifications(user.id)
         self._lower(user.id, cleared)
+        self._dropped.pop(user.id, None)
         return cleared
 
     async def expire(self, before: float) -> int:
@@ -131,6 +151,7 @@ class Notifier:
     def forget(self, user: User) -> None:
         """``user``'s account is gone, and its notifications with it."""
         self._counts.pop(user.id, None)
+        self._dropped.pop(user.id, None)
 
     def _lower(self, user_id: int, removed: int) -> None:
         left = self._counts.get(user_id, 0) - removed

@@ -167,7 +167,10 @@ async def notifications(call: Call) -> Response:
     # ts_epoch as the line protocol's notifications have it; time, the same, as before.
     items = [{"id": n.id, "kind": n.kind, "ts_epoch": n.created_at, "time": n.created_at,
               **n.payload} for n in pending]
-    return json_response({"notifications": items, **shown.fields()})
+    # The newest page tells of the dropped ones, once, as /notifications does: a
+    # program that reads only this list learns of them, and is not told twice.
+    dropped = await call.services.notifier.take_dropped(call.me) if number == 1 else 0
+    return json_response({"notifications": items, "dropped": dropped, **shown.fields()})
 
 
 async def clear_notifications(call: Call) -> Response:

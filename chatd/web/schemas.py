@@ -55,7 +55,10 @@ def page(**properties: Schema) -> Schema:
 
 
 MEMBERS = page(room=STR, members=array(obj(user=STR, role=STR, online=BOOL, bot=BOOL)))
-NOTIFICATIONS = page(notifications=array(ANY_OBJECT))
+NOTIFICATIONS = page(notifications=array(ANY_OBJECT), dropped={
+    **INT, "description": "how many older notifications were dropped past "
+    "limits.max_notifications since the newest page was last read (here or with "
+    "/notifications) or cleared; told once, by the newest page (0 on the others)"})
 # A message record of the line protocol's JSON format (docs/PROTOCOL.md).
 MESSAGE: Schema = {"type": "object", "required": ["type", "from", "ts"],
                    "properties": {"type": STR, "room": STR, "from": STR, "text": STR,

@@ -415,6 +415,15 @@ class PostgresStorage(PgMessageQueries, PgContentQueries, PgGovernanceQueries,
             "DELETE FROM notifications_dropped WHERE user_id = $1 RETURNING dropped", user_id)
         return 0 if dropped is None else int(dropped)
 
+    async def dropped_notifications(self, user_id: int) -> int:
+        dropped = await self._fetch_value(
+            "SELECT dropped FROM notifications_dropped WHERE user_id = $1", user_id)
+        return 0 if dropped is None else int(dropped)
+
+    async def dropped_notification_counts(self) -> dict[int, int]:
+        rows = await self._fetch("SELECT user_id, dropped FROM notifications_dropped")
+        return {int(row[0]): int(row[1]) for row in rows}
+
     async def delete_notifications_before(self, before: float) -> int:
         return await self._execute("DELETE FROM notifications WHERE created_at < $1", before)
 

@@ -127,6 +127,30 @@ async def test_the_listing_tells_how_many_notifications_were_dropped(
         assert (await again.command("/notifications"))["dropped"] == 0
 
 
+@on_both
+async def test_the_login_tells_how_many_notifications_were_dropped_without_taking_it(
+        db_path: Path, clock: ManualClock, storage_overrides: dict[str, Any]) -> None:
+    async with serving(db_path, clock, limits__max_notifications=7,
+                       **storage_overrides) as (_server, clients):
+        bob = await clients.user("bob")
+        await bob.command("/logout")
+        alice = await clients.user("alice")
+        for n in range(10):  # bob is offline: each is a notification
+            await alice.command(f"/msg bob hello {n}")
+        again = await clients.anonymous()
+        login = await again.command(f"/login bob {PASSWORD}")
+        assert (login["notifications"], login["dropped"]) == (7, 3)
+        assert ("7 unread notifications (3 older notifications were dropped): "
+                "/notifications.") in login["message"]
+        # Told at every log-in until the listing of the newest page tells it, once.
+        await again.command("/logout")
+        assert (await again.command(f"/login bob {PASSWORD}"))["dropped"] == 3
+        assert (await again.command("/notifications"))["dropped"] == 3
+        await again.command("/logout")
+        told = await again.command(f"/login bob {PASSWORD}")
+        assert told.get("dropped") is None and "dropped" not in told["message"]
+
+
 async def test_logins_refused_by_the_limit_write_no_audit_entry(
         db_path: Path, clock: ManualClock) -> None:
     # Each refusal was a row written for ever, at the pace of an anonymous

@@ -41,7 +41,12 @@ async def test_notifications_dropped_past_the_bound_are_counted_until_taken(
     await asyncio.gather(*(storage.add_notification_kept(alice.id, "kicked", {}, T0, 3)
                            for _ in range(6)))
     assert await storage.count_notifications(alice.id) == 3
+    # Read, the count stays for the listing to take (a log-in tells it).
+    assert await storage.dropped_notifications(alice.id) == 8
+    assert await storage.dropped_notification_counts() == {alice.id: 8}
+    assert await storage.dropped_notifications(bob.id) == 0
     assert await storage.take_dropped_notifications(alice.id) == 8
+    assert await storage.dropped_notification_counts() == {}
     assert await storage.take_dropped_notifications(alice.id) == 0
     assert await storage.take_dropped_notifications(bob.id) == 0
     await storage.add_notification_kept(alice.id, "kicked", {}, T0, 3)

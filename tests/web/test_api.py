@@ -16,7 +16,7 @@ import commands
 from chatd.domain.clock import ManualClock
 from chatd.web.api import api_routes
 from chatd.web.links import LinkSigner
-from tests.helpers import ChatServer, Clients, settle, text_client, text_run
+from tests.helpers import PASSWORD, ChatServer, Clients, settle, text_client, text_run
 from tests.irc.helpers import IrcClient
 from tests.web.helpers import http, token_for
 
@@ -727,6 +727,27 @@ async def test_members_are_paged_as_who_pages_them(server: ChatServer, clients: 
             refused = await client.get("/api/v1/rooms/den/members", params=bad)
             assert refused.status_code == 400, bad
             assert refused.json()["error"]["code"] == "bad-arguments"
+
+
+@pytest.mark.server(limits__max_notifications=3)
+async def test_the_newest_page_tells_the_dropped_notifications_once(
+        server: ChatServer, clients: Clients) -> None:
+    """Read over HTTP, the newest page says how many were dropped past the bound and
+    takes the count, as /notifications does: the line protocol is not told again."""
+    await token_for(server, "bob")  # bob exists, offline
+    alice = await clients.user("alice")
+    for number in range(5):
+        await alice.command(f"/msg bob note {number}")
+    token = await token_for(server, "bob")
+    async with http(server, token) as client:
+        second = (await client.get("/api/v1/notifications", params={"page": 2, "limit": 2}))
+        assert second.json()["dropped"] == 0
+        first = (await client.get("/api/v1/notifications")).json()
+        assert (first["total"], first["dropped"]) == (3, 2)
+        assert (await client.get("/api/v1/notifications")).json()["dropped"] == 0
+    bob = await clients.anonymous()
+    assert (await bob.command(f"/login bob {PASSWORD}")).get("dropped") is None
+    assert (await bob.command("/notifications"))["dropped"] == 0
 
 
 async def test_notifications_are_paged_newest_page_first(server: ChatServer,
