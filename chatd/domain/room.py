@@ -61,6 +61,9 @@ class Member:
     joined_at: float
     role_since: float
     seq: int
+    # A bot account: succession passes it over while a person is left, since a
+    # bot's usual token (read, post) cannot govern the room it would inherit.
+    bot: bool = False
 
     @property
     def is_admin(self) -> bool:
@@ -68,9 +71,9 @@ class Member:
         return self.role.rank >= Role.ADMIN.rank
 
     @classmethod
-    def from_record(cls, record: MemberRecord, name: str) -> Member:
+    def from_record(cls, record: MemberRecord, name: str, bot: bool = False) -> Member:
         return cls(record.user_id, name, Role(record.role), record.joined_at,
-                   record.role_since, record.seq)
+                   record.role_since, record.seq, bot)
 
 
 @dataclass(slots=True)
@@ -161,8 +164,10 @@ class Room:
         and that member is removed too; with two or more left, if no admin
         remains the earliest joiner becomes admin; and if the owner left,
         ownership passes to the admin who has held the role longest (also when
-        that admin is the only member left). A member muted in the room comes
-        after every other: none of its admins could lift the mute of an owner.
+        that admin is the only member left). A bot comes after every person
+        (a person member before a bot admin): its usual token cannot govern. A
+        member muted in the room comes after every other of its kind: none of
+        its admins could lift the mute of an owner.
         """
         departure = Departure(leaving=[user_id])
         leaver = self.members[user_id]
@@ -207,15 +212,19 @@ def in_force(sanction: SanctionRecord, now: float) -> bool:
 def _succession(leaver: Member, remaining: list[Member],
                 muted: Callable[[Member], bool]) -> list[tuple[int, Role]]:
     """Role changes when ``leaver`` goes and the room goes on with ``remaining``
-    (in join order: two or more members, or one admin). The ``muted`` come last."""
+    (in join order: two or more members, or one admin). Bots come after every
+    person, and the ``muted`` after the others of their kind."""
     admins = [m for m in remaining if m.is_admin]
     if not admins:
         # No admin is left: the earliest joiner inherits the role, and with it
         # ownership when the owner is the one leaving.
         role = Role.OWNER if leaver.role is Role.OWNER else Role.ADMIN
-        heir = min(remaining, key=lambda m: (muted(m), m.seq))
+        heir = min(remaining, key=lambda m: (m.bot, muted(m), m.seq))
         return [(heir.user_id, role)]
     if leaver.role is not Role.OWNER:
         return []
-    heir = min(admins, key=lambda m: (muted(m), m.role_since, m.seq))
+    # The admin who has held the role longest, or, when only bots are admins, the
+    # earliest person: a room owned by a bot would have nobody left to govern it.
+    heir = min(remaining, key=lambda m: (m.bot, not m.is_admin, muted(m),
+                                         m.role_since if m.is_admin else 0.0, m.seq))
     return [(heir.user_id, Role.OWNER)]

@@ -90,7 +90,7 @@ class Rooms:
             room = self._by_id.get(member.room_id)
             user = self._accounts.get(member.user_id)
             if room is not None and user is not None:
-                self._add_member(room, Member.from_record(member, user.name))
+                self._add_member(room, Member.from_record(member, user.name, user.is_bot))
 
     # -- lookups -----------------------------------------------------------
 
@@ -306,7 +306,7 @@ class Rooms:
         if user.has_account:
             record, member = await self._storage.create_room(name, mode.value, user.id, now,
                                                              self._quotas(user))
-            return Room(record), Member.from_record(member, user.name)
+            return Room(record), Member.from_record(member, user.name, user.is_bot)
         # An IRC guest is stored nowhere, and lives on one node: its rooms are
         # counted in this node's memory, under the creation lock.
         if not user.is_admin and self.owned(user) >= self.max_owned:
@@ -347,7 +347,7 @@ class Rooms:
                 # goes too (a deletion takes it with the account, but may fail).
                 await self._storage.remove_member(room.id, user.id)
                 raise deleted_account(user)
-            member = Member.from_record(record, user.name)
+            member = Member.from_record(record, user.name, user.is_bot)
             self._add_member(room, member)
             # Told under the room's lock, as a departure is: on a shared log the
             # join then takes its place before any later decision about the room
@@ -514,7 +514,7 @@ class Rooms:
             if user is None:
                 continue
             had = room.members.get(user_id)
-            member = Member.from_record(stored, user.name)
+            member = Member.from_record(stored, user.name, user.is_bot)
             if had is None:
                 self._add_member(room, member, user)
             else:

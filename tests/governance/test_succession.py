@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import pytest
+
+from chatd.client.api import ChatClient
 from chatd.domain.clock import ManualClock
 from tests.governance import (
     error_of,
@@ -165,3 +168,42 @@ async def test_a_ban_leaving_one_plain_member_terminates_the_room(
     got = await settle(bob)
     assert len(events(got, "terminated")) == 1 and len(notes(got, "terminated")) == 1
     assert "dev" not in await my_rooms(bob)
+
+
+async def bot_of(clients: Clients, maker: ChatClient, name: str) -> ChatClient:
+    """A bot account ``name`` made by ``maker``, logged in with its usual token."""
+    made = await maker.command(f"/bot create {name}")
+    bot = await clients.anonymous()
+    await bot.command(f"/login {name} --token {made['token']}")
+    return bot
+
+
+@pytest.mark.parametrize("gone", ["leave", "userdel"])
+async def test_a_person_inherits_the_room_before_a_bot_that_joined_earlier(
+        server: ChatServer, clients: Clients, gone: str) -> None:
+    carol, alice = await users(clients, "carol", "alice")
+    helper, pinger = await bot_of(clients, alice, "helper"), await bot_of(clients, alice, "pinger")
+    bob = await clients.user("bob")
+    await room_with(carol, "dev", helper, bob, pinger)
+    if gone == "leave":
+        await carol.command("/leave dev")
+    else:
+        root = await server_admin(server, clients)
+        await root.command("/userdel carol")
+    assert await members_of(bob, "dev") == {"bob": "owner", "helper": "member",
+                                            "pinger": "member"}
+    promoted = notes(await settle(bob), "promoted")
+    assert [(n["room"], n["role"]) for n in promoted] == [("dev", "owner")]
+    # With no person left, the earliest bot inherits: the room goes on.
+    await bob.command("/leave dev")
+    assert await members_of(helper, "dev") == {"helper": "owner", "pinger": "member"}
+
+
+async def test_a_person_member_inherits_the_ownership_before_a_bot_admin(
+        clients: Clients) -> None:
+    carol, alice = await users(clients, "carol", "alice")
+    helper = await bot_of(clients, alice, "helper")
+    bob = await clients.user("bob")
+    await room_with(carol, "dev", helper, bob, admins=(helper,))
+    await carol.command("/leave dev")
+    assert await members_of(bob, "dev") == {"bob": "owner", "helper": "admin"}
