@@ -37,6 +37,9 @@ const state = {
   typing: new Map(),
   lastTyping: 0,
   notifications: [],
+  // How many older notifications the server dropped past its bound, as the listings
+  // of the newest page told (once each): shown in the panel until the next clear.
+  notificationsDropped: 0,
   // How many clears the server has answered: a walk of /notifications that saw one
   // answered while it walked holds pages read before the clear, so it is walked again.
   notificationClears: 0,
@@ -562,6 +565,17 @@ function renderNotifications() {
     `Notifications, ${state.notifications.length} unread`);
   $("notification-list").replaceChildren(...state.notifications.map((n) =>
     el("li", {}, el("time", {text: clockTime(n.ts_epoch)}), " ", n.text || n.kind)));
+  const dropped = state.notificationsDropped;
+  $("notifications-dropped").hidden = dropped === 0;
+  $("notifications-dropped").textContent = dropped === 0 ? ""
+    : `${dropped} older notification${dropped === 1 ? " was" : "s were"} dropped: the server `
+      + "keeps only the newest.";
+}
+
+// The server tells how many were dropped once, to the listing of the newest page that
+// reads it first (this page's walks, or a /notifications typed): kept to be shown.
+function notificationsDropped(count) {
+  if (count > 0) state.notificationsDropped += count;
 }
 
 // Every notification, the oldest first: /notifications pages from the newest. A page
@@ -573,7 +587,8 @@ const loadNotifications = oneWalkAtATime(async () => {
   let reply;
   do {
     clears = state.notificationClears;
-    reply = await conn.walk("/notifications", {notifications: "id"});
+    reply = await conn.walk("/notifications", {notifications: "id"}, ["dropped"]);
+    notificationsDropped(reply.dropped);
   } while (clears !== state.notificationClears);
   if (reply.type === "ok") {
     state.notifications = reply.notifications.sort((a, b) => a.id - b.id);
@@ -585,6 +600,7 @@ const loadNotifications = oneWalkAtATime(async () => {
 function notificationsCleared() {
   state.notificationClears += 1;
   state.notifications = [];
+  state.notificationsDropped = 0;
   renderNotifications();
 }
 
@@ -902,6 +918,7 @@ async function handleReply(line, reply) {
     if ("cleared" in reply) {
       notificationsCleared();
     } else {
+      notificationsDropped(reply.dropped);
       await loadNotifications();
     }
   } else if (command === "logout" || command === "quit") {
@@ -1154,6 +1171,7 @@ async function endSession(message) {
   state.convs.clear();
   state.active = null;
   state.notifications = [];
+  state.notificationsDropped = 0;
   renderNav();
   renderLog();
   $("app").hidden = true;

@@ -208,19 +208,24 @@ export class Connection {
   // Lists told apart by the same field are one list in parts (/myrooms' rooms, then its
   // past ones): an item found in two of them moved across the pages (a room left after
   // the first page), and the walk is walked again though the count came out right.
-  async walk(command, keys) {
+  // told names the count fields a page tells once (/notifications' dropped, told by
+  // its newest page and then taken): each is summed over every page of every walk, so
+  // that a walk walked again, or one that failed on a later page, loses none of it.
+  async walk(command, keys, told = []) {
     let walked;
+    const sums = Object.fromEntries(told.map((field) => [field, 0]));
     for (let walk = 0; walk < LIST_WALKS; walk += 1) {
-      walked = await this.walkOnce(command, keys);
+      walked = await this.walkOnce(command, keys, sums);
       if (walked.type !== "ok" || walked.steady) break;
     }
     const {steady, ...reply} = walked;
-    return reply;
+    return {...reply, ...sums};
   }
 
   // One walk of a list's pages: the last page's reply with every item once, and
-  // whether the list stood still meanwhile (steady); or the first error.
-  async walkOnce(command, keys) {
+  // whether the list stood still meanwhile (steady); or the first error. Adds the
+  // fields of sums that each page carries to them.
+  async walkOnce(command, keys, sums = {}) {
     const seen = new Map(Object.keys(keys).map((field) => [field, new Map()]));
     const foundIn = new Map();  // `${key} ${value}`: the field the item was found in
     let moved = false;
@@ -233,6 +238,7 @@ export class Connection {
         continue;
       }
       if (reply.type !== "ok") return reply;
+      for (const field of Object.keys(sums)) sums[field] += Number(reply[field]) || 0;
       for (const [field, key] of Object.entries(keys)) {
         for (const item of reply[field] || []) {
           if (!seen.get(field).has(item[key])) seen.get(field).set(item[key], item);
