@@ -929,12 +929,26 @@ async function handleReply(line, reply) {
     showHelp(reply);
     return;
   }
+  if (toldByEvent(reply)) return;
   if (reply.message) noteHere(reply.message);
   for (const field of LIST_FIELDS) {
     if (Array.isArray(reply[field]) && command !== "notifications") {
       for (const entry of reply[field]) noteHere(`  ${describe(entry)}`);
     }
   }
+}
+
+// A kick or an invitation is told to the room by its event, which reaches the actor
+// too: on the room's own screen, the reply's sentence would say it a second time. Out of
+// that screen (/kick bob dev typed in another room) the reply is all the actor sees.
+// (A ban's or a mute's reply names its duration, which the event's line does not.)
+const TOLD_BY_EVENT = new Set(["kick", "invite"]);
+
+function toldByEvent(reply) {
+  if (!TOLD_BY_EVENT.has(reply.command) || !reply.room) return false;
+  const key = `#${String(reply.room).toLowerCase()}`;
+  const conv = state.convs.get(key);
+  return state.active === key && Boolean(conv && conv.member);
 }
 
 function describe(entry) {
