@@ -245,6 +245,31 @@ async def test_the_unread_count_at_log_in_counts_what_every_node_wrote(
         await client.close()
 
 
+async def test_the_dropped_count_at_log_in_counts_what_every_node_dropped(
+        nodes: list[App]) -> None:  # noqa: F811
+    for app in nodes:  # (limits.max_notifications: 2)
+        app.services.notifier.keep = 2
+    ann, cat = await login(nodes[0], "ann"), await login(nodes[1], "cat")
+    # Three invitations from the first node (one dropped), one more from the second.
+    for room in ("den", "hut", "pod"):
+        await ann.command(f"/create {room}")
+        await ann.command(f"/invite bob {room}")
+    await cat.command("/create lab")
+    await cat.command("/invite bob lab")
+    bob = await ChatClient.connect("127.0.0.1", nodes[2].port)
+    welcome = await bob.command(f"/login bob {PASSWORD}")
+    assert (welcome["notifications"], welcome["dropped"]) == (2, 2)
+    # Told once by the listing, on whichever node: no log-in tells it again.
+    assert (await bob.command("/notifications"))["dropped"] == 2
+    await bob.close()
+    for app in nodes:
+        again = await ChatClient.connect("127.0.0.1", app.port)
+        assert (await again.command(f"/login bob {PASSWORD}")).get("dropped") is None
+        await again.close()
+    for client in (ann, cat):
+        await client.close()
+
+
 async def test_away_and_settings_set_on_one_node_are_seen_on_every_node(
         nodes: list[App]) -> None:  # noqa: F811
     ann, bob = await login(nodes[0], "ann"), await login(nodes[1], "bob")
