@@ -80,7 +80,8 @@ class OverQuota(StorageError):
         self.held = held
 
 
-# Puts (or deletes) a file's blob, named by its key, in the file row's transaction.
+# Makes sure a file's blob is stored (or deletes it), named by its key, in the
+# transaction of a file's row, under the blob's lock.
 BlobWrite = Callable[[str], Awaitable[None]]
 
 
@@ -309,16 +310,22 @@ class Storage(Protocol):
     async def list_user_blocks(self, user_id: int) -> list[UserBlockRecord]: ...
 
     # files (ids assigned by the storage)
-    # A file's row and its blob (stored by content hash, shared by the files of
-    # equal content) change together: the write that adds a row puts the blob in
-    # its transaction (``put``), and the one that deletes a row deletes the blob
-    # in its own when no row uses it any more (``drop``), each holding the blob's
-    # lock, so a blob is never deleted under a row being added (on any node).
+    # A file's blob is stored by content hash, shared by the files of equal
+    # content. An upload puts it first, outside any transaction; the write that adds
+    # the row then makes sure, under the blob's lock and once the quotas passed,
+    # that it is still there (``ensure``: a cheap check, a second put when a
+    # deletion took it meanwhile). The write that deletes a row deletes the blob
+    # in its transaction, under the same lock, when no row uses it any more
+    # (``drop``), as does ``drop_unused_blob`` for an upload refused after its
+    # put. So a blob is never deleted under a row being added (on any node), and
+    # no transaction waits for a blob's upload.
     async def add_file(self, record: FileRecord, quotas: Sequence[Quota] = (),
-                       put: BlobWrite | None = None) -> FileRecord: ...
+                       ensure: BlobWrite | None = None) -> FileRecord: ...
     async def get_file(self, file_id: int) -> FileRecord | None: ...
     async def list_files(self, room_id: int) -> list[FileRecord]: ...
     async def delete_file(self, file_id: int, drop: BlobWrite | None = None) -> bool: ...
+    # True when no row used the blob ``key`` and it was dropped.
+    async def drop_unused_blob(self, key: str, drop: BlobWrite) -> bool: ...
     # How many files a user uploaded, and their bytes together: one read for both quotas.
     async def user_file_usage(self, user_id: int) -> tuple[int, int]: ...
     async def user_files(self, user_id: int) -> list[FileRecord]: ...

@@ -4,15 +4,30 @@ from __future__ import annotations
 
 import dataclasses
 from collections.abc import Sequence
+from typing import TYPE_CHECKING
 
 from storage.api import BlobWrite
 from storage.host import SqliteHost, refuse_over
 from storage.quotas import Quota
 from storage.records import FileRecord, KeyRecord
 
+if TYPE_CHECKING:
+    import aiosqlite
+
 _FILE = ("id, room_id, COALESCE(uploader_id, 0), uploader_name, name, size, mime, sha256, "
          "blob_key, preview, created_at")
 _KEY = "user_id, x25519, mlkem, fingerprint, updated_at"
+
+
+async def _drop_if_unused(conn: aiosqlite.Connection, key: str, drop: BlobWrite) -> bool:
+    """Drop the blob ``key`` when no row uses it, in the write transaction on
+    ``conn``; True when it was dropped."""
+    used = list(await conn.execute_fetchall(
+        "SELECT 1 FROM files WHERE blob_key = ? LIMIT 1", (key,)))
+    if used:
+        return False
+    await drop(key)
+    return True
 
 
 class ContentQueries:
@@ -21,14 +36,15 @@ class ContentQueries:
     # -- files ---------------------------------------------------------------
 
     async def add_file(self: SqliteHost, record: FileRecord, quotas: Sequence[Quota] = (),
-                       put: BlobWrite | None = None) -> FileRecord:
-        """Store a file's record, its blob first (``put``, once the quotas passed); the
-        id in ``record`` is ignored and assigned here. SQLite runs one write
-        transaction at a time: no deletion of the blob comes between."""
+                       ensure: BlobWrite | None = None) -> FileRecord:
+        """Store a file's record; the id in ``record`` is ignored and assigned here.
+        The blob was put before; ``ensure``, once the quotas passed, makes sure it is
+        still there. SQLite runs one write transaction at a time: no deletion of the
+        blob comes between that and the row's commit."""
         async with self._transaction() as conn:
             await refuse_over(conn, quotas)
-            if put is not None:
-                await put(record.blob_key)
+            if ensure is not None:
+                await ensure(record.blob_key)
             cursor = await conn.execute(
                 "INSERT INTO files (room_id, uploader_id, uploader_name, name, size, mime, "
                 "sha256, blob_key, preview, created_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
@@ -54,12 +70,15 @@ class ContentQueries:
                 "DELETE FROM files WHERE id = ? RETURNING blob_key", (file_id,)))
             if not rows:
                 return False
-            key = str(rows[0][0])
-            used = list(await conn.execute_fetchall(
-                "SELECT 1 FROM files WHERE blob_key = ? LIMIT 1", (key,)))
-            if drop is not None and not used:
-                await drop(key)
+            if drop is not None:
+                await _drop_if_unused(conn, str(rows[0][0]), drop)
         return True
+
+    async def drop_unused_blob(self: SqliteHost, key: str, drop: BlobWrite) -> bool:
+        """Drop the blob ``key`` of an upload refused after its put, unless a row uses
+        it: in a write transaction, one at a time with the files' own."""
+        async with self._transaction() as conn:
+            return await _drop_if_unused(conn, key, drop)
 
     async def user_file_usage(self: SqliteHost, user_id: int) -> tuple[int, int]:
         rows = await self._fetch("SELECT COUNT(*), COALESCE(SUM(size), 0) FROM files "

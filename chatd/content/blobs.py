@@ -37,7 +37,15 @@ class BlobStore(Protocol):
     """The operations the file service needs from a blob backend."""
 
     async def put(self, staged: Path, key: str) -> None:
-        """Take the finished upload ``staged`` (removing it) as the blob ``key``."""
+        """Store the finished upload ``staged`` as the blob ``key``; nothing when the
+        blob is there already (the same key is the same content). ``staged`` stays,
+        for its owner to remove: a removal of the last file of the same content
+        may delete the blob before the new file's row is in, and the blob is then
+        put again from it (chatd.content.files, Files.store)."""
+        ...
+
+    async def holds(self, key: str) -> bool:
+        """Whether the blob ``key`` is stored."""
         ...
 
     def read(self, key: str, chunk_size: int = CHUNK) -> AsyncIterator[bytes]:
@@ -112,12 +120,13 @@ class LocalBlobs:
     @staticmethod
     def _put(staged: Path, target: Path) -> None:
         if target.exists():
-            # The same content is already stored: keep one copy.
-            staged.unlink(missing_ok=True)
-            return
+            return  # the same content is already stored: keep one copy
         private_dirs(target.parent)
-        # Staging lives under the same files directory, so this rename is atomic.
-        os.replace(staged, target)
+        # Staging lives under the same files directory: a second name for the staged
+        # file, made at once (a reader never sees part of it), costs no copy and
+        # leaves the staged name for a second put.
+        with contextlib.suppress(FileExistsError):  # put meanwhile by another upload
+            os.link(staged, target)
 
     async def read(self, key: str, chunk_size: int = CHUNK) -> AsyncIterator[bytes]:
         handle: BinaryIO = await asyncio.to_thread(self._path(key).open, "rb")
@@ -164,12 +173,12 @@ class S3Blobs:
         return self._prefix + key
 
     async def put(self, staged: Path, key: str) -> None:
-        try:
-            if not await asyncio.to_thread(self._exists, self._key(key)):
-                await asyncio.to_thread(self._client.upload_file, str(staged), self._bucket,
-                                        self._key(key))
-        finally:
-            await asyncio.to_thread(staged.unlink, True)
+        if not await self.holds(key):
+            await asyncio.to_thread(self._client.upload_file, str(staged), self._bucket,
+                                    self._key(key))
+
+    async def holds(self, key: str) -> bool:
+        return await asyncio.to_thread(self._exists, self._key(key))
 
     def _exists(self, key: str) -> bool:
         try:

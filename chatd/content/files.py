@@ -216,7 +216,8 @@ class Files:
 
     async def store(self, session: Endpoint, room: Room, staged: Staged,
                     label: str | None) -> FileRecord:
-        """Preview, store and announce a verified upload; returns its record."""
+        """Preview, store and announce a verified upload; returns its record. The
+        staged file is removed once its blob is stored, or the upload refused."""
         user = _uploader(session)
         head = await asyncio.to_thread(previews.read_head, staged.path)
         mime = previews.sniff(head, staged.name)
@@ -227,17 +228,9 @@ class Files:
         async with self._previews:
             preview = await previews.preview(job, config.preview_timeout)
         try:
-            # Counted with the insert: uploads ending at once, through one node or
-            # several, cannot each take the last place. The blob is put in the same
-            # transaction, once counted, under the blob's lock: a refused upload puts
-            # nothing, and no removal of a file of the same content deletes the blob
-            # before the row that uses it is there (storage.api, add_file).
-            record = await self._storage.add_file(FileRecord(
-                0, room.id, user.id, user.name, staged.name, staged.size, mime,
-                staged.sha256, staged.sha256, preview, self._clock.time()),
-                self._quotas(user, staged.size), partial(self._blobs.put, staged.path))
-        except OverQuota as refused:
-            raise _over_quota(refused.quota, refused.held) from None
+            record = await self._recorded(user, room, staged, mime, preview)
+        finally:
+            await asyncio.to_thread(staged.path.unlink, True)  # a blob now, or refused
         url = await self._blobs.presigned_url(record.sha256, record.name, record.mime)
         text = (f"shared {shown_name(record.name)} ({previews.human_size(record.size)}, "
                 f"{record.mime}): /download {record.id}")
@@ -254,6 +247,45 @@ class Files:
             "session": session.id, "file": record.id, "room": room.name, "size": record.size,
             "mime": record.mime}})
         return record
+
+    async def _recorded(self, user: User, room: Room, staged: Staged, mime: str,
+                        preview: str) -> FileRecord:
+        """Put ``staged``'s blob, then add the file's row; the row's transaction
+        holds no lock nor database connection while the blob is uploaded.
+
+        Counted with the insert: uploads ending at once, through one node or
+        several, cannot each take the last place. Under the blob's lock, in that
+        transaction, the blob is made sure of (a removal of the last file of the
+        same content may have deleted it since the put); a refused upload drops
+        the blob again under the same lock, unless a file uses it (storage.api,
+        add_file)."""
+        key = staged.sha256
+        await self._blobs.put(staged.path, key)
+        try:
+            return await self._storage.add_file(FileRecord(
+                0, room.id, user.id, user.name, staged.name, staged.size, mime,
+                staged.sha256, key, preview, self._clock.time()),
+                self._quotas(user, staged.size), partial(self._ensure, staged.path))
+        except BaseException as refused:
+            await self._drop_unused(key)
+            if isinstance(refused, OverQuota):
+                raise _over_quota(refused.quota, refused.held) from None
+            raise
+
+    async def _ensure(self, staged: Path, key: str) -> None:
+        """Put the blob ``key`` again when it is gone since the upload's put: a removal
+        of the last file of the same content deleted it between the two (rare)."""
+        if not await self._blobs.holds(key):
+            await self._blobs.put(staged, key)
+
+    async def _drop_unused(self, key: str) -> None:
+        """Drop the blob ``key`` of a refused upload when no file uses it. A failure is
+        logged, not raised: the refusal is what the uploader must be told."""
+        try:
+            await self._storage.drop_unused_blob(key, self._blobs.delete)
+        except Exception:
+            log.warning("the blob of a refused upload could not be dropped",
+                        exc_info=True, extra={"fields": {"blob": key}})
 
     # -- reading -----------------------------------------------------------------
 

@@ -260,7 +260,7 @@ class Upload:
             self._cleanup()
             crashed(ctx)
             return
-        self._path = None  # the blob store has it now
+        self._path = None  # stored as a blob, and removed by Files.store
         ctx.reply_ok(ok(f"uploaded {record.name} as file {record.id}.", file_id=record.id,
                         name=record.name, size=record.size, mime=record.mime,
                         sha256=record.sha256, room=self._room.name))

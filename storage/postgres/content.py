@@ -5,30 +5,44 @@ from __future__ import annotations
 
 import dataclasses
 from collections.abc import Sequence
+from typing import TYPE_CHECKING
 
 from storage.api import BlobWrite
 from storage.postgres.host import PgHost, hold_blob, refuse_over
 from storage.quotas import Quota
 from storage.records import FileRecord, KeyRecord
 
+if TYPE_CHECKING:
+    from storage.postgres.host import PgConnection
+
 _FILE = ("id, room_id, COALESCE(uploader_id, 0), uploader_name, name, size, mime, sha256, "
          "blob_key, preview, created_at")
 _KEY = "user_id, x25519, mlkem, fingerprint, updated_at"
+
+
+async def _drop_if_unused(conn: PgConnection, key: str, drop: BlobWrite) -> bool:
+    """Drop the blob ``key`` when no row uses it, in the transaction on ``conn``
+    holding the blob's lock; True when it was dropped."""
+    if await conn.fetchval("SELECT 1 FROM files WHERE blob_key = $1 LIMIT 1", key) is not None:
+        return False
+    await drop(key)
+    return True
 
 
 class PgContentQueries:
     """Files and keys, as a mixin of PostgresStorage."""
 
     async def add_file(self: PgHost, record: FileRecord, quotas: Sequence[Quota] = (),
-                       put: BlobWrite | None = None) -> FileRecord:
-        """Store a file's record, its blob first (``put``, once the quotas passed); the
-        id in ``record`` is ignored and assigned here. The blob's lock, taken first,
-        keeps a deletion of the blob through any node from coming between."""
+                       ensure: BlobWrite | None = None) -> FileRecord:
+        """Store a file's record; the id in ``record`` is ignored and assigned here.
+        The blob was put before; ``ensure``, once the quotas passed, makes sure it is
+        still there. The blob's lock, taken first, keeps a deletion of the blob
+        through any node from coming between that and the row's commit."""
         async with self._transaction() as conn:
             await hold_blob(conn, record.blob_key)
             await refuse_over(conn, quotas)
-            if put is not None:
-                await put(record.blob_key)
+            if ensure is not None:
+                await ensure(record.blob_key)
             file_id = await conn.fetchval(
                 "INSERT INTO files (room_id, uploader_id, uploader_name, name, size, mime, "
                 "sha256, blob_key, preview, created_at) "
@@ -50,7 +64,7 @@ class PgContentQueries:
     async def delete_file(self: PgHost, file_id: int, drop: BlobWrite | None = None) -> bool:
         """Delete a file's record, and its blob (``drop``) when no other uses it: under
         the blob's lock, which a file of the same content being added holds from
-        before its blob is put until its row is committed."""
+        before it makes sure of its blob until its row is committed."""
         async with self._transaction() as conn:
             key = await conn.fetchval("SELECT blob_key FROM files WHERE id = $1", file_id)
             if key is None:
@@ -59,10 +73,16 @@ class PgContentQueries:
             if await conn.fetchval("DELETE FROM files WHERE id = $1 RETURNING 1",
                                    file_id) is None:
                 return False  # deleted meanwhile (through another node)
-            used = await conn.fetchval("SELECT 1 FROM files WHERE blob_key = $1 LIMIT 1", key)
-            if drop is not None and used is None:
-                await drop(key)
+            if drop is not None:
+                await _drop_if_unused(conn, key, drop)
         return True
+
+    async def drop_unused_blob(self: PgHost, key: str, drop: BlobWrite) -> bool:
+        """Drop the blob ``key`` of an upload refused after its put, unless a row uses
+        it: under its lock, as a deletion does."""
+        async with self._transaction() as conn:
+            await hold_blob(conn, key)
+            return await _drop_if_unused(conn, key, drop)
 
     async def user_file_usage(self: PgHost, user_id: int) -> tuple[int, int]:
         row = await self._fetch_one(

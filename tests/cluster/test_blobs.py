@@ -3,7 +3,9 @@ deletes the blob of a file of the same content being stored through another
 (docs/CLUSTER.md, "Files of equal content"). The storing node is held at its
 quota's count by the test, which holds that lock in PostgreSQL itself, and the
 removal is sent meanwhile: under the old rule it found the blob unused and
-deleted it."""
+deleted it. Or the storing node is held between its blob's put and its row's
+transaction, which holds nothing in PostgreSQL meanwhile: the removal deletes the
+blob, and the upload's transaction puts it again."""
 
 from __future__ import annotations
 
@@ -16,12 +18,12 @@ import pytest
 
 from chatd.app.app import App
 from chatd.client import ChatClient, Reply
-from storage.postgres.host import QUOTA_LOCKS
+from storage.postgres.host import BLOB_LOCKS, QUOTA_LOCKS
 from storage.quotas import Holder
 from tests.backends import import_asyncpg
 from tests.cluster.conftest import StartNode, login, register
 from tests.cluster.test_accounts import everywhere
-from tests.content import download, upload
+from tests.content import HeldPut, blob_path, download, upload
 
 asyncpg = import_asyncpg()
 
@@ -113,3 +115,44 @@ async def test_a_file_removed_through_one_node_keeps_the_blob_stored_through_ano
     for client in (ann, bob):
         await client.close()
 
+
+
+async def test_the_last_file_removed_between_an_uploads_put_and_its_row_leaves_it_whole(
+        nodes: list[App], monkeypatch: pytest.MonkeyPatch) -> None:
+    ann, bob = await room_on_two_nodes(nodes)
+    first = await upload(ann, "a.txt", DATA, "dev")
+    async with HeldPut(monkeypatch) as put:
+        storing = asyncio.ensure_future(upload(bob, "b.txt", DATA, "dev"))
+        await put.reached(storing)
+        # No lock is held across the put: the removal does not wait for the upload.
+        async with asyncio.timeout(10):
+            assert (await ann.command(f"/rmfile {first['file_id']}")).ok
+        assert not blob_path(nodes[1], first["sha256"]).exists()
+    stored: Reply = await storing
+    assert stored.ok, stored.final
+    assert (await download(ann, stored["file_id"]))[0] == DATA
+    for client in (ann, bob):
+        await client.close()
+
+
+async def test_an_uploads_put_holds_no_lock_nor_transaction_in_postgresql(
+        nodes: list[App], database: Any, monkeypatch: pytest.MonkeyPatch) -> None:
+    # An S3 upload of a large file takes long: a transaction open meanwhile would hold
+    # a pooled connection, the blob's lock and the account's quota lock all along.
+    ann, bob = await room_on_two_nodes(nodes)
+    async with HeldPut(monkeypatch) as put:
+        storing = asyncio.ensure_future(upload(bob, "b.txt", DATA, "dev"))
+        await put.reached(storing)
+        # (This test's database only: the server may serve others' at the same time.)
+        held = await database.fetchval(
+            "SELECT COUNT(*) FROM pg_locks WHERE locktype = 'advisory' "
+            "AND classid::bigint = ANY($1::bigint[]) AND database = "
+            "(SELECT oid FROM pg_database WHERE datname = current_database())",
+            [BLOB_LOCKS, *QUOTA_LOCKS.values()])
+        idle_in_transaction = await database.fetchval(
+            "SELECT COUNT(*) FROM pg_stat_activity WHERE state LIKE 'idle in transaction%' "
+            "AND datname = current_database() AND pid <> pg_backend_pid()")
+        assert (held, idle_in_transaction) == (0, 0)
+    assert (await storing).ok
+    for client in (ann, bob):
+        await client.close()

@@ -11,7 +11,10 @@ from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
+import pytest
+
 from chatd.client import ChatClient, LineClient, Reply
+from chatd.content.blobs import LocalBlobs
 from tests.helpers import PASSWORD, ChatServer, Clients
 
 Event = dict[str, Any]
@@ -71,6 +74,46 @@ async def text_run(client: LineClient, *lines: str) -> list[str]:
         client.send(line)
     client.send("@sync /ping")
     return (await client.until(lambda s: s.startswith("@sync ")))[:-1]
+
+
+class HeldPut:
+    """The next blob put (of any server in this process), held once it is done until
+    the block ends: its upload waits between its put and whatever comes after."""
+
+    def __init__(self, monkeypatch: pytest.MonkeyPatch) -> None:
+        self._reached = asyncio.Event()
+        self._released = asyncio.Event()
+        self._armed = True
+        put = LocalBlobs.put
+
+        async def held(blobs: LocalBlobs, staged: Path, key: str) -> None:
+            await put(blobs, staged, key)
+            if self._armed:
+                self._armed = False
+                self._reached.set()
+                await self._released.wait()
+
+        monkeypatch.setattr(LocalBlobs, "put", held)
+
+    async def __aenter__(self) -> HeldPut:
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        self._released.set()
+
+    async def reached(self, upload: asyncio.Future[Reply]) -> None:
+        """Until the put is held; fails if ``upload`` ends first (bounded)."""
+        waiting = asyncio.ensure_future(self._reached.wait())
+        try:
+            async with asyncio.timeout(10):
+                await asyncio.wait([upload, waiting], return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            waiting.cancel()
+        assert self._reached.is_set(), f"the upload ended unheld: {upload.result()}"
+
+
+def blob_path(server: ChatServer, key: str) -> Path:
+    return server.services.files.staging.parent / "blobs" / key[:2] / key
 
 
 def staged_files(server: ChatServer) -> list[Path]:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import os
 from collections.abc import AsyncIterator
@@ -13,7 +14,9 @@ from chatd.client import ChatClient
 from chatd.content.previews import human_size
 from tests.backends import on_both
 from tests.content import (
+    HeldPut,
     b64_lines,
+    blob_path,
     blob_paths,
     download,
     image,
@@ -198,6 +201,29 @@ async def test_same_content_is_stored_once(server: ChatServer, clients: Clients)
     assert len(blob_paths(server)) == 1  # b.txt still needs it
     await alice.command(f"/rmfile {second['file_id']}")
     assert blob_paths(server) == []
+    assert await no_staged_files(server)
+
+
+@on_both
+async def test_the_last_file_removed_between_an_uploads_put_and_its_row_leaves_it_whole(
+        server: ChatServer, clients: Clients, monkeypatch: pytest.MonkeyPatch) -> None:
+    # A blob is put before its row's transaction, which holds no lock meanwhile: a
+    # removal of the last file of the same content goes through and deletes the
+    # blob; the upload's transaction finds it gone and puts it again.
+    alice = await clients.user("alice")
+    await alice.command("/create general")
+    other = await clients.user("alice")  # a second connection: each runs one command
+    data = text_file()
+    first = await upload(alice, "a.txt", data)
+    async with HeldPut(monkeypatch) as put:
+        storing = asyncio.ensure_future(upload(alice, "b.txt", data))
+        await put.reached(storing)
+        async with asyncio.timeout(10):
+            assert (await other.command(f"/rmfile {first['file_id']}")).ok
+        assert not blob_path(server, sha(data)).exists()
+    stored = await storing
+    assert stored.ok, stored.final
+    assert (await download(alice, stored["file_id"]))[0] == data
     assert await no_staged_files(server)
 
 

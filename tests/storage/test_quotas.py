@@ -170,31 +170,35 @@ async def test_files_at_once_through_two_stores_stop_at_their_count_or_their_byt
     assert await two[0].user_file_usage(ann.id) == (LIMIT + 2, 20)
 
 
-async def test_a_files_blob_is_put_once_counted_and_dropped_with_its_last_row(
+async def test_a_files_blob_is_ensured_once_counted_and_dropped_with_its_last_row(
         storage: Storage) -> None:
-    """The blob goes with the row, in its transaction: a refused file puts none, and
-    a deletion drops the blob only when no other row of the same content is left."""
+    """The blob's fate is decided with the row, in its transaction: a refused file
+    makes sure of none, a deletion drops the blob only when no other row of the same
+    content is left, and so does the drop of a refused upload's blob."""
     ann = await storage.create_user("ann", b"h", False, T0)
     room, _ = await storage.create_room("hall", "open", ann.id, T0)
     written: list[tuple[str, str]] = []
 
-    async def put(key: str) -> None:
-        written.append(("put", key))
+    async def ensure(key: str) -> None:
+        written.append(("ensure", key))
 
     async def drop(key: str) -> None:
         written.append(("drop", key))
 
     one = (Quota(Measure.FILES, ann.id, 2),)
-    first = await storage.add_file(upload(ann.id, room.id, 1, 5), one, put)
-    second = await storage.add_file(upload(ann.id, room.id, 1, 5), one, put)
+    first = await storage.add_file(upload(ann.id, room.id, 1, 5), one, ensure)
+    second = await storage.add_file(upload(ann.id, room.id, 1, 5), one, ensure)
     with pytest.raises(OverQuota):
-        await storage.add_file(upload(ann.id, room.id, 2, 5), one, put)
-    assert written == [("put", "sha1"), ("put", "sha1")]
+        await storage.add_file(upload(ann.id, room.id, 2, 5), one, ensure)
+    assert written == [("ensure", "sha1"), ("ensure", "sha1")]
+    assert not await storage.drop_unused_blob("sha1", drop)  # two rows use it
+    assert await storage.drop_unused_blob("sha2", drop)  # the refused one's
+    assert written[2:] == [("drop", "sha2")]
     assert await storage.delete_file(first.id, drop)
-    assert written[2:] == []  # the second still uses it
+    assert written[3:] == []  # the second still uses it
     assert await storage.delete_file(second.id, drop)
     assert not await storage.delete_file(second.id, drop)
-    assert written[2:] == [("drop", "sha1")]
+    assert written[3:] == [("drop", "sha1")]
 
 
 async def test_api_tokens_at_once_through_two_stores_stop_at_the_limit(
