@@ -808,6 +808,26 @@ async def test_a_narrow_terminal_leaves_the_conversation_most_of_the_width(
     assert "2:#general" in alice.room_list()
 
 
+async def test_an_emoji_sequence_takes_the_cells_the_terminal_draws_it_in(
+        clients: Clients, person: Callable[..., object]) -> None:
+    family = "\U0001F468\u200d\U0001F469\u200d\U0001F467"  # joined by ZERO WIDTH JOINERs
+    flag = "\U0001F1EB\U0001F1F7"  # two regional indicators
+    bob = await bob_in(clients, "general")
+    alice: Person = await person("alice")  # type: ignore[misc]
+    await alice.joins("general")
+    await bob.command(f"/say general {family}{flag} end")
+    await alice.sees("end", "the message")
+    drawn = alice.screen.app.renderer._last_screen
+    assert drawn is not None
+    y = next(y for y, row in enumerate(alice.rows()) if row.endswith(" end"))
+    cells = {x: cell.char for x, cell in drawn.data_buffer[y].items()}
+    # Each sequence is one cell two columns wide, as the terminal draws it: the
+    # renderer writes the text after them where the terminal's cursor is.
+    at = [x for x, char in cells.items() if char == family]
+    assert at, cells
+    assert [cells[at[0] + 2], cells[at[0] + 4], cells[at[0] + 5]] == [flag, " ", "e"]
+
+
 async def test_a_long_room_name_is_cut_and_its_count_kept(
         clients: Clients, person: Callable[..., object]) -> None:
     bob = await bob_in(clients, "abcdefghijklmnopqrstuvw")

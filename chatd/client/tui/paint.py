@@ -15,8 +15,8 @@ from functools import lru_cache
 
 from prompt_toolkit.formatted_text import StyleAndTextTuples
 from prompt_toolkit.styles import Style
-from prompt_toolkit.utils import get_cwidth
 
+from chatd.client.tui import cells
 from chatd.client.tui.lines import Line, bot_mark, clock
 from chatd.protocol.render import THEMES, Theme
 
@@ -109,11 +109,11 @@ def _message(line: Line, theme: Theme | None, current: str | None) -> StyleAndTe
 def _table(rows: tuple[tuple[str, ...], ...], right: tuple[int, ...] = ()) -> str:
     """Aligned columns, as the server's text mode draws them: ``right`` (numbers) to
     the right."""
-    widths = [max(get_cwidth(row[i]) for row in rows if i < len(row))
+    widths = [max(cells.width(row[i]) for row in rows if i < len(row))
               for i in range(max(len(row) for row in rows))]
 
     def padded(i: int, cell: str) -> str:
-        pad = " " * (widths[i] - get_cwidth(cell))
+        pad = " " * (widths[i] - cells.width(cell))
         return pad + cell if i in right else cell + pad
 
     return "\n".join("  " + "  ".join(padded(i, cell) for i, cell in enumerate(row)).rstrip()
@@ -121,22 +121,23 @@ def _table(rows: tuple[tuple[str, ...], ...], right: tuple[int, ...] = ()) -> st
 
 
 def wrap(styled: StyleAndTextTuples, width: int) -> list[StyleAndTextTuples]:
-    """Screen rows of at most ``width`` cells: cut at newlines, then at the edge."""
+    """Screen rows of at most ``width`` cells: cut at newlines, then at the edge,
+    never inside a grapheme cluster (an emoji sequence, a letter and its accents)."""
     width = max(width, len(CONTINUATION) + 2)  # room for a wide character after the indent
     rows: list[StyleAndTextTuples] = [[]]
     used = 0
     for style, text in _pairs(styled):
-        for char in text:
-            if char == "\n":
+        for cluster in cells.clusters(text):
+            if cluster == "\n":
                 rows.append([])
                 used = 0
                 continue
-            cells = get_cwidth(char)
-            if used + cells > width:
+            size = cells.cluster_width(cluster)
+            if used + size > width:
                 rows.append([("", CONTINUATION)])
                 used = len(CONTINUATION)
-            _put(rows[-1], style, char)
-            used += cells
+            _put(rows[-1], style, cluster)
+            used += size
     return rows
 
 
@@ -145,9 +146,9 @@ def _pairs(styled: StyleAndTextTuples) -> Iterable[tuple[str, str]]:
         yield fragment[0], fragment[1]
 
 
-def _put(row: StyleAndTextTuples, style: str, char: str) -> None:
-    """Append a character, joining it to the row's last fragment when the style matches."""
+def _put(row: StyleAndTextTuples, style: str, text: str) -> None:
+    """Append text, joining it to the row's last fragment when the style matches."""
     if row and row[-1][0] == style:
-        row[-1] = (style, row[-1][1] + char)
+        row[-1] = (style, row[-1][1] + text)
     else:
-        row.append((style, char))
+        row.append((style, text))

@@ -49,6 +49,7 @@ from prompt_toolkit.mouse_events import MouseEvent, MouseEventType
 from prompt_toolkit.output import Output
 from prompt_toolkit.styles import BaseStyle, DynamicStyle
 
+from chatd.client.tui.clusterwindow import ClusterWindow
 from chatd.client.tui.complete import ChatCompleter, Vocabulary
 from chatd.client.tui.controller import Controller, Reconnect
 from chatd.client.tui.lines import Line
@@ -146,7 +147,7 @@ class Screen:
             Window(FormattedTextControl(self._room_list),
                    width=lambda: Dimension.exact(self._list_width())),
             Window(width=1, char="\N{BOX DRAWINGS LIGHT VERTICAL}", style="class:separator"),
-            Window(self.scrollback),
+            ClusterWindow(self.scrollback),
         ])
         status = Window(FormattedTextControl(self._status), height=1, style="class:status")
         prompt = BeforeInput(lambda: f"{self.state.shown.title}> ", style="class:prompt")
