@@ -45,6 +45,16 @@ def test_each_sequence_is_one_cluster() -> None:
                                           THUMBS_UP_MEDIUM, RED_HEART, E_ACUTE]
 
 
+def test_a_cluster_no_terminal_draws_whole_comes_as_its_parts() -> None:
+    # A skin-tone modifier after a letter joins it by Unicode's rules, yet the
+    # terminal draws the letter and then the modifier's two cells: a row may end
+    # between them, and a narrow one still holds each.
+    assert list(cells.clusters("a\U0001F3FD")) == ["a", "\U0001F3FD"]
+    assert cells.width("a\U0001F3FD") == 3
+    rows = wrap([(STYLE, "aaa\U0001F3FD")], 4)
+    assert [cells.width("".join(f[1] for f in row)) for row in rows] == [3, 4]
+
+
 @given(text=_TEXTS)
 def test_the_measure_is_the_sum_of_its_clusters_at_most_two_cells_each(text: str) -> None:
     found = list(cells.clusters(text))

@@ -17,15 +17,40 @@ from functools import lru_cache
 
 from wcwidth import iter_graphemes, wcswidth
 
+# No glyph a terminal draws is wider than this.
+WIDEST = 2
+
 
 def clusters(text: str) -> Iterator[str]:
-    """The grapheme clusters of ``text``, in order; joined, they are ``text``."""
-    return iter_graphemes(text)
+    """The grapheme clusters of ``text``, in order; joined, they are ``text``.
+
+    A cluster measured wider than WIDEST is no glyph the terminal draws whole (a
+    skin-tone modifier after a letter: a letter, then the modifier's own two cells),
+    so it comes as those parts, each of at most two cells, and a row may end
+    between them.
+    """
+    for cluster in iter_graphemes(text):
+        if cluster_width(cluster) <= WIDEST:
+            yield cluster
+        else:
+            yield from _parts(cluster)
+
+
+def _parts(cluster: str) -> Iterator[str]:
+    """Each code point of ``cluster`` with the ones of no width after it."""
+    part = ""
+    for char in cluster:
+        if part and cluster_width(char) > 0:
+            yield part
+            part = ""
+        part += char
+    yield part
 
 
 @lru_cache(maxsize=8192)
 def cluster_width(cluster: str) -> int:
-    """The cells one grapheme cluster takes: 0, 1 or 2 (2 for emoji presentation).
+    """The cells one grapheme cluster takes: 2 for an emoji presentation, 1 for a
+    letter and its accents, 0 for marks alone.
 
     A control character measures -1 in wcwidth; text reaches the screen cleaned of
     them (lines.clean), and one left over takes no cell rather than a negative one.
