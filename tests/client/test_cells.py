@@ -28,6 +28,11 @@ _PARTS = st.sampled_from(["a", "b", " ", "-", "\u4e2d", "\n", ZWJ, VS16, "\u0301
                           GIRL, LAPTOP, "\u2764", "\U0001F44D", "\U0001F3FD", "\U0001F1EB",
                           "\U0001F1F7", FAMILY, FLAG_FR, "https://example.org/a/long/path"])
 _TEXTS = st.lists(_PARTS, max_size=40).map("".join)
+# Words of a few clusters between spaces, as a sentence has them.
+_WORD = st.lists(st.sampled_from(["a", "b", "\u4e2d", E_ACUTE, FAMILY, FLAG_FR]),
+                 min_size=1, max_size=8).map("".join)
+_SENTENCES = st.lists(st.one_of(_WORD, st.just("https://example.org/a/long/path")),
+                      max_size=20).map(" ".join)
 
 
 @pytest.mark.parametrize(("text", "expected"), [
@@ -84,7 +89,7 @@ def _unwrapped(rows: list[StyleAndTextTuples]) -> list[str]:
     return shown
 
 
-@given(text=_TEXTS, width=st.integers(min_value=1, max_value=30))
+@given(text=st.one_of(_SENTENCES, _TEXTS), width=st.integers(min_value=1, max_value=30))
 def test_wrapped_rows_fit_and_never_split_a_cluster(text: str, width: int) -> None:
     rows = wrap([(STYLE, text)], width)
     assert all(cells.width("".join(f[1] for f in row)) <= max(width, 4) for row in rows)
@@ -100,3 +105,62 @@ def test_a_row_of_emoji_sequences_fills_the_width() -> None:
     rows = wrap([(STYLE, FAMILY * 10)], 10)
     assert [_row_text(row, i == 0) for i, row in enumerate(rows)] == [
         FAMILY * 5, FAMILY * 4, FAMILY]
+
+
+def _rows_of(text: str, width: int) -> list[str]:
+    rows = wrap([(STYLE, text)], width)
+    return ["".join(fragment[1] for fragment in row) for row in rows]
+
+
+def test_a_long_line_wraps_at_the_spaces_between_words() -> None:
+    assert _rows_of("hello wonderful world", 12) == ["hello", "  wonderful", "  world"]
+    assert _rows_of("a b c d e f g", 5) == ["a b c", "  d e", "  f g"]
+
+
+def test_only_a_word_wider_than_a_row_is_cut_at_the_edge() -> None:
+    url = "https://example.org/a/very/long/path"
+    assert _rows_of(f"see {url} now", 16) == [
+        "see https://exam", "  ple.org/a/very", "  /long/path now"]
+    # Fourteen cells fit a continued row of sixteen (its indent takes two).
+    assert _rows_of("see " + "x" * 14, 16) == ["see", "  " + "x" * 14]
+
+
+def test_the_lines_of_a_message_keep_their_own_indent() -> None:
+    assert _rows_of("first\n    second line here", 14) == [
+        "first", "    second", "  line here"]
+
+
+def _words_and_cuts(text: str, width: int) -> tuple[list[tuple[int, int]], list[int]]:
+    """Where the words of ``text`` are (cluster index ranges of its non-space runs)
+    and the cluster indexes the rows start at, when they continue a line."""
+    found = list(cells.clusters(text))
+    words: list[tuple[int, int]] = []
+    for index, cluster in enumerate(found):
+        if cluster in (" ", "\n"):
+            continue
+        if words and words[-1][1] == index:
+            words[-1] = (words[-1][0], index + 1)
+        else:
+            words.append((index, index + 1))
+    cuts, at = [], 0
+    for number, row in enumerate(wrap([(STYLE, text)], width)):
+        continued = bool(number) and row[:1] == [("", CONTINUATION)]
+        shown = list(cells.clusters(_row_text(row, number == 0)))
+        while at < len(found) and found[at] in (" ", "\n") and (not shown or
+                                                               shown[0] != found[at]):
+            at += 1  # the newline, or a space dropped at the cut
+        if continued:
+            cuts.append(at)
+        at += len(shown)
+    return words, cuts
+
+
+@given(text=st.one_of(_SENTENCES, _TEXTS), width=st.integers(min_value=4, max_value=30))
+def test_a_word_is_cut_only_when_wider_than_a_row(text: str, width: int) -> None:
+    words, cuts = _words_and_cuts(text, width)
+    found = list(cells.clusters(text))
+    for cut in cuts:
+        for start, end in words:
+            if start < cut < end:  # the row starts inside this word
+                assert cells.width("".join(found[start:end])) > width - len(CONTINUATION), (
+                    _rows_of(text, width))

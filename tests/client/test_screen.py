@@ -808,6 +808,26 @@ async def test_a_narrow_terminal_leaves_the_conversation_most_of_the_width(
     assert "2:#general" in alice.room_list()
 
 
+async def test_a_long_message_wraps_between_words(
+        clients: Clients, person: Callable[..., object]) -> None:
+    words = ["alpha", "bravo", "charlie", "delta", "echo", "foxtrot", "golf", "hotel",
+             "india", "juliet", "kilo", "lima", "mike", "november", "oscar", "papa"]
+    bob = await bob_in(clients, "general")
+    alice: Person = await person("alice", columns=40)  # type: ignore[misc]
+    await alice.joins("general")
+    await bob.command("/say general " + " ".join(words))
+    await alice.sees("<bob> ", "the message")  # drawn whole, at once
+    rows = [row.split("\N{BOX DRAWINGS LIGHT VERTICAL}", 1)[1] for row in alice.rows()
+            if "\N{BOX DRAWINGS LIGHT VERTICAL}" in row]
+    first = next(i for i, row in enumerate(rows) if "<bob> " in row)
+    message = [rows[first].split("<bob> ", 1)[1], *rows[first + 1:]]  # the newest line
+    shown = [row for row in message if row.strip()]
+    # Each row holds whole words; each continued row is indented by two.
+    assert [word for row in shown for word in row.split()] == words, shown
+    assert len(shown) > 2 and all(row.startswith("  ") and not row.startswith("   ")
+                                  for row in shown[1:]), shown
+
+
 async def test_an_emoji_sequence_takes_the_cells_the_terminal_draws_it_in(
         clients: Clients, person: Callable[..., object]) -> None:
     family = "\U0001F468\u200d\U0001F469\u200d\U0001F467"  # joined by ZERO WIDTH JOINERs

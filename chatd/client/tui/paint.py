@@ -10,7 +10,7 @@ characters (lines.clean) and is drawn as text, never as markup.
 from __future__ import annotations
 
 import zlib
-from collections.abc import Iterable
+from collections.abc import Iterator
 from functools import lru_cache
 
 from prompt_toolkit.formatted_text import StyleAndTextTuples
@@ -121,34 +121,94 @@ def _table(rows: tuple[tuple[str, ...], ...], right: tuple[int, ...] = ()) -> st
 
 
 def wrap(styled: StyleAndTextTuples, width: int) -> list[StyleAndTextTuples]:
-    """Screen rows of at most ``width`` cells: cut at newlines, then at the edge,
-    never inside a grapheme cluster (an emoji sequence, a letter and its accents)."""
-    width = max(width, len(CONTINUATION) + 2)  # room for a wide character after the indent
-    rows: list[StyleAndTextTuples] = [[]]
-    used = 0
-    for style, text in _pairs(styled):
-        for cluster in cells.clusters(text):
-            if cluster == "\n":
-                rows.append([])
-                used = 0
-                continue
-            size = cells.cluster_width(cluster)
-            if used + size > width:
-                rows.append([("", CONTINUATION)])
-                used = len(CONTINUATION)
-            _put(rows[-1], style, cluster)
-            used += size
-    return rows
+    """Screen rows of at most ``width`` cells: cut at newlines, then at the space
+    before a word that would cross the edge. A word wider than a continued row (a
+    long URL) is cut at the edge instead, never inside a grapheme cluster (an emoji
+    sequence, a letter and its accents)."""
+    rows = _Rows(max(width, len(CONTINUATION) + 2))  # room for a wide character
+    for number, line in enumerate(_lines(styled)):
+        if number:
+            rows.new_line()
+        for spaces, word in _words(line):
+            rows.place(spaces, word)
+    return rows.rows
 
 
-def _pairs(styled: StyleAndTextTuples) -> Iterable[tuple[str, str]]:
+# One grapheme cluster to draw: its style, its text and the cells it takes.
+_Cell = tuple[str, str, int]
+
+
+def _lines(styled: StyleAndTextTuples) -> list[list[_Cell]]:
+    """The clusters of ``styled``, measured, as the lines its newlines make."""
+    lines: list[list[_Cell]] = [[]]
     for fragment in styled:
-        yield fragment[0], fragment[1]
+        style = fragment[0]
+        for cluster in cells.clusters(fragment[1]):
+            if cluster == "\n":
+                lines.append([])
+            else:
+                lines[-1].append((style, cluster, cells.cluster_width(cluster)))
+    return lines
 
 
-def _put(row: StyleAndTextTuples, style: str, text: str) -> None:
-    """Append text, joining it to the row's last fragment when the style matches."""
-    if row and row[-1][0] == style:
-        row[-1] = (style, row[-1][1] + text)
-    else:
-        row.append((style, text))
+def _words(line: list[_Cell]) -> Iterator[tuple[list[_Cell], list[_Cell]]]:
+    """Each word of ``line`` with the spaces before it; the spaces at its end last,
+    with no word."""
+    spaces: list[_Cell] = []
+    word: list[_Cell] = []
+    for cell in line:
+        if cell[1] != " ":
+            word.append(cell)
+            continue
+        if word:
+            yield spaces, word
+            spaces, word = [], []
+        spaces.append(cell)
+    yield spaces, word
+
+
+def _width(run: list[_Cell]) -> int:
+    return sum(cell[2] for cell in run)
+
+
+class _Rows:
+    """The rows wrap makes, filled one word at a time."""
+
+    def __init__(self, width: int) -> None:
+        self.width = width
+        self.rows: list[StyleAndTextTuples] = [[]]
+        self.used = 0
+        self.fresh = True  # nothing on the row yet but a continued row's indent
+
+    def new_line(self) -> None:
+        self.rows.append([])
+        self.used, self.fresh = 0, True
+
+    def place(self, spaces: list[_Cell], word: list[_Cell]) -> None:
+        """The word on this row if it fits, else on the next (the spaces before it
+        dropped at the cut); a word too wide for any row fills this one on."""
+        fits_a_row = _width(word) <= self.width - len(CONTINUATION)
+        if word and not self.fresh and fits_a_row and \
+                self.used + _width(spaces) + _width(word) > self.width:
+            self._continue()
+            spaces = []
+        for cell in (*spaces, *word):
+            self._put(cell)
+
+    def _put(self, cell: _Cell) -> None:
+        style, cluster, size = cell
+        if self.used + size > self.width:
+            if cluster == " ":
+                return  # a space at the edge: the cut stands in for it
+            self._continue()
+        row = self.rows[-1]
+        if row and row[-1][0] == style:
+            row[-1] = (style, row[-1][1] + cluster)
+        else:
+            row.append((style, cluster))
+        self.used += size
+        self.fresh = False
+
+    def _continue(self) -> None:
+        self.rows.append([("", CONTINUATION)])
+        self.used, self.fresh = len(CONTINUATION), True
