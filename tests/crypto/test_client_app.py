@@ -30,6 +30,8 @@ from chatd.client import ChatClient
 from chatd.client.tui import app
 from chatd.client.tui.keyring import Keyring
 from chatd.client.tui.session import ClientSession
+from chatd.crypto.envelope import b64
+from chatd.crypto.keys import read_private
 from tests.helpers import PASSWORD, ChatServer, Clients, settle, start_server
 from tests.operations.test_tls import self_signed, tls_port
 from tests.relay import Relay
@@ -411,6 +413,39 @@ async def test_a_bad_password_is_a_clear_error(
     term.end_input()
     assert await term.exit_status() == 0
     assert asked == ["password for zed: "]
+
+
+async def test_the_identity_is_written_only_once_the_login_succeeds(
+        server: ChatServer, clients: Clients, terminal: StartTerminal, tmp_path: Path,
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    zed = await clients.user("zed")
+    keys = tmp_path / "keys"
+    identity = keys / "identity.key"
+    with socket.socket() as sock:  # a mistyped port: nobody listens there
+        sock.bind(("127.0.0.1", 0))
+        nowhere = sock.getsockname()[1]
+    monkeypatch.setenv("CHATD_PASSWORD", PASSWORD)
+    term = terminal(argv(nowhere, "zed", "--config-dir", str(keys)))
+    assert await term.exit_status() == 1
+    assert "cannot connect" in term.out and not identity.exists()
+    await term.close()
+
+    monkeypatch.setenv("CHATD_PASSWORD", "not-the-password")  # a refused login
+    term = terminal(argv(server, "zed", "--config-dir", str(keys)))
+    assert await term.exit_status() == 1
+    assert "auth-failed" in term.out and not identity.exists()
+    assert "made your end-to-end identity" not in term.out
+    await term.close()
+
+    monkeypatch.setenv("CHATD_PASSWORD", PASSWORD)
+    term = terminal(argv(server, "zed", "--config-dir", str(keys)))
+    screen = await term.shows("published your key")
+    assert f"made your end-to-end identity in {keys}" in screen
+    assert stat.S_IMODE(identity.stat().st_mode) == 0o600
+    # The key the server holds is the one on disk.
+    published = (await zed.command("/keys get zed"))["keys"][0]["key"]
+    assert published == b64(read_private(identity).x25519_public)
+    await term.close()
 
 
 def test_connection_refused_and_unreadable_keys(tmp_path: Path,

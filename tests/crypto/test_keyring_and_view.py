@@ -33,10 +33,20 @@ def test_identity_and_directory_modes(tmp_path: Path) -> None:
     home.mkdir(mode=0o755)
     home.chmod(0o755)
     keyring, new = Keyring.open(home, "srv:1", pq=False)
-    assert new and mode(home) == 0o700 and mode(home / IDENTITY_FILE) == 0o600
+    # A new identity stays in memory until the login succeeds (the session keeps it then).
+    assert new and mode(home) == 0o700 and not (home / IDENTITY_FILE).exists()
+    assert keyring.keep_identity() and mode(home / IDENTITY_FILE) == 0o600
+    assert not keyring.keep_identity()  # once
     again, new = Keyring.open(home, "srv:1")
-    assert not new
+    assert not new and not again.keep_identity()
     assert again.identity.x25519_public == keyring.identity.x25519_public
+
+
+def test_an_identity_written_meanwhile_is_the_one_kept(tmp_path: Path) -> None:
+    first, _ = Keyring.open(tmp_path, "srv:1", pq=False)
+    second, _ = Keyring.open(tmp_path, "srv:1", pq=False)  # started before the first logs in
+    assert first.keep_identity() and not second.keep_identity()
+    assert second.identity.x25519_public == first.identity.x25519_public
 
 
 def test_trust_on_first_use(tmp_path: Path) -> None:

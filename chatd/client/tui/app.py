@@ -143,12 +143,11 @@ async def run(args: argparse.Namespace, password: str | None, token: str | None)
     show = said.extend if full else view.show
     directory = Path(args.config_dir) if args.config_dir else config_dir()
     try:
-        keyring, new = Keyring.open(directory, f"{args.host}:{args.port}", pq=not args.no_pq)
+        # A new identity is written only once the login succeeds (the session does).
+        keyring, _ = Keyring.open(directory, f"{args.host}:{args.port}", pq=not args.no_pq)
     except OSError as exc:  # a file where the directory should be, no permission...
         raise CryptError(f"cannot keep the client's keys in {directory}: "
                          f"{exc.strerror or exc}") from None
-    if new:
-        show([notice(f"made your end-to-end identity in {directory}")])
     try:
         client = await ChatClient.connect(args.host, args.port, **_tls(args))
     except (OSError, TimeoutError, ssl.SSLError) as exc:

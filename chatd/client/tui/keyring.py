@@ -44,16 +44,17 @@ def ensure_dir(path: Path) -> Path:
 
 
 def load_identity(directory: Path, pq: bool = True) -> tuple[Identity, bool]:
-    """The identity in ``directory``, made on first use; returns (it, whether new).
+    """The identity in ``directory``, or a new one; returns (it, whether new).
 
-    A new identity has an ML-KEM-768 key too when ``pq`` and this build has ML-KEM.
+    A new identity is not written here: :meth:`Keyring.keep_identity` writes it
+    once a login has reached the account, so a mistyped server or a refused
+    password leaves no key behind. It has an ML-KEM-768 key too when ``pq`` and
+    this build has ML-KEM.
     """
     path = ensure_dir(directory) / IDENTITY_FILE
     if path.exists():
         return read_private(path), False
-    identity = Identity.generate(pq=pq and pq_available())
-    write_private(path, identity)
-    return identity, True
+    return Identity.generate(pq=pq and pq_available()), True
 
 
 class Status(Enum):
@@ -128,9 +129,32 @@ class Keyring:
     identity: Identity
     known: KnownKeys
     chains: SenderKeys
+    directory: Path
+    unsaved: bool = False  # a new identity, not written yet
 
     @classmethod
     def open(cls, directory: Path, server: str, pq: bool = True) -> tuple[Keyring, bool]:
+        """The keys in ``directory`` (made 0700); a new identity stays in memory until
+        :meth:`keep_identity`. Returns the keyring and whether its identity is new."""
         identity, new = load_identity(directory, pq)
         return cls(identity, KnownKeys(directory / KNOWN_FILE, server),
-                   SenderKeys(directory / SENDER_KEYS_FILE, server)), new
+                   SenderKeys(directory / SENDER_KEYS_FILE, server), directory, new), new
+
+    def keep_identity(self) -> bool:
+        """Write a new identity to ``identity.key`` (0600); whether this call wrote it.
+
+        Another client started in the same directory meanwhile may have written
+        its own first: that one is read and used instead, so both publish one key.
+        OSError or CryptError when the file cannot be written or read.
+        """
+        if not self.unsaved:
+            return False
+        path = ensure_dir(self.directory) / IDENTITY_FILE
+        if path.exists():
+            self.identity = read_private(path)
+            wrote = False
+        else:
+            write_private(path, self.identity)
+            wrote = True
+        self.unsaved = False
+        return wrote

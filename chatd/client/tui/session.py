@@ -26,6 +26,7 @@ from chatd.client.tui import lines
 from chatd.client.tui.keyring import Keyring
 from chatd.client.tui.lines import Line, error, notice, warning
 from chatd.client.tui.secure import MissingKey, Secure
+from chatd.crypto import CryptError
 from chatd.crypto.envelope import EnvelopeError, NotForYou, PublicKey, b64
 
 log = logging.getLogger(__name__)
@@ -165,16 +166,33 @@ class ClientSession:
         """The Lines of a reply, after noting what it changed (who we are, the room)."""
         final = reply.final
         login = reply.ok and final.get("command") in LOGINS
+        kept: list[Line] = []
         if login:
             # First: the login's own lines, the direct messages kept for us, are read
-            # (and decrypted) as the user it logged in.
+            # (and decrypted) as the user it logged in, with the identity on disk.
             self._logged_in(final)
+            kept = self._keep_identity()
         shown = await self._reply_lines(reply)
         if login:
-            shown += await self.publish_key()
+            shown += kept
+            if not self.secure.keyring.unsaved:
+                shown += await self.publish_key()
         elif reply.ok:
             self._track(final)
         return shown
+
+    def _keep_identity(self) -> list[Line]:
+        """Write a new identity now that a login reached the account: before, a
+        mistyped server or a refused password would leave a key for no account."""
+        keyring = self.secure.keyring
+        try:
+            if keyring.keep_identity():
+                return [notice(f"made your end-to-end identity in {keyring.directory}")]
+        except (OSError, CryptError) as exc:
+            # Not published either: the server would hold a key that dies with us.
+            return [error(f"cannot keep your end-to-end identity in {keyring.directory}: "
+                          f"{getattr(exc, 'strerror', None) or exc}")]
+        return []
 
     def _logged_in(self, final: dict[str, Any]) -> None:
         self.user = final.get("user")
