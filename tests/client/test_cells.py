@@ -8,9 +8,13 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 from prompt_toolkit.formatted_text import StyleAndTextTuples
+from prompt_toolkit.layout.controls import FormattedTextControl
+from prompt_toolkit.layout.mouse_handlers import MouseHandlers
+from prompt_toolkit.layout.screen import Screen, WritePosition
 from prompt_toolkit.utils import get_cwidth
 
 from chatd.client.tui import cells
+from chatd.client.tui.clusterwindow import ClusterWindow
 from chatd.client.tui.paint import CONTINUATION, wrap
 
 ZWJ, VS16 = "\u200d", "\ufe0f"
@@ -164,3 +168,16 @@ def test_a_word_is_cut_only_when_wider_than_a_row(text: str, width: int) -> None
             if start < cut < end:  # the row starts inside this word
                 assert cells.width("".join(found[start:end])) > width - len(CONTINUATION), (
                     _rows_of(text, width))
+
+
+def test_the_conversation_is_drawn_one_cluster_per_cell() -> None:
+    control = FormattedTextControl([("class:name", "e"), ("", "\u0301" + FAMILY + "x")])
+    screen = Screen()
+    ClusterWindow(control).write_to_screen(screen, MouseHandlers(), WritePosition(3, 0, 6, 1),
+                                           "", False, None)
+    row = screen.data_buffer[0]
+    # The accent alone in its fragment is drawn into the cell before it; the family
+    # is one cell two columns wide, the x right after it.
+    assert [(row[x].char, row[x].width) for x in (3, 4, 6)] == [
+        (E_ACUTE, 1), (FAMILY, 2), ("x", 1)]
+    assert row[5].char == ""  # covered by the family

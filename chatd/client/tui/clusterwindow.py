@@ -91,7 +91,7 @@ def _write_row(row: dict[int, Char], left: int, width: int, fragments: StyleAndT
                 # A mark with nothing before it in its fragment (a combining accent
                 # after a styled name): the terminal joins it to the cell before.
                 if last is not None:
-                    row[last] = _cell(row[last].char + cluster, row[last].style)
+                    row[last] = _joined(row[last], cluster)
                 continue
             if x + cell.width > width:
                 return
@@ -99,3 +99,10 @@ def _write_row(row: dict[int, Char], left: int, width: int, fragments: StyleAndT
             for covered in range(1, cell.width):
                 row[left + x + covered] = _COVERED
             last, x = left + x, x + cell.width
+
+
+def _joined(cell: Char, mark: str) -> Char:
+    """``cell`` with ``mark`` drawn into it, as wide as the cells it was given."""
+    joined = Char(cell.char + mark, cell.style)
+    joined.width = cell.width
+    return joined
