@@ -13,9 +13,12 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import errno
 import importlib
 import logging
 import os
+import shutil
+import tempfile
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, BinaryIO, Protocol
@@ -31,6 +34,12 @@ log = logging.getLogger(__name__)
 CHUNK = 48 * 1024
 # How much of an S3 object one request reads (S3Blobs.read).
 S3_RANGE = 1024 * 1024
+# What os.link fails with where the files directory has no hard links (some network
+# and FUSE file systems), or the staged file is on another file system: the
+# blob is copied into place instead.
+NO_LINKS = frozenset({errno.EPERM, errno.ENOTSUP, errno.EOPNOTSUPP, errno.EXDEV})
+# The name a blob is copied under before it is renamed into place (LocalBlobs._copy).
+COPYING = ".put-"
 
 
 class BlobStore(Protocol):
@@ -125,8 +134,30 @@ class LocalBlobs:
         # Staging lives under the same files directory: a second name for the staged
         # file, made at once (a reader never sees part of it), costs no copy and
         # leaves the staged name for a second put.
-        with contextlib.suppress(FileExistsError):  # put meanwhile by another upload
+        try:
             os.link(staged, target)
+        except FileExistsError:
+            return  # put meanwhile by another upload
+        except OSError as exc:
+            if exc.errno not in NO_LINKS:
+                raise
+            LocalBlobs._copy(staged, target)
+
+    @staticmethod
+    def _copy(staged: Path, target: Path) -> None:
+        """Copy ``staged`` to ``target`` where it cannot be linked: under a temporary
+        name beside it (owner-only, as a staged file is), then renamed into place,
+        so a reader never sees part of a blob. A blob put meanwhile by another
+        upload is the same content: the rename replaces it harmlessly."""
+        fd, name = tempfile.mkstemp(prefix=COPYING, suffix=".tmp", dir=target.parent)
+        try:
+            with os.fdopen(fd, "wb") as copy, staged.open("rb") as source:
+                shutil.copyfileobj(source, copy, CHUNK * 16)
+            os.replace(name, target)
+        except BaseException:
+            with contextlib.suppress(OSError):
+                os.unlink(name)
+            raise
 
     async def read(self, key: str, chunk_size: int = CHUNK) -> AsyncIterator[bytes]:
         handle: BinaryIO = await asyncio.to_thread(self._path(key).open, "rb")

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import errno
 import os
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -224,6 +225,29 @@ async def test_the_last_file_removed_between_an_uploads_put_and_its_row_leaves_i
     stored = await storing
     assert stored.ok, stored.final
     assert (await download(alice, stored["file_id"]))[0] == data
+    assert await no_staged_files(server)
+
+
+# (EOPNOTSUPP is ENOTSUP on Linux.)
+@pytest.mark.parametrize("failure", sorted({errno.EPERM, errno.ENOTSUP, errno.EOPNOTSUPP,
+                                            errno.EXDEV}), ids=errno.errorcode.get)
+async def test_a_files_directory_without_hard_links_gets_its_blobs_copied(
+        server: ChatServer, clients: Clients, monkeypatch: pytest.MonkeyPatch,
+        failure: int) -> None:
+    # Some network and FUSE file systems refuse hard links; EXDEV: staged elsewhere.
+    def no_link(source: object, target: object, **_: object) -> None:
+        raise OSError(failure, os.strerror(failure), str(source), None, str(target))
+
+    monkeypatch.setattr(os, "link", no_link)
+    alice = await clients.user("alice")
+    await alice.command("/create general")
+    data = text_file(300)
+    stored = await upload(alice, "a.txt", data)
+    assert stored.ok, stored.final
+    assert (await download(alice, stored["file_id"]))[0] == data
+    blob = blob_path(server, sha(data))
+    assert blob.read_bytes() == data and blob.stat().st_mode & 0o777 == 0o600
+    assert blob_paths(server) == [blob]  # no copy left under its temporary name
     assert await no_staged_files(server)
 
 
