@@ -173,6 +173,10 @@ class HousekeepingConfig:
     history_retention: Seconds = Seconds(90 * 86400)
     # Audit entries are deleted this long after they were made (0: kept for good).
     audit_retention: Seconds = Seconds(0)
+    # Blobs no file uses (left by a failure between an upload's put and its row) are
+    # deleted once older than this; a pass looks at orphan_batch blobs (0: none).
+    orphan_grace: Seconds = Seconds(3600)
+    orphan_batch: int = 1000
 
 
 @dataclass(frozen=True, slots=True)
@@ -376,7 +380,8 @@ RELOAD_POLICY: Final[dict[str, ReloadPolicy]] = {
             "login_timeout", "idle_timeout", "keepalive", "max_connections",
             "max_connections_per_ip", "ipv6_prefix", "max_notifications"),
     **_each("housekeeping", "applied", "interval", "notification_retention",
-            "association_retention", "history_retention", "audit_retention"),
+            "association_retention", "history_retention", "audit_retention",
+            "orphan_grace", "orphan_batch"),
     **_each("backup", "applied", "interval", "dir", "keep"),
     **_each("metrics", "restart", "enabled", "host", "port"),
     **_each("logging", "applied", "level", "format"),

@@ -17,6 +17,7 @@ if TYPE_CHECKING:
 _FILE = ("id, room_id, COALESCE(uploader_id, 0), uploader_name, name, size, mime, sha256, "
          "blob_key, preview, created_at")
 _KEY = "user_id, x25519, mlkem, fingerprint, updated_at"
+_KEYS_AT_ONCE = 500
 
 
 async def _drop_if_unused(conn: aiosqlite.Connection, key: str, drop: BlobWrite) -> bool:
@@ -79,6 +80,17 @@ class ContentQueries:
         it: in a write transaction, one at a time with the files' own."""
         async with self._transaction() as conn:
             return await _drop_if_unused(conn, key, drop)
+
+    async def used_blobs(self: SqliteHost, keys: Sequence[str]) -> set[str]:
+        used: set[str] = set()
+        # A few hundred at a time: below any build's limit of bound parameters.
+        for start in range(0, len(keys), _KEYS_AT_ONCE):
+            some = keys[start:start + _KEYS_AT_ONCE]
+            marks = ",".join("?" * len(some))
+            rows = await self._fetch(
+                f"SELECT DISTINCT blob_key FROM files WHERE blob_key IN ({marks})", list(some))
+            used.update(str(row[0]) for row in rows)
+        return used
 
     async def user_file_usage(self: SqliteHost, user_id: int) -> tuple[int, int]:
         rows = await self._fetch("SELECT COUNT(*), COALESCE(SUM(size), 0) FROM files "

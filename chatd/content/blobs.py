@@ -17,9 +17,11 @@ import errno
 import importlib
 import logging
 import os
+import re
 import shutil
 import tempfile
 from collections.abc import AsyncIterator
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, BinaryIO, Protocol
 from urllib.parse import quote
@@ -40,6 +42,29 @@ S3_RANGE = 1024 * 1024
 NO_LINKS = frozenset({errno.EPERM, errno.ENOTSUP, errno.EOPNOTSUPP, errno.EXDEV})
 # The name a blob is copied under before it is renamed into place (LocalBlobs._copy).
 COPYING = ".put-"
+# A blob's name, as chatd makes it (a SHA-256 in hex): a listing holds no other
+# (a temporary copy, an operator's file, another's object under an S3 prefix).
+BLOB_KEY = re.compile(r"[0-9a-f]{64}")
+# The most keys one S3 listing request returns (ListObjectsV2's own bound).
+S3_PAGE = 1000
+
+
+@dataclass(frozen=True, slots=True)
+class StoredBlob:
+    """A blob in the store, and when it was written (seconds since the epoch)."""
+
+    key: str
+    written: float
+
+
+@dataclass(frozen=True, slots=True)
+class BlobPage:
+    """Blobs of a store in key order (BlobStore.page)."""
+
+    blobs: list[StoredBlob]
+    # The last name the listing looked at, for the next page to start after; None
+    # when it reached the store's end.
+    resume: str | None
 
 
 class BlobStore(Protocol):
@@ -67,6 +92,11 @@ class BlobStore(Protocol):
 
     async def presigned_url(self, key: str, filename: str, mime: str) -> str | None:
         """A time-limited download link, when the backend can give one."""
+        ...
+
+    async def page(self, after: str, limit: int) -> BlobPage:
+        """The blobs whose keys come after ``after``, in key order, from at most
+        ``limit`` names looked at (housekeeping's sweep of blobs no file uses)."""
         ...
 
 
@@ -173,6 +203,38 @@ class LocalBlobs:
     async def presigned_url(self, key: str, filename: str, mime: str) -> str | None:
         return None
 
+    async def page(self, after: str, limit: int) -> BlobPage:
+        return await asyncio.to_thread(self._page, after, limit)
+
+    def _page(self, after: str, limit: int) -> BlobPage:
+        """Each two-letter directory from ``after``'s on, in order, read whole (one
+        of 256: a bounded read) until ``limit`` blobs are found."""
+        found: list[StoredBlob] = []
+        for shard in self._shards(after[:2]):
+            for key in self._keys(shard, after):
+                with contextlib.suppress(FileNotFoundError):  # deleted meanwhile
+                    found.append(StoredBlob(key, (shard / key).stat().st_mtime))
+                if len(found) >= limit:
+                    return BlobPage(found, key)
+        return BlobPage(found, None)
+
+    def _shards(self, first: str) -> list[Path]:
+        try:
+            names = os.listdir(self.root)
+        except FileNotFoundError:
+            return []  # nothing uploaded yet
+        return [self.root / name for name in sorted(names)
+                if len(name) == 2 and name >= first and (self.root / name).is_dir()]
+
+    @staticmethod
+    def _keys(shard: Path, after: str) -> list[str]:
+        try:
+            names = os.listdir(shard)
+        except FileNotFoundError:
+            return []
+        return sorted(name for name in names if BLOB_KEY.fullmatch(name) and name > after
+                      and name.startswith(shard.name))
+
 
 class S3Blobs:
     """Blobs as objects ``<s3_prefix><sha256>`` in an S3-compatible bucket.
@@ -265,3 +327,27 @@ class S3Blobs:
         url = await asyncio.to_thread(self._client.generate_presigned_url, "get_object",
                                       Params=params, ExpiresIn=self._ttl)
         return str(url)
+
+    async def page(self, after: str, limit: int) -> BlobPage:
+        return await asyncio.to_thread(self._page, after, limit)
+
+    def _page(self, after: str, limit: int) -> BlobPage:
+        """ListObjectsV2 under the prefix, a page of up to ``S3_PAGE`` keys a request,
+        until ``limit`` keys were looked at. Objects under the prefix that are no
+        blob (another program's, in a shared bucket) count, but are never listed."""
+        found: list[StoredBlob] = []
+        request: dict[str, Any] = {"Bucket": self._bucket, "Prefix": self._prefix}
+        if after:
+            request["StartAfter"] = self._prefix + after
+        looked = 0
+        while looked < limit:
+            reply = self._client.list_objects_v2(**request, MaxKeys=min(S3_PAGE, limit - looked))
+            for item in reply.get("Contents", []):
+                after = item["Key"][len(self._prefix):]
+                looked += 1
+                if BLOB_KEY.fullmatch(after):
+                    found.append(StoredBlob(after, item["LastModified"].timestamp()))
+            if not reply.get("IsTruncated"):
+                return BlobPage(found, None)
+            request["ContinuationToken"] = reply["NextContinuationToken"]
+        return BlobPage(found, after)

@@ -24,6 +24,7 @@ from typing import TYPE_CHECKING, Any, BinaryIO, Protocol
 
 from chatd.content import previews
 from chatd.content.blobs import CHUNK, files_dir, private_dirs
+from chatd.content.orphans import OrphanSweep
 from chatd.domain.messaging import refuse_plain
 from chatd.domain.names import quoted
 from chatd.domain.permissions import administers
@@ -134,6 +135,7 @@ class Files:
         # on the disk, so counted against the quota from the /upload line on.
         self._receiving: dict[int, int] = {}
         self._previews = asyncio.Semaphore(previews.MAX_RUNNING)
+        self._orphans = OrphanSweep(storage, blobs)
 
     def reconfigure(self, config: FilesConfig) -> None:
         """New limits apply at once; the backend and directory need a restart."""
@@ -414,6 +416,11 @@ class Files:
             await self._forget(record)
         await asyncio.to_thread(self._sweep_staging)
         return len(records)
+
+    async def delete_orphans(self, now: float, grace: float, batch: int) -> int:
+        """Delete blobs no file uses, written before ``now - grace``, among the next
+        ``batch`` of the store (chatd.content.orphans); returns how many."""
+        return await self._orphans.run(now, grace, batch)
 
     def _sweep_staging(self) -> None:
         """Remove uploads staged long ago: left behind by a crash mid-upload."""

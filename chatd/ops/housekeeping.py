@@ -118,4 +118,7 @@ class Housekeeping:
             ("messages_deleted", lambda: storage.delete_terminated_history(history_cut)),
             # Files follow their room's history; a blob goes with its last file.
             ("files_deleted", lambda: services.files.purge_terminated(history_cut)),
+            # Blobs left without a file by a failure between an upload's put and its row.
+            ("orphan_blobs_deleted", lambda: services.files.delete_orphans(
+                now, config.orphan_grace, config.orphan_batch)),
         ]

@@ -84,6 +84,11 @@ class PgContentQueries:
             await hold_blob(conn, key)
             return await _drop_if_unused(conn, key, drop)
 
+    async def used_blobs(self: PgHost, keys: Sequence[str]) -> set[str]:
+        rows = await self._fetch("SELECT DISTINCT blob_key FROM files "
+                                 "WHERE blob_key = ANY($1::text[])", list(keys))
+        return {str(row[0]) for row in rows}
+
     async def user_file_usage(self: PgHost, user_id: int) -> tuple[int, int]:
         row = await self._fetch_one(
             "SELECT COUNT(*), COALESCE(SUM(size), 0) FROM files WHERE uploader_id = $1", user_id)

@@ -5,11 +5,15 @@ quota's count by the test, which holds that lock in PostgreSQL itself, and the
 removal is sent meanwhile: under the old rule it found the blob unused and
 deleted it. Or the storing node is held between its blob's put and its row's
 transaction, which holds nothing in PostgreSQL meanwhile: the removal deletes the
-blob, and the upload's transaction puts it again."""
+blob, and the upload's transaction puts it again. And housekeeping's sweep of
+blobs no file uses decides under the blob's lock too: a row added meanwhile
+keeps the blob."""
 
 from __future__ import annotations
 
 import asyncio
+import hashlib
+import os
 from collections.abc import AsyncIterator, Awaitable
 from pathlib import Path
 from typing import Any
@@ -18,6 +22,7 @@ import pytest
 
 from chatd.app.app import App
 from chatd.client import ChatClient, Reply
+from chatd.domain.clock import ManualClock
 from storage.postgres.host import BLOB_LOCKS, QUOTA_LOCKS
 from storage.quotas import Holder
 from tests.backends import import_asyncpg
@@ -154,5 +159,57 @@ async def test_an_uploads_put_holds_no_lock_nor_transaction_in_postgresql(
             "AND datname = current_database() AND pid <> pg_backend_pid()")
         assert (held, idle_in_transaction) == (0, 0)
     assert (await storing).ok
+    for client in (ann, bob):
+        await client.close()
+
+
+class HeldBlob:
+    """The lock of one blob, held by the test in a transaction of its own, which
+    commits what the test wrote in it as the lock is released."""
+
+    def __init__(self, postgres_url: str, key: str) -> None:
+        self._url = postgres_url
+        self._key = key
+        self.connection: Any = None
+        self._transaction: Any = None
+
+    async def __aenter__(self) -> HeldBlob:
+        self.connection = await asyncpg.connect(self._url)
+        self._transaction = self.connection.transaction()
+        await self._transaction.start()
+        await self.connection.execute("SELECT pg_advisory_xact_lock($1, hashtext($2))",
+                                      BLOB_LOCKS, self._key)
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self._transaction.commit()
+        await self.connection.close()
+
+
+async def test_the_sweep_of_unused_blobs_decides_under_the_blobs_lock(
+        nodes: list[App], postgres_url: str, database: Any) -> None:
+    # The sweep finds a blob no row uses, old enough; the test holds its lock meanwhile
+    # and adds a row using it, as the upload of a file of the same content does
+    # through another node. The sweep waits for the lock, then sees the row.
+    ann, bob = await room_on_two_nodes(nodes)
+    key = hashlib.sha256(DATA).hexdigest()
+    blob = blob_path(nodes[0], key)
+    blob.parent.mkdir(parents=True)
+    blob.write_bytes(DATA)
+    clock = nodes[0].clock
+    assert isinstance(clock, ManualClock)
+    os.utime(blob, (clock.time() - 2 * 3600,) * 2)
+    async with HeldBlob(postgres_url, key) as held:
+        sweeping = asyncio.ensure_future(nodes[0].housekeeping.run_once())
+        await waiting_for_locks(database, 1, sweeping)
+        assert not sweeping.done()  # it waits for the blob's lock
+        file_id = await held.connection.fetchval(
+            "INSERT INTO files (room_id, uploader_id, uploader_name, name, size, mime, sha256, "
+            "blob_key, preview, created_at) VALUES ($1, $2, 'bob', 'b.txt', $3, 'text/plain', "
+            "$4, $4, '', $5) RETURNING id", nodes[1].services.rooms.require("dev").id,
+            user_id(nodes[1], "bob"), len(DATA), key, clock.time())
+    assert (await sweeping)["orphan_blobs_deleted"] == 0
+    assert blob.exists()
+    assert (await download(ann, file_id))[0] == DATA
     for client in (ann, bob):
         await client.close()

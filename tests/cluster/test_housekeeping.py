@@ -15,7 +15,7 @@ from tests.services import PostgresServer
 
 pytestmark = pytest.mark.asyncio
 
-JOBS = 11
+JOBS = 12
 
 
 @pytest.fixture

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+import time
 import urllib.request
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
@@ -12,6 +13,8 @@ from typing import Any
 import pytest
 
 from chatd.config import ConfigError, FilesConfig
+from chatd.domain.clock import ManualClock
+from tests.backends import on_both
 from tests.content import (
     download,
     image,
@@ -132,6 +135,60 @@ async def test_an_object_deleted_during_a_download_ends_the_block_then_says_so(
     got, final = await interrupted_download(s3_big_server, "alice", reply["file_id"], delete)
     assert final.startswith("! no-such-file: ") and "incomplete" in final, final
     assert len(got) < len(data) and data.startswith(got)
+
+
+@pytest.fixture
+def now() -> ManualClock:
+    """Now: an object's age is its LastModified on this clock."""
+    return ManualClock(time.time())
+
+
+@pytest.fixture
+async def s3_swept(db_path: Path, s3_endpoint: str, now: ManualClock,
+                   storage_overrides: dict[str, Any]) -> AsyncIterator[ChatServer]:
+    """The S3 server under a prefix of its own (the bucket's other objects are no
+    concern of its sweep), looking at two objects a housekeeping pass."""
+    overrides: dict[str, Any] = {f"files__{key}": value for key, value in KEYS.items()}
+    server = await start_server(db_path, clock=now, files__backend="s3",
+                                files__s3_endpoint=s3_endpoint, files__s3_bucket=BUCKET,
+                                files__s3_prefix="swept/", housekeeping__orphan_batch=2,
+                                **overrides, **storage_overrides)
+    yield server
+    await server.stop()
+
+
+@on_both
+async def test_objects_no_file_uses_are_deleted_once_older_than_the_grace(
+        s3_swept: ChatServer, s3_endpoint: str, now: ManualClock) -> None:
+    client = boto3.client("s3", endpoint_url=s3_endpoint, aws_access_key_id="testing",
+                          aws_secret_access_key="testing", region_name="us-east-1")
+    clients = Clients(s3_swept)
+    try:
+        alice = await clients.user("alice")
+        await member_of(alice, "general")
+        used = await upload(alice, "a.txt", text_file(3))
+        orphans = [text_file(size) for size in range(4, 7)]
+        for data in orphans:
+            client.put_object(Bucket=BUCKET, Key=f"swept/{sha(data)}", Body=data)
+        # Not a blob's name: another program's object under the prefix stays.
+        client.put_object(Bucket=BUCKET, Key="swept/notes.txt", Body=b"mine")
+
+        async def passes(count: int) -> list[int]:
+            return [(await s3_swept.housekeeping.run_once())["orphan_blobs_deleted"]
+                    for _ in range(count)]
+
+        # Five objects, two listed a pass (in pages, each going on where the last
+        # stopped): three passes look at every one.
+        assert await passes(3) == [0, 0, 0]  # young yet
+        now.advance(2 * 3600)
+        deleted = await passes(3)
+        assert sum(deleted) == 3 and max(deleted) <= 2, deleted
+        listed = client.list_objects_v2(Bucket=BUCKET, Prefix="swept/")["Contents"]
+        assert sorted(item["Key"] for item in listed) == [f"swept/{used['sha256']}",
+                                                          "swept/notes.txt"]
+        assert (await download(alice, used["file_id"]))[0] == text_file(3)
+    finally:
+        await clients.close()
 
 
 def test_the_s3_backend_needs_a_bucket() -> None:

@@ -191,6 +191,8 @@ async def test_a_files_blob_is_ensured_once_counted_and_dropped_with_its_last_ro
     with pytest.raises(OverQuota):
         await storage.add_file(upload(ann.id, room.id, 2, 5), one, ensure)
     assert written == [("ensure", "sha1"), ("ensure", "sha1")]
+    # (More keys than SQLite binds in one statement, in pieces.)
+    assert await storage.used_blobs([f"k{n}" for n in range(1200)] + ["sha1", "sha2"]) == {"sha1"}
     assert not await storage.drop_unused_blob("sha1", drop)  # two rows use it
     assert await storage.drop_unused_blob("sha2", drop)  # the refused one's
     assert written[2:] == [("drop", "sha2")]
