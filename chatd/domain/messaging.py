@@ -14,7 +14,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from functools import partial
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, overload
 
 from chatd.domain.events import ROOM_KEY, Message, Typing, bot_marked
 from chatd.domain.limits import RateRefused
@@ -102,8 +102,7 @@ class Messaging:
         user = session.user
         assert user is not None
         self.refuse_post(room, user, kind)
-        if user.is_bot:  # marked, so that its readers (bots) can tell not to answer
-            extra = bot_marked(extra)
+        extra = _as_sent_by(user, extra)
         poster = self.poster
         if poster is not None and poster.ready():
             return self._post_in_one(poster, session, user, room, text, kind, extra, label)
@@ -301,8 +300,7 @@ class Messaging:
         user = session.user
         assert user is not None
         _refuse_blocked(user, target)
-        if user.is_bot:
-            extra = bot_marked(extra)
+        extra = _as_sent_by(user, extra)
         if kind != ROOM_KEY:
             # A sender key is handed to each member once per chain: the command
             # bucket bounds it, the message bucket is for what people read.
@@ -405,6 +403,7 @@ class Messaging:
         user = session.user
         assert user is not None and self.counted is not None
         _refuse_blocked(user, target)
+        extra = _as_sent_by(user, extra)
 
         async def numbered() -> MessageRecord:
             number = await settled(self._ids.for_direct(target.id))
@@ -526,6 +525,22 @@ def refuse_plain(room: Room) -> None:
         raise ChatError(Code.E2E_REQUIRED, f"#{room.name} is end-to-end encrypted: send "
                         "from a client that encrypts (chatd-client).",
                         remedy=Remedy(Step.ENCRYPT, room.name))
+
+
+@overload
+def _as_sent_by(user: User, extra: dict[str, Any]) -> dict[str, Any]: ...
+
+
+@overload
+def _as_sent_by(user: User, extra: dict[str, Any] | None) -> dict[str, Any] | None: ...
+
+
+def _as_sent_by(user: User, extra: dict[str, Any] | None) -> dict[str, Any] | None:
+    """A message's ``extra`` as ``user`` sends it: a bot's marked, so that its
+    readers (other bots) can tell not to answer. The one decision of the mark for
+    every way a message is sent (to a room, directly, kept counted for an offline
+    member on a cluster's node), so that no path forgets it."""
+    return bot_marked(extra) if user.is_bot else extra
 
 
 def _refuse_blocked(user: User, target: User) -> None:
