@@ -14,6 +14,8 @@ as overrides (command-line flags) stay relative to the working directory.
 from __future__ import annotations
 
 import dataclasses
+import hashlib
+import json
 import math
 import re
 import socket
@@ -332,6 +334,22 @@ class Config:
     irc: IrcConfig = field(default_factory=IrcConfig)
     web: WebConfig = field(default_factory=WebConfig)
     cluster: ClusterConfig = field(default_factory=ClusterConfig)
+
+
+# The configuration sections every node of a cluster must share: who may
+# register and how (accounts), what rooms allow (rooms), the rate and size
+# limits (limits), where files live and their quotas (files), what
+# housekeeping keeps (housekeeping). Two nodes that differ here treat the same
+# client differently depending on where it connected. The one list both the
+# hash below and every sentence naming the sections read.
+SHARED_SECTIONS: Final = ("accounts", "files", "housekeeping", "limits", "rooms")
+
+
+def shared_config_hash(config: Config) -> str:
+    """A short hash of the shared sections: equal on nodes that agree."""
+    shared = {name: dataclasses.asdict(getattr(config, name)) for name in SHARED_SECTIONS}
+    text = json.dumps(shared, sort_keys=True, default=str)
+    return hashlib.sha256(text.encode()).hexdigest()[:12]
 
 
 # What a reload (SIGHUP, chatctl reload) does with each key. "applied": the new

@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING, Any
 import redis
 
 from chatd.cluster import codec, keys
+from chatd.config import SHARED_SECTIONS
 from chatd.domain.stats import Figure
 from chatd.errors import ChatError, Code
 
@@ -33,6 +34,10 @@ log = logging.getLogger(__name__)
 # How long listing the nodes waits for Redis, and how long the operator is asked to wait.
 LIST_TIMEOUT = 2.0
 RETRY_MS = 2000
+
+# The sections the configuration's hash covers, as the warning names them: read
+# from the list the hash reads, so that the two cannot disagree.
+SECTIONS_NAMED = ", ".join(SHARED_SECTIONS[:-1]) + f" and {SHARED_SECTIONS[-1]}"
 
 
 class NodeRegistry:
@@ -84,10 +89,9 @@ class NodeRegistry:
                       and row["config"] != mine]
             if others:
                 log.warning("cluster: this node's shared configuration (the sections "
-                            "accounts, files, housekeeping, limits and rooms: %s) differs "
-                            "from that of %s, so the nodes apply different rules: give "
-                            "every node the same sections (chatctl nodes flags the odd one)",
-                            mine, ", ".join(others))
+                            "%s: %s) differs from that of %s, so the nodes apply different "
+                            "rules: give every node the same sections (chatctl nodes flags "
+                            "the odd one)", SECTIONS_NAMED, mine, ", ".join(others))
 
     def figures(self) -> list[Figure]:
         heartbeat = self.heartbeat

@@ -5,32 +5,21 @@ A cluster lists its nodes from their records in Redis
 (:class:`SoleNode`); both are a :class:`~chatd.ops.admin.NodeList`. Either
 way each row says the node's id, version, addresses, connections, stream lag
 and age, and the hash of its *shared* configuration: the settings every node
-must agree on (:data:`SHARED_SECTIONS`).
+must agree on (:data:`chatd.config.SHARED_SECTIONS`).
 :func:`flagged` marks the nodes that differ from the rest.
 """
 
 from __future__ import annotations
 
-import dataclasses
-import hashlib
-import json
 from collections import Counter
 from typing import TYPE_CHECKING, Any
 
 from chatd import __version__
+from chatd.config import shared_config_hash
 
 if TYPE_CHECKING:
-    from chatd.config import Config
     from chatd.domain.stats import Figure
     from chatd.ops.admin import Running
-
-# The configuration sections every node of a cluster must share: who may
-# register and how (accounts), what rooms allow (rooms), the rate and size
-# limits (limits), where files live and their quotas (files), what
-# housekeeping keeps (housekeeping). Two nodes that differ here treat the same
-# client differently depending on where it connected.
-SHARED_SECTIONS = ("accounts", "files", "housekeeping", "limits", "rooms")
-
 
 # What ``chatctl status`` counts on a cluster node: the figures of the whole
 # cluster (presence is shared through Redis, accounts and rooms are every
@@ -49,13 +38,6 @@ def status_scope(server: Running) -> dict[str, Any]:
         return {}
     return {"node": server.nodes.node_id, "node_figures": list(NODE_FIGURES),
             "cluster_figures": list(CLUSTER_FIGURES)}
-
-
-def shared_config_hash(config: Config) -> str:
-    """A short hash of the shared sections: equal on nodes that agree."""
-    shared = {name: dataclasses.asdict(getattr(config, name)) for name in SHARED_SECTIONS}
-    text = json.dumps(shared, sort_keys=True, default=str)
-    return hashlib.sha256(text.encode()).hexdigest()[:12]
 
 
 def named_addresses(server: Running) -> str:

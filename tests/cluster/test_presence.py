@@ -5,7 +5,10 @@ own PostgreSQL and Redis; heartbeats are made quicker than in production."""
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import json
+import logging
+import re
 import socket
 import urllib.request
 from pathlib import Path
@@ -21,6 +24,7 @@ from chatd.client import ChatClient
 from chatd.cluster import keys
 from chatd.cluster.node import ClusterNode
 from chatd.cluster.registry import NodeRegistry
+from chatd.config import Config, shared_config_hash
 from chatd.domain.accounts import User
 from chatd.ops.chatctl import main
 from chatd.ops.metrics import start_metrics
@@ -410,6 +414,41 @@ async def test_chatctl_nodes_lists_every_node_and_flags_the_odd_ones(
     finally:
         await nodes[0].control.stop()
         await ann.close()
+
+
+class _Unlike:
+    """A value unlike any other: put in a section, it changes that section's data."""
+
+    def __repr__(self) -> str:
+        return f"unlike-{id(self)}"
+
+
+def _sections_hashed(config: Config) -> set[str]:
+    """The sections whose change changes the shared configuration's hash, found by
+    changing each section's first setting in turn."""
+    hashed = set()
+    for section in dataclasses.fields(config):
+        value = getattr(config, section.name)
+        first = dataclasses.fields(value)[0].name
+        changed = dataclasses.replace(value, **{first: _Unlike()})
+        if (shared_config_hash(dataclasses.replace(config, **{section.name: changed}))
+                != shared_config_hash(config)):
+            hashed.add(section.name)
+    return hashed
+
+
+async def test_the_warning_of_another_shared_configuration_names_the_sections_hashed(
+        start_node: StartNode, caplog: pytest.LogCaptureFixture) -> None:
+    await start_node(1)
+    with caplog.at_level(logging.WARNING, logger="chatd.cluster.registry"):
+        odd = await start_node(2, limits__message_rate=1.0)
+    [warning] = [record.getMessage() for record in caplog.records
+                 if "shared configuration" in record.getMessage()]
+    said = re.search(r"\(the sections ([a-z, ]+): ([0-9a-f]+)\)", warning)
+    assert said is not None, warning
+    named = set(re.split(r", | and ", said[1]))
+    assert named == _sections_hashed(odd.services.config), warning
+    assert said[2] == shared_config_hash(odd.services.config)
 
 
 async def test_chatctl_rooms_counts_the_members_online_on_other_nodes(

@@ -12,9 +12,9 @@ from typing import Any
 import pytest
 
 from chatd import __version__
-from chatd.config import load_config
+from chatd.config import load_config, shared_config_hash
 from chatd.ops.chatctl import main
-from chatd.ops.nodes import flagged, shared_config_hash
+from chatd.ops.nodes import flagged
 from tests.operations import running_daemon
 
 pytestmark = pytest.mark.asyncio
