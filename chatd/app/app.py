@@ -65,6 +65,10 @@ log = logging.getLogger(__name__)
 TOKEN_USE_FLUSH = 30.0
 # Seconds between checks that the database file is still the one being served.
 DATABASE_CHECK = 2.0
+# Seconds the stop waits for what the last commands left running aside (login
+# charges given back, flood sanctions): a cluster's give-back is answered or given
+# up within the shared store's 0.5 s, once a batch ahead of it was.
+CONSEQUENCES_WAIT = 1.0
 
 
 class Part(Protocol):
@@ -303,6 +307,7 @@ class App:
         if self._token_use is not None:
             self._token_use.cancel()
         await self.listeners.close_connections(timeout * 0.6)
+        await self._settle_consequences()
         try:
             # Bounded: a database or a cluster service that stopped answering must
             # not hold the process (what is left unwritten is said in the log).
@@ -323,6 +328,18 @@ class App:
                 self._database_lock.release()
             self._stopped.set()
         log.info("stopped")
+
+    async def _settle_consequences(self) -> None:
+        """What the connections' last commands left running aside (a login charge
+        given back to the cluster's shared store, a flood's sanction) ends before
+        the stores it goes to are closed; bounded, since such a store may not
+        answer (a give-back gives up after the store's own wait)."""
+        try:
+            async with asyncio.timeout(CONSEQUENCES_WAIT):
+                await self.services.protection.settled()
+        except TimeoutError:
+            log.warning("stopping: a login charge or a flood's sanction did not end within "
+                        "%.1f s and is dropped", CONSEQUENCES_WAIT)
 
     async def _write_out(self) -> None:
         """Every acknowledged message, audit entry and token use to storage, each

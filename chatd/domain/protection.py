@@ -302,11 +302,20 @@ class Protection:
     def _spawn(self, work: Coroutine[Any, Any, None]) -> None:
         """Run an async consequence of a synchronous refusal, keeping a reference.
         Nobody awaits it: a failure (a cluster's room lock that stays busy, a
-        database away) is logged here, not left as an unretrieved exception."""
+        database away) is logged here, not left as an unretrieved exception.
+        The daemon's stop awaits what is left of them (:meth:`settled`)."""
         task = asyncio.ensure_future(work)
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
         task.add_done_callback(_log_failure)
+
+    async def settled(self) -> None:
+        """Until every consequence spawned so far has ended: a login charge given
+        back to a cluster's shared store (lost, the name would have one failure
+        fewer left for a while on every node), a flood's sanction and its audit
+        entry. The stop awaits it, bounded, before it lets the stores go."""
+        while self._tasks:
+            await asyncio.wait(set(self._tasks))
 
     # -- logins ----------------------------------------------------------------
 

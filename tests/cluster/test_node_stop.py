@@ -13,11 +13,17 @@ import pytest
 import redis.asyncio
 
 from chatd.cluster import keys
+from chatd.cluster.limits import bucket_key
 from chatd.cluster.node import ClusterNode
+from chatd.domain.limits import Kind
+from chatd.domain.names import name_key
 from tests.cluster.conftest import StartNode
 from tests.services import RedisServer
 
 pytestmark = pytest.mark.asyncio
+
+# How long Redis holds writes back: under the shared store's own wait (0.5 s).
+WRITES_HELD_MS = 300
 
 
 async def clients_but(shared: redis.asyncio.Redis, own: int) -> list[dict[str, Any]]:
@@ -90,3 +96,24 @@ async def blocked_on_the_lock(blocker: Any) -> bool:
         "SELECT count(*) FROM pg_stat_activity WHERE $1 = ANY(pg_blocking_pids(pid))",
         blocker.get_server_pid())
     return bool(waiting)
+
+
+async def test_a_login_charge_given_back_just_before_the_stop_reaches_redis(
+        start_node: StartNode, shared: redis.asyncio.Redis) -> None:
+    # A give-back is sent aside, with nothing waiting for it. Redis holds writes
+    # back for a moment (longer than this stop's own time): the stop must wait
+    # for it rather than close the client it is on its way through. Housekeeping
+    # is stopped first: its stop gives its lead back through Redis, and would
+    # wait out the pause for every step after it.
+    node = await start_node(1)
+    await node.housekeeping.stop()
+    protection = node.services.protection
+    peer, name = "192.0.2.7", "alice"
+    bucket = bucket_key(Kind.LOGIN_NAME, name_key(name), *protection.rate(Kind.LOGIN_NAME))
+    await protection.admit_login(peer, name)  # the name's token, taken in Redis
+    assert await shared.exists(bucket)
+    await shared.execute_command("CLIENT", "PAUSE", str(WRITES_HELD_MS), "WRITE")
+    protection.login_ended(peer, name, failed=False)
+    await node.stop(timeout=0.1)
+    # Given back, the bucket is full again: a full bucket is no key at all.
+    assert not await shared.exists(bucket)
