@@ -121,6 +121,8 @@ def build_app(config: Config, clock: Clock | None = None, storage: Storage | Non
     irc = front = None
     if config.irc.enabled:
         front = IrcFront(lambda: listeners.config, services)
+        if node is not None:
+            node.share_guest_bans(front.guests)
         irc = IrcListener(listeners, front, listeners.server_tls_context)
         listeners.also(irc.start, "irc", "irc_tls")
     web = build_web(listeners, services, front) if config.web.enabled else None

@@ -52,6 +52,15 @@ def lead(job: str) -> str:
     return f"{{chatd}}:lead:{job}"
 
 
+def guest_bans(room_id: int) -> str:
+    """A room's bans of IRC guests, as JSON (chatd.cluster.guestbans)."""
+    return f"{{chatd}}:guestbans:{room_id}"
+
+
+# Every room's key of bans of guests, as a SCAN matches them.
+GUEST_BANS_MATCH: Final = "{chatd}:guestbans:*"
+
+
 def bucket(*parts: object) -> str:
     """A rate limit's token bucket, shared by every node (``chatd.cluster.limits``)."""
     return "{chatd}:b:" + ":".join(map(str, parts))

@@ -19,6 +19,7 @@ import redis.asyncio
 from chatd.cluster.accountsync import AccountSync
 from chatd.cluster.bus import ClusterBus, Entry
 from chatd.cluster.epoch import EpochChange
+from chatd.cluster.guestbans import RedisGuestBans
 from chatd.cluster.heartbeat import Heartbeat
 from chatd.cluster.janitor import Janitor
 from chatd.cluster.leader import RedisLeader
@@ -47,6 +48,7 @@ if TYPE_CHECKING:
     from chatd.domain.resume import ResumeTokens
     from chatd.domain.rooms import Rooms
     from chatd.domain.tokens import Tokens
+    from chatd.irc.guests import Guests
     from storage.api import Storage
 
 log = logging.getLogger(__name__)
@@ -121,6 +123,8 @@ class ClusterNode:
         self.leader = RedisLeader(self.redis)
         self._pool_user: Any = self._pool
         self.sync: RoomSync | None = None
+        # The IRC guests, whose bans are read again with their room (when IRC is on).
+        self._guests: Guests | None = None
         self._rooms: Rooms | None = None
         self._accounts: Accounts | None = None
         self.accounts: AccountSync | None = None
@@ -296,6 +300,14 @@ class ClusterNode:
     async def _resync(self, room_id: int) -> None:
         assert self.sync is not None
         await self.sync(room_id)
+        if self._guests is not None:
+            await self._guests.reload_bans(room_id)
+
+    def share_guest_bans(self, guests: Guests) -> None:
+        """The IRC guests' bans this node decides are kept in Redis, and read again
+        with the room, so that they hold on every node (chatd/cluster/guestbans.py)."""
+        guests.shared = RedisGuestBans(self.redis)
+        self._guests = guests
 
     async def start(self) -> None:
         """Storage is open and the sequencer seeded: open the pool, read the log."""
@@ -312,6 +324,8 @@ class ClusterNode:
             await self.persister.start()
             self.heartbeat.epoch = self.sequencer.epoch
             await self.presence.load()
+            if self._guests is not None:
+                await self._guests.load_shared_bans()
             await self.heartbeat.register()
         self.heartbeat.start()
         self.janitor.start()

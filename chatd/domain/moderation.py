@@ -64,7 +64,8 @@ SERVER = "the server"
 class GuestBans(Protocol):
     """The bans of users without an account, IRC guests (chatd.irc.guests.Guests,
     which IRC's ``MODE +b`` and ``-b`` use): by nick and address, kept in memory
-    until the server restarts, their room ends or they are lifted. A ban row
+    (and on a cluster where every node reads them) until the server restarts
+    (on a cluster, for good), their room ends or they are lifted. A ban row
     names an account."""
 
     async def ban(self, actor: User | None, room: Room, target: User,
@@ -75,7 +76,7 @@ class GuestBans(Protocol):
     async def unban(self, actor: User | None, room: Room, nick: str) -> bool:
         """Lift the ban of ``nick`` (online or gone); False when there was none."""
 
-    def lift(self, room: Room, nick: str) -> bool:
+    async def lift(self, room: Room, nick: str) -> bool:
         """Drop the ban of ``nick`` in ``room`` (False: there was none), telling
         nobody: the caller holds the room's transaction, and tells the room."""
 
@@ -333,7 +334,7 @@ class Moderation:
             _authorize(action, room, actor, target)
             existed = await self._storage.delete_sanction(kind, room.id, target.id)
             held = bool(_table(room, kind).pop(target.id, None)) or existed
-            guest = guests is not None and guests.lift(room, target.name)
+            guest = guests is not None and await guests.lift(room, target.name)
             if not (held or guest):
                 raise ChatError(Code.BAD_ARGUMENTS,
                                 f"{target.name} is not {_DONE[kind]} {_PREP[kind]} "

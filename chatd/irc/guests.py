@@ -9,8 +9,9 @@ their messages and audit entries, so a guest is a
 * its id is a negative :class:`GuestId`, which the database stores as NULL:
   a guest's messages are kept like those of a deleted account (the sender's
   name, no sender id), and nothing can refer to a row that does not exist;
-* its room memberships, and bans of guests, are kept in memory only; a guest
-  leaves every room when the connection ends;
+* its room memberships are kept in memory only; a guest leaves every room
+  when the connection ends; bans of guests are kept in memory too, and on a
+  cluster's node also where every node reads them (:class:`SharedBans`);
 * domain steps that would store something about a guest (notifications,
   invitations, sanction rows, membership rows) are never taken for one: the
   IRC handlers route guests through this module instead.
@@ -22,7 +23,7 @@ import asyncio
 import itertools
 import logging
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Final
+from typing import TYPE_CHECKING, Final, Protocol
 
 from chatd.domain import events
 from chatd.domain.accounts import User
@@ -40,6 +41,8 @@ from chatd.irc.session import QUIT_PREFIX
 from storage.records import UserRecord
 
 if TYPE_CHECKING:
+    from collections.abc import Mapping
+
     from chatd.irc.session import IrcSession
     from chatd.protocol.services import Services
 
@@ -69,17 +72,39 @@ def is_guest(user: User | None) -> bool:
 
 @dataclass(slots=True)
 class GuestBan:
-    """A room's ban of a guest: by nick and by address, until the server restarts.
+    """A room's ban of a guest: by nick and by address, until the server restarts
+    (on a cluster, until the room ends or it is lifted).
     ``address`` is the guest's host as it connected (empty: the nick alone); it
     holds out every address of the same key (:meth:`Guests.banned`).
-    ``guest`` is the guest banned: its ``nick`` follows the guest's NICK while it
-    is still in the room (the ban is being applied: see :meth:`Guests.rename`)."""
+    ``guest`` is the guest banned (0 when it is another node's): its ``nick``
+    follows the guest's NICK while it is still in the room (the ban is being
+    applied: see :meth:`Guests.rename`)."""
 
     nick: str
     address: str
     actor: str
     at: float
     guest: int
+
+
+class SharedBans(Protocol):
+    """Where a cluster's nodes keep the bans of guests, so that a ban decided
+    through one node holds on every node (chatd.cluster.guestbans). Read and
+    written in the room's transaction, which every node's decision about the
+    room takes in turn: a JOIN on another node is checked against the bans the
+    last decision left."""
+
+    async def load(self, room_id: int) -> dict[str, GuestBan]:
+        """The room's bans of guests, by the key of the nick they hold."""
+
+    async def load_every(self) -> dict[int, dict[str, GuestBan]]:
+        """Every room's bans of guests, by room id."""
+
+    async def store(self, room_id: int, bans: Mapping[str, GuestBan]) -> None:
+        """Keep ``bans`` as the room's bans of guests (none: forget the room's)."""
+
+    def forget(self, room_id: int) -> None:
+        """The room ended: its bans go with it (in the background)."""
 
 
 class Guests:
@@ -93,6 +118,8 @@ class Guests:
         # Guests whose connection ended, while they leave their rooms (QUIT).
         self._quitting: set[str] = set()
         self._bans: dict[int, dict[str, GuestBan]] = {}
+        # A cluster's: where the other nodes read the bans this node decides.
+        self.shared: SharedBans | None = None
         self._tasks: set[asyncio.Task[None]] = set()
 
     @property
@@ -260,6 +287,35 @@ class Guests:
         """``room`` ended (chatd.domain.rooms.Rooms.ended): its bans go with it. A room
         made later with its name is another room, which they never held."""
         self._bans.pop(room.id, None)
+        if self.shared is not None:
+            self.shared.forget(room.id)
+
+    async def reload_bans(self, room_id: int) -> None:
+        """Read the room's bans again from where the cluster keeps them: called when
+        the node reads the room again (before its own decision about the room, in
+        the room's transaction, and after another node's)."""
+        if self.shared is None:
+            return
+        bans = await self.shared.load(room_id)
+        if bans:
+            self._bans[room_id] = bans
+        else:
+            self._bans.pop(room_id, None)
+
+    async def load_shared_bans(self) -> None:
+        """A cluster's node starting: the bans every room holds, for the lists and the
+        unbans of nicks that read this node's memory (a JOIN reads them again)."""
+        if self.shared is None:
+            return
+        rooms = self._services.rooms
+        self._bans = {room_id: bans for room_id, bans in (await self.shared.load_every()).items()
+                      if rooms.get(room_id) is not None}
+
+    async def _share(self, room: Room) -> None:
+        """Keep the room's bans where every node reads them (a cluster's), in the
+        room's transaction that changed them."""
+        if self.shared is not None:
+            await self.shared.store(room.id, self._bans.get(room.id, {}))
 
     async def ban(self, actor: User | None, room: Room, target: User, reason: str = "") -> str:
         """Ban a guest from ``room`` by nick and address, removing them if a member
@@ -271,6 +327,7 @@ class Guests:
         room is the nick banned, and the one the room is told)."""
         name = actor.name if actor is not None else CONSOLE
         banned: GuestBan | None = None
+        target_nick = target.name
 
         async def impose() -> None:
             nonlocal banned
@@ -278,6 +335,7 @@ class Guests:
             banned = GuestBan(target.name, self._address_of(target), name,
                               self._services.clock.time(), target.id)
             self._bans.setdefault(room.id, {})[name_key(target.name)] = banned
+            await self._share(room)
             if not room.is_member(target.id):
                 # Told under the room's lock, as a member's ban is (by its departure).
                 self._services.bus.to_room(room, events.Banned(room.name, target.name, name,
@@ -290,9 +348,25 @@ class Guests:
         # The nick as the room was told it: out of the room, the guest's NICK no
         # longer moves the ban.
         nick = banned.nick
+        if self.shared is not None and name_key(nick) != name_key(target_nick):
+            await self._move_shared(room, target_nick, nick)
         if removed is None:
             await self._services.audit.record("ban", name, nick, room, reason)
         return nick
+
+    async def _move_shared(self, room: Room, old: str, new: str) -> None:
+        """A cluster's: the guest was renamed while its departure was stored, after its
+        ban was written under ``old``; the ban moves to ``new`` as it did in this
+        node's memory, in a transaction of its own (which reads the bans again:
+        nothing if the ban was lifted meanwhile)."""
+        async with self._services.transactions.room(room):
+            bans = self._bans.get(room.id)
+            ban = bans.pop(name_key(old), None) if bans is not None else None
+            if bans is None or ban is None:
+                return
+            ban.nick = new
+            bans.setdefault(name_key(new), ban)
+            await self._share(room)
 
     def _address_of(self, target: User) -> str:
         """The address a ban of the guest ``target`` holds: its connection's, or, once
@@ -321,7 +395,7 @@ class Guests:
         async with services.transactions.room(room):
             services.rooms.ensure_live(room)
             _authorize(Action.UNBAN, room, actor)
-            ban = self._lift(room, nick)
+            ban = await self.lift_ban(room, nick)
             if ban is None:
                 return False
             # Told under the room's lock, as the ban was.
@@ -329,17 +403,20 @@ class Guests:
         await services.audit.record("unban", name, ban.nick, room)
         return True
 
-    def lift(self, room: Room, nick: str) -> bool:
+    async def lift(self, room: Room, nick: str) -> bool:
         """Drop the ban of ``nick`` in ``room``, telling nobody; False when there was
         none (chatd.domain.moderation.GuestBans: the caller holds the room's
         transaction and tells the room)."""
-        return self._lift(room, nick) is not None
+        return await self.lift_ban(room, nick) is not None
 
-    def _lift(self, room: Room, nick: str) -> GuestBan | None:
+    async def lift_ban(self, room: Room, nick: str) -> GuestBan | None:
+        """Drop the ban of ``nick`` in ``room`` (in its transaction): the ban, or None."""
         bans = self._bans.get(room.id)
         ban = bans.pop(name_key(nick), None) if bans is not None else None
         if bans is not None and not bans:
             del self._bans[room.id]
+        if ban is not None:
+            await self._share(room)
         return ban
 
     # -- direct messages ----------------------------------------------------------

@@ -1,0 +1,128 @@
+"""Bans of IRC guests (users without an account) across nodes: decided through
+one node, they hold on every node, outlive a node's restart, and are lifted on
+every node by one unban (docs/CLUSTER.md, docs/IRC.md §3)."""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+import pytest
+import redis.asyncio
+
+from chatd.app.app import App
+from chatd.cluster import keys
+from tests.cluster.conftest import StartNode, login, register
+from tests.cluster.test_accounts import everywhere
+from tests.irc.helpers import IrcClient
+from tests.irc.helpers import login as irc_login
+
+pytestmark = pytest.mark.asyncio
+
+# IRC with guests on every node.
+GUESTS: dict[str, Any] = {"irc__enabled": True, "irc__port": 0, "accounts__guests": True}
+
+
+def _port(app: App) -> int:
+    assert app.irc is not None
+    return app.irc.port
+
+
+async def _guest(app: App, nick: str) -> IrcClient:
+    client = await IrcClient.connect(_port(app))
+    await client.register(nick)
+    return client
+
+
+async def _gone(client: IrcClient) -> None:
+    client.send("QUIT")
+    await client.closed()
+    await client.close()
+
+
+async def _joins(app: App, nick: str, room: str) -> str:
+    """What a guest ``nick`` new on ``app`` is answered to its JOIN of ``room``:
+    ``366`` (joined) or ``474`` (banned); it leaves again."""
+    guest = await _guest(app, nick)
+    guest.send(f"JOIN #{room}")
+    answer = (await guest.expect("366", "474")).command
+    await _gone(guest)
+    return answer
+
+
+async def _ban_list(app: App, room: str) -> list[str]:
+    """The masks of ``room``'s ban list as its owner sees it through ``app``."""
+    owner = await irc_login(_port(app), "owner")
+    owner.send(f"MODE #{room} b")
+    masks = [m.params[2] for m in await owner.until("368") if m.command == "367"]
+    await _gone(owner)
+    return masks
+
+
+async def _hall_with_a_guest_banned(start_node: StartNode) -> tuple[App, App, IrcClient]:
+    """Two nodes; #hall, owned by ``owner`` (through node 1), whose guest
+    ``visitor`` it banned through node 1 (``MODE +b``); the owner's connection."""
+    first = await start_node(1, **GUESTS)
+    second = await start_node(2, **GUESTS)
+    await register(first, "owner")
+    owner = await irc_login(_port(first), "owner")
+    owner.send("JOIN #hall")
+    await owner.expect("366")
+    await everywhere([first, second], lambda app: app.services.rooms.find("hall") is not None)
+    visitor = await _guest(first, "visitor")
+    visitor.send("JOIN #hall")
+    await visitor.expect("366")
+    owner.send("MODE #hall +b visitor")
+    assert (await owner.expect("MODE")).params == ("#hall", "+b", "visitor!*@*")
+    assert (await visitor.expect("KICK")).params[:2] == ("#hall", "visitor")
+    await _gone(visitor)
+    return first, second, owner
+
+
+async def test_a_guest_banned_through_one_node_is_held_out_on_another_until_unbanned(
+        start_node: StartNode) -> None:
+    first, second, owner = await _hall_with_a_guest_banned(start_node)
+    # By nick and by address (every guest here comes from 127.0.0.1), on both nodes.
+    assert await _joins(second, "visitor", "hall") == "474"
+    assert await _joins(second, "newname", "hall") == "474"
+    assert await _joins(first, "newname", "hall") == "474"
+    assert await _ban_list(second, "hall") == ["visitor!*@*"]
+
+    owner.send("MODE #hall -b visitor")
+    assert (await owner.expect("MODE")).params == ("#hall", "-b", "visitor!*@*")
+    assert await _joins(second, "visitor", "hall") == "366"
+    assert await _joins(first, "visitor", "hall") == "366"
+    assert await _ban_list(second, "hall") == []
+    await _gone(owner)
+
+
+async def test_a_guest_ban_outlives_a_nodes_restart_and_is_lifted_through_it(
+        start_node: StartNode) -> None:
+    first, second, owner = await _hall_with_a_guest_banned(start_node)
+    await second.stop()
+    second = await start_node(2, **GUESTS)
+    assert await _joins(second, "visitor", "hall") == "474"
+    assert await _ban_list(second, "hall") == ["visitor!*@*"]
+    # Lifted through the restarted node, by the nick of the guest gone since.
+    admin = await login(second, "owner")
+    assert (await admin.command("/unban visitor hall")).ok
+    await admin.close()
+    await everywhere([first], lambda app: app.irc is not None
+                     and app.irc.front.guests.bans(app.services.rooms.require("hall")) == [])
+    assert await _joins(first, "visitor", "hall") == "366"
+    assert await _joins(second, "visitor", "hall") == "366"
+    await _gone(owner)
+
+
+async def test_the_guest_bans_of_a_room_go_when_it_ends(
+        start_node: StartNode, shared: redis.asyncio.Redis) -> None:
+    first, second, owner = await _hall_with_a_guest_banned(start_node)
+    room_id = first.services.rooms.require("hall").id
+    assert await shared.exists(keys.guest_bans(room_id))
+    owner.send("PART #hall")
+    await owner.expect("PART")
+    await everywhere([first, second], lambda app: app.services.rooms.find("hall") is None)
+    await _gone(owner)
+    async with asyncio.timeout(10):  # dropped in the background by each node
+        while await shared.exists(keys.guest_bans(room_id)):  # noqa: ASYNC110
+            await asyncio.sleep(0.01)
