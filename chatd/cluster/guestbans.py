@@ -86,11 +86,13 @@ def _bans(raw: bytes | str) -> dict[str, GuestBan]:
 
 
 def _fields(ban: GuestBan) -> dict[str, Any]:
-    return {"nick": ban.nick, "address": ban.address, "actor": ban.actor, "at": ban.at}
+    return {"nick": ban.nick, "address": ban.address, "actor": ban.actor, "at": ban.at,
+            "until": ban.until}
 
 
 def _ban(fields: dict[str, Any]) -> GuestBan:
     # Read back without the guest it banned (0): a guest's id is its node's own,
     # and the ban follows a NICK only in the transaction that decided it, in the
     # deciding node's memory, which is read again only once that has ended.
-    return GuestBan(fields["nick"], fields["address"], fields["actor"], fields["at"], 0)
+    return GuestBan(fields["nick"], fields["address"], fields["actor"], fields["at"], 0,
+                    fields.get("until"))

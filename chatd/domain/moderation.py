@@ -69,9 +69,9 @@ class GuestBans(Protocol):
     names an account."""
 
     async def ban(self, actor: User | None, room: Room, target: User,
-                  reason: str = "") -> str:
-        """Ban the guest ``target``; the nick banned (its nick when the ban was
-        decided, which the room was told)."""
+                  reason: str = "", until: float | None = None) -> str:
+        """Ban the guest ``target`` (until lifted, or ``until``, a time); the nick
+        banned (its nick when the ban was decided, which the room was told)."""
 
     async def unban(self, actor: User | None, room: Room, nick: str) -> bool:
         """Lift the ban of ``nick`` (online or gone); False when there was none."""
@@ -202,13 +202,11 @@ class Moderation:
         """Ban an IRC guest by nick and address; the record is not stored."""
         if self.guest_bans is None:  # (guests come with IRC, and so do their bans)
             raise _needs_account(target, "a ban without an account needs IRC's guests")
-        if duration:
-            raise _needs_account(target, "its ban holds its nick and address until it is "
-                                 "lifted, the room ends or the server restarts, and takes "
-                                 f"no duration; /ban {target.name} without one bans it so")
-        nick = await self.guest_bans.ban(actor, room, target, reason)
+        now = self._clock.time()
+        until = now + duration if duration else None
+        nick = await self.guest_bans.ban(actor, room, target, reason, until)
         return Ban(SanctionRecord(room.id, target.id, actor.id if actor else None, reason,
-                                  self._clock.time(), None), nick)
+                                  now, until), nick)
 
     async def unban(self, actor: User | None, room: Room, target: User) -> Lifted:
         """Lift ``target``'s ban. An account's name may be the nick of an IRC guest

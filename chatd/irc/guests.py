@@ -73,7 +73,9 @@ def is_guest(user: User | None) -> bool:
 @dataclass(slots=True)
 class GuestBan:
     """A room's ban of a guest: by nick and by address, until the server restarts
-    (on a cluster, until the room ends or it is lifted).
+    (on a cluster, until the room ends or it is lifted), or ``until`` that time
+    (a ``/ban`` with a duration) if sooner: then it holds nobody, and goes at the
+    room's next change of its bans.
     ``address`` is the guest's host as it connected (empty: the nick alone); it
     holds out every address of the same key (:meth:`Guests.banned`).
     ``guest`` is the guest banned (0 when it is another node's): its ``nick``
@@ -85,6 +87,11 @@ class GuestBan:
     actor: str
     at: float
     guest: int
+    until: float | None = None
+
+    def holds(self, now: float) -> bool:
+        """Whether the ban still holds at ``now`` (it has not run out)."""
+        return self.until is None or now < self.until
 
 
 class SharedBans(Protocol):
@@ -264,24 +271,27 @@ class Guests:
         or by its address's key (limits.ipv6_prefix: an IPv6 address by its /64,
         from which one host picks an address at will; IPv4 whole). A ban keeps
         the address it saw: the keys are compared with the prefix in force now."""
-        bans = self._bans.get(room.id)
+        bans = self.bans(room)
         if not bans:
             return False
-        if name_key(session.nick) in bans:
-            return True
+        nick = name_key(session.nick)
         prefix = self._services.config.limits.ipv6_prefix
         key = address_key(_address(session), prefix)
-        return any(ban.address and address_key(ban.address, prefix) == key
-                   for ban in bans.values())
+        return any(name_key(ban.nick) == nick
+                   or (ban.address and address_key(ban.address, prefix) == key)
+                   for ban in bans)
 
     def bans(self, room: Room) -> list[GuestBan]:
-        return list(self._bans.get(room.id, {}).values())
+        """The room's bans of guests that hold now (not run out)."""
+        now = self._services.clock.time()
+        return [ban for ban in self._bans.get(room.id, {}).values() if ban.holds(now)]
 
     def banned_nick(self, nick: str) -> bool:
         """Whether a ban of some live room holds ``nick``
         (chatd.domain.moderation.GuestBans)."""
-        key = name_key(nick)
-        return any(key in bans for bans in self._bans.values())
+        key, now = name_key(nick), self._services.clock.time()
+        return any(ban.holds(now) for bans in self._bans.values()
+                   if (ban := bans.get(key)) is not None)
 
     def room_ended(self, room: Room) -> None:
         """``room`` ended (chatd.domain.rooms.Rooms.ended): its bans go with it. A room
@@ -317,9 +327,11 @@ class Guests:
         if self.shared is not None:
             await self.shared.store(room.id, self._bans.get(room.id, {}))
 
-    async def ban(self, actor: User | None, room: Room, target: User, reason: str = "") -> str:
+    async def ban(self, actor: User | None, room: Room, target: User, reason: str = "",
+                  until: float | None = None) -> str:
         """Ban a guest from ``room`` by nick and address, removing them if a member
-        (``actor`` None: the console); returns the nick banned.
+        (``actor`` None: the console), until lifted or ``until`` (a time), if given;
+        returns the nick banned.
 
         Decided in the room's transaction, after the actor's right is judged there:
         a demotion queued before the ban refuses it, leaving nothing done. The nick
@@ -331,9 +343,10 @@ class Guests:
 
         async def impose() -> None:
             nonlocal banned
+            self._drop_run_out(room)
             self._refuse_full(room, target)
             banned = GuestBan(target.name, self._address_of(target), name,
-                              self._services.clock.time(), target.id)
+                              self._services.clock.time(), target.id, until)
             self._bans.setdefault(room.id, {})[name_key(target.name)] = banned
             await self._share(room)
             if not room.is_member(target.id):
@@ -379,6 +392,14 @@ class Guests:
         # Not its connection's: another guest may have the nick now.
         return target.address or ""
 
+    def _drop_run_out(self, room: Room) -> None:
+        """Forget the room's bans that ran out (in its transaction, before a change):
+        they hold nobody, and must not take a place of the room's most."""
+        now = self._services.clock.time()
+        bans = self._bans.get(room.id, {})
+        for key in [key for key, ban in bans.items() if not ban.holds(now)]:
+            del bans[key]
+
     def _refuse_full(self, room: Room, target: User) -> None:
         """Refuse one more ban of a guest to a room that holds ``MAX_GUEST_BANS``."""
         bans = self._bans.get(room.id, {})
@@ -417,7 +438,8 @@ class Guests:
             del self._bans[room.id]
         if ban is not None:
             await self._share(room)
-        return ban
+        # One that ran out held nobody: there was nothing to lift.
+        return ban if ban is not None and ban.holds(self._services.clock.time()) else None
 
     # -- direct messages ----------------------------------------------------------
 

@@ -12,6 +12,7 @@ import redis.asyncio
 
 from chatd.app.app import App
 from chatd.cluster import keys
+from chatd.domain.clock import ManualClock
 from tests.cluster.conftest import StartNode, login, register
 from tests.cluster.test_accounts import everywhere
 from tests.irc.helpers import IrcClient
@@ -126,3 +127,26 @@ async def test_the_guest_bans_of_a_room_go_when_it_ends(
     async with asyncio.timeout(10):  # dropped in the background by each node
         while await shared.exists(keys.guest_bans(room_id)):  # noqa: ASYNC110
             await asyncio.sleep(0.01)
+
+
+async def test_a_guest_ban_with_a_duration_runs_out_on_another_node(
+        start_node: StartNode) -> None:
+    first = await start_node(1, **GUESTS)
+    second = await start_node(2, **GUESTS)
+    await register(first, "owner")
+    owner = await login(first, "owner")
+    await owner.command("/create hall")
+    await everywhere([first, second], lambda app: app.services.rooms.find("hall") is not None)
+    visitor = await _guest(first, "visitor")
+    visitor.send("JOIN #hall")
+    await visitor.expect("366")
+    assert (await owner.command("/ban visitor hall 10m"))["until"] == first.clock.time() + 600
+    await visitor.expect("KICK")
+    await _gone(visitor)
+    assert await _joins(second, "visitor", "hall") == "474"
+    clock = second.clock
+    assert isinstance(clock, ManualClock)
+    clock.advance(600)  # on the second node's clock, which judges its JOIN
+    assert await _joins(second, "visitor", "hall") == "366"
+    assert await _joins(first, "visitor", "hall") == "474"  # its clock has not moved
+    await owner.close()

@@ -285,7 +285,6 @@ async def test_line_protocol_commands_find_a_guest_and_act_on_it_as_irc_does(
     await _refused(alice, "/invite visitor attic", "not-permitted", "IRC guest")
     await _refused(alice, "/promote visitor general", "not-permitted", "room admins")
     await _refused(alice, "/transfer visitor general", "not-permitted", "IRC guest")
-    await _refused(alice, "/ban visitor general 10m", "not-permitted", "no duration")
     await alice.command("/voice visitor general")
     assert (await visitor.expect("MODE")).params == ("#general", "+v", "visitor")
     await alice.command("/mode -v visitor general")
@@ -313,6 +312,33 @@ async def test_line_protocol_commands_find_a_guest_and_act_on_it_as_irc_does(
     storage = server.services.storage
     assert await storage.load_sanctions("ban") == []
     assert await storage.list_notifications(guest.id) == []
+
+
+@GUESTS
+async def test_a_guest_ban_with_a_duration_holds_until_it_runs_out(
+        server: ChatServer, irc: IrcFactory, clients: Clients) -> None:
+    clock = server.clock
+    assert isinstance(clock, ManualClock)
+    alice = await clients.user("alice")
+    await alice.command("/create general")
+    visitor = await _guest(irc, "visitor")
+    visitor.send("JOIN #general")
+    await visitor.expect("366")
+    reply = await alice.command("/ban visitor general 10m spam")
+    assert (reply["user"], reply["until"]) == ("visitor", clock.time() + 600)
+    assert (await visitor.expect("KICK")).params == ("#general", "visitor", "spam")
+    visitor.send("JOIN #general")
+    await visitor.expect("474")
+    clock.advance(599)
+    visitor.send("JOIN #general")
+    await visitor.expect("474")
+    clock.advance(1)
+    # Run out, it holds nobody, is listed nowhere and has nothing left to lift.
+    visitor.send("JOIN #general")
+    await visitor.expect("366")
+    await _refused(alice, "/unban visitor general", "bad-arguments", "not banned")
+    assert server.irc is not None
+    assert server.irc.front.guests.bans(server.services.rooms.require("general")) == []
 
 
 @GUESTS
