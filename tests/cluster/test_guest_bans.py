@@ -150,3 +150,59 @@ async def test_a_guest_ban_with_a_duration_runs_out_on_another_node(
     assert await _joins(second, "visitor", "hall") == "366"
     assert await _joins(first, "visitor", "hall") == "474"  # its clock has not moved
     await owner.close()
+
+
+async def _blocked_on(blocker: Any) -> bool:
+    """Whether a session of the database waits for a lock ``blocker`` holds."""
+    waiting = await blocker.fetchval(
+        "SELECT count(*) FROM pg_stat_activity WHERE $1 = ANY(pg_blocking_pids(pid))",
+        blocker.get_server_pid())
+    return bool(waiting)
+
+
+async def test_a_guest_renamed_while_its_departure_is_stored_is_banned_under_its_new_nick(
+        start_node: StartNode, shared: redis.asyncio.Redis, postgres_url: str) -> None:
+    # The ban is written before the guest's departure is stored; a NICK then (the
+    # guest still in the room) moves the ban to the new nick, on every node.
+    import asyncpg
+
+    first = await start_node(1, **GUESTS)
+    second = await start_node(2, **GUESTS)
+    await register(first, "owner")
+    owner = await irc_login(_port(first), "owner")
+    owner.send("JOIN #hall")
+    await owner.expect("366")
+    await everywhere([first, second], lambda app: app.services.rooms.find("hall") is not None)
+    visitor = await _guest(first, "visitor")
+    visitor.send("JOIN #hall")
+    await visitor.expect("366")
+    blocker = await asyncpg.connect(postgres_url)
+    held = blocker.transaction()
+    await held.start()
+    try:
+        # Reads go on (the room is read again in its transaction); the departure's
+        # write waits for this lock.
+        await blocker.execute("LOCK TABLE members IN EXCLUSIVE MODE")
+        owner.send("MODE #hall +b visitor")
+        async with asyncio.timeout(10):
+            while not await _blocked_on(blocker):  # noqa: ASYNC110
+                await asyncio.sleep(0.01)
+        visitor.send("NICK wanderer")
+        await visitor.expect("NICK")
+    finally:
+        await held.rollback()
+        await blocker.close()
+    assert (await owner.expect("MODE")).params == ("#hall", "+b", "wanderer!*@*")
+    await _gone(visitor)
+    room_id = first.services.rooms.require("hall").id
+    async with asyncio.timeout(10):  # moved in a transaction of its own, after the ban's
+        while b"wanderer" not in (await shared.get(keys.guest_bans(room_id)) or b""):  # noqa: ASYNC110
+            await asyncio.sleep(0.01)
+    other = await irc_login(_port(second), "owner")
+    other.send("MODE #hall -b visitor")
+    assert (await other.expect("401")).params[1] == "visitor"
+    other.send("MODE #hall -b wanderer")
+    assert (await other.expect("MODE")).params == ("#hall", "-b", "wanderer!*@*")
+    assert await _joins(first, "wanderer", "hall") == "366"
+    await _gone(other)
+    await _gone(owner)
