@@ -71,6 +71,13 @@ class RedisGuestBans:
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
 
+    async def settled(self) -> None:
+        """Until the deletions asked so far are done (each bounded): the node's stop
+        waits for them before it closes its Redis client, which one done later
+        would open again."""
+        if self._tasks:
+            await asyncio.wait(set(self._tasks))
+
     async def _forget(self, room_id: int) -> None:
         # Every node that learns of the end drops them: the same delete, done once.
         try:

@@ -125,6 +125,7 @@ class ClusterNode:
         self.sync: RoomSync | None = None
         # The IRC guests, whose bans are read again with their room (when IRC is on).
         self._guests: Guests | None = None
+        self._guest_bans: RedisGuestBans | None = None
         self._rooms: Rooms | None = None
         self._accounts: Accounts | None = None
         self.accounts: AccountSync | None = None
@@ -306,7 +307,7 @@ class ClusterNode:
     def share_guest_bans(self, guests: Guests) -> None:
         """The IRC guests' bans this node decides are kept in Redis, and read again
         with the room, so that they hold on every node (chatd/cluster/guestbans.py)."""
-        guests.shared = RedisGuestBans(self.redis)
+        self._guest_bans = guests.shared = RedisGuestBans(self.redis)
         self._guests = guests
 
     async def start(self) -> None:
@@ -408,6 +409,8 @@ class ClusterNode:
         if self.bus is not None:
             await self.bus.stop()
         await self.sequencer.aclose()
+        if self._guest_bans is not None:
+            await self._guest_bans.settled()
 
 
 def drop_sessions(presence: Presence, reason: str) -> None:
