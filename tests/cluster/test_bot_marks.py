@@ -42,18 +42,18 @@ async def test_a_bots_messages_through_one_node_are_marked_on_another(
     await everywhere(nodes, lambda app: app.services.accounts.find("bob") is not None)
     alice = await login(first, "alice")
     await alice.command("/create den")
-    token = (await alice.command("/bot create helper"))["token"]
-    helper = await ChatClient.connect("127.0.0.1", first.port)
-    await helper.command(f"/auth {token}")
-    await helper.command("/join den")
+    token = (await alice.command("/bot create beeper"))["token"]
+    beeper = await ChatClient.connect("127.0.0.1", first.port)
+    await beeper.command(f"/auth {token}")
+    await beeper.command("/join den")
     bob = await login(second, "bob")
     await bob.command("/join den")
     await everywhere(nodes, lambda app: app.services.rooms.require("den").is_member(
         app.services.accounts.require("bob").id))
 
-    await helper.command("/say den beep")
+    await beeper.command("/say den beep")
     assert (await bob.next_event(_message("beep")))["bot"] is True
-    await helper.command("/msg bob psst")
+    await beeper.command("/msg bob psst")
     direct = await bob.next_event(_message("psst"))
     assert direct["to"] == "bob" and direct["bot"] is True
     await bob.command("/say den hello")
@@ -63,10 +63,10 @@ async def test_a_bots_messages_through_one_node_are_marked_on_another(
     # A sender key for a member who is offline is kept counted, by another way.
     await bob.close()
     await everywhere(nodes, offline_member_everywhere("bob", "den"))
-    assert (await helper.command(f"/ekey den bob {_sender_key('helper', 'den', 'bob')}")).ok
+    assert (await beeper.command(f"/ekey den bob {_sender_key('beeper', 'den', 'bob')}")).ok
     back = await ChatClient.connect("127.0.0.1", second.port)
     replayed = (await back.command(f"/login bob {PASSWORD}")).lines
     keys = [line for line in replayed if line.get("room_key") == "den"]
-    assert [(key["from"], key.get("bot")) for key in keys] == [("helper", True)], replayed
-    for client in (alice, helper, back):
+    assert [(key["from"], key.get("bot")) for key in keys] == [("beeper", True)], replayed
+    for client in (alice, beeper, back):
         await client.close()
