@@ -9,7 +9,7 @@ from __future__ import annotations
 from collections.abc import Collection, Iterable, Sequence
 from typing import TYPE_CHECKING, Final
 
-from chatd.domain.room import Member, Mode, Role, Room
+from chatd.domain.room import Member, Role, Room
 from chatd.irc import numerics as n
 from chatd.irc.codec import MAX_BODY, format_line
 from chatd.irc.render import MODE_FLAGS, channel
@@ -55,7 +55,9 @@ def names_lines(renderer: IrcRenderer, nick: str, room: Room,
     """RPL_NAMREPLY lines (as many as fit) and RPL_ENDOFNAMES, with every prefix
     (``multi-prefix``) and full masks (``userhost-in-names``) if the client asked."""
     server, name = renderer.server, channel(room.name)
-    symbol = "@" if room.mode is Mode.PRIVATE or room.modes.secret else "="
+    # "@" says the channel is +s, and clients take it so (irssi adds s to the
+    # modes it shows, and no 324 takes it away): a private room, +i, is "=".
+    symbol = "@" if room.modes.secret else "="
     shown = renderer.mask if "userhost-in-names" in caps else str
     lines = list_lines(server, n.RPL_NAMREPLY, nick, (symbol, name),
                        (prefix(m.role, caps) + shown(m.name) for m in members_in_order(room)))

@@ -293,6 +293,19 @@ async def test_invite_lets_a_user_into_a_private_room(server: ChatServer,
     assert (await bob.expect("482")).params[1] == "#secret"
 
 
+async def test_names_marks_a_channel_secret_only_when_it_is_plus_s(irc: IrcFactory) -> None:
+    """353's "@" means +s: irssi adds s to the modes it shows on reading it, and no
+    324 removes it. A private room (+i) is "=", as on other servers."""
+    alice = await irc("alice")
+    alice.send("JOIN #closed", "MODE #closed +i")
+    await alice.expect("MODE")
+    alice.send("NAMES #closed")
+    assert (await alice.expect("353")).params[1:3] == ("=", "#closed")
+    alice.send("MODE #closed +s", "NAMES #closed")
+    await alice.expect("MODE")
+    assert (await alice.expect("353")).params[1:3] == ("@", "#closed")
+
+
 async def test_away_and_rpl_away_on_privmsg(irc: IrcFactory) -> None:
     alice = await irc("alice")
     bob = await irc("bob")
