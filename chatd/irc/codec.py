@@ -357,16 +357,23 @@ def format_line(command: str, *params: str, source: str | None = None,
     return add_tags(head, tags) if tags else head
 
 
-def add_tags(line: str, tags: Mapping[str, str]) -> str:
-    """``line`` with ``tags`` added in front of any it already has."""
-    if not tags:
-        return line
+def tag_data(tags: Mapping[str, str]) -> str:
+    """``tags`` as they go on the wire, without the tag section's "@" and closing
+    space: what IRCv3 counts as tag data."""
     text = ";".join(f"{k}={escape_tag(v)}" if v else k for k, v in tags.items())
     if "\0" in text or "\r" in text or "\n" in text:
         # Escaping keeps CR and LF out of values, but not out of keys, nor NUL
         # (which no escape carries) out of either: what a client once sent, and
         # was stored, must not break the line it is replayed in.
         text = text.translate(_TAG_BREAKING)
+    return text
+
+
+def add_tags(line: str, tags: Mapping[str, str]) -> str:
+    """``line`` with ``tags`` added in front of any it already has."""
+    if not tags:
+        return line
+    text = tag_data(tags)
     if line.startswith("@"):
         return f"@{text};{line[1:]}"
     return f"@{text} {line}"

@@ -33,7 +33,7 @@ from chatd.domain.protection import MAX_WAIT_STEP
 from chatd.domain.scopes import Scope
 from chatd.errors import ChatError, Code
 from chatd.irc import numerics as n
-from chatd.irc.codec import MAX_BODY, add_tags, fit, format_line, plain_text
+from chatd.irc.codec import MAX_BODY, add_tags, fit, format_line, plain_text, tag_data
 from chatd.irc.commands import irc_command
 from chatd.irc.guests import is_guest
 from chatd.irc.lookup import away_message, existing_room, existing_user, find_user, targets
@@ -97,7 +97,7 @@ def client_tags(ctx: IrcContext) -> dict[str, str]:
     cut it short in those written in C."""
     tags = {k: v for k, v in ctx.message.tags.items()
             if k.startswith("+") and _CLIENT_TAG_KEY.fullmatch(k) and "\0" not in v}
-    if len(add_tags("", tags).encode()) > CLIENT_TAGS_MAX:
+    if len(tag_data(tags).encode()) > CLIENT_TAGS_MAX:
         raise IrcError(n.ERR_INPUTTOOLONG, "Input line was too long (client tags)")
     return tags
 

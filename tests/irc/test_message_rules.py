@@ -115,6 +115,20 @@ async def test_client_only_tags_reach_clients_that_take_them(irc: IrcFactory,
     await bob.nothing()
 
 
+async def test_client_tags_of_exactly_4094_bytes_are_relayed(irc: IrcFactory) -> None:
+    """IRCv3 bounds a client's tag data at 4094 bytes, the tag section's "@" and
+    closing space not counted: 4094 bytes of them pass, one more is 417."""
+    bob = await _joined(irc, "bob")
+    carol = await _joined(irc, "carol", caps=TAGS)
+    longest = "+x=" + "y" * (4094 - len("+x="))
+    bob.send(f"@{longest} PRIVMSG #den :at the bound")
+    got = await carol.expect("PRIVMSG")
+    assert got.params == ("#den", "at the bound") and got.tags["+x"] == longest[3:]
+    bob.send(f"@{longest}y PRIVMSG #den :past it")
+    assert (await bob.expect("417")).params[-1] == "Input line was too long (client tags)"
+    await carol.nothing()
+
+
 async def test_the_bot_mode(irc: IrcFactory) -> None:
     robot = await _joined(irc, "robot")
     carol = await _joined(irc, "carol", caps=TAGS)
