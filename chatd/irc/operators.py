@@ -78,6 +78,8 @@ def _set_flag(ctx: IrcContext, flag: str, on: bool) -> bool:
         return False
     if flag == "B":
         ctx.listener.people.set_bot(ctx.nick, on)
+    elif flag == "i":
+        ctx.listener.people.set_invisible(session, on)
     return True
 
 

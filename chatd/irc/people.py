@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import re
 from collections import deque
-from collections.abc import Iterable, Iterator
+from collections.abc import Collection, Iterable, Iterator
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Final, Protocol
 
@@ -94,6 +94,9 @@ class People:
         # log-out looks for them, so they are kept apart (a pass over every
         # session made each log-in cost in proportion to the connections held).
         self._away_notify: set[IrcSession] = set()
+        # User id -> how many of its registered sessions here are invisible (+i):
+        # counted as the mode changes, for LUSERS answers at every log-in.
+        self._invisible: dict[int, int] = {}
 
     # -- identities --------------------------------------------------------------
 
@@ -160,9 +163,27 @@ class People:
             self._bots.add(name_key(new))
         self._remember(old, identity)
 
+    # -- invisible users (user mode +i) ----------------------------------------------
+
+    def set_invisible(self, session: IrcSession, on: bool) -> None:
+        """``session`` (registered) took or dropped user mode +i."""
+        if session.user is not None:
+            user_id = session.user.id
+            count = self._invisible.get(user_id, 0) + (1 if on else -1)
+            if count > 0:
+                self._invisible[user_id] = count
+            else:
+                self._invisible.pop(user_id, None)
+
+    def invisible(self) -> Collection[int]:
+        """The ids of the users with an invisible (+i) IRC session here."""
+        return self._invisible.keys()
+
     def ended(self, session: IrcSession) -> None:
         """The connection of ``session`` ended: its monitor list goes with it."""
         self._away_notify.discard(session)
+        if session.has_mode("i"):
+            self.set_invisible(session, False)
         key = name_key(session.nick)
         if self._identities.get(key) is session:
             self._identities[key] = Told(session.username, session.realname)

@@ -117,8 +117,7 @@ def _visible(ctx: IrcContext) -> list[User]:
     """The users online whom a mask may show: those not invisible (user mode +i), and
     anyone sharing a room with the asker (server admins see everyone)."""
     me = ctx.user
-    invisible = {s.user.id for s in ctx.listener.people.sessions()
-                 if s.has_mode("i") and s.user is not None}
+    invisible = ctx.listener.people.invisible()
     mine = {room.id for room in rooms_of(ctx, me)}
     seen: dict[int, User] = {}
     for session in ctx.services.presence.sessions:

@@ -134,13 +134,15 @@ def lusers_lines(ctx: IrcContext) -> None:
     presence = services.presence
     sessions = presence.sessions
     users = presence.users_online
+    invisible = min(len(ctx.listener.people.invisible()), users)
     admins = presence.admins_online()
     unknown = presence.anonymous_sessions
     peak = max(presence.peak_users, users)
     # Counts and chatd's own words: formatted here, not by the general path (nine
     # replies of it were an eighth of an IRC log-in's CPU).
     _reply_all(ctx, (
-        _counted(n.RPL_LUSERCLIENT, f"There are {users} users and 0 invisible on 1 servers"),
+        _counted(n.RPL_LUSERCLIENT,
+                 f"There are {users - invisible} users and {invisible} invisible on 1 servers"),
         _counted(n.RPL_LUSEROP, str(admins), "operator(s) online"),
         _counted(n.RPL_LUSERUNKNOWN, str(unknown), "unknown connection(s)"),
         _counted(n.RPL_LUSERCHANNELS, str(services.rooms.count), "channels formed"),

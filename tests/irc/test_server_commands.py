@@ -89,6 +89,37 @@ async def test_lusers_counts_operators_and_connections_not_logged_in(
     assert lines["252"][1] == "0" and lines["253"][1] == "1"
 
 
+async def test_lusers_counts_invisible_users(irc: IrcFactory, clients: Clients) -> None:
+    """251 splits the users online into visible and invisible (+i), as other servers
+    do: irssi sets +i on every connection, and was told "0 invisible" all the same.
+    A user is invisible while one of its IRC connections is +i."""
+    bob = await irc("bob")
+    carol = await irc("carol")
+    await clients.user("carol")  # carol's line-protocol connection has no +i
+
+    async def luserclient() -> str:
+        bob.send("LUSERS")
+        return (await bob.expect("251")).params[1]
+
+    assert await luserclient() == "There are 2 users and 0 invisible on 1 servers"
+    carol.send("MODE carol +i")
+    await carol.expect("MODE")
+    bob.send("MODE bob +i")
+    await bob.expect("MODE")
+    assert await luserclient() == "There are 0 users and 2 invisible on 1 servers"
+    carol.send("MODE carol -i")
+    await carol.expect("MODE")
+    assert await luserclient() == "There are 1 users and 1 invisible on 1 servers"
+    carol.send("MODE carol +i")
+    await carol.expect("MODE")
+    await carol.close()
+    for _ in range(50):  # until the server has seen carol's IRC connection go
+        counted = await luserclient()
+        if "1 invisible" in counted:
+            break
+    assert counted == "There are 1 users and 1 invisible on 1 servers"
+
+
 async def test_list_with_elist_filters(irc: IrcFactory) -> None:
     bob = await irc("bob")
     carol = await irc("carol")
