@@ -208,9 +208,10 @@ class Accounts:
         or being made) and of the name holders, then held until the account is in
         memory. The bcrypt hash and the write are awaited in between: a check
         alone would let a guest take the name meanwhile (claimed() refuses it)."""
-        if names.reserved(name):
-            raise ChatError(Code.NAME_TAKEN, f'the name "{name}" is reserved: the '
-                            "operator's console acts under it. Choose another.")
+        why = names.why_reserved(name)
+        if why is not None:
+            raise ChatError(Code.NAME_TAKEN,
+                            f'the name "{name}" is reserved: {why}. Choose another.')
         if self.claimed(name):
             raise _name_taken(name)
         if any(holder.holds(name) for holder in self.name_holders):

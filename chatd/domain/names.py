@@ -29,6 +29,7 @@ __all__ = [
     "reserved",
     "room_name",
     "user_name",
+    "why_reserved",
 ]
 
 # The largest whole number chatd takes: ids and counts go to 64-bit signed
@@ -155,9 +156,26 @@ def room_name(raw: str) -> str:
 CONSOLE: Final = "console"
 
 
+# The nicks of IRC services. chatd runs none, but IRC users send their passwords
+# to NickServ out of habit (clients and scripts identify on connecting): whoever
+# held one of these names, a guest above all, would collect them.
+SERVICES: Final = frozenset({"nickserv", "chanserv", "memoserv", "operserv",
+                             "hostserv", "botserv", "saslserv"})
+
+
+def why_reserved(name: str) -> str | None:
+    """Why no account or guest may take ``name`` (in any case); None when one may."""
+    key = name_key(name)
+    if key == CONSOLE:
+        return "the operator's console acts under it"
+    if key in SERVICES:
+        return "it is an IRC services name, to which IRC clients send passwords"
+    return None
+
+
 def reserved(name: str) -> bool:
     """Whether ``name`` is one no account or guest may take (in any case)."""
-    return name_key(name) == CONSOLE
+    return why_reserved(name) is not None
 
 
 def name_key(name: str) -> str:

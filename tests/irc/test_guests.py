@@ -104,6 +104,24 @@ async def test_a_guest_needs_a_free_nick(server: ChatServer, irc: IrcFactory) ->
 
 
 @GUESTS
+async def test_no_one_takes_the_nick_of_an_irc_service(irc: IrcFactory, clients: Clients) -> None:
+    """chatd runs no services, yet IRC clients send passwords to NickServ out of
+    habit: a guest or an account named so would collect them."""
+    client = await irc()
+    client.send("NICK NickServ", "USER n 0 * :N")
+    assert (await client.expect("433")).params[1] == "NickServ"
+    client.send("NICK visitor")
+    await client.expect("001")
+    client.send("NICK chanserv")
+    assert (await client.expect("433")).params[1:] == ("chanserv", "Nickname is already in use")
+    client.send("PRIVMSG NickServ :IDENTIFY visitor hunter2")
+    assert (await client.expect("401")).params[1] == "NickServ"
+    newcomer = await clients.anonymous()
+    refused = await newcomer.command("/register nickserv some-password", check=False)
+    assert refused.final["code"] == "name-taken" and "IRC services" in refused.final["message"]
+
+
+@GUESTS
 async def test_numerics_before_registration_address_the_client_by_an_accepted_nick_or_star(
         server: ChatServer, irc: IrcFactory) -> None:
     await server.services.accounts.create("alice", "alice-pw")
