@@ -39,6 +39,16 @@ AWAY_LEN: Final = AWAY_MAX
 REALNAME_MAX: Final = 100
 
 
+# What an ISUPPORT value may not hold as itself (a space would end the token),
+# written as the \xHH escapes the modern client protocol defines.
+_ISUPPORT_ESCAPES: Final = str.maketrans({" ": "\\x20", "=": "\\x3D", "\\": "\\x5C"})
+
+
+def isupport_value(text: str) -> str:
+    """``text`` as an ISUPPORT token's value: server.name may hold spaces."""
+    return text.translate(_ISUPPORT_ESCAPES)
+
+
 def isupport(network: str, multi_prefix: bool = False) -> list[str]:
     """The ISUPPORT tokens: each says what this server does, and no more (the
     owner's ~ is among the prefixes with ``multi-prefix``)."""
@@ -50,7 +60,7 @@ def isupport(network: str, multi_prefix: bool = False) -> list[str]:
         f"CHANNELLEN={ROOM_NAME_MAX + 1}",
         f"NICKLEN={USER_NAME_MAX}",
         f"USERLEN={USER_LEN}",
-        f"NETWORK={network}",
+        f"NETWORK={isupport_value(network)}",
         f"MODES={MAX_TARGETS}",
         f"AWAYLEN={AWAY_LEN}",
         f"NAMELEN={REALNAME_MAX}",

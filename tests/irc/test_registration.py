@@ -11,6 +11,7 @@ from typing import Any
 import pytest
 
 from chatd.domain.clock import ManualClock
+from chatd.irc.codec import parse
 from chatd.irc.session import IrcSession
 from tests.helpers import PASSWORD, ChatServer, eventually
 from tests.irc.conftest import IrcFactory
@@ -314,6 +315,20 @@ async def test_motd_lines_and_names(irc: IrcFactory) -> None:
     assert raw[1:3] == [":irc.test 372 bob :- first line", ":irc.test 372 bob :- second line"]
     assert raw[3].startswith(":irc.test 376 bob ")
     assert ":irc.test 001 bob :Welcome to the testnet IRC Network bob!bob@irc.test" in client.lines
+
+
+@pytest.mark.server(server__name="Our Chat=\\Home")
+async def test_a_network_name_with_spaces_is_one_isupport_token(irc: IrcFactory) -> None:
+    """server.name may hold spaces, which would end the ISUPPORT token and start
+    another ("NETWORK=Our" and "Chat"): its value is escaped as ISUPPORT's are,
+    \\x20 for a space, \\x3D for "=" and \\x5C for a backslash."""
+    client = await irc("bob")
+    isupport = [m for m in (parse(line) for line in client.lines) if m.command == "005"]
+    tokens = [token for m in isupport for token in m.params[1:-1]]
+    assert "NETWORK=Our\\x20Chat\\x3D\\x5CHome" in tokens
+    assert not [token for token in tokens if token.startswith("Chat")], tokens
+    assert ":chatd.local 001 bob :Welcome to the Our Chat=\\Home IRC Network " \
+           "bob!bob@chatd.local" in client.lines
 
 
 @pytest.mark.server(server__motd="x" * 600, irc__server_name="irc.test")
