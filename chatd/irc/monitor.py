@@ -13,6 +13,8 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Final
 
+from chatd.domain import names
+from chatd.domain.names import name_key
 from chatd.irc import numerics as n
 from chatd.irc.commands import irc_command
 from chatd.irc.lookup import find_user, targets
@@ -33,14 +35,29 @@ def monitor(ctx: IrcContext) -> None:
 
 
 def _add(ctx: IrcContext, nicks: list[str]) -> None:
+    """Add the nicks not watched yet, and tell their state. The monitor spec adds
+    only valid nicks and adds none twice: a nick already on the list (or twice in
+    this one) is neither added nor told again, nor is a word no one could hold."""
     added = []
     for position, nick in enumerate(nicks):
+        if not _is_nick(nick) or name_key(nick) in ctx.session.monitoring:
+            continue
         if not ctx.listener.people.monitor(ctx.session, nick):
             ctx.reply(n.ERR_MONLISTFULL, str(MONITOR_MAX), ",".join(nicks[position:]),
                       "Monitor list is full")
             break
         added.append(nick)
     _states(ctx, added)
+
+
+def _is_nick(word: str) -> bool:
+    """Whether ``word`` is a nick someone could hold (a user name: accounts' and
+    guests' alike)."""
+    try:
+        names.user_name(word)
+    except names.InvalidName:
+        return False
+    return True
 
 
 def _remove(ctx: IrcContext, nicks: list[str]) -> None:

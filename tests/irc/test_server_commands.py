@@ -173,6 +173,20 @@ async def test_monitor(irc: IrcFactory, clients: Clients) -> None:
     assert (await bob.expect("734")).params[1:3] == ("100", "n100")
 
 
+async def test_monitor_adds_a_nick_once_and_only_nicks(irc: IrcFactory) -> None:
+    """IRCv3 monitor: "Targets already in the list MUST NOT be added again", and a
+    target "MUST be a valid nick". A nick already watched, or named twice, is not
+    told again; a word that is no nick is left out of the list."""
+    bob = await irc("bob")
+    await irc("carol")
+    bob.send("MONITOR + carol,Carol,no!nick,#chan,dave,carol")
+    assert (await bob.expect("730")).params[1] == "carol!carol@chatd.local"
+    assert (await bob.expect("731")).params[1] == "dave"
+    bob.send("MONITOR + CAROL,erin", "MONITOR L")
+    assert (await bob.expect("731", "730")).params[1] == "erin"
+    assert (await bob.expect("732")).params[1] == "carol,dave,erin"
+
+
 async def test_away_notify(irc: IrcFactory, clients: Clients) -> None:
     bob = await irc("bob", caps=("away-notify",))
     carol = await irc("carol")
