@@ -79,6 +79,9 @@ async def mode(ctx: IrcContext) -> None:
 
 def _user_mode(ctx: IrcContext, target: str) -> None:
     if name_key(target) != name_key(ctx.nick):
+        # A nick no one has is 401, as for any command that names one; 502 says
+        # that the nick is someone else's.
+        existing_user(ctx, target)
         raise IrcError(n.ERR_USERSDONTMATCH, "Can't change mode for other users")
     if len(ctx.params) < 2:
         ctx.reply(n.RPL_UMODEIS, user_modes(ctx))

@@ -178,6 +178,17 @@ async def test_mode_from_the_line_protocol_reaches_irc(irc: IrcFactory,
     assert change.source == "owner!owner@chatd.local" and change.params == ("#lp", "+o", "bob")
 
 
+async def test_modes_of_another_nick_are_502_and_of_no_one_401(irc: IrcFactory) -> None:
+    """The modern client protocol: MODE of a nick that does not exist is 401
+    ERR_NOSUCHNICK; of another user's, 502 ERR_USERSDONTMATCH."""
+    bob = await irc("bob")
+    await irc("carol")
+    bob.send("MODE carol", "MODE nobody", "MODE nobody +i")
+    assert (await bob.read()).command == "502"
+    assert (await bob.read()).params[1:] == ("nobody", "No such nick/channel")
+    assert (await bob.read()).params[1:] == ("nobody", "No such nick/channel")
+
+
 async def test_user_modes(irc: IrcFactory) -> None:
     bob = await irc("bob")
     bob.send("MODE bob")
