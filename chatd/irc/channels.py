@@ -212,11 +212,14 @@ def names(ctx: IrcContext) -> None:
              scope=Scope.MODERATE, own_events=True)
 async def kick(ctx: IrcContext) -> None:
     """Remove members from a channel (room admins; admins only by the owner)."""
-    name = ctx.params[0]
+    name, nicks = ctx.params[0], targets(ctx.params[1])
+    if not nicks:
+        # "KICK #room ," or "KICK #room :" names no one: 461, as "JOIN ,," is.
+        raise IrcError(n.ERR_NEEDMOREPARAMS, "KICK", "Not enough parameters (no nick named)")
     reason = plain_text(ctx.params[2]) if len(ctx.params) > 2 else ""
     with ctx.attempt(name):
         room = visible_room(ctx, name)
-        for nick in targets(ctx.params[1]):
+        for nick in nicks:
             with ctx.attempt(name, nick):
                 # A guest too: it is told by its KICK, having nowhere to keep a
                 # notification (moderation.kick skips it).

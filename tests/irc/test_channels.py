@@ -270,6 +270,17 @@ async def test_kick_and_its_errors(server: ChatServer, irc: IrcFactory,
     assert room is not None and not room.is_member(server.services.accounts.require("bob").id)
 
 
+async def test_a_kick_that_names_no_nick_is_461(irc: IrcFactory) -> None:
+    """"KICK #k ," and "KICK #k :" name no one: 461, as "KICK #k" is, where they
+    were answered with nothing at all."""
+    alice = await irc("alice")
+    alice.send("JOIN #k")
+    await alice.expect("366")
+    alice.send("KICK #k ,", "KICK #k :", "KICK #k ,, :reason")
+    for _ in range(3):
+        assert (await alice.expect("461")).params[1] == "KICK"
+
+
 async def test_invite_lets_a_user_into_a_private_room(server: ChatServer,
                                                       irc: IrcFactory) -> None:
     alice = await irc("alice")
