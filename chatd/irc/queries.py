@@ -134,6 +134,10 @@ def _visible(ctx: IrcContext) -> list[User]:
 def whois(ctx: IrcContext) -> None:
     """Tell about a user: their channels, whether they are away, their account."""
     nick = ctx.params[-1].split(",")[0]
+    if not nick:
+        # "WHOIS :" or "WHOIS ,x": no nick to look up (the modern client
+        # protocol's 431), rather than "401 * :No such nick".
+        raise IrcError(n.ERR_NONICKNAMEGIVEN, "No nickname given")
     ctx.target = nick
     try:
         user = existing_user(ctx, nick)
