@@ -108,7 +108,9 @@ TARGET_SHOWN = 64
 
 def _send(ctx: IrcContext) -> Awaitable[None] | None:
     params = ctx.message.params  # (read once: a property call each time, per message)
-    if not params or not params[0]:
+    # "PRIVMSG , :hi" names no recipient either: 411, not a message sent to no one.
+    names = targets(params[0]) if params else []
+    if not names:
         raise IrcError(n.ERR_NORECIPIENT, f"No recipient given ({ctx.message.command})")
     if len(params) < 2 or not params[1]:
         raise IrcError(n.ERR_NOTEXTTOSEND, "No text to send")
@@ -122,7 +124,6 @@ def _send(ctx: IrcContext) -> Awaitable[None] | None:
     # (Most lines carry no tags: no dict comprehension for them.)
     tags = client_tags(ctx) if ctx.message.tags else {}
     sent = Outgoing(text, kind, {CLIENT_TAGS: tags} if tags else {})
-    names = targets(params[0])
     if len(names) > MAX_TARGETS:
         # Said once, not skipped in silence (ISUPPORT says TARGMAX, but a client
         # that ignores it must learn that some got nothing), and not once per

@@ -64,6 +64,16 @@ async def test_notice_stays_a_notice(irc: IrcFactory, clients: Clients) -> None:
     assert render(direct, Style()).decode() == "-bob -> alice- psst\r\n"
 
 
+async def test_a_message_to_a_list_of_no_target_is_411(irc: IrcFactory) -> None:
+    """"PRIVMSG , :hi" names no recipient, as "PRIVMSG" alone does: 411, where it
+    was answered with nothing, as though sent. A NOTICE stays unanswered."""
+    bob = await _joined(irc, "bob")
+    bob.send("PRIVMSG , :hi", "PRIVMSG ,,, :hi", "NOTICE , :hi", "PING done")
+    said = await bob.until("PONG")
+    assert [m.command for m in said] == ["411", "411", "PONG"]
+    assert said[0].params[1:] == ("No recipient given (PRIVMSG)",)
+
+
 async def test_a_message_to_oneself_is_echoed_and_received(irc: IrcFactory) -> None:
     plain = await irc("bob")
     plain.send("PRIVMSG bob :note to self")
