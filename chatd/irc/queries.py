@@ -169,6 +169,8 @@ def whois(ctx: IrcContext) -> None:
 def whowas(ctx: IrcContext) -> None:
     """Who recently had a nick (renamed guests, ended connections): WHOWAS nick [count]."""
     nick = ctx.params[0].split(",")[0]
+    if not nick:
+        raise IrcError(n.ERR_NONICKNAMEGIVEN, "No nickname given")  # as WHOIS
     ctx.target = nick
     count = int(ctx.params[1]) if len(ctx.params) > 1 and is_number(ctx.params[1]) else 0
     entries = ctx.listener.people.departed(nick)

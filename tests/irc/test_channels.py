@@ -187,14 +187,17 @@ async def test_a_topic_cleared_over_irc_reaches_text_json_and_irc_members(
     await alice.nothing()  # no error numeric came with the clearing
 
 
-async def test_a_whois_of_no_nick_is_431(irc: IrcFactory) -> None:
+async def test_a_whois_or_whowas_of_no_nick_is_431(irc: IrcFactory) -> None:
     """"WHOIS :" and "WHOIS ,bob" name no nick first: 431 ERR_NONICKNAMEGIVEN,
-    where they were "401 * :No such nick/channel" and a 318 of "*"."""
+    where they were "401 * :No such nick/channel" and a 318 of "*" (WHOWAS: 406
+    and 369 of "*")."""
     alice = await irc("alice")
     alice.send("WHOIS :", "WHOIS ,bob", "PING done")
     said = await alice.until("PONG")
     assert [m.command for m in said] == ["431", "431", "PONG"]
     assert said[0].params[1:] == ("No nickname given",)
+    alice.send("WHOWAS :", "WHOWAS ,bob", "PING done")
+    assert [m.command for m in await alice.until("PONG")] == ["431", "431", "PONG"]
 
 
 async def test_names_who_whois_list(server: ChatServer, irc: IrcFactory,
