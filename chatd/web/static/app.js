@@ -95,7 +95,9 @@ function addMessage(conv, record, {history = false} = {}) {
 // An event or a note, shown after the newest message the conversation has.
 function addNote(conv, text, kind = "note") {
   conv.events += 1;
-  insertItem(conv, {order: conv.maxOrder + conv.events / 1e6, text, kind});
+  const item = {order: conv.maxOrder + conv.events / 1e6, text, kind};
+  insertItem(conv, item);
+  return item;
 }
 
 function insertItem(conv, item) {
@@ -662,7 +664,7 @@ function onEvent(record) {
     conv.topic = record.topic || "";
     if (conv.key === state.active) $("view-topic").textContent = conv.topic;
   }
-  addNote(conv, eventSentence(record), "event");
+  ownEvent(conv, addNote(conv, eventSentence(record), "event"), record);
   if (REMOVALS.has(record.event) && record.user === state.me) {
     removedFrom(conv, record);
     return;
@@ -723,13 +725,15 @@ function removalWhileAway(conv, known) {
 function eventSentence(e) {
   const by = e.actor ? ` by ${e.actor}` : "";
   const why = e.reason ? ` (${e.reason})` : "";
+  // A timed ban's or mute's end (a mute's event carries it; a ban's only its actor's reply).
+  const until = typeof e.until === "number" ? ` until ${dateTime(e.until)}` : "";
   switch (e.event) {
     case "join": return `${e.user} joined #${e.room}`;
     case "leave": return `${e.user} left #${e.room}${why}`;
     case "kick": return `${e.user} was kicked from #${e.room}${by}${why}`;
-    case "ban": return `${e.user} was banned from #${e.room}${by}${why}`;
+    case "ban": return `${e.user} was banned from #${e.room}${by}${until}${why}`;
     case "unban": return `${e.user} was unbanned${by}`;
-    case "mute": return `${e.user} was muted${by}${why}`;
+    case "mute": return `${e.user} was muted${by}${until}${why}`;
     case "unmute": return `${e.user} was unmuted${by}`;
     case "promote": case "demote": case "owner": case "voice": case "devoice":
       return `${e.user} is now ${e.role}${by}`;
@@ -938,17 +942,48 @@ async function handleReply(line, reply) {
   }
 }
 
-// A kick or an invitation is told to the room by its event, which reaches the actor
-// too: on the room's own screen, the reply's sentence would say it a second time. Out of
-// that screen (/kick bob dev typed in another room) the reply is all the actor sees.
-// (A ban's or a mute's reply names its duration, which the event's line does not.)
-const TOLD_BY_EVENT = new Set(["kick", "invite"]);
+// A room's decision (a kick, a ban, a mute, a change of role, a topic ...) is told to
+// the room by its event, which reaches its actor too, before the command's reply: on
+// the room's own screen, the reply's sentence would say it a second time. Its event's
+// line stands alone, carrying what the reply adds (a ban's end: its event names none).
+// Out of that screen (/kick bob dev typed in another room) the reply is all the actor
+// sees; with no event (/topic shown, /promote of an admin: "already"), it is all there is.
+const TOLD_BY_EVENT = new Set(["kick", "invite", "ban", "unban", "mute", "unmute", "promote",
+                               "demote", "voice", "devoice", "topic"]);
+// The events of this page's own decisions, which the server labels as the command that
+// made them (PROTOCOL.md §2), until its reply comes: the newest few.
+const OWN_EVENTS_KEPT = 20;
+const ownEvents = [];
 
+function ownEvent(conv, item, record) {
+  if (!TOLD_BY_EVENT.has(record.event) || !record.label) return;
+  ownEvents.push({conv, item, record});
+  if (ownEvents.length > OWN_EVENTS_KEPT) ownEvents.shift();
+}
+
+// Whether the reply's news was told by its own event's line on screen (made to carry
+// what the reply adds); an unban that lifted an IRC guest's ban of the name keeps its
+// sentence, which says which ban went.
 function toldByEvent(reply) {
-  if (!TOLD_BY_EVENT.has(reply.command) || !reply.room) return false;
-  const key = `#${String(reply.room).toLowerCase()}`;
-  const conv = state.convs.get(key);
-  return state.active === key && Boolean(conv && conv.member);
+  if (!TOLD_BY_EVENT.has(reply.command) || !reply.label) return false;
+  const index = ownEvents.findIndex(({record}) =>
+    record.label === reply.label && record.event === reply.command);
+  if (index < 0) return false;
+  const [{conv, item, record}] = ownEvents.splice(index, 1);
+  if (record.event === "ban" && typeof reply.until === "number") {
+    retell(conv, item, eventSentence({...record, until: reply.until}));
+  }
+  const guest = Array.isArray(reply.lifted) && reply.lifted.includes("guest");
+  return conv.key === state.active && !guest;
+}
+
+// Say an event's line again, in other words (the line stays where it was).
+function retell(conv, item, text) {
+  item.text = text;
+  if (conv.key !== state.active) return;
+  const node = Array.from($("log").children)
+    .find((child) => Number(child.dataset.order) === item.order);
+  if (node) node.textContent = text;
 }
 
 function describe(entry) {
