@@ -17,6 +17,7 @@ import pytest
 from chatd.client import ChatClient
 from chatd.client.tui import app
 from chatd.client.tui.catchup import Catchup
+from chatd.client.tui.tables import local_time
 from chatd.domain.clock import ManualClock
 from tests.client.helpers import (
     change_password_offline,
@@ -307,3 +308,18 @@ async def test_the_line_mode_shows_a_bots_sender_as_a_bot(
     await alice.shows("<bob> a person")
     await helper.command("/msg alice psst")
     await alice.shows("<helper (bot) -> alice> psst")
+
+
+async def test_a_room_decision_prints_one_line_with_what_its_reply_adds(
+        server: ChatServer, clients: Clients, terminal: StartTerminal) -> None:
+    await account(server, "alice", "dev")
+    bob = await clients.user("bob")
+    await bob.command("/join dev")
+    alice = terminal(server.port, "alice")
+    await alice.shows("Welcome back, alice")
+    end = local_time(server.services.clock.time() + 7200)
+    await alice.type("/ban bob 2h spamming", "/topic ship it", "/whoami")
+    await alice.shows("You are alice")
+    assert f"bob was banned from #dev by alice until {end} (spamming)" in alice.out
+    assert "banned from #dev for 2h" not in alice.out
+    assert alice.out.count("ship it") == 1, alice.out

@@ -1009,3 +1009,60 @@ async def test_a_bots_message_shows_its_sender_as_a_bot(
     await helper.command("/msg alice psst")
     alice.type("/query helper" + ENTER)
     await alice.sees("<helper (bot) -> alice> psst")
+
+
+# -- a room's decisions, told once -------------------------------------------------------------
+
+
+async def told_after(alice: Person, line: str) -> list[str]:
+    """Type ``line`` in the room on screen; the lines it added there once answered
+    (/whoami, typed after it, is answered after it and after the events it caused)."""
+    conversation = alice.state.shown
+    last = conversation.lines[-1]  # (older lines may still come before it: history)
+
+    def added() -> list[str]:
+        held = list(conversation.lines)
+        return [shown.text for shown in held[next(i for i, shown in enumerate(held)
+                                                   if shown is last) + 1:]]
+
+    alice.type(line + ENTER + "/whoami" + ENTER)
+    await alice.sees(lambda p: any(text.startswith("You are alice") for text in added()),
+                     f"the answers to {line}")
+    lines = added()
+    return lines[:next(i for i, text in enumerate(lines) if text.startswith("You are alice"))]
+
+
+async def test_a_room_decision_shows_one_line_its_events_saying_what_the_reply_added(
+        clients: Clients, person: Callable[..., object], clock: ManualClock) -> None:
+    alice: Person = await person("alice")  # type: ignore[misc]
+    alice.type("/create dev" + ENTER)
+    await alice.sees(lambda p: p.state.current == "dev", "#dev shown")
+    for name in ("bob", "carol", "dave"):
+        client = await clients.user(name)
+        await client.command("/join dev")
+        await alice.sees(f"{name} joined #dev")
+    now = clock.time()
+    assert await told_after(alice, "/kick dave") == ["dave was kicked from #dev by alice"]
+    # The ban's event names no end: its line is said again with the reply's.
+    assert await told_after(alice, "/ban bob 2h spamming") == [
+        f"bob was banned from #dev by alice until {local_time(now + 7200)} (spamming)"]
+    await alice.sees(f"until {local_time(now + 7200)} (spamming)")
+    assert await told_after(alice, "/unban bob") == ["bob was unbanned from #dev by alice"]
+    # A mute's event names its end, as every member's screen shows.
+    assert await told_after(alice, "/mute carol 10m") == [
+        f"carol was muted in #dev by alice until {local_time(now + 600)}"]
+    assert await told_after(alice, "/unmute carol") == ["carol was unmuted in #dev by alice"]
+    assert await told_after(alice, "/promote carol") == ["carol is now an admin of #dev"]
+    # Nothing changed, and no event told it: the reply says so.
+    assert await told_after(alice, "/promote carol") == ["carol is already an admin of #dev."]
+    assert await told_after(alice, "/demote carol") == ["carol is no longer an admin of #dev"]
+    assert await told_after(alice, "/voice carol") == ["alice gave carol voice in #dev"]
+    assert await told_after(alice, "/devoice carol") == [
+        "alice took the voice of carol in #dev"]
+    assert await told_after(alice, "/invite dave") == ["alice invited dave to #dev"]
+    assert await told_after(alice, "/topic ship it") == ["alice set the topic of #dev: ship it"]
+    assert await told_after(alice, "/topic") == ["#dev: ship it"]
+    # Typed in another room's view, the reply is what its actor sees there.
+    alice.type("/create den" + ENTER)
+    await alice.sees("Plain lines now go to #den.")
+    assert await told_after(alice, "/mute carol #dev") == ["carol is muted in #dev."]

@@ -100,14 +100,27 @@ def from_record(record: dict[str, Any]) -> Line | None:
         return Line("event", clean(f"{record.get('actor')} turned end-to-end encryption "
                                    f"{record.get('state')} in #{record.get('room')}"),
                     room=record.get("room"))
+    if kind == "event" and isinstance(record.get("until"), int | float):
+        return Line("event", clean(_ending(record)), room=record.get("room"))
     if kind in ("event", "notice"):
-        # The server's own text sentence, so events read as they do over telnet.
-        rendered = render(record, _PLAIN).decode("utf-8", errors="replace")
-        text = "\n".join(line.removeprefix("* ").removeprefix("  ")
-                         for line in rendered.rstrip("\r\n").split("\r\n"))
-        return Line("event" if kind == "event" else "notice", clean(text),
+        return Line("event" if kind == "event" else "notice", clean(_served_text(record)),
                     room=record.get("room"))
     return None
+
+
+def _served_text(record: dict[str, Any]) -> str:
+    """The server's own text sentence, so events read as they do over telnet."""
+    rendered = render(record, _PLAIN).decode("utf-8", errors="replace")
+    return "\n".join(line.removeprefix("* ").removeprefix("  ")
+                     for line in rendered.rstrip("\r\n").split("\r\n"))
+
+
+def _ending(record: dict[str, Any]) -> str:
+    """A timed sanction's sentence, saying when it ends (before its reason): a mute's
+    event carries ``until``, a ban's line is given it from its actor's reply."""
+    text = _served_text({**record, "reason": ""})
+    reason = record.get("reason")
+    return f"{text} until {local_time(record['until'])}" + (f" ({reason})" if reason else "")
 
 
 def from_ok(final: dict[str, Any]) -> list[Line]:

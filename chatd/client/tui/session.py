@@ -22,7 +22,7 @@ from typing import Any
 
 from chatd.client import ChatClient, ClientError, Reply
 from chatd.client.logins import password_login, resume_login, resume_token_of, token_login
-from chatd.client.tui import lines
+from chatd.client.tui import lines, told
 from chatd.client.tui.keyring import Keyring
 from chatd.client.tui.lines import Line, error, notice, warning
 from chatd.client.tui.secure import MissingKey, Secure
@@ -357,15 +357,20 @@ class ClientSession:
     # -- what the server sends ------------------------------------------------------------------
 
     async def _reply_lines(self, reply: Reply) -> list[Line]:
+        final = reply.final
+        # A room decision's event, labelled as its command, says what its reply would.
+        event = told.told_by(final, reply.lines)
         shown: list[Line] = []
         for record in reply.lines:
-            shown += await self.show(record)
-        final = reply.final
+            shown += await self.show(told.with_reply(record, final) if record is event
+                                     else record)
         if not reply.ok:
             return [*shown, error(f"{final.get('code')}: {final.get('message')}")]
         for record in final.get("messages") or []:
             shown += await self.show(record)
-        return shown + lines.from_ok(final)
+        if told.reply_needed(final, event, self.current_room):
+            shown += lines.from_ok(final)
+        return shown
 
     async def show(self, record: dict[str, Any]) -> list[Line]:
         """The Lines for one record the server sent (an event, a message ...)."""
