@@ -3,6 +3,14 @@
 terminal client chatd-client (``tui``). A client talks to the daemon over a
 socket only: it may use ``crypto`` and ``protocol``'s pure parts, nothing else."""
 
-from chatd.client.api import DEFAULT_TIMEOUT, ChatClient, ClientError, LineClient, Reply
+from chatd.client.api import (
+    DEFAULT_TIMEOUT,
+    ChatClient,
+    ClientError,
+    LineClient,
+    Notifications,
+    Reply,
+)
 
-__all__ = ["DEFAULT_TIMEOUT", "ChatClient", "ClientError", "LineClient", "Reply"]
+__all__ = ["DEFAULT_TIMEOUT", "ChatClient", "ClientError", "LineClient", "Notifications",
+           "Reply"]

@@ -56,6 +56,25 @@ class Reply:
         return self.final.get(key, default)
 
 
+class Notifications(list[dict[str, Any]]):
+    """Every notification, the oldest first, and ``dropped``: how many older ones the
+    server deleted past its bound (``limits.max_notifications``) and told this walk.
+    The server tells that count once, to the first listing of the newest page after
+    the drops: a walk that did not keep it would leave nobody to hear it."""
+
+    def __init__(self, items: list[dict[str, Any]], dropped: int) -> None:
+        super().__init__(items)
+        self.dropped = dropped
+
+
+def _add_told(tally: dict[str, int] | None, reply: Reply) -> None:
+    """Add the counts ``tally`` names that ``reply`` carries (see ChatClient.walk)."""
+    if tally is None:
+        return
+    for counted in tally:
+        tally[counted] += int(reply.get(counted) or 0)
+
+
 class ChatClient:
     """A JSON-mode connection to a chatd server."""
 
@@ -157,13 +176,16 @@ class ChatClient:
         walked = await self.walk("/myrooms", timeout, rooms="id", past="id")
         return walked["rooms"], walked["past"]
 
-    async def notifications(self, timeout: float = DEFAULT_TIMEOUT) -> list[dict[str, Any]]:
-        """Every notification, the oldest first: ``/notifications`` pages from the newest."""
-        walked = await self.walk("/notifications", timeout, notifications="id")
-        return sorted(walked["notifications"], key=lambda n: int(n["id"]))
+    async def notifications(self, timeout: float = DEFAULT_TIMEOUT) -> Notifications:
+        """Every notification, the oldest first (``/notifications`` pages from the
+        newest), with how many older ones were dropped (see :class:`Notifications`)."""
+        told = {"dropped": 0}
+        walked = await self.walk("/notifications", timeout, tally=told, notifications="id")
+        return Notifications(sorted(walked["notifications"], key=lambda n: int(n["id"])),
+                             told["dropped"])
 
     async def walk(self, command: str, timeout: float = DEFAULT_TIMEOUT,
-                   **keys: str) -> dict[str, list[Any]]:
+                   tally: dict[str, int] | None = None, **keys: str) -> dict[str, list[Any]]:
         """Every item of a list that ``command`` answers a page at a time (``/myrooms``,
         ``/who general``, ``/stickers`` ...): for each list field of its replies named in
         ``keys``, the items of every page in page order, each once (``keys`` names the
@@ -179,15 +201,20 @@ class ChatClient:
         right (the item twice, the one it moved past never). An item that is a plain
         value (a name in ``/keys room``'s ``missing``) is told apart by itself, as the
         field ``keys`` names for it: ``keys="user", missing="user"`` are one list of
-        members, with a key and without."""
+        members, with a key and without.
+
+        ``tally`` names counts the replies carry that are told once and then taken
+        (``/notifications``' ``dropped``): each is added to it from every page read, of
+        every walk, so that a walk walked again loses none of it."""
         walked: dict[str, list[Any]] = {}
         for _ in range(LIST_WALKS):
-            walked, steady = await self._walk_once(command, keys, timeout)
+            walked, steady = await self._walk_once(command, keys, timeout, tally)
             if steady:
                 break
         return walked
 
-    async def _walk_once(self, command: str, keys: dict[str, str], timeout: float
+    async def _walk_once(self, command: str, keys: dict[str, str], timeout: float,
+                         tally: dict[str, int] | None = None
                          ) -> tuple[dict[str, list[Any]], bool]:
         """One walk of ``command``'s pages: its items, each once, and whether the list
         stood still meanwhile."""
@@ -199,6 +226,7 @@ class ChatClient:
         page = pages = 1
         while page <= pages:
             reply = await self._patient(f"{command} {page}", timeout)
+            _add_told(tally, reply)
             for listed, key in keys.items():
                 for item in reply.get(listed) or []:
                     value = str(item[key] if isinstance(item, dict) else item)

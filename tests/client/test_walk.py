@@ -13,7 +13,7 @@ from chatd.client.tui.keyring import Keyring
 from chatd.client.tui.session import ClientSession
 from chatd.client.tui.state import ChatState
 from tests.client.test_members import after_first_page
-from tests.helpers import PASSWORD, Clients
+from tests.helpers import PASSWORD, Clients, start_server
 
 
 async def rooms_of(clients: Clients, name: str, *rooms: str) -> ChatClient:
@@ -93,3 +93,32 @@ async def test_my_rooms_walked_while_a_room_is_left_are_the_rooms_after(
     now, before = await bob.my_rooms()
     assert [r["name"] for r in now] == ["r2", "r3"]
     assert [r["name"] for r in before] == ["r1"]
+
+
+async def test_notifications_say_how_many_were_dropped_once(tmp_path: Path) -> None:
+    # The walk read the newest page's dropped, which the server tells once, and kept
+    # it from its caller: nobody heard that notifications were lost.
+    server = await start_server(tmp_path / "bounded.db", rooms__page_size=2,
+                                limits__max_notifications=5)
+    clients = Clients(server)
+    try:
+        bob = await clients.user("bob")
+        services = server.services
+        account = services.accounts.require("bob")
+        for n in range(8):  # three past the bound
+            await services.notifier.notify(account, "test", f"note {n}")
+
+        async def another() -> None:  # one more dropped, after the first page took 3
+            await services.notifier.notify(account, "test", "note 8")
+
+        # The walk is walked again (a notification moved the pages): the count its
+        # first walk took is kept, and the second walk's is added.
+        after_first_page(bob, another, "/notifications")
+        listed = await bob.notifications()
+        assert [n["text"] for n in listed] == [f"note {n}" for n in range(4, 9)]
+        assert listed.dropped == 4
+        again = await bob.notifications()  # told once
+        assert (len(again), again.dropped) == (5, 0)
+    finally:
+        await clients.close()
+        await server.stop()

@@ -8,7 +8,7 @@ bots wait on (:class:`SystemClock`, and :class:`ManualClock` for tests).
 The lower-level :class:`chatd.client.ChatClient` is re-exported as well.
 """
 
-from chatd.client.api import ChatClient, ClientError, Reply
+from chatd.client.api import ChatClient, ClientError, Notifications, Reply
 from chatd.client.sdk import cli
 from chatd.client.sdk.backoff import Backoff
 from chatd.client.sdk.bot import (
@@ -47,6 +47,7 @@ __all__ = [
     "MemoryResumeTokens",
     "Message",
     "Notice",
+    "Notifications",
     "Reply",
     "ResumeTokens",
     "RoomEvent",
