@@ -84,7 +84,10 @@ def _field(body: dict[str, Any], name: str, choices: tuple[str, ...] | None = No
 
 async def me(call: Call) -> Response:
     user = call.me
-    unread = await call.services.notifier.unread(user)
+    notifier = call.services.notifier
+    unread = await notifier.unread(user)
+    # Said, not taken, as a log-in says it: the listing's newest page tells it once.
+    dropped = await notifier.dropped(user)
     joined = call.services.rooms.of_user(user)
     # rooms has always been the count (the reference says an integer): the rooms
     # themselves, by name with their ids, are room_list beside it.
@@ -92,7 +95,7 @@ async def me(call: Call) -> Response:
     # (as a line-protocol log-in's ok says) before it tries and is refused.
     return json_response({"name": user.name, "admin": user.is_admin, "rooms": len(joined),
                           "room_list": [{"id": r.id, "name": r.name} for r in joined],
-                          "notifications": unread, "bot": user.is_bot,
+                          "notifications": unread, "dropped": dropped, "bot": user.is_bot,
                           "scopes": listed(call.scopes)})
 
 

@@ -39,6 +39,10 @@ ERROR = obj(error={**obj(code=STR, message=STR), "additionalProperties": True})
 # bot and scopes: what the account is, and what the token asking may do.
 ME = obj(name=STR, admin=BOOL, rooms=INT, room_list=array(obj(id=INT, name=STR)),
          notifications=INT,
+         dropped={**INT, "description": "how many older notifications were dropped past "
+                  "limits.max_notifications and not yet told by the newest page of a "
+                  "listing (GET /api/v1/notifications, /notifications), which takes the "
+                  "count; read here, it is left for that listing"},
          bot={**BOOL, "description": "whether the account is a bot account (/bot create)"},
          scopes={**array({"type": "string", "enum": [scope.value for scope in Scope]}),
                  "description": "the scopes the token of this request grants"})

@@ -45,7 +45,8 @@ async def test_tokens_missing_wrong_and_revoked(server: ChatServer, clients: Cli
         assert wrong.status_code == 401 and wrong.json()["error"]["code"] == "auth-failed"
         good = await client.get("/api/v1/me", headers={"Authorization": f"Bearer {secret}"})
         assert good.json() == {"name": "alice", "admin": False, "rooms": 0, "room_list": [],
-                               "notifications": 0, "bot": False, "scopes": ["read", "post"]}
+                               "notifications": 0, "dropped": 0, "bot": False,
+                               "scopes": ["read", "post"]}
         await alice.command("/token revoke api")
         revoked = await client.get("/api/v1/me", headers={"Authorization": f"Bearer {secret}"})
         assert revoked.status_code == 401 and revoked.json()["error"]["code"] == "auth-failed"
@@ -748,6 +749,24 @@ async def test_the_newest_page_tells_the_dropped_notifications_once(
     bob = await clients.anonymous()
     assert (await bob.command(f"/login bob {PASSWORD}")).get("dropped") is None
     assert (await bob.command("/notifications"))["dropped"] == 0
+
+
+@pytest.mark.server(limits__max_notifications=3)
+async def test_me_says_how_many_notifications_were_dropped_and_leaves_the_count(
+        server: ChatServer, clients: Clients) -> None:
+    """GET /api/v1/me says the dropped count as a log-in does, without taking it:
+    the listing's newest page still tells it, and me says 0 after that."""
+    await token_for(server, "bob")  # bob exists, offline
+    alice = await clients.user("alice")
+    for number in range(5):
+        await alice.command(f"/msg bob note {number}")
+    token = await token_for(server, "bob")
+    async with http(server, token) as client:
+        me = (await client.get("/api/v1/me")).json()
+        assert (me["notifications"], me["dropped"]) == (3, 2)
+        assert (await client.get("/api/v1/me")).json()["dropped"] == 2
+        assert (await client.get("/api/v1/notifications")).json()["dropped"] == 2
+        assert (await client.get("/api/v1/me")).json()["dropped"] == 0
 
 
 async def test_notifications_are_paged_newest_page_first(server: ChatServer,
