@@ -42,6 +42,8 @@ S3_RANGE = 1024 * 1024
 NO_LINKS = frozenset({errno.EPERM, errno.ENOTSUP, errno.EOPNOTSUPP, errno.EXDEV})
 # The name a blob is copied under before it is renamed into place (LocalBlobs._copy).
 COPYING = ".put-"
+# A temporary copy's name, as tempfile.mkstemp makes it with that prefix and suffix.
+COPY_NAME = re.compile(re.escape(COPYING) + r"[A-Za-z0-9_]+\.tmp")
 # A blob's name, as chatd makes it (a SHA-256 in hex): a listing holds no other
 # (a temporary copy, an operator's file, another's object under an S3 prefix).
 BLOB_KEY = re.compile(r"[0-9a-f]{64}")
@@ -65,6 +67,9 @@ class BlobPage:
     # The last name the listing looked at, for the next page to start after; None
     # when it reached the store's end.
     resume: str | None
+    # Temporary copies (LocalBlobs._copy) a crash left in the part of the store
+    # looked at, removed on the way (BlobStore.page).
+    copies_removed: int = 0
 
 
 class BlobStore(Protocol):
@@ -94,9 +99,11 @@ class BlobStore(Protocol):
         """A time-limited download link, when the backend can give one."""
         ...
 
-    async def page(self, after: str, limit: int) -> BlobPage:
+    async def page(self, after: str, limit: int, stale: float) -> BlobPage:
         """The blobs whose keys come after ``after``, in key order, from at most
-        ``limit`` names looked at (housekeeping's sweep of blobs no file uses)."""
+        ``limit`` names looked at (housekeeping's sweep of blobs no file uses).
+        A temporary copy met on the way, written before ``stale`` (a time), is
+        removed: a process killed while copying a blob into place left it."""
         ...
 
 
@@ -203,20 +210,24 @@ class LocalBlobs:
     async def presigned_url(self, key: str, filename: str, mime: str) -> str | None:
         return None
 
-    async def page(self, after: str, limit: int) -> BlobPage:
-        return await asyncio.to_thread(self._page, after, limit)
+    async def page(self, after: str, limit: int, stale: float) -> BlobPage:
+        return await asyncio.to_thread(self._page, after, limit, stale)
 
-    def _page(self, after: str, limit: int) -> BlobPage:
+    def _page(self, after: str, limit: int, stale: float) -> BlobPage:
         """Each two-letter directory from ``after``'s on, in order, read whole (one
-        of 256: a bounded read) until ``limit`` blobs are found."""
+        of 256: a bounded read) until ``limit`` blobs are found; the stale copies of
+        each directory read are removed."""
         found: list[StoredBlob] = []
+        removed = 0
         for shard in self._shards(after[:2]):
-            for key in self._keys(shard, after):
+            names = _listed(shard)
+            removed += _remove_stale_copies(shard, names, stale)
+            for key in self._keys(shard, names, after):
                 with contextlib.suppress(FileNotFoundError):  # deleted meanwhile
                     found.append(StoredBlob(key, (shard / key).stat().st_mtime))
                 if len(found) >= limit:
-                    return BlobPage(found, key)
-        return BlobPage(found, None)
+                    return BlobPage(found, key, removed)
+        return BlobPage(found, None, removed)
 
     def _shards(self, first: str) -> list[Path]:
         try:
@@ -227,13 +238,34 @@ class LocalBlobs:
                 if len(name) == 2 and name >= first and (self.root / name).is_dir()]
 
     @staticmethod
-    def _keys(shard: Path, after: str) -> list[str]:
-        try:
-            names = os.listdir(shard)
-        except FileNotFoundError:
-            return []
+    def _keys(shard: Path, names: list[str], after: str) -> list[str]:
         return sorted(name for name in names if BLOB_KEY.fullmatch(name) and name > after
                       and name.startswith(shard.name))
+
+
+def _listed(shard: Path) -> list[str]:
+    try:
+        return os.listdir(shard)
+    except FileNotFoundError:
+        return []  # removed meanwhile
+
+
+def _remove_stale_copies(shard: Path, names: list[str], stale: float) -> int:
+    """Remove the temporary copies among ``names`` written before ``stale``: a copy
+    younger than that may be one a running put is writing (on this process or,
+    sharing the directory, on another node), which renames it into place."""
+    removed = 0
+    for name in names:
+        if not COPY_NAME.fullmatch(name):
+            continue
+        path = shard / name
+        with contextlib.suppress(FileNotFoundError):  # renamed or removed meanwhile
+            if path.stat().st_mtime <= stale:
+                path.unlink()
+                log.info("a blob's temporary copy left by a crash was removed",
+                         extra={"fields": {"copy": str(path)}})
+                removed += 1
+    return removed
 
 
 class S3Blobs:
@@ -328,7 +360,8 @@ class S3Blobs:
                                       Params=params, ExpiresIn=self._ttl)
         return str(url)
 
-    async def page(self, after: str, limit: int) -> BlobPage:
+    async def page(self, after: str, limit: int, stale: float) -> BlobPage:
+        # An object is written whole or not at all: no temporary copy is ever left.
         return await asyncio.to_thread(self._page, after, limit)
 
     def _page(self, after: str, limit: int) -> BlobPage:

@@ -9,7 +9,8 @@ where the last pass stopped, and deletes each one that is older than the grace
 (longer than any upload takes between its put and its row) and used by no row:
 under the blob's lock, as a removal does (storage.api, drop_unused_blob), so an
 upload of the same content making sure of its blob at that moment either finds
-it or puts it again.
+it or puts it again. A local store's temporary copy, left by a process killed
+while copying a blob into place, is removed on the way past the same grace.
 """
 
 from __future__ import annotations
@@ -38,7 +39,9 @@ class OrphanSweep:
         written before ``now - grace``. Returns how many were deleted."""
         if batch <= 0:
             return 0
-        page = await self._blobs.page(self._after, batch)
+        # A temporary copy met on the way is removed past the same grace: a put's copy
+        # takes less than the time between an upload's put and its row.
+        page = await self._blobs.page(self._after, batch, now - grace)
         self._after = page.resume or ""  # at the end: the next pass starts again
         old = [blob.key for blob in page.blobs if blob.written <= now - grace]
         used = await self._storage.used_blobs(old) if old else set()

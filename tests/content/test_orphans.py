@@ -118,3 +118,31 @@ async def test_an_upload_held_between_its_put_and_its_row_while_the_sweep_delete
     assert (await download(alice, stored["file_id"]))[0] == data
     assert await no_staged_files(server)
     assert await sweep(server) == 0  # used now
+
+
+def left_copy(server: ChatServer, shard: str, written: float) -> Path:
+    """A temporary copy of a blob, as a process killed while copying it into place
+    (a files directory without hard links) leaves it; written at ``written``."""
+    path = blob_path(server, shard * 32).parent / f".put-{shard}x_9q.tmp"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_bytes(b"part of a blob")
+    os.utime(path, (written, written))
+    return path
+
+
+async def test_a_temporary_copy_older_than_the_grace_is_removed_a_young_one_kept(
+        server: ChatServer, clients: Clients, clock: ManualClock) -> None:
+    alice = await clients.user("alice")
+    await alice.command("/create general")
+    used = await upload(alice, "a.txt", text_file(3))
+    old = left_copy(server, used["sha256"][:2], clock.time() - HOUR - 1)
+    alone = left_copy(server, "ff" if used["sha256"][:2] != "ff" else "00",
+                      clock.time() - 2 * HOUR)
+    young = left_copy(server, "ab", clock.time() - HOUR + 60)
+    assert await sweep(server) == 0  # no blob deleted: copies are not blobs
+    assert not old.exists() and not alone.exists() and young.exists()
+    clock.advance(60)
+    await sweep(server)
+    assert not young.exists()
+    assert blob_paths(server) == [blob_path(server, used["sha256"])]
+    assert (await download(alice, used["file_id"]))[0] == text_file(3)
