@@ -170,10 +170,19 @@ async def notifications(call: Call) -> Response:
     # ts_epoch as the line protocol's notifications have it; time, the same, as before.
     items = [{"id": n.id, "kind": n.kind, "ts_epoch": n.created_at, "time": n.created_at,
               **n.payload} for n in pending]
-    # The newest page tells of the dropped ones, once, as /notifications does: a
-    # program that reads only this list learns of them, and is not told twice.
-    dropped = await call.services.notifier.take_dropped(call.me) if number == 1 else 0
+    dropped = await _dropped_told(call) if number == 1 else 0
     return json_response({"notifications": items, "dropped": dropped, **shown.fields()})
+
+
+async def _dropped_told(call: Call) -> int:
+    """The newest page tells of the dropped notifications, once, as /notifications
+    does: a program that reads only this list learns of them, and is not told twice.
+    A HEAD's answer is read by nobody: it says the count, the same length as the
+    GET's, and leaves it for the GET (a HEAD changes nothing)."""
+    notifier = call.services.notifier
+    if call.request.head_only:
+        return await notifier.dropped(call.me)
+    return await notifier.take_dropped(call.me)
 
 
 async def clear_notifications(call: Call) -> Response:

@@ -97,6 +97,9 @@ class Request:
     # The query parameters given more than once: ``query`` keeps one value of each,
     # which the route refuses to choose for its sender (Route.bind).
     repeated: frozenset[str] = frozenset()
+    # A HEAD, served as a GET whose body is not sent (``method`` then says GET): its
+    # handler must change nothing (RFC 9110 9.2.1), since nobody reads its answer.
+    head_only: bool = False
 
     @property
     def keep_alive(self) -> bool:

@@ -712,7 +712,7 @@ class HttpConnection(asyncio.Protocol):
         # HEAD is GET without the body: the same status and headers (RFC 9110 9.3.2).
         head_only = request.method == "HEAD"
         if head_only:
-            request.method = "GET"
+            request.method, request.head_only = "GET", True
         response = await self.web.respond(request, ip, admitted)
         keep = request.keep_alive and response.status < 500
         try:

@@ -769,6 +769,26 @@ async def test_me_says_how_many_notifications_were_dropped_and_leaves_the_count(
         assert (await client.get("/api/v1/me")).json()["dropped"] == 0
 
 
+@pytest.mark.server(limits__max_notifications=3)
+async def test_a_head_of_the_newest_page_leaves_the_dropped_count_to_the_get(
+        server: ChatServer, clients: Clients) -> None:
+    """A HEAD is answered as a GET without its body, and changes nothing: the count of
+    dropped notifications, which nobody reads off a HEAD, is left for the GET."""
+    await token_for(server, "bob")  # bob exists, offline
+    alice = await clients.user("alice")
+    for number in range(5):
+        await alice.command(f"/msg bob note {number}")
+    token = await token_for(server, "bob")
+    async with http(server, token) as client:
+        head = await client.head("/api/v1/notifications")
+        assert head.status_code == 200 and head.content == b""
+        got = await client.get("/api/v1/notifications")
+        assert got.json()["dropped"] == 2
+        # The same headers as the GET's, Content-Length too (RFC 9110 9.3.2).
+        assert head.headers["content-length"] == got.headers["content-length"]
+        assert (await client.get("/api/v1/notifications")).json()["dropped"] == 0
+
+
 async def test_notifications_are_paged_newest_page_first(server: ChatServer,
                                                          clients: Clients) -> None:
     """Page 1 is the newest notifications, each page oldest first, as /notifications
