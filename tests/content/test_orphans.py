@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+import tempfile
 import time
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -13,6 +14,7 @@ from typing import Any
 
 import pytest
 
+from chatd.content.blobs import COPYING
 from chatd.domain.clock import ManualClock
 from tests.backends import both
 from tests.content import (
@@ -123,9 +125,13 @@ async def test_an_upload_held_between_its_put_and_its_row_while_the_sweep_delete
 def left_copy(server: ChatServer, shard: str, written: float) -> Path:
     """A temporary copy of a blob, as a process killed while copying it into place
     (a files directory without hard links) leaves it; written at ``written``."""
-    path = blob_path(server, shard * 32).parent / f".put-{shard}x_9q.tmp"
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_bytes(b"part of a blob")
+    directory = blob_path(server, shard * 32).parent
+    directory.mkdir(parents=True, exist_ok=True)
+    # Named as the copy names it (LocalBlobs._copy).
+    fd, name = tempfile.mkstemp(prefix=COPYING, suffix=".tmp", dir=directory)
+    with os.fdopen(fd, "wb") as copy:
+        copy.write(b"part of a blob")
+    path = Path(name)
     os.utime(path, (written, written))
     return path
 
