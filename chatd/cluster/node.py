@@ -326,7 +326,10 @@ class ClusterNode:
             self.heartbeat.epoch = self.sequencer.epoch
             await self.presence.load()
             if self._guests is not None:
-                await self._guests.load_shared_bans()
+                # A room with bans kept that this node does not know is read again:
+                # ended, its bans are deleted; made meanwhile, they are its own.
+                for room_id in await self._guests.load_shared_bans():
+                    await self._reload(room_id)
             await self.heartbeat.register()
         self.heartbeat.start()
         self.janitor.start()

@@ -307,19 +307,36 @@ class Guests:
         if self.shared is None:
             return
         bans = await self.shared.load(room_id)
-        if bans:
+        if self._services.rooms.get(room_id) is None:
+            self._ended(room_id, bool(bans))
+        elif bans:
             self._bans[room_id] = bans
         else:
             self._bans.pop(room_id, None)
 
-    async def load_shared_bans(self) -> None:
+    def _ended(self, room_id: int, kept: bool) -> None:
+        """The room, read again just before its bans, is no live room: it ended, and
+        its bans with it (:meth:`room_ended`). Bans still ``kept`` for it are ones
+        whose deletion was lost (Redis did not answer at the end, or every node
+        stopped before its deletion ran): deleted now, not read back into memory,
+        where they would hold the nicks of a room that is no more."""
+        self._bans.pop(room_id, None)
+        if kept and self.shared is not None:
+            self.shared.forget(room_id)
+
+    async def load_shared_bans(self) -> list[int]:
         """A cluster's node starting: the bans every room holds, for the lists and the
-        unbans of nicks that read this node's memory (a JOIN reads them again)."""
+        unbans of nicks that read this node's memory (a JOIN reads them again).
+        Returns the rooms with bans kept that this node does not know: ended (their
+        bans' deletion lost), or made since it loaded the rooms; the node reads
+        each again, which tells which (:meth:`reload_bans`)."""
         if self.shared is None:
-            return
+            return []
         rooms = self._services.rooms
-        self._bans = {room_id: bans for room_id, bans in (await self.shared.load_every()).items()
+        every = await self.shared.load_every()
+        self._bans = {room_id: bans for room_id, bans in every.items()
                       if rooms.get(room_id) is not None}
+        return [room_id for room_id in every if room_id not in self._bans]
 
     async def _share(self, room: Room) -> None:
         """Keep the room's bans where every node reads them (a cluster's), in the
