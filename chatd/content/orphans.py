@@ -10,7 +10,8 @@ where the last pass stopped, and deletes each one that is older than the grace
 under the blob's lock, as a removal does (storage.api, drop_unused_blob), so an
 upload of the same content making sure of its blob at that moment either finds
 it or puts it again. A local store's temporary copy, left by a process killed
-while copying a blob into place, is removed on the way past the same grace.
+while copying a blob into place, is removed on the way past the same grace
+(and ``COPY_IDLE`` at least).
 """
 
 from __future__ import annotations
@@ -23,6 +24,11 @@ if TYPE_CHECKING:
     from storage.api import Storage
 
 log = logging.getLogger(__name__)
+
+# Seconds a temporary copy must have been left untouched to be taken for a crash's,
+# whatever the grace: a put writes its copy without a pause, and a grace of 0
+# would otherwise remove a copy from under the put writing it.
+COPY_IDLE = 60.0
 
 
 class OrphanSweep:
@@ -39,9 +45,9 @@ class OrphanSweep:
         written before ``now - grace``. Returns how many were deleted."""
         if batch <= 0:
             return 0
-        # A temporary copy met on the way is removed past the same grace: a put's copy
-        # takes less than the time between an upload's put and its row.
-        page = await self._blobs.page(self._after, batch, now - grace)
+        # A temporary copy met on the way is removed past the same grace (a put's copy
+        # takes less than the time between an upload's put and its row), or COPY_IDLE.
+        page = await self._blobs.page(self._after, batch, now - max(grace, COPY_IDLE))
         self._after = page.resume or ""  # at the end: the next pass starts again
         old = [blob.key for blob in page.blobs if blob.written <= now - grace]
         used = await self._storage.used_blobs(old) if old else set()

@@ -15,6 +15,7 @@ from typing import Any
 import pytest
 
 from chatd.content.blobs import COPYING
+from chatd.content.orphans import COPY_IDLE
 from chatd.domain.clock import ManualClock
 from tests.backends import both
 from tests.content import (
@@ -152,3 +153,25 @@ async def test_a_temporary_copy_older_than_the_grace_is_removed_a_young_one_kept
     assert not young.exists()
     assert blob_paths(server) == [blob_path(server, used["sha256"])]
     assert (await download(alice, used["file_id"]))[0] == text_file(3)
+
+
+@pytest.fixture
+async def no_grace(db_path: Path, clock: ManualClock,
+                   storage_overrides: dict[str, Any]) -> AsyncIterator[ChatServer]:
+    server = await start_server(db_path, clock=clock, housekeeping__orphan_grace=0,
+                                **storage_overrides)
+    yield server
+    await server.stop()
+
+
+async def test_without_a_grace_a_copy_being_written_is_kept(
+        no_grace: ChatServer, clock: ManualClock) -> None:
+    # A copy written a moment ago may be a put's, still writing it: it is kept for
+    # COPY_IDLE whatever the grace, and removed after.
+    being_written = left_copy(no_grace, "ab", clock.time() - 1)
+    left = left_copy(no_grace, "cd", clock.time() - COPY_IDLE - 1)
+    assert await sweep(no_grace) == 0
+    assert being_written.exists() and not left.exists()
+    clock.advance(COPY_IDLE)
+    await sweep(no_grace)
+    assert not being_written.exists()
