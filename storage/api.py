@@ -314,16 +314,18 @@ class Storage(Protocol):
     # content. An upload puts it first, outside any transaction; the write that adds
     # the row then makes sure, under the blob's lock and once the quotas passed,
     # that it is still there (``ensure``: a cheap check, a second put when a
-    # deletion took it meanwhile). The write that deletes a row deletes the blob
-    # in its transaction, under the same lock, when no row uses it any more
-    # (``drop``), as does ``drop_unused_blob`` for an upload refused after its
-    # put. So a blob is never deleted under a row being added (on any node), and
-    # no transaction waits for a blob's upload.
+    # deletion took it meanwhile). A row's deletion is committed first and names
+    # the blob it used; ``drop_unused_blob`` then deletes that blob, under the same
+    # lock, when no row uses it any more, as it does for an upload refused after
+    # its put. So a blob is never deleted under a row being added (on any node),
+    # no row outlives its blob (a deletion that fails to commit deleted no blob),
+    # and no transaction waits for a blob's upload.
     async def add_file(self, record: FileRecord, quotas: Sequence[Quota] = (),
                        ensure: BlobWrite | None = None) -> FileRecord: ...
     async def get_file(self, file_id: int) -> FileRecord | None: ...
     async def list_files(self, room_id: int) -> list[FileRecord]: ...
-    async def delete_file(self, file_id: int, drop: BlobWrite | None = None) -> bool: ...
+    # The blob key the deleted row used; None when there was no such row.
+    async def delete_file(self, file_id: int) -> str | None: ...
     # True when no row used the blob ``key`` and it was dropped.
     async def drop_unused_blob(self, key: str, drop: BlobWrite) -> bool: ...
     # Which of ``keys`` a file's row uses: a read under no lock, which only spares

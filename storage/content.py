@@ -64,16 +64,13 @@ class ContentQueries:
                                  (room_id,))
         return [FileRecord(*row) for row in rows]
 
-    async def delete_file(self: SqliteHost, file_id: int, drop: BlobWrite | None = None) -> bool:
-        """Delete a file's record, and its blob (``drop``) when no other uses it."""
+    async def delete_file(self: SqliteHost, file_id: int) -> str | None:
+        """Delete a file's record; the blob key it used (its blob is dropped after,
+        by ``drop_unused_blob``), None when there was no such record."""
         async with self._transaction() as conn:
             rows = list(await conn.execute_fetchall(
                 "DELETE FROM files WHERE id = ? RETURNING blob_key", (file_id,)))
-            if not rows:
-                return False
-            if drop is not None:
-                await _drop_if_unused(conn, str(rows[0][0]), drop)
-        return True
+        return str(rows[0][0]) if rows else None
 
     async def drop_unused_blob(self: SqliteHost, key: str, drop: BlobWrite) -> bool:
         """Drop the blob ``key`` of an upload refused after its put, unless a row uses

@@ -281,12 +281,14 @@ class Files:
             await self._blobs.put(staged, key)
 
     async def _drop_unused(self, key: str) -> None:
-        """Drop the blob ``key`` of a refused upload when no file uses it. A failure is
-        logged, not raised: the refusal is what the uploader must be told."""
+        """Drop the blob ``key`` when no file uses it (a refused upload's, a removed
+        file's). A failure is logged, not raised: what was decided (the refusal, the
+        removal) is what the user must be told, and housekeeping's sweep drops the
+        blob later (chatd.content.orphans)."""
         try:
             await self._storage.drop_unused_blob(key, self._blobs.delete)
         except Exception:
-            log.warning("the blob of a refused upload could not be dropped",
+            log.warning("a blob no file uses could not be dropped; housekeeping will",
                         exc_info=True, extra={"fields": {"blob": key}})
 
     # -- reading -----------------------------------------------------------------
@@ -405,9 +407,12 @@ class Files:
         return record
 
     async def _forget(self, record: FileRecord) -> None:
-        """Delete ``record``, and its blob in the same transaction when no other
-        file uses it (decided under the blob's lock: storage.api, delete_file)."""
-        await self._storage.delete_file(record.id, self._blobs.delete)
+        """Delete ``record``, then its blob when no other file uses it (decided under
+        the blob's lock: storage.api, delete_file). Once the row's deletion is
+        committed: a deletion that fails to commit must leave the row its blob."""
+        key = await self._storage.delete_file(record.id)
+        if key is not None:
+            await self._drop_unused(key)
 
     async def purge_terminated(self, before: float) -> int:
         """Delete the files of rooms terminated before ``before``; returns how many."""

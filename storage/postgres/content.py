@@ -61,21 +61,13 @@ class PgContentQueries:
                                  room_id)
         return [FileRecord(*row) for row in rows]
 
-    async def delete_file(self: PgHost, file_id: int, drop: BlobWrite | None = None) -> bool:
-        """Delete a file's record, and its blob (``drop``) when no other uses it: under
-        the blob's lock, which a file of the same content being added holds from
-        before it makes sure of its blob until its row is committed."""
-        async with self._transaction() as conn:
-            key = await conn.fetchval("SELECT blob_key FROM files WHERE id = $1", file_id)
-            if key is None:
-                return False
-            await hold_blob(conn, key)
-            if await conn.fetchval("DELETE FROM files WHERE id = $1 RETURNING 1",
-                                   file_id) is None:
-                return False  # deleted meanwhile (through another node)
-            if drop is not None:
-                await _drop_if_unused(conn, key, drop)
-        return True
+    async def delete_file(self: PgHost, file_id: int) -> str | None:
+        """Delete a file's record; the blob key it used (its blob is dropped after,
+        by ``drop_unused_blob``, under the blob's lock), None when there was no such
+        record (or another node deleted it first)."""
+        key = await self._fetch_value("DELETE FROM files WHERE id = $1 RETURNING blob_key",
+                                      file_id)
+        return None if key is None else str(key)
 
     async def drop_unused_blob(self: PgHost, key: str, drop: BlobWrite) -> bool:
         """Drop the blob ``key`` of an upload refused after its put, unless a row uses

@@ -6,6 +6,7 @@ import asyncio
 import base64
 import errno
 import os
+import shutil
 from collections.abc import AsyncIterator
 from pathlib import Path
 
@@ -31,7 +32,7 @@ from tests.content import (
     text_run,
     upload,
 )
-from tests.helpers import ChatServer, Clients
+from tests.helpers import ChatServer, Clients, error_of
 
 SAMPLES = {
     "cat.png": lambda: image("PNG"),
@@ -203,6 +204,29 @@ async def test_same_content_is_stored_once(server: ChatServer, clients: Clients)
     await alice.command(f"/rmfile {second['file_id']}")
     assert blob_paths(server) == []
     assert await no_staged_files(server)
+
+
+@on_both
+async def test_a_removal_whose_blob_cannot_be_deleted_still_removes_the_file(
+        server: ChatServer, clients: Clients) -> None:
+    # The row's deletion is committed before its blob is dropped: a blob store that
+    # fails then leaves the blob to housekeeping's sweep, never a row whose blob is
+    # gone nor a removal refused once decided.
+    alice = await clients.user("alice")
+    await alice.command("/create general")
+    data = text_file()
+    stored = await upload(alice, "a.txt", data)
+    blob = blob_path(server, sha(data))
+    blob.unlink()
+    blob.mkdir()
+    (blob / "held").write_bytes(b"")  # the store's unlink of it fails, for root too
+    try:
+        assert (await alice.command(f"/rmfile {stored['file_id']}")).ok
+        refused = await error_of(alice, f"/download {stored['file_id']}")
+        assert refused["code"] == "no-such-file"
+        assert (await alice.command("/files general"))["files"] == []
+    finally:
+        shutil.rmtree(blob)
 
 
 @on_both

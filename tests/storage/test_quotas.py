@@ -196,10 +196,12 @@ async def test_a_files_blob_is_ensured_once_counted_and_dropped_with_its_last_ro
     assert not await storage.drop_unused_blob("sha1", drop)  # two rows use it
     assert await storage.drop_unused_blob("sha2", drop)  # the refused one's
     assert written[2:] == [("drop", "sha2")]
-    assert await storage.delete_file(first.id, drop)
-    assert written[3:] == []  # the second still uses it
-    assert await storage.delete_file(second.id, drop)
-    assert not await storage.delete_file(second.id, drop)
+    assert await storage.delete_file(first.id) == "sha1"
+    assert not await storage.drop_unused_blob("sha1", drop)  # the second still uses it
+    assert await storage.delete_file(second.id) == "sha1"
+    assert await storage.delete_file(second.id) is None
+    assert written[3:] == []  # a deletion drops no blob itself
+    assert await storage.drop_unused_blob("sha1", drop)
     assert written[3:] == [("drop", "sha1")]
 
 

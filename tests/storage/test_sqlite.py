@@ -893,9 +893,12 @@ async def test_files_and_keys_round_trip(storage: Storage) -> None:
     async def drop(key: str) -> None:
         dropped.append(key)
 
-    assert await storage.delete_file(stored.id, drop)
-    assert not await storage.delete_file(stored.id, drop)
-    assert dropped == ["ab12"]  # its last row gone, the blob goes with it, once
+    # The deletion names the blob its row used; the blob is dropped after it.
+    assert await storage.delete_file(stored.id) == "ab12"
+    assert await storage.delete_file(stored.id) is None
+    assert dropped == []
+    assert await storage.drop_unused_blob("ab12", drop)
+    assert dropped == ["ab12"]
     assert await storage.get_user_keys([]) == []
     await storage.put_user_key(KeyRecord(owner.id, "x1", None, "fp1", 1.0))
     await storage.put_user_key(KeyRecord(owner.id, "x2", "m2", "fp2", 2.0))
