@@ -481,5 +481,6 @@ def api_routes(links: LinkSigner) -> list[Route]:
         Route("POST", "/hooks/{id}/{secret}", post_webhook, "Post through an incoming "
               "webhook: JSON {\"text\": ...} or a text/plain body", "webhooks",
               (hook, Param("secret", "path", "the webhook's secret")), body=s.obj(text=s.STR),
-              answer=s.POSTED, auth=False, vouch=vouch_webhook, errors=(400, 403, 404, 429)),
+              answer=s.POSTED, auth=False, vouch=vouch_webhook, errors=(400, 403, 404, 429),
+              open_body=True),
     ]

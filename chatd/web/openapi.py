@@ -58,7 +58,7 @@ def _operation(route: Route) -> dict[str, Any]:
             "application/octet-stream": {"schema": {"type": "string", "format": "binary"}}}}
     elif route.body is not None:
         operation["requestBody"] = {"required": True, "content": {
-            "application/json": {"schema": _closed(route.body)}}}
+            "application/json": {"schema": _body_schema(route)}}}
     if route.auth:
         # The token scope the operation needs (/token create ... <scopes>).
         operation["x-scope"] = route.needs.value
@@ -70,11 +70,13 @@ def _operation(route: Route) -> dict[str, Any]:
     return operation
 
 
-def _closed(body: s.Schema) -> s.Schema:
+def _body_schema(route: Route) -> s.Schema:
     """A request body's schema as the server holds a body to it: a field the operation
-    does not take is refused (Call.body), not ignored. (An answer's schema stays open:
-    a client reads on when a later version adds a field.)"""
-    return {**body, "additionalProperties": False}
+    does not take is refused (Call.body), not ignored, but by an ``open_body`` route
+    (an incoming webhook's). (An answer's schema stays open: a client reads on when a
+    later version adds a field.)"""
+    assert isinstance(route.body, dict)
+    return {**route.body, "additionalProperties": route.open_body}
 
 
 def _responses(route: Route) -> dict[str, Any]:
@@ -139,7 +141,7 @@ def _section(route: Route) -> str:
     if route.body == "binary":
         body = "<p>Body: the file's bytes.</p>"
     elif route.body is not None:
-        body = (f"<p>Body (JSON):</p><pre>{esc(json.dumps(_closed(route.body), indent=1))}"
+        body = (f"<p>Body (JSON):</p><pre>{esc(json.dumps(_body_schema(route), indent=1))}"
                 "</pre>")
     else:
         body = ""

@@ -67,8 +67,9 @@ class Call:
     # the scopes it grants.
     token_id: int | None = None
     scopes: frozenset[Scope] = frozenset()
-    # The fields the operation's JSON body may hold (Route.fields).
-    fields: frozenset[str] = frozenset()
+    # The fields the operation's JSON body may hold (Route.fields); None: any, those
+    # it does not take ignored.
+    fields: frozenset[str] | None = frozenset()
 
     @property
     def me(self) -> User:
@@ -81,7 +82,7 @@ class Call:
         request meaning something else than its sender meant, and nothing said so."""
         body = self.request.json()
         for name in body:
-            if name not in self.fields:
+            if self.fields is not None and name not in self.fields:
                 taken = ", ".join(sorted(self.fields))
                 raise ChatError(Code.BAD_ARGUMENTS, f"unknown field {_shown(name)}: this "
                                 f"operation takes {taken}.", field=name)
@@ -130,6 +131,10 @@ class Route:
     # The largest body, when it is not web.max_body (an upload's is files.max_size).
     body_limit: Callable[[Config], int] | None = None
     errors: tuple[int, ...] = ()
+    # Whether a JSON body's fields the operation does not take are ignored rather than
+    # refused: an incoming webhook's senders are programs built for other chat
+    # services too, whose payloads carry fields of their own (username, icon_emoji).
+    open_body: bool = False
     # The token scope it needs; by default read for a GET, post for anything else.
     scope: Scope | None = None
     # Scopes it needs beside that one (a webhook's creation: moderate, and post, since
@@ -162,8 +167,11 @@ class Route:
         return self.body_limit(config) if self.body_limit else config.web.max_body
 
     @property
-    def fields(self) -> frozenset[str]:
-        """The fields its JSON body may hold (none when it takes no JSON body)."""
+    def fields(self) -> frozenset[str] | None:
+        """The fields its JSON body may hold (none when it takes no JSON body; None
+        when any may be given, those it does not take ignored: ``open_body``)."""
+        if self.open_body:
+            return None
         if isinstance(self.body, dict):
             return frozenset(self.body.get("properties", {}))
         return frozenset()
