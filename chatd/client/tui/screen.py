@@ -22,7 +22,8 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
+from functools import lru_cache
 
 from prompt_toolkit.application import Application
 from prompt_toolkit.buffer import Buffer
@@ -55,7 +56,8 @@ from chatd.client.tui.controller import Controller, Reconnect
 from chatd.client.tui.lines import Line
 from chatd.client.tui.paint import fragments, style_sheet, theme_of, wrap
 from chatd.client.tui.session import ClientSession
-from chatd.client.tui.state import ChatState
+from chatd.client.tui.state import SCROLLBACK, ChatState
+from chatd.protocol.render import Theme
 
 ROOM_LIST_WIDTH = 20
 # On a narrow terminal the room list takes at most this share of the width: at 40
@@ -64,6 +66,17 @@ ROOM_LIST_SHARE = 4
 INPUT_ROWS = 5  # the input line grows to show a paste of several lines, up to this
 WHEEL_ROWS = 3
 TICK = 1.0  # seconds between redraws that expire typing notices
+
+
+# Lines kept wrapped (at one width, in one theme): every line of a conversation's
+# scrollback and as many again, so that a view scrolled to its top wraps each once.
+WRAPPED_LINES = 2 * SCROLLBACK
+
+
+def _wrapped(line: Line, theme: Theme | None, current: str | None,
+             width: int) -> tuple[StyleAndTextTuples, ...]:
+    """The screen rows of ``line``: the same for the same line, theme, room and width."""
+    return tuple(wrap(fragments(line, theme, current), width))
 
 
 class ScrollbackControl(UIControl):
@@ -76,6 +89,10 @@ class ScrollbackControl(UIControl):
         self.on_top = on_top
         self.on_wheel = on_wheel
         self.height = 0
+        # A redraw (a key, the clock's tick) lays out every line from the newest up to
+        # the top of the view: wrapped afresh each time, a view scrolled to the top of
+        # thousands of lines took most of a second a redraw, and keys waited on it.
+        self._rows = lru_cache(maxsize=WRAPPED_LINES)(_wrapped)
 
     def create_content(self, width: int, height: int) -> UIContent:
         self.height = height
@@ -84,16 +101,13 @@ class ScrollbackControl(UIControl):
         current = shown.key if shown.is_room else None
         if shown.unplaced:  # lines came below a view scrolled up: it keeps its place
             newer = list(shown.lines)[-shown.unplaced:]
-            shown.scroll += sum(len(wrap(fragments(line, theme, current), width))
+            shown.scroll += sum(len(self._rows(line, theme, current, width))
                                 for line in newer)
             shown.unplaced = 0
         need, scroll = shown.scroll + height, shown.scroll
-        rows: list[StyleAndTextTuples] = []
-        for line in reversed(shown.lines):
-            rows[:0] = wrap(fragments(line, theme, current), width)
-            if len(rows) >= need:
-                break
-        else:  # every line held is in reach: no scrolling past the oldest
+        rows = self._newest_rows((self._rows(line, theme, current, width)
+                                  for line in reversed(shown.lines)), need)
+        if len(rows) < need:  # every line held is in reach: no scrolling past the oldest
             limit = max(0, len(rows) - height)
             if shown.scroll > limit and shown.is_room and not shown.history_done:
                 self.on_top()  # older lines are wanted: the request stands while they come
@@ -107,6 +121,22 @@ class ScrollbackControl(UIControl):
         visible[:0] = [[] for _ in range(height - len(visible))]
         return UIContent(get_line=lambda i: visible[i], line_count=len(visible),
                          show_cursor=False)
+
+    @staticmethod
+    def _newest_rows(newest_first: Iterable[tuple[StyleAndTextTuples, ...]],
+                     need: int) -> list[StyleAndTextTuples]:
+        """The rows of the newest lines, oldest first, enough for ``need`` rows (fewer
+        when the lines run out)."""
+        taken: list[tuple[StyleAndTextTuples, ...]] = []
+        count = 0
+        for line_rows in newest_first:
+            taken.append(line_rows)
+            count += len(line_rows)
+            if count >= need:
+                break
+        # Put in order once: rows put before the others one line at a time would move
+        # every row taken so far, for each line.
+        return [row for line_rows in reversed(taken) for row in line_rows]
 
     def mouse_handler(self, mouse_event: MouseEvent) -> None:
         if mouse_event.event_type == MouseEventType.SCROLL_UP:
