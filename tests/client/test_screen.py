@@ -393,6 +393,35 @@ async def test_an_end_to_end_room_on_the_full_screen(
     assert "\N{LOCK}" in alice.text()
 
 
+async def test_a_tab_in_an_end_to_end_message_loses_no_text_at_the_edge(
+        clients: Clients, person: Callable[..., object], tmp_path: Path) -> None:
+    # The server turns a plain message's TAB into a space; it cannot in ciphertext. A
+    # TAB measured as no cell, yet drawn as ^I (two), pushed the row's end past the
+    # edge, where it was cut off.
+    bob = await bob_in(clients, "vault")
+    await bob.command("/e2e on vault")
+    bob_keys, _ = Keyring.open(tmp_path / "bob", "test")
+    bob_session = ClientSession(bob, bob_keys)
+    bob_session.user, bob_session.current_room = "bob", "vault"
+    await bob_session.publish_key()
+    alice: Person = await person("alice", columns=40)  # type: ignore[misc]
+    await alice.joins("vault")
+    await settle(bob)
+    alice.type("hello" + ENTER)  # her sender key reaches bob with it
+    await bob_session.show(await next_message(bob_session))
+    words = ["name\tsize\tkind\tdate", "alpha", "bravo", "charlie", "delta", "echo",
+             "foxtrot", "golf", "hotel", "india", "juliet"]
+    await bob_session.send_text(" ".join(words))
+    await alice.sees("juliet", "the message")
+    rows = [row.split("\N{BOX DRAWINGS LIGHT VERTICAL}", 1)[1] for row in alice.rows()
+            if "\N{BOX DRAWINGS LIGHT VERTICAL}" in row]
+    first = next(i for i, row in enumerate(rows) if "<bob>" in row)
+    message = [rows[first].split("<bob>", 1)[1], *rows[first + 1:]]
+    # Every word is on screen, the TAB a space as in a message the server could read.
+    assert " ".join(" ".join(row.split()) for row in message if row.strip()) == " ".join(
+        word.replace("\t", " ") for word in words), message
+
+
 async def test_the_client_reconnects_after_a_restart(tmp_path: Path, person: Callable[..., object]
                                                      ) -> None:
     db = tmp_path / "restart.db"

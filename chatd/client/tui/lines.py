@@ -16,10 +16,12 @@ from chatd.protocol.render import Style, render
 # sequence inside an encrypted message (which the server cannot clean) may
 # recolour the screen or move the cursor, and no bidirectional override or
 # isolate may reorder what a terminal that lays out bidirectional text draws
-# after it (a name, another message's words); the marks LRM and RLM stay.
+# after it (a name, another message's words); the marks LRM and RLM stay. A TAB
+# becomes a space, as the server makes it in the text it can read: a terminal
+# advances a TAB to a column of its own choosing, which no row's measure knows.
 _BIDI_FORCING = (*range(0x202A, 0x202F), *range(0x2066, 0x206A))
 _CONTROLS = {c: "\ufffd" for c in (*range(0x20), 0x7F, *range(0x80, 0xA0), *_BIDI_FORCING)
-             if c not in (9, 10)}
+             if c not in (9, 10)} | {9: " "}
 _PLAIN = Style()
 # After a bot's name (a bot account's or a webhook's message): as /who marks a bot.
 BOT_MARK = " (bot)"
