@@ -406,6 +406,7 @@ async def test_a_tab_in_an_end_to_end_message_loses_no_text_at_the_edge(
     await bob_session.publish_key()
     alice: Person = await person("alice", columns=40)  # type: ignore[misc]
     await alice.joins("vault")
+    await alice.sees("You joined #vault")  # the join's lines, before bob's message
     await settle(bob)
     alice.type("hello" + ENTER)  # her sender key reaches bob with it
     await bob_session.show(await next_message(bob_session))
@@ -844,6 +845,9 @@ async def test_a_long_message_wraps_between_words(
     bob = await bob_in(clients, "general")
     alice: Person = await person("alice", columns=40)  # type: ignore[misc]
     await alice.joins("general")
+    # The join's own lines are added once the room is on screen (after its history is
+    # asked for): before them, bob's message would not be the newest line.
+    await alice.sees("You joined #general")
     await bob.command("/say general " + " ".join(words))
     await alice.sees("<bob> ", "the message")  # drawn whole, at once
     rows = [row.split("\N{BOX DRAWINGS LIGHT VERTICAL}", 1)[1] for row in alice.rows()
