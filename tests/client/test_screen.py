@@ -807,6 +807,28 @@ async def test_the_prompt_comes_back_after_a_line_wider_than_the_screen(
     await alice.sees(lambda p: p.input_row == "#general> short", "a short line typed")
 
 
+async def test_the_prompt_comes_back_after_a_wide_line_is_emptied_or_the_screen_widens(
+        clients: Clients, person: Callable[..., object]) -> None:
+    await bob_in(clients, "general")
+    alice: Person = await person("alice")  # type: ignore[misc]
+    await alice.joins("general")
+    alice.type("x" * 120)
+    await alice.sees(lambda p: p.input_row.endswith("x" * 20), "the long line")
+    alice.type("\x15")  # Ctrl-U empties it, unsent
+    await alice.sees(lambda p: p.input_row == "#general>", "the prompt after Ctrl-U")
+    # A terminal narrower than the prompt scrolls the line sideways to its cursor;
+    # widened again, it shows the prompt whole.
+    terminal = alice.screen.app.output
+    assert isinstance(terminal, Terminal)
+    terminal.columns = 4
+    alice.screen.app.invalidate()
+    await alice.sees(lambda p: p.screen.app.renderer._last_size is not None
+                     and p.screen.app.renderer._last_size.columns == 4, "the narrow screen")
+    terminal.columns = COLUMNS
+    alice.type("hi")
+    await alice.sees(lambda p: p.input_row == "#general> hi", "the prompt, widened")
+
+
 async def test_a_direct_conversation_is_one_whatever_the_case(
         clients: Clients, person: Callable[..., object]) -> None:
     bob = await bob_in(clients)

@@ -49,6 +49,7 @@ from prompt_toolkit.layout.processors import BeforeInput
 from prompt_toolkit.mouse_events import MouseEvent, MouseEventType
 from prompt_toolkit.output import Output
 from prompt_toolkit.styles import BaseStyle, DynamicStyle
+from prompt_toolkit.utils import get_cwidth
 
 from chatd.client.tui.clusterwindow import ClusterWindow
 from chatd.client.tui.complete import ChatCompleter, Vocabulary
@@ -180,11 +181,26 @@ class Screen:
             ClusterWindow(self.scrollback),
         ])
         status = Window(FormattedTextControl(self._status), height=1, style="class:status")
-        prompt = BeforeInput(lambda: f"{self.state.shown.title}> ", style="class:prompt")
-        line = self._line = Window(BufferControl(self.input, input_processors=[prompt]),
-                                   height=self._input_height)
+        prompt = BeforeInput(self._prompt, style="class:prompt")
+        line = Window(BufferControl(self.input, input_processors=[prompt]),
+                      height=self._input_height, get_horizontal_scroll=self._sideways)
         return FloatContainer(HSplit([body, status, line]), floats=[
             Float(xcursor=True, ycursor=True, content=CompletionsMenu(max_height=8))])
+
+    def _prompt(self) -> str:
+        return f"{self.state.shown.title}> "
+
+    def _sideways(self, line: Window) -> int:
+        """How far the input line is scrolled sideways: as far as before, but never past
+        what its cursor's line needs. prompt_toolkit keeps a scroll while the cursor is
+        in sight, so a line emptied (Enter, Ctrl-U) or a terminal widened after being
+        narrower than the prompt stayed scrolled, the prompt out of sight."""
+        document = self.input.document
+        shown = (self._prompt() if document.cursor_position_row == 0 else "") + \
+            document.current_line
+        # The cell after the text, where the cursor may be, is in sight too.
+        needed = get_cwidth(shown) + 1 - self.app.output.get_size().columns
+        return max(0, min(line.horizontal_scroll, needed))
 
     def _input_height(self) -> Dimension:
         """One row, or one per line of a paste: shown on one row, its last line alone
@@ -265,9 +281,6 @@ class Screen:
     def _accept(self, buffer: Buffer) -> bool:
         self._queue.put_nowait(buffer.text)
         self.controller.state.shown.to_bottom()  # what you send, you see
-        # The window scrolled sideways along a line wider than itself; the empty line
-        # that follows would otherwise be drawn scrolled out of sight, prompt and all.
-        self._line.horizontal_scroll = 0
         return False
 
     async def _typed_lines(self) -> None:
