@@ -9,8 +9,10 @@ a crash never leaves half a key behind.
 from __future__ import annotations
 
 import contextlib
+import errno
 import json
 import os
+import secrets
 from pathlib import Path
 from typing import Any
 
@@ -91,10 +93,13 @@ def write_secret(path: Path, data: bytes, overwrite: bool = False) -> None:
     """Create ``path`` holding ``data`` with mode 0600 from the first byte on.
 
     A temporary file in the same directory is created with O_EXCL and mode
-    0600, filled, synced, then renamed over ``path`` (atomic on POSIX).
+    0600, filled, synced, then put in place atomically: renamed over ``path``
+    when ``overwrite``, else linked to it, which fails rather than replace a file
+    another process made meanwhile (:class:`KeyFileExists`).
     """
     _refuse_existing(path, overwrite)
-    temp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    # Unique to this write: another writing the same file at once has its own.
+    temp = path.with_name(f".{path.name}.{os.getpid()}.{secrets.token_hex(4)}.tmp")
     try:
         fd = os.open(temp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_NOFOLLOW", 0),
                      PRIVATE_MODE)
@@ -108,16 +113,43 @@ def write_secret(path: Path, data: bytes, overwrite: bool = False) -> None:
             out.write(data)
             out.flush()
             os.fsync(out.fileno())
-        os.replace(temp, path)
+        _put_in_place(temp, path, overwrite)
     except BaseException:
         with contextlib.suppress(OSError):
             temp.unlink()
         raise
 
 
+class KeyFileExists(CryptError):
+    """The file to write exists (made meanwhile, perhaps, by another process)."""
+
+
+# Where a file system has no hard links (some network or FUSE mounts).
+_NO_LINKS = frozenset({errno.EPERM, errno.ENOTSUP, errno.EOPNOTSUPP, errno.EXDEV})
+
+
+def _put_in_place(temp: Path, path: Path, overwrite: bool) -> None:
+    """Move the written ``temp`` to ``path``; unless ``overwrite``, never over a file
+    that appeared since the check before writing (two first runs at once)."""
+    if overwrite:
+        os.replace(temp, path)
+        return
+    try:
+        os.link(temp, path)
+    except FileExistsError:
+        raise KeyFileExists(f"{path} exists; use --force to replace it") from None
+    except OSError as exc:
+        if exc.errno not in _NO_LINKS:
+            raise
+        _refuse_existing(path, overwrite)  # checked again, as close as it can be
+        os.replace(temp, path)
+        return
+    temp.unlink()
+
+
 def _refuse_existing(path: Path, overwrite: bool) -> None:
     if path.exists() and not overwrite:
-        raise CryptError(f"{path} exists; use --force to replace it")
+        raise KeyFileExists(f"{path} exists; use --force to replace it")
 
 
 def read_password_line(path: Path) -> bytes:

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import os
 import stat
 from pathlib import Path
 
+import pytest
 from rich.console import Console
 
 from chatd.client.tui.keyring import (
@@ -47,6 +49,27 @@ def test_an_identity_written_meanwhile_is_the_one_kept(tmp_path: Path) -> None:
     second, _ = Keyring.open(tmp_path, "srv:1", pq=False)  # started before the first logs in
     assert first.keep_identity() and not second.keep_identity()
     assert second.identity.x25519_public == first.identity.x25519_public
+
+
+def test_an_identity_written_by_another_while_this_one_writes_is_kept(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    # Two first runs at once: the other client's file appears after this one looked
+    # and before its own is in place. Neither replaces the other's: one key, both use it.
+    first, _ = Keyring.open(tmp_path, "srv:1", pq=False)
+    second, _ = Keyring.open(tmp_path, "srv:1", pq=False)
+    real_fsync = os.fsync
+
+    def other_client_writes_meanwhile(fd: int) -> None:
+        real_fsync(fd)
+        monkeypatch.setattr(os, "fsync", real_fsync)
+        assert first.keep_identity()
+
+    monkeypatch.setattr(os, "fsync", other_client_writes_meanwhile)
+    assert not second.keep_identity()
+    assert second.identity.x25519_public == first.identity.x25519_public
+    kept, new = Keyring.open(tmp_path, "srv:1")
+    assert not new and kept.identity.x25519_public == first.identity.x25519_public
+    assert sorted(p.name for p in tmp_path.iterdir()) == [IDENTITY_FILE]  # no copy left
 
 
 def test_trust_on_first_use(tmp_path: Path) -> None:

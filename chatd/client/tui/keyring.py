@@ -20,7 +20,7 @@ from typing import Any
 from chatd.client.tui.roomkeys import SENDER_KEYS_FILE, SenderKeys
 from chatd.crypto import CryptError
 from chatd.crypto.envelope import Identity, pq_available
-from chatd.crypto.keys import read_private, write_private, write_secret
+from chatd.crypto.keys import KeyFileExists, read_private, write_private, write_secret
 
 APP = "chatd-client"
 IDENTITY_FILE = "identity.key"
@@ -150,11 +150,11 @@ class Keyring:
         if not self.unsaved:
             return False
         path = ensure_dir(self.directory) / IDENTITY_FILE
-        if path.exists():
-            self.identity = read_private(path)
-            wrote = False
-        else:
+        try:
             write_private(path, self.identity)
             wrote = True
+        except KeyFileExists:
+            self.identity = read_private(path)
+            wrote = False
         self.unsaved = False
         return wrote
