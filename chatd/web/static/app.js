@@ -590,7 +590,9 @@ const loadNotifications = oneWalkAtATime(async () => {
   do {
     clears = state.notificationClears;
     reply = await conn.walk("/notifications", {notifications: "id"}, ["dropped"]);
-    notificationsDropped(reply.dropped);
+    // A clear answered meanwhile cleared the count with the list: what this walk was
+    // told before it is not shown over the emptied list.
+    if (clears === state.notificationClears) notificationsDropped(reply.dropped);
   } while (clears !== state.notificationClears);
   if (reply.type === "ok") {
     state.notifications = reply.notifications.sort((a, b) => a.id - b.id);
