@@ -35,7 +35,7 @@ from chatd.irc.lookup import rooms_of
 from chatd.irc.messages import when_paid
 from chatd.irc.numerics import IrcError
 from chatd.irc.people import clean_username
-from chatd.irc.session import NO_QUIT_MESSAGE
+from chatd.irc.session import CAP_302, NO_QUIT_MESSAGE
 from chatd.irc.views import PREFIX_TOKEN
 from chatd.irc.welcome import REALNAME_MAX, welcome
 
@@ -60,12 +60,16 @@ def cap(ctx: IrcContext) -> Awaitable[None] | None:
     if sub == "LS":
         _negotiating(session, True)
         version = ctx.params[1] if len(ctx.params) > 1 else ""
-        modern = names.is_number(version) and int(version) >= 302
+        if names.is_number(version) and int(version) >= 302:
+            # For the rest of the connection, as IRCv3's capability negotiation says:
+            # a later CAP LS without a version is still shown the values.
+            session.spoke_302()
+        modern = session.speaks_302
         shown = [f"{c}={_CAP_VALUES[c]}" if modern and c in _CAP_VALUES else c
                  for c in CAPABILITIES]
         _cap_reply(ctx, "LS", " ".join(shown))
     elif sub == "LIST":
-        _cap_reply(ctx, "LIST", " ".join(sorted(session.caps)))
+        _cap_reply(ctx, "LIST", " ".join(sorted(session.caps - {CAP_302})))
     elif sub == "REQ":
         _negotiating(session, True)
         _request(ctx, ctx.params[1] if len(ctx.params) > 1 else "")

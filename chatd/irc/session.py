@@ -89,6 +89,12 @@ class Quitting(Protocol):
 # or dict of its own (10,000 held connections, three empty sets each, were
 # 650 of the 3,400 bytes each cost). The state replaces them when they change.
 _NONE: frozenset[Any] = frozenset()
+# Kept among a connection's capabilities, though no capability: the client sent
+# CAP LS 302 (or later), which holds for the rest of the connection. A member of
+# the set it already has, not a slot of every connection; CAP LIST leaves it out.
+CAP_302: Final = "302"
+# The capabilities of a 302 client that asked for none: one set all such share.
+_ONLY_302: frozenset[str] = frozenset({CAP_302})
 _NO_NICKS: Mapping[str, str] = MappingProxyType({})
 # The user modes, in the order MODE shows them: i (invisible), o (OPER
 # succeeded: a server admin), w (receives WALLOPS), B (a bot, IRCv3 bot mode).
@@ -186,10 +192,20 @@ class IrcState(Session):
     def set_caps(self, caps: Set[str]) -> None:
         """Change the capabilities; a tapped lane renders the old tag mode."""
         self.out.untap()
-        self.caps = frozenset(caps) or _NONE
+        kept = frozenset(caps)
+        self.caps = _ONLY_302 if kept == _ONLY_302 else kept or _NONE
         self.key = cache_key("server-time" in caps, "message-tags" in caps,
                              "multi-prefix" in caps)
         self.lane = self.listener.renderer.lane(self.key)
+
+    @property
+    def speaks_302(self) -> bool:
+        """Whether the client sent CAP LS 302 (or later) at some point."""
+        return CAP_302 in self.caps
+
+    def spoke_302(self) -> None:
+        if not self.speaks_302:
+            self.set_caps(self.caps | {CAP_302})
 
     def shown_joined(self, room_id: int) -> None:
         if isinstance(self.joined, set):

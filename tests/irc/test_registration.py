@@ -143,6 +143,21 @@ async def test_cap_ls_without_302_shows_bare_names(irc: IrcFactory) -> None:
     assert "sasl" in (await client.expect("CAP")).params[2].split()
 
 
+async def test_cap_302_holds_for_the_rest_of_the_connection(server: ChatServer,
+                                                             irc: IrcFactory) -> None:
+    await _account(server, "bob")
+    client = await irc()
+    client.send("CAP LS 302", "CAP LS")
+    for _ in range(2):
+        assert "sasl=PLAIN" in (await client.expect("CAP")).params[2].split()
+    client.send("CAP LIST")
+    assert (await client.expect("CAP")).params[1:] == ("LIST", "")
+    client.send(f"PASS bob:{PASSWORD}", "NICK bob", "USER bob 0 * :Bob", "CAP END")
+    await client.expect("001")
+    client.send("CAP LS")  # after registration too
+    assert "sasl=PLAIN" in (await client.expect("CAP")).params[2].split()
+
+
 async def test_sasl_plain_success(server: ChatServer, irc: IrcFactory) -> None:
     await _account(server, "carol")
     client = await irc()
