@@ -82,6 +82,11 @@ async def authenticate(ctx: IrcContext) -> None:
     pending, data = ctx.session.pending, ctx.params[0]
     if pending is None or pending.grant is not None:
         raise _too_late(ctx, pending is None)
+    if "sasl" not in ctx.session.caps:
+        # SASL is negotiated first (IRCv3 sasl-3.1): 904, the failure every SASL
+        # client reads and then registers without, rather than a silent pass.
+        pending.sasl = None
+        raise IrcError(n.ERR_SASLFAIL, "SASL authentication failed: CAP REQ sasl first")
     if data == "*":
         pending.sasl = None
         raise IrcError(n.ERR_SASLABORTED, "SASL authentication aborted")

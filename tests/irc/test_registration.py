@@ -194,6 +194,24 @@ async def test_sasl_failures(server: ChatServer, irc: IrcFactory) -> None:
     assert any(" 464 " in line for line in await client.closed())
 
 
+async def test_sasl_without_the_capability_fails_with_904(server: ChatServer,
+                                                            irc: IrcFactory) -> None:
+    """AUTHENTICATE before CAP REQ sasl: refused (904), not run; once the capability
+    is negotiated, the same exchange logs in."""
+    await _account(server, "carol")
+    client = await irc()
+    client.send("CAP LS 302", "NICK carol", "USER c 0 * :Carol")
+    await client.expect("CAP")
+    client.send("AUTHENTICATE PLAIN")
+    refused = await client.expect("904", "AUTHENTICATE")
+    assert refused.command == "904" and "CAP REQ sasl" in refused.params[-1]
+    client.send("CAP REQ :sasl")
+    await client.expect("CAP")
+    assert (await client.sasl("carol", PASSWORD)).command == "903"
+    client.send("CAP END")
+    assert (await client.expect("001")).params[0] == "carol"
+
+
 @pytest.mark.server(accounts__guests=True)
 async def test_registration_ending_during_an_exchange_aborts_it_with_906(
         irc: IrcFactory) -> None:
@@ -214,7 +232,7 @@ async def test_sasl_payload_in_400_byte_chunks(server: ChatServer, irc: IrcFacto
     await server.services.accounts.create(name, password)
     client = await irc()
     payload = base64.b64encode(f"{name}\0{name}\0{password}".encode() + b"\0" * 200).decode()
-    client.send("AUTHENTICATE PLAIN")
+    client.send("CAP REQ :sasl", "AUTHENTICATE PLAIN")
     await client.expect("AUTHENTICATE")
     chunks = [payload[i:i + 400] for i in range(0, len(payload), 400)]
     assert len(chunks[0]) == 400
@@ -232,6 +250,7 @@ async def test_failed_logins_are_limited_like_the_line_protocol(irc: IrcFactory,
                                                                 server: ChatServer) -> None:
     await _account(server, "dave")
     client = await irc()
+    client.send("CAP REQ :sasl")
     for _ in range(5):
         assert (await client.sasl("dave", "wrong-pw")).command == "904"
     # The IP is now refused before the password is checked, even a right one.
@@ -269,6 +288,7 @@ async def test_an_empty_sasl_password_is_malformed_and_no_failed_login(
     were, and the right password logs in after them on the same connection."""
     await _account(server, "erin")
     client = await irc()
+    client.send("CAP REQ :sasl")
     for _ in range(6):
         refused = await client.sasl("erin", "")
         assert refused.command == "904"

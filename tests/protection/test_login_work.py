@@ -86,10 +86,11 @@ async def test_irc_pass_and_sasl_of_an_unknown_account_check_a_hash_of_that_cost
         client = await IrcClient.connect(server.irc.port)
         try:
             spy.costs()
+            client.send("CAP REQ :sasl")
             assert (await client.sasl(account, "wrong-password")).command == "904"
             assert spy.costs() == [COST]
             client.send(f"PASS {account}:wrong-password", f"NICK {account}",
-                        f"USER {account} 0 * :{account}")
+                        f"USER {account} 0 * :{account}", "CAP END")
             assert any(" 464 " in line for line in await client.closed())
             assert spy.costs() == [COST]
         finally:
