@@ -237,7 +237,8 @@ class IrcContext:
         declared = self.command.errors if self.command is not None else {}
         numeric = declared.get(exc.code) or n.ERRORS.get(exc.code, n.ERR_UNKNOWNERROR)
         about = {"nick": self.target, "channel": self.channel, "command": self.message.command}
-        self._refuse(numeric, (*(about[s] for s in n.SHAPES.get(numeric, ())), exc.message))
+        subjects = [about[s] for s in n.SHAPES.get(numeric, ())]
+        self._refuse(numeric, (*subjects, _after_subject(exc.message, subjects)))
 
     def _refuse(self, numeric: str, params: Sequence[str]) -> None:
         """An error numeric: its subjects (the command, channel or nick as the client
@@ -409,3 +410,16 @@ def _crashed(ctx: IrcContext) -> None:
         "session": ctx.session.id, "command": ctx.message.command}})
     ctx.fail(ChatError(Code.INTERNAL_ERROR,
                        "something went wrong on the server; it has been logged."))
+
+
+def _after_subject(sentence: str, subjects: Sequence[str]) -> str:
+    """The domain's sentence without the subject it starts with when the numeric
+    names it already (``404 nick #kk :#kk is moderated: ...`` shows as "#kk #kk is
+    moderated" in irssi): ``is moderated: ...``. The line protocol keeps its own."""
+    if not subjects:
+        return sentence
+    first = subjects[0]
+    head, rest = sentence[:len(first)], sentence[len(first):]
+    if first in {"", "*"} or head.casefold() != first.casefold() or not rest.startswith(" "):
+        return sentence
+    return rest.lstrip() or sentence

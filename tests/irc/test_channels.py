@@ -371,4 +371,4 @@ async def test_an_outsider_learns_nothing_of_a_secret_channel_but_its_name_taken
         "323", "318", "315", "366", "403", "473", "471"], told
     assert not [line for line in told if any(word in line for word in (
         "bob", "the plan", "psst", " 2 "))], told
-    assert said[-2].command == "471" and said[-2].params[1:] == ("#den", "#den is full.")
+    assert said[-2].command == "471" and said[-2].params[1:] == ("#den", "is full.")

@@ -266,7 +266,7 @@ async def test_refusals_name_no_line_protocol_command(irc: IrcFactory, clients: 
     bob.send("PRIVMSG #vault :in the clear")
     refused = await bob.expect("404")
     # The line protocol says "send with /emsg from ..."; IRC has no /emsg.
-    assert refused.params[1:] == ("#vault", "#vault is end-to-end encrypted: send from a "
+    assert refused.params[1:] == ("#vault", "is end-to-end encrypted: send from a "
                                   "client that encrypts (chatd-client).")
 
 

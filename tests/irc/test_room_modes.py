@@ -124,7 +124,7 @@ async def test_join_with_keys_and_a_full_channel(server: ChatServer, irc: IrcFac
     await alice.expect("MODE")
     bob.send("JOIN #m")
     assert (await bob.expect("475")).params[1:] == (
-        "#m", "#m needs a key to join, and you gave no key.")
+        "#m", "needs a key to join, and you gave no key.")
     bob.send("JOIN #m,#open wrong")
     assert (await bob.expect("475", "JOIN")).command == "475"
     assert (await bob.expect("JOIN")).params == ("#open",)
@@ -132,6 +132,24 @@ async def test_join_with_keys_and_a_full_channel(server: ChatServer, irc: IrcFac
     assert (await bob.expect("JOIN")).params == ("#m",)
     carol.send("JOIN #m sesame")
     assert (await carol.expect("471")).params[1] == "#m"
+
+
+async def test_a_refusal_does_not_repeat_the_channel_its_numeric_names(
+        irc: IrcFactory, clients: Clients) -> None:
+    """404's channel parameter names the room: its text does not start with it again
+    (irssi showed "#m #m is moderated..."); the line protocol's sentence keeps it."""
+    alice, bob = await irc("alice"), await irc("bob")
+    await _room(alice, bob)
+    line = await clients.user("carol")
+    await line.command("/join m")
+    alice.send("MODE #m +m")
+    await bob.expect("MODE")
+    bob.send("PRIVMSG #m :hello?")
+    refused = await bob.expect("404")
+    assert refused.params[1] == "#m"
+    assert refused.params[2].startswith("is moderated: only members with voice")
+    said = await line.command("/say m hello?", check=False)
+    assert said["code"] == "moderated" and said["message"].startswith("#m is moderated: ")
 
 
 async def test_a_moderated_channel_and_voice(server: ChatServer, irc: IrcFactory,
