@@ -105,7 +105,10 @@ class Gate:
         (:data:`STANDING`; an entry of a node of a version before does not)."""
         if isinstance(event, Kicked | Left | Banned):
             # Out of the room: a role is given anew by a join (as its copy has it).
-            code = Code.BANNED if isinstance(event, Banned) else Code.NOT_IN_ROOM
+            # A departure after a ban of the name (an IRC guest of another node,
+            # taken out by its own node once it read the ban) leaves it banned.
+            code = Code.BANNED if isinstance(event, Banned) or self._banned(
+                room_id, event.user) else Code.NOT_IN_ROOM
             self._roles.pop(self._close(room_id, event.user, code, None), None)
         elif isinstance(event, Muted):
             self._close(room_id, event.user, Code.MUTED, event.until)
@@ -117,6 +120,10 @@ class Gate:
                 _remember(self._moderated, room_id, event.modes.moderated)
         elif standing and isinstance(event, ROLE_CHANGES):
             self._take_roles(room_id, event)
+
+    def _banned(self, room_id: int, user: str) -> bool:
+        closed = self._closed.get((room_id, name_key(user)))
+        return closed is not None and closed[0] is Code.BANNED
 
     def _take_roles(self, room_id: int, event: Event) -> None:
         assert isinstance(event, ROLE_CHANGES)

@@ -128,6 +128,9 @@ class Guests:
         # A cluster's: where the other nodes read the bans this node decides.
         self.shared: SharedBans | None = None
         self._tasks: set[asyncio.Task[None]] = set()
+        # (room id, guest id) of this node's guests leaving a room another node's ban
+        # holds them out of: each taken out once, whatever reads the ban meanwhile.
+        self._evicting: set[tuple[int, int]] = set()
 
     @property
     def enabled(self) -> bool:
@@ -313,6 +316,60 @@ class Guests:
             self._bans[room_id] = bans
         else:
             self._bans.pop(room_id, None)
+        room = self._services.rooms.get(room_id)
+        if room is not None and bans:
+            self._evict_banned(room)
+
+    def _evict_banned(self, room: Room) -> None:
+        """This node's guests in ``room`` whose nick a ban holds, a ban decided through
+        another node (which does not know them), leave the room as a ban takes them
+        out on their own node. In the background: the bans are read in the room's
+        transaction too, and the departure takes one of its own."""
+        for member in list(room.members.values()):
+            session = self._online.get(name_key(member.name))
+            user = session.user if session is not None else None
+            if (user is None or user.id != member.user_id or (room.id, user.id) in self._evicting
+                    or self._ban_holding(room, user) is None):
+                continue
+            self._evicting.add((room.id, user.id))
+            task = asyncio.ensure_future(self._evict(room, user))
+            self._tasks.add(task)
+            task.add_done_callback(self._tasks.discard)
+
+    def _ban_holding(self, room: Room, user: User) -> GuestBan | None:
+        """The ban of ``room`` that holds the guest ``user`` by its nick, read from where
+        the cluster keeps them (its ``guest`` unknown, 0): not one this node is
+        applying to it (its own departure takes it out)."""
+        ban = self._bans.get(room.id, {}).get(name_key(user.name))
+        if ban is None or ban.guest == user.id or not ban.holds(self._services.clock.time()):
+            return None
+        return ban
+
+    async def _evict(self, room: Room, user: User) -> None:
+        """Take the guest ``user`` out of ``room``, in the room's transaction, if a ban
+        still holds it then (not lifted, the guest not renamed or gone meanwhile).
+        The ban's MODE +b reached the room from the deciding node: the guest's
+        departure is told as the KICK that follows it on one node, by the ban's
+        setter, once (a later reading of the ban finds it gone)."""
+        ban = self._ban_holding(room, user)
+
+        async def still_banned() -> None:
+            if self._ban_holding(room, user) is None:
+                raise _NoLongerBanned
+
+        try:
+            if ban is None:
+                raise _NoLongerBanned
+            await self._services.rooms.remove(room, user, "kick", ban.actor, "",
+                                              missing_ok=True, prepare=still_banned,
+                                              audited="banned")
+        except (_NoLongerBanned, ChatError):
+            pass  # lifted, renamed, gone, or the room ended: nothing to take out
+        except Exception:  # the server may be stopping: nothing of it was stored
+            log.warning("a banned guest's departure failed", exc_info=True,
+                        extra={"fields": {"user": user.name, "room": room.name}})
+        finally:
+            self._evicting.discard((room.id, user.id))
 
     def _ended(self, room_id: int, kept: bool) -> None:
         """The room, read again just before its bans, is no live room: it ended, and
@@ -513,6 +570,10 @@ class Guests:
                                 extra={"fields": {"user": user.name, "room": room.name}})
         finally:
             self._quitting.discard(name_key(user.name))
+
+
+class _NoLongerBanned(Exception):
+    """The guest a ban held is no longer held by it when its departure's turn came."""
 
 
 def _authorize(action: Action, room: Room, actor: User | None,

@@ -64,6 +64,17 @@ def test_joining_again_and_unmuting_open_the_gate() -> None:
     assert len(gate) == 0
 
 
+def test_a_departure_after_a_ban_of_the_name_leaves_it_banned() -> None:
+    # An IRC guest of another node whose nick was banned leaves once its node reads
+    # the ban (a kick): what it posted, ordered after that, is still the ban's to
+    # refuse, also where non-members may post.
+    gate = Gate()
+    gate.apply(1, Banned("hall", "visitor", "ann"))
+    gate.apply(1, Kicked("hall", "visitor", "ann"))
+    refusal = gate.refusal(1, "hall", said("visitor"))
+    assert refusal is not None and refusal.code is Code.BANNED
+
+
 def test_a_timed_mute_refuses_until_its_end_by_the_messages_own_time() -> None:
     gate = Gate()
     gate.apply(1, Muted("hall", "bob", "ann", until=150.0))

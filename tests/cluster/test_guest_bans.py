@@ -229,3 +229,49 @@ async def test_a_guest_renamed_while_its_departure_is_stored_is_banned_under_its
     assert await _joins(first, "wanderer", "hall") == "366"
     await _gone(other)
     await _gone(owner)
+
+
+async def test_a_guest_of_another_node_whose_nick_is_banned_leaves_the_room_once(
+        start_node: StartNode) -> None:
+    # The nick is checked per node: "visitor" is a guest of each. The owner bans
+    # node 1's (not in #hall) through node 1; node 2's, in #hall, is held by the
+    # ban's nick, and its own node, reading the ban, takes it out of the room.
+    first = await start_node(1, **GUESTS)
+    second = await start_node(2, **GUESTS)
+    await register(first, "owner")
+    await register(first, "watcher")
+    owner = await irc_login(_port(first), "owner")
+    owner.send("JOIN #hall")
+    await owner.expect("366")
+    await everywhere([first, second], lambda app: app.services.rooms.find("hall") is not None)
+    watcher = await irc_login(_port(second), "watcher")
+    watcher.send("JOIN #hall")
+    await watcher.expect("366")
+    visitor = await _guest(second, "visitor")
+    visitor.send("JOIN #hall")
+    await visitor.expect("366")
+    await watcher.expect("JOIN")
+    namesake = await _guest(first, "visitor")
+
+    owner.send("MODE #hall +b visitor")
+    assert (await owner.expect("MODE")).params == ("#hall", "+b", "visitor!*@*")
+    kicked = await visitor.expect("KICK")
+    assert kicked.params[:2] == ("#hall", "visitor")
+    seen = await watcher.until("KICK")
+    assert [m.command for m in seen] == ["MODE", "KICK"]
+    assert seen[1].params[:2] == ("#hall", "visitor")
+    hall = second.services.rooms.require("hall")
+    assert [m.name for m in hall.members.values()] == ["owner", "watcher"]
+
+    # Nothing more of it reaches the room: no second departure, and no message
+    # of the guest, whose post is refused.
+    visitor.send("PRIVMSG #hall :still here?")
+    assert (await visitor.expect("404", "442")).params[1] == "#hall"
+    watcher.send("PING :sync")
+    assert [m.command for m in await watcher.until("PONG")] == ["PONG"]
+    # The owner, on node 1, is told of the departure as node 2's members are.
+    assert (await owner.expect("KICK")).params[:2] == ("#hall", "visitor")
+    owner.send("PING :sync")
+    assert [m.command for m in await owner.until("PONG")] == ["PONG"]
+    for client in (visitor, namesake, watcher, owner):
+        await _gone(client)
