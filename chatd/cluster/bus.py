@@ -210,6 +210,11 @@ class ClusterBus:
     def disconnect(self, room: Room, endpoints: Iterable[Endpoint]) -> None:
         self.local.disconnect(room, endpoints)
 
+    def announce_room(self, room_id: int) -> None:
+        """Have the other nodes read the room again now: a change no decision of the
+        room tells them of (a guest's ban moved to its new nick)."""
+        self._publish({"k": "sync", "r": room_id})
+
     def disconnect_user(self, room: Room, user_id: int) -> list[Endpoint]:
         return self.local.disconnect_user(room, user_id)
 

@@ -25,7 +25,7 @@ from chatd.cluster.transactions import LOCK_WAIT, unavailable
 from chatd.irc.guests import GuestBan
 
 if TYPE_CHECKING:
-    from collections.abc import Mapping
+    from collections.abc import Callable, Mapping
 
     import redis.asyncio
 
@@ -35,8 +35,10 @@ log = logging.getLogger(__name__)
 class RedisGuestBans:
     """The rooms' bans of guests in Redis, for every node (chatd.irc.guests.SharedBans)."""
 
-    def __init__(self, shared: redis.asyncio.Redis) -> None:
+    def __init__(self, shared: redis.asyncio.Redis,
+                 announce: Callable[[int], None] = lambda room_id: None) -> None:
         self._shared = shared
+        self._announce = announce
         self._tasks: set[asyncio.Task[None]] = set()
 
     async def load(self, room_id: int) -> dict[str, GuestBan]:
@@ -65,6 +67,9 @@ class RedisGuestBans:
                     await self._shared.delete(key)
         except (redis.RedisError, TimeoutError) as exc:
             raise unavailable("Redis does not answer") from exc
+
+    def announce(self, room_id: int) -> None:
+        self._announce(room_id)
 
     def forget(self, room_id: int) -> None:
         task = asyncio.ensure_future(self._forget(room_id))

@@ -307,8 +307,12 @@ class ClusterNode:
     def share_guest_bans(self, guests: Guests) -> None:
         """The IRC guests' bans this node decides are kept in Redis, and read again
         with the room, so that they hold on every node (chatd/cluster/guestbans.py)."""
-        self._guest_bans = guests.shared = RedisGuestBans(self.redis)
+        self._guest_bans = guests.shared = RedisGuestBans(self.redis, self._announce_room)
         self._guests = guests
+
+    def _announce_room(self, room_id: int) -> None:
+        if self.bus is not None:
+            self.bus.announce_room(room_id)
 
     async def start(self) -> None:
         """Storage is open and the sequencer seeded: open the pool, read the log."""

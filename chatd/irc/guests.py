@@ -110,6 +110,10 @@ class SharedBans(Protocol):
     async def store(self, room_id: int, bans: Mapping[str, GuestBan]) -> None:
         """Keep ``bans`` as the room's bans of guests (none: forget the room's)."""
 
+    def announce(self, room_id: int) -> None:
+        """Have the other nodes read the room's bans again now, not at the room's next
+        decision: a change made without one (a ban moved to a renamed guest's nick)."""
+
     def forget(self, room_id: int) -> None:
         """The room ended: its bans go with it (in the background)."""
 
@@ -454,6 +458,10 @@ class Guests:
             ban.nick = new
             bans.setdefault(name_key(new), ban)
             await self._share(room)
+            # No event tells the room of the move: the other nodes' ban lists and
+            # their /unban of the new nick would read the old one until the next.
+            if self.shared is not None:
+                self.shared.announce(room.id)
 
     def _address_of(self, target: User) -> str:
         """The address a ban of the guest ``target`` holds: its connection's, or, once
