@@ -328,11 +328,12 @@ class Guests:
         """This node's guests in ``room`` whose nick a ban holds, a ban decided through
         another node (which does not know them), leave the room as a ban takes them
         out on their own node. In the background: the bans are read in the room's
-        transaction too, and the departure takes one of its own."""
-        for member in list(room.members.values()):
-            session = self._online.get(name_key(member.name))
+        transaction too, and the departure takes one of its own. By the bans (at most
+        MAX_GUEST_BANS), not by the members, whom a large room has thousands of."""
+        for key in list(self._bans.get(room.id, {})):
+            session = self._online.get(key)
             user = session.user if session is not None else None
-            if (user is None or user.id != member.user_id or (room.id, user.id) in self._evicting
+            if (user is None or not room.is_member(user.id) or (room.id, user.id) in self._evicting
                     or self._ban_holding(room, user) is None):
                 continue
             self._evicting.add((room.id, user.id))
