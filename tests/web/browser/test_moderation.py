@@ -110,6 +110,8 @@ async def test_a_topic_set_shows_one_line_and_a_topic_asked_its_reply(
         "The topic of #dev is now: release on friday"]
     # Typed on another room's screen, the reply is what its actor sees there.
     await enter_room(page, "/create den", "den")
+    # The title shows #den before the creation's own line is in the log: wait for it.
+    await page.locator("#log li").filter(has_text="You created #den").wait_for()
     await page.evaluate("document.getElementById('log').replaceChildren()")
     assert await room_lines_after(page, "/topic dev ship it") == [
         "The topic of #dev is now: ship it"]
