@@ -93,8 +93,13 @@ _NONE: frozenset[Any] = frozenset()
 # CAP LS 302 (or later), which holds for the rest of the connection. A member of
 # the set it already has, not a slot of every connection; CAP LIST leaves it out.
 CAP_302: Final = "302"
-# The capabilities of a 302 client that asked for none: one set all such share.
-_ONLY_302: frozenset[str] = frozenset({CAP_302})
+# Every distinct set of capabilities held, each once: the connections that hold the
+# same one share it (nearly every client of a kind asks for the same), so the marker
+# costs no connection a larger set of its own (a fifth or eighth member grows a
+# frozenset from 216 to 472, and to 728, bytes). At most 2**12 sets: only the
+# capabilities CAP REQ takes (checked there) and the marker are ever members.
+_CAP_SETS: dict[frozenset[str], frozenset[str]] = {_NONE: _NONE}
+_CAP_SETS_MAX: Final = 4096
 _NO_NICKS: Mapping[str, str] = MappingProxyType({})
 # The user modes, in the order MODE shows them: i (invisible), o (OPER
 # succeeded: a server admin), w (receives WALLOPS), B (a bot, IRCv3 bot mode).
@@ -192,8 +197,7 @@ class IrcState(Session):
     def set_caps(self, caps: Set[str]) -> None:
         """Change the capabilities; a tapped lane renders the old tag mode."""
         self.out.untap()
-        kept = frozenset(caps)
-        self.caps = _ONLY_302 if kept == _ONLY_302 else kept or _NONE
+        self.caps = _shared_caps(caps)
         self.key = cache_key("server-time" in caps, "message-tags" in caps,
                              "multi-prefix" in caps)
         self.lane = self.listener.renderer.lane(self.key)
@@ -432,3 +436,15 @@ def _quit_reason(reason: str) -> bool:
     """Whether a leave's ``reason`` may be a guest's quit: one said with QUIT_PREFIX,
     or none, which the room held back (a PART's own message is no quit)."""
     return not reason or reason.startswith(QUIT_PREFIX)
+
+
+def _shared_caps(caps: Set[str]) -> frozenset[str]:
+    """The one set of the capabilities ``caps`` that every connection holding them
+    shares (:data:`_CAP_SETS`)."""
+    kept = frozenset(caps)
+    shared = _CAP_SETS.get(kept)
+    if shared is not None:
+        return shared
+    if len(_CAP_SETS) < _CAP_SETS_MAX:
+        _CAP_SETS[kept] = kept
+    return kept

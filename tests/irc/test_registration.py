@@ -5,12 +5,14 @@ from __future__ import annotations
 import asyncio
 import base64
 import re
+import tracemalloc
 from pathlib import Path
 from typing import Any
 
 import pytest
 
 from chatd.domain.clock import ManualClock
+from chatd.irc import session as session_module
 from chatd.irc.codec import parse
 from chatd.irc.session import IrcSession
 from tests.helpers import PASSWORD, ChatServer, eventually
@@ -156,6 +158,39 @@ async def test_cap_302_holds_for_the_rest_of_the_connection(server: ChatServer,
     await client.expect("001")
     client.send("CAP LS")  # after registration too
     assert "sasl=PLAIN" in (await client.expect("CAP")).params[2].split()
+
+
+@pytest.mark.server(limits__max_connections_per_ip=100)
+async def test_cap_302_costs_an_idle_connection_nothing_more(irc: IrcFactory) -> None:
+    # The version is kept among the capabilities: with four asked for, a fifth member
+    # grew each 302 connection's set from 216 to 472 bytes. Connections that asked
+    # for the same capabilities hold them no heavier with 302 than without.
+    asked = "CAP REQ :away-notify batch message-tags server-time"
+
+    async def held(count: int, ls: str) -> int:
+        """The bytes session.py holds after ``count`` more connections negotiated."""
+        before = tracemalloc.take_snapshot()
+        for _ in range(count):
+            client = await irc()
+            client.send(ls, asked)
+            await client.expect("CAP")
+            assert (await client.expect("CAP")).params[1] == "ACK"
+        after = tracemalloc.take_snapshot()
+        only = [tracemalloc.Filter(True, session_module.__file__)]
+        grown = after.filter_traces(only).compare_to(before.filter_traces(only), "filename")
+        return sum(stat.size_diff for stat in grown)
+
+    count = 40
+    tracemalloc.start()
+    try:
+        await held(2, "CAP LS 302")  # what the first connections of a kind make once
+        await held(2, "CAP LS")
+        plain = await held(count, "CAP LS")
+        modern = await held(count, "CAP LS 302")
+    finally:
+        tracemalloc.stop()
+    # Unequal by the tracing's noise only, far below 256 bytes a connection.
+    assert modern - plain < count * 64, (plain, modern)
 
 
 async def test_sasl_plain_success(server: ChatServer, irc: IrcFactory) -> None:
