@@ -48,6 +48,16 @@ def write_private(path: Path, identity: Identity, overwrite: bool = False) -> No
     write_secret(path, (json.dumps(doc, indent=1) + "\n").encode(), overwrite)
 
 
+def write_pair(private: Path, public: Path, identity: Identity,
+               overwrite: bool = False) -> None:
+    """Write ``identity``'s private key to ``private`` and its public key to ``public``.
+    Unless ``overwrite``, both are checked first: an existing public file refuses the
+    pair before a private key is written that it would not match."""
+    _refuse_existing(public, overwrite)
+    write_private(private, identity, overwrite)
+    write_public(public, identity, overwrite)
+
+
 def write_public(path: Path, identity: Identity, overwrite: bool = False) -> None:
     doc = public_document(identity)
     _refuse_existing(path, overwrite)

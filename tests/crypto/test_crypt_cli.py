@@ -7,6 +7,7 @@ entry point in a subprocess to check exit codes and the no-traceback promise.
 from __future__ import annotations
 
 import base64
+import json
 import os
 import stat
 import subprocess
@@ -18,6 +19,7 @@ import pytest
 
 from chatd.crypto import armor, kdf
 from chatd.crypto.cli import main
+from chatd.crypto.envelope import b64
 from chatd.crypto.keys import read_private
 from tests.crypto import PQ
 
@@ -302,6 +304,20 @@ def test_keygen_writes_a_private_file_created_0600(tmp_path: Path,
     assert code == 1 and "exists" in err
     assert run(["keygen", "--force", "--out", str(tmp_path / "me")], capsys)[0] == 0
     assert not [p for p in tmp_path.iterdir() if p.name.endswith(".tmp")]
+
+
+def test_keygen_beside_an_existing_public_file_writes_no_private_key(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    # me.pub alone (another's key saved under the name, or one whose private key
+    # was lost): refused before a private key is written that it would not match.
+    public = tmp_path / "me.pub"
+    public.write_text("kept\n")
+    code, _, err = run(["keygen", "--out", str(tmp_path / "me")], capsys)
+    assert code == 1 and f"{public} exists" in err
+    assert not (tmp_path / "me.key").exists() and public.read_text() == "kept\n"
+    assert run(["keygen", "--force", "--out", str(tmp_path / "me")], capsys)[0] == 0
+    written = json.loads(public.read_text())["x25519"]
+    assert written == b64(read_private(tmp_path / "me.key").x25519_public)
 
 
 def test_keygen_into_a_missing_directory_names_the_file_asked_for(
