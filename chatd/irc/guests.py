@@ -355,26 +355,49 @@ class Guests:
         still holds it then (not lifted, the guest not renamed or gone meanwhile).
         The ban's MODE +b reached the room from the deciding node: the guest's
         departure is told as the KICK that follows it on one node, by the ban's
-        setter, once (a later reading of the ban finds it gone)."""
-        ban = self._ban_holding(room, user)
-
-        async def still_banned() -> None:
-            if self._ban_holding(room, user) is None:
-                raise _NoLongerBanned
-
+        setter, once (a later reading of the ban finds it gone). A departure refused
+        busy (the room's lock not had in time) is tried again after the wait the
+        refusal names: left to the room's next decision, which a quiet room may not
+        have for long, the banned guest would go on hearing the room."""
         try:
-            if ban is None:
-                raise _NoLongerBanned
-            await self._services.rooms.remove(room, user, "kick", ban.actor, "",
-                                              missing_ok=True, prepare=still_banned,
-                                              audited="banned")
-        except (_NoLongerBanned, ChatError):
-            pass  # lifted, renamed, gone, or the room ended: nothing to take out
+            while True:
+                wait = await self._evict_once(room, user)
+                if wait is None:
+                    return
+                await asyncio.sleep(wait)  # the room was busy: tried again
         except Exception:  # the server may be stopping: nothing of it was stored
             log.warning("a banned guest's departure failed", exc_info=True,
                         extra={"fields": {"user": user.name, "room": room.name}})
         finally:
             self._evicting.discard((room.id, user.id))
+
+    async def _evict_once(self, room: Room, user: User) -> float | None:
+        """One try of :meth:`_evict`: None when it is done or there is nothing to take
+        out; else the seconds to wait before the next (the room was busy)."""
+
+        async def still_banned() -> None:
+            if self._ban_holding(room, user) is None:
+                raise _NoLongerBanned
+
+        ban = self._ban_holding(room, user)
+        if ban is None or not self._online_still(user):
+            return None  # (a guest gone leaves its rooms by its connection's end)
+        try:
+            await self._services.rooms.remove(room, user, "kick", ban.actor, "",
+                                              missing_ok=True, prepare=still_banned,
+                                              audited="banned")
+        except _NoLongerBanned:
+            return None  # lifted or renamed meanwhile: nothing to take out
+        except ChatError as exc:
+            if exc.code is not Code.BUSY:
+                return None  # gone, or the room ended
+            return float(exc.details.get("retry_ms", _EVICT_RETRY_MS)) / 1000
+        return None
+
+    def _online_still(self, user: User) -> bool:
+        """Whether ``user`` is still this node's guest online, under its name."""
+        session = self._online.get(name_key(user.name))
+        return session is not None and session.user is user
 
     def _ended(self, room_id: int, kept: bool) -> None:
         """The room, read again just before its bans, is no live room: it ended, and
@@ -579,6 +602,11 @@ class Guests:
                                 extra={"fields": {"user": user.name, "room": room.name}})
         finally:
             self._quitting.discard(name_key(user.name))
+
+
+# How long a banned guest's departure refused busy waits before its next try, when
+# the refusal does not say.
+_EVICT_RETRY_MS: Final = 2000
 
 
 class _NoLongerBanned(Exception):

@@ -295,3 +295,65 @@ async def test_a_guest_of_another_node_whose_nick_is_banned_leaves_the_room_once
     assert [m.command for m in await owner.until("PONG")] == ["PONG"]
     for client in (visitor, namesake, watcher, owner):
         await _gone(client)
+
+
+async def test_a_banned_guest_of_another_node_leaves_though_its_first_try_found_the_room_busy(
+        start_node: StartNode, postgres_url: str, caplog: pytest.LogCaptureFixture) -> None:
+    # Node 2's guest "visitor" is in #hall when a ban of the nick is decided through
+    # node 1 (whose own "visitor" it takes out). The room's lock is then held (by the
+    # test) past the wait of node 2's departure: refused busy, it is tried again
+    # rather than left until the room's next decision, while the guest hears the room.
+    import asyncpg
+
+    first = await start_node(1, **GUESTS)
+    second = await start_node(2, **GUESTS)
+    await register(first, "owner")
+    owner = await irc_login(_port(first), "owner")
+    owner.send("JOIN #hall")
+    await owner.expect("366")
+    await everywhere([first, second], lambda app: app.services.rooms.find("hall") is not None)
+    banned = await _guest(first, "visitor")
+    banned.send("JOIN #hall")
+    await banned.expect("366")
+    visitor = await _guest(second, "visitor")
+    visitor.send("JOIN #hall")
+    await visitor.expect("366")
+    room_id = first.services.rooms.require("hall").id
+    blocker = await asyncpg.connect(postgres_url)
+    room_lock = await asyncpg.connect(postgres_url)
+    held = blocker.transaction()
+    await held.start()
+    try:
+        # The ban's departure waits for this lock; the room's lock is asked for
+        # meanwhile, so that the test has it next, before node 2's departure.
+        await blocker.execute("LOCK TABLE members IN EXCLUSIVE MODE")
+        owner.send("MODE #hall +b visitor")
+        async with asyncio.timeout(10):
+            while not await _blocked_on(blocker):  # noqa: ASYNC110
+                await asyncio.sleep(0.01)
+        queued = asyncio.create_task(room_lock.execute(
+            "SELECT pg_advisory_lock($1, $2)", ROOM_LOCKS, room_id))
+        async with asyncio.timeout(10):
+            while not await blocker.fetchval(  # noqa: ASYNC110
+                    "SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' "
+                    "AND NOT granted"):
+                await asyncio.sleep(0.01)
+    finally:
+        await held.rollback()
+        await blocker.close()
+    await queued
+    # Node 2's departure waits for the room's lock, and gives up (busy).
+    async with asyncio.timeout(20):
+        while not any("lock was not taken" in r.getMessage()  # noqa: ASYNC110
+                      for r in caplog.records):
+            await asyncio.sleep(0.05)
+    await room_lock.execute("SELECT pg_advisory_unlock($1, $2)", ROOM_LOCKS, room_id)
+    await room_lock.close()
+    # (Node 1's "visitor" was told KICK too, by node 1's ban: the KICK of one nick
+    # that each node's guest reads, as when the banning node has one of its own.)
+    hall = second.services.rooms.require("hall")
+    await everywhere([second], lambda app: [m.name for m in hall.members.values()] == ["owner"])
+    visitor.send("PRIVMSG #hall :still here?")
+    assert (await visitor.expect("404", "442")).params[1] == "#hall"
+    for client in (visitor, banned, owner):
+        await _gone(client)
