@@ -393,8 +393,7 @@ class Files:
         if record is None:
             raise _no_such_file(file_id)
         if record.uploader_id == user.id:
-            await self._forget(record)
-            return record
+            return await self._removed(record)
         room = self._rooms.get(record.room_id)
         if room is not None and _hides(room, user):
             raise _no_such_file(file_id)
@@ -403,24 +402,31 @@ class Files:
                             f"can remove file {file_id}.")
         if not governs:
             raise missing_scope(Scope.MODERATE, "/rmfile of another's file")
-        await self._forget(record)
+        return await self._removed(record)
+
+    async def _removed(self, record: FileRecord) -> FileRecord:
+        """``record``, deleted by this removal: another removal of it at once (on any
+        node) that deleted it first leaves this one ``no-such-file``, as one after it."""
+        if not await self._forget(record):
+            raise _no_such_file(record.id)
         return record
 
-    async def _forget(self, record: FileRecord) -> None:
+    async def _forget(self, record: FileRecord) -> bool:
         """Delete ``record``, then its blob when no other file uses it (decided under
-        the blob's lock: storage.api, delete_file). Once the row's deletion is
-        committed: a deletion that fails to commit must leave the row its blob."""
+        the blob's lock: storage.api, delete_file); False when it was gone already.
+        Once the row's deletion is committed: a deletion that fails to commit must
+        leave the row its blob."""
         key = await self._storage.delete_file(record.id)
         if key is not None:
             await self._drop_unused(key)
+        return key is not None
 
     async def purge_terminated(self, before: float) -> int:
         """Delete the files of rooms terminated before ``before``; returns how many."""
         records = await self._storage.files_of_terminated_rooms(before)
-        for record in records:
-            await self._forget(record)
+        deleted = [await self._forget(record) for record in records]
         await asyncio.to_thread(self._sweep_staging)
-        return len(records)
+        return sum(deleted)
 
     async def delete_orphans(self, now: float, grace: float, batch: int) -> int:
         """Delete blobs no file uses, written before ``now - grace``, among the next

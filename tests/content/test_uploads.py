@@ -230,6 +230,21 @@ async def test_a_removal_whose_blob_cannot_be_deleted_still_removes_the_file(
 
 
 @on_both
+async def test_two_removals_of_one_file_at_once_remove_it_once(clients: Clients) -> None:
+    # Both find the file before either deletes it: the one that deletes it second
+    # removed nothing, and says so as a removal after it does.
+    alice = await clients.user("alice")
+    await alice.command("/create general")
+    other = await clients.user("alice")  # a second connection: each runs one command
+    stored = await upload(alice, "a.txt", text_file())
+    line = f"/rmfile {stored['file_id']}"
+    answers = await asyncio.gather(alice.command(line, check=False),
+                                   other.command(line, check=False))
+    codes = sorted(answer.get("code", "ok") for answer in answers)
+    assert codes == ["no-such-file", "ok"], answers
+
+
+@on_both
 async def test_the_last_file_removed_between_an_uploads_put_and_its_row_leaves_it_whole(
         server: ChatServer, clients: Clients, monkeypatch: pytest.MonkeyPatch) -> None:
     # A blob is put before its row's transaction, which holds no lock meanwhile: a
