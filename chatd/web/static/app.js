@@ -249,7 +249,28 @@ function renderLog() {
 
 // -- the navigation ------------------------------------------------------------------
 
+// A list redrawn while one of its buttons has the focus: the focus goes to the button
+// drawn for the same thing (found by its data attribute), or, that one gone, to the
+// one drawn in its place, or to the composer; never to the page itself, where a
+// keyboard or screen reader user would have to find their way back from the top.
+function keepingFocus(container, selector, attribute, redraw) {
+  const focused = document.activeElement;
+  const had = focused && container.contains(focused) && focused.matches(selector);
+  const value = had ? focused.dataset[attribute] : null;
+  const index = had ? Array.from(container.querySelectorAll(selector)).indexOf(focused) : -1;
+  redraw();
+  if (!had) return;
+  const drawn = Array.from(container.querySelectorAll(selector));
+  const same = drawn.find((button) => button.dataset[attribute] === value);
+  (same || drawn[Math.min(index, drawn.length - 1)] || $("composer-input")).focus();
+}
+
+// The conversations' lists; a message in another room redraws them (its count).
 function renderNav() {
+  keepingFocus(document.querySelector("nav.rooms"), "button.conv", "key", drawNav);
+}
+
+function drawNav() {
   const rooms = $("room-list");
   const direct = $("direct-list");
   rooms.replaceChildren();
@@ -434,7 +455,8 @@ let presenceKnown = true;
 function renderMembers(members, key = null) {
   shownMembers = members;
   shownFor = key;
-  $("member-list").replaceChildren(...members.map(memberItem));
+  keepingFocus($("member-list"), "button.member", "name",
+               () => $("member-list").replaceChildren(...members.map(memberItem)));
 }
 
 // A read of the list that failed (the connection is away): the list on screen stays
@@ -520,7 +542,7 @@ function memberItem(member) {
   const status = role ? `${role}, ${presence}` : presence;
   const lit = presenceKnown && member.online && !member.away;
   const dot = !presenceKnown ? "dot unknown" : lit ? "dot online" : "dot";
-  const button = el("button", {type: "button", class: "member",
+  const button = el("button", {type: "button", class: "member", "data-name": name,
                                "aria-label": `${name}, ${status}. Send a direct message`},
                     el("span", {class: dot, "aria-hidden": "true"}),
                     el("span", {class: nickColour(name), text: name}),

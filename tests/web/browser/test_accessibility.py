@@ -1,0 +1,45 @@
+"""The web client for a keyboard and screen reader user, in chromium: where the focus
+goes when the page redraws, what a dialog does with it, what is announced, and how
+the themes' colours read."""
+
+from __future__ import annotations
+
+import re
+from typing import Any
+
+from tests.web.browser.conftest import Daemon
+from tests.web.browser.pages import enter_room, register
+
+FOCUSED = "document.activeElement.getAttribute('aria-label') || document.activeElement.tagName"
+
+
+def member(page: Any, name: str) -> Any:
+    return page.get_by_role("button", name=re.compile(f"^{name}, "))
+
+
+async def test_the_focus_stays_on_a_list_redrawn_under_it(daemon: Daemon, browser: Any) -> None:
+    page = await browser("ann")
+    await register(page, daemon.url, "ann")
+    await enter_room(page, "/create alpha", "alpha")
+    await enter_room(page, "/create beta", "beta")
+    bob = await daemon.tcp_user("bob")
+    await bob.command("/join alpha")
+    await bob.command("/join beta")
+    await member(page, "bob").wait_for()
+    # On #alpha's button in the room list, a message in #alpha redraws the list (its
+    # count of unread messages): the focus stays on #alpha's button, not the page.
+    await page.locator("button.conv[data-key='#alpha']").focus()
+    await bob.command("/say alpha ping")
+    await page.get_by_role("button", name="#alpha, 1 unread").wait_for()
+    assert await page.evaluate(FOCUSED) == "#alpha, 1 unread"
+    # On bob in the member list, a join redraws it: the focus stays on bob.
+    await member(page, "bob").focus()
+    carol = await daemon.tcp_user("carol")
+    await carol.command("/join beta")
+    await member(page, "carol").wait_for()
+    assert (await page.evaluate(FOCUSED)).startswith("bob, ")
+    # bob leaves: the focus goes to the member drawn in his place.
+    await bob.command("/leave beta")
+    await member(page, "bob").wait_for(state="detached")
+    assert (await page.evaluate(FOCUSED)).startswith("carol, ")
+    assert page.script_errors == []
