@@ -1318,8 +1318,25 @@ function moveConversation(step) {
   });
 }
 
+// Tab and Shift+Tab go round the notifications panel's controls while it is open: it
+// is a modal dialog (the screen reader reads nothing else meanwhile), and a focus
+// that wandered behind it would be on a control the person cannot see is there.
+function trapInPanel(event) {
+  const panel = $("notifications");
+  const controls = Array.from(panel.querySelectorAll("button, a[href], input"));
+  const first = controls[0];
+  const last = controls[controls.length - 1];
+  const at = document.activeElement;
+  const wraps = !panel.contains(at) || (event.shiftKey ? at === first : at === last);
+  if (!wraps) return;
+  event.preventDefault();
+  (event.shiftKey ? last : first).focus();
+}
+
 function onKey(event) {
-  if (event.altKey && (event.key === "ArrowUp" || event.key === "ArrowDown")) {
+  if (event.key === "Tab" && !$("notifications").hidden) {
+    trapInPanel(event);
+  } else if (event.altKey && (event.key === "ArrowUp" || event.key === "ArrowDown")) {
     event.preventDefault();
     moveConversation(event.key === "ArrowUp" ? -1 : 1);
   } else if (event.key === "Escape") {

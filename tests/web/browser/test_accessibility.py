@@ -43,3 +43,27 @@ async def test_the_focus_stays_on_a_list_redrawn_under_it(daemon: Daemon, browse
     await member(page, "bob").wait_for(state="detached")
     assert (await page.evaluate(FOCUSED)).startswith("carol, ")
     assert page.script_errors == []
+
+
+async def test_the_notifications_dialog_keeps_the_focus_until_escape(
+        daemon: Daemon, browser: Any) -> None:
+    page = await browser("ann")
+    await register(page, daemon.url, "ann")
+    button = page.get_by_role("button", name="Notifications, 0 unread")
+    assert await button.get_attribute("aria-expanded") == "false"
+    await button.press("Enter")
+    dialog = page.get_by_role("dialog", name="Notifications")
+    await dialog.wait_for()
+    assert await dialog.get_attribute("aria-modal") == "true"
+    # Tab and Shift+Tab go round its two buttons, never behind it.
+    seen = []
+    for key in ("Tab", "Tab", "Tab", "Shift+Tab", "Shift+Tab"):
+        await page.keyboard.press(key)
+        seen.append(await page.evaluate("document.activeElement.id"))
+    assert seen == ["notifications-close", "notifications-clear", "notifications-close",
+                    "notifications-clear", "notifications-close"]
+    await page.keyboard.press("Escape")
+    await dialog.wait_for(state="hidden")
+    assert await page.evaluate("document.activeElement.id") == "notifications-button"
+    assert await button.get_attribute("aria-expanded") == "false"
+    assert page.script_errors == []
