@@ -84,7 +84,7 @@ function addMessage(conv, record, {history = false} = {}) {
     conn.noteId(record.id);
   }
   const order = typeof record.id === "number" ? record.id : conv.maxOrder + 0.5;
-  insertItem(conv, {order, record, kind: "message"});
+  insertItem(conv, {order, record, kind: "message"}, {live: !history});
   if (!history && conv.key !== state.active && record.from !== state.me) {
     conv.unread += 1;
     renderNav();
@@ -96,16 +96,19 @@ function addMessage(conv, record, {history = false} = {}) {
 function addNote(conv, text, kind = "note") {
   conv.events += 1;
   const item = {order: conv.maxOrder + conv.events / 1e6, text, kind};
-  insertItem(conv, item);
+  insertItem(conv, item, {live: true});
   return item;
 }
 
-function insertItem(conv, item) {
+// An item said now (not read from history) is announced, once on screen.
+function insertItem(conv, item, {live}) {
   let index = conv.items.length;
   while (index > 0 && conv.items[index - 1].order > item.order) index -= 1;
   conv.items.splice(index, 0, item);
   if (item.kind === "message") conv.maxOrder = Math.max(conv.maxOrder, item.order);
-  if (conv.key === state.active) placeInLog(item, index === conv.items.length - 1);
+  if (conv.key !== state.active) return;
+  const node = placeInLog(item, index === conv.items.length - 1);
+  if (live) announce(node);
 }
 
 function noteHere(text, kind = "note") {
@@ -115,8 +118,27 @@ function noteHere(text, kind = "note") {
     return;
   }
   const log = $("log");
-  log.append(el("li", {class: kind, text}));
+  const node = el("li", {class: kind, text});
+  log.append(node);
   log.scrollTop = log.scrollHeight;
+  announce(node);
+}
+
+// The log is no live region of its own (aria-live="off"): drawn again for each room
+// opened, and filled with pages of history, it would have a screen reader read out
+// whole conversations. What is said while one is there is announced instead, one
+// line each, in a live region of its own, without its time or controls; it keeps
+// the last few lines only, as the log on screen is the one to read back.
+const ANNOUNCED_KEPT = 5;
+
+function announce(node) {
+  const copy = node.cloneNode(true);
+  for (const part of copy.querySelectorAll(".time, button, pre, img")) part.remove();
+  const text = copy.textContent.replace(/\s+/g, " ").trim();
+  if (!text) return;
+  const announcer = $("announcer");
+  announcer.append(el("p", {text}));
+  while (announcer.children.length > ANNOUNCED_KEPT) announcer.firstElementChild.remove();
 }
 
 // -- the log ---------------------------------------------------------------------------
@@ -132,6 +154,7 @@ function placeInLog(item, last) {
     log.insertBefore(node, after || null);
   }
   if (last && atBottom) log.scrollTop = log.scrollHeight;
+  return node;
 }
 
 function renderItem(item) {
@@ -241,6 +264,7 @@ function nickColour(name) {
 function renderLog() {
   const log = $("log");
   log.replaceChildren();
+  $("announcer").replaceChildren();  // another conversation's lines, or another account's
   const conv = state.convs.get(state.active);
   if (!conv) return;
   for (const item of conv.items) log.append(renderItem(item));

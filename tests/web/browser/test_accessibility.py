@@ -8,7 +8,7 @@ import re
 from typing import Any
 
 from tests.web.browser.conftest import Daemon
-from tests.web.browser.pages import enter_room, register
+from tests.web.browser.pages import enter_room, register, see, type_line
 
 FOCUSED = "document.activeElement.getAttribute('aria-label') || document.activeElement.tagName"
 
@@ -66,4 +66,44 @@ async def test_the_notifications_dialog_keeps_the_focus_until_escape(
     await dialog.wait_for(state="hidden")
     assert await page.evaluate("document.activeElement.id") == "notifications-button"
     assert await button.get_attribute("aria-expanded") == "false"
+    assert page.script_errors == []
+
+
+# The text of each part of the page a screen reader announces as it changes: a live
+# region (aria-live, or a role whose default is live) not turned off.
+LIVE_TEXTS = """() => Array.from(
+        document.querySelectorAll("[aria-live], [role=log], [role=status], [role=alert]"))
+    .filter((node) => node.getAttribute("aria-live") !== "off")
+    .map((node) => node.textContent)"""
+
+
+async def live_text(page: Any) -> str:
+    return "\n".join(await page.evaluate(LIVE_TEXTS))
+
+
+async def test_new_lines_are_announced_and_history_is_not(daemon: Daemon, browser: Any) -> None:
+    bob = await daemon.tcp_user("bob")
+    await bob.command("/create alpha")
+    for number in range(3):
+        await bob.command(f"/say alpha old line {number}")
+    page = await browser("ann")
+    await register(page, daemon.url, "ann")
+    await enter_room(page, "/create beta", "beta")
+    await enter_room(page, "/join alpha", "alpha")
+    await see(page, "old line 2")
+    await bob.command("/say alpha fresh line")
+    await see(page, "fresh line")
+    assert "bob: fresh line" in await live_text(page)
+    # Read from history, on joining and on opening the room again: never announced.
+    await page.keyboard.press("Alt+ArrowDown")
+    await page.locator("#view-title").filter(has_text="#beta").wait_for()
+    await page.keyboard.press("Alt+ArrowUp")
+    await page.locator("#view-title").filter(has_text="#alpha").wait_for()
+    await see(page, "old line 0")
+    assert "old line" not in await live_text(page)
+    assert "fresh line" not in await live_text(page)
+    await type_line(page, "my own line")
+    await see(page, "my own line")
+    live = await live_text(page)
+    assert "ann: my own line" in live and "08:00" not in live
     assert page.script_errors == []
