@@ -107,3 +107,43 @@ async def test_new_lines_are_announced_and_history_is_not(daemon: Daemon, browse
     live = await live_text(page)
     assert "ann: my own line" in live and "08:00" not in live
     assert page.script_errors == []
+
+
+def contrast(first: str, second: str) -> float:
+    """The WCAG contrast ratio of two CSS colours ("#rrggbb", "rgb(r, g, b)")."""
+    def luminance(colour: str) -> float:
+        text = colour.strip()
+        if text.startswith("#"):
+            channels = [int(text[i:i + 2], 16) for i in (1, 3, 5)]
+        else:
+            channels = [int(float(part)) for part in re.findall(r"[\d.]+", text)[:3]]
+        linear = [c / 3294.6 if c / 255 <= 0.03928 else ((c / 255 + 0.055) / 1.055) ** 2.4
+                  for c in channels]
+        return 0.2126 * linear[0] + 0.7152 * linear[1] + 0.0722 * linear[2]
+    light, dark = sorted((luminance(first), luminance(second)), reverse=True)
+    return (light + 0.05) / (dark + 0.05)
+
+
+THEME_COLOURS = """() => {
+    const style = getComputedStyle(document.documentElement);
+    const names = ["fg", "bg", "panel", "muted", "accent", "accent-fg", "error", "event",
+                   "n0", "n1", "n2", "n3", "n4", "n5", "n6", "n7"];
+    const colours = Object.fromEntries(names.map((n) => [n, style.getPropertyValue(`--${n}`)]));
+    colours.field = getComputedStyle(document.getElementById("composer-input")).borderTopColor;
+    return colours;
+}"""
+TEXT_COLOURS = ["fg", "muted", "accent", "error", "event"] + [f"n{i}" for i in range(8)]
+
+
+async def test_each_theme_reads_at_the_contrast_wcag_asks(daemon: Daemon, browser: Any) -> None:
+    page = await browser("ann")
+    await register(page, daemon.url, "ann")
+    for theme in ("light", "dark"):
+        await page.evaluate(f"document.documentElement.dataset.theme = '{theme}'")
+        colours = await page.evaluate(THEME_COLOURS)
+        for name in TEXT_COLOURS:  # text on the page and on its panels: 4.5:1
+            for behind in ("bg", "panel"):
+                assert contrast(colours[name], colours[behind]) >= 4.5, (theme, name, behind)
+        assert contrast(colours["accent-fg"], colours["accent"]) >= 4.5, theme  # buttons
+        for behind in ("bg", "panel"):  # a form field's edge: 3:1
+            assert contrast(colours["field"], colours[behind]) >= 3, (theme, behind)
