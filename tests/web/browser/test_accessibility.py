@@ -147,3 +147,15 @@ async def test_each_theme_reads_at_the_contrast_wcag_asks(daemon: Daemon, browse
         assert contrast(colours["accent-fg"], colours["accent"]) >= 4.5, theme  # buttons
         for behind in ("bg", "panel"):  # a form field's edge: 3:1
             assert contrast(colours["field"], colours[behind]) >= 3, (theme, behind)
+
+
+async def test_each_list_and_control_is_named_once(daemon: Daemon, browser: Any) -> None:
+    page = await browser("ann")
+    await register(page, daemon.url, "ann")
+    await enter_room(page, "/create alpha", "alpha")
+    await page.get_by_role("list", name="Members").get_by_role("button").first.wait_for()
+    # The Upload button is the file field, named by its label: the label itself is
+    # not read out a second time after it.
+    composer = await page.locator("#composer").aria_snapshot()
+    assert '- button "Upload"' in composer
+    assert "text: Upload" not in composer
