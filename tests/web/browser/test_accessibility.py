@@ -7,7 +7,7 @@ from __future__ import annotations
 import re
 from typing import Any
 
-from tests.web.browser.conftest import Daemon
+from tests.web.browser.conftest import Daemon, screenshot
 from tests.web.browser.pages import enter_room, register, see, type_line
 
 FOCUSED = "document.activeElement.getAttribute('aria-label') || document.activeElement.tagName"
@@ -159,3 +159,28 @@ async def test_each_list_and_control_is_named_once(daemon: Daemon, browser: Any)
     composer = await page.locator("#composer").aria_snapshot()
     assert '- button "Upload"' in composer
     assert "text: Upload" not in composer
+
+
+async def test_text_at_200_percent_keeps_the_messages_readable(
+        daemon: Daemon, browser: Any) -> None:
+    page = await browser("ann")
+    # The test's 1200 by 760 window with the text zoomed to 200%.
+    zoomed = {"width": 600, "height": 380}
+    await page.set_viewport_size(zoomed)
+    await register(page, daemon.url, "ann")
+    await enter_room(page, "/create alpha", "alpha")
+    await type_line(page, "a line " + "of several words " * 12)
+    await see(page, "of several words")
+    # The messages had 48 pixels, two lines, between the lists and the composer.
+    log = await page.locator("#log").bounding_box()
+    assert log is not None and log["height"] >= zoomed["height"] * 0.5, log
+    assert await page.evaluate("document.documentElement.scrollWidth") <= zoomed["width"]
+    assert await page.evaluate("document.getElementById('log').scrollWidth") <= log["width"]
+    # The composer, below, is scrolled to when the keyboard reaches it.
+    await page.locator("#log").focus()
+    await page.keyboard.press("Tab")
+    assert await page.evaluate("document.activeElement.id") == "composer-input"
+    box = await page.locator("#composer-input").bounding_box()
+    assert box is not None and box["y"] >= 0 and box["y"] + box["height"] <= zoomed["height"]
+    await screenshot(page, "client-text-200-percent")
+    assert page.script_errors == []
