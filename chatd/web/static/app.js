@@ -599,10 +599,13 @@ function someoneTypes(user) {
   renderTyping();
 }
 
+// The line is a live region: set again to the same words (each /typing of someone
+// still typing, every few seconds), a screen reader would say them again each time.
 function renderTyping() {
   const names = Array.from(state.typing.keys());
-  $("typing").textContent = names.length === 0 ? ""
+  const words = names.length === 0 ? ""
     : `${names.join(", ")} ${names.length === 1 ? "is" : "are"} typing…`;
+  if ($("typing").textContent !== words) $("typing").textContent = words;
 }
 
 // -- notifications ---------------------------------------------------------------------------

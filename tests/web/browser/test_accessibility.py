@@ -184,3 +184,26 @@ async def test_text_at_200_percent_keeps_the_messages_readable(
     assert box is not None and box["y"] >= 0 and box["y"] + box["height"] <= zoomed["height"]
     await screenshot(page, "client-text-200-percent")
     assert page.script_errors == []
+
+
+async def test_someone_still_typing_is_announced_once(daemon: Daemon, browser: Any) -> None:
+    page = await browser("ann")
+    await register(page, daemon.url, "ann")
+    await enter_room(page, "/create alpha", "alpha")
+    bob = await daemon.tcp_user("bob")
+    await bob.command("/join alpha")
+    await page.evaluate("""() => {
+        window.typingChanges = 0;
+        new MutationObserver(() => { window.typingChanges += 1; })
+            .observe(document.getElementById("typing"),
+                     {childList: true, characterData: true, subtree: true});
+    }""")
+    await bob.command("/typing alpha")
+    await page.locator("#typing").filter(has_text="bob is typing").wait_for()
+    # bob types on: his next /typing (and a line of the page's own after it, to know
+    # the page has read it) changes nothing a screen reader would say again.
+    await bob.command("/typing alpha")
+    await bob.command("/say alpha done")
+    await see(page, "done")
+    await page.locator("#typing").filter(has_text="bob").wait_for(state="detached")
+    assert await page.evaluate("window.typingChanges") == 2  # shown, then cleared
