@@ -134,7 +134,10 @@ const ANNOUNCED_KEPT = 5;
 function announce(node) {
   const copy = node.cloneNode(true);
   for (const part of copy.querySelectorAll(".time, button, pre, img")) part.remove();
-  const text = copy.textContent.replace(/\s+/g, " ").trim();
+  announceText(copy.textContent.replace(/\s+/g, " ").trim());
+}
+
+function announceText(text) {
   if (!text) return;
   const announcer = $("announcer");
   announcer.append(el("p", {text}));
@@ -941,6 +944,19 @@ function limitHint() {
   hint.textContent = over ? `${used} bytes: over the ${room} a line may have here; shorten it to send.`
     : `${used} of ${room} bytes`;
   input.setAttribute("aria-invalid", String(over));
+  announceLimit(over ? "over" : hint.hidden ? "within" : "near", hint.textContent);
+}
+
+// The count changes at each key: a live hint had a screen reader read it out after
+// every character typed, over the echo of the typing itself. It is announced when the
+// line comes near the limit and when it goes over (the hint itself, described by the
+// composer, says the count whenever the reader asks).
+let limitSaid = "within";
+
+function announceLimit(where, words) {
+  if (where === limitSaid) return;
+  limitSaid = where;
+  if (where !== "within") announceText(words);
 }
 
 async function handleReply(line, reply) {

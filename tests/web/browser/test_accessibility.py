@@ -207,3 +207,36 @@ async def test_someone_still_typing_is_announced_once(daemon: Daemon, browser: A
     await see(page, "done")
     await page.locator("#typing").filter(has_text="bob").wait_for(state="detached")
     assert await page.evaluate("window.typingChanges") == 2  # shown, then cleared
+
+
+# Counts each change in a live region's text from now on (window.liveChanges).
+COUNT_LIVE_CHANGES = """() => {
+    window.liveChanges = 0;
+    const observer = new MutationObserver(() => { window.liveChanges += 1; });
+    for (const node of document.querySelectorAll("[aria-live], [role=status], [role=alert]")) {
+        if (node.getAttribute("aria-live") === "off") continue;
+        observer.observe(node, {childList: true, characterData: true, subtree: true});
+    }
+}"""
+
+
+async def test_the_line_length_is_announced_near_and_over_the_limit_not_at_each_key(
+        daemon: Daemon, browser: Any) -> None:
+    page = await browser("ann")
+    await register(page, daemon.url, "ann")
+    await enter_room(page, "/create alpha", "alpha")
+    composer = page.locator("#composer-input")
+    await composer.fill("x" * 3900)  # near the 4080 bytes a line may have
+    await page.locator("#composer-limit").wait_for()
+    await page.evaluate(COUNT_LIVE_CHANGES)
+    await composer.press("End")
+    await page.keyboard.type("yyyyy")
+    await page.locator("#composer-limit").filter(has_text="3905 of").wait_for()
+    assert await page.evaluate("window.liveChanges") == 0
+    # Going over the limit is said once, however many keys go on past it.
+    await composer.fill("x" * 4100)
+    await page.keyboard.type("zz")
+    await page.locator("#composer-limit").filter(has_text="4102 bytes: over").wait_for()
+    assert "over the" in await live_text(page)
+    assert await page.evaluate("window.liveChanges") == 1
+    assert page.script_errors == []
