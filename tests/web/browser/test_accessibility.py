@@ -159,6 +159,13 @@ async def test_each_list_and_control_is_named_once(daemon: Daemon, browser: Any)
     composer = await page.locator("#composer").aria_snapshot()
     assert '- button "Upload"' in composer
     assert "text: Upload" not in composer
+    # Stickers opens a group of buttons under it (a disclosure), not a menu: it does
+    # not say it has a pop-up, which a screen reader would announce as a menu.
+    stickers = page.get_by_role("button", name="Stickers")
+    assert await stickers.get_attribute("aria-haspopup") is None
+    await stickers.press("Enter")
+    await page.get_by_role("group", name="Stickers").wait_for()
+    assert await stickers.get_attribute("aria-expanded") == "true"
 
 
 async def test_text_at_200_percent_keeps_the_messages_readable(
