@@ -88,6 +88,10 @@ function addMessage(conv, record, {history = false} = {}) {
   if (!history && conv.key !== state.active && record.from !== state.me) {
     conv.unread += 1;
     renderNav();
+    // A sighted person sees the conversation appear, or its count grow, in the list; a
+    // screen reader is told too, for a person writing to them alone (a room's lines
+    // are counted in silence, as they are many).
+    if (conv.kind === "direct") announceText(`New direct message from ${record.from}.`);
   }
   return true;
 }

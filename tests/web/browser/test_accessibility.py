@@ -247,3 +247,15 @@ async def test_the_line_length_is_announced_near_and_over_the_limit_not_at_each_
     assert "over the" in await live_text(page)
     assert await page.evaluate("window.liveChanges") == 1
     assert page.script_errors == []
+
+
+async def test_a_direct_message_behind_the_room_on_screen_is_announced(
+        daemon: Daemon, browser: Any) -> None:
+    page = await browser("ann")
+    await register(page, daemon.url, "ann")
+    await enter_room(page, "/create alpha", "alpha")
+    bob = await daemon.tcp_user("bob")
+    await bob.command("/msg ann a word in private")
+    await page.get_by_role("button", name="bob, 1 unread").wait_for()
+    assert "New direct message from bob." in await live_text(page)
+    assert "a word in private" not in await live_text(page)
