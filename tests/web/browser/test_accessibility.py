@@ -259,3 +259,20 @@ async def test_a_direct_message_behind_the_room_on_screen_is_announced(
     await page.get_by_role("button", name="bob, 1 unread").wait_for()
     assert "New direct message from bob." in await live_text(page)
     assert "a word in private" not in await live_text(page)
+
+
+async def test_the_skip_link_is_offered_where_it_leads_somewhere(
+        daemon: Daemon, browser: Any) -> None:
+    page = await browser("ann")
+    await page.goto(daemon.url + "/")
+    await page.get_by_label("Name").wait_for()
+    skip = page.get_by_role("link", name="Skip to the message box")
+    # Logging in, the message box is hidden: a link to it would lead nowhere.
+    assert await skip.count() == 0
+    await register(page, daemon.url, "ann")
+    # The first stop of the client, before the top bar's buttons.
+    await page.locator("#notifications-button").focus()
+    await page.keyboard.press("Shift+Tab")
+    assert await page.evaluate("document.activeElement.textContent") == "Skip to the message box"
+    await page.keyboard.press("Enter")
+    assert await page.evaluate("document.activeElement.id") == "composer-input"
