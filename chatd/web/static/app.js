@@ -1381,16 +1381,21 @@ function trapInPanel(event) {
 }
 
 function onKey(event) {
-  if (event.key === "Tab" && !$("notifications").hidden) {
-    trapInPanel(event);
+  if (!$("notifications").hidden) {
+    onKeyInPanel(event);
   } else if (event.altKey && (event.key === "ArrowUp" || event.key === "ArrowDown")) {
     event.preventDefault();
     moveConversation(event.key === "ArrowUp" ? -1 : 1);
   } else if (event.key === "Escape") {
-    if (!$("notifications").hidden) openNotifications(false);
-    else if (!$("stickers").hidden) toggleStickers();
+    if (!$("stickers").hidden) toggleStickers();
     else $("composer-input").focus();
   }
+}
+
+// The notifications panel is modal: its keys alone, and no conversation opens behind it.
+function onKeyInPanel(event) {
+  if (event.key === "Tab") trapInPanel(event);
+  else if (event.key === "Escape") openNotifications(false);
 }
 
 // -- wiring ------------------------------------------------------------------------------------

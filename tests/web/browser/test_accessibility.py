@@ -49,6 +49,8 @@ async def test_the_notifications_dialog_keeps_the_focus_until_escape(
         daemon: Daemon, browser: Any) -> None:
     page = await browser("ann")
     await register(page, daemon.url, "ann")
+    await enter_room(page, "/create alpha", "alpha")
+    await enter_room(page, "/create beta", "beta")
     button = page.get_by_role("button", name="Notifications, 0 unread")
     assert await button.get_attribute("aria-expanded") == "false"
     await button.press("Enter")
@@ -62,6 +64,9 @@ async def test_the_notifications_dialog_keeps_the_focus_until_escape(
         seen.append(await page.evaluate("document.activeElement.id"))
     assert seen == ["notifications-close", "notifications-clear", "notifications-close",
                     "notifications-clear", "notifications-close"]
+    # Nor does Alt+Up, which moves between conversations, take it behind the dialog.
+    await page.keyboard.press("Alt+ArrowUp")
+    assert await page.evaluate("document.activeElement.id") == "notifications-close"
     await page.keyboard.press("Escape")
     await dialog.wait_for(state="hidden")
     assert await page.evaluate("document.activeElement.id") == "notifications-button"
