@@ -281,3 +281,30 @@ async def test_the_skip_link_is_offered_where_it_leads_somewhere(
     assert await page.evaluate("document.activeElement.textContent") == "Skip to the message box"
     await page.keyboard.press("Enter")
     assert await page.evaluate("document.activeElement.id") == "composer-input"
+
+
+# The opacity the messages are drawn at: their own times every ancestor's.
+LOG_OPACITY = """() => {
+    let opacity = 1;
+    for (let node = document.getElementById("log"); node; node = node.parentElement)
+        opacity *= Number(getComputedStyle(node).opacity);
+    return opacity;
+}"""
+
+
+async def test_the_messages_keep_their_contrast_while_the_connection_is_away(
+        daemon: Daemon, browser: Any) -> None:
+    page = await browser("ann")
+    await register(page, daemon.url, "ann")
+    await enter_room(page, "/create alpha", "alpha")
+    await daemon.stop()
+    await page.locator("body.offline").wait_for(state="attached")
+    await page.locator("#connection").filter(has_text="reconnecting").wait_for()
+    # Dimmed to 75%, the muted text (times, names, events) read at 3.4:1 in the light
+    # theme. The log shows the panels' colour instead, on which every text reads 4.5:1.
+    assert await page.evaluate(LOG_OPACITY) == 1
+    colours = await page.evaluate(THEME_COLOURS)
+    log_background = await page.evaluate(
+        "getComputedStyle(document.getElementById('log')).backgroundColor")
+    for name in TEXT_COLOURS:
+        assert contrast(colours[name], log_background) >= 4.5, name
