@@ -229,7 +229,10 @@ function fileBody(file) {
   const box = el("div", {class: "file"});
   const size = humanSize(file.size);
   box.append(el("span", {class: "file-name"}, said(file.name, "name"), ` (${size}, ${file.mime})`));
-  const download = el("button", {type: "button", class: "link", text: "Download"});
+  // Named by its file too: a screen reader's list of the page's buttons would have a
+  // "Download" for each file shared, with nothing to tell them apart.
+  const download = el("button", {type: "button", class: "link", text: "Download",
+                                 "aria-label": `Download ${file.name}`});
   download.addEventListener("click", () => downloadFile(file));
   box.append(" ", download);
   if (file.mime && file.mime.startsWith("image/") && !file.mime.includes("svg")) {

@@ -308,3 +308,17 @@ async def test_the_messages_keep_their_contrast_while_the_connection_is_away(
         "getComputedStyle(document.getElementById('log')).backgroundColor")
     for name in TEXT_COLOURS:
         assert contrast(colours[name], log_background) >= 4.5, name
+
+
+async def test_each_file_shared_has_a_download_button_of_its_own_name(
+        daemon: Daemon, browser: Any) -> None:
+    page = await browser("ann")
+    await register(page, daemon.url, "ann")
+    await enter_room(page, "/create alpha", "alpha")
+    for name in ("one.txt", "two.txt"):
+        await page.locator("#upload-input").set_input_files(
+            files=[{"name": name, "mimeType": "text/plain", "buffer": b"some text\n"}])
+        await page.get_by_label(f"preview of {name}").wait_for()
+    # A list of the page's buttons tells the two apart.
+    for name in ("one.txt", "two.txt"):
+        assert await page.get_by_role("button", name=f"Download {name}").count() == 1
