@@ -322,3 +322,15 @@ async def test_each_file_shared_has_a_download_button_of_its_own_name(
     # A list of the page's buttons tells the two apart.
     for name in ("one.txt", "two.txt"):
         assert await page.get_by_role("button", name=f"Download {name}").count() == 1
+
+
+async def test_the_theme_button_says_the_theme_it_switches_to_and_nothing_else(
+        daemon: Daemon, browser: Any) -> None:
+    page = await browser("ann")
+    await register(page, daemon.url, "ann")
+    await page.get_by_role("button", name="Dark theme").press("Enter")
+    await page.get_by_role("button", name="Light theme").wait_for()
+    assert await page.evaluate("document.documentElement.dataset.theme") == "dark"
+    # Not "Light theme, pressed", which says the light theme is on.
+    top = await page.get_by_role("banner").aria_snapshot()
+    assert '- button "Light theme"\n' in top + "\n" and "pressed" not in top
