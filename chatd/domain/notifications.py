@@ -17,6 +17,8 @@ from chatd.domain.events import Notified
 from storage.api import Refused, StorageError
 
 if TYPE_CHECKING:
+    from collections.abc import Awaitable, Callable
+
     from chatd.config import Config
     from chatd.domain.accounts import User
     from chatd.domain.clock import Clock
@@ -115,25 +117,26 @@ class Notifier:
     async def dropped(self, user: User) -> int:
         """How many of ``user``'s notifications were dropped and not yet told, the
         count left for the listing that tells it (read as :meth:`unread` is)."""
-        if self.shared and user.has_account:
-            try:
-                return await self._storage.dropped_notifications(user.id)
-            except StorageError:
-                log.warning("dropped notifications of %s not counted: the database does "
-                            "not answer", user.name)
-        return self._dropped.get(user.id, 0)
+        return await self._count(user, "dropped", self._storage.dropped_notifications,
+                                 self._dropped)
 
     async def unread(self, user: User) -> int:
-        """How many notifications ``user`` has, wherever they were written (on a
-        cluster's node, this node's count when the database does not answer: a
-        welcome is not refused for it)."""
+        """How many notifications ``user`` has, wherever they were written."""
+        return await self._count(user, "unread", self._storage.count_notifications,
+                                 self._counts)
+
+    async def _count(self, user: User, what: str, stored: Callable[[int], Awaitable[int]],
+                     held: dict[int, int]) -> int:
+        """A count of ``user``'s notifications: on a cluster's node the database's
+        (every node writes them), or this node's when the database does not answer
+        (a welcome is not refused for it); on one process the one held here."""
         if self.shared and user.has_account:
             try:
-                return await self._storage.count_notifications(user.id)
+                return await stored(user.id)
             except StorageError:
-                log.warning("unread notifications of %s not counted: the database does "
-                            "not answer", user.name)
-        return self._counts.get(user.id, 0)
+                log.warning("%s notifications of %s not counted: the database does not "
+                            "answer", what, user.name)
+        return held.get(user.id, 0)
 
     async def clear(self, user: User) -> int:
         cleared = await self._storage.clear_notifications(user.id)
