@@ -63,6 +63,7 @@ function conversation(kind, name, {member = true} = {}) {
   let conv = state.convs.get(key);
   if (!conv) {
     conv = {key, kind, name, items: [], ids: new Set(), maxOrder: 0, events: 0, unread: 0,
+            mentions: 0,
             before: undefined, loaded: false, topic: "", member};
     state.convs.set(key, conv);
     renderNav();
@@ -87,6 +88,8 @@ function addMessage(conv, record, {history = false} = {}) {
   insertItem(conv, {order, record, kind: "message"}, {live: !history});
   if (!history && conv.key !== state.active && record.from !== state.me) {
     conv.unread += 1;
+    // Counted as the terminal client counts them: a direct message is to you as well.
+    if (conv.kind === "direct" || mentionsMe(record)) conv.mentions += 1;
     renderNav();
     // A sighted person sees the conversation appear, or its count grow, in the list; a
     // screen reader is told too, for a person writing to them alone (a room's lines
@@ -94,6 +97,16 @@ function addMessage(conv, record, {history = false} = {}) {
     if (conv.kind === "direct") announceText(`New direct message from ${record.from}.`);
   }
   return true;
+}
+
+// Whether another person's message names the one logged in as a word ("ann", "@ann:"),
+// in any case: the terminal client's rule, so both count the same lines. A letter,
+// digit, "_" or "-" next to the name makes it part of another word ("joanne", "ann-marie").
+function mentionsMe(record) {
+  if (!state.me || typeof record.text !== "string") return false;
+  if ((record.from || "").toLowerCase() === state.me.toLowerCase()) return false;
+  const name = state.me.replace(/[.*+?^${}()|[\]\\]/g, "\\$&");
+  return new RegExp(`(?<![\\p{L}\\p{N}_-])@?${name}(?![\\p{L}\\p{N}_-])`, "iu").test(record.text);
 }
 
 // An event or a note, shown after the newest message the conversation has.
@@ -183,7 +196,15 @@ function renderItem(item) {
     node.append(...sender, el("span", {class: "said", text: ": "}));
     node.append(messageBody(record));
   }
+  if (mentionsMe(record)) markMention(node);
   return node;
+}
+
+// A line that names you: a bar at its side and its sender in heavier type (not by colour
+// alone), and words a screen reader says after it, as it reads the line or announces it.
+function markMention(node) {
+  node.classList.add("mention");
+  node.append(el("span", {class: "visually-hidden", text: " (mentions you)"}));
 }
 
 // The mark of a message a bot sent (a bot account's or a webhook's: "bot": true):
@@ -313,12 +334,17 @@ function drawNav() {
   for (const conv of sorted) {
     const label = (conv.kind === "room" ? "#" : "") + conv.name;
     const unread = conv.unread ? `, ${conv.unread} unread` : "";
+    const mentions = conv.mentions ? `, ${conv.mentions} mentioning you` : "";
     const gone = conv.member ? "" : ", not a member";
     const button = el("button", {type: "button", class: "conv", "data-key": conv.key,
                                  "aria-current": conv.key === state.active ? "page" : null,
-                                 "aria-label": `${label}${unread}${gone}`},
+                                 "aria-label": `${label}${unread}${mentions}${gone}`},
                       el("span", {class: "conv-name", text: label}));
     if (conv.unread) button.append(el("span", {class: "badge", "aria-hidden": "true", text: String(conv.unread)}));
+    if (conv.mentions) {
+      button.append(el("span", {class: "badge mention-badge", "aria-hidden": "true",
+                                text: `@${conv.mentions}`}));
+    }
     if (!conv.member) button.classList.add("gone");
     button.addEventListener("click", () => activate(conv.key));
     (conv.kind === "room" ? rooms : direct).append(el("li", {}, button));
@@ -347,6 +373,7 @@ async function activate(key, {focus = true} = {}) {
   if (!conv) return;
   state.active = key;
   conv.unread = 0;
+  conv.mentions = 0;
   state.typing.clear();
   renderTyping();
   const saved = conn.saved;
