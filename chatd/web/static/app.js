@@ -135,7 +135,7 @@ function noteHere(text, kind = "note") {
     return;
   }
   const log = $("log");
-  const node = el("li", {class: kind, text});
+  const node = noteLine(kind, text);
   log.append(node);
   log.scrollTop = log.scrollHeight;
   announce(node);
@@ -179,7 +179,9 @@ function placeInLog(item, last) {
 
 function renderItem(item) {
   if (item.kind !== "message") {
-    return el("li", {class: item.kind, "data-order": item.order, text: item.text});
+    const node = noteLine(item.kind, item.text);
+    node.dataset.order = item.order;
+    return node;
   }
   const record = item.record;
   const node = el("li", {class: "message", "data-order": item.order, "data-id": record.id});
@@ -198,6 +200,14 @@ function renderItem(item) {
   }
   if (mentionsMe(record)) markMention(node);
   return node;
+}
+
+// A note, an event or an error. An error says it is one in words, first, not by its
+// colour alone (seen, and read out and announced with it); its code and text follow as
+// they came.
+function noteLine(kind, text) {
+  if (kind !== "error") return el("li", {class: kind, text});
+  return el("li", {class: kind}, el("strong", {class: "error-mark", text: "Error:"}), " ", text);
 }
 
 // A line that names you: a bar at its side and its sender in heavier type (not by colour

@@ -56,3 +56,24 @@ async def test_a_line_naming_you_is_marked_counted_and_heard(daemon: Daemon, bro
             assert contrast(look["bar"], colours[behind]) >= 3, (theme, behind)
         await screenshot(page, f"client-mention-{theme}")
     assert page.script_errors == []
+
+
+async def test_an_error_line_says_it_is_one_in_words(daemon: Daemon, browser: Any) -> None:
+    page = await browser("ann")
+    await register(page, daemon.url, "ann")
+    # The page's own refusal, before any room is open, and the server's, in a room.
+    await type_line(page, "hello?")
+    errors = page.locator("#log li.error")
+    await errors.filter(has_text="join or create a room first").wait_for()
+    assert (await errors.text_content()).startswith("Error: join or create a room first")
+    await enter_room(page, "/create alpha", "alpha")
+    await type_line(page, "/whois nobody-here")
+    await errors.filter(has_text="no-such-user").wait_for()
+    texts = [" ".join(text.split()) for text in await errors.all_text_contents()]
+    # The code and its message stay as the server sent them, after the word.
+    assert texts[-1].startswith("Error: no-such-user: "), texts
+    mark = errors.last.locator(".error-mark")
+    assert await mark.is_visible() and await mark.inner_text() == "Error:"
+    # Heard as well: the word is in what the screen reader is told as it comes.
+    assert await page.locator("#announcer").filter(has_text="Error: no-such-user: ").count() == 1
+    assert page.script_errors == []
