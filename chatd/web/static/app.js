@@ -63,7 +63,7 @@ function conversation(kind, name, {member = true} = {}) {
   let conv = state.convs.get(key);
   if (!conv) {
     conv = {key, kind, name, items: [], ids: new Set(), maxOrder: 0, events: 0, unread: 0,
-            mentions: 0,
+            mentions: 0, historyAnnounced: false,
             before: undefined, loaded: false, topic: "", member};
     state.convs.set(key, conv);
     renderNav();
@@ -306,6 +306,7 @@ function renderLog() {
   const log = $("log");
   log.replaceChildren();
   $("announcer").replaceChildren();  // another conversation's lines, or another account's
+  $("history-said").replaceChildren();
   const conv = state.convs.get(state.active);
   if (!conv) return;
   for (const item of conv.items) log.append(renderItem(item));
@@ -424,6 +425,7 @@ async function loadOlder() {
   if (!conv || conv.kind !== "room" || !conv.before || state.olderLoading) return;
   state.olderLoading = true;
   $("history-status").textContent = "Loading older messages…";
+  $("history-said").textContent = "Loading older messages…";
   const log = $("log");
   const height = log.scrollHeight;
   try {
@@ -453,8 +455,20 @@ function historyStatus(conv) {
   if (conv.key !== state.active) return;
   const more = conv.kind === "room" && conv.before;
   $("older-button").hidden = !more;
-  $("history-status").textContent = conv.kind === "direct" ? DIRECT_HISTORY
+  const words = conv.kind === "direct" ? DIRECT_HISTORY
     : conv.loaded && !conv.before ? "This is the start of the room's history." : "";
+  $("history-status").textContent = words;
+  announceHistoryOnce(conv, words);
+}
+
+// The history line is shown each time a conversation is opened, but said once per
+// conversation while the page is open: a screen reader user going back and forth
+// between rooms heard the same sentence at each switch. It is said in a live region
+// of its own; the line on screen is not live.
+function announceHistoryOnce(conv, words) {
+  if (!words || conv.historyAnnounced) return;
+  conv.historyAnnounced = true;
+  $("history-said").textContent = words;
 }
 
 // After a reconnection: what was posted while the connection was away, page after

@@ -334,3 +334,52 @@ async def test_the_theme_button_says_the_theme_it_switches_to_and_nothing_else(
     # Not "Light theme, pressed", which says the light theme is on.
     top = await page.get_by_role("banner").aria_snapshot()
     assert '- button "Light theme"\n' in top + "\n" and "pressed" not in top
+
+
+# Each text a live region is given from now on (window.heard): what a screen reader says.
+RECORD_HEARD = """() => {
+    window.heard = [];
+    const observer = new MutationObserver((changes) => {
+        for (const change of changes) {
+            if (change.type === "characterData") window.heard.push(change.target.data);
+            for (const node of change.addedNodes) window.heard.push(node.textContent);
+        }
+    });
+    for (const node of document.querySelectorAll("[aria-live], [role=status], [role=alert]")) {
+        if (node.getAttribute("aria-live") === "off") continue;
+        observer.observe(node, {childList: true, characterData: true, subtree: true});
+    }
+}"""
+
+
+async def heard(page: Any, words: str) -> int:
+    """How many times a live region was given ``words`` since RECORD_HEARD."""
+    texts: list[str] = await page.evaluate("window.heard")
+    return sum(words in text for text in texts)
+
+
+async def test_the_history_line_is_announced_once_per_conversation(
+        daemon: Daemon, browser: Any) -> None:
+    page = await browser("ann")
+    await register(page, daemon.url, "ann")
+    await page.evaluate(RECORD_HEARD)
+    await enter_room(page, "/create alpha", "alpha")
+    status = page.locator("#history-status")
+    await status.filter(has_text="start of the room's history").wait_for()
+    await enter_room(page, "/create beta", "beta")
+    await status.filter(has_text="start of the room's history").wait_for()
+    bob = await daemon.tcp_user("bob")
+    await bob.command("/msg ann hello")
+    await page.get_by_role("button", name="bob, 1 unread").wait_for()
+    # Back and forth between the three, each time the line is shown again.
+    rooms = "start of the room's history"
+    direct = "Earlier direct messages are not shown here"
+    for key, words in (("#alpha", rooms), ("#beta", rooms), ("@bob", direct),
+                       ("#alpha", rooms), ("@bob", direct), ("#beta", rooms)):
+        await page.locator(f"button.conv[data-key='{key}']").click()
+        await page.locator("#view-title").filter(has_text=key.lstrip("@")).wait_for()
+        await status.filter(has_text=words).wait_for()
+    # Said once for each of the two rooms and once for the direct conversation.
+    assert await heard(page, rooms) == 2
+    assert await heard(page, direct) == 1
+    assert page.script_errors == []
