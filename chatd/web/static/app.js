@@ -724,9 +724,12 @@ async function clearNotifications() {
   else noteHere(`${reply.code}: ${reply.message}`, "error");
 }
 
+// The page behind the open panel is inert: no click, nor a screen reader's own
+// navigation, reaches it (the keyboard is held by trapInPanel as well).
 function openNotifications(open) {
   const panel = $("notifications");
   panel.hidden = !open;
+  for (const part of $("app").children) if (part !== panel) part.inert = open;
   $("notifications-button").setAttribute("aria-expanded", String(open));
   if (open) $("notifications-clear").focus();
   else $("notifications-button").focus();
@@ -1447,6 +1450,16 @@ function onKey(event) {
   }
 }
 
+// A click outside the open panel, on the inert page behind it, closes it as Escape
+// does, the focus back on its button; the click itself does nothing behind it.
+function onClickOutsidePanel(event) {
+  const panel = $("notifications");
+  if (panel.hidden || panel.contains(event.target)) return;
+  event.preventDefault();
+  event.stopPropagation();
+  openNotifications(false);
+}
+
 // The notifications panel is modal: its keys alone, and no conversation opens behind it.
 function onKeyInPanel(event) {
   if (event.key === "Tab") trapInPanel(event);
@@ -1490,6 +1503,7 @@ function wire() {
     activate(conversation("direct", who.user).key);
   });
   document.addEventListener("keydown", onKey);
+  document.addEventListener("click", onClickOutsidePanel, {capture: true});
   themeButton();
 }
 

@@ -383,3 +383,32 @@ async def test_the_history_line_is_announced_once_per_conversation(
     assert await heard(page, rooms) == 2
     assert await heard(page, direct) == 1
     assert page.script_errors == []
+
+
+async def test_a_click_outside_the_notifications_dialog_closes_it(
+        daemon: Daemon, browser: Any) -> None:
+    page = await browser("ann")
+    await register(page, daemon.url, "ann")
+    await enter_room(page, "/create alpha", "alpha")
+    await enter_room(page, "/create beta", "beta")
+    button = page.locator("#notifications-button")
+    dialog = page.get_by_role("dialog", name="Notifications")
+    await button.click()
+    await dialog.wait_for()
+    # A click inside it keeps it open.
+    await page.locator("#notifications-title").click()
+    assert await dialog.is_visible()
+    # A click on #alpha's button behind it (where the pointer is, as a person clicks)
+    # neither opens #alpha nor takes the focus behind the dialog: it closes the dialog,
+    # the focus back on the Notifications button.
+    alpha = await page.locator("button.conv[data-key='#alpha']").bounding_box()
+    assert alpha is not None
+    await page.mouse.click(alpha["x"] + alpha["width"] / 2, alpha["y"] + alpha["height"] / 2)
+    await dialog.wait_for(state="hidden")
+    assert await page.evaluate("document.activeElement.id") == "notifications-button"
+    assert await button.get_attribute("aria-expanded") == "false"
+    assert await page.locator("#view-title").inner_text() == "#beta"
+    # Closed, the page behind answers clicks again.
+    await page.locator("button.conv[data-key='#alpha']").click()
+    await page.locator("#view-title").filter(has_text="#alpha").wait_for()
+    assert page.script_errors == []
