@@ -104,9 +104,17 @@ class Person:
         return self.text()
 
     async def joins(self, room: str) -> None:
-        """Type ``/join room`` and wait for the room to be on screen."""
+        """Type ``/join room`` and wait until the join is handled whole.
+
+        The room is shown as soon as the server says yes, but the client then asks
+        for its members and history, and files the join's own lines last; keys typed
+        before that (Alt-1, a line) would race the rest of the join.
+        """
         self.type(f"/join {room}" + ENTER)
         await self.sees(lambda p: p.state.current == room, f"#{room} shown")
+        await self.sees(lambda p: any(line.text.startswith(f"You joined #{room} ")
+                                      for line in p.state.conversations[room].lines),
+                        f"the join's own lines in #{room}")
 
     async def quits(self) -> int:
         self.type("\x15" + CTRL_D)  # Ctrl-U empties the line; Ctrl-D on an empty one quits
