@@ -15,7 +15,9 @@ class Relay:
     ``cut_at``: the connection is dropped, unanswered, at the first line from the
     client containing it. :meth:`freeze`: every connection open at that moment goes
     silent both ways, nothing closed, as when a peer vanishes without a word; later
-    connections are relayed as usual. ``broken_first``: the first connection is sent
+    connections are relayed as usual. ``hold``: the first line from the client
+    containing it, and every one after it, waits until :meth:`release` (a server
+    slow to answer). ``broken_first``: the first connection is sent
     these bytes and closed without reaching the server (a server killed while it
     wrote). ``inject``: (marker, lines), the lines slipped in after each line from
     the server holding the marker (what a server of another version might send).
@@ -27,9 +29,12 @@ class Relay:
     def __init__(self, port: int, cut_at: bytes | None = None, *,
                  broken_first: bytes | None = None,
                  inject: tuple[bytes, bytes] | None = None,
-                 rewrite: Callable[[bytes], bytes] | None = None) -> None:
+                 rewrite: Callable[[bytes], bytes] | None = None,
+                 hold: bytes | None = None) -> None:
         self.upstream = port
         self.cut_at = cut_at
+        self.hold = hold
+        self._released = asyncio.Event()
         self.broken_first = broken_first
         self.inject = inject
         self.rewrite = rewrite
@@ -51,6 +56,15 @@ class Relay:
             task.cancel()
         await asyncio.gather(*self._tasks, return_exceptions=True)
         await self._server.wait_closed()
+
+    def release(self) -> None:
+        """Let the lines waiting at :attr:`hold` (and any later) through."""
+        self._released.set()
+
+    async def _until_released(self, line: bytes) -> None:
+        """Wait for :meth:`release` if ``line`` (or one before it) is held."""
+        if self.hold is not None and self.hold in line:
+            await self._released.wait()
 
     def freeze(self) -> None:
         for connection in self._frozen:
@@ -85,6 +99,7 @@ class Relay:
         async def up() -> None:
             while (line := await client_r.readline()) and not (
                     self.cut_at is not None and self.cut_at in line):
+                await self._until_released(line)
                 if not silent():  # frozen: swallowed, the server waits
                     server_w.write(line)
 

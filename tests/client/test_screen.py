@@ -588,6 +588,28 @@ async def test_a_plain_line_in_the_server_conversation_goes_nowhere(
     await alice.sees("lines you type in #secret are now encrypted")
 
 
+async def test_a_join_answered_late_files_its_lines_in_the_room_joined(
+        server: ChatServer, clients: Clients, person: Callable[..., object]) -> None:
+    await bob_in(clients, "secret")
+    async with Relay(server.port, hold=b"/history secret") as relay:  # the join's last step
+        alice: Person = await person("alice", port=relay.port)  # type: ignore[misc]
+        alice.type("/join secret" + ENTER)
+        await alice.sees(lambda p: p.state.current == "secret", "#secret shown")
+        alice.type("\x1b1")  # Alt-1 while the join still waits for the room's history
+        await alice.sees(lambda p: p.input_row == "server>", "the server prompt")
+        relay.release()
+        await alice.sees(lambda p: bool(_filed(p, "You joined #secret")), "the join's lines")
+        assert _filed(alice, "You joined #secret") == ["secret"]  # the room it speaks of
+        alice.type("\x1b2")
+        await alice.sees("You joined #secret (2 members)")
+
+
+def _filed(person: Person, text: str) -> list[str]:
+    """The conversations holding a line with ``text``."""
+    return [key for key, conversation in person.state.conversations.items()
+            if any(text in line.text for line in conversation.lines)]
+
+
 async def test_a_paste_of_several_lines_sends_each_to_the_conversation_on_screen(
         clients: Clients, person: Callable[..., object]) -> None:
     bob = await bob_in(clients, "general")

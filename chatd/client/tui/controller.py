@@ -257,10 +257,15 @@ class Controller:
         if name in MEMBERSHIP:
             await self.refresh_rooms()
         entered = self.session.current_room  # /join, /create, /switch move the person there
+        home = conversation.key
         if entered and entered != before and entered in self.state.conversations:
+            home = entered
             await self.show(entered)
+        # The reply's lines go with what was typed (in the room it entered), not to the
+        # conversation shown once the room's history came: the person may have moved.
+        kept = home in self.state.conversations  # not a room just left
         for line in said:
-            self.state.add(line)
+            self.state.add(line, home if kept else None)
         if name not in LOGINS:  # a login's direct messages may be newer than a gap to resume
             self.catchup.note_lines(said)
 

@@ -143,18 +143,20 @@ class ChatState:
 
     # -- lines ------------------------------------------------------------------------------
 
-    def key_of(self, line: Line) -> str:
-        """Which conversation a line belongs to: its room, its other person, or the one shown."""
+    def key_of(self, line: Line, home: str | None = None) -> str:
+        """Which conversation a line belongs to: its room, its other person, else
+        ``home`` (when given) or the one shown."""
         if line.room:
             return line.room
         if line.to is not None and line.sender is not None:
             mine = self.me is not None and line.sender.casefold() == self.me.casefold()
             return dm_key(line.to if mine else line.sender)
-        return self.current
+        return self.current if home is None else home
 
-    def add(self, line: Line) -> Conversation:
-        """File a line where it belongs, counting it as unread when it is out of sight."""
-        conversation = self.open(self.key_of(line))
+    def add(self, line: Line, home: str | None = None) -> Conversation:
+        """File a line where it belongs (a line of no room nor person: in ``home``, else
+        the conversation shown), counting it as unread when it is out of sight."""
+        conversation = self.open(self.key_of(line, home))
         conversation.append(line)
         if line.kind == "message" and line.sender is not None:
             self.stopped_typing(conversation.key, line.sender)
