@@ -604,6 +604,24 @@ async def test_a_join_answered_late_files_its_lines_in_the_room_joined(
         await alice.sees("You joined #secret (2 members)")
 
 
+async def test_a_line_typed_while_a_join_is_answered_goes_where_it_was_typed(
+        server: ChatServer, clients: Clients, person: Callable[..., object]) -> None:
+    bob = await bob_in(clients, "general", "secret")
+    async with Relay(server.port, hold=b"/history secret") as relay:
+        alice: Person = await person("alice", port=relay.port)  # type: ignore[misc]
+        await alice.joins("general")
+        alice.type("/join secret" + ENTER)
+        await alice.sees(lambda p: p.input_row == "#secret>", "#secret shown")
+        alice.type("for secret only" + ENTER)  # waits for the join to be handled
+        alice.type("\x1b2")  # #general, before the line is sent
+        await alice.sees(lambda p: p.input_row == "#general>", "#general shown")
+        await settle(bob)
+        relay.release()
+        assert (await said(bob, "for secret only"))["room"] == "secret"
+        await alice.sees(lambda p: bool(_filed(p, "for secret only")), "the line sent")
+        assert _filed(alice, "for secret only") == ["secret"]
+
+
 def _filed(person: Person, text: str) -> list[str]:
     """The conversations holding a line with ``text``."""
     return [key for key, conversation in person.state.conversations.items()

@@ -71,7 +71,9 @@ class Controller:
         self._typing_sent: dict[str, float] = {}
         self._loading: set[str] = set()
         self._tasks: set[asyncio.Task[Any]] = set()
-        self._held: list[str] = []  # lines typed while the connection was down
+        # Lines typed while the connection was down, each with the conversation it was
+        # typed in.
+        self._held: list[tuple[str, str]] = []
         # One line at a time reaches the server: the last held line and the next one
         # typed must not overtake each other.
         self._sending = asyncio.Lock()
@@ -132,10 +134,28 @@ class Controller:
 
     async def show(self, key: str) -> None:
         """Put conversation ``key`` on screen; a room becomes the server's current room."""
+        await self._follow(self._switch(key))
+
+    def jump(self, key: str) -> None:
+        """Show ``key`` at once (a key pressed, a click): a line typed right after it
+        belongs there, though the server is told in the background."""
+        self.spawn(self._follow(self._switch(key)))
+
+    def step(self, by: int) -> None:
+        """Show the next (``by`` = 1) or previous (-1) conversation in the list, at once."""
+        keys = self.state.keys()
+        self.jump(keys[(keys.index(self.state.current) + by) % len(keys)])
+
+    def _switch(self, key: str) -> Conversation:
         conversation = self.state.switch(key)
         self.redraw()
+        return conversation
+
+    async def _follow(self, conversation: Conversation) -> None:
+        """A room shown: the server's current room, its members and its history."""
         if not conversation.is_room:
             return
+        key = conversation.key
         self.session.current_room = key
         await self.session.client.command(f"/switch {key}", check=False)
         with contextlib.suppress(ClientError):
@@ -144,13 +164,13 @@ class Controller:
         if not conversation.loaded:
             await self.load_older(conversation)
 
-    async def step(self, by: int) -> None:
-        keys = self.state.keys()
-        await self.show(keys[(keys.index(self.state.current) + by) % len(keys)])
+    async def submit(self, text: str, typed_in: str | None = None) -> bool:
+        """Handle what was typed or pasted in conversation ``typed_in`` (None: the one
+        on screen), a line at a time; False when the person asked to quit.
 
-    async def submit(self, text: str) -> bool:
-        """Handle what was typed or pasted, a line at a time; False when the person
-        asked to quit.
+        A line waits for the ones typed before it (a /join waits for the room's
+        history), and the person may show another conversation meanwhile: it still
+        goes where it was typed.
 
         A paste may hold line breaks, and the server reads each as the end of a line:
         what follows one would reach it as a line of its own, a plain line for the
@@ -158,12 +178,13 @@ class Controller:
         message posted in a room) or a command run unseen. Each line is handled as if
         typed, in order.
         """
+        where = self.state.current if typed_in is None else typed_in
         for line in text.splitlines():
-            if not await self._submit_line(line):
+            if not await self._submit_line(line, where):
                 return False
         return True
 
-    async def _submit_line(self, text: str) -> bool:
+    async def _submit_line(self, text: str, typed_in: str) -> bool:
         text = text.strip()
         if not text:
             return True
@@ -175,20 +196,20 @@ class Controller:
                                  "(/quit leaves)."))
         elif self._held or (self.state.connection not in ("connected", LOGGED_OUT)
                             and name not in OFFLINE):
-            self._hold(text)
+            self._hold(text, typed_in)
         else:
-            await self._send(text)
+            await self._send(text, typed_in)
         self.redraw()
         return True
 
-    async def _send(self, text: str) -> None:
+    async def _send(self, text: str, typed_in: str | None = None) -> None:
         name = _name_of(text)
         rest = text[1:].partition(" ")[2].strip() if name else ""
         if name in ("login", "auth") and RESUME_FLAG not in rest.split():
             text += f" {RESUME_FLAG}"  # a resume token, so that a reconnection can use it
         try:
             async with self._sending:
-                await self._run(text, name, rest)
+                await self._run(text, name, rest, self._conversation(typed_in))
                 await self._logged_in_or_out()
         except (ConnectionError, TimeoutError) as exc:
             # str(): an exception is true even when it says nothing (a time-out).
@@ -206,14 +227,21 @@ class Controller:
             await self.start([])
             await self.show(current if current in self.state.conversations else SERVER)
 
-    def _hold(self, text: str) -> None:
+    def _conversation(self, key: str | None) -> Conversation:
+        """The conversation ``key`` (the one on screen for None), even when it left the
+        list meanwhile (a room one was removed from: the server then says so)."""
+        if key is None:
+            return self.state.shown
+        return self.state.conversations.get(key) or Conversation(key)
+
+    def _hold(self, text: str, typed_in: str) -> None:
         """A line typed while the connection is down: sent once it is back, in order
         (as the line mode does), or refused when it will not come back."""
         if self._reconnect is None or self.state.connection not in COMING_BACK:
             self.state.add(error(f"not sent: {self.state.connection}, and the client does not "
                                  "connect again (/quit, then start it again)."))
             return
-        self._held.append(text)
+        self._held.append((text, typed_in))
         self.state.add(notice(f"not sent yet ({self.state.connection}): the line is sent once "
                               f"the client is connected again ({len(self._held)} waiting)."))
 
@@ -221,7 +249,7 @@ class Controller:
         """Lines typed while the connection was down, in the order typed; lines typed
         meanwhile join the end of the queue, so the order holds."""
         while self._held:
-            await self._send(self._held.pop(0))
+            await self._send(*self._held.pop(0))
 
     def _drop_held(self, why: str) -> None:
         if self._held:
@@ -229,8 +257,8 @@ class Controller:
                                  f"sent: {why}."))
             self._held.clear()
 
-    async def _run(self, text: str, name: str, rest: str) -> None:
-        conversation = self.state.shown
+    async def _run(self, text: str, name: str, rest: str,
+                   conversation: Conversation) -> None:
         if name == "query":
             await self._query(rest)
             return
@@ -238,12 +266,13 @@ class Controller:
             self._close(conversation)
             return
         if conversation.key == SERVER and not name:
-            self.state.add(error(NOT_HERE))
+            self.state.add(error(NOT_HERE), SERVER)
             return
         # What acts on "the current room" (a plain line, /secure, /topic) acts on the
-        # conversation on screen: none when it is not a room, never the room shown last.
+        # conversation it was typed in: none when it is not a room, never the room
+        # shown last.
         self.session.current_room = conversation.key if conversation.is_room else None
-        aimed = self._aimed(text, name)
+        aimed = self._aimed(text, name, conversation.key)
         if aimed is None:
             return
         text = aimed
@@ -269,7 +298,7 @@ class Controller:
         if name not in LOGINS:  # a login's direct messages may be newer than a gap to resume
             self.catchup.note_lines(said)
 
-    def _aimed(self, text: str, name: str) -> str | None:
+    def _aimed(self, text: str, name: str, typed_in: str) -> str | None:
         """A server command that would fall back on the server's current room, made to
         name the room on screen; None (and said why) outside a room's view."""
         if not name or name in LOCAL_COMMANDS:
@@ -277,7 +306,7 @@ class Controller:
         known = {*self.vocabulary.rooms, *self.state.conversations}
         aimed = self.room_defaults.aim(text, self.session.current_room, known)
         if isinstance(aimed, Line):
-            self.state.add(aimed)
+            self.state.add(aimed, typed_in)
             return None
         return aimed
 
@@ -296,10 +325,11 @@ class Controller:
             self.state.close(conversation.key)
         elif conversation.is_room:
             self.state.add(error(f"/close closes a direct conversation; /leave "
-                                 f"{conversation.key} leaves {conversation.title}."))
+                                 f"{conversation.key} leaves {conversation.title}."),
+                           conversation.key)
         else:
             self.state.add(error("/close closes a direct conversation; the server "
-                                 "conversation stays."))
+                                 "conversation stays."), SERVER)
 
     def typed(self, text: str) -> None:
         """The input line changed: tell the room we type, at most every few seconds."""

@@ -157,7 +157,8 @@ class Screen:
         self.controller = controller
         self.state = controller.state
         self.color = color
-        self._queue: asyncio.Queue[str] = asyncio.Queue()
+        # What was typed, and the conversation on screen when it was.
+        self._queue: asyncio.Queue[tuple[str, str]] = asyncio.Queue()
         self.input = Buffer(multiline=False, history=InMemoryHistory(),
                             completer=ChatCompleter(controller.vocabulary),
                             complete_while_typing=False, accept_handler=self._accept,
@@ -231,7 +232,7 @@ class Screen:
     def _clicked(self, key: str) -> Callable[[MouseEvent], None]:
         def handler(event: MouseEvent) -> None:
             if event.event_type == MouseEventType.MOUSE_UP:
-                self.controller.spawn(self.controller.show(key))
+                self.controller.jump(key)
         return handler
 
     def _status(self) -> StyleAndTextTuples:
@@ -263,13 +264,13 @@ class Screen:
         return max(1, self.scrollback.height - 2)
 
     def _stepper(self, by: int) -> Callable[[KeyPressEvent], None]:
-        return lambda event: self.controller.spawn(self.controller.step(by))
+        return lambda event: self.controller.step(by)
 
     def _jumper(self, number: int) -> Callable[[KeyPressEvent], None]:
         def jump(event: KeyPressEvent) -> None:
             keys = self.state.keys()
             if number <= len(keys):
-                self.controller.spawn(self.controller.show(keys[number - 1]))
+                self.controller.jump(keys[number - 1])
         return jump
 
     def _quit(self) -> None:
@@ -279,14 +280,14 @@ class Screen:
     # -- running ---------------------------------------------------------------------------
 
     def _accept(self, buffer: Buffer) -> bool:
-        self._queue.put_nowait(buffer.text)
+        self._queue.put_nowait((buffer.text, self.state.current))
         self.controller.state.shown.to_bottom()  # what you send, you see
         return False
 
     async def _typed_lines(self) -> None:
         """Handle typed lines one at a time, in order, as the server must see them."""
         while True:
-            if not await self.controller.submit(await self._queue.get()):
+            if not await self.controller.submit(*await self._queue.get()):
                 self._quit()
                 return
 
