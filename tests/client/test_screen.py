@@ -688,7 +688,7 @@ async def test_a_room_without_messages_before_the_cut_misses_nothing_after_it(
         alice: Person = await person("alice", port=relay.port, reconnect=True,  # type: ignore[misc]
                                      backoff=fixed_backoff(0.5))
         await alice.joins("fresh")
-        await alice.sees("the start of #fresh's history here.")
+        await alice.sees("this is the start of #fresh's history.")
         alice.type("/ping cut-here" + ENTER)  # the relay drops the connection at this line
         await alice.sees(lambda p: p.state.connection != "connected", "the connection lost")
         await bob.command("/say fresh the first words of #fresh")

@@ -372,8 +372,8 @@ class Controller:
             conversation.loaded = True
             if reply.ok and len(records) < want:  # the server has nothing older
                 conversation.history_done = True
-                conversation.lines.appendleft(notice(f"the start of {conversation.title}'s "
-                                                     "history here."))
+                conversation.lines.appendleft(notice(f"this is the start of "
+                                                     f"{conversation.title}'s history."))
             elif want >= HISTORY_MAX or not reply.ok:  # older ones exist, out of reach
                 conversation.history_done = True
                 conversation.lines.appendleft(notice(
