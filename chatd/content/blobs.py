@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import errno
 import importlib
 import logging
 import os
@@ -27,6 +26,7 @@ from typing import TYPE_CHECKING, Any, BinaryIO, Protocol
 from urllib.parse import quote
 
 from chatd.config import ConfigError
+from chatd.hardlinks import linked
 
 if TYPE_CHECKING:
     from chatd.config import FilesConfig
@@ -36,10 +36,6 @@ log = logging.getLogger(__name__)
 CHUNK = 48 * 1024
 # How much of an S3 object one request reads (S3Blobs.read).
 S3_RANGE = 1024 * 1024
-# What os.link fails with where the files directory has no hard links (some network
-# and FUSE file systems), or the staged file is on another file system: the
-# blob is copied into place instead.
-NO_LINKS = frozenset({errno.EPERM, errno.ENOTSUP, errno.EOPNOTSUPP, errno.EXDEV})
 # The name a blob is copied under before it is renamed into place (LocalBlobs._copy).
 COPYING = ".put-"
 # A temporary copy's name, as tempfile.mkstemp makes it with that prefix and suffix.
@@ -171,14 +167,13 @@ class LocalBlobs:
         # Staging lives under the same files directory: a second name for the staged
         # file, made at once (a reader never sees part of it), costs no copy and
         # leaves the staged name for a second put.
+        # Where the files directory has no hard links (or the staged file is on
+        # another file system), the blob is copied into place instead.
         try:
-            os.link(staged, target)
+            if not linked(staged, target):
+                LocalBlobs._copy(staged, target)
         except FileExistsError:
             return  # put meanwhile by another upload
-        except OSError as exc:
-            if exc.errno not in NO_LINKS:
-                raise
-            LocalBlobs._copy(staged, target)
 
     @staticmethod
     def _copy(staged: Path, target: Path) -> None:

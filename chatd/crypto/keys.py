@@ -9,7 +9,6 @@ a crash never leaves half a key behind.
 from __future__ import annotations
 
 import contextlib
-import errno
 import json
 import os
 import secrets
@@ -27,6 +26,7 @@ from chatd.crypto.envelope import (
     fingerprint,
     unb64,
 )
+from chatd.hardlinks import linked
 
 PRIVATE_TYPE = "chatd-e2e-private-key"
 PUBLIC_TYPE = "chatd-e2e-public-key"
@@ -134,10 +134,6 @@ class KeyFileExists(CryptError):
     """The file to write exists (made meanwhile, perhaps, by another process)."""
 
 
-# Where a file system has no hard links (some network or FUSE mounts).
-_NO_LINKS = frozenset({errno.EPERM, errno.ENOTSUP, errno.EOPNOTSUPP, errno.EXDEV})
-
-
 def _put_in_place(temp: Path, path: Path, overwrite: bool) -> None:
     """Move the written ``temp`` to ``path``; unless ``overwrite``, never over a file
     that appeared since the check before writing (two first runs at once)."""
@@ -145,16 +141,15 @@ def _put_in_place(temp: Path, path: Path, overwrite: bool) -> None:
         os.replace(temp, path)
         return
     try:
-        os.link(temp, path)
+        placed = linked(temp, path)
     except FileExistsError:
         raise KeyFileExists(f"{path} exists; use --force to replace it") from None
-    except OSError as exc:
-        if exc.errno not in _NO_LINKS:
-            raise
-        _refuse_existing(path, overwrite)  # checked again, as close as it can be
-        os.replace(temp, path)
+    if placed:
+        temp.unlink()
         return
-    temp.unlink()
+    # No hard links there: checked again, as close as it can be, and renamed.
+    _refuse_existing(path, overwrite)
+    os.replace(temp, path)
 
 
 def _refuse_existing(path: Path, overwrite: bool) -> None:
