@@ -197,13 +197,20 @@ class Guests:
         """A ban of ``user`` decided while it is still in ``room`` (its departure is
         being stored) holds the nick it is renamed to: the room is told of the ban
         under that nick. Another ban of the new nick stays as it is."""
-        bans = self._bans.get(room.id)
+        self._move_ban(room.id, old, new, user.id)
+
+    def _move_ban(self, room_id: int, old: str, new: str, guest: int | None = None) -> bool:
+        """Move the room's ban of the nick ``old`` to ``new`` (only the guest
+        ``guest``'s, when given); whether there was one to move. Another ban of the
+        new nick stays as it is."""
+        bans = self._bans.get(room_id)
         ban = bans.get(name_key(old)) if bans is not None else None
-        if bans is None or ban is None or ban.guest != user.id:
-            return
+        if bans is None or ban is None or (guest is not None and ban.guest != guest):
+            return False
         del bans[name_key(old)]
         ban.nick = new
         bans.setdefault(name_key(new), ban)
+        return True
 
     # -- rooms -----------------------------------------------------------------
 
@@ -475,12 +482,8 @@ class Guests:
         node's memory, in a transaction of its own (which reads the bans again:
         nothing if the ban was lifted meanwhile)."""
         async with self._services.transactions.room(room):
-            bans = self._bans.get(room.id)
-            ban = bans.pop(name_key(old), None) if bans is not None else None
-            if bans is None or ban is None:
+            if not self._move_ban(room.id, old, new):
                 return
-            ban.nick = new
-            bans.setdefault(name_key(new), ban)
             await self._share(room)
             # No event tells the room of the move: the other nodes' ban lists and
             # their /unban of the new nick would read the old one until the next.
