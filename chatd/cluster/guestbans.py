@@ -21,7 +21,7 @@ from typing import TYPE_CHECKING, Any
 import redis
 
 from chatd.cluster import codec, keys
-from chatd.cluster.transactions import LOCK_WAIT, unavailable
+from chatd.cluster.transactions import LOCK_WAIT, answered
 from chatd.irc.guests import GuestBan
 
 if TYPE_CHECKING:
@@ -42,11 +42,7 @@ class RedisGuestBans:
         self._tasks: set[asyncio.Task[None]] = set()
 
     async def load(self, room_id: int) -> dict[str, GuestBan]:
-        try:
-            async with asyncio.timeout(LOCK_WAIT):
-                raw = await self._shared.get(keys.guest_bans(room_id))
-        except (redis.RedisError, TimeoutError) as exc:
-            raise unavailable("Redis does not answer") from exc
+        raw = await answered(self._shared.get(keys.guest_bans(room_id)))
         return {} if raw is None else _bans(raw)
 
     async def load_every(self) -> dict[int, dict[str, GuestBan]]:
@@ -58,15 +54,11 @@ class RedisGuestBans:
 
     async def store(self, room_id: int, bans: Mapping[str, GuestBan]) -> None:
         key = keys.guest_bans(room_id)
-        try:
-            async with asyncio.timeout(LOCK_WAIT):
-                if bans:
-                    await self._shared.set(key, json.dumps(
-                        {nick: _fields(ban) for nick, ban in bans.items()}))
-                else:
-                    await self._shared.delete(key)
-        except (redis.RedisError, TimeoutError) as exc:
-            raise unavailable("Redis does not answer") from exc
+        if bans:
+            await answered(self._shared.set(key, json.dumps(
+                {nick: _fields(ban) for nick, ban in bans.items()})))
+        else:
+            await answered(self._shared.delete(key))
 
     def announce(self, room_id: int) -> None:
         self._announce(room_id)

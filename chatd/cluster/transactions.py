@@ -28,7 +28,7 @@ import logging
 import time
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import redis
 
@@ -51,11 +51,23 @@ LOCK_WAIT = 5.0
 RETRY_MS = 2000
 
 log = logging.getLogger(__name__)
+T = TypeVar("T")
 
 
 def unavailable(what: str) -> ChatError:
     return ChatError(Code.BUSY, f"the cluster cannot decide this right now ({what}): "
                      "try again in a moment.", retry_ms=RETRY_MS)
+
+
+async def answered(call: Awaitable[T]) -> T:
+    """What Redis answers ``call`` with, waited for as long as a decision waits for
+    its lock (LOCK_WAIT); ``busy`` (:func:`unavailable`) when it fails or does not
+    answer in time."""
+    try:
+        async with asyncio.timeout(LOCK_WAIT):
+            return await call
+    except (redis.RedisError, TimeoutError) as exc:
+        raise unavailable("Redis does not answer") from exc
 
 
 @dataclass(frozen=True, slots=True)
@@ -159,11 +171,7 @@ class ClusterTransactions:
             raise unavailable("the database does not answer") from exc
 
     async def _fence(self) -> int:
-        try:
-            async with asyncio.timeout(LOCK_WAIT):
-                return int(await self._shared.incr(keys.FENCE))
-        except (redis.RedisError, TimeoutError) as exc:
-            raise unavailable("Redis does not answer") from exc
+        return int(await answered(self._shared.incr(keys.FENCE)))
 
     async def _release(self, connection: Any, kind: int, key: int, locked: bool) -> None:
         if not locked:
